@@ -1,0 +1,83 @@
+#include "core/framing.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace ffibox {
+namespace {
+
+absl::Status SendAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) {
+        return absl::UnavailableError("channel closed by peer");
+      }
+      return absl::UnavailableError(absl::StrCat("channel write failed: ", strerror(errno)));
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+// Reads exactly `size` bytes. `*eof_at_start` is set when the stream ended before any byte.
+absl::Status RecvAll(int fd, char* data, size_t size, bool* eof_at_start) {
+  size_t got = 0;
+  *eof_at_start = false;
+  while (got < size) {
+    ssize_t n = recv(fd, data + got, size - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(absl::StrCat("channel read failed: ", strerror(errno)));
+    }
+    if (n == 0) {
+      *eof_at_start = got == 0;
+      return absl::UnavailableError(got == 0 ? "channel closed by peer"
+                                             : "channel closed in the middle of a frame");
+    }
+    got += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteFrame(int fd, absl::string_view payload) {
+  if (payload.size() > UINT32_MAX) {
+    return absl::ResourceExhaustedError("frame larger than 4 GiB");
+  }
+  uint32_t length = static_cast<uint32_t>(payload.size());
+  unsigned char header[4] = {
+      static_cast<unsigned char>(length), static_cast<unsigned char>(length >> 8),
+      static_cast<unsigned char>(length >> 16), static_cast<unsigned char>(length >> 24)};
+  absl::Status status = SendAll(fd, reinterpret_cast<const char*>(header), sizeof(header));
+  if (!status.ok()) return status;
+  return SendAll(fd, payload.data(), payload.size());
+}
+
+absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
+  unsigned char header[4];
+  bool eof = false;
+  absl::Status status = RecvAll(fd, reinterpret_cast<char*>(header), sizeof(header), &eof);
+  if (!status.ok()) return status;
+  uint32_t length = static_cast<uint32_t>(header[0]) | static_cast<uint32_t>(header[1]) << 8 |
+                    static_cast<uint32_t>(header[2]) << 16 |
+                    static_cast<uint32_t>(header[3]) << 24;
+  if (length > max_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("frame of ", length, " bytes exceeds the limit of ", max_bytes));
+  }
+  std::string payload(length, '\0');
+  status = RecvAll(fd, payload.data(), length, &eof);
+  if (!status.ok()) return status;
+  return payload;
+}
+
+}  // namespace ffibox
