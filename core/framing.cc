@@ -47,6 +47,16 @@ absl::Status RecvAll(int fd, char* data, size_t size, bool* eof_at_start) {
   return absl::OkStatus();
 }
 
+uint32_t DecodeLength(const unsigned char* header) {
+  return static_cast<uint32_t>(header[0]) | static_cast<uint32_t>(header[1]) << 8 |
+         static_cast<uint32_t>(header[2]) << 16 | static_cast<uint32_t>(header[3]) << 24;
+}
+
+absl::Status FrameTooLarge(uint32_t length, size_t max_bytes) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("frame of ", length, " bytes exceeds the limit of ", max_bytes));
+}
+
 }  // namespace
 
 absl::Status WriteFrame(int fd, absl::string_view payload) {
@@ -67,17 +77,31 @@ absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
   bool eof = false;
   absl::Status status = RecvAll(fd, reinterpret_cast<char*>(header), sizeof(header), &eof);
   if (!status.ok()) return status;
-  uint32_t length = static_cast<uint32_t>(header[0]) | static_cast<uint32_t>(header[1]) << 8 |
-                    static_cast<uint32_t>(header[2]) << 16 |
-                    static_cast<uint32_t>(header[3]) << 24;
-  if (length > max_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("frame of ", length, " bytes exceeds the limit of ", max_bytes));
-  }
+  uint32_t length = DecodeLength(header);
+  if (length > max_bytes) return FrameTooLarge(length, max_bytes);
   std::string payload(length, '\0');
   status = RecvAll(fd, payload.data(), length, &eof);
   if (!status.ok()) return status;
   return payload;
+}
+
+absl::StatusOr<std::optional<std::string>> FrameDecoder::Next() {
+  size_t available = buffer_.size() - consumed_;
+  if (available < 4) return std::optional<std::string>();
+  uint32_t length =
+      DecodeLength(reinterpret_cast<const unsigned char*>(buffer_.data() + consumed_));
+  if (length > max_bytes_) return FrameTooLarge(length, max_bytes_);
+  if (available - 4 < length) return std::optional<std::string>();
+  std::string frame = buffer_.substr(consumed_ + 4, length);
+  consumed_ += 4 + static_cast<size_t>(length);
+  if (consumed_ == buffer_.size()) {
+    buffer_.clear();
+    consumed_ = 0;
+  } else if (consumed_ > (1 << 20)) {
+    buffer_.erase(0, consumed_);
+    consumed_ = 0;
+  }
+  return std::optional<std::string>(std::move(frame));
 }
 
 }  // namespace ffibox

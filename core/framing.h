@@ -4,6 +4,7 @@
 #define FFIBOX_CORE_FRAMING_H_
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -20,6 +21,30 @@ absl::Status WriteFrame(int fd, absl::string_view payload);
 // `max_bytes` is refused with RESOURCE_EXHAUSTED without reading it. Returns UNAVAILABLE on
 // end of stream (also in the middle of a frame).
 absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes);
+
+// Decodes frames that arrive in pieces (for non-blocking readers that must keep their own
+// deadlines). The bytes fed to it are untrusted: the length prefix is checked against the
+// limit before any payload is buffered.
+class FrameDecoder {
+ public:
+  explicit FrameDecoder(size_t max_bytes) : max_bytes_(max_bytes) {}
+
+  // Appends received bytes.
+  void Append(const char* data, size_t size) { buffer_.append(data, size); }
+
+  // Returns the next whole frame, std::nullopt when more bytes are needed, or
+  // RESOURCE_EXHAUSTED when the announced length exceeds the limit (the decoder is then
+  // unusable).
+  absl::StatusOr<std::optional<std::string>> Next();
+
+  // True when bytes of an unfinished frame are buffered.
+  bool HasPartialFrame() const { return buffer_.size() > consumed_; }
+
+ private:
+  size_t max_bytes_;
+  std::string buffer_;
+  size_t consumed_ = 0;
+};
 
 }  // namespace ffibox
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds ffibox, and runs ffiboxd in the foreground on its default
+# address (or the one given with --listen=...; any ffiboxd flag may be passed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+bazel build //server:ffiboxd //server:ffibox-worker //client/cli:ffibox >&2
+# The example the server prints names the CLI; put it on PATH for this shell's children.
+export PATH="$PWD/bazel-bin/client/cli:$PATH"
+exec bazel-bin/server/ffiboxd "$@"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every ffibox test: installs what is missing, builds, runs the Bazel test suite (unit
+# and integration tests against real ffiboxd and worker processes) and the Python tests
+# against a real ffiboxd. Ends with "N passed, M failed"; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh || exit 1
+
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"; bazel shutdown >/dev/null 2>&1 || true' EXIT
+
+# Bazel: one line per test target ("PASSED" / "FAILED" / "TIMEOUT" / "NO STATUS").
+bazel test //... --test_output=errors 2>&1 | tee "$log"
+bazel_status=${PIPESTATUS[0]}
+bazel_passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
+bazel_failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' "$log" || true)
+passed=$((passed + bazel_passed))
+failed=$((failed + bazel_failed))
+if [ "$bazel_status" -ne 0 ] && [ "$bazel_failed" -eq 0 ]; then
+  echo "bazel test failed (exit $bazel_status) before running tests" >&2
+  failed=$((failed + 1))
+fi
+
+# Python: stubs generated from the proto, talking to a real ffiboxd started by the tests.
+if [ -d tests/python ]; then
+  bazel build //proto:ffibox_py //server:ffiboxd //server:ffibox-worker \
+    //tests/testlibs:libffibox_test.so >/dev/null 2>&1
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$log"
+  py_passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  py_failed=$(grep -oE '[0-9]+ (failed|errors?)' "$log" | awk '{s += $1} END {print s + 0}')
+  passed=$((passed + ${py_passed:-0}))
+  failed=$((failed + ${py_failed:-0}))
+  if [ "${py_passed:-0}" -eq 0 ] && [ "${py_failed:-0}" -eq 0 ]; then
+    echo "pytest ran no test" >&2
+    failed=$((failed + 1))
+  fi
+fi
+
+echo "${passed} passed, ${failed} failed"
+[ "$failed" -eq 0 ]

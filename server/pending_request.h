@@ -1,0 +1,30 @@
+// A request the broker has sent to a worker and not yet seen answered. Shared by the session
+// (which queues them) and ParseWorkerReply (which checks the worker's answer against them).
+#ifndef FFIBOX_SERVER_PENDING_REQUEST_H_
+#define FFIBOX_SERVER_PENDING_REQUEST_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+struct PendingRequest {
+  uint64_t sequence = 0;   // WorkerRequest.id: unique per worker, in send order
+  uint64_t client_id = 0;  // the client's Request.id; 0 for the broker's own replays
+  v1::Request::OpCase op = v1::Request::OP_NOT_SET;
+  uint64_t handle = 0;     // library or function handle, for load / resolve
+  std::string label;       // what was running, for errors: "cos", "dlopen libm.so.6"
+  absl::Duration timeout;  // the deadline, counted from when the worker starts on it
+  // For calls: the size of each block (index = Call.blocks index), kNotReturned for IN
+  // blocks, which are not copied back.
+  std::vector<uint64_t> returned_block_sizes;
+  static constexpr uint64_t kNotReturned = ~uint64_t{0};
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_PENDING_REQUEST_H_

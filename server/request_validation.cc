@@ -1,0 +1,104 @@
+#include "server/request_validation.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "server/pending_request.h"
+
+namespace ffibox {
+namespace {
+
+absl::Status ValidateName(absl::string_view name, size_t max_bytes, absl::string_view field) {
+  if (name.empty()) return InvalidArgumentAt(field, "must not be empty");
+  if (name.size() > max_bytes) {
+    return InvalidArgumentAt(field,
+                             absl::StrCat("is ", name.size(), " bytes, the limit is ", max_bytes));
+  }
+  if (name.find('\0') != absl::string_view::npos) {
+    return InvalidArgumentAt(field, "contains a NUL byte");
+  }
+  return absl::OkStatus();
+}
+
+uint64_t BlockSize(const v1::MemoryBlock& block) {
+  return block.size() != 0 ? block.size() : block.data().size();
+}
+
+}  // namespace
+
+absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load) {
+  return ValidateName(load.path(), kMaxPathBytes, "load_library.path");
+}
+
+absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits) {
+  absl::Status status = ValidateName(resolve.symbol(), kMaxSymbolBytes, "resolve_function.symbol");
+  if (!status.ok()) return status;
+  return ValidateSignature(resolve.signature(), limits, "resolve_function.signature");
+}
+
+absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
+                               const TypeLimits& limits) {
+  if (!signature.variadic() && call.variadic_types_size() > 0) {
+    return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
+  }
+  for (int i = 0; i < call.variadic_types_size(); ++i) {
+    std::string field = absl::StrCat("call.variadic_types[", i, "]");
+    absl::Status status = ValidateType(call.variadic_types(i), limits, field);
+    if (!status.ok()) return status;
+    if (call.variadic_types(i).kind_case() == v1::Type::kScalar &&
+        call.variadic_types(i).scalar() == v1::VOID) {
+      return InvalidArgumentAt(field, "a variadic argument cannot be void");
+    }
+  }
+  size_t expected = static_cast<size_t>(signature.params_size()) +
+                    static_cast<size_t>(call.variadic_types_size());
+  if (static_cast<size_t>(call.args_size()) != expected) {
+    return InvalidArgumentAt(
+        "call.args",
+        absl::StrCat("expected ", expected, " argument", expected == 1 ? "" : "s", " (",
+                     signature.params_size(), " fixed, ", call.variadic_types_size(),
+                     " variadic), got ", call.args_size()));
+  }
+  if (static_cast<size_t>(call.blocks_size()) > limits.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.blocks: ", call.blocks_size(), " blocks, the limit is ",
+                                    limits.max_blocks));
+  }
+  uint64_t total_bytes = 0;
+  size_t relocations = 0;
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    const v1::MemoryBlock& block = call.blocks(i);
+    std::string field = absl::StrCat("call.blocks[", i, "]");
+    if (!v1::Direction_IsValid(block.direction())) {
+      return InvalidArgumentAt(field + ".direction", "unknown direction");
+    }
+    if (block.size() != 0 && block.data().size() > block.size()) {
+      return InvalidArgumentAt(field, absl::StrCat("data is ", block.data().size(),
+                                                   " bytes, more than its size ", block.size()));
+    }
+    uint64_t size = BlockSize(block);
+    if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(field, ": blocks of the call exceed the limit of ",
+                                      limits.max_block_bytes, " bytes"));
+    }
+    total_bytes += size;
+    relocations += static_cast<size_t>(block.relocations_size());
+    if (relocations > limits.max_relocations) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(field, ": relocations of the call exceed the limit of ",
+                                      limits.max_relocations));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {
+  std::vector<uint64_t> sizes;
+  sizes.reserve(call.blocks_size());
+  for (const v1::MemoryBlock& block : call.blocks()) {
+    sizes.push_back(block.direction() == v1::IN ? PendingRequest::kNotReturned : BlockSize(block));
+  }
+  return sizes;
+}
+
+}  // namespace ffibox

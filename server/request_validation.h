@@ -1,0 +1,38 @@
+// Checks of client requests that need no worker: run by the broker before anything is
+// forwarded, so a malformed request is refused precisely and never reaches a worker.
+// Per-value checks (does this value fit that C type?) happen in the worker's marshalling,
+// which validates everything it touches.
+#ifndef FFIBOX_SERVER_REQUEST_VALIDATION_H_
+#define FFIBOX_SERVER_REQUEST_VALIDATION_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+inline constexpr size_t kMaxPathBytes = 4096;
+inline constexpr size_t kMaxSymbolBytes = 1024;
+
+// A library path: non-empty, at most kMaxPathBytes, no NUL byte.
+absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load);
+
+// A symbol name and signature (types within `limits`).
+absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits);
+
+// A call against its function's signature: argument count, variadic types, block count,
+// total block bytes and relocation count within `limits`, valid block directions.
+absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
+                               const TypeLimits& limits);
+
+// The byte size of each of the call's blocks that comes back (OUT / INOUT), or
+// PendingRequest::kNotReturned for IN blocks.
+// Requires ValidateCallShape to have passed.
+std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call);
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_REQUEST_VALIDATION_H_

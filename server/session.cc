@@ -1,0 +1,492 @@
+#include "server/session.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "server/request_validation.h"
+#include "server/worker_protocol.pb.h"
+#include "server/worker_reply.h"
+
+namespace ffibox {
+namespace {
+
+// How often a request may find its freshly started worker dead before it gives up (a
+// library whose constructor crashes would otherwise restart workers forever).
+constexpr int kMaxStartAttempts = 2;
+
+v1::Response ErrorResponse(uint64_t id, const v1::Error& error) {
+  v1::Response response;
+  response.set_id(id);
+  *response.mutable_error() = error;
+  return response;
+}
+
+v1::Response EventResponse(v1::SessionEvent::Kind kind, uint64_t generation,
+                           const v1::Error* error) {
+  v1::Response response;
+  response.set_generation(generation);
+  response.mutable_event()->set_kind(kind);
+  if (error != nullptr) *response.mutable_event()->mutable_error() = *error;
+  return response;
+}
+
+}  // namespace
+
+Session::Session(const SessionConfig& config, ResponseSink* sink, std::string session_id)
+    : config_(config),
+      sink_(sink),
+      session_id_(std::move(session_id)),
+      call_timeout_(config.default_call_timeout) {}
+
+Session::~Session() { Shutdown(); }
+
+void Session::Reply(const v1::Request& request, v1::Response response) {
+  response.set_id(request.id());
+  sink_->Send(response);
+}
+
+void Session::ReplyError(const v1::Request& request, const absl::Status& status) {
+  sink_->Send(ErrorResponse(request.id(), ToProtoError(status)));
+}
+
+bool Session::HandleRequest(const v1::Request& request) {
+  bool first = false;
+  {
+    absl::MutexLock lock(&mu_);
+    first = !any_request_;
+    any_request_ = true;
+  }
+  if (request.id() == 0) {
+    ReplyError(request, InvalidArgumentAt("id", "request ids start at 1 (0 is reserved)"));
+    return true;
+  }
+  size_t size = request.ByteSizeLong();
+  if (size > config_.max_message_bytes) {
+    ReplyError(request,
+               ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                           absl::StrCat("request of ", size, " bytes exceeds the limit of ",
+                                        config_.max_message_bytes, " bytes")));
+    return true;
+  }
+  switch (request.op_case()) {
+    case v1::Request::kOpen:
+      if (!first) {
+        ReplyError(request, ErrorStatus(v1::FAILED_PRECONDITION,
+                                        "open must be the first request of a session"));
+      } else {
+        Open(request);
+      }
+      return true;
+    case v1::Request::kPing: {
+      v1::Response response;
+      response.mutable_done();
+      Reply(request, std::move(response));
+      return true;
+    }
+    case v1::Request::kClose: {
+      v1::Response response;
+      response.mutable_done();
+      Reply(request, std::move(response));
+      return false;
+    }
+    case v1::Request::kLoadLibrary:
+      LoadLibrary(request);
+      return true;
+    case v1::Request::kResolveFunction:
+      ResolveFunction(request);
+      return true;
+    case v1::Request::kCall:
+      Call(request);
+      return true;
+    case v1::Request::kGetLayout:
+      GetLayout(request);
+      return true;
+    case v1::Request::OP_NOT_SET:
+      ReplyError(request, InvalidArgumentAt("op", "the request names no operation"));
+      return true;
+    default:
+      ReplyError(request, ErrorStatus(v1::UNIMPLEMENTED,
+                                      absl::StrCat("operation ", request.op_case(),
+                                                   " is not implemented by this server")));
+      return true;
+  }
+}
+
+void Session::Open(const v1::Request& request) {
+  const v1::OpenSession& open = request.open();
+  if (!v1::RestartPolicy_IsValid(open.restart())) {
+    ReplyError(request, InvalidArgumentAt("open.restart", "unknown restart policy"));
+    return;
+  }
+  absl::Duration timeout = open.call_timeout_ms() == 0 ? config_.default_call_timeout
+                                                       : absl::Milliseconds(open.call_timeout_ms());
+  if (timeout > config_.max_call_timeout) {
+    ReplyError(request,
+               InvalidArgumentAt("open.call_timeout_ms",
+                                 absl::StrCat("exceeds the server's maximum of ",
+                                              absl::FormatDuration(config_.max_call_timeout))));
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    call_timeout_ = timeout;
+    restart_ = open.restart() != v1::NO_RESTART;
+  }
+  v1::Response response;
+  v1::SessionOpened* opened = response.mutable_opened();
+  opened->set_session_id(session_id_);
+  opened->set_call_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout)));
+  opened->set_max_message_bytes(config_.max_message_bytes);
+  Reply(request, std::move(response));
+}
+
+void Session::LoadLibrary(const v1::Request& request) {
+  absl::Status valid = ValidateLoadLibrary(request.load_library());
+  if (!valid.ok()) return ReplyError(request, valid);
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    if (libraries_.size() >= config_.max_libraries) {
+      return ReplyError(request, ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                                             absl::StrCat("a session may load at most ",
+                                                          config_.max_libraries, " libraries")));
+    }
+    libraries_.push_back(LibraryRecord{request.load_library().path(), State::kPending});
+    pending.handle = libraries_.size();
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("dlopen ", request.load_library().path());
+  Forward(request, std::move(pending));
+}
+
+void Session::ResolveFunction(const v1::Request& request) {
+  const v1::ResolveFunction& resolve = request.resolve_function();
+  absl::Status valid = ValidateResolveFunction(resolve, config_.type_limits);
+  if (!valid.ok()) return ReplyError(request, valid);
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    if (resolve.library() == 0 || resolve.library() > libraries_.size() ||
+        libraries_[resolve.library() - 1].state == State::kFailed) {
+      return ReplyError(request,
+                        ErrorStatus(v1::NOT_FOUND, absl::StrCat("resolve_function.library: no "
+                                                                "loaded library has handle ",
+                                                                resolve.library())));
+    }
+    if (functions_.size() >= config_.max_functions) {
+      return ReplyError(request, ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                                             absl::StrCat("a session may resolve at most ",
+                                                          config_.max_functions, " functions")));
+    }
+    pending.handle = next_function_handle_++;
+    functions_[pending.handle] =
+        FunctionRecord{resolve.library(), resolve.symbol(), resolve.signature(), State::kPending};
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("dlsym ", resolve.symbol());
+  Forward(request, std::move(pending));
+}
+
+void Session::Call(const v1::Request& request) {
+  const v1::Call& call = request.call();
+  PendingRequest pending;
+  v1::Signature signature;
+  {
+    absl::MutexLock lock(&mu_);
+    auto function = functions_.find(call.function());
+    if (function == functions_.end() || function->second.state == State::kFailed) {
+      return ReplyError(
+          request, ErrorStatus(v1::NOT_FOUND, absl::StrCat("call.function: no resolved function "
+                                                           "has handle ",
+                                                           call.function())));
+    }
+    signature = function->second.signature;
+    pending.label = function->second.symbol;
+    pending.timeout =
+        call.timeout_ms() != 0 ? absl::Milliseconds(call.timeout_ms()) : call_timeout_;
+  }
+  if (pending.timeout > config_.max_call_timeout) {
+    return ReplyError(
+        request, InvalidArgumentAt("call.timeout_ms",
+                                   absl::StrCat("exceeds the server's maximum of ",
+                                                absl::FormatDuration(config_.max_call_timeout))));
+  }
+  absl::Status valid = ValidateCallShape(call, signature, config_.type_limits);
+  if (!valid.ok()) return ReplyError(request, valid);
+  pending.returned_block_sizes = ReturnedBlockSizes(call);
+  Forward(request, std::move(pending));
+}
+
+void Session::GetLayout(const v1::Request& request) {
+  absl::Status valid =
+      ValidateType(request.get_layout().type(), config_.type_limits, "get_layout.type");
+  if (!valid.ok()) return ReplyError(request, valid);
+  PendingRequest pending;
+  pending.label = "layout";
+  {
+    absl::MutexLock lock(&mu_);
+    pending.timeout = call_timeout_;
+  }
+  Forward(request, std::move(pending));
+}
+
+void Session::Forward(const v1::Request& request, PendingRequest pending) {
+  pending.client_id = request.id();
+  pending.op = request.op_case();
+  absl::Status status;
+  for (int attempt = 0; attempt < kMaxStartAttempts; ++attempt) {
+    status = EnsureWorker();
+    if (!status.ok()) break;
+    status = Enqueue(request, pending);
+    if (status.ok()) return;
+  }
+  if (!status.ok()) {
+    absl::MutexLock lock(&mu_);
+    RecordOutcome(pending, ErrorResponse(pending.client_id, ToProtoError(status)));
+  }
+  ReplyError(request, status);
+}
+
+absl::Status Session::EnsureWorker() {
+  std::unique_ptr<WorkerProcess> dead;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closing_) return ErrorStatus(v1::FAILED_PRECONDITION, "the session is closing");
+    if (worker_alive_) return absl::OkStatus();
+    if (worker_ != nullptr && !restart_) {
+      return ErrorStatus(v1::FAILED_PRECONDITION,
+                         absl::StrCat("the session's worker was lost (", last_death_.message(),
+                                      ") and the session does not restart workers"));
+    }
+    dead = std::move(worker_);
+    generation = ++generation_;
+  }
+  // The dead worker's reader thread has finished its work under mu_; wait for it to exit.
+  if (reader_.joinable()) reader_.join();
+  dead.reset();
+
+  WorkerLaunchOptions options;
+  options.worker_path = config_.worker_path;
+  options.generation = generation;
+  options.max_reply_bytes = config_.max_reply_bytes;
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = WorkerProcess::Start(options);
+  if (!started.ok()) {
+    return ErrorStatus(v1::INTERNAL,
+                       absl::StrCat("cannot start a worker: ", started.status().message()));
+  }
+  WorkerProcess* worker = started->get();
+  {
+    absl::MutexLock lock(&mu_);
+    worker_ = std::move(*started);
+    worker_alive_ = true;
+    in_flight_.clear();
+    head_deadline_ = absl::InfiniteFuture();
+  }
+  reader_ = std::thread([this, worker] { ReadReplies(worker); });
+  if (generation > 1) {
+    sink_->Send(EventResponse(v1::SessionEvent::WORKER_RESTARTED, generation, nullptr));
+    ReplayHandles();
+  }
+  return absl::OkStatus();
+}
+
+void Session::ReplayHandles() {
+  std::vector<std::pair<v1::Request, PendingRequest>> replays;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < libraries_.size(); ++i) {
+      if (libraries_[i].state != State::kReady) continue;
+      std::pair<v1::Request, PendingRequest> replay;
+      replay.first.mutable_load_library()->set_path(libraries_[i].path);
+      replay.second.op = v1::Request::kLoadLibrary;
+      replay.second.handle = i + 1;
+      replay.second.label = absl::StrCat("dlopen ", libraries_[i].path, " (replay)");
+      replay.second.timeout = call_timeout_;
+      replays.push_back(std::move(replay));
+    }
+    for (const auto& [handle, function] : functions_) {
+      if (function.state != State::kReady) continue;
+      std::pair<v1::Request, PendingRequest> replay;
+      v1::ResolveFunction* resolve = replay.first.mutable_resolve_function();
+      resolve->set_library(function.library);
+      resolve->set_symbol(function.symbol);
+      *resolve->mutable_signature() = function.signature;
+      replay.second.op = v1::Request::kResolveFunction;
+      replay.second.handle = handle;
+      replay.second.label = absl::StrCat("dlsym ", function.symbol, " (replay)");
+      replay.second.timeout = call_timeout_;
+      replays.push_back(std::move(replay));
+    }
+  }
+  // Replays are queued ahead of the request that caused the restart, so it runs with every
+  // handle in place. A failed replay leaves the handle's calls failing in the worker.
+  for (auto& [request, pending] : replays) {
+    if (!Enqueue(request, std::move(pending)).ok()) return;
+  }
+}
+
+absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending) {
+  internal::WorkerRequest wrapped;
+  WorkerProcess* worker = nullptr;
+  bool was_idle = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!worker_alive_) return ErrorStatus(v1::WORKER_CRASHED, last_death_.message());
+    if (in_flight_.size() >= config_.max_in_flight) {
+      return ErrorStatus(
+          v1::RESOURCE_EXHAUSTED,
+          absl::StrCat("more than ", config_.max_in_flight, " requests in flight in one session"));
+    }
+    pending.sequence = next_sequence_++;
+    wrapped.set_id(pending.sequence);
+    wrapped.set_handle(pending.handle);
+    was_idle = in_flight_.empty();
+    if (was_idle) head_deadline_ = absl::Now() + pending.timeout;
+    in_flight_.push_back(std::move(pending));
+    worker = worker_.get();
+  }
+  *wrapped.mutable_request() = request;
+  wrapped.mutable_request()->set_id(0);
+  // The reader waits with the old head's deadline (or none): make it pick up the new one.
+  if (was_idle) worker->channel().Interrupt();
+  // A failed send means the worker is dying; its reader fails the queued request.
+  (void)worker->channel().Send(wrapped.SerializeAsString());
+  return absl::OkStatus();
+}
+
+void Session::ReadReplies(WorkerProcess* worker) {
+  for (;;) {
+    absl::Time deadline;
+    {
+      absl::MutexLock lock(&mu_);
+      deadline = in_flight_.empty() ? absl::InfiniteFuture() : head_deadline_;
+    }
+    absl::StatusOr<std::string> frame = worker->channel().Receive(deadline);
+    if (frame.ok()) {
+      v1::Response response;
+      {
+        absl::MutexLock lock(&mu_);
+        if (in_flight_.empty()) {
+          frame = absl::InvalidArgumentError("reply while no request was in flight");
+        } else {
+          absl::StatusOr<v1::Response> parsed = ParseWorkerReply(*frame, in_flight_.front());
+          if (parsed.ok()) {
+            PendingRequest done = std::move(in_flight_.front());
+            in_flight_.pop_front();
+            if (!in_flight_.empty()) head_deadline_ = absl::Now() + in_flight_.front().timeout;
+            last_label_ = done.label;
+            parsed->set_generation(worker->generation());
+            RecordOutcome(done, *parsed);
+            if (done.client_id == 0) continue;  // a replay: nothing to tell the client
+            response = std::move(*parsed);
+          } else {
+            frame = parsed.status();
+          }
+        }
+      }
+      if (frame.ok()) {
+        sink_->Send(response);
+        continue;
+      }
+      worker->Kill();
+      return HandleWorkerDeath(worker, DeathCause::kProtocolViolation, frame.status().message());
+    }
+    switch (frame.status().code()) {
+      case absl::StatusCode::kCancelled:
+        continue;  // the deadline changed
+      case absl::StatusCode::kDeadlineExceeded: {
+        bool overdue = false;
+        {
+          absl::MutexLock lock(&mu_);
+          overdue = !in_flight_.empty() && absl::Now() >= head_deadline_;
+        }
+        if (!overdue) continue;
+        worker->Kill();
+        return HandleWorkerDeath(worker, DeathCause::kDeadline, "");
+      }
+      case absl::StatusCode::kUnavailable:
+        return HandleWorkerDeath(worker, DeathCause::kUnexpected, "");
+      default:
+        worker->Kill();
+        return HandleWorkerDeath(worker, DeathCause::kProtocolViolation, frame.status().message());
+    }
+  }
+}
+
+void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& response) {
+  State state = response.has_error() ? State::kFailed : State::kReady;
+  if (pending.op == v1::Request::kLoadLibrary && pending.handle >= 1 &&
+      pending.handle <= libraries_.size()) {
+    libraries_[pending.handle - 1].state = state;
+  } else if (pending.op == v1::Request::kResolveFunction) {
+    auto function = functions_.find(pending.handle);
+    if (function != functions_.end()) function->second.state = state;
+  }
+}
+
+void Session::HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::string_view detail) {
+  WorkerExit exit = worker->Reap();
+  std::deque<PendingRequest> failed;
+  v1::Error error;
+  bool closing = false;
+  {
+    absl::MutexLock lock(&mu_);
+    failed = std::move(in_flight_);
+    in_flight_.clear();
+    head_deadline_ = absl::InfiniteFuture();
+    std::string running = failed.empty() ? "" : failed.front().label;
+    absl::Duration timeout = failed.empty() ? absl::ZeroDuration() : failed.front().timeout;
+    error = DescribeWorkerDeath(exit, cause, running, timeout, detail);
+    if (failed.empty() && !last_label_.empty()) {
+      error.set_message(absl::StrCat(error.message(), " (last call: ", last_label_, ")"));
+    }
+    last_death_ = error;
+    worker_alive_ = false;
+    closing = closing_;
+    for (const PendingRequest& pending : failed) {
+      // Work of a lost worker is gone: a library or function it was loading must be
+      // requested again by the client.
+      RecordOutcome(pending, ErrorResponse(0, error));
+    }
+  }
+  if (closing) return;
+  bool head = true;
+  for (const PendingRequest& pending : failed) {
+    if (pending.client_id != 0) {
+      v1::Error queued = error;
+      if (!head) {
+        queued.set_message(absl::StrCat(error.message(), "; this request was queued behind it"));
+      }
+      v1::Response response = ErrorResponse(pending.client_id, queued);
+      response.set_generation(worker->generation());
+      sink_->Send(response);
+    }
+    head = false;
+  }
+  sink_->Send(EventResponse(v1::SessionEvent::WORKER_LOST, worker->generation(), &error));
+}
+
+void Session::Shutdown() {
+  WorkerProcess* worker = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+    worker = worker_.get();
+  }
+  if (worker != nullptr) {
+    worker->Kill();
+    worker->channel().Interrupt();
+  }
+  if (reader_.joinable()) reader_.join();
+  std::unique_ptr<WorkerProcess> last;
+  {
+    absl::MutexLock lock(&mu_);
+    last = std::move(worker_);
+    worker_alive_ = false;
+  }
+  // ~WorkerProcess reaps: no zombie outlives the session.
+}
+
+}  // namespace ffibox

@@ -1,0 +1,141 @@
+// One client session in the broker: the lifetime of one `Session` stream.
+//
+// The session validates each client request, forwards what needs native code to its worker,
+// and relays the worker's answers. It supervises the worker: a reader thread per worker
+// generation receives replies, enforces the deadline of the request the worker is running
+// (killing the worker when it passes), and turns the worker's death into typed errors for
+// every request in flight. On the next request after a death, a new worker is started and
+// the session's libraries and functions are replayed under their old handles.
+//
+// Threads: HandleRequest and Shutdown are called from the stream's thread only; the reader
+// thread and that thread share state under `mu_`. Responses go out through a thread-safe
+// ResponseSink.
+#ifndef FFIBOX_SERVER_SESSION_H_
+#define FFIBOX_SERVER_SESSION_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+#include "server/pending_request.h"
+#include "server/worker_death.h"
+#include "server/worker_process.h"
+
+namespace ffibox {
+
+// Where a session's responses go. Implementations must be thread-safe.
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  // Sends one response; returns false when the client is gone.
+  virtual bool Send(const v1::Response& response) = 0;
+};
+
+struct SessionConfig {
+  std::string worker_path;
+  absl::Duration default_call_timeout = absl::Seconds(30);
+  absl::Duration max_call_timeout = absl::Hours(24);
+  size_t max_message_bytes = 16 << 20;
+  size_t max_reply_bytes = 320 << 20;
+  size_t max_libraries = 256;
+  size_t max_functions = 65536;
+  size_t max_in_flight = 4096;
+  TypeLimits type_limits;
+};
+
+class Session {
+ public:
+  Session(const SessionConfig& config, ResponseSink* sink, std::string session_id);
+  // Shuts the session down if Shutdown was not called.
+  ~Session();
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Handles one client request. Every request gets exactly one response (now, or when the
+  // worker answers). Returns false when the client asked to close the session.
+  bool HandleRequest(const v1::Request& request);
+
+  // Kills and reaps the worker and stops the reader thread. Idempotent.
+  void Shutdown();
+
+ private:
+  enum class State { kPending, kReady, kFailed };
+  struct LibraryRecord {
+    std::string path;
+    State state = State::kPending;
+  };
+  struct FunctionRecord {
+    uint64_t library = 0;
+    std::string symbol;
+    v1::Signature signature;
+    State state = State::kPending;
+  };
+
+  // Request handlers: each validates, then answers or forwards.
+  void Open(const v1::Request& request);
+  void LoadLibrary(const v1::Request& request);
+  void ResolveFunction(const v1::Request& request);
+  void Call(const v1::Request& request);
+  void GetLayout(const v1::Request& request);
+
+  // Sends `request` to the worker (starting one if needed) as `pending` describes it.
+  void Forward(const v1::Request& request, PendingRequest pending);
+  // Starts a worker and replays the session's libraries and functions, unless one is alive.
+  absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues and sends the replay of every ready library and function to a new worker.
+  void ReplayHandles() ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `pending` for the live worker and sends `request` to it. Fails when no worker is
+  // alive (it died since EnsureWorker).
+  absl::Status Enqueue(const v1::Request& request, PendingRequest pending) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The reader thread of one worker generation.
+  void ReadReplies(WorkerProcess* worker);
+  // Applies a successful or failed reply to the session's handle tables.
+  void RecordOutcome(const PendingRequest& pending, const v1::Response& response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fails everything in flight after `worker` died and reports the loss.
+  void HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::string_view detail)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  void Reply(const v1::Request& request, v1::Response response);
+  void ReplyError(const v1::Request& request, const absl::Status& status);
+
+  const SessionConfig config_;
+  ResponseSink* const sink_;
+  const std::string session_id_;
+
+  absl::Mutex mu_;
+  bool any_request_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration call_timeout_ ABSL_GUARDED_BY(mu_);
+  bool restart_ ABSL_GUARDED_BY(mu_) = true;
+  std::vector<LibraryRecord> libraries_ ABSL_GUARDED_BY(mu_);  // handle = index + 1
+  absl::flat_hash_map<uint64_t, FunctionRecord> functions_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_function_handle_ ABSL_GUARDED_BY(mu_) = 1;
+
+  std::unique_ptr<WorkerProcess> worker_ ABSL_GUARDED_BY(mu_);
+  bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::Error last_death_ ABSL_GUARDED_BY(mu_);
+  std::thread reader_;  // touched by the stream's thread only
+
+  std::deque<PendingRequest> in_flight_ ABSL_GUARDED_BY(mu_);
+  absl::Time head_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
+  std::string last_label_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_SESSION_H_

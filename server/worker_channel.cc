@@ -1,0 +1,107 @@
+#include "server/worker_channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/framing.h"
+
+namespace ffibox {
+namespace {
+
+class SocketWorkerChannel : public WorkerChannel {
+ public:
+  SocketWorkerChannel(int fd, int event_fd, size_t max_frame_bytes)
+      : fd_(fd), event_fd_(event_fd), decoder_(max_frame_bytes) {}
+
+  ~SocketWorkerChannel() override {
+    close(fd_);
+    close(event_fd_);
+  }
+
+  absl::Status Send(absl::string_view frame) override {
+    // The fd stays in blocking mode (Receive polls and reads with MSG_DONTWAIT), so a large
+    // frame blocks here until the worker drains it; a hung worker is killed by its deadline,
+    // which ends the write with UNAVAILABLE.
+    absl::MutexLock lock(&send_mu_);
+    return WriteFrame(fd_, frame);
+  }
+
+  absl::StatusOr<std::string> Receive(absl::Time deadline) override {
+    for (;;) {
+      absl::StatusOr<std::optional<std::string>> next = decoder_.Next();
+      if (!next.ok()) return next.status();
+      if (next->has_value()) return std::move(**next);
+
+      int timeout_ms = -1;
+      if (deadline != absl::InfiniteFuture()) {
+        absl::Duration left = deadline - absl::Now();
+        if (left <= absl::ZeroDuration()) {
+          return absl::DeadlineExceededError("no reply before the deadline");
+        }
+        // Round up so we never wake before the deadline and spin.
+        timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(left + absl::Milliseconds(1)));
+      }
+      struct pollfd fds[2] = {{fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
+      int ready = poll(fds, 2, timeout_ms);
+      if (ready < 0) {
+        if (errno == EINTR) continue;
+        return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+      }
+      if (fds[1].revents & POLLIN) {
+        uint64_t count;
+        (void)!read(event_fd_, &count, sizeof(count));
+        return absl::CancelledError("interrupted");
+      }
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        char buffer[64 * 1024];
+        ssize_t n = recv(fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
+        if (n < 0) {
+          if (errno == EINTR || errno == EAGAIN) continue;
+          return absl::UnavailableError(absl::StrCat("channel read failed: ", strerror(errno)));
+        }
+        if (n == 0) {
+          return absl::UnavailableError(decoder_.HasPartialFrame()
+                                            ? "channel closed in the middle of a frame"
+                                            : "channel closed by peer");
+        }
+        decoder_.Append(buffer, static_cast<size_t>(n));
+      }
+    }
+  }
+
+  void Interrupt() override {
+    uint64_t one = 1;
+    (void)!write(event_fd_, &one, sizeof(one));
+  }
+
+ private:
+  const int fd_;
+  const int event_fd_;
+  FrameDecoder decoder_;
+  absl::Mutex send_mu_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WorkerChannel>> MakeSocketWorkerChannel(int fd,
+                                                                       size_t max_frame_bytes) {
+  int event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (event_fd < 0) {
+    int saved = errno;
+    close(fd);
+    return absl::ResourceExhaustedError(absl::StrCat("eventfd: ", strerror(saved)));
+  }
+  return std::unique_ptr<WorkerChannel>(new SocketWorkerChannel(fd, event_fd, max_frame_bytes));
+}
+
+}  // namespace ffibox

@@ -1,0 +1,92 @@
+"""Fixtures for tests that talk to a real ffiboxd through stubs generated from the proto.
+
+The server and the stubs come from the Bazel build (scripts/test.sh builds them first).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "bazel-bin")
+sys.path.insert(0, os.path.join(BIN, "proto"))
+
+import grpc  # noqa: E402
+from ffibox.v1 import ffibox_pb2, ffibox_pb2_grpc  # noqa: E402
+
+TEST_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_test.so")
+
+
+class Server:
+    """A real ffiboxd on a private unix socket."""
+
+    def __init__(self, *flags):
+        self.dir = tempfile.mkdtemp(prefix="ffibox-pytest-")
+        os.chmod(self.dir, 0o700)
+        self.address = "unix:" + os.path.join(self.dir, "ffiboxd.sock")
+        self.process = subprocess.Popen(
+            [os.path.join(BIN, "server", "ffiboxd"), "--listen=" + self.address, *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            self.process.kill()
+            raise RuntimeError("ffiboxd did not start: %r" % line)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def pb():
+    return ffibox_pb2
+
+
+class RawSession:
+    """A session stream driven request by request (answers matched by id)."""
+
+    def __init__(self, address):
+        self.channel = grpc.insecure_channel(address)
+        self.stub = ffibox_pb2_grpc.FfiboxStub(self.channel)
+        import queue
+        self.requests = queue.Queue()
+        self.responses = self.stub.Session(iter(self.requests.get, None))
+        self.next_id = 1
+        self.events = []
+
+    def send(self, **op):
+        request = ffibox_pb2.Request(id=self.next_id, **op)
+        self.next_id += 1
+        self.requests.put(request)
+        for response in self.responses:
+            if response.id == 0:
+                self.events.append(response)
+                continue
+            assert response.id == request.id
+            return response
+        raise RuntimeError("stream ended")
+
+    def close(self):
+        self.requests.put(None)
+        self.channel.close()
+
+
+@pytest.fixture
+def session(server):
+    s = RawSession(server.address)
+    yield s
+    s.close()

@@ -1,0 +1,54 @@
+"""The proto serves a client in another language: plain generated Python stubs, no ffibox
+client library, against a real ffiboxd and real workers (docs/protocol.md shows the same)."""
+import math
+import os
+
+from conftest import TEST_LIB, RawSession
+
+
+def scalar(pb, name):
+    return pb.Type(scalar=pb.Scalar.Value(name))
+
+
+def resolve(session, pb, library, symbol, result, *params):
+    response = session.send(resolve_function=pb.ResolveFunction(
+        library=library, symbol=symbol,
+        signature=pb.Signature(result=scalar(pb, result),
+                               params=[scalar(pb, p) for p in params])))
+    assert not response.HasField("error"), response.error
+    return response.function.function
+
+
+def test_cos_from_libm_through_generated_stubs(session, pb):
+    loaded = session.send(load_library=pb.LoadLibrary(path="libm.so.6"))
+    assert not loaded.HasField("error"), loaded.error
+    cos = resolve(session, pb, loaded.library.library, "cos", "DOUBLE", "DOUBLE")
+    result = session.send(call=pb.Call(function=cos, args=[pb.Value(float_value=0.0)]))
+    assert result.call.result.float_value == 1.0
+    result = session.send(call=pb.Call(function=cos, args=[pb.Value(float_value=0.5)]))
+    assert result.call.result.float_value == math.cos(0.5)
+
+
+def test_crash_is_worker_crashed_and_server_keeps_serving(server, session, pb):
+    lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
+    crash = resolve(session, pb, lib, "crash_null_deref", "INT")
+    response = session.send(call=pb.Call(function=crash))
+    assert response.error.code == pb.WORKER_CRASHED
+    assert response.error.signal == 11
+    assert response.error.function == "crash_null_deref"
+
+    other = RawSession(server.address)
+    try:
+        libm = other.send(load_library=pb.LoadLibrary(path="libm.so.6")).library.library
+        cos = resolve(other, pb, libm, "cos", "DOUBLE", "DOUBLE")
+        value = other.send(call=pb.Call(function=cos, args=[pb.Value(float_value=0.0)]))
+        assert value.call.result.float_value == 1.0
+    finally:
+        other.close()
+    assert server.process.poll() is None
+
+
+def test_missing_library_is_a_typed_error(session, pb):
+    response = session.send(load_library=pb.LoadLibrary(path="/nonexistent/libnope.so"))
+    assert response.error.code == pb.LIBRARY_LOAD_FAILED
+    assert "/nonexistent/libnope.so" in response.error.message
