@@ -83,7 +83,7 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
   }
   absl::StatusOr<std::unique_ptr<PreparedFunction>> prepared =
       PreparedFunction::Create(address, resolve.signature(), limits_);
-  if (!prepared.ok()) return PrefixField(prepared.status(), "resolve_function.signature");
+  if (!prepared.ok()) return PrefixField(prepared.status(), "resolve_function");
   functions_[handle] = std::move(*prepared);
   v1::FunctionResolved resolved;
   resolved.set_function(handle);

@@ -1,0 +1,116 @@
+#include "core/blocks.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+
+namespace ffibox {
+namespace {
+
+std::string BlockPath(int index) { return absl::StrCat("call.blocks[", index, "]"); }
+
+bool CopiesIn(v1::Direction direction) { return direction != v1::OUT; }
+
+bool CopiesOut(v1::Direction direction) { return direction != v1::IN; }
+
+}  // namespace
+
+absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
+                               const TypeLimits& limits, CallArena* arena) {
+  blocks_ = &blocks;
+  count_ = 0;
+  if (blocks.empty()) return absl::OkStatus();
+  if (static_cast<size_t>(blocks.size()) > limits.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.blocks: ", blocks.size(), " blocks exceed the limit of ",
+                                    limits.max_blocks));
+  }
+  placed_ = static_cast<PlacedBlock*>(
+      arena->Allocate(sizeof(PlacedBlock) * blocks.size(), alignof(PlacedBlock)));
+  if (placed_ == nullptr) return ErrorStatus(v1::RESOURCE_EXHAUSTED, "out of memory");
+  uint64_t total_bytes = 0;
+  size_t total_relocations = 0;
+  for (int i = 0; i < blocks.size(); ++i) {
+    const v1::MemoryBlock& block = blocks[i];
+    if (!v1::Direction_IsValid(block.direction())) {
+      return InvalidArgumentAt(BlockPath(i) + ".direction",
+                               absl::StrCat("unknown direction ", block.direction()));
+    }
+    uint64_t size = block.size() == 0 ? block.data().size() : block.size();
+    if (block.data().size() > size) {
+      return InvalidArgumentAt(BlockPath(i) + ".data",
+                               absl::StrCat("data is ", block.data().size(),
+                                            " bytes, longer than the block size ", size));
+    }
+    if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(BlockPath(i), ": blocks of this call exceed the limit of ",
+                                      limits.max_block_bytes, " bytes"));
+    }
+    total_bytes += size;
+    total_relocations += block.relocations_size();
+    if (total_relocations > limits.max_relocations) {
+      return ErrorStatus(
+          v1::RESOURCE_EXHAUSTED,
+          absl::StrCat(BlockPath(i), ": relocations of this call exceed the limit of ",
+                       limits.max_relocations));
+    }
+    auto* data = static_cast<unsigned char*>(arena->Allocate(size, 16));
+    if (data == nullptr) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(BlockPath(i), ": cannot allocate ", size, " bytes"));
+    }
+    if (CopiesIn(block.direction()) && !block.data().empty()) {
+      std::memcpy(data, block.data().data(), block.data().size());
+    }
+    placed_[i] = {data, size};
+    count_ = i + 1;
+  }
+  // Relocations go after every block is placed: they may point forward, and they override
+  // the bytes copied in.
+  for (int i = 0; i < blocks.size(); ++i) {
+    const v1::MemoryBlock& block = blocks[i];
+    for (int j = 0; j < block.relocations_size(); ++j) {
+      const v1::Relocation& relocation = block.relocations(j);
+      auto path = [i, j] { return absl::StrCat(BlockPath(i), ".relocations[", j, "]"); };
+      if (relocation.offset() > placed_[i].size ||
+          placed_[i].size - relocation.offset() < sizeof(uint64_t)) {
+        return InvalidArgumentAt(
+            path() + ".offset",
+            absl::StrCat("a pointer at offset ", relocation.offset(),
+                         " does not fit in the block of ", placed_[i].size, " bytes"));
+      }
+      absl::StatusOr<uint64_t> target = AddressOf(relocation.target());
+      if (!target.ok()) return PrefixField(target.status(), path() + ".target");
+      std::memcpy(placed_[i].data + relocation.offset(), &*target, sizeof(uint64_t));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> CallBlocks::AddressOf(const v1::BlockRef& ref) const {
+  if (ref.block() >= static_cast<uint32_t>(count_)) {
+    return InvalidArgumentAt(
+        "block", absl::StrCat("block index ", ref.block(), " is out of range (the call has ",
+                              count_, " blocks)"));
+  }
+  const PlacedBlock& placed = placed_[ref.block()];
+  if (ref.offset() > placed.size) {
+    return InvalidArgumentAt(
+        "offset", absl::StrCat("offset ", ref.offset(), " is beyond the end of block ", ref.block(),
+                               " (", placed.size, " bytes)"));
+  }
+  return reinterpret_cast<uint64_t>(placed.data) + ref.offset();
+}
+
+void CallBlocks::CopyOut(v1::CallResult* result) const {
+  for (int i = 0; i < count_; ++i) {
+    if (!CopiesOut((*blocks_)[i].direction())) continue;
+    v1::BlockContents* contents = result->add_blocks();
+    contents->set_block(static_cast<uint32_t>(i));
+    contents->set_data(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
+  }
+}
+
+}  // namespace ffibox

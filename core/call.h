@@ -1,0 +1,71 @@
+// PreparedFunction: one native function with its libffi call interface, and the execution
+// of untrusted `ffibox.v1.Call`s against it.
+//
+// The worker creates one PreparedFunction per ResolveFunction (validating the signature and
+// preparing the cif once) and calls Invoke for every Call and Batch entry. Invoke validates
+// the whole Call before any native code runs: argument count and kinds, integer ranges,
+// blocks and relocations, remote-address generations. It then runs the function in the
+// calling thread; a crash inside native code is the worker's to report, everything else
+// comes back as a typed status.
+#ifndef FFIBOX_CORE_CALL_H_
+#define FFIBOX_CORE_CALL_H_
+
+#include <ffi.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/ffi_types.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+class PreparedFunction {
+ public:
+  // Validates `signature` (untrusted; errors name "signature..."), builds its libffi types
+  // and prepares the cif once (variadic functions get a per-call cif in Invoke). `address`
+  // is the function's entry point (from dlsym). Returns INVALID_ARGUMENT for a bad
+  // signature and UNIMPLEMENTED for shapes not supported yet (registered types, unions,
+  // bit-field or packed structs by value).
+  static absl::StatusOr<std::unique_ptr<PreparedFunction>> Create(void* address,
+                                                                  const v1::Signature& signature,
+                                                                  const TypeLimits& limits);
+
+  PreparedFunction(const PreparedFunction&) = delete;
+  PreparedFunction& operator=(const PreparedFunction&) = delete;
+
+  // Validates `call` (untrusted) against the signature, marshals its arguments and blocks,
+  // sets errno if asked, calls the function, and returns the result value, the contents of
+  // OUT/INOUT blocks and errno if asked. `generation` is stamped on every RemoteAddress
+  // returned and required on every RemoteAddress received. Errors: INVALID_ARGUMENT naming
+  // the field ("call.args[2]", "call.blocks[1].relocations[0].offset", ...), STALE_HANDLE,
+  // MEMORY_FAULT (unreadable string result), RESOURCE_EXHAUSTED (block limits),
+  // UNIMPLEMENTED (callbacks, aggregate values). Thread-compatible: concurrent Invokes on one
+  // object are safe, the native function permitting.
+  absl::StatusOr<v1::CallResult> Invoke(const v1::Call& call, uint64_t generation) const;
+
+  // The validated signature this function was prepared with.
+  const v1::Signature& signature() const { return signature_; }
+
+ private:
+  PreparedFunction(void* address, const v1::Signature& signature, const TypeLimits& limits);
+  absl::Status Prepare();
+
+  void* const address_;
+  const v1::Signature signature_;
+  const TypeLimits limits_;
+  FfiTypeArena types_;  // owns record types referenced by cif_
+  std::vector<ffi_type*> param_types_;
+  std::vector<uint64_t> param_sizes_;
+  ffi_type* result_type_ = &ffi_type_void;
+  uint64_t result_size_ = 0;
+  bool returns_void_ = true;
+  ffi_cif cif_;  // prepared in Create unless the function is variadic
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_CALL_H_

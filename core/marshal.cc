@@ -1,0 +1,382 @@
+#include "core/marshal.h"
+
+#include <ffi.h>
+
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/errors.h"
+#include "core/layout.h"
+#include "core/safe_memory.h"
+#include "core/types.h"
+#include "core/utf8.h"
+
+namespace ffibox {
+namespace {
+
+const char* KindName(const v1::Value& value) {
+  switch (value.kind_case()) {
+    case v1::Value::kBoolValue:
+      return "bool_value";
+    case v1::Value::kIntValue:
+      return "int_value";
+    case v1::Value::kUintValue:
+      return "uint_value";
+    case v1::Value::kFloatValue:
+      return "float_value";
+    case v1::Value::kBytesValue:
+      return "bytes_value";
+    case v1::Value::kTextValue:
+      return "text_value";
+    case v1::Value::kPointer:
+      return "pointer";
+    case v1::Value::kAggregate:
+      return "aggregate";
+    case v1::Value::kRaw:
+      return "raw";
+    case v1::Value::KIND_NOT_SET:
+      break;
+  }
+  return "no value";
+}
+
+absl::Status WrongKind(const v1::Value& value, absl::string_view type_name,
+                       absl::string_view accepted) {
+  return InvalidArgumentAt("", absl::StrCat("got ", KindName(value), " for a ", type_name,
+                                            " argument; expected ", accepted));
+}
+
+absl::Status MarshalInteger(v1::Scalar scalar, const v1::Value& value, void* slot) {
+  const ScalarInfo info = GetScalarInfo(scalar);
+  const std::string& type_name = v1::Scalar_Name(scalar);
+  uint64_t bits = 0;
+  switch (value.kind_case()) {
+    case v1::Value::kIntValue: {
+      const int64_t v = value.int_value();
+      bool fits = info.is_signed ? (v >= info.min && v <= static_cast<int64_t>(info.max))
+                                 : (v >= 0 && static_cast<uint64_t>(v) <= info.max);
+      if (!fits) {
+        return InvalidArgumentAt("", absl::StrCat(v, " does not fit in ", type_name, " (", info.min,
+                                                  "..", info.max, ")"));
+      }
+      bits = static_cast<uint64_t>(v);
+      break;
+    }
+    case v1::Value::kUintValue:
+      if (value.uint_value() > info.max) {
+        return InvalidArgumentAt("", absl::StrCat(value.uint_value(), " does not fit in ",
+                                                  type_name, " (", info.min, "..", info.max, ")"));
+      }
+      bits = value.uint_value();
+      break;
+    case v1::Value::kBytesValue:
+      if (scalar == v1::CHAR && value.bytes_value().size() == 1) {
+        bits = static_cast<uint64_t>(static_cast<unsigned char>(value.bytes_value()[0]));
+        break;
+      }
+      return InvalidArgumentAt(
+          "",
+          absl::StrCat("bytes_value of length ", value.bytes_value().size(), " for a ", type_name,
+                       scalar == v1::CHAR ? " argument; expected exactly 1 byte"
+                                          : " argument; expected an integer"));
+    default:
+      return WrongKind(value, type_name,
+                       scalar == v1::CHAR ? "int_value, uint_value or 1-byte bytes_value"
+                                          : "int_value or uint_value");
+  }
+  // Little-endian: the low `size` bytes are the C value.
+  std::memcpy(slot, &bits, info.size);
+  return absl::OkStatus();
+}
+
+absl::Status MarshalFloating(v1::Scalar scalar, const v1::Value& value, void* slot) {
+  long double v = 0;
+  switch (value.kind_case()) {
+    case v1::Value::kFloatValue:
+      v = value.float_value();
+      break;
+    case v1::Value::kIntValue:
+      v = static_cast<long double>(value.int_value());
+      break;
+    case v1::Value::kUintValue:
+      v = static_cast<long double>(value.uint_value());
+      break;
+    default:
+      return WrongKind(value, v1::Scalar_Name(scalar), "float_value, int_value or uint_value");
+  }
+  if (scalar == v1::FLOAT) {
+    float f = static_cast<float>(v);
+    std::memcpy(slot, &f, sizeof f);
+  } else if (scalar == v1::DOUBLE) {
+    double d = static_cast<double>(v);
+    std::memcpy(slot, &d, sizeof d);
+  } else {
+    std::memcpy(slot, &v, sizeof v);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MarshalBool(const v1::Value& value, void* slot) {
+  bool b = false;
+  switch (value.kind_case()) {
+    case v1::Value::kBoolValue:
+      b = value.bool_value();
+      break;
+    case v1::Value::kIntValue:
+      b = value.int_value() != 0;
+      break;
+    case v1::Value::kUintValue:
+      b = value.uint_value() != 0;
+      break;
+    default:
+      return WrongKind(value, "BOOL", "bool_value, int_value or uint_value");
+  }
+  *static_cast<unsigned char*>(slot) = b ? 1 : 0;
+  return absl::OkStatus();
+}
+
+absl::Status MarshalPointer(const v1::PointerValue& pointer, const MarshalContext& context,
+                            void* slot) {
+  uint64_t address = 0;
+  switch (pointer.target_case()) {
+    case v1::PointerValue::kNull:
+      break;
+    case v1::PointerValue::kRemote:
+      if (pointer.remote().generation() != context.generation) {
+        return ErrorStatus(v1::STALE_HANDLE,
+                           absl::StrFormat("address 0x%x belongs to worker generation %u, this "
+                                           "worker is generation %u",
+                                           pointer.remote().address(),
+                                           pointer.remote().generation(), context.generation));
+      }
+      address = pointer.remote().address();
+      break;
+    case v1::PointerValue::kBlock: {
+      absl::StatusOr<uint64_t> resolved = context.blocks->AddressOf(pointer.block());
+      if (!resolved.ok()) return PrefixField(resolved.status(), "pointer.block");
+      address = *resolved;
+      break;
+    }
+    case v1::PointerValue::kCallback:
+      return ErrorStatus(v1::UNIMPLEMENTED, "callbacks are not supported yet");
+    case v1::PointerValue::TARGET_NOT_SET:
+      return InvalidArgumentAt("pointer", "pointer target is not set");
+  }
+  std::memcpy(slot, &address, sizeof address);
+  return absl::OkStatus();
+}
+
+absl::Status StoreAddress(const void* address, void* slot) {
+  std::memcpy(slot, &address, sizeof address);
+  return absl::OkStatus();
+}
+
+absl::Status MarshalCString(const v1::Value& value, const MarshalContext& context, void* slot) {
+  if (value.kind_case() == v1::Value::kPointer) {
+    return MarshalPointer(value.pointer(), context, slot);
+  }
+  if (value.kind_case() != v1::Value::kBytesValue) {
+    return WrongKind(value, "CSTRING", "bytes_value or pointer");
+  }
+  const std::string& bytes = value.bytes_value();
+  auto* copy = static_cast<char*>(context.arena->Allocate(bytes.size() + 1, 1));
+  if (copy == nullptr) return ErrorStatus(v1::RESOURCE_EXHAUSTED, "out of memory for a string");
+  std::memcpy(copy, bytes.data(), bytes.size());  // the arena zeroed the NUL
+  return StoreAddress(copy, slot);
+}
+
+absl::Status MarshalWString(const v1::Value& value, const MarshalContext& context, void* slot) {
+  if (value.kind_case() == v1::Value::kPointer) {
+    return MarshalPointer(value.pointer(), context, slot);
+  }
+  if (value.kind_case() != v1::Value::kTextValue) {
+    return WrongKind(value, "WSTRING", "text_value or pointer");
+  }
+  const std::string& text = value.text_value();
+  // At most one wchar_t per byte, plus the NUL (zeroed by the arena).
+  auto* wide = static_cast<wchar_t*>(
+      context.arena->Allocate((text.size() + 1) * sizeof(wchar_t), alignof(wchar_t)));
+  if (wide == nullptr) return ErrorStatus(v1::RESOURCE_EXHAUSTED, "out of memory for a string");
+  size_t count = 0;
+  absl::Status status = DecodeUtf8(text, wide, &count);
+  if (!status.ok()) return status;
+  return StoreAddress(wide, slot);
+}
+
+absl::Status MarshalRecord(const v1::Type& type, const v1::Value& value, void* slot) {
+  if (value.kind_case() == v1::Value::kAggregate) {
+    return ErrorStatus(v1::UNIMPLEMENTED,
+                       "field-by-field aggregate values are not supported yet; send raw bytes "
+                       "in the worker's layout");
+  }
+  if (value.kind_case() != v1::Value::kRaw) return WrongKind(value, "record", "raw");
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  absl::Status status = ComputeSizeAndAlignment(type, &size, &alignment);
+  if (!status.ok()) return status;
+  if (value.raw().size() != size) {
+    return InvalidArgumentAt("raw", absl::StrCat("raw value is ", value.raw().size(),
+                                                 " bytes; the record's layout size is ", size));
+  }
+  std::memcpy(slot, value.raw().data(), size);
+  return absl::OkStatus();
+}
+
+absl::Status UnmarshalString(v1::Scalar scalar, uint64_t address, v1::Value* out) {
+  if (scalar == v1::CSTRING) {
+    absl::StatusOr<std::string> text = SafeReadCString(address, kMaxResultStringBytes + 1);
+    if (!text.ok()) return text.status();
+    if (text->size() > kMaxResultStringBytes) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("the returned string is longer than ",
+                                                              kMaxResultStringBytes, " bytes"));
+    }
+    *out->mutable_bytes_value() = std::move(*text);
+    return absl::OkStatus();
+  }
+  constexpr size_t kMaxChars = kMaxResultStringBytes / 4;
+  absl::StatusOr<std::u32string> wide = SafeReadWString(address, kMaxChars + 1);
+  if (!wide.ok()) return wide.status();
+  if (wide->size() > kMaxChars) {
+    return ErrorStatus(
+        v1::RESOURCE_EXHAUSTED,
+        absl::StrCat("the returned wide string is longer than ", kMaxChars, " characters"));
+  }
+  std::string utf8;
+  if (!EncodeUtf8(*wide, &utf8)) {
+    return InvalidArgumentAt("signature.result",
+                             "the returned wchar_t string holds a value that is not a Unicode "
+                             "character");
+  }
+  *out->mutable_text_value() = std::move(utf8);
+  return absl::OkStatus();
+}
+
+void SetAddress(uint64_t address, uint64_t generation, v1::Value* out) {
+  if (address == 0) {
+    out->mutable_pointer()->set_null(true);
+    return;
+  }
+  v1::RemoteAddress* remote = out->mutable_pointer()->mutable_remote();
+  remote->set_address(address);
+  remote->set_generation(generation);
+}
+
+}  // namespace
+
+absl::Status MarshalArgument(const v1::Type& type, const v1::Value& value,
+                             const MarshalContext& context, void* slot) {
+  switch (type.kind_case()) {
+    case v1::Type::kScalar: {
+      const v1::Scalar scalar = type.scalar();
+      switch (scalar) {
+        case v1::BOOL:
+          return MarshalBool(value, slot);
+        case v1::FLOAT:
+        case v1::DOUBLE:
+        case v1::LONGDOUBLE:
+          return MarshalFloating(scalar, value, slot);
+        case v1::CSTRING:
+          return MarshalCString(value, context, slot);
+        case v1::WSTRING:
+          return MarshalWString(value, context, slot);
+        case v1::POINTER:
+          if (value.kind_case() != v1::Value::kPointer) {
+            return WrongKind(value, "POINTER", "pointer");
+          }
+          return MarshalPointer(value.pointer(), context, slot);
+        default:
+          if (GetScalarInfo(scalar).is_integer) return MarshalInteger(scalar, value, slot);
+          return InvalidArgumentAt("", "type cannot be passed as an argument");
+      }
+    }
+    case v1::Type::kPointer:
+    case v1::Type::kArray:
+    case v1::Type::kFunction:
+      if (value.kind_case() != v1::Value::kPointer) {
+        return WrongKind(value, "pointer", "pointer");
+      }
+      return MarshalPointer(value.pointer(), context, slot);
+    case v1::Type::kRecord:
+      return MarshalRecord(type, value, slot);
+    case v1::Type::kRegistered:
+      return ErrorStatus(v1::UNIMPLEMENTED, "registered types are not supported yet");
+    case v1::Type::KIND_NOT_SET:
+      break;
+  }
+  return InvalidArgumentAt("", "type kind is not set");
+}
+
+absl::Status UnmarshalResult(const v1::Type& type, const void* storage, uint64_t generation,
+                             v1::Value* out) {
+  uint64_t raw = 0;
+  std::memcpy(&raw, storage, sizeof raw);  // libffi widens integer results to ffi_arg
+  switch (type.kind_case()) {
+    case v1::Type::kScalar: {
+      const v1::Scalar scalar = type.scalar();
+      const ScalarInfo info = GetScalarInfo(scalar);
+      switch (scalar) {
+        case v1::BOOL:
+          out->set_bool_value((raw & 0xFF) != 0);
+          return absl::OkStatus();
+        case v1::FLOAT: {
+          float f;
+          std::memcpy(&f, storage, sizeof f);
+          out->set_float_value(f);
+          return absl::OkStatus();
+        }
+        case v1::DOUBLE: {
+          double d;
+          std::memcpy(&d, storage, sizeof d);
+          out->set_float_value(d);
+          return absl::OkStatus();
+        }
+        case v1::LONGDOUBLE: {
+          long double ld;
+          std::memcpy(&ld, storage, sizeof ld);
+          out->set_float_value(static_cast<double>(ld));
+          return absl::OkStatus();
+        }
+        case v1::POINTER:
+          SetAddress(raw, generation, out);
+          return absl::OkStatus();
+        case v1::CSTRING:
+        case v1::WSTRING:
+          if (raw == 0) {
+            out->mutable_pointer()->set_null(true);
+            return absl::OkStatus();
+          }
+          return UnmarshalString(scalar, raw, out);
+        default:
+          break;
+      }
+      if (!info.is_integer) return InvalidArgumentAt("signature.result", "not a value type");
+      const int shift = static_cast<int>(64 - info.size * 8);
+      if (info.is_signed) {
+        // Sign-extend the low `size` bytes, whatever libffi left in the upper ones.
+        out->set_int_value(static_cast<int64_t>(raw << shift) >> shift);
+      } else {
+        out->set_uint_value(shift == 0 ? raw : raw & ((uint64_t{1} << (64 - shift)) - 1));
+      }
+      return absl::OkStatus();
+    }
+    case v1::Type::kPointer:
+    case v1::Type::kFunction:
+      SetAddress(raw, generation, out);
+      return absl::OkStatus();
+    case v1::Type::kRecord: {
+      uint64_t size = 0;
+      uint64_t alignment = 0;
+      absl::Status status = ComputeSizeAndAlignment(type, &size, &alignment);
+      if (!status.ok()) return status;
+      out->set_raw(static_cast<const char*>(storage), size);
+      return absl::OkStatus();
+    }
+    default:
+      break;
+  }
+  return InvalidArgumentAt("signature.result", "this type cannot be returned");
+}
+
+}  // namespace ffibox

@@ -1,0 +1,104 @@
+#include "core/safe_memory.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "core/errors.h"
+
+namespace ffibox {
+namespace {
+
+uint64_t Addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
+
+TEST(SafeMemoryTest, ReadsAndWritesValidMemory) {
+  char source[] = "hello";
+  char copy[6] = {};
+  ASSERT_TRUE(SafeRead(Addr(source), copy, sizeof copy).ok());
+  EXPECT_STREQ(copy, "hello");
+  ASSERT_TRUE(SafeWrite(Addr(source), "HE", 2).ok());
+  EXPECT_STREQ(source, "HEllo");
+}
+
+TEST(SafeMemoryTest, BadAddressesAreMemoryFaultsNotCrashes) {
+  char buffer[16];
+  absl::Status status = SafeRead(8, buffer, sizeof buffer);
+  EXPECT_EQ(ErrorCodeOf(status), v1::MEMORY_FAULT);
+  EXPECT_NE(std::string(status.message()).find("cannot read 16 bytes at 0x8"), std::string::npos)
+      << status;
+  EXPECT_EQ(ErrorCodeOf(SafeWrite(8, buffer, 4)), v1::MEMORY_FAULT);
+  EXPECT_EQ(ErrorCodeOf(SafeRead(~uint64_t{0} - 2, buffer, 8)), v1::MEMORY_FAULT);
+  EXPECT_EQ(ErrorCodeOf(SafeReadCString(0, 100).status()), v1::MEMORY_FAULT);
+  EXPECT_EQ(ErrorCodeOf(SafeReadWString(16, 100).status()), v1::MEMORY_FAULT);
+}
+
+TEST(SafeMemoryTest, WriteToReadOnlyPageFails) {
+  const size_t page = sysconf(_SC_PAGESIZE);
+  void* p = mmap(nullptr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  EXPECT_EQ(ErrorCodeOf(SafeWrite(Addr(p), "x", 1)), v1::MEMORY_FAULT);
+  munmap(p, page);
+}
+
+// A string that ends exactly at the end of a readable page, followed by a guard page.
+class GuardedPages : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    page_ = sysconf(_SC_PAGESIZE);
+    base_ = static_cast<char*>(
+        mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(base_, MAP_FAILED);
+    ASSERT_EQ(mprotect(base_ + page_, page_, PROT_NONE), 0);
+  }
+  void TearDown() override { munmap(base_, 2 * page_); }
+  size_t page_ = 0;
+  char* base_ = nullptr;
+};
+
+TEST_F(GuardedPages, CStringEndingAtAPageBoundaryIsReadWithoutTouchingTheNextPage) {
+  char* text = base_ + page_ - 4;
+  std::memcpy(text, "abc", 4);
+  absl::StatusOr<std::string> read = SafeReadCString(Addr(text), 1 << 20);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, "abc");
+}
+
+TEST_F(GuardedPages, UnterminatedCStringRunningIntoAGuardPageFaults) {
+  char* text = base_ + page_ - 4;
+  std::memcpy(text, "abcd", 4);
+  EXPECT_EQ(ErrorCodeOf(SafeReadCString(Addr(text), 1 << 20).status()), v1::MEMORY_FAULT);
+  // Within the limit nothing beyond the page is needed.
+  absl::StatusOr<std::string> limited = SafeReadCString(Addr(text), 4);
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(*limited, "abcd");
+}
+
+TEST_F(GuardedPages, WideStringsAreReadUpToTheNul) {
+  wchar_t* text = reinterpret_cast<wchar_t*>(base_ + page_) - 3;
+  std::memcpy(text, L"h\u00e9", 3 * sizeof(wchar_t));
+  absl::StatusOr<std::u32string> read = SafeReadWString(Addr(text), 100);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, U"h\u00e9");
+  // Unaligned wide string straddling a page inside the readable area.
+  char* odd = base_ + page_ / 2 - 2;
+  std::memcpy(odd, L"xy", 3 * sizeof(wchar_t));
+  read = SafeReadWString(Addr(odd), 100);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(*read, U"xy");
+}
+
+TEST(SafeMemoryTest, LongStringsAcrossManyPages) {
+  std::string big(100000, 'z');
+  absl::StatusOr<std::string> read = SafeReadCString(Addr(big.c_str()), 1 << 20);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(*read, big);
+  read = SafeReadCString(Addr(big.c_str()), 10);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->size(), 10u);
+}
+
+}  // namespace
+}  // namespace ffibox

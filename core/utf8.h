@@ -1,0 +1,25 @@
+// Strict conversion between UTF-8 and wchar_t text (UTF-32 on Linux). Marshalling uses it for
+// WSTRING arguments and results; the worker's ReadString uses it for wide strings.
+#ifndef FFIBOX_CORE_UTF8_H_
+#define FFIBOX_CORE_UTF8_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace ffibox {
+
+// Decodes UTF-8 `text` into `out`, which must hold at least text.size() units; sets `*count`
+// to the number written (no NUL is added). Refuses overlong forms, surrogates and values
+// above U+10FFFF with INVALID_ARGUMENT (no field; callers prefix theirs).
+absl::Status DecodeUtf8(absl::string_view text, wchar_t* out, size_t* count);
+
+// Encodes UTF-32 `text` as UTF-8 into `out`. Returns false, leaving `out` partly written, if
+// a unit is a surrogate or above U+10FFFF (not a Unicode scalar value).
+bool EncodeUtf8(const std::u32string& text, std::string* out);
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_UTF8_H_
