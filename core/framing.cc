@@ -52,6 +52,9 @@ uint32_t DecodeLength(const unsigned char* header) {
          static_cast<uint32_t>(header[2]) << 16 | static_cast<uint32_t>(header[3]) << 24;
 }
 
+// Buffer capacity a FrameDecoder keeps between frames.
+constexpr size_t kKeptCapacity = 1 << 20;
+
 absl::Status FrameTooLarge(uint32_t length, size_t max_bytes) {
   return absl::ResourceExhaustedError(
       absl::StrCat("frame of ", length, " bytes exceeds the limit of ", max_bytes));
@@ -96,6 +99,9 @@ absl::StatusOr<std::optional<std::string>> FrameDecoder::Next() {
   consumed_ += 4 + static_cast<size_t>(length);
   if (consumed_ == buffer_.size()) {
     buffer_.clear();
+    // clear() keeps the capacity: without this, one large frame would pin its size in
+    // memory for the channel's lifetime.
+    if (buffer_.capacity() > kKeptCapacity) buffer_.shrink_to_fit();
     consumed_ = 0;
   } else if (consumed_ > (1 << 20)) {
     buffer_.erase(0, consumed_);

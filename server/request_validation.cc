@@ -40,6 +40,14 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
   if (!signature.variadic() && call.variadic_types_size() > 0) {
     return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
   }
+  // Checked before the variadic types are validated, so a flood of them costs nothing.
+  size_t total_args = static_cast<size_t>(signature.params_size()) +
+                      static_cast<size_t>(call.variadic_types_size());
+  if (total_args > limits.max_args) {
+    return InvalidArgumentAt(
+        "call.variadic_types",
+        absl::StrCat(total_args, " arguments exceed the limit of ", limits.max_args));
+  }
   for (int i = 0; i < call.variadic_types_size(); ++i) {
     std::string field = absl::StrCat("call.variadic_types[", i, "]");
     absl::Status status = ValidateType(call.variadic_types(i), limits, field);
@@ -49,8 +57,7 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
       return InvalidArgumentAt(field, "a variadic argument cannot be void");
     }
   }
-  size_t expected = static_cast<size_t>(signature.params_size()) +
-                    static_cast<size_t>(call.variadic_types_size());
+  size_t expected = total_args;
   if (static_cast<size_t>(call.args_size()) != expected) {
     return InvalidArgumentAt(
         "call.args",

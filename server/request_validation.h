@@ -23,8 +23,9 @@ absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load);
 // A symbol name and signature (types within `limits`).
 absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits);
 
-// A call against its function's signature: argument count, variadic types, block count,
-// total block bytes and relocation count within `limits`, valid block directions.
+// A call against its function's signature: argument count (fixed + variadic at most
+// limits.max_args), variadic types, block count, total block bytes and relocation count
+// within `limits`, valid block directions.
 absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
                                const TypeLimits& limits);
 

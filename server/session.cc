@@ -394,8 +394,18 @@ void Session::ReadReplies(WorkerProcess* worker) {
       return HandleWorkerDeath(worker, DeathCause::kProtocolViolation, frame.status().message());
     }
     switch (frame.status().code()) {
-      case absl::StatusCode::kCancelled:
-        continue;  // the deadline changed
+      case absl::StatusCode::kCancelled: {
+        bool closing = false;
+        {
+          absl::MutexLock lock(&mu_);
+          closing = closing_;
+        }
+        if (!closing) continue;  // the deadline changed
+        // Shutdown: do not wait for end of stream, which never comes while a process the
+        // worker forked still holds its end of the channel.
+        worker->Kill();
+        return HandleWorkerDeath(worker, DeathCause::kUnexpected, "");
+      }
       case absl::StatusCode::kDeadlineExceeded: {
         bool overdue = false;
         {

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -48,8 +50,11 @@ class SocketWorkerChannel : public WorkerChannel {
         if (left <= absl::ZeroDuration()) {
           return absl::DeadlineExceededError("no reply before the deadline");
         }
-        // Round up so we never wake before the deadline and spin.
-        timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(left + absl::Milliseconds(1)));
+        // Round up so we never wake before the deadline and spin. Clamp: a deadline beyond
+        // INT_MAX ms must not wrap into a negative (infinite) poll timeout; waking early
+        // merely loops.
+        timeout_ms = static_cast<int>(
+            std::min<int64_t>(absl::ToInt64Milliseconds(left + absl::Milliseconds(1)), INT_MAX));
       }
       struct pollfd fds[2] = {{fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
       int ready = poll(fds, 2, timeout_ms);

@@ -1,0 +1,206 @@
+#include "server/worker_reply.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "server/worker_protocol.pb.h"
+
+namespace ffibox {
+namespace {
+
+constexpr uint64_t kSequence = 41;
+constexpr uint64_t kClientId = 7;
+
+PendingRequest Pending(v1::Request::OpCase op, uint64_t handle = 0) {
+  PendingRequest pending;
+  pending.sequence = kSequence;
+  pending.client_id = kClientId;
+  pending.op = op;
+  pending.handle = handle;
+  pending.label = "test";
+  return pending;
+}
+
+// A call that sent [OUT 4 bytes, IN 8 bytes, INOUT 2 bytes, OUT 0 bytes].
+PendingRequest PendingCall() {
+  PendingRequest pending = Pending(v1::Request::kCall);
+  pending.returned_block_sizes = {4, PendingRequest::kNotReturned, 2, 0};
+  return pending;
+}
+
+std::string Frame(const v1::Response& response) {
+  internal::WorkerReply reply;
+  *reply.mutable_response() = response;
+  return reply.SerializeAsString();
+}
+
+v1::Response CallReply(uint64_t id = kSequence) {
+  v1::Response response;
+  response.set_id(id);
+  response.mutable_call()->mutable_result()->set_int_value(3);
+  return response;
+}
+
+void AddBlock(v1::Response* response, uint32_t index, std::string data) {
+  v1::BlockContents* block = response->mutable_call()->add_blocks();
+  block->set_block(index);
+  block->set_data(std::move(data));
+}
+
+void ExpectRefused(const std::string& frame, const PendingRequest& pending) {
+  absl::StatusOr<v1::Response> parsed = ParseWorkerReply(frame, pending);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << parsed.status();
+}
+
+TEST(ParseWorkerReply, GarbageBytesAreRefused) {
+  ExpectRefused(std::string("\xff\xff\xff\xff\x0f garbage", 13), PendingCall());
+}
+
+TEST(ParseWorkerReply, TruncatedFrameIsRefused) {
+  std::string frame = Frame(CallReply());
+  ExpectRefused(frame.substr(0, frame.size() - 1), PendingCall());
+}
+
+TEST(ParseWorkerReply, ReplyForAnotherSequenceIdIsRefused) {
+  ExpectRefused(Frame(CallReply(kSequence + 1)), PendingCall());
+  // The client's own id is not the sequence id either.
+  ExpectRefused(Frame(CallReply(kClientId)), PendingCall());
+}
+
+TEST(ParseWorkerReply, ErrorWithCodeZeroIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_error()->set_message("no code");
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, ErrorWithOutOfRangeCodeIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_error()->set_code(static_cast<v1::ErrorCode>(9999));
+  ExpectRefused(Frame(response), PendingCall());
+  response.mutable_error()->set_code(static_cast<v1::ErrorCode>(-1));
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, ErrorTogetherWithResultIsRefused) {
+  v1::Response response = CallReply();
+  response.mutable_error()->set_code(v1::INTERNAL);
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, WrongResultKindForTheOperationIsRefused) {
+  v1::Response layout;
+  layout.set_id(kSequence);
+  layout.mutable_layout()->set_size(8);
+  ExpectRefused(Frame(layout), PendingCall());
+  ExpectRefused(Frame(CallReply()), Pending(v1::Request::kGetLayout));
+  v1::Response nothing;
+  nothing.set_id(kSequence);
+  ExpectRefused(Frame(nothing), PendingCall());
+  v1::Response event;
+  event.set_id(kSequence);
+  event.mutable_event()->set_kind(v1::SessionEvent::WORKER_LOST);
+  ExpectRefused(Frame(event), Pending(v1::Request::kPing));
+}
+
+TEST(ParseWorkerReply, WrongLibraryHandleIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_library()->set_library(3);
+  ExpectRefused(Frame(response), Pending(v1::Request::kLoadLibrary, 2));
+}
+
+TEST(ParseWorkerReply, WrongFunctionHandleIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_function()->set_function(5);
+  ExpectRefused(Frame(response), Pending(v1::Request::kResolveFunction, 4));
+}
+
+TEST(ParseWorkerReply, ReturnedBlockIndexOutOfRangeIsRefused) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 4, "");
+  ExpectRefused(Frame(response), PendingCall());
+  v1::Response huge = CallReply();
+  AddBlock(&huge, 0xffffffffu, "");
+  ExpectRefused(Frame(huge), PendingCall());
+}
+
+TEST(ParseWorkerReply, DuplicateReturnedBlockIsRefused) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 0, "abcd");
+  AddBlock(&response, 0, "abcd");
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, BlockReturnedForAnInBlockIsRefused) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 1, std::string(8, 'x'));
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, ReturnedBlockOfTheWrongSizeIsRefused) {
+  v1::Response longer = CallReply();
+  AddBlock(&longer, 0, "abcde");
+  ExpectRefused(Frame(longer), PendingCall());
+  v1::Response shorter = CallReply();
+  AddBlock(&shorter, 2, "a");
+  ExpectRefused(Frame(shorter), PendingCall());
+}
+
+TEST(ParseWorkerReply, GoodCallResultIsAcceptedWithTheClientIdRestored) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 2, "hi");
+  AddBlock(&response, 0, "abcd");
+  absl::StatusOr<v1::Response> parsed = ParseWorkerReply(Frame(response), PendingCall());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->id(), kClientId);
+  EXPECT_EQ(parsed->call().result().int_value(), 3);
+  ASSERT_EQ(parsed->call().blocks_size(), 2);
+  EXPECT_EQ(parsed->call().blocks(0).data(), "hi");
+  EXPECT_EQ(parsed->call().blocks(1).data(), "abcd");
+}
+
+TEST(ParseWorkerReply, GoodErrorReplyIsAccepted) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_error()->set_code(v1::SYMBOL_NOT_FOUND);
+  response.mutable_error()->set_message("symbol nope not found");
+  absl::StatusOr<v1::Response> parsed =
+      ParseWorkerReply(Frame(response), Pending(v1::Request::kResolveFunction, 4));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->id(), kClientId);
+  EXPECT_EQ(parsed->error().code(), v1::SYMBOL_NOT_FOUND);
+  EXPECT_EQ(parsed->result_case(), v1::Response::RESULT_NOT_SET);
+}
+
+TEST(ParseWorkerReply, ZeroSizeOutBlockReturnedEmptyIsAccepted) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 3, "");
+  absl::StatusOr<v1::Response> parsed = ParseWorkerReply(Frame(response), PendingCall());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->call().blocks_size(), 1);
+  EXPECT_EQ(parsed->call().blocks(0).block(), 3u);
+  EXPECT_TRUE(parsed->call().blocks(0).data().empty());
+}
+
+TEST(ParseWorkerReply, GoodLoadAndResolveRepliesAreAccepted) {
+  v1::Response loaded;
+  loaded.set_id(kSequence);
+  loaded.mutable_library()->set_library(2);
+  absl::StatusOr<v1::Response> parsed =
+      ParseWorkerReply(Frame(loaded), Pending(v1::Request::kLoadLibrary, 2));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->library().library(), 2u);
+
+  v1::Response resolved;
+  resolved.set_id(kSequence);
+  resolved.mutable_function()->set_function(4);
+  parsed = ParseWorkerReply(Frame(resolved), Pending(v1::Request::kResolveFunction, 4));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->function().function(), 4u);
+}
+
+}  // namespace
+}  // namespace ffibox
