@@ -23,6 +23,8 @@ struct PendingRequest {
   // blocks, which are not copied back.
   std::vector<uint64_t> returned_block_sizes;
   static constexpr uint64_t kNotReturned = ~uint64_t{0};
+  // For read_memory: the exact number of bytes the reply must carry.
+  uint64_t read_size = 0;
 };
 
 }  // namespace ffibox

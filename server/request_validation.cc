@@ -99,6 +99,63 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
   return absl::OkStatus();
 }
 
+absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits) {
+  absl::Status status = ValidateName(lookup.symbol(), kMaxSymbolBytes, "lookup_symbol.symbol");
+  if (!status.ok() || !lookup.has_type()) return status;
+  status = ValidateType(lookup.type(), limits, "lookup_symbol.type");
+  if (!status.ok()) return status;
+  if (lookup.type().kind_case() == v1::Type::kScalar && lookup.type().scalar() == v1::VOID) {
+    return InvalidArgumentAt("lookup_symbol.type", "a variable cannot be void");
+  }
+  return absl::OkStatus();
+}
+
+std::string MemoryOperationName(const v1::Request& request) {
+  const google::protobuf::FieldDescriptor* field =
+      v1::Request::descriptor()->FindFieldByNumber(request.op_case());
+  return field != nullptr ? field->name() : "memory operation";
+}
+
+absl::Status ValidateMemoryRequest(const v1::Request& request) {
+  struct Required {
+    bool present;
+    const char* field;
+  };
+  std::vector<Required> required;
+  switch (request.op_case()) {
+    case v1::Request::kReadMemory:
+      required = {{request.read_memory().has_address(), "read_memory.address"}};
+      break;
+    case v1::Request::kWriteMemory:
+      required = {{request.write_memory().has_address(), "write_memory.address"}};
+      break;
+    case v1::Request::kAllocMemory:
+      break;
+    case v1::Request::kFreeMemory:
+      required = {{request.free_memory().has_address(), "free_memory.address"}};
+      break;
+    case v1::Request::kFillMemory:
+      if (request.fill_memory().byte() > 0xFF) {
+        return InvalidArgumentAt("fill_memory.byte", "must be 0..255");
+      }
+      required = {{request.fill_memory().has_address(), "fill_memory.address"}};
+      break;
+    case v1::Request::kCopyMemory:
+      required = {{request.copy_memory().has_destination(), "copy_memory.destination"},
+                  {request.copy_memory().has_source(), "copy_memory.source"}};
+      break;
+    case v1::Request::kReadString:
+      required = {{request.read_string().has_address(), "read_string.address"}};
+      break;
+    default:
+      return InvalidArgumentAt("op", "not a memory operation");
+  }
+  for (const Required& r : required) {
+    if (!r.present) return InvalidArgumentAt(r.field, "is required");
+  }
+  return absl::OkStatus();
+}
+
 std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {
   std::vector<uint64_t> sizes;
   sizes.reserve(call.blocks_size());

@@ -6,6 +6,7 @@
 #define FFIBOX_SERVER_REQUEST_VALIDATION_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,6 +29,17 @@ absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const T
 // within `limits`, valid block directions.
 absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
                                const TypeLimits& limits);
+
+// A symbol lookup: symbol name, and the type to read it as when one is given.
+absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits);
+
+// A remote-memory request (read/write/alloc/free/fill/copy memory, read_string): every
+// address it needs is present and `fill_memory.byte` is a byte. Sizes are capped by the
+// worker (server/remote_memory.h).
+absl::Status ValidateMemoryRequest(const v1::Request& request);
+
+// The operation name of a remote-memory request, for errors ("read_memory").
+std::string MemoryOperationName(const v1::Request& request);
 
 // The byte size of each of the call's blocks that comes back (OUT / INOUT), or
 // PendingRequest::kNotReturned for IN blocks.

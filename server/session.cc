@@ -102,6 +102,18 @@ bool Session::HandleRequest(const v1::Request& request) {
     case v1::Request::kGetLayout:
       GetLayout(request);
       return true;
+    case v1::Request::kLookupSymbol:
+      LookupSymbol(request);
+      return true;
+    case v1::Request::kReadMemory:
+    case v1::Request::kWriteMemory:
+    case v1::Request::kAllocMemory:
+    case v1::Request::kFreeMemory:
+    case v1::Request::kFillMemory:
+    case v1::Request::kCopyMemory:
+    case v1::Request::kReadString:
+      MemoryOperation(request);
+      return true;
     case v1::Request::OP_NOT_SET:
       ReplyError(request, InvalidArgumentAt("op", "the request names no operation"));
       return true;
@@ -224,6 +236,39 @@ void Session::GetLayout(const v1::Request& request) {
   if (!valid.ok()) return ReplyError(request, valid);
   PendingRequest pending;
   pending.label = "layout";
+  {
+    absl::MutexLock lock(&mu_);
+    pending.timeout = call_timeout_;
+  }
+  Forward(request, std::move(pending));
+}
+
+void Session::LookupSymbol(const v1::Request& request) {
+  const v1::LookupSymbol& lookup = request.lookup_symbol();
+  absl::Status valid = ValidateLookupSymbol(lookup, config_.type_limits);
+  if (!valid.ok()) return ReplyError(request, valid);
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    if (lookup.library() == 0 || lookup.library() > libraries_.size() ||
+        libraries_[lookup.library() - 1].state == State::kFailed) {
+      return ReplyError(request,
+                        ErrorStatus(v1::NOT_FOUND, absl::StrCat("lookup_symbol.library: no loaded "
+                                                                "library has handle ",
+                                                                lookup.library())));
+    }
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("dlsym ", lookup.symbol());
+  Forward(request, std::move(pending));
+}
+
+void Session::MemoryOperation(const v1::Request& request) {
+  absl::Status valid = ValidateMemoryRequest(request);
+  if (!valid.ok()) return ReplyError(request, valid);
+  PendingRequest pending;
+  pending.label = MemoryOperationName(request);
+  if (request.has_read_memory()) pending.read_size = request.read_memory().size();
   {
     absl::MutexLock lock(&mu_);
     pending.timeout = call_timeout_;

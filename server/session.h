@@ -88,6 +88,9 @@ class Session {
   void ResolveFunction(const v1::Request& request);
   void Call(const v1::Request& request);
   void GetLayout(const v1::Request& request);
+  void LookupSymbol(const v1::Request& request);
+  // read / write / alloc / free / fill / copy memory and read_string.
+  void MemoryOperation(const v1::Request& request);
 
   // Sends `request` to the worker (starting one if needed) as `pending` describes it.
   void Forward(const v1::Request& request, PendingRequest pending);

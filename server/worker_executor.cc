@@ -2,11 +2,29 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
 #include "core/layout.h"
+#include "core/marshal.h"
+#include "core/safe_memory.h"
 
 namespace ffibox {
+
+namespace {
+
+// Moves a successful result into its slot of the response; the caller clears the result
+// when the status is an error.
+template <typename T>
+absl::Status Store(absl::StatusOr<T> result, T* slot) {
+  if (!result.ok()) return result.status();
+  *slot = *std::move(result);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
   const v1::Request& request = wrapped.request();
@@ -18,25 +36,44 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
       status = LoadLibrary(wrapped.handle(), request.load_library());
       if (status.ok()) response.mutable_library()->set_library(wrapped.handle());
       break;
-    case v1::Request::kResolveFunction: {
-      absl::StatusOr<v1::FunctionResolved> resolved =
-          ResolveFunction(wrapped.handle(), request.resolve_function());
-      status = resolved.status();
-      if (resolved.ok()) *response.mutable_function() = std::move(*resolved);
+    case v1::Request::kResolveFunction:
+      status = Store(ResolveFunction(wrapped.handle(), request.resolve_function()),
+                     response.mutable_function());
       break;
-    }
-    case v1::Request::kCall: {
-      absl::StatusOr<v1::CallResult> result = Call(request.call());
-      status = result.status();
-      if (result.ok()) *response.mutable_call() = std::move(*result);
+    case v1::Request::kCall:
+      status = Store(Call(request.call()), response.mutable_call());
       break;
-    }
-    case v1::Request::kGetLayout: {
-      absl::StatusOr<v1::LayoutResult> layout = GetLayout(request.get_layout());
-      status = layout.status();
-      if (layout.ok()) *response.mutable_layout() = std::move(*layout);
+    case v1::Request::kGetLayout:
+      status = Store(GetLayout(request.get_layout()), response.mutable_layout());
       break;
-    }
+    case v1::Request::kLookupSymbol:
+      status = Store(LookupSymbol(request.lookup_symbol()), response.mutable_symbol());
+      break;
+    case v1::Request::kReadMemory:
+      status = Store(memory_.Read(request.read_memory()), response.mutable_memory());
+      break;
+    case v1::Request::kAllocMemory:
+      status = Store(memory_.Alloc(request.alloc_memory()), response.mutable_allocated());
+      break;
+    case v1::Request::kReadString:
+      status = Store(memory_.ReadString(request.read_string()), response.mutable_string());
+      break;
+    case v1::Request::kWriteMemory:
+      status = memory_.Write(request.write_memory());
+      response.mutable_done();
+      break;
+    case v1::Request::kFreeMemory:
+      status = memory_.Free(request.free_memory());
+      response.mutable_done();
+      break;
+    case v1::Request::kFillMemory:
+      status = memory_.Fill(request.fill_memory());
+      response.mutable_done();
+      break;
+    case v1::Request::kCopyMemory:
+      status = memory_.Copy(request.copy_memory());
+      response.mutable_done();
+      break;
     case v1::Request::kPing:
       response.mutable_done();
       break;
@@ -99,6 +136,44 @@ absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }
   return function->second->Invoke(call, generation_);
+}
+
+absl::StatusOr<v1::SymbolFound> WorkerExecutor::LookupSymbol(const v1::LookupSymbol& request) {
+  auto library = libraries_.find(request.library());
+  if (library == libraries_.end()) {
+    return ErrorStatus(v1::NOT_FOUND,
+                       absl::StrCat("library handle ", request.library(), " is not loaded"));
+  }
+  dlerror();
+  void* address = dlsym(library->second, request.symbol().c_str());
+  if (address == nullptr) {
+    return ErrorStatus(v1::SYMBOL_NOT_FOUND,
+                       absl::StrCat("symbol ", request.symbol(), " not found"));
+  }
+  v1::SymbolFound found;
+  found.mutable_address()->set_address(reinterpret_cast<uintptr_t>(address));
+  found.mutable_address()->set_generation(generation_);
+  if (!request.has_type()) return found;
+
+  absl::Status valid = ValidateType(request.type(), limits_, "lookup_symbol.type");
+  if (!valid.ok()) return valid;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  absl::Status sized = ComputeSizeAndAlignment(request.type(), &size, &alignment);
+  if (!sized.ok()) return sized;
+  if (size > kMaxRemoteMemoryBytes) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("lookup_symbol.type: ", size, " bytes exceeds the limit of ",
+                                    kMaxRemoteMemoryBytes));
+  }
+  // UnmarshalResult reads at least a widened ffi_arg: give it a zeroed, aligned copy.
+  std::vector<uint64_t> storage((std::max<uint64_t>(size, 16) + 7) / 8, 0);
+  absl::Status read = SafeRead(found.address().address(), storage.data(), size);
+  if (!read.ok()) return read;
+  absl::Status converted =
+      UnmarshalResult(request.type(), storage.data(), generation_, found.mutable_value());
+  if (!converted.ok()) return PrefixField(converted, "lookup_symbol.type");
+  return found;
 }
 
 absl::StatusOr<v1::LayoutResult> WorkerExecutor::GetLayout(const v1::GetLayout& request) {

@@ -15,6 +15,7 @@
 #include "core/call.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "server/remote_memory.h"
 #include "server/worker_protocol.pb.h"
 
 namespace ffibox {
@@ -22,7 +23,7 @@ namespace ffibox {
 class WorkerExecutor {
  public:
   // `generation` is stamped on every remote address this worker hands out.
-  explicit WorkerExecutor(uint64_t generation) : generation_(generation) {}
+  explicit WorkerExecutor(uint64_t generation) : generation_(generation), memory_(generation) {}
 
   // Executes one request and returns its response, with the request's id set. Never fails:
   // errors are carried in Response.error.
@@ -34,9 +35,11 @@ class WorkerExecutor {
                                                        const v1::ResolveFunction& resolve);
   absl::StatusOr<v1::CallResult> Call(const v1::Call& call);
   absl::StatusOr<v1::LayoutResult> GetLayout(const v1::GetLayout& request);
+  absl::StatusOr<v1::SymbolFound> LookupSymbol(const v1::LookupSymbol& request);
 
   const uint64_t generation_;
   TypeLimits limits_;
+  RemoteMemory memory_;
   absl::flat_hash_map<uint64_t, void*> libraries_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<PreparedFunction>> functions_;
 };

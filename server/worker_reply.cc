@@ -18,6 +18,18 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
       return v1::Response::kCall;
     case v1::Request::kGetLayout:
       return v1::Response::kLayout;
+    case v1::Request::kLookupSymbol:
+      return v1::Response::kSymbol;
+    case v1::Request::kReadMemory:
+      return v1::Response::kMemory;
+    case v1::Request::kAllocMemory:
+      return v1::Response::kAllocated;
+    case v1::Request::kReadString:
+      return v1::Response::kString;
+    case v1::Request::kWriteMemory:
+    case v1::Request::kFreeMemory:
+    case v1::Request::kFillMemory:
+    case v1::Request::kCopyMemory:
     case v1::Request::kPing:
       return v1::Response::kDone;
     default:
@@ -75,6 +87,11 @@ absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
     }
     if (want == v1::Response::kFunction && response.function().function() != expected.handle) {
       return absl::InvalidArgumentError("reply names another function handle");
+    }
+    if (want == v1::Response::kMemory && response.memory().data().size() != expected.read_size) {
+      return absl::InvalidArgumentError(absl::StrCat("read_memory returned ",
+                                                     response.memory().data().size(),
+                                                     " bytes, expected ", expected.read_size));
     }
     if (want == v1::Response::kCall) {
       absl::Status blocks = CheckReturnedBlocks(response.call(), expected);

@@ -1,0 +1,385 @@
+// call_bench: the cost of one ffibox call beside its floors, measured in one run.
+//
+// Floors: an in-process libffi call (what ctypes and the worker itself pay), a bare
+// cross-process round trip over a socketpair (the least any out-of-process design pays),
+// the same echo to a thread (what a wakeup costs without a process boundary), and a bare
+// gRPC bidi-stream round trip (the least a gRPC service pays). Product path:
+// ping (client -> broker), cos(0.5) (client -> broker -> worker -> libffi and back), calls
+// with INOUT buffers, and pipelined calls. The ffibox benchmarks start a real ffiboxd as a
+// child process (`--ffiboxd=PATH`, default bazel-bin/server/ffiboxd) on a private socket and
+// stop it at exit. Run everything with ./bench/run.sh; docs/benchmarks.md has the results.
+//
+// Every benchmark that waits on another process or thread measures wall-clock time
+// (UseRealTime): the CPU time of the calling thread would hide the waiting.
+#include <dlfcn.h>
+#include <errno.h>
+#include <ffi.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "bench/echo_session_server.h"
+#include "bench/ffiboxd_process.h"
+#include "benchmark/benchmark.h"
+#include "client/cpp/ffibox_client.h"
+#include "ffibox/v1/ffibox.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace ffibox {
+namespace bench {
+namespace {
+
+constexpr size_t kEchoMessageBytes = 16;
+constexpr int kPipelineDepth = 16;
+
+std::string ffiboxd_path = "bazel-bin/server/ffiboxd";  // set by --ffiboxd
+
+// ---------------------------------------------------------------------------------------
+// Shared fixtures, made on first use and destroyed by main after the run.
+// ---------------------------------------------------------------------------------------
+
+// A real ffiboxd with one open session in which libm's cos and libc's memset are resolved.
+struct FfiboxFixture {
+  std::unique_ptr<FfiboxdProcess> server;
+  std::unique_ptr<Client> client;
+  std::unique_ptr<Session> session;
+  std::optional<Function<double(double)>> cos;
+  std::optional<Function<void*(Buffer&, int, size_t)>> memset;
+};
+
+std::unique_ptr<FfiboxFixture> ffibox_fixture;
+absl::Status ffibox_fixture_status;
+std::unique_ptr<EchoSessionServer> echo_server;
+
+absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
+  auto fixture = std::make_unique<FfiboxFixture>();
+  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server = FfiboxdProcess::Start(ffiboxd_path);
+  if (!server.ok()) return server.status();
+  fixture->server = *std::move(server);
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(fixture->server->address());
+  if (!client.ok()) return client.status();
+  fixture->client = *std::move(client);
+  absl::StatusOr<std::unique_ptr<Session>> session = fixture->client->OpenSession();
+  if (!session.ok()) return session.status();
+  fixture->session = *std::move(session);
+  absl::StatusOr<Library> libm = fixture->session->Load("libm.so.6");
+  if (!libm.ok()) return libm.status();
+  absl::StatusOr<Function<double(double)>> cos = libm->Function<double(double)>("cos");
+  if (!cos.ok()) return cos.status();
+  fixture->cos.emplace(*std::move(cos));
+  absl::StatusOr<Library> libc = fixture->session->Load("libc.so.6");
+  if (!libc.ok()) return libc.status();
+  absl::StatusOr<Function<void*(Buffer&, int, size_t)>> memset =
+      libc->Function<void*(Buffer&, int, size_t)>("memset");
+  if (!memset.ok()) return memset.status();
+  fixture->memset.emplace(*std::move(memset));
+  return fixture;
+}
+
+// The shared ffibox fixture, or nullptr after reporting why it could not be made.
+FfiboxFixture* GetFfibox(benchmark::State& state) {
+  if (ffibox_fixture == nullptr && ffibox_fixture_status.ok()) {
+    absl::StatusOr<std::unique_ptr<FfiboxFixture>> fixture = StartFfibox();
+    if (fixture.ok()) {
+      ffibox_fixture = *std::move(fixture);
+    } else {
+      ffibox_fixture_status = fixture.status();
+    }
+  }
+  if (ffibox_fixture == nullptr) {
+    state.SkipWithError(absl::StrCat("ffiboxd: ", ffibox_fixture_status.ToString()).c_str());
+  }
+  return ffibox_fixture.get();
+}
+
+// ---------------------------------------------------------------------------------------
+// Floors
+// ---------------------------------------------------------------------------------------
+
+// libm cos through ffi_call with a cif prepared once: the in-process floor, and what the
+// worker itself spends on the call.
+void BM_InProcessLibffi(benchmark::State& state) {
+  void* libm = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+  void* cos = libm == nullptr ? nullptr : dlsym(libm, "cos");
+  if (cos == nullptr) {
+    state.SkipWithError("cannot resolve cos in libm.so.6");
+    return;
+  }
+  ffi_cif cif;
+  ffi_type* params[] = {&ffi_type_double};
+  if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, 1, &ffi_type_double, params) != FFI_OK) {
+    state.SkipWithError("ffi_prep_cif failed");
+    return;
+  }
+  double x = 0.5;
+  void* args[] = {&x};
+  double result = 0;
+  for (auto _ : state) {
+    ffi_call(&cif, FFI_FN(cos), &result, args);
+    benchmark::DoNotOptimize(result);
+  }
+  dlclose(libm);
+}
+BENCHMARK(BM_InProcessLibffi);
+
+// Transfers exactly `size` bytes; false on EOF or error.
+bool ReadFull(int fd, char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = read(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool WriteFull(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// 16 bytes to a forked echo process over a socketpair and back, blocking: the floor of any
+// design that runs the library in another process.
+void BM_CrossProcessRoundTrip(benchmark::State& state) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    state.SkipWithError("socketpair failed");
+    return;
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    state.SkipWithError("fork failed");
+    return;
+  }
+  if (child == 0) {
+    // Only async-signal-safe calls here: the parent may have other threads.
+    close(fds[0]);
+    char message[kEchoMessageBytes];
+    while (ReadFull(fds[1], message, sizeof(message)) &&
+           WriteFull(fds[1], message, sizeof(message))) {
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  char message[kEchoMessageBytes] = "ffibox echo";
+  for (auto _ : state) {
+    if (!WriteFull(fds[0], message, sizeof(message)) ||
+        !ReadFull(fds[0], message, sizeof(message))) {
+      state.SkipWithError("echo process went away");
+      break;
+    }
+  }
+  close(fds[0]);  // the child sees EOF and exits
+  while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+BENCHMARK(BM_CrossProcessRoundTrip)->UseRealTime();
+
+// The same 16-byte echo over a socketpair, but to a thread of this process: separates the
+// cost of waking another thread from the cost of crossing into another process.
+void BM_CrossThreadRoundTrip(benchmark::State& state) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    state.SkipWithError("socketpair failed");
+    return;
+  }
+  std::thread echo([fd = fds[1]] {
+    char message[kEchoMessageBytes];
+    while (ReadFull(fd, message, sizeof(message)) && WriteFull(fd, message, sizeof(message))) {
+    }
+  });
+  char message[kEchoMessageBytes] = "ffibox echo";
+  for (auto _ : state) {
+    if (!WriteFull(fds[0], message, sizeof(message)) ||
+        !ReadFull(fds[0], message, sizeof(message))) {
+      state.SkipWithError("echo thread went away");
+      break;
+    }
+  }
+  close(fds[0]);  // the thread sees EOF and returns
+  echo.join();
+  close(fds[1]);
+}
+BENCHMARK(BM_CrossThreadRoundTrip)->UseRealTime();
+
+// One Request written and one Response read on a bidi stream to a gRPC server in this
+// process that does nothing else: the floor of the client -> broker hop.
+void BM_BareGrpcRoundTrip(benchmark::State& state) {
+  if (echo_server == nullptr) {
+    absl::StatusOr<std::unique_ptr<EchoSessionServer>> started = EchoSessionServer::Start();
+    if (!started.ok()) {
+      state.SkipWithError(started.status().ToString().c_str());
+      return;
+    }
+    echo_server = *std::move(started);
+  }
+  grpc::ChannelArguments arguments;  // as the ffibox client makes its channel
+  arguments.SetMaxReceiveMessageSize(-1);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      echo_server->address(), grpc::InsecureChannelCredentials(), arguments);
+  std::unique_ptr<v1::Ffibox::Stub> stub = v1::Ffibox::NewStub(channel);
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::Request, v1::Response>> stream =
+      stub->Session(&context);
+  v1::Request request;
+  request.mutable_ping();
+  v1::Response response;
+  uint64_t id = 0;
+  for (auto _ : state) {
+    request.set_id(++id);
+    if (!stream->Write(request) || !stream->Read(&response) || response.id() != id) {
+      state.SkipWithError("echo stream broke");
+      break;
+    }
+  }
+  stream->WritesDone();
+  while (stream->Read(&response)) {
+  }
+  stream->Finish().ok();
+}
+BENCHMARK(BM_BareGrpcRoundTrip)->UseRealTime();
+
+// ---------------------------------------------------------------------------------------
+// ffibox
+// ---------------------------------------------------------------------------------------
+
+// A Ping answered by the broker itself (no worker): client -> broker -> client.
+void BM_FfiboxPing(benchmark::State& state) {
+  FfiboxFixture* ffibox = GetFfibox(state);
+  if (ffibox == nullptr) return;
+  v1::Request ping;
+  ping.mutable_ping();
+  for (auto _ : state) {
+    absl::StatusOr<v1::Response> response = ffibox->session->Send(ping);
+    if (!response.ok()) {
+      state.SkipWithError(response.status().ToString().c_str());
+      break;
+    }
+  }
+}
+BENCHMARK(BM_FfiboxPing)->UseRealTime();
+
+// cos(0.5) through the typed C++ client: client -> broker -> worker -> ffi_call and back.
+void BM_FfiboxCallCos(benchmark::State& state) {
+  FfiboxFixture* ffibox = GetFfibox(state);
+  if (ffibox == nullptr) return;
+  const double expected = std::cos(0.5);
+  for (auto _ : state) {
+    absl::StatusOr<double> result = (*ffibox->cos)(0.5);
+    if (!result.ok() || *result != expected) {
+      state.SkipWithError(result.ok() ? "cos(0.5) returned a wrong value"
+                                      : result.status().ToString().c_str());
+      break;
+    }
+  }
+}
+BENCHMARK(BM_FfiboxCallCos)->UseRealTime();
+
+// memset on an INOUT buffer of state.range(0) bytes: the bytes travel client -> broker ->
+// worker and back, each way through protobuf. Bytes/s counts the buffer size once per call.
+void BM_FfiboxCallBuffer(benchmark::State& state) {
+  FfiboxFixture* ffibox = GetFfibox(state);
+  if (ffibox == nullptr) return;
+  const size_t size = static_cast<size_t>(state.range(0));
+  Buffer buffer = Buffer::InOut(std::string(size, '\0'));
+  int fill = 0;
+  for (auto _ : state) {
+    fill = (fill + 1) & 0x7f;
+    absl::StatusOr<RemotePtr> result = (*ffibox->memset)(buffer, fill, size);
+    if (!result.ok()) {
+      state.SkipWithError(result.status().ToString().c_str());
+      break;
+    }
+    if (buffer.data.size() != size || buffer.data[size - 1] != static_cast<char>(fill)) {
+      state.SkipWithError("memset did not fill the buffer");
+      break;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(size));
+}
+BENCHMARK(BM_FfiboxCallBuffer)->Arg(64)->Arg(4096)->Arg(65536)->Arg(1 << 20)->UseRealTime();
+
+// cos(0.5) as raw Call requests with kPipelineDepth in flight on one session stream
+// (Session::SendAsync): time per iteration is the inverse of the call throughput.
+void BM_FfiboxCallCosPipelined(benchmark::State& state) {
+  FfiboxFixture* ffibox = GetFfibox(state);
+  if (ffibox == nullptr) return;
+  v1::Request request;
+  v1::Call* call = request.mutable_call();
+  call->set_function(ffibox->cos->raw().handle());
+  call->add_args()->set_float_value(0.5);
+  const int depth = static_cast<int>(state.range(0));
+  std::deque<std::future<absl::StatusOr<v1::Response>>> in_flight;
+  for (int i = 0; i < depth; ++i) in_flight.push_back(ffibox->session->SendAsync(request));
+  for (auto _ : state) {
+    absl::StatusOr<v1::Response> response = in_flight.front().get();
+    in_flight.pop_front();
+    if (!response.ok() || response->has_error() || !response->has_call()) {
+      state.SkipWithError(response.ok() ? response->error().message().c_str()
+                                        : response.status().ToString().c_str());
+      break;
+    }
+    in_flight.push_back(ffibox->session->SendAsync(request));
+  }
+  for (auto& pending : in_flight) pending.wait();  // drain before the next benchmark
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
+
+// Takes `--ffiboxd=PATH` out of argv (Google Benchmark refuses flags it does not know).
+void ParseOwnFlags(int* argc, char** argv) {
+  constexpr char kFlag[] = "--ffiboxd=";
+  int kept = 1;
+  for (int i = 1; i < *argc; ++i) {
+    if (strncmp(argv[i], kFlag, sizeof(kFlag) - 1) == 0) {
+      ffiboxd_path = argv[i] + sizeof(kFlag) - 1;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  *argc = kept;
+  argv[kept] = nullptr;
+}
+
+}  // namespace
+}  // namespace bench
+}  // namespace ffibox
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  ffibox::bench::ParseOwnFlags(&argc, argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("ffiboxd", ffibox::bench::ffiboxd_path);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  // Close the session before its server goes, and stop the in-process gRPC server.
+  ffibox::bench::ffibox_fixture.reset();
+  ffibox::bench::echo_server.reset();
+  return 0;
+}

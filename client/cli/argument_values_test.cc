@@ -1,0 +1,102 @@
+#include "client/cli/argument_values.h"
+
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace cli {
+namespace {
+
+v1::Type Scalar(v1::Scalar scalar) {
+  v1::Type type;
+  type.set_scalar(scalar);
+  return type;
+}
+
+absl::StatusOr<v1::Value> Parse(v1::Scalar scalar, const std::string& text) {
+  return ParseArgumentValue(Scalar(scalar), text, /*generation=*/3);
+}
+
+TEST(ParseArgumentValueTest, IntegersAreRangeChecked) {
+  EXPECT_EQ(Parse(v1::INT, "-5")->int_value(), -5);
+  EXPECT_EQ(Parse(v1::INT, "0x2a")->int_value(), 42);
+  EXPECT_EQ(Parse(v1::INT, "2147483647")->int_value(), 2147483647);
+  EXPECT_FALSE(Parse(v1::INT, "2147483648").ok());
+  EXPECT_EQ(Parse(v1::INT, "-2147483648")->int_value(), -2147483648LL);
+  EXPECT_FALSE(Parse(v1::INT, "-2147483649").ok());
+  EXPECT_EQ(Parse(v1::UCHAR, "255")->uint_value(), 255u);
+  EXPECT_FALSE(Parse(v1::UCHAR, "256").ok());
+  EXPECT_FALSE(Parse(v1::UINT, "-1").ok());
+  EXPECT_EQ(Parse(v1::ULONGLONG, "18446744073709551615")->uint_value(), ~0ull);
+  EXPECT_FALSE(Parse(v1::ULONGLONG, "18446744073709551616").ok());
+  EXPECT_EQ(Parse(v1::LONGLONG, "-9223372036854775808")->int_value(), INT64_MIN);
+  EXPECT_FALSE(Parse(v1::LONG, "12abc").ok());
+  EXPECT_FALSE(Parse(v1::LONG, "").ok());
+}
+
+TEST(ParseArgumentValueTest, CharactersAndBooleans) {
+  EXPECT_EQ(Parse(v1::CHAR, "a")->int_value(), 'a');
+  EXPECT_EQ(Parse(v1::CHAR, "7")->int_value(), 7);
+  EXPECT_FALSE(Parse(v1::CHAR, "ab").ok());
+  EXPECT_EQ(Parse(v1::WCHAR, "\xc3\xa9")->int_value(), 0xe9);
+  EXPECT_TRUE(Parse(v1::BOOL, "true")->bool_value());
+  EXPECT_FALSE(Parse(v1::BOOL, "0")->bool_value());
+  EXPECT_FALSE(Parse(v1::BOOL, "yes").ok());
+}
+
+TEST(ParseArgumentValueTest, FloatsStringsAndPointers) {
+  EXPECT_EQ(Parse(v1::DOUBLE, "0.5")->float_value(), 0.5);
+  EXPECT_EQ(Parse(v1::FLOAT, "-1e3")->float_value(), -1000.0);
+  EXPECT_FALSE(Parse(v1::DOUBLE, "half").ok());
+  EXPECT_EQ(Parse(v1::CSTRING, "a b:c")->bytes_value(), "a b:c");
+  EXPECT_EQ(Parse(v1::WSTRING, "h\xc3\xa9")->text_value(), "h\xc3\xa9");
+  EXPECT_FALSE(Parse(v1::WSTRING, "\xff").ok());
+  EXPECT_TRUE(Parse(v1::POINTER, "NULL")->pointer().null());
+  EXPECT_TRUE(Parse(v1::POINTER, "0")->pointer().null());
+  absl::StatusOr<v1::Value> address = Parse(v1::POINTER, "0x7f0000001000");
+  ASSERT_TRUE(address.ok());
+  EXPECT_EQ(address->pointer().remote().address(), 0x7f0000001000u);
+  EXPECT_EQ(address->pointer().remote().generation(), 3u);
+  EXPECT_FALSE(Parse(v1::POINTER, "somewhere").ok());
+}
+
+TEST(BuildCallTest, FixedArguments) {
+  absl::StatusOr<CDeclaration> add = ParseCDeclaration("long add(long, long)");
+  ASSERT_TRUE(add.ok());
+  absl::StatusOr<v1::Call> call = BuildCall(*add, {"1", "-2"}, 1);
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ(call->args_size(), 2);
+  EXPECT_EQ(call->args(1).int_value(), -2);
+  EXPECT_EQ(call->variadic_types_size(), 0);
+  EXPECT_EQ(ErrorCodeOf(BuildCall(*add, {"1"}, 1).status()), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(ErrorCodeOf(BuildCall(*add, {"1", "2", "3"}, 1).status()), v1::INVALID_ARGUMENT);
+  absl::Status bad = BuildCall(*add, {"1", "x"}, 1).status();
+  EXPECT_NE(std::string(bad.message()).find("argument 2"), std::string::npos) << bad;
+}
+
+TEST(BuildCallTest, VariadicArgumentsCarryTheirTypesAndArePromoted) {
+  absl::StatusOr<CDeclaration> printf = ParseCDeclaration("int printf(const char*, ...)");
+  ASSERT_TRUE(printf.ok());
+  absl::StatusOr<v1::Call> call =
+      BuildCall(*printf, {"%d %g %s %c", "int:5", "float:2.5", "const char*:a:b", "char:x"}, 1);
+  ASSERT_TRUE(call.ok()) << call.status();
+  ASSERT_EQ(call->args_size(), 5);
+  ASSERT_EQ(call->variadic_types_size(), 4);
+  EXPECT_EQ(call->variadic_types(0).scalar(), v1::INT);
+  EXPECT_EQ(call->variadic_types(1).scalar(), v1::DOUBLE);
+  EXPECT_EQ(call->variadic_types(2).scalar(), v1::CSTRING);
+  EXPECT_EQ(call->variadic_types(3).scalar(), v1::INT);
+  EXPECT_EQ(call->args(2).float_value(), 2.5);
+  EXPECT_EQ(call->args(3).bytes_value(), "a:b");
+  EXPECT_EQ(call->args(4).int_value(), 'x');
+  EXPECT_FALSE(BuildCall(*printf, {"%d", "5"}, 1).ok());
+  EXPECT_FALSE(BuildCall(*printf, {"%d", "struct x:5"}, 1).ok());
+  EXPECT_FALSE(BuildCall(*printf, {"%d", "char:300"}, 1).ok());
+}
+
+}  // namespace
+}  // namespace cli
+}  // namespace ffibox

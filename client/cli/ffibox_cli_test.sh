@@ -1,0 +1,98 @@
+#!/bin/bash
+# The ffibox CLI against a real ffiboxd: printed results, typed errors and exit codes.
+set -u
+
+runfiles="${TEST_SRCDIR}/ffibox"
+ffibox="${runfiles}/client/cli/ffibox"
+ffiboxd="${runfiles}/server/ffiboxd"
+lib="${runfiles}/tests/testlibs/libffibox_test.so"
+
+dir="$(mktemp -d /tmp/ffibox-cli-test.XXXXXX)"
+socket="${dir}/ffiboxd.sock"
+"${ffiboxd}" --listen="unix:${socket}" --worker="${runfiles}/server/ffibox-worker" \
+  >"${dir}/stdout" 2>"${dir}/stderr" &
+server=$!
+cleanup() {
+  kill -TERM "${server}" 2>/dev/null
+  wait "${server}" 2>/dev/null
+  rm -rf "${dir}"
+}
+trap cleanup EXIT
+for _ in $(seq 1 500); do
+  [[ -S "${socket}" ]] && grep -q "listening" "${dir}/stdout" && break
+  sleep 0.02
+done
+
+failures=0
+# expect EXIT_CODE EXPECTED_STDOUT ARGS... ; stderr must start with "error: " on failure.
+expect() {
+  local want_code="$1" want_out="$2"
+  shift 2
+  local out code
+  out="$("${ffibox}" --address="unix:${socket}" "$@" 2>"${dir}/err")"
+  code=$?
+  if [[ "${code}" != "${want_code}" || "${out}" != "${want_out}" ]]; then
+    echo "FAIL: ffibox $*: exit ${code} (want ${want_code}), stdout '${out}' (want" \
+      "'${want_out}'), stderr: $(cat "${dir}/err")"
+    failures=$((failures + 1))
+  fi
+  if [[ "${want_code}" != 0 ]] && ! grep -q '^error: \|^usage: ' "${dir}/err"; then
+    echo "FAIL: ffibox $*: no error line on stderr: $(cat "${dir}/err")"
+    failures=$((failures + 1))
+  fi
+}
+# expect_error CODE_NAME ARGS... : exit 1 with "error: CODE_NAME: ..." on stderr.
+expect_error() {
+  local code_name="$1"
+  shift
+  expect 1 "" "$@"
+  if ! grep -q "^error: ${code_name}: " "${dir}/err"; then
+    echo "FAIL: ffibox $*: want error ${code_name}, got: $(cat "${dir}/err")"
+    failures=$((failures + 1))
+  fi
+}
+
+expect 0 "0.87758256189037276" call libm.so.6 'double cos(double)' 0.5
+expect 0 "-5" call "${lib}" 'int add_int(int a, int b)' -2 -3
+expect 0 "44" call "${lib}" 'unsigned char add_uchar(unsigned char, unsigned char)' 200 100
+expect 0 "18446744073709551614" call "${lib}" \
+  'unsigned long long add_ulonglong(unsigned long long, unsigned long long)' \
+  18446744073709551615 18446744073709551615
+expect 0 "'b'" call "${lib}" 'char next_char(char)' a
+expect 0 "true" call "${lib}" '_Bool is_even(int)' 4
+expect 0 "3.75" call "${lib}" 'float mul_float(float, float)' 1.5 2.5
+expect 0 "2.5" call "${lib}" 'long double ld_half(long double)' 5
+expect 0 "55" call "${lib}" 'int sum_ints(int, int, int, int, int, int, int, int, int, int)' \
+  1 2 3 4 5 6 7 8 9 10
+expect 0 '"hello, ffibox"' call "${lib}" 'const char* greeting(void)'
+expect 0 '"ABC"' call "${lib}" 'char *str_dup_upper(const char *s)' abc
+expect 0 "5" call "${lib}" 'size_t str_len(const char*)' hello
+expect 0 'L"héllo 世界"' call "${lib}" 'const wchar_t* wgreeting(void)'
+expect 0 "NULL" call "${lib}" 'const char* null_string(void)'
+expect 0 "0x1005" call "${lib}" 'void* ptr_offset(void*, long)' 0x1000 5
+expect 0 "6" call "${lib}" 'int sum_variadic(int, ...)' 3 int:1 int:2 short:3
+expect 0 "1" call "${lib}" 'int sleep_ms(int)' 1
+expect 0 $'-1\nerrno 7' --print_errno call "${lib}" 'int set_errno_to(int)' 7
+
+expect_error WORKER_CRASHED call "${lib}" 'int crash_null_deref(void)'
+grep -q "signal=11" "${dir}/err" || { echo "FAIL: no signal=11: $(cat "${dir}/err")"; failures=$((failures + 1)); }
+expect_error WORKER_CRASHED call "${lib}" 'int crash_abort(void)'
+expect_error WORKER_CRASHED call "${lib}" 'int crash_exit3(void)'
+grep -q "exit_code=3" "${dir}/err" || { echo "FAIL: no exit_code=3: $(cat "${dir}/err")"; failures=$((failures + 1)); }
+expect_error CALL_TIMEOUT --timeout_ms=200 call "${lib}" 'int hang_forever(void)'
+expect_error SYMBOL_NOT_FOUND call "${lib}" 'int no_such_function(void)'
+
+expect 2 "" call "${lib}" 'int add_int(int, int)' 1
+expect 2 "" call "${lib}" 'int add_int(int, int' 1 2
+expect 2 "" call "${lib}" 'int add_int(int, int)' 1 two
+expect 2 "" frobnicate
+expect 2 ""
+
+# The server is still serving after all of the above.
+expect 0 "3" call "${lib}" 'int add_int(int, int)' 1 2
+
+if [[ "${failures}" != 0 ]]; then
+  echo "${failures} failure(s)"
+  exit 1
+fi
+echo "all passed"

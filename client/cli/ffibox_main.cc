@@ -1,0 +1,206 @@
+// ffibox: call a function of a native library in an ffibox worker from the shell.
+//
+//   ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB 'DECLARATION' [ARG...]
+//
+// See kUsage below and docs for the syntax. Exit status: 0 on success, 1 when the call or
+// the server fails (the typed error is printed to stderr), 2 for a bad command line.
+#include <signal.h>
+#include <string.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "client/cli/argument_values.h"
+#include "client/cli/c_declaration.h"
+#include "client/cli/result_format.h"
+#include "client/cpp/default_address.h"
+#include "client/cpp/ffibox_client.h"
+#include "core/errors.h"
+
+ABSL_FLAG(std::string, address, "",
+          "ffiboxd address as a gRPC target (unix:/path/to/sock or host:port); default: "
+          "$FFIBOX_ADDRESS, else the per-user socket ffiboxd uses by default");
+ABSL_FLAG(int64_t, timeout_ms, 0, "deadline of the call in milliseconds; 0 = server default");
+ABSL_FLAG(bool, print_errno, false, "also print the worker's errno after the call");
+
+namespace ffibox {
+namespace cli {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+constexpr char kUsage[] = R"(call a function of a native library inside an ffibox worker.
+
+usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB 'DECLARATION' [ARG...]
+
+  LIB          library path, or a soname such as libm.so.6
+  DECLARATION  a C declaration: 'double cos(double)', 'size_t strlen(const char *s)',
+               'int printf(const char*, ...)'
+  ARG          one word per parameter: integers (42, -1, 0x2a), _Bool (true/false),
+               floating point (0.5, 1e-3), char (a number or one character), char* (the
+               word itself), wchar_t* (UTF-8), pointers (NULL or 0x...). Arguments of a
+               variadic function after the fixed ones are TYPE:VALUE, e.g. int:5,
+               double:2.5, 'const char*:text' (float, char and short are promoted as in C).
+Flags come before `call` and take the --flag=value form.
+The result is printed on stdout: numbers in full precision (%.17g), strings quoted,
+pointers as 0x..., NULL as NULL; nothing for void.
+)";
+
+// Prints `status` as `error: CODE: message [details]` on stderr.
+void PrintError(const absl::Status& status) {
+  const v1::Error error = ToProtoError(status);
+  std::string text(status.message());
+  const std::string code_name = v1::ErrorCode_Name(error.code());
+  if (!absl::StartsWith(text, absl::StrCat(code_name, ":"))) {
+    text = absl::StrCat(absl::StatusCodeToString(status.code()), ": ", text);
+  }
+  std::vector<std::string> details;
+  if (error.signal() != 0) {
+    const char* name = sigabbrev_np(error.signal());
+    details.push_back(absl::StrCat("signal=", error.signal(),
+                                   name != nullptr ? absl::StrCat(" (SIG", name, ")") : ""));
+  }
+  if (error.code() == v1::WORKER_CRASHED && error.signal() == 0 && error.exit_code() >= 0) {
+    details.push_back(absl::StrCat("exit_code=", error.exit_code()));
+  }
+  if (error.fault_address() != 0) {
+    details.push_back(absl::StrFormat("fault_address=0x%x", error.fault_address()));
+  }
+  if (!error.function().empty()) details.push_back(absl::StrCat("function=", error.function()));
+  if (!error.syscall().empty()) details.push_back(absl::StrCat("syscall=", error.syscall()));
+  if (!error.field().empty()) details.push_back(absl::StrCat("field=", error.field()));
+  std::cerr << "error: " << text;
+  if (!details.empty()) std::cerr << " [" << absl::StrJoin(details, ", ") << "]";
+  std::cerr << std::endl;
+}
+
+// Replaces a string result that came back as a worker address by the string it points to.
+absl::Status ResolveStringResult(Session& session, const v1::Type& type, v1::Value* value) {
+  const bool wide = type.scalar() == v1::WSTRING;
+  if ((type.scalar() != v1::CSTRING && !wide) || !value->has_pointer() ||
+      !value->pointer().has_remote() || value->pointer().remote().address() == 0) {
+    return absl::OkStatus();
+  }
+  v1::Request request;
+  *request.mutable_read_string()->mutable_address() = value->pointer().remote();
+  request.mutable_read_string()->set_wide(wide);
+  absl::StatusOr<v1::Response> response = session.Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (wide) {
+    value->set_text_value(response->string().text());
+  } else {
+    value->set_bytes_value(response->string().data());
+  }
+  return absl::OkStatus();
+}
+
+int RunCall(const std::string& library_path, const std::string& declaration_text,
+            const std::vector<std::string>& words) {
+  absl::StatusOr<CDeclaration> declaration = ParseCDeclaration(declaration_text);
+  if (!declaration.ok()) {
+    PrintError(declaration.status());
+    return kExitUsage;
+  }
+  // Validate the argument words before reaching for the server (generation 1 for now).
+  if (absl::StatusOr<v1::Call> check = BuildCall(*declaration, words, 1); !check.ok()) {
+    PrintError(check.status());
+    return kExitUsage;
+  }
+
+  std::string address = absl::GetFlag(FLAGS_address);
+  if (address.empty()) address = DefaultAddress();
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(address);
+  if (!client.ok()) {
+    PrintError(client.status());
+    return kExitFailure;
+  }
+  absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession();
+  if (!session.ok()) {
+    PrintError(session.status());
+    return kExitFailure;
+  }
+  absl::StatusOr<Library> library = (*session)->Load(library_path);
+  if (!library.ok()) {
+    PrintError(library.status());
+    return kExitFailure;
+  }
+  absl::StatusOr<RawFunction> function =
+      library->Resolve(declaration->name, declaration->signature);
+  if (!function.ok()) {
+    PrintError(function.status());
+    return kExitFailure;
+  }
+  absl::StatusOr<v1::Call> call = BuildCall(*declaration, words, (*session)->generation());
+  if (!call.ok()) {
+    PrintError(call.status());
+    return kExitUsage;
+  }
+  const bool print_errno = absl::GetFlag(FLAGS_print_errno);
+  call->set_capture_errno(print_errno);
+  CallOptions options;
+  options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  absl::StatusOr<v1::CallResult> result = function->Call(*std::move(call), options);
+  if (!result.ok()) {
+    PrintError(result.status());
+    return kExitFailure;
+  }
+  if (declaration->signature.has_result()) {
+    const v1::Type& type = declaration->signature.result();
+    if (absl::Status read = ResolveStringResult(**session, type, result->mutable_result());
+        !read.ok()) {
+      PrintError(read);
+      return kExitFailure;
+    }
+    absl::StatusOr<std::string> text = FormatResult(type, result->result());
+    if (!text.ok()) {
+      PrintError(text.status());
+      return kExitFailure;
+    }
+    std::cout << *text << "\n";
+  }
+  if (print_errno) std::cout << "errno " << result->errno_value() << "\n";
+  std::cout.flush();
+  (*session)->Close().IgnoreError();
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  // Flags end at the first word that is not a flag (or after "--"), so that negative numbers
+  // among the call's arguments are not taken for flags.
+  int command = 1;
+  while (command < argc && argv[command][0] == '-' && std::string(argv[command]) != "--" &&
+         std::string(argv[command]) != "-") {
+    ++command;
+  }
+  std::vector<char*> flag_words(argv, argv + command);
+  absl::ParseCommandLine(static_cast<int>(flag_words.size()), flag_words.data());
+  if (command < argc && std::string(argv[command]) == "--") ++command;
+  std::vector<std::string> words(argv + command, argv + argc);
+
+  if (words.size() < 3 || words[0] != "call") {
+    std::cerr << "usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB "
+                 "'DECLARATION' [ARG...]\n(ffibox --help for details)\n";
+    return kExitUsage;
+  }
+  return RunCall(words[1], words[2], std::vector<std::string>(words.begin() + 3, words.end()));
+}
+
+}  // namespace
+}  // namespace cli
+}  // namespace ffibox
+
+int main(int argc, char** argv) { return ffibox::cli::Main(argc, argv); }

@@ -1,0 +1,75 @@
+#include "client/cli/result_format.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace cli {
+namespace {
+
+std::string Format(v1::Scalar scalar, const v1::Value& value) {
+  v1::Type type;
+  type.set_scalar(scalar);
+  absl::StatusOr<std::string> text = FormatResult(type, value);
+  return text.ok() ? *text : "<error: " + std::string(text.status().message()) + ">";
+}
+
+v1::Value Int(int64_t n) {
+  v1::Value value;
+  value.set_int_value(n);
+  return value;
+}
+
+v1::Value Float(double x) {
+  v1::Value value;
+  value.set_float_value(x);
+  return value;
+}
+
+TEST(FormatResultTest, Numbers) {
+  EXPECT_EQ(Format(v1::INT, Int(-5)), "-5");
+  v1::Value big;
+  big.set_uint_value(~0ull);
+  EXPECT_EQ(Format(v1::ULONGLONG, big), "18446744073709551615");
+  EXPECT_EQ(Format(v1::DOUBLE, Float(0.87758256189037276)), "0.87758256189037276");
+  EXPECT_EQ(Format(v1::DOUBLE, Float(1)), "1");
+  EXPECT_EQ(Format(v1::FLOAT, Float(static_cast<float>(0.1))), "0.100000001");
+  EXPECT_EQ(Format(v1::UCHAR, Int(44)), "44");
+  EXPECT_EQ(Format(v1::INT, Float(1.5)).rfind("<error", 0), 0u);
+}
+
+TEST(FormatResultTest, CharactersAndBooleans) {
+  EXPECT_EQ(Format(v1::CHAR, Int('b')), "'b'");
+  EXPECT_EQ(Format(v1::CHAR, Int('\'')), "'\\''");
+  EXPECT_EQ(Format(v1::CHAR, Int(1)), "'\\x01'");
+  EXPECT_EQ(Format(v1::WCHAR, Int(0xc9)), "L'\xc3\x89'");
+  v1::Value flag;
+  flag.set_bool_value(true);
+  EXPECT_EQ(Format(v1::BOOL, flag), "true");
+}
+
+TEST(FormatResultTest, StringsAndPointers) {
+  v1::Value text;
+  text.set_bytes_value("hi \"you\"\n");
+  EXPECT_EQ(Format(v1::CSTRING, text), "\"hi \\\"you\\\"\\n\"");
+  v1::Value wide;
+  wide.set_text_value("h\xc3\xa9");
+  EXPECT_EQ(Format(v1::WSTRING, wide), "L\"h\xc3\xa9\"");
+  v1::Value null;
+  null.mutable_pointer()->set_null(true);
+  EXPECT_EQ(Format(v1::CSTRING, null), "NULL");
+  EXPECT_EQ(Format(v1::POINTER, null), "NULL");
+  v1::Value pointer;
+  pointer.mutable_pointer()->mutable_remote()->set_address(0x7f00dead0000);
+  EXPECT_EQ(Format(v1::POINTER, pointer), "0x7f00dead0000");
+}
+
+TEST(CQuoteTest, EscapesNonPrintableBytes) {
+  EXPECT_EQ(CQuote(std::string("a\0\xff", 3), false), "\"a\\0\\xff\"");
+  EXPECT_EQ(CQuote("\xc3\xa9", true), "\"\xc3\xa9\"");
+}
+
+}  // namespace
+}  // namespace cli
+}  // namespace ffibox

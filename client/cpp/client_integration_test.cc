@@ -1,0 +1,255 @@
+// The C++ client against a real ffiboxd, real workers and the real test library.
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/cpp/ffibox_client.h"
+#include "core/errors.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+using test_support::TestLibPath;
+using test_support::TestServer;
+
+// Expects `expression` (an absl::StatusOr) to succeed with `expected`, without aborting the
+// test binary when it fails.
+#define EXPECT_RESULT(expression, expected)                            \
+  do {                                                                 \
+    auto result_ = (expression);                                       \
+    if (result_.ok()) {                                                \
+      EXPECT_EQ(*result_, (expected)) << #expression;                  \
+    } else {                                                           \
+      ADD_FAILURE() << #expression << " failed: " << result_.status(); \
+    }                                                                  \
+  } while (0)
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
+    ASSERT_TRUE(session.ok()) << session.status();
+    session_ = *std::move(session);
+    absl::StatusOr<Library> library = session_->Load(TestLibPath());
+    ASSERT_TRUE(library.ok()) << library.status();
+    lib_.emplace(*std::move(library));
+  }
+
+  // Resolves `symbol` as Sig; a symbol that cannot be resolved fails the test and ends the
+  // test binary (there is no function to return).
+  template <typename Sig>
+  Function<Sig> Fn(const std::string& symbol) {
+    absl::StatusOr<Function<Sig>> function = lib_->Function<Sig>(symbol);
+    EXPECT_TRUE(function.ok()) << symbol << ": " << function.status();
+    return *std::move(function);
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<Session> session_;
+  std::optional<Library> lib_;
+};
+
+TEST_F(ClientTest, CosFromLibmMatchesTheLocalCos) {
+  absl::StatusOr<Library> libm = session_->Load("libm.so.6");
+  ASSERT_TRUE(libm.ok()) << libm.status();
+  absl::StatusOr<Function<double(double)>> cos = libm->Function<double(double)>("cos");
+  ASSERT_TRUE(cos.ok()) << cos.status();
+  absl::StatusOr<double> result = (*cos)(0.5);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, std::cos(0.5));
+  EXPECT_EQ(session_->generation(), 1u);
+}
+
+TEST_F(ClientTest, EveryScalarTypeRoundTrips) {
+  EXPECT_RESULT(Fn<bool(int)>("is_even")(4), true);
+  EXPECT_RESULT(Fn<bool(bool)>("not_bool")(true), false);
+  EXPECT_RESULT(Fn<char(char)>("next_char")('a'), 'b');
+  EXPECT_RESULT(Fn<signed char(signed char)>("neg_schar")(5), -5);
+  EXPECT_RESULT(Fn<unsigned char(unsigned char, unsigned char)>("add_uchar")(200, 100), 44);
+  EXPECT_RESULT(Fn<short(short, short)>("add_short")(-300, 100), -200);
+  EXPECT_RESULT(Fn<unsigned short(unsigned short, unsigned short)>("add_ushort")(65535, 2), 1);
+  EXPECT_RESULT(Fn<int(int, int)>("add_int")(2, 3), 5);
+  EXPECT_RESULT(Fn<unsigned(unsigned, unsigned)>("add_uint")(4294967295u, 2), 1u);
+  EXPECT_RESULT(Fn<long(long, long)>("add_long")(-5000000000L, 1), -4999999999L);
+  EXPECT_RESULT(Fn<unsigned long(unsigned long, unsigned long)>("add_ulong")(~0ul, 2), 1ul);
+  EXPECT_RESULT(Fn<long long(long long, long long)>("add_longlong")(1LL << 40, 1), (1LL << 40) + 1);
+  EXPECT_RESULT(
+      Fn<unsigned long long(unsigned long long, unsigned long long)>("add_ulonglong")(~0ull, ~0ull),
+      ~0ull - 1);
+  EXPECT_RESULT(Fn<int8_t(int8_t)>("neg_int8")(-128), -128);
+  EXPECT_RESULT(Fn<uint8_t(uint8_t, uint8_t)>("add_uint8")(255, 1), 0);
+  EXPECT_RESULT(Fn<int16_t(int16_t)>("neg_int16")(1234), -1234);
+  EXPECT_RESULT(Fn<uint16_t(uint16_t, uint16_t)>("add_uint16")(65535, 1), 0);
+  EXPECT_RESULT(Fn<int32_t(int32_t)>("neg_int32")(INT32_MIN), INT32_MIN);
+  EXPECT_RESULT(Fn<uint32_t(uint32_t, uint32_t)>("add_uint32")(1, 2), 3u);
+  EXPECT_RESULT(Fn<int64_t(int64_t)>("neg_int64")(INT64_MAX), -INT64_MAX);
+  EXPECT_RESULT(Fn<uint64_t(uint64_t, uint64_t)>("add_uint64")(UINT64_MAX, 1), 0u);
+  EXPECT_RESULT(Fn<size_t(size_t)>("twice_size")(21), 42u);
+  EXPECT_RESULT(Fn<ssize_t(ssize_t)>("neg_ssize")(-7), 7);
+  EXPECT_RESULT(Fn<float(float, float)>("mul_float")(1.5f, 2.5f), 3.75f);
+  EXPECT_RESULT(Fn<double(double, double)>("mul_double")(0.1, 3.0), 0.1 * 3.0);
+  EXPECT_RESULT(Fn<long double(long double)>("ld_half")(5.0L), 2.5L);
+  EXPECT_RESULT(Fn<wchar_t(wchar_t)>("upper_wchar")(L'a'), L'A');
+  EXPECT_RESULT(Fn<int(int, int, int, int, int, int, int, int, int, int)>("sum_ints")(
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
+                55);
+  EXPECT_RESULT(
+      Fn<double(int, double, long, float, unsigned char)>("sum_mixed")(1, 0.5, 2, 0.25f, 3), 6.75);
+}
+
+TEST_F(ClientTest, PointersAreWorkerAddresses) {
+  absl::StatusOr<RemotePtr> base = Fn<void*()>("greeting")();
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_FALSE(base->is_null());
+  EXPECT_EQ(base->generation, session_->generation());
+  absl::StatusOr<RemotePtr> moved = Fn<void*(void*, long)>("ptr_offset")(*base, 7);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->address, base->address + 7);
+  EXPECT_RESULT(session_->ReadCString(*moved), "ffibox");
+  EXPECT_RESULT(Fn<void*(void*, long)>("ptr_offset")(nullptr, 0), RemotePtr());
+}
+
+TEST_F(ClientTest, StringsInAndOut) {
+  EXPECT_RESULT(Fn<size_t(const char*)>("str_len")("hello"), 5u);
+  EXPECT_RESULT(Fn<size_t(std::string)>("str_len")(std::string("four")), 4u);
+  EXPECT_RESULT(Fn<size_t(const char*)>("str_len")(nullptr), 0u);
+  EXPECT_RESULT(Fn<std::string()>("greeting")(), "hello, ffibox");
+  EXPECT_RESULT(Fn<std::string(const char*)>("str_dup_upper")("MiXed"), "MIXED");
+  EXPECT_RESULT(Fn<size_t(const wchar_t*)>("wstr_len")(L"h\u00e9llo \u4e16\u754c"), 8u);
+  EXPECT_RESULT(Fn<std::wstring()>("wgreeting")(), L"h\u00e9llo \u4e16\u754c");
+  EXPECT_RESULT(Fn<std::optional<std::string>()>("null_string")(), std::nullopt);
+  EXPECT_EQ(ErrorCodeOf(Fn<std::string()>("null_string")().status()), v1::FAILED_PRECONDITION);
+}
+
+TEST_F(ClientTest, BuffersInOutAndInOut) {
+  Buffer out = Buffer::Out(5);
+  ASSERT_TRUE(Fn<void(Buffer&, size_t, char)>("fill_buffer")(out, 5, 'x').ok());
+  EXPECT_EQ(out.data, "xxxxx");
+
+  const Buffer in = Buffer::In(std::string("\x01\x02\x03\xff", 4));
+  EXPECT_RESULT(Fn<size_t(const Buffer&, size_t)>("sum_bytes")(in, 4), 1u + 2u + 3u + 255u);
+
+  Buffer inout = Buffer::InOut("abcdef");
+  ASSERT_TRUE(Fn<void(Buffer*, size_t)>("reverse_in_place")(&inout, 6).ok());
+  EXPECT_EQ(inout.data, "fedcba");
+}
+
+TEST_F(ClientTest, IntPointersAreOutParameters) {
+  auto divmod = Fn<int(int, int, int*, int*)>("divmod");
+  int quotient = 0;
+  int remainder = 0;
+  EXPECT_RESULT(divmod(17, 5, &quotient, &remainder), 0);
+  EXPECT_EQ(quotient, 3);
+  EXPECT_EQ(remainder, 2);
+
+  int counter = 41;
+  ASSERT_TRUE(Fn<void(int*)>("increment")(&counter).ok());
+  EXPECT_EQ(counter, 42);
+  ASSERT_TRUE(Fn<void(int&)>("increment")(counter).ok());
+  EXPECT_EQ(counter, 43);
+}
+
+TEST_F(ClientTest, ErrnoIsCapturedOnRequest) {
+  absl::StatusOr<WithErrno<int>> result = Fn<int(int)>("set_errno_to").CallWithErrno(ENOENT);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->value, -1);
+  EXPECT_EQ(result->error_number, ENOENT);
+}
+
+TEST_F(ClientTest, ExportedVariablesAreRead) {
+  EXPECT_RESULT(lib_->Variable<int>("ffibox_test_counter"), 42);
+}
+
+TEST_F(ClientTest, StatePersistsWithinAWorker) {
+  auto next = Fn<int()>("counter_next");
+  EXPECT_RESULT(next(), 1);
+  EXPECT_RESULT(next(), 2);
+}
+
+TEST_F(ClientTest, MissingSymbolIsATypedError) {
+  absl::StatusOr<Function<int()>> missing = lib_->Function<int()>("no_such_function");
+  EXPECT_EQ(ErrorCodeOf(missing.status()), v1::SYMBOL_NOT_FOUND);
+}
+
+TEST_F(ClientTest, CrashIsReportedAndTheWorkerRestarts) {
+  absl::Status crash = Fn<int()>("crash_null_deref")().status();
+  const v1::Error error = ErrorOf(crash);
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << crash;
+  EXPECT_EQ(error.signal(), SIGSEGV);
+  absl::StatusOr<int> after = Fn<int(int, int)>("add_int")(1, 2);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, 3);
+  EXPECT_GT(session_->generation(), 1u);
+}
+
+TEST_F(ClientTest, CallTimeoutKillsTheCall) {
+  absl::StatusOr<int> hung = Fn<int()>("hang_forever").CallWithTimeout(absl::Milliseconds(200));
+  EXPECT_EQ(ErrorCodeOf(hung.status()), v1::CALL_TIMEOUT) << hung.status();
+}
+
+TEST_F(ClientTest, CloseEndsTheSessionCleanly) {
+  auto add = Fn<int(int, int)>("add_int");
+  EXPECT_TRUE(session_->Close().ok());
+  EXPECT_EQ(add(1, 2).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(session_->Close().ok());
+}
+
+TEST_F(ClientTest, ConcurrentCallsArePipelinedOnOneSession) {
+  auto add = Fn<long(long, long)>("add_long");
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(8, 0);
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (long i = 0; i < 50; ++i) {
+        absl::StatusOr<long> sum = add(t * 1000, i);
+        if (!sum.ok() || *sum != t * 1000 + i) ++wrong[t];
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < 8; ++t) EXPECT_EQ(wrong[t], 0) << "thread " << t;
+}
+
+TEST_F(ClientTest, ServerDeathFailsTheCallInFlightWithUnavailable) {
+  auto sleep = Fn<int(int)>("sleep_ms");
+  absl::Status in_flight;
+  std::thread caller([&] { in_flight = sleep(10000).status(); });
+  absl::SleepFor(absl::Milliseconds(200));
+  server_->Stop(/*grace=*/absl::Milliseconds(100));
+  caller.join();
+  EXPECT_FALSE(in_flight.ok());
+  EXPECT_FALSE(sleep(1).ok());
+}
+
+TEST_F(ClientTest, NoWorkerOutlivesItsSession) {
+  ASSERT_TRUE(Fn<int(int, int)>("add_int")(1, 2).ok());
+  const std::vector<pid_t> before = test_support::DescendantsOf(server_->pid());
+  EXPECT_FALSE(before.empty());
+  ASSERT_TRUE(session_->Close().ok());
+  // Workers of closed sessions are killed and reaped: none remains, not even as a zombie.
+  // (A pool of idle workers, if the server keeps one, is not among `before`'s session.)
+  EXPECT_TRUE(test_support::WaitFor(
+      [&] {
+        for (pid_t pid : before) {
+          if (test_support::ProcessState(pid) != '\0') return false;
+        }
+        return true;
+      },
+      absl::Seconds(5)));
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,38 @@
+// The ffibox C++ client: call functions of native libraries running in an ffibox worker.
+//
+//   auto client = ffibox::Client::Connect(ffibox::DefaultAddress());
+//   auto session = (*client)->OpenSession();
+//   auto libm = (*session)->Load("libm.so.6");
+//   auto cos = libm->Function<double(double)>("cos");
+//   absl::StatusOr<double> y = (*cos)(0.5);   // WORKER_CRASHED, CALL_TIMEOUT, ... on failure
+//
+// C++ types in a signature and what they become:
+//   bool char signed/unsigned char short int long long long (and unsigned), float, double,
+//   long double (sent and returned as a double), wchar_t, and the <cstdint> aliases
+//                            -> the C scalar, by value
+//   T* / T& (T a scalar)     -> client memory: sizeof(T) bytes copied in, and back after the
+//                               call (const T*: in only); nullptr is NULL
+//   ffibox::Buffer& / Buffer* -> client bytes in the buffer's direction (IN/OUT/INOUT)
+//   const char*, char*, std::string, absl::string_view  -> char* string (CSTRING)
+//   const wchar_t*, std::wstring, std::u32string -> wchar_t* string (WSTRING)
+//   void*, ffibox::RemotePtr, std::nullptr_t -> a worker address (parameters take RemotePtr)
+// Results: scalars; void -> absl::Status; void* / RemotePtr -> RemotePtr;
+//   std::string / std::wstring / std::u32string -> the returned char* / wchar_t* string, with
+//   NULL an error (FAILED_PRECONDITION); std::optional<...> of those -> NULL is nullopt.
+// A char* result is read by the worker and not freed (as in ctypes); to free it, declare the
+// result as void*, read it with Session::ReadCString, then call the library's free function.
+//
+// Errors are absl::Status values carrying the public ffibox.v1.Error: `ErrorOf(status)`
+// returns it (code, signal, exit_code, function, ...).
+#ifndef FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
+#define FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
+
+#include "client/cpp/client.h"           // IWYU pragma: export
+#include "client/cpp/default_address.h"  // IWYU pragma: export
+#include "client/cpp/library.h"          // IWYU pragma: export
+#include "client/cpp/raw_function.h"     // IWYU pragma: export
+#include "client/cpp/session.h"          // IWYU pragma: export
+#include "client/cpp/typed_function.h"   // IWYU pragma: export
+#include "client/cpp/values.h"           // IWYU pragma: export
+
+#endif  // FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_

@@ -1,0 +1,55 @@
+#include "client/cpp/library.h"
+
+#include "core/errors.h"
+
+namespace ffibox {
+
+Library::Library(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+                 std::string path)
+    : stream_(std::move(stream)), handle_(handle), path_(std::move(path)) {}
+
+absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
+                                             const v1::Signature& signature) const {
+  v1::Request request;
+  v1::ResolveFunction* resolve = request.mutable_resolve_function();
+  resolve->set_library(handle_);
+  resolve->set_symbol(symbol);
+  *resolve->mutable_signature() = signature;
+  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_function()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered ResolveFunction without a handle");
+  }
+  const v1::FunctionResolved& resolved = response->function();
+  const uint64_t generation = resolved.address().generation() != 0 ? resolved.address().generation()
+                                                                   : response->generation();
+  return RawFunction(stream_, resolved.function(), symbol, signature,
+                     RemotePtr(resolved.address().address(), generation));
+}
+
+absl::StatusOr<RemotePtr> Library::SymbolAddress(const std::string& symbol) const {
+  absl::StatusOr<v1::SymbolFound> found = Lookup(symbol, nullptr);
+  if (!found.ok()) return found.status();
+  return RemotePtr(found->address().address(), found->address().generation());
+}
+
+absl::StatusOr<v1::SymbolFound> Library::Lookup(const std::string& symbol,
+                                                const v1::Type* type) const {
+  v1::Request request;
+  v1::LookupSymbol* lookup = request.mutable_lookup_symbol();
+  lookup->set_library(handle_);
+  lookup->set_symbol(symbol);
+  if (type != nullptr) *lookup->mutable_type() = *type;
+  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_symbol()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered LookupSymbol without a symbol");
+  }
+  v1::SymbolFound found = std::move(*response->mutable_symbol());
+  if (found.address().generation() == 0) {
+    found.mutable_address()->set_generation(response->generation());
+  }
+  return found;
+}
+
+}  // namespace ffibox

@@ -1,0 +1,81 @@
+// A native library loaded into a client session's worker: resolve functions and variables.
+//
+// Returned by `Session::Load`. `Function<Sig>(symbol)` gives a typed callable;
+// `Resolve(symbol, signature)` an untyped one. The handle stays valid across worker
+// restarts (the server reloads the library) and fails cleanly once the session is closed.
+// Copyable and thread-safe.
+#ifndef FFIBOX_CLIENT_CPP_LIBRARY_H_
+#define FFIBOX_CLIENT_CPP_LIBRARY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "client/cpp/raw_function.h"
+#include "client/cpp/result_traits.h"
+#include "client/cpp/session_stream.h"
+#include "client/cpp/type_mapping.h"
+#include "client/cpp/typed_function.h"
+#include "client/cpp/values.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+class Library {
+ public:
+  // Wraps the server's handle `handle` for the library loaded from `path`; Session::Load
+  // does this.
+  Library(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+          std::string path);
+
+  // Resolves `symbol` as a function of C++ type Sig, e.g. `Function<double(double)>("cos")`;
+  // returns SYMBOL_NOT_FOUND if the library does not export it.
+  template <typename Sig>
+  absl::StatusOr<TypedFunction<Sig>> Function(const std::string& symbol) const {
+    absl::StatusOr<RawFunction> raw = Resolve(symbol, TypedFunction<Sig>::Signature());
+    if (!raw.ok()) return raw.status();
+    return TypedFunction<Sig>(*std::move(raw));
+  }
+
+  // Resolves `symbol` with a signature built at run time; SYMBOL_NOT_FOUND if it is not
+  // exported, INVALID_ARGUMENT if the server refuses the signature.
+  absl::StatusOr<RawFunction> Resolve(const std::string& symbol,
+                                      const v1::Signature& signature) const;
+
+  // Returns the address of the exported symbol `symbol` in the current worker.
+  absl::StatusOr<RemotePtr> SymbolAddress(const std::string& symbol) const;
+
+  // Reads the exported variable `symbol` as a T (a scalar, RemotePtr for void*, or a string
+  // type for char* / wchar_t* variables); SYMBOL_NOT_FOUND if it is not exported.
+  template <typename T>
+  absl::StatusOr<typename client_internal::ResultTraits<T>::Value> Variable(
+      const std::string& symbol) const {
+    const v1::Type type = client_internal::ResultTraits<T>::Type();
+    absl::StatusOr<v1::SymbolFound> found = Lookup(symbol, &type);
+    if (!found.ok()) return found.status();
+    client_internal::SessionStream& stream = *stream_;
+    return client_internal::ResultTraits<T>::Decode(
+        found->value(), [&stream](const v1::RemoteAddress& address, bool wide) {
+          return stream.ReadString(address, wide);
+        });
+  }
+
+  // The server's library handle.
+  uint64_t handle() const { return handle_; }
+  // The path the library was loaded from.
+  const std::string& path() const { return path_; }
+
+ private:
+  // Sends LookupSymbol (with `type` when not null).
+  absl::StatusOr<v1::SymbolFound> Lookup(const std::string& symbol, const v1::Type* type) const;
+
+  std::shared_ptr<client_internal::SessionStream> stream_;
+  uint64_t handle_;
+  std::string path_;
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CLIENT_CPP_LIBRARY_H_

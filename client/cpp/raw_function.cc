@@ -1,0 +1,48 @@
+#include "client/cpp/raw_function.h"
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "core/errors.h"
+
+namespace ffibox {
+
+uint32_t TimeoutMillis(absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) return 0;
+  const double millis = std::ceil(absl::ToDoubleMilliseconds(timeout));
+  if (millis >= static_cast<double>(std::numeric_limits<uint32_t>::max())) {
+    return std::numeric_limits<uint32_t>::max();
+  }
+  return static_cast<uint32_t>(millis);
+}
+
+RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+                         std::string symbol, v1::Signature signature, RemotePtr address)
+    : stream_(std::move(stream)),
+      handle_(handle),
+      symbol_(std::move(symbol)),
+      signature_(std::move(signature)),
+      address_(address) {}
+
+absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options) const {
+  call.set_function(handle_);
+  if (options.timeout > absl::ZeroDuration()) call.set_timeout_ms(TimeoutMillis(options.timeout));
+  if (options.set_errno.has_value()) call.set_set_errno(*options.set_errno);
+  v1::Request request;
+  *request.mutable_call() = std::move(call);
+  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_call()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered a Call without a CallResult");
+  }
+  v1::CallResult result = std::move(*response->mutable_call());
+  if (result.result().has_pointer() && result.result().pointer().has_remote() &&
+      result.result().pointer().remote().generation() == 0) {
+    result.mutable_result()->mutable_pointer()->mutable_remote()->set_generation(
+        response->generation());
+  }
+  return result;
+}
+
+}  // namespace ffibox

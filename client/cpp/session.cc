@@ -1,0 +1,122 @@
+#include "client/cpp/session.h"
+
+#include <utility>
+
+#include "client/cpp/raw_function.h"
+#include "client/cpp/type_mapping.h"
+#include "core/errors.h"
+
+namespace ffibox {
+namespace {
+
+v1::RemoteAddress ToProto(RemotePtr pointer) {
+  v1::RemoteAddress address;
+  address.set_address(pointer.address);
+  address.set_generation(pointer.generation);
+  return address;
+}
+
+absl::Status ExpectDone(const absl::StatusOr<v1::Response>& response, const char* operation) {
+  if (!response.ok()) return response.status();
+  if (!response->has_done()) {
+    return ErrorStatus(v1::INTERNAL, absl::StrCat("the server answered ", operation,
+                                                  " with something other than done"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Session::Session(std::shared_ptr<client_internal::SessionStream> stream, v1::SessionOpened info)
+    : stream_(std::move(stream)), info_(std::move(info)) {}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Channel> channel,
+                                                       const SessionOptions& options) {
+  absl::StatusOr<std::shared_ptr<client_internal::SessionStream>> stream =
+      client_internal::SessionStream::Start(std::move(channel));
+  if (!stream.ok()) return stream.status();
+  v1::Request request;
+  v1::OpenSession* open = request.mutable_open();
+  open->set_call_timeout_ms(TimeoutMillis(options.call_timeout));
+  open->set_restart(options.restart ? v1::RESTART : v1::NO_RESTART);
+  absl::StatusOr<v1::Response> response = (*stream)->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_opened()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered OpenSession without SessionOpened");
+  }
+  return std::unique_ptr<Session>(
+      new Session(*std::move(stream), std::move(*response->mutable_opened())));
+}
+
+Session::~Session() { Close().IgnoreError(); }
+
+absl::StatusOr<Library> Session::Load(const std::string& path) {
+  v1::Request request;
+  request.mutable_load_library()->set_path(path);
+  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_library()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered LoadLibrary without a handle");
+  }
+  return Library(stream_, response->library().library(), path);
+}
+
+absl::StatusOr<v1::Response> Session::Send(v1::Request request) {
+  return stream_->Send(std::move(request));
+}
+
+std::future<absl::StatusOr<v1::Response>> Session::SendAsync(v1::Request request) {
+  return stream_->SendAsync(std::move(request));
+}
+
+absl::StatusOr<std::string> Session::ReadMemory(RemotePtr address, size_t size) {
+  v1::Request request;
+  *request.mutable_read_memory()->mutable_address() = ToProto(address);
+  request.mutable_read_memory()->set_size(size);
+  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_memory() || response->memory().data().size() != size) {
+    return ErrorStatus(v1::INTERNAL, "the server answered ReadMemory with the wrong size");
+  }
+  return std::move(*response->mutable_memory()->mutable_data());
+}
+
+absl::Status Session::WriteMemory(RemotePtr address, absl::string_view data) {
+  v1::Request request;
+  *request.mutable_write_memory()->mutable_address() = ToProto(address);
+  request.mutable_write_memory()->set_data(data.data(), data.size());
+  return ExpectDone(stream_->Send(std::move(request)), "WriteMemory");
+}
+
+absl::StatusOr<RemotePtr> Session::AllocMemory(size_t size) {
+  v1::Request request;
+  request.mutable_alloc_memory()->set_size(size);
+  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_allocated()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered AllocMemory without an address");
+  }
+  const v1::RemoteAddress& address = response->allocated().address();
+  return RemotePtr(address.address(),
+                   address.generation() != 0 ? address.generation() : response->generation());
+}
+
+absl::Status Session::FreeMemory(RemotePtr address) {
+  v1::Request request;
+  *request.mutable_free_memory()->mutable_address() = ToProto(address);
+  return ExpectDone(stream_->Send(std::move(request)), "FreeMemory");
+}
+
+absl::StatusOr<std::string> Session::ReadCString(RemotePtr address) {
+  absl::StatusOr<v1::StringData> data = stream_->ReadString(ToProto(address), /*wide=*/false);
+  if (!data.ok()) return data.status();
+  return std::move(*data->mutable_data());
+}
+
+uint64_t Session::generation() const { return stream_->generation(); }
+
+std::vector<v1::SessionEvent> Session::TakeEvents() { return stream_->TakeEvents(); }
+
+absl::Status Session::Close() { return stream_->Close(); }
+
+}  // namespace ffibox

@@ -1,0 +1,235 @@
+#include "client/cpp/session_stream.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+
+namespace ffibox {
+namespace client_internal {
+namespace {
+
+// How long Close waits for the server to answer CloseSession and then to end the stream.
+constexpr auto kCloseAnswerWait = std::chrono::seconds(5);
+constexpr absl::Duration kStreamEndWait = absl::Seconds(5);
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  // grpc::StatusCode and absl::StatusCode share their numbering.
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+}  // namespace
+
+SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel)
+    : channel_(std::move(channel)), stub_(v1::Ffibox::NewStub(channel_)) {}
+
+absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
+    std::shared_ptr<grpc::Channel> channel) {
+  std::shared_ptr<SessionStream> stream(new SessionStream(std::move(channel)));
+  stream->stream_ = stream->stub_->Session(&stream->context_);
+  if (stream->stream_ == nullptr) {
+    return absl::UnavailableError("could not start an ffibox Session stream");
+  }
+  SessionStream* raw = stream.get();
+  stream->reader_ = std::thread([raw] { raw->ReadLoop(); });
+  return stream;
+}
+
+SessionStream::~SessionStream() {
+  Close().IgnoreError();
+  if (reader_.joinable()) reader_.join();
+}
+
+std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request request) {
+  std::promise<absl::StatusOr<v1::Response>> promise;
+  std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
+  uint64_t id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ended_.ok()) {
+      promise.set_value(ended_);
+      return future;
+    }
+    id = next_id_++;
+    pending_.emplace(id, std::move(promise));
+  }
+  request.set_id(id);
+  if (!Write(request)) {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(id);
+    if (it != pending_.end()) {
+      it->second.set_value(ended_.ok() ? absl::UnavailableError("ffibox session stream is broken")
+                                       : ended_);
+      pending_.erase(it);
+    }
+  }
+  return future;
+}
+
+absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
+  absl::StatusOr<v1::Response> response = SendAsync(std::move(request)).get();
+  if (!response.ok()) return response.status();
+  if (response->has_error()) return ErrorStatus(response->error());
+  return response;
+}
+
+absl::StatusOr<v1::StringData> SessionStream::ReadString(const v1::RemoteAddress& address,
+                                                         bool wide) {
+  v1::Request request;
+  *request.mutable_read_string()->mutable_address() = address;
+  request.mutable_read_string()->set_wide(wide);
+  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_string()) {
+    return ErrorStatus(v1::INTERNAL, "server answered ReadString without string data");
+  }
+  return std::move(*response->mutable_string());
+}
+
+std::vector<v1::SessionEvent> SessionStream::TakeEvents() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::SessionEvent> events;
+  events.swap(events_);
+  return events;
+}
+
+absl::Status SessionStream::Close() {
+  absl::MutexLock close_lock(&close_mu_);
+  if (closed_) return close_status_;
+  closed_ = true;
+
+  absl::Status answer_status;
+  bool stream_alive;
+  {
+    absl::MutexLock lock(&mu_);
+    stream_alive = ended_.ok();
+  }
+  if (stream_alive) {
+    v1::Request request;
+    request.mutable_close();
+    std::future<absl::StatusOr<v1::Response>> answer = SendAsync(std::move(request));
+    if (answer.wait_for(kCloseAnswerWait) == std::future_status::ready) {
+      absl::StatusOr<v1::Response> response = answer.get();
+      // A missing answer because the server ended the stream is judged by its final status.
+      if (response.ok() && response->has_error()) answer_status = ErrorStatus(response->error());
+    } else {
+      answer_status = absl::DeadlineExceededError("ffiboxd did not answer CloseSession");
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_.ok()) ended_ = absl::FailedPreconditionError("the ffibox session is closed");
+  }
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (!writes_closed_) {
+      writes_closed_ = true;
+      stream_->WritesDone();
+    }
+  }
+  bool cancelled = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(&reader_done_), kStreamEndWait)) {
+      context_.TryCancel();
+      cancelled = true;
+    }
+  }
+  if (reader_.joinable()) reader_.join();
+
+  absl::Status final_status;
+  {
+    absl::MutexLock lock(&mu_);
+    final_status = final_status_;
+  }
+  close_status_ = answer_status;
+  if (close_status_.ok() && !final_status.ok() &&
+      !(cancelled && final_status.code() == absl::StatusCode::kCancelled)) {
+    close_status_ = final_status;
+  }
+  if (close_status_.ok() && cancelled) {
+    close_status_ = absl::DeadlineExceededError("ffiboxd did not end the session stream");
+  }
+  return close_status_;
+}
+
+void SessionStream::ReadLoop() {
+  v1::Response response;
+  while (stream_->Read(&response)) {
+    Dispatch(std::move(response));
+    response.Clear();
+  }
+  grpc::Status grpc_status;
+  {
+    absl::MutexLock lock(&write_mu_);
+    writes_closed_ = true;
+    grpc_status = stream_->Finish();
+  }
+  absl::Status final_status = FromGrpc(grpc_status);
+  absl::flat_hash_map<uint64_t, std::promise<absl::StatusOr<v1::Response>>> orphans;
+  absl::Status failure;
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_.ok()) {
+      ended_ =
+          absl::UnavailableError(final_status.ok() ? "ffiboxd ended the session stream"
+                                                   : absl::StrCat("ffibox session stream broke: ",
+                                                                  final_status.ToString()));
+    }
+    failure = ended_;
+    if (failure.code() != absl::StatusCode::kUnavailable) {
+      failure =
+          absl::UnavailableError(absl::StrCat("ffibox session stream ended before the "
+                                              "answer arrived (",
+                                              failure.message(), ")"));
+    }
+    final_status_ = final_status;
+    orphans.swap(pending_);
+    reader_done_ = true;
+  }
+  for (auto& [id, promise] : orphans) promise.set_value(failure);
+}
+
+void SessionStream::Dispatch(v1::Response response) {
+  NoteGeneration(response.generation());
+  if (response.id() == 0) {
+    if (response.has_event()) {
+      absl::MutexLock lock(&mu_);
+      events_.push_back(std::move(*response.mutable_event()));
+    } else if (response.has_callback_invoke()) {
+      RefuseCallback(response.callback_invoke());
+    }
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = pending_.find(response.id());
+  if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
+  it->second.set_value(std::move(response));
+  pending_.erase(it);
+}
+
+bool SessionStream::Write(const v1::Request& request) {
+  absl::MutexLock lock(&write_mu_);
+  if (writes_closed_) return false;
+  return stream_->Write(request);
+}
+
+void SessionStream::RefuseCallback(const v1::CallbackInvoke& invoke) {
+  v1::Request request;
+  request.mutable_callback_return()->set_invocation(invoke.invocation());
+  request.mutable_callback_return()->set_error(
+      "the ffibox C++ client does not define callbacks; none should have been invoked");
+  SendAsync(std::move(request));  // the answer is of no interest
+}
+
+void SessionStream::NoteGeneration(uint64_t generation) {
+  uint64_t seen = generation_.load(std::memory_order_relaxed);
+  while (generation > seen &&
+         !generation_.compare_exchange_weak(seen, generation, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace client_internal
+}  // namespace ffibox

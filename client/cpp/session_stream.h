@@ -1,0 +1,108 @@
+// The one gRPC bidi stream behind a client session: request ids, pipelining, dispatch.
+//
+// Internal to the C++ client; `Session`, `Library` and `RawFunction` share one
+// `SessionStream` so that handles stay safe to use (they fail cleanly) after the session is
+// closed. Any number of threads may send concurrently; a reader thread hands each response
+// to the caller waiting for its id, stores unsolicited events (id 0), and, if the stream
+// breaks, fails every waiter with UNAVAILABLE. Responses come from the server and are
+// checked only for what the client relies on (matching ids).
+#ifndef FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
+#define FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
+
+#include <atomic>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "ffibox/v1/ffibox.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace ffibox {
+namespace client_internal {
+
+class SessionStream {
+ public:
+  // Opens a Session stream on `channel` and starts its reader thread; returns UNAVAILABLE
+  // if the stream cannot be started.
+  static absl::StatusOr<std::shared_ptr<SessionStream>> Start(
+      std::shared_ptr<grpc::Channel> channel);
+
+  SessionStream(const SessionStream&) = delete;
+  SessionStream& operator=(const SessionStream&) = delete;
+  // Closes the stream (see Close) and joins the reader thread.
+  ~SessionStream();
+
+  // Sends `request` with a fresh id (its `id` is overwritten) and returns a future for the
+  // matching response. The future holds the response even when it carries an error; it
+  // holds UNAVAILABLE if the stream broke and FAILED_PRECONDITION after Close.
+  std::future<absl::StatusOr<v1::Response>> SendAsync(v1::Request request);
+
+  // Sends `request` and waits for its response; a response carrying `error` becomes the
+  // matching non-OK status (ErrorStatus), so an OK result always has a `result` set.
+  absl::StatusOr<v1::Response> Send(v1::Request request);
+
+  // Reads a NUL-terminated (wide: wchar_t) string at `address` in the worker.
+  absl::StatusOr<v1::StringData> ReadString(const v1::RemoteAddress& address, bool wide);
+
+  // The worker generation of the latest response or restart event (0 before any).
+  uint64_t generation() const { return generation_.load(std::memory_order_relaxed); }
+
+  // Returns and forgets the session events received so far, oldest first.
+  std::vector<v1::SessionEvent> TakeEvents();
+
+  // Sends CloseSession, half-closes the stream, waits (bounded) for the server to end it,
+  // and joins the reader. Idempotent. Returns the first failure seen while closing, OK if
+  // the stream ended cleanly.
+  absl::Status Close();
+
+ private:
+  explicit SessionStream(std::shared_ptr<grpc::Channel> channel);
+
+  // Body of the reader thread: dispatches responses until the stream ends.
+  void ReadLoop();
+  // Hands one response to its waiter, or stores it as an event.
+  void Dispatch(v1::Response response);
+  // Writes one request; false if the stream can no longer be written.
+  bool Write(const v1::Request& request);
+  // Answers a callback invocation; this client does not define callbacks yet.
+  void RefuseCallback(const v1::CallbackInvoke& invoke);
+  // Raises the generation to `generation` if that is newer.
+  void NoteGeneration(uint64_t generation);
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Ffibox::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::Request, v1::Response>> stream_;
+  std::thread reader_;
+  std::atomic<uint64_t> generation_{0};
+
+  // Serialises writers; gRPC allows one outstanding write and no write after Finish.
+  absl::Mutex write_mu_;
+  bool writes_closed_ ABSL_GUARDED_BY(write_mu_) = false;
+
+  absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<uint64_t, std::promise<absl::StatusOr<v1::Response>>> pending_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
+  // Set when the stream can no longer carry requests (closed by us or broken).
+  absl::Status ended_ ABSL_GUARDED_BY(mu_);
+  bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex close_mu_;  // makes Close idempotent and safe from several threads
+  bool closed_ ABSL_GUARDED_BY(close_mu_) = false;
+  absl::Status close_status_ ABSL_GUARDED_BY(close_mu_);
+};
+
+}  // namespace client_internal
+}  // namespace ffibox
+
+#endif  // FFIBOX_CLIENT_CPP_SESSION_STREAM_H_

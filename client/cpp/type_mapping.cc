@@ -1,0 +1,207 @@
+#include "client/cpp/type_mapping.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+
+namespace ffibox {
+namespace client_internal {
+
+static_assert(sizeof(wchar_t) == sizeof(char32_t), "ffibox assumes a 32-bit wchar_t (Linux)");
+
+absl::Status UnexpectedValue(const v1::Value& value, absl::string_view expected) {
+  const google::protobuf::FieldDescriptor* field =
+      v1::Value::descriptor()->FindFieldByNumber(value.kind_case());
+  return ErrorStatus(v1::INTERNAL,
+                     absl::StrCat("the server returned ", field ? field->name() : "no value",
+                                  " where ", expected, " was expected"));
+}
+
+void CallBuilder::AddBlockArg(std::string data, uint64_t size, v1::Direction direction,
+                              CopyBack copy_back) {
+  const uint32_t index = static_cast<uint32_t>(call_.blocks_size());
+  v1::MemoryBlock* block = call_.add_blocks();
+  block->set_size(size);
+  block->set_direction(direction);
+  *block->mutable_data() = std::move(data);
+  copy_backs_.push_back(std::move(copy_back));
+  block_sizes_.push_back(size);
+  v1::BlockRef* ref = call_.add_args()->mutable_pointer()->mutable_block();
+  ref->set_block(index);
+  ref->set_offset(0);
+}
+
+void CallBuilder::AddNullArg() { call_.add_args()->mutable_pointer()->set_null(true); }
+
+absl::Status CallBuilder::ApplyBlocks(const v1::CallResult& result) const {
+  for (const v1::BlockContents& contents : result.blocks()) {
+    if (contents.block() >= copy_backs_.size()) {
+      return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned block ", contents.block(),
+                                                    " but the call sent ", copy_backs_.size()));
+    }
+    if (contents.data().size() != block_sizes_[contents.block()]) {
+      return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned ", contents.data().size(),
+                                                    " bytes for block ", contents.block(), " of ",
+                                                    block_sizes_[contents.block()], " bytes"));
+    }
+  }
+  for (const v1::BlockContents& contents : result.blocks()) {
+    const CopyBack& copy_back = copy_backs_[contents.block()];
+    if (copy_back) copy_back(contents.data());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Utf32ToUtf8(std::u32string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const uint32_t c = static_cast<uint32_t>(text[i]);
+    if ((c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) {
+      return ErrorStatus(v1::INVALID_ARGUMENT,
+                         absl::StrCat("wide string holds U+", absl::Hex(c), " at index ", i,
+                                      ", which is not a Unicode scalar value"));
+    }
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x800) {
+      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    } else if (c < 0x10000) {
+      out.push_back(static_cast<char>(0xE0 | (c >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    } else {
+      out.push_back(static_cast<char>(0xF0 | (c >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::u32string> Utf8ToUtf32(absl::string_view text) {
+  std::u32string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char lead = static_cast<unsigned char>(text[i]);
+    size_t length;
+    uint32_t c;
+    if (lead < 0x80) {
+      length = 1, c = lead;
+    } else if ((lead & 0xE0) == 0xC0) {
+      length = 2, c = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, c = lead & 0x0F;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4, c = lead & 0x07;
+    } else {
+      length = 0, c = 0;
+    }
+    bool valid = length != 0 && i + length <= text.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(text[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      c = (c << 6) | (next & 0x3F);
+    }
+    static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (!valid || c < kSmallest[length] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+      return ErrorStatus(v1::INVALID_ARGUMENT,
+                         absl::StrCat("malformed UTF-8 at byte ", i, " of a wide string"));
+    }
+    out.push_back(static_cast<char32_t>(c));
+    i += length;
+  }
+  return out;
+}
+
+std::u32string WideToUtf32(std::wstring_view text) {
+  return std::u32string(text.begin(), text.end());
+}
+
+std::wstring Utf32ToWide(std::u32string_view text) {
+  return std::wstring(text.begin(), text.end());
+}
+
+absl::StatusOr<std::optional<std::string>> DecodeCString(const v1::Value& value,
+                                                         RemoteStringReader read) {
+  switch (value.kind_case()) {
+    case v1::Value::kBytesValue:
+      return std::optional<std::string>(value.bytes_value());
+    case v1::Value::kPointer: {
+      const v1::PointerValue& pointer = value.pointer();
+      if (pointer.has_null()) return std::optional<std::string>();
+      if (pointer.has_remote()) {
+        if (pointer.remote().address() == 0) return std::optional<std::string>();
+        absl::StatusOr<v1::StringData> data = read(pointer.remote(), /*wide=*/false);
+        if (!data.ok()) return data.status();
+        return std::optional<std::string>(std::move(*data->mutable_data()));
+      }
+      return UnexpectedValue(value, "a char* (bytes or remote pointer)");
+    }
+    default:
+      return UnexpectedValue(value, "a char* (bytes or remote pointer)");
+  }
+}
+
+absl::StatusOr<std::optional<std::u32string>> DecodeWString(const v1::Value& value,
+                                                            RemoteStringReader read) {
+  std::string utf8;
+  switch (value.kind_case()) {
+    case v1::Value::kTextValue:
+      utf8 = value.text_value();
+      break;
+    case v1::Value::kPointer: {
+      const v1::PointerValue& pointer = value.pointer();
+      if (pointer.has_null()) return std::optional<std::u32string>();
+      if (!pointer.has_remote()) return UnexpectedValue(value, "a wchar_t* (text or pointer)");
+      if (pointer.remote().address() == 0) return std::optional<std::u32string>();
+      absl::StatusOr<v1::StringData> data = read(pointer.remote(), /*wide=*/true);
+      if (!data.ok()) return data.status();
+      utf8 = std::move(*data->mutable_text());
+      break;
+    }
+    default:
+      return UnexpectedValue(value, "a wchar_t* (text or remote pointer)");
+  }
+  absl::StatusOr<std::u32string> text = Utf8ToUtf32(utf8);
+  if (!text.ok()) {
+    return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned a wide string that is not "
+                                                  "UTF-8: ",
+                                                  text.status().message()));
+  }
+  return std::optional<std::u32string>(*std::move(text));
+}
+
+absl::StatusOr<RemotePtr> DecodePointer(const v1::Value& value) {
+  if (value.has_pointer()) {
+    const v1::PointerValue& pointer = value.pointer();
+    if (pointer.has_null()) return RemotePtr();
+    if (pointer.has_remote()) {
+      return RemotePtr(pointer.remote().address(), pointer.remote().generation());
+    }
+  }
+  return UnexpectedValue(value, "a pointer (null or remote address)");
+}
+
+void EncodePointer(const RemotePtr& pointer, v1::Value* out) {
+  if (pointer.is_null()) {
+    out->mutable_pointer()->set_null(true);
+    return;
+  }
+  v1::RemoteAddress* remote = out->mutable_pointer()->mutable_remote();
+  remote->set_address(pointer.address);
+  remote->set_generation(pointer.generation);
+}
+
+absl::Status NullStringResult() {
+  return ErrorStatus(v1::FAILED_PRECONDITION,
+                     "the function returned NULL; declare the result as std::optional<...> to "
+                     "accept NULL");
+}
+
+}  // namespace client_internal
+}  // namespace ffibox

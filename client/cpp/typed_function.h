@@ -1,0 +1,135 @@
+// A function of a remote library called with C++ types: `TypedFunction<double(double)>`.
+//
+// Created by `Library::Function<Sig>(symbol)`, which resolves the symbol with the signature
+// derived from `Sig` (see `type_mapping.h` for the type table). Calling it marshals the
+// arguments, sends one Call on the session stream, copies OUT/INOUT client memory back and
+// decodes the result. Every call returns `absl::StatusOr<T>` (`absl::Status` for void); a
+// crash, timeout or sandbox kill of the worker is a typed error (`ErrorOf(status)`).
+// Copyable and thread-safe; calls from several threads are pipelined on the stream.
+#ifndef FFIBOX_CLIENT_CPP_TYPED_FUNCTION_H_
+#define FFIBOX_CLIENT_CPP_TYPED_FUNCTION_H_
+
+#include <initializer_list>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/cpp/raw_function.h"
+#include "client/cpp/result_traits.h"
+#include "client/cpp/type_mapping.h"
+#include "client/cpp/values.h"
+#include "core/errors.h"
+
+namespace ffibox {
+
+template <typename Signature>
+class TypedFunction;
+
+// The spelling used in declarations: `ffibox::Function<int(int, int)> add = ...;`.
+template <typename Signature>
+using Function = TypedFunction<Signature>;
+
+template <typename R, typename... A>
+class TypedFunction<R(A...)> {
+ public:
+  // What a successful call yields: the result (RemotePtr for pointers, std::string for
+  // char*), or nothing for void.
+  using Value = typename client_internal::ResultTraits<R>::Value;
+  // What a call returns.
+  using Result = std::conditional_t<std::is_void_v<Value>, absl::Status, absl::StatusOr<Value>>;
+
+  // The protocol signature of R(A...).
+  static v1::Signature Signature() { return client_internal::SignatureOf<R, A...>(); }
+
+  // Wraps a handle resolved with Signature(); Library::Function does this.
+  explicit TypedFunction(RawFunction raw) : raw_(std::move(raw)) {}
+
+  // Calls the function with the session's default deadline.
+  Result operator()(typename client_internal::ArgTraits<A>::Param... args) const {
+    return Unwrap(Invoke(CallOptions{}, /*capture_errno=*/false, args...));
+  }
+
+  // Calls the function with its own deadline; CALL_TIMEOUT when it passes.
+  Result CallWithTimeout(absl::Duration timeout,
+                         typename client_internal::ArgTraits<A>::Param... args) const {
+    CallOptions options;
+    options.timeout = timeout;
+    return Unwrap(Invoke(options, /*capture_errno=*/false, args...));
+  }
+
+  // Calls the function and returns its result with the worker's errno right after the call.
+  absl::StatusOr<WithErrno<Value>> CallWithErrno(
+      typename client_internal::ArgTraits<A>::Param... args) const {
+    return Invoke(CallOptions{}, /*capture_errno=*/true, args...);
+  }
+
+  // Calls the function with `options` (deadline, errno set before the call) and returns its
+  // result with the worker's errno after the call.
+  absl::StatusOr<WithErrno<Value>> CallWith(
+      const CallOptions& options, typename client_internal::ArgTraits<A>::Param... args) const {
+    return Invoke(options, /*capture_errno=*/true, args...);
+  }
+
+  // The untyped handle underneath.
+  const RawFunction& raw() const { return raw_; }
+
+ private:
+  template <typename Arg>
+  static absl::Status AppendArg(typename client_internal::ArgTraits<Arg>::Param arg,
+                                client_internal::CallBuilder& builder, int index) {
+    return PrefixField(client_internal::ArgTraits<Arg>::Append(arg, builder),
+                       absl::StrCat("call.args[", index, "]"));
+  }
+
+  absl::StatusOr<WithErrno<Value>> Invoke(
+      const CallOptions& options, bool capture_errno,
+      typename client_internal::ArgTraits<A>::Param... args) const {
+    client_internal::CallBuilder builder;
+    absl::Status status;
+    int index = 0;
+    (void)std::initializer_list<int>{
+        (status.ok() ? (status = AppendArg<A>(args, builder, index++), 0) : 0)...};
+    if (!status.ok()) return status;
+    builder.call().set_capture_errno(capture_errno);
+    absl::StatusOr<v1::CallResult> result = raw_.Call(std::move(builder.call()), options);
+    if (!result.ok()) return result.status();
+    if (absl::Status copied = builder.ApplyBlocks(*result); !copied.ok()) return copied;
+    if (capture_errno && !result->has_errno_value()) {
+      return ErrorStatus(v1::INTERNAL, "the server did not report errno for capture_errno");
+    }
+    const int error_number = result->has_errno_value() ? result->errno_value() : 0;
+    if constexpr (std::is_void_v<Value>) {
+      return WithErrno<void>{error_number};
+    } else {
+      if (!result->has_result()) {
+        return ErrorStatus(v1::INTERNAL,
+                           absl::StrCat("the server returned no result for ", raw_.symbol()));
+      }
+      client_internal::SessionStream& stream = raw_.stream();
+      absl::StatusOr<Value> value = client_internal::ResultTraits<R>::Decode(
+          result->result(), [&stream](const v1::RemoteAddress& address, bool wide) {
+            return stream.ReadString(address, wide);
+          });
+      if (!value.ok()) return value.status();
+      return WithErrno<Value>{*std::move(value), error_number};
+    }
+  }
+
+  static Result Unwrap(absl::StatusOr<WithErrno<Value>> outcome) {
+    if constexpr (std::is_void_v<Value>) {
+      return outcome.status();
+    } else {
+      if (!outcome.ok()) return outcome.status();
+      return std::move(outcome->value);
+    }
+  }
+
+  RawFunction raw_;
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CLIENT_CPP_TYPED_FUNCTION_H_

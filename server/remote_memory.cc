@@ -1,0 +1,147 @@
+#include "server/remote_memory.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "core/safe_memory.h"
+#include "core/utf8.h"
+
+namespace ffibox {
+namespace {
+
+// The longest string ReadString returns when the request names no maximum.
+constexpr uint64_t kDefaultMaxStringUnits = uint64_t{16} << 20;
+
+absl::Status CheckSize(uint64_t size, absl::string_view field) {
+  if (size > kMaxRemoteMemoryBytes) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat(field, ": ", size, " bytes exceeds the limit of ",
+                                    kMaxRemoteMemoryBytes, " per request"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+RemoteMemory::~RemoteMemory() {
+  for (uint64_t address : allocations_) std::free(reinterpret_cast<void*>(address));
+}
+
+absl::StatusOr<uint64_t> RemoteMemory::Resolve(const v1::RemoteAddress& address,
+                                               absl::string_view field) const {
+  if (address.generation() != generation_) {
+    return ErrorStatus(v1::STALE_HANDLE,
+                       absl::StrCat(field, ": address 0x", absl::Hex(address.address()),
+                                    " belongs to worker generation ", address.generation(),
+                                    "; this worker is generation ", generation_));
+  }
+  return address.address();
+}
+
+absl::StatusOr<v1::MemoryData> RemoteMemory::Read(const v1::ReadMemory& request) const {
+  absl::Status size_ok = CheckSize(request.size(), "read_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_memory.address");
+  if (!address.ok()) return address.status();
+  v1::MemoryData data;
+  std::string* bytes = data.mutable_data();
+  bytes->resize(request.size());
+  absl::Status read = SafeRead(*address, bytes->data(), bytes->size());
+  if (!read.ok()) return read;
+  return data;
+}
+
+absl::Status RemoteMemory::Write(const v1::WriteMemory& request) const {
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "write_memory.address");
+  if (!address.ok()) return address.status();
+  return SafeWrite(*address, request.data().data(), request.data().size());
+}
+
+absl::StatusOr<v1::MemoryAllocated> RemoteMemory::Alloc(const v1::AllocMemory& request) {
+  absl::Status size_ok = CheckSize(request.size(), "alloc_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  uint64_t alignment = request.alignment() == 0 ? 16 : request.alignment();
+  if (alignment > 4096 || (alignment & (alignment - 1)) != 0) {
+    return InvalidArgumentAt("alloc_memory.alignment", "must be a power of two up to 4096");
+  }
+  alignment = std::max<uint64_t>(alignment, sizeof(void*));
+  // At least one byte, rounded up to the alignment as aligned_alloc requires.
+  uint64_t size = std::max<uint64_t>(request.size(), 1);
+  size = (size + alignment - 1) / alignment * alignment;
+  void* memory = std::aligned_alloc(alignment, size);
+  if (memory == nullptr) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("the worker cannot allocate ", request.size(), " bytes"));
+  }
+  std::memset(memory, 0, size);
+  uint64_t address = reinterpret_cast<uintptr_t>(memory);
+  allocations_.insert(address);
+  v1::MemoryAllocated allocated;
+  allocated.mutable_address()->set_address(address);
+  allocated.mutable_address()->set_generation(generation_);
+  return allocated;
+}
+
+absl::Status RemoteMemory::Free(const v1::FreeMemory& request) {
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "free_memory.address");
+  if (!address.ok()) return address.status();
+  if (allocations_.erase(*address) == 0) {
+    return ErrorStatus(v1::NOT_FOUND,
+                       absl::StrCat("free_memory.address: 0x", absl::Hex(*address),
+                                    " was not allocated by alloc_memory (or was freed)"));
+  }
+  std::free(reinterpret_cast<void*>(*address));
+  return absl::OkStatus();
+}
+
+absl::Status RemoteMemory::Fill(const v1::FillMemory& request) const {
+  absl::Status size_ok = CheckSize(request.size(), "fill_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  if (request.byte() > 0xFF) return InvalidArgumentAt("fill_memory.byte", "must be 0..255");
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "fill_memory.address");
+  if (!address.ok()) return address.status();
+  std::string pattern(request.size(), static_cast<char>(request.byte()));
+  return SafeWrite(*address, pattern.data(), pattern.size());
+}
+
+absl::Status RemoteMemory::Copy(const v1::CopyMemory& request) const {
+  absl::Status size_ok = CheckSize(request.size(), "copy_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  absl::StatusOr<uint64_t> destination = Resolve(request.destination(), "copy_memory.destination");
+  if (!destination.ok()) return destination.status();
+  absl::StatusOr<uint64_t> source = Resolve(request.source(), "copy_memory.source");
+  if (!source.ok()) return source.status();
+  // Reading everything first gives memmove semantics for overlapping ranges.
+  std::string bytes(request.size(), '\0');
+  absl::Status read = SafeRead(*source, bytes.data(), bytes.size());
+  if (!read.ok()) return read;
+  return SafeWrite(*destination, bytes.data(), bytes.size());
+}
+
+absl::StatusOr<v1::StringData> RemoteMemory::ReadString(const v1::ReadString& request) const {
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_string.address");
+  if (!address.ok()) return address.status();
+  uint64_t max_units = request.max_length() == 0
+                           ? kDefaultMaxStringUnits
+                           : std::min(request.max_length(), kDefaultMaxStringUnits);
+  v1::StringData data;
+  if (!request.wide()) {
+    absl::StatusOr<std::string> text = SafeReadCString(*address, max_units);
+    if (!text.ok()) return text.status();
+    *data.mutable_data() = std::move(*text);
+    return data;
+  }
+  absl::StatusOr<std::u32string> wide = SafeReadWString(*address, max_units);
+  if (!wide.ok()) return wide.status();
+  if (!EncodeUtf8(*wide, data.mutable_text())) {
+    return ErrorStatus(v1::INVALID_ARGUMENT,
+                       "read_string: the wide string holds a value that is not a Unicode "
+                       "character");
+  }
+  return data;
+}
+
+}  // namespace ffibox

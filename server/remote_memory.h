@@ -1,0 +1,51 @@
+// Remote-memory operations inside ffibox-worker: read, write, allocate, free, fill, copy and
+// read strings at worker addresses (ctypes' string_at, wstring_at, memmove, memset).
+//
+// Runs in the worker only. Every access goes through core/safe_memory.h, so a bad address
+// is a MEMORY_FAULT answer, never a crash of the worker. Addresses carry the worker
+// generation that produced them; an address of another generation is STALE_HANDLE.
+#ifndef FFIBOX_SERVER_REMOTE_MEMORY_H_
+#define FFIBOX_SERVER_REMOTE_MEMORY_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+// The most bytes one remote-memory request may read, write, fill, copy or allocate.
+inline constexpr uint64_t kMaxRemoteMemoryBytes = uint64_t{64} << 20;
+
+class RemoteMemory {
+ public:
+  explicit RemoteMemory(uint64_t generation) : generation_(generation) {}
+  // Frees what AllocMemory handed out and was not freed.
+  ~RemoteMemory();
+
+  RemoteMemory(const RemoteMemory&) = delete;
+  RemoteMemory& operator=(const RemoteMemory&) = delete;
+
+  absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request) const;
+  absl::Status Write(const v1::WriteMemory& request) const;
+  absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
+  // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.
+  absl::Status Free(const v1::FreeMemory& request);
+  absl::Status Fill(const v1::FillMemory& request) const;
+  // memmove semantics: the ranges may overlap.
+  absl::Status Copy(const v1::CopyMemory& request) const;
+  absl::StatusOr<v1::StringData> ReadString(const v1::ReadString& request) const;
+
+  // The address of `address` after checking its generation (field names the request part).
+  absl::StatusOr<uint64_t> Resolve(const v1::RemoteAddress& address, absl::string_view field) const;
+
+ private:
+  const uint64_t generation_;
+  absl::flat_hash_set<uint64_t> allocations_;
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_REMOTE_MEMORY_H_

@@ -1,0 +1,290 @@
+// Crash isolation end to end: a real ffiboxd, real workers, real crashes in
+// tests/testlibs/libffibox_test.so, driven through the C++ client. Every fault kind gives
+// its typed error, the broker and other sessions keep serving, the next call works, and no
+// worker outlives its session.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "client/cpp/ffibox_client.h"
+#include "core/errors.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+using test_support::ChildrenOf;
+using test_support::ProcessState;
+using test_support::TestLibPath;
+using test_support::TestServer;
+using test_support::WaitFor;
+
+class FaultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<TestServer>> server =
+        TestServer::Start({"--call_timeout_ms=5000"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+  }
+
+  std::unique_ptr<Session> OpenSession(SessionOptions options = {}) {
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
+    EXPECT_TRUE(session.ok()) << session.status();
+    return session.ok() ? std::move(*session) : nullptr;
+  }
+
+  static Library LoadTestLib(Session& session) {
+    absl::StatusOr<Library> library = session.Load(TestLibPath());
+    EXPECT_TRUE(library.ok()) << library.status();
+    return *library;
+  }
+
+  // The number of file descriptors the broker holds.
+  int BrokerFdCount() const {
+    std::string dir = "/proc/" + std::to_string(server_->pid()) + "/fd";
+    int count = 0;
+    if (DIR* d = opendir(dir.c_str())) {
+      while (readdir(d) != nullptr) ++count;
+      closedir(d);
+    }
+    return count;
+  }
+
+  bool NoWorkersLeft() const { return ChildrenOf(server_->pid()).empty(); }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+};
+
+// A second session that checks it still gets correct answers.
+class Bystander {
+ public:
+  explicit Bystander(Client& client) {
+    absl::StatusOr<std::unique_ptr<Session>> session = client.OpenSession();
+    EXPECT_TRUE(session.ok()) << session.status();
+    session_ = std::move(*session);
+    absl::StatusOr<Library> libm = session_->Load("libm.so.6");
+    EXPECT_TRUE(libm.ok()) << libm.status();
+    absl::StatusOr<TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
+    EXPECT_TRUE(cos.ok()) << cos.status();
+    cos_ = std::make_unique<TypedFunction<double(double)>>(*cos);
+  }
+
+  void ExpectServing() {
+    absl::StatusOr<double> value = (*cos_)(0.5);
+    ASSERT_TRUE(value.ok()) << value.status();
+    EXPECT_EQ(*value, std::cos(0.5));
+    EXPECT_EQ(session_->generation(), 1u) << "the bystander's worker was disturbed";
+  }
+
+ private:
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<TypedFunction<double(double)>> cos_;
+};
+
+struct Fault {
+  const char* function;
+  bool takes_int;
+  int signal;     // expected terminating signal, or 0
+  int exit_code;  // expected exit status, or -1
+};
+
+class EveryFault : public FaultsTest, public ::testing::WithParamInterface<Fault> {};
+
+TEST_P(EveryFault, GivesWorkerCrashedWhileOtherSessionsServeAndTheNextCallWorks) {
+  const Fault& fault = GetParam();
+  Bystander bystander(*client_);
+  std::unique_ptr<Session> session = OpenSession();
+  Library lib = LoadTestLib(*session);
+  absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
+  ASSERT_TRUE(add.ok()) << add.status();
+  ASSERT_EQ(*(*add)(41, 1), 42);
+  bystander.ExpectServing();
+
+  absl::StatusOr<int> crashed;
+  if (fault.takes_int) {
+    absl::StatusOr<TypedFunction<int(int)>> faulty = lib.Function<int(int)>(fault.function);
+    ASSERT_TRUE(faulty.ok()) << faulty.status();
+    crashed = (*faulty)(1);
+  } else {
+    absl::StatusOr<TypedFunction<int()>> faulty = lib.Function<int()>(fault.function);
+    ASSERT_TRUE(faulty.ok()) << faulty.status();
+    crashed = (*faulty)();
+  }
+  ASSERT_FALSE(crashed.ok());
+  v1::Error error = ErrorOf(crashed.status());
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << crashed.status();
+  EXPECT_EQ(error.signal(), fault.signal) << crashed.status();
+  EXPECT_EQ(error.exit_code(), fault.exit_code) << crashed.status();
+  EXPECT_EQ(error.function(), fault.function);
+
+  bystander.ExpectServing();
+  // The handle resolved before the crash works on the restarted worker.
+  absl::StatusOr<int> after = (*add)(1, 1);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, 2);
+  EXPECT_EQ(session->generation(), 2u);
+  EXPECT_EQ(kill(server_->pid(), 0), 0) << "the broker died";
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, EveryFault,
+                         ::testing::Values(Fault{"crash_null_deref", false, SIGSEGV, -1},
+                                           Fault{"crash_abort", false, SIGABRT, -1},
+                                           Fault{"crash_div_zero", true, SIGFPE, -1},
+                                           Fault{"crash_stack_overflow", true, SIGSEGV, -1},
+                                           Fault{"crash_exit3", false, 0, 3}),
+                         [](const ::testing::TestParamInfo<Fault>& info) {
+                           return std::string(info.param.function);
+                         });
+
+TEST_F(FaultsTest, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
+  Bystander bystander(*client_);
+  std::unique_ptr<Session> session = OpenSession();
+  Library lib = LoadTestLib(*session);
+  absl::StatusOr<TypedFunction<int()>> hang = lib.Function<int()>("hang_forever");
+  ASSERT_TRUE(hang.ok()) << hang.status();
+  const absl::Duration deadline = absl::Milliseconds(300);
+  absl::Time start = absl::Now();
+  absl::StatusOr<int> result = hang->CallWithTimeout(deadline);
+  absl::Duration took = absl::Now() - start;
+  ASSERT_FALSE(result.ok());
+  v1::Error error = ErrorOf(result.status());
+  EXPECT_EQ(error.code(), v1::CALL_TIMEOUT) << result.status();
+  EXPECT_EQ(error.function(), "hang_forever");
+  EXPECT_GE(took, deadline);
+  // Generous bound for a loaded machine; bench/ measures the real overshoot.
+  EXPECT_LT(took, deadline + absl::Seconds(2));
+  bystander.ExpectServing();
+
+  absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
+  ASSERT_TRUE(add.ok()) << add.status();
+  EXPECT_EQ(*(*add)(1, 1), 2);
+}
+
+TEST_F(FaultsTest, SessionDeadlineAppliesWhenTheCallGivesNone) {
+  SessionOptions options;
+  options.call_timeout = absl::Milliseconds(200);
+  std::unique_ptr<Session> session = OpenSession(options);
+  Library lib = LoadTestLib(*session);
+  absl::StatusOr<TypedFunction<int(int)>> sleep_ms = lib.Function<int(int)>("sleep_ms");
+  ASSERT_TRUE(sleep_ms.ok()) << sleep_ms.status();
+  EXPECT_EQ(*(*sleep_ms)(10), 10);
+  absl::StatusOr<int> slow = (*sleep_ms)(3000);
+  EXPECT_EQ(ErrorOf(slow.status()).code(), v1::CALL_TIMEOUT) << slow.status();
+}
+
+TEST_F(FaultsTest, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecovered) {
+  std::unique_ptr<Session> session = OpenSession();
+  Library lib = LoadTestLib(*session);
+  absl::StatusOr<TypedFunction<int(int)>> later = lib.Function<int(int)>("crash_later_thread");
+  ASSERT_TRUE(later.ok()) << later.status();
+  absl::StatusOr<int> returned = (*later)(50);
+  ASSERT_TRUE(returned.ok()) << returned.status();
+  EXPECT_EQ(*returned, 0);
+
+  std::vector<v1::SessionEvent> events;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (v1::SessionEvent& event : session->TakeEvents()) events.push_back(event);
+        return !events.empty();
+      },
+      absl::Seconds(5)));
+  EXPECT_EQ(events[0].kind(), v1::SessionEvent::WORKER_LOST);
+  EXPECT_EQ(events[0].error().code(), v1::WORKER_CRASHED);
+  EXPECT_EQ(events[0].error().signal(), SIGSEGV);
+
+  absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
+  ASSERT_TRUE(add.ok()) << add.status();
+  EXPECT_EQ(*(*add)(1, 1), 2);
+}
+
+TEST_F(FaultsTest, RestartReloadsLibrariesWithFreshState) {
+  std::unique_ptr<Session> session = OpenSession();
+  Library lib = LoadTestLib(*session);
+  absl::StatusOr<TypedFunction<int()>> next = lib.Function<int()>("counter_next");
+  absl::StatusOr<TypedFunction<int()>> crash = lib.Function<int()>("crash_abort");
+  ASSERT_TRUE(next.ok() && crash.ok());
+  int first = *(*next)();
+  EXPECT_EQ(*(*next)(), first + 1) << "state persists within one worker";
+  EXPECT_FALSE((*crash)().ok());
+  EXPECT_EQ(*(*next)(), first) << "a new worker starts from the library's initial state";
+}
+
+TEST_F(FaultsTest, NoRestartSessionReportsTheLossOnLaterCalls) {
+  SessionOptions options;
+  options.restart = false;
+  std::unique_ptr<Session> session = OpenSession(options);
+  Library lib = LoadTestLib(*session);
+  absl::StatusOr<TypedFunction<int()>> crash = lib.Function<int()>("crash_null_deref");
+  absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
+  ASSERT_TRUE(crash.ok() && add.ok());
+  EXPECT_EQ(ErrorOf((*crash)().status()).code(), v1::WORKER_CRASHED);
+  absl::StatusOr<int> after = (*add)(1, 1);
+  EXPECT_EQ(ErrorOf(after.status()).code(), v1::FAILED_PRECONDITION) << after.status();
+}
+
+TEST_F(FaultsTest, ClosingTheSessionKillsAndReapsItsWorker) {
+  std::unique_ptr<Session> session = OpenSession();
+  LoadTestLib(*session);
+  std::vector<pid_t> workers = ChildrenOf(server_->pid());
+  ASSERT_EQ(workers.size(), 1u);
+  ASSERT_TRUE(session->Close().ok());
+  EXPECT_TRUE(WaitFor([&] { return NoWorkersLeft(); }, absl::Seconds(5)));
+  EXPECT_EQ(ProcessState(workers[0]), '\0') << "the worker is still there (or a zombie)";
+}
+
+TEST_F(FaultsTest, ClientKilledWithSigkillLeavesNoWorkerAndNoZombie) {
+  // A separate client process (the ffibox CLI) whose call keeps its worker busy.
+  std::string cli = test_support::RunfilePath("client/cli/ffibox");
+  std::string address_flag = "--address=" + server_->address();
+  std::string lib = TestLibPath();
+  absl::StatusOr<pid_t> spawned = test_support::SpawnProcess(
+      {cli, address_flag, "--timeout_ms=60000", "call", lib, "int sleep_ms(int)", "60000"});
+  ASSERT_TRUE(spawned.ok()) << spawned.status();
+  pid_t client = *spawned;
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() == 1; }, absl::Seconds(10)))
+      << "the client process never got a worker";
+  pid_t worker = ChildrenOf(server_->pid())[0];
+
+  kill(client, SIGKILL);
+  waitpid(client, nullptr, 0);
+  EXPECT_TRUE(WaitFor([&] { return NoWorkersLeft(); }, absl::Seconds(10)))
+      << "worker " << worker << " outlived its killed client";
+  EXPECT_EQ(ProcessState(worker), '\0');
+  Bystander(*client_).ExpectServing();
+}
+
+TEST_F(FaultsTest, RepeatedCrashesLeakNoFileDescriptorsOrProcesses) {
+  std::unique_ptr<Session> warmup = OpenSession();
+  LoadTestLib(*warmup);
+  warmup->Close().IgnoreError();
+  ASSERT_TRUE(WaitFor([&] { return NoWorkersLeft(); }, absl::Seconds(5)));
+  int fds_before = BrokerFdCount();
+
+  for (int i = 0; i < 5; ++i) {
+    std::unique_ptr<Session> session = OpenSession();
+    Library lib = LoadTestLib(*session);
+    absl::StatusOr<TypedFunction<int()>> crash = lib.Function<int()>("crash_null_deref");
+    ASSERT_TRUE(crash.ok());
+    EXPECT_EQ(ErrorOf((*crash)().status()).code(), v1::WORKER_CRASHED);
+    EXPECT_EQ(ErrorOf((*crash)().status()).code(), v1::WORKER_CRASHED);
+    ASSERT_TRUE(session->Close().ok());
+  }
+  EXPECT_TRUE(WaitFor([&] { return NoWorkersLeft(); }, absl::Seconds(5)));
+  EXPECT_TRUE(WaitFor([&] { return BrokerFdCount() == fds_before; }, absl::Seconds(5)))
+      << "broker fds: " << fds_before << " before, " << BrokerFdCount() << " after";
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,185 @@
+/* Native test library for ffibox. See ffibox_test.h for what each function does. */
+#include "tests/testlibs/ffibox_test.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <wctype.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ---- Scalars ------------------------------------------------------------------------ */
+
+EXPORT bool is_even(int x) { return x % 2 == 0; }
+EXPORT bool not_bool(bool b) { return !b; }
+EXPORT char next_char(char c) { return (char)(c + 1); }
+EXPORT signed char neg_schar(signed char x) { return (signed char)-x; }
+EXPORT unsigned char add_uchar(unsigned char a, unsigned char b) { return (unsigned char)(a + b); }
+EXPORT short add_short(short a, short b) { return (short)(a + b); }
+EXPORT unsigned short add_ushort(unsigned short a, unsigned short b) {
+  return (unsigned short)(a + b);
+}
+EXPORT int add_int(int a, int b) { return (int)((unsigned)a + (unsigned)b); }
+EXPORT unsigned int add_uint(unsigned int a, unsigned int b) { return a + b; }
+EXPORT long add_long(long a, long b) { return (long)((unsigned long)a + (unsigned long)b); }
+EXPORT unsigned long add_ulong(unsigned long a, unsigned long b) { return a + b; }
+EXPORT long long add_longlong(long long a, long long b) {
+  return (long long)((unsigned long long)a + (unsigned long long)b);
+}
+EXPORT unsigned long long add_ulonglong(unsigned long long a, unsigned long long b) {
+  return a + b;
+}
+EXPORT int8_t neg_int8(int8_t x) { return (int8_t)-x; }
+EXPORT uint8_t add_uint8(uint8_t a, uint8_t b) { return (uint8_t)(a + b); }
+EXPORT int16_t neg_int16(int16_t x) { return (int16_t)-x; }
+EXPORT uint16_t add_uint16(uint16_t a, uint16_t b) { return (uint16_t)(a + b); }
+EXPORT int32_t neg_int32(int32_t x) { return (int32_t)(0u - (uint32_t)x); }
+EXPORT uint32_t add_uint32(uint32_t a, uint32_t b) { return a + b; }
+EXPORT int64_t neg_int64(int64_t x) { return (int64_t)(0u - (uint64_t)x); }
+EXPORT uint64_t add_uint64(uint64_t a, uint64_t b) { return a + b; }
+EXPORT size_t twice_size(size_t n) { return 2 * n; }
+EXPORT ssize_t neg_ssize(ssize_t n) { return (ssize_t)(0u - (size_t)n); }
+EXPORT float mul_float(float a, float b) { return a * b; }
+EXPORT double mul_double(double a, double b) { return a * b; }
+EXPORT long double ld_half(long double x) { return x / 2; }
+EXPORT wchar_t upper_wchar(wchar_t c) { return (wchar_t)towupper((wint_t)c); }
+EXPORT void* ptr_offset(void* p, long offset) { return (char*)p + offset; }
+EXPORT int sum_ints(int a, int b, int c, int d, int e, int f, int g, int h, int i, int j) {
+  return a + b + c + d + e + f + g + h + i + j;
+}
+EXPORT double sum_mixed(int a, double b, long c, float d, unsigned char e) {
+  return a + b + (double)c + d + e;
+}
+EXPORT int sum_variadic(int count, ...) {
+  va_list args;
+  va_start(args, count);
+  int sum = 0;
+  for (int i = 0; i < count; ++i) sum += va_arg(args, int);
+  va_end(args);
+  return sum;
+}
+
+/* ---- Strings ------------------------------------------------------------------------ */
+
+EXPORT size_t str_len(const char* s) { return s == NULL ? 0 : strlen(s); }
+EXPORT const char* greeting(void) { return "hello, ffibox"; }
+EXPORT char* str_dup_upper(const char* s) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s);
+  char* copy = malloc(n + 1);
+  if (copy == NULL) return NULL;
+  for (size_t i = 0; i < n; ++i) copy[i] = (char)toupper((unsigned char)s[i]);
+  copy[n] = '\0';
+  return copy;
+}
+EXPORT size_t wstr_len(const wchar_t* s) { return s == NULL ? 0 : wcslen(s); }
+EXPORT const wchar_t* wgreeting(void) { return L"h\u00e9llo \u4e16\u754c"; }
+EXPORT const char* null_string(void) { return NULL; }
+
+/* ---- Buffers and pointer parameters --------------------------------------------------- */
+
+EXPORT void fill_buffer(char* out, size_t n, char c) { memset(out, c, n); }
+EXPORT size_t sum_bytes(const unsigned char* in, size_t n) {
+  size_t sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += in[i];
+  return sum;
+}
+EXPORT void reverse_in_place(char* buf, size_t n) {
+  for (size_t i = 0; i < n / 2; ++i) {
+    char t = buf[i];
+    buf[i] = buf[n - 1 - i];
+    buf[n - 1 - i] = t;
+  }
+}
+EXPORT int divmod(int a, int b, int* quotient, int* remainder) {
+  if (b == 0) return -1;
+  *quotient = a / b;
+  *remainder = a % b;
+  return 0;
+}
+EXPORT void increment(int* p) { ++*p; }
+
+/* ---- errno -------------------------------------------------------------------------- */
+
+EXPORT int set_errno_to(int e) {
+  errno = e;
+  return -1;
+}
+EXPORT int get_errno_value(void) { return errno; }
+
+/* ---- State -------------------------------------------------------------------------- */
+
+EXPORT int ffibox_test_counter = 42;
+static int calls_in_this_process = 0;
+EXPORT int counter_next(void) { return ++calls_in_this_process; }
+
+/* ---- Faults ------------------------------------------------------------------------- */
+
+EXPORT int crash_null_deref(void) {
+  volatile int* volatile target = NULL;
+  *target = 1;
+  return 0;
+}
+
+EXPORT int crash_abort(void) {
+  abort();
+  return 0;
+}
+
+EXPORT int crash_div_zero(int x) {
+  volatile int divisor = 0;
+  return x / divisor;
+}
+
+/* noinline + a live per-frame array used after the recursive call keeps this a real
+ * recursion: no tail call, no loop. The recursion is unbounded on purpose. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winfinite-recursion"
+__attribute__((noinline)) static int recurse(int depth) {
+  volatile char frame[256];
+  frame[depth & 255] = (char)depth;
+  int below = recurse(depth + 1);
+  return below + frame[(depth * 7) & 255];
+}
+#pragma GCC diagnostic pop
+
+EXPORT int crash_stack_overflow(int depth) { return recurse(depth); }
+
+EXPORT int crash_exit3(void) {
+  exit(3);
+  return 0;
+}
+
+EXPORT int hang_forever(void) {
+  for (;;) {
+    __asm__ volatile("" ::: "memory");
+  }
+  return 0;
+}
+
+static void* crash_after_delay(void* arg) {
+  int delay_ms = (int)(intptr_t)arg;
+  if (delay_ms > 0) usleep((useconds_t)delay_ms * 1000u);
+  volatile int* volatile target = NULL;
+  *target = 1;
+  return NULL;
+}
+
+EXPORT int crash_later_thread(int delay_ms) {
+  pthread_t thread;
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&thread, &attributes, crash_after_delay, (void*)(intptr_t)delay_ms);
+  pthread_attr_destroy(&attributes);
+  return rc == 0 ? 0 : -1;
+}
+
+EXPORT int sleep_ms(int ms) {
+  if (ms > 0) usleep((useconds_t)ms * 1000u);
+  return ms;
+}

@@ -1,0 +1,92 @@
+/* Native test library for ffibox: libffibox_test.so.
+ *
+ * Functions that integration, fault and benchmark tests call through ffibox (C++ client,
+ * Python ctypes drop-in, CLI). Each does something checkable for one C type or one kind of
+ * argument passing; the crash_* and hang_* functions deliberately misbehave so tests can
+ * verify that a worker's death is contained and reported. This header is for reference and
+ * for tests that call the library in-process; ffibox itself never includes it.
+ */
+#ifndef FFIBOX_TESTS_TESTLIBS_FFIBOX_TEST_H_
+#define FFIBOX_TESTS_TESTLIBS_FFIBOX_TEST_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <wchar.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Scalars: one function per C type ctypes knows. Integer arithmetic wraps. */
+bool is_even(int x);                                           /* x % 2 == 0 */
+bool not_bool(bool b);                                         /* !b */
+char next_char(char c);                                        /* c + 1 */
+signed char neg_schar(signed char x);                          /* -x */
+unsigned char add_uchar(unsigned char a, unsigned char b);     /* a + b mod 256 */
+short add_short(short a, short b);                             /* a + b */
+unsigned short add_ushort(unsigned short a, unsigned short b); /* a + b mod 65536 */
+int add_int(int a, int b);                                     /* a + b */
+unsigned int add_uint(unsigned int a, unsigned int b);         /* a + b mod 2^32 */
+long add_long(long a, long b);                                 /* a + b */
+unsigned long add_ulong(unsigned long a, unsigned long b);     /* a + b mod 2^64 */
+long long add_longlong(long long a, long long b);              /* a + b */
+unsigned long long add_ulonglong(unsigned long long a, unsigned long long b);
+int8_t neg_int8(int8_t x);               /* -x */
+uint8_t add_uint8(uint8_t a, uint8_t b); /* a + b mod 2^8 */
+int16_t neg_int16(int16_t x);            /* -x */
+uint16_t add_uint16(uint16_t a, uint16_t b);
+int32_t neg_int32(int32_t x);
+uint32_t add_uint32(uint32_t a, uint32_t b);
+int64_t neg_int64(int64_t x);
+uint64_t add_uint64(uint64_t a, uint64_t b);
+size_t twice_size(size_t n);            /* 2 * n */
+ssize_t neg_ssize(ssize_t n);           /* -n */
+float mul_float(float a, float b);      /* a * b */
+double mul_double(double a, double b);  /* a * b */
+long double ld_half(long double x);     /* x / 2 */
+wchar_t upper_wchar(wchar_t c);         /* towupper(c) */
+void* ptr_offset(void* p, long offset); /* (char*)p + offset */
+int sum_ints(int a, int b, int c, int d, int e, int f, int g, int h, int i, int j);
+double sum_mixed(int a, double b, long c, float d, unsigned char e); /* a + b + c + d + e */
+int sum_variadic(int count, ...); /* sum of `count` int variadic arguments */
+
+/* Strings. */
+size_t str_len(const char* s);      /* strlen(s); 0 for NULL */
+const char* greeting(void);         /* "hello, ffibox" (static) */
+char* str_dup_upper(const char* s); /* malloc'd upper-case copy; NULL for NULL */
+size_t wstr_len(const wchar_t* s);  /* wcslen(s); 0 for NULL */
+const wchar_t* wgreeting(void);     /* L"h\u00e9llo \u4e16\u754c" (static) */
+const char* null_string(void);      /* NULL */
+
+/* Buffers and pointer parameters. */
+void fill_buffer(char* out, size_t n, char c);           /* out: n bytes of c */
+size_t sum_bytes(const unsigned char* in, size_t n);     /* in: sum of n bytes */
+void reverse_in_place(char* buf, size_t n);              /* inout: reverses n bytes */
+int divmod(int a, int b, int* quotient, int* remainder); /* out: 0, or -1 if b == 0 */
+void increment(int* p);                                  /* inout: ++*p */
+
+/* errno. */
+int set_errno_to(int e);   /* errno = e; returns -1 */
+int get_errno_value(void); /* returns errno */
+
+/* State: shows what persists within one worker and what a restart resets. */
+extern int ffibox_test_counter; /* initially 42 */
+int counter_next(void);         /* 1, 2, 3, ... per process */
+
+/* Faults: each kills the calling process in its own way. */
+int crash_null_deref(void);           /* SIGSEGV: write through NULL */
+int crash_abort(void);                /* SIGABRT */
+int crash_div_zero(int x);            /* SIGFPE: x / 0 (integer) */
+int crash_stack_overflow(int depth);  /* SIGSEGV: unbounded recursion */
+int crash_exit3(void);                /* exit(3) */
+int hang_forever(void);               /* never returns */
+int crash_later_thread(int delay_ms); /* returns 0; a thread segfaults delay_ms later */
+int sleep_ms(int ms);                 /* sleeps ms milliseconds; returns ms */
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* FFIBOX_TESTS_TESTLIBS_FFIBOX_TEST_H_ */
