@@ -6,6 +6,4 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 bazel build //server:ffiboxd //server:ffibox-worker //client/cli:ffibox >&2
-# The example the server prints names the CLI; put it on PATH for this shell's children.
-export PATH="$PWD/bazel-bin/client/cli:$PATH"
 exec bazel-bin/server/ffiboxd "$@"

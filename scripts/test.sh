@@ -12,11 +12,11 @@ failed=0
 log=$(mktemp)
 trap 'rm -f "$log"; bazel shutdown >/dev/null 2>&1 || true' EXIT
 
-# Bazel: one line per test target ("PASSED" / "FAILED" / "TIMEOUT" / "NO STATUS").
+# Bazel: test cases counted from each target's JUnit XML (scripts/count_bazel_tests.py).
 bazel test //... --test_output=errors 2>&1 | tee "$log"
 bazel_status=${PIPESTATUS[0]}
-bazel_passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
-bazel_failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' "$log" || true)
+read -r bazel_passed bazel_failed < <(/usr/bin/python3 scripts/count_bazel_tests.py "$log" ||
+  echo "0 1")
 passed=$((passed + bazel_passed))
 failed=$((failed + bazel_failed))
 if [ "$bazel_status" -ne 0 ] && [ "$bazel_failed" -eq 0 ]; then

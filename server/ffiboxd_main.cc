@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/default_address.h"
@@ -96,9 +97,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask(old_umask);
   if (server == nullptr) return Fail(absl::StrCat("cannot listen on ", address));
+  if (absl::StartsWith(address, "unix:")) chmod(address.substr(5).c_str(), 0600);
 
   printf("ffiboxd listening on %s\n", address.c_str());
-  printf("try: ffibox --address=%s call libm.so.6 'double cos(double)' 0.5\n", address.c_str());
+  printf(
+      "try (the CLI is bazel-bin/client/cli/ffibox): ffibox --address=%s call libm.so.6 "
+      "'double cos(double)' 0.5\n",
+      address.c_str());
   fflush(stdout);
 
   std::thread waiter([&] {

@@ -117,43 +117,34 @@ std::string MemoryOperationName(const v1::Request& request) {
 }
 
 absl::Status ValidateMemoryRequest(const v1::Request& request) {
-  struct Required {
-    bool present;
-    const char* field;
+  auto require = [](bool present, const char* field) {
+    return present ? absl::OkStatus() : InvalidArgumentAt(field, "is required");
   };
-  std::vector<Required> required;
   switch (request.op_case()) {
     case v1::Request::kReadMemory:
-      required = {{request.read_memory().has_address(), "read_memory.address"}};
-      break;
+      return require(request.read_memory().has_address(), "read_memory.address");
     case v1::Request::kWriteMemory:
-      required = {{request.write_memory().has_address(), "write_memory.address"}};
-      break;
+      return require(request.write_memory().has_address(), "write_memory.address");
     case v1::Request::kAllocMemory:
-      break;
+      return absl::OkStatus();
     case v1::Request::kFreeMemory:
-      required = {{request.free_memory().has_address(), "free_memory.address"}};
-      break;
+      return require(request.free_memory().has_address(), "free_memory.address");
     case v1::Request::kFillMemory:
       if (request.fill_memory().byte() > 0xFF) {
         return InvalidArgumentAt("fill_memory.byte", "must be 0..255");
       }
-      required = {{request.fill_memory().has_address(), "fill_memory.address"}};
-      break;
-    case v1::Request::kCopyMemory:
-      required = {{request.copy_memory().has_destination(), "copy_memory.destination"},
-                  {request.copy_memory().has_source(), "copy_memory.source"}};
-      break;
+      return require(request.fill_memory().has_address(), "fill_memory.address");
+    case v1::Request::kCopyMemory: {
+      absl::Status destination =
+          require(request.copy_memory().has_destination(), "copy_memory.destination");
+      if (!destination.ok()) return destination;
+      return require(request.copy_memory().has_source(), "copy_memory.source");
+    }
     case v1::Request::kReadString:
-      required = {{request.read_string().has_address(), "read_string.address"}};
-      break;
+      return require(request.read_string().has_address(), "read_string.address");
     default:
       return InvalidArgumentAt("op", "not a memory operation");
   }
-  for (const Required& r : required) {
-    if (!r.present) return InvalidArgumentAt(r.field, "is required");
-  }
-  return absl::OkStatus();
 }
 
 std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {

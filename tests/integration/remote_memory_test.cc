@@ -1,0 +1,145 @@
+// Remote memory through a real ffiboxd: worker addresses are read, written, allocated,
+// filled and copied without ever crashing the worker, and refused once their worker is gone.
+#include <memory>
+#include <string>
+
+#include "client/cpp/ffibox_client.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+using test_support::TestLibPath;
+using test_support::TestServer;
+
+v1::RemoteAddress Remote(RemotePtr pointer) {
+  v1::RemoteAddress address;
+  address.set_address(pointer.address);
+  address.set_generation(pointer.generation);
+  return address;
+}
+
+class RemoteMemoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
+    ASSERT_TRUE(session.ok()) << session.status();
+    session_ = std::move(*session);
+    absl::StatusOr<Library> lib = session_->Load(TestLibPath());
+    ASSERT_TRUE(lib.ok()) << lib.status();
+    lib_ = std::make_unique<Library>(*lib);
+  }
+
+  RemotePtr Alloc(size_t size) {
+    absl::StatusOr<RemotePtr> memory = session_->AllocMemory(size);
+    EXPECT_TRUE(memory.ok()) << memory.status();
+    return memory.ok() ? *memory : RemotePtr();
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<Library> lib_;
+};
+
+TEST_F(RemoteMemoryTest, AllocatedMemoryIsZeroedWritableReadableAndFreed) {
+  RemotePtr memory = Alloc(64);
+  EXPECT_EQ(memory.address % 16, 0u);
+  EXPECT_EQ(*session_->ReadMemory(memory, 8), std::string(8, '\0'));
+  ASSERT_TRUE(session_->WriteMemory(memory, "hello").ok());
+  EXPECT_EQ(*session_->ReadMemory(memory, 5), "hello");
+  EXPECT_EQ(*session_->ReadCString(memory), "hello");
+  EXPECT_TRUE(session_->FreeMemory(memory).ok());
+  // A second free is refused, not a double free in the worker.
+  EXPECT_EQ(ErrorOf(session_->FreeMemory(memory)).code(), v1::NOT_FOUND);
+}
+
+TEST_F(RemoteMemoryTest, FillAndOverlappingCopyBehaveLikeMemsetAndMemmove) {
+  RemotePtr memory = Alloc(16);
+  ASSERT_TRUE(session_->WriteMemory(memory, "abcdefgh").ok());
+  v1::Request copy;
+  *copy.mutable_copy_memory()->mutable_destination() = Remote(memory.Offset(2));
+  *copy.mutable_copy_memory()->mutable_source() = Remote(memory);
+  copy.mutable_copy_memory()->set_size(6);
+  ASSERT_TRUE(session_->Send(copy).ok());
+  EXPECT_EQ(*session_->ReadMemory(memory, 8), "ababcdef");
+
+  v1::Request fill;
+  *fill.mutable_fill_memory()->mutable_address() = Remote(memory.Offset(4));
+  fill.mutable_fill_memory()->set_byte('z');
+  fill.mutable_fill_memory()->set_size(3);
+  ASSERT_TRUE(session_->Send(fill).ok());
+  EXPECT_EQ(*session_->ReadMemory(memory, 8), "ababzzzf");
+}
+
+TEST_F(RemoteMemoryTest, WideStringsAreReadAsUtf8) {
+  absl::StatusOr<TypedFunction<void*()>> wgreeting = lib_->Function<void*()>("wgreeting");
+  ASSERT_TRUE(wgreeting.ok()) << wgreeting.status();
+  absl::StatusOr<RemotePtr> text = (*wgreeting)();
+  ASSERT_TRUE(text.ok()) << text.status();
+  v1::Request read;
+  *read.mutable_read_string()->mutable_address() = Remote(*text);
+  read.mutable_read_string()->set_wide(true);
+  absl::StatusOr<v1::Response> response = session_->Send(read);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->string().text(), "h\u00e9llo \u4e16\u754c");
+}
+
+TEST_F(RemoteMemoryTest, BadAddressIsMemoryFaultAndTheWorkerSurvives) {
+  RemotePtr bad(0x10, session_->generation());
+  EXPECT_EQ(ErrorOf(session_->ReadMemory(bad, 4).status()).code(), v1::MEMORY_FAULT);
+  EXPECT_EQ(ErrorOf(session_->WriteMemory(bad, "x")).code(), v1::MEMORY_FAULT);
+  EXPECT_EQ(ErrorOf(session_->ReadCString(bad).status()).code(), v1::MEMORY_FAULT);
+  RemotePtr memory = Alloc(8);
+  EXPECT_EQ(session_->generation(), 1u) << "the worker restarted: the fault crashed it";
+  EXPECT_TRUE(session_->FreeMemory(memory).ok());
+}
+
+TEST_F(RemoteMemoryTest, AddressesOfADeadWorkerAreStale) {
+  RemotePtr memory = Alloc(8);
+  absl::StatusOr<TypedFunction<int()>> crash = lib_->Function<int()>("crash_abort");
+  ASSERT_TRUE(crash.ok());
+  EXPECT_EQ(ErrorOf((*crash)().status()).code(), v1::WORKER_CRASHED);
+  absl::StatusOr<std::string> read = session_->ReadMemory(memory, 8);
+  EXPECT_EQ(ErrorOf(read.status()).code(), v1::STALE_HANDLE) << read.status();
+  EXPECT_EQ(session_->generation(), 2u);
+}
+
+TEST_F(RemoteMemoryTest, OversizedRequestsAreRefused) {
+  EXPECT_EQ(ErrorOf(session_->AllocMemory(size_t{1} << 40).status()).code(),
+            v1::RESOURCE_EXHAUSTED);
+  RemotePtr memory = Alloc(8);
+  EXPECT_EQ(ErrorOf(session_->ReadMemory(memory, size_t{1} << 40).status()).code(),
+            v1::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(RemoteMemoryTest, MissingAddressNamesTheField) {
+  v1::Request read;
+  read.mutable_read_memory()->set_size(4);
+  v1::Error error = ErrorOf(session_->Send(read).status());
+  EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(error.field(), "read_memory.address");
+}
+
+TEST_F(RemoteMemoryTest, ExportedVariableIsReadAndWrittenThroughItsAddress) {
+  absl::StatusOr<int> counter = lib_->Variable<int>("ffibox_test_counter");
+  ASSERT_TRUE(counter.ok()) << counter.status();
+  EXPECT_EQ(*counter, 42);
+  absl::StatusOr<RemotePtr> address = lib_->SymbolAddress("ffibox_test_counter");
+  ASSERT_TRUE(address.ok()) << address.status();
+  int seven = 7;
+  ASSERT_TRUE(
+      session_->WriteMemory(*address, std::string(reinterpret_cast<char*>(&seven), 4)).ok());
+  EXPECT_EQ(*lib_->Variable<int>("ffibox_test_counter"), 7);
+  EXPECT_EQ(ErrorOf(lib_->Variable<int>("no_such_variable").status()).code(), v1::SYMBOL_NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace ffibox
