@@ -1,6 +1,8 @@
 #include "core/blocks.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
@@ -20,6 +22,7 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
                                const TypeLimits& limits, CallArena* arena) {
   blocks_ = &blocks;
   count_ = 0;
+  max_reported_pointers_ = limits.max_relocations;
   if (blocks.empty()) return absl::OkStatus();
   if (static_cast<size_t>(blocks.size()) > limits.max_blocks) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED,
@@ -105,11 +108,49 @@ absl::StatusOr<uint64_t> CallBlocks::AddressOf(const v1::BlockRef& ref) const {
 }
 
 void CallBlocks::CopyOut(v1::CallResult* result) const {
+  // Block ranges sorted by start, to find which block (if any) a word points into. Every
+  // block owns at least one arena byte, so starts are distinct.
+  struct Range {
+    uint64_t start;
+    uint64_t size;
+    uint32_t index;
+  };
+  std::vector<Range> ranges;
+  ranges.reserve(count_);
+  for (int i = 0; i < count_; ++i) {
+    ranges.push_back(
+        {reinterpret_cast<uint64_t>(placed_[i].data), placed_[i].size, static_cast<uint32_t>(i)});
+  }
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.start < b.start; });
+  const uint64_t lowest = ranges.empty() ? 1 : ranges.front().start;
+  const uint64_t highest = ranges.empty() ? 0 : ranges.back().start + ranges.back().size;
+  size_t reported = 0;
   for (int i = 0; i < count_; ++i) {
     if (!CopiesOut((*blocks_)[i].direction())) continue;
     v1::BlockContents* contents = result->add_blocks();
     contents->set_block(static_cast<uint32_t>(i));
     contents->set_data(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
+    // Blocks are 16-aligned, so block offsets that are multiples of 8 are aligned words.
+    for (uint64_t offset = 0;
+         offset + sizeof(uint64_t) <= placed_[i].size && reported < max_reported_pointers_;
+         offset += sizeof(uint64_t)) {
+      uint64_t word = 0;
+      std::memcpy(&word, placed_[i].data + offset, sizeof word);
+      if (word < lowest || word > highest) continue;  // most data is not a pointer
+      // The last block starting at or before `word`: a word equal to one block's end and the
+      // next block's start is reported as the start of the next block.
+      auto after = std::upper_bound(ranges.begin(), ranges.end(), word,
+                                    [](uint64_t w, const Range& r) { return w < r.start; });
+      if (after == ranges.begin()) continue;
+      const Range& target = *(after - 1);
+      if (word - target.start > target.size) continue;
+      v1::Relocation* pointer = contents->add_pointers();
+      pointer->set_offset(offset);
+      pointer->mutable_target()->set_block(target.index);
+      pointer->mutable_target()->set_offset(word - target.start);
+      ++reported;
+    }
   }
 }
 

@@ -36,7 +36,12 @@ class CallBlocks {
   absl::StatusOr<uint64_t> AddressOf(const v1::BlockRef& ref) const;
 
   // Appends the full contents of every OUT, INOUT and DIRECTION_UNSPECIFIED block to
-  // `result->blocks`, in block order.
+  // `result->blocks`, in block order, each with its `pointers`: every word at a block offset
+  // that is a multiple of 8 whose value lies in [start, start + size] of any block of the
+  // call (IN blocks included), as a Relocation {offset, target {block, offset}}, in
+  // increasing offset. A value that is both one block's end and another's start is reported
+  // as the start of the other. At most limits.max_relocations pointers are reported per
+  // call (the rest are omitted); the scan costs O(words * log blocks).
   void CopyOut(v1::CallResult* result) const;
 
  private:
@@ -48,6 +53,7 @@ class CallBlocks {
   const google::protobuf::RepeatedPtrField<v1::MemoryBlock>* blocks_ = nullptr;
   PlacedBlock* placed_ = nullptr;  // in the arena, one per block
   int count_ = 0;
+  size_t max_reported_pointers_ = 0;
 };
 
 }  // namespace ffibox

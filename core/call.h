@@ -27,9 +27,11 @@ class PreparedFunction {
  public:
   // Validates `signature` (untrusted; errors name "signature..."), builds its libffi types
   // and prepares the cif once (variadic functions get a per-call cif in Invoke). `address`
-  // is the function's entry point (from dlsym). Returns INVALID_ARGUMENT for a bad
-  // signature and UNIMPLEMENTED for shapes not supported yet (registered types, unions,
-  // bit-field or packed structs by value).
+  // is the function's entry point (from dlsym, or a function pointer the library returned).
+  // Records of every shape may be passed and returned by value (see FfiTypeArena::TypeFor
+  // for the x86-64 classification and the few UNIMPLEMENTED shapes). Returns
+  // INVALID_ARGUMENT for a bad signature and UNIMPLEMENTED for shapes not supported
+  // (registered types, the record shapes TypeFor refuses).
   static absl::StatusOr<std::unique_ptr<PreparedFunction>> Create(void* address,
                                                                   const v1::Signature& signature,
                                                                   const TypeLimits& limits);
@@ -43,8 +45,11 @@ class PreparedFunction {
   // returned and required on every RemoteAddress received. Errors: INVALID_ARGUMENT naming
   // the field ("call.args[2]", "call.blocks[1].relocations[0].offset", ...), STALE_HANDLE,
   // MEMORY_FAULT (unreadable string result), RESOURCE_EXHAUSTED (block limits),
-  // UNIMPLEMENTED (callbacks, aggregate values). Thread-compatible: concurrent Invokes on one
-  // object are safe, the native function permitting.
+  // UNIMPLEMENTED (callbacks). Record arguments take `raw` or `aggregate` values
+  // (MarshalValue); record results come back `raw`. Variadic arguments may be records too.
+  // Returned blocks carry the pointers found in them (CallBlocks::CopyOut).
+  // Thread-compatible: concurrent Invokes on one object are safe, the native function
+  // permitting.
   absl::StatusOr<v1::CallResult> Invoke(const v1::Call& call, uint64_t generation) const;
 
   // The validated signature this function was prepared with.

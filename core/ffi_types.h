@@ -10,6 +10,7 @@
 #include <ffi.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -35,20 +36,39 @@ class FfiTypeArena {
 
   // Returns the libffi type describing a value of `type` passed or returned by value.
   // Requires ValidateType(type) ok. Pointers, strings and function pointers are
-  // ffi_type_pointer; STRUCT records become FFI_TYPE_STRUCT with one element per field
-  // (arrays inside records as repeated elements) and are checked against ComputeLayout.
-  // Returns UNIMPLEMENTED for unions, bit fields and packed records by value, and for records
-  // needing more than kMaxElements elements; INVALID_ARGUMENT for a top-level array (callers
-  // decay array parameters to pointers) and for VOID.
+  // ffi_type_pointer.
+  //
+  // Records of every shape (structs, unions, pack, bit fields, nested records, arrays
+  // inside) get a synthesized FFI_TYPE_STRUCT whose size and alignment are ComputeLayout's
+  // and whose elements make libffi's x86-64 System V classifier reach the class gcc gives
+  // the C type: over 16 bytes or with a member that is not naturally aligned, MEMORY;
+  // otherwise one element per eightbyte, `double` (SSE) when every member byte in it belongs
+  // to a float or double member, `uint64` (INTEGER) else. libffi copies at most 8 bytes per
+  // eightbyte from the argument, so argument storage must hold max(size, 16) bytes.
+  //
+  // Records holding a long double (x87 classes) keep libffi's own layout, one element per
+  // field, checked against ComputeLayout, and are UNIMPLEMENTED unless they are plain
+  // structs. Also UNIMPLEMENTED: empty records, records with an eightbyte of pure padding,
+  // records too complex to classify (more than kMaxElements members visited), and any
+  // record on other ABIs. INVALID_ARGUMENT for a top-level array (callers decay array
+  // parameters to pointers) and for VOID.
   absl::StatusOr<ffi_type*> TypeFor(const v1::Type& type);
 
  private:
+  // The x86-64 System V description of a record without long double members.
+  absl::StatusOr<ffi_type*> SynthesizeRecord(const v1::Type& type);
+  // libffi's own layout of a plain struct (one element per field).
   absl::StatusOr<ffi_type*> RecordType(const v1::RecordType& record, int depth);
+  // An element that makes libffi classify its struct as MEMORY.
+  ffi_type* MemoryMarker();
+  // A struct of `elements` with a preset size and alignment, owned by the arena.
+  ffi_type* NewStruct(const std::vector<ffi_type*>& elements, uint64_t size, uint64_t alignment);
   absl::Status AppendElements(const v1::Type& type, int depth, std::vector<ffi_type*>* elements);
 
   std::vector<std::unique_ptr<ffi_type>> types_;
   std::vector<std::unique_ptr<ffi_type*[]>> element_lists_;
   size_t total_elements_ = 0;
+  ffi_type* memory_marker_ = nullptr;
 };
 
 }  // namespace ffibox

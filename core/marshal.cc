@@ -154,6 +154,9 @@ absl::Status MarshalPointer(const v1::PointerValue& pointer, const MarshalContex
       address = pointer.remote().address();
       break;
     case v1::PointerValue::kBlock: {
+      if (context.blocks == nullptr) {
+        return InvalidArgumentAt("pointer.block", "block pointers exist only inside a call");
+      }
       absl::StatusOr<uint64_t> resolved = context.blocks->AddressOf(pointer.block());
       if (!resolved.ok()) return PrefixField(resolved.status(), "pointer.block");
       address = *resolved;
@@ -168,6 +171,12 @@ absl::Status MarshalPointer(const v1::PointerValue& pointer, const MarshalContex
   return absl::OkStatus();
 }
 
+absl::Status NoStringStorage() {
+  return InvalidArgumentAt("",
+                           "a string value needs storage that lives only for a call; "
+                           "write a pointer to memory from alloc_memory instead");
+}
+
 absl::Status StoreAddress(const void* address, void* slot) {
   std::memcpy(slot, &address, sizeof address);
   return absl::OkStatus();
@@ -180,6 +189,7 @@ absl::Status MarshalCString(const v1::Value& value, const MarshalContext& contex
   if (value.kind_case() != v1::Value::kBytesValue) {
     return WrongKind(value, "CSTRING", "bytes_value or pointer");
   }
+  if (context.arena == nullptr) return NoStringStorage();
   const std::string& bytes = value.bytes_value();
   auto* copy = static_cast<char*>(context.arena->Allocate(bytes.size() + 1, 1));
   if (copy == nullptr) return ErrorStatus(v1::RESOURCE_EXHAUSTED, "out of memory for a string");
@@ -194,6 +204,7 @@ absl::Status MarshalWString(const v1::Value& value, const MarshalContext& contex
   if (value.kind_case() != v1::Value::kTextValue) {
     return WrongKind(value, "WSTRING", "text_value or pointer");
   }
+  if (context.arena == nullptr) return NoStringStorage();
   const std::string& text = value.text_value();
   // At most one wchar_t per byte, plus the NUL (zeroed by the arena).
   auto* wide = static_cast<wchar_t*>(
@@ -205,23 +216,163 @@ absl::Status MarshalWString(const v1::Value& value, const MarshalContext& contex
   return StoreAddress(wide, slot);
 }
 
-absl::Status MarshalRecord(const v1::Type& type, const v1::Value& value, void* slot) {
-  if (value.kind_case() == v1::Value::kAggregate) {
-    return ErrorStatus(v1::UNIMPLEMENTED,
-                       "field-by-field aggregate values are not supported yet; send raw bytes "
-                       "in the worker's layout");
+absl::Status MarshalObject(const v1::Type& type, const v1::Value& value,
+                           const MarshalContext& context, unsigned char* dest, int depth);
+
+// Writes an integer `value` into the bit field `field` (placed by `placed`) of the record
+// at `dest`, after checking that it fits the field's width.
+absl::Status MarshalBitField(const v1::Field& field, const FieldLayout& placed,
+                             const v1::Value& value, unsigned char* dest) {
+  const uint32_t width = placed.bit_width;
+  if (width == 0) return absl::OkStatus();  // closes a unit; holds no value
+  const v1::Scalar scalar = field.type().scalar();
+  const bool is_signed = scalar != v1::BOOL && GetScalarInfo(scalar).is_signed;
+  const uint64_t max = is_signed ? (uint64_t{1} << (width - 1)) - 1
+                                 : (width == 64 ? ~uint64_t{0} : (uint64_t{1} << width) - 1);
+  const int64_t min = !is_signed ? 0 : (width == 64 ? INT64_MIN : -(int64_t{1} << (width - 1)));
+  auto out_of_range = [&](const std::string& shown) {
+    return InvalidArgumentAt(
+        "", absl::StrCat(shown, " does not fit in a ", width, "-bit ",
+                         is_signed ? "signed" : "unsigned", " bit field (", min, "..", max, ")"));
+  };
+  uint64_t bits = 0;
+  if (scalar == v1::BOOL && value.kind_case() == v1::Value::kBoolValue) {
+    bits = value.bool_value() ? 1 : 0;
+  } else if (value.kind_case() == v1::Value::kIntValue) {
+    const int64_t v = value.int_value();
+    if (v < min || (v >= 0 && static_cast<uint64_t>(v) > max)) {
+      return out_of_range(absl::StrCat(v));
+    }
+    bits = static_cast<uint64_t>(v);
+  } else if (value.kind_case() == v1::Value::kUintValue) {
+    if (value.uint_value() > max) return out_of_range(absl::StrCat(value.uint_value()));
+    bits = value.uint_value();
+  } else {
+    return WrongKind(
+        value, "bit field",
+        scalar == v1::BOOL ? "bool_value, int_value or uint_value" : "int_value or uint_value");
   }
-  if (value.kind_case() != v1::Value::kRaw) return WrongKind(value, "record", "raw");
-  uint64_t size = 0;
-  uint64_t alignment = 0;
-  absl::Status status = ComputeSizeAndAlignment(type, &size, &alignment);
-  if (!status.ok()) return status;
+  const uint64_t first = placed.offset * 8 + placed.bit_offset;
+  for (uint32_t i = 0; i < width; ++i) {
+    const uint64_t bit = first + i;
+    const unsigned char mask = static_cast<unsigned char>(1u << (bit % 8));
+    if ((bits >> i) & 1) {
+      dest[bit / 8] |= mask;
+    } else {
+      dest[bit / 8] &= static_cast<unsigned char>(~mask);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MarshalRaw(const v1::Value& value, uint64_t size, unsigned char* dest) {
   if (value.raw().size() != size) {
     return InvalidArgumentAt("raw", absl::StrCat("raw value is ", value.raw().size(),
-                                                 " bytes; the record's layout size is ", size));
+                                                 " bytes; the type's layout size is ", size));
   }
-  std::memcpy(slot, value.raw().data(), size);
+  std::memcpy(dest, value.raw().data(), size);
   return absl::OkStatus();
+}
+
+bool IsByteScalar(const v1::Type& type) {
+  if (type.kind_case() != v1::Type::kScalar) return false;
+  switch (type.scalar()) {
+    case v1::CHAR:
+    case v1::SCHAR:
+    case v1::UCHAR:
+    case v1::INT8:
+    case v1::UINT8:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status MarshalArray(const v1::Type& type, const v1::Value& value,
+                          const MarshalContext& context, unsigned char* dest, int depth) {
+  const v1::ArrayType& array = type.array();
+  uint64_t element_size = 0;
+  uint64_t element_alignment = 0;
+  absl::Status status = ComputeSizeAndAlignment(array.element(), &element_size, &element_alignment);
+  if (!status.ok()) return status;
+  if (value.kind_case() == v1::Value::kRaw) {
+    return MarshalRaw(value, element_size * array.length(), dest);
+  }
+  if (value.kind_case() == v1::Value::kBytesValue && IsByteScalar(array.element())) {
+    if (value.bytes_value().size() > array.length()) {
+      return InvalidArgumentAt("bytes_value",
+                               absl::StrCat(value.bytes_value().size(),
+                                            " bytes do not fit in an array of ", array.length()));
+    }
+    std::memcpy(dest, value.bytes_value().data(), value.bytes_value().size());
+    return absl::OkStatus();
+  }
+  if (value.kind_case() != v1::Value::kAggregate) {
+    return WrongKind(value, "array", "aggregate or raw");
+  }
+  const auto& elements = value.aggregate().elements();
+  if (static_cast<uint64_t>(elements.size()) != array.length()) {
+    return InvalidArgumentAt(
+        "aggregate.elements",
+        absl::StrCat("the array has ", array.length(), " elements, the value ", elements.size()));
+  }
+  for (int i = 0; i < elements.size(); ++i) {
+    status = MarshalObject(array.element(), elements[i], context,
+                           dest + static_cast<uint64_t>(i) * element_size, depth + 1);
+    if (!status.ok()) {
+      return PrefixField(status, absl::StrCat("aggregate.elements[", i, "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MarshalRecord(const v1::Type& type, const v1::Value& value,
+                           const MarshalContext& context, unsigned char* dest, int depth) {
+  absl::StatusOr<TypeLayout> layout = ComputeLayout(type);
+  if (!layout.ok()) return layout.status();
+  if (value.kind_case() == v1::Value::kRaw) return MarshalRaw(value, layout->size, dest);
+  if (value.kind_case() != v1::Value::kAggregate) {
+    return WrongKind(value, "record", "aggregate or raw");
+  }
+  const v1::RecordType& record = type.record();
+  const auto& elements = value.aggregate().elements();
+  // A union's aggregate sets its first member (as C's initializer does); other members
+  // travel as raw bytes.
+  const bool is_union = record.kind() == v1::RecordType::UNION;
+  const int expected = is_union ? 1 : record.fields_size();
+  if (elements.size() != expected) {
+    return InvalidArgumentAt(
+        "aggregate.elements",
+        is_union ? absl::StrCat("a union's aggregate holds exactly one element (the first "
+                                "member), got ",
+                                elements.size())
+                 : absl::StrCat("the struct has ", record.fields_size(), " fields, the value has ",
+                                elements.size(), " elements"));
+  }
+  for (int i = 0; i < expected; ++i) {
+    const v1::Field& field = record.fields(i);
+    const FieldLayout& placed = layout->fields[i];
+    absl::Status status = field.has_bit_width() ? MarshalBitField(field, placed, elements[i], dest)
+                                                : MarshalObject(field.type(), elements[i], context,
+                                                                dest + placed.offset, depth + 1);
+    if (!status.ok()) return PrefixField(status, absl::StrCat("aggregate.elements[", i, "]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MarshalObject(const v1::Type& type, const v1::Value& value,
+                           const MarshalContext& context, unsigned char* dest, int depth) {
+  // Validated types are far shallower; this keeps an unvalidated one from recursing forever.
+  if (depth > 1000) return InvalidArgumentAt("", "value nesting is too deep");
+  switch (type.kind_case()) {
+    case v1::Type::kArray:
+      return MarshalArray(type, value, context, dest, depth);
+    case v1::Type::kRecord:
+      return MarshalRecord(type, value, context, dest, depth);
+    default:
+      // Scalars and pointers: MarshalArgument writes exactly sizeof(type) bytes.
+      return MarshalArgument(type, value, context, dest);
+  }
 }
 
 absl::Status UnmarshalString(v1::Scalar scalar, uint64_t address, v1::Value* out) {
@@ -299,7 +450,7 @@ absl::Status MarshalArgument(const v1::Type& type, const v1::Value& value,
       }
       return MarshalPointer(value.pointer(), context, slot);
     case v1::Type::kRecord:
-      return MarshalRecord(type, value, slot);
+      return MarshalRecord(type, value, context, static_cast<unsigned char*>(slot), 0);
     case v1::Type::kRegistered:
       return ErrorStatus(v1::UNIMPLEMENTED, "registered types are not supported yet");
     case v1::Type::KIND_NOT_SET:
@@ -377,6 +528,32 @@ absl::Status UnmarshalResult(const v1::Type& type, const void* storage, uint64_t
       break;
   }
   return InvalidArgumentAt("signature.result", "this type cannot be returned");
+}
+
+absl::Status MarshalValue(const v1::Type& type, const v1::Value& value,
+                          const MarshalContext& context, void* dest) {
+  return MarshalObject(type, value, context, static_cast<unsigned char*>(dest), 0);
+}
+
+absl::Status DecodeValue(const v1::Type& type, absl::string_view bytes, uint64_t generation,
+                         v1::Value* out) {
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  absl::Status status = ComputeSizeAndAlignment(type, &size, &alignment);
+  if (!status.ok()) return status;
+  if (bytes.size() != size) {
+    return InvalidArgumentAt("", absl::StrCat("the value is ", bytes.size(),
+                                              " bytes; the type's layout size is ", size));
+  }
+  if (type.kind_case() == v1::Type::kArray || type.kind_case() == v1::Type::kRecord) {
+    out->set_raw(bytes.data(), bytes.size());
+    return absl::OkStatus();
+  }
+  // UnmarshalResult reads a widened 8-byte (16 for long double) slot: hand it a zeroed one.
+  alignas(16) unsigned char storage[16] = {};
+  if (size > sizeof storage) return InvalidArgumentAt("", "scalar larger than 16 bytes");
+  std::memcpy(storage, bytes.data(), size);
+  return UnmarshalResult(type, storage, generation, out);
 }
 
 }  // namespace ffibox

@@ -51,6 +51,8 @@ bool IsPointerScalar(v1::Scalar scalar);
 // depth, field counts, array lengths and sizes (overflow-safe), bit widths, record kind and
 // pack. `path` names `type` in errors (e.g. "signature.params[0]"). Returns
 // INVALID_ARGUMENT naming the bad part, or UNIMPLEMENTED for registered type ids.
+// Type cycles cannot occur: a protobuf message tree is finite and acyclic, and `registered`
+// (the only way to refer to another type) is refused, so depth bounds every walk.
 absl::Status ValidateType(const v1::Type& type, const TypeLimits& limits, absl::string_view path);
 
 // Checks a signature: the result (unset or VOID means void; arrays cannot be returned) and

@@ -23,8 +23,16 @@ struct PendingRequest {
   // blocks, which are not copied back.
   std::vector<uint64_t> returned_block_sizes;
   static constexpr uint64_t kNotReturned = ~uint64_t{0};
-  // For read_memory: the exact number of bytes the reply must carry.
+  // For calls: the size of every block (index = Call.blocks index), the bounds of the
+  // pointers the worker reports in returned blocks.
+  std::vector<uint64_t> block_sizes;
+  // For read_memory: the exact number of bytes the reply must carry in `data`, or, when
+  // `read_typed`, the size a `raw` value must have (then `data` must be empty).
   uint64_t read_size = 0;
+  bool read_typed = false;
+  // Non-zero: the request is only valid on this worker generation (calls of functions
+  // resolved by address); on any other, it fails with STALE_HANDLE instead of being sent.
+  uint64_t required_generation = 0;
 };
 
 }  // namespace ffibox

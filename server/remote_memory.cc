@@ -3,10 +3,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/layout.h"
+#include "core/marshal.h"
 #include "core/safe_memory.h"
+#include "core/types.h"
 #include "core/utf8.h"
 
 namespace ffibox {
@@ -22,6 +26,17 @@ absl::Status CheckSize(uint64_t size, absl::string_view field) {
                                     kMaxRemoteMemoryBytes, " per request"));
   }
   return absl::OkStatus();
+}
+
+// The layout size of a type from a request, after validating it.
+absl::StatusOr<uint64_t> TypeSize(const v1::Type& type, absl::string_view field) {
+  absl::Status valid = ValidateType(type, TypeLimits(), field);
+  if (!valid.ok()) return valid;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  absl::Status sized = ComputeSizeAndAlignment(type, &size, &alignment);
+  if (!sized.ok()) return PrefixField(sized, field);
+  return size;
 }
 
 }  // namespace
@@ -42,22 +57,61 @@ absl::StatusOr<uint64_t> RemoteMemory::Resolve(const v1::RemoteAddress& address,
 }
 
 absl::StatusOr<v1::MemoryData> RemoteMemory::Read(const v1::ReadMemory& request) const {
-  absl::Status size_ok = CheckSize(request.size(), "read_memory.size");
+  uint64_t size = request.size();
+  if (request.has_type()) {
+    absl::StatusOr<uint64_t> type_size = TypeSize(request.type(), "read_memory.type");
+    if (!type_size.ok()) return type_size.status();
+    if (size != 0 && size != *type_size) {
+      return InvalidArgumentAt("read_memory.size",
+                               absl::StrCat("is ", size, " but the type's size is ", *type_size,
+                                            " (send 0 or the type's size)"));
+    }
+    size = *type_size;
+  }
+  absl::Status size_ok = CheckSize(size, "read_memory.size");
   if (!size_ok.ok()) return size_ok;
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_memory.address");
   if (!address.ok()) return address.status();
   v1::MemoryData data;
-  std::string* bytes = data.mutable_data();
-  bytes->resize(request.size());
-  absl::Status read = SafeRead(*address, bytes->data(), bytes->size());
+  std::string bytes(size, '\0');
+  absl::Status read = SafeRead(*address, bytes.data(), bytes.size());
   if (!read.ok()) return read;
+  if (!request.has_type()) {
+    *data.mutable_data() = std::move(bytes);
+    return data;
+  }
+  // Typed: the value only (records and arrays as raw bytes), `data` stays empty.
+  absl::Status decoded = DecodeValue(request.type(), bytes, generation_, data.mutable_value());
+  if (!decoded.ok()) return PrefixField(decoded, "read_memory.type");
   return data;
 }
 
 absl::Status RemoteMemory::Write(const v1::WriteMemory& request) const {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "write_memory.address");
   if (!address.ok()) return address.status();
-  return SafeWrite(*address, request.data().data(), request.data().size());
+  if (!request.has_type()) {
+    if (request.has_value()) {
+      return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
+    }
+    return SafeWrite(*address, request.data().data(), request.data().size());
+  }
+  if (!request.data().empty()) {
+    return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
+  }
+  if (!request.has_value())
+    return InvalidArgumentAt("write_memory.value", "is required with a type");
+  absl::StatusOr<uint64_t> size = TypeSize(request.type(), "write_memory.type");
+  if (!size.ok()) return size.status();
+  absl::Status size_ok = CheckSize(*size, "write_memory.type");
+  if (!size_ok.ok()) return size_ok;
+  // Marshalled into zeroed bytes: the whole object is written, padding as zeros. No arena
+  // and no blocks: string values and block pointers would not outlive this request.
+  std::vector<uint64_t> bytes((*size + 7) / 8 + 1, 0);
+  MarshalContext context;
+  context.generation = generation_;
+  absl::Status marshalled = MarshalValue(request.type(), request.value(), context, bytes.data());
+  if (!marshalled.ok()) return PrefixField(marshalled, "write_memory.value");
+  return SafeWrite(*address, bytes.data(), *size);
 }
 
 absl::StatusOr<v1::MemoryAllocated> RemoteMemory::Alloc(const v1::AllocMemory& request) {

@@ -28,7 +28,13 @@ class RemoteMemory {
   RemoteMemory(const RemoteMemory&) = delete;
   RemoteMemory& operator=(const RemoteMemory&) = delete;
 
+  // Reads `size` bytes into MemoryData.data or, when `type` is set, dereferences the address
+  // as a T* and returns MemoryData.value only (DecodeValue: records and arrays as raw
+  // bytes; `data` empty). With a type, `size` must be 0 or the type's size.
   absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request) const;
+  // Writes `data`, or, when `type` is set, `value` marshalled as that type (MarshalValue;
+  // the whole object including zeroed padding; string values and block pointers are
+  // refused, they would not outlive the request). `data` and `type`+`value` are exclusive.
   absl::Status Write(const v1::WriteMemory& request) const;
   absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
   // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.

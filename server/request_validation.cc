@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/layout.h"
 #include "server/pending_request.h"
 
 namespace ffibox {
@@ -30,6 +31,16 @@ absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load) {
 }
 
 absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits) {
+  if (resolve.has_address()) {
+    if (resolve.library() != 0 || !resolve.symbol().empty()) {
+      return InvalidArgumentAt("resolve_function.address",
+                               "name either library and symbol, or address, not both");
+    }
+    if (resolve.address().address() == 0) {
+      return InvalidArgumentAt("resolve_function.address", "is NULL");
+    }
+    return ValidateSignature(resolve.signature(), limits, "resolve_function.signature");
+  }
   absl::Status status = ValidateName(resolve.symbol(), kMaxSymbolBytes, "resolve_function.symbol");
   if (!status.ok()) return status;
   return ValidateSignature(resolve.signature(), limits, "resolve_function.signature");
@@ -116,15 +127,64 @@ std::string MemoryOperationName(const v1::Request& request) {
   return field != nullptr ? field->name() : "memory operation";
 }
 
-absl::Status ValidateMemoryRequest(const v1::Request& request) {
+uint64_t TypeSizeOf(const v1::Type& type) {
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  if (!ComputeSizeAndAlignment(type, &size, &alignment).ok()) return 0;
+  return size;
+}
+
+namespace {
+
+absl::Status ValidateDataType(const v1::Type& type, const TypeLimits& limits,
+                              absl::string_view field) {
+  absl::Status status = ValidateType(type, limits, field);
+  if (!status.ok()) return status;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  return PrefixField(ComputeSizeAndAlignment(type, &size, &alignment), field);
+}
+
+absl::Status ValidateReadMemory(const v1::ReadMemory& read, const TypeLimits& limits) {
+  if (!read.has_address()) return InvalidArgumentAt("read_memory.address", "is required");
+  if (!read.has_type()) return absl::OkStatus();
+  absl::Status status = ValidateDataType(read.type(), limits, "read_memory.type");
+  if (!status.ok()) return status;
+  const uint64_t size = TypeSizeOf(read.type());
+  if (read.size() != 0 && read.size() != size) {
+    return InvalidArgumentAt("read_memory.size",
+                             absl::StrCat("is ", read.size(), " but the type's size is ", size,
+                                          " (send 0 or the type's size)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWriteMemory(const v1::WriteMemory& write, const TypeLimits& limits) {
+  if (!write.has_address()) return InvalidArgumentAt("write_memory.address", "is required");
+  if (!write.has_type()) {
+    if (write.has_value()) {
+      return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
+    }
+    return absl::OkStatus();
+  }
+  if (!write.data().empty()) {
+    return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
+  }
+  if (!write.has_value()) return InvalidArgumentAt("write_memory.value", "is required with a type");
+  return ValidateDataType(write.type(), limits, "write_memory.type");
+}
+
+}  // namespace
+
+absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits) {
   auto require = [](bool present, const char* field) {
     return present ? absl::OkStatus() : InvalidArgumentAt(field, "is required");
   };
   switch (request.op_case()) {
     case v1::Request::kReadMemory:
-      return require(request.read_memory().has_address(), "read_memory.address");
+      return ValidateReadMemory(request.read_memory(), limits);
     case v1::Request::kWriteMemory:
-      return require(request.write_memory().has_address(), "write_memory.address");
+      return ValidateWriteMemory(request.write_memory(), limits);
     case v1::Request::kAllocMemory:
       return absl::OkStatus();
     case v1::Request::kFreeMemory:
@@ -145,6 +205,13 @@ absl::Status ValidateMemoryRequest(const v1::Request& request) {
     default:
       return InvalidArgumentAt("op", "not a memory operation");
   }
+}
+
+std::vector<uint64_t> BlockSizes(const v1::Call& call) {
+  std::vector<uint64_t> sizes;
+  sizes.reserve(call.blocks_size());
+  for (const v1::MemoryBlock& block : call.blocks()) sizes.push_back(BlockSize(block));
+  return sizes;
 }
 
 std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {

@@ -21,7 +21,8 @@ inline constexpr size_t kMaxSymbolBytes = 1024;
 // A library path: non-empty, at most kMaxPathBytes, no NUL byte.
 absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load);
 
-// A symbol name and signature (types within `limits`).
+// A signature (types within `limits`) and exactly one target: `library` + `symbol`, or
+// `address` (a function pointer the library returned; then library is 0 and symbol empty).
 absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits);
 
 // A call against its function's signature: argument count (fixed + variadic at most
@@ -34,12 +35,20 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
 absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits);
 
 // A remote-memory request (read/write/alloc/free/fill/copy memory, read_string): every
-// address it needs is present and `fill_memory.byte` is a byte. Sizes are capped by the
-// worker (server/remote_memory.h).
-absl::Status ValidateMemoryRequest(const v1::Request& request);
+// address it needs is present and `fill_memory.byte` is a byte. Typed reads and writes:
+// the type is valid within `limits` and not void; read_memory.size is 0 or the type's size;
+// write_memory carries either `data` or `type` + `value`, never both. Sizes are capped by
+// the worker (server/remote_memory.h).
+absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits);
+
+// The layout size of a validated type (for the checks of typed memory replies).
+uint64_t TypeSizeOf(const v1::Type& type);
 
 // The operation name of a remote-memory request, for errors ("read_memory").
 std::string MemoryOperationName(const v1::Request& request);
+
+// The byte size of each of the call's blocks. Requires ValidateCallShape to have passed.
+std::vector<uint64_t> BlockSizes(const v1::Call& call);
 
 // The byte size of each of the call's blocks that comes back (OUT / INOUT), or
 // PendingRequest::kNotReturned for IN blocks.

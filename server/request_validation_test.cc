@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
 #include "core/errors.h"
 #include "gtest/gtest.h"
 #include "server/pending_request.h"
@@ -240,6 +241,125 @@ TEST(ReturnedBlockSizes, InBlocksAreNotReturnedAndSizeZeroMeansTheDataLength) {
   empty->set_direction(v1::OUT);
   EXPECT_EQ(ReturnedBlockSizes(call),
             (std::vector<uint64_t>{PendingRequest::kNotReturned, 4, 3, 16, 0}));
+}
+
+v1::Type ArrayOfType(const v1::Type& element, uint64_t length) {
+  v1::Type type;
+  *type.mutable_array()->mutable_element() = element;
+  type.mutable_array()->set_length(length);
+  return type;
+}
+
+v1::Type StructOf(const v1::Type& member, int count, int bit_width = -1000) {
+  v1::Type type;
+  type.mutable_record()->set_kind(v1::RecordType::STRUCT);
+  for (int i = 0; i < count; ++i) {
+    v1::Field* field = type.mutable_record()->add_fields();
+    *field->mutable_type() = member;
+    if (bit_width != -1000) field->set_bit_width(bit_width);
+  }
+  return type;
+}
+
+// resolve_function with `param` as the only parameter.
+v1::ResolveFunction ResolveWithParam(const v1::Type& param) {
+  v1::ResolveFunction resolve;
+  resolve.set_library(1);
+  resolve.set_symbol("f");
+  *resolve.mutable_signature()->add_params() = param;
+  return resolve;
+}
+
+TEST(HostileTypes, AreRefusedWithInvalidArgumentNamingTheField) {
+  const TypeLimits limits;
+  struct Case {
+    const char* what;
+    v1::Type type;
+    std::string field;
+  };
+  v1::Type deep = Scalar(v1::INT);
+  for (int i = 0; i < 1000; ++i) deep = StructOf(deep, 1);
+  // 2^20 records of 2^20 records of 2^20 bytes: each level fits the array length limit,
+  // the product overflows nothing because every level is checked against max_type_size.
+  v1::Type mib = ArrayOfType(Scalar(v1::CHAR), 1 << 20);
+  v1::Type record_of_records =
+      ArrayOfType(StructOf(ArrayOfType(StructOf(mib, 1), 1 << 20), 1), 1 << 20);
+  const Case cases[] = {
+      {"array of 2^62 elements", ArrayOfType(Scalar(v1::INT), uint64_t{1} << 62),
+       "resolve_function.signature.params[0].array.length"},
+      {"negative bit width", StructOf(Scalar(v1::INT), 1, -1),
+       "resolve_function.signature.params[0].record.fields[0].bit_width"},
+      {"bit width wider than its type", StructOf(Scalar(v1::SHORT), 1, 17),
+       "resolve_function.signature.params[0].record.fields[0].bit_width"},
+      {"100k fields", StructOf(Scalar(v1::INT), 100000),
+       "resolve_function.signature.params[0].record.fields"},
+      {"nesting 1000 deep", deep, ""},
+      {"record of records over max_type_size", record_of_records, ""},
+  };
+  for (const Case& c : cases) {
+    absl::Status status = ValidateResolveFunction(ResolveWithParam(c.type), limits);
+    EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT) << c.what << ": " << status;
+    if (!c.field.empty()) {
+      EXPECT_EQ(FieldOf(status), c.field) << c.what;
+    } else {
+      EXPECT_TRUE(absl::StartsWith(FieldOf(status), "resolve_function.signature.params[0]"))
+          << c.what << ": " << FieldOf(status);
+    }
+  }
+}
+
+TEST(ValidateResolveFunction, AddressExcludesLibraryAndSymbol) {
+  v1::ResolveFunction by_address;
+  by_address.mutable_address()->set_address(0x1000);
+  by_address.mutable_address()->set_generation(1);
+  EXPECT_TRUE(ValidateResolveFunction(by_address, TypeLimits()).ok());
+  v1::ResolveFunction both = by_address;
+  both.set_symbol("f");
+  EXPECT_EQ(FieldOf(ValidateResolveFunction(both, TypeLimits())), "resolve_function.address");
+  both = by_address;
+  both.set_library(1);
+  EXPECT_EQ(FieldOf(ValidateResolveFunction(both, TypeLimits())), "resolve_function.address");
+  v1::ResolveFunction null_address;
+  null_address.mutable_address();
+  EXPECT_EQ(FieldOf(ValidateResolveFunction(null_address, TypeLimits())),
+            "resolve_function.address");
+  v1::ResolveFunction neither;
+  EXPECT_EQ(FieldOf(ValidateResolveFunction(neither, TypeLimits())), "resolve_function.symbol");
+}
+
+TEST(ValidateMemoryRequest, TypedReadNeedsAValidTypeAndAMatchingSize) {
+  v1::Request request;
+  v1::ReadMemory* read = request.mutable_read_memory();
+  read->mutable_address()->set_address(0x1000);
+  *read->mutable_type() = Scalar(v1::DOUBLE);
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  read->set_size(8);
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  read->set_size(4);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.size");
+  read->set_size(0);
+  *read->mutable_type() = Scalar(v1::VOID);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.type");
+  *read->mutable_type() = ArrayOfType(Scalar(v1::INT), uint64_t{1} << 62);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.type.array.length");
+}
+
+TEST(ValidateMemoryRequest, TypedWriteTakesTypeAndValueOrDataNeverBoth) {
+  v1::Request request;
+  v1::WriteMemory* write = request.mutable_write_memory();
+  write->mutable_address()->set_address(0x1000);
+  write->set_data("abc");
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  *write->mutable_type() = Scalar(v1::INT);
+  write->mutable_value()->set_int_value(3);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "write_memory.data");
+  write->clear_data();
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  write->clear_value();
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "write_memory.value");
+  write->clear_type();
+  write->mutable_value()->set_int_value(3);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "write_memory.value");
 }
 
 }  // namespace

@@ -176,11 +176,15 @@ void Session::ResolveFunction(const v1::Request& request) {
   const v1::ResolveFunction& resolve = request.resolve_function();
   absl::Status valid = ValidateResolveFunction(resolve, config_.type_limits);
   if (!valid.ok()) return ReplyError(request, valid);
+  const bool by_address = resolve.has_address();
   PendingRequest pending;
   {
     absl::MutexLock lock(&mu_);
-    if (resolve.library() == 0 || resolve.library() > libraries_.size() ||
-        libraries_[resolve.library() - 1].state == State::kFailed) {
+    if (by_address && !AddressIsCurrent(resolve.address().generation())) {
+      return ReplyError(request, StaleAddress(resolve.address().generation()));
+    }
+    if (!by_address && (resolve.library() == 0 || resolve.library() > libraries_.size() ||
+                        libraries_[resolve.library() - 1].state == State::kFailed)) {
       return ReplyError(request,
                         ErrorStatus(v1::NOT_FOUND, absl::StrCat("resolve_function.library: no "
                                                                 "loaded library has handle ",
@@ -192,12 +196,32 @@ void Session::ResolveFunction(const v1::Request& request) {
                                                           config_.max_functions, " functions")));
     }
     pending.handle = next_function_handle_++;
-    functions_[pending.handle] =
-        FunctionRecord{resolve.library(), resolve.symbol(), resolve.signature(), State::kPending};
+    FunctionRecord record{resolve.library(), resolve.symbol(), resolve.signature(),
+                          State::kPending};
+    if (by_address) {
+      // Bound to the worker generation of its address: never replayed after a restart.
+      record.generation = resolve.address().generation();
+      record.symbol = absl::StrCat("function at 0x", absl::Hex(resolve.address().address()));
+      pending.required_generation = record.generation;
+    }
+    pending.label = by_address ? record.symbol : absl::StrCat("dlsym ", resolve.symbol());
+    functions_[pending.handle] = std::move(record);
     pending.timeout = call_timeout_;
   }
-  pending.label = absl::StrCat("dlsym ", resolve.symbol());
   Forward(request, std::move(pending));
+}
+
+bool Session::AddressIsCurrent(uint64_t generation) const {
+  return worker_alive_ && generation == generation_;
+}
+
+absl::Status Session::StaleAddress(uint64_t generation) const {
+  return ErrorStatus(
+      v1::STALE_HANDLE,
+      absl::StrCat("the address belongs to worker generation ", generation,
+                   worker_alive_
+                       ? absl::StrCat("; the session's worker is generation ", generation_)
+                       : std::string("; that worker is gone")));
 }
 
 void Session::Call(const v1::Request& request) {
@@ -213,6 +237,15 @@ void Session::Call(const v1::Request& request) {
                                                            "has handle ",
                                                            call.function())));
     }
+    if (function->second.generation != 0 && !AddressIsCurrent(function->second.generation)) {
+      return ReplyError(
+          request, ErrorStatus(v1::STALE_HANDLE,
+                               absl::StrCat("call.function: function ", call.function(),
+                                            " was resolved at an address of worker generation ",
+                                            function->second.generation,
+                                            ", which is gone; resolve it again")));
+    }
+    pending.required_generation = function->second.generation;
     signature = function->second.signature;
     pending.label = function->second.symbol;
     pending.timeout =
@@ -227,6 +260,7 @@ void Session::Call(const v1::Request& request) {
   absl::Status valid = ValidateCallShape(call, signature, config_.type_limits);
   if (!valid.ok()) return ReplyError(request, valid);
   pending.returned_block_sizes = ReturnedBlockSizes(call);
+  pending.block_sizes = BlockSizes(call);
   Forward(request, std::move(pending));
 }
 
@@ -264,11 +298,15 @@ void Session::LookupSymbol(const v1::Request& request) {
 }
 
 void Session::MemoryOperation(const v1::Request& request) {
-  absl::Status valid = ValidateMemoryRequest(request);
+  absl::Status valid = ValidateMemoryRequest(request, config_.type_limits);
   if (!valid.ok()) return ReplyError(request, valid);
   PendingRequest pending;
   pending.label = MemoryOperationName(request);
-  if (request.has_read_memory()) pending.read_size = request.read_memory().size();
+  if (request.has_read_memory()) {
+    pending.read_typed = request.read_memory().has_type();
+    pending.read_size = pending.read_typed ? TypeSizeOf(request.read_memory().type())
+                                           : request.read_memory().size();
+  }
   {
     absl::MutexLock lock(&mu_);
     pending.timeout = call_timeout_;
@@ -285,6 +323,7 @@ void Session::Forward(const v1::Request& request, PendingRequest pending) {
     if (!status.ok()) break;
     status = Enqueue(request, pending);
     if (status.ok()) return;
+    if (ErrorCodeOf(status) == v1::STALE_HANDLE) break;
   }
   if (!status.ok()) {
     absl::MutexLock lock(&mu_);
@@ -352,7 +391,8 @@ void Session::ReplayHandles() {
       replays.push_back(std::move(replay));
     }
     for (const auto& [handle, function] : functions_) {
-      if (function.state != State::kReady) continue;
+      // Functions resolved by address belong to their worker generation only.
+      if (function.state != State::kReady || function.generation != 0) continue;
       std::pair<v1::Request, PendingRequest> replay;
       v1::ResolveFunction* resolve = replay.first.mutable_resolve_function();
       resolve->set_library(function.library);
@@ -379,6 +419,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   {
     absl::MutexLock lock(&mu_);
     if (!worker_alive_) return ErrorStatus(v1::WORKER_CRASHED, last_death_.message());
+    if (pending.required_generation != 0 && pending.required_generation != generation_) {
+      return StaleAddress(pending.required_generation);
+    }
     if (in_flight_.size() >= config_.max_in_flight) {
       return ErrorStatus(
           v1::RESOURCE_EXHAUSTED,

@@ -80,6 +80,8 @@ class Session {
     std::string symbol;
     v1::Signature signature;
     State state = State::kPending;
+    // Non-zero for a function resolved by address: the worker generation it is valid in.
+    uint64_t generation = 0;
   };
 
   // Request handlers: each validates, then answers or forwards.
@@ -91,6 +93,11 @@ class Session {
   void LookupSymbol(const v1::Request& request);
   // read / write / alloc / free / fill / copy memory and read_string.
   void MemoryOperation(const v1::Request& request);
+
+  // Whether an address of worker generation `generation` is valid now.
+  bool AddressIsCurrent(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // STALE_HANDLE for an address of worker generation `generation`.
+  absl::Status StaleAddress(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Sends `request` to the worker (starting one if needed) as `pending` describes it.
   void Forward(const v1::Request& request, PendingRequest pending);

@@ -2,8 +2,7 @@
 
 #include <dlfcn.h>
 
-#include <algorithm>
-#include <vector>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
@@ -105,18 +104,33 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
 
 absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
     uint64_t handle, const v1::ResolveFunction& resolve) {
-  auto library = libraries_.find(resolve.library());
-  if (library == libraries_.end()) {
-    return ErrorStatus(v1::NOT_FOUND,
-                       absl::StrCat("library handle ", resolve.library(), " is not loaded"));
+  if (functions_.contains(handle)) {
+    return InvalidArgumentAt("resolve_function",
+                             absl::StrCat("function handle ", handle, " in use"));
   }
-  dlerror();
-  void* address = dlsym(library->second, resolve.symbol().c_str());
-  if (address == nullptr) {
-    const char* reason = dlerror();
-    return ErrorStatus(v1::SYMBOL_NOT_FOUND,
-                       absl::StrCat("symbol ", resolve.symbol(), " not found",
-                                    reason != nullptr ? absl::StrCat(": ", reason) : ""));
+  void* address = nullptr;
+  if (resolve.has_address()) {
+    // A function pointer the library returned: only meaningful in the generation that
+    // produced it. Calling a bad one may crash this worker, which is contained.
+    absl::StatusOr<uint64_t> resolved =
+        memory_.Resolve(resolve.address(), "resolve_function.address");
+    if (!resolved.ok()) return resolved.status();
+    if (*resolved == 0) return InvalidArgumentAt("resolve_function.address", "is NULL");
+    address = reinterpret_cast<void*>(*resolved);
+  } else {
+    auto library = libraries_.find(resolve.library());
+    if (library == libraries_.end()) {
+      return ErrorStatus(v1::NOT_FOUND,
+                         absl::StrCat("library handle ", resolve.library(), " is not loaded"));
+    }
+    dlerror();
+    address = dlsym(library->second, resolve.symbol().c_str());
+    if (address == nullptr) {
+      const char* reason = dlerror();
+      return ErrorStatus(v1::SYMBOL_NOT_FOUND,
+                         absl::StrCat("symbol ", resolve.symbol(), " not found",
+                                      reason != nullptr ? absl::StrCat(": ", reason) : ""));
+    }
   }
   absl::StatusOr<std::unique_ptr<PreparedFunction>> prepared =
       PreparedFunction::Create(address, resolve.signature(), limits_);
@@ -166,12 +180,10 @@ absl::StatusOr<v1::SymbolFound> WorkerExecutor::LookupSymbol(const v1::LookupSym
                        absl::StrCat("lookup_symbol.type: ", size, " bytes exceeds the limit of ",
                                     kMaxRemoteMemoryBytes));
   }
-  // UnmarshalResult reads at least a widened ffi_arg: give it a zeroed, aligned copy.
-  std::vector<uint64_t> storage((std::max<uint64_t>(size, 16) + 7) / 8, 0);
-  absl::Status read = SafeRead(found.address().address(), storage.data(), size);
+  std::string bytes(size, '\0');
+  absl::Status read = SafeRead(found.address().address(), bytes.data(), size);
   if (!read.ok()) return read;
-  absl::Status converted =
-      UnmarshalResult(request.type(), storage.data(), generation_, found.mutable_value());
+  absl::Status converted = DecodeValue(request.type(), bytes, generation_, found.mutable_value());
   if (!converted.ok()) return PrefixField(converted, "lookup_symbol.type");
   return found;
 }

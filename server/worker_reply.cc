@@ -37,6 +37,53 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
   }
 }
 
+// The pointers reported in a returned block of `size` bytes: at 8-aligned offsets, in
+// increasing order, each word inside the block, each target inside a block of the call.
+absl::Status CheckReportedPointers(const v1::BlockContents& block, uint64_t size,
+                                   const PendingRequest& expected) {
+  uint64_t next_offset = 0;  // the lowest offset the next pointer may have
+  for (const v1::Relocation& pointer : block.pointers()) {
+    const uint64_t offset = pointer.offset();
+    if (offset % 8 != 0 || offset < next_offset || offset > size || size - offset < 8) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("returned block ", block.block(), " reports a pointer at offset ", offset,
+                       " (block of ", size, " bytes; offsets must be increasing multiples of 8)"));
+    }
+    next_offset = offset + 8;
+    const uint32_t target = pointer.target().block();
+    if (target >= expected.block_sizes.size() ||
+        pointer.target().offset() > expected.block_sizes[target]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("returned block ", block.block(), " reports a pointer to block ", target,
+                       " offset ", pointer.target().offset(), ", outside the call's blocks"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A read_memory result: raw bytes of the requested size, or a typed value whose raw form
+// (records, arrays) has the type's size.
+absl::Status CheckMemoryData(const v1::MemoryData& memory, const PendingRequest& expected) {
+  if (!expected.read_typed) {
+    if (memory.data().size() != expected.read_size || memory.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("read_memory returned ", memory.data().size(),
+                                                     " bytes, expected ", expected.read_size));
+    }
+    return absl::OkStatus();
+  }
+  if (!memory.data().empty() || !memory.has_value() ||
+      memory.value().kind_case() == v1::Value::KIND_NOT_SET) {
+    return absl::InvalidArgumentError("typed read_memory must return a value and no data");
+  }
+  if (memory.value().kind_case() == v1::Value::kRaw &&
+      memory.value().raw().size() != expected.read_size) {
+    return absl::InvalidArgumentError(absl::StrCat("typed read_memory returned ",
+                                                   memory.value().raw().size(),
+                                                   " raw bytes, expected ", expected.read_size));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequest& expected) {
   std::vector<bool> seen(expected.returned_block_sizes.size(), false);
   for (const v1::BlockContents& block : result.blocks()) {
@@ -51,6 +98,8 @@ absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequ
                                                      block.data().size(), " bytes, expected ",
                                                      size));
     }
+    absl::Status pointers = CheckReportedPointers(block, size, expected);
+    if (!pointers.ok()) return pointers;
   }
   return absl::OkStatus();
 }
@@ -88,10 +137,9 @@ absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
     if (want == v1::Response::kFunction && response.function().function() != expected.handle) {
       return absl::InvalidArgumentError("reply names another function handle");
     }
-    if (want == v1::Response::kMemory && response.memory().data().size() != expected.read_size) {
-      return absl::InvalidArgumentError(absl::StrCat("read_memory returned ",
-                                                     response.memory().data().size(),
-                                                     " bytes, expected ", expected.read_size));
+    if (want == v1::Response::kMemory) {
+      absl::Status memory = CheckMemoryData(response.memory(), expected);
+      if (!memory.ok()) return memory;
     }
     if (want == v1::Response::kCall) {
       absl::Status blocks = CheckReturnedBlocks(response.call(), expected);

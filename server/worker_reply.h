@@ -12,8 +12,11 @@ namespace ffibox {
 
 // Parses `frame` as the answer to `expected` (the oldest request in flight). Checks that it
 // answers that request, carries either an error with a known code or the result kind the
-// operation produces, names the assigned handle, and returns only blocks the call sent as
-// OUT/INOUT with their exact sizes. Returns the response with the client's id, or
+// operation produces, names the assigned handle, returns only blocks the call sent as
+// OUT/INOUT with their exact sizes, reports pointers in them only at increasing 8-aligned
+// offsets with the word inside the block and the target inside a block of the call, and
+// answers read_memory with exactly the bytes asked for (untyped) or a value and no data
+// (typed; a raw value of the type's size). Returns the response with the client's id, or
 // INVALID_ARGUMENT describing the violation (the caller kills the worker).
 absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
                                               const PendingRequest& expected);

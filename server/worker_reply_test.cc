@@ -202,5 +202,67 @@ TEST(ParseWorkerReply, GoodLoadAndResolveRepliesAreAccepted) {
   EXPECT_EQ(parsed->function().function(), 4u);
 }
 
+// PendingCall with every block's size known, as the session records it.
+PendingRequest PendingCallWithSizes() {
+  PendingRequest pending = PendingCall();
+  pending.returned_block_sizes = {16, PendingRequest::kNotReturned, 2, 0};
+  pending.block_sizes = {16, 8, 2, 0};
+  return pending;
+}
+
+v1::Response CallReplyWithPointer(uint64_t offset, uint32_t target_block, uint64_t target_offset) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 0, std::string(16, 'x'));
+  v1::Relocation* pointer = response.mutable_call()->mutable_blocks(0)->add_pointers();
+  pointer->set_offset(offset);
+  pointer->mutable_target()->set_block(target_block);
+  pointer->mutable_target()->set_offset(target_offset);
+  return response;
+}
+
+TEST(ParseWorkerReply, ReportedPointersInsideTheCallsBlocksAreAccepted) {
+  EXPECT_TRUE(ParseWorkerReply(Frame(CallReplyWithPointer(8, 1, 8)), PendingCallWithSizes()).ok());
+  EXPECT_TRUE(ParseWorkerReply(Frame(CallReplyWithPointer(0, 3, 0)), PendingCallWithSizes()).ok());
+}
+
+TEST(ParseWorkerReply, ReportedPointersOutsideTheirBlockOrTargetAreRefused) {
+  ExpectRefused(Frame(CallReplyWithPointer(12, 1, 0)), PendingCallWithSizes());  // unaligned
+  ExpectRefused(Frame(CallReplyWithPointer(16, 1, 0)), PendingCallWithSizes());  // past the end
+  ExpectRefused(Frame(CallReplyWithPointer(~uint64_t{7}, 1, 0)), PendingCallWithSizes());
+  ExpectRefused(Frame(CallReplyWithPointer(0, 4, 0)), PendingCallWithSizes());  // no block 4
+  ExpectRefused(Frame(CallReplyWithPointer(0, 1, 9)), PendingCallWithSizes());  // past block 1
+  v1::Response twice = CallReplyWithPointer(8, 1, 0);
+  *twice.mutable_call()->mutable_blocks(0)->add_pointers() =
+      twice.call().blocks(0).pointers(0);  // the same offset again
+  ExpectRefused(Frame(twice), PendingCallWithSizes());
+}
+
+TEST(ParseWorkerReply, TypedReadMustCarryAValueAndNoData) {
+  PendingRequest pending = Pending(v1::Request::kReadMemory);
+  pending.read_typed = true;
+  pending.read_size = 12;
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_memory()->mutable_value()->set_int_value(4);
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), pending).ok());
+  response.mutable_memory()->mutable_value()->set_raw(std::string(12, 'r'));
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), pending).ok());
+  response.mutable_memory()->mutable_value()->set_raw(std::string(13, 'r'));
+  ExpectRefused(Frame(response), pending);
+  response.mutable_memory()->mutable_value()->set_int_value(4);
+  response.mutable_memory()->set_data("x");
+  ExpectRefused(Frame(response), pending);
+  response.mutable_memory()->clear_data();
+  response.mutable_memory()->clear_value();
+  ExpectRefused(Frame(response), pending);
+
+  PendingRequest untyped = Pending(v1::Request::kReadMemory);
+  untyped.read_size = 1;
+  response.mutable_memory()->set_data("x");
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), untyped).ok());
+  response.mutable_memory()->mutable_value()->set_int_value(1);
+  ExpectRefused(Frame(response), untyped);
+}
+
 }  // namespace
 }  // namespace ffibox
