@@ -43,8 +43,13 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
   }
   error.set_code(v1::WORKER_CRASHED);
   if (exit.signal != 0) {
+    std::string where;
+    if (exit.report.has_value() && (exit.signal == SIGSEGV || exit.signal == SIGBUS)) {
+      error.set_fault_address(exit.report->address);
+      where = absl::StrCat(" at address 0x", absl::Hex(exit.report->address));
+    }
     error.set_message(absl::StrCat("worker killed by ", SignalName(exit.signal), " (",
-                                   strsignal(exit.signal), ")", WhileRunning(function)));
+                                   strsignal(exit.signal), ")", where, WhileRunning(function)));
   } else if (exit.exit_code >= 0) {
     error.set_message(
         absl::StrCat("worker exited with status ", exit.exit_code, WhileRunning(function)));

@@ -18,6 +18,18 @@ TEST(DescribeWorkerDeath, SignalNamesTheSignalAndTheFunction) {
   EXPECT_NE(error.message().find("crash_null_deref"), std::string::npos) << error.message();
 }
 
+TEST(DescribeWorkerDeath, CrashReportAddsTheFaultAddress) {
+  WorkerExit exit{SIGSEGV, -1};
+  CrashReport report;
+  report.magic = kCrashReportMagic;
+  report.signal = SIGSEGV;
+  report.address = 0x10;
+  exit.report = report;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "crash_null_deref");
+  EXPECT_EQ(error.fault_address(), 0x10u);
+  EXPECT_NE(error.message().find("at address 0x10"), std::string::npos) << error.message();
+}
+
 TEST(DescribeWorkerDeath, ExitCarriesTheExitCode) {
   v1::Error error = DescribeWorkerDeath(WorkerExit{0, 3}, DeathCause::kUnexpected, "crash_exit3");
   EXPECT_EQ(error.code(), v1::WORKER_CRASHED);

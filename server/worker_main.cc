@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
 #include "core/framing.h"
+#include "server/crash_report.h"
 #include "server/worker_executor.h"
 #include "server/worker_protocol.pb.h"
 
@@ -39,6 +40,7 @@ uint64_t GenerationFromArgs(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  ffibox::InstallCrashReporter();
   ffibox::WorkerExecutor executor(GenerationFromArgs(argc, argv));
   for (;;) {
     absl::StatusOr<std::string> frame = ffibox::ReadFrame(kChannelFd, kMaxRequestBytes);

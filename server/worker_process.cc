@@ -71,6 +71,7 @@ struct ChildPlan {
   const char* path;
   char* const* argv;
   int channel_fd;
+  int crash_fd;
   pid_t parent;
 };
 
@@ -83,17 +84,25 @@ struct ChildPlan {
   sigprocmask(SIG_SETMASK, &empty, nullptr);
   signal(SIGPIPE, SIG_DFL);
 
+  // The channel becomes fd 3 and the crash pipe fd 4; dup2 clears close-on-exec. The
+  // sources are high-numbered broker fds, so neither is 3 or 4 already unless the broker
+  // runs with almost no fds open; fcntl covers that case.
   if (plan.channel_fd == kChannelFd) {
     fcntl(kChannelFd, F_SETFD, 0);
   } else if (dup2(plan.channel_fd, kChannelFd) != kChannelFd) {
+    _exit(127);
+  }
+  if (plan.crash_fd == kCrashReportFd) {
+    fcntl(kCrashReportFd, F_SETFD, 0);
+  } else if (dup2(plan.crash_fd, kCrashReportFd) != kCrashReportFd) {
     _exit(127);
   }
   int null_fd = open("/dev/null", O_RDONLY);
   if (null_fd >= 0 && null_fd != STDIN_FILENO) {
     dup2(null_fd, STDIN_FILENO);
   }
-  if (syscall(SYS_close_range, kChannelFd + 1, ~0U, 0) != 0) {
-    for (int fd = kChannelFd + 1; fd < 65536; ++fd) close(fd);
+  if (syscall(SYS_close_range, kCrashReportFd + 1, ~0U, 0) != 0) {
+    for (int fd = kCrashReportFd + 1; fd < 65536; ++fd) close(fd);
   }
   char* const empty_env[] = {nullptr};
   execve(plan.path, plan.argv, empty_env);
@@ -112,9 +121,16 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("socketpair: ", strerror(errno)));
   }
+  int crash_pipe[2];
+  if (pipe2(crash_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    int saved = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(saved)));
+  }
   std::string generation_arg = absl::StrCat("--generation=", options.generation);
   char* argv[] = {const_cast<char*>("ffibox-worker"), generation_arg.data(), nullptr};
-  ChildPlan plan{options.worker_path.c_str(), argv, fds[1], getpid()};
+  ChildPlan plan{options.worker_path.c_str(), argv, fds[1], crash_pipe[1], getpid()};
 
   pid_t pid = -1;
   int fork_errno = 0;
@@ -124,8 +140,10 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     if (pid < 0) fork_errno = errno;
   });
   close(fds[1]);
+  close(crash_pipe[1]);
   if (pid < 0) {
     close(fds[0]);
+    close(crash_pipe[0]);
     return absl::ResourceExhaustedError(absl::StrCat("fork: ", strerror(fork_errno)));
   }
   absl::StatusOr<std::unique_ptr<WorkerChannel>> channel =
@@ -133,15 +151,27 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   if (!channel.ok()) {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
+    close(crash_pipe[0]);
     return channel.status();
   }
   return std::unique_ptr<WorkerProcess>(
-      new WorkerProcess(pid, options.generation, std::move(*channel)));
+      new WorkerProcess(pid, options.generation, std::move(*channel), crash_pipe[0]));
 }
 
 WorkerProcess::~WorkerProcess() {
   Kill();
   Reap(absl::ZeroDuration());
+  close(crash_fd_);
+}
+
+std::optional<CrashReport> WorkerProcess::ReadCrashReport() {
+  CrashReport report;
+  // The pipe is non-blocking and the worker is dead: whatever it wrote is there now.
+  ssize_t n = read(crash_fd_, &report, sizeof(report));
+  if (n != static_cast<ssize_t>(sizeof(report)) || report.magic != kCrashReportMagic) {
+    return std::nullopt;
+  }
+  return report;
 }
 
 void WorkerProcess::Kill() {
@@ -155,6 +185,11 @@ void WorkerProcess::RecordExit(int status) {
     exit_.signal = WTERMSIG(status);
   } else if (WIFEXITED(status)) {
     exit_.exit_code = WEXITSTATUS(status);
+  }
+  std::optional<CrashReport> report = ReadCrashReport();
+  // Only a report about the signal that really killed the worker is believed.
+  if (report.has_value() && exit_.signal != 0 && report->signal == exit_.signal) {
+    exit_.report = report;
   }
 }
 

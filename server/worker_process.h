@@ -12,11 +12,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/crash_report.h"
 #include "server/worker_channel.h"
 
 namespace ffibox {
@@ -31,6 +33,8 @@ struct WorkerLaunchOptions {
 struct WorkerExit {
   int signal = 0;      // the terminating signal, or 0 when it exited
   int exit_code = -1;  // the exit status when it exited, else -1
+  // The worker's own crash report, when it wrote one for the signal that killed it.
+  std::optional<CrashReport> report;
 };
 
 class WorkerProcess {
@@ -57,15 +61,19 @@ class WorkerProcess {
   WorkerExit Reap(absl::Duration grace = absl::Milliseconds(500));
 
  private:
-  WorkerProcess(pid_t pid, uint64_t generation, std::unique_ptr<WorkerChannel> channel)
-      : pid_(pid), generation_(generation), channel_(std::move(channel)) {}
+  WorkerProcess(pid_t pid, uint64_t generation, std::unique_ptr<WorkerChannel> channel,
+                int crash_fd)
+      : pid_(pid), generation_(generation), channel_(std::move(channel)), crash_fd_(crash_fd) {}
 
-  // Records a waitpid status. Requires mu_.
+  // Records a waitpid status and the crash report that matches it. Requires mu_.
   void RecordExit(int status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the first crash report from the (dead) worker's pipe, if it wrote a valid one.
+  std::optional<CrashReport> ReadCrashReport();
 
   const pid_t pid_;
   const uint64_t generation_;
   std::unique_ptr<WorkerChannel> channel_;
+  const int crash_fd_;  // read end of the worker's crash-report pipe
   absl::Mutex mu_;
   bool reaped_ ABSL_GUARDED_BY(mu_) = false;
   WorkerExit exit_ ABSL_GUARDED_BY(mu_);

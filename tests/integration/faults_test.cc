@@ -128,6 +128,11 @@ TEST_P(EveryFault, GivesWorkerCrashedWhileOtherSessionsServeAndTheNextCallWorks)
   EXPECT_EQ(error.signal(), fault.signal) << crashed.status();
   EXPECT_EQ(error.exit_code(), fault.exit_code) << crashed.status();
   EXPECT_EQ(error.function(), fault.function);
+  if (std::string(fault.function) == "crash_null_deref") {
+    // The worker's own crash report adds where it faulted: the NULL page.
+    EXPECT_LT(error.fault_address(), 4096u) << crashed.status();
+    EXPECT_NE(error.message().find("at address 0x"), std::string::npos) << error.message();
+  }
 
   bystander.ExpectServing();
   // The handle resolved before the crash works on the restarted worker.
