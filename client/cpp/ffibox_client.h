@@ -16,7 +16,18 @@
 //   const char*, char*, std::string, absl::string_view  -> char* string (CSTRING)
 //   const wchar_t*, std::wstring, std::u32string -> wchar_t* string (WSTRING)
 //   void*, ffibox::RemotePtr, std::nullptr_t -> a worker address (parameters take RemotePtr)
-// Results: scalars; void -> absl::Status; void* / RemotePtr -> RemotePtr;
+//   ffibox::RemotePtr* / RemotePtr& -> an out-pointer the library fills with a worker address
+//   a record described with FFIBOX_STRUCT / FFIBOX_UNION / FFIBOX_PACKED_STRUCT (records.h)
+//                            -> by value, as raw bytes (layout checked once per session)
+//   Record* / Record& / std::array<T, N>* / &  -> one object as an INOUT block (const: IN);
+//                               `const std::array<int, 5>&` is C's `const int a[5]`
+//   std::vector<T>& / absl::Span<T>  -> the elements as one INOUT block (const T: IN); T a
+//                               scalar, record or std::array (multi-dimensional arrays)
+//   const std::vector<std::string>&  -> char** (NULL-terminated array of C strings)
+//   ffibox::GraphPointer     -> a position in a BlockGraph: linked client blocks, pointer
+//                               changes read back (block_graph.h)
+// Results: scalars; described records (raw); void -> absl::Status; void* / RemotePtr ->
+//   RemotePtr (a returned function pointer too: call it with Session::FunctionAt<Sig>);
 //   std::string / std::wstring / std::u32string -> the returned char* / wchar_t* string, with
 //   NULL an error (FAILED_PRECONDITION); std::optional<...> of those -> NULL is nullopt.
 // A char* result is read by the worker and not freed (as in ctypes); to free it, declare the
@@ -27,10 +38,12 @@
 #ifndef FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 #define FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 
+#include "client/cpp/block_graph.h"      // IWYU pragma: export
 #include "client/cpp/client.h"           // IWYU pragma: export
 #include "client/cpp/default_address.h"  // IWYU pragma: export
 #include "client/cpp/library.h"          // IWYU pragma: export
 #include "client/cpp/raw_function.h"     // IWYU pragma: export
+#include "client/cpp/records.h"          // IWYU pragma: export
 #include "client/cpp/session.h"          // IWYU pragma: export
 #include "client/cpp/typed_function.h"   // IWYU pragma: export
 #include "client/cpp/values.h"           // IWYU pragma: export

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/cpp/raw_function.h"
+#include "client/cpp/records.h"
 #include "client/cpp/result_traits.h"
 #include "client/cpp/session_stream.h"
 #include "client/cpp/type_mapping.h"
@@ -34,6 +35,9 @@ class Library {
   // returns SYMBOL_NOT_FOUND if the library does not export it.
   template <typename Sig>
   absl::StatusOr<TypedFunction<Sig>> Function(const std::string& symbol) const {
+    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*stream_); !checked.ok()) {
+      return checked;
+    }
     absl::StatusOr<RawFunction> raw = Resolve(symbol, TypedFunction<Sig>::Signature());
     if (!raw.ok()) return raw.status();
     return TypedFunction<Sig>(*std::move(raw));
@@ -47,11 +51,16 @@ class Library {
   // Returns the address of the exported symbol `symbol` in the current worker.
   absl::StatusOr<RemotePtr> SymbolAddress(const std::string& symbol) const;
 
-  // Reads the exported variable `symbol` as a T (a scalar, RemotePtr for void*, or a string
-  // type for char* / wchar_t* variables); SYMBOL_NOT_FOUND if it is not exported.
+  // Reads the exported variable `symbol` as a T (a scalar, a described record, RemotePtr for
+  // void*, or a string type for char* / wchar_t* variables); SYMBOL_NOT_FOUND if it is not
+  // exported, FAILED_PRECONDITION if a record's layout differs from the worker's.
   template <typename T>
   absl::StatusOr<typename client_internal::ResultTraits<T>::Value> Variable(
       const std::string& symbol) const {
+    using Traits = client_internal::ResultTraits<T>;
+    if (absl::Status checked = client_internal::VerifyTraits<Traits>(*stream_); !checked.ok()) {
+      return checked;
+    }
     const v1::Type type = client_internal::ResultTraits<T>::Type();
     absl::StatusOr<v1::SymbolFound> found = Lookup(symbol, &type);
     if (!found.ok()) return found.status();
@@ -60,6 +69,22 @@ class Library {
         found->value(), [&stream](const v1::RemoteAddress& address, bool wide) {
           return stream.ReadString(address, wide);
         });
+  }
+
+  // Writes `value` into the exported variable `symbol` (T: a scalar, a described record or
+  // an array of those); SYMBOL_NOT_FOUND if it is not exported, MEMORY_FAULT if the variable
+  // is read-only.
+  template <typename T>
+  absl::Status SetVariable(const std::string& symbol, const T& value) const {
+    static_assert(IsLayoutCompatible<T>(), "SetVariable takes scalars, records and arrays");
+    if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
+      return checked;
+    }
+    absl::StatusOr<v1::SymbolFound> found = Lookup(symbol, nullptr);
+    if (!found.ok()) return found.status();
+    v1::Value encoded;
+    client_internal::EncodeValueOf<T>(value, &encoded);
+    return stream_->WriteTyped(found->address(), TypeOf<T>(), encoded);
   }
 
   // The server's library handle.

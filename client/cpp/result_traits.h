@@ -130,6 +130,43 @@ struct ResultTraits<std::optional<std::u32string>> : OptionalWideResult<std::u32
 template <>
 struct ResultTraits<std::optional<std::wstring>> : OptionalWideResult<std::wstring> {};
 
+// A described record returned by value: `raw` bytes in the worker's layout.
+template <typename R>
+struct ResultTraits<R, std::enable_if_t<kIsRecord<R>>> {
+  using Value = R;
+  static constexpr bool kHasType = true;
+  static v1::Type Type() { return TypeOf<R>(); }
+  static absl::Status Verify(LayoutVerifier& verifier) { return VerifyLayout<R>(verifier); }
+  static absl::StatusOr<R> Decode(const v1::Value& value, RemoteStringReader) {
+    return DecodeValueOf<R>(value);
+  }
+};
+
+template <typename Traits, typename Enable = void>
+struct HasVerify : std::false_type {};
+template <typename Traits>
+struct HasVerify<Traits, std::void_t<decltype(&Traits::Verify)>> : std::true_type {};
+
+// Runs Traits::Verify when the traits carry records (see records.h), else succeeds.
+template <typename Traits>
+absl::Status VerifyTraits(LayoutVerifier& verifier) {
+  if constexpr (HasVerify<Traits>::value) {
+    return Traits::Verify(verifier);
+  } else {
+    return absl::OkStatus();
+  }
+}
+
+// Checks the worker's layout of every record in R(A...) once per session; FAILED_PRECONDITION
+// naming the record and field on a mismatch.
+template <typename R, typename... A>
+absl::Status VerifyLayouts(LayoutVerifier& verifier) {
+  absl::Status status = VerifyTraits<ResultTraits<R>>(verifier);
+  (void)std::initializer_list<int>{
+      (status.ok() ? (status = VerifyTraits<ArgTraits<A>>(verifier), 0) : 0)...};
+  return status;
+}
+
 // The proto signature of the C++ function type R(A...).
 template <typename R, typename... A>
 v1::Signature SignatureOf() {

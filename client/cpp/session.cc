@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/type_mapping.h"
 #include "core/errors.h"
@@ -105,6 +106,51 @@ absl::Status Session::FreeMemory(RemotePtr address) {
   v1::Request request;
   *request.mutable_free_memory()->mutable_address() = ToProto(address);
   return ExpectDone(stream_->Send(std::move(request)), "FreeMemory");
+}
+
+v1::RemoteAddress Session::ToRemoteAddress(RemotePtr pointer) { return ToProto(pointer); }
+
+absl::StatusOr<std::u32string> Session::ReadWString(RemotePtr address) {
+  absl::StatusOr<v1::StringData> data = stream_->ReadString(ToProto(address), /*wide=*/true);
+  if (!data.ok()) return data.status();
+  return client_internal::Utf8ToUtf32(data->text());
+}
+
+absl::Status Session::FillMemory(RemotePtr address, uint8_t byte, size_t size) {
+  v1::Request request;
+  *request.mutable_fill_memory()->mutable_address() = ToProto(address);
+  request.mutable_fill_memory()->set_byte(byte);
+  request.mutable_fill_memory()->set_size(size);
+  return ExpectDone(stream_->Send(std::move(request)), "FillMemory");
+}
+
+absl::Status Session::CopyMemory(RemotePtr destination, RemotePtr source, size_t size) {
+  v1::Request request;
+  *request.mutable_copy_memory()->mutable_destination() = ToProto(destination);
+  *request.mutable_copy_memory()->mutable_source() = ToProto(source);
+  request.mutable_copy_memory()->set_size(size);
+  return ExpectDone(stream_->Send(std::move(request)), "CopyMemory");
+}
+
+absl::StatusOr<RawFunction> Session::ResolveAt(RemotePtr address, const v1::Signature& signature) {
+  if (address.is_null()) {
+    return ErrorStatus(v1::INVALID_ARGUMENT, "cannot call a NULL function pointer");
+  }
+  v1::Request request;
+  *request.mutable_resolve_function()->mutable_address() = ToProto(address);
+  *request.mutable_resolve_function()->mutable_signature() = signature;
+  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_function()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered ResolveFunction without a handle");
+  }
+  return RawFunction(stream_, response->function().function(),
+                     absl::StrCat("function at 0x", absl::Hex(address.address)), signature,
+                     address);
+}
+
+absl::StatusOr<v1::LayoutResult> Session::Layout(const v1::Type& type) {
+  return stream_->WorkerLayout(type);
 }
 
 absl::StatusOr<std::string> Session::ReadCString(RemotePtr address) {

@@ -1,7 +1,9 @@
 // One ffibox session as seen by a C++ caller: one Session stream, one (restartable) worker.
 //
 // Created by `Client::OpenSession`. Load libraries with `Load`, then call their functions
-// (`library.h`, `typed_function.h`); `Send` is the escape hatch for any protocol request.
+// (`library.h`, `typed_function.h`); read and write worker memory, raw or typed (`Read<T>`,
+// `Write<T>`); call function pointers the library returned (`FunctionAt<Sig>`); `Send` is the
+// escape hatch for any protocol request.
 // Thread-safe: several threads may issue requests at once and they are pipelined on the
 // stream (the worker still runs them one at a time, in arrival order). Closing the session
 // (explicitly or by destruction) ends the stream, and the server kills the worker.
@@ -13,6 +15,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,7 +23,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/cpp/library.h"
+#include "client/cpp/raw_function.h"
+#include "client/cpp/records.h"
 #include "client/cpp/session_stream.h"
+#include "client/cpp/type_mapping.h"
+#include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -68,6 +75,75 @@ class Session {
   absl::Status FreeMemory(RemotePtr address);
   // Reads the NUL-terminated char string at `address`.
   absl::StatusOr<std::string> ReadCString(RemotePtr address);
+  // Reads the NUL-terminated wchar_t string at `address` (ctypes' wstring_at).
+  absl::StatusOr<std::u32string> ReadWString(RemotePtr address);
+  // Sets `size` bytes at `address` to `byte` (memset); MEMORY_FAULT if not writable.
+  absl::Status FillMemory(RemotePtr address, uint8_t byte, size_t size);
+  // Copies `size` bytes from `source` to `destination` (memmove; ranges may overlap).
+  absl::Status CopyMemory(RemotePtr destination, RemotePtr source, size_t size);
+
+  // Dereferences the worker's `T*` at `address`: T is a scalar, a described record
+  // (records.h), an array of those, or RemotePtr (a pointer stored there). MEMORY_FAULT for
+  // a bad address, STALE_HANDLE for one of an earlier worker, FAILED_PRECONDITION if a
+  // record's layout differs from the worker's.
+  template <typename T>
+  absl::StatusOr<T> Read(RemotePtr address) {
+    if constexpr (std::is_same_v<T, RemotePtr>) {
+      absl::StatusOr<v1::Value> value =
+          stream_->ReadTyped(ToRemoteAddress(address), client_internal::ScalarType(v1::POINTER));
+      if (!value.ok()) return value.status();
+      absl::StatusOr<RemotePtr> pointer = client_internal::DecodePointer(*value);
+      if (pointer.ok() && !pointer->is_null() && pointer->generation == 0) {
+        pointer->generation = address.generation;
+      }
+      return pointer;
+    } else {
+      if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
+        return checked;
+      }
+      absl::StatusOr<v1::Value> value = stream_->ReadTyped(ToRemoteAddress(address), TypeOf<T>());
+      if (!value.ok()) return value.status();
+      return client_internal::DecodeValueOf<T>(*value);
+    }
+  }
+
+  // Stores `value` through the worker's `T*` at `address` (T as for Read); MEMORY_FAULT if
+  // the address is not writable.
+  template <typename T>
+  absl::Status Write(RemotePtr address, const T& value) {
+    v1::Value encoded;
+    if constexpr (std::is_same_v<T, RemotePtr>) {
+      client_internal::EncodePointer(value, &encoded);
+      return stream_->WriteTyped(ToRemoteAddress(address), client_internal::ScalarType(v1::POINTER),
+                                 encoded);
+    } else {
+      if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
+        return checked;
+      }
+      client_internal::EncodeValueOf<T>(value, &encoded);
+      return stream_->WriteTyped(ToRemoteAddress(address), TypeOf<T>(), encoded);
+    }
+  }
+
+  // A callable for the function pointer `address` returned by the library (e.g. a `binop`),
+  // with C++ signature Sig. The handle is bound to the address's worker generation: after a
+  // restart calls fail with STALE_HANDLE. INVALID_ARGUMENT for NULL.
+  template <typename Sig>
+  absl::StatusOr<TypedFunction<Sig>> FunctionAt(RemotePtr address) {
+    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*stream_); !checked.ok()) {
+      return checked;
+    }
+    absl::StatusOr<RawFunction> raw = ResolveAt(address, TypedFunction<Sig>::Signature());
+    if (!raw.ok()) return raw.status();
+    return TypedFunction<Sig>(*std::move(raw));
+  }
+
+  // Like FunctionAt with a signature built at run time.
+  absl::StatusOr<RawFunction> ResolveAt(RemotePtr address, const v1::Signature& signature);
+
+  // The worker's layout of `type`: size, alignment, and the offset (and bit offset) of every
+  // field; INVALID_ARGUMENT naming the bad part of a malformed type.
+  absl::StatusOr<v1::LayoutResult> Layout(const v1::Type& type);
 
   // The server's answer to OpenSession: session id, effective deadline, message cap.
   const v1::SessionOpened& info() const { return info_; }
@@ -82,6 +158,8 @@ class Session {
 
  private:
   Session(std::shared_ptr<client_internal::SessionStream> stream, v1::SessionOpened info);
+  // The protocol form of a remote pointer.
+  static v1::RemoteAddress ToRemoteAddress(RemotePtr pointer);
 
   std::shared_ptr<client_internal::SessionStream> stream_;
   v1::SessionOpened info_;

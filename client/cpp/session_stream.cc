@@ -88,6 +88,54 @@ absl::StatusOr<v1::StringData> SessionStream::ReadString(const v1::RemoteAddress
   return std::move(*response->mutable_string());
 }
 
+absl::StatusOr<v1::Value> SessionStream::ReadTyped(const v1::RemoteAddress& address,
+                                                   const v1::Type& type) {
+  v1::Request request;
+  *request.mutable_read_memory()->mutable_address() = address;
+  *request.mutable_read_memory()->mutable_type() = type;
+  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_memory() || !response->memory().has_value()) {
+    return ErrorStatus(v1::INTERNAL, "server answered a typed ReadMemory without a value");
+  }
+  return std::move(*response->mutable_memory()->mutable_value());
+}
+
+absl::Status SessionStream::WriteTyped(const v1::RemoteAddress& address, const v1::Type& type,
+                                       const v1::Value& value) {
+  v1::Request request;
+  *request.mutable_write_memory()->mutable_address() = address;
+  *request.mutable_write_memory()->mutable_type() = type;
+  *request.mutable_write_memory()->mutable_value() = value;
+  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_done()) {
+    return ErrorStatus(v1::INTERNAL, "server answered a typed WriteMemory without done");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::LayoutResult> SessionStream::WorkerLayout(const v1::Type& type) {
+  v1::Request request;
+  *request.mutable_get_layout()->mutable_type() = type;
+  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  if (!response.ok()) return response.status();
+  if (!response->has_layout()) {
+    return ErrorStatus(v1::INTERNAL, "server answered GetLayout without a layout");
+  }
+  return std::move(*response->mutable_layout());
+}
+
+bool SessionStream::IsLayoutVerified(const void* key) {
+  absl::MutexLock lock(&mu_);
+  return verified_layouts_.contains(key);
+}
+
+void SessionStream::MarkLayoutVerified(const void* key) {
+  absl::MutexLock lock(&mu_);
+  verified_layouts_.insert(key);
+}
+
 std::vector<v1::SessionEvent> SessionStream::TakeEvents() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::SessionEvent> events;

@@ -18,16 +18,18 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "client/cpp/records.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace ffibox {
 namespace client_internal {
 
-class SessionStream {
+class SessionStream : public LayoutVerifier {
  public:
   // Opens a Session stream on `channel` and starts its reader thread; returns UNAVAILABLE
   // if the stream cannot be started.
@@ -50,6 +52,17 @@ class SessionStream {
 
   // Reads a NUL-terminated (wide: wchar_t) string at `address` in the worker.
   absl::StatusOr<v1::StringData> ReadString(const v1::RemoteAddress& address, bool wide);
+
+  // Reads the value of type `type` at `address` (ReadMemory with a type).
+  absl::StatusOr<v1::Value> ReadTyped(const v1::RemoteAddress& address, const v1::Type& type);
+  // Writes `value` as type `type` at `address` (WriteMemory with a type).
+  absl::Status WriteTyped(const v1::RemoteAddress& address, const v1::Type& type,
+                          const v1::Value& value);
+
+  // LayoutVerifier: GetLayout, and the record types already checked in this session.
+  absl::StatusOr<v1::LayoutResult> WorkerLayout(const v1::Type& type) override;
+  bool IsLayoutVerified(const void* key) override;
+  void MarkLayoutVerified(const void* key) override;
 
   // The worker generation of the latest response or restart event (0 before any).
   uint64_t generation() const { return generation_.load(std::memory_order_relaxed); }
@@ -92,6 +105,7 @@ class SessionStream {
   absl::flat_hash_map<uint64_t, std::promise<absl::StatusOr<v1::Response>>> pending_
       ABSL_GUARDED_BY(mu_);
   std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<const void*> verified_layouts_ ABSL_GUARDED_BY(mu_);
   // Set when the stream can no longer carry requests (closed by us or broken).
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;

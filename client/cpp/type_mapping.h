@@ -8,6 +8,7 @@
 #ifndef FFIBOX_CLIENT_CPP_TYPE_MAPPING_H_
 #define FFIBOX_CLIENT_CPP_TYPE_MAPPING_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -15,12 +16,16 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "client/cpp/block_graph.h"
+#include "client/cpp/records.h"
 #include "client/cpp/scalar_codec.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -31,26 +36,37 @@ namespace client_internal {
 // Accumulates one call's arguments and memory blocks, and what to copy back after it.
 class CallBuilder {
  public:
-  // Writes a block's returned contents (exactly the block's size) into client memory.
-  using CopyBack = std::function<void(const std::string& data)>;
+  // Receives a block's returned contents (exactly the block's size, with the pointers the
+  // server found in it) and the generation of the worker that ran the call.
+  using CopyBack = std::function<void(const v1::BlockContents& contents, uint64_t generation)>;
 
   // The call being built (arguments and blocks so far).
   v1::Call& call() { return call_; }
   // Appends an argument value for the caller to fill.
   v1::Value* AddArg() { return call_.add_args(); }
-  // Appends a pointer argument to a new block of `size` bytes starting with `data`;
-  // `copy_back` (may be empty) receives the block's contents after an OUT/INOUT call.
+  // Appends a block of `size` bytes starting with `data` without an argument pointing at it
+  // (other blocks reach it through relocations); returns its index. `copy_back` (may be
+  // empty) receives the block's contents after the call when it is OUT/INOUT.
+  uint32_t AddBlock(std::string data, uint64_t size, v1::Direction direction, CopyBack copy_back);
+  // Appends a pointer argument to a new block (see AddBlock).
   void AddBlockArg(std::string data, uint64_t size, v1::Direction direction, CopyBack copy_back);
+  // Appends a pointer argument to `offset` of the call's block `block`.
+  void AddBlockRefArg(uint32_t block, uint64_t offset);
+  // Sends `graph`'s blocks with this call (once, however many arguments point into it) and
+  // returns the call index of its first block; INVALID_ARGUMENT for a bad link.
+  absl::StatusOr<uint32_t> AttachGraph(BlockGraph& graph);
   // Appends a NULL pointer argument.
   void AddNullArg();
-  // Copies the OUT/INOUT block contents of `result` back into client memory; INTERNAL if
-  // the server returned a block the call did not send or of the wrong size.
-  absl::Status ApplyBlocks(const v1::CallResult& result) const;
+  // Copies the OUT/INOUT block contents of `result` back into client memory; `generation`
+  // is that of the worker that answered. INTERNAL if the server returned a block the call
+  // did not send or of the wrong size.
+  absl::Status ApplyBlocks(const v1::CallResult& result, uint64_t generation) const;
 
  private:
   v1::Call call_;
   std::vector<CopyBack> copy_backs_;
   std::vector<uint64_t> block_sizes_;
+  std::vector<std::pair<const BlockGraph*, uint32_t>> graphs_;  // graph -> first block
 };
 
 // UTF-32 (what wchar_t holds on Linux) to UTF-8; INVALID_ARGUMENT for a surrogate or a
@@ -122,9 +138,10 @@ struct ArgTraits<T*, std::enable_if_t<kIsScalar<std::remove_const_t<T>> && !kIsC
     if constexpr (std::is_const_v<T>) {
       builder.AddBlockArg(std::move(bytes), sizeof(T), v1::IN, nullptr);
     } else {
-      builder.AddBlockArg(
-          std::move(bytes), sizeof(T), v1::INOUT,
-          [pointer](const std::string& data) { std::memcpy(pointer, data.data(), sizeof(T)); });
+      builder.AddBlockArg(std::move(bytes), sizeof(T), v1::INOUT,
+                          [pointer](const v1::BlockContents& contents, uint64_t) {
+                            std::memcpy(pointer, contents.data().data(), sizeof(T));
+                          });
     }
     return absl::OkStatus();
   }
@@ -245,11 +262,12 @@ struct BufferPointerArg {
     const uint64_t size = buffer->data.size();
     const bool sends_data = buffer->direction != v1::OUT;
     const bool copies_back = buffer->direction != v1::IN;
-    builder.AddBlockArg(sends_data ? buffer->data : std::string(), size, buffer->direction,
-                        copies_back ? CallBuilder::CopyBack([buffer](const std::string& data) {
-                          buffer->data = data;
-                        })
-                                    : CallBuilder::CopyBack());
+    builder.AddBlockArg(
+        sends_data ? buffer->data : std::string(), size, buffer->direction,
+        copies_back ? CallBuilder::CopyBack([buffer](const v1::BlockContents& contents, uint64_t) {
+          buffer->data = contents.data();
+        })
+                    : CallBuilder::CopyBack());
     return absl::OkStatus();
   }
 };
@@ -285,6 +303,172 @@ struct ArgTraits<const Buffer&> {
   static v1::Type Type() { return ScalarType(v1::POINTER); }
   static absl::Status Append(Param buffer, CallBuilder& builder) {
     return ConstBufferPointerArg::Append(&buffer, builder);
+  }
+};
+
+// ---- Records, arrays, vectors, string arrays, pointer graphs --------------------------
+
+// Parameter and result traits with a `Verify` member check the worker's layout of the records
+// they carry before the first call (see records.h).
+
+// A pointer to `Object`: pointee type TypeOf<Object>.
+template <typename Object>
+v1::Type PointerTo() {
+  v1::Type type;
+  *type.mutable_pointer()->mutable_pointee() = TypeOf<Object>();
+  return type;
+}
+
+// A described record by value: its bytes in the worker's layout (`raw`).
+template <typename T>
+struct ArgTraits<T, std::enable_if_t<kIsRecord<T>>> {
+  using Param = const T&;
+  static v1::Type Type() { return TypeOf<T>(); }
+  static absl::Status Verify(LayoutVerifier& verifier) { return VerifyLayout<T>(verifier); }
+  static absl::Status Append(Param value, CallBuilder& builder) {
+    builder.AddArg()->set_raw(RawBytesOf(value));
+    return absl::OkStatus();
+  }
+};
+
+// Whether a pointer or reference to T carries one object of T as a block (records and
+// std::arrays; scalars have their own traits above).
+template <typename T>
+inline constexpr bool kIsBlockObject =
+    kIsRecord<std::remove_const_t<T>> || IsStdArray<std::remove_const_t<T>>::value;
+
+// A pointer to one record or std::array: a block of its bytes, INOUT and copied back (IN for
+// const); nullptr is NULL. A `const std::array<int, 5>&` parameter is C's `const int a[5]`.
+template <typename T>
+struct ArgTraits<T*, std::enable_if_t<kIsBlockObject<T>>> {
+  using Object = std::remove_const_t<T>;
+  using Param = T*;
+  static v1::Type Type() { return PointerTo<Object>(); }
+  static absl::Status Verify(LayoutVerifier& verifier) { return VerifyLayout<Object>(verifier); }
+  static absl::Status Append(Param pointer, CallBuilder& builder) {
+    if (pointer == nullptr) {
+      builder.AddNullArg();
+    } else if constexpr (std::is_const_v<T>) {
+      builder.AddBlockArg(RawBytesOf(*pointer), sizeof(T), v1::IN, nullptr);
+    } else {
+      builder.AddBlockArg(RawBytesOf(*pointer), sizeof(T), v1::INOUT,
+                          [pointer](const v1::BlockContents& contents, uint64_t) {
+                            std::memcpy(pointer, contents.data().data(), sizeof(T));
+                          });
+    }
+    return absl::OkStatus();
+  }
+};
+
+// A reference to one record or std::array: like the pointer, never NULL.
+template <typename T>
+struct ArgTraits<T&, std::enable_if_t<kIsBlockObject<T>>> {
+  using Param = T&;
+  static v1::Type Type() { return ArgTraits<T*>::Type(); }
+  static absl::Status Verify(LayoutVerifier& verifier) { return ArgTraits<T*>::Verify(verifier); }
+  static absl::Status Append(Param object, CallBuilder& builder) {
+    return ArgTraits<T*>::Append(&object, builder);
+  }
+};
+
+// Whether E can be the element of a vector or span argument.
+template <typename E>
+inline constexpr bool kIsSpanElement = IsLayoutCompatible<std::remove_const_t<E>>() &&
+                                       !std::is_same_v<std::remove_const_t<E>, bool>;
+
+// A contiguous run of elements: one block of all of them (pointer to the first); INOUT and
+// copied back, IN for const elements; an empty span is NULL.
+template <typename E>
+struct SpanArg {
+  using Element = std::remove_const_t<E>;
+  static v1::Type Type() { return PointerTo<Element>(); }
+  static absl::Status Verify(LayoutVerifier& verifier) { return VerifyLayout<Element>(verifier); }
+  static absl::Status Append(absl::Span<E> elements, CallBuilder& builder) {
+    if (elements.empty()) {
+      builder.AddNullArg();
+      return absl::OkStatus();
+    }
+    const uint64_t size = elements.size() * sizeof(E);
+    std::string bytes(size, '\0');
+    std::memcpy(bytes.data(), elements.data(), size);
+    if constexpr (std::is_const_v<E>) {
+      builder.AddBlockArg(std::move(bytes), size, v1::IN, nullptr);
+    } else {
+      Element* data = elements.data();
+      builder.AddBlockArg(std::move(bytes), size, v1::INOUT,
+                          [data, size](const v1::BlockContents& contents, uint64_t) {
+                            std::memcpy(data, contents.data().data(), size);
+                          });
+    }
+    return absl::OkStatus();
+  }
+};
+template <typename E>
+struct ArgTraits<absl::Span<E>, std::enable_if_t<kIsSpanElement<E>>> : SpanArg<E> {
+  using Param = absl::Span<E>;
+};
+template <typename E>
+struct ArgTraits<std::vector<E>&, std::enable_if_t<kIsSpanElement<E>>> {
+  using Param = std::vector<E>&;
+  static v1::Type Type() { return SpanArg<E>::Type(); }
+  static absl::Status Verify(LayoutVerifier& verifier) { return SpanArg<E>::Verify(verifier); }
+  static absl::Status Append(Param elements, CallBuilder& builder) {
+    return SpanArg<E>::Append(absl::MakeSpan(elements), builder);
+  }
+};
+template <typename E>
+struct ArgTraits<const std::vector<E>&, std::enable_if_t<kIsSpanElement<E>>> {
+  using Param = const std::vector<E>&;
+  static v1::Type Type() { return SpanArg<const E>::Type(); }
+  static absl::Status Verify(LayoutVerifier& verifier) {
+    return SpanArg<const E>::Verify(verifier);
+  }
+  static absl::Status Append(Param elements, CallBuilder& builder) {
+    return SpanArg<const E>::Append(absl::MakeConstSpan(elements), builder);
+  }
+};
+
+// An array of strings (`const char**`): an IN block of pointers, NULL-terminated, each
+// relocated into one IN block holding the NUL-terminated strings.
+template <>
+struct ArgTraits<const std::vector<std::string>&> {
+  using Param = const std::vector<std::string>&;
+  static v1::Type Type() {
+    v1::Type type;
+    type.mutable_pointer()->mutable_pointee()->set_scalar(v1::CSTRING);
+    return type;
+  }
+  static absl::Status Append(Param strings, CallBuilder& builder);
+};
+
+// A pointer into a BlockGraph: the graph's blocks travel with the call (once) and come back
+// with the library's changes and links (block_graph.h).
+template <>
+struct ArgTraits<GraphPointer> {
+  using Param = GraphPointer;
+  static v1::Type Type() { return ScalarType(v1::POINTER); }
+  static absl::Status Append(Param pointer, CallBuilder& builder);
+};
+
+// An out-pointer to a worker address (`T**` / `char**` / `void**` that the library fills with
+// its own memory): an 8-byte INOUT block; after the call the RemotePtr holds the address the
+// library stored, in the generation that ran the call.
+template <>
+struct ArgTraits<RemotePtr*> {
+  using Param = RemotePtr*;
+  static v1::Type Type() {
+    v1::Type type;
+    type.mutable_pointer()->mutable_pointee()->set_scalar(v1::POINTER);
+    return type;
+  }
+  static absl::Status Append(Param pointer, CallBuilder& builder);
+};
+template <>
+struct ArgTraits<RemotePtr&> {
+  using Param = RemotePtr&;
+  static v1::Type Type() { return ArgTraits<RemotePtr*>::Type(); }
+  static absl::Status Append(Param pointer, CallBuilder& builder) {
+    return ArgTraits<RemotePtr*>::Append(&pointer, builder);
   }
 };
 

@@ -118,7 +118,7 @@ TEST(ArgTraitsTest, ClientPointersTravelAsBlocksAndAreCopiedBack) {
   contents->set_block(0);
   const int answer = 3;
   contents->set_data(std::string(reinterpret_cast<const char*>(&answer), sizeof(answer)));
-  ASSERT_TRUE(builder.ApplyBlocks(result).ok());
+  ASSERT_TRUE(builder.ApplyBlocks(result, 1).ok());
   EXPECT_EQ(quotient, 3);
 }
 
@@ -138,7 +138,7 @@ TEST(ArgTraitsTest, BuffersFollowTheirDirection) {
   v1::CallResult result;
   result.add_blocks()->set_block(0);
   result.mutable_blocks(0)->set_data("zzzz");
-  ASSERT_TRUE(builder.ApplyBlocks(result).ok());
+  ASSERT_TRUE(builder.ApplyBlocks(result, 1).ok());
   EXPECT_EQ(out.data, "zzzz");
   EXPECT_EQ(in.data, "abc");
 }
@@ -149,10 +149,10 @@ TEST(ArgTraitsTest, MalformedBlockContentsAreRefused) {
   ASSERT_TRUE(ArgTraits<int*>::Append(&value, builder).ok());
   v1::CallResult wrong_size;
   wrong_size.add_blocks()->set_data("12345678");
-  EXPECT_EQ(ErrorCodeOf(builder.ApplyBlocks(wrong_size)), v1::INTERNAL);
+  EXPECT_EQ(ErrorCodeOf(builder.ApplyBlocks(wrong_size, 1)), v1::INTERNAL);
   v1::CallResult wrong_index;
   wrong_index.add_blocks()->set_block(7);
-  EXPECT_EQ(ErrorCodeOf(builder.ApplyBlocks(wrong_index)), v1::INTERNAL);
+  EXPECT_EQ(ErrorCodeOf(builder.ApplyBlocks(wrong_index, 1)), v1::INTERNAL);
   EXPECT_EQ(value, 0);
 }
 

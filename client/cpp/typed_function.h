@@ -44,6 +44,12 @@ class TypedFunction<R(A...)> {
   // The protocol signature of R(A...).
   static v1::Signature Signature() { return client_internal::SignatureOf<R, A...>(); }
 
+  // Checks once per session that the worker lays out every record of the signature as C++
+  // does (records.h); FAILED_PRECONDITION on a mismatch. Library::Function does this.
+  static absl::Status VerifyLayouts(client_internal::LayoutVerifier& verifier) {
+    return client_internal::VerifyLayouts<R, A...>(verifier);
+  }
+
   // Wraps a handle resolved with Signature(); Library::Function does this.
   explicit TypedFunction(RawFunction raw) : raw_(std::move(raw)) {}
 
@@ -96,7 +102,10 @@ class TypedFunction<R(A...)> {
     builder.call().set_capture_errno(capture_errno);
     absl::StatusOr<v1::CallResult> result = raw_.Call(std::move(builder.call()), options);
     if (!result.ok()) return result.status();
-    if (absl::Status copied = builder.ApplyBlocks(*result); !copied.ok()) return copied;
+    if (absl::Status copied = builder.ApplyBlocks(*result, raw_.stream().generation());
+        !copied.ok()) {
+      return copied;
+    }
     if (capture_errno && !result->has_errno_value()) {
       return ErrorStatus(v1::INTERNAL, "the server did not report errno for capture_errno");
     }

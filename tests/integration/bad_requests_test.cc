@@ -5,6 +5,7 @@
 
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
+#include "tests/support/session_fixture.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -19,24 +20,16 @@ v1::Type Scalar(v1::Scalar scalar) {
   return type;
 }
 
-class BadRequestsTest : public ::testing::Test {
+class BadRequestsTest : public test_support::SessionFixture {
  protected:
+  std::vector<std::string> ServerFlags() const override { return {"--max_message_bytes=65536"}; }
+
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<TestServer>> server =
-        TestServer::Start({"--max_message_bytes=65536"});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = std::move(*client);
-    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
-    ASSERT_TRUE(session.ok()) << session.status();
-    session_ = std::move(*session);
-    absl::StatusOr<Library> lib = session_->Load(TestLibPath());
-    ASSERT_TRUE(lib.ok()) << lib.status();
-    library_ = lib->handle();
+    SessionFixture::SetUp();
+    if (HasFatalFailure()) return;
+    library_ = lib_->handle();
     absl::StatusOr<RawFunction> add =
-        lib->Resolve("add_int", TypedFunction<int(int, int)>::Signature());
+        lib_->Resolve("add_int", TypedFunction<int(int, int)>::Signature());
     ASSERT_TRUE(add.ok()) << add.status();
     add_ = add->handle();
   }
@@ -66,9 +59,6 @@ class BadRequestsTest : public ::testing::Test {
     EXPECT_EQ(response->call().result().int_value(), 5);
   }
 
-  std::unique_ptr<TestServer> server_;
-  std::unique_ptr<Client> client_;
-  std::unique_ptr<Session> session_;
   uint64_t library_ = 0;
   uint64_t add_ = 0;
 };

@@ -5,6 +5,7 @@
 
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
+#include "tests/support/session_fixture.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -20,33 +21,13 @@ v1::RemoteAddress Remote(RemotePtr pointer) {
   return address;
 }
 
-class RemoteMemoryTest : public ::testing::Test {
+class RemoteMemoryTest : public test_support::SessionFixture {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start();
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = std::move(*client);
-    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
-    ASSERT_TRUE(session.ok()) << session.status();
-    session_ = std::move(*session);
-    absl::StatusOr<Library> lib = session_->Load(TestLibPath());
-    ASSERT_TRUE(lib.ok()) << lib.status();
-    lib_ = std::make_unique<Library>(*lib);
-  }
-
   RemotePtr Alloc(size_t size) {
     absl::StatusOr<RemotePtr> memory = session_->AllocMemory(size);
     EXPECT_TRUE(memory.ok()) << memory.status();
     return memory.ok() ? *memory : RemotePtr();
   }
-
-  std::unique_ptr<TestServer> server_;
-  std::unique_ptr<Client> client_;
-  std::unique_ptr<Session> session_;
-  std::unique_ptr<Library> lib_;
 };
 
 TEST_F(RemoteMemoryTest, AllocatedMemoryIsZeroedWritableReadableAndFreed) {

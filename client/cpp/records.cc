@@ -1,0 +1,25 @@
+#include "client/cpp/records.h"
+
+#include "core/errors.h"
+
+namespace ffibox {
+namespace client_internal {
+
+absl::Status LayoutMismatch(absl::string_view record, absl::string_view what, uint64_t in_cpp,
+                            uint64_t in_worker) {
+  return ErrorStatus(
+      v1::FAILED_PRECONDITION,
+      absl::StrCat("the C++ record ", record, " does not match the worker's layout: ", what, " is ",
+                   in_cpp, " in C++ but ", in_worker,
+                   " in the worker; list every field in declaration order in its "
+                   "FFIBOX_STRUCT / FFIBOX_UNION and give FFIBOX_PACKED_STRUCT the record's "
+                   "#pragma pack"));
+}
+
+absl::Status WrongRawSize(size_t expected, size_t received) {
+  return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned ", received,
+                                                " raw bytes for an object of ", expected));
+}
+
+}  // namespace client_internal
+}  // namespace ffibox
