@@ -191,6 +191,9 @@ absl::Status SessionStream::Close() {
   {
     absl::MutexLock lock(&mu_);
     final_status = final_status_;
+    // The reader may have seen the server end the stream first; after an explicit close,
+    // later requests are told that, whatever ended the stream.
+    ended_ = absl::FailedPreconditionError("the ffibox session is closed");
   }
   close_status_ = answer_status;
   if (close_status_.ok() && !final_status.ok() &&
