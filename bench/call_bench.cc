@@ -5,7 +5,8 @@
 // the same echo to a thread (what a wakeup costs without a process boundary), and a bare
 // gRPC bidi-stream round trip (the least a gRPC service pays). Product path:
 // ping (client -> broker), cos(0.5) (client -> broker -> worker -> libffi and back), calls
-// with INOUT buffers, and pipelined calls. The ffibox benchmarks start a real ffiboxd as a
+// with INOUT buffers, pipelined calls, and a call whose native code calls back into the
+// client once (the callback round trip). The ffibox benchmarks start a real ffiboxd as a
 // child process (`--ffiboxd=PATH`, default bazel-bin/server/ffiboxd) on a private socket and
 // stop it at exit. Run everything with ./bench/run.sh; docs/benchmarks.md has the results.
 //
@@ -14,7 +15,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <ffi.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,7 +51,8 @@ namespace {
 constexpr size_t kEchoMessageBytes = 16;
 constexpr int kPipelineDepth = 16;
 
-std::string ffiboxd_path = "bazel-bin/server/ffiboxd";  // set by --ffiboxd
+std::string ffiboxd_path = "bazel-bin/server/ffiboxd";                    // set by --ffiboxd
+std::string testlib_path = "bazel-bin/tests/testlibs/libffibox_test.so";  // set by --testlib
 
 // ---------------------------------------------------------------------------------------
 // Shared fixtures, made on first use and destroyed by main after the run.
@@ -61,7 +65,36 @@ struct FfiboxFixture {
   std::unique_ptr<Session> session;
   std::optional<Function<double(double)>> cos;
   std::optional<Function<void*(Buffer&, int, size_t)>> memset;
+  // fire_handler of tests/testlibs/callbacks.c, with a client callback registered.
+  std::optional<Function<int(int)>> fire_handler;
+  std::optional<Callback<int(int)>> handler;
+  absl::Status callback_status;  // why fire_handler is missing, if it is
 };
+
+// Loads the test library (--testlib), defines a callback returning x + 1 and registers it
+// as the library's stored handler.
+absl::Status PrepareCallback(FfiboxFixture& fixture) {
+  char resolved[PATH_MAX];
+  if (realpath(testlib_path.c_str(), resolved) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("test library ", testlib_path, " (--testlib)"));
+  }
+  absl::StatusOr<Library> testlib = fixture.session->Load(resolved);
+  if (!testlib.ok()) return testlib.status();
+  absl::StatusOr<Callback<int(int)>> handler =
+      fixture.session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x + 1; });
+  if (!handler.ok()) return handler.status();
+  fixture.handler.emplace(*std::move(handler));
+  absl::StatusOr<Function<void(Callback<int(int)>)>> register_handler =
+      testlib->Function<void(Callback<int(int)>)>("register_handler");
+  if (!register_handler.ok()) return register_handler.status();
+  if (absl::Status registered = (*register_handler)(*fixture.handler); !registered.ok()) {
+    return registered;
+  }
+  absl::StatusOr<Function<int(int)>> fire_handler = testlib->Function<int(int)>("fire_handler");
+  if (!fire_handler.ok()) return fire_handler.status();
+  fixture.fire_handler.emplace(*std::move(fire_handler));
+  return absl::OkStatus();
+}
 
 std::unique_ptr<FfiboxFixture> ffibox_fixture;
 absl::Status ffibox_fixture_status;
@@ -89,6 +122,8 @@ absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
       libc->Function<void*(Buffer&, int, size_t)>("memset");
   if (!memset.ok()) return memset.status();
   fixture->memset.emplace(*std::move(memset));
+
+  fixture->callback_status = PrepareCallback(*fixture);
   return fixture;
 }
 
@@ -300,6 +335,29 @@ void BM_FfiboxCallCos(benchmark::State& state) {
 }
 BENCHMARK(BM_FfiboxCallCos)->UseRealTime();
 
+// fire_handler(x), whose native code calls a client callback once (it returns x + 1): client
+// -> broker -> worker -> closure -> CallbackInvoke to the client's callback thread ->
+// CallbackReturn -> worker -> back to the caller. Two round trips through both hops.
+void BM_FfiboxCallbackRoundTrip(benchmark::State& state) {
+  FfiboxFixture* ffibox = GetFfibox(state);
+  if (ffibox == nullptr) return;
+  if (!ffibox->callback_status.ok()) {
+    state.SkipWithError(ffibox->callback_status.ToString().c_str());
+    return;
+  }
+  int x = 0;
+  for (auto _ : state) {
+    absl::StatusOr<int> result = (*ffibox->fire_handler)(x);
+    if (!result.ok() || *result != x + 1) {
+      state.SkipWithError(result.ok() ? "fire_handler returned a wrong value"
+                                      : result.status().ToString().c_str());
+      break;
+    }
+    ++x;
+  }
+}
+BENCHMARK(BM_FfiboxCallbackRoundTrip)->UseRealTime();
+
 // memset on an INOUT buffer of state.range(0) bytes: the bytes travel client -> broker ->
 // worker and back, each way through protobuf. Bytes/s counts the buffer size once per call.
 void BM_FfiboxCallBuffer(benchmark::State& state) {
@@ -351,13 +409,17 @@ void BM_FfiboxCallCosPipelined(benchmark::State& state) {
 }
 BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
 
-// Takes `--ffiboxd=PATH` out of argv (Google Benchmark refuses flags it does not know).
+// Takes `--ffiboxd=PATH` and `--testlib=PATH` out of argv (Google Benchmark refuses flags
+// it does not know).
 void ParseOwnFlags(int* argc, char** argv) {
   constexpr char kFlag[] = "--ffiboxd=";
+  constexpr char kTestlibFlag[] = "--testlib=";
   int kept = 1;
   for (int i = 1; i < *argc; ++i) {
     if (strncmp(argv[i], kFlag, sizeof(kFlag) - 1) == 0) {
       ffiboxd_path = argv[i] + sizeof(kFlag) - 1;
+    } else if (strncmp(argv[i], kTestlibFlag, sizeof(kTestlibFlag) - 1) == 0) {
+      testlib_path = argv[i] + sizeof(kTestlibFlag) - 1;
     } else {
       argv[kept++] = argv[i];
     }

@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
-bazel build //bench:call_bench //server:ffiboxd //server:ffibox-worker
+bazel build //bench:call_bench //server:ffiboxd //server:ffibox-worker \
+  //tests/testlibs:libffibox_test.so
 
 results="$(mktemp /tmp/ffibox-bench-results.XXXXXX)"
 trap 'rm -f "$results"' EXIT
@@ -21,6 +22,7 @@ echo
 echo "== bench/call_bench"
 bazel-bin/bench/call_bench \
   --ffiboxd=bazel-bin/server/ffiboxd \
+  --testlib=bazel-bin/tests/testlibs/libffibox_test.so \
   --benchmark_min_time=0.5 \
   --benchmark_repetitions=5 \
   --benchmark_display_aggregates_only=true \
@@ -60,6 +62,8 @@ for name, times in runs.items():
         note = "%.1f MiB/s" % (size / (median * 1e-9) / (1 << 20))
     elif name.startswith("BM_FfiboxCallCosPipelined/"):
         note = "%.0f calls/s" % (1e9 / median)
+    elif name == "BM_FfiboxCallbackRoundTrip":
+        note = "call + 1 callback to the client"
     rows.append((name, median, min(times), max(times), note))
 fields = sys.argv[2].split()
 rows.append((fields[0], float(fields[1]), float(fields[4]), float(fields[7]),

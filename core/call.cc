@@ -18,11 +18,14 @@ namespace {
 constexpr uint64_t kSlotBytes = 16;
 
 // Names the argument in `status`: INVALID_ARGUMENT gets the field path, other codes
-// (STALE_HANDLE, UNIMPLEMENTED, ...) a message prefix.
+// (STALE_HANDLE, NOT_FOUND, ...) a message prefix, and their field, if any, the prefix too.
 absl::Status AtPath(const absl::Status& status, const std::string& path) {
   if (ErrorCodeOf(status) == v1::INVALID_ARGUMENT) return PrefixField(status, path);
   v1::Error error = ToProtoError(status);
   error.set_message(absl::StrCat(path, ": ", error.message()));
+  // Errors that name a part of the value (an unknown callback: "pointer.callback") keep it,
+  // under the argument's path.
+  if (!error.field().empty()) error.set_field(absl::StrCat(path, ".", error.field()));
   return ErrorStatus(error);
 }
 
@@ -134,8 +137,8 @@ absl::Status PreparedFunction::Prepare() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call,
-                                                        uint64_t generation) const {
+absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
+                                                        const CallbackResolver* callbacks) const {
   const int fixed = signature_.params_size();
   const int variadic = call.variadic_types_size();
   if (!signature_.variadic() && variadic != 0) {
@@ -169,7 +172,7 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call,
     return ErrorStatus(v1::RESOURCE_EXHAUSTED, "out of memory for the call's arguments");
   }
   FfiTypeArena variadic_types;  // allocates only for records passed by value
-  const MarshalContext context{&arena, &blocks, generation};
+  const MarshalContext context{&arena, &blocks, generation, callbacks};
   for (int i = 0; i < total; ++i) {
     const bool is_fixed = i < fixed;
     const v1::Type& type = is_fixed ? signature_.params(i) : call.variadic_types(i - fixed);

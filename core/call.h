@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/ffi_types.h"
+#include "core/marshal.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -44,13 +45,17 @@ class PreparedFunction {
   // OUT/INOUT blocks and errno if asked. `generation` is stamped on every RemoteAddress
   // returned and required on every RemoteAddress received. Errors: INVALID_ARGUMENT naming
   // the field ("call.args[2]", "call.blocks[1].relocations[0].offset", ...), STALE_HANDLE,
-  // MEMORY_FAULT (unreadable string result), RESOURCE_EXHAUSTED (block limits),
-  // UNIMPLEMENTED (callbacks). Record arguments take `raw` or `aggregate` values
-  // (MarshalValue); record results come back `raw`. Variadic arguments may be records too.
-  // Returned blocks carry the pointers found in them (CallBlocks::CopyOut).
+  // MEMORY_FAULT (unreadable string result), RESOURCE_EXHAUSTED (block limits). Callback
+  // ids (PointerValue.callback) are resolved through `callbacks` (NOT_FOUND / FAILED_PRECONDITION
+  // with field "call.args[i].pointer.callback" for unknown / freed ones; UNIMPLEMENTED when
+  // `callbacks` is nullptr). The native function may call closures that re-enter the worker
+  // on this thread: Invoke holds no lock while native code runs. Record arguments take `raw` or
+  // `aggregate` values (MarshalValue); record results come back `raw`. Variadic arguments may be
+  // records too. Returned blocks carry the pointers found in them (CallBlocks::CopyOut).
   // Thread-compatible: concurrent Invokes on one object are safe, the native function
   // permitting.
-  absl::StatusOr<v1::CallResult> Invoke(const v1::Call& call, uint64_t generation) const;
+  absl::StatusOr<v1::CallResult> Invoke(const v1::Call& call, uint64_t generation,
+                                        const CallbackResolver* callbacks = nullptr) const;
 
   // The validated signature this function was prepared with.
   const v1::Signature& signature() const { return signature_; }

@@ -162,8 +162,15 @@ absl::Status MarshalPointer(const v1::PointerValue& pointer, const MarshalContex
       address = *resolved;
       break;
     }
-    case v1::PointerValue::kCallback:
-      return ErrorStatus(v1::UNIMPLEMENTED, "callbacks are not supported yet");
+    case v1::PointerValue::kCallback: {
+      if (context.callbacks == nullptr) {
+        return ErrorStatus(v1::UNIMPLEMENTED, "callback pointers are not accepted here");
+      }
+      absl::StatusOr<uint64_t> resolved = context.callbacks->AddressOf(pointer.callback());
+      if (!resolved.ok()) return resolved.status();
+      address = *resolved;
+      break;
+    }
     case v1::PointerValue::TARGET_NOT_SET:
       return InvalidArgumentAt("pointer", "pointer target is not set");
   }

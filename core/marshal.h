@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/arena.h"
 #include "core/blocks.h"
@@ -21,11 +22,23 @@ namespace ffibox {
 // RESOURCE_EXHAUSTED; WSTRING results are capped at a quarter of it in characters.
 inline constexpr size_t kMaxResultStringBytes = 16u << 20;
 
+// Turns a callback id (PointerValue.callback) into the native address of its closure. The
+// worker's callback table implements it; core only asks.
+class CallbackResolver {
+ public:
+  virtual ~CallbackResolver() = default;
+  // The closure address of callback `id`. Returns NOT_FOUND for an id never defined and
+  // FAILED_PRECONDITION for a freed one (field "pointer.callback" in both).
+  virtual absl::StatusOr<uint64_t> AddressOf(uint64_t id) const = 0;
+};
+
 // What a value conversion needs from the surrounding call.
 struct MarshalContext {
   CallArena* arena = nullptr;          // owns string copies; nullptr refuses string values
   const CallBlocks* blocks = nullptr;  // resolves BlockRefs; nullptr refuses them
   uint64_t generation = 0;             // required on every RemoteAddress received
+  // Resolves callback ids; nullptr refuses them (UNIMPLEMENTED).
+  const CallbackResolver* callbacks = nullptr;
 };
 
 // Writes `value` as the C type `type` into `slot`, which is 16-aligned, zeroed, and holds
@@ -33,8 +46,9 @@ struct MarshalContext {
 // passed as a pointer to its first element; a record by value, see MarshalValue). Returns
 // INVALID_ARGUMENT with a field path relative to the value (callers prefix "call.args[i]")
 // for a wrong kind, an out-of-range integer or bad UTF-8; STALE_HANDLE for an address of
-// another generation; UNIMPLEMENTED for callbacks; RESOURCE_EXHAUSTED when the arena cannot
-// hold a string.
+// another generation; the resolver's NOT_FOUND / FAILED_PRECONDITION for an unknown or freed
+// callback (UNIMPLEMENTED without a resolver); RESOURCE_EXHAUSTED when the arena cannot hold
+// a string.
 absl::Status MarshalArgument(const v1::Type& type, const v1::Value& value,
                              const MarshalContext& context, void* slot);
 

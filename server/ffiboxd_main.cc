@@ -31,6 +31,12 @@ ABSL_FLAG(int64_t, max_call_timeout_ms, 24LL * 3600 * 1000,
 ABSL_FLAG(int64_t, max_message_bytes, 16 << 20,
           "largest request a session accepts; larger requests get RESOURCE_EXHAUSTED");
 
+ABSL_FLAG(int64_t, max_callbacks, 4096,
+          "most callbacks a session may have defined at once; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_callback_depth, 64,
+          "most callback invocations nested in one another (native code calls the client, "
+          "which calls native code, ...); deeper requests get RESOURCE_EXHAUSTED");
+
 namespace {
 
 std::string WorkerNextToSelf() {
@@ -78,6 +84,16 @@ int main(int argc, char** argv) {
   if (max_message < 1024 || max_message > (512LL << 20)) {
     return Fail("--max_message_bytes must be between 1024 and 536870912");
   }
+  int64_t max_callbacks = absl::GetFlag(FLAGS_max_callbacks);
+  int64_t max_callback_depth = absl::GetFlag(FLAGS_max_callback_depth);
+  if (max_callbacks < 1 || max_callbacks > (1 << 24)) {
+    return Fail("--max_callbacks must be between 1 and 16777216");
+  }
+  if (max_callback_depth < 1 || max_callback_depth > 1024) {
+    return Fail("--max_callback_depth must be between 1 and 1024");
+  }
+  config.max_callbacks = static_cast<size_t>(max_callbacks);
+  config.max_callback_depth = static_cast<int>(max_callback_depth);
   config.default_call_timeout = absl::Milliseconds(timeout_ms);
   config.max_call_timeout = absl::Milliseconds(max_timeout_ms);
   config.max_message_bytes = static_cast<size_t>(max_message);

@@ -16,7 +16,9 @@ struct PendingRequest {
   uint64_t sequence = 0;   // WorkerRequest.id: unique per worker, in send order
   uint64_t client_id = 0;  // the client's Request.id; 0 for the broker's own replays
   v1::Request::OpCase op = v1::Request::OP_NOT_SET;
-  uint64_t handle = 0;     // library or function handle, for load / resolve
+  uint64_t handle = 0;  // library, function or callback handle, for load / resolve / define
+  // The invocation the request runs inside (WorkerRequest.invocation); 0 = top level.
+  uint64_t scope = 0;
   std::string label;       // what was running, for errors: "cos", "dlopen libm.so.6"
   absl::Duration timeout;  // the deadline, counted from when the worker starts on it
   // For calls: the size of each block (index = Call.blocks index), kNotReturned for IN

@@ -42,6 +42,7 @@ absl::StatusOr<uint64_t> TypeSize(const v1::Type& type, absl::string_view field)
 }  // namespace
 
 RemoteMemory::~RemoteMemory() {
+  absl::MutexLock lock(&mu_);
   for (uint64_t address : allocations_) std::free(reinterpret_cast<void*>(address));
 }
 
@@ -109,6 +110,7 @@ absl::Status RemoteMemory::Write(const v1::WriteMemory& request) const {
   std::vector<uint64_t> bytes((*size + 7) / 8 + 1, 0);
   MarshalContext context;
   context.generation = generation_;
+  context.callbacks = callbacks_;
   absl::Status marshalled = MarshalValue(request.type(), request.value(), context, bytes.data());
   if (!marshalled.ok()) return PrefixField(marshalled, "write_memory.value");
   return SafeWrite(*address, bytes.data(), *size);
@@ -132,7 +134,10 @@ absl::StatusOr<v1::MemoryAllocated> RemoteMemory::Alloc(const v1::AllocMemory& r
   }
   std::memset(memory, 0, size);
   uint64_t address = reinterpret_cast<uintptr_t>(memory);
-  allocations_.insert(address);
+  {
+    absl::MutexLock lock(&mu_);
+    allocations_.insert(address);
+  }
   v1::MemoryAllocated allocated;
   allocated.mutable_address()->set_address(address);
   allocated.mutable_address()->set_generation(generation_);
@@ -142,6 +147,7 @@ absl::StatusOr<v1::MemoryAllocated> RemoteMemory::Alloc(const v1::AllocMemory& r
 absl::Status RemoteMemory::Free(const v1::FreeMemory& request) {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "free_memory.address");
   if (!address.ok()) return address.status();
+  absl::MutexLock lock(&mu_);
   if (allocations_.erase(*address) == 0) {
     return ErrorStatus(v1::NOT_FOUND,
                        absl::StrCat("free_memory.address: 0x", absl::Hex(*address),

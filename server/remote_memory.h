@@ -1,5 +1,6 @@
 // Remote-memory operations inside ffibox-worker: read, write, allocate, free, fill, copy and
 // read strings at worker addresses (ctypes' string_at, wstring_at, memmove, memset).
+// Thread-safe: requests nested in callback invocations may run on other threads.
 //
 // Runs in the worker only. Every access goes through core/safe_memory.h, so a bad address
 // is a MEMORY_FAULT answer, never a crash of the worker. Addresses carry the worker
@@ -10,8 +11,11 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/marshal.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -21,7 +25,10 @@ inline constexpr uint64_t kMaxRemoteMemoryBytes = uint64_t{64} << 20;
 
 class RemoteMemory {
  public:
-  explicit RemoteMemory(uint64_t generation) : generation_(generation) {}
+  // `callbacks` (may be nullptr: then refused) resolves callback ids in written values; it
+  // must outlive this object.
+  explicit RemoteMemory(uint64_t generation, const CallbackResolver* callbacks = nullptr)
+      : generation_(generation), callbacks_(callbacks) {}
   // Frees what AllocMemory handed out and was not freed.
   ~RemoteMemory();
 
@@ -34,7 +41,8 @@ class RemoteMemory {
   absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request) const;
   // Writes `data`, or, when `type` is set, `value` marshalled as that type (MarshalValue;
   // the whole object including zeroed padding; string values and block pointers are
-  // refused, they would not outlive the request). `data` and `type`+`value` are exclusive.
+  // refused, they would not outlive the request; callback ids are written as their closure
+  // address). `data` and `type`+`value` are exclusive.
   absl::Status Write(const v1::WriteMemory& request) const;
   absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
   // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.
@@ -49,7 +57,9 @@ class RemoteMemory {
 
  private:
   const uint64_t generation_;
-  absl::flat_hash_set<uint64_t> allocations_;
+  const CallbackResolver* const callbacks_;
+  absl::Mutex mu_;
+  absl::flat_hash_set<uint64_t> allocations_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ffibox

@@ -1,5 +1,6 @@
 #include "server/request_validation.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
 #include "core/layout.h"
@@ -205,6 +206,97 @@ absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits&
     default:
       return InvalidArgumentAt("op", "not a memory operation");
   }
+}
+
+absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const TypeLimits& limits) {
+  if (define.signature().variadic()) {
+    return InvalidArgumentAt("define_callback.signature.variadic", "a callback cannot be variadic");
+  }
+  return ValidateSignature(define.signature(), limits, "define_callback.signature");
+}
+
+namespace {
+
+// Whether `value`'s kind is one the proto allows for `type` (see Value in ffibox.proto);
+// ranges are checked by the worker when it converts the value.
+bool ValueKindFits(const v1::Type& type, const v1::Value& value) {
+  const v1::Value::KindCase kind = value.kind_case();
+  const bool is_pointer =
+      kind == v1::Value::kPointer && !value.pointer().has_block();  // no blocks in a return
+  switch (type.kind_case()) {
+    case v1::Type::kScalar:
+      switch (type.scalar()) {
+        case v1::BOOL:
+          return kind == v1::Value::kBoolValue || kind == v1::Value::kIntValue ||
+                 kind == v1::Value::kUintValue;
+        case v1::FLOAT:
+        case v1::DOUBLE:
+        case v1::LONGDOUBLE:
+          return kind == v1::Value::kFloatValue || kind == v1::Value::kIntValue ||
+                 kind == v1::Value::kUintValue;
+        case v1::POINTER:
+        case v1::CSTRING:
+        case v1::WSTRING:
+          return is_pointer;
+        default:
+          return kind == v1::Value::kIntValue || kind == v1::Value::kUintValue ||
+                 kind == v1::Value::kBoolValue ||
+                 (kind == v1::Value::kBytesValue && value.bytes_value().size() == 1);
+      }
+    case v1::Type::kPointer:
+    case v1::Type::kFunction:
+      return is_pointer;
+    case v1::Type::kArray:
+    case v1::Type::kRecord:
+      return kind == v1::Value::kAggregate || kind == v1::Value::kRaw;
+    default:
+      return kind != v1::Value::KIND_NOT_SET;
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateCallbackReturn(const v1::CallbackReturn& answer,
+                                    const v1::Signature& signature,
+                                    const std::vector<std::pair<uint32_t, uint64_t>>& shipped) {
+  const bool returns_void =
+      !signature.has_result() || (signature.result().kind_case() == v1::Type::kScalar &&
+                                  signature.result().scalar() == v1::VOID);
+  if (answer.error().empty()) {
+    if (returns_void && answer.has_result()) {
+      return InvalidArgumentAt("callback_return.result",
+                               "the callback returns void; send no result");
+    }
+    if (!returns_void && !answer.has_result()) {
+      return InvalidArgumentAt("callback_return.result",
+                               "is required (the callback returns a value), unless `error` is set");
+    }
+    if (!returns_void && !ValueKindFits(signature.result(), answer.result())) {
+      return InvalidArgumentAt("callback_return.result",
+                               "does not fit the callback's result type (see Value in the proto)");
+    }
+  }
+  absl::flat_hash_set<uint32_t> seen;
+  for (int i = 0; i < answer.pointees_size(); ++i) {
+    const v1::PointeeData& pointee = answer.pointees(i);
+    std::string field = absl::StrCat("callback_return.pointees[", i, "]");
+    const std::pair<uint32_t, uint64_t>* match = nullptr;
+    for (const auto& entry : shipped) {
+      if (entry.first == pointee.arg()) match = &entry;
+    }
+    if (match == nullptr) {
+      return InvalidArgumentAt(field, absl::StrCat("argument ", pointee.arg(),
+                                                   " had no pointee shipped with the invoke"));
+    }
+    if (!seen.insert(pointee.arg()).second) {
+      return InvalidArgumentAt(field, absl::StrCat("argument ", pointee.arg(), " appears twice"));
+    }
+    if (pointee.data().size() != match->second) {
+      return InvalidArgumentAt(field, absl::StrCat("is ", pointee.data().size(),
+                                                   " bytes; the pointee is ", match->second));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::vector<uint64_t> BlockSizes(const v1::Call& call) {

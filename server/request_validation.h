@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -40,6 +41,18 @@ absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimi
 // write_memory carries either `data` or `type` + `value`, never both. Sizes are capped by
 // the worker (server/remote_memory.h).
 absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits);
+
+// A callback definition: a valid signature within `limits`, not variadic (libffi closures
+// have fixed parameters).
+absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const TypeLimits& limits);
+
+// The client's answer to an invocation of a callback with `signature`: without `error`, a
+// result whose kind fits the result type (absent exactly when the callback returns void);
+// pointee write-backs only for the (argument, size) pairs `shipped` with the invoke, each
+// at most once and exactly that size. With `error`, the result is ignored.
+absl::Status ValidateCallbackReturn(const v1::CallbackReturn& answer,
+                                    const v1::Signature& signature,
+                                    const std::vector<std::pair<uint32_t, uint64_t>>& shipped);
 
 // The layout size of a validated type (for the checks of typed memory replies).
 uint64_t TypeSizeOf(const v1::Type& type);

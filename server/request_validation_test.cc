@@ -1,6 +1,8 @@
 #include "server/request_validation.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "core/errors.h"
@@ -360,6 +362,72 @@ TEST(ValidateMemoryRequest, TypedWriteTakesTypeAndValueOrDataNeverBoth) {
   write->clear_type();
   write->mutable_value()->set_int_value(3);
   EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "write_memory.value");
+}
+
+v1::Signature IntCallbackSignature() {
+  v1::Signature signature;
+  signature.mutable_result()->set_scalar(v1::INT);
+  signature.add_params()->mutable_pointer()->mutable_pointee()->set_scalar(v1::INT);
+  return signature;
+}
+
+TEST(ValidateDefineCallback, VariadicCallbacksAreRefused) {
+  v1::DefineCallback define;
+  *define.mutable_signature() = IntCallbackSignature();
+  EXPECT_TRUE(ValidateDefineCallback(define, TypeLimits()).ok());
+  define.mutable_signature()->set_variadic(true);
+  absl::Status status = ValidateDefineCallback(define, TypeLimits());
+  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(ToProtoError(status).field(), "define_callback.signature.variadic");
+  define.mutable_signature()->set_variadic(false);
+  define.mutable_signature()->add_params()->set_scalar(v1::VOID);
+  EXPECT_EQ(ErrorCodeOf(ValidateDefineCallback(define, TypeLimits())), v1::INVALID_ARGUMENT);
+}
+
+TEST(ValidateCallbackReturn, ResultMustMatchTheCallbacksResultType) {
+  const std::vector<std::pair<uint32_t, uint64_t>> none;
+  v1::CallbackReturn answer;
+  answer.set_invocation(3);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), none)),
+            v1::INVALID_ARGUMENT);  // missing
+  answer.mutable_result()->set_float_value(1.5);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), none)),
+            v1::INVALID_ARGUMENT);  // not an integer
+  answer.mutable_result()->set_int_value(-2);
+  EXPECT_TRUE(ValidateCallbackReturn(answer, IntCallbackSignature(), none).ok());
+
+  v1::Signature void_signature = IntCallbackSignature();
+  void_signature.clear_result();
+  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, void_signature, none)),
+            v1::INVALID_ARGUMENT);
+  answer.clear_result();
+  EXPECT_TRUE(ValidateCallbackReturn(answer, void_signature, none).ok());
+}
+
+TEST(ValidateCallbackReturn, AnErrorNeedsNoResult) {
+  v1::CallbackReturn answer;
+  answer.set_invocation(3);
+  answer.set_error("the client's function failed");
+  EXPECT_TRUE(ValidateCallbackReturn(answer, IntCallbackSignature(), {}).ok());
+}
+
+TEST(ValidateCallbackReturn, PointeesOnlyForShippedArgumentsWithTheirSize) {
+  const std::vector<std::pair<uint32_t, uint64_t>> shipped = {{0, 4}};
+  v1::CallbackReturn answer;
+  answer.mutable_result()->set_int_value(0);
+  v1::PointeeData* pointee = answer.add_pointees();
+  pointee->set_arg(0);
+  pointee->set_data("abcd");
+  EXPECT_TRUE(ValidateCallbackReturn(answer, IntCallbackSignature(), shipped).ok());
+  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), {})),
+            v1::INVALID_ARGUMENT);
+  pointee->set_data("abcde");
+  absl::Status status = ValidateCallbackReturn(answer, IntCallbackSignature(), shipped);
+  EXPECT_EQ(ToProtoError(status).field(), "callback_return.pointees[0]");
+  pointee->set_data("abcd");
+  *answer.add_pointees() = *pointee;
+  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), shipped)),
+            v1::INVALID_ARGUMENT);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "server/session.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -69,6 +70,18 @@ bool Session::HandleRequest(const v1::Request& request) {
                                         config_.max_message_bytes, " bytes")));
     return true;
   }
+  if (request.invocation() != 0 && request.op_case() != v1::Request::kCallbackReturn &&
+      request.op_case() != v1::Request::kPing && request.op_case() != v1::Request::kClose) {
+    absl::Status scope;
+    {
+      absl::MutexLock lock(&mu_);
+      scope = CheckInvocationScope(request.invocation());
+    }
+    if (!scope.ok()) {
+      ReplyError(request, scope);
+      return true;
+    }
+  }
   switch (request.op_case()) {
     case v1::Request::kOpen:
       if (!first) {
@@ -113,6 +126,15 @@ bool Session::HandleRequest(const v1::Request& request) {
     case v1::Request::kCopyMemory:
     case v1::Request::kReadString:
       MemoryOperation(request);
+      return true;
+    case v1::Request::kDefineCallback:
+      DefineCallback(request);
+      return true;
+    case v1::Request::kFreeCallback:
+      FreeCallback(request);
+      return true;
+    case v1::Request::kCallbackReturn:
+      CallbackReturn(request);
       return true;
     case v1::Request::OP_NOT_SET:
       ReplyError(request, InvalidArgumentAt("op", "the request names no operation"));
@@ -314,11 +336,127 @@ void Session::MemoryOperation(const v1::Request& request) {
   Forward(request, std::move(pending));
 }
 
+absl::Status Session::CheckInvocationScope(uint64_t invocation) const {
+  if (invocation == 0) return absl::OkStatus();
+  auto open = invocations_.find(invocation);
+  if (open == invocations_.end()) {
+    return ErrorStatus(v1::FAILED_PRECONDITION,
+                       absl::StrCat("invocation: callback invocation ", invocation,
+                                    " is not open (it was answered, or its worker is gone)"));
+  }
+  if (open->second.depth >= config_.max_callback_depth) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("invocation: callback invocation ", invocation, " is nested ",
+                                    open->second.depth, " deep; the server allows at most ",
+                                    config_.max_callback_depth, " nested callback invocations"));
+  }
+  return absl::OkStatus();
+}
+
+void Session::DefineCallback(const v1::Request& request) {
+  absl::Status valid = ValidateDefineCallback(request.define_callback(), config_.type_limits);
+  if (!valid.ok()) return ReplyError(request, valid);
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    if (callbacks_.size() >= config_.max_callbacks) {
+      return ReplyError(
+          request, ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                               absl::StrCat("a session may define at most ", config_.max_callbacks,
+                                            " callbacks at once; free some with free_callback")));
+    }
+    pending.handle = next_callback_handle_++;
+    CallbackRecord record;
+    record.signature = std::make_shared<const v1::Signature>(request.define_callback().signature());
+    callbacks_[pending.handle] = std::move(record);
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("define_callback ", pending.handle);
+  Forward(request, std::move(pending));
+}
+
+void Session::FreeCallback(const v1::Request& request) {
+  const uint64_t id = request.free_callback().callback();
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    auto record = callbacks_.find(id);
+    if (record == callbacks_.end() || record->second.freed) {
+      return ReplyError(request,
+                        ErrorStatus(v1::NOT_FOUND, absl::StrCat("free_callback.callback: no "
+                                                                "callback has id ",
+                                                                id)));
+    }
+    if (!worker_alive_) {
+      // Nothing to free in a worker: a new one would not define it.
+      callbacks_.erase(record);
+      v1::Response response;
+      response.mutable_done();
+      return Reply(request, std::move(response));
+    }
+    record->second.freed = true;
+    pending.handle = id;
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("free_callback ", id);
+  Forward(request, std::move(pending));
+}
+
+void Session::CallbackReturn(const v1::Request& request) {
+  const v1::CallbackReturn& answer = request.callback_return();
+  WorkerProcess* worker = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto open = invocations_.find(answer.invocation());
+    if (answer.invocation() == 0 || open == invocations_.end()) {
+      return ReplyError(request, ErrorStatus(v1::FAILED_PRECONDITION,
+                                             absl::StrCat("callback_return.invocation: callback "
+                                                          "invocation ",
+                                                          answer.invocation(),
+                                                          " is not open (it was answered, or its "
+                                                          "worker is gone)")));
+    }
+    auto scope = scopes_.find(answer.invocation());
+    if (scope != scopes_.end() && !scope->second.queue.empty()) {
+      return ReplyError(
+          request,
+          ErrorStatus(v1::FAILED_PRECONDITION,
+                      absl::StrCat("callback_return.invocation: ", scope->second.queue.size(),
+                                   " requests sent inside invocation ", answer.invocation(),
+                                   " are still running; wait for their answers first")));
+    }
+    absl::Status valid =
+        ValidateCallbackReturn(answer, *open->second.signature, open->second.shipped);
+    if (!valid.ok()) return ReplyError(request, valid);
+    invocations_.erase(open);
+    if (scope != scopes_.end()) scopes_.erase(scope);
+    worker = worker_alive_ ? worker_.get() : nullptr;
+  }
+  if (worker != nullptr) {
+    internal::WorkerRequest wrapped;
+    wrapped.set_id(0);  // not answered by the worker
+    wrapped.set_invocation(answer.invocation());
+    *wrapped.mutable_request() = request;
+    wrapped.mutable_request()->set_id(0);
+    // A failed send means the worker is dying; its reader reports that.
+    (void)worker->channel().Send(wrapped.SerializeAsString());
+  }
+  v1::Response response;
+  response.mutable_done();
+  Reply(request, std::move(response));
+}
+
 void Session::Forward(const v1::Request& request, PendingRequest pending) {
   pending.client_id = request.id();
   pending.op = request.op_case();
+  pending.scope = request.invocation();
   absl::Status status;
-  for (int attempt = 0; attempt < kMaxStartAttempts; ++attempt) {
+  if (pending.scope != 0) {
+    // Inside an invocation of the live worker: never start a new one for it.
+    status = Enqueue(request, pending);
+    if (status.ok()) return;
+  }
+  for (int attempt = 0; pending.scope == 0 && attempt < kMaxStartAttempts; ++attempt) {
     status = EnsureWorker();
     if (!status.ok()) break;
     status = Enqueue(request, pending);
@@ -355,6 +493,7 @@ absl::Status Session::EnsureWorker() {
   options.worker_path = config_.worker_path;
   options.generation = generation;
   options.max_reply_bytes = config_.max_reply_bytes;
+  options.max_callback_depth = config_.max_callback_depth;
   absl::StatusOr<std::unique_ptr<WorkerProcess>> started = WorkerProcess::Start(options);
   if (!started.ok()) {
     return ErrorStatus(v1::INTERNAL,
@@ -365,8 +504,9 @@ absl::Status Session::EnsureWorker() {
     absl::MutexLock lock(&mu_);
     worker_ = std::move(*started);
     worker_alive_ = true;
-    in_flight_.clear();
-    head_deadline_ = absl::InfiniteFuture();
+    scopes_.clear();
+    in_flight_ = 0;
+    invocations_.clear();
   }
   reader_ = std::thread([this, worker] { ReadReplies(worker); });
   if (generation > 1) {
@@ -404,6 +544,17 @@ void Session::ReplayHandles() {
       replay.second.timeout = call_timeout_;
       replays.push_back(std::move(replay));
     }
+    for (const auto& [id, callback] : callbacks_) {
+      // Callback ids are stable: the new worker defines them again, at new addresses.
+      if (callback.state != State::kReady || callback.freed) continue;
+      std::pair<v1::Request, PendingRequest> replay;
+      *replay.first.mutable_define_callback()->mutable_signature() = *callback.signature;
+      replay.second.op = v1::Request::kDefineCallback;
+      replay.second.handle = id;
+      replay.second.label = absl::StrCat("define_callback ", id, " (replay)");
+      replay.second.timeout = call_timeout_;
+      replays.push_back(std::move(replay));
+    }
   }
   // Replays are queued ahead of the request that caused the restart, so it runs with every
   // handle in place. A failed replay leaves the handle's calls failing in the worker.
@@ -422,7 +573,10 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (pending.required_generation != 0 && pending.required_generation != generation_) {
       return StaleAddress(pending.required_generation);
     }
-    if (in_flight_.size() >= config_.max_in_flight) {
+    // The invocation may have closed (or its worker died) since HandleRequest checked.
+    absl::Status scope_status = CheckInvocationScope(pending.scope);
+    if (!scope_status.ok()) return scope_status;
+    if (in_flight_ >= config_.max_in_flight) {
       return ErrorStatus(
           v1::RESOURCE_EXHAUSTED,
           absl::StrCat("more than ", config_.max_in_flight, " requests in flight in one session"));
@@ -430,9 +584,13 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     pending.sequence = next_sequence_++;
     wrapped.set_id(pending.sequence);
     wrapped.set_handle(pending.handle);
-    was_idle = in_flight_.empty();
-    if (was_idle) head_deadline_ = absl::Now() + pending.timeout;
-    in_flight_.push_back(std::move(pending));
+    wrapped.set_invocation(pending.scope);
+    Scope& scope = scopes_[pending.scope];
+    if (pending.scope != 0) scope.depth = invocations_[pending.scope].depth;
+    was_idle = scope.queue.empty();
+    if (was_idle) scope.head_deadline = absl::Now() + pending.timeout;
+    scope.queue.push_back(std::move(pending));
+    ++in_flight_;
     worker = worker_.get();
   }
   *wrapped.mutable_request() = request;
@@ -449,37 +607,22 @@ void Session::ReadReplies(WorkerProcess* worker) {
     absl::Time deadline;
     {
       absl::MutexLock lock(&mu_);
-      deadline = in_flight_.empty() ? absl::InfiniteFuture() : head_deadline_;
+      deadline = NextDeadline();
     }
     absl::StatusOr<std::string> frame = worker->channel().Receive(deadline);
     if (frame.ok()) {
-      v1::Response response;
+      std::optional<v1::Response> to_client;
+      absl::Status accepted;
       {
         absl::MutexLock lock(&mu_);
-        if (in_flight_.empty()) {
-          frame = absl::InvalidArgumentError("reply while no request was in flight");
-        } else {
-          absl::StatusOr<v1::Response> parsed = ParseWorkerReply(*frame, in_flight_.front());
-          if (parsed.ok()) {
-            PendingRequest done = std::move(in_flight_.front());
-            in_flight_.pop_front();
-            if (!in_flight_.empty()) head_deadline_ = absl::Now() + in_flight_.front().timeout;
-            last_label_ = done.label;
-            parsed->set_generation(worker->generation());
-            RecordOutcome(done, *parsed);
-            if (done.client_id == 0) continue;  // a replay: nothing to tell the client
-            response = std::move(*parsed);
-          } else {
-            frame = parsed.status();
-          }
-        }
+        accepted = AcceptFrame(*frame, *worker, &to_client);
       }
-      if (frame.ok()) {
-        sink_->Send(response);
+      if (accepted.ok()) {
+        if (to_client.has_value()) sink_->Send(*to_client);
         continue;
       }
       worker->Kill();
-      return HandleWorkerDeath(worker, DeathCause::kProtocolViolation, frame.status().message());
+      return HandleWorkerDeath(worker, DeathCause::kProtocolViolation, accepted.message());
     }
     switch (frame.status().code()) {
       case absl::StatusCode::kCancelled: {
@@ -495,14 +638,15 @@ void Session::ReadReplies(WorkerProcess* worker) {
         return HandleWorkerDeath(worker, DeathCause::kUnexpected, "");
       }
       case absl::StatusCode::kDeadlineExceeded: {
+        Culprit culprit;
         bool overdue = false;
         {
           absl::MutexLock lock(&mu_);
-          overdue = !in_flight_.empty() && absl::Now() >= head_deadline_;
+          overdue = FindOverdue(absl::Now(), &culprit);
         }
         if (!overdue) continue;
         worker->Kill();
-        return HandleWorkerDeath(worker, DeathCause::kDeadline, "");
+        return HandleWorkerDeath(worker, DeathCause::kDeadline, "", &culprit);
       }
       case absl::StatusCode::kUnavailable:
         return HandleWorkerDeath(worker, DeathCause::kUnexpected, "");
@@ -513,6 +657,139 @@ void Session::ReadReplies(WorkerProcess* worker) {
   }
 }
 
+absl::Status Session::AcceptFrame(absl::string_view frame, const WorkerProcess& worker,
+                                  std::optional<v1::Response>* to_client) {
+  absl::StatusOr<internal::WorkerReply> reply = ParseWorkerFrame(frame);
+  if (!reply.ok()) return reply.status();
+  if (reply->has_invoke()) {
+    absl::Status invoke = AcceptInvoke(reply->invoke());
+    if (!invoke.ok()) return invoke;
+    v1::Response response;
+    response.set_generation(worker.generation());
+    *response.mutable_callback_invoke() = std::move(*reply->mutable_invoke());
+    *to_client = std::move(response);
+    return absl::OkStatus();
+  }
+  if (reply->has_event()) {
+    absl::Status event = CheckWorkerEvent(reply->event());
+    if (!event.ok()) return event;
+    v1::Response response;
+    response.set_generation(worker.generation());
+    *response.mutable_event() = std::move(*reply->mutable_event());
+    *to_client = std::move(response);
+    return absl::OkStatus();
+  }
+  // A response answers the head of one scope (scopes run independently).
+  const uint64_t sequence = reply->response().id();
+  auto scope = scopes_.begin();
+  for (; scope != scopes_.end(); ++scope) {
+    if (!scope->second.queue.empty() && scope->second.queue.front().sequence == sequence) break;
+  }
+  if (scope == scopes_.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reply for request ", sequence, ", which is not running"));
+  }
+  absl::StatusOr<v1::Response> parsed =
+      CheckWorkerResponse(std::move(*reply->mutable_response()), scope->second.queue.front());
+  if (!parsed.ok()) return parsed.status();
+  PendingRequest done = std::move(scope->second.queue.front());
+  scope->second.queue.pop_front();
+  --in_flight_;
+  if (!scope->second.queue.empty()) {
+    scope->second.head_deadline = absl::Now() + scope->second.queue.front().timeout;
+  } else if (scope->first != 0 && !invocations_.contains(scope->first)) {
+    scopes_.erase(scope);  // the invocation was answered and its last request is done
+  }
+  last_label_ = done.label;
+  parsed->set_generation(worker.generation());
+  RecordOutcome(done, *parsed);
+  if (done.client_id != 0) *to_client = std::move(*parsed);  // replays tell the client nothing
+  return absl::OkStatus();
+}
+
+absl::Status Session::AcceptInvoke(const v1::CallbackInvoke& invoke) {
+  auto callback = callbacks_.find(invoke.callback());
+  if (callback == callbacks_.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation of callback ", invoke.callback(), ", which is not defined"));
+  }
+  OpenInvocation open;
+  absl::Status shape = CheckCallbackInvoke(invoke, *callback->second.signature, &open.shipped);
+  if (!shape.ok()) return shape;
+  const uint64_t id = invoke.invocation();
+  if (invocations_.contains(id) || scopes_.contains(id)) {
+    return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is already in use"));
+  }
+  if (invoke.parent_invocation() != 0) {
+    auto parent = invocations_.find(invoke.parent_invocation());
+    auto parent_scope = scopes_.find(invoke.parent_invocation());
+    if (parent == invocations_.end() || parent_scope == scopes_.end() ||
+        parent_scope->second.queue.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation ", id, " is nested in invocation ",
+                                                     invoke.parent_invocation(),
+                                                     ", which is not running a request"));
+    }
+    open.depth = parent->second.depth + 1;
+    if (open.depth > config_.max_callback_depth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invocation ", id, " is nested deeper than the limit"));
+    }
+  }
+  open.callback = invoke.callback();
+  open.signature = callback->second.signature;
+  auto top = scopes_.find(0);
+  if (invoke.parent_invocation() == 0 && (top == scopes_.end() || top->second.queue.empty())) {
+    // Outside any call: nothing else bounds how long the client may take.
+    open.timeout = call_timeout_;
+    open.deadline = absl::Now() + call_timeout_;
+  }
+  invocations_[id] = std::move(open);
+  return absl::OkStatus();
+}
+
+absl::Time Session::NextDeadline() const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [id, scope] : scopes_) {
+    if (!scope.queue.empty()) next = std::min(next, scope.head_deadline);
+  }
+  for (const auto& [id, open] : invocations_) next = std::min(next, open.deadline);
+  return next;
+}
+
+bool Session::FindOverdue(absl::Time now, Culprit* culprit) const {
+  for (const auto& [id, scope] : scopes_) {
+    if (!scope.queue.empty() && now >= scope.head_deadline) {
+      culprit->sequence = scope.queue.front().sequence;
+      culprit->label = scope.queue.front().label;
+      culprit->timeout = scope.queue.front().timeout;
+      return true;
+    }
+  }
+  for (const auto& [id, open] : invocations_) {
+    if (now >= open.deadline) {
+      culprit->sequence = 0;
+      culprit->label =
+          absl::StrCat("callback ", open.callback, " (invocation ", id, ", outside any call)");
+      culprit->timeout = open.timeout;
+      return true;
+    }
+  }
+  return false;
+}
+
+Session::Culprit Session::InnermostRunning() const {
+  Culprit culprit;
+  int depth = -1;
+  for (const auto& [id, scope] : scopes_) {
+    if (scope.queue.empty() || scope.depth <= depth) continue;
+    depth = scope.depth;
+    culprit.sequence = scope.queue.front().sequence;
+    culprit.label = scope.queue.front().label;
+    culprit.timeout = scope.queue.front().timeout;
+  }
+  return culprit;
+}
+
 void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& response) {
   State state = response.has_error() ? State::kFailed : State::kReady;
   if (pending.op == v1::Request::kLoadLibrary && pending.handle >= 1 &&
@@ -521,47 +798,72 @@ void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& r
   } else if (pending.op == v1::Request::kResolveFunction) {
     auto function = functions_.find(pending.handle);
     if (function != functions_.end()) function->second.state = state;
+  } else if (pending.op == v1::Request::kDefineCallback) {
+    // A failed definition leaves no id behind (and does not count against the limit).
+    auto callback = callbacks_.find(pending.handle);
+    if (callback == callbacks_.end()) return;
+    if (state == State::kReady) {
+      callback->second.state = state;
+    } else {
+      callbacks_.erase(callback);
+    }
+  } else if (pending.op == v1::Request::kFreeCallback) {
+    // Freed, or unknown to the worker, or lost with it: gone in every case.
+    callbacks_.erase(pending.handle);
   }
 }
 
-void Session::HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::string_view detail) {
+void Session::HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::string_view detail,
+                                const Culprit* culprit) {
   WorkerExit exit = worker->Reap();
-  std::deque<PendingRequest> failed;
+  // Every request in flight, the blamed one first; `second` is true for requests that were
+  // only queued behind another (not yet started by the worker).
+  std::vector<std::pair<PendingRequest, bool>> failed;
   v1::Error error;
   bool closing = false;
   {
     absl::MutexLock lock(&mu_);
-    failed = std::move(in_flight_);
-    in_flight_.clear();
-    head_deadline_ = absl::InfiniteFuture();
-    std::string running = failed.empty() ? "" : failed.front().label;
-    absl::Duration timeout = failed.empty() ? absl::ZeroDuration() : failed.front().timeout;
-    error = DescribeWorkerDeath(exit, cause, running, timeout, detail);
-    if (failed.empty() && !last_label_.empty()) {
+    const Culprit blamed = culprit != nullptr ? *culprit : InnermostRunning();
+    for (auto& [id, scope] : scopes_) {
+      bool head = true;
+      for (PendingRequest& pending : scope.queue) {
+        const bool is_blamed = blamed.sequence != 0 && pending.sequence == blamed.sequence;
+        auto position = is_blamed ? failed.begin() : failed.end();
+        failed.emplace(position, std::move(pending), !head);
+        head = false;
+      }
+    }
+    // Heads (running, or blocked in native code under a callback) before queued requests.
+    std::stable_partition(
+        failed.begin(), failed.end(),
+        [](const std::pair<PendingRequest, bool>& entry) { return !entry.second; });
+    scopes_.clear();
+    in_flight_ = 0;
+    // Open invocations die with the worker: their native callers are gone.
+    invocations_.clear();
+    error = DescribeWorkerDeath(exit, cause, blamed.label, blamed.timeout, detail);
+    if (blamed.label.empty() && !last_label_.empty()) {
       error.set_message(absl::StrCat(error.message(), " (last call: ", last_label_, ")"));
     }
     last_death_ = error;
     worker_alive_ = false;
     closing = closing_;
-    for (const PendingRequest& pending : failed) {
+    for (const auto& [pending, queued] : failed) {
       // Work of a lost worker is gone: a library or function it was loading must be
       // requested again by the client.
       RecordOutcome(pending, ErrorResponse(0, error));
     }
   }
   if (closing) return;
-  bool head = true;
-  for (const PendingRequest& pending : failed) {
-    if (pending.client_id != 0) {
-      v1::Error queued = error;
-      if (!head) {
-        queued.set_message(absl::StrCat(error.message(), "; this request was queued behind it"));
-      }
-      v1::Response response = ErrorResponse(pending.client_id, queued);
-      response.set_generation(worker->generation());
-      sink_->Send(response);
+  for (const auto& [pending, queued] : failed) {
+    if (pending.client_id == 0) continue;
+    v1::Error own = error;
+    if (queued) {
+      own.set_message(absl::StrCat(error.message(), "; this request was queued behind it"));
     }
-    head = false;
+    v1::Response response = ErrorResponse(pending.client_id, own);
+    response.set_generation(worker->generation());
+    sink_->Send(response);
   }
   sink_->Send(EventResponse(v1::SessionEvent::WORKER_LOST, worker->generation(), &error));
 }

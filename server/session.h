@@ -2,10 +2,21 @@
 //
 // The session validates each client request, forwards what needs native code to its worker,
 // and relays the worker's answers. It supervises the worker: a reader thread per worker
-// generation receives replies, enforces the deadline of the request the worker is running
-// (killing the worker when it passes), and turns the worker's death into typed errors for
+// generation receives replies, enforces the deadline of every request the worker is running
+// (killing the worker when one passes), and turns the worker's death into typed errors for
 // every request in flight. On the next request after a death, a new worker is started and
-// the session's libraries and functions are replayed under their old handles.
+// the session's libraries, functions and callbacks are replayed under their old handles.
+//
+// Callbacks make the worker's work nested: native code calls a client callback (the worker
+// sends an `invoke`, relayed to the client as a CallbackInvoke), and the client may send
+// requests inside that invocation (Request.invocation) before its CallbackReturn. Requests
+// therefore queue per scope: scope 0 is the top level, scope N holds the requests sent inside
+// invocation N, which the worker runs one at a time on the thread that made the invocation.
+// Each scope answers in order, scopes independently, so a reply must match the head of some
+// scope. The head of every non-empty scope has a deadline, counted from when it became head;
+// an enclosing call's deadline keeps running while its callbacks run. An invocation outside
+// any call (a library thread firing a stored callback while the session is idle) gets the
+// session's default deadline.
 //
 // Threads: HandleRequest and Shutdown are called from the stream's thread only; the reader
 // thread and that thread share state under `mu_`. Responses go out through a thread-safe
@@ -16,8 +27,10 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -50,6 +63,8 @@ struct SessionConfig {
   size_t max_libraries = 256;
   size_t max_functions = 65536;
   size_t max_in_flight = 4096;
+  size_t max_callbacks = 4096;  // callbacks defined (and not freed) at once
+  int max_callback_depth = 64;  // invocations nested in one another
   TypeLimits type_limits;
 };
 
@@ -83,6 +98,33 @@ class Session {
     // Non-zero for a function resolved by address: the worker generation it is valid in.
     uint64_t generation = 0;
   };
+  struct CallbackRecord {
+    std::shared_ptr<const v1::Signature> signature;
+    State state = State::kPending;
+    bool freed = false;  // a free_callback was sent; gone once the worker answers it
+  };
+  // Requests sent inside one invocation (or at the top level, scope 0), oldest first.
+  struct Scope {
+    std::deque<PendingRequest> queue;
+    absl::Time head_deadline = absl::InfiniteFuture();  // of queue.front()
+    int depth = 0;  // the invocation's nesting depth; 0 for the top level
+  };
+  // A CallbackInvoke sent to the client and not yet answered.
+  struct OpenInvocation {
+    uint64_t callback = 0;
+    int depth = 1;  // 1 + the parent's depth
+    std::shared_ptr<const v1::Signature> signature;
+    std::vector<std::pair<uint32_t, uint64_t>> shipped;  // pointees: (argument, size)
+    // Set for an invocation outside any call; else the enclosing call's deadline governs.
+    absl::Time deadline = absl::InfiniteFuture();
+    absl::Duration timeout;
+  };
+  // What the worker was doing that made it die: a request, or an open invocation.
+  struct Culprit {
+    uint64_t sequence = 0;  // the request's, or 0
+    std::string label;
+    absl::Duration timeout;
+  };
 
   // Request handlers: each validates, then answers or forwards.
   void Open(const v1::Request& request);
@@ -93,6 +135,14 @@ class Session {
   void LookupSymbol(const v1::Request& request);
   // read / write / alloc / free / fill / copy memory and read_string.
   void MemoryOperation(const v1::Request& request);
+  void DefineCallback(const v1::Request& request);
+  void FreeCallback(const v1::Request& request);
+  // Closes an open invocation and hands the client's answer to the worker.
+  void CallbackReturn(const v1::Request& request);
+
+  // Whether a request may run inside `invocation` (0: always): it must be open, and nested
+  // less deep than the limit. FAILED_PRECONDITION / RESOURCE_EXHAUSTED otherwise.
+  absl::Status CheckInvocationScope(uint64_t invocation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Whether an address of worker generation `generation` is valid now.
   bool AddressIsCurrent(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -111,12 +161,28 @@ class Session {
 
   // The reader thread of one worker generation.
   void ReadReplies(WorkerProcess* worker);
+  // Applies one frame from `worker`: a response, invoke or event. Sets `to_client` to what
+  // the client must be sent, if anything. INVALID_ARGUMENT for a protocol violation.
+  absl::Status AcceptFrame(absl::string_view frame, const WorkerProcess& worker,
+                           std::optional<v1::Response>* to_client)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks and records a CallbackInvoke from the worker.
+  absl::Status AcceptInvoke(const v1::CallbackInvoke& invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The earliest deadline of anything the worker is running.
+  absl::Time NextDeadline() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether something is past its deadline at `now`; if so, describes it in `culprit`.
+  bool FindOverdue(absl::Time now, Culprit* culprit) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The request the worker was most likely executing: the head of the most deeply nested
+  // scope. An empty culprit when nothing was in flight.
+  Culprit InnermostRunning() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies a successful or failed reply to the session's handle tables.
   void RecordOutcome(const PendingRequest& pending, const v1::Response& response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails everything in flight after `worker` died and reports the loss.
-  void HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::string_view detail)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // `culprit` names what overran its deadline (kDeadline); else the innermost running
+  // request is blamed.
+  void HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::string_view detail,
+                         const Culprit* culprit = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   void Reply(const v1::Request& request, v1::Response response);
   void ReplyError(const v1::Request& request, const absl::Status& status);
@@ -133,6 +199,8 @@ class Session {
   std::vector<LibraryRecord> libraries_ ABSL_GUARDED_BY(mu_);  // handle = index + 1
   absl::flat_hash_map<uint64_t, FunctionRecord> functions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_function_handle_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<uint64_t, CallbackRecord> callbacks_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_callback_handle_ ABSL_GUARDED_BY(mu_) = 1;
 
   std::unique_ptr<WorkerProcess> worker_ ABSL_GUARDED_BY(mu_);
   bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
@@ -140,8 +208,9 @@ class Session {
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);
   std::thread reader_;  // touched by the stream's thread only
 
-  std::deque<PendingRequest> in_flight_ ABSL_GUARDED_BY(mu_);
-  absl::Time head_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::flat_hash_map<uint64_t, Scope> scopes_ ABSL_GUARDED_BY(mu_);  // by invocation; 0 = top
+  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;                         // requests in all scopes
+  absl::flat_hash_map<uint64_t, OpenInvocation> invocations_ ABSL_GUARDED_BY(mu_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   std::string last_label_ ABSL_GUARDED_BY(mu_);
 };

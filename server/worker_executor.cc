@@ -73,6 +73,14 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
       status = memory_.Copy(request.copy_memory());
       response.mutable_done();
       break;
+    case v1::Request::kDefineCallback:
+      status = Store(callbacks_.Define(wrapped.handle(), request.define_callback()),
+                     response.mutable_callback());
+      break;
+    case v1::Request::kFreeCallback:
+      status = callbacks_.Free(request.free_callback().callback());
+      response.mutable_done();
+      break;
     case v1::Request::kPing:
       response.mutable_done();
       break;
@@ -86,10 +94,17 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
   return response;
 }
 
+void* WorkerExecutor::FindLibrary(uint64_t handle) {
+  absl::MutexLock lock(&mu_);
+  auto library = libraries_.find(handle);
+  return library == libraries_.end() ? nullptr : library->second;
+}
+
 absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary& load) {
-  if (libraries_.contains(handle)) {
+  if (FindLibrary(handle) != nullptr) {
     return InvalidArgumentAt("load_library", absl::StrCat("library handle ", handle, " in use"));
   }
+  // Unlocked: the library's constructors may call stored callbacks, which may re-enter.
   dlerror();
   void* library = dlopen(load.path().c_str(), RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) {
@@ -98,15 +113,21 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
                        absl::StrCat("cannot load ", load.path(), ": ",
                                     reason != nullptr ? reason : "unknown dlopen error"));
   }
-  libraries_[handle] = library;
+  absl::MutexLock lock(&mu_);
+  if (!libraries_.try_emplace(handle, library).second) {
+    return InvalidArgumentAt("load_library", absl::StrCat("library handle ", handle, " in use"));
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
     uint64_t handle, const v1::ResolveFunction& resolve) {
-  if (functions_.contains(handle)) {
-    return InvalidArgumentAt("resolve_function",
-                             absl::StrCat("function handle ", handle, " in use"));
+  {
+    absl::MutexLock lock(&mu_);
+    if (functions_.contains(handle)) {
+      return InvalidArgumentAt("resolve_function",
+                               absl::StrCat("function handle ", handle, " in use"));
+    }
   }
   void* address = nullptr;
   if (resolve.has_address()) {
@@ -118,13 +139,13 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
     if (*resolved == 0) return InvalidArgumentAt("resolve_function.address", "is NULL");
     address = reinterpret_cast<void*>(*resolved);
   } else {
-    auto library = libraries_.find(resolve.library());
-    if (library == libraries_.end()) {
+    void* library = FindLibrary(resolve.library());
+    if (library == nullptr) {
       return ErrorStatus(v1::NOT_FOUND,
                          absl::StrCat("library handle ", resolve.library(), " is not loaded"));
     }
     dlerror();
-    address = dlsym(library->second, resolve.symbol().c_str());
+    address = dlsym(library, resolve.symbol().c_str());
     if (address == nullptr) {
       const char* reason = dlerror();
       return ErrorStatus(v1::SYMBOL_NOT_FOUND,
@@ -135,7 +156,13 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
   absl::StatusOr<std::unique_ptr<PreparedFunction>> prepared =
       PreparedFunction::Create(address, resolve.signature(), limits_);
   if (!prepared.ok()) return PrefixField(prepared.status(), "resolve_function");
-  functions_[handle] = std::move(*prepared);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!functions_.try_emplace(handle, std::move(*prepared)).second) {
+      return InvalidArgumentAt("resolve_function",
+                               absl::StrCat("function handle ", handle, " in use"));
+    }
+  }
   v1::FunctionResolved resolved;
   resolved.set_function(handle);
   resolved.mutable_address()->set_address(reinterpret_cast<uintptr_t>(address));
@@ -144,22 +171,28 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
 }
 
 absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
-  auto function = functions_.find(call.function());
-  if (function == functions_.end()) {
+  const PreparedFunction* function = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto found = functions_.find(call.function());
+    if (found != functions_.end()) function = found->second.get();
+  }
+  if (function == nullptr) {
     return ErrorStatus(v1::NOT_FOUND,
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }
-  return function->second->Invoke(call, generation_);
+  // Unlocked: the function may call closures whose invocations run nested requests here.
+  return function->Invoke(call, generation_, &callbacks_);
 }
 
 absl::StatusOr<v1::SymbolFound> WorkerExecutor::LookupSymbol(const v1::LookupSymbol& request) {
-  auto library = libraries_.find(request.library());
-  if (library == libraries_.end()) {
+  void* library = FindLibrary(request.library());
+  if (library == nullptr) {
     return ErrorStatus(v1::NOT_FOUND,
                        absl::StrCat("library handle ", request.library(), " is not loaded"));
   }
   dlerror();
-  void* address = dlsym(library->second, request.symbol().c_str());
+  void* address = dlsym(library, request.symbol().c_str());
   if (address == nullptr) {
     return ErrorStatus(v1::SYMBOL_NOT_FOUND,
                        absl::StrCat("symbol ", request.symbol(), " not found"));

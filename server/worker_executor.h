@@ -4,6 +4,10 @@
 // The broker has validated and wrapped each request; the executor still refuses anything
 // inconsistent (unknown handles, bad values) with a typed error instead of crashing, because
 // core's marshalling validates every value it touches.
+//
+// Thread-safe: the main thread runs top-level requests while requests nested in a callback
+// invocation run on the thread that invoked the callback (server/worker_dispatch.h). No
+// lock is held while native code runs, so native code may call back and re-enter.
 #ifndef FFIBOX_SERVER_WORKER_EXECUTOR_H_
 #define FFIBOX_SERVER_WORKER_EXECUTOR_H_
 
@@ -11,10 +15,13 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "core/call.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "server/callback_table.h"
 #include "server/remote_memory.h"
 #include "server/worker_protocol.pb.h"
 
@@ -22,12 +29,20 @@ namespace ffibox {
 
 class WorkerExecutor {
  public:
-  // `generation` is stamped on every remote address this worker hands out.
-  explicit WorkerExecutor(uint64_t generation) : generation_(generation), memory_(generation) {}
+  // `generation` is stamped on every remote address this worker hands out. `runner` runs
+  // callbacks when native code calls them (nullptr: they return zero); it must outlive the
+  // executor.
+  explicit WorkerExecutor(uint64_t generation, CallbackRunner* runner = nullptr)
+      : generation_(generation),
+        callbacks_(generation, limits_, runner),
+        memory_(generation, &callbacks_) {}
 
   // Executes one request and returns its response, with the request's id set. Never fails:
-  // errors are carried in Response.error.
+  // errors are carried in Response.error. Callback returns are not requests: UNIMPLEMENTED.
   v1::Response Execute(const internal::WorkerRequest& request);
+
+  // The callbacks this worker defined (for resolving callback ids in callback results).
+  const CallbackTable& callbacks() const { return callbacks_; }
 
  private:
   absl::Status LoadLibrary(uint64_t handle, const v1::LoadLibrary& load);
@@ -37,11 +52,17 @@ class WorkerExecutor {
   absl::StatusOr<v1::LayoutResult> GetLayout(const v1::GetLayout& request);
   absl::StatusOr<v1::SymbolFound> LookupSymbol(const v1::LookupSymbol& request);
 
+  // The loaded library handle, or nullptr.
+  void* FindLibrary(uint64_t handle);
+
   const uint64_t generation_;
-  TypeLimits limits_;
+  const TypeLimits limits_;
+  CallbackTable callbacks_;
   RemoteMemory memory_;
-  absl::flat_hash_map<uint64_t, void*> libraries_;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<PreparedFunction>> functions_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, void*> libraries_ ABSL_GUARDED_BY(mu_);
+  // Never erased, so a function stays valid while a call runs without the lock.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<PreparedFunction>> functions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ffibox

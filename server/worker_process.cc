@@ -129,7 +129,9 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(saved)));
   }
   std::string generation_arg = absl::StrCat("--generation=", options.generation);
-  char* argv[] = {const_cast<char*>("ffibox-worker"), generation_arg.data(), nullptr};
+  std::string depth_arg = absl::StrCat("--max_callback_depth=", options.max_callback_depth);
+  char* argv[] = {const_cast<char*>("ffibox-worker"), generation_arg.data(),
+                  options.max_callback_depth > 0 ? depth_arg.data() : nullptr, nullptr};
   ChildPlan plan{options.worker_path.c_str(), argv, fds[1], crash_pipe[1], getpid()};
 
   pid_t pid = -1;

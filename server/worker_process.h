@@ -27,6 +27,7 @@ struct WorkerLaunchOptions {
   std::string worker_path;            // the ffibox-worker executable
   uint64_t generation = 1;            // stamped on the worker's remote addresses
   size_t max_reply_bytes = 64 << 20;  // frames from the worker longer than this are refused
+  int max_callback_depth = 0;         // passed as --max_callback_depth when positive
 };
 
 // How a worker ended, as waitpid reported it.

@@ -2,8 +2,9 @@
 
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "server/worker_protocol.pb.h"
+#include "core/layout.h"
 
 namespace ffibox {
 namespace {
@@ -26,10 +27,13 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
       return v1::Response::kAllocated;
     case v1::Request::kReadString:
       return v1::Response::kString;
+    case v1::Request::kDefineCallback:
+      return v1::Response::kCallback;
     case v1::Request::kWriteMemory:
     case v1::Request::kFreeMemory:
     case v1::Request::kFillMemory:
     case v1::Request::kCopyMemory:
+    case v1::Request::kFreeCallback:
     case v1::Request::kPing:
       return v1::Response::kDone;
     default:
@@ -104,15 +108,34 @@ absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequ
   return absl::OkStatus();
 }
 
+absl::Status CheckErrorCode(const v1::Error& error) {
+  v1::ErrorCode code = error.code();
+  if (!v1::ErrorCode_IsValid(code) || code == v1::ERROR_CODE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown error code ", code));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
-                                              const PendingRequest& expected) {
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) {
   internal::WorkerReply reply;
   if (!reply.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
     return absl::InvalidArgumentError("unparseable reply frame");
   }
-  v1::Response response = std::move(*reply.mutable_response());
+  const int kinds =
+      (reply.has_response() ? 1 : 0) + (reply.has_invoke() ? 1 : 0) + (reply.has_event() ? 1 : 0);
+  if (kinds != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a worker frame must carry exactly one of response, invoke and event; this "
+                     "one carries ",
+                     kinds));
+  }
+  return reply;
+}
+
+absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
+                                                 const PendingRequest& expected) {
   if (response.id() != expected.sequence) {
     return absl::InvalidArgumentError(absl::StrCat(
         "reply for request ", response.id(), " while request ", expected.sequence, " was running"));
@@ -121,10 +144,8 @@ absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
     if (response.result_case() != v1::Response::RESULT_NOT_SET) {
       return absl::InvalidArgumentError("reply carries both an error and a result");
     }
-    v1::ErrorCode code = response.error().code();
-    if (!v1::ErrorCode_IsValid(code) || code == v1::ERROR_CODE_UNSPECIFIED) {
-      return absl::InvalidArgumentError(absl::StrCat("reply has unknown error code ", code));
-    }
+    absl::Status code = CheckErrorCode(response.error());
+    if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("reply has ", code.message()));
   } else {
     v1::Response::ResultCase want = ExpectedResult(expected.op);
     if (response.result_case() != want) {
@@ -137,6 +158,9 @@ absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
     if (want == v1::Response::kFunction && response.function().function() != expected.handle) {
       return absl::InvalidArgumentError("reply names another function handle");
     }
+    if (want == v1::Response::kCallback && response.callback().callback() != expected.handle) {
+      return absl::InvalidArgumentError("reply names another callback handle");
+    }
     if (want == v1::Response::kMemory) {
       absl::Status memory = CheckMemoryData(response.memory(), expected);
       if (!memory.ok()) return memory;
@@ -148,6 +172,82 @@ absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
   }
   response.set_id(expected.client_id);
   return response;
+}
+
+absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
+                                              const PendingRequest& expected) {
+  absl::StatusOr<internal::WorkerReply> reply = ParseWorkerFrame(frame);
+  if (!reply.ok()) return reply.status();
+  if (!reply->has_response()) {
+    return absl::InvalidArgumentError(absl::StrCat("expected the answer to request ",
+                                                   expected.sequence,
+                                                   ", got a callback invocation or event"));
+  }
+  return CheckWorkerResponse(std::move(*reply->mutable_response()), expected);
+}
+
+absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped) {
+  shipped->clear();
+  if (invoke.invocation() == 0) {
+    return absl::InvalidArgumentError("callback invocation with id 0");
+  }
+  if (invoke.args_size() != signature.params_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation of callback ", invoke.callback(), " carries ", invoke.args_size(),
+                     " arguments; its signature has ", signature.params_size()));
+  }
+  for (int i = 0; i < invoke.args_size(); ++i) {
+    if (invoke.args(i).kind_case() == v1::Value::KIND_NOT_SET) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation argument ", i, " has no value"));
+    }
+  }
+  if (invoke.pointees_size() > signature.params_size()) {
+    return absl::InvalidArgumentError("invocation carries more pointees than arguments");
+  }
+  absl::flat_hash_set<uint32_t> seen;
+  uint64_t total = 0;
+  for (const v1::PointeeData& pointee : invoke.pointees()) {
+    const uint32_t arg = pointee.arg();
+    const v1::Type* param =
+        arg < static_cast<uint32_t>(signature.params_size()) ? &signature.params(arg) : nullptr;
+    // A pointer parameter ships its pointee; an array parameter (a decayed pointer) its
+    // whole length.
+    const v1::Type* shipped_type = param == nullptr ? nullptr
+                                   : param->kind_case() == v1::Type::kPointer
+                                       ? &param->pointer().pointee()
+                                   : param->kind_case() == v1::Type::kArray ? param
+                                                                            : nullptr;
+    if (shipped_type == nullptr || !seen.insert(arg).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invocation ships pointee data for argument ", arg,
+                       ", which is not a pointer parameter of the callback or was shipped twice"));
+    }
+    uint64_t size = 0;
+    uint64_t alignment = 0;
+    if (!ComputeSizeAndAlignment(*shipped_type, &size, &alignment).ok() ||
+        pointee.data().size() != size) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation ships ", pointee.data().size(),
+                                                     " bytes for argument ", arg,
+                                                     ", which is not its pointee type's size"));
+    }
+    total += size;
+    if (total > kMaxInvokePointeeBytes) {
+      return absl::InvalidArgumentError("invocation ships too many pointee bytes");
+    }
+    shipped->emplace_back(arg, size);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWorkerEvent(const v1::SessionEvent& event) {
+  if (event.kind() != v1::SessionEvent::CALLBACK_ERROR) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the worker may only send CALLBACK_ERROR events, not kind ", event.kind()));
+  }
+  absl::Status code = CheckErrorCode(event.error());
+  if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("event has ", code.message()));
+  return absl::OkStatus();
 }
 
 }  // namespace ffibox

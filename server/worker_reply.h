@@ -3,12 +3,41 @@
 #ifndef FFIBOX_SERVER_WORKER_REPLY_H_
 #define FFIBOX_SERVER_WORKER_REPLY_H_
 
+#include <cstdint>
+#include <utility>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/pending_request.h"
+#include "server/worker_protocol.pb.h"
 
 namespace ffibox {
+
+// Most arguments a CallbackInvoke may carry pointee data for, and most bytes in all.
+inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
+
+// Parses one frame from the worker and checks its envelope: exactly one of `response`,
+// `invoke` and `event` is set. INVALID_ARGUMENT otherwise (the caller kills the worker).
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
+
+// Checks `response` (from a parsed frame) as the answer to `expected`, with the rules of
+// ParseWorkerReply below. Returns it with the client's id, or INVALID_ARGUMENT.
+absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
+                                                 const PendingRequest& expected);
+
+// Checks a CallbackInvoke against the signature of the callback it names: a non-zero
+// invocation id, exactly one argument per parameter, and pointee data only for pointer
+// parameters, at most once per argument, each exactly the pointee type's size. Does not
+// check the ids against the session (the session does). On success `shipped` holds
+// (argument index, size) of every pointee, which the client's CallbackReturn may write
+// back. INVALID_ARGUMENT describing the violation.
+absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped);
+
+// Checks an event frame: the worker may only report CALLBACK_ERROR, with a known error code.
+absl::Status CheckWorkerEvent(const v1::SessionEvent& event);
 
 // Parses `frame` as the answer to `expected` (the oldest request in flight). Checks that it
 // answers that request, carries either an error with a known code or the result kind the

@@ -1,6 +1,8 @@
 #include "server/worker_reply.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "server/worker_protocol.pb.h"
@@ -262,6 +264,105 @@ TEST(ParseWorkerReply, TypedReadMustCarryAValueAndNoData) {
   EXPECT_TRUE(ParseWorkerReply(Frame(response), untyped).ok());
   response.mutable_memory()->mutable_value()->set_int_value(1);
   ExpectRefused(Frame(response), untyped);
+}
+
+// void (*)(int, struct { int x, y; }*)
+v1::Signature PointCallbackSignature() {
+  v1::Signature signature;
+  signature.add_params()->set_scalar(v1::INT);
+  v1::RecordType* point =
+      signature.add_params()->mutable_pointer()->mutable_pointee()->mutable_record();
+  point->set_kind(v1::RecordType::STRUCT);
+  point->add_fields()->mutable_type()->set_scalar(v1::INT);
+  point->add_fields()->mutable_type()->set_scalar(v1::INT);
+  return signature;
+}
+
+v1::CallbackInvoke PointInvoke() {
+  v1::CallbackInvoke invoke;
+  invoke.set_invocation(9);
+  invoke.set_callback(1);
+  invoke.add_args()->set_int_value(3);
+  invoke.add_args()->mutable_pointer()->mutable_remote()->set_address(0x5000);
+  v1::PointeeData* pointee = invoke.add_pointees();
+  pointee->set_arg(1);
+  pointee->set_data(std::string(8, '\0'));
+  return invoke;
+}
+
+TEST(ParseWorkerFrame, FrameMustCarryExactlyOneKind) {
+  internal::WorkerReply reply;
+  EXPECT_EQ(ParseWorkerFrame(reply.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  *reply.mutable_response() = CallReply();
+  *reply.mutable_invoke() = PointInvoke();
+  EXPECT_EQ(ParseWorkerFrame(reply.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  reply.clear_response();
+  EXPECT_TRUE(ParseWorkerFrame(reply.SerializeAsString()).ok());
+  // An invoke is no answer to a request.
+  ExpectRefused(reply.SerializeAsString(), PendingCall());
+}
+
+TEST(CheckCallbackInvoke, WellFormedInvokeReportsItsShippedPointees) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  ASSERT_TRUE(CheckCallbackInvoke(PointInvoke(), PointCallbackSignature(), &shipped).ok());
+  ASSERT_EQ(shipped.size(), 1u);
+  EXPECT_EQ(shipped[0], std::make_pair(uint32_t{1}, uint64_t{8}));
+}
+
+TEST(CheckCallbackInvoke, WrongArgumentCountIsRefused) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  v1::CallbackInvoke invoke = PointInvoke();
+  invoke.add_args()->set_int_value(1);
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke.mutable_args()->RemoveLast();
+  invoke.mutable_args()->RemoveLast();
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+}
+
+TEST(CheckCallbackInvoke, PointeeForANonPointerOrOfTheWrongSizeIsRefused) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  v1::CallbackInvoke invoke = PointInvoke();
+  invoke.mutable_pointees(0)->set_arg(0);  // the int parameter
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  invoke.mutable_pointees(0)->set_data(std::string(9, 'x'));
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  *invoke.add_pointees() = invoke.pointees(0);  // twice
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  invoke.mutable_pointees(0)->set_arg(7);
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  invoke.set_invocation(0);
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+}
+
+TEST(CheckWorkerEvent, OnlyCallbackErrorsWithKnownCodesPass) {
+  v1::SessionEvent event;
+  event.set_kind(v1::SessionEvent::CALLBACK_ERROR);
+  event.mutable_error()->set_code(v1::NOT_FOUND);
+  EXPECT_TRUE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->set_code(static_cast<v1::ErrorCode>(4242));
+  EXPECT_FALSE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->set_code(v1::WORKER_CRASHED);
+  event.set_kind(v1::SessionEvent::WORKER_LOST);  // only the broker reports losses
+  EXPECT_FALSE(CheckWorkerEvent(event).ok());
+}
+
+TEST(ParseWorkerReply, DefineCallbackMustNameTheAssignedHandle) {
+  PendingRequest pending = Pending(v1::Request::kDefineCallback, 12);
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_callback()->set_callback(12);
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), pending).ok());
+  response.mutable_callback()->set_callback(13);
+  ExpectRefused(Frame(response), pending);
+  response.mutable_done();
+  ExpectRefused(Frame(response), pending);
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), Pending(v1::Request::kFreeCallback, 12)).ok());
 }
 
 }  // namespace

@@ -26,6 +26,8 @@
 //   const std::vector<std::string>&  -> char** (NULL-terminated array of C strings)
 //   ffibox::GraphPointer     -> a position in a BlockGraph: linked client blocks, pointer
 //                               changes read back (block_graph.h)
+//   ffibox::Callback<Sig>    -> a function pointer to a client callback (callback.h), from
+//                               Session::DefineCallback<Sig>(handler)
 // Results: scalars; described records (raw); void -> absl::Status; void* / RemotePtr ->
 //   RemotePtr (a returned function pointer too: call it with Session::FunctionAt<Sig>);
 //   std::string / std::wstring / std::u32string -> the returned char* / wchar_t* string, with
@@ -39,6 +41,7 @@
 #define FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 
 #include "client/cpp/block_graph.h"      // IWYU pragma: export
+#include "client/cpp/callback.h"         // IWYU pragma: export
 #include "client/cpp/client.h"           // IWYU pragma: export
 #include "client/cpp/default_address.h"  // IWYU pragma: export
 #include "client/cpp/library.h"          // IWYU pragma: export

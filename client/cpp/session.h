@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/cpp/callback.h"
 #include "client/cpp/library.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
@@ -136,6 +137,17 @@ class Session {
     absl::StatusOr<RawFunction> raw = ResolveAt(address, TypedFunction<Sig>::Signature());
     if (!raw.ok()) return raw.status();
     return TypedFunction<Sig>(*std::move(raw));
+  }
+
+  // Defines a callback with C++ signature Sig whose invocations run `handler` on the
+  // session's callback thread (see callback.h for the argument types it receives), e.g.
+  //   DefineCallback<int(const int*, const int*)>(
+  //       [](Pointee<const int> a, Pointee<const int> b) -> absl::StatusOr<int> {
+  //         return *a - *b; });
+  // RESOURCE_EXHAUSTED beyond the server's --max_callbacks.
+  template <typename Sig>
+  absl::StatusOr<Callback<Sig>> DefineCallback(typename Callback<Sig>::Handler handler) {
+    return Callback<Sig>::Define(stream_, std::move(handler));
   }
 
   // Like FunctionAt with a signature built at run time.

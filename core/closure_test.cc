@@ -1,0 +1,349 @@
+// Closures called from C: argument decoding, result storage (including the widening libffi
+// requires for narrow integers), records by value, shipped pointees, and callback ids in
+// calls.
+#include "core/closure.h"
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "core/call.h"
+#include "core/callback_values.h"
+#include "core/errors.h"
+#include "core/test_types.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+struct Point {
+  int x;
+  int y;
+};
+struct Mixed {
+  float f;
+  double d;
+};
+struct Big {  // MEMORY class: returned through a hidden pointer
+  long a, b, c;
+};
+
+}  // namespace
+
+extern "C" int ApplyTwiceForClosureTest(int (*f)(int), int x) { return f(f(x)); }
+
+namespace ffibox {
+namespace {
+
+using namespace ::ffibox::testing;  // NOLINT: the test type builders
+
+constexpr uint64_t kGeneration = 3;
+
+v1::Signature Sig(const v1::Type* result, std::initializer_list<v1::Type> params) {
+  v1::Signature signature;
+  if (result != nullptr) *signature.mutable_result() = *result;
+  for (const v1::Type& param : params) *signature.add_params() = param;
+  return signature;
+}
+
+v1::Type PointType() {
+  return Struct({MakeField("x", ScalarType(v1::INT)), MakeField("y", ScalarType(v1::INT))});
+}
+
+// A closure whose handler decodes the arguments and answers with `answer(invoke)`.
+struct Recorder {
+  v1::CallbackInvoke invoke;
+  std::vector<ShippedPointee> shipped;
+};
+
+std::unique_ptr<Closure> MakeClosure(const v1::Signature& signature, Recorder* recorder,
+                                     std::function<v1::Value(const v1::CallbackInvoke&)> answer) {
+  const v1::Signature copy = signature;
+  absl::StatusOr<std::unique_ptr<Closure>> closure = Closure::Create(
+      signature, TypeLimits(), [recorder, answer, copy](void* const* args, void* result) {
+        recorder->invoke.Clear();
+        recorder->shipped.clear();
+        absl::Status decoded =
+            DecodeCallbackArguments(copy, args, kGeneration, &recorder->invoke, &recorder->shipped);
+        EXPECT_TRUE(decoded.ok()) << decoded;
+        v1::Value value = answer(recorder->invoke);
+        MarshalContext context;
+        context.generation = kGeneration;
+        absl::Status stored = StoreCallbackResult(copy, &value, context, result);
+        EXPECT_TRUE(stored.ok()) << stored;
+      });
+  EXPECT_TRUE(closure.ok()) << closure.status();
+  return closure.ok() ? std::move(*closure) : nullptr;
+}
+
+TEST(Closure, IntegerArgumentsAreDecodedAndTheResultReturned) {
+  Recorder recorder;
+  const v1::Type int_type = ScalarType(v1::INT);
+  auto closure = MakeClosure(
+      Sig(&int_type, {ScalarType(v1::INT), ScalarType(v1::LONGLONG), ScalarType(v1::UCHAR)}),
+      &recorder, [](const v1::CallbackInvoke& invoke) {
+        return IntValue(invoke.args(0).int_value() * 100 + invoke.args(1).int_value() +
+                        static_cast<int64_t>(invoke.args(2).uint_value()));
+      });
+  auto fn = reinterpret_cast<int (*)(int, long long, unsigned char)>(closure->address());
+  EXPECT_EQ(fn(-3, -40, 200), -300 - 40 + 200);
+  ASSERT_EQ(recorder.invoke.args_size(), 3);
+  EXPECT_EQ(recorder.invoke.args(0).int_value(), -3);
+  EXPECT_EQ(recorder.invoke.args(2).uint_value(), 200u);
+}
+
+TEST(Closure, FloatingArgumentsAndResultsKeepTheirPrecision) {
+  Recorder recorder;
+  const v1::Type double_type = ScalarType(v1::DOUBLE);
+  auto closure =
+      MakeClosure(Sig(&double_type,
+                      {ScalarType(v1::FLOAT), ScalarType(v1::DOUBLE), ScalarType(v1::LONGDOUBLE)}),
+                  &recorder, [](const v1::CallbackInvoke& invoke) {
+                    return FloatValue(invoke.args(0).float_value() + invoke.args(1).float_value() +
+                                      invoke.args(2).float_value());
+                  });
+  auto fn = reinterpret_cast<double (*)(float, double, long double)>(closure->address());
+  EXPECT_DOUBLE_EQ(fn(1.5f, 0.25, 1000.0L), 1001.75);
+
+  const v1::Type float_type = ScalarType(v1::FLOAT);
+  auto halve = MakeClosure(Sig(&float_type, {ScalarType(v1::FLOAT)}), &recorder,
+                           [](const v1::CallbackInvoke& invoke) {
+                             return FloatValue(invoke.args(0).float_value() / 2);
+                           });
+  EXPECT_EQ(reinterpret_cast<float (*)(float)>(halve->address())(3.0f), 1.5f);
+
+  const v1::Type long_double_type = ScalarType(v1::LONGDOUBLE);
+  auto twice = MakeClosure(Sig(&long_double_type, {ScalarType(v1::LONGDOUBLE)}), &recorder,
+                           [](const v1::CallbackInvoke& invoke) {
+                             return FloatValue(invoke.args(0).float_value() * 2);
+                           });
+  EXPECT_EQ(reinterpret_cast<long double (*)(long double)>(twice->address())(2.25L), 4.5L);
+}
+
+TEST(Closure, RecordsPassAndReturnByValueInEveryClass) {
+  Recorder recorder;
+  const v1::Type point = PointType();
+  auto swap = MakeClosure(Sig(&point, {point}), &recorder, [](const v1::CallbackInvoke& invoke) {
+    Point p;
+    std::memcpy(&p, invoke.args(0).raw().data(), sizeof p);
+    Point swapped{p.y, p.x};
+    v1::Value value;
+    value.set_raw(&swapped, sizeof swapped);
+    return value;
+  });
+  Point swapped = reinterpret_cast<Point (*)(Point)>(swap->address())(Point{1, 2});
+  EXPECT_EQ(swapped.x, 2);
+  EXPECT_EQ(swapped.y, 1);
+
+  const v1::Type mixed =
+      Struct({MakeField("f", ScalarType(v1::FLOAT)), MakeField("d", ScalarType(v1::DOUBLE))});
+  auto scale = MakeClosure(Sig(&mixed, {mixed, ScalarType(v1::INT)}), &recorder,
+                           [](const v1::CallbackInvoke& invoke) {
+                             Mixed m;
+                             std::memcpy(&m, invoke.args(0).raw().data(), sizeof m);
+                             const int k = static_cast<int>(invoke.args(1).int_value());
+                             v1::Value value;  // as an aggregate this time
+                             *value.mutable_aggregate()->add_elements() = FloatValue(m.f * k);
+                             *value.mutable_aggregate()->add_elements() = FloatValue(m.d * k);
+                             return value;
+                           });
+  Mixed scaled = reinterpret_cast<Mixed (*)(Mixed, int)>(scale->address())(Mixed{1.5f, 2.5}, 2);
+  EXPECT_EQ(scaled.f, 3.0f);
+  EXPECT_EQ(scaled.d, 5.0);
+
+  const v1::Type big =
+      Struct({MakeField("a", ScalarType(v1::LONG)), MakeField("b", ScalarType(v1::LONG)),
+              MakeField("c", ScalarType(v1::LONG))});
+  auto negate = MakeClosure(Sig(&big, {big}), &recorder, [](const v1::CallbackInvoke& invoke) {
+    Big b;
+    std::memcpy(&b, invoke.args(0).raw().data(), sizeof b);
+    Big negated{-b.a, -b.b, -b.c};
+    v1::Value value;
+    value.set_raw(&negated, sizeof negated);
+    return value;
+  });
+  Big negated = reinterpret_cast<Big (*)(Big)>(negate->address())(Big{1, 2, 3});
+  EXPECT_EQ(negated.a, -1);
+  EXPECT_EQ(negated.b, -2);
+  EXPECT_EQ(negated.c, -3);
+}
+
+// libffi reads a whole ffi_arg back from a closure returning a narrow integer.
+TEST(Closure, NarrowIntegerResultsAreWidenedToAFullFfiArg) {
+  struct Case {
+    v1::Scalar scalar;
+    v1::Value value;
+    ffi_arg expected;
+  };
+  const std::vector<Case> cases = {
+      {v1::CHAR, IntValue(-1), static_cast<ffi_arg>(int64_t{-1})},
+      {v1::SCHAR, IntValue(-128), static_cast<ffi_arg>(int64_t{-128})},
+      {v1::UCHAR, UintValue(255), 255},
+      {v1::SHORT, IntValue(-2), static_cast<ffi_arg>(int64_t{-2})},
+      {v1::USHORT, UintValue(65535), 65535},
+      {v1::INT, IntValue(-7), static_cast<ffi_arg>(int64_t{-7})},
+      {v1::UINT, UintValue(0xFFFFFFFFu), 0xFFFFFFFFu},
+      {v1::BOOL, BoolValue(true), 1},
+  };
+  for (const Case& c : cases) {
+    const v1::Type type = ScalarType(c.scalar);
+    alignas(16) unsigned char storage[16];
+    std::memset(storage, 0xAA, sizeof storage);
+    MarshalContext context;
+    ASSERT_TRUE(StoreCallbackResult(Sig(&type, {}), &c.value, context, storage).ok());
+    ffi_arg stored;
+    std::memcpy(&stored, storage, sizeof stored);
+    EXPECT_EQ(stored, c.expected) << v1::Scalar_Name(c.scalar);
+  }
+}
+
+TEST(Closure, NarrowIntegerResultsReachNativeCallersIntact) {
+  Recorder recorder;
+  const v1::Type schar = ScalarType(v1::SCHAR);
+  auto minus_one = MakeClosure(Sig(&schar, {}), &recorder,
+                               [](const v1::CallbackInvoke&) { return IntValue(-1); });
+  EXPECT_EQ(reinterpret_cast<signed char (*)()>(minus_one->address())(), -1);
+  const v1::Type ushort = ScalarType(v1::USHORT);
+  auto big = MakeClosure(Sig(&ushort, {}), &recorder,
+                         [](const v1::CallbackInvoke&) { return UintValue(65000); });
+  EXPECT_EQ(reinterpret_cast<unsigned short (*)()>(big->address())(), 65000);
+  const v1::Type boolean = ScalarType(v1::BOOL);
+  auto yes = MakeClosure(Sig(&boolean, {}), &recorder,
+                         [](const v1::CallbackInvoke&) { return BoolValue(true); });
+  EXPECT_TRUE(reinterpret_cast<bool (*)()>(yes->address())());
+
+  // Through libffi's own caller, which inspects the whole returned register.
+  ffi_cif cif;
+  ASSERT_EQ(ffi_prep_cif(&cif, FFI_DEFAULT_ABI, 0, &ffi_type_sint8, nullptr), FFI_OK);
+  ffi_arg result = 0;
+  ffi_call(&cif, FFI_FN(minus_one->address()), &result, nullptr);
+  EXPECT_EQ(static_cast<ffi_sarg>(result), -1);
+}
+
+TEST(Closure, PointeesAreShippedAndWrittenBack) {
+  Recorder recorder;
+  auto mutate = MakeClosure(Sig(nullptr, {PointerTo(PointType()), ScalarType(v1::POINTER)}),
+                            &recorder, [](const v1::CallbackInvoke&) { return v1::Value(); });
+  Point p{4, 5};
+  int opaque = 0;
+  reinterpret_cast<void (*)(Point*, void*)>(mutate->address())(&p, &opaque);
+  ASSERT_EQ(recorder.invoke.pointees_size(), 1);  // nothing for the void*
+  EXPECT_EQ(recorder.invoke.pointees(0).arg(), 0u);
+  EXPECT_EQ(recorder.invoke.pointees(0).data(), std::string(reinterpret_cast<char*>(&p), sizeof p));
+  EXPECT_EQ(recorder.invoke.args(0).pointer().remote().address(), reinterpret_cast<uintptr_t>(&p));
+  EXPECT_EQ(recorder.invoke.args(0).pointer().remote().generation(), kGeneration);
+
+  Point moved{40, 50};
+  v1::PointeeData back;
+  back.set_arg(0);
+  back.set_data(&moved, sizeof moved);
+  ASSERT_TRUE(WriteBackPointee(recorder.shipped, back).ok());
+  EXPECT_EQ(p.x, 40);
+  EXPECT_EQ(p.y, 50);
+
+  back.set_data("short");
+  EXPECT_EQ(ErrorCodeOf(WriteBackPointee(recorder.shipped, back)), v1::INVALID_ARGUMENT);
+  back.set_arg(1);
+  back.set_data(&moved, sizeof moved);
+  EXPECT_EQ(ErrorCodeOf(WriteBackPointee(recorder.shipped, back)), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(p.x, 40);
+}
+
+TEST(Closure, ArrayParametersShipTheirWholeLength) {
+  Recorder recorder;
+  auto sum = MakeClosure(Sig(nullptr, {ArrayOf(ScalarType(v1::INT), 3)}), &recorder,
+                         [](const v1::CallbackInvoke&) { return v1::Value(); });
+  int values[3] = {1, 2, 3};
+  reinterpret_cast<void (*)(int*)>(sum->address())(values);
+  ASSERT_EQ(recorder.invoke.pointees_size(), 1);
+  EXPECT_EQ(recorder.invoke.pointees(0).data().size(), sizeof values);
+}
+
+TEST(Closure, StringArgumentsArriveAsTheirContents) {
+  Recorder recorder;
+  auto strings = MakeClosure(
+      Sig(nullptr, {ScalarType(v1::CSTRING), ScalarType(v1::WSTRING), ScalarType(v1::CSTRING)}),
+      &recorder, [](const v1::CallbackInvoke&) { return v1::Value(); });
+  reinterpret_cast<void (*)(const char*, const wchar_t*, const char*)>(strings->address())(
+      "hello", L"w\u00e9", nullptr);
+  EXPECT_EQ(recorder.invoke.args(0).bytes_value(), "hello");
+  EXPECT_EQ(recorder.invoke.args(1).text_value(), "w\xc3\xa9");
+  EXPECT_TRUE(recorder.invoke.args(2).pointer().null());
+  reinterpret_cast<void (*)(const char*, const wchar_t*, const char*)>(strings->address())(
+      reinterpret_cast<const char*>(16), nullptr, "");
+  EXPECT_EQ(recorder.invoke.args(0).pointer().remote().address(), 16u);  // unreadable
+  EXPECT_EQ(recorder.invoke.args(2).bytes_value(), "");
+}
+
+TEST(Closure, InvalidResultsLeaveZero) {
+  const v1::Type schar = ScalarType(v1::SCHAR);
+  alignas(16) unsigned char storage[16];
+  std::memset(storage, 0xAA, sizeof storage);
+  MarshalContext context;
+  v1::Value too_big = IntValue(1000);
+  EXPECT_EQ(ErrorCodeOf(StoreCallbackResult(Sig(&schar, {}), &too_big, context, storage)),
+            v1::INVALID_ARGUMENT);
+  EXPECT_EQ(ErrorCodeOf(StoreCallbackResult(Sig(&schar, {}), nullptr, context, storage)),
+            v1::INVALID_ARGUMENT);
+  const v1::Type cstring = ScalarType(v1::CSTRING);
+  v1::Value text = BytesValue("no storage outlives the invocation");
+  EXPECT_EQ(ErrorCodeOf(StoreCallbackResult(Sig(&cstring, {}), &text, context, storage)),
+            v1::INVALID_ARGUMENT);
+  ffi_arg stored;
+  std::memcpy(&stored, storage, sizeof stored);
+  EXPECT_EQ(stored, 0u);
+}
+
+TEST(Closure, VariadicSignaturesAreRefused) {
+  v1::Signature signature = Sig(nullptr, {ScalarType(v1::INT)});
+  signature.set_variadic(true);
+  absl::StatusOr<std::unique_ptr<Closure>> closure =
+      Closure::Create(signature, TypeLimits(), [](void* const*, void*) {});
+  EXPECT_EQ(ErrorCodeOf(closure.status()), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(ToProtoError(closure.status()).field(), "signature.variadic");
+}
+
+class OneCallback : public CallbackResolver {
+ public:
+  explicit OneCallback(const Closure* closure) : closure_(closure) {}
+  absl::StatusOr<uint64_t> AddressOf(uint64_t id) const override {
+    if (id == 1) return reinterpret_cast<uintptr_t>(closure_->address());
+    v1::Error error;
+    error.set_code(v1::NOT_FOUND);
+    error.set_field("pointer.callback");
+    error.set_message("callback is not defined");
+    return ErrorStatus(error);
+  }
+
+ private:
+  const Closure* closure_;
+};
+
+TEST(Closure, CallbackIdsInCallArgumentsResolveToTheClosure) {
+  Recorder recorder;
+  const v1::Type int_type = ScalarType(v1::INT);
+  const v1::Signature callback_signature = Sig(&int_type, {int_type});
+  auto add_one = MakeClosure(callback_signature, &recorder, [](const v1::CallbackInvoke& invoke) {
+    return IntValue(invoke.args(0).int_value() + 1);
+  });
+  v1::Type function_type;
+  *function_type.mutable_function() = callback_signature;
+  absl::StatusOr<std::unique_ptr<PreparedFunction>> apply =
+      PreparedFunction::Create(reinterpret_cast<void*>(&ApplyTwiceForClosureTest),
+                               Sig(&int_type, {function_type, int_type}), TypeLimits());
+  ASSERT_TRUE(apply.ok()) << apply.status();
+  OneCallback resolver(add_one.get());
+  v1::Call call;
+  call.add_args()->mutable_pointer()->set_callback(1);
+  *call.add_args() = IntValue(40);
+  absl::StatusOr<v1::CallResult> result = (*apply)->Invoke(call, kGeneration, &resolver);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->result().int_value(), 42);
+
+  call.mutable_args(0)->mutable_pointer()->set_callback(2);
+  result = (*apply)->Invoke(call, kGeneration, &resolver);
+  EXPECT_EQ(ErrorCodeOf(result.status()), v1::NOT_FOUND);
+  EXPECT_EQ(ToProtoError(result.status()).field(), "call.args[0].pointer.callback");
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,335 @@
+// Callbacks end to end: a real ffiboxd, real workers, libffi closures in the worker, and
+// C++ handlers in this process. Native code (libc's qsort, tests/testlibs/callbacks.c) calls
+// client functions; handlers call back into the session reentrantly; stored handlers fire in
+// later calls and from library threads; failures (handler errors, a client that never
+// answers, a crash inside a callback, freed callbacks, restarts, limits) give the documented
+// results.
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "client/cpp/ffibox_client.h"
+#include "core/errors.h"
+#include "gtest/gtest.h"
+#include "tests/support/session_fixture.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+// struct Point { int x; int y; } of tests/testlibs/callbacks.c.
+struct CallbackPoint {
+  int x;
+  int y;
+};
+FFIBOX_STRUCT(CallbackPoint, x, y)
+
+using IntCallback = Callback<int(int)>;
+using test_support::WaitFor;
+
+class CallbacksTest : public test_support::SessionFixture {
+ protected:
+  std::vector<std::string> ServerFlags() const override { return {"--call_timeout_ms=10000"}; }
+
+  template <typename Sig>
+  TypedFunction<Sig> Fn(const std::string& symbol) {
+    absl::StatusOr<TypedFunction<Sig>> function = lib_->Function<Sig>(symbol);
+    EXPECT_TRUE(function.ok()) << symbol << ": " << function.status();
+    return *function;
+  }
+
+  // Waits for a CALLBACK_ERROR event whose message contains `text` (events are taken).
+  bool SawCallbackError(absl::string_view text) {
+    bool seen = false;
+    WaitFor(
+        [&] {
+          for (const v1::SessionEvent& event : session_->TakeEvents()) {
+            if (event.kind() == v1::SessionEvent::CALLBACK_ERROR &&
+                absl::StrContains(event.error().message(), text)) {
+              seen = true;
+            }
+          }
+          return seen;
+        },
+        absl::Seconds(5));
+    return seen;
+  }
+};
+
+TEST_F(CallbacksTest, QsortSortsWithAClientComparatorOnShippedPointees) {
+  absl::StatusOr<Library> libc = session_->Load("libc.so.6");
+  ASSERT_TRUE(libc.ok()) << libc.status();
+  using Compare = Callback<int(const int*, const int*)>;
+  int comparisons = 0;
+  absl::StatusOr<Compare> compare = session_->DefineCallback<int(const int*, const int*)>(
+      [&](Pointee<const int> a, Pointee<const int> b) -> absl::StatusOr<int> {
+        ++comparisons;
+        if (!a.has_value() || !b.has_value()) return absl::InternalError("pointee not shipped");
+        return (*a > *b) - (*a < *b);
+      });
+  ASSERT_TRUE(compare.ok()) << compare.status();
+  auto qsort = libc->Function<void(std::vector<int>&, size_t, size_t, Compare)>("qsort");
+  ASSERT_TRUE(qsort.ok()) << qsort.status();
+
+  std::vector<int> values = {42, -7, 19, 0, 3, 3, 1000, -250};
+  ASSERT_TRUE((*qsort)(values, values.size(), sizeof(int), *compare).ok());
+  EXPECT_EQ(values, (std::vector<int>{-250, -7, 0, 3, 3, 19, 42, 1000}));
+  EXPECT_GT(comparisons, 0);
+}
+
+TEST_F(CallbacksTest, QsortComparatorReadsVoidPointersThroughRemoteMemory) {
+  absl::StatusOr<Library> libc = session_->Load("libc.so.6");
+  ASSERT_TRUE(libc.ok()) << libc.status();
+  using Compare = Callback<int(const void*, const void*)>;
+  Session& session = *session_;
+  absl::StatusOr<Compare> compare = session_->DefineCallback<int(const void*, const void*)>(
+      [&session](RemotePtr a, RemotePtr b) -> absl::StatusOr<int> {
+        // Reentrant reads inside the invocation, while qsort waits.
+        absl::StatusOr<int> x = session.Read<int>(a);
+        if (!x.ok()) return x.status();
+        absl::StatusOr<int> y = session.Read<int>(b);
+        if (!y.ok()) return y.status();
+        return (*x > *y) - (*x < *y);
+      });
+  ASSERT_TRUE(compare.ok()) << compare.status();
+  auto qsort = libc->Function<void(std::vector<int>&, size_t, size_t, Compare)>("qsort");
+  ASSERT_TRUE(qsort.ok()) << qsort.status();
+
+  std::vector<int> values = {5, 1, 4, 2, 3};
+  ASSERT_TRUE((*qsort)(values, values.size(), sizeof(int), *compare).ok());
+  EXPECT_EQ(values, (std::vector<int>{1, 2, 3, 4, 5}));
+  EXPECT_TRUE(session_->TakeEvents().empty());
+}
+
+TEST_F(CallbacksTest, FoldOverDoublesCallsTheClientForEveryElement) {
+  using Add = Callback<double(double, double)>;
+  absl::StatusOr<Add> add = session_->DefineCallback<double(double, double)>(
+      [](double acc, double x) -> absl::StatusOr<double> { return acc + x; });
+  ASSERT_TRUE(add.ok()) << add.status();
+  auto fold = Fn<double(Add, const std::vector<double>&, int, double)>("fold");
+  std::vector<double> xs = {0.5, 1.25, -3.0, 10.0};
+  absl::StatusOr<double> sum = fold(*add, xs, static_cast<int>(xs.size()), 0.0);
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_DOUBLE_EQ(*sum, 8.75);
+}
+
+TEST_F(CallbacksTest, CallbackMutatesAStructThroughAPointer) {
+  using Mutate = Callback<void(CallbackPoint*)>;
+  absl::StatusOr<Mutate> mutate =
+      session_->DefineCallback<void(CallbackPoint*)>([](Pointee<CallbackPoint> p) -> absl::Status {
+        if (!p.has_value()) return absl::InternalError("the point was not shipped");
+        p.set(CallbackPoint{p->x + 10, p->y * 2});
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(mutate.ok()) << mutate.status();
+  auto mutate_point = Fn<void(Mutate, CallbackPoint*)>("mutate_point");
+  CallbackPoint point{1, 21};
+  ASSERT_TRUE(mutate_point(*mutate, &point).ok());
+  EXPECT_EQ(point.x, 11);
+  EXPECT_EQ(point.y, 42);
+}
+
+TEST_F(CallbacksTest, NestedReentrantCallsRecurseThroughNativeCode) {
+  auto add_int = Fn<int(int, int)>("add_int");
+  auto twice = Fn<int(IntCallback, int)>("call_twice_nested");
+  std::optional<IntCallback> self;
+  int depth = 0;
+  int max_depth = 0;
+  int invocations = 0;
+  // f(0) = add_int(0, 0); f(x) = add_int(call_twice_nested(f, x - 1), 1) = f(f(x - 1)) + 1,
+  // so f(x) = x, and f(3) nests four invocations.
+  absl::StatusOr<IntCallback> f =
+      session_->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+        ++invocations;
+        ++depth;
+        max_depth = std::max(max_depth, depth);
+        absl::StatusOr<int> result;
+        if (x <= 0) {
+          result = add_int(0, 0);
+        } else {
+          absl::StatusOr<int> inner = twice(*self, x - 1);
+          result = inner.ok() ? add_int(*inner, 1) : inner;
+        }
+        --depth;
+        return result;
+      });
+  ASSERT_TRUE(f.ok()) << f.status();
+  self = *f;
+  absl::StatusOr<int> result = twice(*f, 3);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, 3);
+  EXPECT_GE(max_depth, 4);
+  EXPECT_GT(invocations, 8);
+  EXPECT_TRUE(session_->TakeEvents().empty());
+}
+
+TEST_F(CallbacksTest, StoredHandlerFiresInLaterCalls) {
+  absl::StatusOr<IntCallback> triple =
+      session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return 3 * x; });
+  ASSERT_TRUE(triple.ok()) << triple.status();
+  auto register_handler = Fn<void(IntCallback)>("register_handler");
+  auto fire_handler = Fn<int(int)>("fire_handler");
+  ASSERT_TRUE(register_handler(*triple).ok());
+  EXPECT_EQ(fire_handler(5).value_or(-99), 15);
+  EXPECT_EQ(fire_handler(-4).value_or(-99), -12);
+}
+
+TEST_F(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {
+  std::atomic<int> calls{0};
+  absl::StatusOr<IntCallback> doubler =
+      session_->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+        ++calls;
+        return 2 * x;
+      });
+  ASSERT_TRUE(doubler.ok()) << doubler.status();
+  auto call_from_thread = Fn<int(IntCallback, int)>("call_from_thread");
+  EXPECT_EQ(call_from_thread(*doubler, 21).value_or(-99), 42);
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST_F(CallbacksTest, HandlerErrorGivesNativeCodeZeroAndACallbackErrorEvent) {
+  using Add = Callback<double(double, double)>;
+  absl::StatusOr<Add> failing = session_->DefineCallback<double(double, double)>(
+      [](double, double) -> absl::StatusOr<double> {
+        return absl::InvalidArgumentError("handler refuses to add");
+      });
+  ASSERT_TRUE(failing.ok()) << failing.status();
+  auto fold = Fn<double(Add, const std::vector<double>&, int, double)>("fold");
+  std::vector<double> xs = {1.0, 2.0};
+  absl::StatusOr<double> result = fold(*failing, xs, 2, 5.0);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, 0.0);  // each invocation returned zero to native code
+  EXPECT_TRUE(SawCallbackError("handler refuses to add"));
+  // The session is unaffected.
+  EXPECT_EQ(Fn<int(int, int)>("add_int")(2, 3).value_or(-1), 5);
+}
+
+TEST_F(CallbacksTest, ClientThatNeverAnswersMeetsTheCallDeadline) {
+  absl::Notification release;
+  absl::StatusOr<IntCallback> stuck =
+      session_->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+        release.WaitForNotificationWithTimeout(absl::Seconds(20));
+        return x;
+      });
+  ASSERT_TRUE(stuck.ok()) << stuck.status();
+  auto call_from_thread = Fn<int(IntCallback, int)>("call_from_thread");
+  absl::Time start = absl::Now();
+  absl::StatusOr<int> result = call_from_thread.CallWithTimeout(absl::Milliseconds(400), *stuck, 1);
+  EXPECT_EQ(ErrorCodeOf(result.status()), v1::CALL_TIMEOUT) << result.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  release.Notify();
+  // A new worker serves the next call.
+  EXPECT_EQ(Fn<int(int, int)>("add_int")(40, 2).value_or(-1), 42);
+}
+
+TEST_F(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
+  auto crash = Fn<int()>("crash_null_deref");
+  absl::Status inner;
+  absl::Notification handler_done;
+  absl::StatusOr<IntCallback> crashing =
+      session_->DefineCallback<int(int)>([&](int) -> absl::StatusOr<int> {
+        absl::StatusOr<int> crashed = crash();  // reentrant: the worker dies under us
+        inner = crashed.status();
+        handler_done.Notify();
+        return crashed;
+      });
+  ASSERT_TRUE(crashing.ok()) << crashing.status();
+  auto call_twice = Fn<int(IntCallback, int)>("call_twice_nested");
+  absl::StatusOr<int> result = call_twice(*crashing, 1);
+  EXPECT_EQ(ErrorCodeOf(result.status()), v1::WORKER_CRASHED) << result.status();
+  // Both requests fail at once; the handler sees its answer on the callback thread.
+  ASSERT_TRUE(handler_done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(ErrorCodeOf(inner), v1::WORKER_CRASHED) << inner;
+  EXPECT_EQ(ToProtoError(result.status()).function(), "crash_null_deref");
+  EXPECT_EQ(Fn<int(int, int)>("add_int")(1, 2).value_or(-1), 3);
+  EXPECT_GE(session_->generation(), 2u);
+}
+
+TEST_F(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
+  absl::StatusOr<IntCallback> handler =
+      session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x + 1; });
+  ASSERT_TRUE(handler.ok()) << handler.status();
+  ASSERT_TRUE(Fn<void(IntCallback)>("register_handler")(*handler).ok());
+  auto fire_handler = Fn<int(int)>("fire_handler");
+  EXPECT_EQ(fire_handler(1).value_or(-99), 2);
+  ASSERT_TRUE(handler->Free().ok());
+  EXPECT_EQ(fire_handler(1).value_or(-99), 0);
+  EXPECT_TRUE(SawCallbackError(""));
+  EXPECT_EQ(ErrorCodeOf(handler->Free()), v1::NOT_FOUND);
+}
+
+TEST_F(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
+  absl::StatusOr<IntCallback> handler =
+      session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x * x; });
+  ASSERT_TRUE(handler.ok()) << handler.status();
+  ASSERT_TRUE(Fn<void(IntCallback)>("register_handler")(*handler).ok());
+  auto fire_handler = Fn<int(int)>("fire_handler");
+  EXPECT_EQ(fire_handler(7).value_or(-99), 49);
+
+  EXPECT_EQ(ErrorCodeOf(Fn<int()>("crash_null_deref")().status()), v1::WORKER_CRASHED);
+  // The library's stored pointer died with the old worker: the new one has no handler.
+  EXPECT_EQ(fire_handler(7).value_or(-99), -1);
+  EXPECT_GE(session_->generation(), 2u);
+  // The callback id was defined again in the new worker.
+  EXPECT_EQ(Fn<int(IntCallback, int)>("call_from_thread")(*handler, 9).value_or(-99), 81);
+  ASSERT_TRUE(Fn<void(IntCallback)>("register_handler")(*handler).ok());
+  EXPECT_EQ(fire_handler(3).value_or(-99), 9);
+}
+
+class CallbackLimitsTest : public CallbacksTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {"--max_callbacks=3", "--max_callback_depth=2"};
+  }
+};
+
+TEST_F(CallbackLimitsTest, DefiningMoreCallbacksThanTheLimitIsResourceExhausted) {
+  std::vector<IntCallback> defined;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<IntCallback> callback =
+        session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; });
+    ASSERT_TRUE(callback.ok()) << callback.status();
+    defined.push_back(*callback);
+  }
+  absl::StatusOr<IntCallback> extra =
+      session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; });
+  EXPECT_EQ(ErrorCodeOf(extra.status()), v1::RESOURCE_EXHAUSTED) << extra.status();
+  ASSERT_TRUE(defined[0].Free().ok());
+  extra = session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; });
+  EXPECT_TRUE(extra.ok()) << extra.status();
+}
+
+TEST_F(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
+  auto twice = Fn<int(IntCallback, int)>("call_twice_nested");
+  std::optional<IntCallback> self;
+  int depth = 0;
+  int max_depth = 0;
+  absl::Status refused;
+  absl::StatusOr<IntCallback> recurse =
+      session_->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+        ++depth;
+        max_depth = std::max(max_depth, depth);
+        absl::StatusOr<int> inner = twice(*self, x);  // always one level deeper
+        if (!inner.ok() && refused.ok()) refused = inner.status();
+        --depth;
+        return inner;
+      });
+  ASSERT_TRUE(recurse.ok()) << recurse.status();
+  self = *recurse;
+  absl::StatusOr<int> result = twice(*recurse, 1);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, 0);  // the refused level returned zero all the way up
+  EXPECT_EQ(ErrorCodeOf(refused), v1::RESOURCE_EXHAUSTED) << refused;
+  EXPECT_EQ(max_depth, 2);
+}
+
+}  // namespace
+}  // namespace ffibox
