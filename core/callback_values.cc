@@ -21,16 +21,6 @@ uint64_t LoadAddress(const void* arg) {
   return address;
 }
 
-void SetAddress(uint64_t address, uint64_t generation, v1::Value* out) {
-  if (address == 0) {
-    out->mutable_pointer()->set_null(true);
-    return;
-  }
-  v1::RemoteAddress* remote = out->mutable_pointer()->mutable_remote();
-  remote->set_address(address);
-  remote->set_generation(generation);
-}
-
 // A string argument as its contents, or as its address when the contents cannot be sent.
 void DecodeStringArgument(v1::Scalar scalar, uint64_t address, uint64_t generation,
                           v1::Value* out) {

@@ -411,6 +411,8 @@ absl::Status UnmarshalString(v1::Scalar scalar, uint64_t address, v1::Value* out
   return absl::OkStatus();
 }
 
+}  // namespace
+
 void SetAddress(uint64_t address, uint64_t generation, v1::Value* out) {
   if (address == 0) {
     out->mutable_pointer()->set_null(true);
@@ -420,8 +422,6 @@ void SetAddress(uint64_t address, uint64_t generation, v1::Value* out) {
   remote->set_address(address);
   remote->set_generation(generation);
 }
-
-}  // namespace
 
 absl::Status MarshalArgument(const v1::Type& type, const v1::Value& value,
                              const MarshalContext& context, void* slot) {

@@ -79,6 +79,10 @@ absl::Status MarshalValue(const v1::Type& type, const v1::Value& value,
 absl::Status DecodeValue(const v1::Type& type, absl::string_view bytes, uint64_t generation,
                          v1::Value* out);
 
+// Stores the worker address `address` in `out` as a pointer value: pointer.null for 0, else
+// a RemoteAddress stamped with `generation`.
+void SetAddress(uint64_t address, uint64_t generation, v1::Value* out);
+
 // Converts the return value libffi stored at `storage` for the validated non-void result
 // type `type` into `out`. Records come back as `raw` bytes in the worker's layout (see
 // DecodeValue for why). Pointers come back as RemoteAddresses stamped with `generation`.
