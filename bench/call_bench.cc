@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "bench/echo_session_server.h"
 #include "bench/ffiboxd_process.h"
 #include "benchmark/benchmark.h"
@@ -100,9 +101,19 @@ std::unique_ptr<FfiboxFixture> ffibox_fixture;
 absl::Status ffibox_fixture_status;
 std::unique_ptr<EchoSessionServer> echo_server;
 
+// ffiboxd's --allow_root for the test library's real directory (the allowlist compares
+// realpaths), or nothing when the library is missing.
+std::vector<std::string> AllowTestlibFlags() {
+  char resolved[PATH_MAX];
+  if (realpath(testlib_path.c_str(), resolved) == nullptr) return {};
+  std::string path = resolved;
+  return {absl::StrCat("--allow_root=", path.substr(0, path.rfind('/')))};
+}
+
 absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
   auto fixture = std::make_unique<FfiboxFixture>();
-  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server = FfiboxdProcess::Start(ffiboxd_path);
+  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server =
+      FfiboxdProcess::Start(ffiboxd_path, AllowTestlibFlags());
   if (!server.ok()) return server.status();
   fixture->server = *std::move(server);
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(fixture->server->address());
@@ -408,6 +419,51 @@ void BM_FfiboxCallCosPipelined(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
+
+// Session start: open a session, load libm and call cos once (the first request that needs
+// native code is what starts, or takes, the session's worker); the close is not timed. On
+// its own ffiboxd with --pool_size=`pool_size`.
+void SessionStart(benchmark::State& state, int pool_size) {
+  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server = FfiboxdProcess::Start(
+      ffiboxd_path, {absl::StrCat("--pool_size=", pool_size)});
+  if (!server.ok()) {
+    state.SkipWithError(server.status().ToString().c_str());
+    return;
+  }
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect((*server)->address());
+  if (!client.ok()) {
+    state.SkipWithError(client.status().ToString().c_str());
+    return;
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // let the pool fill
+  for (auto _ : state) {
+    absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession();
+    absl::StatusOr<Library> libm =
+        session.ok() ? (*session)->Load("libm.so.6") : absl::StatusOr<Library>(session.status());
+    absl::StatusOr<Function<double(double)>> cos =
+        libm.ok() ? libm->Function<double(double)>("cos")
+                  : absl::StatusOr<Function<double(double)>>(libm.status());
+    absl::StatusOr<double> result = cos.ok() ? (*cos)(0.5) : absl::StatusOr<double>(cos.status());
+    if (!result.ok()) {
+      state.SkipWithError(result.status().ToString().c_str());
+      break;
+    }
+    state.PauseTiming();
+    cos = absl::CancelledError();
+    libm = absl::CancelledError();
+    session->reset();
+    // A session opened every few milliseconds at most: the pool refills in the background
+    // between them, as it would between users' sessions.
+    absl::SleepFor(absl::Milliseconds(20));
+    state.ResumeTiming();
+  }
+}
+
+void BM_SessionStartNoPool(benchmark::State& state) { SessionStart(state, 0); }
+BENCHMARK(BM_SessionStartNoPool)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_SessionStartWithPool(benchmark::State& state) { SessionStart(state, 2); }
+BENCHMARK(BM_SessionStartWithPool)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Takes `--ffiboxd=PATH` and `--testlib=PATH` out of argv (Google Benchmark refuses flags
 // it does not know).

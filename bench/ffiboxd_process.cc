@@ -57,7 +57,8 @@ void StopAndReap(pid_t pid) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FfiboxdProcess>> FfiboxdProcess::Start(
-    const std::string& binary, absl::Duration startup_timeout) {
+    const std::string& binary, const std::vector<std::string>& extra_flags,
+    absl::Duration startup_timeout) {
   if (access(binary.c_str(), X_OK) != 0) {
     return absl::NotFoundError(
         absl::StrCat(binary, " is not executable; build //server:ffiboxd or pass --ffiboxd"));
@@ -78,7 +79,10 @@ absl::StatusOr<std::unique_ptr<FfiboxdProcess>> FfiboxdProcess::Start(
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
   std::string listen_flag = absl::StrCat("--listen=", address);
-  std::vector<char*> argv = {const_cast<char*>(binary.c_str()), listen_flag.data(), nullptr};
+  std::vector<std::string> flags = extra_flags;
+  std::vector<char*> argv = {const_cast<char*>(binary.c_str()), listen_flag.data()};
+  for (std::string& flag : flags) argv.push_back(flag.data());
+  argv.push_back(nullptr);
   pid_t pid = 0;
   int spawned = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);

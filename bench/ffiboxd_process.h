@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -24,8 +25,10 @@ class FfiboxdProcess {
   // Starts `binary` (its ffibox-worker is found next to it) and waits up to
   // `startup_timeout` for its "listening" line. NOT_FOUND if `binary` is not executable,
   // INTERNAL if it exits or prints something else first, DEADLINE_EXCEEDED on timeout.
+  // `extra_flags` follow --listen on ffiboxd's command line.
   static absl::StatusOr<std::unique_ptr<FfiboxdProcess>> Start(
-      const std::string& binary, absl::Duration startup_timeout = absl::Seconds(10));
+      const std::string& binary, const std::vector<std::string>& extra_flags = {},
+      absl::Duration startup_timeout = absl::Seconds(10));
 
   FfiboxdProcess(const FfiboxdProcess&) = delete;
   FfiboxdProcess& operator=(const FfiboxdProcess&) = delete;

@@ -2,7 +2,8 @@
 # Runs every ffibox benchmark in one go and prints ffibox beside its floors:
 #   1. installs missing Debian packages, builds call_bench, ffiboxd and ffibox-worker;
 #   2. runs bench/call_bench (which starts its own ffiboxd on a private socket);
-#   3. runs bench/ctypes_bench.py (stdlib ctypes, in-process);
+#   3. runs bench/ctypes_bench.py (stdlib ctypes, in-process) and bench/python_bench.py
+#      (the same Python call through stdlib ctypes and through ffibox.ctypes);
 #   4. prints one table: wall-clock ns per operation (median, fastest and slowest of the
 #      repetitions) and the ratio of the medians to the cross-process round trip, the floor
 #      of any out-of-process design.
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 bazel build //bench:call_bench //server:ffiboxd //server:ffibox-worker \
-  //tests/testlibs:libffibox_test.so
+  //tests/testlibs:libffibox_test.so //proto:ffibox_py
 
 results="$(mktemp /tmp/ffibox-bench-results.XXXXXX)"
 trap 'rm -f "$results"' EXIT
@@ -34,6 +35,10 @@ echo
 echo "== bench/ctypes_bench.py"
 ctypes_line="$(/usr/bin/python3 bench/ctypes_bench.py)"
 echo "$ctypes_line"
+
+echo
+echo "== bench/python_bench.py (the same cos call: stdlib ctypes vs ffibox.ctypes)"
+/usr/bin/python3 bench/python_bench.py
 
 echo
 echo "== summary (wall-clock ns per operation over 5 repetitions; x floor = median / median"

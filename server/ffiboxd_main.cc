@@ -1,5 +1,9 @@
 // ffiboxd: the ffibox broker. Serves the ffibox.v1.Ffibox gRPC service, runs each session's
 // native code in its own ffibox-worker process, and never loads a user library itself.
+//
+// Configuration: an optional file (--config, protobuf text format, schema
+// proto/ffibox/config/v1/config.proto) and flags for the common fields, which override the
+// file. docs/configuration.md documents every field and flag.
 #include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,35 +13,67 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "core/default_address.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/security/server_credentials.h"
+#include "server/config.h"
+#include "server/jail/jail_layers.h"
+#include "server/jail/sandbox_check.h"
 #include "server/listen_address.h"
 #include "server/service.h"
+#include "server/worker_pool.h"
 
-ABSL_FLAG(std::string, listen, "",
-          "address to listen on: unix:/ABSOLUTE/PATH (default: $FFIBOX_ADDRESS, else an "
-          "owner-only socket, see docs/configuration.md)");
+ABSL_FLAG(std::string, config, "",
+          "server configuration file in protobuf text format (proto/ffibox/config/v1/"
+          "config.proto); the flags below override its fields");
+ABSL_FLAG(std::vector<std::string>, listen, {},
+          "addresses to listen on, comma-separated: unix:/ABSOLUTE/PATH or host:port (TCP "
+          "needs --tls_cert_file and --tls_key_file); replaces the file's listeners (default: "
+          "$FFIBOX_ADDRESS, else an owner-only socket, see docs/configuration.md)");
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate for TCP addresses of --listen");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for TCP addresses of --listen");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA for client certificates (mutual TLS) on TCP addresses of --listen");
 ABSL_FLAG(std::string, worker, "", "path of the ffibox-worker binary (default: next to ffiboxd)");
 ABSL_FLAG(int64_t, call_timeout_ms, 30000, "default per-call deadline in milliseconds");
 ABSL_FLAG(int64_t, max_call_timeout_ms, 24LL * 3600 * 1000,
           "largest deadline a client may ask for, in milliseconds");
 ABSL_FLAG(int64_t, max_message_bytes, 16 << 20,
           "largest request a session accepts; larger requests get RESOURCE_EXHAUSTED");
-
 ABSL_FLAG(int64_t, max_callbacks, 4096,
           "most callbacks a session may have defined at once; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_callback_depth, 64,
           "most callback invocations nested in one another (native code calls the client, "
           "which calls native code, ...); deeper requests get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_block_bytes, 256 << 20, "most memory-block bytes one call may carry");
+ABSL_FLAG(int64_t, max_sessions, 256, "most sessions open at once on this server");
+ABSL_FLAG(int64_t, max_sessions_per_identity, 64,
+          "most sessions open at once per client identity (an identity may set its own)");
+ABSL_FLAG(int64_t, session_memory_bytes, 0,
+          "address-space cap of each session's worker (RLIMIT_AS); 0: none");
+ABSL_FLAG(int64_t, session_cpu_seconds, 0,
+          "CPU-time cap of each session's worker (RLIMIT_CPU); 0: none");
+ABSL_FLAG(std::vector<std::string>, allow_root, {},
+          "directory whose libraries sessions may load, besides the system library "
+          "directories; repeatable and comma-separated; adds to the file's "
+          "allowed_library_roots");
+ABSL_FLAG(int64_t, pool_size, 2, "idle pre-started workers kept ready (0: no pool)");
+ABSL_FLAG(bool, sandbox, true, "jail the workers (--nosandbox: crash isolation only)");
+ABSL_FLAG(std::string, sandbox_policy, "strict", "seccomp policy: strict or permissive");
 
 namespace {
+
+using ffibox::config::v1::ServerConfig;
 
 std::string WorkerNextToSelf() {
   char self[PATH_MAX];
@@ -52,10 +88,164 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// The command line, for telling flags that were given from their defaults (this Abseil
+// keeps CommandLineFlag::IsSpecifiedOnCommandLine private).
+std::vector<std::string> given_arguments;
+
+// Whether --name (or --noname, for a bool) was given on the command line.
+bool Specified(absl::string_view name) {
+  for (const std::string& argument : given_arguments) {
+    absl::string_view arg = argument;
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) continue;
+    arg = arg.substr(0, arg.find('='));
+    if (arg == name || (absl::ConsumePrefix(&arg, "no") && arg == name)) return true;
+  }
+  return false;
+}
+
+// Every value of a repeatable list flag (absl keeps only the last occurrence).
+std::vector<std::string> AllValues(int argc, char** argv, absl::string_view name) {
+  std::vector<std::string> values;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) continue;
+    if (!absl::ConsumePrefix(&arg, name)) continue;
+    std::string value;
+    if (absl::ConsumePrefix(&arg, "=")) {
+      value = std::string(arg);
+    } else if (arg.empty() && i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      continue;
+    }
+    for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+      values.emplace_back(part);
+    }
+  }
+  return values;
+}
+
+// A non-negative flag value, or an error naming the flag.
+absl::StatusOr<uint64_t> NonNegative(absl::string_view name, int64_t value) {
+  if (value < 0)
+    return absl::InvalidArgumentError(absl::StrCat("--", name, " must not be negative"));
+  return static_cast<uint64_t>(value);
+}
+
+// Applies the flags given on the command line to `config`.
+absl::Status ApplyFlags(int argc, char** argv, ServerConfig* config) {
+  if (Specified("listen")) {
+    config->clear_listeners();
+    for (const std::string& address : absl::GetFlag(FLAGS_listen)) {
+      ffibox::config::v1::Listener* listener = config->add_listeners();
+      if (absl::StartsWith(address, "unix:")) {
+        listener->set_unix_path(address.substr(5));
+        continue;
+      }
+      listener->set_tcp_address(absl::StartsWith(address, "tcp:") ? address.substr(4) : address);
+      if (!absl::GetFlag(FLAGS_tls_cert_file).empty()) {
+        listener->mutable_tls()->set_cert_file(absl::GetFlag(FLAGS_tls_cert_file));
+      }
+      if (!absl::GetFlag(FLAGS_tls_key_file).empty()) {
+        listener->mutable_tls()->set_key_file(absl::GetFlag(FLAGS_tls_key_file));
+      }
+      if (!absl::GetFlag(FLAGS_tls_client_ca_file).empty()) {
+        listener->mutable_tls()->set_client_ca_file(absl::GetFlag(FLAGS_tls_client_ca_file));
+      }
+    }
+  }
+  if (Specified("worker")) config->set_worker_path(absl::GetFlag(FLAGS_worker));
+  ffibox::config::v1::Limits* limits = config->mutable_limits();
+  // The flag names are the Limits field names.
+  const std::pair<const char*, int64_t> values[] = {
+      {"call_timeout_ms", absl::GetFlag(FLAGS_call_timeout_ms)},
+      {"max_call_timeout_ms", absl::GetFlag(FLAGS_max_call_timeout_ms)},
+      {"max_message_bytes", absl::GetFlag(FLAGS_max_message_bytes)},
+      {"max_callbacks", absl::GetFlag(FLAGS_max_callbacks)},
+      {"max_callback_depth", absl::GetFlag(FLAGS_max_callback_depth)},
+      {"max_block_bytes", absl::GetFlag(FLAGS_max_block_bytes)},
+      {"max_sessions", absl::GetFlag(FLAGS_max_sessions)},
+      {"max_sessions_per_identity", absl::GetFlag(FLAGS_max_sessions_per_identity)},
+      {"session_memory_bytes", absl::GetFlag(FLAGS_session_memory_bytes)},
+      {"session_cpu_seconds", absl::GetFlag(FLAGS_session_cpu_seconds)},
+  };
+  for (const auto& [name, raw] : values) {
+    if (!Specified(name)) continue;
+    absl::StatusOr<uint64_t> value = NonNegative(name, raw);
+    if (!value.ok()) return value.status();
+    if ((absl::string_view(name) == "max_sessions" ||
+         absl::string_view(name) == "max_sessions_per_identity" ||
+         absl::string_view(name) == "max_callbacks" ||
+         absl::string_view(name) == "max_callback_depth") &&
+        *value > UINT32_MAX) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " is too large"));
+    }
+    const google::protobuf::FieldDescriptor* field = limits->GetDescriptor()->FindFieldByName(name);
+    if (field == nullptr) return absl::InternalError(absl::StrCat("no limits field ", name));
+    if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_UINT32) {
+      limits->GetReflection()->SetUInt32(limits, field, static_cast<uint32_t>(*value));
+    } else {
+      limits->GetReflection()->SetUInt64(limits, field, *value);
+    }
+    // 0 means "the default" in the file; on the command line it must be a real value
+    // except for the caps, where 0 means none.
+    if (*value == 0 && absl::string_view(name) != "session_memory_bytes" &&
+        absl::string_view(name) != "session_cpu_seconds") {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " must be positive"));
+    }
+  }
+  for (const std::string& root : AllValues(argc, argv, "allow_root")) {
+    config->add_allowed_library_roots(root);
+  }
+  if (Specified("pool_size")) {
+    absl::StatusOr<uint64_t> size = NonNegative("pool_size", absl::GetFlag(FLAGS_pool_size));
+    if (!size.ok()) return size.status();
+    if (*size > UINT32_MAX) return absl::InvalidArgumentError("--pool_size is too large");
+    config->mutable_worker_pool()->set_size(static_cast<uint32_t>(*size));
+  }
+  if (Specified("sandbox")) config->mutable_sandbox()->set_enabled(absl::GetFlag(FLAGS_sandbox));
+  if (Specified("sandbox_policy")) {
+    config->mutable_sandbox()->set_policy(absl::GetFlag(FLAGS_sandbox_policy));
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ServerCredentials> CredentialsFor(const ffibox::ListenerSettings& listener) {
+  if (listener.unix_socket) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      listener.client_ca_pem.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                     : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = listener.client_ca_pem;
+  options.pem_key_cert_pairs.push_back({listener.server_key_pem, listener.server_cert_pem});
+  return grpc::SslServerCredentials(options);
+}
+
+// "host:port" with the port gRPC actually bound (for port 0).
+std::string BoundAddress(const std::string& address, int port) {
+  return absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ffiboxd [--listen=unix:/path] [flags]: the ffibox broker");
+  absl::SetProgramUsageMessage(
+      "ffiboxd [--config=FILE] [--listen=unix:/path] [flags]: the ffibox broker\n"
+      "ffiboxd --check-sandbox [flags]: check every layer of the worker jail on this host");
+  // --check-sandbox (not an Abseil flag name): run the jail's self-check instead of serving.
+  bool check_sandbox = false;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (absl::string_view(argv[i]) == "--check-sandbox") {
+      check_sandbox = true;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  argv[argc] = nullptr;
+  given_arguments.assign(argv + 1, argv + argc);
   absl::ParseCommandLine(argc, argv);
 
   // Block the shutdown signals in every thread; one thread waits for them.
@@ -66,61 +256,89 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  std::string address = absl::GetFlag(FLAGS_listen);
-  if (address.empty()) address = ffibox::DefaultAddress();
-  ffibox::SessionConfig config;
-  config.worker_path = absl::GetFlag(FLAGS_worker);
-  if (config.worker_path.empty()) config.worker_path = WorkerNextToSelf();
-  if (access(config.worker_path.c_str(), X_OK) != 0) {
-    return Fail(absl::StrCat("worker binary ", config.worker_path,
+  ServerConfig file;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    absl::StatusOr<ServerConfig> read = ffibox::ReadServerConfig(absl::GetFlag(FLAGS_config));
+    if (!read.ok()) return Fail(absl::StrCat("bad configuration: ", read.status().message()));
+    file = *std::move(read);
+  }
+  absl::Status applied = ApplyFlags(argc, argv, &file);
+  if (!applied.ok()) return Fail(std::string(applied.message()));
+  absl::StatusOr<ffibox::ServerSettings> settings =
+      ffibox::ResolveServerConfig(file, ffibox::DefaultAddress(), WorkerNextToSelf());
+  if (!settings.ok()) {
+    return Fail(absl::StrCat("bad configuration: ", settings.status().message()));
+  }
+  ffibox::SessionConfig& session = settings->session;
+  if (access(session.worker_path.c_str(), X_OK) != 0) {
+    return Fail(absl::StrCat("worker binary ", session.worker_path,
                              " is not executable; pass --worker=PATH"));
   }
-  int64_t timeout_ms = absl::GetFlag(FLAGS_call_timeout_ms);
-  int64_t max_timeout_ms = absl::GetFlag(FLAGS_max_call_timeout_ms);
-  int64_t max_message = absl::GetFlag(FLAGS_max_message_bytes);
-  if (timeout_ms <= 0 || max_timeout_ms < timeout_ms) {
-    return Fail("--call_timeout_ms must be positive and at most --max_call_timeout_ms");
+  if (check_sandbox) return ffibox::RunSandboxCheck(session.jail, session.worker_path);
+  for (const ffibox::ListenerSettings& listener : settings->listeners) {
+    if (!listener.unix_socket) continue;
+    absl::Status prepared = ffibox::PrepareUnixListenAddress(listener.address);
+    if (!prepared.ok()) return Fail(std::string(prepared.message()));
   }
-  if (max_message < 1024 || max_message > (512LL << 20)) {
-    return Fail("--max_message_bytes must be between 1024 and 536870912");
-  }
-  int64_t max_callbacks = absl::GetFlag(FLAGS_max_callbacks);
-  int64_t max_callback_depth = absl::GetFlag(FLAGS_max_callback_depth);
-  if (max_callbacks < 1 || max_callbacks > (1 << 24)) {
-    return Fail("--max_callbacks must be between 1 and 16777216");
-  }
-  if (max_callback_depth < 1 || max_callback_depth > 1024) {
-    return Fail("--max_callback_depth must be between 1 and 1024");
-  }
-  config.max_callbacks = static_cast<size_t>(max_callbacks);
-  config.max_callback_depth = static_cast<int>(max_callback_depth);
-  config.default_call_timeout = absl::Milliseconds(timeout_ms);
-  config.max_call_timeout = absl::Milliseconds(max_timeout_ms);
-  config.max_message_bytes = static_cast<size_t>(max_message);
 
-  absl::Status prepared = ffibox::PrepareUnixListenAddress(address);
-  if (!prepared.ok()) return Fail(std::string(prepared.message()));
-
-  ffibox::FfiboxService service(config);
+  // Idle workers, started with the launch options every session's first worker uses.
+  std::unique_ptr<ffibox::WorkerPool> pool;
+  if (settings->pool_size > 0) {
+    pool = std::make_unique<ffibox::WorkerPool>(ffibox::WorkerLaunchOptionsFor(session, 1),
+                                                settings->pool_size);
+    session.pool = pool.get();
+  }
+  const size_t max_message = session.max_message_bytes;
+  ffibox::FfiboxService service(session, std::move(settings->access));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  std::vector<int> ports(settings->listeners.size(), 0);
+  for (size_t i = 0; i < settings->listeners.size(); ++i) {
+    const ffibox::ListenerSettings& listener = settings->listeners[i];
+    builder.AddListeningPort(listener.address, CredentialsFor(listener), &ports[i]);
+  }
   builder.RegisterService(&service);
   // gRPC's own cap sits well above the session limit, so an oversized request still arrives
   // and gets a typed RESOURCE_EXHAUSTED answer instead of ending the stream.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(4 * max_message, INT_MAX)));
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<uint64_t>(4 * static_cast<uint64_t>(max_message), INT_MAX)));
   builder.SetMaxSendMessageSize(-1);
-  mode_t old_umask = umask(077);  // the socket file is created 0600
+  mode_t old_umask = umask(077);  // socket files are created 0600
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask(old_umask);
-  if (server == nullptr) return Fail(absl::StrCat("cannot listen on ", address));
-  if (absl::StartsWith(address, "unix:")) chmod(address.substr(5).c_str(), 0600);
+  std::vector<std::string> addresses;
+  for (size_t i = 0; i < settings->listeners.size(); ++i) {
+    const ffibox::ListenerSettings& listener = settings->listeners[i];
+    // A TCP port that failed to bind reports 0 (unix sockets report no port).
+    if (server != nullptr && !listener.unix_socket && ports[i] == 0) server = nullptr;
+    addresses.push_back(listener.unix_socket ? listener.address
+                                             : BoundAddress(listener.address, ports[i]));
+  }
+  if (server == nullptr) {
+    std::vector<std::string> wanted;
+    for (const ffibox::ListenerSettings& listener : settings->listeners) {
+      wanted.push_back(listener.address);
+    }
+    return Fail(absl::StrCat("cannot listen on ", absl::StrJoin(wanted, ", ")));
+  }
+  for (const ffibox::ListenerSettings& listener : settings->listeners) {
+    if (listener.unix_socket) chmod(listener.address.substr(5).c_str(), 0600);
+  }
 
-  printf("ffiboxd listening on %s\n", address.c_str());
-  printf(
-      "try (the CLI is bazel-bin/client/cli/ffibox): ffibox --address=%s call libm.so.6 "
-      "'double cos(double)' 0.5\n",
-      address.c_str());
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    printf("ffiboxd listening on %s%s\n", addresses[i].c_str(),
+           settings->listeners[i].unix_socket
+               ? ""
+               : (settings->listeners[i].client_ca_pem.empty() ? " (TLS)" : " (mutual TLS)"));
+  }
+  if (settings->listeners[0].unix_socket) {
+    printf(
+        "try (the CLI is bazel-bin/client/cli/ffibox): ffibox --address=%s call libm.so.6 "
+        "'double cos(double)' 0.5\n",
+        addresses[0].c_str());
+  }
   fflush(stdout);
+  // The jail's layers on this host (stderr: the first stdout line is the listening line).
+  fprintf(stderr, "ffiboxd: %s\n", ffibox::DescribeJailLayers(session.jail).c_str());
 
   std::thread waiter([&] {
     int signal_number = 0;
@@ -130,6 +348,8 @@ int main(int argc, char** argv) {
   });
   server->Wait();
   waiter.join();
-  if (address.rfind("unix:", 0) == 0) unlink(address.substr(5).c_str());
+  for (const ffibox::ListenerSettings& listener : settings->listeners) {
+    if (listener.unix_socket) unlink(listener.address.substr(5).c_str());
+  }
   return 0;
 }

@@ -163,6 +163,13 @@ void Session::Open(const v1::Request& request) {
 void Session::LoadLibrary(const v1::Request& request) {
   absl::Status valid = ValidateLoadLibrary(request.load_library());
   if (!valid.ok()) return ReplyError(request, valid);
+  v1::Request admitted = request;
+  if (config_.allowlist != nullptr) {
+    // The worker loads exactly the file that was checked: the resolved absolute path.
+    absl::StatusOr<std::string> resolved = config_.allowlist->Admit(request.load_library().path());
+    if (!resolved.ok()) return ReplyError(request, resolved.status());
+    admitted.mutable_load_library()->set_path(*std::move(resolved));
+  }
   PendingRequest pending;
   {
     absl::MutexLock lock(&mu_);
@@ -171,12 +178,12 @@ void Session::LoadLibrary(const v1::Request& request) {
                                              absl::StrCat("a session may load at most ",
                                                           config_.max_libraries, " libraries")));
     }
-    libraries_.push_back(LibraryRecord{request.load_library().path(), State::kPending});
+    libraries_.push_back(LibraryRecord{admitted.load_library().path(), State::kPending});
     pending.handle = libraries_.size();
     pending.timeout = call_timeout_;
   }
-  pending.label = absl::StrCat("dlopen ", request.load_library().path());
-  Forward(request, std::move(pending));
+  pending.label = absl::StrCat("dlopen ", admitted.load_library().path());
+  Forward(admitted, std::move(pending));
 }
 
 void Session::ResolveFunction(const v1::Request& request) {

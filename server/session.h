@@ -40,8 +40,11 @@
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "server/allowlist.h"
+#include "server/jail/jail_options.h"
 #include "server/pending_request.h"
 #include "server/worker_death.h"
+#include "server/worker_pool.h"
 #include "server/worker_process.h"
 
 namespace ffibox {
@@ -66,7 +69,20 @@ struct SessionConfig {
   size_t max_callbacks = 4096;  // callbacks defined (and not freed) at once
   int max_callback_depth = 64;  // invocations nested in one another
   TypeLimits type_limits;
+  // The libraries this session's client may load (its identity's roots). Null: no
+  // allowlist, for unit tests with a fake worker only; ffiboxd always sets one.
+  std::shared_ptr<const LibraryAllowlist> allowlist;
+  // The jail of the session's workers; its address_space_bytes and cpu_seconds are the
+  // session's memory and CPU caps, also applied from the broker (server/worker_limits.h).
+  JailOptions jail;
+  // Idle workers for the session's first worker (not owned; must outlive the session).
+  // Null: every worker is started on demand.
+  WorkerPool* pool = nullptr;
 };
+
+// The launch options of a worker of `generation` for sessions configured by `config`
+// (the same for every session of a server, so pooled workers fit any session).
+WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation);
 
 class Session {
  public:

@@ -9,10 +9,20 @@
 #include "server/request_validation.h"
 #include "server/responses.h"
 #include "server/session.h"
+#include "server/worker_limits.h"
 #include "server/worker_protocol.pb.h"
 #include "server/worker_reply.h"
 
 namespace ffibox {
+WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation) {
+  WorkerLaunchOptions options;
+  options.worker_path = config.worker_path;
+  options.generation = generation;
+  options.max_reply_bytes = config.max_reply_bytes;
+  options.max_callback_depth = config.max_callback_depth;
+  options.jail = config.jail;
+  return options;
+}
 
 absl::Status Session::EnsureWorker() {
   std::unique_ptr<WorkerProcess> dead;
@@ -33,15 +43,24 @@ absl::Status Session::EnsureWorker() {
   if (reader_.joinable()) reader_.join();
   dead.reset();
 
-  WorkerLaunchOptions options;
-  options.worker_path = config_.worker_path;
-  options.generation = generation;
-  options.max_reply_bytes = config_.max_reply_bytes;
-  options.max_callback_depth = config_.max_callback_depth;
-  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = WorkerProcess::Start(options);
+  // The pool holds generation-1 workers only: a worker stamps its generation on addresses.
+  std::unique_ptr<WorkerProcess> pooled;
+  if (generation == 1 && config_.pool != nullptr) pooled = config_.pool->Take();
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled);
+  if (*started == nullptr) {
+    started = WorkerProcess::Start(WorkerLaunchOptionsFor(config_, generation));
+  }
   if (!started.ok()) {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("cannot start a worker: ", started.status().message()));
+  }
+  // Before the first request: a pooled worker was started before this session existed.
+  absl::Status limited =
+      ApplyWorkerLimits((*started)->worker_pid(),
+                        WorkerLimits{config_.jail.address_space_bytes, config_.jail.cpu_seconds});
+  if (!limited.ok()) {
+    return ErrorStatus(v1::INTERNAL,
+                       absl::StrCat("cannot limit the session's worker: ", limited.message()));
   }
   WorkerProcess* worker = started->get();
   {

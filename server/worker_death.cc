@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "server/jail/seccomp_policy.h"
 
 namespace ffibox {
 namespace {
@@ -40,6 +41,50 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
       return error;
     case DeathCause::kUnexpected:
       break;
+  }
+  if (exit.signal == SIGKILL && exit.killed_by_broker) {
+    error.set_code(v1::WORKER_CRASHED);
+    error.set_message(absl::StrCat("worker closed its channel but kept running",
+                                   WhileRunning(function), "; ffiboxd killed it"));
+    return error;
+  }
+  // A SIGKILL ffiboxd did not send comes from the kernel: the CPU-time hard limit (past the
+  // SIGXCPU soft limit) or the out-of-memory killer.
+  if (exit.signal == SIGKILL) {
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(
+        absl::StrCat("worker killed by SIGKILL", WhileRunning(function),
+                     ", which ffiboxd did not send: it hit its CPU-time limit "
+                     "(limits.session_cpu_seconds) or the kernel's out-of-memory killer chose it"));
+    return error;
+  }
+  // The jail's verdicts: a syscall the seccomp policy traps, an rlimit the kernel enforces.
+  if (exit.signal == SIGSYS && !exit.seccomp_policy.empty()) {
+    error.set_code(v1::SANDBOX_VIOLATION);
+    if (exit.report.has_value() && exit.report->syscall >= 0) {
+      std::string name = SyscallName(exit.report->syscall);
+      error.set_syscall(name);
+      error.set_message(absl::StrCat("the worker", WhileRunning(function), " called ", name,
+                                     ", which the ", exit.seccomp_policy,
+                                     " seccomp policy forbids; it was killed"));
+    } else {
+      error.set_message(absl::StrCat("the worker", WhileRunning(function), " made a syscall the ",
+                                     exit.seccomp_policy,
+                                     " seccomp policy forbids; it was killed"));
+    }
+    return error;
+  }
+  if (exit.signal == SIGXCPU && exit.cpu_seconds > 0) {
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(absl::StrCat("CPU time limit of ", exit.cpu_seconds, " s exceeded",
+                                   WhileRunning(function), "; its worker was killed"));
+    return error;
+  }
+  if (exit.signal == SIGXFSZ && exit.file_bytes > 0) {
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(absl::StrCat("file size limit of ", exit.file_bytes, " bytes exceeded",
+                                   WhileRunning(function), "; its worker was killed"));
+    return error;
   }
   error.set_code(v1::WORKER_CRASHED);
   if (exit.signal != 0) {

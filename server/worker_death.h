@@ -17,6 +17,9 @@ enum class DeathCause {
 };
 
 // Describes the death of a worker that was running `function` ("" when it was idle).
+// A worker its seccomp policy killed (SIGSYS) is SANDBOX_VIOLATION naming the syscall; one
+// killed by its CPU-time or file-size rlimit (SIGXCPU, SIGXFSZ) is RESOURCE_EXHAUSTED; any
+// other death is WORKER_CRASHED.
 // `deadline` is the timeout that was exceeded (kDeadline only); `detail` adds the
 // protocol violation (kProtocolViolation only).
 v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::string_view function,

@@ -1,8 +1,10 @@
 #include "server/worker_death.h"
 
 #include <signal.h>
+#include <sys/syscall.h>
 
 #include "gtest/gtest.h"
+#include "server/jail/seccomp_policy.h"
 
 namespace ffibox {
 namespace {
@@ -56,6 +58,65 @@ TEST(DescribeWorkerDeath, ProtocolViolationIsACrashWithTheDetail) {
                                         "cos", {}, "reply for unknown request 7");
   EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
   EXPECT_NE(error.message().find("unknown request 7"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, SeccompTrapIsASandboxViolationNamingTheSyscall) {
+  WorkerExit exit{SIGSYS, -1};
+  exit.seccomp_policy = "strict";
+  CrashReport report;
+  report.magic = kCrashReportMagic;
+  report.signal = SIGSYS;
+  report.syscall = SYS_connect;
+  exit.report = report;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "probe_connect");
+  EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION);
+  EXPECT_EQ(error.syscall(), "connect");
+  EXPECT_EQ(error.signal(), SIGSYS);
+  EXPECT_NE(error.message().find("called connect, which the strict seccomp policy forbids"),
+            std::string::npos)
+      << error.message();
+}
+
+TEST(DescribeWorkerDeath, SeccompTrapWithoutReportIsStillAViolation) {
+  WorkerExit exit{SIGSYS, -1};
+  exit.seccomp_policy = "permissive";
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "f");
+  EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION);
+  EXPECT_EQ(error.syscall(), "");
+  EXPECT_NE(error.message().find("permissive"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, SigsysWithoutAJailIsACrash) {
+  v1::Error error = DescribeWorkerDeath(WorkerExit{SIGSYS, -1}, DeathCause::kUnexpected, "f");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
+}
+
+TEST(DescribeWorkerDeath, CpuLimitIsResourceExhausted) {
+  WorkerExit exit{SIGXCPU, -1};
+  exit.cpu_seconds = 2;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "spin");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED);
+  EXPECT_NE(error.message().find("CPU time limit of 2 s exceeded"), std::string::npos)
+      << error.message();
+}
+
+TEST(SyscallName, NamesKnownNumbersAndFallsBackToTheNumber) {
+  EXPECT_EQ(SyscallName(SYS_execve), "execve");
+  EXPECT_EQ(SyscallName(99999), "syscall 99999");
+}
+
+TEST(DescribeWorkerDeath, SigkillTheBrokerDidNotSendIsResourceExhausted) {
+  WorkerExit exit{SIGKILL, -1};
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "spin_cpu_seconds");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
+}
+
+TEST(DescribeWorkerDeath, SigkillOfALingeringWorkerIsACrashNotAResourceLimit) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.killed_by_broker = true;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "close_channel");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << error.message();
+  EXPECT_NE(error.message().find("closed its channel"), std::string::npos) << error.message();
 }
 
 }  // namespace

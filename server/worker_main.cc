@@ -5,15 +5,21 @@
 // the broker trusts nothing this process sends.
 //
 // Flags: --generation=N (stamped on remote addresses and invocation ids; default 1),
-// --max_callback_depth=N (callback invocations nested on one thread; default 64).
+// --max_callback_depth=N (callback invocations nested on one thread; default 64), and the
+// --jail_* flags of server/jail/worker_jail.h: the worker applies its rlimits and seccomp
+// policy before it reads its first request (the launcher already applied the rest of the
+// jail). A worker that cannot apply its jail exits with status 125 without serving.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
 #include "server/crash_report.h"
+#include "server/jail/worker_jail.h"
 #include "server/worker_dispatch.h"
 
 namespace {
@@ -46,6 +52,18 @@ ffibox::WorkerOptions OptionsFromArgs(int argc, char** argv) {
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   ffibox::InstallCrashReporter();
+  absl::StatusOr<ffibox::WorkerJail> jail = ffibox::ParseWorkerJailFlags(argc, argv);
+  absl::Status jailed = jail.ok() ? ffibox::ApplyWorkerJail(*jail) : jail.status();
+  if (!jailed.ok()) {
+    fprintf(stderr, "ffibox-worker: cannot apply the jail: %s\n",
+            std::string(jailed.message()).c_str());
+    return 125;
+  }
+  if (jail->self_test) {
+    char* const no_args[] = {nullptr};
+    execve("/bin/true", no_args, no_args);  // the policy must kill us here (SIGSYS)
+    return 124;
+  }
   static ffibox::WorkerDispatcher* dispatcher =
       new ffibox::WorkerDispatcher(kChannelFd, OptionsFromArgs(argc, argv));
   dispatcher->Run();

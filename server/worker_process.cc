@@ -12,15 +12,17 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/jail/seccomp_policy.h"
+#include "server/jail/worker_jail.h"
 
 namespace ffibox {
 namespace {
-
-constexpr int kChannelFd = 3;
 
 // Runs closures on one thread that lives as long as the process (see the header comment).
 class LauncherThread {
@@ -65,50 +67,6 @@ class LauncherThread {
   std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
 };
 
-// Everything the child needs, prepared before fork: after fork only async-signal-safe calls
-// are allowed.
-struct ChildPlan {
-  const char* path;
-  char* const* argv;
-  int channel_fd;
-  int crash_fd;
-  pid_t parent;
-};
-
-[[noreturn]] void RunChild(const ChildPlan& plan) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != plan.parent) _exit(127);  // the broker died before prctl took effect
-
-  sigset_t empty;
-  sigemptyset(&empty);
-  sigprocmask(SIG_SETMASK, &empty, nullptr);
-  signal(SIGPIPE, SIG_DFL);
-
-  // The channel becomes fd 3 and the crash pipe fd 4; dup2 clears close-on-exec. The
-  // sources are high-numbered broker fds, so neither is 3 or 4 already unless the broker
-  // runs with almost no fds open; fcntl covers that case.
-  if (plan.channel_fd == kChannelFd) {
-    fcntl(kChannelFd, F_SETFD, 0);
-  } else if (dup2(plan.channel_fd, kChannelFd) != kChannelFd) {
-    _exit(127);
-  }
-  if (plan.crash_fd == kCrashReportFd) {
-    fcntl(kCrashReportFd, F_SETFD, 0);
-  } else if (dup2(plan.crash_fd, kCrashReportFd) != kCrashReportFd) {
-    _exit(127);
-  }
-  int null_fd = open("/dev/null", O_RDONLY);
-  if (null_fd >= 0 && null_fd != STDIN_FILENO) {
-    dup2(null_fd, STDIN_FILENO);
-  }
-  if (syscall(SYS_close_range, kCrashReportFd + 1, ~0U, 0) != 0) {
-    for (int fd = kCrashReportFd + 1; fd < 65536; ++fd) close(fd);
-  }
-  char* const empty_env[] = {nullptr};
-  execve(plan.path, plan.argv, empty_env);
-  _exit(127);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
@@ -117,53 +75,77 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     return absl::FailedPreconditionError(absl::StrCat("worker binary ", options.worker_path,
                                                       " is not executable: ", strerror(errno)));
   }
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+  if (options.jail.enabled) {
+    absl::Status policy =
+        ValidateSeccompPolicy(options.jail.seccomp_policy, options.jail.extra_syscalls);
+    if (!policy.ok()) return absl::InvalidArgumentError(policy.message());
+  }
+  // Closed on every return; the child has its own copies.
+  struct Descriptors {
+    int channel[2] = {-1, -1};
+    int crash[2] = {-1, -1};
+    int executable = -1;
+    int null = -1;
+    ~Descriptors() {
+      for (int fd : {channel[0], channel[1], crash[0], crash[1], executable, null}) {
+        if (fd >= 0) close(fd);
+      }
+    }
+  } fds;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.channel) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("socketpair: ", strerror(errno)));
   }
-  int crash_pipe[2];
-  if (pipe2(crash_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-    int saved = errno;
-    close(fds[0]);
-    close(fds[1]);
-    return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(saved)));
+  if (pipe2(fds.crash, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(errno)));
   }
-  std::string generation_arg = absl::StrCat("--generation=", options.generation);
-  std::string depth_arg = absl::StrCat("--max_callback_depth=", options.max_callback_depth);
-  char* argv[] = {const_cast<char*>("ffibox-worker"), generation_arg.data(),
-                  options.max_callback_depth > 0 ? depth_arg.data() : nullptr, nullptr};
-  ChildPlan plan{options.worker_path.c_str(), argv, fds[1], crash_pipe[1], getpid()};
+  fds.executable = open(options.worker_path.c_str(), O_PATH | O_CLOEXEC);
+  fds.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fds.executable < 0 || fds.null < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open ", options.worker_path, " or /dev/null: ", strerror(errno)));
+  }
+  std::vector<std::string> args = {"ffibox-worker",
+                                   absl::StrCat("--generation=", options.generation)};
+  if (options.max_callback_depth > 0) {
+    args.push_back(absl::StrCat("--max_callback_depth=", options.max_callback_depth));
+  }
+  for (std::string& flag : WorkerJailFlags(options.jail)) args.push_back(std::move(flag));
+  if (options.jail_self_test) args.push_back("--jail_self_test");
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
 
-  pid_t pid = -1;
-  int fork_errno = 0;
-  LauncherThread::Get().Run([&] {
-    pid = fork();
-    if (pid == 0) RunChild(plan);
-    if (pid < 0) fork_errno = errno;
-  });
-  close(fds[1]);
-  close(crash_pipe[1]);
-  if (pid < 0) {
-    close(fds[0]);
-    close(crash_pipe[0]);
-    return absl::ResourceExhaustedError(absl::StrCat("fork: ", strerror(fork_errno)));
-  }
+  WorkerSpawnRequest request;
+  request.executable_fd = fds.executable;
+  request.argv = argv.data();
+  request.channel_fd = fds.channel[1];
+  request.crash_fd = fds.crash[1];
+  request.stdin_fd = fds.null;
+  absl::StatusOr<SpawnedWorker> spawned =
+      SpawnJailedWorker(options.jail, request,
+                        [](const std::function<void()>& job) { LauncherThread::Get().Run(job); });
+  if (!spawned.ok()) return spawned.status();
+
   absl::StatusOr<std::unique_ptr<WorkerChannel>> channel =
-      MakeSocketWorkerChannel(fds[0], options.max_reply_bytes);
+      MakeSocketWorkerChannel(fds.channel[0], options.max_reply_bytes);
+  fds.channel[0] = -1;  // owned by the channel now (or closed by its failure)
   if (!channel.ok()) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    close(crash_pipe[0]);
+    kill(spawned->pid, SIGKILL);
+    waitpid(spawned->pid, nullptr, 0);
+    close(spawned->status_fd);
     return channel.status();
   }
+  int crash_read = fds.crash[0];
+  fds.crash[0] = -1;
   return std::unique_ptr<WorkerProcess>(
-      new WorkerProcess(pid, options.generation, std::move(*channel), crash_pipe[0]));
+      new WorkerProcess(*spawned, options, std::move(*channel), crash_read));
 }
 
 WorkerProcess::~WorkerProcess() {
   Kill();
   Reap(absl::ZeroDuration());
   close(crash_fd_);
+  close(status_fd_);
 }
 
 std::optional<CrashReport> WorkerProcess::ReadCrashReport() {
@@ -178,11 +160,18 @@ std::optional<CrashReport> WorkerProcess::ReadCrashReport() {
 
 void WorkerProcess::Kill() {
   absl::MutexLock lock(&mu_);
-  if (!reaped_) kill(pid_, SIGKILL);
+  if (reaped_) return;
+  exit_.killed_by_broker = true;
+  kill(pid_, SIGKILL);
 }
 
 void WorkerProcess::RecordExit(int status) {
   reaped_ = true;
+  // An init that ended normally relayed how the worker ended (it dies only with it).
+  if (relays_exit_ && WIFEXITED(status)) {
+    std::optional<int> relayed = ReadRelayedWaitStatus(status_fd_);
+    if (relayed.has_value()) status = *relayed;
+  }
   if (WIFSIGNALED(status)) {
     exit_.signal = WTERMSIG(status);
   } else if (WIFEXITED(status)) {
@@ -216,6 +205,7 @@ WorkerExit WorkerProcess::Reap(absl::Duration grace) {
     absl::SleepFor(absl::Microseconds(500));
   }
   absl::MutexLock lock(&mu_);
+  exit_.killed_by_broker = true;
   kill(pid_, SIGKILL);
   int status = 0;
   while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {

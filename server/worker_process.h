@@ -1,10 +1,14 @@
-// One ffibox-worker child process: start (fork + exec of the worker binary), kill, reap.
+// One ffibox-worker child process: start (clone into its jail + exec of the worker
+// binary), kill, reap.
 //
-// Used by the broker's sessions. Workers are forked from a single long-lived launcher
+// Used by the broker's sessions. Workers are cloned from a single long-lived launcher
 // thread: PR_SET_PDEATHSIG fires when the *thread* that forked a child exits, so forking
 // from short-lived gRPC threads would kill workers at random. The child gets the channel
-// as fd 3, no other fd, an empty environment, the default signal mask, and SIGKILL as its
-// parent-death signal, so no worker outlives the broker.
+// as fd 3, its crash pipe as fd 4, stdin from /dev/null, no other fd, an empty
+// environment, the default signal mask, and SIGKILL as its parent-death signal, so no
+// worker outlives the broker. The jail (server/jail/spawn.h) is applied on the way; with a
+// pid namespace, pid() is the namespace's init, which relays the worker's wait status, so
+// Reap reports the worker's own death either way.
 #ifndef FFIBOX_SERVER_WORKER_PROCESS_H_
 #define FFIBOX_SERVER_WORKER_PROCESS_H_
 
@@ -19,6 +23,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/crash_report.h"
+#include "server/jail/jail_options.h"
+#include "server/jail/spawn.h"
 #include "server/worker_channel.h"
 
 namespace ffibox {
@@ -28,6 +34,8 @@ struct WorkerLaunchOptions {
   uint64_t generation = 1;            // stamped on the worker's remote addresses
   size_t max_reply_bytes = 64 << 20;  // frames from the worker longer than this are refused
   int max_callback_depth = 0;         // passed as --max_callback_depth when positive
+  JailOptions jail;                   // the worker's jail (on by default)
+  bool jail_self_test = false;        // --check-sandbox: the worker calls execve once jailed
 };
 
 // How a worker ended, as waitpid reported it.
@@ -36,11 +44,19 @@ struct WorkerExit {
   int exit_code = -1;  // the exit status when it exited, else -1
   // The worker's own crash report, when it wrote one for the signal that killed it.
   std::optional<CrashReport> report;
+  // The limits it ran under, to name them when it died of one (0 / "" = none).
+  std::string seccomp_policy;  // the seccomp policy that trapped a syscall
+  uint64_t cpu_seconds = 0;    // RLIMIT_CPU
+  uint64_t file_bytes = 0;     // RLIMIT_FSIZE
+  // Whether ffiboxd itself sent SIGKILL before the worker was reaped (Kill, or Reap's
+  // grace period running out); a SIGKILL it did not send came from the kernel.
+  bool killed_by_broker = false;
 };
 
 class WorkerProcess {
  public:
-  // Starts a worker. Fails when the binary is not executable or fork/socketpair fail.
+  // Starts a worker in the jail of `options.jail`. Fails when the binary is not executable,
+  // the seccomp policy or a library root is invalid, or clone/socketpair/jail setup fail.
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> Start(const WorkerLaunchOptions& options);
 
   // Kills and reaps the worker if that has not happened yet.
@@ -49,9 +65,16 @@ class WorkerProcess {
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
 
+  // The process the broker waits for and kills: the pid namespace's init when there is one
+  // (killing it ends the whole namespace), else the worker.
   pid_t pid() const { return pid_; }
+  // The host pid of the ffibox-worker process itself (for prlimit and inspection); equal to
+  // pid() without a pid namespace; -1 if it could not be found.
+  pid_t worker_pid() const { return worker_pid_; }
   uint64_t generation() const { return generation_; }
   WorkerChannel& channel() { return *channel_; }
+  // Which jail layers this worker got.
+  const SpawnedLayers& jail_layers() const { return layers_; }
 
   // Sends SIGKILL unless the worker was already reaped. Thread-safe, idempotent.
   void Kill();
@@ -62,9 +85,22 @@ class WorkerProcess {
   WorkerExit Reap(absl::Duration grace = absl::Milliseconds(500));
 
  private:
-  WorkerProcess(pid_t pid, uint64_t generation, std::unique_ptr<WorkerChannel> channel,
-                int crash_fd)
-      : pid_(pid), generation_(generation), channel_(std::move(channel)), crash_fd_(crash_fd) {}
+  WorkerProcess(const SpawnedWorker& spawned, const WorkerLaunchOptions& options,
+                std::unique_ptr<WorkerChannel> channel, int crash_fd)
+      : pid_(spawned.pid),
+        worker_pid_(spawned.worker_pid),
+        generation_(options.generation),
+        channel_(std::move(channel)),
+        crash_fd_(crash_fd),
+        status_fd_(spawned.status_fd),
+        relays_exit_(spawned.relays_exit),
+        layers_(spawned.layers) {
+    if (options.jail.enabled) {
+      exit_.seccomp_policy = options.jail.seccomp_policy;
+      exit_.cpu_seconds = options.jail.cpu_seconds;
+      exit_.file_bytes = options.jail.file_bytes;
+    }
+  }
 
   // Records a waitpid status and the crash report that matches it. Requires mu_.
   void RecordExit(int status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -72,9 +108,13 @@ class WorkerProcess {
   std::optional<CrashReport> ReadCrashReport();
 
   const pid_t pid_;
+  const pid_t worker_pid_;
   const uint64_t generation_;
   std::unique_ptr<WorkerChannel> channel_;
-  const int crash_fd_;  // read end of the worker's crash-report pipe
+  const int crash_fd_;   // read end of the worker's crash-report pipe
+  const int status_fd_;  // read end of the jail's status pipe (the init's relayed status)
+  const bool relays_exit_;
+  const SpawnedLayers layers_;
   absl::Mutex mu_;
   bool reaped_ ABSL_GUARDED_BY(mu_) = false;
   WorkerExit exit_ ABSL_GUARDED_BY(mu_);

@@ -10,6 +10,7 @@ lib="${runfiles}/tests/testlibs/libffibox_test.so"
 dir="$(mktemp -d /tmp/ffibox-cli-test.XXXXXX)"
 socket="${dir}/ffiboxd.sock"
 "${ffiboxd}" --listen="unix:${socket}" --worker="${runfiles}/server/ffibox-worker" \
+  --allow_root="$(dirname "$(realpath "${lib}")")" \
   >"${dir}/stdout" 2>"${dir}/stderr" &
 server=$!
 cleanup() {

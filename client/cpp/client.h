@@ -1,9 +1,10 @@
 // Entry point of the ffibox C++ client: a connection to one ffiboxd.
 //
 // `Client::Connect(address)` makes the gRPC channel (target syntax: `unix:/path/to/sock` or
-// `host:port`; insecure credentials for now, so use it on a unix socket or a trusted
-// network); `OpenSession` starts a session with its own worker. A Client may open any
-// number of sessions and is thread-safe.
+// `host:port`): plaintext on a unix socket (the socket's owner-only directory is the door),
+// TLS (optionally mutual) with a bearer token over TCP, as ffiboxd requires there;
+// `OpenSession` starts a session with its own worker. A Client may open any number of
+// sessions and is thread-safe.
 #ifndef FFIBOX_CLIENT_CPP_CLIENT_H_
 #define FFIBOX_CLIENT_CPP_CLIENT_H_
 
@@ -22,16 +23,31 @@ namespace ffibox {
 struct ConnectOptions {
   // How long Connect waits for the server to accept the connection.
   absl::Duration connect_timeout = absl::Seconds(5);
+  // TLS: on when `tls` is set or any PEM below is given (TCP servers require it).
+  bool tls = false;
+  std::string tls_root_certs;         // PEM CAs for the server's certificate; empty: system
+  std::string tls_client_cert_chain;  // PEM client certificate, for mutual TLS
+  std::string tls_client_key;         // PEM key of the client certificate
+  std::string tls_server_name;        // name to check in the server's certificate; empty:
+                                      // the host of `address`
+  // Sent as `authorization: Bearer <token>` on every session; empty: none (the unix
+  // socket's owner is the server's local identity).
+  std::string bearer_token;
 };
 
 class Client {
  public:
   // Connects to the ffiboxd at `address`; INVALID_ARGUMENT for an empty address,
-  // UNAVAILABLE if nothing accepts the connection within options.connect_timeout.
+  // UNAVAILABLE if nothing accepts the connection within options.connect_timeout (which
+  // includes a failed TLS handshake: an untrusted server or a refused client certificate).
+  // Credentials are checked when a session opens: OpenSession fails with UNAUTHENTICATED or
+  // PERMISSION_DENIED.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& address,
                                                          const ConnectOptions& options = {});
 
-  // Opens a new session (one worker) with `options`; UNAVAILABLE if the server is gone.
+  // Opens a new session (one worker) with `options`; UNAVAILABLE if the server is gone,
+  // UNAUTHENTICATED / PERMISSION_DENIED if the server refuses the credentials,
+  // RESOURCE_EXHAUSTED if it has its maximum of sessions open (for this identity).
   absl::StatusOr<std::unique_ptr<Session>> OpenSession(const SessionOptions& options = {});
 
   // The gRPC target this client connected to.

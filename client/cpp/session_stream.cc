@@ -235,14 +235,23 @@ void SessionStream::ReadLoop() {
   absl::Status failure;
   {
     absl::MutexLock lock(&mu_);
+    // The server's door refuses a stream with one of these (credentials, session quotas):
+    // every request of the stream fails with it, typed.
+    const absl::StatusCode code = final_status.code();
+    const bool refused = code == absl::StatusCode::kUnauthenticated ||
+                         code == absl::StatusCode::kPermissionDenied ||
+                         code == absl::StatusCode::kResourceExhausted;
     if (ended_.ok()) {
-      ended_ =
-          absl::UnavailableError(final_status.ok() ? "ffiboxd ended the session stream"
-                                                   : absl::StrCat("ffibox session stream broke: ",
-                                                                  final_status.ToString()));
+      ended_ = refused ? final_status
+                       : absl::UnavailableError(
+                             final_status.ok() ? "ffiboxd ended the session stream"
+                                               : absl::StrCat("ffibox session stream broke: ",
+                                                              final_status.ToString()));
     }
     failure = ended_;
-    if (failure.code() != absl::StatusCode::kUnavailable) {
+    if (refused) {
+      failure = final_status;
+    } else if (failure.code() != absl::StatusCode::kUnavailable) {
       failure =
           absl::UnavailableError(absl::StrCat("ffibox session stream ended before the "
                                               "answer arrived (",

@@ -13,6 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bazel-bin")
 sys.path.insert(0, os.path.join(BIN, "proto"))
+sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 
 import grpc  # noqa: E402
 from ffibox.v1 import ffibox_pb2, ffibox_pb2_grpc  # noqa: E402
@@ -28,7 +29,10 @@ class Server:
         os.chmod(self.dir, 0o700)
         self.address = "unix:" + os.path.join(self.dir, "ffiboxd.sock")
         self.process = subprocess.Popen(
-            [os.path.join(BIN, "server", "ffiboxd"), "--listen=" + self.address, *flags],
+            # --allow_root=/: the tests load libraries from the build tree and the system
+            # (the allowlist itself is tested by tests/integration/limits_test).
+            [os.path.join(BIN, "server", "ffiboxd"), "--listen=" + self.address,
+             "--allow_root=/", *flags],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         if "listening on" not in line:
@@ -90,3 +94,39 @@ def session(server):
     s = RawSession(server.address)
     yield s
     s.close()
+
+
+# -- the ctypes drop-in: one shared server for the whole run ----------------------------
+
+@pytest.fixture(scope="session")
+def shared_server():
+    s = Server()
+    os.environ["FFIBOX_ADDRESS"] = s.address  # ffibox.ctypes' default session uses it
+    yield s
+    s.stop()
+
+
+@pytest.fixture(params=["ctypes", "ffibox"])
+def ct(request, shared_server):
+    """The module under test: the stdlib ctypes in-process, or ffibox.ctypes."""
+    if request.param == "ctypes":
+        import ctypes
+        return ctypes
+    from ffibox import ctypes
+    return ctypes
+
+
+@pytest.fixture
+def testlib(ct):
+    return ct.CDLL(TEST_LIB)
+
+
+@pytest.fixture
+def libc(ct):
+    return ct.CDLL("libc.so.6")
+
+
+@pytest.fixture
+def ffibox_client(shared_server):
+    import ffibox
+    return ffibox.connect(shared_server.address)

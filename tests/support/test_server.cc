@@ -107,7 +107,24 @@ absl::StatusOr<std::unique_ptr<TestServer>> TestServer::Start(
   const std::string socket_path = absl::StrCat(*directory, "/", kSocketName);
   const std::string address = absl::StrCat("unix:", socket_path);
 
-  std::vector<std::string> args = {binary, absl::StrCat("--listen=", address)};
+  // The server's own socket comes first; a test's --listen adds listeners after it.
+  std::string listen = absl::StrCat("--listen=", address);
+  std::vector<std::string> flags;
+  for (const std::string& flag : extra_flags) {
+    if (absl::StartsWith(flag, "--listen=")) {
+      absl::StrAppend(&listen, ",", flag.substr(9));
+    } else {
+      flags.push_back(flag);
+    }
+  }
+  std::vector<std::string> args = {binary, listen};
+  // The test library's real directory (bazel-out/...; the runfiles hold a symlink to it),
+  // so sessions may load it under the library allowlist.
+  char library[PATH_MAX];
+  if (realpath(TestLibPath().c_str(), library) != nullptr) {
+    std::string real(library);
+    args.push_back(absl::StrCat("--allow_root=", real.substr(0, real.rfind('/'))));
+  }
   const bool names_worker = std::any_of(extra_flags.begin(), extra_flags.end(), [](auto& flag) {
     return absl::StartsWith(flag, "--worker=");
   });
@@ -115,7 +132,13 @@ absl::StatusOr<std::unique_ptr<TestServer>> TestServer::Start(
   if (!names_worker && access(worker.c_str(), X_OK) == 0) {
     args.push_back(absl::StrCat("--worker=", worker));
   }
-  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  // No idle pooled workers unless the test asks: tests count the server's children to prove
+  // that no worker outlives its session.
+  if (std::none_of(flags.begin(), flags.end(),
+                   [](auto& flag) { return absl::StartsWith(flag, "--pool_size="); })) {
+    args.push_back("--pool_size=0");
+  }
+  args.insert(args.end(), flags.begin(), flags.end());
   const std::string stdout_path = absl::StrCat(*directory, "/", kStdoutName);
   const int stdout_fd = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (stdout_fd < 0) {

@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""Times the same Python call, cos(0.5) with argtypes/restype set, through the stdlib ctypes
+in-process and through `ffibox.ctypes` (the library in a worker), in one run.
+
+Prints one line per variant in the shape bench/run.sh reads, then the ratio:
+
+    BM_PythonCtypesCos   <median> ns   min <ns> ns   max <ns> ns   (<repeats> x <calls> calls)
+    BM_PythonFfiboxCos   <median> ns   ...
+    ratio ffibox/ctypes <x>
+
+ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
+`from ffibox import ctypes`): run it from the repository root after the build.
+"""
+import argparse
+import math
+import os
+import statistics
+import sys
+import timeit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "client", "python"))
+
+
+def time_cos(module, number: int, repeat: int):
+    libm = module.CDLL("libm.so.6")
+    cos = libm.cos
+    cos.argtypes = [module.c_double]
+    cos.restype = module.c_double
+    if cos(0.5) != math.cos(0.5):
+        raise SystemExit("%s cos(0.5) returned a wrong value" % module.__name__)
+    timer = timeit.Timer("cos(0.5)", globals={"cos": cos})
+    return sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat, number=number))
+
+
+def report(name: str, per_call, repeat: int, number: int) -> float:
+    median = statistics.median(per_call)
+    print(f"{name} {median:12.1f} ns   min {per_call[0]:.1f} ns   "
+          f"max {per_call[-1]:.1f} ns   ({repeat} x {number} calls)")
+    return median
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--number", type=int, default=200_000, help="ctypes calls per repeat")
+    parser.add_argument("--ffibox_number", type=int, default=5_000,
+                        help="ffibox calls per repeat")
+    parser.add_argument("--repeat", type=int, default=5, help="timeit repeats")
+    args = parser.parse_args()
+
+    import ctypes
+    from ffibox import ctypes as fctypes
+    local = report("BM_PythonCtypesCos", time_cos(ctypes, args.number, args.repeat),
+                   args.repeat, args.number)
+    remote = report("BM_PythonFfiboxCos",
+                    time_cos(fctypes, args.ffibox_number, args.repeat),
+                    args.repeat, args.ffibox_number)
+    print(f"ratio ffibox/ctypes {remote / local:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
+import ctypes as _ct
+import os
+import sys
+import threading
+import traceback
+from typing import Any, Dict, Optional, Tuple
+
+from ffibox import _marshal, _types
+from ffibox._remote import RemotePointer
+from ffibox._stubs import pb
+from ffibox.errors import SymbolNotFound
+
+_errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
+
+
+def get_errno() -> int:
+    """ctypes.get_errno: the private errno copy of the calling thread."""
+    return getattr(_errno, "value", 0)
+
+
+def set_errno(value: int) -> int:
+    """ctypes.set_errno: sets the private errno copy; returns the old value."""
+    old = get_errno()
+    _errno.value = value
+    return old
+
+
+def _check_argtypes(argtypes) -> tuple:
+    argtypes = tuple(argtypes)
+    for number, t in enumerate(argtypes, 1):
+        if not hasattr(t, "from_param"):
+            raise TypeError("item %d in _argtypes_ has no from_param method" % number)
+    return argtypes
+
+
+class RemoteCall:
+    """Calls one native function with ctypes' conversions: handles resolved per signature."""
+
+    def __init__(self, session, name: str, library: Optional[int] = None,
+                 address: Optional[Tuple[int, int]] = None, use_errno: bool = False) -> None:
+        self._session = session
+        self._name = name
+        self._library = library
+        self._address = address
+        self._use_errno = use_errno
+        self._handles: Dict[tuple, int] = {}
+
+    def __call__(self, owner, argtypes, restype, args):
+        session = self._session
+        builder = _marshal.CallBuilder(session)
+        types = list(argtypes) if argtypes else []
+        if len(args) < len(types):
+            raise TypeError("this function takes at least %d argument%s (%d given)"
+                            % (len(types), "" if len(types) == 1 else "s", len(args)))
+        values = []
+        for position, value in enumerate(args, 1):
+            try:
+                if position <= len(types):
+                    t = types[position - 1]
+                    if not _types.to_proto_ok(t):
+                        value = t.from_param(value)
+                        t = _marshal.infer_type(value)
+                        types[position - 1] = t
+                else:
+                    t = _marshal.infer_type(value)
+                    types.append(t)
+                values.append(_marshal.encode(t, value, builder, session))
+            except (TypeError, ValueError, OverflowError) as error:
+                if position > len(argtypes or ()) and str(error).startswith("Don't know"):
+                    error = TypeError("Don't know how to convert parameter %d" % position)
+                raise _marshal.ArgumentError("argument %d: %s: %s"
+                                             % (position, type(error), error)) from None
+        call = pb.Call(function=self._handle(tuple(types), restype), args=values,
+                       blocks=builder.blocks)
+        if self._use_errno:
+            call.capture_errno = True
+            call.set_errno = get_errno()
+        response = session.stream.request(call=call)
+        result = response.call
+        if self._use_errno and result.HasField("errno_value"):
+            set_errno(result.errno_value)
+        builder.copy_back(result, response.generation)
+        restype_for_decode = restype if _types.is_ctypes_type(restype) else _ct.c_int
+        value = (_marshal.decode(restype_for_decode, result.result, session,
+                                 response.generation)
+                 if restype is not None else None)
+        if restype is not None and not _types.is_ctypes_type(restype) and callable(restype):
+            value = restype(value)
+        return value
+
+    def _handle(self, types: tuple, restype) -> int:
+        key = (types, restype)
+        handle = self._handles.get(key)
+        if handle is None:
+            real_restype = restype if _types.is_ctypes_type(restype) else (
+                _ct.c_int if restype is not None else None)
+            for t in types + ((real_restype,) if real_restype is not None else ()):
+                _types.check_layout(self._session.stream, t, self._session.checked_layouts)
+            signature = _types.signature(real_restype, types)
+            if self._address is not None:
+                request = pb.ResolveFunction(signature=signature, address=pb.RemoteAddress(
+                    address=self._address[0], generation=self._address[1]))
+            else:
+                request = pb.ResolveFunction(library=self._library, symbol=self._name,
+                                             signature=signature)
+            handle = self._session.stream.request(resolve_function=request).function.function
+            self._handles[key] = handle
+        return handle
+
+
+class _FuncPtr:
+    """A function of a CDLL: ctypes' _FuncPtr surface (argtypes, restype, errcheck)."""
+
+    _flags_ = 1
+    _restype_ = _ct.c_int
+
+    def __init__(self, name: str, library) -> None:
+        self.__name__ = name
+        self._lib = library
+        self._call = RemoteCall(library._session, name, library._handle_id,
+                                use_errno=library._use_errno)
+        self._argtypes = None
+        self.restype = type(self)._restype_
+        self.errcheck = None
+
+    @property
+    def argtypes(self):
+        return self._argtypes
+
+    @argtypes.setter
+    def argtypes(self, value) -> None:
+        self._argtypes = None if value is None else _check_argtypes(value)
+
+    def __call__(self, *args):
+        result = self._call(self, self._argtypes, self.restype, args)
+        if self.errcheck is not None:
+            return self.errcheck(result, self, args)
+        return result
+
+    def __repr__(self) -> str:
+        return "<ffibox function %s of %s>" % (self.__name__, self._lib._name)
+
+
+# -- CFUNCTYPE -------------------------------------------------------------------------
+
+_prototypes: Dict[tuple, type] = {}
+
+
+def _prototype_new(cls, *args):
+    if args and isinstance(args[0], (RemotePointer, int)) and not isinstance(args[0], bool):
+        target = args[0]
+        instance = _ct._CFuncPtr.__new__(cls)
+        if isinstance(target, RemotePointer):
+            instance._ffibox_remote = (target.address, target.generation, target._session)
+        else:
+            from ffibox import ctypes as _fctypes
+            session = _fctypes._default_session()
+            instance._ffibox_remote = (target, session.generation, session)
+        return instance
+    if args and isinstance(args[0], tuple):
+        name, library = args[0][:2]
+        function = library[name]
+        function.argtypes = cls._argtypes_
+        function.restype = cls._restype_
+        return function
+    instance = _ct._CFuncPtr.__new__(cls, *args)
+    instance._ffibox_callable = args[0] if args and callable(args[0]) else None
+    return instance
+
+
+def _prototype_init(self, *args) -> None:
+    pass
+
+
+def _prototype_call(self, *args):
+    remote = getattr(self, "_ffibox_remote", None)
+    if remote is None:
+        return _ct._CFuncPtr.__call__(self, *args)
+    address, generation, session = remote
+    call = session.function_at(address, generation)
+    result = call(self, type(self)._argtypes_, self.restype, args)
+    if self.errcheck is not None:
+        return self.errcheck(result, self, args)
+    return result
+
+
+def CFUNCTYPE(restype, *argtypes, use_errno: bool = False, use_last_error: bool = False):
+    """ctypes.CFUNCTYPE: a prototype whose instances wrap Python callables (callbacks the
+    worker calls over the session) or native function pointers of the worker."""
+    flags = _ct._FUNCFLAG_CDECL
+    if use_errno:
+        flags |= _ct._FUNCFLAG_USE_ERRNO
+    if use_last_error:
+        flags |= _ct._FUNCFLAG_USE_LASTERROR
+    key = (restype, argtypes, flags)
+    prototype = _prototypes.get(key)
+    if prototype is None:
+        prototype = type("CFunctionType", (_ct._CFuncPtr,), {
+            "_argtypes_": argtypes, "_restype_": restype, "_flags_": flags,
+            "__new__": _prototype_new, "__init__": _prototype_init,
+            "__call__": _prototype_call, "_ffibox_callable": None, "_ffibox_remote": None})
+        _prototypes[key] = prototype
+    return prototype
+
+
+def callback_handler(prototype, function):
+    """The session-stream handler that runs `function` for invokes of a callback."""
+    argtypes = prototype._argtypes_
+    restype = prototype._restype_
+
+    def handle(stream, invoke):
+        session = stream.session
+        pointees = {p.arg: p.data for p in invoke.pointees}
+        local_copies = {}
+        args = []
+        for index, (t, value) in enumerate(zip(argtypes, invoke.args)):
+            if index in pointees and _types.is_pointer(t):
+                copy = t._type_.from_buffer_copy(pointees[index])
+                local_copies[index] = copy
+                args.append(_ct.pointer(copy))
+            else:
+                args.append(_marshal.decode(t, value, session, stream.generation))
+        answer = pb.CallbackReturn()
+        try:
+            result = function(*args)
+            if restype is not None:
+                answer.result.CopyFrom(_marshal.encode(restype, result, None, session))
+        except BaseException:  # noqa: B902 - ctypes reports every exception the same way
+            sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n"
+                             % (function,))
+            traceback.print_exc()
+            answer = pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
+        for index, copy in local_copies.items():
+            answer.pointees.add(arg=index, data=bytes(copy))
+        return answer
+
+    return handle

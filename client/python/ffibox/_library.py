@@ -1,0 +1,88 @@
+"""CDLL: a library loaded in a session's worker, with ctypes' attribute and item access."""
+import os
+from typing import Optional, Union
+
+from ffibox._functions import _FuncPtr
+from ffibox._stubs import pb
+from ffibox.errors import SymbolNotFound
+
+
+class CDLL:
+    """ctypes.CDLL over a session: `name` is dlopen'ed in the worker, functions run there.
+
+    `mode`, `handle`, `use_last_error` and `winmode` are accepted for compatibility;
+    `use_errno` works as in ctypes (see get_errno/set_errno)."""
+
+    _func_flags_ = 1
+    _func_restype_ = None
+
+    def __init__(self, name: Optional[str], mode: int = 0, handle: Optional[int] = None,
+                 use_errno: bool = False, use_last_error: bool = False,
+                 winmode: Optional[int] = None, *, session=None) -> None:
+        if session is None:
+            from ffibox import ctypes as _fctypes
+            session = _fctypes._default_session()
+        self._name = name
+        self._session = session
+        self._use_errno = use_errno
+        # CDLL(None) is the main program in ctypes; the worker's main program exports
+        # nothing useful, so it is the C library (where such code looks for printf & co).
+        path = "libc.so.6" if name is None else os.fspath(name)
+        if os.sep in path and not os.path.isabs(path):
+            path = os.path.abspath(path)  # the worker's working directory is not ours
+        self._path = path
+        response = session.stream.request(load_library=pb.LoadLibrary(path=path))
+        self._handle_id = response.library.library
+        self._handle = self._handle_id
+
+        class _FuncPtrOfThisLibrary(_FuncPtr):
+            _restype_ = self._func_restype_ or _FuncPtr._restype_
+        self._FuncPtr = _FuncPtrOfThisLibrary
+
+    def __repr__(self) -> str:
+        return "<%s '%s' in ffibox session %s>" % (type(self).__name__, self._name,
+                                                   self._session.session_id)
+
+    def __getattr__(self, name: str) -> _FuncPtr:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        function = self.__getitem__(name)
+        setattr(self, name, function)
+        return function
+
+    def __getitem__(self, name_or_ordinal: Union[str, int]) -> _FuncPtr:
+        if not isinstance(name_or_ordinal, str):
+            raise TypeError("ffibox: functions are looked up by name (ELF has no ordinals)")
+        self.address_of(name_or_ordinal)
+        return self._FuncPtr(name_or_ordinal, self)
+
+    def address_of(self, symbol: str) -> pb.RemoteAddress:
+        """The worker address of `symbol` (AttributeError, as ctypes, when it is missing)."""
+        try:
+            return self._session.stream.request(lookup_symbol=pb.LookupSymbol(
+                library=self._handle_id, symbol=symbol)).symbol.address
+        except SymbolNotFound as error:
+            raise SymbolNotFound("%s: undefined symbol: %s" % (self._path, symbol),
+                                 error.code) from None
+
+
+class LibraryLoader:
+    """ctypes.LibraryLoader: `cdll.libc` / `cdll.LoadLibrary(name)` over one session."""
+
+    def __init__(self, dlltype, session_getter=None) -> None:
+        self._dlltype = dlltype
+        self._session_getter = session_getter
+
+    def __getattr__(self, name: str):
+        if name[0] == "_":
+            raise AttributeError(name)
+        library = self.LoadLibrary(name)
+        setattr(self, name, library)
+        return library
+
+    def __getitem__(self, name: str):
+        return getattr(self, name)
+
+    def LoadLibrary(self, name: str):
+        session = self._session_getter() if self._session_getter else None
+        return self._dlltype(name, session=session)

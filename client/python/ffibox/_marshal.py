@@ -1,0 +1,394 @@
+"""Python values to protocol Values and memory blocks for one call, and results back.
+
+The rules are ctypes' (argtypes conversion, inference without argtypes, result conversion).
+Client memory a pointer argument reaches (byref targets, buffers, arrays, structs, and what
+their pointer fields reach through ctypes' keep-alive references) is shipped as memory
+blocks with relocations; after the call the library's changes, rewired pointers included,
+are copied back into the same local objects.
+"""
+import ctypes as _ct
+import re
+import struct
+from typing import Any, List, Optional, Tuple
+
+from ffibox import _types
+from ffibox._remote import RemotePointer
+from ffibox._stubs import pb
+
+_CArgObject = type(_ct.byref(_ct.c_int()))
+_ADDRESS_IN_REPR = re.compile(r"\(0x([0-9a-f]+)\)")
+_NULL = pb.Value(pointer=pb.PointerValue(null=True))
+
+
+# One exception class for both modules: code catching ctypes.ArgumentError keeps working.
+ArgumentError = _ct.ArgumentError
+
+
+def _bytes_address(data: bytes) -> int:
+    return _ct.cast(_ct.c_char_p(data), _ct.c_void_p).value
+
+
+class CallBuilder:
+    """The blocks of one call, and how to copy them back into client memory."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.blocks: List[Any] = []
+        self._extents: List[Tuple[int, int, int]] = []    # local start, end, block index
+        self._owners: List[Any] = []                        # block index -> local object
+        self._candidates: List[Tuple[int, int, Any]] = []  # reachable local memory
+
+    # -- building --------------------------------------------------------------------------
+
+    def add_object(self, obj) -> int:
+        """Ships ctypes object `obj` (and what its pointers reach) INOUT; its block index."""
+        start = _ct.addressof(obj)
+        found = self._shipped(start)
+        if found is not None and found[1] == 0 and _ct.sizeof(obj) <= len(
+                self.blocks[found[0]].data):
+            return found[0]
+        size = _ct.sizeof(obj)
+        index = self._new_block(start, size, obj, _ct.string_at(start, size), pb.INOUT)
+        self._collect(getattr(obj, "_objects", None))
+        for offset, ptype in _types.pointer_offsets(type(obj)):
+            word = _ct.c_void_p.from_address(start + offset).value
+            if word:
+                self._relocate(index, offset, ptype, word)
+        return index
+
+    def add_bytes(self, data: bytes, terminator: bytes = b"\0") -> int:
+        """Ships immutable bytes (plus a terminator) IN; its block index."""
+        start = _bytes_address(data) if terminator == b"\0" else 0
+        return self._new_block(start, len(data) + len(terminator), data if start else None,
+                               data + terminator, pb.IN)
+
+    def _new_block(self, start: int, size: int, owner, data: bytes, direction) -> int:
+        index = len(self.blocks)
+        self.blocks.append(pb.MemoryBlock(data=data, size=size, direction=direction))
+        self._owners.append(owner)
+        if start:
+            self._extents.append((start, start + size, index))
+        return index
+
+    def _collect(self, keep) -> None:
+        stack = [keep]
+        seen = set()
+        while stack:
+            item = stack.pop()
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, _ct._SimpleCData.__mro__[1]):  # _CData
+                start = _ct.addressof(item)
+                self._candidates.append((start, start + _ct.sizeof(item), item))
+                stack.append(getattr(item, "_objects", None))
+            elif isinstance(item, bytes):
+                start = _bytes_address(item)
+                self._candidates.append((start, start + len(item) + 1, item))
+
+    def _shipped(self, address: int) -> Optional[Tuple[int, int]]:
+        for start, end, index in self._extents:
+            if start <= address < end or (address == start == end):
+                return index, address - start
+        return None
+
+    def locate(self, address: int) -> Optional[Tuple[int, int]]:
+        """(block, offset) of a local address inside client memory this call ships."""
+        found = self._shipped(address)
+        if found is not None:
+            return found
+        for start, end, item in list(self._candidates):
+            if start <= address < end:
+                if isinstance(item, bytes):
+                    return self.add_bytes(item), address - start
+                return self.add_object(item), address - start
+        return None
+
+    def _relocate(self, index: int, offset: int, ptype, word: int) -> None:
+        target = self.locate(word)
+        if target is None:
+            return  # not client memory this call knows: a worker address, left as it is
+        self.blocks[index].relocations.add(
+            offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
+
+    def pointer_to(self, obj, offset: int = 0):
+        """A pointer Value to `offset` bytes into local ctypes object `obj`."""
+        index = self.add_object(obj)
+        base = self.locate(_ct.addressof(obj))
+        return pb.Value(pointer=pb.PointerValue(
+            block=pb.BlockRef(block=index, offset=(base[1] if base else 0) + offset)))
+
+    def local_pointer(self, address: int):
+        """A pointer Value for a local pointer's value; remote when not client memory."""
+        if not address:
+            return _NULL
+        target = self.locate(address)
+        if target is None:
+            return remote_value(address, self.session.generation)
+        return pb.Value(pointer=pb.PointerValue(
+            block=pb.BlockRef(block=target[0], offset=target[1])))
+
+    # -- copying back ----------------------------------------------------------------------
+
+    def copy_back(self, result, generation: int) -> None:
+        """Writes the OUT/INOUT blocks of `result` into the local objects they came from."""
+        for contents in result.blocks:
+            owner = self._owners[contents.block] if contents.block < len(self._owners) else None
+            if owner is None or isinstance(owner, bytes):
+                continue
+            start = _ct.addressof(owner)
+            data = contents.data[:_ct.sizeof(owner)]
+            _ct.memmove(start, data, len(data))
+            relocated = {p.offset: p.target for p in contents.pointers}
+            for offset, _ in _types.pointer_offsets(type(owner)):
+                target = relocated.get(offset)
+                if target is None or target.block >= len(self._owners):
+                    continue
+                target_owner = self._owners[target.block]
+                if target_owner is None:
+                    continue
+                base = (_bytes_address(target_owner) if isinstance(target_owner, bytes)
+                        else _ct.addressof(target_owner))
+                _ct.c_void_p.from_address(start + offset).value = base + target.offset
+
+
+def remote_value(address: int, generation: int):
+    if not address:
+        return _NULL
+    return pb.Value(pointer=pb.PointerValue(
+        remote=pb.RemoteAddress(address=address, generation=generation)))
+
+
+def _arg_error(position: int, error: Exception) -> Exception:
+    return ArgumentError("argument %d: %s: %s" % (position, type(error), error))
+
+
+# -- arguments -------------------------------------------------------------------------
+
+def infer_type(value):
+    """The ctypes type ctypes gives an argument passed without argtypes (None = NULL)."""
+    if hasattr(value, "_as_parameter_"):
+        return infer_type(value._as_parameter_)
+    if isinstance(value, bool) or isinstance(value, int):
+        return _ct.c_int
+    if isinstance(value, bytes):
+        return _ct.c_char_p
+    if isinstance(value, str):
+        return _ct.c_wchar_p
+    if value is None or isinstance(value, (RemotePointer, _CArgObject)):
+        return _ct.c_void_p
+    if isinstance(value, (_ct.Array,)):
+        return _ct.POINTER(value._type_)
+    if isinstance(value, _ct._SimpleCData.__mro__[1]):
+        return type(value)
+    raise TypeError("Don't know how to convert parameter")
+
+
+def encode(t, value, builder: Optional[CallBuilder], session):
+    """The Value for argument `value` of declared type `t` (TypeError when ctypes would)."""
+    if hasattr(value, "_as_parameter_") and not isinstance(value, _ct._SimpleCData.__mro__[1]):
+        value = value._as_parameter_
+    if _types.is_simple(t):
+        return _encode_simple(t, value, builder, session)
+    if _types.is_pointer(t) or _types.is_array(t):
+        return _encode_pointer(t, value, builder, session)
+    if _types.is_record(t):
+        if not isinstance(value, t):
+            raise TypeError("expected %s instance instead of %s"
+                            % (t.__name__, type(value).__name__))
+        if builder is not None and any(
+                _ct.c_void_p.from_address(_ct.addressof(value) + off).value
+                for off, _ in _types.pointer_offsets(t)):
+            return _encode_aggregate(t, value, builder, session)
+        return pb.Value(raw=bytes(value))
+    if _types.is_function(t):
+        return _encode_function(value, session)
+    raise TypeError("ffibox: cannot pass a %r argument" % (t,))
+
+
+def _encode_aggregate(t, value, builder, session):
+    """A record or array holding pointers into client memory, field by field."""
+    if _types.is_array(t):
+        return pb.Value(aggregate=pb.Aggregate(elements=[
+            encode_stored(t._type_, value, i * _ct.sizeof(t._type_), builder, session)
+            for i in range(t._length_)]))
+    elements = []
+    for entry in _types.all_fields(t):
+        offset = getattr(t, entry[0]).offset
+        if len(entry) > 2:
+            elements.append(pb.Value(int_value=getattr(value, entry[0])))
+        else:
+            elements.append(encode_stored(entry[1], value, offset, builder, session))
+        if isinstance(t, type(_ct.Union)):
+            break
+    return pb.Value(aggregate=pb.Aggregate(elements=elements))
+
+
+def encode_stored(t, owner, offset: int, builder, session):
+    """The Value of the `t` stored at `offset` inside local object `owner`."""
+    address = _ct.addressof(owner) + offset
+    if _types.is_pointer(t) or _types.code_of(t) in ("P", "z", "Z") or _types.is_function(t):
+        return builder.local_pointer(_ct.c_void_p.from_address(address).value or 0)
+    if _types.is_record(t) or _types.is_array(t):
+        return _encode_aggregate(t, t.from_address(address), builder, session)
+    return _encode_simple(t, t.from_address(address), builder, session)
+
+
+def _scalar_value(code: str, number):
+    if code == "?":
+        return pb.Value(bool_value=bool(number))
+    if code in _types.FLOAT_CODES:
+        return pb.Value(float_value=number)
+    if code in _types.UNSIGNED_CODES:
+        return pb.Value(uint_value=number)
+    return pb.Value(int_value=number)
+
+
+def _encode_simple(t, value, builder, session):
+    code = t._type_
+    if code in ("z", "Z", "P"):
+        return _encode_string_or_void(t, code, value, builder, session)
+    if isinstance(value, (_ct._SimpleCData,)) and type(value)._type_ == code:
+        number = value.value
+    else:
+        t.from_param(value)  # raises TypeError exactly where ctypes does
+        number = t(value).value
+    if code == "c":
+        return pb.Value(int_value=_ct.c_byte(number[0]).value)
+    if code == "u":
+        return pb.Value(int_value=ord(number))
+    return _scalar_value(code, number)
+
+
+def _encode_string_or_void(t, code, value, builder, session):
+    if value is None:
+        return _NULL
+    if isinstance(value, RemotePointer):
+        return remote_value(value.address, value.generation)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return remote_value(value, session.generation)
+    if code == "z" and isinstance(value, bytes):
+        return pb.Value(bytes_value=value)
+    if code == "Z" and isinstance(value, str):
+        return pb.Value(text_value=value)
+    if code == "P" and isinstance(value, bytes) and builder is not None:
+        return _block_pointer(builder, builder.add_bytes(value))
+    if code == "P" and isinstance(value, str) and builder is not None:
+        return _block_pointer(builder, builder.add_bytes(value.encode("utf-32-le"),
+                                                         b"\0\0\0\0"))
+    if isinstance(value, _CArgObject) and builder is not None:
+        return _byref_value(value, builder)
+    if isinstance(value, _ct._SimpleCData) and type(value)._type_ in ("z", "Z", "P"):
+        remote = getattr(value, "_ffibox_remote_pointer", None)
+        if remote is not None:
+            return remote_value(*remote)
+        if type(value)._type_ == "P":
+            return remote_value(value.value or 0, session.generation)
+        if builder is None:
+            raise TypeError("ffibox: client strings cannot be returned from a callback")
+        return builder.local_pointer(_ct.c_void_p.from_buffer(value).value or 0)
+    if builder is not None and isinstance(value, _ct.Array) and (
+            code == "P" or value._type_ is {"z": _ct.c_char, "Z": _ct.c_wchar}[code]):
+        return builder.pointer_to(value)
+    if builder is not None and isinstance(value, _ct._Pointer) and (
+            code == "P" or value._type_ is {"z": _ct.c_char, "Z": _ct.c_wchar}[code]):
+        return builder.local_pointer(_ct.cast(value, _ct.c_void_p).value or 0)
+    if code == "P" and _types.is_function(type(value)):
+        return _encode_function(value, session)
+    raise TypeError("wrong type")
+
+
+def _block_pointer(builder, index: int):
+    return pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index)))
+
+
+def _byref_value(value, builder):
+    obj = value._obj
+    match = _ADDRESS_IN_REPR.search(repr(value))
+    offset = int(match.group(1), 16) - _ct.addressof(obj) if match else 0
+    return builder.pointer_to(obj, offset)
+
+
+def _encode_pointer(t, value, builder, session):
+    target = t._type_
+    if value is None:
+        return _NULL
+    if isinstance(value, RemotePointer):
+        return remote_value(value.address, value.generation)
+    if builder is None:
+        raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
+    if isinstance(value, _CArgObject):
+        return _byref_value(value, builder)
+    if isinstance(value, _ct.Array) and (value._type_ is target or isinstance(value, t)):
+        return builder.pointer_to(value)
+    if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
+        remote = getattr(value, "_ffibox_remote_pointer", None)
+        if remote is not None:
+            return remote_value(*remote)
+        builder.add_object(value)
+        return builder.local_pointer(_ct.cast(value, _ct.c_void_p).value or 0)
+    if isinstance(value, target):
+        return builder.pointer_to(value)
+    t.from_param(value)  # the TypeError ctypes raises
+    raise TypeError("expected %s instance instead of %s" % (t.__name__, type(value).__name__))
+
+
+def _encode_function(value, session):
+    if value is None:
+        return _NULL
+    remote = getattr(value, "_ffibox_remote", None)
+    if remote is not None:
+        return remote_value(remote[0], remote[1])
+    if getattr(value, "_ffibox_callable", None) is not None:
+        return pb.Value(pointer=pb.PointerValue(callback=session.callback_id(value)))
+    if isinstance(value, int):
+        return remote_value(value, session.generation)
+    raise TypeError("expected a CFUNCTYPE callback instead of %s" % type(value).__name__)
+
+
+# -- results ---------------------------------------------------------------------------
+
+def decode(t, value, session, generation: int):
+    """The Python object ctypes returns for a result (or callback argument) of type `t`."""
+    if t is None:
+        return None
+    kind = value.WhichOneof("kind")
+    if _types.is_simple(t):
+        code = t._type_
+        if code in ("z", "Z", "P"):
+            if kind == "pointer":
+                address = value.pointer.remote.address if value.pointer.HasField(
+                    "remote") else 0
+                if code == "P":
+                    result = address or None
+                elif address:
+                    result = session.read_string(address, code == "Z", generation)
+                else:
+                    result = None
+            else:
+                result = value.bytes_value if code == "z" else value.text_value
+        elif kind == "raw":
+            result = t.from_buffer_copy(value.raw).value
+        else:
+            number = getattr(value, kind) if kind else 0
+            if code == "c":
+                result = bytes([number & 0xFF]) if isinstance(number, int) else number
+            elif code == "u":
+                result = chr(number)
+            elif code == "?":
+                result = bool(number)
+            else:
+                result = number
+        return result if _types.is_fundamental(t) else t(result)
+    if _types.is_pointer(t):
+        address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
+        generation = value.pointer.remote.generation or generation
+        return RemotePointer(session, address, generation, t._type_)
+    if _types.is_record(t) or _types.is_array(t):
+        return t.from_buffer_copy(value.raw)
+    if _types.is_function(t):
+        address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
+        return session.remote_function(t, address, generation)
+    raise TypeError("ffibox: cannot decode a %r" % (t,))

@@ -1,0 +1,181 @@
+"""One session stream: request ids, answers matched by id, events, and the callback thread.
+
+Every request gets a fresh id; the reader thread hands each answer to whoever waits for it.
+`CallbackInvoke`s run on one dedicated callback thread (never on the reader, because the
+answers to requests a callback makes arrive on the stream). While that thread waits for an
+answer it keeps serving invokes: a nested invocation is a nested call on its stack. Requests
+made on the callback thread carry the invocation it is serving (`Request.invocation`).
+"""
+import itertools
+import queue
+import threading
+from typing import Callable, Dict, Optional
+
+from ffibox._stubs import pb, pb_grpc
+from ffibox.errors import Error, SessionClosed, error_from_proto
+
+InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
+
+
+class _Pending:
+    __slots__ = ("event", "response", "notify")
+
+    def __init__(self, notify: Optional[queue.Queue]) -> None:
+        self.event = threading.Event()
+        self.response = None
+        self.notify = notify
+
+
+class SessionStream:
+    """A bidi `Session` stream with a reader thread; thread-safe."""
+
+    def __init__(self, channel, open_request=None) -> None:
+        self._stub = pb_grpc.FfiboxStub(channel)
+        self._outgoing: "queue.Queue" = queue.Queue()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pending: Dict[int, _Pending] = {}
+        self._ended: Optional[str] = None
+        self.generation = 0
+        self.events = []
+        self._handlers: Dict[int, InvokeHandler] = {}
+        self._invokes: "queue.Queue" = queue.Queue()
+        self._callback_thread: Optional[threading.Thread] = None
+        self._serving = threading.local()
+        self._responses = self._stub.Session(iter(self._outgoing.get, None))
+        self._reader = threading.Thread(target=self._read_loop, name="ffibox-reader",
+                                        daemon=True)
+        self._reader.start()
+        if open_request is not None:
+            self.request(open=open_request)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def request(self, **op):
+        """Sends one request and returns its answer; raises the typed error it carries."""
+        response = self.send(pb.Request(**op))
+        if response.HasField("error"):
+            raise error_from_proto(response.error, pb)
+        return response
+
+    def send(self, request):
+        """Sends `request` (id and invocation filled in) and waits for its Response."""
+        on_callback_thread = threading.current_thread() is self._callback_thread
+        pending = _Pending(self._invokes if on_callback_thread else None)
+        with self._lock:
+            if self._ended is not None:
+                raise SessionClosed(self._ended, "FAILED_PRECONDITION")
+            request.id = next(self._ids)
+            self._pending[request.id] = pending
+        if on_callback_thread and not request.HasField("callback_return"):
+            request.invocation = getattr(self._serving, "invocation", 0)
+        self._outgoing.put(request)
+        if on_callback_thread:
+            while not pending.event.is_set():
+                item = self._invokes.get()
+                if item is not None:
+                    self._run_invocation(item)
+        else:
+            pending.event.wait()
+        if pending.response is None:
+            raise SessionClosed(self._ended or "ffibox session stream ended",
+                                "FAILED_PRECONDITION")
+        return pending.response
+
+    def post(self, request) -> None:
+        """Sends `request` without waiting for its answer."""
+        with self._lock:
+            if self._ended is not None:
+                return
+            request.id = next(self._ids)
+        self._outgoing.put(request)
+
+    def close(self) -> None:
+        """Sends CloseSession (best effort) and ends the stream."""
+        with self._lock:
+            ended = self._ended is not None
+        if not ended:
+            try:
+                self.request(close=pb.CloseSession())
+            except Error:
+                pass
+        self._outgoing.put(None)
+        self._finish("ffibox session closed")
+        if self._callback_thread is not None:
+            self._invokes.put(None)
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def set_handler(self, callback_id: int, handler: InvokeHandler) -> None:
+        """Routes invokes of `callback_id` to `handler` (on the callback thread)."""
+        with self._lock:
+            self._handlers[callback_id] = handler
+            if self._callback_thread is None:
+                self._callback_thread = threading.Thread(
+                    target=self._callback_loop, name="ffibox-callbacks", daemon=True)
+                self._callback_thread.start()
+
+    def current_invocation(self) -> int:
+        return getattr(self._serving, "invocation", 0)
+
+    def _callback_loop(self) -> None:
+        while True:
+            item = self._invokes.get()
+            if item is None:
+                with self._lock:
+                    if self._ended is not None:
+                        return
+                continue
+            self._run_invocation(item)
+
+    def _run_invocation(self, invoke) -> None:
+        handler = self._handlers.get(invoke.callback)
+        outer = getattr(self._serving, "invocation", 0)
+        self._serving.invocation = invoke.invocation
+        try:
+            if handler is None:
+                answer = pb.CallbackReturn(error="callback %d has no function in this client"
+                                           % invoke.callback)
+            else:
+                answer = handler(self, invoke)
+        finally:
+            self._serving.invocation = outer
+        answer.invocation = invoke.invocation
+        self.post(pb.Request(callback_return=answer))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        reason = "ffiboxd ended the session stream"
+        try:
+            for response in self._responses:
+                if response.generation:
+                    self.generation = response.generation
+                if response.id == 0:
+                    if response.HasField("callback_invoke"):
+                        self._invokes.put(response.callback_invoke)
+                    elif response.HasField("event"):
+                        self.events.append(response.event)
+                        del self.events[:-64]
+                    continue
+                with self._lock:
+                    pending = self._pending.pop(response.id, None)
+                if pending is not None:
+                    pending.response = response
+                    pending.event.set()
+                    if pending.notify is not None:
+                        pending.notify.put(None)
+        except Exception as error:  # grpc.RpcError and friends: the stream is gone
+            reason = "ffibox session stream broke: %s" % (getattr(error, "details", None)
+                                                          and error.details() or error)
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        with self._lock:
+            if self._ended is None:
+                self._ended = reason
+            orphans, self._pending = self._pending, {}
+        for pending in orphans.values():
+            pending.event.set()
+            if pending.notify is not None:
+                pending.notify.put(None)

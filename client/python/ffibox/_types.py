@@ -1,0 +1,173 @@
+"""ctypes types as protocol `Type`s, and the layout check against the worker's ABI.
+
+Local values keep the stdlib ctypes types and their layout (sizeof, alignment, Structure
+fields, bit fields, _pack_); this module only describes those types to the server.
+"""
+import ctypes as _ct
+from typing import Dict, List, Optional, Tuple
+
+from ffibox._stubs import pb
+
+SCALAR_BY_CODE = {
+    "?": pb.BOOL, "c": pb.CHAR, "b": pb.SCHAR, "B": pb.UCHAR, "h": pb.SHORT, "H": pb.USHORT,
+    "i": pb.INT, "I": pb.UINT, "l": pb.LONG, "L": pb.ULONG, "q": pb.LONGLONG,
+    "Q": pb.ULONGLONG, "f": pb.FLOAT, "d": pb.DOUBLE, "g": pb.LONGDOUBLE, "u": pb.WCHAR,
+    "P": pb.POINTER, "z": pb.CSTRING, "Z": pb.WSTRING,
+}
+UNSIGNED_CODES = frozenset("BHILQ")
+INTEGER_CODES = frozenset("bBhHiIlLqQ")
+FLOAT_CODES = frozenset("fdg")
+
+_SimpleType = type(_ct.c_int)
+_PointerType = type(_ct.POINTER(_ct.c_int))
+_ArrayType = type(_ct.c_int * 1)
+_StructType = type(_ct.Structure)
+_UnionType = type(_ct.Union)
+_FuncType = type(_ct.CFUNCTYPE(None))
+
+
+def is_simple(t) -> bool:
+    return isinstance(t, _SimpleType)
+
+
+def is_pointer(t) -> bool:
+    return isinstance(t, _PointerType)
+
+
+def is_array(t) -> bool:
+    return isinstance(t, _ArrayType)
+
+
+def is_record(t) -> bool:
+    return isinstance(t, (_StructType, _UnionType))
+
+
+def is_function(t) -> bool:
+    return isinstance(t, _FuncType)
+
+
+def code_of(t) -> str:
+    return getattr(t, "_type_", "") if is_simple(t) else ""
+
+
+def is_fundamental(t) -> bool:
+    """A simple type whose values ctypes converts to Python values (not a subclass)."""
+    return is_simple(t) and t.__bases__[0] is _ct._SimpleCData
+
+
+def to_proto(t, _depth: int = 0, _open: tuple = ()):
+    """The protocol Type of ctypes type `t` (None is VOID); TypeError if it has none.
+
+    A pointer back to a record being described (`struct Node { Node* next; }`) becomes
+    `void*`: the proto's types are trees, and the layout is the same."""
+    if _depth > 32:
+        raise TypeError("ffibox: type nested too deeply")
+    if t is None:
+        return pb.Type(scalar=pb.VOID)
+    if is_simple(t):
+        scalar = SCALAR_BY_CODE.get(t._type_)
+        if scalar is None:
+            raise TypeError("ffibox: ctypes type %s (code %r) cannot cross a process boundary"
+                            % (t.__name__, t._type_))
+        return pb.Type(scalar=scalar)
+    if is_pointer(t):
+        if t._type_ in _open:
+            return pb.Type(scalar=pb.POINTER)
+        return pb.Type(pointer=pb.PointerType(pointee=to_proto(t._type_, _depth + 1, _open)))
+    if is_array(t):
+        return pb.Type(array=pb.ArrayType(element=to_proto(t._type_, _depth + 1, _open),
+                                          length=t._length_))
+    if is_record(t):
+        return pb.Type(record=record_proto(t, _depth, _open + (t,)))
+    if is_function(t):
+        return pb.Type(function=signature(t._restype_, t._argtypes_ or ()))
+    raise TypeError("ffibox: %r is not a ctypes type" % (t,))
+
+
+def all_fields(t) -> List[tuple]:
+    """`_fields_` of a record including those inherited from record base classes."""
+    fields: List[tuple] = []
+    for base in reversed(t.__mro__):
+        if is_record(base) and "_fields_" in base.__dict__:
+            fields.extend(base.__dict__["_fields_"])
+    return fields
+
+
+def record_proto(t, depth: int = 0, open_records: tuple = ()):
+    kind = pb.RecordType.UNION if isinstance(t, _UnionType) else pb.RecordType.STRUCT
+    record = pb.RecordType(kind=kind, name=t.__name__, pack=getattr(t, "_pack_", 0) or 0)
+    for entry in all_fields(t):
+        field = pb.Field(name=entry[0], type=to_proto(entry[1], depth + 1, open_records))
+        if len(entry) > 2:
+            field.bit_width = entry[2]
+        record.fields.append(field)
+    return record
+
+
+def signature(restype, argtypes, variadic: bool = False):
+    sig = pb.Signature(params=[to_proto(a) for a in argtypes], variadic=variadic)
+    if restype is not None:
+        sig.result.CopyFrom(to_proto(restype))
+    return sig
+
+
+def pointer_offsets(t, base: int = 0) -> List[Tuple[int, object]]:
+    """(offset, pointer type) of every pointer-holding word inside a value of type `t`."""
+    if is_pointer(t) or is_function(t) or code_of(t) in ("P", "z", "Z"):
+        return [(base, t)]
+    if is_array(t):
+        inner = pointer_offsets(t._type_, 0)
+        if not inner:
+            return []
+        size = _ct.sizeof(t._type_)
+        return [(base + i * size + off, pt) for i in range(t._length_) for off, pt in inner]
+    if is_record(t):
+        result = []
+        for entry in all_fields(t):
+            if len(entry) > 2:
+                continue
+            result.extend(pointer_offsets(entry[1], base + getattr(t, entry[0]).offset))
+        return result
+    return []
+
+
+def check_layout(stream, t, checked: Dict[type, bool]) -> None:
+    """Compares ctypes' layout of record `t` (and records inside it) with the worker's once
+    per stream; raises TypeError when they disagree (the raw bytes would be misread)."""
+    if t in checked or not (is_record(t) or is_array(t) or is_pointer(t)):
+        return
+    checked[t] = True
+    if is_array(t) or is_pointer(t):
+        check_layout(stream, t._type_, checked)
+        return
+    for entry in all_fields(t):
+        check_layout(stream, entry[1], checked)
+    layout = stream.request(get_layout=pb.GetLayout(type=to_proto(t))).layout
+    problems = []
+    if layout.size != _ct.sizeof(t) or layout.alignment != _ct.alignment(t):
+        problems.append("size/alignment %d/%d here, %d/%d in the worker" % (
+            _ct.sizeof(t), _ct.alignment(t), layout.size, layout.alignment))
+    for entry, field in zip(all_fields(t), layout.fields):
+        descriptor = getattr(t, entry[0])
+        if len(entry) > 2:
+            local_bit = descriptor.offset * 8 + (descriptor.size & 0xFFFF)
+            remote_bit = field.offset * 8 + field.bit_offset
+            if local_bit != remote_bit:
+                problems.append("bit field %s at bit %d here, %d in the worker"
+                                % (entry[0], local_bit, remote_bit))
+        elif descriptor.offset != field.offset:
+            problems.append("field %s at offset %d here, %d in the worker"
+                            % (entry[0], descriptor.offset, field.offset))
+    if problems:
+        raise TypeError("ffibox: the layout of %s differs between ctypes and the worker: %s"
+                        % (t.__name__, "; ".join(problems)))
+
+
+def is_ctypes_type(t) -> bool:
+    """A ctypes data type ffibox can describe (simple, pointer, array, record, function)."""
+    return is_simple(t) or is_pointer(t) or is_array(t) or is_record(t) or is_function(t)
+
+
+def to_proto_ok(t) -> bool:
+    """An argtypes entry used as a type (not a custom object with only `from_param`)."""
+    return is_ctypes_type(t)

@@ -1,0 +1,205 @@
+"""Explicit control: `connect()` to a server, `Client.session()` for a worker of your own.
+
+    import ffibox
+    with ffibox.connect().session(timeout=5) as session:
+        libm = session.CDLL("libm.so.6")
+"""
+import ctypes as _ct
+import threading
+from typing import Any, Dict, Optional
+
+import grpc
+
+from ffibox import _server, _types
+from ffibox._functions import RemoteCall, callback_handler
+from ffibox._library import CDLL as _CDLL
+from ffibox._library import LibraryLoader
+from ffibox._stream import SessionStream
+from ffibox._stubs import pb
+from ffibox.errors import Error
+
+
+def _listening(channel, timeout: float) -> bool:
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+
+
+def connect(address: Optional[str] = None, timeout: float = 2.0) -> "Client":
+    """A client of the ffiboxd at `address` (`unix:/path`).
+
+    Without an address: FFIBOX_ADDRESS, else the default socket; if nothing listens there, a
+    private ffiboxd is started on an owner-only socket and stopped when this process ends
+    (also when it is killed). Raises ffibox.Error when an explicit address does not answer.
+    """
+    if address is not None:
+        channel = grpc.insecure_channel(address)
+        if not _listening(channel, timeout):
+            channel.close()
+            raise Error("UNAVAILABLE: no ffiboxd answers at %s" % address, "UNAVAILABLE")
+        return Client(address, channel)
+    address = _server.default_address()
+    if address.startswith("unix:"):
+        channel = grpc.insecure_channel(address)
+        import os
+        if os.path.exists(address[len("unix:"):]) and _listening(channel, timeout):
+            return Client(address, channel)
+        channel.close()
+    private = _server.private_server()
+    return Client(private.address, grpc.insecure_channel(private.address), private)
+
+
+class Client:
+    """A connection to one ffiboxd; makes sessions."""
+
+    def __init__(self, address: str, channel, private_server=None) -> None:
+        self.address = address
+        self._channel = channel
+        self._private_server = private_server
+
+    def session(self, timeout: Optional[float] = None, memory_limit: Optional[int] = None,
+                restart: bool = True) -> "Session":
+        """A new session (its own worker). `timeout`: default per-call deadline in seconds;
+        `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
+        replace a dead worker on the next call (else the session is unusable after a crash).
+        """
+        return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart)
+
+    def close(self) -> None:
+        """Closes the channel (sessions made from it end)."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class Session:
+    """One session stream: one worker, the libraries loaded in it, callbacks defined on it."""
+
+    def __init__(self, client: Client, timeout: Optional[float] = None,
+                 memory_limit: Optional[int] = None, restart: bool = True) -> None:
+        open_request = pb.OpenSession(
+            call_timeout_ms=int(timeout * 1000) if timeout else 0,
+            restart=pb.RESTART if restart else pb.NO_RESTART)
+        if memory_limit is not None:
+            fields = pb.OpenSession.DESCRIPTOR.fields_by_name
+            name = next((n for n in ("memory_limit_bytes", "memory_limit") if n in fields), None)
+            if name is None:
+                raise Error("UNIMPLEMENTED: this ffibox protocol version has no per-session "
+                            "memory limit; the server's --memory limits apply",
+                            "UNIMPLEMENTED")
+            setattr(open_request, name, memory_limit)
+        self.client = client
+        self.stream = SessionStream(client._channel)
+        self.stream.session = self
+        opened = self.stream.request(open=open_request).opened
+        self.session_id = opened.session_id
+        self.call_timeout_ms = opened.call_timeout_ms
+        self.checked_layouts: Dict[type, bool] = {}
+        self._callbacks: Dict[int, tuple] = {}  # id(python object) -> (object, callback id)
+        self._callbacks_lock = threading.Lock()
+        self._functions_at: Dict[tuple, RemoteCall] = {}
+        self.cdll = LibraryLoader(_CDLL, lambda: self)
+
+    @property
+    def generation(self) -> int:
+        """The worker generation that answered last (addresses of older ones are stale)."""
+        return self.stream.generation
+
+    def CDLL(self, name: Optional[str], mode: int = 0, handle: Optional[int] = None,
+             use_errno: bool = False, use_last_error: bool = False) -> _CDLL:
+        """ctypes.CDLL in this session's worker."""
+        return _CDLL(name, mode, handle, use_errno, use_last_error, session=self)
+
+    LoadLibrary = CDLL
+
+    def close(self) -> None:
+        """Ends the session; its worker is killed."""
+        self.stream.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- remote memory (used by RemotePointer and the ctypes module) ------------------------
+
+    def _address(self, address: int, generation: Optional[int]):
+        return pb.RemoteAddress(address=address, generation=generation or self.generation)
+
+    def read(self, address: int, size: int, generation: Optional[int] = None) -> bytes:
+        """`size` bytes of worker memory (MemoryFault for a bad address)."""
+        return self.stream.request(read_memory=pb.ReadMemory(
+            address=self._address(address, generation), size=size)).memory.data
+
+    def write(self, address: int, data: bytes, generation: Optional[int] = None) -> None:
+        """Writes `data` into worker memory."""
+        self.stream.request(write_memory=pb.WriteMemory(
+            address=self._address(address, generation), data=data))
+
+    def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None):
+        """Stores `value` as a `t` at a worker address."""
+        from ffibox import _marshal
+        self.stream.request(write_memory=pb.WriteMemory(
+            address=self._address(address, generation), type=_types.to_proto(t),
+            value=_marshal.encode(t, value, None, self)))
+
+    def read_string(self, address: int, wide: bool = False,
+                    generation: Optional[int] = None, length: int = 0):
+        """The NUL-terminated (w)char string at a worker address (bytes or str)."""
+        data = self.stream.request(read_string=pb.ReadString(
+            address=self._address(address, generation), wide=wide, max_length=length)).string
+        return data.text if wide else data.data
+
+    def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None):
+        self.stream.request(fill_memory=pb.FillMemory(
+            address=self._address(address, generation), byte=byte & 0xFF, size=size))
+
+    def copy(self, destination: int, source: int, size: int,
+             generation: Optional[int] = None) -> None:
+        self.stream.request(copy_memory=pb.CopyMemory(
+            destination=self._address(destination, generation),
+            source=self._address(source, generation), size=size))
+
+    # -- callbacks and function pointers ----------------------------------------------------
+
+    def callback_id(self, callback) -> int:
+        """The session's callback id for a CFUNCTYPE instance (defined on first use; the
+        session keeps the instance alive as long as it lives)."""
+        with self._callbacks_lock:
+            entry = self._callbacks.get(id(callback))
+            if entry is not None and entry[0] is callback:
+                return entry[1]
+            prototype = type(callback)
+            for t in prototype._argtypes_ + ((prototype._restype_,)
+                                             if prototype._restype_ is not None else ()):
+                _types.check_layout(self.stream, t, self.checked_layouts)
+            signature = _types.signature(prototype._restype_, prototype._argtypes_)
+            defined = self.stream.request(
+                define_callback=pb.DefineCallback(signature=signature)).callback
+            self.stream.set_handler(defined.callback,
+                                    callback_handler(prototype, callback._ffibox_callable))
+            self._callbacks[id(callback)] = (callback, defined.callback)
+            return defined.callback
+
+    def function_at(self, address: int, generation: int) -> RemoteCall:
+        """A caller for the function pointer at a worker address."""
+        key = (address, generation)
+        call = self._functions_at.get(key)
+        if call is None:
+            call = RemoteCall(self, "0x%x" % address, address=key)
+            self._functions_at[key] = call
+        return call
+
+    def remote_function(self, prototype, address: int, generation: int):
+        """An instance of CFUNCTYPE `prototype` for a worker function pointer (None: NULL)."""
+        from ffibox._remote import RemotePointer
+        if not address:
+            return prototype()
+        return prototype(RemotePointer(self, address, generation, None))

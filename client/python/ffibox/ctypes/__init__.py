@@ -1,0 +1,190 @@
+"""`from ffibox import ctypes`: the stdlib ctypes API, with libraries in a jailed worker.
+
+Data types are the stdlib's own (c_int, Structure, arrays, POINTER, byref, sizeof, ...), so
+local values behave exactly as in ctypes. What touches a library goes through ffibox: CDLL
+and its functions, CFUNCTYPE callbacks, in_dll, and cast / string_at / wstring_at / memmove /
+memset on pointers the library returned (worker addresses are never dereferenced here).
+Plain integers used as addresses are worker addresses. docs/python.md lists what differs.
+"""
+import ctypes as _ct
+import threading as _threading
+from ctypes import (  # noqa: F401 - the stdlib data types are ffibox's data types
+    ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
+    SetPointerType, _Pointer, _SimpleCData, addressof, alignment, byref, c_bool, c_buffer,
+    c_byte, c_char, c_char_p, c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64,
+    c_long, c_longdouble, c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint,
+    c_uint8, c_uint16, c_uint32, c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp,
+    c_wchar, c_wchar_p, create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
+from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE  # noqa: F401
+from typing import Any, Optional
+
+from ffibox import _remote, _types
+from ffibox._functions import CFUNCTYPE, get_errno, set_errno  # noqa: F401
+from ffibox._library import CDLL as _CDLL
+from ffibox._library import LibraryLoader
+from ffibox._remote import RemotePointer
+
+__version__ = _ct.__version__
+
+_default_lock = _threading.Lock()
+_default = None
+
+
+def _default_session():
+    """The session `from ffibox import ctypes` uses: one per process, made on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            import ffibox
+            _default = ffibox.connect().session()
+        return _default
+
+
+class CDLL(_CDLL):
+    """ctypes.CDLL: the library is loaded in the default session's worker."""
+
+
+LoadLibrary = CDLL
+cdll = LibraryLoader(CDLL)
+
+
+def in_dll(t, library, name: str):
+    """`t.in_dll(library, name)`: a view of the library's variable; reads and writes go to
+    the worker."""
+    if not isinstance(library, _CDLL):
+        return type(t).in_dll(t, library, name)
+    address = library.address_of(name)
+    return _remote.view(library._session, t, address.address, address.generation)
+
+
+def _install_in_dll(t) -> None:
+    # Data types are the stdlib's, so `c_int.in_dll(lib, ...)` looks the method up on them:
+    # this classmethod serves ffibox libraries and hands every other library to ctypes.
+    if "in_dll" not in t.__dict__:
+        t.in_dll = classmethod(in_dll)
+
+
+class Structure(_ct.Structure):
+    """ctypes.Structure (ffibox's adds `in_dll` for ffibox libraries)."""
+
+    in_dll = classmethod(in_dll)
+
+
+class Union(_ct.Union):
+    """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries)."""
+
+    in_dll = classmethod(in_dll)
+
+
+for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
+           c_longlong, c_short, c_ubyte, c_uint, c_ulong, c_ulonglong, c_ushort, c_void_p,
+           c_wchar, c_wchar_p):
+    _install_in_dll(_t)
+
+
+def _session_of(obj):
+    if isinstance(obj, RemotePointer):
+        return obj._session
+    at = getattr(obj, "_ffibox_at", None)
+    return at[0] if at else None
+
+
+def _remote_address(obj):
+    """(session, address, generation) when `obj` names worker memory, else None."""
+    if isinstance(obj, RemotePointer):
+        return obj._session, obj.address, obj.generation
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        session = _default_session()
+        return session, obj, session.generation
+    if isinstance(obj, c_void_p) and not hasattr(obj, "_ffibox_at"):
+        session = _default_session()
+        return session, obj.value or 0, session.generation
+    remote = getattr(obj, "_ffibox_remote", None)
+    if isinstance(remote, tuple) and len(remote) == 3:
+        return remote[2], remote[0], remote[1]
+    at = getattr(obj, "_ffibox_at", None)
+    if at is not None:
+        session, address, generation = at
+        base = type(obj)._ffibox_base
+        if _types.is_pointer(base) or _types.code_of(base) in ("P", "z", "Z"):
+            word = int.from_bytes(session.read(address, 8, generation), "little")
+            return session, word, generation
+        return session, address, generation
+    return None
+
+
+def cast(obj, typ):
+    """ctypes.cast. Local objects are cast locally; pointers into the worker (RemotePointer,
+    integers, c_void_p values) give RemotePointers or values read through the server."""
+    remote = _remote_address(obj)
+    if remote is None:
+        return _ct.cast(obj, typ)
+    session, address, generation = remote
+    if _types.is_pointer(typ):
+        return RemotePointer(session, address, generation, typ._type_)
+    if _types.is_function(typ):
+        return session.remote_function(typ, address, generation)
+    if _types.code_of(typ) == "P":
+        return typ(address or None)
+    if _types.code_of(typ) in ("z", "Z"):
+        return _remote.string_pointer(session, typ, address, generation)
+    raise TypeError("cast() argument 2 must be a pointer type, not %s" % typ.__name__)
+
+
+def string_at(ptr, size: int = -1) -> bytes:
+    """ctypes.string_at: from worker memory for remote pointers, locally for local objects."""
+    remote = _remote_address(ptr)
+    if remote is None:
+        return _ct.string_at(ptr, size)
+    session, address, generation = remote
+    if size < 0:
+        return session.read_string(address, False, generation)
+    return session.read(address, size, generation)
+
+
+def wstring_at(ptr, size: int = -1) -> str:
+    """ctypes.wstring_at, as string_at."""
+    remote = _remote_address(ptr)
+    if remote is None:
+        return _ct.wstring_at(ptr, size)
+    session, address, generation = remote
+    if size < 0:
+        return session.read_string(address, True, generation)
+    data = session.read(address, size * sizeof(c_wchar), generation)
+    return data.decode("utf-32-le")
+
+
+def memmove(dst, src, count: int) -> Any:
+    """ctypes.memmove between any mix of local objects and worker memory."""
+    remote_dst, remote_src = _remote_address(dst), _remote_address(src)
+    if remote_dst is None and remote_src is None:
+        return _ct.memmove(dst, src, count)
+    if remote_dst is None:
+        session, address, generation = remote_src
+        data = session.read(address, count, generation)
+        return _ct.memmove(dst, data, count)
+    session, address, generation = remote_dst
+    if remote_src is None:
+        data = src[:count] if isinstance(src, bytes) else _ct.string_at(src, count)
+        session.write(address, data, generation)
+    else:
+        session.copy(address, remote_src[1], count, generation)
+    return address
+
+
+def memset(dst, c: int, count: int) -> Any:
+    """ctypes.memset on a local object or worker memory."""
+    remote = _remote_address(dst)
+    if remote is None:
+        return _ct.memset(dst, c, count)
+    session, address, generation = remote
+    session.fill(address, c, count, generation)
+    return address
+
+
+def __getattr__(name: str):
+    if name in ("pythonapi", "pydll", "PyDLL", "py_object"):
+        raise AttributeError(
+            "ffibox.ctypes has no %s: the Python C API lives in this process, not in the "
+            "worker (use the stdlib ctypes for it)" % name)
+    raise AttributeError("module 'ffibox.ctypes' has no attribute %r" % name)

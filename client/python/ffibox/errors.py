@@ -1,0 +1,80 @@
+"""Exceptions raised by the ffibox client; one place maps a protocol Error to them."""
+from typing import Optional
+
+
+class Error(Exception):
+    """Base of every ffibox error. `code` is the protocol's ErrorCode name."""
+
+    def __init__(self, message: str, code: str = "INTERNAL", function: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.function = function
+
+
+class WorkerCrashed(Error):
+    """The worker died while running `function` (killed by `signal`, or exited `exit_code`)."""
+
+    def __init__(self, message: str, signal: int = 0, exit_code: int = -1, function: str = "",
+                 fault_address: int = 0) -> None:
+        super().__init__(message, "WORKER_CRASHED", function)
+        self.signal = signal
+        self.exit_code = exit_code
+        self.fault_address = fault_address
+
+
+class CallTimeout(Error):
+    """The call's deadline passed; the worker was killed (the session restarts it)."""
+
+
+class SandboxViolation(Error):
+    """The jail killed the worker for a forbidden system call (`syscall`)."""
+
+    def __init__(self, message: str, syscall: str = "", function: str = "") -> None:
+        super().__init__(message, "SANDBOX_VIOLATION", function)
+        self.syscall = syscall
+
+
+class LibraryNotAllowed(Error, OSError):
+    """The library is outside the server's allowed roots (an OSError, as CDLL raises)."""
+
+
+class LibraryLoadFailed(Error, OSError):
+    """dlopen failed in the worker (ctypes raises OSError for the same)."""
+
+
+class SymbolNotFound(Error, AttributeError):
+    """dlsym failed (ctypes raises AttributeError for the same)."""
+
+
+class MemoryFault(Error, OSError):
+    """A remote address could not be read or written (the worker was not harmed)."""
+
+
+class StaleHandle(Error):
+    """A remote address or callback of a worker generation that has since died."""
+
+
+class SessionClosed(Error):
+    """The session stream ended (closed, or the server went away)."""
+
+
+def error_from_proto(error, pb, function: Optional[str] = None) -> Error:
+    """The exception for a protocol `Error` message."""
+    code = pb.ErrorCode.Name(error.code)
+    message = "%s: %s" % (code, error.message) if error.message else code
+    function = error.function or function or ""
+    if error.code == pb.WORKER_CRASHED:
+        return WorkerCrashed(message, error.signal, error.exit_code, function,
+                             error.fault_address)
+    if error.code == pb.SANDBOX_VIOLATION:
+        return SandboxViolation(message, error.syscall, function)
+    classes = {
+        pb.CALL_TIMEOUT: CallTimeout,
+        pb.LIBRARY_NOT_ALLOWED: LibraryNotAllowed,
+        pb.LIBRARY_LOAD_FAILED: LibraryLoadFailed,
+        pb.SYMBOL_NOT_FOUND: SymbolNotFound,
+        pb.MEMORY_FAULT: MemoryFault,
+        pb.STALE_HANDLE: StaleHandle,
+    }
+    cls = classes.get(error.code, Error)
+    return cls(message, code, function)

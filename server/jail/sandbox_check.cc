@@ -1,0 +1,196 @@
+#include "server/jail/sandbox_check.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "server/jail/jail_layers.h"
+#include "server/jail/seccomp_policy.h"
+#include "server/worker_process.h"
+
+namespace ffibox {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+std::string NamespaceId(pid_t pid, const char* name) {
+  char target[128] = {};
+  std::string path =
+      pid > 0 ? absl::StrCat("/proc/", pid, "/ns/", name) : absl::StrCat("/proc/self/ns/", name);
+  ssize_t n = readlink(path.c_str(), target, sizeof(target) - 1);
+  return n > 0 ? std::string(target, n) : "";
+}
+
+// The value of "Key:" in /proc/<pid>/status.
+std::string StatusField(const std::string& status, absl::string_view key) {
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    if (absl::ConsumePrefix(&line, key) && absl::ConsumePrefix(&line, ":")) {
+      return std::string(absl::StripAsciiWhitespace(line));
+    }
+  }
+  return "";
+}
+
+class Report {
+ public:
+  void Line(absl::string_view layer, bool requested, bool active, absl::string_view detail) {
+    std::string state;
+    if (!requested) {
+      state = "disabled in the configuration";
+    } else if (active) {
+      state = detail.empty() ? "active" : absl::StrCat("active (", detail, ")");
+    } else {
+      state = absl::StrCat("unavailable: ", detail);
+      all_active_ = false;
+    }
+    printf("%-34s %s\n", absl::StrCat(layer, ":").c_str(), state.c_str());
+  }
+  bool all_active() const { return all_active_; }
+
+ private:
+  bool all_active_ = true;
+};
+
+}  // namespace
+
+int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) {
+  printf("ffiboxd --check-sandbox: starting a jailed worker (%s)\n", worker_path.c_str());
+  if (!options.enabled) {
+    printf("the jail is disabled in the configuration: workers are crash-isolated only\n");
+    return 1;
+  }
+  WorkerLaunchOptions launch;
+  launch.worker_path = worker_path;
+  launch.jail = options;
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
+  if (!worker.ok()) {
+    printf("cannot start a jailed worker: %s\n", std::string(worker.status().message()).c_str());
+    return 2;
+  }
+  const pid_t pid = (*worker)->worker_pid();
+  // The worker applies rlimits and seccomp itself right after exec: wait for that.
+  std::string status;
+  for (int i = 0; i < 200; ++i) {
+    status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
+    if (StatusField(status, "Seccomp") == "2") break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  const SpawnedLayers& layers = (*worker)->jail_layers();
+  Report report;
+
+  struct Namespace {
+    JailLayer layer;
+    const char* proc_name;
+  };
+  const Namespace namespaces[] = {
+      {JailLayer::kUserNamespace, "user"}, {JailLayer::kPidNamespace, "pid"},
+      {JailLayer::kNetNamespace, "net"},   {JailLayer::kIpcNamespace, "ipc"},
+      {JailLayer::kUtsNamespace, "uts"},   {JailLayer::kMountNamespace, "mnt"}};
+  for (const Namespace& ns : namespaces) {
+    const int index = static_cast<int>(ns.layer);
+    std::string own = NamespaceId(0, ns.proc_name);
+    std::string its = NamespaceId(pid, ns.proc_name);
+    bool separate = !its.empty() && its != own;
+    std::string detail = layers.active[index] ? (separate ? its : "but the worker shares ours")
+                                              : layers.reasons[index];
+    if (ns.layer == JailLayer::kUserNamespace && separate) {
+      absl::StrAppend(&detail, "; worker root = host uid ",
+                      StatusField(status, "Uid").substr(0, StatusField(status, "Uid").find('\t')));
+    }
+    report.Line(JailLayerName(ns.layer), JailLayerRequested(options, ns.layer),
+                layers.active[index] && separate, detail);
+  }
+
+  const int fs = static_cast<int>(JailLayer::kFilesystem);
+  std::string fs_detail = layers.reasons[fs];
+  bool fs_active = layers.active[fs];
+  if (fs_active) {
+    struct stat st;
+    std::string root = absl::StrCat("/proc/", pid, "/root");
+    bool shadow_visible = stat((root + "/etc/shadow").c_str(), &st) == 0;
+    if (layers.whole_filesystem) {
+      fs_detail = "the whole host filesystem, read-only: no library roots configured";
+    } else if (shadow_visible) {
+      fs_active = false;
+      fs_detail = "the worker's root shows /etc/shadow";
+    } else {
+      fs_detail = absl::StrCat(options.library_roots.size(),
+                               " library roots + system libraries read-only, ",
+                               options.tmp_bytes >> 10, " KiB tmpfs /tmp; /etc/shadow not visible");
+    }
+  }
+  report.Line(JailLayerName(JailLayer::kFilesystem),
+              JailLayerRequested(options, JailLayer::kFilesystem), fs_active, fs_detail);
+  const int proc = static_cast<int>(JailLayer::kProc);
+  report.Line(JailLayerName(JailLayer::kProc), JailLayerRequested(options, JailLayer::kProc),
+              layers.active[proc], layers.active[proc] ? "" : layers.reasons[proc]);
+
+  std::string uid = StatusField(status, "Uid");
+  report.Line("ids", true, true,
+              absl::StrCat("host uid/gid ", uid.substr(0, uid.find('\t')),
+                           layers.unprivileged_ids ? " (nobody)" : " (the broker's: no roots)"));
+  std::string caps = StatusField(status, "CapEff");
+  report.Line("capabilities dropped", true, caps == "0000000000000000",
+              caps == "0000000000000000" ? "" : absl::StrCat("CapEff ", caps));
+  report.Line("no_new_privs", true, StatusField(status, "NoNewPrivs") == "1",
+              StatusField(status, "NoNewPrivs") == "1" ? "" : "the worker can gain privileges");
+
+  std::string limits = ReadFile(absl::StrCat("/proc/", pid, "/limits"));
+  std::string rlimit_detail;
+  for (absl::string_view line : absl::StrSplit(limits, '\n')) {
+    for (absl::string_view name : {"Max core file size", "Max address space", "Max cpu time",
+                                   "Max open files", "Max processes", "Max file size"}) {
+      if (absl::StartsWith(line, name)) {
+        std::vector<absl::string_view> words =
+            absl::StrSplit(line.substr(name.size()), ' ', absl::SkipWhitespace());
+        if (!words.empty()) {
+          absl::StrAppend(&rlimit_detail, rlimit_detail.empty() ? "" : ", ",
+                          absl::StripPrefix(name, "Max "), " ", words[0]);
+        }
+      }
+    }
+  }
+  bool core_zero = absl::StrContains(limits, "Max core file size        0 ");
+  report.Line("rlimits", true, core_zero, rlimit_detail);
+
+  // seccomp: a second worker calls execve once jailed and must die of SIGSYS naming it.
+  (*worker)->Kill();
+  (*worker)->Reap();
+  launch.jail_self_test = true;
+  std::string seccomp_detail;
+  bool seccomp_active = false;
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> probe = WorkerProcess::Start(launch);
+  if (!probe.ok()) {
+    seccomp_detail = absl::StrCat("cannot start the self-test worker: ", probe.status().message());
+  } else {
+    WorkerExit exit = (*probe)->Reap(absl::Seconds(10));
+    seccomp_active = exit.signal == SIGSYS && exit.report.has_value() &&
+                     SyscallName(exit.report->syscall) == "execve";
+    seccomp_detail =
+        seccomp_active
+            ? absl::StrCat(options.seccomp_policy, " policy; execve killed the test worker")
+            : absl::StrCat("the self-test worker's execve was not trapped (signal ", exit.signal,
+                           ", exit ", exit.exit_code, ")");
+  }
+  report.Line("seccomp", true, seccomp_active, seccomp_detail);
+  printf("%s\n", report.all_active() ? "all requested layers are active"
+                                     : "some requested layers are NOT active");
+  return report.all_active() ? 0 : 1;
+}
+
+}  // namespace ffibox

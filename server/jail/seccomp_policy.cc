@@ -1,0 +1,381 @@
+#include "server/jail/seccomp_policy.h"
+
+#include <errno.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#endif
+
+namespace ffibox {
+namespace {
+
+// Allowed without conditions by both policies. Everything a worker does on its own: the
+// dynamic loader, threads, memory, the channel, files in the jail's view, time, signals.
+constexpr const char* kStrictSyscalls[] = {
+    // I/O on descriptors the worker already has or opens in its view of the filesystem.
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "recvfrom",
+    "sendto",
+    "recvmsg",
+    "sendmsg",
+    "recvmmsg",
+    "sendmmsg",
+    "shutdown",
+    "getsockname",
+    "getpeername",
+    "getsockopt",
+    "close",
+    "close_range",
+    "dup",
+    "dup2",
+    "dup3",
+    "fcntl",
+    "lseek",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "eventfd2",
+    "pipe",
+    "pipe2",
+    "timerfd_create",
+    "timerfd_settime",
+    "timerfd_gettime",
+    "flock",
+    "fsync",
+    "fdatasync",
+    "ftruncate",
+    "fallocate",
+    // The filesystem the jail shows (read-only except /tmp).
+    "open",
+    "openat",
+    "stat",
+    "fstat",
+    "lstat",
+    "newfstatat",
+    "statx",
+    "statfs",
+    "fstatfs",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "readlink",
+    "readlinkat",
+    "getdents",
+    "getdents64",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "mkdir",
+    "mkdirat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "truncate",
+    "umask",
+    "utimensat",
+    // Memory.
+    "brk",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "madvise",
+    "msync",
+    "mincore",
+    "mlock",
+    "mlock2",
+    "munlock",
+    "membarrier",
+    // Threads and synchronisation (clone is allowed below for threads only).
+    "futex",
+    "set_robust_list",
+    "get_robust_list",
+    "rseq",
+    "set_tid_address",
+    "sched_yield",
+    "sched_getaffinity",
+    "sched_getparam",
+    "sched_getscheduler",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "getcpu",
+    "arch_prctl",
+    "restart_syscall",
+    // Signals delivered to the worker itself.
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "rt_sigpending",
+    "rt_sigtimedwait",
+    "rt_sigsuspend",
+    "sigaltstack",
+    "pause",
+    "alarm",
+    "getitimer",
+    "setitimer",
+    "timer_create",
+    "timer_settime",
+    "timer_gettime",
+    "timer_getoverrun",
+    "timer_delete",
+    // Time, identity, limits, randomness.
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "nanosleep",
+    "gettimeofday",
+    "time",
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "getpgrp",
+    "getrusage",
+    "getrlimit",
+    "setrlimit",
+    "getpriority",
+    "uname",
+    "sysinfo",
+    "getrandom",
+    "exit",
+    "exit_group",
+};
+
+// Added by the permissive policy.
+constexpr const char* kPermissiveSyscalls[] = {
+    "fork",
+    "vfork",
+    "wait4",
+    "waitid",
+    "socketpair",
+    "connect",
+    "bind",
+    "listen",
+    "accept",
+    "accept4",
+    "setsockopt",
+    "memfd_create",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "fchown",
+    "fchownat",
+    "lchown",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "getxattr",
+    "lgetxattr",
+    "fgetxattr",
+    "listxattr",
+    "llistxattr",
+    "flistxattr",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
+    "inotify_rm_watch",
+    "mlockall",
+    "munlockall",
+    "setsid",
+    "setpgid",
+    "getpgid",
+    "getsid",
+    "ioctl",
+    "get_mempolicy",
+    "set_mempolicy",
+    "mbind",
+};
+
+// prctl options a library may use on itself.
+constexpr int kAllowedPrctls[] = {PR_SET_NAME,       PR_GET_NAME,      PR_SET_VMA,
+                                  PR_GET_DUMPABLE,   PR_GET_SECCOMP,   PR_GET_NO_NEW_PRIVS,
+                                  PR_GET_TIMERSLACK, PR_SET_TIMERSLACK};
+
+// ioctls the strict policy allows: terminal probes (isatty) and descriptor flags. Not
+// TIOCSTI, which could type into the broker's terminal through an inherited stdout.
+constexpr unsigned long kAllowedIoctls[] = {TCGETS,  TIOCGWINSZ, FIONREAD,
+                                            FIONBIO, FIOCLEX,    FIONCLEX};
+
+constexpr uint64_t kNamespaceCloneFlags = CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID |
+                                          CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+                                          CLONE_NEWCGROUP;
+
+struct ContextDeleter {
+  void operator()(void* ctx) const { seccomp_release(ctx); }
+};
+using SeccompContext = std::unique_ptr<void, ContextDeleter>;
+
+absl::Status Check(int rc, absl::string_view what) {
+  if (rc == 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("seccomp: ", what, ": ", strerror(-rc)));
+}
+
+absl::Status Allow(scmp_filter_ctx ctx, const char* name) {
+  int nr = seccomp_syscall_resolve_name(name);
+  if (nr == __NR_SCMP_ERROR) return absl::OkStatus();  // not on this architecture
+  return Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0), name);
+}
+
+// Rules whose arguments matter: signals, process memory access and rlimits only on the
+// worker itself, clone only for threads (or, permissive, for processes without new
+// namespaces), clone3 refused with ENOSYS so glibc falls back to the filterable clone.
+absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
+  const scmp_datum_t self = static_cast<scmp_datum_t>(getpid());
+  struct OwnPidRule {
+    int nr;
+    unsigned arg;
+  };
+  const OwnPidRule own_pid_rules[] = {{SCMP_SYS(kill), 0},
+                                      {SCMP_SYS(tgkill), 0},
+                                      {SCMP_SYS(rt_tgsigqueueinfo), 0},
+                                      {SCMP_SYS(rt_sigqueueinfo), 0},
+                                      {SCMP_SYS(process_vm_readv), 0},
+                                      {SCMP_SYS(process_vm_writev), 0}};
+  for (const OwnPidRule& rule : own_pid_rules) {
+    absl::Status status = Check(
+        seccomp_rule_add(ctx, SCMP_ACT_ALLOW, rule.nr, 1, SCMP_CMP(rule.arg, SCMP_CMP_EQ, self)),
+        "own-pid rule");
+    if (!status.ok()) return status;
+  }
+  // pid 0 means "the caller" for these.
+  for (int nr : {SCMP_SYS(prlimit64), SCMP_SYS(sched_setaffinity), SCMP_SYS(sched_setscheduler),
+                 SCMP_SYS(sched_setparam)}) {
+    absl::Status status =
+        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0)), "pid 0 rule");
+    if (!status.ok()) return status;
+  }
+  for (int option : kAllowedPrctls) {
+    absl::Status status =
+        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                               SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(option))),
+              "prctl rule");
+    if (!status.ok()) return status;
+  }
+  if (!permissive) {
+    for (unsigned long request : kAllowedIoctls) {
+      absl::Status status =
+          Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, request)),
+                "ioctl rule");
+      if (!status.ok()) return status;
+    }
+  }
+  absl::Status clone =
+      Check(permissive ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                                          SCMP_A0(SCMP_CMP_MASKED_EQ, kNamespaceCloneFlags, 0))
+                       : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                                          SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)),
+            "clone rule");
+  if (!clone.ok()) return clone;
+  if (permissive) {
+    absl::Status unix_socket =
+        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                               SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_UNIX))),
+              "socket rule");
+    if (!unix_socket.ok()) return unix_socket;
+  }
+  return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3");
+}
+
+}  // namespace
+
+absl::Status ValidateSeccompPolicy(absl::string_view policy,
+                                   const std::vector<std::string>& extra_syscalls) {
+  if (policy != kStrictSeccompPolicy && policy != kPermissiveSeccompPolicy) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown seccomp policy \"", policy,
+                                                   "\"; the policies are strict and permissive"));
+  }
+  for (const std::string& name : extra_syscalls) {
+    if (seccomp_syscall_resolve_name(name.c_str()) == __NR_SCMP_ERROR) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown syscall \"", name,
+                                                     "\" in the extra syscalls of the ", policy,
+                                                     " seccomp policy"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InstallSeccompPolicy(absl::string_view policy,
+                                  const std::vector<std::string>& extra_syscalls) {
+  absl::Status valid = ValidateSeccompPolicy(policy, extra_syscalls);
+  if (!valid.ok()) return valid;
+  const bool permissive = policy == kPermissiveSeccompPolicy;
+  SeccompContext ctx(seccomp_init(SCMP_ACT_TRAP));
+  if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
+  for (const char* name : kStrictSyscalls) {
+    absl::Status status = Allow(ctx.get(), name);
+    if (!status.ok()) return status;
+  }
+  if (permissive) {
+    for (const char* name : kPermissiveSyscalls) {
+      absl::Status status = Allow(ctx.get(), name);
+      if (!status.ok()) return status;
+    }
+  }
+  absl::Status conditional = AddConditionalRules(ctx.get(), permissive);
+  if (!conditional.ok()) return conditional;
+  for (const std::string& name : extra_syscalls) {
+    // An unconditional rule supersedes the conditional ones a syscall may already have.
+    int nr = seccomp_syscall_resolve_name(name.c_str());
+    int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0);
+    if (rc != 0 && rc != -EEXIST) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "extra syscall ", name, " cannot be added to the ", policy, " policy: ", strerror(-rc)));
+    }
+  }
+  // TSYNC: every thread gets the filter, or loading fails.
+  absl::Status tsync = Check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1), "tsync");
+  if (!tsync.ok()) return tsync;
+  return Check(seccomp_load(ctx.get()), "load");
+}
+
+std::string SyscallName(int number) {
+  char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, number);
+  if (name == nullptr) return absl::StrCat("syscall ", number);
+  std::string result(name);
+  free(name);
+  return result;
+}
+
+}  // namespace ffibox

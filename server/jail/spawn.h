@@ -1,0 +1,72 @@
+// Starting one worker process inside its jail: clone into the namespaces the host allows,
+// write the user namespace's maps, build the filesystem view, drop privileges, exec.
+//
+// Called by WorkerProcess::Start (server/worker_process.cc), which owns the descriptors and
+// supplies the thread to clone from. With a pid namespace the cloned child is the
+// namespace's init (pid 1, our code, never untrusted code): it builds the view, forks the
+// worker (pid 2), closes everything but its status pipe and relays the worker's wait
+// status to the broker, so that the worker dies of its own signals (an init ignores
+// signals it raises on itself) and the broker still learns how. Without one, the child
+// execs the worker itself. Layers the host refuses are dropped and recorded
+// (server/jail/jail_layers.h); the worker applies rlimits and seccomp itself after exec
+// (server/jail/worker_jail.h).
+#ifndef FFIBOX_SERVER_JAIL_SPAWN_H_
+#define FFIBOX_SERVER_JAIL_SPAWN_H_
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/jail/jail_layers.h"
+#include "server/jail/jail_options.h"
+
+namespace ffibox {
+
+struct WorkerSpawnRequest {
+  int executable_fd = -1;  // the worker binary, O_PATH (exec'd with execveat)
+  char* const* argv = nullptr;
+  int channel_fd = -1;  // becomes fd 3
+  int crash_fd = -1;    // becomes fd 4
+  int stdin_fd = -1;    // becomes fd 0 (/dev/null)
+};
+
+// Which layers one worker got; each is active or absent with a reason.
+struct SpawnedLayers {
+  std::array<bool, kJailLayerCount> active{};
+  std::array<std::string, kJailLayerCount> reasons;  // why an absent layer is absent
+  bool whole_filesystem = false;  // the view is the host's "/" (no library roots)
+  bool unprivileged_ids = false;  // the worker runs as host uid/gid 65534
+};
+
+struct SpawnedWorker {
+  pid_t pid = -1;            // the process to wait for (the init when relays_exit)
+  int status_fd = -1;        // read end of the jail status pipe; the caller closes it
+  bool relays_exit = false;  // pid is an init that relays the worker's status on status_fd
+  pid_t worker_pid = -1;     // the host pid of the worker itself (== pid without an init)
+  SpawnedLayers layers;
+};
+
+// Runs a closure on the long-lived launcher thread (see server/worker_process.h).
+using LauncherRun = std::function<void(const std::function<void()>&)>;
+
+// Starts the worker described by `request` in the jail of `jail`. The caller keeps its
+// descriptors (the child has copies). Fails when clone fails, or setup fails in a way no
+// fallback avoids, or the child gives no sign within `setup_timeout`.
+absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
+                                                const WorkerSpawnRequest& request,
+                                                const LauncherRun& run_on_launcher,
+                                                absl::Duration setup_timeout = absl::Seconds(10));
+
+// Reads the worker's wait status relayed by its init on `status_fd`, if the init sent
+// one. Non-blocking.
+std::optional<int> ReadRelayedWaitStatus(int status_fd);
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_JAIL_SPAWN_H_

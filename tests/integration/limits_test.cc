@@ -1,0 +1,294 @@
+// Limits end to end, through real ffiboxd processes: session quotas (per server and per
+// identity), the message size cap, the library allowlist (paths outside the roots, symlinks
+// and `..` escapes, per-identity roots), the per-session memory and CPU caps, and the pool
+// of pre-started workers. Each limit gives its typed error while the server, and a parallel
+// session, keep working.
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/cpp/ffibox_client.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+using test_support::ChildrenOf;
+using test_support::TestLibPath;
+using test_support::TestServer;
+using test_support::WaitFor;
+
+constexpr char kOtherToken[] = "other-identity-token-0123456789";
+constexpr char kNarrowToken[] = "narrow-identity-token-0123456789";
+
+// A fresh directory under the test's temporary directory, by its real path.
+std::string MakeDirectory(const std::string& name) {
+  const char* tmp = getenv("TEST_TMPDIR");
+  std::filesystem::path path = std::filesystem::path(tmp != nullptr ? tmp : "/tmp") / name;
+  std::filesystem::create_directories(path);
+  return std::filesystem::canonical(path).string();
+}
+
+std::string WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream(path) << contents;
+  return path;
+}
+
+class LimitsTest : public ::testing::Test {
+ protected:
+  void StartServer(std::vector<std::string> flags) {
+    absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start(flags);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    client_ = Connect();
+  }
+
+  std::unique_ptr<Client> Connect(const std::string& token = "") {
+    ConnectOptions options;
+    options.bearer_token = token;
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address(), options);
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? std::move(*client) : nullptr;
+  }
+
+  std::unique_ptr<Session> Open(Client& client) {
+    absl::StatusOr<std::unique_ptr<Session>> session = client.OpenSession();
+    EXPECT_TRUE(session.ok()) << session.status();
+    return session.ok() ? std::move(*session) : nullptr;
+  }
+
+  // cos(0) through `session`: proves the session (and its worker) serves.
+  static void ExpectCosWorks(Session& session) {
+    absl::StatusOr<Library> libm = session.Load("libm.so.6");
+    ASSERT_TRUE(libm.ok()) << libm.status();
+    absl::StatusOr<TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
+    ASSERT_TRUE(cos.ok()) << cos.status();
+    absl::StatusOr<double> one = (*cos)(0.0);
+    ASSERT_TRUE(one.ok()) << one.status();
+    EXPECT_EQ(*one, 1.0);
+  }
+
+  static void ExpectAddWorks(Library& library) {
+    absl::StatusOr<TypedFunction<int(int, int)>> add = library.Function<int(int, int)>("add_int");
+    ASSERT_TRUE(add.ok()) << add.status();
+    absl::StatusOr<int> sum = (*add)(2, 3);
+    ASSERT_TRUE(sum.ok()) << sum.status();
+    EXPECT_EQ(*sum, 5);
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(LimitsTest, MaxSessionsRefusesTheNextSessionWhileOpenOnesKeepWorking) {
+  StartServer({"--max_sessions=2"});
+  std::unique_ptr<Session> first = Open(*client_);
+  std::unique_ptr<Session> second = Open(*client_);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  absl::StatusOr<std::unique_ptr<Session>> third = client_->OpenSession();
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(ErrorOf(third.status()).code(), v1::RESOURCE_EXHAUSTED) << third.status();
+  EXPECT_NE(third.status().message().find("limits.max_sessions"), std::string::npos)
+      << third.status();
+  ExpectCosWorks(*first);
+  ExpectCosWorks(*second);
+  // A closed session gives its slot back.
+  second.reset();
+  std::unique_ptr<Session> again;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<std::unique_ptr<Session>> opened = client_->OpenSession();
+        if (opened.ok()) again = std::move(*opened);
+        return again != nullptr;
+      },
+      absl::Seconds(5)));
+  ASSERT_NE(again, nullptr);
+  ExpectCosWorks(*again);
+}
+
+TEST_F(LimitsTest, SessionsPerIdentityAreCountedPerIdentity) {
+  const std::string dir = MakeDirectory("per_identity");
+  const std::string config =
+      WriteFile(dir + "/ffiboxd.conf", absl::StrCat("identities { name: \"other\" bearer_token: \"",
+                                                    kOtherToken, "\" max_sessions: 2 }"));
+  StartServer({"--config=" + config, "--max_sessions_per_identity=1"});
+  std::unique_ptr<Session> local = Open(*client_);
+  ASSERT_NE(local, nullptr);
+  absl::StatusOr<std::unique_ptr<Session>> refused = client_->OpenSession();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ErrorOf(refused.status()).code(), v1::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.status().message().find("\"local\""), std::string::npos) << refused.status();
+
+  // Another identity has its own quota (2, from its configuration).
+  std::unique_ptr<Client> other = Connect(kOtherToken);
+  ASSERT_NE(other, nullptr);
+  std::unique_ptr<Session> other1 = Open(*other);
+  std::unique_ptr<Session> other2 = Open(*other);
+  ASSERT_NE(other2, nullptr);
+  EXPECT_EQ(ErrorOf(other->OpenSession().status()).code(), v1::RESOURCE_EXHAUSTED);
+  ExpectCosWorks(*local);
+  ExpectCosWorks(*other1);
+}
+
+TEST_F(LimitsTest, OversizedRequestIsRefusedAndTheSessionStaysUsable) {
+  StartServer({"--max_message_bytes=4096"});
+  std::unique_ptr<Session> session = Open(*client_);
+  ASSERT_NE(session, nullptr);
+  absl::StatusOr<Library> huge = session->Load("/" + std::string(8000, 'x'));
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(ErrorOf(huge.status()).code(), v1::RESOURCE_EXHAUSTED) << huge.status();
+  ExpectCosWorks(*session);
+}
+
+class AllowlistTest : public LimitsTest {
+ protected:
+  void SetUp() override {
+    // roots/libin.so (a copy of the test library), outside/libout.so (another copy),
+    // roots/libescape.so -> outside/libout.so.
+    roots_ = MakeDirectory("allow/roots");
+    outside_ = MakeDirectory("allow/outside");
+    std::filesystem::copy_file(TestLibPath(), roots_ + "/libin.so",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(TestLibPath(), outside_ + "/libout.so",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::remove(roots_ + "/libescape.so");
+    std::filesystem::create_symlink(outside_ + "/libout.so", roots_ + "/libescape.so");
+    const std::string config =
+        WriteFile(MakeDirectory("allow") + "/ffiboxd.conf",
+                  absl::StrCat("identities { name: \"narrow\" bearer_token: \"", kNarrowToken,
+                               "\" allowed_library_roots: \"", roots_, "\" }"));
+    StartServer({"--allow_root=" + roots_, "--config=" + config});
+    session_ = Open(*client_);
+    ASSERT_NE(session_, nullptr);
+  }
+
+  void ExpectNotAllowed(const std::string& path) {
+    absl::StatusOr<Library> library = session_->Load(path);
+    ASSERT_FALSE(library.ok()) << path;
+    EXPECT_EQ(ErrorOf(library.status()).code(), v1::LIBRARY_NOT_ALLOWED) << library.status();
+    EXPECT_NE(library.status().message().find("outside the allowed roots ["), std::string::npos)
+        << library.status();
+    EXPECT_NE(library.status().message().find(roots_), std::string::npos) << library.status();
+  }
+
+  std::string roots_;
+  std::string outside_;
+  std::unique_ptr<Session> session_;
+};
+
+TEST_F(AllowlistTest, LibraryInsideTheRootsLoads) {
+  absl::StatusOr<Library> library = session_->Load(roots_ + "/libin.so");
+  ASSERT_TRUE(library.ok()) << library.status();
+  ExpectAddWorks(*library);
+}
+
+TEST_F(AllowlistTest, PathOutsideTheRootsIsNotAllowed) {
+  ExpectNotAllowed(outside_ + "/libout.so");
+  ExpectCosWorks(*session_);
+}
+
+TEST_F(AllowlistTest, SymlinkInsideTheRootsPointingOutsideIsNotAllowed) {
+  ExpectNotAllowed(roots_ + "/libescape.so");
+}
+
+TEST_F(AllowlistTest, DotDotEscapeIsNotAllowed) {
+  ExpectNotAllowed(roots_ + "/../outside/libout.so");
+  ExpectNotAllowed(roots_ + "/../../allow/outside/./libout.so");
+}
+
+TEST_F(AllowlistTest, AllowlistsDifferPerIdentity) {
+  // "narrow" may load only from roots_: not the system libraries, not the test library.
+  std::unique_ptr<Client> narrow = Connect(kNarrowToken);
+  ASSERT_NE(narrow, nullptr);
+  std::unique_ptr<Session> session = Open(*narrow);
+  ASSERT_NE(session, nullptr);
+  absl::StatusOr<Library> in = session->Load(roots_ + "/libin.so");
+  ASSERT_TRUE(in.ok()) << in.status();
+  ExpectAddWorks(*in);
+  EXPECT_EQ(ErrorOf(session->Load("libm.so.6").status()).code(), v1::LIBRARY_NOT_ALLOWED);
+  EXPECT_EQ(ErrorOf(session->Load(TestLibPath()).status()).code(), v1::LIBRARY_NOT_ALLOWED);
+  // The local identity has the default roots, which include the system libraries.
+  absl::StatusOr<Library> testlib = session_->Load(TestLibPath());
+  ASSERT_TRUE(testlib.ok()) << testlib.status();
+  ExpectCosWorks(*session_);
+}
+
+TEST_F(LimitsTest, AllocationPastTheMemoryCapFailsWhileAParallelSessionWorks) {
+  StartServer({"--session_memory_bytes=268435456"});  // 256 MiB of address space
+  std::unique_ptr<Session> session = Open(*client_);
+  std::unique_ptr<Session> bystander = Open(*client_);
+  ASSERT_NE(bystander, nullptr);
+  absl::StatusOr<Library> library = session->Load(TestLibPath());
+  ASSERT_TRUE(library.ok()) << library.status();
+  absl::StatusOr<TypedFunction<int(int)>> allocate = library->Function<int(int)>("allocate_mib");
+  ASSERT_TRUE(allocate.ok()) << allocate.status();
+  absl::StatusOr<int> small = (*allocate)(16);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(*small, 1);
+  absl::StatusOr<int> big = (*allocate)(1024);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(*big, 0) << "malloc of 1 GiB succeeded under a 256 MiB cap";
+  ExpectCosWorks(*bystander);
+  ExpectCosWorks(*session);
+}
+
+TEST_F(LimitsTest, SpinningPastTheCpuCapIsResourceExhaustedWhileAParallelSessionWorks) {
+  StartServer({"--session_cpu_seconds=1"});
+  std::unique_ptr<Session> session = Open(*client_);
+  std::unique_ptr<Session> bystander = Open(*client_);
+  ASSERT_NE(bystander, nullptr);
+  absl::StatusOr<Library> library = session->Load(TestLibPath());
+  ASSERT_TRUE(library.ok()) << library.status();
+  absl::StatusOr<TypedFunction<int(int)>> spin = library->Function<int(int)>("spin_cpu_seconds");
+  ASSERT_TRUE(spin.ok()) << spin.status();
+  absl::StatusOr<int> spun = (*spin)(10);
+  ASSERT_FALSE(spun.ok());
+  EXPECT_EQ(ErrorOf(spun.status()).code(), v1::RESOURCE_EXHAUSTED) << spun.status();
+  ExpectCosWorks(*bystander);
+  // The session restarts its worker, with a fresh CPU budget.
+  ExpectAddWorks(*library);
+}
+
+TEST_F(LimitsTest, PooledWorkersServeSessionsLikeFreshOnes) {
+  StartServer({"--pool_size=2"});
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() >= 2; }, absl::Seconds(10)))
+      << "the pool did not start its idle workers";
+  for (int i = 0; i < 4; ++i) {
+    std::unique_ptr<Session> session = Open(*client_);
+    ASSERT_NE(session, nullptr);
+    absl::StatusOr<Library> library = session->Load(TestLibPath());
+    ASSERT_TRUE(library.ok()) << library.status();
+    ExpectAddWorks(*library);
+    // A crash in a pooled worker is the same typed error, and the session restarts.
+    absl::StatusOr<TypedFunction<int()>> crash = library->Function<int()>("crash_null_deref");
+    ASSERT_TRUE(crash.ok()) << crash.status();
+    absl::StatusOr<int> crashed = (*crash)();
+    EXPECT_EQ(ErrorOf(crashed.status()).code(), v1::WORKER_CRASHED) << crashed.status();
+    ExpectAddWorks(*library);
+    ExpectCosWorks(*session);
+  }
+  // Sessions are gone; only the refilled pool remains.
+  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() == 2; }, absl::Seconds(10)))
+      << ChildrenOf(server_->pid()).size() << " children";
+}
+
+TEST_F(LimitsTest, PoolSizeZeroKeepsNoIdleWorkers) {
+  StartServer({"--pool_size=0"});
+  std::unique_ptr<Session> session = Open(*client_);
+  ASSERT_NE(session, nullptr);
+  ExpectCosWorks(*session);
+  session.reset();
+  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).empty(); }, absl::Seconds(5)));
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,256 @@
+// The jail end to end: a real ffiboxd with the jail on, real jailed workers, and
+// tests/testlibs/libffibox_probe.so trying what a library must not do. Each attempt is
+// blocked (the call sees -errno) or kills its worker with SANDBOX_VIOLATION naming the
+// syscall; a memory or CPU cap gives a failed allocation or RESOURCE_EXHAUSTED. Throughout,
+// the broker stays up and a well-behaved session in parallel keeps its answers and its
+// worker.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/cpp/ffibox_client.h"
+#include "core/errors.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+using test_support::RunfilePath;
+using test_support::TestServer;
+
+std::string RealPath(const std::string& path) {
+  char resolved[PATH_MAX];
+  return realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : path;
+}
+
+std::string ProbeLibPath() { return RealPath(RunfilePath("tests/testlibs/libffibox_probe.so")); }
+
+// A scratch directory of the test, outside every library root.
+std::string TestTmpDir() {
+  const char* dir = getenv("TEST_TMPDIR");
+  return dir != nullptr ? dir : "/tmp";
+}
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  virtual std::vector<std::string> ServerFlags() const { return {}; }
+
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start(ServerFlags());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+    StartBystander();
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
+    ASSERT_TRUE(session.ok()) << session.status();
+    session_ = std::move(*session);
+    absl::StatusOr<Library> probe = session_->Load(ProbeLibPath());
+    ASSERT_TRUE(probe.ok()) << probe.status();
+    probe_ = std::make_unique<Library>(*probe);
+  }
+
+  void TearDown() override {
+    if (server_ == nullptr) return;
+    EXPECT_EQ(kill(server_->pid(), 0), 0) << "the broker died";
+    ExpectBystanderServing();
+  }
+
+  // A second session, in its own worker, that must keep working whatever the probe does.
+  void StartBystander() {
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
+    ASSERT_TRUE(session.ok()) << session.status();
+    bystander_ = std::move(*session);
+    absl::StatusOr<Library> libm = bystander_->Load("libm.so.6");
+    ASSERT_TRUE(libm.ok()) << libm.status();
+    absl::StatusOr<TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
+    ASSERT_TRUE(cos.ok()) << cos.status();
+    cos_ = std::make_unique<TypedFunction<double(double)>>(*cos);
+    ExpectBystanderServing();
+  }
+
+  void ExpectBystanderServing() {
+    ASSERT_NE(cos_, nullptr);
+    absl::StatusOr<double> value = (*cos_)(0.5);
+    ASSERT_TRUE(value.ok()) << value.status();
+    EXPECT_EQ(*value, std::cos(0.5));
+    EXPECT_EQ(bystander_->generation(), 1u) << "the bystander's worker was disturbed";
+  }
+
+  template <typename Signature>
+  TypedFunction<Signature> Probe(const char* name) {
+    absl::StatusOr<TypedFunction<Signature>> function = probe_->Function<Signature>(name);
+    EXPECT_TRUE(function.ok()) << function.status();
+    return *function;
+  }
+
+  // Expects `result` to be the worker's death by the seccomp policy for one of `syscalls`.
+  template <typename T>
+  static void ExpectViolation(const absl::StatusOr<T>& result, std::vector<std::string> syscalls) {
+    ASSERT_FALSE(result.ok()) << "the call succeeded: " << *result;
+    v1::Error error = ErrorOf(result.status());
+    EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION) << result.status();
+    EXPECT_EQ(error.signal(), SIGSYS) << result.status();
+    EXPECT_TRUE(std::find(syscalls.begin(), syscalls.end(), error.syscall()) != syscalls.end())
+        << "syscall \"" << error.syscall() << "\": " << result.status();
+    EXPECT_NE(error.message().find(absl::StrCat("called ", error.syscall())), std::string::npos)
+        << error.message();
+  }
+
+  // The session's next call runs on a fresh worker.
+  void ExpectProbeRecovers() {
+    absl::StatusOr<int> pid = Probe<int()>("probe_getpid")();
+    ASSERT_TRUE(pid.ok()) << pid.status();
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<Session> bystander_;
+  std::unique_ptr<TypedFunction<double(double)>> cos_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<Library> probe_;
+};
+
+TEST_F(SandboxTest, ReadingShadowOrAFileOutsideTheRootsIsBlocked) {
+  auto read_file = Probe<long(const char*, Buffer&, long)>("probe_read_file");
+  Buffer shadow = Buffer::Out(4096);
+  absl::StatusOr<long> got = read_file("/etc/shadow", shadow, 4096);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_LT(*got, 0) << "read " << *got << " bytes of /etc/shadow";
+  EXPECT_EQ(shadow.data, std::string(4096, '\0'));
+
+  const std::string secret_path = TestTmpDir() + "/sandbox_secret.txt";
+  const std::string secret = "the launch codes are 0000";
+  std::ofstream(secret_path) << secret;
+  Buffer out = Buffer::Out(4096);
+  got = read_file(secret_path.c_str(), out, 4096);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_LT(*got, 0) << "read " << *got << " bytes of " << secret_path;
+  EXPECT_EQ(out.data.find("launch codes"), std::string::npos);
+  unlink(secret_path.c_str());
+}
+
+TEST_F(SandboxTest, WritingOutsideTmpFailsAndTmpIsWritable) {
+  auto write_file = Probe<long(const char*, const char*)>("probe_write_file");
+  const std::string outside = TestTmpDir() + "/sandbox_escape.txt";
+  const std::string in_root = ProbeLibPath() + ".planted";
+  for (const std::string& path : {std::string("/etc/ffibox_planted"), outside, in_root,
+                                  std::string("/usr/lib/ffibox_planted")}) {
+    absl::StatusOr<long> wrote = write_file(path.c_str(), "x");
+    ASSERT_TRUE(wrote.ok()) << wrote.status();
+    EXPECT_LT(*wrote, 0) << "wrote " << path;
+    EXPECT_NE(access(path.c_str(), F_OK), 0) << path << " appeared on the host";
+  }
+  absl::StatusOr<long> wrote = write_file("/tmp/probe.txt", "ok");
+  ASSERT_TRUE(wrote.ok()) << wrote.status();
+  EXPECT_EQ(*wrote, 2);
+  Buffer back = Buffer::Out(16);
+  absl::StatusOr<long> got =
+      Probe<long(const char*, Buffer&, long)>("probe_read_file")("/tmp/probe.txt", back, 16);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, 2);
+  EXPECT_EQ(back.data.substr(0, 2), "ok");
+}
+
+TEST_F(SandboxTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesIt) {
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const int port = ntohs(address.sin_port);
+
+  ExpectViolation(Probe<int(int)>("probe_connect_tcp")(port), {"socket", "connect"});
+  pollfd pfd = {listener, POLLIN, 0};
+  EXPECT_EQ(poll(&pfd, 1, 300), 0) << "the listener got a connection";
+  EXPECT_LT(accept(listener, nullptr, nullptr), 0);
+  close(listener);
+  ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, ExecveIsAViolation) {
+  ExpectViolation(Probe<int(const char*)>("probe_execve")("/bin/true"), {"execve"});
+  ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, ForkBombIsAViolationAndLeavesNoProcesses) {
+  ExpectViolation(Probe<int(int)>("probe_fork_bomb")(1000), {"clone", "fork", "vfork"});
+  EXPECT_TRUE(test_support::WaitFor(
+      [&] {
+        for (pid_t pid : test_support::DescendantsOf(server_->pid())) {
+          (void)pid;
+        }
+        return test_support::DescendantsOf(server_->pid()).size() < 16;
+      },
+      absl::Seconds(5)));
+  ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, KillingTheBrokerIsAViolationAndTheBrokerLives) {
+  ExpectViolation(Probe<int(int, int)>("probe_kill")(server_->pid(), SIGKILL), {"kill"});
+  EXPECT_EQ(kill(server_->pid(), 0), 0);
+  ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, PtraceOfItsParentIsAViolation) {
+  ExpectViolation(Probe<long()>("probe_ptrace_parent")(), {"ptrace"});
+  ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, TheWorkerIsPidTwoOfItsOwnNamespace) {
+  absl::StatusOr<int> pid = Probe<int()>("probe_getpid")();
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(*pid, 2) << "pid namespace inactive? (1 is its init)";
+}
+
+class SandboxLimitsTest : public SandboxTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {"--session_memory_bytes=536870912", "--session_cpu_seconds=1", "--pool_size=0"};
+  }
+};
+
+TEST_F(SandboxLimitsTest, AllocatingPastTheMemoryCapFailsAndSmallAllocationsStillWork) {
+  auto allocate = Probe<int(long)>("probe_allocate");
+  absl::StatusOr<int> big = allocate(1024);
+  if (big.ok()) {
+    EXPECT_EQ(*big, -1) << "malloc of 1 GiB succeeded under a 512 MiB cap";
+  } else {
+    EXPECT_EQ(ErrorOf(big.status()).code(), v1::RESOURCE_EXHAUSTED) << big.status();
+  }
+  absl::StatusOr<int> small = allocate(16);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(*small, 0);
+}
+
+TEST_F(SandboxLimitsTest, SpinningPastTheCpuCapIsResourceExhausted) {
+  absl::StatusOr<long> spun = Probe<long(long)>("probe_spin")(30);
+  ASSERT_FALSE(spun.ok()) << "spun " << *spun << " s under a 1 s cap";
+  v1::Error error = ErrorOf(spun.status());
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << spun.status();
+  EXPECT_NE(error.message().find("CPU time limit of 1 s"), std::string::npos) << error.message();
+  ExpectProbeRecovers();
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,458 @@
+"""The ctypes tutorial's examples, run once with the stdlib ctypes in-process and once with
+`ffibox.ctypes` (the library in a worker): both must give the same results."""
+import math
+
+import pytest
+
+from conftest import TEST_LIB
+
+
+# -- loading and calling ------------------------------------------------------------------
+
+def test_loading_by_cdll_attribute_and_loadlibrary(ct):
+    libc = ct.cdll.LoadLibrary("libc.so.6")
+    assert libc.strlen(b"spam") == 4
+    libm = ct.CDLL("libm.so.6")
+    assert libm.abs(-7) == 7
+
+
+def test_functions_by_attribute_and_by_item(ct, testlib):
+    assert testlib.add_int(40, 2) == 42
+    assert testlib["add_int"](1, 2) == 3
+
+
+def test_missing_function_is_attribute_error(ct, testlib):
+    with pytest.raises(AttributeError):
+        testlib.no_such_function
+    with pytest.raises(AttributeError):
+        testlib["no_such_function"]
+
+
+def test_missing_library_is_os_error(ct):
+    with pytest.raises(OSError):
+        ct.CDLL("/nonexistent/libnope.so")
+
+
+def test_find_library(ct):
+    import importlib
+    util = importlib.import_module(ct.__name__ + ".util")
+    name = util.find_library("c")
+    assert name and "libc" in name
+    assert ct.CDLL(name).strlen(b"abc") == 3
+
+
+def test_float_without_argtypes_is_argument_error(ct):
+    libm = ct.CDLL("libm.so.6")
+    with pytest.raises(ct.ArgumentError):
+        libm.fabs(1.5)
+
+
+def test_argtypes_check_arguments(ct, testlib):
+    testlib.add_int.argtypes = [ct.c_int, ct.c_int]
+    with pytest.raises(ct.ArgumentError):
+        testlib.add_int("x", 1)
+    with pytest.raises(TypeError):
+        testlib.add_int(1)
+
+
+# -- fundamental types -------------------------------------------------------------------
+
+SCALARS = [
+    ("is_even", "c_bool", ["c_int"], [4], True),
+    ("next_char", "c_char", ["c_char"], [b"a"], b"b"),
+    ("neg_schar", "c_byte", ["c_byte"], [5], -5),
+    ("add_uchar", "c_ubyte", ["c_ubyte", "c_ubyte"], [200, 100], 44),
+    ("add_short", "c_short", ["c_short", "c_short"], [-3, 1], -2),
+    ("add_ushort", "c_ushort", ["c_ushort", "c_ushort"], [65535, 2], 1),
+    ("add_uint", "c_uint", ["c_uint", "c_uint"], [2**32 - 1, 2], 1),
+    ("add_long", "c_long", ["c_long", "c_long"], [2**40, 1], 2**40 + 1),
+    ("add_ulong", "c_ulong", ["c_ulong", "c_ulong"], [2**64 - 1, 1], 0),
+    ("add_longlong", "c_longlong", ["c_longlong", "c_longlong"], [-2**62, -5], -2**62 - 5),
+    ("neg_int8", "c_int8", ["c_int8"], [7], -7),
+    ("add_uint16", "c_uint16", ["c_uint16", "c_uint16"], [1, 2], 3),
+    ("neg_int64", "c_int64", ["c_int64"], [2**62], -2**62),
+    ("twice_size", "c_size_t", ["c_size_t"], [21], 42),
+    ("neg_ssize", "c_ssize_t", ["c_ssize_t"], [9], -9),
+    ("mul_float", "c_float", ["c_float", "c_float"], [1.5, 2.5], 3.75),
+    ("mul_double", "c_double", ["c_double", "c_double"], [0.1, 3.0], 0.1 * 3.0),
+    ("ld_half", "c_longdouble", ["c_longdouble"], [5.0], 2.5),
+    ("upper_wchar", "c_wchar", ["c_wchar"], ["q"], "Q"),  # ASCII: the worker runs in the C locale
+    ("sum_mixed", "c_double", ["c_int", "c_double", "c_long", "c_float", "c_ubyte"],
+     [1, 2.5, 3, 0.5, 4], 11.0),
+]
+
+
+@pytest.mark.parametrize("name,restype,argtypes,args,expected", SCALARS,
+                         ids=[s[0] for s in SCALARS])
+def test_fundamental_types(ct, testlib, name, restype, argtypes, args, expected):
+    function = getattr(testlib, name)
+    function.restype = getattr(ct, restype)
+    function.argtypes = [getattr(ct, a) for a in argtypes]
+    assert function(*args) == expected
+
+
+def test_simple_type_values_are_mutable(ct):
+    i = ct.c_int(42)
+    i.value = -99
+    assert i.value == -99 and ct.sizeof(i) == 4 and ct.alignment(ct.c_double) == 8
+
+
+def test_ctypes_instances_as_arguments_without_argtypes(ct):
+    libm = ct.CDLL("libm.so.6")
+    libm.pow.restype = ct.c_double
+    assert libm.pow(ct.c_double(2.0), ct.c_double(10.0)) == 1024.0
+
+
+# -- strings and buffers -----------------------------------------------------------------
+
+def test_string_results_and_arguments(ct, testlib):
+    testlib.greeting.restype = ct.c_char_p
+    assert testlib.greeting() == b"hello, ffibox"
+    testlib.wgreeting.restype = ct.c_wchar_p
+    assert testlib.wgreeting() == "h\u00e9llo \u4e16\u754c"
+    testlib.null_string.restype = ct.c_char_p
+    assert testlib.null_string() is None
+    testlib.str_len.restype = ct.c_size_t
+    assert testlib.str_len(b"Hello") == 5
+    testlib.wstr_len.restype = ct.c_size_t
+    assert testlib.wstr_len("h\u00e9llo") == 5
+
+
+def test_create_string_buffer_is_filled_by_the_library(ct, testlib):
+    buffer = ct.create_string_buffer(b"Hello", 10)
+    assert ct.sizeof(buffer) == 10 and buffer.raw == b"Hello\0\0\0\0\0"
+    testlib.fill_buffer(buffer, ct.c_size_t(3), ct.c_char(b"x"))
+    assert buffer.value == b"xxxlo"
+    testlib.reverse_in_place(buffer, ct.c_size_t(5))
+    assert buffer.value == b"olxxx"
+
+
+def test_unicode_buffer(ct, testlib):
+    buffer = ct.create_unicode_buffer("h\u00e9llo", 8)
+    testlib.wstr_len.restype = ct.c_size_t
+    testlib.wstr_len.argtypes = [ct.c_wchar_p]
+    assert testlib.wstr_len(buffer) == 5
+
+
+def test_sprintf_into_a_buffer(ct, libc):
+    buffer = ct.create_string_buffer(64)
+    n = libc.sprintf(buffer, b"%s %d %.3f", b"spam", 42, ct.c_double(3.14159))
+    assert (n, buffer.value) == (13, b"spam 42 3.142")
+
+
+def test_str_dup_returns_malloced_pointer_read_as_string(ct, testlib, libc):
+    testlib.str_dup_upper.restype = ct.c_void_p
+    address = testlib.str_dup_upper(b"abc")
+    assert ct.string_at(address) == b"ABC"
+    assert ct.string_at(address, 2) == b"AB"
+    libc.free.argtypes = [ct.c_void_p]
+    libc.free(address)
+
+
+# -- byref, out parameters, pointers -----------------------------------------------------
+
+def test_byref_out_parameters(ct, testlib):
+    quotient, remainder = ct.c_int(), ct.c_int()
+    assert testlib.divmod(17, 5, ct.byref(quotient), ct.byref(remainder)) == 0
+    assert (quotient.value, remainder.value) == (3, 2)
+
+
+def test_pointer_and_auto_byref(ct, testlib):
+    i = ct.c_int(41)
+    testlib.increment(ct.pointer(i))
+    testlib.increment.argtypes = [ct.POINTER(ct.c_int)]
+    testlib.increment(i)  # ctypes passes a byref automatically
+    testlib.increment(ct.byref(i))
+    assert i.value == 44
+
+
+def test_pointer_contents_and_indexing_locally(ct):
+    i = ct.c_int(42)
+    p = ct.pointer(i)
+    assert p.contents.value == 42 and p[0] == 42
+    p[0] = 7
+    assert i.value == 7
+    assert not ct.POINTER(ct.c_int)()
+
+
+def test_sscanf_with_byref(ct, libc):
+    i, f, s = ct.c_int(), ct.c_float(), ct.create_string_buffer(32)
+    assert libc.sscanf(b"1 3.14 Hello", b"%d %f %s", ct.byref(i), ct.byref(f), s) == 3
+    assert (i.value, round(f.value, 5), s.value) == (1, 3.14, b"Hello")
+
+
+def test_returned_pointer_is_read_by_cast_and_indexing(ct, testlib):
+    testlib.ptr_offset.restype = ct.POINTER(ct.c_char)
+    testlib.greeting.restype = ct.c_void_p
+    p = testlib.ptr_offset(ct.c_void_p(testlib.greeting()), ct.c_long(7))
+    assert p[0] == b"f" and p[:6] == b"ffibox"
+    assert ct.cast(p, ct.c_char_p).value == b"ffibox"
+
+
+# -- structures, unions, bit fields, arrays ----------------------------------------------
+
+def make_types(ct):
+    class POINT(ct.Structure):
+        _fields_ = [("x", ct.c_double), ("y", ct.c_double)]
+
+    class RECT(ct.Structure):
+        _fields_ = [("min", POINT), ("max", POINT)]
+
+    class IntPair(ct.Structure):
+        _fields_ = [("a", ct.c_int), ("b", ct.c_int)]
+
+    class IntOrFloat(ct.Union):
+        _fields_ = [("i", ct.c_int), ("f", ct.c_float)]
+
+    class Packed1(ct.Structure):
+        _pack_ = 1
+        _fields_ = [("c", ct.c_char), ("i", ct.c_int), ("s", ct.c_short)]
+
+    class Bits(ct.Structure):
+        _fields_ = [("a", ct.c_uint, 3), ("b", ct.c_int, 5), ("c", ct.c_uint, 12),
+                    ("d", ct.c_int, 1), ("e", ct.c_ulong, 40), ("f", ct.c_byte, 4)]
+
+    class Node(ct.Structure):
+        pass
+    Node._fields_ = [("value", ct.c_int), ("next", ct.POINTER(Node))]
+    return POINT, RECT, IntPair, IntOrFloat, Packed1, Bits, Node
+
+
+def test_structures_by_value(ct, testlib):
+    POINT, RECT, IntPair, *_ = make_types(ct)
+    testlib.point_add.restype = POINT
+    testlib.point_add.argtypes = [POINT, POINT]
+    p = testlib.point_add(POINT(1, 2), POINT(0.5, -4))
+    assert (p.x, p.y) == (1.5, -2)
+    testlib.swap_pair.restype = IntPair
+    q = testlib.swap_pair(IntPair(1, 2))
+    assert (q.a, q.b) == (2, 1)
+    testlib.rect_area.restype = ct.c_double
+    assert testlib.rect_area(RECT(POINT(0, 0), POINT(2, 3))) == 6.0
+
+
+def test_structure_by_pointer_is_changed_by_the_library(ct, testlib):
+    POINT, RECT, *_ = make_types(ct)
+    r = RECT(POINT(1, 2), POINT(3, 4))
+    testlib.scale_rect(ct.byref(r), ct.c_double(2))
+    assert (r.min.x, r.min.y, r.max.x, r.max.y) == (2, 4, 6, 8)
+    points = (POINT * 3)(POINT(1, 5), POINT(-2, 0), POINT(4, 1))
+    out = RECT()
+    testlib.rect_bounds(points, 3, ct.byref(out))
+    assert (out.min.x, out.min.y, out.max.x, out.max.y) == (-2, 0, 4, 5)
+
+
+def test_unions(ct, testlib):
+    _, _, _, IntOrFloat, *_ = make_types(ct)
+    testlib.iof_from_float.restype = IntOrFloat
+    testlib.iof_from_float.argtypes = [ct.c_float]
+    u = testlib.iof_from_float(1.0)
+    assert u.i == 0x3F800000
+    u.i = 7
+    assert testlib.iof_bits(u) == 7
+
+
+def test_packed_structures(ct, testlib):
+    Packed1 = make_types(ct)[4]
+    assert ct.sizeof(Packed1) == 7 and Packed1.i.offset == 1 and Packed1.s.offset == 5
+    v = Packed1(b"a", 1, 2)
+    assert (v.c, v.i, v.s) == (b"a", 1, 2)
+
+
+def test_packed_structure_by_value_in_the_worker(shared_server):
+    # Not compared with the stdlib: CPython 3.11's ctypes passes this packed struct by value
+    # wrongly (libffi gets a naturally aligned layout); ffibox describes it to the worker.
+    from ffibox import ctypes
+    Packed1 = make_types(ctypes)[4]
+    testlib = ctypes.CDLL(TEST_LIB)
+    testlib.packed1_sum.restype = ctypes.c_long
+    assert testlib.packed1_sum(Packed1(b"\x01", 1000, -3)) == 998
+    testlib.packed1_bump.restype = Packed1
+    v = testlib.packed1_bump(Packed1(b"a", 1, 2))
+    assert (v.c, v.i, v.s) == (b"b", 2, 3)
+
+
+def test_bit_fields_locally(ct):
+    class Flags(ct.Structure):
+        _fields_ = [("a", ct.c_uint, 3), ("b", ct.c_int, 5), ("c", ct.c_uint, 12),
+                    ("d", ct.c_int, 1)]
+    v = Flags(5, -9, 4000, -1)
+    assert (v.a, v.b, v.c, v.d) == (5, -9, 4000, -1) and ct.sizeof(Flags) == 4
+    assert bytes(v) == (5 | (23 << 3) | (4000 << 8) | (1 << 20)).to_bytes(4, "little")
+
+
+def test_bit_field_layout_ctypes_gets_wrong_is_refused(shared_server):
+    # ctypes lays out `unsigned long e:40` after 21 bits of ints differently from gcc
+    # (12 bytes instead of 16): ffibox compares layouts with the worker and refuses the call
+    # rather than exchange misread bytes.
+    from ffibox import ctypes
+    Bits = make_types(ctypes)[5]
+    testlib = ctypes.CDLL(TEST_LIB)
+    testlib.bits_make.restype = Bits
+    with pytest.raises(TypeError, match="layout of Bits differs"):
+        testlib.bits_make(5, -9, 4000, -1, 2**39, -3)
+
+
+def _unused_bits(ct, testlib):
+    Bits = make_types(ct)[5]
+    testlib.bits_make.restype = Bits
+    testlib.bits_make.argtypes = [ct.c_uint, ct.c_int, ct.c_uint, ct.c_int, ct.c_ulong,
+                                  ct.c_int]
+    v = testlib.bits_make(5, -9, 4000, -1, 2**39, -3)
+    assert (v.a, v.b, v.c, v.d, v.e, v.f) == (5, -9, 4000, -1, 2**39, -3)
+    testlib.bits_sum.restype = ct.c_long
+    assert testlib.bits_sum(v) == 5 - 9 + 4000 - 1 + 2**39 - 3
+
+
+def test_arrays(ct, testlib):
+    IntArray5 = ct.c_int * 5
+    numbers = IntArray5(5, 1, 7, 33, 99)
+    assert len(numbers) == 5 and list(numbers) == [5, 1, 7, 33, 99]
+    assert testlib.sum_array(numbers) == 145
+    matrix = ((ct.c_int * 3) * 3)((1, 2, 3), (4, 5, 6), (7, 8, 9))
+    assert testlib.trace3(matrix) == 15
+    squares = (ct.c_int * 6)()
+    testlib.fill_squares(squares, 6)
+    assert list(squares) == [0, 1, 4, 9, 16, 25]
+
+
+def test_array_of_strings(ct, testlib):
+    words = (ct.c_char_p * 3)(b"alpha", b"", b"gamma")
+    assert testlib.count_chars(words, 3) == 10
+    testlib.join_words.restype = ct.c_char_p
+    assert testlib.join_words(words, 3) == b"alpha++gamma"
+
+
+def test_linked_list_is_rewired_by_the_library(ct, testlib):
+    Node = make_types(ct)[6]
+    n1 = Node(20)
+    n0 = Node(1, ct.pointer(n1))
+    head = ct.pointer(n0)
+    assert testlib.sum_list(head) == 21
+    testlib.reverse_list(ct.byref(head))
+    assert head.contents.value == 20
+    assert head.contents.next.contents.value == 1
+    assert not head.contents.next.contents.next
+
+
+def test_char_pointer_out_parameter_points_into_the_buffer(ct, testlib):
+    text = ct.create_string_buffer(b"hello brave world")
+    rest = ct.c_char_p()
+    assert testlib.split_first(text, ct.byref(rest)) == 5
+    assert text.value == b"hello" and rest.value == b"brave world"
+
+
+# -- callbacks ---------------------------------------------------------------------------
+
+def test_qsort_with_a_python_comparison(ct, libc):
+    IntArray5 = ct.c_int * 5
+    ia = IntArray5(5, 1, 7, 33, 99)
+    CMPFUNC = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))
+    calls = []
+
+    def py_cmp_func(a, b):
+        calls.append((a[0], b[0]))
+        return a[0] - b[0]
+
+    libc.qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, CMPFUNC]
+    libc.qsort.restype = None
+    libc.qsort(ia, len(ia), ct.sizeof(ct.c_int), CMPFUNC(py_cmp_func))
+    assert list(ia) == [1, 5, 7, 33, 99] and calls
+
+
+def test_callback_fold_and_nested_calls(ct, testlib):
+    BINOP = ct.CFUNCTYPE(ct.c_double, ct.c_double, ct.c_double)
+    testlib.fold.restype = ct.c_double
+    testlib.fold.argtypes = [BINOP, ct.POINTER(ct.c_double), ct.c_int, ct.c_double]
+    xs = (ct.c_double * 3)(1.5, 2, 4)
+    assert testlib.fold(BINOP(lambda a, b: a + b), xs, 3, 0.0) == 7.5
+    UNARY = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    testlib.add_int.argtypes = [ct.c_int, ct.c_int]
+    twice = UNARY(lambda x: testlib.add_int(x, x))  # calls the library from the callback
+    assert testlib.call_twice_nested(twice, 3) == 12
+
+
+def test_callback_mutates_struct_through_pointer(ct, testlib):
+    class Point(ct.Structure):
+        _fields_ = [("x", ct.c_int), ("y", ct.c_int)]
+    MUTATE = ct.CFUNCTYPE(None, ct.POINTER(Point))
+
+    def mutate(p):
+        p.contents.x += 10
+        p[0].y = 42
+    point = Point(1, 21)
+    testlib.mutate_point(MUTATE(mutate), ct.byref(point))
+    assert (point.x, point.y) == (11, 42)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_callback_exception_returns_zero(ct, testlib, capsys):
+    UNARY = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+
+    def boom(x):
+        raise ValueError("boom")
+    result = testlib.call_twice_nested(UNARY(boom), 3)
+    if ct.__name__ == "ffibox.ctypes":  # the stdlib reports through sys.unraisablehook
+        assert "ValueError: boom" in capsys.readouterr().err
+        assert result == 0  # ctypes leaves the result undefined; ffibox returns zero
+
+
+def test_returned_function_pointer(ct, testlib):
+    BINOP = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_int)
+    testlib.pick_op.restype = BINOP
+    assert testlib.pick_op(2)(6, 7) == 42
+    assert not testlib.pick_op(9)
+
+
+# -- values exported from libraries ------------------------------------------------------
+
+def test_in_dll(ct, testlib):
+    POINT = make_types(ct)[0]
+    assert ct.c_double.in_dll(testlib, "ffibox_scale").value == 2.25
+    assert ct.c_char_p.in_dll(testlib, "ffibox_version").value == b"ffibox-test 1.0"
+    origin = POINT.in_dll(testlib, "ffibox_origin")
+    assert (origin.x, origin.y) == (1.5, -2.5)
+    testlib.origin_norm1.restype = ct.c_double
+    origin.x = -3.0  # writes the library's variable
+    assert testlib.origin_norm1() == 5.5
+    origin.x = 1.5
+
+
+# -- variadic calls and errno ------------------------------------------------------------
+
+def test_variadic_calls(ct, testlib, libc):
+    assert testlib.sum_variadic(3, 10, 20, 12) == 42
+    buffer = ct.create_string_buffer(64)
+    libc.snprintf.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_char_p]
+    assert libc.snprintf(buffer, 64, b"%d|%.2f|%s|%ls", -5, ct.c_double(1.25), b"ok",
+                         "w") == 12
+    assert buffer.value == b"-5|1.25|ok|w"
+
+
+def test_errno_with_use_errno(ct):
+    lib = ct.CDLL(TEST_LIB, use_errno=True)
+    assert lib.set_errno_to(34) == -1
+    assert ct.get_errno() == 34
+    ct.set_errno(84)
+    assert lib.get_errno_value() == 84
+
+
+def test_errcheck(ct, testlib):
+    def check(result, function, args):
+        if result < 0:
+            raise OSError("failed with %d" % result)
+        return result * 10
+    testlib.divmod.errcheck = check
+    q, r = ct.c_int(), ct.c_int()
+    assert testlib.divmod(7, 2, ct.byref(q), ct.byref(r)) == 0
+    with pytest.raises(OSError):
+        testlib.divmod(7, 0, ct.byref(q), ct.byref(r))
+
+
+def test_memmove_memset_and_cast_locally(ct):
+    buffer = ct.create_string_buffer(8)
+    ct.memset(buffer, ord("a"), 3)
+    ct.memmove(ct.byref(buffer, 3), b"xyz", 3)
+    assert buffer.value == b"aaaxyz"
+    array = (ct.c_int * 2)(1, 2)
+    assert ct.cast(array, ct.POINTER(ct.c_int))[1] == 2

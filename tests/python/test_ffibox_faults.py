@@ -1,0 +1,148 @@
+"""What ffibox adds to ctypes: a crash, a hang or an exit in the library is a typed error,
+and the session's next call works in a fresh worker. Never run with the stdlib ctypes."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import ffibox
+from conftest import ROOT, TEST_LIB
+
+
+@pytest.fixture
+def session(ffibox_client):
+    with ffibox_client.session(timeout=2) as s:
+        yield s
+
+
+def test_crash_is_worker_crashed_and_next_call_works(session):
+    lib = session.CDLL(TEST_LIB)
+    assert lib.counter_next() == 1
+    assert lib.counter_next() == 2
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        lib.crash_null_deref()
+    assert crash.value.signal == signal.SIGSEGV
+    assert crash.value.function == "crash_null_deref"
+    assert lib.counter_next() == 1  # a fresh worker: the library's state started over
+
+
+def test_abort_and_exit_are_worker_crashed(session):
+    lib = session.CDLL(TEST_LIB)
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        lib.crash_abort()
+    assert crash.value.signal == signal.SIGABRT
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        lib.crash_exit3()
+    assert crash.value.exit_code == 3
+    assert lib.add_int(2, 3) == 5
+
+
+def test_hang_is_call_timeout_and_next_call_works(session):
+    lib = session.CDLL(TEST_LIB)
+    started = time.monotonic()
+    with pytest.raises(ffibox.CallTimeout):
+        lib.hang_forever()
+    assert time.monotonic() - started < 10
+    assert lib.add_int(40, 2) == 42
+
+
+def test_no_restart_session_stays_down(ffibox_client):
+    with ffibox_client.session(restart=False) as s:
+        lib = s.CDLL(TEST_LIB)
+        with pytest.raises(ffibox.WorkerCrashed):
+            lib.crash_null_deref()
+        with pytest.raises(ffibox.Error):
+            lib.add_int(1, 2)
+
+
+def test_remote_pointers_of_a_dead_worker_are_stale(session):
+    lib = session.CDLL(TEST_LIB)
+    lib.greeting.restype = session_ctypes().c_void_p
+    address = lib.greeting()
+    pointer = session_ctypes().cast(
+        ffibox.RemotePointer(session, address, session.generation, None),
+        session_ctypes().c_char_p)
+    assert pointer.value == b"hello, ffibox"
+    with pytest.raises(ffibox.WorkerCrashed):
+        lib.crash_null_deref()
+    lib.add_int(1, 1)
+    with pytest.raises(ffibox.StaleHandle):
+        pointer.value
+
+
+def session_ctypes():
+    from ffibox import ctypes
+    return ctypes
+
+
+def test_bad_remote_address_is_memory_fault_not_a_crash(session):
+    from ffibox import ctypes
+    session.CDLL(TEST_LIB).add_int(1, 2)  # a worker, so that there is a generation
+    with pytest.raises(ffibox.MemoryFault):
+        ctypes.string_at(ffibox.RemotePointer(session, 16, session.generation, None), 4)
+
+
+def test_library_not_allowed_is_an_os_error():
+    assert issubclass(ffibox.LibraryNotAllowed, OSError)
+    assert issubclass(ffibox.LibraryNotAllowed, ffibox.Error)
+
+
+def test_sessions_are_isolated(ffibox_client):
+    with ffibox_client.session() as a, ffibox_client.session() as b:
+        lib_a, lib_b = a.CDLL(TEST_LIB), b.CDLL(TEST_LIB)
+        assert (lib_a.counter_next(), lib_a.counter_next(), lib_b.counter_next()) == (1, 2, 1)
+        with pytest.raises(ffibox.WorkerCrashed):
+            lib_a.crash_null_deref()
+        assert lib_b.counter_next() == 2
+
+
+PRIVATE_SERVER_CHILD = textwrap.dedent("""
+    import os, sys
+    os.environ["FFIBOX_ADDRESS"] = "unix:/nonexistent-ffibox/ffiboxd.sock"
+    from ffibox import ctypes, _server
+    lib = ctypes.CDLL(sys.argv[1])
+    assert lib.add_int(2, 3) == 5
+    print(_server.private_server().process.pid, flush=True)
+    sys.stdin.read()
+""")
+
+
+def _descendants(pid):
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_private_server_and_workers_die_with_a_killed_client():
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
+    child = subprocess.Popen([sys.executable, "-c", PRIVATE_SERVER_CHILD, TEST_LIB],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    server_pid = int(child.stdout.readline())
+    workers = _descendants(server_pid)
+    assert _alive(server_pid) and workers
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in [server_pid, *workers]):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in [server_pid, *workers])

@@ -1,0 +1,129 @@
+/* Probe library for ffibox's jail: libffibox_probe.so.
+ *
+ * Each function tries one thing a sandboxed library must not be able to do (or one thing it
+ * must still be able to do) and reports what happened as a number: >= 0 means it worked
+ * (a byte count, a descriptor, 0), -errno means the kernel refused. A function may also
+ * never return because the seccomp policy kills the worker; that is the point of most of
+ * them. tests/integration/sandbox_test.cc and server/jail/jail_test.cc call these through
+ * a real jailed worker.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Reads up to `capacity` bytes of `path` into `out`: the byte count, or -errno. */
+long probe_read_file(const char* path, char* out, long capacity) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = read(fd, out, (size_t)capacity);
+  long result = n < 0 ? -errno : (long)n;
+  close(fd);
+  return result;
+}
+
+/* Creates (or truncates) `path` and writes `text` to it: the byte count, or -errno. */
+long probe_write_file(const char* path, const char* text) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -errno;
+  ssize_t n = write(fd, text, strlen(text));
+  long result = n < 0 ? -errno : (long)n;
+  close(fd);
+  return result;
+}
+
+/* Connects a TCP socket to 127.0.0.1:`port`: 0 when connected, or -errno. */
+int probe_connect_tcp(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  struct sockaddr_in address;
+  memset(&address, 0, sizeof(address));
+  address.sin_family = AF_INET;
+  address.sin_port = htons((uint16_t)port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int result = connect(fd, (struct sockaddr*)&address, sizeof(address)) == 0 ? 0 : -errno;
+  close(fd);
+  return result;
+}
+
+/* execve(`path`): returns -errno if the kernel refuses (it does not return on success). */
+int probe_execve(const char* path) {
+  char* const argv[] = {(char*)path, NULL};
+  char* const envp[] = {NULL};
+  execve(path, argv, envp);
+  return -errno;
+}
+
+/* Forks up to `count` children that sleep a second and exit: how many forks succeeded,
+ * or -errno of the first failure when none did. */
+int probe_fork_bomb(int count) {
+  int made = 0;
+  int first_error = 0;
+  for (int i = 0; i < count; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      sleep(1);
+      _exit(0);
+    }
+    if (pid < 0) {
+      first_error = errno;
+      break;
+    }
+    ++made;
+  }
+  while (waitpid(-1, NULL, 0) > 0) {
+  }
+  return made > 0 ? made : -first_error;
+}
+
+/* kill(`pid`, `signal_number`): 0 or -errno. */
+int probe_kill(int pid, int signal_number) {
+  return kill((pid_t)pid, signal_number) == 0 ? 0 : -errno;
+}
+
+/* ptrace(PTRACE_ATTACH, getppid()): 0 or -errno. */
+long probe_ptrace_parent(void) {
+  return ptrace(PTRACE_ATTACH, getppid(), NULL, NULL) == 0 ? 0 : -errno;
+}
+
+/* mallocs `megabytes` MiB and touches every page: 0 when it got them, -1 when malloc
+ * returned NULL. */
+int probe_allocate(long megabytes) {
+  size_t bytes = (size_t)megabytes << 20;
+  char* block = malloc(bytes);
+  if (block == NULL) return -1;
+  for (size_t i = 0; i < bytes; i += 4096) block[i] = 1;
+  free(block);
+  return 0;
+}
+
+/* Spins on the CPU for `seconds` of CPU time: returns the seconds spun (if it returns). */
+long probe_spin(long seconds) {
+  struct timespec start, now;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &start);
+  volatile unsigned long sink = 0;
+  do {
+    for (int i = 0; i < 1000000; ++i) sink += (unsigned long)i;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  } while (now.tv_sec - start.tv_sec < seconds);
+  return (long)(now.tv_sec - start.tv_sec);
+}
+
+/* The worker's own pid and its parent's, as it sees them (pid namespace: 2 and 1). */
+int probe_getpid(void) { return (int)getpid(); }
+int probe_getppid(void) { return (int)getppid(); }
+/* Its uid as it sees it. */
+int probe_getuid(void) { return (int)getuid(); }
