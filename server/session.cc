@@ -17,13 +17,17 @@ namespace {
 // library whose constructor crashes would otherwise restart workers forever).
 constexpr int kMaxStartAttempts = 2;
 
+// The smallest memory cap a session may ask for: below it the worker cannot even run.
+constexpr uint64_t kMinSessionMemoryBytes = uint64_t{16} << 20;
+
 }  // namespace
 
 Session::Session(const SessionConfig& config, ResponseSink* sink, std::string session_id)
     : config_(config),
       sink_(sink),
       session_id_(std::move(session_id)),
-      call_timeout_(config.default_call_timeout) {}
+      call_timeout_(config.default_call_timeout),
+      memory_limit_bytes_(config.jail.address_space_bytes) {}
 
 Session::~Session() { Shutdown(); }
 
@@ -147,16 +151,35 @@ void Session::Open(const v1::Request& request) {
                                               absl::FormatDuration(config_.max_call_timeout))));
     return;
   }
+  uint64_t server_cap = config_.jail.address_space_bytes;
+  uint64_t memory_limit = server_cap;
+  if (open.memory_limit_bytes() != 0) {
+    if (open.memory_limit_bytes() < kMinSessionMemoryBytes ||
+        (server_cap != 0 && open.memory_limit_bytes() > server_cap)) {
+      ReplyError(
+          request,
+          InvalidArgumentAt(
+              "open.memory_limit_bytes",
+              absl::StrCat("must be at least ", kMinSessionMemoryBytes,
+                           server_cap != 0
+                               ? absl::StrCat(" and at most the server's cap of ", server_cap)
+                               : "")));
+      return;
+    }
+    memory_limit = open.memory_limit_bytes();
+  }
   {
     absl::MutexLock lock(&mu_);
     call_timeout_ = timeout;
     restart_ = open.restart() != v1::NO_RESTART;
+    memory_limit_bytes_ = memory_limit;
   }
   v1::Response response;
   v1::SessionOpened* opened = response.mutable_opened();
   opened->set_session_id(session_id_);
   opened->set_call_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout)));
   opened->set_max_message_bytes(config_.max_message_bytes);
+  opened->set_memory_limit_bytes(memory_limit);
   Reply(request, std::move(response));
 }
 

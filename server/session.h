@@ -211,6 +211,9 @@ class Session {
   bool any_request_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration call_timeout_ ABSL_GUARDED_BY(mu_);
+  // The session's memory cap (worker address space; 0 = none), from the server's cap or
+  // OpenSession.memory_limit_bytes.
+  uint64_t memory_limit_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool restart_ ABSL_GUARDED_BY(mu_) = true;
   std::vector<LibraryRecord> libraries_ ABSL_GUARDED_BY(mu_);  // handle = index + 1
   absl::flat_hash_map<uint64_t, FunctionRecord> functions_ ABSL_GUARDED_BY(mu_);

@@ -54,10 +54,15 @@ absl::Status Session::EnsureWorker() {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("cannot start a worker: ", started.status().message()));
   }
-  // Before the first request: a pooled worker was started before this session existed.
-  absl::Status limited =
-      ApplyWorkerLimits((*started)->worker_pid(),
-                        WorkerLimits{config_.jail.address_space_bytes, config_.jail.cpu_seconds});
+  // Before the first request: a pooled worker was started before this session existed, and
+  // the session may have asked for a lower memory cap than the server's.
+  uint64_t memory_limit = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    memory_limit = memory_limit_bytes_;
+  }
+  absl::Status limited = ApplyWorkerLimits((*started)->worker_pid(),
+                                           WorkerLimits{memory_limit, config_.jail.cpu_seconds});
   if (!limited.ok()) {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("cannot limit the session's worker: ", limited.message()));

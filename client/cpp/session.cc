@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   v1::OpenSession* open = request.mutable_open();
   open->set_call_timeout_ms(TimeoutMillis(options.call_timeout));
   open->set_restart(options.restart ? v1::RESTART : v1::NO_RESTART);
+  open->set_memory_limit_bytes(options.memory_limit_bytes);
   absl::StatusOr<v1::Response> response = (*stream)->Send(std::move(request));
   if (!response.ok()) return response.status();
   if (!response->has_opened()) {

@@ -40,6 +40,8 @@ struct SessionOptions {
   absl::Duration call_timeout = absl::ZeroDuration();
   // Whether a lost worker is replaced (RESTART) or ends the session's use (NO_RESTART).
   bool restart = true;
+  // The session's memory cap in bytes (its worker's address space); 0 uses the server's.
+  uint64_t memory_limit_bytes = 0;
 };
 
 class Session {

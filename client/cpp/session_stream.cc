@@ -65,15 +65,10 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
   if (request.invocation() == 0 && !request.has_callback_return()) {
     request.set_invocation(CurrentInvocation());
   }
-  if (!Write(request)) {
-    absl::MutexLock lock(&mu_);
-    auto it = pending_.find(id);
-    if (it != pending_.end()) {
-      it->second.set_value(ended_.ok() ? absl::UnavailableError("ffibox session stream is broken")
-                                       : ended_);
-      pending_.erase(it);
-    }
-  }
+  // A write fails only once the stream is over; the reader then ends too and fails every
+  // pending request with the stream's real ending (e.g. the door's RESOURCE_EXHAUSTED or
+  // UNAUTHENTICATED), which a write failure alone cannot know. So the promise stays pending.
+  (void)Write(request);
   return future;
 }
 

@@ -241,6 +241,38 @@ TEST_F(LimitsTest, AllocationPastTheMemoryCapFailsWhileAParallelSessionWorks) {
   ExpectCosWorks(*session);
 }
 
+TEST_F(LimitsTest, SessionMemoryLimitCapsOnlyThatSession) {
+  StartServer({});  // no server-wide cap
+  SessionOptions capped;
+  capped.memory_limit_bytes = uint64_t{256} << 20;
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(capped);
+  ASSERT_TRUE(session.ok()) << session.status();
+  EXPECT_EQ((*session)->info().memory_limit_bytes(), uint64_t{256} << 20);
+  std::unique_ptr<Session> uncapped = Open(*client_);
+  ASSERT_NE(uncapped, nullptr);
+  for (Session* s : {session->get(), uncapped.get()}) {
+    absl::StatusOr<Library> library = s->Load(TestLibPath());
+    ASSERT_TRUE(library.ok()) << library.status();
+    absl::StatusOr<TypedFunction<int(int)>> allocate = library->Function<int(int)>("allocate_mib");
+    ASSERT_TRUE(allocate.ok()) << allocate.status();
+    absl::StatusOr<int> big = (*allocate)(512);
+    ASSERT_TRUE(big.ok()) << big.status();
+    EXPECT_EQ(*big, s == uncapped.get() ? 1 : 0) << "512 MiB with a 256 MiB session cap";
+  }
+}
+
+TEST_F(LimitsTest, SessionMemoryLimitAboveTheServersCapOrTooSmallIsRefused) {
+  StartServer({"--session_memory_bytes=268435456"});
+  for (uint64_t bytes : {uint64_t{1} << 30, uint64_t{1} << 20}) {
+    SessionOptions options;
+    options.memory_limit_bytes = bytes;
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
+    v1::Error error = ErrorOf(session.status());
+    EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT) << session.status();
+    EXPECT_EQ(error.field(), "open.memory_limit_bytes") << session.status();
+  }
+}
+
 TEST_F(LimitsTest, SpinningPastTheCpuCapIsResourceExhaustedWhileAParallelSessionWorks) {
   StartServer({"--session_cpu_seconds=1"});
   std::unique_ptr<Session> session = Open(*client_);

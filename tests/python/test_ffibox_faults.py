@@ -59,6 +59,19 @@ def test_no_restart_session_stays_down(ffibox_client):
             lib.add_int(1, 2)
 
 
+def test_memory_limit_caps_the_session(ffibox_client):
+    with ffibox_client.session(memory_limit=256 << 20) as capped, \
+            ffibox_client.session() as uncapped:
+        assert capped.CDLL(TEST_LIB).allocate_mib(512) == 0
+        assert uncapped.CDLL(TEST_LIB).allocate_mib(512) == 1
+        assert capped.CDLL(TEST_LIB).allocate_mib(16) == 1
+
+
+def test_memory_limit_below_the_minimum_is_refused(ffibox_client):
+    with pytest.raises(ffibox.Error):
+        ffibox_client.session(memory_limit=1 << 20)
+
+
 def test_remote_pointers_of_a_dead_worker_are_stale(session):
     lib = session.CDLL(TEST_LIB)
     lib.greeting.restype = session_ctypes().c_void_p

@@ -85,15 +85,8 @@ class Session:
                  memory_limit: Optional[int] = None, restart: bool = True) -> None:
         open_request = pb.OpenSession(
             call_timeout_ms=int(timeout * 1000) if timeout else 0,
-            restart=pb.RESTART if restart else pb.NO_RESTART)
-        if memory_limit is not None:
-            fields = pb.OpenSession.DESCRIPTOR.fields_by_name
-            name = next((n for n in ("memory_limit_bytes", "memory_limit") if n in fields), None)
-            if name is None:
-                raise Error("UNIMPLEMENTED: this ffibox protocol version has no per-session "
-                            "memory limit; the server's --memory limits apply",
-                            "UNIMPLEMENTED")
-            setattr(open_request, name, memory_limit)
+            restart=pb.RESTART if restart else pb.NO_RESTART,
+            memory_limit_bytes=memory_limit or 0)
         self.client = client
         self.stream = SessionStream(client._channel)
         self.stream.session = self
