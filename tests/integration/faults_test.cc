@@ -72,16 +72,26 @@ class Bystander {
  public:
   explicit Bystander(Client& client) {
     absl::StatusOr<std::unique_ptr<Session>> session = client.OpenSession();
-    EXPECT_TRUE(session.ok()) << session.status();
+    if (!session.ok()) {
+      ADD_FAILURE() << "bystander session: " << session.status();
+      return;
+    }
     session_ = std::move(*session);
     absl::StatusOr<Library> libm = session_->Load("libm.so.6");
-    EXPECT_TRUE(libm.ok()) << libm.status();
+    if (!libm.ok()) {
+      ADD_FAILURE() << "bystander libm: " << libm.status();
+      return;
+    }
     absl::StatusOr<TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
-    EXPECT_TRUE(cos.ok()) << cos.status();
+    if (!cos.ok()) {
+      ADD_FAILURE() << "bystander cos: " << cos.status();
+      return;
+    }
     cos_ = std::make_unique<TypedFunction<double(double)>>(*cos);
   }
 
   void ExpectServing() {
+    ASSERT_NE(cos_, nullptr) << "the bystander never started";
     absl::StatusOr<double> value = (*cos_)(0.5);
     ASSERT_TRUE(value.ok()) << value.status();
     EXPECT_EQ(*value, std::cos(0.5));
@@ -258,9 +268,18 @@ TEST_F(FaultsTest, ClientKilledWithSigkillLeavesNoWorkerAndNoZombie) {
       {cli, address_flag, "--timeout_ms=60000", "call", lib, "int sleep_ms(int)", "60000"});
   ASSERT_TRUE(spawned.ok()) << spawned.status();
   pid_t client = *spawned;
-  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() == 1; }, absl::Seconds(10)))
+  pid_t worker = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::vector<pid_t> children = ChildrenOf(server_->pid());
+        if (children.size() == 1) worker = children[0];
+        return worker != 0;
+      },
+      absl::Seconds(10)))
       << "the client process never got a worker";
-  pid_t worker = ChildrenOf(server_->pid())[0];
+  int client_status = 0;
+  ASSERT_EQ(waitpid(client, &client_status, WNOHANG), 0)
+      << "the client exited before it was killed (wait status " << client_status << ")";
 
   kill(client, SIGKILL);
   waitpid(client, nullptr, 0);
