@@ -424,8 +424,8 @@ BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
 // native code is what starts, or takes, the session's worker); the close is not timed. On
 // its own ffiboxd with --pool_size=`pool_size`.
 void SessionStart(benchmark::State& state, int pool_size) {
-  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server = FfiboxdProcess::Start(
-      ffiboxd_path, {absl::StrCat("--pool_size=", pool_size)});
+  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server =
+      FfiboxdProcess::Start(ffiboxd_path, {absl::StrCat("--pool_size=", pool_size)});
   if (!server.ok()) {
     state.SkipWithError(server.status().ToString().c_str());
     return;

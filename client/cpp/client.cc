@@ -30,8 +30,7 @@ class BearerTokenInterceptor : public grpc::experimental::Interceptor {
   const std::string* const header_;
 };
 
-class BearerTokenInterceptorFactory
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
+class BearerTokenInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
   explicit BearerTokenInterceptorFactory(const std::string& token)
       : header_(absl::StrCat("Bearer ", token)) {}
@@ -70,8 +69,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& addre
   if (!options.tls_server_name.empty()) {
     arguments.SetSslTargetNameOverride(options.tls_server_name);
   }
-  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
-      interceptors;
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   if (!options.bearer_token.empty()) {
     interceptors.push_back(std::make_unique<BearerTokenInterceptorFactory>(options.bearer_token));
   }

@@ -238,10 +238,10 @@ void SessionStream::ReadLoop() {
                          code == absl::StatusCode::kResourceExhausted;
     if (ended_.ok()) {
       ended_ = refused ? final_status
-                       : absl::UnavailableError(
-                             final_status.ok() ? "ffiboxd ended the session stream"
-                                               : absl::StrCat("ffibox session stream broke: ",
-                                                              final_status.ToString()));
+                       : absl::UnavailableError(final_status.ok()
+                                                    ? "ffiboxd ended the session stream"
+                                                    : absl::StrCat("ffibox session stream broke: ",
+                                                                   final_status.ToString()));
     }
     failure = ended_;
     if (refused) {

@@ -29,9 +29,10 @@ class TestServer {
   // Starts ffiboxd with `--listen=unix:<fresh dir>/ffiboxd.sock`, `--allow_root=` the test
   // library's directory, `--worker=` the runfiles' ffibox-worker (unless `extra_flags`
   // names one), `--pool_size=0` (unless `extra_flags` names one: idle pooled workers are
-  // children of the server too), then `extra_flags` (a `--listen=` among them adds its addresses after the
-  // unix socket); waits up to `startup_timeout` for the socket to accept. NOT_FOUND if the binary is not in the
-  // runfiles, INTERNAL if it exits early, DEADLINE_EXCEEDED if it never accepts.
+  // children of the server too), then `extra_flags` (a `--listen=` among them adds its addresses
+  // after the unix socket); waits up to `startup_timeout` for the socket to accept. NOT_FOUND if
+  // the binary is not in the runfiles, INTERNAL if it exits early, DEADLINE_EXCEEDED if it never
+  // accepts.
   static absl::StatusOr<std::unique_ptr<TestServer>> Start(
       const std::vector<std::string>& extra_flags = {},
       absl::Duration startup_timeout = absl::Seconds(10));

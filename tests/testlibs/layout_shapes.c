@@ -16,60 +16,211 @@
 #define EXPORT __attribute__((visibility("default")))
 
 /* ---- Plain records and padding ------------------------------------------------------- */
-typedef struct { char c; int i; } S_char_int;
-typedef struct { int i; char c; } S_int_char;
-typedef struct { char c; double d; } S_char_double;
-typedef struct { short a, b, c; } S_short3;
-typedef struct { char a; long b; char c; float d; short e; } S_mixed;
-typedef struct { long long a; char b; } S_ll_char;
-typedef struct { bool a; int b; bool c; } S_bool_int;
-typedef struct { char c; void* p; char* s; } S_ptrs;
-typedef struct { char c; long double ld; } S_long_double;
-typedef struct { char c; wchar_t w; short s; } S_wchar;
-typedef struct { char c; int (*fn)(int); } S_func_ptr;
-typedef struct { double d; char c[3]; } S_empty_tail;
+typedef struct {
+  char c;
+  int i;
+} S_char_int;
+typedef struct {
+  int i;
+  char c;
+} S_int_char;
+typedef struct {
+  char c;
+  double d;
+} S_char_double;
+typedef struct {
+  short a, b, c;
+} S_short3;
+typedef struct {
+  char a;
+  long b;
+  char c;
+  float d;
+  short e;
+} S_mixed;
+typedef struct {
+  long long a;
+  char b;
+} S_ll_char;
+typedef struct {
+  bool a;
+  int b;
+  bool c;
+} S_bool_int;
+typedef struct {
+  char c;
+  void* p;
+  char* s;
+} S_ptrs;
+typedef struct {
+  char c;
+  long double ld;
+} S_long_double;
+typedef struct {
+  char c;
+  wchar_t w;
+  short s;
+} S_wchar;
+typedef struct {
+  char c;
+  int (*fn)(int);
+} S_func_ptr;
+typedef struct {
+  double d;
+  char c[3];
+} S_empty_tail;
 
 /* ---- Nesting and arrays inside records ----------------------------------------------- */
-typedef struct { char c; S_char_double inner; short s; } S_nested;
-typedef struct { S_int_char a; S_int_char b; char c; } S_nested2;
-typedef struct { char tag[5]; int i; } S_char_array;
-typedef struct { short s; int v[3]; char c; } S_int_array;
-typedef struct { char c; short m[2][3]; double d; } S_2d;
-typedef struct { char c; S_char_int items[3]; } S_struct_array;
+typedef struct {
+  char c;
+  S_char_double inner;
+  short s;
+} S_nested;
+typedef struct {
+  S_int_char a;
+  S_int_char b;
+  char c;
+} S_nested2;
+typedef struct {
+  char tag[5];
+  int i;
+} S_char_array;
+typedef struct {
+  short s;
+  int v[3];
+  char c;
+} S_int_array;
+typedef struct {
+  char c;
+  short m[2][3];
+  double d;
+} S_2d;
+typedef struct {
+  char c;
+  S_char_int items[3];
+} S_struct_array;
 
 /* ---- Unions -------------------------------------------------------------------------- */
-typedef union { int i; float f; } U_int_float;
-typedef union { char c[9]; double d; short s; } U_mixed;
-typedef union { S_char_double s; long l; } U_struct;
-typedef struct { char c; U_mixed u; int i; } S_with_union;
+typedef union {
+  int i;
+  float f;
+} U_int_float;
+typedef union {
+  char c[9];
+  double d;
+  short s;
+} U_mixed;
+typedef union {
+  S_char_double s;
+  long l;
+} U_struct;
+typedef struct {
+  char c;
+  U_mixed u;
+  int i;
+} S_with_union;
 
 /* ---- Packing ------------------------------------------------------------------------- */
 #pragma pack(push, 1)
-typedef struct { char c; int i; double d; short s; } P1_mixed;
-typedef struct { char c; S_char_int inner; } P1_nested;
-typedef struct { char c; unsigned a : 12; unsigned b : 7; } P1_bits;
+typedef struct {
+  char c;
+  int i;
+  double d;
+  short s;
+} P1_mixed;
+typedef struct {
+  char c;
+  S_char_int inner;
+} P1_nested;
+typedef struct {
+  char c;
+  unsigned a : 12;
+  unsigned b : 7;
+} P1_bits;
 #pragma pack(pop)
 #pragma pack(push, 2)
-typedef struct { char c; int i; double d; char e; } P2_mixed;
-typedef struct { char c; long v[2]; } P2_array;
+typedef struct {
+  char c;
+  int i;
+  double d;
+  char e;
+} P2_mixed;
+typedef struct {
+  char c;
+  long v[2];
+} P2_array;
 #pragma pack(pop)
 #pragma pack(push, 4)
-typedef struct { char c; double d; short s; long l; } P4_mixed;
-typedef struct { char c; long double ld; } P4_long_double;
+typedef struct {
+  char c;
+  double d;
+  short s;
+  long l;
+} P4_mixed;
+typedef struct {
+  char c;
+  long double ld;
+} P4_long_double;
 #pragma pack(pop)
 
 /* ---- Bit fields ---------------------------------------------------------------------- */
-typedef struct { unsigned a : 3; unsigned b : 5; unsigned c : 24; } B_unsigned;
-typedef struct { signed a : 4; signed b : 12; int c : 16; } B_signed;
-typedef struct { unsigned a : 3; signed b : 5; unsigned c : 12; int d : 1; } B_mixed_widths;
-typedef struct { unsigned a : 3; unsigned : 0; unsigned b : 5; } B_zero_width;
-typedef struct { unsigned a : 3; unsigned : 5; unsigned b : 7; } B_unnamed;
-typedef struct { unsigned a : 30; unsigned b : 4; } B_straddle;
-typedef struct { char a; unsigned char b : 3; short c : 9; unsigned char d : 7; } B_char_short;
-typedef struct { unsigned long a : 40; unsigned long b : 30; int c : 5; } B_long;
-typedef struct { int x; unsigned a : 4; char y; unsigned b : 6; } B_with_plain;
-typedef struct { bool a : 1; bool b : 1; int c : 3; } B_bool;
-typedef union { unsigned a : 5; int b : 9; char c; } U_bits;
+typedef struct {
+  unsigned a : 3;
+  unsigned b : 5;
+  unsigned c : 24;
+} B_unsigned;
+typedef struct {
+  signed a : 4;
+  signed b : 12;
+  int c : 16;
+} B_signed;
+typedef struct {
+  unsigned a : 3;
+  signed b : 5;
+  unsigned c : 12;
+  int d : 1;
+} B_mixed_widths;
+typedef struct {
+  unsigned a : 3;
+  unsigned : 0;
+  unsigned b : 5;
+} B_zero_width;
+typedef struct {
+  unsigned a : 3;
+  unsigned : 5;
+  unsigned b : 7;
+} B_unnamed;
+typedef struct {
+  unsigned a : 30;
+  unsigned b : 4;
+} B_straddle;
+typedef struct {
+  char a;
+  unsigned char b : 3;
+  short c : 9;
+  unsigned char d : 7;
+} B_char_short;
+typedef struct {
+  unsigned long a : 40;
+  unsigned long b : 30;
+  int c : 5;
+} B_long;
+typedef struct {
+  int x;
+  unsigned a : 4;
+  char y;
+  unsigned b : 6;
+} B_with_plain;
+typedef struct {
+  bool a : 1;
+  bool b : 1;
+  int c : 3;
+} B_bool;
+typedef union {
+  unsigned a : 5;
+  int b : 9;
+  char c;
+} U_bits;
 
 /* ---- Arrays -------------------------------------------------------------------------- */
 typedef int A_int10[10];
@@ -82,9 +233,9 @@ enum { kMaxShapes = 64, kMaxFields = 8 };
 
 typedef struct {
   const char* name;
-  long offset;        /* offsetof; -1 for bit fields */
-  long bit_position;  /* first bit from the start of the record */
-  int bit_width;      /* 0 for ordinary fields */
+  long offset;       /* offsetof; -1 for bit fields */
+  long bit_position; /* first bit from the start of the record */
+  int bit_width;     /* 0 for ordinary fields */
 } ShapeField;
 
 typedef struct {
@@ -117,21 +268,21 @@ static void AddField(Shape* shape, const char* name, long offset, long bit_posit
   field->bit_width = width;
 }
 
-#define BEGIN(S)                           \
-  do {                                     \
+#define BEGIN(S)                            \
+  do {                                      \
     Shape* shape_ = &shapes[shape_count++]; \
-    typedef S T_;                          \
-    shape_->name = #S;                     \
-    shape_->size = (long)sizeof(T_);       \
+    typedef S T_;                           \
+    shape_->name = #S;                      \
+    shape_->size = (long)sizeof(T_);        \
     shape_->alignment = (long)_Alignof(T_);
 #define FIELD(f) AddField(shape_, #f, (long)offsetof(T_, f), (long)offsetof(T_, f) * 8, 0);
-#define BITS(f, width)                                           \
-  AddField(shape_, #f, -1, ({                                    \
-             T_ object_;                                         \
-             memset(&object_, 0, sizeof object_);                \
-             object_.f = -1;                                     \
-             LowestSetBit(&object_, sizeof object_);             \
-           }),                                                   \
+#define BITS(f, width)                               \
+  AddField(shape_, #f, -1, ({                        \
+             T_ object_;                             \
+             memset(&object_, 0, sizeof object_);    \
+             object_.f = -1;                         \
+             LowestSetBit(&object_, sizeof object_); \
+           }),                                       \
            width);
 #define END \
   }         \

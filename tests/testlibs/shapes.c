@@ -15,9 +15,7 @@ EXPORT CharShortInt csi_bump(CharShortInt v) {
   return (CharShortInt){(char)(v.c + 1), (short)(v.s + 2), v.i + 3};
 }
 EXPORT Float2 float2_scale(Float2 v, float k) { return (Float2){v.x * k, v.y * k}; }
-EXPORT Float3 float3_add(Float3 a, Float3 b) {
-  return (Float3){a.x + b.x, a.y + b.y, a.z + b.z};
-}
+EXPORT Float3 float3_add(Float3 a, Float3 b) { return (Float3){a.x + b.x, a.y + b.y, a.z + b.z}; }
 EXPORT Point point_add(Point a, Point b) { return (Point){a.x + b.x, a.y + b.y}; }
 EXPORT DoubleInt double_int_twice(DoubleInt v) { return (DoubleInt){2 * v.d, 2 * v.i}; }
 EXPORT LongAndDouble long_double_mix(LongAndDouble v) {
@@ -63,9 +61,7 @@ EXPORT Bits bits_make(unsigned a, int b, unsigned c, int d, unsigned long e, int
   v.a = a, v.b = b, v.c = c, v.d = d, v.e = e, v.f = (signed char)f;
   return v;
 }
-EXPORT long bits_sum(Bits v) {
-  return (long)v.a + v.b + (long)v.c + v.d + (long)v.e + v.f;
-}
+EXPORT long bits_sum(Bits v) { return (long)v.a + v.b + (long)v.c + v.d + (long)v.e + v.f; }
 EXPORT Bits bits_negate(Bits v) {
   v.a = v.a + 1, v.b = -v.b, v.c = v.c + 1, v.d = -v.d, v.e = v.e + 1, v.f = -v.f;
   return v;
