@@ -106,7 +106,9 @@ class Worker {
     internal::WorkerReply reply;
     absl::StatusOr<std::string> frame = channel_->Receive(absl::Now() + absl::Seconds(20));
     EXPECT_TRUE(frame.ok()) << frame.status();
-    if (frame.ok()) EXPECT_TRUE(reply.ParseFromString(*frame));
+    if (frame.ok()) {
+      EXPECT_TRUE(reply.ParseFromString(*frame));
+    }
     return reply;
   }
 
