@@ -1,0 +1,27 @@
+"""The shape of every integration test: a real ffiboxd, real workers, real test libraries."""
+
+INTEGRATION_DATA = [
+    "//client/cli:ffibox",
+    "//server:ffibox-worker",
+    "//server:ffiboxd",
+    "//tests/testlibs:libffibox_test.so",
+]
+
+INTEGRATION_DEPS = [
+    "//client/cpp:ffibox_client",
+    "//core:errors",
+    "//tests/support:session_fixture",
+    "//tests/support:test_server",
+    "//third_party:absl",
+    "//third_party:gtest_main",
+]
+
+def integration_test(name, data = [], deps = []):
+    """A cc_test `name` built from `name`.cc with the servers, the CLI and the test library."""
+    native.cc_test(
+        name = name,
+        size = "medium",
+        srcs = [name + ".cc"],
+        data = INTEGRATION_DATA + data,
+        deps = INTEGRATION_DEPS + deps,
+    )
