@@ -204,6 +204,21 @@ class WorkerCallbacks : public ::testing::Test {
  protected:
   void SetUp() override { LoadLibraries(&worker_); }
 
+  // Defines callback 12 as void(struct Point*), resolves mutate_point as function 102, and
+  // fills `block` with the Point {3, 4} it is called with.
+  void PrepareMutatePoint(v1::MemoryBlock* block) {
+    const v1::Type point =
+        Struct({MakeField("x", ScalarType(v1::INT)), MakeField("y", ScalarType(v1::INT))});
+    const v1::Signature mutator = Sig(nullptr, {PointerTo(point)});
+    ASSERT_FALSE(worker_.Define(12, mutator).has_error());
+    ASSERT_FALSE(worker_
+                     .Resolve(102, kTestLib, "mutate_point",
+                              Sig(nullptr, {FunctionType(mutator), PointerTo(point)}))
+                     .has_error());
+    const int initial[2] = {3, 4};
+    block->set_data(initial, sizeof initial);
+  }
+
   Worker worker_;
 };
 
@@ -278,17 +293,8 @@ TEST_F(WorkerCallbacks, FoldOverDoublesReturnsTheClientsAccumulation) {
 }
 
 TEST_F(WorkerCallbacks, CallbackMutatesAStructThroughItsPointer) {
-  const v1::Type point =
-      Struct({MakeField("x", ScalarType(v1::INT)), MakeField("y", ScalarType(v1::INT))});
-  const v1::Signature mutator = Sig(nullptr, {PointerTo(point)});
-  ASSERT_FALSE(worker_.Define(12, mutator).has_error());
-  ASSERT_FALSE(worker_
-                   .Resolve(102, kTestLib, "mutate_point",
-                            Sig(nullptr, {FunctionType(mutator), PointerTo(point)}))
-                   .has_error());
-  const int initial[2] = {3, 4};
   v1::MemoryBlock block;
-  block.set_data(initial, sizeof initial);
+  ASSERT_NO_FATAL_FAILURE(PrepareMutatePoint(&block));
   block.set_direction(v1::INOUT);
   v1::Response mutated = worker_.Call(102, {CallbackPointer(12), BlockPointer(0)},
                                       [](const v1::CallbackInvoke& invoke) {
@@ -312,17 +318,8 @@ TEST_F(WorkerCallbacks, CallbackMutatesAStructThroughItsPointer) {
 }
 
 TEST_F(WorkerCallbacks, WrongSizedPointeeIsSkippedWithAnEvent) {
-  const v1::Type point =
-      Struct({MakeField("x", ScalarType(v1::INT)), MakeField("y", ScalarType(v1::INT))});
-  const v1::Signature mutator = Sig(nullptr, {PointerTo(point)});
-  ASSERT_FALSE(worker_.Define(12, mutator).has_error());
-  ASSERT_FALSE(worker_
-                   .Resolve(102, kTestLib, "mutate_point",
-                            Sig(nullptr, {FunctionType(mutator), PointerTo(point)}))
-                   .has_error());
-  const int initial[2] = {3, 4};
   v1::MemoryBlock block;
-  block.set_data(initial, sizeof initial);
+  ASSERT_NO_FATAL_FAILURE(PrepareMutatePoint(&block));
   v1::Response mutated = worker_.Call(102, {CallbackPointer(12), BlockPointer(0)},
                                       [](const v1::CallbackInvoke&) {
                                         v1::CallbackReturn answer;
@@ -331,8 +328,7 @@ TEST_F(WorkerCallbacks, WrongSizedPointeeIsSkippedWithAnEvent) {
                                       },
                                       0, {block});
   ASSERT_FALSE(mutated.has_error()) << mutated.error().message();
-  EXPECT_EQ(mutated.call().blocks(0).data(),
-            std::string(reinterpret_cast<const char*>(initial), sizeof initial));
+  EXPECT_EQ(mutated.call().blocks(0).data(), block.data()) << "the Point {3, 4} changed";
   ASSERT_EQ(worker_.events().size(), 1u);
   EXPECT_EQ(worker_.events()[0].kind(), v1::SessionEvent::CALLBACK_ERROR);
   EXPECT_EQ(worker_.events()[0].error().field(), "callback_return.pointees[0].data");
