@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "server/jail/jail_layers.h"
 
 namespace ffibox {
 namespace {
@@ -181,7 +182,8 @@ absl::Status ResolveLimits(const config::v1::Limits& limits, ServerSettings* set
   return absl::OkStatus();
 }
 
-absl::Status ResolveSandbox(const config::v1::Sandbox& sandbox, JailOptions* jail) {
+absl::Status ResolveSandbox(const config::v1::Sandbox& sandbox, JailOptions* jail,
+                            std::vector<std::string>* waivers) {
   jail->enabled = !sandbox.has_enabled() || sandbox.enabled();
   jail->seccomp_policy = sandbox.policy().empty() ? "strict" : sandbox.policy();
   if (jail->seccomp_policy != "strict" && jail->seccomp_policy != "permissive") {
@@ -200,6 +202,26 @@ absl::Status ResolveSandbox(const config::v1::Sandbox& sandbox, JailOptions* jai
     jail->extra_syscalls.push_back(name);
   }
   jail->tmp_bytes = sandbox.tmp_bytes() == 0 ? kDefaultTmpBytes : sandbox.tmp_bytes();
+  for (int i = 0; i < sandbox.waive_layers_size(); ++i) {
+    if (!JailLayerByKey(sandbox.waive_layers(i)).has_value()) {
+      return FieldError(absl::StrCat("sandbox.waive_layers[", i, "]"),
+                        absl::StrCat("unknown jail layer \"", sandbox.waive_layers(i),
+                                     "\" (the layers: user, pid, net, ipc, uts, mount, "
+                                     "filesystem, proc)"));
+    }
+    waivers->push_back(sandbox.waive_layers(i));
+  }
+  for (int i = 0; i < sandbox.visible_paths_size(); ++i) {
+    absl::StatusOr<std::string> path = CanonicalLibraryRoot(sandbox.visible_paths(i));
+    if (!path.ok()) {
+      return FieldError(absl::StrCat("sandbox.visible_paths[", i, "]"), path.status().message());
+    }
+    if (*path == "/") {
+      return FieldError(absl::StrCat("sandbox.visible_paths[", i, "]"),
+                        "\"/\" would show the whole host filesystem to every worker");
+    }
+    jail->visible_paths.push_back(*std::move(path));
+  }
   return absl::OkStatus();
 }
 
@@ -271,17 +293,12 @@ absl::Status ResolveIdentities(const ServerConfig& config,
     local.max_sessions = per_identity;
     access.identities.push_back(std::move(local));
   }
-  // Each identity's allowlist; the jail shows the union, so a pooled worker serves anyone.
-  std::vector<std::string>& jail_roots = settings->session.jail.library_roots;
+  // Each identity's allowlist. The jail's view does not show the roots: the broker hands
+  // the worker a descriptor of each library it admits.
   for (const ClientIdentity& identity : access.identities) {
     absl::StatusOr<std::shared_ptr<const LibraryAllowlist>> allowlist =
         LibraryAllowlist::Create(identity.library_roots, /*skip_missing=*/true);
     if (!allowlist.ok()) return allowlist.status();
-    for (const std::string& root : (*allowlist)->roots()) {
-      if (std::find(jail_roots.begin(), jail_roots.end(), root) == jail_roots.end()) {
-        jail_roots.push_back(root);
-      }
-    }
     access.allowlists[identity.name] = *std::move(allowlist);
   }
   return absl::OkStatus();
@@ -333,7 +350,7 @@ absl::StatusOr<ServerSettings> ResolveServerConfig(const ServerConfig& config,
 
   absl::Status status = ResolveLimits(config.limits(), &settings);
   if (!status.ok()) return status;
-  status = ResolveSandbox(config.sandbox(), &settings.session.jail);
+  status = ResolveSandbox(config.sandbox(), &settings.session.jail, &settings.jail_waivers);
   if (!status.ok()) return status;
 
   absl::StatusOr<uint64_t> per_identity =

@@ -37,6 +37,9 @@ struct ServerSettings {
   SessionConfig session;  // allowlist and pool are set per session / by ffiboxd_main
   AccessPolicy access;
   uint32_t pool_size = 2;
+  // Jail layers the operator lets ffiboxd run without (sandbox.waive_layers and
+  // --waive_jail_layer), checked by DecideJailLayers at startup.
+  std::vector<std::string> jail_waivers;
 };
 
 // Parses `text` (protobuf text format). INVALID_ARGUMENT "<origin>:LINE:COLUMN: ..." for a

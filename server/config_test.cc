@@ -54,7 +54,21 @@ TEST(ServerConfig, EmptyConfigGivesTheDocumentedDefaults) {
   EXPECT_EQ(settings->access.identities[0].name, "local");
   EXPECT_EQ(settings->access.identities[0].max_sessions, 64u);
   EXPECT_TRUE(settings->access.allowlists.contains("local"));
-  EXPECT_FALSE(settings->session.jail.library_roots.empty());
+  // The allowed roots are not shown to workers (libraries arrive as descriptors), and no
+  // layer is waived unless the operator says so.
+  EXPECT_TRUE(settings->session.jail.visible_paths.empty());
+  EXPECT_TRUE(settings->jail_waivers.empty());
+}
+
+TEST(ServerConfig, WaiversAndVisiblePathsAreChecked) {
+  absl::StatusOr<ServerSettings> settings =
+      Resolve(R"(sandbox { waive_layers: "filesystem" visible_paths: "/usr/share" })");
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->jail_waivers, std::vector<std::string>{"filesystem"});
+  EXPECT_EQ(settings->session.jail.visible_paths, std::vector<std::string>{"/usr/share"});
+  ExpectRefused(R"(sandbox { waive_layers: "everything" })", "sandbox.waive_layers[0]");
+  ExpectRefused(R"(sandbox { visible_paths: "/" })", "sandbox.visible_paths[0]");
+  ExpectRefused(R"(sandbox { visible_paths: "relative" })", "sandbox.visible_paths[0]");
 }
 
 TEST(ServerConfig, FieldsAreApplied) {

@@ -6,11 +6,15 @@
 // file. docs/configuration.md documents every field and flag.
 #include <limits.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,9 +33,12 @@
 #include "server/config.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/sandbox_check.h"
+#include "server/jail/spawn.h"
 #include "server/listen_address.h"
 #include "server/service.h"
+#include "server/session.h"
 #include "server/worker_pool.h"
+#include "server/worker_process.h"
 
 ABSL_FLAG(std::string, config, "",
           "server configuration file in protobuf text format (proto/ffibox/config/v1/"
@@ -70,6 +77,19 @@ ABSL_FLAG(std::vector<std::string>, allow_root, {},
 ABSL_FLAG(int64_t, pool_size, 2, "idle pre-started workers kept ready (0: no pool)");
 ABSL_FLAG(bool, sandbox, true, "jail the workers (--nosandbox: crash isolation only)");
 ABSL_FLAG(std::string, sandbox_policy, "strict", "seccomp policy: strict or permissive");
+ABSL_FLAG(std::vector<std::string>, waive_jail_layer, {},
+          "jail layers to run without when this host cannot provide them (user, pid, net, "
+          "ipc, uts, mount, filesystem, proc); repeatable and comma-separated; adds to the "
+          "file's sandbox.waive_layers. Without a waiver a missing layer stops ffiboxd");
+ABSL_FLAG(std::vector<std::string>, jail_visible_path, {},
+          "directory shown read-only in every worker's filesystem view (libraries need not "
+          "be: the broker hands the worker a descriptor); repeatable and comma-separated; "
+          "adds to the file's sandbox.visible_paths");
+ABSL_FLAG(bool, exit_with_parent, false,
+          "exit when the process that started ffiboxd exits (used by clients that start a "
+          "private server)");
+ABSL_FLAG(int64_t, handshake_timeout_ms, 10000,
+          "TCP connections that have not completed their TLS handshake by then are closed");
 
 namespace {
 
@@ -199,6 +219,12 @@ absl::Status ApplyFlags(int argc, char** argv, ServerConfig* config) {
   for (const std::string& root : AllValues(argc, argv, "allow_root")) {
     config->add_allowed_library_roots(root);
   }
+  for (const std::string& layer : AllValues(argc, argv, "waive_jail_layer")) {
+    config->mutable_sandbox()->add_waive_layers(layer);
+  }
+  for (const std::string& path : AllValues(argc, argv, "jail_visible_path")) {
+    config->mutable_sandbox()->add_visible_paths(path);
+  }
   if (Specified("pool_size")) {
     absl::StatusOr<uint64_t> size = NonNegative("pool_size", absl::GetFlag(FLAGS_pool_size));
     if (!size.ok()) return size.status();
@@ -220,6 +246,44 @@ std::shared_ptr<grpc::ServerCredentials> CredentialsFor(const ffibox::ListenerSe
   options.pem_root_certs = listener.client_ca_pem;
   options.pem_key_cert_pairs.push_back({listener.server_key_pem, listener.server_cert_pem});
   return grpc::SslServerCredentials(options);
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit: every connection and every worker start
+// costs descriptors, and running out must only ever refuse work, never weaken a jail.
+void RaiseDescriptorLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+// Starts one worker with the decided layers and discards it: the filesystem view and /proc
+// can only be tested by a real worker. A layer that fails is waived when the operator
+// allowed it, else ffiboxd stops.
+absl::Status CheckJailWithWorker(ffibox::SessionConfig& session,
+                                 const std::vector<std::string>& waivers) {
+  if (!session.jail.enabled) return absl::OkStatus();
+  for (int attempt = 0; attempt < ffibox::kJailLayerCount; ++attempt) {
+    absl::StatusOr<std::unique_ptr<ffibox::WorkerProcess>> worker =
+        ffibox::WorkerProcess::Start(ffibox::WorkerLaunchOptionsFor(session, 1));
+    if (worker.ok()) return absl::OkStatus();
+    std::optional<ffibox::JailLayer> layer = ffibox::FailedJailLayer(worker.status());
+    if (!layer.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot start a jailed worker: ", worker.status().message()));
+    }
+    absl::Status waived =
+        ffibox::WaiveFailedLayer(&session.jail, waivers, *layer, worker.status().message());
+    if (!waived.ok()) return waived;
+    if (*layer == ffibox::JailLayer::kFilesystem && session.jail.proc) {
+      // /proc lives in the view; it goes with it, and must be waived too.
+      absl::Status proc = ffibox::WaiveFailedLayer(&session.jail, waivers, ffibox::JailLayer::kProc,
+                                                   "it needs the filesystem view");
+      if (!proc.ok()) return proc;
+    }
+  }
+  return absl::FailedPreconditionError("cannot start a jailed worker");
 }
 
 // "host:port" with the port gRPC actually bound (for port 0).
@@ -247,6 +311,15 @@ int main(int argc, char** argv) {
   argv[argc] = nullptr;
   given_arguments.assign(argv + 1, argv + argc);
   absl::ParseCommandLine(argc, argv);
+  // No process of another uid, and no worker, may read or write this process's memory.
+  prctl(PR_SET_DUMPABLE, 0);
+  ffibox::HideBrokerCommandLineInJail(argc, argv, environ);
+  RaiseDescriptorLimit();
+  if (absl::GetFlag(FLAGS_exit_with_parent)) {
+    const pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) return 0;  // the parent died before the signal was armed
+  }
 
   // Block the shutdown signals in every thread; one thread waits for them.
   sigset_t shutdown_signals;
@@ -274,7 +347,14 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("worker binary ", session.worker_path,
                              " is not executable; pass --worker=PATH"));
   }
+  absl::Status decided = ffibox::DecideJailLayers(&session.jail, settings->jail_waivers);
+  if (!decided.ok()) return Fail(std::string(decided.message()));
   if (check_sandbox) return ffibox::RunSandboxCheck(session.jail, session.worker_path);
+  absl::Status checked = CheckJailWithWorker(session, settings->jail_waivers);
+  if (!checked.ok()) return Fail(std::string(checked.message()));
+  for (const std::string& waived : session.jail.waived) {
+    fprintf(stderr, "ffiboxd: WARNING: jail layer waived: %s\n", waived.c_str());
+  }
   for (const ffibox::ListenerSettings& listener : settings->listeners) {
     if (!listener.unix_socket) continue;
     absl::Status prepared = ffibox::PrepareUnixListenAddress(listener.address);
@@ -302,6 +382,10 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<uint64_t>(4 * static_cast<uint64_t>(max_message), INT_MAX)));
   builder.SetMaxSendMessageSize(-1);
+  // A peer that never finishes its TLS handshake must not hold a descriptor for long.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             static_cast<int>(std::clamp<int64_t>(
+                                 absl::GetFlag(FLAGS_handshake_timeout_ms), 100, INT_MAX)));
   mode_t old_umask = umask(077);  // socket files are created 0600
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask(old_umask);

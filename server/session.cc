@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "server/jail/jail_layers.h"
 #include "server/request_validation.h"
 #include "server/responses.h"
 #include "server/worker_protocol.pb.h"
@@ -180,6 +181,8 @@ void Session::Open(const v1::Request& request) {
   opened->set_call_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout)));
   opened->set_max_message_bytes(config_.max_message_bytes);
   opened->set_memory_limit_bytes(memory_limit);
+  for (std::string& layer : ActiveJailLayers(config_.jail)) opened->add_jail_layers(layer);
+  for (const std::string& waived : config_.jail.waived) opened->add_waived_jail_layers(waived);
   Reply(request, std::move(response));
 }
 

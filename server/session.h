@@ -42,12 +42,19 @@
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/allowlist.h"
 #include "server/jail/jail_options.h"
+#include "server/library_descriptor.h"
 #include "server/pending_request.h"
 #include "server/worker_death.h"
+#include "server/worker_output.h"
 #include "server/worker_pool.h"
 #include "server/worker_process.h"
 
 namespace ffibox {
+
+// How much of a worker's output one session relays: 64 KiB/s on average, bursts of 1 MiB
+// (enough for a library's banner or a debug dump; a flood is dropped with a note).
+inline constexpr size_t kOutputBytesPerSecond = 64 << 10;
+inline constexpr size_t kOutputBurstBytes = 1 << 20;
 
 // Where a session's responses go. Implementations must be thread-safe.
 class ResponseSink {
@@ -174,6 +181,9 @@ class Session {
   // Queues `pending` for the live worker and sends `request` to it. Fails when no worker is
   // alive (it died since EnsureWorker).
   absl::Status Enqueue(const v1::Request& request, PendingRequest pending) ABSL_LOCKS_EXCLUDED(mu_);
+  // Opens the admitted library `path` for the live worker when it loads by descriptor
+  // (leaves `library` empty otherwise). LIBRARY_LOAD_FAILED or RESOURCE_EXHAUSTED.
+  absl::Status OpenLibraryFor(const std::string& path, LibraryFd* library) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The reader thread of one worker generation.
   void ReadReplies(WorkerProcess* worker);
@@ -205,6 +215,9 @@ class Session {
 
   const SessionConfig config_;
   ResponseSink* const sink_;
+  // The budget for relaying the worker's output (used by the reader thread only; reader
+  // threads of successive workers never overlap).
+  OutputBudget output_budget_{kOutputBytesPerSecond, kOutputBurstBytes};
   const std::string session_id_;
 
   absl::Mutex mu_;

@@ -1,11 +1,16 @@
 // The worker side of Session (see session.h): starting workers and replaying the session's
 // handles, sending requests, reading and checking what the worker sends, deadlines, deaths,
 // and shutdown. session.cc holds the client side.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "server/jail/jail_layers.h"
+#include "server/library_descriptor.h"
 #include "server/request_validation.h"
 #include "server/responses.h"
 #include "server/session.h"
@@ -51,8 +56,17 @@ absl::Status Session::EnsureWorker() {
     started = WorkerProcess::Start(WorkerLaunchOptionsFor(config_, generation));
   }
   if (!started.ok()) {
-    return ErrorStatus(v1::INTERNAL,
-                       absl::StrCat("cannot start a worker: ", started.status().message()));
+    // Fail closed: a worker whose jail could not be applied is not started, and the next
+    // worker gets the same layers again.
+    std::string message = absl::StrCat("cannot start a worker: ", started.status().message());
+    fprintf(stderr, "ffiboxd: session %s: %s\n", session_id_.c_str(), message.c_str());
+    v1::ErrorCode code = v1::INTERNAL;
+    if (FailedJailLayer(started.status()).has_value()) {
+      code = v1::JAIL_UNAVAILABLE;
+    } else if (absl::IsResourceExhausted(started.status())) {
+      code = v1::RESOURCE_EXHAUSTED;
+    }
+    return ErrorStatus(code, message);
   }
   // Before the first request: a pooled worker was started before this session existed, and
   // the session may have asked for a lower memory cap than the server's.
@@ -75,6 +89,22 @@ absl::Status Session::EnsureWorker() {
     scopes_.clear();
     in_flight_ = 0;
     invocations_.clear();
+  }
+  // What the library prints reaches the client as WORKER_OUTPUT events, within a budget.
+  for (auto [fd, stream] :
+       {std::pair{worker->stdout_fd(), v1::STDOUT}, std::pair{worker->stderr_fd(), v1::STDERR}}) {
+    if (fd < 0) continue;
+    worker->channel().Watch(fd, [this, fd = fd, stream = stream, generation] {
+      bool closed = false;
+      std::optional<std::string> output = output_budget_.Drain(fd, absl::Now(), &closed);
+      if (output.has_value()) {
+        v1::Response event = EventResponse(v1::SessionEvent::WORKER_OUTPUT, generation, nullptr);
+        event.mutable_event()->set_output(*std::move(output));
+        event.mutable_event()->set_stream(stream);
+        sink_->Send(event);
+      }
+      return !closed;
+    });
   }
   reader_ = std::thread([this, worker] { ReadReplies(worker); });
   if (generation > 1) {
@@ -135,6 +165,12 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   internal::WorkerRequest wrapped;
   WorkerProcess* worker = nullptr;
   bool was_idle = false;
+  // A load hands the worker a descriptor of the file the allowlist admitted.
+  LibraryFd library;
+  if (request.has_load_library()) {
+    absl::Status opened = OpenLibraryFor(request.load_library().path(), &library);
+    if (!opened.ok()) return opened;
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!worker_alive_) return ErrorStatus(v1::WORKER_CRASHED, last_death_.message());
@@ -163,10 +199,35 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   }
   *wrapped.mutable_request() = request;
   wrapped.mutable_request()->set_id(0);
+  if (library.fd >= 0) {
+    wrapped.set_library_descriptor(true);
+    // A failed pass means the worker is dying; its reader fails the queued request.
+    (void)worker->SendDescriptor(library.fd, wrapped.id());
+  }
   // The reader waits with the old head's deadline (or none): make it pick up the new one.
   if (was_idle) worker->channel().Interrupt();
   // A failed send means the worker is dying; its reader fails the queued request.
   (void)worker->channel().Send(wrapped.SerializeAsString());
+  return absl::OkStatus();
+}
+
+absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library) {
+  bool by_descriptor = false;
+  {
+    absl::MutexLock lock(&mu_);
+    // Only an admitted path is opened (every server has an allowlist; sessions built
+    // without one, in tests, pass the path through).
+    by_descriptor =
+        config_.allowlist != nullptr && worker_ != nullptr && worker_->loads_by_descriptor();
+  }
+  if (!by_descriptor) return absl::OkStatus();
+  absl::StatusOr<int> fd = OpenLibraryForWorker(path, config_.jail.enabled && geteuid() == 0);
+  if (!fd.ok()) {
+    return ErrorStatus(
+        absl::IsResourceExhausted(fd.status()) ? v1::RESOURCE_EXHAUSTED : v1::LIBRARY_LOAD_FAILED,
+        absl::StrCat("cannot open ", fd.status().message()));
+  }
+  library->fd = *fd;
   return absl::OkStatus();
 }
 

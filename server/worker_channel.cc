@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -56,11 +58,19 @@ class SocketWorkerChannel : public WorkerChannel {
         timeout_ms = static_cast<int>(
             std::min<int64_t>(absl::ToInt64Milliseconds(left + absl::Milliseconds(1)), INT_MAX));
       }
-      struct pollfd fds[2] = {{fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
-      int ready = poll(fds, 2, timeout_ms);
+      struct pollfd fds[2 + kMaxWatches];
+      fds[0] = {fd_, POLLIN, 0};
+      fds[1] = {event_fd_, POLLIN, 0};
+      for (size_t i = 0; i < watches_.size(); ++i) fds[2 + i] = {watches_[i].fd, POLLIN, 0};
+      int ready = poll(fds, 2 + watches_.size(), timeout_ms);
       if (ready < 0) {
         if (errno == EINTR) continue;
         return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+      }
+      for (size_t i = watches_.size(); i-- > 0;) {
+        if ((fds[2 + i].revents & (POLLIN | POLLHUP | POLLERR)) && !watches_[i].on_ready()) {
+          watches_.erase(watches_.begin() + static_cast<std::ptrdiff_t>(i));
+        }
       }
       if (fds[1].revents & POLLIN) {
         uint64_t count;
@@ -89,11 +99,22 @@ class SocketWorkerChannel : public WorkerChannel {
     (void)!write(event_fd_, &one, sizeof(one));
   }
 
+  void Watch(int fd, std::function<bool()> on_ready) override {
+    if (watches_.size() < kMaxWatches) watches_.push_back(WatchedFd{fd, std::move(on_ready)});
+  }
+
  private:
+  static constexpr size_t kMaxWatches = 4;
+  struct WatchedFd {
+    int fd;
+    std::function<bool()> on_ready;
+  };
+
   const int fd_;
   const int event_fd_;
   FrameDecoder decoder_;
   absl::Mutex send_mu_;
+  std::vector<WatchedFd> watches_;  // used by the Receive thread only
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #define FFIBOX_SERVER_WORKER_CHANNEL_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -33,6 +34,15 @@ class WorkerChannel {
 
   // Makes a blocked (or the next) Receive return CANCELLED. Thread-safe.
   virtual void Interrupt() = 0;
+
+  // While Receive waits, it also watches `fd` (not owned): when `fd` is readable or hung
+  // up, Receive calls `on_ready` on its own thread, and stops watching `fd` once `on_ready`
+  // returns false. Call before the first Receive, from the thread that will call Receive.
+  // The default watches nothing (channels that have no descriptors to wait on).
+  virtual void Watch(int fd, std::function<bool()> on_ready) {
+    (void)fd;
+    (void)on_ready;
+  }
 };
 
 // A channel over a connected stream socket (one end of a socketpair). Takes ownership of

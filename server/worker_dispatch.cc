@@ -22,7 +22,9 @@ constexpr absl::string_view kGotZero = "; native code received zero";
 }  // namespace
 
 WorkerDispatcher::WorkerDispatcher(int channel_fd, const WorkerOptions& options)
-    : channel_fd_(channel_fd), options_(options), executor_(options.generation, this) {}
+    : channel_fd_(channel_fd),
+      options_(options),
+      executor_(options.generation, this, options.descriptor_fd) {}
 
 void WorkerDispatcher::Run() {
   std::thread([this] { ReadLoop(); }).detach();

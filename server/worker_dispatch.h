@@ -45,6 +45,8 @@ struct WorkerOptions {
   // Callback invocations nested on one thread beyond this return zero with a CALLBACK_ERROR
   // event instead of reaching the client (--max_callback_depth).
   int max_callback_depth = 64;
+  // The descriptor socket library descriptors arrive on (fd 5), or -1.
+  int descriptor_fd = -1;
 };
 
 // The most frames one worker accepts from the broker (bounded by the broker's own message

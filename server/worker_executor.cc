@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/descriptor_passing.h"
 #include "core/errors.h"
 #include "core/layout.h"
 #include "core/marshal.h"
@@ -32,7 +33,8 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
   absl::Status status;
   switch (request.op_case()) {
     case v1::Request::kLoadLibrary:
-      status = LoadLibrary(wrapped.handle(), request.load_library());
+      status = LoadLibrary(wrapped.handle(), request.load_library(),
+                           wrapped.library_descriptor() ? wrapped.id() : 0);
       if (status.ok()) response.mutable_library()->set_library(wrapped.handle());
       break;
     case v1::Request::kResolveFunction:
@@ -100,13 +102,45 @@ void* WorkerExecutor::FindLibrary(uint64_t handle) {
   return library == libraries_.end() ? nullptr : library->second;
 }
 
-absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary& load) {
+absl::StatusOr<int> WorkerExecutor::TakeLibraryDescriptor(uint64_t tag) {
+  if (descriptor_fd_ < 0) {
+    return ErrorStatus(v1::INTERNAL, "the broker passed a descriptor but there is no socket");
+  }
+  absl::MutexLock lock(&descriptors_mu_);
+  for (;;) {
+    auto early = early_descriptors_.find(tag);
+    if (early != early_descriptors_.end()) {
+      int fd = early->second;
+      early_descriptors_.erase(early);
+      return fd;
+    }
+    absl::StatusOr<TaggedDescriptor> received = ReceiveDescriptor(descriptor_fd_);
+    if (!received.ok()) {
+      return ErrorStatus(v1::LIBRARY_LOAD_FAILED, absl::StrCat("no descriptor from the broker: ",
+                                                               received.status().message()));
+    }
+    if (received->tag == tag) return received->fd;
+    if (!early_descriptors_.try_emplace(received->tag, received->fd).second) close(received->fd);
+  }
+}
+
+absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary& load,
+                                         uint64_t descriptor_tag) {
   if (FindLibrary(handle) != nullptr) {
     return InvalidArgumentAt("load_library", absl::StrCat("library handle ", handle, " in use"));
   }
+  // The broker opened the file it admitted: load that descriptor. It stays open for the
+  // worker's life, so its /proc/self/fd name stays unique (the loader recognizes an
+  // already-loaded object by that name).
+  std::string path = load.path();
+  if (descriptor_tag != 0) {
+    absl::StatusOr<int> fd = TakeLibraryDescriptor(descriptor_tag);
+    if (!fd.ok()) return fd.status();
+    path = absl::StrCat("/proc/self/fd/", *fd);
+  }
   // Unlocked: the library's constructors may call stored callbacks, which may re-enter.
   dlerror();
-  void* library = dlopen(load.path().c_str(), RTLD_NOW | RTLD_LOCAL);
+  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) {
     const char* reason = dlerror();
     return ErrorStatus(v1::LIBRARY_LOAD_FAILED,

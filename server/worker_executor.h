@@ -31,9 +31,12 @@ class WorkerExecutor {
  public:
   // `generation` is stamped on every remote address this worker hands out. `runner` runs
   // callbacks when native code calls them (nullptr: they return zero); it must outlive the
-  // executor.
-  explicit WorkerExecutor(uint64_t generation, CallbackRunner* runner = nullptr)
+  // executor. `descriptor_fd` is the socket library descriptors arrive on (-1: none; loads
+  // then use the path).
+  explicit WorkerExecutor(uint64_t generation, CallbackRunner* runner = nullptr,
+                          int descriptor_fd = -1)
       : generation_(generation),
+        descriptor_fd_(descriptor_fd),
         callbacks_(generation, limits_, runner),
         memory_(generation, &callbacks_) {}
 
@@ -45,7 +48,10 @@ class WorkerExecutor {
   const CallbackTable& callbacks() const { return callbacks_; }
 
  private:
-  absl::Status LoadLibrary(uint64_t handle, const v1::LoadLibrary& load);
+  absl::Status LoadLibrary(uint64_t handle, const v1::LoadLibrary& load, uint64_t descriptor_tag);
+  // The library descriptor the broker passed for request `tag` (others that arrive first
+  // are kept for their own loads). Owned by the caller.
+  absl::StatusOr<int> TakeLibraryDescriptor(uint64_t tag);
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
                                                        const v1::ResolveFunction& resolve);
   absl::StatusOr<v1::CallResult> Call(const v1::Call& call);
@@ -56,6 +62,9 @@ class WorkerExecutor {
   void* FindLibrary(uint64_t handle);
 
   const uint64_t generation_;
+  const int descriptor_fd_;
+  absl::Mutex descriptors_mu_;
+  absl::flat_hash_map<uint64_t, int> early_descriptors_ ABSL_GUARDED_BY(descriptors_mu_);
   const TypeLimits limits_;
   CallbackTable callbacks_;
   RemoteMemory memory_;

@@ -1,5 +1,7 @@
 // ffibox-worker: the process that loads untrusted libraries and runs their code. Started by
-// ffiboxd (fork + exec) with its channel on fd 3 and its crash-report pipe on fd 4; serves
+// ffiboxd (fork + exec) with its channel on fd 3, its crash-report pipe on fd 4 and the
+// socket library descriptors arrive on as fd 5 (stdout and stderr are pipes the broker
+// relays to the client); serves
 // requests until the channel closes (server/worker_dispatch.h has the threads and the
 // routing of callback invocations). Anything here may be corrupted by the library it runs:
 // the broker trusts nothing this process sends.
@@ -9,6 +11,7 @@
 // --jail_* flags of server/jail/worker_jail.h: the worker applies its rlimits and seccomp
 // policy before it reads its first request (the launcher already applied the rest of the
 // jail). A worker that cannot apply its jail exits with status 125 without serving.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,6 +28,7 @@
 namespace {
 
 constexpr int kChannelFd = 3;
+constexpr int kDescriptorFd = 5;
 
 // The value of `--name=value` among the arguments, if present and a number.
 bool NumericFlag(int argc, char** argv, absl::string_view flag, uint64_t* value) {
@@ -44,6 +48,7 @@ ffibox::WorkerOptions OptionsFromArgs(int argc, char** argv) {
   if (NumericFlag(argc, argv, "--max_callback_depth=", &value) && value <= 1 << 20) {
     options.max_callback_depth = static_cast<int>(value);
   }
+  if (fcntl(kDescriptorFd, F_GETFD) >= 0) options.descriptor_fd = kDescriptorFd;
   return options;
 }
 

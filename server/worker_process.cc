@@ -1,9 +1,11 @@
 #include "server/worker_process.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -14,10 +16,12 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/descriptor_passing.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/worker_jail.h"
 
@@ -84,25 +88,40 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   struct Descriptors {
     int channel[2] = {-1, -1};
     int crash[2] = {-1, -1};
+    int descriptors[2] = {-1, -1};
+    int out[2] = {-1, -1};
+    int err[2] = {-1, -1};
     int executable = -1;
     int null = -1;
     ~Descriptors() {
-      for (int fd : {channel[0], channel[1], crash[0], crash[1], executable, null}) {
+      for (int fd : {channel[0], channel[1], crash[0], crash[1], descriptors[0], descriptors[1],
+                     out[0], out[1], err[0], err[1], executable, null}) {
         if (fd >= 0) close(fd);
       }
     }
   } fds;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.channel) != 0) {
+  // Keep a reserve of descriptors for the broker's own work (accepting, logging): a worker
+  // start that would eat into it fails with RESOURCE_EXHAUSTED, never with a weaker jail.
+  absl::Status reserve = CheckDescriptorReserve();
+  if (!reserve.ok()) return reserve;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.channel) != 0 ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.descriptors) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("socketpair: ", strerror(errno)));
   }
-  if (pipe2(fds.crash, O_CLOEXEC | O_NONBLOCK) != 0) {
+  if (pipe2(fds.crash, O_CLOEXEC | O_NONBLOCK) != 0 || pipe2(fds.out, O_CLOEXEC) != 0 ||
+      pipe2(fds.err, O_CLOEXEC) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(errno)));
   }
+  // The broker reads the output pipes without blocking; the worker's ends stay blocking.
+  fcntl(fds.out[0], F_SETFL, O_NONBLOCK);
+  fcntl(fds.err[0], F_SETFL, O_NONBLOCK);
   fds.executable = open(options.worker_path.c_str(), O_PATH | O_CLOEXEC);
   fds.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (fds.executable < 0 || fds.null < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot open ", options.worker_path, " or /dev/null: ", strerror(errno)));
+    std::string message =
+        absl::StrCat("cannot open ", options.worker_path, " or /dev/null: ", strerror(errno));
+    if (errno == EMFILE || errno == ENFILE) return absl::ResourceExhaustedError(message);
+    return absl::FailedPreconditionError(message);
   }
   std::vector<std::string> args = {"ffibox-worker",
                                    absl::StrCat("--generation=", options.generation)};
@@ -118,9 +137,12 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   WorkerSpawnRequest request;
   request.executable_fd = fds.executable;
   request.argv = argv.data();
+  request.stdin_fd = fds.null;
+  request.stdout_fd = fds.out[1];
+  request.stderr_fd = fds.err[1];
   request.channel_fd = fds.channel[1];
   request.crash_fd = fds.crash[1];
-  request.stdin_fd = fds.null;
+  request.descriptor_fd = fds.descriptors[1];
   absl::StatusOr<SpawnedWorker> spawned =
       SpawnJailedWorker(options.jail, request,
                         [](const std::function<void()>& job) { LauncherThread::Get().Run(job); });
@@ -135,23 +157,56 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     close(spawned->status_fd);
     return channel.status();
   }
-  int crash_read = fds.crash[0];
-  fds.crash[0] = -1;
+  WorkerDescriptors owned;
+  owned.crash = std::exchange(fds.crash[0], -1);
+  owned.descriptors = std::exchange(fds.descriptors[0], -1);
+  owned.stdout_read = std::exchange(fds.out[0], -1);
+  owned.stderr_read = std::exchange(fds.err[0], -1);
   return std::unique_ptr<WorkerProcess>(
-      new WorkerProcess(*spawned, options, std::move(*channel), crash_read));
+      new WorkerProcess(*spawned, options, std::move(*channel), owned));
 }
 
 WorkerProcess::~WorkerProcess() {
   Kill();
   Reap(absl::ZeroDuration());
-  close(crash_fd_);
-  close(status_fd_);
+  for (int fd : {fds_.crash, fds_.descriptors, fds_.stdout_read, fds_.stderr_read, status_fd_}) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+absl::Status WorkerProcess::SendDescriptor(int fd, uint64_t tag) {
+  absl::MutexLock lock(&descriptor_mu_);
+  return ffibox::SendDescriptor(fds_.descriptors, fd, tag);
+}
+
+absl::Status CheckDescriptorReserve() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return absl::OkStatus();
+  }
+  // The lowest free descriptor number is not a count, so count what is open.
+  size_t open_count = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (readdir(dir) != nullptr) ++open_count;
+    closedir(dir);
+    open_count = open_count > 3 ? open_count - 3 : 0;  // ".", "..", the directory itself
+  } else {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot count open descriptors: ", strerror(errno)));
+  }
+  if (open_count + kWorkerStartDescriptors + kDescriptorReserve > limit.rlim_cur) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("ffiboxd has ", open_count, " of its ", limit.rlim_cur,
+                     " descriptors open; starting a worker would leave fewer than ",
+                     kDescriptorReserve, " in reserve"));
+  }
+  return absl::OkStatus();
 }
 
 std::optional<CrashReport> WorkerProcess::ReadCrashReport() {
   CrashReport report;
   // The pipe is non-blocking and the worker is dead: whatever it wrote is there now.
-  ssize_t n = read(crash_fd_, &report, sizeof(report));
+  ssize_t n = read(fds_.crash, &report, sizeof(report));
   if (n != static_cast<ssize_t>(sizeof(report)) || report.magic != kCrashReportMagic) {
     return std::nullopt;
   }

@@ -3,11 +3,12 @@
 //
 // Used by the broker's sessions. Workers are cloned from a single long-lived launcher
 // thread: PR_SET_PDEATHSIG fires when the *thread* that forked a child exits, so forking
-// from short-lived gRPC threads would kill workers at random. The child gets the channel
-// as fd 3, its crash pipe as fd 4, stdin from /dev/null, no other fd, an empty
-// environment, the default signal mask, and SIGKILL as its parent-death signal, so no
-// worker outlives the broker. The jail (server/jail/spawn.h) is applied on the way; with a
-// pid namespace, pid() is the namespace's init, which relays the worker's wait status, so
+// from short-lived gRPC threads would kill workers at random. The child gets stdin from
+// /dev/null, stdout and stderr as pipes the broker drains (none of the broker's own
+// descriptors), the channel as fd 3, its crash pipe as fd 4, the descriptor socket as fd 5,
+// no other fd, an empty environment, the default signal mask, and SIGKILL as its parent-death
+// signal, so no worker outlives the broker. The jail (server/jail/spawn.h) is applied on the way;
+// with a pid namespace, pid() is the namespace's init, which relays the worker's wait status, so
 // Reap reports the worker's own death either way.
 #ifndef FFIBOX_SERVER_WORKER_PROCESS_H_
 #define FFIBOX_SERVER_WORKER_PROCESS_H_
@@ -53,6 +54,23 @@ struct WorkerExit {
   bool killed_by_broker = false;
 };
 
+// Descriptors a worker start needs at once in the broker (sockets, pipes, the binary), and
+// the reserve kept free for everything else; see CheckDescriptorReserve.
+inline constexpr size_t kWorkerStartDescriptors = 16;
+inline constexpr size_t kDescriptorReserve = 64;
+
+// OK when ffiboxd can start a worker and still keep kDescriptorReserve descriptors free
+// under its RLIMIT_NOFILE; RESOURCE_EXHAUSTED naming the counts otherwise.
+absl::Status CheckDescriptorReserve();
+
+// The broker's ends of a worker's descriptors (-1 when absent).
+struct WorkerDescriptors {
+  int crash = -1;        // read end of the crash-report pipe
+  int descriptors = -1;  // the descriptor socket (SCM_RIGHTS to the worker's fd 5)
+  int stdout_read = -1;  // read ends of the worker's stdout and stderr (non-blocking)
+  int stderr_read = -1;
+};
+
 class WorkerProcess {
  public:
   // Starts a worker in the jail of `options.jail`. Fails when the binary is not executable,
@@ -75,6 +93,16 @@ class WorkerProcess {
   WorkerChannel& channel() { return *channel_; }
   // Which jail layers this worker got.
   const SpawnedLayers& jail_layers() const { return layers_; }
+  // Whether the worker loads libraries from descriptors (SendDescriptor): it has a /proc
+  // (the jail's fresh one, or the host's when the jail is off).
+  bool loads_by_descriptor() const { return loads_by_descriptor_; }
+  // The read ends of the worker's stdout and stderr pipes (non-blocking; owned here).
+  int stdout_fd() const { return fds_.stdout_read; }
+  int stderr_fd() const { return fds_.stderr_read; }
+
+  // Passes `fd` (the caller keeps it) to the worker with `tag`, the WorkerRequest id of the
+  // load that uses it. Thread-safe. UNAVAILABLE when the worker has gone.
+  absl::Status SendDescriptor(int fd, uint64_t tag);
 
   // Sends SIGKILL unless the worker was already reaped. Thread-safe, idempotent.
   void Kill();
@@ -86,15 +114,16 @@ class WorkerProcess {
 
  private:
   WorkerProcess(const SpawnedWorker& spawned, const WorkerLaunchOptions& options,
-                std::unique_ptr<WorkerChannel> channel, int crash_fd)
+                std::unique_ptr<WorkerChannel> channel, WorkerDescriptors fds)
       : pid_(spawned.pid),
         worker_pid_(spawned.worker_pid),
         generation_(options.generation),
         channel_(std::move(channel)),
-        crash_fd_(crash_fd),
+        fds_(fds),
         status_fd_(spawned.status_fd),
         relays_exit_(spawned.relays_exit),
-        layers_(spawned.layers) {
+        layers_(spawned.layers),
+        loads_by_descriptor_(!options.jail.enabled || options.jail.proc) {
     if (options.jail.enabled) {
       exit_.seccomp_policy = options.jail.seccomp_policy;
       exit_.cpu_seconds = options.jail.cpu_seconds;
@@ -111,10 +140,12 @@ class WorkerProcess {
   const pid_t worker_pid_;
   const uint64_t generation_;
   std::unique_ptr<WorkerChannel> channel_;
-  const int crash_fd_;   // read end of the worker's crash-report pipe
+  const WorkerDescriptors fds_;
   const int status_fd_;  // read end of the jail's status pipe (the init's relayed status)
   const bool relays_exit_;
   const SpawnedLayers layers_;
+  const bool loads_by_descriptor_;
+  absl::Mutex descriptor_mu_;  // one descriptor message at a time on the socket
   absl::Mutex mu_;
   bool reaped_ ABSL_GUARDED_BY(mu_) = false;
   WorkerExit exit_ ABSL_GUARDED_BY(mu_);

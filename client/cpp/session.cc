@@ -1,8 +1,12 @@
 #include "client/cpp/session.h"
 
+#include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/type_mapping.h"
 #include "core/errors.h"
@@ -36,6 +40,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   absl::StatusOr<std::shared_ptr<client_internal::SessionStream>> stream =
       client_internal::SessionStream::Start(std::move(channel));
   if (!stream.ok()) return stream.status();
+  (*stream)->SetOutputHandler(options.on_output);
   v1::Request request;
   v1::OpenSession* open = request.mutable_open();
   open->set_call_timeout_ms(TimeoutMillis(options.call_timeout));
@@ -46,8 +51,28 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   if (!response->has_opened()) {
     return ErrorStatus(v1::INTERNAL, "the server answered OpenSession without SessionOpened");
   }
-  return std::unique_ptr<Session>(
+  std::unique_ptr<Session> session(
       new Session(*std::move(stream), std::move(*response->mutable_opened())));
+  const auto& layers = session->info().jail_layers();
+  std::vector<std::string> missing;
+  for (const std::string& required : options.required_jail_layers) {
+    if (std::find(layers.begin(), layers.end(), required) == layers.end()) {
+      missing.push_back(required);
+    }
+  }
+  if (!missing.empty()) {
+    return ErrorStatus(
+        v1::JAIL_UNAVAILABLE,
+        absl::StrCat("the server does not give this session's workers the jail layers ",
+                     absl::StrJoin(missing, ", "),
+                     " (it gives: ", layers.empty() ? "none" : absl::StrJoin(layers, ", "),
+                     session->info().waived_jail_layers().empty()
+                         ? ""
+                         : absl::StrCat("; waived: ",
+                                        absl::StrJoin(session->info().waived_jail_layers(), "; ")),
+                     ")"));
+  }
+  return session;
 }
 
 Session::~Session() { Close().IgnoreError(); }

@@ -42,6 +42,13 @@ struct SessionOptions {
   bool restart = true;
   // The session's memory cap in bytes (its worker's address space); 0 uses the server's.
   uint64_t memory_limit_bytes = 0;
+  // Jail layers the session's workers must have ("user", "pid", "net", "ipc", "uts",
+  // "mount", "filesystem", "proc", "seccomp", "no_new_privs", "rlimits"); Open fails with
+  // JAIL_UNAVAILABLE naming the missing ones otherwise.
+  std::vector<std::string> required_jail_layers;
+  // Receives what the library prints (WORKER_OUTPUT events), on the stream's reader thread;
+  // it must not block. Unset: the bytes go to this process's stderr.
+  OutputHandler on_output;
 };
 
 class Session {
@@ -159,7 +166,9 @@ class Session {
   // field; INVALID_ARGUMENT naming the bad part of a malformed type.
   absl::StatusOr<v1::LayoutResult> Layout(const v1::Type& type);
 
-  // The server's answer to OpenSession: session id, effective deadline, message cap.
+  // The server's answer to OpenSession: session id, effective deadline, message cap, the
+  // jail layers every worker of the session gets (jail_layers) and those the operator
+  // waived (waived_jail_layers).
   const v1::SessionOpened& info() const { return info_; }
   // The last worker generation seen (1 = first worker; higher after restarts).
   uint64_t generation() const;

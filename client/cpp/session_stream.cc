@@ -1,6 +1,7 @@
 #include "client/cpp/session_stream.h"
 
 #include <chrono>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -142,6 +143,11 @@ void SessionStream::MarkLayoutVerified(const void* key) {
   verified_layouts_.insert(key);
 }
 
+void SessionStream::SetOutputHandler(OutputHandler handler) {
+  absl::MutexLock lock(&mu_);
+  output_handler_ = std::move(handler);
+}
+
 std::vector<v1::SessionEvent> SessionStream::TakeEvents() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::SessionEvent> events;
@@ -264,7 +270,20 @@ void SessionStream::ReadLoop() {
 void SessionStream::Dispatch(v1::Response response) {
   NoteGeneration(response.generation());
   if (response.id() == 0) {
-    if (response.has_event()) {
+    if (response.has_event() && response.event().kind() == v1::SessionEvent::WORKER_OUTPUT) {
+      OutputHandler handler;
+      {
+        absl::MutexLock lock(&mu_);
+        handler = output_handler_;
+      }
+      const v1::SessionEvent& event = response.event();
+      if (handler) {
+        handler(event.stream(), event.output());
+      } else {
+        (void)!fwrite(event.output().data(), 1, event.output().size(), stderr);
+        fflush(stderr);
+      }
+    } else if (response.has_event()) {
       absl::MutexLock lock(&mu_);
       events_.push_back(std::move(*response.mutable_event()));
     } else if (response.has_callback_invoke()) {

@@ -30,12 +30,16 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "client/cpp/records.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace ffibox {
+// Receives what a session's library prints: the stream it wrote to and the bytes.
+using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_view bytes)>;
+
 namespace client_internal {
 
 class SessionStream : public LayoutVerifier {
@@ -90,8 +94,13 @@ class SessionStream : public LayoutVerifier {
   // The worker generation of the latest response or restart event (0 before any).
   uint64_t generation() const { return generation_.load(std::memory_order_relaxed); }
 
-  // Returns and forgets the session events received so far, oldest first.
+  // Returns and forgets the session events received so far, oldest first (WORKER_OUTPUT
+  // events go to the output handler instead).
   std::vector<v1::SessionEvent> TakeEvents();
+
+  // Hands WORKER_OUTPUT events to `handler` (on the reader thread) from now on; null writes
+  // them to this process's stderr.
+  void SetOutputHandler(OutputHandler handler);
 
   // Sends CloseSession, half-closes the stream, waits (bounded) for the server to end it,
   // and joins the reader. Idempotent. Returns the first failure seen while closing, OK if
@@ -137,6 +146,7 @@ class SessionStream : public LayoutVerifier {
   absl::flat_hash_map<uint64_t, std::promise<absl::StatusOr<v1::Response>>> pending_
       ABSL_GUARDED_BY(mu_);
   std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
+  OutputHandler output_handler_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<const void*> verified_layouts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, std::shared_ptr<const CallbackHandler>> callbacks_
       ABSL_GUARDED_BY(mu_);

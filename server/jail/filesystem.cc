@@ -39,10 +39,11 @@ struct mount_attr {
 namespace ffibox {
 namespace {
 
-// Read-only system directories every worker needs for the dynamic loader and libc.
-constexpr const char* kSystemPaths[] = {"/lib",           "/lib64",          "/lib32",
-                                        "/usr/lib",       "/usr/lib64",      "/usr/lib32",
-                                        "/usr/local/lib", "/etc/ld.so.cache"};
+// Read-only system directories every worker needs for the dynamic loader and libc, and the
+// system data libraries read (locales, time zones, databases such as libmagic's).
+constexpr const char* kSystemPaths[] = {
+    "/lib",       "/lib64",         "/lib32",           "/usr/lib",       "/usr/lib64",
+    "/usr/lib32", "/usr/local/lib", "/etc/ld.so.cache", "/etc/localtime", "/usr/share"};
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
 // True when `path` is `prefix` or below it.
@@ -119,9 +120,6 @@ void PlanDevicesTmpAndProc(const JailOptions& options, bool with_proc, PlanBuild
               absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes, 4096)), -1,
               false);
   builder.MakeDirs("/dev");
-  if (plan.whole_filesystem) {
-    builder.Add(FilesystemStep::kTmpfs, root + "/dev", "mode=0755,size=64k", -1, false);
-  }
   for (const char* device : kDevices) {
     std::string path = absl::StrCat(root, "/dev/", device);
     builder.Add(FilesystemStep::kFile, path, "", -1, true);
@@ -130,7 +128,7 @@ void PlanDevicesTmpAndProc(const JailOptions& options, bool with_proc, PlanBuild
   }
   if (with_proc) {
     builder.MakeDirs("/proc");
-    builder.Add(FilesystemStep::kProc, root + "/proc", "", -1, true);
+    builder.Add(FilesystemStep::kProc, root + "/proc", "", -1, false);
   }
 }
 
@@ -214,44 +212,37 @@ bool RunStep(const FilesystemPlan& plan, const FilesystemStep& step) {
 
 absl::StatusOr<FilesystemPlan> PlanFilesystem(const JailOptions& options, bool with_proc) {
   FilesystemPlan plan;
-  plan.whole_filesystem = options.library_roots.empty();
   plan.staging_options = "mode=0755,size=1m";
+  plan.new_root = plan.staging;
+  plan.cwd = "/empty";
   PlanBuilder builder(&plan);
-  if (plan.whole_filesystem) {
-    plan.new_root = plan.staging + "/root";
-    plan.cwd = "/";
-    plan.steps.push_back(FilesystemStep{FilesystemStep::kMkdir, plan.new_root, "", -1, false});
-    plan.steps.push_back(
-        FilesystemStep{FilesystemStep::kBind, plan.new_root, "", builder.Source("/"), false});
-    PlanDevicesTmpAndProc(options, with_proc, builder, plan);
-  } else {
-    plan.new_root = plan.staging;
-    plan.cwd = "/empty";
-    std::vector<std::pair<std::string, bool>> roots;  // path, optional (an alias)
-    for (const std::string& root : options.library_roots) {
-      if (root.empty() || root[0] != '/') {
-        return absl::InvalidArgumentError(
-            absl::StrCat("library root \"", root, "\" is not an absolute path"));
-      }
-      char resolved[PATH_MAX];
-      struct stat st;
-      if (realpath(root.c_str(), resolved) == nullptr || stat(resolved, &st) != 0 ||
-          !S_ISDIR(st.st_mode)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("library root ", root, " is not an existing directory"));
-      }
-      roots.emplace_back(resolved, false);
-      if (root != resolved) roots.emplace_back(root, true);
+  std::vector<std::pair<std::string, bool>> shown;  // path, optional (an alias)
+  for (const std::string& path : options.visible_paths) {
+    if (path.empty() || path[0] != '/') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("visible path \"", path, "\" is not an absolute path"));
     }
-    // System directories first (symlinks such as /lib -> usr/lib need their targets), then
-    // the roots, shortest first so a root below another is already visible.
-    for (const char* path : kSystemPaths) builder.Show(path, false);
-    std::stable_sort(roots.begin(), roots.end(),
-                     [](const auto& a, const auto& b) { return a.first.size() < b.first.size(); });
-    for (const auto& [root, optional] : roots) builder.Show(root, optional);
-    builder.MakeDirs("/empty");
-    PlanDevicesTmpAndProc(options, with_proc, builder, plan);
+    char resolved[PATH_MAX];
+    struct stat st;
+    if (realpath(path.c_str(), resolved) == nullptr || stat(resolved, &st) != 0 ||
+        !S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("visible path ", path, " is not an existing directory"));
+    }
+    if (std::string(resolved) == "/") {
+      return absl::InvalidArgumentError("visible path / would show the whole host filesystem");
+    }
+    shown.emplace_back(resolved, false);
+    if (path != resolved) shown.emplace_back(path, true);
   }
+  // System directories first (symlinks such as /lib -> usr/lib need their targets), then
+  // the visible paths, shortest first so a path below another is already visible.
+  for (const char* path : kSystemPaths) builder.Show(path, false);
+  std::stable_sort(shown.begin(), shown.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() < b.first.size(); });
+  for (const auto& [path, optional] : shown) builder.Show(path, optional);
+  builder.MakeDirs("/empty");
+  PlanDevicesTmpAndProc(options, with_proc, builder, plan);
   plan.source_fds.assign(plan.sources.size(), -1);
   return plan;
 }
@@ -268,8 +259,12 @@ bool OpenFilesystemSources(FilesystemPlan& plan, FilesystemFailure* failure) {
   return true;
 }
 
-bool BuildFilesystem(FilesystemPlan& plan, FilesystemFailure* failure, int* proc_error) {
-  *proc_error = 0;
+bool IsProcStep(const FilesystemPlan& plan, int step) {
+  return step >= 0 && step < static_cast<int>(plan.steps.size()) &&
+         plan.steps[step].kind == FilesystemStep::kProc;
+}
+
+bool BuildFilesystem(FilesystemPlan& plan, FilesystemFailure* failure) {
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     return Fail(failure, kStageMakePrivate);
   }
@@ -282,7 +277,6 @@ bool BuildFilesystem(FilesystemPlan& plan, FilesystemFailure* failure, int* proc
     bool has_source = step.source < 0 || plan.source_fds[step.source] >= 0;
     errno = 0;
     bool ok = has_source && RunStep(plan, step);
-    if (!ok && step.kind == FilesystemStep::kProc) *proc_error = errno != 0 ? errno : EPERM;
     if (!ok && !step.optional) return Fail(failure, static_cast<int>(i));
   }
   for (int& fd : plan.source_fds) {
@@ -293,8 +287,7 @@ bool BuildFilesystem(FilesystemPlan& plan, FilesystemFailure* failure, int* proc
       umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) {
     return Fail(failure, kStagePivot);
   }
-  if (!plan.whole_filesystem &&
-      mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+  if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
             nullptr) != 0) {
     return Fail(failure, kStageRemountRoot);
   }

@@ -3,16 +3,13 @@
 // may only make async-signal-safe calls (the broker is multithreaded), so every path and
 // option string is prepared in the plan.
 //
-// With library roots, the new root is an empty tmpfs holding, read-only (nosuid, nodev):
-// the system library directories (/lib, /lib64, /usr/lib, /usr/lib64, /usr/local/lib,
-// symlinks reproduced as symlinks), /etc/ld.so.cache (soname lookups), and each library
-// root at its own path (and at its realpath); a writable tmpfs /tmp of `tmp_bytes`; /dev
-// with null, zero, full, random and urandom; a fresh /proc when the worker has its own pid
-// namespace (optional: skipped when the host refuses it); an empty /empty as cwd. The
-// root itself is then remounted read-only.
-// Without library roots (ffiboxd always configures some; this keeps unconfigured test
-// setups working) the view is the whole host filesystem, recursively read-only, nosuid,
-// nodev, with the same /tmp, /dev and /proc.
+// The new root is an empty tmpfs holding, read-only (nosuid, nodev): the system library
+// directories (/lib, /lib64, /usr/lib, /usr/lib64, /usr/local/lib, symlinks reproduced as
+// symlinks), /etc/ld.so.cache (soname lookups), system data (/usr/share, /etc/localtime),
+// and each of JailOptions::visible_paths at its own path (and at its realpath); a writable
+// tmpfs /tmp of `tmp_bytes`; /dev with null, zero, full, random and urandom; a fresh /proc
+// when the jail has one (libraries are loaded through /proc/self/fd); an empty /empty as
+// cwd. The root itself is then remounted read-only. Never the host's "/".
 #ifndef FFIBOX_SERVER_JAIL_FILESYSTEM_H_
 #define FFIBOX_SERVER_JAIL_FILESYSTEM_H_
 
@@ -32,7 +29,7 @@ struct FilesystemStep {
     kBind,        // bind source `source` at `path`, then read-only/nosuid/nodev (recursive)
     kDeviceBind,  // bind source `source` at `path`, nosuid/noexec (devices must stay usable)
     kTmpfs,       // mount a tmpfs at `path` with options `arg`
-    kProc,        // mount a fresh proc at `path` (optional: failure is recorded, not fatal)
+    kProc,        // mount a fresh proc at `path`
   };
   Kind kind;
   std::string path;
@@ -42,7 +39,6 @@ struct FilesystemStep {
 };
 
 struct FilesystemPlan {
-  bool whole_filesystem = false;     // no library roots: the host's "/" read-only
   std::string staging = "/tmp";      // where the new root's tmpfs is built
   std::string new_root;              // the directory that becomes "/"
   std::string cwd;                   // the worker's working directory after pivot_root
@@ -52,9 +48,9 @@ struct FilesystemPlan {
   std::vector<FilesystemStep> steps;
 };
 
-// Plans the view for `options` (library roots resolved with realpath here, in the broker).
-// `with_proc`: mount a fresh /proc. INVALID_ARGUMENT when a library root is not an absolute
-// path to an existing directory.
+// Plans the view for `options` (visible paths resolved with realpath here, in the broker).
+// `with_proc`: mount a fresh /proc. INVALID_ARGUMENT when a visible path is not an
+// absolute path to an existing directory other than "/".
 absl::StatusOr<FilesystemPlan> PlanFilesystem(const JailOptions& options, bool with_proc);
 
 // Where the child's setup stopped.
@@ -77,9 +73,12 @@ bool OpenFilesystemSources(FilesystemPlan& plan, FilesystemFailure* failure);
 
 // In the child, in its new mount namespace: builds the view and pivots into it; closes the
 // sources. Async-signal-safe. Returns false with `failure` set when a required step
-// failed; `proc_error` is 0 when the optional /proc was mounted (or not planned), else the
-// errno of its mount.
-bool BuildFilesystem(FilesystemPlan& plan, FilesystemFailure* failure, int* proc_error);
+// failed.
+bool BuildFilesystem(FilesystemPlan& plan, FilesystemFailure* failure);
+
+// Whether step `step` of `plan` mounts /proc (its failure is the proc layer's, not the
+// filesystem's).
+bool IsProcStep(const FilesystemPlan& plan, int step);
 
 // Describes a failure for logs and --check-sandbox ("bind /usr/lib: Permission denied").
 std::string DescribeFilesystemFailure(const FilesystemPlan& plan, const FilesystemFailure& failure);

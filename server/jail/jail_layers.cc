@@ -5,14 +5,17 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -44,27 +47,45 @@ const char* CloneFlagName(int flag) {
 }
 
 // Clones a child into the namespace of `flag` that exits at once; for the user namespace
-// the child waits until its maps are written. "" on success, else the reason.
+// the child first makes itself dumpable (so an unprivileged broker may write its maps) and
+// waits until they are written. "" on success, else the reason.
 std::string ProbeNamespace(int flag) {
   int sync[2];
+  int ready[2];
   if (pipe2(sync, O_CLOEXEC) != 0) return absl::StrCat("pipe: ", strerror(errno));
-  long pid = syscall(SYS_clone, flag | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-  if (pid == 0) {
-    char byte;
+  if (pipe2(ready, O_CLOEXEC) != 0) {
+    close(sync[0]);
     close(sync[1]);
+    return absl::StrCat("pipe: ", strerror(errno));
+  }
+  // An unprivileged broker creates every other namespace inside a new user namespace, as
+  // its workers do.
+  const int flags = flag | (geteuid() != 0 ? CLONE_NEWUSER : 0);
+  long pid = syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    char byte = 'r';
+    close(sync[1]);
+    close(ready[0]);
+    prctl(PR_SET_DUMPABLE, 1);
+    (void)!write(ready[1], &byte, 1);
     while (read(sync[0], &byte, 1) < 0 && errno == EINTR) {
     }
     _exit(0);
   }
   int clone_errno = errno;
   close(sync[0]);
+  close(ready[1]);
   std::string reason;
   if (pid < 0) {
     reason = absl::StrCat("clone(", CloneFlagName(flag), "): ", strerror(clone_errno));
   } else if (flag == CLONE_NEWUSER) {
-    absl::Status mapped = WriteUserNamespaceMaps(static_cast<pid_t>(pid), UnprivilegedWorkerIds());
+    char byte;
+    while (read(ready[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    absl::Status mapped = WriteUserNamespaceMaps(static_cast<pid_t>(pid), WorkerHostIds());
     if (!mapped.ok()) reason = std::string(mapped.message());
   }
+  close(ready[0]);
   close(sync[1]);
   if (pid > 0) {
     while (waitpid(static_cast<pid_t>(pid), nullptr, 0) < 0 && errno == EINTR) {
@@ -73,14 +94,15 @@ std::string ProbeNamespace(int flag) {
   return reason;
 }
 
-class HostLayers {
+class HostNamespaces {
  public:
-  static HostLayers& Get() {
-    static HostLayers* layers = new HostLayers();  // never destroyed
-    return *layers;
+  static HostNamespaces& Get() {
+    static HostNamespaces* host = new HostNamespaces();  // never destroyed
+    return *host;
   }
 
   std::string Reason(JailLayer layer) {
+    if (JailLayerCloneFlag(layer) == 0) return "";
     absl::MutexLock lock(&mu_);
     if (!probed_) {
       probed_ = true;
@@ -91,16 +113,54 @@ class HostLayers {
     return reasons_[static_cast<int>(layer)];
   }
 
-  void Mark(JailLayer layer, absl::string_view reason) {
-    absl::MutexLock lock(&mu_);
-    reasons_[static_cast<int>(layer)] = std::string(reason);
-  }
-
  private:
   absl::Mutex mu_;
   bool probed_ ABSL_GUARDED_BY(mu_) = false;
   std::array<std::string, kJailLayerCount> reasons_ ABSL_GUARDED_BY(mu_);
 };
+
+constexpr absl::string_view kJailLayerPayload = "type.ffibox.dev/jail_layer";
+
+bool* LayerSwitch(JailOptions* options, JailLayer layer) {
+  switch (layer) {
+    case JailLayer::kUserNamespace:
+      return &options->user_namespace;
+    case JailLayer::kPidNamespace:
+      return &options->pid_namespace;
+    case JailLayer::kNetNamespace:
+      return &options->net_namespace;
+    case JailLayer::kIpcNamespace:
+      return &options->ipc_namespace;
+    case JailLayer::kUtsNamespace:
+      return &options->uts_namespace;
+    case JailLayer::kMountNamespace:
+      return &options->mount_namespace;
+    case JailLayer::kFilesystem:
+      return &options->filesystem;
+    case JailLayer::kProc:
+      return &options->proc;
+  }
+  return nullptr;
+}
+
+// The layer `layer` cannot exist without, if any.
+std::optional<JailLayer> Prerequisite(JailLayer layer) {
+  if (layer == JailLayer::kFilesystem) return JailLayer::kMountNamespace;
+  if (layer == JailLayer::kProc) return JailLayer::kFilesystem;
+  return std::nullopt;
+}
+
+bool Waived(const std::vector<std::string>& waivers, JailLayer layer) {
+  return std::find(waivers.begin(), waivers.end(), JailLayerKey(layer)) != waivers.end();
+}
+
+absl::Status NotWaivedError(JailLayer layer, absl::string_view reason) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the jail's ", JailLayerName(layer), " is unavailable on this host: ", reason,
+      ". ffiboxd runs no worker with a weaker jail than configured; to run without this "
+      "layer anyway, waive it by name: --waive_jail_layer=",
+      JailLayerKey(layer), " (or sandbox.waive_layers in the configuration file)"));
+}
 
 }  // namespace
 
@@ -147,62 +207,123 @@ int JailLayerCloneFlag(JailLayer layer) {
 
 bool JailLayerRequested(const JailOptions& options, JailLayer layer) {
   if (!options.enabled) return false;
-  switch (layer) {
-    case JailLayer::kUserNamespace:
-      return options.user_namespace;
-    case JailLayer::kPidNamespace:
-      return options.pid_namespace;
-    case JailLayer::kNetNamespace:
-      return options.net_namespace;
-    case JailLayer::kIpcNamespace:
-      return options.ipc_namespace;
-    case JailLayer::kUtsNamespace:
-      return options.uts_namespace;
-    case JailLayer::kMountNamespace:
-      return options.mount_namespace;
-    case JailLayer::kFilesystem:
-      return options.mount_namespace;
-    case JailLayer::kProc:
-      return options.mount_namespace && options.pid_namespace;
-  }
-  return false;
+  return *LayerSwitch(const_cast<JailOptions*>(&options), layer);
 }
 
-std::string JailLayerUnavailableReason(JailLayer layer) { return HostLayers::Get().Reason(layer); }
+absl::string_view JailLayerKey(JailLayer layer) {
+  switch (layer) {
+    case JailLayer::kUserNamespace:
+      return "user";
+    case JailLayer::kPidNamespace:
+      return "pid";
+    case JailLayer::kNetNamespace:
+      return "net";
+    case JailLayer::kIpcNamespace:
+      return "ipc";
+    case JailLayer::kUtsNamespace:
+      return "uts";
+    case JailLayer::kMountNamespace:
+      return "mount";
+    case JailLayer::kFilesystem:
+      return "filesystem";
+    case JailLayer::kProc:
+      return "proc";
+  }
+  return "?";
+}
 
-void MarkJailLayerUnavailable(JailLayer layer, absl::string_view reason) {
-  HostLayers::Get().Mark(layer, reason);
+std::optional<JailLayer> JailLayerByKey(absl::string_view key) {
+  for (int i = 0; i < kJailLayerCount; ++i) {
+    if (JailLayerKey(static_cast<JailLayer>(i)) == key) return static_cast<JailLayer>(i);
+  }
+  return std::nullopt;
+}
+
+std::string JailLayerUnavailableReason(JailLayer layer) {
+  return HostNamespaces::Get().Reason(layer);
+}
+
+absl::Status DecideJailLayers(JailOptions* options, const std::vector<std::string>& waivers) {
+  for (const std::string& waiver : waivers) {
+    if (!JailLayerByKey(waiver).has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown jail layer \"", waiver,
+          "\" in a waiver (the layers: user, pid, net, ipc, uts, mount, filesystem, proc)"));
+    }
+  }
+  if (!options->enabled) return absl::OkStatus();
+  for (int i = 0; i < kJailLayerCount; ++i) {
+    JailLayer layer = static_cast<JailLayer>(i);
+    if (!JailLayerRequested(*options, layer)) continue;
+    std::string reason = JailLayerUnavailableReason(layer);
+    std::optional<JailLayer> needs = Prerequisite(layer);
+    if (reason.empty() && needs.has_value() && !JailLayerRequested(*options, *needs)) {
+      reason = absl::StrCat("it needs the ", JailLayerName(*needs), ", which is off");
+    }
+    if (layer == JailLayer::kProc && reason.empty() &&
+        !JailLayerRequested(*options, JailLayer::kPidNamespace)) {
+      reason = "it needs the pid namespace, which is off";
+    }
+    if (reason.empty()) continue;
+    absl::Status waived = WaiveFailedLayer(options, waivers, layer, reason);
+    if (!waived.ok()) return waived;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WaiveFailedLayer(JailOptions* options, const std::vector<std::string>& waivers,
+                              JailLayer layer, absl::string_view reason) {
+  if (!Waived(waivers, layer)) return NotWaivedError(layer, reason);
+  *LayerSwitch(options, layer) = false;
+  options->waived.push_back(absl::StrCat(JailLayerKey(layer), " (", reason, ")"));
+  return absl::OkStatus();
+}
+
+std::vector<std::string> ActiveJailLayers(const JailOptions& options) {
+  std::vector<std::string> keys;
+  if (!options.enabled) return keys;
+  for (int i = 0; i < kJailLayerCount; ++i) {
+    JailLayer layer = static_cast<JailLayer>(i);
+    if (JailLayerRequested(options, layer)) keys.emplace_back(JailLayerKey(layer));
+  }
+  keys.emplace_back("seccomp");
+  keys.emplace_back("no_new_privs");
+  keys.emplace_back("rlimits");
+  return keys;
+}
+
+absl::Status JailLayerError(JailLayer layer, absl::string_view reason) {
+  absl::Status status = absl::FailedPreconditionError(
+      absl::StrCat("the jail's ", JailLayerName(layer), " could not be applied: ", reason));
+  status.SetPayload(kJailLayerPayload, absl::Cord(JailLayerKey(layer)));
+  return status;
+}
+
+std::optional<JailLayer> FailedJailLayer(const absl::Status& status) {
+  auto key = status.GetPayload(kJailLayerPayload);
+  if (!key.has_value()) return std::nullopt;
+  return JailLayerByKey(std::string(*key));
 }
 
 std::string DescribeJailLayers(const JailOptions& options) {
   if (!options.enabled) return "jail: OFF (workers are crash-isolated only)";
   std::vector<std::string> namespaces;
-  std::vector<std::string> unavailable;
   for (JailLayer ns : kNamespaceLayers) {
-    if (!JailLayerRequested(options, ns)) continue;
-    std::string reason = JailLayerUnavailableReason(ns);
-    std::string name(JailLayerName(ns));
-    if (reason.empty()) {
-      namespaces.push_back(name.substr(0, name.find(' ')));
-    } else {
-      unavailable.push_back(absl::StrCat(name, " (", reason, ")"));
-    }
+    if (JailLayerRequested(options, ns)) namespaces.emplace_back(JailLayerKey(ns));
   }
   std::vector<std::string> parts;
   if (!namespaces.empty()) {
     parts.push_back(absl::StrCat(absl::StrJoin(namespaces, ", "), " namespaces"));
   }
-  bool mount_ok = JailLayerUnavailableReason(JailLayer::kMountNamespace).empty();
-  std::string fs_reason = JailLayerUnavailableReason(JailLayer::kFilesystem);
-  if (JailLayerRequested(options, JailLayer::kFilesystem) && mount_ok && fs_reason.empty()) {
-    parts.push_back(options.library_roots.empty()
-                        ? "filesystem (pivot_root, whole filesystem read-only: no library roots)"
-                        : absl::StrCat("filesystem (pivot_root, ", options.library_roots.size(),
-                                       " library roots read-only, ", options.tmp_bytes >> 10,
-                                       " KiB /tmp)"));
-  } else if (!fs_reason.empty()) {
-    unavailable.push_back(absl::StrCat("filesystem (", fs_reason, ")"));
+  if (JailLayerRequested(options, JailLayer::kFilesystem)) {
+    parts.push_back(
+        absl::StrCat("filesystem (pivot_root: system libraries and data read-only",
+                     options.visible_paths.empty()
+                         ? ""
+                         : absl::StrCat(" + ", options.visible_paths.size(), " visible paths"),
+                     ", ", options.tmp_bytes >> 10, " KiB /tmp)"));
   }
+  if (JailLayerRequested(options, JailLayer::kProc)) parts.push_back("fresh /proc");
   parts.push_back(
       absl::StrCat("seccomp ", options.seccomp_policy,
                    options.extra_syscalls.empty()
@@ -210,9 +331,10 @@ std::string DescribeJailLayers(const JailOptions& options) {
                        : absl::StrCat(" + ", absl::StrJoin(options.extra_syscalls, ","))));
   parts.push_back("no_new_privs");
   parts.push_back("rlimits");
+  parts.push_back(geteuid() == 0 ? "worker uid 65534" : "worker uid = yours, no capabilities");
   std::string line = absl::StrCat("jail: ", absl::StrJoin(parts, "; "));
-  if (!unavailable.empty()) {
-    absl::StrAppend(&line, "; unavailable: ", absl::StrJoin(unavailable, "; "));
+  if (!options.waived.empty()) {
+    absl::StrAppend(&line, "; WAIVED: ", absl::StrJoin(options.waived, "; "));
   }
   return line;
 }

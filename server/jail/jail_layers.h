@@ -1,15 +1,20 @@
-// Which layers of the worker jail the host allows, why the others are missing, and the
-// one-line description of them that ffiboxd prints at startup.
+// The layers of the worker jail: their names, which ones the configuration asks for, and
+// the startup decision that fixes, once, which layers every worker gets.
 //
-// Each namespace is probed once per process (a child cloned into it that exits at once;
-// for the user namespace, also writing its uid/gid maps). The filesystem and /proc layers
-// are known to fail only when a real worker's setup fails; the launcher records that here
-// and later workers start without the layer. Thread-safe.
+// Fail closed: ffiboxd calls DecideJailLayers at startup. A layer the configuration asks
+// for and the host cannot provide stops ffiboxd with a message naming it, unless the
+// operator waived that layer by name; a waived, missing layer is turned off in the options
+// and listed in JailOptions::waived. After that nothing changes: a worker whose setup fails
+// is not started (JailLayerError names the layer), and no failure of one worker changes
+// what later workers get.
 #ifndef FFIBOX_SERVER_JAIL_JAIL_LAYERS_H_
 #define FFIBOX_SERVER_JAIL_JAIL_LAYERS_H_
 
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "server/jail/jail_options.h"
 
@@ -30,23 +35,51 @@ inline constexpr int kJailLayerCount = 8;
 // "user namespace", "filesystem (pivot_root)", ...
 absl::string_view JailLayerName(JailLayer layer);
 
+// The short name used in waivers, reports and the OpenSession reply: "user", "pid", "net",
+// "ipc", "uts", "mount", "filesystem", "proc".
+absl::string_view JailLayerKey(JailLayer layer);
+
+// The layer whose JailLayerKey is `key`, if any.
+std::optional<JailLayer> JailLayerByKey(absl::string_view key);
+
 // The clone flag of a namespace layer; 0 for the others.
 int JailLayerCloneFlag(JailLayer layer);
 
-// Whether `options` asks for `layer` (namespaces by their switches; the filesystem with
-// the mount namespace; /proc with the filesystem and the pid namespace).
+// Whether `options` asks for `layer` (each layer by its switch, all off when the jail is).
 bool JailLayerRequested(const JailOptions& options, JailLayer layer);
 
-// "" when the host allows `layer` as far as is known, else why not ("clone(CLONE_NEWUSER):
-// Operation not permitted"). Probes the namespaces on first use.
+// "" when the host allows the namespace `layer` (probed once per process by cloning a
+// child into it; for the user namespace, also writing its maps), else why not
+// ("clone(CLONE_NEWUSER): Operation not permitted"). "" for the other layers, which only a
+// real worker can test (ffiboxd starts one at startup).
 std::string JailLayerUnavailableReason(JailLayer layer);
 
-// Records that `layer` failed on this host, with the reason; later workers skip it.
-void MarkJailLayerUnavailable(JailLayer layer, absl::string_view reason);
+// Checks `waivers` (layer keys) and turns off each requested namespace layer the host
+// cannot provide when it is waived, recording it in `options->waived`. A layer whose
+// prerequisite is off must be waived too. FAILED_PRECONDITION naming the layer, the reason
+// and the waiver when a missing layer is not waived; INVALID_ARGUMENT for an unknown key.
+absl::Status DecideJailLayers(JailOptions* options, const std::vector<std::string>& waivers);
+
+// Turns off `layer` after a real worker showed the host cannot provide it (`reason`), if
+// it is waived; otherwise returns the FAILED_PRECONDITION that stops ffiboxd.
+absl::Status WaiveFailedLayer(JailOptions* options, const std::vector<std::string>& waivers,
+                              JailLayer layer, absl::string_view reason);
+
+// The keys of the layers every worker gets under `options`, plus "seccomp",
+// "no_new_privs" and "rlimits" when the jail is on: what OpenSession reports.
+std::vector<std::string> ActiveJailLayers(const JailOptions& options);
+
+// The error for a worker whose `layer` could not be applied: FAILED_PRECONDITION with the
+// layer's key attached (FailedJailLayer reads it back), so sessions answer
+// JAIL_UNAVAILABLE.
+absl::Status JailLayerError(JailLayer layer, absl::string_view reason);
+
+// The layer a JailLayerError names, or nullopt for any other status.
+std::optional<JailLayer> FailedJailLayer(const absl::Status& status);
 
 // One line for ffiboxd's startup output, e.g. "jail: user, pid, net, ipc, uts, mount
-// namespaces; filesystem (pivot_root, 2 library roots); seccomp strict; no_new_privs;
-// rlimits" plus "; unavailable: <layer> (<reason>)" for each layer the host refuses.
+// namespaces; filesystem (pivot_root, ...); /proc; seccomp strict; no_new_privs; rlimits"
+// plus "; WAIVED: <layer> (<reason>)" for each waived layer.
 std::string DescribeJailLayers(const JailOptions& options);
 
 }  // namespace ffibox

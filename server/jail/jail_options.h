@@ -15,18 +15,29 @@ struct JailOptions {
   // Master switch: false runs workers unjailed (crash isolation only; for debugging).
   bool enabled = true;
 
-  // Namespaces, each applied when the host permits it (user, pid, net, ipc, uts, mount).
+  // The layers every worker gets (server/jail/jail_layers.h): decided once at startup by
+  // DecideJailLayers, which turns a layer off only when the host cannot provide it and the
+  // operator waived it by name. A worker gets exactly these or is not started.
   bool user_namespace = true;
   bool pid_namespace = true;
   bool net_namespace = true;
   bool ipc_namespace = true;
   bool uts_namespace = true;
   bool mount_namespace = true;
+  bool filesystem = true;  // the pivot_root view (needs the mount namespace)
+  bool proc = true;        // a fresh /proc in that view (needs the pid namespace)
 
-  // Filesystem view (mount namespace + pivot_root): these directories, read-only, at their
-  // own paths, plus the system library directories; a private writable /tmp of
-  // `tmp_bytes`; nothing else.
-  std::vector<std::string> library_roots;
+  // Layers the operator waived and the host could not provide, with the reason, as
+  // "filesystem (bind /usr/lib: Permission denied)": printed at startup and reported to
+  // every client.
+  std::vector<std::string> waived;
+
+  // Filesystem view (mount namespace + pivot_root): the system library directories and
+  // read-only system data (server/jail/filesystem.h), plus these directories, read-only, at
+  // their own paths; a private writable /tmp of `tmp_bytes`; nothing else. Libraries are
+  // not loaded through the view: the broker opens each one and hands the worker the
+  // descriptor, so an allowed library root need not be visible.
+  std::vector<std::string> visible_paths;
   uint64_t tmp_bytes = 16 << 20;
 
   // seccomp-bpf policy by name: "strict" (default) or "permissive"; extra syscalls allowed

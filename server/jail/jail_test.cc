@@ -1,18 +1,24 @@
 // Real jailed workers started through WorkerProcess with JailOptions set directly: the
 // self-check passes on this host, the seccomp self-test dies with SANDBOX_VIOLATION naming
-// execve, the worker sees only its roots, and bad options are refused before any clone.
+// execve, the worker sees only the system directories and its visible paths, a layer that
+// cannot be applied fails the start (never a weaker worker), and bad options are refused
+// before any clone.
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "server/jail/filesystem.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/sandbox_check.h"
 #include "server/worker_death.h"
@@ -37,7 +43,6 @@ std::string ProbeDirectory() {
 WorkerLaunchOptions JailedLaunch() {
   WorkerLaunchOptions launch;
   launch.worker_path = Runfile("server/ffibox-worker");
-  launch.jail.library_roots = {ProbeDirectory()};
   return launch;
 }
 
@@ -59,12 +64,15 @@ TEST(Jail, ExecveOnceJailedIsASandboxViolationNamingExecve) {
   EXPECT_EQ(error.syscall(), "execve") << error.message();
 }
 
-TEST(Jail, TheWorkerSeesItsRootsAndSystemLibrariesOnly) {
-  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(JailedLaunch());
+TEST(Jail, TheWorkerSeesItsVisiblePathsAndSystemDirectoriesOnly) {
+  WorkerLaunchOptions launch = JailedLaunch();
+  launch.jail.visible_paths = {ProbeDirectory()};
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
   ASSERT_TRUE(worker.ok()) << worker.status();
   const std::string root = absl::StrCat("/proc/", (*worker)->worker_pid(), "/root");
   struct stat st;
   EXPECT_EQ(stat((root + ProbeDirectory() + "/libffibox_probe.so").c_str(), &st), 0);
+  EXPECT_EQ(stat((root + "/usr/share").c_str(), &st), 0);
   EXPECT_EQ(stat((root + "/usr/lib/x86_64-linux-gnu/libc.so.6").c_str(), &st), 0);
   EXPECT_EQ(stat((root + "/etc/ld.so.cache").c_str(), &st), 0);
   EXPECT_NE(stat((root + "/etc/shadow").c_str(), &st), 0);
@@ -73,6 +81,86 @@ TEST(Jail, TheWorkerSeesItsRootsAndSystemLibrariesOnly) {
   EXPECT_NE(stat((root + "/root/.bashrc").c_str(), &st), 0);
   EXPECT_NE(stat((root + "/bin/sh").c_str(), &st), 0);
   EXPECT_TRUE((*worker)->jail_layers().unprivileged_ids);
+}
+
+TEST(Jail, WithoutVisiblePathsNoLibraryDirectoryIsShown) {
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(JailedLaunch());
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  const std::string root = absl::StrCat("/proc/", (*worker)->worker_pid(), "/root");
+  struct stat st;
+  EXPECT_NE(stat((root + ProbeDirectory()).c_str(), &st), 0);
+  EXPECT_NE(stat((root + "/tmp/..").c_str(), &st), -1);  // its own /tmp exists
+  EXPECT_NE(stat((root + "/etc/shadow").c_str(), &st), 0);
+}
+
+TEST(Jail, ALayerThatCannotBeAppliedFailsTheStartNamingIt) {
+  // The filesystem view without a mount namespace cannot exist: the start fails (a weaker
+  // worker is never started), with the layer named for JAIL_UNAVAILABLE.
+  WorkerLaunchOptions launch = JailedLaunch();
+  launch.jail.mount_namespace = false;
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
+  ASSERT_FALSE(worker.ok());
+  EXPECT_EQ(FailedJailLayer(worker.status()), JailLayer::kFilesystem) << worker.status();
+  // A visible path that is gone when a worker starts fails that start, every time.
+  char directory[] = "/tmp/ffibox-jail-test-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  launch = JailedLaunch();
+  launch.jail.visible_paths = {directory};
+  ASSERT_TRUE(WorkerProcess::Start(launch).ok());
+  ASSERT_EQ(rmdir(directory), 0);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    worker = WorkerProcess::Start(launch);
+    ASSERT_FALSE(worker.ok());
+    EXPECT_EQ(FailedJailLayer(worker.status()), JailLayer::kFilesystem) << worker.status();
+  }
+}
+
+TEST(Jail, RunningOutOfDescriptorsRefusesTheWorkerAndLaterWorkersKeepEveryLayer) {
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Leave almost nothing free: the start must fail with RESOURCE_EXHAUSTED, not run a
+  // worker without the filesystem view.
+  std::vector<int> held;
+  struct rlimit tight = saved;
+  tight.rlim_cur = 96;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) held.push_back(fd);
+  for (int i = 0; i < 6 && !held.empty(); ++i) {  // a few free, as under connection pressure
+    close(held.back());
+    held.pop_back();
+  }
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> starved = WorkerProcess::Start(JailedLaunch());
+  for (int fd : held) close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_FALSE(starved.ok());
+  EXPECT_EQ(starved.status().code(), absl::StatusCode::kResourceExhausted) << starved.status();
+
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(JailedLaunch());
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  EXPECT_TRUE((*worker)->jail_layers().active[static_cast<int>(JailLayer::kFilesystem)]);
+  struct stat st;
+  EXPECT_NE(stat(absl::StrCat("/proc/", (*worker)->worker_pid(), "/root/etc/shadow").c_str(), &st),
+            0);
+}
+
+TEST(Jail, UnknownWaiverIsRefusedAndAnAvailableLayerStaysOn) {
+  JailOptions options;
+  EXPECT_EQ(DecideJailLayers(&options, {"everything"}).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(DecideJailLayers(&options, {"filesystem", "user"}).ok());
+  // This host provides every layer: a waiver changes nothing.
+  EXPECT_TRUE(options.filesystem);
+  EXPECT_TRUE(options.user_namespace);
+  EXPECT_TRUE(options.waived.empty());
+  // A layer whose prerequisite is off must be waived by name too.
+  JailOptions without_mount;
+  without_mount.mount_namespace = false;
+  absl::Status refused = DecideJailLayers(&without_mount, {});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.message().find("--waive_jail_layer=filesystem"), std::string::npos) << refused;
+  ASSERT_TRUE(DecideJailLayers(&without_mount, {"filesystem", "proc"}).ok());
+  EXPECT_FALSE(without_mount.filesystem);
+  EXPECT_FALSE(without_mount.proc);
+  EXPECT_EQ(without_mount.waived.size(), 2u);
 }
 
 TEST(Jail, UnknownExtraSyscallIsRefusedBeforeAnyWorkerStarts) {
@@ -84,12 +172,12 @@ TEST(Jail, UnknownExtraSyscallIsRefusedBeforeAnyWorkerStarts) {
   EXPECT_NE(worker.status().message().find("not_a_syscall"), std::string::npos);
 }
 
-TEST(Jail, RelativeLibraryRootIsRefused) {
+TEST(Jail, RelativeVisiblePathIsRefused) {
   WorkerLaunchOptions launch = JailedLaunch();
-  launch.jail.library_roots = {"relative/dir"};
+  launch.jail.visible_paths = {"relative/dir"};
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
   ASSERT_FALSE(worker.ok());
-  EXPECT_EQ(worker.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FailedJailLayer(worker.status()), JailLayer::kFilesystem) << worker.status();
 }
 
 TEST(Jail, DisabledJailRunsTheWorkerInOurNamespaces) {

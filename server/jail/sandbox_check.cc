@@ -123,15 +123,16 @@ int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) 
     struct stat st;
     std::string root = absl::StrCat("/proc/", pid, "/root");
     bool shadow_visible = stat((root + "/etc/shadow").c_str(), &st) == 0;
-    if (layers.whole_filesystem) {
-      fs_detail = "the whole host filesystem, read-only: no library roots configured";
-    } else if (shadow_visible) {
+    if (shadow_visible) {
       fs_active = false;
       fs_detail = "the worker's root shows /etc/shadow";
     } else {
-      fs_detail = absl::StrCat(options.library_roots.size(),
-                               " library roots + system libraries read-only, ",
-                               options.tmp_bytes >> 10, " KiB tmpfs /tmp; /etc/shadow not visible");
+      fs_detail = absl::StrCat(
+          "system libraries and data",
+          options.visible_paths.empty()
+              ? ""
+              : absl::StrCat(" + ", options.visible_paths.size(), " visible paths"),
+          " read-only, ", options.tmp_bytes >> 10, " KiB tmpfs /tmp; /etc/shadow not visible");
     }
   }
   report.Line(JailLayerName(JailLayer::kFilesystem),
@@ -141,9 +142,13 @@ int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) 
               layers.active[proc], layers.active[proc] ? "" : layers.reasons[proc]);
 
   std::string uid = StatusField(status, "Uid");
-  report.Line("ids", true, true,
-              absl::StrCat("host uid/gid ", uid.substr(0, uid.find('\t')),
-                           layers.unprivileged_ids ? " (nobody)" : " (the broker's: no roots)"));
+  const std::string host_uid = uid.substr(0, uid.find('\t'));
+  const bool not_root = host_uid != "0" && !host_uid.empty();
+  report.Line("ids", true, not_root,
+              absl::StrCat("host uid ", host_uid,
+                           layers.unprivileged_ids ? " (nobody)"
+                                                   : " (yours: an unprivileged broker can map "
+                                                     "only its own uid; no capabilities)"));
   std::string caps = StatusField(status, "CapEff");
   report.Line("capabilities dropped", true, caps == "0000000000000000",
               caps == "0000000000000000" ? "" : absl::StrCat("CapEff ", caps));

@@ -24,12 +24,14 @@ namespace ffibox {
 namespace {
 
 constexpr uint32_t kStatusMagic = 0xffb0a11c;
-constexpr int kFirstFreeFd = 5;  // fds 0..4 are stdin, stdout, stderr, channel, crash pipe
+// fds 0..5: stdin, stdout, stderr, channel, crash pipe, descriptor socket.
+constexpr int kFirstFreeFd = 6;
 
 enum StatusKind : uint32_t {
-  kReady = 1,        // setup done; `error` is the /proc mount's errno (0 = mounted)
-  kSetupFailed = 2,  // `step` failed with `error`
-  kWorkerExited = 3  // the init relays the worker's `wait_status`
+  kReady = 1,         // setup done
+  kSetupFailed = 2,   // `step` failed with `error`
+  kWorkerExited = 3,  // the init relays the worker's `wait_status`
+  kCloned = 4         // the child runs and is dumpable: the broker may write its maps
 };
 
 // Setup stages outside the filesystem plan (negative, below FilesystemStage's).
@@ -52,11 +54,17 @@ struct ChildSetup {
   int status_write;
   bool pid_namespace;
   bool uts_namespace;
-  FilesystemPlan* plan;       // null: no filesystem view
-  bool ns_root_before_mount;  // become the user namespace's root (host nobody) first
-  bool nobody_after_mount;    // no user namespace: setresuid(65534) after the view
-  bool drop_capabilities;     // securebits, bounding set, capset
+  FilesystemPlan* plan;     // null: no filesystem view
+  bool user_namespace;      // become the namespace's root (mapped to WorkerHostIds())
+  bool may_setgroups;       // the broker is root: setgroups was not denied
+  bool nobody_after_mount;  // root without a user namespace: setresuid(65534) at exec
+  bool drop_capabilities;   // securebits, bounding set, capset
 };
+
+// The broker's command line and environment strings (one contiguous area), which a pid
+// namespace's init (a fork of the broker) blanks so that /proc/1 shows nothing of them.
+char* broker_arguments_start = nullptr;
+size_t broker_arguments_size = 0;
 
 void Report(int fd, uint32_t kind, int step, int error, int wait_status = 0) {
   StatusRecord record{kStatusMagic, kind, step, error, wait_status};
@@ -70,9 +78,9 @@ void Report(int fd, uint32_t kind, int step, int error, int wait_status = 0) {
 
 // Raw syscalls: glibc's wrappers broadcast the change to every thread the broker had, under
 // a lock another broker thread may have held at clone time; the child has one thread.
-bool BecomeIds(uid_t uid, gid_t gid) {
-  return syscall(SYS_setgroups, 0, nullptr) == 0 && syscall(SYS_setresgid, gid, gid, gid) == 0 &&
-         syscall(SYS_setresuid, uid, uid, uid) == 0;
+bool BecomeIds(uid_t uid, gid_t gid, bool may_setgroups) {
+  return (!may_setgroups || syscall(SYS_setgroups, 0, nullptr) == 0) &&
+         syscall(SYS_setresgid, gid, gid, gid) == 0 && syscall(SYS_setresuid, uid, uid, uid) == 0;
 }
 
 // Before exec: no capability survives it, none can come back (no_new_privs), ids as planned.
@@ -83,7 +91,7 @@ void DropPrivileges(const ChildSetup& setup) {
                                  SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED);
     for (int cap = 0; cap <= 63; ++cap) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
   }
-  if (setup.nobody_after_mount && !BecomeIds(kNobodyId, kNobodyId)) _exit(126);
+  if (setup.nobody_after_mount && !BecomeIds(kNobodyId, kNobodyId, true)) _exit(126);
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {};
@@ -95,16 +103,20 @@ void DropPrivileges(const ChildSetup& setup) {
   const WorkerSpawnRequest& request = *setup.request;
   DropPrivileges(setup);
   // Move the sources above the target numbers first, so no dup2 clobbers another source.
-  int channel = fcntl(request.channel_fd, F_DUPFD_CLOEXEC, 10);
-  int crash = fcntl(request.crash_fd, F_DUPFD_CLOEXEC, 10);
-  int stdin_fd = fcntl(request.stdin_fd, F_DUPFD_CLOEXEC, 10);
-  int executable = fcntl(request.executable_fd, F_DUPFD_CLOEXEC, 10);
-  if (channel < 0 || crash < 0 || stdin_fd < 0 || executable < 0) _exit(127);
-  // dup2 clears close-on-exec on the targets.
-  if (dup2(stdin_fd, STDIN_FILENO) < 0 || dup2(channel, 3) != 3 || dup2(crash, 4) != 4 ||
-      dup3(executable, kFirstFreeFd, O_CLOEXEC) != kFirstFreeFd) {
-    _exit(127);
+  const int sources[kFirstFreeFd] = {request.stdin_fd,   request.stdout_fd, request.stderr_fd,
+                                     request.channel_fd, request.crash_fd,  request.descriptor_fd};
+  int moved[kFirstFreeFd];
+  for (int target = 0; target < kFirstFreeFd; ++target) {
+    moved[target] = fcntl(sources[target], F_DUPFD_CLOEXEC, 16);
+    if (moved[target] < 0) _exit(127);
   }
+  int executable = fcntl(request.executable_fd, F_DUPFD_CLOEXEC, 16);
+  if (executable < 0) _exit(127);
+  // dup2 clears close-on-exec on the targets.
+  for (int target = 0; target < kFirstFreeFd; ++target) {
+    if (dup2(moved[target], target) != target) _exit(127);
+  }
+  if (dup3(executable, kFirstFreeFd, O_CLOEXEC) != kFirstFreeFd) _exit(127);
   if (syscall(SYS_close_range, kFirstFreeFd + 1, ~0U, 0) != 0) {
     for (int fd = kFirstFreeFd + 1; fd < 65536; ++fd) close(fd);
   }
@@ -114,9 +126,15 @@ void DropPrivileges(const ChildSetup& setup) {
 }
 
 // The pid namespace's init: relays the worker's end, then ends (taking the namespace along).
-[[noreturn]] void RunInit(const ChildSetup& setup, pid_t worker, int proc_error) {
+[[noreturn]] void RunInit(const ChildSetup& setup, pid_t worker) {
   prctl(PR_SET_DUMPABLE, 0);
-  Report(setup.status_write, kReady, 0, proc_error);
+  // What /proc/1/cmdline and environ show: "ffibox-init", nothing of the broker.
+  if (broker_arguments_start != nullptr && broker_arguments_size > 0) {
+    memset(broker_arguments_start, 0, broker_arguments_size);
+    const char title[] = "ffibox-init";
+    if (broker_arguments_size > sizeof(title)) memcpy(broker_arguments_start, title, sizeof(title));
+  }
+  Report(setup.status_write, kReady, 0, 0);
   // Keep only the status pipe: the channel's end of stream must follow the worker's death.
   int keep = setup.status_write;
   if (keep > 0) syscall(SYS_close_range, 0, keep - 1, 0);
@@ -137,6 +155,10 @@ void DropPrivileges(const ChildSetup& setup) {
 
 [[noreturn]] void RunChild(ChildSetup& setup) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // The broker is not dumpable, and neither is this copy of it: an unprivileged broker
+  // could not open our uid_map. The child holds no secret the broker's uid may not see.
+  if (setup.user_namespace && !setup.may_setgroups) prctl(PR_SET_DUMPABLE, 1);
+  Report(setup.status_write, kCloned, 0, 0);
   // Wait for the broker (it writes the user namespace's maps first). End of file means it
   // died before PDEATHSIG was armed.
   close(setup.sync_write);
@@ -154,19 +176,16 @@ void DropPrivileges(const ChildSetup& setup) {
   default_action.sa_handler = SIG_DFL;
   sigaction(SIGPIPE, &default_action, nullptr);
 
-  int proc_error = 0;
-  if (setup.plan != nullptr) {
-    FilesystemFailure failure;
-    if (!OpenFilesystemSources(*setup.plan, &failure)) {
-      FailSetup(setup, failure.step, failure.error);
-    }
-    if (setup.ns_root_before_mount) {
-      if (!BecomeIds(0, 0)) FailSetup(setup, kStageIds, errno);
-      prctl(PR_SET_DUMPABLE, 1);  // changing ids cleared it; /proc/self must stay ours
-    }
-    if (!BuildFilesystem(*setup.plan, &failure, &proc_error)) {
-      FailSetup(setup, failure.step, failure.error);
-    }
+  FilesystemFailure failure;
+  if (setup.plan != nullptr && !OpenFilesystemSources(*setup.plan, &failure)) {
+    FailSetup(setup, failure.step, failure.error);
+  }
+  if (setup.user_namespace) {
+    if (!BecomeIds(0, 0, setup.may_setgroups)) FailSetup(setup, kStageIds, errno);
+    prctl(PR_SET_DUMPABLE, 1);  // changing ids cleared it; /proc/self must stay ours
+  }
+  if (setup.plan != nullptr && !BuildFilesystem(*setup.plan, &failure)) {
+    FailSetup(setup, failure.step, failure.error);
   }
   if (setup.uts_namespace) (void)!sethostname("ffibox", 6);
   if (setup.pid_namespace) {
@@ -176,9 +195,9 @@ void DropPrivileges(const ChildSetup& setup) {
       ExecWorker(setup);
     }
     if (worker < 0) FailSetup(setup, kStageForkWorker, errno);
-    RunInit(setup, static_cast<pid_t>(worker), proc_error);
+    RunInit(setup, static_cast<pid_t>(worker));
   }
-  Report(setup.status_write, kReady, 0, proc_error);
+  Report(setup.status_write, kReady, 0, 0);
   ExecWorker(setup);
 }
 
@@ -237,123 +256,151 @@ struct Pipes {
   }
 };
 
+// Whether `error` means the host ran out of something (descriptors, memory, processes)
+// rather than refusing a layer: such a worker start fails with RESOURCE_EXHAUSTED.
+bool IsExhaustion(int error) {
+  return error == EMFILE || error == ENFILE || error == ENOMEM || error == EAGAIN ||
+         error == ENOSPC;
+}
+
+// The error for a child whose setup reported `record`.
+absl::Status SetupFailure(const FilesystemPlan* plan, const StatusRecord& record) {
+  if (IsExhaustion(record.error)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the worker's jail setup ran out of resources (stage ", record.step,
+                     "): ", strerror(record.error)));
+  }
+  if (record.step == kStageIds) {
+    return JailLayerError(JailLayer::kUserNamespace,
+                          absl::StrCat("becoming the namespace's root: ", strerror(record.error)));
+  }
+  if (record.step == kStageForkWorker) {
+    return JailLayerError(JailLayer::kPidNamespace,
+                          absl::StrCat("forking the worker: ", strerror(record.error)));
+  }
+  if (plan == nullptr) {
+    return absl::InternalError(absl::StrCat("the worker's jail setup failed (stage ", record.step,
+                                            "): ", strerror(record.error)));
+  }
+  FilesystemFailure failure{record.step, record.error};
+  return JailLayerError(IsProcStep(*plan, record.step) ? JailLayer::kProc : JailLayer::kFilesystem,
+                        DescribeFilesystemFailure(*plan, failure));
+}
+
 }  // namespace
+
+void HideBrokerCommandLineInJail(int argc, char** argv, char** envp) {
+  if (argc <= 0 || argv[0] == nullptr) return;
+  char* start = argv[0];
+  char* end = start;
+  // The kernel lays argv and then environ strings out contiguously; stop at any gap.
+  for (int i = 0; i < argc && argv[i] == end; ++i) end += strlen(argv[i]) + 1;
+  for (char** env = envp; env != nullptr && *env != nullptr && *env == end; ++env) {
+    end += strlen(*env) + 1;
+  }
+  broker_arguments_start = start;
+  broker_arguments_size = static_cast<size_t>(end - start);
+}
 
 absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
                                                 const WorkerSpawnRequest& request,
                                                 const LauncherRun& run_on_launcher,
                                                 absl::Duration setup_timeout) {
-  // Each retry drops a layer that failed on this host (recorded for later workers too).
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    SpawnedWorker spawned;
-    SpawnedLayers& layers = spawned.layers;
-    int clone_flags = 0;
-    for (int i = 0; i < kJailLayerCount; ++i) {
-      JailLayer layer = static_cast<JailLayer>(i);
-      if (!JailLayerRequested(jail, layer)) {
-        layers.reasons[i] = "disabled in the configuration";
-        continue;
-      }
-      layers.reasons[i] = JailLayerUnavailableReason(layer);
-      layers.active[i] = layers.reasons[i].empty();
-      if (layers.active[i]) clone_flags |= JailLayerCloneFlag(layer);
+  SpawnedWorker spawned;
+  SpawnedLayers& layers = spawned.layers;
+  int clone_flags = 0;
+  for (int i = 0; i < kJailLayerCount; ++i) {
+    JailLayer layer = static_cast<JailLayer>(i);
+    layers.active[i] = JailLayerRequested(jail, layer);
+    if (layers.active[i]) {
+      clone_flags |= JailLayerCloneFlag(layer);
+    } else {
+      layers.reasons[i] = jail.enabled ? "off in the configuration or waived" : "jail disabled";
     }
-    auto active = [&](JailLayer layer) { return layers.active[static_cast<int>(layer)]; };
-    auto deactivate = [&](JailLayer layer, std::string reason) {
-      layers.active[static_cast<int>(layer)] = false;
-      layers.reasons[static_cast<int>(layer)] = std::move(reason);
-    };
-    if (!active(JailLayer::kMountNamespace)) {
-      deactivate(JailLayer::kFilesystem, "needs the mount namespace");
-    }
-    if (!active(JailLayer::kFilesystem) || !active(JailLayer::kPidNamespace)) {
-      deactivate(JailLayer::kProc, "needs the filesystem view and the pid namespace");
-    }
-    const bool user_ns = active(JailLayer::kUserNamespace);
-    std::unique_ptr<FilesystemPlan> plan;
-    if (active(JailLayer::kFilesystem)) {
-      absl::StatusOr<FilesystemPlan> planned = PlanFilesystem(jail, active(JailLayer::kProc));
-      if (!planned.ok()) return planned.status();
-      plan = std::make_unique<FilesystemPlan>(std::move(*planned));
-      layers.whole_filesystem = plan->whole_filesystem;
-    }
-    const bool nobody =
-        jail.enabled && plan != nullptr && !plan->whole_filesystem && (user_ns || geteuid() == 0);
-    layers.unprivileged_ids = nobody;
+  }
+  auto active = [&](JailLayer layer) { return layers.active[static_cast<int>(layer)]; };
+  if (active(JailLayer::kFilesystem) && !active(JailLayer::kMountNamespace)) {
+    return JailLayerError(JailLayer::kFilesystem, "it needs the mount namespace");
+  }
+  if (active(JailLayer::kProc) &&
+      !(active(JailLayer::kFilesystem) && active(JailLayer::kPidNamespace))) {
+    return JailLayerError(JailLayer::kProc, "it needs the filesystem view and the pid namespace");
+  }
+  const bool user_ns = active(JailLayer::kUserNamespace);
+  const bool root = geteuid() == 0;
+  std::unique_ptr<FilesystemPlan> plan;
+  if (active(JailLayer::kFilesystem)) {
+    absl::StatusOr<FilesystemPlan> planned = PlanFilesystem(jail, active(JailLayer::kProc));
+    if (!planned.ok()) return JailLayerError(JailLayer::kFilesystem, planned.status().message());
+    plan = std::make_unique<FilesystemPlan>(std::move(*planned));
+  }
+  // As root, the worker never keeps uid 0: nobody through the user namespace's map, or by
+  // setresuid when that namespace is off.
+  layers.unprivileged_ids = jail.enabled && root;
 
-    Pipes pipes;
-    if (pipe2(pipes.sync, O_CLOEXEC) != 0 || pipe2(pipes.status, O_CLOEXEC) != 0) {
-      return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(errno)));
-    }
-    ChildSetup setup{&request,
-                     jail.enabled,
-                     pipes.sync[0],
-                     pipes.sync[1],
-                     pipes.status[1],
-                     active(JailLayer::kPidNamespace),
-                     active(JailLayer::kUtsNamespace),
-                     plan.get(),
-                     nobody && user_ns,
-                     nobody && !user_ns,
-                     jail.enabled && (user_ns || geteuid() == 0)};
-    long pid = -1;
-    int clone_errno = 0;
-    run_on_launcher([&] {
-      pid = syscall(SYS_clone, clone_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-      if (pid == 0) RunChild(setup);
-      if (pid < 0) clone_errno = errno;
-    });
-    if (pid < 0) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "clone (namespaces 0x", absl::Hex(clone_flags), "): ", strerror(clone_errno)));
-    }
-    close(pipes.sync[0]);
-    pipes.sync[0] = -1;
-    close(pipes.status[1]);
-    pipes.status[1] = -1;
-    const pid_t child = static_cast<pid_t>(pid);
-    if (user_ns) {
-      absl::Status mapped =
-          WriteUserNamespaceMaps(child, nobody ? UnprivilegedWorkerIds() : BrokerIds());
-      if (!mapped.ok()) {
-        KillAndReap(child);
-        close(pipes.status[0]);
-        MarkJailLayerUnavailable(JailLayer::kUserNamespace, mapped.message());
-        continue;
-      }
-    }
-    (void)!write(pipes.sync[1], "g", 1);
-    close(pipes.sync[1]);
-    pipes.sync[1] = -1;
-
-    std::optional<StatusRecord> record = ReadStatus(pipes.status[0], absl::Now() + setup_timeout);
-    if (record.has_value() && record->kind == kReady) {
-      if (active(JailLayer::kProc) && record->error != 0) {
-        std::string reason = absl::StrCat("mount proc: ", strerror(record->error));
-        MarkJailLayerUnavailable(JailLayer::kProc, reason);
-        deactivate(JailLayer::kProc, reason);
-      }
-      fcntl(pipes.status[0], F_SETFL, O_NONBLOCK);  // ReadRelayedWaitStatus must not block
-      spawned.pid = child;
-      spawned.status_fd = pipes.status[0];
-      spawned.relays_exit = active(JailLayer::kPidNamespace);
-      spawned.worker_pid = spawned.relays_exit ? InitsChild(child) : child;
-      return spawned;
-    }
+  Pipes pipes;
+  if (pipe2(pipes.sync, O_CLOEXEC) != 0 || pipe2(pipes.status, O_CLOEXEC) != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(errno)));
+  }
+  ChildSetup setup{&request,
+                   jail.enabled,
+                   pipes.sync[0],
+                   pipes.sync[1],
+                   pipes.status[1],
+                   active(JailLayer::kPidNamespace),
+                   active(JailLayer::kUtsNamespace),
+                   plan.get(),
+                   user_ns,
+                   root,
+                   jail.enabled && root && !user_ns,
+                   jail.enabled && (user_ns || root)};
+  long pid = -1;
+  int clone_errno = 0;
+  run_on_launcher([&] {
+    pid = syscall(SYS_clone, clone_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+    if (pid == 0) RunChild(setup);
+    if (pid < 0) clone_errno = errno;
+  });
+  if (pid < 0) {
+    std::string reason =
+        absl::StrCat("clone (namespaces 0x", absl::Hex(clone_flags), "): ", strerror(clone_errno));
+    if (IsExhaustion(clone_errno)) return absl::ResourceExhaustedError(reason);
+    return JailLayerError(user_ns ? JailLayer::kUserNamespace : JailLayer::kMountNamespace, reason);
+  }
+  close(pipes.sync[0]);
+  pipes.sync[0] = -1;
+  close(pipes.status[1]);
+  pipes.status[1] = -1;
+  const pid_t child = static_cast<pid_t>(pid);
+  const absl::Time deadline = absl::Now() + setup_timeout;
+  auto fail = [&](absl::Status status) {
     KillAndReap(child);
     close(pipes.status[0]);
-    if (!record.has_value()) {
-      return absl::InternalError("the worker's jail setup ended without a report");
-    }
-    if (record->kind == kSetupFailed && plan != nullptr && record->step > kStageIds) {
-      FilesystemFailure failure{record->step, record->error};
-      MarkJailLayerUnavailable(JailLayer::kFilesystem, DescribeFilesystemFailure(*plan, failure));
-      continue;
-    }
-    return absl::InternalError(absl::StrCat("the worker's jail setup failed (stage ", record->step,
-                                            "): ", strerror(record->error)));
+    return status;
+  };
+  std::optional<StatusRecord> cloned = ReadStatus(pipes.status[0], deadline);
+  if (!cloned.has_value() || cloned->kind != kCloned) {
+    return fail(absl::InternalError("the worker's jail setup ended before it began"));
   }
-  return absl::InternalError("the worker's jail could not be set up");
+  if (user_ns) {
+    absl::Status mapped = WriteUserNamespaceMaps(child, WorkerHostIds());
+    if (!mapped.ok()) return fail(JailLayerError(JailLayer::kUserNamespace, mapped.message()));
+  }
+  (void)!write(pipes.sync[1], "g", 1);
+  close(pipes.sync[1]);
+  pipes.sync[1] = -1;
+
+  std::optional<StatusRecord> record = ReadStatus(pipes.status[0], deadline);
+  if (!record.has_value()) {
+    return fail(absl::InternalError("the worker's jail setup ended without a report"));
+  }
+  if (record->kind != kReady) return fail(SetupFailure(plan.get(), *record));
+  fcntl(pipes.status[0], F_SETFL, O_NONBLOCK);  // ReadRelayedWaitStatus must not block
+  spawned.pid = child;
+  spawned.status_fd = pipes.status[0];
+  spawned.relays_exit = active(JailLayer::kPidNamespace);
+  spawned.worker_pid = spawned.relays_exit ? InitsChild(child) : child;
+  return spawned;
 }
 
 std::optional<int> ReadRelayedWaitStatus(int status_fd) {

@@ -7,8 +7,9 @@
 // worker (pid 2), closes everything but its status pipe and relays the worker's wait
 // status to the broker, so that the worker dies of its own signals (an init ignores
 // signals it raises on itself) and the broker still learns how. Without one, the child
-// execs the worker itself. Layers the host refuses are dropped and recorded
-// (server/jail/jail_layers.h); the worker applies rlimits and seccomp itself after exec
+// execs the worker itself. Fail closed: the worker gets exactly the layers `jail` asks for
+// (decided at startup, server/jail/jail_layers.h) or is not started; nothing here drops a
+// layer. The worker applies rlimits and seccomp itself after exec
 // (server/jail/worker_jail.h).
 #ifndef FFIBOX_SERVER_JAIL_SPAWN_H_
 #define FFIBOX_SERVER_JAIL_SPAWN_H_
@@ -28,20 +29,24 @@
 
 namespace ffibox {
 
+// The worker's descriptors, each the caller's; the worker gets copies at fixed numbers and
+// nothing else (in particular none of the broker's stdout, stderr or sockets).
 struct WorkerSpawnRequest {
   int executable_fd = -1;  // the worker binary, O_PATH (exec'd with execveat)
   char* const* argv = nullptr;
-  int channel_fd = -1;  // becomes fd 3
-  int crash_fd = -1;    // becomes fd 4
-  int stdin_fd = -1;    // becomes fd 0 (/dev/null)
+  int stdin_fd = -1;       // becomes fd 0 (/dev/null)
+  int stdout_fd = -1;      // becomes fd 1 (a pipe the broker drains)
+  int stderr_fd = -1;      // becomes fd 2 (a pipe the broker drains)
+  int channel_fd = -1;     // becomes fd 3
+  int crash_fd = -1;       // becomes fd 4
+  int descriptor_fd = -1;  // becomes fd 5 (descriptors passed with SCM_RIGHTS)
 };
 
 // Which layers one worker got; each is active or absent with a reason.
 struct SpawnedLayers {
   std::array<bool, kJailLayerCount> active{};
   std::array<std::string, kJailLayerCount> reasons;  // why an absent layer is absent
-  bool whole_filesystem = false;  // the view is the host's "/" (no library roots)
-  bool unprivileged_ids = false;  // the worker runs as host uid/gid 65534
+  bool unprivileged_ids = false;  // root broker: the worker runs as host uid/gid 65534
 };
 
 struct SpawnedWorker {
@@ -56,12 +61,19 @@ struct SpawnedWorker {
 using LauncherRun = std::function<void(const std::function<void()>&)>;
 
 // Starts the worker described by `request` in the jail of `jail`. The caller keeps its
-// descriptors (the child has copies). Fails when clone fails, or setup fails in a way no
-// fallback avoids, or the child gives no sign within `setup_timeout`.
+// descriptors (the child has copies). A layer that cannot be applied fails the start with
+// JailLayerError (FAILED_PRECONDITION naming the layer); running out of descriptors,
+// memory or processes with RESOURCE_EXHAUSTED; a child that gives no sign within
+// `setup_timeout` with INTERNAL.
 absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
                                                 const WorkerSpawnRequest& request,
                                                 const LauncherRun& run_on_launcher,
                                                 absl::Duration setup_timeout = absl::Seconds(10));
+
+// Records where this process's command line and environment strings lie (main's argv and
+// envp), so that the jail's init, a fork of the broker, can blank them: /proc/1/cmdline in
+// the jail then reads "ffibox-init". Call once from main before any worker starts.
+void HideBrokerCommandLineInJail(int argc, char** argv, char** envp);
 
 // Reads the worker's wait status relayed by its init on `status_fd`, if the init sent
 // one. Non-blocking.

@@ -31,7 +31,13 @@ absl::Status WriteProcFile(pid_t pid, const char* name, const std::string& conte
 
 HostIds BrokerIds() { return {geteuid(), getegid()}; }
 
+HostIds WorkerHostIds() { return geteuid() == 0 ? UnprivilegedWorkerIds() : BrokerIds(); }
+
 absl::Status WriteUserNamespaceMaps(pid_t pid, HostIds ids) {
+  if (geteuid() != 0) {
+    absl::Status denied = WriteProcFile(pid, "setgroups", "deny\n");
+    if (!denied.ok()) return denied;
+  }
   absl::Status uid = WriteProcFile(pid, "uid_map", absl::StrCat("0 ", ids.uid, " 1\n"));
   if (!uid.ok()) return uid;
   return WriteProcFile(pid, "gid_map", absl::StrCat("0 ", ids.gid, " 1\n"));

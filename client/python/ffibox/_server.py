@@ -3,13 +3,11 @@ private ffiboxd started for this process and tied to its life."""
 import atexit
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 from typing import List, Optional
 
-_PR_SET_PDEATHSIG = 1
 _lock = threading.Lock()
 _private: Optional["PrivateServer"] = None
 
@@ -45,17 +43,14 @@ def find_server_binary() -> str:
         "to the ffiboxd binary, or build it (bazel build //server:ffiboxd //server:ffibox-worker)")
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: the kernel sends SIGKILL to ffiboxd when the
-    # thread that started it dies (that thread lives as long as this process, see below).
-    # The stdlib ctypes is the right tool here: this is the client's own process.
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 class PrivateServer:
-    """An ffiboxd on an owner-only unix socket, killed when this process ends in any way."""
+    """An ffiboxd on an owner-only unix socket, killed when this process ends in any way.
+
+    It runs as the user, for the user: it may load any library the user can read (the
+    broker opens the file and hands the worker its descriptor), while each worker stays
+    fully jailed (its filesystem view holds only the system libraries and data). Its log is
+    `ffiboxd.log` in its private directory; a failed start raises with the log's last lines.
+    """
 
     def __init__(self, binary: str) -> None:
         base = os.environ.get("XDG_RUNTIME_DIR")
@@ -64,9 +59,13 @@ class PrivateServer:
         self.directory = tempfile.mkdtemp(prefix="ffibox-private-", dir=base)
         os.chmod(self.directory, 0o700)
         self.address = "unix:" + os.path.join(self.directory, "ffiboxd.sock")
-        # --allow_root=/: this server runs as the user, for the user, so it may load whatever
-        # the user's own ctypes could; the jail still confines what the library then does.
-        self.command = [binary, "--listen=" + self.address, "--allow_root=/"]
+        self.log_path = os.path.join(self.directory, "ffiboxd.log")
+        # --allow_root=/ admits any library the user can open (ffiboxd opens it as the user);
+        # it adds nothing to the workers' view. --exit_with_parent ties the server's life to
+        # this process without running Python code between fork and exec (a forked child
+        # must not import anything: another thread may hold the import lock).
+        self.command = [binary, "--listen=" + self.address, "--allow_root=/",
+                        "--exit_with_parent"]
         self.process: Optional[subprocess.Popen] = None
         self._ready = threading.Event()
         self._first_line = ""
@@ -77,16 +76,27 @@ class PrivateServer:
         self._thread.start()
         self._ready.wait(30)
         if "listening on" not in self._first_line:
-            self.stop()
-            raise RuntimeError("ffibox: the private ffiboxd (%s) did not start: %r"
-                               % (binary, self._first_line))
+            self.stop(keep_log=True)
+            raise RuntimeError(
+                "ffibox: the private ffiboxd (%s) did not start: %s\nits log (%s) ends with:\n%s"
+                % (binary, self._first_line.strip() or "no output", self.log_path,
+                   self.log_tail()))
         atexit.register(self.stop)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        try:
+            with open(self.log_path, "r", errors="replace") as log:
+                return "".join(log.readlines()[-lines:])
+        except OSError as error:
+            return "(cannot read the log: %s)" % error
 
     def _run(self) -> None:
         try:
-            self.process = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, preexec_fn=_die_with_parent)
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=log, text=True, close_fds=True)
         except OSError as error:
             self._first_line = str(error)
             self._ready.set()
@@ -97,8 +107,9 @@ class PrivateServer:
             pass
         self.process.wait()
 
-    def stop(self) -> None:
-        """Terminates the server (and with it its workers) and removes its directory."""
+    def stop(self, keep_log: bool = False) -> None:
+        """Terminates the server (and with it its workers) and removes its directory (all
+        but the log when `keep_log`)."""
         process = self.process
         if process is not None and process.poll() is None:
             process.terminate()
@@ -107,6 +118,8 @@ class PrivateServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if keep_log:
+            return
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ made on the callback thread carry the invocation it is serving (`Request.invocat
 """
 import itertools
 import queue
+import sys
 import threading
 from typing import Callable, Dict, Optional
 
@@ -26,6 +27,18 @@ class _Pending:
         self.notify = notify
 
 
+def write_worker_output(stream: str, data: bytes) -> None:
+    """The default output handler: the library's bytes, as written, on this process's
+    stderr (both streams: the caller's stdout stays the caller's)."""
+    target = sys.stderr
+    buffer = getattr(target, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+    else:
+        target.write(data.decode("utf-8", "replace"))
+    target.flush()
+
+
 class SessionStream:
     """A bidi `Session` stream with a reader thread; thread-safe."""
 
@@ -38,6 +51,9 @@ class SessionStream:
         self._ended: Optional[str] = None
         self.generation = 0
         self.events = []
+        # What the library prints (WORKER_OUTPUT events): (stream, bytes) -> None. By default
+        # it goes to this process's stderr, as the library's output would with ctypes.
+        self.on_output: Callable[[str, bytes], None] = write_worker_output
         self._handlers: Dict[int, InvokeHandler] = {}
         self._invokes: "queue.Queue" = queue.Queue()
         self._callback_thread: Optional[threading.Thread] = None
@@ -155,7 +171,11 @@ class SessionStream:
                     if response.HasField("callback_invoke"):
                         self._invokes.put(response.callback_invoke)
                     elif response.HasField("event"):
-                        self.events.append(response.event)
+                        event = response.event
+                        if event.kind == pb.SessionEvent.WORKER_OUTPUT:
+                            self._deliver_output(event)
+                            continue
+                        self.events.append(event)
                         del self.events[:-64]
                     continue
                 with self._lock:
@@ -169,6 +189,13 @@ class SessionStream:
             reason = "ffibox session stream broke: %s" % (getattr(error, "details", None)
                                                           and error.details() or error)
         self._finish(reason)
+
+    def _deliver_output(self, event) -> None:
+        stream = "stdout" if event.stream == pb.STDOUT else "stderr"
+        try:
+            self.on_output(stream, event.output)
+        except Exception:  # a broken output handler must not end the session
+            pass
 
     def _finish(self, reason: str) -> None:
         with self._lock:

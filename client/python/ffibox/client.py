@@ -5,8 +5,9 @@
         libm = session.CDLL("libm.so.6")
 """
 import ctypes as _ct
+import os
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Optional
 
 import grpc
 
@@ -43,7 +44,6 @@ def connect(address: Optional[str] = None, timeout: float = 2.0) -> "Client":
     address = _server.default_address()
     if address.startswith("unix:"):
         channel = grpc.insecure_channel(address)
-        import os
         if os.path.exists(address[len("unix:"):]) and _listening(channel, timeout):
             return Client(address, channel)
         channel.close()
@@ -60,12 +60,17 @@ class Client:
         self._private_server = private_server
 
     def session(self, timeout: Optional[float] = None, memory_limit: Optional[int] = None,
-                restart: bool = True) -> "Session":
+                restart: bool = True,
+                require_jail: Optional[Iterable[str]] = None) -> "Session":
         """A new session (its own worker). `timeout`: default per-call deadline in seconds;
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
-        replace a dead worker on the next call (else the session is unusable after a crash).
+        replace a dead worker on the next call (else the session is unusable after a crash);
+        `require_jail`: jail layers the session's workers must have ("user", "pid", "net",
+        "ipc", "uts", "mount", "filesystem", "proc", "seccomp", ...), else ffibox.Error
+        JAIL_UNAVAILABLE (default: $FFIBOX_REQUIRE_JAIL, comma-separated, or none).
         """
-        return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart)
+        return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
+                       require_jail=require_jail)
 
     def close(self) -> None:
         """Closes the channel (sessions made from it end)."""
@@ -82,7 +87,8 @@ class Session:
     """One session stream: one worker, the libraries loaded in it, callbacks defined on it."""
 
     def __init__(self, client: Client, timeout: Optional[float] = None,
-                 memory_limit: Optional[int] = None, restart: bool = True) -> None:
+                 memory_limit: Optional[int] = None, restart: bool = True,
+                 require_jail: Optional[Iterable[str]] = None) -> None:
         open_request = pb.OpenSession(
             call_timeout_ms=int(timeout * 1000) if timeout else 0,
             restart=pb.RESTART if restart else pb.NO_RESTART,
@@ -93,6 +99,22 @@ class Session:
         opened = self.stream.request(open=open_request).opened
         self.session_id = opened.session_id
         self.call_timeout_ms = opened.call_timeout_ms
+        # The jail layers every worker of this session gets, and those the server's operator
+        # waived (with the reason).
+        self.jail_layers = list(opened.jail_layers)
+        self.waived_jail_layers = list(opened.waived_jail_layers)
+        if require_jail is None:
+            require_jail = [name.strip() for name in
+                            os.environ.get("FFIBOX_REQUIRE_JAIL", "").split(",") if name.strip()]
+        missing = [layer for layer in require_jail if layer not in self.jail_layers]
+        if missing:
+            self.stream.close()
+            raise Error("JAIL_UNAVAILABLE: the server at %s does not give this session's "
+                        "workers the jail layers %s (it gives: %s%s)"
+                        % (client.address, ", ".join(missing),
+                           ", ".join(self.jail_layers) or "none",
+                           "; waived: " + "; ".join(self.waived_jail_layers)
+                           if self.waived_jail_layers else ""), "JAIL_UNAVAILABLE")
         self.checked_layouts: Dict[type, bool] = {}
         self._callbacks: Dict[int, tuple] = {}  # id(python object) -> (object, callback id)
         self._callbacks_lock = threading.Lock()
