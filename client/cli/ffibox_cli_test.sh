@@ -1,11 +1,13 @@
 #!/bin/bash
-# The ffibox CLI against a real ffiboxd: printed results, typed errors and exit codes.
+# The ffibox CLI against a real ffiboxd: printed results, typed errors and exit codes; and
+# its refusal of a socket another user squats.
 set -u
 
 runfiles="${TEST_SRCDIR}/ffibox"
 ffibox="${runfiles}/client/cli/ffibox"
 ffiboxd="${runfiles}/server/ffiboxd"
 lib="${runfiles}/tests/testlibs/libffibox_test.so"
+squatter="${runfiles}/tests/support/unix_squatter"
 
 dir="$(mktemp -d /tmp/ffibox-cli-test.XXXXXX)"
 socket="${dir}/ffiboxd.sock"
@@ -13,10 +15,16 @@ socket="${dir}/ffiboxd.sock"
   --allow_root="$(dirname "$(realpath "${lib}")")" \
   >"${dir}/stdout" 2>"${dir}/stderr" &
 server=$!
+squatter_pid=""
+squat_dir=""
 cleanup() {
   kill -TERM "${server}" 2>/dev/null
   wait "${server}" 2>/dev/null
-  rm -rf "${dir}"
+  if [[ -n "${squatter_pid}" ]]; then
+    kill -KILL "${squatter_pid}" 2>/dev/null
+    wait "${squatter_pid}" 2>/dev/null
+  fi
+  rm -rf "${dir}" "${squat_dir}"
 }
 trap cleanup EXIT
 for _ in $(seq 1 500); do
@@ -91,6 +99,69 @@ expect 2 ""
 
 # The server is still serving after all of the above.
 expect 0 "3" call "${lib}" 'int add_int(int, int)' 1 2
+
+# Squatters: another user (nobody) stands where the CLI expects ffiboxd. The CLI refuses with
+# the path and the owner, and sends nothing. Acting as nobody needs root.
+# squat ARGS... : starts unix_squatter on ${squat_dir}/ffiboxd.sock with ARGS.
+squat() {
+  "${squatter}" --socket="${squat_dir}/ffiboxd.sock" "$@" >"${dir}/squatter.out" 2>&1 &
+  squatter_pid=$!
+  for _ in $(seq 1 500); do
+    grep -q "listening" "${dir}/squatter.out" && break
+    sleep 0.02
+  done
+}
+unsquat() {
+  kill -KILL "${squatter_pid}" 2>/dev/null
+  wait "${squatter_pid}" 2>/dev/null
+  squatter_pid=""
+  rm -rf "${squat_dir}"
+}
+# expect_refused WANT_STDERR_PREFIX ARGS... : exit 1, stderr starts with the prefix, and the
+# squatter received no byte (a probe connection of the client's own check carries none).
+expect_refused() {
+  local want="$1"
+  shift
+  local out code
+  out="$("${ffibox}" "$@" call libm.so.6 'double cos(double)' 0.5 2>"${dir}/err")"
+  code=$?
+  if [[ "${code}" != 1 || -n "${out}" ]] || ! grep -qF -- "${want}" "${dir}/err"; then
+    echo "FAIL: ffibox $* against a squatter: exit ${code}, stdout '${out}', stderr:" \
+      "$(cat "${dir}/err") (want exit 1 and '${want}')"
+    failures=$((failures + 1))
+  fi
+  local log="${dir}/squatter.out"
+  for _ in $(seq 1 250); do
+    [[ "$(grep -c accepted "${log}")" == "$(grep -c closed "${log}")" ]] && break
+    sleep 0.02
+  done
+  if grep -q "received" "${log}"; then
+    echo "FAIL: ffibox $*: the squatter received data: $(cat "${log}")"
+    failures=$((failures + 1))
+  fi
+}
+if [[ "$(id -u)" == 0 ]]; then
+  # The directory is nobody's, as /tmp/ffibox-$UID would be if someone else made it first;
+  # the address comes from FFIBOX_ADDRESS, as the default address would.
+  squat_dir="$(mktemp -d /tmp/ffibox-cli-squat.XXXXXX)"
+  chown 65534:65534 "${squat_dir}"
+  squat --uid=65534
+  squat_socket="${squat_dir}/ffiboxd.sock"
+  FFIBOX_ADDRESS="unix:${squat_socket}" expect_refused \
+    "error: PERMISSION_DENIED: refusing unix:${squat_socket}: directory ${squat_dir} is owned by uid 65534, not by you (root)"
+  unsquat
+
+  # The directory and the socket file are root's, but nobody listens on the socket.
+  squat_dir="$(mktemp -d /tmp/ffibox-cli-squat.XXXXXX)"
+  squat --uid=65534 --bind_first
+  squat_socket="${squat_dir}/ffiboxd.sock"
+  expect_refused \
+    "error: PERMISSION_DENIED: refusing unix:${squat_socket}: the process listening on ${squat_socket} (pid ${squatter_pid}) runs as uid 65534, not as you (root)" \
+    --address="unix:${squat_socket}"
+  unsquat
+else
+  echo "skipping the squatter cases: they need root to act as another user"
+fi
 
 if [[ "${failures}" != 0 ]]; then
   echo "${failures} failure(s)"

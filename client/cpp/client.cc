@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/cpp/unix_server_check.h"
 #include "core/errors.h"
 #include "grpcpp/support/client_interceptor.h"
 
@@ -63,6 +64,11 @@ Client::Client(std::string address, std::shared_ptr<grpc::Channel> channel)
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& address,
                                                         const ConnectOptions& options) {
   if (address.empty()) return absl::InvalidArgumentError("empty ffiboxd address");
+  const absl::Time deadline = absl::Now() + options.connect_timeout;
+  // A unix socket has no TLS: nothing is sent until the server is known to be ours or root's.
+  if (absl::Status trusted = CheckUnixServer(address, options.connect_timeout); !trusted.ok()) {
+    return trusted;
+  }
   grpc::ChannelArguments arguments;
   // The server caps what it sends (SessionOpened.max_message_bytes); the client takes it all.
   arguments.SetMaxReceiveMessageSize(-1);
@@ -78,10 +84,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& addre
   if (channel == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("cannot make a channel to ", address));
   }
-  const auto deadline =
-      std::chrono::system_clock::now() +
-      std::chrono::microseconds(absl::ToInt64Microseconds(options.connect_timeout));
-  if (!channel->WaitForConnected(deadline)) {
+  if (!channel->WaitForConnected(absl::ToChronoTime(deadline))) {
     return absl::UnavailableError(absl::StrCat("cannot reach ffiboxd at ", address, " within ",
                                                absl::FormatDuration(options.connect_timeout)));
   }

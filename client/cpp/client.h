@@ -1,8 +1,10 @@
 // Entry point of the ffibox C++ client: a connection to one ffiboxd.
 //
 // `Client::Connect(address)` makes the gRPC channel (target syntax: `unix:/path/to/sock` or
-// `host:port`): plaintext on a unix socket (the socket's owner-only directory is the door),
-// TLS (optionally mutual) with a bearer token over TCP, as ffiboxd requires there;
+// `host:port`): plaintext on a unix socket (the socket's owner-only directory is the door, and
+// the client first checks that the socket and its listener are this user's or root's, see
+// unix_server_check.h), TLS (optionally mutual) with a bearer token over TCP, as ffiboxd
+// requires there;
 // `OpenSession` starts a session with its own worker. A Client may open any number of
 // sessions and is thread-safe.
 #ifndef FFIBOX_CLIENT_CPP_CLIENT_H_
@@ -40,6 +42,9 @@ class Client {
   // Connects to the ffiboxd at `address`; INVALID_ARGUMENT for an empty address,
   // UNAVAILABLE if nothing accepts the connection within options.connect_timeout (which
   // includes a failed TLS handshake: an untrusted server or a refused client certificate).
+  // For a unix socket, PERMISSION_DENIED before anything is sent when the socket, its
+  // directory or the process listening on it belongs to another user than this one or root
+  // (CheckUnixServer); the message names the path and its owner.
   // Credentials are checked when a session opens: OpenSession fails with UNAUTHENTICATED or
   // PERMISSION_DENIED.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& address,

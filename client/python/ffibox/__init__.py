@@ -26,11 +26,12 @@ for _root in (_os.environ.get("FFIBOX_PROTO_PATH"), _os.path.join(_REPO, "bazel-
 
 from ffibox.errors import (  # noqa: E402
     CallTimeout, Error, LibraryNotAllowed, MemoryFault, SandboxViolation, StaleHandle,
-    WorkerCrashed)
+    UntrustedServer, WorkerCrashed)
 from ffibox.client import Client, Session, connect  # noqa: E402
 from ffibox._remote import RemotePointer  # noqa: E402
 
 __all__ = [
     "CallTimeout", "Client", "Error", "LibraryNotAllowed", "MemoryFault", "RemotePointer",
-    "SandboxViolation", "Session", "StaleHandle", "WorkerCrashed", "connect",
+    "SandboxViolation", "Session", "StaleHandle", "UntrustedServer", "WorkerCrashed",
+    "connect",
 ]

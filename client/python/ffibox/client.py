@@ -17,7 +17,8 @@ from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._stream import SessionStream
 from ffibox._stubs import pb
-from ffibox.errors import Error
+from ffibox._unix_server_check import check_unix_server
+from ffibox.errors import Error, UntrustedServer
 
 
 def _listening(channel, timeout: float) -> bool:
@@ -33,9 +34,12 @@ def connect(address: Optional[str] = None, timeout: float = 2.0) -> "Client":
 
     Without an address: FFIBOX_ADDRESS, else the default socket; if nothing listens there, a
     private ffiboxd is started on an owner-only socket and stopped when this process ends
-    (also when it is killed). Raises ffibox.Error when an explicit address does not answer.
+    (also when it is killed). Raises ffibox.Error when an explicit address does not answer,
+    and UntrustedServer, before sending anything, when a unix socket (explicit or default),
+    its directory or the process listening on it belongs to another user than you or root.
     """
     if address is not None:
+        check_unix_server(address, timeout)
         channel = grpc.insecure_channel(address)
         if not _listening(channel, timeout):
             channel.close()
@@ -43,11 +47,19 @@ def connect(address: Optional[str] = None, timeout: float = 2.0) -> "Client":
         return Client(address, channel)
     address = _server.default_address()
     if address.startswith("unix:"):
-        channel = grpc.insecure_channel(address)
-        if os.path.exists(address[len("unix:"):]) and _listening(channel, timeout):
-            return Client(address, channel)
-        channel.close()
+        try:
+            check_unix_server(address, 0)
+        except UntrustedServer:
+            raise
+        except Error:
+            pass  # nothing listens there: start a private server
+        else:
+            channel = grpc.insecure_channel(address)
+            if _listening(channel, timeout):
+                return Client(address, channel)
+            channel.close()
     private = _server.private_server()
+    check_unix_server(private.address, timeout)
     return Client(private.address, grpc.insecure_channel(private.address), private)
 
 

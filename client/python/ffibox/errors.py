@@ -58,6 +58,15 @@ class SessionClosed(Error):
     """The session stream ended (closed, or the server went away)."""
 
 
+class UntrustedServer(Error, PermissionError):
+    """A unix socket, its directory or the process listening on it belongs to another user
+    than you or root; the client refused it before sending anything. The message names the
+    path and its owner. (A PermissionError, code PERMISSION_DENIED.)"""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "PERMISSION_DENIED")
+
+
 def error_from_proto(error, pb, function: Optional[str] = None) -> Error:
     """The exception for a protocol `Error` message."""
     code = pb.ErrorCode.Name(error.code)
