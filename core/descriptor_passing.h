@@ -15,6 +15,10 @@
 
 namespace ffibox {
 
+// The tag of the worker's seccomp listener, which the worker passes to the broker once,
+// right after installing its filter (requests' tags are their ids, never this).
+inline constexpr uint64_t kSeccompListenerTag = ~uint64_t{0};
+
 // Sends `fd` with `tag` on the unix socket `socket_fd`. The caller keeps `fd`. UNAVAILABLE
 // when the peer has gone.
 absl::Status SendDescriptor(int socket_fd, int fd, uint64_t tag);

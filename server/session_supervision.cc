@@ -1,6 +1,7 @@
 // The worker side of Session (see session.h): starting workers and replaying the session's
 // handles, sending requests, reading and checking what the worker sends, deadlines, deaths,
 // and shutdown. session.cc holds the client side.
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,7 +62,7 @@ absl::Status Session::EnsureWorker() {
     std::string message = absl::StrCat("cannot start a worker: ", started.status().message());
     fprintf(stderr, "ffiboxd: session %s: %s\n", session_id_.c_str(), message.c_str());
     v1::ErrorCode code = v1::INTERNAL;
-    if (FailedJailLayer(started.status()).has_value()) {
+    if (IsJailError(started.status())) {
       code = v1::JAIL_UNAVAILABLE;
     } else if (absl::IsResourceExhausted(started.status())) {
       code = v1::RESOURCE_EXHAUSTED;
@@ -94,7 +95,7 @@ absl::Status Session::EnsureWorker() {
   for (auto [fd, stream] :
        {std::pair{worker->stdout_fd(), v1::STDOUT}, std::pair{worker->stderr_fd(), v1::STDERR}}) {
     if (fd < 0) continue;
-    worker->channel().Watch(fd, [this, fd = fd, stream = stream, generation] {
+    worker->channel().Watch(fd, [this, fd = fd, stream = stream, generation](short) {
       bool closed = false;
       std::optional<std::string> output = output_budget_.Drain(fd, absl::Now(), &closed);
       if (output.has_value()) {
@@ -104,6 +105,13 @@ absl::Status Session::EnsureWorker() {
         sink_->Send(event);
       }
       return !closed;
+    });
+  }
+  // A forbidden syscall stops the worker in the kernel until ffiboxd reads it here.
+  if (worker->seccomp_listener() >= 0) {
+    // It also hangs up when the worker ends; only a pending notification is read.
+    worker->channel().Watch(worker->seccomp_listener(), [worker](short revents) {
+      return (revents & POLLIN) != 0 && worker->HandleSeccompNotification();
     });
   }
   reader_ = std::thread([this, worker] { ReadReplies(worker); });

@@ -42,6 +42,9 @@ SessionConfig FakeWorkerConfig() {
   config.worker_path =
       srcdir != nullptr ? std::string(srcdir) + "/ffibox/server/fake_worker" : "server/fake_worker";
   config.default_call_timeout = absl::Seconds(10);
+  // The fake worker speaks the channel protocol only; it applies no jail (and so hands over
+  // no seccomp listener). The jail's own tests use the real worker.
+  config.jail.enabled = false;
   return config;
 }
 

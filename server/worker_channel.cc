@@ -68,7 +68,8 @@ class SocketWorkerChannel : public WorkerChannel {
         return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
       }
       for (size_t i = watches_.size(); i-- > 0;) {
-        if ((fds[2 + i].revents & (POLLIN | POLLHUP | POLLERR)) && !watches_[i].on_ready()) {
+        const short revents = fds[2 + i].revents;
+        if ((revents & (POLLIN | POLLHUP | POLLERR)) && !watches_[i].on_ready(revents)) {
           watches_.erase(watches_.begin() + static_cast<std::ptrdiff_t>(i));
         }
       }
@@ -99,7 +100,7 @@ class SocketWorkerChannel : public WorkerChannel {
     (void)!write(event_fd_, &one, sizeof(one));
   }
 
-  void Watch(int fd, std::function<bool()> on_ready) override {
+  void Watch(int fd, std::function<bool(short revents)> on_ready) override {
     if (watches_.size() < kMaxWatches) watches_.push_back(WatchedFd{fd, std::move(on_ready)});
   }
 
@@ -107,7 +108,7 @@ class SocketWorkerChannel : public WorkerChannel {
   static constexpr size_t kMaxWatches = 4;
   struct WatchedFd {
     int fd;
-    std::function<bool()> on_ready;
+    std::function<bool(short revents)> on_ready;
   };
 
   const int fd_;

@@ -36,10 +36,10 @@ class WorkerChannel {
   virtual void Interrupt() = 0;
 
   // While Receive waits, it also watches `fd` (not owned): when `fd` is readable or hung
-  // up, Receive calls `on_ready` on its own thread, and stops watching `fd` once `on_ready`
-  // returns false. Call before the first Receive, from the thread that will call Receive.
-  // The default watches nothing (channels that have no descriptors to wait on).
-  virtual void Watch(int fd, std::function<bool()> on_ready) {
+  // up, Receive calls `on_ready` with poll's revents on its own thread, and stops watching
+  // `fd` once `on_ready` returns false. Call before the first Receive, from the thread that
+  // will call Receive. The default watches nothing (channels without descriptors).
+  virtual void Watch(int fd, std::function<bool(short revents)> on_ready) {
     (void)fd;
     (void)on_ready;
   }

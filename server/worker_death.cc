@@ -42,6 +42,17 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
     case DeathCause::kUnexpected:
       break;
   }
+  // The jail's verdict, on the kernel's word: the seccomp listener reported a forbidden
+  // syscall and ffiboxd killed the worker for it.
+  if (exit.seccomp_violation >= 0) {
+    std::string name = SyscallName(exit.seccomp_violation);
+    error.set_code(v1::SANDBOX_VIOLATION);
+    error.set_syscall(name);
+    error.set_message(absl::StrCat("the worker", WhileRunning(function), " called ", name,
+                                   ", which the ", exit.seccomp_policy,
+                                   " seccomp policy forbids; ffiboxd killed it"));
+    return error;
+  }
   if (exit.signal == SIGKILL && exit.killed_by_broker) {
     error.set_code(v1::WORKER_CRASHED);
     error.set_message(absl::StrCat("worker closed its channel but kept running",
@@ -56,22 +67,6 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
         absl::StrCat("worker killed by SIGKILL", WhileRunning(function),
                      ", which ffiboxd did not send: it hit its CPU-time limit "
                      "(limits.session_cpu_seconds) or the kernel's out-of-memory killer chose it"));
-    return error;
-  }
-  // The jail's verdicts: a syscall the seccomp policy traps, an rlimit the kernel enforces.
-  if (exit.signal == SIGSYS && !exit.seccomp_policy.empty()) {
-    error.set_code(v1::SANDBOX_VIOLATION);
-    if (exit.report.has_value() && exit.report->syscall >= 0) {
-      std::string name = SyscallName(exit.report->syscall);
-      error.set_syscall(name);
-      error.set_message(absl::StrCat("the worker", WhileRunning(function), " called ", name,
-                                     ", which the ", exit.seccomp_policy,
-                                     " seccomp policy forbids; it was killed"));
-    } else {
-      error.set_message(absl::StrCat("the worker", WhileRunning(function), " made a syscall the ",
-                                     exit.seccomp_policy,
-                                     " seccomp policy forbids; it was killed"));
-    }
     return error;
   }
   if (exit.signal == SIGXCPU && exit.cpu_seconds > 0) {
@@ -93,8 +88,17 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
       error.set_fault_address(exit.report->address);
       where = absl::StrCat(" at address 0x", absl::Hex(exit.report->address));
     }
+    // A SIGSYS is never the jail's: the jail reports violations through the listener. A
+    // syscall the worker's own report names is its claim and is labelled so.
+    std::string claim;
+    if (exit.signal == SIGSYS && exit.report.has_value() && exit.report->syscall >= 0) {
+      claim = absl::StrCat("; the worker's own crash report claims a forbidden ",
+                           SyscallName(exit.report->syscall),
+                           ", which the jail did not see (unverified)");
+    }
     error.set_message(absl::StrCat("worker killed by ", SignalName(exit.signal), " (",
-                                   strsignal(exit.signal), ")", where, WhileRunning(function)));
+                                   strsignal(exit.signal), ")", where, WhileRunning(function),
+                                   claim));
   } else if (exit.exit_code >= 0) {
     error.set_message(
         absl::StrCat("worker exited with status ", exit.exit_code, WhileRunning(function)));

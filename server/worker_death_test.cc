@@ -60,30 +60,36 @@ TEST(DescribeWorkerDeath, ProtocolViolationIsACrashWithTheDetail) {
   EXPECT_NE(error.message().find("unknown request 7"), std::string::npos) << error.message();
 }
 
-TEST(DescribeWorkerDeath, SeccompTrapIsASandboxViolationNamingTheSyscall) {
-  WorkerExit exit{SIGSYS, -1};
+TEST(DescribeWorkerDeath, ListenerVerdictIsASandboxViolationNamingTheSyscall) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.killed_by_broker = true;
   exit.seccomp_policy = "strict";
-  CrashReport report;
-  report.magic = kCrashReportMagic;
-  report.signal = SIGSYS;
-  report.syscall = SYS_connect;
-  exit.report = report;
+  exit.seccomp_violation = SYS_connect;
   v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "probe_connect");
   EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION);
   EXPECT_EQ(error.syscall(), "connect");
-  EXPECT_EQ(error.signal(), SIGSYS);
   EXPECT_NE(error.message().find("called connect, which the strict seccomp policy forbids"),
             std::string::npos)
       << error.message();
 }
 
-TEST(DescribeWorkerDeath, SeccompTrapWithoutReportIsStillAViolation) {
+TEST(DescribeWorkerDeath, ForgedSigsysReportIsACrashLabelledAsTheWorkersClaim) {
+  // A library wrote a crash report naming execve and raised SIGSYS itself; the listener
+  // saw nothing. That is no sandbox violation.
   WorkerExit exit{SIGSYS, -1};
-  exit.seccomp_policy = "permissive";
-  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "f");
-  EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION);
+  exit.seccomp_policy = "strict";
+  CrashReport report;
+  report.magic = kCrashReportMagic;
+  report.signal = SIGSYS;
+  report.syscall = SYS_execve;
+  exit.report = report;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "forge");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
   EXPECT_EQ(error.syscall(), "");
-  EXPECT_NE(error.message().find("permissive"), std::string::npos) << error.message();
+  EXPECT_EQ(error.signal(), SIGSYS);
+  EXPECT_NE(error.message().find("claims a forbidden execve"), std::string::npos)
+      << error.message();
+  EXPECT_NE(error.message().find("unverified"), std::string::npos) << error.message();
 }
 
 TEST(DescribeWorkerDeath, SigsysWithoutAJailIsACrash) {

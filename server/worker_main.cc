@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
+#include "core/descriptor_passing.h"
 #include "server/crash_report.h"
 #include "server/jail/worker_jail.h"
 #include "server/worker_dispatch.h"
@@ -58,15 +59,28 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   ffibox::InstallCrashReporter();
   absl::StatusOr<ffibox::WorkerJail> jail = ffibox::ParseWorkerJailFlags(argc, argv);
-  absl::Status jailed = jail.ok() ? ffibox::ApplyWorkerJail(*jail) : jail.status();
-  if (!jailed.ok()) {
+  absl::StatusOr<int> listener =
+      jail.ok() ? ffibox::ApplyWorkerJail(*jail) : absl::StatusOr<int>(jail.status());
+  if (!listener.ok()) {
     fprintf(stderr, "ffibox-worker: cannot apply the jail: %s\n",
-            std::string(jailed.message()).c_str());
+            std::string(listener.status().message()).c_str());
     return 125;
+  }
+  // The broker watches the seccomp listener: a forbidden syscall waits in the kernel until
+  // the broker has seen it and killed this process.
+  if (*listener >= 0) {
+    absl::Status handed =
+        ffibox::SendDescriptor(kDescriptorFd, *listener, ffibox::kSeccompListenerTag);
+    close(*listener);
+    if (!handed.ok()) {
+      fprintf(stderr, "ffibox-worker: cannot hand over the seccomp listener: %s\n",
+              std::string(handed.message()).c_str());
+      return 125;
+    }
   }
   if (jail->self_test) {
     char* const no_args[] = {nullptr};
-    execve("/bin/true", no_args, no_args);  // the policy must kill us here (SIGSYS)
+    execve("/bin/true", no_args, no_args);  // the broker must kill us here
     return 124;
   }
   static ffibox::WorkerDispatcher* dispatcher =

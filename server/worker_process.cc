@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/descriptor_passing.h"
+#include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/worker_jail.h"
 
@@ -70,6 +72,29 @@ class LauncherThread {
   absl::Mutex mu_;
   std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
 };
+
+// Waits until `timeout` for the worker's seccomp listener on the descriptor socket. When
+// the worker ends first, the error carries what it printed on stderr (`stderr_fd`).
+absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
+                                           absl::Duration timeout) {
+  struct pollfd pfd = {descriptor_socket, POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  } while (ready < 0 && errno == EINTR);
+  absl::StatusOr<TaggedDescriptor> received =
+      ready > 0 ? ReceiveDescriptor(descriptor_socket)
+                : absl::DeadlineExceededError("no seccomp listener from the worker in time");
+  if (received.ok() && received->tag == kSeccompListenerTag) return received->fd;
+  if (received.ok()) close(received->fd);
+  char said[1024];
+  ssize_t n = read(stderr_fd, said, sizeof(said));
+  std::string output = n > 0 ? std::string(said, static_cast<size_t>(n)) : "";
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  return SeccompJailError(absl::StrCat("the worker did not hand over its seccomp listener (",
+                                       received.ok() ? "wrong tag" : received.status().message(),
+                                       ")", output.empty() ? "" : absl::StrCat(": ", output)));
+}
 
 }  // namespace
 
@@ -157,19 +182,35 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     close(spawned->status_fd);
     return channel.status();
   }
+  // A jailed worker installs its seccomp filter before it reads any request and hands over
+  // the filter's listener; without it the broker could not see violations, so the start
+  // fails (the worker's stderr says why it could not).
+  int listener = -1;
+  if (options.jail.enabled) {
+    absl::StatusOr<int> received =
+        ReceiveSeccompListener(fds.descriptors[0], fds.err[0], absl::Seconds(10));
+    if (!received.ok()) {
+      kill(spawned->pid, SIGKILL);
+      waitpid(spawned->pid, nullptr, 0);
+      close(spawned->status_fd);
+      return received.status();
+    }
+    listener = *received;
+  }
   WorkerDescriptors owned;
   owned.crash = std::exchange(fds.crash[0], -1);
   owned.descriptors = std::exchange(fds.descriptors[0], -1);
   owned.stdout_read = std::exchange(fds.out[0], -1);
   owned.stderr_read = std::exchange(fds.err[0], -1);
   return std::unique_ptr<WorkerProcess>(
-      new WorkerProcess(*spawned, options, std::move(*channel), owned));
+      new WorkerProcess(*spawned, options, std::move(*channel), owned, listener));
 }
 
 WorkerProcess::~WorkerProcess() {
   Kill();
   Reap(absl::ZeroDuration());
-  for (int fd : {fds_.crash, fds_.descriptors, fds_.stdout_read, fds_.stderr_read, status_fd_}) {
+  for (int fd : {fds_.crash, fds_.descriptors, fds_.stdout_read, fds_.stderr_read,
+                 seccomp_listener_, status_fd_}) {
     if (fd >= 0) close(fd);
   }
 }
@@ -177,6 +218,29 @@ WorkerProcess::~WorkerProcess() {
 absl::Status WorkerProcess::SendDescriptor(int fd, uint64_t tag) {
   absl::MutexLock lock(&descriptor_mu_);
   return ffibox::SendDescriptor(fds_.descriptors, fd, tag);
+}
+
+bool WorkerProcess::HandleSeccompNotification() {
+  // The listener also wakes up (hung up) when the worker has ended: nothing to report then.
+  absl::StatusOr<int> syscall_number = ReceiveSeccompViolation(seccomp_listener_);
+  if (!syscall_number.ok()) return false;
+  absl::MutexLock lock(&mu_);
+  if (exit_.seccomp_violation < 0) exit_.seccomp_violation = *syscall_number;
+  if (!reaped_) {
+    exit_.killed_by_broker = true;
+    kill(pid_, SIGKILL);
+  }
+  return false;
+}
+
+bool WorkerProcess::WaitForSeccompViolation(absl::Duration timeout) {
+  if (seccomp_listener_ < 0) return false;
+  struct pollfd pfd = {seccomp_listener_, POLLIN, 0};
+  int ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  if (ready <= 0 || !(pfd.revents & POLLIN)) return false;
+  HandleSeccompNotification();
+  absl::MutexLock lock(&mu_);
+  return exit_.seccomp_violation >= 0;
 }
 
 absl::Status CheckDescriptorReserve() {

@@ -43,10 +43,14 @@ struct WorkerLaunchOptions {
 struct WorkerExit {
   int signal = 0;      // the terminating signal, or 0 when it exited
   int exit_code = -1;  // the exit status when it exited, else -1
-  // The worker's own crash report, when it wrote one for the signal that killed it.
+  // The worker's own crash report, when it wrote one for the signal that killed it: the
+  // worker's claim, untrusted (a library can forge it).
   std::optional<CrashReport> report;
+  // The syscall the kernel reported through the seccomp listener before ffiboxd killed the
+  // worker, or -1: the only evidence of a SANDBOX_VIOLATION.
+  int seccomp_violation = -1;
   // The limits it ran under, to name them when it died of one (0 / "" = none).
-  std::string seccomp_policy;  // the seccomp policy that trapped a syscall
+  std::string seccomp_policy;  // the seccomp policy the worker ran under
   uint64_t cpu_seconds = 0;    // RLIMIT_CPU
   uint64_t file_bytes = 0;     // RLIMIT_FSIZE
   // Whether ffiboxd itself sent SIGKILL before the worker was reaped (Kill, or Reap's
@@ -104,6 +108,17 @@ class WorkerProcess {
   // load that uses it. Thread-safe. UNAVAILABLE when the worker has gone.
   absl::Status SendDescriptor(int fd, uint64_t tag);
 
+  // The worker's seccomp listener (readable when it attempted a forbidden syscall), or -1
+  // without seccomp. Owned here.
+  int seccomp_listener() const { return seccomp_listener_; }
+  // Reads the pending seccomp notification (call it only when seccomp_listener() polled
+  // readable: the read blocks otherwise), records the syscall as the worker's violation
+  // and kills the worker. Returns false (nothing more to watch). For the thread that
+  // watches seccomp_listener().
+  bool HandleSeccompNotification();
+  // Waits up to `timeout` for a seccomp notification and handles it; true if one came.
+  bool WaitForSeccompViolation(absl::Duration timeout);
+
   // Sends SIGKILL unless the worker was already reaped. Thread-safe, idempotent.
   void Kill();
 
@@ -114,12 +129,13 @@ class WorkerProcess {
 
  private:
   WorkerProcess(const SpawnedWorker& spawned, const WorkerLaunchOptions& options,
-                std::unique_ptr<WorkerChannel> channel, WorkerDescriptors fds)
+                std::unique_ptr<WorkerChannel> channel, WorkerDescriptors fds, int seccomp_listener)
       : pid_(spawned.pid),
         worker_pid_(spawned.worker_pid),
         generation_(options.generation),
         channel_(std::move(channel)),
         fds_(fds),
+        seccomp_listener_(seccomp_listener),
         status_fd_(spawned.status_fd),
         relays_exit_(spawned.relays_exit),
         layers_(spawned.layers),
@@ -141,6 +157,7 @@ class WorkerProcess {
   const uint64_t generation_;
   std::unique_ptr<WorkerChannel> channel_;
   const WorkerDescriptors fds_;
+  const int seccomp_listener_;
   const int status_fd_;  // read end of the jail's status pipe (the init's relayed status)
   const bool relays_exit_;
   const SpawnedLayers layers_;

@@ -305,6 +305,17 @@ std::optional<JailLayer> FailedJailLayer(const absl::Status& status) {
   return JailLayerByKey(std::string(*key));
 }
 
+absl::Status SeccompJailError(absl::string_view reason) {
+  absl::Status status =
+      absl::FailedPreconditionError(absl::StrCat("the jail's seccomp filter: ", reason));
+  status.SetPayload(kJailLayerPayload, absl::Cord("seccomp"));
+  return status;
+}
+
+bool IsJailError(const absl::Status& status) {
+  return status.GetPayload(kJailLayerPayload).has_value();
+}
+
 std::string DescribeJailLayers(const JailOptions& options) {
   if (!options.enabled) return "jail: OFF (workers are crash-isolated only)";
   std::vector<std::string> namespaces;

@@ -77,6 +77,14 @@ absl::Status JailLayerError(JailLayer layer, absl::string_view reason);
 // The layer a JailLayerError names, or nullopt for any other status.
 std::optional<JailLayer> FailedJailLayer(const absl::Status& status);
 
+// The error for a worker whose seccomp filter could not be installed or handed to the
+// broker (FAILED_PRECONDITION; IsJailError is true).
+absl::Status SeccompJailError(absl::string_view reason);
+
+// Whether `status` says a worker's jail could not be applied (JailLayerError or
+// SeccompJailError): sessions answer JAIL_UNAVAILABLE.
+bool IsJailError(const absl::Status& status);
+
 // One line for ffiboxd's startup output, e.g. "jail: user, pid, net, ipc, uts, mount
 // namespaces; filesystem (pivot_root, ...); /proc; seccomp strict; no_new_privs; rlimits"
 // plus "; WAIVED: <layer> (<reason>)" for each waived layer.

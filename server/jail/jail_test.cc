@@ -57,8 +57,9 @@ TEST(Jail, ExecveOnceJailedIsASandboxViolationNamingExecve) {
   launch.jail_self_test = true;
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
   ASSERT_TRUE(worker.ok()) << worker.status();
+  EXPECT_TRUE((*worker)->WaitForSeccompViolation(absl::Seconds(10)));
   WorkerExit exit = (*worker)->Reap(absl::Seconds(10));
-  EXPECT_EQ(exit.signal, SIGSYS);
+  EXPECT_EQ(exit.signal, SIGKILL);
   v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "");
   EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION) << error.message();
   EXPECT_EQ(error.syscall(), "execve") << error.message();

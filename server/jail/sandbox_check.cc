@@ -173,7 +173,8 @@ int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) 
   bool core_zero = absl::StrContains(limits, "Max core file size        0 ");
   report.Line("rlimits", true, core_zero, rlimit_detail);
 
-  // seccomp: a second worker calls execve once jailed and must die of SIGSYS naming it.
+  // seccomp: a second worker calls execve once jailed; the kernel must report it on the
+  // listener, and the broker kills the worker.
   (*worker)->Kill();
   (*worker)->Reap();
   launch.jail_self_test = true;
@@ -183,13 +184,15 @@ int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) 
   if (!probe.ok()) {
     seccomp_detail = absl::StrCat("cannot start the self-test worker: ", probe.status().message());
   } else {
+    bool reported = (*probe)->WaitForSeccompViolation(absl::Seconds(10));
     WorkerExit exit = (*probe)->Reap(absl::Seconds(10));
-    seccomp_active = exit.signal == SIGSYS && exit.report.has_value() &&
-                     SyscallName(exit.report->syscall) == "execve";
+    seccomp_active = reported && SyscallName(exit.seccomp_violation) == "execve";
     seccomp_detail =
         seccomp_active
-            ? absl::StrCat(options.seccomp_policy, " policy; execve killed the test worker")
-            : absl::StrCat("the self-test worker's execve was not trapped (signal ", exit.signal,
+            ? absl::StrCat(options.seccomp_policy,
+                           " policy; the kernel reported the test worker's execve and it was "
+                           "killed")
+            : absl::StrCat("the self-test worker's execve was not reported (signal ", exit.signal,
                            ", exit ", exit.exit_code, ")");
   }
   report.Line("seccomp", true, seccomp_active, seccomp_detail);

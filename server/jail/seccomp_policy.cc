@@ -336,13 +336,16 @@ absl::Status ValidateSeccompPolicy(absl::string_view policy,
   return absl::OkStatus();
 }
 
-absl::Status InstallSeccompPolicy(absl::string_view policy,
-                                  const std::vector<std::string>& extra_syscalls) {
+absl::StatusOr<int> InstallSeccompPolicy(absl::string_view policy,
+                                         const std::vector<std::string>& extra_syscalls) {
   absl::Status valid = ValidateSeccompPolicy(policy, extra_syscalls);
   if (!valid.ok()) return valid;
   const bool permissive = policy == kPermissiveSeccompPolicy;
-  SeccompContext ctx(seccomp_init(SCMP_ACT_TRAP));
-  if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
+  // Every syscall outside the policy becomes a notification to the broker, which kills the
+  // worker and reports what the kernel told it: the verdict never rests on the worker's
+  // own word, and no signal handler inside the worker can hide it.
+  SeccompContext ctx(seccomp_init(SCMP_ACT_NOTIFY));
+  if (ctx == nullptr) return absl::InternalError("seccomp_init(SCMP_ACT_NOTIFY) failed");
   for (const char* name : kStrictSyscalls) {
     absl::Status status = Allow(ctx.get(), name);
     if (!status.ok()) return status;
@@ -364,10 +367,28 @@ absl::Status InstallSeccompPolicy(absl::string_view policy,
           "extra syscall ", name, " cannot be added to the ", policy, " policy: ", strerror(-rc)));
     }
   }
-  // TSYNC: every thread gets the filter, or loading fails.
-  absl::Status tsync = Check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1), "tsync");
-  if (!tsync.ok()) return tsync;
-  return Check(seccomp_load(ctx.get()), "load");
+  // No TSYNC: the kernel refuses it together with a listener, and the caller is
+  // single-threaded (see the header).
+  absl::Status loaded = Check(seccomp_load(ctx.get()), "load");
+  if (!loaded.ok()) return loaded;
+  int listener = seccomp_notify_fd(ctx.get());
+  if (listener < 0) return absl::InternalError("seccomp_notify_fd: the filter has no listener");
+  return listener;
+}
+
+absl::StatusOr<int> ReceiveSeccompViolation(int listener) {
+  struct seccomp_notif* request = nullptr;
+  struct seccomp_notif_resp* response = nullptr;
+  if (seccomp_notify_alloc(&request, &response) != 0) {
+    return absl::ResourceExhaustedError("seccomp_notify_alloc failed");
+  }
+  int rc = seccomp_notify_receive(listener, request);
+  int syscall_number = request->data.nr;
+  seccomp_notify_free(request, response);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat("seccomp_notify_receive: ", strerror(-rc)));
+  }
+  return syscall_number;
 }
 
 std::string SyscallName(int number) {

@@ -1,11 +1,13 @@
 // The worker's seccomp-bpf allowlists, by name, and syscall names for error messages.
 //
 // ffibox-worker installs its policy (InstallSeccompPolicy) as the last step of its jail,
-// after its rlimits and before it reads its first request. The broker validates a policy
-// and its extra syscalls before it starts any worker (ValidateSeccompPolicy), and names the
-// syscall that killed a worker (SyscallName). A denied syscall traps: the kernel sends
-// SIGSYS, the worker's crash reporter records the syscall number and the worker dies, which
-// the broker reports as SANDBOX_VIOLATION.
+// after its rlimits and before it reads its first request, and hands the filter's listener
+// to the broker. The broker validates a policy and its extra syscalls before it starts any
+// worker (ValidateSeccompPolicy), and names the syscall that killed a worker (SyscallName).
+// A denied syscall is a seccomp user notification: the offending thread stops in the
+// kernel, the broker reads the syscall number from the listener (ReceiveSeccompViolation),
+// kills the worker and reports SANDBOX_VIOLATION. The evidence is the kernel's, never the
+// worker's: a library's own SIGSYS handler, or a crash report it forges, changes nothing.
 //
 //   strict      threads (clone with CLONE_THREAD), memory, files on existing descriptors
 //               and the filesystem the jail shows, time, signals to itself. No process
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace ffibox {
@@ -34,12 +37,18 @@ inline constexpr absl::string_view kPermissiveSeccompPolicy = "permissive";
 absl::Status ValidateSeccompPolicy(absl::string_view policy,
                                    const std::vector<std::string>& extra_syscalls);
 
-// Installs `policy` plus `extra_syscalls` on the calling process (all threads). Requires
+// Installs `policy` plus `extra_syscalls` on the calling process and returns the filter's
+// listener descriptor (the caller passes it to the broker and closes its copy). Requires
 // PR_SET_NO_NEW_PRIVS (or CAP_SYS_ADMIN) and a single-threaded process, so that no thread
 // escapes the filter. Irreversible. Fails with the reason when libseccomp or the kernel
 // refuse.
-absl::Status InstallSeccompPolicy(absl::string_view policy,
-                                  const std::vector<std::string>& extra_syscalls);
+absl::StatusOr<int> InstallSeccompPolicy(absl::string_view policy,
+                                         const std::vector<std::string>& extra_syscalls);
+
+// In the broker: reads one pending notification from a worker's `listener` and returns the
+// number of the syscall the worker attempted. Blocks if none is pending. UNAVAILABLE when
+// the worker is gone.
+absl::StatusOr<int> ReceiveSeccompViolation(int listener);
 
 // The name of syscall `number` on this architecture ("connect"), or "syscall <number>".
 std::string SyscallName(int number);

@@ -87,7 +87,7 @@ absl::StatusOr<WorkerJail> ParseWorkerJailFlags(int argc, char** argv) {
   return jail;
 }
 
-absl::Status ApplyWorkerJail(const WorkerJail& jail) {
+absl::StatusOr<int> ApplyWorkerJail(const WorkerJail& jail) {
   absl::Status status = SetLimit(RLIMIT_CORE, "core", 0, 0);
   if (status.ok() && jail.address_space_bytes > 0) {
     status = SetLimit(RLIMIT_AS, "as", jail.address_space_bytes, jail.address_space_bytes);
@@ -105,7 +105,7 @@ absl::Status ApplyWorkerJail(const WorkerJail& jail) {
     status = SetLimit(RLIMIT_FSIZE, "fsize", jail.file_bytes, jail.file_bytes);
   }
   if (!status.ok()) return status;
-  if (!jail.seccomp) return absl::OkStatus();
+  if (!jail.seccomp) return -1;
   return InstallSeccompPolicy(jail.seccomp_policy, jail.extra_syscalls);
 }
 

@@ -46,8 +46,10 @@ absl::StatusOr<WorkerJail> ParseWorkerJailFlags(int argc, char** argv);
 
 // Applies `jail` to the calling (single-threaded) process: rlimits (core 0 always; CPU with
 // a hard limit 2 s above the soft one, so the worker first gets SIGXCPU), then seccomp.
-// Fails with the step that failed; the worker must then exit without serving.
-absl::Status ApplyWorkerJail(const WorkerJail& jail);
+// Returns the seccomp filter's listener descriptor (-1 without seccomp), which the worker
+// hands to the broker. Fails with the step that failed; the worker must then exit without
+// serving.
+absl::StatusOr<int> ApplyWorkerJail(const WorkerJail& jail);
 
 }  // namespace ffibox
 

@@ -106,7 +106,7 @@ class SandboxTest : public ::testing::Test {
     ASSERT_FALSE(result.ok()) << "the call succeeded: " << *result;
     v1::Error error = ErrorOf(result.status());
     EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION) << result.status();
-    EXPECT_EQ(error.signal(), SIGSYS) << result.status();
+    EXPECT_EQ(error.signal(), SIGKILL) << result.status();  // ffiboxd killed it
     EXPECT_TRUE(std::find(syscalls.begin(), syscalls.end(), error.syscall()) != syscalls.end())
         << "syscall \"" << error.syscall() << "\": " << result.status();
     EXPECT_NE(error.message().find(absl::StrCat("called ", error.syscall())), std::string::npos)
@@ -191,6 +191,34 @@ TEST_F(SandboxTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesIt) 
 TEST_F(SandboxTest, ExecveIsAViolation) {
   ExpectViolation(Probe<int(const char*)>("probe_execve")("/bin/true"), {"execve"});
   ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, ALibrarysOwnSigsysHandlerCannotHideAViolation) {
+  ExpectViolation(Probe<int(const char*)>("probe_swallow_sigsys_then_execve")("/bin/true"),
+                  {"execve"});
+  ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, AForgedCrashReportIsACrashNotASandboxViolation) {
+  absl::StatusOr<int> result = Probe<int()>("probe_forge_sigsys_report")();
+  ASSERT_FALSE(result.ok());
+  v1::Error error = ErrorOf(result.status());
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << result.status();
+  EXPECT_EQ(error.syscall(), "") << result.status();
+  EXPECT_EQ(error.signal(), SIGSYS) << result.status();
+  EXPECT_NE(error.message().find("unverified"), std::string::npos) << error.message();
+  ExpectProbeRecovers();
+}
+
+TEST_F(SandboxTest, TheJailsInitShowsNothingOfTheBroker) {
+  Buffer buffer = Buffer::Out(4096);
+  absl::StatusOr<long> n = Probe<long(Buffer&, long)>("probe_init_cmdline")(buffer, 4096);
+  ASSERT_TRUE(n.ok()) << n.status();
+  ASSERT_GT(*n, 0) << "errno " << -*n;
+  std::string cmdline = buffer.data.substr(0, static_cast<size_t>(*n));
+  EXPECT_EQ(std::string(cmdline.c_str()), "ffibox-init");
+  EXPECT_EQ(cmdline.find("ffiboxd"), std::string::npos);
+  EXPECT_EQ(cmdline.find("--"), std::string::npos);
 }
 
 TEST_F(SandboxTest, ForkBombIsAViolationAndLeavesNoProcesses) {

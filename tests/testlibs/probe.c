@@ -127,3 +127,41 @@ int probe_getpid(void) { return (int)getpid(); }
 int probe_getppid(void) { return (int)getppid(); }
 /* Its uid as it sees it. */
 int probe_getuid(void) { return (int)getuid(); }
+
+static void ignore_signal(int signal_number) { (void)signal_number; }
+
+/* Installs its own SIGSYS handler that swallows the signal, then calls execve(`path`): a
+ * library trying to hide a violation. Returns -errno if execve returns. */
+int probe_swallow_sigsys_then_execve(const char* path) {
+  struct sigaction action;
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = ignore_signal;
+  sigaction(SIGSYS, &action, NULL);
+  return probe_execve(path);
+}
+
+/* Writes a forged crash report (the worker's layout: magic 0xffb0c7a5, signal, code,
+ * syscall, address) claiming a forbidden execve to the crash pipe (fd 4), then raises
+ * SIGSYS itself: a library trying to make the broker report a violation never made. */
+int probe_forge_sigsys_report(void) {
+  struct {
+    uint32_t magic;
+    int32_t signal;
+    int32_t code;
+    int32_t syscall;
+    uint64_t address;
+  } report = {0xffb0c7a5u, SIGSYS, 1, SYS_execve, 0};
+  if (write(4, &report, sizeof(report)) != (ssize_t)sizeof(report)) return -errno;
+  struct sigaction action;
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = SIG_DFL;
+  sigaction(SIGSYS, &action, NULL);
+  raise(SIGSYS);
+  return 0;
+}
+
+/* Reads /proc/1/cmdline (the jail's init as the worker sees it) into `out`: the byte
+ * count, or -errno. */
+long probe_init_cmdline(char* out, long capacity) {
+  return probe_read_file("/proc/1/cmdline", out, capacity);
+}
