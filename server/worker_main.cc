@@ -57,6 +57,9 @@ ffibox::WorkerOptions OptionsFromArgs(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  // stdout is a pipe the broker relays: line-buffer it, so what a library prints with
+  // printf arrives line by line instead of when the worker exits (or never, if it crashes).
+  setvbuf(stdout, nullptr, _IOLBF, 0);
   ffibox::InstallCrashReporter();
   absl::StatusOr<ffibox::WorkerJail> jail = ffibox::ParseWorkerJailFlags(argc, argv);
   absl::StatusOr<int> listener =

@@ -34,6 +34,12 @@ ABSL_FLAG(std::string, address, "",
           "$FFIBOX_ADDRESS, else the per-user socket ffiboxd uses by default");
 ABSL_FLAG(int64_t, timeout_ms, 0, "deadline of the call in milliseconds; 0 = server default");
 ABSL_FLAG(bool, print_errno, false, "also print the worker's errno after the call");
+ABSL_FLAG(std::vector<std::string>, require_jail, {},
+          "jail layers the worker must have, comma-separated (user, pid, net, ipc, uts, "
+          "mount, filesystem, proc, seccomp, no_new_privs, rlimits); the call fails with "
+          "JAIL_UNAVAILABLE otherwise. 'all' means every one of them");
+ABSL_FLAG(bool, show_jail, false,
+          "print the jail layers the session's worker gets (and any waived) on stderr");
 
 namespace ffibox {
 namespace cli {
@@ -44,7 +50,8 @@ constexpr int kExitUsage = 2;
 
 constexpr char kUsage[] = R"(call a function of a native library inside an ffibox worker.
 
-usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB 'DECLARATION' [ARG...]
+usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] [--require_jail=LAYERS]
+              [--show_jail] call LIB 'DECLARATION' [ARG...]
 
   LIB          library path, or a soname such as libm.so.6
   DECLARATION  a C declaration: 'double cos(double)', 'size_t strlen(const char *s)',
@@ -56,7 +63,8 @@ usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB 'DECLAR
                double:2.5, 'const char*:text' (float, char and short are promoted as in C).
 Flags come before `call` and take the --flag=value form.
 The result is printed on stdout: numbers in full precision (%.17g), strings quoted,
-pointers as 0x..., NULL as NULL; nothing for void.
+pointers as 0x..., NULL as NULL; nothing for void. What the library itself prints arrives
+on stdout and stderr as it wrote them.
 )";
 
 // Prints `status` as `error: CODE: message [details]` on stderr.
@@ -127,10 +135,35 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
     PrintError(client.status());
     return kExitFailure;
   }
-  absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession();
+  SessionOptions session_options;
+  for (const std::string& layer : absl::GetFlag(FLAGS_require_jail)) {
+    if (layer == "all") {
+      for (const char* each : {"user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc",
+                               "seccomp", "no_new_privs", "rlimits"}) {
+        session_options.required_jail_layers.push_back(each);
+      }
+    } else {
+      session_options.required_jail_layers.push_back(layer);
+    }
+  }
+  // What the library prints goes where the shell user sees it, in order with the result.
+  session_options.on_output = [](v1::OutputStream stream, absl::string_view bytes) {
+    FILE* target = stream == v1::STDOUT ? stdout : stderr;
+    fwrite(bytes.data(), 1, bytes.size(), target);
+    fflush(target);
+  };
+  absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession(session_options);
   if (!session.ok()) {
     PrintError(session.status());
     return kExitFailure;
+  }
+  if (absl::GetFlag(FLAGS_show_jail)) {
+    const v1::SessionOpened& info = (*session)->info();
+    fprintf(stderr, "jail: %s\n",
+            info.jail_layers().empty() ? "none" : absl::StrJoin(info.jail_layers(), ", ").c_str());
+    for (const std::string& waived : info.waived_jail_layers()) {
+      fprintf(stderr, "jail WAIVED: %s\n", waived.c_str());
+    }
   }
   absl::StatusOr<Library> library = (*session)->Load(library_path);
   if (!library.ok()) {

@@ -1,4 +1,5 @@
 // The C++ client against a real ffiboxd, real workers and the real test library.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -7,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "client/cpp/ffibox_client.h"
 #include "core/errors.h"
 #include "gtest/gtest.h"
@@ -249,6 +251,51 @@ TEST_F(ClientTest, NoWorkerOutlivesItsSession) {
         return true;
       },
       absl::Seconds(5)));
+}
+
+TEST_F(ClientTest, TheSessionReportsEveryJailLayerAndCanRequireThem) {
+  const auto& layers = session_->info().jail_layers();
+  for (const char* layer : {"user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc",
+                            "seccomp", "no_new_privs", "rlimits"}) {
+    EXPECT_NE(std::find(layers.begin(), layers.end(), layer), layers.end()) << layer;
+  }
+  EXPECT_TRUE(session_->info().waived_jail_layers().empty());
+  SessionOptions options;
+  options.required_jail_layers = {"filesystem", "seccomp"};
+  EXPECT_TRUE(client_->OpenSession(options).ok());
+  options.required_jail_layers = {"filesystem", "landlock"};
+  absl::StatusOr<std::unique_ptr<Session>> refused = client_->OpenSession(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ToProtoError(refused.status()).code(), v1::JAIL_UNAVAILABLE) << refused.status();
+  EXPECT_NE(refused.status().message().find("landlock"), std::string::npos) << refused.status();
+}
+
+TEST_F(ClientTest, WhatTheLibraryPrintsReachesTheOutputHandler) {
+  absl::Mutex mu;
+  std::string out, err;
+  SessionOptions options;
+  options.on_output = [&](v1::OutputStream stream, absl::string_view bytes) {
+    absl::MutexLock lock(&mu);
+    (stream == v1::STDOUT ? out : err).append(bytes.data(), bytes.size());
+  };
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
+  ASSERT_TRUE(session.ok()) << session.status();
+  absl::StatusOr<Library> libc = (*session)->Load("libc.so.6");
+  ASSERT_TRUE(libc.ok()) << libc.status();
+  absl::StatusOr<Function<long(int, const char*, unsigned long)>> write =
+      libc->Function<long(int, const char*, unsigned long)>("write");
+  ASSERT_TRUE(write.ok()) << write.status();
+  EXPECT_RESULT((*write)(1, "to stdout\n", 10), 10);
+  EXPECT_RESULT((*write)(2, "to stderr\n", 10), 10);
+  EXPECT_TRUE(test_support::WaitFor(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return out == "to stdout\n" && err == "to stderr\n";
+      },
+      absl::Seconds(5)));
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(out, "to stdout\n");
+  EXPECT_EQ(err, "to stderr\n");
 }
 
 }  // namespace
