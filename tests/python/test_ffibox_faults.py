@@ -159,3 +159,26 @@ def test_private_server_and_workers_die_with_a_killed_client():
     while time.monotonic() < deadline and any(_alive(p) for p in [server_pid, *workers]):
         time.sleep(0.05)
     assert not any(_alive(p) for p in [server_pid, *workers])
+
+
+SWAP_BEFORE_FIRST_USE_CHILD = textwrap.dedent("""
+    import os, sys
+    os.environ["FFIBOX_ADDRESS"] = "unix:/nonexistent-ffibox/ffiboxd.sock"
+    import ffibox.ctypes
+    sys.modules["ctypes"] = ffibox.ctypes   # how a whole binding is swapped
+    import ctypes
+    libm = ctypes.CDLL("libm.so.6")
+    libm.cos.restype = ctypes.c_double
+    print(libm.cos(ctypes.c_double(0.0)), flush=True)
+""")
+
+
+def test_swapping_sys_modules_ctypes_before_first_use_starts_the_private_server():
+    # The private server must start without running Python code in a forked child: with
+    # ctypes swapped, such code would import ffibox.ctypes while another thread holds the
+    # import lock, and hang.
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
+    result = subprocess.run([sys.executable, "-c", SWAP_BEFORE_FIRST_USE_CHILD],
+                            capture_output=True, env=env, text=True, timeout=25)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1.0"
