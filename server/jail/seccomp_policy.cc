@@ -44,6 +44,8 @@ constexpr const char* kStrictSyscalls[] = {
     "recvmmsg",
     "sendmmsg",
     "shutdown",
+    "bind",
+    "setsockopt",
     "getsockname",
     "getpeername",
     "getsockopt",
@@ -134,6 +136,7 @@ constexpr const char* kStrictSyscalls[] = {
     "getcpu",
     "arch_prctl",
     "restart_syscall",
+    "sched_setaffinity",
     // Signals delivered to the worker itself.
     "rt_sigaction",
     "rt_sigprocmask",
@@ -188,11 +191,9 @@ constexpr const char* kPermissiveSyscalls[] = {
     "waitid",
     "socketpair",
     "connect",
-    "bind",
     "listen",
     "accept",
     "accept4",
-    "setsockopt",
     "memfd_create",
     "chmod",
     "fchmod",
@@ -228,9 +229,11 @@ constexpr const char* kPermissiveSyscalls[] = {
 };
 
 // prctl options a library may use on itself.
-constexpr int kAllowedPrctls[] = {PR_SET_NAME,       PR_GET_NAME,      PR_SET_VMA,
-                                  PR_GET_DUMPABLE,   PR_GET_SECCOMP,   PR_GET_NO_NEW_PRIVS,
-                                  PR_GET_TIMERSLACK, PR_SET_TIMERSLACK};
+constexpr int kAllowedPrctls[] = {
+    PR_SET_NAME, PR_GET_NAME, PR_SET_VMA, PR_GET_DUMPABLE, PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS,
+    PR_GET_TIMERSLACK, PR_SET_TIMERSLACK,
+    // Reads that libcap-linked libraries (libsystemd, SDL) make in their constructors.
+    PR_CAPBSET_READ, PR_GET_KEEPCAPS, PR_GET_SECUREBITS, PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER};
 
 // ioctls the strict policy allows: terminal probes (isatty) and descriptor flags. Not
 // TIOCSTI, which could type into the broker's terminal through an inherited stdout.
@@ -278,9 +281,10 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
         "own-pid rule");
     if (!status.ok()) return status;
   }
-  // pid 0 means "the caller" for these.
-  for (int nr : {SCMP_SYS(prlimit64), SCMP_SYS(sched_setaffinity), SCMP_SYS(sched_setscheduler),
-                 SCMP_SYS(sched_setparam)}) {
+  // pid 0 means "the caller" for these. sched_setaffinity is also allowed on any thread:
+  // libraries (Mesa) pin their own threads by tid, and the pid namespace holds nothing else
+  // of interest.
+  for (int nr : {SCMP_SYS(prlimit64), SCMP_SYS(sched_setscheduler), SCMP_SYS(sched_setparam)}) {
     absl::Status status =
         Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0)), "pid 0 rule");
     if (!status.ok()) return status;
@@ -308,6 +312,13 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
                                           SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)),
             "clone rule");
   if (!clone.ok()) return clone;
+  // Netlink sockets: udev and libusb open them at init; in the worker's own network
+  // namespace there is nothing to reach through them.
+  absl::Status netlink =
+      Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                             SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_NETLINK))),
+            "netlink socket rule");
+  if (!netlink.ok()) return netlink;
   if (permissive) {
     absl::Status unix_socket =
         Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,

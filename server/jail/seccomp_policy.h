@@ -10,11 +10,14 @@
 // worker's: a library's own SIGSYS handler, or a crash report it forges, changes nothing.
 //
 //   strict      threads (clone with CLONE_THREAD), memory, files on existing descriptors
-//               and the filesystem the jail shows, time, signals to itself. No process
-//               creation, no socket creation, no execve, no ptrace, no mount, no signals to
-//               other processes, no bpf, no keyctl, no unshare/setns, no io_uring.
+//               and the filesystem the jail shows, time, signals to itself, the reads
+//               library constructors make (prctl PR_CAPBSET_READ and friends), pinning
+//               its own threads, netlink sockets (nothing to reach in its own network
+//               namespace). No process creation, no other socket, no execve, no ptrace, no
+//               mount, no signals to other processes, no bpf, no keyctl, no unshare/setns,
+//               no io_uring.
 //   permissive  strict, plus fork/vfork/clone of processes (never of namespaces), wait4,
-//               unix-domain sockets (socket(AF_UNIX), socketpair, connect, bind, ...),
+//               unix-domain sockets (socket(AF_UNIX), socketpair, connect, listen, ...),
 //               memfd_create, chmod/chown/link/symlink/xattr/inotify and any ioctl.
 #ifndef FFIBOX_SERVER_JAIL_SECCOMP_POLICY_H_
 #define FFIBOX_SERVER_JAIL_SECCOMP_POLICY_H_

@@ -221,6 +221,12 @@ TEST_F(SandboxTest, TheJailsInitShowsNothingOfTheBroker) {
   EXPECT_EQ(cmdline.find("--"), std::string::npos);
 }
 
+TEST_F(SandboxTest, WhatLibraryConstructorsCommonlyDoIsAllowed) {
+  absl::StatusOr<int> result = Probe<int()>("probe_library_init_calls")();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, 0) << "errno " << -*result;
+}
+
 TEST_F(SandboxTest, ForkBombIsAViolationAndLeavesNoProcesses) {
   ExpectViolation(Probe<int(int)>("probe_fork_bomb")(1000), {"clone", "fork", "vfork"});
   EXPECT_TRUE(test_support::WaitFor(

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -164,4 +166,19 @@ int probe_forge_sigsys_report(void) {
  * count, or -errno. */
 long probe_init_cmdline(char* out, long capacity) {
   return probe_read_file("/proc/1/cmdline", out, capacity);
+}
+
+/* What library constructors commonly do at load (libcap's PR_CAPBSET_READ, udev/libusb's
+ * netlink socket, Mesa pinning its own thread): 0 when all were allowed, else -errno of
+ * the first refusal (a refusal that kills the worker never returns). */
+int probe_library_init_calls(void) {
+  if (prctl(PR_CAPBSET_READ, 0, 0, 0, 0) < 0) return -errno;
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 15 /* NETLINK_KOBJECT_UEVENT */);
+  if (fd < 0) return -errno;
+  close(fd);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity((pid_t)syscall(SYS_gettid), sizeof(set), &set) != 0) return -errno;
+  if (sched_setaffinity((pid_t)syscall(SYS_gettid), sizeof(set), &set) != 0) return -errno;
+  return 0;
 }
