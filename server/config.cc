@@ -352,6 +352,14 @@ absl::StatusOr<ServerSettings> ResolveServerConfig(const ServerConfig& config,
   if (!status.ok()) return status;
   status = ResolveSandbox(config.sandbox(), &settings.session.jail, &settings.jail_waivers);
   if (!status.ok()) return status;
+  for (int i = 0; i < config.sandbox().env_allow_size(); ++i) {
+    const std::string& pattern = config.sandbox().env_allow(i);
+    if (pattern.empty() || pattern.find_first_of("=\0") != std::string::npos) {
+      return FieldError(absl::StrCat("sandbox.env_allow[", i, "]"),
+                        "a variable name or glob (\"LANG\", \"SDL_*\") without '='");
+    }
+    settings.session.env_allow.push_back(pattern);
+  }
 
   absl::StatusOr<uint64_t> per_identity =
       InRange(config.limits().max_sessions_per_identity(), kDefaultMaxSessionsPerIdentity, 1,

@@ -69,6 +69,10 @@ TEST(ServerConfig, WaiversAndVisiblePathsAreChecked) {
   ExpectRefused(R"(sandbox { waive_layers: "everything" })", "sandbox.waive_layers[0]");
   ExpectRefused(R"(sandbox { visible_paths: "/" })", "sandbox.visible_paths[0]");
   ExpectRefused(R"(sandbox { visible_paths: "relative" })", "sandbox.visible_paths[0]");
+  ExpectRefused(R"(sandbox { env_allow: "A=B" })", "sandbox.env_allow[0]");
+  absl::StatusOr<ServerSettings> env = Resolve(R"(sandbox { env_allow: "SDL_*" })");
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->session.env_allow, std::vector<std::string>{"SDL_*"});
 }
 
 TEST(ServerConfig, FieldsAreApplied) {

@@ -85,6 +85,10 @@ ABSL_FLAG(std::vector<std::string>, jail_visible_path, {},
           "directory shown read-only in every worker's filesystem view (libraries need not "
           "be: the broker hands the worker a descriptor); repeatable and comma-separated; "
           "adds to the file's sandbox.visible_paths");
+ABSL_FLAG(std::vector<std::string>, allow_env, {},
+          "environment variable names or globs (SDL_*, LANG) sessions may set for their "
+          "workers; repeatable and comma-separated; adds to the file's sandbox.env_allow "
+          "(default: none)");
 ABSL_FLAG(bool, exit_with_parent, false,
           "exit when the process that started ffiboxd exits (used by clients that start a "
           "private server)");
@@ -224,6 +228,9 @@ absl::Status ApplyFlags(int argc, char** argv, ServerConfig* config) {
   }
   for (const std::string& path : AllValues(argc, argv, "jail_visible_path")) {
     config->mutable_sandbox()->add_visible_paths(path);
+  }
+  for (const std::string& pattern : AllValues(argc, argv, "allow_env")) {
+    config->mutable_sandbox()->add_env_allow(pattern);
   }
   if (Specified("pool_size")) {
     absl::StatusOr<uint64_t> size = NonNegative("pool_size", absl::GetFlag(FLAGS_pool_size));

@@ -1,12 +1,50 @@
 #include "server/request_validation.h"
 
+#include <fnmatch.h>
+
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
 #include "core/layout.h"
 #include "server/pending_request.h"
 
 namespace ffibox {
+
+absl::Status ValidateEnvironment(const v1::OpenSession& open,
+                                 const std::vector<std::string>& allowed) {
+  if (open.environment_size() > kMaxEnvironmentVariables) {
+    return InvalidArgumentAt("open.environment",
+                             absl::StrCat("at most ", kMaxEnvironmentVariables, " variables"));
+  }
+  for (const auto& [name, value] : open.environment()) {
+    const std::string field = absl::StrCat("open.environment[", name, "]");
+    bool well_formed = !name.empty() && name.size() <= 256 &&
+                       (absl::ascii_isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_');
+    for (char c : name) {
+      well_formed = well_formed && (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_');
+    }
+    if (!well_formed) {
+      return InvalidArgumentAt("open.environment",
+                               "a variable name is not [A-Za-z_][A-Za-z0-9_]* (at most 256)");
+    }
+    if (value.size() > kMaxEnvironmentValueBytes || value.find('\0') != std::string::npos) {
+      return InvalidArgumentAt(field,
+                               absl::StrCat("the value must be at most ", kMaxEnvironmentValueBytes,
+                                            " bytes without NUL"));
+    }
+    bool admitted = false;
+    for (const std::string& pattern : allowed) {
+      admitted = admitted || fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+    }
+    if (!admitted) {
+      return InvalidArgumentAt(
+          field, absl::StrCat(name, " is not in the server's sandbox.env_allow",
+                              allowed.empty() ? " (empty: the server accepts no variables)" : ""));
+    }
+  }
+  return absl::OkStatus();
+}
 namespace {
 
 absl::Status ValidateName(absl::string_view name, size_t max_bytes, absl::string_view field) {

@@ -22,6 +22,15 @@ inline constexpr size_t kMaxSymbolBytes = 1024;
 // A library path: non-empty, at most kMaxPathBytes, no NUL byte.
 absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load);
 
+// OK when every variable of `open.environment` has a well-formed name matching one of
+// `allowed` (names or shell globs), there are at most kMaxEnvironmentVariables and no value
+// exceeds kMaxEnvironmentValueBytes or holds a NUL; INVALID_ARGUMENT naming the variable
+// otherwise.
+inline constexpr int kMaxEnvironmentVariables = 64;
+inline constexpr size_t kMaxEnvironmentValueBytes = 4096;
+absl::Status ValidateEnvironment(const v1::OpenSession& open,
+                                 const std::vector<std::string>& allowed);
+
 // A signature (types within `limits`) and exactly one target: `library` + `symbol`, or
 // `address` (a function pointer the library returned; then library is 0 and symbol empty).
 absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits);

@@ -430,5 +430,22 @@ TEST(ValidateCallbackReturn, PointeesOnlyForShippedArgumentsWithTheirSize) {
             v1::INVALID_ARGUMENT);
 }
 
+TEST(ValidateEnvironment, AdmitsAllowedNamesAndNamesTheRefusedOne) {
+  v1::OpenSession open;
+  (*open.mutable_environment())["SDL_VIDEODRIVER"] = "dummy";
+  (*open.mutable_environment())["LANG"] = "C";
+  EXPECT_TRUE(ValidateEnvironment(open, {"SDL_*", "LANG"}).ok());
+  absl::Status refused = ValidateEnvironment(open, {"SDL_*"});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("LANG"), std::string::npos) << refused;
+  EXPECT_FALSE(ValidateEnvironment(open, {}).ok());
+  v1::OpenSession bad_name;
+  (*bad_name.mutable_environment())["A=B"] = "x";
+  EXPECT_FALSE(ValidateEnvironment(bad_name, {"*"}).ok());
+  v1::OpenSession nul_value;
+  (*nul_value.mutable_environment())["LANG"] = std::string("C\0evil", 6);
+  EXPECT_FALSE(ValidateEnvironment(nul_value, {"*"}).ok());
+}
+
 }  // namespace
 }  // namespace ffibox

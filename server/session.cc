@@ -152,6 +152,11 @@ void Session::Open(const v1::Request& request) {
                                               absl::FormatDuration(config_.max_call_timeout))));
     return;
   }
+  absl::Status environment = ValidateEnvironment(open, config_.env_allow);
+  if (!environment.ok()) {
+    ReplyError(request, environment);
+    return;
+  }
   uint64_t server_cap = config_.jail.address_space_bytes;
   uint64_t memory_limit = server_cap;
   if (open.memory_limit_bytes() != 0) {
@@ -174,6 +179,7 @@ void Session::Open(const v1::Request& request) {
     call_timeout_ = timeout;
     restart_ = open.restart() != v1::NO_RESTART;
     memory_limit_bytes_ = memory_limit;
+    environment_.assign(open.environment().begin(), open.environment().end());
   }
   v1::Response response;
   v1::SessionOpened* opened = response.mutable_opened();

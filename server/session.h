@@ -82,6 +82,8 @@ struct SessionConfig {
   // The jail of the session's workers; its address_space_bytes and cpu_seconds are the
   // session's memory and CPU caps, also applied from the broker (server/worker_limits.h).
   JailOptions jail;
+  // Environment variable names or globs a session may set (OpenSession.environment).
+  std::vector<std::string> env_allow;
   // Idle workers for the session's first worker (not owned; must outlive the session).
   // Null: every worker is started on demand.
   WorkerPool* pool = nullptr;
@@ -227,6 +229,8 @@ class Session {
   // The session's memory cap (worker address space; 0 = none), from the server's cap or
   // OpenSession.memory_limit_bytes.
   uint64_t memory_limit_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // OpenSession.environment (validated), set in the worker before each library load.
+  std::vector<std::pair<std::string, std::string>> environment_ ABSL_GUARDED_BY(mu_);
   bool restart_ ABSL_GUARDED_BY(mu_) = true;
   std::vector<LibraryRecord> libraries_ ABSL_GUARDED_BY(mu_);  // handle = index + 1
   absl::flat_hash_map<uint64_t, FunctionRecord> functions_ ABSL_GUARDED_BY(mu_);

@@ -195,6 +195,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     }
     pending.sequence = next_sequence_++;
     wrapped.set_id(pending.sequence);
+    if (request.has_load_library()) {
+      for (const auto& [name, value] : environment_) (*wrapped.mutable_environment())[name] = value;
+    }
     wrapped.set_handle(pending.handle);
     wrapped.set_invocation(pending.scope);
     Scope& scope = scopes_[pending.scope];

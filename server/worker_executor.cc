@@ -1,6 +1,7 @@
 #include "server/worker_executor.h"
 
 #include <dlfcn.h>
+#include <stdlib.h>
 
 #include <string>
 
@@ -33,6 +34,10 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
   absl::Status status;
   switch (request.op_case()) {
     case v1::Request::kLoadLibrary:
+      // The session's environment, before the library's constructors run.
+      for (const auto& [name, value] : wrapped.environment()) {
+        setenv(name.c_str(), value.c_str(), 1);
+      }
       status = LoadLibrary(wrapped.handle(), request.load_library(),
                            wrapped.library_descriptor() ? wrapped.id() : 0);
       if (status.ok()) response.mutable_library()->set_library(wrapped.handle());

@@ -46,6 +46,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   open->set_call_timeout_ms(TimeoutMillis(options.call_timeout));
   open->set_restart(options.restart ? v1::RESTART : v1::NO_RESTART);
   open->set_memory_limit_bytes(options.memory_limit_bytes);
+  for (const auto& [name, value] : options.environment)
+    (*open->mutable_environment())[name] = value;
   absl::StatusOr<v1::Response> response = (*stream)->Send(std::move(request));
   if (!response.ok()) return response.status();
   if (!response->has_opened()) {

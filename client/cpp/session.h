@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -46,6 +47,9 @@ struct SessionOptions {
   // "mount", "filesystem", "proc", "seccomp", "no_new_privs", "rlimits"); Open fails with
   // JAIL_UNAVAILABLE naming the missing ones otherwise.
   std::vector<std::string> required_jail_layers;
+  // Environment variables for the session's workers, set before any library loads; the
+  // server accepts only names its sandbox.env_allow lists (INVALID_ARGUMENT otherwise).
+  std::map<std::string, std::string> environment;
   // Receives what the library prints (WORKER_OUTPUT events), on the stream's reader thread;
   // it must not block. Unset: the bytes go to this process's stderr.
   OutputHandler on_output;

@@ -183,3 +183,12 @@ EXPORT int sleep_ms(int ms) {
   if (ms > 0) usleep((useconds_t)ms * 1000u);
   return ms;
 }
+
+/* The environment, as a library configured by it sees it: at load (a constructor reads
+ * FFIBOX_TEST_AT_LOAD) and later (any variable). NULL when unset. */
+static const char* value_at_load;
+__attribute__((constructor)) static void read_environment_at_load(void) {
+  value_at_load = getenv("FFIBOX_TEST_AT_LOAD");
+}
+const char* env_at_load(void) { return value_at_load; }
+const char* env_value(const char* name) { return getenv(name); }

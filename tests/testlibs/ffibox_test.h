@@ -56,6 +56,8 @@ int sum_variadic(int count, ...); /* sum of `count` int variadic arguments */
 size_t str_len(const char* s);      /* strlen(s); 0 for NULL */
 const char* greeting(void);         /* "hello, ffibox" (static) */
 char* str_dup_upper(const char* s); /* malloc'd upper-case copy; NULL for NULL */
+const char* env_at_load(void);         /* FFIBOX_TEST_AT_LOAD when the library loaded */
+const char* env_value(const char* name); /* getenv(name) */
 size_t wstr_len(const wchar_t* s);  /* wcslen(s); 0 for NULL */
 const wchar_t* wgreeting(void);     /* L"h\u00e9llo \u4e16\u754c" (static) */
 const char* null_string(void);      /* NULL */

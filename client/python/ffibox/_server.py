@@ -64,8 +64,10 @@ class PrivateServer:
         # it adds nothing to the workers' view. --exit_with_parent ties the server's life to
         # this process without running Python code between fork and exec (a forked child
         # must not import anything: another thread may hold the import lock).
+        # --allow_env=*: which variables reach the workers is this process's choice
+        # (FFIBOX_ENV, connect(env=...); none by default).
         self.command = [binary, "--listen=" + self.address, "--allow_root=/",
-                        "--exit_with_parent"]
+                        "--allow_env=*", "--exit_with_parent"]
         self.process: Optional[subprocess.Popen] = None
         self._ready = threading.Event()
         self._first_line = ""

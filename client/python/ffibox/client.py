@@ -5,6 +5,7 @@
         libm = session.CDLL("libm.so.6")
 """
 import ctypes as _ct
+import fnmatch
 import os
 import threading
 from typing import Any, Dict, Iterable, Optional
@@ -29,12 +30,24 @@ def _listening(channel, timeout: float) -> bool:
         return False
 
 
-def connect(address: Optional[str] = None, timeout: float = 2.0) -> "Client":
+def forwarded_environment() -> Dict[str, str]:
+    """The variables of this process named by FFIBOX_ENV (comma-separated names or globs,
+    e.g. "SDL_*,LANG"): what sessions forward to their workers by default. The server
+    accepts only the names its sandbox.env_allow lists."""
+    patterns = [p.strip() for p in os.environ.get("FFIBOX_ENV", "").split(",") if p.strip()]
+    return {name: value for name, value in os.environ.items()
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)}
+
+
+def connect(address: Optional[str] = None, timeout: float = 2.0,
+            env: Optional[Dict[str, str]] = None) -> "Client":
     """A client of the ffiboxd at `address` (`unix:/path`).
 
     Without an address: FFIBOX_ADDRESS, else the default socket; if nothing listens there, a
     private ffiboxd is started on an owner-only socket and stopped when this process ends
-    (also when it is killed). Raises ffibox.Error when an explicit address does not answer,
+    (also when it is killed). `env`: environment variables for the workers of its sessions
+    (default: the variables FFIBOX_ENV names). Raises ffibox.Error when an explicit address
+    does not answer,
     and UntrustedServer, before sending anything, when a unix socket (explicit or default),
     its directory or the process listening on it belongs to another user than you or root.
     """
@@ -44,7 +57,7 @@ def connect(address: Optional[str] = None, timeout: float = 2.0) -> "Client":
         if not _listening(channel, timeout):
             channel.close()
             raise Error("UNAVAILABLE: no ffiboxd answers at %s" % address, "UNAVAILABLE")
-        return Client(address, channel)
+        return Client(address, channel, env=env)
     address = _server.default_address()
     if address.startswith("unix:"):
         try:
@@ -56,33 +69,38 @@ def connect(address: Optional[str] = None, timeout: float = 2.0) -> "Client":
         else:
             channel = grpc.insecure_channel(address)
             if _listening(channel, timeout):
-                return Client(address, channel)
+                return Client(address, channel, env=env)
             channel.close()
     private = _server.private_server()
     check_unix_server(private.address, timeout)
-    return Client(private.address, grpc.insecure_channel(private.address), private)
+    return Client(private.address, grpc.insecure_channel(private.address), private, env=env)
 
 
 class Client:
     """A connection to one ffiboxd; makes sessions."""
 
-    def __init__(self, address: str, channel, private_server=None) -> None:
+    def __init__(self, address: str, channel, private_server=None,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.address = address
         self._channel = channel
         self._private_server = private_server
+        # Environment variables every session of this client asks for its workers.
+        self.env = dict(env) if env is not None else forwarded_environment()
 
     def session(self, timeout: Optional[float] = None, memory_limit: Optional[int] = None,
                 restart: bool = True,
-                require_jail: Optional[Iterable[str]] = None) -> "Session":
+                require_jail: Optional[Iterable[str]] = None,
+                env: Optional[Dict[str, str]] = None) -> "Session":
         """A new session (its own worker). `timeout`: default per-call deadline in seconds;
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
         `require_jail`: jail layers the session's workers must have ("user", "pid", "net",
         "ipc", "uts", "mount", "filesystem", "proc", "seccomp", ...), else ffibox.Error
-        JAIL_UNAVAILABLE (default: $FFIBOX_REQUIRE_JAIL, comma-separated, or none).
+        JAIL_UNAVAILABLE (default: $FFIBOX_REQUIRE_JAIL, comma-separated, or none);
+        `env`: environment variables for the session's workers (default: the client's).
         """
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
-                       require_jail=require_jail)
+                       require_jail=require_jail, env=env)
 
     def close(self) -> None:
         """Closes the channel (sessions made from it end)."""
@@ -100,11 +118,14 @@ class Session:
 
     def __init__(self, client: Client, timeout: Optional[float] = None,
                  memory_limit: Optional[int] = None, restart: bool = True,
-                 require_jail: Optional[Iterable[str]] = None) -> None:
+                 require_jail: Optional[Iterable[str]] = None,
+                 env: Optional[Dict[str, str]] = None) -> None:
+        if env is None:
+            env = client.env
         open_request = pb.OpenSession(
             call_timeout_ms=int(timeout * 1000) if timeout else 0,
             restart=pb.RESTART if restart else pb.NO_RESTART,
-            memory_limit_bytes=memory_limit or 0)
+            memory_limit_bytes=memory_limit or 0, environment=env or {})
         self.client = client
         self.stream = SessionStream(client._channel)
         self.stream.session = self
