@@ -192,3 +192,37 @@ __attribute__((constructor)) static void read_environment_at_load(void) {
 }
 const char* env_at_load(void) { return value_at_load; }
 const char* env_value(const char* name) { return getenv(name); }
+
+/* Worker memory handed back through typed out-parameters (the caller must never
+ * dereference a worker address itself). */
+static int owned_numbers[4] = {7, 8, 9, 10};
+static const char* owned_names[] = {"alpha", "beta", "gamma", NULL};
+
+void out_malloced_string(char** out) { *out = strdup("made by the library"); }
+void out_int_array(int** out) { *out = owned_numbers; }
+int owned_number_at(int index) { return owned_numbers[index]; }
+void fill_record(Record* record) {
+  record->id = 42;
+  record->name = strdup("record name");
+  record->numbers = owned_numbers;
+}
+void fill_names(const char** names, int n) {
+  for (int i = 0; i < n && i < 3; ++i) names[i] = owned_names[i];
+}
+int each_row(int (*row)(void* context, int columns, char** values), void* context) {
+  static char* values[] = {"first", "second", "third", NULL};
+  return row(context, 3, values);
+}
+
+/* An opaque handle, as C APIs hand out objects. */
+struct Handle {
+  int value;
+};
+Handle* handle_new(int value) {
+  Handle* handle = malloc(sizeof(Handle));
+  handle->value = value;
+  return handle;
+}
+void handle_out(int value, Handle** out) { *out = handle_new(value); }
+int handle_get(const Handle* handle) { return handle->value; }
+void handle_free(Handle* handle) { free(handle); }

@@ -6,7 +6,7 @@ import threading
 import traceback
 from typing import Any, Dict, Optional, Tuple
 
-from ffibox import _marshal, _types
+from ffibox import _images, _marshal, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 from ffibox.errors import SymbolNotFound
@@ -76,6 +76,8 @@ class RemoteCall:
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
+        # What the caller changed in images of worker memory reaches the worker first.
+        session.images.sync()
         response = session.stream.request(call=call)
         result = response.call
         if self._use_errno and result.HasField("errno_value"):
@@ -214,8 +216,17 @@ def callback_handler(prototype, function):
         pointees = {p.arg: p.data for p in invoke.pointees}
         local_copies = {}
         args = []
+        budget = [_images.MAX_IMAGES_PER_OPERATION]
         for index, (t, value) in enumerate(zip(argtypes, invoke.args)):
-            if index in pointees and _types.is_pointer(t):
+            if index in pointees and _types.is_pointer(t) and _types.pointer_offsets(t._type_):
+                # Pointers to pointers (char** values, T**): an image of the worker's array,
+                # every element converted, so the callback never sees a worker address.
+                holder = t()
+                address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
+                local = session.images.bind(holder, 0, t, address, stream.generation, budget)
+                args.append(_ct.cast(local, t) if local else holder)
+                local_copies[index] = (holder, local)
+            elif index in pointees and _types.is_pointer(t):
                 copy = t._type_.from_buffer_copy(pointees[index])
                 local_copies[index] = copy
                 args.append(_ct.pointer(copy))
@@ -232,6 +243,13 @@ def callback_handler(prototype, function):
             traceback.print_exc()
             answer = pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
         for index, copy in local_copies.items():
+            if isinstance(copy, tuple):
+                holder, local = copy
+                if local:
+                    size = _ct.sizeof(argtypes[index]._type_)
+                    answer.pointees.add(arg=index, data=session.images.worker_bytes(
+                        local, size, _types.pointer_offsets(argtypes[index]._type_)))
+                continue
             answer.pointees.add(arg=index, data=bytes(copy))
         return answer
 

@@ -9,15 +9,16 @@ are copied back into the same local objects.
 import ctypes as _ct
 import re
 import struct
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from ffibox import _types
+from ffibox import _images, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 
 _CArgObject = type(_ct.byref(_ct.c_int()))
 _ADDRESS_IN_REPR = re.compile(r"\(0x([0-9a-f]+)\)")
 _NULL = pb.Value(pointer=pb.PointerValue(null=True))
+_WORD = struct.Struct("<Q")
 
 
 # One exception class for both modules: code catching ctypes.ArgumentError keeps working.
@@ -36,6 +37,9 @@ class CallBuilder:
         self.blocks: List[Any] = []
         self._extents: List[Tuple[int, int, int]] = []    # local start, end, block index
         self._owners: List[Any] = []                        # block index -> local object
+        # block index -> {offset: the caller's own word} for pointer slots sent as worker
+        # addresses (images), restored after the call unless the library changed them.
+        self._own_words: Dict[int, Dict[int, int]] = {}
         self._candidates: List[Tuple[int, int, Any]] = []  # reachable local memory
 
     # -- building --------------------------------------------------------------------------
@@ -48,11 +52,16 @@ class CallBuilder:
                 self.blocks[found[0]].data):
             return found[0]
         size = _ct.sizeof(obj)
-        index = self._new_block(start, size, obj, _ct.string_at(start, size), pb.INOUT)
+        slots = _types.pointer_offsets(type(obj))
+        images = self.session.images
+        index = self._new_block(start, size, obj, images.worker_bytes(start, size, slots),
+                                pb.INOUT)
         self._collect(getattr(obj, "_objects", None))
-        for offset, ptype in _types.pointer_offsets(type(obj)):
+        for offset, ptype in slots:
             word = _ct.c_void_p.from_address(start + offset).value
-            if word:
+            if word and images.find(word) is not None:
+                self._own_words.setdefault(index, {})[offset] = word
+            elif word:
                 self._relocate(index, offset, ptype, word)
         return index
 
@@ -124,6 +133,9 @@ class CallBuilder:
         """A pointer Value for a local pointer's value; remote when not client memory."""
         if not address:
             return _NULL
+        mapped = self.session.images.worker_address(address)
+        if mapped is not None:
+            return remote_value(*mapped)
         target = self.locate(address)
         if target is None:
             return remote_value(address, self.session.generation)
@@ -133,7 +145,13 @@ class CallBuilder:
     # -- copying back ----------------------------------------------------------------------
 
     def copy_back(self, result, generation: int) -> None:
-        """Writes the OUT/INOUT blocks of `result` into the local objects they came from."""
+        """Writes the OUT/INOUT blocks of `result` into the local objects they came from.
+
+        A pointer slot the library left as it was gets the caller's own value back; one it
+        pointed into memory this call shipped is rewired to the local object; one it set to
+        other worker memory gets a local image of the typed pointee (ffibox._images), never
+        the raw worker address."""
+        budget = [_images.MAX_IMAGES_PER_OPERATION]
         for contents in result.blocks:
             owner = self._owners[contents.block] if contents.block < len(self._owners) else None
             if owner is None or isinstance(owner, bytes):
@@ -142,8 +160,21 @@ class CallBuilder:
             data = contents.data[:_ct.sizeof(owner)]
             _ct.memmove(start, data, len(data))
             relocated = {p.offset: p.target for p in contents.pointers}
-            for offset, _ in _types.pointer_offsets(type(owner)):
+            sent = self.blocks[contents.block].data
+            own_words = self._own_words.get(contents.block, {})
+            for offset, ptype in _types.pointer_offsets(type(owner)):
                 target = relocated.get(offset)
+                if target is None and offset + 8 <= len(data):
+                    returned = _WORD.unpack_from(data, offset)[0]
+                    if offset + 8 <= len(sent) and returned == _WORD.unpack_from(sent, offset)[0]:
+                        if offset in own_words:
+                            _ct.c_void_p.from_address(start + offset).value = own_words[offset]
+                    elif returned:
+                        local = self.session.images.bind(owner, offset, ptype, returned,
+                                                         generation, budget)
+                        if local is not None:
+                            _ct.c_void_p.from_address(start + offset).value = local
+                    continue
                 if target is None or target.block >= len(self._owners):
                     continue
                 target_owner = self._owners[target.block]
@@ -286,9 +317,23 @@ def _encode_string_or_void(t, code, value, builder, session):
             return remote_value(*remote)
         if type(value)._type_ == "P":
             return remote_value(value.value or 0, session.generation)
-        if builder is None:
-            raise TypeError("ffibox: client strings cannot be returned from a callback")
-        return builder.local_pointer(_ct.c_void_p.from_buffer(value).value or 0)
+        address = _ct.c_void_p.from_buffer(value).value or 0
+        mapped = session.images.worker_address(address) if address else None
+        if mapped is not None:
+            return remote_value(*mapped)
+        if builder is not None and builder.locate(address) is not None:
+            return builder.local_pointer(address)
+        # A c_char_p / c_wchar_p object of the caller: its string travels with the call.
+        text = value.value
+        if text is None:
+            return _NULL
+        wide = type(value)._type_ == "Z"
+        if code == "P":
+            if builder is None:
+                raise TypeError("ffibox: client strings cannot be returned from a callback")
+            return _block_pointer(builder, builder.add_bytes(
+                text.encode("utf-32-le") if wide else text, b"\0\0\0\0" if wide else b"\0"))
+        return pb.Value(text_value=text) if wide else pb.Value(bytes_value=text)
     if builder is not None and isinstance(value, _ct.Array) and (
             code == "P" or value._type_ is {"z": _ct.c_char, "Z": _ct.c_wchar}[code]):
         return builder.pointer_to(value)

@@ -71,7 +71,9 @@ def to_proto(t, _depth: int = 0, _open: tuple = ()):
                             % (t.__name__, t._type_))
         return pb.Type(scalar=scalar)
     if is_pointer(t):
-        if t._type_ in _open:
+        # A pointer back to a record being described, or to an incomplete record (an
+        # opaque handle: `class Handle(Structure): pass`), is a void* on the wire.
+        if t._type_ in _open or is_incomplete(t._type_):
             return pb.Type(scalar=pb.POINTER)
         return pb.Type(pointer=pb.PointerType(pointee=to_proto(t._type_, _depth + 1, _open)))
     if is_array(t):
@@ -82,6 +84,12 @@ def to_proto(t, _depth: int = 0, _open: tuple = ()):
     if is_function(t):
         return pb.Type(function=signature(t._restype_, t._argtypes_ or ()))
     raise TypeError("ffibox: %r is not a ctypes type" % (t,))
+
+
+def is_incomplete(t) -> bool:
+    """A record declared without fields (C's incomplete type): usable only through
+    pointers."""
+    return is_record(t) and not all_fields(t)
 
 
 def all_fields(t) -> List[tuple]:
@@ -137,6 +145,8 @@ def check_layout(stream, t, checked: Dict[type, bool]) -> None:
     if t in checked or not (is_record(t) or is_array(t) or is_pointer(t)):
         return
     checked[t] = True
+    if is_pointer(t) and is_incomplete(t._type_):
+        return
     if is_array(t) or is_pointer(t):
         check_layout(stream, t._type_, checked)
         return

@@ -14,6 +14,7 @@ import grpc
 
 from ffibox import _server, _types
 from ffibox._functions import RemoteCall, callback_handler
+from ffibox._images import ImageTable
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._stream import SessionStream
@@ -149,6 +150,8 @@ class Session:
                            "; waived: " + "; ".join(self.waived_jail_layers)
                            if self.waived_jail_layers else ""), "JAIL_UNAVAILABLE")
         self.checked_layouts: Dict[type, bool] = {}
+        # Local images of worker memory the library handed back through typed pointers.
+        self.images = ImageTable(self)
         self._callbacks: Dict[int, tuple] = {}  # id(python object) -> (object, callback id)
         self._callbacks_lock = threading.Lock()
         self._functions_at: Dict[tuple, RemoteCall] = {}

@@ -1,0 +1,230 @@
+"""Local images of worker memory the library hands back through typed pointers.
+
+A pointer slot of caller memory (an out-parameter, a structure field, an array element, a
+callback's pointee) that the library filled with a worker address must not keep that
+address: the caller would dereference it in its own address space and crash. The slot gets
+the address of a local *image* instead, bound to the worker address:
+
+- `char*` / `wchar_t*`: the string;
+- `T*` for a pointer-free `T`: `T` and the rest of the worker's page, up to 64 elements
+  (an `int*` that points into an array reads its elements);
+- `T**` (an array of pointers such as `char** argv`): its elements up to the first NULL,
+  each converted in turn;
+- `T*` for a record `T`: one `T`, its own pointer fields converted in turn;
+- an incomplete `T` (an opaque handle) or unreadable memory: an address-only placeholder.
+
+Passing an image (or a pointer into it) back to the library passes the worker address, and
+local changes to an image are written back before the session's next call. An image lives
+as long as the caller's object that holds it. `void*` and function pointers keep the worker
+address, as ctypes keeps addresses: they are integers, not dereferenced here.
+"""
+import ctypes as _ct
+import struct
+import weakref
+from typing import Dict, List, Optional, Tuple
+
+from ffibox import _types
+
+PAGE_BYTES = 4096
+MAX_ELEMENTS = 64
+# How many images one operation (a call's copy-back, a callback's arguments) may make
+# before the rest become address-only placeholders, and how deep a pointer graph is
+# followed: a hostile or cyclic graph costs bounded time and memory.
+MAX_IMAGES_PER_OPERATION = 1024
+MAX_DEPTH = 8
+
+_WORD = struct.Struct("<Q")
+
+
+class Image:
+    """Local bytes mirroring worker memory at `worker` (of worker `generation`)."""
+
+    __slots__ = ("buffer", "start", "size", "worker", "generation", "synced", "slots",
+                 "children", "__weakref__")
+
+    def __init__(self, buffer, size: int, worker: int, generation: int) -> None:
+        self.buffer = buffer
+        self.start = _ct.addressof(buffer)
+        self.size = size            # bytes that mirror worker memory; 0: address only
+        self.worker = worker
+        self.generation = generation
+        self.synced = b""           # the worker's bytes as last read or written
+        self.slots: Dict[int, Tuple[int, int]] = {}  # offset -> (local word, worker word)
+        self.children: List["Image"] = []
+
+
+class ImageTable:
+    """A session's images, found by local address (weakly held: owners keep them alive)."""
+
+    def __init__(self, session) -> None:
+        self._session = session
+        self._images: Dict[int, "weakref.ref[Image]"] = {}
+
+    # -- finding ---------------------------------------------------------------------------
+
+    def find(self, address: int) -> Optional[Tuple[Image, int]]:
+        """The image holding local `address`, and the offset into it."""
+        for start, ref in list(self._images.items()):
+            image = ref()
+            if image is None:
+                continue
+            if start <= address < start + max(image.size, 1):
+                return image, address - start
+        return None
+
+    def worker_address(self, address: int) -> Optional[Tuple[int, int]]:
+        """(worker address, generation) for a local address inside an image."""
+        found = self.find(address)
+        if found is None:
+            return None
+        image, offset = found
+        return image.worker + offset, image.generation
+
+    # -- making ----------------------------------------------------------------------------
+
+    def bind(self, owner, offset: int, pointer_type, worker: int, generation: int,
+             budget: Optional[List[int]] = None) -> Optional[int]:
+        """Makes the image `pointer_type` at `worker` calls for, keeps it alive with
+        `owner` (whose slot at `offset` will hold it), and returns its local address; None
+        when the pointer stays a worker address (void*, function pointers)."""
+        budget = budget if budget is not None else [MAX_IMAGES_PER_OPERATION]
+        image = self._make(pointer_type, worker, generation, budget, 0)
+        if image is None:
+            return None
+        keep = owner.__dict__.setdefault("_ffibox_images", {})
+        keep[offset] = image
+        return image.start
+
+    def convert_slots(self, obj, generation: int, budget: Optional[List[int]] = None) -> None:
+        """Replaces every worker address in the pointer slots of local object `obj` (which
+        holds worker bytes, such as a callback's pointee) by an image."""
+        budget = budget if budget is not None else [MAX_IMAGES_PER_OPERATION]
+        start = _ct.addressof(obj)
+        for offset, pointer_type in _types.pointer_offsets(type(obj)):
+            word = _ct.c_void_p.from_address(start + offset).value or 0
+            if word:
+                local = self.bind(obj, offset, pointer_type, word, generation, budget)
+                if local is not None:
+                    _ct.c_void_p.from_address(start + offset).value = local
+
+    def _register(self, image: Image) -> Image:
+        start = image.start
+        self._images[start] = weakref.ref(image, lambda _, s=start: self._images.pop(s, None))
+        return image
+
+    def _address_only(self, worker: int, generation: int) -> Image:
+        return self._register(Image(_ct.create_string_buffer(8), 0, worker, generation))
+
+    def _read(self, worker: int, size: int, generation: int) -> Optional[bytes]:
+        from ffibox.errors import Error
+        try:
+            return self._session.read(worker, size, generation)
+        except Error:
+            return None
+
+    def _make(self, pointer_type, worker: int, generation: int, budget: List[int],
+              depth: int) -> Optional[Image]:
+        code = _types.code_of(pointer_type)
+        if code == "P" or _types.is_function(pointer_type) or not (
+                code in ("z", "Z") or _types.is_pointer(pointer_type)):
+            return None
+        if budget[0] <= 0 or depth > MAX_DEPTH:
+            return self._address_only(worker, generation)
+        budget[0] -= 1
+        if code in ("z", "Z"):
+            return self._make_string(worker, generation, code == "Z")
+        return self._make_pointee(pointer_type._type_, worker, generation, budget, depth)
+
+    def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
+        from ffibox.errors import Error
+        try:
+            text = self._session.read_string(worker, wide, generation)
+        except Error:
+            return self._address_only(worker, generation)
+        buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)
+        image = Image(buffer, _ct.sizeof(buffer), worker, generation)
+        image.synced = bytes(buffer)
+        return self._register(image)
+
+    def _make_pointee(self, t, worker: int, generation: int, budget: List[int],
+                      depth: int) -> Image:
+        element = _ct.sizeof(t)
+        if element == 0:
+            return self._address_only(worker, generation)  # an opaque handle
+        slots = _types.pointer_offsets(t)
+        data = self._read(worker, element, generation)
+        if data is None:
+            return self._address_only(worker, generation)
+        # Arrays: pointer-free elements up to the end of the worker's page, or pointers up
+        # to the first NULL. A record stands alone.
+        if not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z"):
+            room = min(PAGE_BYTES - worker % PAGE_BYTES, MAX_ELEMENTS * element)
+            more = (room // element - 1) * element
+            if more > 0:
+                extra = self._read(worker + element, more, generation)
+                if extra is not None:
+                    data += extra
+            if slots:
+                data = _until_null(data, element)
+        buffer = _ct.create_string_buffer(data, len(data))
+        image = Image(buffer, len(data), worker, generation)
+        image.synced = bytes(data)
+        self._register(image)
+        for base in range(0, len(data) - element + 1, element):
+            for offset, pointer_type in slots:
+                word = _WORD.unpack_from(data, base + offset)[0]
+                if not word:
+                    continue
+                child = self._make(pointer_type, word, generation, budget, depth + 1)
+                if child is None:
+                    continue
+                image.children.append(child)
+                image.slots[base + offset] = (child.start, word)
+                _ct.c_void_p.from_address(image.start + base + offset).value = child.start
+        return image
+
+    # -- writing back ----------------------------------------------------------------------
+
+    def worker_bytes(self, address: int, size: int, pointer_slots) -> bytes:
+        """The bytes of local memory [address, address + size) as the worker must see
+        them: pointer slots that hold images (or pointers into them) become worker
+        addresses. `pointer_slots`: (offset, type) pairs inside the range."""
+        data = bytearray(_ct.string_at(address, size))
+        for offset, _ in pointer_slots:
+            if offset + 8 > size:
+                continue
+            word = _WORD.unpack_from(data, offset)[0]
+            mapped = self.worker_address(word) if word else None
+            if mapped is not None:
+                _WORD.pack_into(data, offset, mapped[0])
+        return bytes(data)
+
+    def sync(self) -> None:
+        """Writes back what the caller changed in its images since they were read."""
+        for ref in list(self._images.values()):
+            image = ref()
+            if image is None or not image.size:
+                continue
+            current = bytearray(_ct.string_at(image.start, image.size))
+            for offset, (local, worker) in image.slots.items():
+                word = _WORD.unpack_from(current, offset)[0]
+                if word == local:
+                    _WORD.pack_into(current, offset, worker)
+                else:
+                    mapped = self.worker_address(word) if word else (0, 0)
+                    _WORD.pack_into(current, offset, mapped[0] if mapped else worker)
+            current = bytes(current)
+            if current == image.synced:
+                continue
+            first = next(i for i in range(image.size) if current[i] != image.synced[i])
+            last = max(i for i in range(image.size) if current[i] != image.synced[i])
+            self._session.write(image.worker + first, current[first:last + 1], image.generation)
+            image.synced = current
+
+
+def _until_null(data: bytes, element: int) -> bytes:
+    """`data` cut after the first element that is all zero (a NULL terminator)."""
+    for base in range(0, len(data) - element + 1, element):
+        if not any(data[base:base + element]):
+            return data[:base + element]
+    return data
