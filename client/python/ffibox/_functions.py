@@ -143,6 +143,9 @@ class _FuncPtr:
     def __repr__(self) -> str:
         return "<ffibox function %s of %s>" % (self.__name__, self._lib._name)
 
+    def __reduce__(self):
+        raise ValueError("ctypes objects containing pointers cannot be pickled")
+
 
 # -- CFUNCTYPE -------------------------------------------------------------------------
 
@@ -165,6 +168,8 @@ def _prototype_new(cls, *args):
         function = library[name]
         function.argtypes = cls._argtypes_
         function.restype = cls._restype_
+        if len(args) > 1 and args[1] is not None:
+            return _with_paramflags(function, cls._argtypes_, args[1])
         return function
     instance = _ct._CFuncPtr.__new__(cls, *args)
     instance._ffibox_callable = args[0] if args and callable(args[0]) else None
@@ -173,6 +178,69 @@ def _prototype_new(cls, *args):
 
 def _prototype_init(self, *args) -> None:
     pass
+
+
+def _prototype_bool(self) -> bool:
+    remote = getattr(self, "_ffibox_remote", None)
+    if remote is not None:
+        return bool(remote[0])
+    return _ct._CFuncPtr.__bool__(self)
+
+
+class _ParamflagsFunction:
+    """A prototype instantiated with paramflags: named and defaulted inputs, and output
+    parameters created here, passed by reference and returned (ctypes' rules)."""
+
+    def __init__(self, function, argtypes, paramflags) -> None:
+        if len(paramflags) != len(argtypes):
+            raise ValueError("paramflags must have the same length as argtypes")
+        self._function = function
+        self._argtypes = argtypes
+        self._flags = [tuple(p) for p in paramflags]
+        self.__name__ = function.__name__
+
+    def __getattr__(self, name: str):
+        return getattr(self._function, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name.startswith("_") or name == "__name__":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._function, name, value)
+
+    def __call__(self, *args, **kwargs):
+        positional = list(args)
+        call_args, outputs = [], []
+        for t, flags in zip(self._argtypes, self._flags):
+            direction = flags[0] & 3 if flags else 1
+            name = flags[1] if len(flags) > 1 else None
+            if direction == 2:  # output: created here
+                out = t._type_()
+                outputs.append(out)
+                call_args.append(_ct.byref(out))
+                continue
+            if positional:
+                call_args.append(positional.pop(0))
+            elif name is not None and name in kwargs:
+                call_args.append(kwargs.pop(name))
+            elif len(flags) > 2:
+                call_args.append(flags[2])
+            elif flags and flags[0] & 4:
+                call_args.append(0)
+            else:
+                raise TypeError("required argument %r missing" % (name,))
+        if positional or kwargs:
+            raise TypeError("too many arguments for %s" % self.__name__)
+        result = self._function(*call_args)
+        if not outputs:
+            return result
+        values = [o.value if hasattr(o, "value") and _types.is_fundamental(type(o)) else o
+                  for o in outputs]
+        return values[0] if len(values) == 1 else tuple(values)
+
+
+def _with_paramflags(function, argtypes, paramflags):
+    return _ParamflagsFunction(function, argtypes, paramflags)
 
 
 def _prototype_call(self, *args):
@@ -201,7 +269,8 @@ def CFUNCTYPE(restype, *argtypes, use_errno: bool = False, use_last_error: bool 
         prototype = type("CFunctionType", (_ct._CFuncPtr,), {
             "_argtypes_": argtypes, "_restype_": restype, "_flags_": flags,
             "__new__": _prototype_new, "__init__": _prototype_init,
-            "__call__": _prototype_call, "_ffibox_callable": None, "_ffibox_remote": None})
+            "__call__": _prototype_call, "__bool__": _prototype_bool,
+            "_ffibox_callable": None, "_ffibox_remote": None})
         _prototypes[key] = prototype
     return prototype
 

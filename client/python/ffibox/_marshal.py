@@ -235,6 +235,10 @@ def encode(t, value, builder: Optional[CallBuilder], session):
             return _encode_aggregate(t, value, builder, session)
         return pb.Value(raw=bytes(value))
     if _types.is_function(t):
+        if (value is not None and not isinstance(value, int) and _types.is_function(type(value))
+                and not isinstance(value, t)):
+            raise TypeError("expected %s instance instead of %s"
+                            % (t.__name__, type(value).__name__))
         return _encode_function(value, session)
     raise TypeError("ffibox: cannot pass a %r argument" % (t,))
 
@@ -366,6 +370,12 @@ def _encode_pointer(t, value, builder, session):
         raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
     if isinstance(value, _CArgObject):
         return _byref_value(value, builder)
+    # As ctypes: bytes for POINTER(c_char), str for POINTER(c_wchar) (NUL-terminated).
+    if isinstance(value, bytes) and target is _ct.c_char:
+        return _block_pointer(builder, builder.add_bytes(value))
+    if isinstance(value, str) and target is _ct.c_wchar:
+        return _block_pointer(builder, builder.add_bytes(value.encode("utf-32-le"),
+                                                         b"\0\0\0\0"))
     if isinstance(value, _ct.Array) and (value._type_ is target or isinstance(value, t)):
         return builder.pointer_to(value)
     if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
@@ -386,6 +396,9 @@ def _encode_function(value, session):
     remote = getattr(value, "_ffibox_remote", None)
     if remote is not None:
         return remote_value(remote[0], remote[1])
+    original = getattr(value, "_ffibox_cast_of", None)
+    if original is not None:  # cast(callback, OTHER_PROTOTYPE): still that callback
+        return _encode_function(original, session)
     if getattr(value, "_ffibox_callable", None) is not None:
         return pb.Value(pointer=pb.PointerValue(callback=session.callback_id(value)))
     if isinstance(value, int):

@@ -131,6 +131,11 @@ class SessionStream:
                     target=self._callback_loop, name="ffibox-callbacks", daemon=True)
                 self._callback_thread.start()
 
+    def remove_handler(self, callback_id: int) -> None:
+        """Forgets the handler of a freed callback."""
+        with self._lock:
+            self._handlers.pop(callback_id, None)
+
     def current_invocation(self) -> int:
         return getattr(self._serving, "invocation", 0)
 

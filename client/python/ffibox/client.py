@@ -8,6 +8,7 @@ import ctypes as _ct
 import fnmatch
 import os
 import threading
+import weakref
 from typing import Any, Dict, Iterable, Optional
 
 import grpc
@@ -152,7 +153,8 @@ class Session:
         self.checked_layouts: Dict[type, bool] = {}
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self)
-        self._callbacks: Dict[int, tuple] = {}  # id(python object) -> (object, callback id)
+        # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
+        self._callbacks: Dict[int, tuple] = {}
         self._callbacks_lock = threading.Lock()
         self._functions_at: Dict[tuple, RemoteCall] = {}
         self.cdll = LibraryLoader(_CDLL, lambda: self)
@@ -221,11 +223,12 @@ class Session:
     # -- callbacks and function pointers ----------------------------------------------------
 
     def callback_id(self, callback) -> int:
-        """The session's callback id for a CFUNCTYPE instance (defined on first use; the
-        session keeps the instance alive as long as it lives)."""
+        """The session's callback id for a CFUNCTYPE instance (defined on first use). As with
+        ctypes, the caller keeps the instance alive while native code may call it; once it
+        is collected, the callback is freed in the worker too."""
         with self._callbacks_lock:
             entry = self._callbacks.get(id(callback))
-            if entry is not None and entry[0] is callback:
+            if entry is not None and entry[0]() is callback:
                 return entry[1]
             prototype = type(callback)
             for t in prototype._argtypes_ + ((prototype._restype_,)
@@ -236,8 +239,19 @@ class Session:
                 define_callback=pb.DefineCallback(signature=signature)).callback
             self.stream.set_handler(defined.callback,
                                     callback_handler(prototype, callback._ffibox_callable))
-            self._callbacks[id(callback)] = (callback, defined.callback)
+            self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
+            weakref.finalize(callback, self._release_callback, id(callback), defined.callback)
             return defined.callback
+
+    def _release_callback(self, key: int, callback: int) -> None:
+        # Runs when the CFUNCTYPE instance is collected (any thread, maybe inside the
+        # garbage collector): forget it and free it in the worker without waiting.
+        with self._callbacks_lock:
+            entry = self._callbacks.get(key)
+            if entry is not None and entry[1] == callback:
+                del self._callbacks[key]
+        self.stream.remove_handler(callback)
+        self.stream.post(pb.Request(free_callback=pb.FreeCallback(callback=callback)))
 
     def function_at(self, address: int, generation: int) -> RemoteCall:
         """A caller for the function pointer at a worker address."""

@@ -16,6 +16,11 @@ from ctypes import (  # noqa: F401 - the stdlib data types are ffibox's data typ
     c_uint8, c_uint16, c_uint32, c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp,
     c_wchar, c_wchar_p, create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
 from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE  # noqa: F401
+# Names real bindings import. py_object works for local values; it cannot cross to a
+# library (a Python object has no meaning in the worker): passing one is a TypeError.
+from ctypes import (  # noqa: F401
+    BigEndianUnion, LittleEndianUnion, _CFuncPtr, _FUNCFLAG_CDECL, _FUNCFLAG_PYTHONAPI,
+    _FUNCFLAG_USE_ERRNO, _FUNCFLAG_USE_LASTERROR, _pointer_type_cache, py_object)
 from typing import Any, Optional
 
 from ffibox import _remote, _types
@@ -53,7 +58,10 @@ def in_dll(t, library, name: str):
     the worker."""
     if not isinstance(library, _CDLL):
         return type(t).in_dll(t, library, name)
-    address = library.address_of(name)
+    try:
+        address = library.address_of(name)
+    except AttributeError as error:
+        raise ValueError(str(error)) from None  # as ctypes says it
     return _remote.view(library._session, t, address.address, address.generation)
 
 
@@ -118,7 +126,12 @@ def cast(obj, typ):
     integers, c_void_p values) give RemotePointers or values read through the server."""
     remote = _remote_address(obj)
     if remote is None:
-        return _ct.cast(obj, typ)
+        result = _ct.cast(obj, typ)
+        if getattr(obj, "_ffibox_callable", None) is not None or getattr(
+                obj, "_ffibox_cast_of", None) is not None:
+            # A callback cast to another prototype is still that callback for the library.
+            result._ffibox_cast_of = getattr(obj, "_ffibox_cast_of", None) or obj
+        return result
     session, address, generation = remote
     if _types.is_pointer(typ):
         return RemotePointer(session, address, generation, typ._type_)
@@ -183,7 +196,7 @@ def memset(dst, c: int, count: int) -> Any:
 
 
 def __getattr__(name: str):
-    if name in ("pythonapi", "pydll", "PyDLL", "py_object"):
+    if name in ("pythonapi", "pydll", "PyDLL"):
         raise AttributeError(
             "ffibox.ctypes has no %s: the Python C API lives in this process, not in the "
             "worker (use the stdlib ctypes for it)" % name)

@@ -1,0 +1,102 @@
+"""The parts of the ctypes surface real bindings rely on besides calls: names they import,
+callback lifetime and prototypes, paramflags, and the stdlib's exception types."""
+import gc
+import pickle
+import sys
+
+import pytest
+
+import ffibox
+from conftest import TEST_LIB
+
+
+@pytest.fixture
+def ct(server, monkeypatch):
+    monkeypatch.setenv("FFIBOX_ADDRESS", server.address)
+    from ffibox import ctypes
+    monkeypatch.setattr(ctypes, "_default", None)
+    yield ctypes
+    if ctypes._default is not None:
+        ctypes._default.close()
+
+
+def test_names_bindings_import_exist(ct):
+    for name in ("py_object", "BigEndianUnion", "LittleEndianUnion", "_CFuncPtr",
+                 "_FUNCFLAG_CDECL", "_FUNCFLAG_USE_ERRNO", "_FUNCFLAG_USE_LASTERROR",
+                 "_pointer_type_cache"):
+        assert hasattr(ct, name), name
+    import ffibox.ctypes._endian as endian
+    import ffibox.ctypes.util as util
+    assert endian.BigEndianStructure is ct.BigEndianStructure
+    assert callable(util.find_library) and callable(util._findSoname_ldconfig)
+    # py_object works locally...
+    assert ct.py_object([1, 2]).value == [1, 2]
+    with pytest.raises(AttributeError):
+        ct.pythonapi
+
+
+def test_a_py_object_cannot_cross_to_the_library(ct):
+    lib = ct.CDLL(TEST_LIB)
+    lib.add_int.argtypes = [ct.py_object, ct.c_int]
+    with pytest.raises(ct.ArgumentError):
+        lib.add_int(object(), 1)
+
+
+def test_in_dll_of_a_missing_symbol_is_value_error(ct):
+    lib = ct.CDLL(TEST_LIB)
+    with pytest.raises(ValueError):
+        ct.c_int.in_dll(lib, "no_such_variable")
+
+
+def test_pickling_a_function_is_value_error(ct):
+    lib = ct.CDLL(TEST_LIB)
+    with pytest.raises(ValueError, match="cannot be pickled"):
+        pickle.dumps(lib.add_int)
+
+
+def test_prototypes_of_function_pointers_and_callbacks(ct):
+    NOARGS = ct.CFUNCTYPE(None)
+    assert bool(NOARGS(42)) and not bool(NOARGS())
+    INT_CB = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    OTHER = ct.CFUNCTYPE(ct.c_double, ct.c_double)
+    lib = ct.CDLL(TEST_LIB)
+    lib.call_twice_nested.argtypes = [INT_CB, ct.c_int]
+    with pytest.raises(ct.ArgumentError, match="expected"):
+        lib.call_twice_nested(OTHER(lambda x: x), 3)
+    # A callback cast to another prototype is still the same callback to the library.
+    doubled = INT_CB(lambda x: 2 * x)
+    lib.call_twice_nested.argtypes = [OTHER, ct.c_int]
+    assert lib.call_twice_nested(ct.cast(doubled, OTHER), 3) == 12
+
+
+def test_callbacks_are_released_when_unreachable(ct):
+    INT_CB = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    lib = ct.CDLL(TEST_LIB)
+    lib.call_twice_nested.argtypes = [INT_CB, ct.c_int]
+    session = ct._default_session()
+    # More than the server's default limit of live callbacks (4096) over the session's
+    # life: each is freed once collected.
+    for i in range(4200):
+        assert lib.call_twice_nested(INT_CB(lambda x, i=i: x + i), 1) == 1 + 2 * i
+        if i % 500 == 0:
+            gc.collect()
+    gc.collect()
+    assert len(session._callbacks) < 100
+
+
+def test_paramflags_make_output_parameters(ct):
+    lib = ct.CDLL(TEST_LIB)
+    prototype = ct.CFUNCTYPE(None, ct.POINTER(ct.c_int), ct.c_int)
+    # void fill_squares(int* out, int n): here a one-element output
+    fill = prototype(("fill_squares", lib), ((2, "out"), (1, "n", 1)))
+    assert fill() == 0
+    fill_names = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_int)(
+        ("add_int", lib), ((1, "a"), (1, "b", 5)))
+    assert fill_names(1) == 6 and fill_names(a=2, b=3) == 5
+
+
+def test_bytes_and_str_for_char_and_wchar_pointers(ct):
+    lib = ct.CDLL(TEST_LIB)
+    lib.str_len.argtypes = [ct.POINTER(ct.c_char)]
+    lib.str_len.restype = ct.c_size_t
+    assert lib.str_len(b"hello") == 5
