@@ -48,7 +48,9 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
     std::string name = SyscallName(exit.seccomp_violation);
     error.set_code(v1::SANDBOX_VIOLATION);
     error.set_syscall(name);
-    error.set_message(absl::StrCat("the worker", WhileRunning(function), " called ", name,
+    const std::string& called =
+        exit.seccomp_violation_detail.empty() ? name : exit.seccomp_violation_detail;
+    error.set_message(absl::StrCat("the worker", WhileRunning(function), " called ", called,
                                    ", which the ", exit.seccomp_policy,
                                    " seccomp policy forbids; ffiboxd killed it"));
     return error;

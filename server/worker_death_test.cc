@@ -73,6 +73,18 @@ TEST(DescribeWorkerDeath, ListenerVerdictIsASandboxViolationNamingTheSyscall) {
       << error.message();
 }
 
+TEST(DescribeWorkerDeath, ListenerVerdictNamesWhatIdentifiesTheCall) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.killed_by_broker = true;
+  exit.seccomp_policy = "strict";
+  exit.seccomp_violation = SYS_ioctl;
+  exit.seccomp_violation_detail = "ioctl 0x5412";
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "SDL_Init");
+  EXPECT_EQ(error.syscall(), "ioctl");
+  EXPECT_NE(error.message().find("called ioctl 0x5412, which"), std::string::npos)
+      << error.message();
+}
+
 TEST(DescribeWorkerDeath, ForgedSigsysReportIsACrashLabelledAsTheWorkersClaim) {
   // A library wrote a crash report naming execve and raised SIGSYS itself; the listener
   // saw nothing. That is no sandbox violation.

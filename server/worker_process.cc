@@ -222,10 +222,13 @@ absl::Status WorkerProcess::SendDescriptor(int fd, uint64_t tag) {
 
 bool WorkerProcess::HandleSeccompNotification() {
   // The listener also wakes up (hung up) when the worker has ended: nothing to report then.
-  absl::StatusOr<int> syscall_number = ReceiveSeccompViolation(seccomp_listener_);
-  if (!syscall_number.ok()) return false;
+  absl::StatusOr<SeccompViolation> violation = ReceiveSeccompViolation(seccomp_listener_);
+  if (!violation.ok()) return false;
   absl::MutexLock lock(&mu_);
-  if (exit_.seccomp_violation < 0) exit_.seccomp_violation = *syscall_number;
+  if (exit_.seccomp_violation < 0) {
+    exit_.seccomp_violation = violation->syscall;
+    exit_.seccomp_violation_detail = DescribeSeccompViolation(*violation);
+  }
   if (!reaped_) {
     exit_.killed_by_broker = true;
     kill(pid_, SIGKILL);

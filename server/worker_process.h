@@ -47,8 +47,10 @@ struct WorkerExit {
   // worker's claim, untrusted (a library can forge it).
   std::optional<CrashReport> report;
   // The syscall the kernel reported through the seccomp listener before ffiboxd killed the
-  // worker, or -1: the only evidence of a SANDBOX_VIOLATION.
+  // worker, or -1: the only evidence of a SANDBOX_VIOLATION; and its description ("ioctl
+  // 0x541c").
   int seccomp_violation = -1;
+  std::string seccomp_violation_detail;
   // The limits it ran under, to name them when it died of one (0 / "" = none).
   std::string seccomp_policy;  // the seccomp policy the worker ran under
   uint64_t cpu_seconds = 0;    // RLIMIT_CPU

@@ -1,6 +1,7 @@
 #include "server/jail/seccomp_policy.h"
 
 #include <errno.h>
+#include <linux/kd.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -137,6 +138,9 @@ constexpr const char* kStrictSyscalls[] = {
     "arch_prctl",
     "restart_syscall",
     "sched_setaffinity",
+    // Audio threads renice themselves; PRIO_USER and PRIO_PGRP reach only processes of the
+    // worker's own pid namespace, and raising a priority needs a capability it lacks.
+    "setpriority",
     // Signals delivered to the worker itself.
     "rt_sigaction",
     "rt_sigprocmask",
@@ -237,8 +241,10 @@ constexpr int kAllowedPrctls[] = {
 
 // ioctls the strict policy allows: terminal probes (isatty) and descriptor flags. Not
 // TIOCSTI, which could type into the broker's terminal through an inherited stdout.
-constexpr unsigned long kAllowedIoctls[] = {TCGETS,  TIOCGWINSZ, FIONREAD,
-                                            FIONBIO, FIOCLEX,    FIONCLEX};
+// Also the console probes SDL's video drivers make (TIOCLINUX, KDGKBTYPE, KDGKBMODE,
+// KDGETMODE): the jail has no virtual terminal, so they fail with EBADF or ENOTTY.
+constexpr unsigned long kAllowedIoctls[] = {TCGETS,   TIOCGWINSZ, FIONREAD,  FIONBIO,   FIOCLEX,
+                                            FIONCLEX, TIOCLINUX,  KDGKBTYPE, KDGKBMODE, KDGETMODE};
 
 constexpr uint64_t kNamespaceCloneFlags = CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID |
                                           CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
@@ -387,19 +393,31 @@ absl::StatusOr<int> InstallSeccompPolicy(absl::string_view policy,
   return listener;
 }
 
-absl::StatusOr<int> ReceiveSeccompViolation(int listener) {
+absl::StatusOr<SeccompViolation> ReceiveSeccompViolation(int listener) {
   struct seccomp_notif* request = nullptr;
   struct seccomp_notif_resp* response = nullptr;
   if (seccomp_notify_alloc(&request, &response) != 0) {
     return absl::ResourceExhaustedError("seccomp_notify_alloc failed");
   }
   int rc = seccomp_notify_receive(listener, request);
-  int syscall_number = request->data.nr;
+  SeccompViolation violation;
+  violation.syscall = request->data.nr;
+  for (int i = 0; i < 6; ++i) violation.args[i] = request->data.args[i];
   seccomp_notify_free(request, response);
   if (rc != 0) {
     return absl::UnavailableError(absl::StrCat("seccomp_notify_receive: ", strerror(-rc)));
   }
-  return syscall_number;
+  return violation;
+}
+
+std::string DescribeSeccompViolation(const SeccompViolation& violation) {
+  std::string name = SyscallName(violation.syscall);
+  if (name == "ioctl") {
+    return absl::StrCat(name, " 0x", absl::Hex(violation.args[1] & 0xffffffffu));
+  }
+  if (name == "socket") return absl::StrCat(name, " (family ", violation.args[0], ")");
+  if (name == "prctl") return absl::StrCat(name, " (option ", violation.args[0], ")");
+  return name;
 }
 
 std::string SyscallName(int number) {

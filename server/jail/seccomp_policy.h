@@ -22,6 +22,7 @@
 #ifndef FFIBOX_SERVER_JAIL_SECCOMP_POLICY_H_
 #define FFIBOX_SERVER_JAIL_SECCOMP_POLICY_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -48,10 +49,18 @@ absl::Status ValidateSeccompPolicy(absl::string_view policy,
 absl::StatusOr<int> InstallSeccompPolicy(absl::string_view policy,
                                          const std::vector<std::string>& extra_syscalls);
 
-// In the broker: reads one pending notification from a worker's `listener` and returns the
-// number of the syscall the worker attempted. Blocks if none is pending. UNAVAILABLE when
-// the worker is gone.
-absl::StatusOr<int> ReceiveSeccompViolation(int listener);
+// A forbidden syscall as the kernel reported it.
+struct SeccompViolation {
+  int syscall = -1;
+  uint64_t args[6] = {};
+};
+
+// In the broker: reads one pending notification from a worker's `listener`. Blocks if none
+// is pending. UNAVAILABLE when the worker is gone.
+absl::StatusOr<SeccompViolation> ReceiveSeccompViolation(int listener);
+
+// "ioctl" plus what identifies the call further, e.g. "ioctl 0x541c" (the request).
+std::string DescribeSeccompViolation(const SeccompViolation& violation);
 
 // The name of syscall `number` on this architecture ("connect"), or "syscall <number>".
 std::string SyscallName(int number);

@@ -82,6 +82,81 @@ PATTERNS = {
             n = n.next.contents
         print(head.contents.value, n.value)
     """,
+    "union_member_bytes_are_not_mistaken_for_pointers": """
+        class Ints(Structure):
+            _fields_ = [("type", c_uint32), ("ts", c_uint32), ("a", c_uint32), ("b", c_int)]
+        class WithPtr(Structure):
+            _fields_ = [("type", c_uint32), ("ts", c_uint32), ("file", c_char_p)]
+        class Event(Union):
+            _fields_ = [("type", c_uint32), ("ints", Ints), ("drop", WithPtr)]
+        libc = CDLL("libc.so.6")
+        libc.memcpy.argtypes = [POINTER(Event), POINTER(Event), c_size_t]
+        src, dst = Event(), Event()
+        src.ints.type, src.ints.a, src.ints.b = 1, 5, 42
+        libc.memcpy(byref(dst), byref(src), sizeof(Event))
+        print(dst.ints.type, dst.ints.a, dst.ints.b)
+    """,
+    "view_of_worker_memory_passed_back_as_pointer": """
+        class tm(Structure):
+            _fields_ = [(n, c_int) for n in ("sec", "min", "hour", "mday", "mon", "year",
+                                             "wday", "yday", "isdst")] + [
+                ("gmtoff", c_long), ("zone", c_char_p)]
+        libc = CDLL("libc.so.6")
+        libc.gmtime.restype = POINTER(tm)
+        libc.gmtime.argtypes = [POINTER(c_long)]
+        libc.asctime.restype = c_char_p
+        libc.asctime.argtypes = [POINTER(tm)]
+        t = libc.gmtime(byref(c_long(86400 * 365)))
+        print(libc.asctime(t.contents).decode().strip(), bytes(t.contents)[20:24] != bytes(4))
+    """,
+    "cast_of_local_memory_to_void_pointer": """
+        libc = CDLL("libc.so.6")
+        libc.strlen.argtypes = [c_void_p]
+        libc.memset.argtypes = [c_void_p, c_int, c_size_t]
+        buf = create_string_buffer(8)
+        libc.memset(cast(buf, c_void_p), ord("x"), 4)
+        print(libc.strlen(cast(b"hello", c_void_p)), buf.value)
+    """,
+    "null_callback_unsets": """
+        libc = CDLL("libc.so.6")
+        CMP = CFUNCTYPE(c_int, c_void_p, c_void_p)
+        libc.qsort.argtypes = [c_void_p, c_size_t, c_size_t, CMP]
+        libc.qsort(None, 0, 4, CMP())
+        print("ok")
+    """,
+    "callback_buffer_typed_as_char_pointer": """
+        libc = CDLL("libc.so.6")
+        CMP = CFUNCTYPE(c_int, POINTER(c_char), POINTER(c_char))
+        def compare(a, b):
+            x, y = string_at(a, 16), string_at(b, 16)
+            return (x > y) - (x < y)
+        rows = create_string_buffer(b"ccc1" + bytes(12) + b"aaa2" + bytes(12) + b"bbb3" + bytes(12), 48)
+        libc.qsort(rows, 3, 16, CMP(compare))
+        print(rows.raw[0:4], rows.raw[16:20], rows.raw[32:36])
+    """,
+    "callback_filling_a_large_buffer": """
+        FILL = CFUNCTYPE(None, POINTER(c_ubyte), c_int)
+        def fill(buffer, n):
+            memset(buffer, 7, n)   # as an audio callback fills its buffer
+        libc = CDLL("libc.so.6")
+        data = (c_ubyte * 8192)()
+        CALLER = CFUNCTYPE(None, FILL, POINTER(c_ubyte), c_int)
+        # Call the callback through qsort-free means: a function pointer taken from it.
+        lib.call_fill.argtypes = [FILL, POINTER(c_ubyte), c_int]
+        lib.call_fill(FILL(fill), data, 8192)
+        print(sum(data), data[8191])
+    """,
+    "record_embedding_a_field_less_record": """
+        class Hidden(Union):
+            pass
+        class Ops(Structure):
+            _fields_ = [("size", c_long), ("hidden", Hidden), ("kind", c_int)]
+        libc = CDLL("libc.so.6")
+        libc.memcpy.argtypes = [POINTER(Ops), POINTER(Ops), c_size_t]
+        a, b = Ops(3, Hidden(), 4), Ops()
+        libc.memcpy(byref(b), byref(a), sizeof(Ops))
+        print(b.size, b.kind)
+    """,
     "char_p_object_as_argument": """
         lib.str_len.restype = c_size_t
         print(lib.str_len(c_char_p(b"hello")))
@@ -98,6 +173,13 @@ EXPECTED = {
     "opaque_handle": "5 6 True",
     "char_p_object_as_argument": "5",
     "cyclic_graph_is_followed_a_bounded_depth": "17 17",
+    "union_member_bytes_are_not_mistaken_for_pointers": "1 5 42",
+    "view_of_worker_memory_passed_back_as_pointer": "Fri Jan  1 00:00:00 1971 True",
+    "cast_of_local_memory_to_void_pointer": "5 b'xxxx'",
+    "null_callback_unsets": "ok",
+    "callback_buffer_typed_as_char_pointer": "b'aaa2' b'bbb3' b'ccc1'",
+    "callback_filling_a_large_buffer": "57344 7",
+    "record_embedding_a_field_less_record": "3 4",
 }
 
 

@@ -49,3 +49,9 @@ void mutate_point(void (*f)(struct Point*), struct Point* p) { f(p); }
 
 // Returns h(h(x)): two invocations of one callback within one call.
 int call_twice_nested(int (*h)(int), int x) { return h(h(x)); }
+
+// Calls fill(buffer, n) once: a callback handed a buffer of n bytes, as audio and I/O
+// libraries hand their callbacks.
+void call_fill(void (*fill)(unsigned char*, int), unsigned char* buffer, int n) {
+  fill(buffer, n);
+}

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 from ffibox import _images, _marshal, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
-from ffibox.errors import SymbolNotFound
+from ffibox.errors import Error, SymbolNotFound
 
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
 
@@ -296,9 +296,13 @@ def callback_handler(prototype, function):
                 args.append(_ct.cast(local, t) if local else holder)
                 local_copies[index] = (holder, local)
             elif index in pointees and _types.is_pointer(t):
-                copy = t._type_.from_buffer_copy(pointees[index])
-                local_copies[index] = copy
-                args.append(_ct.pointer(copy))
+                # Maybe a buffer (char*, uint8_t*): backed by a large local buffer holding
+                # what the worker has there, so indexing past the first element is safe.
+                address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
+                buffer, read = session.images.scratch_buffer(address, stream.generation,
+                                                             pointees[index])
+                local_copies[index] = (buffer, address, read)
+                args.append(_ct.cast(buffer, t))
             else:
                 args.append(_marshal.decode(t, value, session, stream.generation))
         answer = pb.CallbackReturn()
@@ -312,6 +316,24 @@ def callback_handler(prototype, function):
             traceback.print_exc()
             answer = pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
         for index, copy in local_copies.items():
+            if isinstance(copy, tuple) and len(copy) == 3:
+                buffer, address, read = copy
+                first = len(pointees[index])
+                answer.pointees.add(arg=index, data=buffer.raw[:first])
+                # What the callback wrote past the first element (compared with what was
+                # read, and zeros beyond it) goes back to the worker.
+                now = buffer.raw
+                before = read + bytes(len(now) - len(read))
+                if now[first:] != before[first:]:
+                    changed = [i for i in range(first, len(now)) if now[i] != before[i]]
+                    begin, end = changed[0], changed[-1] + 1
+                    try:
+                        session.write(address + begin, now[begin:end], stream.generation)
+                    except Error as error:
+                        sys.stderr.write("ffibox: the callback %r wrote past the memory native "
+                                         "code handed it; that part was dropped: %s\n"
+                                         % (function, error))
+                continue
             if isinstance(copy, tuple):
                 holder, local = copy
                 if local:

@@ -31,6 +31,8 @@ MAX_ELEMENTS = 64
 # before the rest become address-only placeholders, and how deep a pointer graph is
 # followed: a hostile or cyclic graph costs bounded time and memory.
 MAX_IMAGES_PER_OPERATION = 1024
+# What a callback's pointer to a buffer of unknown length is backed by locally.
+CALLBACK_BUFFER_BYTES = 64 << 10
 MAX_DEPTH = 8
 
 _WORD = struct.Struct("<Q")
@@ -100,7 +102,7 @@ class ImageTable:
         holds worker bytes, such as a callback's pointee) by an image."""
         budget = budget if budget is not None else [MAX_IMAGES_PER_OPERATION]
         start = _ct.addressof(obj)
-        for offset, pointer_type in _types.pointer_offsets(type(obj)):
+        for offset, pointer_type in _types.pointer_offsets(type(obj), unions=False):
             word = _ct.c_void_p.from_address(start + offset).value or 0
             if word:
                 local = self.bind(obj, offset, pointer_type, word, generation, budget)
@@ -151,7 +153,7 @@ class ImageTable:
         element = _ct.sizeof(t)
         if element == 0:
             return self._address_only(worker, generation)  # an opaque handle
-        slots = _types.pointer_offsets(t)
+        slots = _types.pointer_offsets(t, unions=False)
         data = self._read(worker, element, generation)
         if data is None:
             return self._address_only(worker, generation)
@@ -182,6 +184,23 @@ class ImageTable:
                 image.slots[base + offset] = (child.start, word)
                 _ct.c_void_p.from_address(image.start + base + offset).value = child.start
         return image
+
+    def scratch_buffer(self, worker: int, generation: int, first: bytes):
+        """For a callback's pointer argument to pointer-free data (`char*`, `uint8_t*`: often
+        a buffer of unknown length): a local buffer of CALLBACK_BUFFER_BYTES holding the
+        worker's bytes at `worker` (as many as can be read: the buffer's first element
+        `first` at least), so reads and writes within that size stay in memory this process
+        owns. Returns (buffer, the bytes read)."""
+        data = None
+        for size in (CALLBACK_BUFFER_BYTES, PAGE_BYTES - worker % PAGE_BYTES):
+            if len(first) < size:
+                data = self._read(worker, size, generation)
+                if data is not None:
+                    break
+        data = data if data is not None and data[:len(first)] == first else first
+        buffer = _ct.create_string_buffer(max(CALLBACK_BUFFER_BYTES, len(data)))
+        _ct.memmove(buffer, data, len(data))
+        return buffer, data
 
     # -- writing back ----------------------------------------------------------------------
 

@@ -129,6 +129,12 @@ class CallBuilder:
         return pb.Value(pointer=pb.PointerValue(
             block=pb.BlockRef(block=index, offset=(base[1] if base else 0) + offset)))
 
+    def local_pointer_via(self, address: int, keep):
+        """local_pointer for an address whose memory `keep` (ctypes' keep-alive references
+        of a cast result) holds."""
+        self._collect(keep)
+        return self.local_pointer(address)
+
     def local_pointer(self, address: int):
         """A pointer Value for a local pointer's value; remote when not client memory."""
         if not address:
@@ -162,8 +168,12 @@ class CallBuilder:
             relocated = {p.offset: p.target for p in contents.pointers}
             sent = self.blocks[contents.block].data
             own_words = self._own_words.get(contents.block, {})
+            # Words inside unions may be another member's bytes: only rewired, never imaged.
+            certain = {off for off, _ in _types.pointer_offsets(type(owner), unions=False)}
             for offset, ptype in _types.pointer_offsets(type(owner)):
                 target = relocated.get(offset)
+                if target is None and offset not in certain:
+                    continue
                 if target is None and offset + 8 <= len(data):
                     returned = _WORD.unpack_from(data, offset)[0]
                     if offset + 8 <= len(sent) and returned == _WORD.unpack_from(sent, offset)[0]:
@@ -229,6 +239,9 @@ def encode(t, value, builder: Optional[CallBuilder], session):
         if not isinstance(value, t):
             raise TypeError("expected %s instance instead of %s"
                             % (t.__name__, type(value).__name__))
+        at = _view_address(value)
+        if at is not None:  # a view of worker memory by value: its current bytes
+            return pb.Value(raw=session.read(at[0], _ct.sizeof(t), at[1]))
         if builder is not None and any(
                 _ct.c_void_p.from_address(_ct.addressof(value) + off).value
                 for off, _ in _types.pointer_offsets(t)):
@@ -320,6 +333,11 @@ def _encode_string_or_void(t, code, value, builder, session):
         if remote is not None:
             return remote_value(*remote)
         if type(value)._type_ == "P":
+            # cast(local_object, c_void_p) keeps the object in _objects (ffibox's cast also
+            # keeps cast bytes): ship what it points into.
+            keep = getattr(value, "_objects", None) or getattr(value, "_ffibox_keep", None)
+            if builder is not None and keep:
+                return builder.local_pointer_via(value.value or 0, keep)
             return remote_value(value.value or 0, session.generation)
         address = _ct.c_void_p.from_buffer(value).value or 0
         mapped = session.images.worker_address(address) if address else None
@@ -349,6 +367,15 @@ def _encode_string_or_void(t, code, value, builder, session):
     raise TypeError("wrong type")
 
 
+def _view_address(value):
+    """(worker address, generation) of a view of worker memory, else None."""
+    try:
+        at = object.__getattribute__(value, "_ffibox_at")
+    except AttributeError:
+        return None
+    return at[1], at[2]
+
+
 def _block_pointer(builder, index: int):
     return pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index)))
 
@@ -366,6 +393,14 @@ def _encode_pointer(t, value, builder, session):
         return _NULL
     if isinstance(value, RemotePointer):
         return remote_value(value.address, value.generation)
+    at = _view_address(value)
+    if at is not None:  # a view of worker memory (.contents, in_dll): its worker address
+        return remote_value(*at)
+    if isinstance(value, _CArgObject) and _view_address(value._obj) is not None:
+        base = _view_address(value._obj)
+        match = _ADDRESS_IN_REPR.search(repr(value))
+        offset = int(match.group(1), 16) - _ct.addressof(value._obj) if match else 0
+        return remote_value(base[0] + offset, base[1])
     if builder is None:
         raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
     if isinstance(value, _CArgObject):
@@ -399,6 +434,9 @@ def _encode_function(value, session):
     original = getattr(value, "_ffibox_cast_of", None)
     if original is not None:  # cast(callback, OTHER_PROTOTYPE): still that callback
         return _encode_function(original, session)
+    if _types.is_function(type(value)) and getattr(value, "_ffibox_callable", None) is None \
+            and not value:
+        return _NULL  # PROTOTYPE(): a NULL function pointer (how bindings unset callbacks)
     if getattr(value, "_ffibox_callable", None) is not None:
         return pb.Value(pointer=pb.PointerValue(callback=session.callback_id(value)))
     if isinstance(value, int):

@@ -67,6 +67,15 @@ def view(session, t, address: int, generation: int):
         _views[t] = cls
     instance = cls()
     object.__setattr__(instance, "_ffibox_at", (session, address, generation))
+    # The local bytes start as a snapshot of the worker's (bytes(), .raw, memoryview read
+    # them); field and element access always goes to the worker.
+    if _types.is_record(t) or _types.is_array(t):
+        from ffibox.errors import Error
+        try:
+            data = session.read(address, _ct.sizeof(t), generation)
+            _ct.memmove(_ct.addressof(instance), data, len(data))
+        except Error:
+            pass
     return instance
 
 

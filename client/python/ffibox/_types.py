@@ -92,6 +92,12 @@ def is_incomplete(t) -> bool:
     return is_record(t) and not all_fields(t)
 
 
+def wire_fields(t) -> List[tuple]:
+    """The fields that exist in C: all_fields without members of an incomplete (field-less,
+    size 0) record type, which take no room (a placeholder such as SDL_RWops.hidden)."""
+    return [f for f in all_fields(t) if not is_incomplete(f[1])]
+
+
 def all_fields(t) -> List[tuple]:
     """`_fields_` of a record including those inherited from record base classes."""
     fields: List[tuple] = []
@@ -104,7 +110,7 @@ def all_fields(t) -> List[tuple]:
 def record_proto(t, depth: int = 0, open_records: tuple = ()):
     kind = pb.RecordType.UNION if isinstance(t, _UnionType) else pb.RecordType.STRUCT
     record = pb.RecordType(kind=kind, name=t.__name__, pack=getattr(t, "_pack_", 0) or 0)
-    for entry in all_fields(t):
+    for entry in wire_fields(t):
         field = pb.Field(name=entry[0], type=to_proto(entry[1], depth + 1, open_records))
         if len(entry) > 2:
             field.bit_width = entry[2]
@@ -119,12 +125,16 @@ def signature(restype, argtypes, variadic: bool = False):
     return sig
 
 
-def pointer_offsets(t, base: int = 0) -> List[Tuple[int, object]]:
-    """(offset, pointer type) of every pointer-holding word inside a value of type `t`."""
+def pointer_offsets(t, base: int = 0, unions: bool = True) -> List[Tuple[int, object]]:
+    """(offset, pointer type) of every pointer-holding word inside a value of type `t`.
+    `unions=False` leaves out the members of unions: which member a union holds is not
+    known, so a word there may be a pointer or the bytes of another member."""
     if is_pointer(t) or is_function(t) or code_of(t) in ("P", "z", "Z"):
         return [(base, t)]
+    if not unions and isinstance(t, _UnionType):
+        return []
     if is_array(t):
-        inner = pointer_offsets(t._type_, 0)
+        inner = pointer_offsets(t._type_, 0, unions)
         if not inner:
             return []
         size = _ct.sizeof(t._type_)
@@ -134,7 +144,7 @@ def pointer_offsets(t, base: int = 0) -> List[Tuple[int, object]]:
         for entry in all_fields(t):
             if len(entry) > 2:
                 continue
-            result.extend(pointer_offsets(entry[1], base + getattr(t, entry[0]).offset))
+            result.extend(pointer_offsets(entry[1], base + getattr(t, entry[0]).offset, unions))
         return result
     return []
 
@@ -150,14 +160,14 @@ def check_layout(stream, t, checked: Dict[type, bool]) -> None:
     if is_array(t) or is_pointer(t):
         check_layout(stream, t._type_, checked)
         return
-    for entry in all_fields(t):
+    for entry in wire_fields(t):
         check_layout(stream, entry[1], checked)
     layout = stream.request(get_layout=pb.GetLayout(type=to_proto(t))).layout
     problems = []
     if layout.size != _ct.sizeof(t) or layout.alignment != _ct.alignment(t):
         problems.append("size/alignment %d/%d here, %d/%d in the worker" % (
             _ct.sizeof(t), _ct.alignment(t), layout.size, layout.alignment))
-    for entry, field in zip(all_fields(t), layout.fields):
+    for entry, field in zip(wire_fields(t), layout.fields):
         descriptor = getattr(t, entry[0])
         if len(entry) > 2:
             local_bit = descriptor.offset * 8 + (descriptor.size & 0xFFFF)

@@ -127,6 +127,9 @@ def cast(obj, typ):
     remote = _remote_address(obj)
     if remote is None:
         result = _ct.cast(obj, typ)
+        if isinstance(obj, bytes):
+            # ctypes keeps no reference to cast bytes; ffibox needs one to ship them.
+            result._ffibox_keep = {"bytes": obj}
         if getattr(obj, "_ffibox_callable", None) is not None or getattr(
                 obj, "_ffibox_cast_of", None) is not None:
             # A callback cast to another prototype is still that callback for the library.
