@@ -20,6 +20,7 @@ PACKAGES=(
   python3-grpcio
   python3-protobuf
   python3-pytest
+  libpython3.11-testsuite  # CPython's ctypes tests, run against ffibox by tests/ctypes_suite
   procps
 )
 

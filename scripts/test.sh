@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every ffibox test: installs what is missing, builds, runs the Bazel test suite (unit
-# and integration tests against real ffiboxd and worker processes) and the Python tests
-# against a real ffiboxd. Ends with "N passed, M failed"; exits non-zero on any failure.
+# and integration tests against real ffiboxd and worker processes), the Python tests against a
+# real ffiboxd, and CPython's ctypes test suite against ffibox.ctypes. Ends with "N passed,
+# M failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,20 @@ if [ -d tests/python ]; then
   failed=$((failed + ${py_failed:-0}))
   if [ "${py_passed:-0}" -eq 0 ] && [ "${py_failed:-0}" -eq 0 ]; then
     echo "pytest ran no test" >&2
+    failed=$((failed + 1))
+  fi
+fi
+
+# CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes, on the server the
+# Python step built (tests/ctypes_suite/run.py; docs/python.md). It ends with the same
+# "N passed, M failed" line as this script.
+if [ -d tests/ctypes_suite ]; then
+  /usr/bin/python3 tests/ctypes_suite/run.py 2>&1 | tee "$log"
+  if [[ "$(tail -1 "$log")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+  else
+    echo "the ctypes suite runner ended without a count" >&2
     failed=$((failed + 1))
   fi
 fi
