@@ -28,7 +28,7 @@ fi
 # Python: stubs generated from the proto, talking to a real ffiboxd started by the tests.
 if [ -d tests/python ]; then
   bazel build //proto:ffibox_py //server:ffiboxd //server:ffibox-worker \
-    //tests/testlibs:libffibox_test.so >/dev/null 2>&1
+    //tests/testlibs:libffibox_test.so //tests/testlibs:libffibox_hostile.so >/dev/null 2>&1
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$log"
   py_passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
   py_failed=$(grep -oE '[0-9]+ (failed|errors?)' "$log" | awk '{s += $1} END {print s + 0}')

@@ -3,6 +3,7 @@
 The server and the stubs come from the Bazel build (scripts/test.sh builds them first).
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,18 +23,23 @@ TEST_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_test.so")
 
 
 class Server:
-    """A real ffiboxd on a private unix socket."""
+    """A real ffiboxd on a private unix socket.
 
-    def __init__(self, *flags):
+    `flags` are added to its command line; `allow_root` is its allowed library root;
+    `wrapper` is a command that runs it (e.g. ["prlimit", "--nofile=128:128", "--"]);
+    `stderr` is where its log goes (a file object, or subprocess.DEVNULL).
+    """
+
+    def __init__(self, *flags, allow_root="/", wrapper=(), stderr=subprocess.DEVNULL):
         self.dir = tempfile.mkdtemp(prefix="ffibox-pytest-")
         os.chmod(self.dir, 0o700)
         self.address = "unix:" + os.path.join(self.dir, "ffiboxd.sock")
         self.process = subprocess.Popen(
-            # --allow_root=/: the tests load libraries from the build tree and the system
-            # (the allowlist itself is tested by tests/integration/limits_test).
-            [os.path.join(BIN, "server", "ffiboxd"), "--listen=" + self.address,
-             "--allow_root=/", *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            # --allow_root=/ by default: the tests load libraries from the build tree and the
+            # system (the allowlist itself is tested by tests/integration/limits_test).
+            [*wrapper, os.path.join(BIN, "server", "ffiboxd"), "--listen=" + self.address,
+             "--allow_root=" + allow_root, *flags],
+            stdout=subprocess.PIPE, stderr=stderr, text=True)
         line = self.process.stdout.readline()
         if "listening on" not in line:
             self.process.kill()
@@ -46,6 +52,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
