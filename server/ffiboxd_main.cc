@@ -37,6 +37,7 @@
 #include "server/listen_address.h"
 #include "server/service.h"
 #include "server/session.h"
+#include "server/unix_acceptor.h"
 #include "server/worker_pool.h"
 #include "server/worker_process.h"
 
@@ -379,8 +380,17 @@ int main(int argc, char** argv) {
   ffibox::FfiboxService service(session, std::move(settings->access));
   grpc::ServerBuilder builder;
   std::vector<int> ports(settings->listeners.size(), 0);
+  // Unix sockets are accepted by ffiboxd itself (server/unix_acceptor.h); TCP by gRPC.
+  std::vector<std::unique_ptr<ffibox::UnixAcceptor>> acceptors;
   for (size_t i = 0; i < settings->listeners.size(); ++i) {
     const ffibox::ListenerSettings& listener = settings->listeners[i];
+    if (listener.unix_socket) {
+      absl::StatusOr<std::unique_ptr<ffibox::UnixAcceptor>> acceptor =
+          ffibox::UnixAcceptor::Listen(listener.address.substr(5));
+      if (!acceptor.ok()) return Fail(std::string(acceptor.status().message()));
+      acceptors.push_back(*std::move(acceptor));
+      continue;
+    }
     builder.AddListeningPort(listener.address, CredentialsFor(listener), &ports[i]);
   }
   builder.RegisterService(&service);
@@ -393,9 +403,7 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                              static_cast<int>(std::clamp<int64_t>(
                                  absl::GetFlag(FLAGS_handshake_timeout_ms), 100, INT_MAX)));
-  mode_t old_umask = umask(077);  // socket files are created 0600
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  umask(old_umask);
   std::vector<std::string> addresses;
   for (size_t i = 0; i < settings->listeners.size(); ++i) {
     const ffibox::ListenerSettings& listener = settings->listeners[i];
@@ -411,9 +419,7 @@ int main(int argc, char** argv) {
     }
     return Fail(absl::StrCat("cannot listen on ", absl::StrJoin(wanted, ", ")));
   }
-  for (const ffibox::ListenerSettings& listener : settings->listeners) {
-    if (listener.unix_socket) chmod(listener.address.substr(5).c_str(), 0600);
-  }
+  for (auto& acceptor : acceptors) acceptor->Start(server.get());
 
   for (size_t i = 0; i < addresses.size(); ++i) {
     printf("ffiboxd listening on %s%s\n", addresses[i].c_str(),
@@ -435,12 +441,11 @@ int main(int argc, char** argv) {
     int signal_number = 0;
     sigwait(&shutdown_signals, &signal_number);
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
+    for (auto& acceptor : acceptors) acceptor->Stop();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   });
   server->Wait();
   waiter.join();
-  for (const ffibox::ListenerSettings& listener : settings->listeners) {
-    if (listener.unix_socket) unlink(listener.address.substr(5).c_str());
-  }
+  acceptors.clear();  // removes the socket files
   return 0;
 }
