@@ -21,6 +21,8 @@ PACKAGES=(
   python3-protobuf
   python3-pytest
   libpython3.11-testsuite  # CPython's ctypes tests, run against ffibox by tests/ctypes_suite
+  python3-magic            # real ctypes bindings run unmodified through the swap
+  python3-libarchive-c     # (tests/python/test_debian_bindings.py)
   procps
 )
 

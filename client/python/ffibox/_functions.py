@@ -287,7 +287,7 @@ def callback_handler(prototype, function):
         args = []
         budget = [_images.MAX_IMAGES_PER_OPERATION]
         for index, (t, value) in enumerate(zip(argtypes, invoke.args)):
-            if index in pointees and _types.is_pointer(t) and _types.pointer_offsets(t._type_):
+            if index in pointees and _types.is_pointer(t) and _images.has_typed_pointers(t._type_):
                 # Pointers to pointers (char** values, T**): an image of the worker's array,
                 # every element converted, so the callback never sees a worker address.
                 holder = t()

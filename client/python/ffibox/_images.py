@@ -241,6 +241,13 @@ class ImageTable:
             image.synced = current
 
 
+def has_typed_pointers(t) -> bool:
+    """Whether values of `t` hold pointers that images replace (`char*`, `T*`; not `void*`
+    or function pointers, which stay worker addresses)."""
+    return any(_types.code_of(p) in ("z", "Z") or _types.is_pointer(p)
+               for _, p in _types.pointer_offsets(t, unions=False))
+
+
 def _until_null(data: bytes, element: int) -> bytes:
     """`data` cut after the first element that is all zero (a NULL terminator)."""
     for base in range(0, len(data) - element + 1, element):

@@ -6,10 +6,12 @@ answers to requests a callback makes arrive on the stream). While that thread wa
 answer it keeps serving invokes: a nested invocation is a nested call on its stack. Requests
 made on the callback thread carry the invocation it is serving (`Request.invocation`).
 """
+import atexit
 import itertools
 import queue
 import sys
 import threading
+import weakref
 from typing import Callable, Dict, Optional
 
 from ffibox._stubs import pb, pb_grpc
@@ -39,6 +41,18 @@ def write_worker_output(stream: str, data: bytes) -> None:
     target.flush()
 
 
+_live_streams: "weakref.WeakSet[SessionStream]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_streams_at_exit() -> None:
+    # After atexit the interpreter stops running daemon threads, so the reader could never
+    # deliver another answer: a library call from a __del__ during teardown would wait
+    # forever. Close the streams now; later requests raise SessionClosed at once.
+    for stream in list(_live_streams):
+        stream.close()
+
+
 class SessionStream:
     """A bidi `Session` stream with a reader thread; thread-safe."""
 
@@ -62,6 +76,7 @@ class SessionStream:
         self._reader = threading.Thread(target=self._read_loop, name="ffibox-reader",
                                         daemon=True)
         self._reader.start()
+        _live_streams.add(self)
         if open_request is not None:
             self.request(open=open_request)
 

@@ -1,0 +1,124 @@
+"""Cases for test_debian_bindings.py: `python3 binding_cases.py [--ffibox] CASE` prints the case's
+result as JSON, with the stdlib ctypes or with ffibox.ctypes swapped in before the binding is
+imported (the one-import swap of a whole binding)."""
+import json
+import sys
+
+if len(sys.argv) > 1 and sys.argv[1] == "--ffibox":
+    del sys.argv[1]
+    import ffibox.ctypes
+    import ffibox.ctypes.util
+    sys.modules["ctypes"] = ffibox.ctypes
+    sys.modules["ctypes.util"] = ffibox.ctypes.util
+
+SAMPLES = {
+    "pdf": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n",
+    "png": bytes.fromhex("89504e470d0a1a0a0000000d494844520000001000000008080200000021c6a54d"),
+    "gzip": bytes.fromhex("1f8b0800000000000203cb48cdc9c95728cf2fca49e1020077fd1c0d0c000000"),
+    "python": b"#!/usr/bin/env python3\nimport sys\nprint(sys.argv)\n",
+    "text": b"Hello, world. This is plain text.\n",
+    "latin1": "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n".encode("latin-1"),
+}
+FILES = {"a.txt": b"alpha\n" * 50, "dir/b.bin": bytes(range(256)) * 40, "c.txt": b"gamma"}
+
+
+# -- python3-magic: opaque cookie (c_void_p), c_char_p results, byref(c_size_t) out-param ------
+def magic_from_buffer():
+    import magic
+    return {k: [magic.from_buffer(v), magic.from_buffer(v, mime=True)] for k, v in SAMPLES.items()}
+
+
+def magic_objects():
+    import magic
+    enc = magic.Magic(mime_encoding=True)
+    unz = magic.Magic(uncompress=True, mime=True)
+    m = magic.Magic()
+    before = m.getparam(magic.MAGIC_PARAM_BYTES_MAX)
+    m.setparam(magic.MAGIC_PARAM_BYTES_MAX, 4096)
+    return {"encoding": [enc.from_buffer(v) for v in SAMPLES.values()],
+            "uncompress": unz.from_buffer(SAMPLES["gzip"]),
+            "str input": magic.from_buffer("plain str\n"),
+            "params": [before, m.getparam(magic.MAGIC_PARAM_BYTES_MAX),
+                       m.getparam(magic.MAGIC_PARAM_NAME_MAX)],
+            "compat": magic.detect_from_content(SAMPLES["png"]).mime_type}
+
+
+def magic_error():
+    import magic
+    m = magic.Magic()        # keep it alive: its __del__ closes the cookie
+    try:
+        magic.magic_load(m.cookie, "/nonexistent.mgc")
+    except magic.MagicException as e:
+        return str(e.message)
+    return "no error"
+
+
+# -- python3-libarchive-c: CFUNCTYPE callbacks, c_void_p handles, POINTER(c_void_p) out-params --
+def _listing(archive):
+    import hashlib
+    return [[e.pathname, e.size, e.isreg, e.mode & 0o777, e.mtime,
+             hashlib.sha1(b"".join(e.get_blocks())).hexdigest()] for e in archive]
+
+
+def _write(writer):
+    for name, data in sorted(FILES.items()):
+        writer.add_file_from_memory(name, len(data), data, mtime=1700000000)
+
+
+def _custom_written(fmt, flt):
+    import libarchive
+    chunks = []
+    with libarchive.custom_writer(lambda d: chunks.append(bytes(d)) or len(d), fmt, flt) as w:
+        _write(w)
+    return b"".join(chunks)
+
+
+def libarchive_custom_writer():
+    import io
+    import tarfile
+    blob = _custom_written("ustar", None)      # stdlib tarfile checks what the callback got
+    with tarfile.open(fileobj=io.BytesIO(blob)) as t:
+        return [[m.name, m.size, t.extractfile(m).read() == FILES[m.name]] for m in t]
+
+
+def libarchive_memory_reader():
+    import gzip
+    import io
+    import tarfile
+    import libarchive
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in sorted(FILES.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1700000000, 0o644
+            t.addfile(info, io.BytesIO(data))
+    with libarchive.memory_reader(gzip.compress(buf.getvalue(), mtime=0)) as a:
+        return _listing(a)
+
+
+def libarchive_stream_reader():
+    import io
+    import libarchive
+    blob = _custom_written("ustar", "gzip")
+    with libarchive.stream_reader(io.BytesIO(blob)) as a:
+        return _listing(a)
+
+
+def libarchive_memory_writer():
+    import libarchive
+    buf = bytes(bytearray(1 << 16))
+    with libarchive.memory_writer(buf, "zip") as w:
+        _write(w)
+    return buf[:4].hex()
+
+
+CASES = {f.__name__: f for f in (
+    magic_from_buffer, magic_objects, magic_error, libarchive_custom_writer,
+    libarchive_memory_reader, libarchive_stream_reader, libarchive_memory_writer)}
+
+if __name__ == "__main__":
+    try:
+        result = {"ok": CASES[sys.argv[1]]()}
+    except Exception as e:  # the exception's type and text are part of the result
+        result = {"error": "%s: %s" % (type(e).__name__, e)}
+    print(json.dumps(result, sort_keys=True))
