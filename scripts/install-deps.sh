@@ -24,6 +24,7 @@ PACKAGES=(
   python3-magic            # real ctypes bindings run unmodified through the swap
   python3-libarchive-c     # (tests/python/test_debian_bindings.py)
   procps
+  uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids
 )
 
 missing=()

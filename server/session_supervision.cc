@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
 #include "server/jail/jail_layers.h"
+#include "server/jail/user_namespace.h"
 #include "server/library_descriptor.h"
 #include "server/request_validation.h"
 #include "server/responses.h"
@@ -232,7 +233,8 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
         config_.allowlist != nullptr && worker_ != nullptr && worker_->loads_by_descriptor();
   }
   if (!by_descriptor) return absl::OkStatus();
-  absl::StatusOr<int> fd = OpenLibraryForWorker(path, config_.jail.enabled && geteuid() == 0);
+  absl::StatusOr<int> fd =
+      OpenLibraryForWorker(path, config_.jail.enabled && WorkerIsAnotherUser());
   if (!fd.ok()) {
     return ErrorStatus(
         absl::IsResourceExhausted(fd.status()) ? v1::RESOURCE_EXHAUSTED : v1::LIBRARY_LOAD_FAILED,

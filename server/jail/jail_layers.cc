@@ -342,7 +342,7 @@ std::string DescribeJailLayers(const JailOptions& options) {
                        : absl::StrCat(" + ", absl::StrJoin(options.extra_syscalls, ","))));
   parts.push_back("no_new_privs");
   parts.push_back("rlimits");
-  parts.push_back(geteuid() == 0 ? "worker uid 65534" : "worker uid = yours, no capabilities");
+  parts.push_back(absl::StrCat("worker uid ", DescribeWorkerIds()));
   std::string line = absl::StrCat("jail: ", absl::StrJoin(parts, "; "));
   if (!options.waived.empty()) {
     absl::StrAppend(&line, "; WAIVED: ", absl::StrJoin(options.waived, "; "));

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
+#include "server/jail/user_namespace.h"
 #include "server/worker_process.h"
 
 namespace ffibox {
@@ -144,11 +145,7 @@ int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) 
   std::string uid = StatusField(status, "Uid");
   const std::string host_uid = uid.substr(0, uid.find('\t'));
   const bool not_root = host_uid != "0" && !host_uid.empty();
-  report.Line("ids", true, not_root,
-              absl::StrCat("host uid ", host_uid,
-                           layers.unprivileged_ids ? " (nobody)"
-                                                   : " (yours: an unprivileged broker can map "
-                                                     "only its own uid; no capabilities)"));
+  report.Line("ids", true, not_root, absl::StrCat("host uid ", DescribeWorkerIds()));
   std::string caps = StatusField(status, "CapEff");
   report.Line("capabilities dropped", true, caps == "0000000000000000",
               caps == "0000000000000000" ? "" : absl::StrCat("CapEff ", caps));

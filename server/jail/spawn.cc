@@ -54,11 +54,12 @@ struct ChildSetup {
   int status_write;
   bool pid_namespace;
   bool uts_namespace;
-  FilesystemPlan* plan;     // null: no filesystem view
-  bool user_namespace;      // become the namespace's root (mapped to WorkerHostIds())
-  bool may_setgroups;       // the broker is root: setgroups was not denied
-  bool nobody_after_mount;  // root without a user namespace: setresuid(65534) at exec
-  bool drop_capabilities;   // securebits, bounding set, capset
+  FilesystemPlan* plan;      // null: no filesystem view
+  bool user_namespace;       // become the namespace's root (mapped to WorkerHostIds())
+  bool may_setgroups;        // setgroups was not denied (root broker, or newgidmap wrote it)
+  bool unprivileged_broker;  // the child must be dumpable for its maps to be written
+  bool nobody_after_mount;   // root without a user namespace: setresuid(65534) at exec
+  bool drop_capabilities;    // securebits, bounding set, capset
 };
 
 // The broker's command line and environment strings (one contiguous area), which a pid
@@ -157,7 +158,7 @@ void DropPrivileges(const ChildSetup& setup) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   // The broker is not dumpable, and neither is this copy of it: an unprivileged broker
   // could not open our uid_map. The child holds no secret the broker's uid may not see.
-  if (setup.user_namespace && !setup.may_setgroups) prctl(PR_SET_DUMPABLE, 1);
+  if (setup.user_namespace && setup.unprivileged_broker) prctl(PR_SET_DUMPABLE, 1);
   Report(setup.status_write, kCloned, 0, 0);
   // Wait for the broker (it writes the user namespace's maps first). End of file means it
   // died before PDEATHSIG was armed.
@@ -336,7 +337,10 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
   }
   // As root, the worker never keeps uid 0: nobody through the user namespace's map, or by
   // setresuid when that namespace is off.
-  layers.unprivileged_ids = jail.enabled && root;
+  // The worker never keeps the broker's uid when a user namespace maps it elsewhere (root:
+  // nobody; an ordinary user: a subordinate uid when it has one).
+  const HostIds worker_ids = WorkerHostIds();
+  layers.unprivileged_ids = jail.enabled && (root || (user_ns && worker_ids.uid != geteuid()));
 
   Pipes pipes;
   if (pipe2(pipes.sync, O_CLOEXEC) != 0 || pipe2(pipes.status, O_CLOEXEC) != 0) {
@@ -351,7 +355,8 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
                    active(JailLayer::kUtsNamespace),
                    plan.get(),
                    user_ns,
-                   root,
+                   root || worker_ids.subordinate,
+                   !root,
                    jail.enabled && root && !user_ns,
                    jail.enabled && (user_ns || root)};
   long pid = -1;
@@ -383,7 +388,7 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
     return fail(absl::InternalError("the worker's jail setup ended before it began"));
   }
   if (user_ns) {
-    absl::Status mapped = WriteUserNamespaceMaps(child, WorkerHostIds());
+    absl::Status mapped = WriteUserNamespaceMaps(child, worker_ids);
     if (!mapped.ok()) return fail(JailLayerError(JailLayer::kUserNamespace, mapped.message()));
   }
   (void)!write(pipes.sync[1], "g", 1);

@@ -2,12 +2,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
+#include <spawn.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace ffibox {
 namespace {
@@ -27,13 +34,90 @@ absl::Status WriteProcFile(pid_t pid, const char* name, const std::string& conte
   return absl::OkStatus();
 }
 
+constexpr const char* kNewUidMap = "/usr/bin/newuidmap";
+constexpr const char* kNewGidMap = "/usr/bin/newgidmap";
+
+// The first id of the user's first range in /etc/subuid or /etc/subgid ("name:start:count"
+// or "uid:start:count"), or -1.
+long FirstSubordinateId(const char* file, const std::string& name, uid_t uid) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields = absl::StrSplit(line, ':');
+    long start = 0, count = 0;
+    if (fields.size() != 3 || (fields[0] != name && fields[0] != std::to_string(uid)) ||
+        !absl::SimpleAtoi(fields[1], &start) || !absl::SimpleAtoi(fields[2], &count) || count < 1 ||
+        start <= 0) {
+      continue;
+    }
+    return start;
+  }
+  return -1;
+}
+
+HostIds DecideWorkerIds() {
+  if (geteuid() == 0) return UnprivilegedWorkerIds();
+  struct passwd* pw = getpwuid(geteuid());
+  std::string name = pw != nullptr ? pw->pw_name : "";
+  long uid = FirstSubordinateId("/etc/subuid", name, geteuid());
+  long gid = FirstSubordinateId("/etc/subgid", name, geteuid());
+  if (uid > 0 && gid > 0 && access(kNewUidMap, X_OK) == 0 && access(kNewGidMap, X_OK) == 0) {
+    return {static_cast<uid_t>(uid), static_cast<gid_t>(gid), true};
+  }
+  return BrokerIds();
+}
+
+// Runs `helper pid 0 id 1` and waits for it. The reason on failure.
+absl::Status RunMapHelper(const char* helper, pid_t pid, unsigned id) {
+  std::vector<std::string> args = {helper, std::to_string(pid), "0", std::to_string(id), "1"};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  char* const empty_env[] = {nullptr};
+  pid_t child = -1;
+  int rc = posix_spawn(&child, helper, &actions, nullptr, argv.data(), empty_env);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return absl::PermissionDeniedError(absl::StrCat(helper, ": ", strerror(rc)));
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(helper, " ", pid, " 0 ", id, " 1 failed (status ", status, ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-HostIds BrokerIds() { return {geteuid(), getegid()}; }
+HostIds BrokerIds() { return {geteuid(), getegid(), false}; }
 
-HostIds WorkerHostIds() { return geteuid() == 0 ? UnprivilegedWorkerIds() : BrokerIds(); }
+HostIds WorkerHostIds() {
+  static const HostIds ids = DecideWorkerIds();
+  return ids;
+}
+
+bool WorkerIsAnotherUser() { return WorkerHostIds().uid != geteuid(); }
+
+std::string DescribeWorkerIds() {
+  HostIds ids = WorkerHostIds();
+  if (geteuid() == 0) return absl::StrCat(ids.uid, " (nobody)");
+  if (ids.subordinate) return absl::StrCat(ids.uid, " (a subordinate uid of yours)");
+  return absl::StrCat(ids.uid,
+                      " (yours: no subordinate ids or no newuidmap; no capabilities outside "
+                      "its namespace)");
+}
 
 absl::Status WriteUserNamespaceMaps(pid_t pid, HostIds ids) {
+  if (ids.subordinate) {
+    absl::Status uid = RunMapHelper(kNewUidMap, pid, ids.uid);
+    if (!uid.ok()) return uid;
+    return RunMapHelper(kNewGidMap, pid, ids.gid);
+  }
   if (geteuid() != 0) {
     absl::Status denied = WriteProcFile(pid, "setgroups", "deny\n");
     if (!denied.ok()) return denied;

@@ -296,6 +296,12 @@ def test_check_sandbox_as_ordinary_user_reports_every_layer_active(ordinary_user
         assert states.get(label, "").startswith("active"), "%s: %r\n%s" % (
             label, states.get(label), report)
     assert "all requested layers are active" in report
+    # The user has subordinate ids (Debian's useradd assigns them) and install-deps installs
+    # newuidmap: the worker runs as one of them, never as the user.
+    user_uid = pwd.getpwnam(ORDINARY_USER).pw_uid
+    worker_uid = int(states["ids"].split("host uid ")[1].split()[0])
+    assert worker_uid != user_uid and worker_uid != 0, report
+    assert "subordinate" in states["ids"], report
 
 
 # -- descriptor pressure -------------------------------------------------------------------
