@@ -26,9 +26,9 @@ struct LibraryFd {
 
 // Opens the regular file `path` (absolute, already admitted) read-only. When
 // `worker_is_other` (the worker runs as another host user: nobody, or a subordinate uid)
-// and the file is not readable by others, the worker could not reopen it through /proc/self/fd, so the contents are
-// copied into a sealed memfd instead. RESOURCE_EXHAUSTED when out of descriptors or
-// memory; LIBRARY_LOAD_FAILED-worthy NOT_FOUND / PERMISSION_DENIED otherwise.
+// and the file is not readable by others, the worker could not reopen it through /proc/self/fd, so
+// the contents are copied into a sealed memfd instead. RESOURCE_EXHAUSTED when out of descriptors
+// or memory; LIBRARY_LOAD_FAILED-worthy NOT_FOUND / PERMISSION_DENIED otherwise.
 absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other);
 
 }  // namespace ffibox

@@ -52,6 +52,4 @@ int call_twice_nested(int (*h)(int), int x) { return h(h(x)); }
 
 // Calls fill(buffer, n) once: a callback handed a buffer of n bytes, as audio and I/O
 // libraries hand their callbacks.
-void call_fill(void (*fill)(unsigned char*, int), unsigned char* buffer, int n) {
-  fill(buffer, n);
-}
+void call_fill(void (*fill)(unsigned char*, int), unsigned char* buffer, int n) { fill(buffer, n); }

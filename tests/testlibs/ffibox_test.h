@@ -62,23 +62,23 @@ typedef struct Record {
   char* name;
   int* numbers;
 } Record;
-void out_malloced_string(char** out);   /* *out = strdup(...) */
-void out_int_array(int** out);          /* *out = {7, 8, 9, 10} owned by the library */
-int owned_number_at(int index);         /* that array's element, as the library sees it */
-void fill_record(Record* record);       /* id 42, a malloc'd name, the array above */
+void out_malloced_string(char** out);       /* *out = strdup(...) */
+void out_int_array(int** out);              /* *out = {7, 8, 9, 10} owned by the library */
+int owned_number_at(int index);             /* that array's element, as the library sees it */
+void fill_record(Record* record);           /* id 42, a malloc'd name, the array above */
 void fill_names(const char** names, int n); /* "alpha", "beta", "gamma" */
 /* Calls row(context, 3, {"first", "second", "third"}) like sqlite3_exec's callback. */
 int each_row(int (*row)(void* context, int columns, char** values), void* context);
-typedef struct Handle Handle;           /* opaque */
+typedef struct Handle Handle; /* opaque */
 Handle* handle_new(int value);
 void handle_out(int value, Handle** out);
 int handle_get(const Handle* handle);
 void handle_free(Handle* handle);
-const char* env_at_load(void);         /* FFIBOX_TEST_AT_LOAD when the library loaded */
+const char* env_at_load(void);           /* FFIBOX_TEST_AT_LOAD when the library loaded */
 const char* env_value(const char* name); /* getenv(name) */
-size_t wstr_len(const wchar_t* s);  /* wcslen(s); 0 for NULL */
-const wchar_t* wgreeting(void);     /* L"h\u00e9llo \u4e16\u754c" (static) */
-const char* null_string(void);      /* NULL */
+size_t wstr_len(const wchar_t* s);       /* wcslen(s); 0 for NULL */
+const wchar_t* wgreeting(void);          /* L"h\u00e9llo \u4e16\u754c" (static) */
+const char* null_string(void);           /* NULL */
 
 /* Buffers and pointer parameters. */
 void fill_buffer(char* out, size_t n, char c);           /* out: n bytes of c */
