@@ -99,6 +99,11 @@ class RemoteCall:
                 _ct.c_int if restype is not None else None)
             for t in types + ((real_restype,) if real_restype is not None else ()):
                 _types.check_layout(self._session.stream, t, self._session.checked_layouts)
+            # A c_char_p / c_wchar_p subclass result is not converted to bytes by ctypes: it
+            # comes back as the worker's address, bound to it (ffibox._remote).
+            if (_types.code_of(real_restype) in ("z", "Z")
+                    and not _types.is_fundamental(real_restype)):
+                real_restype = _ct.c_void_p
             signature = _types.signature(real_restype, types)
             if self._address is not None:
                 request = pb.ResolveFunction(signature=signature, address=pb.RemoteAddress(

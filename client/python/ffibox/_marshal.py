@@ -457,6 +457,11 @@ def decode(t, value, session, generation: int):
             if kind == "pointer":
                 address = value.pointer.remote.address if value.pointer.HasField(
                     "remote") else 0
+                if code in ("z", "Z") and address and not _types.is_fundamental(t):
+                    # A c_char_p subclass result stays bound to the worker's string (.value
+                    # reads it), so passing it back (to a free function) passes that address.
+                    from ffibox import _remote
+                    return _remote.string_pointer(session, t, address, generation)
                 if code == "P":
                     result = address or None
                 elif address:

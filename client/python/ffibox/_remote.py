@@ -190,9 +190,14 @@ class RemotePointer:
         self._check()
         size = _ct.sizeof(self._type_)
         if isinstance(index, slice):
+            # ctypes' rules for pointers: stop is required, and start too when stepping back.
+            step = 1 if index.step is None else index.step
             if index.stop is None:
                 raise ValueError("slice stop is required")
-            items = [self[i] for i in range(*index.indices(index.stop))]
+            if index.start is None and step < 0:
+                raise ValueError("slice start is required for step < 0")
+            start = 0 if index.start is None else index.start
+            items = [self[i] for i in range(start, index.stop, step)]
             return b"".join(items) if self._type_ is _ct.c_char else items
         return load(self._session, self._type_, self.address + index * size, self.generation)
 
