@@ -25,7 +25,8 @@ absl::Status SendDescriptor(int socket_fd, int fd, uint64_t tag) {
   header->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
   for (;;) {
-    ssize_t sent = sendmsg(socket_fd, &message, MSG_NOSIGNAL);
+    // Never blocks: a peer that does not read its descriptors makes the send fail.
+    ssize_t sent = sendmsg(socket_fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent == static_cast<ssize_t>(sizeof(tag))) return absl::OkStatus();
     if (sent < 0 && errno == EINTR) continue;
     return absl::UnavailableError(

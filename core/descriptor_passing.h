@@ -19,8 +19,8 @@ namespace ffibox {
 // right after installing its filter (requests' tags are their ids, never this).
 inline constexpr uint64_t kSeccompListenerTag = ~uint64_t{0};
 
-// Sends `fd` with `tag` on the unix socket `socket_fd`. The caller keeps `fd`. UNAVAILABLE
-// when the peer has gone.
+// Sends `fd` with `tag` on the unix socket `socket_fd` without blocking. The caller keeps
+// `fd`. UNAVAILABLE when the peer has gone or does not read (the socket is full).
 absl::Status SendDescriptor(int socket_fd, int fd, uint64_t tag);
 
 struct TaggedDescriptor {

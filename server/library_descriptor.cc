@@ -46,7 +46,7 @@ absl::StatusOr<int> CopyIntoMemfd(int fd, off_t size, const std::string& path) {
 }  // namespace
 
 absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return OpenError(path, errno);
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -54,6 +54,18 @@ absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is
     return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file"));
   }
   if (!worker_is_other || (st.st_mode & S_IROTH) != 0) return fd;
+  if (geteuid() == 0) {
+    close(fd);
+    return absl::PermissionDeniedError(
+        absl::StrCat(path,
+                     " is not readable by others: a root ffiboxd hands its workers only what any "
+                     "user may read"));
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxLibraryCopyBytes) {
+    close(fd);
+    return absl::ResourceExhaustedError(
+        absl::StrCat(path, " is larger than ", kMaxLibraryCopyBytes, " bytes"));
+  }
   absl::StatusOr<int> copy = CopyIntoMemfd(fd, st.st_size, path);
   close(fd);
   return copy;

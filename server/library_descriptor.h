@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,11 +25,15 @@ struct LibraryFd {
   int fd = -1;
 };
 
-// Opens the regular file `path` (absolute, already admitted) read-only. When
-// `worker_is_other` (the worker runs as another host user: nobody, or a subordinate uid)
-// and the file is not readable by others, the worker could not reopen it through /proc/self/fd, so
-// the contents are copied into a sealed memfd instead. RESOURCE_EXHAUSTED when out of descriptors
-// or memory; LIBRARY_LOAD_FAILED-worthy NOT_FOUND / PERMISSION_DENIED otherwise.
+// Opens the regular file `path` (absolute, already admitted) read-only, without following a
+// final symlink and without blocking on a FIFO. When the worker runs as another host user
+// (`worker_is_other`: nobody, or a subordinate uid) and the file is not readable by others,
+// the worker could not reopen it through /proc/self/fd: an unprivileged broker (whose
+// rights are its user's, the client's own) copies it into a sealed memfd of at most
+// kMaxLibraryCopyBytes; a root broker refuses it (PERMISSION_DENIED), so that no client
+// obtains through a worker what only root may read. RESOURCE_EXHAUSTED when out of
+// descriptors or memory; NOT_FOUND or PERMISSION_DENIED otherwise.
+inline constexpr uint64_t kMaxLibraryCopyBytes = uint64_t{1} << 30;
 absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other);
 
 }  // namespace ffibox

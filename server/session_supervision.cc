@@ -213,8 +213,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   wrapped.mutable_request()->set_id(0);
   if (library.fd >= 0) {
     wrapped.set_library_descriptor(true);
-    // A failed pass means the worker is dying; its reader fails the queued request.
-    (void)worker->SendDescriptor(library.fd, wrapped.id());
+    // A worker that does not take its descriptors is dead or hostile: kill it, so its
+    // reader fails the queued request at once instead of the load waiting out its deadline.
+    if (!worker->SendDescriptor(library.fd, wrapped.id()).ok()) worker->Kill();
   }
   // The reader waits with the old head's deadline (or none): make it pick up the new one.
   if (was_idle) worker->channel().Interrupt();

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -138,14 +139,17 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   // worker's life, so its /proc/self/fd name stays unique (the loader recognizes an
   // already-loaded object by that name).
   std::string path = load.path();
+  int library_fd = -1;
   if (descriptor_tag != 0) {
     absl::StatusOr<int> fd = TakeLibraryDescriptor(descriptor_tag);
     if (!fd.ok()) return fd.status();
-    path = absl::StrCat("/proc/self/fd/", *fd);
+    library_fd = *fd;
+    path = absl::StrCat("/proc/self/fd/", library_fd);
   }
   // Unlocked: the library's constructors may call stored callbacks, which may re-enter.
   dlerror();
   void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (library == nullptr && library_fd >= 0) close(library_fd);  // nothing keeps it
   if (library == nullptr) {
     const char* reason = dlerror();
     return ErrorStatus(v1::LIBRARY_LOAD_FAILED,

@@ -172,6 +172,11 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
       SpawnJailedWorker(options.jail, request,
                         [](const std::function<void()>& job) { LauncherThread::Get().Run(job); });
   if (!spawned.ok()) return spawned.status();
+  // The worker has its copies: without ours, its death shows as a hangup at once.
+  for (int* fd : {&fds.channel[1], &fds.crash[1], &fds.descriptors[1], &fds.out[1], &fds.err[1]}) {
+    close(*fd);
+    *fd = -1;
+  }
 
   absl::StatusOr<std::unique_ptr<WorkerChannel>> channel =
       MakeSocketWorkerChannel(fds.channel[0], options.max_reply_bytes);
@@ -221,9 +226,10 @@ absl::Status WorkerProcess::SendDescriptor(int fd, uint64_t tag) {
 }
 
 bool WorkerProcess::HandleSeccompNotification() {
-  // The listener also wakes up (hung up) when the worker has ended: nothing to report then.
+  // A notification withdrawn before it was read (its thread was interrupted) is no verdict:
+  // keep watching.
   absl::StatusOr<SeccompViolation> violation = ReceiveSeccompViolation(seccomp_listener_);
-  if (!violation.ok()) return false;
+  if (!violation.ok()) return true;
   absl::MutexLock lock(&mu_);
   if (exit_.seccomp_violation < 0) {
     exit_.seccomp_violation = violation->syscall;
@@ -238,12 +244,20 @@ bool WorkerProcess::HandleSeccompNotification() {
 
 bool WorkerProcess::WaitForSeccompViolation(absl::Duration timeout) {
   if (seccomp_listener_ < 0) return false;
-  struct pollfd pfd = {seccomp_listener_, POLLIN, 0};
-  int ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
-  if (ready <= 0 || !(pfd.revents & POLLIN)) return false;
-  HandleSeccompNotification();
-  absl::MutexLock lock(&mu_);
-  return exit_.seccomp_violation >= 0;
+  absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (exit_.seccomp_violation >= 0) return true;
+    }
+    int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (left <= 0) return false;
+    struct pollfd pfd = {seccomp_listener_, POLLIN, 0};
+    int ready = poll(&pfd, 1, static_cast<int>(left));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0 || !(pfd.revents & POLLIN)) return false;
+    HandleSeccompNotification();
+  }
 }
 
 absl::Status CheckDescriptorReserve() {

@@ -115,8 +115,9 @@ class WorkerProcess {
   int seccomp_listener() const { return seccomp_listener_; }
   // Reads the pending seccomp notification (call it only when seccomp_listener() polled
   // readable: the read blocks otherwise), records the syscall as the worker's violation
-  // and kills the worker. Returns false (nothing more to watch). For the thread that
-  // watches seccomp_listener().
+  // and kills the worker. Returns whether to keep watching: false once the worker was
+  // killed, true when the notification was withdrawn before it could be read. For the
+  // thread that watches seccomp_listener().
   bool HandleSeccompNotification();
   // Waits up to `timeout` for a seccomp notification and handles it; true if one came.
   bool WaitForSeccompViolation(absl::Duration timeout);

@@ -9,11 +9,14 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -60,6 +63,7 @@ struct ChildSetup {
   bool unprivileged_broker;  // the child must be dumpable for its maps to be written
   bool nobody_after_mount;   // root without a user namespace: setresuid(65534) at exec
   bool drop_capabilities;    // securebits, bounding set, capset
+  int max_fds;               // RLIMIT_NOFILE at clone: the bound of descriptor loops
 };
 
 // The broker's command line and environment strings (one contiguous area), which a pid
@@ -119,7 +123,7 @@ void DropPrivileges(const ChildSetup& setup) {
   }
   if (dup3(executable, kFirstFreeFd, O_CLOEXEC) != kFirstFreeFd) _exit(127);
   if (syscall(SYS_close_range, kFirstFreeFd + 1, ~0U, 0) != 0) {
-    for (int fd = kFirstFreeFd + 1; fd < 65536; ++fd) close(fd);
+    for (int fd = kFirstFreeFd + 1; fd < setup.max_fds; ++fd) close(fd);
   }
   char* const empty_env[] = {nullptr};
   syscall(SYS_execveat, kFirstFreeFd, "", request.argv, empty_env, AT_EMPTY_PATH);
@@ -138,8 +142,12 @@ void DropPrivileges(const ChildSetup& setup) {
   Report(setup.status_write, kReady, 0, 0);
   // Keep only the status pipe: the channel's end of stream must follow the worker's death.
   int keep = setup.status_write;
-  if (keep > 0) syscall(SYS_close_range, 0, keep - 1, 0);
-  syscall(SYS_close_range, keep + 1, ~0U, 0);
+  if ((keep > 0 && syscall(SYS_close_range, 0, keep - 1, 0) != 0) ||
+      syscall(SYS_close_range, keep + 1, ~0U, 0) != 0) {
+    for (int fd = 0; fd < setup.max_fds; ++fd) {  // kernels before 5.9
+      if (fd != keep) close(fd);
+    }
+  }
   struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {};
   syscall(SYS_capset, &header, data);
@@ -251,11 +259,19 @@ struct Pipes {
   int sync[2] = {-1, -1};
   int status[2] = {-1, -1};
   ~Pipes() {
-    for (int fd : {sync[0], sync[1], status[1]}) {
+    for (int fd : {sync[0], sync[1], status[0], status[1]}) {
       if (fd >= 0) close(fd);
     }
   }
 };
+
+// The soft RLIMIT_NOFILE (ffiboxd raises it to the hard limit), capped for the loops that
+// close descriptors one by one on kernels without close_range.
+int MaxDescriptors() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1 << 20;
+  return static_cast<int>(std::min<rlim_t>(limit.rlim_cur, 1 << 20));
+}
 
 // Whether `error` means the host ran out of something (descriptors, memory, processes)
 // rather than refusing a layer: such a worker start fails with RESOURCE_EXHAUSTED.
@@ -358,7 +374,8 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
                    root || worker_ids.subordinate,
                    !root,
                    jail.enabled && root && !user_ns,
-                   jail.enabled && (user_ns || root)};
+                   jail.enabled && (user_ns || root),
+                   MaxDescriptors()};
   long pid = -1;
   int clone_errno = 0;
   run_on_launcher([&] {
@@ -379,8 +396,7 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
   const pid_t child = static_cast<pid_t>(pid);
   const absl::Time deadline = absl::Now() + setup_timeout;
   auto fail = [&](absl::Status status) {
-    KillAndReap(child);
-    close(pipes.status[0]);
+    KillAndReap(child);  // ~Pipes closes the status pipe
     return status;
   };
   std::optional<StatusRecord> cloned = ReadStatus(pipes.status[0], deadline);
@@ -402,7 +418,7 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
   if (record->kind != kReady) return fail(SetupFailure(plan.get(), *record));
   fcntl(pipes.status[0], F_SETFL, O_NONBLOCK);  // ReadRelayedWaitStatus must not block
   spawned.pid = child;
-  spawned.status_fd = pipes.status[0];
+  spawned.status_fd = std::exchange(pipes.status[0], -1);
   spawned.relays_exit = active(JailLayer::kPidNamespace);
   spawned.worker_pid = spawned.relays_exit ? InitsChild(child) : child;
   return spawned;

@@ -157,6 +157,11 @@ PATTERNS = {
         libc.memcpy(byref(b), byref(a), sizeof(Ops))
         print(b.size, b.kind)
     """,
+    "record_with_pointer_fields_returned_by_value": """
+        lib.make_record.restype = Record
+        r = lib.make_record()
+        print(r.id, r.name, r.numbers[1])
+    """,
     "char_p_object_as_argument": """
         lib.str_len.restype = c_size_t
         print(lib.str_len(c_char_p(b"hello")))
@@ -172,6 +177,7 @@ EXPECTED = {
     "pointer_out_parameter_passed_back_to_the_library": "80 80",
     "opaque_handle": "5 6 True",
     "char_p_object_as_argument": "5",
+    "record_with_pointer_fields_returned_by_value": "7 b'by value' 8",
     "cyclic_graph_is_followed_a_bounded_depth": "17 17",
     "union_member_bytes_are_not_mistaken_for_pointers": "1 5 42",
     "view_of_worker_memory_passed_back_as_pointer": "Fri Jan  1 00:00:00 1971 True",
@@ -219,3 +225,23 @@ def test_an_image_lives_as_long_as_the_caller_object_holding_it(server):
         del p
         gc.collect()
         assert session.images.find(address) is None
+
+
+def test_a_root_broker_refuses_a_library_only_root_may_read(tmp_path):
+    # A root ffiboxd's workers run as nobody; it never hands them a file only root may read
+    # (a client could otherwise read it through the worker).
+    import shutil
+    import ffibox
+    from conftest import Server
+    private = tmp_path / "libprivate.so"
+    shutil.copy(TEST_LIB, private)
+    os.chmod(private, 0o600)
+    server = Server(allow_root=str(tmp_path))
+    try:
+        with ffibox.connect(server.address).session() as session:
+            with pytest.raises(ffibox.Error, match="not readable by others"):
+                session.CDLL(str(private))
+            os.chmod(private, 0o644)
+            assert session.CDLL(str(private)).add_int(2, 3) == 5
+    finally:
+        server.stop()

@@ -226,3 +226,7 @@ Handle* handle_new(int value) {
 void handle_out(int value, Handle** out) { *out = handle_new(value); }
 int handle_get(const Handle* handle) { return handle->value; }
 void handle_free(Handle* handle) { free(handle); }
+Record make_record(void) {
+  Record record = {7, "by value", owned_numbers};
+  return record;
+}

@@ -65,6 +65,7 @@ typedef struct Record {
 void out_malloced_string(char** out);       /* *out = strdup(...) */
 void out_int_array(int** out);              /* *out = {7, 8, 9, 10} owned by the library */
 int owned_number_at(int index);             /* that array's element, as the library sees it */
+Record make_record(void);                   /* {7, "by value", the array above}, by value */
 void fill_record(Record* record);           /* id 42, a malloc'd name, the array above */
 void fill_names(const char** names, int n); /* "alpha", "beta", "gamma" */
 /* Calls row(context, 3, {"first", "second", "third"}) like sqlite3_exec's callback. */

@@ -341,7 +341,11 @@ def callback_handler(prototype, function):
                 continue
             if isinstance(copy, tuple):
                 holder, local = copy
-                if local:
+                found = session.images.find(local) if local else None
+                if found is not None and found[0].size == 0:
+                    # A placeholder mirrors nothing: hand back what the worker sent.
+                    answer.pointees.add(arg=index, data=pointees[index])
+                elif local:
                     size = _ct.sizeof(argtypes[index]._type_)
                     answer.pointees.add(arg=index, data=session.images.worker_bytes(
                         local, size, _types.pointer_offsets(argtypes[index]._type_)))

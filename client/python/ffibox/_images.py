@@ -20,10 +20,12 @@ address, as ctypes keeps addresses: they are integers, not dereferenced here.
 """
 import ctypes as _ct
 import struct
+import sys
 import weakref
 from typing import Dict, List, Optional, Tuple
 
 from ffibox import _types
+from ffibox.errors import Error
 
 PAGE_BYTES = 4096
 MAX_ELEMENTS = 64
@@ -114,11 +116,13 @@ class ImageTable:
         self._images[start] = weakref.ref(image, lambda _, s=start: self._images.pop(s, None))
         return image
 
-    def _address_only(self, worker: int, generation: int) -> Image:
-        return self._register(Image(_ct.create_string_buffer(8), 0, worker, generation))
+    def _address_only(self, worker: int, generation: int, room: int = 8) -> Image:
+        # Zeroed local room for one pointee (so field access stays inside memory this
+        # process owns), mirroring nothing: never written back, never sent.
+        return self._register(
+            Image(_ct.create_string_buffer(max(8, room)), 0, worker, generation))
 
     def _read(self, worker: int, size: int, generation: int) -> Optional[bytes]:
-        from ffibox.errors import Error
         try:
             return self._session.read(worker, size, generation)
         except Error:
@@ -131,14 +135,14 @@ class ImageTable:
                 code in ("z", "Z") or _types.is_pointer(pointer_type)):
             return None
         if budget[0] <= 0 or depth > MAX_DEPTH:
-            return self._address_only(worker, generation)
+            room = _ct.sizeof(pointer_type._type_) if _types.is_pointer(pointer_type) else 8
+            return self._address_only(worker, generation, room)
         budget[0] -= 1
         if code in ("z", "Z"):
             return self._make_string(worker, generation, code == "Z")
         return self._make_pointee(pointer_type._type_, worker, generation, budget, depth)
 
     def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
-        from ffibox.errors import Error
         try:
             text = self._session.read_string(worker, wide, generation)
         except Error:
@@ -156,7 +160,7 @@ class ImageTable:
         slots = _types.pointer_offsets(t, unions=False)
         data = self._read(worker, element, generation)
         if data is None:
-            return self._address_only(worker, generation)
+            return self._address_only(worker, generation, element)
         # Arrays: pointer-free elements up to the end of the worker's page, or pointers up
         # to the first NULL. A record stands alone.
         if not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z"):
@@ -168,7 +172,10 @@ class ImageTable:
                     data += extra
             if slots:
                 data = _until_null(data, element)
-        buffer = _ct.create_string_buffer(data, len(data))
+        # A pointer array always ends with a NULL element locally, even when the worker's
+        # did not within what was read, so a caller's `while argv[i]` stops inside the image.
+        terminated = slots and any(data[len(data) - element:])
+        buffer = _ct.create_string_buffer(data, len(data) + (element if terminated else 0))
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
         self._register(image)
@@ -237,7 +244,14 @@ class ImageTable:
                 continue
             first = next(i for i in range(image.size) if current[i] != image.synced[i])
             last = max(i for i in range(image.size) if current[i] != image.synced[i])
-            self._session.write(image.worker + first, current[first:last + 1], image.generation)
+            try:
+                self._session.write(image.worker + first, current[first:last + 1],
+                                    image.generation)
+            except Error as error:
+                # Its worker is gone (a restart) or the library freed that memory: the
+                # change cannot land; say so once, and stop trying.
+                sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
+                                 "written back: %s\n" % (image.worker + first, error))
             image.synced = current
 
 

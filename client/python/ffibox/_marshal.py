@@ -488,7 +488,10 @@ def decode(t, value, session, generation: int):
         generation = value.pointer.remote.generation or generation
         return RemotePointer(session, address, generation, t._type_)
     if _types.is_record(t) or _types.is_array(t):
-        return t.from_buffer_copy(value.raw)
+        # A record or array by value holds worker addresses in its pointer fields: images.
+        result = t.from_buffer_copy(value.raw)
+        session.images.convert_slots(result, generation)
+        return result
     if _types.is_function(t):
         address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
         return session.remote_function(t, address, generation)
