@@ -38,17 +38,17 @@ absl::StatusOr<std::unique_ptr<UnixAcceptor>> UnixAcceptor::Listen(const std::st
   memcpy(address.sun_path, path.c_str(), path.size() + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::FailedPreconditionError(absl::StrCat("socket: ", strerror(errno)));
-  mode_t old_umask = umask(077);  // the socket file is created 0600
+  // No umask change here (it is process-wide, and the pool's launcher may be cloning a
+  // worker right now): the directory is owner-only, and the file is made 0600 at once.
   int bound = bind(fd, reinterpret_cast<struct sockaddr*>(&address), sizeof(address));
   int bind_errno = errno;
-  umask(old_umask);
+  if (bound == 0) chmod(path.c_str(), 0600);
   if (bound != 0 || listen(fd, SOMAXCONN) != 0) {
     int error = bound != 0 ? bind_errno : errno;
     close(fd);
     return absl::FailedPreconditionError(
         absl::StrCat("cannot listen on ", path, ": ", strerror(error)));
   }
-  chmod(path.c_str(), 0600);
   int spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   return std::unique_ptr<UnixAcceptor>(new UnixAcceptor(path, fd, spare));
 }

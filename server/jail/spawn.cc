@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,6 +179,9 @@ void DropPrivileges(const ChildSetup& setup) {
   if (got != 1) _exit(1);
   close(setup.sync_read);
 
+  // The view's directories must be traversable by the worker whatever umask the broker had
+  // when it cloned.
+  umask(022);
   sigset_t empty;
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, nullptr);
