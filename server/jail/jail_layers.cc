@@ -28,28 +28,33 @@ constexpr JailLayer kNamespaceLayers[] = {JailLayer::kUserNamespace, JailLayer::
                                           JailLayer::kNetNamespace,  JailLayer::kIpcNamespace,
                                           JailLayer::kUtsNamespace,  JailLayer::kMountNamespace};
 
-const char* CloneFlagName(int flag) {
-  switch (flag) {
-    case CLONE_NEWUSER:
-      return "CLONE_NEWUSER";
-    case CLONE_NEWPID:
-      return "CLONE_NEWPID";
-    case CLONE_NEWNET:
-      return "CLONE_NEWNET";
-    case CLONE_NEWIPC:
-      return "CLONE_NEWIPC";
-    case CLONE_NEWUTS:
-      return "CLONE_NEWUTS";
-    case CLONE_NEWNS:
-      return "CLONE_NEWNS";
-  }
-  return "?";
-}
+// Everything there is to know about each layer, in JailLayer order: the one place that
+// names, keys, clone flags and configuration switches are listed.
+struct LayerInfo {
+  absl::string_view key;         // waivers, reports, SessionOpened.jail_layers
+  absl::string_view name;        // messages
+  absl::string_view clone_name;  // the clone flag's name, for probe failures
+  int clone_flag;                // 0: not a namespace
+  bool JailOptions::*requested;  // its switch in the configuration
+};
+const LayerInfo kLayers[kJailLayerCount] = {
+    {"user", "user namespace", "CLONE_NEWUSER", CLONE_NEWUSER, &JailOptions::user_namespace},
+    {"pid", "pid namespace", "CLONE_NEWPID", CLONE_NEWPID, &JailOptions::pid_namespace},
+    {"net", "net namespace", "CLONE_NEWNET", CLONE_NEWNET, &JailOptions::net_namespace},
+    {"ipc", "ipc namespace", "CLONE_NEWIPC", CLONE_NEWIPC, &JailOptions::ipc_namespace},
+    {"uts", "uts namespace", "CLONE_NEWUTS", CLONE_NEWUTS, &JailOptions::uts_namespace},
+    {"mount", "mount namespace", "CLONE_NEWNS", CLONE_NEWNS, &JailOptions::mount_namespace},
+    {"filesystem", "filesystem (pivot_root)", "", 0, &JailOptions::filesystem},
+    {"proc", "/proc (fresh, pid namespace only)", "", 0, &JailOptions::proc},
+};
+
+const LayerInfo& Info(JailLayer layer) { return kLayers[static_cast<int>(layer)]; }
 
 // Clones a child into the namespace of `flag` that exits at once; for the user namespace
 // the child first makes itself dumpable (so an unprivileged broker may write its maps) and
 // waits until they are written. "" on success, else the reason.
-std::string ProbeNamespace(int flag) {
+std::string ProbeNamespace(JailLayer layer) {
+  const int flag = Info(layer).clone_flag;
   int sync[2];
   int ready[2];
   if (pipe2(sync, O_CLOEXEC) != 0) return absl::StrCat("pipe: ", strerror(errno));
@@ -77,7 +82,7 @@ std::string ProbeNamespace(int flag) {
   close(ready[1]);
   std::string reason;
   if (pid < 0) {
-    reason = absl::StrCat("clone(", CloneFlagName(flag), "): ", strerror(clone_errno));
+    reason = absl::StrCat("clone(", Info(layer).clone_name, "): ", strerror(clone_errno));
   } else if (flag == CLONE_NEWUSER) {
     char byte;
     while (read(ready[0], &byte, 1) < 0 && errno == EINTR) {
@@ -107,7 +112,7 @@ class HostNamespaces {
     if (!probed_) {
       probed_ = true;
       for (JailLayer ns : kNamespaceLayers) {
-        reasons_[static_cast<int>(ns)] = ProbeNamespace(JailLayerCloneFlag(ns));
+        reasons_[static_cast<int>(ns)] = ProbeNamespace(ns);
       }
     }
     return reasons_[static_cast<int>(layer)];
@@ -122,25 +127,7 @@ class HostNamespaces {
 constexpr absl::string_view kJailLayerPayload = "type.ffibox.dev/jail_layer";
 
 bool* LayerSwitch(JailOptions* options, JailLayer layer) {
-  switch (layer) {
-    case JailLayer::kUserNamespace:
-      return &options->user_namespace;
-    case JailLayer::kPidNamespace:
-      return &options->pid_namespace;
-    case JailLayer::kNetNamespace:
-      return &options->net_namespace;
-    case JailLayer::kIpcNamespace:
-      return &options->ipc_namespace;
-    case JailLayer::kUtsNamespace:
-      return &options->uts_namespace;
-    case JailLayer::kMountNamespace:
-      return &options->mount_namespace;
-    case JailLayer::kFilesystem:
-      return &options->filesystem;
-    case JailLayer::kProc:
-      return &options->proc;
-  }
-  return nullptr;
+  return &(options->*Info(layer).requested);
 }
 
 // The layer `layer` cannot exist without, if any.
@@ -164,73 +151,15 @@ absl::Status NotWaivedError(JailLayer layer, absl::string_view reason) {
 
 }  // namespace
 
-absl::string_view JailLayerName(JailLayer layer) {
-  switch (layer) {
-    case JailLayer::kUserNamespace:
-      return "user namespace";
-    case JailLayer::kPidNamespace:
-      return "pid namespace";
-    case JailLayer::kNetNamespace:
-      return "net namespace";
-    case JailLayer::kIpcNamespace:
-      return "ipc namespace";
-    case JailLayer::kUtsNamespace:
-      return "uts namespace";
-    case JailLayer::kMountNamespace:
-      return "mount namespace";
-    case JailLayer::kFilesystem:
-      return "filesystem (pivot_root)";
-    case JailLayer::kProc:
-      return "/proc (fresh, pid namespace only)";
-  }
-  return "?";
-}
+absl::string_view JailLayerName(JailLayer layer) { return Info(layer).name; }
 
-int JailLayerCloneFlag(JailLayer layer) {
-  switch (layer) {
-    case JailLayer::kUserNamespace:
-      return CLONE_NEWUSER;
-    case JailLayer::kPidNamespace:
-      return CLONE_NEWPID;
-    case JailLayer::kNetNamespace:
-      return CLONE_NEWNET;
-    case JailLayer::kIpcNamespace:
-      return CLONE_NEWIPC;
-    case JailLayer::kUtsNamespace:
-      return CLONE_NEWUTS;
-    case JailLayer::kMountNamespace:
-      return CLONE_NEWNS;
-    default:
-      return 0;
-  }
-}
+int JailLayerCloneFlag(JailLayer layer) { return Info(layer).clone_flag; }
 
 bool JailLayerRequested(const JailOptions& options, JailLayer layer) {
-  if (!options.enabled) return false;
-  return *LayerSwitch(const_cast<JailOptions*>(&options), layer);
+  return options.enabled && options.*Info(layer).requested;
 }
 
-absl::string_view JailLayerKey(JailLayer layer) {
-  switch (layer) {
-    case JailLayer::kUserNamespace:
-      return "user";
-    case JailLayer::kPidNamespace:
-      return "pid";
-    case JailLayer::kNetNamespace:
-      return "net";
-    case JailLayer::kIpcNamespace:
-      return "ipc";
-    case JailLayer::kUtsNamespace:
-      return "uts";
-    case JailLayer::kMountNamespace:
-      return "mount";
-    case JailLayer::kFilesystem:
-      return "filesystem";
-    case JailLayer::kProc:
-      return "proc";
-  }
-  return "?";
-}
+absl::string_view JailLayerKey(JailLayer layer) { return Info(layer).key; }
 
 std::optional<JailLayer> JailLayerByKey(absl::string_view key) {
   for (int i = 0; i < kJailLayerCount; ++i) {

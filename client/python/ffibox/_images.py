@@ -18,9 +18,11 @@ local changes to an image are written back before the session's next call. An im
 as long as the caller's object that holds it. `void*` and function pointers keep the worker
 address, as ctypes keeps addresses: they are integers, not dereferenced here.
 """
+import bisect
 import ctypes as _ct
 import struct
 import sys
+import threading
 import weakref
 from typing import Dict, List, Optional, Tuple
 
@@ -62,18 +64,25 @@ class ImageTable:
 
     def __init__(self, session) -> None:
         self._session = session
+        # Local start -> image, and the starts in order, so finding the image that holds an
+        # address costs a binary search, not a scan, on every pointer a call passes. Images
+        # die on whatever thread collects their owner: the lock guards both.
         self._images: Dict[int, "weakref.ref[Image]"] = {}
+        self._starts: List[int] = []
+        self._lock = threading.RLock()  # a collection inside it may run _forget
 
     # -- finding ---------------------------------------------------------------------------
 
     def find(self, address: int) -> Optional[Tuple[Image, int]]:
         """The image holding local `address`, and the offset into it."""
-        for start, ref in list(self._images.items()):
-            image = ref()
-            if image is None:
-                continue
-            if start <= address < start + max(image.size, 1):
-                return image, address - start
+        with self._lock:
+            index = bisect.bisect_right(self._starts, address) - 1
+            if index < 0:
+                return None
+            start = self._starts[index]
+            image = self._images[start]()
+        if image is not None and address < start + max(image.size, 1):
+            return image, address - start
         return None
 
     def worker_address(self, address: int) -> Optional[Tuple[int, int]]:
@@ -113,8 +122,18 @@ class ImageTable:
 
     def _register(self, image: Image) -> Image:
         start = image.start
-        self._images[start] = weakref.ref(image, lambda _, s=start: self._images.pop(s, None))
+        with self._lock:
+            if start not in self._images:
+                bisect.insort(self._starts, start)
+            self._images[start] = weakref.ref(image, lambda ref, s=start: self._forget(s, ref))
         return image
+
+    def _forget(self, start: int, ref) -> None:
+        # Only if a newer image did not take the same address since.
+        with self._lock:
+            if self._images.get(start) is ref:
+                del self._images[start]
+                del self._starts[bisect.bisect_left(self._starts, start)]
 
     def _address_only(self, worker: int, generation: int, room: int = 8) -> Image:
         # Zeroed local room for one pointee (so field access stays inside memory this
@@ -227,7 +246,9 @@ class ImageTable:
 
     def sync(self) -> None:
         """Writes back what the caller changed in its images since they were read."""
-        for ref in list(self._images.values()):
+        with self._lock:
+            refs = list(self._images.values())
+        for ref in refs:
             image = ref()
             if image is None or not image.size:
                 continue
