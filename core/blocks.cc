@@ -18,10 +18,19 @@ bool CopiesOut(v1::Direction direction) { return direction != v1::IN; }
 
 }  // namespace
 
+CallBlocks::~CallBlocks() {
+  if (reported_ || lasting_ == nullptr) return;
+  for (int i = 0; i < count_; ++i) {
+    if ((*blocks_)[i].keep())
+      lasting_->ReleaseLastingAddress(reinterpret_cast<uint64_t>(placed_[i].data));
+  }
+}
+
 absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
-                               const TypeLimits& limits, CallArena* arena) {
+                               const TypeLimits& limits, CallArena* arena, LastingMemory* lasting) {
   blocks_ = &blocks;
   count_ = 0;
+  lasting_ = lasting;
   max_reported_pointers_ = limits.max_relocations;
   if (blocks.empty()) return absl::OkStatus();
   if (static_cast<size_t>(blocks.size()) > limits.max_blocks) {
@@ -59,15 +68,12 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
           absl::StrCat(BlockPath(i), ": relocations of this call exceed the limit of ",
                        limits.max_relocations));
     }
-    auto* data = static_cast<unsigned char*>(arena->Allocate(size, 16));
-    if (data == nullptr) {
-      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                         absl::StrCat(BlockPath(i), ": cannot allocate ", size, " bytes"));
-    }
+    absl::StatusOr<unsigned char*> data = Allocate(block, size, i, arena);
+    if (!data.ok()) return data.status();
     if (CopiesIn(block.direction()) && !block.data().empty()) {
-      std::memcpy(data, block.data().data(), block.data().size());
+      std::memcpy(*data, block.data().data(), block.data().size());
     }
-    placed_[i] = {data, size};
+    placed_[i] = {*data, size};
     count_ = i + 1;
   }
   // Relocations go after every block is placed: they may point forward, and they override
@@ -92,6 +98,33 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
   return absl::OkStatus();
 }
 
+absl::StatusOr<unsigned char*> CallBlocks::Allocate(const v1::MemoryBlock& block, uint64_t size,
+                                                    int index, CallArena* arena) {
+  if (!block.keep() && !block.has_at()) {
+    auto* data = static_cast<unsigned char*>(arena->Allocate(size, 16));
+    if (data == nullptr) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(BlockPath(index), ": cannot allocate ", size, " bytes"));
+    }
+    return data;
+  }
+  if (block.keep() && block.has_at()) {
+    return InvalidArgumentAt(BlockPath(index), "a block cannot be both kept and placed at");
+  }
+  if (lasting_ == nullptr) {
+    return ErrorStatus(v1::UNIMPLEMENTED,
+                       absl::StrCat(BlockPath(index), ": lasting blocks are not available here"));
+  }
+  absl::StatusOr<uint64_t> address =
+      block.keep() ? lasting_->AllocateLasting(size)
+                   : lasting_->FindLasting(block.at(), size, BlockPath(index) + ".at");
+  if (!address.ok()) return address.status();
+  auto* data = reinterpret_cast<unsigned char*>(*address);
+  // As in the arena: what `data` does not cover starts zeroed.
+  if (block.has_at()) std::memset(data, 0, size);
+  return data;
+}
+
 absl::StatusOr<uint64_t> CallBlocks::AddressOf(const v1::BlockRef& ref) const {
   if (ref.block() >= static_cast<uint32_t>(count_)) {
     return InvalidArgumentAt(
@@ -107,7 +140,15 @@ absl::StatusOr<uint64_t> CallBlocks::AddressOf(const v1::BlockRef& ref) const {
   return reinterpret_cast<uint64_t>(placed.data) + ref.offset();
 }
 
-void CallBlocks::CopyOut(v1::CallResult* result) const {
+void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation) {
+  reported_ = true;
+  for (int i = 0; i < count_; ++i) {
+    if (!(*blocks_)[i].keep()) continue;
+    v1::KeptBlock* kept = result->add_kept();
+    kept->set_block(static_cast<uint32_t>(i));
+    kept->mutable_address()->set_address(reinterpret_cast<uint64_t>(placed_[i].data));
+    kept->mutable_address()->set_generation(generation);
+  }
   // Block ranges sorted by start, to find which block (if any) a word points into. Every
   // block owns at least one arena byte, so starts are distinct.
   struct Range {

@@ -17,19 +17,43 @@
 
 namespace ffibox {
 
+// Worker memory that outlives a call: where MemoryBlock.keep places a block and
+// MemoryBlock.at finds it again. Implemented by the worker's RemoteMemory.
+class LastingMemory {
+ public:
+  virtual ~LastingMemory() = default;
+  // `size` zeroed bytes, 16-aligned, kept until Release. RESOURCE_EXHAUSTED when out of
+  // memory.
+  virtual absl::StatusOr<uint64_t> AllocateLasting(uint64_t size) = 0;
+  // The lasting memory at `address` after checking its generation and that it holds at
+  // least `size` bytes: STALE_HANDLE, NOT_FOUND (not lasting memory) or INVALID_ARGUMENT
+  // (too small), naming `field` (the request's path to the address).
+  virtual absl::StatusOr<uint64_t> FindLasting(const v1::RemoteAddress& address, uint64_t size,
+                                               absl::string_view field) const = 0;
+  // Frees lasting memory: STALE_HANDLE or NOT_FOUND as FindLasting.
+  virtual absl::Status ReleaseLasting(const v1::RemoteAddress& address,
+                                      absl::string_view field) = 0;
+  // Frees memory AllocateLasting returned during a call that then failed.
+  virtual void ReleaseLastingAddress(uint64_t address) = 0;
+};
+
 class CallBlocks {
  public:
   CallBlocks() = default;
   CallBlocks(const CallBlocks&) = delete;
   CallBlocks& operator=(const CallBlocks&) = delete;
+  // Frees the lasting memory `keep` blocks got unless CopyOut reported it.
+  ~CallBlocks();
 
   // Validates and places `blocks` in `arena` (which must outlive this object and the call),
-  // then applies their relocations. `blocks` must stay alive while this object is used.
+  // or, for `keep` and `at` blocks, in `lasting` memory (nullptr refuses them), then
+  // applies their relocations. `blocks` must stay alive while this object is used.
   // Returns INVALID_ARGUMENT naming "call.blocks[i]..." for a bad direction, data longer
-  // than size, or a relocation out of bounds; RESOURCE_EXHAUSTED when the count, the total
-  // size or the relocation count exceeds `limits`, or memory runs out.
+  // than size, a relocation out of bounds or both `keep` and `at`; RESOURCE_EXHAUSTED when
+  // the count, the total size or the relocation count exceeds `limits`, or memory runs
+  // out; FindLasting's errors for `at`.
   absl::Status Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
-                     const TypeLimits& limits, CallArena* arena);
+                     const TypeLimits& limits, CallArena* arena, LastingMemory* lasting = nullptr);
 
   // The worker address `ref` designates. Returns INVALID_ARGUMENT with field "block" or
   // "offset" (relative; callers prefix their path) when the index or offset is out of range.
@@ -41,8 +65,9 @@ class CallBlocks {
   // call (IN blocks included), as a Relocation {offset, target {block, offset}}, in
   // increasing offset. A value that is both one block's end and another's start is reported
   // as the start of the other. At most limits.max_relocations pointers are reported per
-  // call (the rest are omitted); the scan costs O(words * log blocks).
-  void CopyOut(v1::CallResult* result) const;
+  // call (the rest are omitted); the scan costs O(words * log blocks). Reports where each
+  // `keep` block lives in `result->kept`, stamped with `generation`.
+  void CopyOut(v1::CallResult* result, uint64_t generation);
 
  private:
   struct PlacedBlock {
@@ -50,9 +75,15 @@ class CallBlocks {
     uint64_t size;
   };
 
+  // Memory for block `index` of `size` bytes: in `arena`, or lasting memory.
+  absl::StatusOr<unsigned char*> Allocate(const v1::MemoryBlock& block, uint64_t size, int index,
+                                          CallArena* arena);
+
   const google::protobuf::RepeatedPtrField<v1::MemoryBlock>* blocks_ = nullptr;
   PlacedBlock* placed_ = nullptr;  // in the arena, one per block
   int count_ = 0;
+  LastingMemory* lasting_ = nullptr;
+  bool reported_ = false;  // CopyOut handed the kept blocks to the client
   size_t max_reported_pointers_ = 0;
 };
 

@@ -138,7 +138,8 @@ absl::Status PreparedFunction::Prepare() {
 }
 
 absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
-                                                        const CallbackResolver* callbacks) const {
+                                                        const CallbackResolver* callbacks,
+                                                        LastingMemory* lasting) const {
   const int fixed = signature_.params_size();
   const int variadic = call.variadic_types_size();
   if (!signature_.variadic() && variadic != 0) {
@@ -159,9 +160,23 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, ui
                                   ", the call has ", call.args_size()));
   }
 
+  if (static_cast<size_t>(call.release_size()) > limits_.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.release: ", call.release_size(),
+                                    " addresses exceed the limit of ", limits_.max_blocks));
+  }
+  for (int i = 0; i < call.release_size(); ++i) {
+    const std::string path = absl::StrCat("call.release[", i, "]");
+    if (lasting == nullptr) {
+      return ErrorStatus(v1::UNIMPLEMENTED, path + ": lasting blocks are not available here");
+    }
+    absl::Status released = lasting->ReleaseLasting(call.release(i), path);
+    if (!released.ok()) return released;
+  }
+
   CallArena arena;
   CallBlocks blocks;
-  absl::Status status = blocks.Place(call.blocks(), limits_, &arena);
+  absl::Status status = blocks.Place(call.blocks(), limits_, &arena, lasting);
   if (!status.ok()) return status;
 
   const size_t slots = static_cast<size_t>(total) + 1;  // never a zero-sized request
@@ -229,7 +244,7 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, ui
         UnmarshalResult(signature_.result(), result_storage, generation, result.mutable_result());
     if (!status.ok()) return status;
   }
-  blocks.CopyOut(&result);
+  blocks.CopyOut(&result, generation);
   return result;
 }
 

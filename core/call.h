@@ -24,6 +24,8 @@
 
 namespace ffibox {
 
+class LastingMemory;  // core/blocks.h
+
 class PreparedFunction {
  public:
   // Validates `signature` (untrusted; errors name "signature..."), builds its libffi types
@@ -54,8 +56,11 @@ class PreparedFunction {
   // records too. Returned blocks carry the pointers found in them (CallBlocks::CopyOut).
   // Thread-compatible: concurrent Invokes on one object are safe, the native function
   // permitting.
+  // Lasting blocks (MemoryBlock.keep / at, Call.release, freed first) live in `lasting`;
+  // nullptr refuses them (UNIMPLEMENTED).
   absl::StatusOr<v1::CallResult> Invoke(const v1::Call& call, uint64_t generation,
-                                        const CallbackResolver* callbacks = nullptr) const;
+                                        const CallbackResolver* callbacks = nullptr,
+                                        LastingMemory* lasting = nullptr) const;
 
   // The validated signature this function was prepared with.
   const v1::Signature& signature() const { return signature_; }

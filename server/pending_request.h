@@ -28,6 +28,8 @@ struct PendingRequest {
   // For calls: the size of every block (index = Call.blocks index), the bounds of the
   // pointers the worker reports in returned blocks.
   std::vector<uint64_t> block_sizes;
+  // For calls: the blocks sent with `keep`; the reply reports each once, in this order.
+  std::vector<uint32_t> kept_blocks;
   // For read_memory: the exact number of bytes the reply must carry in `data`, or, when
   // `read_typed`, the size a `raw` value must have (then `data` must be empty).
   uint64_t read_size = 0;

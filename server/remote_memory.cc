@@ -43,7 +43,72 @@ absl::StatusOr<uint64_t> TypeSize(const v1::Type& type, absl::string_view field)
 
 RemoteMemory::~RemoteMemory() {
   absl::MutexLock lock(&mu_);
-  for (uint64_t address : allocations_) std::free(reinterpret_cast<void*>(address));
+  for (const auto& [address, size] : allocations_) std::free(reinterpret_cast<void*>(address));
+}
+
+void* RemoteMemory::AllocateRecorded(uint64_t size, uint64_t alignment) {
+  // At least one byte, rounded up to the alignment as aligned_alloc requires.
+  size = std::max<uint64_t>(size, 1);
+  size = (size + alignment - 1) / alignment * alignment;
+  void* memory = std::aligned_alloc(alignment, size);
+  if (memory == nullptr) return nullptr;
+  std::memset(memory, 0, size);
+  absl::MutexLock lock(&mu_);
+  allocations_[reinterpret_cast<uintptr_t>(memory)] = size;
+  return memory;
+}
+
+absl::Status RemoteMemory::FreeRecorded(uint64_t address, absl::string_view field) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (allocations_.erase(address) == 0) {
+      return ErrorStatus(v1::NOT_FOUND,
+                         absl::StrCat(field, ": 0x", absl::Hex(address),
+                                      " was not allocated by alloc_memory or kept by a call (or "
+                                      "was freed)"));
+    }
+  }
+  std::free(reinterpret_cast<void*>(address));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> RemoteMemory::AllocateLasting(uint64_t size) {
+  void* memory = AllocateRecorded(size, 16);
+  if (memory == nullptr) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("the worker cannot keep ", size, " bytes"));
+  }
+  return reinterpret_cast<uintptr_t>(memory);
+}
+
+absl::StatusOr<uint64_t> RemoteMemory::FindLasting(const v1::RemoteAddress& address, uint64_t size,
+                                                   absl::string_view field) const {
+  absl::StatusOr<uint64_t> resolved = Resolve(address, field);
+  if (!resolved.ok()) return resolved.status();
+  absl::MutexLock lock(&mu_);
+  auto found = allocations_.find(*resolved);
+  if (found == allocations_.end()) {
+    return ErrorStatus(v1::NOT_FOUND, absl::StrCat(field, ": 0x", absl::Hex(*resolved),
+                                                   " is not memory a call kept or alloc_memory "
+                                                   "allocated (or it was freed)"));
+  }
+  if (found->second < size) {
+    return InvalidArgumentAt(
+        field, absl::StrCat("the block of ", size, " bytes does not fit in the ", found->second,
+                            " bytes kept at 0x", absl::Hex(*resolved)));
+  }
+  return *resolved;
+}
+
+absl::Status RemoteMemory::ReleaseLasting(const v1::RemoteAddress& address,
+                                          absl::string_view field) {
+  absl::StatusOr<uint64_t> resolved = Resolve(address, field);
+  if (!resolved.ok()) return resolved.status();
+  return FreeRecorded(*resolved, field);
+}
+
+void RemoteMemory::ReleaseLastingAddress(uint64_t address) {
+  FreeRecorded(address, "kept block").IgnoreError();
 }
 
 absl::StatusOr<uint64_t> RemoteMemory::Resolve(const v1::RemoteAddress& address,
@@ -124,20 +189,12 @@ absl::StatusOr<v1::MemoryAllocated> RemoteMemory::Alloc(const v1::AllocMemory& r
     return InvalidArgumentAt("alloc_memory.alignment", "must be a power of two up to 4096");
   }
   alignment = std::max<uint64_t>(alignment, sizeof(void*));
-  // At least one byte, rounded up to the alignment as aligned_alloc requires.
-  uint64_t size = std::max<uint64_t>(request.size(), 1);
-  size = (size + alignment - 1) / alignment * alignment;
-  void* memory = std::aligned_alloc(alignment, size);
+  void* memory = AllocateRecorded(request.size(), alignment);
   if (memory == nullptr) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED,
                        absl::StrCat("the worker cannot allocate ", request.size(), " bytes"));
   }
-  std::memset(memory, 0, size);
   uint64_t address = reinterpret_cast<uintptr_t>(memory);
-  {
-    absl::MutexLock lock(&mu_);
-    allocations_.insert(address);
-  }
   v1::MemoryAllocated allocated;
   allocated.mutable_address()->set_address(address);
   allocated.mutable_address()->set_generation(generation_);
@@ -147,14 +204,7 @@ absl::StatusOr<v1::MemoryAllocated> RemoteMemory::Alloc(const v1::AllocMemory& r
 absl::Status RemoteMemory::Free(const v1::FreeMemory& request) {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "free_memory.address");
   if (!address.ok()) return address.status();
-  absl::MutexLock lock(&mu_);
-  if (allocations_.erase(*address) == 0) {
-    return ErrorStatus(v1::NOT_FOUND,
-                       absl::StrCat("free_memory.address: 0x", absl::Hex(*address),
-                                    " was not allocated by alloc_memory (or was freed)"));
-  }
-  std::free(reinterpret_cast<void*>(*address));
-  return absl::OkStatus();
+  return FreeRecorded(*address, "free_memory.address");
 }
 
 absl::Status RemoteMemory::Fill(const v1::FillMemory& request) const {

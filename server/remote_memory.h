@@ -12,9 +12,10 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "core/blocks.h"
 #include "core/marshal.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -23,14 +24,16 @@ namespace ffibox {
 // The most bytes one remote-memory request may read, write, fill, copy or allocate.
 inline constexpr uint64_t kMaxRemoteMemoryBytes = uint64_t{64} << 20;
 
-class RemoteMemory {
+// Also the lasting memory of calls (core/blocks.h): kept blocks and alloc_memory share
+// one table, so free_memory frees either and a block may be placed at either.
+class RemoteMemory : public LastingMemory {
  public:
   // `callbacks` (may be nullptr: then refused) resolves callback ids in written values; it
   // must outlive this object.
   explicit RemoteMemory(uint64_t generation, const CallbackResolver* callbacks = nullptr)
       : generation_(generation), callbacks_(callbacks) {}
   // Frees what AllocMemory handed out and was not freed.
-  ~RemoteMemory();
+  ~RemoteMemory() override;
 
   RemoteMemory(const RemoteMemory&) = delete;
   RemoteMemory& operator=(const RemoteMemory&) = delete;
@@ -55,11 +58,25 @@ class RemoteMemory {
   // The address of `address` after checking its generation (field names the request part).
   absl::StatusOr<uint64_t> Resolve(const v1::RemoteAddress& address, absl::string_view field) const;
 
+  // LastingMemory.
+  absl::StatusOr<uint64_t> AllocateLasting(uint64_t size) override;
+  absl::StatusOr<uint64_t> FindLasting(const v1::RemoteAddress& address, uint64_t size,
+                                       absl::string_view field) const override;
+  absl::Status ReleaseLasting(const v1::RemoteAddress& address, absl::string_view field) override;
+  void ReleaseLastingAddress(uint64_t address) override;
+
  private:
+  // Allocates `size` zeroed bytes aligned to `alignment` (a power of two >= 8) and records
+  // them; nullptr when memory runs out.
+  void* AllocateRecorded(uint64_t size, uint64_t alignment);
+  // Unrecords and frees `address`: NOT_FOUND naming `field` when it is not recorded.
+  absl::Status FreeRecorded(uint64_t address, absl::string_view field);
+
   const uint64_t generation_;
   const CallbackResolver* const callbacks_;
-  absl::Mutex mu_;
-  absl::flat_hash_set<uint64_t> allocations_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex mu_;
+  // Address -> usable size of every allocation handed out and not yet freed.
+  absl::flat_hash_map<uint64_t, uint64_t> allocations_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ffibox

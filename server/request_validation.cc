@@ -120,6 +120,11 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
                        absl::StrCat("call.blocks: ", call.blocks_size(), " blocks, the limit is ",
                                     limits.max_blocks));
   }
+  if (static_cast<size_t>(call.release_size()) > limits.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.release: ", call.release_size(),
+                                    " addresses, the limit is ", limits.max_blocks));
+  }
   uint64_t total_bytes = 0;
   size_t relocations = 0;
   for (int i = 0; i < call.blocks_size(); ++i) {
@@ -127,6 +132,9 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
     std::string field = absl::StrCat("call.blocks[", i, "]");
     if (!v1::Direction_IsValid(block.direction())) {
       return InvalidArgumentAt(field + ".direction", "unknown direction");
+    }
+    if (block.keep() && block.has_at()) {
+      return InvalidArgumentAt(field, "a block cannot be both kept and placed at");
     }
     if (block.size() != 0 && block.data().size() > block.size()) {
       return InvalidArgumentAt(field, absl::StrCat("data is ", block.data().size(),
@@ -342,6 +350,14 @@ std::vector<uint64_t> BlockSizes(const v1::Call& call) {
   sizes.reserve(call.blocks_size());
   for (const v1::MemoryBlock& block : call.blocks()) sizes.push_back(BlockSize(block));
   return sizes;
+}
+
+std::vector<uint32_t> KeptBlocks(const v1::Call& call) {
+  std::vector<uint32_t> kept;
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    if (call.blocks(i).keep()) kept.push_back(static_cast<uint32_t>(i));
+  }
+  return kept;
 }
 
 std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {

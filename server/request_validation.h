@@ -72,6 +72,9 @@ std::string MemoryOperationName(const v1::Request& request);
 // The byte size of each of the call's blocks. Requires ValidateCallShape to have passed.
 std::vector<uint64_t> BlockSizes(const v1::Call& call);
 
+// The indexes of the call's blocks sent with `keep`, in order.
+std::vector<uint32_t> KeptBlocks(const v1::Call& call);
+
 // The byte size of each of the call's blocks that comes back (OUT / INOUT), or
 // PendingRequest::kNotReturned for IN blocks.
 // Requires ValidateCallShape to have passed.

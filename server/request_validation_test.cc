@@ -225,6 +225,24 @@ TEST(ValidateCallShape, RelocationCountAcrossBlocksIsLimited) {
   EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
 }
 
+TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothAndReleasesAreLimited) {
+  TypeLimits limits;
+  limits.max_blocks = 2;
+  v1::Call call = CallWithArgs(2);
+  call.add_blocks()->set_keep(true);
+  v1::MemoryBlock* placed = call.add_blocks();
+  placed->mutable_at()->set_address(0x1000);
+  EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
+  EXPECT_EQ(KeptBlocks(call), std::vector<uint32_t>{0});
+  placed->set_keep(true);
+  absl::Status both = ValidateCallShape(call, TwoParams(), limits);
+  EXPECT_EQ(ErrorCodeOf(both), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(both), "call.blocks[1]");
+  placed->set_keep(false);
+  for (int i = 0; i < 3; ++i) call.add_release()->set_address(0x2000 + i);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+}
+
 TEST(ReturnedBlockSizes, InBlocksAreNotReturnedAndSizeZeroMeansTheDataLength) {
   v1::Call call;
   v1::MemoryBlock* in = call.add_blocks();

@@ -307,6 +307,7 @@ void Session::Call(const v1::Request& request) {
   if (!valid.ok()) return ReplyError(request, valid);
   pending.returned_block_sizes = ReturnedBlockSizes(call);
   pending.block_sizes = BlockSizes(call);
+  pending.kept_blocks = KeptBlocks(call);
   Forward(request, std::move(pending));
 }
 

@@ -225,7 +225,7 @@ absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }
   // Unlocked: the function may call closures whose invocations run nested requests here.
-  return function->Invoke(call, generation_, &callbacks_);
+  return function->Invoke(call, generation_, &callbacks_, &memory_);
 }
 
 absl::StatusOr<v1::SymbolFound> WorkerExecutor::LookupSymbol(const v1::LookupSymbol& request) {

@@ -5,9 +5,20 @@
 #include <string>
 
 #include "core/errors.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 extern "C" int add_three(int v) { return v + 3; }
+
+// A library that keeps the caller's pointer between calls (as zlib keeps its z_stream).
+namespace {
+int* kept_pointer = nullptr;
+}  // namespace
+extern "C" void* keep_pointer(int* p) {
+  kept_pointer = p;
+  return p;
+}
+extern "C" int read_kept() { return *kept_pointer; }
 
 namespace ffibox {
 namespace {
@@ -36,6 +47,146 @@ v1::Request ResolveAt(uint64_t address, uint64_t generation) {
   *resolve->mutable_signature()->mutable_result() = Scalar(v1::INT);
   *resolve->mutable_signature()->add_params() = Scalar(v1::INT);
   return request;
+}
+
+v1::Request ResolveVoid(void* function, v1::Scalar result, bool takes_pointer) {
+  v1::Request request;
+  v1::ResolveFunction* resolve = request.mutable_resolve_function();
+  resolve->mutable_address()->set_address(reinterpret_cast<uintptr_t>(function));
+  resolve->mutable_address()->set_generation(kGeneration);
+  *resolve->mutable_signature()->mutable_result() = Scalar(result);
+  if (takes_pointer) *resolve->mutable_signature()->add_params() = Scalar(v1::POINTER);
+  return request;
+}
+
+// A call of keep_pointer (handle 1) on a 4-byte block holding `value`.
+v1::Request KeepPointerCall(int value) {
+  v1::Request request;
+  v1::Call* call = request.mutable_call();
+  call->set_function(1);
+  v1::MemoryBlock* block = call->add_blocks();
+  block->set_data(std::string(reinterpret_cast<const char*>(&value), sizeof value));
+  block->set_direction(v1::INOUT);
+  call->add_args()->mutable_pointer()->mutable_block()->set_block(0);
+  return request;
+}
+
+v1::Request ReadKeptCall() {
+  v1::Request request;
+  request.mutable_call()->set_function(2);
+  return request;
+}
+
+class LastingBlocksTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(ExecuteOne(&executor_,
+                            ResolveVoid(reinterpret_cast<void*>(&keep_pointer), v1::POINTER, true),
+                            1)
+                     .has_error());
+    ASSERT_FALSE(
+        ExecuteOne(&executor_, ResolveVoid(reinterpret_cast<void*>(&read_kept), v1::INT, false), 2)
+            .has_error());
+  }
+
+  // Keeps a block holding `value` and returns where the worker placed it.
+  v1::RemoteAddress Keep(int value) {
+    v1::Request call = KeepPointerCall(value);
+    call.mutable_call()->mutable_blocks(0)->set_keep(true);
+    v1::Response kept = ExecuteOne(&executor_, call);
+    EXPECT_FALSE(kept.has_error()) << kept.error().message();
+    EXPECT_EQ(kept.call().kept_size(), 1);
+    if (kept.call().kept_size() != 1) return {};
+    EXPECT_EQ(kept.call().kept(0).block(), 0u);
+    EXPECT_EQ(kept.call().kept(0).address().generation(), kGeneration);
+    EXPECT_EQ(kept.call().result().pointer().remote().address(),
+              kept.call().kept(0).address().address());
+    return kept.call().kept(0).address();
+  }
+
+  int ReadKept() { return ExecuteOne(&executor_, ReadKeptCall()).call().result().int_value(); }
+
+  WorkerExecutor executor_{kGeneration};
+};
+
+TEST_F(LastingBlocksTest, KeptBlockOutlivesTheCallAndIsReusedInPlace) {
+  v1::RemoteAddress kept = Keep(7);
+  EXPECT_EQ(ReadKept(), 7);  // the library's pointer still reaches the caller's value
+
+  v1::Request again = KeepPointerCall(9);
+  *again.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  v1::Response placed = ExecuteOne(&executor_, again);
+  ASSERT_FALSE(placed.has_error()) << placed.error().message();
+  EXPECT_EQ(placed.call().result().pointer().remote().address(), kept.address());
+  EXPECT_EQ(placed.call().kept_size(), 0);
+  EXPECT_EQ(ReadKept(), 9);
+}
+
+TEST_F(LastingBlocksTest, PlacementIsCheckedAgainstWhatWasKept) {
+  v1::RemoteAddress kept = Keep(1);
+
+  v1::Request too_big = KeepPointerCall(1);
+  *too_big.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  too_big.mutable_call()->mutable_blocks(0)->set_size(4096);
+  EXPECT_EQ(ExecuteOne(&executor_, too_big).error().code(), v1::INVALID_ARGUMENT);
+
+  v1::Request stale = KeepPointerCall(1);
+  *stale.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  stale.mutable_call()->mutable_blocks(0)->mutable_at()->set_generation(kGeneration + 1);
+  EXPECT_EQ(ExecuteOne(&executor_, stale).error().code(), v1::STALE_HANDLE);
+
+  v1::Request unknown = KeepPointerCall(1);
+  *unknown.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  unknown.mutable_call()->mutable_blocks(0)->mutable_at()->set_address(kept.address() + 16);
+  v1::Response refused = ExecuteOne(&executor_, unknown);
+  EXPECT_EQ(refused.error().code(), v1::NOT_FOUND);
+  EXPECT_THAT(refused.error().message(), ::testing::HasSubstr("call.blocks[0].at"));
+
+  v1::Request both = KeepPointerCall(1);
+  *both.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  both.mutable_call()->mutable_blocks(0)->set_keep(true);
+  EXPECT_EQ(ExecuteOne(&executor_, both).error().code(), v1::INVALID_ARGUMENT);
+}
+
+TEST_F(LastingBlocksTest, ReleasedBeforeTheCallAndThenUnknown) {
+  v1::RemoteAddress kept = Keep(3);
+  // Freed before the call runs: keep_pointer then keeps this call's own block instead.
+  v1::Request release = KeepPointerCall(5);
+  *release.mutable_call()->add_release() = kept;
+  ASSERT_FALSE(ExecuteOne(&executor_, release).has_error());
+
+  v1::Request reuse = KeepPointerCall(1);
+  *reuse.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  EXPECT_EQ(ExecuteOne(&executor_, reuse).error().code(), v1::NOT_FOUND);
+
+  v1::Request twice = KeepPointerCall(1);
+  *twice.mutable_call()->add_release() = kept;
+  v1::Response refused = ExecuteOne(&executor_, twice);
+  EXPECT_EQ(refused.error().code(), v1::NOT_FOUND);
+  EXPECT_THAT(refused.error().message(), ::testing::HasSubstr("call.release[0]"));
+
+  v1::Request freed;  // free_memory knows kept memory no more
+  *freed.mutable_free_memory()->mutable_address() = kept;
+  EXPECT_EQ(ExecuteOne(&executor_, freed).error().code(), v1::NOT_FOUND);
+}
+
+TEST_F(LastingBlocksTest, FreeMemoryFreesKeptMemoryAndKeptMemoryServesAllocations) {
+  v1::RemoteAddress kept = Keep(3);
+  v1::Request free;
+  *free.mutable_free_memory()->mutable_address() = kept;
+  EXPECT_FALSE(ExecuteOne(&executor_, free).has_error());
+
+  v1::Request alloc;
+  alloc.mutable_alloc_memory()->set_size(64);
+  v1::Response allocated = ExecuteOne(&executor_, alloc);
+  ASSERT_FALSE(allocated.has_error());
+  v1::Request placed = KeepPointerCall(11);
+  *placed.mutable_call()->mutable_blocks(0)->mutable_at() = allocated.allocated().address();
+  v1::Response result = ExecuteOne(&executor_, placed);
+  ASSERT_FALSE(result.has_error()) << result.error().message();
+  EXPECT_EQ(result.call().result().pointer().remote().address(),
+            allocated.allocated().address().address());
+  EXPECT_EQ(ReadKept(), 11);
 }
 
 TEST(WorkerExecutor, FunctionPointerResolvedByAddressCanBeCalled) {

@@ -105,6 +105,19 @@ absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequ
     absl::Status pointers = CheckReportedPointers(block, size, expected);
     if (!pointers.ok()) return pointers;
   }
+  if (static_cast<size_t>(result.kept_size()) != expected.kept_blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the reply reports ", result.kept_size(),
+                                                   " kept blocks, the call kept ",
+                                                   expected.kept_blocks.size()));
+  }
+  for (int i = 0; i < result.kept_size(); ++i) {
+    const v1::KeptBlock& kept = result.kept(i);
+    if (kept.block() != expected.kept_blocks[i] || kept.address().address() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kept block ", i, " names block ", kept.block(), " at 0x",
+          absl::Hex(kept.address().address()), ", expected block ", expected.kept_blocks[i]));
+    }
+  }
   return absl::OkStatus();
 }
 

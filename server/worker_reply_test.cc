@@ -164,6 +164,39 @@ TEST(ParseWorkerReply, GoodCallResultIsAcceptedWithTheClientIdRestored) {
   EXPECT_EQ(parsed->call().blocks(1).data(), "abcd");
 }
 
+// The call kept blocks 0 and 2.
+PendingRequest PendingKeepingCall() {
+  PendingRequest pending = PendingCall();
+  pending.kept_blocks = {0, 2};
+  return pending;
+}
+
+v1::Response KeptReply(std::vector<std::pair<uint32_t, uint64_t>> kept) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 0, "abcd");
+  AddBlock(&response, 2, "hi");
+  for (const auto& [block, address] : kept) {
+    v1::KeptBlock* entry = response.mutable_call()->add_kept();
+    entry->set_block(block);
+    entry->mutable_address()->set_address(address);
+  }
+  return response;
+}
+
+TEST(ParseWorkerReply, KeptBlocksMustBeReportedOnceEachInOrder) {
+  absl::StatusOr<v1::Response> good =
+      ParseWorkerReply(Frame(KeptReply({{0, 0x1000}, {2, 0x2000}})), PendingKeepingCall());
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->call().kept_size(), 2);
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}})), PendingKeepingCall());               // missing
+  ExpectRefused(Frame(KeptReply({{2, 0x2000}, {0, 0x1000}})), PendingKeepingCall());  // order
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}, {1, 0x2000}})), PendingKeepingCall());  // not kept
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}, {2, 0}})), PendingKeepingCall());       // NULL
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}, {2, 0x2000}, {2, 0x3000}})),
+                PendingKeepingCall());                            // extra
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}})), PendingCall());  // nothing was kept
+}
+
 TEST(ParseWorkerReply, GoodErrorReplyIsAccepted) {
   v1::Response response;
   response.set_id(kSequence);
