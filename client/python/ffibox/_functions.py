@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 from ffibox import _images, _marshal, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
-from ffibox.errors import Error, SymbolNotFound
+from ffibox.errors import Error, StaleHandle, SymbolNotFound
 
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
 
@@ -48,6 +48,29 @@ class RemoteCall:
 
     def __call__(self, owner, argtypes, restype, args):
         session = self._session
+        try:
+            builder, response = self._send(argtypes, restype, args)
+        except StaleHandle as error:
+            if ".at" not in str(error):
+                raise
+            # The worker was restarted since these objects got their twins: new ones.
+            session.twins.forget_older(session.generation)
+            builder, response = self._send(argtypes, restype, args)
+        result = response.call
+        if self._use_errno and result.HasField("errno_value"):
+            set_errno(result.errno_value)
+        builder.copy_back(result, response.generation)
+        restype_for_decode = restype if _types.is_ctypes_type(restype) else _ct.c_int
+        value = (_marshal.decode(restype_for_decode, result.result, session,
+                                 response.generation)
+                 if restype is not None else None)
+        if restype is not None and not _types.is_ctypes_type(restype) and callable(restype):
+            value = restype(value)
+        return value
+
+    def _send(self, argtypes, restype, args):
+        """Converts the arguments, sends the call, and returns (builder, response)."""
+        session = self._session
         builder = _marshal.CallBuilder(session)
         types = list(argtypes) if argtypes else []
         if len(args) < len(types):
@@ -76,20 +99,10 @@ class RemoteCall:
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
+        call.release.extend(session.twins.take_releases(session.generation))
         # What the caller changed in images of worker memory reaches the worker first.
         session.images.sync()
-        response = session.stream.request(call=call)
-        result = response.call
-        if self._use_errno and result.HasField("errno_value"):
-            set_errno(result.errno_value)
-        builder.copy_back(result, response.generation)
-        restype_for_decode = restype if _types.is_ctypes_type(restype) else _ct.c_int
-        value = (_marshal.decode(restype_for_decode, result.result, session,
-                                 response.generation)
-                 if restype is not None else None)
-        if restype is not None and not _types.is_ctypes_type(restype) and callable(restype):
-            value = restype(value)
-        return value
+        return builder, session.stream.request(call=call)
 
     def _handle(self, types: tuple, restype) -> int:
         key = (types, restype)

@@ -100,6 +100,10 @@ class ImageTable:
         """Makes the image `pointer_type` at `worker` calls for, keeps it alive with
         `owner` (whose slot at `offset` will hold it), and returns its local address; None
         when the pointer stays a worker address (void*, function pointers)."""
+        twin = self._session.twins.local(worker, generation)
+        if twin is not None:  # caller memory a call reached: the caller's own object
+            owner.__dict__.setdefault("_ffibox_twins", {})[offset] = twin[0]
+            return twin[1]
         budget = budget if budget is not None else [MAX_IMAGES_PER_OPERATION]
         image = self._make(pointer_type, worker, generation, budget, 0)
         if image is None:
@@ -114,11 +118,11 @@ class ImageTable:
         budget = budget if budget is not None else [MAX_IMAGES_PER_OPERATION]
         start = _ct.addressof(obj)
         for offset, pointer_type in _types.pointer_offsets(type(obj), unions=False):
-            word = _ct.c_void_p.from_address(start + offset).value or 0
+            word = _types.word_at(start + offset).value or 0
             if word:
                 local = self.bind(obj, offset, pointer_type, word, generation, budget)
                 if local is not None:
-                    _ct.c_void_p.from_address(start + offset).value = local
+                    _types.word_at(start + offset).value = local
 
     def _register(self, image: Image) -> Image:
         start = image.start
@@ -208,7 +212,7 @@ class ImageTable:
                     continue
                 image.children.append(child)
                 image.slots[base + offset] = (child.start, word)
-                _ct.c_void_p.from_address(image.start + base + offset).value = child.start
+                _types.word_at(image.start + base + offset).value = child.start
         return image
 
     def scratch_buffer(self, worker: int, generation: int, first: bytes):

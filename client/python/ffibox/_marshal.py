@@ -11,7 +11,7 @@ import re
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
-from ffibox import _images, _types
+from ffibox import _addresses, _images, _twins, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 
@@ -25,8 +25,7 @@ _WORD = struct.Struct("<Q")
 ArgumentError = _ct.ArgumentError
 
 
-def _bytes_address(data: bytes) -> int:
-    return _ct.cast(_ct.c_char_p(data), _ct.c_void_p).value
+_bytes_address = _twins.bytes_address
 
 
 class CallBuilder:
@@ -41,11 +40,19 @@ class CallBuilder:
         # addresses (images), restored after the call unless the library changed them.
         self._own_words: Dict[int, Dict[int, int]] = {}
         self._candidates: List[Tuple[int, int, Any]] = []  # reachable local memory
+        self._sources: Dict[int, int] = {}  # id(bytes or str shipped) -> block index
 
     # -- building --------------------------------------------------------------------------
 
     def add_object(self, obj) -> int:
-        """Ships ctypes object `obj` (and what its pointers reach) INOUT; its block index."""
+        """Ships the memory of ctypes object `obj` (all of its owner's buffer, which has one
+        worker twin, and what its pointers reach) INOUT; the block index."""
+        owner = _twins.owner_of(obj)
+        if owner is not obj and not (
+                _ct.addressof(owner) <= _ct.addressof(obj)
+                and _ct.addressof(obj) + _ct.sizeof(obj) <= _ct.addressof(owner) + _ct.sizeof(owner)):
+            owner = obj  # a view that is not inside its base's buffer: on its own
+        obj = owner
         start = _ct.addressof(obj)
         found = self._shipped(start)
         if found is not None and found[1] == 0 and _ct.sizeof(obj) <= len(
@@ -58,22 +65,33 @@ class CallBuilder:
                                 pb.INOUT)
         self._collect(getattr(obj, "_objects", None))
         for offset, ptype in slots:
-            word = _ct.c_void_p.from_address(start + offset).value
+            word = _types.word_at(start + offset).value
             if word and images.find(word) is not None:
                 self._own_words.setdefault(index, {})[offset] = word
             elif word:
                 self._relocate(index, offset, ptype, word)
         return index
 
-    def add_bytes(self, data: bytes, terminator: bytes = b"\0") -> int:
-        """Ships immutable bytes (plus a terminator) IN; its block index."""
-        start = _bytes_address(data) if terminator == b"\0" else 0
-        return self._new_block(start, len(data) + len(terminator), data if start else None,
-                               data + terminator, pb.IN)
+    def add_bytes(self, data: bytes, terminator: bytes = b"\0", source=None) -> int:
+        """Ships immutable bytes (plus a terminator) IN, at the worker twin of `source` (the
+        str they encode; by default the bytes themselves), so a library that keeps the
+        pointer reads the same string in later calls, as with ctypes; the block index."""
+        source = data if source is None else source
+        index = self._sources.get(id(source))
+        if index is not None:
+            return index
+        start = _bytes_address(data) if source is data else 0
+        index = self._new_block(start, len(data) + len(terminator), source, data + terminator,
+                                pb.IN)
+        self._sources[id(source)] = index
+        return index
 
     def _new_block(self, start: int, size: int, owner, data: bytes, direction) -> int:
         index = len(self.blocks)
-        self.blocks.append(pb.MemoryBlock(data=data, size=size, direction=direction))
+        block = pb.MemoryBlock(data=data, size=size, direction=direction)
+        if owner is not None:
+            self.session.twins.place(block, owner, size, self.session.generation)
+        self.blocks.append(block)
         self._owners.append(owner)
         if start:
             self._extents.append((start, start + size, index))
@@ -112,7 +130,15 @@ class CallBuilder:
             if start <= address < end:
                 if isinstance(item, bytes):
                     return self.add_bytes(item), address - start
-                return self.add_object(item), address - start
+                self.add_object(item)
+                return self._shipped(address)
+        # An object an earlier call reached (a library may have linked to it since).
+        owner = self.session.twins.owner_at(address)
+        if isinstance(owner, bytes):
+            return self.add_bytes(owner), address - _bytes_address(owner)
+        if owner is not None:
+            self.add_object(owner)
+            return self._shipped(address)
         return None
 
     def _relocate(self, index: int, offset: int, ptype, word: int) -> None:
@@ -157,10 +183,15 @@ class CallBuilder:
         pointed into memory this call shipped is rewired to the local object; one it set to
         other worker memory gets a local image of the typed pointee (ffibox._images), never
         the raw worker address."""
+        for kept in result.kept:
+            owner = self._owners[kept.block] if kept.block < len(self._owners) else None
+            if owner is not None:
+                self.session.twins.kept(owner, self.blocks[kept.block].size,
+                                        kept.address.address, kept.address.generation)
         budget = [_images.MAX_IMAGES_PER_OPERATION]
         for contents in result.blocks:
             owner = self._owners[contents.block] if contents.block < len(self._owners) else None
-            if owner is None or isinstance(owner, bytes):
+            if owner is None or isinstance(owner, (bytes, str)):
                 continue
             start = _ct.addressof(owner)
             data = contents.data[:_ct.sizeof(owner)]
@@ -174,16 +205,22 @@ class CallBuilder:
                 target = relocated.get(offset)
                 if target is None and offset not in certain:
                     continue
-                if target is None and offset + 8 <= len(data):
+                into_text = target is not None and target.block < len(self._owners) and \
+                    isinstance(self._owners[target.block], str)
+                if (target is None or into_text) and offset + 8 <= len(data):
+                    # Not into caller memory (a str's encoding is the worker's own copy).
                     returned = _WORD.unpack_from(data, offset)[0]
-                    if offset + 8 <= len(sent) and returned == _WORD.unpack_from(sent, offset)[0]:
+                    if not into_text and offset + 8 <= len(sent) and \
+                            returned == _WORD.unpack_from(sent, offset)[0]:
                         if offset in own_words:
-                            _ct.c_void_p.from_address(start + offset).value = own_words[offset]
+                            _types.word_at(start + offset).value = own_words[offset]
                     elif returned:
                         local = self.session.images.bind(owner, offset, ptype, returned,
                                                          generation, budget)
                         if local is not None:
-                            _ct.c_void_p.from_address(start + offset).value = local
+                            _types.word_at(start + offset).value = local
+                        else:  # void* and function pointers stay worker addresses
+                            _addresses.note_worker_address(returned)
                     continue
                 if target is None or target.block >= len(self._owners):
                     continue
@@ -192,7 +229,7 @@ class CallBuilder:
                     continue
                 base = (_bytes_address(target_owner) if isinstance(target_owner, bytes)
                         else _ct.addressof(target_owner))
-                _ct.c_void_p.from_address(start + offset).value = base + target.offset
+                _types.word_at(start + offset).value = base + target.offset
 
 
 def remote_value(address: int, generation: int):
@@ -243,7 +280,7 @@ def encode(t, value, builder: Optional[CallBuilder], session):
         if at is not None:  # a view of worker memory by value: its current bytes
             return pb.Value(raw=session.read(at[0], _ct.sizeof(t), at[1]))
         if builder is not None and any(
-                _ct.c_void_p.from_address(_ct.addressof(value) + off).value
+                _types.word_at(_ct.addressof(value) + off).value
                 for off, _ in _types.pointer_offsets(t)):
             return _encode_aggregate(t, value, builder, session)
         return pb.Value(raw=bytes(value))
@@ -278,10 +315,10 @@ def encode_stored(t, owner, offset: int, builder, session):
     """The Value of the `t` stored at `offset` inside local object `owner`."""
     address = _ct.addressof(owner) + offset
     if _types.is_pointer(t) or _types.code_of(t) in ("P", "z", "Z") or _types.is_function(t):
-        return builder.local_pointer(_ct.c_void_p.from_address(address).value or 0)
+        return builder.local_pointer(_types.word_at(address).value or 0)
     if _types.is_record(t) or _types.is_array(t):
-        return _encode_aggregate(t, t.from_address(address), builder, session)
-    return _encode_simple(t, t.from_address(address), builder, session)
+        return _encode_aggregate(t, _types.local_at(t, address), builder, session)
+    return _encode_simple(t, _types.local_at(t, address), builder, session)
 
 
 def _scalar_value(code: str, number):
@@ -316,16 +353,18 @@ def _encode_string_or_void(t, code, value, builder, session):
     if isinstance(value, RemotePointer):
         return remote_value(value.address, value.generation)
     if isinstance(value, int) and not isinstance(value, bool):
+        if builder is not None and session.twins.owner_at(value) is not None:
+            return builder.local_pointer(value)  # the caller's object (an earlier result)
         return remote_value(value, session.generation)
+    if isinstance(value, bytes) and code in ("z", "P") and builder is not None:
+        return _block_pointer(builder, builder.add_bytes(value))
+    if isinstance(value, str) and code in ("Z", "P") and builder is not None:
+        return _block_pointer(builder, builder.add_bytes(value.encode("utf-32-le"),
+                                                         b"\0\0\0\0", value))
     if code == "z" and isinstance(value, bytes):
         return pb.Value(bytes_value=value)
     if code == "Z" and isinstance(value, str):
         return pb.Value(text_value=value)
-    if code == "P" and isinstance(value, bytes) and builder is not None:
-        return _block_pointer(builder, builder.add_bytes(value))
-    if code == "P" and isinstance(value, str) and builder is not None:
-        return _block_pointer(builder, builder.add_bytes(value.encode("utf-32-le"),
-                                                         b"\0\0\0\0"))
     if isinstance(value, _CArgObject) and builder is not None:
         return _byref_value(value, builder)
     if isinstance(value, _ct._SimpleCData) and type(value)._type_ in ("z", "Z", "P"):
@@ -338,18 +377,22 @@ def _encode_string_or_void(t, code, value, builder, session):
             keep = getattr(value, "_objects", None) or getattr(value, "_ffibox_keep", None)
             if builder is not None and keep:
                 return builder.local_pointer_via(value.value or 0, keep)
-            return remote_value(value.value or 0, session.generation)
+            return _encode_string_or_void(t, code, value.value, builder, session)
         address = _ct.c_void_p.from_buffer(value).value or 0
         mapped = session.images.worker_address(address) if address else None
         if mapped is not None:
             return remote_value(*mapped)
         if builder is not None and builder.locate(address) is not None:
             return builder.local_pointer(address)
-        # A c_char_p / c_wchar_p object of the caller: its string travels with the call.
+        # A c_char_p / c_wchar_p object of the caller: its string travels with the call (a
+        # c_char_p made from bytes at the twin of those bytes).
         text = value.value
         if text is None:
             return _NULL
         wide = type(value)._type_ == "Z"
+        kept = getattr(value, "_objects", None)
+        if builder is not None and isinstance(kept, bytes) and address == _bytes_address(kept):
+            return _block_pointer(builder, builder.add_bytes(kept))
         if code == "P":
             if builder is None:
                 raise TypeError("ffibox: client strings cannot be returned from a callback")
@@ -361,7 +404,11 @@ def _encode_string_or_void(t, code, value, builder, session):
         return builder.pointer_to(value)
     if builder is not None and isinstance(value, _ct._Pointer) and (
             code == "P" or value._type_ is {"z": _ct.c_char, "Z": _ct.c_wchar}[code]):
-        return builder.local_pointer(_ct.cast(value, _ct.c_void_p).value or 0)
+        remote = getattr(value, "_ffibox_remote_pointer", None)
+        if remote is not None:
+            return remote_value(*remote)
+        return builder.local_pointer_via(_ct.cast(value, _ct.c_void_p).value or 0,
+                                         getattr(value, "_objects", None))
     if code == "P" and _types.is_function(type(value)):
         return _encode_function(value, session)
     raise TypeError("wrong type")
@@ -404,15 +451,20 @@ def _encode_pointer(t, value, builder, session):
     if builder is None:
         raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
     if isinstance(value, _CArgObject):
+        t.from_param(value)  # byref of another type: the TypeError ctypes raises
         return _byref_value(value, builder)
     # As ctypes: bytes for POINTER(c_char), str for POINTER(c_wchar) (NUL-terminated).
     if isinstance(value, bytes) and target is _ct.c_char:
         return _block_pointer(builder, builder.add_bytes(value))
     if isinstance(value, str) and target is _ct.c_wchar:
         return _block_pointer(builder, builder.add_bytes(value.encode("utf-32-le"),
-                                                         b"\0\0\0\0"))
+                                                         b"\0\0\0\0", value))
     if isinstance(value, _ct.Array) and (value._type_ is target or isinstance(value, t)):
         return builder.pointer_to(value)
+    if isinstance(value, _ct._SimpleCData) and (target, type(value)._type_) in (
+            (_ct.c_char, "z"), (_ct.c_wchar, "Z")):
+        # As ctypes: a c_char_p / c_wchar_p for POINTER(c_char) / POINTER(c_wchar).
+        return _encode_string_or_void(_ct.c_void_p, "P", value, builder, session)
     if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
         remote = getattr(value, "_ffibox_remote_pointer", None)
         if remote is not None:
@@ -463,6 +515,13 @@ def decode(t, value, session, generation: int):
                     from ffibox import _remote
                     return _remote.string_pointer(session, t, address, generation)
                 if code == "P":
+                    # Into caller memory a call reached: the caller's own address, as with
+                    # ctypes; elsewhere the worker's, remembered as such.
+                    twin = session.twins.local(address, generation) if address else None
+                    if twin is not None:
+                        address = twin[1]
+                    else:
+                        _addresses.note_worker_address(address)
                     result = address or None
                 elif address:
                     result = session.read_string(address, code == "Z", generation)
@@ -486,6 +545,11 @@ def decode(t, value, session, generation: int):
     if _types.is_pointer(t):
         address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
         generation = value.pointer.remote.generation or generation
+        twin = session.twins.local(address, generation) if address else None
+        if twin is not None:  # into caller memory a call reached: the caller's own object
+            result = _ct.cast(_ct.c_void_p(twin[1]), t)
+            result._ffibox_twin_owner = twin[0]
+            return result
         return RemotePointer(session, address, generation, t._type_)
     if _types.is_record(t) or _types.is_array(t):
         # A record or array by value holds worker addresses in its pointer fields: images.

@@ -197,8 +197,20 @@ class RemotePointer:
             if index.start is None and step < 0:
                 raise ValueError("slice start is required for step < 0")
             start = 0 if index.start is None else index.start
-            items = [self[i] for i in range(start, index.stop, step)]
-            return b"".join(items) if self._type_ is _ct.c_char else items
+            indexes = range(start, index.stop, step)
+            if _types.is_simple(self._type_) and _types.code_of(self._type_) not in "zZP" \
+                    and len(indexes) > 0:
+                # Plain values: one read of the span, not one per element.
+                low, high = min(indexes), max(indexes)
+                data = self._session.read(self.address + low * size, (high - low + 1) * size,
+                                          self.generation)
+                span = (self._type_ * (high - low + 1)).from_buffer_copy(data)
+                items = [span[i - low] for i in indexes]
+            else:
+                items = [self[i] for i in indexes]
+            if self._type_ is _ct.c_char:
+                return b"".join(items)
+            return "".join(items) if self._type_ is _ct.c_wchar else items
         return load(self._session, self._type_, self.address + index * size, self.generation)
 
     def __setitem__(self, index: int, value) -> None:

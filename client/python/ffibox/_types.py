@@ -26,6 +26,17 @@ _UnionType = type(_ct.Union)
 _FuncType = type(_ct.CFUNCTYPE(None))
 
 
+def local_at(t, address: int):
+    """`t.from_address(address)` as the stdlib does it: a local address, always (ffibox.ctypes
+    teaches from_address to map worker addresses; ffibox's own code never wants that)."""
+    return type(t).from_address(t, address)
+
+
+def word_at(address: int):
+    """The pointer-sized word at local `address`, as a c_void_p aliasing it."""
+    return local_at(_ct.c_void_p, address)
+
+
 def is_simple(t) -> bool:
     return isinstance(t, _SimpleType)
 

@@ -16,6 +16,7 @@ import grpc
 from ffibox import _server, _types
 from ffibox._functions import RemoteCall, callback_handler
 from ffibox._images import ImageTable
+from ffibox._twins import TwinTable
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._stream import SessionStream
@@ -153,6 +154,8 @@ class Session:
         self.checked_layouts: Dict[type, bool] = {}
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self)
+        # One worker address per caller object calls reach, for the object's life.
+        self.twins = TwinTable()
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
         self._callbacks_lock = threading.Lock()

@@ -4,9 +4,11 @@ Data types are the stdlib's own (c_int, Structure, arrays, POINTER, byref, sizeo
 local values behave exactly as in ctypes. What touches a library goes through ffibox: CDLL
 and its functions, CFUNCTYPE callbacks, in_dll, and cast / string_at / wstring_at / memmove /
 memset on pointers the library returned (worker addresses are never dereferenced here).
-Plain integers used as addresses are worker addresses. docs/python.md lists what differs.
+Plain integers used as addresses are read as ffibox._addresses says (the caller's object, the
+worker's memory or this process's). docs/python.md lists what differs.
 """
 import ctypes as _ct
+import operator
 import threading as _threading
 from ctypes import (  # noqa: F401 - the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
@@ -23,7 +25,7 @@ from ctypes import (  # noqa: F401
     _FUNCFLAG_USE_ERRNO, _FUNCFLAG_USE_LASTERROR, _pointer_type_cache, py_object)
 from typing import Any, Optional
 
-from ffibox import _remote, _types
+from ffibox import _addresses, _remote, _types
 from ffibox._functions import CFUNCTYPE, get_errno, set_errno  # noqa: F401
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
@@ -65,23 +67,49 @@ def in_dll(t, library, name: str):
     return _remote.view(library._session, t, address.address, address.generation)
 
 
+def from_address(t, address: int):
+    """`t.from_address(address)`, with the address read as ffibox._addresses says: the
+    caller's own object for an address inside a worker twin, a view whose reads and writes
+    go to the worker for a worker address, the stdlib's object for this process's memory.
+    A worker address with no session to read it raises ValueError."""
+    kind, owner, address = _addresses.classify(operator.index(address), sizeof(t))
+    if kind == "twin":
+        obj = _types.local_at(t, address)
+        obj.__dict__["_ffibox_twin_owner"] = owner  # the object's memory stays alive
+        return obj
+    if kind == "local":
+        return _types.local_at(t, address)
+    session = _default  # integers name the default session's worker, as in cast()
+    if session is None:
+        raise ValueError("from_address: 0x%x is not an address of this process, and no ffibox "
+                         "session has a worker it could belong to" % address)
+    return _remote.view(session, t, address, session.generation)
+
+
 def _install_in_dll(t) -> None:
     # Data types are the stdlib's, so `c_int.in_dll(lib, ...)` looks the method up on them:
     # this classmethod serves ffibox libraries and hands every other library to ctypes.
+    # from_address likewise maps worker addresses and leaves this process's alone.
     if "in_dll" not in t.__dict__:
         t.in_dll = classmethod(in_dll)
+    if "from_address" not in t.__dict__:
+        t.from_address = classmethod(from_address)
 
 
 class Structure(_ct.Structure):
-    """ctypes.Structure (ffibox's adds `in_dll` for ffibox libraries)."""
+    """ctypes.Structure (ffibox's adds `in_dll` for ffibox libraries and maps worker
+    addresses in `from_address`)."""
 
     in_dll = classmethod(in_dll)
+    from_address = classmethod(from_address)
 
 
 class Union(_ct.Union):
-    """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries)."""
+    """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries and maps worker addresses
+    in `from_address`)."""
 
     in_dll = classmethod(in_dll)
+    from_address = classmethod(from_address)
 
 
 for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
@@ -101,12 +129,13 @@ def _remote_address(obj):
     """(session, address, generation) when `obj` names worker memory, else None."""
     if isinstance(obj, RemotePointer):
         return obj._session, obj.address, obj.generation
-    if isinstance(obj, int) and not isinstance(obj, bool):
+    if isinstance(obj, int) and not isinstance(obj, bool) or (
+            isinstance(obj, c_void_p) and not hasattr(obj, "_ffibox_at")):
+        address = obj if isinstance(obj, int) else obj.value or 0
+        if address and _addresses.classify(address)[0] != "worker":
+            return None  # this process's memory (_local_form maps twins)
         session = _default_session()
-        return session, obj, session.generation
-    if isinstance(obj, c_void_p) and not hasattr(obj, "_ffibox_at"):
-        session = _default_session()
-        return session, obj.value or 0, session.generation
+        return session, address, session.generation
     remote = getattr(obj, "_ffibox_remote", None)
     if isinstance(remote, tuple) and len(remote) == 3:
         return remote[2], remote[0], remote[1]
@@ -121,9 +150,25 @@ def _remote_address(obj):
     return None
 
 
+def _local_form(obj):
+    """An integer (or plain c_void_p) inside a worker twin, as the caller's own address;
+    anything else unchanged."""
+    if isinstance(obj, c_void_p) and not hasattr(obj, "_ffibox_at") and type(obj) is c_void_p:
+        address = obj.value or 0
+    elif isinstance(obj, int) and not isinstance(obj, bool):
+        address = obj
+    else:
+        return obj
+    kind, owner, local = _addresses.classify(address)
+    if kind != "twin":
+        return obj
+    return local if isinstance(obj, int) else c_void_p(local)
+
+
 def cast(obj, typ):
     """ctypes.cast. Local objects are cast locally; pointers into the worker (RemotePointer,
     integers, c_void_p values) give RemotePointers or values read through the server."""
+    obj = _local_form(obj)
     remote = _remote_address(obj)
     if remote is None:
         result = _ct.cast(obj, typ)
@@ -149,6 +194,7 @@ def cast(obj, typ):
 
 def string_at(ptr, size: int = -1) -> bytes:
     """ctypes.string_at: from worker memory for remote pointers, locally for local objects."""
+    ptr = _local_form(ptr)
     remote = _remote_address(ptr)
     if remote is None:
         return _ct.string_at(ptr, size)
@@ -160,6 +206,7 @@ def string_at(ptr, size: int = -1) -> bytes:
 
 def wstring_at(ptr, size: int = -1) -> str:
     """ctypes.wstring_at, as string_at."""
+    ptr = _local_form(ptr)
     remote = _remote_address(ptr)
     if remote is None:
         return _ct.wstring_at(ptr, size)
@@ -172,6 +219,7 @@ def wstring_at(ptr, size: int = -1) -> str:
 
 def memmove(dst, src, count: int) -> Any:
     """ctypes.memmove between any mix of local objects and worker memory."""
+    dst, src = _local_form(dst), _local_form(src)
     remote_dst, remote_src = _remote_address(dst), _remote_address(src)
     if remote_dst is None and remote_src is None:
         return _ct.memmove(dst, src, count)
@@ -190,6 +238,7 @@ def memmove(dst, src, count: int) -> Any:
 
 def memset(dst, c: int, count: int) -> Any:
     """ctypes.memset on a local object or worker memory."""
+    dst = _local_form(dst)
     remote = _remote_address(dst)
     if remote is None:
         return _ct.memset(dst, c, count)

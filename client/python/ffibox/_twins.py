@@ -1,0 +1,216 @@
+"""Worker twins: one worker address for each caller object a call reaches, for its life.
+
+The first call that reaches a ctypes object (a byref target, a buffer, a structure, what its
+pointers reach) asks the worker to keep the object's memory block after the call
+(`MemoryBlock.keep`); later calls place the block at the same worker address
+(`MemoryBlock.at`). The contents are still synced at call boundaries, both ways. So a
+library may keep a pointer to the caller's structure between calls (zlib's z_stream, a
+parser's buffer), and a worker address inside a twin that comes back (a result, a pointer
+field, an integer used with from_address) maps to the caller's own object.
+
+The twin belongs to the object's memory owner (the object whose buffer it is: a field
+view's or an element view's base), so a view and its base share one twin. When the owner
+is collected its twin is released with the session's next call (`Call.release`). Twins of
+an older worker generation (the worker was restarted) are forgotten.
+"""
+import bisect
+import collections
+import ctypes as _ct
+import sys
+import threading
+import weakref
+from typing import Dict, List, Optional, Tuple
+
+from ffibox._stubs import pb
+
+
+# Every TwinTable of the process (one per session), for mapping plain integers.
+_tables: "weakref.WeakSet[TwinTable]" = weakref.WeakSet()
+
+
+def map_worker_address(address: int):
+    """(owner, local address) when `address` lies in a live twin of any session, else None."""
+    for table in list(_tables):
+        found = table.local(address, None)
+        if found is not None:
+            return found
+    return None
+
+
+def owner_of(obj):
+    """The ctypes object whose buffer `obj` lives in (itself when it owns its memory)."""
+    while getattr(obj, "_b_base_", None) is not None:
+        obj = obj._b_base_
+    return obj
+
+
+def bytes_address(data: bytes) -> int:
+    """Where CPython keeps the contents of `data`."""
+    return _ct.cast(_ct.c_char_p(data), _ct.c_void_p).value
+
+
+class Twin:
+    """A ctypes owner's twin (held weakly), or a bytes / str argument's (held strongly, as
+    nothing tells when such an object dies: it is released once only the twin holds it)."""
+
+    __slots__ = ("ref", "strong", "local", "size", "worker", "generation")
+
+    def __init__(self, owner, local: int, size: int, worker: int, generation: int,
+                 on_collect) -> None:
+        if isinstance(owner, (bytes, str)):
+            self.ref = None
+            self.strong = owner
+        else:
+            self.ref = weakref.ref(owner, on_collect)
+            self.strong = None
+        self.local = local  # 0 for str: its twin holds an encoding, not its memory
+        self.size = size
+        self.worker = worker
+        self.generation = generation
+
+    def alive(self):
+        """The owner while it still has the memory this twin stands for, else None."""
+        if self.strong is not None:
+            return self.strong
+        owner = self.ref()
+        if owner is None or _ct.addressof(owner) != self.local or _ct.sizeof(owner) < self.size:
+            return None
+        return owner
+
+    def only_held_here(self) -> bool:
+        # The references: this twin's, the argument's and getrefcount's own.
+        return self.strong is not None and sys.getrefcount(self.strong) <= 3
+
+
+class TwinTable:
+    """A session's twins, found by owner, by worker address and by local address."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._by_owner: Dict[int, Twin] = {}   # id(owner) -> twin
+        self._worker_starts: List[int] = []     # sorted
+        self._by_worker: Dict[int, Twin] = {}
+        self._local_starts: List[int] = []     # sorted
+        self._by_local: Dict[int, Twin] = {}
+        # Twins whose owner was collected, released with the next call. A weakref callback
+        # only appends here (it may run inside any code of this thread, this table's
+        # included).
+        self._collected: collections.deque = collections.deque()
+        self._strong = set()  # keys of bytes / str twins
+        _tables.add(self)
+
+    # -- placing blocks --------------------------------------------------------------------
+
+    def place(self, block, owner, size: int, generation: int) -> bool:
+        """Sets `block` to reuse `owner`'s twin, or to be kept when it has none yet (or it
+        is too small, or of an older generation). Returns whether the block is kept."""
+        with self._lock:
+            twin = self._by_owner.get(id(owner))
+        if twin is not None and twin.generation == generation and twin.size >= size and \
+                twin.alive() is owner:
+            block.at.address = twin.worker
+            block.at.generation = twin.generation
+            return False
+        block.keep = True
+        return True
+
+    def kept(self, owner, size: int, worker: int, generation: int) -> None:
+        """Records where the worker kept `owner`'s block (a previous twin is released)."""
+        if isinstance(owner, bytes):
+            local = bytes_address(owner)
+        elif isinstance(owner, str):
+            local = 0
+        else:
+            local = _ct.addressof(owner)
+        key = id(owner)
+        twin = Twin(owner, local, size, worker, generation,
+                    lambda ref, key=key: self._collected.append((key, ref)))
+        with self._lock:
+            old = self._by_owner.get(key)
+            if old is not None:
+                self._drop(old)
+                self._collected.append((None, old))
+            self._by_owner[key] = twin
+            if twin.strong is not None:
+                self._strong.add(key)
+            bisect.insort(self._worker_starts, worker)
+            self._by_worker[worker] = twin
+            if local and local not in self._by_local:
+                bisect.insort(self._local_starts, local)
+            if local:
+                self._by_local[local] = twin
+
+    def take_releases(self, generation: int) -> List:
+        """The RemoteAddresses to release with the next call (this generation's only)."""
+        released = []
+        with self._lock:
+            for key in list(self._strong):
+                twin = self._by_owner.get(key)
+                if twin is None or twin.strong is None:
+                    self._strong.discard(key)
+                elif twin.only_held_here():
+                    self._strong.discard(key)
+                    self._collected.append((None, twin))
+                    del self._by_owner[key]
+                    self._drop(twin)
+            while self._collected:
+                key, item = self._collected.popleft()
+                twin = item if isinstance(item, Twin) else None
+                if twin is None:  # a collected owner: its current twin, if still that one
+                    twin = self._by_owner.get(key)
+                    if twin is None or twin.ref is not item:
+                        continue
+                    del self._by_owner[key]
+                    self._drop(twin)
+                if twin.generation == generation:
+                    released.append(pb.RemoteAddress(address=twin.worker,
+                                                     generation=twin.generation))
+        return released
+
+    def forget_older(self, generation: int) -> None:
+        """Drops every twin of a worker generation before `generation` (those workers are
+        gone, and their memory with them)."""
+        with self._lock:
+            for key, twin in list(self._by_owner.items()):
+                if twin.generation < generation:
+                    del self._by_owner[key]
+                    self._strong.discard(key)
+                    self._drop(twin)
+
+    def _drop(self, twin: Twin) -> None:
+        if self._by_worker.get(twin.worker) is twin:
+            del self._by_worker[twin.worker]
+            del self._worker_starts[bisect.bisect_left(self._worker_starts, twin.worker)]
+        if self._by_local.get(twin.local) is twin:
+            del self._by_local[twin.local]
+            del self._local_starts[bisect.bisect_left(self._local_starts, twin.local)]
+
+    # -- mapping addresses -----------------------------------------------------------------
+
+    def local(self, worker: int, generation: Optional[int]) -> Optional[Tuple[object, int]]:
+        """(owner, local address) for a worker address inside a live twin (of `generation`,
+        or of any generation when None), else None."""
+        with self._lock:
+            if not self._worker_starts:
+                return None
+            twin = self._find(self._worker_starts, self._by_worker, worker)
+        if twin is None or (generation is not None and twin.generation != generation) or \
+                worker - twin.worker > twin.size:
+            return None
+        owner = twin.alive()
+        if owner is None or not twin.local:
+            return None
+        return owner, twin.local + (worker - twin.worker)
+
+    def owner_at(self, address: int):
+        """The twinned owner whose local memory holds `address`, else None."""
+        with self._lock:
+            twin = self._find(self._local_starts, self._by_local, address)
+        if twin is None or address - twin.local >= max(twin.size, 1):
+            return None
+        return twin.alive()
+
+    @staticmethod
+    def _find(starts: List[int], table: Dict[int, Twin], address: int) -> Optional[Twin]:
+        index = bisect.bisect_right(starts, address) - 1
+        return table.get(starts[index]) if index >= 0 else None

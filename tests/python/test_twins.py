@@ -1,0 +1,207 @@
+"""Caller memory keeps one worker address for its life, and integers name the right side.
+
+Libraries keep pointers to what the caller passed (zlib's z_stream, strtok's position,
+putenv's string) and hand back pointers into it (memchr). Each pattern below is ordinary
+ctypes code; it runs in a child process once with the stdlib ctypes (the library in
+process) and once with `from ffibox import ctypes` against a real ffiboxd, and the two must
+print the same. A crash of the child is a failed test, not the end of the suite.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT
+
+PRELUDE = textwrap.dedent("""
+    import gc, os, sys
+    if sys.argv[1] == "ffibox":
+        os.environ["FFIBOX_ADDRESS"] = sys.argv[2]
+        from ffibox import ctypes
+        from ffibox.ctypes import *
+    else:
+        import ctypes
+        from ctypes import *
+    libc = CDLL("libc.so.6")
+    z = CDLL("libz.so.1")
+""")
+
+PATTERNS = {
+    "zlib_keeps_its_stream_between_calls": """
+        class z_stream(Structure):
+            _fields_ = [("next_in", POINTER(c_ubyte)), ("avail_in", c_uint),
+                        ("total_in", c_ulong), ("next_out", POINTER(c_ubyte)),
+                        ("avail_out", c_uint), ("total_out", c_ulong), ("msg", c_char_p),
+                        ("state", c_void_p), ("zalloc", c_void_p), ("zfree", c_void_p),
+                        ("opaque", c_void_p), ("data_type", c_int), ("adler", c_ulong),
+                        ("reserved", c_ulong)]
+        z.zlibVersion.restype = c_char_p
+        z.deflateInit_.argtypes = [POINTER(z_stream), c_int, c_char_p, c_int]
+        z.deflate.argtypes = [POINTER(z_stream), c_int]
+        z.deflateEnd.argtypes = [POINTER(z_stream)]
+        z.inflateInit_.argtypes = [POINTER(z_stream), c_char_p, c_int]
+        z.inflate.argtypes = [POINTER(z_stream), c_int]
+        z.inflateEnd.argtypes = [POINTER(z_stream)]
+        data = b"a stream of bytes, " * 4000
+        packed = (c_ubyte * 65536)()
+        s = z_stream()
+        codes = [z.deflateInit_(byref(s), 6, z.zlibVersion(), sizeof(z_stream))]
+        s.next_out, s.avail_out = cast(packed, POINTER(c_ubyte)), len(packed)
+        for piece in range(4):  # four calls, each feeding the next quarter
+            chunk = (c_ubyte * 19000).from_buffer_copy(data[piece * 19000:(piece + 1) * 19000])
+            s.next_in, s.avail_in = cast(chunk, POINTER(c_ubyte)), len(chunk)
+            codes.append(z.deflate(byref(s), 0))
+        codes.append(z.deflate(byref(s), 4))
+        codes.append(z.deflateEnd(byref(s)))
+        size = s.total_out
+        out = (c_ubyte * len(data))()
+        t = z_stream()
+        codes.append(z.inflateInit_(byref(t), z.zlibVersion(), sizeof(z_stream)))
+        t.next_in, t.avail_in = cast(packed, POINTER(c_ubyte)), size
+        t.next_out, t.avail_out = cast(out, POINTER(c_ubyte)), 1000
+        while t.avail_in and len(codes) < 200:  # a little output room per call
+            codes.append(z.inflate(byref(t), 0))
+            t.avail_out = min(1000, len(data) - t.total_out)
+            if not t.avail_out:
+                break
+        codes.append(z.inflateEnd(byref(t)))
+        print(sorted(set(codes)), bytes(out) == data, size < len(data) // 10)
+    """,
+    "strtok_keeps_its_position_in_the_callers_buffer": """
+        libc.strtok.restype = c_char_p
+        libc.strtok.argtypes = [c_char_p, c_char_p]
+        line = create_string_buffer(b"alpha beta  gamma")
+        tokens = [libc.strtok(line, b" ")]
+        while tokens[-1] is not None:
+            tokens.append(libc.strtok(None, b" "))
+        print(tokens, line.raw[:6])
+    """,
+    "putenv_keeps_the_callers_string": """
+        entry = b"FFIBOX_TWIN_TEST=kept"
+        libc.putenv.argtypes = [c_char_p]
+        libc.getenv.restype = c_char_p
+        libc.putenv(entry)
+        libc.strlen(b"another call, another string")
+        gc.collect()
+        print(libc.getenv(b"FFIBOX_TWIN_TEST"))
+    """,
+    "pointer_result_into_an_argument_is_the_callers_object": """
+        libc.memchr.restype = POINTER(c_char)
+        libc.memchr.argtypes = [c_void_p, c_int, c_size_t]
+        buf = create_string_buffer(b"abcdef")
+        p = libc.memchr(buf, ord("d"), 6)
+        p[0] = b"D"
+        print(type(p).__name__, addressof(p.contents) - addressof(buf), buf.value)
+    """,
+    "void_p_result_used_with_from_address_and_string_at": """
+        libc.memchr.restype = c_void_p
+        libc.memchr.argtypes = [c_void_p, c_int, c_size_t]
+        buf = create_string_buffer(b"abcdef")
+        a = libc.memchr(buf, ord("c"), 6)
+        c_char.from_address(a).value = b"C"
+        print(a - addressof(buf), buf.value, string_at(a), cast(a, POINTER(c_char))[1])
+    """,
+    "struct_pointer_field_into_another_argument": """
+        class Span(Structure):
+            _fields_ = [("start", POINTER(c_char)), ("length", c_size_t)]
+        libc.memcpy.argtypes = [POINTER(Span), POINTER(Span), c_size_t]
+        text = create_string_buffer(b"hello")
+        a = Span(cast(text, POINTER(c_char)), 5)
+        b = Span()
+        libc.memcpy(byref(b), byref(a), sizeof(Span))
+        b.start[0] = b"J"
+        print(text.value, addressof(b.start.contents) == addressof(text), b.length)
+    """,
+    "worker_memory_integer_used_with_from_address": """
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        libc.free.argtypes = [c_void_p]
+        m = libc.malloc(16)
+        c_int.from_address(m).value = 42
+        c_int.from_address(m + 4).value = 43
+        local = (c_int * 2)()
+        memmove(addressof(local), m, 8)
+        print(c_int.from_address(m).value, list(local))
+        libc.free(m)
+    """,
+    "local_addresses_stay_local": """
+        x = c_int(7)
+        y = c_int.from_address(addressof(x))
+        y.value = 8
+        buf = create_string_buffer(b"local")
+        print(x.value, string_at(addressof(buf)), cast(addressof(x), POINTER(c_int))[0])
+    """,
+}
+
+EXPECTED = {
+    "zlib_keeps_its_stream_between_calls": "[0, 1] True True",
+    "strtok_keeps_its_position_in_the_callers_buffer":
+        "[b'alpha', b'beta', b'gamma', None] b'alpha\\x00'",
+    "putenv_keeps_the_callers_string": "b'kept'",
+    "pointer_result_into_an_argument_is_the_callers_object": "LP_c_char 3 b'abcDef'",
+    "void_p_result_used_with_from_address_and_string_at": "2 b'abCdef' b'Cdef' b'd'",
+    "struct_pointer_field_into_another_argument": "b'Jello' True 5",
+    "worker_memory_integer_used_with_from_address": "42 [42, 43]",
+    "local_addresses_stay_local": "8 b'local' 8",
+}
+
+
+def run(script, *args):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                            env=env, text=True, timeout=120)
+    assert result.returncode == 0, "exit %d: %s" % (result.returncode, result.stderr[-2000:])
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_the_pattern_gives_what_the_stdlib_gives(server, pattern):
+    script = PRELUDE + textwrap.dedent(PATTERNS[pattern])
+    assert run(script, "stdlib") == EXPECTED[pattern]
+    assert run(script, "ffibox", server.address) == EXPECTED[pattern]
+
+
+def test_a_twin_is_released_once_its_object_is_collected(server):
+    script = PRELUDE + textwrap.dedent("""
+        session = ctypes._default_session()
+        libc.memset.argtypes = [c_void_p, c_int, c_size_t]
+        keep = create_string_buffer(1 << 16)
+        for _ in range(300):  # 300 MiB of temporaries if twins were never released
+            libc.memset(create_string_buffer(1 << 20), 1, 1 << 20)
+        libc.memset(keep, 2, 16)
+        libc.memset(keep, 3, 16)
+        print(len(session.twins._by_owner) <= 3, keep.raw[:2])
+    """)
+    assert run(script, "ffibox", server.address) == "True b'\\x03\\x03'"
+
+
+def test_twins_are_renewed_after_the_worker_is_restarted(server):
+    script = PRELUDE + textwrap.dedent("""
+        import ffibox.errors, signal
+        libc.strtok.restype = c_char_p
+        libc.strtok.argtypes = [c_char_p, c_char_p]
+        line = create_string_buffer(b"one two", 32)
+        first = libc.strtok(line, b" ")
+        try:
+            getattr(libc, "raise")(signal.SIGSEGV)
+        except ffibox.errors.WorkerCrashed:
+            pass
+        # The buffer's twin died with the worker; the next call gives it a new one.
+        line.value = b"three four"
+        print(first, libc.strtok(line, b" "), libc.strtok(None, b" "))
+    """)
+    assert run(script, "ffibox", server.address) == "b'one' b'three' b'four'"
+
+
+def test_an_integer_no_process_has_raises_instead_of_crashing(server):
+    script = PRELUDE + textwrap.dedent("""
+        import ffibox.errors
+        libc.strlen(b"start the session")
+        try:
+            c_int.from_address(0x10).value
+        except ffibox.errors.MemoryFault as error:
+            print("MemoryFault")
+    """)
+    assert run(script, "ffibox", server.address) == "MemoryFault"
