@@ -22,8 +22,9 @@ CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "binding_cases.
 NOT_YET = {
     "libarchive_stream_reader": "a callback that stores a caller address into a void** the "
                                 "library reads after the callback returns",
-    "libarchive_memory_writer": "caller memory the library keeps a pointer to across calls "
-                                "(stable worker twins of caller objects)",
+    "libarchive_memory_writer": "the library writes into the caller's buffer during later "
+                                "calls that do not pass it (needs memory shared with the "
+                                "worker, not twins synced at calls)",
 }
 CASE_NAMES = ("magic_from_buffer", "magic_objects", "magic_error", "libarchive_custom_writer",
               "libarchive_memory_reader", "libarchive_stream_reader",

@@ -66,6 +66,10 @@ class RemoteCall:
                  if restype is not None else None)
         if restype is not None and not _types.is_ctypes_type(restype) and callable(restype):
             value = restype(value)
+        elif _types.is_ctypes_type(restype) and not _types.is_fundamental(restype):
+            check = getattr(restype, "_check_retval_", None)
+            if check is not None:  # ctypes' hook for a result type of one's own
+                value = check(value)
         return value
 
     def _send(self, argtypes, restype, args):
@@ -141,12 +145,27 @@ class _FuncPtr:
         self._call = RemoteCall(library._session, name, library._handle_id,
                                 use_errno=library._use_errno)
         self._argtypes = None
-        self.restype = type(self)._restype_
+        self._restype = type(self)._restype_
         self.errcheck = None
 
     @property
     def argtypes(self):
         return self._argtypes
+
+    @property
+    def restype(self):
+        return self._restype
+
+    @restype.setter
+    def restype(self, value) -> None:
+        # As ctypes: a data type, a callable (applied to the int result) or None.
+        if value is not None and not _types.is_ctypes_type(value) and not callable(value):
+            raise TypeError("restype must be a type, a callable, or None")
+        self._restype = value
+
+    @restype.deleter
+    def restype(self) -> None:
+        self._restype = _ct.c_int
 
     @argtypes.setter
     def argtypes(self, value) -> None:
@@ -182,7 +201,7 @@ def _prototype_new(cls, *args):
             instance._ffibox_remote = (target, session.generation, session)
         return instance
     if args and isinstance(args[0], tuple):
-        name, library = args[0][:2]
+        name, library = args[0][0], args[0][1]  # items, as ctypes reads them
         function = library[name]
         function.argtypes = cls._argtypes_
         function.restype = cls._restype_

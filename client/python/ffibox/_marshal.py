@@ -366,6 +366,7 @@ def _encode_string_or_void(t, code, value, builder, session):
     if code == "Z" and isinstance(value, str):
         return pb.Value(text_value=value)
     if isinstance(value, _CArgObject) and builder is not None:
+        t.from_param(value)  # c_char_p refuses byref(c_int), as in ctypes
         return _byref_value(value, builder)
     if isinstance(value, _ct._SimpleCData) and type(value)._type_ in ("z", "Z", "P"):
         remote = getattr(value, "_ffibox_remote_pointer", None)
@@ -541,6 +542,12 @@ def decode(t, value, session, generation: int):
                 result = bool(number)
             else:
                 result = number
+                if _ct.sizeof(t) == 8 and code not in _types.FLOAT_CODES and number:
+                    # A pointer-sized integer inside caller memory a call reached is that
+                    # memory's address (code that returns addresses as c_long / c_size_t).
+                    twin = session.twins.local(number & (1 << 64) - 1, generation)
+                    if twin is not None:
+                        result = twin[1]
         return result if _types.is_fundamental(t) else t(result)
     if _types.is_pointer(t):
         address = value.pointer.remote.address if value.pointer.HasField("remote") else 0

@@ -67,13 +67,17 @@ def view(session, t, address: int, generation: int):
         _views[t] = cls
     instance = cls()
     object.__setattr__(instance, "_ffibox_at", (session, address, generation))
-    # The local bytes start as a snapshot of the worker's (bytes(), .raw, memoryview read
-    # them); field and element access always goes to the worker.
-    if _types.is_record(t) or _types.is_array(t):
+    # The local bytes start as a snapshot of the worker's (bytes(), .raw, memoryview and
+    # constructors that copy an instance read them); field, element and value access always
+    # goes to the worker. Pointer slots stay NULL: a worker address is never left in caller
+    # memory.
+    if _types.code_of(t) not in ("z", "Z", "P"):
         from ffibox.errors import Error
         try:
             data = session.read(address, _ct.sizeof(t), generation)
             _ct.memmove(_ct.addressof(instance), data, len(data))
+            for offset, _ in _types.pointer_offsets(t):
+                _types.word_at(_ct.addressof(instance) + offset).value = None
         except Error:
             pass
     return instance

@@ -96,12 +96,27 @@ def _install_in_dll(t) -> None:
         t.from_address = classmethod(from_address)
 
 
+def _from_buffer(t, *args):
+    if t in (Structure, Union):
+        raise TypeError("abstract class")
+    return type(t).from_buffer(t, *args)
+
+
+def _from_buffer_copy(t, *args):
+    if t in (Structure, Union):
+        raise TypeError("abstract class")
+    return type(t).from_buffer_copy(t, *args)
+
+
 class Structure(_ct.Structure):
     """ctypes.Structure (ffibox's adds `in_dll` for ffibox libraries and maps worker
     addresses in `from_address`)."""
 
     in_dll = classmethod(in_dll)
     from_address = classmethod(from_address)
+    # ctypes' own bases are abstract: no instances from buffers.
+    from_buffer = classmethod(_from_buffer)
+    from_buffer_copy = classmethod(_from_buffer_copy)
 
 
 class Union(_ct.Union):
@@ -110,6 +125,9 @@ class Union(_ct.Union):
 
     in_dll = classmethod(in_dll)
     from_address = classmethod(from_address)
+    # ctypes' own bases are abstract: no instances from buffers.
+    from_buffer = classmethod(_from_buffer)
+    from_buffer_copy = classmethod(_from_buffer_copy)
 
 
 for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
