@@ -360,6 +360,12 @@ absl::StatusOr<ServerSettings> ResolveServerConfig(const ServerConfig& config,
     }
     settings.session.env_allow.push_back(pattern);
   }
+  if (!config.sandbox().scratch_root().empty()) {
+    if (config.sandbox().scratch_root()[0] != '/') {
+      return FieldError("sandbox.scratch_root", "must be an absolute path");
+    }
+    settings.session.scratch_root = config.sandbox().scratch_root();  // prepared at startup
+  }
 
   absl::StatusOr<uint64_t> per_identity =
       InRange(config.limits().max_sessions_per_identity(), kDefaultMaxSessionsPerIdentity, 1,

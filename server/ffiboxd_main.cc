@@ -35,6 +35,7 @@
 #include "server/jail/sandbox_check.h"
 #include "server/jail/spawn.h"
 #include "server/listen_address.h"
+#include "server/scratch_directory.h"
 #include "server/service.h"
 #include "server/session.h"
 #include "server/unix_acceptor.h"
@@ -90,6 +91,10 @@ ABSL_FLAG(std::vector<std::string>, allow_env, {},
           "environment variable names or globs (SDL_*, LANG) sessions may set for their "
           "workers; repeatable and comma-separated; adds to the file's sandbox.env_allow "
           "(default: none)");
+ABSL_FLAG(std::string, scratch_root, "",
+          "directory where sessions that ask for one get a writable scratch directory shown "
+          "to their workers (sets the file's sandbox.scratch_root; default: none, sessions "
+          "cannot have one)");
 ABSL_FLAG(bool, exit_with_parent, false,
           "exit when the process that started ffiboxd exits (used by clients that start a "
           "private server)");
@@ -233,6 +238,9 @@ absl::Status ApplyFlags(int argc, char** argv, ServerConfig* config) {
   for (const std::string& pattern : AllValues(argc, argv, "allow_env")) {
     config->mutable_sandbox()->add_env_allow(pattern);
   }
+  if (Specified("scratch_root")) {
+    config->mutable_sandbox()->set_scratch_root(absl::GetFlag(FLAGS_scratch_root));
+  }
   if (Specified("pool_size")) {
     absl::StatusOr<uint64_t> size = NonNegative("pool_size", absl::GetFlag(FLAGS_pool_size));
     if (!size.ok()) return size.status();
@@ -362,6 +370,11 @@ int main(int argc, char** argv) {
   if (!checked.ok()) return Fail(std::string(checked.message()));
   for (const std::string& waived : session.jail.waived) {
     fprintf(stderr, "ffiboxd: WARNING: jail layer waived: %s\n", waived.c_str());
+  }
+  if (!session.scratch_root.empty()) {
+    absl::StatusOr<std::string> root = ffibox::ScratchDirectory::PrepareRoot(session.scratch_root);
+    if (!root.ok()) return Fail(std::string(root.status().message()));
+    session.scratch_root = *root;
   }
   for (const ffibox::ListenerSettings& listener : settings->listeners) {
     if (!listener.unix_socket) continue;

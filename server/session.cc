@@ -174,12 +174,30 @@ void Session::Open(const v1::Request& request) {
     }
     memory_limit = open.memory_limit_bytes();
   }
+  std::unique_ptr<ScratchDirectory> scratch;
+  if (open.scratch_directory()) {
+    if (config_.scratch_root.empty()) {
+      ReplyError(request, ErrorStatus(v1::FAILED_PRECONDITION,
+                                      "open.scratch_directory: this server has no scratch root "
+                                      "(sandbox.scratch_root, --scratch_root)"));
+      return;
+    }
+    absl::StatusOr<std::unique_ptr<ScratchDirectory>> made =
+        ScratchDirectory::Create(config_.scratch_root, session_id_);
+    if (!made.ok()) {
+      ReplyError(request, made.status());
+      return;
+    }
+    scratch = *std::move(made);
+  }
+  std::string scratch_path = scratch != nullptr ? scratch->path() : std::string();
   {
     absl::MutexLock lock(&mu_);
     call_timeout_ = timeout;
     restart_ = open.restart() != v1::NO_RESTART;
     memory_limit_bytes_ = memory_limit;
     environment_.assign(open.environment().begin(), open.environment().end());
+    if (scratch != nullptr) scratch_ = std::move(scratch);
   }
   v1::Response response;
   v1::SessionOpened* opened = response.mutable_opened();
@@ -189,6 +207,7 @@ void Session::Open(const v1::Request& request) {
   opened->set_memory_limit_bytes(memory_limit);
   for (std::string& layer : ActiveJailLayers(config_.jail)) opened->add_jail_layers(layer);
   for (const std::string& waived : config_.jail.waived) opened->add_waived_jail_layers(waived);
+  opened->set_scratch_directory(scratch_path);
   Reply(request, std::move(response));
 }
 

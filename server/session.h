@@ -44,6 +44,7 @@
 #include "server/jail/jail_options.h"
 #include "server/library_descriptor.h"
 #include "server/pending_request.h"
+#include "server/scratch_directory.h"
 #include "server/worker_death.h"
 #include "server/worker_output.h"
 #include "server/worker_pool.h"
@@ -84,6 +85,9 @@ struct SessionConfig {
   JailOptions jail;
   // Environment variable names or globs a session may set (OpenSession.environment).
   std::vector<std::string> env_allow;
+  // Where scratch directories are made (ScratchDirectory::PrepareRoot's result); empty:
+  // sessions cannot have one.
+  std::string scratch_root;
   // Idle workers for the session's first worker (not owned; must outlive the session).
   // Null: every worker is started on demand.
   WorkerPool* pool = nullptr;
@@ -231,6 +235,8 @@ class Session {
   uint64_t memory_limit_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // OpenSession.environment (validated), set in the worker before each library load.
   std::vector<std::pair<std::string, std::string>> environment_ ABSL_GUARDED_BY(mu_);
+  // The session's scratch directory; removed after the workers are gone (~Session).
+  std::unique_ptr<ScratchDirectory> scratch_ ABSL_GUARDED_BY(mu_);
   bool restart_ ABSL_GUARDED_BY(mu_) = true;
   std::vector<LibraryRecord> libraries_ ABSL_GUARDED_BY(mu_);  // handle = index + 1
   absl::flat_hash_map<uint64_t, FunctionRecord> functions_ ABSL_GUARDED_BY(mu_);

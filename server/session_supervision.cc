@@ -50,13 +50,19 @@ absl::Status Session::EnsureWorker() {
   if (reader_.joinable()) reader_.join();
   dead.reset();
 
-  // The pool holds generation-1 workers only: a worker stamps its generation on addresses.
-  std::unique_ptr<WorkerProcess> pooled;
-  if (generation == 1 && config_.pool != nullptr) pooled = config_.pool->Take();
-  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled);
-  if (*started == nullptr) {
-    started = WorkerProcess::Start(WorkerLaunchOptionsFor(config_, generation));
+  WorkerLaunchOptions options = WorkerLaunchOptionsFor(config_, generation);
+  {
+    absl::MutexLock lock(&mu_);
+    if (scratch_ != nullptr) options.jail.scratch_directory = scratch_->path();
   }
+  // The pool holds generation-1 workers only (a worker stamps its generation on addresses),
+  // started before any session, so without a scratch directory.
+  std::unique_ptr<WorkerProcess> pooled;
+  if (generation == 1 && config_.pool != nullptr && options.jail.scratch_directory.empty()) {
+    pooled = config_.pool->Take();
+  }
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled);
+  if (*started == nullptr) started = WorkerProcess::Start(options);
   if (!started.ok()) {
     // Fail closed: a worker whose jail could not be applied is not started, and the next
     // worker gets the same layers again.

@@ -1,4 +1,6 @@
 // The C++ client against a real ffiboxd, real workers and the real test library.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/cpp/ffibox_client.h"
 #include "core/errors.h"
@@ -268,6 +271,37 @@ TEST_F(ClientTest, TheSessionReportsEveryJailLayerAndCanRequireThem) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(ToProtoError(refused.status()).code(), v1::JAIL_UNAVAILABLE) << refused.status();
   EXPECT_NE(refused.status().message().find("landlock"), std::string::npos) << refused.status();
+}
+
+TEST(ScratchDirectoryTest, ASessionAsksForOneAndItIsGoneWithTheSession) {
+  const char* tmp = getenv("TEST_TMPDIR");
+  const std::string root = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/scratch-root");
+  absl::StatusOr<std::unique_ptr<TestServer>> server =
+      TestServer::Start({"--scratch_root=" + root});
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect((*server)->address());
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::StatusOr<std::unique_ptr<Session>> plain = (*client)->OpenSession();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->info().scratch_directory(), "");
+
+  SessionOptions options;
+  options.scratch_directory = true;
+  absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession(options);
+  ASSERT_TRUE(session.ok()) << session.status();
+  const std::string path = (*session)->info().scratch_directory();
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0) << path;
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0777u);
+  EXPECT_NE(path.find("/scratch-root/"), std::string::npos) << path;
+  session->reset();
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = stat(path.c_str(), &st) != 0;
+    if (!gone) absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_TRUE(gone) << path << " outlived its session";
 }
 
 TEST_F(ClientTest, WhatTheLibraryPrintsReachesTheOutputHandler) {

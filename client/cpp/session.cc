@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   open->set_memory_limit_bytes(options.memory_limit_bytes);
   for (const auto& [name, value] : options.environment)
     (*open->mutable_environment())[name] = value;
+  open->set_scratch_directory(options.scratch_directory);
   absl::StatusOr<v1::Response> response = (*stream)->Send(std::move(request));
   if (!response.ok()) return response.status();
   if (!response->has_opened()) {

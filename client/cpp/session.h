@@ -50,6 +50,10 @@ struct SessionOptions {
   // Environment variables for the session's workers, set before any library loads; the
   // server accepts only names its sandbox.env_allow lists (INVALID_ARGUMENT otherwise).
   std::map<std::string, std::string> environment;
+  // Ask for a writable directory shared with the library (same path for both, removed with
+  // the session); info().scratch_directory() names it. FAILED_PRECONDITION when the server
+  // has no scratch root.
+  bool scratch_directory = false;
   // Receives what the library prints (WORKER_OUTPUT events), on the stream's reader thread;
   // it must not block. Unset: the bytes go to this process's stderr.
   OutputHandler on_output;

@@ -192,12 +192,16 @@ bool RunStep(const FilesystemPlan& plan, const FilesystemStep& step) {
     case FilesystemStep::kSymlink:
       return symlink(step.arg.c_str(), path) == 0;
     case FilesystemStep::kBind:
-    case FilesystemStep::kDeviceBind: {
+    case FilesystemStep::kDeviceBind:
+    case FilesystemStep::kWritableBind: {
       const char* source = FdPath(plan.source_fds[step.source], fd_path);
       if (mount(source, path, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
-      uint64_t attributes = step.kind == FilesystemStep::kBind
-                                ? MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
-                                : MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
+      uint64_t attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;  // a device
+      if (step.kind == FilesystemStep::kBind) {
+        attributes = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+      } else if (step.kind == FilesystemStep::kWritableBind) {
+        attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+      }
       return SetMountAttributes(path, attributes, true);
     }
     case FilesystemStep::kTmpfs:
@@ -243,6 +247,20 @@ absl::StatusOr<FilesystemPlan> PlanFilesystem(const JailOptions& options, bool w
   for (const auto& [path, optional] : shown) builder.Show(path, optional);
   builder.MakeDirs("/empty");
   PlanDevicesTmpAndProc(options, with_proc, builder, plan);
+  if (!options.scratch_directory.empty()) {
+    // Last: it may lie below /tmp, whose tmpfs would hide it.
+    char resolved[PATH_MAX];
+    struct stat st;
+    if (options.scratch_directory[0] != '/' ||
+        realpath(options.scratch_directory.c_str(), resolved) == nullptr ||
+        stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode) || std::string(resolved) == "/") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "scratch directory ", options.scratch_directory, " is not an existing directory"));
+    }
+    builder.MakeDirs(resolved);
+    builder.Add(FilesystemStep::kWritableBind, plan.new_root + resolved, "",
+                builder.Source(resolved), false);
+  }
   plan.source_fds.assign(plan.sources.size(), -1);
   return plan;
 }
@@ -317,8 +335,9 @@ std::string DescribeFilesystemFailure(const FilesystemPlan& plan,
     default:
       if (failure.step >= 0 && failure.step < static_cast<int>(plan.steps.size())) {
         const FilesystemStep& step = plan.steps[failure.step];
-        static constexpr const char* kKinds[] = {"mkdir", "create",         "symlink",      "bind",
-                                                 "bind",  "mount tmpfs on", "mount proc on"};
+        static constexpr const char* kKinds[] = {"mkdir",          "create",       "symlink",
+                                                 "bind",           "bind",         "bind",
+                                                 "mount tmpfs on", "mount proc on"};
         std::string shown = step.path;
         if (absl::StartsWith(shown, plan.new_root)) shown = shown.substr(plan.new_root.size());
         what = absl::StrCat(kKinds[step.kind], " ", shown.empty() ? "/" : shown);

@@ -7,7 +7,8 @@
 // directories (/lib, /lib64, /usr/lib, /usr/lib64, /usr/local/lib, symlinks reproduced as
 // symlinks), /etc/ld.so.cache (soname lookups), system data (/usr/share, /etc/localtime),
 // and each of JailOptions::visible_paths at its own path (and at its realpath); a writable
-// tmpfs /tmp of `tmp_bytes`; /dev with null, zero, full, random and urandom; a fresh /proc
+// tmpfs /tmp of `tmp_bytes`; JailOptions::scratch_directory read-write (nosuid, nodev,
+// noexec) at its own path; /dev with null, zero, full, random and urandom; a fresh /proc
 // when the jail has one (libraries are loaded through /proc/self/fd); an empty /empty as
 // cwd. The root itself is then remounted read-only. Never the host's "/".
 #ifndef FFIBOX_SERVER_JAIL_FILESYSTEM_H_
@@ -23,13 +24,14 @@ namespace ffibox {
 
 struct FilesystemStep {
   enum Kind {
-    kMkdir,       // mkdir `path` (existing is fine)
-    kFile,        // create an empty file at `path` (a bind target)
-    kSymlink,     // symlink `path` -> `arg`
-    kBind,        // bind source `source` at `path`, then read-only/nosuid/nodev (recursive)
-    kDeviceBind,  // bind source `source` at `path`, nosuid/noexec (devices must stay usable)
-    kTmpfs,       // mount a tmpfs at `path` with options `arg`
-    kProc,        // mount a fresh proc at `path`
+    kMkdir,         // mkdir `path` (existing is fine)
+    kFile,          // create an empty file at `path` (a bind target)
+    kSymlink,       // symlink `path` -> `arg`
+    kBind,          // bind source `source` at `path`, then read-only/nosuid/nodev (recursive)
+    kDeviceBind,    // bind source `source` at `path`, nosuid/noexec (devices must stay usable)
+    kWritableBind,  // bind source `source` at `path`, nosuid/nodev/noexec, writable
+    kTmpfs,         // mount a tmpfs at `path` with options `arg`
+    kProc,          // mount a fresh proc at `path`
   };
   Kind kind;
   std::string path;

@@ -39,6 +39,9 @@ struct JailOptions {
   // descriptor, so an allowed library root need not be visible.
   std::vector<std::string> visible_paths;
   uint64_t tmp_bytes = 16 << 20;
+  // A host directory shown read-write (nosuid, nodev, noexec) at its own path: the
+  // session's scratch directory, or empty.
+  std::string scratch_directory;
 
   // seccomp-bpf policy by name: "strict" (default) or "permissive"; extra syscalls allowed
   // on top of it by name (from the configuration).

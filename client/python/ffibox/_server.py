@@ -66,8 +66,10 @@ class PrivateServer:
         # must not import anything: another thread may hold the import lock).
         # --allow_env=*: which variables reach the workers is this process's choice
         # (FFIBOX_ENV, connect(env=...); none by default).
+        # --scratch_root: sessions may ask for a scratch directory (FFIBOX_SCRATCH=1).
         self.command = [binary, "--listen=" + self.address, "--allow_root=/",
-                        "--allow_env=*", "--exit_with_parent"]
+                        "--allow_env=*", "--exit_with_parent",
+                        "--scratch_root=" + os.path.join(self.directory, "scratch")]
         self.process: Optional[subprocess.Popen] = None
         self._ready = threading.Event()
         self._first_line = ""

@@ -93,17 +93,20 @@ class Client:
     def session(self, timeout: Optional[float] = None, memory_limit: Optional[int] = None,
                 restart: bool = True,
                 require_jail: Optional[Iterable[str]] = None,
-                env: Optional[Dict[str, str]] = None) -> "Session":
+                env: Optional[Dict[str, str]] = None,
+                scratch_directory: Optional[bool] = None) -> "Session":
         """A new session (its own worker). `timeout`: default per-call deadline in seconds;
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
         `require_jail`: jail layers the session's workers must have ("user", "pid", "net",
         "ipc", "uts", "mount", "filesystem", "proc", "seccomp", ...), else ffibox.Error
         JAIL_UNAVAILABLE (default: $FFIBOX_REQUIRE_JAIL, comma-separated, or none);
-        `env`: environment variables for the session's workers (default: the client's).
+        `env`: environment variables for the session's workers (default: the client's);
+        `scratch_directory`: ask for a writable directory the library sees at the path in
+        `Session.scratch_directory` (removed with the session; default: $FFIBOX_SCRATCH is 1).
         """
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
-                       require_jail=require_jail, env=env)
+                       require_jail=require_jail, env=env, scratch_directory=scratch_directory)
 
     def close(self) -> None:
         """Closes the channel (sessions made from it end)."""
@@ -122,18 +125,25 @@ class Session:
     def __init__(self, client: Client, timeout: Optional[float] = None,
                  memory_limit: Optional[int] = None, restart: bool = True,
                  require_jail: Optional[Iterable[str]] = None,
-                 env: Optional[Dict[str, str]] = None) -> None:
+                 env: Optional[Dict[str, str]] = None,
+                 scratch_directory: Optional[bool] = None) -> None:
         if env is None:
             env = client.env
+        if scratch_directory is None:
+            scratch_directory = os.environ.get("FFIBOX_SCRATCH", "") == "1"
         open_request = pb.OpenSession(
             call_timeout_ms=int(timeout * 1000) if timeout else 0,
             restart=pb.RESTART if restart else pb.NO_RESTART,
-            memory_limit_bytes=memory_limit or 0, environment=env or {})
+            memory_limit_bytes=memory_limit or 0, environment=env or {},
+            scratch_directory=scratch_directory)
         self.client = client
         self.stream = SessionStream(client._channel)
         self.stream.session = self
         opened = self.stream.request(open=open_request).opened
         self.session_id = opened.session_id
+        # A writable directory shared with the library (same path here and in the worker),
+        # or None.
+        self.scratch_directory: Optional[str] = opened.scratch_directory or None
         self.call_timeout_ms = opened.call_timeout_ms
         # The jail layers every worker of this session gets, and those the server's operator
         # waived (with the reason).

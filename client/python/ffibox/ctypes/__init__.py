@@ -47,6 +47,14 @@ def _default_session():
         return _default
 
 
+def scratch_directory() -> Optional[str]:
+    """The default session's scratch directory: a writable directory the library sees at
+    the same path (put input files there, read what the library writes), removed when the
+    process ends. None unless FFIBOX_SCRATCH=1 was set before the first ffibox call (and the
+    server has a scratch root: the private server always does)."""
+    return _default_session().scratch_directory
+
+
 class CDLL(_CDLL):
     """ctypes.CDLL: the library is loaded in the default session's worker."""
 
