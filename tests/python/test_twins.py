@@ -126,6 +126,17 @@ PATTERNS = {
         print(c_int.from_address(m).value, list(local))
         libc.free(m)
     """,
+    "c_char_p_of_integer_addresses": """
+        libc.strdup.restype = c_void_p
+        libc.strdup.argtypes = [c_char_p]
+        libc.memchr.restype = c_void_p
+        libc.memchr.argtypes = [c_void_p, c_int, c_size_t]
+        buf, wide = create_string_buffer(b"in buffer"), create_unicode_buffer("wide")
+        copy = libc.strdup(b"library string")
+        inside = libc.memchr(buf, ord("b"), 9)
+        print(c_char_p(copy).value, c_char_p(addressof(buf)).value, c_char_p(inside).value,
+              c_wchar_p(addressof(wide)).value)
+    """,
     "local_addresses_stay_local": """
         x = c_int(7)
         y = c_int.from_address(addressof(x))
@@ -145,6 +156,7 @@ EXPECTED = {
     "struct_pointer_field_into_another_argument": "b'Jello' True 5",
     "worker_memory_integer_used_with_from_address": "42 [42, 43]",
     "local_addresses_stay_local": "8 b'local' 8",
+    "c_char_p_of_integer_addresses": "b'library string' b'in buffer' b'buffer' wide",
 }
 
 

@@ -162,6 +162,18 @@ PATTERNS = {
         r = lib.make_record()
         print(r.id, r.name, r.numbers[1])
     """,
+    "long_list_out_parameter_is_followed_whole": """
+        class Node(Structure):
+            pass
+        Node._fields_ = [("value", c_int), ("next", POINTER(Node))]
+        lib.out_list.argtypes = [c_int, POINTER(POINTER(Node))]
+        head = POINTER(Node)()
+        lib.out_list(3000, byref(head))
+        count, total, node = 0, 0, head
+        while node:
+            count, total, node = count + 1, total + node.contents.value, node.contents.next
+        print(count, total)
+    """,
     "char_p_object_as_argument": """
         lib.str_len.restype = c_size_t
         print(lib.str_len(c_char_p(b"hello")))
@@ -177,6 +189,7 @@ EXPECTED = {
     "pointer_out_parameter_passed_back_to_the_library": "80 80",
     "opaque_handle": "5 6 True",
     "char_p_object_as_argument": "5",
+    "long_list_out_parameter_is_followed_whole": "3000 4498500",
     "record_with_pointer_fields_returned_by_value": "7 b'by value' 8",
     "cyclic_graph_is_followed_a_bounded_depth": "17 17",
     "union_member_bytes_are_not_mistaken_for_pointers": "1 5 42",
@@ -245,3 +258,25 @@ def test_a_root_broker_refuses_a_library_only_root_may_read(tmp_path):
             assert session.CDLL(str(private)).add_int(2, 3) == 5
     finally:
         server.stop()
+
+
+def test_a_pointer_graph_past_the_budget_raises_instead_of_being_cut(server):
+    script = PRELUDE + textwrap.dedent("""
+        import ffibox
+        class Node(Structure):
+            pass
+        Node._fields_ = [("value", c_int), ("next", POINTER(Node))]
+        lib.out_list.argtypes = [c_int, POINTER(POINTER(Node))]
+        ctypes._default_session().max_images = 100
+        head = POINTER(Node)()
+        lib.out_list(99, byref(head))    # within the budget
+        try:
+            lib.out_list(101, byref(head))
+        except ffibox.Error as error:
+            print(error.code, "101" not in str(error) and "100" in str(error))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
+    result = subprocess.run([sys.executable, "-c", script, server.address, TEST_LIB],
+                            capture_output=True, env=env, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "RESOURCE_EXHAUSTED True"

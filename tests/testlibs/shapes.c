@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define EXPORT __attribute__((visibility("default")))
@@ -161,6 +162,18 @@ EXPORT void get_cycle(Node** out) {
   static Node loop = {17, &loop};
   *out = &loop;
 }
+// A list of `n` nodes holding 0..n-1, in one allocation the list's owner never frees.
+EXPORT Node* make_list(int n) {
+  if (n <= 0) return NULL;
+  Node* nodes = calloc((size_t)n, sizeof(Node));
+  if (nodes == NULL) return NULL;
+  for (int i = 0; i < n; ++i) {
+    nodes[i].value = i;
+    nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+  }
+  return nodes;
+}
+EXPORT void out_list(int n, Node** out) { *out = make_list(n); }
 EXPORT int split_first(char* text, char** rest) {
   char* space = strchr(text, ' ');
   if (space == NULL) {

@@ -155,6 +155,8 @@ typedef struct {
 } PointPair;
 
 int sum_list(const Node* head);                       /* sum of values; 0 for NULL */
+Node* make_list(int n);                               /* n nodes holding 0..n-1 (never freed) */
+void out_list(int n, Node** out);                     /* *out = make_list(n) */
 void reverse_list(Node** head);                       /* rewires next pointers; *head = old tail */
 void pair_swap_and_shift(PointPair* pair, double dx); /* swaps first/second, first->x += dx */
 double pair_distance2(const PointPair* pair);         /* squared distance first..second */

@@ -322,7 +322,7 @@ def callback_handler(prototype, function):
         pointees = {p.arg: p.data for p in invoke.pointees}
         local_copies = {}
         args = []
-        budget = [_images.MAX_IMAGES_PER_OPERATION]
+        budget = session.images.budget()
         for index, (t, value) in enumerate(zip(argtypes, invoke.args)):
             if index in pointees and _types.is_pointer(t) and _images.has_typed_pointers(t._type_):
                 # Pointers to pointers (char** values, T**): an image of the worker's array,

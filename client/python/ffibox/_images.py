@@ -13,13 +13,20 @@ the address of a local *image* instead, bound to the worker address:
 - `T*` for a record `T`: one `T`, its own pointer fields converted in turn;
 - an incomplete `T` (an opaque handle) or unreadable memory: an address-only placeholder.
 
+The graph is followed breadth first, each (worker address, type) imaged once per operation
+(so cycles and shared nodes stay one image, as in the worker), to any depth, within a budget
+of images per operation (`Session.max_images`, default 4096, or `FFIBOX_MAX_IMAGES`): past
+it the operation raises ImageBudgetExceeded, never a silently truncated graph.
+
 Passing an image (or a pointer into it) back to the library passes the worker address, and
 local changes to an image are written back before the session's next call. An image lives
 as long as the caller's object that holds it. `void*` and function pointers keep the worker
 address, as ctypes keeps addresses: they are integers, not dereferenced here.
 """
 import bisect
+import collections
 import ctypes as _ct
+import os
 import struct
 import sys
 import threading
@@ -31,13 +38,34 @@ from ffibox.errors import Error
 
 PAGE_BYTES = 4096
 MAX_ELEMENTS = 64
-# How many images one operation (a call's copy-back, a callback's arguments) may make
-# before the rest become address-only placeholders, and how deep a pointer graph is
-# followed: a hostile or cyclic graph costs bounded time and memory.
-MAX_IMAGES_PER_OPERATION = 1024
+# How many images one operation (a call's copy-back, a callback's arguments) may make by
+# default: a hostile graph costs bounded time and memory.
+DEFAULT_MAX_IMAGES = 4096
 # What a callback's pointer to a buffer of unknown length is backed by locally.
 CALLBACK_BUFFER_BYTES = 64 << 10
-MAX_DEPTH = 8
+
+
+class ImageBudgetExceeded(Error):
+    """The library handed back a pointer graph larger than the session follows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "RESOURCE_EXHAUSTED: the library handed back a pointer graph of more than %d "
+            "objects; raise Session.max_images (or FFIBOX_MAX_IMAGES) to follow it" % limit,
+            "RESOURCE_EXHAUSTED")
+
+
+class Budget:
+    """What one operation may still image, the images it made (by worker address and type),
+    and the pointer slots still to follow."""
+
+    __slots__ = ("left", "limit", "seen", "pending")
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.limit = limit
+        self.seen: Dict[Tuple[int, object], "Image"] = {}
+        self.pending: collections.deque = collections.deque()
 
 _WORD = struct.Struct("<Q")
 
@@ -56,7 +84,7 @@ class Image:
         self.generation = generation
         self.synced = b""           # the worker's bytes as last read or written
         self.slots: Dict[int, Tuple[int, int]] = {}  # offset -> (local word, worker word)
-        self.children: List["Image"] = []
+        self.children: List[object] = []  # images (and twinned caller objects) it points to
 
 
 class ImageTable:
@@ -64,6 +92,7 @@ class ImageTable:
 
     def __init__(self, session) -> None:
         self._session = session
+        self.max_images = int(os.environ.get("FFIBOX_MAX_IMAGES", "") or DEFAULT_MAX_IMAGES)
         # Local start -> image, and the starts in order, so finding the image that holds an
         # address costs a binary search, not a scan, on every pointer a call passes. Images
         # die on whatever thread collects their owner: the lock guards both.
@@ -95,27 +124,32 @@ class ImageTable:
 
     # -- making ----------------------------------------------------------------------------
 
+    def budget(self) -> Budget:
+        """A fresh budget for one operation."""
+        return Budget(self.max_images)
+
     def bind(self, owner, offset: int, pointer_type, worker: int, generation: int,
-             budget: Optional[List[int]] = None) -> Optional[int]:
+             budget: Optional[Budget] = None) -> Optional[int]:
         """Makes the image `pointer_type` at `worker` calls for, keeps it alive with
         `owner` (whose slot at `offset` will hold it), and returns its local address; None
-        when the pointer stays a worker address (void*, function pointers)."""
+        when the pointer stays a worker address (void*, function pointers). Raises
+        ImageBudgetExceeded past the budget."""
         twin = self._session.twins.local(worker, generation)
         if twin is not None:  # caller memory a call reached: the caller's own object
             owner.__dict__.setdefault("_ffibox_twins", {})[offset] = twin[0]
             return twin[1]
-        budget = budget if budget is not None else [MAX_IMAGES_PER_OPERATION]
-        image = self._make(pointer_type, worker, generation, budget, 0)
+        budget = budget if budget is not None else self.budget()
+        image = self._make(pointer_type, worker, generation, budget)
         if image is None:
             return None
         keep = owner.__dict__.setdefault("_ffibox_images", {})
         keep[offset] = image
         return image.start
 
-    def convert_slots(self, obj, generation: int, budget: Optional[List[int]] = None) -> None:
+    def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None) -> None:
         """Replaces every worker address in the pointer slots of local object `obj` (which
         holds worker bytes, such as a callback's pointee) by an image."""
-        budget = budget if budget is not None else [MAX_IMAGES_PER_OPERATION]
+        budget = budget if budget is not None else self.budget()
         start = _ct.addressof(obj)
         for offset, pointer_type in _types.pointer_offsets(type(obj), unions=False):
             word = _types.word_at(start + offset).value or 0
@@ -151,19 +185,44 @@ class ImageTable:
         except Error:
             return None
 
-    def _make(self, pointer_type, worker: int, generation: int, budget: List[int],
-              depth: int) -> Optional[Image]:
+    def _make(self, pointer_type, worker: int, generation: int,
+              budget: Budget) -> Optional[Image]:
+        """The image for one pointer, then, breadth first, for the pointers inside it."""
+        image = self._make_one(pointer_type, worker, generation, budget)
+        while budget.pending:
+            parent, offset, slot_type, word = budget.pending.popleft()
+            twin = self._session.twins.local(word, generation)
+            if twin is not None:  # into caller memory a call reached: the caller's object
+                parent.children.append(twin[0])
+                parent.slots[offset] = (twin[1], word)
+                _types.word_at(parent.start + offset).value = twin[1]
+                continue
+            child = self._make_one(slot_type, word, generation, budget)
+            if child is None:
+                continue
+            parent.children.append(child)
+            parent.slots[offset] = (child.start, word)
+            _types.word_at(parent.start + offset).value = child.start
+        return image
+
+    def _make_one(self, pointer_type, worker: int, generation: int,
+                  budget: Budget) -> Optional[Image]:
         code = _types.code_of(pointer_type)
         if code == "P" or _types.is_function(pointer_type) or not (
                 code in ("z", "Z") or _types.is_pointer(pointer_type)):
             return None
-        if budget[0] <= 0 or depth > MAX_DEPTH:
-            room = _ct.sizeof(pointer_type._type_) if _types.is_pointer(pointer_type) else 8
-            return self._address_only(worker, generation, room)
-        budget[0] -= 1
+        key = (worker, pointer_type)
+        if key in budget.seen:
+            return budget.seen[key]
+        if budget.left <= 0:
+            raise ImageBudgetExceeded(budget.limit)
+        budget.left -= 1
         if code in ("z", "Z"):
-            return self._make_string(worker, generation, code == "Z")
-        return self._make_pointee(pointer_type._type_, worker, generation, budget, depth)
+            image = self._make_string(worker, generation, code == "Z")
+        else:
+            image = self._make_pointee(pointer_type._type_, worker, generation, budget)
+        budget.seen[key] = image
+        return image
 
     def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
         try:
@@ -175,8 +234,7 @@ class ImageTable:
         image.synced = bytes(buffer)
         return self._register(image)
 
-    def _make_pointee(self, t, worker: int, generation: int, budget: List[int],
-                      depth: int) -> Image:
+    def _make_pointee(self, t, worker: int, generation: int, budget: Budget) -> Image:
         element = _ct.sizeof(t)
         if element == 0:
             return self._address_only(worker, generation)  # an opaque handle
@@ -205,14 +263,8 @@ class ImageTable:
         for base in range(0, len(data) - element + 1, element):
             for offset, pointer_type in slots:
                 word = _WORD.unpack_from(data, base + offset)[0]
-                if not word:
-                    continue
-                child = self._make(pointer_type, word, generation, budget, depth + 1)
-                if child is None:
-                    continue
-                image.children.append(child)
-                image.slots[base + offset] = (child.start, word)
-                _types.word_at(image.start + base + offset).value = child.start
+                if word:
+                    budget.pending.append((image, base + offset, pointer_type, word))
         return image
 
     def scratch_buffer(self, worker: int, generation: int, first: bytes):

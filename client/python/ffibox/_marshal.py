@@ -188,7 +188,7 @@ class CallBuilder:
             if owner is not None:
                 self.session.twins.kept(owner, self.blocks[kept.block].size,
                                         kept.address.address, kept.address.generation)
-        budget = [_images.MAX_IMAGES_PER_OPERATION]
+        budget = self.session.images.budget()
         for contents in result.blocks:
             owner = self._owners[contents.block] if contents.block < len(self._owners) else None
             if owner is None or isinstance(owner, (bytes, str)):

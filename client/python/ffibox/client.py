@@ -173,6 +173,19 @@ class Session:
         self.cdll = LibraryLoader(_CDLL, lambda: self)
 
     @property
+    def max_images(self) -> int:
+        """How many objects of a pointer graph the library hands back one operation follows
+        (local images; default 4096 or FFIBOX_MAX_IMAGES); past it the operation raises
+        ffibox.Error RESOURCE_EXHAUSTED."""
+        return self.images.max_images
+
+    @max_images.setter
+    def max_images(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError("max_images must be at least 1")
+        self.images.max_images = int(value)
+
+    @property
     def generation(self) -> int:
         """The worker generation that answered last (addresses of older ones are stale)."""
         return self.stream.generation

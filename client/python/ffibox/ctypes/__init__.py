@@ -138,6 +138,33 @@ class Union(_ct.Union):
     from_buffer_copy = classmethod(_from_buffer_copy)
 
 
+def _install_string_value(t, wide: bool) -> None:
+    # `c_char_p(address).value` reads the string at an integer address: on the side the
+    # address belongs to (ffibox._addresses), never the caller's memory at a worker address.
+    stdlib = _ct._SimpleCData.value
+
+    def get(self):
+        address = _types.word_at(_ct.addressof(self)).value
+        if address:
+            kind, _, local = _addresses.classify(address)
+            if kind == "twin":
+                return _ct.wstring_at(local) if wide else _ct.string_at(local)
+            if kind == "worker":
+                session = _default
+                if session is None:
+                    raise ValueError("%s: 0x%x is not an address of this process, and no "
+                                     "ffibox session has a worker it could belong to"
+                                     % (t.__name__, address))
+                return session.read_string(address, wide, session.generation)
+        return stdlib.__get__(self)
+
+    if "value" not in t.__dict__:
+        t.value = property(get, stdlib.__set__, doc=stdlib.__doc__)
+
+
+_install_string_value(c_char_p, False)
+_install_string_value(c_wchar_p, True)
+
 for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
            c_longlong, c_short, c_ubyte, c_uint, c_ulong, c_ulonglong, c_ushort, c_void_p,
            c_wchar, c_wchar_p):
