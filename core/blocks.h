@@ -30,9 +30,8 @@ class LastingMemory {
   // (too small), naming `field` (the request's path to the address).
   virtual absl::StatusOr<uint64_t> FindLasting(const v1::RemoteAddress& address, uint64_t size,
                                                absl::string_view field) const = 0;
-  // Frees lasting memory: STALE_HANDLE or NOT_FOUND as FindLasting.
-  virtual absl::Status ReleaseLasting(const v1::RemoteAddress& address,
-                                      absl::string_view field) = 0;
+  // Frees lasting memory at `address` when there is some; anything else is ignored.
+  virtual void ReleaseLastingIfPresent(uint64_t address) = 0;
   // Frees memory AllocateLasting returned during a call that then failed.
   virtual void ReleaseLastingAddress(uint64_t address) = 0;
 };
@@ -42,8 +41,12 @@ class CallBlocks {
   CallBlocks() = default;
   CallBlocks(const CallBlocks&) = delete;
   CallBlocks& operator=(const CallBlocks&) = delete;
-  // Frees the lasting memory `keep` blocks got unless CopyOut reported it.
+  // Frees the lasting memory `keep` blocks got unless KeepLasting or CopyOut was called.
   ~CallBlocks();
+
+  // The call ran: the kept blocks stay allocated whatever happens next (the library may
+  // hold pointers into them).
+  void KeepLasting() { reported_ = true; }
 
   // Validates and places `blocks` in `arena` (which must outlive this object and the call),
   // or, for `keep` and `at` blocks, in `lasting` memory (nullptr refuses them), then
@@ -83,7 +86,7 @@ class CallBlocks {
   PlacedBlock* placed_ = nullptr;  // in the arena, one per block
   int count_ = 0;
   LastingMemory* lasting_ = nullptr;
-  bool reported_ = false;  // CopyOut handed the kept blocks to the client
+  bool reported_ = false;  // the kept blocks outlive this object (KeepLasting, CopyOut)
   size_t max_reported_pointers_ = 0;
 };
 

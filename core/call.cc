@@ -165,13 +165,13 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, ui
                        absl::StrCat("call.release: ", call.release_size(),
                                     " addresses exceed the limit of ", limits_.max_blocks));
   }
-  for (int i = 0; i < call.release_size(); ++i) {
-    const std::string path = absl::StrCat("call.release[", i, "]");
-    if (lasting == nullptr) {
-      return ErrorStatus(v1::UNIMPLEMENTED, path + ": lasting blocks are not available here");
-    }
-    absl::Status released = lasting->ReleaseLasting(call.release(i), path);
-    if (!released.ok()) return released;
+  if (call.release_size() > 0 && lasting == nullptr) {
+    return ErrorStatus(v1::UNIMPLEMENTED, "call.release: lasting blocks are not available here");
+  }
+  for (const v1::RemoteAddress& address : call.release()) {
+    // Idempotent: what is already freed, or died with an older worker, is ignored (a client
+    // resends releases when it cannot tell whether a failed call delivered them).
+    if (address.generation() == generation) lasting->ReleaseLastingIfPresent(address.address());
   }
 
   CallArena arena;
@@ -236,6 +236,9 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, ui
   if (call.has_set_errno()) errno = call.set_errno();
   ffi_call(const_cast<ffi_cif*>(cif), FFI_FN(address_), result_storage, values);
   errno_after = errno;
+  // The library may keep pointers into kept blocks now: never freed behind its back, even
+  // if the result cannot be reported.
+  blocks.KeepLasting();
 
   v1::CallResult result;
   if (call.capture_errno()) result.set_errno_value(errno_after);

@@ -100,11 +100,12 @@ absl::StatusOr<uint64_t> RemoteMemory::FindLasting(const v1::RemoteAddress& addr
   return *resolved;
 }
 
-absl::Status RemoteMemory::ReleaseLasting(const v1::RemoteAddress& address,
-                                          absl::string_view field) {
-  absl::StatusOr<uint64_t> resolved = Resolve(address, field);
-  if (!resolved.ok()) return resolved.status();
-  return FreeRecorded(*resolved, field);
+void RemoteMemory::ReleaseLastingIfPresent(uint64_t address) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (allocations_.erase(address) == 0) return;
+  }
+  std::free(reinterpret_cast<void*>(address));
 }
 
 void RemoteMemory::ReleaseLastingAddress(uint64_t address) {

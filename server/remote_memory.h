@@ -62,7 +62,7 @@ class RemoteMemory : public LastingMemory {
   absl::StatusOr<uint64_t> AllocateLasting(uint64_t size) override;
   absl::StatusOr<uint64_t> FindLasting(const v1::RemoteAddress& address, uint64_t size,
                                        absl::string_view field) const override;
-  absl::Status ReleaseLasting(const v1::RemoteAddress& address, absl::string_view field) override;
+  void ReleaseLastingIfPresent(uint64_t address) override;
   void ReleaseLastingAddress(uint64_t address) override;
 
  private:

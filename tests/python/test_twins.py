@@ -137,6 +137,99 @@ PATTERNS = {
         print(c_char_p(copy).value, c_char_p(addressof(buf)).value, c_char_p(inside).value,
               c_wchar_p(addressof(wide)).value)
     """,
+    "bytes_held_by_one_variable_stay_for_the_library": """
+        libc.putenv.argtypes = [c_char_p]
+        libc.getenv.restype = c_char_p
+        entry = ("FFIBOX_ONE_REF=" + "held").encode()  # one reference: this variable
+        libc.putenv(entry)
+        libc.strlen(b"x")
+        libc.strlen(b"y")
+        print(libc.getenv(b"FFIBOX_ONE_REF"))
+    """,
+    "stream_reached_through_pointer_contents": """
+        class z_stream(Structure):
+            _fields_ = [("next_in", POINTER(c_ubyte)), ("avail_in", c_uint),
+                        ("total_in", c_ulong), ("next_out", POINTER(c_ubyte)),
+                        ("avail_out", c_uint), ("total_out", c_ulong), ("msg", c_char_p),
+                        ("state", c_void_p), ("zalloc", c_void_p), ("zfree", c_void_p),
+                        ("opaque", c_void_p), ("data_type", c_int), ("adler", c_ulong),
+                        ("reserved", c_ulong)]
+        z.zlibVersion.restype = c_char_p
+        z.deflateInit_.argtypes = [POINTER(z_stream), c_int, c_char_p, c_int]
+        z.deflate.argtypes = [POINTER(z_stream), c_int]
+        p = pointer(z_stream())
+        first = z.deflateInit_(p, 6, z.zlibVersion(), sizeof(z_stream))
+        data = b"hello world " * 100
+        inbuf = create_string_buffer(data, len(data))
+        out = (c_ubyte * 4096)()
+        p.contents.next_in, p.contents.avail_in = cast(inbuf, POINTER(c_ubyte)), len(data)
+        p[0].next_out, p[0].avail_out = cast(out, POINTER(c_ubyte)), len(out)
+        print(first, z.deflate(byref(p.contents), 4), p.contents.total_out < 100)
+    """,
+    "callback_calls_back_with_the_array_being_sorted": """
+        CMP = CFUNCTYPE(c_int, POINTER(c_int), POINTER(c_int))
+        arr = (c_int * 8)(8, 3, 6, 1, 7, 2, 5, 4)
+        libc.memchr.argtypes = [c_void_p, c_int, c_size_t]
+        libc.memchr.restype = c_void_p
+        libc.memchr(arr, 0, 0)
+        def compare(a, b):
+            libc.memchr(arr, 0, 0)
+            return a[0] - b[0]
+        libc.qsort.argtypes = [c_void_p, c_size_t, c_size_t, CMP]
+        libc.qsort.restype = None
+        libc.qsort(arr, 8, sizeof(c_int), CMP(compare))
+        print(list(arr))
+    """,
+    "void_p_callback_arguments_into_the_array_being_sorted": """
+        CMP = CFUNCTYPE(c_int, c_void_p, c_void_p)
+        def compare(a, b):
+            return c_int.from_address(a).value - c_int.from_address(b).value
+        cmp = CMP(compare)
+        libc.qsort.argtypes = [c_void_p, c_size_t, c_size_t, CMP]
+        libc.qsort.restype = None
+        arr = (c_int * 8)(8, 3, 6, 1, 7, 2, 5, 4)
+        libc.qsort(arr, 8, sizeof(c_int), cmp)
+        first = list(arr)
+        arr[:] = [5, 9, 2, 7, 1, 8, 3, 6]
+        libc.qsort(arr, 8, sizeof(c_int), cmp)
+        print(first, list(arr))
+    """,
+    "address_returned_as_integer_passed_back_as_integer": """
+        libc.memchr.restype = c_size_t
+        libc.memchr.argtypes = [c_void_p, c_int, c_size_t]
+        libc.strlen.argtypes = [c_size_t]
+        libc.strlen.restype = c_size_t
+        buf = create_string_buffer(b"hello world")
+        p = libc.memchr(buf, ord("w"), 11)
+        print(p - addressof(buf), libc.strlen(p))
+    """,
+    "callers_address_as_user_data_comes_back_to_a_callback": """
+        CMP = CFUNCTYPE(c_int, POINTER(c_int), POINTER(c_int), c_void_p)
+        class Ctx(Structure):
+            _fields_ = [("calls", c_int)]
+        ctx = Ctx()
+        def compare(a, b, user):
+            cast(user, POINTER(Ctx)).contents.calls += 1
+            return a[0] - b[0]
+        cmp = CMP(compare)
+        libc.qsort_r.argtypes = [c_void_p, c_size_t, c_size_t, CMP, c_void_p]
+        libc.qsort_r.restype = None
+        arr = (c_int * 5)(5, 3, 4, 1, 2)
+        libc.qsort_r(arr, 5, sizeof(c_int), cmp, addressof(ctx))
+        print(list(arr), ctx.calls > 0)
+    """,
+    "structure_with_slots": """
+        # The stdlib's Structure (ffibox.ctypes keeps it as ctypes._ct): with __slots__ its
+        # instances cannot be referenced weakly, so they get no twin.
+        class Pair(getattr(ctypes, "_ct", ctypes).Structure):
+            __slots__ = ()
+            _fields_ = [("a", c_int), ("b", c_int)]
+        p = Pair(1, 2)
+        libc.memset.argtypes = [c_void_p, c_int, c_size_t]
+        libc.memset(byref(p), 0, sizeof(p))
+        libc.memset(byref(p), 0, sizeof(p))
+        print(p.a, p.b)
+    """,
     "local_addresses_stay_local": """
         x = c_int(7)
         y = c_int.from_address(addressof(x))
@@ -157,6 +250,14 @@ EXPECTED = {
     "worker_memory_integer_used_with_from_address": "42 [42, 43]",
     "local_addresses_stay_local": "8 b'local' 8",
     "c_char_p_of_integer_addresses": "b'library string' b'in buffer' b'buffer' wide",
+    "bytes_held_by_one_variable_stay_for_the_library": "b'held'",
+    "stream_reached_through_pointer_contents": "0 1 True",
+    "callback_calls_back_with_the_array_being_sorted": "[1, 2, 3, 4, 5, 6, 7, 8]",
+    "void_p_callback_arguments_into_the_array_being_sorted":
+        "[1, 2, 3, 4, 5, 6, 7, 8] [1, 2, 3, 5, 6, 7, 8, 9]",
+    "address_returned_as_integer_passed_back_as_integer": "6 5",
+    "callers_address_as_user_data_comes_back_to_a_callback": "[1, 2, 3, 4, 5] True",
+    "structure_with_slots": "0 0",
 }
 
 
@@ -217,3 +318,35 @@ def test_an_integer_no_process_has_raises_instead_of_crashing(server):
             print("MemoryFault")
     """)
     assert run(script, "ffibox", server.address) == "MemoryFault"
+
+
+def test_released_twins_after_crashes_never_fail_a_call(server):
+    script = PRELUDE + textwrap.dedent("""
+        import ffibox.errors
+        for _ in range(3):
+            buf = create_string_buffer(b"before the crash", 32)
+            libc.strlen(buf)
+            try:
+                getattr(libc, "raise")(11)
+            except ffibox.errors.WorkerCrashed:
+                pass
+            del buf  # its twin died with the worker; the release must not fail the next call
+            print(libc.strlen(b"after"), end=" ")
+    """)
+    assert run(script, "ffibox", server.address) == "5 5 5"
+
+
+def test_thousands_of_collected_twins_are_released_over_the_next_calls(server):
+    script = PRELUDE + textwrap.dedent("""
+        session = ctypes._default_session()
+        libc.memset.argtypes = [c_void_p, c_int, c_size_t]
+        buffers = [create_string_buffer(1024) for _ in range(5000)]
+        for b in buffers:
+            libc.memset(b, 1, 1)
+        del buffers, b
+        gc.collect()
+        for _ in range(6):
+            libc.strlen(b"x")
+        print(len(session.twins._by_owner) < 10, len(session.twins._collected))
+    """)
+    assert run(script, "ffibox", server.address) == "True 0"

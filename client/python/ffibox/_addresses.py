@@ -5,11 +5,13 @@ ctypes code turns addresses into integers and back (`c_void_p` results, `address
 process an integer may name either side, so ffibox.ctypes decides, in this order:
 
 1. inside a worker twin of a caller object (ffibox._twins): the caller's own object;
-2. at or up to 4 KiB past an integer the worker handed out (a `void*` result, field,
+2. an address of this process the caller passed to the library as a plain integer (the
+   library may hand it back, e.g. a callback's user data): the caller's;
+3. at or up to 4 KiB past an integer the worker handed out (a `void*` result, field,
    out-parameter or callback argument; the last 4096 are remembered): the worker's;
-3. readable in this process (probed through /proc/self/mem, so a wrong guess never
-   faults): the caller's;
-4. otherwise the worker's.
+4. readable in this process (probed with process_vm_readv, which honours page protections,
+   so a wrong guess never faults): the caller's;
+5. otherwise the worker's.
 
 The caller's memory is thus never dereferenced at an address this process does not have
 mapped, and an address the library returned is read in the worker even when the same
@@ -17,6 +19,7 @@ number happens to be mapped here.
 """
 import bisect
 import collections
+import ctypes
 import os
 import threading
 from typing import Optional, Tuple
@@ -29,14 +32,38 @@ NEAR_BYTES = 4096
 _lock = threading.Lock()
 _order: collections.deque = collections.deque()  # worker integers, oldest first
 _sorted = []                                     # the same, in order of value
-_proc_mem = [None, 0]  # descriptor of /proc/self/mem and the pid that opened it
+_local_sent: "collections.OrderedDict[int, None]" = collections.OrderedDict()
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_process_vm_readv = _libc.process_vm_readv
+_process_vm_readv.restype = ctypes.c_ssize_t
+_process_vm_readv.argtypes = [ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong,
+                              ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong]
+_probe = ctypes.create_string_buffer(1)
+
+
+def note_local_address(address: int) -> None:
+    """Remembers an address of this process sent to the library as a plain integer."""
+    with _lock:
+        _local_sent[address] = None
+        _local_sent.move_to_end(address)
+        while len(_local_sent) > REMEMBERED:
+            _local_sent.popitem(last=False)
 
 
 def note_worker_address(address: int) -> None:
-    """Remembers an integer the worker handed out as an address."""
+    """Remembers an integer the worker handed out as an address (unless it is one this
+    process sent: the library handing the caller's own address back)."""
     if not address:
         return
     with _lock:
+        if address in _local_sent:
+            return
         if len(_order) >= REMEMBERED:
             old = _order.popleft()
             del _sorted[bisect.bisect_left(_sorted, old)]
@@ -55,14 +82,13 @@ def locally_mapped(address: int, size: int = 1) -> bool:
     size = max(size, 1)
     if address <= 0 or address + size > 1 << 63:
         return False
-    if _proc_mem[0] is None or _proc_mem[1] != os.getpid():
-        _proc_mem[0] = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
-        _proc_mem[1] = os.getpid()
-    try:
-        return (len(os.pread(_proc_mem[0], 1, address)) == 1
-                and len(os.pread(_proc_mem[0], 1, address + size - 1)) == 1)
-    except OSError:
-        return False
+    for at in {address, address + size - 1}:
+        local = _IoVec(ctypes.addressof(_probe), 1)
+        remote = _IoVec(at, 1)
+        if _process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1,
+                             0) != 1:
+            return False
+    return True
 
 
 def classify(address: int, size: int = 1) -> Tuple[str, Optional[object], int]:
@@ -71,6 +97,10 @@ def classify(address: int, size: int = 1) -> Tuple[str, Optional[object], int]:
     twin = _twins.map_worker_address(address)
     if twin is not None:
         return "twin", twin[0], twin[1]
+    with _lock:
+        sent = address in _local_sent
+    if sent:
+        return "local", None, address
     if _near_worker_address(address):
         return "worker", None, address
     if locally_mapped(address, size):

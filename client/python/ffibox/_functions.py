@@ -34,6 +34,10 @@ def _check_argtypes(argtypes) -> tuple:
     return argtypes
 
 
+# Twins released per call (Call.release); the rest wait for the next calls.
+RELEASES_PER_CALL = 1024
+
+
 class RemoteCall:
     """Calls one native function with ctypes' conversions: handles resolved per signature."""
 
@@ -103,10 +107,22 @@ class RemoteCall:
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
-        call.release.extend(session.twins.take_releases(session.generation))
+        released = session.twins.take_releases(session.generation, RELEASES_PER_CALL)
+        call.release.extend(released)
         # What the caller changed in images of worker memory reaches the worker first.
         session.images.sync()
-        return builder, session.stream.request(call=call)
+        # While the call is in flight its twins are the worker's: a nested call (from a
+        # callback) must not sync the caller's stale bytes into them.
+        session.twins.hold(builder.twins_used)
+        try:
+            response = session.stream.request(call=call)
+        except Error:
+            session.twins.requeue(released)  # the worker ignores what it already freed
+            raise
+        finally:
+            session.twins.unhold(builder.twins_used)
+        session.twins.note_generation(response.generation)
+        return builder, response
 
     def _handle(self, types: tuple, restype) -> int:
         key = (types, restype)

@@ -115,10 +115,11 @@ class ImageTable:
         return None
 
     def worker_address(self, address: int) -> Optional[Tuple[int, int]]:
-        """(worker address, generation) for a local address inside an image."""
+        """(worker address, generation) for a local address inside an image, or inside a
+        twin a call in flight works on (ffibox._twins)."""
         found = self.find(address)
         if found is None:
-            return None
+            return self._session.twins.busy_worker_address(address)
         image, offset = found
         return image.worker + offset, image.generation
 

@@ -16,6 +16,7 @@ from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 
 _CArgObject = type(_ct.byref(_ct.c_int()))
+_CData = _ct._SimpleCData.__mro__[1]
 _ADDRESS_IN_REPR = re.compile(r"\(0x([0-9a-f]+)\)")
 _NULL = pb.Value(pointer=pb.PointerValue(null=True))
 _WORD = struct.Struct("<Q")
@@ -41,19 +42,55 @@ class CallBuilder:
         self._own_words: Dict[int, Dict[int, int]] = {}
         self._candidates: List[Tuple[int, int, Any]] = []  # reachable local memory
         self._sources: Dict[int, int] = {}  # id(bytes or str shipped) -> block index
+        self.twins_used: List[Any] = []  # twins the blocks are placed at (busy in flight)
 
     # -- building --------------------------------------------------------------------------
 
-    def add_object(self, obj) -> int:
-        """Ships the memory of ctypes object `obj` (all of its owner's buffer, which has one
-        worker twin, and what its pointers reach) INOUT; the block index."""
+    def _memory_owner(self, obj):
+        """The object whose buffer holds `obj`'s memory, and so whose twin it shares: its
+        base (for a field or element view), an object an earlier call twinned (for a view
+        of it such as `p.contents`), an object the base keeps alive that holds it, or
+        itself."""
+        start, end = _ct.addressof(obj), _ct.addressof(obj) + _ct.sizeof(obj)
+
+        def holds(other) -> bool:
+            return _ct.addressof(other) <= start and end <= _ct.addressof(other) + _ct.sizeof(
+                other)
+
         owner = _twins.owner_of(obj)
-        if owner is not obj and not (
-                _ct.addressof(owner) <= _ct.addressof(obj)
-                and _ct.addressof(obj) + _ct.sizeof(obj) <= _ct.addressof(owner) + _ct.sizeof(owner)):
-            owner = obj  # a view that is not inside its base's buffer: on its own
-        obj = owner
+        if owner is obj or holds(owner):
+            return owner
+        twinned = self.session.twins.owner_at(start)
+        if twinned is not None and not isinstance(twinned, (bytes, str)) and holds(twinned):
+            return twinned
+        stack, seen = [getattr(owner, "_objects", None)], set()
+        while stack and len(seen) < 256:
+            item = stack.pop()
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, _CData) and item is not obj:
+                if holds(item):
+                    return _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
+                stack.append(getattr(item, "_objects", None))
+        return obj
+
+    def add_object(self, obj) -> Optional[int]:
+        """Ships the memory of ctypes object `obj` (all of its owner's buffer, which has one
+        worker twin, and what its pointers reach) INOUT; the block index. None when its twin
+        is busy (a call in flight works on it: see pointer_to)."""
+        # What the view's bases keep alive (ctypes files a field's keep-alive references
+        # under the view's root, which may be a pointer: p.contents.buf = cast(b, ...)).
+        view = obj
+        while view is not None:
+            self._collect(getattr(view, "_objects", None))
+            view = getattr(view, "_b_base_", None)
+        obj = self._memory_owner(obj)
         start = _ct.addressof(obj)
+        if self.session.twins.busy_worker_address(start) is not None:
+            return None
         found = self._shipped(start)
         if found is not None and found[1] == 0 and _ct.sizeof(obj) <= len(
                 self.blocks[found[0]].data):
@@ -66,7 +103,7 @@ class CallBuilder:
         self._collect(getattr(obj, "_objects", None))
         for offset, ptype in slots:
             word = _types.word_at(start + offset).value
-            if word and images.find(word) is not None:
+            if word and images.worker_address(word) is not None:  # sent as a worker address
                 self._own_words.setdefault(index, {})[offset] = word
             elif word:
                 self._relocate(index, offset, ptype, word)
@@ -90,7 +127,9 @@ class CallBuilder:
         index = len(self.blocks)
         block = pb.MemoryBlock(data=data, size=size, direction=direction)
         if owner is not None:
-            self.session.twins.place(block, owner, size, self.session.generation)
+            twin = self.session.twins.place(block, owner, size, self.session.generation)
+            if twin is not None:
+                self.twins_used.append(twin)
         self.blocks.append(block)
         self._owners.append(owner)
         if start:
@@ -149,11 +188,28 @@ class CallBuilder:
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
 
     def pointer_to(self, obj, offset: int = 0):
-        """A pointer Value to `offset` bytes into local ctypes object `obj`."""
+        """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker
+        address, unsynced, when a call in flight works on its twin)."""
+        busy = self.session.twins.busy_worker_address(_ct.addressof(obj))
+        if busy is not None:
+            return remote_value(busy[0] + offset, busy[1])
         index = self.add_object(obj)
         base = self.locate(_ct.addressof(obj))
         return pb.Value(pointer=pb.PointerValue(
             block=pb.BlockRef(block=index, offset=(base[1] if base else 0) + offset)))
+
+    def worker_integer(self, address: int) -> Optional[int]:
+        """The worker address of local `address` when it lies in a twinned object (which
+        the call then ships, synced, at its twin), else None."""
+        found = self.session.twins.twin_at(address)
+        if found is None or isinstance(found[0], (bytes, str)):
+            return None
+        owner, twin = found
+        if not twin.busy:
+            index = self.add_object(owner)
+            if index is None or not self.blocks[index].HasField("at"):
+                return None
+        return twin.worker + (address - twin.local)
 
     def local_pointer_via(self, address: int, keep):
         """local_pointer for an address whose memory `keep` (ctypes' keep-alive references
@@ -344,6 +400,12 @@ def _encode_simple(t, value, builder, session):
         return pb.Value(int_value=_ct.c_byte(number[0]).value)
     if code == "u":
         return pb.Value(int_value=ord(number))
+    if builder is not None and number and _ct.sizeof(t) == 8 and code not in _types.FLOAT_CODES:
+        # A pointer-sized integer inside caller memory a call reached (an address that came
+        # back as an integer) goes as that memory's worker address, as results come back.
+        mapped = builder.worker_integer(number)
+        if mapped is not None:
+            number = mapped
     return _scalar_value(code, number)
 
 
@@ -355,6 +417,10 @@ def _encode_string_or_void(t, code, value, builder, session):
     if isinstance(value, int) and not isinstance(value, bool):
         if builder is not None and session.twins.owner_at(value) is not None:
             return builder.local_pointer(value)  # the caller's object (an earlier result)
+        if value and _addresses.locally_mapped(value):
+            # An address of this process as user data: if the library hands it back, it is
+            # the caller's (ffibox._addresses).
+            _addresses.note_local_address(value)
         return remote_value(value, session.generation)
     if isinstance(value, bytes) and code in ("z", "P") and builder is not None:
         return _block_pointer(builder, builder.add_bytes(value))

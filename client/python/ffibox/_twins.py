@@ -9,9 +9,15 @@ parser's buffer), and a worker address inside a twin that comes back (a result, 
 field, an integer used with from_address) maps to the caller's own object.
 
 The twin belongs to the object's memory owner (the object whose buffer it is: a field
-view's or an element view's base), so a view and its base share one twin. When the owner
-is collected its twin is released with the session's next call (`Call.release`). Twins of
-an older worker generation (the worker was restarted) are forgotten.
+view's or an element view's base, or the twinned object a view points into), so a view and
+its base share one twin. When the owner is collected its twin is released with one of the
+session's next calls (`Call.release`). Twins of an older worker generation (the worker was
+restarted) are forgotten.
+
+While a call is in flight, the twins it placed are *busy*: the worker's copy is the live one
+(the library works on it), so a nested call (from a callback) passes a busy twin's worker
+address without syncing the caller's stale bytes into it, and a worker address inside a busy
+twin is not mapped to the caller's object (it reads and writes the worker's memory).
 """
 import bisect
 import collections
@@ -19,7 +25,7 @@ import ctypes as _ct
 import sys
 import threading
 import weakref
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ffibox._stubs import pb
 
@@ -53,7 +59,7 @@ class Twin:
     """A ctypes owner's twin (held weakly), or a bytes / str argument's (held strongly, as
     nothing tells when such an object dies: it is released once only the twin holds it)."""
 
-    __slots__ = ("ref", "strong", "local", "size", "worker", "generation")
+    __slots__ = ("ref", "strong", "local", "size", "worker", "generation", "busy")
 
     def __init__(self, owner, local: int, size: int, worker: int, generation: int,
                  on_collect) -> None:
@@ -67,6 +73,7 @@ class Twin:
         self.size = size
         self.worker = worker
         self.generation = generation
+        self.busy = 0  # calls in flight that placed it
 
     def alive(self):
         """The owner while it still has the memory this twin stands for, else None."""
@@ -78,41 +85,50 @@ class Twin:
         return owner
 
     def only_held_here(self) -> bool:
-        # The references: this twin's, the argument's and getrefcount's own.
-        return self.strong is not None and sys.getrefcount(self.strong) <= 3
+        # getrefcount counts this twin's reference and its own argument.
+        return self.strong is not None and sys.getrefcount(self.strong) <= 2
+
+
+def _weakly_referable(owner) -> bool:
+    return isinstance(owner, (bytes, str)) or type(owner).__weakrefoffset__ != 0
 
 
 class TwinTable:
-    """A session's twins, found by owner, by worker address and by local address."""
+    """A session's twins, found by owner, by worker address and by local address.
+    `generation` tells the session's current worker generation."""
 
-    def __init__(self) -> None:
+    def __init__(self, generation: Callable[[], int] = lambda: 0) -> None:
+        self._generation = generation
         self._lock = threading.RLock()
         self._by_owner: Dict[int, Twin] = {}   # id(owner) -> twin
         self._worker_starts: List[int] = []     # sorted
         self._by_worker: Dict[int, Twin] = {}
         self._local_starts: List[int] = []     # sorted
         self._by_local: Dict[int, Twin] = {}
-        # Twins whose owner was collected, released with the next call. A weakref callback
+        # Twins whose owner was collected, released with the next calls. A weakref callback
         # only appends here (it may run inside any code of this thread, this table's
         # included).
         self._collected: collections.deque = collections.deque()
         self._strong = set()  # keys of bytes / str twins
+        self._newest_generation = 0
         _tables.add(self)
 
     # -- placing blocks --------------------------------------------------------------------
 
-    def place(self, block, owner, size: int, generation: int) -> bool:
-        """Sets `block` to reuse `owner`'s twin, or to be kept when it has none yet (or it
-        is too small, or of an older generation). Returns whether the block is kept."""
+    def place(self, block, owner, size: int, generation: int) -> Optional[Twin]:
+        """Sets `block` to reuse `owner`'s twin (returned), or to be kept when it has none
+        yet (or it is too small, or of an older generation). An owner that cannot be
+        referenced weakly (a Structure with __slots__) gets no twin: a block per call."""
         with self._lock:
             twin = self._by_owner.get(id(owner))
         if twin is not None and twin.generation == generation and twin.size >= size and \
                 twin.alive() is owner:
             block.at.address = twin.worker
             block.at.generation = twin.generation
-            return False
-        block.keep = True
-        return True
+            return twin
+        if _weakly_referable(owner):
+            block.keep = True
+        return None
 
     def kept(self, owner, size: int, worker: int, generation: int) -> None:
         """Records where the worker kept `owner`'s block (a previous twin is released)."""
@@ -140,20 +156,32 @@ class TwinTable:
             if local:
                 self._by_local[local] = twin
 
-    def take_releases(self, generation: int) -> List:
-        """The RemoteAddresses to release with the next call (this generation's only)."""
+    def hold(self, twins) -> None:
+        """Marks `twins` busy: a call that placed them is in flight."""
+        with self._lock:
+            for twin in twins:
+                twin.busy += 1
+
+    def unhold(self, twins) -> None:
+        with self._lock:
+            for twin in twins:
+                twin.busy -= 1
+
+    def take_releases(self, generation: int, limit: int) -> List:
+        """At most `limit` RemoteAddresses to release with the next call (of this
+        generation only: older twins died with their worker)."""
         released = []
         with self._lock:
             for key in list(self._strong):
                 twin = self._by_owner.get(key)
                 if twin is None or twin.strong is None:
                     self._strong.discard(key)
-                elif twin.only_held_here():
+                elif twin.only_held_here() and not twin.busy:
                     self._strong.discard(key)
                     self._collected.append((None, twin))
                     del self._by_owner[key]
                     self._drop(twin)
-            while self._collected:
+            while self._collected and len(released) < limit:
                 key, item = self._collected.popleft()
                 twin = item if isinstance(item, Twin) else None
                 if twin is None:  # a collected owner: its current twin, if still that one
@@ -166,6 +194,19 @@ class TwinTable:
                     released.append(pb.RemoteAddress(address=twin.worker,
                                                      generation=twin.generation))
         return released
+
+    def requeue(self, released) -> None:
+        """Releases a call did not deliver (it failed): sent again with a later call (the
+        worker ignores addresses it no longer has)."""
+        for address in released:
+            self._collected.append((None, Twin(b"", 0, 0, address.address, address.generation,
+                                               None)))
+
+    def note_generation(self, generation: int) -> None:
+        """Forgets the twins of workers older than `generation` when it is new."""
+        if generation > self._newest_generation:
+            self._newest_generation = generation
+            self.forget_older(generation)
 
     def forget_older(self, generation: int) -> None:
         """Drops every twin of a worker generation before `generation` (those workers are
@@ -188,13 +229,15 @@ class TwinTable:
     # -- mapping addresses -----------------------------------------------------------------
 
     def local(self, worker: int, generation: Optional[int]) -> Optional[Tuple[object, int]]:
-        """(owner, local address) for a worker address inside a live twin (of `generation`,
-        or of any generation when None), else None."""
+        """(owner, local address) for a worker address inside a live twin of `generation`
+        (None: the session's current one) that no call in flight is using, else None."""
+        if generation is None:
+            generation = self._generation()
         with self._lock:
             if not self._worker_starts:
                 return None
             twin = self._find(self._worker_starts, self._by_worker, worker)
-        if twin is None or (generation is not None and twin.generation != generation) or \
+        if twin is None or twin.generation != generation or twin.busy or \
                 worker - twin.worker > twin.size:
             return None
         owner = twin.alive()
@@ -202,13 +245,29 @@ class TwinTable:
             return None
         return owner, twin.local + (worker - twin.worker)
 
-    def owner_at(self, address: int):
-        """The twinned owner whose local memory holds `address`, else None."""
+    def twin_at(self, address: int) -> Optional[Tuple[object, Twin]]:
+        """(owner, twin) of the live twin whose local memory holds `address`, else None."""
         with self._lock:
+            if not self._local_starts:
+                return None
             twin = self._find(self._local_starts, self._by_local, address)
         if twin is None or address - twin.local >= max(twin.size, 1):
             return None
-        return twin.alive()
+        owner = twin.alive()
+        return None if owner is None else (owner, twin)
+
+    def owner_at(self, address: int):
+        """The twinned owner whose local memory holds `address`, else None."""
+        found = self.twin_at(address)
+        return None if found is None else found[0]
+
+    def busy_worker_address(self, address: int) -> Optional[Tuple[int, int]]:
+        """(worker address, generation) for a local address inside a busy twin, else None."""
+        found = self.twin_at(address)
+        if found is None or not found[1].busy:
+            return None
+        twin = found[1]
+        return twin.worker + (address - twin.local), twin.generation
 
     @staticmethod
     def _find(starts: List[int], table: Dict[int, Twin], address: int) -> Optional[Twin]:

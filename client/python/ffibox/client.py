@@ -165,7 +165,7 @@ class Session:
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self)
         # One worker address per caller object calls reach, for the object's life.
-        self.twins = TwinTable()
+        self.twins = TwinTable(lambda: self.generation)
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
         self._callbacks_lock = threading.Lock()
