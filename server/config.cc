@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -29,6 +30,13 @@ constexpr uint64_t kDefaultMaxCallTimeoutMs = 24ull * 3600 * 1000;
 constexpr uint32_t kDefaultMaxCallbacks = 4096;
 constexpr uint32_t kDefaultMaxCallbackDepth = 64;
 constexpr uint64_t kMinSessionMemoryBytes = 32ull << 20;
+// Why these defaults (docs/configuration.md): nsjail's 4 GiB address space; an hour of CPU
+// per worker; 256 threads and processes per worker (the host's pids stay for others); a
+// tenth of a CPU for whatever a library leaves running while its session is idle.
+constexpr uint64_t kDefaultSessionMemoryBytes = 4ull << 30;
+constexpr uint64_t kDefaultSessionCpuSeconds = 3600;
+constexpr uint64_t kDefaultWorkerPidsMax = 256;
+constexpr uint32_t kDefaultIdleCpuPercent = 10;
 constexpr uint64_t kDefaultTmpBytes = 16 << 20;
 constexpr uint32_t kDefaultPoolSize = 2;
 constexpr uint32_t kMaxPoolSize = 1024;
@@ -168,17 +176,36 @@ absl::Status ResolveLimits(const config::v1::Limits& limits, ServerSettings* set
                   "limits.max_block_bytes");
   if (!value.ok()) return value.status();
   session.type_limits.max_block_bytes = *value;
-  if (limits.session_memory_bytes() != 0 &&
-      limits.session_memory_bytes() < kMinSessionMemoryBytes) {
+  const uint64_t memory = limits.has_session_memory_bytes() ? limits.session_memory_bytes()
+                                                            : kDefaultSessionMemoryBytes;
+  if (memory != 0 && memory < kMinSessionMemoryBytes) {
     return FieldError("limits.session_memory_bytes",
-                      absl::StrCat(limits.session_memory_bytes(), " is below the minimum of ",
-                                   kMinSessionMemoryBytes, " (a worker needs that much to start)"));
+                      absl::StrCat(memory, " is below the minimum of ", kMinSessionMemoryBytes,
+                                   " (a worker needs that much to start)"));
   }
-  session.jail.address_space_bytes = limits.session_memory_bytes();
-  if (limits.session_cpu_seconds() > 365ull * 24 * 3600) {
-    return FieldError("limits.session_cpu_seconds", "more than a year");
+  session.jail.address_space_bytes = memory;
+  const uint64_t cpu =
+      limits.has_session_cpu_seconds() ? limits.session_cpu_seconds() : kDefaultSessionCpuSeconds;
+  if (cpu > 365ull * 24 * 3600) return FieldError("limits.session_cpu_seconds", "more than a year");
+  session.jail.cpu_seconds = cpu;
+  value = InRange(limits.worker_pids_max(), kDefaultWorkerPidsMax, 16, 1 << 22,
+                  "limits.worker_pids_max");
+  if (!value.ok()) return value.status();
+  session.jail.worker_pids_max = *value;
+  const uint32_t idle =
+      limits.has_idle_cpu_percent() ? limits.idle_cpu_percent() : kDefaultIdleCpuPercent;
+  if (idle > 100) return FieldError("limits.idle_cpu_percent", "more than 100 (one whole CPU)");
+  session.jail.idle_cpu_percent = idle;
+  uint64_t total = limits.total_worker_memory_bytes();
+  if (total == 0) {
+    const long pages = sysconf(_SC_PHYS_PAGES);
+    const long page_size = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page_size > 0) total = static_cast<uint64_t>(pages) * page_size / 2;
+  } else if (total < kMinSessionMemoryBytes) {
+    return FieldError("limits.total_worker_memory_bytes",
+                      absl::StrCat(total, " is below the minimum of ", kMinSessionMemoryBytes));
   }
-  session.jail.cpu_seconds = limits.session_cpu_seconds();
+  session.jail.total_worker_memory_bytes = total;
   return absl::OkStatus();
 }
 

@@ -35,6 +35,17 @@ std::string TempFile(const std::string& name, const std::string& contents) {
   return path;
 }
 
+TEST(ServerConfig, CapsCanBeTurnedOffExplicitly) {
+  absl::StatusOr<ServerSettings> settings =
+      Resolve("limits { session_memory_bytes: 0 session_cpu_seconds: 0 idle_cpu_percent: 0 }");
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->session.jail.address_space_bytes, 0u);
+  EXPECT_EQ(settings->session.jail.cpu_seconds, 0u);
+  EXPECT_EQ(settings->session.jail.idle_cpu_percent, 0u);
+  EXPECT_FALSE(Resolve("limits { idle_cpu_percent: 101 }").ok());
+  EXPECT_FALSE(Resolve("limits { worker_pids_max: 3 }").ok());
+}
+
 TEST(ServerConfig, EmptyConfigGivesTheDocumentedDefaults) {
   absl::StatusOr<ServerSettings> settings = Resolve("");
   ASSERT_TRUE(settings.ok()) << settings.status();
@@ -49,7 +60,14 @@ TEST(ServerConfig, EmptyConfigGivesTheDocumentedDefaults) {
   EXPECT_EQ(settings->pool_size, 2u);
   EXPECT_TRUE(settings->session.jail.enabled);
   EXPECT_EQ(settings->session.jail.seccomp_policy, "strict");
-  EXPECT_EQ(settings->session.jail.address_space_bytes, 0u);
+  // Limits by default: 4 GiB and an hour of CPU per worker, 256 threads and processes,
+  // a tenth of a CPU while idle, half the machine for all workers together.
+  EXPECT_EQ(settings->session.jail.address_space_bytes, 4ull << 30);
+  EXPECT_EQ(settings->session.jail.cpu_seconds, 3600u);
+  EXPECT_EQ(settings->session.jail.worker_pids_max, 256u);
+  EXPECT_EQ(settings->session.jail.idle_cpu_percent, 10u);
+  EXPECT_GT(settings->session.jail.total_worker_memory_bytes, 0u);
+  EXPECT_TRUE(settings->session.jail.cgroup);
   ASSERT_EQ(settings->access.identities.size(), 1u);
   EXPECT_EQ(settings->access.identities[0].name, "local");
   EXPECT_EQ(settings->access.identities[0].max_sessions, 64u);

@@ -31,6 +31,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "server/config.h"
+#include "server/jail/cgroups.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/sandbox_check.h"
 #include "server/jail/spawn.h"
@@ -68,10 +69,18 @@ ABSL_FLAG(int64_t, max_block_bytes, 256 << 20, "most memory-block bytes one call
 ABSL_FLAG(int64_t, max_sessions, 256, "most sessions open at once on this server");
 ABSL_FLAG(int64_t, max_sessions_per_identity, 64,
           "most sessions open at once per client identity (an identity may set its own)");
-ABSL_FLAG(int64_t, session_memory_bytes, 0,
-          "address-space cap of each session's worker (RLIMIT_AS); 0: none");
-ABSL_FLAG(int64_t, session_cpu_seconds, 0,
+ABSL_FLAG(int64_t, session_memory_bytes, 4LL << 30,
+          "memory cap of each session's worker (RLIMIT_AS, and its cgroup's resident memory); "
+          "0: none");
+ABSL_FLAG(int64_t, session_cpu_seconds, 3600,
           "CPU-time cap of each session's worker (RLIMIT_CPU); 0: none");
+ABSL_FLAG(int64_t, worker_pids_max, 256,
+          "threads and processes one worker may have (cgroup layer)");
+ABSL_FLAG(int64_t, idle_cpu_percent, 10,
+          "CPU share, in percent of one CPU, of a worker whose session has no request in flight "
+          "(cgroup layer); 0: no throttle");
+ABSL_FLAG(int64_t, total_worker_memory_bytes, 0,
+          "resident memory of all workers together (cgroup layer; default: half the machine)");
 ABSL_FLAG(std::vector<std::string>, allow_root, {},
           "directory whose libraries sessions may load, besides the system library "
           "directories; repeatable and comma-separated; adds to the file's "
@@ -200,12 +209,16 @@ absl::Status ApplyFlags(int argc, char** argv, ServerConfig* config) {
       {"max_sessions_per_identity", absl::GetFlag(FLAGS_max_sessions_per_identity)},
       {"session_memory_bytes", absl::GetFlag(FLAGS_session_memory_bytes)},
       {"session_cpu_seconds", absl::GetFlag(FLAGS_session_cpu_seconds)},
+      {"worker_pids_max", absl::GetFlag(FLAGS_worker_pids_max)},
+      {"idle_cpu_percent", absl::GetFlag(FLAGS_idle_cpu_percent)},
+      {"total_worker_memory_bytes", absl::GetFlag(FLAGS_total_worker_memory_bytes)},
   };
   for (const auto& [name, raw] : values) {
     if (!Specified(name)) continue;
     absl::StatusOr<uint64_t> value = NonNegative(name, raw);
     if (!value.ok()) return value.status();
     if ((absl::string_view(name) == "max_sessions" ||
+         absl::string_view(name) == "idle_cpu_percent" ||
          absl::string_view(name) == "max_sessions_per_identity" ||
          absl::string_view(name) == "max_callbacks" ||
          absl::string_view(name) == "max_callback_depth") &&
@@ -222,7 +235,8 @@ absl::Status ApplyFlags(int argc, char** argv, ServerConfig* config) {
     // 0 means "the default" in the file; on the command line it must be a real value
     // except for the caps, where 0 means none.
     if (*value == 0 && absl::string_view(name) != "session_memory_bytes" &&
-        absl::string_view(name) != "session_cpu_seconds") {
+        absl::string_view(name) != "session_cpu_seconds" &&
+        absl::string_view(name) != "idle_cpu_percent") {
       return absl::InvalidArgumentError(absl::StrCat("--", name, " must be positive"));
     }
   }
@@ -370,6 +384,16 @@ int main(int argc, char** argv) {
   if (!checked.ok()) return Fail(std::string(checked.message()));
   for (const std::string& waived : session.jail.waived) {
     fprintf(stderr, "ffiboxd: WARNING: jail layer waived: %s\n", waived.c_str());
+  }
+  // The cgroup layer: every worker's group is made under this tree (fail closed: the layer
+  // was decided available, so a tree that cannot be made now stops ffiboxd).
+  std::unique_ptr<ffibox::CgroupTree> cgroups;
+  if (session.jail.enabled && session.jail.cgroup) {
+    absl::StatusOr<std::unique_ptr<ffibox::CgroupTree>> tree =
+        ffibox::CgroupTree::Create(session.jail.total_worker_memory_bytes);
+    if (!tree.ok()) return Fail(absl::StrCat("cgroup layer: ", tree.status().message()));
+    cgroups = *std::move(tree);
+    session.cgroups = cgroups.get();
   }
   if (!session.scratch_root.empty()) {
     absl::StatusOr<std::string> root = ffibox::ScratchDirectory::PrepareRoot(session.scratch_root);

@@ -28,7 +28,8 @@ Session::Session(const SessionConfig& config, ResponseSink* sink, std::string se
       sink_(sink),
       session_id_(std::move(session_id)),
       call_timeout_(config.default_call_timeout),
-      memory_limit_bytes_(config.jail.address_space_bytes) {}
+      memory_limit_bytes_(config.jail.address_space_bytes),
+      idle_cpu_percent_(config.jail.idle_cpu_percent) {}
 
 Session::~Session() { Shutdown(); }
 
@@ -174,6 +175,15 @@ void Session::Open(const v1::Request& request) {
     }
     memory_limit = open.memory_limit_bytes();
   }
+  uint32_t idle_cpu_percent = config_.jail.idle_cpu_percent;
+  if (open.idle_cpu_percent() != 0) {
+    if (open.idle_cpu_percent() > 100) {
+      ReplyError(request,
+                 InvalidArgumentAt("open.idle_cpu_percent", "must be 1..100 (percent of one CPU)"));
+      return;
+    }
+    idle_cpu_percent = open.idle_cpu_percent();
+  }
   std::unique_ptr<ScratchDirectory> scratch;
   if (open.scratch_directory()) {
     if (config_.scratch_root.empty()) {
@@ -196,6 +206,7 @@ void Session::Open(const v1::Request& request) {
     call_timeout_ = timeout;
     restart_ = open.restart() != v1::NO_RESTART;
     memory_limit_bytes_ = memory_limit;
+    idle_cpu_percent_ = idle_cpu_percent;
     environment_.assign(open.environment().begin(), open.environment().end());
     if (scratch != nullptr) scratch_ = std::move(scratch);
   }
@@ -208,6 +219,10 @@ void Session::Open(const v1::Request& request) {
   for (std::string& layer : ActiveJailLayers(config_.jail)) opened->add_jail_layers(layer);
   for (const std::string& waived : config_.jail.waived) opened->add_waived_jail_layers(waived);
   opened->set_scratch_directory(scratch_path);
+  if (config_.cgroups != nullptr) {
+    opened->set_worker_pids_max(config_.jail.worker_pids_max);
+    opened->set_idle_cpu_percent(idle_cpu_percent);
+  }
   Reply(request, std::move(response));
 }
 

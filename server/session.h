@@ -41,6 +41,7 @@
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/allowlist.h"
+#include "server/jail/cgroups.h"
 #include "server/jail/jail_options.h"
 #include "server/library_descriptor.h"
 #include "server/pending_request.h"
@@ -88,6 +89,9 @@ struct SessionConfig {
   // Where scratch directories are made (ScratchDirectory::PrepareRoot's result); empty:
   // sessions cannot have one.
   std::string scratch_root;
+  // Every worker's cgroup is made here when the jail's cgroup layer is on (not owned; must
+  // outlive the session). Null: no cgroups.
+  CgroupTree* cgroups = nullptr;
   // Idle workers for the session's first worker (not owned; must outlive the session).
   // Null: every worker is started on demand.
   WorkerPool* pool = nullptr;
@@ -233,6 +237,8 @@ class Session {
   // The session's memory cap (worker address space; 0 = none), from the server's cap or
   // OpenSession.memory_limit_bytes.
   uint64_t memory_limit_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // The worker's CPU share while idle (OpenSession.idle_cpu_percent, else the server's).
+  uint32_t idle_cpu_percent_ ABSL_GUARDED_BY(mu_) = 0;
   // OpenSession.environment (validated), set in the worker before each library load.
   std::vector<std::pair<std::string, std::string>> environment_ ABSL_GUARDED_BY(mu_);
   // The session's scratch directory; removed after the workers are gone (~Session).
@@ -245,6 +251,8 @@ class Session {
   uint64_t next_callback_handle_ ABSL_GUARDED_BY(mu_) = 1;
 
   std::unique_ptr<WorkerProcess> worker_ ABSL_GUARDED_BY(mu_);
+  // The worker's cgroup (config_.cgroups); removed after the worker is reaped.
+  std::unique_ptr<WorkerCgroup> cgroup_ ABSL_GUARDED_BY(mu_);
   bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);

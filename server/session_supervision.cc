@@ -49,6 +49,12 @@ absl::Status Session::EnsureWorker() {
   // The dead worker's reader thread has finished its work under mu_; wait for it to exit.
   if (reader_.joinable()) reader_.join();
   dead.reset();
+  std::unique_ptr<WorkerCgroup> dead_cgroup;
+  {
+    absl::MutexLock lock(&mu_);
+    dead_cgroup = std::move(cgroup_);
+  }
+  dead_cgroup.reset();  // after the reap: the group is empty
 
   WorkerLaunchOptions options = WorkerLaunchOptionsFor(config_, generation);
   {
@@ -89,10 +95,32 @@ absl::Status Session::EnsureWorker() {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("cannot limit the session's worker: ", limited.message()));
   }
+  // Fail closed: a worker whose cgroup cannot be made serves nothing.
+  std::unique_ptr<WorkerCgroup> cgroup;
+  if (config_.cgroups != nullptr) {
+    uint32_t idle_cpu_percent = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      idle_cpu_percent = idle_cpu_percent_;
+    }
+    absl::StatusOr<std::unique_ptr<WorkerCgroup>> attached = config_.cgroups->Attach(
+        (*started)->worker_pid(),
+        WorkerCgroupLimits{config_.jail.worker_pids_max, memory_limit, idle_cpu_percent});
+    if (!attached.ok()) {
+      (*started)->Kill();
+      started->reset();  // reaped here, before its group goes
+      std::string message =
+          absl::StrCat("cannot put the worker in its cgroup: ", attached.status().message());
+      fprintf(stderr, "ffiboxd: session %s: %s\n", session_id_.c_str(), message.c_str());
+      return ErrorStatus(v1::JAIL_UNAVAILABLE, message);
+    }
+    cgroup = *std::move(attached);
+  }
   WorkerProcess* worker = started->get();
   {
     absl::MutexLock lock(&mu_);
     worker_ = std::move(*started);
+    cgroup_ = std::move(cgroup);
     worker_alive_ = true;
     scopes_.clear();
     in_flight_ = 0;
@@ -212,7 +240,8 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     was_idle = scope.queue.empty();
     if (was_idle) scope.head_deadline = absl::Now() + pending.timeout;
     scope.queue.push_back(std::move(pending));
-    ++in_flight_;
+    // The first request in flight lifts the idle CPU throttle.
+    if (++in_flight_ == 1 && cgroup_ != nullptr) cgroup_->SetBusy(true).IgnoreError();
     worker = worker_.get();
   }
   *wrapped.mutable_request() = request;
@@ -262,11 +291,26 @@ void Session::ReadReplies(WorkerProcess* worker) {
     if (frame.ok()) {
       std::optional<v1::Response> to_client;
       absl::Status accepted;
+      std::vector<std::string> limit_hits;
       {
         absl::MutexLock lock(&mu_);
         accepted = AcceptFrame(*frame, *worker, &to_client);
+        if (accepted.ok() && in_flight_ == 0 && cgroup_ != nullptr) {
+          // Idle again: the throttle is back on, and whatever limit bit during the
+          // request is told to the client before the reply.
+          cgroup_->SetBusy(false).IgnoreError();
+          limit_hits = cgroup_->NewLimitHits();
+        }
       }
       if (accepted.ok()) {
+        for (const std::string& hit : limit_hits) {
+          v1::Error error;
+          error.set_code(v1::RESOURCE_EXHAUSTED);
+          error.set_message(hit);
+          fprintf(stderr, "ffiboxd: session %s: limit reached: %s\n", session_id_.c_str(),
+                  hit.c_str());
+          sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, worker->generation(), &error));
+        }
         if (to_client.has_value()) sink_->Send(*to_client);
         continue;
       }
@@ -535,7 +579,13 @@ void Session::Shutdown() {
     last = std::move(worker_);
     worker_alive_ = false;
   }
-  // ~WorkerProcess reaps: no zombie outlives the session.
+  // ~WorkerProcess reaps: no zombie outlives the session; then its cgroup goes.
+  last.reset();
+  std::unique_ptr<WorkerCgroup> cgroup;
+  {
+    absl::MutexLock lock(&mu_);
+    cgroup = std::move(cgroup_);
+  }
 }
 
 }  // namespace ffibox

@@ -139,7 +139,7 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
   for (const std::string& layer : absl::GetFlag(FLAGS_require_jail)) {
     if (layer == "all") {
       for (const char* each : {"user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc",
-                               "seccomp", "no_new_privs", "rlimits"}) {
+                               "cgroup", "seccomp", "no_new_privs", "rlimits"}) {
         session_options.required_jail_layers.push_back(each);
       }
     } else {

@@ -259,7 +259,7 @@ TEST_F(ClientTest, NoWorkerOutlivesItsSession) {
 TEST_F(ClientTest, TheSessionReportsEveryJailLayerAndCanRequireThem) {
   const auto& layers = session_->info().jail_layers();
   for (const char* layer : {"user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc",
-                            "seccomp", "no_new_privs", "rlimits"}) {
+                            "cgroup", "seccomp", "no_new_privs", "rlimits"}) {
     EXPECT_NE(std::find(layers.begin(), layers.end(), layer), layers.end()) << layer;
   }
   EXPECT_TRUE(session_->info().waived_jail_layers().empty());

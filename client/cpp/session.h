@@ -44,7 +44,7 @@ struct SessionOptions {
   // The session's memory cap in bytes (its worker's address space); 0 uses the server's.
   uint64_t memory_limit_bytes = 0;
   // Jail layers the session's workers must have ("user", "pid", "net", "ipc", "uts",
-  // "mount", "filesystem", "proc", "seccomp", "no_new_privs", "rlimits"); Open fails with
+  // "mount", "filesystem", "proc", "cgroup", "seccomp", "no_new_privs", "rlimits"); Open fails with
   // JAIL_UNAVAILABLE naming the missing ones otherwise.
   std::vector<std::string> required_jail_layers;
   // Environment variables for the session's workers, set before any library loads; the

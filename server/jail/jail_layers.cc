@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "server/jail/cgroups.h"
 #include "server/jail/user_namespace.h"
 
 namespace ffibox {
@@ -46,6 +47,7 @@ const LayerInfo kLayers[kJailLayerCount] = {
     {"mount", "mount namespace", "CLONE_NEWNS", CLONE_NEWNS, &JailOptions::mount_namespace},
     {"filesystem", "filesystem (pivot_root)", "", 0, &JailOptions::filesystem},
     {"proc", "/proc (fresh, pid namespace only)", "", 0, &JailOptions::proc},
+    {"cgroup", "cgroup (per worker pids, memory, idle cpu)", "", 0, &JailOptions::cgroup},
 };
 
 const LayerInfo& Info(JailLayer layer) { return kLayers[static_cast<int>(layer)]; }
@@ -169,6 +171,7 @@ std::optional<JailLayer> JailLayerByKey(absl::string_view key) {
 }
 
 std::string JailLayerUnavailableReason(JailLayer layer) {
+  if (layer == JailLayer::kCgroup) return CgroupUnavailableReason();
   return HostNamespaces::Get().Reason(layer);
 }
 
@@ -177,7 +180,8 @@ absl::Status DecideJailLayers(JailOptions* options, const std::vector<std::strin
     if (!JailLayerByKey(waiver).has_value()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown jail layer \"", waiver,
-          "\" in a waiver (the layers: user, pid, net, ipc, uts, mount, filesystem, proc)"));
+          "\" in a waiver (the layers: user, pid, net, ipc, uts, mount, filesystem, proc, "
+          "cgroup)"));
     }
   }
   if (!options->enabled) return absl::OkStatus();

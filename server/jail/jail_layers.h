@@ -29,8 +29,9 @@ enum class JailLayer {
   kMountNamespace,
   kFilesystem,  // the pivot_root view (needs the mount namespace)
   kProc,        // a fresh /proc in that view (needs the pid namespace)
+  kCgroup,      // a cgroup per worker, made by the broker (server/jail/cgroups.h)
 };
-inline constexpr int kJailLayerCount = 8;
+inline constexpr int kJailLayerCount = 9;
 
 // "user namespace", "filesystem (pivot_root)", ...
 absl::string_view JailLayerName(JailLayer layer);
@@ -50,8 +51,9 @@ bool JailLayerRequested(const JailOptions& options, JailLayer layer);
 
 // "" when the host allows the namespace `layer` (probed once per process by cloning a
 // child into it; for the user namespace, also writing its maps), else why not
-// ("clone(CLONE_NEWUSER): Operation not permitted"). "" for the other layers, which only a
-// real worker can test (ffiboxd starts one at startup).
+// ("clone(CLONE_NEWUSER): Operation not permitted"); for the cgroup layer, whether this
+// process can make a worker's cgroup. "" for the filesystem and /proc, which only a real
+// worker can test (ffiboxd starts one at startup).
 std::string JailLayerUnavailableReason(JailLayer layer);
 
 // Checks `waivers` (layer keys) and turns off each requested namespace layer the host

@@ -26,6 +26,7 @@ struct JailOptions {
   bool mount_namespace = true;
   bool filesystem = true;  // the pivot_root view (needs the mount namespace)
   bool proc = true;        // a fresh /proc in that view (needs the pid namespace)
+  bool cgroup = true;      // a cgroup per worker (server/jail/cgroups.h), made by the broker
 
   // Layers the operator waived and the host could not provide, with the reason, as
   // "filesystem (bind /usr/lib: Permission denied)": printed at startup and reported to
@@ -54,6 +55,11 @@ struct JailOptions {
   uint64_t open_files = 256;         // RLIMIT_NOFILE
   uint64_t processes = 0;            // RLIMIT_NPROC (threads count too)
   uint64_t file_bytes = 16 << 20;    // RLIMIT_FSIZE
+
+  // The cgroup layer's limits (the memory cap is address_space_bytes).
+  uint64_t worker_pids_max = 256;          // threads and processes of one worker
+  uint32_t idle_cpu_percent = 10;          // CPU share while idle; 0: no throttle
+  uint64_t total_worker_memory_bytes = 0;  // all workers together; 0: none
 };
 
 }  // namespace ffibox

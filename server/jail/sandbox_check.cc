@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "server/jail/cgroups.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/user_namespace.h"
@@ -52,7 +53,8 @@ class Report {
   void Line(absl::string_view layer, bool requested, bool active, absl::string_view detail) {
     std::string state;
     if (!requested) {
-      state = "disabled in the configuration";
+      state = absl::StartsWith(detail, "waived") ? std::string(detail)
+                                                 : "disabled in the configuration";
     } else if (active) {
       state = detail.empty() ? "active" : absl::StrCat("active (", detail, ")");
     } else {
@@ -141,6 +143,32 @@ int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) 
   const int proc = static_cast<int>(JailLayer::kProc);
   report.Line(JailLayerName(JailLayer::kProc), JailLayerRequested(options, JailLayer::kProc),
               layers.active[proc], layers.active[proc] ? "" : layers.reasons[proc]);
+
+  // The cgroup layer: the broker puts each worker in its own group; here, a group made for
+  // this worker with the configured limits.
+  // Both outlive the worker's reap below (a group is removed once empty).
+  absl::StatusOr<std::unique_ptr<CgroupTree>> tree = absl::UnavailableError("not made");
+  absl::StatusOr<std::unique_ptr<WorkerCgroup>> group = absl::UnavailableError("not made");
+  if (JailLayerRequested(options, JailLayer::kCgroup)) {
+    tree = CgroupTree::Create(options.total_worker_memory_bytes);
+    group = tree.ok() ? (*tree)->Attach(pid, WorkerCgroupLimits{options.worker_pids_max,
+                                                                options.address_space_bytes,
+                                                                options.idle_cpu_percent})
+                      : absl::StatusOr<std::unique_ptr<WorkerCgroup>>(tree.status());
+    report.Line(JailLayerName(JailLayer::kCgroup), true, group.ok(),
+                group.ok()
+                    ? absl::StrCat((*tree)->Describe(), ": ", options.worker_pids_max,
+                                   " threads and processes, ", options.address_space_bytes >> 20,
+                                   " MiB, ", options.idle_cpu_percent, "% of a CPU while idle")
+                    : std::string(group.status().message()));
+  } else {
+    std::string waived;
+    for (const std::string& entry : options.waived) {
+      if (absl::StartsWith(entry, "cgroup (")) waived = entry.substr(7);
+    }
+    report.Line(JailLayerName(JailLayer::kCgroup), false, false,
+                waived.empty() ? "" : absl::StrCat("waived ", waived));
+  }
 
   std::string uid = StatusField(status, "Uid");
   const std::string host_uid = uid.substr(0, uid.find('\t'));

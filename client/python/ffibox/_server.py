@@ -67,9 +67,13 @@ class PrivateServer:
         # --allow_env=*: which variables reach the workers is this process's choice
         # (FFIBOX_ENV, connect(env=...); none by default).
         # --scratch_root: sessions may ask for a scratch directory (FFIBOX_SCRATCH=1).
+        # --waive_jail_layer=cgroup: an ordinary user's server usually may not make cgroups
+        # (it does when it can: a waiver applies only to a layer the host cannot provide);
+        # the waiver is reported in session.waived_jail_layers.
         self.command = [binary, "--listen=" + self.address, "--allow_root=/",
                         "--allow_env=*", "--exit_with_parent",
-                        "--scratch_root=" + os.path.join(self.directory, "scratch")]
+                        "--scratch_root=" + os.path.join(self.directory, "scratch"),
+                        "--waive_jail_layer=cgroup"]
         self.process: Optional[subprocess.Popen] = None
         self._ready = threading.Event()
         self._first_line = ""

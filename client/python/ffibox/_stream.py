@@ -195,6 +195,10 @@ class SessionStream:
                         if event.kind == pb.SessionEvent.WORKER_OUTPUT:
                             self._deliver_output(event)
                             continue
+                        if event.kind == pb.SessionEvent.LIMIT_REACHED:
+                            # Before the reply of the call during which it bit.
+                            sys.stderr.write("ffibox: the library hit a limit of its worker: "
+                                             "%s\n" % event.error.message)
                         self.events.append(event)
                         del self.events[:-64]
                     continue

@@ -94,19 +94,23 @@ class Client:
                 restart: bool = True,
                 require_jail: Optional[Iterable[str]] = None,
                 env: Optional[Dict[str, str]] = None,
-                scratch_directory: Optional[bool] = None) -> "Session":
+                scratch_directory: Optional[bool] = None,
+                idle_cpu_percent: int = 0) -> "Session":
         """A new session (its own worker). `timeout`: default per-call deadline in seconds;
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
         `require_jail`: jail layers the session's workers must have ("user", "pid", "net",
-        "ipc", "uts", "mount", "filesystem", "proc", "seccomp", ...), else ffibox.Error
+        "ipc", "uts", "mount", "filesystem", "proc", "cgroup", "seccomp", ...), else ffibox.Error
         JAIL_UNAVAILABLE (default: $FFIBOX_REQUIRE_JAIL, comma-separated, or none);
         `env`: environment variables for the session's workers (default: the client's);
         `scratch_directory`: ask for a writable directory the library sees at the path in
-        `Session.scratch_directory` (removed with the session; default: $FFIBOX_SCRATCH is 1).
+        `Session.scratch_directory` (removed with the session; default: $FFIBOX_SCRATCH is 1);
+        `idle_cpu_percent`: the CPU share (1..100 % of one CPU) the worker keeps while no
+        call is in flight, for libraries with background threads (default: the server's).
         """
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
-                       require_jail=require_jail, env=env, scratch_directory=scratch_directory)
+                       require_jail=require_jail, env=env, scratch_directory=scratch_directory,
+                       idle_cpu_percent=idle_cpu_percent)
 
     def close(self) -> None:
         """Closes the channel (sessions made from it end)."""
@@ -126,7 +130,7 @@ class Session:
                  memory_limit: Optional[int] = None, restart: bool = True,
                  require_jail: Optional[Iterable[str]] = None,
                  env: Optional[Dict[str, str]] = None,
-                 scratch_directory: Optional[bool] = None) -> None:
+                 scratch_directory: Optional[bool] = None, idle_cpu_percent: int = 0) -> None:
         if env is None:
             env = client.env
         if scratch_directory is None:
@@ -135,7 +139,7 @@ class Session:
             call_timeout_ms=int(timeout * 1000) if timeout else 0,
             restart=pb.RESTART if restart else pb.NO_RESTART,
             memory_limit_bytes=memory_limit or 0, environment=env or {},
-            scratch_directory=scratch_directory)
+            scratch_directory=scratch_directory, idle_cpu_percent=idle_cpu_percent)
         self.client = client
         self.stream = SessionStream(client._channel)
         self.stream.session = self
@@ -144,6 +148,10 @@ class Session:
         # A writable directory shared with the library (same path here and in the worker),
         # or None.
         self.scratch_directory: Optional[str] = opened.scratch_directory or None
+        # With the cgroup layer: the threads and processes the worker may have, and its CPU
+        # share while idle (0 / 0 without it).
+        self.worker_pids_max = opened.worker_pids_max
+        self.idle_cpu_percent = opened.idle_cpu_percent
         self.call_timeout_ms = opened.call_timeout_ms
         # The jail layers every worker of this session gets, and those the server's operator
         # waived (with the reason).

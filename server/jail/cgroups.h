@@ -1,0 +1,109 @@
+// Per-worker control groups: the jail's "cgroup" layer.
+//
+// Every worker gets its own cgroup with a cap on its threads and processes (pids.max: one
+// library cannot take every pid of the host), on its memory (the session's cap, counted in
+// resident pages, not address space) and, while no request of its session is in flight, a
+// CPU quota (a background thread the library left running gets a small share of one CPU).
+// All workers of one ffiboxd sit under one parent, <the broker's own cgroup>/ffibox-<pid>,
+// whose memory limit is the server-wide budget of all workers together.
+//
+// Both hierarchies are supported: cgroup v2 (the unified hierarchy, with the pids, memory
+// and cpu controllers available to the broker's cgroup) and cgroup v1 (one hierarchy per
+// controller). Runs in the broker only; thread-safe.
+#ifndef FFIBOX_SERVER_JAIL_CGROUPS_H_
+#define FFIBOX_SERVER_JAIL_CGROUPS_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace ffibox {
+
+struct WorkerCgroupLimits {
+  uint64_t pids_max = 0;      // threads and processes of the worker; 0: no cap
+  uint64_t memory_bytes = 0;  // resident memory (and swap) of the worker; 0: no cap
+  // CPU share while no request is in flight, in percent of one CPU; 0: no throttle.
+  uint32_t idle_cpu_percent = 0;
+};
+
+class WorkerCgroup;
+
+class CgroupTree {
+ public:
+  // Creates <broker's cgroup>/ffibox-<pid> in the v2 hierarchy if it offers the pids,
+  // memory and cpu controllers, else in the v1 hierarchies of those controllers, with
+  // `total_memory_bytes` (0: no limit) as the memory limit of all workers together. Stale
+  // trees of ffiboxd processes that are gone are removed first. FAILED_PRECONDITION saying
+  // why when neither hierarchy can be used.
+  static absl::StatusOr<std::unique_ptr<CgroupTree>> Create(uint64_t total_memory_bytes);
+
+  CgroupTree(const CgroupTree&) = delete;
+  CgroupTree& operator=(const CgroupTree&) = delete;
+  // Removes the tree (its workers' groups must be gone).
+  ~CgroupTree();
+
+  // "cgroup v1 (pids, memory, cpu)" or "cgroup v2", for reports.
+  std::string Describe() const;
+
+  // Creates the group of a new worker with `limits` and moves process `pid` (all its
+  // threads) into it. Call it before the worker runs library code. INTERNAL naming the file
+  // when a write fails.
+  absl::StatusOr<std::unique_ptr<WorkerCgroup>> Attach(pid_t pid, const WorkerCgroupLimits& limits);
+
+ private:
+  CgroupTree(bool v2, std::vector<std::string> parents) : v2_(v2), parents_(std::move(parents)) {}
+
+  const bool v2_;
+  // v2: one directory; v1: the pids, memory and cpu parents, in that order.
+  const std::vector<std::string> parents_;
+  std::atomic<uint64_t> next_worker_{0};
+};
+
+class WorkerCgroup {
+ public:
+  WorkerCgroup(const WorkerCgroup&) = delete;
+  WorkerCgroup& operator=(const WorkerCgroup&) = delete;
+  // Removes the group; the worker must have been reaped (its threads may take a moment to
+  // leave: retried briefly).
+  ~WorkerCgroup();
+
+  // Lifts the idle CPU quota (`busy`) or applies it again. A no-op without a quota.
+  absl::Status SetBusy(bool busy);
+
+  // The limits that bit since the last call, described for the session ("threads and
+  // processes: the worker hit its cap of 256"); empty when none did.
+  std::vector<std::string> NewLimitHits();
+
+ private:
+  friend class CgroupTree;
+  WorkerCgroup(bool v2, std::vector<std::string> dirs, WorkerCgroupLimits limits)
+      : v2_(v2), dirs_(std::move(dirs)), limits_(limits) {}
+
+  const std::string& pids_dir() const { return dirs_[0]; }
+  const std::string& memory_dir() const { return dirs_[v2_ ? 0 : 1]; }
+  const std::string& cpu_dir() const { return dirs_[v2_ ? 0 : 2]; }
+
+  const bool v2_;
+  const std::vector<std::string> dirs_;  // as CgroupTree::parents_
+  const WorkerCgroupLimits limits_;
+  absl::Mutex mu_;
+  uint64_t pids_hits_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t memory_hits_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t oom_kills_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// "" when this process can create per-worker cgroups (a probe group is made and removed),
+// else why not. Used by DecideJailLayers for the "cgroup" layer.
+std::string CgroupUnavailableReason();
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_JAIL_CGROUPS_H_

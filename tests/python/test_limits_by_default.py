@@ -1,0 +1,94 @@
+"""Limits that hold with the default configuration: a library cannot take the host's pids,
+its memory, or a CPU while its session is idle, and its session is told when a limit bites.
+
+A real ffiboxd with no limit flags, real jailed workers in their own cgroups, and the test
+library's functions that use resources on purpose (tests/testlibs/limits.c).
+"""
+import ctypes  # ffibox uses the stdlib's data types
+import time
+
+import pytest
+
+import ffibox
+from conftest import TEST_LIB, Server
+from ffibox._stubs import pb
+
+
+@pytest.fixture
+def default_server():
+    s = Server()  # no limit flags: the defaults are what is tested
+    yield s
+    s.stop()
+
+
+def open_library(client, **options):
+    session = client.session(**options)
+    lib = session.CDLL(TEST_LIB)
+    lib.start_sleeping_threads.argtypes = [ctypes.c_int]
+    lib.allocate_mib.argtypes = [ctypes.c_int]
+    lib.process_cpu_ms.restype = ctypes.c_long
+    return session, lib
+
+
+def limit_events(session):
+    return [event.error.message for event in session.stream.events
+            if event.kind == pb.SessionEvent.LIMIT_REACHED]
+
+
+def test_the_session_reports_its_default_limits(default_server):
+    client = ffibox.connect(default_server.address)
+    session = client.session()
+    assert "cgroup" in session.jail_layers
+    assert session.worker_pids_max == 256
+    assert session.idle_cpu_percent == 10
+    assert client.session(idle_cpu_percent=60).idle_cpu_percent == 60
+    with pytest.raises(ffibox.Error) as refused:
+        client.session(idle_cpu_percent=101)
+    assert refused.value.code == "INVALID_ARGUMENT"
+    client.close()
+
+
+def test_threads_are_capped_per_worker_and_the_session_is_told(default_server):
+    client = ffibox.connect(default_server.address)
+    greedy, lib = open_library(client)
+    started = lib.start_sleeping_threads(3000)  # they outlive the call
+    assert 200 <= started < 256, started
+    # The event arrives before the reply of the call during which the cap bit.
+    assert any("threads and processes" in message for message in limit_events(greedy)), \
+        greedy.stream.events
+    # The cap is the worker's, not the host's or the server's: another session still gets
+    # its own threads and its calls.
+    bystander, other = open_library(client)
+    assert other.start_sleeping_threads(50) == 50
+    assert other.allocate_mib(8) == 1
+    client.close()
+
+
+def test_memory_is_capped_by_default(default_server):
+    client = ffibox.connect(default_server.address)
+    _, lib = open_library(client)
+    assert lib.allocate_mib(64) == 1
+    assert lib.allocate_mib(5000) == 0  # past the default 4 GiB: malloc says no
+    assert lib.allocate_mib(64) == 1    # and the worker keeps serving
+    client.close()
+
+
+def cpu_used_while_idle(lib, seconds):
+    before = lib.process_cpu_ms()
+    time.sleep(seconds)  # no call in flight
+    return lib.process_cpu_ms() - before
+
+
+def test_a_thread_left_spinning_gets_a_small_share_while_the_session_is_idle(default_server):
+    client = ffibox.connect(default_server.address)
+    _, throttled = open_library(client)
+    assert throttled.start_background_spinner() == 1
+    used = cpu_used_while_idle(throttled, 2.0)
+    # 10 % of one CPU for 2 s is 200 ms; unthrottled it would be about 2000.
+    assert used < 700, "an idle worker used %d ms of CPU in 2 s" % used
+    # A session that runs background threads on purpose asks for more.
+    _, generous = open_library(client, idle_cpu_percent=100)
+    assert generous.start_background_spinner() == 1
+    used = cpu_used_while_idle(generous, 2.0)
+    assert used > 1000, "a session allowed a whole CPU got %d ms in 2 s" % used
+    client.close()
