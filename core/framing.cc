@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -88,6 +89,23 @@ absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
   return payload;
 }
 
+size_t FrameDecoder::AnnouncedLength() const {
+  if (buffer_.size() - consumed_ < 4) return 0;
+  return DecodeLength(reinterpret_cast<const unsigned char*>(buffer_.data() + consumed_));
+}
+
+void FrameDecoder::Append(const char* data, size_t size) {
+  const size_t needed = buffer_.size() + size;
+  if (needed > buffer_.capacity() && buffer_.size() - consumed_ >= 4) {
+    // Grow geometrically, as a string would, but never past the end of the announced frame
+    // (a string's doubling would hold up to twice a large frame). Grown only as bytes
+    // arrive: an announced length alone reserves nothing.
+    const size_t frame_end = consumed_ + 4 + std::min(AnnouncedLength(), max_bytes_);
+    buffer_.reserve(std::max(needed, std::min(frame_end, 2 * buffer_.capacity())));
+  }
+  buffer_.append(data, size);
+}
+
 absl::StatusOr<std::optional<std::string>> FrameDecoder::Next() {
   size_t available = buffer_.size() - consumed_;
   if (available < 4) return std::optional<std::string>();
@@ -95,6 +113,13 @@ absl::StatusOr<std::optional<std::string>> FrameDecoder::Next() {
       DecodeLength(reinterpret_cast<const unsigned char*>(buffer_.data() + consumed_));
   if (length > max_bytes_) return FrameTooLarge(length, max_bytes_);
   if (available - 4 < length) return std::optional<std::string>();
+  if (consumed_ == 0 && available == 4 + static_cast<size_t>(length)) {
+    // The buffer is exactly this frame (the usual case): hand it over without a copy.
+    std::string frame = std::move(buffer_);
+    frame.erase(0, 4);
+    buffer_ = std::string();
+    return std::optional<std::string>(std::move(frame));
+  }
   std::string frame = buffer_.substr(consumed_ + 4, length);
   consumed_ += 4 + static_cast<size_t>(length);
   if (consumed_ == buffer_.size()) {

@@ -29,8 +29,9 @@ class FrameDecoder {
  public:
   explicit FrameDecoder(size_t max_bytes) : max_bytes_(max_bytes) {}
 
-  // Appends received bytes.
-  void Append(const char* data, size_t size) { buffer_.append(data, size); }
+  // Appends received bytes. The buffer grows geometrically but never past the end of the
+  // frame in progress, so it holds about the frame's size, not up to twice it.
+  void Append(const char* data, size_t size);
 
   // Returns the next whole frame, std::nullopt when more bytes are needed, or
   // RESOURCE_EXHAUSTED when the announced length exceeds the limit (the decoder is then
@@ -39,6 +40,13 @@ class FrameDecoder {
 
   // True when bytes of an unfinished frame are buffered.
   bool HasPartialFrame() const { return buffer_.size() > consumed_; }
+
+  // Bytes buffered and not yet returned as frames.
+  size_t Buffered() const { return buffer_.size() - consumed_; }
+
+  // The payload length the unfinished frame announced (0 while its header is incomplete or
+  // there is none).
+  size_t AnnouncedLength() const;
 
  private:
   size_t max_bytes_;

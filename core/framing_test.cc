@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -70,6 +71,29 @@ TEST(FrameDecoder, ReassemblesFramesSplitAtEveryByte) {
   }
   EXPECT_EQ(frames, (std::vector<std::string>{"abc", "de"}));
   EXPECT_FALSE(decoder.HasPartialFrame());
+}
+
+TEST(FrameDecoder, ALargeFrameInChunksComesBackWholeAndTheBufferIsReleased) {
+  const size_t length = (3 << 20) + 17;
+  std::string payload(length, '\0');
+  for (size_t i = 0; i < length; ++i) payload[i] = static_cast<char>(i * 7);
+  std::string wire(4, '\0');
+  for (int i = 0; i < 4; ++i) wire[i] = static_cast<char>(length >> (8 * i));
+  wire += payload;
+  FrameDecoder decoder(4 << 20);
+  for (size_t at = 0; at < wire.size(); at += 65536) {
+    const size_t piece = std::min<size_t>(65536, wire.size() - at);
+    decoder.Append(wire.data() + at, piece);
+    if (at + piece < wire.size()) {
+      EXPECT_EQ(decoder.AnnouncedLength(), length);
+      EXPECT_EQ(decoder.Buffered(), at + piece);
+    }
+  }
+  absl::StatusOr<std::optional<std::string>> next = decoder.Next();
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ(**next, payload);
+  EXPECT_EQ(decoder.Buffered(), 0u);
+  EXPECT_EQ(decoder.AnnouncedLength(), 0u);
 }
 
 TEST(FrameDecoder, RefusesAnnouncedLengthOverLimit) {

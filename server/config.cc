@@ -206,6 +206,10 @@ absl::Status ResolveLimits(const config::v1::Limits& limits, ServerSettings* set
                       absl::StrCat(total, " is below the minimum of ", kMinSessionMemoryBytes));
   }
   session.jail.total_worker_memory_bytes = total;
+  value = InRange(limits.max_buffered_reply_bytes(), uint64_t{1} << 30, uint64_t{64} << 20,
+                  uint64_t{1} << 40, "limits.max_buffered_reply_bytes");
+  if (!value.ok()) return value.status();
+  settings->max_buffered_reply_bytes = *value;
   return absl::OkStatus();
 }
 

@@ -37,6 +37,9 @@ struct ServerSettings {
   SessionConfig session;  // allowlist and pool are set per session / by ffiboxd_main
   AccessPolicy access;
   uint32_t pool_size = 2;
+  // The bytes of unfinished worker replies the broker holds at once (limits.
+  // max_buffered_reply_bytes; server/worker_channel.h).
+  uint64_t max_buffered_reply_bytes = uint64_t{1} << 30;
   // Jail layers the operator lets ffiboxd run without (sandbox.waive_layers and
   // --waive_jail_layer), checked by DecideJailLayers at startup.
   std::vector<std::string> jail_waivers;

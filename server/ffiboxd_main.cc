@@ -40,6 +40,7 @@
 #include "server/service.h"
 #include "server/session.h"
 #include "server/unix_acceptor.h"
+#include "server/worker_channel.h"
 #include "server/worker_pool.h"
 #include "server/worker_process.h"
 
@@ -79,6 +80,9 @@ ABSL_FLAG(int64_t, worker_pids_max, 256,
 ABSL_FLAG(int64_t, idle_cpu_percent, 10,
           "CPU share, in percent of one CPU, of a worker whose session has no request in flight "
           "(cgroup layer); 0: no throttle");
+ABSL_FLAG(int64_t, max_buffered_reply_bytes, 1LL << 30,
+          "bytes of unfinished worker replies the broker holds across all sessions; past it "
+          "it stops reading from workers until replies complete");
 ABSL_FLAG(int64_t, total_worker_memory_bytes, 0,
           "resident memory of all workers together (cgroup layer; default: half the machine)");
 ABSL_FLAG(std::vector<std::string>, allow_root, {},
@@ -212,6 +216,7 @@ absl::Status ApplyFlags(int argc, char** argv, ServerConfig* config) {
       {"worker_pids_max", absl::GetFlag(FLAGS_worker_pids_max)},
       {"idle_cpu_percent", absl::GetFlag(FLAGS_idle_cpu_percent)},
       {"total_worker_memory_bytes", absl::GetFlag(FLAGS_total_worker_memory_bytes)},
+      {"max_buffered_reply_bytes", absl::GetFlag(FLAGS_max_buffered_reply_bytes)},
   };
   for (const auto& [name, raw] : values) {
     if (!Specified(name)) continue;
@@ -385,6 +390,7 @@ int main(int argc, char** argv) {
   for (const std::string& waived : session.jail.waived) {
     fprintf(stderr, "ffiboxd: WARNING: jail layer waived: %s\n", waived.c_str());
   }
+  ffibox::SetBufferedFrameBytesLimit(settings->max_buffered_reply_bytes);
   // The cgroup layer: every worker's group is made under this tree (fail closed: the layer
   // was decided available, so a tree that cannot be made now stops ffiboxd).
   std::unique_ptr<ffibox::CgroupTree> cgroups;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -22,12 +23,20 @@
 namespace ffibox {
 namespace {
 
+constexpr size_t kReadChunk = 64 * 1024;
+// How long a channel waits before it looks at the budget again when it is spent.
+constexpr absl::Duration kBudgetRetry = absl::Milliseconds(10);
+
+std::atomic<size_t> buffered_limit{0};
+std::atomic<size_t> buffered_bytes{0};
+
 class SocketWorkerChannel : public WorkerChannel {
  public:
   SocketWorkerChannel(int fd, int event_fd, size_t max_frame_bytes)
       : fd_(fd), event_fd_(event_fd), decoder_(max_frame_bytes) {}
 
   ~SocketWorkerChannel() override {
+    buffered_bytes.fetch_sub(held_);
     close(fd_);
     close(event_fd_);
   }
@@ -43,15 +52,35 @@ class SocketWorkerChannel : public WorkerChannel {
   absl::StatusOr<std::string> Receive(absl::Time deadline) override {
     for (;;) {
       absl::StatusOr<std::optional<std::string>> next = decoder_.Next();
+      Account();
       if (!next.ok()) return next.status();
       if (next->has_value()) return std::move(**next);
 
-      int timeout_ms = -1;
-      if (deadline != absl::InfiniteFuture()) {
-        absl::Duration left = deadline - absl::Now();
-        if (left <= absl::ZeroDuration()) {
-          return absl::DeadlineExceededError("no reply before the deadline");
+      const absl::Time now = absl::Now();
+      // Read only while the process-wide budget of unfinished frames has room: otherwise
+      // the worker waits on its write, and this channel looks again shortly.
+      const size_t limit = buffered_limit.load();
+      const bool may_read = limit == 0 || buffered_bytes.load() + kReadChunk <= limit;
+      absl::Time wake = deadline;
+      if (decoder_.HasPartialFrame()) {
+        // Waiting for the budget does not stop this clock: when unfinished frames fill the
+        // budget, the ones that stop progressing are dropped, and the rest can go on.
+        const absl::Time stalled = last_progress_ + kFrameStallTimeout;
+        if (now >= stalled) {
+          return absl::DataLossError(absl::StrCat(
+              "the worker's reply stopped in the middle of a frame (", decoder_.Buffered(),
+              " bytes of it received, nothing more for ", absl::FormatDuration(kFrameStallTimeout),
+              may_read ? ")"
+                       : "; the server's budget of unfinished replies, "
+                         "limits.max_buffered_reply_bytes, was spent)"));
         }
+        wake = std::min(wake, stalled);
+      }
+      if (!may_read) wake = std::min(wake, now + kBudgetRetry);
+      int timeout_ms = -1;
+      if (wake != absl::InfiniteFuture()) {
+        if (deadline <= now) return absl::DeadlineExceededError("no reply before the deadline");
+        absl::Duration left = wake - now;
         // Round up so we never wake before the deadline and spin. Clamp: a deadline beyond
         // INT_MAX ms must not wrap into a negative (infinite) poll timeout; waking early
         // merely loops.
@@ -59,7 +88,7 @@ class SocketWorkerChannel : public WorkerChannel {
             std::min<int64_t>(absl::ToInt64Milliseconds(left + absl::Milliseconds(1)), INT_MAX));
       }
       struct pollfd fds[2 + kMaxWatches];
-      fds[0] = {fd_, POLLIN, 0};
+      fds[0] = {may_read ? fd_ : -1, POLLIN, 0};
       fds[1] = {event_fd_, POLLIN, 0};
       for (size_t i = 0; i < watches_.size(); ++i) fds[2 + i] = {watches_[i].fd, POLLIN, 0};
       int ready = poll(fds, 2 + watches_.size(), timeout_ms);
@@ -79,7 +108,7 @@ class SocketWorkerChannel : public WorkerChannel {
         return absl::CancelledError("interrupted");
       }
       if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-        char buffer[64 * 1024];
+        char buffer[kReadChunk];
         ssize_t n = recv(fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
         if (n < 0) {
           if (errno == EINTR || errno == EAGAIN) continue;
@@ -91,6 +120,8 @@ class SocketWorkerChannel : public WorkerChannel {
                                             : "channel closed by peer");
         }
         decoder_.Append(buffer, static_cast<size_t>(n));
+        last_progress_ = absl::Now();
+        Account();
       }
     }
   }
@@ -111,14 +142,31 @@ class SocketWorkerChannel : public WorkerChannel {
     std::function<bool(short revents)> on_ready;
   };
 
+  // Brings the process-wide count up to date with what the decoder holds now.
+  void Account() {
+    const size_t now_held = decoder_.Buffered();
+    if (now_held >= held_) {
+      buffered_bytes.fetch_add(now_held - held_);
+    } else {
+      buffered_bytes.fetch_sub(held_ - now_held);
+    }
+    held_ = now_held;
+  }
+
   const int fd_;
   const int event_fd_;
   FrameDecoder decoder_;
+  size_t held_ = 0;                         // this channel's share of buffered_bytes
+  absl::Time last_progress_ = absl::Now();  // the last bytes of a frame arrived then
   absl::Mutex send_mu_;
   std::vector<WatchedFd> watches_;  // used by the Receive thread only
 };
 
 }  // namespace
+
+void SetBufferedFrameBytesLimit(size_t bytes) { buffered_limit.store(bytes); }
+
+size_t BufferedFrameBytes() { return buffered_bytes.load(); }
 
 absl::StatusOr<std::unique_ptr<WorkerChannel>> MakeSocketWorkerChannel(int fd,
                                                                        size_t max_frame_bytes) {

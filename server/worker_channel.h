@@ -46,10 +46,23 @@ class WorkerChannel {
 };
 
 // A channel over a connected stream socket (one end of a socketpair). Takes ownership of
-// `fd`. Frames longer than `max_frame_bytes` are refused. Fails if the interrupt eventfd
-// cannot be created.
+// `fd`. Frames longer than `max_frame_bytes` are refused. A worker that stops in the middle
+// of a frame for kFrameStallTimeout gets DATA_LOSS from Receive (the broker then kills it),
+// and the bytes of unfinished frames all channels of the process hold together stay under
+// the limit of SetBufferedFrameBytesLimit: past it a channel stops reading (the worker waits
+// on its write) until others drain. Fails if the interrupt eventfd cannot be created.
 absl::StatusOr<std::unique_ptr<WorkerChannel>> MakeSocketWorkerChannel(int fd,
                                                                        size_t max_frame_bytes);
+
+// How long a worker may leave a frame unfinished without sending more of it.
+inline constexpr absl::Duration kFrameStallTimeout = absl::Seconds(10);
+
+// The most bytes of unfinished worker frames all channels of this process may hold at once
+// (0: no limit, the default). Set once at startup.
+void SetBufferedFrameBytesLimit(size_t bytes);
+
+// The bytes of unfinished worker frames held now, across all channels.
+size_t BufferedFrameBytes();
 
 }  // namespace ffibox
 

@@ -260,6 +260,12 @@ absl::Status CheckWorkerEvent(const v1::SessionEvent& event) {
   }
   absl::Status code = CheckErrorCode(event.error());
   if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("event has ", code.message()));
+  // A callback error says which callback failed and why: a few lines. A huge one is a
+  // worker spending the broker's memory (the event is relayed to the client whole).
+  if (event.ByteSizeLong() > kMaxWorkerEventBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("an event of ", event.ByteSizeLong(),
+                                                   " bytes (at most ", kMaxWorkerEventBytes, ")"));
+  }
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 #ifndef FFIBOX_SERVER_WORKER_REPLY_H_
 #define FFIBOX_SERVER_WORKER_REPLY_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -38,6 +39,9 @@ absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Sig
 
 // Checks an event frame: the worker may only report CALLBACK_ERROR, with a known error code.
 absl::Status CheckWorkerEvent(const v1::SessionEvent& event);
+
+// The largest event a worker may send (CheckWorkerEvent).
+inline constexpr size_t kMaxWorkerEventBytes = 64 * 1024;
 
 // Parses `frame` as the answer to `expected` (the oldest request in flight). Checks that it
 // answers that request, carries either an error with a known code or the result kind the

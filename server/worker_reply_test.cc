@@ -373,6 +373,16 @@ TEST(CheckCallbackInvoke, PointeeForANonPointerOrOfTheWrongSizeIsRefused) {
   EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
 }
 
+TEST(CheckWorkerEvent, AHugeEventIsRefused) {
+  v1::SessionEvent event;
+  event.set_kind(v1::SessionEvent::CALLBACK_ERROR);
+  event.mutable_error()->set_code(v1::INTERNAL);
+  event.mutable_error()->set_message(std::string(1000, 'x'));
+  EXPECT_TRUE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->set_message(std::string(kMaxWorkerEventBytes, 'x'));
+  EXPECT_FALSE(CheckWorkerEvent(event).ok());
+}
+
 TEST(CheckWorkerEvent, OnlyCallbackErrorsWithKnownCodesPass) {
   v1::SessionEvent event;
   event.set_kind(v1::SessionEvent::CALLBACK_ERROR);

@@ -83,3 +83,23 @@ long hostile_fd_inode(int fd) {
   if (fstat(fd, &st) != 0) return -errno;
   return (long)st.st_ino;
 }
+
+/* Attacks the broker's memory through the worker's own channel (descriptor `fd`, 3): writes
+ * a frame header announcing `announced` bytes, then `sent` bytes of it, then stalls for
+ * `stall_seconds` without finishing it. Returns the bytes written, or -errno. */
+long hostile_partial_frame(int fd, long announced, long sent, int stall_seconds) {
+  unsigned char header[4] = {(unsigned char)announced, (unsigned char)(announced >> 8),
+                             (unsigned char)(announced >> 16), (unsigned char)(announced >> 24)};
+  if (write(fd, header, sizeof header) != (ssize_t)sizeof header) return -errno;
+  static char chunk[1 << 16];
+  memset(chunk, 'x', sizeof chunk);
+  long written = 0;
+  while (written < sent) {
+    size_t want = (size_t)(sent - written) < sizeof chunk ? (size_t)(sent - written) : sizeof chunk;
+    ssize_t n = write(fd, chunk, want);
+    if (n < 0) return -errno;
+    written += n;
+  }
+  sleep((unsigned)stall_seconds);
+  return written;
+}

@@ -1,0 +1,122 @@
+"""What one session's worker sends cannot take the broker's memory from everyone else.
+
+A hostile library writes straight into its worker's channel to the broker (descriptor 3):
+a frame header announcing a large reply, most of it, then nothing. The broker must drop
+that worker after a short stall, hold no more than a bounded number of those bytes across
+all sessions, and keep serving a bystander session throughout. Real ffiboxd, real jailed
+workers, the test suite's hostile library.
+"""
+import ctypes
+import os
+import threading
+import time
+
+import ffibox
+from conftest import BIN, Server
+
+HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
+MIB = 1 << 20
+
+
+def broker_rss_mib(server) -> float:
+    with open("/proc/%d/status" % server.process.pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Bystander:
+    """Another session calling strlen in a loop; counts calls and errors."""
+
+    def __init__(self, address):
+        self.client = ffibox.connect(address)
+        self.libc = self.client.session().CDLL("libc.so.6")
+        self.calls, self.errors = 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                assert self.libc.strlen(b"still served") == 12
+                self.calls += 1
+            except Exception as error:  # noqa: BLE001 - every failure is what the test checks
+                self.errors.append(repr(error))
+            time.sleep(0.02)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        self.client.close()
+
+
+def send_partial_frame(address, announced, sent, stall_seconds, outcome):
+    """In a session of its own: the hostile call; records how it ended and when."""
+    client = ffibox.connect(address)
+    try:
+        session = client.session(timeout=120)
+        lib = session.CDLL(HOSTILE_LIB)
+        lib.hostile_partial_frame.restype = ctypes.c_long
+        lib.hostile_partial_frame.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_long,
+                                              ctypes.c_int]
+        started = time.monotonic()
+        try:
+            lib.hostile_partial_frame(3, announced, sent, stall_seconds)
+            outcome.append(("returned", time.monotonic() - started, ""))
+        except ffibox.Error as error:
+            outcome.append((error.code, time.monotonic() - started, str(error)))
+    finally:
+        client.close()
+
+
+def test_a_stalled_partial_frame_ends_its_worker_and_frees_the_broker():
+    server = Server()
+    try:
+        bystander = Bystander(server.address)
+        before = broker_rss_mib(server)
+        outcome = []
+        attacker = threading.Thread(target=send_partial_frame, daemon=True, args=(
+            server.address, 200 * MIB, 150 * MIB, 60, outcome))
+        attacker.start()
+        attacker.join(60)
+        assert outcome, "the hostile call never ended"
+        code, seconds, message = outcome[0]
+        assert code == "WORKER_CRASHED" and "middle of a frame" in message, outcome
+        assert seconds < 30, "the stalled worker was dropped only after %.0f s" % seconds
+        time.sleep(0.5)
+        after = broker_rss_mib(server)
+        assert after < before + 40, "the broker still holds %.0f MiB after" % (after - before)
+        bystander.stop()
+        assert bystander.errors == [] and bystander.calls > 50, (bystander.calls,
+                                                                 bystander.errors[:3])
+    finally:
+        server.stop()
+
+
+def test_unfinished_replies_of_all_sessions_stay_under_the_servers_budget():
+    server = Server("--max_buffered_reply_bytes=%d" % (64 * MIB))
+    try:
+        bystander = Bystander(server.address)
+        before = broker_rss_mib(server)
+        outcomes, attackers = [], []
+        for _ in range(2):  # 2 x 60 MiB would be 120 MiB held without the budget
+            outcome = []
+            outcomes.append(outcome)
+            attackers.append(threading.Thread(target=send_partial_frame, daemon=True, args=(
+                server.address, 100 * MIB, 60 * MIB, 60, outcome)))
+        for attacker in attackers:
+            attacker.start()
+        peak = before
+        deadline = time.monotonic() + 60
+        while any(a.is_alive() for a in attackers) and time.monotonic() < deadline:
+            peak = max(peak, broker_rss_mib(server))
+            time.sleep(0.1)
+        assert all(outcomes), "a hostile call never ended"
+        assert all(o[0][0] == "WORKER_CRASHED" for o in outcomes), outcomes
+        assert peak - before < 64 + 40, "the broker held %.0f MiB" % (peak - before)
+        bystander.stop()
+        assert bystander.errors == [], bystander.errors[:3]
+    finally:
+        server.stop()
