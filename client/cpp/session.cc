@@ -49,6 +49,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   for (const auto& [name, value] : options.environment)
     (*open->mutable_environment())[name] = value;
   open->set_scratch_directory(options.scratch_directory);
+  open->set_idle_cpu_percent(options.idle_cpu_percent);
   absl::StatusOr<v1::Response> response = (*stream)->Send(std::move(request));
   if (!response.ok()) return response.status();
   if (!response->has_opened()) {

@@ -54,6 +54,9 @@ struct SessionOptions {
   // the session); info().scratch_directory() names it. FAILED_PRECONDITION when the server
   // has no scratch root.
   bool scratch_directory = false;
+  // The CPU share (1..100 % of one CPU) the worker keeps while no request is in flight, for
+  // libraries that run background threads; 0 = the server's (limits.idle_cpu_percent).
+  uint32_t idle_cpu_percent = 0;
   // Receives what the library prints (WORKER_OUTPUT events), on the stream's reader thread;
   // it must not block. Unset: the bytes go to this process's stderr.
   OutputHandler on_output;

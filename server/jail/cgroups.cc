@@ -313,9 +313,10 @@ std::vector<std::string> WorkerCgroup::NewLimitHits() {
   std::vector<std::string> hits;
   absl::MutexLock lock(&mu_);
   if (pids > pids_hits_) {
+    const uint64_t refused = pids - pids_hits_;
     hits.push_back(absl::StrCat("threads and processes: the worker hit its cap of ",
-                                limits_.pids_max, " (", pids - pids_hits_,
-                                " thread or process creations refused)"));
+                                limits_.pids_max, " (", refused,
+                                refused == 1 ? " creation" : " creations", " refused)"));
   }
   if (memory > memory_hits_) {
     hits.push_back(absl::StrCat("memory: the worker reached its cap of ", limits_.memory_bytes,
