@@ -48,22 +48,6 @@ absl::Status WriteFile(const std::string& path, const std::string& value) {
   return absl::OkStatus();
 }
 
-// The value of `key` in a flat keyed file ("max 3\n", "oom_kill 1\n"), else 0.
-uint64_t KeyedValue(const std::string& path, absl::string_view key) {
-  for (absl::string_view line : absl::StrSplit(ReadFile(path), '\n')) {
-    std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(line, ' ');
-    uint64_t value = 0;
-    if (parts.first == key && absl::SimpleAtoi(parts.second, &value)) return value;
-  }
-  return 0;
-}
-
-uint64_t NumberIn(const std::string& path) {
-  uint64_t value = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(path)), &value)) return 0;
-  return value;
-}
-
 // Where this process's cgroup of each hierarchy lives: from /proc/self/cgroup
 // ("hierarchy-id:controllers:path") and /proc/self/mountinfo (the mount points).
 struct Hierarchies {
@@ -276,6 +260,9 @@ absl::StatusOr<std::unique_ptr<WorkerCgroup>> CgroupTree::Attach(pid_t pid,
       }
     }
   }
+  if (!v2_ && limits.idle_cpu_percent != 0) {
+    write(group->cpu_dir() + "/cpu.cfs_period_us", absl::StrCat(kCpuPeriodMicros));
+  }
   if (status.ok()) status = group->SetBusy(false);
   // Last: the worker (every thread) moves in only once its limits are in place.
   for (const std::string& dir : group->dirs_) write(dir + "/cgroup.procs", absl::StrCat(pid));
@@ -284,34 +271,67 @@ absl::StatusOr<std::unique_ptr<WorkerCgroup>> CgroupTree::Attach(pid_t pid,
 }
 
 WorkerCgroup::~WorkerCgroup() {
+  absl::MutexLock lock(&mu_);
+  for (int fd : fds_) close(fd);
   for (const std::string& dir : dirs_) RemoveGroup(dir);
+}
+
+int WorkerCgroup::Open(const std::string& path, int flags) {
+  int fd = open(path.c_str(), flags | O_CLOEXEC);
+  if (fd >= 0) fds_.push_back(fd);
+  return fd;
 }
 
 absl::Status WorkerCgroup::SetBusy(bool busy) {
   if (limits_.idle_cpu_percent == 0) return absl::OkStatus();
-  const uint64_t quota = kCpuPeriodMicros * limits_.idle_cpu_percent / 100;
-  if (v2_) {
-    return WriteFile(cpu_dir() + "/cpu.max",
-                     busy ? absl::StrCat("max ", kCpuPeriodMicros)
-                          : absl::StrCat(std::max<uint64_t>(quota, 1000), " ", kCpuPeriodMicros));
+  absl::MutexLock lock(&mu_);
+  // Every request's start and end land here: the file stays open, one write each.
+  if (quota_fd_ < 0) {
+    quota_fd_ = Open(cpu_dir() + (v2_ ? "/cpu.max" : "/cpu.cfs_quota_us"), O_WRONLY);
+    if (quota_fd_ < 0) {
+      return absl::InternalError(
+          absl::StrCat("open the CPU quota of ", cpu_dir(), ": ", strerror(errno)));
+    }
   }
-  if (!busy) {
-    absl::Status period =
-        WriteFile(cpu_dir() + "/cpu.cfs_period_us", absl::StrCat(kCpuPeriodMicros));
-    if (!period.ok()) return period;
+  const uint64_t quota =
+      std::max<uint64_t>(kCpuPeriodMicros * limits_.idle_cpu_percent / 100, 1000);
+  const std::string value = v2_ ? (busy ? absl::StrCat("max ", kCpuPeriodMicros)
+                                        : absl::StrCat(quota, " ", kCpuPeriodMicros))
+                                : (busy ? std::string("-1") : absl::StrCat(quota));
+  if (pwrite(quota_fd_, value.data(), value.size(), 0) != static_cast<ssize_t>(value.size())) {
+    return absl::InternalError(
+        absl::StrCat("set the CPU quota of ", cpu_dir(), " to ", value, ": ", strerror(errno)));
   }
-  return WriteFile(cpu_dir() + "/cpu.cfs_quota_us",
-                   busy ? std::string("-1") : absl::StrCat(std::max<uint64_t>(quota, 1000)));
+  return absl::OkStatus();
+}
+
+uint64_t WorkerCgroup::Counter(int* fd, const std::string& path, absl::string_view key) {
+  if (*fd < 0) *fd = Open(path, O_RDONLY);
+  if (*fd < 0) return 0;
+  char buffer[4096];
+  ssize_t n = pread(*fd, buffer, sizeof(buffer) - 1, 0);
+  if (n <= 0) return 0;
+  absl::string_view text(buffer, static_cast<size_t>(n));
+  if (key.empty()) {
+    uint64_t value = 0;
+    return absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &value) ? value : 0;
+  }
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(line, ' ');
+    uint64_t value = 0;
+    if (parts.first == key && absl::SimpleAtoi(parts.second, &value)) return value;
+  }
+  return 0;
 }
 
 std::vector<std::string> WorkerCgroup::NewLimitHits() {
-  const uint64_t pids = KeyedValue(pids_dir() + "/pids.events", "max");
-  const uint64_t memory = v2_ ? KeyedValue(memory_dir() + "/memory.events", "max")
-                              : NumberIn(memory_dir() + "/memory.failcnt");
-  const uint64_t oom =
-      KeyedValue(memory_dir() + (v2_ ? "/memory.events" : "/memory.oom_control"), "oom_kill");
-  std::vector<std::string> hits;
   absl::MutexLock lock(&mu_);
+  const uint64_t pids = Counter(&pids_events_fd_, pids_dir() + "/pids.events", "max");
+  const uint64_t memory = v2_ ? Counter(&memory_events_fd_, memory_dir() + "/memory.events", "max")
+                              : Counter(&memory_events_fd_, memory_dir() + "/memory.failcnt", "");
+  const uint64_t oom = Counter(
+      &oom_fd_, memory_dir() + (v2_ ? "/memory.events" : "/memory.oom_control"), "oom_kill");
+  std::vector<std::string> hits;
   if (pids > pids_hits_) {
     const uint64_t refused = pids - pids_hits_;
     hits.push_back(absl::StrCat("threads and processes: the worker hit its cap of ",

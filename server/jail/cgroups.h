@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
 namespace ffibox {
@@ -91,10 +92,22 @@ class WorkerCgroup {
   const std::string& memory_dir() const { return dirs_[v2_ ? 0 : 1]; }
   const std::string& cpu_dir() const { return dirs_[v2_ ? 0 : 2]; }
 
+  // Opens `path` (kept open until destruction); -1 on failure.
+  int Open(const std::string& path, int flags) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The number in a counter file (`key` "": the whole file; else the value of "key N").
+  uint64_t Counter(int* fd, const std::string& path, absl::string_view key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const bool v2_;
   const std::vector<std::string> dirs_;  // as CgroupTree::parents_
   const WorkerCgroupLimits limits_;
   absl::Mutex mu_;
+  // Control and counter files, opened once: SetBusy and NewLimitHits run at every request.
+  std::vector<int> fds_ ABSL_GUARDED_BY(mu_);
+  int quota_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  int pids_events_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  int memory_events_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  int oom_fd_ ABSL_GUARDED_BY(mu_) = -1;
   uint64_t pids_hits_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t memory_hits_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t oom_kills_ ABSL_GUARDED_BY(mu_) = 0;
