@@ -7,8 +7,9 @@
 // validated with the server's limits; a type validation refuses must still get a typed error
 // from ComputeLayout. A validated type must have a consistent layout (fields inside the
 // record, aligned as reported) and a libffi description of the same size, or a typed error.
-// The value is then marshalled with MarshalValue into a buffer of exactly the layout's size
-// and with MarshalArgument into an argument slot, and decoded back with DecodeValue /
+// The value, and another made for the type from the input (fuzz/typed_values.h), are then
+// marshalled with MarshalValue into a buffer of exactly the layout's size and with
+// MarshalArgument into an argument slot, and decoded back with DecodeValue /
 // UnmarshalResult: every scalar, pointer, string, bit field and raw run must come back as
 // it went in, field by field at the layout's offsets, and bytes the value does not set
 // (padding) must stay zero.
@@ -18,7 +19,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,8 @@
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "fuzz/fuzz_checks.h"
+#include "fuzz/proto_mutator.h"
+#include "fuzz/typed_values.h"
 
 namespace ffibox {
 namespace {
@@ -263,15 +268,21 @@ void CheckObject(const v1::Type& type, const v1::Value& value, absl::string_view
               static_cast<uint64_t>((static_cast<unsigned char>(bytes[bit / 8]) >> (bit % 8)) & 1)
               << b;
         }
+        // What C reads from the field: the bits, sign-extended for a signed type.
+        const v1::Scalar scalar = field.type().scalar();
+        const bool is_signed = scalar != v1::BOOL && GetScalarInfo(scalar).is_signed;
         const uint64_t width_mask =
             placed.bit_width == 64 ? ~uint64_t{0} : (uint64_t{1} << placed.bit_width) - 1;
+        const bool negative = is_signed && ((bits >> (placed.bit_width - 1)) & 1);
+        const uint64_t read = negative ? bits | ~width_mask : bits;
         const uint64_t sent = element.kind_case() == v1::Value::kBoolValue
                                   ? (element.bool_value() ? 1 : 0)
                               : element.kind_case() == v1::Value::kIntValue
                                   ? static_cast<uint64_t>(element.int_value())
                                   : element.uint_value();
-        FUZZ_CHECK(bits == (sent & width_mask), field_path, ": bit field holds ", bits, " for ",
-                   element.ShortDebugString());
+        FUZZ_CHECK(read == sent, field_path, ": a ", placed.bit_width, "-bit ",
+                   v1::Scalar_Name(scalar), " bit field reads ", static_cast<int64_t>(read),
+                   " after writing ", element.ShortDebugString());
         set->Bits(offset * 8 + first, placed.bit_width);
       }
       return;
@@ -328,9 +339,38 @@ void CheckArgument(const v1::Type& type, const v1::Value& value, const MarshalCo
   }
 }
 
-void FuzzMarshal(const v1::WriteMemory& input) {
+// Marshals `value` as an object of the validated `type` (laid out as `layout`) and checks
+// that it decodes back to what was sent.
+void CheckMarshalled(const v1::Type& type, const TypeLayout& layout, const v1::Value& value,
+                     uint64_t generation) {
+  const uint64_t size = layout.size;
+  std::unique_ptr<unsigned char[]> object(new unsigned char[size]());  // exactly its size
+  CallArena arena;
+  MarshalContext context;
+  context.arena = &arena;
+  context.generation = generation;
+  absl::Status status = MarshalValue(type, value, context, object.get());
+  CheckTypedError(
+      status, {v1::INVALID_ARGUMENT, v1::STALE_HANDLE, v1::UNIMPLEMENTED, v1::RESOURCE_EXHAUSTED},
+      "MarshalValue", /*needs_field=*/false);
+  if (type.kind_case() != v1::Type::kArray) CheckArgument(type, value, context, size, status);
+  if (!status.ok()) return;
+
+  const absl::string_view bytes(reinterpret_cast<const char*>(object.get()), size);
+  SetBits set(size);
+  CheckObject(type, value, bytes, 0, generation, "value", &set);
+  const int64_t stray = set.FirstStray(bytes);
+  FUZZ_CHECK(stray < 0, "byte ", stray, " of the marshalled object holds bits the value does ",
+             "not set (padding must stay zero)");
+  if (type.kind_case() == v1::Type::kArray || type.kind_case() == v1::Type::kRecord) {
+    v1::Value decoded;
+    FUZZ_CHECK(DecodeValue(type, bytes, generation, &decoded).ok() && decoded.raw() == bytes,
+               "an aggregate does not decode to its raw bytes");
+  }
+}
+
+void FuzzMarshal(const v1::WriteMemory& input, uint64_t input_hash) {
   const v1::Type& type = input.type();
-  const v1::Value& value = input.value();
   const TypeLimits limits;  // the worker's
   absl::Status valid = ValidateType(type, limits, "type");
   CheckTypedError(valid, {v1::INVALID_ARGUMENT, v1::UNIMPLEMENTED}, "ValidateType");
@@ -348,39 +388,32 @@ void FuzzMarshal(const v1::WriteMemory& input) {
   CheckFfiType(type, *layout);
   if (layout->size > kMaxMarshalledBytes) return;
 
-  const uint64_t size = layout->size;
-  std::unique_ptr<unsigned char[]> object(new unsigned char[size]());  // exactly its size
-  CallArena arena;
-  MarshalContext context;
-  context.arena = &arena;
-  context.generation = input.address().generation();
-  absl::Status status = MarshalValue(type, value, context, object.get());
-  CheckTypedError(
-      status, {v1::INVALID_ARGUMENT, v1::STALE_HANDLE, v1::UNIMPLEMENTED, v1::RESOURCE_EXHAUSTED},
-      "MarshalValue", /*needs_field=*/false);
-  if (type.kind_case() != v1::Type::kArray) CheckArgument(type, value, context, size, status);
-  if (!status.ok()) return;
-
-  const absl::string_view bytes(reinterpret_cast<const char*>(object.get()), size);
-  SetBits set(size);
-  CheckObject(type, value, bytes, 0, context.generation, "value", &set);
-  const int64_t stray = set.FirstStray(bytes);
-  FUZZ_CHECK(stray < 0, "byte ", stray, " of the marshalled object holds bits the value does ",
-             "not set (padding must stay zero)");
-  if (type.kind_case() == v1::Type::kArray || type.kind_case() == v1::Type::kRecord) {
-    v1::Value decoded;
-    FUZZ_CHECK(
-        DecodeValue(type, bytes, context.generation, &decoded).ok() && decoded.raw() == bytes,
-        "an aggregate does not decode to its raw bytes");
-  }
+  const uint64_t generation = input.address().generation();
+  CheckMarshalled(type, *layout, input.value(), generation);
+  // And a value made for the type, from the input's bytes.
+  std::mt19937_64 random(input_hash);
+  int budget = 4096;
+  CheckMarshalled(type, *layout, fuzz::TypedValue(type, generation, &random, &budget), generation);
 }
 
 }  // namespace
 }  // namespace ffibox
 
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  ffibox::fuzz::QuietProtobufLogs();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ffibox::v1::WriteMemory input;
   if (!input.ParseFromArray(data, static_cast<int>(size))) return 0;
-  ffibox::FuzzMarshal(input);
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  ffibox::FuzzMarshal(input, std::hash<std::string>()(bytes));
   return 0;
+}
+
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,
+                                          unsigned int seed) {
+  return ffibox::fuzz::MutateMessageInput(ffibox::v1::WriteMemory::default_instance(), data, size,
+                                          max_size, seed);
 }

@@ -1,11 +1,11 @@
 // Fuzzes the broker's checks of untrusted client requests (server/request_validation.h) and
 // the type checks they rest on (core/types.h).
 //
-// Input: one options byte, a little-endian uint16 length n, n bytes of a serialized
-// v1::Signature (the function a Call names, or the callback a CallbackReturn answers), then
-// a serialized v1::Request. Options: bit 0 selects small TypeLimits (so every limit is
-// reachable) instead of the server's defaults, bits 1-2 the server's env_allow list, bits
-// 3-7 which pointer parameters of the signature had pointees shipped with the invocation.
+// Input (fuzz/framed_input.h): one options byte, a little-endian uint16 length n, n bytes of
+// a serialized v1::Signature (the function a Call names, or the callback a CallbackReturn
+// answers), then a serialized v1::Request. Options: bit 0 selects small TypeLimits (so every limit
+// is reachable) instead of the server's defaults, bits 1-2 the server's env_allow list, bits 3-7
+// which pointer parameters of the signature had pointees shipped with the invocation.
 //
 // Checks that every validator that applies returns OK or a typed error a client can act on
 // (a known code, a message, the offending field), and that what passes keeps the promises
@@ -25,7 +25,9 @@
 #include "core/layout.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "fuzz/framed_input.h"
 #include "fuzz/fuzz_checks.h"
+#include "fuzz/proto_mutator.h"
 #include "server/pending_request.h"
 #include "server/request_validation.h"
 
@@ -301,19 +303,14 @@ void FuzzCallbackReturn(const v1::CallbackReturn& answer, const v1::Signature& s
 }
 
 void FuzzRequest(const uint8_t* data, size_t size) {
-  if (size < 3) return;
-  const uint8_t options = data[0];
-  const size_t signature_size = std::min<size_t>(data[1] | (data[2] << 8), size - 3);
-  const uint8_t* signature_bytes = data + 3;
-  const uint8_t* request_bytes = signature_bytes + signature_size;
-  const size_t request_size = size - 3 - signature_size;
-
+  fuzz::FramedInput input;
   v1::Signature signature;
   v1::Request request;
-  if (!signature.ParseFromArray(signature_bytes, static_cast<int>(signature_size)) ||
-      !request.ParseFromArray(request_bytes, static_cast<int>(request_size))) {
+  if (!fuzz::SplitFramedInput(data, size, &input) || !signature.ParseFromString(input.first) ||
+      !request.ParseFromString(input.second)) {
     return;
   }
+  const uint8_t options = input.options;
   const TypeLimits limits = LimitsFor(options);
 
   // The signature stands for a function resolved, or a callback defined, earlier in the
@@ -366,7 +363,19 @@ void FuzzRequest(const uint8_t* data, size_t size) {
 }  // namespace
 }  // namespace ffibox
 
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  ffibox::fuzz::QuietProtobufLogs();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ffibox::FuzzRequest(data, size);
   return 0;
+}
+
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,
+                                          unsigned int seed) {
+  return ffibox::fuzz::MutateFramedInput(ffibox::v1::Signature::default_instance(),
+                                         ffibox::v1::Request::default_instance(), data, size,
+                                         max_size, seed);
 }

@@ -24,6 +24,7 @@
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "fuzz/fuzz_checks.h"
+#include "fuzz/proto_mutator.h"
 #include "server/pending_request.h"
 #include "server/worker_protocol.pb.h"
 #include "server/worker_reply.h"
@@ -341,7 +342,18 @@ void FuzzFrame(absl::string_view frame) {
 }  // namespace
 }  // namespace ffibox
 
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  ffibox::fuzz::QuietProtobufLogs();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ffibox::FuzzFrame(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
+}
+
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,
+                                          unsigned int seed) {
+  return ffibox::fuzz::MutateMessageInput(ffibox::internal::WorkerReply::default_instance(), data,
+                                          size, max_size, seed);
 }

@@ -28,10 +28,11 @@ LIBS=(-lprotobuf "${absl_libs[@]}" -lffi -lpthread)
 
 # What each target is built from, besides fuzz/<target>.cc and the generated protobuf code.
 declare -A SOURCES=(
-  [request_validation_fuzzer]="server/request_validation.cc core/types.cc core/layout.cc
-    core/errors.cc"
-  [worker_frame_fuzzer]="server/worker_reply.cc core/types.cc core/layout.cc core/errors.cc"
-  [marshal_fuzzer]="core/marshal.cc core/blocks.cc core/arena.cc core/safe_memory.cc
+  [request_validation_fuzzer]="fuzz/proto_mutator.cc server/request_validation.cc core/types.cc
+    core/layout.cc core/errors.cc"
+  [worker_frame_fuzzer]="fuzz/proto_mutator.cc server/worker_reply.cc core/types.cc
+    core/layout.cc core/errors.cc"
+  [marshal_fuzzer]="fuzz/proto_mutator.cc fuzz/typed_values.cc core/marshal.cc core/blocks.cc core/arena.cc core/safe_memory.cc
     core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc core/errors.cc"
   [c_declaration_fuzzer]="client/cli/c_declaration.cc core/types.cc core/errors.cc"
 )
@@ -155,10 +156,12 @@ run_target() {
   if [ -d "fuzz/corpus/$target" ]; then
     cp -p "fuzz/corpus/$target"/* "$corpus"/ 2>/dev/null
   fi
+  local flags=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048
+    -artifact_prefix="$findings/" -print_final_stats=1)
+  [ -f "fuzz/$target.dict" ] && flags+=(-dict="fuzz/$target.dict")
   local before
   before=$(find "$findings" -type f | wc -l)
-  "$build/bin/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$findings/" -print_final_stats=1 "$corpus" >"$log" 2>&1
+  "$build/bin/$target" "${flags[@]}" "$corpus" >"$log" 2>&1
   local status=$?
   local runs
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
