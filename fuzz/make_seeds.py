@@ -78,6 +78,32 @@ REQUEST_SEEDS = {
         result { int_value: -1 } pointees { arg: 0 data: "\001\000\000\000" } }"""),
 }
 
+# call_fuzzer also runs the call_* seeds above. Lasting addresses below 4 name the blocks
+# the fuzzer prepares.
+CALL_SEEDS = {
+    "call_lasting": (0, "params { scalar: POINTER } params { scalar: POINTER }", r"""
+        id: 4 call { function: 3
+          args { pointer { block { block: 0 offset: 8 } } } args { pointer { block { block: 1 } } }
+          blocks { size: 16 direction: INOUT at { address: 1 generation: 3 }
+            relocations { offset: 0 target { block: 1 offset: 4 } } }
+          blocks { data: "kept" direction: OUT keep: true }
+          release { address: 2 generation: 3 } }"""),
+    "call_records": (0, """result { record { kind: STRUCT
+          fields { name: "x" type { scalar: DOUBLE } } fields { name: "y" type { scalar: DOUBLE } } } }
+        params { record { kind: STRUCT fields { name: "c" type { scalar: CHAR } }
+          fields { name: "b" type { scalar: UINT } bit_width: 7 } } }
+        params { scalar: LONGDOUBLE } variadic: true""", r"""
+        id: 5 call { function: 4
+          args { aggregate { elements { int_value: 65 } elements { uint_value: 100 } } }
+          args { float_value: 2.5 }
+          args { raw: "0123456789abcdef01234567" }
+          variadic_types { record { kind: UNION
+            fields { name: "d" type { array { element { scalar: DOUBLE } length: 3 } } }
+            fields { name: "i" type { scalar: INT } } } } }"""),
+    "call_wide_string": (0, "result { scalar: CSTRING } params { scalar: WSTRING }", r"""
+        id: 6 call { function: 5 args { text_value: "\303\251t\303\251" } capture_errno: true }"""),
+}
+
 FRAME_SEEDS = {
     "library": "response { id: 41 library { library: 3 } }",
     "function": "response { id: 41 function { function: 5 address { address: 4096 generation: 1 } } }",
@@ -173,7 +199,12 @@ def write(target: str, name: str, data: bytes) -> None:
 
 def main() -> None:
     for name, (options, signature, request) in REQUEST_SEEDS.items():
-        write("request_validation_fuzzer", name, request_seed(options, signature, request))
+        seed = request_seed(options, signature, request)
+        write("request_validation_fuzzer", name, seed)
+        if name.startswith("call_"):
+            write("call_fuzzer", name, seed)
+    for name, (options, signature, request) in CALL_SEEDS.items():
+        write("call_fuzzer", name, request_seed(options, signature, request))
     for name, text in FRAME_SEEDS.items():
         write("worker_frame_fuzzer", name, encode("ffibox.internal.WorkerReply", text))
     for name, text in MARSHAL_SEEDS.items():

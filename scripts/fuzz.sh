@@ -32,11 +32,16 @@ declare -A SOURCES=(
     core/layout.cc core/errors.cc"
   [worker_frame_fuzzer]="fuzz/proto_mutator.cc server/worker_reply.cc core/types.cc
     core/layout.cc core/errors.cc"
-  [marshal_fuzzer]="fuzz/proto_mutator.cc fuzz/typed_values.cc core/marshal.cc core/blocks.cc core/arena.cc core/safe_memory.cc
-    core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc core/errors.cc"
+  [marshal_fuzzer]="fuzz/proto_mutator.cc fuzz/typed_values.cc core/marshal.cc core/blocks.cc
+    core/arena.cc core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc
+    core/errors.cc"
+  [call_fuzzer]="fuzz/proto_mutator.cc core/call.cc core/marshal.cc core/blocks.cc core/arena.cc
+    core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc core/errors.cc
+    server/remote_memory.cc server/request_validation.cc server/worker_reply.cc"
   [c_declaration_fuzzer]="client/cli/c_declaration.cc core/types.cc core/errors.cc"
 )
-TARGETS=(request_validation_fuzzer worker_frame_fuzzer marshal_fuzzer c_declaration_fuzzer)
+TARGETS=(request_validation_fuzzer worker_frame_fuzzer marshal_fuzzer call_fuzzer
+  c_declaration_fuzzer)
 PROTO_SOURCES=("$build/gen/ffibox/v1/ffibox.pb.cc" "$build/gen/server/worker_protocol.pb.cc")
 
 ./scripts/install-deps.sh || {
