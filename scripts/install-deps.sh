@@ -6,6 +6,9 @@ set -euo pipefail
 PACKAGES=(
   bazel-bootstrap
   build-essential
+  clang-14                 # scripts/fuzz.sh: libFuzzer targets with ASan and UBSan
+  libclang-rt-14-dev       # (the sanitizer and libFuzzer runtimes; only recommended by clang)
+  libfuzzer-14-dev
   libffi-dev
   libgrpc++-dev
   libgrpc-dev

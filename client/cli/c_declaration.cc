@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
 
@@ -64,8 +65,10 @@ absl::StatusOr<std::vector<std::string>> Tokenize(absl::string_view text) {
       tokens.emplace_back(1, c);
       ++i;
     } else {
-      return Invalid(absl::StrCat("unexpected '", std::string(1, c), "' at position ", i,
-                                  " of the declaration"));
+      // Escaped: a lone byte of a multi-byte character is not valid UTF-8, which a
+      // v1::Error message must be.
+      return Invalid(absl::StrCat("unexpected '", absl::CHexEscape(text.substr(i, 1)),
+                                  "' at position ", i, " of the declaration"));
     }
   }
   return tokens;

@@ -148,6 +148,16 @@ TEST(ParseCDeclarationTest, RejectsWhatItDoesNotUnderstand) {
   EXPECT_FALSE(ParseCType("time_t").ok());
 }
 
+TEST(ParseCDeclarationTest, AnUnexpectedByteIsNamedEscapedInAValidUtf8Error) {
+  // The first byte of a two-byte UTF-8 character, alone, would not be valid UTF-8.
+  absl::StatusOr<CDeclaration> declaration = ParseCDeclaration("double caf\xc3\xa9(double)");
+  ASSERT_EQ(ErrorCodeOf(declaration.status()), v1::INVALID_ARGUMENT);
+  const v1::Error error = ToProtoError(declaration.status());
+  EXPECT_EQ(error.message(), "unexpected '\\xc3' at position 10 of the declaration");
+  v1::Error received;
+  EXPECT_TRUE(received.ParseFromString(error.SerializeAsString()));
+}
+
 TEST(CTypeNameTest, NamesTheCSpelling) {
   v1::Type type;
   type.set_scalar(v1::ULONGLONG);

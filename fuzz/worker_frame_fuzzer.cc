@@ -1,0 +1,359 @@
+// Fuzzes the broker's parsing of frames from a worker (server/worker_reply.h), which runs
+// untrusted code and may send anything.
+//
+// Input: the bytes of one frame. It is parsed with ParseWorkerFrame and, by its kind,
+// checked as the answer to each of several pending requests (loads, resolves, callback
+// definitions, calls with blocks of every direction and kept blocks, untyped and typed
+// memory reads, operations answered with `done`), as a callback invocation of each of
+// several callback signatures, or as an event. Checks that a refused frame is
+// INVALID_ARGUMENT with a message, and that an accepted one keeps every promise
+// ParseWorkerReply, CheckCallbackInvoke and CheckWorkerEvent make, re-checked here
+// independently: the client's id restored, the result kind of the operation, the assigned
+// handle, returned blocks and the pointers reported in them within the call's blocks, kept
+// blocks in order, read sizes, and shipped pointees of the parameter types' sizes.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/layout.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+#include "fuzz/fuzz_checks.h"
+#include "fuzz/proto_mutator.h"
+#include "server/pending_request.h"
+#include "server/worker_protocol.pb.h"
+#include "server/worker_reply.h"
+
+namespace ffibox {
+namespace {
+
+constexpr uint64_t kSequence = 41;
+constexpr uint64_t kClientId = 7;
+constexpr uint64_t kNotReturned = PendingRequest::kNotReturned;
+
+PendingRequest Pending(v1::Request::OpCase op, uint64_t handle = 0) {
+  PendingRequest pending;
+  pending.sequence = kSequence;
+  pending.client_id = kClientId;
+  pending.op = op;
+  pending.handle = handle;
+  pending.label = "fuzz";
+  return pending;
+}
+
+std::vector<PendingRequest> PendingShapes() {
+  std::vector<PendingRequest> shapes;
+  shapes.push_back(Pending(v1::Request::kLoadLibrary, 3));
+  shapes.push_back(Pending(v1::Request::kResolveFunction, 5));
+  shapes.push_back(Pending(v1::Request::kDefineCallback, 9));
+  shapes.push_back(Pending(v1::Request::kCall));  // no blocks
+  // Blocks [OUT 4, IN 8, INOUT 16, OUT 0, unspecified 24 kept, IN 8 kept].
+  PendingRequest call = Pending(v1::Request::kCall);
+  call.block_sizes = {4, 8, 16, 0, 24, 8};
+  call.returned_block_sizes = {4, kNotReturned, 16, 0, 24, kNotReturned};
+  call.kept_blocks = {4, 5};
+  shapes.push_back(call);
+  PendingRequest read = Pending(v1::Request::kReadMemory);
+  read.read_size = 16;
+  shapes.push_back(read);
+  PendingRequest typed_read = Pending(v1::Request::kReadMemory);
+  typed_read.read_typed = true;
+  typed_read.read_size = 12;
+  shapes.push_back(typed_read);
+  shapes.push_back(Pending(v1::Request::kAllocMemory));
+  shapes.push_back(Pending(v1::Request::kReadString));
+  shapes.push_back(Pending(v1::Request::kLookupSymbol));
+  shapes.push_back(Pending(v1::Request::kGetLayout));
+  shapes.push_back(Pending(v1::Request::kWriteMemory));
+  shapes.push_back(Pending(v1::Request::kFreeCallback, 9));
+  shapes.push_back(Pending(v1::Request::kPing));
+  return shapes;
+}
+
+v1::Type Scalar(v1::Scalar scalar) {
+  v1::Type type;
+  type.set_scalar(scalar);
+  return type;
+}
+
+v1::Type PointerTo(const v1::Type& pointee) {
+  v1::Type type;
+  *type.mutable_pointer()->mutable_pointee() = pointee;
+  return type;
+}
+
+v1::Type ArrayOf(const v1::Type& element, uint64_t length) {
+  v1::Type type;
+  *type.mutable_array()->mutable_element() = element;
+  type.mutable_array()->set_length(length);
+  return type;
+}
+
+std::vector<v1::Signature> CallbackSignatures() {
+  std::vector<v1::Signature> signatures(4);
+  // void (int)
+  *signatures[0].add_params() = Scalar(v1::INT);
+  // int (struct {int a; double b; int c:3;}*, char[16], double*, const char*)
+  v1::Type record;
+  record.mutable_record()->set_kind(v1::RecordType::STRUCT);
+  v1::Field* a = record.mutable_record()->add_fields();
+  *a->mutable_type() = Scalar(v1::INT);
+  v1::Field* b = record.mutable_record()->add_fields();
+  *b->mutable_type() = Scalar(v1::DOUBLE);
+  v1::Field* c = record.mutable_record()->add_fields();
+  *c->mutable_type() = Scalar(v1::INT);
+  c->set_bit_width(3);
+  *signatures[1].mutable_result() = Scalar(v1::INT);
+  *signatures[1].add_params() = PointerTo(record);
+  *signatures[1].add_params() = ArrayOf(Scalar(v1::CHAR), 16);
+  *signatures[1].add_params() = PointerTo(Scalar(v1::DOUBLE));
+  *signatures[1].add_params() = Scalar(v1::CSTRING);
+  // void (void*, int[0], int (*)(int))
+  *signatures[2].add_params() = Scalar(v1::POINTER);
+  *signatures[2].add_params() = ArrayOf(Scalar(v1::INT), 0);
+  v1::Type function;
+  *function.mutable_function() = signatures[0];
+  *signatures[2].add_params() = function;
+  // void (char (*)[kMaxInvokePointeeBytes], char (*)[1]): the first pointee alone is the cap.
+  *signatures[3].add_params() = PointerTo(ArrayOf(Scalar(v1::CHAR), kMaxInvokePointeeBytes));
+  *signatures[3].add_params() = PointerTo(ArrayOf(Scalar(v1::CHAR), 1));
+  for (const v1::Signature& signature : signatures) {
+    FUZZ_CHECK(ValidateSignature(signature, TypeLimits(), "callback").ok(),
+               "a callback signature of the fuzzer is invalid");
+  }
+  return signatures;
+}
+
+void CheckRefusal(const absl::Status& status, const char* what) {
+  FUZZ_CHECK(status.code() == absl::StatusCode::kInvalidArgument, what,
+             ": a refusal that is not INVALID_ARGUMENT: ", status.ToString());
+  FUZZ_CHECK(!status.message().empty(), what, ": a refusal without a message");
+}
+
+bool KnownErrorCode(v1::ErrorCode code) {
+  return v1::ErrorCode_IsValid(code) && code != v1::ERROR_CODE_UNSPECIFIED;
+}
+
+v1::Response::ResultCase ResultOf(v1::Request::OpCase op) {
+  switch (op) {
+    case v1::Request::kLoadLibrary:
+      return v1::Response::kLibrary;
+    case v1::Request::kResolveFunction:
+      return v1::Response::kFunction;
+    case v1::Request::kDefineCallback:
+      return v1::Response::kCallback;
+    case v1::Request::kCall:
+      return v1::Response::kCall;
+    case v1::Request::kReadMemory:
+      return v1::Response::kMemory;
+    case v1::Request::kAllocMemory:
+      return v1::Response::kAllocated;
+    case v1::Request::kReadString:
+      return v1::Response::kString;
+    case v1::Request::kLookupSymbol:
+      return v1::Response::kSymbol;
+    case v1::Request::kGetLayout:
+      return v1::Response::kLayout;
+    default:
+      return v1::Response::kDone;
+  }
+}
+
+void CheckCallResult(const v1::CallResult& call, const PendingRequest& pending) {
+  absl::flat_hash_set<uint32_t> seen;
+  for (const v1::BlockContents& block : call.blocks()) {
+    const uint32_t index = block.block();
+    FUZZ_CHECK(index < pending.returned_block_sizes.size(), "returned block ", index,
+               " was not sent");
+    FUZZ_CHECK(seen.insert(index).second, "block ", index, " came back twice");
+    const uint64_t size = pending.returned_block_sizes[index];
+    FUZZ_CHECK(size != kNotReturned, "IN block ", index, " came back");
+    FUZZ_CHECK(block.data().size() == size, "block ", index, " came back with ",
+               block.data().size(), " bytes, not ", size);
+    uint64_t next = 0;
+    for (const v1::Relocation& pointer : block.pointers()) {
+      FUZZ_CHECK(pointer.offset() % 8 == 0 && pointer.offset() >= next, "pointer offset ",
+                 pointer.offset(), " is not an increasing multiple of 8");
+      FUZZ_CHECK(pointer.offset() + 8 <= size, "pointer at ", pointer.offset(), " overruns block ",
+                 index, " of ", size, " bytes");
+      next = pointer.offset() + 8;
+      const uint32_t target = pointer.target().block();
+      FUZZ_CHECK(target < pending.block_sizes.size(), "pointer to block ", target);
+      FUZZ_CHECK(pointer.target().offset() <= pending.block_sizes[target], "pointer to offset ",
+                 pointer.target().offset(), " of block ", target);
+    }
+  }
+  FUZZ_CHECK(static_cast<size_t>(call.kept_size()) == pending.kept_blocks.size(),
+             "kept block count");
+  for (int i = 0; i < call.kept_size(); ++i) {
+    FUZZ_CHECK(call.kept(i).block() == pending.kept_blocks[i], "kept block ", i, " names block ",
+               call.kept(i).block());
+    FUZZ_CHECK(call.kept(i).address().address() != 0, "kept block at NULL");
+  }
+}
+
+void CheckAcceptedResponse(const v1::Response& response, const PendingRequest& pending) {
+  FUZZ_CHECK(response.id() == pending.client_id, "the client's id was not restored");
+  if (response.has_error()) {
+    FUZZ_CHECK(response.result_case() == v1::Response::RESULT_NOT_SET,
+               "an error with a result passed");
+    FUZZ_CHECK(KnownErrorCode(response.error().code()), "error code ", response.error().code());
+    return;
+  }
+  FUZZ_CHECK(response.result_case() == ResultOf(pending.op), "result kind ", response.result_case(),
+             " for operation ", pending.op);
+  switch (response.result_case()) {
+    case v1::Response::kLibrary:
+      FUZZ_CHECK(response.library().library() == pending.handle, "another library handle");
+      break;
+    case v1::Response::kFunction:
+      FUZZ_CHECK(response.function().function() == pending.handle, "another function handle");
+      break;
+    case v1::Response::kCallback:
+      FUZZ_CHECK(response.callback().callback() == pending.handle, "another callback handle");
+      break;
+    case v1::Response::kCall:
+      CheckCallResult(response.call(), pending);
+      break;
+    case v1::Response::kMemory: {
+      const v1::MemoryData& memory = response.memory();
+      if (!pending.read_typed) {
+        FUZZ_CHECK(memory.data().size() == pending.read_size && !memory.has_value(),
+                   "untyped read of ", memory.data().size(), " bytes");
+      } else {
+        FUZZ_CHECK(memory.data().empty() && memory.has_value() &&
+                       memory.value().kind_case() != v1::Value::KIND_NOT_SET,
+                   "typed read without a value or with data");
+        if (memory.value().kind_case() == v1::Value::kRaw) {
+          FUZZ_CHECK(memory.value().raw().size() == pending.read_size, "typed raw read of ",
+                     memory.value().raw().size(), " bytes");
+        }
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void FuzzResponse(absl::string_view frame, const internal::WorkerReply& reply,
+                  const std::vector<PendingRequest>& shapes) {
+  for (const PendingRequest& pending : shapes) {
+    absl::StatusOr<v1::Response> checked = CheckWorkerResponse(reply.response(), pending);
+    absl::StatusOr<v1::Response> parsed = ParseWorkerReply(frame, pending);
+    FUZZ_CHECK(checked.ok() == parsed.ok(),
+               "ParseWorkerReply and CheckWorkerResponse disagree for operation ", pending.op);
+    if (!checked.ok()) {
+      CheckRefusal(checked.status(), "CheckWorkerResponse");
+      CheckRefusal(parsed.status(), "ParseWorkerReply");
+      continue;
+    }
+    CheckAcceptedResponse(*checked, pending);
+    FUZZ_CHECK(checked->SerializeAsString() == parsed->SerializeAsString(),
+               "ParseWorkerReply and CheckWorkerResponse return different responses");
+  }
+}
+
+void FuzzInvoke(const v1::CallbackInvoke& invoke, const std::vector<v1::Signature>& signatures) {
+  for (const v1::Signature& signature : signatures) {
+    std::vector<std::pair<uint32_t, uint64_t>> shipped = {{99, 99}};  // must be replaced
+    absl::Status status = CheckCallbackInvoke(invoke, signature, &shipped);
+    if (!status.ok()) {
+      CheckRefusal(status, "CheckCallbackInvoke");
+      continue;
+    }
+    FUZZ_CHECK(invoke.invocation() != 0, "invocation 0 passed");
+    FUZZ_CHECK(invoke.args_size() == signature.params_size(), "argument count");
+    for (const v1::Value& arg : invoke.args()) {
+      FUZZ_CHECK(arg.kind_case() != v1::Value::KIND_NOT_SET, "an argument without a value passed");
+    }
+    FUZZ_CHECK(shipped.size() == static_cast<size_t>(invoke.pointees_size()), "shipped lists ",
+               shipped.size(), " pointees of ", invoke.pointees_size());
+    uint64_t total = 0;
+    absl::flat_hash_set<uint32_t> seen;
+    for (int i = 0; i < invoke.pointees_size(); ++i) {
+      const v1::PointeeData& pointee = invoke.pointees(i);
+      FUZZ_CHECK(pointee.arg() < static_cast<uint32_t>(signature.params_size()), "pointee of arg ",
+                 pointee.arg());
+      FUZZ_CHECK(seen.insert(pointee.arg()).second, "pointee shipped twice");
+      const v1::Type& param = signature.params(pointee.arg());
+      const v1::Type* type = param.kind_case() == v1::Type::kPointer ? &param.pointer().pointee()
+                             : param.kind_case() == v1::Type::kArray ? &param
+                                                                     : nullptr;
+      FUZZ_CHECK(type != nullptr, "pointee for a parameter that is no pointer or array");
+      uint64_t size = 0;
+      uint64_t alignment = 0;
+      FUZZ_CHECK(ComputeSizeAndAlignment(*type, &size, &alignment).ok(), "pointee type layout");
+      FUZZ_CHECK(pointee.data().size() == size, "pointee of ", pointee.data().size(),
+                 " bytes for a type of ", size);
+      FUZZ_CHECK(shipped[i].first == pointee.arg() && shipped[i].second == size, "shipped entry ",
+                 i);
+      total += size;
+    }
+    FUZZ_CHECK(total <= kMaxInvokePointeeBytes, "pointees exceed the cap");
+  }
+}
+
+void FuzzFrame(absl::string_view frame) {
+  static const std::vector<PendingRequest>* const kShapes =
+      new std::vector<PendingRequest>(PendingShapes());
+  static const std::vector<v1::Signature>* const kSignatures =
+      new std::vector<v1::Signature>(CallbackSignatures());
+
+  absl::StatusOr<internal::WorkerReply> reply = ParseWorkerFrame(frame);
+  if (!reply.ok()) {
+    CheckRefusal(reply.status(), "ParseWorkerFrame");
+    for (const PendingRequest& pending : *kShapes) {
+      absl::StatusOr<v1::Response> parsed = ParseWorkerReply(frame, pending);
+      FUZZ_CHECK(!parsed.ok(), "ParseWorkerReply accepted a frame ParseWorkerFrame refused");
+    }
+    return;
+  }
+  const int kinds = reply->has_response() + reply->has_invoke() + reply->has_event();
+  FUZZ_CHECK(kinds == 1, "a frame with ", kinds, " kinds passed");
+  if (reply->has_response()) {
+    FuzzResponse(frame, *reply, *kShapes);
+    return;
+  }
+  for (const PendingRequest& pending : *kShapes) {
+    FUZZ_CHECK(!ParseWorkerReply(frame, pending).ok(),
+               "ParseWorkerReply accepted an invocation or event as an answer");
+  }
+  if (reply->has_invoke()) {
+    FuzzInvoke(reply->invoke(), *kSignatures);
+    return;
+  }
+  absl::Status event = CheckWorkerEvent(reply->event());
+  if (!event.ok()) {
+    CheckRefusal(event, "CheckWorkerEvent");
+    return;
+  }
+  FUZZ_CHECK(reply->event().kind() == v1::SessionEvent::CALLBACK_ERROR, "event kind ",
+             reply->event().kind());
+  FUZZ_CHECK(KnownErrorCode(reply->event().error().code()), "event error code ",
+             reply->event().error().code());
+}
+
+}  // namespace
+}  // namespace ffibox
+
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  ffibox::fuzz::QuietProtobufLogs();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  ffibox::FuzzFrame(absl::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
+
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,
+                                          unsigned int seed) {
+  return ffibox::fuzz::MutateMessageInput(ffibox::internal::WorkerReply::default_instance(), data,
+                                          size, max_size, seed);
+}
