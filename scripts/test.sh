@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every ffibox test: installs what is missing, builds, runs the Bazel test suite (unit
 # and integration tests against real ffiboxd and worker processes), the Python tests against a
-# real ffiboxd, and CPython's ctypes test suite against ffibox.ctypes. Ends with "N passed,
-# M failed"; exits non-zero on any failure.
+# real ffiboxd, CPython's ctypes test suite against ffibox.ctypes, and the fuzz targets for a
+# few seconds each. Ends with "N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +52,17 @@ if [ -d tests/ctypes_suite ]; then
     echo "the ctypes suite runner ended without a count" >&2
     failed=$((failed + 1))
   fi
+fi
+
+# libFuzzer targets over the untrusted inputs (docs/fuzzing.md), briefly: 10 s each here;
+# `scripts/fuzz.sh 600` for a real run. Its last line is "N passed, M failed" too.
+./scripts/fuzz.sh 10 2>&1 | tee "$log"
+if [[ "$(tail -1 "$log")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+  passed=$((passed + BASH_REMATCH[1]))
+  failed=$((failed + BASH_REMATCH[2]))
+else
+  echo "the fuzzers ended without a count" >&2
+  failed=$((failed + 1))
 fi
 
 echo "${passed} passed, ${failed} failed"
