@@ -54,9 +54,9 @@ if [ -d tests/ctypes_suite ]; then
   fi
 fi
 
-# libFuzzer targets over the untrusted inputs (docs/fuzzing.md), briefly: 10 s each here;
+# libFuzzer targets over the untrusted inputs (docs/fuzzing.md), briefly: 5 s each here;
 # `scripts/fuzz.sh 600` for a real run. Its last line is "N passed, M failed" too.
-./scripts/fuzz.sh 10 2>&1 | tee "$log"
+./scripts/fuzz.sh 5 2>&1 | tee "$log"
 if [[ "$(tail -1 "$log")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
   passed=$((passed + BASH_REMATCH[1]))
   failed=$((failed + BASH_REMATCH[2]))
