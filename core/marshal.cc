@@ -3,6 +3,7 @@
 #include <ffi.h>
 
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -91,6 +92,11 @@ absl::Status MarshalInteger(v1::Scalar scalar, const v1::Value& value, void* slo
   return absl::OkStatus();
 }
 
+// The bytes of a long double that hold its value: 10 for the x87 extended format, which
+// x86-64 stores in 16.
+constexpr size_t kLongDoubleValueBytes =
+    std::numeric_limits<long double>::digits == 64 ? 10 : sizeof(long double);
+
 absl::Status MarshalFloating(v1::Scalar scalar, const v1::Value& value, void* slot) {
   long double v = 0;
   switch (value.kind_case()) {
@@ -113,7 +119,10 @@ absl::Status MarshalFloating(v1::Scalar scalar, const v1::Value& value, void* sl
     double d = static_cast<double>(v);
     std::memcpy(slot, &d, sizeof d);
   } else {
-    std::memcpy(slot, &v, sizeof v);
+    // Only the bytes that hold the value: the rest of a long double's storage is padding,
+    // which the compiler need not write, and copying it would leak stack bytes into the
+    // zeroed slot.
+    std::memcpy(slot, &v, kLongDoubleValueBytes);
   }
   return absl::OkStatus();
 }

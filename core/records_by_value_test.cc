@@ -630,5 +630,34 @@ TEST(TypedValuesTest, MarshalValueWithoutACallRefusesStringsAndBlocks) {
   EXPECT_EQ(back.y, 2);
 }
 
+// Fills the stack below the caller with a pattern, so that bytes a later call leaves
+// unwritten show up. Returns the pattern.
+__attribute__((noinline)) unsigned char DirtyTheStack() {
+  volatile unsigned char junk[4096];
+  for (int i = 0; i < 4096; ++i) junk[i] = 0xAB;
+  return junk[4095];
+}
+
+TEST(TypedValuesTest, LongDoublePaddingStaysZero) {
+  // x86-64 keeps a long double's value in 10 of its 16 bytes; the other 6 are padding.
+  const v1::Type two_fields =
+      Struct({MakeField("x", T(v1::LONGDOUBLE)), MakeField("i", T(v1::INT))});
+  for (const bool as_argument : {false, true}) {
+    alignas(16) unsigned char bytes[32] = {};
+    MarshalContext context;
+    context.generation = kGeneration;
+    ASSERT_EQ(DirtyTheStack(), 0xAB);
+    absl::Status status =
+        as_argument
+            ? MarshalArgument(T(v1::LONGDOUBLE), FloatValue(1.5), context, bytes)
+            : MarshalValue(two_fields, Aggregate({FloatValue(1.5), IntValue(7)}), context, bytes);
+    ASSERT_TRUE(status.ok()) << status;
+    long double back = 0;
+    std::memcpy(&back, bytes, 10);
+    EXPECT_EQ(back, 1.5L);
+    for (int i = 10; i < 16; ++i) EXPECT_EQ(bytes[i], 0) << "byte " << i << ", " << as_argument;
+  }
+}
+
 }  // namespace
 }  // namespace ffibox

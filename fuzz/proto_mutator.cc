@@ -264,6 +264,8 @@ std::string ProtoMutator::MutateSerialized(const Message& prototype, const std::
     std::string mutated = message->SerializeAsString();
     if (mutated.size() <= max_size) return mutated;
   }
+  // LLVMFuzzerMutate writes at least one byte, which a budget of 0 has no room for.
+  if (max_size == 0) return bytes;
   std::string mutated = bytes;
   mutated.resize(std::max(max_size, bytes.size()));
   mutated.resize(LLVMFuzzerMutate(reinterpret_cast<uint8_t*>(&mutated[0]), bytes.size(), max_size));
@@ -277,6 +279,7 @@ size_t MutateMessageInput(const Message& prototype, uint8_t* data, size_t size, 
   ProtoMutator mutator(seed);
   const std::string mutated = mutator.MutateSerialized(
       prototype, std::string(reinterpret_cast<const char*>(data), size), max_size);
+  if (mutated.size() > max_size) return size;
   std::memcpy(data, mutated.data(), mutated.size());
   return mutated.size();
 }
@@ -297,6 +300,7 @@ size_t MutateFramedInput(const Message& first, const Message& second, uint8_t* d
         mutator.MutateSerialized(second, input.second, max_size - 3 - input.first.size());
   }
   const std::string joined = JoinFramedInput(input);
+  if (joined.size() > max_size) return size;
   std::memcpy(data, joined.data(), joined.size());
   return joined.size();
 }
