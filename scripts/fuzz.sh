@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds ffibox's libFuzzer targets (fuzz/*_fuzzer.cc) with clang and runs each for SECONDS
-# (default 60) on a working copy of its seed corpus (fuzz/corpus/<target>/). Needs no Bazel:
+# (default 60) on a fresh copy of its seed corpus (fuzz/corpus/<target>/). Needs no Bazel:
 # the protobuf sources are generated with Debian's protoc into .fuzz-build/, which also
-# holds the objects, the binaries, the working corpora and any findings. Rebuilds only what
-# changed. Ends with "N passed, M failed": a target passes when it ran its time without a
-# finding; one that does not build fails. Exits 1 when any failed. docs/fuzzing.md.
+# holds the objects, the binaries, the working corpora, the logs and any findings. Rebuilds
+# only what changed. Ends with "N passed, M failed": a target passes when it ran its time
+# without a finding; one that does not build fails. Exits 1 when any failed.
+# docs/fuzzing.md says what each target checks.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -157,6 +158,8 @@ run_target() {
   local target=$1
   local corpus="$build/corpus/$target" findings="$build/findings/$target"
   local log="$build/logs/$target.log"
+  # Each run starts from the seeds: a corpus kept across runs grows without bound.
+  rm -rf "$corpus"
   mkdir -p "$corpus" "$findings" "$build/logs"
   if [ -d "fuzz/corpus/$target" ]; then
     cp -p "fuzz/corpus/$target"/* "$corpus"/ 2>/dev/null
