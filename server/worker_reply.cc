@@ -126,6 +126,12 @@ absl::Status CheckErrorCode(const v1::Error& error) {
   if (!v1::ErrorCode_IsValid(code) || code == v1::ERROR_CODE_UNSPECIFIED) {
     return absl::InvalidArgumentError(absl::StrCat("unknown error code ", code));
   }
+  // Only the broker knows these, from outside the worker: a worker claiming one is forging
+  // the broker's verdict (a crash, a sandbox violation with a syscall of its choosing).
+  if (code == v1::WORKER_CRASHED || code == v1::SANDBOX_VIOLATION || code == v1::JAIL_UNAVAILABLE) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("error code ", v1::ErrorCode_Name(code), ", which only the broker reports"));
+  }
   return absl::OkStatus();
 }
 

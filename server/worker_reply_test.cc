@@ -197,6 +197,16 @@ TEST(ParseWorkerReply, KeptBlocksMustBeReportedOnceEachInOrder) {
   ExpectRefused(Frame(KeptReply({{0, 0x1000}})), PendingCall());  // nothing was kept
 }
 
+TEST(ParseWorkerReply, ErrorCodesOnlyTheBrokerReportsAreRefused) {
+  for (v1::ErrorCode code : {v1::WORKER_CRASHED, v1::SANDBOX_VIOLATION, v1::JAIL_UNAVAILABLE}) {
+    v1::Response response;
+    response.set_id(kSequence);
+    response.mutable_error()->set_code(code);
+    response.mutable_error()->set_message("forged");
+    ExpectRefused(Frame(response), PendingCall());
+  }
+}
+
 TEST(ParseWorkerReply, GoodErrorReplyIsAccepted) {
   v1::Response response;
   response.set_id(kSequence);
