@@ -29,6 +29,24 @@ ArgumentError = _ct.ArgumentError
 _bytes_address = _twins.bytes_address
 
 
+def _kept_alive(keep, limit: Optional[int] = None):
+    """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
+    ctypes object, bytes) hold, depth first, each once, through nested `_objects`; at most
+    `limit` visited."""
+    stack, seen = [keep], set()
+    while stack and (limit is None or len(seen) < limit):
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif item is not None:
+            yield item
+            if isinstance(item, _CData):
+                stack.append(getattr(item, "_objects", None))
+
+
 class CallBuilder:
     """The blocks of one call, and how to copy them back into client memory."""
 
@@ -63,18 +81,9 @@ class CallBuilder:
         twinned = self.session.twins.owner_at(start)
         if twinned is not None and not isinstance(twinned, (bytes, str)) and holds(twinned):
             return twinned
-        stack, seen = [getattr(owner, "_objects", None)], set()
-        while stack and len(seen) < 256:
-            item = stack.pop()
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            if isinstance(item, dict):
-                stack.extend(item.values())
-            elif isinstance(item, _CData) and item is not obj:
-                if holds(item):
-                    return _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
-                stack.append(getattr(item, "_objects", None))
+        for item in _kept_alive(getattr(owner, "_objects", None), limit=256):
+            if isinstance(item, _CData) and item is not obj and holds(item):
+                return _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
         return obj
 
     def add_object(self, obj) -> Optional[int]:
@@ -137,19 +146,10 @@ class CallBuilder:
         return index
 
     def _collect(self, keep) -> None:
-        stack = [keep]
-        seen = set()
-        while stack:
-            item = stack.pop()
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            if isinstance(item, dict):
-                stack.extend(item.values())
-            elif isinstance(item, _ct._SimpleCData.__mro__[1]):  # _CData
+        for item in _kept_alive(keep):
+            if isinstance(item, _CData):
                 start = _ct.addressof(item)
                 self._candidates.append((start, start + _ct.sizeof(item), item))
-                stack.append(getattr(item, "_objects", None))
             elif isinstance(item, bytes):
                 start = _bytes_address(item)
                 self._candidates.append((start, start + len(item) + 1, item))
