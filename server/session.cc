@@ -222,6 +222,8 @@ void Session::Open(const v1::Request& request) {
   if (config_.cgroups != nullptr) {
     opened->set_worker_pids_max(config_.jail.worker_pids_max);
     opened->set_idle_cpu_percent(idle_cpu_percent);
+  } else {
+    opened->set_worker_pids_max(config_.jail.processes);  // RLIMIT_NPROC, or 0: none
   }
   Reply(request, std::move(response));
 }

@@ -47,6 +47,7 @@
 #include "server/pending_request.h"
 #include "server/scratch_directory.h"
 #include "server/worker_death.h"
+#include "server/worker_limits.h"
 #include "server/worker_output.h"
 #include "server/worker_pool.h"
 #include "server/worker_process.h"
@@ -253,6 +254,8 @@ class Session {
   std::unique_ptr<WorkerProcess> worker_ ABSL_GUARDED_BY(mu_);
   // The worker's cgroup (config_.cgroups); removed after the worker is reaped.
   std::unique_ptr<WorkerCgroup> cgroup_ ABSL_GUARDED_BY(mu_);
+  // Without a cgroup: the watch on the worker's RLIMIT_NPROC (config_.jail.processes).
+  std::unique_ptr<ProcessCapWatch> process_cap_ ABSL_GUARDED_BY(mu_);
   bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);

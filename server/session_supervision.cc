@@ -116,11 +116,18 @@ absl::Status Session::EnsureWorker() {
     }
     cgroup = *std::move(attached);
   }
+  std::unique_ptr<ProcessCapWatch> process_cap;
+  if (cgroup == nullptr && config_.jail.processes > 0) {
+    const pid_t worker_pid = (*started)->worker_pid();
+    process_cap = std::make_unique<ProcessCapWatch>(
+        worker_pid, worker_pid != (*started)->pid() ? 1 : 0, config_.jail.processes);
+  }
   WorkerProcess* worker = started->get();
   {
     absl::MutexLock lock(&mu_);
     worker_ = std::move(*started);
     cgroup_ = std::move(cgroup);
+    process_cap_ = std::move(process_cap);
     worker_alive_ = true;
     scopes_.clear();
     in_flight_ = 0;
@@ -303,6 +310,8 @@ void Session::ReadReplies(WorkerProcess* worker) {
           // request is told to the client before the reply.
           cgroup_->SetBusy(false).IgnoreError();
           limit_hits = cgroup_->NewLimitHits();
+        } else if (accepted.ok() && in_flight_ == 0 && process_cap_ != nullptr) {
+          limit_hits = process_cap_->NewLimitHits();
         }
       }
       if (accepted.ok()) {

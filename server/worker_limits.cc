@@ -5,8 +5,11 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <fstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace ffibox {
 namespace {
@@ -28,7 +31,31 @@ absl::Status Lower(pid_t pid, int resource, const char* name, rlim_t soft, rlim_
   return absl::OkStatus();
 }
 
+// The "Threads:" count of /proc/<pid>/status; 0 when it cannot be read (the process ended).
+uint64_t CountThreads(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    absl::string_view rest = line;
+    uint64_t threads = 0;
+    if (absl::ConsumePrefix(&rest, "Threads:") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &threads)) {
+      return threads;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
+
+std::vector<std::string> ProcessCapWatch::NewLimitHits() {
+  const uint64_t tasks = CountThreads(worker_pid_) + other_tasks_;
+  const bool was_at_cap = at_cap_;
+  at_cap_ = tasks >= cap_;
+  if (!at_cap_ || was_at_cap) return {};
+  return {absl::StrCat("threads and processes: the worker is at its cap of ", cap_,
+                       " (its own RLIMIT_NPROC; creating more fails)")};
+}
 
 absl::Status ApplyWorkerLimits(pid_t pid, const WorkerLimits& limits) {
   if (limits.address_space_bytes != 0) {

@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -201,7 +203,25 @@ absl::Status DecideJailLayers(JailOptions* options, const std::vector<std::strin
     absl::Status waived = WaiveFailedLayer(options, waivers, layer, reason);
     if (!waived.ok()) return waived;
   }
+  CapProcessesWithoutCgroup(options);
   return absl::OkStatus();
+}
+
+bool KernelCountsProcessesPerUserNamespace() {
+  struct utsname name;
+  int major = 0;
+  int minor = 0;
+  if (uname(&name) != 0 || sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 5 || (major == 5 && minor >= 14);
+}
+
+void CapProcessesWithoutCgroup(JailOptions* options) {
+  if (options->enabled && options->processes == 0 &&
+      !JailLayerRequested(*options, JailLayer::kCgroup) &&
+      JailLayerRequested(*options, JailLayer::kUserNamespace) &&
+      KernelCountsProcessesPerUserNamespace()) {
+    options->processes = options->worker_pids_max;
+  }
 }
 
 absl::Status WaiveFailedLayer(JailOptions* options, const std::vector<std::string>& waivers,

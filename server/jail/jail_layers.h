@@ -62,6 +62,16 @@ std::string JailLayerUnavailableReason(JailLayer layer);
 // and the waiver when a missing layer is not waived; INVALID_ARGUMENT for an unknown key.
 absl::Status DecideJailLayers(JailOptions* options, const std::vector<std::string>& waivers);
 
+// Whether RLIMIT_NPROC counts the tasks of one user namespace (Linux 5.14 and later), so
+// that a worker in its own user namespace is capped alone.
+bool KernelCountsProcessesPerUserNamespace();
+
+// The cap on one worker's threads and processes where no cgroup holds it: RLIMIT_NPROC at
+// `worker_pids_max` when the worker has its own user namespace and the kernel counts per
+// namespace (the worker's tasks alone, its init included); otherwise `processes` stays as
+// it is. Called by DecideJailLayers once the layers are decided.
+void CapProcessesWithoutCgroup(JailOptions* options);
+
 // Turns off `layer` after a real worker showed the host cannot provide it (`reason`), if
 // it is waived; otherwise returns the FAILED_PRECONDITION that stops ffiboxd.
 absl::Status WaiveFailedLayer(JailOptions* options, const std::vector<std::string>& waivers,

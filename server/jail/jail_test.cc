@@ -164,6 +164,24 @@ TEST(Jail, UnknownWaiverIsRefusedAndAnAvailableLayerStaysOn) {
   EXPECT_EQ(without_mount.waived.size(), 2u);
 }
 
+TEST(Jail, WithoutACgroupAWorkerInItsOwnUserNamespaceGetsItsCapAsRlimitNproc) {
+  ASSERT_TRUE(KernelCountsProcessesPerUserNamespace()) << "this host's kernel predates 5.14";
+  JailOptions with_cgroup;
+  ASSERT_TRUE(DecideJailLayers(&with_cgroup, {}).ok());
+  EXPECT_EQ(with_cgroup.processes, 0u);  // the cgroup's pids.max is the cap
+  JailOptions without_cgroup;
+  without_cgroup.cgroup = false;
+  without_cgroup.worker_pids_max = 64;
+  ASSERT_TRUE(DecideJailLayers(&without_cgroup, {}).ok());
+  EXPECT_EQ(without_cgroup.processes, 64u);
+  // Without a user namespace RLIMIT_NPROC would count every process of the host uid: no cap.
+  JailOptions shared_uid;
+  shared_uid.cgroup = false;
+  shared_uid.user_namespace = false;
+  CapProcessesWithoutCgroup(&shared_uid);
+  EXPECT_EQ(shared_uid.processes, 0u);
+}
+
 TEST(Jail, UnknownExtraSyscallIsRefusedBeforeAnyWorkerStarts) {
   WorkerLaunchOptions launch = JailedLaunch();
   launch.jail.extra_syscalls = {"not_a_syscall"};

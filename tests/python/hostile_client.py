@@ -4,6 +4,7 @@ each attack returned (test_jail_fails_closed.py runs it as root and as an ordina
 
     python3 hostile_client.py '{"library": "/tmp/x/libffibox_hostile.so",
                                "read": ["/etc/shadow"], "create": ["/etc/x"]}'
+    python3 hostile_client.py '{"limits_library": "/tmp/x/libffibox_test.so", "threads": 3000}'
 
 Standalone on purpose: it is copied next to the binaries an ordinary user runs. What the
 library writes to its stdout and stderr reaches this process's stderr (the client's default
@@ -124,8 +125,33 @@ def wait_for_output(seen, text: bytes, timeout: float = 10) -> bool:
     return True
 
 
+def start_threads(wanted: dict) -> dict:
+    """Starts `wanted["threads"]` threads that outlive the call in one session's worker
+    (with the limits test library), then 50 in another session's worker."""
+    import ffibox
+    from ffibox import ctypes
+    from ffibox._stubs import pb
+    greedy = ctypes._default_session()
+    library = ctypes.CDLL(wanted["limits_library"])
+    library.start_sleeping_threads.argtypes = [ctypes.c_int]
+    results = {"worker_pids_max": greedy.worker_pids_max,
+               "waived_jail_layers": list(greedy.waived_jail_layers),
+               "started": library.start_sleeping_threads(wanted["threads"])}
+    results["limit_events"] = [event.error.message for event in greedy.stream.events
+                               if event.kind == pb.SessionEvent.LIMIT_REACHED]
+    with ffibox.connect().session() as bystander:
+        other = bystander.CDLL(wanted["limits_library"])
+        other.start_sleeping_threads.argtypes = [ctypes.c_int]
+        results["bystander_started"] = other.start_sleeping_threads(50)
+    return results
+
+
 def main() -> None:
     wanted = json.loads(sys.argv[1])
+    if "threads" in wanted:
+        json.dump(start_threads(wanted), sys.stdout)
+        sys.stdout.write("\n")
+        return
     import ffibox
     from ffibox import ctypes
     library = HostileLibrary(ctypes.CDLL(wanted["library"]), ctypes)

@@ -240,6 +240,7 @@ def user_install():
     shutil.copytree(os.path.join(CLIENT, "ffibox"), os.path.join(directory, "client", "ffibox"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(HOSTILE_LIB, directory)
+    shutil.copy(TEST_LIB, directory)
     shutil.copy(HOSTILE_CLIENT, directory)
     for parent, subdirectories, files in os.walk(directory):
         for name in subdirectories:
@@ -253,6 +254,7 @@ def user_install():
         "client": os.path.join(directory, "client"),
         "proto": os.path.join(directory, "proto"),
         "library": os.path.join(directory, "libffibox_hostile.so"),
+        "limits_library": os.path.join(directory, os.path.basename(TEST_LIB)),
         "script": os.path.join(directory, "hostile_client.py"),
     }
     shutil.rmtree(directory, ignore_errors=True)
@@ -290,6 +292,28 @@ def test_private_server_as_ordinary_user_keeps_the_library_out_of_home(ordinary_
     assert results["read"]["/etc/passwd"] == -errno.ENOENT
     # ffiboxd is not dumpable: not even its own user (here its parent) may open its memory.
     assert list(results["client_opens_server_memory"].values()) == [errno.EACCES], results
+
+
+def test_private_server_as_ordinary_user_caps_each_workers_threads(ordinary_user,
+                                                                    user_install):
+    # No cgroups for an ordinary user here (the private server waives the layer): the cap
+    # is the worker's own RLIMIT_NPROC, counted in its own user namespace, so one library
+    # cannot take the user's pids and another session's worker still gets its threads.
+    uid, gid, home = ordinary_user
+    runtime_dir = tempfile.mkdtemp(prefix="ffibox-runtime-", dir="/tmp")
+    os.chown(runtime_dir, uid, gid)
+    wanted = {"limits_library": user_install["limits_library"], "threads": 3000}
+    try:
+        results, stderr = run_hostile_client(
+            client_environment(runtime_dir, home, user_install), wanted,
+            script=user_install["script"], user=ORDINARY_USER)
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+    assert results["worker_pids_max"] == 256, results
+    assert 200 <= results["started"] < 256, results
+    assert any("threads and processes" in message for message in results["limit_events"]), \
+        (results, stderr)
+    assert results["bystander_started"] == 50, results
 
 
 def test_check_sandbox_as_ordinary_user_reports_every_layer_active(ordinary_user,
