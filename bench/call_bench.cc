@@ -44,6 +44,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "server/jail/cgroups.h"
 
 namespace ffibox {
 namespace bench {
@@ -245,6 +246,47 @@ void BM_CrossProcessRoundTrip(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_CrossProcessRoundTrip)->UseRealTime();
+
+// What the cgroup layer adds to every request in the broker: lift the idle CPU quota when
+// the request starts, put it back and read the group's counters (pids, memory, OOM kills)
+// when it ends, on a group holding a sleeping child. CPU time of this thread only: it never
+// waits on another.
+void BM_CgroupPerRequest(benchmark::State& state) {
+  absl::StatusOr<std::unique_ptr<CgroupTree>> tree = CgroupTree::Create(0);
+  if (!tree.ok()) {
+    state.SkipWithError(std::string(tree.status().message()).c_str());
+    return;
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    state.SkipWithError("fork failed");
+    return;
+  }
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  absl::StatusOr<std::unique_ptr<WorkerCgroup>> group =
+      (*tree)->Attach(child, WorkerCgroupLimits{256, 4ull << 30, 10});
+  if (!group.ok()) {
+    state.SkipWithError(std::string(group.status().message()).c_str());
+  } else {
+    for (auto _ : state) {
+      absl::Status busy = (*group)->SetBusy(true);
+      absl::Status idle = (*group)->SetBusy(false);
+      benchmark::DoNotOptimize((*group)->NewLimitHits());
+      if (!busy.ok() || !idle.ok()) {
+        state.SkipWithError("cpu quota write failed");
+        break;
+      }
+    }
+  }
+  kill(child, SIGKILL);
+  while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (group.ok()) group->reset();  // after the reap: the group is empty
+}
+BENCHMARK(BM_CgroupPerRequest);
 
 // The same 16-byte echo over a socketpair, but to a thread of this process: separates the
 // cost of waking another thread from the cost of crossing into another process.

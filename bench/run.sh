@@ -69,6 +69,8 @@ for name, times in runs.items():
         note = "%.0f calls/s" % (1e9 / median)
     elif name == "BM_FfiboxCallbackRoundTrip":
         note = "call + 1 callback to the client"
+    elif name == "BM_CgroupPerRequest":
+        note = "the cgroup layer's work per request (broker CPU)"
     rows.append((name, median, min(times), max(times), note))
 fields = sys.argv[2].split()
 rows.append((fields[0], float(fields[1]), float(fields[4]), float(fields[7]),
