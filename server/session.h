@@ -1,22 +1,17 @@
 // One client session in the broker: the lifetime of one `Session` stream.
 //
 // The session validates each client request, forwards what needs native code to its worker,
-// and relays the worker's answers. It supervises the worker: a reader thread per worker
-// generation receives replies, enforces the deadline of every request the worker is running
-// (killing the worker when one passes), and turns the worker's death into typed errors for
-// every request in flight. On the next request after a death, a new worker is started and
-// the session's libraries, functions and callbacks are replayed under their old handles.
-//
-// Callbacks make the worker's work nested: native code calls a client callback (the worker
-// sends an `invoke`, relayed to the client as a CallbackInvoke), and the client may send
-// requests inside that invocation (Request.invocation) before its CallbackReturn. Requests
-// therefore queue per scope: scope 0 is the top level, scope N holds the requests sent inside
-// invocation N, which the worker runs one at a time on the thread that made the invocation.
-// Each scope answers in order, scopes independently, so a reply must match the head of some
-// scope. The head of every non-empty scope has a deadline, counted from when it became head;
-// an enclosing call's deadline keeps running while its callbacks run. An invocation outside
-// any call (a library thread firing a stored callback while the session is idle) gets the
-// session's default deadline.
+// and relays the worker's answers. Its state is in named parts, all under `mu_`:
+// - HandleTable (server/handle_table.h): the client's libraries, functions and callbacks,
+//   and what a new worker must be sent to honour them again;
+// - InFlightRequests (server/in_flight_requests.h): what the worker is running, per
+//   callback scope, with deadlines;
+// - the worker itself, its cgroup, and the reader thread of its generation, which
+//   receives replies, enforces deadlines (killing the worker when one passes) and turns the
+//   worker's death into typed errors for every request in flight. On the next request
+//   after a death a new worker is started and the handles are replayed.
+// Each request handler validates, then answers at once or forwards to the worker; an error
+// is answered in one place (HandleRequest).
 //
 // Threads: HandleRequest and Shutdown are called from the stream's thread only; the reader
 // thread and that thread share state under `mu_`. Responses go out through a thread-safe
@@ -25,7 +20,6 @@
 #define FFIBOX_SERVER_SESSION_H_
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,13 +28,15 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/allowlist.h"
+#include "server/handle_table.h"
+#include "server/in_flight_requests.h"
 #include "server/jail/cgroups.h"
 #include "server/jail/jail_options.h"
 #include "server/library_descriptor.h"
@@ -119,72 +115,35 @@ class Session {
   void Shutdown();
 
  private:
-  enum class State { kPending, kReady, kFailed };
-  struct LibraryRecord {
-    std::string path;
-    State state = State::kPending;
-  };
-  struct FunctionRecord {
-    uint64_t library = 0;
-    std::string symbol;
-    v1::Signature signature;
-    State state = State::kPending;
-    // Non-zero for a function resolved by address: the worker generation it is valid in.
-    uint64_t generation = 0;
-  };
-  struct CallbackRecord {
-    std::shared_ptr<const v1::Signature> signature;
-    State state = State::kPending;
-    bool freed = false;  // a free_callback was sent; gone once the worker answers it
-  };
-  // Requests sent inside one invocation (or at the top level, scope 0), oldest first.
-  struct Scope {
-    std::deque<PendingRequest> queue;
-    absl::Time head_deadline = absl::InfiniteFuture();  // of queue.front()
-    int depth = 0;  // the invocation's nesting depth; 0 for the top level
-  };
-  // A CallbackInvoke sent to the client and not yet answered.
-  struct OpenInvocation {
-    uint64_t callback = 0;
-    int depth = 1;  // 1 + the parent's depth
-    std::shared_ptr<const v1::Signature> signature;
-    std::vector<std::pair<uint32_t, uint64_t>> shipped;  // pointees: (argument, size)
-    // Set for an invocation outside any call; else the enclosing call's deadline governs.
-    absl::Time deadline = absl::InfiniteFuture();
-    absl::Duration timeout;
-  };
-  // What the worker was doing that made it die: a request, or an open invocation.
-  struct Culprit {
-    uint64_t sequence = 0;  // the request's, or 0
-    std::string label;
-    absl::Duration timeout;
-  };
+  using Culprit = InFlightRequests::Culprit;
+  // What a handler answers at once: a response, or nothing when the worker will answer.
+  using Answer = std::optional<v1::Response>;
 
-  // Request handlers: each validates, then answers or forwards.
-  void Open(const v1::Request& request);
-  void LoadLibrary(const v1::Request& request);
-  void ResolveFunction(const v1::Request& request);
-  void Call(const v1::Request& request);
-  void GetLayout(const v1::Request& request);
-  void LookupSymbol(const v1::Request& request);
+  // Request handlers: each validates, then answers or forwards. An error is the answer.
+  absl::StatusOr<Answer> Dispatch(const v1::Request& request, bool first);
+  absl::StatusOr<Answer> Open(const v1::Request& request);
+  absl::StatusOr<Answer> LoadLibrary(const v1::Request& request);
+  absl::StatusOr<Answer> ResolveFunction(const v1::Request& request);
+  absl::StatusOr<Answer> Call(const v1::Request& request);
+  absl::StatusOr<Answer> GetLayout(const v1::Request& request);
+  absl::StatusOr<Answer> LookupSymbol(const v1::Request& request);
   // read / write / alloc / free / fill / copy memory and read_string.
-  void MemoryOperation(const v1::Request& request);
-  void DefineCallback(const v1::Request& request);
-  void FreeCallback(const v1::Request& request);
+  absl::StatusOr<Answer> MemoryOperation(const v1::Request& request);
+  absl::StatusOr<Answer> DefineCallback(const v1::Request& request);
+  absl::StatusOr<Answer> FreeCallback(const v1::Request& request);
   // Closes an open invocation and hands the client's answer to the worker.
-  void CallbackReturn(const v1::Request& request);
-
-  // Whether a request may run inside `invocation` (0: always): it must be open, and nested
-  // less deep than the limit. FAILED_PRECONDITION / RESOURCE_EXHAUSTED otherwise.
-  absl::Status CheckInvocationScope(uint64_t invocation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Answer> CallbackReturn(const v1::Request& request);
 
   // Whether an address of worker generation `generation` is valid now.
   bool AddressIsCurrent(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // STALE_HANDLE for an address of worker generation `generation`.
   absl::Status StaleAddress(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Sends `request` to the worker (starting one if needed) as `pending` describes it.
-  void Forward(const v1::Request& request, PendingRequest pending);
+  // Sends `request` to the worker (starting one if needed) as `pending` describes it;
+  // nothing to answer now, or the error (recorded as the handle's outcome).
+  absl::StatusOr<Answer> Forward(const v1::Request& request, PendingRequest pending);
+  // The session's call timeout, with the session's lock.
+  absl::Duration CallTimeout() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts a worker and replays the session's libraries and functions, unless one is alive.
   absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues and sends the replay of every ready library and function to a new worker.
@@ -205,14 +164,7 @@ class Session {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks and records a CallbackInvoke from the worker.
   absl::Status AcceptInvoke(const v1::CallbackInvoke& invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The earliest deadline of anything the worker is running.
-  absl::Time NextDeadline() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether something is past its deadline at `now`; if so, describes it in `culprit`.
-  bool FindOverdue(absl::Time now, Culprit* culprit) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The request the worker was most likely executing: the head of the most deeply nested
-  // scope. An empty culprit when nothing was in flight.
-  Culprit InnermostRunning() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies a successful or failed reply to the session's handle tables.
+  // Applies a successful or failed reply to the session's handle table.
   void RecordOutcome(const PendingRequest& pending, const v1::Response& response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails everything in flight after `worker` died and reports the loss.
@@ -245,11 +197,8 @@ class Session {
   // The session's scratch directory; removed after the workers are gone (~Session).
   std::unique_ptr<ScratchDirectory> scratch_ ABSL_GUARDED_BY(mu_);
   bool restart_ ABSL_GUARDED_BY(mu_) = true;
-  std::vector<LibraryRecord> libraries_ ABSL_GUARDED_BY(mu_);  // handle = index + 1
-  absl::flat_hash_map<uint64_t, FunctionRecord> functions_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_function_handle_ ABSL_GUARDED_BY(mu_) = 1;
-  absl::flat_hash_map<uint64_t, CallbackRecord> callbacks_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_callback_handle_ ABSL_GUARDED_BY(mu_) = 1;
+  HandleTable handles_ ABSL_GUARDED_BY(mu_);
+  InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
 
   std::unique_ptr<WorkerProcess> worker_ ABSL_GUARDED_BY(mu_);
   // The worker's cgroup (config_.cgroups); removed after the worker is reaped.
@@ -260,12 +209,6 @@ class Session {
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);
   std::thread reader_;  // touched by the stream's thread only
-
-  absl::flat_hash_map<uint64_t, Scope> scopes_ ABSL_GUARDED_BY(mu_);  // by invocation; 0 = top
-  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;                         // requests in all scopes
-  absl::flat_hash_map<uint64_t, OpenInvocation> invocations_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
-  std::string last_label_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ffibox

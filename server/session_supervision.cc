@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/status_macros.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/user_namespace.h"
 #include "server/library_descriptor.h"
@@ -129,9 +130,6 @@ absl::Status Session::EnsureWorker() {
     cgroup_ = std::move(cgroup);
     process_cap_ = std::move(process_cap);
     worker_alive_ = true;
-    scopes_.clear();
-    in_flight_ = 0;
-    invocations_.clear();
   }
   // What the library prints reaches the client as WORKER_OUTPUT events, within a budget.
   for (auto [fd, stream] :
@@ -165,49 +163,22 @@ absl::Status Session::EnsureWorker() {
 }
 
 void Session::ReplayHandles() {
-  std::vector<std::pair<v1::Request, PendingRequest>> replays;
+  std::vector<HandleTable::Replay> replays;
+  absl::Duration timeout;
   {
     absl::MutexLock lock(&mu_);
-    for (size_t i = 0; i < libraries_.size(); ++i) {
-      if (libraries_[i].state != State::kReady) continue;
-      std::pair<v1::Request, PendingRequest> replay;
-      replay.first.mutable_load_library()->set_path(libraries_[i].path);
-      replay.second.op = v1::Request::kLoadLibrary;
-      replay.second.handle = i + 1;
-      replay.second.label = absl::StrCat("dlopen ", libraries_[i].path, " (replay)");
-      replay.second.timeout = call_timeout_;
-      replays.push_back(std::move(replay));
-    }
-    for (const auto& [handle, function] : functions_) {
-      // Functions resolved by address belong to their worker generation only.
-      if (function.state != State::kReady || function.generation != 0) continue;
-      std::pair<v1::Request, PendingRequest> replay;
-      v1::ResolveFunction* resolve = replay.first.mutable_resolve_function();
-      resolve->set_library(function.library);
-      resolve->set_symbol(function.symbol);
-      *resolve->mutable_signature() = function.signature;
-      replay.second.op = v1::Request::kResolveFunction;
-      replay.second.handle = handle;
-      replay.second.label = absl::StrCat("dlsym ", function.symbol, " (replay)");
-      replay.second.timeout = call_timeout_;
-      replays.push_back(std::move(replay));
-    }
-    for (const auto& [id, callback] : callbacks_) {
-      // Callback ids are stable: the new worker defines them again, at new addresses.
-      if (callback.state != State::kReady || callback.freed) continue;
-      std::pair<v1::Request, PendingRequest> replay;
-      *replay.first.mutable_define_callback()->mutable_signature() = *callback.signature;
-      replay.second.op = v1::Request::kDefineCallback;
-      replay.second.handle = id;
-      replay.second.label = absl::StrCat("define_callback ", id, " (replay)");
-      replay.second.timeout = call_timeout_;
-      replays.push_back(std::move(replay));
-    }
+    replays = handles_.Replays();
+    timeout = call_timeout_;
   }
   // Replays are queued ahead of the request that caused the restart, so it runs with every
   // handle in place. A failed replay leaves the handle's calls failing in the worker.
-  for (auto& [request, pending] : replays) {
-    if (!Enqueue(request, std::move(pending)).ok()) return;
+  for (HandleTable::Replay& replay : replays) {
+    PendingRequest pending;
+    pending.op = replay.op;
+    pending.handle = replay.handle;
+    pending.label = std::move(replay.label);
+    pending.timeout = timeout;
+    if (!Enqueue(replay.request, std::move(pending)).ok()) return;
   }
 }
 
@@ -227,28 +198,18 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (pending.required_generation != 0 && pending.required_generation != generation_) {
       return StaleAddress(pending.required_generation);
     }
+    wrapped.set_handle(pending.handle);
+    wrapped.set_invocation(pending.scope);
     // The invocation may have closed (or its worker died) since HandleRequest checked.
-    absl::Status scope_status = CheckInvocationScope(pending.scope);
-    if (!scope_status.ok()) return scope_status;
-    if (in_flight_ >= config_.max_in_flight) {
-      return ErrorStatus(
-          v1::RESOURCE_EXHAUSTED,
-          absl::StrCat("more than ", config_.max_in_flight, " requests in flight in one session"));
-    }
-    pending.sequence = next_sequence_++;
-    wrapped.set_id(pending.sequence);
+    FFIBOX_ASSIGN_OR_RETURN(InFlightRequests::Queued queued,
+                            requests_.Queue(std::move(pending), absl::Now()));
+    wrapped.set_id(queued.sequence);
     if (request.has_load_library()) {
       for (const auto& [name, value] : environment_) (*wrapped.mutable_environment())[name] = value;
     }
-    wrapped.set_handle(pending.handle);
-    wrapped.set_invocation(pending.scope);
-    Scope& scope = scopes_[pending.scope];
-    if (pending.scope != 0) scope.depth = invocations_[pending.scope].depth;
-    was_idle = scope.queue.empty();
-    if (was_idle) scope.head_deadline = absl::Now() + pending.timeout;
-    scope.queue.push_back(std::move(pending));
+    was_idle = queued.became_head;
     // The first request in flight lifts the idle CPU throttle.
-    if (++in_flight_ == 1 && cgroup_ != nullptr) cgroup_->SetBusy(true).IgnoreError();
+    if (queued.first && cgroup_ != nullptr) cgroup_->SetBusy(true).IgnoreError();
     worker = worker_.get();
   }
   *wrapped.mutable_request() = request;
@@ -292,7 +253,7 @@ void Session::ReadReplies(WorkerProcess* worker) {
     absl::Time deadline;
     {
       absl::MutexLock lock(&mu_);
-      deadline = NextDeadline();
+      deadline = requests_.NextDeadline();
     }
     absl::StatusOr<std::string> frame = worker->channel().Receive(deadline);
     if (frame.ok()) {
@@ -305,12 +266,12 @@ void Session::ReadReplies(WorkerProcess* worker) {
         // Parsed: its bytes are not needed while the reply goes out (one copy fewer at the
         // peak of a large reply).
         std::string().swap(*frame);
-        if (accepted.ok() && in_flight_ == 0 && cgroup_ != nullptr) {
+        if (accepted.ok() && requests_.size() == 0 && cgroup_ != nullptr) {
           // Idle again: the throttle is back on, and whatever limit bit during the
           // request is told to the client before the reply.
           cgroup_->SetBusy(false).IgnoreError();
           limit_hits = cgroup_->NewLimitHits();
-        } else if (accepted.ok() && in_flight_ == 0 && process_cap_ != nullptr) {
+        } else if (accepted.ok() && requests_.size() == 0 && process_cap_ != nullptr) {
           limit_hits = process_cap_->NewLimitHits();
         }
       }
@@ -343,15 +304,14 @@ void Session::ReadReplies(WorkerProcess* worker) {
         return HandleWorkerDeath(worker, DeathCause::kUnexpected, "");
       }
       case absl::StatusCode::kDeadlineExceeded: {
-        Culprit culprit;
-        bool overdue = false;
+        std::optional<Culprit> overdue;
         {
           absl::MutexLock lock(&mu_);
-          overdue = FindOverdue(absl::Now(), &culprit);
+          overdue = requests_.FindOverdue(absl::Now());
         }
-        if (!overdue) continue;
+        if (!overdue.has_value()) continue;
         worker->Kill();
-        return HandleWorkerDeath(worker, DeathCause::kDeadline, "", &culprit);
+        return HandleWorkerDeath(worker, DeathCause::kDeadline, "", &*overdue);
       }
       case absl::StatusCode::kUnavailable:
         return HandleWorkerDeath(worker, DeathCause::kUnexpected, "");
@@ -386,136 +346,34 @@ absl::Status Session::AcceptFrame(absl::string_view frame, const WorkerProcess& 
   }
   // A response answers the head of one scope (scopes run independently).
   const uint64_t sequence = reply->response().id();
-  auto scope = scopes_.begin();
-  for (; scope != scopes_.end(); ++scope) {
-    if (!scope->second.queue.empty() && scope->second.queue.front().sequence == sequence) break;
-  }
-  if (scope == scopes_.end()) {
+  const PendingRequest* running = requests_.RunningRequest(sequence);
+  if (running == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("reply for request ", sequence, ", which is not running"));
   }
-  absl::StatusOr<v1::Response> parsed =
-      CheckWorkerResponse(std::move(*reply->mutable_response()), scope->second.queue.front());
-  if (!parsed.ok()) return parsed.status();
-  PendingRequest done = std::move(scope->second.queue.front());
-  scope->second.queue.pop_front();
-  --in_flight_;
-  if (!scope->second.queue.empty()) {
-    scope->second.head_deadline = absl::Now() + scope->second.queue.front().timeout;
-  } else if (scope->first != 0 && !invocations_.contains(scope->first)) {
-    scopes_.erase(scope);  // the invocation was answered and its last request is done
-  }
-  last_label_ = done.label;
-  parsed->set_generation(worker.generation());
-  RecordOutcome(done, *parsed);
-  if (done.client_id != 0) *to_client = std::move(*parsed);  // replays tell the client nothing
+  FFIBOX_ASSIGN_OR_RETURN(v1::Response parsed,
+                          CheckWorkerResponse(std::move(*reply->mutable_response()), *running));
+  PendingRequest done = requests_.Finish(sequence, absl::Now());
+  parsed.set_generation(worker.generation());
+  RecordOutcome(done, parsed);
+  if (done.client_id != 0) *to_client = std::move(parsed);  // replays tell the client nothing
   return absl::OkStatus();
 }
 
 absl::Status Session::AcceptInvoke(const v1::CallbackInvoke& invoke) {
-  auto callback = callbacks_.find(invoke.callback());
-  if (callback == callbacks_.end()) {
+  std::shared_ptr<const v1::Signature> signature = handles_.CallbackSignature(invoke.callback());
+  if (signature == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("invocation of callback ", invoke.callback(), ", which is not defined"));
   }
-  OpenInvocation open;
-  absl::Status shape = CheckCallbackInvoke(invoke, *callback->second.signature, &open.shipped);
-  if (!shape.ok()) return shape;
-  const uint64_t id = invoke.invocation();
-  if (invocations_.contains(id) || scopes_.contains(id)) {
-    return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is already in use"));
-  }
-  if (invoke.parent_invocation() != 0) {
-    auto parent = invocations_.find(invoke.parent_invocation());
-    auto parent_scope = scopes_.find(invoke.parent_invocation());
-    if (parent == invocations_.end() || parent_scope == scopes_.end() ||
-        parent_scope->second.queue.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("invocation ", id, " is nested in invocation ",
-                                                     invoke.parent_invocation(),
-                                                     ", which is not running a request"));
-    }
-    open.depth = parent->second.depth + 1;
-    if (open.depth > config_.max_callback_depth) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invocation ", id, " is nested deeper than the limit"));
-    }
-  }
-  open.callback = invoke.callback();
-  open.signature = callback->second.signature;
-  auto top = scopes_.find(0);
-  if (invoke.parent_invocation() == 0 && (top == scopes_.end() || top->second.queue.empty())) {
-    // Outside any call: nothing else bounds how long the client may take.
-    open.timeout = call_timeout_;
-    open.deadline = absl::Now() + call_timeout_;
-  }
-  invocations_[id] = std::move(open);
-  return absl::OkStatus();
-}
-
-absl::Time Session::NextDeadline() const {
-  absl::Time next = absl::InfiniteFuture();
-  for (const auto& [id, scope] : scopes_) {
-    if (!scope.queue.empty()) next = std::min(next, scope.head_deadline);
-  }
-  for (const auto& [id, open] : invocations_) next = std::min(next, open.deadline);
-  return next;
-}
-
-bool Session::FindOverdue(absl::Time now, Culprit* culprit) const {
-  for (const auto& [id, scope] : scopes_) {
-    if (!scope.queue.empty() && now >= scope.head_deadline) {
-      culprit->sequence = scope.queue.front().sequence;
-      culprit->label = scope.queue.front().label;
-      culprit->timeout = scope.queue.front().timeout;
-      return true;
-    }
-  }
-  for (const auto& [id, open] : invocations_) {
-    if (now >= open.deadline) {
-      culprit->sequence = 0;
-      culprit->label =
-          absl::StrCat("callback ", open.callback, " (invocation ", id, ", outside any call)");
-      culprit->timeout = open.timeout;
-      return true;
-    }
-  }
-  return false;
-}
-
-Session::Culprit Session::InnermostRunning() const {
-  Culprit culprit;
-  int depth = -1;
-  for (const auto& [id, scope] : scopes_) {
-    if (scope.queue.empty() || scope.depth <= depth) continue;
-    depth = scope.depth;
-    culprit.sequence = scope.queue.front().sequence;
-    culprit.label = scope.queue.front().label;
-    culprit.timeout = scope.queue.front().timeout;
-  }
-  return culprit;
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  FFIBOX_RETURN_IF_ERROR(CheckCallbackInvoke(invoke, *signature, &shipped));
+  return requests_.OpenInvocation(invoke, std::move(signature), std::move(shipped), call_timeout_,
+                                  absl::Now());
 }
 
 void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& response) {
-  State state = response.has_error() ? State::kFailed : State::kReady;
-  if (pending.op == v1::Request::kLoadLibrary && pending.handle >= 1 &&
-      pending.handle <= libraries_.size()) {
-    libraries_[pending.handle - 1].state = state;
-  } else if (pending.op == v1::Request::kResolveFunction) {
-    auto function = functions_.find(pending.handle);
-    if (function != functions_.end()) function->second.state = state;
-  } else if (pending.op == v1::Request::kDefineCallback) {
-    // A failed definition leaves no id behind (and does not count against the limit).
-    auto callback = callbacks_.find(pending.handle);
-    if (callback == callbacks_.end()) return;
-    if (state == State::kReady) {
-      callback->second.state = state;
-    } else {
-      callbacks_.erase(callback);
-    }
-  } else if (pending.op == v1::Request::kFreeCallback) {
-    // Freed, or unknown to the worker, or lost with it: gone in every case.
-    callbacks_.erase(pending.handle);
-  }
+  handles_.RecordOutcome(pending.op, pending.handle, !response.has_error());
 }
 
 void Session::HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::string_view detail,
@@ -528,27 +386,12 @@ void Session::HandleWorkerDeath(WorkerProcess* worker, DeathCause cause, absl::s
   bool closing = false;
   {
     absl::MutexLock lock(&mu_);
-    const Culprit blamed = culprit != nullptr ? *culprit : InnermostRunning();
-    for (auto& [id, scope] : scopes_) {
-      bool head = true;
-      for (PendingRequest& pending : scope.queue) {
-        const bool is_blamed = blamed.sequence != 0 && pending.sequence == blamed.sequence;
-        auto position = is_blamed ? failed.begin() : failed.end();
-        failed.emplace(position, std::move(pending), !head);
-        head = false;
-      }
-    }
-    // Heads (running, or blocked in native code under a callback) before queued requests.
-    std::stable_partition(
-        failed.begin(), failed.end(),
-        [](const std::pair<PendingRequest, bool>& entry) { return !entry.second; });
-    scopes_.clear();
-    in_flight_ = 0;
-    // Open invocations die with the worker: their native callers are gone.
-    invocations_.clear();
+    const Culprit blamed = culprit != nullptr ? *culprit : requests_.InnermostRunning();
+    const std::string& last_label = requests_.last_label();
+    failed = requests_.Drain(blamed);
     error = DescribeWorkerDeath(exit, cause, blamed.label, blamed.timeout, detail);
-    if (blamed.label.empty() && !last_label_.empty()) {
-      error.set_message(absl::StrCat(error.message(), " (last call: ", last_label_, ")"));
+    if (blamed.label.empty() && !last_label.empty()) {
+      error.set_message(absl::StrCat(error.message(), " (last call: ", last_label, ")"));
     }
     last_death_ = error;
     worker_alive_ = false;
