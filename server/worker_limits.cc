@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/jail/sanitizers.h"
 
 namespace ffibox {
 namespace {
@@ -58,7 +59,7 @@ std::vector<std::string> ProcessCapWatch::NewLimitHits() {
 }
 
 absl::Status ApplyWorkerLimits(pid_t pid, const WorkerLimits& limits) {
-  if (limits.address_space_bytes != 0) {
+  if (limits.address_space_bytes != 0 && kAddressSpaceLimitApplies) {
     absl::Status status =
         Lower(pid, RLIMIT_AS, "RLIMIT_AS", limits.address_space_bytes, limits.address_space_bytes);
     if (!status.ok()) return status;

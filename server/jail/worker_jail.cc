@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "server/jail/sanitizers.h"
 #include "server/jail/seccomp_policy.h"
 
 namespace ffibox {
@@ -89,7 +90,7 @@ absl::StatusOr<WorkerJail> ParseWorkerJailFlags(int argc, char** argv) {
 
 absl::StatusOr<int> ApplyWorkerJail(const WorkerJail& jail) {
   absl::Status status = SetLimit(RLIMIT_CORE, "core", 0, 0);
-  if (status.ok() && jail.address_space_bytes > 0) {
+  if (status.ok() && jail.address_space_bytes > 0 && kAddressSpaceLimitApplies) {
     status = SetLimit(RLIMIT_AS, "as", jail.address_space_bytes, jail.address_space_bytes);
   }
   if (status.ok() && jail.cpu_seconds > 0) {

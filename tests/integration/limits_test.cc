@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
+#include "server/jail/sanitizers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -223,6 +224,9 @@ TEST_F(AllowlistTest, AllowlistsDifferPerIdentity) {
 }
 
 TEST_F(LimitsTest, AllocationPastTheMemoryCapFailsWhileAParallelSessionWorks) {
+  if (kAddressSanitizer) {
+    GTEST_SKIP() << "an AddressSanitizer worker has no RLIMIT_AS (server/jail/sanitizers.h)";
+  }
   StartServer({"--session_memory_bytes=268435456"});  // 256 MiB of address space
   std::unique_ptr<Session> session = Open(*client_);
   std::unique_ptr<Session> bystander = Open(*client_);
@@ -242,6 +246,9 @@ TEST_F(LimitsTest, AllocationPastTheMemoryCapFailsWhileAParallelSessionWorks) {
 }
 
 TEST_F(LimitsTest, SessionMemoryLimitCapsOnlyThatSession) {
+  if (kAddressSanitizer) {
+    GTEST_SKIP() << "an AddressSanitizer worker has no RLIMIT_AS (server/jail/sanitizers.h)";
+  }
   StartServer({});  // no server-wide cap
   SessionOptions capped;
   capped.memory_limit_bytes = uint64_t{256} << 20;
