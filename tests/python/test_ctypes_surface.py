@@ -2,11 +2,9 @@
 callback lifetime and prototypes, paramflags, and the stdlib's exception types."""
 import gc
 import pickle
-import sys
 
 import pytest
 
-import ffibox
 from conftest import TEST_LIB
 
 

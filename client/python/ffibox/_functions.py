@@ -1,15 +1,14 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
-import os
 import sys
 import threading
 import traceback
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from ffibox import _images, _marshal, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
-from ffibox.errors import Error, StaleHandle, SymbolNotFound
+from ffibox.errors import Error, StaleHandle
 
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
 

@@ -11,7 +11,7 @@ import re
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
-from ffibox import _addresses, _images, _twins, _types
+from ffibox import _addresses, _twins, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 

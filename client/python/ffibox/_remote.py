@@ -43,7 +43,6 @@ def store(session, t, address: int, generation: int, value: Any) -> None:
     if isinstance(value, (_ct.Structure, _ct.Union, _ct.Array)):
         session.write(address, bytes(value), generation)
         return
-    from ffibox import _marshal
     session.write_typed(address, t, value, generation)
 
 

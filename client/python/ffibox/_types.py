@@ -4,7 +4,7 @@ Local values keep the stdlib ctypes types and their layout (sizeof, alignment, S
 fields, bit fields, _pack_); this module only describes those types to the server.
 """
 import ctypes as _ct
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from ffibox._stubs import pb
 

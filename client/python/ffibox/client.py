@@ -4,7 +4,6 @@
     with ffibox.connect().session(timeout=5) as session:
         libm = session.CDLL("libm.so.6")
 """
-import ctypes as _ct
 import fnmatch
 import os
 import threading

@@ -10,28 +10,50 @@ worker's memory or this process's). docs/python.md lists what differs.
 import ctypes as _ct
 import operator
 import threading as _threading
-from ctypes import (  # noqa: F401 - the stdlib data types are ffibox's data types
+from ctypes import (  # the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
-    SetPointerType, _Pointer, _SimpleCData, addressof, alignment, byref, c_bool, c_buffer,
-    c_byte, c_char, c_char_p, c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64,
-    c_long, c_longdouble, c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint,
-    c_uint8, c_uint16, c_uint32, c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp,
-    c_wchar, c_wchar_p, create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
-from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE  # noqa: F401
+    SetPointerType, addressof, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
+    c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64, c_long, c_longdouble,
+    c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint, c_uint8, c_uint16, c_uint32,
+    c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
+    create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
+from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 # Names real bindings import. py_object works for local values; it cannot cross to a
 # library (a Python object has no meaning in the worker): passing one is a TypeError.
-from ctypes import (  # noqa: F401
-    BigEndianUnion, LittleEndianUnion, _CFuncPtr, _FUNCFLAG_CDECL, _FUNCFLAG_PYTHONAPI,
-    _FUNCFLAG_USE_ERRNO, _FUNCFLAG_USE_LASTERROR, _pointer_type_cache, py_object)
+from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
 from ffibox import _addresses, _remote, _types
-from ffibox._functions import CFUNCTYPE, get_errno, set_errno  # noqa: F401
+from ffibox._functions import CFUNCTYPE, get_errno, set_errno
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._remote import RemotePointer
 
 __version__ = _ct.__version__
+# The stdlib's private names real bindings import too (`from ctypes import _Pointer`).
+_CFuncPtr = _ct._CFuncPtr
+_FUNCFLAG_CDECL = _ct._FUNCFLAG_CDECL
+_FUNCFLAG_PYTHONAPI = _ct._FUNCFLAG_PYTHONAPI
+_FUNCFLAG_USE_ERRNO = _ct._FUNCFLAG_USE_ERRNO
+_FUNCFLAG_USE_LASTERROR = _ct._FUNCFLAG_USE_LASTERROR
+_Pointer = _ct._Pointer
+_SimpleCData = _ct._SimpleCData
+_pointer_type_cache = _ct._pointer_type_cache
+
+# What `from ffibox.ctypes import *` gives: the stdlib's names and ffibox's own.
+__all__ = [
+    "ARRAY", "ArgumentError", "Array", "BigEndianStructure", "BigEndianUnion", "CDLL",
+    "CFUNCTYPE", "DEFAULT_MODE", "LibraryLoader", "LittleEndianStructure", "LittleEndianUnion",
+    "LoadLibrary", "POINTER", "RTLD_GLOBAL", "RTLD_LOCAL", "RemotePointer", "SetPointerType",
+    "Structure", "Union", "addressof", "alignment", "byref", "c_bool", "c_buffer", "c_byte",
+    "c_char", "c_char_p", "c_double", "c_float", "c_int", "c_int16", "c_int32", "c_int64",
+    "c_int8", "c_long", "c_longdouble", "c_longlong", "c_short", "c_size_t", "c_ssize_t",
+    "c_ubyte", "c_uint", "c_uint16", "c_uint32", "c_uint64", "c_uint8", "c_ulong",
+    "c_ulonglong", "c_ushort", "c_void_p", "c_voidp", "c_wchar", "c_wchar_p", "cast", "cdll",
+    "create_string_buffer", "create_unicode_buffer", "from_address", "get_errno", "in_dll",
+    "memmove", "memset", "pointer", "py_object", "resize", "scratch_directory", "set_errno",
+    "sizeof", "string_at", "wstring_at",
+]
 
 _default_lock = _threading.Lock()
 _default = None
