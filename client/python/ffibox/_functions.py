@@ -3,11 +3,12 @@ import ctypes as _ct
 import sys
 import threading
 import traceback
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 from ffibox import _images, _marshal, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
+from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
@@ -41,7 +42,7 @@ class RemoteCall:
     """Calls one native function with ctypes' conversions: handles resolved per signature."""
 
     def __init__(self, session, name: str, library: Optional[int] = None,
-                 address: Optional[Tuple[int, int]] = None, use_errno: bool = False) -> None:
+                 address: Optional[WorkerAddress] = None, use_errno: bool = False) -> None:
         self._session = session
         self._name = name
         self._library = library
@@ -139,7 +140,7 @@ class RemoteCall:
             signature = _types.signature(real_restype, types)
             if self._address is not None:
                 request = pb.ResolveFunction(signature=signature, address=pb.RemoteAddress(
-                    address=self._address[0], generation=self._address[1]))
+                    address=self._address.address, generation=self._address.generation))
             else:
                 request = pb.ResolveFunction(library=self._library, symbol=self._name,
                                              signature=signature)
@@ -209,11 +210,11 @@ def _prototype_new(cls, *args):
         target = args[0]
         instance = _ct._CFuncPtr.__new__(cls)
         if isinstance(target, RemotePointer):
-            instance._ffibox_remote = (target.address, target.generation, target._session)
+            set_address(instance, address_of(target))
         else:
             from ffibox import ctypes as _fctypes
             session = _fctypes._default_session()
-            instance._ffibox_remote = (target, session.generation, session)
+            set_address(instance, WorkerAddress(session, target, session.generation))
         return instance
     if args and isinstance(args[0], tuple):
         name, library = args[0][0], args[0][1]  # items, as ctypes reads them
@@ -233,9 +234,9 @@ def _prototype_init(self, *args) -> None:
 
 
 def _prototype_bool(self) -> bool:
-    remote = getattr(self, "_ffibox_remote", None)
-    if remote is not None:
-        return bool(remote[0])
+    at = address_of(self)
+    if at is not None:
+        return bool(at.address)
     return _ct._CFuncPtr.__bool__(self)
 
 
@@ -296,11 +297,10 @@ def _with_paramflags(function, argtypes, paramflags):
 
 
 def _prototype_call(self, *args):
-    remote = getattr(self, "_ffibox_remote", None)
-    if remote is None:
+    at = address_of(self)
+    if at is None:
         return _ct._CFuncPtr.__call__(self, *args)
-    address, generation, session = remote
-    call = session.function_at(address, generation)
+    call = at.session.function_at(at.address, at.generation)
     result = call(self, type(self)._argtypes_, self.restype, args)
     if self.errcheck is not None:
         return self.errcheck(result, self, args)
@@ -322,7 +322,7 @@ def CFUNCTYPE(restype, *argtypes, use_errno: bool = False, use_last_error: bool 
             "_argtypes_": argtypes, "_restype_": restype, "_flags_": flags,
             "__new__": _prototype_new, "__init__": _prototype_init,
             "__call__": _prototype_call, "__bool__": _prototype_bool,
-            "_ffibox_callable": None, "_ffibox_remote": None})
+            "_ffibox_callable": None, ATTRIBUTE: None})
         _prototypes[key] = prototype
     return prototype
 
@@ -380,7 +380,8 @@ def callback_handler(prototype, function):
                     changed = [i for i in range(first, len(now)) if now[i] != before[i]]
                     begin, end = changed[0], changed[-1] + 1
                     try:
-                        session.write(address + begin, now[begin:end], stream.generation)
+                        session.memory.write(address + begin, now[begin:end],
+                                             stream.generation)
                     except Error as error:
                         sys.stderr.write("ffibox: the callback %r wrote past the memory native "
                                          "code handed it; that part was dropped: %s\n"

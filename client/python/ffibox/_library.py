@@ -4,6 +4,7 @@ from typing import Optional, Union
 
 from ffibox._functions import _FuncPtr
 from ffibox._stubs import pb
+from ffibox._worker_address import WorkerAddress
 from ffibox.errors import SymbolNotFound
 
 
@@ -56,11 +57,12 @@ class CDLL:
         self.address_of(name_or_ordinal)
         return self._FuncPtr(name_or_ordinal, self)
 
-    def address_of(self, symbol: str) -> pb.RemoteAddress:
+    def address_of(self, symbol: str) -> WorkerAddress:
         """The worker address of `symbol` (AttributeError, as ctypes, when it is missing)."""
         try:
-            return self._session.stream.request(lookup_symbol=pb.LookupSymbol(
+            found = self._session.stream.request(lookup_symbol=pb.LookupSymbol(
                 library=self._handle_id, symbol=symbol)).symbol.address
+            return WorkerAddress(self._session, found.address, found.generation)
         except SymbolNotFound as error:
             raise SymbolNotFound("%s: undefined symbol: %s" % (self._path, symbol),
                                  error.code) from None

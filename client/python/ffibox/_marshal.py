@@ -11,9 +11,10 @@ import re
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
-from ffibox import _addresses, _twins, _types
+from ffibox import _addresses, _remote, _twins, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
+from ffibox._worker_address import WorkerAddress, address_of
 
 _CArgObject = type(_ct.byref(_ct.c_int()))
 _CData = _ct._SimpleCData.__mro__[1]
@@ -332,9 +333,9 @@ def encode(t, value, builder: Optional[CallBuilder], session):
         if not isinstance(value, t):
             raise TypeError("expected %s instance instead of %s"
                             % (t.__name__, type(value).__name__))
-        at = _view_address(value)
+        at = _remote.view_address(value)
         if at is not None:  # a view of worker memory by value: its current bytes
-            return pb.Value(raw=session.read(at[0], _ct.sizeof(t), at[1]))
+            return pb.Value(raw=session.memory.read(at.address, _ct.sizeof(t), at.generation))
         if builder is not None and any(
                 _types.word_at(_ct.addressof(value) + off).value
                 for off, _ in _types.pointer_offsets(t)):
@@ -435,9 +436,10 @@ def _encode_string_or_void(t, code, value, builder, session):
         t.from_param(value)  # c_char_p refuses byref(c_int), as in ctypes
         return _byref_value(value, builder)
     if isinstance(value, _ct._SimpleCData) and type(value)._type_ in ("z", "Z", "P"):
-        remote = getattr(value, "_ffibox_remote_pointer", None)
-        if remote is not None:
-            return remote_value(*remote)
+        at = address_of(value)
+        if at is not None and _remote.view_address(value) is None:
+            # A c_char_p result bound to the worker's string: that address.
+            return remote_value(at.address, at.generation)
         if type(value)._type_ == "P":
             # cast(local_object, c_void_p) keeps the object in _objects (ffibox's cast also
             # keeps cast bytes): ship what it points into.
@@ -471,23 +473,11 @@ def _encode_string_or_void(t, code, value, builder, session):
         return builder.pointer_to(value)
     if builder is not None and isinstance(value, _ct._Pointer) and (
             code == "P" or value._type_ is {"z": _ct.c_char, "Z": _ct.c_wchar}[code]):
-        remote = getattr(value, "_ffibox_remote_pointer", None)
-        if remote is not None:
-            return remote_value(*remote)
         return builder.local_pointer_via(_ct.cast(value, _ct.c_void_p).value or 0,
                                          getattr(value, "_objects", None))
     if code == "P" and _types.is_function(type(value)):
         return _encode_function(value, session)
     raise TypeError("wrong type")
-
-
-def _view_address(value):
-    """(worker address, generation) of a view of worker memory, else None."""
-    try:
-        at = object.__getattribute__(value, "_ffibox_at")
-    except AttributeError:
-        return None
-    return at[1], at[2]
 
 
 def _block_pointer(builder, index: int):
@@ -507,14 +497,14 @@ def _encode_pointer(t, value, builder, session):
         return _NULL
     if isinstance(value, RemotePointer):
         return remote_value(value.address, value.generation)
-    at = _view_address(value)
+    at = _remote.view_address(value)
     if at is not None:  # a view of worker memory (.contents, in_dll): its worker address
-        return remote_value(*at)
-    if isinstance(value, _CArgObject) and _view_address(value._obj) is not None:
-        base = _view_address(value._obj)
+        return remote_value(at.address, at.generation)
+    if isinstance(value, _CArgObject) and _remote.view_address(value._obj) is not None:
+        base = _remote.view_address(value._obj)
         match = _ADDRESS_IN_REPR.search(repr(value))
         offset = int(match.group(1), 16) - _ct.addressof(value._obj) if match else 0
-        return remote_value(base[0] + offset, base[1])
+        return remote_value(base.address + offset, base.generation)
     if builder is None:
         raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
     if isinstance(value, _CArgObject):
@@ -533,9 +523,6 @@ def _encode_pointer(t, value, builder, session):
         # As ctypes: a c_char_p / c_wchar_p for POINTER(c_char) / POINTER(c_wchar).
         return _encode_string_or_void(_ct.c_void_p, "P", value, builder, session)
     if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
-        remote = getattr(value, "_ffibox_remote_pointer", None)
-        if remote is not None:
-            return remote_value(*remote)
         builder.add_object(value)
         return builder.local_pointer(_ct.cast(value, _ct.c_void_p).value or 0)
     if isinstance(value, target):
@@ -547,9 +534,9 @@ def _encode_pointer(t, value, builder, session):
 def _encode_function(value, session):
     if value is None:
         return _NULL
-    remote = getattr(value, "_ffibox_remote", None)
-    if remote is not None:
-        return remote_value(remote[0], remote[1])
+    at = address_of(value) if _types.is_function(type(value)) else None
+    if at is not None:  # a function of the worker
+        return remote_value(at.address, at.generation)
     original = getattr(value, "_ffibox_cast_of", None)
     if original is not None:  # cast(callback, OTHER_PROTOTYPE): still that callback
         return _encode_function(original, session)
@@ -579,8 +566,7 @@ def decode(t, value, session, generation: int):
                 if code in ("z", "Z") and address and not _types.is_fundamental(t):
                     # A c_char_p subclass result stays bound to the worker's string (.value
                     # reads it), so passing it back (to a free function) passes that address.
-                    from ffibox import _remote
-                    return _remote.string_pointer(session, t, address, generation)
+                    return _remote.string_pointer(t, WorkerAddress(session, address, generation))
                 if code == "P":
                     # Into caller memory a call reached: the caller's own address, as with
                     # ctypes; elsewhere the worker's, remembered as such.
@@ -591,7 +577,7 @@ def decode(t, value, session, generation: int):
                         _addresses.note_worker_address(address)
                     result = address or None
                 elif address:
-                    result = session.read_string(address, code == "Z", generation)
+                    result = session.memory.read_string(address, code == "Z", generation)
                 else:
                     result = None
             else:
@@ -631,5 +617,5 @@ def decode(t, value, session, generation: int):
         return result
     if _types.is_function(t):
         address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
-        return session.remote_function(t, address, generation)
+        return _remote.function_pointer(t, WorkerAddress(session, address, generation))
     raise TypeError("ffibox: cannot decode a %r" % (t,))
