@@ -11,11 +11,11 @@ from conftest import TEST_LIB
 @pytest.fixture
 def ct(server, monkeypatch):
     monkeypatch.setenv("FFIBOX_ADDRESS", server.address)
-    from ffibox import ctypes
-    monkeypatch.setattr(ctypes, "_default", None)
+    from ffibox import _default, ctypes
+    monkeypatch.setattr(_default, "_session", None)
     yield ctypes
-    if ctypes._default is not None:
-        ctypes._default.close()
+    if _default.opened_session() is not None:
+        _default.opened_session().close()
 
 
 def test_names_bindings_import_exist(ct):

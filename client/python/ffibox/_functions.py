@@ -5,7 +5,7 @@ import threading
 import traceback
 from typing import Dict, Optional
 
-from ffibox import _images, _marshal, _types
+from ffibox import _default, _images, _marshal, _types
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
@@ -155,11 +155,13 @@ class _FuncPtr:
     _flags_ = 1
     _restype_ = _ct.c_int
 
-    def __init__(self, name: str, library) -> None:
+    def __init__(self, name: str, session, library: int, *, use_errno: bool = False,
+                 library_name: Optional[str] = None) -> None:
+        """The function `name` of the library `session` loaded as handle `library` (named
+        `library_name`); `use_errno` as in ctypes."""
         self.__name__ = name
-        self._lib = library
-        self._call = RemoteCall(library._session, name, library._handle_id,
-                                use_errno=library._use_errno)
+        self._library_name = library_name
+        self._call = RemoteCall(session, name, library, use_errno=use_errno)
         self._argtypes = None
         self._restype = type(self)._restype_
         self.errcheck = None
@@ -194,7 +196,7 @@ class _FuncPtr:
         return result
 
     def __repr__(self) -> str:
-        return "<ffibox function %s of %s>" % (self.__name__, self._lib._name)
+        return "<ffibox function %s of %s>" % (self.__name__, self._library_name)
 
     def __reduce__(self):
         raise ValueError("ctypes objects containing pointers cannot be pickled")
@@ -212,8 +214,7 @@ def _prototype_new(cls, *args):
         if isinstance(target, RemotePointer):
             set_address(instance, address_of(target))
         else:
-            from ffibox import ctypes as _fctypes
-            session = _fctypes._default_session()
+            session = _default.default_session()
             set_address(instance, WorkerAddress(session, target, session.generation))
         return instance
     if args and isinstance(args[0], tuple):

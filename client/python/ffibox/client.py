@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import grpc
 
-from ffibox import _marshal, _remote, _server, _types
+from ffibox import _default, _marshal, _remote, _server, _types
 from ffibox._functions import RemoteCall, callback_handler
 from ffibox._images import ImageTable
 from ffibox._library import CDLL as _CDLL
@@ -202,6 +202,18 @@ class Session:
         """The worker generation that answered last (addresses of older ones are stale)."""
         return self.stream.generation
 
+    def load_library(self, path: str) -> int:
+        """dlopens `path` in the worker (if the server allows it: else LibraryNotAllowed);
+        the library's handle."""
+        return self.stream.request(load_library=pb.LoadLibrary(path=path)).library.library
+
+    def lookup(self, library: int, symbol: str) -> WorkerAddress:
+        """The worker address of `symbol` in library handle `library` (SymbolNotFound when
+        it has none)."""
+        found = self.stream.request(lookup_symbol=pb.LookupSymbol(
+            library=library, symbol=symbol)).symbol.address
+        return WorkerAddress(self, found.address, found.generation)
+
     def CDLL(self, name: Optional[str], mode: int = 0, handle: Optional[int] = None,
              use_errno: bool = False, use_last_error: bool = False) -> _CDLL:
         """ctypes.CDLL in this session's worker."""
@@ -291,3 +303,7 @@ class Session:
     def remote_function(self, prototype, address: int, generation: int):
         """An instance of CFUNCTYPE `prototype` for a worker function pointer (None: NULL)."""
         return _remote.function_pointer(prototype, WorkerAddress(self, address, generation))
+
+
+# `from ffibox import ctypes` and plain integer addresses use a session of their own.
+_default.set_opener(lambda: connect().session())

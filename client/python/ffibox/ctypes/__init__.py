@@ -9,7 +9,6 @@ worker's memory or this process's). docs/python.md lists what differs.
 """
 import ctypes as _ct
 import operator
-import threading as _threading
 from ctypes import (  # the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
     SetPointerType, addressof, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
@@ -24,6 +23,8 @@ from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
 from ffibox import _addresses, _remote, _types
+from ffibox._default import default_session as _default_session
+from ffibox._default import opened_session as _opened_session
 from ffibox._functions import CFUNCTYPE, get_errno, set_errno
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
@@ -55,19 +56,6 @@ __all__ = [
     "memmove", "memset", "pointer", "py_object", "resize", "scratch_directory", "set_errno",
     "sizeof", "string_at", "wstring_at",
 ]
-
-_default_lock = _threading.Lock()
-_default = None
-
-
-def _default_session():
-    """The session `from ffibox import ctypes` uses: one per process, made on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            import ffibox
-            _default = ffibox.connect().session()
-        return _default
 
 
 def scratch_directory() -> Optional[str]:
@@ -110,7 +98,7 @@ def from_address(t, address: int):
         return obj
     if kind == "local":
         return _types.local_at(t, address)
-    session = _default  # integers name the default session's worker, as in cast()
+    session = _opened_session()  # integers name the default session's worker, as in cast()
     if session is None:
         raise ValueError("from_address: 0x%x is not an address of this process, and no ffibox "
                          "session has a worker it could belong to" % address)
@@ -173,7 +161,7 @@ def _install_string_value(t, wide: bool) -> None:
             if kind == "twin":
                 return _ct.wstring_at(local) if wide else _ct.string_at(local)
             if kind == "worker":
-                session = _default
+                session = _opened_session()
                 if session is None:
                     raise ValueError("%s: 0x%x is not an address of this process, and no "
                                      "ffibox session has a worker it could belong to"
