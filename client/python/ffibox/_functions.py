@@ -89,7 +89,7 @@ class RemoteCall:
             try:
                 if position <= len(types):
                     t = types[position - 1]
-                    if not _types.to_proto_ok(t):
+                    if not _types.is_ctypes_type(t):
                         value = t.from_param(value)
                         t = _marshal.infer_type(value)
                         types[position - 1] = t
@@ -131,7 +131,7 @@ class RemoteCall:
             real_restype = restype if _types.is_ctypes_type(restype) else (
                 _ct.c_int if restype is not None else None)
             for t in types + ((real_restype,) if real_restype is not None else ()):
-                _types.check_layout(self._session.stream, t, self._session.checked_layouts)
+                self._session.layouts.check(t)
             # A c_char_p / c_wchar_p subclass result is not converted to bytes by ctypes: it
             # comes back as the worker's address, bound to it (ffibox._remote).
             if (_types.code_of(real_restype) in ("z", "Z")

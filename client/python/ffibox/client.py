@@ -15,6 +15,7 @@ import grpc
 from ffibox import _default, _marshal, _remote, _server, _types
 from ffibox._functions import RemoteCall, callback_handler
 from ffibox._images import ImageTable
+from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._memory import WorkerMemory
@@ -170,7 +171,8 @@ class Session:
                            ", ".join(self.jail_layers) or "none",
                            "; waived: " + "; ".join(self.waived_jail_layers)
                            if self.waived_jail_layers else ""), "JAIL_UNAVAILABLE")
-        self.checked_layouts: Dict[type, bool] = {}
+        # ctypes' layouts of the types calls use, checked against the worker's.
+        self.layouts = LayoutCheck(self.stream)
         # The worker's memory, by request.
         self.memory = WorkerMemory(
             self.stream, lambda t, value: _marshal.encode(t, value, None, self))
@@ -270,7 +272,7 @@ class Session:
             prototype = type(callback)
             for t in prototype._argtypes_ + ((prototype._restype_,)
                                              if prototype._restype_ is not None else ()):
-                _types.check_layout(self.stream, t, self.checked_layouts)
+                self.layouts.check(t)
             signature = _types.signature(prototype._restype_, prototype._argtypes_)
             defined = self.stream.request(
                 define_callback=pb.DefineCallback(signature=signature)).callback
