@@ -6,6 +6,7 @@ import traceback
 from typing import Dict, Optional
 
 from ffibox import _default, _images, _marshal, _types
+from ffibox._blocks import CallBuilder
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
@@ -79,7 +80,7 @@ class RemoteCall:
     def _send(self, argtypes, restype, args):
         """Converts the arguments, sends the call, and returns (builder, response)."""
         session = self._session
-        builder = _marshal.CallBuilder(session)
+        builder = CallBuilder(session.twins, session.images, lambda: session.generation)
         types = list(argtypes) if argtypes else []
         if len(args) < len(types):
             raise TypeError("this function takes at least %d argument%s (%d given)"
