@@ -184,9 +184,9 @@ for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c
 
 def _remote_address(obj) -> Optional[WorkerAddress]:
     """The worker memory `obj` stands for as a pointer, when it is the worker's: what a
-    RemotePointer or worker function points to, where a view lives (what it holds, for a
-    view of a pointer), a worker address as an integer or c_void_p (of the default
-    session)."""
+    RemotePointer, a c_char_p bound to a worker string or a worker function points to,
+    where a view lives (what it holds, for a view of a pointer), a worker address as an
+    integer or c_void_p (of the default session)."""
     if isinstance(obj, int) and not isinstance(obj, bool) or (
             isinstance(obj, c_void_p) and address_of(obj) is None):
         address = obj if isinstance(obj, int) else obj.value or 0
@@ -194,8 +194,6 @@ def _remote_address(obj) -> Optional[WorkerAddress]:
             return None  # this process's memory (_local_form maps twins)
         session = _default_session()
         return WorkerAddress(session, address, session.generation)
-    if isinstance(obj, (c_char_p, c_wchar_p)) and _remote.view_address(obj) is None:
-        return None
     at = address_of(obj)
     if at is not None and _remote.view_address(obj) is not None and \
             _types.code_of(type(obj)._ffibox_base) in ("P", "z", "Z"):
