@@ -5,7 +5,8 @@ their pointer fields reach through ctypes' keep-alive references) is shipped as 
 blocks, each pointer between them as a relocation, each object at its worker twin
 (ffibox._twins). After the call the library's changes, rewired pointers included, are
 copied back into the same local objects. ffibox._marshal decides what a value needs; this
-module builds the blocks and does no I/O.
+module builds the blocks without I/O. Copying back asks ffibox._images for images of worker
+memory the library left in typed pointer slots, which reads that memory.
 """
 import ctypes as _ct
 import struct
