@@ -23,6 +23,7 @@ PACKAGES=(
   python3-grpcio
   python3-protobuf
   python3-pytest
+  pyflakes3                # scripts/test.sh: unused imports and undefined names in Python
   libpython3.11-testsuite  # CPython's ctypes tests, run against ffibox by tests/ctypes_suite
   python3-magic            # real ctypes bindings run unmodified through the swap
   python3-libarchive-c     # (tests/python/test_debian_bindings.py)

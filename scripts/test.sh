@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every ffibox test: installs what is missing, builds, runs the Bazel test suite (unit
-# and integration tests against real ffiboxd and worker processes), the Python tests against a
-# real ffiboxd, CPython's ctypes test suite against ffibox.ctypes, and the fuzz targets for a
-# few seconds each. Ends with "N passed, M failed"; exits non-zero on any failure.
+# and integration tests against real ffiboxd and worker processes), pyflakes over the Python
+# code, the Python tests against a real ffiboxd, CPython's ctypes test suite against
+# ffibox.ctypes, and the fuzz targets for a few seconds each. Ends with "N passed, M failed";
+# exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,14 @@ passed=$((passed + bazel_passed))
 failed=$((failed + bazel_failed))
 if [ "$bazel_status" -ne 0 ] && [ "$bazel_failed" -eq 0 ]; then
   echo "bazel test failed (exit $bazel_status) before running tests" >&2
+  failed=$((failed + 1))
+fi
+
+# pyflakes over the Python client and its tests (unused imports, undefined names): one check.
+if pyflakes3 client/python tests/python; then
+  passed=$((passed + 1))
+else
+  echo "pyflakes3 found problems in client/python or tests/python" >&2
   failed=$((failed + 1))
 fi
 

@@ -2,22 +2,20 @@
 callback lifetime and prototypes, paramflags, and the stdlib's exception types."""
 import gc
 import pickle
-import sys
 
 import pytest
 
-import ffibox
 from conftest import TEST_LIB
 
 
 @pytest.fixture
 def ct(server, monkeypatch):
     monkeypatch.setenv("FFIBOX_ADDRESS", server.address)
-    from ffibox import ctypes
-    monkeypatch.setattr(ctypes, "_default", None)
+    from ffibox import _default, ctypes
+    monkeypatch.setattr(_default, "_session", None)
     yield ctypes
-    if ctypes._default is not None:
-        ctypes._default.close()
+    if _default.opened_session() is not None:
+        _default.opened_session().close()
 
 
 def test_names_bindings_import_exist(ct):
@@ -100,3 +98,21 @@ def test_bytes_and_str_for_char_and_wchar_pointers(ct):
     lib.str_len.argtypes = [ct.POINTER(ct.c_char)]
     lib.str_len.restype = ct.c_size_t
     assert lib.str_len(b"hello") == 5
+
+
+def test_a_c_char_p_subclass_result_is_read_where_it_points(ct):
+    # As in ctypes, a c_char_p subclass result stays a pointer: string_at, cast and memmove
+    # read the string it points to (in the worker).
+    class Text(ct.c_char_p):
+        pass
+
+    lib = ct.CDLL(TEST_LIB)
+    lib.greeting.restype = Text
+    text = lib.greeting()
+    assert text.value == b"hello, ffibox"
+    assert ct.string_at(text) == b"hello, ffibox"
+    assert ct.string_at(text, 5) == b"hello"
+    assert ct.cast(text, ct.c_char_p).value == b"hello, ffibox"
+    buffer = ct.create_string_buffer(6)
+    ct.memmove(buffer, text, 5)
+    assert buffer.value == b"hello"

@@ -1,7 +1,5 @@
 """The ctypes tutorial's examples, run once with the stdlib ctypes in-process and once with
 `ffibox.ctypes` (the library in a worker): both must give the same results."""
-import math
-
 import pytest
 
 from conftest import TEST_LIB

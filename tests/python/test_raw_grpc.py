@@ -1,7 +1,6 @@
 """The proto serves a client in another language: plain generated Python stubs, no ffibox
 client library, against a real ffiboxd and real workers (docs/protocol.md shows the same)."""
 import math
-import os
 
 from conftest import TEST_LIB, RawSession
 

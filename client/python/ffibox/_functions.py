@@ -1,15 +1,16 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
-import os
 import sys
 import threading
 import traceback
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Optional
 
-from ffibox import _images, _marshal, _types
+from ffibox import _default, _images, _marshal, _types
+from ffibox._blocks import CallBuilder
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
-from ffibox.errors import Error, StaleHandle, SymbolNotFound
+from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
+from ffibox.errors import Error, StaleHandle
 
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
 
@@ -42,7 +43,7 @@ class RemoteCall:
     """Calls one native function with ctypes' conversions: handles resolved per signature."""
 
     def __init__(self, session, name: str, library: Optional[int] = None,
-                 address: Optional[Tuple[int, int]] = None, use_errno: bool = False) -> None:
+                 address: Optional[WorkerAddress] = None, use_errno: bool = False) -> None:
         self._session = session
         self._name = name
         self._library = library
@@ -79,7 +80,7 @@ class RemoteCall:
     def _send(self, argtypes, restype, args):
         """Converts the arguments, sends the call, and returns (builder, response)."""
         session = self._session
-        builder = _marshal.CallBuilder(session)
+        builder = CallBuilder(session.twins, session.images, lambda: session.generation)
         types = list(argtypes) if argtypes else []
         if len(args) < len(types):
             raise TypeError("this function takes at least %d argument%s (%d given)"
@@ -89,7 +90,7 @@ class RemoteCall:
             try:
                 if position <= len(types):
                     t = types[position - 1]
-                    if not _types.to_proto_ok(t):
+                    if not _types.is_ctypes_type(t):
                         value = t.from_param(value)
                         t = _marshal.infer_type(value)
                         types[position - 1] = t
@@ -131,7 +132,7 @@ class RemoteCall:
             real_restype = restype if _types.is_ctypes_type(restype) else (
                 _ct.c_int if restype is not None else None)
             for t in types + ((real_restype,) if real_restype is not None else ()):
-                _types.check_layout(self._session.stream, t, self._session.checked_layouts)
+                self._session.layouts.check(t)
             # A c_char_p / c_wchar_p subclass result is not converted to bytes by ctypes: it
             # comes back as the worker's address, bound to it (ffibox._remote).
             if (_types.code_of(real_restype) in ("z", "Z")
@@ -140,7 +141,7 @@ class RemoteCall:
             signature = _types.signature(real_restype, types)
             if self._address is not None:
                 request = pb.ResolveFunction(signature=signature, address=pb.RemoteAddress(
-                    address=self._address[0], generation=self._address[1]))
+                    address=self._address.address, generation=self._address.generation))
             else:
                 request = pb.ResolveFunction(library=self._library, symbol=self._name,
                                              signature=signature)
@@ -155,11 +156,13 @@ class _FuncPtr:
     _flags_ = 1
     _restype_ = _ct.c_int
 
-    def __init__(self, name: str, library) -> None:
+    def __init__(self, name: str, session, library: int, *, use_errno: bool = False,
+                 library_name: Optional[str] = None) -> None:
+        """The function `name` of the library `session` loaded as handle `library` (named
+        `library_name`); `use_errno` as in ctypes."""
         self.__name__ = name
-        self._lib = library
-        self._call = RemoteCall(library._session, name, library._handle_id,
-                                use_errno=library._use_errno)
+        self._library_name = library_name
+        self._call = RemoteCall(session, name, library, use_errno=use_errno)
         self._argtypes = None
         self._restype = type(self)._restype_
         self.errcheck = None
@@ -194,7 +197,7 @@ class _FuncPtr:
         return result
 
     def __repr__(self) -> str:
-        return "<ffibox function %s of %s>" % (self.__name__, self._lib._name)
+        return "<ffibox function %s of %s>" % (self.__name__, self._library_name)
 
     def __reduce__(self):
         raise ValueError("ctypes objects containing pointers cannot be pickled")
@@ -210,11 +213,10 @@ def _prototype_new(cls, *args):
         target = args[0]
         instance = _ct._CFuncPtr.__new__(cls)
         if isinstance(target, RemotePointer):
-            instance._ffibox_remote = (target.address, target.generation, target._session)
+            set_address(instance, address_of(target))
         else:
-            from ffibox import ctypes as _fctypes
-            session = _fctypes._default_session()
-            instance._ffibox_remote = (target, session.generation, session)
+            session = _default.default_session()
+            set_address(instance, WorkerAddress(session, target, session.generation))
         return instance
     if args and isinstance(args[0], tuple):
         name, library = args[0][0], args[0][1]  # items, as ctypes reads them
@@ -234,9 +236,9 @@ def _prototype_init(self, *args) -> None:
 
 
 def _prototype_bool(self) -> bool:
-    remote = getattr(self, "_ffibox_remote", None)
-    if remote is not None:
-        return bool(remote[0])
+    at = address_of(self)
+    if at is not None:
+        return bool(at.address)
     return _ct._CFuncPtr.__bool__(self)
 
 
@@ -297,11 +299,10 @@ def _with_paramflags(function, argtypes, paramflags):
 
 
 def _prototype_call(self, *args):
-    remote = getattr(self, "_ffibox_remote", None)
-    if remote is None:
+    at = address_of(self)
+    if at is None:
         return _ct._CFuncPtr.__call__(self, *args)
-    address, generation, session = remote
-    call = session.function_at(address, generation)
+    call = at.session.function_at(at.address, at.generation)
     result = call(self, type(self)._argtypes_, self.restype, args)
     if self.errcheck is not None:
         return self.errcheck(result, self, args)
@@ -323,7 +324,7 @@ def CFUNCTYPE(restype, *argtypes, use_errno: bool = False, use_last_error: bool 
             "_argtypes_": argtypes, "_restype_": restype, "_flags_": flags,
             "__new__": _prototype_new, "__init__": _prototype_init,
             "__call__": _prototype_call, "__bool__": _prototype_bool,
-            "_ffibox_callable": None, "_ffibox_remote": None})
+            "_ffibox_callable": None, ATTRIBUTE: None})
         _prototypes[key] = prototype
     return prototype
 
@@ -381,7 +382,8 @@ def callback_handler(prototype, function):
                     changed = [i for i in range(first, len(now)) if now[i] != before[i]]
                     begin, end = changed[0], changed[-1] + 1
                     try:
-                        session.write(address + begin, now[begin:end], stream.generation)
+                        session.memory.write(address + begin, now[begin:end],
+                                             stream.generation)
                     except Error as error:
                         sys.stderr.write("ffibox: the callback %r wrote past the memory native "
                                          "code handed it; that part was dropped: %s\n"

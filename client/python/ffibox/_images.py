@@ -88,10 +88,13 @@ class Image:
 
 
 class ImageTable:
-    """A session's images, found by local address (weakly held: owners keep them alive)."""
+    """A session's images, found by local address (weakly held: owners keep them alive).
+    `memory` (ffibox._memory.WorkerMemory) reads what they mirror and takes their changes;
+    `twins` (ffibox._twins.TwinTable) maps worker addresses into caller objects."""
 
-    def __init__(self, session) -> None:
-        self._session = session
+    def __init__(self, memory, twins) -> None:
+        self._memory = memory
+        self._twins = twins
         self.max_images = int(os.environ.get("FFIBOX_MAX_IMAGES", "") or DEFAULT_MAX_IMAGES)
         # Local start -> image, and the starts in order, so finding the image that holds an
         # address costs a binary search, not a scan, on every pointer a call passes. Images
@@ -119,7 +122,7 @@ class ImageTable:
         twin a call in flight works on (ffibox._twins)."""
         found = self.find(address)
         if found is None:
-            return self._session.twins.busy_worker_address(address)
+            return self._twins.busy_worker_address(address)
         image, offset = found
         return image.worker + offset, image.generation
 
@@ -135,7 +138,7 @@ class ImageTable:
         `owner` (whose slot at `offset` will hold it), and returns its local address; None
         when the pointer stays a worker address (void*, function pointers). Raises
         ImageBudgetExceeded past the budget."""
-        twin = self._session.twins.local(worker, generation)
+        twin = self._twins.local(worker, generation)
         if twin is not None:  # caller memory a call reached: the caller's own object
             owner.__dict__.setdefault("_ffibox_twins", {})[offset] = twin[0]
             return twin[1]
@@ -182,7 +185,7 @@ class ImageTable:
 
     def _read(self, worker: int, size: int, generation: int) -> Optional[bytes]:
         try:
-            return self._session.read(worker, size, generation)
+            return self._memory.read(worker, size, generation)
         except Error:
             return None
 
@@ -192,7 +195,7 @@ class ImageTable:
         image = self._make_one(pointer_type, worker, generation, budget)
         while budget.pending:
             parent, offset, slot_type, word = budget.pending.popleft()
-            twin = self._session.twins.local(word, generation)
+            twin = self._twins.local(word, generation)
             if twin is not None:  # into caller memory a call reached: the caller's object
                 parent.children.append(twin[0])
                 parent.slots[offset] = (twin[1], word)
@@ -227,7 +230,7 @@ class ImageTable:
 
     def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
         try:
-            text = self._session.read_string(worker, wide, generation)
+            text = self._memory.read_string(worker, wide, generation)
         except Error:
             return self._address_only(worker, generation)
         buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)
@@ -323,7 +326,7 @@ class ImageTable:
             first = next(i for i in range(image.size) if current[i] != image.synced[i])
             last = max(i for i in range(image.size) if current[i] != image.synced[i])
             try:
-                self._session.write(image.worker + first, current[first:last + 1],
+                self._memory.write(image.worker + first, current[first:last + 1],
                                     image.generation)
             except Error as error:
                 # Its worker is gone (a restart) or the library freed that memory: the

@@ -2,8 +2,9 @@
 import os
 from typing import Optional, Union
 
+from ffibox import _default
 from ffibox._functions import _FuncPtr
-from ffibox._stubs import pb
+from ffibox._worker_address import WorkerAddress
 from ffibox.errors import SymbolNotFound
 
 
@@ -20,8 +21,7 @@ class CDLL:
                  use_errno: bool = False, use_last_error: bool = False,
                  winmode: Optional[int] = None, *, session=None) -> None:
         if session is None:
-            from ffibox import ctypes as _fctypes
-            session = _fctypes._default_session()
+            session = _default.default_session()
         self._name = name
         self._session = session
         self._use_errno = use_errno
@@ -31,9 +31,7 @@ class CDLL:
         if os.sep in path and not os.path.isabs(path):
             path = os.path.abspath(path)  # the worker's working directory is not ours
         self._path = path
-        response = session.stream.request(load_library=pb.LoadLibrary(path=path))
-        self._handle_id = response.library.library
-        self._handle = self._handle_id
+        self._handle = session.load_library(path)
 
         class _FuncPtrOfThisLibrary(_FuncPtr):
             _restype_ = self._func_restype_ or _FuncPtr._restype_
@@ -54,13 +52,13 @@ class CDLL:
         if not isinstance(name_or_ordinal, str):
             raise TypeError("ffibox: functions are looked up by name (ELF has no ordinals)")
         self.address_of(name_or_ordinal)
-        return self._FuncPtr(name_or_ordinal, self)
+        return self._FuncPtr(name_or_ordinal, self._session, self._handle,
+                             use_errno=self._use_errno, library_name=self._name)
 
-    def address_of(self, symbol: str) -> pb.RemoteAddress:
+    def address_of(self, symbol: str) -> WorkerAddress:
         """The worker address of `symbol` (AttributeError, as ctypes, when it is missing)."""
         try:
-            return self._session.stream.request(lookup_symbol=pb.LookupSymbol(
-                library=self._handle_id, symbol=symbol)).symbol.address
+            return self._session.lookup(self._handle, symbol)
         except SymbolNotFound as error:
             raise SymbolNotFound("%s: undefined symbol: %s" % (self._path, symbol),
                                  error.code) from None

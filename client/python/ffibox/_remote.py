@@ -3,52 +3,62 @@ that live in the worker (`.contents`, `in_dll`). Every access is a request to th
 a worker address is never dereferenced in this process."""
 import ctypes as _ct
 import struct
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional
 
 from ffibox import _types
+from ffibox._worker_address import WorkerAddress, address_of, set_address
+from ffibox.errors import Error
 
 _views: Dict[type, type] = {}
 
 
-def _word(session, address: int, generation: int) -> int:
-    return struct.unpack("<Q", session.read(address, 8, generation))[0]
+def read_word(at: WorkerAddress) -> int:
+    """The pointer-sized word at worker address `at`."""
+    return struct.unpack("<Q", at.session.memory.read(at.address, 8, at.generation))[0]
 
 
-def load(session, t, address: int, generation: int) -> Any:
-    """The Python value ctypes gives for a `t` stored at worker `address` (a field, an
+def _pointee(at: WorkerAddress) -> WorkerAddress:
+    # The worker address stored at `at`, in the same worker.
+    return WorkerAddress(at.session, read_word(at), at.generation)
+
+
+def load(t, at: WorkerAddress) -> Any:
+    """The Python value ctypes gives for a `t` stored at worker address `at` (a field, an
     element, a dereferenced pointer)."""
     code = _types.code_of(t)
+    memory = at.session.memory
     if code in ("z", "Z"):
-        target = _word(session, address, generation)
-        return session.read_string(target, code == "Z", generation) if target else None
+        target = read_word(at)
+        return memory.read_string(target, code == "Z", at.generation) if target else None
     if code == "P":
-        return _word(session, address, generation) or None
+        return read_word(at) or None
     if _types.is_pointer(t):
-        return RemotePointer(session, _word(session, address, generation), generation, t._type_)
+        return RemotePointer(at.session, read_word(at), at.generation, t._type_)
     if _types.is_function(t):
-        return session.remote_function(t, _word(session, address, generation), generation)
+        return function_pointer(t, _pointee(at))
     if _types.is_fundamental(t):
-        return t.from_buffer_copy(session.read(address, _ct.sizeof(t), generation)).value
-    return view(session, t, address, generation)
+        return t.from_buffer_copy(memory.read(at.address, _ct.sizeof(t), at.generation)).value
+    return view(t, at)
 
 
-def store(session, t, address: int, generation: int, value: Any) -> None:
-    """Writes `value` as a `t` at worker `address`."""
+def store(t, at: WorkerAddress, value: Any) -> None:
+    """Writes `value` as a `t` at worker address `at`."""
+    memory = at.session.memory
     if isinstance(value, _ct._SimpleCData) and not _types.is_simple(t):
         value = value.value
     if _types.is_fundamental(t) and _types.code_of(t) not in ("z", "Z", "P"):
         data = bytes(value if isinstance(value, t) else t(value))
-        session.write(address, data, generation)
+        memory.write(at.address, data, at.generation)
         return
     if isinstance(value, (_ct.Structure, _ct.Union, _ct.Array)):
-        session.write(address, bytes(value), generation)
+        memory.write(at.address, bytes(value), at.generation)
         return
-    from ffibox import _marshal
-    session.write_typed(address, t, value, generation)
+    memory.write_typed(at.address, t, value, at.generation)
 
 
-def view(session, t, address: int, generation: int):
-    """An instance of (a subclass of) `t` whose reads and writes go to worker memory."""
+def view(t, at: WorkerAddress):
+    """An instance of (a subclass of) `t` whose reads and writes go to worker memory at
+    `at`."""
     cls = _views.get(t)
     if cls is None:
         if _types.is_simple(t):
@@ -66,15 +76,14 @@ def view(session, t, address: int, generation: int):
         cls._ffibox_base = t
         _views[t] = cls
     instance = cls()
-    object.__setattr__(instance, "_ffibox_at", (session, address, generation))
+    set_address(instance, at)
     # The local bytes start as a snapshot of the worker's (bytes(), .raw, memoryview and
     # constructors that copy an instance read them); field, element and value access always
     # goes to the worker. Pointer slots stay NULL: a worker address is never left in caller
     # memory.
     if _types.code_of(t) not in ("z", "Z", "P"):
-        from ffibox.errors import Error
         try:
-            data = session.read(address, _ct.sizeof(t), generation)
+            data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
             _ct.memmove(_ct.addressof(instance), data, len(data))
             for offset, _ in _types.pointer_offsets(t):
                 _types.word_at(_ct.addressof(instance) + offset).value = None
@@ -83,18 +92,25 @@ def view(session, t, address: int, generation: int):
     return instance
 
 
-def _at(obj) -> Tuple[Any, int, int]:
-    return object.__getattribute__(obj, "_ffibox_at")
+def view_address(obj) -> Optional[WorkerAddress]:
+    """Where `obj` lives in the worker when it is a view of worker memory, else None."""
+    return address_of(obj) if hasattr(type(obj), "_ffibox_base") else None
+
+
+def _refresh(view_of_record) -> WorkerAddress:
+    # Reads the worker's bytes of a record view into its local copy; its address.
+    at = address_of(view_of_record)
+    data = at.session.memory.read(at.address, _ct.sizeof(view_of_record), at.generation)
+    _ct.memmove(_ct.addressof(view_of_record), data, len(data))
+    return at
 
 
 def _simple_get(self):
-    session, address, generation = _at(self)
-    return load(session, type(self)._ffibox_base, address, generation)
+    return load(type(self)._ffibox_base, address_of(self))
 
 
 def _simple_set(self, value):
-    session, address, generation = _at(self)
-    store(session, type(self)._ffibox_base, address, generation, value)
+    store(type(self)._ffibox_base, address_of(self), value)
 
 
 def _simple_repr(self):
@@ -104,13 +120,10 @@ def _simple_repr(self):
 def _record_get(self, name):
     fields = type(self)._ffibox_fields
     if name in fields and len(fields[name]) == 2:
-        session, address, generation = _at(self)
         offset = getattr(type(self)._ffibox_base, name).offset
-        return load(session, fields[name][1], address + offset, generation)
+        return load(fields[name][1], address_of(self) + offset)
     if name in fields:  # a bit field: refresh the local copy, let ctypes extract the bits
-        session, address, generation = _at(self)
-        data = session.read(address, _ct.sizeof(self), generation)
-        _ct.memmove(_ct.addressof(self), data, len(data))
+        _refresh(self)
     return object.__getattribute__(self, name)
 
 
@@ -119,16 +132,14 @@ def _record_set(self, name, value):
     if name not in fields:
         object.__setattr__(self, name, value)
         return
-    session, address, generation = _at(self)
-    base = type(self)._ffibox_base
-    descriptor = getattr(base, name)
+    descriptor = getattr(type(self)._ffibox_base, name)
     if len(fields[name]) == 2:
-        store(session, fields[name][1], address + descriptor.offset, generation, value)
+        store(fields[name][1], address_of(self) + descriptor.offset, value)
         return
-    data = session.read(address, _ct.sizeof(self), generation)
-    _ct.memmove(_ct.addressof(self), data, len(data))
+    at = _refresh(self)
     object.__setattr__(self, name, value)
-    session.write(address, _ct.string_at(_ct.addressof(self), _ct.sizeof(self)), generation)
+    at.session.memory.write(at.address, _ct.string_at(_ct.addressof(self), _ct.sizeof(self)),
+                            at.generation)
 
 
 def _index(length: int, index: int) -> int:
@@ -140,20 +151,18 @@ def _index(length: int, index: int) -> int:
 
 
 def _array_get(self, index):
-    session, address, generation = _at(self)
     t = type(self)._ffibox_base
     if isinstance(index, slice):
         items = [_array_get(self, i) for i in range(*index.indices(t._length_))]
         return b"".join(items) if t._type_ is _ct.c_char else items
     index = _index(t._length_, index)
-    return load(session, t._type_, address + index * _ct.sizeof(t._type_), generation)
+    return load(t._type_, address_of(self) + index * _ct.sizeof(t._type_))
 
 
 def _array_set(self, index, value):
-    session, address, generation = _at(self)
     t = type(self)._ffibox_base
     index = _index(t._length_, index)
-    store(session, t._type_, address + index * _ct.sizeof(t._type_), generation, value)
+    store(t._type_, address_of(self) + index * _ct.sizeof(t._type_), value)
 
 
 class RemotePointer:
@@ -161,10 +170,18 @@ class RemotePointer:
     generation). `.contents`, indexing, `cast` and `string_at` read through the server."""
 
     def __init__(self, session, address: int, generation: int, type_) -> None:
-        self._session = session
-        self.address = address
-        self.generation = generation
+        self._ffibox_address = WorkerAddress(session, address, generation)
         self._type_ = type_
+
+    @property
+    def address(self) -> int:
+        """The worker address it points to."""
+        return self._ffibox_address.address
+
+    @property
+    def generation(self) -> int:
+        """The worker generation the address belongs to."""
+        return self._ffibox_address.generation
 
     def __bool__(self) -> bool:
         return self.address != 0
@@ -188,7 +205,7 @@ class RemotePointer:
     def contents(self):
         """The pointed-to value, as a view whose reads and writes go to the worker."""
         self._check()
-        return view(self._session, self._type_, self.address, self.generation)
+        return view(self._type_, self._ffibox_address)
 
     def __getitem__(self, index):
         self._check()
@@ -206,8 +223,9 @@ class RemotePointer:
                     and len(indexes) > 0:
                 # Plain values: one read of the span, not one per element.
                 low, high = min(indexes), max(indexes)
-                data = self._session.read(self.address + low * size, (high - low + 1) * size,
-                                          self.generation)
+                at = self._ffibox_address + low * size
+                data = at.session.memory.read(at.address, (high - low + 1) * size,
+                                              at.generation)
                 span = (self._type_ * (high - low + 1)).from_buffer_copy(data)
                 items = [span[i - low] for i in indexes]
             else:
@@ -215,33 +233,41 @@ class RemotePointer:
             if self._type_ is _ct.c_char:
                 return b"".join(items)
             return "".join(items) if self._type_ is _ct.c_wchar else items
-        return load(self._session, self._type_, self.address + index * size, self.generation)
+        return load(self._type_, self._ffibox_address + index * size)
 
     def __setitem__(self, index: int, value) -> None:
         self._check()
         size = _ct.sizeof(self._type_)
-        store(self._session, self._type_, self.address + index * size, self.generation, value)
+        store(self._type_, self._ffibox_address + index * size, value)
 
 
 _string_pointers: Dict[type, type] = {}
 
 
-def string_pointer(session, t, address: int, generation: int):
-    """A `c_char_p` / `c_wchar_p` (subclass) instance for a worker address: `.value` reads
-    the string through the server."""
+def string_pointer(t, at: WorkerAddress):
+    """A `c_char_p` / `c_wchar_p` (subclass) instance for the worker string at `at`:
+    `.value` reads the string through the server."""
     cls = _string_pointers.get(t)
     if cls is None:
         wide = _types.code_of(t) == "Z"
 
         def get(self):
-            s, a, g = object.__getattribute__(self, "_ffibox_remote_pointer_at")
-            return s.read_string(a, wide, g) if a else None
+            at = address_of(self)
+            return at.session.memory.read_string(at.address, wide, at.generation) \
+                if at.address else None
 
         cls = type(t.__name__, (t,), {"value": property(get),
                                       "__repr__": lambda self: "%s(%r)" % (t.__name__,
                                                                             self.value)})
         _string_pointers[t] = cls
     instance = cls()
-    instance._ffibox_remote_pointer_at = (session, address, generation)
-    instance._ffibox_remote_pointer = (address, generation)
+    set_address(instance, at)
     return instance
+
+
+def function_pointer(prototype, at: WorkerAddress):
+    """An instance of CFUNCTYPE `prototype` for the worker function at `at` (NULL: the
+    prototype's NULL instance)."""
+    if not at.address:
+        return prototype()
+    return prototype(RemotePointer(at.session, at.address, at.generation, None))

@@ -1,10 +1,10 @@
-"""ctypes types as protocol `Type`s, and the layout check against the worker's ABI.
+"""ctypes types as protocol `Type`s (no I/O: ffibox._layout_check asks the worker).
 
 Local values keep the stdlib ctypes types and their layout (sizeof, alignment, Structure
 fields, bit fields, _pack_); this module only describes those types to the server.
 """
 import ctypes as _ct
-from typing import Dict, List, Optional, Tuple
+from typing import List, Tuple
 
 from ffibox._stubs import pb
 
@@ -160,45 +160,6 @@ def pointer_offsets(t, base: int = 0, unions: bool = True) -> List[Tuple[int, ob
     return []
 
 
-def check_layout(stream, t, checked: Dict[type, bool]) -> None:
-    """Compares ctypes' layout of record `t` (and records inside it) with the worker's once
-    per stream; raises TypeError when they disagree (the raw bytes would be misread)."""
-    if t in checked or not (is_record(t) or is_array(t) or is_pointer(t)):
-        return
-    checked[t] = True
-    if is_pointer(t) and is_incomplete(t._type_):
-        return
-    if is_array(t) or is_pointer(t):
-        check_layout(stream, t._type_, checked)
-        return
-    for entry in wire_fields(t):
-        check_layout(stream, entry[1], checked)
-    layout = stream.request(get_layout=pb.GetLayout(type=to_proto(t))).layout
-    problems = []
-    if layout.size != _ct.sizeof(t) or layout.alignment != _ct.alignment(t):
-        problems.append("size/alignment %d/%d here, %d/%d in the worker" % (
-            _ct.sizeof(t), _ct.alignment(t), layout.size, layout.alignment))
-    for entry, field in zip(wire_fields(t), layout.fields):
-        descriptor = getattr(t, entry[0])
-        if len(entry) > 2:
-            local_bit = descriptor.offset * 8 + (descriptor.size & 0xFFFF)
-            remote_bit = field.offset * 8 + field.bit_offset
-            if local_bit != remote_bit:
-                problems.append("bit field %s at bit %d here, %d in the worker"
-                                % (entry[0], local_bit, remote_bit))
-        elif descriptor.offset != field.offset:
-            problems.append("field %s at offset %d here, %d in the worker"
-                            % (entry[0], descriptor.offset, field.offset))
-    if problems:
-        raise TypeError("ffibox: the layout of %s differs between ctypes and the worker: %s"
-                        % (t.__name__, "; ".join(problems)))
-
-
 def is_ctypes_type(t) -> bool:
     """A ctypes data type ffibox can describe (simple, pointer, array, record, function)."""
     return is_simple(t) or is_pointer(t) or is_array(t) or is_record(t) or is_function(t)
-
-
-def to_proto_ok(t) -> bool:
-    """An argtypes entry used as a type (not a custom object with only `from_param`)."""
-    return is_ctypes_type(t)

@@ -4,7 +4,6 @@
     with ffibox.connect().session(timeout=5) as session:
         libm = session.CDLL("libm.so.6")
 """
-import ctypes as _ct
 import fnmatch
 import os
 import threading
@@ -13,15 +12,18 @@ from typing import Any, Dict, Iterable, Optional
 
 import grpc
 
-from ffibox import _server, _types
+from ffibox import _default, _marshal, _remote, _server, _types
 from ffibox._functions import RemoteCall, callback_handler
 from ffibox._images import ImageTable
-from ffibox._twins import TwinTable
+from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
+from ffibox._memory import WorkerMemory
 from ffibox._stream import SessionStream
 from ffibox._stubs import pb
+from ffibox._twins import TwinTable
 from ffibox._unix_server_check import check_unix_server
+from ffibox._worker_address import WorkerAddress
 from ffibox.errors import Error, UntrustedServer
 
 
@@ -169,11 +171,15 @@ class Session:
                            ", ".join(self.jail_layers) or "none",
                            "; waived: " + "; ".join(self.waived_jail_layers)
                            if self.waived_jail_layers else ""), "JAIL_UNAVAILABLE")
-        self.checked_layouts: Dict[type, bool] = {}
-        # Local images of worker memory the library handed back through typed pointers.
-        self.images = ImageTable(self)
+        # ctypes' layouts of the types calls use, checked against the worker's.
+        self.layouts = LayoutCheck(self.stream)
+        # The worker's memory, by request.
+        self.memory = WorkerMemory(
+            self.stream, lambda t, value: _marshal.encode(t, value, None, self))
         # One worker address per caller object calls reach, for the object's life.
         self.twins = TwinTable(lambda: self.generation)
+        # Local images of worker memory the library handed back through typed pointers.
+        self.images = ImageTable(self.memory, self.twins)
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
         self._callbacks_lock = threading.Lock()
@@ -198,6 +204,18 @@ class Session:
         """The worker generation that answered last (addresses of older ones are stale)."""
         return self.stream.generation
 
+    def load_library(self, path: str) -> int:
+        """dlopens `path` in the worker (if the server allows it: else LibraryNotAllowed);
+        the library's handle."""
+        return self.stream.request(load_library=pb.LoadLibrary(path=path)).library.library
+
+    def lookup(self, library: int, symbol: str) -> WorkerAddress:
+        """The worker address of `symbol` in library handle `library` (SymbolNotFound when
+        it has none)."""
+        found = self.stream.request(lookup_symbol=pb.LookupSymbol(
+            library=library, symbol=symbol)).symbol.address
+        return WorkerAddress(self, found.address, found.generation)
+
     def CDLL(self, name: Optional[str], mode: int = 0, handle: Optional[int] = None,
              use_errno: bool = False, use_last_error: bool = False) -> _CDLL:
         """ctypes.CDLL in this session's worker."""
@@ -215,44 +233,31 @@ class Session:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    # -- remote memory (used by RemotePointer and the ctypes module) ------------------------
-
-    def _address(self, address: int, generation: Optional[int]):
-        return pb.RemoteAddress(address=address, generation=generation or self.generation)
+    # -- worker memory (Session.memory; these are its operations under the Session) ------
 
     def read(self, address: int, size: int, generation: Optional[int] = None) -> bytes:
         """`size` bytes of worker memory (MemoryFault for a bad address)."""
-        return self.stream.request(read_memory=pb.ReadMemory(
-            address=self._address(address, generation), size=size)).memory.data
+        return self.memory.read(address, size, generation)
 
     def write(self, address: int, data: bytes, generation: Optional[int] = None) -> None:
         """Writes `data` into worker memory."""
-        self.stream.request(write_memory=pb.WriteMemory(
-            address=self._address(address, generation), data=data))
+        self.memory.write(address, data, generation)
 
     def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None):
         """Stores `value` as a `t` at a worker address."""
-        from ffibox import _marshal
-        self.stream.request(write_memory=pb.WriteMemory(
-            address=self._address(address, generation), type=_types.to_proto(t),
-            value=_marshal.encode(t, value, None, self)))
+        self.memory.write_typed(address, t, value, generation)
 
     def read_string(self, address: int, wide: bool = False,
                     generation: Optional[int] = None, length: int = 0):
         """The NUL-terminated (w)char string at a worker address (bytes or str)."""
-        data = self.stream.request(read_string=pb.ReadString(
-            address=self._address(address, generation), wide=wide, max_length=length)).string
-        return data.text if wide else data.data
+        return self.memory.read_string(address, wide, generation, length)
 
     def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None):
-        self.stream.request(fill_memory=pb.FillMemory(
-            address=self._address(address, generation), byte=byte & 0xFF, size=size))
+        self.memory.fill(address, byte, size, generation)
 
     def copy(self, destination: int, source: int, size: int,
              generation: Optional[int] = None) -> None:
-        self.stream.request(copy_memory=pb.CopyMemory(
-            destination=self._address(destination, generation),
-            source=self._address(source, generation), size=size))
+        self.memory.copy(destination, source, size, generation)
 
     # -- callbacks and function pointers ----------------------------------------------------
 
@@ -267,7 +272,7 @@ class Session:
             prototype = type(callback)
             for t in prototype._argtypes_ + ((prototype._restype_,)
                                              if prototype._restype_ is not None else ()):
-                _types.check_layout(self.stream, t, self.checked_layouts)
+                self.layouts.check(t)
             signature = _types.signature(prototype._restype_, prototype._argtypes_)
             defined = self.stream.request(
                 define_callback=pb.DefineCallback(signature=signature)).callback
@@ -292,13 +297,15 @@ class Session:
         key = (address, generation)
         call = self._functions_at.get(key)
         if call is None:
-            call = RemoteCall(self, "0x%x" % address, address=key)
+            call = RemoteCall(self, "0x%x" % address,
+                              address=WorkerAddress(self, address, generation))
             self._functions_at[key] = call
         return call
 
     def remote_function(self, prototype, address: int, generation: int):
         """An instance of CFUNCTYPE `prototype` for a worker function pointer (None: NULL)."""
-        from ffibox._remote import RemotePointer
-        if not address:
-            return prototype()
-        return prototype(RemotePointer(self, address, generation, None))
+        return _remote.function_pointer(prototype, WorkerAddress(self, address, generation))
+
+
+# `from ffibox import ctypes` and plain integer addresses use a session of their own.
+_default.set_opener(lambda: connect().session())

@@ -9,42 +9,53 @@ worker's memory or this process's). docs/python.md lists what differs.
 """
 import ctypes as _ct
 import operator
-import threading as _threading
-from ctypes import (  # noqa: F401 - the stdlib data types are ffibox's data types
+from ctypes import (  # the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
-    SetPointerType, _Pointer, _SimpleCData, addressof, alignment, byref, c_bool, c_buffer,
-    c_byte, c_char, c_char_p, c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64,
-    c_long, c_longdouble, c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint,
-    c_uint8, c_uint16, c_uint32, c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp,
-    c_wchar, c_wchar_p, create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
-from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE  # noqa: F401
+    SetPointerType, addressof, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
+    c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64, c_long, c_longdouble,
+    c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint, c_uint8, c_uint16, c_uint32,
+    c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
+    create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
+from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 # Names real bindings import. py_object works for local values; it cannot cross to a
 # library (a Python object has no meaning in the worker): passing one is a TypeError.
-from ctypes import (  # noqa: F401
-    BigEndianUnion, LittleEndianUnion, _CFuncPtr, _FUNCFLAG_CDECL, _FUNCFLAG_PYTHONAPI,
-    _FUNCFLAG_USE_ERRNO, _FUNCFLAG_USE_LASTERROR, _pointer_type_cache, py_object)
+from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
 from ffibox import _addresses, _remote, _types
-from ffibox._functions import CFUNCTYPE, get_errno, set_errno  # noqa: F401
+from ffibox._default import default_session as _default_session
+from ffibox._default import opened_session as _opened_session
+from ffibox._functions import CFUNCTYPE, get_errno, set_errno
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._remote import RemotePointer
+from ffibox._worker_address import WorkerAddress, address_of
 
 __version__ = _ct.__version__
+# The stdlib's private names real bindings import too (`from ctypes import _Pointer`).
+_CFuncPtr = _ct._CFuncPtr
+_FUNCFLAG_CDECL = _ct._FUNCFLAG_CDECL
+_FUNCFLAG_PYTHONAPI = _ct._FUNCFLAG_PYTHONAPI
+_FUNCFLAG_USE_ERRNO = _ct._FUNCFLAG_USE_ERRNO
+_FUNCFLAG_USE_LASTERROR = _ct._FUNCFLAG_USE_LASTERROR
+_Pointer = _ct._Pointer
+_SimpleCData = _ct._SimpleCData
+_pointer_type_cache = _ct._pointer_type_cache
 
-_default_lock = _threading.Lock()
-_default = None
-
-
-def _default_session():
-    """The session `from ffibox import ctypes` uses: one per process, made on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            import ffibox
-            _default = ffibox.connect().session()
-        return _default
+# What `from ffibox.ctypes import *` gives: the stdlib's names and ffibox's own.
+__all__ = [
+    "ARRAY", "ArgumentError", "Array", "BigEndianStructure", "BigEndianUnion", "CDLL",
+    "CFUNCTYPE", "DEFAULT_MODE", "LibraryLoader", "LittleEndianStructure", "LittleEndianUnion",
+    "LoadLibrary", "POINTER", "RTLD_GLOBAL", "RTLD_LOCAL", "RemotePointer", "SetPointerType",
+    "Structure", "Union", "addressof", "alignment", "byref", "c_bool", "c_buffer", "c_byte",
+    "c_char", "c_char_p", "c_double", "c_float", "c_int", "c_int16", "c_int32", "c_int64",
+    "c_int8", "c_long", "c_longdouble", "c_longlong", "c_short", "c_size_t", "c_ssize_t",
+    "c_ubyte", "c_uint", "c_uint16", "c_uint32", "c_uint64", "c_uint8", "c_ulong",
+    "c_ulonglong", "c_ushort", "c_void_p", "c_voidp", "c_wchar", "c_wchar_p", "cast", "cdll",
+    "create_string_buffer", "create_unicode_buffer", "from_address", "get_errno", "in_dll",
+    "memmove", "memset", "pointer", "py_object", "resize", "scratch_directory", "set_errno",
+    "sizeof", "string_at", "wstring_at",
+]
 
 
 def scratch_directory() -> Optional[str]:
@@ -72,7 +83,7 @@ def in_dll(t, library, name: str):
         address = library.address_of(name)
     except AttributeError as error:
         raise ValueError(str(error)) from None  # as ctypes says it
-    return _remote.view(library._session, t, address.address, address.generation)
+    return _remote.view(t, address)
 
 
 def from_address(t, address: int):
@@ -87,11 +98,11 @@ def from_address(t, address: int):
         return obj
     if kind == "local":
         return _types.local_at(t, address)
-    session = _default  # integers name the default session's worker, as in cast()
+    session = _opened_session()  # integers name the default session's worker, as in cast()
     if session is None:
         raise ValueError("from_address: 0x%x is not an address of this process, and no ffibox "
                          "session has a worker it could belong to" % address)
-    return _remote.view(session, t, address, session.generation)
+    return _remote.view(t, WorkerAddress(session, address, session.generation))
 
 
 def _install_in_dll(t) -> None:
@@ -150,12 +161,12 @@ def _install_string_value(t, wide: bool) -> None:
             if kind == "twin":
                 return _ct.wstring_at(local) if wide else _ct.string_at(local)
             if kind == "worker":
-                session = _default
+                session = _opened_session()
                 if session is None:
                     raise ValueError("%s: 0x%x is not an address of this process, and no "
                                      "ffibox session has a worker it could belong to"
                                      % (t.__name__, address))
-                return session.read_string(address, wide, session.generation)
+                return session.memory.read_string(address, wide, session.generation)
         return stdlib.__get__(self)
 
     if "value" not in t.__dict__:
@@ -171,42 +182,29 @@ for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c
     _install_in_dll(_t)
 
 
-def _session_of(obj):
-    if isinstance(obj, RemotePointer):
-        return obj._session
-    at = getattr(obj, "_ffibox_at", None)
-    return at[0] if at else None
-
-
-def _remote_address(obj):
-    """(session, address, generation) when `obj` names worker memory, else None."""
-    if isinstance(obj, RemotePointer):
-        return obj._session, obj.address, obj.generation
+def _remote_address(obj) -> Optional[WorkerAddress]:
+    """The worker memory `obj` stands for as a pointer, when it is the worker's: what a
+    RemotePointer, a c_char_p bound to a worker string or a worker function points to,
+    where a view lives (what it holds, for a view of a pointer), a worker address as an
+    integer or c_void_p (of the default session)."""
     if isinstance(obj, int) and not isinstance(obj, bool) or (
-            isinstance(obj, c_void_p) and not hasattr(obj, "_ffibox_at")):
+            isinstance(obj, c_void_p) and address_of(obj) is None):
         address = obj if isinstance(obj, int) else obj.value or 0
         if address and _addresses.classify(address)[0] != "worker":
             return None  # this process's memory (_local_form maps twins)
         session = _default_session()
-        return session, address, session.generation
-    remote = getattr(obj, "_ffibox_remote", None)
-    if isinstance(remote, tuple) and len(remote) == 3:
-        return remote[2], remote[0], remote[1]
-    at = getattr(obj, "_ffibox_at", None)
-    if at is not None:
-        session, address, generation = at
-        base = type(obj)._ffibox_base
-        if _types.is_pointer(base) or _types.code_of(base) in ("P", "z", "Z"):
-            word = int.from_bytes(session.read(address, 8, generation), "little")
-            return session, word, generation
-        return session, address, generation
-    return None
+        return WorkerAddress(session, address, session.generation)
+    at = address_of(obj)
+    if at is not None and _remote.view_address(obj) is not None and \
+            _types.code_of(type(obj)._ffibox_base) in ("P", "z", "Z"):
+        return WorkerAddress(at.session, _remote.read_word(at), at.generation)
+    return at
 
 
 def _local_form(obj):
     """An integer (or plain c_void_p) inside a worker twin, as the caller's own address;
     anything else unchanged."""
-    if isinstance(obj, c_void_p) and not hasattr(obj, "_ffibox_at") and type(obj) is c_void_p:
+    if type(obj) is c_void_p:
         address = obj.value or 0
     elif isinstance(obj, int) and not isinstance(obj, bool):
         address = obj
@@ -222,8 +220,8 @@ def cast(obj, typ):
     """ctypes.cast. Local objects are cast locally; pointers into the worker (RemotePointer,
     integers, c_void_p values) give RemotePointers or values read through the server."""
     obj = _local_form(obj)
-    remote = _remote_address(obj)
-    if remote is None:
+    at = _remote_address(obj)
+    if at is None:
         result = _ct.cast(obj, typ)
         if isinstance(obj, bytes):
             # ctypes keeps no reference to cast bytes; ffibox needs one to ship them.
@@ -233,41 +231,39 @@ def cast(obj, typ):
             # A callback cast to another prototype is still that callback for the library.
             result._ffibox_cast_of = getattr(obj, "_ffibox_cast_of", None) or obj
         return result
-    session, address, generation = remote
     if _types.is_pointer(typ):
-        return RemotePointer(session, address, generation, typ._type_)
+        return RemotePointer(at.session, at.address, at.generation, typ._type_)
     if _types.is_function(typ):
-        return session.remote_function(typ, address, generation)
+        return _remote.function_pointer(typ, at)
     if _types.code_of(typ) == "P":
-        return typ(address or None)
+        return typ(at.address or None)
     if _types.code_of(typ) in ("z", "Z"):
-        return _remote.string_pointer(session, typ, address, generation)
+        return _remote.string_pointer(typ, at)
     raise TypeError("cast() argument 2 must be a pointer type, not %s" % typ.__name__)
 
 
 def string_at(ptr, size: int = -1) -> bytes:
     """ctypes.string_at: from worker memory for remote pointers, locally for local objects."""
     ptr = _local_form(ptr)
-    remote = _remote_address(ptr)
-    if remote is None:
+    at = _remote_address(ptr)
+    if at is None:
         return _ct.string_at(ptr, size)
-    session, address, generation = remote
+    memory = at.session.memory
     if size < 0:
-        return session.read_string(address, False, generation)
-    return session.read(address, size, generation)
+        return memory.read_string(at.address, False, at.generation)
+    return memory.read(at.address, size, at.generation)
 
 
 def wstring_at(ptr, size: int = -1) -> str:
     """ctypes.wstring_at, as string_at."""
     ptr = _local_form(ptr)
-    remote = _remote_address(ptr)
-    if remote is None:
+    at = _remote_address(ptr)
+    if at is None:
         return _ct.wstring_at(ptr, size)
-    session, address, generation = remote
+    memory = at.session.memory
     if size < 0:
-        return session.read_string(address, True, generation)
-    data = session.read(address, size * sizeof(c_wchar), generation)
-    return data.decode("utf-32-le")
+        return memory.read_string(at.address, True, at.generation)
+    return memory.read(at.address, size * sizeof(c_wchar), at.generation).decode("utf-32-le")
 
 
 def memmove(dst, src, count: int) -> Any:
@@ -277,27 +273,25 @@ def memmove(dst, src, count: int) -> Any:
     if remote_dst is None and remote_src is None:
         return _ct.memmove(dst, src, count)
     if remote_dst is None:
-        session, address, generation = remote_src
-        data = session.read(address, count, generation)
+        data = remote_src.session.memory.read(remote_src.address, count, remote_src.generation)
         return _ct.memmove(dst, data, count)
-    session, address, generation = remote_dst
+    memory = remote_dst.session.memory
     if remote_src is None:
         data = src[:count] if isinstance(src, bytes) else _ct.string_at(src, count)
-        session.write(address, data, generation)
+        memory.write(remote_dst.address, data, remote_dst.generation)
     else:
-        session.copy(address, remote_src[1], count, generation)
-    return address
+        memory.copy(remote_dst.address, remote_src.address, count, remote_dst.generation)
+    return remote_dst.address
 
 
 def memset(dst, c: int, count: int) -> Any:
     """ctypes.memset on a local object or worker memory."""
     dst = _local_form(dst)
-    remote = _remote_address(dst)
-    if remote is None:
+    at = _remote_address(dst)
+    if at is None:
         return _ct.memset(dst, c, count)
-    session, address, generation = remote
-    session.fill(address, c, count, generation)
-    return address
+    at.session.memory.fill(at.address, c, count, at.generation)
+    return at.address
 
 
 def __getattr__(name: str):

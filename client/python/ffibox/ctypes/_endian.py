@@ -1,3 +1,7 @@
 """ctypes._endian (BigEndianStructure and friends): the stdlib's own, since data types are."""
-from ctypes._endian import *  # noqa: F401,F403
-from ctypes._endian import BigEndianStructure, LittleEndianStructure  # noqa: F401
+import importlib as _importlib
+
+# The public names of `ctypes._endian`, as `from ctypes._endian import *` gives them.
+globals().update({name: value for name, value in
+                  vars(_importlib.import_module("ctypes._endian")).items()
+                  if not name.startswith("_")})

@@ -1,0 +1,297 @@
+"""The memory blocks of one call: client memory a call reaches, and copying it back.
+
+Client memory a pointer argument reaches (byref targets, buffers, arrays, structs, and what
+their pointer fields reach through ctypes' keep-alive references) is shipped as memory
+blocks, each pointer between them as a relocation, each object at its worker twin
+(ffibox._twins). After the call the library's changes, rewired pointers included, are
+copied back into the same local objects. ffibox._marshal decides what a value needs; this
+module builds the blocks without I/O. Copying back asks ffibox._images for images of worker
+memory the library left in typed pointer slots, which reads that memory.
+"""
+import ctypes as _ct
+import struct
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ffibox import _addresses, _twins, _types
+from ffibox._stubs import pb
+
+_CData = _ct._SimpleCData.__mro__[1]
+NULL = pb.Value(pointer=pb.PointerValue(null=True))
+_WORD = struct.Struct("<Q")
+
+_bytes_address = _twins.bytes_address
+
+
+def remote_value(address: int, generation: int):
+    """A pointer Value to a worker address (NULL for 0)."""
+    if not address:
+        return NULL
+    return pb.Value(pointer=pb.PointerValue(
+        remote=pb.RemoteAddress(address=address, generation=generation)))
+
+
+def block_value(index: int, offset: int = 0):
+    """A pointer Value to `offset` bytes into block `index` of the call."""
+    return pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index, offset=offset)))
+
+
+def _kept_alive(keep, limit: Optional[int] = None):
+    """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
+    ctypes object, bytes) hold, depth first, each once, through nested `_objects`; at most
+    `limit` visited."""
+    stack, seen = [keep], set()
+    while stack and (limit is None or len(seen) < limit):
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif item is not None:
+            yield item
+            if isinstance(item, _CData):
+                stack.append(getattr(item, "_objects", None))
+
+
+class CallBuilder:
+    """The blocks of one call, and how to copy them back into client memory."""
+
+    def __init__(self, twins, images, generation: Callable[[], int]) -> None:
+        """Blocks placed at the twins of `twins` (ffibox._twins.TwinTable), pointer slots
+        holding images of `images` (ffibox._images.ImageTable) sent as their worker
+        addresses; `generation` tells the session's current worker generation."""
+        self._twins = twins
+        self._images = images
+        self._generation = generation
+        self.blocks: List[Any] = []
+        self._extents: List[Tuple[int, int, int]] = []    # local start, end, block index
+        self._owners: List[Any] = []                        # block index -> local object
+        # block index -> {offset: the caller's own word} for pointer slots sent as worker
+        # addresses (images), restored after the call unless the library changed them.
+        self._own_words: Dict[int, Dict[int, int]] = {}
+        self._candidates: List[Tuple[int, int, Any]] = []  # reachable local memory
+        self._sources: Dict[int, int] = {}  # id(bytes or str shipped) -> block index
+        self.twins_used: List[Any] = []  # twins the blocks are placed at (busy in flight)
+
+    # -- building --------------------------------------------------------------------------
+
+    def _memory_owner(self, obj):
+        """The object whose buffer holds `obj`'s memory, and so whose twin it shares: its
+        base (for a field or element view), an object an earlier call twinned (for a view
+        of it such as `p.contents`), an object the base keeps alive that holds it, or
+        itself."""
+        start, end = _ct.addressof(obj), _ct.addressof(obj) + _ct.sizeof(obj)
+
+        def holds(other) -> bool:
+            return _ct.addressof(other) <= start and end <= _ct.addressof(other) + _ct.sizeof(
+                other)
+
+        owner = _twins.owner_of(obj)
+        if owner is obj or holds(owner):
+            return owner
+        twinned = self._twins.owner_at(start)
+        if twinned is not None and not isinstance(twinned, (bytes, str)) and holds(twinned):
+            return twinned
+        for item in _kept_alive(getattr(owner, "_objects", None), limit=256):
+            if isinstance(item, _CData) and item is not obj and holds(item):
+                return _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
+        return obj
+
+    def add_object(self, obj) -> Optional[int]:
+        """Ships the memory of ctypes object `obj` (all of its owner's buffer, which has one
+        worker twin, and what its pointers reach) INOUT; the block index. None when its twin
+        is busy (a call in flight works on it: see pointer_to)."""
+        # What the view's bases keep alive (ctypes files a field's keep-alive references
+        # under the view's root, which may be a pointer: p.contents.buf = cast(b, ...)).
+        view = obj
+        while view is not None:
+            self._collect(getattr(view, "_objects", None))
+            view = getattr(view, "_b_base_", None)
+        obj = self._memory_owner(obj)
+        start = _ct.addressof(obj)
+        if self._twins.busy_worker_address(start) is not None:
+            return None
+        found = self._shipped(start)
+        if found is not None and found[1] == 0 and _ct.sizeof(obj) <= len(
+                self.blocks[found[0]].data):
+            return found[0]
+        size = _ct.sizeof(obj)
+        slots = _types.pointer_offsets(type(obj))
+        images = self._images
+        index = self._new_block(start, size, obj, images.worker_bytes(start, size, slots),
+                                pb.INOUT)
+        self._collect(getattr(obj, "_objects", None))
+        for offset, ptype in slots:
+            word = _types.word_at(start + offset).value
+            if word and images.worker_address(word) is not None:  # sent as a worker address
+                self._own_words.setdefault(index, {})[offset] = word
+            elif word:
+                self._relocate(index, offset, ptype, word)
+        return index
+
+    def add_bytes(self, data: bytes, terminator: bytes = b"\0", source=None) -> int:
+        """Ships immutable bytes (plus a terminator) IN, at the worker twin of `source` (the
+        str they encode; by default the bytes themselves), so a library that keeps the
+        pointer reads the same string in later calls, as with ctypes; the block index."""
+        source = data if source is None else source
+        index = self._sources.get(id(source))
+        if index is not None:
+            return index
+        start = _bytes_address(data) if source is data else 0
+        index = self._new_block(start, len(data) + len(terminator), source, data + terminator,
+                                pb.IN)
+        self._sources[id(source)] = index
+        return index
+
+    def _new_block(self, start: int, size: int, owner, data: bytes, direction) -> int:
+        index = len(self.blocks)
+        block = pb.MemoryBlock(data=data, size=size, direction=direction)
+        if owner is not None:
+            twin = self._twins.place(block, owner, size, self._generation())
+            if twin is not None:
+                self.twins_used.append(twin)
+        self.blocks.append(block)
+        self._owners.append(owner)
+        if start:
+            self._extents.append((start, start + size, index))
+        return index
+
+    def _collect(self, keep) -> None:
+        for item in _kept_alive(keep):
+            if isinstance(item, _CData):
+                start = _ct.addressof(item)
+                self._candidates.append((start, start + _ct.sizeof(item), item))
+            elif isinstance(item, bytes):
+                start = _bytes_address(item)
+                self._candidates.append((start, start + len(item) + 1, item))
+
+    def _shipped(self, address: int) -> Optional[Tuple[int, int]]:
+        for start, end, index in self._extents:
+            if start <= address < end or (address == start == end):
+                return index, address - start
+        return None
+
+    def locate(self, address: int) -> Optional[Tuple[int, int]]:
+        """(block, offset) of a local address inside client memory this call ships."""
+        found = self._shipped(address)
+        if found is not None:
+            return found
+        for start, end, item in list(self._candidates):
+            if start <= address < end:
+                if isinstance(item, bytes):
+                    return self.add_bytes(item), address - start
+                self.add_object(item)
+                return self._shipped(address)
+        # An object an earlier call reached (a library may have linked to it since).
+        owner = self._twins.owner_at(address)
+        if isinstance(owner, bytes):
+            return self.add_bytes(owner), address - _bytes_address(owner)
+        if owner is not None:
+            self.add_object(owner)
+            return self._shipped(address)
+        return None
+
+    def _relocate(self, index: int, offset: int, ptype, word: int) -> None:
+        target = self.locate(word)
+        if target is None:
+            return  # not client memory this call knows: a worker address, left as it is
+        self.blocks[index].relocations.add(
+            offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
+
+    def pointer_to(self, obj, offset: int = 0):
+        """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker
+        address, unsynced, when a call in flight works on its twin)."""
+        busy = self._twins.busy_worker_address(_ct.addressof(obj))
+        if busy is not None:
+            return remote_value(busy[0] + offset, busy[1])
+        index = self.add_object(obj)
+        base = self.locate(_ct.addressof(obj))
+        return block_value(index, (base[1] if base else 0) + offset)
+
+    def worker_integer(self, address: int) -> Optional[int]:
+        """The worker address of local `address` when it lies in a twinned object (which
+        the call then ships, synced, at its twin), else None."""
+        found = self._twins.twin_at(address)
+        if found is None or isinstance(found[0], (bytes, str)):
+            return None
+        owner, twin = found
+        if not twin.busy:
+            index = self.add_object(owner)
+            if index is None or not self.blocks[index].HasField("at"):
+                return None
+        return twin.worker + (address - twin.local)
+
+    def local_pointer_via(self, address: int, keep):
+        """local_pointer for an address whose memory `keep` (ctypes' keep-alive references
+        of a cast result) holds."""
+        self._collect(keep)
+        return self.local_pointer(address)
+
+    def local_pointer(self, address: int):
+        """A pointer Value for a local pointer's value; remote when not client memory."""
+        if not address:
+            return NULL
+        mapped = self._images.worker_address(address)
+        if mapped is not None:
+            return remote_value(*mapped)
+        target = self.locate(address)
+        if target is None:
+            return remote_value(address, self._generation())
+        return block_value(target[0], target[1])
+
+    # -- copying back ----------------------------------------------------------------------
+
+    def copy_back(self, result, generation: int) -> None:
+        """Writes the OUT/INOUT blocks of `result` into the local objects they came from.
+
+        A pointer slot the library left as it was gets the caller's own value back; one it
+        pointed into memory this call shipped is rewired to the local object; one it set to
+        other worker memory gets a local image of the typed pointee (ffibox._images), never
+        the raw worker address."""
+        for kept in result.kept:
+            owner = self._owners[kept.block] if kept.block < len(self._owners) else None
+            if owner is not None:
+                self._twins.kept(owner, self.blocks[kept.block].size,
+                                        kept.address.address, kept.address.generation)
+        budget = self._images.budget()
+        for contents in result.blocks:
+            owner = self._owners[contents.block] if contents.block < len(self._owners) else None
+            if owner is None or isinstance(owner, (bytes, str)):
+                continue
+            start = _ct.addressof(owner)
+            data = contents.data[:_ct.sizeof(owner)]
+            _ct.memmove(start, data, len(data))
+            relocated = {p.offset: p.target for p in contents.pointers}
+            sent = self.blocks[contents.block].data
+            own_words = self._own_words.get(contents.block, {})
+            # Words inside unions may be another member's bytes: only rewired, never imaged.
+            certain = {off for off, _ in _types.pointer_offsets(type(owner), unions=False)}
+            for offset, ptype in _types.pointer_offsets(type(owner)):
+                target = relocated.get(offset)
+                if target is None and offset not in certain:
+                    continue
+                into_text = target is not None and target.block < len(self._owners) and \
+                    isinstance(self._owners[target.block], str)
+                if (target is None or into_text) and offset + 8 <= len(data):
+                    # Not into caller memory (a str's encoding is the worker's own copy).
+                    returned = _WORD.unpack_from(data, offset)[0]
+                    if not into_text and offset + 8 <= len(sent) and \
+                            returned == _WORD.unpack_from(sent, offset)[0]:
+                        if offset in own_words:
+                            _types.word_at(start + offset).value = own_words[offset]
+                    elif returned:
+                        local = self._images.bind(owner, offset, ptype, returned,
+                                                         generation, budget)
+                        if local is not None:
+                            _types.word_at(start + offset).value = local
+                        else:  # void* and function pointers stay worker addresses
+                            _addresses.note_worker_address(returned)
+                    continue
+                if target is None or target.block >= len(self._owners):
+                    continue
+                target_owner = self._owners[target.block]
+                if target_owner is None:
+                    continue
+                base = (_bytes_address(target_owner) if isinstance(target_owner, bytes)
+                        else _ct.addressof(target_owner))
+                _types.word_at(start + offset).value = base + target.offset

@@ -1,0 +1,54 @@
+"""Checks, once per type and session, that ctypes lays a type out as the worker's ABI does.
+
+Records and arrays cross the session as raw bytes in ctypes' layout, which the worker reads
+in its own. A type on which the two disagree (a bit-field layout ctypes gets wrong) is
+refused with a TypeError before any call uses it, instead of exchanging misread bytes.
+"""
+import ctypes as _ct
+from typing import Dict
+
+from ffibox import _types
+from ffibox._stubs import pb
+
+
+class LayoutCheck:
+    """Asks the worker behind a session stream for the layouts of records (GetLayout) and
+    compares them with ctypes'. Each type is asked about once."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._checked: Dict[type, bool] = {}
+
+    def check(self, t) -> None:
+        """Compares ctypes' layout of `t` (a record, or records inside an array or behind a
+        pointer, at any depth) with the worker's; raises TypeError when they disagree."""
+        if t in self._checked or not (
+                _types.is_record(t) or _types.is_array(t) or _types.is_pointer(t)):
+            return
+        self._checked[t] = True
+        if _types.is_pointer(t) and _types.is_incomplete(t._type_):
+            return
+        if _types.is_array(t) or _types.is_pointer(t):
+            self.check(t._type_)
+            return
+        for entry in _types.wire_fields(t):
+            self.check(entry[1])
+        layout = self._stream.request(get_layout=pb.GetLayout(type=_types.to_proto(t))).layout
+        problems = []
+        if layout.size != _ct.sizeof(t) or layout.alignment != _ct.alignment(t):
+            problems.append("size/alignment %d/%d here, %d/%d in the worker" % (
+                _ct.sizeof(t), _ct.alignment(t), layout.size, layout.alignment))
+        for entry, field in zip(_types.wire_fields(t), layout.fields):
+            descriptor = getattr(t, entry[0])
+            if len(entry) > 2:
+                local_bit = descriptor.offset * 8 + (descriptor.size & 0xFFFF)
+                remote_bit = field.offset * 8 + field.bit_offset
+                if local_bit != remote_bit:
+                    problems.append("bit field %s at bit %d here, %d in the worker"
+                                    % (entry[0], local_bit, remote_bit))
+            elif descriptor.offset != field.offset:
+                problems.append("field %s at offset %d here, %d in the worker"
+                                % (entry[0], descriptor.offset, field.offset))
+        if problems:
+            raise TypeError("ffibox: the layout of %s differs between ctypes and the worker: %s"
+                            % (t.__name__, "; ".join(problems)))

@@ -1,0 +1,62 @@
+"""A session's worker memory, one request per operation: read, write, strings, fill, copy.
+
+Views, RemotePointers and images (ffibox._remote, ffibox._images) reach worker memory only
+through this. A worker address is never dereferenced in this process; a bad one raises
+MemoryFault, one of an older worker generation StaleHandle.
+"""
+from typing import Any, Callable, Optional
+
+from ffibox import _types
+from ffibox._stubs import pb
+
+# Encodes a Python value as a protocol Value of a ctypes type (ffibox._marshal.encode, for
+# values no call carries).
+ValueEncoder = Callable[[Any, Any], Any]
+
+
+class WorkerMemory:
+    """Worker memory operations over a session stream. An address without a generation is
+    of the worker that answered last."""
+
+    def __init__(self, stream, encode: ValueEncoder) -> None:
+        self._stream = stream
+        self._encode = encode
+
+    def _address(self, address: int, generation: Optional[int]):
+        return pb.RemoteAddress(address=address, generation=generation or self._stream.generation)
+
+    def read(self, address: int, size: int, generation: Optional[int] = None) -> bytes:
+        """`size` bytes of worker memory (MemoryFault for a bad address)."""
+        return self._stream.request(read_memory=pb.ReadMemory(
+            address=self._address(address, generation), size=size)).memory.data
+
+    def write(self, address: int, data: bytes, generation: Optional[int] = None) -> None:
+        """Writes `data` into worker memory."""
+        self._stream.request(write_memory=pb.WriteMemory(
+            address=self._address(address, generation), data=data))
+
+    def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None) -> None:
+        """Stores `value` as a `t` at a worker address (a string the worker copies, a
+        pointer, a callback)."""
+        self._stream.request(write_memory=pb.WriteMemory(
+            address=self._address(address, generation), type=_types.to_proto(t),
+            value=self._encode(t, value)))
+
+    def read_string(self, address: int, wide: bool = False,
+                    generation: Optional[int] = None, length: int = 0):
+        """The NUL-terminated (w)char string at a worker address (bytes or str)."""
+        data = self._stream.request(read_string=pb.ReadString(
+            address=self._address(address, generation), wide=wide, max_length=length)).string
+        return data.text if wide else data.data
+
+    def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None) -> None:
+        """Sets `size` bytes of worker memory to `byte`."""
+        self._stream.request(fill_memory=pb.FillMemory(
+            address=self._address(address, generation), byte=byte & 0xFF, size=size))
+
+    def copy(self, destination: int, source: int, size: int,
+             generation: Optional[int] = None) -> None:
+        """Copies `size` bytes between worker addresses (of the same worker)."""
+        self._stream.request(copy_memory=pb.CopyMemory(
+            destination=self._address(destination, generation),
+            source=self._address(source, generation), size=size))

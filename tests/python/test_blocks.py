@@ -1,0 +1,207 @@
+"""How one call's memory blocks are built from caller memory, and copied back: in this
+process only, no server. The results the worker would send are written out as it sends them
+(proto/ffibox/v1/ffibox.proto: CallResult, BlockContents, KeptBlock)."""
+import ctypes
+
+from ffibox._blocks import CallBuilder
+from ffibox._images import ImageTable
+from ffibox._stubs import pb
+from ffibox._twins import TwinTable
+
+GENERATION = 1
+
+
+class Node(ctypes.Structure):
+    pass
+
+
+Node._fields_ = [("value", ctypes.c_int), ("next", ctypes.POINTER(Node))]
+
+
+class Holder(ctypes.Structure):
+    _fields_ = [("count", ctypes.c_int), ("items", ctypes.POINTER(ctypes.c_int)),
+                ("opaque", ctypes.c_void_p)]
+
+
+ITEMS = Holder.items.offset
+OPAQUE = Holder.opaque.offset
+NEXT = Node.next.offset
+
+
+def new_builder(twins=None):
+    """A builder over a session's state as it is before any call: no twins, no images
+    (images are only made from worker memory, which none of these tests reads)."""
+    twins = twins if twins is not None else TwinTable(lambda: GENERATION)
+    return CallBuilder(twins, ImageTable(None, twins), lambda: GENERATION)
+
+
+def relocations(block):
+    """{offset: (target block, target offset)} of a block."""
+    return {r.offset: (r.target.block, r.target.offset) for r in block.relocations}
+
+
+def word(address: int) -> int:
+    return ctypes.c_void_p.from_address(address).value or 0
+
+
+def test_a_buffer_is_one_inout_block_holding_its_bytes():
+    buffer = ctypes.create_string_buffer(b"abc", 8)
+    builder = new_builder()
+    index = builder.add_object(buffer)
+    assert index == 0 and len(builder.blocks) == 1
+    block = builder.blocks[0]
+    assert block.data == b"abc\0\0\0\0\0"
+    assert block.size == 8
+    assert block.direction == pb.INOUT
+    assert block.keep  # its first call: the worker keeps it as the buffer's twin
+
+
+def test_what_a_pointer_field_points_to_is_shipped_and_relocated():
+    items = (ctypes.c_int * 3)(10, 20, 30)
+    holder = Holder(3, ctypes.cast(items, ctypes.POINTER(ctypes.c_int)))
+    builder = new_builder()
+    builder.add_object(holder)
+    assert len(builder.blocks) == 2
+    assert relocations(builder.blocks[0]) == {ITEMS: (1, 0)}
+    assert bytes(builder.blocks[1].data) == bytes(items)
+
+
+def test_a_pointer_to_an_element_ships_its_whole_array_and_points_at_the_element():
+    nodes = (Node * 3)()
+    head = Node(1, ctypes.pointer(nodes[2]))
+    builder = new_builder()
+    builder.add_object(head)
+    assert len(builder.blocks) == 2
+    assert builder.blocks[1].size == ctypes.sizeof(nodes)
+    assert relocations(builder.blocks[0]) == {NEXT: (1, 2 * ctypes.sizeof(Node))}
+
+
+def test_memory_two_objects_point_to_is_shipped_once():
+    shared = (ctypes.c_int * 2)(5, 6)
+    first = Holder(1, ctypes.cast(shared, ctypes.POINTER(ctypes.c_int)))
+    second = Holder(2, ctypes.cast(shared, ctypes.POINTER(ctypes.c_int)))
+    builder = new_builder()
+    builder.add_object(first)
+    builder.add_object(second)
+    assert len(builder.blocks) == 3  # first, shared, second
+    assert relocations(builder.blocks[0]) == {ITEMS: (1, 0)}
+    assert relocations(builder.blocks[2]) == {ITEMS: (1, 0)}
+    assert builder.blocks[1].data == bytes(shared)
+
+
+def test_a_cycle_ships_each_node_once_pointing_at_each_other():
+    a, b = Node(1), Node(2)
+    a.next = ctypes.pointer(b)
+    b.next = ctypes.pointer(a)
+    builder = new_builder()
+    index = builder.add_object(a)
+    assert len(builder.blocks) == 2
+    other = 1 - index
+    assert relocations(builder.blocks[index]) == {NEXT: (other, 0)}
+    assert relocations(builder.blocks[other]) == {NEXT: (index, 0)}
+
+
+def test_an_object_passed_twice_is_one_block():
+    buffer = ctypes.create_string_buffer(8)
+    builder = new_builder()
+    assert builder.add_object(buffer) == builder.add_object(buffer) == 0
+    assert len(builder.blocks) == 1
+
+
+def test_bytes_ship_once_with_their_terminator_and_only_in():
+    data = b"hello"
+    builder = new_builder()
+    first = builder.add_bytes(data)
+    assert builder.add_bytes(data) == first
+    assert len(builder.blocks) == 1
+    assert builder.blocks[first].data == b"hello\0"
+    assert builder.blocks[first].direction == pb.IN
+
+
+def test_a_pointer_to_an_offset_names_the_block_and_the_offset():
+    buffer = ctypes.create_string_buffer(16)
+    builder = new_builder()
+    value = builder.pointer_to(buffer, 4)
+    assert value.pointer.block.block == 0 and value.pointer.block.offset == 4
+
+
+def test_an_address_of_no_shipped_memory_goes_as_a_worker_address():
+    builder = new_builder()
+    value = builder.local_pointer(0x7000_0000_1000)
+    assert value.pointer.remote.address == 0x7000_0000_1000
+    assert value.pointer.remote.generation == GENERATION
+    assert builder.local_pointer(0).pointer.null
+
+
+def test_copy_back_writes_the_librarys_bytes_into_the_callers_object():
+    buffer = ctypes.create_string_buffer(8)
+    builder = new_builder()
+    index = builder.add_object(buffer)
+    result = pb.CallResult(blocks=[pb.BlockContents(block=index, data=b"written\0")])
+    builder.copy_back(result, GENERATION)
+    assert buffer.value == b"written"
+
+
+def test_copy_back_rewires_a_pointer_the_library_moved_to_another_shipped_object():
+    before = (ctypes.c_int * 2)(1, 2)
+    after = (ctypes.c_int * 2)(3, 4)
+    holder = Holder(2, ctypes.cast(before, ctypes.POINTER(ctypes.c_int)))
+    builder = new_builder()
+    index = builder.add_object(holder)
+    other = builder.add_object(after)
+    # In the worker, items now points at after[1]: a worker address, reported as a pointer
+    # into block `other`.
+    returned = bytearray(bytes(holder))
+    returned[ITEMS:ITEMS + 8] = (0x7000_0000_2004).to_bytes(8, "little")
+    result = pb.CallResult(blocks=[pb.BlockContents(
+        block=index, data=bytes(returned),
+        pointers=[pb.Relocation(offset=ITEMS, target=pb.BlockRef(block=other, offset=4))])])
+    builder.copy_back(result, GENERATION)
+    assert word(ctypes.addressof(holder) + ITEMS) == ctypes.addressof(after) + 4
+    assert holder.items[0] == 4
+
+
+def test_copy_back_puts_the_callers_pointer_back_where_the_library_left_it():
+    items = (ctypes.c_int * 2)(1, 2)
+    holder = Holder(2, ctypes.cast(items, ctypes.POINTER(ctypes.c_int)))
+    builder = new_builder()
+    index = builder.add_object(holder)
+    target = relocations(builder.blocks[index])[ITEMS]
+    returned = bytearray(bytes(Holder(7)))  # the library set count to 7, left items alone
+    returned[ITEMS:ITEMS + 8] = (0x7000_0000_3000).to_bytes(8, "little")  # the worker's copy
+    result = pb.CallResult(blocks=[pb.BlockContents(
+        block=index, data=bytes(returned),
+        pointers=[pb.Relocation(offset=ITEMS, target=pb.BlockRef(block=target[0]))])])
+    builder.copy_back(result, GENERATION)
+    assert holder.count == 7
+    assert word(ctypes.addressof(holder) + ITEMS) == ctypes.addressof(items)
+    assert holder.items[1] == 2
+
+
+def test_copy_back_leaves_a_void_pointer_to_worker_memory_as_the_workers_address():
+    holder = Holder()
+    builder = new_builder()
+    index = builder.add_object(holder)
+    returned = bytearray(bytes(holder))
+    returned[OPAQUE:OPAQUE + 8] = (0x7000_0000_4000).to_bytes(8, "little")
+    builder.copy_back(pb.CallResult(blocks=[pb.BlockContents(block=index,
+                                                            data=bytes(returned))]),
+                      GENERATION)
+    assert holder.opaque == 0x7000_0000_4000
+
+
+def test_a_block_the_worker_kept_is_placed_at_the_same_address_in_the_next_call():
+    buffer = ctypes.create_string_buffer(32)
+    twins = TwinTable(lambda: GENERATION)
+    first = new_builder(twins)
+    index = first.add_object(buffer)
+    first.copy_back(pb.CallResult(kept=[pb.KeptBlock(
+        block=index, address=pb.RemoteAddress(address=0x7000_0000_5000,
+                                              generation=GENERATION))]), GENERATION)
+    second = new_builder(twins)
+    block = second.blocks[second.add_object(buffer)]
+    assert not block.keep
+    assert block.at.address == 0x7000_0000_5000 and block.at.generation == GENERATION
+    assert len(second.twins_used) == 1
+    # An address inside the twin is the caller's own buffer again.
+    assert twins.local(0x7000_0000_5008, GENERATION) == (buffer, ctypes.addressof(buffer) + 8)
