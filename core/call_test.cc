@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "core/test_types.h"
+#include "tests/support/status_matchers.h"
 
 // Native functions the tests call through libffi.
 extern "C" {
@@ -214,9 +215,9 @@ TEST(PreparedFunctionTest, EveryIntegerTypeRoundTripsItsWholeRangeAndRefusesOneB
     ASSERT_NE(f, nullptr);
     const bool is_signed = c.min < 0;
     absl::StatusOr<v1::CallResult> low = Invoke(*f, {IntValue(c.min)});
-    ASSERT_TRUE(low.ok()) << low.status();
+    ASSERT_OK(low);
     absl::StatusOr<v1::CallResult> high = Invoke(*f, {UintValue(c.max)});
-    ASSERT_TRUE(high.ok()) << high.status();
+    ASSERT_OK(high);
     if (is_signed) {
       EXPECT_EQ(low->result().int_value(), c.min);
       EXPECT_EQ(static_cast<uint64_t>(high->result().int_value()), c.max);
@@ -340,7 +341,7 @@ TEST(PreparedFunctionTest, OutBlockIsZeroFilledAndCopiedBack) {
   v1::Call call = MakeCall({BlockPointer(0, 2), UintValue(3)});
   *call.add_blocks() = Block("", 6, v1::OUT);
   absl::StatusOr<v1::CallResult> result = f->Invoke(call, kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_FALSE(result->has_result());
   ASSERT_EQ(result->blocks_size(), 1);
   EXPECT_EQ(result->blocks(0).block(), 0u);
@@ -357,7 +358,7 @@ TEST(PreparedFunctionTest, InBlocksAreReadAndInoutBlocksCopiedBack) {
   v1::Call in_call = MakeCall({BlockPointer(0), UintValue(4)});
   *in_call.add_blocks() = Block(bytes, 0, v1::IN);
   absl::StatusOr<v1::CallResult> summed = sum->Invoke(in_call, kGeneration);
-  ASSERT_TRUE(summed.ok()) << summed.status();
+  ASSERT_OK(summed);
   EXPECT_EQ(summed->result().int_value(), 10);
   EXPECT_EQ(summed->blocks_size(), 0);  // IN blocks are not sent back
 
@@ -368,7 +369,7 @@ TEST(PreparedFunctionTest, InBlocksAreReadAndInoutBlocksCopiedBack) {
   // Unspecified direction means INOUT; a size beyond the data is zero-filled.
   *inout_call.add_blocks() = Block(bytes, sizeof values + 4, v1::DIRECTION_UNSPECIFIED);
   absl::StatusOr<v1::CallResult> doubled = twice->Invoke(inout_call, kGeneration);
-  ASSERT_TRUE(doubled.ok()) << doubled.status();
+  ASSERT_OK(doubled);
   ASSERT_EQ(doubled->blocks_size(), 1);
   int back[5];
   ASSERT_EQ(doubled->blocks(0).data().size(), sizeof back);
@@ -392,7 +393,7 @@ TEST(PreparedFunctionTest, RelocationsLinkBlocksIntoAListTheFunctionWalks) {
   *call.add_blocks() =
       Block(std::string(reinterpret_cast<const char*>(&second), sizeof second), 0, v1::IN);
   absl::StatusOr<v1::CallResult> result = f->Invoke(call, kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->result().int_value(), 42);
 
   link->set_offset(sizeof(Node) - 4);  // the pointer would not fit in the block
@@ -461,7 +462,7 @@ TEST(PreparedFunctionTest, VariadicSnprintfPromotesItsArguments) {
   }
   *call.add_blocks() = Block("", 64, v1::OUT);
   absl::StatusOr<v1::CallResult> result = f->Invoke(call, kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   const std::string expected = "-42 str 3.14 2.5 Z 255 -7 1234567890123";
   EXPECT_EQ(result->result().int_value(), static_cast<int64_t>(expected.size()));
   EXPECT_EQ(result->blocks(0).data().substr(0, expected.size() + 1),

@@ -12,6 +12,7 @@
 #include "core/errors.h"
 #include "core/test_types.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace {
 
@@ -330,13 +331,13 @@ TEST(Closure, CallbackIdsInCallArgumentsResolveToTheClosure) {
   absl::StatusOr<std::unique_ptr<PreparedFunction>> apply =
       PreparedFunction::Create(reinterpret_cast<void*>(&ApplyTwiceForClosureTest),
                                Sig(&int_type, {function_type, int_type}), TypeLimits());
-  ASSERT_TRUE(apply.ok()) << apply.status();
+  ASSERT_OK(apply);
   OneCallback resolver(add_one.get());
   v1::Call call;
   call.add_args()->mutable_pointer()->set_callback(1);
   *call.add_args() = IntValue(40);
   absl::StatusOr<v1::CallResult> result = (*apply)->Invoke(call, kGeneration, &resolver);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->result().int_value(), 42);
 
   call.mutable_args(0)->mutable_pointer()->set_callback(2);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -25,7 +26,7 @@ TEST_F(DescriptorPassingTest, ReceivedDescriptorReadsTheSameFile) {
   ASSERT_TRUE(SendDescriptor(sockets_[0], pipe_fds[0], 42).ok());
   close(pipe_fds[0]);
   absl::StatusOr<TaggedDescriptor> got = ReceiveDescriptor(sockets_[1]);
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_OK(got);
   EXPECT_EQ(got->tag, 42u);
   ASSERT_EQ(write(pipe_fds[1], "x", 1), 1);
   char byte = 0;

@@ -16,6 +16,7 @@
 #include "core/errors.h"
 #include "core/marshal.h"
 #include "core/test_types.h"
+#include "tests/support/status_matchers.h"
 
 extern "C" {
 struct SmallInts {
@@ -255,7 +256,7 @@ void ExpectSameAsNative(S (*twice)(S), const v1::Type& type, const S& input, con
   std::unique_ptr<PreparedFunction> f = Prepare(reinterpret_cast<void*>(twice), Sig(type, {type}));
   ASSERT_NE(f, nullptr);
   absl::StatusOr<v1::CallResult> result = f->Invoke(MakeCall({value}), kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   ASSERT_EQ(result->result().raw().size(), sizeof(S));
   S got;
   std::memcpy(&got, result->result().raw().data(), sizeof got);
@@ -438,7 +439,7 @@ TEST(RecordsByValueTest, RecordsSpillToTheStackWhenRegistersRunOut) {
       ints->Invoke(MakeCall({IntValue(1), IntValue(2), IntValue(3), IntValue(4), IntValue(5),
                              IntValue(6), RawOf(SmallInts{7, 8})}),
                    kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->result().int_value(), spill_SmallInts(1, 2, 3, 4, 5, 6, SmallInts{7, 8}));
 
   std::vector<v1::Type> params(8, T(v1::DOUBLE));
@@ -449,7 +450,7 @@ TEST(RecordsByValueTest, RecordsSpillToTheStackWhenRegistersRunOut) {
   for (int i = 0; i < 8; ++i) args.push_back(FloatValue(i + 0.5));
   args.push_back(RawOf(TwoFloats{1.5f, 2.5f}));
   result = floats->Invoke(MakeCall(args), kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->result().float_value(),
             spill_TwoFloats(0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, TwoFloats{1.5f, 2.5f}));
 }
@@ -463,7 +464,7 @@ TEST(RecordsByValueTest, VariadicRecordArguments) {
   *call.add_variadic_types() = type;
   *call.add_variadic_types() = type;
   absl::StatusOr<v1::CallResult> result = f->Invoke(call, kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->result().float_value(), 3.75);
 }
 
@@ -540,7 +541,7 @@ TEST(BlockPointersTest, WordsPointingIntoBlocksAreReportedAsRelocations) {
   buffer->set_size(24);
   buffer->set_direction(v1::IN);
   absl::StatusOr<v1::CallResult> result = f->Invoke(call, kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   ASSERT_EQ(result->blocks_size(), 1);
   const v1::BlockContents& out = result->blocks(0);
   ASSERT_EQ(out.pointers_size(), 3);
@@ -569,7 +570,7 @@ TEST(LibcVariadicTest, SscanfFillsOutBlocks) {
     block->set_direction(v1::OUT);
   }
   absl::StatusOr<v1::CallResult> result = f->Invoke(call, kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->result().int_value(), 3);
   int number = 0;
   std::memcpy(&number, result->blocks(0).data().data(), sizeof number);
@@ -593,7 +594,7 @@ TEST(LibcVariadicTest, SnprintfFormatsIntoAnOutBlock) {
   block->set_size(32);
   block->set_direction(v1::OUT);
   absl::StatusOr<v1::CallResult> result = f->Invoke(call, kGeneration);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->result().int_value(), 4);
   EXPECT_EQ(std::string(result->blocks(0).data().c_str()), "x=-5");
 }
@@ -651,7 +652,7 @@ TEST(TypedValuesTest, LongDoublePaddingStaysZero) {
         as_argument
             ? MarshalArgument(T(v1::LONGDOUBLE), FloatValue(1.5), context, bytes)
             : MarshalValue(two_fields, Aggregate({FloatValue(1.5), IntValue(7)}), context, bytes);
-    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_OK(status);
     long double back = 0;
     std::memcpy(&back, bytes, 10);
     EXPECT_EQ(back, 1.5L);

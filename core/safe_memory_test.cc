@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -62,7 +63,7 @@ TEST_F(GuardedPages, CStringEndingAtAPageBoundaryIsReadWithoutTouchingTheNextPag
   char* text = base_ + page_ - 4;
   std::memcpy(text, "abc", 4);
   absl::StatusOr<std::string> read = SafeReadCString(Addr(text), 1 << 20);
-  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_OK(read);
   EXPECT_EQ(*read, "abc");
 }
 
@@ -80,7 +81,7 @@ TEST_F(GuardedPages, WideStringsAreReadUpToTheNul) {
   wchar_t* text = reinterpret_cast<wchar_t*>(base_ + page_) - 3;
   std::memcpy(text, L"h\u00e9", 3 * sizeof(wchar_t));
   absl::StatusOr<std::u32string> read = SafeReadWString(Addr(text), 100);
-  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_OK(read);
   EXPECT_EQ(*read, U"h\u00e9");
   // Unaligned wide string straddling a page inside the readable area.
   char* odd = base_ + page_ / 2 - 2;

@@ -9,6 +9,7 @@
 
 #include "core/errors.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -45,7 +46,7 @@ class AllowlistTest : public ::testing::Test {
 TEST_F(AllowlistTest, LibraryUnderARootIsAdmittedByItsRealPath) {
   auto allowlist = Allow({inside_});
   absl::StatusOr<std::string> admitted = allowlist->Admit(inside_ + "/./libin.so");
-  ASSERT_TRUE(admitted.ok()) << admitted.status();
+  ASSERT_OK(admitted);
   EXPECT_EQ(*admitted, inside_ + "/libin.so");
 }
 
@@ -73,7 +74,7 @@ TEST_F(AllowlistTest, DotDotEscapeIsNotAllowed) {
 TEST_F(AllowlistTest, SymlinkOutsidePointingInsideIsAdmittedAsItsTarget) {
   auto allowlist = Allow({inside_});
   absl::StatusOr<std::string> admitted = allowlist->Admit(outside_ + "/libpointsin.so");
-  ASSERT_TRUE(admitted.ok()) << admitted.status();
+  ASSERT_OK(admitted);
   EXPECT_EQ(*admitted, inside_ + "/libin.so");
 }
 
@@ -89,7 +90,7 @@ TEST_F(AllowlistTest, RelativePathIsResolvedBeforeTheCheck) {
   auto allowlist = Allow({inside_});
   ASSERT_EQ(chdir(inside_.c_str()), 0);
   absl::StatusOr<std::string> admitted = allowlist->Admit("./libin.so");
-  ASSERT_TRUE(admitted.ok()) << admitted.status();
+  ASSERT_OK(admitted);
   EXPECT_EQ(*admitted, inside_ + "/libin.so");
   EXPECT_EQ(ErrorCodeOf(allowlist->Admit("../elsewhere/libout.so").status()),
             v1::LIBRARY_NOT_ALLOWED);
@@ -98,7 +99,7 @@ TEST_F(AllowlistTest, RelativePathIsResolvedBeforeTheCheck) {
 TEST_F(AllowlistTest, BareSonameIsFoundInTheSystemDirectories) {
   auto allowlist = Allow(SystemLibraryDirectories());
   absl::StatusOr<std::string> admitted = allowlist->Admit("libm.so.6");
-  ASSERT_TRUE(admitted.ok()) << admitted.status();
+  ASSERT_OK(admitted);
   EXPECT_EQ(admitted->front(), '/');
   EXPECT_NE(admitted->find("libm"), std::string::npos);
   // The same library is outside an allowlist without the system directories.

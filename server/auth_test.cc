@@ -2,6 +2,7 @@
 
 #include "core/errors.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -48,7 +49,7 @@ TEST(Authenticator, RightTokenNamesItsIdentity) {
   Authenticator auth = MakeAuthenticator();
   absl::StatusOr<const ClientIdentity*> identity =
       auth.Authenticate(Tcp("Bearer alice-token-0123456789"));
-  ASSERT_TRUE(identity.ok()) << identity.status();
+  ASSERT_OK(identity);
   EXPECT_EQ((*identity)->name, "alice");
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -38,7 +39,7 @@ std::string TempFile(const std::string& name, const std::string& contents) {
 TEST(ServerConfig, CapsCanBeTurnedOffExplicitly) {
   absl::StatusOr<ServerSettings> settings =
       Resolve("limits { session_memory_bytes: 0 session_cpu_seconds: 0 idle_cpu_percent: 0 }");
-  ASSERT_TRUE(settings.ok()) << settings.status();
+  ASSERT_OK(settings);
   EXPECT_EQ(settings->session.jail.address_space_bytes, 0u);
   EXPECT_EQ(settings->session.jail.cpu_seconds, 0u);
   EXPECT_EQ(settings->session.jail.idle_cpu_percent, 0u);
@@ -48,7 +49,7 @@ TEST(ServerConfig, CapsCanBeTurnedOffExplicitly) {
 
 TEST(ServerConfig, EmptyConfigGivesTheDocumentedDefaults) {
   absl::StatusOr<ServerSettings> settings = Resolve("");
-  ASSERT_TRUE(settings.ok()) << settings.status();
+  ASSERT_OK(settings);
   ASSERT_EQ(settings->listeners.size(), 1u);
   EXPECT_EQ(settings->listeners[0].address, kDefaultAddress);
   EXPECT_TRUE(settings->listeners[0].unix_socket);
@@ -81,7 +82,7 @@ TEST(ServerConfig, EmptyConfigGivesTheDocumentedDefaults) {
 TEST(ServerConfig, WaiversAndVisiblePathsAreChecked) {
   absl::StatusOr<ServerSettings> settings =
       Resolve(R"(sandbox { waive_layers: "filesystem" visible_paths: "/usr/share" })");
-  ASSERT_TRUE(settings.ok()) << settings.status();
+  ASSERT_OK(settings);
   EXPECT_EQ(settings->jail_waivers, std::vector<std::string>{"filesystem"});
   EXPECT_EQ(settings->session.jail.visible_paths, std::vector<std::string>{"/usr/share"});
   ExpectRefused(R"(sandbox { waive_layers: "everything" })", "sandbox.waive_layers[0]");
@@ -89,7 +90,7 @@ TEST(ServerConfig, WaiversAndVisiblePathsAreChecked) {
   ExpectRefused(R"(sandbox { visible_paths: "relative" })", "sandbox.visible_paths[0]");
   ExpectRefused(R"(sandbox { env_allow: "A=B" })", "sandbox.env_allow[0]");
   absl::StatusOr<ServerSettings> env = Resolve(R"(sandbox { env_allow: "SDL_*" })");
-  ASSERT_TRUE(env.ok()) << env.status();
+  ASSERT_OK(env);
   EXPECT_EQ(env->session.env_allow, std::vector<std::string>{"SDL_*"});
 }
 
@@ -102,7 +103,7 @@ TEST(ServerConfig, FieldsAreApplied) {
     identities { name: "ci" bearer_token: "0123456789abcdef0123" max_sessions: 1
                  allowed_library_roots: "/usr/lib" }
   )");
-  ASSERT_TRUE(settings.ok()) << settings.status();
+  ASSERT_OK(settings);
   EXPECT_EQ(settings->access.max_sessions, 3u);
   EXPECT_EQ(settings->session.max_message_bytes, 4096u);
   EXPECT_EQ(settings->session.default_call_timeout, absl::Milliseconds(100));
@@ -122,7 +123,7 @@ TEST(ServerConfig, TokenFileIsRead) {
   std::string path = TempFile("token", "  file-token-0123456789\n");
   absl::StatusOr<ServerSettings> settings =
       Resolve("identities { name: \"f\" token_file: \"" + path + "\" }");
-  ASSERT_TRUE(settings.ok()) << settings.status();
+  ASSERT_OK(settings);
   EXPECT_EQ(settings->access.identities[0].bearer_token, "file-token-0123456789");
 }
 
@@ -184,7 +185,7 @@ TEST(ServerConfig, TlsFilesAreRead) {
   absl::StatusOr<ServerSettings> settings =
       Resolve("listeners { tcp_address: \"127.0.0.1:0\" tls { cert_file: \"" + cert +
               "\" key_file: \"" + key + "\" client_ca_file: \"" + ca + "\" } }");
-  ASSERT_TRUE(settings.ok()) << settings.status();
+  ASSERT_OK(settings);
   ASSERT_EQ(settings->listeners.size(), 1u);
   EXPECT_FALSE(settings->listeners[0].unix_socket);
   EXPECT_EQ(settings->listeners[0].server_cert_pem, "CERT");

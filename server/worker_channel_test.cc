@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "core/framing.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -26,7 +27,7 @@ class WorkerChannelTest : public ::testing::Test {
     peer_ = fds[1];
     absl::StatusOr<std::unique_ptr<WorkerChannel>> channel =
         MakeSocketWorkerChannel(fds[0], kMaxFrame);
-    ASSERT_TRUE(channel.ok()) << channel.status();
+    ASSERT_OK(channel);
     channel_ = std::move(*channel);
   }
   void TearDown() override { ClosePeer(); }
@@ -70,7 +71,7 @@ TEST_F(WorkerChannelTest, FrameSentInPiecesIsReassembled) {
   });
   absl::StatusOr<std::string> frame = channel_->Receive(absl::Now() + absl::Seconds(5));
   writer.join();
-  ASSERT_TRUE(frame.ok()) << frame.status();
+  ASSERT_OK(frame);
   EXPECT_EQ(*frame, "hello");
 }
 
@@ -122,7 +123,7 @@ TEST_F(WorkerChannelTest, HalfAFrameThenSilenceDoesNotBlockPastTheDeadline) {
   // The rest arrives later: the frame is completed, not lost.
   WriteRaw(std::string(90, 'y'));
   frame = channel_->Receive(absl::Now() + absl::Seconds(5));
-  ASSERT_TRUE(frame.ok()) << frame.status();
+  ASSERT_OK(frame);
   EXPECT_EQ(*frame, std::string(10, 'x') + std::string(90, 'y'));
 }
 

@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "server/worker_protocol.pb.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -156,7 +157,7 @@ TEST(ParseWorkerReply, GoodCallResultIsAcceptedWithTheClientIdRestored) {
   AddBlock(&response, 2, "hi");
   AddBlock(&response, 0, "abcd");
   absl::StatusOr<v1::Response> parsed = ParseWorkerReply(Frame(response), PendingCall());
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->id(), kClientId);
   EXPECT_EQ(parsed->call().result().int_value(), 3);
   ASSERT_EQ(parsed->call().blocks_size(), 2);
@@ -186,7 +187,7 @@ v1::Response KeptReply(std::vector<std::pair<uint32_t, uint64_t>> kept) {
 TEST(ParseWorkerReply, KeptBlocksMustBeReportedOnceEachInOrder) {
   absl::StatusOr<v1::Response> good =
       ParseWorkerReply(Frame(KeptReply({{0, 0x1000}, {2, 0x2000}})), PendingKeepingCall());
-  ASSERT_TRUE(good.ok()) << good.status();
+  ASSERT_OK(good);
   EXPECT_EQ(good->call().kept_size(), 2);
   ExpectRefused(Frame(KeptReply({{0, 0x1000}})), PendingKeepingCall());               // missing
   ExpectRefused(Frame(KeptReply({{2, 0x2000}, {0, 0x1000}})), PendingKeepingCall());  // order
@@ -214,7 +215,7 @@ TEST(ParseWorkerReply, GoodErrorReplyIsAccepted) {
   response.mutable_error()->set_message("symbol nope not found");
   absl::StatusOr<v1::Response> parsed =
       ParseWorkerReply(Frame(response), Pending(v1::Request::kResolveFunction, 4));
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->id(), kClientId);
   EXPECT_EQ(parsed->error().code(), v1::SYMBOL_NOT_FOUND);
   EXPECT_EQ(parsed->result_case(), v1::Response::RESULT_NOT_SET);
@@ -224,7 +225,7 @@ TEST(ParseWorkerReply, ZeroSizeOutBlockReturnedEmptyIsAccepted) {
   v1::Response response = CallReply();
   AddBlock(&response, 3, "");
   absl::StatusOr<v1::Response> parsed = ParseWorkerReply(Frame(response), PendingCall());
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   ASSERT_EQ(parsed->call().blocks_size(), 1);
   EXPECT_EQ(parsed->call().blocks(0).block(), 3u);
   EXPECT_TRUE(parsed->call().blocks(0).data().empty());
@@ -236,14 +237,14 @@ TEST(ParseWorkerReply, GoodLoadAndResolveRepliesAreAccepted) {
   loaded.mutable_library()->set_library(2);
   absl::StatusOr<v1::Response> parsed =
       ParseWorkerReply(Frame(loaded), Pending(v1::Request::kLoadLibrary, 2));
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->library().library(), 2u);
 
   v1::Response resolved;
   resolved.set_id(kSequence);
   resolved.mutable_function()->set_function(4);
   parsed = ParseWorkerReply(Frame(resolved), Pending(v1::Request::kResolveFunction, 4));
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->function().function(), 4u);
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace cli {
@@ -67,7 +68,7 @@ TEST(BuildCallTest, FixedArguments) {
   absl::StatusOr<CDeclaration> add = ParseCDeclaration("long add(long, long)");
   ASSERT_TRUE(add.ok());
   absl::StatusOr<v1::Call> call = BuildCall(*add, {"1", "-2"}, 1);
-  ASSERT_TRUE(call.ok()) << call.status();
+  ASSERT_OK(call);
   EXPECT_EQ(call->args_size(), 2);
   EXPECT_EQ(call->args(1).int_value(), -2);
   EXPECT_EQ(call->variadic_types_size(), 0);
@@ -82,7 +83,7 @@ TEST(BuildCallTest, VariadicArgumentsCarryTheirTypesAndArePromoted) {
   ASSERT_TRUE(printf.ok());
   absl::StatusOr<v1::Call> call =
       BuildCall(*printf, {"%d %g %s %c", "int:5", "float:2.5", "const char*:a:b", "char:x"}, 1);
-  ASSERT_TRUE(call.ok()) << call.status();
+  ASSERT_OK(call);
   ASSERT_EQ(call->args_size(), 5);
   ASSERT_EQ(call->variadic_types_size(), 4);
   EXPECT_EQ(call->variadic_types(0).scalar(), v1::INT);

@@ -6,6 +6,7 @@
 
 #include "core/errors.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace cli {
@@ -26,7 +27,7 @@ v1::Scalar TypeOf(const std::string& text) {
 
 TEST(ParseCDeclarationTest, ParsesCos) {
   absl::StatusOr<CDeclaration> cos = ParseCDeclaration("double cos(double)");
-  ASSERT_TRUE(cos.ok()) << cos.status();
+  ASSERT_OK(cos);
   EXPECT_EQ(cos->name, "cos");
   EXPECT_EQ(cos->signature.result().scalar(), v1::DOUBLE);
   ASSERT_EQ(cos->signature.params_size(), 1);
@@ -37,7 +38,7 @@ TEST(ParseCDeclarationTest, ParsesCos) {
 TEST(ParseCDeclarationTest, ParameterNamesQualifiersAndSemicolon) {
   absl::StatusOr<CDeclaration> strncmp =
       ParseCDeclaration("int strncmp(const char *s1, const char * restrict s2, size_t n);");
-  ASSERT_TRUE(strncmp.ok()) << strncmp.status();
+  ASSERT_OK(strncmp);
   EXPECT_EQ(strncmp->name, "strncmp");
   ASSERT_EQ(strncmp->signature.params_size(), 3);
   EXPECT_EQ(strncmp->signature.params(0).scalar(), v1::CSTRING);
@@ -56,7 +57,7 @@ TEST(ParseCDeclarationTest, VoidResultAndNoParameters) {
 
 TEST(ParseCDeclarationTest, Variadic) {
   absl::StatusOr<CDeclaration> printf = ParseCDeclaration("int printf(const char *format, ...)");
-  ASSERT_TRUE(printf.ok()) << printf.status();
+  ASSERT_OK(printf);
   EXPECT_TRUE(printf->signature.variadic());
   EXPECT_EQ(printf->signature.params_size(), 1);
   EXPECT_FALSE(ParseCDeclaration("int f(...)").ok());

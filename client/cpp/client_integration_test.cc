@@ -15,6 +15,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "core/errors.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -39,16 +40,16 @@ class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start();
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_OK(server);
     server_ = *std::move(server);
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
-    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_OK(client);
     client_ = *std::move(client);
     absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
-    ASSERT_TRUE(session.ok()) << session.status();
+    ASSERT_OK(session);
     session_ = *std::move(session);
     absl::StatusOr<Library> library = session_->Load(TestLibPath());
-    ASSERT_TRUE(library.ok()) << library.status();
+    ASSERT_OK(library);
     lib_.emplace(*std::move(library));
   }
 
@@ -69,11 +70,11 @@ class ClientTest : public ::testing::Test {
 
 TEST_F(ClientTest, CosFromLibmMatchesTheLocalCos) {
   absl::StatusOr<Library> libm = session_->Load("libm.so.6");
-  ASSERT_TRUE(libm.ok()) << libm.status();
+  ASSERT_OK(libm);
   absl::StatusOr<Function<double(double)>> cos = libm->Function<double(double)>("cos");
-  ASSERT_TRUE(cos.ok()) << cos.status();
+  ASSERT_OK(cos);
   absl::StatusOr<double> result = (*cos)(0.5);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(*result, std::cos(0.5));
   EXPECT_EQ(session_->generation(), 1u);
 }
@@ -117,11 +118,11 @@ TEST_F(ClientTest, EveryScalarTypeRoundTrips) {
 
 TEST_F(ClientTest, PointersAreWorkerAddresses) {
   absl::StatusOr<RemotePtr> base = Fn<void*()>("greeting")();
-  ASSERT_TRUE(base.ok()) << base.status();
+  ASSERT_OK(base);
   EXPECT_FALSE(base->is_null());
   EXPECT_EQ(base->generation, session_->generation());
   absl::StatusOr<RemotePtr> moved = Fn<void*(void*, long)>("ptr_offset")(*base, 7);
-  ASSERT_TRUE(moved.ok()) << moved.status();
+  ASSERT_OK(moved);
   EXPECT_EQ(moved->address, base->address + 7);
   EXPECT_RESULT(session_->ReadCString(*moved), "ffibox");
   EXPECT_RESULT(Fn<void*(void*, long)>("ptr_offset")(nullptr, 0), RemotePtr());
@@ -169,7 +170,7 @@ TEST_F(ClientTest, IntPointersAreOutParameters) {
 
 TEST_F(ClientTest, ErrnoIsCapturedOnRequest) {
   absl::StatusOr<WithErrno<int>> result = Fn<int(int)>("set_errno_to").CallWithErrno(ENOENT);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(result->value, -1);
   EXPECT_EQ(result->error_number, ENOENT);
 }
@@ -195,7 +196,7 @@ TEST_F(ClientTest, CrashIsReportedAndTheWorkerRestarts) {
   EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << crash;
   EXPECT_EQ(error.signal(), SIGSEGV);
   absl::StatusOr<int> after = Fn<int(int, int)>("add_int")(1, 2);
-  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_OK(after);
   EXPECT_EQ(*after, 3);
   EXPECT_GT(session_->generation(), 1u);
 }
@@ -278,17 +279,17 @@ TEST(ScratchDirectoryTest, ASessionAsksForOneAndItIsGoneWithTheSession) {
   const std::string root = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/scratch-root");
   absl::StatusOr<std::unique_ptr<TestServer>> server =
       TestServer::Start({"--scratch_root=" + root});
-  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_OK(server);
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect((*server)->address());
-  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_OK(client);
   absl::StatusOr<std::unique_ptr<Session>> plain = (*client)->OpenSession();
-  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_OK(plain);
   EXPECT_EQ((*plain)->info().scratch_directory(), "");
 
   SessionOptions options;
   options.scratch_directory = true;
   absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession(options);
-  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_OK(session);
   const std::string path = (*session)->info().scratch_directory();
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0) << path;
@@ -313,12 +314,12 @@ TEST_F(ClientTest, WhatTheLibraryPrintsReachesTheOutputHandler) {
     (stream == v1::STDOUT ? out : err).append(bytes.data(), bytes.size());
   };
   absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
-  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_OK(session);
   absl::StatusOr<Library> libc = (*session)->Load("libc.so.6");
-  ASSERT_TRUE(libc.ok()) << libc.status();
+  ASSERT_OK(libc);
   absl::StatusOr<Function<long(int, const char*, unsigned long)>> write =
       libc->Function<long(int, const char*, unsigned long)>("write");
-  ASSERT_TRUE(write.ok()) << write.status();
+  ASSERT_OK(write);
   EXPECT_RESULT((*write)(1, "to stdout\n", 10), 10);
   EXPECT_RESULT((*write)(2, "to stderr\n", 10), 10);
   EXPECT_TRUE(test_support::WaitFor(

@@ -28,6 +28,7 @@
 #include "client/cpp/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -155,7 +156,7 @@ class Squatter {
 TEST(UnixServerCheckTest, AcceptsOwnListenerInOwnerOnlyDirectory) {
   TempDirectory directory;
   absl::StatusOr<std::unique_ptr<Squatter>> listener = Squatter::Start(directory.socket());
-  ASSERT_TRUE(listener.ok()) << listener.status();
+  ASSERT_OK(listener);
   EXPECT_TRUE(CheckUnixServer(directory.address(), absl::Seconds(5)).ok());
   EXPECT_TRUE(CheckUnixServer("unix://" + directory.socket(), absl::Seconds(5)).ok());
 }
@@ -163,7 +164,7 @@ TEST(UnixServerCheckTest, AcceptsOwnListenerInOwnerOnlyDirectory) {
 TEST(UnixServerCheckTest, TheCheckItselfSendsNothingButAClientThatPassesDoes) {
   TempDirectory directory;
   absl::StatusOr<std::unique_ptr<Squatter>> listener = Squatter::Start(directory.socket());
-  ASSERT_TRUE(listener.ok()) << listener.status();
+  ASSERT_OK(listener);
   ASSERT_TRUE(CheckUnixServer(directory.address(), absl::Seconds(5)).ok());
   // The check's probe connection is accepted but carries no byte.
   EXPECT_TRUE((*listener)->WaitFor("closed\n", absl::Seconds(5)));
@@ -174,7 +175,7 @@ TEST(UnixServerCheckTest, TheCheckItselfSendsNothingButAClientThatPassesDoes) {
   // what the refusals below keep a squatter from seeing.
   ASSERT_EQ(unlink(directory.socket().c_str()), 0);
   listener = Squatter::Start(directory.socket());
-  ASSERT_TRUE(listener.ok()) << listener.status();
+  ASSERT_OK(listener);
   ConnectOptions options;
   options.connect_timeout = absl::Seconds(1);
   Client::Connect(directory.address(), options).IgnoreError();
@@ -186,7 +187,7 @@ TEST(UnixServerCheckTest, RefusesDirectoryOtherUsersCanWriteTo) {
     TempDirectory directory;
     ASSERT_EQ(chmod(directory.path().c_str(), mode), 0);
     absl::StatusOr<std::unique_ptr<Squatter>> listener = Squatter::Start(directory.socket());
-    ASSERT_TRUE(listener.ok()) << listener.status();
+    ASSERT_OK(listener);
     absl::Status status = CheckUnixServer(directory.address(), absl::Seconds(5));
     EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
     EXPECT_EQ(status.message(),
@@ -200,7 +201,7 @@ TEST(UnixServerCheckTest, RefusesSocketOwnedByAnotherUser) {
   SKIP_UNLESS_ROOT();
   TempDirectory directory;
   absl::StatusOr<std::unique_ptr<Squatter>> listener = Squatter::Start(directory.socket());
-  ASSERT_TRUE(listener.ok()) << listener.status();
+  ASSERT_OK(listener);
   ASSERT_EQ(lchown(directory.socket().c_str(), kNobody, kNobody), 0);
   absl::Status status = CheckUnixServer(directory.address(), absl::Seconds(5));
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
@@ -213,7 +214,7 @@ TEST(UnixServerCheckTest, RefusesASymbolicLinkForTheDirectory) {
   TempDirectory directory;
   TempDirectory links;
   absl::StatusOr<std::unique_ptr<Squatter>> listener = Squatter::Start(directory.socket());
-  ASSERT_TRUE(listener.ok()) << listener.status();
+  ASSERT_OK(listener);
   const std::string link = links.path() + "/link";
   ASSERT_EQ(symlink(directory.path().c_str(), link.c_str()), 0);
   const std::string address = "unix:" + link + "/ffiboxd.sock";
@@ -250,7 +251,7 @@ TEST(UnixServerCheckTest, WaitsForAServerThatIsStillStarting) {
   absl::SleepFor(absl::Milliseconds(200));
   absl::StatusOr<std::unique_ptr<Squatter>> listener = Squatter::Start(directory.socket());
   check.join();
-  ASSERT_TRUE(listener.ok()) << listener.status();
+  ASSERT_OK(listener);
   EXPECT_TRUE(status.ok()) << status;
 }
 
@@ -272,14 +273,14 @@ TEST(UnixServerCheckTest, RefusesAbstractSocketOfAnotherUser) {
   SKIP_UNLESS_ROOT();
   const std::string name = absl::StrCat("ffibox-check-", getpid());
   absl::StatusOr<std::unique_ptr<Squatter>> squatter = Squatter::Start("@" + name, kNobody);
-  ASSERT_TRUE(squatter.ok()) << squatter.status();
+  ASSERT_OK(squatter);
   absl::Status status = CheckUnixServer("unix-abstract:" + name, absl::Seconds(5));
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("runs as uid 65534, not as you (root)"));
   squatter->reset();
 
   absl::StatusOr<std::unique_ptr<Squatter>> own = Squatter::Start("@" + name);
-  ASSERT_TRUE(own.ok()) << own.status();
+  ASSERT_OK(own);
   EXPECT_TRUE(CheckUnixServer("unix-abstract:" + name, absl::Seconds(5)).ok());
 }
 
@@ -290,7 +291,7 @@ TEST(ClientConnectTest, RefusesSquatterInDirectoryOfAnotherUserBeforeSendingAnyt
   TempDirectory directory;
   ASSERT_EQ(chown(directory.path().c_str(), kNobody, kNobody), 0);
   absl::StatusOr<std::unique_ptr<Squatter>> squatter = Squatter::Start(directory.socket(), kNobody);
-  ASSERT_TRUE(squatter.ok()) << squatter.status();
+  ASSERT_OK(squatter);
 
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(directory.address());
   EXPECT_EQ(client.status().code(), absl::StatusCode::kPermissionDenied) << client.status();
@@ -306,7 +307,7 @@ TEST(ClientConnectTest, RefusesListenerRunningAsAnotherUser) {
   TempDirectory directory;
   absl::StatusOr<std::unique_ptr<Squatter>> squatter =
       Squatter::Start(directory.socket(), kNobody, /*bind_first=*/true);
-  ASSERT_TRUE(squatter.ok()) << squatter.status();
+  ASSERT_OK(squatter);
 
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(directory.address());
   EXPECT_EQ(client.status().code(), absl::StatusCode::kPermissionDenied) << client.status();

@@ -23,6 +23,7 @@
 #include "server/jail/sandbox_check.h"
 #include "server/worker_death.h"
 #include "server/worker_process.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -56,7 +57,7 @@ TEST(Jail, ExecveOnceJailedIsASandboxViolationNamingExecve) {
   WorkerLaunchOptions launch = JailedLaunch();
   launch.jail_self_test = true;
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
-  ASSERT_TRUE(worker.ok()) << worker.status();
+  ASSERT_OK(worker);
   EXPECT_TRUE((*worker)->WaitForSeccompViolation(absl::Seconds(10)));
   WorkerExit exit = (*worker)->Reap(absl::Seconds(10));
   EXPECT_EQ(exit.signal, SIGKILL);
@@ -69,7 +70,7 @@ TEST(Jail, TheWorkerSeesItsVisiblePathsAndSystemDirectoriesOnly) {
   WorkerLaunchOptions launch = JailedLaunch();
   launch.jail.visible_paths = {ProbeDirectory()};
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
-  ASSERT_TRUE(worker.ok()) << worker.status();
+  ASSERT_OK(worker);
   const std::string root = absl::StrCat("/proc/", (*worker)->worker_pid(), "/root");
   struct stat st;
   EXPECT_EQ(stat((root + ProbeDirectory() + "/libffibox_probe.so").c_str(), &st), 0);
@@ -86,7 +87,7 @@ TEST(Jail, TheWorkerSeesItsVisiblePathsAndSystemDirectoriesOnly) {
 
 TEST(Jail, WithoutVisiblePathsNoLibraryDirectoryIsShown) {
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(JailedLaunch());
-  ASSERT_TRUE(worker.ok()) << worker.status();
+  ASSERT_OK(worker);
   const std::string root = absl::StrCat("/proc/", (*worker)->worker_pid(), "/root");
   struct stat st;
   EXPECT_NE(stat((root + ProbeDirectory()).c_str(), &st), 0);
@@ -137,7 +138,7 @@ TEST(Jail, RunningOutOfDescriptorsRefusesTheWorkerAndLaterWorkersKeepEveryLayer)
   EXPECT_EQ(starved.status().code(), absl::StatusCode::kResourceExhausted) << starved.status();
 
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(JailedLaunch());
-  ASSERT_TRUE(worker.ok()) << worker.status();
+  ASSERT_OK(worker);
   EXPECT_TRUE((*worker)->jail_layers().active[static_cast<int>(JailLayer::kFilesystem)]);
   struct stat st;
   EXPECT_NE(stat(absl::StrCat("/proc/", (*worker)->worker_pid(), "/root/etc/shadow").c_str(), &st),
@@ -203,7 +204,7 @@ TEST(Jail, DisabledJailRunsTheWorkerInOurNamespaces) {
   WorkerLaunchOptions launch = JailedLaunch();
   launch.jail.enabled = false;
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
-  ASSERT_TRUE(worker.ok()) << worker.status();
+  ASSERT_OK(worker);
   EXPECT_EQ((*worker)->worker_pid(), (*worker)->pid());
   char ours[64] = {}, its[64] = {};
   ASSERT_GT(readlink("/proc/self/ns/pid", ours, sizeof(ours) - 1), 0);

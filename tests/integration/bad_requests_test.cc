@@ -6,6 +6,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
 #include "tests/support/session_fixture.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -30,7 +31,7 @@ class BadRequestsTest : public test_support::SessionFixture {
     library_ = lib_->handle();
     absl::StatusOr<RawFunction> add =
         lib_->Resolve("add_int", TypedFunction<int(int, int)>::Signature());
-    ASSERT_TRUE(add.ok()) << add.status();
+    ASSERT_OK(add);
     add_ = add->handle();
   }
 
@@ -55,7 +56,7 @@ class BadRequestsTest : public test_support::SessionFixture {
   // The session still computes 2 + 3 correctly.
   void ExpectSessionUsable() {
     absl::StatusOr<v1::Response> response = session_->Send(AddCall({Int(2), Int(3)}));
-    ASSERT_TRUE(response.ok()) << response.status();
+    ASSERT_OK(response);
     EXPECT_EQ(response->call().result().int_value(), 5);
   }
 
@@ -172,7 +173,7 @@ TEST_F(BadRequestsTest, PipelinedRequestsAreAllAnsweredInOrderOfExecution) {
   for (int i = 0; i < 50; ++i) answers.push_back(session_->SendAsync(AddCall({Int(i), Int(1)})));
   for (int i = 0; i < 50; ++i) {
     absl::StatusOr<v1::Response> response = answers[i].get();
-    ASSERT_TRUE(response.ok()) << response.status();
+    ASSERT_OK(response);
     EXPECT_EQ(response->call().result().int_value(), i + 1);
   }
 }

@@ -20,6 +20,7 @@
 #include "core/errors.h"
 #include "gtest/gtest.h"
 #include "tests/support/session_fixture.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -66,7 +67,7 @@ class CallbacksTest : public test_support::SessionFixture {
 
 TEST_F(CallbacksTest, QsortSortsWithAClientComparatorOnShippedPointees) {
   absl::StatusOr<Library> libc = session_->Load("libc.so.6");
-  ASSERT_TRUE(libc.ok()) << libc.status();
+  ASSERT_OK(libc);
   using Compare = Callback<int(const int*, const int*)>;
   int comparisons = 0;
   absl::StatusOr<Compare> compare = session_->DefineCallback<int(const int*, const int*)>(
@@ -75,9 +76,9 @@ TEST_F(CallbacksTest, QsortSortsWithAClientComparatorOnShippedPointees) {
         if (!a.has_value() || !b.has_value()) return absl::InternalError("pointee not shipped");
         return (*a > *b) - (*a < *b);
       });
-  ASSERT_TRUE(compare.ok()) << compare.status();
+  ASSERT_OK(compare);
   auto qsort = libc->Function<void(std::vector<int>&, size_t, size_t, Compare)>("qsort");
-  ASSERT_TRUE(qsort.ok()) << qsort.status();
+  ASSERT_OK(qsort);
 
   std::vector<int> values = {42, -7, 19, 0, 3, 3, 1000, -250};
   ASSERT_TRUE((*qsort)(values, values.size(), sizeof(int), *compare).ok());
@@ -87,7 +88,7 @@ TEST_F(CallbacksTest, QsortSortsWithAClientComparatorOnShippedPointees) {
 
 TEST_F(CallbacksTest, QsortComparatorReadsVoidPointersThroughRemoteMemory) {
   absl::StatusOr<Library> libc = session_->Load("libc.so.6");
-  ASSERT_TRUE(libc.ok()) << libc.status();
+  ASSERT_OK(libc);
   using Compare = Callback<int(const void*, const void*)>;
   Session& session = *session_;
   absl::StatusOr<Compare> compare = session_->DefineCallback<int(const void*, const void*)>(
@@ -99,9 +100,9 @@ TEST_F(CallbacksTest, QsortComparatorReadsVoidPointersThroughRemoteMemory) {
         if (!y.ok()) return y.status();
         return (*x > *y) - (*x < *y);
       });
-  ASSERT_TRUE(compare.ok()) << compare.status();
+  ASSERT_OK(compare);
   auto qsort = libc->Function<void(std::vector<int>&, size_t, size_t, Compare)>("qsort");
-  ASSERT_TRUE(qsort.ok()) << qsort.status();
+  ASSERT_OK(qsort);
 
   std::vector<int> values = {5, 1, 4, 2, 3};
   ASSERT_TRUE((*qsort)(values, values.size(), sizeof(int), *compare).ok());
@@ -113,11 +114,11 @@ TEST_F(CallbacksTest, FoldOverDoublesCallsTheClientForEveryElement) {
   using Add = Callback<double(double, double)>;
   absl::StatusOr<Add> add = session_->DefineCallback<double(double, double)>(
       [](double acc, double x) -> absl::StatusOr<double> { return acc + x; });
-  ASSERT_TRUE(add.ok()) << add.status();
+  ASSERT_OK(add);
   auto fold = Fn<double(Add, const std::vector<double>&, int, double)>("fold");
   std::vector<double> xs = {0.5, 1.25, -3.0, 10.0};
   absl::StatusOr<double> sum = fold(*add, xs, static_cast<int>(xs.size()), 0.0);
-  ASSERT_TRUE(sum.ok()) << sum.status();
+  ASSERT_OK(sum);
   EXPECT_DOUBLE_EQ(*sum, 8.75);
 }
 
@@ -129,7 +130,7 @@ TEST_F(CallbacksTest, CallbackMutatesAStructThroughAPointer) {
         p.set(CallbackPoint{p->x + 10, p->y * 2});
         return absl::OkStatus();
       });
-  ASSERT_TRUE(mutate.ok()) << mutate.status();
+  ASSERT_OK(mutate);
   auto mutate_point = Fn<void(Mutate, CallbackPoint*)>("mutate_point");
   CallbackPoint point{1, 21};
   ASSERT_TRUE(mutate_point(*mutate, &point).ok());
@@ -161,10 +162,10 @@ TEST_F(CallbacksTest, NestedReentrantCallsRecurseThroughNativeCode) {
         --depth;
         return result;
       });
-  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_OK(f);
   self = *f;
   absl::StatusOr<int> result = twice(*f, 3);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(*result, 3);
   EXPECT_GE(max_depth, 4);
   EXPECT_GT(invocations, 8);
@@ -174,7 +175,7 @@ TEST_F(CallbacksTest, NestedReentrantCallsRecurseThroughNativeCode) {
 TEST_F(CallbacksTest, StoredHandlerFiresInLaterCalls) {
   absl::StatusOr<IntCallback> triple =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return 3 * x; });
-  ASSERT_TRUE(triple.ok()) << triple.status();
+  ASSERT_OK(triple);
   auto register_handler = Fn<void(IntCallback)>("register_handler");
   auto fire_handler = Fn<int(int)>("fire_handler");
   ASSERT_TRUE(register_handler(*triple).ok());
@@ -189,7 +190,7 @@ TEST_F(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {
         ++calls;
         return 2 * x;
       });
-  ASSERT_TRUE(doubler.ok()) << doubler.status();
+  ASSERT_OK(doubler);
   auto call_from_thread = Fn<int(IntCallback, int)>("call_from_thread");
   EXPECT_EQ(call_from_thread(*doubler, 21).value_or(-99), 42);
   EXPECT_EQ(calls.load(), 1);
@@ -201,11 +202,11 @@ TEST_F(CallbacksTest, HandlerErrorGivesNativeCodeZeroAndACallbackErrorEvent) {
       [](double, double) -> absl::StatusOr<double> {
         return absl::InvalidArgumentError("handler refuses to add");
       });
-  ASSERT_TRUE(failing.ok()) << failing.status();
+  ASSERT_OK(failing);
   auto fold = Fn<double(Add, const std::vector<double>&, int, double)>("fold");
   std::vector<double> xs = {1.0, 2.0};
   absl::StatusOr<double> result = fold(*failing, xs, 2, 5.0);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(*result, 0.0);  // each invocation returned zero to native code
   EXPECT_TRUE(SawCallbackError("handler refuses to add"));
   // The session is unaffected.
@@ -219,7 +220,7 @@ TEST_F(CallbacksTest, ClientThatNeverAnswersMeetsTheCallDeadline) {
         release.WaitForNotificationWithTimeout(absl::Seconds(20));
         return x;
       });
-  ASSERT_TRUE(stuck.ok()) << stuck.status();
+  ASSERT_OK(stuck);
   auto call_from_thread = Fn<int(IntCallback, int)>("call_from_thread");
   absl::Time start = absl::Now();
   absl::StatusOr<int> result = call_from_thread.CallWithTimeout(absl::Milliseconds(400), *stuck, 1);
@@ -241,7 +242,7 @@ TEST_F(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
         handler_done.Notify();
         return crashed;
       });
-  ASSERT_TRUE(crashing.ok()) << crashing.status();
+  ASSERT_OK(crashing);
   auto call_twice = Fn<int(IntCallback, int)>("call_twice_nested");
   absl::StatusOr<int> result = call_twice(*crashing, 1);
   EXPECT_EQ(ErrorCodeOf(result.status()), v1::WORKER_CRASHED) << result.status();
@@ -256,7 +257,7 @@ TEST_F(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
 TEST_F(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
   absl::StatusOr<IntCallback> handler =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x + 1; });
-  ASSERT_TRUE(handler.ok()) << handler.status();
+  ASSERT_OK(handler);
   ASSERT_TRUE(Fn<void(IntCallback)>("register_handler")(*handler).ok());
   auto fire_handler = Fn<int(int)>("fire_handler");
   EXPECT_EQ(fire_handler(1).value_or(-99), 2);
@@ -269,7 +270,7 @@ TEST_F(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
 TEST_F(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
   absl::StatusOr<IntCallback> handler =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x * x; });
-  ASSERT_TRUE(handler.ok()) << handler.status();
+  ASSERT_OK(handler);
   ASSERT_TRUE(Fn<void(IntCallback)>("register_handler")(*handler).ok());
   auto fire_handler = Fn<int(int)>("fire_handler");
   EXPECT_EQ(fire_handler(7).value_or(-99), 49);
@@ -296,7 +297,7 @@ TEST_F(CallbackLimitsTest, DefiningMoreCallbacksThanTheLimitIsResourceExhausted)
   for (int i = 0; i < 3; ++i) {
     absl::StatusOr<IntCallback> callback =
         session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; });
-    ASSERT_TRUE(callback.ok()) << callback.status();
+    ASSERT_OK(callback);
     defined.push_back(*callback);
   }
   absl::StatusOr<IntCallback> extra =
@@ -322,10 +323,10 @@ TEST_F(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
         --depth;
         return inner;
       });
-  ASSERT_TRUE(recurse.ok()) << recurse.status();
+  ASSERT_OK(recurse);
   self = *recurse;
   absl::StatusOr<int> result = twice(*recurse, 1);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(*result, 0);  // the refused level returned zero all the way up
   EXPECT_EQ(ErrorCodeOf(refused), v1::RESOURCE_EXHAUSTED) << refused;
   EXPECT_EQ(max_depth, 2);

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -110,7 +111,7 @@ class DoorTest : public ::testing::Test {
         "--tls_client_ca_file=" + *dir_ + "/ca.pem",
         "--config=" + *dir_ + "/ffiboxd.conf",
     });
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_OK(server);
     server_ = std::move(*server);
     // "ffiboxd listening on 127.0.0.1:PORT (mutual TLS)"
     ASSERT_TRUE(WaitFor([&] { return server_->Stdout().find("(mutual TLS)") != std::string::npos; },
@@ -151,13 +152,13 @@ bool DoorTest::certificates_ok_ = false;
 
 TEST_F(DoorTest, RightCredentialsCallCos) {
   absl::StatusOr<std::unique_ptr<Session>> session = OpenOverTls("alice", kAliceToken);
-  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_OK(session);
   absl::StatusOr<Library> libm = (*session)->Load("libm.so.6");
-  ASSERT_TRUE(libm.ok()) << libm.status();
+  ASSERT_OK(libm);
   absl::StatusOr<TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
-  ASSERT_TRUE(cos.ok()) << cos.status();
+  ASSERT_OK(cos);
   absl::StatusOr<double> one = (*cos)(0.0);
-  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_OK(one);
   EXPECT_EQ(*one, 1.0);
 }
 
@@ -203,10 +204,10 @@ TEST_F(DoorTest, RefusedClientsLeaveTheServerServing) {
   EXPECT_FALSE(OpenOverTls("alice", "").ok());
   EXPECT_FALSE(OpenOverTls("bob", kAliceToken).ok());
   absl::StatusOr<std::unique_ptr<Session>> session = OpenOverTls("alice", kAliceToken);
-  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_OK(session);
   // The unix socket's owner is the local identity, without a token.
   absl::StatusOr<std::unique_ptr<Client>> local = Client::Connect(server_->address());
-  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_OK(local);
   absl::StatusOr<std::unique_ptr<Session>> local_session = (*local)->OpenSession();
   EXPECT_TRUE(local_session.ok()) << local_session.status();
 }

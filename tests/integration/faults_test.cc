@@ -15,6 +15,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "core/errors.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -31,10 +32,10 @@ class FaultsTest : public ::testing::Test {
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<TestServer>> server =
         TestServer::Start({"--call_timeout_ms=5000"});
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_OK(server);
     server_ = std::move(*server);
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
-    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_OK(client);
     client_ = std::move(*client);
   }
 
@@ -93,7 +94,7 @@ class Bystander {
   void ExpectServing() {
     ASSERT_NE(cos_, nullptr) << "the bystander never started";
     absl::StatusOr<double> value = (*cos_)(0.5);
-    ASSERT_TRUE(value.ok()) << value.status();
+    ASSERT_OK(value);
     EXPECT_EQ(*value, std::cos(0.5));
     EXPECT_EQ(session_->generation(), 1u) << "the bystander's worker was disturbed";
   }
@@ -118,18 +119,18 @@ TEST_P(EveryFault, GivesWorkerCrashedWhileOtherSessionsServeAndTheNextCallWorks)
   std::unique_ptr<Session> session = OpenSession();
   Library lib = LoadTestLib(*session);
   absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
-  ASSERT_TRUE(add.ok()) << add.status();
+  ASSERT_OK(add);
   ASSERT_EQ(*(*add)(41, 1), 42);
   bystander.ExpectServing();
 
   absl::StatusOr<int> crashed;
   if (fault.takes_int) {
     absl::StatusOr<TypedFunction<int(int)>> faulty = lib.Function<int(int)>(fault.function);
-    ASSERT_TRUE(faulty.ok()) << faulty.status();
+    ASSERT_OK(faulty);
     crashed = (*faulty)(1);
   } else {
     absl::StatusOr<TypedFunction<int()>> faulty = lib.Function<int()>(fault.function);
-    ASSERT_TRUE(faulty.ok()) << faulty.status();
+    ASSERT_OK(faulty);
     crashed = (*faulty)();
   }
   ASSERT_FALSE(crashed.ok());
@@ -147,7 +148,7 @@ TEST_P(EveryFault, GivesWorkerCrashedWhileOtherSessionsServeAndTheNextCallWorks)
   bystander.ExpectServing();
   // The handle resolved before the crash works on the restarted worker.
   absl::StatusOr<int> after = (*add)(1, 1);
-  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_OK(after);
   EXPECT_EQ(*after, 2);
   EXPECT_EQ(session->generation(), 2u);
   EXPECT_EQ(kill(server_->pid(), 0), 0) << "the broker died";
@@ -168,7 +169,7 @@ TEST_F(FaultsTest, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
   std::unique_ptr<Session> session = OpenSession();
   Library lib = LoadTestLib(*session);
   absl::StatusOr<TypedFunction<int()>> hang = lib.Function<int()>("hang_forever");
-  ASSERT_TRUE(hang.ok()) << hang.status();
+  ASSERT_OK(hang);
   const absl::Duration deadline = absl::Milliseconds(300);
   absl::Time start = absl::Now();
   absl::StatusOr<int> result = hang->CallWithTimeout(deadline);
@@ -183,7 +184,7 @@ TEST_F(FaultsTest, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
   bystander.ExpectServing();
 
   absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
-  ASSERT_TRUE(add.ok()) << add.status();
+  ASSERT_OK(add);
   EXPECT_EQ(*(*add)(1, 1), 2);
 }
 
@@ -193,7 +194,7 @@ TEST_F(FaultsTest, SessionDeadlineAppliesWhenTheCallGivesNone) {
   std::unique_ptr<Session> session = OpenSession(options);
   Library lib = LoadTestLib(*session);
   absl::StatusOr<TypedFunction<int(int)>> sleep_ms = lib.Function<int(int)>("sleep_ms");
-  ASSERT_TRUE(sleep_ms.ok()) << sleep_ms.status();
+  ASSERT_OK(sleep_ms);
   EXPECT_EQ(*(*sleep_ms)(10), 10);
   absl::StatusOr<int> slow = (*sleep_ms)(3000);
   EXPECT_EQ(ErrorOf(slow.status()).code(), v1::CALL_TIMEOUT) << slow.status();
@@ -203,9 +204,9 @@ TEST_F(FaultsTest, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecover
   std::unique_ptr<Session> session = OpenSession();
   Library lib = LoadTestLib(*session);
   absl::StatusOr<TypedFunction<int(int)>> later = lib.Function<int(int)>("crash_later_thread");
-  ASSERT_TRUE(later.ok()) << later.status();
+  ASSERT_OK(later);
   absl::StatusOr<int> returned = (*later)(50);
-  ASSERT_TRUE(returned.ok()) << returned.status();
+  ASSERT_OK(returned);
   EXPECT_EQ(*returned, 0);
 
   std::vector<v1::SessionEvent> events;
@@ -220,7 +221,7 @@ TEST_F(FaultsTest, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecover
   EXPECT_EQ(events[0].error().signal(), SIGSEGV);
 
   absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
-  ASSERT_TRUE(add.ok()) << add.status();
+  ASSERT_OK(add);
   EXPECT_EQ(*(*add)(1, 1), 2);
 }
 
@@ -266,7 +267,7 @@ TEST_F(FaultsTest, ClientKilledWithSigkillLeavesNoWorkerAndNoZombie) {
   std::string lib = TestLibPath();
   absl::StatusOr<pid_t> spawned = test_support::SpawnProcess(
       {cli, address_flag, "--timeout_ms=60000", "call", lib, "int sleep_ms(int)", "60000"});
-  ASSERT_TRUE(spawned.ok()) << spawned.status();
+  ASSERT_OK(spawned);
   pid_t client = *spawned;
   pid_t worker = 0;
   ASSERT_TRUE(WaitFor(

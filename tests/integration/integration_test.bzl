@@ -11,6 +11,7 @@ INTEGRATION_DEPS = [
     "//client/cpp:ffibox_client",
     "//core:errors",
     "//tests/support:session_fixture",
+    "//tests/support:status_matchers",
     "//tests/support:test_server",
     "//third_party:absl",
     "//third_party:gtest_main",

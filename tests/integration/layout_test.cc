@@ -11,6 +11,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
 #include "tests/support/session_fixture.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -208,7 +209,7 @@ TEST_F(LayoutTest, WorkerLayoutOfEveryShapeEqualsGccs) {
     const auto type = types.find(shape.name);
     if (type == types.end()) continue;  // reported by the test above
     absl::StatusOr<v1::LayoutResult> layout = session_->Layout(type->second);
-    ASSERT_TRUE(layout.ok()) << layout.status();
+    ASSERT_OK(layout);
     EXPECT_EQ(layout->size(), static_cast<uint64_t>(shape.size));
     EXPECT_EQ(layout->alignment(), static_cast<uint64_t>(shape.alignment));
     for (const GccField& gcc : shape.fields) {
@@ -237,7 +238,7 @@ TEST_F(LayoutTest, DescribedCppRecordsAgreeWithTheWorkerAndGcc) {
   // library's shapes that C++ can describe; Session::Layout is the same GetLayout.
   const std::map<std::string, v1::Type> types = Shapes();
   absl::StatusOr<v1::LayoutResult> nested = session_->Layout(types.at("S_nested"));
-  ASSERT_TRUE(nested.ok()) << nested.status();
+  ASSERT_OK(nested);
   struct SCharDouble {
     char c;
     double d;

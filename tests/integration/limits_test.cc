@@ -17,6 +17,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
 #include "server/jail/sanitizers.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -47,7 +48,7 @@ class LimitsTest : public ::testing::Test {
  protected:
   void StartServer(std::vector<std::string> flags) {
     absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start(flags);
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_OK(server);
     server_ = std::move(*server);
     client_ = Connect();
   }
@@ -69,19 +70,19 @@ class LimitsTest : public ::testing::Test {
   // cos(0) through `session`: proves the session (and its worker) serves.
   static void ExpectCosWorks(Session& session) {
     absl::StatusOr<Library> libm = session.Load("libm.so.6");
-    ASSERT_TRUE(libm.ok()) << libm.status();
+    ASSERT_OK(libm);
     absl::StatusOr<TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
-    ASSERT_TRUE(cos.ok()) << cos.status();
+    ASSERT_OK(cos);
     absl::StatusOr<double> one = (*cos)(0.0);
-    ASSERT_TRUE(one.ok()) << one.status();
+    ASSERT_OK(one);
     EXPECT_EQ(*one, 1.0);
   }
 
   static void ExpectAddWorks(Library& library) {
     absl::StatusOr<TypedFunction<int(int, int)>> add = library.Function<int(int, int)>("add_int");
-    ASSERT_TRUE(add.ok()) << add.status();
+    ASSERT_OK(add);
     absl::StatusOr<int> sum = (*add)(2, 3);
-    ASSERT_TRUE(sum.ok()) << sum.status();
+    ASSERT_OK(sum);
     EXPECT_EQ(*sum, 5);
   }
 
@@ -188,7 +189,7 @@ class AllowlistTest : public LimitsTest {
 
 TEST_F(AllowlistTest, LibraryInsideTheRootsLoads) {
   absl::StatusOr<Library> library = session_->Load(roots_ + "/libin.so");
-  ASSERT_TRUE(library.ok()) << library.status();
+  ASSERT_OK(library);
   ExpectAddWorks(*library);
 }
 
@@ -213,13 +214,13 @@ TEST_F(AllowlistTest, AllowlistsDifferPerIdentity) {
   std::unique_ptr<Session> session = Open(*narrow);
   ASSERT_NE(session, nullptr);
   absl::StatusOr<Library> in = session->Load(roots_ + "/libin.so");
-  ASSERT_TRUE(in.ok()) << in.status();
+  ASSERT_OK(in);
   ExpectAddWorks(*in);
   EXPECT_EQ(ErrorOf(session->Load("libm.so.6").status()).code(), v1::LIBRARY_NOT_ALLOWED);
   EXPECT_EQ(ErrorOf(session->Load(TestLibPath()).status()).code(), v1::LIBRARY_NOT_ALLOWED);
   // The local identity has the default roots, which include the system libraries.
   absl::StatusOr<Library> testlib = session_->Load(TestLibPath());
-  ASSERT_TRUE(testlib.ok()) << testlib.status();
+  ASSERT_OK(testlib);
   ExpectCosWorks(*session_);
 }
 
@@ -232,14 +233,14 @@ TEST_F(LimitsTest, AllocationPastTheMemoryCapFailsWhileAParallelSessionWorks) {
   std::unique_ptr<Session> bystander = Open(*client_);
   ASSERT_NE(bystander, nullptr);
   absl::StatusOr<Library> library = session->Load(TestLibPath());
-  ASSERT_TRUE(library.ok()) << library.status();
+  ASSERT_OK(library);
   absl::StatusOr<TypedFunction<int(int)>> allocate = library->Function<int(int)>("allocate_mib");
-  ASSERT_TRUE(allocate.ok()) << allocate.status();
+  ASSERT_OK(allocate);
   absl::StatusOr<int> small = (*allocate)(16);
-  ASSERT_TRUE(small.ok()) << small.status();
+  ASSERT_OK(small);
   EXPECT_EQ(*small, 1);
   absl::StatusOr<int> big = (*allocate)(1024);
-  ASSERT_TRUE(big.ok()) << big.status();
+  ASSERT_OK(big);
   EXPECT_EQ(*big, 0) << "malloc of 1 GiB succeeded under a 256 MiB cap";
   ExpectCosWorks(*bystander);
   ExpectCosWorks(*session);
@@ -253,17 +254,17 @@ TEST_F(LimitsTest, SessionMemoryLimitCapsOnlyThatSession) {
   SessionOptions capped;
   capped.memory_limit_bytes = uint64_t{256} << 20;
   absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(capped);
-  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_OK(session);
   EXPECT_EQ((*session)->info().memory_limit_bytes(), uint64_t{256} << 20);
   std::unique_ptr<Session> uncapped = Open(*client_);
   ASSERT_NE(uncapped, nullptr);
   for (Session* s : {session->get(), uncapped.get()}) {
     absl::StatusOr<Library> library = s->Load(TestLibPath());
-    ASSERT_TRUE(library.ok()) << library.status();
+    ASSERT_OK(library);
     absl::StatusOr<TypedFunction<int(int)>> allocate = library->Function<int(int)>("allocate_mib");
-    ASSERT_TRUE(allocate.ok()) << allocate.status();
+    ASSERT_OK(allocate);
     absl::StatusOr<int> big = (*allocate)(512);
-    ASSERT_TRUE(big.ok()) << big.status();
+    ASSERT_OK(big);
     EXPECT_EQ(*big, s == uncapped.get() ? 1 : 0) << "512 MiB with a 256 MiB session cap";
   }
 }
@@ -286,9 +287,9 @@ TEST_F(LimitsTest, SpinningPastTheCpuCapIsResourceExhaustedWhileAParallelSession
   std::unique_ptr<Session> bystander = Open(*client_);
   ASSERT_NE(bystander, nullptr);
   absl::StatusOr<Library> library = session->Load(TestLibPath());
-  ASSERT_TRUE(library.ok()) << library.status();
+  ASSERT_OK(library);
   absl::StatusOr<TypedFunction<int(int)>> spin = library->Function<int(int)>("spin_cpu_seconds");
-  ASSERT_TRUE(spin.ok()) << spin.status();
+  ASSERT_OK(spin);
   absl::StatusOr<int> spun = (*spin)(10);
   ASSERT_FALSE(spun.ok());
   EXPECT_EQ(ErrorOf(spun.status()).code(), v1::RESOURCE_EXHAUSTED) << spun.status();
@@ -305,11 +306,11 @@ TEST_F(LimitsTest, PooledWorkersServeSessionsLikeFreshOnes) {
     std::unique_ptr<Session> session = Open(*client_);
     ASSERT_NE(session, nullptr);
     absl::StatusOr<Library> library = session->Load(TestLibPath());
-    ASSERT_TRUE(library.ok()) << library.status();
+    ASSERT_OK(library);
     ExpectAddWorks(*library);
     // A crash in a pooled worker is the same typed error, and the session restarts.
     absl::StatusOr<TypedFunction<int()>> crash = library->Function<int()>("crash_null_deref");
-    ASSERT_TRUE(crash.ok()) << crash.status();
+    ASSERT_OK(crash);
     absl::StatusOr<int> crashed = (*crash)();
     EXPECT_EQ(ErrorOf(crashed.status()).code(), v1::WORKER_CRASHED) << crashed.status();
     ExpectAddWorks(*library);

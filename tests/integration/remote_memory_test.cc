@@ -6,6 +6,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
 #include "tests/support/session_fixture.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -62,14 +63,14 @@ TEST_F(RemoteMemoryTest, FillAndOverlappingCopyBehaveLikeMemsetAndMemmove) {
 
 TEST_F(RemoteMemoryTest, WideStringsAreReadAsUtf8) {
   absl::StatusOr<TypedFunction<void*()>> wgreeting = lib_->Function<void*()>("wgreeting");
-  ASSERT_TRUE(wgreeting.ok()) << wgreeting.status();
+  ASSERT_OK(wgreeting);
   absl::StatusOr<RemotePtr> text = (*wgreeting)();
-  ASSERT_TRUE(text.ok()) << text.status();
+  ASSERT_OK(text);
   v1::Request read;
   *read.mutable_read_string()->mutable_address() = Remote(*text);
   read.mutable_read_string()->set_wide(true);
   absl::StatusOr<v1::Response> response = session_->Send(read);
-  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_OK(response);
   EXPECT_EQ(response->string().text(), "h\u00e9llo \u4e16\u754c");
 }
 
@@ -111,10 +112,10 @@ TEST_F(RemoteMemoryTest, MissingAddressNamesTheField) {
 
 TEST_F(RemoteMemoryTest, ExportedVariableIsReadAndWrittenThroughItsAddress) {
   absl::StatusOr<int> counter = lib_->Variable<int>("ffibox_test_counter");
-  ASSERT_TRUE(counter.ok()) << counter.status();
+  ASSERT_OK(counter);
   EXPECT_EQ(*counter, 42);
   absl::StatusOr<RemotePtr> address = lib_->SymbolAddress("ffibox_test_counter");
-  ASSERT_TRUE(address.ok()) << address.status();
+  ASSERT_OK(address);
   int seven = 7;
   ASSERT_TRUE(
       session_->WriteMemory(*address, std::string(reinterpret_cast<char*>(&seven), 4)).ok());

@@ -26,6 +26,7 @@
 #include "core/errors.h"
 #include "gtest/gtest.h"
 #include "server/jail/sanitizers.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
@@ -53,17 +54,17 @@ class SandboxTest : public ::testing::Test {
 
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start(ServerFlags());
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_OK(server);
     server_ = std::move(*server);
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
-    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_OK(client);
     client_ = std::move(*client);
     StartBystander();
     absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
-    ASSERT_TRUE(session.ok()) << session.status();
+    ASSERT_OK(session);
     session_ = std::move(*session);
     absl::StatusOr<Library> probe = session_->Load(ProbeLibPath());
-    ASSERT_TRUE(probe.ok()) << probe.status();
+    ASSERT_OK(probe);
     probe_ = std::make_unique<Library>(*probe);
   }
 
@@ -76,12 +77,12 @@ class SandboxTest : public ::testing::Test {
   // A second session, in its own worker, that must keep working whatever the probe does.
   void StartBystander() {
     absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
-    ASSERT_TRUE(session.ok()) << session.status();
+    ASSERT_OK(session);
     bystander_ = std::move(*session);
     absl::StatusOr<Library> libm = bystander_->Load("libm.so.6");
-    ASSERT_TRUE(libm.ok()) << libm.status();
+    ASSERT_OK(libm);
     absl::StatusOr<TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
-    ASSERT_TRUE(cos.ok()) << cos.status();
+    ASSERT_OK(cos);
     cos_ = std::make_unique<TypedFunction<double(double)>>(*cos);
     ExpectBystanderServing();
   }
@@ -89,7 +90,7 @@ class SandboxTest : public ::testing::Test {
   void ExpectBystanderServing() {
     ASSERT_NE(cos_, nullptr);
     absl::StatusOr<double> value = (*cos_)(0.5);
-    ASSERT_TRUE(value.ok()) << value.status();
+    ASSERT_OK(value);
     EXPECT_EQ(*value, std::cos(0.5));
     EXPECT_EQ(bystander_->generation(), 1u) << "the bystander's worker was disturbed";
   }
@@ -117,7 +118,7 @@ class SandboxTest : public ::testing::Test {
   // The session's next call runs on a fresh worker.
   void ExpectProbeRecovers() {
     absl::StatusOr<int> pid = Probe<int()>("probe_getpid")();
-    ASSERT_TRUE(pid.ok()) << pid.status();
+    ASSERT_OK(pid);
   }
 
   std::unique_ptr<TestServer> server_;
@@ -132,7 +133,7 @@ TEST_F(SandboxTest, ReadingShadowOrAFileOutsideTheRootsIsBlocked) {
   auto read_file = Probe<long(const char*, Buffer&, long)>("probe_read_file");
   Buffer shadow = Buffer::Out(4096);
   absl::StatusOr<long> got = read_file("/etc/shadow", shadow, 4096);
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_OK(got);
   EXPECT_LT(*got, 0) << "read " << *got << " bytes of /etc/shadow";
   EXPECT_EQ(shadow.data, std::string(4096, '\0'));
 
@@ -141,7 +142,7 @@ TEST_F(SandboxTest, ReadingShadowOrAFileOutsideTheRootsIsBlocked) {
   std::ofstream(secret_path) << secret;
   Buffer out = Buffer::Out(4096);
   got = read_file(secret_path.c_str(), out, 4096);
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_OK(got);
   EXPECT_LT(*got, 0) << "read " << *got << " bytes of " << secret_path;
   EXPECT_EQ(out.data.find("launch codes"), std::string::npos);
   unlink(secret_path.c_str());
@@ -154,17 +155,17 @@ TEST_F(SandboxTest, WritingOutsideTmpFailsAndTmpIsWritable) {
   for (const std::string& path : {std::string("/etc/ffibox_planted"), outside, in_root,
                                   std::string("/usr/lib/ffibox_planted")}) {
     absl::StatusOr<long> wrote = write_file(path.c_str(), "x");
-    ASSERT_TRUE(wrote.ok()) << wrote.status();
+    ASSERT_OK(wrote);
     EXPECT_LT(*wrote, 0) << "wrote " << path;
     EXPECT_NE(access(path.c_str(), F_OK), 0) << path << " appeared on the host";
   }
   absl::StatusOr<long> wrote = write_file("/tmp/probe.txt", "ok");
-  ASSERT_TRUE(wrote.ok()) << wrote.status();
+  ASSERT_OK(wrote);
   EXPECT_EQ(*wrote, 2);
   Buffer back = Buffer::Out(16);
   absl::StatusOr<long> got =
       Probe<long(const char*, Buffer&, long)>("probe_read_file")("/tmp/probe.txt", back, 16);
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_OK(got);
   EXPECT_EQ(*got, 2);
   EXPECT_EQ(back.data.substr(0, 2), "ok");
 }
@@ -214,7 +215,7 @@ TEST_F(SandboxTest, AForgedCrashReportIsACrashNotASandboxViolation) {
 TEST_F(SandboxTest, TheJailsInitShowsNothingOfTheBroker) {
   Buffer buffer = Buffer::Out(4096);
   absl::StatusOr<long> n = Probe<long(Buffer&, long)>("probe_init_cmdline")(buffer, 4096);
-  ASSERT_TRUE(n.ok()) << n.status();
+  ASSERT_OK(n);
   ASSERT_GT(*n, 0) << "errno " << -*n;
   std::string cmdline = buffer.data.substr(0, static_cast<size_t>(*n));
   EXPECT_EQ(std::string(cmdline.c_str()), "ffibox-init");
@@ -224,7 +225,7 @@ TEST_F(SandboxTest, TheJailsInitShowsNothingOfTheBroker) {
 
 TEST_F(SandboxTest, WhatLibraryConstructorsCommonlyDoIsAllowed) {
   absl::StatusOr<int> result = Probe<int()>("probe_library_init_calls")();
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_OK(result);
   EXPECT_EQ(*result, 0) << "errno " << -*result;
 }
 
@@ -254,7 +255,7 @@ TEST_F(SandboxTest, PtraceOfItsParentIsAViolation) {
 
 TEST_F(SandboxTest, TheWorkerIsPidTwoOfItsOwnNamespace) {
   absl::StatusOr<int> pid = Probe<int()>("probe_getpid")();
-  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_OK(pid);
   EXPECT_EQ(*pid, 2) << "pid namespace inactive? (1 is its init)";
 }
 
@@ -277,7 +278,7 @@ TEST_F(SandboxLimitsTest, AllocatingPastTheMemoryCapFailsAndSmallAllocationsStil
     EXPECT_EQ(ErrorOf(big.status()).code(), v1::RESOURCE_EXHAUSTED) << big.status();
   }
   absl::StatusOr<int> small = allocate(16);
-  ASSERT_TRUE(small.ok()) << small.status();
+  ASSERT_OK(small);
   EXPECT_EQ(*small, 0);
 }
 

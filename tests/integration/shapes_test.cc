@@ -18,6 +18,7 @@
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
 #include "tests/support/session_fixture.h"
+#include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
 // The library's own declarations, described once for the client.
@@ -132,7 +133,7 @@ class ShapesTest : public test_support::SessionFixture {
   // Whether the session still answers an ordinary call correctly.
   void ExpectSessionStillServes() {
     absl::StatusOr<int> sum = Fn<int(int, int)>("add_int")(40, 2);
-    ASSERT_TRUE(sum.ok()) << sum.status();
+    ASSERT_OK(sum);
     EXPECT_EQ(*sum, 42);
   }
 };
@@ -141,49 +142,49 @@ class ShapesTest : public test_support::SessionFixture {
 
 TEST_F(ShapesTest, StructsOfEveryX86RegisterClassRoundTripByValue) {
   absl::StatusOr<IntPair> swapped = Fn<IntPair(IntPair)>("swap_pair")(IntPair{3, -9});
-  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  ASSERT_OK(swapped);
   EXPECT_EQ(swapped->a, -9);
   EXPECT_EQ(swapped->b, 3);
   EXPECT_EQ(*Fn<int(IntPair)>("pair_sum")(IntPair{20, 22}), 42);
 
   absl::StatusOr<CharShortInt> bumped =
       Fn<CharShortInt(CharShortInt)>("csi_bump")(CharShortInt{'a', 1000, -7});
-  ASSERT_TRUE(bumped.ok()) << bumped.status();
+  ASSERT_OK(bumped);
   EXPECT_EQ(bumped->c, 'b');
   EXPECT_EQ(bumped->s, 1002);
   EXPECT_EQ(bumped->i, -4);
 
   absl::StatusOr<Float2> scaled = Fn<Float2(Float2, float)>("float2_scale")(Float2{1.5f, -2}, 2);
-  ASSERT_TRUE(scaled.ok()) << scaled.status();
+  ASSERT_OK(scaled);
   EXPECT_EQ(scaled->x, 3.0f);
   EXPECT_EQ(scaled->y, -4.0f);
 
   absl::StatusOr<Float3> sum3 =
       Fn<Float3(Float3, Float3)>("float3_add")(Float3{1, 2, 3}, Float3{0.5f, 0.25f, -3});
-  ASSERT_TRUE(sum3.ok()) << sum3.status();
+  ASSERT_OK(sum3);
   EXPECT_EQ(sum3->x, 1.5f);
   EXPECT_EQ(sum3->y, 2.25f);
   EXPECT_EQ(sum3->z, 0.0f);
 
   absl::StatusOr<Point> point = Fn<Point(Point, Point)>("point_add")(Point{1, 2}, Point{0.5, -4});
-  ASSERT_TRUE(point.ok()) << point.status();
+  ASSERT_OK(point);
   EXPECT_EQ(point->x, 1.5);
   EXPECT_EQ(point->y, -2.0);
 
   absl::StatusOr<DoubleInt> twice = Fn<DoubleInt(DoubleInt)>("double_int_twice")({1.25, 21});
-  ASSERT_TRUE(twice.ok()) << twice.status();
+  ASSERT_OK(twice);
   EXPECT_EQ(twice->d, 2.5);
   EXPECT_EQ(twice->i, 42);
 
   absl::StatusOr<LongAndDouble> mixed =
       Fn<LongAndDouble(LongAndDouble)>("long_double_mix")({1L << 40, 1.0});
-  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  ASSERT_OK(mixed);
   EXPECT_EQ(mixed->l, 1L << 41);
   EXPECT_EQ(mixed->d, 1.5);
 
   // 40 bytes: returned in memory through the hidden pointer, and passed on the stack.
   absl::StatusOr<Big5> big = Fn<Big5(long)>("big5_make")(100);
-  ASSERT_TRUE(big.ok()) << big.status();
+  ASSERT_OK(big);
   EXPECT_EQ(big->a, 100);
   EXPECT_EQ(big->e, 104);
   EXPECT_EQ(*Fn<long(Big5)>("big5_sum")(*big), 510);
@@ -194,7 +195,7 @@ TEST_F(ShapesTest, UnionsByValueCarryTheBytesOfTheirMember) {
   one.f = 1.0f;
   EXPECT_EQ(*Fn<int(IntOrFloat)>("iof_bits")(one), 0x3f800000);
   absl::StatusOr<IntOrFloat> from_float = Fn<IntOrFloat(float)>("iof_from_float")(2.5f);
-  ASSERT_TRUE(from_float.ok()) << from_float.status();
+  ASSERT_OK(from_float);
   EXPECT_EQ(from_float->f, 2.5f);
 
   DoubleOrLong half;
@@ -203,14 +204,14 @@ TEST_F(ShapesTest, UnionsByValueCarryTheBytesOfTheirMember) {
   std::memcpy(&expected_bits, &half.d, sizeof(long));
   EXPECT_EQ(*Fn<long(DoubleOrLong)>("dol_bits")(half), expected_bits);
   absl::StatusOr<DoubleOrLong> from_long = Fn<DoubleOrLong(long)>("dol_from_long")(-77);
-  ASSERT_TRUE(from_long.ok()) << from_long.status();
+  ASSERT_OK(from_long);
   EXPECT_EQ(from_long->l, -77);
 }
 
 TEST_F(ShapesTest, PackedStructsKeepGccsPacking) {
   static_assert(sizeof(Packed1) == 7 && sizeof(Packed2) == 14 && sizeof(Packed4) == 16);
   absl::StatusOr<Packed1> p1 = Fn<Packed1(Packed1)>("packed1_bump")(Packed1{1, 1000000, -3});
-  ASSERT_TRUE(p1.ok()) << p1.status();
+  ASSERT_OK(p1);
   EXPECT_EQ(p1->c, 2);
   // Packed members are compared by value: a reference to one would be misaligned.
   EXPECT_EQ(int{p1->i}, 1000001);
@@ -218,14 +219,14 @@ TEST_F(ShapesTest, PackedStructsKeepGccsPacking) {
   EXPECT_EQ(*Fn<long(Packed1)>("packed1_sum")(Packed1{1, 2, 3}), 6);
 
   absl::StatusOr<Packed2> p2 = Fn<Packed2(Packed2)>("packed2_bump")(Packed2{'a', 7, 0.5});
-  ASSERT_TRUE(p2.ok()) << p2.status();
+  ASSERT_OK(p2);
   EXPECT_EQ(p2->c, 'b');
   EXPECT_EQ(int{p2->i}, 8);
   EXPECT_EQ(double{p2->d}, 1.5);
   EXPECT_EQ(*Fn<double(Packed2)>("packed2_sum")(Packed2{1, 2, 0.5}), 3.5);
 
   absl::StatusOr<Packed4> p4 = Fn<Packed4(Packed4)>("packed4_bump")(Packed4{0, -1.0, 9});
-  ASSERT_TRUE(p4.ok()) << p4.status();
+  ASSERT_OK(p4);
   EXPECT_EQ(p4->c, 1);
   EXPECT_EQ(double{p4->d}, 0.0);
   EXPECT_EQ(short{p4->s}, 10);
@@ -241,7 +242,7 @@ TEST_F(ShapesTest, BitFieldStructsTravelAsRawBytesThroughAnExplicitType) {
   v1::Call call;
   for (int64_t value : {5L, -9L, 4000L, -1L, (1L << 39) + 3, -6L}) *call.add_args() = Int(value);
   absl::StatusOr<v1::CallResult> made = Raw("bits_make", make).Call(call);
-  ASSERT_TRUE(made.ok()) << made.status();
+  ASSERT_OK(made);
   ASSERT_EQ(made->result().raw().size(), sizeof(Bits));
   Bits bits;
   std::memcpy(&bits, made->result().raw().data(), sizeof(Bits));
@@ -258,7 +259,7 @@ TEST_F(ShapesTest, BitFieldStructsTravelAsRawBytesThroughAnExplicitType) {
   v1::Call negate_call;
   negate_call.add_args()->set_raw(made->result().raw());
   absl::StatusOr<v1::CallResult> negated = Raw("bits_negate", negate).Call(negate_call);
-  ASSERT_TRUE(negated.ok()) << negated.status();
+  ASSERT_OK(negated);
   std::memcpy(&bits, negated->result().raw().data(), sizeof(Bits));
   EXPECT_EQ(bits.a, 6u);
   EXPECT_EQ(bits.b, 9);
@@ -279,7 +280,7 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
     *point->add_elements() = Int(2);  // an integer value for a double field is accepted
   }
   absl::StatusOr<v1::CallResult> sum = Raw("point_add", add).Call(call);
-  ASSERT_TRUE(sum.ok()) << sum.status();
+  ASSERT_OK(sum);
   Point point;
   ASSERT_EQ(sum->result().raw().size(), sizeof(Point));
   std::memcpy(&point, sum->result().raw().data(), sizeof(Point));
@@ -293,7 +294,7 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
   v1::Call union_call;
   *union_call.add_args()->mutable_aggregate()->add_elements() = Int(1234);
   absl::StatusOr<v1::CallResult> bits = Raw("iof_bits", bits_of).Call(union_call);
-  ASSERT_TRUE(bits.ok()) << bits.status();
+  ASSERT_OK(bits);
   EXPECT_EQ(bits->result().int_value(), 1234);
 
   // Nested aggregates: a Rect of two Points.
@@ -308,7 +309,7 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
     *p->add_elements() = Float(corner * 2);
   }
   absl::StatusOr<v1::CallResult> rect_area = Raw("rect_area", area).Call(area_call);
-  ASSERT_TRUE(rect_area.ok()) << rect_area.status();
+  ASSERT_OK(rect_area);
   EXPECT_EQ(rect_area->result().float_value(), 3.0 * 6.0);
 
   // Bit fields field by field.
@@ -319,24 +320,24 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
   v1::Aggregate* fields = bits_call.add_args()->mutable_aggregate();
   for (int64_t value : {7L, -16L, 4095L, 0L, 100L, 7L}) *fields->add_elements() = Int(value);
   absl::StatusOr<v1::CallResult> bit_sum = Raw("bits_sum", sum_bits).Call(bits_call);
-  ASSERT_TRUE(bit_sum.ok()) << bit_sum.status();
+  ASSERT_OK(bit_sum);
   EXPECT_EQ(bit_sum->result().int_value(), 7 - 16 + 4095 + 0 + 100 + 7);
 }
 
 TEST_F(ShapesTest, NestedStructsAndArraysInsideStructs) {
   absl::StatusOr<Rect> rect = Fn<Rect(double, double, double, double)>("rect_make")(1, 2, 4, 7);
-  ASSERT_TRUE(rect.ok()) << rect.status();
+  ASSERT_OK(rect);
   EXPECT_EQ(rect->min.x, 1);
   EXPECT_EQ(rect->max.y, 7);
   EXPECT_EQ(*Fn<double(Rect)>("rect_area")(*rect), 15);
 
   absl::StatusOr<Char3> upper = Fn<Char3(Char3)>("char3_upper")(Char3{{'a', 'b', 'z'}});
-  ASSERT_TRUE(upper.ok()) << upper.status();
+  ASSERT_OK(upper);
   EXPECT_EQ(std::string(upper->tag, 3), "ABZ");
 
   EXPECT_EQ(*Fn<int(Int4)>("int4_sum")(Int4{{1, 2, 3, 4}}), 10);
   absl::StatusOr<Int4> reversed = Fn<Int4(Int4)>("int4_reverse")(Int4{{1, 2, 3, 4}});
-  ASSERT_TRUE(reversed.ok()) << reversed.status();
+  ASSERT_OK(reversed);
   EXPECT_EQ(reversed->v[0], 4);
   EXPECT_EQ(reversed->v[3], 1);
 }
@@ -397,7 +398,7 @@ TEST_F(ShapesTest, ArraysOfStringsAreCharPointerPointers) {
   EXPECT_EQ(*Fn<int(const std::vector<std::string>&, int)>("count_chars")(words, 3), 10);
   absl::StatusOr<std::string> joined =
       Fn<std::string(const std::vector<std::string>&, int)>("join_words")(words, 3);
-  ASSERT_TRUE(joined.ok()) << joined.status();
+  ASSERT_OK(joined);
   EXPECT_EQ(*joined, "alpha++gamma");
 }
 
@@ -420,7 +421,7 @@ TEST_F(ShapesTest, LinkedListIsSummedAndReversedWithTheNewLinksVisible) {
 
   ASSERT_TRUE(Fn<void(GraphPointer)>("reverse_list")(graph.At(head)).ok());
   absl::StatusOr<std::optional<BlockPosition>> first = graph.Target(head, 0);
-  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_OK(first);
   ASSERT_TRUE(first->has_value());
   EXPECT_EQ(**first, (BlockPosition{nodes[2], 0}));
   EXPECT_EQ(**graph.Target(nodes[2], offsetof(Node, next)), (BlockPosition{nodes[1], 0}));
@@ -458,7 +459,7 @@ TEST_F(ShapesTest, OutPointerToLibraryMemoryComesBackAsAWorkerAddress) {
   ASSERT_FALSE(name.is_null());
   EXPECT_EQ(name.generation, session_->generation());
   absl::StatusOr<std::string> text = session_->ReadCString(name);
-  ASSERT_TRUE(text.ok()) << text.status();
+  ASSERT_OK(text);
   EXPECT_EQ(*text, "ffibox shapes");
 }
 
@@ -468,10 +469,10 @@ TEST_F(ShapesTest, OutPointerIntoTheClientsBufferMapsBackIntoTheSameBlock) {
   const int rest = graph.AddOut(sizeof(char*));
   absl::StatusOr<int> length =
       Fn<int(GraphPointer, GraphPointer)>("split_first")(graph.At(text), graph.At(rest));
-  ASSERT_TRUE(length.ok()) << length.status();
+  ASSERT_OK(length);
   EXPECT_EQ(*length, 5);
   absl::StatusOr<std::optional<BlockPosition>> target = graph.Target(rest, 0);
-  ASSERT_TRUE(target.ok()) << target.status();
+  ASSERT_OK(target);
   ASSERT_TRUE(target->has_value());
   EXPECT_EQ(**target, (BlockPosition{text, 6}));
   EXPECT_EQ(graph.data(text).substr(0, 5), "hello");
@@ -483,10 +484,10 @@ TEST_F(ShapesTest, OutPointerIntoTheClientsBufferMapsBackIntoTheSameBlock) {
 
 TEST_F(ShapesTest, TypedDerefReadsAndWritesValuesAtWorkerAddresses) {
   absl::StatusOr<RemotePtr> memory = session_->AllocMemory(64);
-  ASSERT_TRUE(memory.ok()) << memory.status();
+  ASSERT_OK(memory);
   ASSERT_TRUE(session_->Write<Point>(*memory, Point{1.25, -8}).ok());
   absl::StatusOr<Point> point = session_->Read<Point>(*memory);
-  ASSERT_TRUE(point.ok()) << point.status();
+  ASSERT_OK(point);
   EXPECT_EQ(point->x, 1.25);
   EXPECT_EQ(point->y, -8);
   EXPECT_EQ(*session_->Read<double>(memory->Offset(8)), -8);
@@ -495,7 +496,7 @@ TEST_F(ShapesTest, TypedDerefReadsAndWritesValuesAtWorkerAddresses) {
   EXPECT_EQ(*session_->Read<int>(memory->Offset(16)), -123456);
   ASSERT_TRUE(session_->Write<RemotePtr>(memory->Offset(24), *memory).ok());
   absl::StatusOr<RemotePtr> stored = session_->Read<RemotePtr>(memory->Offset(24));
-  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_OK(stored);
   EXPECT_EQ(stored->address, memory->address);
 
   ASSERT_TRUE(session_->FillMemory(memory->Offset(32), 0x7f, 4).ok());
@@ -504,12 +505,12 @@ TEST_F(ShapesTest, TypedDerefReadsAndWritesValuesAtWorkerAddresses) {
 
   // A pointer the library returned, dereferenced as a typed array.
   absl::StatusOr<RemotePtr> greeting = Fn<RemotePtr()>("greeting")();
-  ASSERT_TRUE(greeting.ok()) << greeting.status();
+  ASSERT_OK(greeting);
   absl::StatusOr<std::array<char, 5>> hello = session_->Read<std::array<char, 5>>(*greeting);
-  ASSERT_TRUE(hello.ok()) << hello.status();
+  ASSERT_OK(hello);
   EXPECT_EQ(std::string(hello->data(), 5), "hello");
   absl::StatusOr<RemotePtr> wide = Fn<RemotePtr()>("wgreeting")();
-  ASSERT_TRUE(wide.ok()) << wide.status();
+  ASSERT_OK(wide);
   EXPECT_EQ(*session_->ReadWString(*wide), U"h\u00e9llo \u4e16\u754c");
 
   // Bad addresses are errors, not crashes.
@@ -523,7 +524,7 @@ TEST_F(ShapesTest, TypedDerefReadsAndWritesValuesAtWorkerAddresses) {
 
 TEST_F(ShapesTest, AddressesOfAnEarlierWorkerAreRefused) {
   absl::StatusOr<RemotePtr> memory = session_->AllocMemory(16);
-  ASSERT_TRUE(memory.ok()) << memory.status();
+  ASSERT_OK(memory);
   EXPECT_FALSE(Fn<int()>("crash_abort")().ok());
   ExpectSessionStillServes();
   EXPECT_EQ(ErrorOf(session_->Read<int>(*memory).status()).code(), v1::STALE_HANDLE);
@@ -535,12 +536,12 @@ TEST_F(ShapesTest, AddressesOfAnEarlierWorkerAreRefused) {
 TEST_F(ShapesTest, ExportedVariablesAreReadAndWrittenAsTypedValues) {
   EXPECT_EQ(*lib_->Variable<int>("ffibox_test_counter"), 42);
   absl::StatusOr<Point> origin = lib_->Variable<Point>("ffibox_origin");
-  ASSERT_TRUE(origin.ok()) << origin.status();
+  ASSERT_OK(origin);
   EXPECT_EQ(origin->x, 1.5);
   EXPECT_EQ(origin->y, -2.5);
   EXPECT_EQ(*lib_->Variable<double>("ffibox_scale"), 2.25);
   absl::StatusOr<std::string> version = lib_->Variable<std::string>("ffibox_version");
-  ASSERT_TRUE(version.ok()) << version.status();
+  ASSERT_OK(version);
   EXPECT_EQ(*version, "ffibox-test 1.0");
 
   ASSERT_TRUE(lib_->SetVariable<Point>("ffibox_origin", Point{-3, 4}).ok());
@@ -558,7 +559,7 @@ TEST_F(ShapesTest, ExportedVariablesAreReadAndWrittenAsTypedValues) {
 
 TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   absl::StatusOr<Library> libc = session_->Load("libc.so.6");
-  ASSERT_TRUE(libc.ok()) << libc.status();
+  ASSERT_OK(libc);
 
   v1::Signature snprintf_signature;
   *snprintf_signature.mutable_result() = Scalar(v1::INT);
@@ -567,7 +568,7 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   *snprintf_signature.add_params() = Scalar(v1::CSTRING);
   snprintf_signature.set_variadic(true);
   absl::StatusOr<RawFunction> snprintf_fn = libc->Resolve("snprintf", snprintf_signature);
-  ASSERT_TRUE(snprintf_fn.ok()) << snprintf_fn.status();
+  ASSERT_OK(snprintf_fn);
   v1::Call print;
   v1::MemoryBlock* buffer = print.add_blocks();
   buffer->set_size(64);
@@ -584,7 +585,7 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
     *print.add_variadic_types() = Scalar(scalar);
   }
   absl::StatusOr<v1::CallResult> printed = snprintf_fn->Call(print);
-  ASSERT_TRUE(printed.ok()) << printed.status();
+  ASSERT_OK(printed);
   const std::string expected = "-5|1.25|ok|x|-300";
   EXPECT_EQ(printed->result().int_value(), static_cast<int64_t>(expected.size()));
   ASSERT_EQ(printed->blocks_size(), 1);
@@ -596,7 +597,7 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   *sscanf_signature.add_params() = Scalar(v1::CSTRING);
   sscanf_signature.set_variadic(true);
   absl::StatusOr<RawFunction> sscanf_fn = libc->Resolve("sscanf", sscanf_signature);
-  ASSERT_TRUE(sscanf_fn.ok()) << sscanf_fn.status();
+  ASSERT_OK(sscanf_fn);
   v1::Call scan;
   for (uint64_t size : {4UL, 8UL, 16UL}) {
     v1::MemoryBlock* out = scan.add_blocks();
@@ -610,7 +611,7 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   *scan.add_variadic_types() = PointerTo(Scalar(v1::DOUBLE));
   *scan.add_variadic_types() = Scalar(v1::POINTER);
   absl::StatusOr<v1::CallResult> scanned = sscanf_fn->Call(scan);
-  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  ASSERT_OK(scanned);
   EXPECT_EQ(scanned->result().int_value(), 3);
   ASSERT_EQ(scanned->blocks_size(), 3);
   int number = 0;
@@ -626,14 +627,14 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
 
 TEST_F(ShapesTest, ErrnoIsCapturedAfterAndSetBeforeACall) {
   absl::StatusOr<WithErrno<int>> failed = Fn<int(int)>("set_errno_to").CallWithErrno(ERANGE);
-  ASSERT_TRUE(failed.ok()) << failed.status();
+  ASSERT_OK(failed);
   EXPECT_EQ(failed->value, -1);
   EXPECT_EQ(failed->error_number, ERANGE);
 
   CallOptions options;
   options.set_errno = EILSEQ;
   absl::StatusOr<WithErrno<int>> seen = Fn<int()>("get_errno_value").CallWith(options);
-  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_OK(seen);
   EXPECT_EQ(seen->value, EILSEQ);
   EXPECT_EQ(seen->error_number, EILSEQ);
 }
@@ -645,13 +646,13 @@ TEST_F(ShapesTest, ReturnedFunctionPointersAreCalledWithASignature) {
   const int expected[] = {13, 7, 30};
   for (int which = 0; which < 3; ++which) {
     absl::StatusOr<RemotePtr> op = pick(which);
-    ASSERT_TRUE(op.ok()) << op.status();
+    ASSERT_OK(op);
     absl::StatusOr<TypedFunction<int(int, int)>> call = session_->FunctionAt<int(int, int)>(*op);
-    ASSERT_TRUE(call.ok()) << call.status();
+    ASSERT_OK(call);
     EXPECT_EQ(*(*call)(10, 3), expected[which]) << which;
   }
   absl::StatusOr<RemotePtr> none = pick(9);
-  ASSERT_TRUE(none.ok()) << none.status();
+  ASSERT_OK(none);
   EXPECT_TRUE(none->is_null());
   EXPECT_EQ(ErrorOf(session_->FunctionAt<int(int, int)>(*none).status()).code(),
             v1::INVALID_ARGUMENT);
@@ -659,9 +660,9 @@ TEST_F(ShapesTest, ReturnedFunctionPointersAreCalledWithASignature) {
 
 TEST_F(ShapesTest, FunctionPointerHandleIsStaleAfterAWorkerRestart) {
   absl::StatusOr<RemotePtr> op = Fn<RemotePtr(int)>("pick_op")(2);
-  ASSERT_TRUE(op.ok()) << op.status();
+  ASSERT_OK(op);
   absl::StatusOr<TypedFunction<int(int, int)>> mul = session_->FunctionAt<int(int, int)>(*op);
-  ASSERT_TRUE(mul.ok()) << mul.status();
+  ASSERT_OK(mul);
   EXPECT_EQ(*(*mul)(6, 7), 42);
   EXPECT_FALSE(Fn<int()>("crash_abort")().ok());
   ExpectSessionStillServes();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace test_support {
@@ -19,7 +20,7 @@ bool Contains(const std::vector<pid_t>& pids, pid_t pid) {
 
 TEST(TestServerTest, StartsAcceptsAndStopsARealServer) {
   absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start();
-  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_OK(server);
   const pid_t pid = (*server)->pid();
   EXPECT_TRUE(absl::StartsWith((*server)->address(), "unix:/"));
   EXPECT_TRUE(Contains(ChildrenOf(getpid()), pid));
@@ -47,7 +48,7 @@ TEST(SpawnProcessTest, RunsTheProgramWithItsArgumentsAndStdout) {
   absl::StatusOr<pid_t> child =
       SpawnProcess({"/bin/sh", "-c", "echo spawned; exit 7"}, pipe_fds[1]);
   close(pipe_fds[1]);
-  ASSERT_TRUE(child.ok()) << child.status();
+  ASSERT_OK(child);
   char buffer[64] = {};
   const ssize_t n = read(pipe_fds[0], buffer, sizeof(buffer) - 1);
   close(pipe_fds[0]);
@@ -60,7 +61,7 @@ TEST(SpawnProcessTest, RunsTheProgramWithItsArgumentsAndStdout) {
 
 TEST(SpawnProcessTest, MissingExecutableExitsWith127) {
   absl::StatusOr<pid_t> child = SpawnProcess({"/nonexistent/program"});
-  ASSERT_TRUE(child.ok()) << child.status();
+  ASSERT_OK(child);
   int status = 0;
   ASSERT_EQ(waitpid(*child, &status, 0), *child);
   EXPECT_EQ(WEXITSTATUS(status), 127);
