@@ -260,6 +260,19 @@ def user_install():
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def run_as_ordinary_user(ordinary_user, user_install: dict, wanted: dict):
+    """hostile_client.py run as ORDINARY_USER with no server address (its private ffiboxd)
+    and a fresh runtime directory of its own: (its JSON, its stderr)."""
+    uid, gid, home = ordinary_user
+    runtime_dir = tempfile.mkdtemp(prefix="ffibox-runtime-", dir="/tmp")
+    os.chown(runtime_dir, uid, gid)
+    try:
+        return run_hostile_client(client_environment(runtime_dir, home, user_install), wanted,
+                                  script=user_install["script"], user=ORDINARY_USER)
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
 def test_private_server_as_ordinary_user_keeps_the_library_out_of_home(ordinary_user,
                                                                          user_install):
     uid, gid, home = ordinary_user
@@ -269,8 +282,6 @@ def test_private_server_as_ordinary_user_keeps_the_library_out_of_home(ordinary_
         f.write("the user's secret\n")
     os.chown(secret, uid, gid)
     os.chmod(secret, 0o600)
-    runtime_dir = tempfile.mkdtemp(prefix="ffibox-runtime-", dir="/tmp")
-    os.chown(runtime_dir, uid, gid)
     wanted = {
         "library": user_install["library"],
         "read": [secret, "/etc/passwd", "/etc/shadow"],
@@ -279,11 +290,8 @@ def test_private_server_as_ordinary_user_keeps_the_library_out_of_home(ordinary_
         "stderr_text": "hostile stderr as %s\n" % ORDINARY_USER,
     }
     try:
-        results, stderr = run_hostile_client(
-            client_environment(runtime_dir, home, user_install), wanted,
-            script=user_install["script"], user=ORDINARY_USER)
+        results, stderr = run_as_ordinary_user(ordinary_user, user_install, wanted)
     finally:
-        shutil.rmtree(runtime_dir, ignore_errors=True)
         for path in (secret, planted):
             if os.path.exists(path):
                 os.unlink(path)
@@ -299,16 +307,8 @@ def test_private_server_as_ordinary_user_caps_each_workers_threads(ordinary_user
     # No cgroups for an ordinary user here (the private server waives the layer): the cap
     # is the worker's own RLIMIT_NPROC, counted in its own user namespace, so one library
     # cannot take the user's pids and another session's worker still gets its threads.
-    uid, gid, home = ordinary_user
-    runtime_dir = tempfile.mkdtemp(prefix="ffibox-runtime-", dir="/tmp")
-    os.chown(runtime_dir, uid, gid)
     wanted = {"limits_library": user_install["limits_library"], "threads": 3000}
-    try:
-        results, stderr = run_hostile_client(
-            client_environment(runtime_dir, home, user_install), wanted,
-            script=user_install["script"], user=ORDINARY_USER)
-    finally:
-        shutil.rmtree(runtime_dir, ignore_errors=True)
+    results, stderr = run_as_ordinary_user(ordinary_user, user_install, wanted)
     assert results["worker_pids_max"] == 256, results
     assert 200 <= results["started"] < 256, results
     assert any("threads and processes" in message for message in results["limit_events"]), \
