@@ -362,7 +362,7 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
                             requests_.AnswerableInvocation(answer.invocation()));
     FFIBOX_RETURN_IF_ERROR(ValidateCallbackReturn(answer, *open->signature, open->shipped));
     requests_.CloseInvocation(answer.invocation());
-    worker = worker_alive_ ? worker_.get() : nullptr;
+    worker = worker_alive_ ? &worker_->process() : nullptr;
   }
   if (worker != nullptr) {
     internal::WorkerRequest wrapped;

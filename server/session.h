@@ -6,10 +6,12 @@
 //   and what a new worker must be sent to honour them again;
 // - InFlightRequests (server/in_flight_requests.h): what the worker is running, per
 //   callback scope, with deadlines;
-// - the worker itself, its cgroup, and the reader thread of its generation, which
-//   receives replies, enforces deadlines (killing the worker when one passes) and turns the
-//   worker's death into typed errors for every request in flight. On the next request
-//   after a death a new worker is started and the handles are replayed.
+// - SessionWorker (server/session_worker.h): the worker process with the session's caps
+//   and its cgroup;
+// - the reader thread of the worker's generation, which receives replies, enforces
+//   deadlines (killing the worker when one passes) and turns the worker's death into typed
+//   errors for every request in flight. On the next request after a death a new worker is
+//   started and the handles are replayed.
 // Each request handler validates, then answers at once or forwards to the worker; an error
 // is answered in one place (HandleRequest).
 //
@@ -34,18 +36,15 @@
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
-#include "server/allowlist.h"
 #include "server/handle_table.h"
 #include "server/in_flight_requests.h"
-#include "server/jail/cgroups.h"
-#include "server/jail/jail_options.h"
 #include "server/library_descriptor.h"
 #include "server/pending_request.h"
 #include "server/scratch_directory.h"
+#include "server/session_config.h"
+#include "server/session_worker.h"
 #include "server/worker_death.h"
-#include "server/worker_limits.h"
 #include "server/worker_output.h"
-#include "server/worker_pool.h"
 #include "server/worker_process.h"
 
 namespace ffibox {
@@ -62,41 +61,6 @@ class ResponseSink {
   // Sends one response; returns false when the client is gone.
   virtual bool Send(const v1::Response& response) = 0;
 };
-
-struct SessionConfig {
-  std::string worker_path;
-  absl::Duration default_call_timeout = absl::Seconds(30);
-  absl::Duration max_call_timeout = absl::Hours(24);
-  size_t max_message_bytes = 16 << 20;
-  size_t max_reply_bytes = 320 << 20;
-  size_t max_libraries = 256;
-  size_t max_functions = 65536;
-  size_t max_in_flight = 4096;
-  size_t max_callbacks = 4096;  // callbacks defined (and not freed) at once
-  int max_callback_depth = 64;  // invocations nested in one another
-  TypeLimits type_limits;
-  // The libraries this session's client may load (its identity's roots). Null: no
-  // allowlist, for unit tests with a fake worker only; ffiboxd always sets one.
-  std::shared_ptr<const LibraryAllowlist> allowlist;
-  // The jail of the session's workers; its address_space_bytes and cpu_seconds are the
-  // session's memory and CPU caps, also applied from the broker (server/worker_limits.h).
-  JailOptions jail;
-  // Environment variable names or globs a session may set (OpenSession.environment).
-  std::vector<std::string> env_allow;
-  // Where scratch directories are made (ScratchDirectory::PrepareRoot's result); empty:
-  // sessions cannot have one.
-  std::string scratch_root;
-  // Every worker's cgroup is made here when the jail's cgroup layer is on (not owned; must
-  // outlive the session). Null: no cgroups.
-  CgroupTree* cgroups = nullptr;
-  // Idle workers for the session's first worker (not owned; must outlive the session).
-  // Null: every worker is started on demand.
-  WorkerPool* pool = nullptr;
-};
-
-// The launch options of a worker of `generation` for sessions configured by `config`
-// (the same for every session of a server, so pooled workers fit any session).
-WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation);
 
 class Session {
  public:
@@ -200,11 +164,9 @@ class Session {
   HandleTable handles_ ABSL_GUARDED_BY(mu_);
   InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
 
-  std::unique_ptr<WorkerProcess> worker_ ABSL_GUARDED_BY(mu_);
-  // The worker's cgroup (config_.cgroups); removed after the worker is reaped.
-  std::unique_ptr<WorkerCgroup> cgroup_ ABSL_GUARDED_BY(mu_);
-  // Without a cgroup: the watch on the worker's RLIMIT_NPROC (config_.jail.processes).
-  std::unique_ptr<ProcessCapWatch> process_cap_ ABSL_GUARDED_BY(mu_);
+  // The worker of the current generation, and what holds it in; kept after its death
+  // until the next one starts (its generation's reader thread may still use its process).
+  std::unique_ptr<SessionWorker> worker_ ABSL_GUARDED_BY(mu_);
   bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);

@@ -17,24 +17,13 @@
 #include "server/request_validation.h"
 #include "server/responses.h"
 #include "server/session.h"
-#include "server/worker_limits.h"
 #include "server/worker_protocol.pb.h"
 #include "server/worker_reply.h"
 
 namespace ffibox {
-WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation) {
-  WorkerLaunchOptions options;
-  options.worker_path = config.worker_path;
-  options.generation = generation;
-  options.max_reply_bytes = config.max_reply_bytes;
-  options.max_callback_depth = config.max_callback_depth;
-  options.jail = config.jail;
-  return options;
-}
-
 absl::Status Session::EnsureWorker() {
-  std::unique_ptr<WorkerProcess> dead;
-  uint64_t generation = 0;
+  std::unique_ptr<SessionWorker> dead;
+  SessionWorker::Settings settings;
   {
     absl::MutexLock lock(&mu_);
     if (closing_) return ErrorStatus(v1::FAILED_PRECONDITION, "the session is closing");
@@ -45,90 +34,22 @@ absl::Status Session::EnsureWorker() {
                                       ") and the session does not restart workers"));
     }
     dead = std::move(worker_);
-    generation = ++generation_;
+    settings.generation = ++generation_;
+    if (scratch_ != nullptr) settings.scratch_directory = scratch_->path();
+    settings.memory_limit_bytes = memory_limit_bytes_;
+    settings.idle_cpu_percent = idle_cpu_percent_;
   }
+  const uint64_t generation = settings.generation;
   // The dead worker's reader thread has finished its work under mu_; wait for it to exit.
   if (reader_.joinable()) reader_.join();
-  dead.reset();
-  std::unique_ptr<WorkerCgroup> dead_cgroup;
-  {
-    absl::MutexLock lock(&mu_);
-    dead_cgroup = std::move(cgroup_);
-  }
-  dead_cgroup.reset();  // after the reap: the group is empty
+  dead.reset();  // reaped, then its cgroup removed
 
-  WorkerLaunchOptions options = WorkerLaunchOptionsFor(config_, generation);
+  FFIBOX_ASSIGN_OR_RETURN(std::unique_ptr<SessionWorker> started,
+                          SessionWorker::Start(config_, settings, session_id_));
+  WorkerProcess* worker = &started->process();
   {
     absl::MutexLock lock(&mu_);
-    if (scratch_ != nullptr) options.jail.scratch_directory = scratch_->path();
-  }
-  // The pool holds generation-1 workers only (a worker stamps its generation on addresses),
-  // started before any session, so without a scratch directory.
-  std::unique_ptr<WorkerProcess> pooled;
-  if (generation == 1 && config_.pool != nullptr && options.jail.scratch_directory.empty()) {
-    pooled = config_.pool->Take();
-  }
-  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled);
-  if (*started == nullptr) started = WorkerProcess::Start(options);
-  if (!started.ok()) {
-    // Fail closed: a worker whose jail could not be applied is not started, and the next
-    // worker gets the same layers again.
-    std::string message = absl::StrCat("cannot start a worker: ", started.status().message());
-    fprintf(stderr, "ffiboxd: session %s: %s\n", session_id_.c_str(), message.c_str());
-    v1::ErrorCode code = v1::INTERNAL;
-    if (IsJailError(started.status())) {
-      code = v1::JAIL_UNAVAILABLE;
-    } else if (absl::IsResourceExhausted(started.status())) {
-      code = v1::RESOURCE_EXHAUSTED;
-    }
-    return ErrorStatus(code, message);
-  }
-  // Before the first request: a pooled worker was started before this session existed, and
-  // the session may have asked for a lower memory cap than the server's.
-  uint64_t memory_limit = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    memory_limit = memory_limit_bytes_;
-  }
-  absl::Status limited = ApplyWorkerLimits((*started)->worker_pid(),
-                                           WorkerLimits{memory_limit, config_.jail.cpu_seconds});
-  if (!limited.ok()) {
-    return ErrorStatus(v1::INTERNAL,
-                       absl::StrCat("cannot limit the session's worker: ", limited.message()));
-  }
-  // Fail closed: a worker whose cgroup cannot be made serves nothing.
-  std::unique_ptr<WorkerCgroup> cgroup;
-  if (config_.cgroups != nullptr) {
-    uint32_t idle_cpu_percent = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      idle_cpu_percent = idle_cpu_percent_;
-    }
-    absl::StatusOr<std::unique_ptr<WorkerCgroup>> attached = config_.cgroups->Attach(
-        (*started)->worker_pid(),
-        WorkerCgroupLimits{config_.jail.worker_pids_max, memory_limit, idle_cpu_percent});
-    if (!attached.ok()) {
-      (*started)->Kill();
-      started->reset();  // reaped here, before its group goes
-      std::string message =
-          absl::StrCat("cannot put the worker in its cgroup: ", attached.status().message());
-      fprintf(stderr, "ffiboxd: session %s: %s\n", session_id_.c_str(), message.c_str());
-      return ErrorStatus(v1::JAIL_UNAVAILABLE, message);
-    }
-    cgroup = *std::move(attached);
-  }
-  std::unique_ptr<ProcessCapWatch> process_cap;
-  if (cgroup == nullptr && config_.jail.processes > 0) {
-    const pid_t worker_pid = (*started)->worker_pid();
-    process_cap = std::make_unique<ProcessCapWatch>(
-        worker_pid, worker_pid != (*started)->pid() ? 1 : 0, config_.jail.processes);
-  }
-  WorkerProcess* worker = started->get();
-  {
-    absl::MutexLock lock(&mu_);
-    worker_ = std::move(*started);
-    cgroup_ = std::move(cgroup);
-    process_cap_ = std::move(process_cap);
+    worker_ = std::move(started);
     worker_alive_ = true;
   }
   // What the library prints reaches the client as WORKER_OUTPUT events, within a budget.
@@ -209,8 +130,8 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     }
     was_idle = queued.became_head;
     // The first request in flight lifts the idle CPU throttle.
-    if (queued.first && cgroup_ != nullptr) cgroup_->SetBusy(true).IgnoreError();
-    worker = worker_.get();
+    if (queued.first) worker_->Busy();
+    worker = &worker_->process();
   }
   *wrapped.mutable_request() = request;
   wrapped.mutable_request()->set_id(0);
@@ -233,8 +154,8 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
     absl::MutexLock lock(&mu_);
     // Only an admitted path is opened (every server has an allowlist; sessions built
     // without one, in tests, pass the path through).
-    by_descriptor =
-        config_.allowlist != nullptr && worker_ != nullptr && worker_->loads_by_descriptor();
+    by_descriptor = config_.allowlist != nullptr && worker_ != nullptr &&
+                    worker_->process().loads_by_descriptor();
   }
   if (!by_descriptor) return absl::OkStatus();
   absl::StatusOr<int> fd =
@@ -266,13 +187,10 @@ void Session::ReadReplies(WorkerProcess* worker) {
         // Parsed: its bytes are not needed while the reply goes out (one copy fewer at the
         // peak of a large reply).
         std::string().swap(*frame);
-        if (accepted.ok() && requests_.size() == 0 && cgroup_ != nullptr) {
+        if (accepted.ok() && requests_.size() == 0) {
           // Idle again: the throttle is back on, and whatever limit bit during the
           // request is told to the client before the reply.
-          cgroup_->SetBusy(false).IgnoreError();
-          limit_hits = cgroup_->NewLimitHits();
-        } else if (accepted.ok() && requests_.size() == 0 && process_cap_ != nullptr) {
-          limit_hits = process_cap_->NewLimitHits();
+          limit_hits = worker_->Idle();
         }
       }
       if (accepted.ok()) {
@@ -421,26 +339,21 @@ void Session::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     closing_ = true;
-    worker = worker_.get();
+    if (worker_ != nullptr) worker = &worker_->process();
   }
   if (worker != nullptr) {
     worker->Kill();
     worker->channel().Interrupt();
   }
   if (reader_.joinable()) reader_.join();
-  std::unique_ptr<WorkerProcess> last;
+  std::unique_ptr<SessionWorker> last;
   {
     absl::MutexLock lock(&mu_);
     last = std::move(worker_);
     worker_alive_ = false;
   }
-  // ~WorkerProcess reaps: no zombie outlives the session; then its cgroup goes.
+  // Reaped outside the lock: no zombie outlives the session; then its cgroup goes.
   last.reset();
-  std::unique_ptr<WorkerCgroup> cgroup;
-  {
-    absl::MutexLock lock(&mu_);
-    cgroup = std::move(cgroup_);
-  }
 }
 
 }  // namespace ffibox

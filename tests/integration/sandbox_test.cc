@@ -267,12 +267,11 @@ class SandboxLimitsTest : public SandboxTest {
 };
 
 TEST_F(SandboxLimitsTest, AllocatingPastTheMemoryCapFailsAndSmallAllocationsStillWork) {
-  if (kAddressSanitizer) {
-    GTEST_SKIP() << "an AddressSanitizer worker has no RLIMIT_AS (server/jail/sanitizers.h)";
-  }
   auto allocate = Probe<int(long)>("probe_allocate");
   absl::StatusOr<int> big = allocate(1024);
-  if (big.ok()) {
+  // RLIMIT_AS refuses the malloc; without it (an AddressSanitizer build) the cgroup's cap
+  // on resident memory ends the worker as it touches the pages.
+  if (big.ok() && !kAddressSanitizer) {
     EXPECT_EQ(*big, -1) << "malloc of 1 GiB succeeded under a 512 MiB cap";
   } else {
     EXPECT_EQ(ErrorOf(big.status()).code(), v1::RESOURCE_EXHAUSTED) << big.status();

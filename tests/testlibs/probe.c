@@ -102,12 +102,14 @@ long probe_ptrace_parent(void) {
 }
 
 /* mallocs `megabytes` MiB and touches every page: 0 when it got them, -1 when malloc
- * returned NULL. */
+ * returned NULL. The pages are written through a volatile pointer: stores into a block that
+ * is freed unread may otherwise be compiled away, leaving the memory untouched. */
 int probe_allocate(long megabytes) {
   size_t bytes = (size_t)megabytes << 20;
   char* block = malloc(bytes);
   if (block == NULL) return -1;
-  for (size_t i = 0; i < bytes; i += 4096) block[i] = 1;
+  volatile char* pages = block;
+  for (size_t i = 0; i < bytes; i += 4096) pages[i] = 1;
   free(block);
   return 0;
 }
