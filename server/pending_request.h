@@ -1,5 +1,5 @@
 // A request the broker has sent to a worker and not yet seen answered. Shared by the session
-// (which queues them) and ParseWorkerReply (which checks the worker's answer against them).
+// (which queues them) and CheckWorkerResponse (which checks the worker's answer against them).
 #ifndef FFIBOX_SERVER_PENDING_REQUEST_H_
 #define FFIBOX_SERVER_PENDING_REQUEST_H_
 

@@ -193,18 +193,6 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
   return response;
 }
 
-absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
-                                              const PendingRequest& expected) {
-  absl::StatusOr<internal::WorkerReply> reply = ParseWorkerFrame(frame);
-  if (!reply.ok()) return reply.status();
-  if (!reply->has_response()) {
-    return absl::InvalidArgumentError(absl::StrCat("expected the answer to request ",
-                                                   expected.sequence,
-                                                   ", got a callback invocation or event"));
-  }
-  return CheckWorkerResponse(std::move(*reply->mutable_response()), expected);
-}
-
 absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
                                  std::vector<std::pair<uint32_t, uint64_t>>* shipped) {
   shipped->clear();

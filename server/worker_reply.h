@@ -1,5 +1,8 @@
-// Parsing of the frames a worker sends. The worker runs untrusted code, so every frame is
-// hostile until ParseWorkerReply has checked it against the request it claims to answer.
+// The trust boundary for what a worker sends. The worker runs untrusted code, so every frame
+// is hostile until checked: ParseWorkerFrame checks its envelope, then exactly one of
+// CheckWorkerResponse (against the request it claims to answer), CheckCallbackInvoke
+// (against the callback's signature) or CheckWorkerEvent checks its content. The broker
+// (Session::AcceptFrame) applies them in that order and nothing else reads a worker frame.
 #ifndef FFIBOX_SERVER_WORKER_REPLY_H_
 #define FFIBOX_SERVER_WORKER_REPLY_H_
 
@@ -23,8 +26,15 @@ inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
 // `invoke` and `event` is set. INVALID_ARGUMENT otherwise (the caller kills the worker).
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
 
-// Checks `response` (from a parsed frame) as the answer to `expected`, with the rules of
-// ParseWorkerReply below. Returns it with the client's id, or INVALID_ARGUMENT.
+// Checks `response` (from a parsed frame) as the answer to `expected`, the request in
+// flight whose sequence number it carries. Checks that it answers that request, carries
+// either an error with a known code or the result kind the operation produces, names the
+// assigned handle, returns only blocks the call sent as OUT/INOUT with their exact sizes,
+// reports pointers in them only at increasing 8-aligned offsets with the word inside the
+// block and the target inside a block of the call, reports each kept block once in order,
+// and answers read_memory with exactly the bytes asked for (untyped) or a value and no data
+// (typed; a raw value of the type's size). Returns the response with the client's id, or
+// INVALID_ARGUMENT describing the violation (the caller kills the worker).
 absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
                                                  const PendingRequest& expected);
 
@@ -42,17 +52,6 @@ absl::Status CheckWorkerEvent(const v1::SessionEvent& event);
 
 // The largest event a worker may send (CheckWorkerEvent).
 inline constexpr size_t kMaxWorkerEventBytes = 64 * 1024;
-
-// Parses `frame` as the answer to `expected` (the oldest request in flight). Checks that it
-// answers that request, carries either an error with a known code or the result kind the
-// operation produces, names the assigned handle, returns only blocks the call sent as
-// OUT/INOUT with their exact sizes, reports pointers in them only at increasing 8-aligned
-// offsets with the word inside the block and the target inside a block of the call, and
-// answers read_memory with exactly the bytes asked for (untyped) or a value and no data
-// (typed; a raw value of the type's size). Returns the response with the client's id, or
-// INVALID_ARGUMENT describing the violation (the caller kills the worker).
-absl::StatusOr<v1::Response> ParseWorkerReply(absl::string_view frame,
-                                              const PendingRequest& expected);
 
 }  // namespace ffibox
 

@@ -50,6 +50,16 @@ void AddBlock(v1::Response* response, uint32_t index, std::string data) {
   block->set_data(std::move(data));
 }
 
+// What the broker does with a frame it expects to answer `pending`: the envelope, then the
+// response against the request.
+absl::StatusOr<v1::Response> ParseWorkerReply(const std::string& frame,
+                                              const PendingRequest& pending) {
+  absl::StatusOr<internal::WorkerReply> reply = ParseWorkerFrame(frame);
+  if (!reply.ok()) return reply.status();
+  if (!reply->has_response()) return absl::InvalidArgumentError("not a response");
+  return CheckWorkerResponse(std::move(*reply->mutable_response()), pending);
+}
+
 void ExpectRefused(const std::string& frame, const PendingRequest& pending) {
   absl::StatusOr<v1::Response> parsed = ParseWorkerReply(frame, pending);
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << parsed.status();
