@@ -6,9 +6,10 @@
 // gRPC bidi-stream round trip (the least a gRPC service pays). Product path:
 // ping (client -> broker), cos(0.5) (client -> broker -> worker -> libffi and back), calls
 // with INOUT buffers, pipelined calls, and a call whose native code calls back into the
-// client once (the callback round trip). The ffibox benchmarks start a real ffiboxd as a
-// child process (`--ffiboxd=PATH`, default bazel-bin/server/ffiboxd) on a private socket and
-// stop it at exit. Run everything with ./bench/run.sh; docs/benchmarks.md has the results.
+// client once (the callback round trip). The ffibox benchmarks start a real ffiboxd from
+// the binary's runfiles as a child process on a private socket (the integration tests'
+// TestServer, tests/support/test_server.h) and stop it at exit. Run everything with ./bench/run.sh;
+// docs/benchmarks.md has the results.
 //
 // Every benchmark that waits on another process or thread measures wall-clock time
 // (UseRealTime): the CPU time of the calling thread would hide the waiting.
@@ -39,22 +40,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/echo_session_server.h"
-#include "bench/ffiboxd_process.h"
 #include "benchmark/benchmark.h"
 #include "client/cpp/ffibox_client.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/jail/cgroups.h"
+#include "tests/support/test_server.h"
 
 namespace ffibox {
 namespace bench {
 namespace {
 
+using test_support::TestLibPath;
+using test_support::TestServer;
+
 constexpr size_t kEchoMessageBytes = 16;
 constexpr int kPipelineDepth = 16;
-
-std::string ffiboxd_path = "bazel-bin/server/ffiboxd";                    // set by --ffiboxd
-std::string testlib_path = "bazel-bin/tests/testlibs/libffibox_test.so";  // set by --testlib
 
 // ---------------------------------------------------------------------------------------
 // Shared fixtures, made on first use and destroyed by main after the run.
@@ -62,7 +63,7 @@ std::string testlib_path = "bazel-bin/tests/testlibs/libffibox_test.so";  // set
 
 // A real ffiboxd with one open session in which libm's cos and libc's memset are resolved.
 struct FfiboxFixture {
-  std::unique_ptr<FfiboxdProcess> server;
+  std::unique_ptr<TestServer> server;
   std::unique_ptr<Client> client;
   std::unique_ptr<Session> session;
   std::optional<Function<double(double)>> cos;
@@ -73,12 +74,12 @@ struct FfiboxFixture {
   absl::Status callback_status;  // why fire_handler is missing, if it is
 };
 
-// Loads the test library (--testlib), defines a callback returning x + 1 and registers it
-// as the library's stored handler.
+// Loads the test library, defines a callback returning x + 1 and registers it as the
+// library's stored handler.
 absl::Status PrepareCallback(FfiboxFixture& fixture) {
   char resolved[PATH_MAX];
-  if (realpath(testlib_path.c_str(), resolved) == nullptr) {
-    return absl::NotFoundError(absl::StrCat("test library ", testlib_path, " (--testlib)"));
+  if (realpath(TestLibPath().c_str(), resolved) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("test library ", TestLibPath()));
   }
   absl::StatusOr<Library> testlib = fixture.session->Load(resolved);
   if (!testlib.ok()) return testlib.status();
@@ -102,19 +103,10 @@ std::unique_ptr<FfiboxFixture> ffibox_fixture;
 absl::Status ffibox_fixture_status;
 std::unique_ptr<EchoSessionServer> echo_server;
 
-// ffiboxd's --allow_root for the test library's real directory (the allowlist compares
-// realpaths), or nothing when the library is missing.
-std::vector<std::string> AllowTestlibFlags() {
-  char resolved[PATH_MAX];
-  if (realpath(testlib_path.c_str(), resolved) == nullptr) return {};
-  std::string path = resolved;
-  return {absl::StrCat("--allow_root=", path.substr(0, path.rfind('/')))};
-}
-
 absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
   auto fixture = std::make_unique<FfiboxFixture>();
-  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server =
-      FfiboxdProcess::Start(ffiboxd_path, AllowTestlibFlags());
+  // The server's default pool, as a user's ffiboxd has (the test server's default is none).
+  absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start({"--pool_size=2"});
   if (!server.ok()) return server.status();
   fixture->server = *std::move(server);
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(fixture->server->address());
@@ -466,8 +458,8 @@ BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
 // native code is what starts, or takes, the session's worker); the close is not timed. On
 // its own ffiboxd with --pool_size=`pool_size`.
 void SessionStart(benchmark::State& state, int pool_size) {
-  absl::StatusOr<std::unique_ptr<FfiboxdProcess>> server =
-      FfiboxdProcess::Start(ffiboxd_path, {absl::StrCat("--pool_size=", pool_size)});
+  absl::StatusOr<std::unique_ptr<TestServer>> server =
+      TestServer::Start({absl::StrCat("--pool_size=", pool_size)});
   if (!server.ok()) {
     state.SkipWithError(server.status().ToString().c_str());
     return;
@@ -507,35 +499,15 @@ BENCHMARK(BM_SessionStartNoPool)->UseRealTime()->Unit(benchmark::kMicrosecond);
 void BM_SessionStartWithPool(benchmark::State& state) { SessionStart(state, 2); }
 BENCHMARK(BM_SessionStartWithPool)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-// Takes `--ffiboxd=PATH` and `--testlib=PATH` out of argv (Google Benchmark refuses flags
-// it does not know).
-void ParseOwnFlags(int* argc, char** argv) {
-  constexpr char kFlag[] = "--ffiboxd=";
-  constexpr char kTestlibFlag[] = "--testlib=";
-  int kept = 1;
-  for (int i = 1; i < *argc; ++i) {
-    if (strncmp(argv[i], kFlag, sizeof(kFlag) - 1) == 0) {
-      ffiboxd_path = argv[i] + sizeof(kFlag) - 1;
-    } else if (strncmp(argv[i], kTestlibFlag, sizeof(kTestlibFlag) - 1) == 0) {
-      testlib_path = argv[i] + sizeof(kTestlibFlag) - 1;
-    } else {
-      argv[kept++] = argv[i];
-    }
-  }
-  *argc = kept;
-  argv[kept] = nullptr;
-}
-
 }  // namespace
 }  // namespace bench
 }  // namespace ffibox
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
-  ffibox::bench::ParseOwnFlags(&argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("ffiboxd", ffibox::bench::ffiboxd_path);
+  benchmark::AddCustomContext("ffiboxd", ffibox::test_support::RunfilePath("server/ffiboxd"));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   // Close the session before its server goes, and stop the in-process gRPC server.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every ffibox benchmark in one go and prints ffibox beside its floors:
 #   1. installs missing Debian packages, builds call_bench, ffiboxd and ffibox-worker;
-#   2. runs bench/call_bench (which starts its own ffiboxd on a private socket);
+#   2. runs bench/call_bench (which starts its own ffiboxd, from its runfiles, on a private
+#      socket);
 #   3. runs bench/ctypes_bench.py (stdlib ctypes, in-process) and bench/python_bench.py
 #      (the same Python call through stdlib ctypes and through ffibox.ctypes);
 #   4. prints one table: wall-clock ns per operation (median, fastest and slowest of the
@@ -22,8 +23,6 @@ trap 'rm -f "$results"' EXIT
 echo
 echo "== bench/call_bench"
 bazel-bin/bench/call_bench \
-  --ffiboxd=bazel-bin/server/ffiboxd \
-  --testlib=bazel-bin/tests/testlibs/libffibox_test.so \
   --benchmark_min_time=0.5 \
   --benchmark_repetitions=5 \
   --benchmark_display_aggregates_only=true \
