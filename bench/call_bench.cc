@@ -280,6 +280,43 @@ void BM_CgroupPerRequest(benchmark::State& state) {
 }
 BENCHMARK(BM_CgroupPerRequest);
 
+// What the cgroup layer adds to every worker: its group made (three hierarchies on v1) with
+// its limits, the process moved in, and after the worker is reaped, the group removed.
+// Each iteration forks a child that sleeps, and kills and reaps it (not timed).
+void BM_CgroupPerWorker(benchmark::State& state) {
+  absl::StatusOr<std::unique_ptr<CgroupTree>> tree = CgroupTree::Create(0);
+  if (!tree.ok()) {
+    state.SkipWithError(std::string(tree.status().message()).c_str());
+    return;
+  }
+  for (auto _ : state) {
+    state.PauseTiming();
+    pid_t child = fork();
+    if (child < 0) {
+      state.SkipWithError("fork failed");
+      break;
+    }
+    if (child == 0) {
+      pause();
+      _exit(0);
+    }
+    state.ResumeTiming();
+    absl::StatusOr<std::unique_ptr<WorkerCgroup>> group =
+        (*tree)->Attach(child, WorkerCgroupLimits{256, 4ull << 30, 10});
+    state.PauseTiming();
+    kill(child, SIGKILL);
+    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    state.ResumeTiming();
+    if (!group.ok()) {
+      state.SkipWithError(std::string(group.status().message()).c_str());
+      break;
+    }
+    group->reset();  // the group is removed once empty
+  }
+}
+BENCHMARK(BM_CgroupPerWorker)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 // The same 16-byte echo over a socketpair, but to a thread of this process: separates the
 // cost of waking another thread from the cost of crossing into another process.
 void BM_CrossThreadRoundTrip(benchmark::State& state) {
