@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/layout.h"
+#include "core/test_types.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "fuzz/fuzz_checks.h"
@@ -31,6 +32,9 @@
 
 namespace ffibox {
 namespace {
+
+using ::ffibox::testing::PointerTo;
+using ::ffibox::testing::ScalarType;
 
 constexpr uint64_t kSequence = 41;
 constexpr uint64_t kClientId = 7;
@@ -75,18 +79,6 @@ std::vector<PendingRequest> PendingShapes() {
   return shapes;
 }
 
-v1::Type Scalar(v1::Scalar scalar) {
-  v1::Type type;
-  type.set_scalar(scalar);
-  return type;
-}
-
-v1::Type PointerTo(const v1::Type& pointee) {
-  v1::Type type;
-  *type.mutable_pointer()->mutable_pointee() = pointee;
-  return type;
-}
-
 v1::Type ArrayOf(const v1::Type& element, uint64_t length) {
   v1::Type type;
   *type.mutable_array()->mutable_element() = element;
@@ -97,31 +89,31 @@ v1::Type ArrayOf(const v1::Type& element, uint64_t length) {
 std::vector<v1::Signature> CallbackSignatures() {
   std::vector<v1::Signature> signatures(4);
   // void (int)
-  *signatures[0].add_params() = Scalar(v1::INT);
+  *signatures[0].add_params() = ScalarType(v1::INT);
   // int (struct {int a; double b; int c:3;}*, char[16], double*, const char*)
   v1::Type record;
   record.mutable_record()->set_kind(v1::RecordType::STRUCT);
   v1::Field* a = record.mutable_record()->add_fields();
-  *a->mutable_type() = Scalar(v1::INT);
+  *a->mutable_type() = ScalarType(v1::INT);
   v1::Field* b = record.mutable_record()->add_fields();
-  *b->mutable_type() = Scalar(v1::DOUBLE);
+  *b->mutable_type() = ScalarType(v1::DOUBLE);
   v1::Field* c = record.mutable_record()->add_fields();
-  *c->mutable_type() = Scalar(v1::INT);
+  *c->mutable_type() = ScalarType(v1::INT);
   c->set_bit_width(3);
-  *signatures[1].mutable_result() = Scalar(v1::INT);
+  *signatures[1].mutable_result() = ScalarType(v1::INT);
   *signatures[1].add_params() = PointerTo(record);
-  *signatures[1].add_params() = ArrayOf(Scalar(v1::CHAR), 16);
-  *signatures[1].add_params() = PointerTo(Scalar(v1::DOUBLE));
-  *signatures[1].add_params() = Scalar(v1::CSTRING);
+  *signatures[1].add_params() = ArrayOf(ScalarType(v1::CHAR), 16);
+  *signatures[1].add_params() = PointerTo(ScalarType(v1::DOUBLE));
+  *signatures[1].add_params() = ScalarType(v1::CSTRING);
   // void (void*, int[0], int (*)(int))
-  *signatures[2].add_params() = Scalar(v1::POINTER);
-  *signatures[2].add_params() = ArrayOf(Scalar(v1::INT), 0);
+  *signatures[2].add_params() = ScalarType(v1::POINTER);
+  *signatures[2].add_params() = ArrayOf(ScalarType(v1::INT), 0);
   v1::Type function;
   *function.mutable_function() = signatures[0];
   *signatures[2].add_params() = function;
   // void (char (*)[kMaxInvokePointeeBytes], char (*)[1]): the first pointee alone is the cap.
-  *signatures[3].add_params() = PointerTo(ArrayOf(Scalar(v1::CHAR), kMaxInvokePointeeBytes));
-  *signatures[3].add_params() = PointerTo(ArrayOf(Scalar(v1::CHAR), 1));
+  *signatures[3].add_params() = PointerTo(ArrayOf(ScalarType(v1::CHAR), kMaxInvokePointeeBytes));
+  *signatures[3].add_params() = PointerTo(ArrayOf(ScalarType(v1::CHAR), 1));
   for (const v1::Signature& signature : signatures) {
     FUZZ_CHECK(ValidateSignature(signature, TypeLimits(), "callback").ok(),
                "a callback signature of the fuzzer is invalid");

@@ -6,32 +6,30 @@
 
 #include "absl/strings/match.h"
 #include "core/errors.h"
+#include "core/test_types.h"
 #include "gtest/gtest.h"
 #include "server/pending_request.h"
 
 namespace ffibox {
 namespace {
 
-v1::Type Scalar(v1::Scalar scalar) {
-  v1::Type type;
-  type.set_scalar(scalar);
-  return type;
-}
+using ::ffibox::testing::ArrayOf;
+using ::ffibox::testing::ScalarType;
 
 // int f(int, double)
 v1::Signature TwoParams() {
   v1::Signature signature;
-  *signature.mutable_result() = Scalar(v1::INT);
-  *signature.add_params() = Scalar(v1::INT);
-  *signature.add_params() = Scalar(v1::DOUBLE);
+  *signature.mutable_result() = ScalarType(v1::INT);
+  *signature.add_params() = ScalarType(v1::INT);
+  *signature.add_params() = ScalarType(v1::DOUBLE);
   return signature;
 }
 
 // int printf(const char*, ...)
 v1::Signature Variadic() {
   v1::Signature signature;
-  *signature.mutable_result() = Scalar(v1::INT);
-  *signature.add_params() = Scalar(v1::CSTRING);
+  *signature.mutable_result() = ScalarType(v1::INT);
+  *signature.add_params() = ScalarType(v1::CSTRING);
   signature.set_variadic(true);
   return signature;
 }
@@ -122,9 +120,9 @@ TEST(ValidateCallShape, ArgumentCountMismatchSaysHowManyWereExpected) {
 
 TEST(ValidateCallShape, VariadicArgumentsCountTowardsTheExpectedArguments) {
   v1::Call call = CallWithArgs(2);
-  *call.add_variadic_types() = Scalar(v1::INT);
+  *call.add_variadic_types() = ScalarType(v1::INT);
   EXPECT_TRUE(ValidateCallShape(call, Variadic(), TypeLimits()).ok());
-  *call.add_variadic_types() = Scalar(v1::DOUBLE);
+  *call.add_variadic_types() = ScalarType(v1::DOUBLE);
   absl::Status status = ValidateCallShape(call, Variadic(), TypeLimits());
   EXPECT_EQ(FieldOf(status), "call.args");
   EXPECT_NE(status.message().find("expected 3"), absl::string_view::npos) << status;
@@ -132,7 +130,7 @@ TEST(ValidateCallShape, VariadicArgumentsCountTowardsTheExpectedArguments) {
 
 TEST(ValidateCallShape, VariadicTypesOnANonVariadicFunctionAreRefused) {
   v1::Call call = CallWithArgs(3);
-  *call.add_variadic_types() = Scalar(v1::INT);
+  *call.add_variadic_types() = ScalarType(v1::INT);
   absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
   EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
   EXPECT_EQ(FieldOf(status), "call.variadic_types");
@@ -140,7 +138,7 @@ TEST(ValidateCallShape, VariadicTypesOnANonVariadicFunctionAreRefused) {
 
 TEST(ValidateCallShape, VoidVariadicTypeIsRefused) {
   v1::Call call = CallWithArgs(2);
-  *call.add_variadic_types() = Scalar(v1::VOID);
+  *call.add_variadic_types() = ScalarType(v1::VOID);
   absl::Status status = ValidateCallShape(call, Variadic(), TypeLimits());
   EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
   EXPECT_EQ(FieldOf(status), "call.variadic_types[0]");
@@ -150,7 +148,7 @@ TEST(ValidateCallShape, TooManyArgumentsInAllAreRefused) {
   TypeLimits limits;
   limits.max_args = 3;
   v1::Call call = CallWithArgs(4);
-  for (int i = 0; i < 3; ++i) *call.add_variadic_types() = Scalar(v1::INT);
+  for (int i = 0; i < 3; ++i) *call.add_variadic_types() = ScalarType(v1::INT);
   absl::Status status = ValidateCallShape(call, Variadic(), limits);
   EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
   EXPECT_EQ(FieldOf(status), "call.variadic_types");
@@ -263,13 +261,6 @@ TEST(ReturnedBlockSizes, InBlocksAreNotReturnedAndSizeZeroMeansTheDataLength) {
             (std::vector<uint64_t>{PendingRequest::kNotReturned, 4, 3, 16, 0}));
 }
 
-v1::Type ArrayOfType(const v1::Type& element, uint64_t length) {
-  v1::Type type;
-  *type.mutable_array()->mutable_element() = element;
-  type.mutable_array()->set_length(length);
-  return type;
-}
-
 v1::Type StructOf(const v1::Type& member, int count, int bit_width = -1000) {
   v1::Type type;
   type.mutable_record()->set_kind(v1::RecordType::STRUCT);
@@ -297,21 +288,20 @@ TEST(HostileTypes, AreRefusedWithInvalidArgumentNamingTheField) {
     v1::Type type;
     std::string field;
   };
-  v1::Type deep = Scalar(v1::INT);
+  v1::Type deep = ScalarType(v1::INT);
   for (int i = 0; i < 1000; ++i) deep = StructOf(deep, 1);
   // 2^20 records of 2^20 records of 2^20 bytes: each level fits the array length limit,
   // the product overflows nothing because every level is checked against max_type_size.
-  v1::Type mib = ArrayOfType(Scalar(v1::CHAR), 1 << 20);
-  v1::Type record_of_records =
-      ArrayOfType(StructOf(ArrayOfType(StructOf(mib, 1), 1 << 20), 1), 1 << 20);
+  v1::Type mib = ArrayOf(ScalarType(v1::CHAR), 1 << 20);
+  v1::Type record_of_records = ArrayOf(StructOf(ArrayOf(StructOf(mib, 1), 1 << 20), 1), 1 << 20);
   const Case cases[] = {
-      {"array of 2^62 elements", ArrayOfType(Scalar(v1::INT), uint64_t{1} << 62),
+      {"array of 2^62 elements", ArrayOf(ScalarType(v1::INT), uint64_t{1} << 62),
        "resolve_function.signature.params[0].array.length"},
-      {"negative bit width", StructOf(Scalar(v1::INT), 1, -1),
+      {"negative bit width", StructOf(ScalarType(v1::INT), 1, -1),
        "resolve_function.signature.params[0].record.fields[0].bit_width"},
-      {"bit width wider than its type", StructOf(Scalar(v1::SHORT), 1, 17),
+      {"bit width wider than its type", StructOf(ScalarType(v1::SHORT), 1, 17),
        "resolve_function.signature.params[0].record.fields[0].bit_width"},
-      {"100k fields", StructOf(Scalar(v1::INT), 100000),
+      {"100k fields", StructOf(ScalarType(v1::INT), 100000),
        "resolve_function.signature.params[0].record.fields"},
       {"nesting 1000 deep", deep, ""},
       {"record of records over max_type_size", record_of_records, ""},
@@ -351,16 +341,16 @@ TEST(ValidateMemoryRequest, TypedReadNeedsAValidTypeAndAMatchingSize) {
   v1::Request request;
   v1::ReadMemory* read = request.mutable_read_memory();
   read->mutable_address()->set_address(0x1000);
-  *read->mutable_type() = Scalar(v1::DOUBLE);
+  *read->mutable_type() = ScalarType(v1::DOUBLE);
   EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
   read->set_size(8);
   EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
   read->set_size(4);
   EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.size");
   read->set_size(0);
-  *read->mutable_type() = Scalar(v1::VOID);
+  *read->mutable_type() = ScalarType(v1::VOID);
   EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.type");
-  *read->mutable_type() = ArrayOfType(Scalar(v1::INT), uint64_t{1} << 62);
+  *read->mutable_type() = ArrayOf(ScalarType(v1::INT), uint64_t{1} << 62);
   EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.type.array.length");
 }
 
@@ -370,7 +360,7 @@ TEST(ValidateMemoryRequest, TypedWriteTakesTypeAndValueOrDataNeverBoth) {
   write->mutable_address()->set_address(0x1000);
   write->set_data("abc");
   EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
-  *write->mutable_type() = Scalar(v1::INT);
+  *write->mutable_type() = ScalarType(v1::INT);
   write->mutable_value()->set_int_value(3);
   EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "write_memory.data");
   write->clear_data();

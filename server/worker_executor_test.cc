@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/test_types.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -12,6 +13,8 @@ extern "C" int add_three(int v) { return v + 3; }
 
 // A library that keeps the caller's pointer between calls (as zlib keeps its z_stream).
 namespace {
+
+using ::ffibox::testing::ScalarType;
 int* kept_pointer = nullptr;
 }  // namespace
 extern "C" void* keep_pointer(int* p) {
@@ -24,12 +27,6 @@ namespace ffibox {
 namespace {
 
 constexpr uint64_t kGeneration = 2;
-
-v1::Type Scalar(v1::Scalar scalar) {
-  v1::Type type;
-  type.set_scalar(scalar);
-  return type;
-}
 
 v1::Response ExecuteOne(WorkerExecutor* executor, const v1::Request& request, uint64_t handle = 0) {
   internal::WorkerRequest wrapped;
@@ -44,8 +41,8 @@ v1::Request ResolveAt(uint64_t address, uint64_t generation) {
   v1::ResolveFunction* resolve = request.mutable_resolve_function();
   resolve->mutable_address()->set_address(address);
   resolve->mutable_address()->set_generation(generation);
-  *resolve->mutable_signature()->mutable_result() = Scalar(v1::INT);
-  *resolve->mutable_signature()->add_params() = Scalar(v1::INT);
+  *resolve->mutable_signature()->mutable_result() = ScalarType(v1::INT);
+  *resolve->mutable_signature()->add_params() = ScalarType(v1::INT);
   return request;
 }
 
@@ -54,8 +51,8 @@ v1::Request ResolveVoid(void* function, v1::Scalar result, bool takes_pointer) {
   v1::ResolveFunction* resolve = request.mutable_resolve_function();
   resolve->mutable_address()->set_address(reinterpret_cast<uintptr_t>(function));
   resolve->mutable_address()->set_generation(kGeneration);
-  *resolve->mutable_signature()->mutable_result() = Scalar(result);
-  if (takes_pointer) *resolve->mutable_signature()->add_params() = Scalar(v1::POINTER);
+  *resolve->mutable_signature()->mutable_result() = ScalarType(result);
+  if (takes_pointer) *resolve->mutable_signature()->add_params() = ScalarType(v1::POINTER);
   return request;
 }
 
@@ -220,7 +217,7 @@ TEST(WorkerExecutor, TypedWriteThenTypedReadRoundTrips) {
   write.mutable_write_memory()->mutable_address()->set_address(
       reinterpret_cast<uintptr_t>(&target));
   write.mutable_write_memory()->mutable_address()->set_generation(kGeneration);
-  *write.mutable_write_memory()->mutable_type() = Scalar(v1::DOUBLE);
+  *write.mutable_write_memory()->mutable_type() = ScalarType(v1::DOUBLE);
   write.mutable_write_memory()->mutable_value()->set_float_value(2.5);
   v1::Response written = ExecuteOne(&executor, write);
   ASSERT_FALSE(written.has_error()) << written.error().message();
@@ -229,14 +226,14 @@ TEST(WorkerExecutor, TypedWriteThenTypedReadRoundTrips) {
   v1::Request read;
   read.mutable_read_memory()->mutable_address()->set_address(reinterpret_cast<uintptr_t>(&target));
   read.mutable_read_memory()->mutable_address()->set_generation(kGeneration);
-  *read.mutable_read_memory()->mutable_type() = Scalar(v1::DOUBLE);
+  *read.mutable_read_memory()->mutable_type() = ScalarType(v1::DOUBLE);
   v1::Response value = ExecuteOne(&executor, read);
   ASSERT_FALSE(value.has_error()) << value.error().message();
   EXPECT_TRUE(value.memory().data().empty());
   EXPECT_EQ(value.memory().value().float_value(), 2.5);
 
   // A string value would dangle once the request ends: refused.
-  *write.mutable_write_memory()->mutable_type() = Scalar(v1::CSTRING);
+  *write.mutable_write_memory()->mutable_type() = ScalarType(v1::CSTRING);
   write.mutable_write_memory()->mutable_value()->set_bytes_value("x");
   EXPECT_EQ(ExecuteOne(&executor, write).error().code(), v1::INVALID_ARGUMENT);
   // An unmapped address is a fault, not a crash.

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/test_types.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 
@@ -11,14 +12,10 @@ namespace ffibox {
 namespace cli {
 namespace {
 
-v1::Type Scalar(v1::Scalar scalar) {
-  v1::Type type;
-  type.set_scalar(scalar);
-  return type;
-}
+using ::ffibox::testing::ScalarType;
 
 absl::StatusOr<v1::Value> Parse(v1::Scalar scalar, const std::string& text) {
-  return ParseArgumentValue(Scalar(scalar), text, /*generation=*/3);
+  return ParseArgumentValue(ScalarType(scalar), text, /*generation=*/3);
 }
 
 TEST(ParseArgumentValueTest, IntegersAreRangeChecked) {

@@ -2,11 +2,15 @@
 
 #include <string>
 
+#include "core/test_types.h"
 #include "gtest/gtest.h"
 
 namespace ffibox {
 namespace cli {
 namespace {
+
+using ::ffibox::testing::FloatValue;
+using ::ffibox::testing::IntValue;
 
 std::string Format(v1::Scalar scalar, const v1::Value& value) {
   v1::Type type;
@@ -15,35 +19,23 @@ std::string Format(v1::Scalar scalar, const v1::Value& value) {
   return text.ok() ? *text : "<error: " + std::string(text.status().message()) + ">";
 }
 
-v1::Value Int(int64_t n) {
-  v1::Value value;
-  value.set_int_value(n);
-  return value;
-}
-
-v1::Value Float(double x) {
-  v1::Value value;
-  value.set_float_value(x);
-  return value;
-}
-
 TEST(FormatResultTest, Numbers) {
-  EXPECT_EQ(Format(v1::INT, Int(-5)), "-5");
+  EXPECT_EQ(Format(v1::INT, IntValue(-5)), "-5");
   v1::Value big;
   big.set_uint_value(~0ull);
   EXPECT_EQ(Format(v1::ULONGLONG, big), "18446744073709551615");
-  EXPECT_EQ(Format(v1::DOUBLE, Float(0.87758256189037276)), "0.87758256189037276");
-  EXPECT_EQ(Format(v1::DOUBLE, Float(1)), "1");
-  EXPECT_EQ(Format(v1::FLOAT, Float(static_cast<float>(0.1))), "0.100000001");
-  EXPECT_EQ(Format(v1::UCHAR, Int(44)), "44");
-  EXPECT_EQ(Format(v1::INT, Float(1.5)).rfind("<error", 0), 0u);
+  EXPECT_EQ(Format(v1::DOUBLE, FloatValue(0.87758256189037276)), "0.87758256189037276");
+  EXPECT_EQ(Format(v1::DOUBLE, FloatValue(1)), "1");
+  EXPECT_EQ(Format(v1::FLOAT, FloatValue(static_cast<float>(0.1))), "0.100000001");
+  EXPECT_EQ(Format(v1::UCHAR, IntValue(44)), "44");
+  EXPECT_EQ(Format(v1::INT, FloatValue(1.5)).rfind("<error", 0), 0u);
 }
 
 TEST(FormatResultTest, CharactersAndBooleans) {
-  EXPECT_EQ(Format(v1::CHAR, Int('b')), "'b'");
-  EXPECT_EQ(Format(v1::CHAR, Int('\'')), "'\\''");
-  EXPECT_EQ(Format(v1::CHAR, Int(1)), "'\\x01'");
-  EXPECT_EQ(Format(v1::WCHAR, Int(0xc9)), "L'\xc3\x89'");
+  EXPECT_EQ(Format(v1::CHAR, IntValue('b')), "'b'");
+  EXPECT_EQ(Format(v1::CHAR, IntValue('\'')), "'\\''");
+  EXPECT_EQ(Format(v1::CHAR, IntValue(1)), "'\\x01'");
+  EXPECT_EQ(Format(v1::WCHAR, IntValue(0xc9)), "L'\xc3\x89'");
   v1::Value flag;
   flag.set_bool_value(true);
   EXPECT_EQ(Format(v1::BOOL, flag), "true");

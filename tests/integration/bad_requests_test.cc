@@ -4,6 +4,7 @@
 #include <string>
 
 #include "client/cpp/ffibox_client.h"
+#include "core/test_types.h"
 #include "gtest/gtest.h"
 #include "tests/support/session_fixture.h"
 #include "tests/support/status_matchers.h"
@@ -12,14 +13,10 @@
 namespace ffibox {
 namespace {
 
+using ::ffibox::testing::ScalarType;
+
 using test_support::TestLibPath;
 using test_support::TestServer;
-
-v1::Type Scalar(v1::Scalar scalar) {
-  v1::Type type;
-  type.set_scalar(scalar);
-  return type;
-}
 
 class BadRequestsTest : public test_support::SessionFixture {
  protected:
@@ -77,7 +74,7 @@ TEST_F(BadRequestsTest, UnknownLibraryHandleIsNotFound) {
   v1::Request request;
   request.mutable_resolve_function()->set_library(77);
   request.mutable_resolve_function()->set_symbol("add_int");
-  *request.mutable_resolve_function()->mutable_signature()->mutable_result() = Scalar(v1::INT);
+  *request.mutable_resolve_function()->mutable_signature()->mutable_result() = ScalarType(v1::INT);
   EXPECT_EQ(ErrorFor(request).code(), v1::NOT_FOUND);
   ExpectSessionUsable();
 }
@@ -130,8 +127,8 @@ TEST_F(BadRequestsTest, MalformedSignatureNamesTheField) {
   request.mutable_resolve_function()->set_library(library_);
   request.mutable_resolve_function()->set_symbol("add_int");
   v1::Signature* signature = request.mutable_resolve_function()->mutable_signature();
-  *signature->mutable_result() = Scalar(v1::INT);
-  *signature->add_params() = Scalar(v1::INT);
+  *signature->mutable_result() = ScalarType(v1::INT);
+  *signature->add_params() = ScalarType(v1::INT);
   signature->add_params();  // a type with no kind
   v1::Error error = ErrorFor(request);
   EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT);

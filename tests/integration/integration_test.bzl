@@ -10,6 +10,7 @@ INTEGRATION_DATA = [
 INTEGRATION_DEPS = [
     "//client/cpp:ffibox_client",
     "//core:errors",
+    "//core:test_types",
     "//tests/support:session_fixture",
     "//tests/support:status_matchers",
     "//tests/support:test_server",

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "client/cpp/ffibox_client.h"
+#include "core/test_types.h"
 #include "gtest/gtest.h"
 #include "tests/support/session_fixture.h"
 #include "tests/support/status_matchers.h"
@@ -42,6 +43,13 @@ FFIBOX_STRUCT(Rect, min, max)
 namespace ffibox {
 namespace {
 
+using ::ffibox::testing::BlockPointer;
+using ::ffibox::testing::BytesValue;
+using ::ffibox::testing::FloatValue;
+using ::ffibox::testing::IntValue;
+using ::ffibox::testing::PointerTo;
+using ::ffibox::testing::ScalarType;
+
 using test_support::TestLibPath;
 using test_support::TestServer;
 
@@ -53,18 +61,6 @@ struct MisdescribedPacked {
 };
 #pragma pack(pop)
 FFIBOX_STRUCT(MisdescribedPacked, c, i)
-
-v1::Type Scalar(v1::Scalar scalar) {
-  v1::Type type;
-  type.set_scalar(scalar);
-  return type;
-}
-
-v1::Type PointerTo(v1::Type pointee) {
-  v1::Type type;
-  *type.mutable_pointer()->mutable_pointee() = std::move(pointee);
-  return type;
-}
 
 v1::Field BitField(const char* name, v1::Scalar scalar, int width) {
   v1::Field field;
@@ -88,27 +84,6 @@ v1::Type BitsType() {
   *record->add_fields() = BitField("e", v1::ULONG, 40);
   *record->add_fields() = BitField("f", v1::SCHAR, 4);
   return type;
-}
-
-v1::Value Int(int64_t value) {
-  v1::Value v;
-  v.set_int_value(value);
-  return v;
-}
-v1::Value Float(double value) {
-  v1::Value v;
-  v.set_float_value(value);
-  return v;
-}
-v1::Value Bytes(const std::string& value) {
-  v1::Value v;
-  v.set_bytes_value(value);
-  return v;
-}
-v1::Value BlockArg(uint32_t block) {
-  v1::Value v;
-  v.mutable_pointer()->mutable_block()->set_block(block);
-  return v;
 }
 
 class ShapesTest : public test_support::SessionFixture {
@@ -237,10 +212,11 @@ TEST_F(ShapesTest, BitFieldStructsTravelAsRawBytesThroughAnExplicitType) {
   v1::Signature make;
   *make.mutable_result() = BitsType();
   for (v1::Scalar scalar : {v1::UINT, v1::INT, v1::UINT, v1::INT, v1::ULONG, v1::INT}) {
-    *make.add_params() = Scalar(scalar);
+    *make.add_params() = ScalarType(scalar);
   }
   v1::Call call;
-  for (int64_t value : {5L, -9L, 4000L, -1L, (1L << 39) + 3, -6L}) *call.add_args() = Int(value);
+  for (int64_t value : {5L, -9L, 4000L, -1L, (1L << 39) + 3, -6L})
+    *call.add_args() = IntValue(value);
   absl::StatusOr<v1::CallResult> made = Raw("bits_make", make).Call(call);
   ASSERT_OK(made);
   ASSERT_EQ(made->result().raw().size(), sizeof(Bits));
@@ -276,8 +252,8 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
   v1::Call call;
   for (double x : {1.0, 10.0}) {
     v1::Aggregate* point = call.add_args()->mutable_aggregate();
-    *point->add_elements() = Float(x);
-    *point->add_elements() = Int(2);  // an integer value for a double field is accepted
+    *point->add_elements() = FloatValue(x);
+    *point->add_elements() = IntValue(2);  // an integer value for a double field is accepted
   }
   absl::StatusOr<v1::CallResult> sum = Raw("point_add", add).Call(call);
   ASSERT_OK(sum);
@@ -289,24 +265,24 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
 
   // A union aggregate has one element, which sets the first member.
   v1::Signature bits_of;
-  *bits_of.mutable_result() = Scalar(v1::INT);
+  *bits_of.mutable_result() = ScalarType(v1::INT);
   *bits_of.add_params() = TypeOf<IntOrFloat>();
   v1::Call union_call;
-  *union_call.add_args()->mutable_aggregate()->add_elements() = Int(1234);
+  *union_call.add_args()->mutable_aggregate()->add_elements() = IntValue(1234);
   absl::StatusOr<v1::CallResult> bits = Raw("iof_bits", bits_of).Call(union_call);
   ASSERT_OK(bits);
   EXPECT_EQ(bits->result().int_value(), 1234);
 
   // Nested aggregates: a Rect of two Points.
   v1::Signature area;
-  *area.mutable_result() = Scalar(v1::DOUBLE);
+  *area.mutable_result() = ScalarType(v1::DOUBLE);
   *area.add_params() = TypeOf<Rect>();
   v1::Call area_call;
   v1::Aggregate* rect = area_call.add_args()->mutable_aggregate();
   for (double corner : {1.0, 4.0}) {
     v1::Aggregate* p = rect->add_elements()->mutable_aggregate();
-    *p->add_elements() = Float(corner);
-    *p->add_elements() = Float(corner * 2);
+    *p->add_elements() = FloatValue(corner);
+    *p->add_elements() = FloatValue(corner * 2);
   }
   absl::StatusOr<v1::CallResult> rect_area = Raw("rect_area", area).Call(area_call);
   ASSERT_OK(rect_area);
@@ -314,11 +290,11 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
 
   // Bit fields field by field.
   v1::Signature sum_bits;
-  *sum_bits.mutable_result() = Scalar(v1::LONG);
+  *sum_bits.mutable_result() = ScalarType(v1::LONG);
   *sum_bits.add_params() = BitsType();
   v1::Call bits_call;
   v1::Aggregate* fields = bits_call.add_args()->mutable_aggregate();
-  for (int64_t value : {7L, -16L, 4095L, 0L, 100L, 7L}) *fields->add_elements() = Int(value);
+  for (int64_t value : {7L, -16L, 4095L, 0L, 100L, 7L}) *fields->add_elements() = IntValue(value);
   absl::StatusOr<v1::CallResult> bit_sum = Raw("bits_sum", sum_bits).Call(bits_call);
   ASSERT_OK(bit_sum);
   EXPECT_EQ(bit_sum->result().int_value(), 7 - 16 + 4095 + 0 + 100 + 7);
@@ -562,10 +538,10 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   ASSERT_OK(libc);
 
   v1::Signature snprintf_signature;
-  *snprintf_signature.mutable_result() = Scalar(v1::INT);
-  *snprintf_signature.add_params() = Scalar(v1::POINTER);
-  *snprintf_signature.add_params() = Scalar(v1::SIZE_T);
-  *snprintf_signature.add_params() = Scalar(v1::CSTRING);
+  *snprintf_signature.mutable_result() = ScalarType(v1::INT);
+  *snprintf_signature.add_params() = ScalarType(v1::POINTER);
+  *snprintf_signature.add_params() = ScalarType(v1::SIZE_T);
+  *snprintf_signature.add_params() = ScalarType(v1::CSTRING);
   snprintf_signature.set_variadic(true);
   absl::StatusOr<RawFunction> snprintf_fn = libc->Resolve("snprintf", snprintf_signature);
   ASSERT_OK(snprintf_fn);
@@ -573,16 +549,16 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   v1::MemoryBlock* buffer = print.add_blocks();
   buffer->set_size(64);
   buffer->set_direction(v1::OUT);
-  *print.add_args() = BlockArg(0);
+  *print.add_args() = BlockPointer(0);
   print.add_args()->set_uint_value(64);
-  *print.add_args() = Bytes("%d|%.2f|%s|%c|%hd");
-  *print.add_args() = Int(-5);
-  *print.add_args() = Float(1.25);  // a float: promoted to double
-  *print.add_args() = Bytes("ok");
-  *print.add_args() = Int('x');   // a char: promoted to int
-  *print.add_args() = Int(-300);  // a short: promoted to int
+  *print.add_args() = BytesValue("%d|%.2f|%s|%c|%hd");
+  *print.add_args() = IntValue(-5);
+  *print.add_args() = FloatValue(1.25);  // a float: promoted to double
+  *print.add_args() = BytesValue("ok");
+  *print.add_args() = IntValue('x');   // a char: promoted to int
+  *print.add_args() = IntValue(-300);  // a short: promoted to int
   for (v1::Scalar scalar : {v1::INT, v1::FLOAT, v1::CSTRING, v1::CHAR, v1::SHORT}) {
-    *print.add_variadic_types() = Scalar(scalar);
+    *print.add_variadic_types() = ScalarType(scalar);
   }
   absl::StatusOr<v1::CallResult> printed = snprintf_fn->Call(print);
   ASSERT_OK(printed);
@@ -592,9 +568,9 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   EXPECT_EQ(std::string(printed->blocks(0).data().c_str()), expected);
 
   v1::Signature sscanf_signature;
-  *sscanf_signature.mutable_result() = Scalar(v1::INT);
-  *sscanf_signature.add_params() = Scalar(v1::CSTRING);
-  *sscanf_signature.add_params() = Scalar(v1::CSTRING);
+  *sscanf_signature.mutable_result() = ScalarType(v1::INT);
+  *sscanf_signature.add_params() = ScalarType(v1::CSTRING);
+  *sscanf_signature.add_params() = ScalarType(v1::CSTRING);
   sscanf_signature.set_variadic(true);
   absl::StatusOr<RawFunction> sscanf_fn = libc->Resolve("sscanf", sscanf_signature);
   ASSERT_OK(sscanf_fn);
@@ -604,12 +580,12 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
     out->set_size(size);
     out->set_direction(v1::OUT);
   }
-  *scan.add_args() = Bytes("42 3.5 word");
-  *scan.add_args() = Bytes("%d %lf %15s");
-  for (uint32_t block : {0U, 1U, 2U}) *scan.add_args() = BlockArg(block);
-  *scan.add_variadic_types() = PointerTo(Scalar(v1::INT));
-  *scan.add_variadic_types() = PointerTo(Scalar(v1::DOUBLE));
-  *scan.add_variadic_types() = Scalar(v1::POINTER);
+  *scan.add_args() = BytesValue("42 3.5 word");
+  *scan.add_args() = BytesValue("%d %lf %15s");
+  for (uint32_t block : {0U, 1U, 2U}) *scan.add_args() = BlockPointer(block);
+  *scan.add_variadic_types() = PointerTo(ScalarType(v1::INT));
+  *scan.add_variadic_types() = PointerTo(ScalarType(v1::DOUBLE));
+  *scan.add_variadic_types() = ScalarType(v1::POINTER);
   absl::StatusOr<v1::CallResult> scanned = sscanf_fn->Call(scan);
   ASSERT_OK(scanned);
   EXPECT_EQ(scanned->result().int_value(), 3);
@@ -746,7 +722,7 @@ TEST_F(HostileTypesTest, RelocationOutsideItsBlockIsRefusedNamingIt) {
   v1::Relocation* relocation = block->add_relocations();
   relocation->set_offset(4);  // offset + 8 > size
   relocation->mutable_target()->set_block(0);
-  *past_end.add_args() = BlockArg(0);
+  *past_end.add_args() = BlockPointer(0);
   v1::Error error = ErrorOf(increment.Call(past_end).status());
   EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT);
   EXPECT_NE(error.field().find("blocks[0].relocations[0]"), std::string::npos) << error.field();
