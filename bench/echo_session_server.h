@@ -4,7 +4,7 @@
 // unix socket in a fresh temporary directory, with gRPC's synchronous API (as ffiboxd
 // does), and answers every Request with `Response{id, done}`. A round trip on one of its
 // streams is what any gRPC service pays before it does any work. Used by
-// bench/call_bench.cc.
+// bench/call_bench.cc and client/cpp/unexpected_answer_test.cc.
 #ifndef FFIBOX_BENCH_ECHO_SESSION_SERVER_H_
 #define FFIBOX_BENCH_ECHO_SESSION_SERVER_H_
 

@@ -15,11 +15,9 @@ absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
   resolve->set_library(handle_);
   resolve->set_symbol(symbol);
   *resolve->mutable_signature() = signature;
-  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  absl::StatusOr<v1::Response> response =
+      stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
-  if (!response->has_function()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered ResolveFunction without a handle");
-  }
   const v1::FunctionResolved& resolved = response->function();
   const uint64_t generation = resolved.address().generation() != 0 ? resolved.address().generation()
                                                                    : response->generation();
@@ -40,11 +38,9 @@ absl::StatusOr<v1::SymbolFound> Library::Lookup(const std::string& symbol,
   lookup->set_library(handle_);
   lookup->set_symbol(symbol);
   if (type != nullptr) *lookup->mutable_type() = *type;
-  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  absl::StatusOr<v1::Response> response =
+      stream_->SendExpecting(std::move(request), v1::Response::kSymbol);
   if (!response.ok()) return response.status();
-  if (!response->has_symbol()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered LookupSymbol without a symbol");
-  }
   v1::SymbolFound found = std::move(*response->mutable_symbol());
   if (found.address().generation() == 0) {
     found.mutable_address()->set_generation(response->generation());

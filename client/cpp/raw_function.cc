@@ -31,11 +31,9 @@ absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOption
   if (options.set_errno.has_value()) call.set_set_errno(*options.set_errno);
   v1::Request request;
   *request.mutable_call() = std::move(call);
-  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  absl::StatusOr<v1::Response> response =
+      stream_->SendExpecting(std::move(request), v1::Response::kCall);
   if (!response.ok()) return response.status();
-  if (!response->has_call()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered a Call without a CallResult");
-  }
   v1::CallResult result = std::move(*response->mutable_call());
   if (result.result().has_pointer() && result.result().pointer().has_remote() &&
       result.result().pointer().remote().generation() == 0) {

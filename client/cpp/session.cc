@@ -50,11 +50,9 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
     (*open->mutable_environment())[name] = value;
   open->set_scratch_directory(options.scratch_directory);
   open->set_idle_cpu_percent(options.idle_cpu_percent);
-  absl::StatusOr<v1::Response> response = (*stream)->Send(std::move(request));
+  absl::StatusOr<v1::Response> response =
+      (*stream)->SendExpecting(std::move(request), v1::Response::kOpened);
   if (!response.ok()) return response.status();
-  if (!response->has_opened()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered OpenSession without SessionOpened");
-  }
   std::unique_ptr<Session> session(
       new Session(*std::move(stream), std::move(*response->mutable_opened())));
   const auto& layers = session->info().jail_layers();
@@ -84,11 +82,9 @@ Session::~Session() { Close().IgnoreError(); }
 absl::StatusOr<Library> Session::Load(const std::string& path) {
   v1::Request request;
   request.mutable_load_library()->set_path(path);
-  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  absl::StatusOr<v1::Response> response =
+      stream_->SendExpecting(std::move(request), v1::Response::kLibrary);
   if (!response.ok()) return response.status();
-  if (!response->has_library()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered LoadLibrary without a handle");
-  }
   return Library(stream_, response->library().library(), path);
 }
 
@@ -122,11 +118,9 @@ absl::Status Session::WriteMemory(RemotePtr address, absl::string_view data) {
 absl::StatusOr<RemotePtr> Session::AllocMemory(size_t size) {
   v1::Request request;
   request.mutable_alloc_memory()->set_size(size);
-  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  absl::StatusOr<v1::Response> response =
+      stream_->SendExpecting(std::move(request), v1::Response::kAllocated);
   if (!response.ok()) return response.status();
-  if (!response->has_allocated()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered AllocMemory without an address");
-  }
   const v1::RemoteAddress& address = response->allocated().address();
   return RemotePtr(address.address(),
                    address.generation() != 0 ? address.generation() : response->generation());
@@ -169,11 +163,9 @@ absl::StatusOr<RawFunction> Session::ResolveAt(RemotePtr address, const v1::Sign
   v1::Request request;
   *request.mutable_resolve_function()->mutable_address() = ToProto(address);
   *request.mutable_resolve_function()->mutable_signature() = signature;
-  absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
+  absl::StatusOr<v1::Response> response =
+      stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
-  if (!response->has_function()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered ResolveFunction without a handle");
-  }
   return RawFunction(stream_, response->function().function(),
                      absl::StrCat("function at 0x", absl::Hex(address.address)), signature,
                      address);

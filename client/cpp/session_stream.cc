@@ -82,16 +82,26 @@ absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
   return response;
 }
 
+absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
+                                                          v1::Response::ResultCase expected) {
+  const v1::Request::OpCase op = request.op_case();
+  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  if (!response.ok() || response->result_case() == expected) return response;
+  const google::protobuf::FieldDescriptor* asked = v1::Request::descriptor()->FindFieldByNumber(op);
+  const google::protobuf::FieldDescriptor* wanted =
+      v1::Response::descriptor()->FindFieldByNumber(expected);
+  return ErrorStatus(v1::INTERNAL,
+                     absl::StrCat("the server answered ", asked != nullptr ? asked->name() : "?",
+                                  " without ", wanted != nullptr ? wanted->name() : "?"));
+}
+
 absl::StatusOr<v1::StringData> SessionStream::ReadString(const v1::RemoteAddress& address,
                                                          bool wide) {
   v1::Request request;
   *request.mutable_read_string()->mutable_address() = address;
   request.mutable_read_string()->set_wide(wide);
-  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kString);
   if (!response.ok()) return response.status();
-  if (!response->has_string()) {
-    return ErrorStatus(v1::INTERNAL, "server answered ReadString without string data");
-  }
   return std::move(*response->mutable_string());
 }
 
@@ -100,10 +110,10 @@ absl::StatusOr<v1::Value> SessionStream::ReadTyped(const v1::RemoteAddress& addr
   v1::Request request;
   *request.mutable_read_memory()->mutable_address() = address;
   *request.mutable_read_memory()->mutable_type() = type;
-  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kMemory);
   if (!response.ok()) return response.status();
-  if (!response->has_memory() || !response->memory().has_value()) {
-    return ErrorStatus(v1::INTERNAL, "server answered a typed ReadMemory without a value");
+  if (!response->memory().has_value()) {
+    return ErrorStatus(v1::INTERNAL, "the server answered a typed read_memory without a value");
   }
   return std::move(*response->mutable_memory()->mutable_value());
 }
@@ -114,22 +124,16 @@ absl::Status SessionStream::WriteTyped(const v1::RemoteAddress& address, const v
   *request.mutable_write_memory()->mutable_address() = address;
   *request.mutable_write_memory()->mutable_type() = type;
   *request.mutable_write_memory()->mutable_value() = value;
-  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kDone);
   if (!response.ok()) return response.status();
-  if (!response->has_done()) {
-    return ErrorStatus(v1::INTERNAL, "server answered a typed WriteMemory without done");
-  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<v1::LayoutResult> SessionStream::WorkerLayout(const v1::Type& type) {
   v1::Request request;
   *request.mutable_get_layout()->mutable_type() = type;
-  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kLayout);
   if (!response.ok()) return response.status();
-  if (!response->has_layout()) {
-    return ErrorStatus(v1::INTERNAL, "server answered GetLayout without a layout");
-  }
   return std::move(*response->mutable_layout());
 }
 

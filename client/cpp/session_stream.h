@@ -69,6 +69,12 @@ class SessionStream : public LayoutVerifier {
   // matching non-OK status (ErrorStatus), so an OK result always has a `result` set.
   absl::StatusOr<v1::Response> Send(v1::Request request);
 
+  // Send, then checks that the response carries the result `expected`: INTERNAL "the server
+  // answered load_library without library" (the request's and the result's field names)
+  // when it carries another or none.
+  absl::StatusOr<v1::Response> SendExpecting(v1::Request request,
+                                             v1::Response::ResultCase expected);
+
   // Reads a NUL-terminated (wide: wchar_t) string at `address` in the worker.
   absl::StatusOr<v1::StringData> ReadString(const v1::RemoteAddress& address, bool wide);
 
