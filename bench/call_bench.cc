@@ -239,6 +239,24 @@ void BM_CrossProcessRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_CrossProcessRoundTrip)->UseRealTime();
 
+// A child process that only sleeps until it is killed, or -1 (fork failed). Only
+// async-signal-safe calls in the child: the parent may have other threads.
+pid_t ForkSleeper() {
+  pid_t child = fork();
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  return child;
+}
+
+// Kills and reaps `child`.
+void KillAndReap(pid_t child) {
+  kill(child, SIGKILL);
+  while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
 // What the cgroup layer adds to every request in the broker: lift the idle CPU quota when
 // the request starts, put it back and read the group's counters (pids, memory, OOM kills)
 // when it ends, on a group holding a sleeping child. CPU time of this thread only: it never
@@ -249,14 +267,10 @@ void BM_CgroupPerRequest(benchmark::State& state) {
     state.SkipWithError(std::string(tree.status().message()).c_str());
     return;
   }
-  pid_t child = fork();
+  pid_t child = ForkSleeper();
   if (child < 0) {
     state.SkipWithError("fork failed");
     return;
-  }
-  if (child == 0) {
-    pause();
-    _exit(0);
   }
   absl::StatusOr<std::unique_ptr<WorkerCgroup>> group =
       (*tree)->Attach(child, WorkerCgroupLimits{256, 4ull << 30, 10});
@@ -273,9 +287,7 @@ void BM_CgroupPerRequest(benchmark::State& state) {
       }
     }
   }
-  kill(child, SIGKILL);
-  while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  KillAndReap(child);
   if (group.ok()) group->reset();  // after the reap: the group is empty
 }
 BENCHMARK(BM_CgroupPerRequest);
@@ -291,22 +303,16 @@ void BM_CgroupPerWorker(benchmark::State& state) {
   }
   for (auto _ : state) {
     state.PauseTiming();
-    pid_t child = fork();
+    pid_t child = ForkSleeper();
     if (child < 0) {
       state.SkipWithError("fork failed");
       break;
-    }
-    if (child == 0) {
-      pause();
-      _exit(0);
     }
     state.ResumeTiming();
     absl::StatusOr<std::unique_ptr<WorkerCgroup>> group =
         (*tree)->Attach(child, WorkerCgroupLimits{256, 4ull << 30, 10});
     state.PauseTiming();
-    kill(child, SIGKILL);
-    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    KillAndReap(child);
     state.ResumeTiming();
     if (!group.ok()) {
       state.SkipWithError(std::string(group.status().message()).c_str());
