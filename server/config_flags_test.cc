@@ -39,8 +39,7 @@ TEST(ConfigFlags, GivenFlagsOverrideAndListFlagsAddEveryOccurrence) {
   config.add_allowed_library_roots("/opt/from-file");
   ASSERT_OK(Apply({"--max_sessions=9", "--session_memory_bytes=0", "--pool_size=0",
                    "--allow_root=/opt/a,/opt/b", "--allow_root", "/opt/c",
-                   "--waive_jail_layer=cgroup", "--listen=unix:/tmp/x/ffiboxd.sock",
-                   "--nosandbox"},
+                   "--waive_jail_layer=cgroup", "--listen=unix:/tmp/x/ffiboxd.sock", "--nosandbox"},
                   &config));
   EXPECT_EQ(config.limits().max_sessions(), 9u);
   // 0 is "no cap" for the caps, given on the command line.
