@@ -399,11 +399,6 @@ void FuzzMarshal(const v1::WriteMemory& input, uint64_t input_hash) {
 }  // namespace
 }  // namespace ffibox
 
-extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  ffibox::fuzz::QuietProtobufLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ffibox::v1::WriteMemory input;
   if (!input.ParseFromArray(data, static_cast<int>(size))) return 0;

@@ -307,3 +307,9 @@ size_t MutateFramedInput(const Message& first, const Message& second, uint8_t* d
 
 }  // namespace fuzz
 }  // namespace ffibox
+
+// Every protobuf target starts quiet (one definition for all of them).
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  ffibox::fuzz::QuietProtobufLogs();
+  return 0;
+}

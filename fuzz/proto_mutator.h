@@ -44,7 +44,8 @@ class ProtoMutator {
 };
 
 // Silences protobuf's logging: every mutated string that is not UTF-8 would log an error
-// when parsed. For LLVMFuzzerInitialize.
+// when parsed. Called by the LLVMFuzzerInitialize that proto_mutator.cc defines for every
+// target linked with it.
 void QuietProtobufLogs();
 
 // Mutates `size` bytes at `data` (holding `max_size`) as one serialized `prototype` message;

@@ -363,11 +363,6 @@ void FuzzRequest(const uint8_t* data, size_t size) {
 }  // namespace
 }  // namespace ffibox
 
-extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  ffibox::fuzz::QuietProtobufLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ffibox::FuzzRequest(data, size);
   return 0;

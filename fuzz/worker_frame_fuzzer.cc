@@ -319,11 +319,6 @@ void FuzzFrame(absl::string_view frame) {
 }  // namespace
 }  // namespace ffibox
 
-extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  ffibox::fuzz::QuietProtobufLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ffibox::FuzzFrame(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
