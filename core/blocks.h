@@ -18,7 +18,7 @@
 namespace ffibox {
 
 // Worker memory that outlives a call: where MemoryBlock.keep places a block and
-// MemoryBlock.at finds it again. Implemented by the worker's RemoteMemory.
+// MemoryBlock.at finds it again. Implemented by the worker's MemoryRequests.
 class LastingMemory {
  public:
   virtual ~LastingMemory() = default;

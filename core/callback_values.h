@@ -2,7 +2,7 @@
 // the messages of the callback exchange: arguments and shipped pointees out
 // (CallbackInvoke), the client's result and pointee write-backs in (CallbackReturn).
 //
-// The worker's closure handler (server/worker_dispatch.h) calls these around each
+// The worker's closure handler (server/worker/dispatcher.h) calls these around each
 // invocation. The arguments come from native code, which ffibox does not trust either: every
 // memory access behind a pointer goes through core/safe_memory.h. The CallbackReturn comes
 // from the client and is validated here like any other value.

@@ -1,7 +1,7 @@
 // Closure: a native function pointer, made with libffi (ffi_closure_alloc +
 // ffi_prep_closure_loc), that runs a C++ handler whenever native code calls it.
 //
-// The worker makes one per DefineCallback (server/callback_table.h) and hands its address to
+// The worker makes one per DefineCallback (server/worker/callback_table.h) and hands its address to
 // native code. The handler may run on any thread: the thread inside ffi_call, or a thread the
 // library created. Decoding the arguments and storing the result are core/callback_values.h.
 #ifndef FFIBOX_CORE_CLOSURE_H_

@@ -2,7 +2,7 @@
 // SCM_RIGHTS, each tagged with the 8-byte id of the request it belongs to.
 //
 // The broker hands the worker a descriptor of each library it admitted (the worker loads
-// exactly the file the broker checked, wherever it lies; server/library_descriptor.h).
+// exactly the file the broker checked, wherever it lies; server/broker/library_descriptor.h).
 // The receiving side distrusts what arrives: a message without exactly one descriptor is
 // refused and anything extra is closed.
 #ifndef FFIBOX_CORE_DESCRIPTOR_PASSING_H_

@@ -1,8 +1,8 @@
 // Fuzzes a whole call as it crosses ffibox: the broker's checks of the call
-// (server/request_validation.h), the worker's execution of it (core/call.h: signature, libffi
+// (server/broker/request_validation.h), the worker's execution of it (core/call.h: signature, libffi
 // types, argument marshalling, memory blocks and their relocations, lasting blocks in
-// server/remote_memory.h, the copy back of blocks with the pointers found in them), and the
-// broker's checks of the worker's reply (server/worker_reply.h).
+// server/worker/memory_requests.h, the copy back of blocks with the pointers found in them), and the
+// broker's checks of the worker's reply (server/broker/worker_reply.h).
 //
 // Input (fuzz/framed_input.h), as request_validation_fuzzer's: one options byte (bit 0: small
 // TypeLimits, for broker and worker alike), a little-endian uint16 length n, n bytes of a
@@ -29,10 +29,10 @@
 #include "fuzz/framed_input.h"
 #include "fuzz/fuzz_checks.h"
 #include "fuzz/proto_mutator.h"
-#include "server/pending_request.h"
-#include "server/remote_memory.h"
-#include "server/request_validation.h"
-#include "server/worker_reply.h"
+#include "server/broker/pending_request.h"
+#include "server/broker/request_validation.h"
+#include "server/broker/worker_reply.h"
+#include "server/worker/memory_requests.h"
 
 // The native functions called: they ignore their arguments, which is safe for any argument
 // list on x86-64 System V (the caller owns the stack), and return zero.
@@ -125,7 +125,7 @@ void FuzzCall(uint8_t options, const v1::Signature& signature, const v1::Call& s
   CheckTypedError(shape, {v1::INVALID_ARGUMENT, v1::RESOURCE_EXHAUSTED, v1::UNIMPLEMENTED},
                   "ValidateCallShape");
 
-  RemoteMemory memory(kGeneration);
+  MemoryRequests memory(kGeneration);
   std::vector<uint64_t> prepared;
   for (uint64_t i = 0; i < kPreparedBlocks; ++i) {
     absl::StatusOr<uint64_t> address = memory.AllocateLasting(uint64_t{8} << i);
@@ -147,7 +147,7 @@ void FuzzCall(uint8_t options, const v1::Signature& signature, const v1::Call& s
   }
   if (!shape.ok()) return;  // the broker would not have sent it
 
-  // What the broker expects back (server/session.cc), and the worker's honest reply.
+  // What the broker expects back (server/broker/session.cc), and the worker's honest reply.
   PendingRequest pending;
   pending.sequence = 17;
   pending.client_id = 5;

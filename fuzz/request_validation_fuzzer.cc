@@ -1,4 +1,4 @@
-// Fuzzes the broker's checks of untrusted client requests (server/request_validation.h) and
+// Fuzzes the broker's checks of untrusted client requests (server/broker/request_validation.h) and
 // the type checks they rest on (core/types.h).
 //
 // Input (fuzz/framed_input.h): one options byte, a little-endian uint16 length n, n bytes of
@@ -28,8 +28,8 @@
 #include "fuzz/framed_input.h"
 #include "fuzz/fuzz_checks.h"
 #include "fuzz/proto_mutator.h"
-#include "server/pending_request.h"
-#include "server/request_validation.h"
+#include "server/broker/pending_request.h"
+#include "server/broker/request_validation.h"
 
 namespace ffibox {
 namespace {
@@ -206,7 +206,7 @@ void FuzzMemoryRequest(const v1::Request& request, const TypeLimits& limits) {
       FUZZ_CHECK(read.has_address(), "read_memory without an address passed");
       if (read.has_type()) {
         CheckValidatedType(read.type(), limits, "read_memory.type");
-        // What the broker expects back (server/session.cc).
+        // What the broker expects back (server/broker/session.cc).
         const uint64_t size = TypeSizeOf(read.type());
         FUZZ_CHECK(read.size() == 0 || read.size() == size, "typed read of the wrong size passed");
       }

@@ -1,4 +1,4 @@
-// Fuzzes the broker's parsing of frames from a worker (server/worker_reply.h), which runs
+// Fuzzes the broker's parsing of frames from a worker (server/broker/worker_reply.h), which runs
 // untrusted code and may send anything.
 //
 // Input: the bytes of one frame. It is parsed with ParseWorkerFrame and, by its kind,
@@ -26,9 +26,9 @@
 #include "ffibox/v1/ffibox.pb.h"
 #include "fuzz/fuzz_checks.h"
 #include "fuzz/proto_mutator.h"
-#include "server/pending_request.h"
-#include "server/worker_protocol.pb.h"
-#include "server/worker_reply.h"
+#include "server/broker/pending_request.h"
+#include "server/broker/worker_reply.h"
+#include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
 namespace {

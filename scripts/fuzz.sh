@@ -29,21 +29,21 @@ LIBS=(-lprotobuf "${absl_libs[@]}" -lffi -lpthread)
 
 # What each target is built from, besides fuzz/<target>.cc and the generated protobuf code.
 declare -A SOURCES=(
-  [request_validation_fuzzer]="fuzz/proto_mutator.cc server/request_validation.cc core/types.cc
+  [request_validation_fuzzer]="fuzz/proto_mutator.cc server/broker/request_validation.cc core/types.cc
     core/layout.cc core/errors.cc"
-  [worker_frame_fuzzer]="fuzz/proto_mutator.cc server/worker_reply.cc core/types.cc
+  [worker_frame_fuzzer]="fuzz/proto_mutator.cc server/broker/worker_reply.cc core/types.cc
     core/layout.cc core/errors.cc"
   [marshal_fuzzer]="fuzz/proto_mutator.cc fuzz/typed_values.cc core/marshal.cc core/blocks.cc
     core/arena.cc core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc
     core/errors.cc"
   [call_fuzzer]="fuzz/proto_mutator.cc core/call.cc core/marshal.cc core/blocks.cc core/arena.cc
     core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc core/errors.cc
-    server/remote_memory.cc server/request_validation.cc server/worker_reply.cc"
+    server/worker/memory_requests.cc server/broker/request_validation.cc server/broker/worker_reply.cc"
   [c_declaration_fuzzer]="client/cli/c_declaration.cc core/types.cc core/errors.cc"
 )
 TARGETS=(request_validation_fuzzer worker_frame_fuzzer marshal_fuzzer call_fuzzer
   c_declaration_fuzzer)
-PROTO_SOURCES=("$build/gen/ffibox/v1/ffibox.pb.cc" "$build/gen/server/worker_protocol.pb.cc")
+PROTO_SOURCES=("$build/gen/ffibox/v1/ffibox.pb.cc" "$build/gen/server/protocol/worker_protocol.pb.cc")
 
 ./scripts/install-deps.sh || {
   echo "0 passed, ${#TARGETS[@]} failed"
@@ -81,10 +81,10 @@ generate_protos() {
   if newer_than "$build/gen/ffibox/v1/ffibox.pb.cc" proto/ffibox/v1/ffibox.proto; then
     protoc --proto_path=proto --cpp_out="$build/gen" proto/ffibox/v1/ffibox.proto || return 1
   fi
-  if newer_than "$build/gen/server/worker_protocol.pb.cc" server/worker_protocol.proto \
+  if newer_than "$build/gen/server/protocol/worker_protocol.pb.cc" server/protocol/worker_protocol.proto \
     proto/ffibox/v1/ffibox.proto; then
     protoc --proto_path=. --proto_path=proto --cpp_out="$build/gen" \
-      server/worker_protocol.proto || return 1
+      server/protocol/worker_protocol.proto || return 1
   fi
 }
 

@@ -21,8 +21,8 @@
 #include "server/jail/filesystem.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/sandbox_check.h"
-#include "server/worker_death.h"
-#include "server/worker_process.h"
+#include "server/broker/worker_death.h"
+#include "server/broker/worker_process.h"
 #include "tests/support/status_matchers.h"
 
 namespace ffibox {

@@ -18,7 +18,7 @@
 #include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/user_namespace.h"
-#include "server/worker_process.h"
+#include "server/broker/worker_process.h"
 
 namespace ffibox {
 namespace {

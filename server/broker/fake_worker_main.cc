@@ -1,0 +1,79 @@
+// A stand-in for ffibox-worker in session tests: speaks the channel protocol on fd 3 and
+// misbehaves on request. It answers load_library by the path it is given:
+//   "fork-and-hold"  forks a process that keeps the channel open (and lives 5 s), then answers
+//   "garbage"        answers with bytes that are no WorkerReply
+//   "hang"           never answers
+//   "invoke"         invokes callback 1 (invocation 77, one int argument), answers the
+//                    requests sent inside invocation 77, and answers the load once the
+//                    callback_return for 77 arrives
+//   "invoke-unknown" invokes callback 999, which the broker never defined
+//   anything else    answers with success
+// define_callback is answered with the broker's handle at address 0x1000.
+#include <signal.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "core/framing.h"
+#include "server/protocol/worker_protocol.pb.h"
+
+namespace {
+
+constexpr int kChannelFd = 3;
+
+bool Answer(const ffibox::internal::WorkerRequest& request) {
+  ffibox::internal::WorkerReply reply;
+  reply.mutable_response()->set_id(request.id());
+  if (request.request().has_load_library()) {
+    reply.mutable_response()->mutable_library()->set_library(request.handle());
+  } else if (request.request().has_define_callback()) {
+    reply.mutable_response()->mutable_callback()->set_callback(request.handle());
+    reply.mutable_response()->mutable_callback()->mutable_address()->set_address(0x1000);
+  } else {
+    reply.mutable_response()->mutable_error()->set_code(ffibox::v1::UNIMPLEMENTED);
+  }
+  return ffibox::WriteFrame(kChannelFd, reply.SerializeAsString()).ok();
+}
+
+// Sends an invoke of `callback` as invocation 77 and serves it until its callback_return.
+bool Invoke(uint64_t callback) {
+  ffibox::internal::WorkerReply invoke;
+  invoke.mutable_invoke()->set_invocation(77);
+  invoke.mutable_invoke()->set_callback(callback);
+  invoke.mutable_invoke()->add_args()->set_int_value(5);
+  if (!ffibox::WriteFrame(kChannelFd, invoke.SerializeAsString()).ok()) return false;
+  for (;;) {
+    absl::StatusOr<std::string> frame = ffibox::ReadFrame(kChannelFd, 1 << 20);
+    if (!frame.ok()) return false;
+    ffibox::internal::WorkerRequest request;
+    if (!request.ParseFromString(*frame)) return false;
+    if (request.request().has_callback_return()) return true;
+    if (!Answer(request)) return false;
+  }
+}
+
+}  // namespace
+
+int main() {
+  signal(SIGPIPE, SIG_IGN);
+  for (;;) {
+    absl::StatusOr<std::string> frame = ffibox::ReadFrame(kChannelFd, 1 << 20);
+    if (!frame.ok()) return 0;
+    ffibox::internal::WorkerRequest request;
+    if (!request.ParseFromString(*frame)) return 2;
+    const std::string& path = request.request().load_library().path();
+    if (path == "hang") {
+      for (;;) pause();
+    }
+    if (path == "garbage") {
+      (void)ffibox::WriteFrame(kChannelFd, "\xff\xff\xff\xff garbage");
+      continue;
+    }
+    if (path == "fork-and-hold" && fork() == 0) {
+      alarm(5);
+      for (;;) pause();
+    }
+    if ((path == "invoke" && !Invoke(1)) || (path == "invoke-unknown" && !Invoke(999))) return 0;
+    if (!Answer(request)) return 0;
+  }
+}

@@ -1,0 +1,298 @@
+// ffiboxd: the ffibox broker. Serves the ffibox.v1.Ffibox gRPC service, runs each session's
+// native code in its own ffibox-worker process, and never loads a user library itself.
+//
+// Configuration: an optional file (--config, protobuf text format, schema
+// proto/ffibox/config/v1/config.proto) and flags for the common fields, which override the
+// file. docs/configuration.md documents every field and flag.
+#include <limits.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "core/default_address.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/security/server_credentials.h"
+#include "server/broker/config.h"
+#include "server/broker/config_flags.h"
+#include "server/broker/listen_address.h"
+#include "server/broker/scratch_directory.h"
+#include "server/broker/service.h"
+#include "server/broker/session.h"
+#include "server/broker/unix_acceptor.h"
+#include "server/broker/worker_connection.h"
+#include "server/broker/worker_pool.h"
+#include "server/broker/worker_process.h"
+#include "server/jail/cgroups.h"
+#include "server/jail/jail_layers.h"
+#include "server/jail/sandbox_check.h"
+#include "server/jail/spawn.h"
+
+ABSL_FLAG(std::string, config, "",
+          "server configuration file in protobuf text format (proto/ffibox/config/v1/"
+          "config.proto); the flags below override its fields");
+ABSL_FLAG(bool, exit_with_parent, false,
+          "exit when the process that started ffiboxd exits (used by clients that start a "
+          "private server)");
+ABSL_FLAG(int64_t, handshake_timeout_ms, 10000,
+          "TCP connections that have not completed their TLS handshake by then are closed");
+
+namespace {
+
+using ffibox::config::v1::ServerConfig;
+
+std::string WorkerNextToSelf() {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "ffibox-worker";
+  std::string path(self, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/') + 1) + "ffibox-worker";
+}
+
+int Fail(const std::string& message) {
+  fprintf(stderr, "ffiboxd: %s\n", message.c_str());
+  return 1;
+}
+
+std::shared_ptr<grpc::ServerCredentials> CredentialsFor(const ffibox::ListenerSettings& listener) {
+  if (listener.unix_socket) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      listener.client_ca_pem.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                     : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = listener.client_ca_pem;
+  options.pem_key_cert_pairs.push_back({listener.server_key_pem, listener.server_cert_pem});
+  return grpc::SslServerCredentials(options);
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit: every connection and every worker start
+// costs descriptors, and running out must only ever refuse work, never weaken a jail.
+void RaiseDescriptorLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+// Starts one worker with the decided layers and discards it: the filesystem view and /proc
+// can only be tested by a real worker. A layer that fails is waived when the operator
+// allowed it, else ffiboxd stops.
+absl::Status CheckJailWithWorker(ffibox::SessionConfig& session,
+                                 const std::vector<std::string>& waivers) {
+  if (!session.jail.enabled) return absl::OkStatus();
+  for (int attempt = 0; attempt < ffibox::kJailLayerCount; ++attempt) {
+    absl::StatusOr<std::unique_ptr<ffibox::WorkerProcess>> worker =
+        ffibox::WorkerProcess::Start(ffibox::WorkerLaunchOptionsFor(session, 1));
+    if (worker.ok()) return absl::OkStatus();
+    std::optional<ffibox::JailLayer> layer = ffibox::FailedJailLayer(worker.status());
+    if (!layer.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot start a jailed worker: ", worker.status().message()));
+    }
+    absl::Status waived =
+        ffibox::WaiveFailedLayer(&session.jail, waivers, *layer, worker.status().message());
+    if (!waived.ok()) return waived;
+    if (*layer == ffibox::JailLayer::kFilesystem && session.jail.proc) {
+      // /proc lives in the view; it goes with it, and must be waived too.
+      absl::Status proc = ffibox::WaiveFailedLayer(&session.jail, waivers, ffibox::JailLayer::kProc,
+                                                   "it needs the filesystem view");
+      if (!proc.ok()) return proc;
+    }
+  }
+  return absl::FailedPreconditionError("cannot start a jailed worker");
+}
+
+// "host:port" with the port gRPC actually bound (for port 0).
+std::string BoundAddress(const std::string& address, int port) {
+  return absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Large transient buffers (worker replies, client requests) go back to the system when
+  // freed, and session threads share a few malloc arenas: otherwise glibc's dynamic mmap
+  // threshold and per-thread arenas keep what crash/restart cycles used (tests/soak/soak.py
+  // measured +475 % RSS over 1000 cycles without these, flat with them).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  mallopt(M_ARENA_MAX, 4);
+  absl::SetProgramUsageMessage(
+      "ffiboxd [--config=FILE] [--listen=unix:/path] [flags]: the ffibox broker\n"
+      "ffiboxd --check-sandbox [flags]: check every layer of the worker jail on this host");
+  // --check-sandbox (not an Abseil flag name): run the jail's self-check instead of serving.
+  bool check_sandbox = false;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (absl::string_view(argv[i]) == "--check-sandbox") {
+      check_sandbox = true;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  argv[argc] = nullptr;
+  absl::ParseCommandLine(argc, argv);
+  // No process of another uid, and no worker, may read or write this process's memory.
+  prctl(PR_SET_DUMPABLE, 0);
+  ffibox::HideBrokerCommandLineInJail(argc, argv, environ);
+  RaiseDescriptorLimit();
+  if (absl::GetFlag(FLAGS_exit_with_parent)) {
+    const pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) return 0;  // the parent died before the signal was armed
+  }
+
+  // Block the shutdown signals in every thread; one thread waits for them.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGINT);
+  sigaddset(&shutdown_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ServerConfig file;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    absl::StatusOr<ServerConfig> read = ffibox::ReadServerConfig(absl::GetFlag(FLAGS_config));
+    if (!read.ok()) return Fail(absl::StrCat("bad configuration: ", read.status().message()));
+    file = *std::move(read);
+  }
+  absl::Status applied = ffibox::ApplyFlags(std::vector<std::string>(argv + 1, argv + argc), &file);
+  if (!applied.ok()) return Fail(std::string(applied.message()));
+  absl::StatusOr<ffibox::ServerSettings> settings =
+      ffibox::ResolveServerConfig(file, ffibox::DefaultAddress(), WorkerNextToSelf());
+  if (!settings.ok()) {
+    return Fail(absl::StrCat("bad configuration: ", settings.status().message()));
+  }
+  ffibox::SessionConfig& session = settings->session;
+  if (access(session.worker_path.c_str(), X_OK) != 0) {
+    return Fail(absl::StrCat("worker binary ", session.worker_path,
+                             " is not executable; pass --worker=PATH"));
+  }
+  absl::Status decided = ffibox::DecideJailLayers(&session.jail, settings->jail_waivers);
+  if (!decided.ok()) return Fail(std::string(decided.message()));
+  if (check_sandbox) return ffibox::RunSandboxCheck(session.jail, session.worker_path);
+  absl::Status checked = CheckJailWithWorker(session, settings->jail_waivers);
+  if (!checked.ok()) return Fail(std::string(checked.message()));
+  for (const std::string& waived : session.jail.waived) {
+    fprintf(stderr, "ffiboxd: WARNING: jail layer waived: %s\n", waived.c_str());
+  }
+  ffibox::SetBufferedFrameBytesLimit(settings->max_buffered_reply_bytes);
+  // The cgroup layer: every worker's group is made under this tree (fail closed: the layer
+  // was decided available, so a tree that cannot be made now stops ffiboxd).
+  std::unique_ptr<ffibox::CgroupTree> cgroups;
+  if (session.jail.enabled && session.jail.cgroup) {
+    absl::StatusOr<std::unique_ptr<ffibox::CgroupTree>> tree =
+        ffibox::CgroupTree::Create(session.jail.total_worker_memory_bytes);
+    if (!tree.ok()) return Fail(absl::StrCat("cgroup layer: ", tree.status().message()));
+    cgroups = *std::move(tree);
+    session.cgroups = cgroups.get();
+  }
+  if (!session.scratch_root.empty()) {
+    absl::StatusOr<std::string> root = ffibox::ScratchDirectory::PrepareRoot(session.scratch_root);
+    if (!root.ok()) return Fail(std::string(root.status().message()));
+    session.scratch_root = *root;
+  }
+  for (const ffibox::ListenerSettings& listener : settings->listeners) {
+    if (!listener.unix_socket) continue;
+    absl::Status prepared = ffibox::PrepareUnixListenAddress(listener.address);
+    if (!prepared.ok()) return Fail(std::string(prepared.message()));
+  }
+
+  // Idle workers, started with the launch options every session's first worker uses.
+  std::unique_ptr<ffibox::WorkerPool> pool;
+  if (settings->pool_size > 0) {
+    pool = std::make_unique<ffibox::WorkerPool>(ffibox::WorkerLaunchOptionsFor(session, 1),
+                                                settings->pool_size);
+    session.pool = pool.get();
+  }
+  const size_t max_message = session.max_message_bytes;
+  ffibox::FfiboxService service(session, std::move(settings->access));
+  grpc::ServerBuilder builder;
+  std::vector<int> ports(settings->listeners.size(), 0);
+  // Unix sockets are accepted by ffiboxd itself (server/unix_acceptor.h); TCP by gRPC.
+  std::vector<std::unique_ptr<ffibox::UnixAcceptor>> acceptors;
+  for (size_t i = 0; i < settings->listeners.size(); ++i) {
+    const ffibox::ListenerSettings& listener = settings->listeners[i];
+    if (listener.unix_socket) {
+      absl::StatusOr<std::unique_ptr<ffibox::UnixAcceptor>> acceptor =
+          ffibox::UnixAcceptor::Listen(listener.address.substr(5));
+      if (!acceptor.ok()) return Fail(std::string(acceptor.status().message()));
+      acceptors.push_back(*std::move(acceptor));
+      continue;
+    }
+    builder.AddListeningPort(listener.address, CredentialsFor(listener), &ports[i]);
+  }
+  builder.RegisterService(&service);
+  // gRPC's own cap sits well above the session limit, so an oversized request still arrives
+  // and gets a typed RESOURCE_EXHAUSTED answer instead of ending the stream.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<uint64_t>(4 * static_cast<uint64_t>(max_message), INT_MAX)));
+  builder.SetMaxSendMessageSize(-1);
+  // A peer that never finishes its TLS handshake must not hold a descriptor for long.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             static_cast<int>(std::clamp<int64_t>(
+                                 absl::GetFlag(FLAGS_handshake_timeout_ms), 100, INT_MAX)));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::vector<std::string> addresses;
+  for (size_t i = 0; i < settings->listeners.size(); ++i) {
+    const ffibox::ListenerSettings& listener = settings->listeners[i];
+    // A TCP port that failed to bind reports 0 (unix sockets report no port).
+    if (server != nullptr && !listener.unix_socket && ports[i] == 0) server = nullptr;
+    addresses.push_back(listener.unix_socket ? listener.address
+                                             : BoundAddress(listener.address, ports[i]));
+  }
+  if (server == nullptr) {
+    std::vector<std::string> wanted;
+    for (const ffibox::ListenerSettings& listener : settings->listeners) {
+      wanted.push_back(listener.address);
+    }
+    return Fail(absl::StrCat("cannot listen on ", absl::StrJoin(wanted, ", ")));
+  }
+  for (auto& acceptor : acceptors) acceptor->Start(server.get());
+
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    printf("ffiboxd listening on %s%s\n", addresses[i].c_str(),
+           settings->listeners[i].unix_socket
+               ? ""
+               : (settings->listeners[i].client_ca_pem.empty() ? " (TLS)" : " (mutual TLS)"));
+  }
+  if (settings->listeners[0].unix_socket) {
+    printf(
+        "try (the CLI is bazel-bin/client/cli/ffibox): ffibox --address=%s call libm.so.6 "
+        "'double cos(double)' 0.5\n",
+        addresses[0].c_str());
+  }
+  fflush(stdout);
+  // The jail's layers on this host (stderr: the first stdout line is the listening line).
+  fprintf(stderr, "ffiboxd: %s\n", ffibox::DescribeJailLayers(session.jail).c_str());
+
+  std::thread waiter([&] {
+    int signal_number = 0;
+    sigwait(&shutdown_signals, &signal_number);
+    fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
+    for (auto& acceptor : acceptors) acceptor->Stop();
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  });
+  server->Wait();
+  waiter.join();
+  acceptors.clear();  // removes the socket files
+  return 0;
+}

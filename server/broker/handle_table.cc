@@ -1,0 +1,133 @@
+#include "server/broker/handle_table.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+
+namespace ffibox {
+
+absl::StatusOr<uint64_t> HandleTable::AddLibrary(std::string path) {
+  if (libraries_.size() >= limits_.max_libraries) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("a session may load at most ",
+                                                            limits_.max_libraries, " libraries"));
+  }
+  libraries_.push_back(Library{std::move(path), State::kPending});
+  return libraries_.size();
+}
+
+absl::Status HandleTable::CheckLibrary(uint64_t handle, absl::string_view field) const {
+  if (handle == 0 || handle > libraries_.size() || libraries_[handle - 1].state == State::kFailed) {
+    return ErrorStatus(v1::NOT_FOUND,
+                       absl::StrCat(field, ": no loaded library has handle ", handle));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> HandleTable::AddFunction(Function function) {
+  if (functions_.size() >= limits_.max_functions) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("a session may resolve at most ",
+                                                            limits_.max_functions, " functions"));
+  }
+  const uint64_t handle = next_function_handle_++;
+  functions_[handle] = FunctionEntry{std::move(function), State::kPending};
+  return handle;
+}
+
+absl::StatusOr<const HandleTable::Function*> HandleTable::FindFunction(uint64_t handle) const {
+  auto entry = functions_.find(handle);
+  if (entry == functions_.end() || entry->second.state == State::kFailed) {
+    return ErrorStatus(v1::NOT_FOUND,
+                       absl::StrCat("call.function: no resolved function has handle ", handle));
+  }
+  return &entry->second.function;
+}
+
+absl::StatusOr<uint64_t> HandleTable::AddCallback(const v1::Signature& signature) {
+  if (callbacks_.size() >= limits_.max_callbacks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("a session may define at most ", limits_.max_callbacks,
+                                    " callbacks at once; free some with free_callback"));
+  }
+  const uint64_t id = next_callback_handle_++;
+  Callback callback;
+  callback.signature = std::make_shared<const v1::Signature>(signature);
+  callbacks_[id] = std::move(callback);
+  return id;
+}
+
+std::shared_ptr<const v1::Signature> HandleTable::CallbackSignature(uint64_t id) const {
+  auto callback = callbacks_.find(id);
+  return callback == callbacks_.end() ? nullptr : callback->second.signature;
+}
+
+absl::Status HandleTable::MarkCallbackFreed(uint64_t id) {
+  auto callback = callbacks_.find(id);
+  if (callback == callbacks_.end() || callback->second.freed) {
+    return ErrorStatus(v1::NOT_FOUND,
+                       absl::StrCat("free_callback.callback: no callback has id ", id));
+  }
+  callback->second.freed = true;
+  return absl::OkStatus();
+}
+
+void HandleTable::RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool succeeded) {
+  const State state = succeeded ? State::kReady : State::kFailed;
+  if (op == v1::Request::kLoadLibrary && handle >= 1 && handle <= libraries_.size()) {
+    libraries_[handle - 1].state = state;
+  } else if (op == v1::Request::kResolveFunction) {
+    auto entry = functions_.find(handle);
+    if (entry != functions_.end()) entry->second.state = state;
+  } else if (op == v1::Request::kDefineCallback) {
+    // A failed definition leaves no id behind (and does not count against the limit).
+    auto callback = callbacks_.find(handle);
+    if (callback == callbacks_.end()) return;
+    if (succeeded) {
+      callback->second.state = state;
+    } else {
+      callbacks_.erase(callback);
+    }
+  } else if (op == v1::Request::kFreeCallback) {
+    // Freed, or unknown to the worker, or lost with it: gone in every case.
+    callbacks_.erase(handle);
+  }
+}
+
+std::vector<HandleTable::Replay> HandleTable::Replays() const {
+  std::vector<Replay> replays;
+  for (size_t i = 0; i < libraries_.size(); ++i) {
+    if (libraries_[i].state != State::kReady) continue;
+    Replay replay;
+    replay.request.mutable_load_library()->set_path(libraries_[i].path);
+    replay.op = v1::Request::kLoadLibrary;
+    replay.handle = i + 1;
+    replay.label = absl::StrCat("dlopen ", libraries_[i].path, " (replay)");
+    replays.push_back(std::move(replay));
+  }
+  for (const auto& [handle, entry] : functions_) {
+    // Functions resolved by address belong to their worker generation only.
+    if (entry.state != State::kReady || entry.function.generation != 0) continue;
+    Replay replay;
+    v1::ResolveFunction* resolve = replay.request.mutable_resolve_function();
+    resolve->set_library(entry.function.library);
+    resolve->set_symbol(entry.function.symbol);
+    *resolve->mutable_signature() = entry.function.signature;
+    replay.op = v1::Request::kResolveFunction;
+    replay.handle = handle;
+    replay.label = absl::StrCat("dlsym ", entry.function.symbol, " (replay)");
+    replays.push_back(std::move(replay));
+  }
+  for (const auto& [id, callback] : callbacks_) {
+    // Callback ids are stable: the new worker defines them again, at new addresses.
+    if (callback.state != State::kReady || callback.freed) continue;
+    Replay replay;
+    *replay.request.mutable_define_callback()->mutable_signature() = *callback.signature;
+    replay.op = v1::Request::kDefineCallback;
+    replay.handle = id;
+    replay.label = absl::StrCat("define_callback ", id, " (replay)");
+    replays.push_back(std::move(replay));
+  }
+  return replays;
+}
+
+}  // namespace ffibox

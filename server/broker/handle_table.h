@@ -1,0 +1,115 @@
+// The handles a session's client holds: its libraries, functions and callbacks, what the
+// worker answered for each, and what a new worker must be sent to honour them again after
+// a restart (handles stay the same across workers; addresses do not).
+//
+// Pure data: no processes, no I/O, no lock of its own. The session holds it under its lock.
+#ifndef FFIBOX_SERVER_BROKER_HANDLE_TABLE_H_
+#define FFIBOX_SERVER_BROKER_HANDLE_TABLE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+class HandleTable {
+ public:
+  struct Limits {
+    size_t max_libraries = 256;
+    size_t max_functions = 65536;
+    size_t max_callbacks = 4096;  // defined and not freed, at once
+  };
+
+  struct Function {
+    uint64_t library = 0;  // 0 for a function resolved by address
+    std::string symbol;    // or "function at 0x..." for one resolved by address
+    v1::Signature signature;
+    // Non-zero for a function resolved by address: the only worker generation it is valid
+    // in (it is never replayed).
+    uint64_t generation = 0;
+  };
+
+  // A request that gives a new worker one handle again.
+  struct Replay {
+    v1::Request request;
+    v1::Request::OpCase op = v1::Request::OP_NOT_SET;
+    uint64_t handle = 0;
+    std::string label;  // "dlopen /lib/libm.so.6 (replay)"
+  };
+
+  explicit HandleTable(Limits limits) : limits_(limits) {}
+
+  // A new library handle (1, 2, ...) for `path`, pending until RecordOutcome.
+  // RESOURCE_EXHAUSTED past the limit.
+  absl::StatusOr<uint64_t> AddLibrary(std::string path);
+  // OK when `handle` names a library that has not failed; NOT_FOUND naming `field`
+  // ("resolve_function.library") otherwise.
+  absl::Status CheckLibrary(uint64_t handle, absl::string_view field) const;
+
+  // A new function handle for `function`, pending until RecordOutcome. RESOURCE_EXHAUSTED
+  // past the limit.
+  absl::StatusOr<uint64_t> AddFunction(Function function);
+  // The function `handle` names, if it has not failed (valid until the table changes);
+  // NOT_FOUND naming call.function otherwise.
+  absl::StatusOr<const Function*> FindFunction(uint64_t handle) const;
+
+  // A new callback id for `signature`, pending until RecordOutcome. RESOURCE_EXHAUSTED
+  // past the limit of callbacks defined at once.
+  absl::StatusOr<uint64_t> AddCallback(const v1::Signature& signature);
+  // The signature of callback `id`, defined and not yet gone (the worker may invoke a
+  // callback whose definition or free it has not answered yet); null when there is none.
+  std::shared_ptr<const v1::Signature> CallbackSignature(uint64_t id) const;
+  // Marks callback `id` as being freed (it goes when the worker answers). NOT_FOUND when
+  // there is no such callback, or it is already being freed.
+  absl::Status MarkCallbackFreed(uint64_t id);
+  // Removes callback `id` at once (no worker holds it).
+  void ForgetCallback(uint64_t id) { callbacks_.erase(id); }
+
+  // Applies the worker's answer to a load, resolve, define or free of `handle` (or the loss
+  // of the worker, as a failure). A failed definition leaves no callback id behind; a free
+  // removes the callback whatever the answer.
+  void RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool succeeded);
+
+  // What a new worker must be sent, in this order: every ready library, every ready
+  // function resolved by name, every ready callback not being freed.
+  std::vector<Replay> Replays() const;
+
+  size_t library_count() const { return libraries_.size(); }
+  size_t function_count() const { return functions_.size(); }
+  size_t callback_count() const { return callbacks_.size(); }
+
+ private:
+  enum class State { kPending, kReady, kFailed };
+  struct Library {
+    std::string path;
+    State state = State::kPending;
+  };
+  struct FunctionEntry {
+    Function function;
+    State state = State::kPending;
+  };
+  struct Callback {
+    std::shared_ptr<const v1::Signature> signature;
+    State state = State::kPending;
+    bool freed = false;  // a free was sent; gone once the worker answers it
+  };
+
+  const Limits limits_;
+  std::vector<Library> libraries_;  // handle = index + 1
+  absl::flat_hash_map<uint64_t, FunctionEntry> functions_;
+  uint64_t next_function_handle_ = 1;
+  absl::flat_hash_map<uint64_t, Callback> callbacks_;
+  uint64_t next_callback_handle_ = 1;
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_HANDLE_TABLE_H_

@@ -1,0 +1,130 @@
+#include "server/broker/handle_table.h"
+
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
+
+namespace ffibox {
+namespace {
+
+v1::Signature DoubleOfDouble() {
+  v1::Signature signature;
+  signature.mutable_result()->set_scalar(v1::DOUBLE);
+  signature.add_params()->set_scalar(v1::DOUBLE);
+  return signature;
+}
+
+HandleTable::Function ByName(uint64_t library, const std::string& symbol) {
+  return HandleTable::Function{library, symbol, DoubleOfDouble()};
+}
+
+TEST(HandleTable, LibrariesAreNumberedFromOneAndAFailedLoadIsNotFound) {
+  HandleTable table(HandleTable::Limits{});
+  ASSERT_OK_AND_ASSIGN(uint64_t libm, table.AddLibrary("/lib/libm.so.6"));
+  ASSERT_OK_AND_ASSIGN(uint64_t missing, table.AddLibrary("/lib/missing.so"));
+  EXPECT_EQ(libm, 1u);
+  EXPECT_EQ(missing, 2u);
+  // Pending loads may be used at once: the worker runs requests in order.
+  EXPECT_OK(table.CheckLibrary(libm, "resolve_function.library"));
+  table.RecordOutcome(v1::Request::kLoadLibrary, libm, true);
+  table.RecordOutcome(v1::Request::kLoadLibrary, missing, false);
+  EXPECT_OK(table.CheckLibrary(libm, "resolve_function.library"));
+  absl::Status failed = table.CheckLibrary(missing, "lookup_symbol.library");
+  EXPECT_EQ(ErrorCodeOf(failed), v1::NOT_FOUND);
+  EXPECT_EQ(ToProtoError(failed).message(),
+            "lookup_symbol.library: no loaded library has handle 2");
+  EXPECT_EQ(ErrorCodeOf(table.CheckLibrary(0, "x")), v1::NOT_FOUND);
+  EXPECT_EQ(ErrorCodeOf(table.CheckLibrary(3, "x")), v1::NOT_FOUND);
+}
+
+TEST(HandleTable, EachKindOfHandleHasItsLimit) {
+  HandleTable table(HandleTable::Limits{1, 1, 1});
+  ASSERT_OK(table.AddLibrary("/lib/libm.so.6"));
+  absl::StatusOr<uint64_t> library = table.AddLibrary("/lib/libc.so.6");
+  EXPECT_EQ(ErrorCodeOf(library.status()), v1::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ToProtoError(library.status()).message(), "a session may load at most 1 libraries");
+  ASSERT_OK(table.AddFunction(ByName(1, "cos")));
+  EXPECT_EQ(ErrorCodeOf(table.AddFunction(ByName(1, "sin")).status()), v1::RESOURCE_EXHAUSTED);
+  ASSERT_OK_AND_ASSIGN(uint64_t callback, table.AddCallback(DoubleOfDouble()));
+  EXPECT_EQ(ErrorCodeOf(table.AddCallback(DoubleOfDouble()).status()), v1::RESOURCE_EXHAUSTED);
+  // A freed callback makes room once the worker answers the free.
+  ASSERT_OK(table.MarkCallbackFreed(callback));
+  table.RecordOutcome(v1::Request::kFreeCallback, callback, true);
+  EXPECT_OK(table.AddCallback(DoubleOfDouble()));
+}
+
+TEST(HandleTable, AFunctionIsFoundUntilItsResolveFails) {
+  HandleTable table(HandleTable::Limits{});
+  ASSERT_OK_AND_ASSIGN(uint64_t cos, table.AddFunction(ByName(1, "cos")));
+  ASSERT_OK_AND_ASSIGN(uint64_t nope, table.AddFunction(ByName(1, "no_such_symbol")));
+  table.RecordOutcome(v1::Request::kResolveFunction, cos, true);
+  table.RecordOutcome(v1::Request::kResolveFunction, nope, false);
+  ASSERT_OK_AND_ASSIGN(const HandleTable::Function* found, table.FindFunction(cos));
+  EXPECT_EQ(found->symbol, "cos");
+  EXPECT_EQ(found->signature.params_size(), 1);
+  absl::StatusOr<const HandleTable::Function*> failed = table.FindFunction(nope);
+  EXPECT_EQ(ErrorCodeOf(failed.status()), v1::NOT_FOUND);
+  EXPECT_EQ(ToProtoError(failed.status()).message(),
+            "call.function: no resolved function has handle 2");
+}
+
+TEST(HandleTable, CallbacksAreFreedOnceAndAFailedDefinitionLeavesNoId) {
+  HandleTable table(HandleTable::Limits{});
+  ASSERT_OK_AND_ASSIGN(uint64_t kept, table.AddCallback(DoubleOfDouble()));
+  ASSERT_OK_AND_ASSIGN(uint64_t refused, table.AddCallback(DoubleOfDouble()));
+  table.RecordOutcome(v1::Request::kDefineCallback, kept, true);
+  table.RecordOutcome(v1::Request::kDefineCallback, refused, false);
+  EXPECT_NE(table.CallbackSignature(kept), nullptr);
+  EXPECT_EQ(table.CallbackSignature(refused), nullptr);
+  EXPECT_EQ(table.callback_count(), 1u);
+  ASSERT_OK(table.MarkCallbackFreed(kept));
+  // The worker may still invoke it until it answers the free; a second free is refused.
+  EXPECT_NE(table.CallbackSignature(kept), nullptr);
+  absl::Status again = table.MarkCallbackFreed(kept);
+  EXPECT_EQ(ErrorCodeOf(again), v1::NOT_FOUND);
+  EXPECT_EQ(ToProtoError(again).message(), "free_callback.callback: no callback has id 1");
+  table.RecordOutcome(v1::Request::kFreeCallback, kept, false);  // gone whatever the answer
+  EXPECT_EQ(table.CallbackSignature(kept), nullptr);
+}
+
+TEST(HandleTable, AReplayGivesANewWorkerEveryReadyHandleInOrder) {
+  HandleTable table(HandleTable::Limits{});
+  ASSERT_OK_AND_ASSIGN(uint64_t libm, table.AddLibrary("/lib/libm.so.6"));
+  ASSERT_OK_AND_ASSIGN(uint64_t bad, table.AddLibrary("/lib/bad.so"));
+  table.RecordOutcome(v1::Request::kLoadLibrary, libm, true);
+  table.RecordOutcome(v1::Request::kLoadLibrary, bad, false);
+  ASSERT_OK_AND_ASSIGN(uint64_t cos, table.AddFunction(ByName(libm, "cos")));
+  table.RecordOutcome(v1::Request::kResolveFunction, cos, true);
+  HandleTable::Function at_address = ByName(0, "function at 0x1000");
+  at_address.generation = 1;
+  ASSERT_OK_AND_ASSIGN(uint64_t by_address, table.AddFunction(at_address));
+  table.RecordOutcome(v1::Request::kResolveFunction, by_address, true);
+  ASSERT_OK_AND_ASSIGN(uint64_t pending, table.AddFunction(ByName(libm, "sin")));
+  ASSERT_OK_AND_ASSIGN(uint64_t callback, table.AddCallback(DoubleOfDouble()));
+  table.RecordOutcome(v1::Request::kDefineCallback, callback, true);
+  ASSERT_OK_AND_ASSIGN(uint64_t freed, table.AddCallback(DoubleOfDouble()));
+  table.RecordOutcome(v1::Request::kDefineCallback, freed, true);
+  ASSERT_OK(table.MarkCallbackFreed(freed));
+
+  std::vector<HandleTable::Replay> replays = table.Replays();
+  ASSERT_EQ(replays.size(), 3u);  // not: the failed load, by address, pending, being freed
+  EXPECT_EQ(replays[0].op, v1::Request::kLoadLibrary);
+  EXPECT_EQ(replays[0].handle, libm);
+  EXPECT_EQ(replays[0].request.load_library().path(), "/lib/libm.so.6");
+  EXPECT_EQ(replays[0].label, "dlopen /lib/libm.so.6 (replay)");
+  EXPECT_EQ(replays[1].op, v1::Request::kResolveFunction);
+  EXPECT_EQ(replays[1].handle, cos);
+  EXPECT_EQ(replays[1].request.resolve_function().library(), libm);
+  EXPECT_EQ(replays[1].request.resolve_function().symbol(), "cos");
+  EXPECT_EQ(replays[1].request.resolve_function().signature().params_size(), 1);
+  EXPECT_EQ(replays[2].op, v1::Request::kDefineCallback);
+  EXPECT_EQ(replays[2].handle, callback);
+  EXPECT_EQ(replays[2].request.define_callback().signature().result().scalar(), v1::DOUBLE);
+  EXPECT_NE(pending, 0u);
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,189 @@
+#include "server/broker/in_flight_requests.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+
+namespace ffibox {
+
+absl::Status InFlightRequests::CheckScope(uint64_t invocation) const {
+  if (invocation == 0) return absl::OkStatus();
+  auto open = invocations_.find(invocation);
+  if (open == invocations_.end()) {
+    return ErrorStatus(v1::FAILED_PRECONDITION,
+                       absl::StrCat("invocation: callback invocation ", invocation,
+                                    " is not open (it was answered, or its worker is gone)"));
+  }
+  if (open->second.depth >= limits_.max_callback_depth) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("invocation: callback invocation ", invocation, " is nested ",
+                                    open->second.depth, " deep; the server allows at most ",
+                                    limits_.max_callback_depth, " nested callback invocations"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<InFlightRequests::Queued> InFlightRequests::Queue(PendingRequest pending,
+                                                                 absl::Time now) {
+  absl::Status scope_status = CheckScope(pending.scope);
+  if (!scope_status.ok()) return scope_status;
+  if (in_flight_ >= limits_.max_in_flight) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("more than ", limits_.max_in_flight,
+                                                            " requests in flight in one session"));
+  }
+  Queued queued;
+  queued.sequence = pending.sequence = next_sequence_++;
+  Scope& scope = scopes_[pending.scope];
+  if (pending.scope != 0) scope.depth = invocations_[pending.scope].depth;
+  queued.became_head = scope.queue.empty();
+  if (queued.became_head) scope.head_deadline = now + pending.timeout;
+  scope.queue.push_back(std::move(pending));
+  queued.first = ++in_flight_ == 1;
+  return queued;
+}
+
+const PendingRequest* InFlightRequests::RunningRequest(uint64_t sequence) const {
+  for (const auto& [id, scope] : scopes_) {
+    if (!scope.queue.empty() && scope.queue.front().sequence == sequence) {
+      return &scope.queue.front();
+    }
+  }
+  return nullptr;
+}
+
+PendingRequest InFlightRequests::Finish(uint64_t sequence, absl::Time now) {
+  auto scope = scopes_.begin();
+  while (scope->second.queue.empty() || scope->second.queue.front().sequence != sequence) {
+    ++scope;
+  }
+  PendingRequest done = std::move(scope->second.queue.front());
+  scope->second.queue.pop_front();
+  --in_flight_;
+  if (!scope->second.queue.empty()) {
+    scope->second.head_deadline = now + scope->second.queue.front().timeout;
+  } else if (scope->first != 0 && !invocations_.contains(scope->first)) {
+    scopes_.erase(scope);  // the invocation was answered and its last request is done
+  }
+  last_label_ = done.label;
+  return done;
+}
+
+absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,
+                                              std::shared_ptr<const v1::Signature> signature,
+                                              std::vector<std::pair<uint32_t, uint64_t>> shipped,
+                                              absl::Duration idle_timeout, absl::Time now) {
+  const uint64_t id = invoke.invocation();
+  if (invocations_.contains(id) || scopes_.contains(id)) {
+    return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is already in use"));
+  }
+  Invocation open;
+  if (invoke.parent_invocation() != 0) {
+    auto parent = invocations_.find(invoke.parent_invocation());
+    auto parent_scope = scopes_.find(invoke.parent_invocation());
+    if (parent == invocations_.end() || parent_scope == scopes_.end() ||
+        parent_scope->second.queue.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation ", id, " is nested in invocation ",
+                                                     invoke.parent_invocation(),
+                                                     ", which is not running a request"));
+    }
+    open.depth = parent->second.depth + 1;
+    if (open.depth > limits_.max_callback_depth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invocation ", id, " is nested deeper than the limit"));
+    }
+  }
+  open.callback = invoke.callback();
+  open.signature = std::move(signature);
+  open.shipped = std::move(shipped);
+  auto top = scopes_.find(0);
+  if (invoke.parent_invocation() == 0 && (top == scopes_.end() || top->second.queue.empty())) {
+    // Outside any call: nothing else bounds how long the client may take.
+    open.timeout = idle_timeout;
+    open.deadline = now + idle_timeout;
+  }
+  invocations_[id] = std::move(open);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const InFlightRequests::Invocation*> InFlightRequests::AnswerableInvocation(
+    uint64_t id) const {
+  auto open = invocations_.find(id);
+  if (id == 0 || open == invocations_.end()) {
+    return ErrorStatus(v1::FAILED_PRECONDITION,
+                       absl::StrCat("callback_return.invocation: callback invocation ", id,
+                                    " is not open (it was answered, or its worker is gone)"));
+  }
+  auto scope = scopes_.find(id);
+  if (scope != scopes_.end() && !scope->second.queue.empty()) {
+    return ErrorStatus(v1::FAILED_PRECONDITION,
+                       absl::StrCat("callback_return.invocation: ", scope->second.queue.size(),
+                                    " requests sent inside invocation ", id,
+                                    " are still running; wait for their answers first"));
+  }
+  return &open->second;
+}
+
+void InFlightRequests::CloseInvocation(uint64_t id) {
+  invocations_.erase(id);
+  scopes_.erase(id);
+}
+
+absl::Time InFlightRequests::NextDeadline() const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [id, scope] : scopes_) {
+    if (!scope.queue.empty()) next = std::min(next, scope.head_deadline);
+  }
+  for (const auto& [id, open] : invocations_) next = std::min(next, open.deadline);
+  return next;
+}
+
+std::optional<InFlightRequests::Culprit> InFlightRequests::FindOverdue(absl::Time now) const {
+  for (const auto& [id, scope] : scopes_) {
+    if (!scope.queue.empty() && now >= scope.head_deadline) {
+      const PendingRequest& head = scope.queue.front();
+      return Culprit{head.sequence, head.label, head.timeout};
+    }
+  }
+  for (const auto& [id, open] : invocations_) {
+    if (now >= open.deadline) {
+      return Culprit{
+          0, absl::StrCat("callback ", open.callback, " (invocation ", id, ", outside any call)"),
+          open.timeout};
+    }
+  }
+  return std::nullopt;
+}
+
+InFlightRequests::Culprit InFlightRequests::InnermostRunning() const {
+  Culprit culprit;
+  int depth = -1;
+  for (const auto& [id, scope] : scopes_) {
+    if (scope.queue.empty() || scope.depth <= depth) continue;
+    depth = scope.depth;
+    const PendingRequest& head = scope.queue.front();
+    culprit = Culprit{head.sequence, head.label, head.timeout};
+  }
+  return culprit;
+}
+
+std::vector<std::pair<PendingRequest, bool>> InFlightRequests::Drain(const Culprit& blamed) {
+  std::vector<std::pair<PendingRequest, bool>> drained;
+  for (auto& [id, scope] : scopes_) {
+    bool head = true;
+    for (PendingRequest& pending : scope.queue) {
+      const bool is_blamed = blamed.sequence != 0 && pending.sequence == blamed.sequence;
+      drained.emplace(is_blamed ? drained.begin() : drained.end(), std::move(pending), !head);
+      head = false;
+    }
+  }
+  // Heads before queued requests, the blamed one staying first.
+  std::stable_partition(drained.begin(), drained.end(),
+                        [](const std::pair<PendingRequest, bool>& entry) { return !entry.second; });
+  scopes_.clear();
+  in_flight_ = 0;
+  invocations_.clear();
+  return drained;
+}
+
+}  // namespace ffibox

@@ -1,0 +1,168 @@
+#include "server/broker/in_flight_requests.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/errors.h"
+#include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
+
+namespace ffibox {
+namespace {
+
+const absl::Time kStart = absl::FromUnixSeconds(1000);
+
+PendingRequest Request(const std::string& label, uint64_t scope = 0,
+                       absl::Duration timeout = absl::Seconds(30)) {
+  PendingRequest pending;
+  pending.label = label;
+  pending.scope = scope;
+  pending.timeout = timeout;
+  return pending;
+}
+
+v1::CallbackInvoke Invoke(uint64_t invocation, uint64_t parent = 0) {
+  v1::CallbackInvoke invoke;
+  invoke.set_invocation(invocation);
+  invoke.set_callback(7);
+  invoke.set_parent_invocation(parent);
+  return invoke;
+}
+
+absl::Status Open(InFlightRequests& requests, const v1::CallbackInvoke& invoke,
+                  absl::Time now = kStart) {
+  return requests.OpenInvocation(invoke, std::make_shared<const v1::Signature>(), {},
+                                 absl::Seconds(5), now);
+}
+
+TEST(InFlightRequests, OneScopeAnswersInOrderAndEachHeadGetsItsOwnDeadline) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued first,
+                       requests.Queue(Request("cos", 0, absl::Seconds(2)), kStart));
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued second,
+                       requests.Queue(Request("sin", 0, absl::Seconds(3)), kStart));
+  EXPECT_TRUE(first.first);
+  EXPECT_TRUE(first.became_head);
+  EXPECT_FALSE(second.first);
+  EXPECT_FALSE(second.became_head);
+  EXPECT_LT(first.sequence, second.sequence);
+  EXPECT_EQ(requests.size(), 2u);
+  // Only the head is running: a reply for the second one now is not for anything running.
+  EXPECT_EQ(requests.RunningRequest(second.sequence), nullptr);
+  ASSERT_NE(requests.RunningRequest(first.sequence), nullptr);
+  EXPECT_EQ(requests.NextDeadline(), kStart + absl::Seconds(2));
+  // The second request's deadline counts from when the worker starts on it.
+  PendingRequest done = requests.Finish(first.sequence, kStart + absl::Seconds(1));
+  EXPECT_EQ(done.label, "cos");
+  EXPECT_EQ(requests.last_label(), "cos");
+  EXPECT_EQ(requests.NextDeadline(), kStart + absl::Seconds(4));
+  EXPECT_FALSE(requests.FindOverdue(kStart + absl::Seconds(3)).has_value());
+  std::optional<InFlightRequests::Culprit> overdue =
+      requests.FindOverdue(kStart + absl::Seconds(4));
+  ASSERT_TRUE(overdue.has_value());
+  EXPECT_EQ(overdue->sequence, second.sequence);
+  EXPECT_EQ(overdue->label, "sin");
+  EXPECT_EQ(overdue->timeout, absl::Seconds(3));
+  requests.Finish(second.sequence, kStart + absl::Seconds(2));
+  EXPECT_EQ(requests.size(), 0u);
+  EXPECT_EQ(requests.NextDeadline(), absl::InfiniteFuture());
+}
+
+TEST(InFlightRequests, RequestsInsideAnInvocationRunBesideTheCallThatMadeIt) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued call, requests.Queue(Request("qsort"), kStart));
+  // Inside a call: the call's deadline governs, the invocation gets none of its own.
+  ASSERT_OK(Open(requests, Invoke(1)));
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued nested,
+                       requests.Queue(Request("read_memory", 1), kStart));
+  EXPECT_TRUE(nested.became_head);
+  EXPECT_NE(requests.RunningRequest(call.sequence), nullptr);
+  EXPECT_NE(requests.RunningRequest(nested.sequence), nullptr);
+  EXPECT_EQ(requests.InnermostRunning().label, "read_memory");
+  // The client may not answer while its own requests inside the invocation run.
+  absl::StatusOr<const InFlightRequests::Invocation*> busy = requests.AnswerableInvocation(1);
+  EXPECT_EQ(ErrorCodeOf(busy.status()), v1::FAILED_PRECONDITION);
+  EXPECT_EQ(ToProtoError(busy.status()).message(),
+            "callback_return.invocation: 1 requests sent inside invocation 1 are still running; "
+            "wait for their answers first");
+  requests.Finish(nested.sequence, kStart);
+  ASSERT_OK_AND_ASSIGN(const InFlightRequests::Invocation* open, requests.AnswerableInvocation(1));
+  EXPECT_EQ(open->callback, 7u);
+  EXPECT_EQ(open->depth, 1);
+  requests.CloseInvocation(1);
+  EXPECT_EQ(ErrorCodeOf(requests.CheckScope(1)), v1::FAILED_PRECONDITION);
+  EXPECT_EQ(ErrorCodeOf(requests.Queue(Request("late", 1), kStart).status()),
+            v1::FAILED_PRECONDITION);
+  EXPECT_EQ(requests.size(), 1u);
+}
+
+TEST(InFlightRequests, TheWorkersInvocationIdsAndNestingAreChecked) {
+  InFlightRequests requests(InFlightRequests::Limits{4096, 2});
+  ASSERT_OK(requests.Queue(Request("call"), kStart));
+  ASSERT_OK(Open(requests, Invoke(1)));
+  EXPECT_EQ(Open(requests, Invoke(1)).code(), absl::StatusCode::kInvalidArgument);  // in use
+  // A nested invocation needs its parent to be running a request.
+  EXPECT_EQ(Open(requests, Invoke(2, 1)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Open(requests, Invoke(2, 9)).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_OK(requests.Queue(Request("inner call", 1), kStart));
+  ASSERT_OK(Open(requests, Invoke(2, 1)));
+  // Depth 2 is the limit: no request may be sent inside it, and the worker may not nest
+  // deeper.
+  absl::Status deep = requests.CheckScope(2);
+  EXPECT_EQ(ErrorCodeOf(deep), v1::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ToProtoError(deep).message(),
+            "invocation: callback invocation 2 is nested 2 deep; the server allows at most 2 "
+            "nested callback invocations");
+  EXPECT_EQ(Open(requests, Invoke(3, 2)).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(InFlightRequests, AnInvocationOutsideAnyCallHasItsOwnDeadline) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  ASSERT_OK(Open(requests, Invoke(4)));  // a library thread fires a stored callback
+  EXPECT_EQ(requests.NextDeadline(), kStart + absl::Seconds(5));
+  std::optional<InFlightRequests::Culprit> overdue =
+      requests.FindOverdue(kStart + absl::Seconds(5));
+  ASSERT_TRUE(overdue.has_value());
+  EXPECT_EQ(overdue->sequence, 0u);
+  EXPECT_EQ(overdue->label, "callback 7 (invocation 4, outside any call)");
+}
+
+TEST(InFlightRequests, TheLimitOfRequestsInFlightHolds) {
+  InFlightRequests requests(InFlightRequests::Limits{2, 64});
+  ASSERT_OK(requests.Queue(Request("a"), kStart));
+  ASSERT_OK(requests.Queue(Request("b"), kStart));
+  absl::StatusOr<InFlightRequests::Queued> third = requests.Queue(Request("c"), kStart);
+  EXPECT_EQ(ErrorCodeOf(third.status()), v1::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ToProtoError(third.status()).message(),
+            "more than 2 requests in flight in one session");
+}
+
+TEST(InFlightRequests, ADeathDrainsTheBlamedFirstThenRunningThenQueued) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued call, requests.Queue(Request("qsort"), kStart));
+  ASSERT_OK(requests.Queue(Request("queued behind qsort"), kStart));
+  ASSERT_OK(Open(requests, Invoke(1)));
+  ASSERT_OK(requests.Queue(Request("inside the callback", 1), kStart));
+  const InFlightRequests::Culprit innermost = requests.InnermostRunning();
+  EXPECT_EQ(innermost.label, "inside the callback");
+
+  std::vector<std::pair<PendingRequest, bool>> drained = requests.Drain(innermost);
+  ASSERT_EQ(drained.size(), 3u);
+  EXPECT_EQ(drained[0].first.label, "inside the callback");
+  EXPECT_FALSE(drained[0].second);
+  EXPECT_EQ(drained[1].first.label, "qsort");
+  EXPECT_FALSE(drained[1].second);
+  EXPECT_EQ(drained[2].first.label, "queued behind qsort");
+  EXPECT_TRUE(drained[2].second);
+  EXPECT_EQ(requests.size(), 0u);
+  EXPECT_EQ(requests.RunningRequest(call.sequence), nullptr);
+  EXPECT_EQ(ErrorCodeOf(requests.CheckScope(1)), v1::FAILED_PRECONDITION);  // died with it
+  // Sequence numbers keep growing across workers.
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued next, requests.Queue(Request("cos"), kStart));
+  EXPECT_GT(next.sequence, call.sequence);
+}
+
+}  // namespace
+}  // namespace ffibox

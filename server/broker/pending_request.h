@@ -1,0 +1,44 @@
+// A request the broker has sent to a worker and not yet seen answered. Shared by the session
+// (which queues them) and CheckWorkerResponse (which checks the worker's answer against them).
+#ifndef FFIBOX_SERVER_BROKER_PENDING_REQUEST_H_
+#define FFIBOX_SERVER_BROKER_PENDING_REQUEST_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+struct PendingRequest {
+  uint64_t sequence = 0;   // WorkerRequest.id: unique per worker, in send order
+  uint64_t client_id = 0;  // the client's Request.id; 0 for the broker's own replays
+  v1::Request::OpCase op = v1::Request::OP_NOT_SET;
+  uint64_t handle = 0;  // library, function or callback handle, for load / resolve / define
+  // The invocation the request runs inside (WorkerRequest.invocation); 0 = top level.
+  uint64_t scope = 0;
+  std::string label;       // what was running, for errors: "cos", "dlopen libm.so.6"
+  absl::Duration timeout;  // the deadline, counted from when the worker starts on it
+  // For calls: the size of each block (index = Call.blocks index), kNotReturned for IN
+  // blocks, which are not copied back.
+  std::vector<uint64_t> returned_block_sizes;
+  static constexpr uint64_t kNotReturned = ~uint64_t{0};
+  // For calls: the size of every block (index = Call.blocks index), the bounds of the
+  // pointers the worker reports in returned blocks.
+  std::vector<uint64_t> block_sizes;
+  // For calls: the blocks sent with `keep`; the reply reports each once, in this order.
+  std::vector<uint32_t> kept_blocks;
+  // For read_memory: the exact number of bytes the reply must carry in `data`, or, when
+  // `read_typed`, the size a `raw` value must have (then `data` must be empty).
+  uint64_t read_size = 0;
+  bool read_typed = false;
+  // Non-zero: the request is only valid on this worker generation (calls of functions
+  // resolved by address); on any other, it fails with STALE_HANDLE instead of being sent.
+  uint64_t required_generation = 0;
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_PENDING_REQUEST_H_

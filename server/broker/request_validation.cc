@@ -1,0 +1,372 @@
+#include "server/broker/request_validation.h"
+
+#include <fnmatch.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "core/layout.h"
+#include "server/broker/pending_request.h"
+
+namespace ffibox {
+
+absl::Status ValidateEnvironment(const v1::OpenSession& open,
+                                 const std::vector<std::string>& allowed) {
+  if (open.environment_size() > kMaxEnvironmentVariables) {
+    return InvalidArgumentAt("open.environment",
+                             absl::StrCat("at most ", kMaxEnvironmentVariables, " variables"));
+  }
+  for (const auto& [name, value] : open.environment()) {
+    const std::string field = absl::StrCat("open.environment[", name, "]");
+    bool well_formed = !name.empty() && name.size() <= 256 &&
+                       (absl::ascii_isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_');
+    for (char c : name) {
+      well_formed = well_formed && (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_');
+    }
+    if (!well_formed) {
+      return InvalidArgumentAt("open.environment",
+                               "a variable name is not [A-Za-z_][A-Za-z0-9_]* (at most 256)");
+    }
+    if (value.size() > kMaxEnvironmentValueBytes || value.find('\0') != std::string::npos) {
+      return InvalidArgumentAt(field,
+                               absl::StrCat("the value must be at most ", kMaxEnvironmentValueBytes,
+                                            " bytes without NUL"));
+    }
+    bool admitted = false;
+    for (const std::string& pattern : allowed) {
+      admitted = admitted || fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+    }
+    if (!admitted) {
+      return InvalidArgumentAt(
+          field, absl::StrCat(name, " is not in the server's sandbox.env_allow",
+                              allowed.empty() ? " (empty: the server accepts no variables)" : ""));
+    }
+  }
+  return absl::OkStatus();
+}
+namespace {
+
+absl::Status ValidateName(absl::string_view name, size_t max_bytes, absl::string_view field) {
+  if (name.empty()) return InvalidArgumentAt(field, "must not be empty");
+  if (name.size() > max_bytes) {
+    return InvalidArgumentAt(field,
+                             absl::StrCat("is ", name.size(), " bytes, the limit is ", max_bytes));
+  }
+  if (name.find('\0') != absl::string_view::npos) {
+    return InvalidArgumentAt(field, "contains a NUL byte");
+  }
+  return absl::OkStatus();
+}
+
+uint64_t BlockSize(const v1::MemoryBlock& block) {
+  return block.size() != 0 ? block.size() : block.data().size();
+}
+
+}  // namespace
+
+absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load) {
+  return ValidateName(load.path(), kMaxPathBytes, "load_library.path");
+}
+
+absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits) {
+  if (resolve.has_address()) {
+    if (resolve.library() != 0 || !resolve.symbol().empty()) {
+      return InvalidArgumentAt("resolve_function.address",
+                               "name either library and symbol, or address, not both");
+    }
+    if (resolve.address().address() == 0) {
+      return InvalidArgumentAt("resolve_function.address", "is NULL");
+    }
+    return ValidateSignature(resolve.signature(), limits, "resolve_function.signature");
+  }
+  absl::Status status = ValidateName(resolve.symbol(), kMaxSymbolBytes, "resolve_function.symbol");
+  if (!status.ok()) return status;
+  return ValidateSignature(resolve.signature(), limits, "resolve_function.signature");
+}
+
+absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
+                               const TypeLimits& limits) {
+  if (!signature.variadic() && call.variadic_types_size() > 0) {
+    return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
+  }
+  // Checked before the variadic types are validated, so a flood of them costs nothing.
+  size_t total_args = static_cast<size_t>(signature.params_size()) +
+                      static_cast<size_t>(call.variadic_types_size());
+  if (total_args > limits.max_args) {
+    return InvalidArgumentAt(
+        "call.variadic_types",
+        absl::StrCat(total_args, " arguments exceed the limit of ", limits.max_args));
+  }
+  for (int i = 0; i < call.variadic_types_size(); ++i) {
+    std::string field = absl::StrCat("call.variadic_types[", i, "]");
+    absl::Status status = ValidateType(call.variadic_types(i), limits, field);
+    if (!status.ok()) return status;
+    if (call.variadic_types(i).kind_case() == v1::Type::kScalar &&
+        call.variadic_types(i).scalar() == v1::VOID) {
+      return InvalidArgumentAt(field, "a variadic argument cannot be void");
+    }
+  }
+  size_t expected = total_args;
+  if (static_cast<size_t>(call.args_size()) != expected) {
+    return InvalidArgumentAt(
+        "call.args",
+        absl::StrCat("expected ", expected, " argument", expected == 1 ? "" : "s", " (",
+                     signature.params_size(), " fixed, ", call.variadic_types_size(),
+                     " variadic), got ", call.args_size()));
+  }
+  if (static_cast<size_t>(call.blocks_size()) > limits.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.blocks: ", call.blocks_size(), " blocks, the limit is ",
+                                    limits.max_blocks));
+  }
+  if (static_cast<size_t>(call.release_size()) > limits.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.release: ", call.release_size(),
+                                    " addresses, the limit is ", limits.max_blocks));
+  }
+  uint64_t total_bytes = 0;
+  size_t relocations = 0;
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    const v1::MemoryBlock& block = call.blocks(i);
+    std::string field = absl::StrCat("call.blocks[", i, "]");
+    if (!v1::Direction_IsValid(block.direction())) {
+      return InvalidArgumentAt(field + ".direction", "unknown direction");
+    }
+    if (block.keep() && block.has_at()) {
+      return InvalidArgumentAt(field, "a block cannot be both kept and placed at");
+    }
+    if (block.size() != 0 && block.data().size() > block.size()) {
+      return InvalidArgumentAt(field, absl::StrCat("data is ", block.data().size(),
+                                                   " bytes, more than its size ", block.size()));
+    }
+    uint64_t size = BlockSize(block);
+    if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(field, ": blocks of the call exceed the limit of ",
+                                      limits.max_block_bytes, " bytes"));
+    }
+    total_bytes += size;
+    relocations += static_cast<size_t>(block.relocations_size());
+    if (relocations > limits.max_relocations) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(field, ": relocations of the call exceed the limit of ",
+                                      limits.max_relocations));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits) {
+  absl::Status status = ValidateName(lookup.symbol(), kMaxSymbolBytes, "lookup_symbol.symbol");
+  if (!status.ok() || !lookup.has_type()) return status;
+  status = ValidateType(lookup.type(), limits, "lookup_symbol.type");
+  if (!status.ok()) return status;
+  if (lookup.type().kind_case() == v1::Type::kScalar && lookup.type().scalar() == v1::VOID) {
+    return InvalidArgumentAt("lookup_symbol.type", "a variable cannot be void");
+  }
+  return absl::OkStatus();
+}
+
+std::string MemoryOperationName(const v1::Request& request) {
+  const google::protobuf::FieldDescriptor* field =
+      v1::Request::descriptor()->FindFieldByNumber(request.op_case());
+  return field != nullptr ? field->name() : "memory operation";
+}
+
+uint64_t TypeSizeOf(const v1::Type& type) {
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  if (!ComputeSizeAndAlignment(type, &size, &alignment).ok()) return 0;
+  return size;
+}
+
+namespace {
+
+absl::Status ValidateDataType(const v1::Type& type, const TypeLimits& limits,
+                              absl::string_view field) {
+  absl::Status status = ValidateType(type, limits, field);
+  if (!status.ok()) return status;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  return PrefixField(ComputeSizeAndAlignment(type, &size, &alignment), field);
+}
+
+absl::Status ValidateReadMemory(const v1::ReadMemory& read, const TypeLimits& limits) {
+  if (!read.has_address()) return InvalidArgumentAt("read_memory.address", "is required");
+  if (!read.has_type()) return absl::OkStatus();
+  absl::Status status = ValidateDataType(read.type(), limits, "read_memory.type");
+  if (!status.ok()) return status;
+  const uint64_t size = TypeSizeOf(read.type());
+  if (read.size() != 0 && read.size() != size) {
+    return InvalidArgumentAt("read_memory.size",
+                             absl::StrCat("is ", read.size(), " but the type's size is ", size,
+                                          " (send 0 or the type's size)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWriteMemory(const v1::WriteMemory& write, const TypeLimits& limits) {
+  if (!write.has_address()) return InvalidArgumentAt("write_memory.address", "is required");
+  if (!write.has_type()) {
+    if (write.has_value()) {
+      return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
+    }
+    return absl::OkStatus();
+  }
+  if (!write.data().empty()) {
+    return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
+  }
+  if (!write.has_value()) return InvalidArgumentAt("write_memory.value", "is required with a type");
+  return ValidateDataType(write.type(), limits, "write_memory.type");
+}
+
+}  // namespace
+
+absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits) {
+  auto require = [](bool present, const char* field) {
+    return present ? absl::OkStatus() : InvalidArgumentAt(field, "is required");
+  };
+  switch (request.op_case()) {
+    case v1::Request::kReadMemory:
+      return ValidateReadMemory(request.read_memory(), limits);
+    case v1::Request::kWriteMemory:
+      return ValidateWriteMemory(request.write_memory(), limits);
+    case v1::Request::kAllocMemory:
+      return absl::OkStatus();
+    case v1::Request::kFreeMemory:
+      return require(request.free_memory().has_address(), "free_memory.address");
+    case v1::Request::kFillMemory:
+      if (request.fill_memory().byte() > 0xFF) {
+        return InvalidArgumentAt("fill_memory.byte", "must be 0..255");
+      }
+      return require(request.fill_memory().has_address(), "fill_memory.address");
+    case v1::Request::kCopyMemory: {
+      absl::Status destination =
+          require(request.copy_memory().has_destination(), "copy_memory.destination");
+      if (!destination.ok()) return destination;
+      return require(request.copy_memory().has_source(), "copy_memory.source");
+    }
+    case v1::Request::kReadString:
+      return require(request.read_string().has_address(), "read_string.address");
+    default:
+      return InvalidArgumentAt("op", "not a memory operation");
+  }
+}
+
+absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const TypeLimits& limits) {
+  if (define.signature().variadic()) {
+    return InvalidArgumentAt("define_callback.signature.variadic", "a callback cannot be variadic");
+  }
+  return ValidateSignature(define.signature(), limits, "define_callback.signature");
+}
+
+namespace {
+
+// Whether `value`'s kind is one the proto allows for `type` (see Value in ffibox.proto);
+// ranges are checked by the worker when it converts the value.
+bool ValueKindFits(const v1::Type& type, const v1::Value& value) {
+  const v1::Value::KindCase kind = value.kind_case();
+  const bool is_pointer =
+      kind == v1::Value::kPointer && !value.pointer().has_block();  // no blocks in a return
+  switch (type.kind_case()) {
+    case v1::Type::kScalar:
+      switch (type.scalar()) {
+        case v1::BOOL:
+          return kind == v1::Value::kBoolValue || kind == v1::Value::kIntValue ||
+                 kind == v1::Value::kUintValue;
+        case v1::FLOAT:
+        case v1::DOUBLE:
+        case v1::LONGDOUBLE:
+          return kind == v1::Value::kFloatValue || kind == v1::Value::kIntValue ||
+                 kind == v1::Value::kUintValue;
+        case v1::POINTER:
+        case v1::CSTRING:
+        case v1::WSTRING:
+          return is_pointer;
+        default:
+          return kind == v1::Value::kIntValue || kind == v1::Value::kUintValue ||
+                 kind == v1::Value::kBoolValue ||
+                 (kind == v1::Value::kBytesValue && value.bytes_value().size() == 1);
+      }
+    case v1::Type::kPointer:
+    case v1::Type::kFunction:
+      return is_pointer;
+    case v1::Type::kArray:
+    case v1::Type::kRecord:
+      return kind == v1::Value::kAggregate || kind == v1::Value::kRaw;
+    default:
+      return kind != v1::Value::KIND_NOT_SET;
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateCallbackReturn(const v1::CallbackReturn& answer,
+                                    const v1::Signature& signature,
+                                    const std::vector<std::pair<uint32_t, uint64_t>>& shipped) {
+  const bool returns_void =
+      !signature.has_result() || (signature.result().kind_case() == v1::Type::kScalar &&
+                                  signature.result().scalar() == v1::VOID);
+  if (answer.error().empty()) {
+    if (returns_void && answer.has_result()) {
+      return InvalidArgumentAt("callback_return.result",
+                               "the callback returns void; send no result");
+    }
+    if (!returns_void && !answer.has_result()) {
+      return InvalidArgumentAt("callback_return.result",
+                               "is required (the callback returns a value), unless `error` is set");
+    }
+    if (!returns_void && !ValueKindFits(signature.result(), answer.result())) {
+      return InvalidArgumentAt("callback_return.result",
+                               "does not fit the callback's result type (see Value in the proto)");
+    }
+  }
+  absl::flat_hash_set<uint32_t> seen;
+  for (int i = 0; i < answer.pointees_size(); ++i) {
+    const v1::PointeeData& pointee = answer.pointees(i);
+    std::string field = absl::StrCat("callback_return.pointees[", i, "]");
+    const std::pair<uint32_t, uint64_t>* match = nullptr;
+    for (const auto& entry : shipped) {
+      if (entry.first == pointee.arg()) match = &entry;
+    }
+    if (match == nullptr) {
+      return InvalidArgumentAt(field, absl::StrCat("argument ", pointee.arg(),
+                                                   " had no pointee shipped with the invoke"));
+    }
+    if (!seen.insert(pointee.arg()).second) {
+      return InvalidArgumentAt(field, absl::StrCat("argument ", pointee.arg(), " appears twice"));
+    }
+    if (pointee.data().size() != match->second) {
+      return InvalidArgumentAt(field, absl::StrCat("is ", pointee.data().size(),
+                                                   " bytes; the pointee is ", match->second));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<uint64_t> BlockSizes(const v1::Call& call) {
+  std::vector<uint64_t> sizes;
+  sizes.reserve(call.blocks_size());
+  for (const v1::MemoryBlock& block : call.blocks()) sizes.push_back(BlockSize(block));
+  return sizes;
+}
+
+std::vector<uint32_t> KeptBlocks(const v1::Call& call) {
+  std::vector<uint32_t> kept;
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    if (call.blocks(i).keep()) kept.push_back(static_cast<uint32_t>(i));
+  }
+  return kept;
+}
+
+std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {
+  std::vector<uint64_t> sizes;
+  sizes.reserve(call.blocks_size());
+  for (const v1::MemoryBlock& block : call.blocks()) {
+    sizes.push_back(block.direction() == v1::IN ? PendingRequest::kNotReturned : BlockSize(block));
+  }
+  return sizes;
+}
+
+}  // namespace ffibox

@@ -1,0 +1,85 @@
+// Checks of client requests that need no worker: run by the broker before anything is
+// forwarded, so a malformed request is refused precisely and never reaches a worker.
+// Per-value checks (does this value fit that C type?) happen in the worker's marshalling,
+// which validates everything it touches.
+#ifndef FFIBOX_SERVER_BROKER_REQUEST_VALIDATION_H_
+#define FFIBOX_SERVER_BROKER_REQUEST_VALIDATION_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+inline constexpr size_t kMaxPathBytes = 4096;
+inline constexpr size_t kMaxSymbolBytes = 1024;
+
+// A library path: non-empty, at most kMaxPathBytes, no NUL byte.
+absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load);
+
+// OK when every variable of `open.environment` has a well-formed name matching one of
+// `allowed` (names or shell globs), there are at most kMaxEnvironmentVariables and no value
+// exceeds kMaxEnvironmentValueBytes or holds a NUL; INVALID_ARGUMENT naming the variable
+// otherwise.
+inline constexpr int kMaxEnvironmentVariables = 64;
+inline constexpr size_t kMaxEnvironmentValueBytes = 4096;
+absl::Status ValidateEnvironment(const v1::OpenSession& open,
+                                 const std::vector<std::string>& allowed);
+
+// A signature (types within `limits`) and exactly one target: `library` + `symbol`, or
+// `address` (a function pointer the library returned; then library is 0 and symbol empty).
+absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits);
+
+// A call against its function's signature: argument count (fixed + variadic at most
+// limits.max_args), variadic types, block count, total block bytes and relocation count
+// within `limits`, valid block directions.
+absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
+                               const TypeLimits& limits);
+
+// A symbol lookup: symbol name, and the type to read it as when one is given.
+absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits);
+
+// A remote-memory request (read/write/alloc/free/fill/copy memory, read_string): every
+// address it needs is present and `fill_memory.byte` is a byte. Typed reads and writes:
+// the type is valid within `limits` and not void; read_memory.size is 0 or the type's size;
+// write_memory carries either `data` or `type` + `value`, never both. Sizes are capped by
+// the worker (server/worker/memory_requests.h).
+absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits);
+
+// A callback definition: a valid signature within `limits`, not variadic (libffi closures
+// have fixed parameters).
+absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const TypeLimits& limits);
+
+// The client's answer to an invocation of a callback with `signature`: without `error`, a
+// result whose kind fits the result type (absent exactly when the callback returns void);
+// pointee write-backs only for the (argument, size) pairs `shipped` with the invoke, each
+// at most once and exactly that size. With `error`, the result is ignored.
+absl::Status ValidateCallbackReturn(const v1::CallbackReturn& answer,
+                                    const v1::Signature& signature,
+                                    const std::vector<std::pair<uint32_t, uint64_t>>& shipped);
+
+// The layout size of a validated type (for the checks of typed memory replies).
+uint64_t TypeSizeOf(const v1::Type& type);
+
+// The operation name of a remote-memory request, for errors ("read_memory").
+std::string MemoryOperationName(const v1::Request& request);
+
+// The byte size of each of the call's blocks. Requires ValidateCallShape to have passed.
+std::vector<uint64_t> BlockSizes(const v1::Call& call);
+
+// The indexes of the call's blocks sent with `keep`, in order.
+std::vector<uint32_t> KeptBlocks(const v1::Call& call);
+
+// The byte size of each of the call's blocks that comes back (OUT / INOUT), or
+// PendingRequest::kNotReturned for IN blocks.
+// Requires ValidateCallShape to have passed.
+std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call);
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_REQUEST_VALIDATION_H_

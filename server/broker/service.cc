@@ -1,0 +1,100 @@
+#include "server/broker/service.h"
+
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/errors.h"
+
+namespace ffibox {
+namespace {
+
+// Serialises writes to the stream: the stream's thread and the worker's reader thread both
+// answer requests.
+class StreamSink : public ResponseSink {
+ public:
+  explicit StreamSink(grpc::ServerReaderWriter<v1::Response, v1::Request>* stream)
+      : stream_(stream) {}
+
+  bool Send(const v1::Response& response) override {
+    absl::MutexLock lock(&mu_);
+    if (broken_) return false;
+    if (!stream_->Write(response)) broken_ = true;
+    return !broken_;
+  }
+
+ private:
+  grpc::ServerReaderWriter<v1::Response, v1::Request>* const stream_;
+  absl::Mutex mu_;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+std::string ToString(grpc::string_ref value) { return std::string(value.data(), value.size()); }
+
+// What the stream presented: its listener kind, its authorization metadata and the names of
+// a client certificate the TLS handshake verified.
+PresentedCredentials CredentialsOf(const grpc::ServerContext& context) {
+  PresentedCredentials presented;
+  // ffiboxd accepts its unix sockets itself and hands them to gRPC as "fd:N" connections
+  // (server/unix_acceptor.h); TCP connections are gRPC's own ("ipv4:", "ipv6:").
+  presented.unix_socket =
+      absl::StartsWith(context.peer(), "unix:") || absl::StartsWith(context.peer(), "fd:");
+  auto authorization = context.client_metadata().find("authorization");
+  if (authorization != context.client_metadata().end()) {
+    presented.authorization = ToString(authorization->second);
+  }
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth != nullptr && auth->IsPeerAuthenticated()) {
+    for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
+      for (const grpc::string_ref& name : auth->FindPropertyValues(property)) {
+        presented.certificate_names.push_back(ToString(name));
+      }
+    }
+  }
+  return presented;
+}
+
+grpc::Status GrpcStatusOf(const absl::Status& status) {
+  // absl::StatusCode and grpc::StatusCode share their numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+}  // namespace
+
+FfiboxService::FfiboxService(SessionConfig config, AccessPolicy policy)
+    : config_(std::move(config)),
+      allowlists_(std::move(policy.allowlists)),
+      authenticator_(std::move(policy.identities), std::move(policy.local_identity)),
+      quota_(policy.max_sessions) {}
+
+grpc::Status FfiboxService::Session(grpc::ServerContext* context,
+                                    grpc::ServerReaderWriter<v1::Response, v1::Request>* stream) {
+  absl::StatusOr<const ClientIdentity*> identity =
+      authenticator_.Authenticate(CredentialsOf(*context));
+  if (!identity.ok()) return GrpcStatusOf(identity.status());
+  absl::StatusOr<std::unique_ptr<SessionQuota::Ticket>> ticket =
+      quota_.Acquire((*identity)->name, (*identity)->max_sessions);
+  if (!ticket.ok()) return GrpcStatusOf(ticket.status());
+  auto allowlist = allowlists_.find((*identity)->name);
+  if (allowlist == allowlists_.end()) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        absl::StrCat("identity \"", (*identity)->name, "\" has no allowlist"));
+  }
+  SessionConfig config = config_;
+  config.allowlist = allowlist->second;
+
+  StreamSink sink(stream);
+  ffibox::Session session(config, &sink, absl::StrCat(getpid(), "-", next_session_.fetch_add(1)));
+  v1::Request request;
+  while (stream->Read(&request)) {
+    if (!session.HandleRequest(request)) break;
+  }
+  // The client closed, cancelled, disconnected or asked to close: no worker outlives this.
+  session.Shutdown();
+  return grpc::Status::OK;
+}
+
+}  // namespace ffibox

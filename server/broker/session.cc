@@ -1,0 +1,551 @@
+#include "server/broker/session.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "core/status_macros.h"
+#include "server/broker/library_descriptor.h"
+#include "server/broker/request_validation.h"
+#include "server/broker/responses.h"
+#include "server/broker/worker_reply.h"
+#include "server/jail/jail_layers.h"
+#include "server/jail/user_namespace.h"
+#include "server/protocol/worker_protocol.pb.h"
+
+namespace ffibox {
+namespace {
+
+// How often a request may find its freshly started worker dead before it gives up (a
+// library whose constructor crashes would otherwise restart workers forever).
+constexpr int kMaxStartAttempts = 2;
+
+// The smallest memory cap a session may ask for: below it the worker cannot even run.
+constexpr uint64_t kMinSessionMemoryBytes = uint64_t{16} << 20;
+
+}  // namespace
+
+Session::Session(const SessionConfig& config, ResponseSink* sink, std::string session_id)
+    : config_(config),
+      sink_(sink),
+      session_id_(std::move(session_id)),
+      call_timeout_(config.default_call_timeout),
+      memory_limit_bytes_(config.jail.address_space_bytes),
+      idle_cpu_percent_(config.jail.idle_cpu_percent),
+      handles_(
+          HandleTable::Limits{config.max_libraries, config.max_functions, config.max_callbacks}),
+      requests_(InFlightRequests::Limits{config.max_in_flight, config.max_callback_depth}) {}
+
+Session::~Session() { Shutdown(); }
+
+void Session::Reply(const v1::Request& request, v1::Response response) {
+  response.set_id(request.id());
+  sink_->Send(response);
+}
+
+void Session::ReplyError(const v1::Request& request, const absl::Status& status) {
+  sink_->Send(ErrorResponse(request.id(), ToProtoError(status)));
+}
+
+absl::Duration Session::CallTimeout() {
+  absl::MutexLock lock(&mu_);
+  return call_timeout_;
+}
+
+bool Session::HandleRequest(const v1::Request& request) {
+  bool first = false;
+  {
+    absl::MutexLock lock(&mu_);
+    first = !any_request_;
+    any_request_ = true;
+  }
+  absl::StatusOr<Answer> answer = Dispatch(request, first);
+  if (!answer.ok()) {
+    ReplyError(request, answer.status());
+  } else if (answer->has_value()) {
+    Reply(request, **std::move(answer));
+  }
+  return !(answer.ok() && request.op_case() == v1::Request::kClose);
+}
+
+absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bool first) {
+  if (request.id() == 0) return InvalidArgumentAt("id", "request ids start at 1 (0 is reserved)");
+  size_t size = request.ByteSizeLong();
+  if (size > config_.max_message_bytes) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("request of ", size, " bytes exceeds the limit of ",
+                                    config_.max_message_bytes, " bytes"));
+  }
+  if (request.invocation() != 0 && request.op_case() != v1::Request::kCallbackReturn &&
+      request.op_case() != v1::Request::kPing && request.op_case() != v1::Request::kClose) {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_RETURN_IF_ERROR(requests_.CheckScope(request.invocation()));
+  }
+  switch (request.op_case()) {
+    case v1::Request::kOpen:
+      if (!first) {
+        return ErrorStatus(v1::FAILED_PRECONDITION, "open must be the first request of a session");
+      }
+      return Open(request);
+    case v1::Request::kPing:
+    case v1::Request::kClose: {
+      v1::Response response;
+      response.mutable_done();
+      return response;
+    }
+    case v1::Request::kLoadLibrary:
+      return LoadLibrary(request);
+    case v1::Request::kResolveFunction:
+      return ResolveFunction(request);
+    case v1::Request::kCall:
+      return Call(request);
+    case v1::Request::kGetLayout:
+      return GetLayout(request);
+    case v1::Request::kLookupSymbol:
+      return LookupSymbol(request);
+    case v1::Request::kReadMemory:
+    case v1::Request::kWriteMemory:
+    case v1::Request::kAllocMemory:
+    case v1::Request::kFreeMemory:
+    case v1::Request::kFillMemory:
+    case v1::Request::kCopyMemory:
+    case v1::Request::kReadString:
+      return MemoryOperation(request);
+    case v1::Request::kDefineCallback:
+      return DefineCallback(request);
+    case v1::Request::kFreeCallback:
+      return FreeCallback(request);
+    case v1::Request::kCallbackReturn:
+      return CallbackReturn(request);
+    case v1::Request::OP_NOT_SET:
+      return InvalidArgumentAt("op", "the request names no operation");
+    default:
+      return ErrorStatus(v1::UNIMPLEMENTED, absl::StrCat("operation ", request.op_case(),
+                                                         " is not implemented by this server"));
+  }
+}
+
+absl::StatusOr<Session::Answer> Session::Open(const v1::Request& request) {
+  const v1::OpenSession& open = request.open();
+  if (!v1::RestartPolicy_IsValid(open.restart())) {
+    return InvalidArgumentAt("open.restart", "unknown restart policy");
+  }
+  absl::Duration timeout = open.call_timeout_ms() == 0 ? config_.default_call_timeout
+                                                       : absl::Milliseconds(open.call_timeout_ms());
+  if (timeout > config_.max_call_timeout) {
+    return InvalidArgumentAt("open.call_timeout_ms",
+                             absl::StrCat("exceeds the server's maximum of ",
+                                          absl::FormatDuration(config_.max_call_timeout)));
+  }
+  FFIBOX_RETURN_IF_ERROR(ValidateEnvironment(open, config_.env_allow));
+  uint64_t server_cap = config_.jail.address_space_bytes;
+  uint64_t memory_limit = server_cap;
+  if (open.memory_limit_bytes() != 0) {
+    if (open.memory_limit_bytes() < kMinSessionMemoryBytes ||
+        (server_cap != 0 && open.memory_limit_bytes() > server_cap)) {
+      return InvalidArgumentAt(
+          "open.memory_limit_bytes",
+          absl::StrCat("must be at least ", kMinSessionMemoryBytes,
+                       server_cap != 0
+                           ? absl::StrCat(" and at most the server's cap of ", server_cap)
+                           : ""));
+    }
+    memory_limit = open.memory_limit_bytes();
+  }
+  uint32_t idle_cpu_percent = config_.jail.idle_cpu_percent;
+  if (open.idle_cpu_percent() != 0) {
+    if (open.idle_cpu_percent() > 100) {
+      return InvalidArgumentAt("open.idle_cpu_percent", "must be 1..100 (percent of one CPU)");
+    }
+    idle_cpu_percent = open.idle_cpu_percent();
+  }
+  std::unique_ptr<ScratchDirectory> scratch;
+  if (open.scratch_directory()) {
+    if (config_.scratch_root.empty()) {
+      return ErrorStatus(v1::FAILED_PRECONDITION,
+                         "open.scratch_directory: this server has no scratch root "
+                         "(sandbox.scratch_root, --scratch_root)");
+    }
+    FFIBOX_ASSIGN_OR_RETURN(scratch, ScratchDirectory::Create(config_.scratch_root, session_id_));
+  }
+  std::string scratch_path = scratch != nullptr ? scratch->path() : std::string();
+  {
+    absl::MutexLock lock(&mu_);
+    call_timeout_ = timeout;
+    restart_ = open.restart() != v1::NO_RESTART;
+    memory_limit_bytes_ = memory_limit;
+    idle_cpu_percent_ = idle_cpu_percent;
+    environment_.assign(open.environment().begin(), open.environment().end());
+    if (scratch != nullptr) scratch_ = std::move(scratch);
+  }
+  v1::Response response;
+  v1::SessionOpened* opened = response.mutable_opened();
+  opened->set_session_id(session_id_);
+  opened->set_call_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout)));
+  opened->set_max_message_bytes(config_.max_message_bytes);
+  opened->set_memory_limit_bytes(memory_limit);
+  for (std::string& layer : ActiveJailLayers(config_.jail)) opened->add_jail_layers(layer);
+  for (const std::string& waived : config_.jail.waived) opened->add_waived_jail_layers(waived);
+  opened->set_scratch_directory(scratch_path);
+  if (config_.cgroups != nullptr) {
+    opened->set_worker_pids_max(config_.jail.worker_pids_max);
+    opened->set_idle_cpu_percent(idle_cpu_percent);
+  } else {
+    opened->set_worker_pids_max(config_.jail.processes);  // RLIMIT_NPROC, or 0: none
+  }
+  return response;
+}
+
+absl::StatusOr<Session::Answer> Session::LoadLibrary(const v1::Request& request) {
+  FFIBOX_RETURN_IF_ERROR(ValidateLoadLibrary(request.load_library()));
+  v1::Request admitted = request;
+  if (config_.allowlist != nullptr) {
+    // The worker loads exactly the file that was checked: the resolved absolute path.
+    FFIBOX_ASSIGN_OR_RETURN(*admitted.mutable_load_library()->mutable_path(),
+                            config_.allowlist->Admit(request.load_library().path()));
+  }
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_ASSIGN_OR_RETURN(pending.handle, handles_.AddLibrary(admitted.load_library().path()));
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("dlopen ", admitted.load_library().path());
+  return Forward(admitted, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::ResolveFunction(const v1::Request& request) {
+  const v1::ResolveFunction& resolve = request.resolve_function();
+  FFIBOX_RETURN_IF_ERROR(ValidateResolveFunction(resolve, config_.type_limits));
+  const bool by_address = resolve.has_address();
+  HandleTable::Function function{resolve.library(), resolve.symbol(), resolve.signature()};
+  PendingRequest pending;
+  if (by_address) {
+    // Bound to the worker generation of its address: never replayed after a restart.
+    function.generation = resolve.address().generation();
+    function.symbol = absl::StrCat("function at 0x", absl::Hex(resolve.address().address()));
+    pending.required_generation = function.generation;
+  }
+  pending.label = by_address ? function.symbol : absl::StrCat("dlsym ", resolve.symbol());
+  {
+    absl::MutexLock lock(&mu_);
+    if (by_address && !AddressIsCurrent(function.generation)) {
+      return StaleAddress(function.generation);
+    }
+    if (!by_address) {
+      FFIBOX_RETURN_IF_ERROR(handles_.CheckLibrary(resolve.library(), "resolve_function.library"));
+    }
+    FFIBOX_ASSIGN_OR_RETURN(pending.handle, handles_.AddFunction(std::move(function)));
+    pending.timeout = call_timeout_;
+  }
+  return Forward(request, std::move(pending));
+}
+
+bool Session::AddressIsCurrent(uint64_t generation) const {
+  return worker_alive_ && generation == generation_;
+}
+
+absl::Status Session::StaleAddress(uint64_t generation) const {
+  return ErrorStatus(
+      v1::STALE_HANDLE,
+      absl::StrCat("the address belongs to worker generation ", generation,
+                   worker_alive_
+                       ? absl::StrCat("; the session's worker is generation ", generation_)
+                       : std::string("; that worker is gone")));
+}
+
+absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
+  const v1::Call& call = request.call();
+  PendingRequest pending;
+  v1::Signature signature;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_ASSIGN_OR_RETURN(const HandleTable::Function* function,
+                            handles_.FindFunction(call.function()));
+    if (function->generation != 0 && !AddressIsCurrent(function->generation)) {
+      return ErrorStatus(v1::STALE_HANDLE,
+                         absl::StrCat("call.function: function ", call.function(),
+                                      " was resolved at an address of worker generation ",
+                                      function->generation, ", which is gone; resolve it again"));
+    }
+    pending.required_generation = function->generation;
+    signature = function->signature;
+    pending.label = function->symbol;
+    pending.timeout =
+        call.timeout_ms() != 0 ? absl::Milliseconds(call.timeout_ms()) : call_timeout_;
+  }
+  if (pending.timeout > config_.max_call_timeout) {
+    return InvalidArgumentAt("call.timeout_ms",
+                             absl::StrCat("exceeds the server's maximum of ",
+                                          absl::FormatDuration(config_.max_call_timeout)));
+  }
+  FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature, config_.type_limits));
+  pending.returned_block_sizes = ReturnedBlockSizes(call);
+  pending.block_sizes = BlockSizes(call);
+  pending.kept_blocks = KeptBlocks(call);
+  return Forward(request, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::GetLayout(const v1::Request& request) {
+  FFIBOX_RETURN_IF_ERROR(
+      ValidateType(request.get_layout().type(), config_.type_limits, "get_layout.type"));
+  PendingRequest pending;
+  pending.label = "layout";
+  pending.timeout = CallTimeout();
+  return Forward(request, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::LookupSymbol(const v1::Request& request) {
+  const v1::LookupSymbol& lookup = request.lookup_symbol();
+  FFIBOX_RETURN_IF_ERROR(ValidateLookupSymbol(lookup, config_.type_limits));
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_RETURN_IF_ERROR(handles_.CheckLibrary(lookup.library(), "lookup_symbol.library"));
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("dlsym ", lookup.symbol());
+  return Forward(request, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::MemoryOperation(const v1::Request& request) {
+  FFIBOX_RETURN_IF_ERROR(ValidateMemoryRequest(request, config_.type_limits));
+  PendingRequest pending;
+  pending.label = MemoryOperationName(request);
+  if (request.has_read_memory()) {
+    pending.read_typed = request.read_memory().has_type();
+    pending.read_size = pending.read_typed ? TypeSizeOf(request.read_memory().type())
+                                           : request.read_memory().size();
+  }
+  pending.timeout = CallTimeout();
+  return Forward(request, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::DefineCallback(const v1::Request& request) {
+  FFIBOX_RETURN_IF_ERROR(ValidateDefineCallback(request.define_callback(), config_.type_limits));
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_ASSIGN_OR_RETURN(pending.handle,
+                            handles_.AddCallback(request.define_callback().signature()));
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("define_callback ", pending.handle);
+  return Forward(request, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::FreeCallback(const v1::Request& request) {
+  const uint64_t id = request.free_callback().callback();
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_RETURN_IF_ERROR(handles_.MarkCallbackFreed(id));
+    if (!worker_alive_) {
+      // Nothing to free in a worker: a new one would not define it.
+      handles_.ForgetCallback(id);
+      v1::Response response;
+      response.mutable_done();
+      return response;
+    }
+    pending.handle = id;
+    pending.timeout = call_timeout_;
+  }
+  pending.label = absl::StrCat("free_callback ", id);
+  return Forward(request, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& request) {
+  const v1::CallbackReturn& answer = request.callback_return();
+  WorkerSupervisor* worker = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_ASSIGN_OR_RETURN(const InFlightRequests::Invocation* open,
+                            requests_.AnswerableInvocation(answer.invocation()));
+    FFIBOX_RETURN_IF_ERROR(ValidateCallbackReturn(answer, *open->signature, open->shipped));
+    requests_.CloseInvocation(answer.invocation());
+    worker = worker_alive_ ? worker_.get() : nullptr;
+  }
+  if (worker != nullptr) {
+    internal::WorkerRequest wrapped;
+    wrapped.set_id(0);  // not answered by the worker
+    wrapped.set_invocation(answer.invocation());
+    *wrapped.mutable_request() = request;
+    wrapped.mutable_request()->set_id(0);
+    // A failed send means the worker is dying; its reader reports that.
+    (void)worker->Send(wrapped);
+  }
+  v1::Response response;
+  response.mutable_done();
+  return response;
+}
+
+absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
+                                                 PendingRequest pending) {
+  pending.client_id = request.id();
+  pending.op = request.op_case();
+  pending.scope = request.invocation();
+  absl::Status status;
+  if (pending.scope != 0) {
+    // Inside an invocation of the live worker: never start a new one for it.
+    status = Enqueue(request, pending);
+    if (status.ok()) return std::nullopt;
+  }
+  for (int attempt = 0; pending.scope == 0 && attempt < kMaxStartAttempts; ++attempt) {
+    status = EnsureWorker();
+    if (!status.ok()) break;
+    status = Enqueue(request, pending);
+    if (status.ok()) return std::nullopt;
+    if (ErrorCodeOf(status) == v1::STALE_HANDLE) break;
+  }
+  absl::MutexLock lock(&mu_);
+  RecordOutcome(pending, ErrorResponse(pending.client_id, ToProtoError(status)));
+  return status;
+}
+
+absl::Status Session::EnsureWorker() {
+  std::unique_ptr<WorkerSupervisor> dead;
+  SessionWorker::Settings settings;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closing_) return ErrorStatus(v1::FAILED_PRECONDITION, "the session is closing");
+    if (worker_alive_) return absl::OkStatus();
+    if (worker_ != nullptr && !restart_) {
+      return ErrorStatus(v1::FAILED_PRECONDITION,
+                         absl::StrCat("the session's worker was lost (", last_death_.message(),
+                                      ") and the session does not restart workers"));
+    }
+    dead = std::move(worker_);
+    settings.generation = ++generation_;
+    if (scratch_ != nullptr) settings.scratch_directory = scratch_->path();
+    settings.memory_limit_bytes = memory_limit_bytes_;
+    settings.idle_cpu_percent = idle_cpu_percent_;
+  }
+  // The dead worker's reader has reported its death; wait for it to end, then its process
+  // is reaped and its cgroup removed.
+  dead.reset();
+
+  FFIBOX_ASSIGN_OR_RETURN(
+      std::unique_ptr<WorkerSupervisor> started,
+      WorkerSupervisor::Start(config_, settings, session_id_, &output_budget_, this));
+  WorkerSupervisor* worker = started.get();
+  {
+    absl::MutexLock lock(&mu_);
+    worker_ = std::move(started);
+    worker_alive_ = true;
+  }
+  // Only now: a worker that dies at once is reported to a session that knows it.
+  worker->StartReader();
+  if (settings.generation > 1) {
+    sink_->Send(EventResponse(v1::SessionEvent::WORKER_RESTARTED, settings.generation, nullptr));
+    ReplayHandles();
+  }
+  return absl::OkStatus();
+}
+
+void Session::ReplayHandles() {
+  std::vector<HandleTable::Replay> replays;
+  absl::Duration timeout;
+  {
+    absl::MutexLock lock(&mu_);
+    replays = handles_.Replays();
+    timeout = call_timeout_;
+  }
+  // Replays are queued ahead of the request that caused the restart, so it runs with every
+  // handle in place. A failed replay leaves the handle's calls failing in the worker.
+  for (HandleTable::Replay& replay : replays) {
+    PendingRequest pending;
+    pending.op = replay.op;
+    pending.handle = replay.handle;
+    pending.label = std::move(replay.label);
+    pending.timeout = timeout;
+    if (!Enqueue(replay.request, std::move(pending)).ok()) return;
+  }
+}
+
+absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending) {
+  internal::WorkerRequest wrapped;
+  WorkerSupervisor* worker = nullptr;
+  bool was_idle = false;
+  // A load hands the worker a descriptor of the file the allowlist admitted.
+  LibraryFd library;
+  if (request.has_load_library()) {
+    absl::Status opened = OpenLibraryFor(request.load_library().path(), &library);
+    if (!opened.ok()) return opened;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!worker_alive_) return ErrorStatus(v1::WORKER_CRASHED, last_death_.message());
+    if (pending.required_generation != 0 && pending.required_generation != generation_) {
+      return StaleAddress(pending.required_generation);
+    }
+    wrapped.set_handle(pending.handle);
+    wrapped.set_invocation(pending.scope);
+    // The invocation may have closed (or its worker died) since HandleRequest checked.
+    FFIBOX_ASSIGN_OR_RETURN(InFlightRequests::Queued queued,
+                            requests_.Queue(std::move(pending), absl::Now()));
+    wrapped.set_id(queued.sequence);
+    if (request.has_load_library()) {
+      for (const auto& [name, value] : environment_) (*wrapped.mutable_environment())[name] = value;
+    }
+    was_idle = queued.became_head;
+    // The first request in flight lifts the idle CPU throttle.
+    if (queued.first) worker_->Busy();
+    worker = worker_.get();
+  }
+  *wrapped.mutable_request() = request;
+  wrapped.mutable_request()->set_id(0);
+  if (library.fd >= 0) {
+    wrapped.set_library_descriptor(true);
+    // A worker that does not take its descriptors is dead or hostile: kill it, so its
+    // reader fails the queued request at once instead of the load waiting out its deadline.
+    if (!worker->SendDescriptor(library.fd, wrapped.id()).ok()) worker->Kill();
+  }
+  // The reader waits with the old head's deadline (or none): make it pick up the new one.
+  if (was_idle) worker->WakeReader();
+  // A failed send means the worker is dying; its reader fails the queued request.
+  (void)worker->Send(wrapped);
+  return absl::OkStatus();
+}
+
+absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library) {
+  bool by_descriptor = false;
+  {
+    absl::MutexLock lock(&mu_);
+    // Only an admitted path is opened (every server has an allowlist; sessions built
+    // without one, in tests, pass the path through).
+    by_descriptor =
+        config_.allowlist != nullptr && worker_ != nullptr && worker_->loads_by_descriptor();
+  }
+  if (!by_descriptor) return absl::OkStatus();
+  absl::StatusOr<int> fd =
+      OpenLibraryForWorker(path, config_.jail.enabled && WorkerIsAnotherUser());
+  if (!fd.ok()) {
+    return ErrorStatus(
+        absl::IsResourceExhausted(fd.status()) ? v1::RESOURCE_EXHAUSTED : v1::LIBRARY_LOAD_FAILED,
+        absl::StrCat("cannot open ", fd.status().message()));
+  }
+  library->fd = *fd;
+  return absl::OkStatus();
+}
+
+void Session::Shutdown() {
+  WorkerSupervisor* worker = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+    worker = worker_.get();
+  }
+  // Its reader reports the death to a closing session (which tells the client nothing)
+  // and ends.
+  if (worker != nullptr) worker->Stop();
+  std::unique_ptr<WorkerSupervisor> last;
+  {
+    absl::MutexLock lock(&mu_);
+    last = std::move(worker_);
+    worker_alive_ = false;
+  }
+  // Reaped outside the lock: no zombie outlives the session; then its cgroup goes.
+  last.reset();
+}
+}  // namespace ffibox

@@ -1,0 +1,183 @@
+// One client session in the broker: the lifetime of one `Session` stream.
+//
+// The session validates each client request, forwards what needs native code to its worker,
+// and relays the worker's answers. Its state is in named parts, all under `mu_`:
+// - HandleTable (server/handle_table.h): the client's libraries, functions and callbacks,
+//   and what a new worker must be sent to honour them again;
+// - InFlightRequests (server/in_flight_requests.h): what the worker is running, per
+//   callback scope, with deadlines;
+// - SessionWorker (server/session_worker.h): the worker process with the session's caps
+//   and its cgroup;
+// - the reader thread of the worker's generation, which receives replies, enforces
+//   deadlines (killing the worker when one passes) and turns the worker's death into typed
+//   errors for every request in flight. On the next request after a death a new worker is
+//   started and the handles are replayed.
+// Each request handler validates, then answers at once or forwards to the worker; an error
+// is answered in one place (HandleRequest).
+//
+// Threads: HandleRequest and Shutdown are called from the stream's thread only; the reader
+// thread and that thread share state under `mu_`. Responses go out through a thread-safe
+// ResponseSink.
+#ifndef FFIBOX_SERVER_BROKER_SESSION_H_
+#define FFIBOX_SERVER_BROKER_SESSION_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+#include "server/broker/handle_table.h"
+#include "server/broker/in_flight_requests.h"
+#include "server/broker/library_descriptor.h"
+#include "server/broker/pending_request.h"
+#include "server/broker/scratch_directory.h"
+#include "server/broker/session_config.h"
+#include "server/broker/session_worker.h"
+#include "server/broker/worker_death.h"
+#include "server/broker/worker_output.h"
+#include "server/broker/worker_process.h"
+#include "server/broker/worker_supervisor.h"
+#include "server/protocol/worker_protocol.pb.h"
+
+namespace ffibox {
+
+// How much of a worker's output one session relays: 64 KiB/s on average, bursts of 1 MiB
+// (enough for a library's banner or a debug dump; a flood is dropped with a note).
+inline constexpr size_t kOutputBytesPerSecond = 64 << 10;
+inline constexpr size_t kOutputBurstBytes = 1 << 20;
+
+// Where a session's responses go. Implementations must be thread-safe.
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  // Sends one response; returns false when the client is gone.
+  virtual bool Send(const v1::Response& response) = 0;
+};
+
+class Session : private WorkerSupervisor::Listener {
+ public:
+  Session(const SessionConfig& config, ResponseSink* sink, std::string session_id);
+  // Shuts the session down if Shutdown was not called.
+  ~Session() override;
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Handles one client request. Every request gets exactly one response (now, or when the
+  // worker answers). Returns false when the client asked to close the session.
+  bool HandleRequest(const v1::Request& request);
+
+  // Kills and reaps the worker and stops its reader thread. Idempotent.
+  void Shutdown();
+
+ private:
+  using Culprit = InFlightRequests::Culprit;
+  // What a handler answers at once: a response, or nothing when the worker will answer.
+  using Answer = std::optional<v1::Response>;
+
+  // Request handlers: each validates, then answers or forwards. An error is the answer.
+  absl::StatusOr<Answer> Dispatch(const v1::Request& request, bool first);
+  absl::StatusOr<Answer> Open(const v1::Request& request);
+  absl::StatusOr<Answer> LoadLibrary(const v1::Request& request);
+  absl::StatusOr<Answer> ResolveFunction(const v1::Request& request);
+  absl::StatusOr<Answer> Call(const v1::Request& request);
+  absl::StatusOr<Answer> GetLayout(const v1::Request& request);
+  absl::StatusOr<Answer> LookupSymbol(const v1::Request& request);
+  // read / write / alloc / free / fill / copy memory and read_string.
+  absl::StatusOr<Answer> MemoryOperation(const v1::Request& request);
+  absl::StatusOr<Answer> DefineCallback(const v1::Request& request);
+  absl::StatusOr<Answer> FreeCallback(const v1::Request& request);
+  // Closes an open invocation and hands the client's answer to the worker.
+  absl::StatusOr<Answer> CallbackReturn(const v1::Request& request);
+
+  // Whether an address of worker generation `generation` is valid now.
+  bool AddressIsCurrent(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // STALE_HANDLE for an address of worker generation `generation`.
+  absl::Status StaleAddress(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Sends `request` to the worker (starting one if needed) as `pending` describes it;
+  // nothing to answer now, or the error (recorded as the handle's outcome).
+  absl::StatusOr<Answer> Forward(const v1::Request& request, PendingRequest pending);
+  // The session's call timeout, with the session's lock.
+  absl::Duration CallTimeout() ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts a worker and replays the session's libraries and functions, unless one is alive.
+  absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues and sends the replay of every ready library and function to a new worker.
+  void ReplayHandles() ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `pending` for the live worker and sends `request` to it. Fails when no worker is
+  // alive (it died since EnsureWorker).
+  absl::Status Enqueue(const v1::Request& request, PendingRequest pending) ABSL_LOCKS_EXCLUDED(mu_);
+  // Opens the admitted library `path` for the live worker when it loads by descriptor
+  // (leaves `library` empty otherwise). LIBRARY_LOAD_FAILED or RESOURCE_EXHAUSTED.
+  absl::Status OpenLibraryFor(const std::string& path, LibraryFd* library) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // WorkerSupervisor::Listener, on the reader thread.
+  absl::Time NextDeadline() override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status OnReply(uint64_t generation, internal::WorkerReply reply) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<Culprit> Overdue(absl::Time now) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnOutput(uint64_t generation, v1::OutputStream stream, std::string output) override;
+  // Fails everything in flight and reports the loss; `culprit` names what overran its
+  // deadline (kDeadline), else the innermost running request is blamed.
+  void OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause cause,
+               absl::string_view detail, const Culprit* culprit) override ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Applies one message from the worker of `generation`: a response (checked against the
+  // request it answers), an invoke or an event. Sets `to_client` to what the client must be
+  // sent, if anything. INVALID_ARGUMENT for a protocol violation.
+  absl::Status AcceptReply(uint64_t generation, internal::WorkerReply reply,
+                           std::optional<v1::Response>* to_client)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks and records a CallbackInvoke from the worker.
+  absl::Status AcceptInvoke(const v1::CallbackInvoke& invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a successful or failed reply to the session's handle table.
+  void RecordOutcome(const PendingRequest& pending, const v1::Response& response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void Reply(const v1::Request& request, v1::Response response);
+  void ReplyError(const v1::Request& request, const absl::Status& status);
+
+  const SessionConfig config_;
+  ResponseSink* const sink_;
+  // The budget for relaying the worker's output (used by the reader thread only; readers
+  // of successive workers never overlap).
+  OutputBudget output_budget_{kOutputBytesPerSecond, kOutputBurstBytes};
+  const std::string session_id_;
+
+  absl::Mutex mu_;
+  bool any_request_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration call_timeout_ ABSL_GUARDED_BY(mu_);
+  // The session's memory cap (worker address space; 0 = none), from the server's cap or
+  // OpenSession.memory_limit_bytes.
+  uint64_t memory_limit_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // The worker's CPU share while idle (OpenSession.idle_cpu_percent, else the server's).
+  uint32_t idle_cpu_percent_ ABSL_GUARDED_BY(mu_) = 0;
+  // OpenSession.environment (validated), set in the worker before each library load.
+  std::vector<std::pair<std::string, std::string>> environment_ ABSL_GUARDED_BY(mu_);
+  // The session's scratch directory; removed after the workers are gone (~Session).
+  std::unique_ptr<ScratchDirectory> scratch_ ABSL_GUARDED_BY(mu_);
+  bool restart_ ABSL_GUARDED_BY(mu_) = true;
+  HandleTable handles_ ABSL_GUARDED_BY(mu_);
+  InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
+
+  // The worker of the current generation, supervised; kept after its death until the next
+  // one starts (its reader thread may still be reporting the death).
+  std::unique_ptr<WorkerSupervisor> worker_ ABSL_GUARDED_BY(mu_);
+  bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::Error last_death_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_SESSION_H_

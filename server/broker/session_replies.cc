@@ -1,0 +1,149 @@
+// What comes up from the session's worker (see session.h): Session as its supervisor's
+// Listener. Each reply is checked against the request it answers before anything of it is
+// recorded or relayed; a death fails everything in flight with one typed error.
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "core/status_macros.h"
+#include "server/broker/responses.h"
+#include "server/broker/session.h"
+#include "server/broker/worker_reply.h"
+
+namespace ffibox {
+
+absl::Time Session::NextDeadline() {
+  absl::MutexLock lock(&mu_);
+  return requests_.NextDeadline();
+}
+
+std::optional<Session::Culprit> Session::Overdue(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  return requests_.FindOverdue(now);
+}
+
+void Session::OnOutput(uint64_t generation, v1::OutputStream stream, std::string output) {
+  v1::Response event = EventResponse(v1::SessionEvent::WORKER_OUTPUT, generation, nullptr);
+  event.mutable_event()->set_output(std::move(output));
+  event.mutable_event()->set_stream(stream);
+  sink_->Send(event);
+}
+
+absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) {
+  std::optional<v1::Response> to_client;
+  std::vector<std::string> limit_hits;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_RETURN_IF_ERROR(AcceptReply(generation, std::move(reply), &to_client));
+    if (requests_.size() == 0 && worker_ != nullptr) {
+      // Idle again: the throttle is back on, and whatever limit bit during the request is
+      // told to the client before the reply.
+      limit_hits = worker_->Idle();
+    }
+  }
+  for (const std::string& hit : limit_hits) {
+    v1::Error error;
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(hit);
+    fprintf(stderr, "ffiboxd: session %s: limit reached: %s\n", session_id_.c_str(), hit.c_str());
+    sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, generation, &error));
+  }
+  if (to_client.has_value()) sink_->Send(*to_client);
+  return absl::OkStatus();
+}
+
+absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply reply,
+                                  std::optional<v1::Response>* to_client) {
+  if (reply.has_invoke()) {
+    absl::Status invoke = AcceptInvoke(reply.invoke());
+    if (!invoke.ok()) return invoke;
+    v1::Response response;
+    response.set_generation(generation);
+    *response.mutable_callback_invoke() = std::move(*reply.mutable_invoke());
+    *to_client = std::move(response);
+    return absl::OkStatus();
+  }
+  if (reply.has_event()) {
+    absl::Status event = CheckWorkerEvent(reply.event());
+    if (!event.ok()) return event;
+    v1::Response response;
+    response.set_generation(generation);
+    *response.mutable_event() = std::move(*reply.mutable_event());
+    *to_client = std::move(response);
+    return absl::OkStatus();
+  }
+  // A response answers the head of one scope (scopes run independently).
+  const uint64_t sequence = reply.response().id();
+  const PendingRequest* running = requests_.RunningRequest(sequence);
+  if (running == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reply for request ", sequence, ", which is not running"));
+  }
+  FFIBOX_ASSIGN_OR_RETURN(v1::Response parsed,
+                          CheckWorkerResponse(std::move(*reply.mutable_response()), *running));
+  PendingRequest done = requests_.Finish(sequence, absl::Now());
+  parsed.set_generation(generation);
+  RecordOutcome(done, parsed);
+  if (done.client_id != 0) *to_client = std::move(parsed);  // replays tell the client nothing
+  return absl::OkStatus();
+}
+
+absl::Status Session::AcceptInvoke(const v1::CallbackInvoke& invoke) {
+  std::shared_ptr<const v1::Signature> signature = handles_.CallbackSignature(invoke.callback());
+  if (signature == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation of callback ", invoke.callback(), ", which is not defined"));
+  }
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  FFIBOX_RETURN_IF_ERROR(CheckCallbackInvoke(invoke, *signature, &shipped));
+  return requests_.OpenInvocation(invoke, std::move(signature), std::move(shipped), call_timeout_,
+                                  absl::Now());
+}
+
+void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& response) {
+  handles_.RecordOutcome(pending.op, pending.handle, !response.has_error());
+}
+
+void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause cause,
+                      absl::string_view detail, const Culprit* culprit) {
+  // Every request in flight, the blamed one first; `second` is true for requests that were
+  // only queued behind another (not yet started by the worker).
+  std::vector<std::pair<PendingRequest, bool>> failed;
+  v1::Error error;
+  bool closing = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const Culprit blamed = culprit != nullptr ? *culprit : requests_.InnermostRunning();
+    const std::string& last_label = requests_.last_label();
+    failed = requests_.Drain(blamed);
+    error = DescribeWorkerDeath(exit, cause, blamed.label, blamed.timeout, detail);
+    if (blamed.label.empty() && !last_label.empty()) {
+      error.set_message(absl::StrCat(error.message(), " (last call: ", last_label, ")"));
+    }
+    last_death_ = error;
+    worker_alive_ = false;
+    closing = closing_;
+    for (const auto& [pending, queued] : failed) {
+      // Work of a lost worker is gone: a library or function it was loading must be
+      // requested again by the client.
+      RecordOutcome(pending, ErrorResponse(0, error));
+    }
+  }
+  if (closing) return;
+  for (const auto& [pending, queued] : failed) {
+    if (pending.client_id == 0) continue;
+    v1::Error own = error;
+    if (queued) {
+      own.set_message(absl::StrCat(error.message(), "; this request was queued behind it"));
+    }
+    v1::Response response = ErrorResponse(pending.client_id, own);
+    response.set_generation(generation);
+    sink_->Send(response);
+  }
+  sink_->Send(EventResponse(v1::SessionEvent::WORKER_LOST, generation, &error));
+}
+
+}  // namespace ffibox

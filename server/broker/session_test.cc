@@ -1,0 +1,219 @@
+#include "server/broker/session.h"
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace {
+
+// Collects a session's responses.
+class RecordingSink : public ResponseSink {
+ public:
+  bool Send(const v1::Response& response) override {
+    absl::MutexLock lock(&mu_);
+    responses_.push_back(response);
+    return true;
+  }
+
+  // Waits until `count` responses arrived (or 10 s passed) and returns them.
+  std::vector<v1::Response> WaitFor(size_t count) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, count]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return responses_.size() >= count; };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+    return responses_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<v1::Response> responses_ ABSL_GUARDED_BY(mu_);
+};
+
+SessionConfig FakeWorkerConfig() {
+  SessionConfig config;
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  config.worker_path = srcdir != nullptr ? std::string(srcdir) + "/ffibox/server/broker/fake_worker"
+                                         : "server/broker/fake_worker";
+  config.default_call_timeout = absl::Seconds(10);
+  // The fake worker speaks the channel protocol only; it applies no jail (and so hands over
+  // no seccomp listener). The jail's own tests use the real worker.
+  config.jail.enabled = false;
+  return config;
+}
+
+v1::Request Load(uint64_t id, const std::string& path) {
+  v1::Request request;
+  request.set_id(id);
+  request.mutable_load_library()->set_path(path);
+  return request;
+}
+
+TEST(Session, ShutdownIsPromptWhenAProcessForkedByTheWorkerHoldsTheChannel) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  ASSERT_TRUE(session.HandleRequest(Load(1, "fork-and-hold")));
+  std::vector<v1::Response> responses = sink.WaitFor(1);
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].id(), 1u);
+  EXPECT_TRUE(responses[0].has_library()) << responses[0].DebugString();
+
+  // The worker is idle and its channel never reaches end of stream: Shutdown must not wait
+  // for it (the forked process lives 5 s).
+  absl::Time start = absl::Now();
+  session.Shutdown();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST(Session, ProtocolViolationFailsTheRequestOnceAndTheNextRequestRestarts) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  ASSERT_TRUE(session.HandleRequest(Load(1, "garbage")));
+  std::vector<v1::Response> responses = sink.WaitFor(2);
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].id(), 1u);
+  EXPECT_EQ(responses[0].error().code(), v1::WORKER_CRASHED) << responses[0].DebugString();
+  EXPECT_EQ(responses[1].id(), 0u);
+  EXPECT_EQ(responses[1].event().kind(), v1::SessionEvent::WORKER_LOST);
+
+  ASSERT_TRUE(session.HandleRequest(Load(2, "libok.so")));
+  responses = sink.WaitFor(4);
+  ASSERT_EQ(responses.size(), 4u);
+  EXPECT_EQ(responses[2].event().kind(), v1::SessionEvent::WORKER_RESTARTED);
+  EXPECT_EQ(responses[2].generation(), 2u);
+  EXPECT_EQ(responses[3].id(), 2u);
+  EXPECT_TRUE(responses[3].has_library()) << responses[3].DebugString();
+  EXPECT_EQ(responses[3].generation(), 2u);
+  session.Shutdown();
+}
+
+TEST(Session, HangingRequestTimesOutAndTheQueuedOneFailsToo) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  v1::Request open;
+  open.set_id(1);
+  open.mutable_open()->set_call_timeout_ms(200);
+  ASSERT_TRUE(session.HandleRequest(open));
+  ASSERT_TRUE(session.HandleRequest(Load(2, "hang")));
+  ASSERT_TRUE(session.HandleRequest(Load(3, "libok.so")));
+  std::vector<v1::Response> responses = sink.WaitFor(4);
+  ASSERT_EQ(responses.size(), 4u);
+  EXPECT_EQ(responses[1].id(), 2u);
+  EXPECT_EQ(responses[1].error().code(), v1::CALL_TIMEOUT) << responses[1].DebugString();
+  EXPECT_EQ(responses[2].id(), 3u);
+  EXPECT_EQ(responses[2].error().code(), v1::CALL_TIMEOUT) << responses[2].DebugString();
+  EXPECT_EQ(responses[3].event().kind(), v1::SessionEvent::WORKER_LOST);
+  session.Shutdown();
+}
+
+v1::Request DefineIntCallback(uint64_t id) {
+  v1::Request request;
+  request.set_id(id);
+  v1::Signature* signature = request.mutable_define_callback()->mutable_signature();
+  signature->mutable_result()->set_scalar(v1::INT);
+  signature->add_params()->set_scalar(v1::INT);
+  return request;
+}
+
+TEST(Session, CallbackInvokeIsRelayedAndRequestsInsideItAreAnsweredBeforeTheOuterOne) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  ASSERT_TRUE(session.HandleRequest(DefineIntCallback(1)));
+  std::vector<v1::Response> responses = sink.WaitFor(1);
+  ASSERT_EQ(responses.size(), 1u);
+  ASSERT_TRUE(responses[0].has_callback()) << responses[0].DebugString();
+  EXPECT_EQ(responses[0].callback().callback(), 1u);
+
+  ASSERT_TRUE(session.HandleRequest(Load(2, "invoke")));
+  responses = sink.WaitFor(2);
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[1].id(), 0u);
+  ASSERT_TRUE(responses[1].has_callback_invoke()) << responses[1].DebugString();
+  EXPECT_EQ(responses[1].callback_invoke().invocation(), 77u);
+
+  // A request inside an invocation that is not open is refused by the broker.
+  v1::Request stray = Load(3, "libok.so");
+  stray.set_invocation(78);
+  ASSERT_TRUE(session.HandleRequest(stray));
+  // Inside invocation 77: answered while the outer load still waits.
+  v1::Request nested = Load(4, "libok.so");
+  nested.set_invocation(77);
+  ASSERT_TRUE(session.HandleRequest(nested));
+  responses = sink.WaitFor(4);
+  ASSERT_EQ(responses.size(), 4u);
+  EXPECT_EQ(responses[2].id(), 3u);
+  EXPECT_EQ(responses[2].error().code(), v1::FAILED_PRECONDITION);
+  EXPECT_EQ(responses[3].id(), 4u);
+  EXPECT_TRUE(responses[3].has_library()) << responses[3].DebugString();
+
+  // A void result for an int callback is refused; the invocation stays open.
+  v1::Request empty_return;
+  empty_return.set_id(5);
+  empty_return.mutable_callback_return()->set_invocation(77);
+  ASSERT_TRUE(session.HandleRequest(empty_return));
+  v1::Request answer = empty_return;
+  answer.set_id(6);
+  answer.mutable_callback_return()->mutable_result()->set_int_value(10);
+  ASSERT_TRUE(session.HandleRequest(answer));
+  responses = sink.WaitFor(7);
+  ASSERT_EQ(responses.size(), 7u);
+  EXPECT_EQ(responses[4].id(), 5u);
+  EXPECT_EQ(responses[4].error().code(), v1::INVALID_ARGUMENT) << responses[4].DebugString();
+  // The worker may answer the outer load before the broker's `done` goes out.
+  const v1::Response& done = responses[5].id() == 6 ? responses[5] : responses[6];
+  const v1::Response& outer = responses[5].id() == 6 ? responses[6] : responses[5];
+  EXPECT_EQ(done.id(), 6u);
+  EXPECT_TRUE(done.has_done()) << done.DebugString();
+  EXPECT_EQ(outer.id(), 2u);
+  EXPECT_TRUE(outer.has_library()) << outer.DebugString();
+
+  // Answered once: a second return is refused.
+  answer.set_id(7);
+  ASSERT_TRUE(session.HandleRequest(answer));
+  responses = sink.WaitFor(8);
+  ASSERT_EQ(responses.size(), 8u);
+  EXPECT_EQ(responses[7].error().code(), v1::FAILED_PRECONDITION);
+  session.Shutdown();
+}
+
+TEST(Session, InvokeOfAnUndefinedCallbackIsAProtocolViolation) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  ASSERT_TRUE(session.HandleRequest(Load(1, "invoke-unknown")));
+  std::vector<v1::Response> responses = sink.WaitFor(2);
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].id(), 1u);
+  EXPECT_EQ(responses[0].error().code(), v1::WORKER_CRASHED) << responses[0].DebugString();
+  EXPECT_TRUE(absl::StrContains(responses[0].error().message(), "not defined"))
+      << responses[0].error().message();
+  EXPECT_EQ(responses[1].event().kind(), v1::SessionEvent::WORKER_LOST);
+  session.Shutdown();
+}
+
+TEST(Session, CallbacksBeyondTheLimitAreResourceExhausted) {
+  RecordingSink sink;
+  SessionConfig config = FakeWorkerConfig();
+  config.max_callbacks = 1;
+  Session session(config, &sink, "test");
+  ASSERT_TRUE(session.HandleRequest(DefineIntCallback(1)));
+  ASSERT_TRUE(session.HandleRequest(DefineIntCallback(2)));
+  std::vector<v1::Response> responses = sink.WaitFor(2);
+  ASSERT_EQ(responses.size(), 2u);
+  for (const v1::Response& response : responses) {
+    if (response.id() == 1) {
+      EXPECT_TRUE(response.has_callback()) << response.DebugString();
+    } else {
+      EXPECT_EQ(response.error().code(), v1::RESOURCE_EXHAUSTED) << response.DebugString();
+    }
+  }
+  session.Shutdown();
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,108 @@
+#include "server/broker/session_worker.h"
+
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "server/jail/jail_layers.h"
+
+namespace ffibox {
+namespace {
+
+// The public error `code` with `message`, logged for the operator with the session's id.
+absl::Status Refuse(v1::ErrorCode code, absl::string_view session_id, std::string message) {
+  fprintf(stderr, "ffiboxd: session %.*s: %s\n", static_cast<int>(session_id.size()),
+          session_id.data(), message.c_str());
+  return ErrorStatus(code, message);
+}
+
+}  // namespace
+
+WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation) {
+  WorkerLaunchOptions options;
+  options.worker_path = config.worker_path;
+  options.generation = generation;
+  options.max_reply_bytes = config.max_reply_bytes;
+  options.max_callback_depth = config.max_callback_depth;
+  options.jail = config.jail;
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const SessionConfig& config,
+                                                                    const Settings& settings,
+                                                                    absl::string_view session_id) {
+  WorkerLaunchOptions options = WorkerLaunchOptionsFor(config, settings.generation);
+  options.jail.scratch_directory = settings.scratch_directory;
+  std::unique_ptr<WorkerProcess> pooled;
+  if (settings.generation == 1 && config.pool != nullptr &&
+      options.jail.scratch_directory.empty()) {
+    pooled = config.pool->Take();
+  }
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled);
+  if (*started == nullptr) started = WorkerProcess::Start(options);
+  if (!started.ok()) {
+    // Fail closed: a worker whose jail could not be applied is not started, and the next
+    // worker gets the same layers again.
+    v1::ErrorCode code = v1::INTERNAL;
+    if (IsJailError(started.status())) {
+      code = v1::JAIL_UNAVAILABLE;
+    } else if (absl::IsResourceExhausted(started.status())) {
+      code = v1::RESOURCE_EXHAUSTED;
+    }
+    return Refuse(code, session_id,
+                  absl::StrCat("cannot start a worker: ", started.status().message()));
+  }
+  std::unique_ptr<WorkerProcess> process = *std::move(started);
+  // Before the first request: a pooled worker was started before this session existed, and
+  // the session may have asked for a lower memory cap than the server's.
+  absl::Status limited = ApplyWorkerLimits(
+      process->worker_pid(), WorkerLimits{settings.memory_limit_bytes, config.jail.cpu_seconds});
+  if (!limited.ok()) {
+    return ErrorStatus(v1::INTERNAL,
+                       absl::StrCat("cannot limit the session's worker: ", limited.message()));
+  }
+  // Fail closed: a worker whose cgroup cannot be made serves nothing.
+  std::unique_ptr<WorkerCgroup> cgroup;
+  std::unique_ptr<ProcessCapWatch> process_cap;
+  if (config.cgroups != nullptr) {
+    absl::StatusOr<std::unique_ptr<WorkerCgroup>> attached = config.cgroups->Attach(
+        process->worker_pid(),
+        WorkerCgroupLimits{config.jail.worker_pids_max, settings.memory_limit_bytes,
+                           settings.idle_cpu_percent});
+    if (!attached.ok()) {
+      process->Kill();
+      process.reset();  // reaped here, before its group goes
+      return Refuse(
+          v1::JAIL_UNAVAILABLE, session_id,
+          absl::StrCat("cannot put the worker in its cgroup: ", attached.status().message()));
+    }
+    cgroup = *std::move(attached);
+  } else if (config.jail.processes > 0) {
+    const pid_t worker_pid = process->worker_pid();
+    process_cap = std::make_unique<ProcessCapWatch>(
+        worker_pid, worker_pid != process->pid() ? 1 : 0, config.jail.processes);
+  }
+  return std::unique_ptr<SessionWorker>(
+      new SessionWorker(std::move(process), std::move(cgroup), std::move(process_cap)));
+}
+
+SessionWorker::~SessionWorker() {
+  process_.reset();  // ~WorkerProcess reaps: the group is empty after it
+  cgroup_.reset();
+}
+
+void SessionWorker::Busy() {
+  if (cgroup_ != nullptr) cgroup_->SetBusy(true).IgnoreError();
+}
+
+std::vector<std::string> SessionWorker::Idle() {
+  if (cgroup_ != nullptr) {
+    cgroup_->SetBusy(false).IgnoreError();
+    return cgroup_->NewLimitHits();
+  }
+  if (process_cap_ != nullptr) return process_cap_->NewLimitHits();
+  return {};
+}
+
+}  // namespace ffibox

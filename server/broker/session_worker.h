@@ -1,0 +1,72 @@
+// A session's worker and what holds it in: the process (from the pool, or started fresh),
+// the session's caps applied from the broker, and its cgroup or, without the cgroup layer,
+// the watch on its RLIMIT_NPROC (server/worker_limits.h).
+//
+// Fail closed: a worker whose caps or cgroup cannot be applied is killed and not handed
+// out. Destruction reaps the process (WorkerProcess kills and waits), then removes its
+// cgroup, which must be empty by then. Not thread-safe: the session holds it under its lock
+// (the process itself may be used from the session's reader thread; see worker_process.h).
+#ifndef FFIBOX_SERVER_BROKER_SESSION_WORKER_H_
+#define FFIBOX_SERVER_BROKER_SESSION_WORKER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/broker/session_config.h"
+#include "server/broker/worker_limits.h"
+#include "server/broker/worker_process.h"
+#include "server/jail/cgroups.h"
+
+namespace ffibox {
+
+class SessionWorker {
+ public:
+  // What this session asks of its worker, beyond the server's configuration.
+  struct Settings {
+    uint64_t generation = 1;
+    std::string scratch_directory;    // shown read-write to the worker; empty: none
+    uint64_t memory_limit_bytes = 0;  // the session's memory cap; 0: none
+    uint32_t idle_cpu_percent = 0;    // the worker's CPU share while idle (cgroup layer)
+  };
+
+  // Takes a pooled worker (generation 1 without a scratch directory only: a worker stamps
+  // its generation on addresses, and pooled ones have no scratch directory) or starts one,
+  // then applies the session's caps and cgroup. On failure the public error (ErrorStatus):
+  // JAIL_UNAVAILABLE for a jail layer or cgroup that could not be applied,
+  // RESOURCE_EXHAUSTED when the host ran out, INTERNAL otherwise; also logged, naming
+  // `session_id`.
+  static absl::StatusOr<std::unique_ptr<SessionWorker>> Start(const SessionConfig& config,
+                                                              const Settings& settings,
+                                                              absl::string_view session_id);
+
+  SessionWorker(const SessionWorker&) = delete;
+  SessionWorker& operator=(const SessionWorker&) = delete;
+  ~SessionWorker();
+
+  WorkerProcess& process() const { return *process_; }
+
+  // The worker starts on a request while none was in flight: lifts the idle CPU throttle.
+  void Busy();
+  // No request is in flight any more: the throttle is back on. Returns each limit that bit
+  // since the last call, described for a LIMIT_REACHED event.
+  std::vector<std::string> Idle();
+
+ private:
+  SessionWorker(std::unique_ptr<WorkerProcess> process, std::unique_ptr<WorkerCgroup> cgroup,
+                std::unique_ptr<ProcessCapWatch> process_cap)
+      : process_(std::move(process)),
+        cgroup_(std::move(cgroup)),
+        process_cap_(std::move(process_cap)) {}
+
+  std::unique_ptr<WorkerProcess> process_;
+  std::unique_ptr<WorkerCgroup> cgroup_;          // null without the cgroup layer
+  std::unique_ptr<ProcessCapWatch> process_cap_;  // without a cgroup, when capped
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_SESSION_WORKER_H_

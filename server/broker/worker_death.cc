@@ -1,0 +1,113 @@
+#include "server/broker/worker_death.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "server/jail/seccomp_policy.h"
+
+namespace ffibox {
+namespace {
+
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev != nullptr ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal);
+}
+
+std::string WhileRunning(absl::string_view function) {
+  return function.empty() ? " while idle" : absl::StrCat(" while running ", function);
+}
+
+}  // namespace
+
+v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::string_view function,
+                              absl::Duration deadline, absl::string_view detail) {
+  v1::Error error;
+  error.set_function(std::string(function));
+  error.set_signal(exit.signal);
+  error.set_exit_code(exit.exit_code);
+  switch (cause) {
+    case DeathCause::kDeadline:
+      error.set_code(v1::CALL_TIMEOUT);
+      error.set_message(absl::StrCat(function, " did not return within ",
+                                     absl::FormatDuration(deadline), "; its worker was killed"));
+      return error;
+    case DeathCause::kProtocolViolation:
+      error.set_code(v1::WORKER_CRASHED);
+      error.set_message(absl::StrCat("worker broke the channel protocol", WhileRunning(function),
+                                     " (", detail, "); it was killed"));
+      return error;
+    case DeathCause::kUnexpected:
+      break;
+  }
+  // The jail's verdict, on the kernel's word: the seccomp listener reported a forbidden
+  // syscall and ffiboxd killed the worker for it.
+  if (exit.seccomp_violation >= 0) {
+    std::string name = SyscallName(exit.seccomp_violation);
+    error.set_code(v1::SANDBOX_VIOLATION);
+    error.set_syscall(name);
+    const std::string& called =
+        exit.seccomp_violation_detail.empty() ? name : exit.seccomp_violation_detail;
+    error.set_message(absl::StrCat("the worker", WhileRunning(function), " called ", called,
+                                   ", which the ", exit.seccomp_policy,
+                                   " seccomp policy forbids; ffiboxd killed it"));
+    return error;
+  }
+  if (exit.signal == SIGKILL && exit.killed_by_broker) {
+    error.set_code(v1::WORKER_CRASHED);
+    error.set_message(absl::StrCat("worker closed its channel but kept running",
+                                   WhileRunning(function), "; ffiboxd killed it"));
+    return error;
+  }
+  // A SIGKILL ffiboxd did not send comes from the kernel: the CPU-time hard limit (past the
+  // SIGXCPU soft limit) or the out-of-memory killer.
+  if (exit.signal == SIGKILL) {
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(
+        absl::StrCat("worker killed by SIGKILL", WhileRunning(function),
+                     ", which ffiboxd did not send: it hit its CPU-time limit "
+                     "(limits.session_cpu_seconds) or the kernel's out-of-memory killer chose it"));
+    return error;
+  }
+  if (exit.signal == SIGXCPU && exit.cpu_seconds > 0) {
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(absl::StrCat("CPU time limit of ", exit.cpu_seconds, " s exceeded",
+                                   WhileRunning(function), "; its worker was killed"));
+    return error;
+  }
+  if (exit.signal == SIGXFSZ && exit.file_bytes > 0) {
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(absl::StrCat("file size limit of ", exit.file_bytes, " bytes exceeded",
+                                   WhileRunning(function), "; its worker was killed"));
+    return error;
+  }
+  error.set_code(v1::WORKER_CRASHED);
+  if (exit.signal != 0) {
+    std::string where;
+    if (exit.report.has_value() && (exit.signal == SIGSEGV || exit.signal == SIGBUS)) {
+      error.set_fault_address(exit.report->address);
+      where = absl::StrCat(" at address 0x", absl::Hex(exit.report->address));
+    }
+    // A SIGSYS is never the jail's: the jail reports violations through the listener. A
+    // syscall the worker's own report names is its claim and is labelled so.
+    std::string claim;
+    if (exit.signal == SIGSYS && exit.report.has_value() && exit.report->syscall >= 0) {
+      claim = absl::StrCat("; the worker's own crash report claims a forbidden ",
+                           SyscallName(exit.report->syscall),
+                           ", which the jail did not see (unverified)");
+    }
+    error.set_message(absl::StrCat("worker killed by ", SignalName(exit.signal), " (",
+                                   strsignal(exit.signal), ")", where, WhileRunning(function),
+                                   claim));
+  } else if (exit.exit_code >= 0) {
+    error.set_message(
+        absl::StrCat("worker exited with status ", exit.exit_code, WhileRunning(function)));
+  } else {
+    error.set_message(absl::StrCat("worker ended", WhileRunning(function)));
+  }
+  return error;
+}
+
+}  // namespace ffibox

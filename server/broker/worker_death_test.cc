@@ -1,0 +1,141 @@
+#include "server/broker/worker_death.h"
+
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include "gtest/gtest.h"
+#include "server/jail/seccomp_policy.h"
+
+namespace ffibox {
+namespace {
+
+TEST(DescribeWorkerDeath, SignalNamesTheSignalAndTheFunction) {
+  v1::Error error =
+      DescribeWorkerDeath(WorkerExit{SIGSEGV, -1}, DeathCause::kUnexpected, "crash_null_deref");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
+  EXPECT_EQ(error.signal(), SIGSEGV);
+  EXPECT_EQ(error.exit_code(), -1);
+  EXPECT_EQ(error.function(), "crash_null_deref");
+  EXPECT_NE(error.message().find("SIGSEGV"), std::string::npos) << error.message();
+  EXPECT_NE(error.message().find("crash_null_deref"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, CrashReportAddsTheFaultAddress) {
+  WorkerExit exit{SIGSEGV, -1};
+  CrashReport report;
+  report.magic = kCrashReportMagic;
+  report.signal = SIGSEGV;
+  report.address = 0x10;
+  exit.report = report;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "crash_null_deref");
+  EXPECT_EQ(error.fault_address(), 0x10u);
+  EXPECT_NE(error.message().find("at address 0x10"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, ExitCarriesTheExitCode) {
+  v1::Error error = DescribeWorkerDeath(WorkerExit{0, 3}, DeathCause::kUnexpected, "crash_exit3");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
+  EXPECT_EQ(error.signal(), 0);
+  EXPECT_EQ(error.exit_code(), 3);
+  EXPECT_NE(error.message().find("status 3"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, DeadlineIsCallTimeoutEvenThoughTheBrokerSentSigkill) {
+  v1::Error error = DescribeWorkerDeath(WorkerExit{SIGKILL, -1}, DeathCause::kDeadline,
+                                        "hang_forever", absl::Milliseconds(250));
+  EXPECT_EQ(error.code(), v1::CALL_TIMEOUT);
+  EXPECT_EQ(error.function(), "hang_forever");
+  EXPECT_NE(error.message().find("250ms"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, IdleDeathSaysIdle) {
+  v1::Error error = DescribeWorkerDeath(WorkerExit{SIGSEGV, -1}, DeathCause::kUnexpected, "");
+  EXPECT_NE(error.message().find("while idle"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, ProtocolViolationIsACrashWithTheDetail) {
+  v1::Error error = DescribeWorkerDeath(WorkerExit{SIGKILL, -1}, DeathCause::kProtocolViolation,
+                                        "cos", {}, "reply for unknown request 7");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
+  EXPECT_NE(error.message().find("unknown request 7"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, ListenerVerdictIsASandboxViolationNamingTheSyscall) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.killed_by_broker = true;
+  exit.seccomp_policy = "strict";
+  exit.seccomp_violation = SYS_connect;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "probe_connect");
+  EXPECT_EQ(error.code(), v1::SANDBOX_VIOLATION);
+  EXPECT_EQ(error.syscall(), "connect");
+  EXPECT_NE(error.message().find("called connect, which the strict seccomp policy forbids"),
+            std::string::npos)
+      << error.message();
+}
+
+TEST(DescribeWorkerDeath, ListenerVerdictNamesWhatIdentifiesTheCall) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.killed_by_broker = true;
+  exit.seccomp_policy = "strict";
+  exit.seccomp_violation = SYS_ioctl;
+  exit.seccomp_violation_detail = "ioctl 0x5412";
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "SDL_Init");
+  EXPECT_EQ(error.syscall(), "ioctl");
+  EXPECT_NE(error.message().find("called ioctl 0x5412, which"), std::string::npos)
+      << error.message();
+}
+
+TEST(DescribeWorkerDeath, ForgedSigsysReportIsACrashLabelledAsTheWorkersClaim) {
+  // A library wrote a crash report naming execve and raised SIGSYS itself; the listener
+  // saw nothing. That is no sandbox violation.
+  WorkerExit exit{SIGSYS, -1};
+  exit.seccomp_policy = "strict";
+  CrashReport report;
+  report.magic = kCrashReportMagic;
+  report.signal = SIGSYS;
+  report.syscall = SYS_execve;
+  exit.report = report;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "forge");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
+  EXPECT_EQ(error.syscall(), "");
+  EXPECT_EQ(error.signal(), SIGSYS);
+  EXPECT_NE(error.message().find("claims a forbidden execve"), std::string::npos)
+      << error.message();
+  EXPECT_NE(error.message().find("unverified"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, SigsysWithoutAJailIsACrash) {
+  v1::Error error = DescribeWorkerDeath(WorkerExit{SIGSYS, -1}, DeathCause::kUnexpected, "f");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
+}
+
+TEST(DescribeWorkerDeath, CpuLimitIsResourceExhausted) {
+  WorkerExit exit{SIGXCPU, -1};
+  exit.cpu_seconds = 2;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "spin");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED);
+  EXPECT_NE(error.message().find("CPU time limit of 2 s exceeded"), std::string::npos)
+      << error.message();
+}
+
+TEST(SyscallName, NamesKnownNumbersAndFallsBackToTheNumber) {
+  EXPECT_EQ(SyscallName(SYS_execve), "execve");
+  EXPECT_EQ(SyscallName(99999), "syscall 99999");
+}
+
+TEST(DescribeWorkerDeath, SigkillTheBrokerDidNotSendIsResourceExhausted) {
+  WorkerExit exit{SIGKILL, -1};
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "spin_cpu_seconds");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
+}
+
+TEST(DescribeWorkerDeath, SigkillOfALingeringWorkerIsACrashNotAResourceLimit) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.killed_by_broker = true;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "close_channel");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << error.message();
+  EXPECT_NE(error.message().find("closed its channel"), std::string::npos) << error.message();
+}
+
+}  // namespace
+}  // namespace ffibox

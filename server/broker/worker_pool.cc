@@ -1,0 +1,81 @@
+#include "server/broker/worker_pool.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+
+#include <utility>
+
+#include "absl/time/clock.h"
+
+namespace ffibox {
+namespace {
+
+// Whether the worker has ended, without reaping it (its WorkerProcess reaps).
+bool HasEnded(const WorkerProcess& worker) {
+  siginfo_t info{};
+  if (waitid(P_PID, worker.pid(), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return true;
+  return info.si_pid == worker.pid();
+}
+
+}  // namespace
+
+WorkerPool::WorkerPool(const WorkerLaunchOptions& options, size_t size)
+    : options_(options), size_(size) {
+  if (size_ > 0) refiller_ = std::thread([this] { Refill(); });
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (refiller_.joinable()) refiller_.join();
+  absl::MutexLock lock(&mu_);
+  idle_.clear();  // ~WorkerProcess kills and reaps
+}
+
+std::unique_ptr<WorkerProcess> WorkerPool::Take() {
+  absl::MutexLock lock(&mu_);
+  while (!idle_.empty()) {
+    std::unique_ptr<WorkerProcess> worker = std::move(idle_.front());
+    idle_.pop_front();
+    if (!HasEnded(*worker)) return worker;
+  }
+  return nullptr;
+}
+
+size_t WorkerPool::idle() const {
+  absl::MutexLock lock(&mu_);
+  return idle_.size();
+}
+
+void WorkerPool::Refill() {
+  absl::Duration backoff = absl::Milliseconds(10);
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto needs_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || idle_.size() < size_;
+      };
+      mu_.Await(absl::Condition(&needs_work));
+      if (stopping_) return;
+    }
+    absl::StatusOr<std::unique_ptr<WorkerProcess>> started = WorkerProcess::Start(options_);
+    if (!started.ok()) {
+      fprintf(stderr, "ffiboxd: worker pool: %s\n",
+              std::string(started.status().message()).c_str());
+      // Do not spin on a persistent failure; sessions start their own workers meanwhile.
+      absl::MutexLock lock(&mu_);
+      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stopping), backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+      continue;
+    }
+    backoff = absl::Milliseconds(10);
+    absl::MutexLock lock(&mu_);
+    idle_.push_back(*std::move(started));
+  }
+}
+
+}  // namespace ffibox

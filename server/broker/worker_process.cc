@@ -1,0 +1,353 @@
+#include "server/broker/worker_process.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/descriptor_passing.h"
+#include "server/jail/jail_layers.h"
+#include "server/jail/seccomp_policy.h"
+#include "server/jail/worker_jail.h"
+
+namespace ffibox {
+namespace {
+
+// Runs closures on one thread that lives as long as the process (see the header comment).
+class LauncherThread {
+ public:
+  static LauncherThread& Get() {
+    static LauncherThread* launcher = new LauncherThread();  // never destroyed
+    return *launcher;
+  }
+
+  // Runs `job` on the launcher thread and waits for it.
+  void Run(std::function<void()> job) {
+    bool done = false;
+    absl::MutexLock lock(&mu_);
+    jobs_.push_back([&] {
+      job();
+      absl::MutexLock inner(&mu_);
+      done = true;
+    });
+    mu_.Await(absl::Condition(&done));
+  }
+
+ private:
+  LauncherThread() {
+    std::thread([this] { Loop(); }).detach();
+  }
+
+  void Loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](std::deque<std::function<void()>>* jobs) { return !jobs->empty(); }, &jobs_));
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
+};
+
+// Waits until `timeout` for the worker's seccomp listener on the descriptor socket. When
+// the worker ends first, the error carries what it printed on stderr (`stderr_fd`).
+absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
+                                           absl::Duration timeout) {
+  struct pollfd pfd = {descriptor_socket, POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  } while (ready < 0 && errno == EINTR);
+  absl::StatusOr<TaggedDescriptor> received =
+      ready > 0 ? ReceiveDescriptor(descriptor_socket)
+                : absl::DeadlineExceededError("no seccomp listener from the worker in time");
+  if (received.ok() && received->tag == kSeccompListenerTag) return received->fd;
+  if (received.ok()) close(received->fd);
+  char said[1024];
+  ssize_t n = read(stderr_fd, said, sizeof(said));
+  std::string output = n > 0 ? std::string(said, static_cast<size_t>(n)) : "";
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  return SeccompJailError(absl::StrCat("the worker did not hand over its seccomp listener (",
+                                       received.ok() ? "wrong tag" : received.status().message(),
+                                       ")", output.empty() ? "" : absl::StrCat(": ", output)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
+    const WorkerLaunchOptions& options) {
+  if (access(options.worker_path.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("worker binary ", options.worker_path,
+                                                      " is not executable: ", strerror(errno)));
+  }
+  if (options.jail.enabled) {
+    absl::Status policy =
+        ValidateSeccompPolicy(options.jail.seccomp_policy, options.jail.extra_syscalls);
+    if (!policy.ok()) return absl::InvalidArgumentError(policy.message());
+  }
+  // Closed on every return; the child has its own copies.
+  struct Descriptors {
+    int channel[2] = {-1, -1};
+    int crash[2] = {-1, -1};
+    int descriptors[2] = {-1, -1};
+    int out[2] = {-1, -1};
+    int err[2] = {-1, -1};
+    int executable = -1;
+    int null = -1;
+    ~Descriptors() {
+      for (int fd : {channel[0], channel[1], crash[0], crash[1], descriptors[0], descriptors[1],
+                     out[0], out[1], err[0], err[1], executable, null}) {
+        if (fd >= 0) close(fd);
+      }
+    }
+  } fds;
+  // Keep a reserve of descriptors for the broker's own work (accepting, logging): a worker
+  // start that would eat into it fails with RESOURCE_EXHAUSTED, never with a weaker jail.
+  absl::Status reserve = CheckDescriptorReserve();
+  if (!reserve.ok()) return reserve;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.channel) != 0 ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.descriptors) != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("socketpair: ", strerror(errno)));
+  }
+  if (pipe2(fds.crash, O_CLOEXEC | O_NONBLOCK) != 0 || pipe2(fds.out, O_CLOEXEC) != 0 ||
+      pipe2(fds.err, O_CLOEXEC) != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(errno)));
+  }
+  // The broker reads the output pipes without blocking; the worker's ends stay blocking.
+  fcntl(fds.out[0], F_SETFL, O_NONBLOCK);
+  fcntl(fds.err[0], F_SETFL, O_NONBLOCK);
+  fds.executable = open(options.worker_path.c_str(), O_PATH | O_CLOEXEC);
+  fds.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fds.executable < 0 || fds.null < 0) {
+    std::string message =
+        absl::StrCat("cannot open ", options.worker_path, " or /dev/null: ", strerror(errno));
+    if (errno == EMFILE || errno == ENFILE) return absl::ResourceExhaustedError(message);
+    return absl::FailedPreconditionError(message);
+  }
+  std::vector<std::string> args = {"ffibox-worker",
+                                   absl::StrCat("--generation=", options.generation)};
+  if (options.max_callback_depth > 0) {
+    args.push_back(absl::StrCat("--max_callback_depth=", options.max_callback_depth));
+  }
+  for (std::string& flag : WorkerJailFlags(options.jail)) args.push_back(std::move(flag));
+  if (options.jail_self_test) args.push_back("--jail_self_test");
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  WorkerSpawnRequest request;
+  request.executable_fd = fds.executable;
+  request.argv = argv.data();
+  request.stdin_fd = fds.null;
+  request.stdout_fd = fds.out[1];
+  request.stderr_fd = fds.err[1];
+  request.channel_fd = fds.channel[1];
+  request.crash_fd = fds.crash[1];
+  request.descriptor_fd = fds.descriptors[1];
+  absl::StatusOr<SpawnedWorker> spawned =
+      SpawnJailedWorker(options.jail, request,
+                        [](const std::function<void()>& job) { LauncherThread::Get().Run(job); });
+  if (!spawned.ok()) return spawned.status();
+  // The worker has its copies: without ours, its death shows as a hangup at once.
+  for (int* fd : {&fds.channel[1], &fds.crash[1], &fds.descriptors[1], &fds.out[1], &fds.err[1]}) {
+    close(*fd);
+    *fd = -1;
+  }
+
+  absl::StatusOr<std::unique_ptr<WorkerConnection>> connection =
+      MakeSocketWorkerConnection(fds.channel[0], options.max_reply_bytes);
+  fds.channel[0] = -1;  // owned by the connection now (or closed by its failure)
+  if (!connection.ok()) {
+    kill(spawned->pid, SIGKILL);
+    waitpid(spawned->pid, nullptr, 0);
+    close(spawned->status_fd);
+    return connection.status();
+  }
+  // A jailed worker installs its seccomp filter before it reads any request and hands over
+  // the filter's listener; without it the broker could not see violations, so the start
+  // fails (the worker's stderr says why it could not).
+  int listener = -1;
+  if (options.jail.enabled) {
+    absl::StatusOr<int> received =
+        ReceiveSeccompListener(fds.descriptors[0], fds.err[0], absl::Seconds(10));
+    if (!received.ok()) {
+      kill(spawned->pid, SIGKILL);
+      waitpid(spawned->pid, nullptr, 0);
+      close(spawned->status_fd);
+      return received.status();
+    }
+    listener = *received;
+  }
+  WorkerDescriptors owned;
+  owned.crash = std::exchange(fds.crash[0], -1);
+  owned.descriptors = std::exchange(fds.descriptors[0], -1);
+  owned.stdout_read = std::exchange(fds.out[0], -1);
+  owned.stderr_read = std::exchange(fds.err[0], -1);
+  return std::unique_ptr<WorkerProcess>(
+      new WorkerProcess(*spawned, options, std::move(*connection), owned, listener));
+}
+
+WorkerProcess::~WorkerProcess() {
+  Kill();
+  Reap(absl::ZeroDuration());
+  for (int fd : {fds_.crash, fds_.descriptors, fds_.stdout_read, fds_.stderr_read,
+                 seccomp_listener_, status_fd_}) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+absl::Status WorkerProcess::SendDescriptor(int fd, uint64_t tag) {
+  absl::MutexLock lock(&descriptor_mu_);
+  return ffibox::SendDescriptor(fds_.descriptors, fd, tag);
+}
+
+bool WorkerProcess::HandleSeccompNotification() {
+  // A notification withdrawn before it was read (its thread was interrupted) is no verdict:
+  // keep watching.
+  absl::StatusOr<SeccompViolation> violation = ReceiveSeccompViolation(seccomp_listener_);
+  if (!violation.ok()) return true;
+  absl::MutexLock lock(&mu_);
+  if (exit_.seccomp_violation < 0) {
+    exit_.seccomp_violation = violation->syscall;
+    exit_.seccomp_violation_detail = DescribeSeccompViolation(*violation);
+  }
+  if (!reaped_) {
+    exit_.killed_by_broker = true;
+    kill(pid_, SIGKILL);
+  }
+  return false;
+}
+
+bool WorkerProcess::WaitForSeccompViolation(absl::Duration timeout) {
+  if (seccomp_listener_ < 0) return false;
+  absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (exit_.seccomp_violation >= 0) return true;
+    }
+    int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (left <= 0) return false;
+    struct pollfd pfd = {seccomp_listener_, POLLIN, 0};
+    int ready = poll(&pfd, 1, static_cast<int>(left));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0 || !(pfd.revents & POLLIN)) return false;
+    HandleSeccompNotification();
+  }
+}
+
+absl::Status CheckDescriptorReserve() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return absl::OkStatus();
+  }
+  // The lowest free descriptor number is not a count, so count what is open.
+  size_t open_count = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (readdir(dir) != nullptr) ++open_count;
+    closedir(dir);
+    open_count = open_count > 3 ? open_count - 3 : 0;  // ".", "..", the directory itself
+  } else {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot count open descriptors: ", strerror(errno)));
+  }
+  if (open_count + kWorkerStartDescriptors + kDescriptorReserve > limit.rlim_cur) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("ffiboxd has ", open_count, " of its ", limit.rlim_cur,
+                     " descriptors open; starting a worker would leave fewer than ",
+                     kDescriptorReserve, " in reserve"));
+  }
+  return absl::OkStatus();
+}
+
+std::optional<CrashReport> WorkerProcess::ReadCrashReport() {
+  CrashReport report;
+  // The pipe is non-blocking and the worker is dead: whatever it wrote is there now.
+  ssize_t n = read(fds_.crash, &report, sizeof(report));
+  if (n != static_cast<ssize_t>(sizeof(report)) || report.magic != kCrashReportMagic) {
+    return std::nullopt;
+  }
+  return report;
+}
+
+void WorkerProcess::Kill() {
+  absl::MutexLock lock(&mu_);
+  if (reaped_) return;
+  exit_.killed_by_broker = true;
+  kill(pid_, SIGKILL);
+}
+
+void WorkerProcess::RecordExit(int status) {
+  reaped_ = true;
+  // An init that ended normally relayed how the worker ended (it dies only with it).
+  if (relays_exit_ && WIFEXITED(status)) {
+    std::optional<int> relayed = ReadRelayedWaitStatus(status_fd_);
+    if (relayed.has_value()) status = *relayed;
+  }
+  if (WIFSIGNALED(status)) {
+    exit_.signal = WTERMSIG(status);
+  } else if (WIFEXITED(status)) {
+    exit_.exit_code = WEXITSTATUS(status);
+  }
+  std::optional<CrashReport> report = ReadCrashReport();
+  // Only a report about the signal that really killed the worker is believed.
+  if (report.has_value() && exit_.signal != 0 && report->signal == exit_.signal) {
+    exit_.report = report;
+  }
+}
+
+WorkerExit WorkerProcess::Reap(absl::Duration grace) {
+  absl::Time give_up = absl::Now() + grace;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (reaped_) return exit_;
+      int status = 0;
+      pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        RecordExit(status);
+        return exit_;
+      }
+      if (r < 0 && errno != EINTR) {  // not our child any more: nothing left to wait for
+        reaped_ = true;
+        return exit_;
+      }
+      if (absl::Now() >= give_up) break;
+    }
+    absl::SleepFor(absl::Microseconds(500));
+  }
+  absl::MutexLock lock(&mu_);
+  exit_.killed_by_broker = true;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  RecordExit(status);
+  return exit_;
+}
+
+}  // namespace ffibox

@@ -1,0 +1,266 @@
+#include "server/broker/worker_reply.h"
+
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/layout.h"
+
+namespace ffibox {
+namespace {
+
+v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
+  switch (op) {
+    case v1::Request::kLoadLibrary:
+      return v1::Response::kLibrary;
+    case v1::Request::kResolveFunction:
+      return v1::Response::kFunction;
+    case v1::Request::kCall:
+      return v1::Response::kCall;
+    case v1::Request::kGetLayout:
+      return v1::Response::kLayout;
+    case v1::Request::kLookupSymbol:
+      return v1::Response::kSymbol;
+    case v1::Request::kReadMemory:
+      return v1::Response::kMemory;
+    case v1::Request::kAllocMemory:
+      return v1::Response::kAllocated;
+    case v1::Request::kReadString:
+      return v1::Response::kString;
+    case v1::Request::kDefineCallback:
+      return v1::Response::kCallback;
+    case v1::Request::kWriteMemory:
+    case v1::Request::kFreeMemory:
+    case v1::Request::kFillMemory:
+    case v1::Request::kCopyMemory:
+    case v1::Request::kFreeCallback:
+    case v1::Request::kPing:
+      return v1::Response::kDone;
+    default:
+      return v1::Response::RESULT_NOT_SET;
+  }
+}
+
+// The pointers reported in a returned block of `size` bytes: at 8-aligned offsets, in
+// increasing order, each word inside the block, each target inside a block of the call.
+absl::Status CheckReportedPointers(const v1::BlockContents& block, uint64_t size,
+                                   const PendingRequest& expected) {
+  uint64_t next_offset = 0;  // the lowest offset the next pointer may have
+  for (const v1::Relocation& pointer : block.pointers()) {
+    const uint64_t offset = pointer.offset();
+    if (offset % 8 != 0 || offset < next_offset || offset > size || size - offset < 8) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("returned block ", block.block(), " reports a pointer at offset ", offset,
+                       " (block of ", size, " bytes; offsets must be increasing multiples of 8)"));
+    }
+    next_offset = offset + 8;
+    const uint32_t target = pointer.target().block();
+    if (target >= expected.block_sizes.size() ||
+        pointer.target().offset() > expected.block_sizes[target]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("returned block ", block.block(), " reports a pointer to block ", target,
+                       " offset ", pointer.target().offset(), ", outside the call's blocks"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A read_memory result: raw bytes of the requested size, or a typed value whose raw form
+// (records, arrays) has the type's size.
+absl::Status CheckMemoryData(const v1::MemoryData& memory, const PendingRequest& expected) {
+  if (!expected.read_typed) {
+    if (memory.data().size() != expected.read_size || memory.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("read_memory returned ", memory.data().size(),
+                                                     " bytes, expected ", expected.read_size));
+    }
+    return absl::OkStatus();
+  }
+  if (!memory.data().empty() || !memory.has_value() ||
+      memory.value().kind_case() == v1::Value::KIND_NOT_SET) {
+    return absl::InvalidArgumentError("typed read_memory must return a value and no data");
+  }
+  if (memory.value().kind_case() == v1::Value::kRaw &&
+      memory.value().raw().size() != expected.read_size) {
+    return absl::InvalidArgumentError(absl::StrCat("typed read_memory returned ",
+                                                   memory.value().raw().size(),
+                                                   " raw bytes, expected ", expected.read_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequest& expected) {
+  std::vector<bool> seen(expected.returned_block_sizes.size(), false);
+  for (const v1::BlockContents& block : result.blocks()) {
+    if (block.block() >= expected.returned_block_sizes.size() || seen[block.block()]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("returned block ", block.block(), " was not sent or came back twice"));
+    }
+    seen[block.block()] = true;
+    uint64_t size = expected.returned_block_sizes[block.block()];
+    if (size == PendingRequest::kNotReturned || block.data().size() != size) {
+      return absl::InvalidArgumentError(absl::StrCat("returned block ", block.block(), " has ",
+                                                     block.data().size(), " bytes, expected ",
+                                                     size));
+    }
+    absl::Status pointers = CheckReportedPointers(block, size, expected);
+    if (!pointers.ok()) return pointers;
+  }
+  if (static_cast<size_t>(result.kept_size()) != expected.kept_blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the reply reports ", result.kept_size(),
+                                                   " kept blocks, the call kept ",
+                                                   expected.kept_blocks.size()));
+  }
+  for (int i = 0; i < result.kept_size(); ++i) {
+    const v1::KeptBlock& kept = result.kept(i);
+    if (kept.block() != expected.kept_blocks[i] || kept.address().address() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kept block ", i, " names block ", kept.block(), " at 0x",
+          absl::Hex(kept.address().address()), ", expected block ", expected.kept_blocks[i]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckErrorCode(const v1::Error& error) {
+  v1::ErrorCode code = error.code();
+  if (!v1::ErrorCode_IsValid(code) || code == v1::ERROR_CODE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown error code ", code));
+  }
+  // Only the broker knows these, from outside the worker: a worker claiming one is forging
+  // the broker's verdict (a crash, a sandbox violation with a syscall of its choosing).
+  if (code == v1::WORKER_CRASHED || code == v1::SANDBOX_VIOLATION || code == v1::JAIL_UNAVAILABLE) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("error code ", v1::ErrorCode_Name(code), ", which only the broker reports"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) {
+  internal::WorkerReply reply;
+  if (!reply.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
+    return absl::InvalidArgumentError("unparseable reply frame");
+  }
+  const int kinds =
+      (reply.has_response() ? 1 : 0) + (reply.has_invoke() ? 1 : 0) + (reply.has_event() ? 1 : 0);
+  if (kinds != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a worker frame must carry exactly one of response, invoke and event; this "
+                     "one carries ",
+                     kinds));
+  }
+  return reply;
+}
+
+absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
+                                                 const PendingRequest& expected) {
+  if (response.id() != expected.sequence) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reply for request ", response.id(), " while request ", expected.sequence, " was running"));
+  }
+  if (response.has_error()) {
+    if (response.result_case() != v1::Response::RESULT_NOT_SET) {
+      return absl::InvalidArgumentError("reply carries both an error and a result");
+    }
+    absl::Status code = CheckErrorCode(response.error());
+    if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("reply has ", code.message()));
+  } else {
+    v1::Response::ResultCase want = ExpectedResult(expected.op);
+    if (response.result_case() != want) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reply has result kind ", response.result_case(), ", expected ", want));
+    }
+    if (want == v1::Response::kLibrary && response.library().library() != expected.handle) {
+      return absl::InvalidArgumentError("reply names another library handle");
+    }
+    if (want == v1::Response::kFunction && response.function().function() != expected.handle) {
+      return absl::InvalidArgumentError("reply names another function handle");
+    }
+    if (want == v1::Response::kCallback && response.callback().callback() != expected.handle) {
+      return absl::InvalidArgumentError("reply names another callback handle");
+    }
+    if (want == v1::Response::kMemory) {
+      absl::Status memory = CheckMemoryData(response.memory(), expected);
+      if (!memory.ok()) return memory;
+    }
+    if (want == v1::Response::kCall) {
+      absl::Status blocks = CheckReturnedBlocks(response.call(), expected);
+      if (!blocks.ok()) return blocks;
+    }
+  }
+  response.set_id(expected.client_id);
+  return response;
+}
+
+absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped) {
+  shipped->clear();
+  if (invoke.invocation() == 0) {
+    return absl::InvalidArgumentError("callback invocation with id 0");
+  }
+  if (invoke.args_size() != signature.params_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation of callback ", invoke.callback(), " carries ", invoke.args_size(),
+                     " arguments; its signature has ", signature.params_size()));
+  }
+  for (int i = 0; i < invoke.args_size(); ++i) {
+    if (invoke.args(i).kind_case() == v1::Value::KIND_NOT_SET) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation argument ", i, " has no value"));
+    }
+  }
+  if (invoke.pointees_size() > signature.params_size()) {
+    return absl::InvalidArgumentError("invocation carries more pointees than arguments");
+  }
+  absl::flat_hash_set<uint32_t> seen;
+  uint64_t total = 0;
+  for (const v1::PointeeData& pointee : invoke.pointees()) {
+    const uint32_t arg = pointee.arg();
+    const v1::Type* param =
+        arg < static_cast<uint32_t>(signature.params_size()) ? &signature.params(arg) : nullptr;
+    // A pointer parameter ships its pointee; an array parameter (a decayed pointer) its
+    // whole length.
+    const v1::Type* shipped_type = param == nullptr ? nullptr
+                                   : param->kind_case() == v1::Type::kPointer
+                                       ? &param->pointer().pointee()
+                                   : param->kind_case() == v1::Type::kArray ? param
+                                                                            : nullptr;
+    if (shipped_type == nullptr || !seen.insert(arg).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invocation ships pointee data for argument ", arg,
+                       ", which is not a pointer parameter of the callback or was shipped twice"));
+    }
+    uint64_t size = 0;
+    uint64_t alignment = 0;
+    if (!ComputeSizeAndAlignment(*shipped_type, &size, &alignment).ok() ||
+        pointee.data().size() != size) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation ships ", pointee.data().size(),
+                                                     " bytes for argument ", arg,
+                                                     ", which is not its pointee type's size"));
+    }
+    total += size;
+    if (total > kMaxInvokePointeeBytes) {
+      return absl::InvalidArgumentError("invocation ships too many pointee bytes");
+    }
+    shipped->emplace_back(arg, size);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWorkerEvent(const v1::SessionEvent& event) {
+  if (event.kind() != v1::SessionEvent::CALLBACK_ERROR) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the worker may only send CALLBACK_ERROR events, not kind ", event.kind()));
+  }
+  absl::Status code = CheckErrorCode(event.error());
+  if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("event has ", code.message()));
+  // A callback error says which callback failed and why: a few lines. A huge one is a
+  // worker spending the broker's memory (the event is relayed to the client whole).
+  if (event.ByteSizeLong() > kMaxWorkerEventBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("an event of ", event.ByteSizeLong(),
+                                                   " bytes (at most ", kMaxWorkerEventBytes, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ffibox

@@ -1,0 +1,59 @@
+// The trust boundary for what a worker sends. The worker runs untrusted code, so every frame
+// is hostile until checked: ParseWorkerFrame checks its envelope, then exactly one of
+// CheckWorkerResponse (against the request it claims to answer), CheckCallbackInvoke
+// (against the callback's signature) or CheckWorkerEvent checks its content. The broker
+// (WorkerConnection::Receive, then Session::AcceptReply) applies them in that order and
+// nothing else reads a worker frame.
+#ifndef FFIBOX_SERVER_BROKER_WORKER_REPLY_H_
+#define FFIBOX_SERVER_BROKER_WORKER_REPLY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "ffibox/v1/ffibox.pb.h"
+#include "server/broker/pending_request.h"
+#include "server/protocol/worker_protocol.pb.h"
+
+namespace ffibox {
+
+// Most arguments a CallbackInvoke may carry pointee data for, and most bytes in all.
+inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
+
+// Parses one frame from the worker and checks its envelope: exactly one of `response`,
+// `invoke` and `event` is set. INVALID_ARGUMENT otherwise (the caller kills the worker).
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
+
+// Checks `response` (from a parsed frame) as the answer to `expected`, the request in
+// flight whose sequence number it carries. Checks that it answers that request, carries
+// either an error with a known code or the result kind the operation produces, names the
+// assigned handle, returns only blocks the call sent as OUT/INOUT with their exact sizes,
+// reports pointers in them only at increasing 8-aligned offsets with the word inside the
+// block and the target inside a block of the call, reports each kept block once in order,
+// and answers read_memory with exactly the bytes asked for (untyped) or a value and no data
+// (typed; a raw value of the type's size). Returns the response with the client's id, or
+// INVALID_ARGUMENT describing the violation (the caller kills the worker).
+absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
+                                                 const PendingRequest& expected);
+
+// Checks a CallbackInvoke against the signature of the callback it names: a non-zero
+// invocation id, exactly one argument per parameter, and pointee data only for pointer
+// parameters, at most once per argument, each exactly the pointee type's size. Does not
+// check the ids against the session (the session does). On success `shipped` holds
+// (argument index, size) of every pointee, which the client's CallbackReturn may write
+// back. INVALID_ARGUMENT describing the violation.
+absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped);
+
+// Checks an event frame: the worker may only report CALLBACK_ERROR, with a known error code.
+absl::Status CheckWorkerEvent(const v1::SessionEvent& event);
+
+// The largest event a worker may send (CheckWorkerEvent).
+inline constexpr size_t kMaxWorkerEventBytes = 64 * 1024;
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_WORKER_REPLY_H_

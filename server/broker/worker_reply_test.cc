@@ -1,0 +1,433 @@
+#include "server/broker/worker_reply.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/protocol/worker_protocol.pb.h"
+#include "tests/support/status_matchers.h"
+
+namespace ffibox {
+namespace {
+
+constexpr uint64_t kSequence = 41;
+constexpr uint64_t kClientId = 7;
+
+PendingRequest Pending(v1::Request::OpCase op, uint64_t handle = 0) {
+  PendingRequest pending;
+  pending.sequence = kSequence;
+  pending.client_id = kClientId;
+  pending.op = op;
+  pending.handle = handle;
+  pending.label = "test";
+  return pending;
+}
+
+// A call that sent [OUT 4 bytes, IN 8 bytes, INOUT 2 bytes, OUT 0 bytes].
+PendingRequest PendingCall() {
+  PendingRequest pending = Pending(v1::Request::kCall);
+  pending.returned_block_sizes = {4, PendingRequest::kNotReturned, 2, 0};
+  return pending;
+}
+
+std::string Frame(const v1::Response& response) {
+  internal::WorkerReply reply;
+  *reply.mutable_response() = response;
+  return reply.SerializeAsString();
+}
+
+v1::Response CallReply(uint64_t id = kSequence) {
+  v1::Response response;
+  response.set_id(id);
+  response.mutable_call()->mutable_result()->set_int_value(3);
+  return response;
+}
+
+void AddBlock(v1::Response* response, uint32_t index, std::string data) {
+  v1::BlockContents* block = response->mutable_call()->add_blocks();
+  block->set_block(index);
+  block->set_data(std::move(data));
+}
+
+// What the broker does with a frame it expects to answer `pending`: the envelope, then the
+// response against the request.
+absl::StatusOr<v1::Response> ParseWorkerReply(const std::string& frame,
+                                              const PendingRequest& pending) {
+  absl::StatusOr<internal::WorkerReply> reply = ParseWorkerFrame(frame);
+  if (!reply.ok()) return reply.status();
+  if (!reply->has_response()) return absl::InvalidArgumentError("not a response");
+  return CheckWorkerResponse(std::move(*reply->mutable_response()), pending);
+}
+
+void ExpectRefused(const std::string& frame, const PendingRequest& pending) {
+  absl::StatusOr<v1::Response> parsed = ParseWorkerReply(frame, pending);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << parsed.status();
+}
+
+TEST(ParseWorkerReply, GarbageBytesAreRefused) {
+  ExpectRefused(std::string("\xff\xff\xff\xff\x0f garbage", 13), PendingCall());
+}
+
+TEST(ParseWorkerReply, TruncatedFrameIsRefused) {
+  std::string frame = Frame(CallReply());
+  ExpectRefused(frame.substr(0, frame.size() - 1), PendingCall());
+}
+
+TEST(ParseWorkerReply, ReplyForAnotherSequenceIdIsRefused) {
+  ExpectRefused(Frame(CallReply(kSequence + 1)), PendingCall());
+  // The client's own id is not the sequence id either.
+  ExpectRefused(Frame(CallReply(kClientId)), PendingCall());
+}
+
+TEST(ParseWorkerReply, ErrorWithCodeZeroIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_error()->set_message("no code");
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, ErrorWithOutOfRangeCodeIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_error()->set_code(static_cast<v1::ErrorCode>(9999));
+  ExpectRefused(Frame(response), PendingCall());
+  response.mutable_error()->set_code(static_cast<v1::ErrorCode>(-1));
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, ErrorTogetherWithResultIsRefused) {
+  v1::Response response = CallReply();
+  response.mutable_error()->set_code(v1::INTERNAL);
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, WrongResultKindForTheOperationIsRefused) {
+  v1::Response layout;
+  layout.set_id(kSequence);
+  layout.mutable_layout()->set_size(8);
+  ExpectRefused(Frame(layout), PendingCall());
+  ExpectRefused(Frame(CallReply()), Pending(v1::Request::kGetLayout));
+  v1::Response nothing;
+  nothing.set_id(kSequence);
+  ExpectRefused(Frame(nothing), PendingCall());
+  v1::Response event;
+  event.set_id(kSequence);
+  event.mutable_event()->set_kind(v1::SessionEvent::WORKER_LOST);
+  ExpectRefused(Frame(event), Pending(v1::Request::kPing));
+}
+
+TEST(ParseWorkerReply, WrongLibraryHandleIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_library()->set_library(3);
+  ExpectRefused(Frame(response), Pending(v1::Request::kLoadLibrary, 2));
+}
+
+TEST(ParseWorkerReply, WrongFunctionHandleIsRefused) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_function()->set_function(5);
+  ExpectRefused(Frame(response), Pending(v1::Request::kResolveFunction, 4));
+}
+
+TEST(ParseWorkerReply, ReturnedBlockIndexOutOfRangeIsRefused) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 4, "");
+  ExpectRefused(Frame(response), PendingCall());
+  v1::Response huge = CallReply();
+  AddBlock(&huge, 0xffffffffu, "");
+  ExpectRefused(Frame(huge), PendingCall());
+}
+
+TEST(ParseWorkerReply, DuplicateReturnedBlockIsRefused) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 0, "abcd");
+  AddBlock(&response, 0, "abcd");
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, BlockReturnedForAnInBlockIsRefused) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 1, std::string(8, 'x'));
+  ExpectRefused(Frame(response), PendingCall());
+}
+
+TEST(ParseWorkerReply, ReturnedBlockOfTheWrongSizeIsRefused) {
+  v1::Response longer = CallReply();
+  AddBlock(&longer, 0, "abcde");
+  ExpectRefused(Frame(longer), PendingCall());
+  v1::Response shorter = CallReply();
+  AddBlock(&shorter, 2, "a");
+  ExpectRefused(Frame(shorter), PendingCall());
+}
+
+TEST(ParseWorkerReply, GoodCallResultIsAcceptedWithTheClientIdRestored) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 2, "hi");
+  AddBlock(&response, 0, "abcd");
+  absl::StatusOr<v1::Response> parsed = ParseWorkerReply(Frame(response), PendingCall());
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->id(), kClientId);
+  EXPECT_EQ(parsed->call().result().int_value(), 3);
+  ASSERT_EQ(parsed->call().blocks_size(), 2);
+  EXPECT_EQ(parsed->call().blocks(0).data(), "hi");
+  EXPECT_EQ(parsed->call().blocks(1).data(), "abcd");
+}
+
+// The call kept blocks 0 and 2.
+PendingRequest PendingKeepingCall() {
+  PendingRequest pending = PendingCall();
+  pending.kept_blocks = {0, 2};
+  return pending;
+}
+
+v1::Response KeptReply(std::vector<std::pair<uint32_t, uint64_t>> kept) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 0, "abcd");
+  AddBlock(&response, 2, "hi");
+  for (const auto& [block, address] : kept) {
+    v1::KeptBlock* entry = response.mutable_call()->add_kept();
+    entry->set_block(block);
+    entry->mutable_address()->set_address(address);
+  }
+  return response;
+}
+
+TEST(ParseWorkerReply, KeptBlocksMustBeReportedOnceEachInOrder) {
+  absl::StatusOr<v1::Response> good =
+      ParseWorkerReply(Frame(KeptReply({{0, 0x1000}, {2, 0x2000}})), PendingKeepingCall());
+  ASSERT_OK(good);
+  EXPECT_EQ(good->call().kept_size(), 2);
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}})), PendingKeepingCall());               // missing
+  ExpectRefused(Frame(KeptReply({{2, 0x2000}, {0, 0x1000}})), PendingKeepingCall());  // order
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}, {1, 0x2000}})), PendingKeepingCall());  // not kept
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}, {2, 0}})), PendingKeepingCall());       // NULL
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}, {2, 0x2000}, {2, 0x3000}})),
+                PendingKeepingCall());                            // extra
+  ExpectRefused(Frame(KeptReply({{0, 0x1000}})), PendingCall());  // nothing was kept
+}
+
+TEST(ParseWorkerReply, ErrorCodesOnlyTheBrokerReportsAreRefused) {
+  for (v1::ErrorCode code : {v1::WORKER_CRASHED, v1::SANDBOX_VIOLATION, v1::JAIL_UNAVAILABLE}) {
+    v1::Response response;
+    response.set_id(kSequence);
+    response.mutable_error()->set_code(code);
+    response.mutable_error()->set_message("forged");
+    ExpectRefused(Frame(response), PendingCall());
+  }
+}
+
+TEST(ParseWorkerReply, GoodErrorReplyIsAccepted) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_error()->set_code(v1::SYMBOL_NOT_FOUND);
+  response.mutable_error()->set_message("symbol nope not found");
+  absl::StatusOr<v1::Response> parsed =
+      ParseWorkerReply(Frame(response), Pending(v1::Request::kResolveFunction, 4));
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->id(), kClientId);
+  EXPECT_EQ(parsed->error().code(), v1::SYMBOL_NOT_FOUND);
+  EXPECT_EQ(parsed->result_case(), v1::Response::RESULT_NOT_SET);
+}
+
+TEST(ParseWorkerReply, ZeroSizeOutBlockReturnedEmptyIsAccepted) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 3, "");
+  absl::StatusOr<v1::Response> parsed = ParseWorkerReply(Frame(response), PendingCall());
+  ASSERT_OK(parsed);
+  ASSERT_EQ(parsed->call().blocks_size(), 1);
+  EXPECT_EQ(parsed->call().blocks(0).block(), 3u);
+  EXPECT_TRUE(parsed->call().blocks(0).data().empty());
+}
+
+TEST(ParseWorkerReply, GoodLoadAndResolveRepliesAreAccepted) {
+  v1::Response loaded;
+  loaded.set_id(kSequence);
+  loaded.mutable_library()->set_library(2);
+  absl::StatusOr<v1::Response> parsed =
+      ParseWorkerReply(Frame(loaded), Pending(v1::Request::kLoadLibrary, 2));
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->library().library(), 2u);
+
+  v1::Response resolved;
+  resolved.set_id(kSequence);
+  resolved.mutable_function()->set_function(4);
+  parsed = ParseWorkerReply(Frame(resolved), Pending(v1::Request::kResolveFunction, 4));
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->function().function(), 4u);
+}
+
+// PendingCall with every block's size known, as the session records it.
+PendingRequest PendingCallWithSizes() {
+  PendingRequest pending = PendingCall();
+  pending.returned_block_sizes = {16, PendingRequest::kNotReturned, 2, 0};
+  pending.block_sizes = {16, 8, 2, 0};
+  return pending;
+}
+
+v1::Response CallReplyWithPointer(uint64_t offset, uint32_t target_block, uint64_t target_offset) {
+  v1::Response response = CallReply();
+  AddBlock(&response, 0, std::string(16, 'x'));
+  v1::Relocation* pointer = response.mutable_call()->mutable_blocks(0)->add_pointers();
+  pointer->set_offset(offset);
+  pointer->mutable_target()->set_block(target_block);
+  pointer->mutable_target()->set_offset(target_offset);
+  return response;
+}
+
+TEST(ParseWorkerReply, ReportedPointersInsideTheCallsBlocksAreAccepted) {
+  EXPECT_TRUE(ParseWorkerReply(Frame(CallReplyWithPointer(8, 1, 8)), PendingCallWithSizes()).ok());
+  EXPECT_TRUE(ParseWorkerReply(Frame(CallReplyWithPointer(0, 3, 0)), PendingCallWithSizes()).ok());
+}
+
+TEST(ParseWorkerReply, ReportedPointersOutsideTheirBlockOrTargetAreRefused) {
+  ExpectRefused(Frame(CallReplyWithPointer(12, 1, 0)), PendingCallWithSizes());  // unaligned
+  ExpectRefused(Frame(CallReplyWithPointer(16, 1, 0)), PendingCallWithSizes());  // past the end
+  ExpectRefused(Frame(CallReplyWithPointer(~uint64_t{7}, 1, 0)), PendingCallWithSizes());
+  ExpectRefused(Frame(CallReplyWithPointer(0, 4, 0)), PendingCallWithSizes());  // no block 4
+  ExpectRefused(Frame(CallReplyWithPointer(0, 1, 9)), PendingCallWithSizes());  // past block 1
+  v1::Response twice = CallReplyWithPointer(8, 1, 0);
+  *twice.mutable_call()->mutable_blocks(0)->add_pointers() =
+      twice.call().blocks(0).pointers(0);  // the same offset again
+  ExpectRefused(Frame(twice), PendingCallWithSizes());
+}
+
+TEST(ParseWorkerReply, TypedReadMustCarryAValueAndNoData) {
+  PendingRequest pending = Pending(v1::Request::kReadMemory);
+  pending.read_typed = true;
+  pending.read_size = 12;
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_memory()->mutable_value()->set_int_value(4);
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), pending).ok());
+  response.mutable_memory()->mutable_value()->set_raw(std::string(12, 'r'));
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), pending).ok());
+  response.mutable_memory()->mutable_value()->set_raw(std::string(13, 'r'));
+  ExpectRefused(Frame(response), pending);
+  response.mutable_memory()->mutable_value()->set_int_value(4);
+  response.mutable_memory()->set_data("x");
+  ExpectRefused(Frame(response), pending);
+  response.mutable_memory()->clear_data();
+  response.mutable_memory()->clear_value();
+  ExpectRefused(Frame(response), pending);
+
+  PendingRequest untyped = Pending(v1::Request::kReadMemory);
+  untyped.read_size = 1;
+  response.mutable_memory()->set_data("x");
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), untyped).ok());
+  response.mutable_memory()->mutable_value()->set_int_value(1);
+  ExpectRefused(Frame(response), untyped);
+}
+
+// void (*)(int, struct { int x, y; }*)
+v1::Signature PointCallbackSignature() {
+  v1::Signature signature;
+  signature.add_params()->set_scalar(v1::INT);
+  v1::RecordType* point =
+      signature.add_params()->mutable_pointer()->mutable_pointee()->mutable_record();
+  point->set_kind(v1::RecordType::STRUCT);
+  point->add_fields()->mutable_type()->set_scalar(v1::INT);
+  point->add_fields()->mutable_type()->set_scalar(v1::INT);
+  return signature;
+}
+
+v1::CallbackInvoke PointInvoke() {
+  v1::CallbackInvoke invoke;
+  invoke.set_invocation(9);
+  invoke.set_callback(1);
+  invoke.add_args()->set_int_value(3);
+  invoke.add_args()->mutable_pointer()->mutable_remote()->set_address(0x5000);
+  v1::PointeeData* pointee = invoke.add_pointees();
+  pointee->set_arg(1);
+  pointee->set_data(std::string(8, '\0'));
+  return invoke;
+}
+
+TEST(ParseWorkerFrame, FrameMustCarryExactlyOneKind) {
+  internal::WorkerReply reply;
+  EXPECT_EQ(ParseWorkerFrame(reply.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  *reply.mutable_response() = CallReply();
+  *reply.mutable_invoke() = PointInvoke();
+  EXPECT_EQ(ParseWorkerFrame(reply.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  reply.clear_response();
+  EXPECT_TRUE(ParseWorkerFrame(reply.SerializeAsString()).ok());
+  // An invoke is no answer to a request.
+  ExpectRefused(reply.SerializeAsString(), PendingCall());
+}
+
+TEST(CheckCallbackInvoke, WellFormedInvokeReportsItsShippedPointees) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  ASSERT_TRUE(CheckCallbackInvoke(PointInvoke(), PointCallbackSignature(), &shipped).ok());
+  ASSERT_EQ(shipped.size(), 1u);
+  EXPECT_EQ(shipped[0], std::make_pair(uint32_t{1}, uint64_t{8}));
+}
+
+TEST(CheckCallbackInvoke, WrongArgumentCountIsRefused) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  v1::CallbackInvoke invoke = PointInvoke();
+  invoke.add_args()->set_int_value(1);
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke.mutable_args()->RemoveLast();
+  invoke.mutable_args()->RemoveLast();
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+}
+
+TEST(CheckCallbackInvoke, PointeeForANonPointerOrOfTheWrongSizeIsRefused) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  v1::CallbackInvoke invoke = PointInvoke();
+  invoke.mutable_pointees(0)->set_arg(0);  // the int parameter
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  invoke.mutable_pointees(0)->set_data(std::string(9, 'x'));
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  *invoke.add_pointees() = invoke.pointees(0);  // twice
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  invoke.mutable_pointees(0)->set_arg(7);
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  invoke = PointInvoke();
+  invoke.set_invocation(0);
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+}
+
+TEST(CheckWorkerEvent, AHugeEventIsRefused) {
+  v1::SessionEvent event;
+  event.set_kind(v1::SessionEvent::CALLBACK_ERROR);
+  event.mutable_error()->set_code(v1::INTERNAL);
+  event.mutable_error()->set_message(std::string(1000, 'x'));
+  EXPECT_TRUE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->set_message(std::string(kMaxWorkerEventBytes, 'x'));
+  EXPECT_FALSE(CheckWorkerEvent(event).ok());
+}
+
+TEST(CheckWorkerEvent, OnlyCallbackErrorsWithKnownCodesPass) {
+  v1::SessionEvent event;
+  event.set_kind(v1::SessionEvent::CALLBACK_ERROR);
+  event.mutable_error()->set_code(v1::NOT_FOUND);
+  EXPECT_TRUE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->set_code(static_cast<v1::ErrorCode>(4242));
+  EXPECT_FALSE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->set_code(v1::WORKER_CRASHED);
+  event.set_kind(v1::SessionEvent::WORKER_LOST);  // only the broker reports losses
+  EXPECT_FALSE(CheckWorkerEvent(event).ok());
+}
+
+TEST(ParseWorkerReply, DefineCallbackMustNameTheAssignedHandle) {
+  PendingRequest pending = Pending(v1::Request::kDefineCallback, 12);
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_callback()->set_callback(12);
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), pending).ok());
+  response.mutable_callback()->set_callback(13);
+  ExpectRefused(Frame(response), pending);
+  response.mutable_done();
+  ExpectRefused(Frame(response), pending);
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), Pending(v1::Request::kFreeCallback, 12)).ok());
+}
+
+}  // namespace
+}  // namespace ffibox

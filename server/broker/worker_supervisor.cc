@@ -1,0 +1,105 @@
+#include "server/broker/worker_supervisor.h"
+
+#include <poll.h>
+
+#include <utility>
+
+#include "core/status_macros.h"
+
+namespace ffibox {
+
+absl::StatusOr<std::unique_ptr<WorkerSupervisor>> WorkerSupervisor::Start(
+    const SessionConfig& config, const SessionWorker::Settings& settings,
+    absl::string_view session_id, OutputBudget* output_budget, Listener* listener) {
+  FFIBOX_ASSIGN_OR_RETURN(std::unique_ptr<SessionWorker> worker,
+                          SessionWorker::Start(config, settings, session_id));
+  std::unique_ptr<WorkerSupervisor> supervisor(
+      new WorkerSupervisor(std::move(worker), output_budget, listener));
+  supervisor->WatchDescriptors();
+  return supervisor;
+}
+
+WorkerSupervisor::~WorkerSupervisor() { Stop(); }
+
+void WorkerSupervisor::WatchDescriptors() {
+  WorkerProcess& process = worker_->process();
+  // What the library prints reaches the listener within the session's budget.
+  for (auto [fd, stream] :
+       {std::pair{process.stdout_fd(), v1::STDOUT}, std::pair{process.stderr_fd(), v1::STDERR}}) {
+    if (fd < 0) continue;
+    process.connection().Watch(fd, [this, fd = fd, stream = stream](short) {
+      bool closed = false;
+      std::optional<std::string> output = output_budget_->Drain(fd, absl::Now(), &closed);
+      if (output.has_value()) listener_->OnOutput(generation(), stream, *std::move(output));
+      return !closed;
+    });
+  }
+  // A forbidden syscall stops the worker in the kernel until the broker reads it here.
+  if (process.seccomp_listener() >= 0) {
+    // It also hangs up when the worker ends; only a pending notification is read.
+    process.connection().Watch(process.seccomp_listener(), [&process](short revents) {
+      return (revents & POLLIN) != 0 && process.HandleSeccompNotification();
+    });
+  }
+}
+
+void WorkerSupervisor::StartReader() {
+  reader_ = std::thread([this] { ReadReplies(); });
+}
+
+void WorkerSupervisor::Stop() {
+  stopping_.store(true);
+  Kill();
+  WakeReader();
+  if (reader_.joinable()) reader_.join();
+}
+
+absl::Status WorkerSupervisor::Send(const internal::WorkerRequest& request) {
+  return worker_->process().connection().Send(request);
+}
+
+absl::Status WorkerSupervisor::SendDescriptor(int fd, uint64_t tag) {
+  return worker_->process().SendDescriptor(fd, tag);
+}
+
+void WorkerSupervisor::WakeReader() { worker_->process().connection().Interrupt(); }
+
+void WorkerSupervisor::Kill() { worker_->process().Kill(); }
+
+void WorkerSupervisor::ReadReplies() {
+  WorkerConnection& connection = worker_->process().connection();
+  for (;;) {
+    absl::StatusOr<internal::WorkerReply> reply = connection.Receive(listener_->NextDeadline());
+    if (reply.ok()) {
+      absl::Status accepted = listener_->OnReply(generation(), *std::move(reply));
+      if (accepted.ok()) continue;
+      return ReportDeath(/*kill=*/true, DeathCause::kProtocolViolation, accepted.message());
+    }
+    switch (reply.status().code()) {
+      case absl::StatusCode::kCancelled:
+        if (!stopping_.load()) continue;  // woken for a new deadline
+        // Stopping: do not wait for end of stream, which never comes while a process the
+        // worker forked still holds its end of the channel.
+        return ReportDeath(/*kill=*/true, DeathCause::kUnexpected, "");
+      case absl::StatusCode::kDeadlineExceeded: {
+        std::optional<Culprit> overdue = listener_->Overdue(absl::Now());
+        if (!overdue.has_value()) continue;
+        return ReportDeath(/*kill=*/true, DeathCause::kDeadline, "", &*overdue);
+      }
+      case absl::StatusCode::kUnavailable:
+        return ReportDeath(/*kill=*/false, DeathCause::kUnexpected, "");
+      default:
+        // A frame over the size limit, one left unfinished, or one that is not a reply.
+        return ReportDeath(/*kill=*/true, DeathCause::kProtocolViolation, reply.status().message());
+    }
+  }
+}
+
+void WorkerSupervisor::ReportDeath(bool kill, DeathCause cause, absl::string_view detail,
+                                   const Culprit* culprit) {
+  if (kill) Kill();
+  const WorkerExit exit = worker_->process().Reap();
+  listener_->OnDeath(generation(), exit, cause, detail, culprit);
+}
+
+}  // namespace ffibox

@@ -1,0 +1,31 @@
+// The crash report ffibox-worker writes when a fatal signal hits it: a fixed-size record on
+// its own pipe (fd 4), written by an async-signal-safe handler just before the worker dies.
+// The broker reads it after reaping the worker. It comes from a process running untrusted
+// code, so the broker uses it only to add detail (fault address, blocked syscall) to what
+// waitpid already proved, and only when its signal matches the real one.
+#ifndef FFIBOX_SERVER_PROTOCOL_CRASH_REPORT_H_
+#define FFIBOX_SERVER_PROTOCOL_CRASH_REPORT_H_
+
+#include <cstdint>
+
+namespace ffibox {
+
+inline constexpr int kCrashReportFd = 4;
+inline constexpr uint32_t kCrashReportMagic = 0xffb0c7a5;
+
+struct CrashReport {
+  uint32_t magic = 0;    // kCrashReportMagic
+  int32_t signal = 0;    // the fatal signal
+  int32_t code = 0;      // siginfo si_code
+  int32_t syscall = -1;  // for SIGSYS: the syscall number the filter refused
+  uint64_t address = 0;  // siginfo si_addr: the faulting address for SIGSEGV / SIGBUS
+};
+
+// Installs the handler in the worker: fatal signals write a CrashReport to kCrashReportFd,
+// then die with the same signal. Sets up an alternate signal stack for the calling thread so
+// a stack overflow is reported too. Call once, early in the worker's main.
+void InstallCrashReporter();
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_PROTOCOL_CRASH_REPORT_H_

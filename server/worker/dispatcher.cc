@@ -1,0 +1,210 @@
+#include "server/worker/dispatcher.h"
+
+#include <unistd.h>
+
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+
+namespace ffibox {
+namespace {
+
+// The callback nesting of the calling thread: how many invocations it is inside, and the
+// innermost one (0 outside any).
+thread_local int t_depth = 0;
+thread_local uint64_t t_invocation = 0;
+
+constexpr absl::string_view kGotZero = "; native code received zero";
+
+}  // namespace
+
+WorkerDispatcher::WorkerDispatcher(int channel_fd, const WorkerOptions& options)
+    : broker_(channel_fd),
+      options_(options),
+      executor_(options.generation, this, options.descriptor_fd) {}
+
+void WorkerDispatcher::Run() {
+  std::thread([this] { ReadLoop(); }).detach();
+  for (;;) {
+    internal::WorkerRequest next;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](std::deque<internal::WorkerRequest>* queue) { return !queue->empty(); },
+          &top_level_));
+      next = std::move(top_level_.front());
+      top_level_.pop_front();
+    }
+    Answer(next);
+  }
+}
+
+void WorkerDispatcher::ReadLoop() {
+  for (;;) {
+    absl::StatusOr<internal::WorkerRequest> request = broker_.Receive();
+    if (!request.ok()) {
+      // The broker closed the channel (or broke it): the session is over, whatever runs.
+      _exit(absl::IsInvalidArgument(request.status()) ? 2 : 0);
+    }
+    Route(*std::move(request));
+  }
+}
+
+void WorkerDispatcher::Route(internal::WorkerRequest request) {
+  if (request.request().op_case() == v1::Request::kCallbackReturn) {
+    const uint64_t id = request.request().callback_return().invocation();
+    absl::MutexLock lock(&mu_);
+    auto waiting = waiting_.find(id);
+    if (waiting == waiting_.end() || waiting->second->returned) return;  // late or bogus
+    waiting->second->returned = true;
+    waiting->second->inbox.push_back(std::move(request));
+    return;
+  }
+  const uint64_t id = request.invocation();
+  {
+    absl::MutexLock lock(&mu_);
+    if (id == 0) {
+      top_level_.push_back(std::move(request));
+      return;
+    }
+    auto waiting = waiting_.find(id);
+    if (waiting != waiting_.end() && !waiting->second->returned) {
+      waiting->second->inbox.push_back(std::move(request));
+      return;
+    }
+  }
+  internal::WorkerReply reply;
+  reply.mutable_response()->set_id(request.id());
+  *reply.mutable_response()->mutable_error() = ToProtoError(
+      ErrorStatus(v1::FAILED_PRECONDITION, absl::StrCat("invocation ", id, " is not waiting")));
+  Send(reply);
+}
+
+void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
+  internal::WorkerReply reply;
+  *reply.mutable_response() = executor_.Execute(request);
+  Send(reply);
+}
+
+void WorkerDispatcher::Send(const internal::WorkerReply& reply) {
+  if (!broker_.Send(reply).ok()) _exit(0);  // the broker has gone
+}
+
+void WorkerDispatcher::ReportCallbackError(const v1::Error& error) {
+  internal::WorkerReply reply;
+  v1::SessionEvent* event = reply.mutable_event();
+  event->set_kind(v1::SessionEvent::CALLBACK_ERROR);
+  *event->mutable_error() = error;
+  Send(reply);
+}
+
+void WorkerDispatcher::ReportFailure(uint64_t callback, uint64_t invocation,
+                                     const absl::Status& status, absl::string_view consequence) {
+  v1::Error error = ToProtoError(status);
+  error.set_function(absl::StrCat("callback ", callback));
+  error.set_message(absl::StrCat(
+      "callback ", callback, invocation != 0 ? absl::StrCat(" (invocation ", invocation, ")") : "",
+      ": ", error.message(), consequence));
+  ReportCallbackError(error);
+}
+
+internal::WorkerRequest WorkerDispatcher::NextFor(Invocation* invocation) {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](std::deque<internal::WorkerRequest>* inbox) { return !inbox->empty(); },
+      &invocation->inbox));
+  internal::WorkerRequest next = std::move(invocation->inbox.front());
+  invocation->inbox.pop_front();
+  return next;
+}
+
+void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, void* const* args,
+                                   void* result) {
+  const v1::Signature& signature = closure.signature();
+  if (t_depth >= options_.max_callback_depth) {
+    StoreZeroResult(signature, result);
+    ReportFailure(callback, 0,
+                  ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                              absl::StrCat("not invoked: ", t_depth,
+                                           " callback invocations are already nested on this "
+                                           "thread, the limit (--max_callback_depth)")),
+                  kGotZero);
+    return;
+  }
+  const uint64_t id = InvocationId(options_.generation, ++invocations_);
+  internal::WorkerReply invoke_reply;
+  v1::CallbackInvoke* invoke = invoke_reply.mutable_invoke();
+  invoke->set_invocation(id);
+  invoke->set_callback(callback);
+  invoke->set_parent_invocation(t_invocation);
+  std::vector<ShippedPointee> shipped;
+  absl::Status decoded =
+      DecodeCallbackArguments(signature, args, options_.generation, invoke, &shipped);
+  if (!decoded.ok()) {
+    StoreZeroResult(signature, result);
+    ReportFailure(callback, 0, decoded, kGotZero);
+    return;
+  }
+
+  Invocation invocation;
+  {
+    absl::MutexLock lock(&mu_);
+    waiting_[id] = &invocation;
+  }
+  Send(invoke_reply);
+  const uint64_t parent = t_invocation;
+  ++t_depth;
+  t_invocation = id;
+  v1::CallbackReturn answer;
+  for (;;) {
+    internal::WorkerRequest next = NextFor(&invocation);
+    if (next.request().op_case() == v1::Request::kCallbackReturn) {
+      answer = std::move(*next.mutable_request()->mutable_callback_return());
+      break;
+    }
+    Answer(next);  // reentrancy: a request the client made inside this invocation
+  }
+  t_invocation = parent;
+  --t_depth;
+  {
+    absl::MutexLock lock(&mu_);
+    waiting_.erase(id);
+  }
+  Complete(callback, id, closure, answer, shipped, result);
+}
+
+void WorkerDispatcher::Complete(uint64_t callback, uint64_t invocation_id, const Closure& closure,
+                                const v1::CallbackReturn& answer,
+                                const std::vector<ShippedPointee>& shipped, void* result) {
+  const v1::Signature& signature = closure.signature();
+  // Pointees first, also when the client failed: like ctypes, its writes before the
+  // exception stay.
+  for (int i = 0; i < answer.pointees_size(); ++i) {
+    absl::Status written = WriteBackPointee(shipped, answer.pointees(i));
+    if (!written.ok()) {
+      ReportFailure(callback, invocation_id,
+                    PrefixField(written, absl::StrCat("callback_return.pointees[", i, "]")),
+                    "; this pointee was not written back");
+    }
+  }
+  if (!answer.error().empty()) {
+    StoreZeroResult(signature, result);
+    ReportFailure(callback, invocation_id,
+                  ErrorStatus(v1::FAILED_PRECONDITION,
+                              absl::StrCat("the client's function failed: ", answer.error())),
+                  kGotZero);
+    return;
+  }
+  MarshalContext context;
+  context.generation = options_.generation;
+  context.callbacks = &executor_.callbacks();
+  absl::Status stored = StoreCallbackResult(
+      signature, answer.has_result() ? &answer.result() : nullptr, context, result);
+  if (!stored.ok()) {
+    ReportFailure(callback, invocation_id, PrefixField(stored, "callback_return.result"), kGotZero);
+  }
+}
+
+}  // namespace ffibox

@@ -1,0 +1,111 @@
+// WorkerDispatcher: the threads of ffibox-worker and the routing of the broker's requests
+// between them, which is what makes callbacks reentrant and callable from any thread.
+//
+//   - A reader thread receives every request from the broker (BrokerConnection on fd 3)
+//     and routes it:
+//       * request.callback_return for invocation N: wakes the thread waiting in N (an
+//         unknown or already answered N is ignored). Never answered.
+//       * WorkerRequest.invocation == 0: queued for the main thread, which runs top-level
+//         requests one at a time, in order.
+//       * WorkerRequest.invocation == N: queued for the thread waiting in invocation N,
+//         which runs it and answers; if N is not waiting, answered at once with
+//         FAILED_PRECONDITION "invocation N is not waiting".
+//     End of stream (or an unreadable frame) ends the process with status 0 at once, also
+//     while native code or a callback is running: the broker is gone or killed us. A frame
+//     that is not a request ends it with status 2.
+//   - When native code calls a live callback (on the main thread inside ffi_call, on a
+//     thread nested in another invocation, or on a thread the library created), that
+//     thread sends a CallbackInvoke, runs the requests queued for the invocation, and on
+//     the callback_return writes back the pointees, stores the result and returns to
+//     native code. Failures give native code zero and send a CALLBACK_ERROR event.
+//   - Replies to the broker are written whole, one at a time (BrokerConnection::Send).
+//
+// Everything received from the broker is untrusted; the executor validates each request.
+#ifndef FFIBOX_SERVER_WORKER_DISPATCHER_H_
+#define FFIBOX_SERVER_WORKER_DISPATCHER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "core/callback_values.h"
+#include "server/protocol/worker_protocol.pb.h"
+#include "server/worker/broker_connection.h"
+#include "server/worker/callback_table.h"
+#include "server/worker/executor.h"
+
+namespace ffibox {
+
+struct WorkerOptions {
+  uint64_t generation = 1;  // stamped on remote addresses and invocation ids
+  // Callback invocations nested on one thread beyond this return zero with a CALLBACK_ERROR
+  // event instead of reaching the client (--max_callback_depth).
+  int max_callback_depth = 64;
+  // The descriptor socket library descriptors arrive on (fd 5), or -1.
+  int descriptor_fd = -1;
+};
+
+class WorkerDispatcher : public CallbackRunner {
+ public:
+  // Serves the broker on the connected socket `channel_fd` (not owned).
+  WorkerDispatcher(int channel_fd, const WorkerOptions& options);
+
+  WorkerDispatcher(const WorkerDispatcher&) = delete;
+  WorkerDispatcher& operator=(const WorkerDispatcher&) = delete;
+
+  // Starts the reader thread and runs top-level requests on the calling thread. Never
+  // returns: the process ends when the channel does.
+  [[noreturn]] void Run();
+
+  // CallbackRunner: one native call of a live callback, on the calling thread.
+  void RunCallback(uint64_t callback, const Closure& closure, void* const* args,
+                   void* result) override;
+  void ReportCallbackError(const v1::Error& error) override;
+
+  // The invocation id the n-th invocation (from 1) of a worker of `generation` gets:
+  // unique across worker generations of a session.
+  static uint64_t InvocationId(uint64_t generation, uint64_t n) { return (generation << 40) + n; }
+
+ private:
+  // The frames routed to one waiting invocation, in arrival order; the last one is its
+  // callback_return.
+  struct Invocation {
+    std::deque<internal::WorkerRequest> inbox;
+    bool returned = false;  // its callback_return arrived: later requests are refused
+  };
+
+  [[noreturn]] void ReadLoop();
+  void Route(internal::WorkerRequest request);
+  // Executes one request and sends its response.
+  void Answer(const internal::WorkerRequest& request);
+  // Sends one reply; ends the process if the broker has gone.
+  void Send(const internal::WorkerReply& reply);
+  // Sends a CALLBACK_ERROR event: `status` about `callback` (and `invocation` when not 0),
+  // followed by `consequence`.
+  void ReportFailure(uint64_t callback, uint64_t invocation, const absl::Status& status,
+                     absl::string_view consequence);
+  // Waits for the next frame routed to `invocation`.
+  internal::WorkerRequest NextFor(Invocation* invocation);
+  // Applies the client's answer: pointees, then the result (or zero).
+  void Complete(uint64_t callback, uint64_t invocation_id, const Closure& closure,
+                const v1::CallbackReturn& answer, const std::vector<ShippedPointee>& shipped,
+                void* result);
+
+  BrokerConnection broker_;
+  const WorkerOptions options_;
+  WorkerExecutor executor_;
+  std::atomic<uint64_t> invocations_{0};
+  absl::Mutex mu_;
+  std::deque<internal::WorkerRequest> top_level_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Invocation*> waiting_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_WORKER_DISPATCHER_H_

@@ -1,0 +1,287 @@
+#include "server/worker/executor.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/descriptor_passing.h"
+#include "core/errors.h"
+#include "core/layout.h"
+#include "core/marshal.h"
+#include "core/safe_memory.h"
+
+namespace ffibox {
+
+namespace {
+
+// Moves a successful result into its slot of the response; the caller clears the result
+// when the status is an error.
+template <typename T>
+absl::Status Store(absl::StatusOr<T> result, T* slot) {
+  if (!result.ok()) return result.status();
+  *slot = *std::move(result);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
+  const v1::Request& request = wrapped.request();
+  v1::Response response;
+  response.set_id(wrapped.id());
+  absl::Status status;
+  switch (request.op_case()) {
+    case v1::Request::kLoadLibrary:
+      // The session's environment, before the library's constructors run.
+      for (const auto& [name, value] : wrapped.environment()) {
+        setenv(name.c_str(), value.c_str(), 1);
+      }
+      status = LoadLibrary(wrapped.handle(), request.load_library(),
+                           wrapped.library_descriptor() ? wrapped.id() : 0);
+      if (status.ok()) response.mutable_library()->set_library(wrapped.handle());
+      break;
+    case v1::Request::kResolveFunction:
+      status = Store(ResolveFunction(wrapped.handle(), request.resolve_function()),
+                     response.mutable_function());
+      break;
+    case v1::Request::kCall:
+      status = Store(Call(request.call()), response.mutable_call());
+      break;
+    case v1::Request::kGetLayout:
+      status = Store(GetLayout(request.get_layout()), response.mutable_layout());
+      break;
+    case v1::Request::kLookupSymbol:
+      status = Store(LookupSymbol(request.lookup_symbol()), response.mutable_symbol());
+      break;
+    case v1::Request::kReadMemory:
+      status = Store(memory_.Read(request.read_memory()), response.mutable_memory());
+      break;
+    case v1::Request::kAllocMemory:
+      status = Store(memory_.Alloc(request.alloc_memory()), response.mutable_allocated());
+      break;
+    case v1::Request::kReadString:
+      status = Store(memory_.ReadString(request.read_string()), response.mutable_string());
+      break;
+    case v1::Request::kWriteMemory:
+      status = memory_.Write(request.write_memory());
+      response.mutable_done();
+      break;
+    case v1::Request::kFreeMemory:
+      status = memory_.Free(request.free_memory());
+      response.mutable_done();
+      break;
+    case v1::Request::kFillMemory:
+      status = memory_.Fill(request.fill_memory());
+      response.mutable_done();
+      break;
+    case v1::Request::kCopyMemory:
+      status = memory_.Copy(request.copy_memory());
+      response.mutable_done();
+      break;
+    case v1::Request::kDefineCallback:
+      status = Store(callbacks_.Define(wrapped.handle(), request.define_callback()),
+                     response.mutable_callback());
+      break;
+    case v1::Request::kFreeCallback:
+      status = callbacks_.Free(request.free_callback().callback());
+      response.mutable_done();
+      break;
+    case v1::Request::kPing:
+      response.mutable_done();
+      break;
+    default:
+      status = ErrorStatus(v1::UNIMPLEMENTED, "the worker does not implement this operation");
+  }
+  if (!status.ok()) {
+    response.clear_result();
+    *response.mutable_error() = ToProtoError(status);
+  }
+  return response;
+}
+
+void* WorkerExecutor::FindLibrary(uint64_t handle) {
+  absl::MutexLock lock(&mu_);
+  auto library = libraries_.find(handle);
+  return library == libraries_.end() ? nullptr : library->second;
+}
+
+absl::StatusOr<int> WorkerExecutor::TakeLibraryDescriptor(uint64_t tag) {
+  if (descriptor_fd_ < 0) {
+    return ErrorStatus(v1::INTERNAL, "the broker passed a descriptor but there is no socket");
+  }
+  absl::MutexLock lock(&descriptors_mu_);
+  for (;;) {
+    auto early = early_descriptors_.find(tag);
+    if (early != early_descriptors_.end()) {
+      int fd = early->second;
+      early_descriptors_.erase(early);
+      return fd;
+    }
+    absl::StatusOr<TaggedDescriptor> received = ReceiveDescriptor(descriptor_fd_);
+    if (!received.ok()) {
+      return ErrorStatus(v1::LIBRARY_LOAD_FAILED, absl::StrCat("no descriptor from the broker: ",
+                                                               received.status().message()));
+    }
+    if (received->tag == tag) return received->fd;
+    if (!early_descriptors_.try_emplace(received->tag, received->fd).second) close(received->fd);
+  }
+}
+
+absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary& load,
+                                         uint64_t descriptor_tag) {
+  if (FindLibrary(handle) != nullptr) {
+    return InvalidArgumentAt("load_library", absl::StrCat("library handle ", handle, " in use"));
+  }
+  // The broker opened the file it admitted: load that descriptor. It stays open for the
+  // worker's life, so its /proc/self/fd name stays unique (the loader recognizes an
+  // already-loaded object by that name).
+  std::string path = load.path();
+  int library_fd = -1;
+  if (descriptor_tag != 0) {
+    absl::StatusOr<int> fd = TakeLibraryDescriptor(descriptor_tag);
+    if (!fd.ok()) return fd.status();
+    library_fd = *fd;
+    path = absl::StrCat("/proc/self/fd/", library_fd);
+  }
+  // Unlocked: the library's constructors may call stored callbacks, which may re-enter.
+  dlerror();
+  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (library == nullptr && library_fd >= 0) close(library_fd);  // nothing keeps it
+  if (library == nullptr) {
+    const char* reason = dlerror();
+    return ErrorStatus(v1::LIBRARY_LOAD_FAILED,
+                       absl::StrCat("cannot load ", load.path(), ": ",
+                                    reason != nullptr ? reason : "unknown dlopen error"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!libraries_.try_emplace(handle, library).second) {
+    return InvalidArgumentAt("load_library", absl::StrCat("library handle ", handle, " in use"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
+    uint64_t handle, const v1::ResolveFunction& resolve) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (functions_.contains(handle)) {
+      return InvalidArgumentAt("resolve_function",
+                               absl::StrCat("function handle ", handle, " in use"));
+    }
+  }
+  void* address = nullptr;
+  if (resolve.has_address()) {
+    // A function pointer the library returned: only meaningful in the generation that
+    // produced it. Calling a bad one may crash this worker, which is contained.
+    absl::StatusOr<uint64_t> resolved =
+        memory_.Resolve(resolve.address(), "resolve_function.address");
+    if (!resolved.ok()) return resolved.status();
+    if (*resolved == 0) return InvalidArgumentAt("resolve_function.address", "is NULL");
+    address = reinterpret_cast<void*>(*resolved);
+  } else {
+    void* library = FindLibrary(resolve.library());
+    if (library == nullptr) {
+      return ErrorStatus(v1::NOT_FOUND,
+                         absl::StrCat("library handle ", resolve.library(), " is not loaded"));
+    }
+    dlerror();
+    address = dlsym(library, resolve.symbol().c_str());
+    if (address == nullptr) {
+      const char* reason = dlerror();
+      return ErrorStatus(v1::SYMBOL_NOT_FOUND,
+                         absl::StrCat("symbol ", resolve.symbol(), " not found",
+                                      reason != nullptr ? absl::StrCat(": ", reason) : ""));
+    }
+  }
+  absl::StatusOr<std::unique_ptr<PreparedFunction>> prepared =
+      PreparedFunction::Create(address, resolve.signature(), limits_);
+  if (!prepared.ok()) return PrefixField(prepared.status(), "resolve_function");
+  {
+    absl::MutexLock lock(&mu_);
+    if (!functions_.try_emplace(handle, std::move(*prepared)).second) {
+      return InvalidArgumentAt("resolve_function",
+                               absl::StrCat("function handle ", handle, " in use"));
+    }
+  }
+  v1::FunctionResolved resolved;
+  resolved.set_function(handle);
+  resolved.mutable_address()->set_address(reinterpret_cast<uintptr_t>(address));
+  resolved.mutable_address()->set_generation(generation_);
+  return resolved;
+}
+
+absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
+  const PreparedFunction* function = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto found = functions_.find(call.function());
+    if (found != functions_.end()) function = found->second.get();
+  }
+  if (function == nullptr) {
+    return ErrorStatus(v1::NOT_FOUND,
+                       absl::StrCat("function handle ", call.function(), " is not resolved"));
+  }
+  // Unlocked: the function may call closures whose invocations run nested requests here.
+  return function->Invoke(call, generation_, &callbacks_, &memory_);
+}
+
+absl::StatusOr<v1::SymbolFound> WorkerExecutor::LookupSymbol(const v1::LookupSymbol& request) {
+  void* library = FindLibrary(request.library());
+  if (library == nullptr) {
+    return ErrorStatus(v1::NOT_FOUND,
+                       absl::StrCat("library handle ", request.library(), " is not loaded"));
+  }
+  dlerror();
+  void* address = dlsym(library, request.symbol().c_str());
+  if (address == nullptr) {
+    return ErrorStatus(v1::SYMBOL_NOT_FOUND,
+                       absl::StrCat("symbol ", request.symbol(), " not found"));
+  }
+  v1::SymbolFound found;
+  found.mutable_address()->set_address(reinterpret_cast<uintptr_t>(address));
+  found.mutable_address()->set_generation(generation_);
+  if (!request.has_type()) return found;
+
+  absl::Status valid = ValidateType(request.type(), limits_, "lookup_symbol.type");
+  if (!valid.ok()) return valid;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  absl::Status sized = ComputeSizeAndAlignment(request.type(), &size, &alignment);
+  if (!sized.ok()) return sized;
+  if (size > kMaxMemoryRequestBytes) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("lookup_symbol.type: ", size, " bytes exceeds the limit of ",
+                                    kMaxMemoryRequestBytes));
+  }
+  std::string bytes(size, '\0');
+  absl::Status read = SafeRead(found.address().address(), bytes.data(), size);
+  if (!read.ok()) return read;
+  absl::Status converted = DecodeValue(request.type(), bytes, generation_, found.mutable_value());
+  if (!converted.ok()) return PrefixField(converted, "lookup_symbol.type");
+  return found;
+}
+
+absl::StatusOr<v1::LayoutResult> WorkerExecutor::GetLayout(const v1::GetLayout& request) {
+  absl::Status valid = ValidateType(request.type(), limits_, "get_layout.type");
+  if (!valid.ok()) return valid;
+  absl::StatusOr<TypeLayout> layout = ComputeLayout(request.type());
+  if (!layout.ok()) return layout.status();
+  v1::LayoutResult result;
+  result.set_size(layout->size);
+  result.set_alignment(layout->alignment);
+  for (const FieldLayout& field : layout->fields) {
+    v1::FieldLayout* out = result.add_fields();
+    out->set_name(field.name);
+    out->set_offset(field.offset);
+    out->set_bit_offset(field.bit_offset);
+    out->set_bit_width(field.bit_width);
+    out->set_size(field.size);
+    out->set_alignment(field.alignment);
+  }
+  return result;
+}
+
+}  // namespace ffibox

@@ -1,0 +1,79 @@
+// Executes broker requests inside ffibox-worker: dlopen, dlsym + cif preparation, calls,
+// layouts. Runs in the worker process only; the broker never loads a user library.
+//
+// The broker has validated and wrapped each request; the executor still refuses anything
+// inconsistent (unknown handles, bad values) with a typed error instead of crashing, because
+// core's marshalling validates every value it touches.
+//
+// Thread-safe: the main thread runs top-level requests while requests nested in a callback
+// invocation run on the thread that invoked the callback (server/worker/dispatcher.h). No
+// lock is held while native code runs, so native code may call back and re-enter.
+#ifndef FFIBOX_SERVER_WORKER_EXECUTOR_H_
+#define FFIBOX_SERVER_WORKER_EXECUTOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "core/call.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+#include "server/protocol/worker_protocol.pb.h"
+#include "server/worker/callback_table.h"
+#include "server/worker/memory_requests.h"
+
+namespace ffibox {
+
+class WorkerExecutor {
+ public:
+  // `generation` is stamped on every remote address this worker hands out. `runner` runs
+  // callbacks when native code calls them (nullptr: they return zero); it must outlive the
+  // executor. `descriptor_fd` is the socket library descriptors arrive on (-1: none; loads
+  // then use the path).
+  explicit WorkerExecutor(uint64_t generation, CallbackRunner* runner = nullptr,
+                          int descriptor_fd = -1)
+      : generation_(generation),
+        descriptor_fd_(descriptor_fd),
+        callbacks_(generation, limits_, runner),
+        memory_(generation, &callbacks_) {}
+
+  // Executes one request and returns its response, with the request's id set. Never fails:
+  // errors are carried in Response.error. Callback returns are not requests: UNIMPLEMENTED.
+  v1::Response Execute(const internal::WorkerRequest& request);
+
+  // The callbacks this worker defined (for resolving callback ids in callback results).
+  const CallbackTable& callbacks() const { return callbacks_; }
+
+ private:
+  absl::Status LoadLibrary(uint64_t handle, const v1::LoadLibrary& load, uint64_t descriptor_tag);
+  // The library descriptor the broker passed for request `tag` (others that arrive first
+  // are kept for their own loads). Owned by the caller.
+  absl::StatusOr<int> TakeLibraryDescriptor(uint64_t tag);
+  absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
+                                                       const v1::ResolveFunction& resolve);
+  absl::StatusOr<v1::CallResult> Call(const v1::Call& call);
+  absl::StatusOr<v1::LayoutResult> GetLayout(const v1::GetLayout& request);
+  absl::StatusOr<v1::SymbolFound> LookupSymbol(const v1::LookupSymbol& request);
+
+  // The loaded library handle, or nullptr.
+  void* FindLibrary(uint64_t handle);
+
+  const uint64_t generation_;
+  const int descriptor_fd_;
+  absl::Mutex descriptors_mu_;
+  absl::flat_hash_map<uint64_t, int> early_descriptors_ ABSL_GUARDED_BY(descriptors_mu_);
+  const TypeLimits limits_;
+  CallbackTable callbacks_;
+  MemoryRequests memory_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, void*> libraries_ ABSL_GUARDED_BY(mu_);
+  // Never erased, so a function stays valid while a call runs without the lock.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<PreparedFunction>> functions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_WORKER_EXECUTOR_H_

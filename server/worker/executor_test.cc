@@ -1,0 +1,245 @@
+// WorkerExecutor in-process: functions resolved by address and typed remote memory.
+#include "server/worker/executor.h"
+
+#include <cstdint>
+#include <string>
+
+#include "core/errors.h"
+#include "core/test_types.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+extern "C" int add_three(int v) { return v + 3; }
+
+// A library that keeps the caller's pointer between calls (as zlib keeps its z_stream).
+namespace {
+
+using ::ffibox::testing::ScalarType;
+int* kept_pointer = nullptr;
+}  // namespace
+extern "C" void* keep_pointer(int* p) {
+  kept_pointer = p;
+  return p;
+}
+extern "C" int read_kept() { return *kept_pointer; }
+
+namespace ffibox {
+namespace {
+
+constexpr uint64_t kGeneration = 2;
+
+v1::Response ExecuteOne(WorkerExecutor* executor, const v1::Request& request, uint64_t handle = 0) {
+  internal::WorkerRequest wrapped;
+  wrapped.set_id(1);
+  wrapped.set_handle(handle);
+  *wrapped.mutable_request() = request;
+  return executor->Execute(wrapped);
+}
+
+v1::Request ResolveAt(uint64_t address, uint64_t generation) {
+  v1::Request request;
+  v1::ResolveFunction* resolve = request.mutable_resolve_function();
+  resolve->mutable_address()->set_address(address);
+  resolve->mutable_address()->set_generation(generation);
+  *resolve->mutable_signature()->mutable_result() = ScalarType(v1::INT);
+  *resolve->mutable_signature()->add_params() = ScalarType(v1::INT);
+  return request;
+}
+
+v1::Request ResolveVoid(void* function, v1::Scalar result, bool takes_pointer) {
+  v1::Request request;
+  v1::ResolveFunction* resolve = request.mutable_resolve_function();
+  resolve->mutable_address()->set_address(reinterpret_cast<uintptr_t>(function));
+  resolve->mutable_address()->set_generation(kGeneration);
+  *resolve->mutable_signature()->mutable_result() = ScalarType(result);
+  if (takes_pointer) *resolve->mutable_signature()->add_params() = ScalarType(v1::POINTER);
+  return request;
+}
+
+// A call of keep_pointer (handle 1) on a 4-byte block holding `value`.
+v1::Request KeepPointerCall(int value) {
+  v1::Request request;
+  v1::Call* call = request.mutable_call();
+  call->set_function(1);
+  v1::MemoryBlock* block = call->add_blocks();
+  block->set_data(std::string(reinterpret_cast<const char*>(&value), sizeof value));
+  block->set_direction(v1::INOUT);
+  call->add_args()->mutable_pointer()->mutable_block()->set_block(0);
+  return request;
+}
+
+v1::Request ReadKeptCall() {
+  v1::Request request;
+  request.mutable_call()->set_function(2);
+  return request;
+}
+
+class LastingBlocksTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(ExecuteOne(&executor_,
+                            ResolveVoid(reinterpret_cast<void*>(&keep_pointer), v1::POINTER, true),
+                            1)
+                     .has_error());
+    ASSERT_FALSE(
+        ExecuteOne(&executor_, ResolveVoid(reinterpret_cast<void*>(&read_kept), v1::INT, false), 2)
+            .has_error());
+  }
+
+  // Keeps a block holding `value` and returns where the worker placed it.
+  v1::RemoteAddress Keep(int value) {
+    v1::Request call = KeepPointerCall(value);
+    call.mutable_call()->mutable_blocks(0)->set_keep(true);
+    v1::Response kept = ExecuteOne(&executor_, call);
+    EXPECT_FALSE(kept.has_error()) << kept.error().message();
+    EXPECT_EQ(kept.call().kept_size(), 1);
+    if (kept.call().kept_size() != 1) return {};
+    EXPECT_EQ(kept.call().kept(0).block(), 0u);
+    EXPECT_EQ(kept.call().kept(0).address().generation(), kGeneration);
+    EXPECT_EQ(kept.call().result().pointer().remote().address(),
+              kept.call().kept(0).address().address());
+    return kept.call().kept(0).address();
+  }
+
+  int ReadKept() { return ExecuteOne(&executor_, ReadKeptCall()).call().result().int_value(); }
+
+  WorkerExecutor executor_{kGeneration};
+};
+
+TEST_F(LastingBlocksTest, KeptBlockOutlivesTheCallAndIsReusedInPlace) {
+  v1::RemoteAddress kept = Keep(7);
+  EXPECT_EQ(ReadKept(), 7);  // the library's pointer still reaches the caller's value
+
+  v1::Request again = KeepPointerCall(9);
+  *again.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  v1::Response placed = ExecuteOne(&executor_, again);
+  ASSERT_FALSE(placed.has_error()) << placed.error().message();
+  EXPECT_EQ(placed.call().result().pointer().remote().address(), kept.address());
+  EXPECT_EQ(placed.call().kept_size(), 0);
+  EXPECT_EQ(ReadKept(), 9);
+}
+
+TEST_F(LastingBlocksTest, PlacementIsCheckedAgainstWhatWasKept) {
+  v1::RemoteAddress kept = Keep(1);
+
+  v1::Request too_big = KeepPointerCall(1);
+  *too_big.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  too_big.mutable_call()->mutable_blocks(0)->set_size(4096);
+  EXPECT_EQ(ExecuteOne(&executor_, too_big).error().code(), v1::INVALID_ARGUMENT);
+
+  v1::Request stale = KeepPointerCall(1);
+  *stale.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  stale.mutable_call()->mutable_blocks(0)->mutable_at()->set_generation(kGeneration + 1);
+  EXPECT_EQ(ExecuteOne(&executor_, stale).error().code(), v1::STALE_HANDLE);
+
+  v1::Request unknown = KeepPointerCall(1);
+  *unknown.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  unknown.mutable_call()->mutable_blocks(0)->mutable_at()->set_address(kept.address() + 16);
+  v1::Response refused = ExecuteOne(&executor_, unknown);
+  EXPECT_EQ(refused.error().code(), v1::NOT_FOUND);
+  EXPECT_THAT(refused.error().message(), ::testing::HasSubstr("call.blocks[0].at"));
+
+  v1::Request both = KeepPointerCall(1);
+  *both.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  both.mutable_call()->mutable_blocks(0)->set_keep(true);
+  EXPECT_EQ(ExecuteOne(&executor_, both).error().code(), v1::INVALID_ARGUMENT);
+}
+
+TEST_F(LastingBlocksTest, ReleasedBeforeTheCallAndThenUnknown) {
+  v1::RemoteAddress kept = Keep(3);
+  // Freed before the call runs: keep_pointer then keeps this call's own block instead.
+  v1::Request release = KeepPointerCall(5);
+  *release.mutable_call()->add_release() = kept;
+  ASSERT_FALSE(ExecuteOne(&executor_, release).has_error());
+
+  v1::Request reuse = KeepPointerCall(1);
+  *reuse.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  EXPECT_EQ(ExecuteOne(&executor_, reuse).error().code(), v1::NOT_FOUND);
+
+  // Releasing again, or an address of another generation, is ignored: a client resends
+  // releases when a call failed.
+  v1::Request twice = KeepPointerCall(1);
+  *twice.mutable_call()->add_release() = kept;
+  v1::RemoteAddress other = kept;
+  other.set_generation(kGeneration + 1);
+  *twice.mutable_call()->add_release() = other;
+  EXPECT_FALSE(ExecuteOne(&executor_, twice).has_error());
+
+  v1::Request freed;  // free_memory knows kept memory no more
+  *freed.mutable_free_memory()->mutable_address() = kept;
+  EXPECT_EQ(ExecuteOne(&executor_, freed).error().code(), v1::NOT_FOUND);
+}
+
+TEST_F(LastingBlocksTest, FreeMemoryFreesKeptMemoryAndKeptMemoryServesAllocations) {
+  v1::RemoteAddress kept = Keep(3);
+  v1::Request free;
+  *free.mutable_free_memory()->mutable_address() = kept;
+  EXPECT_FALSE(ExecuteOne(&executor_, free).has_error());
+
+  v1::Request alloc;
+  alloc.mutable_alloc_memory()->set_size(64);
+  v1::Response allocated = ExecuteOne(&executor_, alloc);
+  ASSERT_FALSE(allocated.has_error());
+  v1::Request placed = KeepPointerCall(11);
+  *placed.mutable_call()->mutable_blocks(0)->mutable_at() = allocated.allocated().address();
+  v1::Response result = ExecuteOne(&executor_, placed);
+  ASSERT_FALSE(result.has_error()) << result.error().message();
+  EXPECT_EQ(result.call().result().pointer().remote().address(),
+            allocated.allocated().address().address());
+  EXPECT_EQ(ReadKept(), 11);
+}
+
+TEST(WorkerExecutor, FunctionPointerResolvedByAddressCanBeCalled) {
+  WorkerExecutor executor(kGeneration);
+  const uint64_t address = reinterpret_cast<uintptr_t>(&add_three);
+  v1::Response resolved = ExecuteOne(&executor, ResolveAt(address, kGeneration), 5);
+  ASSERT_FALSE(resolved.has_error()) << resolved.error().message();
+  EXPECT_EQ(resolved.function().function(), 5u);
+  v1::Request call;
+  call.mutable_call()->set_function(5);
+  call.mutable_call()->add_args()->set_int_value(4);
+  v1::Response result = ExecuteOne(&executor, call);
+  ASSERT_FALSE(result.has_error()) << result.error().message();
+  EXPECT_EQ(result.call().result().int_value(), 7);
+}
+
+TEST(WorkerExecutor, AddressOfAnotherGenerationIsStale) {
+  WorkerExecutor executor(kGeneration);
+  v1::Response resolved =
+      ExecuteOne(&executor, ResolveAt(reinterpret_cast<uintptr_t>(&add_three), kGeneration - 1), 5);
+  EXPECT_EQ(resolved.error().code(), v1::STALE_HANDLE);
+}
+
+TEST(WorkerExecutor, TypedWriteThenTypedReadRoundTrips) {
+  WorkerExecutor executor(kGeneration);
+  alignas(8) double target = 0;
+  v1::Request write;
+  write.mutable_write_memory()->mutable_address()->set_address(
+      reinterpret_cast<uintptr_t>(&target));
+  write.mutable_write_memory()->mutable_address()->set_generation(kGeneration);
+  *write.mutable_write_memory()->mutable_type() = ScalarType(v1::DOUBLE);
+  write.mutable_write_memory()->mutable_value()->set_float_value(2.5);
+  v1::Response written = ExecuteOne(&executor, write);
+  ASSERT_FALSE(written.has_error()) << written.error().message();
+  EXPECT_EQ(target, 2.5);
+
+  v1::Request read;
+  read.mutable_read_memory()->mutable_address()->set_address(reinterpret_cast<uintptr_t>(&target));
+  read.mutable_read_memory()->mutable_address()->set_generation(kGeneration);
+  *read.mutable_read_memory()->mutable_type() = ScalarType(v1::DOUBLE);
+  v1::Response value = ExecuteOne(&executor, read);
+  ASSERT_FALSE(value.has_error()) << value.error().message();
+  EXPECT_TRUE(value.memory().data().empty());
+  EXPECT_EQ(value.memory().value().float_value(), 2.5);
+
+  // A string value would dangle once the request ends: refused.
+  *write.mutable_write_memory()->mutable_type() = ScalarType(v1::CSTRING);
+  write.mutable_write_memory()->mutable_value()->set_bytes_value("x");
+  EXPECT_EQ(ExecuteOne(&executor, write).error().code(), v1::INVALID_ARGUMENT);
+  // An unmapped address is a fault, not a crash.
+  read.mutable_read_memory()->mutable_address()->set_address(16);
+  EXPECT_EQ(ExecuteOne(&executor, read).error().code(), v1::MEMORY_FAULT);
+}
+
+}  // namespace
+}  // namespace ffibox

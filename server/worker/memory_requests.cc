@@ -1,0 +1,258 @@
+#include "server/worker/memory_requests.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+#include "core/layout.h"
+#include "core/marshal.h"
+#include "core/safe_memory.h"
+#include "core/types.h"
+#include "core/utf8.h"
+
+namespace ffibox {
+namespace {
+
+// The longest string ReadString returns when the request names no maximum.
+constexpr uint64_t kDefaultMaxStringUnits = uint64_t{16} << 20;
+
+absl::Status CheckSize(uint64_t size, absl::string_view field) {
+  if (size > kMaxMemoryRequestBytes) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat(field, ": ", size, " bytes exceeds the limit of ",
+                                    kMaxMemoryRequestBytes, " per request"));
+  }
+  return absl::OkStatus();
+}
+
+// The layout size of a type from a request, after validating it.
+absl::StatusOr<uint64_t> TypeSize(const v1::Type& type, absl::string_view field) {
+  absl::Status valid = ValidateType(type, TypeLimits(), field);
+  if (!valid.ok()) return valid;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  absl::Status sized = ComputeSizeAndAlignment(type, &size, &alignment);
+  if (!sized.ok()) return PrefixField(sized, field);
+  return size;
+}
+
+}  // namespace
+
+MemoryRequests::~MemoryRequests() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [address, size] : allocations_) std::free(reinterpret_cast<void*>(address));
+}
+
+void* MemoryRequests::AllocateRecorded(uint64_t size, uint64_t alignment) {
+  // At least one byte, rounded up to the alignment as aligned_alloc requires.
+  size = std::max<uint64_t>(size, 1);
+  size = (size + alignment - 1) / alignment * alignment;
+  void* memory = std::aligned_alloc(alignment, size);
+  if (memory == nullptr) return nullptr;
+  std::memset(memory, 0, size);
+  absl::MutexLock lock(&mu_);
+  allocations_[reinterpret_cast<uintptr_t>(memory)] = size;
+  return memory;
+}
+
+absl::Status MemoryRequests::FreeRecorded(uint64_t address, absl::string_view field) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (allocations_.erase(address) == 0) {
+      return ErrorStatus(v1::NOT_FOUND,
+                         absl::StrCat(field, ": 0x", absl::Hex(address),
+                                      " was not allocated by alloc_memory or kept by a call (or "
+                                      "was freed)"));
+    }
+  }
+  std::free(reinterpret_cast<void*>(address));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> MemoryRequests::AllocateLasting(uint64_t size) {
+  void* memory = AllocateRecorded(size, 16);
+  if (memory == nullptr) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("the worker cannot keep ", size, " bytes"));
+  }
+  return reinterpret_cast<uintptr_t>(memory);
+}
+
+absl::StatusOr<uint64_t> MemoryRequests::FindLasting(const v1::RemoteAddress& address,
+                                                     uint64_t size, absl::string_view field) const {
+  absl::StatusOr<uint64_t> resolved = Resolve(address, field);
+  if (!resolved.ok()) return resolved.status();
+  absl::MutexLock lock(&mu_);
+  auto found = allocations_.find(*resolved);
+  if (found == allocations_.end()) {
+    return ErrorStatus(v1::NOT_FOUND, absl::StrCat(field, ": 0x", absl::Hex(*resolved),
+                                                   " is not memory a call kept or alloc_memory "
+                                                   "allocated (or it was freed)"));
+  }
+  if (found->second < size) {
+    return InvalidArgumentAt(
+        field, absl::StrCat("the block of ", size, " bytes does not fit in the ", found->second,
+                            " bytes kept at 0x", absl::Hex(*resolved)));
+  }
+  return *resolved;
+}
+
+void MemoryRequests::ReleaseLastingIfPresent(uint64_t address) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (allocations_.erase(address) == 0) return;
+  }
+  std::free(reinterpret_cast<void*>(address));
+}
+
+void MemoryRequests::ReleaseLastingAddress(uint64_t address) {
+  FreeRecorded(address, "kept block").IgnoreError();
+}
+
+absl::StatusOr<uint64_t> MemoryRequests::Resolve(const v1::RemoteAddress& address,
+                                                 absl::string_view field) const {
+  if (address.generation() != generation_) {
+    return ErrorStatus(v1::STALE_HANDLE,
+                       absl::StrCat(field, ": address 0x", absl::Hex(address.address()),
+                                    " belongs to worker generation ", address.generation(),
+                                    "; this worker is generation ", generation_));
+  }
+  return address.address();
+}
+
+absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& request) const {
+  uint64_t size = request.size();
+  if (request.has_type()) {
+    absl::StatusOr<uint64_t> type_size = TypeSize(request.type(), "read_memory.type");
+    if (!type_size.ok()) return type_size.status();
+    if (size != 0 && size != *type_size) {
+      return InvalidArgumentAt("read_memory.size",
+                               absl::StrCat("is ", size, " but the type's size is ", *type_size,
+                                            " (send 0 or the type's size)"));
+    }
+    size = *type_size;
+  }
+  absl::Status size_ok = CheckSize(size, "read_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_memory.address");
+  if (!address.ok()) return address.status();
+  v1::MemoryData data;
+  std::string bytes(size, '\0');
+  absl::Status read = SafeRead(*address, bytes.data(), bytes.size());
+  if (!read.ok()) return read;
+  if (!request.has_type()) {
+    *data.mutable_data() = std::move(bytes);
+    return data;
+  }
+  // Typed: the value only (records and arrays as raw bytes), `data` stays empty.
+  absl::Status decoded = DecodeValue(request.type(), bytes, generation_, data.mutable_value());
+  if (!decoded.ok()) return PrefixField(decoded, "read_memory.type");
+  return data;
+}
+
+absl::Status MemoryRequests::Write(const v1::WriteMemory& request) const {
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "write_memory.address");
+  if (!address.ok()) return address.status();
+  if (!request.has_type()) {
+    if (request.has_value()) {
+      return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
+    }
+    return SafeWrite(*address, request.data().data(), request.data().size());
+  }
+  if (!request.data().empty()) {
+    return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
+  }
+  if (!request.has_value())
+    return InvalidArgumentAt("write_memory.value", "is required with a type");
+  absl::StatusOr<uint64_t> size = TypeSize(request.type(), "write_memory.type");
+  if (!size.ok()) return size.status();
+  absl::Status size_ok = CheckSize(*size, "write_memory.type");
+  if (!size_ok.ok()) return size_ok;
+  // Marshalled into zeroed bytes: the whole object is written, padding as zeros. No arena
+  // and no blocks: string values and block pointers would not outlive this request.
+  std::vector<uint64_t> bytes((*size + 7) / 8 + 1, 0);
+  MarshalContext context;
+  context.generation = generation_;
+  context.callbacks = callbacks_;
+  absl::Status marshalled = MarshalValue(request.type(), request.value(), context, bytes.data());
+  if (!marshalled.ok()) return PrefixField(marshalled, "write_memory.value");
+  return SafeWrite(*address, bytes.data(), *size);
+}
+
+absl::StatusOr<v1::MemoryAllocated> MemoryRequests::Alloc(const v1::AllocMemory& request) {
+  absl::Status size_ok = CheckSize(request.size(), "alloc_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  uint64_t alignment = request.alignment() == 0 ? 16 : request.alignment();
+  if (alignment > 4096 || (alignment & (alignment - 1)) != 0) {
+    return InvalidArgumentAt("alloc_memory.alignment", "must be a power of two up to 4096");
+  }
+  alignment = std::max<uint64_t>(alignment, sizeof(void*));
+  void* memory = AllocateRecorded(request.size(), alignment);
+  if (memory == nullptr) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("the worker cannot allocate ", request.size(), " bytes"));
+  }
+  uint64_t address = reinterpret_cast<uintptr_t>(memory);
+  v1::MemoryAllocated allocated;
+  allocated.mutable_address()->set_address(address);
+  allocated.mutable_address()->set_generation(generation_);
+  return allocated;
+}
+
+absl::Status MemoryRequests::Free(const v1::FreeMemory& request) {
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "free_memory.address");
+  if (!address.ok()) return address.status();
+  return FreeRecorded(*address, "free_memory.address");
+}
+
+absl::Status MemoryRequests::Fill(const v1::FillMemory& request) const {
+  absl::Status size_ok = CheckSize(request.size(), "fill_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  if (request.byte() > 0xFF) return InvalidArgumentAt("fill_memory.byte", "must be 0..255");
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "fill_memory.address");
+  if (!address.ok()) return address.status();
+  std::string pattern(request.size(), static_cast<char>(request.byte()));
+  return SafeWrite(*address, pattern.data(), pattern.size());
+}
+
+absl::Status MemoryRequests::Copy(const v1::CopyMemory& request) const {
+  absl::Status size_ok = CheckSize(request.size(), "copy_memory.size");
+  if (!size_ok.ok()) return size_ok;
+  absl::StatusOr<uint64_t> destination = Resolve(request.destination(), "copy_memory.destination");
+  if (!destination.ok()) return destination.status();
+  absl::StatusOr<uint64_t> source = Resolve(request.source(), "copy_memory.source");
+  if (!source.ok()) return source.status();
+  // Reading everything first gives memmove semantics for overlapping ranges.
+  std::string bytes(request.size(), '\0');
+  absl::Status read = SafeRead(*source, bytes.data(), bytes.size());
+  if (!read.ok()) return read;
+  return SafeWrite(*destination, bytes.data(), bytes.size());
+}
+
+absl::StatusOr<v1::StringData> MemoryRequests::ReadString(const v1::ReadString& request) const {
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_string.address");
+  if (!address.ok()) return address.status();
+  uint64_t max_units = request.max_length() == 0
+                           ? kDefaultMaxStringUnits
+                           : std::min(request.max_length(), kDefaultMaxStringUnits);
+  v1::StringData data;
+  if (!request.wide()) {
+    absl::StatusOr<std::string> text = SafeReadCString(*address, max_units);
+    if (!text.ok()) return text.status();
+    *data.mutable_data() = std::move(*text);
+    return data;
+  }
+  absl::StatusOr<std::u32string> wide = SafeReadWString(*address, max_units);
+  if (!wide.ok()) return wide.status();
+  if (!EncodeUtf8(*wide, data.mutable_text())) {
+    return ErrorStatus(v1::INVALID_ARGUMENT,
+                       "read_string: the wide string holds a value that is not a Unicode "
+                       "character");
+  }
+  return data;
+}
+
+}  // namespace ffibox

@@ -1,0 +1,84 @@
+// Remote-memory operations inside ffibox-worker: read, write, allocate, free, fill, copy and
+// read strings at worker addresses (ctypes' string_at, wstring_at, memmove, memset).
+// Thread-safe: requests nested in callback invocations may run on other threads.
+//
+// Runs in the worker only. Every access goes through core/safe_memory.h, so a bad address
+// is a MEMORY_FAULT answer, never a crash of the worker. Addresses carry the worker
+// generation that produced them; an address of another generation is STALE_HANDLE.
+#ifndef FFIBOX_SERVER_WORKER_MEMORY_REQUESTS_H_
+#define FFIBOX_SERVER_WORKER_MEMORY_REQUESTS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/blocks.h"
+#include "core/marshal.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+// The most bytes one remote-memory request may read, write, fill, copy or allocate.
+inline constexpr uint64_t kMaxMemoryRequestBytes = uint64_t{64} << 20;
+
+// Also the lasting memory of calls (core/blocks.h): kept blocks and alloc_memory share
+// one table, so free_memory frees either and a block may be placed at either.
+class MemoryRequests : public LastingMemory {
+ public:
+  // `callbacks` (may be nullptr: then refused) resolves callback ids in written values; it
+  // must outlive this object.
+  explicit MemoryRequests(uint64_t generation, const CallbackResolver* callbacks = nullptr)
+      : generation_(generation), callbacks_(callbacks) {}
+  // Frees what AllocMemory handed out and was not freed.
+  ~MemoryRequests() override;
+
+  MemoryRequests(const MemoryRequests&) = delete;
+  MemoryRequests& operator=(const MemoryRequests&) = delete;
+
+  // Reads `size` bytes into MemoryData.data or, when `type` is set, dereferences the address
+  // as a T* and returns MemoryData.value only (DecodeValue: records and arrays as raw
+  // bytes; `data` empty). With a type, `size` must be 0 or the type's size.
+  absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request) const;
+  // Writes `data`, or, when `type` is set, `value` marshalled as that type (MarshalValue;
+  // the whole object including zeroed padding; string values and block pointers are
+  // refused, they would not outlive the request; callback ids are written as their closure
+  // address). `data` and `type`+`value` are exclusive.
+  absl::Status Write(const v1::WriteMemory& request) const;
+  absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
+  // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.
+  absl::Status Free(const v1::FreeMemory& request);
+  absl::Status Fill(const v1::FillMemory& request) const;
+  // memmove semantics: the ranges may overlap.
+  absl::Status Copy(const v1::CopyMemory& request) const;
+  absl::StatusOr<v1::StringData> ReadString(const v1::ReadString& request) const;
+
+  // The address of `address` after checking its generation (field names the request part).
+  absl::StatusOr<uint64_t> Resolve(const v1::RemoteAddress& address, absl::string_view field) const;
+
+  // LastingMemory.
+  absl::StatusOr<uint64_t> AllocateLasting(uint64_t size) override;
+  absl::StatusOr<uint64_t> FindLasting(const v1::RemoteAddress& address, uint64_t size,
+                                       absl::string_view field) const override;
+  void ReleaseLastingIfPresent(uint64_t address) override;
+  void ReleaseLastingAddress(uint64_t address) override;
+
+ private:
+  // Allocates `size` zeroed bytes aligned to `alignment` (a power of two >= 8) and records
+  // them; nullptr when memory runs out.
+  void* AllocateRecorded(uint64_t size, uint64_t alignment);
+  // Unrecords and frees `address`: NOT_FOUND naming `field` when it is not recorded.
+  absl::Status FreeRecorded(uint64_t address, absl::string_view field);
+
+  const uint64_t generation_;
+  const CallbackResolver* const callbacks_;
+  mutable absl::Mutex mu_;
+  // Address -> usable size of every allocation handed out and not yet freed.
+  absl::flat_hash_map<uint64_t, uint64_t> allocations_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_WORKER_MEMORY_REQUESTS_H_
