@@ -22,9 +22,9 @@ absl::Status Refuse(v1::ErrorCode code, absl::string_view session_id, std::strin
 WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation) {
   WorkerLaunchOptions options;
   options.worker_path = config.worker_path;
-  options.generation = generation;
   options.max_reply_bytes = config.max_reply_bytes;
-  options.max_callback_depth = config.max_callback_depth;
+  options.worker.set_generation(generation);
+  options.worker.set_max_callback_depth(static_cast<uint32_t>(config.max_callback_depth));
   options.jail = config.jail;
   return options;
 }

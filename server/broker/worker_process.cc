@@ -26,6 +26,7 @@
 #include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/worker_jail.h"
+#include "server/protocol/worker_settings.h"
 
 namespace ffibox {
 namespace {
@@ -100,6 +101,9 @@ absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
 
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     const WorkerLaunchOptions& options) {
+  if (options.worker.generation() == 0) {
+    return absl::InvalidArgumentError("a worker's generation starts at 1");
+  }
   if (access(options.worker_path.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(absl::StrCat("worker binary ", options.worker_path,
                                                       " is not executable: ", strerror(errno)));
@@ -148,13 +152,11 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     if (errno == EMFILE || errno == ENFILE) return absl::ResourceExhaustedError(message);
     return absl::FailedPreconditionError(message);
   }
-  std::vector<std::string> args = {"ffibox-worker",
-                                   absl::StrCat("--generation=", options.generation)};
-  if (options.max_callback_depth > 0) {
-    args.push_back(absl::StrCat("--max_callback_depth=", options.max_callback_depth));
+  internal::WorkerSettings settings = options.worker;
+  if (options.jail.enabled) {
+    *settings.mutable_jail() = WorkerJailFor(options.jail, options.jail_self_test);
   }
-  for (std::string& flag : WorkerJailFlags(options.jail)) args.push_back(std::move(flag));
-  if (options.jail_self_test) args.push_back("--jail_self_test");
+  std::vector<std::string> args = {"ffibox-worker", WorkerSettingsArgument(settings)};
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);

@@ -27,16 +27,18 @@
 #include "server/jail/jail_options.h"
 #include "server/jail/spawn.h"
 #include "server/protocol/crash_report.h"
+#include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
 
 struct WorkerLaunchOptions {
   std::string worker_path;            // the ffibox-worker executable
-  uint64_t generation = 1;            // stamped on the worker's remote addresses
   size_t max_reply_bytes = 64 << 20;  // frames from the worker longer than this are refused
-  int max_callback_depth = 0;         // passed as --max_callback_depth when positive
   JailOptions jail;                   // the worker's jail (on by default)
   bool jail_self_test = false;        // --check-sandbox: the worker calls execve once jailed
+  // What the worker is told besides its jail (its generation, at least 1, and callback
+  // depth); Start adds the part of `jail` the worker applies itself.
+  internal::WorkerSettings worker;
 };
 
 // How a worker ended, as waitpid reported it.
@@ -136,7 +138,7 @@ class WorkerProcess {
                 int seccomp_listener)
       : pid_(spawned.pid),
         worker_pid_(spawned.worker_pid),
-        generation_(options.generation),
+        generation_(options.worker.generation()),
         connection_(std::move(connection)),
         fds_(fds),
         seccomp_listener_(seccomp_listener),

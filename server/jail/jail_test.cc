@@ -18,11 +18,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "server/broker/worker_death.h"
+#include "server/broker/worker_process.h"
 #include "server/jail/filesystem.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/sandbox_check.h"
-#include "server/broker/worker_death.h"
-#include "server/broker/worker_process.h"
 #include "tests/support/status_matchers.h"
 
 namespace ffibox {
@@ -44,6 +44,7 @@ std::string ProbeDirectory() {
 WorkerLaunchOptions JailedLaunch() {
   WorkerLaunchOptions launch;
   launch.worker_path = Runfile("server/ffibox-worker");
+  launch.worker.set_generation(1);
   return launch;
 }
 

@@ -14,11 +14,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "server/broker/worker_process.h"
 #include "server/jail/cgroups.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/user_namespace.h"
-#include "server/broker/worker_process.h"
 
 namespace ffibox {
 namespace {
@@ -80,6 +80,7 @@ int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) 
   WorkerLaunchOptions launch;
   launch.worker_path = worker_path;
   launch.jail = options;
+  launch.worker.set_generation(1);
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
   if (!worker.ok()) {
     printf("cannot start a jailed worker: %s\n", std::string(worker.status().message()).c_str());

@@ -1,25 +1,17 @@
-// The worker's jail flags round-trip, and the seccomp policies validate their names.
+// What the broker tells a worker to apply for its jail, and the seccomp policies' names.
 #include "server/jail/worker_jail.h"
 
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "server/jail/seccomp_policy.h"
+#include "server/protocol/worker_settings.h"
 
 namespace ffibox {
 namespace {
 
-WorkerJail Parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "ffibox-worker");
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  absl::StatusOr<WorkerJail> jail =
-      ParseWorkerJailFlags(static_cast<int>(argv.size()), argv.data());
-  EXPECT_TRUE(jail.ok()) << jail.status();
-  return jail.ok() ? *jail : WorkerJail{};
-}
-
-TEST(WorkerJailFlags, RoundTripEverySetting) {
+TEST(WorkerJailFor, CarriesEverySettingThroughTheWorkersArgument) {
   JailOptions options;
   options.seccomp_policy = "permissive";
   options.extra_syscalls = {"socket", "bind"};
@@ -28,32 +20,42 @@ TEST(WorkerJailFlags, RoundTripEverySetting) {
   options.open_files = 64;
   options.processes = 32;
   options.file_bytes = 4096;
-  WorkerJail jail = Parse(WorkerJailFlags(options));
-  EXPECT_TRUE(jail.seccomp);
-  EXPECT_EQ(jail.seccomp_policy, "permissive");
-  EXPECT_EQ(jail.extra_syscalls, (std::vector<std::string>{"socket", "bind"}));
-  EXPECT_EQ(jail.address_space_bytes, 1u << 30);
-  EXPECT_EQ(jail.cpu_seconds, 7u);
-  EXPECT_EQ(jail.open_files, 64u);
-  EXPECT_EQ(jail.processes, 32u);
-  EXPECT_EQ(jail.file_bytes, 4096u);
-  EXPECT_FALSE(jail.self_test);
+  internal::WorkerSettings settings;
+  settings.set_generation(3);
+  settings.set_max_callback_depth(9);
+  *settings.mutable_jail() = WorkerJailFor(options);
+
+  std::vector<std::string> args = {"ffibox-worker", WorkerSettingsArgument(settings)};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  absl::StatusOr<internal::WorkerSettings> parsed =
+      ParseWorkerSettings(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->generation(), 3u);
+  EXPECT_EQ(parsed->max_callback_depth(), 9u);
+  const internal::WorkerJail& jail = parsed->jail();
+  EXPECT_EQ(jail.seccomp_policy(), "permissive");
+  EXPECT_EQ(std::vector<std::string>(jail.extra_syscalls().begin(), jail.extra_syscalls().end()),
+            (std::vector<std::string>{"socket", "bind"}));
+  EXPECT_EQ(jail.address_space_bytes(), 1u << 30);
+  EXPECT_EQ(jail.cpu_seconds(), 7u);
+  EXPECT_EQ(jail.open_files(), 64u);
+  EXPECT_EQ(jail.processes(), 32u);
+  EXPECT_EQ(jail.file_bytes(), 4096u);
+  EXPECT_FALSE(jail.self_test());
+  EXPECT_TRUE(WorkerJailFor(options, /*self_test=*/true).self_test());
 }
 
-TEST(WorkerJailFlags, DisabledJailPassesNoFlagsAndOtherFlagsAreIgnored) {
-  JailOptions options;
-  options.enabled = false;
-  EXPECT_TRUE(WorkerJailFlags(options).empty());
-  WorkerJail jail = Parse({"--generation=3"});
-  EXPECT_FALSE(jail.seccomp);
-}
-
-TEST(WorkerJailFlags, MalformedFlagsAreRefused) {
-  for (std::string bad : {"--jail_rlimits=as:lots", "--jail_rlimits=stack:1", "--jail_unknown=1"}) {
+TEST(ParseWorkerSettings, MissingOrMalformedSettingsAreRefused) {
+  internal::WorkerSettings no_generation;
+  for (std::string bad : {std::string("--generation=3"), std::string("--settings=!!notbase64"),
+                          std::string("--settings=AAAA"), WorkerSettingsArgument(no_generation)}) {
     std::vector<std::string> args = {"ffibox-worker", bad};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
-    EXPECT_FALSE(ParseWorkerJailFlags(2, argv.data()).ok()) << bad;
+    EXPECT_EQ(ParseWorkerSettings(2, argv.data()).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
   }
 }
 

@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "server/broker/worker_connection.h"
 #include "server/protocol/worker_protocol.pb.h"
+#include "server/protocol/worker_settings.h"
 
 namespace ffibox {
 namespace {
@@ -62,12 +63,15 @@ using Handler = std::function<v1::CallbackReturn(const v1::CallbackInvoke&)>;
 // One ffibox-worker child with the broker's end of its connection.
 class Worker {
  public:
-  explicit Worker(std::vector<std::string> flags = {}) {
+  // `max_callback_depth` 0: the worker's default.
+  explicit Worker(uint32_t max_callback_depth = 0) {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
     const std::string path = Runfile("server/ffibox-worker");
-    std::vector<std::string> args = {"ffibox-worker", absl::StrCat("--generation=", kGeneration)};
-    args.insert(args.end(), flags.begin(), flags.end());
+    internal::WorkerSettings settings;
+    settings.set_generation(kGeneration);
+    settings.set_max_callback_depth(max_callback_depth);
+    std::vector<std::string> args = {"ffibox-worker", WorkerSettingsArgument(settings)};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -476,7 +480,7 @@ TEST_F(WorkerCallbacks, VariadicCallbackIsRefused) {
 }
 
 TEST(WorkerCallbackDepth, InvocationsNestedBeyondTheLimitReturnZeroWithAnEvent) {
-  Worker worker({"--max_callback_depth=3"});
+  Worker worker(/*max_callback_depth=*/3);
   LoadLibraries(&worker);
   ASSERT_FALSE(worker.Define(30, kIntToInt).has_error());
   ASSERT_FALSE(

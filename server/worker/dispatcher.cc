@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 
@@ -20,10 +21,15 @@ constexpr absl::string_view kGotZero = "; native code received zero";
 
 }  // namespace
 
-WorkerDispatcher::WorkerDispatcher(int channel_fd, const WorkerOptions& options)
+WorkerDispatcher::WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings,
+                                   int descriptor_fd)
     : broker_(channel_fd),
-      options_(options),
-      executor_(options.generation, this, options.descriptor_fd) {}
+      generation_(settings.generation()),
+      max_callback_depth_(
+          settings.max_callback_depth() > 0
+              ? static_cast<int>(std::min<uint32_t>(settings.max_callback_depth(), 1 << 20))
+              : kDefaultMaxCallbackDepth),
+      executor_(generation_, this, descriptor_fd) {}
 
 void WorkerDispatcher::Run() {
   std::thread([this] { ReadLoop(); }).detach();
@@ -123,7 +129,7 @@ internal::WorkerRequest WorkerDispatcher::NextFor(Invocation* invocation) {
 void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, void* const* args,
                                    void* result) {
   const v1::Signature& signature = closure.signature();
-  if (t_depth >= options_.max_callback_depth) {
+  if (t_depth >= max_callback_depth_) {
     StoreZeroResult(signature, result);
     ReportFailure(callback, 0,
                   ErrorStatus(v1::RESOURCE_EXHAUSTED,
@@ -133,15 +139,14 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
                   kGotZero);
     return;
   }
-  const uint64_t id = InvocationId(options_.generation, ++invocations_);
+  const uint64_t id = InvocationId(generation_, ++invocations_);
   internal::WorkerReply invoke_reply;
   v1::CallbackInvoke* invoke = invoke_reply.mutable_invoke();
   invoke->set_invocation(id);
   invoke->set_callback(callback);
   invoke->set_parent_invocation(t_invocation);
   std::vector<ShippedPointee> shipped;
-  absl::Status decoded =
-      DecodeCallbackArguments(signature, args, options_.generation, invoke, &shipped);
+  absl::Status decoded = DecodeCallbackArguments(signature, args, generation_, invoke, &shipped);
   if (!decoded.ok()) {
     StoreZeroResult(signature, result);
     ReportFailure(callback, 0, decoded, kGotZero);
@@ -198,7 +203,7 @@ void WorkerDispatcher::Complete(uint64_t callback, uint64_t invocation_id, const
     return;
   }
   MarshalContext context;
-  context.generation = options_.generation;
+  context.generation = generation_;
   context.callbacks = &executor_.callbacks();
   absl::Status stored = StoreCallbackResult(
       signature, answer.has_result() ? &answer.result() : nullptr, context, result);

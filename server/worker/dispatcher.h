@@ -42,19 +42,14 @@
 
 namespace ffibox {
 
-struct WorkerOptions {
-  uint64_t generation = 1;  // stamped on remote addresses and invocation ids
-  // Callback invocations nested on one thread beyond this return zero with a CALLBACK_ERROR
-  // event instead of reaching the client (--max_callback_depth).
-  int max_callback_depth = 64;
-  // The descriptor socket library descriptors arrive on (fd 5), or -1.
-  int descriptor_fd = -1;
-};
+// Callback invocations nested on one thread when the settings name no limit.
+inline constexpr int kDefaultMaxCallbackDepth = 64;
 
 class WorkerDispatcher : public CallbackRunner {
  public:
-  // Serves the broker on the connected socket `channel_fd` (not owned).
-  WorkerDispatcher(int channel_fd, const WorkerOptions& options);
+  // Serves the broker on the connected socket `channel_fd` (not owned) as `settings` say;
+  // library descriptors arrive on `descriptor_fd` (-1: none).
+  WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings, int descriptor_fd);
 
   WorkerDispatcher(const WorkerDispatcher&) = delete;
   WorkerDispatcher& operator=(const WorkerDispatcher&) = delete;
@@ -98,7 +93,8 @@ class WorkerDispatcher : public CallbackRunner {
                 void* result);
 
   BrokerConnection broker_;
-  const WorkerOptions options_;
+  const uint64_t generation_;
+  const int max_callback_depth_;
   WorkerExecutor executor_;
   std::atomic<uint64_t> invocations_{0};
   absl::Mutex mu_;

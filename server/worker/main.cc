@@ -6,11 +6,11 @@
 // routing of callback invocations). Anything here may be corrupted by the library it runs:
 // the broker trusts nothing this process sends.
 //
-// Flags: --generation=N (stamped on remote addresses and invocation ids; default 1),
-// --max_callback_depth=N (callback invocations nested on one thread; default 64), and the
-// --jail_* flags of server/jail/worker_jail.h: the worker applies its rlimits and seccomp
-// policy before it reads its first request (the launcher already applied the rest of the
-// jail). A worker that cannot apply its jail exits with status 125 without serving.
+// Its one argument is its WorkerSettings (server/protocol/worker_settings.h): the generation
+// stamped on its addresses, the callback depth, and the part of the jail it applies to
+// itself (rlimits and seccomp, server/jail/worker_jail.h) before it reads its first request
+// (the launcher already applied the rest of the jail). A worker whose settings are missing
+// or malformed, or that cannot apply its jail, exits with status 125 without serving.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,40 +18,16 @@
 #include <cstdint>
 #include <cstdio>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/string_view.h"
 #include "core/descriptor_passing.h"
 #include "server/jail/worker_jail.h"
 #include "server/protocol/crash_report.h"
+#include "server/protocol/worker_settings.h"
 #include "server/worker/dispatcher.h"
 
 namespace {
 
 constexpr int kChannelFd = 3;
 constexpr int kDescriptorFd = 5;
-
-// The value of `--name=value` among the arguments, if present and a number.
-bool NumericFlag(int argc, char** argv, absl::string_view flag, uint64_t* value) {
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (absl::StartsWith(arg, flag) && absl::SimpleAtoi(arg.substr(flag.size()), value)) {
-      return true;
-    }
-  }
-  return false;
-}
-
-ffibox::WorkerOptions OptionsFromArgs(int argc, char** argv) {
-  ffibox::WorkerOptions options;
-  uint64_t value = 0;
-  if (NumericFlag(argc, argv, "--generation=", &value)) options.generation = value;
-  if (NumericFlag(argc, argv, "--max_callback_depth=", &value) && value <= 1 << 20) {
-    options.max_callback_depth = static_cast<int>(value);
-  }
-  if (fcntl(kDescriptorFd, F_GETFD) >= 0) options.descriptor_fd = kDescriptorFd;
-  return options;
-}
 
 }  // namespace
 
@@ -71,9 +47,14 @@ int main(int argc, char** argv) {
   // printf arrives line by line instead of when the worker exits (or never, if it crashes).
   setvbuf(stdout, nullptr, _IOLBF, 0);
   ffibox::InstallCrashReporter();
-  absl::StatusOr<ffibox::WorkerJail> jail = ffibox::ParseWorkerJailFlags(argc, argv);
+  absl::StatusOr<ffibox::internal::WorkerSettings> settings =
+      ffibox::ParseWorkerSettings(argc, argv);
+  if (!settings.ok()) {
+    fprintf(stderr, "ffibox-worker: %s\n", std::string(settings.status().message()).c_str());
+    return 125;
+  }
   absl::StatusOr<int> listener =
-      jail.ok() ? ffibox::ApplyWorkerJail(*jail) : absl::StatusOr<int>(jail.status());
+      settings->has_jail() ? ffibox::ApplyWorkerJail(settings->jail()) : absl::StatusOr<int>(-1);
   if (!listener.ok()) {
     fprintf(stderr, "ffibox-worker: cannot apply the jail: %s\n",
             std::string(listener.status().message()).c_str());
@@ -91,12 +72,13 @@ int main(int argc, char** argv) {
       return 125;
     }
   }
-  if (jail->self_test) {
+  if (settings->jail().self_test()) {
     char* const no_args[] = {nullptr};
     execve("/bin/true", no_args, no_args);  // the broker must kill us here
     return 124;
   }
+  const int descriptor_fd = fcntl(kDescriptorFd, F_GETFD) >= 0 ? kDescriptorFd : -1;
   static ffibox::WorkerDispatcher* dispatcher =
-      new ffibox::WorkerDispatcher(kChannelFd, OptionsFromArgs(argc, argv));
+      new ffibox::WorkerDispatcher(kChannelFd, *settings, descriptor_fd);
   dispatcher->Run();
 }

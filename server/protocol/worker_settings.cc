@@ -1,0 +1,37 @@
+#include "server/protocol/worker_settings.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+
+namespace ffibox {
+namespace {
+
+constexpr absl::string_view kSettingsFlag = "--settings=";
+
+}  // namespace
+
+std::string WorkerSettingsArgument(const internal::WorkerSettings& settings) {
+  return absl::StrCat(kSettingsFlag, absl::WebSafeBase64Escape(settings.SerializeAsString()));
+}
+
+absl::StatusOr<internal::WorkerSettings> ParseWorkerSettings(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (!absl::ConsumePrefix(&arg, kSettingsFlag)) continue;
+    std::string bytes;
+    internal::WorkerSettings settings;
+    if (!absl::WebSafeBase64Unescape(arg, &bytes) || !settings.ParseFromString(bytes)) {
+      return absl::InvalidArgumentError("--settings does not hold a WorkerSettings message");
+    }
+    if (settings.generation() == 0) {
+      return absl::InvalidArgumentError("--settings names no worker generation");
+    }
+    return settings;
+  }
+  return absl::InvalidArgumentError("no --settings argument");
+}
+
+}  // namespace ffibox
