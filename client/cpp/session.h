@@ -48,7 +48,7 @@ struct SessionOptions {
   // JAIL_UNAVAILABLE naming the missing ones otherwise.
   std::vector<std::string> required_jail_layers;
   // Environment variables for the session's workers, set before any library loads; the
-  // server accepts only names its sandbox.env_allow lists (INVALID_ARGUMENT otherwise).
+  // server accepts only names its jail.env_allow lists (INVALID_ARGUMENT otherwise).
   std::map<std::string, std::string> environment;
   // Ask for a writable directory shared with the library (same path for both, removed with
   // the session); info().scratch_directory() names it. FAILED_PRECONDITION when the server

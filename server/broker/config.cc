@@ -213,42 +213,42 @@ absl::Status ResolveLimits(const config::v1::Limits& limits, ServerSettings* set
   return absl::OkStatus();
 }
 
-absl::Status ResolveSandbox(const config::v1::Sandbox& sandbox, JailOptions* jail,
-                            std::vector<std::string>* waivers) {
-  jail->enabled = !sandbox.has_enabled() || sandbox.enabled();
-  jail->seccomp_policy = sandbox.policy().empty() ? "strict" : sandbox.policy();
+absl::Status ResolveJail(const config::v1::Jail& file, JailOptions* jail,
+                         std::vector<std::string>* waivers) {
+  jail->enabled = !file.has_enabled() || file.enabled();
+  jail->seccomp_policy = file.policy().empty() ? "strict" : file.policy();
   if (jail->seccomp_policy != "strict" && jail->seccomp_policy != "permissive") {
-    return FieldError("sandbox.policy", absl::StrCat("unknown policy \"", sandbox.policy(),
-                                                     "\" (known: strict, permissive)"));
+    return FieldError("jail.policy", absl::StrCat("unknown policy \"", file.policy(),
+                                                  "\" (known: strict, permissive)"));
   }
-  for (int i = 0; i < sandbox.extra_syscalls_size(); ++i) {
-    const std::string& name = sandbox.extra_syscalls(i);
+  for (int i = 0; i < file.extra_syscalls_size(); ++i) {
+    const std::string& name = file.extra_syscalls(i);
     if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
           return absl::ascii_islower(static_cast<unsigned char>(c)) ||
                  absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '_';
         })) {
-      return FieldError(absl::StrCat("sandbox.extra_syscalls[", i, "]"),
+      return FieldError(absl::StrCat("jail.extra_syscalls[", i, "]"),
                         absl::StrCat("\"", name, "\" is not a system call name"));
     }
     jail->extra_syscalls.push_back(name);
   }
-  jail->tmp_bytes = sandbox.tmp_bytes() == 0 ? kDefaultTmpBytes : sandbox.tmp_bytes();
-  for (int i = 0; i < sandbox.waive_layers_size(); ++i) {
-    if (!JailLayerByKey(sandbox.waive_layers(i)).has_value()) {
-      return FieldError(absl::StrCat("sandbox.waive_layers[", i, "]"),
-                        absl::StrCat("unknown jail layer \"", sandbox.waive_layers(i),
+  jail->tmp_bytes = file.tmp_bytes() == 0 ? kDefaultTmpBytes : file.tmp_bytes();
+  for (int i = 0; i < file.waive_layers_size(); ++i) {
+    if (!JailLayerByKey(file.waive_layers(i)).has_value()) {
+      return FieldError(absl::StrCat("jail.waive_layers[", i, "]"),
+                        absl::StrCat("unknown jail layer \"", file.waive_layers(i),
                                      "\" (the layers: user, pid, net, ipc, uts, mount, "
                                      "filesystem, proc)"));
     }
-    waivers->push_back(sandbox.waive_layers(i));
+    waivers->push_back(file.waive_layers(i));
   }
-  for (int i = 0; i < sandbox.visible_paths_size(); ++i) {
-    absl::StatusOr<std::string> path = CanonicalLibraryRoot(sandbox.visible_paths(i));
+  for (int i = 0; i < file.visible_paths_size(); ++i) {
+    absl::StatusOr<std::string> path = CanonicalLibraryRoot(file.visible_paths(i));
     if (!path.ok()) {
-      return FieldError(absl::StrCat("sandbox.visible_paths[", i, "]"), path.status().message());
+      return FieldError(absl::StrCat("jail.visible_paths[", i, "]"), path.status().message());
     }
     if (*path == "/") {
-      return FieldError(absl::StrCat("sandbox.visible_paths[", i, "]"),
+      return FieldError(absl::StrCat("jail.visible_paths[", i, "]"),
                         "\"/\" would show the whole host filesystem to every worker");
     }
     jail->visible_paths.push_back(*std::move(path));
@@ -381,21 +381,21 @@ absl::StatusOr<ServerSettings> ResolveServerConfig(const ServerConfig& config,
 
   absl::Status status = ResolveLimits(config.limits(), &settings);
   if (!status.ok()) return status;
-  status = ResolveSandbox(config.sandbox(), &settings.session.jail, &settings.jail_waivers);
+  status = ResolveJail(config.jail(), &settings.session.jail, &settings.jail_waivers);
   if (!status.ok()) return status;
-  for (int i = 0; i < config.sandbox().env_allow_size(); ++i) {
-    const std::string& pattern = config.sandbox().env_allow(i);
+  for (int i = 0; i < config.jail().env_allow_size(); ++i) {
+    const std::string& pattern = config.jail().env_allow(i);
     if (pattern.empty() || pattern.find_first_of("=\0") != std::string::npos) {
-      return FieldError(absl::StrCat("sandbox.env_allow[", i, "]"),
+      return FieldError(absl::StrCat("jail.env_allow[", i, "]"),
                         "a variable name or glob (\"LANG\", \"SDL_*\") without '='");
     }
     settings.session.env_allow.push_back(pattern);
   }
-  if (!config.sandbox().scratch_root().empty()) {
-    if (config.sandbox().scratch_root()[0] != '/') {
-      return FieldError("sandbox.scratch_root", "must be an absolute path");
+  if (!config.jail().scratch_root().empty()) {
+    if (config.jail().scratch_root()[0] != '/') {
+      return FieldError("jail.scratch_root", "must be an absolute path");
     }
-    settings.session.scratch_root = config.sandbox().scratch_root();  // prepared at startup
+    settings.session.scratch_root = config.jail().scratch_root();  // prepared at startup
   }
 
   absl::StatusOr<uint64_t> per_identity =

@@ -40,7 +40,7 @@ struct ServerSettings {
   // The bytes of unfinished worker replies the broker holds at once (limits.
   // max_buffered_reply_bytes; server/broker/worker_connection.h).
   uint64_t max_buffered_reply_bytes = uint64_t{1} << 30;
-  // Jail layers the operator lets ffiboxd run without (sandbox.waive_layers and
+  // Jail layers the operator lets ffiboxd run without (jail.waive_layers and
   // --waive_jail_layer), checked by DecideJailLayers at startup.
   std::vector<std::string> jail_waivers;
 };

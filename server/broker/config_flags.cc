@@ -56,23 +56,23 @@ ABSL_FLAG(std::vector<std::string>, allow_root, {},
           "directories; repeatable and comma-separated; adds to the file's "
           "allowed_library_roots");
 ABSL_FLAG(int64_t, pool_size, 2, "idle pre-started workers kept ready (0: no pool)");
-ABSL_FLAG(bool, sandbox, true, "jail the workers (--nosandbox: crash isolation only)");
-ABSL_FLAG(std::string, sandbox_policy, "strict", "seccomp policy: strict or permissive");
+ABSL_FLAG(bool, jail, true, "jail the workers (--nojail: crash isolation only)");
+ABSL_FLAG(std::string, jail_policy, "strict", "seccomp policy: strict or permissive");
 ABSL_FLAG(std::vector<std::string>, waive_jail_layer, {},
           "jail layers to run without when this host cannot provide them (user, pid, net, "
           "ipc, uts, mount, filesystem, proc); repeatable and comma-separated; adds to the "
-          "file's sandbox.waive_layers. Without a waiver a missing layer stops ffiboxd");
+          "file's jail.waive_layers. Without a waiver a missing layer stops ffiboxd");
 ABSL_FLAG(std::vector<std::string>, jail_visible_path, {},
           "directory shown read-only in every worker's filesystem view (libraries need not "
           "be: the broker hands the worker a descriptor); repeatable and comma-separated; "
-          "adds to the file's sandbox.visible_paths");
+          "adds to the file's jail.visible_paths");
 ABSL_FLAG(std::vector<std::string>, allow_env, {},
           "environment variable names or globs (SDL_*, LANG) sessions may set for their "
-          "workers; repeatable and comma-separated; adds to the file's sandbox.env_allow "
+          "workers; repeatable and comma-separated; adds to the file's jail.env_allow "
           "(default: none)");
 ABSL_FLAG(std::string, scratch_root, "",
           "directory where sessions that ask for one get a writable scratch directory shown "
-          "to their workers (sets the file's sandbox.scratch_root; default: none, sessions "
+          "to their workers (sets the file's jail.scratch_root; default: none, sessions "
           "cannot have one)");
 
 namespace ffibox {
@@ -197,16 +197,16 @@ absl::Status ApplyFlags(const std::vector<std::string>& arguments, ServerConfig*
     config->add_allowed_library_roots(root);
   }
   for (const std::string& layer : AllValues(arguments, "waive_jail_layer")) {
-    config->mutable_sandbox()->add_waive_layers(layer);
+    config->mutable_jail()->add_waive_layers(layer);
   }
   for (const std::string& path : AllValues(arguments, "jail_visible_path")) {
-    config->mutable_sandbox()->add_visible_paths(path);
+    config->mutable_jail()->add_visible_paths(path);
   }
   for (const std::string& pattern : AllValues(arguments, "allow_env")) {
-    config->mutable_sandbox()->add_env_allow(pattern);
+    config->mutable_jail()->add_env_allow(pattern);
   }
   if (Specified(arguments, "scratch_root")) {
-    config->mutable_sandbox()->set_scratch_root(absl::GetFlag(FLAGS_scratch_root));
+    config->mutable_jail()->set_scratch_root(absl::GetFlag(FLAGS_scratch_root));
   }
   if (Specified(arguments, "pool_size")) {
     absl::StatusOr<uint64_t> size = NonNegative("pool_size", absl::GetFlag(FLAGS_pool_size));
@@ -214,10 +214,9 @@ absl::Status ApplyFlags(const std::vector<std::string>& arguments, ServerConfig*
     if (*size > UINT32_MAX) return absl::InvalidArgumentError("--pool_size is too large");
     config->mutable_worker_pool()->set_size(static_cast<uint32_t>(*size));
   }
-  if (Specified(arguments, "sandbox"))
-    config->mutable_sandbox()->set_enabled(absl::GetFlag(FLAGS_sandbox));
-  if (Specified(arguments, "sandbox_policy")) {
-    config->mutable_sandbox()->set_policy(absl::GetFlag(FLAGS_sandbox_policy));
+  if (Specified(arguments, "jail")) config->mutable_jail()->set_enabled(absl::GetFlag(FLAGS_jail));
+  if (Specified(arguments, "jail_policy")) {
+    config->mutable_jail()->set_policy(absl::GetFlag(FLAGS_jail_policy));
   }
   return absl::OkStatus();
 }

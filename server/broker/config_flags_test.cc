@@ -39,7 +39,7 @@ TEST(ConfigFlags, GivenFlagsOverrideAndListFlagsAddEveryOccurrence) {
   config.add_allowed_library_roots("/opt/from-file");
   ASSERT_OK(Apply({"--max_sessions=9", "--session_memory_bytes=0", "--pool_size=0",
                    "--allow_root=/opt/a,/opt/b", "--allow_root", "/opt/c",
-                   "--waive_jail_layer=cgroup", "--listen=unix:/tmp/x/ffiboxd.sock", "--nosandbox"},
+                   "--waive_jail_layer=cgroup", "--listen=unix:/tmp/x/ffiboxd.sock", "--nojail"},
                   &config));
   EXPECT_EQ(config.limits().max_sessions(), 9u);
   // 0 is "no cap" for the caps, given on the command line.
@@ -50,11 +50,11 @@ TEST(ConfigFlags, GivenFlagsOverrideAndListFlagsAddEveryOccurrence) {
   EXPECT_EQ(config.allowed_library_roots(1), "/opt/a");
   EXPECT_EQ(config.allowed_library_roots(2), "/opt/b");
   EXPECT_EQ(config.allowed_library_roots(3), "/opt/c");
-  ASSERT_EQ(config.sandbox().waive_layers_size(), 1);
-  EXPECT_EQ(config.sandbox().waive_layers(0), "cgroup");
+  ASSERT_EQ(config.jail().waive_layers_size(), 1);
+  EXPECT_EQ(config.jail().waive_layers(0), "cgroup");
   ASSERT_EQ(config.listeners_size(), 1);
   EXPECT_EQ(config.listeners(0).unix_path(), "/tmp/x/ffiboxd.sock");
-  EXPECT_FALSE(config.sandbox().enabled());
+  EXPECT_FALSE(config.jail().enabled());
 }
 
 TEST(ConfigFlags, ANegativeZeroOrTooLargeValueIsRefusedNamingTheFlag) {

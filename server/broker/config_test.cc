@@ -81,15 +81,15 @@ TEST(ServerConfig, EmptyConfigGivesTheDocumentedDefaults) {
 
 TEST(ServerConfig, WaiversAndVisiblePathsAreChecked) {
   absl::StatusOr<ServerSettings> settings =
-      Resolve(R"(sandbox { waive_layers: "filesystem" visible_paths: "/usr/share" })");
+      Resolve(R"(jail { waive_layers: "filesystem" visible_paths: "/usr/share" })");
   ASSERT_OK(settings);
   EXPECT_EQ(settings->jail_waivers, std::vector<std::string>{"filesystem"});
   EXPECT_EQ(settings->session.jail.visible_paths, std::vector<std::string>{"/usr/share"});
-  ExpectRefused(R"(sandbox { waive_layers: "everything" })", "sandbox.waive_layers[0]");
-  ExpectRefused(R"(sandbox { visible_paths: "/" })", "sandbox.visible_paths[0]");
-  ExpectRefused(R"(sandbox { visible_paths: "relative" })", "sandbox.visible_paths[0]");
-  ExpectRefused(R"(sandbox { env_allow: "A=B" })", "sandbox.env_allow[0]");
-  absl::StatusOr<ServerSettings> env = Resolve(R"(sandbox { env_allow: "SDL_*" })");
+  ExpectRefused(R"(jail { waive_layers: "everything" })", "jail.waive_layers[0]");
+  ExpectRefused(R"(jail { visible_paths: "/" })", "jail.visible_paths[0]");
+  ExpectRefused(R"(jail { visible_paths: "relative" })", "jail.visible_paths[0]");
+  ExpectRefused(R"(jail { env_allow: "A=B" })", "jail.env_allow[0]");
+  absl::StatusOr<ServerSettings> env = Resolve(R"(jail { env_allow: "SDL_*" })");
   ASSERT_OK(env);
   EXPECT_EQ(env->session.env_allow, std::vector<std::string>{"SDL_*"});
 }
@@ -98,7 +98,7 @@ TEST(ServerConfig, FieldsAreApplied) {
   absl::StatusOr<ServerSettings> settings = Resolve(R"(
     limits { max_sessions: 3 max_message_bytes: 4096 call_timeout_ms: 100
              session_memory_bytes: 268435456 session_cpu_seconds: 2 max_block_bytes: 1000 }
-    sandbox { enabled: false policy: "permissive" extra_syscalls: "sched_yield" tmp_bytes: 1 }
+    jail { enabled: false policy: "permissive" extra_syscalls: "sched_yield" tmp_bytes: 1 }
     worker_pool { size: 0 }
     identities { name: "ci" bearer_token: "0123456789abcdef0123" max_sessions: 1
                  allowed_library_roots: "/usr/lib" }
@@ -141,8 +141,8 @@ TEST(ServerConfig, BadValuesNameTheirField) {
                 "limits.call_timeout_ms");
   ExpectRefused("limits { max_callback_depth: 5000 }", "limits.max_callback_depth");
   ExpectRefused("limits { session_memory_bytes: 1000 }", "limits.session_memory_bytes");
-  ExpectRefused("sandbox { policy: \"lax\" }", "sandbox.policy");
-  ExpectRefused("sandbox { extra_syscalls: \"rm -rf\" }", "sandbox.extra_syscalls[0]");
+  ExpectRefused("jail { policy: \"lax\" }", "jail.policy");
+  ExpectRefused("jail { extra_syscalls: \"rm -rf\" }", "jail.extra_syscalls[0]");
   ExpectRefused("allowed_library_roots: \"relative\"", "allowed_library_roots[0]");
   ExpectRefused("identities { name: \"a\" }", "identities[0]");
   ExpectRefused("identities { name: \"a\" bearer_token: \"short\" }", "identities[0].bearer_token");

@@ -42,8 +42,8 @@
 #include "server/broker/worker_pool.h"
 #include "server/broker/worker_process.h"
 #include "server/jail/cgroups.h"
+#include "server/jail/jail_check.h"
 #include "server/jail/jail_layers.h"
-#include "server/jail/sandbox_check.h"
 #include "server/jail/spawn.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -136,13 +136,13 @@ int main(int argc, char** argv) {
   mallopt(M_ARENA_MAX, 4);
   absl::SetProgramUsageMessage(
       "ffiboxd [--config=FILE] [--listen=unix:/path] [flags]: the ffibox broker\n"
-      "ffiboxd --check-sandbox [flags]: check every layer of the worker jail on this host");
-  // --check-sandbox (not an Abseil flag name): run the jail's self-check instead of serving.
-  bool check_sandbox = false;
+      "ffiboxd --check-jail [flags]: check every layer of the worker jail on this host");
+  // --check-jail (not an Abseil flag name): run the jail's self-check instead of serving.
+  bool check_jail = false;
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
-    if (absl::string_view(argv[i]) == "--check-sandbox") {
-      check_sandbox = true;
+    if (absl::string_view(argv[i]) == "--check-jail") {
+      check_jail = true;
     } else {
       argv[kept++] = argv[i];
     }
@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
   }
   absl::Status decided = ffibox::DecideJailLayers(&session.jail, settings->jail_waivers);
   if (!decided.ok()) return Fail(std::string(decided.message()));
-  if (check_sandbox) return ffibox::RunSandboxCheck(session.jail, session.worker_path);
+  if (check_jail) return ffibox::RunJailCheck(session.jail, session.worker_path);
   absl::Status checked = CheckJailWithWorker(session, settings->jail_waivers);
   if (!checked.ok()) return Fail(std::string(checked.message()));
   for (const std::string& waived : session.jail.waived) {

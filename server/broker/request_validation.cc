@@ -39,7 +39,7 @@ absl::Status ValidateEnvironment(const v1::OpenSession& open,
     }
     if (!admitted) {
       return InvalidArgumentAt(
-          field, absl::StrCat(name, " is not in the server's sandbox.env_allow",
+          field, absl::StrCat(name, " is not in the server's jail.env_allow",
                               allowed.empty() ? " (empty: the server accepts no variables)" : ""));
     }
   }

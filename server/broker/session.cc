@@ -165,7 +165,7 @@ absl::StatusOr<Session::Answer> Session::Open(const v1::Request& request) {
     if (config_.scratch_root.empty()) {
       return ErrorStatus(v1::FAILED_PRECONDITION,
                          "open.scratch_directory: this server has no scratch root "
-                         "(sandbox.scratch_root, --scratch_root)");
+                         "(jail.scratch_root, --scratch_root)");
     }
     FFIBOX_ASSIGN_OR_RETURN(scratch, ScratchDirectory::Create(config_.scratch_root, session_id_));
   }

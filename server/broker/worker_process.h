@@ -35,7 +35,7 @@ struct WorkerLaunchOptions {
   std::string worker_path;            // the ffibox-worker executable
   size_t max_reply_bytes = 64 << 20;  // frames from the worker longer than this are refused
   JailOptions jail;                   // the worker's jail (on by default)
-  bool jail_self_test = false;        // --check-sandbox: the worker calls execve once jailed
+  bool jail_self_test = false;        // --check-jail: the worker calls execve once jailed
   // What the worker is told besides its jail (its generation, at least 1, and callback
   // depth); Start adds the part of `jail` the worker applies itself.
   internal::WorkerSettings worker;

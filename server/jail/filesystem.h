@@ -82,7 +82,7 @@ bool BuildFilesystem(FilesystemPlan& plan, FilesystemFailure* failure);
 // filesystem's).
 bool IsProcStep(const FilesystemPlan& plan, int step);
 
-// Describes a failure for logs and --check-sandbox ("bind /usr/lib: Permission denied").
+// Describes a failure for logs and --check-jail ("bind /usr/lib: Permission denied").
 std::string DescribeFilesystemFailure(const FilesystemPlan& plan, const FilesystemFailure& failure);
 
 }  // namespace ffibox

@@ -150,7 +150,7 @@ absl::Status NotWaivedError(JailLayer layer, absl::string_view reason) {
       "the jail's ", JailLayerName(layer), " is unavailable on this host: ", reason,
       ". ffiboxd runs no worker with a weaker jail than configured; to run without this "
       "layer anyway, waive it by name: --waive_jail_layer=",
-      JailLayerKey(layer), " (or sandbox.waive_layers in the configuration file)"));
+      JailLayerKey(layer), " (or jail.waive_layers in the configuration file)"));
 }
 
 }  // namespace

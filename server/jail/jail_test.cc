@@ -21,8 +21,8 @@
 #include "server/broker/worker_death.h"
 #include "server/broker/worker_process.h"
 #include "server/jail/filesystem.h"
+#include "server/jail/jail_check.h"
 #include "server/jail/jail_layers.h"
-#include "server/jail/sandbox_check.h"
 #include "tests/support/status_matchers.h"
 
 namespace ffibox {
@@ -50,7 +50,7 @@ WorkerLaunchOptions JailedLaunch() {
 
 TEST(Jail, SandboxCheckFindsEveryLayerActiveOnThisHost) {
   JailOptions options = JailedLaunch().jail;
-  EXPECT_EQ(RunSandboxCheck(options, Runfile("server/ffibox-worker")), 0)
+  EXPECT_EQ(RunJailCheck(options, Runfile("server/ffibox-worker")), 0)
       << DescribeJailLayers(options);
 }
 

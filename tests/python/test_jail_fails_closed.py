@@ -38,7 +38,7 @@ EVERY_LAYER = ["user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc"
 EVERY_ROOT_LAYER = EVERY_LAYER + ["cgroup"]
 # The unprivileged user the ordinary-user tests run as (created when missing, and kept).
 ORDINARY_USER = "ffibox-t1"
-# The lines of `ffiboxd --check-sandbox`, one per layer.
+# The lines of `ffiboxd --check-jail`, one per layer.
 CHECK_SANDBOX_LABELS = [
     "user namespace", "pid namespace", "net namespace", "ipc namespace", "uts namespace",
     "mount namespace", "filesystem (pivot_root)", "/proc (fresh, pid namespace only)", "ids",
@@ -316,13 +316,13 @@ def test_private_server_as_ordinary_user_caps_each_workers_threads(ordinary_user
     assert results["bystander_started"] == 50, results
 
 
-def test_check_sandbox_as_ordinary_user_reports_every_layer_active(ordinary_user,
+def test_check_jail_as_ordinary_user_reports_every_layer_active(ordinary_user,
                                                                    user_install):
     # An ordinary user may not make cgroups unless the host delegates some (this one's v1
     # hierarchies do not): the cgroup layer is waived by name, and reported as such.
     done = subprocess.run(
         [require_tool("runuser"), "-u", ORDINARY_USER, "--", user_install["ffiboxd"],
-         "--check-sandbox", "--waive_jail_layer=cgroup"], stdout=subprocess.PIPE,
+         "--check-jail", "--waive_jail_layer=cgroup"], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, cwd="/", timeout=120)
     report = done.stdout.decode(errors="replace")
     assert done.returncode == 0, report
@@ -581,7 +581,7 @@ def test_unknown_waiver_stops_ffiboxd_naming_the_layers(tmp_path):
 
 def test_unknown_waiver_in_the_configuration_file_stops_ffiboxd(tmp_path):
     config = tmp_path / "ffiboxd.conf"
-    config.write_text('sandbox { waive_layers: "bogus" }\n')
+    config.write_text('jail { waive_layers: "bogus" }\n')
     address = "unix:%s/ffiboxd.sock" % tmp_path
     done = start_and_wait([FFIBOXD, "--config=%s" % config, "--listen=" + address])
     output = done.stdout.decode(errors="replace")

@@ -58,7 +58,7 @@ def test_by_default_the_server_accepts_no_variable(server):
     client = ffibox.connect(server.address, env={})
     with pytest.raises(ffibox.Error) as refused:
         client.session(env={"LANG": "C"})
-    assert "sandbox.env_allow" in str(refused.value)
+    assert "jail.env_allow" in str(refused.value)
     with client.session() as session:  # and nothing is forwarded unasked
         assert _lib(session).env_value(b"HOME") is None
 

@@ -38,7 +38,7 @@ def _listening(channel, timeout: float) -> bool:
 def forwarded_environment() -> Dict[str, str]:
     """The variables of this process named by FFIBOX_ENV (comma-separated names or globs,
     e.g. "SDL_*,LANG"): what sessions forward to their workers by default. The server
-    accepts only the names its sandbox.env_allow lists."""
+    accepts only the names its jail.env_allow lists."""
     patterns = [p.strip() for p in os.environ.get("FFIBOX_ENV", "").split(",") if p.strip()]
     return {name: value for name, value in os.environ.items()
             if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)}

@@ -1,4 +1,4 @@
-#include "server/jail/sandbox_check.h"
+#include "server/jail/jail_check.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -71,8 +71,8 @@ class Report {
 
 }  // namespace
 
-int RunSandboxCheck(const JailOptions& options, const std::string& worker_path) {
-  printf("ffiboxd --check-sandbox: starting a jailed worker (%s)\n", worker_path.c_str());
+int RunJailCheck(const JailOptions& options, const std::string& worker_path) {
+  printf("ffiboxd --check-jail: starting a jailed worker (%s)\n", worker_path.c_str());
   if (!options.enabled) {
     printf("the jail is disabled in the configuration: workers are crash-isolated only\n");
     return 1;

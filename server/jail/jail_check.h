@@ -1,10 +1,10 @@
-// `ffiboxd --check-sandbox`: starts real workers through every layer of the jail and
+// `ffiboxd --check-jail`: starts real workers through every layer of the jail and
 // reports, one line per layer, whether it is active on this host, verified from outside
 // the worker (its /proc entries: namespaces, ids, capabilities, no_new_privs, seccomp,
 // rlimits, what its root shows) and by a worker that calls execve once jailed and must die
 // of SIGSYS.
-#ifndef FFIBOX_SERVER_JAIL_SANDBOX_CHECK_H_
-#define FFIBOX_SERVER_JAIL_SANDBOX_CHECK_H_
+#ifndef FFIBOX_SERVER_JAIL_JAIL_CHECK_H_
+#define FFIBOX_SERVER_JAIL_JAIL_CHECK_H_
 
 #include <string>
 
@@ -14,8 +14,8 @@ namespace ffibox {
 
 // Prints the report to stdout. Returns 0 when every layer `options` asks for is active,
 // 1 when some is unavailable, 2 when no jailed worker could be started at all.
-int RunSandboxCheck(const JailOptions& options, const std::string& worker_path);
+int RunJailCheck(const JailOptions& options, const std::string& worker_path);
 
 }  // namespace ffibox
 
-#endif  // FFIBOX_SERVER_JAIL_SANDBOX_CHECK_H_
+#endif  // FFIBOX_SERVER_JAIL_JAIL_CHECK_H_

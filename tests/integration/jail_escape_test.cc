@@ -48,7 +48,7 @@ std::string TestTmpDir() {
   return dir != nullptr ? dir : "/tmp";
 }
 
-class SandboxTest : public ::testing::Test {
+class JailEscapeTest : public ::testing::Test {
  protected:
   virtual std::vector<std::string> ServerFlags() const { return {}; }
 
@@ -129,7 +129,7 @@ class SandboxTest : public ::testing::Test {
   std::unique_ptr<Library> probe_;
 };
 
-TEST_F(SandboxTest, ReadingShadowOrAFileOutsideTheRootsIsBlocked) {
+TEST_F(JailEscapeTest, ReadingShadowOrAFileOutsideTheRootsIsBlocked) {
   auto read_file = Probe<long(const char*, Buffer&, long)>("probe_read_file");
   Buffer shadow = Buffer::Out(4096);
   absl::StatusOr<long> got = read_file("/etc/shadow", shadow, 4096);
@@ -148,7 +148,7 @@ TEST_F(SandboxTest, ReadingShadowOrAFileOutsideTheRootsIsBlocked) {
   unlink(secret_path.c_str());
 }
 
-TEST_F(SandboxTest, WritingOutsideTmpFailsAndTmpIsWritable) {
+TEST_F(JailEscapeTest, WritingOutsideTmpFailsAndTmpIsWritable) {
   auto write_file = Probe<long(const char*, const char*)>("probe_write_file");
   const std::string outside = TestTmpDir() + "/sandbox_escape.txt";
   const std::string in_root = ProbeLibPath() + ".planted";
@@ -170,7 +170,7 @@ TEST_F(SandboxTest, WritingOutsideTmpFailsAndTmpIsWritable) {
   EXPECT_EQ(back.data.substr(0, 2), "ok");
 }
 
-TEST_F(SandboxTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesIt) {
+TEST_F(JailEscapeTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesIt) {
   int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   ASSERT_GE(listener, 0);
   sockaddr_in address = {};
@@ -190,18 +190,18 @@ TEST_F(SandboxTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesIt) 
   ExpectProbeRecovers();
 }
 
-TEST_F(SandboxTest, ExecveIsAViolation) {
+TEST_F(JailEscapeTest, ExecveIsAViolation) {
   ExpectViolation(Probe<int(const char*)>("probe_execve")("/bin/true"), {"execve"});
   ExpectProbeRecovers();
 }
 
-TEST_F(SandboxTest, ALibrarysOwnSigsysHandlerCannotHideAViolation) {
+TEST_F(JailEscapeTest, ALibrarysOwnSigsysHandlerCannotHideAViolation) {
   ExpectViolation(Probe<int(const char*)>("probe_swallow_sigsys_then_execve")("/bin/true"),
                   {"execve"});
   ExpectProbeRecovers();
 }
 
-TEST_F(SandboxTest, AForgedCrashReportIsACrashNotASandboxViolation) {
+TEST_F(JailEscapeTest, AForgedCrashReportIsACrashNotASandboxViolation) {
   absl::StatusOr<int> result = Probe<int()>("probe_forge_sigsys_report")();
   ASSERT_FALSE(result.ok());
   v1::Error error = ErrorOf(result.status());
@@ -212,7 +212,7 @@ TEST_F(SandboxTest, AForgedCrashReportIsACrashNotASandboxViolation) {
   ExpectProbeRecovers();
 }
 
-TEST_F(SandboxTest, TheJailsInitShowsNothingOfTheBroker) {
+TEST_F(JailEscapeTest, TheJailsInitShowsNothingOfTheBroker) {
   Buffer buffer = Buffer::Out(4096);
   absl::StatusOr<long> n = Probe<long(Buffer&, long)>("probe_init_cmdline")(buffer, 4096);
   ASSERT_OK(n);
@@ -223,13 +223,13 @@ TEST_F(SandboxTest, TheJailsInitShowsNothingOfTheBroker) {
   EXPECT_EQ(cmdline.find("--"), std::string::npos);
 }
 
-TEST_F(SandboxTest, WhatLibraryConstructorsCommonlyDoIsAllowed) {
+TEST_F(JailEscapeTest, WhatLibraryConstructorsCommonlyDoIsAllowed) {
   absl::StatusOr<int> result = Probe<int()>("probe_library_init_calls")();
   ASSERT_OK(result);
   EXPECT_EQ(*result, 0) << "errno " << -*result;
 }
 
-TEST_F(SandboxTest, ForkBombIsAViolationAndLeavesNoProcesses) {
+TEST_F(JailEscapeTest, ForkBombIsAViolationAndLeavesNoProcesses) {
   ExpectViolation(Probe<int(int)>("probe_fork_bomb")(1000), {"clone", "fork", "vfork"});
   EXPECT_TRUE(test_support::WaitFor(
       [&] {
@@ -242,24 +242,24 @@ TEST_F(SandboxTest, ForkBombIsAViolationAndLeavesNoProcesses) {
   ExpectProbeRecovers();
 }
 
-TEST_F(SandboxTest, KillingTheBrokerIsAViolationAndTheBrokerLives) {
+TEST_F(JailEscapeTest, KillingTheBrokerIsAViolationAndTheBrokerLives) {
   ExpectViolation(Probe<int(int, int)>("probe_kill")(server_->pid(), SIGKILL), {"kill"});
   EXPECT_EQ(kill(server_->pid(), 0), 0);
   ExpectProbeRecovers();
 }
 
-TEST_F(SandboxTest, PtraceOfItsParentIsAViolation) {
+TEST_F(JailEscapeTest, PtraceOfItsParentIsAViolation) {
   ExpectViolation(Probe<long()>("probe_ptrace_parent")(), {"ptrace"});
   ExpectProbeRecovers();
 }
 
-TEST_F(SandboxTest, TheWorkerIsPidTwoOfItsOwnNamespace) {
+TEST_F(JailEscapeTest, TheWorkerIsPidTwoOfItsOwnNamespace) {
   absl::StatusOr<int> pid = Probe<int()>("probe_getpid")();
   ASSERT_OK(pid);
   EXPECT_EQ(*pid, 2) << "pid namespace inactive? (1 is its init)";
 }
 
-class SandboxLimitsTest : public SandboxTest {
+class SandboxLimitsTest : public JailEscapeTest {
  protected:
   std::vector<std::string> ServerFlags() const override {
     return {"--session_memory_bytes=536870912", "--session_cpu_seconds=1", "--pool_size=0"};
