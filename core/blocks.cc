@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
 #include "core/errors.h"
 
 namespace ffibox {
@@ -33,41 +34,12 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
   lasting_ = lasting;
   max_reported_pointers_ = limits.max_relocations;
   if (blocks.empty()) return absl::OkStatus();
-  if (static_cast<size_t>(blocks.size()) > limits.max_blocks) {
-    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat("call.blocks: ", blocks.size(), " blocks exceed the limit of ",
-                                    limits.max_blocks));
-  }
   placed_ = static_cast<PlacedBlock*>(
       arena->Allocate(sizeof(PlacedBlock) * blocks.size(), alignof(PlacedBlock)));
   if (placed_ == nullptr) return ErrorStatus(v1::RESOURCE_EXHAUSTED, "out of memory");
-  uint64_t total_bytes = 0;
-  size_t total_relocations = 0;
   for (int i = 0; i < blocks.size(); ++i) {
     const v1::MemoryBlock& block = blocks[i];
-    if (!v1::Direction_IsValid(block.direction())) {
-      return InvalidArgumentAt(BlockPath(i) + ".direction",
-                               absl::StrCat("unknown direction ", block.direction()));
-    }
-    uint64_t size = block.size() == 0 ? block.data().size() : block.size();
-    if (block.data().size() > size) {
-      return InvalidArgumentAt(BlockPath(i) + ".data",
-                               absl::StrCat("data is ", block.data().size(),
-                                            " bytes, longer than the block size ", size));
-    }
-    if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
-      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                         absl::StrCat(BlockPath(i), ": blocks of this call exceed the limit of ",
-                                      limits.max_block_bytes, " bytes"));
-    }
-    total_bytes += size;
-    total_relocations += block.relocations_size();
-    if (total_relocations > limits.max_relocations) {
-      return ErrorStatus(
-          v1::RESOURCE_EXHAUSTED,
-          absl::StrCat(BlockPath(i), ": relocations of this call exceed the limit of ",
-                       limits.max_relocations));
-    }
+    const uint64_t size = BlockSize(block);
     absl::StatusOr<unsigned char*> data = Allocate(block, size, i, arena);
     if (!data.ok()) return data.status();
     if (CopiesIn(block.direction()) && !block.data().empty()) {

@@ -48,13 +48,12 @@ class CallBlocks {
   // hold pointers into them).
   void KeepLasting() { reported_ = true; }
 
-  // Validates and places `blocks` in `arena` (which must outlive this object and the call),
+  // Places `blocks` of a call that passed ValidateCallShape (core/call_shape.h: count,
+  // directions, sizes, totals) in `arena` (which must outlive this object and the call),
   // or, for `keep` and `at` blocks, in `lasting` memory (nullptr refuses them), then
   // applies their relocations. `blocks` must stay alive while this object is used.
-  // Returns INVALID_ARGUMENT naming "call.blocks[i]..." for a bad direction, data longer
-  // than size, a relocation out of bounds or both `keep` and `at`; RESOURCE_EXHAUSTED when
-  // the count, the total size or the relocation count exceeds `limits`, or memory runs
-  // out; FindLasting's errors for `at`.
+  // Returns INVALID_ARGUMENT naming "call.blocks[i].relocations[j]..." for a relocation out
+  // of bounds; RESOURCE_EXHAUSTED when memory runs out; FindLasting's errors for `at`.
   absl::Status Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
                      const TypeLimits& limits, CallArena* arena, LastingMemory* lasting = nullptr);
 

@@ -7,9 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "core/arena.h"
 #include "core/blocks.h"
+#include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/layout.h"
 #include "core/marshal.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
 namespace {
@@ -140,31 +142,10 @@ absl::Status PreparedFunction::Prepare() {
 absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
                                                         const CallbackResolver* callbacks,
                                                         LastingMemory* lasting) const {
+  // The same check the broker made: a worker distrusts what reaches it.
+  FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature_, limits_));
   const int fixed = signature_.params_size();
-  const int variadic = call.variadic_types_size();
-  if (!signature_.variadic() && variadic != 0) {
-    return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
-  }
-  const int total = fixed + variadic;
-  if (static_cast<size_t>(total) > limits_.max_args) {
-    return InvalidArgumentAt(
-        "call.variadic_types",
-        absl::StrCat(total, " arguments exceed the limit of ", limits_.max_args));
-  }
-  if (call.args_size() != total) {
-    return InvalidArgumentAt(
-        "call.args", absl::StrCat("the function takes ", fixed,
-                                  signature_.variadic()
-                                      ? absl::StrCat(" fixed and ", variadic, " variadic arguments")
-                                      : std::string(" arguments"),
-                                  ", the call has ", call.args_size()));
-  }
-
-  if (static_cast<size_t>(call.release_size()) > limits_.max_blocks) {
-    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat("call.release: ", call.release_size(),
-                                    " addresses exceed the limit of ", limits_.max_blocks));
-  }
+  const int total = fixed + call.variadic_types_size();
   if (call.release_size() > 0 && lasting == nullptr) {
     return ErrorStatus(v1::UNIMPLEMENTED, "call.release: lasting blocks are not available here");
   }

@@ -470,6 +470,7 @@ TEST(PreparedFunctionTest, VariadicSnprintfPromotesItsArguments) {
 
   call.mutable_variadic_types(0)->set_scalar(v1::VOID);
   EXPECT_EQ(FieldOf(f->Invoke(call, kGeneration).status()), "call.variadic_types[0]");
+  call.mutable_variadic_types(0)->set_scalar(v1::INT);
   call.mutable_variadic_types()->RemoveLast();
   EXPECT_EQ(FieldOf(f->Invoke(call, kGeneration).status()), "call.args");
 }

@@ -29,14 +29,14 @@ LIBS=(-lprotobuf "${absl_libs[@]}" -lffi -lpthread)
 
 # What each target is built from, besides fuzz/<target>.cc and the generated protobuf code.
 declare -A SOURCES=(
-  [request_validation_fuzzer]="fuzz/proto_mutator.cc server/broker/request_validation.cc core/types.cc
+  [request_validation_fuzzer]="fuzz/proto_mutator.cc server/broker/request_validation.cc core/call_shape.cc core/types.cc
     core/layout.cc core/errors.cc"
   [worker_frame_fuzzer]="fuzz/proto_mutator.cc server/broker/worker_reply.cc core/types.cc
     core/layout.cc core/errors.cc"
   [marshal_fuzzer]="fuzz/proto_mutator.cc fuzz/typed_values.cc core/marshal.cc core/blocks.cc
     core/arena.cc core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc
     core/errors.cc"
-  [call_fuzzer]="fuzz/proto_mutator.cc core/call.cc core/marshal.cc core/blocks.cc core/arena.cc
+  [call_fuzzer]="fuzz/proto_mutator.cc core/call.cc core/call_shape.cc core/marshal.cc core/blocks.cc core/arena.cc
     core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc core/errors.cc
     server/worker/memory_requests.cc server/broker/request_validation.cc server/broker/worker_reply.cc"
   [c_declaration_fuzzer]="client/cli/c_declaration.cc core/types.cc core/errors.cc"

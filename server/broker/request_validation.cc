@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/layout.h"
 #include "server/broker/pending_request.h"
@@ -59,10 +60,6 @@ absl::Status ValidateName(absl::string_view name, size_t max_bytes, absl::string
   return absl::OkStatus();
 }
 
-uint64_t BlockSize(const v1::MemoryBlock& block) {
-  return block.size() != 0 ? block.size() : block.data().size();
-}
-
 }  // namespace
 
 absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load) {
@@ -83,78 +80,6 @@ absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const T
   absl::Status status = ValidateName(resolve.symbol(), kMaxSymbolBytes, "resolve_function.symbol");
   if (!status.ok()) return status;
   return ValidateSignature(resolve.signature(), limits, "resolve_function.signature");
-}
-
-absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
-                               const TypeLimits& limits) {
-  if (!signature.variadic() && call.variadic_types_size() > 0) {
-    return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
-  }
-  // Checked before the variadic types are validated, so a flood of them costs nothing.
-  size_t total_args = static_cast<size_t>(signature.params_size()) +
-                      static_cast<size_t>(call.variadic_types_size());
-  if (total_args > limits.max_args) {
-    return InvalidArgumentAt(
-        "call.variadic_types",
-        absl::StrCat(total_args, " arguments exceed the limit of ", limits.max_args));
-  }
-  for (int i = 0; i < call.variadic_types_size(); ++i) {
-    std::string field = absl::StrCat("call.variadic_types[", i, "]");
-    absl::Status status = ValidateType(call.variadic_types(i), limits, field);
-    if (!status.ok()) return status;
-    if (call.variadic_types(i).kind_case() == v1::Type::kScalar &&
-        call.variadic_types(i).scalar() == v1::VOID) {
-      return InvalidArgumentAt(field, "a variadic argument cannot be void");
-    }
-  }
-  size_t expected = total_args;
-  if (static_cast<size_t>(call.args_size()) != expected) {
-    return InvalidArgumentAt(
-        "call.args",
-        absl::StrCat("expected ", expected, " argument", expected == 1 ? "" : "s", " (",
-                     signature.params_size(), " fixed, ", call.variadic_types_size(),
-                     " variadic), got ", call.args_size()));
-  }
-  if (static_cast<size_t>(call.blocks_size()) > limits.max_blocks) {
-    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat("call.blocks: ", call.blocks_size(), " blocks, the limit is ",
-                                    limits.max_blocks));
-  }
-  if (static_cast<size_t>(call.release_size()) > limits.max_blocks) {
-    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat("call.release: ", call.release_size(),
-                                    " addresses, the limit is ", limits.max_blocks));
-  }
-  uint64_t total_bytes = 0;
-  size_t relocations = 0;
-  for (int i = 0; i < call.blocks_size(); ++i) {
-    const v1::MemoryBlock& block = call.blocks(i);
-    std::string field = absl::StrCat("call.blocks[", i, "]");
-    if (!v1::Direction_IsValid(block.direction())) {
-      return InvalidArgumentAt(field + ".direction", "unknown direction");
-    }
-    if (block.keep() && block.has_at()) {
-      return InvalidArgumentAt(field, "a block cannot be both kept and placed at");
-    }
-    if (block.size() != 0 && block.data().size() > block.size()) {
-      return InvalidArgumentAt(field, absl::StrCat("data is ", block.data().size(),
-                                                   " bytes, more than its size ", block.size()));
-    }
-    uint64_t size = BlockSize(block);
-    if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
-      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                         absl::StrCat(field, ": blocks of the call exceed the limit of ",
-                                      limits.max_block_bytes, " bytes"));
-    }
-    total_bytes += size;
-    relocations += static_cast<size_t>(block.relocations_size());
-    if (relocations > limits.max_relocations) {
-      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                         absl::StrCat(field, ": relocations of the call exceed the limit of ",
-                                      limits.max_relocations));
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/call_shape.h"  // ValidateCallShape, the call message's validator
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -34,12 +35,6 @@ absl::Status ValidateEnvironment(const v1::OpenSession& open,
 // A signature (types within `limits`) and exactly one target: `library` + `symbol`, or
 // `address` (a function pointer the library returned; then library is 0 and symbol empty).
 absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits);
-
-// A call against its function's signature: argument count (fixed + variadic at most
-// limits.max_args), variadic types, block count, total block bytes and relocation count
-// within `limits`, valid block directions.
-absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
-                               const TypeLimits& limits);
 
 // A symbol lookup: symbol name, and the type to read it as when one is given.
 absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits);

@@ -1,0 +1,84 @@
+#include "core/call_shape.h"
+
+#include <cstddef>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/errors.h"
+
+namespace ffibox {
+
+absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
+                               const TypeLimits& limits) {
+  if (!signature.variadic() && call.variadic_types_size() > 0) {
+    return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
+  }
+  // Checked before the variadic types are validated, so a flood of them costs nothing.
+  size_t total_args = static_cast<size_t>(signature.params_size()) +
+                      static_cast<size_t>(call.variadic_types_size());
+  if (total_args > limits.max_args) {
+    return InvalidArgumentAt(
+        "call.variadic_types",
+        absl::StrCat(total_args, " arguments exceed the limit of ", limits.max_args));
+  }
+  for (int i = 0; i < call.variadic_types_size(); ++i) {
+    std::string field = absl::StrCat("call.variadic_types[", i, "]");
+    absl::Status status = ValidateType(call.variadic_types(i), limits, field);
+    if (!status.ok()) return status;
+    if (call.variadic_types(i).kind_case() == v1::Type::kScalar &&
+        call.variadic_types(i).scalar() == v1::VOID) {
+      return InvalidArgumentAt(field, "a variadic argument cannot be void");
+    }
+  }
+  size_t expected = total_args;
+  if (static_cast<size_t>(call.args_size()) != expected) {
+    return InvalidArgumentAt(
+        "call.args",
+        absl::StrCat("expected ", expected, " argument", expected == 1 ? "" : "s", " (",
+                     signature.params_size(), " fixed, ", call.variadic_types_size(),
+                     " variadic), got ", call.args_size()));
+  }
+  if (static_cast<size_t>(call.blocks_size()) > limits.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.blocks: ", call.blocks_size(), " blocks, the limit is ",
+                                    limits.max_blocks));
+  }
+  if (static_cast<size_t>(call.release_size()) > limits.max_blocks) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("call.release: ", call.release_size(),
+                                    " addresses, the limit is ", limits.max_blocks));
+  }
+  uint64_t total_bytes = 0;
+  size_t relocations = 0;
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    const v1::MemoryBlock& block = call.blocks(i);
+    std::string field = absl::StrCat("call.blocks[", i, "]");
+    if (!v1::Direction_IsValid(block.direction())) {
+      return InvalidArgumentAt(field + ".direction", "unknown direction");
+    }
+    if (block.keep() && block.has_at()) {
+      return InvalidArgumentAt(field, "a block cannot be both kept and placed at");
+    }
+    if (block.size() != 0 && block.data().size() > block.size()) {
+      return InvalidArgumentAt(field + ".data",
+                               absl::StrCat("data is ", block.data().size(),
+                                            " bytes, more than the block's size ", block.size()));
+    }
+    uint64_t size = BlockSize(block);
+    if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(field, ": blocks of the call exceed the limit of ",
+                                      limits.max_block_bytes, " bytes"));
+    }
+    total_bytes += size;
+    relocations += static_cast<size_t>(block.relocations_size());
+    if (relocations > limits.max_relocations) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat(field, ": relocations of the call exceed the limit of ",
+                                      limits.max_relocations));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ffibox

@@ -1,0 +1,33 @@
+// The shape of an untrusted `ffibox.v1.Call` against its function's signature: the one
+// validator of a call message, run by the broker before it forwards a call
+// (server/broker/session.cc) and by the worker before it places or marshals anything
+// (core/call.h), so both refuse the same calls with the same error.
+#ifndef FFIBOX_CORE_CALL_SHAPE_H_
+#define FFIBOX_CORE_CALL_SHAPE_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "core/types.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+// OK when `call` fits `signature` within `limits`: variadic types only for a variadic
+// function, each a valid non-void type; fixed + variadic arguments at most limits.max_args
+// and exactly as many args; at most limits.max_blocks blocks and as many releases; each
+// block of a known direction, not both kept and placed, its data no longer than its size,
+// all blocks together at most limits.max_block_bytes and limits.max_relocations
+// relocations. INVALID_ARGUMENT naming the field, or RESOURCE_EXHAUSTED for a limit.
+// Per-value checks (does this value fit that C type?) are the marshalling's.
+absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
+                               const TypeLimits& limits);
+
+// The byte size of `block`: its size, or its data's length when the size is 0.
+inline uint64_t BlockSize(const v1::MemoryBlock& block) {
+  return block.size() != 0 ? block.size() : block.data().size();
+}
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_CALL_SHAPE_H_

@@ -1,0 +1,177 @@
+#include "core/call_shape.h"
+
+#include <string>
+
+#include "core/errors.h"
+#include "core/test_types.h"
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace {
+
+using ::ffibox::testing::ScalarType;
+
+// int f(int, double)
+v1::Signature TwoParams() {
+  v1::Signature signature;
+  *signature.mutable_result() = ScalarType(v1::INT);
+  *signature.add_params() = ScalarType(v1::INT);
+  *signature.add_params() = ScalarType(v1::DOUBLE);
+  return signature;
+}
+
+// int printf(const char*, ...)
+v1::Signature Variadic() {
+  v1::Signature signature;
+  *signature.mutable_result() = ScalarType(v1::INT);
+  *signature.add_params() = ScalarType(v1::CSTRING);
+  signature.set_variadic(true);
+  return signature;
+}
+
+v1::Call CallWithArgs(int count) {
+  v1::Call call;
+  call.set_function(1);
+  for (int i = 0; i < count; ++i) call.add_args()->set_int_value(i);
+  return call;
+}
+
+std::string FieldOf(const absl::Status& status) { return ToProtoError(status).field(); }
+
+TEST(ValidateCallShape, MatchingCallPasses) {
+  EXPECT_TRUE(ValidateCallShape(CallWithArgs(2), TwoParams(), TypeLimits()).ok());
+}
+
+TEST(ValidateCallShape, ArgumentCountMismatchSaysHowManyWereExpected) {
+  absl::Status status = ValidateCallShape(CallWithArgs(1), TwoParams(), TypeLimits());
+  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(status), "call.args");
+  EXPECT_NE(status.message().find("expected 2"), absl::string_view::npos) << status;
+  status = ValidateCallShape(CallWithArgs(3), TwoParams(), TypeLimits());
+  EXPECT_NE(status.message().find("expected 2"), absl::string_view::npos) << status;
+}
+
+TEST(ValidateCallShape, VariadicArgumentsCountTowardsTheExpectedArguments) {
+  v1::Call call = CallWithArgs(2);
+  *call.add_variadic_types() = ScalarType(v1::INT);
+  EXPECT_TRUE(ValidateCallShape(call, Variadic(), TypeLimits()).ok());
+  *call.add_variadic_types() = ScalarType(v1::DOUBLE);
+  absl::Status status = ValidateCallShape(call, Variadic(), TypeLimits());
+  EXPECT_EQ(FieldOf(status), "call.args");
+  EXPECT_NE(status.message().find("expected 3"), absl::string_view::npos) << status;
+}
+
+TEST(ValidateCallShape, VariadicTypesOnANonVariadicFunctionAreRefused) {
+  v1::Call call = CallWithArgs(3);
+  *call.add_variadic_types() = ScalarType(v1::INT);
+  absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
+  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(status), "call.variadic_types");
+}
+
+TEST(ValidateCallShape, VoidVariadicTypeIsRefused) {
+  v1::Call call = CallWithArgs(2);
+  *call.add_variadic_types() = ScalarType(v1::VOID);
+  absl::Status status = ValidateCallShape(call, Variadic(), TypeLimits());
+  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(status), "call.variadic_types[0]");
+}
+
+TEST(ValidateCallShape, TooManyArgumentsInAllAreRefused) {
+  TypeLimits limits;
+  limits.max_args = 3;
+  v1::Call call = CallWithArgs(4);
+  for (int i = 0; i < 3; ++i) *call.add_variadic_types() = ScalarType(v1::INT);
+  absl::Status status = ValidateCallShape(call, Variadic(), limits);
+  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(status), "call.variadic_types");
+}
+
+TEST(ValidateCallShape, TooManyBlocksIsResourceExhausted) {
+  TypeLimits limits;
+  limits.max_blocks = 2;
+  v1::Call call = CallWithArgs(2);
+  for (int i = 0; i < 3; ++i) call.add_blocks()->set_size(1);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+  call.mutable_blocks()->RemoveLast();
+  EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
+}
+
+TEST(ValidateCallShape, TooManyBytesIsResourceExhausted) {
+  TypeLimits limits;
+  limits.max_block_bytes = 100;
+  v1::Call call = CallWithArgs(2);
+  call.add_blocks()->set_size(60);
+  call.add_blocks()->set_data(std::string(40, 'x'));  // size 0: len(data) counts
+  EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
+  call.add_blocks()->set_size(1);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+}
+
+TEST(ValidateCallShape, HugeBlockSizesDoNotWrapTheTotal) {
+  v1::Call call = CallWithArgs(2);
+  call.add_blocks()->set_size(~uint64_t{0});
+  call.add_blocks()->set_size(2);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), TypeLimits())),
+            v1::RESOURCE_EXHAUSTED);
+  v1::Call second = CallWithArgs(2);
+  second.add_blocks()->set_size(8);
+  second.add_blocks()->set_size(~uint64_t{0} - 4);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(second, TwoParams(), TypeLimits())),
+            v1::RESOURCE_EXHAUSTED);
+}
+
+TEST(ValidateCallShape, DataLongerThanSizeNamesTheBlock) {
+  v1::Call call = CallWithArgs(2);
+  call.add_blocks()->set_size(4);
+  v1::MemoryBlock* block = call.add_blocks();
+  block->set_size(2);
+  block->set_data("abc");
+  absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
+  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(status), "call.blocks[1].data");
+}
+
+TEST(ValidateCallShape, UnknownDirectionNamesTheField) {
+  v1::Call call = CallWithArgs(2);
+  call.add_blocks()->set_direction(static_cast<v1::Direction>(7));
+  absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
+  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(status), "call.blocks[0].direction");
+}
+
+TEST(ValidateCallShape, RelocationCountAcrossBlocksIsLimited) {
+  TypeLimits limits;
+  limits.max_relocations = 3;
+  v1::Call call = CallWithArgs(2);
+  v1::MemoryBlock* first = call.add_blocks();
+  first->set_size(64);
+  first->add_relocations();
+  first->add_relocations();
+  v1::MemoryBlock* second = call.add_blocks();
+  second->set_size(64);
+  second->add_relocations();
+  EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
+  second->add_relocations();
+  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+}
+
+TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothAndReleasesAreLimited) {
+  TypeLimits limits;
+  limits.max_blocks = 2;
+  v1::Call call = CallWithArgs(2);
+  call.add_blocks()->set_keep(true);
+  v1::MemoryBlock* placed = call.add_blocks();
+  placed->mutable_at()->set_address(0x1000);
+  EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
+  placed->set_keep(true);
+  absl::Status both = ValidateCallShape(call, TwoParams(), limits);
+  EXPECT_EQ(ErrorCodeOf(both), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(both), "call.blocks[1]");
+  placed->set_keep(false);
+  for (int i = 0; i < 3; ++i) call.add_release()->set_address(0x2000 + i);
+  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+}
+
+}  // namespace
+}  // namespace ffibox
