@@ -1,7 +1,8 @@
 // Crash isolation end to end: a real ffiboxd, real workers, real crashes in
 // tests/testlibs/libffibox_test.so, driven through the C++ client. Every fault kind gives
 // its typed error, the broker and other sessions keep serving, the next call works, and no
-// worker outlives its session.
+// worker outlives its session. The behaviour tests run in every way a server can run its
+// workers: from the pool or started per session, jailed or not (ServerMode).
 #include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "absl/time/clock.h"
 #include "client/cpp/ffibox_client.h"
@@ -27,11 +29,28 @@ using test_support::TestLibPath;
 using test_support::TestServer;
 using test_support::WaitFor;
 
+// How the server runs its workers.
+struct ServerMode {
+  bool pool;  // the first worker of a session comes from a pool of two (else started)
+  bool jail;  // workers are jailed (else crash-isolated only)
+};
+
+std::string ModeName(const ServerMode& mode) {
+  return std::string(mode.pool ? "Pool" : "NoPool") + (mode.jail ? "Jail" : "NoJail");
+}
+
+const ServerMode kEveryMode[] = {{false, true}, {true, true}, {false, false}, {true, false}};
+
+// Process accounting (no worker left, no descriptor leaked) counts the server's children,
+// so it runs without a pool; the behaviour tests run in every ServerMode.
 class FaultsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartServer(ServerMode{/*pool=*/false, /*jail=*/true}); }
+
+  void StartServer(const ServerMode& mode) {
     absl::StatusOr<std::unique_ptr<TestServer>> server =
-        TestServer::Start({"--call_timeout_ms=5000"});
+        TestServer::Start({"--call_timeout_ms=5000", mode.pool ? "--pool_size=2" : "--pool_size=0",
+                           mode.jail ? "--jail" : "--nojail"});
     ASSERT_OK(server);
     server_ = std::move(*server);
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
@@ -111,10 +130,25 @@ struct Fault {
   int exit_code;  // expected exit status, or -1
 };
 
-class EveryFault : public FaultsTest, public ::testing::WithParamInterface<Fault> {};
+// The behaviour tests: the server runs its workers as GetParam() says.
+class EveryMode : public FaultsTest, public ::testing::WithParamInterface<ServerMode> {
+ protected:
+  void SetUp() override { StartServer(GetParam()); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Modes, EveryMode, ::testing::ValuesIn(kEveryMode),
+                         [](const ::testing::TestParamInfo<ServerMode>& info) {
+                           return ModeName(info.param);
+                         });
+
+class EveryFault : public FaultsTest,
+                   public ::testing::WithParamInterface<std::tuple<ServerMode, Fault>> {
+ protected:
+  void SetUp() override { StartServer(std::get<0>(GetParam())); }
+};
 
 TEST_P(EveryFault, GivesWorkerCrashedWhileOtherSessionsServeAndTheNextCallWorks) {
-  const Fault& fault = GetParam();
+  const Fault& fault = std::get<1>(GetParam());
   Bystander bystander(*client_);
   std::unique_ptr<Session> session = OpenSession();
   Library lib = LoadTestLib(*session);
@@ -154,17 +188,20 @@ TEST_P(EveryFault, GivesWorkerCrashedWhileOtherSessionsServeAndTheNextCallWorks)
   EXPECT_EQ(kill(server_->pid(), 0), 0) << "the broker died";
 }
 
-INSTANTIATE_TEST_SUITE_P(Faults, EveryFault,
-                         ::testing::Values(Fault{"crash_null_deref", false, SIGSEGV, -1},
-                                           Fault{"crash_abort", false, SIGABRT, -1},
-                                           Fault{"crash_div_zero", true, SIGFPE, -1},
-                                           Fault{"crash_stack_overflow", true, SIGSEGV, -1},
-                                           Fault{"crash_exit3", false, 0, 3}),
-                         [](const ::testing::TestParamInfo<Fault>& info) {
-                           return std::string(info.param.function);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Faults, EveryFault,
+    ::testing::Combine(::testing::ValuesIn(kEveryMode),
+                       ::testing::Values(Fault{"crash_null_deref", false, SIGSEGV, -1},
+                                         Fault{"crash_abort", false, SIGABRT, -1},
+                                         Fault{"crash_div_zero", true, SIGFPE, -1},
+                                         Fault{"crash_stack_overflow", true, SIGSEGV, -1},
+                                         Fault{"crash_exit3", false, 0, 3})),
+    [](const ::testing::TestParamInfo<std::tuple<ServerMode, Fault>>& info) {
+      return ModeName(std::get<0>(info.param)) + "_" +
+             std::string(std::get<1>(info.param).function);
+    });
 
-TEST_F(FaultsTest, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
+TEST_P(EveryMode, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
   Bystander bystander(*client_);
   std::unique_ptr<Session> session = OpenSession();
   Library lib = LoadTestLib(*session);
@@ -188,7 +225,7 @@ TEST_F(FaultsTest, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
   EXPECT_EQ(*(*add)(1, 1), 2);
 }
 
-TEST_F(FaultsTest, SessionDeadlineAppliesWhenTheCallGivesNone) {
+TEST_P(EveryMode, SessionDeadlineAppliesWhenTheCallGivesNone) {
   SessionOptions options;
   options.call_timeout = absl::Milliseconds(200);
   std::unique_ptr<Session> session = OpenSession(options);
@@ -200,7 +237,7 @@ TEST_F(FaultsTest, SessionDeadlineAppliesWhenTheCallGivesNone) {
   EXPECT_EQ(ErrorOf(slow.status()).code(), v1::CALL_TIMEOUT) << slow.status();
 }
 
-TEST_F(FaultsTest, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecovered) {
+TEST_P(EveryMode, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecovered) {
   std::unique_ptr<Session> session = OpenSession();
   Library lib = LoadTestLib(*session);
   absl::StatusOr<TypedFunction<int(int)>> later = lib.Function<int(int)>("crash_later_thread");
@@ -225,7 +262,7 @@ TEST_F(FaultsTest, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecover
   EXPECT_EQ(*(*add)(1, 1), 2);
 }
 
-TEST_F(FaultsTest, RestartReloadsLibrariesWithFreshState) {
+TEST_P(EveryMode, RestartReloadsLibrariesWithFreshState) {
   std::unique_ptr<Session> session = OpenSession();
   Library lib = LoadTestLib(*session);
   absl::StatusOr<TypedFunction<int()>> next = lib.Function<int()>("counter_next");
@@ -237,7 +274,7 @@ TEST_F(FaultsTest, RestartReloadsLibrariesWithFreshState) {
   EXPECT_EQ(*(*next)(), first) << "a new worker starts from the library's initial state";
 }
 
-TEST_F(FaultsTest, NoRestartSessionReportsTheLossOnLaterCalls) {
+TEST_P(EveryMode, NoRestartSessionReportsTheLossOnLaterCalls) {
   SessionOptions options;
   options.restart = false;
   std::unique_ptr<Session> session = OpenSession(options);
