@@ -116,7 +116,7 @@ class RemoteCall:
         # callback) must not sync the caller's stale bytes into them.
         session.twins.hold(builder.twins_used)
         try:
-            response = session.stream.request(call=call)
+            response = session.call(call)
         except Error:
             session.twins.requeue(released)  # the worker ignores what it already freed
             raise
@@ -145,7 +145,7 @@ class RemoteCall:
             else:
                 request = pb.ResolveFunction(library=self._library, symbol=self._name,
                                              signature=signature)
-            handle = self._session.stream.request(resolve_function=request).function.function
+            handle = self._session.resolve(request)
             self._handles[key] = handle
         return handle
 

@@ -209,6 +209,16 @@ class Session:
         the library's handle."""
         return self.stream.request(load_library=pb.LoadLibrary(path=path)).library.library
 
+    def resolve(self, request: pb.ResolveFunction) -> int:
+        """The function handle for `request` (a symbol of a library, or a worker address,
+        with its signature)."""
+        return self.stream.request(resolve_function=request).function.function
+
+    def call(self, call: pb.Call) -> pb.Response:
+        """Runs `call` in the worker: its whole response (result, blocks, errno, generation);
+        a failed call raises its typed Error."""
+        return self.stream.request(call=call)
+
     def lookup(self, library: int, symbol: str) -> WorkerAddress:
         """The worker address of `symbol` in library handle `library` (SymbolNotFound when
         it has none)."""
