@@ -5,6 +5,7 @@
 #include "core/errors.h"
 #include "core/test_types.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -44,7 +45,7 @@ TEST(ValidateCallShape, MatchingCallPasses) {
 
 TEST(ValidateCallShape, ArgumentCountMismatchSaysHowManyWereExpected) {
   absl::Status status = ValidateCallShape(CallWithArgs(1), TwoParams(), TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "call.args");
   EXPECT_NE(status.message().find("expected 2"), absl::string_view::npos) << status;
   status = ValidateCallShape(CallWithArgs(3), TwoParams(), TypeLimits());
@@ -65,7 +66,7 @@ TEST(ValidateCallShape, VariadicTypesOnANonVariadicFunctionAreRefused) {
   v1::Call call = CallWithArgs(3);
   *call.add_variadic_types() = ScalarType(v1::INT);
   absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "call.variadic_types");
 }
 
@@ -73,7 +74,7 @@ TEST(ValidateCallShape, VoidVariadicTypeIsRefused) {
   v1::Call call = CallWithArgs(2);
   *call.add_variadic_types() = ScalarType(v1::VOID);
   absl::Status status = ValidateCallShape(call, Variadic(), TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "call.variadic_types[0]");
 }
 
@@ -83,7 +84,7 @@ TEST(ValidateCallShape, TooManyArgumentsInAllAreRefused) {
   v1::Call call = CallWithArgs(4);
   for (int i = 0; i < 3; ++i) *call.add_variadic_types() = ScalarType(v1::INT);
   absl::Status status = ValidateCallShape(call, Variadic(), limits);
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "call.variadic_types");
 }
 
@@ -92,7 +93,7 @@ TEST(ValidateCallShape, TooManyBlocksIsResourceExhausted) {
   limits.max_blocks = 2;
   v1::Call call = CallWithArgs(2);
   for (int i = 0; i < 3; ++i) call.add_blocks()->set_size(1);
-  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(ValidateCallShape(call, TwoParams(), limits), StatusIs(v1::RESOURCE_EXHAUSTED));
   call.mutable_blocks()->RemoveLast();
   EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
 }
@@ -105,20 +106,19 @@ TEST(ValidateCallShape, TooManyBytesIsResourceExhausted) {
   call.add_blocks()->set_data(std::string(40, 'x'));  // size 0: len(data) counts
   EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
   call.add_blocks()->set_size(1);
-  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(ValidateCallShape(call, TwoParams(), limits), StatusIs(v1::RESOURCE_EXHAUSTED));
 }
 
 TEST(ValidateCallShape, HugeBlockSizesDoNotWrapTheTotal) {
   v1::Call call = CallWithArgs(2);
   call.add_blocks()->set_size(~uint64_t{0});
   call.add_blocks()->set_size(2);
-  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), TypeLimits())),
-            v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(ValidateCallShape(call, TwoParams(), TypeLimits()), StatusIs(v1::RESOURCE_EXHAUSTED));
   v1::Call second = CallWithArgs(2);
   second.add_blocks()->set_size(8);
   second.add_blocks()->set_size(~uint64_t{0} - 4);
-  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(second, TwoParams(), TypeLimits())),
-            v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(ValidateCallShape(second, TwoParams(), TypeLimits()),
+              StatusIs(v1::RESOURCE_EXHAUSTED));
 }
 
 TEST(ValidateCallShape, DataLongerThanSizeNamesTheBlock) {
@@ -128,7 +128,7 @@ TEST(ValidateCallShape, DataLongerThanSizeNamesTheBlock) {
   block->set_size(2);
   block->set_data("abc");
   absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "call.blocks[1].data");
 }
 
@@ -136,7 +136,7 @@ TEST(ValidateCallShape, UnknownDirectionNamesTheField) {
   v1::Call call = CallWithArgs(2);
   call.add_blocks()->set_direction(static_cast<v1::Direction>(7));
   absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "call.blocks[0].direction");
 }
 
@@ -153,7 +153,7 @@ TEST(ValidateCallShape, RelocationCountAcrossBlocksIsLimited) {
   second->add_relocations();
   EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
   second->add_relocations();
-  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(ValidateCallShape(call, TwoParams(), limits), StatusIs(v1::RESOURCE_EXHAUSTED));
 }
 
 TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothAndReleasesAreLimited) {
@@ -166,11 +166,11 @@ TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothAndReleasesAreLimited
   EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
   placed->set_keep(true);
   absl::Status both = ValidateCallShape(call, TwoParams(), limits);
-  EXPECT_EQ(ErrorCodeOf(both), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(both, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(both), "call.blocks[1]");
   placed->set_keep(false);
   for (int i = 0; i < 3; ++i) call.add_release()->set_address(0x2000 + i);
-  EXPECT_EQ(ErrorCodeOf(ValidateCallShape(call, TwoParams(), limits)), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(ValidateCallShape(call, TwoParams(), limits), StatusIs(v1::RESOURCE_EXHAUSTED));
 }
 
 }  // namespace

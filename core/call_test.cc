@@ -297,7 +297,7 @@ TEST(PreparedFunctionTest, AddressesOfAnotherGenerationAreStale) {
   std::unique_ptr<PreparedFunction> f =
       Prepare(Address(advance_pointer), Sig(v1::POINTER, {v1::POINTER, v1::INT}));
   absl::Status status = Invoke(*f, {RemotePointer(4096, kGeneration - 1), IntValue(0)}).status();
-  EXPECT_EQ(ErrorCodeOf(status), v1::STALE_HANDLE) << status;
+  EXPECT_THAT(status, StatusIs(v1::STALE_HANDLE)) << status;
 }
 
 TEST(PreparedFunctionTest, CStringsInAndOut) {
@@ -313,7 +313,7 @@ TEST(PreparedFunctionTest, CStringsInAndOut) {
                 .uint_value(),
             2u);
   std::unique_ptr<PreparedFunction> bad = Prepare(Address(bad_string), Sig(v1::CSTRING, {}));
-  EXPECT_EQ(ErrorCodeOf(Invoke(*bad, {}).status()), v1::MEMORY_FAULT);
+  EXPECT_THAT(Invoke(*bad, {}).status(), StatusIs(v1::MEMORY_FAULT));
 }
 
 TEST(PreparedFunctionTest, WideStringsInAndOut) {
@@ -421,7 +421,7 @@ TEST(PreparedFunctionTest, BadBlocksAreRefusedWithTheirPath) {
   EXPECT_EQ(FieldOf(f->Invoke(call, kGeneration).status()), "call.blocks[0].data");
   *call.mutable_blocks(0) = Block("", 1ull << 40, v1::OUT);
   absl::Status huge = f->Invoke(call, kGeneration).status();
-  EXPECT_EQ(ErrorCodeOf(huge), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(huge, StatusIs(v1::RESOURCE_EXHAUSTED));
   EXPECT_NE(huge.message().find("call.blocks[0]"), absl::string_view::npos) << huge;
   call.mutable_blocks(0)->set_size(8);
   call.mutable_blocks(0)->set_direction(static_cast<v1::Direction>(9));
@@ -442,7 +442,7 @@ TEST(PreparedFunctionTest, WrongArgumentCountOrKindNamesTheField) {
   EXPECT_EQ(FieldOf(Invoke(*p, {IntValue(5), IntValue(0)}).status()), "call.args[0]");
   v1::Value callback;
   callback.mutable_pointer()->set_callback(1);
-  EXPECT_EQ(ErrorCodeOf(Invoke(*p, {callback, IntValue(0)}).status()), v1::UNIMPLEMENTED);
+  EXPECT_THAT(Invoke(*p, {callback, IntValue(0)}).status(), StatusIs(v1::UNIMPLEMENTED));
 }
 
 TEST(PreparedFunctionTest, VariadicSnprintfPromotesItsArguments) {

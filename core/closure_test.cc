@@ -242,10 +242,10 @@ TEST(Closure, PointeesAreShippedAndWrittenBack) {
   EXPECT_EQ(p.y, 50);
 
   back.set_data("short");
-  EXPECT_EQ(ErrorCodeOf(WriteBackPointee(recorder.shipped, back)), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(WriteBackPointee(recorder.shipped, back), StatusIs(v1::INVALID_ARGUMENT));
   back.set_arg(1);
   back.set_data(&moved, sizeof moved);
-  EXPECT_EQ(ErrorCodeOf(WriteBackPointee(recorder.shipped, back)), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(WriteBackPointee(recorder.shipped, back), StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(p.x, 40);
 }
 
@@ -281,14 +281,14 @@ TEST(Closure, InvalidResultsLeaveZero) {
   std::memset(storage, 0xAA, sizeof storage);
   MarshalContext context;
   v1::Value too_big = IntValue(1000);
-  EXPECT_EQ(ErrorCodeOf(StoreCallbackResult(Sig(&schar, {}), &too_big, context, storage)),
-            v1::INVALID_ARGUMENT);
-  EXPECT_EQ(ErrorCodeOf(StoreCallbackResult(Sig(&schar, {}), nullptr, context, storage)),
-            v1::INVALID_ARGUMENT);
+  EXPECT_THAT(StoreCallbackResult(Sig(&schar, {}), &too_big, context, storage),
+              StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_THAT(StoreCallbackResult(Sig(&schar, {}), nullptr, context, storage),
+              StatusIs(v1::INVALID_ARGUMENT));
   const v1::Type cstring = ScalarType(v1::CSTRING);
   v1::Value text = BytesValue("no storage outlives the invocation");
-  EXPECT_EQ(ErrorCodeOf(StoreCallbackResult(Sig(&cstring, {}), &text, context, storage)),
-            v1::INVALID_ARGUMENT);
+  EXPECT_THAT(StoreCallbackResult(Sig(&cstring, {}), &text, context, storage),
+              StatusIs(v1::INVALID_ARGUMENT));
   ffi_arg stored;
   std::memcpy(&stored, storage, sizeof stored);
   EXPECT_EQ(stored, 0u);
@@ -299,7 +299,7 @@ TEST(Closure, VariadicSignaturesAreRefused) {
   signature.set_variadic(true);
   absl::StatusOr<std::unique_ptr<Closure>> closure =
       Closure::Create(signature, TypeLimits(), [](void* const*, void*) {});
-  EXPECT_EQ(ErrorCodeOf(closure.status()), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(closure.status(), StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(ToProtoError(closure.status()).field(), "signature.variadic");
 }
 
@@ -342,7 +342,7 @@ TEST(Closure, CallbackIdsInCallArgumentsResolveToTheClosure) {
 
   call.mutable_args(0)->mutable_pointer()->set_callback(2);
   result = (*apply)->Invoke(call, kGeneration, &resolver);
-  EXPECT_EQ(ErrorCodeOf(result.status()), v1::NOT_FOUND);
+  EXPECT_THAT(result.status(), StatusIs(v1::NOT_FOUND));
   EXPECT_EQ(ToProtoError(result.status()).field(), "call.args[0].pointer.callback");
 }
 

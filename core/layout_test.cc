@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "core/test_types.h"
 #include "core/types.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -276,11 +277,11 @@ TEST(LayoutTest, ArraysAreElementTimesLength) {
 }
 
 TEST(LayoutTest, RefusesUnvalidatedShapesWithoutCrashing) {
-  EXPECT_EQ(ErrorCodeOf(ComputeLayout(v1::Type()).status()), v1::INVALID_ARGUMENT);
-  EXPECT_EQ(ErrorCodeOf(ComputeLayout(ScalarType(v1::VOID)).status()), v1::INVALID_ARGUMENT);
-  EXPECT_EQ(ErrorCodeOf(ComputeLayout(Struct({})).status()), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ComputeLayout(v1::Type()).status(), StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_THAT(ComputeLayout(ScalarType(v1::VOID)).status(), StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_THAT(ComputeLayout(Struct({})).status(), StatusIs(v1::INVALID_ARGUMENT));
   v1::Type huge = ArrayOf(ArrayOf(ScalarType(v1::DOUBLE), 1ull << 40), 1ull << 40);
-  EXPECT_EQ(ErrorCodeOf(ComputeLayout(huge).status()), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ComputeLayout(huge).status(), StatusIs(v1::INVALID_ARGUMENT));
 }
 
 }  // namespace

@@ -500,7 +500,7 @@ TEST(AggregateValuesTest, BitFieldValuesOutsideTheirWidthNameTheElement) {
   };
   for (const Case& c : cases) {
     absl::Status status = f->Invoke(MakeCall({Aggregate(c.elements)}), kGeneration).status();
-    EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT) << c.field;
+    EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT)) << c.field;
     EXPECT_EQ(FieldOf(status), c.field) << status;
   }
 }
@@ -611,7 +611,7 @@ TEST(TypedValuesTest, DecodeValueReadsScalarsAndReturnsRecordsRaw) {
   value.Clear();
   ASSERT_TRUE(DecodeValue(kTwoFloats, RawOf(tf).raw(), kGeneration, &value).ok());
   EXPECT_EQ(value.raw(), RawOf(tf).raw());
-  EXPECT_EQ(ErrorCodeOf(DecodeValue(T(v1::INT), "abc", kGeneration, &value)), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(DecodeValue(T(v1::INT), "abc", kGeneration, &value), StatusIs(v1::INVALID_ARGUMENT));
 }
 
 TEST(TypedValuesTest, MarshalValueWithoutACallRefusesStringsAndBlocks) {
@@ -619,8 +619,8 @@ TEST(TypedValuesTest, MarshalValueWithoutACallRefusesStringsAndBlocks) {
   MarshalContext context;
   context.generation = kGeneration;
   EXPECT_EQ(FieldOf(MarshalValue(T(v1::CSTRING), BytesValue("x"), context, bytes)), "");
-  EXPECT_EQ(ErrorCodeOf(MarshalValue(T(v1::CSTRING), BytesValue("x"), context, bytes)),
-            v1::INVALID_ARGUMENT);
+  EXPECT_THAT(MarshalValue(T(v1::CSTRING), BytesValue("x"), context, bytes),
+              StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(MarshalValue(T(v1::POINTER), BlockPointer(0), context, bytes)),
             "pointer.block");
   ASSERT_TRUE(

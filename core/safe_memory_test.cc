@@ -27,20 +27,20 @@ TEST(SafeMemoryTest, ReadsAndWritesValidMemory) {
 TEST(SafeMemoryTest, BadAddressesAreMemoryFaultsNotCrashes) {
   char buffer[16];
   absl::Status status = SafeRead(8, buffer, sizeof buffer);
-  EXPECT_EQ(ErrorCodeOf(status), v1::MEMORY_FAULT);
+  EXPECT_THAT(status, StatusIs(v1::MEMORY_FAULT));
   EXPECT_NE(std::string(status.message()).find("cannot read 16 bytes at 0x8"), std::string::npos)
       << status;
-  EXPECT_EQ(ErrorCodeOf(SafeWrite(8, buffer, 4)), v1::MEMORY_FAULT);
-  EXPECT_EQ(ErrorCodeOf(SafeRead(~uint64_t{0} - 2, buffer, 8)), v1::MEMORY_FAULT);
-  EXPECT_EQ(ErrorCodeOf(SafeReadCString(0, 100).status()), v1::MEMORY_FAULT);
-  EXPECT_EQ(ErrorCodeOf(SafeReadWString(16, 100).status()), v1::MEMORY_FAULT);
+  EXPECT_THAT(SafeWrite(8, buffer, 4), StatusIs(v1::MEMORY_FAULT));
+  EXPECT_THAT(SafeRead(~uint64_t{0} - 2, buffer, 8), StatusIs(v1::MEMORY_FAULT));
+  EXPECT_THAT(SafeReadCString(0, 100).status(), StatusIs(v1::MEMORY_FAULT));
+  EXPECT_THAT(SafeReadWString(16, 100).status(), StatusIs(v1::MEMORY_FAULT));
 }
 
 TEST(SafeMemoryTest, WriteToReadOnlyPageFails) {
   const size_t page = sysconf(_SC_PAGESIZE);
   void* p = mmap(nullptr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(p, MAP_FAILED);
-  EXPECT_EQ(ErrorCodeOf(SafeWrite(Addr(p), "x", 1)), v1::MEMORY_FAULT);
+  EXPECT_THAT(SafeWrite(Addr(p), "x", 1), StatusIs(v1::MEMORY_FAULT));
   munmap(p, page);
 }
 
@@ -70,7 +70,7 @@ TEST_F(GuardedPages, CStringEndingAtAPageBoundaryIsReadWithoutTouchingTheNextPag
 TEST_F(GuardedPages, UnterminatedCStringRunningIntoAGuardPageFaults) {
   char* text = base_ + page_ - 4;
   std::memcpy(text, "abcd", 4);
-  EXPECT_EQ(ErrorCodeOf(SafeReadCString(Addr(text), 1 << 20).status()), v1::MEMORY_FAULT);
+  EXPECT_THAT(SafeReadCString(Addr(text), 1 << 20).status(), StatusIs(v1::MEMORY_FAULT));
   // Within the limit nothing beyond the page is needed.
   absl::StatusOr<std::string> limited = SafeReadCString(Addr(text), 4);
   ASSERT_TRUE(limited.ok());

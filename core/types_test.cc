@@ -4,6 +4,7 @@
 
 #include "core/errors.h"
 #include "core/test_types.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -26,10 +27,10 @@ TEST(ValidateTypeTest, AcceptsEveryScalarButVoid) {
 
 TEST(ValidateTypeTest, RefusesUnsetKindUnspecifiedUnknownAndVoid) {
   EXPECT_EQ(FieldOf(ValidateType(v1::Type(), kLimits, "t")), "t");
-  EXPECT_EQ(ErrorCodeOf(ValidateType(ScalarType(v1::SCALAR_UNSPECIFIED), kLimits, "t")),
-            v1::INVALID_ARGUMENT);
-  EXPECT_EQ(ErrorCodeOf(ValidateType(ScalarType(static_cast<v1::Scalar>(99)), kLimits, "t")),
-            v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ValidateType(ScalarType(v1::SCALAR_UNSPECIFIED), kLimits, "t"),
+              StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_THAT(ValidateType(ScalarType(static_cast<v1::Scalar>(99)), kLimits, "t"),
+              StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(ValidateType(PointerTo(ScalarType(v1::VOID)), kLimits, "t")),
             "t.pointer.pointee");
 }
@@ -37,7 +38,7 @@ TEST(ValidateTypeTest, RefusesUnsetKindUnspecifiedUnknownAndVoid) {
 TEST(ValidateTypeTest, RegisteredTypesAreUnimplemented) {
   v1::Type type;
   type.set_registered(7);
-  EXPECT_EQ(ErrorCodeOf(ValidateType(type, kLimits, "t")), v1::UNIMPLEMENTED);
+  EXPECT_THAT(ValidateType(type, kLimits, "t"), StatusIs(v1::UNIMPLEMENTED));
 }
 
 TEST(ValidateTypeTest, RefusesNestingBeyondTheDepthLimit) {
@@ -46,7 +47,7 @@ TEST(ValidateTypeTest, RefusesNestingBeyondTheDepthLimit) {
   v1::Type type = ScalarType(v1::INT);
   for (int i = 0; i < 4; ++i) type = PointerTo(type);
   EXPECT_TRUE(ValidateType(type, limits, "t").ok());
-  EXPECT_EQ(ErrorCodeOf(ValidateType(PointerTo(type), limits, "t")), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ValidateType(PointerTo(type), limits, "t"), StatusIs(v1::INVALID_ARGUMENT));
 }
 
 TEST(ValidateTypeTest, RefusesEmptyRecordsTooManyFieldsBadKindAndPack) {
@@ -68,7 +69,7 @@ TEST(ValidateTypeTest, RefusesArraysTooLongOrTooLargeWithoutOverflow) {
             "t.array.length");
   // 2^28 * 2^28 * 8 bytes would overflow 64 bits if multiplied blindly.
   v1::Type huge = ArrayOf(ArrayOf(ScalarType(v1::DOUBLE), 1u << 28), 1u << 28);
-  EXPECT_EQ(ErrorCodeOf(ValidateType(huge, kLimits, "t")), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ValidateType(huge, kLimits, "t"), StatusIs(v1::INVALID_ARGUMENT));
   v1::Type big = ArrayOf(ScalarType(v1::DOUBLE), 1u << 28);  // 2 GiB > 1 GiB limit
   EXPECT_EQ(FieldOf(ValidateType(big, kLimits, "t")), "t.array");
   EXPECT_TRUE(ValidateType(ArrayOf(ScalarType(v1::INT), 1000), kLimits, "t").ok());

@@ -53,7 +53,7 @@ TEST_F(AllowlistTest, LibraryUnderARootIsAdmittedByItsRealPath) {
 TEST_F(AllowlistTest, PathOutsideTheRootsIsNotAllowedAndTheMessageNamesPathAndRoots) {
   auto allowlist = Allow({inside_});
   absl::StatusOr<std::string> admitted = allowlist->Admit(outside_ + "/libout.so");
-  ASSERT_EQ(ErrorCodeOf(admitted.status()), v1::LIBRARY_NOT_ALLOWED);
+  ASSERT_THAT(admitted.status(), StatusIs(v1::LIBRARY_NOT_ALLOWED));
   EXPECT_NE(admitted.status().message().find(outside_ + "/libout.so"), std::string::npos);
   EXPECT_NE(admitted.status().message().find("[" + inside_ + "]"), std::string::npos);
 }
@@ -61,14 +61,14 @@ TEST_F(AllowlistTest, PathOutsideTheRootsIsNotAllowedAndTheMessageNamesPathAndRo
 TEST_F(AllowlistTest, SymlinkInsideTheRootsPointingOutsideIsNotAllowed) {
   auto allowlist = Allow({inside_});
   absl::StatusOr<std::string> admitted = allowlist->Admit(inside_ + "/libescape.so");
-  EXPECT_EQ(ErrorCodeOf(admitted.status()), v1::LIBRARY_NOT_ALLOWED);
+  EXPECT_THAT(admitted.status(), StatusIs(v1::LIBRARY_NOT_ALLOWED));
   EXPECT_NE(admitted.status().message().find("resolves to"), std::string::npos);
 }
 
 TEST_F(AllowlistTest, DotDotEscapeIsNotAllowed) {
   auto allowlist = Allow({inside_});
   absl::StatusOr<std::string> admitted = allowlist->Admit(inside_ + "/../elsewhere/libout.so");
-  EXPECT_EQ(ErrorCodeOf(admitted.status()), v1::LIBRARY_NOT_ALLOWED);
+  EXPECT_THAT(admitted.status(), StatusIs(v1::LIBRARY_NOT_ALLOWED));
 }
 
 TEST_F(AllowlistTest, SymlinkOutsidePointingInsideIsAdmittedAsItsTarget) {
@@ -82,8 +82,8 @@ TEST_F(AllowlistTest, RootPrefixOfAnotherDirectoryDoesNotCoverIt) {
   ASSERT_EQ(mkdir((inside_ + "2").c_str(), 0700), 0);
   std::ofstream(inside_ + "2/libnext.so") << "x";
   auto allowlist = Allow({inside_});
-  EXPECT_EQ(ErrorCodeOf(allowlist->Admit(inside_ + "2/libnext.so").status()),
-            v1::LIBRARY_NOT_ALLOWED);
+  EXPECT_THAT(allowlist->Admit(inside_ + "2/libnext.so").status(),
+              StatusIs(v1::LIBRARY_NOT_ALLOWED));
 }
 
 TEST_F(AllowlistTest, RelativePathIsResolvedBeforeTheCheck) {
@@ -92,8 +92,8 @@ TEST_F(AllowlistTest, RelativePathIsResolvedBeforeTheCheck) {
   absl::StatusOr<std::string> admitted = allowlist->Admit("./libin.so");
   ASSERT_OK(admitted);
   EXPECT_EQ(*admitted, inside_ + "/libin.so");
-  EXPECT_EQ(ErrorCodeOf(allowlist->Admit("../elsewhere/libout.so").status()),
-            v1::LIBRARY_NOT_ALLOWED);
+  EXPECT_THAT(allowlist->Admit("../elsewhere/libout.so").status(),
+              StatusIs(v1::LIBRARY_NOT_ALLOWED));
 }
 
 TEST_F(AllowlistTest, BareSonameIsFoundInTheSystemDirectories) {
@@ -103,14 +103,14 @@ TEST_F(AllowlistTest, BareSonameIsFoundInTheSystemDirectories) {
   EXPECT_EQ(admitted->front(), '/');
   EXPECT_NE(admitted->find("libm"), std::string::npos);
   // The same library is outside an allowlist without the system directories.
-  EXPECT_EQ(ErrorCodeOf(Allow({inside_})->Admit("libm.so.6").status()), v1::LIBRARY_NOT_ALLOWED);
+  EXPECT_THAT(Allow({inside_})->Admit("libm.so.6").status(), StatusIs(v1::LIBRARY_NOT_ALLOWED));
 }
 
 TEST_F(AllowlistTest, MissingFileIsALoadFailureAsDlopenWouldSay) {
   auto allowlist = Allow({inside_});
-  EXPECT_EQ(ErrorCodeOf(allowlist->Admit(inside_ + "/libnone.so").status()),
-            v1::LIBRARY_LOAD_FAILED);
-  EXPECT_EQ(ErrorCodeOf(allowlist->Admit("libnone-at-all.so.9").status()), v1::LIBRARY_LOAD_FAILED);
+  EXPECT_THAT(allowlist->Admit(inside_ + "/libnone.so").status(),
+              StatusIs(v1::LIBRARY_LOAD_FAILED));
+  EXPECT_THAT(allowlist->Admit("libnone-at-all.so.9").status(), StatusIs(v1::LIBRARY_LOAD_FAILED));
 }
 
 TEST_F(AllowlistTest, BadRootIsRefusedUnlessSkipped) {

@@ -32,17 +32,17 @@ TEST(ConstantTimeEquals, ComparesContentAndLength) {
 }
 
 TEST(Authenticator, TcpWithoutTokenIsUnauthenticated) {
-  EXPECT_EQ(ErrorCodeOf(MakeAuthenticator().Authenticate(Tcp(std::nullopt)).status()),
-            v1::UNAUTHENTICATED);
+  EXPECT_THAT(MakeAuthenticator().Authenticate(Tcp(std::nullopt)).status(),
+              StatusIs(v1::UNAUTHENTICATED));
 }
 
 TEST(Authenticator, WrongOrMalformedTokenIsUnauthenticated) {
   Authenticator auth = MakeAuthenticator();
-  EXPECT_EQ(ErrorCodeOf(auth.Authenticate(Tcp("Bearer nope-0123456789abcdef")).status()),
-            v1::UNAUTHENTICATED);
-  EXPECT_EQ(ErrorCodeOf(auth.Authenticate(Tcp("Basic alice-token-0123456789")).status()),
-            v1::UNAUTHENTICATED);
-  EXPECT_EQ(ErrorCodeOf(auth.Authenticate(Tcp("Bearer ")).status()), v1::UNAUTHENTICATED);
+  EXPECT_THAT(auth.Authenticate(Tcp("Bearer nope-0123456789abcdef")).status(),
+              StatusIs(v1::UNAUTHENTICATED));
+  EXPECT_THAT(auth.Authenticate(Tcp("Basic alice-token-0123456789")).status(),
+              StatusIs(v1::UNAUTHENTICATED));
+  EXPECT_THAT(auth.Authenticate(Tcp("Bearer ")).status(), StatusIs(v1::UNAUTHENTICATED));
 }
 
 TEST(Authenticator, RightTokenNamesItsIdentity) {
@@ -75,7 +75,7 @@ TEST(Authenticator, UnixSocketWithoutTokenIsTheLocalIdentity) {
   ASSERT_TRUE(identity.ok());
   EXPECT_EQ((*identity)->name, "local");
   presented.authorization = "Bearer wrong-token-0123456789";
-  EXPECT_EQ(ErrorCodeOf(auth.Authenticate(presented).status()), v1::UNAUTHENTICATED);
+  EXPECT_THAT(auth.Authenticate(presented).status(), StatusIs(v1::UNAUTHENTICATED));
 }
 
 }  // namespace

@@ -33,23 +33,23 @@ TEST(HandleTable, LibrariesAreNumberedFromOneAndAFailedLoadIsNotFound) {
   table.RecordOutcome(v1::Request::kLoadLibrary, missing, false);
   EXPECT_OK(table.CheckLibrary(libm, "resolve_function.library"));
   absl::Status failed = table.CheckLibrary(missing, "lookup_symbol.library");
-  EXPECT_EQ(ErrorCodeOf(failed), v1::NOT_FOUND);
+  EXPECT_THAT(failed, StatusIs(v1::NOT_FOUND));
   EXPECT_EQ(ToProtoError(failed).message(),
             "lookup_symbol.library: no loaded library has handle 2");
-  EXPECT_EQ(ErrorCodeOf(table.CheckLibrary(0, "x")), v1::NOT_FOUND);
-  EXPECT_EQ(ErrorCodeOf(table.CheckLibrary(3, "x")), v1::NOT_FOUND);
+  EXPECT_THAT(table.CheckLibrary(0, "x"), StatusIs(v1::NOT_FOUND));
+  EXPECT_THAT(table.CheckLibrary(3, "x"), StatusIs(v1::NOT_FOUND));
 }
 
 TEST(HandleTable, EachKindOfHandleHasItsLimit) {
   HandleTable table(HandleTable::Limits{1, 1, 1});
   ASSERT_OK(table.AddLibrary("/lib/libm.so.6"));
   absl::StatusOr<uint64_t> library = table.AddLibrary("/lib/libc.so.6");
-  EXPECT_EQ(ErrorCodeOf(library.status()), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(library.status(), StatusIs(v1::RESOURCE_EXHAUSTED));
   EXPECT_EQ(ToProtoError(library.status()).message(), "a session may load at most 1 libraries");
   ASSERT_OK(table.AddFunction(ByName(1, "cos")));
-  EXPECT_EQ(ErrorCodeOf(table.AddFunction(ByName(1, "sin")).status()), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(table.AddFunction(ByName(1, "sin")).status(), StatusIs(v1::RESOURCE_EXHAUSTED));
   ASSERT_OK_AND_ASSIGN(uint64_t callback, table.AddCallback(DoubleOfDouble()));
-  EXPECT_EQ(ErrorCodeOf(table.AddCallback(DoubleOfDouble()).status()), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(table.AddCallback(DoubleOfDouble()).status(), StatusIs(v1::RESOURCE_EXHAUSTED));
   // A freed callback makes room once the worker answers the free.
   ASSERT_OK(table.MarkCallbackFreed(callback));
   table.RecordOutcome(v1::Request::kFreeCallback, callback, true);
@@ -66,7 +66,7 @@ TEST(HandleTable, AFunctionIsFoundUntilItsResolveFails) {
   EXPECT_EQ(found->symbol, "cos");
   EXPECT_EQ(found->signature.params_size(), 1);
   absl::StatusOr<const HandleTable::Function*> failed = table.FindFunction(nope);
-  EXPECT_EQ(ErrorCodeOf(failed.status()), v1::NOT_FOUND);
+  EXPECT_THAT(failed.status(), StatusIs(v1::NOT_FOUND));
   EXPECT_EQ(ToProtoError(failed.status()).message(),
             "call.function: no resolved function has handle 2");
 }
@@ -84,7 +84,7 @@ TEST(HandleTable, CallbacksAreFreedOnceAndAFailedDefinitionLeavesNoId) {
   // The worker may still invoke it until it answers the free; a second free is refused.
   EXPECT_NE(table.CallbackSignature(kept), nullptr);
   absl::Status again = table.MarkCallbackFreed(kept);
-  EXPECT_EQ(ErrorCodeOf(again), v1::NOT_FOUND);
+  EXPECT_THAT(again, StatusIs(v1::NOT_FOUND));
   EXPECT_EQ(ToProtoError(again).message(), "free_callback.callback: no callback has id 1");
   table.RecordOutcome(v1::Request::kFreeCallback, kept, false);  // gone whatever the answer
   EXPECT_EQ(table.CallbackSignature(kept), nullptr);

@@ -83,7 +83,7 @@ TEST(InFlightRequests, RequestsInsideAnInvocationRunBesideTheCallThatMadeIt) {
   EXPECT_EQ(requests.InnermostRunning().label, "read_memory");
   // The client may not answer while its own requests inside the invocation run.
   absl::StatusOr<const InFlightRequests::Invocation*> busy = requests.AnswerableInvocation(1);
-  EXPECT_EQ(ErrorCodeOf(busy.status()), v1::FAILED_PRECONDITION);
+  EXPECT_THAT(busy.status(), StatusIs(v1::FAILED_PRECONDITION));
   EXPECT_EQ(ToProtoError(busy.status()).message(),
             "callback_return.invocation: 1 requests sent inside invocation 1 are still running; "
             "wait for their answers first");
@@ -92,9 +92,9 @@ TEST(InFlightRequests, RequestsInsideAnInvocationRunBesideTheCallThatMadeIt) {
   EXPECT_EQ(open->callback, 7u);
   EXPECT_EQ(open->depth, 1);
   requests.CloseInvocation(1);
-  EXPECT_EQ(ErrorCodeOf(requests.CheckScope(1)), v1::FAILED_PRECONDITION);
-  EXPECT_EQ(ErrorCodeOf(requests.Queue(Request("late", 1), kStart).status()),
-            v1::FAILED_PRECONDITION);
+  EXPECT_THAT(requests.CheckScope(1), StatusIs(v1::FAILED_PRECONDITION));
+  EXPECT_THAT(requests.Queue(Request("late", 1), kStart).status(),
+              StatusIs(v1::FAILED_PRECONDITION));
   EXPECT_EQ(requests.size(), 1u);
 }
 
@@ -111,7 +111,7 @@ TEST(InFlightRequests, TheWorkersInvocationIdsAndNestingAreChecked) {
   // Depth 2 is the limit: no request may be sent inside it, and the worker may not nest
   // deeper.
   absl::Status deep = requests.CheckScope(2);
-  EXPECT_EQ(ErrorCodeOf(deep), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(deep, StatusIs(v1::RESOURCE_EXHAUSTED));
   EXPECT_EQ(ToProtoError(deep).message(),
             "invocation: callback invocation 2 is nested 2 deep; the server allows at most 2 "
             "nested callback invocations");
@@ -134,7 +134,7 @@ TEST(InFlightRequests, TheLimitOfRequestsInFlightHolds) {
   ASSERT_OK(requests.Queue(Request("a"), kStart));
   ASSERT_OK(requests.Queue(Request("b"), kStart));
   absl::StatusOr<InFlightRequests::Queued> third = requests.Queue(Request("c"), kStart);
-  EXPECT_EQ(ErrorCodeOf(third.status()), v1::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(third.status(), StatusIs(v1::RESOURCE_EXHAUSTED));
   EXPECT_EQ(ToProtoError(third.status()).message(),
             "more than 2 requests in flight in one session");
 }
@@ -158,7 +158,7 @@ TEST(InFlightRequests, ADeathDrainsTheBlamedFirstThenRunningThenQueued) {
   EXPECT_TRUE(drained[2].second);
   EXPECT_EQ(requests.size(), 0u);
   EXPECT_EQ(requests.RunningRequest(call.sequence), nullptr);
-  EXPECT_EQ(ErrorCodeOf(requests.CheckScope(1)), v1::FAILED_PRECONDITION);  // died with it
+  EXPECT_THAT(requests.CheckScope(1), StatusIs(v1::FAILED_PRECONDITION));  // died with it
   // Sequence numbers keep growing across workers.
   ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued next, requests.Queue(Request("cos"), kStart));
   EXPECT_GT(next.sequence, call.sequence);

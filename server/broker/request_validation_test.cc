@@ -9,6 +9,7 @@
 #include "core/test_types.h"
 #include "gtest/gtest.h"
 #include "server/broker/pending_request.h"
+#include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
@@ -43,7 +44,7 @@ TEST(ValidateLoadLibrary, AcceptsASoname) {
 TEST(ValidateLoadLibrary, EmptyPathIsInvalidArgumentNamingThePath) {
   v1::LoadLibrary load;
   absl::Status status = ValidateLoadLibrary(load);
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "load_library.path");
 }
 
@@ -51,7 +52,7 @@ TEST(ValidateLoadLibrary, NulInPathIsInvalidArgument) {
   v1::LoadLibrary load;
   load.set_path(std::string("/usr/lib/libm.so\0evil", 21));
   absl::Status status = ValidateLoadLibrary(load);
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "load_library.path");
   EXPECT_NE(status.message().find("NUL"), absl::string_view::npos) << status;
 }
@@ -60,7 +61,7 @@ TEST(ValidateLoadLibrary, OverLongPathIsInvalidArgument) {
   v1::LoadLibrary load;
   load.set_path("/" + std::string(kMaxPathBytes, 'a'));
   absl::Status status = ValidateLoadLibrary(load);
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "load_library.path");
   load.set_path(std::string(kMaxPathBytes, 'a'));
   EXPECT_TRUE(ValidateLoadLibrary(load).ok());
@@ -71,7 +72,7 @@ TEST(ValidateResolveFunction, OverLongSymbolIsInvalidArgument) {
   resolve.set_library(1);
   resolve.set_symbol(std::string(kMaxSymbolBytes + 1, 's'));
   absl::Status status = ValidateResolveFunction(resolve, TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "resolve_function.symbol");
 }
 
@@ -91,7 +92,7 @@ TEST(ValidateResolveFunction, BadSignatureNamesTheParameter) {
   EXPECT_TRUE(ValidateResolveFunction(resolve, TypeLimits()).ok());
   resolve.mutable_signature()->add_params();  // kind unset
   absl::Status status = ValidateResolveFunction(resolve, TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status).rfind("resolve_function.signature.params[2]", 0), 0u)
       << FieldOf(status);
 }
@@ -171,7 +172,7 @@ TEST(HostileTypes, AreRefusedWithInvalidArgumentNamingTheField) {
   };
   for (const Case& c : cases) {
     absl::Status status = ValidateResolveFunction(ResolveWithParam(c.type), limits);
-    EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT) << c.what << ": " << status;
+    EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT)) << c.what << ": " << status;
     if (!c.field.empty()) {
       EXPECT_EQ(FieldOf(status), c.field) << c.what;
     } else {
@@ -248,29 +249,28 @@ TEST(ValidateDefineCallback, VariadicCallbacksAreRefused) {
   EXPECT_TRUE(ValidateDefineCallback(define, TypeLimits()).ok());
   define.mutable_signature()->set_variadic(true);
   absl::Status status = ValidateDefineCallback(define, TypeLimits());
-  EXPECT_EQ(ErrorCodeOf(status), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(ToProtoError(status).field(), "define_callback.signature.variadic");
   define.mutable_signature()->set_variadic(false);
   define.mutable_signature()->add_params()->set_scalar(v1::VOID);
-  EXPECT_EQ(ErrorCodeOf(ValidateDefineCallback(define, TypeLimits())), v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ValidateDefineCallback(define, TypeLimits()), StatusIs(v1::INVALID_ARGUMENT));
 }
 
 TEST(ValidateCallbackReturn, ResultMustMatchTheCallbacksResultType) {
   const std::vector<std::pair<uint32_t, uint64_t>> none;
   v1::CallbackReturn answer;
   answer.set_invocation(3);
-  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), none)),
-            v1::INVALID_ARGUMENT);  // missing
+  EXPECT_THAT(ValidateCallbackReturn(answer, IntCallbackSignature(), none),
+              StatusIs(v1::INVALID_ARGUMENT));  // missing
   answer.mutable_result()->set_float_value(1.5);
-  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), none)),
-            v1::INVALID_ARGUMENT);  // not an integer
+  EXPECT_THAT(ValidateCallbackReturn(answer, IntCallbackSignature(), none),
+              StatusIs(v1::INVALID_ARGUMENT));  // not an integer
   answer.mutable_result()->set_int_value(-2);
   EXPECT_TRUE(ValidateCallbackReturn(answer, IntCallbackSignature(), none).ok());
 
   v1::Signature void_signature = IntCallbackSignature();
   void_signature.clear_result();
-  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, void_signature, none)),
-            v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ValidateCallbackReturn(answer, void_signature, none), StatusIs(v1::INVALID_ARGUMENT));
   answer.clear_result();
   EXPECT_TRUE(ValidateCallbackReturn(answer, void_signature, none).ok());
 }
@@ -290,15 +290,15 @@ TEST(ValidateCallbackReturn, PointeesOnlyForShippedArgumentsWithTheirSize) {
   pointee->set_arg(0);
   pointee->set_data("abcd");
   EXPECT_TRUE(ValidateCallbackReturn(answer, IntCallbackSignature(), shipped).ok());
-  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), {})),
-            v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ValidateCallbackReturn(answer, IntCallbackSignature(), {}),
+              StatusIs(v1::INVALID_ARGUMENT));
   pointee->set_data("abcde");
   absl::Status status = ValidateCallbackReturn(answer, IntCallbackSignature(), shipped);
   EXPECT_EQ(ToProtoError(status).field(), "callback_return.pointees[0]");
   pointee->set_data("abcd");
   *answer.add_pointees() = *pointee;
-  EXPECT_EQ(ErrorCodeOf(ValidateCallbackReturn(answer, IntCallbackSignature(), shipped)),
-            v1::INVALID_ARGUMENT);
+  EXPECT_THAT(ValidateCallbackReturn(answer, IntCallbackSignature(), shipped),
+              StatusIs(v1::INVALID_ARGUMENT));
 }
 
 TEST(ValidateEnvironment, AdmitsAllowedNamesAndNamesTheRefusedOne) {

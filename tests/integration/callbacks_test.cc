@@ -224,7 +224,7 @@ TEST_F(CallbacksTest, ClientThatNeverAnswersMeetsTheCallDeadline) {
   auto call_from_thread = Fn<int(IntCallback, int)>("call_from_thread");
   absl::Time start = absl::Now();
   absl::StatusOr<int> result = call_from_thread.CallWithTimeout(absl::Milliseconds(400), *stuck, 1);
-  EXPECT_EQ(ErrorCodeOf(result.status()), v1::CALL_TIMEOUT) << result.status();
+  EXPECT_THAT(result.status(), StatusIs(v1::CALL_TIMEOUT)) << result.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   release.Notify();
   // A new worker serves the next call.
@@ -245,10 +245,10 @@ TEST_F(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
   ASSERT_OK(crashing);
   auto call_twice = Fn<int(IntCallback, int)>("call_twice_nested");
   absl::StatusOr<int> result = call_twice(*crashing, 1);
-  EXPECT_EQ(ErrorCodeOf(result.status()), v1::WORKER_CRASHED) << result.status();
+  EXPECT_THAT(result.status(), StatusIs(v1::WORKER_CRASHED)) << result.status();
   // Both requests fail at once; the handler sees its answer on the callback thread.
   ASSERT_TRUE(handler_done.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  EXPECT_EQ(ErrorCodeOf(inner), v1::WORKER_CRASHED) << inner;
+  EXPECT_THAT(inner, StatusIs(v1::WORKER_CRASHED)) << inner;
   EXPECT_EQ(ToProtoError(result.status()).function(), "crash_null_deref");
   EXPECT_EQ(Fn<int(int, int)>("add_int")(1, 2).value_or(-1), 3);
   EXPECT_GE(session_->generation(), 2u);
@@ -264,7 +264,7 @@ TEST_F(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
   ASSERT_TRUE(handler->Free().ok());
   EXPECT_EQ(fire_handler(1).value_or(-99), 0);
   EXPECT_TRUE(SawCallbackError(""));
-  EXPECT_EQ(ErrorCodeOf(handler->Free()), v1::NOT_FOUND);
+  EXPECT_THAT(handler->Free(), StatusIs(v1::NOT_FOUND));
 }
 
 TEST_F(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
@@ -275,7 +275,7 @@ TEST_F(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
   auto fire_handler = Fn<int(int)>("fire_handler");
   EXPECT_EQ(fire_handler(7).value_or(-99), 49);
 
-  EXPECT_EQ(ErrorCodeOf(Fn<int()>("crash_null_deref")().status()), v1::WORKER_CRASHED);
+  EXPECT_THAT(Fn<int()>("crash_null_deref")().status(), StatusIs(v1::WORKER_CRASHED));
   // The library's stored pointer died with the old worker: the new one has no handler.
   EXPECT_EQ(fire_handler(7).value_or(-99), -1);
   EXPECT_GE(session_->generation(), 2u);
@@ -302,7 +302,7 @@ TEST_F(CallbackLimitsTest, DefiningMoreCallbacksThanTheLimitIsResourceExhausted)
   }
   absl::StatusOr<IntCallback> extra =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; });
-  EXPECT_EQ(ErrorCodeOf(extra.status()), v1::RESOURCE_EXHAUSTED) << extra.status();
+  EXPECT_THAT(extra.status(), StatusIs(v1::RESOURCE_EXHAUSTED)) << extra.status();
   ASSERT_TRUE(defined[0].Free().ok());
   extra = session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; });
   EXPECT_TRUE(extra.ok()) << extra.status();
@@ -328,7 +328,7 @@ TEST_F(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
   absl::StatusOr<int> result = twice(*recurse, 1);
   ASSERT_OK(result);
   EXPECT_EQ(*result, 0);  // the refused level returned zero all the way up
-  EXPECT_EQ(ErrorCodeOf(refused), v1::RESOURCE_EXHAUSTED) << refused;
+  EXPECT_THAT(refused, StatusIs(v1::RESOURCE_EXHAUSTED)) << refused;
   EXPECT_EQ(max_depth, 2);
 }
 

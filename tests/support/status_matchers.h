@@ -3,15 +3,22 @@
 //   ASSERT_OK(session.Start());
 //   ASSERT_OK_AND_ASSIGN(uint64_t handle, table.AddLibrary("/lib/libm.so.6"));
 //   EXPECT_OK(status);
+//   EXPECT_THAT(table.Lookup(7), StatusIs(v1::NOT_FOUND));   // the ffibox error code
+//   EXPECT_THAT(result, IsOk());
 //
-// A failure prints the status. ASSERT_* return from the test function on failure.
+// A failure prints the status. ASSERT_* return from the test function on failure. The
+// matchers take an absl::Status or an absl::StatusOr; StatusIs reads the ffibox error code
+// the status carries (core/errors.h: ErrorCodeOf).
 #ifndef FFIBOX_TESTS_SUPPORT_STATUS_MATCHERS_H_
 #define FFIBOX_TESTS_SUPPORT_STATUS_MATCHERS_H_
 
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/errors.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace ffibox {
@@ -24,6 +31,21 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& status_or) {
 }
 
 }  // namespace testing_internal
+
+// Matches an OK status (or a StatusOr holding a value).
+MATCHER(IsOk, "is OK") {
+  const absl::Status& status = ::ffibox::testing_internal::StatusOf(arg);
+  if (!status.ok()) *result_listener << "the status is " << status;
+  return status.ok();
+}
+
+// Matches a status whose ffibox error code is `code` (v1::ErrorCode).
+MATCHER_P(StatusIs, code, std::string("fails with ") + ::ffibox::v1::ErrorCode_Name(code)) {
+  const absl::Status& status = ::ffibox::testing_internal::StatusOf(arg);
+  *result_listener << "the status is " << status;
+  return ::ffibox::ErrorCodeOf(status) == code;
+}
+
 }  // namespace ffibox
 
 #define ASSERT_OK(expr) \
