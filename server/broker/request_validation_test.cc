@@ -26,13 +26,6 @@ v1::Signature TwoParams() {
   return signature;
 }
 
-v1::Call CallWithArgs(int count) {
-  v1::Call call;
-  call.set_function(1);
-  for (int i = 0; i < count; ++i) call.add_args()->set_int_value(i);
-  return call;
-}
-
 std::string FieldOf(const absl::Status& status) { return ToProtoError(status).field(); }
 
 TEST(ValidateLoadLibrary, AcceptsASoname) {
@@ -98,7 +91,7 @@ TEST(ValidateResolveFunction, BadSignatureNamesTheParameter) {
 }
 
 TEST(KeptBlocks, ListsTheBlocksSentWithKeepInOrder) {
-  v1::Call call = CallWithArgs(2);
+  v1::Call call;
   call.add_blocks()->set_keep(true);
   call.add_blocks()->mutable_at()->set_address(0x1000);
   call.add_blocks()->set_keep(true);
