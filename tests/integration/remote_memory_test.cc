@@ -1,11 +1,13 @@
 // Remote memory through a real ffiboxd: worker addresses are read, written, allocated,
-// filled and copied without ever crashing the worker, and refused once their worker is gone.
+// filled and copied, raw and as typed values, without ever crashing the worker, and refused
+// once their worker is gone; exported variables are read and written.
+#include <array>
 #include <memory>
 #include <string>
 
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
-#include "tests/support/session_fixture.h"
+#include "tests/integration/shapes_fixture.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
 
@@ -22,7 +24,7 @@ v1::RemoteAddress Remote(RemotePtr pointer) {
   return address;
 }
 
-class RemoteMemoryTest : public test_support::SessionFixture {
+class RemoteMemoryTest : public test_support::ShapesTest {
  protected:
   RemotePtr Alloc(size_t size) {
     absl::StatusOr<RemotePtr> memory = session_->AllocMemory(size);
@@ -92,6 +94,9 @@ TEST_F(RemoteMemoryTest, AddressesOfADeadWorkerAreStale) {
   absl::StatusOr<std::string> read = session_->ReadMemory(memory, 8);
   EXPECT_EQ(ErrorOf(read.status()).code(), v1::STALE_HANDLE) << read.status();
   EXPECT_EQ(session_->generation(), 2u);
+  ExpectSessionStillServes();
+  EXPECT_EQ(ErrorOf(session_->Read<int>(memory).status()).code(), v1::STALE_HANDLE);
+  EXPECT_EQ(ErrorOf(session_->Write<int>(memory, 1)).code(), v1::STALE_HANDLE);
 }
 
 TEST_F(RemoteMemoryTest, OversizedRequestsAreRefused) {
@@ -121,6 +126,68 @@ TEST_F(RemoteMemoryTest, ExportedVariableIsReadAndWrittenThroughItsAddress) {
       session_->WriteMemory(*address, std::string(reinterpret_cast<char*>(&seven), 4)).ok());
   EXPECT_EQ(*lib_->Variable<int>("ffibox_test_counter"), 7);
   EXPECT_EQ(ErrorOf(lib_->Variable<int>("no_such_variable").status()).code(), v1::SYMBOL_NOT_FOUND);
+}
+
+TEST_F(RemoteMemoryTest, TypedDerefReadsAndWritesValuesAtWorkerAddresses) {
+  absl::StatusOr<RemotePtr> memory = session_->AllocMemory(64);
+  ASSERT_OK(memory);
+  ASSERT_TRUE(session_->Write<Point>(*memory, Point{1.25, -8}).ok());
+  absl::StatusOr<Point> point = session_->Read<Point>(*memory);
+  ASSERT_OK(point);
+  EXPECT_EQ(point->x, 1.25);
+  EXPECT_EQ(point->y, -8);
+  EXPECT_EQ(*session_->Read<double>(memory->Offset(8)), -8);
+
+  ASSERT_TRUE(session_->Write<int>(memory->Offset(16), -123456).ok());
+  EXPECT_EQ(*session_->Read<int>(memory->Offset(16)), -123456);
+  ASSERT_TRUE(session_->Write<RemotePtr>(memory->Offset(24), *memory).ok());
+  absl::StatusOr<RemotePtr> stored = session_->Read<RemotePtr>(memory->Offset(24));
+  ASSERT_OK(stored);
+  EXPECT_EQ(stored->address, memory->address);
+
+  ASSERT_TRUE(session_->FillMemory(memory->Offset(32), 0x7f, 4).ok());
+  ASSERT_TRUE(session_->CopyMemory(memory->Offset(40), memory->Offset(32), 4).ok());
+  EXPECT_EQ(*session_->Read<int>(memory->Offset(40)), 0x7f7f7f7f);
+
+  // A pointer the library returned, dereferenced as a typed array.
+  absl::StatusOr<RemotePtr> greeting = Fn<RemotePtr()>("greeting")();
+  ASSERT_OK(greeting);
+  absl::StatusOr<std::array<char, 5>> hello = session_->Read<std::array<char, 5>>(*greeting);
+  ASSERT_OK(hello);
+  EXPECT_EQ(std::string(hello->data(), 5), "hello");
+  absl::StatusOr<RemotePtr> wide = Fn<RemotePtr()>("wgreeting")();
+  ASSERT_OK(wide);
+  EXPECT_EQ(*session_->ReadWString(*wide), U"h\u00e9llo \u4e16\u754c");
+
+  // Bad addresses are errors, not crashes.
+  EXPECT_EQ(ErrorOf(session_->Read<Point>(RemotePtr(16, memory->generation)).status()).code(),
+            v1::MEMORY_FAULT);
+  EXPECT_EQ(ErrorOf(session_->Write<int>(RemotePtr(8, memory->generation), 1)).code(),
+            v1::MEMORY_FAULT);
+  EXPECT_TRUE(session_->FreeMemory(*memory).ok());
+  ExpectSessionStillServes();
+}
+
+TEST_F(RemoteMemoryTest, ExportedVariablesAreReadAndWrittenAsTypedValues) {
+  EXPECT_EQ(*lib_->Variable<int>("ffibox_test_counter"), 42);
+  absl::StatusOr<Point> origin = lib_->Variable<Point>("ffibox_origin");
+  ASSERT_OK(origin);
+  EXPECT_EQ(origin->x, 1.5);
+  EXPECT_EQ(origin->y, -2.5);
+  EXPECT_EQ(*lib_->Variable<double>("ffibox_scale"), 2.25);
+  absl::StatusOr<std::string> version = lib_->Variable<std::string>("ffibox_version");
+  ASSERT_OK(version);
+  EXPECT_EQ(*version, "ffibox-test 1.0");
+
+  ASSERT_TRUE(lib_->SetVariable<Point>("ffibox_origin", Point{-3, 4}).ok());
+  EXPECT_EQ(*Fn<double()>("origin_norm1")(), 7.0);  // the library sees the new value
+  EXPECT_EQ(lib_->Variable<Point>("ffibox_origin")->x, -3);
+  ASSERT_TRUE(lib_->SetVariable<double>("ffibox_scale", 0.5).ok());
+  EXPECT_EQ(*lib_->Variable<double>("ffibox_scale"), 0.5);
+  ASSERT_TRUE(lib_->SetVariable<int>("ffibox_test_counter", 7).ok());
+  EXPECT_EQ(*lib_->Variable<int>("ffibox_test_counter"), 7);
+  EXPECT_EQ(ErrorOf(lib_->Variable<Point>("no_such_variable").status()).code(),
+            v1::SYMBOL_NOT_FOUND);
 }
 
 }  // namespace
