@@ -10,6 +10,7 @@
 #include "client/cpp/raw_function.h"
 #include "client/cpp/type_mapping.h"
 #include "core/errors.h"
+#include "core/utf8.h"
 
 namespace ffibox {
 namespace {
@@ -137,7 +138,7 @@ v1::RemoteAddress Session::ToRemoteAddress(RemotePtr pointer) { return ToProto(p
 absl::StatusOr<std::u32string> Session::ReadWString(RemotePtr address) {
   absl::StatusOr<v1::StringData> data = stream_->ReadString(ToProto(address), /*wide=*/true);
   if (!data.ok()) return data.status();
-  return client_internal::Utf8ToUtf32(data->text());
+  return DecodeUtf8(data->text());
 }
 
 absl::Status Session::FillMemory(RemotePtr address, uint8_t byte, size_t size) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/utf8.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -145,71 +146,6 @@ absl::Status ArgTraits<RemotePtr*>::Append(Param pointer, CallBuilder& builder) 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Utf32ToUtf8(std::u32string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    const uint32_t c = static_cast<uint32_t>(text[i]);
-    if ((c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) {
-      return ErrorStatus(v1::INVALID_ARGUMENT,
-                         absl::StrCat("wide string holds U+", absl::Hex(c), " at index ", i,
-                                      ", which is not a Unicode scalar value"));
-    }
-    if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else if (c < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    }
-  }
-  return out;
-}
-
-absl::StatusOr<std::u32string> Utf8ToUtf32(absl::string_view text) {
-  std::u32string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char lead = static_cast<unsigned char>(text[i]);
-    size_t length;
-    uint32_t c;
-    if (lead < 0x80) {
-      length = 1, c = lead;
-    } else if ((lead & 0xE0) == 0xC0) {
-      length = 2, c = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, c = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, c = lead & 0x07;
-    } else {
-      length = 0, c = 0;
-    }
-    bool valid = length != 0 && i + length <= text.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(text[i + k]);
-      valid = (next & 0xC0) == 0x80;
-      c = (c << 6) | (next & 0x3F);
-    }
-    static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (!valid || c < kSmallest[length] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-      return ErrorStatus(v1::INVALID_ARGUMENT,
-                         absl::StrCat("malformed UTF-8 at byte ", i, " of a wide string"));
-    }
-    out.push_back(static_cast<char32_t>(c));
-    i += length;
-  }
-  return out;
-}
-
 std::u32string WideToUtf32(std::wstring_view text) {
   return std::u32string(text.begin(), text.end());
 }
@@ -259,7 +195,7 @@ absl::StatusOr<std::optional<std::u32string>> DecodeWString(const v1::Value& val
     default:
       return UnexpectedValue(value, "a wchar_t* (text or remote pointer)");
   }
-  absl::StatusOr<std::u32string> text = Utf8ToUtf32(utf8);
+  absl::StatusOr<std::u32string> text = DecodeUtf8(utf8);
   if (!text.ok()) {
     return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned a wide string that is not "
                                                   "UTF-8: ",

@@ -28,6 +28,7 @@
 #include "client/cpp/records.h"
 #include "client/cpp/scalar_codec.h"
 #include "client/cpp/values.h"
+#include "core/utf8.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -69,11 +70,6 @@ class CallBuilder {
   std::vector<std::pair<const BlockGraph*, uint32_t>> graphs_;  // graph -> first block
 };
 
-// UTF-32 (what wchar_t holds on Linux) to UTF-8; INVALID_ARGUMENT for a surrogate or a
-// value beyond U+10FFFF.
-absl::StatusOr<std::string> Utf32ToUtf8(std::u32string_view text);
-// UTF-8 to UTF-32; INVALID_ARGUMENT for malformed UTF-8.
-absl::StatusOr<std::u32string> Utf8ToUtf32(absl::string_view text);
 // wchar_t text <-> UTF-32 (the same code units on Linux, where wchar_t is 32 bits).
 std::u32string WideToUtf32(std::wstring_view text);
 std::wstring Utf32ToWide(std::u32string_view text);
@@ -195,7 +191,7 @@ struct WStringArg {
   using Param = std::u32string_view;
   static v1::Type Type() { return ScalarType(v1::WSTRING); }
   static absl::Status Append(Param text, CallBuilder& builder) {
-    absl::StatusOr<std::string> utf8 = Utf32ToUtf8(text);
+    absl::StatusOr<std::string> utf8 = EncodeUtf8(text);
     if (!utf8.ok()) return utf8.status();
     builder.AddArg()->set_text_value(*std::move(utf8));
     return absl::OkStatus();

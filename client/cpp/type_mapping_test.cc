@@ -209,18 +209,6 @@ TEST(ResultTraitsTest, Pointers) {
   EXPECT_FALSE(ResultTraits<void*>::Decode(value, NoRemoteStrings).ok());
 }
 
-TEST(UnicodeTest, RoundTripsAndRejectsMalformedText) {
-  const std::u32string text = U"h\u00e9llo \u4e16\u754c \U0001F600";
-  absl::StatusOr<std::string> utf8 = Utf32ToUtf8(text);
-  ASSERT_TRUE(utf8.ok());
-  EXPECT_EQ(*Utf8ToUtf32(*utf8), text);
-  EXPECT_FALSE(Utf32ToUtf8(std::u32string(1, char32_t{0xD800})).ok());
-  EXPECT_FALSE(Utf32ToUtf8(std::u32string(1, char32_t{0x110000})).ok());
-  EXPECT_FALSE(Utf8ToUtf32("\xc3").ok());
-  EXPECT_FALSE(Utf8ToUtf32("\xc0\x80").ok());      // overlong NUL
-  EXPECT_FALSE(Utf8ToUtf32("\xed\xa0\x80").ok());  // surrogate
-}
-
 TEST(TimeoutMillisTest, RoundsUpAndCaps) {
   EXPECT_EQ(TimeoutMillis(absl::ZeroDuration()), 0u);
   EXPECT_EQ(TimeoutMillis(absl::Microseconds(1)), 1u);
