@@ -45,7 +45,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cpp/records.h"
 #include "client/cpp/result_traits.h"
-#include "client/cpp/session_stream.h"
+#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
 #include "core/errors.h"

@@ -16,7 +16,7 @@
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
 #include "client/cpp/result_traits.h"
-#include "client/cpp/session_stream.h"
+#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/type_mapping.h"
 #include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"

@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "client/cpp/session_stream.h"
+#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
 

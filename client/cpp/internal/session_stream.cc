@@ -1,4 +1,4 @@
-#include "client/cpp/session_stream.h"
+#include "client/cpp/internal/session_stream.h"
 
 #include <chrono>
 #include <cstdio>

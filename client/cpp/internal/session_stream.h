@@ -13,8 +13,8 @@
 // thread carry Request.invocation automatically, and a blocking Send on that thread serves
 // further invocations (nested ones, or a library thread's) while it waits, so nested
 // invocations are nested handler calls on the same stack.
-#ifndef FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
-#define FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
+#ifndef FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
+#define FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
 
 #include <atomic>
 #include <cstdint>
@@ -173,4 +173,4 @@ class SessionStream : public LayoutVerifier {
 }  // namespace client_internal
 }  // namespace ffibox
 
-#endif  // FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
+#endif  // FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
