@@ -43,9 +43,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/records.h"
 #include "client/cpp/result_traits.h"
-#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
 #include "core/errors.h"
@@ -105,7 +105,6 @@ namespace client_internal {
 struct CallbackDecodeContext {
   SessionStream& stream;
   const v1::CallbackInvoke& invoke;
-  uint64_t generation;
   std::vector<std::function<void(v1::CallbackReturn*)>> write_backs;
 };
 
@@ -125,13 +124,8 @@ struct CallbackArgTraits<A, std::enable_if_t<kIsScalar<A>>> {
 
 struct PointerCallbackArg {
   using Param = RemotePtr;
-  static absl::StatusOr<RemotePtr> Decode(int, const v1::Value& value,
-                                          CallbackDecodeContext& context) {
-    absl::StatusOr<RemotePtr> pointer = DecodePointer(value);
-    if (pointer.ok() && !pointer->is_null() && pointer->generation == 0) {
-      pointer->generation = context.generation;
-    }
-    return pointer;
+  static absl::StatusOr<RemotePtr> Decode(int, const v1::Value& value, CallbackDecodeContext&) {
+    return DecodePointer(value);
   }
 };
 template <>
@@ -249,10 +243,8 @@ class Callback<R(A...)> {
       return ErrorStatus(v1::INTERNAL, "the server answered DefineCallback without a callback");
     }
     const v1::RemoteAddress& address = response->callback().address();
-    Callback callback(
-        stream, response->callback().callback(),
-        RemotePtr(address.address(),
-                  address.generation() != 0 ? address.generation() : response->generation()));
+    Callback callback(stream, response->callback().callback(),
+                      RemotePtr(address.address(), address.generation()));
     stream->RegisterCallback(callback.id(),
                              [handler = std::move(handler)](client_internal::SessionStream& on,
                                                             const v1::Response& message) {
@@ -313,7 +305,7 @@ class Callback<R(A...)> {
                                     " arguments; the callback takes ", sizeof...(A)));
       return answer;
     }
-    client_internal::CallbackDecodeContext context{stream, invoke, message.generation(), {}};
+    client_internal::CallbackDecodeContext context{stream, invoke, {}};
     Args args;
     absl::Status decoded = DecodeArgs(context, args, std::index_sequence_for<A...>{});
     if (!decoded.ok()) {

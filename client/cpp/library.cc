@@ -19,10 +19,8 @@ absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
       stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
   const v1::FunctionResolved& resolved = response->function();
-  const uint64_t generation = resolved.address().generation() != 0 ? resolved.address().generation()
-                                                                   : response->generation();
   return RawFunction(stream_, resolved.function(), symbol, signature,
-                     RemotePtr(resolved.address().address(), generation));
+                     RemotePtr(resolved.address().address(), resolved.address().generation()));
 }
 
 absl::StatusOr<RemotePtr> Library::SymbolAddress(const std::string& symbol) const {
@@ -41,11 +39,7 @@ absl::StatusOr<v1::SymbolFound> Library::Lookup(const std::string& symbol,
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kSymbol);
   if (!response.ok()) return response.status();
-  v1::SymbolFound found = std::move(*response->mutable_symbol());
-  if (found.address().generation() == 0) {
-    found.mutable_address()->set_generation(response->generation());
-  }
-  return found;
+  return std::move(*response->mutable_symbol());
 }
 
 }  // namespace ffibox

@@ -34,13 +34,7 @@ absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOption
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kCall);
   if (!response.ok()) return response.status();
-  v1::CallResult result = std::move(*response->mutable_call());
-  if (result.result().has_pointer() && result.result().pointer().has_remote() &&
-      result.result().pointer().remote().generation() == 0) {
-    result.mutable_result()->mutable_pointer()->mutable_remote()->set_generation(
-        response->generation());
-  }
-  return result;
+  return std::move(*response->mutable_call());
 }
 
 }  // namespace ffibox

@@ -123,8 +123,7 @@ absl::StatusOr<RemotePtr> Session::AllocMemory(size_t size) {
       stream_->SendExpecting(std::move(request), v1::Response::kAllocated);
   if (!response.ok()) return response.status();
   const v1::RemoteAddress& address = response->allocated().address();
-  return RemotePtr(address.address(),
-                   address.generation() != 0 ? address.generation() : response->generation());
+  return RemotePtr(address.address(), address.generation());
 }
 
 absl::Status Session::FreeMemory(RemotePtr address) {

@@ -24,10 +24,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/cpp/callback.h"
+#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/library.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
-#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/type_mapping.h"
 #include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"
@@ -113,11 +113,7 @@ class Session {
       absl::StatusOr<v1::Value> value =
           stream_->ReadTyped(ToRemoteAddress(address), client_internal::ScalarType(v1::POINTER));
       if (!value.ok()) return value.status();
-      absl::StatusOr<RemotePtr> pointer = client_internal::DecodePointer(*value);
-      if (pointer.ok() && !pointer->is_null() && pointer->generation == 0) {
-        pointer->generation = address.generation;
-      }
-      return pointer;
+      return client_internal::DecodePointer(*value);
     } else {
       if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
         return checked;

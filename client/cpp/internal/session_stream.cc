@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/cpp/internal/generation_stamp.h"
 #include "core/errors.h"
 
 namespace ffibox {
@@ -273,6 +274,7 @@ void SessionStream::ReadLoop() {
 
 void SessionStream::Dispatch(v1::Response response) {
   NoteGeneration(response.generation());
+  StampGeneration(&response);
   if (response.id() == 0) {
     if (response.has_event() && response.event().kind() == v1::SessionEvent::WORKER_OUTPUT) {
       OutputHandler handler;

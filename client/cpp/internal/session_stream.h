@@ -5,7 +5,9 @@
 // closed. Any number of threads may send concurrently; a reader thread hands each response
 // to the caller waiting for its id, stores unsolicited events (id 0), and, if the stream
 // breaks, fails every waiter with UNAVAILABLE. Responses come from the server and are
-// checked only for what the client relies on (matching ids).
+// checked only for what the client relies on (matching ids, the result a request expects);
+// worker addresses in them that come without a generation get the response's
+// (generation_stamp.h), here, once.
 //
 // Callback invocations (CallbackInvoke) run on one dedicated callback thread per stream,
 // started with the first callback, never on the reader (a handler's reentrant requests need
