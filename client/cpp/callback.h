@@ -5,7 +5,7 @@
 // as a function-pointer argument of a typed function (`Function<void(..., Callback<Sig>)>`),
 // let the library store it, free it with `Free()`. When native code calls the pointer, the
 // server sends a CallbackInvoke; the client runs `handler` on the session's callback thread
-// with the decoded arguments and sends its result back (callback.h, session_stream.h).
+// with the decoded arguments and sends its result back (internal/callback_dispatcher.h).
 //
 // Parameter types of Sig and what the handler receives:
 //   scalars (int, double, ...)         -> the value
@@ -245,11 +245,12 @@ class Callback<R(A...)> {
     const v1::RemoteAddress& address = response->callback().address();
     Callback callback(stream, response->callback().callback(),
                       RemotePtr(address.address(), address.generation()));
-    stream->RegisterCallback(callback.id(),
-                             [handler = std::move(handler)](client_internal::SessionStream& on,
-                                                            const v1::Response& message) {
-                               return Run(handler, on, message);
-                             });
+    // The stream owns its dispatcher and so this handler: it outlives every run of it.
+    client_internal::SessionStream* on = stream.get();
+    stream->callbacks().Register(callback.id(),
+                                 [handler = std::move(handler), on](const v1::Response& message) {
+                                   return Run(handler, *on, message);
+                                 });
     return callback;
   }
 
@@ -264,7 +265,7 @@ class Callback<R(A...)> {
     v1::Request request;
     request.mutable_free_callback()->set_callback(id_);
     absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
-    stream_->UnregisterCallback(id_);
+    stream_->callbacks().Unregister(id_);
     return response.status();
   }
 
