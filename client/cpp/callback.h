@@ -43,6 +43,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "client/cpp/internal/memory_ops.h"
 #include "client/cpp/internal/session_stream.h"
 #include "client/cpp/records.h"
 #include "client/cpp/result_traits.h"
@@ -100,10 +101,10 @@ class Pointee {
 
 namespace client_internal {
 
-// What a callback's argument decoder can reach: the invoke, the stream (for reentrant reads)
+// What a callback's argument decoder can reach: the invoke, the memory (for reentrant reads)
 // and the answer being built (pointee write-backs are added after the handler returned).
 struct CallbackDecodeContext {
-  SessionStream& stream;
+  MemoryOps& memory;
   const v1::CallbackInvoke& invoke;
   std::vector<std::function<void(v1::CallbackReturn*)>> write_backs;
 };
@@ -138,10 +139,7 @@ struct CallbackArgTraits<RemotePtr> : PointerCallbackArg {};
 struct CStringCallbackArg {
   using Param = std::optional<std::string>;
   static absl::StatusOr<Param> Decode(int, const v1::Value& value, CallbackDecodeContext& context) {
-    SessionStream& stream = context.stream;
-    return DecodeCString(value, [&stream](const v1::RemoteAddress& address, bool wide) {
-      return stream.ReadString(address, wide);
-    });
+    return DecodeCString(value, context.memory.StringReader());
   }
 };
 template <>
@@ -228,11 +226,13 @@ class Callback<R(A...)> {
   static v1::Signature Signature() { return client_internal::SignatureOf<R, A...>(); }
 
   // Defines the callback on `stream` (Session::DefineCallback calls this): checks record
-  // layouts, sends DefineCallback and registers `handler` under the returned id.
-  // RESOURCE_EXHAUSTED beyond the server's callback limit.
+  // layouts, sends DefineCallback and registers `handler` under the returned id; `memory`
+  // serves the reads its arguments need. RESOURCE_EXHAUSTED beyond the server's callback
+  // limit.
   static absl::StatusOr<Callback> Define(std::shared_ptr<client_internal::SessionStream> stream,
+                                         std::shared_ptr<client_internal::MemoryOps> memory,
                                          Handler handler) {
-    if (absl::Status checked = client_internal::VerifyLayouts<R, A...>(*stream); !checked.ok()) {
+    if (absl::Status checked = client_internal::VerifyLayouts<R, A...>(*memory); !checked.ok()) {
       return checked;
     }
     v1::Request request;
@@ -245,12 +245,12 @@ class Callback<R(A...)> {
     const v1::RemoteAddress& address = response->callback().address();
     Callback callback(stream, response->callback().callback(),
                       RemotePtr(address.address(), address.generation()));
-    // The stream owns its dispatcher and so this handler: it outlives every run of it.
-    client_internal::SessionStream* on = stream.get();
-    stream->callbacks().Register(callback.id(),
-                                 [handler = std::move(handler), on](const v1::Response& message) {
-                                   return Run(handler, *on, message);
-                                 });
+    // Weak: the stream holds this handler, and the memory operations hold the stream.
+    std::weak_ptr<client_internal::MemoryOps> weak_memory = memory;
+    stream->callbacks().Register(
+        callback.id(), [handler = std::move(handler), weak_memory](const v1::Response& message) {
+          return Run(handler, weak_memory.lock(), message);
+        });
     return callback;
   }
 
@@ -297,16 +297,21 @@ class Callback<R(A...)> {
   }
 
   // Decodes the arguments, runs the handler and builds the answer.
-  static v1::CallbackReturn Run(const Handler& handler, client_internal::SessionStream& stream,
+  static v1::CallbackReturn Run(const Handler& handler,
+                                std::shared_ptr<client_internal::MemoryOps> memory,
                                 const v1::Response& message) {
     const v1::CallbackInvoke& invoke = message.callback_invoke();
     v1::CallbackReturn answer;
+    if (memory == nullptr) {
+      answer.set_error("the ffibox session of this callback is closed");
+      return answer;
+    }
     if (invoke.args_size() != static_cast<int>(sizeof...(A))) {
       answer.set_error(absl::StrCat("the invoke carries ", invoke.args_size(),
                                     " arguments; the callback takes ", sizeof...(A)));
       return answer;
     }
-    client_internal::CallbackDecodeContext context{stream, invoke, {}};
+    client_internal::CallbackDecodeContext context{*memory, invoke, {}};
     Args args;
     absl::Status decoded = DecodeArgs(context, args, std::index_sequence_for<A...>{});
     if (!decoded.ok()) {

@@ -4,9 +4,13 @@
 
 namespace ffibox {
 
-Library::Library(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+Library::Library(std::shared_ptr<client_internal::SessionStream> stream,
+                 std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
                  std::string path)
-    : stream_(std::move(stream)), handle_(handle), path_(std::move(path)) {}
+    : stream_(std::move(stream)),
+      memory_(std::move(memory)),
+      handle_(handle),
+      path_(std::move(path)) {}
 
 absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
                                              const v1::Signature& signature) const {
@@ -19,7 +23,7 @@ absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
       stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
   const v1::FunctionResolved& resolved = response->function();
-  return RawFunction(stream_, resolved.function(), symbol, signature,
+  return RawFunction(stream_, memory_, resolved.function(), symbol, signature,
                      RemotePtr(resolved.address().address(), resolved.address().generation()));
 }
 

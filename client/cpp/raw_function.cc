@@ -17,9 +17,11 @@ uint32_t TimeoutMillis(absl::Duration timeout) {
   return static_cast<uint32_t>(millis);
 }
 
-RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
+                         std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
                          std::string symbol, v1::Signature signature, RemotePtr address)
     : stream_(std::move(stream)),
+      memory_(std::move(memory)),
       handle_(handle),
       symbol_(std::move(symbol)),
       signature_(std::move(signature)),

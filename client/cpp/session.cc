@@ -34,7 +34,9 @@ absl::Status ExpectDone(const absl::StatusOr<v1::Response>& response, const char
 }  // namespace
 
 Session::Session(std::shared_ptr<client_internal::SessionStream> stream, v1::SessionOpened info)
-    : stream_(std::move(stream)), info_(std::move(info)) {}
+    : stream_(std::move(stream)),
+      memory_(std::make_shared<client_internal::MemoryOps>(stream_)),
+      info_(std::move(info)) {}
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Channel> channel,
                                                        const SessionOptions& options) {
@@ -86,7 +88,7 @@ absl::StatusOr<Library> Session::Load(const std::string& path) {
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kLibrary);
   if (!response.ok()) return response.status();
-  return Library(stream_, response->library().library(), path);
+  return Library(stream_, memory_, response->library().library(), path);
 }
 
 absl::StatusOr<v1::Response> Session::Send(v1::Request request) {
@@ -135,7 +137,7 @@ absl::Status Session::FreeMemory(RemotePtr address) {
 v1::RemoteAddress Session::ToRemoteAddress(RemotePtr pointer) { return ToProto(pointer); }
 
 absl::StatusOr<std::u32string> Session::ReadWString(RemotePtr address) {
-  absl::StatusOr<v1::StringData> data = stream_->ReadString(ToProto(address), /*wide=*/true);
+  absl::StatusOr<v1::StringData> data = memory_->ReadString(ToProto(address), /*wide=*/true);
   if (!data.ok()) return data.status();
   return DecodeUtf8(data->text());
 }
@@ -166,17 +168,17 @@ absl::StatusOr<RawFunction> Session::ResolveAt(RemotePtr address, const v1::Sign
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
-  return RawFunction(stream_, response->function().function(),
+  return RawFunction(stream_, memory_, response->function().function(),
                      absl::StrCat("function at 0x", absl::Hex(address.address)), signature,
                      address);
 }
 
 absl::StatusOr<v1::LayoutResult> Session::Layout(const v1::Type& type) {
-  return stream_->WorkerLayout(type);
+  return memory_->WorkerLayout(type);
 }
 
 absl::StatusOr<std::string> Session::ReadCString(RemotePtr address) {
-  absl::StatusOr<v1::StringData> data = stream_->ReadString(ToProto(address), /*wide=*/false);
+  absl::StatusOr<v1::StringData> data = memory_->ReadString(ToProto(address), /*wide=*/false);
   if (!data.ok()) return data.status();
   return std::move(*data->mutable_data());
 }

@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/cpp/callback.h"
+#include "client/cpp/internal/memory_ops.h"
 #include "client/cpp/internal/session_stream.h"
 #include "client/cpp/library.h"
 #include "client/cpp/raw_function.h"
@@ -109,37 +110,14 @@ class Session {
   // record's layout differs from the worker's.
   template <typename T>
   absl::StatusOr<T> Read(RemotePtr address) {
-    if constexpr (std::is_same_v<T, RemotePtr>) {
-      absl::StatusOr<v1::Value> value =
-          stream_->ReadTyped(ToRemoteAddress(address), client_internal::ScalarType(v1::POINTER));
-      if (!value.ok()) return value.status();
-      return client_internal::DecodePointer(*value);
-    } else {
-      if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
-        return checked;
-      }
-      absl::StatusOr<v1::Value> value = stream_->ReadTyped(ToRemoteAddress(address), TypeOf<T>());
-      if (!value.ok()) return value.status();
-      return client_internal::DecodeValueOf<T>(*value);
-    }
+    return memory_->Read<T>(ToRemoteAddress(address));
   }
 
   // Stores `value` through the worker's `T*` at `address` (T as for Read); MEMORY_FAULT if
   // the address is not writable.
   template <typename T>
   absl::Status Write(RemotePtr address, const T& value) {
-    v1::Value encoded;
-    if constexpr (std::is_same_v<T, RemotePtr>) {
-      client_internal::EncodePointer(value, &encoded);
-      return stream_->WriteTyped(ToRemoteAddress(address), client_internal::ScalarType(v1::POINTER),
-                                 encoded);
-    } else {
-      if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
-        return checked;
-      }
-      client_internal::EncodeValueOf<T>(value, &encoded);
-      return stream_->WriteTyped(ToRemoteAddress(address), TypeOf<T>(), encoded);
-    }
+    return memory_->Write<T>(ToRemoteAddress(address), value);
   }
 
   // A callable for the function pointer `address` returned by the library (e.g. a `binop`),
@@ -147,7 +125,7 @@ class Session {
   // restart calls fail with STALE_HANDLE. INVALID_ARGUMENT for NULL.
   template <typename Sig>
   absl::StatusOr<TypedFunction<Sig>> FunctionAt(RemotePtr address) {
-    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*stream_); !checked.ok()) {
+    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*memory_); !checked.ok()) {
       return checked;
     }
     absl::StatusOr<RawFunction> raw = ResolveAt(address, TypedFunction<Sig>::Signature());
@@ -163,7 +141,7 @@ class Session {
   // RESOURCE_EXHAUSTED beyond the server's --max_callbacks.
   template <typename Sig>
   absl::StatusOr<Callback<Sig>> DefineCallback(typename Callback<Sig>::Handler handler) {
-    return Callback<Sig>::Define(stream_, std::move(handler));
+    return Callback<Sig>::Define(stream_, memory_, std::move(handler));
   }
 
   // Like FunctionAt with a signature built at run time.
@@ -192,6 +170,7 @@ class Session {
   static v1::RemoteAddress ToRemoteAddress(RemotePtr pointer);
 
   std::shared_ptr<client_internal::SessionStream> stream_;
+  std::shared_ptr<client_internal::MemoryOps> memory_;
   v1::SessionOpened info_;
 };
 

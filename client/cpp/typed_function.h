@@ -117,11 +117,8 @@ class TypedFunction<R(A...)> {
         return ErrorStatus(v1::INTERNAL,
                            absl::StrCat("the server returned no result for ", raw_.symbol()));
       }
-      client_internal::SessionStream& stream = raw_.stream();
-      absl::StatusOr<Value> value = client_internal::ResultTraits<R>::Decode(
-          result->result(), [&stream](const v1::RemoteAddress& address, bool wide) {
-            return stream.ReadString(address, wide);
-          });
+      absl::StatusOr<Value> value =
+          client_internal::ResultTraits<R>::Decode(result->result(), raw_.memory().StringReader());
       if (!value.ok()) return value.status();
       return WithErrno<Value>{*std::move(value), error_number};
     }

@@ -95,58 +95,6 @@ absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
                                   " without ", wanted != nullptr ? wanted->name() : "?"));
 }
 
-absl::StatusOr<v1::StringData> SessionStream::ReadString(const v1::RemoteAddress& address,
-                                                         bool wide) {
-  v1::Request request;
-  *request.mutable_read_string()->mutable_address() = address;
-  request.mutable_read_string()->set_wide(wide);
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kString);
-  if (!response.ok()) return response.status();
-  return std::move(*response->mutable_string());
-}
-
-absl::StatusOr<v1::Value> SessionStream::ReadTyped(const v1::RemoteAddress& address,
-                                                   const v1::Type& type) {
-  v1::Request request;
-  *request.mutable_read_memory()->mutable_address() = address;
-  *request.mutable_read_memory()->mutable_type() = type;
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kMemory);
-  if (!response.ok()) return response.status();
-  if (!response->memory().has_value()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered a typed read_memory without a value");
-  }
-  return std::move(*response->mutable_memory()->mutable_value());
-}
-
-absl::Status SessionStream::WriteTyped(const v1::RemoteAddress& address, const v1::Type& type,
-                                       const v1::Value& value) {
-  v1::Request request;
-  *request.mutable_write_memory()->mutable_address() = address;
-  *request.mutable_write_memory()->mutable_type() = type;
-  *request.mutable_write_memory()->mutable_value() = value;
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kDone);
-  if (!response.ok()) return response.status();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<v1::LayoutResult> SessionStream::WorkerLayout(const v1::Type& type) {
-  v1::Request request;
-  *request.mutable_get_layout()->mutable_type() = type;
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kLayout);
-  if (!response.ok()) return response.status();
-  return std::move(*response->mutable_layout());
-}
-
-bool SessionStream::IsLayoutVerified(const void* key) {
-  absl::MutexLock lock(&mu_);
-  return verified_layouts_.contains(key);
-}
-
-void SessionStream::MarkLayoutVerified(const void* key) {
-  absl::MutexLock lock(&mu_);
-  verified_layouts_.insert(key);
-}
-
 void SessionStream::SetOutputHandler(OutputHandler handler) {
   absl::MutexLock lock(&mu_);
   output_handler_ = std::move(handler);

@@ -22,13 +22,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "client/cpp/internal/callback_dispatcher.h"
-#include "client/cpp/records.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -38,7 +36,7 @@ using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_v
 
 namespace client_internal {
 
-class SessionStream : public LayoutVerifier {
+class SessionStream {
  public:
   // Opens a Session stream on `channel` and starts its reader thread; returns UNAVAILABLE
   // if the stream cannot be started.
@@ -64,20 +62,6 @@ class SessionStream : public LayoutVerifier {
   // when it carries another or none.
   absl::StatusOr<v1::Response> SendExpecting(v1::Request request,
                                              v1::Response::ResultCase expected);
-
-  // Reads a NUL-terminated (wide: wchar_t) string at `address` in the worker.
-  absl::StatusOr<v1::StringData> ReadString(const v1::RemoteAddress& address, bool wide);
-
-  // Reads the value of type `type` at `address` (ReadMemory with a type).
-  absl::StatusOr<v1::Value> ReadTyped(const v1::RemoteAddress& address, const v1::Type& type);
-  // Writes `value` as type `type` at `address` (WriteMemory with a type).
-  absl::Status WriteTyped(const v1::RemoteAddress& address, const v1::Type& type,
-                          const v1::Value& value);
-
-  // LayoutVerifier: GetLayout, and the record types already checked in this session.
-  absl::StatusOr<v1::LayoutResult> WorkerLayout(const v1::Type& type) override;
-  bool IsLayoutVerified(const void* key) override;
-  void MarkLayoutVerified(const void* key) override;
 
   // The callback invocations this stream receives: register handlers here.
   CallbackDispatcher& callbacks() { return callbacks_; }
@@ -127,7 +111,6 @@ class SessionStream : public LayoutVerifier {
       ABSL_GUARDED_BY(mu_);
   std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
   OutputHandler output_handler_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<const void*> verified_layouts_ ABSL_GUARDED_BY(mu_);
   // Set when the stream can no longer carry requests (closed by us or broken).
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
