@@ -6,7 +6,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "client/cpp/type_mapping.h"
 #include "core/errors.h"
 #include "core/utf8.h"
 

@@ -2,8 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/cpp/scalar_codec.h"
-#include "client/cpp/type_mapping.h"
+#include "client/cpp/internal/scalar_codec.h"
+#include "client/cpp/internal/value_codec.h"
 #include "core/errors.h"
 #include "core/utf8.h"
 

@@ -13,7 +13,7 @@
 #include <type_traits>
 
 #include "absl/status/statusor.h"
-#include "client/cpp/scalar_codec.h"
+#include "client/cpp/internal/scalar_codec.h"
 #include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"

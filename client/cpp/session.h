@@ -110,14 +110,14 @@ class Session {
   // record's layout differs from the worker's.
   template <typename T>
   absl::StatusOr<T> Read(RemotePtr address) {
-    return memory_->Read<T>(ToRemoteAddress(address));
+    return memory_->Read<T>(client_internal::ToRemoteAddress(address));
   }
 
   // Stores `value` through the worker's `T*` at `address` (T as for Read); MEMORY_FAULT if
   // the address is not writable.
   template <typename T>
   absl::Status Write(RemotePtr address, const T& value) {
-    return memory_->Write<T>(ToRemoteAddress(address), value);
+    return memory_->Write<T>(client_internal::ToRemoteAddress(address), value);
   }
 
   // A callable for the function pointer `address` returned by the library (e.g. a `binop`),
@@ -166,8 +166,6 @@ class Session {
 
  private:
   Session(std::shared_ptr<client_internal::SessionStream> stream, v1::SessionOpened info);
-  // The protocol form of a remote pointer.
-  static v1::RemoteAddress ToRemoteAddress(RemotePtr pointer);
 
   std::shared_ptr<client_internal::SessionStream> stream_;
   std::shared_ptr<client_internal::MemoryOps> memory_;

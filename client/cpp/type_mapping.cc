@@ -11,14 +11,6 @@ namespace client_internal {
 
 static_assert(sizeof(wchar_t) == sizeof(char32_t), "ffibox assumes a 32-bit wchar_t (Linux)");
 
-absl::Status UnexpectedValue(const v1::Value& value, absl::string_view expected) {
-  const google::protobuf::FieldDescriptor* field =
-      v1::Value::descriptor()->FindFieldByNumber(value.kind_case());
-  return ErrorStatus(v1::INTERNAL,
-                     absl::StrCat("the server returned ", field ? field->name() : "no value",
-                                  " where ", expected, " was expected"));
-}
-
 uint32_t CallBuilder::AddBlock(std::string data, uint64_t size, v1::Direction direction,
                                CopyBack copy_back) {
   const uint32_t index = static_cast<uint32_t>(call_.blocks_size());
@@ -202,27 +194,6 @@ absl::StatusOr<std::optional<std::u32string>> DecodeWString(const v1::Value& val
                                                   text.status().message()));
   }
   return std::optional<std::u32string>(*std::move(text));
-}
-
-absl::StatusOr<RemotePtr> DecodePointer(const v1::Value& value) {
-  if (value.has_pointer()) {
-    const v1::PointerValue& pointer = value.pointer();
-    if (pointer.has_null()) return RemotePtr();
-    if (pointer.has_remote()) {
-      return RemotePtr(pointer.remote().address(), pointer.remote().generation());
-    }
-  }
-  return UnexpectedValue(value, "a pointer (null or remote address)");
-}
-
-void EncodePointer(const RemotePtr& pointer, v1::Value* out) {
-  if (pointer.is_null()) {
-    out->mutable_pointer()->set_null(true);
-    return;
-  }
-  v1::RemoteAddress* remote = out->mutable_pointer()->mutable_remote();
-  remote->set_address(pointer.address);
-  remote->set_generation(pointer.generation);
 }
 
 absl::Status NullStringResult() {

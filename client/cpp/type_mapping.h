@@ -25,8 +25,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/cpp/block_graph.h"
+#include "client/cpp/internal/layout_verifier.h"
+#include "client/cpp/internal/scalar_codec.h"
+#include "client/cpp/internal/type_traits.h"
+#include "client/cpp/internal/value_codec.h"
 #include "client/cpp/records.h"
-#include "client/cpp/scalar_codec.h"
 #include "client/cpp/values.h"
 #include "core/utf8.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -84,15 +87,8 @@ absl::StatusOr<std::optional<std::string>> DecodeCString(const v1::Value& value,
 // A WSTRING result: text, or nullopt for NULL.
 absl::StatusOr<std::optional<std::u32string>> DecodeWString(const v1::Value& value,
                                                             RemoteStringReader read);
-// A pointer result; NULL is RemotePtr().
-absl::StatusOr<RemotePtr> DecodePointer(const v1::Value& value);
-// Stores `pointer` in `out`: null, or a remote address.
-void EncodePointer(const RemotePtr& pointer, v1::Value* out);
 // The error for a string result that was NULL where the C++ type cannot hold NULL.
 absl::Status NullStringResult();
-
-template <typename T>
-inline constexpr bool kAlwaysFalse = false;
 
 // ---- Parameters ----------------------------------------------------------------------
 

@@ -5,8 +5,8 @@
 // session's stream and check that the answer carries the expected result. `Read<T>` and
 // `Write<T>` add the C++ side: the protocol Type of T, a check of T's records against the
 // worker's layout, and the value codec. MemoryOps is also the session's LayoutVerifier
-// (records.h): a record type's layout is asked of the worker once, and the types that matched
-// are kept in a LayoutCache.
+// (layout_verifier.h): a record type's layout is asked of the worker once, and the types that
+// matched are kept in a LayoutCache.
 //
 // One per session, shared by Session, Library, RawFunction and the session's callbacks.
 // Thread-safe.
@@ -19,10 +19,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "client/cpp/internal/layout_cache.h"
+#include "client/cpp/internal/layout_verifier.h"
+#include "client/cpp/internal/scalar_codec.h"
 #include "client/cpp/internal/session_stream.h"
+#include "client/cpp/internal/value_codec.h"
 #include "client/cpp/records.h"
-#include "client/cpp/scalar_codec.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
 #include "core/status_macros.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -37,7 +38,7 @@ class MemoryOps final : public LayoutVerifier {
 
   // Reads the NUL-terminated char (or, `wide`, wchar_t) string at `address` (ReadString).
   absl::StatusOr<v1::StringData> ReadString(const v1::RemoteAddress& address, bool wide);
-  // A RemoteStringReader (type_mapping.h) that reads with ReadString; valid while this is.
+  // A RemoteStringReader (result_traits.h) that reads with ReadString; valid while this is.
   auto StringReader() {
     return
         [this](const v1::RemoteAddress& address, bool wide) { return ReadString(address, wide); };
