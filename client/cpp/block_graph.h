@@ -114,7 +114,7 @@ class BlockGraph {
   // position.
   absl::StatusOr<RemotePtr> RemoteAt(int block, uint64_t offset) const;
 
-  // ---- Used by the call machinery (type_mapping.h) --------------------------------------
+  // ---- Used by the call machinery (internal/call_builder.h) -----------------------------
 
   // Appends the graph's blocks to `call` (their indexes start at `base`, which must be the
   // call's current block count) with relocations for every link; INVALID_ARGUMENT naming

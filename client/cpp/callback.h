@@ -43,11 +43,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "client/cpp/internal/arg_traits.h"
 #include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/result_traits.h"
 #include "client/cpp/internal/session_stream.h"
+#include "client/cpp/internal/signature.h"
+#include "client/cpp/internal/type_traits.h"
+#include "client/cpp/internal/value_codec.h"
 #include "client/cpp/records.h"
-#include "client/cpp/result_traits.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
 #include "core/errors.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -279,8 +282,7 @@ class Callback<R(A...)> {
   static absl::Status DecodeArgs(client_internal::CallbackDecodeContext& context, Args& args,
                                  std::index_sequence<I...>) {
     absl::Status status;
-    (void)std::initializer_list<int>{
-        (status.ok() ? (status = DecodeOne<I, A>(context, std::get<I>(args)), 0) : 0)...};
+    (void)((status = DecodeOne<I, A>(context, std::get<I>(args))).ok() && ...);
     return status;
   }
 

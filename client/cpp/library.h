@@ -13,12 +13,13 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "client/cpp/internal/layout_verifier.h"
 #include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/result_traits.h"
 #include "client/cpp/internal/session_stream.h"
+#include "client/cpp/internal/signature.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
-#include "client/cpp/result_traits.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"
 #include "core/status_macros.h"

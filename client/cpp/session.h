@@ -29,7 +29,6 @@
 #include "client/cpp/library.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"

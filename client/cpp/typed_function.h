@@ -1,7 +1,7 @@
 // A function of a remote library called with C++ types: `TypedFunction<double(double)>`.
 //
 // Created by `Library::Function<Sig>(symbol)`, which resolves the symbol with the signature
-// derived from `Sig` (see `type_mapping.h` for the type table). Calling it marshals the
+// derived from `Sig` (see `ffibox_client.h` for the type table). Calling it marshals the
 // arguments, sends one Call on the session stream, copies OUT/INOUT client memory back and
 // decodes the result. Every call returns `absl::StatusOr<T>` (`absl::Status` for void); a
 // crash, timeout or sandbox kill of the worker is a typed error (`ErrorOf(status)`).
@@ -9,7 +9,6 @@
 #ifndef FFIBOX_CLIENT_CPP_TYPED_FUNCTION_H_
 #define FFIBOX_CLIENT_CPP_TYPED_FUNCTION_H_
 
-#include <initializer_list>
 #include <type_traits>
 #include <utility>
 
@@ -17,9 +16,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/cpp/internal/arg_traits.h"
+#include "client/cpp/internal/call_builder.h"
+#include "client/cpp/internal/result_traits.h"
+#include "client/cpp/internal/signature.h"
 #include "client/cpp/raw_function.h"
-#include "client/cpp/result_traits.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
 #include "core/errors.h"
 
@@ -96,8 +97,7 @@ class TypedFunction<R(A...)> {
     client_internal::CallBuilder builder;
     absl::Status status;
     int index = 0;
-    (void)std::initializer_list<int>{
-        (status.ok() ? (status = AppendArg<A>(args, builder, index++), 0) : 0)...};
+    (void)((status = AppendArg<A>(args, builder, index++)).ok() && ...);
     if (!status.ok()) return status;
     builder.call().set_capture_errno(capture_errno);
     absl::StatusOr<v1::CallResult> result = raw_.Call(std::move(builder.call()), options);
