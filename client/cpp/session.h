@@ -36,6 +36,9 @@
 
 namespace ffibox {
 
+// Receives what a session's library prints: the stream it wrote to and the bytes.
+using OutputHandler = client_internal::SessionStream::OutputHandler;
+
 struct SessionOptions {
   // Default deadline of each call; zero uses the server's default.
   absl::Duration call_timeout = absl::ZeroDuration();

@@ -31,13 +31,13 @@
 #include "grpcpp/grpcpp.h"
 
 namespace ffibox {
-// Receives what a session's library prints: the stream it wrote to and the bytes.
-using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_view bytes)>;
-
 namespace client_internal {
 
 class SessionStream {
  public:
+  // Receives what the session's library prints (ffibox::OutputHandler, session.h).
+  using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_view bytes)>;
+
   // Opens a Session stream on `channel` and starts its reader thread; returns UNAVAILABLE
   // if the stream cannot be started.
   static absl::StatusOr<std::shared_ptr<SessionStream>> Start(
