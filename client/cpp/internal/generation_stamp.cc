@@ -10,6 +10,12 @@ void StampAddress(uint64_t generation, v1::RemoteAddress* address) {
   if (address->generation() == 0) address->set_generation(generation);
 }
 
+// Stamps `result`'s `address` field when it has one.
+template <typename Result>
+void StampAddressOf(uint64_t generation, Result* result) {
+  if (result->has_address()) StampAddress(generation, result->mutable_address());
+}
+
 void StampValue(uint64_t generation, v1::Value* value) {
   if (value->has_pointer() && value->pointer().has_remote()) {
     StampAddress(generation, value->mutable_pointer()->mutable_remote());
@@ -22,9 +28,7 @@ void StampValue(uint64_t generation, v1::Value* value) {
 
 void StampCallResult(uint64_t generation, v1::CallResult* result) {
   if (result->has_result()) StampValue(generation, result->mutable_result());
-  for (v1::KeptBlock& kept : *result->mutable_kept()) {
-    if (kept.has_address()) StampAddress(generation, kept.mutable_address());
-  }
+  for (v1::KeptBlock& kept : *result->mutable_kept()) StampAddressOf(generation, &kept);
 }
 
 }  // namespace
@@ -34,9 +38,7 @@ void StampGeneration(v1::Response* response) {
   if (generation == 0) return;
   switch (response->result_case()) {
     case v1::Response::kFunction:
-      if (response->function().has_address()) {
-        StampAddress(generation, response->mutable_function()->mutable_address());
-      }
+      StampAddressOf(generation, response->mutable_function());
       break;
     case v1::Response::kCall:
       StampCallResult(generation, response->mutable_call());
@@ -52,22 +54,16 @@ void StampGeneration(v1::Response* response) {
       }
       break;
     case v1::Response::kAllocated:
-      if (response->allocated().has_address()) {
-        StampAddress(generation, response->mutable_allocated()->mutable_address());
-      }
+      StampAddressOf(generation, response->mutable_allocated());
       break;
     case v1::Response::kSymbol:
-      if (response->symbol().has_address()) {
-        StampAddress(generation, response->mutable_symbol()->mutable_address());
-      }
+      StampAddressOf(generation, response->mutable_symbol());
       if (response->symbol().has_value()) {
         StampValue(generation, response->mutable_symbol()->mutable_value());
       }
       break;
     case v1::Response::kCallback:
-      if (response->callback().has_address()) {
-        StampAddress(generation, response->mutable_callback()->mutable_address());
-      }
+      StampAddressOf(generation, response->mutable_callback());
       break;
     case v1::Response::kCallbackInvoke:
       for (v1::Value& arg : *response->mutable_callback_invoke()->mutable_args()) {
