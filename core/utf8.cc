@@ -8,6 +8,13 @@
 namespace ffibox {
 namespace {
 
+static_assert(sizeof(wchar_t) == sizeof(char32_t), "ffibox assumes a 32-bit wchar_t (Linux)");
+
+// What Decode and Encode return for well-formed text (no bad position).
+constexpr size_t kWellFormed = static_cast<size_t>(-1);
+
+bool IsScalarValue(uint32_t cp) { return cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF); }
+
 void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp < 0x80) {
     out->push_back(static_cast<char>(cp));
@@ -26,9 +33,10 @@ void AppendUtf8(uint32_t cp, std::string* out) {
   }
 }
 
-}  // namespace
-
-absl::Status DecodeUtf8(absl::string_view text, wchar_t* out, size_t* count) {
+// Decodes `text` into `out` (room for text.size() units) and sets `*count`; returns the byte
+// where the text stops being well-formed UTF-8, or kWellFormed.
+template <typename Unit>
+size_t Decode(absl::string_view text, Unit* out, size_t* count) {
   size_t n = 0;
   for (size_t i = 0; i < text.size();) {
     const auto lead = static_cast<unsigned char>(text[i]);
@@ -44,36 +52,66 @@ absl::Status DecodeUtf8(absl::string_view text, wchar_t* out, size_t* count) {
     } else if ((lead & 0xF8) == 0xF0) {
       cp = lead & 0x07, extra = 3, min = 0x10000;
     } else {
-      return InvalidArgumentAt("", absl::StrCat("text_value is not valid UTF-8 at byte ", i));
+      return i;
     }
-    if (text.size() - i <= extra) {
-      return InvalidArgumentAt("", absl::StrCat("text_value is not valid UTF-8 at byte ", i));
-    }
+    if (text.size() - i <= extra) return i;
     for (size_t k = 1; k <= extra; ++k) {
       const auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) {
-        return InvalidArgumentAt("", absl::StrCat("text_value is not valid UTF-8 at byte ", i));
-      }
+      if ((next & 0xC0) != 0x80) return i;
       cp = (cp << 6) | (next & 0x3F);
     }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return InvalidArgumentAt("", absl::StrCat("text_value is not valid UTF-8 at byte ", i));
-    }
-    out[n++] = static_cast<wchar_t>(cp);
+    if (cp < min || !IsScalarValue(cp)) return i;
+    out[n++] = static_cast<Unit>(cp);
     i += extra + 1;
   }
   *count = n;
-  return absl::OkStatus();
+  return kWellFormed;
+}
+
+// Appends `text` to `out` as UTF-8; returns the index of the first unit that is not a Unicode
+// scalar value, or kWellFormed.
+size_t Encode(std::u32string_view text, std::string* out) {
+  out->reserve(out->size() + text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto cp = static_cast<uint32_t>(text[i]);
+    if (!IsScalarValue(cp)) return i;
+    AppendUtf8(cp, out);
+  }
+  return kWellFormed;
+}
+
+}  // namespace
+
+absl::Status DecodeUtf8(absl::string_view text, wchar_t* out, size_t* count) {
+  const size_t bad = Decode(text, out, count);
+  if (bad == kWellFormed) return absl::OkStatus();
+  return InvalidArgumentAt("", absl::StrCat("text_value is not valid UTF-8 at byte ", bad));
+}
+
+absl::StatusOr<std::u32string> DecodeUtf8(absl::string_view text) {
+  std::u32string out(text.size(), U'\0');
+  size_t count = 0;
+  const size_t bad = Decode(text, out.data(), &count);
+  if (bad != kWellFormed) {
+    return InvalidArgumentAt("", absl::StrCat("malformed UTF-8 at byte ", bad));
+  }
+  out.resize(count);
+  return out;
 }
 
 bool EncodeUtf8(const std::u32string& text, std::string* out) {
-  out->reserve(out->size() + text.size());
-  for (char32_t c : text) {
-    const auto cp = static_cast<uint32_t>(c);
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    AppendUtf8(cp, out);
+  return Encode(text, out) == kWellFormed;
+}
+
+absl::StatusOr<std::string> EncodeUtf8(std::u32string_view text) {
+  std::string out;
+  const size_t bad = Encode(text, &out);
+  if (bad != kWellFormed) {
+    return InvalidArgumentAt(
+        "", absl::StrCat("wide string holds U+", absl::Hex(static_cast<uint32_t>(text[bad])),
+                         " at index ", bad, ", which is not a Unicode scalar value"));
   }
-  return true;
+  return out;
 }
 
 }  // namespace ffibox

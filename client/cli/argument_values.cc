@@ -6,8 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "client/cpp/type_mapping.h"
 #include "core/errors.h"
+#include "core/utf8.h"
 
 namespace ffibox {
 namespace cli {
@@ -112,7 +112,7 @@ absl::StatusOr<v1::Value> ParseInteger(const v1::Type& type, const IntegerRange&
         return value;
       }
     } else if (type.scalar() == v1::WCHAR) {
-      absl::StatusOr<std::u32string> code_points = client_internal::Utf8ToUtf32(text);
+      absl::StatusOr<std::u32string> code_points = DecodeUtf8(text);
       if (code_points.ok() && code_points->size() == 1) {
         value.set_int_value(static_cast<int64_t>((*code_points)[0]));
         return value;
@@ -173,7 +173,7 @@ absl::StatusOr<v1::Value> ParseArgumentValue(const v1::Type& type, absl::string_
       value.set_bytes_value(text.data(), text.size());
       return value;
     case v1::WSTRING:
-      if (!client_internal::Utf8ToUtf32(text).ok()) return Invalid(text, type, "not UTF-8");
+      if (!DecodeUtf8(text).ok()) return Invalid(text, type, "not UTF-8");
       value.set_text_value(text.data(), text.size());
       return value;
     case v1::POINTER: {

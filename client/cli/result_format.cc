@@ -2,9 +2,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/cpp/scalar_codec.h"
-#include "client/cpp/type_mapping.h"
+#include "client/cpp/internal/scalar_codec.h"
+#include "client/cpp/internal/value_codec.h"
 #include "core/errors.h"
+#include "core/utf8.h"
 
 namespace ffibox {
 namespace cli {
@@ -76,8 +77,7 @@ absl::StatusOr<std::string> FormatResult(const v1::Type& type, const v1::Value& 
     case v1::WCHAR: {
       absl::StatusOr<wchar_t> c = client_internal::DecodeScalar<wchar_t>(value);
       if (!c.ok()) return c.status();
-      absl::StatusOr<std::string> utf8 =
-          client_internal::Utf32ToUtf8(std::u32string(1, static_cast<char32_t>(*c)));
+      absl::StatusOr<std::string> utf8 = EncodeUtf8(std::u32string(1, static_cast<char32_t>(*c)));
       if (!utf8.ok() || *c < 0x20) return absl::StrCat(static_cast<int64_t>(*c));
       std::string out = "L'";
       if (*utf8 == "'" || *utf8 == "\\") out.push_back('\\');

@@ -35,6 +35,9 @@
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
+namespace client_internal {
+class CallBuilder;
+}  // namespace client_internal
 
 // A byte position inside one block of a BlockGraph.
 struct BlockPosition {
@@ -114,7 +117,9 @@ class BlockGraph {
   // position.
   absl::StatusOr<RemotePtr> RemoteAt(int block, uint64_t offset) const;
 
-  // ---- Used by the call machinery (type_mapping.h) --------------------------------------
+ private:
+  // The call machinery sends the graph's blocks and takes them back.
+  friend class client_internal::CallBuilder;
 
   // Appends the graph's blocks to `call` (their indexes start at `base`, which must be the
   // call's current block count) with relocations for every link; INVALID_ARGUMENT naming
@@ -125,7 +130,6 @@ class BlockGraph {
   void ApplyReturned(int block, uint32_t base, const v1::BlockContents& contents,
                      uint64_t generation);
 
- private:
   struct Block {
     std::string data;
     v1::Direction direction = v1::INOUT;

@@ -5,7 +5,7 @@
 // as a function-pointer argument of a typed function (`Function<void(..., Callback<Sig>)>`),
 // let the library store it, free it with `Free()`. When native code calls the pointer, the
 // server sends a CallbackInvoke; the client runs `handler` on the session's callback thread
-// with the decoded arguments and sends its result back (callback.h, session_stream.h).
+// with the decoded arguments and sends its result back (internal/callback_dispatcher.h).
 //
 // Parameter types of Sig and what the handler receives:
 //   scalars (int, double, ...)         -> the value
@@ -30,32 +30,23 @@
 #define FFIBOX_CLIENT_CPP_CALLBACK_H_
 
 #include <cstdint>
-#include <cstring>
-#include <functional>
 #include <memory>
-#include <optional>
-#include <string>
-#include <tuple>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
+#include "client/cpp/internal/callback_invocation.h"
+#include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/session_stream.h"
+#include "client/cpp/internal/signature.h"
 #include "client/cpp/records.h"
-#include "client/cpp/result_traits.h"
-#include "client/cpp/session_stream.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
 #include "core/errors.h"
+#include "core/status_macros.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
-namespace client_internal {
-template <typename A, typename Enable>
-struct CallbackArgTraits;
-}  // namespace client_internal
 
 // The object behind a `T*` callback argument. When the worker shipped the pointee with the
 // invoke (`has_value()`), it can be read, and, for non-const T, replaced with `set`.
@@ -98,166 +89,43 @@ class Pointee {
   std::shared_ptr<State> state_;
 };
 
-namespace client_internal {
-
-// What a callback's argument decoder can reach: the invoke, the stream (for reentrant reads)
-// and the answer being built (pointee write-backs are added after the handler returned).
-struct CallbackDecodeContext {
-  SessionStream& stream;
-  const v1::CallbackInvoke& invoke;
-  uint64_t generation;
-  std::vector<std::function<void(v1::CallbackReturn*)>> write_backs;
-};
-
-template <typename A, typename Enable = void>
-struct CallbackArgTraits {
-  static_assert(kAlwaysFalse<A>,
-                "ffibox: unsupported callback parameter type; see client/cpp/callback.h");
-};
-
-template <typename A>
-struct CallbackArgTraits<A, std::enable_if_t<kIsScalar<A>>> {
-  using Param = A;
-  static absl::StatusOr<A> Decode(int, const v1::Value& value, CallbackDecodeContext&) {
-    return DecodeScalar<A>(value);
-  }
-};
-
-struct PointerCallbackArg {
-  using Param = RemotePtr;
-  static absl::StatusOr<RemotePtr> Decode(int, const v1::Value& value,
-                                          CallbackDecodeContext& context) {
-    absl::StatusOr<RemotePtr> pointer = DecodePointer(value);
-    if (pointer.ok() && !pointer->is_null() && pointer->generation == 0) {
-      pointer->generation = context.generation;
-    }
-    return pointer;
-  }
-};
-template <>
-struct CallbackArgTraits<void*> : PointerCallbackArg {};
-template <>
-struct CallbackArgTraits<const void*> : PointerCallbackArg {};
-template <>
-struct CallbackArgTraits<RemotePtr> : PointerCallbackArg {};
-
-struct CStringCallbackArg {
-  using Param = std::optional<std::string>;
-  static absl::StatusOr<Param> Decode(int, const v1::Value& value, CallbackDecodeContext& context) {
-    SessionStream& stream = context.stream;
-    return DecodeCString(value, [&stream](const v1::RemoteAddress& address, bool wide) {
-      return stream.ReadString(address, wide);
-    });
-  }
-};
-template <>
-struct CallbackArgTraits<const char*> : CStringCallbackArg {};
-template <>
-struct CallbackArgTraits<char*> : CStringCallbackArg {};
-
-// T* with T a scalar (not a character: those are strings), a record or a std::array.
-template <typename T>
-struct CallbackArgTraits<T*,
-                         std::enable_if_t<(kIsScalar<std::remove_const_t<T>> && !kIsCharacter<T>) ||
-                                          kIsBlockObject<T>>> {
-  using Param = Pointee<T>;
-  using Object = std::remove_const_t<T>;
-  static absl::StatusOr<Param> Decode(int index, const v1::Value& value,
-                                      CallbackDecodeContext& context) {
-    absl::StatusOr<RemotePtr> address = PointerCallbackArg::Decode(index, value, context);
-    if (!address.ok()) return address.status();
-    Pointee<T> pointee;
-    pointee.address_ = *address;
-    for (const v1::PointeeData& data : context.invoke.pointees()) {
-      if (data.arg() != static_cast<uint32_t>(index)) continue;
-      absl::StatusOr<Object> object = ObjectFromRaw<Object>(data.data());
-      if (!object.ok()) return object.status();
-      pointee.state_ = std::make_shared<typename Pointee<T>::State>();
-      pointee.state_->value = *object;
-      auto state = pointee.state_;
-      context.write_backs.push_back([state, index](v1::CallbackReturn* answer) {
-        if (!state->changed) return;
-        v1::PointeeData* written = answer->add_pointees();
-        written->set_arg(static_cast<uint32_t>(index));
-        written->set_data(RawBytesOf(state->value));
-      });
-    }
-    return pointee;
-  }
-};
-
-// A described record by value.
-template <typename T>
-struct CallbackArgTraits<T, std::enable_if_t<kIsRecord<T>>> {
-  using Param = T;
-  static absl::StatusOr<T> Decode(int, const v1::Value& value, CallbackDecodeContext&) {
-    return DecodeValueOf<T>(value);
-  }
-};
-
-// How a handler's result becomes CallbackReturn.result.
-template <typename R, typename Enable = void>
-struct CallbackResultTraits {
-  using Value = typename ResultTraits<R>::Value;
-  static void Encode(const Value& value, v1::Value* out) { EncodeValueOf<Value>(value, out); }
-};
-template <>
-struct CallbackResultTraits<void> {
-  using Value = void;
-};
-struct PointerCallbackResult {
-  using Value = RemotePtr;
-  static void Encode(const RemotePtr& value, v1::Value* out) { EncodePointer(value, out); }
-};
-template <>
-struct CallbackResultTraits<void*> : PointerCallbackResult {};
-template <>
-struct CallbackResultTraits<const void*> : PointerCallbackResult {};
-template <>
-struct CallbackResultTraits<RemotePtr> : PointerCallbackResult {};
-
-}  // namespace client_internal
-
 template <typename Signature>
 class Callback;
 
 template <typename R, typename... A>
 class Callback<R(A...)> {
+  using Invocation = client_internal::CallbackInvocation<R(A...)>;
+
  public:
-  using Value = typename client_internal::CallbackResultTraits<R>::Value;
+  using Value = typename Invocation::Value;
   // What a handler returns: its result, or an error that native code sees as zero.
-  using Result = std::conditional_t<std::is_void_v<Value>, absl::Status, absl::StatusOr<Value>>;
+  using Result = typename Invocation::Result;
   // The client function native code calls.
-  using Handler = std::function<Result(typename client_internal::CallbackArgTraits<A>::Param...)>;
+  using Handler = typename Invocation::Handler;
 
   // The protocol signature of R(A...).
   static v1::Signature Signature() { return client_internal::SignatureOf<R, A...>(); }
 
   // Defines the callback on `stream` (Session::DefineCallback calls this): checks record
-  // layouts, sends DefineCallback and registers `handler` under the returned id.
-  // RESOURCE_EXHAUSTED beyond the server's callback limit.
+  // layouts, sends DefineCallback and registers `handler` under the returned id; `memory`
+  // serves the reads its arguments need. RESOURCE_EXHAUSTED beyond the server's callback
+  // limit.
   static absl::StatusOr<Callback> Define(std::shared_ptr<client_internal::SessionStream> stream,
+                                         std::shared_ptr<client_internal::MemoryOps> memory,
                                          Handler handler) {
-    if (absl::Status checked = client_internal::VerifyLayouts<R, A...>(*stream); !checked.ok()) {
+    if (absl::Status checked = client_internal::VerifyLayouts<R, A...>(*memory); !checked.ok()) {
       return checked;
     }
     v1::Request request;
     *request.mutable_define_callback()->mutable_signature() = Signature();
-    absl::StatusOr<v1::Response> response = stream->Send(std::move(request));
-    if (!response.ok()) return response.status();
-    if (!response->has_callback()) {
+    FFIBOX_ASSIGN_OR_RETURN(v1::Response response, stream->Send(std::move(request)));
+    if (!response.has_callback()) {
       return ErrorStatus(v1::INTERNAL, "the server answered DefineCallback without a callback");
     }
-    const v1::RemoteAddress& address = response->callback().address();
-    Callback callback(
-        stream, response->callback().callback(),
-        RemotePtr(address.address(),
-                  address.generation() != 0 ? address.generation() : response->generation()));
-    stream->RegisterCallback(callback.id(),
-                             [handler = std::move(handler)](client_internal::SessionStream& on,
-                                                            const v1::Response& message) {
-                               return Run(handler, on, message);
-                             });
+    const v1::CallbackDefined& defined = response.callback();
+    Callback callback(stream, defined.callback(),
+                      RemotePtr(defined.address().address(), defined.address().generation()));
+    stream->callbacks().Register(callback.id(), Invocation::Bind(std::move(handler), memory));
     return callback;
   }
 
@@ -272,7 +140,7 @@ class Callback<R(A...)> {
     v1::Request request;
     request.mutable_free_callback()->set_callback(id_);
     absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
-    stream_->UnregisterCallback(id_);
+    stream_->callbacks().Unregister(id_);
     return response.status();
   }
 
@@ -280,86 +148,11 @@ class Callback<R(A...)> {
   Callback(std::shared_ptr<client_internal::SessionStream> stream, uint64_t id, RemotePtr address)
       : stream_(std::move(stream)), id_(id), address_(address) {}
 
-  using Args = std::tuple<typename client_internal::CallbackArgTraits<A>::Param...>;
-
-  template <size_t... I>
-  static absl::Status DecodeArgs(client_internal::CallbackDecodeContext& context, Args& args,
-                                 std::index_sequence<I...>) {
-    absl::Status status;
-    (void)std::initializer_list<int>{
-        (status.ok() ? (status = DecodeOne<I, A>(context, std::get<I>(args)), 0) : 0)...};
-    return status;
-  }
-
-  template <size_t I, typename Arg>
-  static absl::Status DecodeOne(client_internal::CallbackDecodeContext& context,
-                                typename client_internal::CallbackArgTraits<Arg>::Param& out) {
-    auto decoded = client_internal::CallbackArgTraits<Arg>::Decode(
-        static_cast<int>(I), context.invoke.args(static_cast<int>(I)), context);
-    if (!decoded.ok()) {
-      return PrefixField(decoded.status(), absl::StrCat("callback_invoke.args[", I, "]"));
-    }
-    out = *std::move(decoded);
-    return absl::OkStatus();
-  }
-
-  // Decodes the arguments, runs the handler and builds the answer.
-  static v1::CallbackReturn Run(const Handler& handler, client_internal::SessionStream& stream,
-                                const v1::Response& message) {
-    const v1::CallbackInvoke& invoke = message.callback_invoke();
-    v1::CallbackReturn answer;
-    if (invoke.args_size() != static_cast<int>(sizeof...(A))) {
-      answer.set_error(absl::StrCat("the invoke carries ", invoke.args_size(),
-                                    " arguments; the callback takes ", sizeof...(A)));
-      return answer;
-    }
-    client_internal::CallbackDecodeContext context{stream, invoke, message.generation(), {}};
-    Args args;
-    absl::Status decoded = DecodeArgs(context, args, std::index_sequence_for<A...>{});
-    if (!decoded.ok()) {
-      answer.set_error(decoded.ToString());
-      return answer;
-    }
-    Result result = std::apply(handler, std::move(args));
-    if constexpr (std::is_void_v<Value>) {
-      if (!result.ok()) {
-        answer.set_error(result.ToString());
-        return answer;
-      }
-    } else {
-      if (!result.ok()) {
-        answer.set_error(result.status().ToString());
-        return answer;
-      }
-      client_internal::CallbackResultTraits<R>::Encode(*result, answer.mutable_result());
-    }
-    for (const auto& write_back : context.write_backs) write_back(&answer);
-    return answer;
-  }
-
   std::shared_ptr<client_internal::SessionStream> stream_;
   uint64_t id_ = 0;
   RemotePtr address_;
 };
 
-namespace client_internal {
-
-// A callback passed where the C signature has a function pointer: PointerValue.callback.
-template <typename Sig>
-struct ArgTraits<Callback<Sig>> {
-  using Param = const Callback<Sig>&;
-  static v1::Type Type() {
-    v1::Type type;
-    *type.mutable_function() = Callback<Sig>::Signature();
-    return type;
-  }
-  static absl::Status Append(Param callback, CallBuilder& builder) {
-    builder.AddArg()->mutable_pointer()->set_callback(callback.id());
-    return absl::OkStatus();
-  }
-};
-
-}  // namespace client_internal
 }  // namespace ffibox
 
 #endif  // FFIBOX_CLIENT_CPP_CALLBACK_H_

@@ -4,9 +4,13 @@
 
 namespace ffibox {
 
-Library::Library(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+Library::Library(std::shared_ptr<client_internal::SessionStream> stream,
+                 std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
                  std::string path)
-    : stream_(std::move(stream)), handle_(handle), path_(std::move(path)) {}
+    : stream_(std::move(stream)),
+      memory_(std::move(memory)),
+      handle_(handle),
+      path_(std::move(path)) {}
 
 absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
                                              const v1::Signature& signature) const {
@@ -19,10 +23,8 @@ absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
       stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
   const v1::FunctionResolved& resolved = response->function();
-  const uint64_t generation = resolved.address().generation() != 0 ? resolved.address().generation()
-                                                                   : response->generation();
-  return RawFunction(stream_, resolved.function(), symbol, signature,
-                     RemotePtr(resolved.address().address(), generation));
+  return RawFunction(stream_, memory_, resolved.function(), symbol, signature,
+                     RemotePtr(resolved.address().address(), resolved.address().generation()));
 }
 
 absl::StatusOr<RemotePtr> Library::SymbolAddress(const std::string& symbol) const {
@@ -41,11 +43,7 @@ absl::StatusOr<v1::SymbolFound> Library::Lookup(const std::string& symbol,
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kSymbol);
   if (!response.ok()) return response.status();
-  v1::SymbolFound found = std::move(*response->mutable_symbol());
-  if (found.address().generation() == 0) {
-    found.mutable_address()->set_generation(response->generation());
-  }
-  return found;
+  return std::move(*response->mutable_symbol());
 }
 
 }  // namespace ffibox

@@ -13,13 +13,16 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "client/cpp/internal/layout_verifier.h"
+#include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/result_traits.h"
+#include "client/cpp/internal/session_stream.h"
+#include "client/cpp/internal/signature.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
-#include "client/cpp/result_traits.h"
-#include "client/cpp/session_stream.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"
+#include "core/status_macros.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -28,14 +31,14 @@ class Library {
  public:
   // Wraps the server's handle `handle` for the library loaded from `path`; Session::Load
   // does this.
-  Library(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
-          std::string path);
+  Library(std::shared_ptr<client_internal::SessionStream> stream,
+          std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle, std::string path);
 
   // Resolves `symbol` as a function of C++ type Sig, e.g. `Function<double(double)>("cos")`;
   // returns SYMBOL_NOT_FOUND if the library does not export it.
   template <typename Sig>
   absl::StatusOr<TypedFunction<Sig>> Function(const std::string& symbol) const {
-    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*stream_); !checked.ok()) {
+    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*memory_); !checked.ok()) {
       return checked;
     }
     absl::StatusOr<RawFunction> raw = Resolve(symbol, TypedFunction<Sig>::Signature());
@@ -58,17 +61,10 @@ class Library {
   absl::StatusOr<typename client_internal::ResultTraits<T>::Value> Variable(
       const std::string& symbol) const {
     using Traits = client_internal::ResultTraits<T>;
-    if (absl::Status checked = client_internal::VerifyTraits<Traits>(*stream_); !checked.ok()) {
-      return checked;
-    }
-    const v1::Type type = client_internal::ResultTraits<T>::Type();
-    absl::StatusOr<v1::SymbolFound> found = Lookup(symbol, &type);
-    if (!found.ok()) return found.status();
-    client_internal::SessionStream& stream = *stream_;
-    return client_internal::ResultTraits<T>::Decode(
-        found->value(), [&stream](const v1::RemoteAddress& address, bool wide) {
-          return stream.ReadString(address, wide);
-        });
+    FFIBOX_RETURN_IF_ERROR(client_internal::VerifyTraits<Traits>(*memory_));
+    const v1::Type type = Traits::Type();
+    FFIBOX_ASSIGN_OR_RETURN(v1::SymbolFound found, Lookup(symbol, &type));
+    return Traits::Decode(found.value(), memory_->StringReader());
   }
 
   // Writes `value` into the exported variable `symbol` (T: a scalar, a described record or
@@ -77,14 +73,10 @@ class Library {
   template <typename T>
   absl::Status SetVariable(const std::string& symbol, const T& value) const {
     static_assert(IsLayoutCompatible<T>(), "SetVariable takes scalars, records and arrays");
-    if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
-      return checked;
-    }
-    absl::StatusOr<v1::SymbolFound> found = Lookup(symbol, nullptr);
-    if (!found.ok()) return found.status();
-    v1::Value encoded;
-    client_internal::EncodeValueOf<T>(value, &encoded);
-    return stream_->WriteTyped(found->address(), TypeOf<T>(), encoded);
+    // Checked before the lookup too, so that a mismatch is reported whatever the symbol.
+    FFIBOX_RETURN_IF_ERROR(client_internal::VerifyLayout<T>(*memory_));
+    FFIBOX_ASSIGN_OR_RETURN(v1::SymbolFound found, Lookup(symbol, nullptr));
+    return memory_->Write<T>(found.address(), value);
   }
 
   // The server's library handle.
@@ -97,6 +89,7 @@ class Library {
   absl::StatusOr<v1::SymbolFound> Lookup(const std::string& symbol, const v1::Type* type) const;
 
   std::shared_ptr<client_internal::SessionStream> stream_;
+  std::shared_ptr<client_internal::MemoryOps> memory_;
   uint64_t handle_;
   std::string path_;
 };

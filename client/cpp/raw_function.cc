@@ -17,9 +17,11 @@ uint32_t TimeoutMillis(absl::Duration timeout) {
   return static_cast<uint32_t>(millis);
 }
 
-RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
+                         std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
                          std::string symbol, v1::Signature signature, RemotePtr address)
     : stream_(std::move(stream)),
+      memory_(std::move(memory)),
       handle_(handle),
       symbol_(std::move(symbol)),
       signature_(std::move(signature)),
@@ -34,13 +36,7 @@ absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOption
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kCall);
   if (!response.ok()) return response.status();
-  v1::CallResult result = std::move(*response->mutable_call());
-  if (result.result().has_pointer() && result.result().pointer().has_remote() &&
-      result.result().pointer().remote().generation() == 0) {
-    result.mutable_result()->mutable_pointer()->mutable_remote()->set_generation(
-        response->generation());
-  }
-  return result;
+  return std::move(*response->mutable_call());
 }
 
 }  // namespace ffibox

@@ -13,7 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "client/cpp/session_stream.h"
+#include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -25,7 +26,8 @@ uint32_t TimeoutMillis(absl::Duration timeout);
 class RawFunction {
  public:
   // Wraps the handle `handle` that the server returned for `symbol` resolved as `signature`.
-  RawFunction(std::shared_ptr<client_internal::SessionStream> stream, uint64_t handle,
+  RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
+              std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
               std::string symbol, v1::Signature signature, RemotePtr address);
 
   // Calls the function with `call` (its `function` field is filled in, and `options` override
@@ -42,11 +44,14 @@ class RawFunction {
   const v1::Signature& signature() const { return signature_; }
   // The function's address in the worker that resolved it.
   RemotePtr address() const { return address_; }
-  // The session stream the handle belongs to (for follow-up requests such as ReadString).
+  // The session stream the handle belongs to.
   client_internal::SessionStream& stream() const { return *stream_; }
+  // The session's memory operations (for follow-up requests such as reading a char* result).
+  client_internal::MemoryOps& memory() const { return *memory_; }
 
  private:
   std::shared_ptr<client_internal::SessionStream> stream_;
+  std::shared_ptr<client_internal::MemoryOps> memory_;
   uint64_t handle_;
   std::string symbol_;
   v1::Signature signature_;

@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "client/cpp/block_graph.h"
-#include "client/cpp/result_traits.h"
-#include "client/cpp/type_mapping.h"
+#include "client/cpp/internal/arg_traits.h"
+#include "client/cpp/internal/call_builder.h"
+#include "client/cpp/internal/layout_verifier.h"
+#include "client/cpp/internal/result_traits.h"
+#include "client/cpp/internal/value_codec.h"
 #include "client/cpp/typed_function.h"
 #include "core/errors.h"
 #include "gtest/gtest.h"

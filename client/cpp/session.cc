@@ -7,19 +7,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/cpp/internal/value_codec.h"
 #include "client/cpp/raw_function.h"
-#include "client/cpp/type_mapping.h"
 #include "core/errors.h"
+#include "core/utf8.h"
 
 namespace ffibox {
-namespace {
 
-v1::RemoteAddress ToProto(RemotePtr pointer) {
-  v1::RemoteAddress address;
-  address.set_address(pointer.address);
-  address.set_generation(pointer.generation);
-  return address;
-}
+using client_internal::ToRemoteAddress;
+
+namespace {
 
 absl::Status ExpectDone(const absl::StatusOr<v1::Response>& response, const char* operation) {
   if (!response.ok()) return response.status();
@@ -33,7 +30,9 @@ absl::Status ExpectDone(const absl::StatusOr<v1::Response>& response, const char
 }  // namespace
 
 Session::Session(std::shared_ptr<client_internal::SessionStream> stream, v1::SessionOpened info)
-    : stream_(std::move(stream)), info_(std::move(info)) {}
+    : stream_(std::move(stream)),
+      memory_(std::make_shared<client_internal::MemoryOps>(stream_)),
+      info_(std::move(info)) {}
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Channel> channel,
                                                        const SessionOptions& options) {
@@ -85,7 +84,7 @@ absl::StatusOr<Library> Session::Load(const std::string& path) {
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kLibrary);
   if (!response.ok()) return response.status();
-  return Library(stream_, response->library().library(), path);
+  return Library(stream_, memory_, response->library().library(), path);
 }
 
 absl::StatusOr<v1::Response> Session::Send(v1::Request request) {
@@ -98,7 +97,7 @@ std::future<absl::StatusOr<v1::Response>> Session::SendAsync(v1::Request request
 
 absl::StatusOr<std::string> Session::ReadMemory(RemotePtr address, size_t size) {
   v1::Request request;
-  *request.mutable_read_memory()->mutable_address() = ToProto(address);
+  *request.mutable_read_memory()->mutable_address() = ToRemoteAddress(address);
   request.mutable_read_memory()->set_size(size);
   absl::StatusOr<v1::Response> response = stream_->Send(std::move(request));
   if (!response.ok()) return response.status();
@@ -110,7 +109,7 @@ absl::StatusOr<std::string> Session::ReadMemory(RemotePtr address, size_t size) 
 
 absl::Status Session::WriteMemory(RemotePtr address, absl::string_view data) {
   v1::Request request;
-  *request.mutable_write_memory()->mutable_address() = ToProto(address);
+  *request.mutable_write_memory()->mutable_address() = ToRemoteAddress(address);
   request.mutable_write_memory()->set_data(data.data(), data.size());
   return ExpectDone(stream_->Send(std::move(request)), "WriteMemory");
 }
@@ -122,27 +121,25 @@ absl::StatusOr<RemotePtr> Session::AllocMemory(size_t size) {
       stream_->SendExpecting(std::move(request), v1::Response::kAllocated);
   if (!response.ok()) return response.status();
   const v1::RemoteAddress& address = response->allocated().address();
-  return RemotePtr(address.address(),
-                   address.generation() != 0 ? address.generation() : response->generation());
+  return RemotePtr(address.address(), address.generation());
 }
 
 absl::Status Session::FreeMemory(RemotePtr address) {
   v1::Request request;
-  *request.mutable_free_memory()->mutable_address() = ToProto(address);
+  *request.mutable_free_memory()->mutable_address() = ToRemoteAddress(address);
   return ExpectDone(stream_->Send(std::move(request)), "FreeMemory");
 }
 
-v1::RemoteAddress Session::ToRemoteAddress(RemotePtr pointer) { return ToProto(pointer); }
-
 absl::StatusOr<std::u32string> Session::ReadWString(RemotePtr address) {
-  absl::StatusOr<v1::StringData> data = stream_->ReadString(ToProto(address), /*wide=*/true);
+  absl::StatusOr<v1::StringData> data =
+      memory_->ReadString(ToRemoteAddress(address), /*wide=*/true);
   if (!data.ok()) return data.status();
-  return client_internal::Utf8ToUtf32(data->text());
+  return DecodeUtf8(data->text());
 }
 
 absl::Status Session::FillMemory(RemotePtr address, uint8_t byte, size_t size) {
   v1::Request request;
-  *request.mutable_fill_memory()->mutable_address() = ToProto(address);
+  *request.mutable_fill_memory()->mutable_address() = ToRemoteAddress(address);
   request.mutable_fill_memory()->set_byte(byte);
   request.mutable_fill_memory()->set_size(size);
   return ExpectDone(stream_->Send(std::move(request)), "FillMemory");
@@ -150,8 +147,8 @@ absl::Status Session::FillMemory(RemotePtr address, uint8_t byte, size_t size) {
 
 absl::Status Session::CopyMemory(RemotePtr destination, RemotePtr source, size_t size) {
   v1::Request request;
-  *request.mutable_copy_memory()->mutable_destination() = ToProto(destination);
-  *request.mutable_copy_memory()->mutable_source() = ToProto(source);
+  *request.mutable_copy_memory()->mutable_destination() = ToRemoteAddress(destination);
+  *request.mutable_copy_memory()->mutable_source() = ToRemoteAddress(source);
   request.mutable_copy_memory()->set_size(size);
   return ExpectDone(stream_->Send(std::move(request)), "CopyMemory");
 }
@@ -161,22 +158,23 @@ absl::StatusOr<RawFunction> Session::ResolveAt(RemotePtr address, const v1::Sign
     return ErrorStatus(v1::INVALID_ARGUMENT, "cannot call a NULL function pointer");
   }
   v1::Request request;
-  *request.mutable_resolve_function()->mutable_address() = ToProto(address);
+  *request.mutable_resolve_function()->mutable_address() = ToRemoteAddress(address);
   *request.mutable_resolve_function()->mutable_signature() = signature;
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
-  return RawFunction(stream_, response->function().function(),
+  return RawFunction(stream_, memory_, response->function().function(),
                      absl::StrCat("function at 0x", absl::Hex(address.address)), signature,
                      address);
 }
 
 absl::StatusOr<v1::LayoutResult> Session::Layout(const v1::Type& type) {
-  return stream_->WorkerLayout(type);
+  return memory_->WorkerLayout(type);
 }
 
 absl::StatusOr<std::string> Session::ReadCString(RemotePtr address) {
-  absl::StatusOr<v1::StringData> data = stream_->ReadString(ToProto(address), /*wide=*/false);
+  absl::StatusOr<v1::StringData> data =
+      memory_->ReadString(ToRemoteAddress(address), /*wide=*/false);
   if (!data.ok()) return data.status();
   return std::move(*data->mutable_data());
 }

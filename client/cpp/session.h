@@ -16,7 +16,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -24,17 +23,20 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/cpp/callback.h"
+#include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/session_stream.h"
 #include "client/cpp/library.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
-#include "client/cpp/session_stream.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace ffibox {
+
+// Receives what a session's library prints: the stream it wrote to and the bytes.
+using OutputHandler = client_internal::SessionStream::OutputHandler;
 
 struct SessionOptions {
   // Default deadline of each call; zero uses the server's default.
@@ -109,41 +111,14 @@ class Session {
   // record's layout differs from the worker's.
   template <typename T>
   absl::StatusOr<T> Read(RemotePtr address) {
-    if constexpr (std::is_same_v<T, RemotePtr>) {
-      absl::StatusOr<v1::Value> value =
-          stream_->ReadTyped(ToRemoteAddress(address), client_internal::ScalarType(v1::POINTER));
-      if (!value.ok()) return value.status();
-      absl::StatusOr<RemotePtr> pointer = client_internal::DecodePointer(*value);
-      if (pointer.ok() && !pointer->is_null() && pointer->generation == 0) {
-        pointer->generation = address.generation;
-      }
-      return pointer;
-    } else {
-      if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
-        return checked;
-      }
-      absl::StatusOr<v1::Value> value = stream_->ReadTyped(ToRemoteAddress(address), TypeOf<T>());
-      if (!value.ok()) return value.status();
-      return client_internal::DecodeValueOf<T>(*value);
-    }
+    return memory_->Read<T>(client_internal::ToRemoteAddress(address));
   }
 
   // Stores `value` through the worker's `T*` at `address` (T as for Read); MEMORY_FAULT if
   // the address is not writable.
   template <typename T>
   absl::Status Write(RemotePtr address, const T& value) {
-    v1::Value encoded;
-    if constexpr (std::is_same_v<T, RemotePtr>) {
-      client_internal::EncodePointer(value, &encoded);
-      return stream_->WriteTyped(ToRemoteAddress(address), client_internal::ScalarType(v1::POINTER),
-                                 encoded);
-    } else {
-      if (absl::Status checked = client_internal::VerifyLayout<T>(*stream_); !checked.ok()) {
-        return checked;
-      }
-      client_internal::EncodeValueOf<T>(value, &encoded);
-      return stream_->WriteTyped(ToRemoteAddress(address), TypeOf<T>(), encoded);
-    }
+    return memory_->Write<T>(client_internal::ToRemoteAddress(address), value);
   }
 
   // A callable for the function pointer `address` returned by the library (e.g. a `binop`),
@@ -151,7 +126,7 @@ class Session {
   // restart calls fail with STALE_HANDLE. INVALID_ARGUMENT for NULL.
   template <typename Sig>
   absl::StatusOr<TypedFunction<Sig>> FunctionAt(RemotePtr address) {
-    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*stream_); !checked.ok()) {
+    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*memory_); !checked.ok()) {
       return checked;
     }
     absl::StatusOr<RawFunction> raw = ResolveAt(address, TypedFunction<Sig>::Signature());
@@ -167,7 +142,7 @@ class Session {
   // RESOURCE_EXHAUSTED beyond the server's --max_callbacks.
   template <typename Sig>
   absl::StatusOr<Callback<Sig>> DefineCallback(typename Callback<Sig>::Handler handler) {
-    return Callback<Sig>::Define(stream_, std::move(handler));
+    return Callback<Sig>::Define(stream_, memory_, std::move(handler));
   }
 
   // Like FunctionAt with a signature built at run time.
@@ -192,10 +167,9 @@ class Session {
 
  private:
   Session(std::shared_ptr<client_internal::SessionStream> stream, v1::SessionOpened info);
-  // The protocol form of a remote pointer.
-  static v1::RemoteAddress ToRemoteAddress(RemotePtr pointer);
 
   std::shared_ptr<client_internal::SessionStream> stream_;
+  std::shared_ptr<client_internal::MemoryOps> memory_;
   v1::SessionOpened info_;
 };
 

@@ -1,7 +1,7 @@
 // A function of a remote library called with C++ types: `TypedFunction<double(double)>`.
 //
 // Created by `Library::Function<Sig>(symbol)`, which resolves the symbol with the signature
-// derived from `Sig` (see `type_mapping.h` for the type table). Calling it marshals the
+// derived from `Sig` (see `ffibox_client.h` for the type table). Calling it marshals the
 // arguments, sends one Call on the session stream, copies OUT/INOUT client memory back and
 // decodes the result. Every call returns `absl::StatusOr<T>` (`absl::Status` for void); a
 // crash, timeout or sandbox kill of the worker is a typed error (`ErrorOf(status)`).
@@ -9,19 +9,19 @@
 #ifndef FFIBOX_CLIENT_CPP_TYPED_FUNCTION_H_
 #define FFIBOX_CLIENT_CPP_TYPED_FUNCTION_H_
 
-#include <initializer_list>
 #include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/cpp/internal/arg_traits.h"
+#include "client/cpp/internal/layout_verifier.h"
+#include "client/cpp/internal/result_traits.h"
+#include "client/cpp/internal/signature.h"
+#include "client/cpp/internal/typed_call.h"
 #include "client/cpp/raw_function.h"
-#include "client/cpp/result_traits.h"
-#include "client/cpp/type_mapping.h"
 #include "client/cpp/values.h"
-#include "core/errors.h"
 
 namespace ffibox {
 
@@ -83,48 +83,10 @@ class TypedFunction<R(A...)> {
   const RawFunction& raw() const { return raw_; }
 
  private:
-  template <typename Arg>
-  static absl::Status AppendArg(typename client_internal::ArgTraits<Arg>::Param arg,
-                                client_internal::CallBuilder& builder, int index) {
-    return PrefixField(client_internal::ArgTraits<Arg>::Append(arg, builder),
-                       absl::StrCat("call.args[", index, "]"));
-  }
-
   absl::StatusOr<WithErrno<Value>> Invoke(
       const CallOptions& options, bool capture_errno,
       typename client_internal::ArgTraits<A>::Param... args) const {
-    client_internal::CallBuilder builder;
-    absl::Status status;
-    int index = 0;
-    (void)std::initializer_list<int>{
-        (status.ok() ? (status = AppendArg<A>(args, builder, index++), 0) : 0)...};
-    if (!status.ok()) return status;
-    builder.call().set_capture_errno(capture_errno);
-    absl::StatusOr<v1::CallResult> result = raw_.Call(std::move(builder.call()), options);
-    if (!result.ok()) return result.status();
-    if (absl::Status copied = builder.ApplyBlocks(*result, raw_.stream().generation());
-        !copied.ok()) {
-      return copied;
-    }
-    if (capture_errno && !result->has_errno_value()) {
-      return ErrorStatus(v1::INTERNAL, "the server did not report errno for capture_errno");
-    }
-    const int error_number = result->has_errno_value() ? result->errno_value() : 0;
-    if constexpr (std::is_void_v<Value>) {
-      return WithErrno<void>{error_number};
-    } else {
-      if (!result->has_result()) {
-        return ErrorStatus(v1::INTERNAL,
-                           absl::StrCat("the server returned no result for ", raw_.symbol()));
-      }
-      client_internal::SessionStream& stream = raw_.stream();
-      absl::StatusOr<Value> value = client_internal::ResultTraits<R>::Decode(
-          result->result(), [&stream](const v1::RemoteAddress& address, bool wide) {
-            return stream.ReadString(address, wide);
-          });
-      if (!value.ok()) return value.status();
-      return WithErrno<Value>{*std::move(value), error_number};
-    }
+    return client_internal::CallTyped<R, A...>(raw_, options, capture_errno, args...);
   }
 
   static Result Unwrap(absl::StatusOr<WithErrno<Value>> outcome) {

@@ -1,10 +1,11 @@
-#include "client/cpp/session_stream.h"
+#include "client/cpp/internal/session_stream.h"
 
 #include <chrono>
 #include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/cpp/internal/generation_stamp.h"
 #include "core/errors.h"
 
 namespace ffibox {
@@ -15,11 +16,6 @@ namespace {
 constexpr auto kCloseAnswerWait = std::chrono::seconds(5);
 constexpr absl::Duration kStreamEndWait = absl::Seconds(5);
 
-// The stream whose callback thread this is (null on every other thread), and the invocation
-// its handler is serving right now (0 between invocations).
-thread_local const SessionStream* serving_stream = nullptr;
-thread_local uint64_t serving_invocation = 0;
-
 absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   // grpc::StatusCode and absl::StatusCode share their numbering.
@@ -29,7 +25,11 @@ absl::Status FromGrpc(const grpc::Status& status) {
 }  // namespace
 
 SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), stub_(v1::Ffibox::NewStub(channel_)) {}
+    : channel_(std::move(channel)),
+      stub_(v1::Ffibox::NewStub(channel_)),
+      callbacks_([this](v1::Request answer) {
+        SendAsync(std::move(answer));  // answered with done; nothing waits for it
+      }) {}
 
 absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
     std::shared_ptr<grpc::Channel> channel) {
@@ -64,7 +64,7 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
   request.set_id(id);
   // Inside a handler, requests run inside its invocation (the native caller waits for them).
   if (request.invocation() == 0 && !request.has_callback_return()) {
-    request.set_invocation(CurrentInvocation());
+    request.set_invocation(callbacks_.CurrentInvocation());
   }
   // A write fails only once the stream is over; the reader then ends too and fails every
   // pending request with the stream's real ending (e.g. the door's RESOURCE_EXHAUSTED or
@@ -76,7 +76,7 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
 absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
   std::future<absl::StatusOr<v1::Response>> answer = SendAsync(std::move(request));
   absl::StatusOr<v1::Response> response =
-      serving_stream == this ? WaitServingCallbacks(answer) : answer.get();
+      callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
   if (!response.ok()) return response.status();
   if (response->has_error()) return ErrorStatus(response->error());
   return response;
@@ -93,58 +93,6 @@ absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
   return ErrorStatus(v1::INTERNAL,
                      absl::StrCat("the server answered ", asked != nullptr ? asked->name() : "?",
                                   " without ", wanted != nullptr ? wanted->name() : "?"));
-}
-
-absl::StatusOr<v1::StringData> SessionStream::ReadString(const v1::RemoteAddress& address,
-                                                         bool wide) {
-  v1::Request request;
-  *request.mutable_read_string()->mutable_address() = address;
-  request.mutable_read_string()->set_wide(wide);
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kString);
-  if (!response.ok()) return response.status();
-  return std::move(*response->mutable_string());
-}
-
-absl::StatusOr<v1::Value> SessionStream::ReadTyped(const v1::RemoteAddress& address,
-                                                   const v1::Type& type) {
-  v1::Request request;
-  *request.mutable_read_memory()->mutable_address() = address;
-  *request.mutable_read_memory()->mutable_type() = type;
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kMemory);
-  if (!response.ok()) return response.status();
-  if (!response->memory().has_value()) {
-    return ErrorStatus(v1::INTERNAL, "the server answered a typed read_memory without a value");
-  }
-  return std::move(*response->mutable_memory()->mutable_value());
-}
-
-absl::Status SessionStream::WriteTyped(const v1::RemoteAddress& address, const v1::Type& type,
-                                       const v1::Value& value) {
-  v1::Request request;
-  *request.mutable_write_memory()->mutable_address() = address;
-  *request.mutable_write_memory()->mutable_type() = type;
-  *request.mutable_write_memory()->mutable_value() = value;
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kDone);
-  if (!response.ok()) return response.status();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<v1::LayoutResult> SessionStream::WorkerLayout(const v1::Type& type) {
-  v1::Request request;
-  *request.mutable_get_layout()->mutable_type() = type;
-  absl::StatusOr<v1::Response> response = SendExpecting(std::move(request), v1::Response::kLayout);
-  if (!response.ok()) return response.status();
-  return std::move(*response->mutable_layout());
-}
-
-bool SessionStream::IsLayoutVerified(const void* key) {
-  absl::MutexLock lock(&mu_);
-  return verified_layouts_.contains(key);
-}
-
-void SessionStream::MarkLayoutVerified(const void* key) {
-  absl::MutexLock lock(&mu_);
-  verified_layouts_.insert(key);
 }
 
 void SessionStream::SetOutputHandler(OutputHandler handler) {
@@ -202,7 +150,7 @@ absl::Status SessionStream::Close() {
     }
   }
   if (reader_.joinable()) reader_.join();
-  StopCallbacks();
+  callbacks_.Stop();
 
   absl::Status final_status;
   {
@@ -267,12 +215,12 @@ void SessionStream::ReadLoop() {
     reader_done_ = true;
   }
   for (auto& [id, promise] : orphans) promise.set_value(failure);
-  // The callback thread may wait for one of them under a condition on mu_: re-evaluate it.
-  absl::MutexLock lock(&mu_);
+  callbacks_.Wake();  // the callback thread may be waiting for one of them
 }
 
 void SessionStream::Dispatch(v1::Response response) {
   NoteGeneration(response.generation());
+  StampGeneration(&response);
   if (response.id() == 0) {
     if (response.has_event() && response.event().kind() == v1::SessionEvent::WORKER_OUTPUT) {
       OutputHandler handler;
@@ -291,136 +239,24 @@ void SessionStream::Dispatch(v1::Response response) {
       absl::MutexLock lock(&mu_);
       events_.push_back(std::move(*response.mutable_event()));
     } else if (response.has_callback_invoke()) {
-      bool queued = false;
-      {
-        absl::MutexLock lock(&mu_);
-        if (callback_thread_started_ && !stop_callbacks_) {
-          invokes_.push_back(std::move(response));
-          queued = true;
-        }
-      }
-      if (!queued) RefuseCallback(response.callback_invoke());
+      callbacks_.Deliver(std::move(response));
     }
     return;
   }
-  absl::MutexLock lock(&mu_);
-  auto it = pending_.find(response.id());
-  if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
-  it->second.set_value(std::move(response));
-  pending_.erase(it);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(response.id());
+    if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
+    it->second.set_value(std::move(response));
+    pending_.erase(it);
+  }
+  callbacks_.Wake();  // the callback thread may be waiting for this answer
 }
 
 bool SessionStream::Write(const v1::Request& request) {
   absl::MutexLock lock(&write_mu_);
   if (writes_closed_) return false;
   return stream_->Write(request);
-}
-
-void SessionStream::RefuseCallback(const v1::CallbackInvoke& invoke) {
-  v1::Request request;
-  request.mutable_callback_return()->set_invocation(invoke.invocation());
-  request.mutable_callback_return()->set_error(
-      "the ffibox C++ client does not define callbacks; none should have been invoked");
-  SendAsync(std::move(request));  // the answer is of no interest
-}
-
-void SessionStream::RegisterCallback(uint64_t id, CallbackHandler handler) {
-  absl::MutexLock lock(&mu_);
-  callbacks_[id] = std::make_shared<const CallbackHandler>(std::move(handler));
-  if (!callback_thread_started_ && !stop_callbacks_) {
-    callback_thread_started_ = true;
-    callback_thread_ = std::thread([this] { CallbackLoop(); });
-  }
-}
-
-void SessionStream::UnregisterCallback(uint64_t id) {
-  std::shared_ptr<const CallbackHandler> handler;  // destroyed outside the lock
-  absl::MutexLock lock(&mu_);
-  auto it = callbacks_.find(id);
-  if (it == callbacks_.end()) return;
-  handler = std::move(it->second);
-  callbacks_.erase(it);
-}
-
-uint64_t SessionStream::CurrentInvocation() const {
-  return serving_stream == this ? serving_invocation : 0;
-}
-
-void SessionStream::CallbackLoop() {
-  serving_stream = this;
-  for (;;) {
-    v1::Response message;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_callbacks_ || !invokes_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (stop_callbacks_) return;
-      message = std::move(invokes_.front());
-      invokes_.pop_front();
-    }
-    RunInvocation(message);
-  }
-}
-
-void SessionStream::RunInvocation(const v1::Response& message) {
-  const v1::CallbackInvoke& invoke = message.callback_invoke();
-  std::shared_ptr<const CallbackHandler> handler;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = callbacks_.find(invoke.callback());
-    if (it != callbacks_.end()) handler = it->second;
-  }
-  v1::Request request;
-  if (handler == nullptr) {
-    request.mutable_callback_return()->set_error(absl::StrCat(
-        "callback ", invoke.callback(), " has no handler in this client (it was freed)"));
-  } else {
-    const uint64_t outer = serving_invocation;
-    serving_invocation = invoke.invocation();
-    *request.mutable_callback_return() = (*handler)(*this, message);
-    serving_invocation = outer;
-  }
-  request.mutable_callback_return()->set_invocation(invoke.invocation());
-  SendAsync(std::move(request));  // answered with done; nothing waits for it
-}
-
-absl::StatusOr<v1::Response> SessionStream::WaitServingCallbacks(
-    std::future<absl::StatusOr<v1::Response>>& answer) {
-  for (;;) {
-    v1::Response message;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this, &answer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready ||
-               !invokes_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready) break;
-      message = std::move(invokes_.front());
-      invokes_.pop_front();
-    }
-    RunInvocation(message);
-  }
-  return answer.get();
-}
-
-void SessionStream::StopCallbacks() {
-  absl::flat_hash_map<uint64_t, std::shared_ptr<const CallbackHandler>> handlers;
-  {
-    absl::MutexLock lock(&mu_);
-    stop_callbacks_ = true;
-    handlers.swap(callbacks_);
-    invokes_.clear();
-  }
-  if (callback_thread_.joinable()) {
-    if (callback_thread_.get_id() == std::this_thread::get_id()) {
-      callback_thread_.detach();  // closed from inside a handler: the loop ends on return
-    } else {
-      callback_thread_.join();
-    }
-  }
 }
 
 void SessionStream::NoteGeneration(uint64_t generation) {

@@ -1,4 +1,4 @@
-#include "client/cpp/records.h"
+#include "client/cpp/internal/layout_verifier.h"
 
 #include "core/errors.h"
 
@@ -14,11 +14,6 @@ absl::Status LayoutMismatch(absl::string_view record, absl::string_view what, ui
                    " in the worker; list every field in declaration order in its "
                    "FFIBOX_STRUCT / FFIBOX_UNION and give FFIBOX_PACKED_STRUCT the record's "
                    "#pragma pack"));
-}
-
-absl::Status WrongRawSize(size_t expected, size_t received) {
-  return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned ", received,
-                                                " raw bytes for an object of ", expected));
 }
 
 }  // namespace client_internal

@@ -1,104 +1,47 @@
-// How C++ parameter types of a typed function become ffibox Types and Values.
+// How the C++ parameter types of a typed function become ffibox Types and Values.
 //
 // `ArgTraits<A>` describes one parameter type: its proto `Type`, the C++ type the caller
-// passes (`Param`), and how that is appended to a `Call` (scalars as values, strings as
-// bytes/text, client pointers and Buffers as MemoryBlocks copied back after the call).
-// Result types are in `result_traits.h`. Used by `typed_function.h`; see `ffibox_client.h`
-// for the table of supported types.
-#ifndef FFIBOX_CLIENT_CPP_TYPE_MAPPING_H_
-#define FFIBOX_CLIENT_CPP_TYPE_MAPPING_H_
+// passes (`Param`), and how that is appended to a call (CallBuilder: scalars as values, strings
+// as bytes/text, client pointers and Buffers as MemoryBlocks copied back after the call). Traits
+// of types that carry described records also have a `Verify` member (layout_verifier.h).
+// Result types are in result_traits.h, callback parameters in callback_invocation.h. See
+// `ffibox_client.h` for the table of supported types.
+#ifndef FFIBOX_CLIENT_CPP_INTERNAL_ARG_TRAITS_H_
+#define FFIBOX_CLIENT_CPP_INTERNAL_ARG_TRAITS_H_
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/cpp/block_graph.h"
+#include "client/cpp/internal/call_builder.h"
+#include "client/cpp/internal/layout_verifier.h"
+#include "client/cpp/internal/scalar_codec.h"
+#include "client/cpp/internal/type_traits.h"
+#include "client/cpp/internal/value_codec.h"
 #include "client/cpp/records.h"
-#include "client/cpp/scalar_codec.h"
 #include "client/cpp/values.h"
+#include "core/utf8.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
 namespace client_internal {
 
-// Accumulates one call's arguments and memory blocks, and what to copy back after it.
-class CallBuilder {
- public:
-  // Receives a block's returned contents (exactly the block's size, with the pointers the
-  // server found in it) and the generation of the worker that ran the call.
-  using CopyBack = std::function<void(const v1::BlockContents& contents, uint64_t generation)>;
+static_assert(sizeof(wchar_t) == sizeof(char32_t), "ffibox assumes a 32-bit wchar_t (Linux)");
 
-  // The call being built (arguments and blocks so far).
-  v1::Call& call() { return call_; }
-  // Appends an argument value for the caller to fill.
-  v1::Value* AddArg() { return call_.add_args(); }
-  // Appends a block of `size` bytes starting with `data` without an argument pointing at it
-  // (other blocks reach it through relocations); returns its index. `copy_back` (may be
-  // empty) receives the block's contents after the call when it is OUT/INOUT.
-  uint32_t AddBlock(std::string data, uint64_t size, v1::Direction direction, CopyBack copy_back);
-  // Appends a pointer argument to a new block (see AddBlock).
-  void AddBlockArg(std::string data, uint64_t size, v1::Direction direction, CopyBack copy_back);
-  // Appends a pointer argument to `offset` of the call's block `block`.
-  void AddBlockRefArg(uint32_t block, uint64_t offset);
-  // Sends `graph`'s blocks with this call (once, however many arguments point into it) and
-  // returns the call index of its first block; INVALID_ARGUMENT for a bad link.
-  absl::StatusOr<uint32_t> AttachGraph(BlockGraph& graph);
-  // Appends a NULL pointer argument.
-  void AddNullArg();
-  // Copies the OUT/INOUT block contents of `result` back into client memory; `generation`
-  // is that of the worker that answered. INTERNAL if the server returned a block the call
-  // did not send or of the wrong size.
-  absl::Status ApplyBlocks(const v1::CallResult& result, uint64_t generation) const;
-
- private:
-  v1::Call call_;
-  std::vector<CopyBack> copy_backs_;
-  std::vector<uint64_t> block_sizes_;
-  std::vector<std::pair<const BlockGraph*, uint32_t>> graphs_;  // graph -> first block
-};
-
-// UTF-32 (what wchar_t holds on Linux) to UTF-8; INVALID_ARGUMENT for a surrogate or a
-// value beyond U+10FFFF.
-absl::StatusOr<std::string> Utf32ToUtf8(std::u32string_view text);
-// UTF-8 to UTF-32; INVALID_ARGUMENT for malformed UTF-8.
-absl::StatusOr<std::u32string> Utf8ToUtf32(absl::string_view text);
-// wchar_t text <-> UTF-32 (the same code units on Linux, where wchar_t is 32 bits).
-std::u32string WideToUtf32(std::wstring_view text);
-std::wstring Utf32ToWide(std::u32string_view text);
-
-// Reads a string at a remote address (used when a string result comes back as a pointer).
-using RemoteStringReader =
-    absl::FunctionRef<absl::StatusOr<v1::StringData>(const v1::RemoteAddress&, bool wide)>;
-
-// A CSTRING result: bytes, or nullopt for NULL.
-absl::StatusOr<std::optional<std::string>> DecodeCString(const v1::Value& value,
-                                                         RemoteStringReader read);
-// A WSTRING result: text, or nullopt for NULL.
-absl::StatusOr<std::optional<std::u32string>> DecodeWString(const v1::Value& value,
-                                                            RemoteStringReader read);
-// A pointer result; NULL is RemotePtr().
-absl::StatusOr<RemotePtr> DecodePointer(const v1::Value& value);
-// Stores `pointer` in `out`: null, or a remote address.
-void EncodePointer(const RemotePtr& pointer, v1::Value* out);
-// The error for a string result that was NULL where the C++ type cannot hold NULL.
-absl::Status NullStringResult();
-
-template <typename T>
-inline constexpr bool kAlwaysFalse = false;
-
-// ---- Parameters ----------------------------------------------------------------------
+// wchar_t text as UTF-32 (the same code units on Linux, where wchar_t is 32 bits).
+inline std::u32string WideToUtf32(std::wstring_view text) {
+  return std::u32string(text.begin(), text.end());
+}
 
 template <typename A, typename Enable = void>
 struct ArgTraits {
@@ -195,7 +138,7 @@ struct WStringArg {
   using Param = std::u32string_view;
   static v1::Type Type() { return ScalarType(v1::WSTRING); }
   static absl::Status Append(Param text, CallBuilder& builder) {
-    absl::StatusOr<std::string> utf8 = Utf32ToUtf8(text);
+    absl::StatusOr<std::string> utf8 = EncodeUtf8(text);
     if (!utf8.ok()) return utf8.status();
     builder.AddArg()->set_text_value(*std::move(utf8));
     return absl::OkStatus();
@@ -306,10 +249,8 @@ struct ArgTraits<const Buffer&> {
   }
 };
 
-// ---- Records, arrays, vectors, string arrays, pointer graphs --------------------------
-
-// Parameter and result traits with a `Verify` member check the worker's layout of the records
-// they carry before the first call (see records.h).
+// Records, arrays, vectors, string arrays and pointer graphs. Traits with a `Verify` member
+// check the worker's layout of the records they carry before the first call.
 
 // A pointer to `Object`: pointee type TypeOf<Object>.
 template <typename Object>
@@ -475,4 +416,4 @@ struct ArgTraits<RemotePtr&> {
 }  // namespace client_internal
 }  // namespace ffibox
 
-#endif  // FFIBOX_CLIENT_CPP_TYPE_MAPPING_H_
+#endif  // FFIBOX_CLIENT_CPP_INTERNAL_ARG_TRAITS_H_

@@ -1,27 +1,50 @@
-// How C++ result types of a typed function become ffibox Types, and server Values results.
+// How the C++ result types of a typed function become ffibox Types, and the values the server
+// returns become C++ values.
 //
-// `ResultTraits<R>` describes a result type: its proto `Type`, the C++ value the caller gets
-// (`Value`), and how a value the server sent is decoded (checked, never trusted).
-// `SignatureOf<R, A...>()` builds the protocol signature of R(A...). Used by
-// `typed_function.h` and `Library::Variable`; see `ffibox_client.h` for the type table.
-#ifndef FFIBOX_CLIENT_CPP_RESULT_TRAITS_H_
-#define FFIBOX_CLIENT_CPP_RESULT_TRAITS_H_
+// `ResultTraits<R>` describes a result type: its proto `Type` (none for void), the C++ value
+// the caller gets (`Value`), and how a value the server sent is decoded (checked, never
+// trusted). A string result that comes back as a worker address is read with a
+// RemoteStringReader (MemoryOps::StringReader). Used by typed calls (typed_call.h),
+// Library::Variable and callbacks' results.
+#ifndef FFIBOX_CLIENT_CPP_INTERNAL_RESULT_TRAITS_H_
+#define FFIBOX_CLIENT_CPP_INTERNAL_RESULT_TRAITS_H_
 
-#include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "client/cpp/scalar_codec.h"
-#include "client/cpp/type_mapping.h"
+#include "client/cpp/internal/layout_verifier.h"
+#include "client/cpp/internal/scalar_codec.h"
+#include "client/cpp/internal/type_traits.h"
+#include "client/cpp/internal/value_codec.h"
+#include "client/cpp/records.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
 namespace client_internal {
 
-// ---- Results -------------------------------------------------------------------------
+// Reads a string at a remote address (used when a string result comes back as a pointer).
+using RemoteStringReader =
+    absl::FunctionRef<absl::StatusOr<v1::StringData>(const v1::RemoteAddress&, bool wide)>;
+
+// A CSTRING result: bytes, or nullopt for NULL.
+absl::StatusOr<std::optional<std::string>> DecodeCString(const v1::Value& value,
+                                                         RemoteStringReader read);
+// A WSTRING result: text, or nullopt for NULL.
+absl::StatusOr<std::optional<std::u32string>> DecodeWString(const v1::Value& value,
+                                                            RemoteStringReader read);
+// The error for a string result that was NULL where the C++ type cannot hold NULL.
+absl::Status NullStringResult();
+
+// UTF-32 as wchar_t text (the same code units on Linux, where wchar_t is 32 bits).
+inline std::wstring Utf32ToWide(std::u32string_view text) {
+  return std::wstring(text.begin(), text.end());
+}
 
 template <typename R, typename Enable = void>
 struct ResultTraits {
@@ -142,41 +165,7 @@ struct ResultTraits<R, std::enable_if_t<kIsRecord<R>>> {
   }
 };
 
-template <typename Traits, typename Enable = void>
-struct HasVerify : std::false_type {};
-template <typename Traits>
-struct HasVerify<Traits, std::void_t<decltype(&Traits::Verify)>> : std::true_type {};
-
-// Runs Traits::Verify when the traits carry records (see records.h), else succeeds.
-template <typename Traits>
-absl::Status VerifyTraits(LayoutVerifier& verifier) {
-  if constexpr (HasVerify<Traits>::value) {
-    return Traits::Verify(verifier);
-  } else {
-    return absl::OkStatus();
-  }
-}
-
-// Checks the worker's layout of every record in R(A...) once per session; FAILED_PRECONDITION
-// naming the record and field on a mismatch.
-template <typename R, typename... A>
-absl::Status VerifyLayouts(LayoutVerifier& verifier) {
-  absl::Status status = VerifyTraits<ResultTraits<R>>(verifier);
-  (void)std::initializer_list<int>{
-      (status.ok() ? (status = VerifyTraits<ArgTraits<A>>(verifier), 0) : 0)...};
-  return status;
-}
-
-// The proto signature of the C++ function type R(A...).
-template <typename R, typename... A>
-v1::Signature SignatureOf() {
-  v1::Signature signature;
-  if constexpr (ResultTraits<R>::kHasType) *signature.mutable_result() = ResultTraits<R>::Type();
-  (void)std::initializer_list<int>{(*signature.add_params() = ArgTraits<A>::Type(), 0)...};
-  return signature;
-}
-
 }  // namespace client_internal
 }  // namespace ffibox
 
-#endif  // FFIBOX_CLIENT_CPP_RESULT_TRAITS_H_
+#endif  // FFIBOX_CLIENT_CPP_INTERNAL_RESULT_TRAITS_H_

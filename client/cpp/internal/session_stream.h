@@ -1,24 +1,19 @@
-// The one gRPC bidi stream behind a client session: request ids, pipelining, dispatch.
+// The one gRPC bidi stream behind a client session: request ids, pending replies, events.
 //
-// Internal to the C++ client; `Session`, `Library` and `RawFunction` share one
+// Internal to the C++ client; `Session`, `Library`, `RawFunction` and `Callback` share one
 // `SessionStream` so that handles stay safe to use (they fail cleanly) after the session is
 // closed. Any number of threads may send concurrently; a reader thread hands each response
-// to the caller waiting for its id, stores unsolicited events (id 0), and, if the stream
+// to the caller waiting for its id, stores unsolicited events (id 0), hands callback
+// invocations to the stream's CallbackDispatcher (callback_dispatcher.h), and, if the stream
 // breaks, fails every waiter with UNAVAILABLE. Responses come from the server and are
-// checked only for what the client relies on (matching ids).
-//
-// Callback invocations (CallbackInvoke) run on one dedicated callback thread per stream,
-// started with the first callback, never on the reader (a handler's reentrant requests need
-// the reader to get their answers). While a handler runs, requests sent from the callback
-// thread carry Request.invocation automatically, and a blocking Send on that thread serves
-// further invocations (nested ones, or a library thread's) while it waits, so nested
-// invocations are nested handler calls on the same stack.
-#ifndef FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
-#define FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
+// checked only for what the client relies on (matching ids, the result a request expects);
+// worker addresses in them that come without a generation get the response's
+// (generation_stamp.h), here, once.
+#ifndef FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
+#define FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <future>
 #include <memory>
@@ -27,28 +22,21 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "client/cpp/records.h"
+#include "client/cpp/internal/callback_dispatcher.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace ffibox {
-// Receives what a session's library prints: the stream it wrote to and the bytes.
-using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_view bytes)>;
-
 namespace client_internal {
 
-class SessionStream : public LayoutVerifier {
+class SessionStream {
  public:
-  // Runs one invocation of a callback (`message` is the Response carrying the
-  // CallbackInvoke, with the generation of the worker that made it) and returns the
-  // client's answer; the stream fills in the invocation id.
-  using CallbackHandler =
-      std::function<v1::CallbackReturn(SessionStream& stream, const v1::Response& message)>;
+  // Receives what the session's library prints (ffibox::OutputHandler, session.h).
+  using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_view bytes)>;
 
   // Opens a Session stream on `channel` and starts its reader thread; returns UNAVAILABLE
   // if the stream cannot be started.
@@ -75,27 +63,8 @@ class SessionStream : public LayoutVerifier {
   absl::StatusOr<v1::Response> SendExpecting(v1::Request request,
                                              v1::Response::ResultCase expected);
 
-  // Reads a NUL-terminated (wide: wchar_t) string at `address` in the worker.
-  absl::StatusOr<v1::StringData> ReadString(const v1::RemoteAddress& address, bool wide);
-
-  // Reads the value of type `type` at `address` (ReadMemory with a type).
-  absl::StatusOr<v1::Value> ReadTyped(const v1::RemoteAddress& address, const v1::Type& type);
-  // Writes `value` as type `type` at `address` (WriteMemory with a type).
-  absl::Status WriteTyped(const v1::RemoteAddress& address, const v1::Type& type,
-                          const v1::Value& value);
-
-  // LayoutVerifier: GetLayout, and the record types already checked in this session.
-  absl::StatusOr<v1::LayoutResult> WorkerLayout(const v1::Type& type) override;
-  bool IsLayoutVerified(const void* key) override;
-  void MarkLayoutVerified(const void* key) override;
-
-  // Runs `handler` for invocations of callback `id` from now on (replacing any earlier one);
-  // starts the callback thread on first use.
-  void RegisterCallback(uint64_t id, CallbackHandler handler);
-  // Forgets the handler of callback `id`; later invocations of it are answered with an error.
-  void UnregisterCallback(uint64_t id);
-  // The invocation the calling thread is serving for this stream, or 0.
-  uint64_t CurrentInvocation() const;
+  // The callback invocations this stream receives: register handlers here.
+  CallbackDispatcher& callbacks() { return callbacks_; }
 
   // The worker generation of the latest response or restart event (0 before any).
   uint64_t generation() const { return generation_.load(std::memory_order_relaxed); }
@@ -122,17 +91,6 @@ class SessionStream : public LayoutVerifier {
   void Dispatch(v1::Response response);
   // Writes one request; false if the stream can no longer be written.
   bool Write(const v1::Request& request);
-  // Answers a callback invocation nobody can run (no callback was ever defined).
-  void RefuseCallback(const v1::CallbackInvoke& invoke);
-  // Body of the callback thread: runs queued invocations until the stream closes.
-  void CallbackLoop();
-  // Runs one invocation's handler (or refuses it) and sends the CallbackReturn.
-  void RunInvocation(const v1::Response& message);
-  // On the callback thread: waits for `answer` while running the invocations that arrive.
-  absl::StatusOr<v1::Response> WaitServingCallbacks(
-      std::future<absl::StatusOr<v1::Response>>& answer);
-  // Stops and joins the callback thread and drops the handlers (they may hold this stream).
-  void StopCallbacks();
   // Raises the generation to `generation` if that is newer.
   void NoteGeneration(uint64_t generation);
 
@@ -153,13 +111,6 @@ class SessionStream : public LayoutVerifier {
       ABSL_GUARDED_BY(mu_);
   std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
   OutputHandler output_handler_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<const void*> verified_layouts_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, std::shared_ptr<const CallbackHandler>> callbacks_
-      ABSL_GUARDED_BY(mu_);
-  std::deque<v1::Response> invokes_ ABSL_GUARDED_BY(mu_);  // waiting for the callback thread
-  bool callback_thread_started_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_callbacks_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread callback_thread_;
   // Set when the stream can no longer carry requests (closed by us or broken).
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
@@ -168,9 +119,12 @@ class SessionStream : public LayoutVerifier {
   absl::Mutex close_mu_;  // makes Close idempotent and safe from several threads
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;
   absl::Status close_status_ ABSL_GUARDED_BY(close_mu_);
+
+  // Last, so that it stops before the rest of the stream goes.
+  CallbackDispatcher callbacks_;
 };
 
 }  // namespace client_internal
 }  // namespace ffibox
 
-#endif  // FFIBOX_CLIENT_CPP_SESSION_STREAM_H_
+#endif  // FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_

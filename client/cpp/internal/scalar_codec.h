@@ -4,9 +4,10 @@
 // underlying type: int64_t is `long`, size_t is `unsigned long` on x86-64, which have the
 // same ABI). `EncodeScalar` fills a Value; `DecodeScalar` reads one the server sent and
 // checks that it fits the C++ type, since a server's answer is not trusted to be well formed.
-// Used by `type_mapping.h`; callers of the client never need this header directly.
-#ifndef FFIBOX_CLIENT_CPP_SCALAR_CODEC_H_
-#define FFIBOX_CLIENT_CPP_SCALAR_CODEC_H_
+// Used by the parameter and result traits and the value codec; callers of the client never
+// need this header directly.
+#ifndef FFIBOX_CLIENT_CPP_INTERNAL_SCALAR_CODEC_H_
+#define FFIBOX_CLIENT_CPP_INTERNAL_SCALAR_CODEC_H_
 
 #include <cstdint>
 #include <limits>
@@ -161,4 +162,4 @@ absl::StatusOr<T> DecodeScalar(const v1::Value& value) {
 }  // namespace client_internal
 }  // namespace ffibox
 
-#endif  // FFIBOX_CLIENT_CPP_SCALAR_CODEC_H_
+#endif  // FFIBOX_CLIENT_CPP_INTERNAL_SCALAR_CODEC_H_

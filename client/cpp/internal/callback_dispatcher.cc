@@ -1,0 +1,151 @@
+#include "client/cpp/internal/callback_dispatcher.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace ffibox {
+namespace client_internal {
+namespace {
+
+// The dispatcher whose callback thread this is (null on every other thread), and the
+// invocation its handler is serving right now (0 between invocations).
+thread_local const CallbackDispatcher* serving_dispatcher = nullptr;
+thread_local uint64_t serving_invocation = 0;
+
+bool IsReady(std::future<absl::StatusOr<v1::Response>>& answer) {
+  return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+}  // namespace
+
+CallbackDispatcher::CallbackDispatcher(AnswerSender send) : send_(std::move(send)) {}
+
+CallbackDispatcher::~CallbackDispatcher() { Stop(); }
+
+void CallbackDispatcher::Register(uint64_t id, Handler handler) {
+  absl::MutexLock lock(&mu_);
+  handlers_[id] = std::make_shared<const Handler>(std::move(handler));
+  if (!started_ && !stopped_) {
+    started_ = true;
+    thread_ = std::thread([this] { Loop(); });
+  }
+}
+
+void CallbackDispatcher::Unregister(uint64_t id) {
+  std::shared_ptr<const Handler> handler;  // destroyed outside the lock
+  absl::MutexLock lock(&mu_);
+  auto it = handlers_.find(id);
+  if (it == handlers_.end()) return;
+  handler = std::move(it->second);
+  handlers_.erase(it);
+}
+
+void CallbackDispatcher::Deliver(v1::Response message) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (started_ && !stopped_) {
+      invokes_.push_back(std::move(message));
+      return;
+    }
+  }
+  Refuse(message.callback_invoke());
+}
+
+bool CallbackDispatcher::OnCallbackThread() const { return serving_dispatcher == this; }
+
+uint64_t CallbackDispatcher::CurrentInvocation() const {
+  return OnCallbackThread() ? serving_invocation : 0;
+}
+
+absl::StatusOr<v1::Response> CallbackDispatcher::AwaitServing(
+    std::future<absl::StatusOr<v1::Response>>& answer) {
+  for (;;) {
+    v1::Response message;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this, &answer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return IsReady(answer) || !invokes_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (IsReady(answer)) break;
+      message = std::move(invokes_.front());
+      invokes_.pop_front();
+    }
+    Run(message);
+  }
+  return answer.get();
+}
+
+void CallbackDispatcher::Wake() {
+  // Releasing the mutex re-evaluates the condition AwaitServing waits under.
+  absl::MutexLock lock(&mu_);
+}
+
+void CallbackDispatcher::Stop() {
+  absl::flat_hash_map<uint64_t, std::shared_ptr<const Handler>> handlers;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    handlers.swap(handlers_);
+    invokes_.clear();
+  }
+  if (thread_.joinable()) {
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();  // stopped from inside a handler: the loop ends on return
+    } else {
+      thread_.join();
+    }
+  }
+}
+
+void CallbackDispatcher::Refuse(const v1::CallbackInvoke& invoke) {
+  v1::Request request;
+  request.mutable_callback_return()->set_invocation(invoke.invocation());
+  request.mutable_callback_return()->set_error(
+      "the ffibox C++ client does not define callbacks; none should have been invoked");
+  send_(std::move(request));
+}
+
+void CallbackDispatcher::Loop() {
+  serving_dispatcher = this;
+  for (;;) {
+    v1::Response message;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_ || !invokes_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stopped_) return;
+      message = std::move(invokes_.front());
+      invokes_.pop_front();
+    }
+    Run(message);
+  }
+}
+
+void CallbackDispatcher::Run(const v1::Response& message) {
+  const v1::CallbackInvoke& invoke = message.callback_invoke();
+  std::shared_ptr<const Handler> handler;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = handlers_.find(invoke.callback());
+    if (it != handlers_.end()) handler = it->second;
+  }
+  v1::Request request;
+  if (handler == nullptr) {
+    request.mutable_callback_return()->set_error(absl::StrCat(
+        "callback ", invoke.callback(), " has no handler in this client (it was freed)"));
+  } else {
+    const uint64_t outer = serving_invocation;
+    serving_invocation = invoke.invocation();
+    *request.mutable_callback_return() = (*handler)(message);
+    serving_invocation = outer;
+  }
+  request.mutable_callback_return()->set_invocation(invoke.invocation());
+  send_(std::move(request));  // answered with done; nothing waits for it
+}
+
+}  // namespace client_internal
+}  // namespace ffibox

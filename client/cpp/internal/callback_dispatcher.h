@@ -1,0 +1,93 @@
+// Runs the callback invocations of one client session (CallbackInvoke) and serves nested ones.
+//
+// Invocations run on one dedicated callback thread per session, started with the first
+// registered callback, never on the stream's reader (a handler's reentrant requests need the
+// reader to get their answers). The reader hands each invocation over with Deliver. While a
+// handler runs, requests sent from its thread carry Request.invocation (the stream asks
+// CurrentInvocation), and a blocking send on that thread serves further invocations while it
+// waits (AwaitServing), so nested invocations, or a library thread's, are nested handler calls
+// on the same stack.
+//
+// Owned by the SessionStream (session_stream.h), which sends the answers. Thread-safe.
+#ifndef FFIBOX_CLIENT_CPP_INTERNAL_CALLBACK_DISPATCHER_H_
+#define FFIBOX_CLIENT_CPP_INTERNAL_CALLBACK_DISPATCHER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+namespace client_internal {
+
+class CallbackDispatcher {
+ public:
+  // Runs one invocation of a callback (`message` is the Response carrying the CallbackInvoke,
+  // with the generation of the worker that made it) and returns the client's answer; the
+  // dispatcher fills in the invocation id.
+  using Handler = std::function<v1::CallbackReturn(const v1::Response& message)>;
+  // Sends `request` (a CallbackReturn) without waiting for its answer.
+  using AnswerSender = std::function<void(v1::Request request)>;
+
+  // Answers invocations through `send`.
+  explicit CallbackDispatcher(AnswerSender send);
+  CallbackDispatcher(const CallbackDispatcher&) = delete;
+  CallbackDispatcher& operator=(const CallbackDispatcher&) = delete;
+  // Stops (see Stop).
+  ~CallbackDispatcher();
+
+  // Runs `handler` for invocations of callback `id` from now on (replacing any earlier one);
+  // starts the callback thread on first use.
+  void Register(uint64_t id, Handler handler);
+  // Forgets the handler of callback `id`; later invocations of it are answered with an error.
+  void Unregister(uint64_t id);
+
+  // Called by the stream's reader with a Response carrying a CallbackInvoke: queues it for the
+  // callback thread, or, when no callback was ever registered (or after Stop), answers it
+  // with an error at once.
+  void Deliver(v1::Response message);
+
+  // Whether the calling thread is this dispatcher's callback thread.
+  bool OnCallbackThread() const;
+  // The invocation the calling thread is serving for this dispatcher, or 0.
+  uint64_t CurrentInvocation() const;
+  // On the callback thread: waits for `answer`, running the invocations that arrive meanwhile,
+  // and returns it. Whoever fulfils `answer` calls Wake afterwards.
+  absl::StatusOr<v1::Response> AwaitServing(std::future<absl::StatusOr<v1::Response>>& answer);
+  // Makes a waiting AwaitServing look at its answer again.
+  void Wake();
+
+  // Drops queued invocations and the handlers (they may hold the stream), and joins the
+  // callback thread (detaches it when called from a handler: its loop ends on return).
+  // Idempotent.
+  void Stop();
+
+ private:
+  // Answers an invocation nobody can run (no callback was ever defined).
+  void Refuse(const v1::CallbackInvoke& invoke);
+  // Body of the callback thread: runs queued invocations until Stop.
+  void Loop();
+  // Runs one invocation's handler (or refuses it) and sends the CallbackReturn.
+  void Run(const v1::Response& message);
+
+  const AnswerSender send_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<const Handler>> handlers_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::Response> invokes_ ABSL_GUARDED_BY(mu_);  // waiting for the callback thread
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // started under mu_; joined by Stop
+};
+
+}  // namespace client_internal
+}  // namespace ffibox
+
+#endif  // FFIBOX_CLIENT_CPP_INTERNAL_CALLBACK_DISPATCHER_H_

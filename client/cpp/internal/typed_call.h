@@ -1,0 +1,71 @@
+// One call of a typed function (TypedFunction<R(A...)>, typed_function.h), start to end: the
+// C++ arguments appended to a Call (arg_traits.h), the call sent through the RawFunction,
+// OUT/INOUT client memory copied back, errno checked and the result decoded
+// (result_traits.h; a char* result that comes back as a worker address is read with the
+// session's MemoryOps).
+#ifndef FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
+#define FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
+
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "client/cpp/internal/arg_traits.h"
+#include "client/cpp/internal/call_builder.h"
+#include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/result_traits.h"
+#include "client/cpp/raw_function.h"
+#include "client/cpp/values.h"
+#include "core/errors.h"
+#include "core/status_macros.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+namespace client_internal {
+
+// Appends argument `index` of C++ type Arg; an INVALID_ARGUMENT names it "call.args[index]".
+template <typename Arg>
+absl::Status AppendArg(typename ArgTraits<Arg>::Param arg, CallBuilder& builder, int index) {
+  return PrefixField(ArgTraits<Arg>::Append(arg, builder), absl::StrCat("call.args[", index, "]"));
+}
+
+// Calls `raw` (resolved with SignatureOf<R, A...>()) with `args` and `options`; returns the
+// result with the worker's errno after the call (INTERNAL if `capture_errno` asked for it and
+// the server did not report it), the call's typed error, or INTERNAL for an answer that does
+// not fit R or the blocks the call sent.
+template <typename R, typename... A>
+absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> CallTyped(
+    const RawFunction& raw, const CallOptions& options, bool capture_errno,
+    typename ArgTraits<A>::Param... args) {
+  using Value = typename ResultTraits<R>::Value;
+  CallBuilder builder;
+  absl::Status status;
+  int index = 0;
+  (void)((status = AppendArg<A>(args, builder, index++)).ok() && ...);
+  FFIBOX_RETURN_IF_ERROR(status);
+  builder.call().set_capture_errno(capture_errno);
+  FFIBOX_ASSIGN_OR_RETURN(v1::CallResult result, raw.Call(std::move(builder.call()), options));
+  FFIBOX_RETURN_IF_ERROR(builder.ApplyBlocks(result, raw.stream().generation()));
+  if (capture_errno && !result.has_errno_value()) {
+    return ErrorStatus(v1::INTERNAL, "the server did not report errno for capture_errno");
+  }
+  const int error_number = result.has_errno_value() ? result.errno_value() : 0;
+  if constexpr (std::is_void_v<Value>) {
+    return WithErrno<void>{error_number};
+  } else {
+    if (!result.has_result()) {
+      return ErrorStatus(v1::INTERNAL,
+                         absl::StrCat("the server returned no result for ", raw.symbol()));
+    }
+    FFIBOX_ASSIGN_OR_RETURN(Value value,
+                            ResultTraits<R>::Decode(result.result(), raw.memory().StringReader()));
+    return WithErrno<Value>{std::move(value), error_number};
+  }
+}
+
+}  // namespace client_internal
+}  // namespace ffibox
+
+#endif  // FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
