@@ -1,8 +1,8 @@
 // Fuzzes a whole call as it crosses ffibox: the broker's checks of the call
-// (server/broker/request_validation.h), the worker's execution of it (core/call.h: signature, libffi
-// types, argument marshalling, memory blocks and their relocations, lasting blocks in
-// server/worker/memory_requests.h, the copy back of blocks with the pointers found in them), and the
-// broker's checks of the worker's reply (server/broker/worker_reply.h).
+// (core/call_shape.h), the worker's execution of it (core/call.h: signature,
+// libffi types, argument marshalling, memory blocks and their relocations, lasting blocks in
+// server/worker/memory_requests.h, the copy back of blocks with the pointers found in them), and
+// the broker's checks of the worker's reply (server/broker/worker_reply.h).
 //
 // Input (fuzz/framed_input.h), as request_validation_fuzzer's: one options byte (bit 0: small
 // TypeLimits, for broker and worker alike), a little-endian uint16 length n, n bytes of a
