@@ -27,10 +27,7 @@ using ::ffibox::testing::IntValue;
 using ::ffibox::testing::PointerTo;
 using ::ffibox::testing::ScalarType;
 
-using test_support::BitField;
 using test_support::ShapesTest;
-using test_support::TestLibPath;
-using test_support::TestServer;
 
 TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   absl::StatusOr<Library> libc = session_->Load("libc.so.6");

@@ -22,16 +22,9 @@ namespace ffibox {
 namespace {
 
 using ::ffibox::testing::BlockPointer;
-using ::ffibox::testing::BytesValue;
-using ::ffibox::testing::FloatValue;
-using ::ffibox::testing::IntValue;
-using ::ffibox::testing::PointerTo;
-using ::ffibox::testing::ScalarType;
 
 using test_support::BitField;
 using test_support::ShapesTest;
-using test_support::TestLibPath;
-using test_support::TestServer;
 
 class HostileTypesTest : public ShapesTest {
  protected:

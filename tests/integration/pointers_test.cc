@@ -22,17 +22,7 @@
 namespace ffibox {
 namespace {
 
-using ::ffibox::testing::BlockPointer;
-using ::ffibox::testing::BytesValue;
-using ::ffibox::testing::FloatValue;
-using ::ffibox::testing::IntValue;
-using ::ffibox::testing::PointerTo;
-using ::ffibox::testing::ScalarType;
-
-using test_support::BitField;
 using test_support::ShapesTest;
-using test_support::TestLibPath;
-using test_support::TestServer;
 
 TEST_F(ShapesTest, FixedAndMultiDimensionalArraysDecayToPointers) {
   EXPECT_EQ(*Fn<int(const std::array<int, 5>&)>("sum_array")({1, 2, 3, 4, 5}), 15);

@@ -21,17 +21,12 @@
 namespace ffibox {
 namespace {
 
-using ::ffibox::testing::BlockPointer;
-using ::ffibox::testing::BytesValue;
 using ::ffibox::testing::FloatValue;
 using ::ffibox::testing::IntValue;
-using ::ffibox::testing::PointerTo;
 using ::ffibox::testing::ScalarType;
 
 using test_support::BitField;
 using test_support::ShapesTest;
-using test_support::TestLibPath;
-using test_support::TestServer;
 
 // A packed C++ struct described without its pack: the worker lays it out naturally.
 #pragma pack(push, 1)
