@@ -1,7 +1,8 @@
 // The shape of an untrusted `ffibox.v1.Call` against its function's signature: the one
 // validator of a call message, run by the broker before it forwards a call
 // (server/broker/session.cc) and by the worker before it places or marshals anything
-// (core/call.h), so both refuse the same calls with the same error.
+// (core/call.h); the broker hands the worker its limits (WorkerSettings.max_block_bytes),
+// so both refuse the same calls with the same error.
 #ifndef FFIBOX_CORE_CALL_SHAPE_H_
 #define FFIBOX_CORE_CALL_SHAPE_H_
 

@@ -17,7 +17,7 @@ CORPUS = ROOT / "fuzz" / "corpus"
 def encode(message_type: str, text: str) -> bytes:
     """The binary encoding of `text` (protobuf text format) as `message_type`."""
     if message_type.startswith("ffibox.internal."):
-        proto = ["--proto_path=.", "--proto_path=proto", "server/worker_protocol.proto"]
+        proto = ["--proto_path=.", "--proto_path=proto", "server/protocol/worker_protocol.proto"]
     else:
         proto = ["--proto_path=proto", "proto/ffibox/v1/ffibox.proto"]
     return subprocess.run(

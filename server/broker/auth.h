@@ -3,7 +3,7 @@
 // Called by the service for every stream before anything else runs. A stream presents a
 // bearer token (`authorization: Bearer <token>` metadata) and, over mutual TLS, the names
 // of a verified client certificate. Over the unix socket (owner-only, see
-// server/listen_address.h) a stream without a token is the local identity. Everything the
+// server/broker/listen_address.h) a stream without a token is the local identity. Everything the
 // stream presents is untrusted; tokens are compared in constant time.
 #ifndef FFIBOX_SERVER_BROKER_AUTH_H_
 #define FFIBOX_SERVER_BROKER_AUTH_H_
@@ -18,7 +18,7 @@
 
 namespace ffibox {
 
-// A configured client identity (server/config.h fills it from the ServerConfig).
+// A configured client identity (server/broker/config.h fills it from the ServerConfig).
 struct ClientIdentity {
   std::string name;
   std::string bearer_token;  // empty only for the local identity

@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
   ffibox::FfiboxService service(session, std::move(settings->access));
   grpc::ServerBuilder builder;
   std::vector<int> ports(settings->listeners.size(), 0);
-  // Unix sockets are accepted by ffiboxd itself (server/unix_acceptor.h); TCP by gRPC.
+  // Unix sockets are accepted by ffiboxd itself (server/broker/unix_acceptor.h); TCP by gRPC.
   std::vector<std::unique_ptr<ffibox::UnixAcceptor>> acceptors;
   for (size_t i = 0; i < settings->listeners.size(); ++i) {
     const ffibox::ListenerSettings& listener = settings->listeners[i];

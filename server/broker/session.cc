@@ -421,8 +421,8 @@ absl::Status Session::EnsureWorker() {
     settings.memory_limit_bytes = memory_limit_bytes_;
     settings.idle_cpu_percent = idle_cpu_percent_;
   }
-  // The dead worker's reader has reported its death; wait for it to end, then its process
-  // is reaped and its cgroup removed.
+  // The dead worker's reader reaped it and reported its death; wait for the reader to end,
+  // then the worker's cgroup is removed.
   dead.reset();
 
   FFIBOX_ASSIGN_OR_RETURN(

@@ -2,22 +2,23 @@
 //
 // The session validates each client request, forwards what needs native code to its worker,
 // and relays the worker's answers. Its state is in named parts, all under `mu_`:
-// - HandleTable (server/handle_table.h): the client's libraries, functions and callbacks,
+// - HandleTable (server/broker/handle_table.h): the client's libraries, functions and callbacks,
 //   and what a new worker must be sent to honour them again;
-// - InFlightRequests (server/in_flight_requests.h): what the worker is running, per
+// - InFlightRequests (server/broker/in_flight_requests.h): what the worker is running, per
 //   callback scope, with deadlines;
-// - SessionWorker (server/session_worker.h): the worker process with the session's caps
-//   and its cgroup;
-// - the reader thread of the worker's generation, which receives replies, enforces
-//   deadlines (killing the worker when one passes) and turns the worker's death into typed
-//   errors for every request in flight. On the next request after a death a new worker is
-//   started and the handles are replayed.
+// - WorkerSupervisor (server/broker/worker_supervisor.h): the worker of the current
+//   generation with its caps and cgroup (SessionWorker), and the reader thread that reports
+//   what the worker sends, when a deadline passes and how the worker ended. The session is
+//   its Listener: it checks each reply against the request it answers, relays it, and turns
+//   a death into typed errors for every request in flight. On the next request after a
+//   death a new worker is started and the handles are replayed.
 // Each request handler validates, then answers at once or forwards to the worker; an error
-// is answered in one place (HandleRequest).
+// is answered in one place (HandleRequest). session.cc takes requests down, and
+// session_replies.cc applies what comes up.
 //
 // Threads: HandleRequest and Shutdown are called from the stream's thread only; the reader
-// thread and that thread share state under `mu_`. Responses go out through a thread-safe
-// ResponseSink.
+// thread (through the Listener methods) and that thread share state under `mu_`. Responses
+// go out through a thread-safe ResponseSink.
 #ifndef FFIBOX_SERVER_BROKER_SESSION_H_
 #define FFIBOX_SERVER_BROKER_SESSION_H_
 

@@ -1,5 +1,5 @@
 // What every session of a server is configured with (ffiboxd builds one from its
-// configuration file and flags: server/config.h).
+// configuration file and flags: server/broker/config.h).
 #ifndef FFIBOX_SERVER_BROKER_SESSION_CONFIG_H_
 #define FFIBOX_SERVER_BROKER_SESSION_CONFIG_H_
 
@@ -35,7 +35,7 @@ struct SessionConfig {
   // allowlist, for unit tests with a fake worker only; ffiboxd always sets one.
   std::shared_ptr<const LibraryAllowlist> allowlist;
   // The jail of the session's workers; its address_space_bytes and cpu_seconds are the
-  // session's memory and CPU caps, also applied from the broker (server/worker_limits.h).
+  // session's memory and CPU caps, also applied from the broker (server/broker/worker_limits.h).
   JailOptions jail;
   // Environment variable names or globs a session may set (OpenSession.environment).
   std::vector<std::string> env_allow;

@@ -109,7 +109,7 @@ void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& r
 
 void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause cause,
                       absl::string_view detail, const Culprit* culprit) {
-  // Every request in flight, the blamed one first; `second` is true for requests that were
+  // Every request in flight, the blamed one first; `queued` is true for requests that were
   // only queued behind another (not yet started by the worker).
   std::vector<std::pair<PendingRequest, bool>> failed;
   v1::Error error;

@@ -1,6 +1,6 @@
 // A session's worker and what holds it in: the process (from the pool, or started fresh),
 // the session's caps applied from the broker, and its cgroup or, without the cgroup layer,
-// the watch on its RLIMIT_NPROC (server/worker_limits.h).
+// the watch on its RLIMIT_NPROC (server/broker/worker_limits.h).
 //
 // Fail closed: a worker whose caps or cgroup cannot be applied is killed and not handed
 // out. Destruction reaps the process (WorkerProcess kills and waits), then removes its

@@ -4,11 +4,11 @@
 // gRPC 1.51's own listener gives a socket up for good the first time accept4 fails with
 // EMFILE, so one local peer that exhausts ffiboxd's descriptors would end the service for
 // everyone. Here running out of descriptors only sheds connections: a connection accepted
-// into the reserve kept for worker starts (server/worker_process.h) is closed at once, and
+// into the reserve kept for worker starts (server/broker/worker_process.h) is closed at once, and
 // when accept itself fails for lack of descriptors a spare one is given up to accept and
 // close the waiting peer, so it sees a prompt close instead of a hang. Accepting resumes as
 // soon as descriptors are free. The server's peer string for these connections is "fd:N";
-// the door treats them as unix-socket connections (server/service.cc).
+// the door treats them as unix-socket connections (server/broker/service.cc).
 #ifndef FFIBOX_SERVER_BROKER_UNIX_ACCEPTOR_H_
 #define FFIBOX_SERVER_BROKER_UNIX_ACCEPTOR_H_
 

@@ -43,7 +43,8 @@ class WorkerConnection {
   // While Receive waits, it also watches `fd` (not owned): when `fd` is readable or hung
   // up, Receive calls `on_ready` with poll's revents on its own thread, and stops watching
   // `fd` once `on_ready` returns false. Call before the first Receive, from the thread that
-  // will call Receive. The default watches nothing (connections without descriptors).
+  // will call Receive or before that thread starts. The default watches nothing (connections
+  // without descriptors).
   virtual void Watch(int fd, std::function<bool(short revents)> on_ready) {
     (void)fd;
     (void)on_ready;

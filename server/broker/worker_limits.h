@@ -1,6 +1,6 @@
 // A session's resource caps applied to a started worker from the broker with prlimit(2):
 // the same caps the jail sets inside the worker, so that a worker started before its
-// session (server/worker_pool.h) and a worker started without a jail get them too. Limits
+// session (server/broker/worker_pool.h) and a worker started without a jail get them too. Limits
 // are only ever lowered here.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_LIMITS_H_
 #define FFIBOX_SERVER_BROKER_WORKER_LIMITS_H_

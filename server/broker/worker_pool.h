@@ -5,7 +5,7 @@
 // with the server-wide launch options, ready on a background thread. Session::EnsureWorker
 // takes one for its first worker; a restart (generation 2 and later) starts a fresh worker,
 // because a worker stamps its generation on every address it hands out. Per-session caps
-// are applied after hand-out (server/worker_limits.h). An idle worker that died meanwhile is
+// are applied after hand-out (server/broker/worker_limits.h). An idle worker that died meanwhile is
 // discarded at hand-out. Thread-safe.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_POOL_H_
 #define FFIBOX_SERVER_BROKER_WORKER_POOL_H_

@@ -1,5 +1,5 @@
 // What a worker's jail is made of: the interface between the broker's configuration
-// (server/config, per server and per session) and the jail applied by the worker launcher
+// (server/broker/config, per server and per session) and the jail applied by the worker launcher
 // and the worker itself (server/jail/). Plain data: the broker fills it, the launcher passes
 // it to the worker, the worker applies it before it loads any library.
 #ifndef FFIBOX_SERVER_JAIL_JAIL_OPTIONS_H_

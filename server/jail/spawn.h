@@ -1,7 +1,7 @@
 // Starting one worker process inside its jail: clone into the namespaces the host allows,
 // write the user namespace's maps, build the filesystem view, drop privileges, exec.
 //
-// Called by WorkerProcess::Start (server/worker_process.cc), which owns the descriptors and
+// Called by WorkerProcess::Start (server/broker/worker_process.cc), which owns the descriptors and
 // supplies the thread to clone from. With a pid namespace the cloned child is the
 // namespace's init (pid 1, our code, never untrusted code): it builds the view, forks the
 // worker (pid 2), closes everything but its status pipe and relays the worker's wait
@@ -57,7 +57,7 @@ struct SpawnedWorker {
   SpawnedLayers layers;
 };
 
-// Runs a closure on the long-lived launcher thread (see server/worker_process.h).
+// Runs a closure on the long-lived launcher thread (see server/broker/worker_process.h).
 using LauncherRun = std::function<void(const std::function<void()>&)>;
 
 // Starts the worker described by `request` in the jail of `jail`. The caller keeps its

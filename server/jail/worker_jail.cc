@@ -59,7 +59,7 @@ absl::StatusOr<int> ApplyWorkerJail(const internal::WorkerJail& jail) {
     status = SetLimit(RLIMIT_FSIZE, "fsize", jail.file_bytes(), jail.file_bytes());
   }
   if (!status.ok()) return status;
-  if (jail.seccomp_policy().empty()) return -1;
+  if (jail.seccomp_policy().empty()) return -1;  // the empty jail: no jail configured
   return InstallSeccompPolicy(
       jail.seccomp_policy(),
       std::vector<std::string>(jail.extra_syscalls().begin(), jail.extra_syscalls().end()));

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/protocol/worker_settings.h"
@@ -57,6 +58,35 @@ TEST(ParseWorkerSettings, MissingOrMalformedSettingsAreRefused) {
               absl::StatusCode::kInvalidArgument)
         << bad;
   }
+}
+
+// A worker refuses settings it cannot honour whole: a field it does not know (a newer
+// broker's restriction) or a jail without a seccomp policy.
+TEST(ParseWorkerSettings, UnknownFieldsAndAJailWithoutPolicyAreRefused) {
+  internal::WorkerSettings settings;
+  settings.set_generation(1);
+  *settings.mutable_jail() = WorkerJailFor(JailOptions());
+  internal::WorkerSettings unknown = settings;
+  unknown.mutable_jail()
+      ->GetReflection()
+      ->MutableUnknownFields(unknown.mutable_jail())
+      ->AddVarint(1000, 1);
+  internal::WorkerSettings unknown_top = settings;
+  unknown_top.GetReflection()->MutableUnknownFields(&unknown_top)->AddVarint(1000, 1);
+  internal::WorkerSettings no_policy = settings;
+  no_policy.mutable_jail()->clear_seccomp_policy();
+  for (const internal::WorkerSettings& bad : {unknown, unknown_top, no_policy}) {
+    std::vector<std::string> args = {"ffibox-worker", WorkerSettingsArgument(bad)};
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    EXPECT_EQ(ParseWorkerSettings(2, argv.data()).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad.DebugString();
+  }
+  std::vector<std::string> args = {"ffibox-worker", WorkerSettingsArgument(settings)};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  EXPECT_TRUE(ParseWorkerSettings(2, argv.data()).ok());
 }
 
 TEST(SeccompPolicy, ValidatesPolicyAndSyscallNames) {

@@ -5,11 +5,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/unknown_field_set.h"
 
 namespace ffibox {
 namespace {
 
 constexpr absl::string_view kSettingsFlag = "--settings=";
+
+bool HasUnknownFields(const google::protobuf::Message& message) {
+  return !message.GetReflection()->GetUnknownFields(message).empty();
+}
 
 }  // namespace
 
@@ -26,8 +32,15 @@ absl::StatusOr<internal::WorkerSettings> ParseWorkerSettings(int argc, char** ar
     if (!absl::WebSafeBase64Unescape(arg, &bytes) || !settings.ParseFromString(bytes)) {
       return absl::InvalidArgumentError("--settings does not hold a WorkerSettings message");
     }
+    if (HasUnknownFields(settings) || HasUnknownFields(settings.jail())) {
+      return absl::InvalidArgumentError(
+          "--settings holds fields this worker does not know (is it older than the broker?)");
+    }
     if (settings.generation() == 0) {
       return absl::InvalidArgumentError("--settings names no worker generation");
+    }
+    if (settings.has_jail() && settings.jail().seccomp_policy().empty()) {
+      return absl::InvalidArgumentError("--settings has a jail without a seccomp policy");
     }
     return settings;
   }

@@ -15,7 +15,9 @@ namespace ffibox {
 std::string WorkerSettingsArgument(const internal::WorkerSettings& settings);
 
 // The settings among the worker's arguments. INVALID_ARGUMENT when there is no --settings
-// argument, or it does not decode, or its generation is 0.
+// argument, it does not decode, it carries fields this worker does not know (a newer broker
+// asking for a restriction this worker cannot apply), its generation is 0, or it has a jail
+// without a seccomp policy: the worker must then refuse to serve.
 absl::StatusOr<internal::WorkerSettings> ParseWorkerSettings(int argc, char** argv);
 
 }  // namespace ffibox

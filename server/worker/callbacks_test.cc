@@ -4,6 +4,7 @@
 // freed callbacks, client failures, the nesting limit and misrouted frames.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,12 +13,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "core/test_types.h"
 #include "gtest/gtest.h"
@@ -101,6 +104,7 @@ class Worker {
   }
 
   std::vector<v1::SessionEvent>& events() { return events_; }
+  pid_t pid() const { return pid_; }
 
   void Send(const internal::WorkerRequest& request) {
     ASSERT_TRUE(connection_->Send(request).ok());
@@ -477,6 +481,32 @@ TEST_F(WorkerCallbacks, VariadicCallbackIsRefused) {
   v1::Response refused = worker_.Define(26, variadic);
   EXPECT_EQ(refused.error().code(), v1::INVALID_ARGUMENT);
   EXPECT_EQ(refused.error().field(), "define_callback.signature.variadic");
+}
+
+// Started without a jail (ffiboxd --nojail), a worker still dumps no core when a library
+// crashes: RLIMIT_CORE is 0 before it serves anything, whatever it inherited.
+TEST(WorkerWithoutJail, DumpsNoCore) {
+  struct rlimit inherited;
+  ASSERT_EQ(getrlimit(RLIMIT_CORE, &inherited), 0);
+  struct rlimit raised = inherited;
+  raised.rlim_cur = inherited.rlim_max == RLIM_INFINITY
+                        ? rlim_t{1} << 20
+                        : std::min<rlim_t>(inherited.rlim_max, 4096);
+  ASSERT_GT(raised.rlim_cur, 0u) << "the test cannot give the worker a core limit to drop";
+  ASSERT_EQ(setrlimit(RLIMIT_CORE, &raised), 0);
+  Worker worker;
+  ASSERT_EQ(setrlimit(RLIMIT_CORE, &inherited), 0);
+  LoadLibraries(&worker);  // served: the worker applied its settings first
+  std::ifstream limits("/proc/" + std::to_string(worker.pid()) + "/limits");
+  std::string line;
+  std::vector<std::string> core;
+  while (std::getline(limits, line)) {
+    if (line.rfind("Max core file size", 0) == 0)
+      core = absl::StrSplit(line, ' ', absl::SkipEmpty());
+  }
+  ASSERT_GE(core.size(), 6u) << line;
+  EXPECT_EQ(core[4], "0") << "soft limit";
+  EXPECT_EQ(core[5], "0") << "hard limit";
 }
 
 TEST(WorkerCallbackDepth, InvocationsNestedBeyondTheLimitReturnZeroWithAnEvent) {

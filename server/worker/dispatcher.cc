@@ -19,6 +19,13 @@ thread_local uint64_t t_invocation = 0;
 
 constexpr absl::string_view kGotZero = "; native code received zero";
 
+// The type and call limits the broker validates with, as far as the settings carry them.
+TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
+  TypeLimits limits;
+  if (settings.max_block_bytes() > 0) limits.max_block_bytes = settings.max_block_bytes();
+  return limits;
+}
+
 }  // namespace
 
 WorkerDispatcher::WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings,
@@ -29,7 +36,7 @@ WorkerDispatcher::WorkerDispatcher(int channel_fd, const internal::WorkerSetting
           settings.max_callback_depth() > 0
               ? static_cast<int>(std::min<uint32_t>(settings.max_callback_depth(), 1 << 20))
               : kDefaultMaxCallbackDepth),
-      executor_(generation_, this, descriptor_fd) {}
+      executor_(generation_, this, descriptor_fd, LimitsFrom(settings)) {}
 
 void WorkerDispatcher::Run() {
   std::thread([this] { ReadLoop(); }).detach();

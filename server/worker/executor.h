@@ -32,11 +32,13 @@ class WorkerExecutor {
   // `generation` is stamped on every remote address this worker hands out. `runner` runs
   // callbacks when native code calls them (nullptr: they return zero); it must outlive the
   // executor. `descriptor_fd` is the socket library descriptors arrive on (-1: none; loads
-  // then use the path).
+  // then use the path). `limits` cap the types and calls it accepts (the broker's, so both
+  // refuse the same requests).
   explicit WorkerExecutor(uint64_t generation, CallbackRunner* runner = nullptr,
-                          int descriptor_fd = -1)
+                          int descriptor_fd = -1, const TypeLimits& limits = TypeLimits())
       : generation_(generation),
         descriptor_fd_(descriptor_fd),
+        limits_(limits),
         callbacks_(generation, limits_, runner),
         memory_(generation, &callbacks_) {}
 

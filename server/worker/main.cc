@@ -53,8 +53,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "ffibox-worker: %s\n", std::string(settings.status().message()).c_str());
     return 125;
   }
-  absl::StatusOr<int> listener =
-      settings->has_jail() ? ffibox::ApplyWorkerJail(settings->jail()) : absl::StatusOr<int>(-1);
+  // Without a jail the worker still applies the empty one: RLIMIT_CORE 0, so a crash never
+  // dumps a library's memory.
+  absl::StatusOr<int> listener = ffibox::ApplyWorkerJail(settings->jail());
   if (!listener.ok()) {
     fprintf(stderr, "ffibox-worker: cannot apply the jail: %s\n",
             std::string(listener.status().message()).c_str());
