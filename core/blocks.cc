@@ -80,9 +80,6 @@ absl::StatusOr<unsigned char*> CallBlocks::Allocate(const v1::MemoryBlock& block
     }
     return data;
   }
-  if (block.keep() && block.has_at()) {
-    return InvalidArgumentAt(BlockPath(index), "a block cannot be both kept and placed at");
-  }
   if (lasting_ == nullptr) {
     return ErrorStatus(v1::UNIMPLEMENTED,
                        absl::StrCat(BlockPath(index), ": lasting blocks are not available here"));

@@ -52,8 +52,8 @@ class CallBlocks {
   // directions, sizes, totals) in `arena` (which must outlive this object and the call),
   // or, for `keep` and `at` blocks, in `lasting` memory (nullptr refuses them), then
   // applies their relocations. `blocks` must stay alive while this object is used.
-  // Returns INVALID_ARGUMENT naming "call.blocks[i]..." for a relocation out of bounds or a
-  // block both kept and placed; UNIMPLEMENTED for a lasting block without `lasting`;
+  // Returns INVALID_ARGUMENT naming "call.blocks[i].relocations[j]..." for a relocation out
+  // of bounds; UNIMPLEMENTED for a lasting block without `lasting`;
   // RESOURCE_EXHAUSTED when memory runs out; FindLasting's errors for `at`.
   absl::Status Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
                      const TypeLimits& limits, CallArena* arena, LastingMemory* lasting = nullptr);
