@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/cpp/ffibox_client.h"
+#include "core/test_types.h"
 #include "gtest/gtest.h"
 #include "server/jail/sanitizers.h"
 #include "tests/support/status_matchers.h"
@@ -149,6 +150,35 @@ TEST_F(LimitsTest, OversizedRequestIsRefusedAndTheSessionStaysUsable) {
   ASSERT_FALSE(huge.ok());
   EXPECT_EQ(ErrorOf(huge.status()).code(), v1::RESOURCE_EXHAUSTED) << huge.status();
   ExpectCosWorks(*session);
+}
+
+// The broker hands the worker its block limit: a call whose blocks are over the worker's
+// built-in 256 MiB but within a server's larger --max_block_bytes runs, and one over the
+// server's limit is refused.
+TEST_F(LimitsTest, TheWorkerAcceptsTheBlocksTheServersLimitAllows) {
+  StartServer({"--max_block_bytes=536870912"});
+  std::unique_ptr<Session> session = Open(*client_);
+  ASSERT_NE(session, nullptr);
+  absl::StatusOr<Library> lib = session->Load(TestLibPath());
+  ASSERT_OK(lib);
+  v1::Signature signature;
+  *signature.mutable_result() = ::ffibox::testing::ScalarType(v1::INT);
+  *signature.add_params() = ::ffibox::testing::ScalarType(v1::INT);
+  *signature.add_params() = ::ffibox::testing::ScalarType(v1::INT);
+  absl::StatusOr<RawFunction> add = lib->Resolve("add_int", signature);
+  ASSERT_OK(add);
+  v1::Call call;
+  *call.add_args() = ::ffibox::testing::IntValue(2);
+  *call.add_args() = ::ffibox::testing::IntValue(3);
+  v1::MemoryBlock* block = call.add_blocks();
+  block->set_size(uint64_t{300} << 20);  // an IN block the function ignores; no data sent
+  block->set_direction(v1::IN);
+  absl::StatusOr<v1::CallResult> result = add->Call(call);
+  ASSERT_OK(result);
+  EXPECT_EQ(result->result().int_value(), 5);
+  block->set_size(uint64_t{600} << 20);
+  EXPECT_THAT(add->Call(call), StatusIs(v1::RESOURCE_EXHAUSTED));
+  ExpectAddWorks(*lib);
 }
 
 class AllowlistTest : public LimitsTest {
