@@ -220,7 +220,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<ffibox::WorkerPool> pool;
   if (settings->pool_size > 0) {
     pool = std::make_unique<ffibox::WorkerPool>(ffibox::WorkerLaunchOptionsFor(session, 1),
-                                                settings->pool_size);
+                                                settings->pool_size, session.cgroups,
+                                                ffibox::DefaultWorkerCgroupLimits(session));
     session.pool = pool.get();
   }
   const size_t max_message = session.max_message_bytes;

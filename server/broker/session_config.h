@@ -54,6 +54,10 @@ struct SessionConfig {
 // (the same for every session of a server, so pooled workers fit any session).
 WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation);
 
+// The cgroup limits of a worker of a session that asked for nothing of its own (pooled
+// workers' groups are made with these).
+WorkerCgroupLimits DefaultWorkerCgroupLimits(const SessionConfig& config);
+
 }  // namespace ffibox
 
 #endif  // FFIBOX_SERVER_BROKER_SESSION_CONFIG_H_

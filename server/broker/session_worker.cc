@@ -30,17 +30,22 @@ WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t
   return options;
 }
 
+WorkerCgroupLimits DefaultWorkerCgroupLimits(const SessionConfig& config) {
+  return WorkerCgroupLimits{config.jail.worker_pids_max, config.jail.address_space_bytes,
+                            config.jail.idle_cpu_percent};
+}
+
 absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const SessionConfig& config,
                                                                     const Settings& settings,
                                                                     absl::string_view session_id) {
   WorkerLaunchOptions options = WorkerLaunchOptionsFor(config, settings.generation);
   options.jail.scratch_directory = settings.scratch_directory;
-  std::unique_ptr<WorkerProcess> pooled;
+  PooledWorker pooled;
   if (settings.generation == 1 && config.pool != nullptr &&
       options.jail.scratch_directory.empty()) {
     pooled = config.pool->Take();
   }
-  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled);
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled.process);
   if (*started == nullptr) started = WorkerProcess::Start(options);
   if (!started.ok()) {
     // Fail closed: a worker whose jail could not be applied is not started, and the next
@@ -63,22 +68,28 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("cannot limit the session's worker: ", limited.message()));
   }
-  // Fail closed: a worker whose cgroup cannot be made serves nothing.
-  std::unique_ptr<WorkerCgroup> cgroup;
+  // Fail closed: a worker whose cgroup cannot be made or given the session's limits serves
+  // nothing.
+  std::unique_ptr<WorkerCgroup> cgroup = std::move(pooled.cgroup);
   std::unique_ptr<ProcessCapWatch> process_cap;
   if (config.cgroups != nullptr) {
-    absl::StatusOr<std::unique_ptr<WorkerCgroup>> attached = config.cgroups->Attach(
-        process->worker_pid(),
-        WorkerCgroupLimits{config.jail.worker_pids_max, settings.memory_limit_bytes,
-                           settings.idle_cpu_percent});
+    const WorkerCgroupLimits limits{config.jail.worker_pids_max, settings.memory_limit_bytes,
+                                    settings.idle_cpu_percent};
+    absl::Status attached = absl::OkStatus();
+    if (cgroup != nullptr) {
+      attached = cgroup->SetLimits(limits);
+    } else {
+      absl::StatusOr<std::unique_ptr<WorkerCgroup>> made =
+          config.cgroups->Attach(process->worker_pid(), limits);
+      if (made.ok()) cgroup = *std::move(made);
+      attached = made.status();
+    }
     if (!attached.ok()) {
       process->Kill();
       process.reset();  // reaped here, before its group goes
-      return Refuse(
-          v1::JAIL_UNAVAILABLE, session_id,
-          absl::StrCat("cannot put the worker in its cgroup: ", attached.status().message()));
+      return Refuse(v1::JAIL_UNAVAILABLE, session_id,
+                    absl::StrCat("cannot put the worker in its cgroup: ", attached.message()));
     }
-    cgroup = *std::move(attached);
   } else if (config.jail.processes > 0) {
     const pid_t worker_pid = process->worker_pid();
     process_cap = std::make_unique<ProcessCapWatch>(

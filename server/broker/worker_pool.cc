@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace ffibox {
@@ -20,8 +21,9 @@ bool HasEnded(const WorkerProcess& worker) {
 
 }  // namespace
 
-WorkerPool::WorkerPool(const WorkerLaunchOptions& options, size_t size)
-    : options_(options), size_(size) {
+WorkerPool::WorkerPool(const WorkerLaunchOptions& options, size_t size, CgroupTree* cgroups,
+                       WorkerCgroupLimits cgroup_limits)
+    : options_(options), size_(size), cgroups_(cgroups), cgroup_limits_(cgroup_limits) {
   if (size_ > 0) refiller_ = std::thread([this] { Refill(); });
 }
 
@@ -32,17 +34,17 @@ WorkerPool::~WorkerPool() {
   }
   if (refiller_.joinable()) refiller_.join();
   absl::MutexLock lock(&mu_);
-  idle_.clear();  // ~WorkerProcess kills and reaps
+  idle_.clear();  // each process is killed and reaped, then its cgroup removed
 }
 
-std::unique_ptr<WorkerProcess> WorkerPool::Take() {
+PooledWorker WorkerPool::Take() {
   absl::MutexLock lock(&mu_);
   while (!idle_.empty()) {
-    std::unique_ptr<WorkerProcess> worker = std::move(idle_.front());
+    PooledWorker worker = std::move(idle_.front());
     idle_.pop_front();
-    if (!HasEnded(*worker)) return worker;
+    if (!HasEnded(*worker.process)) return worker;
   }
-  return nullptr;
+  return {};
 }
 
 size_t WorkerPool::idle() const {
@@ -61,7 +63,7 @@ void WorkerPool::Refill() {
       mu_.Await(absl::Condition(&needs_work));
       if (stopping_) return;
     }
-    absl::StatusOr<std::unique_ptr<WorkerProcess>> started = WorkerProcess::Start(options_);
+    absl::StatusOr<PooledWorker> started = Start();
     if (!started.ok()) {
       fprintf(stderr, "ffiboxd: worker pool: %s\n",
               std::string(started.status().message()).c_str());
@@ -76,6 +78,24 @@ void WorkerPool::Refill() {
     absl::MutexLock lock(&mu_);
     idle_.push_back(*std::move(started));
   }
+}
+
+absl::StatusOr<PooledWorker> WorkerPool::Start() {
+  PooledWorker worker;
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> process = WorkerProcess::Start(options_);
+  if (!process.ok()) return process.status();
+  worker.process = *std::move(process);
+  if (cgroups_ != nullptr) {
+    absl::StatusOr<std::unique_ptr<WorkerCgroup>> cgroup =
+        cgroups_->Attach(worker.process->worker_pid(), cgroup_limits_);
+    if (!cgroup.ok()) {
+      worker.process.reset();  // reaped before its group goes
+      return absl::InternalError(
+          absl::StrCat("cannot put a worker in its cgroup: ", cgroup.status().message()));
+    }
+    worker.cgroup = *std::move(cgroup);
+  }
+  return worker;
 }
 
 }  // namespace ffibox

@@ -4,9 +4,13 @@
 // The pool keeps `size` workers of generation 1, started (and jailed, by the worker itself)
 // with the server-wide launch options, ready on a background thread. Session::EnsureWorker
 // takes one for its first worker; a restart (generation 2 and later) starts a fresh worker,
-// because a worker stamps its generation on every address it hands out. Per-session caps
-// are applied after hand-out (server/broker/worker_limits.h). An idle worker that died meanwhile is
-// discarded at hand-out. Thread-safe.
+// because a worker stamps its generation on every address it hands out. With the cgroup
+// layer, each pooled worker is already in its own cgroup with the server's default limits:
+// moving a process into a cgroup is the slowest step of a worker's start on cgroup v1 (the
+// kernel waits for an RCU grace period), so it happens here, in the background, and a
+// session only rewrites the limits it changed. Per-session rlimits are applied after
+// hand-out (server/broker/worker_limits.h). An idle worker that died meanwhile is discarded
+// at hand-out. Thread-safe.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_POOL_H_
 #define FFIBOX_SERVER_BROKER_WORKER_POOL_H_
 
@@ -18,22 +22,35 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "server/broker/worker_process.h"
+#include "server/jail/cgroups.h"
 
 namespace ffibox {
+
+// A worker and its cgroup. Members are destroyed in reverse order: the process is reaped
+// before its group is removed.
+struct PooledWorker {
+  std::unique_ptr<WorkerCgroup> cgroup;  // null without the cgroup layer
+  std::unique_ptr<WorkerProcess> process;
+};
 
 class WorkerPool {
  public:
   // Starts filling a pool of `size` idle workers launched with `options` (generation 1).
-  WorkerPool(const WorkerLaunchOptions& options, size_t size);
+  // With `cgroups` (may be null; must outlive the pool) each is put in its own group with
+  // `cgroup_limits`; a worker whose group cannot be made is discarded (sessions then start
+  // their own, which fail closed the same way).
+  WorkerPool(const WorkerLaunchOptions& options, size_t size, CgroupTree* cgroups = nullptr,
+             WorkerCgroupLimits cgroup_limits = {});
   // Stops refilling, then kills and reaps the idle workers.
   ~WorkerPool();
 
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // A live idle worker of generation 1, or null when none is ready (the caller starts one
-  // itself). A replacement is started in the background.
-  std::unique_ptr<WorkerProcess> Take();
+  // A live idle worker of generation 1 (in its cgroup, when the pool has cgroups), or one
+  // with a null process when none is ready (the caller starts one itself). A replacement is
+  // started in the background.
+  PooledWorker Take();
 
   // Idle workers ready now.
   size_t idle() const;
@@ -45,10 +62,15 @@ class WorkerPool {
  private:
   void Refill();
 
+  // A started worker, in its cgroup when the pool has cgroups.
+  absl::StatusOr<PooledWorker> Start();
+
   const WorkerLaunchOptions options_;
   const size_t size_;
+  CgroupTree* const cgroups_;
+  const WorkerCgroupLimits cgroup_limits_;
   mutable absl::Mutex mu_;
-  std::deque<std::unique_ptr<WorkerProcess>> idle_ ABSL_GUARDED_BY(mu_);
+  std::deque<PooledWorker> idle_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread refiller_;
 };

@@ -241,31 +241,13 @@ absl::StatusOr<std::unique_ptr<WorkerCgroup>> CgroupTree::Attach(pid_t pid,
     }
     dirs.push_back(dir);
   }
-  std::unique_ptr<WorkerCgroup> group(new WorkerCgroup(v2_, std::move(dirs), limits));
-  absl::Status status = absl::OkStatus();
-  auto write = [&status](const std::string& path, const std::string& value) {
-    if (status.ok()) status = WriteFile(path, value);
-  };
-  if (limits.pids_max != 0) write(group->pids_dir() + "/pids.max", absl::StrCat(limits.pids_max));
-  if (limits.memory_bytes != 0) {
-    const std::string bytes = absl::StrCat(limits.memory_bytes);
-    if (v2_) {
-      write(group->memory_dir() + "/memory.max", bytes);
-      write(group->memory_dir() + "/memory.swap.max", "0");
-    } else {
-      write(group->memory_dir() + "/memory.limit_in_bytes", bytes);
-      // Where swap accounting is on, swap counts against the same limit.
-      if (access((group->memory_dir() + "/memory.memsw.limit_in_bytes").c_str(), W_OK) == 0) {
-        write(group->memory_dir() + "/memory.memsw.limit_in_bytes", bytes);
-      }
-    }
-  }
-  if (!v2_ && limits.idle_cpu_percent != 0) {
-    write(group->cpu_dir() + "/cpu.cfs_period_us", absl::StrCat(kCpuPeriodMicros));
-  }
-  if (status.ok()) status = group->SetBusy(false);
+  // Made with no limits; SetLimits writes them.
+  std::unique_ptr<WorkerCgroup> group(new WorkerCgroup(v2_, std::move(dirs)));
+  absl::Status status = group->SetLimits(limits);
   // Last: the worker (every thread) moves in only once its limits are in place.
-  for (const std::string& dir : group->dirs_) write(dir + "/cgroup.procs", absl::StrCat(pid));
+  for (const std::string& dir : group->dirs_) {
+    if (status.ok()) status = WriteFile(dir + "/cgroup.procs", absl::StrCat(pid));
+  }
   if (!status.ok()) return status;
   return group;
 }
@@ -282,9 +264,53 @@ int WorkerCgroup::Open(const std::string& path, int flags) {
   return fd;
 }
 
-absl::Status WorkerCgroup::SetBusy(bool busy) {
-  if (limits_.idle_cpu_percent == 0) return absl::OkStatus();
+absl::Status WorkerCgroup::SetLimits(const WorkerCgroupLimits& limits) {
   absl::MutexLock lock(&mu_);
+  absl::Status status = absl::OkStatus();
+  auto write = [&status](const std::string& path, const std::string& value) {
+    if (status.ok()) status = WriteFile(path, value);
+  };
+  if (limits.pids_max != limits_.pids_max) {
+    write(pids_dir() + "/pids.max",
+          limits.pids_max == 0 ? std::string("max") : absl::StrCat(limits.pids_max));
+  }
+  if (limits.memory_bytes != limits_.memory_bytes) {
+    const std::string bytes = limits.memory_bytes != 0 ? absl::StrCat(limits.memory_bytes)
+                              : v2_                    ? std::string("max")
+                                                       : std::string("-1");
+    if (v2_) {
+      write(memory_dir() + "/memory.max", bytes);
+      write(memory_dir() + "/memory.swap.max", "0");
+    } else {
+      // Where swap accounting is on, swap counts against the same limit. v1 refuses a
+      // memory+swap limit below the memory limit: raise it first, lower it last.
+      const std::string memsw = memory_dir() + "/memory.memsw.limit_in_bytes";
+      const bool has_memsw = access(memsw.c_str(), W_OK) == 0;
+      const bool raising = limits.memory_bytes == 0 || (limits_.memory_bytes != 0 &&
+                                                        limits.memory_bytes > limits_.memory_bytes);
+      if (has_memsw && raising) write(memsw, bytes);
+      write(memory_dir() + "/memory.limit_in_bytes", bytes);
+      if (has_memsw && !raising) write(memsw, bytes);
+    }
+  }
+  if (limits.idle_cpu_percent != limits_.idle_cpu_percent) {
+    if (!v2_ && limits.idle_cpu_percent != 0) {
+      write(cpu_dir() + "/cpu.cfs_period_us", absl::StrCat(kCpuPeriodMicros));
+    }
+    if (status.ok()) status = WriteQuota(limits.idle_cpu_percent, /*busy=*/false);
+  }
+  // On a failed write the group is left half changed: the caller discards the worker.
+  if (status.ok()) limits_ = limits;
+  return status;
+}
+
+absl::Status WorkerCgroup::SetBusy(bool busy) {
+  absl::MutexLock lock(&mu_);
+  if (limits_.idle_cpu_percent == 0) return absl::OkStatus();
+  return WriteQuota(limits_.idle_cpu_percent, busy);
+}
+
+absl::Status WorkerCgroup::WriteQuota(uint32_t idle_cpu_percent, bool busy) {
   // Every request's start and end land here: the file stays open, one write each.
   if (quota_fd_ < 0) {
     quota_fd_ = Open(cpu_dir() + (v2_ ? "/cpu.max" : "/cpu.cfs_quota_us"), O_WRONLY);
@@ -293,11 +319,12 @@ absl::Status WorkerCgroup::SetBusy(bool busy) {
           absl::StrCat("open the CPU quota of ", cpu_dir(), ": ", strerror(errno)));
     }
   }
-  const uint64_t quota =
-      std::max<uint64_t>(kCpuPeriodMicros * limits_.idle_cpu_percent / 100, 1000);
-  const std::string value = v2_ ? (busy ? absl::StrCat("max ", kCpuPeriodMicros)
-                                        : absl::StrCat(quota, " ", kCpuPeriodMicros))
-                                : (busy ? std::string("-1") : absl::StrCat(quota));
+  // Without an idle share (0) the quota is lifted for good.
+  const bool unlimited = busy || idle_cpu_percent == 0;
+  const uint64_t quota = std::max<uint64_t>(kCpuPeriodMicros * idle_cpu_percent / 100, 1000);
+  const std::string value = v2_ ? (unlimited ? absl::StrCat("max ", kCpuPeriodMicros)
+                                             : absl::StrCat(quota, " ", kCpuPeriodMicros))
+                                : (unlimited ? std::string("-1") : absl::StrCat(quota));
   if (pwrite(quota_fd_, value.data(), value.size(), 0) != static_cast<ssize_t>(value.size())) {
     return absl::InternalError(
         absl::StrCat("set the CPU quota of ", cpu_dir(), " to ", value, ": ", strerror(errno)));

@@ -76,6 +76,13 @@ class WorkerCgroup {
   // leave: retried briefly).
   ~WorkerCgroup();
 
+  // Changes the group's limits to `limits` (writes only what differs; the idle CPU quota is
+  // applied as for an idle worker). A pooled worker's group is made with the server's
+  // defaults and gets its session's limits here, which costs a few file writes, where
+  // moving a process into a group can take milliseconds (cgroup v1 waits for an RCU grace
+  // period). INTERNAL naming the file when a write fails; the group is then half changed.
+  absl::Status SetLimits(const WorkerCgroupLimits& limits);
+
   // Lifts the idle CPU quota (`busy`) or applies it again. A no-op without a quota.
   absl::Status SetBusy(bool busy);
 
@@ -85,8 +92,7 @@ class WorkerCgroup {
 
  private:
   friend class CgroupTree;
-  WorkerCgroup(bool v2, std::vector<std::string> dirs, WorkerCgroupLimits limits)
-      : v2_(v2), dirs_(std::move(dirs)), limits_(limits) {}
+  WorkerCgroup(bool v2, std::vector<std::string> dirs) : v2_(v2), dirs_(std::move(dirs)) {}
 
   const std::string& pids_dir() const { return dirs_[0]; }
   const std::string& memory_dir() const { return dirs_[v2_ ? 0 : 1]; }
@@ -94,14 +100,16 @@ class WorkerCgroup {
 
   // Opens `path` (kept open until destruction); -1 on failure.
   int Open(const std::string& path, int flags) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the CPU quota: unlimited when `busy` or without an idle share, else the share.
+  absl::Status WriteQuota(uint32_t idle_cpu_percent, bool busy) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The number in a counter file (`key` "": the whole file; else the value of "key N").
   uint64_t Counter(int* fd, const std::string& path, absl::string_view key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const bool v2_;
   const std::vector<std::string> dirs_;  // as CgroupTree::parents_
-  const WorkerCgroupLimits limits_;
   absl::Mutex mu_;
+  WorkerCgroupLimits limits_ ABSL_GUARDED_BY(mu_);  // as written to the group's files
   // Control and counter files, opened once: SetBusy and NewLimitHits run at every request.
   std::vector<int> fds_ ABSL_GUARDED_BY(mu_);
   int quota_fd_ ABSL_GUARDED_BY(mu_) = -1;

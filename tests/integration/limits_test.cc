@@ -13,9 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/cpp/ffibox_client.h"
 #include "core/test_types.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/jail/sanitizers.h"
 #include "tests/support/status_matchers.h"
@@ -358,6 +363,59 @@ TEST_F(LimitsTest, PooledWorkersServeSessionsLikeFreshOnes) {
   // Sessions are gone; only the refilled pool remains.
   EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() == 2; }, absl::Seconds(10)))
       << ChildrenOf(server_->pid()).size() << " children";
+}
+
+// The directory of the memory cgroup process `pid` is in, from /proc/PID/cgroup (cgroup v1:
+// "N:controllers:/path" under /sys/fs/cgroup/memory; v2: "0::/path" under /sys/fs/cgroup);
+// "" when there is none.
+std::string MemoryCgroupOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cgroup"));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (parts.size() != 3) continue;
+    if (parts[1].empty()) return absl::StrCat("/sys/fs/cgroup", parts[2]);
+    std::vector<absl::string_view> controllers = absl::StrSplit(parts[1], ',');
+    if (absl::c_linear_search(controllers, "memory")) {
+      return absl::StrCat("/sys/fs/cgroup/memory", parts[2]);
+    }
+  }
+  return "";
+}
+
+// The memory cap of each process of the server that is in a worker cgroup of its own.
+std::vector<std::string> WorkerGroupMemoryCaps(pid_t server) {
+  std::vector<std::string> caps;
+  for (pid_t pid : test_support::DescendantsOf(server)) {
+    const std::string group = MemoryCgroupOf(pid);
+    if (!absl::StrContains(group, "/worker-")) continue;
+    for (const char* file : {"/memory.limit_in_bytes", "/memory.max"}) {
+      std::ifstream in(group + file);
+      std::string cap;
+      if (std::getline(in, cap)) caps.push_back(cap);
+    }
+  }
+  return caps;
+}
+
+// Pooled workers wait in cgroups of their own (moving a process into a group is slow on
+// cgroup v1, so it is not left for the session), and the session that takes one gets its
+// own caps written into that group.
+TEST_F(LimitsTest, PooledWorkersWaitInTheirOwnCgroupsAndTakeTheSessionsCap) {
+  StartServer({"--pool_size=2", "--session_memory_bytes=1073741824"});
+  ASSERT_TRUE(
+      WaitFor([&] { return WorkerGroupMemoryCaps(server_->pid()).size() == 2; }, absl::Seconds(10)))
+      << "idle pooled workers are not in worker cgroups: "
+      << absl::StrJoin(WorkerGroupMemoryCaps(server_->pid()), ", ");
+  EXPECT_THAT(WorkerGroupMemoryCaps(server_->pid()),
+              ::testing::Each(::testing::StrEq(absl::StrCat(uint64_t{1} << 30))));
+  SessionOptions capped;
+  capped.memory_limit_bytes = uint64_t{256} << 20;
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(capped);
+  ASSERT_OK(session);
+  ExpectCosWorks(**session);  // takes a pooled worker
+  EXPECT_THAT(WorkerGroupMemoryCaps(server_->pid()),
+              ::testing::Contains(::testing::StrEq(absl::StrCat(uint64_t{256} << 20))).Times(1));
 }
 
 TEST_F(LimitsTest, PoolSizeZeroKeepsNoIdleWorkers) {
