@@ -61,6 +61,7 @@ int main() {
     if (!frame.ok()) return 0;
     ffibox::internal::WorkerRequest request;
     if (!request.ParseFromString(*frame)) return 2;
+    if (request.has_begin()) continue;  // the first request; not answered
     const std::string& path = request.request().load_library().path();
     if (path == "hang") {
       for (;;) pause();

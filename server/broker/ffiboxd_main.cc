@@ -100,7 +100,7 @@ absl::Status CheckJailWithWorker(ffibox::SessionConfig& session,
   if (!session.jail.enabled) return absl::OkStatus();
   for (int attempt = 0; attempt < ffibox::kJailLayerCount; ++attempt) {
     absl::StatusOr<std::unique_ptr<ffibox::WorkerProcess>> worker =
-        ffibox::WorkerProcess::Start(ffibox::WorkerLaunchOptionsFor(session, 1));
+        ffibox::WorkerProcess::Start(ffibox::WorkerLaunchOptionsFor(session));
     if (worker.ok()) return absl::OkStatus();
     std::optional<ffibox::JailLayer> layer = ffibox::FailedJailLayer(worker.status());
     if (!layer.has_value()) {
@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
   // Idle workers, started with the launch options every session's first worker uses.
   std::unique_ptr<ffibox::WorkerPool> pool;
   if (settings->pool_size > 0) {
-    pool = std::make_unique<ffibox::WorkerPool>(ffibox::WorkerLaunchOptionsFor(session, 1),
+    pool = std::make_unique<ffibox::WorkerPool>(ffibox::WorkerLaunchOptionsFor(session),
                                                 settings->pool_size, session.cgroups,
                                                 ffibox::DefaultWorkerCgroupLimits(session));
     session.pool = pool.get();

@@ -45,14 +45,15 @@ struct SessionConfig {
   // Every worker's cgroup is made here when the jail's cgroup layer is on (not owned; must
   // outlive the session). Null: no cgroups.
   CgroupTree* cgroups = nullptr;
-  // Idle workers for the session's first worker (not owned; must outlive the session).
+  // Idle workers for the session's first worker and its restarts (not owned; must outlive
+  // the session).
   // Null: every worker is started on demand.
   WorkerPool* pool = nullptr;
 };
 
-// The launch options of a worker of `generation` for sessions configured by `config`
-// (the same for every session of a server, so pooled workers fit any session).
-WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation);
+// The launch options of a worker for sessions configured by `config` (the same for every
+// session of a server, so pooled workers fit any session and any restart).
+WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config);
 
 // The cgroup limits of a worker of a session that asked for nothing of its own (pooled
 // workers' groups are made with these).

@@ -19,11 +19,10 @@ absl::Status Refuse(v1::ErrorCode code, absl::string_view session_id, std::strin
 
 }  // namespace
 
-WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t generation) {
+WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config) {
   WorkerLaunchOptions options;
   options.worker_path = config.worker_path;
   options.max_reply_bytes = config.max_reply_bytes;
-  options.worker.set_generation(generation);
   options.worker.set_max_callback_depth(static_cast<uint32_t>(config.max_callback_depth));
   options.worker.set_max_block_bytes(config.type_limits.max_block_bytes);
   options.jail = config.jail;
@@ -38,11 +37,10 @@ WorkerCgroupLimits DefaultWorkerCgroupLimits(const SessionConfig& config) {
 absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const SessionConfig& config,
                                                                     const Settings& settings,
                                                                     absl::string_view session_id) {
-  WorkerLaunchOptions options = WorkerLaunchOptionsFor(config, settings.generation);
+  WorkerLaunchOptions options = WorkerLaunchOptionsFor(config);
   options.jail.scratch_directory = settings.scratch_directory;
   PooledWorker pooled;
-  if (settings.generation == 1 && config.pool != nullptr &&
-      options.jail.scratch_directory.empty()) {
+  if (config.pool != nullptr && options.jail.scratch_directory.empty()) {
     pooled = config.pool->Take();
   }
   absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled.process);
@@ -94,6 +92,13 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
     const pid_t worker_pid = process->worker_pid();
     process_cap = std::make_unique<ProcessCapWatch>(
         worker_pid, worker_pid != process->pid() ? 1 : 0, config.jail.processes);
+  }
+  // Last: the worker learns its generation once its caps hold.
+  absl::Status begun = process->Begin(settings.generation);
+  if (!begun.ok()) {
+    process.reset();  // reaped here, before its group goes
+    return Refuse(v1::INTERNAL, session_id,
+                  absl::StrCat("cannot start a worker: ", begun.message()));
   }
   return std::unique_ptr<SessionWorker>(
       new SessionWorker(std::move(process), std::move(cgroup), std::move(process_cap)));

@@ -33,10 +33,10 @@ class SessionWorker {
     uint32_t idle_cpu_percent = 0;    // the worker's CPU share while idle (cgroup layer)
   };
 
-  // Takes a pooled worker (generation 1 without a scratch directory only: a worker stamps
-  // its generation on addresses, and pooled ones have no scratch directory) or starts one,
-  // then applies the session's caps and cgroup. On failure the public error (ErrorStatus):
-  // JAIL_UNAVAILABLE for a jail layer or cgroup that could not be applied,
+  // Takes a pooled worker (for a session without a scratch directory: pooled ones have none;
+  // first workers and restarts alike) or starts one, applies the session's caps and cgroup,
+  // then binds it to `settings.generation` (WorkerProcess::Begin). On failure the public error
+  // (ErrorStatus): JAIL_UNAVAILABLE for a jail layer or cgroup that could not be applied,
   // RESOURCE_EXHAUSTED when the host ran out, INTERNAL otherwise; also logged, naming
   // `session_id`.
   static absl::StatusOr<std::unique_ptr<SessionWorker>> Start(const SessionConfig& config,

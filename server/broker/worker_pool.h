@@ -1,10 +1,10 @@
 // A pool of pre-started idle workers, so that opening a session does not pay for fork,
 // exec and jail setup.
 //
-// The pool keeps `size` workers of generation 1, started (and jailed, by the worker itself)
-// with the server-wide launch options, ready on a background thread. Session::EnsureWorker
-// takes one for its first worker; a restart (generation 2 and later) starts a fresh worker,
-// because a worker stamps its generation on every address it hands out. With the cgroup
+// The pool keeps `size` workers, started (and jailed, by the worker itself) with the
+// server-wide launch options, ready on a background thread. A pooled worker has no
+// generation yet: the session that takes it binds it to one (WorkerProcess::Begin), so
+// Session::EnsureWorker takes one for a first worker and for a restart alike. With the cgroup
 // layer, each pooled worker is already in its own cgroup with the server's default limits:
 // moving a process into a cgroup is the slowest step of a worker's start on cgroup v1 (the
 // kernel waits for an RCU grace period), so it happens here, in the background, and a
@@ -35,7 +35,7 @@ struct PooledWorker {
 
 class WorkerPool {
  public:
-  // Starts filling a pool of `size` idle workers launched with `options` (generation 1).
+  // Starts filling a pool of `size` idle workers launched with `options`.
   // With `cgroups` (may be null; must outlive the pool) each is put in its own group with
   // `cgroup_limits`; a worker whose group cannot be made is discarded (sessions then start
   // their own, which fail closed the same way).
@@ -47,7 +47,7 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // A live idle worker of generation 1 (in its cgroup, when the pool has cgroups), or one
+  // A live idle worker, not yet begun (in its cgroup, when the pool has cgroups), or one
   // with a null process when none is ready (the caller starts one itself). A replacement is
   // started in the background.
   PooledWorker Take();

@@ -101,9 +101,6 @@ absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
 
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     const WorkerLaunchOptions& options) {
-  if (options.worker.generation() == 0) {
-    return absl::InvalidArgumentError("a worker's generation starts at 1");
-  }
   if (access(options.worker_path.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(absl::StrCat("worker binary ", options.worker_path,
                                                       " is not executable: ", strerror(errno)));
@@ -220,6 +217,18 @@ WorkerProcess::~WorkerProcess() {
                  seccomp_listener_, status_fd_}) {
     if (fd >= 0) close(fd);
   }
+}
+
+absl::Status WorkerProcess::Begin(uint64_t generation) {
+  if (generation == 0 || generation_ != 0) {
+    return absl::FailedPreconditionError("a worker begins once, with a generation of at least 1");
+  }
+  internal::WorkerRequest begin;
+  begin.mutable_begin()->set_generation(generation);
+  absl::Status sent = connection_->Send(begin);
+  if (!sent.ok()) return sent;
+  generation_ = generation;
+  return absl::OkStatus();
 }
 
 absl::Status WorkerProcess::SendDescriptor(int fd, uint64_t tag) {

@@ -36,8 +36,8 @@ struct WorkerLaunchOptions {
   size_t max_reply_bytes = 64 << 20;  // frames from the worker longer than this are refused
   JailOptions jail;                   // the worker's jail (on by default)
   bool jail_self_test = false;        // --check-jail: the worker calls execve once jailed
-  // What the worker is told besides its jail (its generation, at least 1, and callback
-  // depth); Start adds the part of `jail` the worker applies itself.
+  // What the worker is told besides its jail (callback depth, block limit); Start adds the
+  // part of `jail` the worker applies itself. Its generation comes later, with Begin.
   internal::WorkerSettings worker;
 };
 
@@ -97,7 +97,12 @@ class WorkerProcess {
   // The host pid of the ffibox-worker process itself (for prlimit and inspection); equal to
   // pid() without a pid namespace; -1 if it could not be found.
   pid_t worker_pid() const { return worker_pid_; }
+  // The generation Begin bound the worker to; 0 before.
   uint64_t generation() const { return generation_; }
+  // Binds the worker to `generation` (at least 1): its first request. Call it once, before
+  // anything else is sent and before another thread uses the worker. UNAVAILABLE when the
+  // worker has gone.
+  absl::Status Begin(uint64_t generation);
   WorkerConnection& connection() { return *connection_; }
   // Which jail layers this worker got.
   const SpawnedLayers& jail_layers() const { return layers_; }
@@ -138,7 +143,6 @@ class WorkerProcess {
                 int seccomp_listener)
       : pid_(spawned.pid),
         worker_pid_(spawned.worker_pid),
-        generation_(options.worker.generation()),
         connection_(std::move(connection)),
         fds_(fds),
         seccomp_listener_(seccomp_listener),
@@ -160,7 +164,7 @@ class WorkerProcess {
 
   const pid_t pid_;
   const pid_t worker_pid_;
-  const uint64_t generation_;
+  uint64_t generation_ = 0;
   std::unique_ptr<WorkerConnection> connection_;
   const WorkerDescriptors fds_;
   const int seccomp_listener_;

@@ -80,7 +80,6 @@ int RunJailCheck(const JailOptions& options, const std::string& worker_path) {
   WorkerLaunchOptions launch;
   launch.worker_path = worker_path;
   launch.jail = options;
-  launch.worker.set_generation(1);
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
   if (!worker.ok()) {
     printf("cannot start a jailed worker: %s\n", std::string(worker.status().message()).c_str());

@@ -44,7 +44,6 @@ std::string ProbeDirectory() {
 WorkerLaunchOptions JailedLaunch() {
   WorkerLaunchOptions launch;
   launch.worker_path = Runfile("server/ffibox-worker");
-  launch.worker.set_generation(1);
   return launch;
 }
 

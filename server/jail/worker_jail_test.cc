@@ -22,7 +22,6 @@ TEST(WorkerJailFor, CarriesEverySettingThroughTheWorkersArgument) {
   options.processes = 32;
   options.file_bytes = 4096;
   internal::WorkerSettings settings;
-  settings.set_generation(3);
   settings.set_max_callback_depth(9);
   *settings.mutable_jail() = WorkerJailFor(options);
 
@@ -32,7 +31,6 @@ TEST(WorkerJailFor, CarriesEverySettingThroughTheWorkersArgument) {
   absl::StatusOr<internal::WorkerSettings> parsed =
       ParseWorkerSettings(static_cast<int>(argv.size()), argv.data());
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->generation(), 3u);
   EXPECT_EQ(parsed->max_callback_depth(), 9u);
   const internal::WorkerJail& jail = parsed->jail();
   EXPECT_EQ(jail.seccomp_policy(), "permissive");
@@ -48,9 +46,8 @@ TEST(WorkerJailFor, CarriesEverySettingThroughTheWorkersArgument) {
 }
 
 TEST(ParseWorkerSettings, MissingOrMalformedSettingsAreRefused) {
-  internal::WorkerSettings no_generation;
   for (std::string bad : {std::string("--generation=3"), std::string("--settings=!!notbase64"),
-                          std::string("--settings=AAAA"), WorkerSettingsArgument(no_generation)}) {
+                          std::string("--settings=AAAA")}) {
     std::vector<std::string> args = {"ffibox-worker", bad};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
@@ -64,7 +61,6 @@ TEST(ParseWorkerSettings, MissingOrMalformedSettingsAreRefused) {
 // broker's restriction) or a jail without a seccomp policy.
 TEST(ParseWorkerSettings, UnknownFieldsAndAJailWithoutPolicyAreRefused) {
   internal::WorkerSettings settings;
-  settings.set_generation(1);
   *settings.mutable_jail() = WorkerJailFor(JailOptions());
   internal::WorkerSettings unknown = settings;
   unknown.mutable_jail()

@@ -35,9 +35,6 @@ absl::StatusOr<internal::WorkerSettings> ParseWorkerSettings(int argc, char** ar
       return absl::InvalidArgumentError(
           "--settings holds fields this worker does not know (is it older than the broker?)");
     }
-    if (settings.generation() == 0) {
-      return absl::InvalidArgumentError("--settings names no worker generation");
-    }
     if (settings.has_jail() && settings.jail().seccomp_policy().empty()) {
       return absl::InvalidArgumentError("--settings has a jail without a seccomp policy");
     }

@@ -66,13 +66,13 @@ using Handler = std::function<v1::CallbackReturn(const v1::CallbackInvoke&)>;
 // One ffibox-worker child with the broker's end of its connection.
 class Worker {
  public:
-  // `max_callback_depth` 0: the worker's default.
-  explicit Worker(uint32_t max_callback_depth = 0) {
+  // `max_callback_depth` 0: the worker's default. `begin`: send the begin request that binds
+  // the worker to kGeneration, as the broker does first.
+  explicit Worker(uint32_t max_callback_depth = 0, bool begin = true) {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
     const std::string path = Runfile("server/ffibox-worker");
     internal::WorkerSettings settings;
-    settings.set_generation(kGeneration);
     settings.set_max_callback_depth(max_callback_depth);
     std::vector<std::string> args = {"ffibox-worker", WorkerSettingsArgument(settings)};
     std::vector<char*> argv;
@@ -90,10 +90,32 @@ class Worker {
     auto connection = MakeSocketWorkerConnection(fds[0], 64 << 20);
     EXPECT_TRUE(connection.ok());
     connection_ = std::move(*connection);
+    if (begin) Begin(kGeneration);
+  }
+
+  void Begin(uint64_t generation) {
+    internal::WorkerRequest request;
+    request.mutable_begin()->set_generation(generation);
+    Send(request);
+  }
+
+  // The worker's exit status once it ended by itself within `timeout`; -1 otherwise.
+  int ExitStatusWithin(absl::Duration timeout) {
+    int status = 0;
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return -1;
   }
 
   ~Worker() {
     connection_.reset();  // EOF: the worker exits by itself
+    if (exited_) return;
     int status = 0;
     for (int i = 0; i < 200 && waitpid(pid_, &status, WNOHANG) == 0; ++i)
       absl::SleepFor(absl::Milliseconds(10));
@@ -185,6 +207,7 @@ class Worker {
 
  private:
   pid_t pid_ = -1;
+  bool exited_ = false;  // reaped by ExitStatusWithin
   std::unique_ptr<WorkerConnection> connection_;
   uint64_t next_id_ = 0;
   std::vector<v1::SessionEvent> events_;
@@ -507,6 +530,32 @@ TEST(WorkerWithoutJail, DumpsNoCore) {
   ASSERT_GE(core.size(), 6u) << line;
   EXPECT_EQ(core[4], "0") << "soft limit";
   EXPECT_EQ(core[5], "0") << "hard limit";
+}
+
+// A worker is generic until its first request binds it to a generation (so the broker's
+// pool can hand it to any session or restart); anything else first, or a second begin, is a
+// broken or hostile broker: the worker ends with status 2 without serving.
+TEST(WorkerBegin, AFirstRequestThatIsNotABeginEndsTheWorker) {
+  Worker worker(/*max_callback_depth=*/0, /*begin=*/false);
+  internal::WorkerRequest load;
+  load.set_id(1);
+  load.set_handle(1);
+  load.mutable_request()->mutable_load_library()->set_path("libm.so.6");
+  worker.Send(load);
+  EXPECT_EQ(worker.ExitStatusWithin(absl::Seconds(10)), 2);
+}
+
+TEST(WorkerBegin, ABeginWithoutAGenerationEndsTheWorker) {
+  Worker worker(/*max_callback_depth=*/0, /*begin=*/false);
+  worker.Begin(0);
+  EXPECT_EQ(worker.ExitStatusWithin(absl::Seconds(10)), 2);
+}
+
+TEST(WorkerBegin, ASecondBeginEndsTheWorker) {
+  Worker worker;
+  LoadLibraries(&worker);  // served: the first begin took
+  worker.Begin(kGeneration + 1);
+  EXPECT_EQ(worker.ExitStatusWithin(absl::Seconds(10)), 2);
 }
 
 TEST(WorkerCallbackDepth, InvocationsNestedBeyondTheLimitReturnZeroWithAnEvent) {

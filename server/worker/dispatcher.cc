@@ -1,5 +1,6 @@
 #include "server/worker/dispatcher.h"
 
+#include <stdio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,14 +32,26 @@ TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
 WorkerDispatcher::WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings,
                                    int descriptor_fd)
     : broker_(channel_fd),
-      generation_(settings.generation()),
+      descriptor_fd_(descriptor_fd),
+      limits_(LimitsFrom(settings)),
       max_callback_depth_(
           settings.max_callback_depth() > 0
               ? static_cast<int>(std::min<uint32_t>(settings.max_callback_depth(), 1 << 20))
-              : kDefaultMaxCallbackDepth),
-      executor_(generation_, this, descriptor_fd, LimitsFrom(settings)) {}
+              : kDefaultMaxCallbackDepth) {}
+
+void WorkerDispatcher::Begin() {
+  absl::StatusOr<internal::WorkerRequest> first = broker_.Receive();
+  if (!first.ok()) _exit(absl::IsInvalidArgument(first.status()) ? 2 : 0);
+  if (!first->has_begin() || first->begin().generation() == 0 || first->has_request()) {
+    fprintf(stderr, "ffibox-worker: the first request is not a begin with a generation\n");
+    _exit(2);
+  }
+  generation_ = first->begin().generation();
+  executor_.emplace(generation_, this, descriptor_fd_, limits_);
+}
 
 void WorkerDispatcher::Run() {
+  Begin();
   std::thread([this] { ReadLoop(); }).detach();
   for (;;) {
     internal::WorkerRequest next;
@@ -66,6 +79,8 @@ void WorkerDispatcher::ReadLoop() {
 }
 
 void WorkerDispatcher::Route(internal::WorkerRequest request) {
+  // A worker begins once: a second begin is a broken or hostile broker.
+  if (request.has_begin()) _exit(2);
   if (request.request().op_case() == v1::Request::kCallbackReturn) {
     const uint64_t id = request.request().callback_return().invocation();
     absl::MutexLock lock(&mu_);
@@ -97,7 +112,7 @@ void WorkerDispatcher::Route(internal::WorkerRequest request) {
 
 void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
   internal::WorkerReply reply;
-  *reply.mutable_response() = executor_.Execute(request);
+  *reply.mutable_response() = executor_->Execute(request);
   Send(reply);
 }
 
@@ -211,7 +226,7 @@ void WorkerDispatcher::Complete(uint64_t callback, uint64_t invocation_id, const
   }
   MarshalContext context;
   context.generation = generation_;
-  context.callbacks = &executor_.callbacks();
+  context.callbacks = &executor_->callbacks();
   absl::Status stored = StoreCallbackResult(
       signature, answer.has_result() ? &answer.result() : nullptr, context, result);
   if (!stored.ok()) {

@@ -1,8 +1,12 @@
 // WorkerDispatcher: the threads of ffibox-worker and the routing of the broker's requests
 // between them, which is what makes callbacks reentrant and callable from any thread.
 //
-//   - A reader thread receives every request from the broker (BrokerConnection on fd 3)
-//     and routes it:
+//   - The first request binds the worker to its generation (WorkerRequest.begin); until
+//     then the worker is generic, so the broker's pool can hand it to any session or
+//     restart. A first request without a generation, or a second begin, ends the process
+//     with status 2.
+//   - A reader thread receives every later request from the broker (BrokerConnection on
+//     fd 3) and routes it:
 //       * request.callback_return for invocation N: wakes the thread waiting in N (an
 //         unknown or already answered N is ignored). Never answered.
 //       * WorkerRequest.invocation == 0: queued for the main thread, which runs top-level
@@ -27,6 +31,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,8 +59,8 @@ class WorkerDispatcher : public CallbackRunner {
   WorkerDispatcher(const WorkerDispatcher&) = delete;
   WorkerDispatcher& operator=(const WorkerDispatcher&) = delete;
 
-  // Starts the reader thread and runs top-level requests on the calling thread. Never
-  // returns: the process ends when the channel does.
+  // Waits for the begin request, then starts the reader thread and runs top-level requests
+  // on the calling thread. Never returns: the process ends when the channel does.
   [[noreturn]] void Run();
 
   // CallbackRunner: one native call of a live callback, on the calling thread.
@@ -75,6 +80,8 @@ class WorkerDispatcher : public CallbackRunner {
     bool returned = false;  // its callback_return arrived: later requests are refused
   };
 
+  // Receives the first request, which must be a begin, and makes the executor.
+  void Begin();
   [[noreturn]] void ReadLoop();
   void Route(internal::WorkerRequest request);
   // Executes one request and sends its response.
@@ -93,9 +100,12 @@ class WorkerDispatcher : public CallbackRunner {
                 void* result);
 
   BrokerConnection broker_;
-  const uint64_t generation_;
+  const int descriptor_fd_;
+  const TypeLimits limits_;
   const int max_callback_depth_;
-  WorkerExecutor executor_;
+  // Set by Begin, before the reader thread starts; never changed after.
+  uint64_t generation_ = 0;
+  std::optional<WorkerExecutor> executor_;
   std::atomic<uint64_t> invocations_{0};
   absl::Mutex mu_;
   std::deque<internal::WorkerRequest> top_level_ ABSL_GUARDED_BY(mu_);

@@ -6,11 +6,12 @@
 // routing of callback invocations). Anything here may be corrupted by the library it runs:
 // the broker trusts nothing this process sends.
 //
-// Its one argument is its WorkerSettings (server/protocol/worker_settings.h): the generation
-// stamped on its addresses, the callback depth, and the part of the jail it applies to
-// itself (rlimits and seccomp, server/jail/worker_jail.h) before it reads its first request
-// (the launcher already applied the rest of the jail). A worker whose settings are missing
-// or malformed, or that cannot apply its jail, exits with status 125 without serving.
+// Its one argument is its WorkerSettings (server/protocol/worker_settings.h): the callback
+// depth, the block limit, and the part of the jail it applies to itself (rlimits and
+// seccomp, server/jail/worker_jail.h) before it reads its first request (the launcher
+// already applied the rest of the jail). Its generation comes with that first request. A worker
+// whose settings are missing or malformed, or that cannot apply its jail, exits with status 125
+// without serving.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -384,18 +385,33 @@ std::string MemoryCgroupOf(pid_t pid) {
 }
 
 // The memory cap of each process of the server that is in a worker cgroup of its own.
-std::vector<std::string> WorkerGroupMemoryCaps(pid_t server) {
-  std::vector<std::string> caps;
+std::map<pid_t, std::string> WorkerGroupMemoryCapsByPid(pid_t server) {
+  std::map<pid_t, std::string> caps;
   for (pid_t pid : test_support::DescendantsOf(server)) {
     const std::string group = MemoryCgroupOf(pid);
     if (!absl::StrContains(group, "/worker-")) continue;
     for (const char* file : {"/memory.limit_in_bytes", "/memory.max"}) {
       std::ifstream in(group + file);
       std::string cap;
-      if (std::getline(in, cap)) caps.push_back(cap);
+      if (std::getline(in, cap)) caps[pid] = cap;
     }
   }
   return caps;
+}
+
+std::vector<std::string> WorkerGroupMemoryCaps(pid_t server) {
+  std::vector<std::string> caps;
+  for (const auto& [pid, cap] : WorkerGroupMemoryCapsByPid(server)) caps.push_back(cap);
+  return caps;
+}
+
+// The workers whose group has a memory cap of `cap`.
+std::vector<pid_t> WorkersCappedAt(pid_t server, const std::string& cap) {
+  std::vector<pid_t> pids;
+  for (const auto& [pid, its_cap] : WorkerGroupMemoryCapsByPid(server)) {
+    if (its_cap == cap) pids.push_back(pid);
+  }
+  return pids;
 }
 
 // Pooled workers wait in cgroups of their own (moving a process into a group is slow on
@@ -416,6 +432,37 @@ TEST_F(LimitsTest, PooledWorkersWaitInTheirOwnCgroupsAndTakeTheSessionsCap) {
   ExpectCosWorks(**session);  // takes a pooled worker
   EXPECT_THAT(WorkerGroupMemoryCaps(server_->pid()),
               ::testing::Contains(::testing::StrEq(absl::StrCat(uint64_t{256} << 20))).Times(1));
+}
+
+// A restart after a crash takes a pooled worker too: the worker that serves the session
+// after the crash is one that was idle in the pool before it, with the session's cap.
+TEST_F(LimitsTest, ARestartAfterACrashTakesAPooledWorker) {
+  StartServer({"--pool_size=2", "--session_memory_bytes=1073741824"});
+  const std::string session_cap = absl::StrCat(uint64_t{256} << 20);
+  SessionOptions capped;
+  capped.memory_limit_bytes = uint64_t{256} << 20;
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(capped);
+  ASSERT_OK(session);
+  absl::StatusOr<Library> library = (*session)->Load(TestLibPath());
+  ASSERT_OK(library);
+  ExpectAddWorks(*library);
+  // The session's worker and two idle ones, each in its group.
+  ASSERT_TRUE(WaitFor([&] { return WorkerGroupMemoryCaps(server_->pid()).size() == 3; },
+                      absl::Seconds(10)));
+  std::vector<pid_t> before = WorkersCappedAt(server_->pid(), session_cap);
+  ASSERT_EQ(before.size(), 1u);
+  std::vector<pid_t> idle = WorkersCappedAt(server_->pid(), absl::StrCat(uint64_t{1} << 30));
+  ASSERT_EQ(idle.size(), 2u);
+
+  absl::StatusOr<TypedFunction<int()>> crash = library->Function<int()>("crash_null_deref");
+  ASSERT_OK(crash);
+  EXPECT_THAT((*crash)().status(), StatusIs(v1::WORKER_CRASHED));
+  ExpectAddWorks(*library);
+  std::vector<pid_t> after = WorkersCappedAt(server_->pid(), session_cap);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0], before[0]);
+  EXPECT_THAT(idle, ::testing::Contains(after[0]))
+      << "the restarted worker was not one of the pool's idle workers";
 }
 
 TEST_F(LimitsTest, PoolSizeZeroKeepsNoIdleWorkers) {
