@@ -3,13 +3,14 @@
 // Floors: an in-process libffi call (what ctypes and the worker itself pay), a bare
 // cross-process round trip over a socketpair (the least any out-of-process design pays),
 // the same echo to a thread (what a wakeup costs without a process boundary), and a bare
-// gRPC bidi-stream round trip (the least a gRPC service pays). Product path:
+// gRPC bidi-stream ping round trip (the least a gRPC service pays). Product path:
 // ping (client -> broker), cos(0.5) (client -> broker -> worker -> libffi and back), calls
 // with INOUT buffers, pipelined calls, and a call whose native code calls back into the
 // client once (the callback round trip). The ffibox benchmarks start a real ffiboxd from
 // the binary's runfiles as a child process on a private socket (the integration tests'
-// TestServer, tests/support/test_server.h) and stop it at exit. Run everything with ./bench/run.sh;
-// docs/benchmarks.md has the results.
+// TestServer, tests/support/test_server.h) and stop it at exit. The same binary links the
+// family of grpc_floor_bench.cc (bare gRPC carrying a real call's bytes), with fixtures from
+// bench_fixtures.h. Run everything with ./bench/run.sh; docs/benchmarks.md has the results.
 //
 // Every benchmark that waits on another process or thread measures wall-clock time
 // (UseRealTime): the CPU time of the calling thread would hide the waiting.
@@ -39,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/bench_fixtures.h"
 #include "bench/echo_session_server.h"
 #include "benchmark/benchmark.h"
 #include "client/cpp/ffibox_client.h"
@@ -350,9 +352,10 @@ void BM_CrossThreadRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_CrossThreadRoundTrip)->UseRealTime();
 
-// One Request written and one Response read on a bidi stream to a gRPC server in this
-// process that does nothing else: the floor of the client -> broker hop.
-void BM_BareGrpcRoundTrip(benchmark::State& state) {
+// One Ping written and one Response{id, done} read on a bidi stream to a gRPC server in this
+// process that does nothing else: the floor of BM_FfiboxPing. (BM_BareGrpcRoundTrip, in
+// grpc_floor_bench.cc, carries a real call's messages instead.)
+void BM_BareGrpcPingRoundTrip(benchmark::State& state) {
   if (echo_server == nullptr) {
     absl::StatusOr<std::unique_ptr<EchoSessionServer>> started = EchoSessionServer::Start();
     if (!started.ok()) {
@@ -385,7 +388,7 @@ void BM_BareGrpcRoundTrip(benchmark::State& state) {
   }
   stream->Finish().ok();
 }
-BENCHMARK(BM_BareGrpcRoundTrip)->UseRealTime();
+BENCHMARK(BM_BareGrpcPingRoundTrip)->UseRealTime();
 
 // ---------------------------------------------------------------------------------------
 // ffibox
@@ -556,5 +559,6 @@ int main(int argc, char** argv) {
   // Close the session before its server goes, and stop the in-process gRPC server.
   ffibox::bench::ffibox_fixture.reset();
   ffibox::bench::echo_server.reset();
+  ffibox::bench::RunBenchmarksEndTeardowns();
   return 0;
 }
