@@ -10,8 +10,8 @@
 // the binary's runfiles as a child process on a private socket (the integration tests'
 // TestServer, tests/support/test_server.h) and stop it at exit. The same binary links the
 // families of grpc_floor_bench.cc (bare gRPC carrying a real call's bytes), bulk_bench.cc
-// (64 MiB INOUT) and recovery_bench.cc (crash to next call), with fixtures from
-// bench_fixtures.h. Run everything with ./bench/run.sh;
+// (64 MiB INOUT), recovery_bench.cc (crash to next call) and scale_bench.cc (concurrent
+// sessions), which share bench_fixtures.h. Run everything with ./bench/run.sh;
 // docs/benchmarks.md has the results.
 //
 // Every benchmark that waits on another process or thread measures wall-clock time
