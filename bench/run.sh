@@ -11,10 +11,12 @@
 #      the cross-process round trip, throughputs and counters; then the performance targets,
 #      met or missed and by how much.
 #
-# Usage: ./bench/run.sh [--json=FILE] [call_bench arguments...]
+# Usage: ./bench/run.sh [--json=FILE] [--plots[=DIR]] [call_bench arguments...]
 #   --json=FILE    write the merged report there: Google Benchmark's JSON (every repetition
 #                  and the mean/median/stddev aggregates) with the Python benchmarks' entries
 #                  in the same shape (bench/bench_json.py)
+#   --plots[=DIR]  draw the plots with bench/plot.py into DIR (default docs/img); installs
+#                  python3-matplotlib if it is missing
 # Other arguments go to call_bench, e.g. ./bench/run.sh --benchmark_filter=Ffibox.
 # BAZEL names the bazel command (default: bazel), e.g. BAZEL="bazel --output_user_root=/x".
 # Leaves the shared Bazel server running (other sessions use it).
@@ -22,15 +24,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 json_out=""
+plots_dir=""
 call_bench_args=()
 for arg in "$@"; do
   case "$arg" in
     --json=*) json_out="${arg#--json=}" ;;
+    --plots) plots_dir="docs/img" ;;
+    --plots=*) plots_dir="${arg#--plots=}" ;;
     *) call_bench_args+=("$arg") ;;
   esac
 done
 
-./scripts/install-deps.sh
+./scripts/install-deps.sh ${plots_dir:+--plots}
 ${BAZEL:-bazel} build //bench:call_bench //server:ffiboxd //server:ffibox-worker \
   //tests/testlibs:libffibox_test.so //proto:ffibox_py
 
@@ -73,4 +78,9 @@ merged="${json_out:-$scratch/merged.json}"
 echo
 /usr/bin/python3 bench/summary.py --json "$merged" "${reports[@]}"
 if [ -n "$json_out" ]; then echo "merged report: $json_out"; fi
+
+if [ -n "$plots_dir" ]; then
+  echo
+  /usr/bin/python3 bench/plot.py "$merged" --out-dir "$plots_dir"
+fi
 exit "$status"

@@ -1,6 +1,7 @@
 """bench/run.sh's reporting: bench/summary.py merges call_bench's Google Benchmark JSON with
 the Python benchmarks' (a real bench/ctypes_bench.py run here), prints every benchmark that
-results are compared by (missing or failed ones say so), and the targets."""
+results are compared by (missing or failed ones say so), and the targets; bench/plot.py
+draws from the merged file."""
 import json
 import os
 import subprocess
@@ -107,3 +108,15 @@ def test_the_merged_report_holds_every_median_in_one_google_benchmark_file(repor
     assert any(entry.get("aggregate_name") == "median" and
                entry["run_name"] == "BM_PythonCtypesCos"
                for entry in json.loads(merged.read_text())["benchmarks"])
+
+
+def test_plots_are_drawn_from_the_merged_report(reports, tmp_path):
+    pytest.importorskip("matplotlib")
+    merged = tmp_path / "merged.json"
+    summarize(reports, merged)
+    subprocess.run([sys.executable, os.path.join(BENCH, "plot.py"), str(merged), "--out-dir",
+                    str(tmp_path / "img")], check=True, stdout=subprocess.DEVNULL)
+    for name in ("latency_vs_payload.png", "throughput_vs_batch.png",
+                 "throughput_vs_sessions.png"):
+        with open(tmp_path / "img" / name, "rb") as png:
+            assert png.read(8) == b"\x89PNG\r\n\x1a\n"
