@@ -17,19 +17,27 @@ namespace ffibox {
 namespace bench {
 namespace {
 
-std::vector<std::function<void()>>& Teardowns() {
-  static auto* teardowns = new std::vector<std::function<void()>>();
-  return *teardowns;
+// The drop function of each held fixture, by owner, in the order they were held.
+std::vector<std::pair<const void*, std::function<void()>>>& HeldFixtures() {
+  static auto* held = new std::vector<std::pair<const void*, std::function<void()>>>();
+  return *held;
 }
 
 }  // namespace
 
-void AtBenchmarksEnd(std::function<void()> teardown) { Teardowns().push_back(std::move(teardown)); }
+void HoldFixture(const void* owner, std::function<void()> drop) {
+  std::vector<std::pair<const void*, std::function<void()>>> others = std::move(HeldFixtures());
+  HeldFixtures().clear();
+  for (auto& [other, drop_other] : others) {
+    if (other != owner) drop_other();
+  }
+  HeldFixtures().emplace_back(owner, std::move(drop));
+}
 
-void RunBenchmarksEndTeardowns() {
-  std::vector<std::function<void()>> teardowns = std::move(Teardowns());
-  Teardowns().clear();
-  for (auto it = teardowns.rbegin(); it != teardowns.rend(); ++it) (*it)();
+void DropFixtures() {
+  std::vector<std::pair<const void*, std::function<void()>>> held = std::move(HeldFixtures());
+  HeldFixtures().clear();
+  for (auto it = held.rbegin(); it != held.rend(); ++it) it->second();
 }
 
 absl::StatusOr<std::unique_ptr<FfiboxServer>> StartFfiboxServer(

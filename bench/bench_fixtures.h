@@ -1,11 +1,16 @@
 // What the benchmark families of //bench:call_bench share: an ffiboxd of their own with a
-// connected client, the test library, and the teardown of fixtures kept across runs.
+// connected client, the test library, and fixtures kept across runs of one family.
 //
 // Google Benchmark calls a benchmark function several times (to size the iteration count,
 // then once per repetition), so a family keeps its servers and sessions in a fixture made on
-// first use. It registers the fixture's teardown with `AtBenchmarksEnd`; call_bench's main
-// runs every teardown after the last benchmark (sessions close before their servers stop,
-// while gRPC is still up) instead of leaving it to static destructors.
+// first use. Only one family's fixture is alive at a time: with gRPC's synchronous API an
+// open session is not idle, because its reader thread, blocked in a read, is one of the
+// pollers of every connection in the process, so it wakes for the traffic of whatever runs
+// next and slows it (an idle session's reader took a third of a CPU and BM_BareGrpcRoundTrip
+// went from about 85 to about 300 µs). In-process gRPC servers poll the same way. So each
+// family calls `HoldFixture` before it makes its fixture, which drops every other family's;
+// call_bench's main calls `DropFixtures` after the last benchmark (sessions close before their
+// servers stop, while gRPC is still up) instead of leaving it to static destructors.
 #ifndef FFIBOX_BENCH_BENCH_FIXTURES_H_
 #define FFIBOX_BENCH_BENCH_FIXTURES_H_
 
@@ -29,16 +34,18 @@
 namespace ffibox {
 namespace bench {
 
-// Runs `teardown` when RunBenchmarksEndTeardowns is called (in reverse order of registration).
-void AtBenchmarksEnd(std::function<void()> teardown);
-// Runs and forgets every registered teardown; call_bench's main calls it after the run.
-void RunBenchmarksEndTeardowns();
+// Drops every fixture held by another `owner` (calls their `drop`), then holds this one's:
+// call it right before making a family's fixture. `drop` must leave the owner able to make
+// its fixture again on its next use.
+void HoldFixture(const void* owner, std::function<void()> drop);
+// Drops every held fixture; call_bench's main calls it after the run.
+void DropFixtures();
 
 // Holds one fixture of type T at a time: made by `make(key)` on first use, kept while the
 // benchmarks ask for the same key (e.g. a benchmark argument), dropped and made again for
-// another key, and dropped at the end of the run (AtBenchmarksEnd). A failure to make it is
-// kept too (for that key) and returned again instead of retrying. Not thread-safe: used from
-// the thread that runs the benchmarks.
+// another key or after another family held its fixture (HoldFixture), and dropped at the end
+// of the run. A failure to make it is kept too (for that key) and returned again instead of
+// retrying. Not thread-safe: used from the thread that runs the benchmarks.
 template <typename T>
 class FixtureSlot {
  public:
@@ -50,10 +57,7 @@ class FixtureSlot {
   absl::StatusOr<T*> Get(int64_t key = 0) {
     if (!made_ || key != key_) {
       Drop();
-      if (!registered_) {
-        AtBenchmarksEnd([this] { Drop(); });
-        registered_ = true;
-      }
+      HoldFixture(this, [this] { Drop(); });
       made_ = true;
       key_ = key;
       absl::StatusOr<std::unique_ptr<T>> made = make_(key);
@@ -76,7 +80,6 @@ class FixtureSlot {
 
  private:
   Factory make_;
-  bool registered_ = false;
   bool made_ = false;
   int64_t key_ = 0;
   std::unique_ptr<T> fixture_;

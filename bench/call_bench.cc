@@ -62,7 +62,8 @@ constexpr size_t kEchoMessageBytes = 16;
 constexpr int kPipelineDepth = 16;
 
 // ---------------------------------------------------------------------------------------
-// Shared fixtures, made on first use and destroyed by main after the run.
+// Shared fixtures, made on first use, dropped when another family makes its own
+// (HoldFixture, bench_fixtures.h: an open session slows what runs beside it) and by main.
 // ---------------------------------------------------------------------------------------
 
 // A real ffiboxd with one open session in which libm's cos and libc's memset are resolved.
@@ -138,6 +139,7 @@ absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
 // The shared ffibox fixture, or nullptr after reporting why it could not be made.
 FfiboxFixture* GetFfibox(benchmark::State& state) {
   if (ffibox_fixture == nullptr && ffibox_fixture_status.ok()) {
+    HoldFixture(&ffibox_fixture, [] { ffibox_fixture.reset(); });
     absl::StatusOr<std::unique_ptr<FfiboxFixture>> fixture = StartFfibox();
     if (fixture.ok()) {
       ffibox_fixture = *std::move(fixture);
@@ -359,6 +361,7 @@ BENCHMARK(BM_CrossThreadRoundTrip)->UseRealTime();
 // grpc_floor_bench.cc, carries a real call's messages instead.)
 void BM_BareGrpcPingRoundTrip(benchmark::State& state) {
   if (echo_server == nullptr) {
+    HoldFixture(&echo_server, [] { echo_server.reset(); });
     absl::StatusOr<std::unique_ptr<EchoSessionServer>> started = EchoSessionServer::Start();
     if (!started.ok()) {
       state.SkipWithError(started.status().ToString().c_str());
@@ -558,9 +561,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("ffiboxd", ffibox::test_support::RunfilePath("server/ffiboxd"));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  // Close the session before its server goes, and stop the in-process gRPC server.
-  ffibox::bench::ffibox_fixture.reset();
-  ffibox::bench::echo_server.reset();
-  ffibox::bench::RunBenchmarksEndTeardowns();
+  // Close the sessions before their servers go, and stop the in-process gRPC servers.
+  ffibox::bench::DropFixtures();
   return 0;
 }
