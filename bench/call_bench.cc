@@ -507,8 +507,9 @@ BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
 
 // Session start: open a session, load libm and call cos once (the first request that needs
 // native code is what starts, or takes, the session's worker); the close is not timed. On
-// its own ffiboxd with --pool_size=`pool_size`.
+// its own ffiboxd with --pool_size=`pool_size`. Counters give each step's share in ms.
 void SessionStart(benchmark::State& state, int pool_size) {
+  DropFixtures();  // no other family's sessions or servers beside this one's
   absl::StatusOr<std::unique_ptr<TestServer>> server =
       TestServer::Start({absl::StrCat("--pool_size=", pool_size)});
   if (!server.ok()) {
@@ -521,14 +522,27 @@ void SessionStart(benchmark::State& state, int pool_size) {
     return;
   }
   absl::SleepFor(absl::Milliseconds(200));  // let the pool fill
+  // Where the time goes: the open, the load (which takes or starts the worker), the resolve
+  // and the call.
+  absl::Duration phases[4];
   for (auto _ : state) {
+    absl::Time mark = absl::Now();
+    auto phase_done = [&](int phase) {
+      const absl::Time now = absl::Now();
+      phases[phase] += now - mark;
+      mark = now;
+    };
     absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession();
+    phase_done(0);
     absl::StatusOr<Library> libm =
         session.ok() ? (*session)->Load("libm.so.6") : absl::StatusOr<Library>(session.status());
+    phase_done(1);
     absl::StatusOr<Function<double(double)>> cos =
         libm.ok() ? libm->Function<double(double)>("cos")
                   : absl::StatusOr<Function<double(double)>>(libm.status());
+    phase_done(2);
     absl::StatusOr<double> result = cos.ok() ? (*cos)(0.5) : absl::StatusOr<double>(cos.status());
+    phase_done(3);
     if (!result.ok()) {
       state.SkipWithError(result.status().ToString().c_str());
       break;
@@ -541,6 +555,11 @@ void SessionStart(benchmark::State& state, int pool_size) {
     // between them, as it would between users' sessions.
     absl::SleepFor(absl::Milliseconds(20));
     state.ResumeTiming();
+  }
+  const char* names[] = {"open_ms", "load_ms", "resolve_ms", "call_ms"};
+  for (int phase = 0; phase < 4 && state.iterations() > 0; ++phase) {
+    state.counters[names[phase]] =
+        absl::ToDoubleMilliseconds(phases[phase]) / static_cast<double>(state.iterations());
   }
 }
 
