@@ -27,11 +27,13 @@ _SYSCALL = re.compile(r"^(?:__x64_sys_|__se_sys_|__do_sys_|__sys_|ksys_)(\w+)")
 _WRAPPER = re.compile(r"^(?:__libc_|__)?(\w+?)(?:64)?$")
 _SCHEDULING = {"finish_task_switch.isra.0", "schedule", "__schedule", "_raw_spin_unlock_irq",
                "_raw_spin_unlock_irqrestore", "try_to_wake_up"}
+_PAGE_FAULT = {"asm_exc_page_fault", "exc_page_fault", "handle_mm_fault"}
 _SYSCALL_KINDS = [
     ("futex syscall", "futex (thread wakeups)"),
     ("sendmsg sendto send write writev", "socket/pipe writes"),
     ("recvmsg recvfrom recv read readv", "socket/pipe reads"),
     ("epoll_wait poll ppoll", "poll/epoll"),
+    ("munmap mmap", "mmap/munmap (large buffers)"),
     # In ffiboxd only the cgroup layer uses these (server/jail/cgroups.cc).
     ("pread64 pwrite64 pread pwrite", "pread/pwrite (ffiboxd: cgroup control files)"),
 ]
@@ -70,10 +72,13 @@ def read_samples(path: str):
 
 def syscall_of(frames: List[Tuple[str, str]]) -> Optional[str]:
     """The system call a kernel sample came through, or None (an interrupt, a fault)."""
+    entered = False
     for sym, dso in frames:
         if dso != "[kernel.kallsyms]":
             wrapper = _WRAPPER.match(sym)
-            return wrapper.group(1) if wrapper and sym != "[unknown]" else None
+            return wrapper.group(1) if entered and wrapper and sym != "[unknown]" else None
+        if sym.startswith("entry_SYSCALL"):
+            entered = True
         match = _SYSCALL.match(sym)
         if match:
             return match.group(1)
@@ -85,6 +90,8 @@ def kind_of(frames: List[Tuple[str, str]]) -> str:
         return "unknown"
     sym, dso = frames[0]
     if dso == "[kernel.kallsyms]":
+        if any(s in _PAGE_FAULT for s, _ in frames):
+            return "kernel: page faults (first touch of fresh memory)"
         syscall = syscall_of(frames)
         if syscall is None:
             return ("kernel: scheduling and wakeups" if sym in _SCHEDULING
