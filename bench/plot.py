@@ -93,7 +93,7 @@ def plot_throughput(results, family: str, xlabel: str, title: str, path: str,
             twin.set_ylabel("KiB per idle session")
             twin.set_ylim(bottom=0)
             twin.legend(loc="lower right")
-        axes.legend(loc="upper left")
+        axes.legend(loc="lower left")
     axes.set_xlabel(xlabel)
     axes.set_ylabel("calls per second")
     axes.set_title(title)

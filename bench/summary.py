@@ -74,6 +74,10 @@ def note(name: str, result: bench_results.Result) -> str:
     if "crash_ms" in counters:
         parts.append("crash reported %.1f ms + next call %.1f ms" % (counters["crash_ms"],
                                                                     counters["next_call_ms"]))
+    if "load_ms" in counters:
+        parts.append("open %.1f + load %.1f + resolve %.1f + call %.1f ms" % (
+            counters["open_ms"], counters["load_ms"], counters["resolve_ms"],
+            counters["call_ms"]))
     if "broker_rss_per_idle_session" in counters:
         parts.append("errors %d, per idle session: broker RSS %.0f KiB, workers PSS %.0f KiB" % (
             counters["errors"], counters["broker_rss_per_idle_session"] / 1024,
