@@ -117,8 +117,11 @@ def print_table(results: Dict[str, bench_results.Result]) -> None:
         else:
             times = result.times_ns or [result.median]
             ratio = "%8.3g" % (result.median / floor_median) if floor_median else "%8s" % "n/a"
+            remark = note(name, result)
+            if result.error:
+                remark = "; ".join(filter(None, [remark, "ERROR in a repetition: " + result.error]))
             print("%-34s %13.1f %12.1f %12.1f %s  %s" % (
-                name, result.median, min(times), max(times), ratio, note(name, result)))
+                name, result.median, min(times), max(times), ratio, remark))
 
 
 def verdict(value: float, target: float, unit: str) -> str:
@@ -156,7 +159,7 @@ def print_targets(results: Dict[str, bench_results.Result]) -> None:
     crowd = results.get("BM_FfiboxConcurrentSessions/200")
     if crowd is None:
         line = "missing"
-    elif crowd.median is None:
+    elif crowd.error or crowd.median is None:
         line = "FAILED: " + (crowd.error or "no repetition ran")
     else:
         counters = crowd.counters

@@ -49,6 +49,10 @@ def reports(tmp_path):
                        "run_name": "BM_FfiboxConcurrentSessions/200/real_time",
                        "run_type": "iteration", "error_occurred": True,
                        "error_message": "3 of 2000 calls failed; the first: UNAVAILABLE"})
+    call_bench.append({"name": "BM_FfiboxConcurrentSessions/10/real_time",
+                       "run_name": "BM_FfiboxConcurrentSessions/10/real_time",
+                       "run_type": "iteration", "error_occurred": True,
+                       "error_message": "1 of 100 calls failed; the first: WORKER_CRASHED"})
     call_bench_path = tmp_path / "call_bench.json"
     call_bench_path.write_text(json.dumps({"context": {"num_cpus": 2},
                                            "benchmarks": call_bench}))
@@ -81,10 +85,13 @@ def test_every_required_benchmark_is_printed_and_absent_ones_say_missing(reports
     assert "request 14 B, response 10 B" in row(output, "BM_BareGrpcRoundTrip")
 
 
-def test_a_failed_benchmark_shows_its_error_and_fails_its_target(reports, tmp_path):
+def test_a_failed_benchmark_or_repetition_shows_its_error_and_fails_its_target(reports, tmp_path):
     output = summarize(reports, tmp_path / "merged.json")
     assert "3 of 2000 calls failed" in row(output, "BM_FfiboxConcurrentSessions/200")
     assert "FAILED: 3 of 2000 calls failed" in output
+    # One failed repetition among good ones is shown beside the median of the others.
+    assert "ERROR in a repetition: 1 of 100 calls failed" in row(
+        output, "BM_FfiboxConcurrentSessions/10")
 
 
 def test_targets_say_met_or_by_how_much_they_are_missed(reports, tmp_path):
