@@ -26,8 +26,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "benchmark/benchmark.h"
 #include "client/cpp/ffibox_client.h"
 #include "tests/support/test_server.h"
 
@@ -53,7 +55,8 @@ class FixtureSlot {
 
   explicit FixtureSlot(Factory make) : make_(make) {}
 
-  // The fixture for `key`, or why it could not be made.
+  // The fixture for `key`, or why it could not be made. The pointer is valid until the next
+  // Get with another key or another family's HoldFixture.
   absl::StatusOr<T*> Get(int64_t key = 0) {
     if (!made_ || key != key_) {
       Drop();
@@ -69,6 +72,14 @@ class FixtureSlot {
     }
     if (!failure_.ok()) return failure_;
     return fixture_.get();
+  }
+
+  // The fixture for `key`, or nullptr after `state.SkipWithError("<what>: <why>")`.
+  T* GetOrSkip(benchmark::State& state, absl::string_view what, int64_t key = 0) {
+    absl::StatusOr<T*> fixture = Get(key);
+    if (fixture.ok()) return *fixture;
+    state.SkipWithError(absl::StrCat(what, ": ", fixture.status().ToString()).c_str());
+    return nullptr;
   }
 
   // Drops the fixture (and a remembered failure).

@@ -48,17 +48,14 @@ absl::StatusOr<std::unique_ptr<BulkFixture>> StartBulkFixture(int64_t /*key*/) {
 FixtureSlot<BulkFixture> bulk_fixture(StartBulkFixture);
 
 void BM_FfiboxBulkInout(benchmark::State& state) {
-  absl::StatusOr<BulkFixture*> fixture = bulk_fixture.Get();
-  if (!fixture.ok()) {
-    state.SkipWithError(absl::StrCat("ffiboxd: ", fixture.status().ToString()).c_str());
-    return;
-  }
+  BulkFixture* fixture = bulk_fixture.GetOrSkip(state, "ffiboxd");
+  if (fixture == nullptr) return;
   const size_t size = static_cast<size_t>(state.range(0));
   Buffer buffer = Buffer::InOut(std::string(size, '\0'));
   int fill = 0;
   for (auto _ : state) {
     fill = fill % 255 + 1;
-    absl::StatusOr<RemotePtr> result = (*(*fixture)->memset)(buffer, fill, size);
+    absl::StatusOr<RemotePtr> result = (*fixture->memset)(buffer, fill, size);
     if (!result.ok()) {
       state.SkipWithError(result.status().ToString().c_str());
       break;

@@ -2,8 +2,8 @@
 //
 // Floors: an in-process libffi call (what ctypes and the worker itself pay), a bare
 // cross-process round trip over a socketpair (the least any out-of-process design pays),
-// the same echo to a thread (what a wakeup costs without a process boundary), and a bare
-// gRPC bidi-stream ping round trip (the least a gRPC service pays). Product path:
+// and the same echo to a thread (what a wakeup costs without a process boundary); the bare
+// gRPC floors are in grpc_floor_bench.cc. Product path:
 // ping (client -> broker), cos(0.5) (client -> broker -> worker -> libffi and back), calls
 // with INOUT buffers, pipelined calls, and a call whose native code calls back into the
 // client once (the callback round trip). The ffibox benchmarks start a real ffiboxd from
@@ -43,7 +43,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/bench_fixtures.h"
-#include "bench/echo_session_server.h"
 #include "benchmark/benchmark.h"
 #include "client/cpp/ffibox_client.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
@@ -106,7 +105,6 @@ absl::Status PrepareCallback(FfiboxFixture& fixture) {
 
 std::unique_ptr<FfiboxFixture> ffibox_fixture;
 absl::Status ffibox_fixture_status;
-std::unique_ptr<EchoSessionServer> echo_server;
 
 absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
   auto fixture = std::make_unique<FfiboxFixture>();
@@ -355,45 +353,6 @@ void BM_CrossThreadRoundTrip(benchmark::State& state) {
   close(fds[1]);
 }
 BENCHMARK(BM_CrossThreadRoundTrip)->UseRealTime();
-
-// One Ping written and one Response{id, done} read on a bidi stream to a gRPC server in this
-// process that does nothing else: the floor of BM_FfiboxPing. (BM_BareGrpcRoundTrip, in
-// grpc_floor_bench.cc, carries a real call's messages instead.)
-void BM_BareGrpcPingRoundTrip(benchmark::State& state) {
-  if (echo_server == nullptr) {
-    HoldFixture(&echo_server, [] { echo_server.reset(); });
-    absl::StatusOr<std::unique_ptr<EchoSessionServer>> started = EchoSessionServer::Start();
-    if (!started.ok()) {
-      state.SkipWithError(started.status().ToString().c_str());
-      return;
-    }
-    echo_server = *std::move(started);
-  }
-  grpc::ChannelArguments arguments;  // as the ffibox client makes its channel
-  arguments.SetMaxReceiveMessageSize(-1);
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      echo_server->address(), grpc::InsecureChannelCredentials(), arguments);
-  std::unique_ptr<v1::Ffibox::Stub> stub = v1::Ffibox::NewStub(channel);
-  grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::Request, v1::Response>> stream =
-      stub->Session(&context);
-  v1::Request request;
-  request.mutable_ping();
-  v1::Response response;
-  uint64_t id = 0;
-  for (auto _ : state) {
-    request.set_id(++id);
-    if (!stream->Write(request) || !stream->Read(&response) || response.id() != id) {
-      state.SkipWithError("echo stream broke");
-      break;
-    }
-  }
-  stream->WritesDone();
-  while (stream->Read(&response)) {
-  }
-  stream->Finish().ok();
-}
-BENCHMARK(BM_BareGrpcPingRoundTrip)->UseRealTime();
 
 // ---------------------------------------------------------------------------------------
 // ffibox

@@ -6,7 +6,7 @@
 // (`Response{id, done}` unless told otherwise). A round trip on one of its streams is what any
 // gRPC service pays before it does any work; answering with a copy of what ffiboxd answered
 // to a real call makes that floor carry the same bytes as the call. Used by
-// bench/call_bench.cc, bench/grpc_floor_bench.cc and client/cpp/unexpected_answer_test.cc.
+// bench/grpc_floor_bench.cc and client/cpp/unexpected_answer_test.cc.
 #ifndef FFIBOX_BENCH_ECHO_SESSION_SERVER_H_
 #define FFIBOX_BENCH_ECHO_SESSION_SERVER_H_
 

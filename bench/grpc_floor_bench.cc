@@ -1,10 +1,12 @@
-// Bare gRPC floors that carry the same bytes as ffibox calls.
+// Bare gRPC floors that carry the same bytes as ffibox requests.
 //
-// BM_BareGrpcRoundTrip is the floor of BM_FfiboxCallAdd: one Request written and one Response
-// read on a bidi Session stream to a server with no ffibox logic (echo_session_server.h),
-// where the Request is the one the C++ client sends for `add_int(1, 2)` and the Response the
-// one ffiboxd answers, both recorded once from a real call through a recording proxy
-// (recording_session_proxy.h). Only the request id changes from one round trip to the next,
+// BM_BareGrpcPingRoundTrip is the floor of BM_FfiboxPing: a Ping written and a
+// Response{id, done} read on one bidi Session stream to a server with no ffibox logic
+// (echo_session_server.h). BM_BareGrpcRoundTrip is the floor of BM_FfiboxCallAdd: one Request
+// written and one Response read on a bidi Session stream to a server with no ffibox logic
+// (echo_session_server.h), where the Request is the one the C++ client sends for `add_int(1, 2)`
+// and the Response the one ffiboxd answers, both recorded once from a real call through a recording
+// proxy (recording_session_proxy.h). Only the request id changes from one round trip to the next,
 // as it does on a real session. BM_BareGrpcBulk/N does the same with the messages of
 // `memset(buf, 1, N)` on an INOUT buffer of N bytes (the request carries the block, the
 // response carries it back): gRPC's own throughput beside BM_FfiboxCallBuffer and
@@ -119,28 +121,32 @@ void ReplayRoundTrips(benchmark::State& state, const RecordedCall& call) {
   state.counters["response_bytes"] = static_cast<double>(call.response.ByteSizeLong());
 }
 
+// The floor of BM_FfiboxPing: a Ping answered `done`.
+void BM_BareGrpcPingRoundTrip(benchmark::State& state) {
+  DropFixtures();  // no other family's sessions or servers polling beside this stream
+  RecordedCall ping;
+  ping.request.mutable_ping();
+  ping.response.mutable_done();
+  ReplayRoundTrips(state, ping);
+}
+BENCHMARK(BM_BareGrpcPingRoundTrip)->UseRealTime();
+
 // The floor of BM_FfiboxCallAdd: add_int(1, 2)'s own messages, with no ffibox logic.
 void BM_BareGrpcRoundTrip(benchmark::State& state) {
-  absl::StatusOr<RecordedCalls*> recorded = recorded_calls.Get();
-  if (!recorded.ok()) {
-    state.SkipWithError(absl::StrCat("recording add_int: ", recorded.status().ToString()).c_str());
-    return;
-  }
-  ReplayRoundTrips(state, (*recorded)->add);
+  RecordedCalls* recorded = recorded_calls.GetOrSkip(state, "recording the calls");
+  if (recorded == nullptr) return;
+  ReplayRoundTrips(state, recorded->add);
 }
 BENCHMARK(BM_BareGrpcRoundTrip)->UseRealTime();
 
 // gRPC's own throughput for memset's messages on an INOUT buffer of state.range(0) bytes;
 // bytes/s counts the buffer once per round trip, as BM_FfiboxCallBuffer does.
 void BM_BareGrpcBulk(benchmark::State& state) {
-  absl::StatusOr<RecordedCalls*> recorded = recorded_calls.Get();
-  if (!recorded.ok()) {
-    state.SkipWithError(absl::StrCat("recording memset: ", recorded.status().ToString()).c_str());
-    return;
-  }
+  RecordedCalls* recorded = recorded_calls.GetOrSkip(state, "recording the calls");
+  if (recorded == nullptr) return;
   for (size_t i = 0; i < std::size(kBulkSizes); ++i) {
     if (kBulkSizes[i] != state.range(0)) continue;
-    ReplayRoundTrips(state, (*recorded)->memset[i]);
+    ReplayRoundTrips(state, recorded->memset[i]);
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
     return;
   }

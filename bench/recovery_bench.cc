@@ -49,12 +49,9 @@ absl::StatusOr<std::unique_ptr<CrashFixture>> StartCrashFixture(int64_t /*key*/)
 FixtureSlot<CrashFixture> crash_fixture(StartCrashFixture);
 
 void BM_CrashToNextCall(benchmark::State& state) {
-  absl::StatusOr<CrashFixture*> fixture = crash_fixture.Get();
-  if (!fixture.ok()) {
-    state.SkipWithError(absl::StrCat("ffiboxd: ", fixture.status().ToString()).c_str());
-    return;
-  }
-  CrashFixture& crashing = **fixture;
+  CrashFixture* fixture = crash_fixture.GetOrSkip(state, "ffiboxd");
+  if (fixture == nullptr) return;
+  CrashFixture& crashing = *fixture;
   absl::Duration until_crash_error;
   absl::Duration until_next_result;
   for (auto _ : state) {

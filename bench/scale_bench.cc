@@ -211,14 +211,10 @@ SessionCrowd::RoundResult SessionCrowd::RunRound(int calls) {
 FixtureSlot<SessionCrowd> session_crowd(SessionCrowd::Open);
 
 void BM_FfiboxConcurrentSessions(benchmark::State& state) {
-  absl::StatusOr<SessionCrowd*> opened = session_crowd.Get(state.range(0));
-  if (!opened.ok()) {
-    state.SkipWithError(
-        absl::StrCat("opening ", state.range(0), " sessions: ", opened.status().ToString())
-            .c_str());
-    return;
-  }
-  SessionCrowd& crowd = **opened;
+  SessionCrowd* opened = session_crowd.GetOrSkip(
+      state, absl::StrCat("opening ", state.range(0), " sessions"), state.range(0));
+  if (opened == nullptr) return;
+  SessionCrowd& crowd = *opened;
   int64_t errors = 0;
   absl::Status first_error;
   for (auto _ : state) {
