@@ -2,13 +2,16 @@
 //
 // Floors: an in-process libffi call (what ctypes and the worker itself pay), a bare
 // cross-process round trip over a socketpair (the least any out-of-process design pays),
-// the same echo to a thread (what a wakeup costs without a process boundary), and a bare
-// gRPC bidi-stream round trip (the least a gRPC service pays). Product path:
+// and the same echo to a thread (what a wakeup costs without a process boundary); the bare
+// gRPC floors are in grpc_floor_bench.cc. Product path:
 // ping (client -> broker), cos(0.5) (client -> broker -> worker -> libffi and back), calls
 // with INOUT buffers, pipelined calls, and a call whose native code calls back into the
 // client once (the callback round trip). The ffibox benchmarks start a real ffiboxd from
 // the binary's runfiles as a child process on a private socket (the integration tests'
-// TestServer, tests/support/test_server.h) and stop it at exit. Run everything with ./bench/run.sh;
+// TestServer, tests/support/test_server.h) and stop it at exit. The same binary links the
+// families of grpc_floor_bench.cc (bare gRPC carrying a real call's bytes), bulk_bench.cc
+// (64 MiB INOUT), recovery_bench.cc (crash to next call) and scale_bench.cc (concurrent
+// sessions), which share bench_fixtures.h. Run everything with ./bench/run.sh;
 // docs/benchmarks.md has the results.
 //
 // Every benchmark that waits on another process or thread measures wall-clock time
@@ -39,7 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "bench/echo_session_server.h"
+#include "bench/bench_fixtures.h"
 #include "benchmark/benchmark.h"
 #include "client/cpp/ffibox_client.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
@@ -58,7 +61,8 @@ constexpr size_t kEchoMessageBytes = 16;
 constexpr int kPipelineDepth = 16;
 
 // ---------------------------------------------------------------------------------------
-// Shared fixtures, made on first use and destroyed by main after the run.
+// Shared fixtures, made on first use, dropped when another family makes its own
+// (HoldFixture, bench_fixtures.h: an open session slows what runs beside it) and by main.
 // ---------------------------------------------------------------------------------------
 
 // A real ffiboxd with one open session in which libm's cos and libc's memset are resolved.
@@ -101,7 +105,6 @@ absl::Status PrepareCallback(FfiboxFixture& fixture) {
 
 std::unique_ptr<FfiboxFixture> ffibox_fixture;
 absl::Status ffibox_fixture_status;
-std::unique_ptr<EchoSessionServer> echo_server;
 
 absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
   auto fixture = std::make_unique<FfiboxFixture>();
@@ -134,6 +137,7 @@ absl::StatusOr<std::unique_ptr<FfiboxFixture>> StartFfibox() {
 // The shared ffibox fixture, or nullptr after reporting why it could not be made.
 FfiboxFixture* GetFfibox(benchmark::State& state) {
   if (ffibox_fixture == nullptr && ffibox_fixture_status.ok()) {
+    HoldFixture(&ffibox_fixture, [] { ffibox_fixture.reset(); });
     absl::StatusOr<std::unique_ptr<FfiboxFixture>> fixture = StartFfibox();
     if (fixture.ok()) {
       ffibox_fixture = *std::move(fixture);
@@ -350,43 +354,6 @@ void BM_CrossThreadRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_CrossThreadRoundTrip)->UseRealTime();
 
-// One Request written and one Response read on a bidi stream to a gRPC server in this
-// process that does nothing else: the floor of the client -> broker hop.
-void BM_BareGrpcRoundTrip(benchmark::State& state) {
-  if (echo_server == nullptr) {
-    absl::StatusOr<std::unique_ptr<EchoSessionServer>> started = EchoSessionServer::Start();
-    if (!started.ok()) {
-      state.SkipWithError(started.status().ToString().c_str());
-      return;
-    }
-    echo_server = *std::move(started);
-  }
-  grpc::ChannelArguments arguments;  // as the ffibox client makes its channel
-  arguments.SetMaxReceiveMessageSize(-1);
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      echo_server->address(), grpc::InsecureChannelCredentials(), arguments);
-  std::unique_ptr<v1::Ffibox::Stub> stub = v1::Ffibox::NewStub(channel);
-  grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::Request, v1::Response>> stream =
-      stub->Session(&context);
-  v1::Request request;
-  request.mutable_ping();
-  v1::Response response;
-  uint64_t id = 0;
-  for (auto _ : state) {
-    request.set_id(++id);
-    if (!stream->Write(request) || !stream->Read(&response) || response.id() != id) {
-      state.SkipWithError("echo stream broke");
-      break;
-    }
-  }
-  stream->WritesDone();
-  while (stream->Read(&response)) {
-  }
-  stream->Finish().ok();
-}
-BENCHMARK(BM_BareGrpcRoundTrip)->UseRealTime();
-
 // ---------------------------------------------------------------------------------------
 // ffibox
 // ---------------------------------------------------------------------------------------
@@ -499,8 +466,9 @@ BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
 
 // Session start: open a session, load libm and call cos once (the first request that needs
 // native code is what starts, or takes, the session's worker); the close is not timed. On
-// its own ffiboxd with --pool_size=`pool_size`.
+// its own ffiboxd with --pool_size=`pool_size`. Counters give each step's share in ms.
 void SessionStart(benchmark::State& state, int pool_size) {
+  DropFixtures();  // no other family's sessions or servers beside this one's
   absl::StatusOr<std::unique_ptr<TestServer>> server =
       TestServer::Start({absl::StrCat("--pool_size=", pool_size)});
   if (!server.ok()) {
@@ -513,14 +481,27 @@ void SessionStart(benchmark::State& state, int pool_size) {
     return;
   }
   absl::SleepFor(absl::Milliseconds(200));  // let the pool fill
+  // Where the time goes: the open, the load (which takes or starts the worker), the resolve
+  // and the call.
+  absl::Duration phases[4];
   for (auto _ : state) {
+    absl::Time mark = absl::Now();
+    auto phase_done = [&](int phase) {
+      const absl::Time now = absl::Now();
+      phases[phase] += now - mark;
+      mark = now;
+    };
     absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession();
+    phase_done(0);
     absl::StatusOr<Library> libm =
         session.ok() ? (*session)->Load("libm.so.6") : absl::StatusOr<Library>(session.status());
+    phase_done(1);
     absl::StatusOr<Function<double(double)>> cos =
         libm.ok() ? libm->Function<double(double)>("cos")
                   : absl::StatusOr<Function<double(double)>>(libm.status());
+    phase_done(2);
     absl::StatusOr<double> result = cos.ok() ? (*cos)(0.5) : absl::StatusOr<double>(cos.status());
+    phase_done(3);
     if (!result.ok()) {
       state.SkipWithError(result.status().ToString().c_str());
       break;
@@ -533,6 +514,11 @@ void SessionStart(benchmark::State& state, int pool_size) {
     // between them, as it would between users' sessions.
     absl::SleepFor(absl::Milliseconds(20));
     state.ResumeTiming();
+  }
+  const char* names[] = {"open_ms", "load_ms", "resolve_ms", "call_ms"};
+  for (int phase = 0; phase < 4 && state.iterations() > 0; ++phase) {
+    state.counters[names[phase]] =
+        absl::ToDoubleMilliseconds(phases[phase]) / static_cast<double>(state.iterations());
   }
 }
 
@@ -553,8 +539,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("ffiboxd", ffibox::test_support::RunfilePath("server/ffiboxd"));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  // Close the session before its server goes, and stop the in-process gRPC server.
-  ffibox::bench::ffibox_fixture.reset();
-  ffibox::bench::echo_server.reset();
+  // Close the sessions before their servers go, and stop the in-process gRPC servers.
+  ffibox::bench::DropFixtures();
   return 0;
 }

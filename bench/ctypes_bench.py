@@ -8,6 +8,8 @@ put it in the same table as bench/call_bench:
 
 Times are per call over each timeit repeat (median, fastest and slowest repeat), including
 the Python call overhead and the argument conversion that ctypes performs on every call.
+With `--json FILE` it also writes the repeats in Google Benchmark's JSON shape
+(bench/bench_json.py).
 """
 import argparse
 import ctypes
@@ -15,11 +17,14 @@ import math
 import statistics
 import timeit
 
+import bench_json
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--number", type=int, default=200_000, help="calls per repeat")
     parser.add_argument("--repeat", type=int, default=5, help="timeit repeats")
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
 
     libm = ctypes.CDLL("libm.so.6")
@@ -35,6 +40,9 @@ def main() -> None:
     median = statistics.median(per_call)
     print(f"BM_PythonCtypesCos {median:12.1f} ns   min {per_call[0]:.1f} ns   "
           f"max {per_call[-1]:.1f} ns   ({args.repeat} x {args.number} calls)")
+    if args.json:
+        bench_json.write(args.json, bench_json.entries("BM_PythonCtypesCos", per_call, args.number),
+                         "bench/ctypes_bench.py")
 
 
 if __name__ == "__main__":

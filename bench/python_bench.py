@@ -9,7 +9,9 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     ratio ffibox/ctypes <x>
 
 ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
-`from ffibox import ctypes`): run it from the repository root after the build.
+`from ffibox import ctypes`): run it from the repository root after the build. With
+`--json FILE` it also writes both variants' repeats in Google Benchmark's JSON shape
+(bench/bench_json.py).
 """
 import argparse
 import math
@@ -17,6 +19,8 @@ import os
 import statistics
 import sys
 import timeit
+
+import bench_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "client", "python"))
@@ -46,16 +50,22 @@ def main() -> None:
     parser.add_argument("--ffibox_number", type=int, default=5_000,
                         help="ffibox calls per repeat")
     parser.add_argument("--repeat", type=int, default=5, help="timeit repeats")
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
 
     import ctypes
     from ffibox import ctypes as fctypes
-    local = report("BM_PythonCtypesCos", time_cos(ctypes, args.number, args.repeat),
-                   args.repeat, args.number)
-    remote = report("BM_PythonFfiboxCos",
-                    time_cos(fctypes, args.ffibox_number, args.repeat),
-                    args.repeat, args.ffibox_number)
+    local_runs = time_cos(ctypes, args.number, args.repeat)
+    local = report("BM_PythonCtypesCos", local_runs, args.repeat, args.number)
+    remote_runs = time_cos(fctypes, args.ffibox_number, args.repeat)
+    remote = report("BM_PythonFfiboxCos", remote_runs, args.repeat, args.ffibox_number)
     print(f"ratio ffibox/ctypes {remote / local:.1f}")
+    if args.json:
+        bench_json.write(args.json,
+                         bench_json.entries("BM_PythonCtypesCos", local_runs, args.number) +
+                         bench_json.entries("BM_PythonFfiboxCos", remote_runs,
+                                            args.ffibox_number),
+                         "bench/python_bench.py")
 
 
 if __name__ == "__main__":

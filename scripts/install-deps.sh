@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages ffibox builds and tests with. Idempotent and quick when
 # everything is present: apt is only touched when a package is missing.
+#   --plots  also what bench/plot.py draws with (python3-matplotlib and its dependencies:
+#            bench/run.sh --plots asks for it, so the test suite's install stays small)
 set -euo pipefail
 
 PACKAGES=(
@@ -30,6 +32,16 @@ PACKAGES=(
   procps
   uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids
 )
+
+for arg in "$@"; do
+  case "$arg" in
+    --plots) PACKAGES+=(python3-matplotlib) ;;
+    *)
+      echo "usage: $0 [--plots]" >&2
+      exit 2
+      ;;
+  esac
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do

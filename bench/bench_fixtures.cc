@@ -1,0 +1,88 @@
+#include "bench/bench_fixtures.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include <fstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "core/status_macros.h"
+
+namespace ffibox {
+namespace bench {
+namespace {
+
+// The drop function of each held fixture, by owner, in the order they were held.
+std::vector<std::pair<const void*, std::function<void()>>>& HeldFixtures() {
+  static auto* held = new std::vector<std::pair<const void*, std::function<void()>>>();
+  return *held;
+}
+
+}  // namespace
+
+void HoldFixture(const void* owner, std::function<void()> drop) {
+  std::vector<std::pair<const void*, std::function<void()>>> others = std::move(HeldFixtures());
+  HeldFixtures().clear();
+  for (auto& [other, drop_other] : others) {
+    if (other != owner) drop_other();
+  }
+  HeldFixtures().emplace_back(owner, std::move(drop));
+}
+
+void DropFixtures() {
+  std::vector<std::pair<const void*, std::function<void()>>> held = std::move(HeldFixtures());
+  HeldFixtures().clear();
+  for (auto it = held.rbegin(); it != held.rend(); ++it) it->second();
+}
+
+absl::StatusOr<std::unique_ptr<FfiboxServer>> StartFfiboxServer(
+    const std::vector<std::string>& flags, absl::Duration settle) {
+  auto started = std::make_unique<FfiboxServer>();
+  FFIBOX_ASSIGN_OR_RETURN(started->server, test_support::TestServer::Start(flags));
+  FFIBOX_ASSIGN_OR_RETURN(started->client, Client::Connect(started->server->address()));
+  absl::SleepFor(settle);
+  return started;
+}
+
+SessionOptions QuietSessionOptions() {
+  SessionOptions options;
+  options.on_output = [](v1::OutputStream, absl::string_view) {};
+  return options;
+}
+
+absl::StatusOr<Library> LoadTestLibrary(Session& session) {
+  char resolved[PATH_MAX];
+  if (realpath(test_support::TestLibPath().c_str(), resolved) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("test library ", test_support::TestLibPath()));
+  }
+  return session.Load(resolved);
+}
+
+absl::StatusOr<Function<void*(Buffer&, int, size_t)>> ResolveMemset(Session& session) {
+  FFIBOX_ASSIGN_OR_RETURN(Library libc, session.Load("libc.so.6"));
+  return libc.Function<void*(Buffer&, int, size_t)>("memset");
+}
+
+absl::StatusOr<int64_t> ProcessMemoryBytes(pid_t pid, absl::string_view file,
+                                           absl::string_view field) {
+  const std::string path = absl::StrCat("/proc/", pid, "/", file);
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view rest = line;
+    if (!absl::ConsumePrefix(&rest, field) || !absl::ConsumePrefix(&rest, ":")) continue;
+    rest = absl::StripAsciiWhitespace(rest);
+    int64_t kib = 0;
+    if (!absl::ConsumeSuffix(&rest, " kB") || !absl::SimpleAtoi(rest, &kib)) break;
+    return kib * 1024;
+  }
+  return absl::NotFoundError(absl::StrCat("no ", field, " in ", path));
+}
+
+}  // namespace bench
+}  // namespace ffibox
