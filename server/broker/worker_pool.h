@@ -39,8 +39,8 @@ class WorkerPool {
   // With `cgroups` (may be null; must outlive the pool) each is put in its own group with
   // `cgroup_limits`; a worker whose group cannot be made is discarded (sessions then start
   // their own, which fail closed the same way).
-  WorkerPool(const WorkerLaunchOptions& options, size_t size, CgroupTree* cgroups = nullptr,
-             WorkerCgroupLimits cgroup_limits = {});
+  WorkerPool(const WorkerLaunchOptions& options, size_t size, CgroupTree* cgroups,
+             WorkerCgroupLimits cgroup_limits);
   // Stops refilling, then kills and reaps the idle workers.
   ~WorkerPool();
 
