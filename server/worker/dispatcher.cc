@@ -23,6 +23,7 @@ constexpr absl::string_view kGotZero = "; native code received zero";
 TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
   TypeLimits limits;
   if (settings.max_block_bytes() > 0) limits.max_block_bytes = settings.max_block_bytes();
+  if (settings.max_batch_calls() > 0) limits.max_batch_calls = settings.max_batch_calls();
   return limits;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
 #include "core/descriptor_passing.h"
 #include "core/errors.h"
 #include "core/layout.h"
@@ -49,6 +50,9 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
       break;
     case v1::Request::kCall:
       status = Store(Call(request.call()), response.mutable_call());
+      break;
+    case v1::Request::kBatch:
+      status = Batch(request.batch(), response.mutable_batch());
       break;
     case v1::Request::kGetLayout:
       status = Store(GetLayout(request.get_layout()), response.mutable_layout());
@@ -96,7 +100,8 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
       status = ErrorStatus(v1::UNIMPLEMENTED, "the worker does not implement this operation");
   }
   if (!status.ok()) {
-    response.clear_result();
+    // A failed batch still reports the calls that ran before the failing one.
+    if (!response.has_batch()) response.clear_result();
     *response.mutable_error() = ToProtoError(status);
   }
   return response;
@@ -226,6 +231,18 @@ absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
   }
   // Unlocked: the function may call closures whose invocations run nested requests here.
   return function->Invoke(call, generation_, &callbacks_, &memory_);
+}
+
+absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* results) {
+  // The same limits the broker checked: a worker distrusts what reaches it.
+  if (absl::Status shape = ValidateBatchShape(batch, limits_); !shape.ok()) return shape;
+  results->mutable_results()->Reserve(batch.calls_size());
+  for (int i = 0; i < batch.calls_size(); ++i) {
+    absl::StatusOr<v1::CallResult> result = Call(batch.calls(i));
+    if (!result.ok()) return InBatch(result.status(), i);
+    *results->add_results() = *std::move(result);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::SymbolFound> WorkerExecutor::LookupSymbol(const v1::LookupSymbol& request) {

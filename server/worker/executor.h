@@ -1,5 +1,6 @@
-// Executes broker requests inside ffibox-worker: dlopen, dlsym + cif preparation, calls,
-// layouts. Runs in the worker process only; the broker never loads a user library.
+// Executes broker requests inside ffibox-worker: dlopen, dlsym + cif preparation, calls
+// (one at a time, or a batch of them in one request), layouts. Runs in the worker process only; the
+// broker never loads a user library.
 //
 // The broker has validated and wrapped each request; the executor still refuses anything
 // inconsistent (unknown handles, bad values) with a typed error instead of crashing, because
@@ -57,6 +58,10 @@ class WorkerExecutor {
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
                                                        const v1::ResolveFunction& resolve);
   absl::StatusOr<v1::CallResult> Call(const v1::Call& call);
+  // Runs the calls of `batch` in order, appending each result to `results`; stops at the
+  // first that fails and returns its error, naming its index (InBatch). `results` then
+  // holds the results of the calls before it.
+  absl::Status Batch(const v1::Batch& batch, v1::BatchResult* results);
   absl::StatusOr<v1::LayoutResult> GetLayout(const v1::GetLayout& request);
   absl::StatusOr<v1::SymbolFound> LookupSymbol(const v1::LookupSymbol& request);
 
