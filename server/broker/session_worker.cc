@@ -26,6 +26,7 @@ WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config, uint64_t
   options.worker.set_generation(generation);
   options.worker.set_max_callback_depth(static_cast<uint32_t>(config.max_callback_depth));
   options.worker.set_max_block_bytes(config.type_limits.max_block_bytes);
+  options.worker.set_max_batch_calls(static_cast<uint32_t>(config.type_limits.max_batch_calls));
   options.jail = config.jail;
   return options;
 }
