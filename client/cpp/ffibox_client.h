@@ -40,6 +40,7 @@
 #ifndef FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 #define FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 
+#include "client/cpp/batch.h"            // IWYU pragma: export
 #include "client/cpp/block_graph.h"      // IWYU pragma: export
 #include "client/cpp/callback.h"         // IWYU pragma: export
 #include "client/cpp/client.h"           // IWYU pragma: export

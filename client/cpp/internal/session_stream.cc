@@ -73,10 +73,13 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
   return future;
 }
 
-absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
+absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request) {
   std::future<absl::StatusOr<v1::Response>> answer = SendAsync(std::move(request));
-  absl::StatusOr<v1::Response> response =
-      callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
+  return callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
+}
+
+absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
+  absl::StatusOr<v1::Response> response = Exchange(std::move(request));
   if (!response.ok()) return response.status();
   if (response->has_error()) return ErrorStatus(response->error());
   return response;
