@@ -493,8 +493,6 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (queued.first) worker_->Busy();
     worker = worker_.get();
   }
-  *wrapped.mutable_request() = request;
-  wrapped.mutable_request()->set_id(0);
   if (library.fd >= 0) {
     wrapped.set_library_descriptor(true);
     // A worker that does not take its descriptors is dead or hostile: kill it, so its
@@ -503,8 +501,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   }
   // The reader waits with the old head's deadline (or none): make it pick up the new one.
   if (was_idle) worker->WakeReader();
-  // A failed send means the worker is dying; its reader fails the queued request.
-  (void)worker->Send(wrapped);
+  // A failed send means the worker is dying; its reader fails the queued request. The
+  // client's request goes down uncopied, its id included (the worker answers `wrapped`'s).
+  (void)worker->Send(wrapped, request);
   return absl::OkStatus();
 }
 
