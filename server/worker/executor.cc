@@ -30,8 +30,14 @@ absl::Status Store(absl::StatusOr<T> result, T* slot) {
 }  // namespace
 
 v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
-  const v1::Request& request = wrapped.request();
   v1::Response response;
+  Execute(wrapped, &response);
+  return response;
+}
+
+void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Response* out) {
+  const v1::Request& request = wrapped.request();
+  v1::Response& response = *out;
   response.set_id(wrapped.id());
   absl::Status status;
   switch (request.op_case()) {
@@ -49,7 +55,7 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
                      response.mutable_function());
       break;
     case v1::Request::kCall:
-      status = Store(Call(request.call()), response.mutable_call());
+      status = Call(request.call(), response.mutable_call());
       break;
     case v1::Request::kBatch:
       status = Batch(request.batch(), response.mutable_batch());
@@ -104,7 +110,6 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
     if (!response.has_batch()) response.clear_result();
     *response.mutable_error() = ToProtoError(status);
   }
-  return response;
 }
 
 void* WorkerExecutor::FindLibrary(uint64_t handle) {
@@ -218,7 +223,7 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
   return resolved;
 }
 
-absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
+absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result) {
   const PreparedFunction* function = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -230,7 +235,7 @@ absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }
   // Unlocked: the function may call closures whose invocations run nested requests here.
-  return function->Invoke(call, generation_, &callbacks_, &memory_);
+  return function->Invoke(call, generation_, &callbacks_, &memory_, result);
 }
 
 absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* results) {
@@ -238,9 +243,11 @@ absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* resu
   if (absl::Status shape = ValidateBatchShape(batch, limits_); !shape.ok()) return shape;
   results->mutable_results()->Reserve(batch.calls_size());
   for (int i = 0; i < batch.calls_size(); ++i) {
-    absl::StatusOr<v1::CallResult> result = Call(batch.calls(i));
-    if (!result.ok()) return InBatch(result.status(), i);
-    *results->add_results() = *std::move(result);
+    absl::Status status = Call(batch.calls(i), results->add_results());
+    if (!status.ok()) {
+      results->mutable_results()->RemoveLast();
+      return InBatch(status, i);
+    }
   }
   return absl::OkStatus();
 }

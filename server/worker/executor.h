@@ -46,6 +46,8 @@ class WorkerExecutor {
   // Executes one request and returns its response, with the request's id set. Never fails:
   // errors are carried in Response.error. Callback returns are not requests: UNIMPLEMENTED.
   v1::Response Execute(const internal::WorkerRequest& request);
+  // Execute into `*response` (empty; on the caller's arena, say).
+  void Execute(const internal::WorkerRequest& request, v1::Response* response);
 
   // The callbacks this worker defined (for resolving callback ids in callback results).
   const CallbackTable& callbacks() const { return callbacks_; }
@@ -57,7 +59,8 @@ class WorkerExecutor {
   absl::StatusOr<int> TakeLibraryDescriptor(uint64_t tag);
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
                                                        const v1::ResolveFunction& resolve);
-  absl::StatusOr<v1::CallResult> Call(const v1::Call& call);
+  // Runs `call`, writing its result into `*result` (empty).
+  absl::Status Call(const v1::Call& call, v1::CallResult* result);
   // Runs the calls of `batch` in order, appending each result to `results`; stops at the
   // first that fails and returns its error, naming its index (InBatch). `results` then
   // holds the results of the calls before it.
