@@ -9,8 +9,11 @@ namespace ffibox {
 
 Batch::Batch(std::shared_ptr<client_internal::SessionStream> stream,
              std::shared_ptr<client_internal::MemoryOps> memory)
-    : stream_(std::move(stream)), memory_(std::move(memory)) {
-  request_.mutable_batch();
+    : stream_(std::move(stream)),
+      memory_(std::move(memory)),
+      arena_(std::make_unique<google::protobuf::Arena>()),
+      request_(google::protobuf::Arena::CreateMessage<v1::Request>(arena_.get())) {
+  request_->mutable_batch();
 }
 
 absl::Status Batch::AnotherSession() {
@@ -23,14 +26,14 @@ absl::Status Batch::InBatchAt(const absl::Status& status, size_t index) {
 }
 
 void Batch::SetTimeout(absl::Duration timeout) {
-  request_.mutable_batch()->set_timeout_ms(TimeoutMillis(timeout));
+  request_->mutable_batch()->set_timeout_ms(TimeoutMillis(timeout));
 }
 
 absl::Status Batch::Run() {
   if (ran_) return ErrorStatus(v1::FAILED_PRECONDITION, "the batch has already run");
   ran_ = true;
   if (!refusal_.ok()) return outcome_ = refusal_;
-  absl::StatusOr<v1::Response> response = stream_->Exchange(std::move(request_));
+  absl::StatusOr<v1::Response> response = stream_->Exchange(request_);
   if (!response.ok()) return outcome_ = response.status();
   response_ = *std::move(response);
   return outcome_ = Accept(response_);
@@ -50,10 +53,17 @@ absl::Status Batch::Accept(const v1::Response& response) {
     return ErrorStatus(v1::INTERNAL, absl::StrCat("the server answered a batch of ", calls_,
                                                   " calls with ", results, " results"));
   }
+  auto copy_back = copy_backs_.begin();
   for (size_t i = 0; i < results; ++i) {
-    absl::Status applied =
-        builders_[i].ApplyBlocks(batch.results(static_cast<int>(i)), response.generation());
-    if (!applied.ok()) return InBatchAt(applied, i);
+    const v1::CallResult& result = batch.results(static_cast<int>(i));
+    if (copy_back != copy_backs_.end() && copy_back->first == i) {
+      absl::Status applied = copy_back->second.ApplyBlocks(result, response.generation());
+      if (!applied.ok()) return InBatchAt(applied, i);
+      ++copy_back;
+    } else if (result.blocks_size() > 0) {
+      return InBatchAt(
+          ErrorStatus(v1::INTERNAL, "the server returned blocks the call did not send"), i);
+    }
     accepted_ = i + 1;
   }
   return response.has_error() ? ErrorStatus(response.error()) : absl::OkStatus();

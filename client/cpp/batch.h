@@ -41,6 +41,7 @@
 #include "client/cpp/typed_function.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "google/protobuf/arena.h"
 
 namespace ffibox {
 
@@ -73,7 +74,6 @@ class Batch {
         std::shared_ptr<client_internal::MemoryOps> memory);
 
   Batch(Batch&&) = default;
-  Batch& operator=(Batch&&) = default;
 
   // Appends a call of `function` with `args` (as its operator() takes them) and the session's
   // default deadline. A call whose arguments cannot be sent, or whose function belongs to
@@ -127,8 +127,10 @@ class Batch {
       const BatchCall<R>& call) const {
     absl::StatusOr<const v1::CallResult*> result = CallResultAt(call.index());
     if (!result.ok()) return result.status();
-    return client_internal::DecodeTypedResult<R>(
-        **result, call.capture_errno_, absl::StrCat("batch.calls[", call.index(), "]"), *memory_);
+    absl::StatusOr<WithErrno<typename BatchCall<R>::Value>> decoded =
+        client_internal::DecodeTypedResult<R>(**result, call.capture_errno_, "the call", *memory_);
+    if (!decoded.ok()) return InBatchAt(decoded.status(), call.index());
+    return decoded;
   }
 
  private:
@@ -136,7 +138,8 @@ class Batch {
   BatchCall<R> Append(const RawFunction& raw, const CallOptions& options, bool capture_errno,
                       typename client_internal::ArgTraits<A>::Param... args) {
     const size_t index = calls_++;
-    client_internal::CallBuilder& builder = builders_.emplace_back();
+    // Built in place, in the batch's arena: no copy, no allocation per value.
+    client_internal::CallBuilder builder(request_->mutable_batch()->add_calls());
     if (refusal_.ok()) {
       refusal_ = &raw.stream() != stream_.get()
                      ? AnotherSession()
@@ -145,7 +148,7 @@ class Batch {
     }
     raw.PrepareCall(builder.call(), options);
     builder.call().set_capture_errno(capture_errno);
-    *request_.mutable_batch()->add_calls() = std::move(builder.call());
+    if (builder.sends_blocks()) copy_backs_.emplace_back(index, std::move(builder));
     return BatchCall<R>(index, capture_errno);
   }
 
@@ -159,10 +162,12 @@ class Batch {
 
   std::shared_ptr<client_internal::SessionStream> stream_;
   std::shared_ptr<client_internal::MemoryOps> memory_;
-  v1::Request request_;  // the batch, sent by Run
+  std::unique_ptr<google::protobuf::Arena> arena_;  // holds the request
+  v1::Request* request_;                            // the batch, sent by Run
   size_t calls_ = 0;
-  // One per call: what its blocks copy back into client memory.
-  std::vector<client_internal::CallBuilder> builders_;
+  // The calls that send blocks, by index in increasing order, with what their blocks copy
+  // back into client memory.
+  std::vector<std::pair<size_t, client_internal::CallBuilder>> copy_backs_;
   absl::Status refusal_;  // the first call that could not be built
   bool ran_ = false;
   absl::Status outcome_;   // what Run returned

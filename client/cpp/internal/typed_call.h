@@ -29,13 +29,16 @@ namespace client_internal {
 // Appends argument `index` of C++ type Arg; an INVALID_ARGUMENT names it "call.args[index]".
 template <typename Arg>
 absl::Status AppendArg(typename ArgTraits<Arg>::Param arg, CallBuilder& builder, int index) {
-  return PrefixField(ArgTraits<Arg>::Append(arg, builder), absl::StrCat("call.args[", index, "]"));
+  absl::Status status = ArgTraits<Arg>::Append(arg, builder);
+  if (status.ok()) return status;
+  return PrefixField(status, absl::StrCat("call.args[", index, "]"));
 }
 
 // Appends the C++ arguments `args` of parameters A... to `builder`, in order; the first
 // INVALID_ARGUMENT is returned naming its argument ("call.args[i]").
 template <typename... A>
 absl::Status AppendArgs(CallBuilder& builder, typename ArgTraits<A>::Param... args) {
+  builder.call().mutable_args()->Reserve(static_cast<int>(sizeof...(A)));
   absl::Status status;
   int index = 0;
   (void)((status = AppendArg<A>(args, builder, index++)).ok() && ...);
