@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "client/cpp/internal/batch_arena.h"
 #include "core/call_shape.h"
 #include "core/errors.h"
 
@@ -11,7 +12,7 @@ Batch::Batch(std::shared_ptr<client_internal::SessionStream> stream,
              std::shared_ptr<client_internal::MemoryOps> memory)
     : stream_(std::move(stream)),
       memory_(std::move(memory)),
-      arena_(std::make_unique<google::protobuf::Arena>()),
+      arena_(client_internal::NewBatchArena()),
       request_(google::protobuf::Arena::CreateMessage<v1::Request>(arena_.get())) {
   request_->mutable_batch();
 }
