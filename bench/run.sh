@@ -64,8 +64,11 @@ for name, times in runs.items():
     if name.startswith("BM_FfiboxCallBuffer/"):
         size = int(name.split("/")[1])
         note = "%.1f MiB/s" % (size / (median * 1e-9) / (1 << 20))
-    elif name.startswith("BM_FfiboxCallCosPipelined/"):
+    elif name.startswith("BM_FfiboxCallCosPipelined/") or name == "BM_FfiboxCallAdd":
         note = "%.0f calls/s" % (1e9 / median)
+    elif name.startswith("BM_FfiboxCallAddBatched/"):
+        size = int(name.split("/")[1])
+        note = "%.0f calls/s" % (size * 1e9 / median)
     elif name == "BM_FfiboxCallbackRoundTrip":
         note = "call + 1 callback to the client"
     elif name == "BM_CgroupPerRequest":
