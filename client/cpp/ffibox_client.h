@@ -35,6 +35,9 @@
 // A char* result is read by the worker and not freed (as in ctypes); to free it, declare the
 // result as void*, read it with Session::ReadCString, then call the library's free function.
 //
+// Many small calls go in one request with a Batch (batch.h): `session->NewBatch()`, `Add` typed
+// calls, `Run`, then `Result` per call.
+//
 // Errors are absl::Status values carrying the public ffibox.v1.Error: `ErrorOf(status)`
 // returns it (code, signal, exit_code, function, ...).
 #ifndef FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
