@@ -464,6 +464,87 @@ void BM_FfiboxCallCosPipelined(benchmark::State& state) {
 }
 BENCHMARK(BM_FfiboxCallCosPipelined)->Arg(kPipelineDepth)->UseRealTime();
 
+// ---------------------------------------------------------------------------------------
+// add_int(int, int): one small call, alone and in batches
+// ---------------------------------------------------------------------------------------
+
+// add_int of the test library, loaded into the shared fixture's session by the first caller
+// (threaded runs share it), or nullptr after reporting why. Never destroyed: it must not
+// outlive main's teardown of the session.
+const Function<int(int, int)>* GetAddInt(benchmark::State& state) {
+  static absl::StatusOr<Function<int(int, int)>>* add_int = [&state] {
+    FfiboxFixture* ffibox = GetFfibox(state);
+    if (ffibox == nullptr) {
+      return new absl::StatusOr<Function<int(int, int)>>(absl::UnavailableError("no ffiboxd"));
+    }
+    char resolved[PATH_MAX];
+    absl::StatusOr<Library> testlib =
+        realpath(TestLibPath().c_str(), resolved) == nullptr
+            ? absl::StatusOr<Library>(absl::NotFoundError("the test library"))
+            : ffibox->session->Load(resolved);
+    return new absl::StatusOr<Function<int(int, int)>>(
+        testlib.ok() ? testlib->Function<int(int, int)>("add_int")
+                     : absl::StatusOr<Function<int(int, int)>>(testlib.status()));
+  }();
+  if (!add_int->ok()) {
+    state.SkipWithError(add_int->status().ToString().c_str());
+    return nullptr;
+  }
+  return &**add_int;
+}
+
+// add_int(i, 1) through the typed C++ client, one call per round trip.
+void BM_FfiboxCallAdd(benchmark::State& state) {
+  const Function<int(int, int)>* add = GetAddInt(state);
+  if (add == nullptr) return;
+  int i = 0;
+  for (auto _ : state) {
+    absl::StatusOr<int> sum = (*add)(i, 1);
+    if (!sum.ok() || *sum != i + 1) {
+      state.SkipWithError(sum.ok() ? "add_int returned a wrong sum"
+                                   : sum.status().ToString().c_str());
+      break;
+    }
+    ++i;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_FfiboxCallAdd)->UseRealTime();
+
+// state.range(0) add_int calls in one Batch per iteration: built, run and every sum decoded
+// and checked. Items/s is calls per second. With 2 threads, two batches are in flight on the
+// one session: one is built and decoded by the client while the server runs the other.
+void BM_FfiboxCallAddBatched(benchmark::State& state) {
+  const Function<int(int, int)>* add = GetAddInt(state);
+  if (add == nullptr) return;
+  const int size = static_cast<int>(state.range(0));
+  std::vector<BatchCall<int>> sums;
+  sums.reserve(size);
+  int base = 0;
+  Session& session = *ffibox_fixture->session;
+  for (auto _ : state) {
+    Batch batch = session.NewBatch();
+    sums.clear();
+    for (int i = 0; i < size; ++i) sums.push_back(batch.Add(*add, base + i, 1));
+    if (absl::Status ran = batch.Run(); !ran.ok()) {
+      state.SkipWithError(ran.ToString().c_str());
+      break;
+    }
+    for (int i = 0; i < size; ++i) {
+      absl::StatusOr<int> sum = batch.Result(sums[i]);
+      if (!sum.ok() || *sum != base + i + 1) {
+        state.SkipWithError(sum.ok() ? "add_int returned a wrong sum"
+                                     : sum.status().ToString().c_str());
+        return;
+      }
+    }
+    base += size;
+  }
+  state.SetItemsProcessed(state.iterations() * size);
+}
+BENCHMARK(BM_FfiboxCallAddBatched)->Arg(1)->Arg(16)->Arg(256)->Arg(4096)->UseRealTime();
+BENCHMARK(BM_FfiboxCallAddBatched)->Arg(256)->Arg(4096)->Threads(2)->UseRealTime();
+
 // Session start: open a session, load libm and call cos once (the first request that needs
 // native code is what starts, or takes, the session's worker); the close is not timed. On
 // its own ffiboxd with --pool_size=`pool_size`. Counters give each step's share in ms.

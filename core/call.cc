@@ -142,6 +142,14 @@ absl::Status PreparedFunction::Prepare() {
 absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
                                                         const CallbackResolver* callbacks,
                                                         LastingMemory* lasting) const {
+  v1::CallResult result;
+  FFIBOX_RETURN_IF_ERROR(Invoke(call, generation, callbacks, lasting, &result));
+  return result;
+}
+
+absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
+                                      const CallbackResolver* callbacks, LastingMemory* lasting,
+                                      v1::CallResult* result) const {
   // The same check the broker made: a worker distrusts what reaches it.
   FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature_, limits_));
   const int fixed = signature_.params_size();
@@ -221,15 +229,14 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, ui
   // if the result cannot be reported.
   blocks.KeepLasting();
 
-  v1::CallResult result;
-  if (call.capture_errno()) result.set_errno_value(errno_after);
+  if (call.capture_errno()) result->set_errno_value(errno_after);
   if (!returns_void_) {
     status =
-        UnmarshalResult(signature_.result(), result_storage, generation, result.mutable_result());
+        UnmarshalResult(signature_.result(), result_storage, generation, result->mutable_result());
     if (!status.ok()) return status;
   }
-  blocks.CopyOut(&result, generation);
-  return result;
+  blocks.CopyOut(result, generation);
+  return absl::OkStatus();
 }
 
 }  // namespace ffibox

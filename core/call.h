@@ -61,6 +61,11 @@ class PreparedFunction {
   absl::StatusOr<v1::CallResult> Invoke(const v1::Call& call, uint64_t generation,
                                         const CallbackResolver* callbacks = nullptr,
                                         LastingMemory* lasting = nullptr) const;
+  // Invoke writing the result into `*result` (empty; a response's slot, on its arena), so a
+  // batch's results are built where they are sent from. On failure `*result` holds nothing
+  // the caller may use.
+  absl::Status Invoke(const v1::Call& call, uint64_t generation, const CallbackResolver* callbacks,
+                      LastingMemory* lasting, v1::CallResult* result) const;
 
   // The validated signature this function was prepared with.
   const v1::Signature& signature() const { return signature_; }

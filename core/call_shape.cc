@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/errors.h"
 
 namespace ffibox {
@@ -79,6 +80,57 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateBatchShape(const v1::Batch& batch, const TypeLimits& limits) {
+  if (batch.calls_size() == 0) return InvalidArgumentAt("batch.calls", "a batch needs a call");
+  if (static_cast<size_t>(batch.calls_size()) > limits.max_batch_calls) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("batch.calls: ", batch.calls_size(), " calls, the limit is ",
+                                    limits.max_batch_calls));
+  }
+  uint64_t total_bytes = 0;
+  for (int i = 0; i < batch.calls_size(); ++i) {
+    for (const v1::MemoryBlock& block : batch.calls(i).blocks()) {
+      const uint64_t size = BlockSize(block);
+      if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
+        return InBatch(ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                                   absl::StrCat("call.blocks: blocks of the batch exceed the "
+                                                "limit of ",
+                                                limits.max_block_bytes, " bytes")),
+                       i);
+      }
+      total_bytes += size;
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// `text` ("call.args[1]: ...", "call", "") with its leading "call" replaced by `prefix`, or
+// `prefix` put before it.
+std::string RenameCall(const std::string& text, absl::string_view prefix, absl::string_view glue) {
+  absl::string_view rest = text;
+  if (absl::ConsumePrefix(&rest, "call") &&
+      (rest.empty() || rest[0] == '.' || rest[0] == '[' || rest[0] == ':')) {
+    return absl::StrCat(prefix, rest);
+  }
+  return text.empty() ? std::string(prefix) : absl::StrCat(prefix, glue, text);
+}
+
+}  // namespace
+
+absl::Status InBatch(const absl::Status& status, int index) {
+  if (status.ok()) return status;
+  v1::Error error = ToProtoError(status);
+  const std::string prefix = absl::StrCat("batch.calls[", index, "]");
+  error.set_message(RenameCall(error.message(), prefix, ": "));
+  if (!error.field().empty() || error.code() == v1::INVALID_ARGUMENT) {
+    error.set_field(RenameCall(error.field(), prefix, "."));
+  }
+  error.set_batch_index(static_cast<uint32_t>(index));
+  return ErrorStatus(error);
 }
 
 }  // namespace ffibox

@@ -24,6 +24,19 @@ namespace ffibox {
 absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
                                const TypeLimits& limits);
 
+// OK when `batch` has at least one call and at most limits.max_batch_calls, and the blocks
+// of all its calls together stay within limits.max_block_bytes (a batch is one request: its
+// blocks are held and returned together). INVALID_ARGUMENT naming "batch.calls" for an
+// empty batch; RESOURCE_EXHAUSTED for too many calls, or naming the call whose blocks pass
+// the byte limit (InBatch). Each call's own shape is ValidateCallShape's, with its
+// function's signature.
+absl::Status ValidateBatchShape(const v1::Batch& batch, const TypeLimits& limits);
+
+// `status`, an error about one call (naming "call..." in its field and message), as the
+// error of call `index` of a batch: "batch.calls[index]..." and Error.batch_index = index.
+// OK stays OK.
+absl::Status InBatch(const absl::Status& status, int index);
+
 // The byte size of `block`: its size, or its data's length when the size is 0.
 inline uint64_t BlockSize(const v1::MemoryBlock& block) {
   return block.size() != 0 ? block.size() : block.data().size();

@@ -173,5 +173,56 @@ TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothAndReleasesAreLimited
   EXPECT_THAT(ValidateCallShape(call, TwoParams(), limits), StatusIs(v1::RESOURCE_EXHAUSTED));
 }
 
+TEST(ValidateBatchShape, ABatchHasOneToMaxBatchCallsCalls) {
+  TypeLimits limits;
+  limits.max_batch_calls = 3;
+  v1::Batch batch;
+  absl::Status empty = ValidateBatchShape(batch, limits);
+  EXPECT_THAT(empty, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(FieldOf(empty), "batch.calls");
+  for (int i = 0; i < 3; ++i) *batch.add_calls() = CallWithArgs(2);
+  EXPECT_TRUE(ValidateBatchShape(batch, limits).ok());
+  *batch.add_calls() = CallWithArgs(2);
+  absl::Status too_many = ValidateBatchShape(batch, limits);
+  EXPECT_THAT(too_many, StatusIs(v1::RESOURCE_EXHAUSTED));
+  EXPECT_NE(too_many.message().find("4 calls, the limit is 3"), absl::string_view::npos)
+      << too_many;
+}
+
+TEST(ValidateBatchShape, BlocksOfAllCallsCountAgainstOneByteLimitNamingTheCall) {
+  TypeLimits limits;
+  limits.max_block_bytes = 100;
+  v1::Batch batch;
+  for (int i = 0; i < 3; ++i) {
+    v1::Call* call = batch.add_calls();
+    *call = CallWithArgs(2);
+    call->add_blocks()->set_size(40);  // each call alone fits
+  }
+  absl::Status status = ValidateBatchShape(batch, limits);
+  EXPECT_THAT(status, StatusIs(v1::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(ToProtoError(status).batch_index(), 2u);
+  EXPECT_NE(status.message().find("batch.calls[2].blocks"), absl::string_view::npos) << status;
+  batch.mutable_calls(2)->mutable_blocks(0)->set_size(20);
+  EXPECT_TRUE(ValidateBatchShape(batch, limits).ok());
+}
+
+TEST(InBatch, NamesTheCallByItsIndexInFieldMessageAndBatchIndex) {
+  absl::Status status = InBatch(ValidateCallShape(CallWithArgs(1), TwoParams(), TypeLimits()), 7);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
+  v1::Error error = ToProtoError(status);
+  EXPECT_EQ(error.field(), "batch.calls[7].args");
+  EXPECT_EQ(error.message().rfind("batch.calls[7].args: expected 2", 0), 0u) << error.message();
+  EXPECT_TRUE(error.has_batch_index());
+  EXPECT_EQ(error.batch_index(), 7u);
+
+  // An error that names no field keeps its message after the call's name.
+  v1::Error memory = ToProtoError(InBatch(ErrorStatus(v1::MEMORY_FAULT, "unreadable"), 0));
+  EXPECT_EQ(memory.code(), v1::MEMORY_FAULT);
+  EXPECT_EQ(memory.message(), "batch.calls[0]: unreadable");
+  EXPECT_EQ(memory.field(), "");
+  EXPECT_TRUE(memory.has_batch_index());
+  EXPECT_TRUE(InBatch(absl::OkStatus(), 3).ok());
+}
+
 }  // namespace
 }  // namespace ffibox

@@ -51,7 +51,8 @@ absl::Status WrongKind(const v1::Value& value, absl::string_view type_name,
 
 absl::Status MarshalInteger(v1::Scalar scalar, const v1::Value& value, void* slot) {
   const ScalarInfo info = GetScalarInfo(scalar);
-  const std::string& type_name = v1::Scalar_Name(scalar);
+  // Named in errors only: the name is a descriptor lookup, too slow for every argument.
+  auto type_name = [scalar] { return v1::Scalar_Name(scalar); };
   uint64_t bits = 0;
   switch (value.kind_case()) {
     case v1::Value::kIntValue: {
@@ -59,16 +60,17 @@ absl::Status MarshalInteger(v1::Scalar scalar, const v1::Value& value, void* slo
       bool fits = info.is_signed ? (v >= info.min && v <= static_cast<int64_t>(info.max))
                                  : (v >= 0 && static_cast<uint64_t>(v) <= info.max);
       if (!fits) {
-        return InvalidArgumentAt("", absl::StrCat(v, " does not fit in ", type_name, " (", info.min,
-                                                  "..", info.max, ")"));
+        return InvalidArgumentAt("", absl::StrCat(v, " does not fit in ", type_name(), " (",
+                                                  info.min, "..", info.max, ")"));
       }
       bits = static_cast<uint64_t>(v);
       break;
     }
     case v1::Value::kUintValue:
       if (value.uint_value() > info.max) {
-        return InvalidArgumentAt("", absl::StrCat(value.uint_value(), " does not fit in ",
-                                                  type_name, " (", info.min, "..", info.max, ")"));
+        return InvalidArgumentAt(
+            "", absl::StrCat(value.uint_value(), " does not fit in ", type_name(), " (", info.min,
+                             "..", info.max, ")"));
       }
       bits = value.uint_value();
       break;
@@ -79,11 +81,11 @@ absl::Status MarshalInteger(v1::Scalar scalar, const v1::Value& value, void* slo
       }
       return InvalidArgumentAt(
           "",
-          absl::StrCat("bytes_value of length ", value.bytes_value().size(), " for a ", type_name,
+          absl::StrCat("bytes_value of length ", value.bytes_value().size(), " for a ", type_name(),
                        scalar == v1::CHAR ? " argument; expected exactly 1 byte"
                                           : " argument; expected an integer"));
     default:
-      return WrongKind(value, type_name,
+      return WrongKind(value, type_name(),
                        scalar == v1::CHAR ? "int_value, uint_value or 1-byte bytes_value"
                                           : "int_value or uint_value");
   }

@@ -28,6 +28,7 @@ struct TypeLimits {
   uint64_t max_block_bytes = 256ull << 20;  // total bytes of a call's MemoryBlocks
   size_t max_relocations = 1 << 16;         // relocations across a call's blocks
   size_t max_args = 256;                    // arguments of one call (fixed + variadic)
+  size_t max_batch_calls = 4096;            // calls of one Batch
 };
 
 // Facts about one C scalar on the worker's ABI (x86-64 System V, LP64).

@@ -152,9 +152,7 @@ void FuzzCall(uint8_t options, const v1::Signature& signature, const v1::Call& s
   pending.sequence = 17;
   pending.client_id = 5;
   pending.op = v1::Request::kCall;
-  pending.returned_block_sizes = ReturnedBlockSizes(call);
-  pending.block_sizes = BlockSizes(call);
-  pending.kept_blocks = KeptBlocks(call);
+  pending.call = ExpectedResultOf(call);
   v1::Response reply;
   reply.set_id(pending.sequence);
   *reply.mutable_call() = *std::move(result);

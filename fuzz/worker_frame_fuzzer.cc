@@ -58,9 +58,9 @@ std::vector<PendingRequest> PendingShapes() {
   shapes.push_back(Pending(v1::Request::kCall));  // no blocks
   // Blocks [OUT 4, IN 8, INOUT 16, OUT 0, unspecified 24 kept, IN 8 kept].
   PendingRequest call = Pending(v1::Request::kCall);
-  call.block_sizes = {4, 8, 16, 0, 24, 8};
-  call.returned_block_sizes = {4, kNotReturned, 16, 0, 24, kNotReturned};
-  call.kept_blocks = {4, 5};
+  call.call.block_sizes = {4, 8, 16, 0, 24, 8};
+  call.call.returned_block_sizes = {4, kNotReturned, 16, 0, 24, kNotReturned};
+  call.call.kept_blocks = {4, 5};
   shapes.push_back(call);
   PendingRequest read = Pending(v1::Request::kReadMemory);
   read.read_size = 16;
@@ -160,10 +160,10 @@ void CheckCallResult(const v1::CallResult& call, const PendingRequest& pending) 
   absl::flat_hash_set<uint32_t> seen;
   for (const v1::BlockContents& block : call.blocks()) {
     const uint32_t index = block.block();
-    FUZZ_CHECK(index < pending.returned_block_sizes.size(), "returned block ", index,
+    FUZZ_CHECK(index < pending.call.returned_block_sizes.size(), "returned block ", index,
                " was not sent");
     FUZZ_CHECK(seen.insert(index).second, "block ", index, " came back twice");
-    const uint64_t size = pending.returned_block_sizes[index];
+    const uint64_t size = pending.call.returned_block_sizes[index];
     FUZZ_CHECK(size != kNotReturned, "IN block ", index, " came back");
     FUZZ_CHECK(block.data().size() == size, "block ", index, " came back with ",
                block.data().size(), " bytes, not ", size);
@@ -175,16 +175,16 @@ void CheckCallResult(const v1::CallResult& call, const PendingRequest& pending) 
                  index, " of ", size, " bytes");
       next = pointer.offset() + 8;
       const uint32_t target = pointer.target().block();
-      FUZZ_CHECK(target < pending.block_sizes.size(), "pointer to block ", target);
-      FUZZ_CHECK(pointer.target().offset() <= pending.block_sizes[target], "pointer to offset ",
-                 pointer.target().offset(), " of block ", target);
+      FUZZ_CHECK(target < pending.call.block_sizes.size(), "pointer to block ", target);
+      FUZZ_CHECK(pointer.target().offset() <= pending.call.block_sizes[target],
+                 "pointer to offset ", pointer.target().offset(), " of block ", target);
     }
   }
-  FUZZ_CHECK(static_cast<size_t>(call.kept_size()) == pending.kept_blocks.size(),
+  FUZZ_CHECK(static_cast<size_t>(call.kept_size()) == pending.call.kept_blocks.size(),
              "kept block count");
   for (int i = 0; i < call.kept_size(); ++i) {
-    FUZZ_CHECK(call.kept(i).block() == pending.kept_blocks[i], "kept block ", i, " names block ",
-               call.kept(i).block());
+    FUZZ_CHECK(call.kept(i).block() == pending.call.kept_blocks[i], "kept block ", i,
+               " names block ", call.kept(i).block());
     FUZZ_CHECK(call.kept(i).address().address() != 0, "kept block at NULL");
   }
 }

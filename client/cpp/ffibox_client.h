@@ -35,11 +35,15 @@
 // A char* result is read by the worker and not freed (as in ctypes); to free it, declare the
 // result as void*, read it with Session::ReadCString, then call the library's free function.
 //
+// Many small calls go in one request with a Batch (batch.h): `session->NewBatch()`, `Add` typed
+// calls, `Run`, then `Result` per call.
+//
 // Errors are absl::Status values carrying the public ffibox.v1.Error: `ErrorOf(status)`
 // returns it (code, signal, exit_code, function, ...).
 #ifndef FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 #define FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 
+#include "client/cpp/batch.h"            // IWYU pragma: export
 #include "client/cpp/block_graph.h"      // IWYU pragma: export
 #include "client/cpp/callback.h"         // IWYU pragma: export
 #include "client/cpp/client.h"           // IWYU pragma: export

@@ -27,10 +27,14 @@ RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
       signature_(std::move(signature)),
       address_(address) {}
 
-absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options) const {
+void RawFunction::PrepareCall(v1::Call& call, const CallOptions& options) const {
   call.set_function(handle_);
   if (options.timeout > absl::ZeroDuration()) call.set_timeout_ms(TimeoutMillis(options.timeout));
   if (options.set_errno.has_value()) call.set_set_errno(*options.set_errno);
+}
+
+absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options) const {
+  PrepareCall(call, options);
   v1::Request request;
   *request.mutable_call() = std::move(call);
   absl::StatusOr<v1::Response> response =

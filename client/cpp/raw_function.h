@@ -36,6 +36,10 @@ class RawFunction {
   // of the worker that answered.
   absl::StatusOr<v1::CallResult> Call(v1::Call call, const CallOptions& options = {}) const;
 
+  // Fills in `call`'s function handle, and the deadline and errno of `options` when set, as
+  // Call does before it sends (a Batch does it for each of its calls).
+  void PrepareCall(v1::Call& call, const CallOptions& options) const;
+
   // The server's function handle.
   uint64_t handle() const { return handle_; }
   // The symbol this handle was resolved from.

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/cpp/batch.h"
 #include "client/cpp/callback.h"
 #include "client/cpp/internal/memory_ops.h"
 #include "client/cpp/internal/session_stream.h"
@@ -144,6 +145,10 @@ class Session {
   absl::StatusOr<Callback<Sig>> DefineCallback(typename Callback<Sig>::Handler handler) {
     return Callback<Sig>::Define(stream_, memory_, std::move(handler));
   }
+
+  // An empty batch of this session's calls (batch.h): typed calls added to it go to the
+  // worker in one request.
+  Batch NewBatch() { return Batch(stream_, memory_); }
 
   // Like FunctionAt with a signature built at run time.
   absl::StatusOr<RawFunction> ResolveAt(RemotePtr address, const v1::Signature& signature);

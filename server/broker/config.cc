@@ -176,6 +176,10 @@ absl::Status ResolveLimits(const config::v1::Limits& limits, ServerSettings* set
                   "limits.max_block_bytes");
   if (!value.ok()) return value.status();
   session.type_limits.max_block_bytes = *value;
+  value = InRange(limits.max_batch_calls(), TypeLimits().max_batch_calls, 1, 1 << 20,
+                  "limits.max_batch_calls");
+  if (!value.ok()) return value.status();
+  session.type_limits.max_batch_calls = *value;
   const uint64_t memory = limits.has_session_memory_bytes() ? limits.session_memory_bytes()
                                                             : kDefaultSessionMemoryBytes;
   if (memory != 0 && memory < kMinSessionMemoryBytes) {

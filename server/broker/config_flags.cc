@@ -31,7 +31,10 @@ ABSL_FLAG(int64_t, max_callbacks, 4096,
 ABSL_FLAG(int64_t, max_callback_depth, 64,
           "most callback invocations nested in one another (native code calls the client, "
           "which calls native code, ...); deeper requests get RESOURCE_EXHAUSTED");
-ABSL_FLAG(int64_t, max_block_bytes, 256 << 20, "most memory-block bytes one call may carry");
+ABSL_FLAG(int64_t, max_block_bytes, 256 << 20,
+          "most memory-block bytes one call, or one batch of calls, may carry");
+ABSL_FLAG(int64_t, max_batch_calls, 4096,
+          "most calls one Batch request may carry; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_sessions, 256, "most sessions open at once on this server");
 ABSL_FLAG(int64_t, max_sessions_per_identity, 64,
           "most sessions open at once per client identity (an identity may set its own)");
@@ -157,6 +160,7 @@ absl::Status ApplyFlags(const std::vector<std::string>& arguments, ServerConfig*
       {"max_callbacks", absl::GetFlag(FLAGS_max_callbacks)},
       {"max_callback_depth", absl::GetFlag(FLAGS_max_callback_depth)},
       {"max_block_bytes", absl::GetFlag(FLAGS_max_block_bytes)},
+      {"max_batch_calls", absl::GetFlag(FLAGS_max_batch_calls)},
       {"max_sessions", absl::GetFlag(FLAGS_max_sessions)},
       {"max_sessions_per_identity", absl::GetFlag(FLAGS_max_sessions_per_identity)},
       {"session_memory_bytes", absl::GetFlag(FLAGS_session_memory_bytes)},
@@ -174,7 +178,8 @@ absl::Status ApplyFlags(const std::vector<std::string>& arguments, ServerConfig*
          absl::string_view(name) == "idle_cpu_percent" ||
          absl::string_view(name) == "max_sessions_per_identity" ||
          absl::string_view(name) == "max_callbacks" ||
-         absl::string_view(name) == "max_callback_depth") &&
+         absl::string_view(name) == "max_callback_depth" ||
+         absl::string_view(name) == "max_batch_calls") &&
         *value > UINT32_MAX) {
       return absl::InvalidArgumentError(absl::StrCat("--", name, " is too large"));
     }

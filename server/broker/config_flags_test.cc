@@ -38,10 +38,11 @@ TEST(ConfigFlags, GivenFlagsOverrideAndListFlagsAddEveryOccurrence) {
   ServerConfig config;
   config.add_allowed_library_roots("/opt/from-file");
   ASSERT_OK(Apply({"--max_sessions=9", "--session_memory_bytes=0", "--pool_size=0",
-                   "--allow_root=/opt/a,/opt/b", "--allow_root", "/opt/c",
+                   "--max_batch_calls=64", "--allow_root=/opt/a,/opt/b", "--allow_root", "/opt/c",
                    "--waive_jail_layer=cgroup", "--listen=unix:/tmp/x/ffiboxd.sock", "--nojail"},
                   &config));
   EXPECT_EQ(config.limits().max_sessions(), 9u);
+  EXPECT_EQ(config.limits().max_batch_calls(), 64u);
   // 0 is "no cap" for the caps, given on the command line.
   EXPECT_TRUE(config.limits().has_session_memory_bytes());
   EXPECT_EQ(config.limits().session_memory_bytes(), 0u);

@@ -29,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "core/default_address.h"
+#include "core/malloc_tuning.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "server/broker/config.h"
@@ -134,6 +135,8 @@ int main(int argc, char** argv) {
   // measured +475 % RSS over 1000 cycles without these, flat with them).
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   mallopt(M_ARENA_MAX, 4);
+  // Smaller bursts (a batch's messages) stay in the heaps for the next one.
+  ffibox::KeepFreedMemory();
   absl::SetProgramUsageMessage(
       "ffiboxd [--config=FILE] [--listen=unix:/path] [flags]: the ffibox broker\n"
       "ffiboxd --check-jail [flags]: check every layer of the worker jail on this host");

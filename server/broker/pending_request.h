@@ -5,12 +5,27 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
+
+// What the worker's result of one call must look like beyond its kind: the blocks it may
+// return and the kept blocks it must report.
+struct ExpectedCallResult {
+  // The size of each block (index = Call.blocks index), kNotReturned for IN blocks, which
+  // are not copied back.
+  std::vector<uint64_t> returned_block_sizes;
+  static constexpr uint64_t kNotReturned = ~uint64_t{0};
+  // The size of every block (index = Call.blocks index), the bounds of the pointers the
+  // worker reports in returned blocks.
+  std::vector<uint64_t> block_sizes;
+  // The blocks sent with `keep`; the result reports each once, in this order.
+  std::vector<uint32_t> kept_blocks;
+};
 
 struct PendingRequest {
   uint64_t sequence = 0;   // WorkerRequest.id: unique per worker, in send order
@@ -21,15 +36,14 @@ struct PendingRequest {
   uint64_t scope = 0;
   std::string label;       // what was running, for errors: "cos", "dlopen libm.so.6"
   absl::Duration timeout;  // the deadline, counted from when the worker starts on it
-  // For calls: the size of each block (index = Call.blocks index), kNotReturned for IN
-  // blocks, which are not copied back.
-  std::vector<uint64_t> returned_block_sizes;
-  static constexpr uint64_t kNotReturned = ~uint64_t{0};
-  // For calls: the size of every block (index = Call.blocks index), the bounds of the
-  // pointers the worker reports in returned blocks.
-  std::vector<uint64_t> block_sizes;
-  // For calls: the blocks sent with `keep`; the reply reports each once, in this order.
-  std::vector<uint32_t> kept_blocks;
+  static constexpr uint64_t kNotReturned = ExpectedCallResult::kNotReturned;
+  // For a call: what its result must look like.
+  ExpectedCallResult call;
+  // For a batch: how many calls it has, and what the result of each call that sent blocks
+  // must look like, by call index in increasing order (a call not listed sent no blocks, so
+  // its result returns and keeps none). Memory proportional to the blocks, not the calls.
+  uint32_t batch_calls = 0;
+  std::vector<std::pair<uint32_t, ExpectedCallResult>> batch_blocks;
   // For read_memory: the exact number of bytes the reply must carry in `data`, or, when
   // `read_typed`, the size a `raw` value must have (then `data` must be empty).
   uint64_t read_size = 0;

@@ -294,4 +294,12 @@ std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {
   return sizes;
 }
 
+ExpectedCallResult ExpectedResultOf(const v1::Call& call) {
+  ExpectedCallResult expected;
+  expected.returned_block_sizes = ReturnedBlockSizes(call);
+  expected.block_sizes = BlockSizes(call);
+  expected.kept_blocks = KeptBlocks(call);
+  return expected;
+}
+
 }  // namespace ffibox

@@ -14,6 +14,7 @@
 #include "core/call_shape.h"  // ValidateCallShape, the call message's validator
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "server/broker/pending_request.h"
 
 namespace ffibox {
 
@@ -74,6 +75,10 @@ std::vector<uint32_t> KeptBlocks(const v1::Call& call);
 // PendingRequest::kNotReturned for IN blocks.
 // Requires ValidateCallShape to have passed.
 std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call);
+
+// What the worker's result of `call` must look like: the three above. Requires
+// ValidateCallShape to have passed.
+ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 
 }  // namespace ffibox
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/errors.h"
+#include "google/protobuf/arena.h"
 
 namespace ffibox {
 namespace {
@@ -88,9 +89,16 @@ grpc::Status FfiboxService::Session(grpc::ServerContext* context,
 
   StreamSink sink(stream);
   ffibox::Session session(config, &sink, absl::StrCat(getpid(), "-", next_session_.fetch_add(1)));
-  v1::Request request;
-  while (stream->Read(&request)) {
-    if (!session.HandleRequest(request)) break;
+  // Each request is parsed into an arena and dropped with it once handled (the session
+  // keeps copies of what it needs): a batch of thousands of calls costs a few arena blocks,
+  // not an allocation and a free per call and value.
+  google::protobuf::Arena arena;
+  for (;;) {
+    auto* request = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
+    if (!stream->Read(request)) break;
+    const bool more = session.HandleRequest(*request);
+    arena.Reset();
+    if (!more) break;
   }
   // The client closed, cancelled, disconnected or asked to close: no worker outlives this.
   session.Shutdown();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
 #include "core/status_macros.h"
+#include "server/broker/call_validation.h"
 #include "server/broker/library_descriptor.h"
 #include "server/broker/request_validation.h"
 #include "server/broker/responses.h"
@@ -100,6 +101,8 @@ absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bo
       return ResolveFunction(request);
     case v1::Request::kCall:
       return Call(request);
+    case v1::Request::kBatch:
+      return Batch(request);
     case v1::Request::kGetLayout:
       return GetLayout(request);
     case v1::Request::kLookupSymbol:
@@ -184,6 +187,7 @@ absl::StatusOr<Session::Answer> Session::Open(const v1::Request& request) {
   opened->set_session_id(session_id_);
   opened->set_call_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout)));
   opened->set_max_message_bytes(config_.max_message_bytes);
+  opened->set_max_batch_calls(static_cast<uint32_t>(config_.type_limits.max_batch_calls));
   opened->set_memory_limit_bytes(memory_limit);
   for (std::string& layer : ActiveJailLayers(config_.jail)) opened->add_jail_layers(layer);
   for (const std::string& waived : config_.jail.waived) opened->add_waived_jail_layers(waived);
@@ -255,35 +259,31 @@ absl::Status Session::StaleAddress(uint64_t generation) const {
                        : std::string("; that worker is gone")));
 }
 
+CallContext Session::CallContextLocked() const {
+  CallContext context;
+  context.handles = &handles_;
+  context.live_generation = worker_alive_ ? generation_ : 0;
+  context.default_timeout = call_timeout_;
+  context.max_timeout = config_.max_call_timeout;
+  context.limits = &config_.type_limits;
+  return context;
+}
+
 absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
-  const v1::Call& call = request.call();
   PendingRequest pending;
-  v1::Signature signature;
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_ASSIGN_OR_RETURN(const HandleTable::Function* function,
-                            handles_.FindFunction(call.function()));
-    if (function->generation != 0 && !AddressIsCurrent(function->generation)) {
-      return ErrorStatus(v1::STALE_HANDLE,
-                         absl::StrCat("call.function: function ", call.function(),
-                                      " was resolved at an address of worker generation ",
-                                      function->generation, ", which is gone; resolve it again"));
-    }
-    pending.required_generation = function->generation;
-    signature = function->signature;
-    pending.label = function->symbol;
-    pending.timeout =
-        call.timeout_ms() != 0 ? absl::Milliseconds(call.timeout_ms()) : call_timeout_;
+    FFIBOX_RETURN_IF_ERROR(ValidateCallRequest(request.call(), CallContextLocked(), &pending));
   }
-  if (pending.timeout > config_.max_call_timeout) {
-    return InvalidArgumentAt("call.timeout_ms",
-                             absl::StrCat("exceeds the server's maximum of ",
-                                          absl::FormatDuration(config_.max_call_timeout)));
+  return Forward(request, std::move(pending));
+}
+
+absl::StatusOr<Session::Answer> Session::Batch(const v1::Request& request) {
+  PendingRequest pending;
+  {
+    absl::MutexLock lock(&mu_);
+    FFIBOX_RETURN_IF_ERROR(ValidateBatchRequest(request.batch(), CallContextLocked(), &pending));
   }
-  FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature, config_.type_limits));
-  pending.returned_block_sizes = ReturnedBlockSizes(call);
-  pending.block_sizes = BlockSizes(call);
-  pending.kept_blocks = KeptBlocks(call);
   return Forward(request, std::move(pending));
 }
 
@@ -493,8 +493,6 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (queued.first) worker_->Busy();
     worker = worker_.get();
   }
-  *wrapped.mutable_request() = request;
-  wrapped.mutable_request()->set_id(0);
   if (library.fd >= 0) {
     wrapped.set_library_descriptor(true);
     // A worker that does not take its descriptors is dead or hostile: kill it, so its
@@ -503,8 +501,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   }
   // The reader waits with the old head's deadline (or none): make it pick up the new one.
   if (was_idle) worker->WakeReader();
-  // A failed send means the worker is dying; its reader fails the queued request.
-  (void)worker->Send(wrapped);
+  // A failed send means the worker is dying; its reader fails the queued request. The
+  // client's request goes down uncopied, its id included (the worker answers `wrapped`'s).
+  (void)worker->Send(wrapped, request);
   return absl::OkStatus();
 }
 

@@ -36,6 +36,7 @@
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "server/broker/call_validation.h"
 #include "server/broker/handle_table.h"
 #include "server/broker/in_flight_requests.h"
 #include "server/broker/library_descriptor.h"
@@ -91,6 +92,8 @@ class Session : private WorkerSupervisor::Listener {
   absl::StatusOr<Answer> LoadLibrary(const v1::Request& request);
   absl::StatusOr<Answer> ResolveFunction(const v1::Request& request);
   absl::StatusOr<Answer> Call(const v1::Request& request);
+  // Several calls forwarded as one worker request.
+  absl::StatusOr<Answer> Batch(const v1::Request& request);
   absl::StatusOr<Answer> GetLayout(const v1::Request& request);
   absl::StatusOr<Answer> LookupSymbol(const v1::Request& request);
   // read / write / alloc / free / fill / copy memory and read_string.
@@ -100,6 +103,8 @@ class Session : private WorkerSupervisor::Listener {
   // Closes an open invocation and hands the client's answer to the worker.
   absl::StatusOr<Answer> CallbackReturn(const v1::Request& request);
 
+  // What ValidateCallRequest and ValidateBatchRequest need of the session.
+  CallContext CallContextLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether an address of worker generation `generation` is valid now.
   bool AddressIsCurrent(uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // STALE_HANDLE for an address of worker generation `generation`.

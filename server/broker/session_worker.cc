@@ -25,6 +25,7 @@ WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config) {
   options.max_reply_bytes = config.max_reply_bytes;
   options.worker.set_max_callback_depth(static_cast<uint32_t>(config.max_callback_depth));
   options.worker.set_max_block_bytes(config.type_limits.max_block_bytes);
+  options.worker.set_max_batch_calls(static_cast<uint32_t>(config.type_limits.max_batch_calls));
   options.jail = config.jail;
   return options;
 }

@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/framing.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "server/broker/worker_reply.h"
 
 namespace ffibox {
@@ -171,6 +173,25 @@ size_t BufferedFrameBytes() { return buffered_bytes.load(); }
 
 absl::Status WorkerConnection::Send(const internal::WorkerRequest& request) {
   return SendFrame(request.SerializeAsString());
+}
+
+absl::Status WorkerConnection::Send(const internal::WorkerRequest& envelope,
+                                    const v1::Request& request) {
+  // A message field may follow the other fields on the wire: the envelope's bytes, then
+  // `request` encoded as field `request` (tag, length, bytes), decode as one WorkerRequest.
+  std::string frame = envelope.SerializeAsString();
+  const size_t size = request.ByteSizeLong();
+  const size_t start = frame.size();
+  frame.resize(start + 1 + google::protobuf::io::CodedOutputStream::VarintSize64(size) + size);
+  auto* out = reinterpret_cast<uint8_t*>(&frame[start]);
+  out = google::protobuf::io::CodedOutputStream::WriteTagToArray(
+      google::protobuf::internal::WireFormatLite::MakeTag(
+          internal::WorkerRequest::kRequestFieldNumber,
+          google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
+      out);
+  out = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(size, out);
+  request.SerializeWithCachedSizesToArray(out);
+  return SendFrame(frame);
 }
 
 absl::StatusOr<internal::WorkerReply> WorkerConnection::Receive(absl::Time deadline) {

@@ -29,6 +29,10 @@ class WorkerConnection {
   // Sends one request. Thread-safe (one sender at a time). Returns UNAVAILABLE when the
   // worker has gone.
   absl::Status Send(const internal::WorkerRequest& request);
+  // Sends `envelope` (whose `request` is unset) with `request` as its `request`, as Send
+  // would, without copying `request` into it: a batch of thousands of calls is relayed at
+  // the cost of encoding it once.
+  absl::Status Send(const internal::WorkerRequest& envelope, const v1::Request& request);
 
   // Waits for the next whole frame until `deadline` and checks its envelope. Returns
   // DEADLINE_EXCEEDED when the deadline passed, CANCELLED when Interrupt() was called,

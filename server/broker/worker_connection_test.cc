@@ -200,5 +200,26 @@ TEST_F(WorkerConnectionTest, SendToAGonePeerIsUnavailable) {
   EXPECT_EQ(connection_->Send(internal::WorkerRequest()).code(), absl::StatusCode::kUnavailable);
 }
 
+TEST_F(WorkerConnectionTest, ARequestSentInsideAnEnvelopeArrivesAsOneWorkerRequest) {
+  internal::WorkerRequest envelope;
+  envelope.set_id(12);
+  envelope.set_invocation(34);
+  v1::Request request;
+  request.set_id(7);
+  for (int i = 0; i < 3; ++i) {
+    v1::Call* call = request.mutable_batch()->add_calls();
+    call->set_function(5);
+    call->add_args()->set_int_value(i);
+  }
+  ASSERT_OK(connection_->Send(envelope, request));
+  absl::StatusOr<std::string> frame = ReadFrame(peer_, kMaxFrame);
+  ASSERT_OK(frame);
+  internal::WorkerRequest received;
+  ASSERT_TRUE(received.ParseFromString(*frame));
+  EXPECT_EQ(received.id(), 12u);
+  EXPECT_EQ(received.invocation(), 34u);
+  EXPECT_EQ(received.request().SerializeAsString(), request.SerializeAsString());
+}
+
 }  // namespace
 }  // namespace ffibox

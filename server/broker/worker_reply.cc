@@ -17,6 +17,8 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
       return v1::Response::kFunction;
     case v1::Request::kCall:
       return v1::Response::kCall;
+    case v1::Request::kBatch:
+      return v1::Response::kBatch;
     case v1::Request::kGetLayout:
       return v1::Response::kLayout;
     case v1::Request::kLookupSymbol:
@@ -44,7 +46,7 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
 // The pointers reported in a returned block of `size` bytes: at 8-aligned offsets, in
 // increasing order, each word inside the block, each target inside a block of the call.
 absl::Status CheckReportedPointers(const v1::BlockContents& block, uint64_t size,
-                                   const PendingRequest& expected) {
+                                   const ExpectedCallResult& expected) {
   uint64_t next_offset = 0;  // the lowest offset the next pointer may have
   for (const v1::Relocation& pointer : block.pointers()) {
     const uint64_t offset = pointer.offset();
@@ -88,7 +90,9 @@ absl::Status CheckMemoryData(const v1::MemoryData& memory, const PendingRequest&
   return absl::OkStatus();
 }
 
-absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequest& expected) {
+// A call's result: only blocks the call sent as OUT/INOUT, each once with its exact size and
+// its pointers checked, and each kept block reported once, in order.
+absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected) {
   std::vector<bool> seen(expected.returned_block_sizes.size(), false);
   for (const v1::BlockContents& block : result.blocks()) {
     if (block.block() >= expected.returned_block_sizes.size() || seen[block.block()]) {
@@ -97,7 +101,7 @@ absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequ
     }
     seen[block.block()] = true;
     uint64_t size = expected.returned_block_sizes[block.block()];
-    if (size == PendingRequest::kNotReturned || block.data().size() != size) {
+    if (size == ExpectedCallResult::kNotReturned || block.data().size() != size) {
       return absl::InvalidArgumentError(absl::StrCat("returned block ", block.block(), " has ",
                                                      block.data().size(), " bytes, expected ",
                                                      size));
@@ -116,6 +120,37 @@ absl::Status CheckReturnedBlocks(const v1::CallResult& result, const PendingRequ
       return absl::InvalidArgumentError(absl::StrCat(
           "kept block ", i, " names block ", kept.block(), " at 0x",
           absl::Hex(kept.address().address()), ", expected block ", expected.kept_blocks[i]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A batch's results: one per call that ran, each as CheckCallResult checks a call's; all of
+// them unless `failed`, in which case the error names the call after the last result.
+absl::Status CheckBatchResult(const v1::BatchResult& batch, const v1::Error* failed,
+                              const PendingRequest& expected) {
+  const size_t results = static_cast<size_t>(batch.results_size());
+  if (failed == nullptr ? results != expected.batch_calls : results >= expected.batch_calls) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the batch reply carries ", results, " results for ", expected.batch_calls,
+                     failed == nullptr ? " calls" : " calls, one of which failed"));
+  }
+  if (failed != nullptr && failed->batch_index() != results) {
+    return absl::InvalidArgumentError(absl::StrCat("the batch reply's error names call ",
+                                                   failed->batch_index(), " after ", results,
+                                                   " results"));
+  }
+  static const ExpectedCallResult kNoBlocks;
+  auto with_blocks = expected.batch_blocks.begin();
+  for (size_t i = 0; i < results; ++i) {
+    const ExpectedCallResult* call = &kNoBlocks;
+    if (with_blocks != expected.batch_blocks.end() && with_blocks->first == i) {
+      call = &with_blocks->second;
+      ++with_blocks;
+    }
+    absl::Status checked = CheckCallResult(batch.results(static_cast<int>(i)), *call);
+    if (!checked.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("batch result ", i, ": ", checked.message()));
     }
   }
   return absl::OkStatus();
@@ -160,11 +195,18 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
         "reply for request ", response.id(), " while request ", expected.sequence, " was running"));
   }
   if (response.has_error()) {
-    if (response.result_case() != v1::Response::RESULT_NOT_SET) {
-      return absl::InvalidArgumentError("reply carries both an error and a result");
-    }
     absl::Status code = CheckErrorCode(response.error());
     if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("reply has ", code.message()));
+    // Only a batch answers an error with a result: the results of the calls before the
+    // failing one, whose index the error names.
+    if (expected.op == v1::Request::kBatch && response.has_batch()) {
+      absl::Status batch = CheckBatchResult(response.batch(), &response.error(), expected);
+      if (!batch.ok()) return batch;
+    } else if (response.result_case() != v1::Response::RESULT_NOT_SET) {
+      return absl::InvalidArgumentError("reply carries both an error and a result");
+    } else if (response.error().has_batch_index()) {
+      return absl::InvalidArgumentError("an error without batch results names a batch call");
+    }
   } else {
     v1::Response::ResultCase want = ExpectedResult(expected.op);
     if (response.result_case() != want) {
@@ -185,8 +227,12 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
       if (!memory.ok()) return memory;
     }
     if (want == v1::Response::kCall) {
-      absl::Status blocks = CheckReturnedBlocks(response.call(), expected);
-      if (!blocks.ok()) return blocks;
+      absl::Status call = CheckCallResult(response.call(), expected.call);
+      if (!call.ok()) return call;
+    }
+    if (want == v1::Response::kBatch) {
+      absl::Status batch = CheckBatchResult(response.batch(), nullptr, expected);
+      if (!batch.ok()) return batch;
     }
   }
   response.set_id(expected.client_id);

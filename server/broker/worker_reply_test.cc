@@ -27,7 +27,7 @@ PendingRequest Pending(v1::Request::OpCase op, uint64_t handle = 0) {
 // A call that sent [OUT 4 bytes, IN 8 bytes, INOUT 2 bytes, OUT 0 bytes].
 PendingRequest PendingCall() {
   PendingRequest pending = Pending(v1::Request::kCall);
-  pending.returned_block_sizes = {4, PendingRequest::kNotReturned, 2, 0};
+  pending.call.returned_block_sizes = {4, PendingRequest::kNotReturned, 2, 0};
   return pending;
 }
 
@@ -178,7 +178,7 @@ TEST(ParseWorkerReply, GoodCallResultIsAcceptedWithTheClientIdRestored) {
 // The call kept blocks 0 and 2.
 PendingRequest PendingKeepingCall() {
   PendingRequest pending = PendingCall();
-  pending.kept_blocks = {0, 2};
+  pending.call.kept_blocks = {0, 2};
   return pending;
 }
 
@@ -261,8 +261,8 @@ TEST(ParseWorkerReply, GoodLoadAndResolveRepliesAreAccepted) {
 // PendingCall with every block's size known, as the session records it.
 PendingRequest PendingCallWithSizes() {
   PendingRequest pending = PendingCall();
-  pending.returned_block_sizes = {16, PendingRequest::kNotReturned, 2, 0};
-  pending.block_sizes = {16, 8, 2, 0};
+  pending.call.returned_block_sizes = {16, PendingRequest::kNotReturned, 2, 0};
+  pending.call.block_sizes = {16, 8, 2, 0};
   return pending;
 }
 
@@ -318,6 +318,137 @@ TEST(ParseWorkerReply, TypedReadMustCarryAValueAndNoData) {
   EXPECT_TRUE(ParseWorkerReply(Frame(response), untyped).ok());
   response.mutable_memory()->mutable_value()->set_int_value(1);
   ExpectRefused(Frame(response), untyped);
+}
+
+// A batch of 3 calls whose call 1 sent [OUT 4 bytes] and kept it; calls 0 and 2 sent no
+// blocks.
+PendingRequest PendingBatch() {
+  PendingRequest pending = Pending(v1::Request::kBatch);
+  pending.batch_calls = 3;
+  ExpectedCallResult with_block;
+  with_block.returned_block_sizes = {4};
+  with_block.block_sizes = {4};
+  with_block.kept_blocks = {0};
+  pending.batch_blocks.emplace_back(1, with_block);
+  return pending;
+}
+
+// The honest result of call `index` of PendingBatch.
+v1::CallResult BatchCallResult(int index) {
+  v1::CallResult result;
+  result.mutable_result()->set_int_value(index);
+  if (index == 1) {
+    v1::BlockContents* block = result.add_blocks();
+    block->set_block(0);
+    block->set_data("abcd");
+    v1::KeptBlock* kept = result.add_kept();
+    kept->set_block(0);
+    kept->mutable_address()->set_address(0x1000);
+  }
+  return result;
+}
+
+// A batch reply with the honest results of the first `results` calls.
+v1::Response BatchReply(int results) {
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_batch();
+  for (int i = 0; i < results; ++i) *response.mutable_batch()->add_results() = BatchCallResult(i);
+  return response;
+}
+
+// BatchReply(results) reporting that call `results` failed.
+v1::Response FailedBatchReply(int results) {
+  v1::Response response = BatchReply(results);
+  response.mutable_error()->set_code(v1::MEMORY_FAULT);
+  response.mutable_error()->set_message("batch.calls[n]: unreadable");
+  response.mutable_error()->set_batch_index(static_cast<uint32_t>(results));
+  return response;
+}
+
+TEST(ParseWorkerReply, GoodBatchRepliesAreAccepted) {
+  absl::StatusOr<v1::Response> parsed = ParseWorkerReply(Frame(BatchReply(3)), PendingBatch());
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->id(), kClientId);
+  ASSERT_EQ(parsed->batch().results_size(), 3);
+  EXPECT_EQ(parsed->batch().results(1).blocks(0).data(), "abcd");
+  for (int failed = 0; failed < 3; ++failed) {
+    parsed = ParseWorkerReply(Frame(FailedBatchReply(failed)), PendingBatch());
+    ASSERT_OK(parsed);
+    EXPECT_EQ(parsed->error().batch_index(), static_cast<uint32_t>(failed));
+    EXPECT_EQ(parsed->batch().results_size(), failed);
+  }
+  // A failure of the batch as a whole (no call named, nothing ran).
+  v1::Response whole;
+  whole.set_id(kSequence);
+  whole.mutable_error()->set_code(v1::RESOURCE_EXHAUSTED);
+  ASSERT_OK(ParseWorkerReply(Frame(whole), PendingBatch()));
+}
+
+TEST(ParseWorkerReply, BatchWithMoreOrFewerResultsThanCallsIsRefused) {
+  ExpectRefused(Frame(BatchReply(2)), PendingBatch());  // a call's result is missing
+  v1::Response more = BatchReply(3);
+  *more.mutable_batch()->add_results() = BatchCallResult(0);
+  ExpectRefused(Frame(more), PendingBatch());
+  v1::Response none;
+  none.set_id(kSequence);
+  ExpectRefused(Frame(none), PendingBatch());
+  // A batch result answers a batch only, and a batch is answered by nothing else.
+  ExpectRefused(Frame(BatchReply(3)), PendingCall());
+  ExpectRefused(Frame(CallReply()), PendingBatch());
+}
+
+TEST(ParseWorkerReply, FailedBatchMustNameTheCallAfterItsLastResult) {
+  // Results for the failing call or after it: a result for a call that should have none.
+  v1::Response all = FailedBatchReply(3);
+  all.mutable_error()->set_batch_index(2);
+  ExpectRefused(Frame(all), PendingBatch());
+  v1::Response beyond = FailedBatchReply(3);
+  ExpectRefused(Frame(beyond), PendingBatch());
+  // The index disagrees with the results.
+  v1::Response early = FailedBatchReply(2);
+  early.mutable_error()->set_batch_index(0);
+  ExpectRefused(Frame(early), PendingBatch());
+  v1::Response late = FailedBatchReply(1);
+  late.mutable_error()->set_batch_index(2);
+  ExpectRefused(Frame(late), PendingBatch());
+  v1::Response unnamed = FailedBatchReply(2);
+  unnamed.mutable_error()->clear_batch_index();
+  ExpectRefused(Frame(unnamed), PendingBatch());
+  // A batch index without results, and on a reply to a single call.
+  v1::Response no_results;
+  no_results.set_id(kSequence);
+  no_results.mutable_error()->set_code(v1::MEMORY_FAULT);
+  no_results.mutable_error()->set_batch_index(1);
+  ExpectRefused(Frame(no_results), PendingBatch());
+  ExpectRefused(Frame(no_results), PendingCall());
+  // Forged broker verdicts stay forged inside a batch.
+  v1::Response crashed = FailedBatchReply(1);
+  crashed.mutable_error()->set_code(v1::WORKER_CRASHED);
+  ExpectRefused(Frame(crashed), PendingBatch());
+}
+
+TEST(ParseWorkerReply, EachBatchResultIsCheckedAgainstItsOwnCallsBlocks) {
+  // Call 0 sent no blocks: it may return none and keep none.
+  v1::Response block_for_blockless = BatchReply(3);
+  v1::BlockContents* stray = block_for_blockless.mutable_batch()->mutable_results(0)->add_blocks();
+  stray->set_block(0);
+  stray->set_data("abcd");
+  ExpectRefused(Frame(block_for_blockless), PendingBatch());
+  v1::Response kept_for_blockless = BatchReply(3);
+  *kept_for_blockless.mutable_batch()->mutable_results(2)->add_kept() = BatchCallResult(1).kept(0);
+  ExpectRefused(Frame(kept_for_blockless), PendingBatch());
+  // Call 1's block must come back with its size, and its kept block be reported.
+  v1::Response wrong_size = BatchReply(3);
+  wrong_size.mutable_batch()->mutable_results(1)->mutable_blocks(0)->set_data("abcde");
+  ExpectRefused(Frame(wrong_size), PendingBatch());
+  v1::Response not_kept = BatchReply(3);
+  not_kept.mutable_batch()->mutable_results(1)->clear_kept();
+  ExpectRefused(Frame(not_kept), PendingBatch());
+  // The same holds for the results before a failing call.
+  v1::Response failed = FailedBatchReply(2);
+  failed.mutable_batch()->mutable_results(1)->clear_kept();
+  ExpectRefused(Frame(failed), PendingBatch());
 }
 
 // void (*)(int, struct { int x, y; }*)

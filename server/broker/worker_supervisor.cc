@@ -58,6 +58,11 @@ absl::Status WorkerSupervisor::Send(const internal::WorkerRequest& request) {
   return worker_->process().connection().Send(request);
 }
 
+absl::Status WorkerSupervisor::Send(const internal::WorkerRequest& envelope,
+                                    const v1::Request& request) {
+  return worker_->process().connection().Send(envelope, request);
+}
+
 absl::Status WorkerSupervisor::SendDescriptor(int fd, uint64_t tag) {
   return worker_->process().SendDescriptor(fd, tag);
 }

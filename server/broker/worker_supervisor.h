@@ -87,6 +87,8 @@ class WorkerSupervisor {
 
   // Sends one request to the worker. UNAVAILABLE when it has gone (the reader reports why).
   absl::Status Send(const internal::WorkerRequest& request);
+  // Sends `envelope` with the client's `request` inside, uncopied (WorkerConnection::Send).
+  absl::Status Send(const internal::WorkerRequest& envelope, const v1::Request& request);
   // Passes `fd` (the caller keeps it) for the load with WorkerRequest id `tag`.
   absl::Status SendDescriptor(int fd, uint64_t tag);
   // Makes the reader ask the listener for the next deadline again.

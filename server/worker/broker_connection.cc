@@ -1,16 +1,21 @@
 #include "server/worker/broker_connection.h"
 
+#include <memory>
 #include <string>
 
 #include "core/framing.h"
 
 namespace ffibox {
 
-absl::StatusOr<internal::WorkerRequest> BrokerConnection::Receive() {
+ReceivedRequest::ReceivedRequest()
+    : arena_(std::make_unique<google::protobuf::Arena>()),
+      request_(google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(arena_.get())) {}
+
+absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
   absl::StatusOr<std::string> frame = ReadFrame(fd_, kMaxWorkerRequestBytes);
   if (!frame.ok()) return frame.status();
-  internal::WorkerRequest request;
-  if (!request.ParseFromString(*frame)) {
+  ReceivedRequest request;
+  if (!request.request().ParseFromString(*frame)) {
     return absl::InvalidArgumentError("a frame from the broker is not a WorkerRequest");
   }
   return request;

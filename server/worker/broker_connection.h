@@ -8,11 +8,13 @@
 #define FFIBOX_SERVER_WORKER_BROKER_CONNECTION_H_
 
 #include <cstddef>
+#include <memory>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/arena.h"
 #include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
@@ -20,6 +22,21 @@ namespace ffibox {
 // The most bytes of one request the worker accepts from the broker (bounded by the
 // broker's own message limit; this is a backstop).
 inline constexpr size_t kMaxWorkerRequestBytes = size_t{1} << 30;
+
+// A request from the broker with the arena it was parsed into: its messages (a batch's
+// thousands of calls and values) live in a few arena blocks and go together with it.
+class ReceivedRequest {
+ public:
+  // An empty request on a fresh arena.
+  ReceivedRequest();
+
+  internal::WorkerRequest& request() { return *request_; }
+  const internal::WorkerRequest& request() const { return *request_; }
+
+ private:
+  std::unique_ptr<google::protobuf::Arena> arena_;
+  internal::WorkerRequest* request_;  // on arena_
+};
 
 class BrokerConnection {
  public:
@@ -32,7 +49,7 @@ class BrokerConnection {
   // Blocks for the next request. UNAVAILABLE at end of stream (the broker has gone),
   // RESOURCE_EXHAUSTED for a frame over kMaxWorkerRequestBytes, INVALID_ARGUMENT for a
   // frame that is not a WorkerRequest. Called from one thread only.
-  absl::StatusOr<internal::WorkerRequest> Receive();
+  absl::StatusOr<ReceivedRequest> Receive();
 
   // Sends one reply, written whole; thread-safe (replies from several threads never
   // interleave). UNAVAILABLE when the broker has gone.

@@ -38,10 +38,10 @@ TEST_F(BrokerConnectionTest, ReceivesRequestsAndSendsReplies) {
   request.set_id(3);
   request.mutable_request()->mutable_close();
   ASSERT_OK(WriteFrame(broker_fd_, request.SerializeAsString()));
-  absl::StatusOr<internal::WorkerRequest> received = connection.Receive();
+  absl::StatusOr<ReceivedRequest> received = connection.Receive();
   ASSERT_OK(received);
-  EXPECT_EQ(received->id(), 3u);
-  EXPECT_TRUE(received->request().has_close());
+  EXPECT_EQ(received->request().id(), 3u);
+  EXPECT_TRUE(received->request().request().has_close());
 
   internal::WorkerReply reply;
   reply.mutable_response()->set_id(3);

@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "google/protobuf/arena.h"
 
 namespace ffibox {
 namespace {
@@ -24,6 +26,7 @@ constexpr absl::string_view kGotZero = "; native code received zero";
 TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
   TypeLimits limits;
   if (settings.max_block_bytes() > 0) limits.max_block_bytes = settings.max_block_bytes();
+  if (settings.max_batch_calls() > 0) limits.max_batch_calls = settings.max_batch_calls();
   return limits;
 }
 
@@ -40,13 +43,14 @@ WorkerDispatcher::WorkerDispatcher(int channel_fd, const internal::WorkerSetting
               : kDefaultMaxCallbackDepth) {}
 
 void WorkerDispatcher::Begin() {
-  absl::StatusOr<internal::WorkerRequest> first = broker_.Receive();
-  if (!first.ok()) _exit(absl::IsInvalidArgument(first.status()) ? 2 : 0);
-  if (!first->has_begin() || first->begin().generation() == 0 || first->has_request()) {
+  absl::StatusOr<ReceivedRequest> received = broker_.Receive();
+  if (!received.ok()) _exit(absl::IsInvalidArgument(received.status()) ? 2 : 0);
+  const internal::WorkerRequest& first = received->request();
+  if (!first.has_begin() || first.begin().generation() == 0 || first.has_request()) {
     fprintf(stderr, "ffibox-worker: the first request is not a begin with a generation\n");
     _exit(2);
   }
-  generation_ = first->begin().generation();
+  generation_ = first.begin().generation();
   executor_.emplace(generation_, this, descriptor_fd_, limits_);
 }
 
@@ -54,22 +58,21 @@ void WorkerDispatcher::Run() {
   Begin();
   std::thread([this] { ReadLoop(); }).detach();
   for (;;) {
-    internal::WorkerRequest next;
+    std::optional<ReceivedRequest> next;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](std::deque<internal::WorkerRequest>* queue) { return !queue->empty(); },
-          &top_level_));
-      next = std::move(top_level_.front());
+          +[](std::deque<ReceivedRequest>* queue) { return !queue->empty(); }, &top_level_));
+      next.emplace(std::move(top_level_.front()));
       top_level_.pop_front();
     }
-    Answer(next);
+    Answer(next->request());
   }
 }
 
 void WorkerDispatcher::ReadLoop() {
   for (;;) {
-    absl::StatusOr<internal::WorkerRequest> request = broker_.Receive();
+    absl::StatusOr<ReceivedRequest> request = broker_.Receive();
     if (!request.ok()) {
       // The broker closed the channel (or broke it): the session is over, whatever runs.
       _exit(absl::IsInvalidArgument(request.status()) ? 2 : 0);
@@ -78,7 +81,8 @@ void WorkerDispatcher::ReadLoop() {
   }
 }
 
-void WorkerDispatcher::Route(internal::WorkerRequest request) {
+void WorkerDispatcher::Route(ReceivedRequest received) {
+  const internal::WorkerRequest& request = received.request();
   // A worker begins once: a second begin is a broken or hostile broker.
   if (request.has_begin()) _exit(2);
   if (request.request().op_case() == v1::Request::kCallbackReturn) {
@@ -87,19 +91,19 @@ void WorkerDispatcher::Route(internal::WorkerRequest request) {
     auto waiting = waiting_.find(id);
     if (waiting == waiting_.end() || waiting->second->returned) return;  // late or bogus
     waiting->second->returned = true;
-    waiting->second->inbox.push_back(std::move(request));
+    waiting->second->inbox.push_back(std::move(received));
     return;
   }
   const uint64_t id = request.invocation();
   {
     absl::MutexLock lock(&mu_);
     if (id == 0) {
-      top_level_.push_back(std::move(request));
+      top_level_.push_back(std::move(received));
       return;
     }
     auto waiting = waiting_.find(id);
     if (waiting != waiting_.end() && !waiting->second->returned) {
-      waiting->second->inbox.push_back(std::move(request));
+      waiting->second->inbox.push_back(std::move(received));
       return;
     }
   }
@@ -111,9 +115,16 @@ void WorkerDispatcher::Route(internal::WorkerRequest request) {
 }
 
 void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
-  internal::WorkerReply reply;
-  *reply.mutable_response() = executor_->Execute(request);
-  Send(reply);
+  // The reply lives in an arena that starts on this stack: a single call's needs no heap,
+  // a batch's thousands of results a few blocks.
+  alignas(8) char initial_block[4096];
+  google::protobuf::ArenaOptions options;
+  options.initial_block = initial_block;
+  options.initial_block_size = sizeof initial_block;
+  google::protobuf::Arena arena(options);
+  auto* reply = google::protobuf::Arena::CreateMessage<internal::WorkerReply>(&arena);
+  executor_->Execute(request, reply->mutable_response());
+  Send(*reply);
 }
 
 void WorkerDispatcher::Send(const internal::WorkerReply& reply) {
@@ -138,12 +149,11 @@ void WorkerDispatcher::ReportFailure(uint64_t callback, uint64_t invocation,
   ReportCallbackError(error);
 }
 
-internal::WorkerRequest WorkerDispatcher::NextFor(Invocation* invocation) {
+ReceivedRequest WorkerDispatcher::NextFor(Invocation* invocation) {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](std::deque<internal::WorkerRequest>* inbox) { return !inbox->empty(); },
-      &invocation->inbox));
-  internal::WorkerRequest next = std::move(invocation->inbox.front());
+      +[](std::deque<ReceivedRequest>* inbox) { return !inbox->empty(); }, &invocation->inbox));
+  ReceivedRequest next = std::move(invocation->inbox.front());
   invocation->inbox.pop_front();
   return next;
 }
@@ -186,12 +196,12 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
   t_invocation = id;
   v1::CallbackReturn answer;
   for (;;) {
-    internal::WorkerRequest next = NextFor(&invocation);
-    if (next.request().op_case() == v1::Request::kCallbackReturn) {
-      answer = std::move(*next.mutable_request()->mutable_callback_return());
+    ReceivedRequest next = NextFor(&invocation);
+    if (next.request().request().op_case() == v1::Request::kCallbackReturn) {
+      answer = next.request().request().callback_return();
       break;
     }
-    Answer(next);  // reentrancy: a request the client made inside this invocation
+    Answer(next.request());  // reentrancy: a request the client made inside this invocation
   }
   t_invocation = parent;
   --t_depth;

@@ -76,15 +76,15 @@ class WorkerDispatcher : public CallbackRunner {
   // The frames routed to one waiting invocation, in arrival order; the last one is its
   // callback_return.
   struct Invocation {
-    std::deque<internal::WorkerRequest> inbox;
+    std::deque<ReceivedRequest> inbox;
     bool returned = false;  // its callback_return arrived: later requests are refused
   };
 
   // Receives the first request, which must be a begin, and makes the executor.
   void Begin();
   [[noreturn]] void ReadLoop();
-  void Route(internal::WorkerRequest request);
-  // Executes one request and sends its response.
+  void Route(ReceivedRequest received);
+  // Executes one request and sends its response (built in an arena).
   void Answer(const internal::WorkerRequest& request);
   // Sends one reply; ends the process if the broker has gone.
   void Send(const internal::WorkerReply& reply);
@@ -93,7 +93,7 @@ class WorkerDispatcher : public CallbackRunner {
   void ReportFailure(uint64_t callback, uint64_t invocation, const absl::Status& status,
                      absl::string_view consequence);
   // Waits for the next frame routed to `invocation`.
-  internal::WorkerRequest NextFor(Invocation* invocation);
+  ReceivedRequest NextFor(Invocation* invocation);
   // Applies the client's answer: pointees, then the result (or zero).
   void Complete(uint64_t callback, uint64_t invocation_id, const Closure& closure,
                 const v1::CallbackReturn& answer, const std::vector<ShippedPointee>& shipped,
@@ -108,7 +108,7 @@ class WorkerDispatcher : public CallbackRunner {
   std::optional<WorkerExecutor> executor_;
   std::atomic<uint64_t> invocations_{0};
   absl::Mutex mu_;
-  std::deque<internal::WorkerRequest> top_level_ ABSL_GUARDED_BY(mu_);
+  std::deque<ReceivedRequest> top_level_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Invocation*> waiting_ ABSL_GUARDED_BY(mu_);
 };
 

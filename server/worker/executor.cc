@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
 #include "core/descriptor_passing.h"
 #include "core/errors.h"
 #include "core/layout.h"
@@ -29,8 +30,14 @@ absl::Status Store(absl::StatusOr<T> result, T* slot) {
 }  // namespace
 
 v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
-  const v1::Request& request = wrapped.request();
   v1::Response response;
+  Execute(wrapped, &response);
+  return response;
+}
+
+void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Response* out) {
+  const v1::Request& request = wrapped.request();
+  v1::Response& response = *out;
   response.set_id(wrapped.id());
   absl::Status status;
   switch (request.op_case()) {
@@ -48,7 +55,10 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
                      response.mutable_function());
       break;
     case v1::Request::kCall:
-      status = Store(Call(request.call()), response.mutable_call());
+      status = Call(request.call(), response.mutable_call());
+      break;
+    case v1::Request::kBatch:
+      status = Batch(request.batch(), response.mutable_batch());
       break;
     case v1::Request::kGetLayout:
       status = Store(GetLayout(request.get_layout()), response.mutable_layout());
@@ -96,10 +106,10 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
       status = ErrorStatus(v1::UNIMPLEMENTED, "the worker does not implement this operation");
   }
   if (!status.ok()) {
-    response.clear_result();
+    // A failed batch still reports the calls that ran before the failing one.
+    if (!response.has_batch()) response.clear_result();
     *response.mutable_error() = ToProtoError(status);
   }
-  return response;
 }
 
 void* WorkerExecutor::FindLibrary(uint64_t handle) {
@@ -213,7 +223,7 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
   return resolved;
 }
 
-absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
+absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result) {
   const PreparedFunction* function = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -225,7 +235,21 @@ absl::StatusOr<v1::CallResult> WorkerExecutor::Call(const v1::Call& call) {
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }
   // Unlocked: the function may call closures whose invocations run nested requests here.
-  return function->Invoke(call, generation_, &callbacks_, &memory_);
+  return function->Invoke(call, generation_, &callbacks_, &memory_, result);
+}
+
+absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* results) {
+  // The same limits the broker checked: a worker distrusts what reaches it.
+  if (absl::Status shape = ValidateBatchShape(batch, limits_); !shape.ok()) return shape;
+  results->mutable_results()->Reserve(batch.calls_size());
+  for (int i = 0; i < batch.calls_size(); ++i) {
+    absl::Status status = Call(batch.calls(i), results->add_results());
+    if (!status.ok()) {
+      results->mutable_results()->RemoveLast();
+      return InBatch(status, i);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::SymbolFound> WorkerExecutor::LookupSymbol(const v1::LookupSymbol& request) {

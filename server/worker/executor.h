@@ -1,5 +1,6 @@
-// Executes broker requests inside ffibox-worker: dlopen, dlsym + cif preparation, calls,
-// layouts. Runs in the worker process only; the broker never loads a user library.
+// Executes broker requests inside ffibox-worker: dlopen, dlsym + cif preparation, calls
+// (one at a time, or a batch of them in one request), layouts. Runs in the worker process only; the
+// broker never loads a user library.
 //
 // The broker has validated and wrapped each request; the executor still refuses anything
 // inconsistent (unknown handles, bad values) with a typed error instead of crashing, because
@@ -45,6 +46,8 @@ class WorkerExecutor {
   // Executes one request and returns its response, with the request's id set. Never fails:
   // errors are carried in Response.error. Callback returns are not requests: UNIMPLEMENTED.
   v1::Response Execute(const internal::WorkerRequest& request);
+  // Execute into `*response` (empty; on the caller's arena, say).
+  void Execute(const internal::WorkerRequest& request, v1::Response* response);
 
   // The callbacks this worker defined (for resolving callback ids in callback results).
   const CallbackTable& callbacks() const { return callbacks_; }
@@ -56,7 +59,12 @@ class WorkerExecutor {
   absl::StatusOr<int> TakeLibraryDescriptor(uint64_t tag);
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
                                                        const v1::ResolveFunction& resolve);
-  absl::StatusOr<v1::CallResult> Call(const v1::Call& call);
+  // Runs `call`, writing its result into `*result` (empty).
+  absl::Status Call(const v1::Call& call, v1::CallResult* result);
+  // Runs the calls of `batch` in order, appending each result to `results`; stops at the
+  // first that fails and returns its error, naming its index (InBatch). `results` then
+  // holds the results of the calls before it.
+  absl::Status Batch(const v1::Batch& batch, v1::BatchResult* results);
   absl::StatusOr<v1::LayoutResult> GetLayout(const v1::GetLayout& request);
   absl::StatusOr<v1::SymbolFound> LookupSymbol(const v1::LookupSymbol& request);
 

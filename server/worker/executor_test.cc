@@ -2,6 +2,7 @@
 #include "server/worker/executor.h"
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "core/errors.h"
@@ -22,6 +23,15 @@ extern "C" void* keep_pointer(int* p) {
   return p;
 }
 extern "C" int read_kept() { return *kept_pointer; }
+
+// Counts its calls: shows which calls of a batch ran.
+namespace {
+int counted_calls = 0;
+}  // namespace
+extern "C" int count_call(int v) {
+  ++counted_calls;
+  return v;
+}
 
 namespace ffibox {
 namespace {
@@ -239,6 +249,93 @@ TEST(WorkerExecutor, TypedWriteThenTypedReadRoundTrips) {
   // An unmapped address is a fault, not a crash.
   read.mutable_read_memory()->mutable_address()->set_address(16);
   EXPECT_EQ(ExecuteOne(&executor, read).error().code(), v1::MEMORY_FAULT);
+}
+
+// A batch of count_call calls (handle 1) with the arguments `values`.
+v1::Request CountingBatch(std::initializer_list<int> values) {
+  v1::Request request;
+  request.mutable_batch();
+  for (int value : values) {
+    v1::Call* call = request.mutable_batch()->add_calls();
+    call->set_function(1);
+    call->add_args()->set_int_value(value);
+  }
+  return request;
+}
+
+class BatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    counted_calls = 0;
+    v1::Request resolve = ResolveAt(reinterpret_cast<uintptr_t>(&count_call), kGeneration);
+    ASSERT_FALSE(ExecuteOne(&executor_, resolve, 1).has_error());
+  }
+
+  WorkerExecutor executor_{kGeneration};
+};
+
+TEST_F(BatchTest, RunsEveryCallInOrderAndAnswersEveryResult) {
+  v1::Response response = ExecuteOne(&executor_, CountingBatch({5, 6, 7}));
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  ASSERT_EQ(response.batch().results_size(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(response.batch().results(i).result().int_value(), 5 + i);
+  EXPECT_EQ(counted_calls, 3);
+}
+
+TEST_F(BatchTest, StopsAtTheFirstFailingCallWithItsIndexAndTheResultsBeforeIt) {
+  v1::Request request = CountingBatch({1, 2, 3, 4});
+  // Not an int: the marshalling refuses it when the worker reaches call 2.
+  request.mutable_batch()->mutable_calls(2)->mutable_args(0)->set_bytes_value("xy");
+  v1::Response response = ExecuteOne(&executor_, request);
+  ASSERT_TRUE(response.has_error());
+  EXPECT_EQ(response.error().code(), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(response.error().field(), "batch.calls[2].args[0]");
+  EXPECT_EQ(response.error().batch_index(), 2u);
+  ASSERT_TRUE(response.has_batch());
+  ASSERT_EQ(response.batch().results_size(), 2);
+  EXPECT_EQ(response.batch().results(1).result().int_value(), 2);
+  EXPECT_EQ(counted_calls, 2);  // call 3 did not run
+}
+
+TEST_F(BatchTest, UnknownFunctionStopsTheBatchAtItsCall) {
+  v1::Request request = CountingBatch({1, 2});
+  request.mutable_batch()->mutable_calls(1)->set_function(99);
+  v1::Response response = ExecuteOne(&executor_, request);
+  EXPECT_EQ(response.error().code(), v1::NOT_FOUND);
+  EXPECT_EQ(response.error().batch_index(), 1u);
+  EXPECT_EQ(response.batch().results_size(), 1);
+}
+
+TEST_F(BatchTest, BatchLimitsAreTheWorkersOwnCheckToo) {
+  WorkerExecutor executor(kGeneration, nullptr, -1, [] {
+    TypeLimits limits;
+    limits.max_batch_calls = 2;
+    return limits;
+  }());
+  ASSERT_FALSE(
+      ExecuteOne(&executor, ResolveAt(reinterpret_cast<uintptr_t>(&count_call), kGeneration), 1)
+          .has_error());
+  v1::Response response = ExecuteOne(&executor, CountingBatch({1, 2, 3}));
+  EXPECT_EQ(response.error().code(), v1::RESOURCE_EXHAUSTED);
+  EXPECT_FALSE(response.error().has_batch_index());
+  EXPECT_EQ(response.batch().results_size(), 0);
+  EXPECT_EQ(counted_calls, 0);
+  v1::Request empty;
+  empty.mutable_batch();
+  EXPECT_EQ(ExecuteOne(&executor, empty).error().code(), v1::INVALID_ARGUMENT);
+}
+
+TEST_F(LastingBlocksTest, ABlockKeptByOneCallOfABatchIsThereForTheNext) {
+  v1::Request request;
+  v1::Call* keep = request.mutable_batch()->add_calls();
+  *keep = KeepPointerCall(21).call();
+  keep->mutable_blocks(0)->set_keep(true);
+  *request.mutable_batch()->add_calls() = ReadKeptCall().call();
+  v1::Response response = ExecuteOne(&executor_, request);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  ASSERT_EQ(response.batch().results_size(), 2);
+  EXPECT_EQ(response.batch().results(0).kept_size(), 1);
+  EXPECT_EQ(response.batch().results(1).result().int_value(), 21);
 }
 
 }  // namespace

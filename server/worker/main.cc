@@ -20,6 +20,7 @@
 #include <cstdio>
 
 #include "core/descriptor_passing.h"
+#include "core/malloc_tuning.h"
 #include "server/jail/worker_jail.h"
 #include "server/protocol/crash_report.h"
 #include "server/protocol/worker_settings.h"
@@ -44,6 +45,7 @@ extern "C" const char* __asan_default_options() {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  ffibox::KeepFreedMemory();
   // stdout is a pipe the broker relays: line-buffer it, so what a library prints with
   // printf arrives line by line instead of when the worker exits (or never, if it crashes).
   setvbuf(stdout, nullptr, _IOLBF, 0);

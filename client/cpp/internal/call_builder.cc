@@ -1,15 +1,24 @@
 #include "client/cpp/internal/call_builder.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
 
 namespace ffibox {
 namespace client_internal {
 
+CallBuilder::CallBuilder(CallBuilder&& other) noexcept
+    : own_(std::move(other.own_)),
+      call_(other.own_.has_value() ? &*own_ : other.call_),
+      copy_backs_(std::move(other.copy_backs_)),
+      block_sizes_(std::move(other.block_sizes_)),
+      graphs_(std::move(other.graphs_)) {}
+
 uint32_t CallBuilder::AddBlock(std::string data, uint64_t size, v1::Direction direction,
                                CopyBack copy_back) {
-  const uint32_t index = static_cast<uint32_t>(call_.blocks_size());
-  v1::MemoryBlock* block = call_.add_blocks();
+  const uint32_t index = static_cast<uint32_t>(call_->blocks_size());
+  v1::MemoryBlock* block = call_->add_blocks();
   block->set_size(size);
   block->set_direction(direction);
   *block->mutable_data() = std::move(data);
@@ -24,7 +33,7 @@ void CallBuilder::AddBlockArg(std::string data, uint64_t size, v1::Direction dir
 }
 
 void CallBuilder::AddBlockRefArg(uint32_t block, uint64_t offset) {
-  v1::BlockRef* ref = call_.add_args()->mutable_pointer()->mutable_block();
+  v1::BlockRef* ref = call_->add_args()->mutable_pointer()->mutable_block();
   ref->set_block(block);
   ref->set_offset(offset);
 }
@@ -33,8 +42,8 @@ absl::StatusOr<uint32_t> CallBuilder::AttachGraph(BlockGraph& graph) {
   for (const auto& [attached, base] : graphs_) {
     if (attached == &graph) return base;
   }
-  const uint32_t base = static_cast<uint32_t>(call_.blocks_size());
-  if (absl::Status appended = graph.AppendBlocks(base, &call_); !appended.ok()) return appended;
+  const uint32_t base = static_cast<uint32_t>(call_->blocks_size());
+  if (absl::Status appended = graph.AppendBlocks(base, call_); !appended.ok()) return appended;
   for (int i = 0; i < graph.size(); ++i) {
     block_sizes_.push_back(graph.data(i).size());
     BlockGraph* target = &graph;
@@ -47,7 +56,7 @@ absl::StatusOr<uint32_t> CallBuilder::AttachGraph(BlockGraph& graph) {
   return base;
 }
 
-void CallBuilder::AddNullArg() { call_.add_args()->mutable_pointer()->set_null(true); }
+void CallBuilder::AddNullArg() { call_->add_args()->mutable_pointer()->set_null(true); }
 
 absl::Status CallBuilder::ApplyBlocks(const v1::CallResult& result, uint64_t generation) const {
   for (const v1::BlockContents& contents : result.blocks()) {

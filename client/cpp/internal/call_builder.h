@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,10 +29,19 @@ class CallBuilder {
   // server found in it) and the generation of the worker that ran the call.
   using CopyBack = std::function<void(const v1::BlockContents& contents, uint64_t generation)>;
 
+  // Builds a call of its own.
+  CallBuilder() : call_(&own_.emplace()) {}
+  // Builds into `call` (a call of a batch), which must outlive this builder.
+  explicit CallBuilder(v1::Call* call) : call_(call) {}
+  CallBuilder(CallBuilder&& other) noexcept;
+  CallBuilder& operator=(CallBuilder&&) = delete;
+
   // The call being built (arguments and blocks so far).
-  v1::Call& call() { return call_; }
+  v1::Call& call() { return *call_; }
   // Appends an argument value for the caller to fill.
-  v1::Value* AddArg() { return call_.add_args(); }
+  v1::Value* AddArg() { return call_->add_args(); }
+  // Whether the call sends blocks (then ApplyBlocks has something to copy back).
+  bool sends_blocks() const { return !block_sizes_.empty(); }
   // Appends a block of `size` bytes starting with `data` without an argument pointing at it
   // (other blocks reach it through relocations); returns its index. `copy_back` (may be
   // empty) receives the block's contents after the call when it is OUT/INOUT.
@@ -51,7 +61,8 @@ class CallBuilder {
   absl::Status ApplyBlocks(const v1::CallResult& result, uint64_t generation) const;
 
  private:
-  v1::Call call_;
+  std::optional<v1::Call> own_;  // unset when building into the caller's call
+  v1::Call* call_;               // &*own_, or the caller's
   std::vector<CopyBack> copy_backs_;
   std::vector<uint64_t> block_sizes_;
   std::vector<std::pair<const BlockGraph*, uint32_t>> graphs_;  // graph -> first block

@@ -49,6 +49,10 @@ SessionStream::~SessionStream() {
 }
 
 std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request request) {
+  return SendAsync(&request);
+}
+
+std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* request) {
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
   uint64_t id;
@@ -61,22 +65,29 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
     id = next_id_++;
     pending_.emplace(id, std::move(promise));
   }
-  request.set_id(id);
+  request->set_id(id);
   // Inside a handler, requests run inside its invocation (the native caller waits for them).
-  if (request.invocation() == 0 && !request.has_callback_return()) {
-    request.set_invocation(callbacks_.CurrentInvocation());
+  if (request->invocation() == 0 && !request->has_callback_return()) {
+    request->set_invocation(callbacks_.CurrentInvocation());
   }
   // A write fails only once the stream is over; the reader then ends too and fails every
   // pending request with the stream's real ending (e.g. the door's RESOURCE_EXHAUSTED or
   // UNAUTHENTICATED), which a write failure alone cannot know. So the promise stays pending.
-  (void)Write(request);
+  (void)Write(*request);
   return future;
 }
 
+absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request) {
+  return Exchange(&request);
+}
+
+absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request) {
+  std::future<absl::StatusOr<v1::Response>> answer = SendAsync(request);
+  return callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
+}
+
 absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
-  std::future<absl::StatusOr<v1::Response>> answer = SendAsync(std::move(request));
-  absl::StatusOr<v1::Response> response =
-      callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
+  absl::StatusOr<v1::Response> response = Exchange(std::move(request));
   if (!response.ok()) return response.status();
   if (response->has_error()) return ErrorStatus(response->error());
   return response;

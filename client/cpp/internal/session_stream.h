@@ -52,9 +52,19 @@ class SessionStream {
   // matching response. The future holds the response even when it carries an error; it
   // holds UNAVAILABLE if the stream broke and FAILED_PRECONDITION after Close.
   std::future<absl::StatusOr<v1::Response>> SendAsync(v1::Request request);
+  // SendAsync for a request the caller keeps (one on an arena is sent without a copy): its
+  // id and invocation are set in `*request`, which is written before this returns.
+  std::future<absl::StatusOr<v1::Response>> SendAsync(v1::Request* request);
 
-  // Sends `request` and waits for its response; a response carrying `error` becomes the
-  // matching non-OK status (ErrorStatus), so an OK result always has a `result` set.
+  // Sends `request` and waits for its response, returned as it came, also when it carries
+  // `error` (a failed batch's response holds results too); non-OK only when no response
+  // came, as for SendAsync. On the callback thread it keeps serving invocations meanwhile.
+  absl::StatusOr<v1::Response> Exchange(v1::Request request);
+  // Exchange for a request the caller keeps, as SendAsync(v1::Request*) takes it.
+  absl::StatusOr<v1::Response> Exchange(v1::Request* request);
+
+  // Exchange, and a response carrying `error` becomes the matching non-OK status
+  // (ErrorStatus), so an OK result always has a `result` set.
   absl::StatusOr<v1::Response> Send(v1::Request request);
 
   // Send, then checks that the response carries the result `expected`: INTERNAL "the server

@@ -2,7 +2,7 @@
 // C++ arguments appended to a Call (arg_traits.h), the call sent through the RawFunction,
 // OUT/INOUT client memory copied back, errno checked and the result decoded
 // (result_traits.h; a char* result that comes back as a worker address is read with the
-// session's MemoryOps).
+// session's MemoryOps). A Batch (batch.h) uses the same steps for each of its calls.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
 
@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "client/cpp/internal/arg_traits.h"
 #include "client/cpp/internal/call_builder.h"
 #include "client/cpp/internal/memory_ops.h"
@@ -28,7 +29,44 @@ namespace client_internal {
 // Appends argument `index` of C++ type Arg; an INVALID_ARGUMENT names it "call.args[index]".
 template <typename Arg>
 absl::Status AppendArg(typename ArgTraits<Arg>::Param arg, CallBuilder& builder, int index) {
-  return PrefixField(ArgTraits<Arg>::Append(arg, builder), absl::StrCat("call.args[", index, "]"));
+  absl::Status status = ArgTraits<Arg>::Append(arg, builder);
+  if (status.ok()) return status;
+  return PrefixField(status, absl::StrCat("call.args[", index, "]"));
+}
+
+// Appends the C++ arguments `args` of parameters A... to `builder`, in order; the first
+// INVALID_ARGUMENT is returned naming its argument ("call.args[i]").
+template <typename... A>
+absl::Status AppendArgs(CallBuilder& builder, typename ArgTraits<A>::Param... args) {
+  builder.call().mutable_args()->Reserve(static_cast<int>(sizeof...(A)));
+  absl::Status status;
+  int index = 0;
+  (void)((status = AppendArg<A>(args, builder, index++)).ok() && ...);
+  return status;
+}
+
+// The typed outcome of a call's `result` (its blocks already copied back): the result
+// decoded as R (a char* that came back as a worker address is read with `memory`) with the
+// worker's errno. INTERNAL if `capture_errno` asked for errno and the server did not report
+// it, or if a result R needs is missing (`what` names the call in that error).
+template <typename R>
+absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> DecodeTypedResult(
+    const v1::CallResult& result, bool capture_errno, absl::string_view what, MemoryOps& memory) {
+  using Value = typename ResultTraits<R>::Value;
+  if (capture_errno && !result.has_errno_value()) {
+    return ErrorStatus(v1::INTERNAL, "the server did not report errno for capture_errno");
+  }
+  const int error_number = result.has_errno_value() ? result.errno_value() : 0;
+  if constexpr (std::is_void_v<Value>) {
+    return WithErrno<void>{error_number};
+  } else {
+    if (!result.has_result()) {
+      return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned no result for ", what));
+    }
+    FFIBOX_ASSIGN_OR_RETURN(Value value,
+                            ResultTraits<R>::Decode(result.result(), memory.StringReader()));
+    return WithErrno<Value>{std::move(value), error_number};
+  }
 }
 
 // Calls `raw` (resolved with SignatureOf<R, A...>()) with `args` and `options`; returns the
@@ -39,30 +77,12 @@ template <typename R, typename... A>
 absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> CallTyped(
     const RawFunction& raw, const CallOptions& options, bool capture_errno,
     typename ArgTraits<A>::Param... args) {
-  using Value = typename ResultTraits<R>::Value;
   CallBuilder builder;
-  absl::Status status;
-  int index = 0;
-  (void)((status = AppendArg<A>(args, builder, index++)).ok() && ...);
-  FFIBOX_RETURN_IF_ERROR(status);
+  FFIBOX_RETURN_IF_ERROR(AppendArgs<A...>(builder, args...));
   builder.call().set_capture_errno(capture_errno);
   FFIBOX_ASSIGN_OR_RETURN(v1::CallResult result, raw.Call(std::move(builder.call()), options));
   FFIBOX_RETURN_IF_ERROR(builder.ApplyBlocks(result, raw.stream().generation()));
-  if (capture_errno && !result.has_errno_value()) {
-    return ErrorStatus(v1::INTERNAL, "the server did not report errno for capture_errno");
-  }
-  const int error_number = result.has_errno_value() ? result.errno_value() : 0;
-  if constexpr (std::is_void_v<Value>) {
-    return WithErrno<void>{error_number};
-  } else {
-    if (!result.has_result()) {
-      return ErrorStatus(v1::INTERNAL,
-                         absl::StrCat("the server returned no result for ", raw.symbol()));
-    }
-    FFIBOX_ASSIGN_OR_RETURN(Value value,
-                            ResultTraits<R>::Decode(result.result(), raw.memory().StringReader()));
-    return WithErrno<Value>{std::move(value), error_number};
-  }
+  return DecodeTypedResult<R>(result, capture_errno, raw.symbol(), raw.memory());
 }
 
 }  // namespace client_internal

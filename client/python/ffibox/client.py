@@ -24,7 +24,7 @@ from ffibox._stubs import pb
 from ffibox._twins import TwinTable
 from ffibox._unix_server_check import check_unix_server
 from ffibox._worker_address import WorkerAddress
-from ffibox.errors import Error, UntrustedServer
+from ffibox.errors import Error, UntrustedServer, error_from_proto
 
 
 def _listening(channel, timeout: float) -> bool:
@@ -218,6 +218,24 @@ class Session:
         """Runs `call` in the worker: its whole response (result, blocks, errno, generation);
         a failed call raises its typed Error."""
         return self.stream.request(call=call)
+
+    def batch(self, calls: Iterable[pb.Call], timeout: Optional[float] = None) -> pb.Response:
+        """Runs `calls` in the worker in order, as one request: its whole response, whose
+        `batch.results` holds one CallResult per call. `timeout` (seconds) is the deadline of
+        the whole batch; None: the sum of its calls' deadlines, capped by the server.
+
+        The first call that fails stops the batch: its typed Error is raised with
+        `batch_index` (its index in `calls`) and `results` (the CallResults of the calls
+        before it, which ran). A batch the server refuses (a malformed call, too many calls
+        or block bytes) raises with `results` empty: no call ran. A crash or deadline in the
+        middle raises as for a single call, with `batch_index` None."""
+        request = pb.Batch(calls=calls, timeout_ms=int(timeout * 1000) if timeout else 0)
+        response = self.stream.send(pb.Request(batch=request))
+        if response.HasField("error"):
+            error = error_from_proto(response.error, pb)
+            error.results = list(response.batch.results)
+            raise error
+        return response
 
     def lookup(self, library: int, symbol: str) -> WorkerAddress:
         """The worker address of `symbol` in library handle `library` (SymbolNotFound when

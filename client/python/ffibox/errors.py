@@ -1,14 +1,19 @@
 """Exceptions raised by the ffibox client; one place maps a protocol Error to them."""
-from typing import Optional
+from typing import List, Optional
 
 
 class Error(Exception):
-    """Base of every ffibox error. `code` is the protocol's ErrorCode name."""
+    """Base of every ffibox error. `code` is the protocol's ErrorCode name. For a batch
+    (Session.batch): `batch_index` is the index of the call that was refused or failed (None
+    when the batch failed as a whole), and `results` the CallResults of the calls that ran
+    before it."""
 
     def __init__(self, message: str, code: str = "INTERNAL", function: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.function = function
+        self.batch_index: Optional[int] = None
+        self.results: List = []
 
 
 class WorkerCrashed(Error):
@@ -86,4 +91,7 @@ def error_from_proto(error, pb, function: Optional[str] = None) -> Error:
         pb.STALE_HANDLE: StaleHandle,
     }
     cls = classes.get(error.code, Error)
-    return cls(message, code, function)
+    raised = cls(message, code, function)
+    if error.HasField("batch_index"):
+        raised.batch_index = error.batch_index
+    return raised

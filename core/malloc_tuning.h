@@ -1,0 +1,26 @@
+// How ffiboxd and ffibox-worker ask glibc's malloc to keep the memory they free.
+//
+// Both handle requests in bursts: a batch of thousands of calls is parsed, run, answered and
+// freed at once (a few hundred KiB of small messages and arena blocks). With glibc's default
+// trim threshold, the free memory at the top of a heap goes back to the kernel as soon as
+// it passes 128 KiB, and the next burst pays a page fault per page to get it back. Measured
+// on batches of 4096 calls (bench/call_bench.cc), that was most of each process's kernel
+// time.
+#ifndef FFIBOX_CORE_MALLOC_TUNING_H_
+#define FFIBOX_CORE_MALLOC_TUNING_H_
+
+#include <cstddef>
+
+namespace ffibox {
+
+// How much free memory at the top of each malloc heap is kept before it is given back:
+// several bursts' worth, and bounded (ffiboxd has at most 4 heaps, M_ARENA_MAX).
+inline constexpr size_t kKeptFreeHeapBytes = size_t{8} << 20;
+
+// Sets malloc's trim threshold to kKeptFreeHeapBytes (which also fixes its mmap threshold
+// at the value in force). Call once, early in main, before any other thread starts.
+void KeepFreedMemory();
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_MALLOC_TUNING_H_

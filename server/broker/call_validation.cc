@@ -1,0 +1,98 @@
+#include "server/broker/call_validation.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
+#include "core/errors.h"
+#include "core/status_macros.h"
+#include "server/broker/request_validation.h"
+
+namespace ffibox {
+namespace {
+
+// How many distinct function names a batch's label lists before "...".
+constexpr int kLabelledFunctions = 3;
+
+// The checks of one call, alone or in a batch: its function (valid while the handle table
+// is unchanged), with its deadline in `timeout`.
+absl::StatusOr<const HandleTable::Function*> CheckCall(const v1::Call& call,
+                                                       const CallContext& context,
+                                                       absl::Duration* timeout) {
+  FFIBOX_ASSIGN_OR_RETURN(const HandleTable::Function* function,
+                          context.handles->FindFunction(call.function()));
+  if (function->generation != 0 && function->generation != context.live_generation) {
+    return ErrorStatus(v1::STALE_HANDLE,
+                       absl::StrCat("call.function: function ", call.function(),
+                                    " was resolved at an address of worker generation ",
+                                    function->generation, ", which is gone; resolve it again"));
+  }
+  *timeout =
+      call.timeout_ms() != 0 ? absl::Milliseconds(call.timeout_ms()) : context.default_timeout;
+  if (*timeout > context.max_timeout) {
+    return InvalidArgumentAt("call.timeout_ms",
+                             absl::StrCat("exceeds the server's maximum of ",
+                                          absl::FormatDuration(context.max_timeout)));
+  }
+  FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, function->signature, *context.limits));
+  return function;
+}
+
+}  // namespace
+
+absl::Status ValidateCallRequest(const v1::Call& call, const CallContext& context,
+                                 PendingRequest* pending) {
+  FFIBOX_ASSIGN_OR_RETURN(const HandleTable::Function* function,
+                          CheckCall(call, context, &pending->timeout));
+  pending->label = function->symbol;
+  pending->required_generation = function->generation;
+  pending->call = ExpectedResultOf(call);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatchRequest(const v1::Batch& batch, const CallContext& context,
+                                  PendingRequest* pending) {
+  FFIBOX_RETURN_IF_ERROR(ValidateBatchShape(batch, *context.limits));
+  if (absl::Milliseconds(batch.timeout_ms()) > context.max_timeout) {
+    return InvalidArgumentAt("batch.timeout_ms",
+                             absl::StrCat("exceeds the server's maximum of ",
+                                          absl::FormatDuration(context.max_timeout)));
+  }
+  absl::Duration total = absl::ZeroDuration();
+  std::vector<const std::string*> names;  // distinct, in order of first call
+  bool more_names = false;
+  for (int i = 0; i < batch.calls_size(); ++i) {
+    const v1::Call& call = batch.calls(i);
+    absl::Duration timeout;
+    absl::StatusOr<const HandleTable::Function*> function = CheckCall(call, context, &timeout);
+    if (!function.ok()) return InBatch(function.status(), i);
+    total += timeout;
+    // Functions bound to a generation all belong to the live one (CheckCall).
+    if ((*function)->generation != 0) pending->required_generation = (*function)->generation;
+    if (call.blocks_size() > 0) pending->batch_blocks.emplace_back(i, ExpectedResultOf(call));
+    const std::string& name = (*function)->symbol;
+    if (std::none_of(names.begin(), names.end(),
+                     [&](const std::string* n) { return n == &name || *n == name; })) {
+      if (names.size() < kLabelledFunctions) {
+        names.push_back(&name);
+      } else {
+        more_names = true;
+      }
+    }
+  }
+  pending->batch_calls = static_cast<uint32_t>(batch.calls_size());
+  pending->timeout = batch.timeout_ms() != 0 ? absl::Milliseconds(batch.timeout_ms())
+                                             : std::min(total, context.max_timeout);
+  pending->label = absl::StrCat("batch of ", batch.calls_size(), " call",
+                                batch.calls_size() == 1 ? "" : "s", ": ");
+  for (size_t i = 0; i < names.size(); ++i) {
+    absl::StrAppend(&pending->label, i == 0 ? "" : ", ", *names[i]);
+  }
+  if (more_names) absl::StrAppend(&pending->label, ", ...");
+  return absl::OkStatus();
+}
+
+}  // namespace ffibox
