@@ -520,9 +520,9 @@ void ShmChannel::Close() {
   if (closed_.exchange(true)) return;
   Store(&outbound().producer.closed, 1);
   Store(&inbound().consumer.closed, 1);
-  // The peer may sleep on either ring: wake it whether or not it announced so.
-  FutexWake(&outbound().consumer.waiting, true);
-  FutexWake(&inbound().producer.waiting, true);
+  // The peer may sleep on either ring.
+  WakePeer(&outbound().consumer.waiting);
+  WakePeer(&inbound().producer.waiting);
   WakeLocal();
 }
 

@@ -67,6 +67,8 @@ class Peer {
   }
 
   pid_t pid() const { return pid_; }
+  // The test reaped the peer itself.
+  void Forget() { reaped_ = true; }
 
   // The peer's exit status, or 128 + its signal.
   int Wait() {
@@ -183,6 +185,33 @@ TEST(ShmChannelTest, PeerCloseIsEndOfStreamAfterWhatItSent) {
   // And writing to a closed peer fails rather than waiting.
   EXPECT_EQ(channel->Write(Pattern(2 * kRing), In(absl::Seconds(10))).code(),
             absl::StatusCode::kUnavailable);
+}
+
+// Close races the peer going to sleep, many times: the peer always wakes and ends.
+TEST(ShmChannelTest, CloseAlwaysWakesAPeerWaitingToRead) {
+  for (int round = 0; round < 300; ++round) {
+    std::unique_ptr<ShmChannel> channel = MakeChannel();
+    Peer peer(*channel, [](ShmChannel& peer_end) {
+      char byte;
+      for (;;) {
+        absl::Status read = peer_end.Read(&byte, 1, kForever);
+        if (!read.ok()) return absl::IsUnavailable(read) ? 0 : 1;
+      }
+    });
+    // A byte makes the peer wake, read and go back to sleep while Close comes.
+    ASSERT_OK(channel->Write("x", In(absl::Seconds(10))));
+    absl::SleepFor(absl::Microseconds(round % 50));
+    channel->Close();
+    const absl::Time give_up = absl::Now() + absl::Seconds(5);
+    int status = 0;
+    pid_t ended = 0;
+    while ((ended = waitpid(peer.pid(), &status, WNOHANG)) == 0 && absl::Now() < give_up) {
+      absl::SleepFor(absl::Microseconds(200));
+    }
+    ASSERT_EQ(ended, peer.pid()) << "round " << round << ": the peer still waits";
+    peer.Forget();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
 }
 
 TEST(ShmChannelTest, ReadFromASilentPeerEndsAtItsDeadline) {
