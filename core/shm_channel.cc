@@ -31,10 +31,14 @@ constexpr size_t kControlBytes = 4096;
 constexpr unsigned kRequiredSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 constexpr unsigned kRefusedSeals = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
 
-// Spins of a wait: bounds of the adaptive budget (in pause instructions).
-constexpr uint32_t kMinSpins = 16;
-constexpr uint32_t kFirstSpins = 256;
-constexpr uint32_t kMaxSpins = 8192;
+// How long a wait spins before it sleeps: an adaptive budget within these bounds. A futex
+// wake and the sleeper's return cost a few microseconds on each side, so spinning much longer
+// than that does not pay.
+constexpr int64_t kMinSpinNanos = 1000;
+constexpr int64_t kFirstSpinNanos = 5000;
+constexpr int64_t kMaxSpinNanos = 20000;
+// Pauses between two looks at the clock.
+constexpr uint32_t kPausesPerClockCheck = 8;
 // After wakes that found nothing (a peer that wakes or rewrites the futex word for nothing),
 // a wait pauses before it sleeps on the shared word again: from kFirstPause, doubling, to
 // kMaxPause. One stale wake is normal (a wake meant for bytes already read); only the
@@ -156,21 +160,24 @@ struct ShmChannel::Ring {
 
 class ShmChannel::AdaptiveSpin {
  public:
-  AdaptiveSpin() : budget_(single_cpu() ? 0 : kFirstSpins) {}
+  AdaptiveSpin() : budget_nanos_(single_cpu() ? 0 : kFirstSpinNanos) {}
 
   // Spins while `ready()` is false, for the current budget; true once it is true. The budget
   // doubles after a spin that found it true and halves after one that gave up: spinning pays
   // when the peer answers while it runs on another CPU, and is pure loss when the peer is
-  // descheduled or slow.
+  // descheduled or slow (and on a single CPU, where it never spins).
   bool Spin(absl::FunctionRef<bool()> ready) {
-    for (uint32_t i = 0; i < budget_; ++i) {
+    if (budget_nanos_ == 0) return ready();
+    const int64_t start = MonotonicNanos();
+    for (uint32_t i = 1;; ++i) {
       if (ready()) {
-        budget_ = std::min(budget_ * 2, kMaxSpins);
+        budget_nanos_ = std::min(budget_nanos_ * 2, kMaxSpinNanos);
         return true;
       }
       CpuRelax();
+      if (i % kPausesPerClockCheck == 0 && MonotonicNanos() - start >= budget_nanos_) break;
     }
-    if (budget_ > 0) budget_ = std::max(budget_ / 2, kMinSpins);
+    budget_nanos_ = std::max(budget_nanos_ / 2, kMinSpinNanos);
     return false;
   }
 
@@ -179,8 +186,13 @@ class ShmChannel::AdaptiveSpin {
     static const bool single = sysconf(_SC_NPROCESSORS_ONLN) <= 1;
     return single;
   }
+  static int64_t MonotonicNanos() {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return int64_t{now.tv_sec} * 1000000000 + now.tv_nsec;
+  }
 
-  uint32_t budget_;
+  int64_t budget_nanos_;
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {
