@@ -93,6 +93,30 @@ TEST(Session, ProtocolViolationFailsTheRequestOnceAndTheNextRequestRestarts) {
   session.Shutdown();
 }
 
+// A library of the worker can write anywhere in the worker's memory, the channel's shared
+// memory included: impossible positions there end that worker, never the broker.
+TEST(Session, AWorkerThatCorruptsTheChannelIsKilledAndTheNextRequestRestarts) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  ASSERT_TRUE(session.HandleRequest(Load(1, "corrupt-channel")));
+  std::vector<v1::Response> responses = sink.WaitFor(2);
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].id(), 1u);
+  EXPECT_EQ(responses[0].error().code(), v1::WORKER_CRASHED) << responses[0].DebugString();
+  EXPECT_TRUE(absl::StrContains(responses[0].error().message(), "broke the channel protocol"))
+      << responses[0].DebugString();
+  EXPECT_TRUE(absl::StrContains(responses[0].error().message(), "shared ring"))
+      << responses[0].DebugString();
+  EXPECT_EQ(responses[1].event().kind(), v1::SessionEvent::WORKER_LOST);
+
+  ASSERT_TRUE(session.HandleRequest(Load(2, "libok.so")));
+  responses = sink.WaitFor(4);
+  ASSERT_EQ(responses.size(), 4u);
+  EXPECT_EQ(responses[2].event().kind(), v1::SessionEvent::WORKER_RESTARTED);
+  EXPECT_TRUE(responses[3].has_library()) << responses[3].DebugString();
+  session.Shutdown();
+}
+
 TEST(Session, HangingRequestTimesOutAndTheQueuedOneFailsToo) {
   RecordingSink sink;
   Session session(FakeWorkerConfig(), &sink, "test");

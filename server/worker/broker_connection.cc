@@ -1,13 +1,20 @@
 #include "server/worker/broker_connection.h"
 
 #include <string>
+#include <utility>
 
 #include "core/framing.h"
 
 namespace ffibox {
 
+BrokerConnection::BrokerConnection(std::unique_ptr<ShmChannel> channel, int hangup_fd)
+    : channel_(std::move(channel)) {
+  if (hangup_fd >= 0) channel_->WatchPeerHangup(hangup_fd);
+}
+
 absl::StatusOr<internal::WorkerRequest> BrokerConnection::Receive() {
-  absl::StatusOr<std::string> frame = ReadFrame(fd_, kMaxWorkerRequestBytes);
+  absl::StatusOr<std::string> frame =
+      ReadFrame(*channel_, kMaxWorkerRequestBytes, absl::InfiniteFuture());
   if (!frame.ok()) return frame.status();
   internal::WorkerRequest request;
   if (!request.ParseFromString(*frame)) {
@@ -19,7 +26,7 @@ absl::StatusOr<internal::WorkerRequest> BrokerConnection::Receive() {
 absl::Status BrokerConnection::Send(const internal::WorkerReply& reply) {
   const std::string frame = reply.SerializeAsString();
   absl::MutexLock lock(&write_mu_);
-  return WriteFrame(fd_, frame);
+  return WriteFrame(*channel_, frame, absl::InfiniteFuture());
 }
 
 }  // namespace ffibox

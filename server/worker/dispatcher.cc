@@ -28,9 +28,9 @@ TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
 
 }  // namespace
 
-WorkerDispatcher::WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings,
-                                   int descriptor_fd)
-    : broker_(channel_fd),
+WorkerDispatcher::WorkerDispatcher(std::unique_ptr<ShmChannel> channel, int hangup_fd,
+                                   const internal::WorkerSettings& settings, int descriptor_fd)
+    : broker_(std::move(channel), hangup_fd),
       generation_(settings.generation()),
       max_callback_depth_(
           settings.max_callback_depth() > 0

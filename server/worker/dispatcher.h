@@ -1,7 +1,7 @@
 // WorkerDispatcher: the threads of ffibox-worker and the routing of the broker's requests
 // between them, which is what makes callbacks reentrant and callable from any thread.
 //
-//   - A reader thread receives every request from the broker (BrokerConnection on fd 3)
+//   - A reader thread receives every request from the broker (BrokerConnection)
 //     and routes it:
 //       * request.callback_return for invocation N: wakes the thread waiting in N (an
 //         unknown or already answered N is ignored). Never answered.
@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "core/callback_values.h"
+#include "core/shm_channel.h"
 #include "server/protocol/worker_protocol.pb.h"
 #include "server/worker/broker_connection.h"
 #include "server/worker/callback_table.h"
@@ -47,9 +49,11 @@ inline constexpr int kDefaultMaxCallbackDepth = 64;
 
 class WorkerDispatcher : public CallbackRunner {
  public:
-  // Serves the broker on the connected socket `channel_fd` (not owned) as `settings` say;
-  // library descriptors arrive on `descriptor_fd` (-1: none).
-  WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings, int descriptor_fd);
+  // Serves the broker on `channel` and its hangup socket `hangup_fd` (not owned; see
+  // BrokerConnection) as `settings` say; library descriptors arrive on `descriptor_fd` (-1:
+  // none).
+  WorkerDispatcher(std::unique_ptr<ShmChannel> channel, int hangup_fd,
+                   const internal::WorkerSettings& settings, int descriptor_fd);
 
   WorkerDispatcher(const WorkerDispatcher&) = delete;
   WorkerDispatcher& operator=(const WorkerDispatcher&) = delete;
