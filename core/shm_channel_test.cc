@@ -480,7 +480,9 @@ int CopyOfChannel(const ShmChannel& channel, size_t size, unsigned seals) {
   char page[kControlBytes];
   EXPECT_EQ(pread(channel.memfd(), page, sizeof(page), 0), static_cast<ssize_t>(sizeof(page)));
   EXPECT_EQ(pwrite(fd, page, sizeof(page), 0), static_cast<ssize_t>(sizeof(page)));
-  if (seals != 0) EXPECT_EQ(fcntl(fd, F_ADD_SEALS, seals), 0);
+  if (seals != 0) {
+    EXPECT_EQ(fcntl(fd, F_ADD_SEALS, seals), 0);
+  }
   return fd;
 }
 
