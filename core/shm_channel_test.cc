@@ -90,6 +90,23 @@ std::unique_ptr<ShmChannel> MakeChannel(size_t ring_bytes = kRing) {
   return channel.ok() ? *std::move(channel) : nullptr;
 }
 
+// Neither reads nor writes, until it is killed.
+int Silent(ShmChannel&) {
+  pause();
+  return 0;
+}
+
+// What supervises the peer learning of its death: after 100 ms, kills it, reaps it
+// (waitpid) and tells the channel.
+std::thread KillPeerAndMarkItGoneSoon(Peer& peer, ShmChannel& channel) {
+  return std::thread([&peer, &channel] {
+    absl::SleepFor(absl::Milliseconds(100));
+    kill(peer.pid(), SIGKILL);
+    peer.Wait();
+    channel.MarkPeerGone();
+  });
+}
+
 // Echoes what it reads until the creator closes the channel.
 int Echo(ShmChannel& channel) {
   char buffer[1000];
@@ -216,10 +233,7 @@ TEST(ShmChannelTest, CloseAlwaysWakesAPeerWaitingToRead) {
 
 TEST(ShmChannelTest, ReadFromASilentPeerEndsAtItsDeadline) {
   std::unique_ptr<ShmChannel> channel = MakeChannel();
-  Peer peer(*channel, [](ShmChannel&) {
-    pause();
-    return 0;
-  });
+  Peer peer(*channel, Silent);
   const absl::Time start = absl::Now();
   char byte;
   EXPECT_EQ(channel->Read(&byte, 1, start + absl::Milliseconds(150)).code(),
@@ -234,10 +248,7 @@ TEST(ShmChannelTest, ReadFromASilentPeerEndsAtItsDeadline) {
 
 TEST(ShmChannelTest, WriteToAPeerThatDoesNotReadEndsAtItsDeadline) {
   std::unique_ptr<ShmChannel> channel = MakeChannel();
-  Peer peer(*channel, [](ShmChannel&) {
-    pause();
-    return 0;
-  });
+  Peer peer(*channel, Silent);
   // The first ring's worth fits; the rest waits for room that never comes.
   ASSERT_OK(channel->Write(Pattern(kRing), In(absl::Seconds(10))));
   const absl::Time start = absl::Now();
@@ -248,10 +259,7 @@ TEST(ShmChannelTest, WriteToAPeerThatDoesNotReadEndsAtItsDeadline) {
 
 TEST(ShmChannelTest, InterruptWakesABlockedReaderPromptly) {
   std::unique_ptr<ShmChannel> channel = MakeChannel();
-  Peer peer(*channel, [](ShmChannel&) {
-    pause();
-    return 0;
-  });
+  Peer peer(*channel, Silent);
   std::thread interrupter([&] {
     absl::SleepFor(absl::Milliseconds(100));
     channel->Interrupt();
@@ -275,13 +283,7 @@ TEST(ShmChannelTest, APeerThatDiesWhileTheReaderWaitsEndsTheReadOnceItIsMarkedGo
   });
   char said[10];
   ASSERT_OK(channel->Read(said, sizeof(said), In(absl::Seconds(10))));
-  // What supervises the peer learns of its death (here: waitpid) and tells the channel.
-  std::thread supervisor([&] {
-    absl::SleepFor(absl::Milliseconds(100));
-    kill(peer.pid(), SIGKILL);
-    peer.Wait();
-    channel->MarkPeerGone();
-  });
+  std::thread supervisor = KillPeerAndMarkItGoneSoon(peer, *channel);
   const absl::Time start = absl::Now();
   char byte;
   EXPECT_EQ(channel->Read(&byte, 1, kForever).code(), absl::StatusCode::kUnavailable);
@@ -291,16 +293,8 @@ TEST(ShmChannelTest, APeerThatDiesWhileTheReaderWaitsEndsTheReadOnceItIsMarkedGo
 
 TEST(ShmChannelTest, AWriterBlockedOnAFullRingEndsWhenThePeerIsMarkedGone) {
   std::unique_ptr<ShmChannel> channel = MakeChannel();
-  Peer peer(*channel, [](ShmChannel&) {
-    pause();
-    return 0;
-  });
-  std::thread supervisor([&] {
-    absl::SleepFor(absl::Milliseconds(100));
-    kill(peer.pid(), SIGKILL);
-    peer.Wait();
-    channel->MarkPeerGone();
-  });
+  Peer peer(*channel, Silent);
+  std::thread supervisor = KillPeerAndMarkItGoneSoon(peer, *channel);
   const absl::Time start = absl::Now();
   EXPECT_EQ(channel->Write(Pattern(3 * kRing), kForever).code(), absl::StatusCode::kUnavailable);
   supervisor.join();
