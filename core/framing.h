@@ -1,5 +1,6 @@
-// Length-prefixed frames on a stream socket: the one framing routine of the broker <-> worker
-// channel. A frame is a 4-byte little-endian length followed by that many payload bytes.
+// Length-prefixed frames on the broker <-> worker channel (core/shm_channel.h): the one framing
+// routine of that channel. A frame is a 4-byte little-endian length followed by that many
+// payload bytes.
 #ifndef FFIBOX_CORE_FRAMING_H_
 #define FFIBOX_CORE_FRAMING_H_
 
@@ -10,17 +11,21 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/shm_channel.h"
 
 namespace ffibox {
 
-// Writes one frame to the stream socket `fd` (blocking, retries on EINTR, never raises
-// SIGPIPE). Returns UNAVAILABLE when the peer has gone.
-absl::Status WriteFrame(int fd, absl::string_view payload);
+// Writes one frame to `channel`, waiting for room until `deadline` (a frame larger than the
+// ring streams through it). RESOURCE_EXHAUSTED for a payload of 4 GiB or more; otherwise
+// ShmChannel::Write's errors (UNAVAILABLE when the peer has gone).
+absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Time deadline);
 
-// Reads one frame from `fd` (blocking). The length prefix is untrusted: a frame longer than
-// `max_bytes` is refused with RESOURCE_EXHAUSTED without reading it. Returns UNAVAILABLE on
-// end of stream (also in the middle of a frame).
-absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes);
+// Reads one frame from `channel`, waiting until `deadline`. The length prefix is untrusted: a
+// frame longer than `max_bytes` is refused with RESOURCE_EXHAUSTED without reading it.
+// Otherwise ShmChannel::Read's errors (UNAVAILABLE at end of stream, also in the middle of a
+// frame).
+absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, absl::Time deadline);
 
 // Decodes frames that arrive in pieces (for non-blocking readers that must keep their own
 // deadlines). The bytes fed to it are untrusted: the length prefix is checked against the

@@ -1,60 +1,81 @@
 #include "core/framing.h"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/time/clock.h"
+#include "core/shm_channel.h"
 #include "gtest/gtest.h"
 
 namespace ffibox {
 namespace {
 
-class SocketPair : public ::testing::Test {
+// Both ends of one channel in this process: the creator's and an attached peer's.
+class ChannelEnds : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds_), 0); }
-  void TearDown() override {
-    if (fds_[0] >= 0) close(fds_[0]);
-    if (fds_[1] >= 0) close(fds_[1]);
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<ShmChannel>> creator = ShmChannel::Create(kMinShmRingBytes);
+    ASSERT_TRUE(creator.ok()) << creator.status();
+    creator_ = std::move(*creator);
+    absl::StatusOr<std::unique_ptr<ShmChannel>> peer = ShmChannel::Attach(creator_->memfd());
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    peer_ = std::move(*peer);
   }
-  int fds_[2] = {-1, -1};
+
+  absl::Time Soon() const { return absl::Now() + absl::Seconds(10); }
+
+  std::unique_ptr<ShmChannel> creator_;
+  std::unique_ptr<ShmChannel> peer_;
 };
 
-TEST_F(SocketPair, FrameRoundTripsIncludingEmptyAndBinaryPayloads) {
+TEST_F(ChannelEnds, FrameRoundTripsIncludingEmptyAndBinaryPayloads) {
   std::string binary("a\0b\xff", 4);
-  ASSERT_TRUE(WriteFrame(fds_[0], "hello").ok());
-  ASSERT_TRUE(WriteFrame(fds_[0], "").ok());
-  ASSERT_TRUE(WriteFrame(fds_[0], binary).ok());
-  EXPECT_EQ(*ReadFrame(fds_[1], 100), "hello");
-  EXPECT_EQ(*ReadFrame(fds_[1], 100), "");
-  EXPECT_EQ(*ReadFrame(fds_[1], 100), binary);
+  ASSERT_TRUE(WriteFrame(*creator_, "hello", Soon()).ok());
+  ASSERT_TRUE(WriteFrame(*creator_, "", Soon()).ok());
+  ASSERT_TRUE(WriteFrame(*creator_, binary, Soon()).ok());
+  EXPECT_EQ(*ReadFrame(*peer_, 100, Soon()), "hello");
+  EXPECT_EQ(*ReadFrame(*peer_, 100, Soon()), "");
+  EXPECT_EQ(*ReadFrame(*peer_, 100, Soon()), binary);
 }
 
-TEST_F(SocketPair, OversizedFrameIsRefusedBeforeReadingIt) {
-  ASSERT_TRUE(WriteFrame(fds_[0], std::string(101, 'x')).ok());
-  absl::StatusOr<std::string> frame = ReadFrame(fds_[1], 100);
+TEST_F(ChannelEnds, FrameLargerThanTheRingStreamsThrough) {
+  std::string big(5 * kMinShmRingBytes + 3, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+  std::thread writer([&] { EXPECT_TRUE(WriteFrame(*peer_, big, Soon()).ok()); });
+  absl::StatusOr<std::string> frame = ReadFrame(*creator_, big.size(), Soon());
+  writer.join();
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  EXPECT_TRUE(*frame == big);
+}
+
+TEST_F(ChannelEnds, OversizedFrameIsRefusedBeforeReadingIt) {
+  ASSERT_TRUE(WriteFrame(*creator_, std::string(101, 'x'), Soon()).ok());
+  absl::StatusOr<std::string> frame = ReadFrame(*peer_, 100, Soon());
   EXPECT_EQ(frame.status().code(), absl::StatusCode::kResourceExhausted);
 }
 
-TEST_F(SocketPair, EndOfStreamIsUnavailable) {
-  close(fds_[0]);
-  fds_[0] = -1;
-  EXPECT_EQ(ReadFrame(fds_[1], 100).status().code(), absl::StatusCode::kUnavailable);
+TEST_F(ChannelEnds, EndOfStreamIsUnavailable) {
+  creator_->Close();
+  EXPECT_EQ(ReadFrame(*peer_, 100, Soon()).status().code(), absl::StatusCode::kUnavailable);
 }
 
-TEST_F(SocketPair, EndOfStreamInsideAFrameIsUnavailable) {
+TEST_F(ChannelEnds, EndOfStreamInsideAFrameIsUnavailable) {
   const char partial[] = {10, 0, 0, 0, 'a', 'b'};
-  ASSERT_EQ(write(fds_[0], partial, sizeof(partial)), static_cast<ssize_t>(sizeof(partial)));
-  close(fds_[0]);
-  fds_[0] = -1;
-  EXPECT_EQ(ReadFrame(fds_[1], 100).status().code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(creator_->Write(absl::string_view(partial, sizeof(partial)), Soon()).ok());
+  creator_->Close();
+  EXPECT_EQ(ReadFrame(*peer_, 100, Soon()).status().code(), absl::StatusCode::kUnavailable);
 }
 
-TEST_F(SocketPair, WriteToClosedPeerIsUnavailableNotSigpipe) {
-  close(fds_[1]);
-  fds_[1] = -1;
-  EXPECT_EQ(WriteFrame(fds_[0], "x").code(), absl::StatusCode::kUnavailable);
+TEST_F(ChannelEnds, SilenceEndsTheReadAtItsDeadline) {
+  absl::StatusOr<std::string> frame = ReadFrame(*peer_, 100, absl::Now() + absl::Milliseconds(50));
+  EXPECT_EQ(frame.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(ChannelEnds, WriteToAClosedPeerIsUnavailable) {
+  peer_->Close();
+  EXPECT_EQ(WriteFrame(*creator_, "x", Soon()).code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(FrameDecoder, ReassemblesFramesSplitAtEveryByte) {

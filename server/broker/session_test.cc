@@ -55,6 +55,23 @@ v1::Request Load(uint64_t id, const std::string& path) {
   return request;
 }
 
+// Sends request 1, a load of `path` (the fake worker's misbehaviour), as the session's first
+// request and expects its worker killed for breaking the channel protocol (an error naming
+// `detail`), then WORKER_LOST.
+void ExpectLoadKillsTheWorker(Session& session, RecordingSink& sink, const std::string& path,
+                              absl::string_view detail) {
+  ASSERT_TRUE(session.HandleRequest(Load(1, path)));
+  std::vector<v1::Response> responses = sink.WaitFor(2);
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].id(), 1u);
+  EXPECT_EQ(responses[0].error().code(), v1::WORKER_CRASHED) << responses[0].DebugString();
+  EXPECT_TRUE(absl::StrContains(responses[0].error().message(), "broke the channel protocol"))
+      << responses[0].error().message();
+  EXPECT_TRUE(absl::StrContains(responses[0].error().message(), detail))
+      << responses[0].error().message();
+  EXPECT_EQ(responses[1].event().kind(), v1::SessionEvent::WORKER_LOST);
+}
+
 TEST(Session, ShutdownIsPromptWhenAProcessForkedByTheWorkerHoldsTheChannel) {
   RecordingSink sink;
   Session session(FakeWorkerConfig(), &sink, "test");
@@ -90,6 +107,21 @@ TEST(Session, ProtocolViolationFailsTheRequestOnceAndTheNextRequestRestarts) {
   EXPECT_EQ(responses[3].id(), 2u);
   EXPECT_TRUE(responses[3].has_library()) << responses[3].DebugString();
   EXPECT_EQ(responses[3].generation(), 2u);
+  session.Shutdown();
+}
+
+// A library of the worker can write anywhere in the worker's memory, the channel's shared
+// memory included: impossible positions there end that worker, never the broker.
+TEST(Session, AWorkerThatCorruptsTheChannelIsKilledAndTheNextRequestRestarts) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  ExpectLoadKillsTheWorker(session, sink, "corrupt-channel", "shared ring");
+
+  ASSERT_TRUE(session.HandleRequest(Load(2, "libok.so")));
+  std::vector<v1::Response> responses = sink.WaitFor(4);
+  ASSERT_EQ(responses.size(), 4u);
+  EXPECT_EQ(responses[2].event().kind(), v1::SessionEvent::WORKER_RESTARTED);
+  EXPECT_TRUE(responses[3].has_library()) << responses[3].DebugString();
   session.Shutdown();
 }
 
@@ -185,14 +217,7 @@ TEST(Session, CallbackInvokeIsRelayedAndRequestsInsideItAreAnsweredBeforeTheOute
 TEST(Session, InvokeOfAnUndefinedCallbackIsAProtocolViolation) {
   RecordingSink sink;
   Session session(FakeWorkerConfig(), &sink, "test");
-  ASSERT_TRUE(session.HandleRequest(Load(1, "invoke-unknown")));
-  std::vector<v1::Response> responses = sink.WaitFor(2);
-  ASSERT_EQ(responses.size(), 2u);
-  EXPECT_EQ(responses[0].id(), 1u);
-  EXPECT_EQ(responses[0].error().code(), v1::WORKER_CRASHED) << responses[0].DebugString();
-  EXPECT_TRUE(absl::StrContains(responses[0].error().message(), "not defined"))
-      << responses[0].error().message();
-  EXPECT_EQ(responses[1].event().kind(), v1::SessionEvent::WORKER_LOST);
+  ExpectLoadKillsTheWorker(session, sink, "invoke-unknown", "not defined");
   session.Shutdown();
 }
 

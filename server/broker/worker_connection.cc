@@ -1,26 +1,21 @@
 #include "server/broker/worker_connection.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <climits>
-#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/framing.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "server/broker/descriptor_watch.h"
 #include "server/broker/worker_reply.h"
 
 namespace ffibox {
@@ -33,27 +28,35 @@ constexpr absl::Duration kBudgetRetry = absl::Milliseconds(10);
 std::atomic<size_t> buffered_limit{0};
 std::atomic<size_t> buffered_bytes{0};
 
-class SocketWorkerConnection : public WorkerConnection {
+class ShmWorkerConnection : public WorkerConnection {
  public:
-  SocketWorkerConnection(int fd, int event_fd, size_t max_frame_bytes)
-      : fd_(fd), event_fd_(event_fd), decoder_(max_frame_bytes) {}
+  ShmWorkerConnection(std::unique_ptr<ShmChannel> channel, int hangup_fd, int control_fd,
+                      size_t max_frame_bytes)
+      : channel_(std::move(channel)),
+        hangup_fd_(hangup_fd),
+        control_fd_(control_fd),
+        decoder_(max_frame_bytes),
+        watch_(std::make_unique<DescriptorWatch>(channel_.get(), hangup_fd, control_fd)) {}
 
-  ~SocketWorkerConnection() override {
+  ~ShmWorkerConnection() override {
+    watch_.reset();
     buffered_bytes.fetch_sub(held_);
-    close(fd_);
-    close(event_fd_);
+    channel_.reset();  // closes the channel: a worker still reading sees its end
+    close(hangup_fd_);
+    close(control_fd_);
   }
 
   absl::Status SendFrame(absl::string_view frame) override {
-    // The fd stays in blocking mode (Receive polls and reads with MSG_DONTWAIT), so a large
-    // frame blocks here until the worker drains it; a hung worker is killed by its deadline,
-    // which ends the write with UNAVAILABLE.
+    // A large frame streams through the ring as the worker drains it; a hung worker is killed
+    // by its deadline, whose hangup ends the write with UNAVAILABLE.
     absl::MutexLock lock(&send_mu_);
-    return WriteFrame(fd_, frame);
+    return WriteFrame(*channel_, frame, absl::InfiniteFuture());
   }
 
   absl::StatusOr<std::string> ReceiveFrame(absl::Time deadline) override {
     for (;;) {
+      if (watch_->has_ready()) watch_->DispatchReady();
+      if (interrupted_.exchange(false)) return absl::CancelledError("interrupted");
       absl::StatusOr<std::optional<std::string>> next = decoder_.Next();
       Account();
       if (!next.ok()) return next.status();
@@ -61,7 +64,7 @@ class SocketWorkerConnection : public WorkerConnection {
 
       const absl::Time now = absl::Now();
       // Read only while the process-wide budget of unfinished frames has room: otherwise
-      // the worker waits on its write, and this connection looks again shortly.
+      // the worker waits on its full ring, and this connection looks again shortly.
       const size_t limit = buffered_limit.load();
       const bool may_read = limit == 0 || buffered_bytes.load() + kReadChunk <= limit;
       absl::Time wake = deadline;
@@ -79,72 +82,44 @@ class SocketWorkerConnection : public WorkerConnection {
         }
         wake = std::min(wake, stalled);
       }
-      if (!may_read) wake = std::min(wake, now + kBudgetRetry);
-      int timeout_ms = -1;
-      if (wake != absl::InfiniteFuture()) {
-        if (deadline <= now) return absl::DeadlineExceededError("no reply before the deadline");
-        absl::Duration left = wake - now;
-        // Round up so we never wake before the deadline and spin. Clamp: a deadline beyond
-        // INT_MAX ms must not wrap into a negative (infinite) poll timeout; waking early
-        // merely loops.
-        timeout_ms = static_cast<int>(
-            std::min<int64_t>(absl::ToInt64Milliseconds(left + absl::Milliseconds(1)), INT_MAX));
+      if (deadline <= now) return absl::DeadlineExceededError("no reply before the deadline");
+      if (!may_read) {
+        absl::SleepFor(std::min(wake, now + kBudgetRetry) - now);
+        continue;
       }
-      struct pollfd fds[2 + kMaxWatches];
-      fds[0] = {may_read ? fd_ : -1, POLLIN, 0};
-      fds[1] = {event_fd_, POLLIN, 0};
-      for (size_t i = 0; i < watches_.size(); ++i) fds[2 + i] = {watches_[i].fd, POLLIN, 0};
-      int ready = poll(fds, 2 + watches_.size(), timeout_ms);
-      if (ready < 0) {
-        if (errno == EINTR) continue;
-        return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+      // The bytes are copied out of the shared memory into the decoder, which alone parses.
+      absl::StatusOr<size_t> got = channel_->ReadAvailable(
+          kReadChunk,
+          [this](const char* untrusted, size_t size) { decoder_.Append(untrusted, size); });
+      if (!got.ok()) {
+        if (!absl::IsUnavailable(got.status())) return got.status();  // a corrupt channel
+        return absl::UnavailableError(decoder_.HasPartialFrame()
+                                          ? "channel closed in the middle of a frame"
+                                          : "channel closed by peer");
       }
-      for (size_t i = watches_.size(); i-- > 0;) {
-        const short revents = fds[2 + i].revents;
-        if ((revents & (POLLIN | POLLHUP | POLLERR)) && !watches_[i].on_ready(revents)) {
-          watches_.erase(watches_.begin() + static_cast<std::ptrdiff_t>(i));
-        }
-      }
-      if (fds[1].revents & POLLIN) {
-        uint64_t count;
-        (void)!read(event_fd_, &count, sizeof(count));
-        return absl::CancelledError("interrupted");
-      }
-      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-        char buffer[kReadChunk];
-        ssize_t n = recv(fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
-        if (n < 0) {
-          if (errno == EINTR || errno == EAGAIN) continue;
-          return absl::UnavailableError(absl::StrCat("channel read failed: ", strerror(errno)));
-        }
-        if (n == 0) {
-          return absl::UnavailableError(decoder_.HasPartialFrame()
-                                            ? "channel closed in the middle of a frame"
-                                            : "channel closed by peer");
-        }
-        decoder_.Append(buffer, static_cast<size_t>(n));
+      if (*got > 0) {
         last_progress_ = absl::Now();
         Account();
+        continue;
+      }
+      absl::Status waited = channel_->WaitReadable(wake);
+      // Woken by Interrupt, a watched descriptor or a deadline: the loop sees which.
+      if (!waited.ok() && !absl::IsCancelled(waited) && !absl::IsDeadlineExceeded(waited)) {
+        return waited;
       }
     }
   }
 
   void Interrupt() override {
-    uint64_t one = 1;
-    (void)!write(event_fd_, &one, sizeof(one));
+    interrupted_.store(true);
+    channel_->Interrupt();
   }
 
   void Watch(int fd, std::function<bool(short revents)> on_ready) override {
-    if (watches_.size() < kMaxWatches) watches_.push_back(WatchedFd{fd, std::move(on_ready)});
+    watch_->Add(fd, std::move(on_ready));
   }
 
  private:
-  static constexpr size_t kMaxWatches = 4;
-  struct WatchedFd {
-    int fd;
-    std::function<bool(short revents)> on_ready;
-  };
-
   // Brings the process-wide count up to date with what the decoder holds now.
   void Account() {
     const size_t now_held = decoder_.Buffered();
@@ -156,13 +131,15 @@ class SocketWorkerConnection : public WorkerConnection {
     held_ = now_held;
   }
 
-  const int fd_;
-  const int event_fd_;
+  std::unique_ptr<ShmChannel> channel_;
+  const int hangup_fd_;
+  const int control_fd_;
   FrameDecoder decoder_;
   size_t held_ = 0;                         // this connection's share of buffered_bytes
   absl::Time last_progress_ = absl::Now();  // the last bytes of a frame arrived then
+  std::atomic<bool> interrupted_{false};
   absl::Mutex send_mu_;
-  std::vector<WatchedFd> watches_;  // used by the Receive thread only
+  std::unique_ptr<DescriptorWatch> watch_;
 };
 
 }  // namespace
@@ -201,16 +178,16 @@ absl::StatusOr<internal::WorkerReply> WorkerConnection::Receive(absl::Time deadl
   return ParseWorkerFrame(*frame);
 }
 
-absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeSocketWorkerConnection(
-    int fd, size_t max_frame_bytes) {
-  int event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (event_fd < 0) {
+absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(
+    std::unique_ptr<ShmChannel> channel, int hangup_fd, size_t max_frame_bytes) {
+  int control_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (control_fd < 0) {
     int saved = errno;
-    close(fd);
+    close(hangup_fd);
     return absl::ResourceExhaustedError(absl::StrCat("eventfd: ", strerror(saved)));
   }
   return std::unique_ptr<WorkerConnection>(
-      new SocketWorkerConnection(fd, event_fd, max_frame_bytes));
+      new ShmWorkerConnection(std::move(channel), hangup_fd, control_fd, max_frame_bytes));
 }
 
 }  // namespace ffibox

@@ -1,10 +1,9 @@
 // The broker's end of its connection to one worker: requests go down, replies come up.
 //
-// All broker code talks to a worker through this one small class, so the transport can
-// become a shared-memory ring without touching supervision or sessions; only connection
-// classes (this one and the worker's server/worker/broker_connection.h) read or write
-// frames. Receive checks each frame's envelope (ParseWorkerFrame); the content of a reply
-// came from a worker and is still untrusted: the session checks it against what it asked
+// All broker code talks to a worker through this one small class; only connection classes
+// (this one and the worker's server/worker/broker_connection.h) read or write frames.
+// Receive checks each frame's envelope (ParseWorkerFrame); the content of a reply came from a
+// worker and is still untrusted: the session checks it against what it asked
 // (server/broker/worker_reply.h).
 #ifndef FFIBOX_SERVER_BROKER_WORKER_CONNECTION_H_
 #define FFIBOX_SERVER_BROKER_WORKER_CONNECTION_H_
@@ -18,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/shm_channel.h"
 #include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
@@ -26,8 +26,9 @@ class WorkerConnection {
  public:
   virtual ~WorkerConnection() = default;
 
-  // Sends one request. Thread-safe (one sender at a time). Returns UNAVAILABLE when the
-  // worker has gone.
+  // Sends one request, waiting while the worker does not make room for it. Thread-safe (one
+  // sender at a time). Returns UNAVAILABLE when the worker has gone, DATA_LOSS when it
+  // corrupted the channel.
   absl::Status Send(const internal::WorkerRequest& request);
   // Sends `envelope` (whose `request` is unset) with `request` as its `request`, as Send
   // would, without copying `request` into it: a batch of thousands of calls is relayed at
@@ -37,8 +38,8 @@ class WorkerConnection {
   // Waits for the next whole frame until `deadline` and checks its envelope. Returns
   // DEADLINE_EXCEEDED when the deadline passed, CANCELLED when Interrupt() was called,
   // UNAVAILABLE at end of stream, RESOURCE_EXHAUSTED for a frame over the size limit,
-  // DATA_LOSS for a frame the worker stopped sending, and INVALID_ARGUMENT for one that is
-  // not a well-formed reply. Called from one thread only.
+  // DATA_LOSS for a frame the worker stopped sending or a channel it corrupted, and
+  // INVALID_ARGUMENT for a frame that is not a well-formed reply. Called from one thread only.
   absl::StatusOr<internal::WorkerReply> Receive(absl::Time deadline);
 
   // Makes a blocked (or the next) Receive return CANCELLED. Thread-safe.
@@ -60,14 +61,20 @@ class WorkerConnection {
   virtual absl::StatusOr<std::string> ReceiveFrame(absl::Time deadline) = 0;
 };
 
-// A connection over a connected stream socket (one end of a socketpair). Takes ownership
-// of `fd`. Frames longer than `max_frame_bytes` are refused. A worker that stops in the middle
-// of a frame for kFrameStallTimeout gets DATA_LOSS from Receive (the broker then kills it),
-// and the bytes of unfinished frames all connections of the process hold together stay under
-// the limit of SetBufferedFrameBytesLimit: past it a connection stops reading (the worker waits
-// on its write) until others drain. Fails if the interrupt eventfd cannot be created.
-absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeSocketWorkerConnection(
-    int fd, size_t max_frame_bytes);
+// A connection over a shared-memory channel (core/shm_channel.h, the creator's end; the worker
+// attached the other) whose frames are core/framing.h's, and a stream socket `hangup_fd`
+// whose other end only the worker holds: it carries nothing, and its hangup says the worker
+// has gone (a waiting Send or Receive then ends with UNAVAILABLE once the worker's last bytes
+// are read). Takes ownership of both. A thread of the connection watches the socket and the
+// descriptors of Watch; their events reach Receive's thread through the channel's wake.
+// Frames longer than `max_frame_bytes` are refused. A worker that stops in the middle of a
+// frame for kFrameStallTimeout gets DATA_LOSS from Receive (the broker then kills it), as does
+// one that corrupts the channel's positions, and the bytes of unfinished frames all
+// connections of the process hold together stay under the limit of SetBufferedFrameBytesLimit:
+// past it a connection stops reading (the worker waits on its full ring) until others drain.
+// Fails if the connection's eventfd cannot be created.
+absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(
+    std::unique_ptr<ShmChannel> channel, int hangup_fd, size_t max_frame_bytes);
 
 // How long a worker may leave a frame unfinished without sending more of it.
 inline constexpr absl::Duration kFrameStallTimeout = absl::Seconds(10);

@@ -132,6 +132,10 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   // start that would eat into it fails with RESOURCE_EXHAUSTED, never with a weaker jail.
   absl::Status reserve = CheckDescriptorReserve();
   if (!reserve.ok()) return reserve;
+  // Requests and replies travel in shared memory; the channel's socket only tells each side
+  // that the other has gone.
+  absl::StatusOr<std::unique_ptr<ShmChannel>> channel = ShmChannel::Create(kWorkerChannelRingBytes);
+  if (!channel.ok()) return channel.status();
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.channel) != 0 ||
       socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.descriptors) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("socketpair: ", strerror(errno)));
@@ -169,6 +173,7 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   request.channel_fd = fds.channel[1];
   request.crash_fd = fds.crash[1];
   request.descriptor_fd = fds.descriptors[1];
+  request.channel_memory_fd = (*channel)->memfd();
   absl::StatusOr<SpawnedWorker> spawned =
       SpawnJailedWorker(options.jail, request,
                         [](const std::function<void()>& job) { LauncherThread::Get().Run(job); });
@@ -178,9 +183,10 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     close(*fd);
     *fd = -1;
   }
+  (*channel)->CloseMemfd();
 
   absl::StatusOr<std::unique_ptr<WorkerConnection>> connection =
-      MakeSocketWorkerConnection(fds.channel[0], options.max_reply_bytes);
+      MakeShmWorkerConnection(*std::move(channel), fds.channel[0], options.max_reply_bytes);
   fds.channel[0] = -1;  // owned by the connection now (or closed by its failure)
   if (!connection.ok()) {
     kill(spawned->pid, SIGKILL);
@@ -215,6 +221,8 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
 WorkerProcess::~WorkerProcess() {
   Kill();
   Reap(absl::ZeroDuration());
+  // Its thread watches the descriptors closed below.
+  connection_.reset();
   for (int fd : {fds_.crash, fds_.descriptors, fds_.stdout_read, fds_.stderr_read,
                  seccomp_listener_, status_fd_}) {
     if (fd >= 0) close(fd);

@@ -5,16 +5,18 @@
 // thread: PR_SET_PDEATHSIG fires when the *thread* that forked a child exits, so forking
 // from short-lived gRPC threads would kill workers at random. The child gets stdin from
 // /dev/null, stdout and stderr as pipes the broker drains (none of the broker's own
-// descriptors), the channel as fd 3, its crash pipe as fd 4, the descriptor socket as fd 5,
-// no other fd, an empty environment, the default signal mask, and SIGKILL as its parent-death
-// signal, so no worker outlives the broker. The jail (server/jail/spawn.h) is applied on the way;
-// with a pid namespace, pid() is the namespace's init, which relays the worker's wait status, so
-// Reap reports the worker's own death either way.
+// descriptors), the channel's socket as fd 3, its crash pipe as fd 4, the descriptor socket as
+// fd 5, the channel's memfd as fd 6 (core/shm_channel.h: the worker maps it and closes the fd
+// before it loads anything), no other fd, an empty environment, the default signal mask, and
+// SIGKILL as its parent-death signal, so no worker outlives the broker. The jail
+// (server/jail/spawn.h) is applied on the way; with a pid namespace, pid() is the namespace's init,
+// which relays the worker's wait status, so Reap reports the worker's own death either way.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_PROCESS_H_
 #define FFIBOX_SERVER_BROKER_WORKER_PROCESS_H_
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -62,6 +64,11 @@ struct WorkerExit {
   bool killed_by_broker = false;
 };
 
+// The capacity of each ring of a worker's channel (requests down, replies up): messages
+// larger than that stream through it. The memory is touched as it is used, the request ring
+// charged to the broker, the reply ring to the worker.
+inline constexpr size_t kWorkerChannelRingBytes = size_t{256} << 10;
+
 // Descriptors a worker start needs at once in the broker (sockets, pipes, the binary), and
 // the reserve kept free for everything else; see CheckDescriptorReserve.
 inline constexpr size_t kWorkerStartDescriptors = 16;
@@ -82,7 +89,8 @@ struct WorkerDescriptors {
 class WorkerProcess {
  public:
   // Starts a worker in the jail of `options.jail`. Fails when the binary is not executable,
-  // the seccomp policy or a library root is invalid, or clone/socketpair/jail setup fail.
+  // the seccomp policy or a library root is invalid, or clone, socketpair, the channel's
+  // memfd or jail setup fail.
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> Start(const WorkerLaunchOptions& options);
 
   // Kills and reaps the worker if that has not happened yet.

@@ -124,6 +124,7 @@ constexpr const char* kStrictSyscalls[] = {
     "membarrier",
     // Threads and synchronisation (clone is allowed below for threads only).
     "futex",
+    "futex_waitv",  // the broker channel's waits (core/shm_channel.h)
     "set_robust_list",
     "get_robust_list",
     "rseq",

@@ -28,8 +28,9 @@ namespace ffibox {
 namespace {
 
 constexpr uint32_t kStatusMagic = 0xffb0a11c;
-// fds 0..5: stdin, stdout, stderr, channel, crash pipe, descriptor socket.
-constexpr int kFirstFreeFd = 6;
+// fds 0..6: stdin, stdout, stderr, the channel's socket, crash pipe, descriptor socket, the
+// channel's memfd.
+constexpr int kFirstFreeFd = 7;
 
 enum StatusKind : uint32_t {
   kReady = 1,         // setup done
@@ -109,8 +110,9 @@ void DropPrivileges(const ChildSetup& setup) {
   const WorkerSpawnRequest& request = *setup.request;
   DropPrivileges(setup);
   // Move the sources above the target numbers first, so no dup2 clobbers another source.
-  const int sources[kFirstFreeFd] = {request.stdin_fd,   request.stdout_fd, request.stderr_fd,
-                                     request.channel_fd, request.crash_fd,  request.descriptor_fd};
+  const int sources[kFirstFreeFd] = {
+      request.stdin_fd, request.stdout_fd,     request.stderr_fd,        request.channel_fd,
+      request.crash_fd, request.descriptor_fd, request.channel_memory_fd};
   int moved[kFirstFreeFd];
   for (int target = 0; target < kFirstFreeFd; ++target) {
     moved[target] = fcntl(sources[target], F_DUPFD_CLOEXEC, 16);

@@ -34,12 +34,13 @@ namespace ffibox {
 struct WorkerSpawnRequest {
   int executable_fd = -1;  // the worker binary, O_PATH (exec'd with execveat)
   char* const* argv = nullptr;
-  int stdin_fd = -1;       // becomes fd 0 (/dev/null)
-  int stdout_fd = -1;      // becomes fd 1 (a pipe the broker drains)
-  int stderr_fd = -1;      // becomes fd 2 (a pipe the broker drains)
-  int channel_fd = -1;     // becomes fd 3
-  int crash_fd = -1;       // becomes fd 4
-  int descriptor_fd = -1;  // becomes fd 5 (descriptors passed with SCM_RIGHTS)
+  int stdin_fd = -1;           // becomes fd 0 (/dev/null)
+  int stdout_fd = -1;          // becomes fd 1 (a pipe the broker drains)
+  int stderr_fd = -1;          // becomes fd 2 (a pipe the broker drains)
+  int channel_fd = -1;         // becomes fd 3 (the channel's hangup socket)
+  int crash_fd = -1;           // becomes fd 4
+  int descriptor_fd = -1;      // becomes fd 5 (descriptors passed with SCM_RIGHTS)
+  int channel_memory_fd = -1;  // becomes fd 6 (the channel's memfd, core/shm_channel.h)
 };
 
 // Which layers one worker got; each is active or absent with a reason.

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "core/framing.h"
 
@@ -11,8 +12,14 @@ ReceivedRequest::ReceivedRequest()
     : arena_(std::make_unique<google::protobuf::Arena>()),
       request_(google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(arena_.get())) {}
 
+BrokerConnection::BrokerConnection(std::unique_ptr<ShmChannel> channel, int hangup_fd)
+    : channel_(std::move(channel)) {
+  if (hangup_fd >= 0) channel_->WatchPeerHangup(hangup_fd);
+}
+
 absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
-  absl::StatusOr<std::string> frame = ReadFrame(fd_, kMaxWorkerRequestBytes);
+  absl::StatusOr<std::string> frame =
+      ReadFrame(*channel_, kMaxWorkerRequestBytes, absl::InfiniteFuture());
   if (!frame.ok()) return frame.status();
   ReceivedRequest request;
   if (!request.request().ParseFromString(*frame)) {
@@ -24,7 +31,7 @@ absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
 absl::Status BrokerConnection::Send(const internal::WorkerReply& reply) {
   const std::string frame = reply.SerializeAsString();
   absl::MutexLock lock(&write_mu_);
-  return WriteFrame(fd_, frame);
+  return WriteFrame(*channel_, frame, absl::InfiniteFuture());
 }
 
 }  // namespace ffibox

@@ -1,6 +1,7 @@
-// The worker's end of its connection to the broker (fd 3): requests come down, replies go
-// up, one message per frame (core/framing.h). With server/broker/worker_connection.h, the
-// only code that reads or writes frames between the two.
+// The worker's end of its connection to the broker: requests come down, replies go up, one
+// message per frame (core/framing.h) over the shared-memory channel the broker created
+// (core/shm_channel.h, mapped from fd 6). With server/broker/worker_connection.h, the only code
+// that reads or writes frames between the two.
 //
 // What arrives here is untrusted input (the executor validates each request); the broker
 // sends only what its session checked, but the worker does not rely on that.
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "core/shm_channel.h"
 #include "google/protobuf/arena.h"
 #include "server/protocol/worker_protocol.pb.h"
 
@@ -40,24 +42,28 @@ class ReceivedRequest {
 
 class BrokerConnection {
  public:
-  // Speaks over the connected socket `fd` (not owned).
-  explicit BrokerConnection(int fd) : fd_(fd) {}
+  // Speaks over `channel` (the peer's end). `hangup_fd` (not owned; -1: none) is the
+  // channel's socket, whose hangup means the broker has gone (looked at every
+  // kHangupCheckInterval while waiting; the broker's own close is seen at once).
+  BrokerConnection(std::unique_ptr<ShmChannel> channel, int hangup_fd);
 
   BrokerConnection(const BrokerConnection&) = delete;
   BrokerConnection& operator=(const BrokerConnection&) = delete;
 
   // Blocks for the next request. UNAVAILABLE at end of stream (the broker has gone),
   // RESOURCE_EXHAUSTED for a frame over kMaxWorkerRequestBytes, INVALID_ARGUMENT for a
-  // frame that is not a WorkerRequest. Called from one thread only.
+  // frame that is not a WorkerRequest, DATA_LOSS for a channel found corrupt (a library of
+  // this process can write to it). Called from one thread only.
   absl::StatusOr<ReceivedRequest> Receive();
 
-  // Sends one reply, written whole; thread-safe (replies from several threads never
-  // interleave). UNAVAILABLE when the broker has gone.
+  // Sends one reply, written whole, waiting while the broker makes no room for it;
+  // thread-safe (replies from several threads never interleave). UNAVAILABLE when the broker
+  // has gone, DATA_LOSS for a corrupt channel.
   absl::Status Send(const internal::WorkerReply& reply) ABSL_LOCKS_EXCLUDED(write_mu_);
 
  private:
-  const int fd_;
-  absl::Mutex write_mu_;  // one frame on the socket at a time
+  const std::unique_ptr<ShmChannel> channel_;
+  absl::Mutex write_mu_;  // one frame on the channel at a time
 };
 
 }  // namespace ffibox

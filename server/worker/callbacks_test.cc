@@ -1,4 +1,4 @@
-// The real ffibox-worker binary, driven over its socketpair the way the broker drives it:
+// The real ffibox-worker binary, driven over its channel the way the broker drives it:
 // callbacks invoked from native code (qsort, a fold, a struct mutated through a pointer),
 // requests nested inside an invocation, stored handlers, a callback on a library thread,
 // freed callbacks, client failures, the nesting limit and misrouted frames.
@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "core/shm_channel.h"
 #include "core/test_types.h"
 #include "gtest/gtest.h"
 #include "server/broker/worker_connection.h"
@@ -71,6 +72,8 @@ class Worker {
   explicit Worker(uint32_t max_callback_depth = 0, bool begin = true) {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    absl::StatusOr<std::unique_ptr<ShmChannel>> channel = ShmChannel::Create(kMinShmRingBytes);
+    EXPECT_TRUE(channel.ok()) << channel.status();
     const std::string path = Runfile("server/ffibox-worker");
     internal::WorkerSettings settings;
     settings.set_max_callback_depth(max_callback_depth);
@@ -83,11 +86,13 @@ class Worker {
       dup2(fds[1], 3);
       int crash = open("/dev/null", O_WRONLY);
       dup2(crash, 4);
+      dup2((*channel)->memfd(), 6);
       execv(path.c_str(), argv.data());
       _exit(127);
     }
     close(fds[1]);
-    auto connection = MakeSocketWorkerConnection(fds[0], 64 << 20);
+    // Small rings: large requests and replies stream through them.
+    auto connection = MakeShmWorkerConnection(*std::move(channel), fds[0], 64 << 20);
     EXPECT_TRUE(connection.ok());
     connection_ = std::move(*connection);
     if (begin) Begin(kGeneration);

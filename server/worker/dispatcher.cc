@@ -32,9 +32,9 @@ TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
 
 }  // namespace
 
-WorkerDispatcher::WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings,
-                                   int descriptor_fd)
-    : broker_(channel_fd),
+WorkerDispatcher::WorkerDispatcher(std::unique_ptr<ShmChannel> channel, int hangup_fd,
+                                   const internal::WorkerSettings& settings, int descriptor_fd)
+    : broker_(std::move(channel), hangup_fd),
       descriptor_fd_(descriptor_fd),
       limits_(LimitsFrom(settings)),
       max_callback_depth_(

@@ -5,8 +5,8 @@
 //     then the worker is generic, so the broker's pool can hand it to any session or
 //     restart. A first request without a generation, or a second begin, ends the process
 //     with status 2.
-//   - A reader thread receives every later request from the broker (BrokerConnection on
-//     fd 3) and routes it:
+//   - A reader thread receives every later request from the broker (BrokerConnection) and
+//     routes it:
 //       * request.callback_return for invocation N: wakes the thread waiting in N (an
 //         unknown or already answered N is ignored). Never answered.
 //       * WorkerRequest.invocation == 0: queued for the main thread, which runs top-level
@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "core/callback_values.h"
+#include "core/shm_channel.h"
 #include "server/protocol/worker_protocol.pb.h"
 #include "server/worker/broker_connection.h"
 #include "server/worker/callback_table.h"
@@ -52,9 +54,11 @@ inline constexpr int kDefaultMaxCallbackDepth = 64;
 
 class WorkerDispatcher : public CallbackRunner {
  public:
-  // Serves the broker on the connected socket `channel_fd` (not owned) as `settings` say;
-  // library descriptors arrive on `descriptor_fd` (-1: none).
-  WorkerDispatcher(int channel_fd, const internal::WorkerSettings& settings, int descriptor_fd);
+  // Serves the broker on `channel` and its hangup socket `hangup_fd` (not owned; see
+  // BrokerConnection) as `settings` say; library descriptors arrive on `descriptor_fd` (-1:
+  // none).
+  WorkerDispatcher(std::unique_ptr<ShmChannel> channel, int hangup_fd,
+                   const internal::WorkerSettings& settings, int descriptor_fd);
 
   WorkerDispatcher(const WorkerDispatcher&) = delete;
   WorkerDispatcher& operator=(const WorkerDispatcher&) = delete;

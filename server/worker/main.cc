@@ -1,26 +1,31 @@
 // ffibox-worker: the process that loads untrusted libraries and runs their code. Started by
-// ffiboxd (fork + exec) with its channel on fd 3, its crash-report pipe on fd 4 and the
-// socket library descriptors arrive on as fd 5 (stdout and stderr are pipes the broker
-// relays to the client); serves
-// requests until the channel closes (server/worker/dispatcher.h has the threads and the
-// routing of callback invocations). Anything here may be corrupted by the library it runs:
-// the broker trusts nothing this process sends.
+// ffiboxd (fork + exec) with its channel to the broker as a memfd on fd 6 (core/shm_channel.h:
+// mapped, checked and closed first thing) and a socket on fd 3 whose hangup says the broker
+// has gone, its crash-report pipe on fd 4 and the socket library descriptors arrive on as
+// fd 5 (stdout and stderr are pipes the broker relays to the client); serves requests until
+// the channel closes (server/worker/dispatcher.h has the threads and the routing of callback
+// invocations). Anything here may be corrupted by the library it runs, the channel's shared
+// memory included: the broker trusts nothing this process sends.
 //
 // Its one argument is its WorkerSettings (server/protocol/worker_settings.h): the callback
 // depth, the block limit, and the part of the jail it applies to itself (rlimits and
 // seccomp, server/jail/worker_jail.h) before it reads its first request (the launcher
-// already applied the rest of the jail). Its generation comes with that first request. A worker
-// whose settings are missing or malformed, or that cannot apply its jail, exits with status 125
-// without serving.
+// already applied the rest of the jail). Its generation comes with that first request. A
+// worker whose settings are missing or malformed, whose channel is refused, or that cannot
+// apply its jail, exits with status 125 without serving.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
+#include <string>
+#include <utility>
 
 #include "core/descriptor_passing.h"
 #include "core/malloc_tuning.h"
+#include "core/shm_channel.h"
 #include "server/jail/worker_jail.h"
 #include "server/protocol/crash_report.h"
 #include "server/protocol/worker_settings.h"
@@ -28,8 +33,9 @@
 
 namespace {
 
-constexpr int kChannelFd = 3;
+constexpr int kChannelHangupFd = 3;
 constexpr int kDescriptorFd = 5;
+constexpr int kChannelMemoryFd = 6;
 
 }  // namespace
 
@@ -54,6 +60,14 @@ int main(int argc, char** argv) {
       ffibox::ParseWorkerSettings(argc, argv);
   if (!settings.ok()) {
     fprintf(stderr, "ffibox-worker: %s\n", std::string(settings.status().message()).c_str());
+    return 125;
+  }
+  // Mapped before the jail: its address-space limit then never refuses the channel.
+  absl::StatusOr<std::unique_ptr<ffibox::ShmChannel>> channel =
+      ffibox::ShmChannel::Attach(kChannelMemoryFd);
+  close(kChannelMemoryFd);
+  if (!channel.ok()) {
+    fprintf(stderr, "ffibox-worker: %s\n", std::string(channel.status().message()).c_str());
     return 125;
   }
   // Without a jail the worker still applies the empty one: RLIMIT_CORE 0, so a crash never
@@ -83,6 +97,6 @@ int main(int argc, char** argv) {
   }
   const int descriptor_fd = fcntl(kDescriptorFd, F_GETFD) >= 0 ? kDescriptorFd : -1;
   static ffibox::WorkerDispatcher* dispatcher =
-      new ffibox::WorkerDispatcher(kChannelFd, *settings, descriptor_fd);
+      new ffibox::WorkerDispatcher(*std::move(channel), kChannelHangupFd, *settings, descriptor_fd);
   dispatcher->Run();
 }

@@ -4,7 +4,9 @@
 // worker outlives its session. The behaviour tests run in every way a server can run its
 // workers: from the pool or started per session, jailed or not (ServerMode).
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@ namespace {
 
 using test_support::ChildrenOf;
 using test_support::ProcessState;
+using test_support::RunfilePath;
 using test_support::TestLibPath;
 using test_support::TestServer;
 using test_support::WaitFor;
@@ -37,6 +40,12 @@ struct ServerMode {
 
 std::string ModeName(const ServerMode& mode) {
   return std::string(mode.pool ? "Pool" : "NoPool") + (mode.jail ? "Jail" : "NoJail");
+}
+
+std::string HostileLibPath() {
+  char real[PATH_MAX];
+  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
+  return realpath(path.c_str(), real) != nullptr ? real : path;
 }
 
 const ServerMode kEveryMode[] = {{false, true}, {true, true}, {false, false}, {true, false}};
@@ -223,6 +232,39 @@ TEST_P(EveryMode, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
   absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
   ASSERT_OK(add);
   EXPECT_EQ(*(*add)(1, 1), 2);
+}
+
+// A library can write anywhere in its worker's memory, the channel to the broker included
+// (tests/testlibs/hostile.c finds it in /proc/self/maps): impossible positions there end that
+// worker with WORKER_CRASHED, the broker and the other sessions go on, and the session's
+// next call runs on a new worker.
+TEST_P(EveryMode, ALibraryThatCorruptsTheChannelGetsItsWorkerKilledAndTheNextCallWorks) {
+  Bystander bystander(*client_);
+  std::unique_ptr<Session> session = OpenSession();
+  Library lib = LoadTestLib(*session);
+  absl::StatusOr<Library> hostile = session->Load(HostileLibPath());
+  ASSERT_OK(hostile);
+  absl::StatusOr<TypedFunction<int(int)>> corrupt =
+      hostile->Function<int(int)>("hostile_corrupt_channel");
+  ASSERT_OK(corrupt);
+  for (int garbage : {0xff, 0x00, 0x7f}) {
+    SCOPED_TRACE(garbage);
+    absl::StatusOr<int> result = (*corrupt)(garbage);
+    ASSERT_FALSE(result.ok()) << "the worker answered on a corrupt channel";
+    v1::Error error = ErrorOf(result.status());
+    EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << result.status();
+    EXPECT_EQ(error.function(), "hostile_corrupt_channel") << result.status();
+    EXPECT_NE(error.message().find("broke the channel protocol"), std::string::npos)
+        << error.message();
+    bystander.ExpectServing();
+    absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
+    ASSERT_OK(add);
+    absl::StatusOr<int> after = (*add)(2, 3);
+    ASSERT_OK(after);
+    EXPECT_EQ(*after, 5);
+  }
+  EXPECT_EQ(session->generation(), 4u);
+  EXPECT_EQ(kill(server_->pid(), 0), 0) << "the broker died";
 }
 
 TEST_P(EveryMode, SessionDeadlineAppliesWhenTheCallGivesNone) {

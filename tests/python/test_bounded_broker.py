@@ -1,7 +1,8 @@
 """What one session's worker sends cannot take the broker's memory from everyone else.
 
-A hostile library writes straight into its worker's channel to the broker (descriptor 3):
-a frame header announcing a large reply, most of it, then nothing. The broker must drop
+A hostile library writes straight into its worker's channel to the broker (the shared
+memory of the worker-to-broker ring, behind the worker's back): a frame header announcing a
+large reply, most of it, then nothing. The broker must drop
 that worker after a short stall, hold no more than a bounded number of those bytes across
 all sessions, and keep serving a bystander session throughout. Real ffiboxd, real jailed
 workers, the test suite's hostile library.
@@ -59,11 +60,10 @@ def send_partial_frame(address, announced, sent, stall_seconds, outcome):
         session = client.session(timeout=120)
         lib = session.CDLL(HOSTILE_LIB)
         lib.hostile_partial_frame.restype = ctypes.c_long
-        lib.hostile_partial_frame.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_long,
-                                              ctypes.c_int]
+        lib.hostile_partial_frame.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_int]
         started = time.monotonic()
         try:
-            lib.hostile_partial_frame(3, announced, sent, stall_seconds)
+            lib.hostile_partial_frame(announced, sent, stall_seconds)
             outcome.append(("returned", time.monotonic() - started, ""))
         except ffibox.Error as error:
             outcome.append((error.code, time.monotonic() - started, str(error)))

@@ -56,7 +56,7 @@ def fault_kinds():
         "thread bomb past the cap": (TEST_LIB, "start_sleeping_threads", [c_int], (2000,),
                                      ("OK",)),
         "stalled partial frame": (HOSTILE_LIB, "hostile_partial_frame",
-                                  [c_int, c_long, c_long, c_int], (3, 8 << 20, 4 << 20, 60),
+                                  [c_long, c_long, c_int], (8 << 20, 4 << 20, 60),
                                   crashed + ("CALL_TIMEOUT",)),
     }
 

@@ -2,7 +2,8 @@
  *
  * Each function does one thing a malicious library would try against its host: read or
  * create files, open another process's memory, write to or shrink the descriptors it
- * inherited, learn the broker's command line, look for descriptors it should not hold. Each
+ * inherited, learn the broker's command line, look for descriptors it should not hold, write
+ * into or corrupt the worker's shared-memory channel to the broker. Each
  * reports what happened as a number: >= 0 means it worked (a byte count, a descriptor type,
  * 0), -errno means the kernel refused. None of them calls a system call the strict seccomp
  * policy forbids, so a refusal comes from the jail's other layers (namespaces, the
@@ -12,9 +13,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -84,22 +89,71 @@ long hostile_fd_inode(int fd) {
   return (long)st.st_ino;
 }
 
-/* Attacks the broker's memory through the worker's own channel (descriptor `fd`, 3): writes
- * a frame header announcing `announced` bytes, then `sent` bytes of it, then stalls for
- * `stall_seconds` without finishing it. Returns the bytes written, or -errno. */
-long hostile_partial_frame(int fd, long announced, long sent, int stall_seconds) {
-  unsigned char header[4] = {(unsigned char)announced, (unsigned char)(announced >> 8),
-                             (unsigned char)(announced >> 16), (unsigned char)(announced >> 24)};
-  if (write(fd, header, sizeof header) != (ssize_t)sizeof header) return -errno;
-  static char chunk[1 << 16];
-  memset(chunk, 'x', sizeof chunk);
-  long written = 0;
+/* The worker's channel to the broker (core/shm_channel.h), found in the worker's memory as a
+ * hostile library finds it: the shared mapping of the memfd named "ffibox-channel" in
+ * /proc/self/maps. Its layout: a 16-byte header (the capacity of each ring at byte 12); the
+ * positions of the broker-to-worker ring at byte 64 and of the worker-to-broker ring at byte
+ * 192, each the producer's (write position, closed flag, futex word) then, 64 bytes on, the
+ * consumer's (read position, closed flag, futex word); from byte 4096 the two rings' data,
+ * one after the other. NULL when there is no such mapping. */
+static unsigned char* find_channel(void) {
+  FILE* maps = fopen("/proc/self/maps", "r");
+  if (maps == NULL) return NULL;
+  char line[512];
+  unsigned char* found = NULL;
+  while (found == NULL && fgets(line, sizeof line, maps) != NULL) {
+    unsigned long start = 0;
+    if (strstr(line, "ffibox-channel") != NULL && sscanf(line, "%lx-", &start) == 1) {
+      found = (unsigned char*)start;
+    }
+  }
+  fclose(maps);
+  return found;
+}
+
+/* Attacks the broker's memory through the worker's own channel, behind the worker's back:
+ * writes into the worker-to-broker ring a frame header announcing `announced` bytes, then
+ * `sent` bytes of it (as fast as the broker makes room), then stalls for `stall_seconds`
+ * without finishing it. Returns the bytes written, or -errno. */
+long hostile_partial_frame(long announced, long sent, int stall_seconds) {
+  unsigned char* channel = find_channel();
+  if (channel == NULL) return -ENOENT;
+  const uint64_t ring = *(volatile uint32_t*)(channel + 12);
+  uint64_t* head = (uint64_t*)(channel + 192);
+  uint64_t* tail = (uint64_t*)(channel + 192 + 64);
+  uint32_t* broker_sleeps = (uint32_t*)(channel + 192 + 64 + 12);
+  unsigned char* data = channel + 4096 + ring;
+  const unsigned char header[4] = {(unsigned char)announced, (unsigned char)(announced >> 8),
+                                   (unsigned char)(announced >> 16),
+                                   (unsigned char)(announced >> 24)};
+  uint64_t position = __atomic_load_n(head, __ATOMIC_SEQ_CST);
+  long written = -(long)sizeof header;
   while (written < sent) {
-    size_t want = (size_t)(sent - written) < sizeof chunk ? (size_t)(sent - written) : sizeof chunk;
-    ssize_t n = write(fd, chunk, want);
-    if (n < 0) return -errno;
-    written += n;
+    const uint64_t room = ring - (position - __atomic_load_n(tail, __ATOMIC_SEQ_CST));
+    if (room == 0) {
+      usleep(1000);
+      continue;
+    }
+    uint64_t size = (uint64_t)(sent - written) < room ? (uint64_t)(sent - written) : room;
+    for (uint64_t i = 0; i < size; ++i, ++written) {
+      data[(position + i) & (ring - 1)] = written < 0 ? header[written + 4] : 'x';
+    }
+    position += size;
+    __atomic_store_n(head, position, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(broker_sleeps, 0, __ATOMIC_SEQ_CST) != 0) {
+      syscall(SYS_futex, broker_sleeps, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
   }
   sleep((unsigned)stall_seconds);
   return written;
+}
+
+/* Overwrites every position of the worker's channel (its first page after the header) with
+ * the byte `garbage`, as a library that scribbles over the worker's memory would, and
+ * returns 0 (-ENOENT without a channel). The worker cannot answer on a channel so broken. */
+int hostile_corrupt_channel(int garbage) {
+  unsigned char* channel = find_channel();
+  if (channel == NULL) return -ENOENT;
+  memset(channel + 16, garbage, 4096 - 16);
+  return 0;
 }

@@ -1,0 +1,193 @@
+// A two-way byte channel between two processes in one shared memfd: two single-producer
+// single-consumer byte rings, one per direction, behind a small header (magic, version, the
+// capacity of each ring). The broker's connection to each worker travels over one
+// (server/broker/worker_connection.h, server/worker/broker_connection.h); core/framing.h puts
+// length-prefixed frames on it.
+//
+// The creator makes the memfd, writes the header and seals the file against growing and
+// shrinking, then against further seals; the peer maps it from a descriptor it inherited or
+// received, and checks the seals, the size and the header before using it (a file it could be
+// truncated under, or that is no memfd, is refused).
+//
+// Byte-stream semantics: Write blocks while the outbound ring is full and Read while the
+// inbound one is empty, each until a deadline, so a message larger than a ring streams through
+// it in pieces and memory stays bounded by the rings. Waiting is a short adaptive spin (longer
+// after spins that found the peer's bytes, shorter after ones that did not; none on a single
+// CPU), then futex_waitv on two words: one in the shared memory, which the peer wakes (it
+// issues FUTEX_WAKE only when this end announced it sleeps), and one private to this process,
+// which Interrupt, MarkPeerGone and Close wake, so that no peer can make a wake from this
+// process miss its sleeper.
+//
+// The peer is untrusted: it can write anything anywhere in the shared memory, at any time.
+// Each end keeps its own positions in private memory and only publishes them; every position
+// it reads from the peer is checked before use (the peer's write position never runs more
+// than a ring ahead of what this end consumed nor goes back, its read position never passes
+// what this end produced nor goes back), and an impossible one breaks the channel for good
+// (DATA_LOSS). The capacity is read once, at attach, and every offset is reduced modulo it,
+// so no access leaves the mapping. Bytes are copied out of the shared memory before anyone
+// parses them. What a hostile peer can still do: send garbage (the parser's business), stall
+// (the caller's deadline), and wake this end needlessly (a wake that finds nothing is
+// answered with a growing pause, so it cannot make this end spin).
+//
+// The channel cannot see its peer die. Its owner tells it (MarkPeerGone, e.g. on the hangup
+// of a socket it watches), or names such a socket with WatchPeerHangup and the waits look at
+// it at least every kHangupCheckInterval.
+//
+// Threads: one thread at a time reads (Read, ReadAvailable, WaitReadable) and one at a time
+// writes (Write); the two may run concurrently. Interrupt, MarkPeerGone and Close are
+// thread-safe.
+#ifndef FFIBOX_CORE_SHM_CHANNEL_H_
+#define FFIBOX_CORE_SHM_CHANNEL_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace ffibox {
+
+// The bounds of a ring's capacity (a power of two).
+inline constexpr size_t kMinShmRingBytes = size_t{4} << 10;
+inline constexpr size_t kMaxShmRingBytes = size_t{256} << 20;
+
+// How often a wait looks at the socket named by WatchPeerHangup.
+inline constexpr absl::Duration kHangupCheckInterval = absl::Seconds(1);
+
+class ShmChannel {
+ public:
+  // Creates a channel whose rings hold `ring_bytes` each (a power of two within
+  // [kMinShmRingBytes, kMaxShmRingBytes]; INVALID_ARGUMENT otherwise) in a new sealed memfd,
+  // and returns the creator's end. RESOURCE_EXHAUSTED when the memfd cannot be made or mapped.
+  static absl::StatusOr<std::unique_ptr<ShmChannel>> Create(size_t ring_bytes);
+
+  // Maps the channel in the memfd `fd` (not owned; it may be closed afterwards) as the peer's
+  // end. The file is untrusted: FAILED_PRECONDITION unless it is a memfd sealed against
+  // growing, shrinking and further seals (and not against writing), whose header has the
+  // magic, this version and a valid capacity that matches its size.
+  static absl::StatusOr<std::unique_ptr<ShmChannel>> Attach(int fd);
+
+  ShmChannel(const ShmChannel&) = delete;
+  ShmChannel& operator=(const ShmChannel&) = delete;
+  // Close(), then unmaps.
+  ~ShmChannel();
+
+  // The memfd, for the peer to Attach (the creator's end only; -1 once CloseMemfd ran, and
+  // always at the peer's end). Owned by the channel.
+  int memfd() const { return memfd_; }
+  // Closes the memfd (the mapping stays) once the peer has its copy.
+  void CloseMemfd();
+  // The capacity of each ring.
+  size_t ring_bytes() const { return ring_bytes_; }
+
+  // Writes all of `bytes`, waiting while the outbound ring is full, until `deadline`.
+  // DEADLINE_EXCEEDED when it passed (a prefix of `bytes` may have been written), UNAVAILABLE
+  // when the peer closed the channel or is gone (MarkPeerGone) or this end was closed,
+  // DATA_LOSS when the peer corrupted the ring.
+  absl::Status Write(absl::string_view bytes, absl::Time deadline);
+  // Writes `pieces` one after the other as Write does, publishing (and waking the peer) once
+  // for as much of them as fits at a time.
+  absl::Status Write(absl::Span<const absl::string_view> pieces, absl::Time deadline);
+
+  // Reads exactly `size` bytes into `out`, waiting while the inbound ring is empty, until
+  // `deadline`. DEADLINE_EXCEEDED when it passed (a prefix may have been read), CANCELLED
+  // after Interrupt, UNAVAILABLE when the peer closed the channel or is gone and what it sent
+  // before is read, DATA_LOSS when the peer corrupted the ring.
+  absl::Status Read(char* out, size_t size, absl::Time deadline);
+
+  // Consumes up to `max` bytes that are readable now, without waiting: hands them to
+  // `copy_out` in at most two pieces, which point into the shared memory, where the peer may
+  // still change them, so `copy_out` must copy them and nothing may parse them in place.
+  // Returns how many were consumed (0 when none was readable); UNAVAILABLE when none was and
+  // the peer closed the channel or is gone; DATA_LOSS when the peer corrupted the ring.
+  absl::StatusOr<size_t> ReadAvailable(
+      size_t max, absl::FunctionRef<void(const char* untrusted, size_t size)> copy_out);
+
+  // Waits until bytes are readable, the peer closed the channel or is gone, or the ring is
+  // found corrupt (then OK: ReadAvailable says which), until `deadline`. DEADLINE_EXCEEDED
+  // when it passed, CANCELLED after Interrupt.
+  absl::Status WaitReadable(absl::Time deadline);
+
+  // Makes the blocked (or the next) wait of the reading side return CANCELLED, promptly.
+  // Thread-safe.
+  void Interrupt();
+
+  // Declares the peer gone (its process ended): waiting writes and later ones return
+  // UNAVAILABLE; reads return what the peer sent before, then UNAVAILABLE. Wakes both sides
+  // promptly. Thread-safe, idempotent.
+  void MarkPeerGone();
+
+  // While waiting, look at the stream socket `fd` (not owned; it outlives the channel) at
+  // least every kHangupCheckInterval: its hangup marks the peer gone. Call before the first
+  // wait.
+  void WatchPeerHangup(int fd) { hangup_fd_ = fd; }
+
+  // Tells the peer this end is done: it reads what was sent, then UNAVAILABLE, and its writes
+  // fail with UNAVAILABLE. This end's later writes fail the same way. Thread-safe, idempotent.
+  void Close();
+
+ private:
+  struct Ring;
+  class AdaptiveSpin;
+
+  ShmChannel(void* mapping, size_t mapping_bytes, size_t ring_bytes, int memfd, bool creator);
+
+  // The ring this end writes to and the one it reads from.
+  Ring& outbound() const;
+  Ring& inbound() const;
+
+  // The peer's positions, checked against this end's own (DATA_LOSS breaks the channel).
+  absl::StatusOr<uint64_t> CheckedPeerHead();
+  absl::StatusOr<uint64_t> CheckedPeerTail();
+  // Breaks the channel for good with `message` and returns its DATA_LOSS.
+  absl::Status Break(std::string message) ABSL_LOCKS_EXCLUDED(broken_mu_);
+  absl::Status BrokenStatus() const ABSL_LOCKS_EXCLUDED(broken_mu_);
+
+  // Waits until `ready()`, spinning with `spin`, then sleeping on `shared_word` (set to 1 to
+  // announce the sleep) and on the private word. `reading`: an Interrupt ends the wait with
+  // CANCELLED.
+  absl::Status Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool reading,
+                    absl::FunctionRef<bool()> ready, absl::Time deadline);
+  // Wakes the peer sleeping on `shared_word` if it announced it sleeps.
+  static void WakePeer(uint32_t* shared_word);
+  // Wakes this process's waiters.
+  void WakeLocal();
+  // Whether the socket of WatchPeerHangup hung up (then the peer is marked gone).
+  bool PeerHungUp();
+
+  void* const mapping_;
+  const size_t mapping_bytes_;
+  const size_t ring_bytes_;  // read once: never re-read from the shared header
+  int memfd_;
+  const bool creator_;
+  int hangup_fd_ = -1;
+
+  // This end's positions: the authority, never read back from the shared memory.
+  uint64_t head_ = 0;       // bytes written to the outbound ring (the writing thread's)
+  uint64_t seen_tail_ = 0;  // the peer's last checked read position in it
+  uint64_t tail_ = 0;       // bytes read from the inbound ring (the reading thread's)
+  uint64_t seen_head_ = 0;  // the peer's last checked write position in it
+  std::unique_ptr<AdaptiveSpin> read_spin_;
+  std::unique_ptr<AdaptiveSpin> write_spin_;
+
+  alignas(4) uint32_t local_wake_ = 0;  // private futex word: bumped by local wakes
+  std::atomic<bool> interrupted_{false};
+  std::atomic<bool> peer_gone_{false};
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> broken_{false};
+  mutable absl::Mutex broken_mu_;
+  std::string broken_message_ ABSL_GUARDED_BY(broken_mu_);  // the first breach found
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_SHM_CHANNEL_H_
