@@ -318,7 +318,7 @@ TEST_F(WorkerConnectionTest, ARequestSentInsideAnEnvelopeArrivesAsOneWorkerReque
     call->add_args()->set_int_value(i);
   }
   ASSERT_OK(connection_->Send(envelope, request));
-  absl::StatusOr<std::string> frame = ReadFrame(peer_, kMaxFrame);
+  absl::StatusOr<std::string> frame = ReadFrame(*peer_, kMaxFrame, Soon());
   ASSERT_OK(frame);
   internal::WorkerRequest received;
   ASSERT_TRUE(received.ParseFromString(*frame));
