@@ -116,3 +116,13 @@ def test_a_c_char_p_subclass_result_is_read_where_it_points(ct):
     buffer = ct.create_string_buffer(6)
     ct.memmove(buffer, text, 5)
     assert buffer.value == b"hello"
+
+
+def test_a_buffer_larger_than_grpcs_default_message_comes_back_whole(libc, ct):
+    # 12 MiB: past gRPC's 4 MiB default receive limit, under the server's 16 MiB request cap.
+    size = 12 << 20
+    buffer = ct.create_string_buffer(size)
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.memset.restype = ct.c_void_p
+    libc.memset(buffer, 0x5A, size)
+    assert buffer.raw == b"\x5a" * size

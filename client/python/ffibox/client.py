@@ -44,6 +44,12 @@ def forwarded_environment() -> Dict[str, str]:
             if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)}
 
 
+def _channel(address: str):
+    """A channel to `address` that takes replies of any size: the server caps what it sends
+    (SessionOpened.max_message_bytes), and a call's INOUT blocks come back whole."""
+    return grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", -1)])
+
+
 def connect(address: Optional[str] = None, timeout: float = 2.0,
             env: Optional[Dict[str, str]] = None) -> "Client":
     """A client of the ffiboxd at `address` (`unix:/path`).
@@ -58,7 +64,7 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
     """
     if address is not None:
         check_unix_server(address, timeout)
-        channel = grpc.insecure_channel(address)
+        channel = _channel(address)
         if not _listening(channel, timeout):
             channel.close()
             raise Error("UNAVAILABLE: no ffiboxd answers at %s" % address, "UNAVAILABLE")
@@ -72,13 +78,13 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
         except Error:
             pass  # nothing listens there: start a private server
         else:
-            channel = grpc.insecure_channel(address)
+            channel = _channel(address)
             if _listening(channel, timeout):
                 return Client(address, channel, env=env)
             channel.close()
     private = _server.private_server()
     check_unix_server(private.address, timeout)
-    return Client(private.address, grpc.insecure_channel(private.address), private, env=env)
+    return Client(private.address, _channel(private.address), private, env=env)
 
 
 class Client:
