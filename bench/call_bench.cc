@@ -45,6 +45,7 @@
 #include "bench/bench_fixtures.h"
 #include "benchmark/benchmark.h"
 #include "client/cpp/ffibox_client.h"
+#include "core/mutex_mode.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/jail/cgroups.h"
@@ -615,6 +616,8 @@ BENCHMARK(BM_SessionStartWithPool)->UseRealTime()->Unit(benchmark::kMicrosecond)
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  // As ffiboxd does: the client and the in-process floors alike (docs/benchmarks.md).
+  ffibox::UseReleaseMutexChecks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("ffiboxd", ffibox::test_support::RunfilePath("server/ffiboxd"));

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "core/default_address.h"
 #include "core/malloc_tuning.h"
+#include "core/mutex_mode.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "server/broker/config.h"
@@ -137,6 +138,7 @@ int main(int argc, char** argv) {
   mallopt(M_ARENA_MAX, 4);
   // Smaller bursts (a batch's messages) stay in the heaps for the next one.
   ffibox::KeepFreedMemory();
+  ffibox::UseReleaseMutexChecks();
   absl::SetProgramUsageMessage(
       "ffiboxd [--config=FILE] [--listen=unix:/path] [flags]: the ffibox broker\n"
       "ffiboxd --check-jail [flags]: check every layer of the worker jail on this host");

@@ -25,6 +25,7 @@
 
 #include "core/descriptor_passing.h"
 #include "core/malloc_tuning.h"
+#include "core/mutex_mode.h"
 #include "core/shm_channel.h"
 #include "server/jail/worker_jail.h"
 #include "server/protocol/crash_report.h"
@@ -52,6 +53,7 @@ extern "C" const char* __asan_default_options() {
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   ffibox::KeepFreedMemory();
+  ffibox::UseReleaseMutexChecks();
   // stdout is a pipe the broker relays: line-buffer it, so what a library prints with
   // printf arrives line by line instead of when the worker exits (or never, if it crashes).
   setvbuf(stdout, nullptr, _IOLBF, 0);
