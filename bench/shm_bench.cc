@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
+#include "bench/bench_fixtures.h"
 #include "benchmark/benchmark.h"
 #include "core/shm_channel.h"
 
@@ -24,6 +25,7 @@ constexpr size_t kShmEchoRingBytes = size_t{64} << 10;
 // inherited, as a worker does, and both ends wait as the broker's and the worker's do (an
 // adaptive spin, then futex).
 void BM_BareShmRoundTrip(benchmark::State& state) {
+  DropFixtures();  // no other family's servers and sessions running beside the two ends
   absl::StatusOr<std::unique_ptr<ShmChannel>> channel = ShmChannel::Create(kShmEchoRingBytes);
   if (!channel.ok()) {
     state.SkipWithError(std::string(channel.status().message()).c_str());

@@ -316,12 +316,21 @@ char* RingData(void* mapping, size_t ring_bytes, bool creator, bool outbound) {
 }  // namespace
 
 absl::Status ShmChannel::Break(std::string message) {
-  absl::MutexLock lock(&broken_mu_);
-  if (!broken_.load()) {
-    broken_message_ = std::move(message);
-    broken_.store(true);
+  bool first = false;
+  std::string status_message;
+  {
+    absl::MutexLock lock(&broken_mu_);
+    if (!broken_.load()) {
+      broken_message_ = std::move(message);
+      broken_.store(true);
+      first = true;
+    }
+    status_message = broken_message_;
   }
-  return absl::DataLossError(broken_message_);
+  // This end's other thread may be asleep waiting on the broken ring: it learns it now, not
+  // at its deadline.
+  if (first) WakeLocal();
+  return absl::DataLossError(status_message);
 }
 
 absl::Status ShmChannel::BrokenStatus() const {

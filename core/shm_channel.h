@@ -148,7 +148,8 @@ class ShmChannel {
   // The peer's positions, checked against this end's own (DATA_LOSS breaks the channel).
   absl::StatusOr<uint64_t> CheckedPeerHead();
   absl::StatusOr<uint64_t> CheckedPeerTail();
-  // Breaks the channel for good with `message` and returns its DATA_LOSS.
+  // Breaks the channel for good with `message`, wakes this end's waiting thread (it then
+  // finds the breach) and returns its DATA_LOSS.
   absl::Status Break(std::string message) ABSL_LOCKS_EXCLUDED(broken_mu_);
   absl::Status BrokenStatus() const ABSL_LOCKS_EXCLUDED(broken_mu_);
 

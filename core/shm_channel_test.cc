@@ -348,6 +348,43 @@ TEST(ShmChannelTest, ImpossiblePositionsFromAHostilePeerBreakTheChannel) {
   }
 }
 
+// The broker's stream thread finds the breach when it writes a request while its reader
+// thread sleeps waiting for the reply: the reader wakes with the breach at once, instead of
+// sleeping until the request's deadline.
+TEST(ShmChannelTest, ABreachFoundByTheWriterWakesTheWaitingReader) {
+  std::unique_ptr<ShmChannel> channel = MakeChannel();
+  const int memfd = channel->memfd();
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  Peer peer(*channel, [memfd, &go](ShmChannel&) {
+    char byte;
+    if (read(go[0], &byte, 1) != 1) return 1;
+    RawMapping raw(memfd);
+    memset(raw.bytes + kHeaderBytes, 0xff, kControlBytes - kHeaderBytes);
+    // Alive, as a hostile worker stays: its exit would wake the reader by itself.
+    return read(go[0], &byte, 1) == 1 ? 0 : 2;
+  });
+  absl::Status read_status;
+  absl::Time read_ended;
+  std::thread reader([&channel, &read_status, &read_ended] {
+    char byte;
+    read_status = channel->Read(&byte, 1, In(absl::Seconds(20)));
+    read_ended = absl::Now();
+  });
+  absl::SleepFor(absl::Milliseconds(200));  // the reader is past its spin, asleep
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  absl::SleepFor(absl::Milliseconds(100));  // the peer has scribbled
+  const absl::Time broken = absl::Now();
+  EXPECT_EQ(channel->Write("x", In(absl::Seconds(5))).code(), absl::StatusCode::kDataLoss);
+  reader.join();
+  EXPECT_EQ(read_status.code(), absl::StatusCode::kDataLoss) << read_status;
+  EXPECT_LT(read_ended - broken, absl::Seconds(2));
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  ASSERT_EQ(peer.Wait(), 0);
+  close(go[0]);
+  close(go[1]);
+}
+
 TEST(ShmChannelTest, APeerPositionThatGoesBackBreaksTheChannel) {
   std::unique_ptr<ShmChannel> channel = MakeChannel();
   const int memfd = channel->memfd();

@@ -501,8 +501,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   }
   // The reader waits with the old head's deadline (or none): make it pick up the new one.
   if (was_idle) worker->WakeReader();
-  // A failed send means the worker is dying; its reader fails the queued request. The
-  // client's request goes down uncopied, its id included (the worker answers `wrapped`'s).
+  // A failed send means the worker is dying or broke the channel (which wakes the reader):
+  // its reader fails the queued request. The client's request goes down uncopied, its id
+  // included (the worker answers `wrapped`'s).
   (void)worker->Send(wrapped, request);
   return absl::OkStatus();
 }
