@@ -35,6 +35,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "server/broker/config.h"
 #include "server/broker/config_flags.h"
+#include "server/broker/deadline_timer.h"
 #include "server/broker/listen_address.h"
 #include "server/broker/scratch_directory.h"
 #include "server/broker/service.h"
@@ -229,6 +230,10 @@ int main(int argc, char** argv) {
                                                 ffibox::DefaultWorkerCgroupLimits(session));
     session.pool = pool.get();
   }
+  // Wakes workers' readers at deadlines; declared before the service, so it outlives every
+  // session.
+  ffibox::DeadlineTimer deadlines;
+  session.deadlines = &deadlines;
   const size_t max_message = session.max_message_bytes;
   ffibox::FfiboxService service(session, std::move(settings->access));
   grpc::ServerBuilder builder;

@@ -36,7 +36,14 @@ Session::Session(const SessionConfig& config, ResponseSink* sink, std::string se
       idle_cpu_percent_(config.jail.idle_cpu_percent),
       handles_(
           HandleTable::Limits{config.max_libraries, config.max_functions, config.max_callbacks}),
-      requests_(InFlightRequests::Limits{config.max_in_flight, config.max_callback_depth}) {}
+      requests_(InFlightRequests::Limits{config.max_in_flight, config.max_callback_depth}) {
+  if (config_.deadlines != nullptr) {
+    reader_alarm_ = config_.deadlines->NewAlarm([this] {
+      absl::MutexLock lock(&mu_);
+      if (worker_ != nullptr) worker_->WakeReader();
+    });
+  }
+}
 
 Session::~Session() { Shutdown(); }
 
@@ -467,6 +474,7 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   internal::WorkerRequest wrapped;
   WorkerSupervisor* worker = nullptr;
   bool was_idle = false;
+  absl::Time head_deadline = absl::InfiniteFuture();
   // A load hands the worker a descriptor of the file the allowlist admitted.
   LibraryFd library;
   if (request.has_load_library()) {
@@ -489,6 +497,7 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
       for (const auto& [name, value] : environment_) (*wrapped.mutable_environment())[name] = value;
     }
     was_idle = queued.became_head;
+    if (was_idle) head_deadline = requests_.NextDeadline();
     // The first request in flight lifts the idle CPU throttle.
     if (queued.first) worker_->Busy();
     worker = worker_.get();
@@ -499,8 +508,15 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     // reader fails the queued request at once instead of the load waiting out its deadline.
     if (!worker->SendDescriptor(library.fd, wrapped.id()).ok()) worker->Kill();
   }
-  // The reader waits with the old head's deadline (or none): make it pick up the new one.
-  if (was_idle) worker->WakeReader();
+  // The reader waits with the old head's deadline (or none): make it pick up the new one
+  // by then (the timer's alarm: no wakeup at all when the reply comes first), or now.
+  if (was_idle) {
+    if (reader_alarm_ == nullptr) {
+      worker->WakeReader();
+    } else if (head_deadline != absl::InfiniteFuture()) {
+      reader_alarm_->Arm(head_deadline);
+    }
+  }
   // A failed send means the worker is dying or broke the channel (which wakes the reader):
   // its reader fails the queued request. The client's request goes down uncopied, its id
   // included (the worker answers `wrapped`'s).
@@ -530,6 +546,7 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
 }
 
 void Session::Shutdown() {
+  if (reader_alarm_ != nullptr) reader_alarm_->Cancel();
   WorkerSupervisor* worker = nullptr;
   {
     absl::MutexLock lock(&mu_);

@@ -182,6 +182,10 @@ class Session : private WorkerSupervisor::Listener {
   bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);
+
+  // Wakes the current worker's reader at a deadline it slept past (SessionConfig::deadlines;
+  // null without a timer: the stream thread wakes the reader itself). Cancelled in Shutdown.
+  std::shared_ptr<DeadlineTimer::Alarm> reader_alarm_;
 };
 
 }  // namespace ffibox

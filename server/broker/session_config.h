@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "server/broker/allowlist.h"
+#include "server/broker/deadline_timer.h"
 #include "server/broker/worker_pool.h"
 #include "server/broker/worker_process.h"
 #include "server/jail/cgroups.h"
@@ -49,6 +50,9 @@ struct SessionConfig {
   // the session).
   // Null: every worker is started on demand.
   WorkerPool* pool = nullptr;
+  // Wakes workers' readers at the deadlines of requests sent while they slept (not owned;
+  // must outlive the session). Null: the request's thread wakes the reader at once.
+  DeadlineTimer* deadlines = nullptr;
 };
 
 // The launch options of a worker for sessions configured by `config` (the same for every

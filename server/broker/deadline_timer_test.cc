@@ -1,0 +1,129 @@
+#include "server/broker/deadline_timer.h"
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace {
+
+// An alarm that records when it fired.
+struct Recorder {
+  explicit Recorder(DeadlineTimer& timer)
+      : alarm(timer.NewAlarm([this] {
+          last = absl::Now();  // published by the increment
+          fired.fetch_add(1);
+        })) {}
+  ~Recorder() { alarm->Cancel(); }
+
+  std::atomic<int> fired{0};
+  absl::Time last;
+  std::shared_ptr<DeadlineTimer::Alarm> alarm;
+};
+
+TEST(DeadlineTimerTest, AnAlarmFiresOnceWhenItsTimeComes) {
+  DeadlineTimer timer;
+  Recorder recorder(timer);
+  const absl::Time when = absl::Now() + absl::Milliseconds(100);
+  recorder.alarm->Arm(when);
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(recorder.fired.load(), 0);
+  absl::SleepFor(absl::Milliseconds(250));
+  EXPECT_EQ(recorder.fired.load(), 1);
+  EXPECT_GE(recorder.last, when);
+}
+
+TEST(DeadlineTimerTest, ArmingForALaterTimeKeepsTheEarlierOne) {
+  DeadlineTimer timer;
+  Recorder recorder(timer);
+  const absl::Time start = absl::Now();
+  recorder.alarm->Arm(start + absl::Milliseconds(100));
+  recorder.alarm->Arm(start + absl::Seconds(30));
+  absl::SleepFor(absl::Milliseconds(400));
+  EXPECT_EQ(recorder.fired.load(), 1);
+  EXPECT_LT(recorder.last - start, absl::Seconds(5));
+}
+
+TEST(DeadlineTimerTest, ArmingForAnEarlierTimeMovesTheAlarmAndWakesTheTimer) {
+  DeadlineTimer timer;
+  Recorder late(timer);
+  Recorder early(timer);
+  const absl::Time start = absl::Now();
+  late.alarm->Arm(start + absl::Seconds(30));  // the timer now sleeps for 30 s
+  early.alarm->Arm(start + absl::Seconds(20));
+  early.alarm->Arm(start + absl::Milliseconds(100));
+  absl::SleepFor(absl::Milliseconds(400));
+  EXPECT_EQ(early.fired.load(), 1);  // once: its 20 s entry went when it moved
+  EXPECT_LT(early.last - start, absl::Seconds(5));
+  EXPECT_EQ(late.fired.load(), 0);
+}
+
+TEST(DeadlineTimerTest, AFiredAlarmCanBeArmedAgain) {
+  DeadlineTimer timer;
+  Recorder recorder(timer);
+  for (int round = 1; round <= 3; ++round) {
+    recorder.alarm->Arm(absl::Now() + absl::Milliseconds(20));
+    absl::SleepFor(absl::Milliseconds(150));
+    EXPECT_EQ(recorder.fired.load(), round);
+  }
+}
+
+TEST(DeadlineTimerTest, ACancelledAlarmNeverFires) {
+  DeadlineTimer timer;
+  Recorder recorder(timer);
+  recorder.alarm->Arm(absl::Now() + absl::Milliseconds(50));
+  recorder.alarm->Cancel();
+  recorder.alarm->Arm(absl::Now() + absl::Milliseconds(50));  // disarmed for good
+  absl::SleepFor(absl::Milliseconds(250));
+  EXPECT_EQ(recorder.fired.load(), 0);
+}
+
+TEST(DeadlineTimerTest, CancelWaitsForARunningCallback) {
+  DeadlineTimer timer;
+  absl::Notification started;
+  std::atomic<bool> finished{false};
+  std::shared_ptr<DeadlineTimer::Alarm> alarm = timer.NewAlarm([&] {
+    started.Notify();
+    absl::SleepFor(absl::Milliseconds(300));
+    finished.store(true);
+  });
+  alarm->Arm(absl::Now());
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  alarm->Cancel();
+  EXPECT_TRUE(finished.load());
+}
+
+TEST(DeadlineTimerTest, AnAlarmWhoseOwnerLetGoIsNotCalled) {
+  DeadlineTimer timer;
+  std::atomic<int> fired{0};
+  {
+    std::shared_ptr<DeadlineTimer::Alarm> alarm = timer.NewAlarm([&] { fired.fetch_add(1); });
+    alarm->Arm(absl::Now() + absl::Milliseconds(50));
+    alarm->Cancel();
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(fired.load(), 0);
+}
+
+TEST(DeadlineTimerTest, ManyAlarmsEachFireAtTheirOwnTime) {
+  DeadlineTimer timer;
+  std::vector<std::unique_ptr<Recorder>> recorders;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 50; ++i) {
+    recorders.push_back(std::make_unique<Recorder>(timer));
+    // Armed in descending order: each one is the new earliest.
+    recorders.back()->alarm->Arm(start + absl::Milliseconds(300 - 5 * i));
+  }
+  absl::SleepFor(absl::Milliseconds(600));
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(recorders[i]->fired.load(), 1) << i;
+    EXPECT_GE(recorders[i]->last, start + absl::Milliseconds(300 - 5 * i)) << i;
+  }
+}
+
+}  // namespace
+}  // namespace ffibox
