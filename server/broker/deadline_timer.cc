@@ -4,10 +4,15 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "core/thread_name.h"
 
 namespace ffibox {
 
-DeadlineTimer::DeadlineTimer() : thread_([this] { Run(); }) {}
+DeadlineTimer::DeadlineTimer()
+    : thread_([this] {
+        NameThisThread("ffibox-timer");
+        Run();
+      }) {}
 
 DeadlineTimer::~DeadlineTimer() {
   {

@@ -7,11 +7,16 @@
 #include <cstdint>
 #include <utility>
 
+#include "core/thread_name.h"
+
 namespace ffibox {
 
 DescriptorWatch::DescriptorWatch(ShmChannel* channel, int hangup_fd, int control_fd)
     : channel_(channel), hangup_fd_(hangup_fd), control_fd_(control_fd) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("ffibox-watch");
+    Run();
+  });
 }
 
 DescriptorWatch::~DescriptorWatch() {

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/thread_name.h"
 #include "grpcpp/server_posix.h"
 #include "server/broker/worker_process.h"
 
@@ -61,7 +62,10 @@ UnixAcceptor::~UnixAcceptor() {
 }
 
 void UnixAcceptor::Start(grpc::Server* server) {
-  thread_ = std::thread([this, server] { AcceptLoop(server); });
+  thread_ = std::thread([this, server] {
+    NameThisThread("ffibox-accept");
+    AcceptLoop(server);
+  });
 }
 
 void UnixAcceptor::Stop() {

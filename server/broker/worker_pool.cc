@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/thread_name.h"
 
 namespace ffibox {
 namespace {
@@ -24,7 +25,11 @@ bool HasEnded(const WorkerProcess& worker) {
 WorkerPool::WorkerPool(const WorkerLaunchOptions& options, size_t size, CgroupTree* cgroups,
                        WorkerCgroupLimits cgroup_limits)
     : options_(options), size_(size), cgroups_(cgroups), cgroup_limits_(cgroup_limits) {
-  if (size_ > 0) refiller_ = std::thread([this] { Refill(); });
+  if (size_ > 0)
+    refiller_ = std::thread([this] {
+      NameThisThread("ffibox-pool");
+      Refill();
+    });
 }
 
 WorkerPool::~WorkerPool() {

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/descriptor_passing.h"
+#include "core/thread_name.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/worker_jail.h"
@@ -55,7 +56,10 @@ class LauncherThread {
 
  private:
   LauncherThread() {
-    std::thread([this] { Loop(); }).detach();
+    std::thread([this] {
+      NameThisThread("ffibox-launch");
+      Loop();
+    }).detach();
   }
 
   void Loop() {

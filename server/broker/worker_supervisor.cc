@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/status_macros.h"
+#include "core/thread_name.h"
 
 namespace ffibox {
 
@@ -44,7 +45,10 @@ void WorkerSupervisor::WatchDescriptors() {
 }
 
 void WorkerSupervisor::StartReader() {
-  reader_ = std::thread([this] { ReadReplies(); });
+  reader_ = std::thread([this] {
+    NameThisThread("ffibox-reader");
+    ReadReplies();
+  });
 }
 
 void WorkerSupervisor::Stop() {

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/thread_name.h"
 #include "google/protobuf/arena.h"
 
 namespace ffibox {
@@ -56,7 +57,10 @@ void WorkerDispatcher::Begin() {
 
 void WorkerDispatcher::Run() {
   Begin();
-  std::thread([this] { ReadLoop(); }).detach();
+  std::thread([this] {
+    NameThisThread("worker-reader");
+    ReadLoop();
+  }).detach();
   for (;;) {
     std::optional<ReceivedRequest> next;
     {
