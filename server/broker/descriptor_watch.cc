@@ -65,6 +65,21 @@ void DescriptorWatch::DispatchReady() {
   Nudge();
 }
 
+void DescriptorWatch::DispatchReadyNow() {
+  if (ready_.load()) return DispatchReady();
+  struct pollfd fds[kMaxWatches];
+  size_t count = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const WatchedFd& watch : watches_) fds[count++] = {watch.fd, POLLIN, 0};
+  }
+  if (count == 0) return;
+  int ready;
+  while ((ready = poll(fds, count, 0)) < 0 && errno == EINTR) {
+  }
+  if (ready > 0) DispatchReady();
+}
+
 void DescriptorWatch::Nudge() {
   uint64_t one = 1;
   (void)!write(control_fd_, &one, sizeof(one));

@@ -8,7 +8,9 @@
 //   - the descriptors of Add (the worker's output pipes, its seccomp listener): one that is
 //     ready wakes the reader (ShmChannel::Interrupt), which runs their callbacks on its own
 //     thread (DispatchReady). Until it has, they are not polled again (they stay ready until
-//     drained); the hangup socket still is.
+//     drained); the hangup socket still is. Before a reply goes on, the reader looks at them
+//     itself (DispatchReadyNow): the worker's output written before its reply is relayed
+//     before the reply, even when the reply won the race to the reader.
 #ifndef FFIBOX_SERVER_BROKER_DESCRIPTOR_WATCH_H_
 #define FFIBOX_SERVER_BROKER_DESCRIPTOR_WATCH_H_
 
@@ -46,6 +48,11 @@ class DescriptorWatch {
   // On the reader's thread: runs the callbacks of the watched descriptors that are ready now,
   // drops those whose callback returned false, and lets the thread poll them again.
   void DispatchReady() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // On the reader's thread, before it hands on a reply: DispatchReady if a watched
+  // descriptor is ready now, whether or not the thread has seen it yet (one poll, no wait).
+  // What the worker wrote to its output before it replied then goes to the client first.
+  void DispatchReadyNow() ABSL_LOCKS_EXCLUDED(mu_);
 
   static constexpr size_t kMaxWatches = 4;
 

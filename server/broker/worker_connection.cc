@@ -60,7 +60,10 @@ class ShmWorkerConnection : public WorkerConnection {
       absl::StatusOr<std::optional<std::string>> next = decoder_.Next();
       Account();
       if (!next.ok()) return next.status();
-      if (next->has_value()) return std::move(**next);
+      if (next->has_value()) {
+        watch_->DispatchReadyNow();  // the worker's earlier output goes first
+        return std::move(**next);
+      }
 
       const absl::Time now = absl::Now();
       // Read only while the process-wide budget of unfinished frames has room: otherwise

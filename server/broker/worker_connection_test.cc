@@ -306,6 +306,39 @@ TEST_F(WorkerConnectionTest, AReadyWatchedDescriptorRunsItsCallbackOnTheReceivin
   close(pipe_fds[0]);
 }
 
+// The worker wrote its output, then its reply, and both are there before the receiver
+// looks: the output is relayed first, though the watch thread never got to see it.
+TEST_F(WorkerConnectionTest, OutputWrittenBeforeTheReplyIsRelayedBeforeIt) {
+  for (int round = 0; round < 50; ++round) {
+    SCOPED_TRACE(round);
+    int pipe_fds[2];
+    ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK), 0);
+    std::string drained;
+    bool replied = false;
+    bool output_after_reply = false;
+    connection_->Watch(pipe_fds[0], [&](short) {
+      char buffer[64];
+      ssize_t n = read(pipe_fds[0], buffer, sizeof(buffer));
+      if (n > 0) {
+        drained.append(buffer, static_cast<size_t>(n));
+        output_after_reply |= replied;
+      }
+      return n != 0;
+    });
+    ASSERT_EQ(write(pipe_fds[1], "out", 3), 3);
+    ASSERT_OK(WriteFrame(*peer_, ReplyBytes(round + 1), Soon()));
+    EXPECT_EQ(AnsweredId(connection_->Receive(Soon())), static_cast<uint64_t>(round + 1));
+    EXPECT_EQ(drained, "out");
+    replied = true;
+    close(pipe_fds[1]);
+    // End of file ends the watch.
+    EXPECT_EQ(connection_->Receive(absl::Now() + absl::Milliseconds(20)).status().code(),
+              absl::StatusCode::kDeadlineExceeded);
+    EXPECT_FALSE(output_after_reply);
+    close(pipe_fds[0]);
+  }
+}
+
 TEST_F(WorkerConnectionTest, ARequestSentInsideAnEnvelopeArrivesAsOneWorkerRequest) {
   internal::WorkerRequest envelope;
   envelope.set_id(12);
