@@ -91,6 +91,10 @@ REQUEST_SEEDS = {
           blocks { size: 40 direction: OUT } }
         calls { function: 2 args { pointer { block { block: 0 } } } args { int_value: 40 }
           blocks { size: 40 direction: INOUT } } }"""),
+    # Deadlines summing past the server's largest (60 s in the fuzzer): the batch's is capped.
+    "batch_deadlines": (0, BATCH_SIGNATURE, """id: 15 batch {
+        calls { function: 1 args { pointer { null: true } } args { int_value: 1 } timeout_ms: 40000 }
+        calls { function: 2 args { pointer { null: true } } args { int_value: 2 } timeout_ms: 30000 } }"""),
     "batch_stale": (0, BATCH_SIGNATURE, """id: 14 batch {
         calls { function: 1 args { pointer { null: true } } args { int_value: 1 } }
         calls { function: 3 args { pointer { null: true } } args { int_value: 2 } } }"""),

@@ -296,6 +296,8 @@ void CheckBatchRefusal(const absl::Status& status, const ExpectedRefusal& expect
     FUZZ_CHECK(status.ok(), what, ": refused a batch it should pass: ", status.ToString());
     return;
   }
+  FUZZ_CHECK(!status.ok(), what, ": passed a batch it should refuse with ",
+             v1::ErrorCode_Name(expected.code));
   FUZZ_CHECK(error.code() == expected.code, what, ": ", v1::ErrorCode_Name(error.code()), " where ",
              v1::ErrorCode_Name(expected.code), " was due: ", status.ToString());
   if (!expected.field.empty()) {
