@@ -50,6 +50,16 @@ BITFIELD_STRUCT = """record { kind: STRUCT name: "s" pack: 1
     fields { name: "u" type { record { kind: UNION
       fields { name: "i" type { scalar: INT } } fields { name: "f" type { scalar: FLOAT } } } } } }"""
 
+# Batches call functions 1 (resolved by name), 2 (by address, live) and 3 (by address, gone).
+BATCH_SIGNATURE = "result { scalar: INT } params { scalar: POINTER } params { scalar: INT }"
+BATCH_MIXED = r"""
+  id: 12 batch { calls { function: 1 args { pointer { block { block: 0 } } } args { int_value: 8 }
+      blocks { size: 8 direction: OUT } }
+    calls { function: 2 args { pointer { null: true } } args { int_value: 0 } timeout_ms: 500 }
+    calls { function: 1 args { pointer { block { block: 1 offset: 2 } } } args { int_value: 3 }
+      blocks { data: "abc" direction: IN }
+      blocks { size: 16 direction: INOUT keep: true relocations { offset: 8 target { block: 0 } } } } }"""
+
 REQUEST_SEEDS = {
     "load_library": (0, "", 'id: 1 load_library { path: "libm.so.6" }'),
     "resolve_cos": (0, "", """id: 2 resolve_function { library: 1 symbol: "cos"
@@ -74,6 +84,20 @@ REQUEST_SEEDS = {
         source { address: 8192 } size: 16 }"""),
     "lookup_symbol": (0, "", 'id: 9 lookup_symbol { library: 1 symbol: "errno" type { scalar: INT } }'),
     "define_callback": (0, "", "id: 10 define_callback { signature { %s } }" % COMPARATOR),
+    "batch_mixed": (0, BATCH_SIGNATURE, BATCH_MIXED),
+    "batch_mixed_small_limits": (1, BATCH_SIGNATURE, BATCH_MIXED),
+    "batch_over_block_limit": (1, BATCH_SIGNATURE, r"""id: 13 batch { timeout_ms: 1000
+        calls { function: 1 args { pointer { block { block: 0 } } } args { int_value: 40 }
+          blocks { size: 40 direction: OUT } }
+        calls { function: 2 args { pointer { block { block: 0 } } } args { int_value: 40 }
+          blocks { size: 40 direction: INOUT } } }"""),
+    # Deadlines summing past the server's largest (60 s in the fuzzer): the batch's is capped.
+    "batch_deadlines": (0, BATCH_SIGNATURE, """id: 15 batch {
+        calls { function: 1 args { pointer { null: true } } args { int_value: 1 } timeout_ms: 40000 }
+        calls { function: 2 args { pointer { null: true } } args { int_value: 2 } timeout_ms: 30000 } }"""),
+    "batch_stale": (0, BATCH_SIGNATURE, """id: 14 batch {
+        calls { function: 1 args { pointer { null: true } } args { int_value: 1 } }
+        calls { function: 3 args { pointer { null: true } } args { int_value: 2 } } }"""),
     "callback_return": (24, COMPARATOR, r"""id: 11 callback_return { invocation: 5
         result { int_value: -1 } pointees { arg: 0 data: "\001\000\000\000" } }"""),
 }
@@ -118,6 +142,24 @@ FRAME_SEEDS = {
         kept { block: 4 address { address: 4096 generation: 1 } }
         kept { block: 5 address { address: 8192 generation: 1 } } } }""",
     "call_plain": "response { id: 41 call { result { float_value: 0.5 } errno_value: 2 } }",
+    "batch_plain": """response { id: 41 batch { results { result { int_value: 1 } }
+        results { result { int_value: 2 } } results { result { int_value: 3 } } } }""",
+    "batch": r"""response { id: 41 batch {
+        results { result { int_value: 1 } }
+        results { }
+        results { blocks { block: 0 data: "abcd" }
+          blocks { block: 1 data: "0123456789abcdef" pointers { offset: 8 target { block: 0 offset: 4 } } } }
+        results { errno_value: 4 }
+        results { blocks { block: 0 data: "0123456789abcdef01234567" } blocks { block: 2 }
+          kept { block: 0 address { address: 4096 generation: 1 } }
+          kept { block: 1 address { address: 8192 generation: 1 } } }
+        results { blocks { block: 0 data: "01234567" }
+          kept { block: 0 address { address: 12288 generation: 1 } } } } }""",
+    "batch_failed": r"""response { id: 41 error { code: INVALID_ARGUMENT field: "batch.calls[2].args[0]"
+          message: "batch.calls[2].args[0]: does not fit int" batch_index: 2 }
+        batch { results { result { int_value: 1 } } results { } } }""",
+    "batch_one": r"""response { id: 41 batch { results { blocks { block: 0 data: "0123456789abcdef" }
+        kept { block: 0 address { address: 4096 generation: 1 } } } } }""",
     "memory": 'response { id: 41 memory { data: "0123456789abcdef" } }',
     "memory_typed": 'response { id: 41 memory { value { raw: "abcdefghijkl" } } }',
     "allocated": "response { id: 41 allocated { address { address: 4096 generation: 1 } } }",

@@ -1,17 +1,25 @@
-// Fuzzes the broker's checks of untrusted client requests (server/broker/request_validation.h) and
-// the type checks they rest on (core/types.h).
+// Fuzzes the broker's checks of untrusted client requests (server/broker/request_validation.h),
+// of batches (core/call_shape.h ValidateBatchShape, server/broker/call_validation.h
+// ValidateBatchRequest) and the type checks they rest on (core/types.h).
 //
 // Input (fuzz/framed_input.h): one options byte, a little-endian uint16 length n, n bytes of
 // a serialized v1::Signature (the function a Call names, or the callback a CallbackReturn
 // answers), then a serialized v1::Request. Options: bit 0 selects small TypeLimits (so every limit
 // is reachable) instead of the server's defaults, bits 1-2 the server's env_allow list, bits 3-7
 // which pointer parameters of the signature had pointees shipped with the invocation.
+// A Batch calls functions 1 (resolved by name), 2 (resolved by address in the live worker)
+// and 3 (resolved by address in a worker that is gone), all three with the signature when it
+// is valid; any other handle is unknown.
 //
 // Checks that every validator that applies returns OK or a typed error a client can act on
 // (a known code, a message, the offending field), and that what passes keeps the promises
 // the broker and the worker rely on next: a validated type has a layout within the limits,
 // a validated call has exactly its arguments and its blocks add up within the limits, and
-// the sizes the broker derives from a request match it.
+// the sizes the broker derives from a request match it. A batch is refused exactly when it
+// is empty, has too many calls, its calls' blocks together pass the byte limit (naming the
+// call that passes it), its deadline passes the server's, or one of its calls is refused
+// alone (naming the first such call); an accepted batch is described call by call as the
+// worker's reply will be checked against.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +28,11 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/layout.h"
 #include "core/types.h"
@@ -28,6 +40,8 @@
 #include "fuzz/framed_input.h"
 #include "fuzz/fuzz_checks.h"
 #include "fuzz/proto_mutator.h"
+#include "server/broker/call_validation.h"
+#include "server/broker/handle_table.h"
 #include "server/broker/pending_request.h"
 #include "server/broker/request_validation.h"
 
@@ -51,6 +65,7 @@ TypeLimits LimitsFor(uint8_t options) {
     limits.max_block_bytes = 64;
     limits.max_relocations = 4;
     limits.max_args = 4;
+    limits.max_batch_calls = 4;
   }
   return limits;
 }
@@ -140,11 +155,26 @@ void FuzzResolve(const v1::ResolveFunction& resolve, const TypeLimits& limits) {
   CheckValidatedSignature(resolve.signature(), limits, "resolve_function.signature");
 }
 
-// `signature` is the validated signature of the function the call names.
-void FuzzCall(const v1::Call& call, const v1::Signature& signature, const TypeLimits& limits) {
+// The blocks a call sends, as the worker's reply to it must return and keep them.
+ExpectedCallResult BlocksOf(const v1::Call& call) {
+  ExpectedCallResult blocks;
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    const v1::MemoryBlock& block = call.blocks(i);
+    const uint64_t size = block.size() != 0 ? block.size() : block.data().size();
+    blocks.block_sizes.push_back(size);
+    blocks.returned_block_sizes.push_back(block.direction() == v1::IN ? PendingRequest::kNotReturned
+                                                                      : size);
+    if (block.keep()) blocks.kept_blocks.push_back(static_cast<uint32_t>(i));
+  }
+  return blocks;
+}
+
+// `signature` is the validated signature of the function the call names. Returns whether
+// ValidateCallShape accepted the call.
+bool FuzzCall(const v1::Call& call, const v1::Signature& signature, const TypeLimits& limits) {
   absl::Status status = ValidateCallShape(call, signature, limits);
   CheckTypedError(status, kValidationCodes, "ValidateCallShape");
-  if (!status.ok()) return;
+  if (!status.ok()) return false;
   const size_t args = static_cast<size_t>(call.args_size());
   FUZZ_CHECK(args == static_cast<size_t>(signature.params_size() + call.variadic_types_size()),
              "a call with the wrong argument count passed");
@@ -182,6 +212,199 @@ void FuzzCall(const v1::Call& call, const v1::Signature& signature, const TypeLi
     FUZZ_CHECK(kept[i] < sizes.size() && call.blocks(kept[i]).keep(), "KeptBlocks names ", kept[i]);
     FUZZ_CHECK(i == 0 || kept[i - 1] < kept[i], "KeptBlocks out of order");
   }
+  const ExpectedCallResult blocks = BlocksOf(call);
+  FUZZ_CHECK(sizes == blocks.block_sizes && returned == blocks.returned_block_sizes &&
+                 kept == blocks.kept_blocks,
+             "the sizes the broker derives differ from the call's blocks");
+  return true;
+}
+
+// The session a batch is checked in: functions 1, 2 and 3 with `signature` (resolved by
+// name, by address in the live worker generation, by address in a gone one), or none when
+// the signature is invalid (a session never resolves a function with one).
+constexpr uint64_t kNamedFunction = 1;
+constexpr uint64_t kBoundFunction = 2;
+constexpr uint64_t kStaleFunction = 3;
+constexpr uint64_t kLiveGeneration = 3;
+constexpr absl::Duration kDefaultTimeout = absl::Seconds(2);
+constexpr absl::Duration kMaxTimeout = absl::Seconds(60);
+
+void ResolveFunctions(const v1::Signature& signature, HandleTable* handles) {
+  struct Resolved {
+    uint64_t handle;
+    const char* symbol;
+    uint64_t generation;
+  };
+  const Resolved functions[] = {{kNamedFunction, "named", 0},
+                                {kBoundFunction, "bound", kLiveGeneration},
+                                {kStaleFunction, "stale", kLiveGeneration - 1}};
+  for (const Resolved& resolved : functions) {
+    HandleTable::Function function;
+    function.library = resolved.generation == 0 ? 1 : 0;
+    function.symbol = resolved.symbol;
+    function.signature = signature;
+    function.generation = resolved.generation;
+    absl::StatusOr<uint64_t> handle = handles->AddFunction(std::move(function));
+    FUZZ_CHECK(handle.ok() && *handle == resolved.handle, "resolving function ", resolved.symbol);
+    handles->RecordOutcome(v1::Request::kResolveFunction, *handle, true);
+  }
+}
+
+// The error a batch refusal must be, as far as the fuzzer knows it independently: `code`,
+// and, for a refusal of one call, that call's index.
+struct ExpectedRefusal {
+  v1::ErrorCode code = v1::ERROR_CODE_UNSPECIFIED;  // unspecified: the batch passes
+  bool names_call = false;
+  uint32_t call = 0;
+  std::string field;  // when not empty, the exact field
+};
+
+// What ValidateBatchShape must answer: an empty batch, too many calls, or the first call at
+// which the blocks of the calls so far pass the byte limit.
+ExpectedRefusal ExpectedShapeRefusal(const v1::Batch& batch, const TypeLimits& limits) {
+  ExpectedRefusal refusal;
+  if (batch.calls_size() == 0) {
+    refusal.code = v1::INVALID_ARGUMENT;
+    refusal.field = "batch.calls";
+    return refusal;
+  }
+  if (static_cast<size_t>(batch.calls_size()) > limits.max_batch_calls) {
+    refusal.code = v1::RESOURCE_EXHAUSTED;
+    return refusal;
+  }
+  uint64_t total = 0;
+  for (int i = 0; i < batch.calls_size(); ++i) {
+    for (uint64_t size : BlocksOf(batch.calls(i)).block_sizes) {
+      if (size > limits.max_block_bytes - total) {
+        refusal.code = v1::RESOURCE_EXHAUSTED;
+        refusal.names_call = true;
+        refusal.call = static_cast<uint32_t>(i);
+        return refusal;
+      }
+      total += size;
+    }
+  }
+  return refusal;
+}
+
+// Checks that `status` is `expected`: its code, and the call it names (Error.batch_index,
+// with the field and the message starting "batch.calls[i]") or that it names none.
+void CheckBatchRefusal(const absl::Status& status, const ExpectedRefusal& expected,
+                       const char* what) {
+  const v1::Error error = ToProtoError(status);
+  if (expected.code == v1::ERROR_CODE_UNSPECIFIED) {
+    FUZZ_CHECK(status.ok(), what, ": refused a batch it should pass: ", status.ToString());
+    return;
+  }
+  FUZZ_CHECK(!status.ok(), what, ": passed a batch it should refuse with ",
+             v1::ErrorCode_Name(expected.code));
+  FUZZ_CHECK(error.code() == expected.code, what, ": ", v1::ErrorCode_Name(error.code()), " where ",
+             v1::ErrorCode_Name(expected.code), " was due: ", status.ToString());
+  if (!expected.field.empty()) {
+    FUZZ_CHECK(error.field() == expected.field, what, ": field ", error.field());
+  }
+  if (!expected.names_call) {
+    FUZZ_CHECK(!error.has_batch_index(), what, ": a refusal of the whole batch names call ",
+               error.batch_index());
+    return;
+  }
+  FUZZ_CHECK(error.has_batch_index() && error.batch_index() == expected.call, what,
+             ": the refusal of call ", expected.call, " names call ", error.batch_index(), ": ",
+             status.ToString());
+  const std::string prefix = absl::StrCat("batch.calls[", expected.call, "]");
+  FUZZ_CHECK(absl::StartsWith(error.message(), prefix), what, ": message ", error.message());
+  FUZZ_CHECK(error.field().empty() || absl::StartsWith(error.field(), prefix), what, ": field ",
+             error.field());
+}
+
+// Codes ValidateBatchRequest may answer with: the validators', an unknown function, a
+// function of a gone worker.
+constexpr std::initializer_list<v1::ErrorCode> kBatchCodes = {
+    v1::INVALID_ARGUMENT, v1::RESOURCE_EXHAUSTED, v1::UNIMPLEMENTED, v1::NOT_FOUND,
+    v1::STALE_HANDLE};
+
+// `pending`, as ValidateBatchRequest described the accepted `batch`: its calls count, the
+// blocks of each call that sends some, its deadline, the worker generation it needs.
+void CheckAcceptedBatch(const v1::Batch& batch, const PendingRequest& pending,
+                        const v1::Signature& signature, const TypeLimits& limits) {
+  FUZZ_CHECK(pending.batch_calls == static_cast<uint32_t>(batch.calls_size()), "batch_calls ",
+             pending.batch_calls, " for ", batch.calls_size(), " calls");
+  FUZZ_CHECK(
+      absl::StartsWith(pending.label, absl::StrCat("batch of ", batch.calls_size(), " call")),
+      "label ", pending.label);
+  absl::Duration total = absl::ZeroDuration();
+  bool bound = false;
+  uint64_t bytes = 0;
+  size_t listed = 0;  // entries of pending.batch_blocks checked so far
+  for (int i = 0; i < batch.calls_size(); ++i) {
+    const v1::Call& call = batch.calls(i);
+    FUZZ_CHECK(call.function() == kNamedFunction || call.function() == kBoundFunction,
+               "a batch calling function ", call.function(), " passed");
+    bound = bound || call.function() == kBoundFunction;
+    total += call.timeout_ms() != 0 ? absl::Milliseconds(call.timeout_ms()) : kDefaultTimeout;
+    FUZZ_CHECK(FuzzCall(call, signature, limits), "call ", i,
+               " of an accepted batch fails ValidateCallShape");
+    const ExpectedCallResult blocks = BlocksOf(call);
+    for (uint64_t size : blocks.block_sizes) bytes += size;
+    if (call.blocks_size() == 0) continue;
+    FUZZ_CHECK(listed < pending.batch_blocks.size() &&
+                   pending.batch_blocks[listed].first == static_cast<uint32_t>(i),
+               "call ", i, " sends blocks and is not next in batch_blocks");
+    const ExpectedCallResult& described = pending.batch_blocks[listed].second;
+    FUZZ_CHECK(described.block_sizes == blocks.block_sizes &&
+                   described.returned_block_sizes == blocks.returned_block_sizes &&
+                   described.kept_blocks == blocks.kept_blocks,
+               "batch_blocks describes call ", i, " with other blocks than it sends");
+    ++listed;
+  }
+  FUZZ_CHECK(listed == pending.batch_blocks.size(), "batch_blocks lists ",
+             pending.batch_blocks.size(), " calls, ", listed, " send blocks");
+  FUZZ_CHECK(bytes <= limits.max_block_bytes, "a batch of ", bytes, " block bytes passed");
+  const absl::Duration timeout = batch.timeout_ms() != 0 ? absl::Milliseconds(batch.timeout_ms())
+                                                         : std::min(total, kMaxTimeout);
+  FUZZ_CHECK(pending.timeout == timeout, "deadline ", absl::FormatDuration(pending.timeout),
+             ", expected ", absl::FormatDuration(timeout));
+  FUZZ_CHECK(pending.required_generation == (bound ? kLiveGeneration : 0), "required generation ",
+             pending.required_generation);
+}
+
+// `signature` is the input's signature, given to the session's functions when valid.
+void FuzzBatch(const v1::Batch& batch, const v1::Signature& signature, bool signature_valid,
+               const TypeLimits& limits) {
+  absl::Status shape = ValidateBatchShape(batch, limits);
+  CheckTypedError(shape, kValidationCodes, "ValidateBatchShape");
+  const ExpectedRefusal shape_refusal = ExpectedShapeRefusal(batch, limits);
+  CheckBatchRefusal(shape, shape_refusal, "ValidateBatchShape");
+
+  HandleTable handles{HandleTable::Limits()};
+  if (signature_valid) ResolveFunctions(signature, &handles);
+  CallContext context;
+  context.handles = &handles;
+  context.live_generation = kLiveGeneration;
+  context.default_timeout = kDefaultTimeout;
+  context.max_timeout = kMaxTimeout;
+  context.limits = &limits;
+  PendingRequest pending;
+  absl::Status status = ValidateBatchRequest(batch, context, &pending);
+  CheckTypedError(status, kBatchCodes, "ValidateBatchRequest");
+
+  // Refused for its shape, for its deadline, or for the first call refused alone.
+  ExpectedRefusal refusal = shape_refusal;
+  if (refusal.code == v1::ERROR_CODE_UNSPECIFIED &&
+      absl::Milliseconds(batch.timeout_ms()) > kMaxTimeout) {
+    refusal.code = v1::INVALID_ARGUMENT;
+    refusal.field = "batch.timeout_ms";
+  }
+  for (int i = 0; refusal.code == v1::ERROR_CODE_UNSPECIFIED && i < batch.calls_size(); ++i) {
+    PendingRequest single;
+    absl::Status alone = ValidateCallRequest(batch.calls(i), context, &single);
+    if (alone.ok()) continue;
+    refusal.code = ErrorCodeOf(alone);
+    refusal.names_call = true;
+    refusal.call = static_cast<uint32_t>(i);
+  }
+  CheckBatchRefusal(status, refusal, "ValidateBatchRequest");
+  if (status.ok()) CheckAcceptedBatch(batch, pending, signature, limits);
 }
 
 void FuzzLookup(const v1::LookupSymbol& lookup, const TypeLimits& limits) {
@@ -336,6 +559,9 @@ void FuzzRequest(const uint8_t* data, size_t size) {
       break;
     case v1::Request::kCall:
       if (signature_valid) FuzzCall(request.call(), signature, limits);
+      break;
+    case v1::Request::kBatch:
+      FuzzBatch(request.batch(), signature, signature_valid, limits);
       break;
     case v1::Request::kGetLayout: {
       const v1::Type& type = request.get_layout().type();

@@ -3,14 +3,17 @@
 //
 // Input: the bytes of one frame. It is parsed with ParseWorkerFrame and, by its kind,
 // checked as the answer to each of several pending requests (loads, resolves, callback
-// definitions, calls with blocks of every direction and kept blocks, untyped and typed
-// memory reads, operations answered with `done`), as a callback invocation of each of
-// several callback signatures, or as an event. Checks that a refused frame is
-// INVALID_ARGUMENT with a message, and that an accepted one keeps every promise
-// CheckWorkerResponse, CheckCallbackInvoke and CheckWorkerEvent make, re-checked here
-// independently: the client's id restored, the result kind of the operation, the assigned
-// handle, returned blocks and the pointers reported in them within the call's blocks, kept
-// blocks in order, read sizes, and shipped pointees of the parameter types' sizes.
+// definitions, calls with blocks of every direction and kept blocks, batches whose calls
+// send no blocks or blocks of every direction and kept blocks, untyped and typed memory
+// reads, operations answered with `done`), as a callback invocation of each of several
+// callback signatures, or as an event. Checks that a refused frame is INVALID_ARGUMENT with
+// a message, and that an accepted one keeps every promise CheckWorkerResponse,
+// CheckCallbackInvoke and CheckWorkerEvent make, re-checked here independently: the
+// client's id restored, the result kind of the operation, the assigned handle, returned
+// blocks and the pointers reported in them within the call's blocks, kept blocks in order,
+// a batch's results one per call (or one per call before the failed one its error names),
+// each checked against its own call's blocks, read sizes, and shipped pointees of the
+// parameter types' sizes.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -50,6 +53,24 @@ PendingRequest Pending(v1::Request::OpCase op, uint64_t handle = 0) {
   return pending;
 }
 
+// What a call sending blocks of `sizes` expects back: `returned` sizes (kNotReturned for
+// IN blocks) and the `kept` blocks.
+ExpectedCallResult Blocks(std::vector<uint64_t> sizes, std::vector<uint64_t> returned,
+                          std::vector<uint32_t> kept) {
+  ExpectedCallResult blocks;
+  blocks.block_sizes = std::move(sizes);
+  blocks.returned_block_sizes = std::move(returned);
+  blocks.kept_blocks = std::move(kept);
+  return blocks;
+}
+
+PendingRequest Batch(uint32_t calls, std::vector<std::pair<uint32_t, ExpectedCallResult>> blocks) {
+  PendingRequest batch = Pending(v1::Request::kBatch);
+  batch.batch_calls = calls;
+  batch.batch_blocks = std::move(blocks);
+  return batch;
+}
+
 std::vector<PendingRequest> PendingShapes() {
   std::vector<PendingRequest> shapes;
   shapes.push_back(Pending(v1::Request::kLoadLibrary, 3));
@@ -58,10 +79,17 @@ std::vector<PendingRequest> PendingShapes() {
   shapes.push_back(Pending(v1::Request::kCall));  // no blocks
   // Blocks [OUT 4, IN 8, INOUT 16, OUT 0, unspecified 24 kept, IN 8 kept].
   PendingRequest call = Pending(v1::Request::kCall);
-  call.call.block_sizes = {4, 8, 16, 0, 24, 8};
-  call.call.returned_block_sizes = {4, kNotReturned, 16, 0, 24, kNotReturned};
-  call.call.kept_blocks = {4, 5};
+  call.call = Blocks({4, 8, 16, 0, 24, 8}, {4, kNotReturned, 16, 0, 24, kNotReturned}, {4, 5});
   shapes.push_back(call);
+  shapes.push_back(Batch(3, {}));  // three calls without blocks
+  // Six calls: none; [IN 8]; [OUT 4, INOUT 16]; none; [unspecified 24 kept, IN 8 kept, OUT 0];
+  // [INOUT 8 kept].
+  shapes.push_back(Batch(6, {{1, Blocks({8}, {kNotReturned}, {})},
+                             {2, Blocks({4, 16}, {4, 16}, {})},
+                             {4, Blocks({24, 8, 0}, {24, kNotReturned, 0}, {0, 1})},
+                             {5, Blocks({8}, {8}, {0})}}));
+  // One call: [OUT 16 kept, IN 4].
+  shapes.push_back(Batch(1, {{0, Blocks({16, 4}, {16, kNotReturned}, {0})}}));
   PendingRequest read = Pending(v1::Request::kReadMemory);
   read.read_size = 16;
   shapes.push_back(read);
@@ -141,6 +169,8 @@ v1::Response::ResultCase ResultOf(v1::Request::OpCase op) {
       return v1::Response::kCallback;
     case v1::Request::kCall:
       return v1::Response::kCall;
+    case v1::Request::kBatch:
+      return v1::Response::kBatch;
     case v1::Request::kReadMemory:
       return v1::Response::kMemory;
     case v1::Request::kAllocMemory:
@@ -156,14 +186,15 @@ v1::Response::ResultCase ResultOf(v1::Request::OpCase op) {
   }
 }
 
-void CheckCallResult(const v1::CallResult& call, const PendingRequest& pending) {
+// `call`, accepted as the result of a call that sent the blocks `expected` describes.
+void CheckCallResult(const v1::CallResult& call, const ExpectedCallResult& expected) {
   absl::flat_hash_set<uint32_t> seen;
   for (const v1::BlockContents& block : call.blocks()) {
     const uint32_t index = block.block();
-    FUZZ_CHECK(index < pending.call.returned_block_sizes.size(), "returned block ", index,
+    FUZZ_CHECK(index < expected.returned_block_sizes.size(), "returned block ", index,
                " was not sent");
     FUZZ_CHECK(seen.insert(index).second, "block ", index, " came back twice");
-    const uint64_t size = pending.call.returned_block_sizes[index];
+    const uint64_t size = expected.returned_block_sizes[index];
     FUZZ_CHECK(size != kNotReturned, "IN block ", index, " came back");
     FUZZ_CHECK(block.data().size() == size, "block ", index, " came back with ",
                block.data().size(), " bytes, not ", size);
@@ -175,26 +206,60 @@ void CheckCallResult(const v1::CallResult& call, const PendingRequest& pending) 
                  index, " of ", size, " bytes");
       next = pointer.offset() + 8;
       const uint32_t target = pointer.target().block();
-      FUZZ_CHECK(target < pending.call.block_sizes.size(), "pointer to block ", target);
-      FUZZ_CHECK(pointer.target().offset() <= pending.call.block_sizes[target],
-                 "pointer to offset ", pointer.target().offset(), " of block ", target);
+      FUZZ_CHECK(target < expected.block_sizes.size(), "pointer to block ", target);
+      FUZZ_CHECK(pointer.target().offset() <= expected.block_sizes[target], "pointer to offset ",
+                 pointer.target().offset(), " of block ", target);
     }
   }
-  FUZZ_CHECK(static_cast<size_t>(call.kept_size()) == pending.call.kept_blocks.size(),
+  FUZZ_CHECK(static_cast<size_t>(call.kept_size()) == expected.kept_blocks.size(),
              "kept block count");
   for (int i = 0; i < call.kept_size(); ++i) {
-    FUZZ_CHECK(call.kept(i).block() == pending.call.kept_blocks[i], "kept block ", i,
-               " names block ", call.kept(i).block());
+    FUZZ_CHECK(call.kept(i).block() == expected.kept_blocks[i], "kept block ", i, " names block ",
+               call.kept(i).block());
     FUZZ_CHECK(call.kept(i).address().address() != 0, "kept block at NULL");
+  }
+}
+
+// The blocks call `index` of the batch `pending` sent: its entry in batch_blocks, or none.
+const ExpectedCallResult& BatchCallBlocks(const PendingRequest& pending, uint32_t index) {
+  static const ExpectedCallResult* const kNoBlocks = new ExpectedCallResult();
+  for (const auto& [call, blocks] : pending.batch_blocks) {
+    if (call == index) return blocks;
+  }
+  return *kNoBlocks;
+}
+
+// `batch`, accepted as the results of the first calls of the batch `pending`: each is
+// checked against its own call's blocks.
+void CheckBatchResults(const v1::BatchResult& batch, const PendingRequest& pending) {
+  FUZZ_CHECK(static_cast<size_t>(batch.results_size()) <= pending.batch_calls, "a batch of ",
+             pending.batch_calls, " calls came back with ", batch.results_size(), " results");
+  for (int i = 0; i < batch.results_size(); ++i) {
+    CheckCallResult(batch.results(i), BatchCallBlocks(pending, static_cast<uint32_t>(i)));
   }
 }
 
 void CheckAcceptedResponse(const v1::Response& response, const PendingRequest& pending) {
   FUZZ_CHECK(response.id() == pending.client_id, "the client's id was not restored");
   if (response.has_error()) {
-    FUZZ_CHECK(response.result_case() == v1::Response::RESULT_NOT_SET,
-               "an error with a result passed");
-    FUZZ_CHECK(KnownErrorCode(response.error().code()), "error code ", response.error().code());
+    const v1::Error& error = response.error();
+    FUZZ_CHECK(KnownErrorCode(error.code()), "error code ", error.code());
+    if (response.result_case() == v1::Response::RESULT_NOT_SET) {
+      FUZZ_CHECK(!error.has_batch_index(), "an error naming batch call ", error.batch_index(),
+                 " without the results before it passed");
+      return;
+    }
+    // Only a failed batch has both: the results of the calls before the one that failed.
+    FUZZ_CHECK(pending.op == v1::Request::kBatch && response.has_batch(),
+               "an error with a result of kind ", response.result_case(), " passed for operation ",
+               pending.op);
+    const uint32_t ran = static_cast<uint32_t>(response.batch().results_size());
+    FUZZ_CHECK(ran < pending.batch_calls, "a failed batch with ", ran, " results of ",
+               pending.batch_calls, " calls passed");
+    FUZZ_CHECK(ran == (error.has_batch_index() ? error.batch_index() : 0),
+               "a failed batch's error names call ", error.batch_index(), " after ", ran,
+               " results");
+    CheckBatchResults(response.batch(), pending);
     return;
   }
   FUZZ_CHECK(response.result_case() == ResultOf(pending.op), "result kind ", response.result_case(),
@@ -210,7 +275,13 @@ void CheckAcceptedResponse(const v1::Response& response, const PendingRequest& p
       FUZZ_CHECK(response.callback().callback() == pending.handle, "another callback handle");
       break;
     case v1::Response::kCall:
-      CheckCallResult(response.call(), pending);
+      CheckCallResult(response.call(), pending.call);
+      break;
+    case v1::Response::kBatch:
+      FUZZ_CHECK(static_cast<uint32_t>(response.batch().results_size()) == pending.batch_calls,
+                 "a batch of ", pending.batch_calls, " calls answered with ",
+                 response.batch().results_size(), " results");
+      CheckBatchResults(response.batch(), pending);
       break;
     case v1::Response::kMemory: {
       const v1::MemoryData& memory = response.memory();

@@ -29,7 +29,8 @@ LIBS=(-lprotobuf "${absl_libs[@]}" -lffi -lpthread)
 
 # What each target is built from, besides fuzz/<target>.cc and the generated protobuf code.
 declare -A SOURCES=(
-  [request_validation_fuzzer]="fuzz/proto_mutator.cc server/broker/request_validation.cc core/call_shape.cc core/types.cc
+  [request_validation_fuzzer]="fuzz/proto_mutator.cc server/broker/request_validation.cc server/broker/call_validation.cc
+    server/broker/handle_table.cc core/call_shape.cc core/types.cc
     core/layout.cc core/errors.cc"
   [worker_frame_fuzzer]="fuzz/proto_mutator.cc server/broker/worker_reply.cc core/types.cc
     core/layout.cc core/errors.cc"
