@@ -240,13 +240,19 @@ absl::StatusOr<FilesystemPlan> PlanFilesystem(const JailOptions& options, bool w
     if (path != resolved) shown.emplace_back(path, true);
   }
   // System directories first (symlinks such as /lib -> usr/lib need their targets), then
-  // the visible paths, shortest first so a path below another is already visible.
+  // the visible paths, shortest first so a path below another is already visible; those
+  // below /tmp after the worker's own /tmp is mounted, which would hide them.
   for (const char* path : kSystemPaths) builder.Show(path, false);
   std::stable_sort(shown.begin(), shown.end(),
                    [](const auto& a, const auto& b) { return a.first.size() < b.first.size(); });
-  for (const auto& [path, optional] : shown) builder.Show(path, optional);
+  for (const auto& [path, optional] : shown) {
+    if (!IsUnder(path, "/tmp")) builder.Show(path, optional);
+  }
   builder.MakeDirs("/empty");
   PlanDevicesTmpAndProc(options, with_proc, builder, plan);
+  for (const auto& [path, optional] : shown) {
+    if (IsUnder(path, "/tmp")) builder.Show(path, optional);
+  }
   if (!options.scratch_directory.empty()) {
     // Last: it may lie below /tmp, whose tmpfs would hide it.
     char resolved[PATH_MAX];

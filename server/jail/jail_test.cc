@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -115,6 +116,28 @@ TEST(Jail, ALayerThatCannotBeAppliedFailsTheStartNamingIt) {
     ASSERT_FALSE(worker.ok());
     EXPECT_EQ(FailedJailLayer(worker.status()), JailLayer::kFilesystem) << worker.status();
   }
+}
+
+// The worker's own /tmp is a fresh tmpfs: a visible path below the host's /tmp is shown on
+// top of it, not hidden under it.
+TEST(Jail, AVisiblePathBelowTmpIsVisible) {
+  char directory[] = "/tmp/ffibox-jail-test-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  const std::string file = absl::StrCat(directory, "/data");
+  FILE* f = fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  WorkerLaunchOptions launch = JailedLaunch();
+  launch.jail.visible_paths = {directory};
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
+  ASSERT_OK(worker);
+  const std::string root = absl::StrCat("/proc/", (*worker)->worker_pid(), "/root");
+  struct stat st;
+  EXPECT_EQ(stat((root + file).c_str(), &st), 0) << file;
+  EXPECT_EQ(stat((root + "/tmp").c_str(), &st), 0);
+  worker->reset();
+  unlink(file.c_str());
+  rmdir(directory);
 }
 
 TEST(Jail, RunningOutOfDescriptorsRefusesTheWorkerAndLaterWorkersKeepEveryLayer) {
