@@ -221,7 +221,7 @@ class ModelBuilder {
         const int count = clang_getNumArgTypes(type);
         for (int i = 0; i < count; ++i) {
           FFIBOX_ASSIGN_OR_RETURN(CType param, Convert(clang_getArgType(type, i)));
-          result.elements.push_back(std::move(param));
+          result.elements.push_back(AdjustedParameter(std::move(param)));
         }
         // `int f()` declares no parameters: calls pass what they pass, as for `...`.
         result.variadic =
@@ -236,6 +236,21 @@ class ModelBuilder {
     result.kind = CType::Kind::kScalar;
     result.scalar = *scalar;
     return result;
+  }
+
+  // A parameter as C adjusts it: `T a[N]` is a `T*`, a function type a pointer to it.
+  static CType AdjustedParameter(CType param) {
+    if (param.kind != CType::Kind::kArray && param.kind != CType::Kind::kFunction) return param;
+    CType pointer;
+    pointer.kind = CType::Kind::kPointer;
+    if (param.kind == CType::Kind::kArray) {
+      CType element = std::move(param.elements[0]);
+      element.is_const = element.is_const || param.is_const;
+      pointer.elements.push_back(std::move(element));
+    } else {
+      pointer.elements.push_back(std::move(param));
+    }
+    return pointer;
   }
 
   static absl::StatusOr<Scalar> ScalarOf(CXType type) {

@@ -165,6 +165,23 @@ TEST(ParseHeadersTest, FunctionsVariablesAndVariadics) {
   EXPECT_EQ(model.variables[1].type.kind, CType::Kind::kArray);
 }
 
+TEST(ParseHeadersTest, ArrayParametersArePointersAsInC) {
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+    int sum_five(const int values[5]);
+    int trace(const int matrix[3][3]);
+  )"));
+  const Function* sum = FindFunction(model, "sum_five");
+  ASSERT_NE(sum, nullptr);
+  ASSERT_EQ(sum->params[0].kind, CType::Kind::kPointer);
+  EXPECT_EQ(sum->params[0].elements[0].kind, CType::Kind::kScalar);
+  EXPECT_TRUE(sum->params[0].elements[0].is_const);
+  const Function* trace = FindFunction(model, "trace");
+  ASSERT_NE(trace, nullptr);
+  ASSERT_EQ(trace->params[0].kind, CType::Kind::kPointer);
+  EXPECT_EQ(trace->params[0].elements[0].kind, CType::Kind::kArray);
+  EXPECT_EQ(trace->params[0].elements[0].length, 3u);
+}
+
 TEST(ParseHeadersTest, MacrosThatEvaluateToConstants) {
   ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
     #define ANSWER 42
