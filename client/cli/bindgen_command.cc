@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/cli/cpp_bindings.h"
 #include "client/cli/python_bindings.h"
 #include "core/status_macros.h"
 
@@ -77,7 +78,7 @@ absl::StatusOr<BindgenRequest> ParseBindgenArguments(const std::vector<std::stri
 absl::StatusOr<std::string> GenerateBindings(const BindgenRequest& request) {
   FFIBOX_ASSIGN_OR_RETURN(HeaderModel model, ParseHeaders(request.parse));
   if (request.language == BindingLanguage::kCpp) {
-    return absl::UnimplementedError("--lang=cpp is not implemented yet");
+    return CppBindings(model, request.library, request.cpp_namespace);
   }
   return PythonBindings(model, request.library);
 }
