@@ -41,59 +41,7 @@ std::string CppName(const std::string& name) {
   return ReservedNames().contains(name) ? name + "_" : name;
 }
 
-const char* CppScalar(Scalar scalar) {
-  switch (scalar) {
-    case Scalar::kBool:
-      return "bool";
-    case Scalar::kChar:
-      return "char";
-    case Scalar::kSignedChar:
-      return "signed char";
-    case Scalar::kUnsignedChar:
-      return "unsigned char";
-    case Scalar::kShort:
-      return "short";
-    case Scalar::kUnsignedShort:
-      return "unsigned short";
-    case Scalar::kInt:
-      return "int";
-    case Scalar::kUnsignedInt:
-      return "unsigned int";
-    case Scalar::kLong:
-      return "long";
-    case Scalar::kUnsignedLong:
-      return "unsigned long";
-    case Scalar::kLongLong:
-      return "long long";
-    case Scalar::kUnsignedLongLong:
-      return "unsigned long long";
-    case Scalar::kFloat:
-      return "float";
-    case Scalar::kDouble:
-      return "double";
-    case Scalar::kLongDouble:
-      return "long double";
-    case Scalar::kWchar:
-      return "wchar_t";
-  }
-  return "int";
-}
-
-// A C string literal of `text` (octal escapes: they end after three digits, unlike \x).
-std::string StringLiteral(const std::string& text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c >= 0x20 && c < 0x7f && c != '?') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      absl::StrAppendFormat(&out, "\\%03o", c);
-    }
-  }
-  return out + "\"";
-}
+const char* CppScalar(Scalar scalar) { return NamesOf(scalar).c; }
 
 std::string IntegerLiteral(int64_t value) {
   if (value == std::numeric_limits<int64_t>::min()) return "(-9223372036854775807LL - 1)";
@@ -114,7 +62,7 @@ class CppWriter {
         "#pragma once\n\n#include <cstddef>\n#include <optional>\n#include <string>\n\n",
         "#include \"absl/status/statusor.h\"\n#include \"absl/types/span.h\"\n",
         "#include \"client/cpp/ffibox_client.h\"\n\nnamespace ", name_space_, " {\n\n",
-        "inline constexpr char kLibrary[] = ", StringLiteral(library_), ";\n\n",
+        "inline constexpr char kLibrary[] = ", QuotedString(library_), ";\n\n",
         "// Loads the library in the worker of `session`.\n",
         "inline absl::StatusOr<ffibox::Library> LoadLibrary(ffibox::Session& "
         "session) {\n  return session.Load(kLibrary);\n}\n\n",
@@ -158,7 +106,7 @@ class CppWriter {
           absl::StrAppendFormat(&out_, "inline constexpr double %s = %.17g;\n", name, macro.real);
           break;
         case MacroConstant::Kind::kString:
-          absl::StrAppend(&out_, "inline constexpr char ", name, "[] = ", StringLiteral(macro.text),
+          absl::StrAppend(&out_, "inline constexpr char ", name, "[] = ", QuotedString(macro.text),
                           ";\n");
           break;
       }

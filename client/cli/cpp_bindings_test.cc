@@ -1,11 +1,8 @@
 #include "client/cli/cpp_bindings.h"
 
-#include <stdlib.h>
-
-#include <fstream>
 #include <string>
 
-#include "client/cli/header_parser.h"
+#include "client/cli/header_testing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
@@ -19,12 +16,7 @@ using ::testing::Not;
 
 // The C++ header printed for a header holding `text`.
 std::string BindingsOf(const std::string& text) {
-  std::string dir = std::string(getenv("TEST_TMPDIR")) + "/cppXXXXXX";
-  EXPECT_NE(mkdtemp(dir.data()), nullptr);
-  HeaderParseOptions options;
-  options.headers = {dir + "/api.h"};
-  std::ofstream(options.headers[0]) << text;
-  absl::StatusOr<HeaderModel> model = ParseHeaders(options);
+  absl::StatusOr<HeaderModel> model = ParseTestHeader(text);
   EXPECT_OK(model);
   return model.ok() ? CppBindings(*model, "libapi.so.1", "api") : "";
 }

@@ -122,6 +122,46 @@ TypeNames::TypeNames(const HeaderModel& model) : typedef_is_tag(model.typedefs.s
   }
 }
 
+const ScalarNames& NamesOf(Scalar scalar) {
+  // In the order of enum Scalar.
+  static constexpr ScalarNames kNames[] = {
+      {"bool", "c_bool"},
+      {"char", "c_char"},
+      {"signed char", "c_byte"},
+      {"unsigned char", "c_ubyte"},
+      {"short", "c_short"},
+      {"unsigned short", "c_ushort"},
+      {"int", "c_int"},
+      {"unsigned int", "c_uint"},
+      {"long", "c_long"},
+      {"unsigned long", "c_ulong"},
+      {"long long", "c_longlong"},
+      {"unsigned long long", "c_ulonglong"},
+      {"float", "c_float"},
+      {"double", "c_double"},
+      {"long double", "c_longdouble"},
+      {"wchar_t", "c_wchar"},
+  };
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Scalar::kWchar) + 1);
+  return kNames[static_cast<size_t>(scalar)];
+}
+
+std::string QuotedString(const std::string& text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c >= 0x20 && c < 0x7f && c != '?') {  // '?': no C trigraphs
+      out.push_back(static_cast<char>(c));
+    } else {
+      // Octal, not \x: an octal escape ends after three digits in both languages.
+      absl::StrAppend(&out, "\\", absl::Dec(c >> 6), absl::Dec((c >> 3) & 7), absl::Dec(c & 7));
+    }
+  }
+  return out + "\"";
+}
+
 std::string FieldName(const Record& record, int index) {
   const RecordField& field = record.fields[index];
   if (!field.name.empty()) return field.name;

@@ -158,6 +158,17 @@ struct TypeNames {
   std::vector<bool> typedef_is_tag;
 };
 
+// How a scalar is spelled in C (and C++) and in ctypes (`c_int`, without the module).
+struct ScalarNames {
+  const char* c;
+  const char* ctypes;
+};
+const ScalarNames& NamesOf(Scalar scalar);
+
+// `text` as a double-quoted literal valid in C, C++ and Python (prefix `b` for bytes):
+// printable ASCII as is, everything else as a three-digit octal escape.
+std::string QuotedString(const std::string& text);
+
 // The name of field `index` of `record`: its own, `_N` for an anonymous struct/union member,
 // `_bits_N` for an unnamed bit field.
 std::string FieldName(const Record& record, int index);

@@ -1,11 +1,9 @@
 #include "client/cli/header_parser.h"
 
-#include <stdlib.h>
-
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "client/cli/header_testing.h"
 #include "core/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,23 +15,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-// Writes `text` as header `name` in a fresh directory and returns its path.
-std::string WriteHeader(const std::string& name, const std::string& text) {
-  std::string dir = std::string(getenv("TEST_TMPDIR")) + "/headersXXXXXX";
-  EXPECT_NE(mkdtemp(dir.data()), nullptr);
-  const std::string path = dir + "/" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-absl::StatusOr<HeaderModel> ParseText(const std::string& text,
-                                      std::vector<std::string> defines = {}) {
-  HeaderParseOptions options;
-  options.headers.push_back(WriteHeader("api.h", text));
-  options.defines = std::move(defines);
-  return ParseHeaders(options);
-}
 
 const Record* FindRecord(const HeaderModel& model, const std::string& name) {
   for (const Record& record : model.records) {
@@ -56,7 +37,7 @@ std::vector<std::string> FieldNames(const Record& record) {
 }
 
 TEST(ParseHeadersTest, RecordsCarryClangsLayout) {
-  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     struct point { char tag; double x; int y; };
     union number { int i; double d; char bytes[3]; };
   )"));
@@ -78,7 +59,7 @@ TEST(ParseHeadersTest, RecordsCarryClangsLayout) {
 }
 
 TEST(ParseHeadersTest, BitFieldsPackingAndAnonymousMembers) {
-  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     struct flags { unsigned a : 3; unsigned b : 7; int : 0; unsigned c : 2; };
     #pragma pack(push, 1)
     struct packed { char c; int i; };
@@ -111,7 +92,7 @@ TEST(ParseHeadersTest, BitFieldsPackingAndAnonymousMembers) {
 }
 
 TEST(ParseHeadersTest, TypedefsEnumsOpaqueTypesAndFunctionPointers) {
-  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     typedef struct handle handle;               /* never defined: opaque */
     typedef struct { int w, h; } size2d;        /* named by its typedef */
     typedef int (*compare_fn)(const void*, const void*);
@@ -146,7 +127,7 @@ TEST(ParseHeadersTest, TypedefsEnumsOpaqueTypesAndFunctionPointers) {
 }
 
 TEST(ParseHeadersTest, FunctionsVariablesAndVariadics) {
-  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     int log_message(int level, const char* format, ...);
     double scale(double, float);
     static inline int helper(void) { return 1; }
@@ -166,7 +147,7 @@ TEST(ParseHeadersTest, FunctionsVariablesAndVariadics) {
 }
 
 TEST(ParseHeadersTest, ArrayParametersArePointersAsInC) {
-  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     int sum_five(const int values[5]);
     int trace(const int matrix[3][3]);
   )"));
@@ -183,7 +164,7 @@ TEST(ParseHeadersTest, ArrayParametersArePointersAsInC) {
 }
 
 TEST(ParseHeadersTest, MacrosThatEvaluateToConstants) {
-  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     #define ANSWER 42
     #define MASK (1u << 31)
     #define NEGATIVE (-7)
@@ -196,7 +177,7 @@ TEST(ParseHeadersTest, MacrosThatEvaluateToConstants) {
     #define POINTER_VALUE ((void*)0)
     #define FROM_COMMAND_LINE_PLUS_ONE (FROM_COMMAND_LINE + 1)
   )",
-                                                    {"FROM_COMMAND_LINE=9"}));
+                                                          {"FROM_COMMAND_LINE=9"}));
   std::vector<std::string> names;
   for (const MacroConstant& macro : model.macros) names.push_back(macro.name);
   EXPECT_THAT(names, ElementsAre("ANSWER", "MASK", "NEGATIVE", "DERIVED", "RATIO", "NAME",
@@ -214,7 +195,7 @@ TEST(ParseHeadersTest, MacrosThatEvaluateToConstants) {
 }
 
 TEST(ParseHeadersTest, OtherHeadersContributeOnlyWhatNamedDeclarationsUse) {
-  const std::string other = WriteHeader("other.h", R"(
+  const std::string other = WriteTestHeader("other.h", R"(
     typedef unsigned long other_size;
     typedef int other_unused;
     struct other_used { int a; };
@@ -222,7 +203,7 @@ TEST(ParseHeadersTest, OtherHeadersContributeOnlyWhatNamedDeclarationsUse) {
     int other_function(void);
     #define OTHER_MACRO 1
   )");
-  const std::string named = WriteHeader("named.h", "#include \"" + other + R"("
+  const std::string named = WriteTestHeader("named.h", "#include \"" + other + R"("
     other_size measure(struct other_used* what);
   )");
   HeaderParseOptions options;
@@ -242,7 +223,7 @@ TEST(ParseHeadersTest, OtherHeadersContributeOnlyWhatNamedDeclarationsUse) {
 }
 
 TEST(ParseHeadersTest, AHeaderThatDoesNotCompileIsAnErrorWithClangsDiagnostics) {
-  absl::StatusOr<HeaderModel> model = ParseText("struct broken { int x }\nint f(;\n");
+  absl::StatusOr<HeaderModel> model = ParseTestHeader("struct broken { int x }\nint f(;\n");
   EXPECT_THAT(model, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_THAT(model.status().message(), HasSubstr("api.h:1:"));
   EXPECT_THAT(model.status().message(), HasSubstr("error:"));
@@ -255,7 +236,7 @@ TEST(ParseHeadersTest, AMissingHeaderIsNotFound) {
 }
 
 TEST(ParseHeadersTest, TypesWithoutAnFfiboxEquivalentAreLeftOutAndListed) {
-  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseText(R"(
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     __int128 wide(void);
     int narrow(void);
   )"));

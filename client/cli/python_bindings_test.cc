@@ -1,11 +1,8 @@
 #include "client/cli/python_bindings.h"
 
-#include <stdlib.h>
-
-#include <fstream>
 #include <string>
 
-#include "client/cli/header_parser.h"
+#include "client/cli/header_testing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
@@ -19,12 +16,7 @@ using ::testing::Not;
 
 // The module printed for a header holding `text`.
 std::string BindingsOf(const std::string& text) {
-  std::string dir = std::string(getenv("TEST_TMPDIR")) + "/pythonXXXXXX";
-  EXPECT_NE(mkdtemp(dir.data()), nullptr);
-  HeaderParseOptions options;
-  options.headers = {dir + "/api.h"};
-  std::ofstream(options.headers[0]) << text;
-  absl::StatusOr<HeaderModel> model = ParseHeaders(options);
+  absl::StatusOr<HeaderModel> model = ParseTestHeader(text);
   EXPECT_OK(model);
   return model.ok() ? PythonBindings(*model, "libapi.so.1") : "";
 }
@@ -102,7 +94,7 @@ TEST(PythonBindingsTest, ConstantsTypedefsFunctionPointersAndVariables) {
     int class;
   )");
   EXPECT_THAT(module,
-              HasSubstr("LIMIT = 10\nRATIO = 0.5\nGREETING = b\"hi \\\"there\\\"\\x0a\"\n"));
+              HasSubstr("LIMIT = 10\nRATIO = 0.5\nGREETING = b\"hi \\\"there\\\"\\012\"\n"));
   EXPECT_THAT(module, HasSubstr("mode = ctypes.c_uint\nMODE_A = 1\nMODE_B = 4\n"));
   EXPECT_THAT(module, HasSubstr("length_t = ctypes.c_ulong\n"));
   EXPECT_THAT(module, HasSubstr("visitor = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, "
