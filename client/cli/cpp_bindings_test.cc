@@ -71,6 +71,15 @@ TEST(CppBindingsTest, RecordsWithTheirLayoutAndDescriptions) {
   EXPECT_THAT(header, HasSubstr("FFIBOX_STRUCT(grid, cells)\n"));
 }
 
+TEST(CppBindingsTest, ATagThatAFunctionAlsoNamesIsRenamed) {
+  const std::string header = BindingsOf(R"(
+    struct stat { long size; };
+    int stat(const char* path, struct stat* out);
+  )");
+  EXPECT_THAT(header, HasSubstr("struct struct_stat {\n  long size;\n};\n"));
+  EXPECT_THAT(header, HasSubstr("using stat = int(const char*, absl::Span<struct_stat>);\n"));
+}
+
 TEST(CppBindingsTest, ConstantsAndWhatCannotBeBound) {
   const std::string header = BindingsOf(R"(
     #define LIMIT 10

@@ -90,8 +90,11 @@ const CType& WithoutTypedefs(const HeaderModel& model, const CType& type) {
 }
 
 TypeNames::TypeNames(const HeaderModel& model) : typedef_is_tag(model.typedefs.size(), false) {
+  // The ordinary identifiers a tag may clash with (C keeps tags apart; Python and C++ not).
   absl::flat_hash_set<std::string> typedef_names;
   for (const Typedef& each : model.typedefs) typedef_names.insert(each.name);
+  for (const Function& each : model.functions) typedef_names.insert(each.name);
+  for (const Variable& each : model.variables) typedef_names.insert(each.name);
   for (const Record& record : model.records) records.push_back(record.name);
   for (const Enum& each : model.enums) enums.push_back(each.name);
   for (size_t i = 0; i < model.typedefs.size(); ++i) {
@@ -105,7 +108,8 @@ TypeNames::TypeNames(const HeaderModel& model) : typedef_is_tag(model.typedefs.s
       typedef_is_tag[i] = true;
     }
   }
-  // A tag that a typedef of something else also names (`struct stat` and a `stat` typedef).
+  // A tag that a typedef of something else, a function or a variable also names
+  // (`struct stat` and the function `stat`).
   absl::flat_hash_set<std::string> tag_names;
   for (size_t i = 0; i < model.typedefs.size(); ++i) {
     if (typedef_is_tag[i]) tag_names.insert(model.typedefs[i].name);

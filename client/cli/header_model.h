@@ -148,7 +148,7 @@ std::vector<Definition> DefinitionOrder(const HeaderModel& model);
 const CType& WithoutTypedefs(const HeaderModel& model, const CType& type);
 
 // The names the emitters give records and enums: their tag, or `struct_TAG` / `union_TAG` /
-// `enum_TAG` when a typedef of another type has the tag's name.
+// `enum_TAG` when a typedef of another type, a function or a variable has the tag's name.
 struct TypeNames {
   explicit TypeNames(const HeaderModel& model);
   std::vector<std::string> records;

@@ -418,7 +418,15 @@ class ModelBuilder {
     if (clang_Cursor_getStorageClass(cursor) == CX_SC_Static || !functions_.insert(name).second) {
       return;  // static functions are not exported; a redeclaration adds nothing
     }
-    absl::StatusOr<CType> type = Convert(clang_getCursorType(cursor));
+    // A function declared through a typedef of its type (`fn_t f;`) has the typedef's type.
+    CXType declared = clang_getCursorType(cursor);
+    if (declared.kind != CXType_FunctionProto && declared.kind != CXType_FunctionNoProto) {
+      declared = clang_getCanonicalType(declared);
+    }
+    absl::StatusOr<CType> type = Convert(declared);
+    if (type.ok() && type->kind != CType::Kind::kFunction) {
+      type = absl::UnimplementedError("not a function type");
+    }
     if (!type.ok()) {
       Skip(cursor, type.status());
       return;

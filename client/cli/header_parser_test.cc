@@ -163,6 +163,17 @@ TEST(ParseHeadersTest, ArrayParametersArePointersAsInC) {
   EXPECT_EQ(trace->params[0].elements[0].length, 3u);
 }
 
+TEST(ParseHeadersTest, AFunctionDeclaredThroughATypedefOfItsType) {
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
+    typedef int handler_fn(int signal, void* context);
+    handler_fn on_signal;
+  )"));
+  const Function* handler = FindFunction(model, "on_signal");
+  ASSERT_NE(handler, nullptr);
+  EXPECT_EQ(handler->result.kind, CType::Kind::kScalar);
+  EXPECT_EQ(handler->params.size(), 2u);
+}
+
 TEST(ParseHeadersTest, MacrosThatEvaluateToConstants) {
   ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
     #define ANSWER 42
