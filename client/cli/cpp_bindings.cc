@@ -93,6 +93,8 @@ class CppWriter {
     if (!model_.macros.empty()) out_ += "\n// Macros\n";
     for (const MacroConstant& macro : model_.macros) {
       const std::string name = CppName(macro.name);
+      // The C header's own macro, where a file includes it too, stands for the constant.
+      absl::StrAppend(&out_, "#ifndef ", name, "\n");
       switch (macro.kind) {
         case MacroConstant::Kind::kInteger:
           absl::StrAppend(&out_, "inline constexpr long long ", name, " = ",
@@ -110,6 +112,7 @@ class CppWriter {
                           ";\n");
           break;
       }
+      out_ += "#endif\n";
     }
     for (size_t i = 0; i < model_.enums.size(); ++i) {
       if (!model_.enum_emitted[i]) continue;
@@ -121,11 +124,12 @@ class CppWriter {
         absl::StrAppend(&out_, "using ", type, " = ", CppScalar(each.integer_type), ";\n");
       }
       for (const EnumConstant& constant : each.constants) {
-        absl::StrAppend(&out_, "inline constexpr ", type, " ", CppName(constant.name), " = ",
+        const std::string name = CppName(constant.name);
+        absl::StrAppend(&out_, "#ifndef ", name, "\ninline constexpr ", type, " ", name, " = ",
                         constant.is_unsigned
                             ? absl::StrCat(static_cast<uint64_t>(constant.value), "ULL")
                             : IntegerLiteral(constant.value),
-                        ";\n");
+                        ";\n#endif\n");
       }
     }
   }

@@ -90,10 +90,11 @@ TEST(CppBindingsTest, ConstantsAndWhatCannotBeBound) {
     extern int error_count;
     int new(int delete);
   )");
-  EXPECT_THAT(header, HasSubstr("inline constexpr long long LIMIT = 10LL;\n"));
+  EXPECT_THAT(header,
+              HasSubstr("#ifndef LIMIT\ninline constexpr long long LIMIT = 10LL;\n#endif\n"));
   EXPECT_THAT(header, HasSubstr("inline constexpr unsigned long long MASK = 2147483648ULL;\n"));
   EXPECT_THAT(header, HasSubstr("inline constexpr char NAME[] = \"a\\011b\";\n"));
-  EXPECT_THAT(header, HasSubstr("using mode = unsigned int;\n"
+  EXPECT_THAT(header, HasSubstr("using mode = unsigned int;\n#ifndef MODE_A\n"
                                 "inline constexpr mode MODE_A = 1"));
   EXPECT_THAT(header, HasSubstr("//   log_message: variadic\n"));
   EXPECT_THAT(header, HasSubstr("return library.Variable<int>(\"error_count\");"));

@@ -635,7 +635,17 @@ absl::StatusOr<HeaderModel> ParseHeaders(const HeaderParseOptions& options) {
                           EvaluateMacros(index.get(), args, main_text, builder.macro_names()));
   HeaderModel model = builder.Finish();
   model.headers = options.headers;
-  model.macros = std::move(macros);
+  // A macro that names a declaration (`#define DT_UNKNOWN DT_UNKNOWN` beside the enum
+  // constant) is that declaration, bound once.
+  absl::flat_hash_set<std::string> declared;
+  for (const Enum& each : model.enums) {
+    for (const EnumConstant& constant : each.constants) declared.insert(constant.name);
+  }
+  for (const Function& each : model.functions) declared.insert(each.name);
+  for (const Variable& each : model.variables) declared.insert(each.name);
+  for (MacroConstant& macro : macros) {
+    if (!declared.contains(macro.name)) model.macros.push_back(std::move(macro));
+  }
   return model;
 }
 

@@ -187,6 +187,8 @@ TEST(ParseHeadersTest, MacrosThatEvaluateToConstants) {
     #define NOT_A_CONSTANT open_handle
     #define POINTER_VALUE ((void*)0)
     #define FROM_COMMAND_LINE_PLUS_ONE (FROM_COMMAND_LINE + 1)
+    enum kind { KIND_A = 3 };
+    #define KIND_A KIND_A
   )",
                                                           {"FROM_COMMAND_LINE=9"}));
   std::vector<std::string> names;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -202,11 +203,19 @@ class PythonWriter {
     if (!model_.variables.empty()) out_ += "\n# Variables\n";
     for (const Variable& variable : model_.variables) {
       const CType& type = WithoutTypedefs(model_, variable.type);
-      // `T name[]` (size unknown): a view of its first element.
-      const bool unsized = type.kind == CType::Kind::kArray && type.length == 0;
+      std::string view = TypeExpression(variable.type);
+      std::string note;
+      if (type.kind == CType::Kind::kArray && type.length == 0) {
+        view = TypeExpression(type.elements[0]);
+        note = "  # size unknown: its first element";
+      } else if (type.kind == CType::Kind::kPointer && !absl::StartsWith(view, "ctypes.c_")) {
+        // Views of worker memory exist for simple types, records and arrays: a typed
+        // pointer variable is seen as the address it holds.
+        note = absl::StrCat("  # ", view, ": its value is the worker address it holds");
+        view = "ctypes.c_void_p";
+      }
       absl::StrAppend(&out_, PythonName(variable.name), " = _variable(\"", variable.name, "\", ",
-                      TypeExpression(unsized ? type.elements[0] : variable.type), ")",
-                      unsized ? "  # size unknown: its first element" : "", "\n");
+                      view, ")", note, "\n");
     }
   }
 

@@ -91,6 +91,8 @@ TEST(PythonBindingsTest, ConstantsTypedefsFunctionPointersAndVariables) {
     int walk(visitor visit, void* context, length_t limit);
     extern double threshold;
     extern int table[4];
+    extern struct node { int value; } *head;
+    extern visitor current_visitor;
     int class;
   )");
   EXPECT_THAT(module,
@@ -104,6 +106,11 @@ TEST(PythonBindingsTest, ConstantsTypedefsFunctionPointersAndVariables) {
   EXPECT_THAT(module, HasSubstr("threshold = _variable(\"threshold\", ctypes.c_double)\n"));
   EXPECT_THAT(module, HasSubstr("table = _variable(\"table\", (ctypes.c_int * 4))\n"));
   EXPECT_THAT(module, HasSubstr("class_ = _variable(\"class\", ctypes.c_int)\n"));
+  EXPECT_THAT(module, HasSubstr("head = _variable(\"head\", ctypes.c_void_p)  # "
+                                "ctypes.POINTER(node): its value is the worker address it "
+                                "holds\n"));
+  EXPECT_THAT(module, HasSubstr("current_visitor = _variable(\"current_visitor\", "
+                                "ctypes.c_void_p)  # visitor: its value"));
 }
 
 }  // namespace
