@@ -22,6 +22,9 @@ PACKAGES=(
   libgmock-dev
   libbenchmark-dev
   libseccomp-dev
+  libclang-14-dev          # ffibox bindgen parses C headers with libclang's C API
+  zlib1g-dev               # real headers bindgen is tested on (tests/python/test_bindgen.py)
+  libsqlite3-dev
   python3-grpcio
   python3-protobuf
   python3-pytest

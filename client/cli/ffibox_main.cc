@@ -1,6 +1,8 @@
-// ffibox: call a function of a native library in an ffibox worker from the shell.
+// ffibox: call a function of a native library in an ffibox worker from the shell, or
+// generate bindings from C headers.
 //
 //   ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB 'DECLARATION' [ARG...]
+//   ffibox bindgen --lang=python|cpp --library=LIB HEADER... [-I DIR] [-D NAME=VALUE]
 //
 // See kUsage below and docs for the syntax. Exit status: 0 on success, 1 when the call or
 // the server fails (the typed error is printed to stderr), 2 for a bad command line.
@@ -23,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "client/cli/argument_values.h"
+#include "client/cli/bindgen_command.h"
 #include "client/cli/c_declaration.h"
 #include "client/cli/result_format.h"
 #include "client/cpp/default_address.h"
@@ -48,7 +51,8 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-constexpr char kUsage[] = R"(call a function of a native library inside an ffibox worker.
+constexpr char kUsage[] = R"(call a function of a native library inside an ffibox worker,
+or generate bindings for one from its C headers.
 
 usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] [--require_jail=LAYERS]
               [--show_jail] call LIB 'DECLARATION' [ARG...]
@@ -65,6 +69,13 @@ Flags come before `call` and take the --flag=value form.
 The result is printed on stdout: numbers in full precision (%.17g), strings quoted,
 pointers as 0x..., NULL as NULL; nothing for void. What the library itself prints arrives
 on stdout and stderr as it wrote them.
+
+usage: ffibox bindgen --lang=python|cpp --library=LIB [--namespace=NS] HEADER...
+              [-I DIR] [-D NAME[=VALUE]]
+
+  Parses the headers with libclang and prints, on stdout, a Python module for
+  `from ffibox import ctypes` (python) or a header for the C++ client (cpp; its
+  declarations in namespace NS, default `bindings`). See docs/bindgen.md.
 )";
 
 // Prints `status` as `error: CODE: message [details]` on stderr.
@@ -210,6 +221,23 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
   return 0;
 }
 
+int RunBindgen(const std::vector<std::string>& words) {
+  absl::StatusOr<BindgenRequest> request = ParseBindgenArguments(words);
+  if (!request.ok()) {
+    PrintError(request.status());
+    std::cerr << kBindgenUsage;
+    return kExitUsage;
+  }
+  absl::StatusOr<std::string> bindings = GenerateBindings(*request);
+  if (!bindings.ok()) {
+    PrintError(bindings.status());
+    return kExitFailure;
+  }
+  std::cout << *bindings;
+  std::cout.flush();
+  return std::cout.good() ? 0 : kExitFailure;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   // Flags end at the first word that is not a flag (or after "--"), so that negative numbers
@@ -224,9 +252,13 @@ int Main(int argc, char** argv) {
   if (command < argc && std::string(argv[command]) == "--") ++command;
   std::vector<std::string> words(argv + command, argv + argc);
 
+  if (!words.empty() && words[0] == "bindgen") {
+    return RunBindgen(std::vector<std::string>(words.begin() + 1, words.end()));
+  }
   if (words.size() < 3 || words[0] != "call") {
     std::cerr << "usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB "
-                 "'DECLARATION' [ARG...]\n(ffibox --help for details)\n";
+                 "'DECLARATION' [ARG...]\n"
+              << "       " << kBindgenUsage + 7 << "(ffibox --help for details)\n";
     return kExitUsage;
   }
   return RunCall(words[1], words[2], std::vector<std::string>(words.begin() + 3, words.end()));

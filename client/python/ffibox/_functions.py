@@ -51,16 +51,17 @@ class RemoteCall:
         self._use_errno = use_errno
         self._handles: Dict[tuple, int] = {}
 
-    def __call__(self, owner, argtypes, restype, args):
+    def __call__(self, owner, argtypes, restype, args, variadic: bool = False):
+        """Calls with `args`; `variadic`: the arguments after `argtypes` are variadic ones."""
         session = self._session
         try:
-            builder, response = self._send(argtypes, restype, args)
+            builder, response = self._send(argtypes, restype, args, variadic)
         except StaleHandle as error:
             if ".at" not in str(error):
                 raise
             # The worker was restarted since these objects got their twins: new ones.
             session.twins.forget_older(session.generation)
-            builder, response = self._send(argtypes, restype, args)
+            builder, response = self._send(argtypes, restype, args, variadic)
         result = response.call
         if self._use_errno and result.HasField("errno_value"):
             set_errno(result.errno_value)
@@ -77,7 +78,7 @@ class RemoteCall:
                 value = check(value)
         return value
 
-    def _send(self, argtypes, restype, args):
+    def _send(self, argtypes, restype, args, variadic: bool = False):
         """Converts the arguments, sends the call, and returns (builder, response)."""
         session = self._session
         builder = CallBuilder(session.twins, session.images, lambda: session.generation)
@@ -103,8 +104,16 @@ class RemoteCall:
                     error = TypeError("Don't know how to convert parameter %d" % position)
                 raise _marshal.ArgumentError("argument %d: %s: %s"
                                              % (position, type(error), error)) from None
-        call = pb.Call(function=self._handle(tuple(types), restype), args=values,
-                       blocks=builder.blocks)
+        if variadic:
+            fixed = len(argtypes or ())
+            for t in types[fixed:]:
+                session.layouts.check(t)
+            call = pb.Call(function=self._handle(tuple(types[:fixed]), restype, True),
+                           args=values, blocks=builder.blocks,
+                           variadic_types=[_types.to_proto(t) for t in types[fixed:]])
+        else:
+            call = pb.Call(function=self._handle(tuple(types), restype), args=values,
+                           blocks=builder.blocks)
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
@@ -125,8 +134,8 @@ class RemoteCall:
         session.twins.note_generation(response.generation)
         return builder, response
 
-    def _handle(self, types: tuple, restype) -> int:
-        key = (types, restype)
+    def _handle(self, types: tuple, restype, variadic: bool = False) -> int:
+        key = (types, restype, variadic)
         handle = self._handles.get(key)
         if handle is None:
             real_restype = restype if _types.is_ctypes_type(restype) else (
@@ -138,7 +147,7 @@ class RemoteCall:
             if (_types.code_of(real_restype) in ("z", "Z")
                     and not _types.is_fundamental(real_restype)):
                 real_restype = _ct.c_void_p
-            signature = _types.signature(real_restype, types)
+            signature = _types.signature(real_restype, types, variadic)
             if self._address is not None:
                 request = pb.ResolveFunction(signature=signature, address=pb.RemoteAddress(
                     address=self._address.address, generation=self._address.generation))
@@ -166,6 +175,10 @@ class _FuncPtr:
         self._argtypes = None
         self._restype = type(self)._restype_
         self.errcheck = None
+        # An ffibox addition: True for a C function declared with `...`. argtypes are then its
+        # fixed parameters, and each call's extra arguments are passed as variadic ones, their
+        # types inferred from the values as ctypes infers them (C's promotions applied).
+        self.variadic = False
 
     @property
     def argtypes(self):
@@ -191,7 +204,7 @@ class _FuncPtr:
         self._argtypes = None if value is None else _check_argtypes(value)
 
     def __call__(self, *args):
-        result = self._call(self, self._argtypes, self.restype, args)
+        result = self._call(self, self._argtypes, self.restype, args, self.variadic)
         if self.errcheck is not None:
             return self.errcheck(result, self, args)
         return result

@@ -18,6 +18,7 @@ class LayoutCheck:
     def __init__(self, stream) -> None:
         self._stream = stream
         self._checked: Dict[type, bool] = {}
+        self._expected: Dict[type, bool] = {}
 
     def check(self, t) -> None:
         """Compares ctypes' layout of `t` (a record, or records inside an array or behind a
@@ -52,3 +53,28 @@ class LayoutCheck:
         if problems:
             raise TypeError("ffibox: the layout of %s differs between ctypes and the worker: %s"
                             % (t.__name__, "; ".join(problems)))
+
+    def expect(self, t, size: int, alignment: int, bit_offsets: Dict[str, int]) -> None:
+        """Checks a record's layout as a C compiler gave it (size and alignment in bytes,
+        each field's offset in bits, by name) against ctypes' and the worker's; raises
+        TypeError naming each difference. Each record is checked once."""
+        if t in self._expected:
+            return
+        self.check(t)  # ctypes against the worker
+        problems = []
+        if size != _ct.sizeof(t) or alignment != _ct.alignment(t):
+            problems.append("size/alignment %d/%d in the header, %d/%d in ctypes" % (
+                size, alignment, _ct.sizeof(t), _ct.alignment(t)))
+        for entry in _types.wire_fields(t):
+            if entry[0] not in bit_offsets:
+                continue
+            descriptor = getattr(t, entry[0])
+            local_bit = descriptor.offset * 8 + (
+                descriptor.size & 0xFFFF if len(entry) > 2 else 0)
+            if local_bit != bit_offsets[entry[0]]:
+                problems.append("field %s at bit %d in the header, %d in ctypes"
+                                % (entry[0], bit_offsets[entry[0]], local_bit))
+        if problems:
+            raise TypeError("ffibox: the layout of %s differs between its header and ctypes: %s"
+                            % (t.__name__, "; ".join(problems)))
+        self._expected[t] = True

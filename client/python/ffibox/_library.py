@@ -37,6 +37,11 @@ class CDLL:
             _restype_ = self._func_restype_ or _FuncPtr._restype_
         self._FuncPtr = _FuncPtrOfThisLibrary
 
+    @property
+    def session(self):
+        """The ffibox Session whose worker loaded the library (an ffibox addition)."""
+        return self._session
+
     def __repr__(self) -> str:
         return "<%s '%s' in ffibox session %s>" % (type(self).__name__, self._name,
                                                    self._session.session_id)

@@ -93,7 +93,8 @@ def to_proto(t, _depth: int = 0, _open: tuple = ()):
     if is_record(t):
         return pb.Type(record=record_proto(t, _depth, _open + (t,)))
     if is_function(t):
-        return pb.Type(function=signature(t._restype_, t._argtypes_ or ()))
+        return pb.Type(function=signature(t._restype_, t._argtypes_ or (), False, _depth + 1,
+                                          _open))
     raise TypeError("ffibox: %r is not a ctypes type" % (t,))
 
 
@@ -129,10 +130,14 @@ def record_proto(t, depth: int = 0, open_records: tuple = ()):
     return record
 
 
-def signature(restype, argtypes, variadic: bool = False):
-    sig = pb.Signature(params=[to_proto(a) for a in argtypes], variadic=variadic)
+def signature(restype, argtypes, variadic: bool = False, _depth: int = 0, _open: tuple = ()):
+    """The protocol Signature; `_depth` and `_open` as for to_proto when the signature is
+    part of a type being described (a function pointer field whose parameters point back
+    to the record holding it)."""
+    sig = pb.Signature(params=[to_proto(a, _depth, _open) for a in argtypes],
+                       variadic=variadic)
     if restype is not None:
-        sig.result.CopyFrom(to_proto(restype))
+        sig.result.CopyFrom(to_proto(restype, _depth, _open))
     return sig
 
 

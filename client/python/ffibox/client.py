@@ -257,6 +257,25 @@ class Session:
 
     LoadLibrary = CDLL
 
+    def expect_layout(self, t, size: int, alignment: int, bit_offsets: Dict[str, int]) -> None:
+        """Checks that record type `t` has the layout its C header gives it (size and
+        alignment in bytes, each field's offset in bits by name, as `ffibox bindgen` records
+        clang's) in ctypes and in this session's worker; TypeError naming the differences
+        otherwise. Once per type."""
+        self.layouts.expect(t, size, alignment, bit_offsets)
+
+    def expect_layouts(self, layouts: Iterable[tuple]) -> None:
+        """expect_layout for each (type, size, alignment, bit_offsets) of `layouts`; one
+        TypeError naming every record that differs."""
+        problems = []
+        for t, size, alignment, bit_offsets in layouts:
+            try:
+                self.layouts.expect(t, size, alignment, bit_offsets)
+            except TypeError as error:
+                problems.append(str(error))
+        if problems:
+            raise TypeError("\n".join(problems))
+
     def close(self) -> None:
         """Ends the session; its worker is killed."""
         self.stream.close()
