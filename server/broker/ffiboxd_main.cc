@@ -33,6 +33,7 @@
 #include "core/mutex_mode.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
+#include "server/broker/broker_metrics.h"
 #include "server/broker/config.h"
 #include "server/broker/config_flags.h"
 #include "server/broker/deadline_timer.h"
@@ -48,6 +49,8 @@
 #include "server/jail/jail_check.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/spawn.h"
+#include "server/metrics/http_exporter.h"
+#include "server/metrics/metrics.h"
 
 ABSL_FLAG(std::string, config, "",
           "server configuration file in protobuf text format (proto/ffibox/config/v1/"
@@ -235,7 +238,24 @@ int main(int argc, char** argv) {
   ffibox::DeadlineTimer deadlines;
   session.deadlines = &deadlines;
   const size_t max_message = session.max_message_bytes;
-  ffibox::FfiboxService service(session, std::move(settings->access));
+  // Metrics, when asked for: counted from the first session on, served over HTTP from here
+  // on (declared after the pool, so the exporter stops before the pool it samples goes).
+  ffibox::metrics::Registry registry;
+  std::unique_ptr<ffibox::BrokerMetrics> metrics;
+  std::unique_ptr<ffibox::metrics::HttpExporter> exporter;
+  if (!settings->metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<ffibox::BrokerMetrics>> created =
+        ffibox::BrokerMetrics::Create(&registry, pool.get());
+    if (!created.ok()) return Fail(std::string(created.status().message()));
+    metrics = *std::move(created);
+    absl::StatusOr<std::unique_ptr<ffibox::metrics::HttpExporter>> started =
+        ffibox::metrics::HttpExporter::Start(settings->metrics_listen, &registry);
+    if (!started.ok()) {
+      return Fail(absl::StrCat("metrics.listen: ", started.status().message()));
+    }
+    exporter = *std::move(started);
+  }
+  ffibox::FfiboxService service(session, std::move(settings->access), metrics.get());
   grpc::ServerBuilder builder;
   std::vector<int> ports(settings->listeners.size(), 0);
   // Unix sockets are accepted by ffiboxd itself (server/broker/unix_acceptor.h); TCP by gRPC.
@@ -285,6 +305,10 @@ int main(int argc, char** argv) {
                ? ""
                : (settings->listeners[i].client_ca_pem.empty() ? " (TLS)" : " (mutual TLS)"));
   }
+  if (exporter != nullptr) {
+    printf("ffiboxd metrics on http://%s/metrics (no authentication)\n",
+           exporter->address().c_str());
+  }
   if (settings->listeners[0].unix_socket) {
     printf(
         "try (the CLI is bazel-bin/client/cli/ffibox): ffibox --address=%s call libm.so.6 "
@@ -299,8 +323,11 @@ int main(int argc, char** argv) {
     int signal_number = 0;
     sigwait(&shutdown_signals, &signal_number);
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
+    // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains.
+    std::thread metrics_stop([&exporter] { exporter.reset(); });
     for (auto& acceptor : acceptors) acceptor->Stop();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    metrics_stop.join();
   });
   server->Wait();
   waiter.join();
