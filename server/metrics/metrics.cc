@@ -15,15 +15,18 @@ namespace ffibox {
 namespace metrics {
 namespace {
 
-// Help text escaped for the text format (backslash and newline).
-std::string EscapeHelp(absl::string_view help) {
+// `text` with backslash and newline escaped, and double quotes too when `quotes` (the text
+// format escapes those in label values, not in help text).
+std::string Escape(absl::string_view text, bool quotes) {
   std::string out;
-  out.reserve(help.size());
-  for (char c : help) {
+  out.reserve(text.size());
+  for (char c : text) {
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '\n') {
       out += "\\n";
+    } else if (c == '"' && quotes) {
+      out += "\\\"";
     } else {
       out += c;
     }
@@ -66,7 +69,7 @@ struct Registry::Entry {
 };
 
 void Registry::Entry::Render(std::string* out) const {
-  absl::StrAppend(out, "# HELP ", name, " ", EscapeHelp(help), "\n");
+  absl::StrAppend(out, "# HELP ", name, " ", Escape(help, /*quotes=*/false), "\n");
   absl::StrAppend(out, "# TYPE ", name, " ", type, "\n");
   if (counters != nullptr) {
     counters->ForEach([&](const std::vector<std::string>& values, const Counter& counter) {
@@ -261,22 +264,7 @@ std::string FormatValue(double value) {
   return absl::StrFormat("%.17g", value);
 }
 
-std::string EscapeLabelValue(absl::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+std::string EscapeLabelValue(absl::string_view value) { return Escape(value, /*quotes=*/true); }
 
 }  // namespace metrics
 }  // namespace ffibox
