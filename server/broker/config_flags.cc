@@ -74,8 +74,9 @@ ABSL_FLAG(std::vector<std::string>, allow_env, {},
           "workers; repeatable and comma-separated; adds to the file's jail.env_allow "
           "(default: none)");
 ABSL_FLAG(std::string, metrics_listen, "",
-          "serve Prometheus metrics at http://HOST:PORT/metrics (an IPv4 or [IPv6] address; "
-          "port 0: any free port). No authentication: bind to loopback or a private network. "
+          "serve Prometheus metrics at http://HOST:PORT/metrics (an IPv4 address; [IPv6] only "
+          "with a civetweb built with IPv6; port 0: any free port). No authentication: bind to "
+          "loopback or a private network. "
           "Sets the file's metrics.listen (default: no metrics listener)");
 ABSL_FLAG(std::string, scratch_root, "",
           "directory where sessions that ask for one get a writable scratch directory shown "

@@ -43,6 +43,11 @@ absl::Status ParseAddress(absl::string_view address, std::string* host, int* por
   if (host_part.front() == '[' && host_part.back() == ']' && host_part.size() > 2) {
     const std::string inner(host_part.substr(1, host_part.size() - 2));
     if (inet_pton(AF_INET6, inner.c_str(), binary) != 1) return invalid();
+    if (!HttpExporter::SupportsIpv6()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metrics address \"", address,
+          "\": this civetweb was built without IPv6 (Debian's is); use an IPv4 address"));
+    }
   } else if (inet_pton(AF_INET, std::string(host_part).c_str(), binary) != 1) {
     return invalid();
   }
@@ -107,6 +112,11 @@ HttpExporter::~HttpExporter() {
   if (context_ == nullptr) return;
   mg_stop(context_);
   mg_exit_library();
+}
+
+bool HttpExporter::SupportsIpv6() {
+  constexpr unsigned kFeatureIpv6 = 8;  // civetweb.h, mg_check_feature
+  return mg_check_feature(kFeatureIpv6) != 0;
 }
 
 int HttpExporter::HandleMetrics(struct mg_connection* connection, void* exporter) {

@@ -24,8 +24,9 @@ class HttpExporter {
  public:
   // Serves `registry` (not owned; must outlive the exporter) on `address`: "HOST:PORT" with
   // an IPv4 address or a bracketed IPv6 address as HOST ("127.0.0.1:9464", "[::1]:9464"),
-  // port 0 for any free port. INVALID_ARGUMENT for another form, UNAVAILABLE when the
-  // address cannot be bound (the message has civetweb's reason).
+  // port 0 for any free port. INVALID_ARGUMENT for another form, and for an IPv6 address
+  // when civetweb was built without IPv6 (Debian 12's was: SupportsIpv6); UNAVAILABLE when
+  // the address cannot be bound (the message has civetweb's reason).
   static absl::StatusOr<std::unique_ptr<HttpExporter>> Start(absl::string_view address,
                                                              const Registry* registry);
 
@@ -37,6 +38,9 @@ class HttpExporter {
   // The address actually bound, as "HOST:PORT" (with the port chosen for port 0).
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+
+  // Whether the civetweb this links can listen on IPv6 addresses.
+  static bool SupportsIpv6();
 
  private:
   HttpExporter(const Registry* registry) : registry_(registry) {}

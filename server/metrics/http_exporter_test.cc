@@ -81,6 +81,18 @@ TEST(HttpExporterStartTest, RefusesAddressesThatAreNotHostAndPort) {
   }
 }
 
+TEST(HttpExporterStartTest, AnIpv6AddressNeedsACivetwebWithIpv6) {
+  Registry registry;
+  absl::StatusOr<std::unique_ptr<HttpExporter>> exporter =
+      HttpExporter::Start("[::1]:0", &registry);
+  if (HttpExporter::SupportsIpv6()) {
+    EXPECT_OK(exporter);
+  } else {
+    EXPECT_THAT(exporter, StatusIs(v1::INVALID_ARGUMENT));
+    EXPECT_THAT(std::string(exporter.status().message()), HasSubstr("without IPv6"));
+  }
+}
+
 TEST(HttpExporterStartTest, APortInUseIsUnavailable) {
   Registry registry;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HttpExporter> first,
