@@ -320,6 +320,33 @@ def test_an_integer_no_process_has_raises_instead_of_crashing(server):
     assert run(script, "ffibox", server.address) == "MemoryFault"
 
 
+def test_stdlib_from_address_at_a_worker_address_raises_instead_of_crashing(server):
+    # Array and pointer types keep the stdlib's from_address, which would read this
+    # process's memory at the worker's address (or crash it): it raises, and
+    # ffibox.ctypes.from_address gives the view; local memory and from_buffer are untouched.
+    script = PRELUDE + textwrap.dedent("""
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        m = libc.malloc(16)
+        c_int.from_address(m).value = 7
+        c_int.from_address(m + 4).value = 8
+        for make in (lambda: (c_int * 4).from_address(m),
+                     lambda: POINTER(c_int).from_address(m),
+                     lambda: (c_char * 8).from_address(0x10)):
+            try:
+                make()
+                print("made", end=" ")
+            except ValueError:
+                print("ValueError", end=" ")
+        local = (c_int * 2)(3, 4)
+        print(list(ctypes.from_address(c_int * 2, m)),
+              list((c_int * 2).from_address(addressof(local))),
+              c_int.from_buffer(local, 4).value)
+    """)
+    assert run(script, "ffibox", server.address) == \
+        "ValueError ValueError ValueError [7, 8] [3, 4] 4"
+
+
 def test_released_twins_after_crashes_never_fail_a_call(server):
     script = PRELUDE + textwrap.dedent("""
         import ffibox.errors
