@@ -7,10 +7,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+SECONDS=0
 ./scripts/install-deps.sh || exit 1
 
 passed=0
 failed=0
+# Where the time goes: each step's end, in seconds since the start, on stderr.
+step_done() { echo "test.sh: $1 done at ${SECONDS} s" >&2; }
+step_done "installing dependencies"
 log=$(mktemp)
 trap 'rm -f "$log"; bazel shutdown >/dev/null 2>&1 || true' EXIT
 
@@ -25,6 +29,7 @@ if [ "$bazel_status" -ne 0 ] && [ "$bazel_failed" -eq 0 ]; then
   echo "bazel test failed (exit $bazel_status) before running tests" >&2
   failed=$((failed + 1))
 fi
+step_done "bazel test"
 
 # pyflakes over the Python client and its tests (unused imports, undefined names): one check.
 if pyflakes3 client/python tests/python; then
@@ -48,6 +53,7 @@ if [ -d tests/python ]; then
     failed=$((failed + 1))
   fi
 fi
+step_done "pytest"
 
 # CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes, on the server the
 # Python step built (tests/ctypes_suite/run.py; docs/python.md). It ends with the same
@@ -62,6 +68,7 @@ if [ -d tests/ctypes_suite ]; then
     failed=$((failed + 1))
   fi
 fi
+step_done "ctypes suite"
 
 # libFuzzer targets over the untrusted inputs (docs/fuzzing.md), briefly: 5 s each here;
 # `scripts/fuzz.sh 600` for a real run. Its last line is "N passed, M failed" too.
@@ -73,6 +80,7 @@ else
   echo "the fuzzers ended without a count" >&2
   failed=$((failed + 1))
 fi
+step_done "fuzzers"
 
 echo "${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]
