@@ -281,7 +281,7 @@ def test_a_twin_is_released_once_its_object_is_collected(server):
         session = ctypes._default_session()
         libc.memset.argtypes = [c_void_p, c_int, c_size_t]
         keep = create_string_buffer(1 << 16)
-        for _ in range(300):  # 300 MiB of temporaries if twins were never released
+        for _ in range(40):  # 40 twins of 1 MiB if twins were never released
             libc.memset(create_string_buffer(1 << 20), 1, 1 << 20)
         libc.memset(keep, 2, 16)
         libc.memset(keep, 3, 16)
