@@ -34,21 +34,23 @@ def _install_prefix() -> Optional[str]:
 
 
 def find_server_binary() -> str:
-    """ffiboxd via FFIBOX_SERVER, then PATH, then the install prefix's bin (an installed
-    package) or the repository's build output (a checkout)."""
+    """ffiboxd via FFIBOX_SERVER; then, for an installed package, PATH and the install
+    prefix's bin; for a checkout, the checkout's own build output and then PATH (its client
+    and its server are built from one revision, and an installed ffiboxd must not stand in
+    for the one under test)."""
     candidates: List[str] = []
     if os.environ.get("FFIBOX_SERVER"):
         candidates.append(os.environ["FFIBOX_SERVER"])
     on_path = shutil.which("ffiboxd")
-    if on_path:
-        candidates.append(on_path)
     prefix = _install_prefix()
     if prefix is not None:
+        candidates += [on_path] if on_path else []
         candidates.append(os.path.join(prefix, "bin", "ffiboxd"))
     else:
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
             os.path.abspath(__file__)))))
         candidates.append(os.path.join(repo, "bazel-bin", "server", "ffiboxd"))
+        candidates += [on_path] if on_path else []
     for candidate in candidates:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
