@@ -33,9 +33,10 @@ python=0
 enable=0
 build=1
 uninstall=0
+# usage [STATUS]: prints the options above and exits (2 unless told).
 usage() {
   sed -n '/^# usage:/,/^# BAZEL/p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
+  exit "${1:-2}"
 }
 for arg in "$@"; do
   case "$arg" in
@@ -46,6 +47,7 @@ for arg in "$@"; do
     --enable) enable=1 ;;
     --no-build) build=0 ;;
     --uninstall) uninstall=1 ;;
+    -h | --help) usage 0 ;;
     *) usage ;;
   esac
 done
