@@ -28,6 +28,10 @@ PACKAGES=(
   python3-grpcio
   python3-protobuf
   python3-pytest
+  python3-pip              # pip install ./client/python, offline (docs/install.md): pip,
+  python3-setuptools       # the build backend, bdist_wheel and venv, all from Debian
+  python3-wheel
+  python3-venv
   pyflakes3                # scripts/test.sh: unused imports and undefined names in Python
   libpython3.11-testsuite  # CPython's ctypes tests, run against ffibox by tests/ctypes_suite
   python3-magic            # real ctypes bindings run unmodified through the swap

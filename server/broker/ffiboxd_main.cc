@@ -42,6 +42,7 @@
 #include "server/broker/session.h"
 #include "server/broker/unix_acceptor.h"
 #include "server/broker/worker_connection.h"
+#include "server/broker/worker_location.h"
 #include "server/broker/worker_pool.h"
 #include "server/broker/worker_process.h"
 #include "server/jail/cgroups.h"
@@ -61,14 +62,6 @@ ABSL_FLAG(int64_t, handshake_timeout_ms, 10000,
 namespace {
 
 using ffibox::config::v1::ServerConfig;
-
-std::string WorkerNextToSelf() {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) return "ffibox-worker";
-  std::string path(self, static_cast<size_t>(n));
-  return path.substr(0, path.rfind('/') + 1) + "ffibox-worker";
-}
 
 int Fail(const std::string& message) {
   fprintf(stderr, "ffiboxd: %s\n", message.c_str());
@@ -182,8 +175,8 @@ int main(int argc, char** argv) {
   }
   absl::Status applied = ffibox::ApplyFlags(std::vector<std::string>(argv + 1, argv + argc), &file);
   if (!applied.ok()) return Fail(std::string(applied.message()));
-  absl::StatusOr<ffibox::ServerSettings> settings =
-      ffibox::ResolveServerConfig(file, ffibox::DefaultAddress(), WorkerNextToSelf());
+  absl::StatusOr<ffibox::ServerSettings> settings = ffibox::ResolveServerConfig(
+      file, ffibox::DefaultAddress(), ffibox::DefaultWorkerPathForSelf());
   if (!settings.ok()) {
     return Fail(absl::StrCat("bad configuration: ", settings.status().message()));
   }
