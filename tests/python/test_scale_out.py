@@ -2,10 +2,16 @@
 loopback TCP with TLS (a throwaway CA made by openssl) and a bearer token, one client whose
 target lists all three (round_robin, health-checked). Sessions spread over every server
 (a session id starts with its server's pid); when one server is killed, the sessions on it
-fail promptly with UNAVAILABLE and new sessions land on the two others."""
+fail promptly with UNAVAILABLE and new sessions land on the two others; a reachable server
+whose health is NOT_SERVING gets none."""
+import contextlib
 import os
 import signal
+import threading
 import time
+from concurrent import futures
+
+import grpc
 
 import pytest
 
@@ -36,8 +42,9 @@ def servers(certificates):
         server.stop()
 
 
-def connect(servers, certificates, **options):
-    target = "ipv4:" + ",".join(server.tcp_address for server in servers)
+def connect(servers, certificates, *addresses, **options):
+    """A client of `servers` (and of `addresses`) through one round_robin target."""
+    target = "ipv4:" + ",".join([server.tcp_address for server in servers] + list(addresses))
     # One name for every server behind the list (the target itself names no host).
     return ffibox.connect(target, timeout=5, token=TOKEN,
                           root_certificates=certificates.ca_pem, server_name="localhost",
@@ -93,6 +100,50 @@ def test_killed_servers_sessions_fail_unavailable_and_new_sessions_go_elsewhere(
         landed = {server_of(session, servers) for session, _ in fresh}
         assert landed == set(range(SERVERS)) - {victim}
         for session, _ in sessions + fresh:
+            session.close()
+
+
+@contextlib.contextmanager
+def not_serving_server(certificates, health_pb2):
+    """A gRPC server with the ffibox servers' certificate whose health is NOT_SERVING and
+    which has no ffibox service (a session there fails UNIMPLEMENTED); yields its address."""
+    stop = threading.Event()
+    not_serving = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def watch(request, context):
+        yield not_serving
+        while context.is_active() and not stop.wait(0.05):
+            pass
+
+    handlers = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: not_serving,
+            request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            watch, request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handlers])
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+        [(certificates.read("server.key"), certificates.read("server.pem"))]))
+    server.start()
+    try:
+        yield "127.0.0.1:%d" % port
+    finally:
+        stop.set()
+        server.stop(grace=None)
+
+
+def test_a_server_not_serving_gets_no_session(servers, certificates, standard_stubs):
+    """Client-side health checks: a reachable server whose health is not SERVING is left
+    out of the rotation (without them, a third of the sessions would go to it)."""
+    health_pb2, _ = standard_stubs
+    with not_serving_server(certificates, health_pb2) as not_serving, \
+            connect(servers[:2], certificates, not_serving) as client:
+        sessions = [working_session(client) for _ in range(3 * SERVERS)]
+        assert {server_of(session, servers) for session, _ in sessions} == {0, 1}
+        for session, _ in sessions:
             session.close()
 
 
