@@ -96,6 +96,15 @@ class ScaleOutTest : public ::testing::Test {
     return WorkingSession{std::move(session), cos};
   }
 
+  // Opens `count` more sessions into `sessions`; the first failure.
+  absl::Status OpenWorkingSessions(int count, std::vector<WorkingSession>* sessions) {
+    for (int i = 0; i < count; ++i) {
+      FFIBOX_ASSIGN_OR_RETURN(WorkingSession session, OpenWorkingSession());
+      sessions->push_back(std::move(session));
+    }
+    return absl::OkStatus();
+  }
+
   // Sessions (workers) running on server `i` now.
   size_t SessionsOn(int i) const { return ChildrenOf(servers_[i]->pid()).size(); }
 
@@ -117,11 +126,7 @@ bool ScaleOutTest::certificates_ok_ = false;
 
 TEST_F(ScaleOutTest, SessionsSpreadOverEveryServer) {
   std::vector<WorkingSession> sessions;
-  for (int i = 0; i < 3 * kServers; ++i) {
-    absl::StatusOr<WorkingSession> session = OpenWorkingSession();
-    ASSERT_OK(session);
-    sessions.push_back(*std::move(session));
-  }
+  ASSERT_OK(OpenWorkingSessions(3 * kServers, &sessions));
   size_t total = 0;
   for (int i = 0; i < kServers; ++i) {
     EXPECT_GE(SessionsOn(i), 1u) << "server " << i << " got no session; " << Distribution();
@@ -134,11 +139,7 @@ TEST_F(ScaleOutTest, SessionsSpreadOverEveryServer) {
 
 TEST_F(ScaleOutTest, KilledServersSessionsFailUnavailablePromptlyAndNewSessionsGoElsewhere) {
   std::vector<WorkingSession> sessions;
-  for (int i = 0; i < 3 * kServers; ++i) {
-    absl::StatusOr<WorkingSession> session = OpenWorkingSession();
-    ASSERT_OK(session);
-    sessions.push_back(*std::move(session));
-  }
+  ASSERT_OK(OpenWorkingSessions(3 * kServers, &sessions));
   const size_t on_victim = SessionsOn(0);
   ASSERT_GE(on_victim, 1u) << Distribution();
   const size_t on_others = SessionsOn(1) + SessionsOn(2);
@@ -158,11 +159,7 @@ TEST_F(ScaleOutTest, KilledServersSessionsFailUnavailablePromptlyAndNewSessionsG
   }
   EXPECT_EQ(failed, on_victim);
 
-  for (int i = 0; i < 2 * kServers; ++i) {
-    absl::StatusOr<WorkingSession> session = OpenWorkingSession();
-    ASSERT_OK(session);
-    sessions.push_back(*std::move(session));
-  }
+  ASSERT_OK(OpenWorkingSessions(2 * kServers, &sessions));
   EXPECT_EQ(SessionsOn(1) + SessionsOn(2), on_others + 2 * kServers);
 }
 

@@ -32,6 +32,13 @@ def tls_channel(server, certificates):
         server.tcp_address, grpc.ssl_channel_credentials(root_certificates=certificates.ca_pem))
 
 
+def listener_channel(listener, server, certificates):
+    """A channel to `server`'s unix socket (plaintext) or TCP port (TLS), without a token."""
+    if listener == "unix":
+        return grpc.insecure_channel(server.address)
+    return tls_channel(server, certificates)
+
+
 def health_check(channel, health_pb2, service):
     check = channel.unary_unary(
         HEALTH + "Check", request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -51,11 +58,7 @@ def reflect(channel, reflection_pb2, **request):
 def test_health_is_serving_without_a_token(tls_server, certificates, standard_stubs,
                                            listener):
     health_pb2, _ = standard_stubs
-    if listener == "unix":
-        channel = grpc.insecure_channel(tls_server.address)
-    else:
-        channel = tls_channel(tls_server, certificates)
-    with channel:
+    with listener_channel(listener, tls_server, certificates) as channel:
         serving = health_pb2.HealthCheckResponse.SERVING
         assert health_check(channel, health_pb2, "") == serving
         assert health_check(channel, health_pb2, "ffibox.v1.Ffibox") == serving
@@ -81,11 +84,7 @@ def test_health_does_not_open_the_door(tls_server, certificates, standard_stubs)
 def test_reflection_lists_and_describes_the_ffibox_service(tls_server, certificates,
                                                            standard_stubs, listener):
     _, reflection_pb2 = standard_stubs
-    if listener == "unix":
-        channel = grpc.insecure_channel(tls_server.address)
-    else:
-        channel = tls_channel(tls_server, certificates)
-    with channel:
+    with listener_channel(listener, tls_server, certificates) as channel:
         listed = reflect(channel, reflection_pb2, list_services="")
         names = {service.name for service in listed.list_services_response.service}
         assert {"ffibox.v1.Ffibox", "grpc.health.v1.Health",
