@@ -14,6 +14,8 @@ PACKAGES=(
   libffi-dev
   libgrpc++-dev
   libgrpc-dev
+  grpc-proto               # health.proto and reflection.proto: stubs for the tests of the standard services
+  openssl                  # throwaway CA and certificates in the TLS tests
   protobuf-compiler
   protobuf-compiler-grpc
   libprotobuf-dev
