@@ -27,5 +27,6 @@ module.exports = {
   buffer: types.buffer,
   array: types.array,
   callback: types.callback,
+  typed: types.typed,
   ...errors,
 };

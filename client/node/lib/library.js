@@ -2,7 +2,9 @@
 // A library loaded in a session's worker, and its functions: declared with a C declaration
 // the server parses (`'double cos(double)'`), with JS type descriptions overriding the
 // parameters and result the C text cannot say (structs, buffers, arrays, callbacks).
-const { describe, fromProto, invalid, readScalar, writeScalar } = require('./types');
+const {
+  Typed, describe, fromProto, invalid, readScalar, variadicType, writeScalar,
+} = require('./types');
 const { scalarValue, scalarFromValue, aggregateValue, writeRecord, readRecord } = require('./values');
 
 class Library {
@@ -55,19 +57,24 @@ class NativeFunction {
   }
 
   async call(args) {
-    if (args.length !== this.params.length) {
-      throw invalid(`${this.name} takes ${this.params.length} arguments, got ${args.length}` +
-        (this.variadic ? ' (variadic arguments are not supported by the Node client)' : ''));
+    const fixed = this.params.length;
+    if (args.length < fixed || (!this.variadic && args.length > fixed)) {
+      throw invalid(`${this.name} takes ${this.variadic ? 'at least ' : ''}${fixed} ` +
+        `arguments, got ${args.length}`);
     }
+    const variadicTypes = args.slice(fixed).map(variadicType);
+    const types = [...this.params, ...variadicTypes];
     const blocks = [];
     const afterCall = [];  // (blocks returned) => void: copies out/inout blocks back
     const values = [];
     for (let i = 0; i < args.length; ++i) {
-      values.push(await this._argument(this.params[i], args[i], `${this.name} argument ${i}`,
+      const arg = args[i] instanceof Typed ? args[i].value : args[i];
+      values.push(await this._argument(types[i], arg, `${this.name} argument ${i}`,
         blocks, afterCall));
     }
-    const response = await this.session.request(
-      { call: { function: String(this.handle), args: values, blocks } }, this.name);
+    const call = { function: String(this.handle), args: values, blocks };
+    if (variadicTypes.length > 0) call.variadic_types = variadicTypes.map((t) => t.proto);
+    const response = await this.session.request({ call }, this.name);
     const returned = new Map(response.call.blocks.map((b) => [b.block || 0, b.data]));
     for (const copyBack of afterCall) copyBack(returned);
     const value = response.call.result;

@@ -3,6 +3,7 @@
 // by id, answers the server's callback invocations with the session's JS functions, and
 // stamps requests made inside a callback with its invocation (reentrancy).
 const { AsyncLocalStorage } = require('node:async_hooks');
+const { EventEmitter } = require('node:events');
 const { FfiboxError, SessionClosed, errorFromProto } = require('./errors');
 const { Library } = require('./library');
 const { callbackOf, fromProto } = require('./types');
@@ -21,9 +22,14 @@ function closedError(status) {
   return new SessionClosed('SESSION_CLOSED: the session stream ended', 'SESSION_CLOSED');
 }
 
-class Session {
+/**
+ * Emits 'event' with each SessionEvent (worker lost or restarted, a callback's error, the
+ * library's output: `kind`, `error`, `output`, `stream`).
+ */
+class Session extends EventEmitter {
   /** Use Client.session(). `stream` is the gRPC duplex stream of this session. */
   constructor(stream) {
+    super();
     this._stream = stream;
     this._nextId = 1;
     this._pending = new Map();       // request id -> {resolve, reject, label}
@@ -82,6 +88,7 @@ class Session {
         this._invoke(response.callback_invoke);
       } else if (response.result === 'event') {
         this.events.push(response.event);
+        this.emit('event', response.event);
       }
       return;
     }

@@ -151,6 +151,36 @@ function callbackOf(result, params) {
   return { kind: 'callback', result, params, proto: { function: proto } };
 }
 
+/** A variadic argument with an explicit C type: typed('long', 5n), typed('float', 1.5). */
+class Typed {
+  constructor(type, value) {
+    this.type = describe(type);
+    this.value = value;
+  }
+}
+
+function typed(type, value) {
+  return new Typed(type, value);
+}
+
+/**
+ * The type of a variadic argument: a typed() one's, else by the JS value, as ctypes infers
+ * it (C's default promotions): an integral number int (long past 32 bits), another number
+ * double, a BigInt long long, a string or Buffer char*, null or a RemotePointer void*.
+ */
+function variadicType(value) {
+  if (value instanceof Typed) return value.type;
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value)) return scalar('double');
+    return scalar(value >= -(2 ** 31) && value < 2 ** 31 ? 'int' : 'long');
+  }
+  if (typeof value === 'bigint') return scalar('longlong');
+  if (typeof value === 'boolean') return scalar('int');
+  if (typeof value === 'string' || Buffer.isBuffer(value)) return scalar('cstring');
+  if (value === null || value instanceof RemotePointer) return scalar('pointer');
+  throw invalid(`cannot tell the C type of variadic argument ${String(value)}; use typed()`);
+}
+
 /** The description of a protocol Type produced by the server's declaration parser. */
 function fromProto(type) {
   if (type.scalar && SCALAR_BY_ENUM[type.scalar]) return scalar(SCALAR_BY_ENUM[type.scalar]);
@@ -194,6 +224,6 @@ function writeScalar(t, value, data, offset) {
 }
 
 module.exports = {
-  SCALARS, RemotePointer, describe, scalar, struct, union, pointer, buffer, array, callback,
+  SCALARS, RemotePointer, Typed, typed, variadicType, describe, scalar, struct, union, pointer, buffer, array, callback,
   callbackOf, fromProto, readScalar, writeScalar, invalid,
 };

@@ -127,6 +127,45 @@ describe('scalars', () => {
   });
 });
 
+describe('variadic functions', () => {
+  test('variadic arguments typed by their JS values, or explicitly', async () => {
+    const sum = await lib.func('int sum_variadic(int count, ...)');
+    assert.equal(await sum(3, 1, 2, 39), 42);
+    assert.equal(await sum(2, ffibox.typed('int', 40), 2), 42);
+    const libc = await session.load('libc.so.6');
+    const snprintf = await libc.func('int snprintf(char* buf, size_t n, const char* format, ...)',
+      { params: { 0: ffibox.buffer('out') } });
+    const out = Buffer.alloc(32);
+    const written = await snprintf(out, 32, '%d|%.2f|%s|%lld', 7, 2.5, 'x', 2n ** 40n);
+    assert.equal(out.toString('utf8', 0, written), '7|2.50|x|1099511627776');
+  });
+
+  test('a fixed parameter missing is refused before sending', async () => {
+    const sum = await lib.func('int sum_variadic(int count, ...)');
+    await assert.rejects(sum(), /takes at least 1 arguments, got 0/);
+  });
+});
+
+describe('events', () => {
+  test("the library's output arrives as WORKER_OUTPUT events", async () => {
+    const libc = await session.load('libc.so.6');
+    const puts = await libc.func('int puts(const char* s)');
+    const fflush = await libc.func('int fflush(void* stream)');
+    const output = [];
+    const listener = (event) => {
+      if (event.kind === 'WORKER_OUTPUT') output.push(event.output.toString());
+    };
+    session.on('event', listener);
+    try {
+      await puts('hello from node');
+      await fflush(null);
+    } finally {
+      session.off('event', listener);
+    }
+    assert.equal(output.join(''), 'hello from node\n');
+  });
+});
+
 describe('strings', () => {
   test('char* in and out', async () => {
     const strLen = await lib.func('size_t str_len(const char* s)');
