@@ -54,7 +54,13 @@ class Session extends EventEmitter {
       restart: options.restart === false ? 'NO_RESTART' : 'RESTART',
       memory_limit_bytes: String(options.memoryLimit || 0),
     };
-    const response = await this.request({ open }, 'open');
+    let response;
+    try {
+      response = await this.request({ open }, 'open');
+    } catch (error) {
+      this.close();  // a refused open leaves no stream behind
+      throw error;
+    }
     this.opened = response.opened;
     const missing = (options.requireJail || []).filter((l) => !this.opened.jail_layers.includes(l));
     if (missing.length > 0) {

@@ -36,6 +36,14 @@ describe('sessions', () => {
     });
   });
 
+  test('a refused open is a typed error', async () => {
+    await assert.rejects(client.session({ memoryLimit: 1024 }), (error) => {
+      assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+      assert.equal(error.field, 'open.memory_limit_bytes');
+      return true;
+    });
+  });
+
   test('sessions have workers of their own', async () => {
     const other = await client.session();
     try {
