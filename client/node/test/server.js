@@ -22,14 +22,21 @@ function privateDirectory(prefix) {
 /**
  * Starts ffiboxd with `flags` (default: a unix socket in a private directory) and resolves
  * with {address, stop()} once it prints "listening on"; `address` is the unix address, or
- * the first TCP address it printed when `flags` name one.
+ * the first TCP address it printed when `flags` name one. Rejects with ffiboxd's own words
+ * when it does not start. An ordinary user's server waives the cgroup layer, which such a
+ * user usually cannot have (as the Python client's private server does).
  */
 function startServer(flags = null) {
   const dir = privateDirectory('ffibox-node-');
   const unix = `unix:${path.join(dir, 'ffiboxd.sock')}`;
-  const args = flags || [`--listen=${unix}`];
-  const child = spawn(path.join(BIN, 'server', 'ffiboxd'), ['--allow_root=/', ...args],
-    { stdio: ['ignore', 'pipe', 'ignore'] });
+  const args = ['--allow_root=/', ...(flags || [`--listen=${unix}`])];
+  if (process.geteuid() !== 0) args.push('--waive_jail_layer=cgroup');
+  const child = spawn(path.join(BIN, 'server', 'ffiboxd'), args,
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (data) => {
+    if (stderr.length < 4096) stderr += data;
+  });
   const stop = () => new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -46,6 +53,10 @@ function startServer(flags = null) {
     const lines = readline.createInterface({ input: child.stdout });
     const timer = setTimeout(() => reject(new Error('ffiboxd did not start in 20 s')), 20000);
     child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`ffiboxd exited (${code}) before listening: ${stderr}`));
+    });
     lines.once('line', (line) => {
       clearTimeout(timer);
       const match = line.match(/listening on (\S+)/);
