@@ -11,7 +11,7 @@
 // file to check) instead of trusting them unchecked.
 const fs = require('node:fs');
 const path = require('node:path');
-const { FfiboxError, UntrustedServer } = require('./errors');
+const { FfiboxError, InvalidArgument, UntrustedServer } = require('./errors');
 
 const RETRY_INTERVAL_MS = 20;
 
@@ -95,12 +95,12 @@ function unixPath(address) {
   if (socketPath.startsWith('///')) {
     socketPath = socketPath.slice(2);
   } else if (socketPath.startsWith('//')) {
-    throw new FfiboxError(
+    throw new InvalidArgument(
       `INVALID_ARGUMENT: unix address with a host: ${address}; write unix:/PATH`,
       'INVALID_ARGUMENT');
   }
   if (!socketPath || /[%?#]/.test(socketPath)) {
-    throw new FfiboxError('INVALID_ARGUMENT: unsupported unix socket address (empty, or ' +
+    throw new InvalidArgument('INVALID_ARGUMENT: unsupported unix socket address (empty, or ' +
       `with '%', '?' or '#'): ${address}`, 'INVALID_ARGUMENT');
   }
   return socketPath;

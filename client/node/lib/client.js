@@ -6,7 +6,7 @@ const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const { checkUnixServer, defaultAddress } = require('./address');
-const { FfiboxError } = require('./errors');
+const { FfiboxError, InvalidArgument } = require('./errors');
 const { Session } = require('./session');
 
 // The proto: packed with the package (npm pack copies it), else the repository's.
@@ -35,7 +35,7 @@ function readPem(value) {
 function credentialsFor(address, tls) {
   if (!tls) return grpc.credentials.createInsecure();
   if (address.startsWith('unix')) {
-    throw new FfiboxError('INVALID_ARGUMENT: TLS is for TCP addresses; a unix socket is ' +
+    throw new InvalidArgument('INVALID_ARGUMENT: TLS is for TCP addresses; a unix socket is ' +
       'checked by its owner instead', 'INVALID_ARGUMENT');
   }
   return grpc.credentials.createSsl(readPem(tls.ca), readPem(tls.key), readPem(tls.cert));

@@ -36,6 +36,10 @@ class Library {
     }
     let result = signature.result ? fromProto(signature.result) : null;
     if (options.result !== undefined) result = describe(options.result);
+    if (result && result.kind !== 'scalar' && result.kind !== 'record') {
+      throw invalid(`${parsed.name}: a result is a scalar, a struct or a union ` +
+        `(a returned pointer comes back as a RemotePointer), not ${result.kind}`);
+    }
     if (result && result.kind === 'scalar' && result.name === 'void') result = null;
     const protoSignature = { params: params.map((p) => p.proto), variadic: signature.variadic };
     if (result) protoSignature.result = result.proto;

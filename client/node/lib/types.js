@@ -10,7 +10,7 @@
 //   array(element, direction): a JS array passed as a pointer to its first element;
 //   callback(declaration | {result, params}): a JS function passed as a function pointer.
 // Directions are 'in', 'out' and 'inout' (the protocol's MemoryBlock directions).
-const { FfiboxError } = require('./errors');
+const { InvalidArgument } = require('./errors');
 
 // Scalar name -> [proto enum name, size in bytes, signed integer?, 64-bit (BigInt) integer?].
 const SCALARS = {
@@ -58,7 +58,7 @@ class RemotePointer {
 }
 
 function invalid(message) {
-  return new FfiboxError(`INVALID_ARGUMENT: ${message}`, 'INVALID_ARGUMENT');
+  return new InvalidArgument(`INVALID_ARGUMENT: ${message}`, 'INVALID_ARGUMENT');
 }
 
 function direction(name) {
@@ -169,7 +169,12 @@ function typed(type, value) {
  * double, a BigInt long long, a string or Buffer char*, null or a RemotePointer void*.
  */
 function variadicType(value) {
-  if (value instanceof Typed) return value.type;
+  if (value instanceof Typed) {
+    if (value.type.kind !== 'scalar' && value.type.kind !== 'record') {
+      throw invalid(`typed(): a variadic argument is a scalar or a record, not ${value.type.kind}`);
+    }
+    return value.type;
+  }
   if (typeof value === 'number') {
     if (!Number.isInteger(value)) return scalar('double');
     return scalar(value >= -(2 ** 31) && value < 2 ** 31 ? 'int' : 'long');

@@ -151,6 +151,11 @@ describe('variadic functions', () => {
   test('a fixed parameter missing is refused before sending', async () => {
     const sum = await lib.func('int sum_variadic(int count, ...)');
     await assert.rejects(sum(), /takes at least 1 arguments, got 0/);
+    await assert.rejects(sum(1, ffibox.typed(ffibox.buffer(), Buffer.alloc(1))),
+      ffibox.InvalidArgument);
+    await assert.rejects(lib.func('void* greeting(void)', { result: ffibox.buffer('out') }),
+      ffibox.InvalidArgument);
+    assert.equal(await sum(1, 41), 41);  // the session is intact
   });
 });
 
