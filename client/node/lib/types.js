@@ -86,7 +86,13 @@ function describe(type) {
 function record(kind, name, fields) {
   const entries = Array.isArray(fields) ? fields : Object.entries(fields);
   if (entries.length === 0) throw invalid(`${name} has no fields`);
-  const described = entries.map(([fieldName, type]) => [fieldName, describe(type)]);
+  const described = entries.map(([fieldName, type]) => {
+    const field = describe(type);
+    if (field.kind !== 'scalar' && field.kind !== 'record') {
+      throw invalid(`${name}.${fieldName}: a field is a scalar or a struct, not ${field.kind}`);
+    }
+    return [fieldName, field];
+  });
   return {
     kind: 'record',
     name,

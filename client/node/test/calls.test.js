@@ -241,6 +241,11 @@ describe('structs', () => {
   const IntPair = ffibox.struct('IntPair', { a: 'int', b: 'int' });
   const Rect = ffibox.struct('Rect', { min: Point, max: Point });
 
+  test('a struct field is a scalar or a struct', () => {
+    assert.throws(() => ffibox.struct('S', { data: ffibox.buffer() }), ffibox.InvalidArgument);
+    assert.throws(() => ffibox.struct('S', { n: 'integer' }), /unknown type 'integer'/);
+  });
+
   test('by value, in and out', async () => {
     const add = await lib.func('void* point_add(void* a, void* b)',
       { params: [Point, Point], result: Point });
