@@ -9,6 +9,10 @@ const { Library } = require('./library');
 const { callbackOf, fromProto } = require('./types');
 const { scalarValue, scalarFromValue, aggregateValue, readRecord } = require('./values');
 
+// How many SessionEvents `Session.events` keeps (a chatty library's output must not grow
+// without bound); listeners of 'event' see every one.
+const KEPT_EVENTS = 1000;
+
 // The invocation whose callback is running in this async context (0 = top level).
 const currentInvocation = new AsyncLocalStorage();
 
@@ -37,7 +41,7 @@ class Session extends EventEmitter {
     this._callbackIds = new Map();   // JS function -> Map(signature JSON -> callback id)
     this._layouts = new Map();       // record Type JSON -> Promise of layout
     this._closed = null;             // the error every later request gets
-    /** SessionEvent messages received (worker lost/restarted, output, callback errors). */
+    /** The last KEPT_EVENTS SessionEvents (worker lost/restarted, output, callback errors). */
     this.events = [];
     /** The SessionOpened reply: jail layers, limits, deadline. */
     this.opened = null;
@@ -94,6 +98,7 @@ class Session extends EventEmitter {
         this._invoke(response.callback_invoke);
       } else if (response.result === 'event') {
         this.events.push(response.event);
+        if (this.events.length > KEPT_EVENTS) this.events.shift();
         this.emit('event', response.event);
       }
       return;
