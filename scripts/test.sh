@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every ffibox test: installs what is missing, builds, runs the Bazel test suite (unit
 # and integration tests against real ffiboxd and worker processes), pyflakes over the Python
-# code, the Python tests against a real ffiboxd, CPython's ctypes test suite against
-# ffibox.ctypes, and the fuzz targets for a few seconds each. Ends with "N passed, M failed";
-# exits non-zero on any failure.
+# code, the Python tests against a real ffiboxd, the Node client's tests, CPython's ctypes
+# test suite against ffibox.ctypes, and the fuzz targets for a few seconds each. Ends with
+# "N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +54,23 @@ if [ -d tests/python ]; then
   fi
 fi
 step_done "pytest"
+
+# Node: the client's node:test suite against a real ffiboxd started by the tests (client/node;
+# npm test). The TAP reporter's summary gives "# pass N" and "# fail M".
+if [ -d client/node ]; then
+  bazel build //server:ffiboxd //server:ffibox-worker //tests/testlibs:libffibox_test.so \
+    //tests/testlibs:libffibox_probe.so >/dev/null 2>&1
+  (cd client/node && node --test --test-reporter=tap test/*.test.js) 2>&1 | tee "$log"
+  node_passed=$(grep -oE '^# pass [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  node_failed=$(grep -oE '^# fail [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  passed=$((passed + ${node_passed:-0}))
+  failed=$((failed + ${node_failed:-0}))
+  if [ "${node_passed:-0}" -eq 0 ] && [ "${node_failed:-0}" -eq 0 ]; then
+    echo "the Node tests ran no test" >&2
+    failed=$((failed + 1))
+  fi
+fi
+step_done "node tests"
 
 # CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes, on the server the
 # Python step built (tests/ctypes_suite/run.py; docs/python.md). It ends with the same
