@@ -1,4 +1,4 @@
-// Fuzzes the `ffibox call` command line's C declaration parser (client/cli/c_declaration.h)
+// Fuzzes the `ffibox call` command line's C declaration parser (core/c_declaration.h)
 // with any text.
 //
 // Checks that ParseCDeclaration and ParseCType answer every text with a result or an
@@ -12,9 +12,11 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "client/cli/c_declaration.h"
+#include "core/c_declaration.h"
+#include "core/errors.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "fuzz/fuzz_checks.h"
@@ -33,11 +35,11 @@ void CheckParsedType(const v1::Type& type, const char* what) {
   FUZZ_CHECK(type.scalar() != v1::VOID, what, ": void accepted as a value type");
   absl::Status valid = ValidateType(type, TypeLimits(), what);
   FUZZ_CHECK(valid.ok(), what, ": the server would refuse the type: ", valid.ToString());
-  FUZZ_CHECK(cli::CTypeName(type) != "?", what, ": no C name for ", type.ShortDebugString());
+  FUZZ_CHECK(CTypeName(type) != "?", what, ": no C name for ", type.ShortDebugString());
 }
 
 void FuzzDeclaration(absl::string_view text) {
-  absl::StatusOr<cli::CDeclaration> declaration = cli::ParseCDeclaration(text);
+  absl::StatusOr<CDeclaration> declaration = ParseCDeclaration(text);
   if (!declaration.ok()) {
     CheckTypedError(declaration.status(), {v1::INVALID_ARGUMENT}, "ParseCDeclaration",
                     /*needs_field=*/false);
@@ -56,29 +58,52 @@ void FuzzDeclaration(absl::string_view text) {
   FUZZ_CHECK(!signature.variadic() || signature.params_size() > 0, "variadic without parameters");
 
   // The same declaration, as C again.
-  std::string again = absl::StrCat(
-      signature.has_result() ? cli::CTypeName(signature.result()) : "void", " ", name, "(");
+  std::string again =
+      absl::StrCat(signature.has_result() ? CTypeName(signature.result()) : "void", " ", name, "(");
   for (int i = 0; i < signature.params_size(); ++i) {
-    absl::StrAppend(&again, i == 0 ? "" : ", ", cli::CTypeName(signature.params(i)));
+    absl::StrAppend(&again, i == 0 ? "" : ", ", CTypeName(signature.params(i)));
   }
   absl::StrAppend(&again, signature.variadic()      ? ", ...)"
                           : signature.params_size() ? ")"
                                                     : "void)");
-  absl::StatusOr<cli::CDeclaration> reparsed = cli::ParseCDeclaration(again);
+  absl::StatusOr<CDeclaration> reparsed = ParseCDeclaration(again);
   FUZZ_CHECK(reparsed.ok(), "'", again, "' does not parse: ", reparsed.status().ToString());
   FUZZ_CHECK(reparsed->name == name && SameMessage(reparsed->signature, signature), "'", again,
              "' parses differently from the text it was printed from");
 }
 
+void FuzzRequest(absl::string_view text) {
+  v1::ParseDeclaration request;
+  request.set_declaration(std::string(text));
+  absl::StatusOr<v1::DeclarationParsed> answer = ParseDeclarationRequest(request, TypeLimits());
+  absl::StatusOr<CDeclaration> direct = ParseCDeclaration(text);
+  if (!answer.ok()) {
+    CheckTypedError(answer.status(), {v1::INVALID_ARGUMENT}, "ParseDeclarationRequest",
+                    /*needs_field=*/true);
+    const std::string field = ToProtoError(answer.status()).field();
+    FUZZ_CHECK(absl::StartsWith(field, "parse_declaration.declaration"), "field '", field, "'");
+    FUZZ_CHECK(text.size() > kMaxCDeclarationBytes || !direct.ok() ||
+                   static_cast<size_t>(direct->signature.params_size()) > TypeLimits().max_args,
+               "the op refused a declaration the parser accepts: ", answer.status().ToString());
+    return;
+  }
+  FUZZ_CHECK(text.size() <= kMaxCDeclarationBytes, "the op accepted ", text.size(), " bytes");
+  FUZZ_CHECK(direct.ok() && direct->name == answer->name() &&
+                 SameMessage(direct->signature, answer->signature()),
+             "the op and the parser disagree");
+  absl::Status valid = ValidateSignature(answer->signature(), TypeLimits(), "signature");
+  FUZZ_CHECK(valid.ok(), "the server would refuse the op's signature: ", valid.ToString());
+}
+
 void FuzzType(absl::string_view text) {
-  absl::StatusOr<v1::Type> type = cli::ParseCType(text);
+  absl::StatusOr<v1::Type> type = ParseCType(text);
   if (!type.ok()) {
     CheckTypedError(type.status(), {v1::INVALID_ARGUMENT}, "ParseCType", /*needs_field=*/false);
     return;
   }
   CheckParsedType(*type, "ParseCType");
-  absl::StatusOr<v1::Type> again = cli::ParseCType(cli::CTypeName(*type));
-  FUZZ_CHECK(again.ok() && SameMessage(*again, *type), "'", cli::CTypeName(*type),
+  absl::StatusOr<v1::Type> again = ParseCType(CTypeName(*type));
+  FUZZ_CHECK(again.ok() && SameMessage(*again, *type), "'", CTypeName(*type),
              "' does not parse back to ", type->ShortDebugString());
 }
 
@@ -89,5 +114,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
   ffibox::FuzzDeclaration(text);
   ffibox::FuzzType(text);
+  ffibox::FuzzRequest(text);
   return 0;
 }

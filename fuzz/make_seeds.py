@@ -230,6 +230,10 @@ DECLARATIONS = {
     "rand": "int rand(void)",
     "labs": "long int labs(long int)",
     "qualified": "const volatile unsigned char *p(void)",
+    # The ParseDeclaration op's limits: more parameters than a call may have arguments,
+    # and a declaration past its 4096-byte cap.
+    "many_params": "int f(" + ", ".join(["int"] * 257) + ")",
+    "overlong": "int f(int" + " " * 4096 + ")",
 }
 
 

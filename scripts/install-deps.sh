@@ -14,6 +14,8 @@ PACKAGES=(
   libffi-dev
   libgrpc++-dev
   libgrpc-dev
+  grpc-proto               # health.proto and reflection.proto: stubs for the tests of the standard services
+  openssl                  # throwaway CA and certificates in the TLS tests
   protobuf-compiler
   protobuf-compiler-grpc
   libprotobuf-dev
@@ -29,6 +31,10 @@ PACKAGES=(
   python3-grpcio
   python3-protobuf
   python3-pytest
+  python3-pip              # pip install ./client/python, offline (docs/install.md): pip,
+  python3-setuptools       # the build backend, bdist_wheel and venv, all from Debian
+  python3-wheel
+  python3-venv
   pyflakes3                # scripts/test.sh: unused imports and undefined names in Python
   libpython3.11-testsuite  # CPython's ctypes tests, run against ffibox by tests/ctypes_suite
   python3-magic            # real ctypes bindings run unmodified through the swap
@@ -54,15 +60,32 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+# The Node client's tests need Node and npm; Debian's nodejs and npm unless a node is present.
+if ! command -v node >/dev/null; then
+  missing+=(nodejs npm)
 fi
 
-echo "installing: ${missing[*]}" >&2
-if [ "$(id -u)" -ne 0 ]; then
-  echo "error: missing packages and not root; run as root or install: ${missing[*]}" >&2
-  exit 1
+if [ ${#missing[@]} -ne 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing packages and not root; run as root or install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# The Node client's npm dependencies (client/node/package-lock.json), when node_modules is
+# missing or older than the lock file: npm records what it installed in
+# node_modules/.package-lock.json.
+node_dir="$(dirname "$0")/../client/node"
+if [ -f "$node_dir/package-lock.json" ] &&
+  { [ ! -f "$node_dir/node_modules/.package-lock.json" ] ||
+    [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules/.package-lock.json" ]; }; then
+  echo "installing the Node client's dependencies (npm ci in client/node)" >&2
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || {
+    echo "error: npm ci failed in client/node" >&2
+    exit 1
+  }
+fi

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Runs every ffibox test: installs what is missing, builds, runs the Bazel test suite (unit
 # and integration tests against real ffiboxd and worker processes), pyflakes over the Python
-# code, the Python tests against a real ffiboxd, CPython's ctypes test suite against
-# ffibox.ctypes, and the fuzz targets for a few seconds each. Ends with "N passed, M failed";
-# exits non-zero on any failure.
+# code, the Python tests against a real ffiboxd, the Node client's tests, CPython's ctypes
+# test suite against ffibox.ctypes, and the fuzz targets for a few seconds each. Ends with
+# "N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+SECONDS=0
 ./scripts/install-deps.sh || exit 1
 
 passed=0
 failed=0
+# Where the time goes: each step's end, in seconds since the start, on stderr.
+step_done() { echo "test.sh: $1 done at ${SECONDS} s" >&2; }
+step_done "installing dependencies"
 log=$(mktemp)
 trap 'rm -f "$log"; bazel shutdown >/dev/null 2>&1 || true' EXIT
 
@@ -25,6 +29,7 @@ if [ "$bazel_status" -ne 0 ] && [ "$bazel_failed" -eq 0 ]; then
   echo "bazel test failed (exit $bazel_status) before running tests" >&2
   failed=$((failed + 1))
 fi
+step_done "bazel test"
 
 # pyflakes over the Python client and its tests (unused imports, undefined names): one check.
 if pyflakes3 client/python tests/python; then
@@ -48,6 +53,24 @@ if [ -d tests/python ]; then
     failed=$((failed + 1))
   fi
 fi
+step_done "pytest"
+
+# Node: the client's node:test suite against a real ffiboxd started by the tests (client/node;
+# npm test). The TAP reporter's summary gives "# pass N" and "# fail M".
+if [ -d client/node ]; then
+  bazel build //server:ffiboxd //server:ffibox-worker //tests/testlibs:libffibox_test.so \
+    //tests/testlibs:libffibox_probe.so >/dev/null 2>&1
+  (cd client/node && node --test --test-reporter=tap test/*.test.js) 2>&1 | tee "$log"
+  node_passed=$(grep -oE '^# pass [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  node_failed=$(grep -oE '^# fail [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  passed=$((passed + ${node_passed:-0}))
+  failed=$((failed + ${node_failed:-0}))
+  if [ "${node_passed:-0}" -eq 0 ] && [ "${node_failed:-0}" -eq 0 ]; then
+    echo "the Node tests ran no test" >&2
+    failed=$((failed + 1))
+  fi
+fi
+step_done "node tests"
 
 # CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes, on the server the
 # Python step built (tests/ctypes_suite/run.py; docs/python.md). It ends with the same
@@ -62,6 +85,7 @@ if [ -d tests/ctypes_suite ]; then
     failed=$((failed + 1))
   fi
 fi
+step_done "ctypes suite"
 
 # libFuzzer targets over the untrusted inputs (docs/fuzzing.md), briefly: 5 s each here;
 # `scripts/fuzz.sh 600` for a real run. Its last line is "N passed, M failed" too.
@@ -73,6 +97,7 @@ else
   echo "the fuzzers ended without a count" >&2
   failed=$((failed + 1))
 fi
+step_done "fuzzers"
 
 echo "${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]

@@ -19,7 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "client/cli/c_declaration.h"
+#include "core/c_declaration.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {

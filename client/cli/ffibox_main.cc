@@ -26,11 +26,11 @@
 #include "absl/time/time.h"
 #include "client/cli/argument_values.h"
 #include "client/cli/bindgen_command.h"
-#include "client/cli/c_declaration.h"
 #include "client/cli/connect_flags.h"
 #include "client/cli/result_format.h"
 #include "client/cpp/default_address.h"
 #include "client/cpp/ffibox_client.h"
+#include "core/c_declaration.h"
 #include "core/errors.h"
 
 ABSL_FLAG(std::string, address, "",

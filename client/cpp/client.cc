@@ -5,9 +5,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
 #include "core/errors.h"
+#include "core/status_macros.h"
 #include "grpcpp/support/client_interceptor.h"
 
 namespace ffibox {
@@ -56,6 +58,26 @@ std::shared_ptr<grpc::ChannelCredentials> CredentialsFor(const ConnectOptions& o
   return grpc::SslCredentials(ssl);
 }
 
+bool IsUnixTarget(const std::string& address) {
+  return absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:");
+}
+
+// The service config of a TCP target: its load-balancing policy and, with round_robin,
+// health checks of the ffibox service.
+absl::StatusOr<std::string> ServiceConfigFor(const ConnectOptions& options) {
+  const std::string& policy = options.load_balancing_policy;
+  if (policy != "round_robin" && policy != "pick_first") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown load-balancing policy \"", policy, "\" (round_robin or pick_first)"));
+  }
+  std::string config = absl::StrCat(R"({"loadBalancingConfig": [{")", policy, R"(": {}}])");
+  if (options.health_check && policy == "round_robin") {
+    absl::StrAppend(&config, R"(, "healthCheckConfig": {"serviceName": "ffibox.v1.Ffibox"})");
+  }
+  absl::StrAppend(&config, "}");
+  return config;
+}
+
 }  // namespace
 
 Client::Client(std::string address, std::shared_ptr<grpc::Channel> channel)
@@ -72,6 +94,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& addre
   grpc::ChannelArguments arguments;
   // The server caps what it sends (SessionOpened.max_message_bytes); the client takes it all.
   arguments.SetMaxReceiveMessageSize(-1);
+  if (!IsUnixTarget(address)) {
+    FFIBOX_ASSIGN_OR_RETURN(const std::string service_config, ServiceConfigFor(options));
+    arguments.SetServiceConfigJSON(service_config);
+    // The policy above is the client's; DNS TXT records do not override it.
+    arguments.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
+  }
   if (!options.tls_server_name.empty()) {
     arguments.SetSslTargetNameOverride(options.tls_server_name);
   }

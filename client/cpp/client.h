@@ -35,13 +35,23 @@ struct ConnectOptions {
   // Sent as `authorization: Bearer <token>` on every session; empty: none (the unix
   // socket's owner is the server's local identity).
   std::string bearer_token;
+  // How sessions spread over the servers a TCP target names ("ipv4:10.0.0.1:7000,
+  // 10.0.0.2:7000", "dns:///ffibox.example:7000"): gRPC's "round_robin" or "pick_first"
+  // policy. A session is one stream and stays on the server it started on. A unix-socket
+  // target is one server and ignores this.
+  std::string load_balancing_policy = "round_robin";
+  // With round_robin: new sessions go only to servers whose grpc.health.v1 status for
+  // ffibox.v1.Ffibox is SERVING (gRPC's client-side health checking).
+  bool health_check = true;
 };
 
 class Client {
  public:
-  // Connects to the ffiboxd at `address`; INVALID_ARGUMENT for an empty address,
-  // UNAVAILABLE if nothing accepts the connection within options.connect_timeout (which
-  // includes a failed TLS handshake: an untrusted server or a refused client certificate).
+  // Connects to the ffiboxd at `address` (a unix socket, or a gRPC target naming one or
+  // several TCP servers); INVALID_ARGUMENT for an empty address or an unknown
+  // load-balancing policy, UNAVAILABLE if nothing accepts the connection within
+  // options.connect_timeout (which includes a failed TLS handshake: an untrusted server or a
+  // refused client certificate; with health checks, no server reporting SERVING).
   // For a unix socket, PERMISSION_DENIED before anything is sent when the socket, its
   // directory or the process listening on it belongs to another user than this one or root
   // (CheckUnixServer); the message names the path and its owner.

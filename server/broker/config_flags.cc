@@ -20,7 +20,9 @@ ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate for TCP addres
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for TCP addresses of --listen");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA for client certificates (mutual TLS) on TCP addresses of --listen");
-ABSL_FLAG(std::string, worker, "", "path of the ffibox-worker binary (default: next to ffiboxd)");
+ABSL_FLAG(std::string, worker, "",
+          "path of the ffibox-worker binary (default: next to ffiboxd, else in "
+          "../libexec/ffibox relative to it, as installed)");
 ABSL_FLAG(int64_t, call_timeout_ms, 30000, "default per-call deadline in milliseconds");
 ABSL_FLAG(int64_t, max_call_timeout_ms, 24LL * 3600 * 1000,
           "largest deadline a client may ask for, in milliseconds");

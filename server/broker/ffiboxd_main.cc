@@ -41,8 +41,10 @@
 #include "server/broker/scratch_directory.h"
 #include "server/broker/service.h"
 #include "server/broker/session.h"
+#include "server/broker/standard_services.h"
 #include "server/broker/unix_acceptor.h"
 #include "server/broker/worker_connection.h"
+#include "server/broker/worker_location.h"
 #include "server/broker/worker_pool.h"
 #include "server/broker/worker_process.h"
 #include "server/jail/cgroups.h"
@@ -58,20 +60,15 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(bool, exit_with_parent, false,
           "exit when the process that started ffiboxd exits (used by clients that start a "
           "private server)");
+ABSL_FLAG(std::string, health_listen, "",
+          "HOST:PORT of a plaintext TCP listener that serves only grpc.health.v1.Health, for "
+          "probes that cannot speak TLS (Kubernetes' grpc probes); port 0 picks a free one");
 ABSL_FLAG(int64_t, handshake_timeout_ms, 10000,
           "TCP connections that have not completed their TLS handshake by then are closed");
 
 namespace {
 
 using ffibox::config::v1::ServerConfig;
-
-std::string WorkerNextToSelf() {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) return "ffibox-worker";
-  std::string path(self, static_cast<size_t>(n));
-  return path.substr(0, path.rfind('/') + 1) + "ffibox-worker";
-}
 
 int Fail(const std::string& message) {
   fprintf(stderr, "ffiboxd: %s\n", message.c_str());
@@ -185,8 +182,8 @@ int main(int argc, char** argv) {
   }
   absl::Status applied = ffibox::ApplyFlags(std::vector<std::string>(argv + 1, argv + argc), &file);
   if (!applied.ok()) return Fail(std::string(applied.message()));
-  absl::StatusOr<ffibox::ServerSettings> settings =
-      ffibox::ResolveServerConfig(file, ffibox::DefaultAddress(), WorkerNextToSelf());
+  absl::StatusOr<ffibox::ServerSettings> settings = ffibox::ResolveServerConfig(
+      file, ffibox::DefaultAddress(), ffibox::DefaultWorkerPathForSelf());
   if (!settings.ok()) {
     return Fail(absl::StrCat("bad configuration: ", settings.status().message()));
   }
@@ -195,6 +192,7 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("worker binary ", session.worker_path,
                              " is not executable; pass --worker=PATH"));
   }
+  const ffibox::JailOptions configured_jail = session.jail;
   absl::Status decided = ffibox::DecideJailLayers(&session.jail, settings->jail_waivers);
   if (!decided.ok()) return Fail(std::string(decided.message()));
   if (check_jail) return ffibox::RunJailCheck(session.jail, session.worker_path);
@@ -256,6 +254,8 @@ int main(int argc, char** argv) {
     exporter = *std::move(started);
   }
   ffibox::FfiboxService service(session, std::move(settings->access), metrics.get());
+  // grpc.health.v1.Health and reflection on every listener (server/broker/standard_services.h).
+  ffibox::EnableStandardServices();
   grpc::ServerBuilder builder;
   std::vector<int> ports(settings->listeners.size(), 0);
   // Unix sockets are accepted by ffiboxd itself (server/broker/unix_acceptor.h); TCP by gRPC.
@@ -297,13 +297,35 @@ int main(int argc, char** argv) {
     }
     return Fail(absl::StrCat("cannot listen on ", absl::StrJoin(wanted, ", ")));
   }
+  // ffiboxd listens only once the jail check above passed, so the layers the configuration
+  // asks for are active (or waived by name); the health says so, and withdraws on shutdown.
+  const std::vector<std::string> missing_layers =
+      ffibox::MissingJailLayers(configured_jail, session.jail);
+  ffibox::PublishHealth(server.get(), missing_layers.empty());
+  if (!missing_layers.empty()) {
+    fprintf(stderr, "ffiboxd: NOT_SERVING: jail layers missing: %s\n",
+            absl::StrJoin(missing_layers, ", ").c_str());
+  }
+  std::unique_ptr<grpc::Server> health_server;
+  if (!absl::GetFlag(FLAGS_health_listen).empty()) {
+    int health_port = 0;
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started =
+        ffibox::StartHealthOnlyServer(absl::GetFlag(FLAGS_health_listen), &health_port);
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    health_server = *std::move(started);
+    ffibox::PublishHealth(health_server.get(), missing_layers.empty());
+    addresses.push_back(BoundAddress(absl::GetFlag(FLAGS_health_listen), health_port));
+  }
   for (auto& acceptor : acceptors) acceptor->Start(server.get());
 
-  for (size_t i = 0; i < addresses.size(); ++i) {
+  for (size_t i = 0; i < settings->listeners.size(); ++i) {
     printf("ffiboxd listening on %s%s\n", addresses[i].c_str(),
            settings->listeners[i].unix_socket
                ? ""
                : (settings->listeners[i].client_ca_pem.empty() ? " (TLS)" : " (mutual TLS)"));
+  }
+  if (health_server != nullptr) {
+    printf("ffiboxd health on %s (plaintext, grpc.health.v1 only)\n", addresses.back().c_str());
   }
   if (exporter != nullptr) {
     printf("ffiboxd metrics on http://%s/metrics (no authentication)\n",
@@ -325,8 +347,11 @@ int main(int argc, char** argv) {
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
     // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains.
     std::thread metrics_stop([&exporter] { exporter.reset(); });
+    ffibox::WithdrawHealth(server.get());
+    if (health_server != nullptr) ffibox::WithdrawHealth(health_server.get());
     for (auto& acceptor : acceptors) acceptor->Stop();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (health_server != nullptr) health_server->Shutdown();
     metrics_stop.join();
   });
   server->Wait();

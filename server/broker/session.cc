@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/c_declaration.h"
 #include "core/errors.h"
 #include "core/status_macros.h"
 #include "server/broker/call_validation.h"
@@ -102,6 +103,14 @@ absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bo
     case v1::Request::kClose: {
       v1::Response response;
       response.mutable_done();
+      return response;
+    }
+    case v1::Request::kParseDeclaration: {
+      // Pure text to Signature: answered here, no worker involved.
+      v1::Response response;
+      FFIBOX_ASSIGN_OR_RETURN(
+          *response.mutable_declaration(),
+          ParseDeclarationRequest(request.parse_declaration(), config_.type_limits));
       return response;
     }
     case v1::Request::kLoadLibrary:

@@ -11,7 +11,7 @@ per-module timeout fails all of its module's tests.
     /usr/bin/python3 tests/ctypes_suite/run.py [--modules test_arrays,test_cast] [--report r.json]
 
 The module processes run /usr/bin/python3. Needs gcc (for python_stubs.c) and a built server:
-FFIBOX_SERVER, `ffiboxd` on PATH or the repository's bazel-bin (docs/python.md, "Which
+FFIBOX_SERVER, the repository's bazel-bin or `ffiboxd` on PATH (docs/python.md, "Which
 server"); FFIBOX_ADDRESS is overridden, so each ffibox process has its own private server,
 never a shared one. Prints a summary and ends with `N passed, M failed`: N checks held
 (stdlib-passing tests that pass under ffibox, listed tests that still fail), M did not.

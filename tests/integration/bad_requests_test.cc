@@ -136,6 +136,46 @@ TEST_F(BadRequestsTest, MalformedSignatureNamesTheField) {
   ExpectSessionUsable();
 }
 
+TEST_F(BadRequestsTest, ParsedDeclarationResolvesAndCalls) {
+  v1::Request parse;
+  parse.mutable_parse_declaration()->set_declaration("int add_int(int a, int b);");
+  absl::StatusOr<v1::Response> parsed = session_->Send(parse);
+  ASSERT_OK(parsed);
+  ASSERT_TRUE(parsed->has_declaration());
+  EXPECT_EQ(parsed->declaration().name(), "add_int");
+
+  v1::Request resolve;
+  resolve.mutable_resolve_function()->set_library(library_);
+  resolve.mutable_resolve_function()->set_symbol(parsed->declaration().name());
+  *resolve.mutable_resolve_function()->mutable_signature() = parsed->declaration().signature();
+  absl::StatusOr<v1::Response> resolved = session_->Send(resolve);
+  ASSERT_OK(resolved);
+  v1::Request call = AddCall({Int(40), Int(2)});
+  call.mutable_call()->set_function(resolved->function().function());
+  absl::StatusOr<v1::Response> response = session_->Send(call);
+  ASSERT_OK(response);
+  EXPECT_EQ(response->call().result().int_value(), 42);
+}
+
+TEST_F(BadRequestsTest, UnparsableDeclarationNamesTheField) {
+  v1::Request request;
+  request.mutable_parse_declaration()->set_declaration("double cos(struct x)");
+  v1::Error error = ErrorFor(request);
+  EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT) << error.message();
+  EXPECT_EQ(error.field(), "parse_declaration.declaration.params[0]") << error.message();
+  ExpectSessionUsable();
+}
+
+TEST_F(BadRequestsTest, OverlongDeclarationIsInvalidArgument) {
+  v1::Request request;
+  request.mutable_parse_declaration()->set_declaration("int f(" + std::string(5000, ' ') + ")");
+  v1::Error error = ErrorFor(request);
+  EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT) << error.message();
+  EXPECT_EQ(error.field(), "parse_declaration.declaration") << error.message();
+  EXPECT_NE(error.message().find("4096"), std::string::npos) << error.message();
+  ExpectSessionUsable();
+}
+
 TEST_F(BadRequestsTest, OversizedRequestIsResourceExhaustedAndTheStreamSurvives) {
   v1::Request request;
   request.mutable_load_library()->set_path("/" + std::string(100000, 'x'));

@@ -19,45 +19,29 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "client/cpp/ffibox_client.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
+#include "tests/support/test_certificates.h"
 #include "tests/support/test_server.h"
 
 namespace ffibox {
 namespace {
 
+using test_support::ReadFile;
 using test_support::RunfilePath;
+using test_support::RunShell;
+using test_support::TestCertificates;
 using test_support::TestServer;
 using test_support::WaitFor;
 
 constexpr char kAliceToken[] = "alice-token-0123456789abcdef";
 constexpr char kBobToken[] = "bob-token-0123456789abcdef";
 constexpr char kCarolToken[] = "carol-token-0123456789abcdef";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
-
-// Runs a shell command; returns its exit status and appends its output to `output`.
-int RunShell(const std::string& command, std::string* output = nullptr) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
-    if (output != nullptr) output->append(buffer, n);
-  }
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+constexpr char kClientUse[] = "extendedKeyUsage=clientAuth";
 
 class DoorTest : public ::testing::Test {
  protected:
@@ -66,32 +50,15 @@ class DoorTest : public ::testing::Test {
   static void SetUpTestSuite() {
     const char* tmp = getenv("TEST_TMPDIR");
     dir_ = new std::string(std::filesystem::path(tmp != nullptr ? tmp : "/tmp") / "door");
-    std::filesystem::create_directories(*dir_);
-    const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    std::string log;
-    auto ca = [&](const std::string& name) {
-      return RunShell(absl::StrCat("cd ", *dir_, " && openssl req -x509 ", key, " -keyout ", name,
-                                   ".key -out ", name, ".pem -days 2 -subj /CN=", name),
-                      &log);
-    };
-    auto leaf = [&](const std::string& name, const std::string& cn, const std::string& issuer,
-                    const std::string& extensions) {
-      std::ofstream(*dir_ + "/" + name + ".ext") << extensions << "\n";
-      return RunShell(
-          absl::StrCat("cd ", *dir_, " && openssl req ", key, " -keyout ", name, ".key -out ", name,
-                       ".csr -subj /CN=", cn, " && openssl x509 -req -in ", name, ".csr -CA ",
-                       issuer, ".pem -CAkey ", issuer, ".key -CAcreateserial -days 2 -out ", name,
-                       ".pem -extfile ", name, ".ext"),
-          &log);
-    };
-    bool ok = ca("ca") == 0 && ca("rogue_ca") == 0 &&
-              leaf("server", "localhost", "ca",
-                   "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth") == 0 &&
-              leaf("alice", "alice.client", "ca", "extendedKeyUsage=clientAuth") == 0 &&
-              leaf("bob", "bob.client", "ca", "extendedKeyUsage=clientAuth") == 0 &&
-              leaf("rogue", "alice.client", "rogue_ca", "extendedKeyUsage=clientAuth") == 0;
-    certificates_ok_ = ok;
-    if (!ok) fprintf(stderr, "openssl failed:\n%s\n", log.c_str());
+    TestCertificates certificates(*dir_);
+    absl::Status made = certificates.MakeAuthority("ca");
+    if (made.ok()) made = certificates.MakeAuthority("rogue_ca");
+    if (made.ok()) made = certificates.MakeLocalhostServer("server", "ca");
+    if (made.ok()) made = certificates.MakeLeaf("alice", "alice.client", "ca", kClientUse);
+    if (made.ok()) made = certificates.MakeLeaf("bob", "bob.client", "ca", kClientUse);
+    if (made.ok()) made = certificates.MakeLeaf("rogue", "alice.client", "rogue_ca", kClientUse);
+    certificates_ok_ = made.ok();
+    if (!made.ok()) fprintf(stderr, "%s\n", std::string(made.message()).c_str());
     std::ofstream(*dir_ + "/ffiboxd.conf") << absl::StrCat(
         "identities { name: \"alice\" bearer_token: \"", kAliceToken,
         "\" client_cert_name: \"alice.client\" }\n", "identities { name: \"bob\" bearer_token: \"",

@@ -5,24 +5,28 @@
     libm.cos.restype = ctypes.c_double
 
 `ffibox.connect()` and `Client.session()` give explicit control over servers and sessions;
-`docs/python.md` is the guide. The generated protocol stubs (`ffibox.v1.ffibox_pb2`) are found
-through this package's `__path__` (see `_stubs.py`).
+`docs/python.md` is the guide. The generated protocol stubs (`ffibox.v1.ffibox_pb2`) are part
+of an installed package (`pip install ./client/python`, docs/install.md); in a checkout they
+are found through this package's `__path__` (see `_stubs.py`).
 """
 import os as _os
 import pkgutil as _pkgutil
 
-# `ffibox.v1` (the stubs protoc generates from proto/ffibox/v1/ffibox.proto) lives outside this
-# directory: in bazel-bin/proto/ffibox/v1 after the build, or wherever FFIBOX_PROTO_PATH (a
-# directory holding ffibox/v1/ffibox_pb2.py) says. Extending __path__ makes `ffibox.v1` resolve
-# whichever of the two `ffibox` directories comes first on sys.path.
-__path__ = _pkgutil.extend_path(__path__, __name__)
-_REPO = _os.path.dirname(_os.path.dirname(_os.path.dirname(_os.path.dirname(
-    _os.path.abspath(__file__)))))
-for _root in (_os.environ.get("FFIBOX_PROTO_PATH"), _os.path.join(_REPO, "bazel-bin", "proto")):
-    if _root:
-        _candidate = _os.path.join(_root, "ffibox")
-        if _os.path.isdir(_os.path.join(_candidate, "v1")) and _candidate not in __path__:
-            __path__.append(_candidate)
+# Installed, `ffibox.v1` (the stubs protoc generates from proto/ffibox/v1/ffibox.proto) sits in
+# this directory. In a checkout it lives outside it: in bazel-bin/proto/ffibox/v1 after the
+# build, or wherever FFIBOX_PROTO_PATH (a directory holding ffibox/v1/ffibox_pb2.py) says.
+# Extending __path__ makes `ffibox.v1` resolve whichever of the `ffibox` directories comes
+# first on sys.path.
+if not _os.path.isdir(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "v1")):
+    __path__ = _pkgutil.extend_path(__path__, __name__)
+    _REPO = _os.path.dirname(_os.path.dirname(_os.path.dirname(_os.path.dirname(
+        _os.path.abspath(__file__)))))
+    for _root in (_os.environ.get("FFIBOX_PROTO_PATH"),
+                  _os.path.join(_REPO, "bazel-bin", "proto")):
+        if _root:
+            _candidate = _os.path.join(_root, "ffibox")
+            if _os.path.isdir(_os.path.join(_candidate, "v1")) and _candidate not in __path__:
+                __path__.append(_candidate)
 
 from ffibox.errors import (  # noqa: E402
     CallTimeout, Error, LibraryNotAllowed, MemoryFault, SandboxViolation, StaleHandle,

@@ -24,23 +24,41 @@ def default_address() -> str:
     return "unix:/tmp/ffibox-%d/ffiboxd.sock" % os.getuid()
 
 
+def _install_prefix() -> Optional[str]:
+    """The prefix recorded when this package was built (setup.py), None in a checkout."""
+    try:
+        from ffibox._installed import PREFIX
+    except ImportError:
+        return None
+    return PREFIX
+
+
 def find_server_binary() -> str:
-    """ffiboxd via FFIBOX_SERVER, then PATH, then the repository's build output."""
+    """ffiboxd via FFIBOX_SERVER; then, for an installed package, PATH and the install
+    prefix's bin; for a checkout, the checkout's own build output and then PATH (its client
+    and its server are built from one revision, and an installed ffiboxd must not stand in
+    for the one under test)."""
     candidates: List[str] = []
     if os.environ.get("FFIBOX_SERVER"):
         candidates.append(os.environ["FFIBOX_SERVER"])
     on_path = shutil.which("ffiboxd")
-    if on_path:
-        candidates.append(on_path)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
-    candidates.append(os.path.join(repo, "bazel-bin", "server", "ffiboxd"))
+    prefix = _install_prefix()
+    if prefix is not None:
+        candidates += [on_path] if on_path else []
+        candidates.append(os.path.join(prefix, "bin", "ffiboxd"))
+    else:
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))))
+        candidates.append(os.path.join(repo, "bazel-bin", "server", "ffiboxd"))
+        candidates += [on_path] if on_path else []
     for candidate in candidates:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError(
-        "ffibox: no server to start: set FFIBOX_ADDRESS to a running ffiboxd, or FFIBOX_SERVER "
-        "to the ffiboxd binary, or build it (bazel build //server:ffiboxd //server:ffibox-worker)")
+        "ffibox: no server to start (no ffiboxd on PATH, nor at %s): set FFIBOX_ADDRESS to a "
+        "running ffiboxd, or FFIBOX_SERVER to the ffiboxd binary, or install it "
+        "(scripts/install.sh, docs/install.md) or build it (bazel build //server:ffiboxd "
+        "//server:ffibox-worker)" % ", ".join(candidates))
 
 
 class PrivateServer:

@@ -53,6 +53,17 @@ def _close_streams_at_exit() -> None:
         stream.close()
 
 
+def _stream_error_code(error: Exception) -> str:
+    """The code requests fail with after the stream broke with `error`: the server's refusal
+    of the session as it said it, else UNAVAILABLE (the server or the connection went
+    away)."""
+    code = getattr(error, "code", None)
+    name = code().name if callable(code) else ""
+    if name in ("UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"):
+        return name
+    return "UNAVAILABLE"
+
+
 class SessionStream:
     """A bidi `Session` stream with a reader thread; thread-safe."""
 
@@ -63,6 +74,9 @@ class SessionStream:
         self._lock = threading.Lock()
         self._pending: Dict[int, _Pending] = {}
         self._ended: Optional[str] = None
+        # The code later requests fail with: FAILED_PRECONDITION once closed, UNAVAILABLE when
+        # the server went away, the server's refusal (UNAUTHENTICATED, ...) as it said.
+        self._ended_code = "FAILED_PRECONDITION"
         self.generation = 0
         self.events = []
         # What the library prints (WORKER_OUTPUT events): (stream, bytes) -> None. By default
@@ -95,7 +109,7 @@ class SessionStream:
         pending = _Pending(self._invokes if on_callback_thread else None)
         with self._lock:
             if self._ended is not None:
-                raise SessionClosed(self._ended, "FAILED_PRECONDITION")
+                raise SessionClosed(self._ended, self._ended_code)
             request.id = next(self._ids)
             self._pending[request.id] = pending
         if on_callback_thread and not request.HasField("callback_return"):
@@ -110,7 +124,7 @@ class SessionStream:
             pending.event.wait()
         if pending.response is None:
             raise SessionClosed(self._ended or "ffibox session stream ended",
-                                "FAILED_PRECONDITION")
+                                self._ended_code)
         return pending.response
 
     def post(self, request) -> None:
@@ -132,6 +146,9 @@ class SessionStream:
                 pass
         self._outgoing.put(None)
         self._finish("ffibox session closed")
+        with self._lock:
+            # Closed here, whether or not the reader saw the stream end first.
+            self._ended_code = "FAILED_PRECONDITION"
         if self._callback_thread is not None:
             self._invokes.put(None)
 
@@ -183,6 +200,7 @@ class SessionStream:
 
     def _read_loop(self) -> None:
         reason = "ffiboxd ended the session stream"
+        code = "UNAVAILABLE"
         try:
             for response in self._responses:
                 if response.generation:
@@ -212,7 +230,8 @@ class SessionStream:
         except Exception as error:  # grpc.RpcError and friends: the stream is gone
             reason = "ffibox session stream broke: %s" % (getattr(error, "details", None)
                                                           and error.details() or error)
-        self._finish(reason)
+            code = _stream_error_code(error)
+        self._finish(reason, code)
 
     def _deliver_output(self, event) -> None:
         stream = "stdout" if event.stream == pb.STDOUT else "stderr"
@@ -221,10 +240,11 @@ class SessionStream:
         except Exception:  # a broken output handler must not end the session
             pass
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, code: str = "FAILED_PRECONDITION") -> None:
         with self._lock:
             if self._ended is None:
                 self._ended = reason
+                self._ended_code = code
             orphans, self._pending = self._pending, {}
         for pending in orphans.values():
             pending.event.set()

@@ -4,6 +4,7 @@ Local values keep the stdlib ctypes types and their layout (sizeof, alignment, S
 fields, bit fields, _pack_); this module only describes those types to the server.
 """
 import ctypes as _ct
+import threading
 from typing import List, Tuple
 
 from ffibox._stubs import pb
@@ -26,10 +27,23 @@ _UnionType = type(_ct.Union)
 _FuncType = type(_ct.CFUNCTYPE(None))
 
 
+_trusted = threading.local()
+
+
 def local_at(t, address: int):
     """`t.from_address(address)` as the stdlib does it: a local address, always (ffibox.ctypes
-    teaches from_address to map worker addresses; ffibox's own code never wants that)."""
-    return type(t).from_address(t, address)
+    teaches from_address to map worker addresses, and refuses the stdlib's own from_address
+    at them; ffibox's own code never wants either)."""
+    _trusted.local = True
+    try:
+        return type(t).from_address(t, address)
+    finally:
+        _trusted.local = False
+
+
+def local_at_in_progress() -> bool:
+    """Whether this thread is inside local_at (the address is known to be this process's)."""
+    return getattr(_trusted, "local", False)
 
 
 def word_at(address: int):

@@ -8,11 +8,12 @@ import fnmatch
 import os
 import threading
 import weakref
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Union
 
 import grpc
 
 from ffibox import _default, _marshal, _remote, _server, _types
+from ffibox._channel import ChannelSettings, make_channel
 from ffibox._functions import RemoteCall, callback_handler
 from ffibox._images import ImageTable
 from ffibox._layout_check import LayoutCheck
@@ -44,27 +45,39 @@ def forwarded_environment() -> Dict[str, str]:
             if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)}
 
 
-def _channel(address: str):
-    """A channel to `address` that takes replies of any size: the server caps what it sends
-    (SessionOpened.max_message_bytes), and a call's INOUT blocks come back whole."""
-    return grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", -1)])
-
-
 def connect(address: Optional[str] = None, timeout: float = 2.0,
-            env: Optional[Dict[str, str]] = None) -> "Client":
-    """A client of the ffiboxd at `address` (`unix:/path`).
+            env: Optional[Dict[str, str]] = None, *, token: Optional[str] = None,
+            tls: Optional[bool] = None, root_certificates: Union[bytes, str, None] = None,
+            certificate_chain: Union[bytes, str, None] = None,
+            private_key: Union[bytes, str, None] = None, server_name: Optional[str] = None,
+            load_balancing: str = "round_robin", health_check: bool = True) -> "Client":
+    """A client of the ffiboxd at `address`: `unix:/path`, or a gRPC target naming one or
+    several servers over TCP (`host:port`, `ipv4:10.0.0.1:7000,10.0.0.2:7000`,
+    `dns:///ffibox.example:7000`).
 
     Without an address: FFIBOX_ADDRESS, else the default socket; if nothing listens there, a
     private ffiboxd is started on an owner-only socket and stopped when this process ends
     (also when it is killed). `env`: environment variables for the workers of its sessions
     (default: the variables FFIBOX_ENV names). Raises ffibox.Error when an explicit address
-    does not answer,
+    does not answer within `timeout` seconds,
     and UntrustedServer, before sending anything, when a unix socket (explicit or default),
     its directory or the process listening on it belongs to another user than you or root.
+
+    Over TCP: `token` is sent as `authorization: Bearer <token>` on every session; TLS is on
+    (`tls=None`; `tls=False` only for a plaintext test server) with `root_certificates`
+    (PEM; default: the system's CAs), an optional client certificate (`certificate_chain`
+    and `private_key`, PEM) and `server_name` to check in the servers' certificates instead
+    of the target's host. Sessions are spread over the target's servers by
+    `load_balancing` ("round_robin", or "pick_first"), and with `health_check` only servers
+    whose grpc.health.v1 status is SERVING get new ones; a session stays on its server.
     """
+    settings = ChannelSettings(
+        tls=tls, root_certificates=root_certificates, certificate_chain=certificate_chain,
+        private_key=private_key, server_name=server_name, token=token,
+        load_balancing=load_balancing, health_check=health_check)
     if address is not None:
         check_unix_server(address, timeout)
-        channel = _channel(address)
+        channel = make_channel(address, settings)
         if not _listening(channel, timeout):
             channel.close()
             raise Error("UNAVAILABLE: no ffiboxd answers at %s" % address, "UNAVAILABLE")
@@ -78,17 +91,19 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
         except Error:
             pass  # nothing listens there: start a private server
         else:
-            channel = _channel(address)
+            channel = make_channel(address, settings)
             if _listening(channel, timeout):
                 return Client(address, channel, env=env)
             channel.close()
     private = _server.private_server()
     check_unix_server(private.address, timeout)
-    return Client(private.address, _channel(private.address), private, env=env)
+    return Client(private.address, make_channel(private.address, settings), private,
+                  env=env)
 
 
 class Client:
-    """A connection to one ffiboxd; makes sessions."""
+    """A connection to ffiboxd (one, or several behind a load-balanced target); makes
+    sessions, each on one server."""
 
     def __init__(self, address: str, channel, private_server=None,
                  env: Optional[Dict[str, str]] = None) -> None:

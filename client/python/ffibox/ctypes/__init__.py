@@ -9,6 +9,8 @@ worker's memory or this process's). docs/python.md lists what differs.
 """
 import ctypes as _ct
 import operator
+import sys
+import threading
 from ctypes import (  # the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
     SetPointerType, addressof, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
@@ -103,6 +105,40 @@ def from_address(t, address: int):
         raise ValueError("from_address: 0x%x is not an address of this process, and no ffibox "
                          "session has a worker it could belong to" % address)
     return _remote.view(t, WorkerAddress(session, address, session.generation))
+
+
+def _refuse_stdlib_objects_at_worker_addresses() -> None:
+    # The stdlib's own from_address (that of array and pointer types, which ffibox cannot
+    # hook, and of classes made from the stdlib's bases) makes an object over any integer: at
+    # a worker's address it would read this process's memory there, or crash this process.
+    # Every such object is announced by the "ctypes.cdata" audit event before it exists (a
+    # from_buffer's right after a "ctypes.cdata/buffer" event for the same local address),
+    # and an audit hook that raises stops it: the caller gets an exception, never a crash.
+    state = threading.local()
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "ctypes.cdata/buffer":
+            state.buffer = args[0] + args[2]
+            return
+        if event != "ctypes.cdata":
+            return
+        address = args[0]
+        if getattr(state, "buffer", None) == address:
+            state.buffer = None
+            return
+        try:
+            if _types.local_at_in_progress() or _addresses.classify(address)[0] == "local":
+                return
+        except Exception:  # ffibox torn down at exit: the stdlib's behaviour
+            return
+        raise ValueError("from_address: 0x%x is not memory of this process (an address in "
+                         "the library's worker, or none at all); ffibox.ctypes.from_address("
+                         "TYPE, address) gives a view of worker memory" % address)
+
+    sys.addaudithook(hook)
+
+
+_refuse_stdlib_objects_at_worker_addresses()
 
 
 def _install_in_dll(t) -> None:

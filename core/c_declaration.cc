@@ -1,4 +1,4 @@
-#include "client/cli/c_declaration.h"
+#include "core/c_declaration.h"
 
 #include <cctype>
 #include <vector>
@@ -7,9 +7,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
-namespace cli {
 namespace {
 
 // Type names that stand alone (with only qualifiers beside them).
@@ -235,6 +235,25 @@ absl::StatusOr<CDeclaration> ParseCDeclaration(absl::string_view text) {
   return declaration;
 }
 
+absl::StatusOr<v1::DeclarationParsed> ParseDeclarationRequest(const v1::ParseDeclaration& request,
+                                                              const TypeLimits& limits) {
+  constexpr absl::string_view kField = "parse_declaration.declaration";
+  const std::string& text = request.declaration();
+  if (text.size() > kMaxCDeclarationBytes) {
+    return InvalidArgumentAt(kField,
+                             absl::StrCat("the declaration has ", text.size(), " bytes; at most ",
+                                          kMaxCDeclarationBytes, " are accepted"));
+  }
+  absl::StatusOr<CDeclaration> parsed = ParseCDeclaration(text);
+  if (!parsed.ok()) return PrefixField(parsed.status(), kField);
+  // Refuses more parameters than a call may have arguments.
+  FFIBOX_RETURN_IF_ERROR(ValidateSignature(parsed->signature, limits, kField));
+  v1::DeclarationParsed answer;
+  answer.set_name(std::move(parsed->name));
+  *answer.mutable_signature() = std::move(parsed->signature);
+  return answer;
+}
+
 std::string CTypeName(const v1::Type& type) {
   switch (type.scalar()) {
     case v1::VOID:
@@ -302,5 +321,4 @@ std::string CTypeName(const v1::Type& type) {
   }
 }
 
-}  // namespace cli
 }  // namespace ffibox

@@ -1,4 +1,4 @@
-#include "client/cli/c_declaration.h"
+#include "core/c_declaration.h"
 
 #include <string>
 #include <utility>
@@ -9,7 +9,6 @@
 #include "tests/support/status_matchers.h"
 
 namespace ffibox {
-namespace cli {
 namespace {
 
 v1::Scalar ResultOf(const std::string& text) {
@@ -159,6 +158,48 @@ TEST(ParseCDeclarationTest, AnUnexpectedByteIsNamedEscapedInAValidUtf8Error) {
   EXPECT_TRUE(received.ParseFromString(error.SerializeAsString()));
 }
 
+v1::ParseDeclaration Request(std::string text) {
+  v1::ParseDeclaration request;
+  request.set_declaration(std::move(text));
+  return request;
+}
+
+TEST(ParseDeclarationRequestTest, AnswersTheNameAndSignature) {
+  absl::StatusOr<v1::DeclarationParsed> printf =
+      ParseDeclarationRequest(Request("int printf(const char *format, ...);"), TypeLimits());
+  ASSERT_OK(printf);
+  EXPECT_EQ(printf->name(), "printf");
+  EXPECT_EQ(printf->signature().result().scalar(), v1::INT);
+  ASSERT_EQ(printf->signature().params_size(), 1);
+  EXPECT_EQ(printf->signature().params(0).scalar(), v1::CSTRING);
+  EXPECT_TRUE(printf->signature().variadic());
+}
+
+TEST(ParseDeclarationRequestTest, RefusesADeclarationLongerThanTheCap) {
+  std::string text = "int f(int" + std::string(kMaxCDeclarationBytes, ' ') + ")";
+  absl::StatusOr<v1::DeclarationParsed> answer =
+      ParseDeclarationRequest(Request(text), TypeLimits());
+  EXPECT_THAT(answer, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(ToProtoError(answer.status()).field(), "parse_declaration.declaration");
+}
+
+TEST(ParseDeclarationRequestTest, RefusesMoreParametersThanACallMayHaveArguments) {
+  TypeLimits limits;
+  limits.max_args = 2;
+  EXPECT_OK(ParseDeclarationRequest(Request("int f(int, int)"), limits));
+  absl::StatusOr<v1::DeclarationParsed> answer =
+      ParseDeclarationRequest(Request("int f(int, int, int)"), limits);
+  EXPECT_THAT(answer, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(ToProtoError(answer.status()).field(), "parse_declaration.declaration.params");
+}
+
+TEST(ParseDeclarationRequestTest, NamesTheBadParameterUnderTheRequestField) {
+  absl::StatusOr<v1::DeclarationParsed> answer =
+      ParseDeclarationRequest(Request("int f(int, frob)"), TypeLimits());
+  EXPECT_THAT(answer, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(ToProtoError(answer.status()).field(), "parse_declaration.declaration.params[1]");
+}
+
 TEST(CTypeNameTest, NamesTheCSpelling) {
   v1::Type type;
   type.set_scalar(v1::ULONGLONG);
@@ -168,5 +209,4 @@ TEST(CTypeNameTest, NamesTheCSpelling) {
 }
 
 }  // namespace
-}  // namespace cli
 }  // namespace ffibox

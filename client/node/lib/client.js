@@ -1,0 +1,101 @@
+'use strict';
+// connect(): a gRPC channel to one ffiboxd (or several behind gRPC's own round_robin load
+// balancing), checked before anything is sent, and the sessions made over it.
+const fs = require('node:fs');
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const { checkUnixServer, defaultAddress } = require('./address');
+const { FfiboxError, InvalidArgument } = require('./errors');
+const { Session } = require('./session');
+
+// The proto: packed with the package (npm pack copies it), else the repository's.
+function protoPath() {
+  const packed = path.join(__dirname, '..', 'proto', 'ffibox.proto');
+  if (fs.existsSync(packed)) return packed;
+  return path.join(__dirname, '..', '..', '..', 'proto', 'ffibox', 'v1', 'ffibox.proto');
+}
+
+let service = null;
+function ffiboxService() {
+  if (service === null) {
+    const definition = protoLoader.loadSync(protoPath(), {
+      keepCase: true, longs: String, enums: String, defaults: false, arrays: true, oneofs: true,
+    });
+    service = grpc.loadPackageDefinition(definition).ffibox.v1.Ffibox;
+  }
+  return service;
+}
+
+function readPem(value) {
+  if (value === undefined || value === null) return null;
+  return Buffer.isBuffer(value) ? value : fs.readFileSync(value);
+}
+
+function credentialsFor(address, tls) {
+  if (!tls) return grpc.credentials.createInsecure();
+  if (address.startsWith('unix')) {
+    throw new InvalidArgument('INVALID_ARGUMENT: TLS is for TCP addresses; a unix socket is ' +
+      'checked by its owner instead', 'INVALID_ARGUMENT');
+  }
+  return grpc.credentials.createSsl(readPem(tls.ca), readPem(tls.key), readPem(tls.cert));
+}
+
+class Client {
+  /** Use connect(). */
+  constructor(address, grpcClient, token) {
+    this.address = address;
+    this._grpc = grpcClient;
+    this._token = token;
+  }
+
+  /**
+   * A new session (its own worker). `timeoutMs`: the default per-call deadline; `restart`
+   * (default true): replace a dead worker on the next call; `memoryLimit`: bytes;
+   * `requireJail`: jail layers the workers must have, else JAIL_UNAVAILABLE.
+   */
+  session(options = {}) {
+    const metadata = new grpc.Metadata();
+    if (this._token) metadata.set('authorization', `Bearer ${this._token}`);
+    const stream = this._grpc.Session(metadata);
+    return new Session(stream)._open(options);
+  }
+
+  /** Closes the channel; its sessions end. */
+  close() {
+    this._grpc.close();
+  }
+}
+
+/**
+ * A client of the ffiboxd at `options.address`: `unix:/path` (checked to be yours or
+ * root's before anything is sent), `host:port`, or any gRPC target naming several servers
+ * (`dns:///name:port`, `ipv4:10.0.0.1:7000,10.0.0.2:7000`), which are balanced
+ * round_robin, one session per stream. Without an address: FFIBOX_ADDRESS, else the
+ * default socket. `tls`: {ca, cert, key} (PEM Buffers or file paths) for TCP; `token`:
+ * the bearer token; `timeoutMs` (default 2000): how long to wait for the server.
+ * Rejects with UntrustedServer for another user's socket and with code UNAVAILABLE when
+ * nothing answers. This client does not start a private server.
+ */
+async function connect(options = {}) {
+  const address = options.address || defaultAddress();
+  const timeoutMs = options.timeoutMs === undefined ? 2000 : options.timeoutMs;
+  await checkUnixServer(address, timeoutMs);
+  const channelOptions = { 'grpc.max_receive_message_length': -1 };
+  if (!address.startsWith('unix')) {
+    channelOptions['grpc.service_config'] = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
+  }
+  const Ffibox = ffiboxService();
+  const grpcClient = new Ffibox(address, credentialsFor(address, options.tls), channelOptions);
+  await new Promise((resolve, reject) => {
+    grpcClient.waitForReady(Date.now() + timeoutMs, (error) => {
+      if (!error) return resolve();
+      grpcClient.close();
+      reject(new FfiboxError(`UNAVAILABLE: no ffiboxd answers at ${address}: ${error.message}`,
+        'UNAVAILABLE'));
+    });
+  });
+  return new Client(address, grpcClient, options.token);
+}
+
+module.exports = { connect, Client };

@@ -1,0 +1,157 @@
+'use strict';
+// A library loaded in a session's worker, and its functions: declared with a C declaration
+// the server parses (`'double cos(double)'`), with JS type descriptions overriding the
+// parameters and result the C text cannot say (structs, buffers, arrays, callbacks).
+const {
+  Typed, describe, fromProto, invalid, readScalar, variadicType, writeScalar,
+} = require('./types');
+const { scalarValue, scalarFromValue, aggregateValue, writeRecord, readRecord } = require('./values');
+
+class Library {
+  /** Use Session.load(). */
+  constructor(session, handle, path) {
+    this.session = session;
+    this.handle = handle;
+    this.path = path;
+  }
+
+  /**
+   * An async JS function calling the C function `declaration` names, e.g.
+   * `await lib.func('double cos(double)')`. `options.params` ({index: type} or an array)
+   * and `options.result` replace the declared types by JS descriptions (types.js).
+   * Rejects with SymbolNotFound when the library has no such symbol and InvalidArgument
+   * when the declaration does not parse.
+   */
+  async func(declaration, options = {}) {
+    const parsed = await this.session.parseDeclaration(declaration);
+    const signature = parsed.signature;
+    const params = signature.params.map(fromProto);
+    for (const [index, type] of Object.entries(options.params || {})) {
+      if (type === undefined) continue;
+      const i = Number(index);
+      if (!(i >= 0 && i < params.length)) {
+        throw invalid(`${parsed.name} has ${params.length} parameters; no parameter ${index}`);
+      }
+      params[i] = await this.session.resolveCallbackType(describe(type));
+    }
+    let result = signature.result ? fromProto(signature.result) : null;
+    if (options.result !== undefined) result = describe(options.result);
+    if (result && result.kind !== 'scalar' && result.kind !== 'record') {
+      throw invalid(`${parsed.name}: a result is a scalar, a struct or a union ` +
+        `(a returned pointer comes back as a RemotePointer), not ${result.kind}`);
+    }
+    if (result && result.kind === 'scalar' && result.name === 'void') result = null;
+    const protoSignature = { params: params.map((p) => p.proto), variadic: signature.variadic };
+    if (result) protoSignature.result = result.proto;
+    const response = await this.session.request({
+      resolve_function: { library: String(this.handle), symbol: parsed.name, signature: protoSignature },
+    }, `resolve ${parsed.name}`);
+    const fn = new NativeFunction(this.session, parsed.name,
+      Number(response.function.function), params, result, signature.variadic);
+    const call = (...args) => fn.call(args);
+    call.functionName = parsed.name;
+    call.handle = fn.handle;
+    return call;
+  }
+}
+
+class NativeFunction {
+  constructor(session, name, handle, params, result, variadic) {
+    Object.assign(this, { session, name, handle, params, result, variadic });
+  }
+
+  async call(args) {
+    const fixed = this.params.length;
+    if (args.length < fixed || (!this.variadic && args.length > fixed)) {
+      throw invalid(`${this.name} takes ${this.variadic ? 'at least ' : ''}${fixed} ` +
+        `arguments, got ${args.length}`);
+    }
+    const variadicTypes = args.slice(fixed).map(variadicType);
+    const types = [...this.params, ...variadicTypes];
+    const blocks = [];
+    const afterCall = [];  // (blocks returned) => void: copies out/inout blocks back
+    const values = [];
+    for (let i = 0; i < args.length; ++i) {
+      const arg = args[i] instanceof Typed ? args[i].value : args[i];
+      values.push(await this._argument(types[i], arg, `${this.name} argument ${i}`,
+        blocks, afterCall));
+    }
+    const call = { function: String(this.handle), args: values, blocks };
+    if (variadicTypes.length > 0) call.variadic_types = variadicTypes.map((t) => t.proto);
+    const response = await this.session.request({ call }, this.name);
+    const returned = new Map(response.call.blocks.map((b) => [b.block || 0, b.data]));
+    for (const copyBack of afterCall) copyBack(returned);
+    const value = response.call.result;
+    if (!this.result) return undefined;
+    if (this.result.kind === 'record') return this.session._recordFromValue(this.result, value);
+    return scalarFromValue(this.result, value);
+  }
+
+  // The Value of one argument; adds the blocks it needs to `blocks`.
+  async _argument(type, arg, what, blocks, afterCall) {
+    if (arg === null && type.kind !== 'record' && type.kind !== 'scalar') return { pointer: { null: true } };
+    switch (type.kind) {
+      case 'scalar':
+        return scalarValue(type, arg, what);
+      case 'record':
+        return aggregateValue(type, arg, what);
+      case 'callback':
+        if (typeof arg !== 'function') throw invalid(`${what}: a callback needs a function`);
+        return { pointer: { callback: String(await this.session.callbackId(type, arg)) } };
+      case 'buffer': {
+        if (!Buffer.isBuffer(arg)) throw invalid(`${what}: a buffer needs a Node Buffer`);
+        const index = addBlock(blocks, arg, arg.length, type.direction);
+        if (type.direction !== 'IN') {
+          afterCall.push((returned) => copyInto(returned.get(index), arg));
+        }
+        return blockPointer(index);
+      }
+      case 'array': {
+        if (!Array.isArray(arg)) throw invalid(`${what}: an array needs a JS array`);
+        const size = type.element.size;
+        const data = Buffer.alloc(arg.length * size);
+        if (type.direction !== 'OUT') arg.forEach((v, i) => writeScalar(type.element, v, data, i * size));
+        const index = addBlock(blocks, data, data.length, type.direction);
+        if (type.direction !== 'IN') {
+          afterCall.push((returned) => {
+            const out = returned.get(index);
+            if (!out) return;
+            for (let i = 0; i < arg.length; ++i) arg[i] = readScalar(type.element, out, i * size);
+          });
+        }
+        return blockPointer(index);
+      }
+      case 'recordPointer': {
+        if (typeof arg !== 'object') throw invalid(`${what}: ${type.pointee.name} object expected`);
+        const layout = await this.session.layout(type.pointee);
+        const data = Buffer.alloc(Number(layout.size || 0));
+        if (type.direction !== 'OUT') writeRecord(type.pointee, layout, arg, data, 0, what);
+        const index = addBlock(blocks, data, data.length, type.direction);
+        if (type.direction !== 'IN') {
+          afterCall.push((returned) => {
+            const out = returned.get(index);
+            if (out) Object.assign(arg, readRecord(type.pointee, layout, out));
+          });
+        }
+        return blockPointer(index);
+      }
+      default:
+        throw invalid(`${what}: unsupported type ${type.kind}`);
+    }
+  }
+}
+
+function addBlock(blocks, data, size, direction) {
+  blocks.push({ data: direction === 'OUT' ? Buffer.alloc(0) : data, size: String(size), direction });
+  return blocks.length - 1;
+}
+
+function blockPointer(index) {
+  return { pointer: { block: { block: index, offset: '0' } } };
+}
+
+function copyInto(data, target) {
+  if (data) data.copy(target, 0, 0, Math.min(data.length, target.length));
+}
+
+module.exports = { Library };

@@ -1,0 +1,218 @@
+'use strict';
+// One ffibox session: one bidi `Session` stream, one worker. Matches responses to requests
+// by id, answers the server's callback invocations with the session's JS functions, and
+// stamps requests made inside a callback with its invocation (reentrancy).
+const { AsyncLocalStorage } = require('node:async_hooks');
+const { EventEmitter } = require('node:events');
+const { FfiboxError, SessionClosed, errorFromProto } = require('./errors');
+const { Library } = require('./library');
+const { callbackOf, fromProto } = require('./types');
+const { scalarValue, scalarFromValue, aggregateValue, readRecord } = require('./values');
+
+// How many SessionEvents `Session.events` keeps (a chatty library's output must not grow
+// without bound); listeners of 'event' see every one.
+const KEPT_EVENTS = 1000;
+
+// The invocation whose callback is running in this async context (0 = top level).
+const currentInvocation = new AsyncLocalStorage();
+
+function closedError(status) {
+  if (status && status.code !== undefined && status.code !== 0 && status.code !== 1) {
+    const codes = { 14: 'UNAVAILABLE', 16: 'UNAUTHENTICATED', 7: 'PERMISSION_DENIED',
+      8: 'RESOURCE_EXHAUSTED', 4: 'DEADLINE_EXCEEDED' };
+    const code = codes[status.code] || 'UNAVAILABLE';
+    return new SessionClosed(`${code}: the session stream ended: ${status.details}`, code);
+  }
+  return new SessionClosed('SESSION_CLOSED: the session stream ended', 'SESSION_CLOSED');
+}
+
+/**
+ * Emits 'event' with each SessionEvent (worker lost or restarted, a callback's error, the
+ * library's output: `kind`, `error`, `output`, `stream`).
+ */
+class Session extends EventEmitter {
+  /** Use Client.session(). `stream` is the gRPC duplex stream of this session. */
+  constructor(stream) {
+    super();
+    this._stream = stream;
+    this._nextId = 1;
+    this._pending = new Map();       // request id -> {resolve, reject, label}
+    this._callbacks = new Map();     // callback id -> {fn, type}
+    this._callbackIds = new Map();   // JS function -> Map(signature JSON -> callback id)
+    this._layouts = new Map();       // record Type JSON -> Promise of layout
+    this._closed = null;             // the error every later request gets
+    /** The last KEPT_EVENTS SessionEvents (worker lost/restarted, output, callback errors). */
+    this.events = [];
+    /** The SessionOpened reply: jail layers, limits, deadline. */
+    this.opened = null;
+    /** The generation of the worker that served the last response. */
+    this.generation = 0;
+    stream.on('data', (response) => this._receive(response));
+    stream.on('error', (error) => this._end(closedError(error)));
+    stream.on('end', () => this._end(closedError(null)));
+  }
+
+  async _open(options) {
+    const open = {
+      call_timeout_ms: options.timeoutMs || 0,
+      restart: options.restart === false ? 'NO_RESTART' : 'RESTART',
+      memory_limit_bytes: String(options.memoryLimit || 0),
+    };
+    let response;
+    try {
+      response = await this.request({ open }, 'open');
+    } catch (error) {
+      this.close();  // a refused open leaves no stream behind
+      throw error;
+    }
+    this.opened = response.opened;
+    const missing = (options.requireJail || []).filter((l) => !this.opened.jail_layers.includes(l));
+    if (missing.length > 0) {
+      this.close();
+      throw new FfiboxError(`JAIL_UNAVAILABLE: the server's workers lack the jail layers ` +
+        `${missing.join(', ')} (they have: ${this.opened.jail_layers.join(', ') || 'none'})`,
+      'JAIL_UNAVAILABLE');
+    }
+    return this;
+  }
+
+  /**
+   * Sends one request (`op`: an object with one Request op field) and resolves with its
+   * Response; rejects with the typed error the server answered.
+   */
+  request(op, label = '') {
+    if (this._closed) return Promise.reject(this._closed);
+    const id = this._nextId++;
+    const request = { id: String(id), invocation: String(currentInvocation.getStore() || 0), ...op };
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject, label });
+      this._stream.write(request);
+    });
+  }
+
+  _receive(response) {
+    if (response.generation) this.generation = Number(response.generation);
+    const id = Number(response.id || 0);
+    if (id === 0) {
+      if (response.result === 'callback_invoke') {
+        this._invoke(response.callback_invoke);
+      } else if (response.result === 'event') {
+        this.events.push(response.event);
+        if (this.events.length > KEPT_EVENTS) this.events.shift();
+        this.emit('event', response.event);
+      }
+      return;
+    }
+    const pending = this._pending.get(id);
+    if (!pending) return;
+    this._pending.delete(id);
+    if (response.error) pending.reject(errorFromProto(response.error, pending.label));
+    else pending.resolve(response);
+  }
+
+  _end(error) {
+    if (this._closed) return;
+    this._closed = error;
+    for (const pending of this._pending.values()) pending.reject(error);
+    this._pending.clear();
+  }
+
+  /** Loads a library in the worker: an absolute path or a soname such as 'libm.so.6'. */
+  async load(path) {
+    const response = await this.request({ load_library: { path } }, `load ${path}`);
+    return new Library(this, Number(response.library.library), path);
+  }
+
+  /** The name and protocol Signature of a C declaration, parsed by the server. */
+  async parseDeclaration(declaration) {
+    const response = await this.request({ parse_declaration: { declaration } }, 'parse_declaration');
+    return { name: response.declaration.name, signature: response.declaration.signature };
+  }
+
+  /** The worker's layout of a record type description (cached per type). */
+  layout(recordType) {
+    const key = JSON.stringify(recordType.proto);
+    if (!this._layouts.has(key)) {
+      const promise = (async () => {
+        const response = await this.request({ get_layout: { type: recordType.proto } }, 'layout');
+        const layout = response.layout;
+        layout.nested = await Promise.all(recordType.fields.map(
+          ([, field]) => (field.kind === 'record' ? this.layout(field) : null)));
+        return layout;
+      })();
+      promise.catch(() => this._layouts.delete(key));
+      this._layouts.set(key, promise);
+    }
+    return this._layouts.get(key);
+  }
+
+  /** A callback type declared as C text, with its signature parsed by the server. */
+  async resolveCallbackType(type) {
+    if (type.kind !== 'callback' || type.proto !== null) return type;
+    const { signature } = await this.parseDeclaration(type.declaration);
+    return callbackOf(signature.result ? fromProto(signature.result) : null,
+      signature.params.map(fromProto));
+  }
+
+  /** The callback id standing for JS function `fn` with callback type `type` (defined once). */
+  async callbackId(type, fn) {
+    const resolved = await this.resolveCallbackType(type);
+    const key = JSON.stringify(resolved.proto);
+    let byType = this._callbackIds.get(fn);
+    if (!byType) {
+      byType = new Map();
+      this._callbackIds.set(fn, byType);
+    }
+    if (!byType.has(key)) {
+      const defined = this.request({ define_callback: { signature: resolved.proto.function } },
+        'define_callback').then((response) => {
+        const id = Number(response.callback.callback);
+        this._callbacks.set(id, { fn, type: resolved });
+        return id;
+      });
+      defined.catch(() => byType.delete(key));
+      byType.set(key, defined);
+    }
+    return byType.get(key);
+  }
+
+  async _invoke(invoke) {
+    const invocation = invoke.invocation;
+    const entry = this._callbacks.get(Number(invoke.callback));
+    const answer = { invocation };
+    try {
+      if (!entry) throw new Error(`no function for callback ${invoke.callback}`);
+      const { fn, type } = entry;
+      const args = type.params.map((t, i) => {
+        const value = invoke.args[i];
+        if (t.kind === 'record' && value && value.kind === 'raw') return value.raw;
+        return scalarFromValue(t, value);
+      });
+      const result = await currentInvocation.run(invocation, () => fn(...args));
+      if (type.result && !(type.result.kind === 'scalar' && type.result.name === 'void')) {
+        answer.result = type.result.kind === 'record'
+          ? aggregateValue(type.result, result, 'callback result')
+          : scalarValue(type.result, result, 'callback result');
+      }
+    } catch (error) {
+      answer.error = String((error && error.message) || error || 'callback failed');
+      delete answer.result;
+    }
+    this.request({ callback_return: answer }, 'callback_return').catch(() => {});
+  }
+
+  /** Decodes a record result (raw bytes) into an object. */
+  async _recordFromValue(type, value) {
+    if (!value || value.kind !== 'raw') return undefined;
+    return readRecord(type, await this.layout(type), value.raw);
+  }
+
+  /** Ends the session: the server kills its worker. */
+  close() {
+    if (this._closed) return;
+    this._end(new SessionClosed('SESSION_CLOSED: the session was closed', 'SESSION_CLOSED'));
+    this._stream.end();
+  }
+}
+
+module.exports = { Session };

@@ -1,0 +1,240 @@
+'use strict';
+// The JS descriptions of C types a function is declared with, and how each turns into the
+// protocol's Type and encodes JS values into protocol Values (and back).
+//
+// A type is one of:
+//   a scalar name: 'int', 'double', 'uint64', 'size_t', 'cstring', 'pointer', ... (SCALARS);
+//   struct(name, {field: type, ...}) / union(...): a record, passed and returned by value;
+//   pointer(record, direction): a record the function reads or fills through a pointer;
+//   buffer(direction): a Node Buffer passed as a pointer to its bytes;
+//   array(element, direction): a JS array passed as a pointer to its first element;
+//   callback(declaration | {result, params}): a JS function passed as a function pointer.
+// Directions are 'in', 'out' and 'inout' (the protocol's MemoryBlock directions).
+const { InvalidArgument } = require('./errors');
+
+// Scalar name -> [proto enum name, size in bytes, signed integer?, 64-bit (BigInt) integer?].
+const SCALARS = {
+  void: ['VOID', 0],
+  bool: ['BOOL', 1],
+  char: ['CHAR', 1, true],
+  schar: ['SCHAR', 1, true],
+  uchar: ['UCHAR', 1, false],
+  short: ['SHORT', 2, true],
+  ushort: ['USHORT', 2, false],
+  int: ['INT', 4, true],
+  uint: ['UINT', 4, false],
+  long: ['LONG', 8, true, true],
+  ulong: ['ULONG', 8, false, true],
+  longlong: ['LONGLONG', 8, true, true],
+  ulonglong: ['ULONGLONG', 8, false, true],
+  int8: ['INT8', 1, true],
+  uint8: ['UINT8', 1, false],
+  int16: ['INT16', 2, true],
+  uint16: ['UINT16', 2, false],
+  int32: ['INT32', 4, true],
+  uint32: ['UINT32', 4, false],
+  int64: ['INT64', 8, true, true],
+  uint64: ['UINT64', 8, false, true],
+  size_t: ['SIZE_T', 8, false, true],
+  ssize_t: ['SSIZE_T', 8, true, true],
+  float: ['FLOAT', 4],
+  double: ['DOUBLE', 8],
+  longdouble: ['LONGDOUBLE', 16],
+  wchar: ['WCHAR', 4, true],
+  pointer: ['POINTER', 8],
+  cstring: ['CSTRING', 8],
+  wstring: ['WSTRING', 8],
+};
+const SCALAR_BY_ENUM = Object.fromEntries(
+  Object.entries(SCALARS).map(([name, [proto]]) => [proto, name]));
+const DIRECTIONS = { in: 'IN', out: 'OUT', inout: 'INOUT' };
+
+/** An address in the session's worker (returned by a call); valid for its `generation`. */
+class RemotePointer {
+  constructor(address, generation) {
+    this.address = BigInt(address);
+    this.generation = Number(generation);
+  }
+}
+
+function invalid(message) {
+  return new InvalidArgument(`INVALID_ARGUMENT: ${message}`, 'INVALID_ARGUMENT');
+}
+
+function direction(name) {
+  const proto = DIRECTIONS[name || 'inout'];
+  if (!proto) throw invalid(`direction must be 'in', 'out' or 'inout', not ${name}`);
+  return proto;
+}
+
+function scalar(name) {
+  const info = SCALARS[name];
+  if (!info) throw invalid(`unknown type '${name}' (known: ${Object.keys(SCALARS).join(', ')})`);
+  return {
+    kind: 'scalar', name, proto: { scalar: info[0] }, size: info[1], signed: info[2],
+    wide: info[3] === true, integer: info[2] !== undefined,
+  };
+}
+
+/** The description for `type`: a scalar name or a description made by this module. */
+function describe(type) {
+  if (typeof type === 'string') return scalar(type);
+  if (type && typeof type === 'object' && type.kind && 'proto' in type) return type;
+  throw invalid(`not a type description: ${String(type)}`);
+}
+
+function record(kind, name, fields) {
+  const entries = Array.isArray(fields) ? fields : Object.entries(fields);
+  if (entries.length === 0) throw invalid(`${name} has no fields`);
+  const described = entries.map(([fieldName, type]) => {
+    const field = describe(type);
+    if (field.kind !== 'scalar' && field.kind !== 'record') {
+      throw invalid(`${name}.${fieldName}: a field is a scalar or a struct, not ${field.kind}`);
+    }
+    return [fieldName, field];
+  });
+  return {
+    kind: 'record',
+    name,
+    fields: described,
+    proto: {
+      record: {
+        kind, name, fields: described.map(([fieldName, t]) => ({ name: fieldName, type: t.proto })),
+      },
+    },
+  };
+}
+
+/** A struct passed by value: struct('Point', {x: 'double', y: 'double'}). */
+function struct(name, fields) {
+  return record('STRUCT', name, fields);
+}
+
+/** A union passed by value; a JS value sets its first member. */
+function union(name, fields) {
+  return record('UNION', name, fields);
+}
+
+/** A pointer to a record the function reads ('in'), fills ('out') or both ('inout'). */
+function pointer(recordType, dir = 'inout') {
+  const pointee = describe(recordType);
+  if (pointee.kind !== 'record') throw invalid('pointer() takes a struct or union');
+  return { kind: 'recordPointer', pointee, direction: direction(dir),
+    proto: { pointer: { pointee: pointee.proto } } };
+}
+
+/** A Node Buffer passed as a pointer to its bytes. */
+function buffer(dir = 'inout') {
+  return { kind: 'buffer', direction: direction(dir), proto: { scalar: 'POINTER' } };
+}
+
+/** A JS array of scalars passed as a pointer to its first element. */
+function array(element, dir = 'in') {
+  const described = describe(element);
+  if (described.kind !== 'scalar' || described.size === 0 || described.name === 'longdouble') {
+    throw invalid('array() takes a scalar element type of 1 to 8 bytes');
+  }
+  return { kind: 'array', element: described, direction: direction(dir),
+    proto: { pointer: { pointee: described.proto } } };
+}
+
+/**
+ * A function pointer to a JS function: callback('double f(double, double)') (the session
+ * parses the declaration) or callback({result: 'double', params: ['double', 'double']}).
+ */
+function callback(signature) {
+  if (typeof signature === 'string') {
+    return { kind: 'callback', declaration: signature, proto: null };
+  }
+  const result = signature.result === undefined ? null : describe(signature.result);
+  const params = (signature.params || []).map(describe);
+  return callbackOf(result, params);
+}
+
+function callbackOf(result, params) {
+  const proto = { params: params.map((p) => p.proto), variadic: false };
+  if (result && !(result.kind === 'scalar' && result.name === 'void')) proto.result = result.proto;
+  return { kind: 'callback', result, params, proto: { function: proto } };
+}
+
+/** A variadic argument with an explicit C type: typed('long', 5n), typed('float', 1.5). */
+class Typed {
+  constructor(type, value) {
+    this.type = describe(type);
+    this.value = value;
+  }
+}
+
+function typed(type, value) {
+  return new Typed(type, value);
+}
+
+/**
+ * The type of a variadic argument: a typed() one's, else by the JS value, as ctypes infers
+ * it (C's default promotions): an integral number int (long past 32 bits), another number
+ * double, a BigInt long long, a string or Buffer char*, null or a RemotePointer void*.
+ */
+function variadicType(value) {
+  if (value instanceof Typed) {
+    if (value.type.kind !== 'scalar' && value.type.kind !== 'record') {
+      throw invalid(`typed(): a variadic argument is a scalar or a record, not ${value.type.kind}`);
+    }
+    return value.type;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value)) return scalar('double');
+    return scalar(value >= -(2 ** 31) && value < 2 ** 31 ? 'int' : 'long');
+  }
+  if (typeof value === 'bigint') return scalar('longlong');
+  if (typeof value === 'boolean') return scalar('int');
+  if (typeof value === 'string' || Buffer.isBuffer(value)) return scalar('cstring');
+  if (value === null || value instanceof RemotePointer) return scalar('pointer');
+  throw invalid(`cannot tell the C type of variadic argument ${String(value)}; use typed()`);
+}
+
+/** The description of a protocol Type produced by the server's declaration parser. */
+function fromProto(type) {
+  if (type.scalar && SCALAR_BY_ENUM[type.scalar]) return scalar(SCALAR_BY_ENUM[type.scalar]);
+  throw invalid(`unexpected type from the declaration parser: ${JSON.stringify(type)}`);
+}
+
+// ---- raw bytes in the worker's layout ------------------------------------------------
+
+function readScalar(t, data, offset) {
+  switch (t.proto.scalar) {
+    case 'BOOL': return data.readUInt8(offset) !== 0;
+    case 'FLOAT': return data.readFloatLE(offset);
+    case 'DOUBLE': return data.readDoubleLE(offset);
+    case 'POINTER': case 'CSTRING': case 'WSTRING': {
+      const address = data.readBigUInt64LE(offset);
+      return address === 0n ? null : address;
+    }
+    default: break;
+  }
+  if (!t.integer) throw invalid(`${t.name} cannot be read from raw bytes by this client`);
+  if (t.size === 8) return t.signed ? data.readBigInt64LE(offset) : data.readBigUInt64LE(offset);
+  return t.signed ? data.readIntLE(offset, t.size) : data.readUIntLE(offset, t.size);
+}
+
+function writeScalar(t, value, data, offset) {
+  switch (t.proto.scalar) {
+    case 'BOOL': data.writeUInt8(value ? 1 : 0, offset); return;
+    case 'FLOAT': data.writeFloatLE(Number(value), offset); return;
+    case 'DOUBLE': data.writeDoubleLE(Number(value), offset); return;
+    default: break;
+  }
+  if (!t.integer) throw invalid(`${t.name} cannot be written as raw bytes by this client`);
+  if (t.size === 8) {
+    if (t.signed) data.writeBigInt64LE(BigInt(value), offset);
+    else data.writeBigUInt64LE(BigInt(value), offset);
+  } else if (t.signed) {
+    data.writeIntLE(Number(value), offset, t.size);
+  } else {
+    data.writeUIntLE(Number(value), offset, t.size);
+  }
+}
+
+module.exports = {
+  SCALARS, RemotePointer, Typed, typed, variadicType, describe, scalar, struct, union, pointer, buffer, array, callback,
+  callbackOf, fromProto, readScalar, writeScalar, invalid,
+};

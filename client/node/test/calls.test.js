@@ -1,0 +1,385 @@
+'use strict';
+// The Node client against a real ffiboxd: declarations parsed by the server, scalars,
+// strings, buffers, structs, callbacks and typed errors, through real workers calling the
+// real test library.
+const assert = require('node:assert/strict');
+const { after, before, describe, test } = require('node:test');
+const ffibox = require('..');
+const { TEST_LIB, PROBE_LIB, startServer } = require('./server');
+
+let server;
+let client;
+let session;
+let lib;
+
+before(async () => {
+  server = await startServer();
+  client = await ffibox.connect({ address: server.address });
+  session = await client.session({ timeoutMs: 5000 });
+  lib = await session.load(TEST_LIB);
+});
+
+after(async () => {
+  if (session) session.close();
+  if (client) client.close();
+  if (server) await server.stop();
+});
+
+describe('sessions', () => {
+  test('a session reports its jail and refuses one without a required layer', async () => {
+    assert.ok(Array.isArray(session.opened.jail_layers));
+    assert.ok(session.opened.jail_layers.includes('seccomp'), session.opened.jail_layers);
+    await assert.rejects(client.session({ requireJail: ['no-such-layer'] }), (error) => {
+      assert.equal(error.code, 'JAIL_UNAVAILABLE');
+      assert.match(error.message, /no-such-layer/);
+      return true;
+    });
+  });
+
+  test('a refused open is a typed error', async () => {
+    await assert.rejects(client.session({ memoryLimit: 1024 }), (error) => {
+      assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+      assert.equal(error.field, 'open.memory_limit_bytes');
+      return true;
+    });
+  });
+
+  test('sessions have workers of their own', async () => {
+    const other = await client.session();
+    try {
+      const counter = await (await other.load(TEST_LIB)).func('int counter_next(void)');
+      const mine = await lib.func('int counter_next(void)');
+      const first = await mine();
+      assert.equal(await counter(), 1);
+      assert.equal(await counter(), 2);
+      assert.equal(await mine(), first + 1);
+    } finally {
+      other.close();
+    }
+  });
+});
+
+describe('declarations', () => {
+  test('the server parses a declaration into a name and signature', async () => {
+    const parsed = await session.parseDeclaration('int printf(const char *format, ...);');
+    assert.equal(parsed.name, 'printf');
+    assert.equal(parsed.signature.result.scalar, 'INT');
+    assert.equal(parsed.signature.params[0].scalar, 'CSTRING');
+    assert.equal(parsed.signature.variadic, true);
+  });
+
+  test('a declaration the parser cannot read is InvalidArgument naming the field', async () => {
+    await assert.rejects(lib.func('double cos(struct x)'), (error) => {
+      assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+      assert.equal(error.code, 'INVALID_ARGUMENT');
+      assert.equal(error.field, 'parse_declaration.declaration.params[0]');
+      return true;
+    });
+  });
+
+  test('a missing symbol is SymbolNotFound', async () => {
+    await assert.rejects(lib.func('int no_such_function(int)'), (error) => {
+      assert.ok(error instanceof ffibox.SymbolNotFound, error.stack);
+      assert.match(error.message, /no_such_function/);
+      return true;
+    });
+  });
+
+  test('libm by soname', async () => {
+    const libm = await session.load('libm.so.6');
+    const cos = await libm.func('double cos(double)');
+    assert.equal(await cos(0), 1);
+    assert.equal(cos.functionName, 'cos');
+  });
+});
+
+describe('scalars', () => {
+  test('ints, chars and bools', async () => {
+    assert.equal(await (await lib.func('int add_int(int, int)'))(40, 2), 42);
+    assert.equal(await (await lib.func('unsigned int add_uint(unsigned int, unsigned int)'))(
+      0xffffffff, 2), 1);
+    assert.equal(await (await lib.func('short add_short(short, short)'))(-3, 1), -2);
+    assert.equal(await (await lib.func('char next_char(char)'))('a'), 'b'.charCodeAt(0));
+    assert.equal(await (await lib.func('bool is_even(int)'))(4), true);
+    assert.equal(await (await lib.func('_Bool not_bool(_Bool)'))(true), false);
+  });
+
+  test('64-bit integers are BigInt, exact beyond 2^53', async () => {
+    const add = await lib.func('uint64_t add_uint64(uint64_t, uint64_t)');
+    assert.equal(await add(2n ** 63n, 2n ** 62n + 1n), 2n ** 63n + 2n ** 62n + 1n);
+    const neg = await lib.func('int64_t neg_int64(int64_t)');
+    assert.equal(await neg(9007199254740993n), -9007199254740993n);
+    const addLongLong = await lib.func('long long add_longlong(long long, long long)');
+    assert.equal(await addLongLong(-1n, 5), 4n);
+    const twice = await lib.func('size_t twice_size(size_t)');
+    assert.equal(await twice(21), 42n);
+  });
+
+  test('floats and doubles', async () => {
+    assert.equal(await (await lib.func('float mul_float(float, float)'))(1.5, 2.5), 3.75);
+    assert.equal(await (await lib.func('double mul_double(double, double)'))(0.1, 3), 0.1 * 3);
+    const mixed = await lib.func(
+      'double sum_mixed(int a, double b, long c, float d, unsigned char e)');
+    assert.equal(await mixed(1, 2.5, 3n, 0.5, 4), 11);
+  });
+
+  test('a value that does not fit the C type is InvalidArgument', async () => {
+    const add = await lib.func('unsigned char add_uchar(unsigned char, unsigned char)');
+    await assert.rejects(add(300, 1), (error) => error instanceof ffibox.InvalidArgument);
+    assert.equal(await add(200, 100), 44);
+  });
+
+  test('a wrong number of arguments is refused before sending', async () => {
+    const add = await lib.func('int add_int(int, int)');
+    await assert.rejects(add(1), /takes 2 arguments, got 1/);
+  });
+});
+
+describe('variadic functions', () => {
+  test('variadic arguments typed by their JS values, or explicitly', async () => {
+    const sum = await lib.func('int sum_variadic(int count, ...)');
+    assert.equal(await sum(3, 1, 2, 39), 42);
+    assert.equal(await sum(2, ffibox.typed('int', 40), 2), 42);
+    const libc = await session.load('libc.so.6');
+    const snprintf = await libc.func('int snprintf(char* buf, size_t n, const char* format, ...)',
+      { params: { 0: ffibox.buffer('out') } });
+    const out = Buffer.alloc(32);
+    const written = await snprintf(out, 32, '%d|%.2f|%s|%lld', 7, 2.5, 'x', 2n ** 40n);
+    assert.equal(out.toString('utf8', 0, written), '7|2.50|x|1099511627776');
+  });
+
+  test('a fixed parameter missing is refused before sending', async () => {
+    const sum = await lib.func('int sum_variadic(int count, ...)');
+    await assert.rejects(sum(), /takes at least 1 arguments, got 0/);
+    await assert.rejects(sum(1, ffibox.typed(ffibox.buffer(), Buffer.alloc(1))),
+      ffibox.InvalidArgument);
+    await assert.rejects(lib.func('void* greeting(void)', { result: ffibox.buffer('out') }),
+      ffibox.InvalidArgument);
+    assert.equal(await sum(1, 41), 41);  // the session is intact
+  });
+});
+
+describe('events', () => {
+  test("the library's output arrives as WORKER_OUTPUT events", async () => {
+    const libc = await session.load('libc.so.6');
+    const puts = await libc.func('int puts(const char* s)');
+    const fflush = await libc.func('int fflush(void* stream)');
+    const output = [];
+    const listener = (event) => {
+      if (event.kind === 'WORKER_OUTPUT') output.push(event.output.toString());
+    };
+    session.on('event', listener);
+    try {
+      await puts('hello from node');
+      await fflush(null);
+    } finally {
+      session.off('event', listener);
+    }
+    assert.equal(output.join(''), 'hello from node\n');
+  });
+});
+
+describe('strings', () => {
+  test('char* in and out', async () => {
+    const strLen = await lib.func('size_t str_len(const char* s)');
+    assert.equal(await strLen('h\u00e9llo'), 6n);
+    assert.equal(await strLen(null), 0n);
+    const greeting = await lib.func('const char* greeting(void)');
+    assert.equal(await greeting(), 'hello, ffibox');
+    const nullString = await lib.func('const char* null_string(void)');
+    assert.equal(await nullString(), null);
+  });
+
+  test('wchar_t* in and out', async () => {
+    const wstrLen = await lib.func('size_t wstr_len(const wchar_t* s)');
+    assert.equal(await wstrLen('h\u00e9llo \u4e16\u754c'), 8n);
+    const wgreeting = await lib.func('const wchar_t* wgreeting(void)');
+    assert.equal(await wgreeting(), 'h\u00e9llo \u4e16\u754c');
+  });
+});
+
+describe('buffers', () => {
+  test('an out buffer is filled by the library', async () => {
+    const fill = await lib.func('void fill_buffer(char* out, size_t n, char c)',
+      { params: { 0: ffibox.buffer('out') } });
+    const out = Buffer.alloc(5);
+    assert.equal(await fill(out, 5, 'z'), undefined);
+    assert.equal(out.toString(), 'zzzzz');
+  });
+
+  test('an in buffer is read by the library', async () => {
+    const sum = await lib.func('size_t sum_bytes(const unsigned char* in, size_t n)',
+      { params: { 0: ffibox.buffer('in') } });
+    assert.equal(await sum(Buffer.from([1, 2, 3, 250]), 4), 256n);
+  });
+
+  test('an inout buffer comes back changed', async () => {
+    const reverse = await lib.func('void reverse_in_place(char* buf, size_t n)',
+      { params: { 0: ffibox.buffer('inout') } });
+    const text = Buffer.from('ffibox');
+    await reverse(text, text.length);
+    assert.equal(text.toString(), 'xobiff');
+  });
+
+  test('out parameters through Buffers, and a null pointer', async () => {
+    const divmod = await lib.func('int divmod(int a, int b, int* quotient, int* remainder)',
+      { params: { 2: ffibox.buffer('out'), 3: ffibox.buffer('out') } });
+    const q = Buffer.alloc(4);
+    const r = Buffer.alloc(4);
+    assert.equal(await divmod(17, 5, q, r), 0);
+    assert.deepEqual([q.readInt32LE(0), r.readInt32LE(0)], [3, 2]);
+    const increment = await lib.func('void increment(int* p)', { params: [ffibox.buffer()] });
+    const n = Buffer.alloc(4);
+    n.writeInt32LE(41);
+    await increment(n);
+    assert.equal(n.readInt32LE(0), 42);
+  });
+});
+
+describe('structs', () => {
+  const Point = ffibox.struct('Point', { x: 'double', y: 'double' });
+  const IntPair = ffibox.struct('IntPair', { a: 'int', b: 'int' });
+  const Rect = ffibox.struct('Rect', { min: Point, max: Point });
+
+  test('a struct field is a scalar or a struct', () => {
+    assert.throws(() => ffibox.struct('S', { data: ffibox.buffer() }), ffibox.InvalidArgument);
+    assert.throws(() => ffibox.struct('S', { n: 'integer' }), /unknown type 'integer'/);
+  });
+
+  test('by value, in and out', async () => {
+    const add = await lib.func('void* point_add(void* a, void* b)',
+      { params: [Point, Point], result: Point });
+    assert.deepEqual(await add({ x: 1, y: 2 }, { x: 0.5, y: -4 }), { x: 1.5, y: -2 });
+    const swap = await lib.func('void* swap_pair(void* p)', { params: [IntPair], result: IntPair });
+    assert.deepEqual(await swap({ a: 1, b: 2 }), { a: 2, b: 1 });
+    const Big5 = ffibox.struct('Big5', { a: 'long', b: 'long', c: 'long', d: 'long', e: 'long' });
+    const make = await lib.func('void* big5_make(long start)', { result: Big5 });
+    assert.deepEqual(await make(10), { a: 10n, b: 11n, c: 12n, d: 13n, e: 14n });
+  });
+
+  test('nested structs by value and through pointers', async () => {
+    const area = await lib.func('double rect_area(void* r)', { params: [Rect] });
+    assert.equal(await area({ min: { x: 0, y: 0 }, max: { x: 2, y: 3 } }), 6);
+    const scale = await lib.func('void scale_rect(void* r, double k)',
+      { params: [ffibox.pointer(Rect, 'inout')] });
+    const rect = { min: { x: 1, y: 1 }, max: { x: 2, y: 4 } };
+    await scale(rect, 2);
+    assert.deepEqual(rect, { min: { x: 2, y: 2 }, max: { x: 4, y: 8 } });
+    const width = await lib.func('double rect_width_of(const void* r)',
+      { params: [ffibox.pointer(Rect, 'in')] });
+    assert.equal(await width(rect), 2);
+  });
+
+  test('an array of structs would need raw bytes; an out struct is filled', async () => {
+    const bounds = await lib.func('void rect_bounds(const void* points, int n, void* out)',
+      { params: { 0: ffibox.buffer('in'), 2: ffibox.pointer(Rect, 'out') } });
+    const points = Buffer.alloc(32);
+    [3, -1, -2, 5].forEach((v, i) => points.writeDoubleLE(v, i * 8));
+    const out = {};
+    await bounds(points, 2, out);
+    assert.deepEqual(out, { min: { x: -2, y: -1 }, max: { x: 3, y: 5 } });
+  });
+});
+
+describe('callbacks', () => {
+  test('a JS function called by native code, with an in array', async () => {
+    const fold = await lib.func('double fold(void* f, const double* xs, int n, double init)', {
+      params: { 0: ffibox.callback('double f(double, double)'), 1: ffibox.array('double', 'in') },
+    });
+    const seen = [];
+    const add = (a, b) => {
+      seen.push([a, b]);
+      return a + b;
+    };
+    assert.equal(await fold(add, [1.5, 2, 4], 3, 0), 7.5);
+    assert.deepEqual(seen, [[0, 1.5], [1.5, 2], [3.5, 4]]);
+  });
+
+  test('async callbacks and callbacks that call the library again', async () => {
+    const twice = await lib.func('int call_twice_nested(void* h, int x)',
+      { params: [ffibox.callback({ result: 'int', params: ['int'] })] });
+    const addInt = await lib.func('int add_int(int, int)');
+    // Inside the invocation the call runs reentrantly on the blocked worker thread.
+    assert.equal(await twice(async (x) => addInt(x, 10), 1), 21);
+  });
+
+  test('a stored callback fired later', async () => {
+    const register = await lib.func('void register_handler(void* h)',
+      { params: [ffibox.callback('int h(int)')] });
+    const fire = await lib.func('int fire_handler(int x)');
+    await register((x) => x * 3);
+    assert.equal(await fire(14), 42);
+  });
+
+  test('a callback that throws gives native code zero and a CALLBACK_ERROR event', async () => {
+    const fold = await lib.func('double fold(void* f, const double* xs, int n, double init)', {
+      params: { 0: ffibox.callback('double f(double, double)'), 1: ffibox.array('double', 'in') },
+    });
+    const before = session.events.length;
+    const failing = () => {
+      throw new Error('no folding today');
+    };
+    assert.equal(await fold(failing, [1, 2], 2, 5), 0);
+    const events = session.events.slice(before).filter((e) => e.kind === 'CALLBACK_ERROR');
+    assert.equal(events.length, 2);
+    assert.match(events[0].error.message, /no folding today/);
+  });
+});
+
+describe('faults', () => {
+  test('a crash is WorkerCrashed with the signal, and the next call works', async () => {
+    const crash = await lib.func('int crash_null_deref(void)');
+    const add = await lib.func('int add_int(int, int)');
+    await assert.rejects(crash(), (error) => {
+      assert.ok(error instanceof ffibox.WorkerCrashed, error.stack);
+      assert.equal(error.code, 'WORKER_CRASHED');
+      assert.equal(error.signal, 11);
+      assert.equal(error.function, 'crash_null_deref');
+      return true;
+    });
+    assert.equal(await add(2, 3), 5);
+    assert.ok(session.generation >= 2);
+  });
+
+  test('an abort is SIGABRT', async () => {
+    const abort = await lib.func('int crash_abort(void)');
+    await assert.rejects(abort(), (error) => error instanceof ffibox.WorkerCrashed &&
+      error.signal === 6);
+  });
+
+  test('a call past its deadline is CallTimeout', async () => {
+    const quick = await client.session({ timeoutMs: 300 });
+    try {
+      const hostLib = await quick.load(TEST_LIB);
+      const hang = await hostLib.func('int hang_forever(void)');
+      await assert.rejects(hang(), (error) => error instanceof ffibox.CallTimeout &&
+        error.code === 'CALL_TIMEOUT');
+      const add = await hostLib.func('int add_int(int, int)');
+      assert.equal(await add(1, 1), 2);
+    } finally {
+      quick.close();
+    }
+  });
+
+  test('a forbidden system call is SandboxViolation naming it', async () => {
+    const probe = await session.load(PROBE_LIB);
+    const execve = await probe.func('int probe_execve(const char* path)');
+    await assert.rejects(execve('/bin/true'), (error) => {
+      assert.ok(error instanceof ffibox.SandboxViolation, error.stack);
+      assert.equal(error.syscall, 'execve');
+      return true;
+    });
+  });
+
+  test('a session without restart stays dead after a crash', async () => {
+    const once = await client.session({ restart: false });
+    try {
+      const onceLib = await once.load(TEST_LIB);
+      const crash = await onceLib.func('int crash_abort(void)');
+      await assert.rejects(crash(), ffibox.WorkerCrashed);
+      await assert.rejects(onceLib.func('int add_int(int, int)'), ffibox.FfiboxError);
+    } finally {
+      once.close();
+    }
+  });
+});

@@ -1,0 +1,204 @@
+'use strict';
+// connect(): the default address, the unix socket checks made before anything is sent,
+// typed errors when nothing answers, and TCP with mutual TLS, a bearer token and a target
+// naming two servers.
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { after, before, describe, test } = require('node:test');
+const ffibox = require('..');
+const { TEST_LIB, privateDirectory, startServer } = require('./server');
+
+function withEnv(changes, fn) {
+  const saved = {};
+  for (const [name, value] of Object.entries(changes)) {
+    saved[name] = process.env[name];
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+  try {
+    return fn();
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
+describe('default address', () => {
+  test('FFIBOX_ADDRESS wins', () => {
+    withEnv({ FFIBOX_ADDRESS: 'unix:/somewhere/else.sock' }, () => {
+      assert.equal(ffibox.defaultAddress(), 'unix:/somewhere/else.sock');
+    });
+  });
+
+  test('root, XDG_RUNTIME_DIR, then /tmp/ffibox-UID', () => {
+    const uid = process.geteuid();
+    withEnv({ FFIBOX_ADDRESS: undefined, XDG_RUNTIME_DIR: '/run/user/4242' }, () => {
+      assert.equal(ffibox.defaultAddress(), uid === 0 ? 'unix:/run/ffibox/ffiboxd.sock'
+        : 'unix:/run/user/4242/ffibox/ffiboxd.sock');
+    });
+    withEnv({ FFIBOX_ADDRESS: undefined, XDG_RUNTIME_DIR: undefined }, () => {
+      assert.equal(ffibox.defaultAddress(), uid === 0 ? 'unix:/run/ffibox/ffiboxd.sock'
+        : `unix:/tmp/ffibox-${uid}/ffiboxd.sock`);
+    });
+  });
+});
+
+describe('unix socket checks', () => {
+  let dir;
+  before(() => {
+    dir = privateDirectory('ffibox-node-check-');
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('a socket in a directory others may write is refused before anything is sent',
+    async () => {
+      const open = path.join(dir, 'open');
+      fs.mkdirSync(open);
+      fs.chmodSync(open, 0o777);
+      const socketPath = path.join(open, 'ffiboxd.sock');
+      let connections = 0;
+      const squatter = net.createServer(() => ++connections);
+      await new Promise((resolve) => squatter.listen(socketPath, resolve));
+      try {
+        await assert.rejects(ffibox.connect({ address: `unix:${socketPath}` }), (error) => {
+          assert.ok(error instanceof ffibox.UntrustedServer, error.stack);
+          assert.equal(error.code, 'PERMISSION_DENIED');
+          assert.match(error.message, /writable by other users \(mode 0777\)/);
+          return true;
+        });
+        assert.equal(connections, 0);
+      } finally {
+        squatter.close();
+      }
+    });
+
+  test('a path that is not a socket is refused', async () => {
+    const file = path.join(dir, 'plain');
+    fs.writeFileSync(file, '');
+    await assert.rejects(ffibox.connect({ address: `unix:${file}` }),
+      (error) => error instanceof ffibox.UntrustedServer && /is not a socket/.test(error.message));
+  });
+
+  test('abstract sockets are refused: Node cannot see who listens', async () => {
+    await assert.rejects(ffibox.connect({ address: 'unix-abstract:ffibox-test' }),
+      ffibox.UntrustedServer);
+  });
+
+  test('nothing listening is UNAVAILABLE within the timeout', async () => {
+    const started = Date.now();
+    await assert.rejects(ffibox.connect({ address: `unix:${dir}/none.sock`, timeoutMs: 300 }),
+      (error) => error.code === 'UNAVAILABLE' && /does not exist/.test(error.message));
+    assert.ok(Date.now() - started < 3000);
+  });
+
+  test('the default address is used without one', async () => {
+    const server = await startServer();
+    try {
+      const client = await withEnv({ FFIBOX_ADDRESS: server.address }, () => ffibox.connect());
+      assert.equal(client.address, server.address);
+      const session = await client.session();
+      assert.ok(session.opened.session_id.length > 0);
+      session.close();
+      client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+const TOKEN = 'node-client-token-0123456789';
+
+function makeCertificates(dir) {
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const run = (args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  run(['req', '-x509', ...key, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj',
+    '/CN=ca']);
+  const leaf = (name, cn, extensions) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), `${extensions}\n`);
+    run(['req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
+    run(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key',
+      '-CAcreateserial', '-days', '2', '-out', `${name}.pem`, '-extfile', `${name}.ext`]);
+  };
+  leaf('server', 'localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' +
+    'extendedKeyUsage=serverAuth');
+  leaf('client', 'node.client', 'extendedKeyUsage=clientAuth');
+  fs.writeFileSync(path.join(dir, 'ffiboxd.conf'),
+    `identities { name: "node" bearer_token: "${TOKEN}" client_cert_name: "node.client" }\n`);
+}
+
+describe('TCP with mutual TLS and a token', () => {
+  let dir;
+  const servers = [];
+  before(async () => {
+    dir = privateDirectory('ffibox-node-tls-');
+    makeCertificates(dir);
+    for (let i = 0; i < 2; ++i) {
+      servers.push(await startServer(['--listen=127.0.0.1:0',
+        `--tls_cert_file=${dir}/server.pem`, `--tls_key_file=${dir}/server.key`,
+        `--tls_client_ca_file=${dir}/ca.pem`, `--config=${dir}/ffiboxd.conf`,
+        // Tells the servers apart: each session reports its server's default deadline.
+        `--call_timeout_ms=${30001 + i}`]));
+    }
+  });
+  after(async () => {
+    for (const server of servers) await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const tls = () => ({ ca: `${dir}/ca.pem`, cert: `${dir}/client.pem`, key: `${dir}/client.key` });
+
+  test('a call over TLS with the token', async () => {
+    const client = await ffibox.connect({ address: servers[0].address, tls: tls(), token: TOKEN });
+    try {
+      const session = await client.session();
+      const lib = await session.load(TEST_LIB);
+      assert.equal(await (await lib.func('int add_int(int, int)'))(20, 22), 42);
+      session.close();
+    } finally {
+      client.close();
+    }
+  });
+
+  test('without the token the session is UNAUTHENTICATED', async () => {
+    const client = await ffibox.connect({ address: servers[0].address, tls: tls() });
+    try {
+      await assert.rejects(client.session(), (error) => {
+        assert.ok(error instanceof ffibox.SessionClosed, error.stack);
+        assert.equal(error.code, 'UNAUTHENTICATED');
+        return true;
+      });
+    } finally {
+      client.close();
+    }
+  });
+
+  test('a target naming two servers spreads sessions over both', async () => {
+    const ports = servers.map((s) => s.address.split(':')[1]);
+    // The certificate names localhost and 127.0.0.1; both servers present it.
+    const target = `ipv4:127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}`;
+    const client = await ffibox.connect({ address: target, tls: tls(), token: TOKEN });
+    try {
+      // round_robin picks among the servers it has connected to; the second may still be
+      // in its TLS handshake for the first sessions.
+      const sessions = [];
+      const servedBy = new Set();
+      for (let i = 0; i < 40 && servedBy.size < 2; ++i) {
+        const session = await client.session();
+        sessions.push(session);
+        servedBy.add(session.opened.call_timeout_ms);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual([...servedBy].sort(), [30001, 30002]);
+      const lib = await sessions[sessions.length - 1].load(TEST_LIB);
+      assert.equal(await (await lib.func('int add_int(int, int)'))(1, 2), 3);
+      for (const s of sessions) s.close();
+    } finally {
+      client.close();
+    }
+  });
+});

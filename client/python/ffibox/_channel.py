@@ -1,0 +1,131 @@
+"""The gRPC channel a client talks to ffiboxd through: TLS, the bearer token, and load
+balancing over several servers.
+
+A unix-socket target is one local server: a plaintext channel (the socket's owner checks in
+`_unix_server_check` come first), pick_first. Any other target (`host:port`,
+`ipv4:127.0.0.1:7001,127.0.0.1:7002`, `dns:///ffibox.example:7000`) may name several
+servers: the channel spreads sessions over every address the name resolves to with gRPC's
+`round_robin` policy and sends new sessions only to servers whose `grpc.health.v1` status
+for `ffibox.v1.Ffibox` is SERVING (gRPC's client-side health checking). A session is one
+stream, so it stays on the server it started on.
+"""
+import json
+from typing import Optional, Union
+
+import grpc
+
+# The service the health checks of a load-balanced channel ask about.
+FFIBOX_SERVICE = "ffibox.v1.Ffibox"
+LOAD_BALANCING_POLICIES = ("round_robin", "pick_first")
+
+Pem = Union[bytes, str, None]
+
+
+class ChannelSettings:
+    """How to reach servers beyond the local unix socket.
+
+    `tls`: None turns TLS on for TCP targets (ffiboxd serves TCP only with TLS) and off for
+    unix sockets; `root_certificates`: PEM CAs for the servers' certificates (None: the
+    system's); `certificate_chain` / `private_key`: a PEM client certificate and its key,
+    for mutual TLS; `server_name`: the name to check in the servers' certificates instead of
+    the target's host (one name for every server behind a list); `token`: sent as
+    `authorization: Bearer <token>` on every session; `load_balancing`: the gRPC policy for
+    TCP targets, "round_robin" (default) or "pick_first"; `health_check`: with round_robin,
+    only servers that report SERVING get sessions.
+    """
+
+    def __init__(self, *, tls: Optional[bool] = None, root_certificates: Pem = None,
+                 certificate_chain: Pem = None, private_key: Pem = None,
+                 server_name: Optional[str] = None, token: Optional[str] = None,
+                 load_balancing: str = "round_robin", health_check: bool = True) -> None:
+        if load_balancing not in LOAD_BALANCING_POLICIES:
+            raise ValueError("load_balancing must be one of %s, not %r"
+                             % (", ".join(LOAD_BALANCING_POLICIES), load_balancing))
+        if (certificate_chain is None) != (private_key is None):
+            raise ValueError("a client certificate needs both certificate_chain and private_key")
+        self.tls = tls
+        self.root_certificates = _pem(root_certificates)
+        self.certificate_chain = _pem(certificate_chain)
+        self.private_key = _pem(private_key)
+        self.server_name = server_name
+        self.token = token
+        self.load_balancing = load_balancing
+        self.health_check = health_check
+
+    def wants_tls(self, address: str) -> bool:
+        if self.tls is not None:
+            return self.tls
+        if self.root_certificates or self.certificate_chain:
+            return True
+        return not is_unix_target(address)
+
+
+def _pem(value: Pem) -> Optional[bytes]:
+    return value.encode("ascii") if isinstance(value, str) else value
+
+
+def is_unix_target(address: str) -> bool:
+    return address.startswith("unix:") or address.startswith("unix-abstract:")
+
+
+def service_config(settings: ChannelSettings) -> str:
+    """The service config of a TCP target: its load-balancing policy and, with round_robin,
+    health checking of the ffibox service."""
+    config = {"loadBalancingConfig": [{settings.load_balancing: {}}]}
+    if settings.health_check and settings.load_balancing == "round_robin":
+        config["healthCheckConfig"] = {"serviceName": FFIBOX_SERVICE}
+    return json.dumps(config)
+
+
+class _BearerToken(grpc.StreamStreamClientInterceptor, grpc.UnaryUnaryClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call. (Call credentials would refuse a
+    plaintext unix-socket channel, where a token selects another identity than the local
+    one.)"""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", "Bearer " + token)
+
+    def _with_token(self, details):
+        metadata = list(details.metadata or ()) + [self._header]
+        return _CallDetails(details, metadata)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._with_token(client_call_details), request_iterator)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, details, metadata) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
+
+
+def make_channel(address: str, settings: Optional[ChannelSettings] = None):
+    """A channel to `address` that takes replies of any size (the server caps what it sends,
+    SessionOpened.max_message_bytes, and a call's INOUT blocks come back whole), with
+    `settings`' TLS, token and, for TCP targets, load balancing."""
+    settings = settings or ChannelSettings()
+    options = [("grpc.max_receive_message_length", -1)]
+    if not is_unix_target(address):
+        options.append(("grpc.service_config", service_config(settings)))
+        # The policy above is the client's; DNS TXT records do not override it.
+        options.append(("grpc.service_config_disable_resolution", 1))
+    if settings.wants_tls(address):
+        if settings.server_name:
+            options.append(("grpc.ssl_target_name_override", settings.server_name))
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=settings.root_certificates,
+            private_key=settings.private_key,
+            certificate_chain=settings.certificate_chain)
+        channel = grpc.secure_channel(address, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    if settings.token:
+        channel = grpc.intercept_channel(channel, _BearerToken(settings.token))
+    return channel

@@ -1,0 +1,66 @@
+#include "server/broker/standard_services.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "server/jail/jail_layers.h"
+
+namespace ffibox {
+namespace {
+
+// JailOptions::waived holds "<key> (<reason>)".
+bool WaivedByOperator(const JailOptions& decided, JailLayer layer) {
+  const std::string prefix = absl::StrCat(JailLayerKey(layer), " (");
+  return std::any_of(decided.waived.begin(), decided.waived.end(),
+                     [&](const std::string& waived) { return absl::StartsWith(waived, prefix); });
+}
+
+}  // namespace
+
+void EnableStandardServices() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+}
+
+std::vector<std::string> MissingJailLayers(const JailOptions& configured,
+                                           const JailOptions& decided) {
+  std::vector<std::string> missing;
+  for (int i = 0; i < kJailLayerCount; ++i) {
+    const JailLayer layer = static_cast<JailLayer>(i);
+    if (JailLayerRequested(configured, layer) && !JailLayerRequested(decided, layer) &&
+        !WaivedByOperator(decided, layer)) {
+      missing.emplace_back(JailLayerKey(layer));
+    }
+  }
+  return missing;
+}
+
+void PublishHealth(grpc::Server* server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("", serving);
+  health->SetServingStatus(kFfiboxServiceName, serving);
+}
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address,
+                                                                    int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for health"));
+  }
+  return server;
+}
+
+void WithdrawHealth(grpc::Server* server) {
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health != nullptr) health->Shutdown();
+}
+
+}  // namespace ffibox

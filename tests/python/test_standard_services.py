@@ -1,0 +1,146 @@
+"""The standard gRPC services on every ffiboxd listener, as a load balancer, a Kubernetes
+probe or grpcurl sees them: grpc.health.v1.Health (SERVING for "" and ffibox.v1.Ffibox, no
+token needed, NOT_SERVING once the server shuts down) and server reflection (lists
+ffibox.v1.Ffibox and describes its Session method). The stubs are generated from Debian's
+grpc-proto package."""
+import signal
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pb2
+
+from conftest import Certificates, Server, ffibox_pb2, ffibox_pb2_grpc
+
+HEALTH = "/grpc.health.v1.Health/"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    return Certificates(tmp_path_factory.mktemp("standard_tls"))
+
+
+@pytest.fixture
+def tls_server(certificates):
+    s = Server(tls=certificates)
+    yield s
+    s.stop()
+
+
+def tls_channel(server, certificates):
+    return grpc.secure_channel(
+        server.tcp_address, grpc.ssl_channel_credentials(root_certificates=certificates.ca_pem))
+
+
+def listener_channel(listener, server, certificates):
+    """A channel to `server`'s unix socket (plaintext) or TCP port (TLS), without a token."""
+    if listener == "unix":
+        return grpc.insecure_channel(server.address)
+    return tls_channel(server, certificates)
+
+
+def health_check(channel, health_pb2, service):
+    check = channel.unary_unary(
+        HEALTH + "Check", request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString)
+    return check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def reflect(channel, reflection_pb2, **request):
+    info = channel.stream_stream(
+        REFLECTION, request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    return next(iter(info(iter([reflection_pb2.ServerReflectionRequest(**request)]),
+                          timeout=5)))
+
+
+@pytest.mark.parametrize("listener", ["unix", "tcp"])
+def test_health_is_serving_without_a_token(tls_server, certificates, standard_stubs,
+                                           listener):
+    health_pb2, _ = standard_stubs
+    with listener_channel(listener, tls_server, certificates) as channel:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert health_check(channel, health_pb2, "") == serving
+        assert health_check(channel, health_pb2, "ffibox.v1.Ffibox") == serving
+        with pytest.raises(grpc.RpcError) as unknown:
+            health_check(channel, health_pb2, "no.such.Service")
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_does_not_open_the_door(tls_server, certificates, standard_stubs):
+    """The health answer needs no token; a session over TCP still does."""
+    health_pb2, _ = standard_stubs
+    with tls_channel(tls_server, certificates) as channel:
+        assert health_check(channel, health_pb2, "") == health_pb2.HealthCheckResponse.SERVING
+        stub = ffibox_pb2_grpc.FfiboxStub(channel)
+        responses = stub.Session(iter([ffibox_pb2.Request(id=1, open=ffibox_pb2.OpenSession())]),
+                                 timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(responses))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("listener", ["unix", "tcp"])
+def test_reflection_lists_and_describes_the_ffibox_service(tls_server, certificates,
+                                                           standard_stubs, listener):
+    _, reflection_pb2 = standard_stubs
+    with listener_channel(listener, tls_server, certificates) as channel:
+        listed = reflect(channel, reflection_pb2, list_services="")
+        names = {service.name for service in listed.list_services_response.service}
+        assert {"ffibox.v1.Ffibox", "grpc.health.v1.Health",
+                "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+        described = reflect(channel, reflection_pb2, file_containing_symbol="ffibox.v1.Ffibox")
+        files = [descriptor_pb2.FileDescriptorProto.FromString(data) for data in
+                 described.file_descriptor_response.file_descriptor_proto]
+        ffibox_file = next(f for f in files if f.package == "ffibox.v1")
+        service = next(s for s in ffibox_file.service if s.name == "Ffibox")
+        session = next(m for m in service.method if m.name == "Session")
+        assert session.client_streaming and session.server_streaming
+        assert session.input_type == ".ffibox.v1.Request"
+
+
+def test_health_turns_not_serving_when_the_server_shuts_down(standard_stubs):
+    health_pb2, _ = standard_stubs
+    server = Server()
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            watch = channel.unary_stream(
+                HEALTH + "Watch",
+                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                response_deserializer=health_pb2.HealthCheckResponse.FromString)
+            updates = iter(watch(health_pb2.HealthCheckRequest(service="ffibox.v1.Ffibox"),
+                                 timeout=10))
+            assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
+            server.process.send_signal(signal.SIGTERM)
+            assert next(updates).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            server.process.wait(timeout=10)
+    finally:
+        server.stop()
+
+
+def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stubs):
+    """--health_listen: for probes that cannot speak TLS (Kubernetes' grpc probes)."""
+    health_pb2, reflection_pb2 = standard_stubs
+    server = Server("--health_listen=127.0.0.1:0")
+    try:
+        line = ""
+        while "health on" not in line:
+            line = server.process.stdout.readline()
+            assert line, "ffiboxd printed no health line"
+        # "ffiboxd health on 127.0.0.1:PORT (plaintext, grpc.health.v1 only)"
+        address = line.split(" on ")[1].split()[0]
+        with grpc.insecure_channel(address) as channel:
+            assert (health_check(channel, health_pb2, "ffibox.v1.Ffibox")
+                    == health_pb2.HealthCheckResponse.SERVING)
+            listed = reflect(channel, reflection_pb2, list_services="")
+            assert "ffibox.v1.Ffibox" not in {
+                service.name for service in listed.list_services_response.service}
+            stub = ffibox_pb2_grpc.FfiboxStub(channel)
+            responses = stub.Session(
+                iter([ffibox_pb2.Request(id=1, open=ffibox_pb2.OpenSession())]), timeout=5)
+            with pytest.raises(grpc.RpcError) as refused:
+                next(iter(responses))
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        server.stop()
