@@ -24,6 +24,7 @@ PACKAGES=(
   libgmock-dev
   libbenchmark-dev
   libseccomp-dev
+  libcivetweb-dev          # ffiboxd --metrics_listen: the HTTP server Prometheus scrapes
   libclang-14-dev          # ffibox bindgen parses C headers with libclang's C API
   zlib1g-dev               # real headers bindgen is tested on (tests/python/test_bindgen.py)
   libsqlite3-dev

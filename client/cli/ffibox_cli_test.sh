@@ -1,6 +1,7 @@
 #!/bin/bash
-# The ffibox CLI against a real ffiboxd: printed results, typed errors and exit codes; and
-# its refusal of a socket another user squats.
+# The ffibox CLI against a real ffiboxd: printed results, typed errors and exit codes; its
+# TLS and token flags against a TCP listener with mutual TLS; and its refusal of a socket
+# another user squats.
 set -u
 
 runfiles="${TEST_SRCDIR}/ffibox"
@@ -15,11 +16,12 @@ socket="${dir}/ffiboxd.sock"
   --allow_root="$(dirname "$(realpath "${lib}")")" \
   >"${dir}/stdout" 2>"${dir}/stderr" &
 server=$!
+tls_server=""
 squatter_pid=""
 squat_dir=""
 cleanup() {
-  kill -TERM "${server}" 2>/dev/null
-  wait "${server}" 2>/dev/null
+  kill -TERM "${server}" ${tls_server} 2>/dev/null
+  wait "${server}" ${tls_server} 2>/dev/null
   if [[ -n "${squatter_pid}" ]]; then
     kill -KILL "${squatter_pid}" 2>/dev/null
     wait "${squatter_pid}" 2>/dev/null
@@ -33,12 +35,14 @@ for _ in $(seq 1 500); do
 done
 
 failures=0
+# The server `expect` talks to.
+address="unix:${socket}"
 # expect EXIT_CODE EXPECTED_STDOUT ARGS... ; stderr must start with "error: " on failure.
 expect() {
   local want_code="$1" want_out="$2"
   shift 2
   local out code
-  out="$("${ffibox}" --address="unix:${socket}" "$@" 2>"${dir}/err")"
+  out="$("${ffibox}" --address="${address}" "$@" 2>"${dir}/err")"
   code=$?
   if [[ "${code}" != "${want_code}" || "${out}" != "${want_out}" ]]; then
     echo "FAIL: ffibox $*: exit ${code} (want ${want_code}), stdout '${out}' (want" \
@@ -105,6 +109,80 @@ expect 2 ""
 
 # The server is still serving after all of the above.
 expect 0 "3" call "${lib}" 'int add_int(int, int)' 1 2
+
+# TLS and tokens: a TCP listener with mutual TLS (certificates made here with openssl) and
+# an identity with a token and a client certificate name.
+tls="${dir}/tls"
+mkdir -p "${tls}"
+token="cli-test-token-0123456789abcdef"
+make_certificates() {
+  local key="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  cd "${tls}" || return 1
+  # shellcheck disable=SC2086
+  openssl req -x509 ${key} -keyout ca.key -out ca.pem -days 2 -subj /CN=cli-test-ca &&
+    echo "subjectAltName=DNS:localhost,IP:127.0.0.1" >server.ext &&
+    openssl req ${key} -keyout server.key -out server.csr -subj /CN=localhost &&
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -out server.pem -extfile server.ext &&
+    echo "extendedKeyUsage=clientAuth" >client.ext &&
+    openssl req ${key} -keyout client.key -out client.csr -subj /CN=cli.client &&
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -out client.pem -extfile client.ext
+}
+if ! (make_certificates) >"${tls}/openssl.log" 2>&1; then
+  echo "FAIL: openssl could not make the certificates: $(cat "${tls}/openssl.log")"
+  failures=$((failures + 1))
+else
+  printf '  %s\n' "${token}" >"${tls}/token"
+  cat >"${tls}/ffiboxd.conf" <<EOF
+listeners {
+  tcp_address: "127.0.0.1:0"
+  tls { cert_file: "${tls}/server.pem" key_file: "${tls}/server.key" client_ca_file: "${tls}/ca.pem" }
+}
+identities { name: "cli" token_file: "${tls}/token" client_cert_name: "cli.client" }
+EOF
+  "${ffiboxd}" --config="${tls}/ffiboxd.conf" --worker="${runfiles}/server/ffibox-worker" \
+    --pool_size=0 >"${tls}/stdout" 2>"${tls}/stderr" &
+  tls_server=$!
+  for _ in $(seq 1 500); do
+    grep -q "(mutual TLS)" "${tls}/stdout" && break
+    sleep 0.02
+  done
+  # "ffiboxd listening on 127.0.0.1:PORT (mutual TLS)"
+  address="$(sed -n 's/^ffiboxd listening on \(127\.0\.0\.1:[0-9]*\) (mutual TLS)$/\1/p' \
+    "${tls}/stdout")"
+  if [[ -z "${address}" ]]; then
+    echo "FAIL: the TLS server did not start: $(cat "${tls}/stdout" "${tls}/stderr")"
+    failures=$((failures + 1))
+  fi
+  client=(--tls_ca="${tls}/ca.pem" --tls_cert="${tls}/client.pem" --tls_key="${tls}/client.key")
+  expect 0 "0.87758256189037276" "${client[@]}" --token_file="${tls}/token" \
+    call libm.so.6 'double cos(double)' 0.5
+  expect 0 "2" "${client[@]}" --token="${token}" call libc.so.6 'int abs(int)' -2
+  # The worker's output events reach the caller over TCP as over the unix socket.
+  expect 0 $'over tls\n9' "${client[@]}" --token="${token}" call libc.so.6 \
+    'long write(int, const char*, unsigned long)' 1 $'over tls\n' 9
+  expect 0 "2" "${client[@]}" --token="${token}" --tls_server_name=localhost \
+    call libc.so.6 'int abs(int)' -2
+  # Refusals: no token; a wrong token; no client certificate (the handshake fails); the
+  # server's certificate checked against the system's CAs only, or for another name.
+  expect_error UNAUTHENTICATED "${client[@]}" call libm.so.6 'double cos(double)' 0.5
+  expect_error UNAUTHENTICATED "${client[@]}" --token=wrong-token-0123456789 \
+    call libm.so.6 'double cos(double)' 0.5
+  expect_error UNAVAILABLE --tls_ca="${tls}/ca.pem" --token="${token}" \
+    call libm.so.6 'double cos(double)' 0.5
+  expect_error UNAVAILABLE --tls --tls_cert="${tls}/client.pem" --tls_key="${tls}/client.key" \
+    --token="${token}" call libm.so.6 'double cos(double)' 0.5
+  expect_error UNAVAILABLE "${client[@]}" --token="${token}" --tls_server_name=elsewhere.example \
+    call libm.so.6 'double cos(double)' 0.5
+  # Without TLS the CLI speaks plaintext, which a TLS listener does not answer.
+  expect_error UNAVAILABLE --token="${token}" call libm.so.6 'double cos(double)' 0.5
+  # Bad flags: exit 2 before anything is sent.
+  expect 2 "" --tls_cert="${tls}/client.pem" call libm.so.6 'double cos(double)' 0.5
+  expect 2 "" --tls_ca="${tls}/missing.pem" call libm.so.6 'double cos(double)' 0.5
+  expect 2 "" --token=a --token_file="${tls}/token" call libm.so.6 'double cos(double)' 0.5
+  address="unix:${socket}"
+fi
 
 # Squatters: another user (nobody) stands where the CLI expects ffiboxd. The CLI refuses with
 # the path and the owner, and sends nothing. Acting as nobody needs root.

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "client/cli/argument_values.h"
 #include "client/cli/bindgen_command.h"
+#include "client/cli/connect_flags.h"
 #include "client/cli/result_format.h"
 #include "client/cpp/default_address.h"
 #include "client/cpp/ffibox_client.h"
@@ -43,6 +44,20 @@ ABSL_FLAG(std::vector<std::string>, require_jail, {},
           "JAIL_UNAVAILABLE otherwise. 'all' means every one of them");
 ABSL_FLAG(bool, show_jail, false,
           "print the jail layers the session's worker gets (and any waived) on stderr");
+ABSL_FLAG(std::string, token, "",
+          "bearer token of the client's identity (visible to other users in the process "
+          "list: prefer --token_file)");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding the bearer token (surrounding whitespace ignored)");
+ABSL_FLAG(bool, tls, false,
+          "connect with TLS (implied by the --tls_* flags), checking the server against the "
+          "system's CAs unless --tls_ca is given");
+ABSL_FLAG(std::string, tls_ca, "", "PEM file of the CAs the server's certificate must chain to");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate file, for mutual TLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key file of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "name the server's certificate must carry (default: the host of --address)");
 
 namespace ffibox {
 namespace cli {
@@ -55,7 +70,9 @@ constexpr char kUsage[] = R"(call a function of a native library inside an ffibo
 or generate bindings for one from its C headers.
 
 usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] [--require_jail=LAYERS]
-              [--show_jail] call LIB 'DECLARATION' [ARG...]
+              [--show_jail] [--token=T | --token_file=FILE] [--tls] [--tls_ca=FILE]
+              [--tls_cert=FILE --tls_key=FILE] [--tls_server_name=NAME]
+              call LIB 'DECLARATION' [ARG...]
 
   LIB          library path, or a soname such as libm.so.6
   DECLARATION  a C declaration: 'double cos(double)', 'size_t strlen(const char *s)',
@@ -67,8 +84,11 @@ usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] [--require_jail=
                double:2.5, 'const char*:text' (float, char and short are promoted as in C).
 Flags come before `call` and take the --flag=value form.
 The result is printed on stdout: numbers in full precision (%.17g), strings quoted,
-pointers as 0x..., NULL as NULL; nothing for void. What the library itself prints arrives
-on stdout and stderr as it wrote them.
+pointers as 0x..., NULL as NULL; nothing for void. What the library itself prints (the
+worker's output events) arrives on stdout and stderr as it wrote them.
+A TCP server needs TLS: --tls_ca (or --tls with a certificate the system trusts) and a
+token (--token_file) or a client certificate (--tls_cert, --tls_key), as its identities
+require.
 
 usage: ffibox bindgen --lang=python|cpp --library=LIB [--namespace=NS] HEADER...
               [-I DIR] [-D NAME[=VALUE]]
@@ -139,9 +159,22 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
     return kExitUsage;
   }
 
+  ConnectFlags connect_flags;
+  connect_flags.token = absl::GetFlag(FLAGS_token);
+  connect_flags.token_file = absl::GetFlag(FLAGS_token_file);
+  connect_flags.tls = absl::GetFlag(FLAGS_tls);
+  connect_flags.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  connect_flags.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  connect_flags.tls_key = absl::GetFlag(FLAGS_tls_key);
+  connect_flags.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<ConnectOptions> connect_options = ConnectOptionsFromFlags(connect_flags);
+  if (!connect_options.ok()) {
+    PrintError(connect_options.status());
+    return kExitUsage;
+  }
   std::string address = absl::GetFlag(FLAGS_address);
   if (address.empty()) address = DefaultAddress();
-  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(address);
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(address, *connect_options);
   if (!client.ok()) {
     PrintError(client.status());
     return kExitFailure;

@@ -427,6 +427,8 @@ absl::StatusOr<ServerSettings> ResolveServerConfig(const ServerConfig& config,
     return FieldError("worker_pool.size", absl::StrCat(pool_size, " is more than ", kMaxPoolSize));
   }
   settings.pool_size = pool_size;
+  // Checked when ffiboxd starts serving it (server/metrics/http_exporter.h).
+  settings.metrics_listen = config.metrics().listen();
   return settings;
 }
 

@@ -40,6 +40,8 @@ struct ServerSettings {
   // The bytes of unfinished worker replies the broker holds at once (limits.
   // max_buffered_reply_bytes; server/broker/worker_connection.h).
   uint64_t max_buffered_reply_bytes = uint64_t{1} << 30;
+  // Where Prometheus metrics are served (metrics.listen, --metrics_listen); empty: nowhere.
+  std::string metrics_listen;
   // Jail layers the operator lets ffiboxd run without (jail.waive_layers and
   // --waive_jail_layer), checked by DecideJailLayers at startup.
   std::vector<std::string> jail_waivers;

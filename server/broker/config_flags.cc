@@ -75,6 +75,11 @@ ABSL_FLAG(std::vector<std::string>, allow_env, {},
           "environment variable names or globs (SDL_*, LANG) sessions may set for their "
           "workers; repeatable and comma-separated; adds to the file's jail.env_allow "
           "(default: none)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve Prometheus metrics at http://HOST:PORT/metrics (an IPv4 address; [IPv6] only "
+          "with a civetweb built with IPv6; port 0: any free port). No authentication: bind to "
+          "loopback or a private network. "
+          "Sets the file's metrics.listen (default: no metrics listener)");
 ABSL_FLAG(std::string, scratch_root, "",
           "directory where sessions that ask for one get a writable scratch directory shown "
           "to their workers (sets the file's jail.scratch_root; default: none, sessions "
@@ -214,6 +219,9 @@ absl::Status ApplyFlags(const std::vector<std::string>& arguments, ServerConfig*
   }
   if (Specified(arguments, "scratch_root")) {
     config->mutable_jail()->set_scratch_root(absl::GetFlag(FLAGS_scratch_root));
+  }
+  if (Specified(arguments, "metrics_listen")) {
+    config->mutable_metrics()->set_listen(absl::GetFlag(FLAGS_metrics_listen));
   }
   if (Specified(arguments, "pool_size")) {
     absl::StatusOr<uint64_t> size = NonNegative("pool_size", absl::GetFlag(FLAGS_pool_size));

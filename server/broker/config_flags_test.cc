@@ -58,6 +58,15 @@ TEST(ConfigFlags, GivenFlagsOverrideAndListFlagsAddEveryOccurrence) {
   EXPECT_FALSE(config.jail().enabled());
 }
 
+TEST(ConfigFlags, MetricsListenSetsTheFilesMetricsAddress) {
+  ServerConfig config;
+  config.mutable_metrics()->set_listen("127.0.0.1:1");
+  ASSERT_OK(Apply({}, &config));
+  EXPECT_EQ(config.metrics().listen(), "127.0.0.1:1") << "not given: the file's stays";
+  ASSERT_OK(Apply({"--metrics_listen=[::1]:9464"}, &config));
+  EXPECT_EQ(config.metrics().listen(), "[::1]:9464");
+}
+
 TEST(ConfigFlags, ANegativeZeroOrTooLargeValueIsRefusedNamingTheFlag) {
   ServerConfig config;
   absl::Status negative = Apply({"--max_sessions=-1"}, &config);

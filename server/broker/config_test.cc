@@ -122,6 +122,13 @@ TEST(ServerConfig, FieldsAreApplied) {
   EXPECT_EQ(settings->access.allowlists.at("ci")->roots().size(), 1u);
 }
 
+TEST(ServerConfig, MetricsAreOffUnlessAListenAddressIsGiven) {
+  ASSERT_OK_AND_ASSIGN(ServerSettings none, Resolve(""));
+  EXPECT_EQ(none.metrics_listen, "");
+  ASSERT_OK_AND_ASSIGN(ServerSettings on, Resolve("metrics { listen: \"127.0.0.1:9464\" }"));
+  EXPECT_EQ(on.metrics_listen, "127.0.0.1:9464");
+}
+
 TEST(ServerConfig, TokenFileIsRead) {
   std::string path = TempFile("token", "  file-token-0123456789\n");
   absl::StatusOr<ServerSettings> settings =

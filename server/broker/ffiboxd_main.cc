@@ -33,6 +33,7 @@
 #include "core/mutex_mode.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
+#include "server/broker/broker_metrics.h"
 #include "server/broker/config.h"
 #include "server/broker/config_flags.h"
 #include "server/broker/deadline_timer.h"
@@ -50,6 +51,8 @@
 #include "server/jail/jail_check.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/spawn.h"
+#include "server/metrics/http_exporter.h"
+#include "server/metrics/metrics.h"
 
 ABSL_FLAG(std::string, config, "",
           "server configuration file in protobuf text format (proto/ffibox/config/v1/"
@@ -233,7 +236,24 @@ int main(int argc, char** argv) {
   ffibox::DeadlineTimer deadlines;
   session.deadlines = &deadlines;
   const size_t max_message = session.max_message_bytes;
-  ffibox::FfiboxService service(session, std::move(settings->access));
+  // Metrics, when asked for: counted from the first session on, served over HTTP from here
+  // on (declared after the pool, so the exporter stops before the pool it samples goes).
+  ffibox::metrics::Registry registry;
+  std::unique_ptr<ffibox::BrokerMetrics> metrics;
+  std::unique_ptr<ffibox::metrics::HttpExporter> exporter;
+  if (!settings->metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<ffibox::BrokerMetrics>> created =
+        ffibox::BrokerMetrics::Create(&registry, pool.get());
+    if (!created.ok()) return Fail(std::string(created.status().message()));
+    metrics = *std::move(created);
+    absl::StatusOr<std::unique_ptr<ffibox::metrics::HttpExporter>> started =
+        ffibox::metrics::HttpExporter::Start(settings->metrics_listen, &registry);
+    if (!started.ok()) {
+      return Fail(absl::StrCat("metrics.listen: ", started.status().message()));
+    }
+    exporter = *std::move(started);
+  }
+  ffibox::FfiboxService service(session, std::move(settings->access), metrics.get());
   // grpc.health.v1.Health and reflection on every listener (server/broker/standard_services.h).
   ffibox::EnableStandardServices();
   grpc::ServerBuilder builder;
@@ -307,6 +327,10 @@ int main(int argc, char** argv) {
   if (health_server != nullptr) {
     printf("ffiboxd health on %s (plaintext, grpc.health.v1 only)\n", addresses.back().c_str());
   }
+  if (exporter != nullptr) {
+    printf("ffiboxd metrics on http://%s/metrics (no authentication)\n",
+           exporter->address().c_str());
+  }
   if (settings->listeners[0].unix_socket) {
     printf(
         "try (the CLI is bazel-bin/client/cli/ffibox): ffibox --address=%s call libm.so.6 "
@@ -321,11 +345,14 @@ int main(int argc, char** argv) {
     int signal_number = 0;
     sigwait(&shutdown_signals, &signal_number);
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
+    // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains.
+    std::thread metrics_stop([&exporter] { exporter.reset(); });
     ffibox::WithdrawHealth(server.get());
     if (health_server != nullptr) ffibox::WithdrawHealth(health_server.get());
     for (auto& acceptor : acceptors) acceptor->Stop();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (health_server != nullptr) health_server->Shutdown();
+    metrics_stop.join();
   });
   server->Wait();
   waiter.join();

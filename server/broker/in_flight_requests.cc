@@ -34,6 +34,7 @@ absl::StatusOr<InFlightRequests::Queued> InFlightRequests::Queue(PendingRequest 
   }
   Queued queued;
   queued.sequence = pending.sequence = next_sequence_++;
+  pending.queued_at = now;
   Scope& scope = scopes_[pending.scope];
   if (pending.scope != 0) scope.depth = invocations_[pending.scope].depth;
   queued.became_head = scope.queue.empty();

@@ -48,6 +48,9 @@ struct PendingRequest {
   // `read_typed`, the size a `raw` value must have (then `data` must be empty).
   uint64_t read_size = 0;
   bool read_typed = false;
+  // When it was queued for the worker (InFlightRequests::Queue): its latency is counted
+  // from here (server/broker/broker_metrics.h).
+  absl::Time queued_at;
   // Non-zero: the request is only valid on this worker generation (calls of functions
   // resolved by address); on any other, it fails with STALE_HANDLE instead of being sent.
   uint64_t required_generation = 0;

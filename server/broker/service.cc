@@ -65,11 +65,12 @@ grpc::Status GrpcStatusOf(const absl::Status& status) {
 
 }  // namespace
 
-FfiboxService::FfiboxService(SessionConfig config, AccessPolicy policy)
+FfiboxService::FfiboxService(SessionConfig config, AccessPolicy policy, BrokerMetrics* metrics)
     : config_(std::move(config)),
       allowlists_(std::move(policy.allowlists)),
       authenticator_(std::move(policy.identities), std::move(policy.local_identity)),
-      quota_(policy.max_sessions) {}
+      quota_(policy.max_sessions),
+      metrics_(metrics) {}
 
 grpc::Status FfiboxService::Session(grpc::ServerContext* context,
                                     grpc::ServerReaderWriter<v1::Response, v1::Request>* stream) {
@@ -86,6 +87,8 @@ grpc::Status FfiboxService::Session(grpc::ServerContext* context,
   }
   SessionConfig config = config_;
   config.allowlist = allowlist->second;
+  const std::string& identity_name = (*identity)->name;
+  if (metrics_ != nullptr) config.metrics = metrics_->SessionStarted(identity_name);
 
   StreamSink sink(stream);
   ffibox::Session session(config, &sink, absl::StrCat(getpid(), "-", next_session_.fetch_add(1)));
@@ -102,6 +105,7 @@ grpc::Status FfiboxService::Session(grpc::ServerContext* context,
   }
   // The client closed, cancelled, disconnected or asked to close: no worker outlives this.
   session.Shutdown();
+  if (metrics_ != nullptr) metrics_->SessionEnded(identity_name);
   return grpc::Status::OK;
 }
 

@@ -17,6 +17,7 @@
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "server/broker/allowlist.h"
 #include "server/broker/auth.h"
+#include "server/broker/broker_metrics.h"
 #include "server/broker/session.h"
 #include "server/broker/session_quota.h"
 
@@ -33,8 +34,9 @@ struct AccessPolicy {
 
 class FfiboxService final : public v1::Ffibox::Service {
  public:
-  // Sessions get `config` with their identity's allowlist.
-  FfiboxService(SessionConfig config, AccessPolicy policy);
+  // Sessions get `config` with their identity's allowlist. `metrics` (may be null: none;
+  // must outlive the service) counts sessions and gets each session's reports.
+  FfiboxService(SessionConfig config, AccessPolicy policy, BrokerMetrics* metrics = nullptr);
 
   grpc::Status Session(grpc::ServerContext* context,
                        grpc::ServerReaderWriter<v1::Response, v1::Request>* stream) override;
@@ -44,6 +46,7 @@ class FfiboxService final : public v1::Ffibox::Service {
   const absl::flat_hash_map<std::string, std::shared_ptr<const LibraryAllowlist>> allowlists_;
   const Authenticator authenticator_;
   SessionQuota quota_;
+  BrokerMetrics* const metrics_;
   std::atomic<uint64_t> next_session_{1};
 };
 

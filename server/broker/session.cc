@@ -71,6 +71,8 @@ bool Session::HandleRequest(const v1::Request& request) {
   }
   absl::StatusOr<Answer> answer = Dispatch(request, first);
   if (!answer.ok()) {
+    // A call or batch refused here (or whose worker could not start) never reaches a worker.
+    config_.metrics.CallsAnswered(request.op_case(), 0, ErrorCodeOf(answer.status()));
     ReplyError(request, answer.status());
   } else if (answer->has_value()) {
     Reply(request, **std::move(answer));
@@ -453,6 +455,7 @@ absl::Status Session::EnsureWorker() {
   // Only now: a worker that dies at once is reported to a session that knows it.
   worker->StartReader();
   if (settings.generation > 1) {
+    config_.metrics.WorkerRestarted();
     sink_->Send(EventResponse(v1::SessionEvent::WORKER_RESTARTED, settings.generation, nullptr));
     ReplayHandles();
   }

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "server/broker/allowlist.h"
+#include "server/broker/broker_metrics.h"
 #include "server/broker/deadline_timer.h"
 #include "server/broker/worker_pool.h"
 #include "server/broker/worker_process.h"
@@ -53,6 +54,9 @@ struct SessionConfig {
   // Wakes workers' readers at the deadlines of requests sent while they slept (not owned;
   // must outlive the session). Null: the request's thread wakes the reader at once.
   DeadlineTimer* deadlines = nullptr;
+  // What the session reports to ffiboxd's metrics (set per session by the service; the
+  // default reports nothing).
+  SessionMetrics metrics;
 };
 
 // The launch options of a worker for sessions configured by `config` (the same for every

@@ -84,9 +84,18 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
   }
   FFIBOX_ASSIGN_OR_RETURN(v1::Response parsed,
                           CheckWorkerResponse(std::move(*reply.mutable_response()), *running));
-  PendingRequest done = requests_.Finish(sequence, absl::Now());
+  const absl::Time now = absl::Now();
+  PendingRequest done = requests_.Finish(sequence, now);
   parsed.set_generation(generation);
   RecordOutcome(done, parsed);
+  if (done.client_id != 0) {
+    // A batch that failed part-way has the results of the calls before the failed one.
+    const uint32_t ok_calls = done.op == v1::Request::kBatch ? parsed.batch().results_size()
+                              : parsed.has_error()           ? 0
+                                                             : 1;
+    config_.metrics.CallsAnswered(done.op, ok_calls, parsed.error().code());
+    config_.metrics.CallLatency(done.op, now - done.queued_at);
+  }
   if (done.client_id != 0) *to_client = std::move(parsed);  // replays tell the client nothing
   return absl::OkStatus();
 }
@@ -133,8 +142,12 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
     }
   }
   if (closing) return;
+  config_.metrics.WorkerDied(error, cause);
+  const absl::Time now = absl::Now();
   for (const auto& [pending, queued] : failed) {
     if (pending.client_id == 0) continue;
+    config_.metrics.CallsAnswered(pending.op, 0, error.code());
+    config_.metrics.CallLatency(pending.op, now - pending.queued_at);
     v1::Error own = error;
     if (queued) {
       own.set_message(absl::StrCat(error.message(), "; this request was queued behind it"));

@@ -27,6 +27,9 @@ constexpr absl::Duration kBudgetRetry = absl::Milliseconds(10);
 
 std::atomic<size_t> buffered_limit{0};
 std::atomic<size_t> buffered_bytes{0};
+// RelayedBytes(): counted once per whole frame, relaxed (a metric, read at scrape).
+std::atomic<uint64_t> relayed_to_workers{0};
+std::atomic<uint64_t> relayed_from_workers{0};
 
 class ShmWorkerConnection : public WorkerConnection {
  public:
@@ -151,8 +154,19 @@ void SetBufferedFrameBytesLimit(size_t bytes) { buffered_limit.store(bytes); }
 
 size_t BufferedFrameBytes() { return buffered_bytes.load(); }
 
+RelayedFrameBytes RelayedBytes() {
+  return {relayed_to_workers.load(std::memory_order_relaxed),
+          relayed_from_workers.load(std::memory_order_relaxed)};
+}
+
 absl::Status WorkerConnection::Send(const internal::WorkerRequest& request) {
-  return SendFrame(request.SerializeAsString());
+  return SendCounted(request.SerializeAsString());
+}
+
+absl::Status WorkerConnection::SendCounted(absl::string_view frame) {
+  absl::Status sent = SendFrame(frame);
+  if (sent.ok()) relayed_to_workers.fetch_add(frame.size(), std::memory_order_relaxed);
+  return sent;
 }
 
 absl::Status WorkerConnection::Send(const internal::WorkerRequest& envelope,
@@ -171,12 +185,13 @@ absl::Status WorkerConnection::Send(const internal::WorkerRequest& envelope,
       out);
   out = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(size, out);
   request.SerializeWithCachedSizesToArray(out);
-  return SendFrame(frame);
+  return SendCounted(frame);
 }
 
 absl::StatusOr<internal::WorkerReply> WorkerConnection::Receive(absl::Time deadline) {
   absl::StatusOr<std::string> frame = ReceiveFrame(deadline);
   if (!frame.ok()) return frame.status();
+  relayed_from_workers.fetch_add(frame->size(), std::memory_order_relaxed);
   // The frame's bytes go when this returns: one copy fewer at the peak of a large reply.
   return ParseWorkerFrame(*frame);
 }

@@ -55,6 +55,10 @@ class WorkerConnection {
     (void)on_ready;
   }
 
+ private:
+  // SendFrame, counted in RelayedBytes when it succeeds.
+  absl::Status SendCounted(absl::string_view frame);
+
  protected:
   // The transport: one opaque frame each way, with Send's and Receive's contracts.
   virtual absl::Status SendFrame(absl::string_view frame) = 0;
@@ -85,6 +89,15 @@ void SetBufferedFrameBytesLimit(size_t bytes);
 
 // The bytes of unfinished worker frames held now, across all connections.
 size_t BufferedFrameBytes();
+
+// The bytes of the whole frames all connections of this process have sent to workers
+// (requests, the clients' inside them) and received from them (replies, callback
+// invocations, events), since the process started.
+struct RelayedFrameBytes {
+  uint64_t to_workers = 0;
+  uint64_t from_workers = 0;
+};
+RelayedFrameBytes RelayedBytes();
 
 }  // namespace ffibox
 

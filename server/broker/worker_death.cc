@@ -11,16 +11,16 @@
 namespace ffibox {
 namespace {
 
-std::string SignalName(int signal) {
-  const char* abbrev = sigabbrev_np(signal);
-  return abbrev != nullptr ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal);
-}
-
 std::string WhileRunning(absl::string_view function) {
   return function.empty() ? " while idle" : absl::StrCat(" while running ", function);
 }
 
 }  // namespace
+
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev != nullptr ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal);
+}
 
 v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::string_view function,
                               absl::Duration deadline, absl::string_view detail) {

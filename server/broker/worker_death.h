@@ -2,6 +2,8 @@
 #ifndef FFIBOX_SERVER_BROKER_WORKER_DEATH_H_
 #define FFIBOX_SERVER_BROKER_WORKER_DEATH_H_
 
+#include <string>
+
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -24,6 +26,9 @@ enum class DeathCause {
 // protocol violation (kProtocolViolation only).
 v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::string_view function,
                               absl::Duration deadline = {}, absl::string_view detail = "");
+
+// "SIGSEGV" for 11; "signal N" for a number without a name.
+std::string SignalName(int signal);
 
 }  // namespace ffibox
 
