@@ -178,9 +178,51 @@ PATTERNS = {
         lib.str_len.restype = c_size_t
         print(lib.str_len(c_char_p(b"hello")))
     """,
+    "worker_record_copied_into_a_local_record_with_memmove": """
+        libc = CDLL("libc.so.6")
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
+        source = Record()
+        lib.fill_record(byref(source))
+        address = libc.malloc(sizeof(Record))
+        libc.memcpy(address, byref(source), sizeof(Record))
+        r, rs = Record(), (Record * 2)()
+        memmove(byref(r), address, sizeof(Record))
+        memmove(byref(rs, sizeof(Record)), address, sizeof(Record))
+        print(r.id, r.name, r.numbers[1], rs[1].name, rs[1].numbers[2], rs[0].name)
+    """,
+    "worker_char_p_array_copied_into_a_local_array_with_memmove": """
+        libc = CDLL("libc.so.6")
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        lib.fill_names.argtypes = [c_void_p, c_int]
+        address = libc.malloc(3 * sizeof(c_char_p))
+        lib.fill_names(address, 3)
+        names = (c_char_p * 3)()
+        memmove(names, address, sizeof(names))
+        print(names[0], names[1], names[2])
+    """,
+    "record_made_from_bytes_of_worker_memory": """
+        libc = CDLL("libc.so.6")
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
+        source = Record()
+        lib.fill_record(byref(source))
+        address = libc.malloc(sizeof(Record))
+        libc.memcpy(address, byref(source), sizeof(Record))
+        r = Record.from_buffer_copy(string_at(address, sizeof(Record)))
+        local = create_string_buffer(b"mine")
+        mine = Record.from_buffer_copy(bytes(Record(5, cast(local, c_char_p))))
+        print(r.id, r.name, r.numbers[3], mine.name)
+    """,
 }
 
 EXPECTED = {
+    "worker_record_copied_into_a_local_record_with_memmove": "42 b'record name' 8 b'record name' 9 None",
+    "worker_char_p_array_copied_into_a_local_array_with_memmove": "b'alpha' b'beta' b'gamma'",
+    "record_made_from_bytes_of_worker_memory": "42 b'record name' 10 b'mine'",
     "char_p_out_parameter": "b'made by the library'",
     "int_pointer_out_parameter": "7 8 10",
     "record_with_pointer_fields_filled_by_the_library": "42 b'record name' 9",

@@ -150,14 +150,20 @@ class ImageTable:
         keep[offset] = image
         return image.start
 
-    def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None) -> None:
+    def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None,
+                      first: int = 0, end: Optional[int] = None, is_worker=None) -> None:
         """Replaces every worker address in the pointer slots of local object `obj` (which
-        holds worker bytes, such as a callback's pointee) by an image."""
+        holds worker bytes, such as a callback's pointee) by an image. Only the slots inside
+        bytes [first, end) of `obj` when given (what a copy from the worker filled), and only
+        the words `is_worker(word)` says are worker addresses when given."""
         budget = budget if budget is not None else self.budget()
         start = _ct.addressof(obj)
+        end = _ct.sizeof(obj) if end is None else end
         for offset, pointer_type in _types.pointer_offsets(type(obj), unions=False):
+            if offset < first or offset + _WORD.size > end:
+                continue
             word = _types.word_at(start + offset).value or 0
-            if word:
+            if word and (is_worker is None or is_worker(word)):
                 local = self.bind(obj, offset, pointer_type, word, generation, budget)
                 if local is not None:
                     _types.word_at(start + offset).value = local

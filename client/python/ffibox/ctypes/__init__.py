@@ -24,7 +24,7 @@ from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import _addresses, _remote, _types
+from ffibox import _addresses, _images, _marshal, _remote, _types
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
 from ffibox._functions import CFUNCTYPE, get_errno, set_errno
@@ -160,7 +160,7 @@ def _from_buffer(t, *args):
 def _from_buffer_copy(t, *args):
     if t in (Structure, Union):
         raise TypeError("abstract class")
-    return type(t).from_buffer_copy(t, *args)
+    return _image_foreign_pointers(type(t).from_buffer_copy(t, *args))
 
 
 class Structure(_ct.Structure):
@@ -310,7 +310,9 @@ def memmove(dst, src, count: int) -> Any:
         return _ct.memmove(dst, src, count)
     if remote_dst is None:
         data = remote_src.session.memory.read(remote_src.address, count, remote_src.generation)
-        return _ct.memmove(dst, data, count)
+        result = _ct.memmove(dst, data, count)
+        _image_copied_pointers(dst, count, remote_src)
+        return result
     memory = remote_dst.session.memory
     if remote_src is None:
         data = src[:count] if isinstance(src, bytes) else _ct.string_at(src, count)
@@ -318,6 +320,44 @@ def memmove(dst, src, count: int) -> Any:
     else:
         memory.copy(remote_dst.address, remote_src.address, count, remote_dst.generation)
     return remote_dst.address
+
+
+def _image_copied_pointers(dst, count: int, source: WorkerAddress) -> None:
+    # Worker bytes copied into a typed local object (`memmove(byref(record), address, n)`)
+    # hold worker addresses in its `char*` / `T*` slots, which the caller would dereference
+    # here: they get images, as when the library itself fills those slots. An integer
+    # destination says nothing about types: its bytes stay as copied.
+    if isinstance(dst, _marshal._CArgObject):
+        obj, offset = _marshal.byref_target(dst)
+    elif isinstance(dst, (_ct.Structure, _ct.Union, _ct.Array, c_char_p, c_wchar_p,
+                          _ct._Pointer)):
+        obj, offset = dst, 0
+    else:
+        return
+    # The object owning the memory (a field or element view shares its base's), so the
+    # images live as long as that memory.
+    start = _ct.addressof(obj) + offset
+    base = getattr(obj, "_b_base_", None)
+    while base is not None and _ct.addressof(base) <= _ct.addressof(obj) and \
+            _ct.addressof(obj) + sizeof(obj) <= _ct.addressof(base) + sizeof(base):
+        obj, base = base, getattr(base, "_b_base_", None)
+    if not _images.has_typed_pointers(type(obj)):
+        return
+    first = start - _ct.addressof(obj)
+    source.session.images.convert_slots(obj, source.generation, first=first,
+                                        end=first + count)
+
+
+def _image_foreign_pointers(obj):
+    # A record made from bytes (`from_buffer_copy`) that hold worker addresses in its
+    # `char*` / `T*` slots (bytes read from the library's memory): those get images, so the
+    # caller never dereferences a worker address here. This process's addresses stay.
+    session = _opened_session()
+    if session is not None and _images.has_typed_pointers(type(obj)):
+        session.images.convert_slots(
+            obj, session.generation,
+            is_worker=lambda word: _addresses.classify(word)[0] != "local")
+    return obj
 
 
 def memset(dst, c: int, count: int) -> Any:
