@@ -217,9 +217,27 @@ PATTERNS = {
         mine = Record.from_buffer_copy(bytes(Record(5, cast(local, c_char_p))))
         print(r.id, r.name, r.numbers[3], mine.name)
     """,
+    "copies_of_filled_objects_keep_their_images_alive": """
+        import gc
+        class Outer(Structure):
+            _fields_ = [("record", Record), ("k", c_int)]
+        outer, records, held = Outer(), (Record * 2)(), (POINTER(c_int) * 1)()
+        r = Record()
+        lib.fill_record(byref(r))
+        outer.record = r
+        records[1] = r
+        p = POINTER(c_int)()
+        lib.out_int_array(byref(p))
+        held[0] = p
+        del r, p
+        gc.collect()
+        junk = [create_string_buffer(b"Z" * 40) for _ in range(2000)]
+        print(outer.record.name, outer.record.numbers[1], records[1].name, held[0][3])
+    """,
 }
 
 EXPECTED = {
+    "copies_of_filled_objects_keep_their_images_alive": "b'record name' 8 b'record name' 10",
     "worker_record_copied_into_a_local_record_with_memmove": "42 b'record name' 8 b'record name' 9 None",
     "worker_char_p_array_copied_into_a_local_array_with_memmove": "b'alpha' b'beta' b'gamma'",
     "record_made_from_bytes_of_worker_memory": "42 b'record name' 10 b'mine'",

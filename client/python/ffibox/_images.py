@@ -141,6 +141,7 @@ class ImageTable:
         twin = self._twins.local(worker, generation)
         if twin is not None:  # caller memory a call reached: the caller's own object
             owner.__dict__.setdefault("_ffibox_twins", {})[offset] = twin[0]
+            _keep_with_copies(owner, offset, twin[0])
             return twin[1]
         budget = budget if budget is not None else self.budget()
         image = self._make(pointer_type, worker, generation, budget)
@@ -148,6 +149,7 @@ class ImageTable:
             return None
         keep = owner.__dict__.setdefault("_ffibox_images", {})
         keep[offset] = image
+        _keep_with_copies(owner, offset, image)
         return image.start
 
     def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None,
@@ -340,6 +342,22 @@ class ImageTable:
                 sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
                                  "written back: %s\n" % (image.worker + first, error))
             image.synced = current
+
+
+def _keep_with_copies(owner, offset: int, target) -> None:
+    """Also keeps `target` (what the slot at `offset` of `owner` points to) in ctypes' own
+    keep-alive references of `owner`'s memory, which ctypes hands on to every copy it makes
+    by assignment (`outer.field = owner`, `array[i] = owner`): such a copy's pointer then
+    keeps the image alive after `owner` is collected, as the library's memory would be.
+    Records, arrays and `POINTER` objects have such references; a `c_char_p` has none (its
+    copies do not keep the image)."""
+    root = owner
+    while getattr(root, "_b_base_", None) is not None:
+        root = root._b_base_  # ctypes keeps references in the base of a chain of views
+    if root._objects is None:
+        _ct.pointer(owner)  # makes ctypes create them, empty (for types that have them)
+    if isinstance(root._objects, dict):
+        root._objects["ffibox:%x" % (_ct.addressof(owner) + offset)] = target
 
 
 def has_typed_pointers(t) -> bool:
