@@ -234,9 +234,38 @@ PATTERNS = {
         junk = [create_string_buffer(b"Z" * 40) for _ in range(2000)]
         print(outer.record.name, outer.record.numbers[1], records[1].name, held[0][3])
     """,
+    "worker_function_pointers_in_structure_fields": """
+        libc = CDLL("libc.so.6")
+        libc.dlopen.restype = c_void_p
+        libc.dlopen.argtypes = [c_char_p, c_int]
+        libc.dlsym.restype = c_void_p
+        libc.dlsym.argtypes = [c_void_p, c_char_p]
+        F1 = CFUNCTYPE(c_int, c_int)
+        F2 = CFUNCTYPE(c_double, c_double, c_double)
+        class Ops(Structure):
+            _fields_ = [("unary", F1), ("binary", F2)]
+        libm = libc.dlopen(b"libm.so.6", 2)
+        ops = Ops()
+        # Filled as bytes (the library's memory copied in), and by assignment of a function
+        # returned as a prototype.
+        memmove(byref(ops), (c_void_p * 2)(libc.dlsym(None, b"abs"), libc.dlsym(libm, b"fmax")),
+                sizeof(ops))
+        libc.dlsym.restype = F1
+        other = Ops()
+        other.unary = libc.dlsym(None, b"abs")
+        lib.fold.restype = c_double
+        lib.fold.argtypes = [F2, POINTER(c_double), c_int, c_double]
+        add = F2(lambda a, b: a + b)
+        other.binary = add
+        xs = (c_double * 3)(3, 9, 2)
+        print(ops.unary(-3), ops.binary(1.0, 2.0), other.unary(-4),
+              lib.fold(ops.binary, xs, 3, 0.0), other.binary(1.0, 2.0),
+              lib.fold(other.binary, xs, 3, 0.0))
+    """,
 }
 
 EXPECTED = {
+    "worker_function_pointers_in_structure_fields": "3 2.0 4 9.0 3.0 14.0",
     "copies_of_filled_objects_keep_their_images_alive": "b'record name' 8 b'record name' 10",
     "worker_record_copied_into_a_local_record_with_memmove": "42 b'record name' 8 b'record name' 9 None",
     "worker_char_p_array_copied_into_a_local_array_with_memmove": "b'alpha' b'beta' b'gamma'",

@@ -7,6 +7,7 @@ What a pointer argument reaches in client memory goes into the call's memory blo
 """
 import ctypes as _ct
 import re
+import weakref
 from typing import Optional
 
 from ffibox import _addresses, _remote, _twins, _types
@@ -24,6 +25,10 @@ ArgumentError = _ct.ArgumentError
 
 
 _bytes_address = _twins.bytes_address
+
+# CFUNCTYPE callbacks by the local code address ctypes made for them, while they live: a
+# copy of that address (a structure's function pointer field read back) is that callback.
+local_callbacks: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
 
 
 # -- arguments -------------------------------------------------------------------------
@@ -269,6 +274,15 @@ def _encode_function(value, session):
         return pb.Value(pointer=pb.PointerValue(callback=session.callback_id(value)))
     if isinstance(value, int):
         return remote_value(value, session.generation)
+    if _types.is_function(type(value)):
+        # Made by ctypes from bytes (a structure's function pointer field): the callback
+        # whose local code address it holds, or a function of the worker.
+        address = _types.word_at(_ct.addressof(value)).value or 0
+        callback = local_callbacks.get(address)
+        if callback is not None:
+            return _encode_function(callback, session)
+        if address and _addresses.classify(address)[0] != "local":
+            return remote_value(address, session.generation)
     raise TypeError("expected a CFUNCTYPE callback instead of %s" % type(value).__name__)
 
 
