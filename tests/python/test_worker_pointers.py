@@ -262,10 +262,21 @@ PATTERNS = {
               lib.fold(ops.binary, xs, 3, 0.0), other.binary(1.0, 2.0),
               lib.fold(other.binary, xs, 3, 0.0))
     """,
+    "address_arithmetic_on_worker_memory": """
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = POINTER(c_int)
+        p = libc.calloc(4, sizeof(c_int))
+        p[2] = 7
+        base = addressof(p.contents)
+        c_int.from_address(base + 4).value = 5
+        print(sizeof(p), c_int.from_address(base + 8).value, p[1],
+              cast(base + 8, POINTER(c_int))[0])
+    """,
 }
 
 EXPECTED = {
     "worker_function_pointers_in_structure_fields": "3 2.0 4 9.0 3.0 14.0",
+    "address_arithmetic_on_worker_memory": "8 7 5 7",
     "copies_of_filled_objects_keep_their_images_alive": "b'record name' 8 b'record name' 10",
     "worker_record_copied_into_a_local_record_with_memmove": "42 b'record name' 8 b'record name' 9 None",
     "worker_char_p_array_copied_into_a_local_array_with_memmove": "b'alpha' b'beta' b'gamma'",

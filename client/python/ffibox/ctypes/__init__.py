@@ -13,11 +13,11 @@ import sys
 import threading
 from ctypes import (  # the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
-    SetPointerType, addressof, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
+    SetPointerType, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
     c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64, c_long, c_longdouble,
     c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint, c_uint8, c_uint16, c_uint32,
     c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
-    create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
+    create_string_buffer, create_unicode_buffer, pointer, resize)
 from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 # Names real bindings import. py_object works for local values; it cannot cross to a
 # library (a Python object has no meaning in the worker): passing one is a TypeError.
@@ -86,6 +86,24 @@ def in_dll(t, library, name: str):
     except AttributeError as error:
         raise ValueError(str(error)) from None  # as ctypes says it
     return _remote.view(t, address)
+
+
+def addressof(obj) -> int:
+    """ctypes.addressof. For a view of worker memory (`.contents` of a RemotePointer,
+    `in_dll`) it is the worker address, so address arithmetic on it (`from_address`,
+    `cast`, `memmove`) reaches the worker's memory, not the view's local snapshot."""
+    at = _remote.view_address(obj)
+    if at is not None:
+        _addresses.note_worker_address(at.address)
+        return at.address
+    return _ct.addressof(obj)
+
+
+def sizeof(obj_or_type) -> int:
+    """ctypes.sizeof; a RemotePointer is a pointer."""
+    if isinstance(obj_or_type, RemotePointer):
+        return _ct.sizeof(c_void_p)
+    return _ct.sizeof(obj_or_type)
 
 
 def from_address(t, address: int):
