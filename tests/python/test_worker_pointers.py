@@ -272,9 +272,20 @@ PATTERNS = {
         print(sizeof(p), c_int.from_address(base + 8).value, p[1],
               cast(base + 8, POINTER(c_int))[0])
     """,
+    "pointer_members_of_a_union_the_library_set": """
+        class Value(Union):
+            _fields_ = [("text", c_char_p), ("number", c_long), ("numbers", POINTER(c_int))]
+        class Tagged(Structure):
+            _fields_ = [("tag", c_int), ("value", Value)]
+        string, array = Value(), Tagged()
+        lib.out_malloced_string(byref(string))
+        lib.out_int_array(byref(array, Tagged.value.offset))
+        print(string.number != 0, string.text, array.value.numbers[3])
+    """,
 }
 
 EXPECTED = {
+    "pointer_members_of_a_union_the_library_set": "True b'made by the library' 10",
     "worker_function_pointers_in_structure_fields": "3 2.0 4 9.0 3.0 14.0",
     "address_arithmetic_on_worker_memory": "8 7 5 7",
     "copies_of_filled_objects_keep_their_images_alive": "b'record name' 8 b'record name' 10",

@@ -181,6 +181,67 @@ def _from_buffer_copy(t, *args):
     return _image_foreign_pointers(type(t).from_buffer_copy(t, *args))
 
 
+class _PointerField:
+    """A `char*` / `wchar_t*` / `T*` member of an ffibox.ctypes Union, in place of ctypes'
+    own descriptor (which the class still gives: `Value.text.offset`). Which member a union
+    holds is not known, so a word the library stores there keeps its bytes (no image: it
+    may be another member's number); reading a pointer member reads the address it holds as
+    ffibox._addresses says: a worker address is read in the worker, an address inside a
+    worker twin is the caller's object, never dereferenced here. (A structure's fields stay
+    ctypes' own: the library's words in them get images, and this check costs about 20 µs
+    a read.)"""
+
+    __slots__ = ("field", "type")
+
+    def __init__(self, field, t) -> None:
+        self.field = field
+        self.type = t
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self.field
+        word = _types.word_at(_ct.addressof(obj) + self.field.offset).value
+        if word:
+            kind, _, local = _addresses.classify(word)
+            code = _types.code_of(self.type)
+            if kind == "twin":
+                if code in ("z", "Z"):
+                    return _ct.wstring_at(local) if code == "Z" else _ct.string_at(local)
+                return _ct.cast(c_void_p(local), self.type)
+            session = _opened_session() if kind == "worker" else None
+            if session is not None:
+                if code in ("z", "Z"):
+                    return session.memory.read_string(word, code == "Z", session.generation)
+                return RemotePointer(session, word, session.generation, self.type._type_)
+        return self.field.__get__(obj, owner)
+
+    def __set__(self, obj, value) -> None:
+        self.field.__set__(obj, value)
+
+
+def _guard_pointer_fields(cls) -> None:
+    for entry in cls.__dict__.get("_fields_", ()):
+        name, t = entry[0], entry[1]
+        field = cls.__dict__.get(name)
+        if (_types.code_of(t) in ("z", "Z") or _types.is_pointer(t)) and \
+                type(field).__name__ == "CField":
+            setattr(cls, name, _PointerField(field, t))
+
+
+class _UnionType(type(_ct.Union)):
+    """ctypes' metaclass of unions, guarding the pointer members of every union class,
+    whether `_fields_` is set in the class body or later."""
+
+    def __init__(cls, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _guard_pointer_fields(cls)
+
+    def __setattr__(cls, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name == "_fields_":
+            _guard_pointer_fields(cls)
+
+
 class Structure(_ct.Structure):
     """ctypes.Structure (ffibox's adds `in_dll` for ffibox libraries and maps worker
     addresses in `from_address`)."""
@@ -192,9 +253,9 @@ class Structure(_ct.Structure):
     from_buffer_copy = classmethod(_from_buffer_copy)
 
 
-class Union(_ct.Union):
-    """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries and maps worker addresses
-    in `from_address`)."""
+class Union(_ct.Union, metaclass=_UnionType):
+    """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries, maps worker addresses
+    in `from_address`, and reads its pointer members as _PointerField says)."""
 
     in_dll = classmethod(in_dll)
     from_address = classmethod(from_address)
