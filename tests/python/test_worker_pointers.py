@@ -23,6 +23,18 @@ PRELUDE = textwrap.dedent("""
         _fields_ = [("id", c_int), ("name", c_char_p), ("numbers", POINTER(c_int))]
 """)
 
+# A Record the library filled, copied into worker memory at `address` (libc's malloc).
+RECORD_IN_WORKER_MEMORY = """
+        libc = CDLL("libc.so.6")
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
+        source = Record()
+        lib.fill_record(byref(source))
+        address = libc.malloc(sizeof(Record))
+        libc.memcpy(address, byref(source), sizeof(Record))
+"""
+
 PATTERNS = {
     "char_p_out_parameter": """
         p = c_char_p()
@@ -178,15 +190,7 @@ PATTERNS = {
         lib.str_len.restype = c_size_t
         print(lib.str_len(c_char_p(b"hello")))
     """,
-    "worker_record_copied_into_a_local_record_with_memmove": """
-        libc = CDLL("libc.so.6")
-        libc.malloc.restype = c_void_p
-        libc.malloc.argtypes = [c_size_t]
-        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
-        source = Record()
-        lib.fill_record(byref(source))
-        address = libc.malloc(sizeof(Record))
-        libc.memcpy(address, byref(source), sizeof(Record))
+    "worker_record_copied_into_a_local_record_with_memmove": RECORD_IN_WORKER_MEMORY + """
         r, rs = Record(), (Record * 2)()
         memmove(byref(r), address, sizeof(Record))
         memmove(byref(rs, sizeof(Record)), address, sizeof(Record))
@@ -203,15 +207,7 @@ PATTERNS = {
         memmove(names, address, sizeof(names))
         print(names[0], names[1], names[2])
     """,
-    "record_made_from_bytes_of_worker_memory": """
-        libc = CDLL("libc.so.6")
-        libc.malloc.restype = c_void_p
-        libc.malloc.argtypes = [c_size_t]
-        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
-        source = Record()
-        lib.fill_record(byref(source))
-        address = libc.malloc(sizeof(Record))
-        libc.memcpy(address, byref(source), sizeof(Record))
+    "record_made_from_bytes_of_worker_memory": RECORD_IN_WORKER_MEMORY + """
         r = Record.from_buffer_copy(string_at(address, sizeof(Record)))
         local = create_string_buffer(b"mine")
         mine = Record.from_buffer_copy(bytes(Record(5, cast(local, c_char_p))))
