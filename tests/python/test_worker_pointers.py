@@ -278,9 +278,19 @@ PATTERNS = {
         lib.out_int_array(byref(array, Tagged.value.offset))
         print(string.number != 0, string.text, array.value.numbers[3])
     """,
+    "contents_of_a_worker_pointer_to_a_pointer": """
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = POINTER(POINTER(c_int))
+        libc.malloc.restype = POINTER(c_int)
+        table, row = libc.calloc(2, sizeof(c_void_p)), libc.malloc(2 * sizeof(c_int))
+        row[0], row[1] = 11, 12
+        table[0] = row
+        print(table.contents.contents.value, table.contents[1], table[0][1], bool(table[1]))
+    """,
 }
 
 EXPECTED = {
+    "contents_of_a_worker_pointer_to_a_pointer": "11 12 12 False",
     "pointer_members_of_a_union_the_library_set": "True b'made by the library' 10",
     "worker_function_pointers_in_structure_fields": "3 2.0 4 9.0 3.0 14.0",
     "address_arithmetic_on_worker_memory": "8 7 5 7",
