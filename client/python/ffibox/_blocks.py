@@ -37,8 +37,9 @@ def block_value(index: int, offset: int = 0):
 
 def _kept_alive(keep, limit: Optional[int] = None):
     """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
-    ctypes object, bytes) hold, depth first, each once, through nested `_objects`; at most
-    `limit` visited."""
+    ctypes object, bytes, or the tuple (references, array) ctypes keeps for an array
+    assigned to a pointer field) hold, depth first, each once, through nested `_objects`;
+    at most `limit` visited."""
     stack, seen = [keep], set()
     while stack and (limit is None or len(seen) < limit):
         item = stack.pop()
@@ -47,6 +48,8 @@ def _kept_alive(keep, limit: Optional[int] = None):
         seen.add(id(item))
         if isinstance(item, dict):
             stack.extend(item.values())
+        elif isinstance(item, tuple):
+            stack.extend(item)
         elif item is not None:
             yield item
             if isinstance(item, _CData):

@@ -33,7 +33,7 @@ import threading
 import weakref
 from typing import Dict, List, Optional, Tuple
 
-from ffibox import _types
+from ffibox import _twins, _types
 from ffibox.errors import Error
 
 PAGE_BYTES = 4096
@@ -141,7 +141,7 @@ class ImageTable:
         twin = self._twins.local(worker, generation)
         if twin is not None:  # caller memory a call reached: the caller's own object
             owner.__dict__.setdefault("_ffibox_twins", {})[offset] = twin[0]
-            _keep_with_copies(owner, offset, twin[0])
+            keep_with_copies(owner, offset, twin[0])
             return twin[1]
         budget = budget if budget is not None else self.budget()
         image = self._make(pointer_type, worker, generation, budget)
@@ -149,7 +149,7 @@ class ImageTable:
             return None
         keep = owner.__dict__.setdefault("_ffibox_images", {})
         keep[offset] = image
-        _keep_with_copies(owner, offset, image)
+        keep_with_copies(owner, offset, image)
         return image.start
 
     def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None,
@@ -344,16 +344,14 @@ class ImageTable:
             image.synced = current
 
 
-def _keep_with_copies(owner, offset: int, target) -> None:
+def keep_with_copies(owner, offset: int, target) -> None:
     """Also keeps `target` (what the slot at `offset` of `owner` points to) in ctypes' own
     keep-alive references of `owner`'s memory, which ctypes hands on to every copy it makes
     by assignment (`outer.field = owner`, `array[i] = owner`): such a copy's pointer then
     keeps the image alive after `owner` is collected, as the library's memory would be.
     Records, arrays and `POINTER` objects have such references; a `c_char_p` has none (its
     copies do not keep the image)."""
-    root = owner
-    while getattr(root, "_b_base_", None) is not None:
-        root = root._b_base_  # ctypes keeps references in the base of a chain of views
+    root = _twins.owner_of(owner)  # ctypes keeps references in the base of its views
     if root._objects is None:
         _ct.pointer(owner)  # makes ctypes create them, empty (for types that have them)
     if isinstance(root._objects, dict):

@@ -339,8 +339,10 @@ def cast(obj, typ):
     if at is None:
         result = _ct.cast(obj, typ)
         if isinstance(obj, bytes):
-            # ctypes keeps no reference to cast bytes; ffibox needs one to ship them.
+            # ctypes keeps no reference to cast bytes; ffibox needs one to ship them, also
+            # from a structure the pointer is stored in (`stream.next_in = cast(data, ...)`).
             result._ffibox_keep = {"bytes": obj}
+            _images.keep_with_copies(result, 0, obj)
         if getattr(obj, "_ffibox_callable", None) is not None or getattr(
                 obj, "_ffibox_cast_of", None) is not None:
             # A callback cast to another prototype is still that callback for the library.
