@@ -287,9 +287,18 @@ PATTERNS = {
         table[0] = row
         print(table.contents.contents.value, table.contents[1], table[0][1], bool(table[1]))
     """,
+    "pointer_to_a_library_variable": """
+        counter = c_int.in_dll(lib, "ffibox_test_counter")
+        p = pointer(counter)
+        p.contents.value = 50
+        lib.increment.argtypes = [POINTER(c_int)]
+        lib.increment(p)
+        print(counter.value, p[0])
+    """,
 }
 
 EXPECTED = {
+    "pointer_to_a_library_variable": "51 51",
     "contents_of_a_worker_pointer_to_a_pointer": "11 12 12 False",
     "pointer_members_of_a_union_the_library_set": "True b'made by the library' 10",
     "worker_function_pointers_in_structure_fields": "3 2.0 4 9.0 3.0 14.0",

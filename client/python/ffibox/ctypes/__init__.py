@@ -17,7 +17,7 @@ from ctypes import (  # the stdlib data types are ffibox's data types
     c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64, c_long, c_longdouble,
     c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint, c_uint8, c_uint16, c_uint32,
     c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
-    create_string_buffer, create_unicode_buffer, pointer, resize)
+    create_string_buffer, create_unicode_buffer, resize)
 from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 # Names real bindings import. py_object works for local values; it cannot cross to a
 # library (a Python object has no meaning in the worker): passing one is a TypeError.
@@ -97,6 +97,16 @@ def addressof(obj) -> int:
         _addresses.note_worker_address(at.address)
         return at.address
     return _ct.addressof(obj)
+
+
+def pointer(obj):
+    """ctypes.pointer. Of a view of worker memory (`in_dll`, `.contents` of a
+    RemotePointer), a RemotePointer to where it lives: reads and writes through it reach
+    the worker's value, not the view's local snapshot."""
+    at = _remote.view_address(obj)
+    if at is not None:
+        return RemotePointer(at.session, at.address, at.generation, type(obj)._ffibox_base)
+    return _ct.pointer(obj)
 
 
 def sizeof(obj_or_type) -> int:
