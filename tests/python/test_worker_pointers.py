@@ -295,9 +295,26 @@ PATTERNS = {
         lib.increment(p)
         print(counter.value, p[0])
     """,
+    "string_the_library_rewrites_in_place_between_calls": """
+        libc = CDLL("libc.so.6")
+        libc.fmemopen.restype = c_void_p
+        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
+        libc.getline.argtypes = [POINTER(c_char_p), POINTER(c_size_t), c_void_p]
+        libc.getline.restype = c_ssize_t
+        libc.fclose.argtypes = [c_void_p]
+        text = create_string_buffer(b"first line\\nsecond\\nthird")
+        stream = libc.fmemopen(text, len(text.value), b"r")
+        line, size, lines = c_char_p(), c_size_t(0), []
+        while libc.getline(byref(line), byref(size), stream) >= 0:  # one buffer, reused
+            lines.append(line.value)
+        libc.fclose(stream)
+        print(lines)
+    """,
 }
 
 EXPECTED = {
+    "string_the_library_rewrites_in_place_between_calls":
+        "[b'first line\\n', b'second\\n', b'third']",
     "pointer_to_a_library_variable": "51 51",
     "contents_of_a_worker_pointer_to_a_pointer": "11 12 12 False",
     "pointer_members_of_a_union_the_library_set": "True b'made by the library' 10",

@@ -278,8 +278,13 @@ class CallBuilder:
                 if (target is None or into_text) and offset + 8 <= len(data):
                     # Not into caller memory (a str's encoding is the worker's own copy).
                     returned = _WORD.unpack_from(data, offset)[0]
-                    if not into_text and offset + 8 <= len(sent) and \
-                            returned == _WORD.unpack_from(sent, offset)[0]:
+                    unchanged = not into_text and offset + 8 <= len(sent) and \
+                        returned == _WORD.unpack_from(sent, offset)[0]
+                    # An image of a string the library may have rewritten in place (getline's
+                    # reused buffer) is made again, of what the string holds now.
+                    stale = offset in own_words and _types.code_of(ptype) in ("z", "Z") and \
+                        self._images.find(own_words[offset]) is not None
+                    if unchanged and not stale:
                         if offset in own_words:
                             _types.word_at(start + offset).value = own_words[offset]
                     elif returned:
