@@ -310,9 +310,18 @@ PATTERNS = {
         libc.fclose(stream)
         print(lines)
     """,
+    "worker_address_held_locally_copied_into_a_char_p_array": """
+        libc = CDLL("libc.so.6")
+        libc.strdup.restype = c_void_p
+        libc.strdup.argtypes = [c_char_p]
+        names, mine = (c_char_p * 2)(), create_string_buffer(b"mine")
+        memmove(names, (c_void_p * 2)(libc.strdup(b"worker's"), addressof(mine)), sizeof(names))
+        print(names[0], names[1])
+    """,
 }
 
 EXPECTED = {
+    "worker_address_held_locally_copied_into_a_char_p_array": "b\"worker's\" b'mine'",
     "string_the_library_rewrites_in_place_between_calls":
         "[b'first line\\n', b'second\\n', b'third']",
     "pointer_to_a_library_variable": "51 51",

@@ -188,7 +188,9 @@ def _from_buffer(t, *args):
 def _from_buffer_copy(t, *args):
     if t in (Structure, Union):
         raise TypeError("abstract class")
-    return _image_foreign_pointers(type(t).from_buffer_copy(t, *args))
+    obj = type(t).from_buffer_copy(t, *args)
+    _image_worker_words(obj)
+    return obj
 
 
 class _PointerField:
@@ -398,7 +400,9 @@ def memmove(dst, src, count: int) -> Any:
     dst, src = _local_form(dst), _local_form(src)
     remote_dst, remote_src = _remote_address(dst), _remote_address(src)
     if remote_dst is None and remote_src is None:
-        return _ct.memmove(dst, src, count)
+        result = _ct.memmove(dst, src, count)
+        _image_copied_pointers(dst, count, None)
+        return result
     if remote_dst is None:
         data = remote_src.session.memory.read(remote_src.address, count, remote_src.generation)
         result = _ct.memmove(dst, data, count)
@@ -413,11 +417,13 @@ def memmove(dst, src, count: int) -> Any:
     return remote_dst.address
 
 
-def _image_copied_pointers(dst, count: int, source: WorkerAddress) -> None:
+def _image_copied_pointers(dst, count: int, source: Optional[WorkerAddress]) -> None:
     # Worker bytes copied into a typed local object (`memmove(byref(record), address, n)`)
     # hold worker addresses in its `char*` / `T*` slots, which the caller would dereference
-    # here: they get images, as when the library itself fills those slots. An integer
-    # destination says nothing about types: its bytes stay as copied.
+    # here: they get images, as when the library itself fills those slots. So do worker
+    # addresses among local bytes (`source` None: a `c_void_p` holding a `void*` result
+    # copied into a `char*` array); this process's addresses stay. An integer destination
+    # says nothing about types: its bytes stay as copied.
     if isinstance(dst, _marshal._CArgObject):
         obj, offset = _marshal.byref_target(dst)
     elif isinstance(dst, (_ct.Structure, _ct.Union, _ct.Array, c_char_p, c_wchar_p,
@@ -435,20 +441,23 @@ def _image_copied_pointers(dst, count: int, source: WorkerAddress) -> None:
     if not _images.has_typed_pointers(type(obj)):
         return
     first = start - _ct.addressof(obj)
-    source.session.images.convert_slots(obj, source.generation, first=first,
-                                        end=first + count)
+    if source is not None:
+        source.session.images.convert_slots(obj, source.generation, first=first,
+                                            end=first + count)
+        return
+    _image_worker_words(obj, first, first + count)
 
 
-def _image_foreign_pointers(obj):
-    # A record made from bytes (`from_buffer_copy`) that hold worker addresses in its
-    # `char*` / `T*` slots (bytes read from the library's memory): those get images, so the
-    # caller never dereferences a worker address here. This process's addresses stay.
+def _image_worker_words(obj, first: int = 0, end: Optional[int] = None) -> None:
+    # Worker addresses among the `char*` / `T*` slots of local object `obj` (those inside
+    # bytes [first, end)), there from bytes the caller copied (`from_buffer_copy` of bytes
+    # read from the library's memory, a `memmove`), get images, so the caller never
+    # dereferences them here. This process's addresses stay.
     session = _opened_session()
     if session is not None and _images.has_typed_pointers(type(obj)):
         session.images.convert_slots(
-            obj, session.generation,
+            obj, session.generation, first=first, end=end,
             is_worker=lambda word: _addresses.classify(word)[0] != "local")
-    return obj
 
 
 def memset(dst, c: int, count: int) -> Any:
