@@ -28,8 +28,8 @@ PRELUDE = textwrap.dedent("""
     z = CDLL("libz.so.1")
 """)
 
-PATTERNS = {
-    "zlib_keeps_its_stream_between_calls": """
+# zlib's stream, as zlib.h declares it.
+Z_STREAM = """
         class z_stream(Structure):
             _fields_ = [("next_in", POINTER(c_ubyte)), ("avail_in", c_uint),
                         ("total_in", c_ulong), ("next_out", POINTER(c_ubyte)),
@@ -37,6 +37,10 @@ PATTERNS = {
                         ("state", c_void_p), ("zalloc", c_void_p), ("zfree", c_void_p),
                         ("opaque", c_void_p), ("data_type", c_int), ("adler", c_ulong),
                         ("reserved", c_ulong)]
+"""
+
+PATTERNS = {
+    "zlib_keeps_its_stream_between_calls": Z_STREAM + """
         z.zlibVersion.restype = c_char_p
         z.deflateInit_.argtypes = [POINTER(z_stream), c_int, c_char_p, c_int]
         z.deflate.argtypes = [POINTER(z_stream), c_int]
@@ -146,14 +150,7 @@ PATTERNS = {
         libc.strlen(b"y")
         print(libc.getenv(b"FFIBOX_ONE_REF"))
     """,
-    "stream_reached_through_pointer_contents": """
-        class z_stream(Structure):
-            _fields_ = [("next_in", POINTER(c_ubyte)), ("avail_in", c_uint),
-                        ("total_in", c_ulong), ("next_out", POINTER(c_ubyte)),
-                        ("avail_out", c_uint), ("total_out", c_ulong), ("msg", c_char_p),
-                        ("state", c_void_p), ("zalloc", c_void_p), ("zfree", c_void_p),
-                        ("opaque", c_void_p), ("data_type", c_int), ("adler", c_ulong),
-                        ("reserved", c_ulong)]
+    "stream_reached_through_pointer_contents": Z_STREAM + """
         z.zlibVersion.restype = c_char_p
         z.deflateInit_.argtypes = [POINTER(z_stream), c_int, c_char_p, c_int]
         z.deflate.argtypes = [POINTER(z_stream), c_int]
@@ -237,9 +234,29 @@ PATTERNS = {
         buf = create_string_buffer(b"local")
         print(x.value, string_at(addressof(buf)), cast(addressof(x), POINTER(c_int))[0])
     """,
+    "zlib_stream_fields_set_to_an_array_and_to_cast_bytes": Z_STREAM + """
+        z.zlibVersion.restype = c_char_p
+        data = b"hello hello hello hello " * 100
+        source = (c_ubyte * len(data)).from_buffer_copy(data)
+        packed, out = (c_ubyte * 4096)(), (c_ubyte * len(data))()
+        s = z_stream()
+        codes = [z.deflateInit_(byref(s), 6, z.zlibVersion(), sizeof(s))]
+        s.next_in, s.avail_in, s.next_out, s.avail_out = source, len(data), packed, len(packed)
+        codes.append(z.deflate(byref(s), 4))
+        codes.append(z.deflateEnd(byref(s)))
+        compressed = bytes(packed[:s.total_out])
+        t = z_stream()
+        codes.append(z.inflateInit_(byref(t), z.zlibVersion(), sizeof(t)))
+        t.next_in, t.avail_in = cast(compressed, POINTER(c_ubyte)), len(compressed)
+        t.next_out, t.avail_out = out, len(out)
+        codes.append(z.inflate(byref(t), 4))
+        codes.append(z.inflateEnd(byref(t)))
+        print(codes, bytes(out) == data)
+    """,
 }
 
 EXPECTED = {
+    "zlib_stream_fields_set_to_an_array_and_to_cast_bytes": "[0, 1, 0, 0, 1, 0] True",
     "zlib_keeps_its_stream_between_calls": "[0, 1] True True",
     "strtok_keeps_its_position_in_the_callers_buffer":
         "[b'alpha', b'beta', b'gamma', None] b'alpha\\x00'",

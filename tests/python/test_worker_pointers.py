@@ -23,6 +23,18 @@ PRELUDE = textwrap.dedent("""
         _fields_ = [("id", c_int), ("name", c_char_p), ("numbers", POINTER(c_int))]
 """)
 
+# A Record the library filled, copied into worker memory at `address` (libc's malloc).
+RECORD_IN_WORKER_MEMORY = """
+        libc = CDLL("libc.so.6")
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
+        source = Record()
+        lib.fill_record(byref(source))
+        address = libc.malloc(sizeof(Record))
+        libc.memcpy(address, byref(source), sizeof(Record))
+"""
+
 PATTERNS = {
     "char_p_out_parameter": """
         p = c_char_p()
@@ -178,9 +190,149 @@ PATTERNS = {
         lib.str_len.restype = c_size_t
         print(lib.str_len(c_char_p(b"hello")))
     """,
+    "worker_record_copied_into_a_local_record_with_memmove": RECORD_IN_WORKER_MEMORY + """
+        r, rs = Record(), (Record * 2)()
+        memmove(byref(r), address, sizeof(Record))
+        memmove(byref(rs, sizeof(Record)), address, sizeof(Record))
+        print(r.id, r.name, r.numbers[1], rs[1].name, rs[1].numbers[2], rs[0].name)
+    """,
+    "worker_char_p_array_copied_into_a_local_array_with_memmove": """
+        libc = CDLL("libc.so.6")
+        libc.malloc.restype = c_void_p
+        libc.malloc.argtypes = [c_size_t]
+        lib.fill_names.argtypes = [c_void_p, c_int]
+        address = libc.malloc(3 * sizeof(c_char_p))
+        lib.fill_names(address, 3)
+        names = (c_char_p * 3)()
+        memmove(names, address, sizeof(names))
+        print(names[0], names[1], names[2])
+    """,
+    "record_made_from_bytes_of_worker_memory": RECORD_IN_WORKER_MEMORY + """
+        r = Record.from_buffer_copy(string_at(address, sizeof(Record)))
+        local = create_string_buffer(b"mine")
+        mine = Record.from_buffer_copy(bytes(Record(5, cast(local, c_char_p))))
+        print(r.id, r.name, r.numbers[3], mine.name)
+    """,
+    "copies_of_filled_objects_keep_their_images_alive": """
+        import gc
+        class Outer(Structure):
+            _fields_ = [("record", Record), ("k", c_int)]
+        outer, records, held = Outer(), (Record * 2)(), (POINTER(c_int) * 1)()
+        r = Record()
+        lib.fill_record(byref(r))
+        outer.record = r
+        records[1] = r
+        p = POINTER(c_int)()
+        lib.out_int_array(byref(p))
+        held[0] = p
+        del r, p
+        gc.collect()
+        junk = [create_string_buffer(b"Z" * 40) for _ in range(2000)]
+        print(outer.record.name, outer.record.numbers[1], records[1].name, held[0][3])
+    """,
+    "worker_function_pointers_in_structure_fields": """
+        libc = CDLL("libc.so.6")
+        libc.dlopen.restype = c_void_p
+        libc.dlopen.argtypes = [c_char_p, c_int]
+        libc.dlsym.restype = c_void_p
+        libc.dlsym.argtypes = [c_void_p, c_char_p]
+        F1 = CFUNCTYPE(c_int, c_int)
+        F2 = CFUNCTYPE(c_double, c_double, c_double)
+        class Ops(Structure):
+            _fields_ = [("unary", F1), ("binary", F2)]
+        libm = libc.dlopen(b"libm.so.6", 2)
+        ops = Ops()
+        # Filled as bytes (the library's memory copied in), and by assignment of a function
+        # returned as a prototype.
+        memmove(byref(ops), (c_void_p * 2)(libc.dlsym(None, b"abs"), libc.dlsym(libm, b"fmax")),
+                sizeof(ops))
+        libc.dlsym.restype = F1
+        other = Ops()
+        other.unary = libc.dlsym(None, b"abs")
+        lib.fold.restype = c_double
+        lib.fold.argtypes = [F2, POINTER(c_double), c_int, c_double]
+        add = F2(lambda a, b: a + b)
+        other.binary = add
+        xs = (c_double * 3)(3, 9, 2)
+        print(ops.unary(-3), ops.binary(1.0, 2.0), other.unary(-4),
+              lib.fold(ops.binary, xs, 3, 0.0), other.binary(1.0, 2.0),
+              lib.fold(other.binary, xs, 3, 0.0))
+    """,
+    "address_arithmetic_on_worker_memory": """
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = POINTER(c_int)
+        p = libc.calloc(4, sizeof(c_int))
+        p[2] = 7
+        base = addressof(p.contents)
+        c_int.from_address(base + 4).value = 5
+        print(sizeof(p), c_int.from_address(base + 8).value, p[1],
+              cast(base + 8, POINTER(c_int))[0])
+    """,
+    "pointer_members_of_a_union_the_library_set": """
+        class Value(Union):
+            _fields_ = [("text", c_char_p), ("number", c_long), ("numbers", POINTER(c_int))]
+        class Tagged(Structure):
+            _fields_ = [("tag", c_int), ("value", Value)]
+        string, array = Value(), Tagged()
+        lib.out_malloced_string(byref(string))
+        lib.out_int_array(byref(array, Tagged.value.offset))
+        print(string.number != 0, string.text, array.value.numbers[3])
+    """,
+    "contents_of_a_worker_pointer_to_a_pointer": """
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = POINTER(POINTER(c_int))
+        libc.malloc.restype = POINTER(c_int)
+        table, row = libc.calloc(2, sizeof(c_void_p)), libc.malloc(2 * sizeof(c_int))
+        row[0], row[1] = 11, 12
+        table[0] = row
+        print(table.contents.contents.value, table.contents[1], table[0][1], bool(table[1]))
+    """,
+    "pointer_to_a_library_variable": """
+        counter = c_int.in_dll(lib, "ffibox_test_counter")
+        p = pointer(counter)
+        p.contents.value = 50
+        lib.increment.argtypes = [POINTER(c_int)]
+        lib.increment(p)
+        print(counter.value, p[0])
+    """,
+    "string_the_library_rewrites_in_place_between_calls": """
+        libc = CDLL("libc.so.6")
+        libc.fmemopen.restype = c_void_p
+        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
+        libc.getline.argtypes = [POINTER(c_char_p), POINTER(c_size_t), c_void_p]
+        libc.getline.restype = c_ssize_t
+        libc.fclose.argtypes = [c_void_p]
+        text = create_string_buffer(b"first line\\nsecond\\nthird")
+        stream = libc.fmemopen(text, len(text.value), b"r")
+        line, size, lines = c_char_p(), c_size_t(0), []
+        while libc.getline(byref(line), byref(size), stream) >= 0:  # one buffer, reused
+            lines.append(line.value)
+        libc.fclose(stream)
+        print(lines)
+    """,
+    "worker_address_held_locally_copied_into_a_char_p_array": """
+        libc = CDLL("libc.so.6")
+        libc.strdup.restype = c_void_p
+        libc.strdup.argtypes = [c_char_p]
+        names, mine = (c_char_p * 2)(), create_string_buffer(b"mine")
+        memmove(names, (c_void_p * 2)(libc.strdup(b"worker's"), addressof(mine)), sizeof(names))
+        print(names[0], names[1])
+    """,
 }
 
 EXPECTED = {
+    "worker_address_held_locally_copied_into_a_char_p_array": "b\"worker's\" b'mine'",
+    "string_the_library_rewrites_in_place_between_calls":
+        "[b'first line\\n', b'second\\n', b'third']",
+    "pointer_to_a_library_variable": "51 51",
+    "contents_of_a_worker_pointer_to_a_pointer": "11 12 12 False",
+    "pointer_members_of_a_union_the_library_set": "True b'made by the library' 10",
+    "worker_function_pointers_in_structure_fields": "3 2.0 4 9.0 3.0 14.0",
+    "address_arithmetic_on_worker_memory": "8 7 5 7",
+    "copies_of_filled_objects_keep_their_images_alive": "b'record name' 8 b'record name' 10",
+    "worker_record_copied_into_a_local_record_with_memmove": "42 b'record name' 8 b'record name' 9 None",
+    "worker_char_p_array_copied_into_a_local_array_with_memmove": "b'alpha' b'beta' b'gamma'",
+    "record_made_from_bytes_of_worker_memory": "42 b'record name' 10 b'mine'",
     "char_p_out_parameter": "b'made by the library'",
     "int_pointer_out_parameter": "7 8 10",
     "record_with_pointer_fields_filled_by_the_library": "42 b'record name' 9",

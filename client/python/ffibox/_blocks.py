@@ -37,8 +37,9 @@ def block_value(index: int, offset: int = 0):
 
 def _kept_alive(keep, limit: Optional[int] = None):
     """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
-    ctypes object, bytes) hold, depth first, each once, through nested `_objects`; at most
-    `limit` visited."""
+    ctypes object, bytes, or the tuple (references, array) ctypes keeps for an array
+    assigned to a pointer field) hold, depth first, each once, through nested `_objects`;
+    at most `limit` visited."""
     stack, seen = [keep], set()
     while stack and (limit is None or len(seen) < limit):
         item = stack.pop()
@@ -47,6 +48,8 @@ def _kept_alive(keep, limit: Optional[int] = None):
         seen.add(id(item))
         if isinstance(item, dict):
             stack.extend(item.values())
+        elif isinstance(item, tuple):
+            stack.extend(item)
         elif item is not None:
             yield item
             if isinstance(item, _CData):
@@ -275,8 +278,13 @@ class CallBuilder:
                 if (target is None or into_text) and offset + 8 <= len(data):
                     # Not into caller memory (a str's encoding is the worker's own copy).
                     returned = _WORD.unpack_from(data, offset)[0]
-                    if not into_text and offset + 8 <= len(sent) and \
-                            returned == _WORD.unpack_from(sent, offset)[0]:
+                    unchanged = not into_text and offset + 8 <= len(sent) and \
+                        returned == _WORD.unpack_from(sent, offset)[0]
+                    # An image of a string the library may have rewritten in place (getline's
+                    # reused buffer) is made again, of what the string holds now.
+                    stale = offset in own_words and _types.code_of(ptype) in ("z", "Z") and \
+                        self._images.find(own_words[offset]) is not None
+                    if unchanged and not stale:
                         if offset in own_words:
                             _types.word_at(start + offset).value = own_words[offset]
                     elif returned:

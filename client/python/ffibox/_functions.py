@@ -5,7 +5,7 @@ import threading
 import traceback
 from typing import Dict, Optional
 
-from ffibox import _default, _images, _marshal, _types
+from ffibox import _addresses, _default, _images, _marshal, _types
 from ffibox._blocks import CallBuilder
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
@@ -224,12 +224,15 @@ _prototypes: Dict[tuple, type] = {}
 def _prototype_new(cls, *args):
     if args and isinstance(args[0], (RemotePointer, int)) and not isinstance(args[0], bool):
         target = args[0]
-        instance = _ct._CFuncPtr.__new__(cls)
         if isinstance(target, RemotePointer):
-            set_address(instance, address_of(target))
+            at = address_of(target)
         else:
             session = _default.default_session()
-            set_address(instance, WorkerAddress(session, target, session.generation))
+            at = WorkerAddress(session, target, session.generation)
+        # Its bytes hold the worker address, as a ctypes function pointer holds its address:
+        # stored in a structure the library gets, it is the worker's function there.
+        instance = _ct._CFuncPtr.__new__(cls, at.address)
+        set_address(instance, at)
         return instance
     if args and isinstance(args[0], tuple):
         name, library = args[0][0], args[0][1]  # items, as ctypes reads them
@@ -241,6 +244,8 @@ def _prototype_new(cls, *args):
         return function
     instance = _ct._CFuncPtr.__new__(cls, *args)
     instance._ffibox_callable = args[0] if args and callable(args[0]) else None
+    if instance._ffibox_callable is not None:
+        _marshal.local_callbacks[_types.word_at(_ct.addressof(instance)).value] = instance
     return instance
 
 
@@ -313,6 +318,14 @@ def _with_paramflags(function, argtypes, paramflags):
 
 def _prototype_call(self, *args):
     at = address_of(self)
+    if at is None and self._ffibox_callable is None:
+        # Made by ctypes from bytes (a structure's function pointer field, `cast`): the
+        # address it holds is read as ffibox._addresses says, and a function of the worker
+        # is called there, never jumped to in this process.
+        address = _types.word_at(_ct.addressof(self)).value or 0
+        if address and _addresses.classify(address)[0] != "local":
+            session = _default.default_session()
+            at = WorkerAddress(session, address, session.generation)
     if at is None:
         return _ct._CFuncPtr.__call__(self, *args)
     call = at.session.function_at(at.address, at.generation)

@@ -33,7 +33,7 @@ import threading
 import weakref
 from typing import Dict, List, Optional, Tuple
 
-from ffibox import _types
+from ffibox import _twins, _types
 from ffibox.errors import Error
 
 PAGE_BYTES = 4096
@@ -141,6 +141,7 @@ class ImageTable:
         twin = self._twins.local(worker, generation)
         if twin is not None:  # caller memory a call reached: the caller's own object
             owner.__dict__.setdefault("_ffibox_twins", {})[offset] = twin[0]
+            keep_with_copies(owner, offset, twin[0])
             return twin[1]
         budget = budget if budget is not None else self.budget()
         image = self._make(pointer_type, worker, generation, budget)
@@ -148,16 +149,23 @@ class ImageTable:
             return None
         keep = owner.__dict__.setdefault("_ffibox_images", {})
         keep[offset] = image
+        keep_with_copies(owner, offset, image)
         return image.start
 
-    def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None) -> None:
+    def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None,
+                      first: int = 0, end: Optional[int] = None, is_worker=None) -> None:
         """Replaces every worker address in the pointer slots of local object `obj` (which
-        holds worker bytes, such as a callback's pointee) by an image."""
+        holds worker bytes, such as a callback's pointee) by an image. Only the slots inside
+        bytes [first, end) of `obj` when given (what a copy from the worker filled), and only
+        the words `is_worker(word)` says are worker addresses when given."""
         budget = budget if budget is not None else self.budget()
         start = _ct.addressof(obj)
+        end = _ct.sizeof(obj) if end is None else end
         for offset, pointer_type in _types.pointer_offsets(type(obj), unions=False):
+            if offset < first or offset + _WORD.size > end:
+                continue
             word = _types.word_at(start + offset).value or 0
-            if word:
+            if word and (is_worker is None or is_worker(word)):
                 local = self.bind(obj, offset, pointer_type, word, generation, budget)
                 if local is not None:
                     _types.word_at(start + offset).value = local
@@ -334,6 +342,20 @@ class ImageTable:
                 sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
                                  "written back: %s\n" % (image.worker + first, error))
             image.synced = current
+
+
+def keep_with_copies(owner, offset: int, target) -> None:
+    """Also keeps `target` (what the slot at `offset` of `owner` points to) in ctypes' own
+    keep-alive references of `owner`'s memory, which ctypes hands on to every copy it makes
+    by assignment (`outer.field = owner`, `array[i] = owner`): such a copy's pointer then
+    keeps the image alive after `owner` is collected, as the library's memory would be.
+    Records, arrays and `POINTER` objects have such references; a `c_char_p` has none (its
+    copies do not keep the image)."""
+    root = _twins.owner_of(owner)  # ctypes keeps references in the base of its views
+    if root._objects is None:
+        _ct.pointer(owner)  # makes ctypes create them, empty (for types that have them)
+    if isinstance(root._objects, dict):
+        root._objects["ffibox:%x" % (_ct.addressof(owner) + offset)] = target
 
 
 def has_typed_pointers(t) -> bool:

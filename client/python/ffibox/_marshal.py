@@ -7,6 +7,7 @@ What a pointer argument reaches in client memory goes into the call's memory blo
 """
 import ctypes as _ct
 import re
+import weakref
 from typing import Optional
 
 from ffibox import _addresses, _remote, _twins, _types
@@ -24,6 +25,10 @@ ArgumentError = _ct.ArgumentError
 
 
 _bytes_address = _twins.bytes_address
+
+# CFUNCTYPE callbacks by the local code address ctypes made for them, while they live: a
+# copy of that address (a structure's function pointer field read back) is that callback.
+local_callbacks: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
 
 
 # -- arguments -------------------------------------------------------------------------
@@ -205,11 +210,15 @@ def _encode_string_or_void(t, code, value, builder, session):
     raise TypeError("wrong type")
 
 
-def _byref_value(value, builder):
+def byref_target(value) -> tuple:
+    """(object, byte offset) that `byref(object, offset)` made `value` from."""
     obj = value._obj
     match = _ADDRESS_IN_REPR.search(repr(value))
-    offset = int(match.group(1), 16) - _ct.addressof(obj) if match else 0
-    return builder.pointer_to(obj, offset)
+    return obj, int(match.group(1), 16) - _ct.addressof(obj) if match else 0
+
+
+def _byref_value(value, builder):
+    return builder.pointer_to(*byref_target(value))
 
 
 def _encode_pointer(t, value, builder, session):
@@ -223,9 +232,7 @@ def _encode_pointer(t, value, builder, session):
         return remote_value(at.address, at.generation)
     if isinstance(value, _CArgObject) and _remote.view_address(value._obj) is not None:
         base = _remote.view_address(value._obj)
-        match = _ADDRESS_IN_REPR.search(repr(value))
-        offset = int(match.group(1), 16) - _ct.addressof(value._obj) if match else 0
-        return remote_value(base.address + offset, base.generation)
+        return remote_value(base.address + byref_target(value)[1], base.generation)
     if builder is None:
         raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
     if isinstance(value, _CArgObject):
@@ -267,6 +274,15 @@ def _encode_function(value, session):
         return pb.Value(pointer=pb.PointerValue(callback=session.callback_id(value)))
     if isinstance(value, int):
         return remote_value(value, session.generation)
+    if _types.is_function(type(value)):
+        # Made by ctypes from bytes (a structure's function pointer field): the callback
+        # whose local code address it holds, or a function of the worker.
+        address = _types.word_at(_ct.addressof(value)).value or 0
+        callback = local_callbacks.get(address)
+        if callback is not None:
+            return _encode_function(callback, session)
+        if address and _addresses.classify(address)[0] != "local":
+            return remote_value(address, session.generation)
     raise TypeError("expected a CFUNCTYPE callback instead of %s" % type(value).__name__)
 
 
@@ -332,7 +348,8 @@ def decode(t, value, session, generation: int):
         return RemotePointer(session, address, generation, t._type_)
     if _types.is_record(t) or _types.is_array(t):
         # A record or array by value holds worker addresses in its pointer fields: images.
-        result = t.from_buffer_copy(value.raw)
+        # (The metaclass's from_buffer_copy: ffibox.ctypes.Structure's would image them first.)
+        result = type(t).from_buffer_copy(t, value.raw)
         session.images.convert_slots(result, generation)
         return result
     if _types.is_function(t):

@@ -203,8 +203,11 @@ class RemotePointer:
 
     @property
     def contents(self):
-        """The pointed-to value, as a view whose reads and writes go to the worker."""
+        """The pointed-to value, as a view whose reads and writes go to the worker (a
+        pointer or function pointer: the RemotePointer or function it holds)."""
         self._check()
+        if _types.is_pointer(self._type_) or _types.is_function(self._type_):
+            return load(self._type_, self._ffibox_address)
         return view(self._type_, self._ffibox_address)
 
     def __getitem__(self, index):

@@ -13,18 +13,18 @@ import sys
 import threading
 from ctypes import (  # the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
-    SetPointerType, addressof, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
+    SetPointerType, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
     c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64, c_long, c_longdouble,
     c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint, c_uint8, c_uint16, c_uint32,
     c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
-    create_string_buffer, create_unicode_buffer, pointer, resize, sizeof)
+    create_string_buffer, create_unicode_buffer, resize)
 from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 # Names real bindings import. py_object works for local values; it cannot cross to a
 # library (a Python object has no meaning in the worker): passing one is a TypeError.
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import _addresses, _remote, _types
+from ffibox import _addresses, _images, _marshal, _remote, _types
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
 from ffibox._functions import CFUNCTYPE, get_errno, set_errno
@@ -86,6 +86,34 @@ def in_dll(t, library, name: str):
     except AttributeError as error:
         raise ValueError(str(error)) from None  # as ctypes says it
     return _remote.view(t, address)
+
+
+def addressof(obj) -> int:
+    """ctypes.addressof. For a view of worker memory (`.contents` of a RemotePointer,
+    `in_dll`) it is the worker address, so address arithmetic on it (`from_address`,
+    `cast`, `memmove`) reaches the worker's memory, not the view's local snapshot."""
+    at = _remote.view_address(obj)
+    if at is not None:
+        _addresses.note_worker_address(at.address)
+        return at.address
+    return _ct.addressof(obj)
+
+
+def pointer(obj):
+    """ctypes.pointer. Of a view of worker memory (`in_dll`, `.contents` of a
+    RemotePointer), a RemotePointer to where it lives: reads and writes through it reach
+    the worker's value, not the view's local snapshot."""
+    at = _remote.view_address(obj)
+    if at is not None:
+        return RemotePointer(at.session, at.address, at.generation, type(obj)._ffibox_base)
+    return _ct.pointer(obj)
+
+
+def sizeof(obj_or_type) -> int:
+    """ctypes.sizeof; a RemotePointer is a pointer."""
+    if isinstance(obj_or_type, RemotePointer):
+        return _ct.sizeof(c_void_p)
+    return _ct.sizeof(obj_or_type)
 
 
 def from_address(t, address: int):
@@ -160,7 +188,70 @@ def _from_buffer(t, *args):
 def _from_buffer_copy(t, *args):
     if t in (Structure, Union):
         raise TypeError("abstract class")
-    return type(t).from_buffer_copy(t, *args)
+    obj = type(t).from_buffer_copy(t, *args)
+    _image_worker_words(obj)
+    return obj
+
+
+class _PointerField:
+    """A `char*` / `wchar_t*` / `T*` member of an ffibox.ctypes Union, in place of ctypes'
+    own descriptor (which the class still gives: `Value.text.offset`). Which member a union
+    holds is not known, so a word the library stores there keeps its bytes (no image: it
+    may be another member's number); reading a pointer member reads the address it holds as
+    ffibox._addresses says: a worker address is read in the worker, an address inside a
+    worker twin is the caller's object, never dereferenced here. (A structure's fields stay
+    ctypes' own: the library's words in them get images, and this check costs about 20 µs
+    a read.)"""
+
+    __slots__ = ("field", "type")
+
+    def __init__(self, field, t) -> None:
+        self.field = field
+        self.type = t
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self.field
+        word = _types.word_at(_ct.addressof(obj) + self.field.offset).value
+        if word:
+            kind, _, local = _addresses.classify(word)
+            code = _types.code_of(self.type)
+            if kind == "twin":
+                if code in ("z", "Z"):
+                    return _ct.wstring_at(local) if code == "Z" else _ct.string_at(local)
+                return _ct.cast(c_void_p(local), self.type)
+            session = _opened_session() if kind == "worker" else None
+            if session is not None:
+                if code in ("z", "Z"):
+                    return session.memory.read_string(word, code == "Z", session.generation)
+                return RemotePointer(session, word, session.generation, self.type._type_)
+        return self.field.__get__(obj, owner)
+
+    def __set__(self, obj, value) -> None:
+        self.field.__set__(obj, value)
+
+
+def _guard_pointer_fields(cls) -> None:
+    for entry in cls.__dict__.get("_fields_", ()):
+        name, t = entry[0], entry[1]
+        field = cls.__dict__.get(name)
+        if (_types.code_of(t) in ("z", "Z") or _types.is_pointer(t)) and \
+                type(field).__name__ == "CField":
+            setattr(cls, name, _PointerField(field, t))
+
+
+class _UnionType(type(_ct.Union)):
+    """ctypes' metaclass of unions, guarding the pointer members of every union class,
+    whether `_fields_` is set in the class body or later."""
+
+    def __init__(cls, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _guard_pointer_fields(cls)
+
+    def __setattr__(cls, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name == "_fields_":
+            _guard_pointer_fields(cls)
 
 
 class Structure(_ct.Structure):
@@ -174,9 +265,9 @@ class Structure(_ct.Structure):
     from_buffer_copy = classmethod(_from_buffer_copy)
 
 
-class Union(_ct.Union):
-    """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries and maps worker addresses
-    in `from_address`)."""
+class Union(_ct.Union, metaclass=_UnionType):
+    """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries, maps worker addresses
+    in `from_address`, and reads its pointer members as _PointerField says)."""
 
     in_dll = classmethod(in_dll)
     from_address = classmethod(from_address)
@@ -260,8 +351,10 @@ def cast(obj, typ):
     if at is None:
         result = _ct.cast(obj, typ)
         if isinstance(obj, bytes):
-            # ctypes keeps no reference to cast bytes; ffibox needs one to ship them.
+            # ctypes keeps no reference to cast bytes; ffibox needs one to ship them, also
+            # from a structure the pointer is stored in (`stream.next_in = cast(data, ...)`).
             result._ffibox_keep = {"bytes": obj}
+            _images.keep_with_copies(result, 0, obj)
         if getattr(obj, "_ffibox_callable", None) is not None or getattr(
                 obj, "_ffibox_cast_of", None) is not None:
             # A callback cast to another prototype is still that callback for the library.
@@ -307,10 +400,14 @@ def memmove(dst, src, count: int) -> Any:
     dst, src = _local_form(dst), _local_form(src)
     remote_dst, remote_src = _remote_address(dst), _remote_address(src)
     if remote_dst is None and remote_src is None:
-        return _ct.memmove(dst, src, count)
+        result = _ct.memmove(dst, src, count)
+        _image_copied_pointers(dst, count, None)
+        return result
     if remote_dst is None:
         data = remote_src.session.memory.read(remote_src.address, count, remote_src.generation)
-        return _ct.memmove(dst, data, count)
+        result = _ct.memmove(dst, data, count)
+        _image_copied_pointers(dst, count, remote_src)
+        return result
     memory = remote_dst.session.memory
     if remote_src is None:
         data = src[:count] if isinstance(src, bytes) else _ct.string_at(src, count)
@@ -318,6 +415,49 @@ def memmove(dst, src, count: int) -> Any:
     else:
         memory.copy(remote_dst.address, remote_src.address, count, remote_dst.generation)
     return remote_dst.address
+
+
+def _image_copied_pointers(dst, count: int, source: Optional[WorkerAddress]) -> None:
+    # Worker bytes copied into a typed local object (`memmove(byref(record), address, n)`)
+    # hold worker addresses in its `char*` / `T*` slots, which the caller would dereference
+    # here: they get images, as when the library itself fills those slots. So do worker
+    # addresses among local bytes (`source` None: a `c_void_p` holding a `void*` result
+    # copied into a `char*` array); this process's addresses stay. An integer destination
+    # says nothing about types: its bytes stay as copied.
+    if isinstance(dst, _marshal._CArgObject):
+        obj, offset = _marshal.byref_target(dst)
+    elif isinstance(dst, (_ct.Structure, _ct.Union, _ct.Array, c_char_p, c_wchar_p,
+                          _ct._Pointer)):
+        obj, offset = dst, 0
+    else:
+        return
+    # The object owning the memory (a field or element view shares its base's), so the
+    # images live as long as that memory.
+    start = _ct.addressof(obj) + offset
+    base = getattr(obj, "_b_base_", None)
+    while base is not None and _ct.addressof(base) <= _ct.addressof(obj) and \
+            _ct.addressof(obj) + sizeof(obj) <= _ct.addressof(base) + sizeof(base):
+        obj, base = base, getattr(base, "_b_base_", None)
+    if not _images.has_typed_pointers(type(obj)):
+        return
+    first = start - _ct.addressof(obj)
+    if source is not None:
+        source.session.images.convert_slots(obj, source.generation, first=first,
+                                            end=first + count)
+        return
+    _image_worker_words(obj, first, first + count)
+
+
+def _image_worker_words(obj, first: int = 0, end: Optional[int] = None) -> None:
+    # Worker addresses among the `char*` / `T*` slots of local object `obj` (those inside
+    # bytes [first, end)), there from bytes the caller copied (`from_buffer_copy` of bytes
+    # read from the library's memory, a `memmove`), get images, so the caller never
+    # dereferences them here. This process's addresses stay.
+    session = _opened_session()
+    if session is not None and _images.has_typed_pointers(type(obj)):
+        session.images.convert_slots(
+            obj, session.generation, first=first, end=end,
+            is_worker=lambda word: _addresses.classify(word)[0] != "local")
 
 
 def memset(dst, c: int, count: int) -> Any:
