@@ -6,7 +6,8 @@ const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const { checkUnixServer, defaultAddress } = require('./address');
-const { FfiboxError, InvalidArgument } = require('./errors');
+const { FfiboxError, InvalidArgument, UntrustedServer } = require('./errors');
+const { privateServer } = require('./private');
 const { Session } = require('./session');
 
 // The proto: packed with the package (npm pack copies it), else the repository's.
@@ -47,6 +48,8 @@ class Client {
     this.address = address;
     this._grpc = grpcClient;
     this._token = token;
+    // The private ffiboxd this client uses ({address, pid, directory, logPath}), else null.
+    this.privateServer = null;
   }
 
   /**
@@ -67,27 +70,18 @@ class Client {
   }
 }
 
-/**
- * A client of the ffiboxd at `options.address`: `unix:/path` (checked to be yours or
- * root's before anything is sent), `host:port`, or any gRPC target naming several servers
- * (`dns:///name:port`, `ipv4:10.0.0.1:7000,10.0.0.2:7000`), which are balanced
- * round_robin, one session per stream. Without an address: FFIBOX_ADDRESS, else the
- * default socket. `tls`: {ca, cert, key} (PEM Buffers or file paths) for TCP; `token`:
- * the bearer token; `timeoutMs` (default 2000): how long to wait for the server.
- * Rejects with UntrustedServer for another user's socket and with code UNAVAILABLE when
- * nothing answers. This client does not start a private server.
- */
-async function connect(options = {}) {
-  const address = options.address || defaultAddress();
-  const timeoutMs = options.timeoutMs === undefined ? 2000 : options.timeoutMs;
-  await checkUnixServer(address, timeoutMs);
+function openChannel(address, tls) {
   const channelOptions = { 'grpc.max_receive_message_length': -1 };
   if (!address.startsWith('unix')) {
     channelOptions['grpc.service_config'] = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
   }
   const Ffibox = ffiboxService();
-  const grpcClient = new Ffibox(address, credentialsFor(address, options.tls), channelOptions);
-  await new Promise((resolve, reject) => {
+  return new Ffibox(address, credentialsFor(address, tls), channelOptions);
+}
+
+/** Resolves once `grpcClient` answers within `timeoutMs`, else closes it and rejects. */
+function waitForServer(grpcClient, address, timeoutMs) {
+  return new Promise((resolve, reject) => {
     grpcClient.waitForReady(Date.now() + timeoutMs, (error) => {
       if (!error) return resolve();
       grpcClient.close();
@@ -95,7 +89,53 @@ async function connect(options = {}) {
         'UNAVAILABLE'));
     });
   });
-  return new Client(address, grpcClient, options.token);
+}
+
+/**
+ * A client of the ffiboxd at `options.address`: `unix:/path` (checked to be yours or
+ * root's before anything is sent), `host:port`, or any gRPC target naming several servers
+ * (`dns:///name:port`, `ipv4:10.0.0.1:7000,10.0.0.2:7000`), which are balanced
+ * round_robin, one session per stream. Without an address: FFIBOX_ADDRESS; else the
+ * default socket when a server answers there; else this process's private ffiboxd
+ * (lib/private.js), started on first use. `tls`: {ca, cert, key} (PEM Buffers or file
+ * paths) for TCP; `token`: the bearer token; `timeoutMs` (default 2000): how long to wait
+ * for the server. Rejects with UntrustedServer for another user's socket, with code
+ * UNAVAILABLE when nothing answers, and with PrivateServerFailed when the private server
+ * does not start.
+ */
+async function connect(options = {}) {
+  const timeoutMs = options.timeoutMs === undefined ? 2000 : options.timeoutMs;
+  if (options.address || process.env.FFIBOX_ADDRESS) {
+    const address = options.address || defaultAddress();
+    await checkUnixServer(address, timeoutMs);
+    const grpcClient = openChannel(address, options.tls);
+    await waitForServer(grpcClient, address, timeoutMs);
+    return new Client(address, grpcClient, options.token);
+  }
+  const address = defaultAddress();
+  let listening = true;
+  try {
+    await checkUnixServer(address, 0);
+  } catch (error) {
+    if (error instanceof UntrustedServer) throw error;
+    listening = false;  // nothing there: start a private server
+  }
+  if (listening) {
+    const grpcClient = openChannel(address, options.tls);
+    try {
+      await waitForServer(grpcClient, address, timeoutMs);
+      return new Client(address, grpcClient, options.token);
+    } catch {
+      // a stale socket: start a private server
+    }
+  }
+  const server = await privateServer();
+  await checkUnixServer(server.address, timeoutMs);
+  const grpcClient = openChannel(server.address, options.tls);
+  await waitForServer(grpcClient, server.address, timeoutMs);
+  const client = new Client(server.address, grpcClient, options.token);
+  client.privateServer = server;
+  return client;
 }
 
 module.exports = { connect, Client };

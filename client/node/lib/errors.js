@@ -61,6 +61,17 @@ class UntrustedServer extends FfiboxError {
   }
 }
 
+/**
+ * The private ffiboxd connect() starts did not start (or there is no ffiboxd to start).
+ * Code UNAVAILABLE; `logTail`: the last lines of its log (in the message too).
+ */
+class PrivateServerFailed extends FfiboxError {
+  constructor(message, logTail = '') {
+    super(message, 'UNAVAILABLE');
+    this.logTail = logTail;
+  }
+}
+
 const CLASSES = {
   CALL_TIMEOUT: CallTimeout,
   INVALID_ARGUMENT: InvalidArgument,
@@ -111,5 +122,6 @@ module.exports = {
   ResourceExhausted,
   SessionClosed,
   UntrustedServer,
+  PrivateServerFailed,
   errorFromProto,
 };
