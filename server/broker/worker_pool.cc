@@ -44,6 +44,7 @@ WorkerPool::~WorkerPool() {
 
 PooledWorker WorkerPool::Take() {
   absl::MutexLock lock(&mu_);
+  last_take_ = absl::Now();
   while (!idle_.empty()) {
     PooledWorker worker = std::move(idle_.front());
     idle_.pop_front();
@@ -66,6 +67,15 @@ void WorkerPool::Refill() {
         return stopping_ || idle_.size() < size_;
       };
       mu_.Await(absl::Condition(&needs_work));
+      // While a worker is still ready, the replacement waits for the sessions that just
+      // took one to get going (a cold start costs more than it saves them).
+      auto stopping_or_empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || idle_.empty();
+      };
+      absl::Time start_at;
+      while (!stopping_ && !idle_.empty() && (start_at = last_take_ + kRefillDelay) > absl::Now()) {
+        mu_.AwaitWithDeadline(absl::Condition(&stopping_or_empty), start_at);
+      }
       if (stopping_) return;
     }
     absl::StatusOr<PooledWorker> started = Start();

@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/broker/worker_process.h"
 #include "server/jail/cgroups.h"
 
@@ -49,8 +50,12 @@ class WorkerPool {
 
   // A live idle worker, not yet begun (in its cgroup, when the pool has cgroups), or one
   // with a null process when none is ready (the caller starts one itself). A replacement is
-  // started in the background.
+  // started in the background: at once when the pool is empty, else once no worker has been
+  // taken for kRefillDelay, so that launching it (a few milliseconds of CPU) does not compete
+  // with the session that took one while it loads its libraries and makes its first calls.
   PooledWorker Take();
+
+  static constexpr absl::Duration kRefillDelay = absl::Milliseconds(15);
 
   // Idle workers ready now.
   size_t idle() const;
@@ -72,6 +77,7 @@ class WorkerPool {
   mutable absl::Mutex mu_;
   std::deque<PooledWorker> idle_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_take_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::thread refiller_;
 };
 
