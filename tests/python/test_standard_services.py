@@ -3,13 +3,16 @@ probe or grpcurl sees them: grpc.health.v1.Health (SERVING for "" and ffibox.v1.
 token needed, NOT_SERVING once the server shuts down) and server reflection (lists
 ffibox.v1.Ffibox and describes its Session method). The stubs are generated from Debian's
 grpc-proto package."""
+import os
 import signal
+import subprocess
+import tempfile
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 
-from conftest import Certificates, Server, ffibox_pb2, ffibox_pb2_grpc
+from conftest import BIN, Certificates, Server, ffibox_pb2, ffibox_pb2_grpc
 
 HEALTH = "/grpc.health.v1.Health/"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -144,3 +147,22 @@ def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stu
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("health_listen", ["127.0.0.1:99999", "unix:{dir}/health.sock",
+                                           "garbage"])
+def test_bad_health_listen_address_is_refused_before_serving(health_listen):
+    """gRPC alone would bind port 99999 as 34463 and make a socket for a unix: target; the
+    flag promises a TCP HOST:PORT, so anything else stops ffiboxd before it listens."""
+    with tempfile.TemporaryDirectory(prefix="ffibox-pytest-") as directory:
+        os.chmod(directory, 0o700)
+        health_listen = health_listen.format(dir=directory)
+        started = subprocess.run(
+            [os.path.join(BIN, "server", "ffiboxd"),
+             "--listen=unix:" + os.path.join(directory, "ffiboxd.sock"),
+             "--health_listen=" + health_listen],
+            capture_output=True, text=True, timeout=30)
+        assert started.returncode == 1
+        assert "listening on" not in started.stdout
+        assert "--health_listen" in started.stderr and health_listen in started.stderr
+        assert os.listdir(directory) == []
