@@ -74,12 +74,18 @@ class Client {
  * round_robin, one session per stream. Without an address: FFIBOX_ADDRESS, else the
  * default socket. `tls`: {ca, cert, key} (PEM Buffers or file paths) for TCP; `token`:
  * the bearer token; `timeoutMs` (default 2000): how long to wait for the server.
- * Rejects with UntrustedServer for another user's socket and with code UNAVAILABLE when
- * nothing answers. This client does not start a private server.
+ * Rejects with UntrustedServer for another user's socket, with InvalidArgument for a token
+ * to a TCP target without `tls` (nothing is sent), and with code UNAVAILABLE when nothing
+ * answers. This client does not start a private server.
  */
 async function connect(options = {}) {
   const address = options.address || defaultAddress();
   const timeoutMs = options.timeoutMs === undefined ? 2000 : options.timeoutMs;
+  if (options.token && !options.tls && !address.startsWith('unix')) {
+    throw new InvalidArgument('INVALID_ARGUMENT: a bearer token is sent to a TCP target only ' +
+      `over TLS; pass tls to reach ${address} (ffiboxd serves TCP only with TLS)`,
+    'INVALID_ARGUMENT');
+  }
   await checkUnixServer(address, timeoutMs);
   const channelOptions = { 'grpc.max_receive_message_length': -1 };
   if (!address.startsWith('unix')) {

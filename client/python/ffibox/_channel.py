@@ -109,13 +109,17 @@ class _CallDetails(grpc.ClientCallDetails):
 def make_channel(address: str, settings: Optional[ChannelSettings] = None):
     """A channel to `address` that takes replies of any size (the server caps what it sends,
     SessionOpened.max_message_bytes, and a call's INOUT blocks come back whole), with
-    `settings`' TLS, token and, for TCP targets, load balancing."""
+    `settings`' TLS, token and, for TCP targets, load balancing. ValueError for a token to a
+    TCP target without TLS."""
     settings = settings or ChannelSettings()
     options = [("grpc.max_receive_message_length", -1)]
     if not is_unix_target(address):
         options.append(("grpc.service_config", service_config(settings)))
         # The policy above is the client's; DNS TXT records do not override it.
         options.append(("grpc.service_config_disable_resolution", 1))
+    if settings.token and not is_unix_target(address) and not settings.wants_tls(address):
+        raise ValueError("a bearer token is sent to a TCP target only over TLS; %s would get "
+                         "it in plaintext (ffiboxd serves TCP only with TLS)" % address)
     if settings.wants_tls(address):
         if settings.server_name:
             options.append(("grpc.ssl_target_name_override", settings.server_name))
