@@ -90,6 +90,11 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& addre
                                                         const ConnectOptions& options) {
   if (address.empty()) return absl::InvalidArgumentError("empty ffiboxd address");
   const absl::Time deadline = absl::Now() + options.connect_timeout;
+  if (IsUnixTarget(address) && UsesTls(options)) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS is for TCP targets; ffiboxd's unix socket ",
+                                                   address,
+                                                   " is plaintext, checked by its owner instead"));
+  }
   // A unix socket has no TLS: nothing is sent until the server is known to be ours or root's.
   if (absl::Status trusted = CheckUnixServer(address, options.connect_timeout); !trusted.ok()) {
     return trusted;

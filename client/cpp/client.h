@@ -49,7 +49,8 @@ class Client {
  public:
   // Connects to the ffiboxd at `address` (a unix socket, or a gRPC target naming one or
   // several TCP servers); INVALID_ARGUMENT for an empty address, an unknown load-balancing
-  // policy or a bearer token for a TCP target without TLS (nothing is sent), UNAVAILABLE if nothing
+  // policy, a bearer token for a TCP target without TLS or TLS for a unix socket (nothing
+  // is sent), UNAVAILABLE if nothing
   // accepts the connection within options.connect_timeout (which includes a failed TLS handshake:
   // an untrusted server or a refused client certificate; with health checks, no server reporting
   // SERVING). For a unix socket, PERMISSION_DENIED before anything is sent when the socket, its

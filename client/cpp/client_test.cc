@@ -75,5 +75,15 @@ TEST(ClientConnect, TokenWithTlsGetsAsFarAsTheHandshake) {
   EXPECT_TRUE(listener.SomeoneConnected(0));
 }
 
+TEST(ClientConnect, TlsToUnixSocketIsRefused) {
+  // ffiboxd's unix sockets are plaintext: a TLS handshake there could only time out.
+  ConnectOptions options;
+  options.tls = true;
+  absl::StatusOr<std::unique_ptr<Client>> client =
+      Client::Connect("unix:/nonexistent/ffiboxd.sock", options);
+  EXPECT_THAT(client.status(), StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_THAT(client.status().message(), testing::HasSubstr("TLS is for TCP targets"));
+}
+
 }  // namespace
 }  // namespace ffibox

@@ -180,3 +180,10 @@ def test_token_without_tls_is_refused_before_anything_is_sent():
         assert TOKEN not in str(refused.value)
         with pytest.raises(socket.timeout):
             listener.accept()
+
+
+def test_tls_to_a_unix_socket_is_refused(server):
+    """ffiboxd's unix sockets are plaintext: TLS there would only time out as 'no ffiboxd
+    answers'."""
+    with pytest.raises(ValueError, match="TLS is for TCP targets"):
+        ffibox.connect(server.address, timeout=1, tls=True)
