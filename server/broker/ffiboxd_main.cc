@@ -355,8 +355,11 @@ int main(int argc, char** argv) {
     ffibox::WithdrawHealth(server.get());
     if (health_server != nullptr) ffibox::WithdrawHealth(health_server.get());
     for (auto& acceptor : acceptors) acceptor->Stop();
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    if (health_server != nullptr) health_server->Shutdown();
+    // Both with a deadline: a grpc.health.v1 Watch never ends by itself, and anyone who
+    // reaches the plaintext health port may hold one open.
+    const auto drained = std::chrono::system_clock::now() + std::chrono::seconds(2);
+    server->Shutdown(drained);
+    if (health_server != nullptr) health_server->Shutdown(drained);
     metrics_stop.join();
   });
   server->Wait();

@@ -49,6 +49,14 @@ def health_check(channel, health_pb2, service):
     return check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
 
 
+def health_watch(channel, health_pb2, service):
+    """The stream of `service`'s health updates (ends after 10 s at the latest)."""
+    watch = channel.unary_stream(
+        HEALTH + "Watch", request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString)
+    return iter(watch(health_pb2.HealthCheckRequest(service=service), timeout=10))
+
+
 def reflect(channel, reflection_pb2, **request):
     info = channel.stream_stream(
         REFLECTION, request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
@@ -108,12 +116,7 @@ def test_health_turns_not_serving_when_the_server_shuts_down(standard_stubs):
     server = Server()
     try:
         with grpc.insecure_channel(server.address) as channel:
-            watch = channel.unary_stream(
-                HEALTH + "Watch",
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString)
-            updates = iter(watch(health_pb2.HealthCheckRequest(service="ffibox.v1.Ffibox"),
-                                 timeout=10))
+            updates = health_watch(channel, health_pb2, "ffibox.v1.Ffibox")
             assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
             server.process.send_signal(signal.SIGTERM)
             assert next(updates).status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -145,6 +148,26 @@ def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stu
             with pytest.raises(grpc.RpcError) as refused:
                 next(iter(responses))
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        server.stop()
+
+
+
+def test_a_watch_on_the_health_listener_does_not_hold_up_shutdown(standard_stubs):
+    """A Watch never ends by itself, and anyone who reaches the plaintext health port may
+    hold one open; SIGTERM still stops ffiboxd within its 2 s drain."""
+    health_pb2, _ = standard_stubs
+    server = Server("--health_listen=127.0.0.1:0")
+    try:
+        line = ""
+        while "health on" not in line:
+            line = server.process.stdout.readline()
+            assert line, "ffiboxd printed no health line"
+        with grpc.insecure_channel(line.split(" on ")[1].split()[0]) as channel:
+            updates = health_watch(channel, health_pb2, "")
+            assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=8) == 0
     finally:
         server.stop()
 
