@@ -125,18 +125,22 @@ def test_health_turns_not_serving_when_the_server_shuts_down(standard_stubs):
         server.stop()
 
 
+def health_listener_address(server):
+    """The --health_listen address `server` printed: "ffiboxd health on 127.0.0.1:PORT
+    (plaintext, grpc.health.v1 only)"."""
+    line = ""
+    while "health on" not in line:
+        line = server.process.stdout.readline()
+        assert line, "ffiboxd printed no health line"
+    return line.split(" on ")[1].split()[0]
+
+
 def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stubs):
     """--health_listen: for probes that cannot speak TLS (Kubernetes' grpc probes)."""
     health_pb2, reflection_pb2 = standard_stubs
     server = Server("--health_listen=127.0.0.1:0")
     try:
-        line = ""
-        while "health on" not in line:
-            line = server.process.stdout.readline()
-            assert line, "ffiboxd printed no health line"
-        # "ffiboxd health on 127.0.0.1:PORT (plaintext, grpc.health.v1 only)"
-        address = line.split(" on ")[1].split()[0]
-        with grpc.insecure_channel(address) as channel:
+        with grpc.insecure_channel(health_listener_address(server)) as channel:
             assert (health_check(channel, health_pb2, "ffibox.v1.Ffibox")
                     == health_pb2.HealthCheckResponse.SERVING)
             listed = reflect(channel, reflection_pb2, list_services="")
@@ -152,18 +156,13 @@ def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stu
         server.stop()
 
 
-
 def test_a_watch_on_the_health_listener_does_not_hold_up_shutdown(standard_stubs):
     """A Watch never ends by itself, and anyone who reaches the plaintext health port may
     hold one open; SIGTERM still stops ffiboxd within its 2 s drain."""
     health_pb2, _ = standard_stubs
     server = Server("--health_listen=127.0.0.1:0")
     try:
-        line = ""
-        while "health on" not in line:
-            line = server.process.stdout.readline()
-            assert line, "ffiboxd printed no health line"
-        with grpc.insecure_channel(line.split(" on ")[1].split()[0]) as channel:
+        with grpc.insecure_channel(health_listener_address(server)) as channel:
             updates = health_watch(channel, health_pb2, "")
             assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
             server.process.send_signal(signal.SIGTERM)
