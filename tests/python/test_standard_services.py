@@ -157,20 +157,27 @@ def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stu
         server.stop()
 
 
-def test_a_watch_on_the_health_listener_does_not_hold_up_shutdown(standard_stubs):
-    """A Watch never ends by itself, and anyone who reaches the plaintext health port may
-    hold one open; SIGTERM still stops ffiboxd within its 2 s drain."""
+@pytest.fixture
+def health_listener(standard_stubs):
+    """(server, a channel to its --health_listen port, the first Watch's update stream,
+    health_pb2), once that Watch reported SERVING."""
     health_pb2, _ = standard_stubs
     server = Server("--health_listen=127.0.0.1:0")
     try:
         with grpc.insecure_channel(health_listener_address(server)) as channel:
             updates = health_watch(channel, health_pb2, "")
             assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
-            server.process.send_signal(signal.SIGTERM)
-            assert server.process.wait(timeout=8) == 0
+            yield server, channel, updates, health_pb2
     finally:
         server.stop()
 
+
+def test_a_watch_on_the_health_listener_does_not_hold_up_shutdown(health_listener):
+    """A Watch never ends by itself, and anyone who reaches the plaintext health port may
+    hold one open; SIGTERM still stops ffiboxd within its 2 s drain."""
+    server, _, _, _ = health_listener
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=8) == 0
 
 
 def resident_mib(pid):
@@ -179,24 +186,17 @@ def resident_mib(pid):
     return int(line.split()[1]) // 1024
 
 
-def test_watches_on_one_health_connection_do_not_grow_the_broker(standard_stubs):
+def test_watches_on_one_health_connection_do_not_grow_the_broker(health_listener):
     """The plaintext health port needs no token: one peer opening Watch after Watch on one
     connection (about 16 KiB of ffiboxd's memory each, 5000 of them +80 MiB, before the
     cap) gets 4 streams served and the rest queued at its end."""
-    health_pb2, _ = standard_stubs
-    server = Server("--health_listen=127.0.0.1:0")
-    try:
-        with grpc.insecure_channel(health_listener_address(server)) as channel:
-            first = health_watch(channel, health_pb2, "")
-            assert next(first).status == health_pb2.HealthCheckResponse.SERVING
-            before = resident_mib(server.process.pid)
-            watches = [health_watch(channel, health_pb2, "") for _ in range(5000)]
-            time.sleep(2)
-            assert resident_mib(server.process.pid) - before < 20
-            for watch in watches:
-                watch.cancel()
-    finally:
-        server.stop()
+    server, channel, _, health_pb2 = health_listener
+    before = resident_mib(server.process.pid)
+    watches = [health_watch(channel, health_pb2, "") for _ in range(5000)]
+    time.sleep(2)
+    assert resident_mib(server.process.pid) - before < 20
+    for watch in watches:
+        watch.cancel()
 
 
 @pytest.mark.parametrize("health_listen", ["127.0.0.1:99999", "unix:{dir}/health.sock",
