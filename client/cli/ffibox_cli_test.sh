@@ -175,8 +175,14 @@ EOF
     --token="${token}" call libm.so.6 'double cos(double)' 0.5
   expect_error UNAVAILABLE "${client[@]}" --token="${token}" --tls_server_name=elsewhere.example \
     call libm.so.6 'double cos(double)' 0.5
+  # A token is never sent over plaintext TCP: refused before connecting.
+  expect_error INVALID_ARGUMENT --token="${token}" call libm.so.6 'double cos(double)' 0.5
+  if ! grep -q "only over TLS" "${dir}/err" || grep -q -- "${token}" "${dir}/err"; then
+    echo "FAIL: a token without TLS: want a refusal not printing it: $(cat "${dir}/err")"
+    failures=$((failures + 1))
+  fi
   # Without TLS the CLI speaks plaintext, which a TLS listener does not answer.
-  expect_error UNAVAILABLE --token="${token}" call libm.so.6 'double cos(double)' 0.5
+  expect_error UNAVAILABLE call libm.so.6 'double cos(double)' 0.5
   # Bad flags: exit 2 before anything is sent.
   expect 2 "" --tls_cert="${tls}/client.pem" call libm.so.6 'double cos(double)' 0.5
   expect 2 "" --tls_ca="${tls}/missing.pem" call libm.so.6 'double cos(double)' 0.5

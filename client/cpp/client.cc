@@ -47,10 +47,13 @@ class BearerTokenInterceptorFactory : public grpc::experimental::ClientIntercept
   const std::string header_;  // lives as long as the channel, which owns the factory
 };
 
+bool UsesTls(const ConnectOptions& options) {
+  return options.tls || !options.tls_root_certs.empty() || !options.tls_client_cert_chain.empty() ||
+         !options.tls_client_key.empty();
+}
+
 std::shared_ptr<grpc::ChannelCredentials> CredentialsFor(const ConnectOptions& options) {
-  const bool tls = options.tls || !options.tls_root_certs.empty() ||
-                   !options.tls_client_cert_chain.empty() || !options.tls_client_key.empty();
-  if (!tls) return grpc::InsecureChannelCredentials();
+  if (!UsesTls(options)) return grpc::InsecureChannelCredentials();
   grpc::SslCredentialsOptions ssl;
   ssl.pem_root_certs = options.tls_root_certs;
   ssl.pem_cert_chain = options.tls_client_cert_chain;
@@ -87,9 +90,19 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& addre
                                                         const ConnectOptions& options) {
   if (address.empty()) return absl::InvalidArgumentError("empty ffiboxd address");
   const absl::Time deadline = absl::Now() + options.connect_timeout;
+  if (IsUnixTarget(address) && UsesTls(options)) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS is for TCP targets; ffiboxd's unix socket ",
+                                                   address,
+                                                   " is plaintext, checked by its owner instead"));
+  }
   // A unix socket has no TLS: nothing is sent until the server is known to be ours or root's.
   if (absl::Status trusted = CheckUnixServer(address, options.connect_timeout); !trusted.ok()) {
     return trusted;
+  }
+  if (!options.bearer_token.empty() && !IsUnixTarget(address) && !UsesTls(options)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a bearer token is sent to a TCP target only over TLS; turn TLS on to reach ",
+                     address, " (ffiboxd serves TCP only with TLS)"));
   }
   grpc::ChannelArguments arguments;
   // The server caps what it sends (SessionOpened.max_message_bytes); the client takes it all.

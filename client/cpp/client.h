@@ -48,11 +48,12 @@ struct ConnectOptions {
 class Client {
  public:
   // Connects to the ffiboxd at `address` (a unix socket, or a gRPC target naming one or
-  // several TCP servers); INVALID_ARGUMENT for an empty address or an unknown
-  // load-balancing policy, UNAVAILABLE if nothing accepts the connection within
-  // options.connect_timeout (which includes a failed TLS handshake: an untrusted server or a
-  // refused client certificate; with health checks, no server reporting SERVING).
-  // For a unix socket, PERMISSION_DENIED before anything is sent when the socket, its
+  // several TCP servers); INVALID_ARGUMENT for an empty address, an unknown load-balancing
+  // policy, a bearer token for a TCP target without TLS or TLS for a unix socket (nothing
+  // is sent), UNAVAILABLE if nothing
+  // accepts the connection within options.connect_timeout (which includes a failed TLS handshake:
+  // an untrusted server or a refused client certificate; with health checks, no server reporting
+  // SERVING). For a unix socket, PERMISSION_DENIED before anything is sent when the socket, its
   // directory or the process listening on it belongs to another user than this one or root
   // (CheckUnixServer); the message names the path and its owner.
   // Credentials are checked when a session opens: OpenSession fails with UNAUTHENTICATED or

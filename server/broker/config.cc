@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "server/broker/listen_address.h"
 #include "server/jail/jail_layers.h"
 
 namespace ffibox {
@@ -106,9 +107,8 @@ absl::StatusOr<ListenerSettings> ResolveListener(const config::v1::Listener& lis
       return FieldError(field, "set unix_path or tcp_address");
   }
   const std::string& address = listener.tcp_address();
-  if (address.empty() || address.rfind(':') == std::string::npos) {
-    return FieldError(absl::StrCat(field, ".tcp_address"),
-                      absl::StrCat("\"", address, "\" is not host:port"));
+  if (absl::Status valid = ValidateTcpListenAddress(address); !valid.ok()) {
+    return FieldError(absl::StrCat(field, ".tcp_address"), valid.message());
   }
   if (!listener.has_tls() || listener.tls().cert_file().empty() ||
       listener.tls().key_file().empty()) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 
@@ -187,6 +188,23 @@ TEST(ServerConfig, TcpListenerWithoutTlsIsRefused) {
       "listeners { tcp_address: \"127.0.0.1:0\" tls { cert_file: \"/nonexistent/c.pem\" "
       "key_file: \"/nonexistent/k.pem\" } }",
       "listeners[0].tls.cert_file");
+}
+
+TEST(ServerConfig, TcpAddressMustBeHostAndPort) {
+  const std::string tls =
+      " tls { cert_file: \"/nonexistent/c.pem\" key_file: \"/nonexistent/k.pem\" } }";
+  // gRPC would bind 99999 as port 34463, and a unix: target as a socket of its own.
+  for (const char* address : {"127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:", "127.0.0.1", ":7000",
+                              "unix:/tmp/ffibox-config-test/tcp.sock", "ipv4:127.0.0.1:7000",
+                              "dns:///ffibox.example:7000"}) {
+    ExpectRefused(absl::StrCat("listeners { tcp_address: \"", address, "\"", tls),
+                  "listeners[0].tcp_address");
+  }
+  // Well-formed addresses get as far as reading the TLS files.
+  for (const char* address : {"127.0.0.1:0", "0.0.0.0:65535", "[::1]:7000", "localhost:7000"}) {
+    ExpectRefused(absl::StrCat("listeners { tcp_address: \"", address, "\"", tls),
+                  "listeners[0].tls.cert_file");
+  }
 }
 
 TEST(ServerConfig, TlsFilesAreRead) {

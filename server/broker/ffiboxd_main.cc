@@ -187,6 +187,11 @@ int main(int argc, char** argv) {
   if (!settings.ok()) {
     return Fail(absl::StrCat("bad configuration: ", settings.status().message()));
   }
+  const std::string health_listen = absl::GetFlag(FLAGS_health_listen);
+  if (!health_listen.empty()) {
+    absl::Status valid = ffibox::ValidateTcpListenAddress(health_listen);
+    if (!valid.ok()) return Fail(absl::StrCat("--health_listen: ", valid.message()));
+  }
   ffibox::SessionConfig& session = settings->session;
   if (access(session.worker_path.c_str(), X_OK) != 0) {
     return Fail(absl::StrCat("worker binary ", session.worker_path,
@@ -307,14 +312,14 @@ int main(int argc, char** argv) {
             absl::StrJoin(missing_layers, ", ").c_str());
   }
   std::unique_ptr<grpc::Server> health_server;
-  if (!absl::GetFlag(FLAGS_health_listen).empty()) {
+  if (!health_listen.empty()) {
     int health_port = 0;
     absl::StatusOr<std::unique_ptr<grpc::Server>> started =
-        ffibox::StartHealthOnlyServer(absl::GetFlag(FLAGS_health_listen), &health_port);
+        ffibox::StartHealthOnlyServer(health_listen, &health_port);
     if (!started.ok()) return Fail(std::string(started.status().message()));
     health_server = *std::move(started);
     ffibox::PublishHealth(health_server.get(), missing_layers.empty());
-    addresses.push_back(BoundAddress(absl::GetFlag(FLAGS_health_listen), health_port));
+    addresses.push_back(BoundAddress(health_listen, health_port));
   }
   for (auto& acceptor : acceptors) acceptor->Start(server.get());
 
@@ -350,8 +355,11 @@ int main(int argc, char** argv) {
     ffibox::WithdrawHealth(server.get());
     if (health_server != nullptr) ffibox::WithdrawHealth(health_server.get());
     for (auto& acceptor : acceptors) acceptor->Stop();
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    if (health_server != nullptr) health_server->Shutdown();
+    // Both with a deadline: a grpc.health.v1 Watch never ends by itself, and anyone who
+    // reaches the plaintext health port may hold one open.
+    const auto drained = std::chrono::system_clock::now() + std::chrono::seconds(2);
+    server->Shutdown(drained);
+    if (health_server != nullptr) health_server->Shutdown(drained);
     metrics_stop.join();
   });
   server->Wait();

@@ -13,6 +13,11 @@
 namespace ffibox {
 namespace {
 
+// Streams one connection to the plaintext health listener may have open at once. A probe
+// makes one Check at a time; without a cap, one peer's Watch streams (which never end by
+// themselves) held about 16 KiB of ffiboxd's memory each, without bound.
+constexpr int kHealthStreamsPerConnection = 4;
+
 // JailOptions::waived holds "<key> (<reason>)".
 bool WaivedByOperator(const JailOptions& decided, JailLayer layer) {
   const std::string prefix = absl::StrCat(JailLayerKey(layer), " (");
@@ -51,6 +56,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::s
                                                                     int* port) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for health"));

@@ -41,7 +41,9 @@ void PublishHealth(grpc::Server* server, bool serving);
 // A plaintext TCP server on `address` (HOST:PORT; port 0 picks one, stored in `*port`)
 // for probes that cannot speak TLS, such as Kubernetes' grpc probes: it serves the health
 // service (and reflection, which lists only the standard services), never
-// ffibox.v1.Ffibox. Requires EnableStandardServices. UNAVAILABLE if it cannot listen.
+// ffibox.v1.Ffibox. A connection may have 4 streams open at once: anyone may reach it, and
+// a Watch never ends by itself. Requires EnableStandardServices. UNAVAILABLE if it cannot
+// listen.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address,
                                                                     int* port);
 

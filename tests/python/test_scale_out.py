@@ -5,6 +5,7 @@ target lists all three (round_robin, health-checked). Sessions spread over every
 fail promptly with UNAVAILABLE and new sessions land on the two others; a reachable server
 whose health is NOT_SERVING gets none."""
 import contextlib
+import socket
 import os
 import signal
 import threading
@@ -164,3 +165,25 @@ def test_untrusted_certificate_authority_does_not_connect(servers, tmp_path):
         ffibox.connect(target, timeout=2, token=TOKEN, root_certificates=other.ca_pem,
                        server_name="localhost")
     assert unreachable.value.code == "UNAVAILABLE"
+
+
+def test_token_without_tls_is_refused_before_anything_is_sent():
+    """ffiboxd serves TCP only with TLS: a token on a plaintext TCP channel could only reach
+    someone else."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.5)
+        target = "127.0.0.1:%d" % listener.getsockname()[1]
+        with pytest.raises(ValueError, match="only over TLS") as refused:
+            ffibox.connect(target, timeout=1, token=TOKEN, tls=False)
+        assert TOKEN not in str(refused.value)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+
+
+def test_tls_to_a_unix_socket_is_refused(server):
+    """ffiboxd's unix sockets are plaintext: TLS there would only time out as 'no ffiboxd
+    answers'."""
+    with pytest.raises(ValueError, match="TLS is for TCP targets"):
+        ffibox.connect(server.address, timeout=1, tls=True)

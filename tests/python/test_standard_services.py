@@ -3,13 +3,17 @@ probe or grpcurl sees them: grpc.health.v1.Health (SERVING for "" and ffibox.v1.
 token needed, NOT_SERVING once the server shuts down) and server reflection (lists
 ffibox.v1.Ffibox and describes its Session method). The stubs are generated from Debian's
 grpc-proto package."""
+import os
 import signal
+import subprocess
+import tempfile
+import time
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 
-from conftest import Certificates, Server, ffibox_pb2, ffibox_pb2_grpc
+from conftest import BIN, Certificates, Server, ffibox_pb2, ffibox_pb2_grpc
 
 HEALTH = "/grpc.health.v1.Health/"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -44,6 +48,14 @@ def health_check(channel, health_pb2, service):
         HEALTH + "Check", request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
         response_deserializer=health_pb2.HealthCheckResponse.FromString)
     return check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def health_watch(channel, health_pb2, service):
+    """The stream of `service`'s health updates (ends after 10 s at the latest)."""
+    watch = channel.unary_stream(
+        HEALTH + "Watch", request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString)
+    return iter(watch(health_pb2.HealthCheckRequest(service=service), timeout=10))
 
 
 def reflect(channel, reflection_pb2, **request):
@@ -105,12 +117,7 @@ def test_health_turns_not_serving_when_the_server_shuts_down(standard_stubs):
     server = Server()
     try:
         with grpc.insecure_channel(server.address) as channel:
-            watch = channel.unary_stream(
-                HEALTH + "Watch",
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString)
-            updates = iter(watch(health_pb2.HealthCheckRequest(service="ffibox.v1.Ffibox"),
-                                 timeout=10))
+            updates = health_watch(channel, health_pb2, "ffibox.v1.Ffibox")
             assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
             server.process.send_signal(signal.SIGTERM)
             assert next(updates).status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -119,18 +126,22 @@ def test_health_turns_not_serving_when_the_server_shuts_down(standard_stubs):
         server.stop()
 
 
+def health_listener_address(server):
+    """The --health_listen address `server` printed: "ffiboxd health on 127.0.0.1:PORT
+    (plaintext, grpc.health.v1 only)"."""
+    line = ""
+    while "health on" not in line:
+        line = server.process.stdout.readline()
+        assert line, "ffiboxd printed no health line"
+    return line.split(" on ")[1].split()[0]
+
+
 def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stubs):
     """--health_listen: for probes that cannot speak TLS (Kubernetes' grpc probes)."""
     health_pb2, reflection_pb2 = standard_stubs
     server = Server("--health_listen=127.0.0.1:0")
     try:
-        line = ""
-        while "health on" not in line:
-            line = server.process.stdout.readline()
-            assert line, "ffiboxd printed no health line"
-        # "ffiboxd health on 127.0.0.1:PORT (plaintext, grpc.health.v1 only)"
-        address = line.split(" on ")[1].split()[0]
-        with grpc.insecure_channel(address) as channel:
+        with grpc.insecure_channel(health_listener_address(server)) as channel:
             assert (health_check(channel, health_pb2, "ffibox.v1.Ffibox")
                     == health_pb2.HealthCheckResponse.SERVING)
             listed = reflect(channel, reflection_pb2, list_services="")
@@ -144,3 +155,64 @@ def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stu
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         server.stop()
+
+
+@pytest.fixture
+def health_listener(standard_stubs):
+    """(server, a channel to its --health_listen port, the first Watch's update stream,
+    health_pb2), once that Watch reported SERVING."""
+    health_pb2, _ = standard_stubs
+    server = Server("--health_listen=127.0.0.1:0")
+    try:
+        with grpc.insecure_channel(health_listener_address(server)) as channel:
+            updates = health_watch(channel, health_pb2, "")
+            assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
+            yield server, channel, updates, health_pb2
+    finally:
+        server.stop()
+
+
+def test_a_watch_on_the_health_listener_does_not_hold_up_shutdown(health_listener):
+    """A Watch never ends by itself, and anyone who reaches the plaintext health port may
+    hold one open; SIGTERM still stops ffiboxd within its 2 s drain."""
+    server, _, _, _ = health_listener
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=8) == 0
+
+
+def resident_mib(pid):
+    with open("/proc/%d/status" % pid) as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) // 1024
+
+
+def test_watches_on_one_health_connection_do_not_grow_the_broker(health_listener):
+    """The plaintext health port needs no token: one peer opening Watch after Watch on one
+    connection (about 16 KiB of ffiboxd's memory each, 5000 of them +80 MiB, before the
+    cap) gets 4 streams served and the rest queued at its end."""
+    server, channel, _, health_pb2 = health_listener
+    before = resident_mib(server.process.pid)
+    watches = [health_watch(channel, health_pb2, "") for _ in range(5000)]
+    time.sleep(2)
+    assert resident_mib(server.process.pid) - before < 20
+    for watch in watches:
+        watch.cancel()
+
+
+@pytest.mark.parametrize("health_listen", ["127.0.0.1:99999", "unix:{dir}/health.sock",
+                                           "garbage"])
+def test_bad_health_listen_address_is_refused_before_serving(health_listen):
+    """gRPC alone would bind port 99999 as 34463 and make a socket for a unix: target; the
+    flag promises a TCP HOST:PORT, so anything else stops ffiboxd before it listens."""
+    with tempfile.TemporaryDirectory(prefix="ffibox-pytest-") as directory:
+        os.chmod(directory, 0o700)
+        health_listen = health_listen.format(dir=directory)
+        started = subprocess.run(
+            [os.path.join(BIN, "server", "ffiboxd"),
+             "--listen=unix:" + os.path.join(directory, "ffiboxd.sock"),
+             "--health_listen=" + health_listen],
+            capture_output=True, text=True, timeout=30)
+        assert started.returncode == 1
+        assert "listening on" not in started.stdout
+        assert "--health_listen" in started.stderr and health_listen in started.stderr
+        assert os.listdir(directory) == []

@@ -99,7 +99,8 @@ function waitForServer(grpcClient, address, timeoutMs) {
  * default socket when a server answers there; else this process's private ffiboxd
  * (lib/private.js), started on first use. `tls`: {ca, cert, key} (PEM Buffers or file
  * paths) for TCP; `token`: the bearer token; `timeoutMs` (default 2000): how long to wait
- * for the server. Rejects with UntrustedServer for another user's socket, with code
+ * for the server. Rejects with UntrustedServer for another user's socket, with
+ * InvalidArgument for a token to a TCP target without `tls` (nothing is sent), with code
  * UNAVAILABLE when nothing answers, and with PrivateServerFailed when the private server
  * does not start.
  */
@@ -107,6 +108,11 @@ async function connect(options = {}) {
   const timeoutMs = options.timeoutMs === undefined ? 2000 : options.timeoutMs;
   if (options.address || process.env.FFIBOX_ADDRESS) {
     const address = options.address || defaultAddress();
+    if (options.token && !options.tls && !address.startsWith('unix')) {
+      throw new InvalidArgument('INVALID_ARGUMENT: a bearer token is sent to a TCP target only ' +
+        `over TLS; pass tls to reach ${address} (ffiboxd serves TCP only with TLS)`,
+      'INVALID_ARGUMENT');
+    }
     await checkUnixServer(address, timeoutMs);
     const grpcClient = openChannel(address, options.tls);
     await waitForServer(grpcClient, address, timeoutMs);

@@ -131,6 +131,32 @@ function makeCertificates(dir) {
     `identities { name: "node" bearer_token: "${TOKEN}" client_cert_name: "node.client" }\n`);
 }
 
+describe('a token over TCP', () => {
+  test('is refused without TLS, before anything is sent', async () => {
+    let connections = 0;
+    const listener = net.createServer((socket) => {
+      ++connections;
+      socket.destroy();
+    });
+    await new Promise((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = `127.0.0.1:${listener.address().port}`;
+      await assert.rejects(
+        ffibox.connect({ address, token: 'node-token-0123456789abcdef', timeoutMs: 500 }),
+        (error) => {
+          assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+          assert.equal(error.code, 'INVALID_ARGUMENT');
+          assert.match(error.message, /only over TLS/);
+          assert.doesNotMatch(error.message, /node-token/);
+          return true;
+        });
+      assert.equal(connections, 0);
+    } finally {
+      listener.close();
+    }
+  });
+});
+
 describe('TCP with mutual TLS and a token', () => {
   let dir;
   const servers = [];

@@ -25,12 +25,13 @@ class ChannelSettings:
     """How to reach servers beyond the local unix socket.
 
     `tls`: None turns TLS on for TCP targets (ffiboxd serves TCP only with TLS) and off for
-    unix sockets; `root_certificates`: PEM CAs for the servers' certificates (None: the
-    system's); `certificate_chain` / `private_key`: a PEM client certificate and its key,
-    for mutual TLS; `server_name`: the name to check in the servers' certificates instead of
-    the target's host (one name for every server behind a list); `token`: sent as
-    `authorization: Bearer <token>` on every session; `load_balancing`: the gRPC policy for
-    TCP targets, "round_robin" (default) or "pick_first"; `health_check`: with round_robin,
+    unix sockets (TLS to one is a ValueError); `root_certificates`: PEM CAs for the
+    servers' certificates (None: the system's); `certificate_chain` / `private_key`: a PEM
+    client certificate and its key, for mutual TLS; `server_name`: the name to check in the
+    servers' certificates instead of the target's host (one name for every server behind a
+    list); `token`: sent as `authorization: Bearer <token>` on every session;
+    `load_balancing`: the gRPC policy for TCP targets, "round_robin" (default) or
+    "pick_first"; `health_check`: with round_robin,
     only servers that report SERVING get sessions.
     """
 
@@ -109,13 +110,20 @@ class _CallDetails(grpc.ClientCallDetails):
 def make_channel(address: str, settings: Optional[ChannelSettings] = None):
     """A channel to `address` that takes replies of any size (the server caps what it sends,
     SessionOpened.max_message_bytes, and a call's INOUT blocks come back whole), with
-    `settings`' TLS, token and, for TCP targets, load balancing."""
+    `settings`' TLS, token and, for TCP targets, load balancing. ValueError for a token to a
+    TCP target without TLS, and for TLS to a unix socket."""
     settings = settings or ChannelSettings()
     options = [("grpc.max_receive_message_length", -1)]
     if not is_unix_target(address):
         options.append(("grpc.service_config", service_config(settings)))
         # The policy above is the client's; DNS TXT records do not override it.
         options.append(("grpc.service_config_disable_resolution", 1))
+    if is_unix_target(address) and settings.wants_tls(address):
+        raise ValueError("TLS is for TCP targets; ffiboxd's unix socket %s is plaintext, "
+                         "checked by its owner instead" % address)
+    if settings.token and not is_unix_target(address) and not settings.wants_tls(address):
+        raise ValueError("a bearer token is sent to a TCP target only over TLS; %s would get "
+                         "it in plaintext (ffiboxd serves TCP only with TLS)" % address)
     if settings.wants_tls(address):
         if settings.server_name:
             options.append(("grpc.ssl_target_name_override", settings.server_name))

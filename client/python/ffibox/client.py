@@ -64,7 +64,8 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
     its directory or the process listening on it belongs to another user than you or root.
 
     Over TCP: `token` is sent as `authorization: Bearer <token>` on every session; TLS is on
-    (`tls=None`; `tls=False` only for a plaintext test server) with `root_certificates`
+    (`tls=None`; `tls=False` only for a plaintext test server, and never with a `token`:
+    ValueError) with `root_certificates`
     (PEM; default: the system's CAs), an optional client certificate (`certificate_chain`
     and `private_key`, PEM) and `server_name` to check in the servers' certificates instead
     of the target's host. Sessions are spread over the target's servers by
