@@ -29,10 +29,10 @@ class BrokerMetricsTest : public ::testing::Test {
 TEST_F(BrokerMetricsTest, EveryMetricIsThereFromTheStart) {
   const std::string text = registry_.Render();
   for (const char* line :
-       {"ffibox_sessions_open 0\n", "ffibox_sessions_total 0\n", "ffibox_calls_total{code=\"OK\"} 0\n",
-        "ffibox_calls_total{code=\"WORKER_CRASHED\"} 0\n", "ffibox_call_timeouts_total 0\n",
-        "ffibox_worker_restarts_total 0\n", "ffibox_worker_pool_idle 0\n",
-        "ffibox_call_duration_seconds_count{op=\"call\"} 0\n",
+       {"ffibox_sessions_open 0\n", "ffibox_sessions_total 0\n",
+        "ffibox_calls_total{code=\"OK\"} 0\n", "ffibox_calls_total{code=\"WORKER_CRASHED\"} 0\n",
+        "ffibox_call_timeouts_total 0\n", "ffibox_worker_restarts_total 0\n",
+        "ffibox_worker_pool_idle 0\n", "ffibox_call_duration_seconds_count{op=\"call\"} 0\n",
         "# TYPE ffibox_worker_crashes_total counter\n",
         "# TYPE ffibox_sandbox_violations_total counter\n",
         "# TYPE ffibox_relayed_bytes_total counter\n", "# TYPE ffibox_buffered_reply_bytes gauge\n",
@@ -73,7 +73,8 @@ TEST_F(BrokerMetricsTest, CallsAreCountedByResultAndIdentityWithTheirLatency) {
   EXPECT_THAT(text, HasSubstr("ffibox_calls_total{code=\"MEMORY_FAULT\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("ffibox_calls_total{code=\"LIBRARY_NOT_ALLOWED\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("ffibox_identity_calls_total{identity=\"alice\"} 6\n"));
-  EXPECT_THAT(text, HasSubstr("ffibox_call_duration_seconds_bucket{op=\"call\",le=\"2.5e-05\"} 0\n"));
+  EXPECT_THAT(text,
+              HasSubstr("ffibox_call_duration_seconds_bucket{op=\"call\",le=\"2.5e-05\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("ffibox_call_duration_seconds_bucket{op=\"call\",le=\"5e-05\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("ffibox_call_duration_seconds_count{op=\"call\"} 1\n"));
   EXPECT_THAT(text,
