@@ -259,8 +259,11 @@ int main(int argc, char** argv) {
     exporter = *std::move(started);
   }
   ffibox::FfiboxService service(session, std::move(settings->access), metrics.get());
-  // grpc.health.v1.Health and reflection on every listener (server/broker/standard_services.h).
+  // grpc.health.v1.Health and reflection on every listener (server/broker/standard_services.h);
+  // one health service, with one bound on its Watch streams, for every server. It outlives
+  // them: declared before them, destroyed after.
   ffibox::EnableStandardServices();
+  ffibox::HealthService health;
   grpc::ServerBuilder builder;
   std::vector<int> ports(settings->listeners.size(), 0);
   // Unix sockets are accepted by ffiboxd itself (server/broker/unix_acceptor.h); TCP by gRPC.
@@ -277,6 +280,7 @@ int main(int argc, char** argv) {
     builder.AddListeningPort(listener.address, CredentialsFor(listener), &ports[i]);
   }
   builder.RegisterService(&service);
+  builder.RegisterService(health.ServiceForServer());
   // gRPC's own cap sits well above the session limit, so an oversized request still arrives
   // and gets a typed RESOURCE_EXHAUSTED answer instead of ending the stream.
   builder.SetMaxReceiveMessageSize(
@@ -306,7 +310,7 @@ int main(int argc, char** argv) {
   // asks for are active (or waived by name); the health says so, and withdraws on shutdown.
   const std::vector<std::string> missing_layers =
       ffibox::MissingJailLayers(configured_jail, session.jail);
-  ffibox::PublishHealth(server.get(), missing_layers.empty());
+  health.SetServing(missing_layers.empty());
   if (!missing_layers.empty()) {
     fprintf(stderr, "ffiboxd: NOT_SERVING: jail layers missing: %s\n",
             absl::StrJoin(missing_layers, ", ").c_str());
@@ -315,10 +319,9 @@ int main(int argc, char** argv) {
   if (!health_listen.empty()) {
     int health_port = 0;
     absl::StatusOr<std::unique_ptr<grpc::Server>> started =
-        ffibox::StartHealthOnlyServer(health_listen, &health_port);
+        ffibox::StartHealthOnlyServer(health_listen, &health, &health_port);
     if (!started.ok()) return Fail(std::string(started.status().message()));
     health_server = *std::move(started);
-    ffibox::PublishHealth(health_server.get(), missing_layers.empty());
     addresses.push_back(BoundAddress(health_listen, health_port));
   }
   for (auto& acceptor : acceptors) acceptor->Start(server.get());
@@ -352,8 +355,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
     // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains.
     std::thread metrics_stop([&exporter] { exporter.reset(); });
-    ffibox::WithdrawHealth(server.get());
-    if (health_server != nullptr) ffibox::WithdrawHealth(health_server.get());
+    health.Withdraw();
     for (auto& acceptor : acceptors) acceptor->Stop();
     // Both with a deadline: a grpc.health.v1 Watch never ends by itself, and anyone who
     // reaches the plaintext health port may hold one open.

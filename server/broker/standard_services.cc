@@ -5,7 +5,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "server/jail/jail_layers.h"
@@ -15,7 +14,8 @@ namespace {
 
 // Streams one connection to the plaintext health listener may have open at once. A probe
 // makes one Check at a time; without a cap, one peer's Watch streams (which never end by
-// themselves) held about 16 KiB of ffiboxd's memory each, without bound.
+// themselves) held about 16 KiB of ffiboxd's memory each, without bound; the server-wide
+// bound of HealthService covers every listener.
 constexpr int kHealthStreamsPerConnection = 4;
 
 // JailOptions::waived holds "<key> (<reason>)".
@@ -27,10 +27,7 @@ bool WaivedByOperator(const JailOptions& decided, JailLayer layer) {
 
 }  // namespace
 
-void EnableStandardServices() {
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-}
+void EnableStandardServices() { grpc::reflection::InitProtoReflectionServerBuilderPlugin(); }
 
 std::vector<std::string> MissingJailLayers(const JailOptions& configured,
                                            const JailOptions& decided) {
@@ -45,16 +42,11 @@ std::vector<std::string> MissingJailLayers(const JailOptions& configured,
   return missing;
 }
 
-void PublishHealth(grpc::Server* server, bool serving) {
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus("", serving);
-  health->SetServingStatus(kFfiboxServiceName, serving);
-}
-
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address,
+                                                                    HealthService* health,
                                                                     int* port) {
   grpc::ServerBuilder builder;
+  builder.RegisterService(health->ServiceForServer());
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -62,11 +54,6 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::s
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for health"));
   }
   return server;
-}
-
-void WithdrawHealth(grpc::Server* server) {
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  if (health != nullptr) health->Shutdown();
 }
 
 }  // namespace ffibox

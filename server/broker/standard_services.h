@@ -1,6 +1,6 @@
 // The standard gRPC services ffiboxd serves on every listener beside ffibox.v1.Ffibox, so
 // that load balancers, Kubernetes probes, grpcurl and grpc_cli see it: grpc.health.v1.Health
-// (gRPC's default health service) and server reflection. Called by ffiboxd's main around
+// (server/broker/health_service.h) and server reflection. Called by ffiboxd's main around
 // building its grpc::Server.
 //
 // Neither passes the door (server/broker/auth.h): the Authenticator runs inside
@@ -17,15 +17,14 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "server/broker/health_service.h"
 #include "server/jail/jail_options.h"
 
 namespace ffibox {
 
-// The name health checks ask about for the ffibox service ("" asks about the server).
-inline constexpr char kFfiboxServiceName[] = "ffibox.v1.Ffibox";
-
-// Makes every grpc::Server built afterwards serve grpc.health.v1.Health and server
-// reflection. Call once, before the first grpc::ServerBuilder is made (not thread-safe).
+// Makes every grpc::Server built afterwards serve server reflection. Call once, before the
+// first grpc::ServerBuilder is made (not thread-safe). Health is registered per server with
+// HealthService::ServiceForServer.
 void EnableStandardServices();
 
 // The jail layers `configured` asks for (the configuration, before DecideJailLayers) that
@@ -34,22 +33,16 @@ void EnableStandardServices();
 std::vector<std::string> MissingJailLayers(const JailOptions& configured,
                                            const JailOptions& decided);
 
-// Sets the health of the server ("") and of kFfiboxServiceName: SERVING or NOT_SERVING.
-// `server` must have been built after EnableStandardServices.
-void PublishHealth(grpc::Server* server, bool serving);
-
 // A plaintext TCP server on `address` (HOST:PORT; port 0 picks one, stored in `*port`)
 // for probes that cannot speak TLS, such as Kubernetes' grpc probes: it serves the health
-// service (and reflection, which lists only the standard services), never
+// service `health` (and reflection, which lists only the standard services), never
 // ffibox.v1.Ffibox. A connection may have 4 streams open at once: anyone may reach it, and
-// a Watch never ends by itself. Requires EnableStandardServices. UNAVAILABLE if it cannot
-// listen.
+// a Watch never ends by itself (its Watches also count against `health`'s server-wide
+// bound). Requires EnableStandardServices; `health` must outlive the server. UNAVAILABLE if
+// it cannot listen.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address,
+                                                                    HealthService* health,
                                                                     int* port);
-
-// Sets both to NOT_SERVING for good (later PublishHealth calls change nothing), so that
-// health-checking clients stop sending new sessions before the server stops.
-void WithdrawHealth(grpc::Server* server);
 
 }  // namespace ffibox
 

@@ -81,6 +81,7 @@ class ScaleOutTest : public ::testing::Test {
     // One name for every server behind the list (the target itself names no host).
     options.tls_server_name = "localhost";
     options.bearer_token = kToken;
+    options_ = options;
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(target_, options);
     ASSERT_OK(client);
     client_ = std::move(*client);
@@ -118,6 +119,7 @@ class ScaleOutTest : public ::testing::Test {
   static bool certificates_ok_;
   std::vector<std::unique_ptr<TestServer>> servers_;
   std::string target_;
+  ConnectOptions options_;
   std::unique_ptr<Client> client_;
 };
 
@@ -135,6 +137,33 @@ TEST_F(ScaleOutTest, SessionsSpreadOverEveryServer) {
   EXPECT_EQ(total, sessions.size()) << Distribution();
   // A session stays on its server: every one still calls.
   for (WorkingSession& session : sessions) EXPECT_THAT(session.cos(0.0), IsOk());
+}
+
+// Each health-checking client channel holds one grpc.health.v1 Watch per server; ffiboxd's
+// server-wide bound on Watch streams (1024) leaves room for every one of them.
+TEST_F(ScaleOutTest, SeveralHealthCheckedClientsEachSpreadSessionsOverEveryServer) {
+  constexpr int kClients = 8;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int c = 0; c < kClients; ++c) {
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(target_, options_);
+    ASSERT_OK(client);
+    clients.push_back(std::move(*client));
+  }
+  std::vector<std::unique_ptr<Session>> sessions;
+  for (int c = 0; c < kClients; ++c) {
+    for (int i = 0; i < kServers; ++i) {
+      absl::StatusOr<std::unique_ptr<Session>> session = clients[c]->OpenSession();
+      ASSERT_OK(session);
+      ASSERT_OK((*session)->Load("libm.so.6"));
+      sessions.push_back(std::move(*session));
+    }
+  }
+  size_t total = 0;
+  for (int i = 0; i < kServers; ++i) {
+    EXPECT_GE(SessionsOn(i), 1u) << "server " << i << " got no session; " << Distribution();
+    total += SessionsOn(i);
+  }
+  EXPECT_EQ(total, sessions.size()) << Distribution();
 }
 
 TEST_F(ScaleOutTest, KilledServersSessionsFailUnavailablePromptlyAndNewSessionsGoElsewhere) {
