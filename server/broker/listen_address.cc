@@ -12,14 +12,12 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/host_port.h"
 
 namespace ffibox {
 namespace {
-
-bool IsDigit(char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }
 
 bool SomeoneListens(const std::string& path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -85,15 +83,9 @@ absl::Status ValidateTcpListenAddress(absl::string_view address) {
                      "\" is not a TCP HOST:PORT (\"127.0.0.1:7000\", \"[::1]:7000\", "
                      "\"ffibox.example:7000\"; port 0 to 65535)"));
   };
-  const size_t colon = address.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0) return invalid();
-  const absl::string_view host = address.substr(0, colon);
-  const absl::string_view port = address.substr(colon + 1);
-  uint32_t port_number = 0;
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), IsDigit) ||
-      !absl::SimpleAtoi(port, &port_number) || port_number > 65535) {
-    return invalid();
-  }
+  const std::optional<HostPort> split = SplitHostPort(address);
+  if (!split.has_value()) return invalid();
+  const absl::string_view host = split->host;
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     const absl::string_view inner = host.substr(1, host.size() - 2);
     const bool ipv6 = std::all_of(inner.begin(), inner.end(), [](char c) {

@@ -3,14 +3,12 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "civetweb.h"
+#include "core/host_port.h"
 
 namespace ffibox {
 namespace metrics {
@@ -23,22 +21,14 @@ constexpr char kRequestTimeoutMs[] = "10000";
 
 // Checks "IPV4:PORT" or "[IPV6]:PORT" (port 0..65535); sets the host as written and the port.
 absl::Status ParseAddress(absl::string_view address, std::string* host, int* port) {
-  const size_t colon = address.rfind(':');
   const auto invalid = [&address] {
     return absl::InvalidArgumentError(absl::StrCat(
         "metrics address \"", address,
         "\" is not HOST:PORT with an IPv4 or [IPv6] address (\"127.0.0.1:9464\", \"[::1]:9464\")"));
   };
-  if (colon == absl::string_view::npos || colon == 0) return invalid();
-  absl::string_view host_part = address.substr(0, colon);
-  absl::string_view port_part = address.substr(colon + 1);
-  uint32_t port_number = 0;
-  if (port_part.empty() ||
-      !std::all_of(port_part.begin(), port_part.end(),
-                   [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) ||
-      !absl::SimpleAtoi(port_part, &port_number) || port_number > 65535) {
-    return invalid();
-  }
+  const std::optional<HostPort> split = SplitHostPort(address);
+  if (!split.has_value()) return invalid();
+  const absl::string_view host_part = split->host;
   unsigned char binary[16];
   if (host_part.front() == '[' && host_part.back() == ']' && host_part.size() > 2) {
     const std::string inner(host_part.substr(1, host_part.size() - 2));
@@ -52,7 +42,7 @@ absl::Status ParseAddress(absl::string_view address, std::string* host, int* por
     return invalid();
   }
   *host = std::string(host_part);
-  *port = static_cast<int>(port_number);
+  *port = split->port;
   return absl::OkStatus();
 }
 
