@@ -72,8 +72,9 @@ void WorkerPool::Refill() {
       auto stopping_or_empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || idle_.empty();
       };
-      absl::Time start_at;
-      while (!stopping_ && !idle_.empty() && (start_at = last_take_ + kRefillDelay) > absl::Now()) {
+      while (!stopping_ && !idle_.empty()) {
+        const absl::Time start_at = last_take_ + kRefillDelay;
+        if (absl::Now() >= start_at) break;
         mu_.AwaitWithDeadline(absl::Condition(&stopping_or_empty), start_at);
       }
       if (stopping_) return;
