@@ -104,7 +104,13 @@ absl::Status CheckJailWithWorker(ffibox::SessionConfig& session,
   for (int attempt = 0; attempt < ffibox::kJailLayerCount; ++attempt) {
     absl::StatusOr<std::unique_ptr<ffibox::WorkerProcess>> worker =
         ffibox::WorkerProcess::Start(ffibox::WorkerLaunchOptionsFor(session));
-    if (worker.ok()) return absl::OkStatus();
+    if (worker.ok()) {
+      // Gone before the cgroup layer's tree is made: on cgroup v2 ffiboxd may have to leave
+      // its cgroup for a leaf, and the cgroup must then hold no other process.
+      (*worker)->Kill();
+      (*worker)->Reap();
+      return absl::OkStatus();
+    }
     std::optional<ffibox::JailLayer> layer = ffibox::FailedJailLayer(worker.status());
     if (!layer.has_value()) {
       return absl::FailedPreconditionError(

@@ -19,11 +19,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "server/jail/cgroup_placement.h"
 
 namespace ffibox {
 namespace {
 
-constexpr const char* kV1Controllers[] = {"pids", "memory", "cpu"};
 constexpr uint64_t kCpuPeriodMicros = 100000;
 
 std::string ReadFile(const std::string& path) {
@@ -33,87 +33,28 @@ std::string ReadFile(const std::string& path) {
   return contents.str();
 }
 
-absl::Status WriteFile(const std::string& path, const std::string& value) {
+// Writes `value` to `path` in one write: 0, or the errno of the open or the write.
+int Write(const std::string& path, const std::string& value) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("open ", path, ": ", strerror(errno)));
-  }
+  if (fd < 0) return errno;
   ssize_t written = write(fd, value.data(), value.size());
-  int error = errno;
+  int error = written == static_cast<ssize_t>(value.size()) ? 0 : errno;
   close(fd);
-  if (written != static_cast<ssize_t>(value.size())) {
+  return error;
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& value) {
+  if (int error = Write(path, value); error != 0) {
     return absl::InternalError(
         absl::StrCat("write \"", value, "\" to ", path, ": ", strerror(error)));
   }
   return absl::OkStatus();
 }
 
-// Where this process's cgroup of each hierarchy lives: from /proc/self/cgroup
-// ("hierarchy-id:controllers:path") and /proc/self/mountinfo (the mount points).
-struct Hierarchies {
-  std::string v2;               // the unified cgroup directory, or ""
-  std::vector<std::string> v1;  // per kV1Controllers, or "" when missing
-};
-
-Hierarchies FindHierarchies() {
-  Hierarchies found;
-  found.v1.assign(3, "");
-  std::string v2_path;
-  std::vector<std::pair<std::vector<std::string>, std::string>> v1_paths;  // controllers, path
-  for (absl::string_view line : absl::StrSplit(ReadFile("/proc/self/cgroup"), '\n')) {
-    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
-    if (parts.size() != 3) continue;
-    if (parts[0] == "0" && parts[1].empty()) {
-      v2_path = parts[2];
-    } else {
-      v1_paths.emplace_back(absl::StrSplit(parts[1], ','), parts[2]);
-    }
-  }
-  for (absl::string_view line : absl::StrSplit(ReadFile("/proc/self/mountinfo"), '\n')) {
-    // "id parent major:minor root mountpoint options ... - fstype source superoptions"
-    std::vector<std::string> fields = absl::StrSplit(line, ' ');
-    auto dash = std::find(fields.begin(), fields.end(), "-");
-    if (fields.size() < 5 || dash == fields.end() || dash + 3 > fields.end()) continue;
-    const std::string& root = fields[3];
-    const std::string& mount_point = fields[4];
-    const std::string& fstype = *(dash + 1);
-    // The mount shows the hierarchy from `root`; this process's path is relative to it.
-    auto below_root = [&root](const std::string& path) -> std::optional<std::string> {
-      if (root == "/") return path;
-      if (path == root) return std::string("/");
-      if (absl::StartsWith(path, root + "/")) return path.substr(root.size());
-      return std::nullopt;
-    };
-    if (fstype == "cgroup2" && !v2_path.empty() && found.v2.empty()) {
-      std::optional<std::string> relative = below_root(v2_path);
-      if (relative.has_value()) found.v2 = mount_point + (*relative == "/" ? "" : *relative);
-    } else if (fstype == "cgroup") {
-      std::vector<std::string> options = absl::StrSplit(*(dash + 3), ',');
-      for (int i = 0; i < 3; ++i) {
-        if (!found.v1[i].empty() ||
-            std::find(options.begin(), options.end(), kV1Controllers[i]) == options.end()) {
-          continue;
-        }
-        for (const auto& [controllers, path] : v1_paths) {
-          if (std::find(controllers.begin(), controllers.end(), kV1Controllers[i]) ==
-              controllers.end()) {
-            continue;
-          }
-          std::optional<std::string> relative = below_root(path);
-          if (relative.has_value()) {
-            found.v1[i] = mount_point + (*relative == "/" ? "" : *relative);
-          }
-        }
-      }
-    }
-  }
-  return found;
-}
-
 bool HasV2Controllers(const std::string& dir) {
   std::vector<std::string> controllers =
       absl::StrSplit(absl::StripAsciiWhitespace(ReadFile(dir + "/cgroup.controllers")), ' ');
-  for (const char* wanted : kV1Controllers) {
+  for (const char* wanted : kCgroupControllers) {
     if (std::find(controllers.begin(), controllers.end(), wanted) == controllers.end()) {
       return false;
     }
@@ -131,16 +72,16 @@ void RemoveGroup(const std::string& dir) {
   fprintf(stderr, "ffiboxd: cannot remove cgroup %s: %s\n", dir.c_str(), strerror(errno));
 }
 
-// Removes ffibox-<pid> trees under `parent` whose ffiboxd is gone (it was killed).
+// Removes the groups under `parent` of ffiboxd processes that are gone (killed): their
+// workers' trees (ffibox-<pid>) and, on cgroup v2, their leaves (ffibox-<pid>-broker).
 void RemoveStaleTrees(const std::string& parent) {
   DIR* dir = opendir(parent.c_str());
   if (dir == nullptr) return;
   std::vector<std::string> stale;
   while (struct dirent* entry = readdir(dir)) {
-    absl::string_view name = entry->d_name;
-    int pid = 0;
-    if (!absl::ConsumePrefix(&name, "ffibox-") || !absl::SimpleAtoi(name, &pid)) continue;
-    if (pid == getpid() || (kill(pid, 0) == 0 || errno == EPERM)) continue;
+    std::optional<pid_t> pid = OwnerOfGroup(entry->d_name);
+    if (!pid.has_value()) continue;
+    if (*pid == getpid() || (kill(*pid, 0) == 0 || errno == EPERM)) continue;
     stale.push_back(absl::StrCat(parent, "/", entry->d_name));
   }
   closedir(dir);
@@ -165,39 +106,97 @@ absl::Status MakeGroup(const std::string& dir) {
   return absl::OkStatus();
 }
 
+constexpr const char* kEnableControllers = "+pids +memory +cpu";
+
+// Puts ffiboxd back into the delegated v2 cgroup `dir` it left for `leaf`, and removes the
+// leaf; without the controllers for its children, `dir` may hold a process again. Best
+// effort: a leaf left behind is reported, and removed as stale by the next ffiboxd.
+void LeaveBrokerLeaf(const std::string& dir, const std::string& leaf) {
+  Write(dir + "/cgroup.subtree_control", "-pids -memory -cpu");
+  absl::Status back = WriteFile(dir + "/cgroup.procs", absl::StrCat(getpid()));
+  if (!back.ok()) {
+    fprintf(stderr, "ffiboxd: cannot leave cgroup %s: %s\n", leaf.c_str(),
+            std::string(back.message()).c_str());
+    return;
+  }
+  RemoveGroup(leaf);
+}
+
+// Where ffiboxd's tree goes on cgroup v2 (server/jail/cgroup_placement.h).
+struct V2Parent {
+  std::string dir;          // the delegated cgroup, with the controllers for its children
+  std::string broker_leaf;  // the leaf ffiboxd moved into for this tree, or ""
+};
+
+// Enables the controllers for the children of the cgroup delegated to ffiboxd, whose own
+// cgroup is `own`; when that cgroup holds ffiboxd, ffiboxd (every thread) first moves into
+// a leaf of its own. FAILED_PRECONDITION naming the file and saying why when it cannot.
+absl::StatusOr<V2Parent> PrepareV2Parent(const std::string& own) {
+  const pid_t pid = getpid();
+  V2Parent parent{DelegatedV2Cgroup(own, pid), ""};
+  if (!HasV2Controllers(parent.dir)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cgroup v2 at ", parent.dir, " lacks the pids, memory or cpu controller"));
+  }
+  const std::string subtree_control = parent.dir + "/cgroup.subtree_control";
+  const std::string leaf = absl::StrCat(parent.dir, "/", BrokerLeafName(pid));
+  int error = Write(subtree_control, kEnableControllers);
+  if (error != 0 &&
+      AfterControllersRefused(error, own == leaf) == ControllersRefused::kMoveBrokerToLeaf) {
+    absl::Status moved = MakeGroup(leaf);
+    if (moved.ok()) moved = WriteFile(leaf + "/cgroup.procs", absl::StrCat(pid));
+    if (!moved.ok()) {
+      rmdir(leaf.c_str());
+      return absl::FailedPreconditionError(
+          absl::StrCat("cgroup v2: ", parent.dir,
+                       " holds ffiboxd, which cannot move into a leaf: ", moved.message()));
+    }
+    parent.broker_leaf = leaf;
+    error = Write(subtree_control, kEnableControllers);
+  }
+  if (error != 0) {
+    std::string message = ControllersRefusedMessage(
+        parent.dir, error, OtherProcesses(ReadFile(parent.dir + "/cgroup.procs"), pid));
+    if (!parent.broker_leaf.empty()) LeaveBrokerLeaf(parent.dir, parent.broker_leaf);
+    return absl::FailedPreconditionError(message);
+  }
+  return parent;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CgroupTree>> CgroupTree::Create(uint64_t total_memory_bytes) {
-  const std::string name = absl::StrCat("ffibox-", getpid());
-  Hierarchies found = FindHierarchies();
+  const std::string name = WorkerTreeName(getpid());
+  const CgroupHierarchies found =
+      ParseCgroupHierarchies(ReadFile("/proc/self/cgroup"), ReadFile("/proc/self/mountinfo"));
   std::string v2_reason = "no cgroup v2 hierarchy";
   if (!found.v2.empty()) {
-    if (!HasV2Controllers(found.v2)) {
-      v2_reason =
-          absl::StrCat("cgroup v2 at ", found.v2, " lacks the pids, memory or cpu controller");
-    } else {
-      // Controllers for the children of our cgroup; this fails (EBUSY) when the broker's own
-      // cgroup holds processes and is not the root: then v2 is not delegated to us.
-      absl::Status enabled = WriteFile(found.v2 + "/cgroup.subtree_control", "+pids +memory +cpu");
-      std::string tree = found.v2 + "/" + name;
-      if (enabled.ok()) enabled = MakeGroup(tree);
-      if (enabled.ok()) enabled = WriteFile(tree + "/cgroup.subtree_control", "+pids +memory +cpu");
-      if (enabled.ok() && total_memory_bytes != 0) {
-        enabled = WriteFile(tree + "/memory.max", absl::StrCat(total_memory_bytes));
-      }
-      if (enabled.ok()) {
-        RemoveStaleTrees(found.v2);
-        return std::unique_ptr<CgroupTree>(new CgroupTree(true, {tree}));
-      }
-      rmdir(tree.c_str());
-      v2_reason = std::string(enabled.message());
+    absl::StatusOr<V2Parent> parent = PrepareV2Parent(found.v2);
+    absl::Status made = parent.status();
+    std::string tree;
+    if (made.ok()) {
+      tree = parent->dir + "/" + name;
+      made = MakeGroup(tree);
     }
+    if (made.ok()) made = WriteFile(tree + "/cgroup.subtree_control", kEnableControllers);
+    if (made.ok() && total_memory_bytes != 0) {
+      made = WriteFile(tree + "/memory.max", absl::StrCat(total_memory_bytes));
+    }
+    if (made.ok()) {
+      RemoveStaleTrees(parent->dir);
+      return std::unique_ptr<CgroupTree>(new CgroupTree(true, {tree}, parent->broker_leaf));
+    }
+    if (parent.ok()) {
+      rmdir(tree.c_str());
+      if (!parent->broker_leaf.empty()) LeaveBrokerLeaf(parent->dir, parent->broker_leaf);
+    }
+    v2_reason = std::string(made.message());
   }
   std::vector<std::string> parents;
   for (int i = 0; i < 3; ++i) {
     if (found.v1[i].empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          v2_reason, "; no cgroup v1 hierarchy with the ", kV1Controllers[i], " controller"));
+          v2_reason, "; no cgroup v1 hierarchy with the ", kCgroupControllers[i], " controller"));
     }
     RemoveStaleTrees(found.v1[i]);
     std::string tree = found.v1[i] + "/" + name;
@@ -222,6 +221,9 @@ absl::StatusOr<std::unique_ptr<CgroupTree>> CgroupTree::Create(uint64_t total_me
 
 CgroupTree::~CgroupTree() {
   for (const std::string& parent : parents_) RemoveGroup(parent);
+  if (!broker_leaf_.empty()) {
+    LeaveBrokerLeaf(broker_leaf_.substr(0, broker_leaf_.rfind('/')), broker_leaf_);
+  }
 }
 
 std::string CgroupTree::Describe() const {

@@ -9,7 +9,11 @@
 //
 // Both hierarchies are supported: cgroup v2 (the unified hierarchy, with the pids, memory
 // and cpu controllers available to the broker's cgroup) and cgroup v1 (one hierarchy per
-// controller). Runs in the broker only; thread-safe.
+// controller). On v2, a cgroup delegated to ffiboxd (systemd's Delegate=yes, a container's
+// cgroup namespace) holds ffiboxd itself, which the kernel's "no internal processes" rule
+// does not allow beside groups with controllers: ffiboxd then moves itself into a leaf,
+// <its cgroup>/ffibox-<pid>-broker, and back when the tree goes (cgroup_placement.h).
+// Runs in the broker only; thread-safe.
 #ifndef FFIBOX_SERVER_JAIL_CGROUPS_H_
 #define FFIBOX_SERVER_JAIL_CGROUPS_H_
 
@@ -40,15 +44,18 @@ class WorkerCgroup;
 class CgroupTree {
  public:
   // Creates <broker's cgroup>/ffibox-<pid> in the v2 hierarchy if it offers the pids,
-  // memory and cpu controllers, else in the v1 hierarchies of those controllers, with
+  // memory and cpu controllers (moving ffiboxd into <broker's cgroup>/ffibox-<pid>-broker
+  // when its cgroup holds it), else in the v1 hierarchies of those controllers, with
   // `total_memory_bytes` (0: no limit) as the memory limit of all workers together. Stale
-  // trees of ffiboxd processes that are gone are removed first. FAILED_PRECONDITION saying
-  // why when neither hierarchy can be used.
+  // trees and leaves of ffiboxd processes that are gone are removed. FAILED_PRECONDITION
+  // saying why when neither hierarchy can be used (on v2: naming the file, and the other
+  // processes that share ffiboxd's cgroup when there are some).
   static absl::StatusOr<std::unique_ptr<CgroupTree>> Create(uint64_t total_memory_bytes);
 
   CgroupTree(const CgroupTree&) = delete;
   CgroupTree& operator=(const CgroupTree&) = delete;
-  // Removes the tree (its workers' groups must be gone).
+  // Removes the tree (its workers' groups must be gone) and puts ffiboxd back into its
+  // cgroup if it moved out for this tree.
   ~CgroupTree();
 
   // "cgroup v1 (pids, memory, cpu)" or "cgroup v2", for reports.
@@ -60,11 +67,14 @@ class CgroupTree {
   absl::StatusOr<std::unique_ptr<WorkerCgroup>> Attach(pid_t pid, const WorkerCgroupLimits& limits);
 
  private:
-  CgroupTree(bool v2, std::vector<std::string> parents) : v2_(v2), parents_(std::move(parents)) {}
+  CgroupTree(bool v2, std::vector<std::string> parents, std::string broker_leaf = "")
+      : v2_(v2), parents_(std::move(parents)), broker_leaf_(std::move(broker_leaf)) {}
 
   const bool v2_;
   // v2: one directory; v1: the pids, memory and cpu parents, in that order.
   const std::vector<std::string> parents_;
+  // v2: the leaf ffiboxd moved itself into to make this tree, or "" (it did not).
+  const std::string broker_leaf_;
   std::atomic<uint64_t> next_worker_{0};
 };
 

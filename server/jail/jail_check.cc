@@ -77,6 +77,13 @@ int RunJailCheck(const JailOptions& options, const std::string& worker_path) {
     printf("the jail is disabled in the configuration: workers are crash-isolated only\n");
     return 1;
   }
+  // The cgroup layer's tree, made before the worker exists: on cgroup v2 ffiboxd may move
+  // into a leaf of its cgroup (cgroup_placement.h), which works only while no other process
+  // is there. It outlives the worker's reap below (a group is removed once empty).
+  absl::StatusOr<std::unique_ptr<CgroupTree>> tree = absl::UnavailableError("not made");
+  if (JailLayerRequested(options, JailLayer::kCgroup)) {
+    tree = CgroupTree::Create(options.total_worker_memory_bytes);
+  }
   WorkerLaunchOptions launch;
   launch.worker_path = worker_path;
   launch.jail = options;
@@ -145,12 +152,9 @@ int RunJailCheck(const JailOptions& options, const std::string& worker_path) {
               layers.active[proc], layers.active[proc] ? "" : layers.reasons[proc]);
 
   // The cgroup layer: the broker puts each worker in its own group; here, a group made for
-  // this worker with the configured limits.
-  // Both outlive the worker's reap below (a group is removed once empty).
-  absl::StatusOr<std::unique_ptr<CgroupTree>> tree = absl::UnavailableError("not made");
+  // this worker with the configured limits. It outlives the worker's reap below.
   absl::StatusOr<std::unique_ptr<WorkerCgroup>> group = absl::UnavailableError("not made");
   if (JailLayerRequested(options, JailLayer::kCgroup)) {
-    tree = CgroupTree::Create(options.total_worker_memory_bytes);
     group = tree.ok() ? (*tree)->Attach(pid, WorkerCgroupLimits{options.worker_pids_max,
                                                                 options.address_space_bytes,
                                                                 options.idle_cpu_percent})

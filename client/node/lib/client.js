@@ -1,12 +1,14 @@
 'use strict';
 // connect(): a gRPC channel to one ffiboxd (or several behind gRPC's own round_robin load
-// balancing), checked before anything is sent, and the sessions made over it.
+// balancing, health-checked: lib/health.js), checked before anything is sent, and the
+// sessions made over it.
 const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const { checkUnixServer, defaultAddress } = require('./address');
 const { FfiboxError, InvalidArgument, UntrustedServer } = require('./errors');
+const { healthRoundRobinConfig } = require('./health');
 const { privateServer } = require('./private');
 const { Session } = require('./session');
 
@@ -70,10 +72,16 @@ class Client {
   }
 }
 
-function openChannel(address, tls) {
+// The service health checks ask about, as in the C++ and Python clients.
+const FFIBOX_SERVICE = 'ffibox.v1.Ffibox';
+
+function openChannel(address, tls, healthCheck) {
   const channelOptions = { 'grpc.max_receive_message_length': -1 };
   if (!address.startsWith('unix')) {
-    channelOptions['grpc.service_config'] = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
+    const policy = healthCheck ? healthRoundRobinConfig(FFIBOX_SERVICE) : { round_robin: {} };
+    channelOptions['grpc.service_config'] = JSON.stringify({ loadBalancingConfig: [policy] });
+    // The policy above is the client's; DNS TXT records do not override it.
+    channelOptions['grpc.service_config_disable_resolution'] = 1;
   }
   const Ffibox = ffiboxService();
   return new Ffibox(address, credentialsFor(address, tls), channelOptions);
@@ -95,11 +103,13 @@ function waitForServer(grpcClient, address, timeoutMs) {
  * A client of the ffiboxd at `options.address`: `unix:/path` (checked to be yours or
  * root's before anything is sent), `host:port`, or any gRPC target naming several servers
  * (`dns:///name:port`, `ipv4:10.0.0.1:7000,10.0.0.2:7000`), which are balanced
- * round_robin, one session per stream. Without an address: FFIBOX_ADDRESS; else the
- * default socket when a server answers there; else this process's private ffiboxd
- * (lib/private.js), started on first use. `tls`: {ca, cert, key} (PEM Buffers or file
- * paths) for TCP; `token`: the bearer token; `timeoutMs` (default 2000): how long to wait
- * for the server. Rejects with UntrustedServer for another user's socket, with
+ * round_robin, one session per stream, new sessions going only to servers whose
+ * grpc.health.v1 status for ffibox.v1.Ffibox is SERVING (unless `healthCheck` is false).
+ * Without an address: FFIBOX_ADDRESS; else the default socket when a server answers there;
+ * else this process's private ffiboxd (lib/private.js), started on first use. `tls`: {ca,
+ * cert, key} (PEM Buffers or file paths) for TCP; `token`: the bearer token; `timeoutMs`
+ * (default 2000): how long to wait for a server (a SERVING one, for a health-checked TCP
+ * target). Rejects with UntrustedServer for another user's socket, with
  * InvalidArgument for a token to a TCP target without `tls` (nothing is sent), with code
  * UNAVAILABLE when nothing answers, and with PrivateServerFailed when the private server
  * does not start.
@@ -114,7 +124,7 @@ async function connect(options = {}) {
       'INVALID_ARGUMENT');
     }
     await checkUnixServer(address, timeoutMs);
-    const grpcClient = openChannel(address, options.tls);
+    const grpcClient = openChannel(address, options.tls, options.healthCheck !== false);
     await waitForServer(grpcClient, address, timeoutMs);
     return new Client(address, grpcClient, options.token);
   }

@@ -1,14 +1,16 @@
 'use strict';
 // connect(): the default address, the unix socket checks made before anything is sent,
 // typed errors when nothing answers, and TCP with mutual TLS, a bearer token and a target
-// naming two servers.
+// naming several servers, health-checked.
 const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
+const grpc = require('@grpc/grpc-js');
 const ffibox = require('..');
+const { healthClientConstructor } = require('../lib/health');
 const { TEST_LIB, privateDirectory, startServer } = require('./server');
 
 function withEnv(changes, fn) {
@@ -157,6 +159,31 @@ describe('a token over TCP', () => {
   });
 });
 
+/**
+ * A gRPC server that is not ffiboxd, with the ffiboxd's certificate in `dir`: its health
+ * Watch runs `watch(call)`, and it has no ffibox service, so a session sent there fails
+ * ("does not implement the method"). Resolves with {port, stop()}.
+ */
+async function healthStandIn(dir, watch) {
+  const server = new grpc.Server();
+  server.addService(healthClientConstructor().service, {
+    Check: (call, callback) => callback(null, { status: 'NOT_SERVING' }),
+    Watch: watch,
+  });
+  const read = (name) => fs.readFileSync(path.join(dir, name));
+  const credentials = grpc.ServerCredentials.createSsl(read('ca.pem'),
+    [{ cert_chain: read('server.pem'), private_key: read('server.key') }], false);
+  const port = await new Promise((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', credentials, (error, bound) => {
+      if (error) reject(error);
+      else resolve(bound);
+    });
+  });
+  return { port, stop: () => server.forceShutdown() };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe('TCP with mutual TLS and a token', () => {
   let dir;
   const servers = [];
@@ -225,6 +252,51 @@ describe('TCP with mutual TLS and a token', () => {
       for (const s of sessions) s.close();
     } finally {
       client.close();
+    }
+  });
+
+  // Client-side health checks: a reachable server that is not SERVING is left out of the
+  // rotation. Without them a third of these sessions would go to the stand-in and fail.
+  const unhealthy = {
+    'answers NOT_SERVING': (call) => call.write({ status: 'NOT_SERVING' }),
+    'fails its health Watch': (call) => call.emit('error',
+      { code: grpc.status.INTERNAL, details: 'health unknown' }),
+  };
+  for (const [what, watch] of Object.entries(unhealthy)) {
+    test(`a server that ${what} gets no session`, async () => {
+      const standIn = await healthStandIn(dir, watch);
+      const ports = [...servers.map((s) => s.address.split(':')[1]), standIn.port];
+      const target = `ipv4:${ports.map((port) => `127.0.0.1:${port}`).join(',')}`;
+      const client = await ffibox.connect({ address: target, tls: tls(), token: TOKEN });
+      try {
+        const sessions = [];
+        const servedBy = new Set();
+        while (sessions.length < 12 || (servedBy.size < 2 && sessions.length < 40)) {
+          const session = await client.session();
+          sessions.push(session);
+          servedBy.add(session.opened.call_timeout_ms);
+          await sleep(25);
+        }
+        assert.deepEqual([...servedBy].sort(), [30001, 30002]);
+        for (const s of sessions) s.close();
+      } finally {
+        client.close();
+        standIn.stop();
+      }
+    });
+  }
+
+  test('a target whose only server is NOT_SERVING does not connect', async () => {
+    const standIn = await healthStandIn(dir, unhealthy['answers NOT_SERVING']);
+    try {
+      await assert.rejects(ffibox.connect({
+        address: `ipv4:127.0.0.1:${standIn.port}`, tls: tls(), token: TOKEN, timeoutMs: 1000,
+      }), (error) => {
+        assert.equal(error.code, 'UNAVAILABLE');
+        return true;
+      });
+    } finally {
+      standIn.stop();
     }
   });
 });
