@@ -7,8 +7,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/errors.h"
 #include "google/protobuf/arena.h"
+#include "server/broker/deadline_timer.h"
 
 namespace ffibox {
 namespace {
@@ -58,6 +61,13 @@ PresentedCredentials CredentialsOf(const grpc::ServerContext& context) {
   return presented;
 }
 
+// How long a session whose client has closed its side (or asked to close) waits for the
+// client to take the responses still being written before it cancels the call. A client that
+// stops reading holds a write under gRPC's flow control, and with it the worker's reader
+// thread, so the session could not end (its worker reaped, its quota slot given back) until
+// the client disconnected.
+constexpr absl::Duration kUnreadResponsesGrace = absl::Seconds(5);
+
 grpc::Status GrpcStatusOf(const absl::Status& status) {
   // absl::StatusCode and grpc::StatusCode share their numbering.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
@@ -104,7 +114,13 @@ grpc::Status FfiboxService::Session(grpc::ServerContext* context,
     if (!more) break;
   }
   // The client closed, cancelled, disconnected or asked to close: no worker outlives this.
+  std::shared_ptr<DeadlineTimer::Alarm> cancel;
+  if (config_.deadlines != nullptr) {
+    cancel = config_.deadlines->NewAlarm([context] { context->TryCancel(); });
+    cancel->Arm(absl::Now() + kUnreadResponsesGrace);
+  }
   session.Shutdown();
+  if (cancel != nullptr) cancel->Cancel();
   if (metrics_ != nullptr) metrics_->SessionEnded(identity_name);
   return grpc::Status::OK;
 }

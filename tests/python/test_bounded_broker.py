@@ -13,7 +13,7 @@ import threading
 import time
 
 import ffibox
-from conftest import BIN, Server
+from conftest import BIN, RawSession, Server
 
 HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
 MIB = 1 << 20
@@ -118,5 +118,39 @@ def test_unfinished_replies_of_all_sessions_stay_under_the_servers_budget():
         assert peak - before < 64 + 40, "the broker held %.0f MiB" % (peak - before)
         bystander.stop()
         assert bystander.errors == [], bystander.errors[:3]
+    finally:
+        server.stop()
+
+
+def test_a_session_whose_client_stopped_reading_ends_when_the_client_closes(pb):
+    # The client asks for 96 reads of 2 MiB and takes none of the answers: gRPC's flow
+    # control holds the broker's write of one of them. Then it closes its side and never
+    # reads again. The session must still end (its worker killed and reaped, its quota slot
+    # back) without waiting for the client to disconnect.
+    server = Server("--max_sessions=1")
+    try:
+        stalled = RawSession(server.address)
+        allocated = stalled.send(alloc_memory=pb.AllocMemory(size=2 * MIB))
+        assert not allocated.HasField("error"), allocated.error
+        for _ in range(96):
+            stalled.requests.put(pb.Request(id=stalled.next_id, read_memory=pb.ReadMemory(
+                address=allocated.allocated.address, size=2 * MIB)))
+            stalled.next_id += 1
+        time.sleep(1)
+        stalled.requests.put(None)
+        deadline = time.monotonic() + 20
+        while True:
+            other = RawSession(server.address)
+            try:
+                answered = other.send(ping=pb.Ping()).id != 0
+            except Exception:  # noqa: BLE001 - refused while the slot is held
+                answered = False
+            finally:
+                other.close()
+            if answered:
+                break
+            assert time.monotonic() < deadline, "the stalled session never gave its slot back"
+            time.sleep(0.2)
+        stalled.channel.close()
     finally:
         server.stop()
