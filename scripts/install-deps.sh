@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages ffibox builds and tests with. Idempotent and quick when
 # everything is present: apt is only touched when a package is missing.
-#   --plots  also what bench/plot.py draws with (python3-matplotlib and its dependencies:
-#            bench/run.sh --plots asks for it, so the test suite's install stays small)
+#   --plots        also what bench/plot.py draws with (python3-matplotlib and its
+#                  dependencies: bench/run.sh --plots asks for it, so the test suite's install
+#                  stays small)
+#   --server-only  only what building ffiboxd and ffibox-worker needs, no Node (the image
+#                  build in deploy/Containerfile)
 set -euo pipefail
 
-PACKAGES=(
+# What `bazel build //server:ffiboxd //server:ffibox-worker` needs.
+SERVER_PACKAGES=(
   bazel-bootstrap
   build-essential
-  clang-14                 # scripts/fuzz.sh: libFuzzer targets with ASan and UBSan
-  libclang-rt-14-dev       # (the sanitizer and libFuzzer runtimes; only recommended by clang)
-  libfuzzer-14-dev
   libffi-dev
   libgrpc++-dev
   libgrpc-dev
-  grpc-proto               # health.proto and reflection.proto: stubs for the tests of the standard services
-  openssl                  # throwaway CA and certificates in the TLS tests
+  grpc-proto               # health.proto and reflection.proto: ffiboxd serves both
   protobuf-compiler
   protobuf-compiler-grpc
   libprotobuf-dev
   libabsl-dev
+  libseccomp-dev
+  libcivetweb-dev          # ffiboxd --metrics_listen: the HTTP server Prometheus scrapes
+)
+
+# Everything the tests, the fuzzers, bindgen and the Python client need besides.
+PACKAGES=(
+  "${SERVER_PACKAGES[@]}"
+  clang-14                 # scripts/fuzz.sh: libFuzzer targets with ASan and UBSan
+  libclang-rt-14-dev       # (the sanitizer and libFuzzer runtimes; only recommended by clang)
+  libfuzzer-14-dev
+  openssl                  # throwaway CA and certificates in the TLS tests
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
-  libseccomp-dev
-  libcivetweb-dev          # ffiboxd --metrics_listen: the HTTP server Prometheus scrapes
   libclang-14-dev          # ffibox bindgen parses C headers with libclang's C API
   zlib1g-dev               # real headers bindgen is tested on (tests/python/test_bindgen.py)
   libsqlite3-dev
@@ -43,11 +52,16 @@ PACKAGES=(
   uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids
 )
 
+server_only=false
 for arg in "$@"; do
   case "$arg" in
     --plots) PACKAGES+=(python3-matplotlib) ;;
+    --server-only)
+      PACKAGES=("${SERVER_PACKAGES[@]}")
+      server_only=true
+      ;;
     *)
-      echo "usage: $0 [--plots]" >&2
+      echo "usage: $0 [--plots] [--server-only]" >&2
       exit 2
       ;;
   esac
@@ -61,7 +75,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 # The Node client's tests need Node and npm; Debian's nodejs and npm unless a node is present.
-if ! command -v node >/dev/null; then
+if ! $server_only && ! command -v node >/dev/null; then
   missing+=(nodejs npm)
 fi
 
@@ -80,7 +94,7 @@ fi
 # missing or older than the lock file: npm records what it installed in
 # node_modules/.package-lock.json.
 node_dir="$(dirname "$0")/../client/node"
-if [ -f "$node_dir/package-lock.json" ] &&
+if ! $server_only && [ -f "$node_dir/package-lock.json" ] &&
   { [ ! -f "$node_dir/node_modules/.package-lock.json" ] ||
     [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules/.package-lock.json" ]; }; then
   echo "installing the Node client's dependencies (npm ci in client/node)" >&2
