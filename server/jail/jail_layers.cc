@@ -54,10 +54,11 @@ const LayerInfo kLayers[kJailLayerCount] = {
 
 const LayerInfo& Info(JailLayer layer) { return kLayers[static_cast<int>(layer)]; }
 
-// Clones a child into the namespace of `flag` that exits at once; for the user namespace
+// Clones a child into the namespace of `flag` (inside a new user namespace when
+// `in_user_namespace`, as a worker's spawn does) that exits at once; for the user namespace
 // the child first makes itself dumpable (so an unprivileged broker may write its maps) and
 // waits until they are written. "" on success, else the reason.
-std::string ProbeNamespace(JailLayer layer) {
+std::string ProbeNamespace(JailLayer layer, bool in_user_namespace) {
   const int flag = Info(layer).clone_flag;
   int sync[2];
   int ready[2];
@@ -67,9 +68,7 @@ std::string ProbeNamespace(JailLayer layer) {
     close(sync[1]);
     return absl::StrCat("pipe: ", strerror(errno));
   }
-  // An unprivileged broker creates every other namespace inside a new user namespace, as
-  // its workers do.
-  const int flags = flag | (geteuid() != 0 ? CLONE_NEWUSER : 0);
+  const int flags = flag | (in_user_namespace ? CLONE_NEWUSER : 0);
   long pid = syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (pid == 0) {
     char byte = 'r';
@@ -110,22 +109,28 @@ class HostNamespaces {
     return *host;
   }
 
-  std::string Reason(JailLayer layer) {
+  std::string Reason(JailLayer layer, bool in_user_namespace) {
     if (JailLayerCloneFlag(layer) == 0) return "";
     absl::MutexLock lock(&mu_);
-    if (!probed_) {
-      probed_ = true;
+    Probes& probes = probes_[in_user_namespace ? 1 : 0];
+    if (!probes.done) {
+      probes.done = true;
       for (JailLayer ns : kNamespaceLayers) {
-        reasons_[static_cast<int>(ns)] = ProbeNamespace(ns);
+        probes.reasons[static_cast<int>(ns)] = ProbeNamespace(ns, in_user_namespace);
       }
     }
-    return reasons_[static_cast<int>(layer)];
+    return probes.reasons[static_cast<int>(layer)];
   }
 
  private:
+  struct Probes {
+    bool done = false;
+    std::array<std::string, kJailLayerCount> reasons;
+  };
+
   absl::Mutex mu_;
-  bool probed_ ABSL_GUARDED_BY(mu_) = false;
-  std::array<std::string, kJailLayerCount> reasons_ ABSL_GUARDED_BY(mu_);
+  // Without and with a new user namespace around each namespace probed.
+  std::array<Probes, 2> probes_ ABSL_GUARDED_BY(mu_);
 };
 
 constexpr absl::string_view kJailLayerPayload = "type.ffibox.dev/jail_layer";
@@ -172,9 +177,9 @@ std::optional<JailLayer> JailLayerByKey(absl::string_view key) {
   return std::nullopt;
 }
 
-std::string JailLayerUnavailableReason(JailLayer layer) {
+std::string JailLayerUnavailableReason(JailLayer layer, bool in_user_namespace) {
   if (layer == JailLayer::kCgroup) return CgroupUnavailableReason();
-  return HostNamespaces::Get().Reason(layer);
+  return HostNamespaces::Get().Reason(layer, in_user_namespace);
 }
 
 absl::Status DecideJailLayers(JailOptions* options, const std::vector<std::string>& waivers) {
@@ -190,7 +195,11 @@ absl::Status DecideJailLayers(JailOptions* options, const std::vector<std::strin
   for (int i = 0; i < kJailLayerCount; ++i) {
     JailLayer layer = static_cast<JailLayer>(i);
     if (!JailLayerRequested(*options, layer)) continue;
-    std::string reason = JailLayerUnavailableReason(layer);
+    // Decided before the other namespaces (it comes first): the worker's spawn creates them
+    // inside its user namespace when it has one; an unprivileged broker always does.
+    const bool in_user_namespace =
+        geteuid() != 0 || JailLayerRequested(*options, JailLayer::kUserNamespace);
+    std::string reason = JailLayerUnavailableReason(layer, in_user_namespace);
     std::optional<JailLayer> needs = Prerequisite(layer);
     if (reason.empty() && needs.has_value() && !JailLayerRequested(*options, *needs)) {
       reason = absl::StrCat("it needs the ", JailLayerName(*needs), ", which is off");

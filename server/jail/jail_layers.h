@@ -53,8 +53,10 @@ bool JailLayerRequested(const JailOptions& options, JailLayer layer);
 // child into it; for the user namespace, also writing its maps), else why not
 // ("clone(CLONE_NEWUSER): Operation not permitted"); for the cgroup layer, whether this
 // process can make a worker's cgroup. "" for the filesystem and /proc, which only a real
-// worker can test (ffiboxd starts one at startup).
-std::string JailLayerUnavailableReason(JailLayer layer);
+// worker can test (ffiboxd starts one at startup). `in_user_namespace`: the worker gets the
+// namespace in the same clone as a new user namespace (it has the user layer, or this
+// process is not root), which needs no privilege; root without it needs CAP_SYS_ADMIN.
+std::string JailLayerUnavailableReason(JailLayer layer, bool in_user_namespace);
 
 // Checks `waivers` (layer keys) and turns off each requested namespace layer the host
 // cannot provide when it is waived, recording it in `options->waived`. A layer whose

@@ -435,6 +435,24 @@ def check_outcomes(outcomes) -> None:
             assert outcome[1] in ("RESOURCE_EXHAUSTED", "UNAVAILABLE"), (level, outcome)
 
 
+def test_root_without_cap_sys_admin_makes_every_namespace_inside_the_workers_user_namespace():
+    # A container drops CAP_SYS_ADMIN (deploy/k8s/ffiboxd.yaml keeps SETUID, SETGID and KILL).
+    # Root then gets each of the worker's namespaces inside its new user namespace, in one
+    # clone as the spawn makes them, and every layer is there; probing them without the user
+    # namespace reported the pid namespace unavailable and ffiboxd refused to start.
+    require_root()
+    done = subprocess.run(
+        [require_tool("setpriv"), "--bounding-set=-sys_admin", FFIBOXD, "--check-jail",
+         "--worker=" + WORKER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd="/",
+        timeout=120)
+    report = done.stdout.decode(errors="replace")
+    assert done.returncode == 0, report
+    for label in CHECK_SANDBOX_LABELS:
+        line = next((l for l in report.splitlines() if l.startswith(label + ":")), "")
+        assert line.partition(":")[2].strip().startswith("active"), report
+    assert "all requested layers are active" in report
+
+
 def test_descriptor_pressure_refuses_sessions_and_never_weakens_the_jail():
     limit = 128
     # The server must stop accepting at least this far below its limit.
