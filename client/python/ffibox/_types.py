@@ -46,6 +46,13 @@ def local_at_in_progress() -> bool:
     return getattr(_trusted, "local", False)
 
 
+def copy_of(t, data: bytes):
+    """`t.from_buffer_copy(data)` as the stdlib does it (ffibox.ctypes gives the copy's
+    worker addresses images, which ffibox's own decoding makes itself, for its session)."""
+    method = type(t).from_buffer_copy
+    return getattr(method, "stdlib", method)(t, data)
+
+
 def word_at(address: int):
     """The pointer-sized word at local `address`, as a c_void_p aliasing it."""
     return local_at(_ct.c_void_p, address)
