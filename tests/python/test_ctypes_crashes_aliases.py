@@ -90,9 +90,35 @@ PATTERNS = {
         o.record = view
         print(copy.name, copy.numbers[3], o.record.name, o.record.numbers[0])
     """,
+    "char_array_field_of_a_view_is_bytes_as_ctypes_gives_it": """
+        class Entry(Structure):
+            _fields_ = [("kind", c_int), ("name", c_char * 16)]
+        entry = libc.calloc(1, sizeof(Entry))
+        libc.memcpy(entry, byref(Entry(3, b"readdir-like")), sizeof(Entry))
+        print(cast(entry, POINTER(Entry)).contents.name)
+    """,
+    "worker_string_cast_to_char_p_and_copied_by_assignment": """
+        w = libc.strdup(b"cast")
+        r, names = Record(), (c_char_p * 2)()
+        r.name = cast(w, c_char_p)
+        names[1] = cast(w, c_char_p)
+        aliased = Record()
+        cast(pointer(aliased), POINTER(c_char_p))[1] = cast(w, c_char_p)
+        print(r.name, names[1], aliased.name)
+    """,
+    "view_of_worker_memory_copied_with_memmove_of_its_byref": """
+        view = cast(record, POINTER(Record)).contents
+        view.id = 5
+        copy = Record()
+        memmove(byref(copy), byref(view), sizeof(Record))
+        print(copy.id, copy.name, copy.numbers[2], bytes(view)[:4] == bytes(c_int(5)))
+    """,
 }
 
 EXPECTED = {
+    "char_array_field_of_a_view_is_bytes_as_ctypes_gives_it": "b'readdir-like'",
+    "worker_string_cast_to_char_p_and_copied_by_assignment": "b'cast' b'cast' b'cast'",
+    "view_of_worker_memory_copied_with_memmove_of_its_byref": "5 b'record name' 9 True",
     "worker_string_stored_into_a_char_p_field_through_a_void_p_alias": "b\"worker's\"",
     "worker_array_stored_into_a_pointer_field_through_a_cast_alias": "4 1 2",
     "worker_string_stored_into_a_nested_record_through_an_alias": "b'nested'",
@@ -134,3 +160,17 @@ def test_the_patterns_give_the_same_with_the_stdlib_in_process():
         result = run(script, "unused", TEST_LIB)
         assert result.returncode == 0, (pattern, result.stderr[-2000:])
         assert result.stdout.strip() == EXPECTED[pattern], pattern
+
+
+def test_a_string_stored_into_worker_memory_is_refused_with_the_reason(server):
+    # The library would keep the address of a string of this process: a TypeError says so
+    # (ctypes, in-process, stores it).
+    result = run(PRELUDE + textwrap.dedent("""
+        view = cast(record, POINTER(Record)).contents
+        try:
+            view.name = b"mine"
+        except TypeError as error:
+            print("library's memory" in str(error), view.name)
+    """), server.address, TEST_LIB)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "True b'record name'"

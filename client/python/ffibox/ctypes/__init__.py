@@ -253,7 +253,7 @@ def _remote_address(obj) -> Optional[WorkerAddress]:
     """The worker memory `obj` stands for as a pointer, when it is the worker's: what a
     RemotePointer, a c_char_p bound to a worker string or a worker function points to,
     where a view lives (what it holds, for a view of a pointer), a worker address as an
-    integer or c_void_p (of the default session)."""
+    integer or c_void_p (of the default session), what `byref` of a view points to."""
     if isinstance(obj, int) and not isinstance(obj, bool) or (
             isinstance(obj, c_void_p) and address_of(obj) is None):
         address = obj if isinstance(obj, int) else obj.value or 0
@@ -261,6 +261,10 @@ def _remote_address(obj) -> Optional[WorkerAddress]:
             return None  # this process's memory (_local_form maps twins)
         session = _default_session()
         return WorkerAddress(session, address, session.generation)
+    if isinstance(obj, _marshal._CArgObject):  # byref(view, offset): where it points
+        target, offset = _marshal.byref_target(obj)
+        at = _remote.view_address(target)
+        return None if at is None else at + offset
     at = address_of(obj)
     if at is not None and _remote.view_address(obj) is not None and \
             _types.code_of(type(obj)._ffibox_base) in ("P", "z", "Z"):
