@@ -113,9 +113,14 @@ PATTERNS = {
         memmove(byref(copy), byref(view), sizeof(Record))
         print(copy.id, copy.name, copy.numbers[2], bytes(view)[:4] == bytes(c_int(5)))
     """,
+    "array_types_made_at_worker_addresses": """
+        print((c_int * 4).from_address(ints)[3], (c_char_p * 3).from_address(names)[1],
+              (c_char * 6).from_address(libc.strdup(b"hello")).value)
+    """,
 }
 
 EXPECTED = {
+    "array_types_made_at_worker_addresses": "4 b'beta' b'hello'",
     "char_array_field_of_a_view_is_bytes_as_ctypes_gives_it": "b'readdir-like'",
     "worker_string_cast_to_char_p_and_copied_by_assignment": "b'cast' b'cast' b'cast'",
     "view_of_worker_memory_copied_with_memmove_of_its_byref": "5 b'record name' 9 True",

@@ -9,7 +9,7 @@ slot in this process. Callers here:
 
 - `image_worker_words` after a copy into a typed object (ffibox.ctypes' memmove and
   from_buffer_copy, and every type's from_buffer / from_buffer_copy, patched by
-  ffibox.ctypes._buffers);
+  ffibox.ctypes._metatypes);
 - `ensure_local` before ctypes reads a pointer field of an ffibox.ctypes Structure
   (ffibox.ctypes._fields), which catches every way a word got there.
 

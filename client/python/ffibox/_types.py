@@ -34,9 +34,10 @@ def local_at(t, address: int):
     """`t.from_address(address)` as the stdlib does it: a local address, always (ffibox.ctypes
     teaches from_address to map worker addresses, and refuses the stdlib's own from_address
     at them; ffibox's own code never wants either)."""
+    method = type(t).from_address
     _trusted.local = True
     try:
-        return type(t).from_address(t, address)
+        return getattr(method, "stdlib", method)(t, address)
     finally:
         _trusted.local = False
 

@@ -32,7 +32,7 @@ from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._remote import RemotePointer
 from ffibox._worker_address import WorkerAddress, address_of
-from ffibox.ctypes import _buffers, _fields
+from ffibox.ctypes import _fields, _metatypes
 
 __version__ = _ct.__version__
 # The stdlib's private names real bindings import too (`from ctypes import _Pointer`).
@@ -81,7 +81,8 @@ def in_dll(t, library, name: str):
     """`t.in_dll(library, name)`: a view of the library's variable; reads and writes go to
     the worker."""
     if not isinstance(library, _CDLL):
-        return type(t).in_dll(t, library, name)
+        method = type(t).in_dll  # the stdlib's (an array type's is this, _metatypes)
+        return getattr(method, "stdlib", method)(t, library, name)
     try:
         address = library.address_of(name)
     except AttributeError as error:
@@ -168,7 +169,6 @@ def _refuse_stdlib_objects_at_worker_addresses() -> None:
 
 
 _refuse_stdlib_objects_at_worker_addresses()
-_buffers.install()
 
 
 def _install_in_dll(t) -> None:
@@ -190,7 +190,7 @@ def _from_buffer(t, *args):
 def _from_buffer_copy(t, *args):
     if t in (Structure, Union):
         raise TypeError("abstract class")
-    return type(t).from_buffer_copy(t, *args)  # images worker words (_buffers)
+    return type(t).from_buffer_copy(t, *args)  # images worker words (_metatypes)
 
 
 class Structure(_ct.Structure, metaclass=_fields.StructType):
@@ -242,6 +242,8 @@ def _install_string_value(t, wide: bool) -> None:
 
 _install_string_value(c_char_p, False)
 _install_string_value(c_wchar_p, True)
+
+_metatypes.install(from_address, in_dll)
 
 for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
            c_longlong, c_short, c_ubyte, c_uint, c_ulong, c_ulonglong, c_ushort, c_void_p,
