@@ -6,14 +6,11 @@ Each pattern is valid ctypes code with the library in-process. It runs in a chil
 (a crash there is a failed test, not the end of the suite) against a real ffiboxd, and must
 print what the stdlib prints with the library in-process.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from conftest import ROOT, TEST_LIB
+from conftest import TEST_LIB, check_pattern, check_patterns_with_the_stdlib, run_script
 
 PRELUDE = textwrap.dedent("""
     import os, sys
@@ -136,12 +133,6 @@ EXPECTED = {
 }
 
 
-def run(script, *args):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                          env=env, text=True, timeout=60)
-
-
 # A pointer object's own word is read by ctypes' `_Pointer` type, whose item access ffibox
 # cannot hook (docs/python.md, "What differs from ctypes").
 NOT_YET = {"worker_array_stored_into_a_pointer_object_through_an_alias"}
@@ -151,26 +142,18 @@ NOT_YET = {"worker_array_stored_into_a_pointer_object_through_an_alias"}
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="the caller crashes"))
     if name in NOT_YET else name for name in sorted(PATTERNS)])
 def test_the_pattern_works_as_with_the_stdlib_and_never_crashes_the_caller(server, pattern):
-    result = run(PRELUDE + textwrap.dedent(PATTERNS[pattern]), server.address, TEST_LIB)
-    assert result.returncode == 0, "exit %d: %s" % (result.returncode, result.stderr[-2000:])
-    assert result.stdout.strip() == EXPECTED[pattern]
+    check_pattern(server, PRELUDE + textwrap.dedent(PATTERNS[pattern]), EXPECTED[pattern])
 
 
 def test_the_patterns_give_the_same_with_the_stdlib_in_process():
     # The expectations above are the stdlib's: check them against ctypes itself.
-    for pattern, body in PATTERNS.items():
-        script = (PRELUDE.replace("from ffibox import ctypes\n", "import ctypes\n")
-                  .replace("from ffibox.ctypes import *", "from ctypes import *")
-                  + textwrap.dedent(body))
-        result = run(script, "unused", TEST_LIB)
-        assert result.returncode == 0, (pattern, result.stderr[-2000:])
-        assert result.stdout.strip() == EXPECTED[pattern], pattern
+    check_patterns_with_the_stdlib(PRELUDE, PATTERNS, EXPECTED)
 
 
 def test_a_string_stored_into_worker_memory_is_refused_with_the_reason(server):
     # The library would keep the address of a string of this process: a TypeError says so
     # (ctypes, in-process, stores it).
-    result = run(PRELUDE + textwrap.dedent("""
+    result = run_script(PRELUDE + textwrap.dedent("""
         view = cast(record, POINTER(Record)).contents
         try:
             view.name = b"mine"

@@ -20,15 +20,30 @@ from ffibox._default import opened_session
 from ffibox._remote import RemotePointer
 
 
-class _CheckedPointerField:
-    """A `char*` / `wchar_t*` / `T*` field of a structure: its word is made this process's
-    (ffibox._slots.ensure_local) before ctypes dereferences it."""
+class _FieldInFront:
+    """One of ctypes' field descriptors with a check in front; the class still gives the
+    descriptor itself (`Record.name.offset`)."""
 
     __slots__ = ("field", "offset")
 
     def __init__(self, field) -> None:
         self.field = field
         self.offset = field.offset
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self.field
+        return self.field.__get__(obj, owner)
+
+    def __set__(self, obj, value) -> None:
+        self.field.__set__(obj, value)
+
+
+class _CheckedPointerField(_FieldInFront):
+    """A `char*` / `wchar_t*` / `T*` field of a structure: its word is made this process's
+    (ffibox._slots.ensure_local) before ctypes dereferences it."""
+
+    __slots__ = ()
 
     def __get__(self, obj, owner=None):
         if obj is None:
@@ -36,25 +51,13 @@ class _CheckedPointerField:
         _slots.ensure_local(obj, self.offset)
         return self.field.__get__(obj, owner)
 
-    def __set__(self, obj, value) -> None:
-        self.field.__set__(obj, value)
 
-
-class _ValueField:
+class _ValueField(_FieldInFront):
     """A record or array field holding typed pointers: a view of worker memory assigned to
     it is copied from the worker, its pointers imaged (ctypes would copy the view's local
     snapshot, whose pointer slots are NULL)."""
 
-    __slots__ = ("field", "offset")
-
-    def __init__(self, field) -> None:
-        self.field = field
-        self.offset = field.offset
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self.field
-        return self.field.__get__(obj, owner)
+    __slots__ = ()
 
     def __set__(self, obj, value) -> None:
         if not _slots.copy_from_view(obj, self.offset, value):
@@ -110,28 +113,27 @@ def _check_fields(cls, union: bool) -> None:
             setattr(cls, name, _ValueField(field))
 
 
-class StructType(type(_ct.Structure)):
+class _ChecksFields:
+    """Part of a record metaclass: puts the checks in front of the fields of every class,
+    whether `_fields_` is set in the class body or later."""
+
+    _union = False
+
+    def __init__(cls, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _check_fields(cls, type(cls)._union)
+
+    def __setattr__(cls, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name == "_fields_":
+            _check_fields(cls, type(cls)._union)
+
+
+class StructType(_ChecksFields, type(_ct.Structure)):
     """ctypes' metaclass of structures, checking the pointer fields of every class."""
 
-    def __init__(cls, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        _check_fields(cls, union=False)
 
-    def __setattr__(cls, name: str, value) -> None:
-        super().__setattr__(name, value)
-        if name == "_fields_":
-            _check_fields(cls, union=False)
-
-
-class UnionType(type(_ct.Union)):
+class UnionType(_ChecksFields, type(_ct.Union)):
     """ctypes' metaclass of unions, guarding the pointer members of every class."""
 
-    def __init__(cls, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        _check_fields(cls, union=True)
-
-    def __setattr__(cls, name: str, value) -> None:
-        super().__setattr__(name, value)
-        if name == "_fields_":
-            _check_fields(cls, union=True)
-
+    _union = True
