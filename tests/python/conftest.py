@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 import pytest
 
@@ -21,6 +22,34 @@ from ffibox.v1 import ffibox_pb2, ffibox_pb2_grpc  # noqa: E402
 
 TEST_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_test.so")
 
+
+
+def run_script(script, *args):
+    """Runs Python `script` in a child process (a crash there is its exit status, not the
+    end of the suite) with the client on its path; the CompletedProcess (text)."""
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                          env=env, text=True, timeout=60)
+
+
+def check_pattern(server, script, expected):
+    """Runs `script` (given the server's address and the test library) against `server`;
+    asserts it exits normally and prints `expected`."""
+    result = run_script(script, server.address, TEST_LIB)
+    assert result.returncode == 0, "exit %d: %s" % (result.returncode, result.stderr[-2000:])
+    assert result.stdout.strip() == expected
+
+
+def check_patterns_with_the_stdlib(prelude, patterns, expected):
+    """Runs each of `patterns` (name -> body, after `prelude`) with the stdlib ctypes in
+    place of ffibox.ctypes and the library in-process, and asserts it prints `expected`."""
+    for pattern, body in patterns.items():
+        script = (prelude.replace("from ffibox import ctypes\n", "import ctypes\n")
+                  .replace("from ffibox.ctypes import *", "from ctypes import *")
+                  + textwrap.dedent(body))
+        result = run_script(script, "unused", TEST_LIB)
+        assert result.returncode == 0, (pattern, result.stderr[-2000:])
+        assert result.stdout.strip() == expected[pattern], pattern
 
 class Certificates:
     """A throwaway certificate authority (ca.pem) and a server certificate for localhost and

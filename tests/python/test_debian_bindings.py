@@ -21,8 +21,6 @@ from conftest import ROOT
 CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "binding_cases.py")
 # case -> what it still needs (docs/python.md)
 NOT_YET = {
-    "libarchive_stream_reader": "a callback that stores a caller address into a void** the "
-                                "library reads after the callback returns",
     "libarchive_memory_writer": "the library writes into the caller's buffer during later "
                                 "calls that do not pass it (needs memory shared with the "
                                 "worker, not twins synced at calls)",

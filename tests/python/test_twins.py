@@ -337,31 +337,35 @@ def test_an_integer_no_process_has_raises_instead_of_crashing(server):
     assert run(script, "ffibox", server.address) == "MemoryFault"
 
 
-def test_stdlib_from_address_at_a_worker_address_raises_instead_of_crashing(server):
-    # Array and pointer types keep the stdlib's from_address, which would read this
-    # process's memory at the worker's address (or crash it): it raises, and
-    # ffibox.ctypes.from_address gives the view; local memory and from_buffer are untouched.
+def test_from_address_at_a_worker_address_never_reads_this_process(server):
+    # Pointer types keep the stdlib's from_address, which would read this process's memory
+    # at the worker's address (or crash it): it raises. Array types get ffibox.ctypes' (a
+    # view of worker memory), as does ffibox.ctypes.from_address for any type; an address
+    # neither process has gives a view whose reads raise MemoryFault. Local memory and
+    # from_buffer are untouched.
     script = PRELUDE + textwrap.dedent("""
+        import ffibox
         libc.malloc.restype = c_void_p
         libc.malloc.argtypes = [c_size_t]
         m = libc.malloc(16)
         c_int.from_address(m).value = 7
         c_int.from_address(m + 4).value = 8
-        for make in (lambda: (c_int * 4).from_address(m),
+        for make in (lambda: list((c_int * 2).from_address(m)),
                      lambda: POINTER(c_int).from_address(m),
-                     lambda: (c_char * 8).from_address(0x10)):
+                     lambda: (c_char * 8).from_address(0x10)[0]):
             try:
-                make()
-                print("made", end=" ")
+                print(make(), end=" ")
             except ValueError:
                 print("ValueError", end=" ")
+            except ffibox.MemoryFault:
+                print("MemoryFault", end=" ")
         local = (c_int * 2)(3, 4)
         print(list(ctypes.from_address(c_int * 2, m)),
               list((c_int * 2).from_address(addressof(local))),
               c_int.from_buffer(local, 4).value)
     """)
     assert run(script, "ffibox", server.address) == \
-        "ValueError ValueError ValueError [7, 8] [3, 4] 4"
+        "[7, 8] ValueError MemoryFault [7, 8] [3, 4] 4"
 
 
 def test_released_twins_after_crashes_never_fail_a_call(server):

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, TEST_LIB
+from conftest import ROOT, TEST_LIB, check_pattern, check_patterns_with_the_stdlib
 
 PRELUDE = textwrap.dedent("""
     import os, sys
@@ -356,24 +356,12 @@ EXPECTED = {
 
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
 def test_the_pattern_works_as_with_the_stdlib_and_never_crashes_the_caller(server, pattern):
-    script = PRELUDE + textwrap.dedent(PATTERNS[pattern])
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
-    result = subprocess.run([sys.executable, "-c", script, server.address, TEST_LIB],
-                            capture_output=True, env=env, text=True, timeout=60)
-    assert result.returncode == 0, "exit %d: %s" % (result.returncode, result.stderr[-2000:])
-    assert result.stdout.strip() == EXPECTED[pattern]
+    check_pattern(server, PRELUDE + textwrap.dedent(PATTERNS[pattern]), EXPECTED[pattern])
 
 
 def test_the_patterns_give_the_same_with_the_stdlib_in_process():
     # The expectations above are the stdlib's: check them against ctypes itself.
-    for pattern, body in PATTERNS.items():
-        script = (PRELUDE.replace("from ffibox import ctypes\n", "import ctypes\n")
-                  .replace("from ffibox.ctypes import *", "from ctypes import *")
-                  + textwrap.dedent(body))
-        result = subprocess.run([sys.executable, "-c", script, "unused", TEST_LIB],
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, (pattern, result.stderr[-2000:])
-        assert result.stdout.strip() == EXPECTED[pattern], pattern
+    check_patterns_with_the_stdlib(PRELUDE, PATTERNS, EXPECTED)
 
 
 def test_an_image_lives_as_long_as_the_caller_object_holding_it(server):

@@ -33,6 +33,7 @@ _lock = threading.Lock()
 _order: collections.deque = collections.deque()  # worker integers, oldest first
 _sorted = []                                     # the same, in order of value
 _local_sent: "collections.OrderedDict[int, None]" = collections.OrderedDict()
+_epoch = 0  # counts the worker integers noted: a cached "local" answer holds within one
 
 
 class _IoVec(ctypes.Structure):
@@ -59,16 +60,24 @@ def note_local_address(address: int) -> None:
 def note_worker_address(address: int) -> None:
     """Remembers an integer the worker handed out as an address (unless it is one this
     process sent: the library handing the caller's own address back)."""
+    global _epoch
     if not address:
         return
     with _lock:
         if address in _local_sent:
             return
+        _epoch += 1
         if len(_order) >= REMEMBERED:
             old = _order.popleft()
             del _sorted[bisect.bisect_left(_sorted, old)]
         _order.append(address)
         bisect.insort(_sorted, address)
+
+
+def epoch() -> int:
+    """A number that changes whenever a worker integer is noted: what classify() said an
+    address is can change only then (or when this process unmaps memory it had)."""
+    return _epoch
 
 
 def _near_worker_address(address: int) -> bool:

@@ -1,17 +1,19 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
+import struct
 import sys
 import threading
 import traceback
 from typing import Dict, Optional
 
-from ffibox import _addresses, _default, _images, _marshal, _types
+from ffibox import _addresses, _callback_pointers, _default, _images, _marshal, _types
 from ffibox._blocks import CallBuilder
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
+_WORD = struct.Struct("<Q")
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
 
 
@@ -399,7 +401,13 @@ def callback_handler(prototype, function):
             if isinstance(copy, tuple) and len(copy) == 3:
                 buffer, address, read = copy
                 first = len(pointees[index])
-                answer.pointees.add(arg=index, data=buffer.raw[:first])
+                data = buffer.raw[:first]
+                if first == 8 and _types.pointer_offsets(argtypes[index]._type_):
+                    # A pointer stored for the library (void**): the worker's view of it.
+                    word = _callback_pointers.worker_word(
+                        session, _WORD.unpack(data)[0], args[index]._objects, stream.generation)
+                    data = _WORD.pack(word)
+                answer.pointees.add(arg=index, data=data)
                 # What the callback wrote past the first element (compared with what was
                 # read, and zeros beyond it) goes back to the worker.
                 now = buffer.raw

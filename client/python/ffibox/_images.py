@@ -152,6 +152,11 @@ class ImageTable:
         keep_with_copies(owner, offset, image)
         return image.start
 
+    def image_of(self, pointer_type, worker: int, generation: int) -> Optional[Image]:
+        """The image `pointer_type` at `worker` calls for (None for void* and function
+        pointers), which the caller keeps alive."""
+        return self._make(pointer_type, worker, generation, self.budget())
+
     def convert_slots(self, obj, generation: int, budget: Optional[Budget] = None,
                       first: int = 0, end: Optional[int] = None, is_worker=None) -> None:
         """Replaces every worker address in the pointer slots of local object `obj` (which

@@ -348,8 +348,7 @@ def decode(t, value, session, generation: int):
         return RemotePointer(session, address, generation, t._type_)
     if _types.is_record(t) or _types.is_array(t):
         # A record or array by value holds worker addresses in its pointer fields: images.
-        # (The metaclass's from_buffer_copy: ffibox.ctypes.Structure's would image them first.)
-        result = type(t).from_buffer_copy(t, value.raw)
+        result = _types.copy_of(t, value.raw)
         session.images.convert_slots(result, generation)
         return result
     if _types.is_function(t):

@@ -30,6 +30,12 @@ class WorkerMemory:
         return self._stream.request(read_memory=pb.ReadMemory(
             address=self._address(address, generation), size=size)).memory.data
 
+    def alloc(self, size: int) -> int:
+        """A new block of `size` bytes of worker memory, lasting until it is freed (or
+        released with a call, ffibox._twins)."""
+        return self._stream.request(alloc_memory=pb.AllocMemory(size=size)).allocated \
+            .address.address
+
     def write(self, address: int, data: bytes, generation: Optional[int] = None) -> None:
         """Writes `data` into worker memory."""
         self._stream.request(write_memory=pb.WriteMemory(

@@ -53,6 +53,12 @@ def store(t, at: WorkerAddress, value: Any) -> None:
     if isinstance(value, (_ct.Structure, _ct.Union, _ct.Array)):
         memory.write(at.address, bytes(value), at.generation)
         return
+    if _types.code_of(t) in ("z", "Z") and isinstance(value, (bytes, str)):
+        raise TypeError(
+            "ffibox: a %s cannot be stored into a %s that lives in the library's memory: the "
+            "library would keep the address of a string in this process; store a string "
+            "the library's memory holds (cast(address, %s) of memory it allocated)"
+            % (type(value).__name__, t.__name__, t.__name__))
     memory.write_typed(at.address, t, value, at.generation)
 
 
@@ -121,7 +127,14 @@ def _record_get(self, name):
     fields = type(self)._ffibox_fields
     if name in fields and len(fields[name]) == 2:
         offset = getattr(type(self)._ffibox_base, name).offset
-        return load(fields[name][1], address_of(self) + offset)
+        t = fields[name][1]
+        if _types.is_array(t) and t._type_ in (_ct.c_char, _ct.c_wchar):
+            # ctypes gives a record's char and wchar_t array fields as bytes / str, up to
+            # the first NUL.
+            at = address_of(self) + offset
+            data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
+            return getattr(t.from_buffer_copy(data), "value")
+        return load(t, address_of(self) + offset)
     if name in fields:  # a bit field: refresh the local copy, let ctypes extract the bits
         _refresh(self)
     return object.__getattribute__(self, name)
@@ -134,7 +147,11 @@ def _record_set(self, name, value):
         return
     descriptor = getattr(type(self)._ffibox_base, name)
     if len(fields[name]) == 2:
-        store(fields[name][1], address_of(self) + descriptor.offset, value)
+        t = fields[name][1]
+        store(t, address_of(self) + descriptor.offset, value)
+        if not _types.pointer_offsets(t):
+            # The local snapshot follows the caller's own writes, for copies of it.
+            descriptor.__set__(self, value)
         return
     at = _refresh(self)
     object.__setattr__(self, name, value)
@@ -249,7 +266,8 @@ _string_pointers: Dict[type, type] = {}
 
 def string_pointer(t, at: WorkerAddress):
     """A `c_char_p` / `c_wchar_p` (subclass) instance for the worker string at `at`:
-    `.value` reads the string through the server."""
+    `.value` reads the string through the server; its bytes hold the address of an image
+    of the string (ffibox._images), which is what copies of it point to."""
     cls = _string_pointers.get(t)
     if cls is None:
         wide = _types.code_of(t) == "Z"
@@ -263,7 +281,16 @@ def string_pointer(t, at: WorkerAddress):
                                       "__repr__": lambda self: "%s(%r)" % (t.__name__,
                                                                             self.value)})
         _string_pointers[t] = cls
-    instance = cls()
+    image = at.session.images.image_of(t, at.address, at.generation) if at.address else None
+    if image is None:
+        instance = cls()
+    else:
+        # Its own word is the address of an image of the string, which ctypes' keep-alive
+        # references (`_objects`) hold and hand on to the copies it makes by assignment (a
+        # structure's field, an array element): a copy is a string this process has, and
+        # passing it to the library passes the worker's address.
+        instance = _ct.cast(image.buffer, cls)
+        instance._objects["ffibox:image"] = image
     set_address(instance, at)
     return instance
 

@@ -34,9 +34,10 @@ def local_at(t, address: int):
     """`t.from_address(address)` as the stdlib does it: a local address, always (ffibox.ctypes
     teaches from_address to map worker addresses, and refuses the stdlib's own from_address
     at them; ffibox's own code never wants either)."""
+    method = type(t).from_address
     _trusted.local = True
     try:
-        return type(t).from_address(t, address)
+        return getattr(method, "stdlib", method)(t, address)
     finally:
         _trusted.local = False
 
@@ -44,6 +45,13 @@ def local_at(t, address: int):
 def local_at_in_progress() -> bool:
     """Whether this thread is inside local_at (the address is known to be this process's)."""
     return getattr(_trusted, "local", False)
+
+
+def copy_of(t, data: bytes):
+    """`t.from_buffer_copy(data)` as the stdlib does it (ffibox.ctypes gives the copy's
+    worker addresses images, which ffibox's own decoding makes itself, for its session)."""
+    method = type(t).from_buffer_copy
+    return getattr(method, "stdlib", method)(t, data)
 
 
 def word_at(address: int):

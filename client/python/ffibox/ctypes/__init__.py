@@ -24,7 +24,7 @@ from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import _addresses, _images, _marshal, _remote, _types
+from ffibox import _addresses, _images, _marshal, _remote, _slots, _types
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
 from ffibox._functions import CFUNCTYPE, get_errno, set_errno
@@ -32,6 +32,7 @@ from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._remote import RemotePointer
 from ffibox._worker_address import WorkerAddress, address_of
+from ffibox.ctypes import _fields, _metatypes
 
 __version__ = _ct.__version__
 # The stdlib's private names real bindings import too (`from ctypes import _Pointer`).
@@ -80,7 +81,8 @@ def in_dll(t, library, name: str):
     """`t.in_dll(library, name)`: a view of the library's variable; reads and writes go to
     the worker."""
     if not isinstance(library, _CDLL):
-        return type(t).in_dll(t, library, name)
+        method = type(t).in_dll  # the stdlib's (an array type's is this, _metatypes)
+        return getattr(method, "stdlib", method)(t, library, name)
     try:
         address = library.address_of(name)
     except AttributeError as error:
@@ -188,75 +190,13 @@ def _from_buffer(t, *args):
 def _from_buffer_copy(t, *args):
     if t in (Structure, Union):
         raise TypeError("abstract class")
-    obj = type(t).from_buffer_copy(t, *args)
-    _image_worker_words(obj)
-    return obj
+    return type(t).from_buffer_copy(t, *args)  # images worker words (_metatypes)
 
 
-class _PointerField:
-    """A `char*` / `wchar_t*` / `T*` member of an ffibox.ctypes Union, in place of ctypes'
-    own descriptor (which the class still gives: `Value.text.offset`). Which member a union
-    holds is not known, so a word the library stores there keeps its bytes (no image: it
-    may be another member's number); reading a pointer member reads the address it holds as
-    ffibox._addresses says: a worker address is read in the worker, an address inside a
-    worker twin is the caller's object, never dereferenced here. (A structure's fields stay
-    ctypes' own: the library's words in them get images, and this check costs about 20 µs
-    a read.)"""
-
-    __slots__ = ("field", "type")
-
-    def __init__(self, field, t) -> None:
-        self.field = field
-        self.type = t
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self.field
-        word = _types.word_at(_ct.addressof(obj) + self.field.offset).value
-        if word:
-            kind, _, local = _addresses.classify(word)
-            code = _types.code_of(self.type)
-            if kind == "twin":
-                if code in ("z", "Z"):
-                    return _ct.wstring_at(local) if code == "Z" else _ct.string_at(local)
-                return _ct.cast(c_void_p(local), self.type)
-            session = _opened_session() if kind == "worker" else None
-            if session is not None:
-                if code in ("z", "Z"):
-                    return session.memory.read_string(word, code == "Z", session.generation)
-                return RemotePointer(session, word, session.generation, self.type._type_)
-        return self.field.__get__(obj, owner)
-
-    def __set__(self, obj, value) -> None:
-        self.field.__set__(obj, value)
-
-
-def _guard_pointer_fields(cls) -> None:
-    for entry in cls.__dict__.get("_fields_", ()):
-        name, t = entry[0], entry[1]
-        field = cls.__dict__.get(name)
-        if (_types.code_of(t) in ("z", "Z") or _types.is_pointer(t)) and \
-                type(field).__name__ == "CField":
-            setattr(cls, name, _PointerField(field, t))
-
-
-class _UnionType(type(_ct.Union)):
-    """ctypes' metaclass of unions, guarding the pointer members of every union class,
-    whether `_fields_` is set in the class body or later."""
-
-    def __init__(cls, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        _guard_pointer_fields(cls)
-
-    def __setattr__(cls, name: str, value) -> None:
-        super().__setattr__(name, value)
-        if name == "_fields_":
-            _guard_pointer_fields(cls)
-
-
-class Structure(_ct.Structure):
-    """ctypes.Structure (ffibox's adds `in_dll` for ffibox libraries and maps worker
-    addresses in `from_address`)."""
+class Structure(_ct.Structure, metaclass=_fields.StructType):
+    """ctypes.Structure (ffibox's adds `in_dll` for ffibox libraries, maps worker
+    addresses in `from_address`, and checks its pointer fields as ffibox.ctypes._fields
+    says)."""
 
     in_dll = classmethod(in_dll)
     from_address = classmethod(from_address)
@@ -265,9 +205,9 @@ class Structure(_ct.Structure):
     from_buffer_copy = classmethod(_from_buffer_copy)
 
 
-class Union(_ct.Union, metaclass=_UnionType):
+class Union(_ct.Union, metaclass=_fields.UnionType):
     """ctypes.Union (ffibox's adds `in_dll` for ffibox libraries, maps worker addresses
-    in `from_address`, and reads its pointer members as _PointerField says)."""
+    in `from_address`, and reads its pointer members as ffibox.ctypes._fields says)."""
 
     in_dll = classmethod(in_dll)
     from_address = classmethod(from_address)
@@ -303,6 +243,8 @@ def _install_string_value(t, wide: bool) -> None:
 _install_string_value(c_char_p, False)
 _install_string_value(c_wchar_p, True)
 
+_metatypes.install(from_address, in_dll)
+
 for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
            c_longlong, c_short, c_ubyte, c_uint, c_ulong, c_ulonglong, c_ushort, c_void_p,
            c_wchar, c_wchar_p):
@@ -313,7 +255,7 @@ def _remote_address(obj) -> Optional[WorkerAddress]:
     """The worker memory `obj` stands for as a pointer, when it is the worker's: what a
     RemotePointer, a c_char_p bound to a worker string or a worker function points to,
     where a view lives (what it holds, for a view of a pointer), a worker address as an
-    integer or c_void_p (of the default session)."""
+    integer or c_void_p (of the default session), what `byref` of a view points to."""
     if isinstance(obj, int) and not isinstance(obj, bool) or (
             isinstance(obj, c_void_p) and address_of(obj) is None):
         address = obj if isinstance(obj, int) else obj.value or 0
@@ -321,6 +263,10 @@ def _remote_address(obj) -> Optional[WorkerAddress]:
             return None  # this process's memory (_local_form maps twins)
         session = _default_session()
         return WorkerAddress(session, address, session.generation)
+    if isinstance(obj, _marshal._CArgObject):  # byref(view, offset): where it points
+        target, offset = _marshal.byref_target(obj)
+        at = _remote.view_address(target)
+        return None if at is None else at + offset
     at = address_of(obj)
     if at is not None and _remote.view_address(obj) is not None and \
             _types.code_of(type(obj)._ffibox_base) in ("P", "z", "Z"):
@@ -431,33 +377,12 @@ def _image_copied_pointers(dst, count: int, source: Optional[WorkerAddress]) -> 
         obj, offset = dst, 0
     else:
         return
-    # The object owning the memory (a field or element view shares its base's), so the
-    # images live as long as that memory.
-    start = _ct.addressof(obj) + offset
-    base = getattr(obj, "_b_base_", None)
-    while base is not None and _ct.addressof(base) <= _ct.addressof(obj) and \
-            _ct.addressof(obj) + sizeof(obj) <= _ct.addressof(base) + sizeof(base):
-        obj, base = base, getattr(base, "_b_base_", None)
-    if not _images.has_typed_pointers(type(obj)):
-        return
-    first = start - _ct.addressof(obj)
-    if source is not None:
-        source.session.images.convert_slots(obj, source.generation, first=first,
+    owner, first = _slots.memory_owner(obj, offset)
+    if source is None:
+        _slots.image_worker_words(owner, first, first + count)
+    elif _images.has_typed_pointers(type(owner)):
+        source.session.images.convert_slots(owner, source.generation, first=first,
                                             end=first + count)
-        return
-    _image_worker_words(obj, first, first + count)
-
-
-def _image_worker_words(obj, first: int = 0, end: Optional[int] = None) -> None:
-    # Worker addresses among the `char*` / `T*` slots of local object `obj` (those inside
-    # bytes [first, end)), there from bytes the caller copied (`from_buffer_copy` of bytes
-    # read from the library's memory, a `memmove`), get images, so the caller never
-    # dereferences them here. This process's addresses stay.
-    session = _opened_session()
-    if session is not None and _images.has_typed_pointers(type(obj)):
-        session.images.convert_slots(
-            obj, session.generation, first=first, end=end,
-            is_worker=lambda word: _addresses.classify(word)[0] != "local")
 
 
 def memset(dst, c: int, count: int) -> Any:

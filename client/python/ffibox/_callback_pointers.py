@@ -1,0 +1,70 @@
+"""Caller addresses a callback stores into memory the library reads after it returns.
+
+A callback handed a `void**` or `T**` may store a pointer to the caller's own object there
+(libarchive's read callback: `*buffer = cast(buf, c_void_p)`, the block it just filled),
+which the library reads once the callback has returned. In the worker that word must be
+the address of the object's twin (ffibox._twins), holding the object's bytes as the
+callback left them. ffibox._functions' callback handler asks `worker_word` for each
+pointer-sized word of such a pointee:
+
+- a word inside a twin no call in flight is using: the object's bytes are written to the
+  twin, and the word becomes the twin's address;
+- a word inside a twin a call in flight placed (the worker's copy is the live one): the
+  twin's address, nothing written;
+- a word inside an object ctypes keeps alive for the pointee (what was stored into it by
+  assignment, and what that keeps: the `cast` object and its source): the object gets a
+  twin in worker memory it allocates now (freed when the object is collected), written
+  with its bytes;
+- anything else (an image, 0, a worker address, memory of unknown extent): unchanged.
+"""
+import ctypes as _ct
+from typing import Iterator, Optional
+
+from ffibox import _addresses, _twins
+
+MAX_KEPT_OBJECTS = 256  # objects looked at among a pointee's keep-alive references
+_DATA = (_ct.Structure, _ct.Union, _ct.Array, _ct._SimpleCData, _ct._Pointer)
+
+
+def _kept_objects(keep) -> Iterator[object]:
+    # ctypes keeps what an object's memory points to in `_objects`: a dict of ctypes
+    # objects, bytes and nested dicts.
+    pending, seen = [keep], 0
+    while pending and seen < MAX_KEPT_OBJECTS:
+        item = pending.pop()
+        seen += 1
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, _DATA) and not isinstance(item, _ct._CFuncPtr):
+            yield item
+            pending.append(item._objects)
+
+
+def _holder(keep, word: int) -> Optional[object]:
+    for obj in _kept_objects(keep):
+        owner = _twins.owner_of(obj)
+        start = _ct.addressof(owner)
+        if start <= word < start + _ct.sizeof(owner):
+            return owner
+    return None
+
+
+def worker_word(session, word: int, keep, generation: int) -> int:
+    """What the worker must find for `word`, a pointer the callback stored in memory whose
+    ctypes keep-alive references are `keep` (see the module comment)."""
+    if not word or _addresses.classify(word)[0] != "local" or session.images.find(word):
+        return word
+    found = session.twins.twin_at(word)
+    if found is not None and found[1].generation == generation:
+        owner, twin = found
+        if not twin.busy:
+            session.memory.write(twin.worker, _ct.string_at(twin.local, twin.size), generation)
+        return twin.worker + (word - twin.local)
+    owner = _holder(keep, word)
+    if owner is None or type(owner).__weakrefoffset__ == 0:
+        return word
+    size = _ct.sizeof(owner)
+    worker = session.memory.alloc(size)
+    session.twins.kept(owner, size, worker, generation)
+    session.memory.write(worker, _ct.string_at(_ct.addressof(owner), size), generation)
+    return worker + (word - _ct.addressof(owner))
