@@ -241,7 +241,8 @@ def test_watches_past_the_bound_on_the_main_listener_are_refused_and_hold_nothin
         time.sleep(1)
         grown = resident_mib(tls_server.process.pid) - before
         assert (serving, refused) == (bound, 5000 - bound)
-        assert grown < 40, grown
+        # 1024 open streams cost 35 to 40 MiB here; 5000 unbounded ones about 80.
+        assert grown < 64, grown
         # A Check still answers while the Watches are full.
         assert health_check(channel, health_pb2, "") == health_pb2.HealthCheckResponse.SERVING
         for watch in watches:
