@@ -251,6 +251,13 @@ absl::StatusOr<std::unique_ptr<WorkerCgroup>> CgroupTree::Attach(pid_t pid,
     if (status.ok()) status = WriteFile(dir + "/cgroup.procs", absl::StrCat(pid));
   }
   if (!status.ok()) return status;
+  {
+    // Opens the counter files now, as the worker starts (a pooled one before any session),
+    // rather than when its first request ends. Reading changes nothing: NewLimitHits
+    // reports what grew since it last looked.
+    absl::MutexLock lock(&group->mu_);
+    group->ReadHitCounts();
+  }
   return group;
 }
 
@@ -353,13 +360,19 @@ uint64_t WorkerCgroup::Counter(int* fd, const std::string& path, absl::string_vi
   return 0;
 }
 
+WorkerCgroup::HitCounts WorkerCgroup::ReadHitCounts() {
+  HitCounts counts;
+  counts.pids = Counter(&pids_events_fd_, pids_dir() + "/pids.events", "max");
+  counts.memory = v2_ ? Counter(&memory_events_fd_, memory_dir() + "/memory.events", "max")
+                      : Counter(&memory_events_fd_, memory_dir() + "/memory.failcnt", "");
+  counts.oom = Counter(&oom_fd_, memory_dir() + (v2_ ? "/memory.events" : "/memory.oom_control"),
+                       "oom_kill");
+  return counts;
+}
+
 std::vector<std::string> WorkerCgroup::NewLimitHits() {
   absl::MutexLock lock(&mu_);
-  const uint64_t pids = Counter(&pids_events_fd_, pids_dir() + "/pids.events", "max");
-  const uint64_t memory = v2_ ? Counter(&memory_events_fd_, memory_dir() + "/memory.events", "max")
-                              : Counter(&memory_events_fd_, memory_dir() + "/memory.failcnt", "");
-  const uint64_t oom = Counter(
-      &oom_fd_, memory_dir() + (v2_ ? "/memory.events" : "/memory.oom_control"), "oom_kill");
+  const auto [pids, memory, oom] = ReadHitCounts();
   std::vector<std::string> hits;
   if (pids > pids_hits_) {
     const uint64_t refused = pids - pids_hits_;

@@ -115,6 +115,13 @@ class WorkerCgroup {
   // The number in a counter file (`key` "": the whole file; else the value of "key N").
   uint64_t Counter(int* fd, const std::string& path, absl::string_view key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The group's counts of limit hits, read from its counter files (opened the first time).
+  struct HitCounts {
+    uint64_t pids = 0;    // refused forks
+    uint64_t memory = 0;  // times the memory cap was reached
+    uint64_t oom = 0;     // OOM kills
+  };
+  HitCounts ReadHitCounts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const bool v2_;
   const std::vector<std::string> dirs_;  // as CgroupTree::parents_

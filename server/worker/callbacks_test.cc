@@ -2,6 +2,7 @@
 // callbacks invoked from native code (qsort, a fold, a struct mutated through a pointer),
 // requests nested inside an invocation, stored handlers, a callback on a library thread,
 // freed callbacks, client failures, the nesting limit and misrouted frames.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -561,6 +562,26 @@ TEST(WorkerBegin, ASecondBeginEndsTheWorker) {
   LoadLibraries(&worker);  // served: the first begin took
   worker.Begin(kGeneration + 1);
   EXPECT_EQ(worker.ExitStatusWithin(absl::Seconds(10)), 2);
+}
+
+// A pooled worker makes its reader thread while it waits for a session, so the session's
+// first request does not wait for a thread to be made.
+TEST(WorkerBegin, AWorkerWaitingForItsBeginAlreadyRunsItsReaderThread) {
+  Worker worker(/*max_callback_depth=*/0, /*begin=*/false);
+  const std::string tasks = absl::StrCat("/proc/", worker.pid(), "/task");
+  auto thread_count = [&] {
+    int count = 0;
+    if (DIR* dir = opendir(tasks.c_str())) {
+      while (const dirent* entry = readdir(dir)) count += entry->d_name[0] != '.';
+      closedir(dir);
+    }
+    return count;
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (thread_count() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(thread_count(), 2) << "the main thread and the reader, before any begin";
+  worker.Begin(kGeneration);
+  LoadLibraries(&worker);  // served as usual once begun
 }
 
 TEST(WorkerCallbackDepth, InvocationsNestedBeyondTheLimitReturnZeroWithAnEvent) {

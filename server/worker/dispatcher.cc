@@ -1,6 +1,7 @@
 #include "server/worker/dispatcher.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,9 +57,15 @@ void WorkerDispatcher::Begin() {
 }
 
 void WorkerDispatcher::Run() {
-  Begin();
+  // The reader thread starts while the worker is still generic (a pooled worker waits here
+  // for its session), so taking the worker waits for no thread to be made.
   std::thread([this] {
     NameThisThread("worker-reader");
+    // glibc gives a thread its malloc arena at its first allocation: now, not on the
+    // session's first request.
+    void* volatile first_allocation = malloc(1);
+    free(first_allocation);
+    Begin();
     ReadLoop();
   }).detach();
   for (;;) {

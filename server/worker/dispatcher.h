@@ -5,8 +5,8 @@
 //     then the worker is generic, so the broker's pool can hand it to any session or
 //     restart. A first request without a generation, or a second begin, ends the process
 //     with status 2.
-//   - A reader thread receives every later request from the broker (BrokerConnection) and
-//     routes it:
+//   - A reader thread, started before the begin arrives, receives the begin and every later
+//     request from the broker (BrokerConnection) and routes them:
 //       * request.callback_return for invocation N: wakes the thread waiting in N (an
 //         unknown or already answered N is ignored). Never answered.
 //       * WorkerRequest.invocation == 0: queued for the main thread, which runs top-level
@@ -63,8 +63,9 @@ class WorkerDispatcher : public CallbackRunner {
   WorkerDispatcher(const WorkerDispatcher&) = delete;
   WorkerDispatcher& operator=(const WorkerDispatcher&) = delete;
 
-  // Waits for the begin request, then starts the reader thread and runs top-level requests
-  // on the calling thread. Never returns: the process ends when the channel does.
+  // Starts the reader thread, which waits for the begin request, and runs top-level requests
+  // on the calling thread once they come. Never returns: the process ends when the channel
+  // does.
   [[noreturn]] void Run();
 
   // CallbackRunner: one native call of a live callback, on the calling thread.
@@ -84,7 +85,8 @@ class WorkerDispatcher : public CallbackRunner {
     bool returned = false;  // its callback_return arrived: later requests are refused
   };
 
-  // Receives the first request, which must be a begin, and makes the executor.
+  // Receives the first request, which must be a begin, and makes the executor (on the reader
+  // thread, before it routes anything).
   void Begin();
   [[noreturn]] void ReadLoop();
   void Route(ReceivedRequest received);
@@ -107,7 +109,8 @@ class WorkerDispatcher : public CallbackRunner {
   const int descriptor_fd_;
   const TypeLimits limits_;
   const int max_callback_depth_;
-  // Set by Begin, before the reader thread starts; never changed after.
+  // Set by Begin before the first request is routed (the main thread sees them through mu_);
+  // never changed after.
   uint64_t generation_ = 0;
   std::optional<WorkerExecutor> executor_;
   std::atomic<uint64_t> invocations_{0};
