@@ -11,8 +11,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -190,6 +193,94 @@ TEST_F(JailEscapeTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesI
   ExpectProbeRecovers();
 }
 
+// A unix stream listener of the host, on a path or an abstract address, that a library in
+// the jail tries to reach.
+class HostUnixListener {
+ public:
+  // Listens on `name`: a path, or with `abstract` set the abstract address "\0name".
+  HostUnixListener(const std::string& name, bool abstract) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    EXPECT_GE(fd_, 0);
+    sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    const size_t offset = abstract ? 1 : 0;
+    if (offset + name.size() >= sizeof(address.sun_path)) {
+      ADD_FAILURE() << name << " is too long for a unix socket address";
+      return;
+    }
+    memcpy(address.sun_path + offset, name.data(), name.size());
+    const socklen_t size =
+        static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + offset + name.size());
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&address), size), 0) << strerror(errno);
+    EXPECT_EQ(listen(fd_, 8), 0) << strerror(errno);
+  }
+  ~HostUnixListener() { close(fd_); }
+
+  // True when a connection is waiting, false after `wait_ms` without one.
+  bool Reached(int wait_ms) const {
+    pollfd pfd = {fd_, POLLIN, 0};
+    return poll(&pfd, 1, wait_ms) != 0;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// What a worker reaches over AF_UNIX: nothing of the host. Expects probe_connect_unix to
+// return (the worker lives) -`path_errno` for the broker's own socket and for a listener of
+// the test's on a path, -`abstract_errno` for one on an abstract address, and none of the
+// listeners to see a connection.
+void ExpectNoUnixSocketOfTheHostReachable(const TestServer& server,
+                                          TypedFunction<int(const char*, int)> connect_unix,
+                                          int path_errno, int abstract_errno) {
+  const std::string broker_socket = server.address().substr(strlen("unix:"));
+  // TEST_TMPDIR is too long for a socket's path.
+  char directory[] = "/tmp/ffibox-host-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr) << strerror(errno);
+  const std::string path = absl::StrCat(directory, "/listener.sock");
+  const std::string abstract = absl::StrCat("ffibox-host-listener-", getpid());
+  HostUnixListener on_path(path, /*abstract=*/false);
+  HostUnixListener on_abstract(abstract, /*abstract=*/true);
+  for (const std::string& target : {broker_socket, path}) {
+    absl::StatusOr<int> connected = connect_unix(target.c_str(), 0);
+    ASSERT_OK(connected);
+    EXPECT_EQ(*connected, -path_errno) << target << ": " << strerror(-*connected);
+  }
+  absl::StatusOr<int> connected = connect_unix(abstract.c_str(), 1);
+  ASSERT_OK(connected);
+  EXPECT_EQ(*connected, -abstract_errno) << "@" << abstract << ": " << strerror(-*connected);
+  EXPECT_FALSE(on_path.Reached(300)) << "the listener on " << path << " got a connection";
+  EXPECT_FALSE(on_abstract.Reached(0)) << "the listener on @" << abstract << " got one";
+  unlink(path.c_str());
+  rmdir(directory);
+}
+
+// The strict policy refuses every unix socket without killing the worker (socket() fails
+// with EACCES), so nothing of the host is reached through seccomp alone.
+TEST_F(JailEscapeTest, UnixSocketsFailWithoutKillingTheWorkerAndReachNothing) {
+  ExpectNoUnixSocketOfTheHostReachable(*server_, Probe<int(const char*, int)>("probe_connect_unix"),
+                                       EACCES, EACCES);
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
+}
+
+// getpwuid and friends first ask nscd over a unix socket; that must fail quietly so that
+// glibc falls back to its files. The jail's view has no /etc/passwd: nobody is found.
+TEST_F(JailEscapeTest, PasswdLookupsReturnWithoutKillingTheWorker) {
+  for (const char* function : {"probe_getpwuid", "probe_getpwuid_r"}) {
+    Buffer name = Buffer::Out(256);
+    absl::StatusOr<long> found = Probe<long(int, Buffer&, long)>(function)(0, name, 256);
+    SCOPED_TRACE(function);
+    ASSERT_OK(found);
+    EXPECT_LE(*found, 0) << function << " returned " << *found << ", found " << name.data.c_str();
+  }
+  Buffer name = Buffer::Out(256);
+  absl::StatusOr<long> found =
+      Probe<long(const char*, Buffer&, long)>("probe_getpwnam")("root", name, 256);
+  ASSERT_OK(found);
+  EXPECT_LE(*found, 0) << "probe_getpwnam returned " << *found << ", found " << name.data.c_str();
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
+}
+
 TEST_F(JailEscapeTest, ExecveIsAViolation) {
   ExpectViolation(Probe<int(const char*)>("probe_execve")("/bin/true"), {"execve"});
   ExpectProbeRecovers();
@@ -257,6 +348,20 @@ TEST_F(JailEscapeTest, TheWorkerIsPidTwoOfItsOwnNamespace) {
   absl::StatusOr<int> pid = Probe<int()>("probe_getpid")();
   ASSERT_OK(pid);
   EXPECT_EQ(*pid, 2) << "pid namespace inactive? (1 is its init)";
+}
+
+// The permissive policy lets a library create unix sockets and connect them; the jail's
+// other layers still hide every socket of the host: its mount namespace shows no path
+// socket (ENOENT) and its own network namespace holds no abstract address (ECONNREFUSED).
+class PermissivePolicyTest : public JailEscapeTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override { return {"--jail_policy=permissive"}; }
+};
+
+TEST_F(PermissivePolicyTest, NamespacesHideTheHostsUnixSockets) {
+  ExpectNoUnixSocketOfTheHostReachable(*server_, Probe<int(const char*, int)>("probe_connect_unix"),
+                                       ENOENT, ECONNREFUSED);
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
 }
 
 class SandboxLimitsTest : public JailEscapeTest {

@@ -12,8 +12,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,6 +165,57 @@ int probe_forge_sigsys_report(void) {
   sigaction(SIGSYS, &action, NULL);
   raise(SIGSYS);
   return 0;
+}
+
+/* Connects a unix stream socket to `name`: a path, or with `abstract` set the abstract
+ * address "\0name". 0 when connected, or -errno of the socket or connect that failed. */
+int probe_connect_unix(const char* name, int abstract) {
+  struct sockaddr_un address;
+  memset(&address, 0, sizeof(address));
+  address.sun_family = AF_UNIX;
+  size_t offset = abstract ? 1 : 0;
+  size_t length = strlen(name);
+  if (offset + length >= sizeof(address.sun_path)) return -ENAMETOOLONG;
+  memcpy(address.sun_path + offset, name, length);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  socklen_t size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + length);
+  int result = connect(fd, (struct sockaddr*)&address, size) == 0 ? 0 : -errno;
+  close(fd);
+  return result;
+}
+
+/* Copies `user`'s name into `name` (at most `capacity` bytes, NUL-terminated): its length
+ * when `user` was found, 0 when the lookup found nobody, -errno when it failed. */
+static long copy_user_name(const struct passwd* user, int error, char* name, long capacity) {
+  if (user == NULL) return -error;
+  size_t length = strlen(user->pw_name);
+  if ((long)length >= capacity) return -ERANGE;
+  memcpy(name, user->pw_name, length + 1);
+  return (long)length;
+}
+
+/* getpwuid(`uid`), as libraries looking for a home directory or a user name call it. */
+long probe_getpwuid(int uid, char* name, long capacity) {
+  errno = 0;
+  struct passwd* user = getpwuid((uid_t)uid);
+  return copy_user_name(user, errno, name, capacity);
+}
+
+/* getpwuid_r(`uid`), the reentrant form. */
+long probe_getpwuid_r(int uid, char* name, long capacity) {
+  struct passwd entry;
+  struct passwd* user = NULL;
+  char buffer[4096];
+  int error = getpwuid_r((uid_t)uid, &entry, buffer, sizeof(buffer), &user);
+  return copy_user_name(user, error, name, capacity);
+}
+
+/* getpwnam(`login`). */
+long probe_getpwnam(const char* login, char* name, long capacity) {
+  errno = 0;
+  struct passwd* user = getpwnam(login);
+  return copy_user_name(user, errno, name, capacity);
 }
 
 /* Reads /proc/1/cmdline (the jail's init as the worker sees it) into `out`: the byte
