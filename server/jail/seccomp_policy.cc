@@ -326,13 +326,16 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
                              SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_NETLINK))),
             "netlink socket rule");
   if (!netlink.ok()) return netlink;
-  if (permissive) {
-    absl::Status unix_socket =
-        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                               SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_UNIX))),
-              "socket rule");
-    if (!unix_socket.ok()) return unix_socket;
-  }
+  // Unix sockets: permissive allows them. Strict fails socket(AF_UNIX) with EACCES instead
+  // of killing the worker: glibc's NSS (getpwuid, getpwnam, getgrgid, ...) first asks nscd
+  // or systemd-userdb over one and falls back to its files when that fails, and syslog()
+  // drops its message. The worker gets no unix socket at all, so none of the host's is
+  // reachable whatever the other layers show (docs/security.md, "Unix sockets").
+  absl::Status unix_socket = Check(
+      seccomp_rule_add(ctx, permissive ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket),
+                       1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_UNIX))),
+      "unix socket rule");
+  if (!unix_socket.ok()) return unix_socket;
   return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3");
 }
 

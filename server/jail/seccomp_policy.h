@@ -13,9 +13,10 @@
 //               and the filesystem the jail shows, time, signals to itself, the reads
 //               library constructors make (prctl PR_CAPBSET_READ and friends), pinning
 //               its own threads, netlink sockets (nothing to reach in its own network
-//               namespace). No process creation, no other socket, no execve, no ptrace, no
-//               mount, no signals to other processes, no bpf, no keyctl, no unshare/setns,
-//               no io_uring.
+//               namespace). socket(AF_UNIX) fails with EACCES without killing the worker
+//               (glibc's NSS tries nscd first, then reads its files). No process creation,
+//               no other socket, no execve, no ptrace, no mount, no signals to other
+//               processes, no bpf, no keyctl, no unshare/setns, no io_uring.
 //   permissive  strict, plus fork/vfork/clone of processes (never of namespaces), wait4,
 //               unix-domain sockets (socket(AF_UNIX), socketpair, connect, listen, ...),
 //               memfd_create, chmod/chown/link/symlink/xattr/inotify and any ioctl.
