@@ -67,18 +67,6 @@ class FaultsTest : public ::testing::Test {
     client_ = std::move(*client);
   }
 
-  std::unique_ptr<Session> OpenSession(SessionOptions options = {}) {
-    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
-    EXPECT_TRUE(session.ok()) << session.status();
-    return session.ok() ? std::move(*session) : nullptr;
-  }
-
-  static Library LoadTestLib(Session& session) {
-    absl::StatusOr<Library> library = session.Load(TestLibPath());
-    EXPECT_TRUE(library.ok()) << library.status();
-    return *library;
-  }
-
   // The number of file descriptors the broker holds.
   int BrokerFdCount() const {
     std::string dir = "/proc/" + std::to_string(server_->pid()) + "/fd";
@@ -159,8 +147,8 @@ class EveryFault : public FaultsTest,
 TEST_P(EveryFault, GivesWorkerCrashedWhileOtherSessionsServeAndTheNextCallWorks) {
   const Fault& fault = std::get<1>(GetParam());
   Bystander bystander(*client_);
-  std::unique_ptr<Session> session = OpenSession();
-  Library lib = LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
   ASSERT_OK(add);
   ASSERT_EQ(*(*add)(41, 1), 42);
@@ -212,8 +200,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_P(EveryMode, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
   Bystander bystander(*client_);
-  std::unique_ptr<Session> session = OpenSession();
-  Library lib = LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   absl::StatusOr<TypedFunction<int()>> hang = lib.Function<int()>("hang_forever");
   ASSERT_OK(hang);
   const absl::Duration deadline = absl::Milliseconds(300);
@@ -240,8 +228,8 @@ TEST_P(EveryMode, HungCallTimesOutNearItsDeadlineAndTheNextCallWorks) {
 // next call runs on a new worker.
 TEST_P(EveryMode, ALibraryThatCorruptsTheChannelGetsItsWorkerKilledAndTheNextCallWorks) {
   Bystander bystander(*client_);
-  std::unique_ptr<Session> session = OpenSession();
-  Library lib = LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   absl::StatusOr<Library> hostile = session->Load(HostileLibPath());
   ASSERT_OK(hostile);
   absl::StatusOr<TypedFunction<int(int)>> corrupt =
@@ -271,18 +259,20 @@ TEST_P(EveryMode, SessionDeadlineAppliesWhenTheCallGivesNone) {
   SessionOptions options;
   // It covers the library's load too: long enough for a dlopen on a loaded machine.
   options.call_timeout = absl::Seconds(1);
-  std::unique_ptr<Session> session = OpenSession(options);
-  Library lib = LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   absl::StatusOr<TypedFunction<int(int)>> sleep_ms = lib.Function<int(int)>("sleep_ms");
   ASSERT_OK(sleep_ms);
-  EXPECT_EQ(*(*sleep_ms)(10), 10);
+  absl::StatusOr<int> quick = (*sleep_ms)(10);
+  ASSERT_OK(quick);
+  EXPECT_EQ(*quick, 10);
   absl::StatusOr<int> slow = (*sleep_ms)(3000);
   EXPECT_EQ(ErrorOf(slow.status()).code(), v1::CALL_TIMEOUT) << slow.status();
 }
 
 TEST_P(EveryMode, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecovered) {
-  std::unique_ptr<Session> session = OpenSession();
-  Library lib = LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   absl::StatusOr<TypedFunction<int(int)>> later = lib.Function<int(int)>("crash_later_thread");
   ASSERT_OK(later);
   absl::StatusOr<int> returned = (*later)(50);
@@ -306,8 +296,8 @@ TEST_P(EveryMode, CrashInALibraryThreadAfterTheCallReturnedIsReportedAndRecovere
 }
 
 TEST_P(EveryMode, RestartReloadsLibrariesWithFreshState) {
-  std::unique_ptr<Session> session = OpenSession();
-  Library lib = LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   absl::StatusOr<TypedFunction<int()>> next = lib.Function<int()>("counter_next");
   absl::StatusOr<TypedFunction<int()>> crash = lib.Function<int()>("crash_abort");
   ASSERT_TRUE(next.ok() && crash.ok());
@@ -320,8 +310,8 @@ TEST_P(EveryMode, RestartReloadsLibrariesWithFreshState) {
 TEST_P(EveryMode, NoRestartSessionReportsTheLossOnLaterCalls) {
   SessionOptions options;
   options.restart = false;
-  std::unique_ptr<Session> session = OpenSession(options);
-  Library lib = LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   absl::StatusOr<TypedFunction<int()>> crash = lib.Function<int()>("crash_null_deref");
   absl::StatusOr<TypedFunction<int(int, int)>> add = lib.Function<int(int, int)>("add_int");
   ASSERT_TRUE(crash.ok() && add.ok());
@@ -331,8 +321,8 @@ TEST_P(EveryMode, NoRestartSessionReportsTheLossOnLaterCalls) {
 }
 
 TEST_F(FaultsTest, ClosingTheSessionKillsAndReapsItsWorker) {
-  std::unique_ptr<Session> session = OpenSession();
-  LoadTestLib(*session);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  ASSERT_OK(session->Load(TestLibPath()));
   std::vector<pid_t> workers = ChildrenOf(server_->pid());
   ASSERT_EQ(workers.size(), 1u);
   ASSERT_TRUE(session->Close().ok());
@@ -371,15 +361,15 @@ TEST_F(FaultsTest, ClientKilledWithSigkillLeavesNoWorkerAndNoZombie) {
 }
 
 TEST_F(FaultsTest, RepeatedCrashesLeakNoFileDescriptorsOrProcesses) {
-  std::unique_ptr<Session> warmup = OpenSession();
-  LoadTestLib(*warmup);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> warmup, client_->OpenSession());
+  ASSERT_OK(warmup->Load(TestLibPath()));
   warmup->Close().IgnoreError();
   ASSERT_TRUE(WaitFor([&] { return NoWorkersLeft(); }, absl::Seconds(5)));
   int fds_before = BrokerFdCount();
 
   for (int i = 0; i < 5; ++i) {
-    std::unique_ptr<Session> session = OpenSession();
-    Library lib = LoadTestLib(*session);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+    ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
     absl::StatusOr<TypedFunction<int()>> crash = lib.Function<int()>("crash_null_deref");
     ASSERT_TRUE(crash.ok());
     EXPECT_EQ(ErrorOf((*crash)().status()).code(), v1::WORKER_CRASHED);
