@@ -7,12 +7,15 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/shm_channel.h"
+#include "google/protobuf/io/coded_stream.h"
 
 namespace ffibox {
 
@@ -21,11 +24,34 @@ namespace ffibox {
 // ShmChannel::Write's errors (UNAVAILABLE when the peer has gone).
 absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Time deadline);
 
+// Writes one frame of `length` payload bytes that `serialize` produces, without holding the
+// frame whole: the bytes go through the channel in pieces as they are produced (a large
+// message costs its sender no second copy). RESOURCE_EXHAUSTED for a length of 4 GiB or more;
+// ShmChannel::Write's errors; INTERNAL when `serialize` produced other than `length` bytes
+// (the channel is then out of step with its peer and must be dropped).
+absl::Status WriteFrame(ShmChannel& channel, size_t length,
+                        absl::FunctionRef<void(google::protobuf::io::CodedOutputStream*)> serialize,
+                        absl::Time deadline);
+
 // Reads one frame from `channel`, waiting until `deadline`. The length prefix is untrusted: a
 // frame longer than `max_bytes` is refused with RESOURCE_EXHAUSTED without reading it.
 // Otherwise ShmChannel::Read's errors (UNAVAILABLE at end of stream, also in the middle of a
 // frame).
 absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, absl::Time deadline);
+
+// Frames whose payload is longer than this are kept in pieces of this size.
+inline constexpr size_t kFramePieceBytes = size_t{1} << 20;
+
+// A frame's payload: one piece, or for a frame longer than kFramePieceBytes, pieces of that
+// size (the last one shorter), so that a parser can free them as it goes
+// (core/piece_stream.h) instead of holding the frame beside its parse.
+struct FramePayload {
+  std::vector<std::string> pieces;
+
+  size_t size() const;
+  // The pieces as one string (tests, small frames).
+  std::string Join() &&;
+};
 
 // Decodes frames that arrive in pieces (for non-blocking readers that must keep their own
 // deadlines). The bytes fed to it are untrusted: the length prefix is checked against the
@@ -34,29 +60,44 @@ class FrameDecoder {
  public:
   explicit FrameDecoder(size_t max_bytes) : max_bytes_(max_bytes) {}
 
-  // Appends received bytes. The buffer grows geometrically but never past the end of the
-  // frame in progress, so it holds about the frame's size, not up to twice it.
+  // Appends received bytes. What is buffered grows only as bytes arrive (an announced length
+  // alone reserves nothing) and never past the end of the frame in progress, so it holds
+  // about the frame's size, not up to twice it.
   void Append(const char* data, size_t size);
 
-  // Returns the next whole frame, std::nullopt when more bytes are needed, or
+  // Returns the next whole frame's payload, std::nullopt when more bytes are needed, or
   // RESOURCE_EXHAUSTED when the announced length exceeds the limit (the decoder is then
   // unusable).
-  absl::StatusOr<std::optional<std::string>> Next();
+  absl::StatusOr<std::optional<FramePayload>> Next();
 
   // True when bytes of an unfinished frame are buffered.
-  bool HasPartialFrame() const { return buffer_.size() > consumed_; }
+  bool HasPartialFrame() const { return Buffered() > 0; }
 
-  // Bytes buffered and not yet returned as frames.
-  size_t Buffered() const { return buffer_.size() - consumed_; }
+  // Bytes received and not yet returned as frames (headers included).
+  size_t Buffered() const;
 
   // The payload length the unfinished frame announced (0 while its header is incomplete or
   // there is none).
   size_t AnnouncedLength() const;
 
  private:
+  // When the frame at the head of `buffer_` announces a payload longer than kFramePieceBytes
+  // (and within the limit), moves what arrived of it into `large_` and starts filling that.
+  void StartLargeFrame();
+  // The length the header at the head of `buffer_` announces (0 while it is incomplete).
+  size_t HeadLength() const;
+  // Appends to `large_` up to the end of its frame; returns how many bytes it took.
+  size_t AppendToLarge(const char* data, size_t size);
+
   size_t max_bytes_;
+  // Frames up to kFramePieceBytes (and the bytes after a large frame in progress).
   std::string buffer_;
   size_t consumed_ = 0;
+  // The payload of a large frame, past its header, while it arrives.
+  bool in_large_ = false;
+  size_t large_length_ = 0;    // announced
+  size_t large_received_ = 0;  // in `large_`
+  FramePayload large_;
 };
 
 }  // namespace ffibox

@@ -50,6 +50,34 @@ TEST_F(ChannelEnds, FrameLargerThanTheRingStreamsThrough) {
   EXPECT_TRUE(*frame == big);
 }
 
+TEST_F(ChannelEnds, AFrameFromASerializerStreamsThroughAndRoundTrips) {
+  std::string big(3 * kMinShmRingBytes + 5, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 13);
+  auto write = [](absl::string_view bytes) {
+    return [bytes](google::protobuf::io::CodedOutputStream* out) {
+      out->WriteRaw(bytes.data(), static_cast<int>(bytes.size()));
+    };
+  };
+  std::thread writer([&] {
+    EXPECT_TRUE(WriteFrame(*peer_, big.size(), write(big), Soon()).ok());
+    EXPECT_TRUE(WriteFrame(*peer_, 0, write(""), Soon()).ok());
+    EXPECT_TRUE(WriteFrame(*peer_, 3, write("abc"), Soon()).ok());
+  });
+  absl::StatusOr<std::string> frame = ReadFrame(*creator_, big.size(), Soon());
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  EXPECT_TRUE(*frame == big);
+  EXPECT_EQ(*ReadFrame(*creator_, 10, Soon()), "");
+  EXPECT_EQ(*ReadFrame(*creator_, 10, Soon()), "abc");
+  writer.join();
+}
+
+TEST_F(ChannelEnds, ASerializerThatDisagreesWithItsLengthIsAnInternalError) {
+  absl::Status status = WriteFrame(
+      *creator_, 5, [](google::protobuf::io::CodedOutputStream* out) { out->WriteRaw("abc", 3); },
+      Soon());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+}
+
 TEST_F(ChannelEnds, OversizedFrameIsRefusedBeforeReadingIt) {
   ASSERT_TRUE(WriteFrame(*creator_, std::string(101, 'x'), Soon()).ok());
   absl::StatusOr<std::string> frame = ReadFrame(*peer_, 100, Soon());
@@ -86,21 +114,25 @@ TEST(FrameDecoder, ReassemblesFramesSplitAtEveryByte) {
   std::vector<std::string> frames;
   for (char c : wire) {
     decoder.Append(&c, 1);
-    absl::StatusOr<std::optional<std::string>> next = decoder.Next();
+    absl::StatusOr<std::optional<FramePayload>> next = decoder.Next();
     ASSERT_TRUE(next.ok());
-    if (next->has_value()) frames.push_back(**next);
+    if (next->has_value()) frames.push_back(std::move(**next).Join());
   }
   EXPECT_EQ(frames, (std::vector<std::string>{"abc", "de"}));
   EXPECT_FALSE(decoder.HasPartialFrame());
 }
 
-TEST(FrameDecoder, ALargeFrameInChunksComesBackWholeAndTheBufferIsReleased) {
+std::string Framed(const std::string& payload) {
+  std::string wire(4, '\0');
+  for (int i = 0; i < 4; ++i) wire[i] = static_cast<char>(payload.size() >> (8 * i));
+  return wire + payload;
+}
+
+TEST(FrameDecoder, ALargeFrameInChunksComesBackWholeInPiecesAndTheBufferIsReleased) {
   const size_t length = (3 << 20) + 17;
   std::string payload(length, '\0');
   for (size_t i = 0; i < length; ++i) payload[i] = static_cast<char>(i * 7);
-  std::string wire(4, '\0');
-  for (int i = 0; i < 4; ++i) wire[i] = static_cast<char>(length >> (8 * i));
-  wire += payload;
+  const std::string wire = Framed(payload);
   FrameDecoder decoder(4 << 20);
   for (size_t at = 0; at < wire.size(); at += 65536) {
     const size_t piece = std::min<size_t>(65536, wire.size() - at);
@@ -110,11 +142,32 @@ TEST(FrameDecoder, ALargeFrameInChunksComesBackWholeAndTheBufferIsReleased) {
       EXPECT_EQ(decoder.Buffered(), at + piece);
     }
   }
-  absl::StatusOr<std::optional<std::string>> next = decoder.Next();
+  absl::StatusOr<std::optional<FramePayload>> next = decoder.Next();
   ASSERT_TRUE(next.ok() && next->has_value());
-  EXPECT_EQ(**next, payload);
+  // Pieces a parser can free as it goes, none larger than kFramePieceBytes.
+  ASSERT_EQ((*next)->pieces.size(), 4u);
+  for (const std::string& piece : (*next)->pieces) {
+    EXPECT_LE(piece.capacity(), kFramePieceBytes);
+  }
+  EXPECT_EQ(std::move(**next).Join(), payload);
   EXPECT_EQ(decoder.Buffered(), 0u);
   EXPECT_EQ(decoder.AnnouncedLength(), 0u);
+}
+
+TEST(FrameDecoder, FramesAroundALargeOneInOneAppendComeBackInOrder) {
+  const std::string large(kFramePieceBytes + 100, 'L');
+  const std::string wire = Framed("before") + Framed(large) + Framed("after") + Framed(large);
+  FrameDecoder decoder(4 << 20);
+  decoder.Append(wire.data(), wire.size());
+  std::vector<std::string> frames;
+  for (;;) {
+    absl::StatusOr<std::optional<FramePayload>> next = decoder.Next();
+    ASSERT_TRUE(next.ok());
+    if (!next->has_value()) break;
+    frames.push_back(std::move(**next).Join());
+  }
+  EXPECT_EQ(frames, (std::vector<std::string>{"before", large, "after", large}));
+  EXPECT_FALSE(decoder.HasPartialFrame());
 }
 
 TEST(FrameDecoder, RefusesAnnouncedLengthOverLimit) {

@@ -11,7 +11,10 @@
 #include "absl/time/time.h"
 #include "core/errors.h"
 #include "google/protobuf/arena.h"
+#include "grpcpp/impl/rpc_service_method.h"
+#include "grpcpp/support/method_handler.h"
 #include "server/broker/deadline_timer.h"
+#include "server/broker/message_codec.h"
 
 namespace ffibox {
 namespace {
@@ -20,18 +23,22 @@ namespace {
 // answer requests.
 class StreamSink : public ResponseSink {
  public:
-  explicit StreamSink(grpc::ServerReaderWriter<v1::Response, v1::Request>* stream)
+  explicit StreamSink(grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream)
       : stream_(stream) {}
 
-  bool Send(const v1::Response& response) override {
+  bool Send(v1::Response response) override {
+    // Encoded outside the lock; a large response's bytes stay where they are, and the
+    // response lives until gRPC has sent them.
+    grpc::ByteBuffer encoded =
+        EncodeAliasing(std::make_shared<const v1::Response>(std::move(response)));
     absl::MutexLock lock(&mu_);
     if (broken_) return false;
-    if (!stream_->Write(response)) broken_ = true;
+    if (!stream_->Write(encoded)) broken_ = true;
     return !broken_;
   }
 
  private:
-  grpc::ServerReaderWriter<v1::Response, v1::Request>* const stream_;
+  grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* const stream_;
   absl::Mutex mu_;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -80,10 +87,22 @@ FfiboxService::FfiboxService(SessionConfig config, AccessPolicy policy, BrokerMe
       allowlists_(std::move(policy.allowlists)),
       authenticator_(std::move(policy.identities), std::move(policy.local_identity)),
       quota_(policy.max_sessions),
-      metrics_(metrics) {}
+      metrics_(metrics) {
+  // What the generated Ffibox::Service does, with gRPC's raw bytes for the messages (the
+  // generated code offers raw methods only to the async and callback APIs).
+  AddMethod(new grpc::internal::RpcServiceMethod(
+      kSessionMethod, grpc::internal::RpcMethod::BIDI_STREAMING,
+      new grpc::internal::BidiStreamingHandler<FfiboxService, grpc::ByteBuffer, grpc::ByteBuffer>(
+          [](FfiboxService* service, grpc::ServerContext* context,
+             grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+            return service->Session(context, stream);
+          },
+          this)));
+}
 
-grpc::Status FfiboxService::Session(grpc::ServerContext* context,
-                                    grpc::ServerReaderWriter<v1::Response, v1::Request>* stream) {
+grpc::Status FfiboxService::Session(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
   absl::StatusOr<const ClientIdentity*> identity =
       authenticator_.Authenticate(CredentialsOf(*context));
   if (!identity.ok()) return GrpcStatusOf(identity.status());
@@ -106,9 +125,15 @@ grpc::Status FfiboxService::Session(grpc::ServerContext* context,
   // keeps copies of what it needs): a batch of thousands of calls costs a few arena blocks,
   // not an allocation and a free per call and value.
   google::protobuf::Arena arena;
-  for (;;) {
+  grpc::ByteBuffer received;
+  grpc::Status ending = grpc::Status::OK;
+  while (stream->Read(&received)) {
     auto* request = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
-    if (!stream->Read(request)) break;
+    if (!ParseReceived(&received, request)) {
+      ending = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "a message on the stream is not an ffibox.v1.Request");
+      break;
+    }
     const bool more = session.HandleRequest(*request);
     arena.Reset();
     if (!more) break;
@@ -122,7 +147,7 @@ grpc::Status FfiboxService::Session(grpc::ServerContext* context,
   session.Shutdown();
   if (cancel != nullptr) cancel->Cancel();
   if (metrics_ != nullptr) metrics_->SessionEnded(identity_name);
-  return grpc::Status::OK;
+  return ending;
 }
 
 }  // namespace ffibox

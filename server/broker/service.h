@@ -1,5 +1,9 @@
 // The gRPC service: one Session per bidi stream. Called by gRPC's sync server threads.
 //
+// The service is ffibox.v1.Ffibox as the proto declares it, registered with gRPC's raw
+// bytes for its messages instead of the generated classes, so that a large request or
+// response is not held twice (server/broker/message_codec.h).
+//
 // Every stream passes the door first, before a request is read: the Authenticator names
 // its identity (UNAUTHENTICATED / PERMISSION_DENIED end the stream with that gRPC status),
 // and the SessionQuota gives it a slot (RESOURCE_EXHAUSTED ends it likewise). The session
@@ -14,7 +18,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "ffibox/v1/ffibox.grpc.pb.h"
+#include "grpcpp/impl/service_type.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/sync_stream.h"
 #include "server/broker/allowlist.h"
 #include "server/broker/auth.h"
 #include "server/broker/broker_metrics.h"
@@ -32,14 +38,17 @@ struct AccessPolicy {
   uint32_t max_sessions = 256;  // open sessions on the server
 };
 
-class FfiboxService final : public v1::Ffibox::Service {
+// The method's path as the proto declares it: /<package>.<service>/<method>.
+inline constexpr char kSessionMethod[] = "/ffibox.v1.Ffibox/Session";
+
+class FfiboxService final : public grpc::Service {
  public:
   // Sessions get `config` with their identity's allowlist. `metrics` (may be null: none;
   // must outlive the service) counts sessions and gets each session's reports.
   FfiboxService(SessionConfig config, AccessPolicy policy, BrokerMetrics* metrics = nullptr);
 
   grpc::Status Session(grpc::ServerContext* context,
-                       grpc::ServerReaderWriter<v1::Response, v1::Request>* stream) override;
+                       grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream);
 
  private:
   const SessionConfig config_;

@@ -50,7 +50,7 @@ Session::~Session() { Shutdown(); }
 
 void Session::Reply(const v1::Request& request, v1::Response response) {
   response.set_id(request.id());
-  sink_->Send(response);
+  sink_->Send(std::move(response));
 }
 
 void Session::ReplyError(const v1::Request& request, const absl::Status& status) {

@@ -61,8 +61,9 @@ inline constexpr size_t kOutputBurstBytes = 1 << 20;
 class ResponseSink {
  public:
   virtual ~ResponseSink() = default;
-  // Sends one response; returns false when the client is gone.
-  virtual bool Send(const v1::Response& response) = 0;
+  // Sends one response, which it owns from here (a large one is sent from where it is, not
+  // copied); returns false when the client is gone.
+  virtual bool Send(v1::Response response) = 0;
 };
 
 class Session : private WorkerSupervisor::Listener {

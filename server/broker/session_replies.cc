@@ -29,7 +29,7 @@ void Session::OnOutput(uint64_t generation, v1::OutputStream stream, std::string
   v1::Response event = EventResponse(v1::SessionEvent::WORKER_OUTPUT, generation, nullptr);
   event.mutable_event()->set_output(std::move(output));
   event.mutable_event()->set_stream(stream);
-  sink_->Send(event);
+  sink_->Send(std::move(event));
 }
 
 absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) {
@@ -51,7 +51,7 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
     fprintf(stderr, "ffiboxd: session %s: limit reached: %s\n", session_id_.c_str(), hit.c_str());
     sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, generation, &error));
   }
-  if (to_client.has_value()) sink_->Send(*to_client);
+  if (to_client.has_value()) sink_->Send(std::move(*to_client));
   return absl::OkStatus();
 }
 
@@ -154,7 +154,7 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
     }
     v1::Response response = ErrorResponse(pending.client_id, own);
     response.set_generation(generation);
-    sink_->Send(response);
+    sink_->Send(std::move(response));
   }
   sink_->Send(EventResponse(v1::SessionEvent::WORKER_LOST, generation, &error));
 }

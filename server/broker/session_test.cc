@@ -16,9 +16,9 @@ namespace {
 // Collects a session's responses.
 class RecordingSink : public ResponseSink {
  public:
-  bool Send(const v1::Response& response) override {
+  bool Send(v1::Response response) override {
     absl::MutexLock lock(&mu_);
-    responses_.push_back(response);
+    responses_.push_back(std::move(response));
     return true;
   }
 

@@ -49,18 +49,18 @@ class ShmWorkerConnection : public WorkerConnection {
     close(control_fd_);
   }
 
-  absl::Status SendFrame(absl::string_view frame) override {
+  absl::Status SendFrame(size_t length, Serializer serialize) override {
     // A large frame streams through the ring as the worker drains it; a hung worker is killed
     // by its deadline, whose hangup ends the write with UNAVAILABLE.
     absl::MutexLock lock(&send_mu_);
-    return WriteFrame(*channel_, frame, absl::InfiniteFuture());
+    return WriteFrame(*channel_, length, serialize, absl::InfiniteFuture());
   }
 
-  absl::StatusOr<std::string> ReceiveFrame(absl::Time deadline) override {
+  absl::StatusOr<FramePayload> ReceiveFrame(absl::Time deadline) override {
     for (;;) {
       if (watch_->has_ready()) watch_->DispatchReady();
       if (interrupted_.exchange(false)) return absl::CancelledError("interrupted");
-      absl::StatusOr<std::optional<std::string>> next = decoder_.Next();
+      absl::StatusOr<std::optional<FramePayload>> next = decoder_.Next();
       Account();
       if (!next.ok()) return next.status();
       if (next->has_value()) {
@@ -160,12 +160,15 @@ RelayedFrameBytes RelayedBytes() {
 }
 
 absl::Status WorkerConnection::Send(const internal::WorkerRequest& request) {
-  return SendCounted(request.SerializeAsString());
+  return SendCounted(request.ByteSizeLong(),
+                     [&request](google::protobuf::io::CodedOutputStream* out) {
+                       request.SerializeWithCachedSizes(out);
+                     });
 }
 
-absl::Status WorkerConnection::SendCounted(absl::string_view frame) {
-  absl::Status sent = SendFrame(frame);
-  if (sent.ok()) relayed_to_workers.fetch_add(frame.size(), std::memory_order_relaxed);
+absl::Status WorkerConnection::SendCounted(size_t length, Serializer serialize) {
+  absl::Status sent = SendFrame(length, serialize);
+  if (sent.ok()) relayed_to_workers.fetch_add(length, std::memory_order_relaxed);
   return sent;
 }
 
@@ -173,27 +176,29 @@ absl::Status WorkerConnection::Send(const internal::WorkerRequest& envelope,
                                     const v1::Request& request) {
   // A message field may follow the other fields on the wire: the envelope's bytes, then
   // `request` encoded as field `request` (tag, length, bytes), decode as one WorkerRequest.
-  std::string frame = envelope.SerializeAsString();
+  using google::protobuf::internal::WireFormatLite;
+  using google::protobuf::io::CodedOutputStream;
+  const uint32_t tag = WireFormatLite::MakeTag(internal::WorkerRequest::kRequestFieldNumber,
+                                               WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+  const size_t envelope_size = envelope.ByteSizeLong();
   const size_t size = request.ByteSizeLong();
-  const size_t start = frame.size();
-  frame.resize(start + 1 + google::protobuf::io::CodedOutputStream::VarintSize64(size) + size);
-  auto* out = reinterpret_cast<uint8_t*>(&frame[start]);
-  out = google::protobuf::io::CodedOutputStream::WriteTagToArray(
-      google::protobuf::internal::WireFormatLite::MakeTag(
-          internal::WorkerRequest::kRequestFieldNumber,
-          google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
-      out);
-  out = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(size, out);
-  request.SerializeWithCachedSizesToArray(out);
-  return SendCounted(frame);
+  const size_t length = envelope_size + CodedOutputStream::VarintSize32(tag) +
+                        CodedOutputStream::VarintSize64(size) + size;
+  return SendCounted(length, [&](CodedOutputStream* out) {
+    envelope.SerializeWithCachedSizes(out);
+    out->WriteTag(tag);
+    out->WriteVarint64(size);
+    request.SerializeWithCachedSizes(out);
+  });
 }
 
 absl::StatusOr<internal::WorkerReply> WorkerConnection::Receive(absl::Time deadline) {
-  absl::StatusOr<std::string> frame = ReceiveFrame(deadline);
+  absl::StatusOr<FramePayload> frame = ReceiveFrame(deadline);
   if (!frame.ok()) return frame.status();
   relayed_from_workers.fetch_add(frame->size(), std::memory_order_relaxed);
-  // The frame's bytes go when this returns: one copy fewer at the peak of a large reply.
-  return ParseWorkerFrame(*frame);
+  // The frame's pieces go as the parse takes them: one copy fewer at the peak of a large
+  // reply.
+  return ParseWorkerFrame(*std::move(frame));
 }
 
 absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(

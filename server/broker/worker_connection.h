@@ -13,11 +13,13 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/framing.h"
 #include "core/shm_channel.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
@@ -32,7 +34,8 @@ class WorkerConnection {
   absl::Status Send(const internal::WorkerRequest& request);
   // Sends `envelope` (whose `request` is unset) with `request` as its `request`, as Send
   // would, without copying `request` into it: a batch of thousands of calls is relayed at
-  // the cost of encoding it once.
+  // the cost of encoding it once. Either Send encodes straight into the channel, a piece at
+  // a time: a large request costs the broker no second copy.
   absl::Status Send(const internal::WorkerRequest& envelope, const v1::Request& request);
 
   // Waits for the next whole frame until `deadline` and checks its envelope. Returns
@@ -55,14 +58,20 @@ class WorkerConnection {
     (void)on_ready;
   }
 
+ protected:
+  // Writes one frame's bytes.
+  using Serializer = absl::FunctionRef<void(google::protobuf::io::CodedOutputStream*)>;
+
  private:
   // SendFrame, counted in RelayedBytes when it succeeds.
-  absl::Status SendCounted(absl::string_view frame);
+  absl::Status SendCounted(size_t length, Serializer serialize);
 
  protected:
-  // The transport: one opaque frame each way, with Send's and Receive's contracts.
-  virtual absl::Status SendFrame(absl::string_view frame) = 0;
-  virtual absl::StatusOr<std::string> ReceiveFrame(absl::Time deadline) = 0;
+  // The transport: one opaque frame each way, with Send's and Receive's contracts. A frame
+  // sent is `length` bytes that `serialize` writes; a frame received comes in pieces
+  // (core/framing.h), which the parse frees as it goes.
+  virtual absl::Status SendFrame(size_t length, Serializer serialize) = 0;
+  virtual absl::StatusOr<FramePayload> ReceiveFrame(absl::Time deadline) = 0;
 };
 
 // A connection over a shared-memory channel (core/shm_channel.h, the creator's end; the worker

@@ -1,10 +1,15 @@
 #include "server/broker/worker_reply.h"
 
+#include <climits>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/layout.h"
+#include "core/piece_stream.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
 namespace {
@@ -170,13 +175,7 @@ absl::Status CheckErrorCode(const v1::Error& error) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) {
-  internal::WorkerReply reply;
-  if (!reply.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
-    return absl::InvalidArgumentError("unparseable reply frame");
-  }
+absl::Status CheckFrameKinds(const internal::WorkerReply& reply) {
   const int kinds =
       (reply.has_response() ? 1 : 0) + (reply.has_invoke() ? 1 : 0) + (reply.has_event() ? 1 : 0);
   if (kinds != 1) {
@@ -185,6 +184,31 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) 
                      "one carries ",
                      kinds));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) {
+  internal::WorkerReply reply;
+  if (frame.size() > INT_MAX ||
+      !reply.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
+    return absl::InvalidArgumentError("unparseable reply frame");
+  }
+  FFIBOX_RETURN_IF_ERROR(CheckFrameKinds(reply));
+  return reply;
+}
+
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame) {
+  if (frame.pieces.size() == 1) return ParseWorkerFrame(frame.pieces[0]);
+  std::vector<absl::string_view> views(frame.pieces.begin(), frame.pieces.end());
+  PieceInputStream stream(std::move(views),
+                          [&frame](size_t i) { std::string().swap(frame.pieces[i]); });
+  internal::WorkerReply reply;
+  if (!reply.ParseFromZeroCopyStream(&stream)) {
+    return absl::InvalidArgumentError("unparseable reply frame");
+  }
+  FFIBOX_RETURN_IF_ERROR(CheckFrameKinds(reply));
   return reply;
 }
 

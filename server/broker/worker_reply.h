@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/framing.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/pending_request.h"
 #include "server/protocol/worker_protocol.pb.h"
@@ -26,6 +27,8 @@ inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
 // Parses one frame from the worker and checks its envelope: exactly one of `response`,
 // `invoke` and `event` is set. INVALID_ARGUMENT otherwise (the caller kills the worker).
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
+// The same for a frame in pieces, freeing each piece once the parse has taken it.
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame);
 
 // Checks `response` (from a parsed frame) as the answer to `expected`, the request in
 // flight whose sequence number it carries. Checks that it answers that request, carries

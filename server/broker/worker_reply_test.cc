@@ -475,6 +475,30 @@ v1::CallbackInvoke PointInvoke() {
   return invoke;
 }
 
+TEST(ParseWorkerFrame, AFrameInPiecesParsesAsWholeAndIsCheckedTheSame) {
+  internal::WorkerReply reply;
+  reply.mutable_response()->set_id(3);
+  reply.mutable_response()->mutable_call()->add_blocks()->set_data(std::string(3 << 20, 'd'));
+  const std::string wire = reply.SerializeAsString();
+  auto in_pieces = [](const std::string& bytes) {
+    FramePayload frame;
+    for (size_t at = 0; at < bytes.size(); at += kFramePieceBytes) {
+      frame.pieces.push_back(bytes.substr(at, kFramePieceBytes));
+    }
+    return frame;
+  };
+  absl::StatusOr<internal::WorkerReply> parsed = ParseWorkerFrame(in_pieces(wire));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->SerializeAsString(), wire);
+
+  std::string cut = wire;
+  cut.resize(wire.size() - 1);
+  EXPECT_EQ(ParseWorkerFrame(in_pieces(cut)).status().code(), absl::StatusCode::kInvalidArgument);
+  reply.mutable_event();
+  EXPECT_EQ(ParseWorkerFrame(in_pieces(reply.SerializeAsString())).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ParseWorkerFrame, FrameMustCarryExactlyOneKind) {
   internal::WorkerReply reply;
   EXPECT_EQ(ParseWorkerFrame(reply.SerializeAsString()).status().code(),

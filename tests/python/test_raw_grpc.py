@@ -51,3 +51,29 @@ def test_missing_library_is_a_typed_error(session, pb):
     response = session.send(load_library=pb.LoadLibrary(path="/nonexistent/libnope.so"))
     assert response.error.code == pb.LIBRARY_LOAD_FAILED
     assert "/nonexistent/libnope.so" in response.error.message
+
+
+def test_bytes_that_are_no_request_end_the_stream_with_invalid_argument(server, pb):
+    import grpc
+    channel = grpc.insecure_channel(server.address)
+    try:
+        # A raw stream: field 1 announced as 255 bytes long, then nothing.
+        session = channel.stream_stream("/ffibox.v1.Ffibox/Session",
+                                        request_serializer=None,
+                                        response_deserializer=pb.Response.FromString)
+        responses = session(iter([b"\x0a\xff\x01"]))
+        try:
+            list(responses)
+            raise AssertionError("the stream ended without an error")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+            assert "not an ffibox.v1.Request" in error.details()
+    finally:
+        channel.close()
+    # The server still serves.
+    other = RawSession(server.address)
+    try:
+        loaded = other.send(load_library=pb.LoadLibrary(path="libm.so.6"))
+        assert not loaded.HasField("error"), loaded.error
+    finally:
+        other.close()

@@ -1,0 +1,137 @@
+#include "server/broker/message_codec.h"
+
+#include <malloc.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "core/piece_stream.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream.h"
+#include "grpc/slice.h"
+#include "grpcpp/support/slice.h"
+
+namespace ffibox {
+namespace {
+
+// Messages up to this size are encoded into one slice of their own; the chunks of larger
+// ones' copied parts are this size at most.
+constexpr size_t kChunkBytes = 64 << 10;
+
+// While a large request is parsed, the freed pages of its slices go back to the system
+// every this many bytes.
+constexpr size_t kTrimEveryBytes = 4 << 20;
+
+// An encoding as gRPC slices: copied parts in chunks, aliased parts as slices of the message.
+class SliceOutputStream final : public google::protobuf::io::ZeroCopyOutputStream {
+ public:
+  SliceOutputStream(std::shared_ptr<const google::protobuf::MessageLite> owner, size_t size)
+      : owner_(std::move(owner)), expected_(size) {}
+
+  bool Next(void** data, int* size) override {
+    FinishChunk();
+    const size_t left = expected_ > written_ ? expected_ - written_ : 0;
+    const size_t bytes = std::clamp<size_t>(left, 64, kChunkBytes);
+    grpc_slice chunk = grpc_slice_malloc(bytes);
+    *data = GRPC_SLICE_START_PTR(chunk);
+    chunk_ = grpc::Slice(chunk, grpc::Slice::STEAL_REF);
+    chunk_used_ = bytes;
+    *size = static_cast<int>(bytes);
+    written_ += bytes;
+    return true;
+  }
+
+  void BackUp(int count) override {
+    chunk_used_ -= static_cast<size_t>(count);
+    written_ -= static_cast<size_t>(count);
+  }
+
+  int64_t ByteCount() const override { return static_cast<int64_t>(written_); }
+
+  bool AllowsAliasing() const override { return true; }
+
+  bool WriteAliasedRaw(const void* data, int size) override {
+    FinishChunk();
+    // Each slice holds a reference to the message; the last one gRPC lets go frees it.
+    slices_.emplace_back(const_cast<void*>(data), static_cast<size_t>(size), &ReleaseOwner,
+                         new std::shared_ptr<const google::protobuf::MessageLite>(owner_));
+    written_ += static_cast<size_t>(size);
+    return true;
+  }
+
+  std::vector<grpc::Slice> Finish() && {
+    FinishChunk();
+    return std::move(slices_);
+  }
+
+ private:
+  static void ReleaseOwner(void* owner) {
+    delete static_cast<std::shared_ptr<const google::protobuf::MessageLite>*>(owner);
+  }
+
+  void FinishChunk() {
+    if (chunk_used_ > 0) slices_.push_back(chunk_.sub(0, chunk_used_));
+    chunk_ = grpc::Slice();
+    chunk_used_ = 0;
+  }
+
+  const std::shared_ptr<const google::protobuf::MessageLite> owner_;
+  const size_t expected_;
+  std::vector<grpc::Slice> slices_;
+  grpc::Slice chunk_;
+  size_t chunk_used_ = 0;
+  size_t written_ = 0;
+};
+
+}  // namespace
+
+bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::MessageLite* message) {
+  std::vector<grpc::Slice> slices;
+  if (!received->Dump(&slices).ok()) return false;
+  received->Clear();  // the slices hold the only references now
+  if (slices.size() == 1 && slices[0].size() <= INT_MAX) {
+    return message->ParseFromArray(slices[0].begin(), static_cast<int>(slices[0].size()));
+  }
+  std::vector<absl::string_view> views;
+  views.reserve(slices.size());
+  for (const grpc::Slice& slice : slices) {
+    views.emplace_back(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  // gRPC reads into slices of at most 64 KiB, which malloc serves from its heaps and keeps
+  // when they are freed: the freed pages are given back to the system as the parse goes, or
+  // the slices would still cost their size beside the parsed message.
+  size_t released = 0;
+  PieceInputStream stream(std::move(views), [&slices, &released](size_t i) {
+    released += slices[i].size();
+    slices[i] = grpc::Slice();
+    if (released >= kTrimEveryBytes) {
+      malloc_trim(0);
+      released = 0;
+    }
+  });
+  return message->ParseFromZeroCopyStream(&stream);
+}
+
+grpc::ByteBuffer EncodeAliasing(std::shared_ptr<const google::protobuf::MessageLite> message) {
+  const size_t size = message->ByteSizeLong();
+  if (size <= kChunkBytes) {
+    grpc_slice encoded = grpc_slice_malloc(size);
+    message->SerializeWithCachedSizesToArray(GRPC_SLICE_START_PTR(encoded));
+    const grpc::Slice slice(encoded, grpc::Slice::STEAL_REF);
+    return grpc::ByteBuffer(&slice, 1);
+  }
+  SliceOutputStream stream(message, size);
+  {
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.EnableAliasing(true);
+    message->SerializeWithCachedSizes(&out);
+  }  // the coded stream hands back what it did not use
+  std::vector<grpc::Slice> slices = std::move(stream).Finish();
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+}  // namespace ffibox

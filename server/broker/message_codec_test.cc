@@ -1,0 +1,88 @@
+#include "server/broker/message_codec.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ffibox/v1/ffibox.pb.h"
+#include "grpcpp/support/slice.h"
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace {
+
+v1::Response LargeResponse() {
+  v1::Response response;
+  response.set_id(9);
+  v1::CallResult* call = response.mutable_call();
+  call->add_blocks()->set_data(std::string(1 << 20, 'a'));
+  call->add_blocks()->set_data("short");
+  call->add_blocks()->set_data(std::string(300000, 'b'));
+  call->mutable_result()->set_int_value(-4);
+  return response;
+}
+
+std::string Flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string flat;
+  for (const grpc::Slice& slice : slices) {
+    flat.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return flat;
+}
+
+TEST(EncodeAliasing, LargeFieldsPointIntoTheMessageWhichLivesAsLongAsTheBytes) {
+  auto response = std::make_shared<const v1::Response>(LargeResponse());
+  const std::string expected = response->SerializeAsString();
+  const char* first_block = response->call().blocks(0).data().data();
+  std::weak_ptr<const v1::Response> alive = response;
+
+  grpc::ByteBuffer encoded = EncodeAliasing(std::move(response));
+  EXPECT_EQ(Flatten(encoded), expected);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(encoded.Dump(&slices).ok());
+  bool aliased = false;
+  for (const grpc::Slice& slice : slices) {
+    aliased |= reinterpret_cast<const char*>(slice.begin()) == first_block;
+  }
+  EXPECT_TRUE(aliased) << "the 1 MiB block was copied";
+  EXPECT_FALSE(alive.expired());
+  slices.clear();
+  encoded.Clear();
+  EXPECT_TRUE(alive.expired()) << "the slices keep the response after gRPC let go";
+}
+
+TEST(EncodeAliasing, ASmallMessageIsOneSliceOfItsEncoding) {
+  v1::Response response;
+  response.set_id(1);
+  response.mutable_done();
+  const std::string expected = response.SerializeAsString();
+  grpc::ByteBuffer encoded = EncodeAliasing(std::make_shared<const v1::Response>(response));
+  EXPECT_EQ(Flatten(encoded), expected);
+}
+
+TEST(ParseReceived, AMessageInManySlicesParsesAndTheBufferIsEmptied) {
+  const std::string wire = LargeResponse().SerializeAsString();
+  std::vector<grpc::Slice> slices;
+  for (size_t at = 0; at < wire.size(); at += 4096) {
+    slices.emplace_back(wire.data() + at, std::min<size_t>(4096, wire.size() - at));
+  }
+  grpc::ByteBuffer received(slices.data(), slices.size());
+  slices.clear();
+  v1::Response parsed;
+  ASSERT_TRUE(ParseReceived(&received, &parsed));
+  EXPECT_EQ(parsed.SerializeAsString(), wire);
+  EXPECT_EQ(received.Length(), 0u);
+}
+
+TEST(ParseReceived, BytesThatAreNoMessageAreRefused) {
+  const grpc::Slice slices[] = {grpc::Slice(std::string("\x0a\xff", 2)),
+                                grpc::Slice(std::string("\xff\xff", 2))};
+  grpc::ByteBuffer received(slices, 2);
+  v1::Response parsed;
+  EXPECT_FALSE(ParseReceived(&received, &parsed));
+}
+
+}  // namespace
+}  // namespace ffibox

@@ -1,0 +1,120 @@
+"""A large message costs the broker about its own size, not a multiple of it.
+
+A call whose block carries 40 MiB to the worker (IN), back from it (OUT) or both ways
+(INOUT), through a real ffiboxd and a real worker. The broker's peak resident memory over the
+call (VmHWM, reset through /proc/PID/clear_refs just before it) may exceed what it held
+before by at most 1.25 times the block, plus a little for gRPC's and the allocator's own
+buffers. Each direction has its copies to avoid: gRPC's received bytes beside their parse,
+the frame for the worker beside the parsed request, the worker's frame beside its parse, and
+gRPC's encoding of the response beside the response.
+"""
+import grpc
+import pytest
+
+from conftest import Server
+
+MIB = 1 << 20
+SIZE = 40 * MIB
+SLACK = 8 * MIB  # gRPC's read and write buffers, allocator rounding, the worker's ring
+
+
+def status_kib(server, field):
+    with open("/proc/%d/status" % server.process.pid) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, server.process.pid))
+
+
+class Session:
+    def __init__(self, address, pb, pb_grpc):
+        self.pb = pb
+        self.channel = grpc.insecure_channel(address, options=[
+            ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)])
+        import queue
+        self.requests = queue.Queue()
+        self.responses = pb_grpc.FfiboxStub(self.channel).Session(iter(self.requests.get, None))
+        self.next_id = 1
+
+    def send(self, **op):
+        request = self.pb.Request(id=self.next_id, **op)
+        self.next_id += 1
+        self.requests.put(request)
+        for response in self.responses:
+            if response.id == request.id:
+                assert not response.HasField("error"), response.error
+                return response
+        raise AssertionError("stream ended")
+
+    def close(self):
+        self.requests.put(None)
+        self.channel.close()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from ffibox.v1 import ffibox_pb2 as pb, ffibox_pb2_grpc as pb_grpc
+    server = Server("--max_message_bytes=%d" % (64 * MIB), "--max_block_bytes=%d" % (64 * MIB))
+    session = Session(server.address, pb, pb_grpc)
+    libc = session.send(load_library=pb.LoadLibrary(path="libc.so.6")).library.library
+
+    def resolve(symbol, result):
+        scalar = lambda name: pb.Type(scalar=pb.Scalar.Value(name))  # noqa: E731
+        return session.send(resolve_function=pb.ResolveFunction(
+            library=libc, symbol=symbol, signature=pb.Signature(
+                result=scalar(result), params=[scalar("POINTER"), scalar("INT"),
+                                               scalar("SIZE_T")]))).function.function
+
+    functions = {"memchr": resolve("memchr", "POINTER"), "memset": resolve("memset", "POINTER")}
+    yield server, session, pb, functions
+    session.close()
+    server.stop()
+
+
+def broker_peak_over(server, action):
+    """The broker's resident memory at its peak during `action`, over what it held before."""
+    with open("/proc/%d/clear_refs" % server.process.pid, "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM to the current resident size
+    before = status_kib(server, "VmRSS")
+    result = action()
+    return (status_kib(server, "VmHWM") - before) * 1024, result
+
+
+def call(setup, function, direction, data, fill):
+    server, session, pb, functions = setup
+    block = pb.MemoryBlock(data=data, size=SIZE, direction=direction)
+    return session.send(call=pb.Call(
+        function=functions[function], blocks=[block],
+        args=[pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0))),
+              pb.Value(int_value=fill), pb.Value(uint_value=SIZE)]))
+
+
+def check_peak(setup, peak, what):
+    assert peak <= 1.25 * SIZE + SLACK, "%s: the broker's peak grew by %.2fx the block" % (
+        what, peak / SIZE)
+
+
+def test_a_large_request_costs_the_broker_about_its_size(setup):
+    server, _, pb, _ = setup
+    call(setup, "memchr", pb.IN, b"\0" * SIZE, 1)  # the first of its size warms the pools
+    peak, response = broker_peak_over(server, lambda: call(setup, "memchr", pb.IN,
+                                                           b"\0" * SIZE, 1))
+    assert response.call.result.pointer.HasField("null")  # memchr read all of it
+    check_peak(setup, peak, "IN")
+
+
+def test_a_large_reply_costs_the_broker_about_its_size(setup):
+    server, _, pb, _ = setup
+    call(setup, "memset", pb.OUT, b"", 7)
+    peak, response = broker_peak_over(server, lambda: call(setup, "memset", pb.OUT, b"", 7))
+    assert response.call.blocks[0].data == b"\7" * SIZE
+    check_peak(setup, peak, "OUT")
+
+
+def test_a_large_block_both_ways_costs_the_broker_about_its_size(setup):
+    server, _, pb, _ = setup
+    call(setup, "memset", pb.INOUT, b"\1" * SIZE, 9)
+    peak, response = broker_peak_over(server, lambda: call(setup, "memset", pb.INOUT,
+                                                           b"\1" * SIZE, 9))
+    assert response.call.blocks[0].data == b"\x09" * SIZE
+    check_peak(setup, peak, "INOUT")
