@@ -6,4 +6,11 @@ namespace ffibox {
 
 void KeepFreedMemory() { mallopt(M_TRIM_THRESHOLD, static_cast<int>(kKeptFreeHeapBytes)); }
 
+void FreedPiecesReturner::Freed(size_t bytes) {
+  since_return_ += bytes;
+  if (since_return_ < kReturnEveryBytes) return;
+  malloc_trim(0);
+  since_return_ = 0;
+}
+
 }  // namespace ffibox

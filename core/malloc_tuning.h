@@ -21,6 +21,22 @@ inline constexpr size_t kKeptFreeHeapBytes = size_t{8} << 20;
 // at the value in force). Call once, early in main, before any other thread starts.
 void KeepFreedMemory();
 
+// Gives the pages of memory freed piece by piece back to the system as it goes. A large
+// message parsed from pieces frees each piece as the parse passes it, but malloc keeps what is
+// freed in the middle of its heaps (and serves later requests, even large ones, from it), so
+// without this the pieces would stay resident beside the parsed message. Every
+// kReturnEveryBytes freed, malloc_trim gives back the free pages of every heap.
+class FreedPiecesReturner {
+ public:
+  static constexpr size_t kReturnEveryBytes = size_t{4} << 20;
+
+  // `bytes` were just freed.
+  void Freed(size_t bytes);
+
+ private:
+  size_t since_return_ = 0;
+};
+
 }  // namespace ffibox
 
 #endif  // FFIBOX_CORE_MALLOC_TUNING_H_

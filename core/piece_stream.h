@@ -16,6 +16,7 @@
 
 #include "absl/strings/string_view.h"
 #include "google/protobuf/io/zero_copy_stream.h"
+#include "google/protobuf/message.h"
 
 namespace ffibox {
 
@@ -42,6 +43,23 @@ class PieceInputStream final : public google::protobuf::io::ZeroCopyInputStream 
   size_t offset_ = 0;     // bytes of it handed out and not backed up
   int64_t position_ = 0;  // bytes handed out and not backed up, in all
 };
+
+// protobuf 3.21 reserves at most this many bytes for a `bytes` field it parses from a
+// stream (its kSafeStringSize, a guard against hostile lengths) and grows the string by
+// doubling beyond, which would cost up to twice a larger field while it is parsed.
+inline constexpr size_t kParserReservedBytes = 50000000;
+
+// Parses `message` from `pieces` (the whole message, in order) as ParseFromZeroCopyStream
+// would, calling `release(i)` once piece i is no longer needed. A message longer than
+// `large_bytes` may hold `bytes` fields longer than that: those are found first (a pass over
+// the wire format that copies nothing) and copied into strings of exactly their size after
+// the rest of the message is parsed, so the parse costs about one copy of the message at any
+// size. A message whose encoding the first pass cannot place field by field (groups, a field
+// that repeats where the last one wins, a map or a oneof on the way to such a field) is
+// parsed the ordinary way. Returns false when `message` is malformed; `message` is then in
+// an unspecified state.
+bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(size_t)> release,
+                     google::protobuf::Message* message, size_t large_bytes = kParserReservedBytes);
 
 }  // namespace ffibox
 

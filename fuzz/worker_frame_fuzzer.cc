@@ -14,6 +14,7 @@
 // a batch's results one per call (or one per call before the failed one its error names),
 // each checked against its own call's blocks, read sizes, and shipped pointees of the
 // parameter types' sizes.
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -24,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/layout.h"
+#include "core/piece_stream.h"
 #include "core/test_types.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -376,6 +378,23 @@ void FuzzFrame(absl::string_view frame) {
     if (reply.ok()) {
       FUZZ_CHECK(in_pieces->SerializeAsString() == reply->SerializeAsString(),
                  "the parse in pieces found another message");
+    }
+  }
+  {
+    // And with every bytes field over 8 bytes placed apart, as fields over 50 MB are.
+    std::vector<absl::string_view> views;
+    for (size_t at = 0; at < frame.size(); at += piece) views.push_back(frame.substr(at, piece));
+    internal::WorkerReply whole;
+    const bool whole_ok = frame.size() <= INT_MAX &&
+                          whole.ParseFromArray(frame.data(), static_cast<int>(frame.size()));
+    internal::WorkerReply apart;
+    const bool apart_ok = ParseFromPieces(
+        std::move(views), [](size_t) {}, &apart, /*large_bytes=*/8);
+    FUZZ_CHECK(apart_ok == whole_ok, "placing large fields apart says ", apart_ok,
+               ", the whole parse ", whole_ok);
+    if (whole_ok) {
+      FUZZ_CHECK(apart.SerializeAsString() == whole.SerializeAsString(),
+                 "placing large fields apart found another message");
     }
   }
   if (!reply.ok()) {

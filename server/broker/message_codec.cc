@@ -1,7 +1,5 @@
 #include "server/broker/message_codec.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -9,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "core/malloc_tuning.h"
 #include "core/piece_stream.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream.h"
@@ -21,10 +20,6 @@ namespace {
 // Messages up to this size are encoded into one slice of their own; the chunks of larger
 // ones' copied parts are this size at most.
 constexpr size_t kChunkBytes = 64 << 10;
-
-// While a large request is parsed, the freed pages of its slices go back to the system
-// every this many bytes.
-constexpr size_t kTrimEveryBytes = 4 << 20;
 
 // An encoding as gRPC slices: copied parts in chunks, aliased parts as slices of the message.
 class SliceOutputStream final : public google::protobuf::io::ZeroCopyOutputStream {
@@ -89,7 +84,7 @@ class SliceOutputStream final : public google::protobuf::io::ZeroCopyOutputStrea
 
 }  // namespace
 
-bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::MessageLite* message) {
+bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::Message* message) {
   std::vector<grpc::Slice> slices;
   if (!received->Dump(&slices).ok()) return false;
   received->Clear();  // the slices hold the only references now
@@ -101,19 +96,16 @@ bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::MessageLite* me
   for (const grpc::Slice& slice : slices) {
     views.emplace_back(reinterpret_cast<const char*>(slice.begin()), slice.size());
   }
-  // gRPC reads into slices of at most 64 KiB, which malloc serves from its heaps and keeps
-  // when they are freed: the freed pages are given back to the system as the parse goes, or
-  // the slices would still cost their size beside the parsed message.
-  size_t released = 0;
-  PieceInputStream stream(std::move(views), [&slices, &released](size_t i) {
-    released += slices[i].size();
-    slices[i] = grpc::Slice();
-    if (released >= kTrimEveryBytes) {
-      malloc_trim(0);
-      released = 0;
-    }
-  });
-  return message->ParseFromZeroCopyStream(&stream);
+  // gRPC reads into slices of at most 64 KiB, which malloc serves from its heaps.
+  FreedPiecesReturner returner;
+  return ParseFromPieces(
+      std::move(views),
+      [&slices, &returner](size_t i) {
+        const size_t bytes = slices[i].size();
+        slices[i] = grpc::Slice();
+        returner.Freed(bytes);
+      },
+      message);
 }
 
 grpc::ByteBuffer EncodeAliasing(std::shared_ptr<const google::protobuf::MessageLite> message) {

@@ -13,6 +13,7 @@
 
 #include <memory>
 
+#include "google/protobuf/message.h"
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 
@@ -20,7 +21,7 @@ namespace ffibox {
 
 // Parses `received` (emptied) into `message`; false when it is not a well-formed message of
 // that type.
-bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::MessageLite* message);
+bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::Message* message);
 
 // Encodes `message`. The result may point into `message`'s memory, which it keeps alive.
 grpc::ByteBuffer EncodeAliasing(std::shared_ptr<const google::protobuf::MessageLite> message);

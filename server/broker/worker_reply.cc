@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/layout.h"
+#include "core/malloc_tuning.h"
 #include "core/piece_stream.h"
 #include "core/status_macros.h"
 
@@ -202,10 +203,16 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) 
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame) {
   if (frame.pieces.size() == 1) return ParseWorkerFrame(frame.pieces[0]);
   std::vector<absl::string_view> views(frame.pieces.begin(), frame.pieces.end());
-  PieceInputStream stream(std::move(views),
-                          [&frame](size_t i) { std::string().swap(frame.pieces[i]); });
   internal::WorkerReply reply;
-  if (!reply.ParseFromZeroCopyStream(&stream)) {
+  FreedPiecesReturner returner;
+  if (!ParseFromPieces(
+          std::move(views),
+          [&frame, &returner](size_t i) {
+            const size_t bytes = frame.pieces[i].size();
+            std::string().swap(frame.pieces[i]);
+            returner.Freed(bytes);
+          },
+          &reply)) {
     return absl::InvalidArgumentError("unparseable reply frame");
   }
   FFIBOX_RETURN_IF_ERROR(CheckFrameKinds(reply));
