@@ -103,7 +103,9 @@ TEST(ParseFromPieces, LargeFieldsArePlacedWhereTheyWereAndSizedExactly) {
     EXPECT_EQ(parsed.SerializeAsString(), wire) << piece;
     EXPECT_EQ(parsed.call().blocks(2).data().capacity(), 3000u);
     // The large fields' pieces went after the rest was parsed: not in order.
-    if (piece < 5000) EXPECT_FALSE(std::is_sorted(order.begin(), order.end())) << piece;
+    if (piece < 5000) {
+      EXPECT_FALSE(std::is_sorted(order.begin(), order.end())) << piece;
+    }
   }
 }
 
