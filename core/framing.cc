@@ -86,12 +86,6 @@ constexpr size_t kWriteBufferBytes = 64 << 10;
 
 }  // namespace
 
-size_t FramePayload::size() const {
-  size_t total = 0;
-  for (const std::string& piece : pieces) total += piece.size();
-  return total;
-}
-
 std::string FramePayload::Join() && {
   if (pieces.size() == 1) return std::move(pieces[0]);
   std::string joined;

@@ -48,7 +48,11 @@ inline constexpr size_t kFramePieceBytes = size_t{1} << 20;
 struct FramePayload {
   std::vector<std::string> pieces;
 
-  size_t size() const;
+  size_t size() const {
+    size_t total = 0;
+    for (const std::string& piece : pieces) total += piece.size();
+    return total;
+  }
   // The pieces as one string (tests, small frames).
   std::string Join() &&;
 };

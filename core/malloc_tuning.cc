@@ -8,7 +8,7 @@ void KeepFreedMemory() { mallopt(M_TRIM_THRESHOLD, static_cast<int>(kKeptFreeHea
 
 void FreedPiecesReturner::Freed(size_t bytes) {
   since_return_ += bytes;
-  if (since_return_ < kReturnEveryBytes) return;
+  if (since_return_ < every_) return;
   malloc_trim(0);
   since_return_ = 0;
 }

@@ -9,6 +9,7 @@
 #ifndef FFIBOX_CORE_MALLOC_TUNING_H_
 #define FFIBOX_CORE_MALLOC_TUNING_H_
 
+#include <algorithm>
 #include <cstddef>
 
 namespace ffibox {
@@ -25,15 +26,22 @@ void KeepFreedMemory();
 // message parsed from pieces frees each piece as the parse passes it, but malloc keeps what is
 // freed in the middle of its heaps (and serves later requests, even large ones, from it), so
 // without this the pieces would stay resident beside the parsed message. Every
-// kReturnEveryBytes freed, malloc_trim gives back the free pages of every heap.
+// kReturnEveryBytes freed, or every sixteenth of the message when that is more,
+// malloc_trim gives back the free pages of every heap: at most 16 trims per message (each
+// locks every heap in turn), and at most a sixteenth of it left resident.
 class FreedPiecesReturner {
  public:
   static constexpr size_t kReturnEveryBytes = size_t{4} << 20;
+
+  // For a message of `message_bytes`.
+  explicit FreedPiecesReturner(size_t message_bytes)
+      : every_(std::max(kReturnEveryBytes, message_bytes / 16)) {}
 
   // `bytes` were just freed.
   void Freed(size_t bytes);
 
  private:
+  const size_t every_;
   size_t since_return_ = 0;
 };
 

@@ -67,6 +67,11 @@ using google::protobuf::io::CodedOutputStream;
 // protobuf's own bound on nesting.
 constexpr int kMaxDepth = 100;
 
+// The longest length varint protobuf's parser accepts, and the largest length (it keeps 16
+// bytes of slop below INT_MAX).
+constexpr size_t kMaxLengthBytes = 5;
+constexpr uint64_t kMaxLength = INT_MAX - 16;
+
 // One step of the way from the message to a large field: a field and, for a repeated one,
 // which element (-1 for a singular field).
 struct Step {
@@ -165,8 +170,15 @@ class LargeFieldScan {
         }
         case WireFormatLite::WIRETYPE_LENGTH_DELIMITED: {
           const size_t header = Position();
-          uint32_t length;
-          if (!in_->ReadVarint32(&length) || length > INT_MAX) return false;
+          // Read as protobuf's parser reads a length (at most 5 bytes, below 2^31 less its
+          // slop), not as ReadVarint32, which would drop the bits above 32 of a longer one:
+          // the skeleton rewrites these lengths, so one protobuf refuses must not pass here.
+          uint64_t wide_length;
+          if (!in_->ReadVarint64(&wide_length) || Position() - header > kMaxLengthBytes ||
+              wide_length > kMaxLength) {
+            return false;
+          }
+          const uint32_t length = static_cast<uint32_t>(wide_length);
           const size_t data = Position();
           if (element && field->type() == FieldDescriptor::TYPE_MESSAGE && length > large_bytes_) {
             path_.push_back({field, index});

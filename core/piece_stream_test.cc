@@ -130,6 +130,21 @@ TEST(ParseFromPieces, EncodingsWhereTheLastFieldWinsParseTheOrdinaryWay) {
   }
 }
 
+TEST(ParseFromPieces, LengthsProtobufRefusesAreRefusedToo) {
+  // A 9-byte bytes_value (field 5) whose length is a 5-byte varint with bit 32 set, then a
+  // 6-byte varint for 9: protobuf's parser refuses both (a 32-bit read of the first would
+  // see 9).
+  for (const std::string& length :
+       {std::string("\x89\x80\x80\x80\x10", 5), std::string("\x89\x80\x80\x80\x80\x00", 6)}) {
+    const std::string wire = "\x2a" + length + "123456789";
+    v1::Value whole;
+    ASSERT_FALSE(whole.ParseFromString(wire));
+    bool ok = true;
+    ParseInPieces<v1::Value>(wire, 3, 8, &ok);
+    EXPECT_FALSE(ok);
+  }
+}
+
 TEST(ParseFromPieces, AMalformedMessageIsRefused) {
   v1::Response response;
   response.mutable_call()->add_blocks()->set_data(std::string(1000, 'a'));

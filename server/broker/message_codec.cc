@@ -86,6 +86,7 @@ class SliceOutputStream final : public google::protobuf::io::ZeroCopyOutputStrea
 
 bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::Message* message) {
   std::vector<grpc::Slice> slices;
+  const size_t received_bytes = received->Length();
   if (!received->Dump(&slices).ok()) return false;
   received->Clear();  // the slices hold the only references now
   if (slices.size() == 1 && slices[0].size() <= INT_MAX) {
@@ -97,7 +98,7 @@ bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::Message* messag
     views.emplace_back(reinterpret_cast<const char*>(slice.begin()), slice.size());
   }
   // gRPC reads into slices of at most 64 KiB, which malloc serves from its heaps.
-  FreedPiecesReturner returner;
+  FreedPiecesReturner returner(received_bytes);
   return ParseFromPieces(
       std::move(views),
       [&slices, &returner](size_t i) {

@@ -204,7 +204,7 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame) {
   if (frame.pieces.size() == 1) return ParseWorkerFrame(frame.pieces[0]);
   std::vector<absl::string_view> views(frame.pieces.begin(), frame.pieces.end());
   internal::WorkerReply reply;
-  FreedPiecesReturner returner;
+  FreedPiecesReturner returner(frame.size());
   if (!ParseFromPieces(
           std::move(views),
           [&frame, &returner](size_t i) {
