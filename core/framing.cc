@@ -86,17 +86,6 @@ constexpr size_t kWriteBufferBytes = 64 << 10;
 
 }  // namespace
 
-std::string FramePayload::Join() && {
-  if (pieces.size() == 1) return std::move(pieces[0]);
-  std::string joined;
-  joined.reserve(size());
-  for (std::string& piece : pieces) {
-    joined += piece;
-    std::string().swap(piece);  // frees it (assigning an empty string would keep its buffer)
-  }
-  return joined;
-}
-
 absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Time deadline) {
   if (payload.size() > UINT32_MAX) {
     return absl::ResourceExhaustedError("frame larger than 4 GiB");

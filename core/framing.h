@@ -53,8 +53,6 @@ struct FramePayload {
     for (const std::string& piece : pieces) total += piece.size();
     return total;
   }
-  // The pieces as one string (tests, small frames).
-  std::string Join() &&;
 };
 
 // Decodes frames that arrive in pieces (for non-blocking readers that must keep their own

@@ -348,6 +348,13 @@ bool Place(Message* message, const std::vector<Step>& path, std::string value) {
 
 bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(size_t)> release,
                      google::protobuf::Message* message, size_t large_bytes) {
+  if (pieces.size() == 1 && pieces[0].size() <= INT_MAX) {
+    // One piece (a small message): protobuf's flat parse, which sizes every field exactly.
+    const bool parsed =
+        message->ParseFromArray(pieces[0].data(), static_cast<int>(pieces[0].size()));
+    release(0);
+    return parsed;
+  }
   size_t total = 0;
   for (absl::string_view piece : pieces) total += piece.size();
   std::vector<LargeField> large;

@@ -1,7 +1,6 @@
 #include "server/broker/message_codec.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -89,9 +88,6 @@ bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::Message* messag
   const size_t received_bytes = received->Length();
   if (!received->Dump(&slices).ok()) return false;
   received->Clear();  // the slices hold the only references now
-  if (slices.size() == 1 && slices[0].size() <= INT_MAX) {
-    return message->ParseFromArray(slices[0].begin(), static_cast<int>(slices[0].size()));
-  }
   std::vector<absl::string_view> views;
   views.reserve(slices.size());
   for (const grpc::Slice& slice : slices) {

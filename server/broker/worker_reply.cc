@@ -201,7 +201,6 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) 
 }
 
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame) {
-  if (frame.pieces.size() == 1) return ParseWorkerFrame(frame.pieces[0]);
   std::vector<absl::string_view> views(frame.pieces.begin(), frame.pieces.end());
   internal::WorkerReply reply;
   FreedPiecesReturner returner(frame.size());
