@@ -18,7 +18,7 @@ const ORDINARY_USER = 'ffibox-t1';
 // The child: connects with no address, calls cos(0.5) in libm and prints one JSON line;
 // with argument "wait" it then stays alive until killed.
 const CHILD = `
-const ffibox = require(${JSON.stringify(CLIENT)});
+const ffibox = require(process.env.FFIBOX_NODE_CLIENT);
 (async () => {
   const client = await ffibox.connect();
   const session = await client.session();
@@ -50,7 +50,17 @@ function userInstall(user) {
     fs.copyFileSync(path.join(BIN, 'server', name), path.join(dir, 'bin', name));
     fs.chmodSync(path.join(dir, 'bin', name), 0o755);
   }
-  return { uid, gid, dir, server: path.join(dir, 'bin', 'ffiboxd') };
+  // The client as a package would install it (its proto beside lib/): the checkout may lie
+  // where the user cannot read, e.g. under a root-only temporary directory.
+  const client = path.join(dir, 'client');
+  for (const part of ['package.json', 'lib', 'node_modules']) {
+    fs.cpSync(path.join(CLIENT, part), path.join(client, part), { recursive: true });
+  }
+  fs.mkdirSync(path.join(client, 'proto'));
+  fs.copyFileSync(path.join(CLIENT, '..', '..', 'proto', 'ffibox', 'v1', 'ffibox.proto'),
+    path.join(client, 'proto', 'ffibox.proto'));
+  execFileSync('chmod', ['-R', 'a+rX', client]);
+  return { uid, gid, dir, client, server: path.join(dir, 'bin', 'ffiboxd') };
 }
 
 function ensureUser(user) {
@@ -63,7 +73,8 @@ function ensureUser(user) {
 
 /**
  * Runs the child Node process as `as` ({uid, gid} or null for this user) with only PATH,
- * HOME, XDG_RUNTIME_DIR (a fresh empty directory) and FFIBOX_SERVER set. Resolves with
+ * HOME, XDG_RUNTIME_DIR (a fresh empty directory), FFIBOX_SERVER and FFIBOX_NODE_CLIENT (the
+ * client to require: the user's own copy when `as` has one) set. Resolves with
  * {result (the child's JSON line), child, runtime}.
  */
 function runChild({ server, as = null, wait = false }) {
@@ -71,7 +82,7 @@ function runChild({ server, as = null, wait = false }) {
   fs.chmodSync(runtime, 0o700);
   if (as) fs.chownSync(runtime, as.uid, as.gid);
   const env = { PATH: '/usr/bin:/bin', HOME: '/tmp', XDG_RUNTIME_DIR: runtime,
-    FFIBOX_SERVER: server };
+    FFIBOX_SERVER: server, FFIBOX_NODE_CLIENT: (as && as.client) || CLIENT };
   const child = spawn(process.execPath, ['-e', CHILD, ...(wait ? ['wait'] : [])], {
     env, stdio: ['ignore', 'pipe', 'inherit'], ...(as ? { uid: as.uid, gid: as.gid } : {}),
   });
