@@ -12,12 +12,14 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
 namespace {
@@ -68,6 +70,9 @@ struct alignas(64) ConsumerLine {
   uint32_t closed;   // nonzero: the consumer reads no more
   uint32_t waiting;  // the consumer sleeps until there are bytes
 };
+
+// The status words (ShmChannel::kStatusWords) live in the second half of the control page.
+constexpr size_t kStatusWordsOffset = kControlBytes / 2;
 
 size_t MappingBytes(size_t ring_bytes) { return kControlBytes + 2 * ring_bytes; }
 
@@ -196,6 +201,17 @@ class ShmChannel::AdaptiveSpin {
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {
+  FFIBOX_ASSIGN_OR_RETURN(int fd, CreateMemfd(ring_bytes));
+  absl::StatusOr<std::unique_ptr<ShmChannel>> channel = Attach(fd, End::kCreator);
+  if (!channel.ok()) {
+    close(fd);
+    return absl::InternalError(absl::StrCat("the channel just made: ", channel.status().message()));
+  }
+  (*channel)->memfd_ = fd;
+  return channel;
+}
+
+absl::StatusOr<int> ShmChannel::CreateMemfd(size_t ring_bytes) {
   if (!IsValidRingBytes(ring_bytes)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a ring of ", ring_bytes, " bytes: the capacity must be a power of two from ",
@@ -211,28 +227,22 @@ absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes
     return absl::ResourceExhaustedError(
         absl::StrCat("ftruncate of the channel: ", strerror(saved)));
   }
-  void* mapping = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) {
-    const int saved = errno;
-    close(fd);
-    return absl::ResourceExhaustedError(absl::StrCat("mmap of the channel: ", strerror(saved)));
-  }
-  SharedHeader* header = static_cast<SharedHeader*>(mapping);
-  header->magic = kMagic;
-  header->version = kVersion;
-  header->ring_bytes = static_cast<uint32_t>(ring_bytes);
+  SharedHeader header = {};
+  header.magic = kMagic;
+  header.version = kVersion;
+  header.ring_bytes = static_cast<uint32_t>(ring_bytes);
   // The size is fixed before anyone else can map the file: the peer refuses it otherwise.
-  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0 ||
+  if (pwrite(fd, &header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header)) ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0 ||
       fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL) != 0) {
     const int saved = errno;
-    munmap(mapping, size);
     close(fd);
-    return absl::InternalError(absl::StrCat("sealing the channel: ", strerror(saved)));
+    return absl::InternalError(absl::StrCat("writing and sealing the channel: ", strerror(saved)));
   }
-  return std::unique_ptr<ShmChannel>(new ShmChannel(mapping, size, ring_bytes, fd, true));
+  return fd;
 }
 
-absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd) {
+absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd, End end) {
   auto refuse = [](absl::string_view why) {
     return absl::FailedPreconditionError(absl::StrCat("refusing the channel's memfd: ", why));
   };
@@ -269,7 +279,8 @@ absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd) {
     munmap(mapping, size);
     return refuse(why);
   }
-  return std::unique_ptr<ShmChannel>(new ShmChannel(mapping, size, header.ring_bytes, -1, false));
+  return std::unique_ptr<ShmChannel>(
+      new ShmChannel(mapping, size, header.ring_bytes, -1, end == End::kCreator));
 }
 
 ShmChannel::ShmChannel(void* mapping, size_t mapping_bytes, size_t ring_bytes, int memfd,
@@ -281,7 +292,8 @@ ShmChannel::ShmChannel(void* mapping, size_t mapping_bytes, size_t ring_bytes, i
       creator_(creator),
       read_spin_(std::make_unique<AdaptiveSpin>()),
       write_spin_(std::make_unique<AdaptiveSpin>()) {
-  static_assert(sizeof(SharedHeader) + 2 * sizeof(Ring) <= kControlBytes);
+  static_assert(64 + 2 * sizeof(Ring) <= kStatusWordsOffset);
+  static_assert(kStatusWordsOffset + kStatusWords * sizeof(uint64_t) <= kControlBytes);
 }
 
 ShmChannel::~ShmChannel() {
@@ -306,6 +318,12 @@ ShmChannel::Ring& ShmChannel::inbound() const {
 }
 
 namespace {
+
+uint64_t* StatusWord(void* mapping, int index) {
+  // A caller's bug, never the peer's input: the index is a constant of the caller's code.
+  if (index < 0 || index >= ShmChannel::kStatusWords) abort();
+  return reinterpret_cast<uint64_t*>(static_cast<char*>(mapping) + kStatusWordsOffset) + index;
+}
 
 // The data of the ring this end writes to (`outbound`) or reads from.
 char* RingData(void* mapping, size_t ring_bytes, bool creator, bool outbound) {
@@ -535,6 +553,14 @@ void ShmChannel::Interrupt() {
 void ShmChannel::MarkPeerGone() {
   if (peer_gone_.exchange(true)) return;
   WakeLocal();
+}
+
+uint64_t ShmChannel::LoadStatusWord(int index) const {
+  return Load(StatusWord(mapping_, index));
+}
+
+void ShmChannel::StoreStatusWord(int index, uint64_t value) {
+  Store(StatusWord(mapping_, index), value);
 }
 
 void ShmChannel::Close() {

@@ -70,11 +70,21 @@ class ShmChannel {
   // and returns the creator's end. RESOURCE_EXHAUSTED when the memfd cannot be made or mapped.
   static absl::StatusOr<std::unique_ptr<ShmChannel>> Create(size_t ring_bytes);
 
-  // Maps the channel in the memfd `fd` (not owned; it may be closed afterwards) as the peer's
-  // end. The file is untrusted: FAILED_PRECONDITION unless it is a memfd sealed against
-  // growing, shrinking and further seals (and not against writing), whose header has the
-  // magic, this version and a valid capacity that matches its size.
-  static absl::StatusOr<std::unique_ptr<ShmChannel>> Attach(int fd);
+  // Makes a channel's sealed memfd, as Create does, for two other processes to Attach, one
+  // as each End (the broker makes a client's channel to its worker this way); returns the
+  // descriptor (the caller owns it). Errors as Create's.
+  static absl::StatusOr<int> CreateMemfd(size_t ring_bytes);
+
+  // Which end of the channel an attaching process takes: the creator's (a third process that
+  // made the channel, e.g. the broker between a client and a worker, hands that end on) or
+  // the peer's.
+  enum class End { kCreator, kPeer };
+
+  // Maps the channel in the memfd `fd` (not owned; it may be closed afterwards) as `end`.
+  // The file is untrusted: FAILED_PRECONDITION unless it is a memfd sealed against growing,
+  // shrinking and further seals (and not against writing), whose header has the magic, this
+  // version and a valid capacity that matches its size.
+  static absl::StatusOr<std::unique_ptr<ShmChannel>> Attach(int fd, End end = End::kPeer);
 
   ShmChannel(const ShmChannel&) = delete;
   ShmChannel& operator=(const ShmChannel&) = delete;
@@ -133,7 +143,16 @@ class ShmChannel {
 
   // Tells the peer this end is done: it reads what was sent, then UNAVAILABLE, and its writes
   // fail with UNAVAILABLE. This end's later writes fail the same way. Thread-safe, idempotent.
+  // A third process holding an attachment of an end closes that end for its owner this way
+  // (the broker closes a dead worker's end of a client's channel).
   void Close();
+
+  // Words in the shared memory outside the rings, for what the channel's users publish to
+  // each other (the worker's call in progress on a same-host channel). Either side may write
+  // any of them at any time: a value read is untrusted. `index` < kStatusWords.
+  static constexpr int kStatusWords = 8;
+  uint64_t LoadStatusWord(int index) const;
+  void StoreStatusWord(int index, uint64_t value);
 
  private:
   struct Ring;

@@ -48,12 +48,15 @@ std::string Pattern(size_t size) {
 // calls run in the child.
 class Peer {
  public:
-  Peer(const ShmChannel& creator, std::function<int(ShmChannel&)> body) {
+  Peer(const ShmChannel& creator, std::function<int(ShmChannel&)> body)
+      : Peer(creator.memfd(), std::move(body)) {}
+  // The same with the channel's memfd.
+  Peer(int memfd, std::function<int(ShmChannel&)> body) {
     pid_ = fork();
     if (pid_ == 0) {
       int code = 100;
       {
-        absl::StatusOr<std::unique_ptr<ShmChannel>> channel = ShmChannel::Attach(creator.memfd());
+        absl::StatusOr<std::unique_ptr<ShmChannel>> channel = ShmChannel::Attach(memfd);
         if (channel.ok()) code = body(**channel);
       }  // the peer's end closes
       _exit(code);
@@ -202,6 +205,45 @@ TEST(ShmChannelTest, PeerCloseIsEndOfStreamAfterWhatItSent) {
   // And writing to a closed peer fails rather than waiting.
   EXPECT_EQ(channel->Write(Pattern(2 * kRing), In(absl::Seconds(10))).code(),
             absl::StatusCode::kUnavailable);
+}
+
+// A third process makes the channel and hands both ends on, as the broker does between a
+// client and a worker: the client's end (attached as the creator's) and the worker's talk
+// to each other; the broker's own attachment of the worker's end closes it for the worker
+// (its death), and the client reads what came before, then end of stream.
+TEST(ShmChannelTest, AThirdProcessHandsBothEndsOnAndClosesOneForItsOwner) {
+  ASSERT_OK_AND_ASSIGN(const int memfd, ShmChannel::CreateMemfd(kRing));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> client,
+                       ShmChannel::Attach(memfd, ShmChannel::End::kCreator));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> held_worker_end,
+                       ShmChannel::Attach(memfd, ShmChannel::End::kPeer));
+  Peer worker(memfd, [](ShmChannel& worker_end) {
+    char asked[4];
+    if (!worker_end.Read(asked, sizeof(asked), kForever).ok()) return 1;
+    worker_end.StoreStatusWord(3, 0x1234);
+    if (!worker_end.Write(absl::StrCat(absl::string_view(asked, 4), "!"), kForever).ok()) return 2;
+    pause();  // until killed, without closing its end: a worker that dies
+    return 0;
+  });
+  close(memfd);  // the maker keeps only its attachment of the worker's end
+  ASSERT_OK(client->Write("ping", In(absl::Seconds(10))));
+  char answer[5];
+  ASSERT_OK(client->Read(answer, sizeof(answer), In(absl::Seconds(10))));
+  EXPECT_EQ(absl::string_view(answer, sizeof(answer)), "ping!");
+  EXPECT_EQ(held_worker_end->LoadStatusWord(3), 0x1234u);
+  EXPECT_EQ(client->LoadStatusWord(3), 0x1234u);
+
+  kill(worker.pid(), SIGKILL);
+  worker.Wait();
+  // The client would wait forever for a dead worker; the holder's close ends its read.
+  std::thread closer([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    held_worker_end->Close();
+  });
+  char more;
+  EXPECT_EQ(client->Read(&more, 1, In(absl::Seconds(10))).code(), absl::StatusCode::kUnavailable);
+  closer.join();
+  EXPECT_EQ(client->Write("more", In(absl::Seconds(10))).code(), absl::StatusCode::kUnavailable);
 }
 
 // Close races the peer going to sleep, many times: the peer always wakes and ends.
