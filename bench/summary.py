@@ -149,6 +149,11 @@ def print_targets(results: Dict[str, bench_results.Result]) -> None:
         line = verdict(add / bare, 1.25, "x")
     print("%-44s %s" % ("add(1, 2) <= 1.25x bare gRPC (same bytes)", line))
 
+    shm = median("BM_BareShmRoundTrip")
+    local = median("BM_FfiboxLocalCallAdd")
+    print("%-44s %s" % ("same-host add(1, 2) <= 3x bare shm round trip",
+                        verdict(local / shm, 3, "x") if local and shm else "missing"))
+
     start = median("BM_SessionStartWithPool")
     print("%-44s %s" % ("session start from the pool <= 2 ms",
                         verdict(start / 1e6, 2, "ms") if start else "missing"))

@@ -189,7 +189,7 @@ v1::Response::ResultCase ResultOf(v1::Request::OpCase op) {
 }
 
 // `call`, accepted as the result of a call that sent the blocks `expected` describes.
-void CheckCallResult(const v1::CallResult& call, const ExpectedCallResult& expected) {
+void AssertAcceptedCallResult(const v1::CallResult& call, const ExpectedCallResult& expected) {
   absl::flat_hash_set<uint32_t> seen;
   for (const v1::BlockContents& block : call.blocks()) {
     const uint32_t index = block.block();
@@ -237,7 +237,7 @@ void CheckBatchResults(const v1::BatchResult& batch, const PendingRequest& pendi
   FUZZ_CHECK(static_cast<size_t>(batch.results_size()) <= pending.batch_calls, "a batch of ",
              pending.batch_calls, " calls came back with ", batch.results_size(), " results");
   for (int i = 0; i < batch.results_size(); ++i) {
-    CheckCallResult(batch.results(i), BatchCallBlocks(pending, static_cast<uint32_t>(i)));
+    AssertAcceptedCallResult(batch.results(i), BatchCallBlocks(pending, static_cast<uint32_t>(i)));
   }
 }
 
@@ -277,7 +277,7 @@ void CheckAcceptedResponse(const v1::Response& response, const PendingRequest& p
       FUZZ_CHECK(response.callback().callback() == pending.handle, "another callback handle");
       break;
     case v1::Response::kCall:
-      CheckCallResult(response.call(), pending.call);
+      AssertAcceptedCallResult(response.call(), pending.call);
       break;
     case v1::Response::kBatch:
       FUZZ_CHECK(static_cast<uint32_t>(response.batch().results_size()) == pending.batch_calls,

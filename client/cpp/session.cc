@@ -73,7 +73,17 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
                                         absl::StrJoin(session->info().waived_jail_layers(), "; ")),
                      ")"));
   }
+  if (options.same_host) {
+    absl::Status enabled = session->EnableSameHost();
+    if (!enabled.ok()) return enabled;
+  }
   return session;
+}
+
+bool Session::same_host() const { return stream_->local_path_enabled(); }
+
+absl::Status Session::EnableSameHost() {
+  return stream_->EnableLocalPath(absl::Milliseconds(info().call_timeout_ms()));
 }
 
 Session::~Session() { Close().IgnoreError(); }

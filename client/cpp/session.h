@@ -63,6 +63,11 @@ struct SessionOptions {
   // Receives what the library prints (WORKER_OUTPUT events), on the stream's reader thread;
   // it must not block. Unset: the bytes go to this process's stderr.
   OutputHandler on_output;
+  // Calls go to the worker over a same-host shared-memory channel instead of gRPC (on a
+  // unix-socket address only; docs/protocol.md, "The same-host channel"); the rest of the
+  // session stays on gRPC. Open fails with the reason when the channel cannot be set up.
+  // After a worker is lost, calls go through gRPC again (EnableSameHost turns it back on).
+  bool same_host = false;
 };
 
 class Session {
@@ -80,6 +85,13 @@ class Session {
   // Loads the library at `path` (absolute, or a soname such as "libm.so.6") into the worker;
   // LIBRARY_NOT_ALLOWED or LIBRARY_LOAD_FAILED when the server refuses or dlopen fails.
   absl::StatusOr<Library> Load(const std::string& path);
+
+  // Sends this session's calls over a same-host channel to its current worker from now on
+  // (SessionOptions::same_host); starts the worker if there is none. FAILED_PRECONDITION off a
+  // unix-socket address, the door's error when the channel cannot be fetched.
+  absl::Status EnableSameHost();
+  // Whether calls go over the same-host channel now (false after its worker was lost).
+  bool same_host() const;
 
   // Sends any request (its id is assigned here) and waits for the matching response; a
   // response carrying an error is returned as that typed error (ErrorStatus).

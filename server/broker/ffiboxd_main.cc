@@ -38,6 +38,7 @@
 #include "server/broker/config_flags.h"
 #include "server/broker/deadline_timer.h"
 #include "server/broker/listen_address.h"
+#include "server/broker/local_door.h"
 #include "server/broker/scratch_directory.h"
 #include "server/broker/service.h"
 #include "server/broker/session.h"
@@ -232,6 +233,24 @@ int main(int argc, char** argv) {
     if (!listener.unix_socket) continue;
     absl::Status prepared = ffibox::PrepareUnixListenAddress(listener.address);
     if (!prepared.ok()) return Fail(std::string(prepared.message()));
+  }
+
+  // The door of same-host channels (server/broker/local_door.h), beside the first unix
+  // listener's socket; declared before the service, so it outlives every session. Without it
+  // sessions are refused same-host channels, and everything else works.
+  std::unique_ptr<ffibox::LocalChannelDoor> door;
+  for (const ffibox::ListenerSettings& listener : settings->listeners) {
+    if (!listener.unix_socket) continue;
+    absl::StatusOr<std::unique_ptr<ffibox::LocalChannelDoor>> opened =
+        ffibox::LocalChannelDoor::Open(absl::StrCat(listener.address.substr(5), "-local"));
+    if (opened.ok()) {
+      door = *std::move(opened);
+      session.local_door = door.get();
+    } else {
+      fprintf(stderr, "ffiboxd: no same-host channels: %s\n",
+              std::string(opened.status().message()).c_str());
+    }
+    break;
   }
 
   // Idle workers, started with the launch options every session's first worker uses.

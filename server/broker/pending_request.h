@@ -9,23 +9,10 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "core/call_answer.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
-
-// What the worker's result of one call must look like beyond its kind: the blocks it may
-// return and the kept blocks it must report.
-struct ExpectedCallResult {
-  // The size of each block (index = Call.blocks index), kNotReturned for IN blocks, which
-  // are not copied back.
-  std::vector<uint64_t> returned_block_sizes;
-  static constexpr uint64_t kNotReturned = ~uint64_t{0};
-  // The size of every block (index = Call.blocks index), the bounds of the pointers the
-  // worker reports in returned blocks.
-  std::vector<uint64_t> block_sizes;
-  // The blocks sent with `keep`; the result reports each once, in this order.
-  std::vector<uint32_t> kept_blocks;
-};
 
 struct PendingRequest {
   uint64_t sequence = 0;   // WorkerRequest.id: unique per worker, in send order
@@ -51,6 +38,8 @@ struct PendingRequest {
   // When it was queued for the worker (InFlightRequests::Queue): its latency is counted
   // from here (server/broker/broker_metrics.h).
   absl::Time queued_at;
+  // For open_local_channel: the answer the client gets once the worker attached the channel.
+  v1::LocalChannelOpened local_channel;
   // Non-zero: the request is only valid on this worker generation (calls of functions
   // resolved by address); on any other, it fails with STALE_HANDLE instead of being sent.
   uint64_t required_generation = 0;

@@ -270,36 +270,4 @@ absl::Status ValidateCallbackReturn(const v1::CallbackReturn& answer,
   return absl::OkStatus();
 }
 
-std::vector<uint64_t> BlockSizes(const v1::Call& call) {
-  std::vector<uint64_t> sizes;
-  sizes.reserve(call.blocks_size());
-  for (const v1::MemoryBlock& block : call.blocks()) sizes.push_back(BlockSize(block));
-  return sizes;
-}
-
-std::vector<uint32_t> KeptBlocks(const v1::Call& call) {
-  std::vector<uint32_t> kept;
-  for (int i = 0; i < call.blocks_size(); ++i) {
-    if (call.blocks(i).keep()) kept.push_back(static_cast<uint32_t>(i));
-  }
-  return kept;
-}
-
-std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call) {
-  std::vector<uint64_t> sizes;
-  sizes.reserve(call.blocks_size());
-  for (const v1::MemoryBlock& block : call.blocks()) {
-    sizes.push_back(block.direction() == v1::IN ? PendingRequest::kNotReturned : BlockSize(block));
-  }
-  return sizes;
-}
-
-ExpectedCallResult ExpectedResultOf(const v1::Call& call) {
-  ExpectedCallResult expected;
-  expected.returned_block_sizes = ReturnedBlockSizes(call);
-  expected.block_sizes = BlockSizes(call);
-  expected.kept_blocks = KeptBlocks(call);
-  return expected;
-}
-
 }  // namespace ffibox

@@ -65,21 +65,6 @@ uint64_t TypeSizeOf(const v1::Type& type);
 // The operation name of a remote-memory request, for errors ("read_memory").
 std::string MemoryOperationName(const v1::Request& request);
 
-// The byte size of each of the call's blocks. Requires ValidateCallShape to have passed.
-std::vector<uint64_t> BlockSizes(const v1::Call& call);
-
-// The indexes of the call's blocks sent with `keep`, in order.
-std::vector<uint32_t> KeptBlocks(const v1::Call& call);
-
-// The byte size of each of the call's blocks that comes back (OUT / INOUT), or
-// PendingRequest::kNotReturned for IN blocks.
-// Requires ValidateCallShape to have passed.
-std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call);
-
-// What the worker's result of `call` must look like: the three above. Requires
-// ValidateCallShape to have passed.
-ExpectedCallResult ExpectedResultOf(const v1::Call& call);
-
 }  // namespace ffibox
 
 #endif  // FFIBOX_SERVER_BROKER_REQUEST_VALIDATION_H_

@@ -103,8 +103,8 @@ FfiboxService::FfiboxService(SessionConfig config, AccessPolicy policy, BrokerMe
 grpc::Status FfiboxService::Session(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
-  absl::StatusOr<const ClientIdentity*> identity =
-      authenticator_.Authenticate(CredentialsOf(*context));
+  const PresentedCredentials presented = CredentialsOf(*context);
+  absl::StatusOr<const ClientIdentity*> identity = authenticator_.Authenticate(presented);
   if (!identity.ok()) return GrpcStatusOf(identity.status());
   absl::StatusOr<std::unique_ptr<SessionQuota::Ticket>> ticket =
       quota_.Acquire((*identity)->name, (*identity)->max_sessions);
@@ -116,6 +116,8 @@ grpc::Status FfiboxService::Session(
   }
   SessionConfig config = config_;
   config.allowlist = allowlist->second;
+  // Same-host channels only for clients on this host: those of the unix-socket listeners.
+  if (!presented.unix_socket) config.local_door = nullptr;
   const std::string& identity_name = (*identity)->name;
   if (metrics_ != nullptr) config.metrics = metrics_->SessionStarted(identity_name);
 

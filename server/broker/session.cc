@@ -1,5 +1,7 @@
 #include "server/broker/session.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -14,6 +16,7 @@
 #include "server/broker/worker_reply.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/user_namespace.h"
+#include "server/protocol/local_channel.h"
 #include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
@@ -137,6 +140,8 @@ absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bo
       return DefineCallback(request);
     case v1::Request::kFreeCallback:
       return FreeCallback(request);
+    case v1::Request::kOpenLocalChannel:
+      return OpenLocalChannel(request);
     case v1::Request::kCallbackReturn:
       return CallbackReturn(request);
     case v1::Request::OP_NOT_SET:
@@ -493,6 +498,20 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     absl::Status opened = OpenLibraryFor(request.load_library().path(), &library);
     if (!opened.ok()) return opened;
   }
+  // A same-host channel hands the worker its memfd, and the client the same through the door.
+  LibraryFd local_memfd;
+  std::unique_ptr<ShmChannel> local_worker_end;
+  if (request.has_open_local_channel()) {
+    FFIBOX_ASSIGN_OR_RETURN(local_memfd.fd, ShmChannel::CreateMemfd(kLocalChannelRingBytes));
+    FFIBOX_ASSIGN_OR_RETURN(local_worker_end, ShmChannel::Attach(local_memfd.fd));
+    const int for_client = fcntl(local_memfd.fd, F_DUPFD_CLOEXEC, 0);
+    if (for_client < 0) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED, "no descriptor left for the same-host channel");
+    }
+    pending.local_channel.set_door_path(config_.local_door->path());
+    pending.local_channel.set_token(config_.local_door->Register(for_client));
+    pending.local_channel.set_max_request_bytes(config_.max_message_bytes);
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!worker_alive_) return ErrorStatus(v1::WORKER_CRASHED, last_death_.message());
@@ -508,11 +527,20 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (request.has_load_library()) {
       for (const auto& [name, value] : environment_) (*wrapped.mutable_environment())[name] = value;
     }
+    if (local_worker_end != nullptr) {
+      wrapped.mutable_local_channel()->set_max_request_bytes(config_.max_message_bytes);
+      // The worker replaces an earlier channel with this one: so does the broker.
+      CloseLocalChannel();
+      local_worker_end_ = std::move(local_worker_end);
+    }
     was_idle = queued.became_head;
     if (was_idle) head_deadline = requests_.NextDeadline();
     // The first request in flight lifts the idle CPU throttle.
     if (queued.first) worker_->Busy();
     worker = worker_.get();
+  }
+  if (local_memfd.fd >= 0 && !worker->SendDescriptor(local_memfd.fd, wrapped.id()).ok()) {
+    worker->Kill();
   }
   if (library.fd >= 0) {
     wrapped.set_library_descriptor(true);
@@ -534,6 +562,20 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   // included (the worker answers `wrapped`'s).
   (void)worker->Send(wrapped, request);
   return absl::OkStatus();
+}
+
+absl::StatusOr<Session::Answer> Session::OpenLocalChannel(const v1::Request& request) {
+  if (config_.local_door == nullptr) {
+    return ErrorStatus(v1::FAILED_PRECONDITION,
+                       "a same-host channel is offered on ffiboxd's unix-socket listeners only");
+  }
+  if (request.invocation() != 0) {
+    return InvalidArgumentAt("invocation", "a same-host channel is opened at the top level");
+  }
+  PendingRequest pending;
+  pending.label = "open a same-host channel";
+  pending.timeout = CallTimeout();
+  return Forward(request, std::move(pending));
 }
 
 absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library) {

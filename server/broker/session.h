@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/shm_channel.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/call_validation.h"
@@ -103,6 +104,8 @@ class Session : private WorkerSupervisor::Listener {
   absl::StatusOr<Answer> FreeCallback(const v1::Request& request);
   // Closes an open invocation and hands the client's answer to the worker.
   absl::StatusOr<Answer> CallbackReturn(const v1::Request& request);
+  // Makes a same-host channel between the client and the worker (docs/protocol.md).
+  absl::StatusOr<Answer> OpenLocalChannel(const v1::Request& request);
 
   // What ValidateCallRequest and ValidateBatchRequest need of the session.
   CallContext CallContextLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -146,6 +149,12 @@ class Session : private WorkerSupervisor::Listener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks and records a CallbackInvoke from the worker.
   absl::Status AcceptInvoke(const v1::CallbackInvoke& invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The call the worker says it runs from the same-host channel, when it has run past the
+  // session's call timeout at `now`.
+  std::optional<Culprit> OverdueLocalCall() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes the worker's end of the same-host channel for it (the client reads end of
+  // stream) and forgets the channel.
+  void CloseLocalChannel() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies a successful or failed reply to the session's handle table.
   void RecordOutcome(const PendingRequest& pending, const v1::Response& response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -183,6 +192,10 @@ class Session : private WorkerSupervisor::Listener {
   bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);
+
+  // The broker's attachment of the worker's end of the client's same-host channel (null:
+  // none): it reads the worker's busy words and closes the end when the worker dies.
+  std::unique_ptr<ShmChannel> local_worker_end_ ABSL_GUARDED_BY(mu_);
 
   // Wakes the current worker's reader at a deadline it slept past (SessionConfig::deadlines;
   // null without a timer: the stream thread wakes the reader itself). Cancelled in Shutdown.

@@ -14,6 +14,7 @@
 #include "server/broker/allowlist.h"
 #include "server/broker/broker_metrics.h"
 #include "server/broker/deadline_timer.h"
+#include "server/broker/local_door.h"
 #include "server/broker/worker_pool.h"
 #include "server/broker/worker_process.h"
 #include "server/jail/cgroups.h"
@@ -54,6 +55,10 @@ struct SessionConfig {
   // Wakes workers' readers at the deadlines of requests sent while they slept (not owned;
   // must outlive the session). Null: the request's thread wakes the reader at once.
   DeadlineTimer* deadlines = nullptr;
+  // Where the session's client fetches a same-host channel (not owned; must outlive the
+  // session). Null: the session's client is not on a unix-socket listener, and
+  // OpenLocalChannel is refused.
+  LocalChannelDoor* local_door = nullptr;
   // What the session reports to ffiboxd's metrics (set per session by the service; the
   // default reports nothing).
   SessionMetrics metrics;

@@ -1,6 +1,7 @@
 // What comes up from the session's worker (see session.h): Session as its supervisor's
 // Listener. Each reply is checked against the request it answers before anything of it is
 // recorded or relayed; a death fails everything in flight with one typed error.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -12,17 +13,57 @@
 #include "server/broker/responses.h"
 #include "server/broker/session.h"
 #include "server/broker/worker_reply.h"
+#include "server/protocol/local_channel.h"
 
 namespace ffibox {
+namespace {
+
+// How often the reader looks at a same-host call in progress: an eighth of the call
+// timeout, within these bounds.
+constexpr absl::Duration kLocalCheckMin = absl::Milliseconds(10);
+constexpr absl::Duration kLocalCheckMax = absl::Milliseconds(250);
+
+}  // namespace
 
 absl::Time Session::NextDeadline() {
   absl::MutexLock lock(&mu_);
-  return requests_.NextDeadline();
+  absl::Time next = requests_.NextDeadline();
+  // A call from the same-host channel is not among the requests: look at the worker's busy
+  // words often enough to end an overrun within a small part of the timeout.
+  if (local_worker_end_ != nullptr) {
+    next =
+        std::min(next, absl::Now() + std::clamp(call_timeout_ / 8, kLocalCheckMin, kLocalCheckMax));
+  }
+  return next;
 }
 
 std::optional<Session::Culprit> Session::Overdue(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  return requests_.FindOverdue(now);
+  std::optional<Culprit> overdue = requests_.FindOverdue(now);
+  if (!overdue.has_value()) overdue = OverdueLocalCall();
+  return overdue;
+}
+
+std::optional<Session::Culprit> Session::OverdueLocalCall() {
+  if (local_worker_end_ == nullptr) return std::nullopt;
+  // Untrusted words: a worker that lies only escapes its own timeout while its client waits
+  // (the client's wait has a deadline of its own, and closing the session kills the worker).
+  const uint64_t since = local_worker_end_->LoadStatusWord(kLocalBusySinceWord);
+  const uint64_t now = LocalClockNanos();
+  if (since == 0 || since > now || absl::Nanoseconds(now - since) <= call_timeout_) {
+    return std::nullopt;
+  }
+  Culprit culprit;
+  culprit.timeout = call_timeout_;
+  const uint64_t function = local_worker_end_->LoadStatusWord(kLocalBusyFunctionWord);
+  absl::StatusOr<const HandleTable::Function*> known = handles_.FindFunction(function);
+  culprit.label = known.ok() ? (*known)->symbol : "a call on the same-host channel";
+  return culprit;
+}
+
+void Session::CloseLocalChannel() {
+  if (local_worker_end_ != nullptr) local_worker_end_->Close();
+  local_worker_end_.reset();
 }
 
 void Session::OnOutput(uint64_t generation, v1::OutputStream stream, std::string output) {
@@ -38,7 +79,8 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
   {
     absl::MutexLock lock(&mu_);
     FFIBOX_RETURN_IF_ERROR(AcceptReply(generation, std::move(reply), &to_client));
-    if (requests_.size() == 0 && worker_ != nullptr) {
+    // A worker serving a same-host channel is never idle: its calls pass no request here.
+    if (requests_.size() == 0 && worker_ != nullptr && local_worker_end_ == nullptr) {
       // Idle again: the throttle is back on, and whatever limit bit during the request is
       // told to the client before the reply.
       limit_hits = worker_->Idle();
@@ -87,6 +129,10 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
   const absl::Time now = absl::Now();
   PendingRequest done = requests_.Finish(sequence, now);
   parsed.set_generation(generation);
+  if (done.op == v1::Request::kOpenLocalChannel && !parsed.has_error()) {
+    *parsed.mutable_local_channel() = done.local_channel;
+    parsed.mutable_local_channel()->set_generation(generation);
+  }
   RecordOutcome(done, parsed);
   if (done.client_id != 0) {
     // A batch that failed part-way has the results of the calls before the failed one.
@@ -134,6 +180,9 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
     }
     last_death_ = error;
     worker_alive_ = false;
+    // The client may be waiting on the same-host channel: it reads end of stream now, and
+    // the loss from the WORKER_LOST event below.
+    CloseLocalChannel();
     closing = closing_;
     for (const auto& [pending, queued] : failed) {
       // Work of a lost worker is gone: a library or function it was loading must be

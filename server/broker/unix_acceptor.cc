@@ -30,7 +30,7 @@ bool InReserve(int fd) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<UnixAcceptor>> UnixAcceptor::Listen(const std::string& path) {
+absl::StatusOr<int> ListenOnUnixSocket(const std::string& path) {
   struct sockaddr_un address = {};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof(address.sun_path)) {
@@ -50,8 +50,14 @@ absl::StatusOr<std::unique_ptr<UnixAcceptor>> UnixAcceptor::Listen(const std::st
     return absl::FailedPreconditionError(
         absl::StrCat("cannot listen on ", path, ": ", strerror(error)));
   }
+  return fd;
+}
+
+absl::StatusOr<std::unique_ptr<UnixAcceptor>> UnixAcceptor::Listen(const std::string& path) {
+  absl::StatusOr<int> fd = ListenOnUnixSocket(path);
+  if (!fd.ok()) return fd.status();
   int spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return std::unique_ptr<UnixAcceptor>(new UnixAcceptor(path, fd, spare));
+  return std::unique_ptr<UnixAcceptor>(new UnixAcceptor(path, *fd, spare));
 }
 
 UnixAcceptor::~UnixAcceptor() {

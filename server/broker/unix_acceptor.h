@@ -22,6 +22,11 @@
 
 namespace ffibox {
 
+// Binds and listens on the socket file `path`, made mode 0600 (its directory was prepared by
+// PrepareUnixListenAddress); returns the listening descriptor. FAILED_PRECONDITION naming the
+// path when that fails.
+absl::StatusOr<int> ListenOnUnixSocket(const std::string& path);
+
 class UnixAcceptor {
  public:
   // Binds and listens on the socket file `path` (mode 0600; its directory was prepared by

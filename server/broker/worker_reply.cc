@@ -37,6 +37,8 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
       return v1::Response::kString;
     case v1::Request::kDefineCallback:
       return v1::Response::kCallback;
+    case v1::Request::kOpenLocalChannel:
+      return v1::Response::kLocalChannel;
     case v1::Request::kWriteMemory:
     case v1::Request::kFreeMemory:
     case v1::Request::kFillMemory:
@@ -47,30 +49,6 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
     default:
       return v1::Response::RESULT_NOT_SET;
   }
-}
-
-// The pointers reported in a returned block of `size` bytes: at 8-aligned offsets, in
-// increasing order, each word inside the block, each target inside a block of the call.
-absl::Status CheckReportedPointers(const v1::BlockContents& block, uint64_t size,
-                                   const ExpectedCallResult& expected) {
-  uint64_t next_offset = 0;  // the lowest offset the next pointer may have
-  for (const v1::Relocation& pointer : block.pointers()) {
-    const uint64_t offset = pointer.offset();
-    if (offset % 8 != 0 || offset < next_offset || offset > size || size - offset < 8) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("returned block ", block.block(), " reports a pointer at offset ", offset,
-                       " (block of ", size, " bytes; offsets must be increasing multiples of 8)"));
-    }
-    next_offset = offset + 8;
-    const uint32_t target = pointer.target().block();
-    if (target >= expected.block_sizes.size() ||
-        pointer.target().offset() > expected.block_sizes[target]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("returned block ", block.block(), " reports a pointer to block ", target,
-                       " offset ", pointer.target().offset(), ", outside the call's blocks"));
-    }
-  }
-  return absl::OkStatus();
 }
 
 // A read_memory result: raw bytes of the requested size, or a typed value whose raw form
@@ -92,41 +70,6 @@ absl::Status CheckMemoryData(const v1::MemoryData& memory, const PendingRequest&
     return absl::InvalidArgumentError(absl::StrCat("typed read_memory returned ",
                                                    memory.value().raw().size(),
                                                    " raw bytes, expected ", expected.read_size));
-  }
-  return absl::OkStatus();
-}
-
-// A call's result: only blocks the call sent as OUT/INOUT, each once with its exact size and
-// its pointers checked, and each kept block reported once, in order.
-absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected) {
-  std::vector<bool> seen(expected.returned_block_sizes.size(), false);
-  for (const v1::BlockContents& block : result.blocks()) {
-    if (block.block() >= expected.returned_block_sizes.size() || seen[block.block()]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("returned block ", block.block(), " was not sent or came back twice"));
-    }
-    seen[block.block()] = true;
-    uint64_t size = expected.returned_block_sizes[block.block()];
-    if (size == ExpectedCallResult::kNotReturned || block.data().size() != size) {
-      return absl::InvalidArgumentError(absl::StrCat("returned block ", block.block(), " has ",
-                                                     block.data().size(), " bytes, expected ",
-                                                     size));
-    }
-    absl::Status pointers = CheckReportedPointers(block, size, expected);
-    if (!pointers.ok()) return pointers;
-  }
-  if (static_cast<size_t>(result.kept_size()) != expected.kept_blocks.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("the reply reports ", result.kept_size(),
-                                                   " kept blocks, the call kept ",
-                                                   expected.kept_blocks.size()));
-  }
-  for (int i = 0; i < result.kept_size(); ++i) {
-    const v1::KeptBlock& kept = result.kept(i);
-    if (kept.block() != expected.kept_blocks[i] || kept.address().address() == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kept block ", i, " names block ", kept.block(), " at 0x",
-          absl::Hex(kept.address().address()), ", expected block ", expected.kept_blocks[i]));
-    }
   }
   return absl::OkStatus();
 }
@@ -158,20 +101,6 @@ absl::Status CheckBatchResult(const v1::BatchResult& batch, const v1::Error* fai
     if (!checked.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("batch result ", i, ": ", checked.message()));
     }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckErrorCode(const v1::Error& error) {
-  v1::ErrorCode code = error.code();
-  if (!v1::ErrorCode_IsValid(code) || code == v1::ERROR_CODE_UNSPECIFIED) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown error code ", code));
-  }
-  // Only the broker knows these, from outside the worker: a worker claiming one is forging
-  // the broker's verdict (a crash, a sandbox violation with a syscall of its choosing).
-  if (code == v1::WORKER_CRASHED || code == v1::SANDBOX_VIOLATION || code == v1::JAIL_UNAVAILABLE) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("error code ", v1::ErrorCode_Name(code), ", which only the broker reports"));
   }
   return absl::OkStatus();
 }

@@ -11,8 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/piece_stream.h"
 #include "core/thread_name.h"
 #include "google/protobuf/arena.h"
+#include "server/protocol/local_channel.h"
 
 namespace ffibox {
 namespace {
@@ -70,14 +72,25 @@ void WorkerDispatcher::Run() {
   }).detach();
   for (;;) {
     std::optional<ReceivedRequest> next;
+    ShmChannel* local = nullptr;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](std::deque<ReceivedRequest>* queue) { return !queue->empty(); }, &top_level_));
-      next.emplace(std::move(top_level_.front()));
-      top_level_.pop_front();
+      if (local_ == nullptr) {
+        mu_.Await(absl::Condition(
+            +[](std::deque<ReceivedRequest>* queue) { return !queue->empty(); }, &top_level_));
+      }
+      if (!top_level_.empty()) {
+        next.emplace(std::move(top_level_.front()));
+        top_level_.pop_front();
+      } else {
+        local = local_.get();  // only this thread replaces it
+      }
     }
-    Answer(next->request());
+    if (next.has_value()) {
+      Answer(next->request());
+    } else {
+      ServeLocal(*local);
+    }
   }
 }
 
@@ -110,6 +123,8 @@ void WorkerDispatcher::Route(ReceivedRequest received) {
     absl::MutexLock lock(&mu_);
     if (id == 0) {
       top_level_.push_back(std::move(received));
+      // The main thread may be waiting on the client's same-host channel.
+      if (local_ != nullptr) local_->Interrupt();
       return;
     }
     auto waiting = waiting_.find(id);
@@ -126,6 +141,10 @@ void WorkerDispatcher::Route(ReceivedRequest received) {
 }
 
 void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
+  if (request.has_local_channel()) {
+    AttachLocalChannel(request);
+    return;
+  }
   // The reply lives in an arena that starts on this stack: a single call's needs no heap,
   // a batch's thousands of results a few blocks.
   alignas(8) char initial_block[4096];
@@ -140,6 +159,109 @@ void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
 
 void WorkerDispatcher::Send(const internal::WorkerReply& reply) {
   if (!broker_.Send(reply).ok()) _exit(0);  // the broker has gone
+}
+
+void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request) {
+  internal::WorkerReply reply;
+  v1::Response* response = reply.mutable_response();
+  response->set_id(request.id());
+  absl::StatusOr<int> fd = executor_->TakeDescriptor(request.id());
+  absl::StatusOr<std::unique_ptr<ShmChannel>> channel =
+      fd.ok() ? ShmChannel::Attach(*fd) : absl::StatusOr<std::unique_ptr<ShmChannel>>(fd.status());
+  if (fd.ok()) close(*fd);
+  if (channel.ok()) {
+    CloseLocal();
+    local_frames_.emplace(request.local_channel().max_request_bytes());
+    local_max_request_bytes_ = request.local_channel().max_request_bytes();
+    {
+      absl::MutexLock lock(&mu_);
+      local_ = *std::move(channel);
+    }
+    response->mutable_local_channel();
+  } else {
+    *response->mutable_error() = ToProtoError(ErrorStatus(
+        v1::INTERNAL, absl::StrCat("the same-host channel: ", channel.status().message())));
+  }
+  Send(reply);
+}
+
+void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
+  if (!local_frames_->HasPartialFrame()) {
+    // Until the client's first byte, or a request from the broker (the reader interrupts).
+    absl::Status ready = channel.WaitReadable(absl::InfiniteFuture());
+    if (absl::IsCancelled(ready)) return;
+  }
+  // Once a frame started, it must arrive whole promptly: an interruption waits for it.
+  const absl::Time deadline = absl::Now() + kLocalFrameArrival;
+  for (;;) {
+    absl::StatusOr<size_t> taken = channel.ReadAvailable(
+        kFramePieceBytes,
+        [this](const char* untrusted, size_t size) { local_frames_->Append(untrusted, size); });
+    if (!taken.ok()) {
+      CloseLocal();  // the client went away or broke the rings
+      return;
+    }
+    absl::StatusOr<std::optional<FramePayload>> frame = local_frames_->Next();
+    if (!frame.ok()) {
+      CloseLocal();  // longer than the session's requests may be
+      return;
+    }
+    if (frame->has_value()) {
+      RunLocal(channel, **std::move(frame));
+      return;
+    }
+    absl::Status waited = channel.WaitReadable(deadline);
+    if (!waited.ok() && !absl::IsCancelled(waited)) {
+      CloseLocal();  // a frame that does not arrive whole
+      return;
+    }
+  }
+}
+
+void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
+  alignas(8) char initial_block[4096];
+  google::protobuf::ArenaOptions options;
+  options.initial_block = initial_block;
+  options.initial_block_size = sizeof initial_block;
+  google::protobuf::Arena arena(options);
+  auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena);
+  // The client's bytes: only a top-level call with an id is served here.
+  const v1::Request& request = *wrapped->mutable_request();
+  std::vector<absl::string_view> views(frame.pieces.begin(), frame.pieces.end());
+  const bool parsed = ParseFromPieces(
+      std::move(views), [&frame](size_t i) { std::string().swap(frame.pieces[i]); },
+      wrapped->mutable_request());
+  if (!parsed || request.op_case() != v1::Request::kCall || request.id() == 0 ||
+      request.invocation() != 0) {
+    CloseLocal();
+    return;
+  }
+  wrapped->set_id(request.id());
+  auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena);
+  channel.StoreStatusWord(kLocalBusyFunctionWord, request.call().function());
+  channel.StoreStatusWord(kLocalBusySinceWord, std::max<uint64_t>(LocalClockNanos(), 1));
+  executor_->Execute(*wrapped, response);
+  channel.StoreStatusWord(kLocalBusySinceWord, 0);
+  channel.StoreStatusWord(kLocalBusyFunctionWord, 0);
+  response->set_generation(generation_);
+  const size_t length = response->ByteSizeLong();
+  absl::Status sent = WriteFrame(
+      channel, length,
+      [response](google::protobuf::io::CodedOutputStream* out) {
+        response->SerializeWithCachedSizes(out);
+      },
+      absl::Now() + kLocalReplyDeparture);
+  if (!sent.ok()) CloseLocal();  // the client went away or does not read
+}
+
+void WorkerDispatcher::CloseLocal() {
+  std::unique_ptr<ShmChannel> closing;
+  {
+    absl::MutexLock lock(&mu_);
+    closing = std::move(local_);
+  }
+  if (closing != nullptr) closing->Close();
+  local_frames_.reset();
 }
 
 void WorkerDispatcher::ReportCallbackError(const v1::Error& error) {

@@ -23,6 +23,11 @@
 //     the callback_return writes back the pointees, stores the result and returns to
 //     native code. Failures give native code zero and send a CALLBACK_ERROR event.
 //   - Replies to the broker are written whole, one at a time (BrokerConnection::Send).
+//   - A client's same-host channel (WorkerRequest.local_channel, worker_protocol.proto): the
+//     main thread attaches it and, whenever it has no top-level request from the broker,
+//     waits on it instead (the reader thread interrupts that wait when it queues one), reads
+//     the client's call, runs it and writes the response back. A frame that is no top-level
+//     call closes the channel; the client's calls then go through the broker again.
 //
 // Everything received from the broker is untrusted; the executor validates each request.
 #ifndef FFIBOX_SERVER_WORKER_DISPATCHER_H_
@@ -41,6 +46,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "core/callback_values.h"
+#include "core/framing.h"
 #include "core/shm_channel.h"
 #include "server/protocol/worker_protocol.pb.h"
 #include "server/worker/broker_connection.h"
@@ -94,6 +100,16 @@ class WorkerDispatcher : public CallbackRunner {
   void Answer(const internal::WorkerRequest& request);
   // Sends one reply; ends the process if the broker has gone.
   void Send(const internal::WorkerReply& reply);
+  // Attaches the same-host channel of `request` (its memfd came tagged with its id) in place
+  // of any earlier one, and answers it.
+  void AttachLocalChannel(const internal::WorkerRequest& request);
+  // Waits on the same-host channel `channel` until a whole frame arrived (then runs it) or a
+  // request from the broker interrupts the wait before any byte of one did.
+  void ServeLocal(ShmChannel& channel);
+  // Runs one call frame from the same-host channel and writes its response there.
+  void RunLocal(ShmChannel& channel, FramePayload frame);
+  // Closes the same-host channel (the client sees end of stream) and forgets it.
+  void CloseLocal();
   // Sends a CALLBACK_ERROR event: `status` about `callback` (and `invocation` when not 0),
   // followed by `consequence`.
   void ReportFailure(uint64_t callback, uint64_t invocation, const absl::Status& status,
@@ -116,6 +132,11 @@ class WorkerDispatcher : public CallbackRunner {
   std::atomic<uint64_t> invocations_{0};
   absl::Mutex mu_;
   std::deque<ReceivedRequest> top_level_ ABSL_GUARDED_BY(mu_);
+  // The same-host channel: replaced and read by the main thread only, interrupted by the
+  // reader thread (under mu_) when it queues a top-level request.
+  std::unique_ptr<ShmChannel> local_ ABSL_GUARDED_BY(mu_);
+  std::optional<FrameDecoder> local_frames_;  // the main thread's
+  uint64_t local_max_request_bytes_ = 0;      // the main thread's
   absl::flat_hash_map<uint64_t, Invocation*> waiting_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -118,9 +118,9 @@ void* WorkerExecutor::FindLibrary(uint64_t handle) {
   return library == libraries_.end() ? nullptr : library->second;
 }
 
-absl::StatusOr<int> WorkerExecutor::TakeLibraryDescriptor(uint64_t tag) {
+absl::StatusOr<int> WorkerExecutor::TakeDescriptor(uint64_t tag) {
   if (descriptor_fd_ < 0) {
-    return ErrorStatus(v1::INTERNAL, "the broker passed a descriptor but there is no socket");
+    return absl::UnavailableError("the broker passed a descriptor but there is no socket");
   }
   absl::MutexLock lock(&descriptors_mu_);
   for (;;) {
@@ -132,8 +132,8 @@ absl::StatusOr<int> WorkerExecutor::TakeLibraryDescriptor(uint64_t tag) {
     }
     absl::StatusOr<TaggedDescriptor> received = ReceiveDescriptor(descriptor_fd_);
     if (!received.ok()) {
-      return ErrorStatus(v1::LIBRARY_LOAD_FAILED, absl::StrCat("no descriptor from the broker: ",
-                                                               received.status().message()));
+      return absl::UnavailableError(
+          absl::StrCat("no descriptor from the broker: ", received.status().message()));
     }
     if (received->tag == tag) return received->fd;
     if (!early_descriptors_.try_emplace(received->tag, received->fd).second) close(received->fd);
@@ -151,8 +151,11 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   std::string path = load.path();
   int library_fd = -1;
   if (descriptor_tag != 0) {
-    absl::StatusOr<int> fd = TakeLibraryDescriptor(descriptor_tag);
-    if (!fd.ok()) return fd.status();
+    absl::StatusOr<int> fd = TakeDescriptor(descriptor_tag);
+    if (!fd.ok()) {
+      return ErrorStatus(v1::LIBRARY_LOAD_FAILED,
+                         absl::StrCat(fd.status().message(), " (", load.path(), ")"));
+    }
     library_fd = *fd;
     path = absl::StrCat("/proc/self/fd/", library_fd);
   }

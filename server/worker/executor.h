@@ -52,11 +52,13 @@ class WorkerExecutor {
   // The callbacks this worker defined (for resolving callback ids in callback results).
   const CallbackTable& callbacks() const { return callbacks_; }
 
+  // The descriptor the broker passed for request `tag` on the descriptor socket (others that
+  // arrive first are kept for their own requests). Owned by the caller. UNAVAILABLE when
+  // there is no socket or it ended.
+  absl::StatusOr<int> TakeDescriptor(uint64_t tag);
+
  private:
   absl::Status LoadLibrary(uint64_t handle, const v1::LoadLibrary& load, uint64_t descriptor_tag);
-  // The library descriptor the broker passed for request `tag` (others that arrive first
-  // are kept for their own loads). Owned by the caller.
-  absl::StatusOr<int> TakeLibraryDescriptor(uint64_t tag);
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
                                                        const v1::ResolveFunction& resolve);
   // Runs `call`, writing its result into `*result` (empty).

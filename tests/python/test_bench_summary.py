@@ -102,6 +102,19 @@ def test_targets_say_met_or_by_how_much_they_are_missed(reports, tmp_path):
     assert "met (1.6 ms <= 2 ms)" in targets
     assert "MISSED by 10 ms (50 % over the 20 ms target)" in targets
     assert "32.0 MiB/s (bare gRPC 4 MiB: missing)" in targets
+    assert any(line.startswith("same-host add(1, 2) <= 3x bare shm round trip") and
+               line.endswith("missing") for line in targets.splitlines())
+
+
+def test_the_same_host_target_divides_by_the_bare_shared_memory_round_trip(tmp_path):
+    path = tmp_path / "call_bench.json"
+    path.write_text(json.dumps({"context": {"num_cpus": 2}, "benchmarks": (
+        run("BM_CrossProcessRoundTrip", [10_000, 12_000, 11_000]) +
+        run("BM_BareShmRoundTrip", [900, 1000, 1100]) +
+        run("BM_FfiboxLocalCallAdd", [3_500, 3_400, 3_600]))}))
+    targets = summarize([str(path)], tmp_path / "merged.json")
+    # 3.5 us against 1 us: 3.5x, 0.5x over the 3x target.
+    assert "MISSED by 0.5 x (17 % over the 3 x target)" in targets
 
 
 def test_the_merged_report_holds_every_median_in_one_google_benchmark_file(reports, tmp_path):

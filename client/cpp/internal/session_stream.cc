@@ -15,6 +15,12 @@ namespace {
 // How long Close waits for the server to answer CloseSession and then to end the stream.
 constexpr auto kCloseAnswerWait = std::chrono::seconds(5);
 constexpr absl::Duration kStreamEndWait = absl::Seconds(5);
+// How long the same-host door may take to hand a channel over; how much longer than the
+// session's call timeout a call on the channel waits (the broker ends an overrun first); how
+// long a call that found its channel ended waits for the broker's report of the loss.
+constexpr absl::Duration kLocalDoorWait = absl::Seconds(5);
+constexpr absl::Duration kLocalAnswerMargin = absl::Seconds(5);
+constexpr absl::Duration kLossReportWait = absl::Seconds(5);
 
 absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
@@ -82,6 +88,10 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request) {
 }
 
 absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request) {
+  if (request->has_call() && request->invocation() == 0 && !callbacks_.OnCallbackThread()) {
+    std::optional<absl::StatusOr<v1::Response>> local = ExchangeLocally(request);
+    if (local.has_value()) return *std::move(local);
+  }
   std::future<absl::StatusOr<v1::Response>> answer = SendAsync(request);
   return callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
 }
@@ -104,6 +114,70 @@ absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
   return ErrorStatus(v1::INTERNAL,
                      absl::StrCat("the server answered ", asked != nullptr ? asked->name() : "?",
                                   " without ", wanted != nullptr ? wanted->name() : "?"));
+}
+
+absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout) {
+  v1::Request request;
+  request.mutable_open_local_channel();
+  absl::StatusOr<v1::Response> response =
+      SendExpecting(std::move(request), v1::Response::kLocalChannel);
+  if (!response.ok()) return response.status();
+  absl::StatusOr<std::unique_ptr<LocalPath>> local =
+      LocalPath::Connect(response->local_channel(), kLocalDoorWait);
+  if (!local.ok()) return local.status();
+  absl::MutexLock lock(&local_mu_);
+  local_ = *std::move(local);
+  local_wait_ = call_timeout + kLocalAnswerMargin;
+  return absl::OkStatus();
+}
+
+bool SessionStream::local_path_enabled() {
+  absl::MutexLock lock(&local_mu_);
+  return local_ != nullptr;
+}
+
+std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::Request* request) {
+  absl::MutexLock local_lock(&local_mu_);
+  if (local_ == nullptr) return std::nullopt;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
+    request->set_id(next_id_++);
+  }
+  absl::StatusOr<v1::Response> response = local_->Exchange(*request, absl::Now() + local_wait_);
+  if (response.ok()) {
+    NoteGeneration(response->generation());
+    StampGeneration(&*response);
+    return response;
+  }
+  // The channel is done with: later calls go through the broker.
+  const uint64_t generation = local_->generation();
+  local_.reset();
+  v1::Response failed;
+  failed.set_id(request->id());
+  failed.set_generation(generation);
+  if (absl::IsUnavailable(response.status())) {
+    *failed.mutable_error() = LossOf(generation);  // the worker was lost
+  } else if (absl::IsDeadlineExceeded(response.status())) {
+    *failed.mutable_error() = ToProtoError(
+        ErrorStatus(v1::CALL_TIMEOUT, "the call on the same-host channel got no answer in time"));
+  } else {
+    *failed.mutable_error() = ToProtoError(response.status());
+  }
+  return failed;
+}
+
+v1::Error SessionStream::LossOf(uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  auto reported = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return lost_generation_ >= generation || !ended_.ok();
+  };
+  if (mu_.AwaitWithTimeout(absl::Condition(&reported), kLossReportWait) &&
+      lost_generation_ == generation) {
+    return lost_error_;
+  }
+  return ToProtoError(ErrorStatus(
+      v1::WORKER_CRASHED, "the worker serving the same-host channel was lost (no report came)"));
 }
 
 void SessionStream::SetOutputHandler(OutputHandler handler) {
@@ -248,6 +322,11 @@ void SessionStream::Dispatch(v1::Response response) {
       }
     } else if (response.has_event()) {
       absl::MutexLock lock(&mu_);
+      if (response.event().kind() == v1::SessionEvent::WORKER_LOST &&
+          response.generation() >= lost_generation_) {
+        lost_generation_ = response.generation();
+        lost_error_ = response.event().error();
+      }
       events_.push_back(std::move(*response.mutable_event()));
     } else if (response.has_callback_invoke()) {
       callbacks_.Deliver(std::move(response));

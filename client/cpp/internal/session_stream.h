@@ -17,6 +17,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "client/cpp/internal/callback_dispatcher.h"
+#include "client/cpp/internal/local_path.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -73,6 +75,18 @@ class SessionStream {
   absl::StatusOr<v1::Response> SendExpecting(v1::Request request,
                                              v1::Response::ResultCase expected);
 
+  // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
+  // calls of every thread but the callback thread through it from now on, one at a time,
+  // each waiting at most `call_timeout` plus a margin (the broker kills a call that overruns
+  // the session's timeout, and its loss then ends the wait). A call that finds the channel
+  // ended (its worker lost) fails with the loss the broker reports (WORKER_CRASHED,
+  // CALL_TIMEOUT, ...), and later calls go through the broker (which starts the next worker)
+  // until this is called again. The server's refusal (FAILED_PRECONDITION off a unix socket)
+  // or the door's failure is returned.
+  absl::Status EnableLocalPath(absl::Duration call_timeout);
+  // Whether calls go through a same-host channel now.
+  bool local_path_enabled();
+
   // The callback invocations this stream receives: register handlers here.
   CallbackDispatcher& callbacks() { return callbacks_; }
 
@@ -103,6 +117,11 @@ class SessionStream {
   bool Write(const v1::Request& request);
   // Raises the generation to `generation` if that is newer.
   void NoteGeneration(uint64_t generation);
+  // Exchange through the same-host channel; nullopt when there is none.
+  std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request);
+  // The loss of worker `generation` as the broker reports it (its WORKER_LOST event),
+  // waiting for it up to kLossReportWait.
+  v1::Error LossOf(uint64_t generation);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Ffibox::Stub> stub_;
@@ -120,11 +139,19 @@ class SessionStream {
   absl::flat_hash_map<uint64_t, std::promise<absl::StatusOr<v1::Response>>> pending_
       ABSL_GUARDED_BY(mu_);
   std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
+  // The latest WORKER_LOST event's generation and error.
+  uint64_t lost_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::Error lost_error_ ABSL_GUARDED_BY(mu_);
   OutputHandler output_handler_ ABSL_GUARDED_BY(mu_);
   // Set when the stream can no longer carry requests (closed by us or broken).
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+
+  // The same-host channel (null: none); its lock serializes the calls through it.
+  absl::Mutex local_mu_;
+  std::unique_ptr<LocalPath> local_ ABSL_GUARDED_BY(local_mu_);
+  absl::Duration local_wait_ ABSL_GUARDED_BY(local_mu_);
 
   absl::Mutex close_mu_;  // makes Close idempotent and safe from several threads
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;

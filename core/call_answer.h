@@ -1,0 +1,57 @@
+// What a worker's answer to a call must look like, from the call alone: the blocks it may
+// return (with their sizes), the pointers it may report in them and the kept blocks it must
+// name. The broker checks every worker's call results with it (server/broker/worker_reply.h),
+// and so does a client that gets the answer straight from the worker on the same-host
+// channel (client/cpp/internal/local_path.h).
+#ifndef FFIBOX_CORE_CALL_ANSWER_H_
+#define FFIBOX_CORE_CALL_ANSWER_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "ffibox/v1/ffibox.pb.h"
+
+namespace ffibox {
+
+// What the worker's result of one call must look like beyond its kind: the blocks it may
+// return and the kept blocks it must report.
+struct ExpectedCallResult {
+  // The size of each block (index = Call.blocks index), kNotReturned for IN blocks, which
+  // are not copied back.
+  std::vector<uint64_t> returned_block_sizes;
+  static constexpr uint64_t kNotReturned = ~uint64_t{0};
+  // The size of every block (index = Call.blocks index), the bounds of the pointers the
+  // worker reports in returned blocks.
+  std::vector<uint64_t> block_sizes;
+  // The blocks sent with `keep`; the result reports each once, in this order.
+  std::vector<uint32_t> kept_blocks;
+};
+
+// The byte size of each of the call's blocks. Requires ValidateCallShape to have passed.
+std::vector<uint64_t> BlockSizes(const v1::Call& call);
+
+// The indexes of the call's blocks sent with `keep`, in order.
+std::vector<uint32_t> KeptBlocks(const v1::Call& call);
+
+// The byte size of each of the call's blocks that comes back (OUT / INOUT), or
+// ExpectedCallResult::kNotReturned for IN blocks. Requires ValidateCallShape to have passed.
+std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call);
+
+// What the worker's result of `call` must look like: the three above. Requires
+// ValidateCallShape to have passed.
+ExpectedCallResult ExpectedResultOf(const v1::Call& call);
+
+// Checks a call's result: only blocks the call sent as OUT/INOUT, each once with its exact
+// size, pointers reported in them only at increasing 8-aligned offsets with the word inside
+// the block and the target inside a block of the call, and each kept block reported once, in
+// order. INVALID_ARGUMENT describing the violation.
+absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected);
+
+// Checks an error's code: a known one, and none of those only the broker reports
+// (WORKER_CRASHED, SANDBOX_VIOLATION, JAIL_UNAVAILABLE). INVALID_ARGUMENT otherwise.
+absl::Status CheckErrorCode(const v1::Error& error);
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_CALL_ANSWER_H_

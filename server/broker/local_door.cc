@@ -1,0 +1,151 @@
+#include "server/broker/local_door.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "core/descriptor_passing.h"
+#include "core/thread_name.h"
+#include "server/broker/unix_acceptor.h"
+
+namespace ffibox {
+namespace {
+
+// Waits until `fd` is readable or `until`; false on timeout or error.
+bool WaitReadable(int fd, absl::Time until) {
+  for (;;) {
+    const int64_t left = absl::ToInt64Milliseconds(until - absl::Now());
+    if (left <= 0) return false;
+    struct pollfd ready = {fd, POLLIN, 0};
+    const int polled = poll(&ready, 1, static_cast<int>(left));
+    if (polled > 0) return true;
+    if (polled < 0 && errno != EINTR) return false;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalChannelDoor>> LocalChannelDoor::Open(const std::string& path) {
+  unlink(path.c_str());  // a stale socket of an earlier ffiboxd in its own directory
+  absl::StatusOr<int> listen_fd = ListenOnUnixSocket(path);
+  if (!listen_fd.ok()) return listen_fd.status();
+  const int stop_fd = eventfd(0, EFD_CLOEXEC);
+  if (stop_fd < 0) {
+    close(*listen_fd);
+    unlink(path.c_str());
+    return absl::ResourceExhaustedError("eventfd for the same-host door");
+  }
+  std::unique_ptr<LocalChannelDoor> door(new LocalChannelDoor(path, *listen_fd, stop_fd));
+  door->thread_ = std::thread([raw = door.get()] {
+    NameThisThread("ffibox-door");
+    raw->Serve();
+  });
+  return door;
+}
+
+LocalChannelDoor::~LocalChannelDoor() {
+  const uint64_t one = 1;
+  (void)!write(stop_fd_, &one, sizeof(one));
+  if (thread_.joinable()) thread_.join();
+  close(listen_fd_);
+  close(stop_fd_);
+  unlink(path_.c_str());
+  absl::MutexLock lock(&mu_);
+  for (auto& [token, waiting] : waiting_) close(waiting.fd);
+}
+
+std::string LocalChannelDoor::Register(int memfd) {
+  std::string token(kLocalDoorTokenBytes, '\0');
+  size_t filled = 0;
+  while (filled < token.size()) {
+    const ssize_t got = getrandom(token.data() + filled, token.size() - filled, 0);
+    if (got > 0) filled += static_cast<size_t>(got);
+    // getrandom on Linux >= 3.17 never fails for 16 bytes once the pool is ready.
+  }
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&mu_);
+  Expire(now);
+  if (waiting_.size() >= kLocalDoorMaxWaiting) {
+    auto oldest = waiting_.begin();
+    for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+      if (it->second.expires < oldest->second.expires) oldest = it;
+    }
+    close(oldest->second.fd);
+    waiting_.erase(oldest);
+  }
+  waiting_[token] = Waiting{memfd, now + kLocalDoorTokenLifetime};
+  return token;
+}
+
+void LocalChannelDoor::Expire(absl::Time now) {
+  std::vector<std::string> expired;
+  for (const auto& [token, waiting] : waiting_) {
+    if (waiting.expires <= now) expired.push_back(token);
+  }
+  for (const std::string& token : expired) {
+    close(waiting_[token].fd);
+    waiting_.erase(token);
+  }
+}
+
+void LocalChannelDoor::Serve() {
+  for (;;) {
+    struct pollfd ready[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (poll(ready, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (ready[1].revents != 0) return;
+    if ((ready[0].revents & POLLIN) == 0) continue;
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      // Out of descriptors: let the others go first rather than spin.
+      if (errno == EMFILE || errno == ENFILE) absl::SleepFor(absl::Milliseconds(10));
+      continue;
+    }
+    Answer(fd);
+    close(fd);
+  }
+}
+
+void LocalChannelDoor::Answer(int fd) {
+  // The socket file is owner-only; the peer's credentials are checked as well.
+  struct ucred peer = {};
+  socklen_t peer_size = sizeof(peer);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 ||
+      (peer.uid != 0 && peer.uid != geteuid())) {
+    return;
+  }
+  std::string token(kLocalDoorTokenBytes, '\0');
+  size_t got = 0;
+  const absl::Time until = absl::Now() + kLocalDoorReadTimeout;
+  while (got < token.size()) {
+    if (!WaitReadable(fd, until)) return;
+    const ssize_t read = recv(fd, token.data() + got, token.size() - got, MSG_DONTWAIT);
+    if (read == 0) return;
+    if (read < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return;
+    }
+    got += static_cast<size_t>(read);
+  }
+  int memfd = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    Expire(absl::Now());
+    auto waiting = waiting_.find(token);
+    if (waiting == waiting_.end()) return;
+    memfd = waiting->second.fd;
+    waiting_.erase(waiting);
+  }
+  (void)SendDescriptor(fd, memfd, 0);
+  close(memfd);
+}
+
+}  // namespace ffibox

@@ -1,0 +1,73 @@
+// The door of same-host channels: a unix socket beside ffiboxd's unix listener (the same
+// owner-only mode) where a client fetches the memfd of the channel its session opened
+// (ffibox.v1.OpenLocalChannel), because descriptors cannot travel over gRPC.
+//
+// The session registers the memfd and tells its client the token; the client connects,
+// writes the token's 16 bytes and receives the memfd with SCM_RIGHTS (core/descriptor_passing.h,
+// tag 0), then the door closes the connection. A token is good once and for
+// kLocalDoorTokenLifetime. The door's thread serves one connection at a time: a peer that is
+// not root or ffiboxd's own user, or that does not send a known token within
+// kLocalDoorReadTimeout, is closed without a descriptor.
+#ifndef FFIBOX_SERVER_BROKER_LOCAL_DOOR_H_
+#define FFIBOX_SERVER_BROKER_LOCAL_DOOR_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace ffibox {
+
+inline constexpr absl::Duration kLocalDoorTokenLifetime = absl::Seconds(10);
+inline constexpr absl::Duration kLocalDoorReadTimeout = absl::Seconds(1);
+inline constexpr size_t kLocalDoorTokenBytes = 16;
+// The most channels waiting to be fetched; a session's registration past it drops the oldest.
+inline constexpr size_t kLocalDoorMaxWaiting = 1024;
+
+class LocalChannelDoor {
+ public:
+  // Listens on the socket file `path` (mode 0600) and starts the door's thread.
+  static absl::StatusOr<std::unique_ptr<LocalChannelDoor>> Open(const std::string& path);
+
+  // Stops the thread, closes what waits and removes the socket file.
+  ~LocalChannelDoor();
+
+  LocalChannelDoor(const LocalChannelDoor&) = delete;
+  LocalChannelDoor& operator=(const LocalChannelDoor&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  // Keeps `memfd` (owned from now on) for the one client that presents the returned token.
+  std::string Register(int memfd);
+
+ private:
+  struct Waiting {
+    int fd;
+    absl::Time expires;
+  };
+
+  LocalChannelDoor(std::string path, int listen_fd, int stop_fd)
+      : path_(std::move(path)), listen_fd_(listen_fd), stop_fd_(stop_fd) {}
+
+  void Serve();
+  // Reads a token from the accepted connection `fd` and passes what it names.
+  void Answer(int fd);
+  // Closes and forgets what expired.
+  void Expire(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  const int listen_fd_;
+  const int stop_fd_;  // an eventfd: written to stop the thread
+  std::thread thread_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Waiting> waiting_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_LOCAL_DOOR_H_

@@ -1,0 +1,172 @@
+// The same-host channel end to end: a real ffiboxd on its unix socket, a real jailed worker,
+// the C++ client with SessionOptions::same_host. Calls give what they give over gRPC; a crash
+// in a call on the channel is WORKER_CRASHED and the session goes on; a call that overruns
+// the session's timeout is killed by the broker; the door hands a channel over once, only
+// for its token, only to its owner's user.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/cpp/ffibox_client.h"
+#include "core/descriptor_passing.h"
+#include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+using test_support::TestLibPath;
+using test_support::TestServer;
+
+class SameHostTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(server_, TestServer::Start({"--pool_size=1"}));
+    ASSERT_OK_AND_ASSIGN(client_, Client::Connect(server_->address()));
+  }
+
+  absl::StatusOr<std::unique_ptr<Session>> Open(absl::Duration call_timeout = absl::Seconds(30)) {
+    SessionOptions options;
+    options.same_host = true;
+    options.call_timeout = call_timeout;
+    options.on_output = [](v1::OutputStream, absl::string_view) {};  // crash reports
+    return client_->OpenSession(options);
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  EXPECT_TRUE(session->same_host());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_OK_AND_ASSIGN(int sum, add(i, 7));
+    ASSERT_EQ(sum, i + 7);
+  }
+  ASSERT_OK_AND_ASSIGN(Library libm, session->Load("libm.so.6"));
+  ASSERT_OK_AND_ASSIGN(auto cos, libm.Function<double(double)>("cos"));
+  ASSERT_OK_AND_ASSIGN(double c, cos(0.5));
+  EXPECT_EQ(c, std::cos(0.5));
+  // Blocks both ways, larger than a ring (256 KiB): they stream through it.
+  ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
+  ASSERT_OK_AND_ASSIGN(auto memset, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
+  const size_t size = size_t{3} << 20;
+  Buffer buffer = Buffer::InOut(std::string(size, 'a'));
+  ASSERT_OK(memset(buffer, 'z', size - 1).status());
+  EXPECT_EQ(buffer.data.size(), size);
+  EXPECT_EQ(buffer.data.find_first_not_of('z'), size - 1);
+  EXPECT_TRUE(session->same_host());
+}
+
+TEST_F(SameHostTest, ACrashIsWorkerCrashedAndTheSessionGoesOn) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto crash, lib.Function<int()>("crash_null_deref"));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  absl::StatusOr<int> crashed = crash();
+  ASSERT_FALSE(crashed.ok());
+  EXPECT_EQ(ErrorCodeOf(crashed.status()), v1::WORKER_CRASHED) << crashed.status();
+  EXPECT_NE(crashed.status().message().find("SIGSEGV"), std::string::npos) << crashed.status();
+  EXPECT_FALSE(session->same_host());
+  // The next call goes through the broker, which starts the next worker.
+  ASSERT_OK_AND_ASSIGN(int sum, add(1, 2));
+  EXPECT_EQ(sum, 3);
+  // And a channel to that worker works as the first did.
+  ASSERT_OK(session->EnableSameHost());
+  EXPECT_TRUE(session->same_host());
+  ASSERT_OK_AND_ASSIGN(sum, add(40, 2));
+  EXPECT_EQ(sum, 42);
+}
+
+TEST_F(SameHostTest, TheBrokerKillsACallThatOverrunsTheSessionTimeout) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Milliseconds(500)));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto spin, lib.Function<int(int)>("spin_cpu_seconds"));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<int> spun = spin(60);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_FALSE(spun.ok());
+  EXPECT_EQ(ErrorCodeOf(spun.status()), v1::CALL_TIMEOUT) << spun.status();
+  EXPECT_NE(spun.status().message().find("spin_cpu_seconds"), std::string::npos) << spun.status();
+  // The broker looks every eighth of the timeout: well before the client's own wait (the
+  // timeout plus 5 s) would end.
+  EXPECT_LT(took, absl::Seconds(3));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int sum, add(2, 2));
+  EXPECT_EQ(sum, 4);
+}
+
+// Connects to the door at `path`, writes `token` and returns the descriptor it hands over.
+absl::StatusOr<int> FetchFromDoor(const std::string& path, const std::string& token) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&address), sizeof(address)) != 0 ||
+      write(fd, token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
+    close(fd);
+    return absl::UnavailableError(strerror(errno));
+  }
+  absl::StatusOr<TaggedDescriptor> received = ReceiveDescriptor(fd);
+  close(fd);
+  if (!received.ok()) return received.status();
+  return received->fd;
+}
+
+TEST_F(SameHostTest, TheDoorHandsAChannelOverOnceAndOnlyForItsToken) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  v1::Request request;
+  request.mutable_open_local_channel();
+  ASSERT_OK_AND_ASSIGN(v1::Response response, session->Send(request));
+  ASSERT_TRUE(response.has_local_channel());
+  const v1::LocalChannelOpened& opened = response.local_channel();
+  EXPECT_EQ(opened.token().size(), 16u);
+  EXPECT_EQ(opened.door_path(), server_->address().substr(5) + "-local");
+
+  std::string wrong = opened.token();
+  wrong[0] ^= 1;
+  EXPECT_FALSE(FetchFromDoor(opened.door_path(), wrong).ok());
+  EXPECT_FALSE(FetchFromDoor(opened.door_path(), "short").ok());
+  ASSERT_OK_AND_ASSIGN(int memfd, FetchFromDoor(opened.door_path(), opened.token()));
+  close(memfd);
+  EXPECT_FALSE(FetchFromDoor(opened.door_path(), opened.token()).ok()) << "a token is good once";
+}
+
+TEST_F(SameHostTest, AnotherUserCannotReachTheDoor) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  v1::Request request;
+  request.mutable_open_local_channel();
+  ASSERT_OK_AND_ASSIGN(v1::Response response, session->Send(request));
+  const std::string path = response.local_channel().door_path();
+  struct stat door;
+  ASSERT_EQ(stat(path.c_str(), &door), 0);
+  EXPECT_TRUE(S_ISSOCK(door.st_mode));
+  EXPECT_EQ(door.st_mode & 0777, 0600u);
+  EXPECT_EQ(door.st_uid, geteuid());
+  // nobody, from a child: refused by the socket's mode before the door's own check.
+  pid_t child = fork();
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    _exit(FetchFromDoor(path, response.local_channel().token()).ok() ? 1 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "another user fetched a channel";
+}
+
+}  // namespace
+}  // namespace ffibox
