@@ -63,6 +63,20 @@ absl::StatusOr<Library> LoadTestLibrary(Session& session) {
   return session.Load(resolved);
 }
 
+void CallAddInALoop(benchmark::State& state, const Function<int(int, int)>& add) {
+  int i = 0;
+  for (auto _ : state) {
+    absl::StatusOr<int> sum = add(i, 1);
+    if (!sum.ok() || *sum != i + 1) {
+      state.SkipWithError(sum.ok() ? "add_int returned a wrong sum"
+                                   : sum.status().ToString().c_str());
+      break;
+    }
+    ++i;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 absl::StatusOr<Function<void*(Buffer&, int, size_t)>> ResolveMemset(Session& session) {
   FFIBOX_ASSIGN_OR_RETURN(Library libc, session.Load("libc.so.6"));
   return libc.Function<void*(Buffer&, int, size_t)>("memset");

@@ -117,6 +117,10 @@ SessionOptions QuietSessionOptions();
 // which TestServer allows); NOT_FOUND if it is missing, else Session::Load's errors.
 absl::StatusOr<Library> LoadTestLibrary(Session& session);
 
+// The body of the add_int benchmarks: add(i, 1) once per iteration, every sum checked (a
+// wrong one or an error ends the benchmark with SkipWithError); items/s is calls/s.
+void CallAddInALoop(benchmark::State& state, const Function<int(int, int)>& add);
+
 // libc's memset(buffer, byte, size) with an INOUT buffer, resolved in `session`.
 absl::StatusOr<Function<void*(Buffer&, int, size_t)>> ResolveMemset(Session& session);
 

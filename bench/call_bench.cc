@@ -497,18 +497,7 @@ const Function<int(int, int)>* GetAddInt(benchmark::State& state) {
 // add_int(i, 1) through the typed C++ client, one call per round trip.
 void BM_FfiboxCallAdd(benchmark::State& state) {
   const Function<int(int, int)>* add = GetAddInt(state);
-  if (add == nullptr) return;
-  int i = 0;
-  for (auto _ : state) {
-    absl::StatusOr<int> sum = (*add)(i, 1);
-    if (!sum.ok() || *sum != i + 1) {
-      state.SkipWithError(sum.ok() ? "add_int returned a wrong sum"
-                                   : sum.status().ToString().c_str());
-      break;
-    }
-    ++i;
-  }
-  state.SetItemsProcessed(state.iterations());
+  if (add != nullptr) CallAddInALoop(state, *add);
 }
 BENCHMARK(BM_FfiboxCallAdd)->UseRealTime();
 

@@ -41,17 +41,7 @@ FixtureSlot<LocalFixture> local_fixture(StartLocalFixture);
 void BM_FfiboxLocalCallAdd(benchmark::State& state) {
   LocalFixture* fixture = local_fixture.GetOrSkip(state, "ffiboxd");
   if (fixture == nullptr) return;
-  int i = 0;
-  for (auto _ : state) {
-    absl::StatusOr<int> sum = (*fixture->add)(i, 1);
-    if (!sum.ok() || *sum != i + 1) {
-      state.SkipWithError(sum.ok() ? "add_int returned a wrong sum"
-                                   : sum.status().ToString().c_str());
-      break;
-    }
-    ++i;
-  }
-  state.SetItemsProcessed(state.iterations());
+  CallAddInALoop(state, *fixture->add);
 }
 BENCHMARK(BM_FfiboxLocalCallAdd)->UseRealTime();
 

@@ -4,9 +4,13 @@ in-process and through `ffibox.ctypes` (the library in a worker), in one run.
 
 Prints one line per variant in the shape bench/run.sh reads, then the ratio:
 
-    BM_PythonCtypesCos   <median> ns   min <ns> ns   max <ns> ns   (<repeats> x <calls> calls)
-    BM_PythonFfiboxCos   <median> ns   ...
-    ratio ffibox/ctypes <x>
+    BM_PythonCtypesCos        <median> ns   min <ns> ns   max <ns> ns   (<repeats> x <calls> calls)
+    BM_PythonFfiboxCos        <median> ns   ...
+    BM_PythonFfiboxLocalCos   <median> ns   ...
+    ratio ffibox/ctypes <x>, same-host <y>
+
+BM_PythonFfiboxLocalCos is the same call on a session with the same-host channel
+(`session(same_host=True)`, docs/protocol.md): calls go to the worker through shared memory.
 
 ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
 `from ffibox import ctypes`): run it from the repository root after the build. With
@@ -26,8 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "client", "python"))
 
 
-def time_cos(module, number: int, repeat: int):
-    libm = module.CDLL("libm.so.6")
+def time_cos(module, number: int, repeat: int, libm=None):
+    libm = libm if libm is not None else module.CDLL("libm.so.6")
     cos = libm.cos
     cos.argtypes = [module.c_double]
     cos.restype = module.c_double
@@ -59,11 +63,20 @@ def main() -> None:
     local = report("BM_PythonCtypesCos", local_runs, args.repeat, args.number)
     remote_runs = time_cos(fctypes, args.ffibox_number, args.repeat)
     remote = report("BM_PythonFfiboxCos", remote_runs, args.repeat, args.ffibox_number)
-    print(f"ratio ffibox/ctypes {remote / local:.1f}")
+    from ffibox import _default
+    same_host = _default.default_session().client.session(same_host=True)
+    same_host_runs = time_cos(fctypes, args.ffibox_number, args.repeat,
+                              same_host.CDLL("libm.so.6"))
+    same_host_median = report("BM_PythonFfiboxLocalCos", same_host_runs, args.repeat,
+                              args.ffibox_number)
+    same_host.close()
+    print(f"ratio ffibox/ctypes {remote / local:.1f}, same-host {same_host_median / local:.1f}")
     if args.json:
         bench_json.write(args.json,
                          bench_json.entries("BM_PythonCtypesCos", local_runs, args.number) +
                          bench_json.entries("BM_PythonFfiboxCos", remote_runs,
+                                            args.ffibox_number) +
+                         bench_json.entries("BM_PythonFfiboxLocalCos", same_host_runs,
                                             args.ffibox_number),
                          "bench/python_bench.py")
 

@@ -154,6 +154,12 @@ def print_targets(results: Dict[str, bench_results.Result]) -> None:
     print("%-44s %s" % ("same-host add(1, 2) <= 3x bare shm round trip",
                         verdict(local / shm, 3, "x") if local and shm else "missing"))
 
+    ctypes_cos = median("BM_PythonCtypesCos")
+    python_local = median("BM_PythonFfiboxLocalCos")
+    print("%-44s %s" % ("Python same-host cos <= 60x stdlib ctypes",
+                        verdict(python_local / ctypes_cos, 60, "x")
+                        if python_local and ctypes_cos else "missing"))
+
     start = median("BM_SessionStartWithPool")
     print("%-44s %s" % ("session start from the pool <= 2 ms",
                         verdict(start / 1e6, 2, "ms") if start else "missing"))

@@ -168,7 +168,8 @@ class ShmChannel::AdaptiveSpin {
   AdaptiveSpin() : budget_nanos_(single_cpu() ? 0 : kFirstSpinNanos) {}
 
   // Spins while `ready()` is false, for the current budget; true once it is true. The budget
-  // doubles after a spin that found it true and halves after one that gave up: spinning pays
+  // doubles after a spin that found it true and halves after one that gave up (Observe may
+  // raise it again after the sleep that followed): spinning pays
   // when the peer answers while it runs on another CPU, and is pure loss when the peer is
   // descheduled or slow (and on a single CPU, where it never spins).
   bool Spin(absl::FunctionRef<bool()> ready) {
@@ -176,7 +177,7 @@ class ShmChannel::AdaptiveSpin {
     const int64_t start = MonotonicNanos();
     for (uint32_t i = 1;; ++i) {
       if (ready()) {
-        budget_nanos_ = std::min(budget_nanos_ * 2, kMaxSpinNanos);
+        budget_nanos_ = std::min(budget_nanos_ * 2, max_nanos_);
         return true;
       }
       CpuRelax();
@@ -186,18 +187,33 @@ class ShmChannel::AdaptiveSpin {
     return false;
   }
 
- private:
-  static bool single_cpu() {
-    static const bool single = sysconf(_SC_NPROCESSORS_ONLN) <= 1;
-    return single;
+  // After a spin gave up and the wait slept: the whole wait took `waited_nanos`. A wait the
+  // longest spin would have covered sets the budget to twice it (bounded), so a peer whose
+  // pauses are longer than the budget but shorter than the longest spin is caught again.
+  void Observe(int64_t waited_nanos) {
+    if (budget_nanos_ == 0 || waited_nanos > max_nanos_) return;
+    budget_nanos_ = std::clamp(2 * waited_nanos, kMinSpinNanos, max_nanos_);
   }
+
+  void set_max_nanos(int64_t max_nanos) {
+    max_nanos_ = std::max(max_nanos, kMinSpinNanos);
+    budget_nanos_ = std::min(budget_nanos_, max_nanos_);
+  }
+
   static int64_t MonotonicNanos() {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return int64_t{now.tv_sec} * 1000000000 + now.tv_nsec;
   }
 
+ private:
+  static bool single_cpu() {
+    static const bool single = sysconf(_SC_NPROCESSORS_ONLN) <= 1;
+    return single;
+  }
+
   int64_t budget_nanos_;
+  int64_t max_nanos_ = kMaxSpinNanos;
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {
@@ -399,7 +415,12 @@ bool ShmChannel::PeerHungUp() {
 
 absl::Status ShmChannel::Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool reading,
                               absl::FunctionRef<bool()> ready, absl::Time deadline) {
-  spin.Spin([&] { return ready() || (reading && interrupted_.load()); });
+  const int64_t started = AdaptiveSpin::MonotonicNanos();
+  const bool spun = spin.Spin([&] { return ready() || (reading && interrupted_.load()); });
+  // When the spin gave up and what came arrived soon after, a longer spin would have caught it.
+  absl::Cleanup observe = [&spin, spun, started, &ready] {
+    if (!spun && ready()) spin.Observe(AdaptiveSpin::MonotonicNanos() - started);
+  };
   // However the wait ends, this end is awake: the peer need not wake it (a FUTEX_WAKE is a
   // syscall on its side).
   absl::Cleanup awake = [shared_word] { Store(shared_word, 0); };
@@ -555,9 +576,11 @@ void ShmChannel::MarkPeerGone() {
   WakeLocal();
 }
 
-uint64_t ShmChannel::LoadStatusWord(int index) const {
-  return Load(StatusWord(mapping_, index));
+void ShmChannel::SetLongestReadSpin(absl::Duration longest) {
+  read_spin_->set_max_nanos(absl::ToInt64Nanoseconds(longest));
 }
+
+uint64_t ShmChannel::LoadStatusWord(int index) const { return Load(StatusWord(mapping_, index)); }
 
 void ShmChannel::StoreStatusWord(int index, uint64_t value) {
   Store(StatusWord(mapping_, index), value);

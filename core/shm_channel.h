@@ -147,6 +147,12 @@ class ShmChannel {
   // (the broker closes a dead worker's end of a client's channel).
   void Close();
 
+  // The longest a read's spin may grow to before it sleeps (default 20 µs). A reader whose
+  // peer pauses longer between messages than that (a client in an interpreted language)
+  // sleeps before each and costs the peer a FUTEX_WAKE and the wait for its wakeup; a longer
+  // spin trades this end's CPU for that. Call before the first read.
+  void SetLongestReadSpin(absl::Duration longest);
+
   // Words in the shared memory outside the rings, for what the channel's users publish to
   // each other (the worker's call in progress on a same-host channel). Either side may write
   // any of them at any time: a value read is untrusted. `index` < kStatusWords.

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/descriptor_passing.h"
 #include "core/thread_name.h"
@@ -60,7 +61,7 @@ LocalChannelDoor::~LocalChannelDoor() {
   for (auto& [token, waiting] : waiting_) close(waiting.fd);
 }
 
-std::string LocalChannelDoor::Register(int memfd) {
+absl::StatusOr<std::string> LocalChannelDoor::Register(const std::string& session, int memfd) {
   std::string token(kLocalDoorTokenBytes, '\0');
   size_t filled = 0;
   while (filled < token.size()) {
@@ -70,23 +71,20 @@ std::string LocalChannelDoor::Register(int memfd) {
   }
   const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
-  Expire(now);
+  Expire(now, session);
   if (waiting_.size() >= kLocalDoorMaxWaiting) {
-    auto oldest = waiting_.begin();
-    for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
-      if (it->second.expires < oldest->second.expires) oldest = it;
-    }
-    close(oldest->second.fd);
-    waiting_.erase(oldest);
+    close(memfd);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        kLocalDoorMaxWaiting, " same-host channels wait to be fetched; try again shortly"));
   }
-  waiting_[token] = Waiting{memfd, now + kLocalDoorTokenLifetime};
+  waiting_[token] = Waiting{memfd, now + kLocalDoorTokenLifetime, session};
   return token;
 }
 
-void LocalChannelDoor::Expire(absl::Time now) {
+void LocalChannelDoor::Expire(absl::Time now, const std::string& session) {
   std::vector<std::string> expired;
   for (const auto& [token, waiting] : waiting_) {
-    if (waiting.expires <= now) expired.push_back(token);
+    if (waiting.expires <= now || waiting.session == session) expired.push_back(token);
   }
   for (const std::string& token : expired) {
     close(waiting_[token].fd);
@@ -138,7 +136,7 @@ void LocalChannelDoor::Answer(int fd) {
   int memfd = -1;
   {
     absl::MutexLock lock(&mu_);
-    Expire(absl::Now());
+    Expire(absl::Now(), std::string());
     auto waiting = waiting_.find(token);
     if (waiting == waiting_.end()) return;
     memfd = waiting->second.fd;

@@ -24,9 +24,10 @@
 namespace ffibox {
 
 inline constexpr absl::Duration kLocalDoorTokenLifetime = absl::Seconds(10);
-inline constexpr absl::Duration kLocalDoorReadTimeout = absl::Seconds(1);
+inline constexpr absl::Duration kLocalDoorReadTimeout = absl::Milliseconds(200);
 inline constexpr size_t kLocalDoorTokenBytes = 16;
-// The most channels waiting to be fetched; a session's registration past it drops the oldest.
+// The most channels waiting to be fetched (one per session at most): a registration past it
+// is refused.
 inline constexpr size_t kLocalDoorMaxWaiting = 1024;
 
 class LocalChannelDoor {
@@ -42,13 +43,16 @@ class LocalChannelDoor {
 
   const std::string& path() const { return path_; }
 
-  // Keeps `memfd` (owned from now on) for the one client that presents the returned token.
-  std::string Register(int memfd);
+  // Keeps `memfd` (owned from now on) for the one client that presents the returned token,
+  // in place of what session `session` registered before and its client did not fetch.
+  // RESOURCE_EXHAUSTED (the memfd closed) when kLocalDoorMaxWaiting channels wait.
+  absl::StatusOr<std::string> Register(const std::string& session, int memfd);
 
  private:
   struct Waiting {
     int fd;
     absl::Time expires;
+    std::string session;
   };
 
   LocalChannelDoor(std::string path, int listen_fd, int stop_fd)
@@ -57,8 +61,8 @@ class LocalChannelDoor {
   void Serve();
   // Reads a token from the accepted connection `fd` and passes what it names.
   void Answer(int fd);
-  // Closes and forgets what expired.
-  void Expire(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes and forgets what expired, or what `session` registered.
+  void Expire(absl::Time now, const std::string& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   const int listen_fd_;

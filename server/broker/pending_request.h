@@ -4,13 +4,16 @@
 #define FFIBOX_SERVER_BROKER_PENDING_REQUEST_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "core/call_answer.h"
+#include "core/shm_channel.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "server/broker/library_descriptor.h"
 
 namespace ffibox {
 
@@ -38,8 +41,13 @@ struct PendingRequest {
   // When it was queued for the worker (InFlightRequests::Queue): its latency is counted
   // from here (server/broker/broker_metrics.h).
   absl::Time queued_at;
-  // For open_local_channel: the answer the client gets once the worker attached the channel.
-  v1::LocalChannelOpened local_channel;
+  // For open_local_channel: the channel's memfd for the door and the broker's attachment of
+  // the worker's end, both put to use once the worker attached the channel.
+  struct LocalChannelSetup {
+    LibraryFd memfd;
+    std::unique_ptr<ShmChannel> worker_end;
+  };
+  std::shared_ptr<LocalChannelSetup> local_channel;
   // Non-zero: the request is only valid on this worker generation (calls of functions
   // resolved by address); on any other, it fails with STALE_HANDLE instead of being sent.
   uint64_t required_generation = 0;

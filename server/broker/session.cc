@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/c_declaration.h"
 #include "core/errors.h"
+#include "core/local_channel.h"
 #include "core/status_macros.h"
 #include "server/broker/call_validation.h"
 #include "server/broker/library_descriptor.h"
@@ -16,7 +17,6 @@
 #include "server/broker/worker_reply.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/user_namespace.h"
-#include "server/protocol/local_channel.h"
 #include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
@@ -499,18 +499,17 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (!opened.ok()) return opened;
   }
   // A same-host channel hands the worker its memfd, and the client the same through the door.
+  // The client gets it from the door once the worker attached it (AcceptReply).
   LibraryFd local_memfd;
-  std::unique_ptr<ShmChannel> local_worker_end;
   if (request.has_open_local_channel()) {
     FFIBOX_ASSIGN_OR_RETURN(local_memfd.fd, ShmChannel::CreateMemfd(kLocalChannelRingBytes));
-    FFIBOX_ASSIGN_OR_RETURN(local_worker_end, ShmChannel::Attach(local_memfd.fd));
-    const int for_client = fcntl(local_memfd.fd, F_DUPFD_CLOEXEC, 0);
-    if (for_client < 0) {
+    auto setup = std::make_shared<PendingRequest::LocalChannelSetup>();
+    FFIBOX_ASSIGN_OR_RETURN(setup->worker_end, ShmChannel::Attach(local_memfd.fd));
+    setup->memfd.fd = fcntl(local_memfd.fd, F_DUPFD_CLOEXEC, 0);
+    if (setup->memfd.fd < 0) {
       return ErrorStatus(v1::RESOURCE_EXHAUSTED, "no descriptor left for the same-host channel");
     }
-    pending.local_channel.set_door_path(config_.local_door->path());
-    pending.local_channel.set_token(config_.local_door->Register(for_client));
-    pending.local_channel.set_max_request_bytes(config_.max_message_bytes);
+    pending.local_channel = std::move(setup);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -527,11 +526,8 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (request.has_load_library()) {
       for (const auto& [name, value] : environment_) (*wrapped.mutable_environment())[name] = value;
     }
-    if (local_worker_end != nullptr) {
+    if (local_memfd.fd >= 0) {
       wrapped.mutable_local_channel()->set_max_request_bytes(config_.max_message_bytes);
-      // The worker replaces an earlier channel with this one: so does the broker.
-      CloseLocalChannel();
-      local_worker_end_ = std::move(local_worker_end);
     }
     was_idle = queued.became_head;
     if (was_idle) head_deadline = requests_.NextDeadline();

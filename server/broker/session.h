@@ -149,9 +149,15 @@ class Session : private WorkerSupervisor::Listener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks and records a CallbackInvoke from the worker.
   absl::Status AcceptInvoke(const v1::CallbackInvoke& invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The call the worker says it runs from the same-host channel, when it has run past the
-  // session's call timeout at `now`.
-  std::optional<Culprit> OverdueLocalCall() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The call the worker says it runs from the same-host channel (its function and timeout),
+  // or nothing.
+  std::optional<Culprit> LocalCall() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When the reader must next look at the same-host channel's call (its deadline, or soon
+  // when none runs). Requires a channel.
+  absl::Time LocalCallDeadline() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends a LIMIT_REACHED event for each of `hits` (limits worker `generation` reached).
+  void ReportLimitHits(uint64_t generation, const std::vector<std::string>& hits)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Closes the worker's end of the same-host channel for it (the client reads end of
   // stream) and forgets the channel.
   void CloseLocalChannel() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

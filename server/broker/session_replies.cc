@@ -9,11 +9,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/local_channel.h"
 #include "core/status_macros.h"
 #include "server/broker/responses.h"
 #include "server/broker/session.h"
 #include "server/broker/worker_reply.h"
-#include "server/protocol/local_channel.h"
 
 namespace ffibox {
 namespace {
@@ -28,33 +28,68 @@ constexpr absl::Duration kLocalCheckMax = absl::Milliseconds(250);
 absl::Time Session::NextDeadline() {
   absl::MutexLock lock(&mu_);
   absl::Time next = requests_.NextDeadline();
-  // A call from the same-host channel is not among the requests: look at the worker's busy
-  // words often enough to end an overrun within a small part of the timeout.
-  if (local_worker_end_ != nullptr) {
-    next =
-        std::min(next, absl::Now() + std::clamp(call_timeout_ / 8, kLocalCheckMin, kLocalCheckMax));
-  }
+  if (local_worker_end_ != nullptr) next = std::min(next, LocalCallDeadline());
   return next;
 }
 
 std::optional<Session::Culprit> Session::Overdue(absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  std::optional<Culprit> overdue = requests_.FindOverdue(now);
-  if (!overdue.has_value()) overdue = OverdueLocalCall();
+  std::optional<Culprit> overdue;
+  std::vector<std::string> limit_hits;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    overdue = requests_.FindOverdue(now);
+    if (!overdue.has_value() && local_worker_end_ != nullptr && LocalCallDeadline() <= now) {
+      overdue = LocalCall();
+    }
+    // Calls on the same-host channel pass no reply here: the limits that bit during them are
+    // told at the reader's next look instead.
+    if (!overdue.has_value() && local_worker_end_ != nullptr && worker_ != nullptr) {
+      limit_hits = worker_->NewLimitHits();
+      generation = generation_;
+    }
+  }
+  ReportLimitHits(generation, limit_hits);
   return overdue;
 }
 
-std::optional<Session::Culprit> Session::OverdueLocalCall() {
-  if (local_worker_end_ == nullptr) return std::nullopt;
-  // Untrusted words: a worker that lies only escapes its own timeout while its client waits
-  // (the client's wait has a deadline of its own, and closing the session kills the worker).
+void Session::ReportLimitHits(uint64_t generation, const std::vector<std::string>& hits) {
+  for (const std::string& hit : hits) {
+    v1::Error error;
+    error.set_code(v1::RESOURCE_EXHAUSTED);
+    error.set_message(hit);
+    fprintf(stderr, "ffiboxd: session %s: limit reached: %s\n", session_id_.c_str(), hit.c_str());
+    sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, generation, &error));
+  }
+}
+
+absl::Time Session::LocalCallDeadline() {
+  // A call from the same-host channel is not among the requests: while one runs, its deadline
+  // is when it started plus its timeout; otherwise look again soon (an eighth of the
+  // session's timeout, within bounds), so a call that starts is not missed for long.
+  const absl::Time now = absl::Now();
+  std::optional<Culprit> running = LocalCall();
   const uint64_t since = local_worker_end_->LoadStatusWord(kLocalBusySinceWord);
-  const uint64_t now = LocalClockNanos();
-  if (since == 0 || since > now || absl::Nanoseconds(now - since) <= call_timeout_) {
+  const uint64_t mono = LocalClockNanos();
+  if (!running.has_value() || since > mono) {
+    return now + std::clamp(call_timeout_ / 8, kLocalCheckMin, kLocalCheckMax);
+  }
+  return now - absl::Nanoseconds(mono - since) + running->timeout;
+}
+
+std::optional<Session::Culprit> Session::LocalCall() {
+  // Untrusted words: a worker (or its client) that lies only escapes its own timeout while
+  // its client waits (the client's wait has a deadline of its own, and closing the session
+  // kills the worker), or gets its own worker killed.
+  if (local_worker_end_ == nullptr || local_worker_end_->LoadStatusWord(kLocalBusySinceWord) == 0) {
     return std::nullopt;
   }
   Culprit culprit;
-  culprit.timeout = call_timeout_;
+  const uint64_t timeout_ms = local_worker_end_->LoadStatusWord(kLocalBusyTimeoutWord);
+  culprit.timeout = timeout_ms == 0 ? call_timeout_
+                                    : std::min(absl::Milliseconds(static_cast<int64_t>(
+                                                   std::min<uint64_t>(timeout_ms, INT64_MAX / 2))),
+                                               config_.max_call_timeout);
   const uint64_t function = local_worker_end_->LoadStatusWord(kLocalBusyFunctionWord);
   absl::StatusOr<const HandleTable::Function*> known = handles_.FindFunction(function);
   culprit.label = known.ok() ? (*known)->symbol : "a call on the same-host channel";
@@ -79,20 +114,14 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
   {
     absl::MutexLock lock(&mu_);
     FFIBOX_RETURN_IF_ERROR(AcceptReply(generation, std::move(reply), &to_client));
-    // A worker serving a same-host channel is never idle: its calls pass no request here.
-    if (requests_.size() == 0 && worker_ != nullptr && local_worker_end_ == nullptr) {
+    if (requests_.size() == 0 && worker_ != nullptr) {
       // Idle again: the throttle is back on, and whatever limit bit during the request is
-      // told to the client before the reply.
-      limit_hits = worker_->Idle();
+      // told to the client before the reply. A worker serving a same-host channel is never
+      // idle (its calls pass no request here), but its limits are told all the same.
+      limit_hits = local_worker_end_ == nullptr ? worker_->Idle() : worker_->NewLimitHits();
     }
   }
-  for (const std::string& hit : limit_hits) {
-    v1::Error error;
-    error.set_code(v1::RESOURCE_EXHAUSTED);
-    error.set_message(hit);
-    fprintf(stderr, "ffiboxd: session %s: limit reached: %s\n", session_id_.c_str(), hit.c_str());
-    sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, generation, &error));
-  }
+  ReportLimitHits(generation, limit_hits);
   if (to_client.has_value()) sink_->Send(std::move(*to_client));
   return absl::OkStatus();
 }
@@ -129,9 +158,24 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
   const absl::Time now = absl::Now();
   PendingRequest done = requests_.Finish(sequence, now);
   parsed.set_generation(generation);
-  if (done.op == v1::Request::kOpenLocalChannel && !parsed.has_error()) {
-    *parsed.mutable_local_channel() = done.local_channel;
-    parsed.mutable_local_channel()->set_generation(generation);
+  if (done.op == v1::Request::kOpenLocalChannel && !parsed.has_error() &&
+      done.local_channel != nullptr && config_.local_door != nullptr) {
+    // The worker serves the channel now (and closed any earlier one): the broker watches it
+    // in place of the earlier one, and the client may fetch it.
+    absl::StatusOr<std::string> token =
+        config_.local_door->Register(session_id_, std::exchange(done.local_channel->memfd.fd, -1));
+    if (token.ok()) {
+      v1::LocalChannelOpened* opened = parsed.mutable_local_channel();
+      opened->set_door_path(config_.local_door->path());
+      opened->set_token(*std::move(token));
+      opened->set_generation(generation);
+      opened->set_max_request_bytes(config_.max_message_bytes);
+      local_worker_end_ = std::move(done.local_channel->worker_end);
+    } else {
+      parsed.clear_local_channel();
+      *parsed.mutable_error() =
+          ToProtoError(ErrorStatus(v1::RESOURCE_EXHAUSTED, token.status().message()));
+    }
   }
   RecordOutcome(done, parsed);
   if (done.client_id != 0) {
@@ -171,7 +215,12 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
   bool closing = false;
   {
     absl::MutexLock lock(&mu_);
-    const Culprit blamed = culprit != nullptr ? *culprit : requests_.InnermostRunning();
+    // A call from the same-host channel runs on the worker's main thread, before any queued
+    // top-level request: it is what died, when the worker says one ran.
+    std::optional<Culprit> local = LocalCall();
+    const Culprit blamed = culprit != nullptr  ? *culprit
+                           : local.has_value() ? *local
+                                               : requests_.InnermostRunning();
     const std::string& last_label = requests_.last_label();
     failed = requests_.Drain(blamed);
     error = DescribeWorkerDeath(exit, cause, blamed.label, blamed.timeout, detail);

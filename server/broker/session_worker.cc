@@ -115,10 +115,12 @@ void SessionWorker::Busy() {
 }
 
 std::vector<std::string> SessionWorker::Idle() {
-  if (cgroup_ != nullptr) {
-    cgroup_->SetBusy(false).IgnoreError();
-    return cgroup_->NewLimitHits();
-  }
+  if (cgroup_ != nullptr) cgroup_->SetBusy(false).IgnoreError();
+  return NewLimitHits();
+}
+
+std::vector<std::string> SessionWorker::NewLimitHits() {
+  if (cgroup_ != nullptr) return cgroup_->NewLimitHits();
   if (process_cap_ != nullptr) return process_cap_->NewLimitHits();
   return {};
 }

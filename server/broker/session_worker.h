@@ -54,6 +54,9 @@ class SessionWorker {
   // No request is in flight any more: the throttle is back on. Returns each limit that bit
   // since the last call, described for a LIMIT_REACHED event.
   std::vector<std::string> Idle();
+  // The limits that bit since they were last asked for, without the throttle (a worker
+  // serving a same-host channel is never idle).
+  std::vector<std::string> NewLimitHits();
 
  private:
   SessionWorker(std::unique_ptr<WorkerProcess> process, std::unique_ptr<WorkerCgroup> cgroup,

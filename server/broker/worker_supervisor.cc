@@ -81,8 +81,15 @@ void WorkerSupervisor::ReadReplies() {
     absl::StatusOr<internal::WorkerReply> reply = connection.Receive(listener_->NextDeadline());
     if (reply.ok()) {
       absl::Status accepted = listener_->OnReply(generation(), *std::move(reply));
-      if (accepted.ok()) continue;
-      return ReportDeath(/*kill=*/true, DeathCause::kProtocolViolation, accepted.message());
+      if (!accepted.ok()) {
+        return ReportDeath(/*kill=*/true, DeathCause::kProtocolViolation, accepted.message());
+      }
+      // A worker that keeps sending (a callback storm) must not postpone its deadlines.
+      const absl::Time now = absl::Now();
+      if (listener_->NextDeadline() > now) continue;
+      std::optional<Culprit> overdue = listener_->Overdue(now);
+      if (!overdue.has_value()) continue;
+      return ReportDeath(/*kill=*/true, DeathCause::kDeadline, "", &*overdue);
     }
     switch (reply.status().code()) {
       case absl::StatusCode::kCancelled:

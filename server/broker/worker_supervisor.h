@@ -100,6 +100,7 @@ class WorkerSupervisor {
   // (SessionWorker::Busy and Idle: the idle CPU throttle, and the limits that bit).
   void Busy() { worker_->Busy(); }
   std::vector<std::string> Idle() { return worker_->Idle(); }
+  std::vector<std::string> NewLimitHits() { return worker_->NewLimitHits(); }
 
  private:
   WorkerSupervisor(std::unique_ptr<SessionWorker> worker, OutputBudget* output_budget,

@@ -11,10 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/local_channel.h"
 #include "core/piece_stream.h"
 #include "core/thread_name.h"
 #include "google/protobuf/arena.h"
-#include "server/protocol/local_channel.h"
 
 namespace ffibox {
 namespace {
@@ -25,6 +25,19 @@ thread_local int t_depth = 0;
 thread_local uint64_t t_invocation = 0;
 
 constexpr absl::string_view kGotZero = "; native code received zero";
+
+// An arena that starts in a block of its own (on the stack, as a local): a single call's
+// request and reply need no heap, a batch's thousands of results a few blocks.
+struct StackArena {
+  static google::protobuf::ArenaOptions OptionsFor(char* block, size_t size) {
+    google::protobuf::ArenaOptions options;
+    options.initial_block = block;
+    options.initial_block_size = size;
+    return options;
+  }
+  alignas(8) char initial_block[4096];
+  google::protobuf::Arena arena{OptionsFor(initial_block, sizeof initial_block)};
+};
 
 // The type and call limits the broker validates with, as far as the settings carry them.
 TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
@@ -86,7 +99,9 @@ void WorkerDispatcher::Run() {
         local = local_.get();  // only this thread replaces it
       }
     }
-    if (next.has_value()) {
+    if (next.has_value() && next->request().has_local_channel()) {
+      AttachLocalChannel(next->request());
+    } else if (next.has_value()) {
       Answer(next->request());
     } else {
       ServeLocal(*local);
@@ -142,17 +157,16 @@ void WorkerDispatcher::Route(ReceivedRequest received) {
 
 void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
   if (request.has_local_channel()) {
-    AttachLocalChannel(request);
+    // Only the main thread serves a channel (Run attaches it); not inside an invocation.
+    internal::WorkerReply reply;
+    reply.mutable_response()->set_id(request.id());
+    *reply.mutable_response()->mutable_error() = ToProtoError(ErrorStatus(
+        v1::FAILED_PRECONDITION, "a same-host channel is attached at the top level only"));
+    Send(reply);
     return;
   }
-  // The reply lives in an arena that starts on this stack: a single call's needs no heap,
-  // a batch's thousands of results a few blocks.
-  alignas(8) char initial_block[4096];
-  google::protobuf::ArenaOptions options;
-  options.initial_block = initial_block;
-  options.initial_block_size = sizeof initial_block;
-  google::protobuf::Arena arena(options);
-  auto* reply = google::protobuf::Arena::CreateMessage<internal::WorkerReply>(&arena);
+  StackArena arena;
+  auto* reply = google::protobuf::Arena::CreateMessage<internal::WorkerReply>(&arena.arena);
   executor_->Execute(request, reply->mutable_response());
   Send(*reply);
 }
@@ -172,6 +186,7 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
   if (channel.ok()) {
     CloseLocal();
     local_frames_.emplace(request.local_channel().max_request_bytes());
+    (*channel)->SetLongestReadSpin(kLocalLongestSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();
     {
       absl::MutexLock lock(&mu_);
@@ -191,8 +206,8 @@ void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
     absl::Status ready = channel.WaitReadable(absl::InfiniteFuture());
     if (absl::IsCancelled(ready)) return;
   }
-  // Once a frame started, it must arrive whole promptly: an interruption waits for it.
-  const absl::Time deadline = absl::Now() + kLocalFrameArrival;
+  // Once a frame started, it must keep arriving: an interruption waits for it.
+  absl::Time deadline = absl::Now() + kLocalFrameArrival;
   for (;;) {
     absl::StatusOr<size_t> taken = channel.ReadAvailable(
         kFramePieceBytes,
@@ -210,6 +225,7 @@ void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
       RunLocal(channel, **std::move(frame));
       return;
     }
+    if (*taken > 0) deadline = absl::Now() + kLocalFrameArrival;
     absl::Status waited = channel.WaitReadable(deadline);
     if (!waited.ok() && !absl::IsCancelled(waited)) {
       CloseLocal();  // a frame that does not arrive whole
@@ -219,12 +235,8 @@ void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
 }
 
 void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
-  alignas(8) char initial_block[4096];
-  google::protobuf::ArenaOptions options;
-  options.initial_block = initial_block;
-  options.initial_block_size = sizeof initial_block;
-  google::protobuf::Arena arena(options);
-  auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena);
+  StackArena arena;
+  auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
   // The client's bytes: only a top-level call with an id is served here.
   const v1::Request& request = *wrapped->mutable_request();
   std::vector<absl::string_view> views(frame.pieces.begin(), frame.pieces.end());
@@ -237,11 +249,13 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
     return;
   }
   wrapped->set_id(request.id());
-  auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena);
+  auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
   channel.StoreStatusWord(kLocalBusyFunctionWord, request.call().function());
+  channel.StoreStatusWord(kLocalBusyTimeoutWord, request.call().timeout_ms());
   channel.StoreStatusWord(kLocalBusySinceWord, std::max<uint64_t>(LocalClockNanos(), 1));
   executor_->Execute(*wrapped, response);
   channel.StoreStatusWord(kLocalBusySinceWord, 0);
+  channel.StoreStatusWord(kLocalBusyTimeoutWord, 0);
   channel.StoreStatusWord(kLocalBusyFunctionWord, 0);
   response->set_generation(generation_);
   const size_t length = response->ByteSizeLong();
@@ -260,7 +274,10 @@ void WorkerDispatcher::CloseLocal() {
     absl::MutexLock lock(&mu_);
     closing = std::move(local_);
   }
-  if (closing != nullptr) closing->Close();
+  if (closing != nullptr) {
+    closing->StoreStatusWord(kLocalClosedWord, kLocalClosedByWorker);
+    closing->Close();
+  }
   local_frames_.reset();
 }
 

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -107,6 +108,74 @@ TEST_F(SameHostTest, TheBrokerKillsACallThatOverrunsTheSessionTimeout) {
   ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
   ASSERT_OK_AND_ASSIGN(int sum, add(2, 2));
   EXPECT_EQ(sum, 4);
+}
+
+TEST_F(SameHostTest, ACallsOwnTimeoutIsTheOneEnforced) {
+  // A session timeout of 30 s; the call asks for 400 ms: the broker ends it then, not at 30 s.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto spin, lib.Function<int(int)>("spin_cpu_seconds"));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<int> spun = spin.CallWithTimeout(absl::Milliseconds(400), 60);
+  EXPECT_EQ(ErrorCodeOf(spun.status()), v1::CALL_TIMEOUT) << spun.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  // And a call given longer than the session's timeout gets it.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> short_session, Open(absl::Milliseconds(300)));
+  ASSERT_OK_AND_ASSIGN(Library lib2, short_session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto spin2, lib2.Function<int(int)>("spin_cpu_seconds"));
+  ASSERT_OK_AND_ASSIGN(int seconds, spin2.CallWithTimeout(absl::Seconds(10), 1));
+  EXPECT_EQ(seconds, 1);
+  EXPECT_TRUE(short_session->same_host());
+}
+
+TEST_F(SameHostTest, CallbacksRunDuringACallOnTheChannel) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  using Add = Callback<double(double, double)>;
+  ASSERT_OK_AND_ASSIGN(Add add,
+                       session->DefineCallback<double(double, double)>(
+                           [](double acc, double x) -> absl::StatusOr<double> { return acc + x; }));
+  ASSERT_OK_AND_ASSIGN(
+      auto fold, (lib.Function<double(Add, const std::vector<double>&, int, double)>("fold")));
+  std::vector<double> xs = {0.5, 1.25, -3.0, 10.0};
+  ASSERT_OK_AND_ASSIGN(double sum, fold(add, xs, static_cast<int>(xs.size()), 1.0));
+  EXPECT_DOUBLE_EQ(sum, 9.75);
+  EXPECT_TRUE(session->same_host());
+}
+
+TEST_F(SameHostTest, ACallbackStormDoesNotPostponeTheTimeout) {
+  // Every 20 ms the call invokes a callback (a frame for the broker's reader); the broker
+  // still ends the call at the session's 500 ms.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Milliseconds(500)));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  using Add = Callback<double(double, double)>;
+  ASSERT_OK_AND_ASSIGN(Add slow_add, session->DefineCallback<double(double, double)>(
+                                         [](double acc, double x) -> absl::StatusOr<double> {
+                                           absl::SleepFor(absl::Milliseconds(20));
+                                           return acc + x;
+                                         }));
+  ASSERT_OK_AND_ASSIGN(
+      auto fold, (lib.Function<double(Add, const std::vector<double>&, int, double)>("fold")));
+  std::vector<double> xs(500, 1.0);  // 10 s of callbacks
+  const absl::Time start = absl::Now();
+  absl::StatusOr<double> sum = fold(slow_add, xs, static_cast<int>(xs.size()), 0.0);
+  EXPECT_EQ(ErrorCodeOf(sum.status()), v1::CALL_TIMEOUT) << sum.status();
+  EXPECT_NE(sum.status().message().find("fold"), std::string::npos) << sum.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+}
+
+TEST_F(SameHostTest, ACallAfterAnIdleWorkersLossGoesToTheNextWorker) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(auto crash_later, lib.Function<int(int)>("crash_later_thread"));
+  // The worker dies while nobody calls: the channel is closed before the next call is sent,
+  // so that call was never run and goes through the broker, which starts the next worker.
+  ASSERT_OK(crash_later(50).status());
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_OK_AND_ASSIGN(int sum, add(20, 22));
+  EXPECT_EQ(sum, 42);
+  EXPECT_FALSE(session->same_host());
 }
 
 // Connects to the door at `path`, writes `token` and returns the descriptor it hands over.

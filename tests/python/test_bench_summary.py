@@ -117,6 +117,17 @@ def test_the_same_host_target_divides_by_the_bare_shared_memory_round_trip(tmp_p
     assert "MISSED by 0.5 x (17 % over the 3 x target)" in targets
 
 
+def test_the_python_same_host_target_divides_by_the_stdlib_call(tmp_path):
+    path = tmp_path / "python_bench.json"
+    path.write_text(json.dumps({"context": {"num_cpus": 2}, "benchmarks": (
+        run("BM_CrossProcessRoundTrip", [10_000, 12_000, 11_000]) +
+        run("BM_PythonCtypesCos", [500, 500, 500]) +
+        run("BM_PythonFfiboxLocalCos", [20_000, 25_000, 22_000]))}))
+    targets = summarize([str(path)], tmp_path / "merged.json")
+    # 22 us against 0.5 us: 44x, within the 60x target.
+    assert "met (44 x <= 60 x)" in targets
+
+
 def test_the_merged_report_holds_every_median_in_one_google_benchmark_file(reports, tmp_path):
     merged = tmp_path / "merged.json"
     summarize(reports, merged)

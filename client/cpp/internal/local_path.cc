@@ -4,9 +4,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
@@ -14,6 +17,8 @@
 #include "core/descriptor_passing.h"
 #include "core/errors.h"
 #include "core/framing.h"
+#include "core/local_channel.h"
+#include "core/piece_stream.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -78,15 +83,48 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(const v1::Request& request, abs
         request.SerializeWithCachedSizes(out);
       },
       deadline);
-  if (!sent.ok()) return sent;
-  absl::StatusOr<std::string> frame = ReadFrame(*channel_, kMaxLocalAnswerBytes, deadline);
-  if (!frame.ok()) return frame.status();
-  v1::Response response;
+  // The worker runs only a whole frame: the call did not run.
+  if (!sent.ok()) return absl::FailedPreconditionError(sent.message());
   auto malformed = [](absl::string_view why) {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("the worker's answer on the same-host channel ", why));
   };
-  if (!response.ParseFromString(*frame)) return malformed("does not parse");
+  const ExpectedCallResult expected = ExpectedResultOf(request.call());
+  uint64_t returned = 0;
+  for (uint64_t size : expected.returned_block_sizes) {
+    if (size != ExpectedCallResult::kNotReturned) returned += size;
+  }
+  // Read as it arrives, within what the call may return.
+  FrameDecoder frames(static_cast<size_t>(
+      std::min<uint64_t>(kMaxLocalAnswerBytes, 4 * returned + kLocalAnswerAllowance)));
+  std::optional<FramePayload> frame;
+  absl::Time stall = deadline;
+  while (!frame.has_value()) {
+    absl::StatusOr<size_t> taken = channel_->ReadAvailable(
+        kFramePieceBytes,
+        [&frames](const char* untrusted, size_t size) { frames.Append(untrusted, size); });
+    if (!taken.ok()) return taken.status();
+    absl::StatusOr<std::optional<FramePayload>> next = frames.Next();
+    if (!next.ok()) return malformed("is longer than the call can return");
+    if (next->has_value()) {
+      frame = **std::move(next);
+      break;
+    }
+    if (*taken > 0) stall = std::min(deadline, absl::Now() + kLocalAnswerProgress);
+    const bool started = frames.HasPartialFrame();
+    absl::Status waited = channel_->WaitReadable(started ? stall : deadline);
+    if (absl::IsDeadlineExceeded(waited) && started && absl::Now() < deadline) {
+      return malformed("stalled");
+    }
+    if (!waited.ok()) return waited;
+  }
+  v1::Response response;
+  std::vector<absl::string_view> views(frame->pieces.begin(), frame->pieces.end());
+  if (!ParseFromPieces(
+          std::move(views), [&frame](size_t i) { std::string().swap(frame->pieces[i]); },
+          &response)) {
+    return malformed("does not parse");
+  }
   if (response.id() != request.id()) {
     return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
   }
@@ -96,14 +134,19 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(const v1::Request& request, abs
     if (response.result_case() != v1::Response::RESULT_NOT_SET) {
       return malformed("carries both an error and a result");
     }
+    if (response.error().has_batch_index()) return malformed("names a batch call");
   } else {
     if (!response.has_call()) return malformed("carries no call result");
-    absl::Status checked = CheckCallResult(response.call(), ExpectedResultOf(request.call()));
+    absl::Status checked = CheckCallResult(response.call(), expected);
     if (!checked.ok()) return malformed(checked.message());
   }
   // The generation is the one the broker named for this channel, whatever the worker says.
   response.set_generation(generation_);
   return response;
+}
+
+bool LocalPath::closed_by_worker() const {
+  return channel_->LoadStatusWord(kLocalClosedWord) == kLocalClosedByWorker;
 }
 
 }  // namespace client_internal

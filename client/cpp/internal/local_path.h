@@ -22,8 +22,13 @@
 namespace ffibox {
 namespace client_internal {
 
-// The most bytes of one answer the client reads from the channel.
+// The most bytes of one answer the client reads from the channel: a call's answer may carry
+// its OUT/INOUT blocks, a few words per pointer in them, and a bounded rest (the result, kept
+// blocks, an error), never more than kMaxLocalAnswerBytes.
 inline constexpr size_t kMaxLocalAnswerBytes = size_t{1} << 30;
+inline constexpr size_t kLocalAnswerAllowance = size_t{1} << 20;
+// How long an answer that started may go without progress.
+inline constexpr absl::Duration kLocalAnswerProgress = absl::Seconds(10);
 
 class LocalPath {
  public:
@@ -37,10 +42,15 @@ class LocalPath {
   uint64_t generation() const { return generation_; }
 
   // Sends `request` (a top-level call with its id set) and waits for its answer until
-  // `deadline`. UNAVAILABLE when the channel ended (the worker was lost, or closed the
-  // channel); DEADLINE_EXCEEDED; INTERNAL for an answer that fails the checks above. After
-  // any error the channel is unusable. One call at a time (the caller serializes).
+  // `deadline`. FAILED_PRECONDITION when the request could not be sent whole (the channel had
+  // ended: the call did not run); UNAVAILABLE when the channel ended after (the worker was
+  // lost, or closed the channel: closed_by_worker()); DEADLINE_EXCEEDED; INTERNAL for an
+  // answer that fails the checks above or stalls. After any error the channel is unusable.
+  // One call at a time (the caller serializes).
   absl::StatusOr<v1::Response> Exchange(const v1::Request& request, absl::Time deadline);
+
+  // Whether the worker closed the channel itself (its worker was not lost).
+  bool closed_by_worker() const;
 
  private:
   LocalPath(std::unique_ptr<ShmChannel> channel, const v1::LocalChannelOpened& opened)

@@ -117,6 +117,8 @@ absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
 }
 
 absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout) {
+  // No call is on an earlier channel while the worker replaces it with this one.
+  absl::MutexLock local_lock(&local_mu_);
   v1::Request request;
   request.mutable_open_local_channel();
   absl::StatusOr<v1::Response> response =
@@ -125,44 +127,58 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout) {
   absl::StatusOr<std::unique_ptr<LocalPath>> local =
       LocalPath::Connect(response->local_channel(), kLocalDoorWait);
   if (!local.ok()) return local.status();
-  absl::MutexLock lock(&local_mu_);
   local_ = *std::move(local);
-  local_wait_ = call_timeout + kLocalAnswerMargin;
+  local_call_timeout_ = call_timeout;
+  local_enabled_.store(true);
   return absl::OkStatus();
 }
 
-bool SessionStream::local_path_enabled() {
-  absl::MutexLock lock(&local_mu_);
-  return local_ != nullptr;
-}
+bool SessionStream::local_path_enabled() const { return local_enabled_.load(); }
 
 std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::Request* request) {
-  absl::MutexLock local_lock(&local_mu_);
-  if (local_ == nullptr) return std::nullopt;
+  uint64_t generation = 0;
+  absl::Status failure;
+  bool closed_by_worker = false;
   {
-    absl::MutexLock lock(&mu_);
-    if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
-    request->set_id(next_id_++);
+    absl::MutexLock local_lock(&local_mu_);
+    if (local_ == nullptr) return std::nullopt;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
+      request->set_id(next_id_++);
+    }
+    const absl::Duration timeout = request->call().timeout_ms() != 0
+                                       ? absl::Milliseconds(request->call().timeout_ms())
+                                       : local_call_timeout_;
+    absl::StatusOr<v1::Response> response =
+        local_->Exchange(*request, absl::Now() + timeout + kLocalAnswerMargin);
+    if (response.ok()) {
+      NoteGeneration(response->generation());
+      StampGeneration(&*response);
+      return response;
+    }
+    // The channel is done with: later calls go through the broker.
+    generation = local_->generation();
+    closed_by_worker = local_->closed_by_worker();
+    failure = response.status();
+    local_.reset();
+    local_enabled_.store(false);
   }
-  absl::StatusOr<v1::Response> response = local_->Exchange(*request, absl::Now() + local_wait_);
-  if (response.ok()) {
-    NoteGeneration(response->generation());
-    StampGeneration(&*response);
-    return response;
-  }
-  // The channel is done with: later calls go through the broker.
-  const uint64_t generation = local_->generation();
-  local_.reset();
+  // Not sent whole: the call did not run; it goes through the broker like any other.
+  if (absl::IsFailedPrecondition(failure)) return std::nullopt;
   v1::Response failed;
   failed.set_id(request->id());
   failed.set_generation(generation);
-  if (absl::IsUnavailable(response.status())) {
+  if (absl::IsUnavailable(failure) && !closed_by_worker) {
     *failed.mutable_error() = LossOf(generation);  // the worker was lost
-  } else if (absl::IsDeadlineExceeded(response.status())) {
+  } else if (absl::IsUnavailable(failure)) {
+    *failed.mutable_error() = ToProtoError(
+        ErrorStatus(v1::INTERNAL, "the worker closed the same-host channel during the call"));
+  } else if (absl::IsDeadlineExceeded(failure)) {
     *failed.mutable_error() = ToProtoError(
         ErrorStatus(v1::CALL_TIMEOUT, "the call on the same-host channel got no answer in time"));
   } else {
-    *failed.mutable_error() = ToProtoError(response.status());
+    *failed.mutable_error() = ToProtoError(failure);
   }
   return failed;
 }
@@ -177,7 +193,7 @@ v1::Error SessionStream::LossOf(uint64_t generation) {
     return lost_error_;
   }
   return ToProtoError(ErrorStatus(
-      v1::WORKER_CRASHED, "the worker serving the same-host channel was lost (no report came)"));
+      v1::INTERNAL, "the same-host channel ended and ffiboxd reported no loss of its worker"));
 }
 
 void SessionStream::SetOutputHandler(OutputHandler handler) {

@@ -85,7 +85,7 @@ class SessionStream {
   // or the door's failure is returned.
   absl::Status EnableLocalPath(absl::Duration call_timeout);
   // Whether calls go through a same-host channel now.
-  bool local_path_enabled();
+  bool local_path_enabled() const;
 
   // The callback invocations this stream receives: register handlers here.
   CallbackDispatcher& callbacks() { return callbacks_; }
@@ -151,7 +151,8 @@ class SessionStream {
   // The same-host channel (null: none); its lock serializes the calls through it.
   absl::Mutex local_mu_;
   std::unique_ptr<LocalPath> local_ ABSL_GUARDED_BY(local_mu_);
-  absl::Duration local_wait_ ABSL_GUARDED_BY(local_mu_);
+  absl::Duration local_call_timeout_ ABSL_GUARDED_BY(local_mu_);
+  std::atomic<bool> local_enabled_{false};  // local_ != nullptr, read without the lock
 
   absl::Mutex close_mu_;  // makes Close idempotent and safe from several threads
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;

@@ -11,11 +11,19 @@ import itertools
 import queue
 import sys
 import threading
+import time
 import weakref
 from typing import Callable, Dict, Optional
 
+from ffibox._local_channel import LocalChannel, NotSent
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
+
+# How much longer than the session's call timeout a call on the same-host channel waits (the
+# broker ends an overrun first), and how long a call that found the channel ended waits for
+# the broker's report of the loss.
+_LOCAL_ANSWER_MARGIN = 5.0
+_LOSS_REPORT_WAIT = 5.0
 
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
@@ -86,6 +94,15 @@ class SessionStream:
         self._invokes: "queue.Queue" = queue.Queue()
         self._callback_thread: Optional[threading.Thread] = None
         self._serving = threading.local()
+        # The same-host channel (docs/protocol.md): None, or the LocalChannel top-level calls
+        # go through; wanted: open one again after a loss, once the next worker answered.
+        self._local: Optional[LocalChannel] = None
+        self._local_lock = threading.Lock()  # no call is on a channel while it is replaced
+        self._local_wanted = False
+        self._local_timeout = 0.0
+        self._loss = threading.Condition()
+        self._lost_generation = 0
+        self._lost_error = None
         self._responses = self._stub.Session(iter(self._outgoing.get, None))
         self._reader = threading.Thread(target=self._read_loop, name="ffibox-reader",
                                         daemon=True)
@@ -106,6 +123,19 @@ class SessionStream:
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
         on_callback_thread = threading.current_thread() is self._callback_thread
+        if (self._local_wanted and not on_callback_thread and request.invocation == 0 and
+                request.HasField("call")):
+            if self._local is not None:
+                response = self._send_locally(request)
+                if response is not None:
+                    return response
+            response = self._send(request, on_callback_thread)
+            if not response.HasField("error") and response.generation > self._lost_generation:
+                self._reopen_local()  # the next worker answered: a channel to it
+            return response
+        return self._send(request, on_callback_thread)
+
+    def _send(self, request, on_callback_thread: bool):
         pending = _Pending(self._invokes if on_callback_thread else None)
         with self._lock:
             if self._ended is not None:
@@ -127,6 +157,82 @@ class SessionStream:
                                 self._ended_code)
         return pending.response
 
+    # -- the same-host channel -------------------------------------------------------------
+
+    def enable_local(self, call_timeout: float) -> None:
+        """Sends this stream's top-level calls (but the callback thread's) through a
+        same-host channel to the session's worker from now on, and to each next worker after
+        a loss. Raises the server's refusal (FAILED_PRECONDITION off a unix socket) or the
+        door's failure."""
+        self._local_timeout = call_timeout
+        self._open_local()
+        self._local_wanted = True
+
+    def _open_local(self) -> None:
+        with self._local_lock:
+            opened = self.request(open_local_channel=pb.OpenLocalChannel()).local_channel
+            self._local = LocalChannel(opened)
+
+    def _reopen_local(self) -> None:
+        try:
+            self._open_local()
+        except Error:
+            self._local_wanted = False  # the calls stay on the stream
+
+    @property
+    def local_enabled(self) -> bool:
+        return self._local is not None
+
+    def _send_locally(self, request):
+        """The call through the same-host channel: its answer, or None when it was not sent
+        (the channel had ended; the caller sends it through the stream)."""
+        with self._local_lock:
+            local = self._local
+            if local is None:
+                return None
+            with self._lock:
+                if self._ended is not None:
+                    raise SessionClosed(self._ended, self._ended_code)
+                request.id = next(self._ids)
+            timeout = (request.call.timeout_ms / 1000.0 if request.call.timeout_ms
+                       else self._local_timeout)
+            try:
+                return local.exchange(request, time.monotonic() + timeout + _LOCAL_ANSWER_MARGIN)
+            except Error as error:
+                failure = error
+            # The channel is done with: calls go through the stream until the next worker.
+            self._local = None
+            closed_by_worker = local.closed_by_worker
+            local.close()
+        if isinstance(failure, NotSent):
+            return None
+        response = pb.Response(id=request.id, generation=local.generation)
+        if failure.code != "UNAVAILABLE" or closed_by_worker:
+            # Not a loss (a worker that answers wrongly, late or not at all): no channel again.
+            self._local_wanted = False
+        if failure.code == "UNAVAILABLE" and not closed_by_worker:
+            response.error.CopyFrom(self._loss_of(local.generation))
+        elif failure.code == "UNAVAILABLE":
+            response.error.code = pb.INTERNAL
+            response.error.message = "the worker closed the same-host channel during the call"
+        elif failure.code == "DEADLINE_EXCEEDED":
+            response.error.code = pb.CALL_TIMEOUT
+            response.error.message = "the call on the same-host channel got no answer in time"
+        else:
+            response.error.code = pb.ErrorCode.Value(failure.code)
+            response.error.message = str(failure)
+        return response
+
+    def _loss_of(self, generation: int):
+        """The loss of worker `generation` as the broker reports it (WORKER_LOST)."""
+        with self._loss:
+            self._loss.wait_for(lambda: self._lost_generation >= generation or
+                                self._ended is not None, _LOSS_REPORT_WAIT)
+            if self._lost_generation == generation and self._lost_error is not None:
+                return self._lost_error
+        return pb.Error(code=pb.INTERNAL, message="the same-host channel ended and ffiboxd "
+                                                  "reported no loss of its worker")
+
     def post(self, request) -> None:
         """Sends `request` without waiting for its answer."""
         with self._lock:
@@ -144,6 +250,11 @@ class SessionStream:
                 self.request(close=pb.CloseSession())
             except Error:
                 pass
+        local = self._local
+        self._local_wanted = False
+        self._local = None
+        if local is not None:
+            local.close()
         self._outgoing.put(None)
         self._finish("ffibox session closed")
         with self._lock:
@@ -213,6 +324,12 @@ class SessionStream:
                         if event.kind == pb.SessionEvent.WORKER_OUTPUT:
                             self._deliver_output(event)
                             continue
+                        if event.kind == pb.SessionEvent.WORKER_LOST:
+                            with self._loss:
+                                if response.generation >= self._lost_generation:
+                                    self._lost_generation = response.generation
+                                    self._lost_error = event.error
+                                self._loss.notify_all()
                         if event.kind == pb.SessionEvent.LIMIT_REACHED:
                             # Before the reply of the call during which it bit.
                             sys.stderr.write("ffibox: the library hit a limit of its worker: "
@@ -250,3 +367,5 @@ class SessionStream:
             pending.event.set()
             if pending.notify is not None:
                 pending.notify.put(None)
+        with self._loss:
+            self._loss.notify_all()

@@ -119,7 +119,7 @@ class Client:
                 require_jail: Optional[Iterable[str]] = None,
                 env: Optional[Dict[str, str]] = None,
                 scratch_directory: Optional[bool] = None,
-                idle_cpu_percent: int = 0) -> "Session":
+                idle_cpu_percent: int = 0, same_host: Optional[bool] = None) -> "Session":
         """A new session (its own worker). `timeout`: default per-call deadline in seconds;
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
@@ -130,11 +130,14 @@ class Client:
         `scratch_directory`: ask for a writable directory the library sees at the path in
         `Session.scratch_directory` (removed with the session; default: $FFIBOX_SCRATCH is 1);
         `idle_cpu_percent`: the CPU share (1..100 % of one CPU) the worker keeps while no
-        call is in flight, for libraries with background threads (default: the server's).
+        call is in flight, for libraries with background threads (default: the server's);
+        `same_host`: send calls to the worker over a same-host shared-memory channel instead
+        of gRPC (unix-socket addresses only, else ffibox.Error FAILED_PRECONDITION; default:
+        $FFIBOX_SAME_HOST is 1 and the address is a unix socket).
         """
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
                        require_jail=require_jail, env=env, scratch_directory=scratch_directory,
-                       idle_cpu_percent=idle_cpu_percent)
+                       idle_cpu_percent=idle_cpu_percent, same_host=same_host)
 
     def close(self) -> None:
         """Closes the channel (sessions made from it end)."""
@@ -154,7 +157,8 @@ class Session:
                  memory_limit: Optional[int] = None, restart: bool = True,
                  require_jail: Optional[Iterable[str]] = None,
                  env: Optional[Dict[str, str]] = None,
-                 scratch_directory: Optional[bool] = None, idle_cpu_percent: int = 0) -> None:
+                 scratch_directory: Optional[bool] = None, idle_cpu_percent: int = 0,
+                 same_host: Optional[bool] = None) -> None:
         if env is None:
             env = client.env
         if scratch_directory is None:
@@ -193,6 +197,16 @@ class Session:
                            ", ".join(self.jail_layers) or "none",
                            "; waived: " + "; ".join(self.waived_jail_layers)
                            if self.waived_jail_layers else ""), "JAIL_UNAVAILABLE")
+        if same_host is None:
+            # Where it can be had: a unix socket is on this host.
+            same_host = (os.environ.get("FFIBOX_SAME_HOST", "") == "1" and
+                         client.address.startswith("unix:"))
+        if same_host:
+            try:
+                self.stream.enable_local(opened.call_timeout_ms / 1000.0)
+            except Error:
+                self.stream.close()
+                raise
         # ctypes' layouts of the types calls use, checked against the worker's.
         self.layouts = LayoutCheck(self.stream)
         # The worker's memory, by request.

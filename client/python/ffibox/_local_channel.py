@@ -1,0 +1,392 @@
+"""The client's end of a same-host channel (docs/protocol.md, "The same-host channel").
+
+Calls go to the session's worker through shared memory instead of gRPC: a memfd holding two
+single-producer single-consumer byte rings (core/shm_channel.h, whose layout this module
+reads: a header page, then the rings' data), fetched from ffiboxd's door with the token the
+session's `open_local_channel` answer carries. The client is the channel's creator end: it
+writes the first ring and reads the second.
+
+Everything in the shared memory may be written by the worker at any time, so, as the C++
+end does: positions read from it are checked before use (an impossible one ends the channel),
+bytes are copied out before they are parsed, a frame's announced length is capped, and an
+answer is used only if it passes the broker's own check of a call's answer
+(`check_call_answer`, core/call_answer.h). Anything else raises `Error` (INTERNAL), and the
+caller stops using the channel.
+
+Waiting: a short spin, then a futex sleep on the ring's `waiting` word (announced as 1, then
+the position looked at again), as the worker's end expects; each sleep is bounded
+(`_LONGEST_SLEEP`). Publishing a position is followed by a full fence and a look at the
+worker's `waiting` word, and a FUTEX_WAKE only when it announced a sleep.
+"""
+import ctypes
+import fcntl
+import mmap
+import os
+import socket
+import struct
+import threading
+import time
+from typing import Optional
+
+from ffibox._stubs import pb
+from ffibox._unix_server_check import check_unix_server
+from ffibox.errors import Error
+
+_MAGIC = 0x632d786f62666666  # "ffibox-c"
+_VERSION = 1
+_CONTROL_BYTES = 4096
+_MIN_RING, _MAX_RING = 4 << 10, 256 << 20
+_REQUIRED_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+_REFUSED_SEALS = fcntl.F_SEAL_WRITE | getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x10)
+# The two rings' lines (each 64 bytes) start at 64: ring 0 (the creator writes it), ring 1.
+_RING_LINES = 64
+_RING_STRIDE = 128
+_HEAD, _PRODUCER_CLOSED, _PRODUCER_WAITING = 0, 8, 12
+_TAIL, _CONSUMER_CLOSED, _CONSUMER_WAITING = 64, 72, 76
+
+_SPIN_SECONDS = 50e-6
+_LONGEST_SLEEP = 0.05
+# An answer carries at most the call's OUT/INOUT blocks, a few words per pointer in them and a
+# bounded rest; and once started it must keep coming.
+MAX_ANSWER_BYTES = 1 << 30
+_ANSWER_ALLOWANCE = 1 << 20
+_ANSWER_PROGRESS = 10.0
+# The status word the worker sets when it closes the channel itself (core/local_channel.h).
+_STATUS_WORDS = _CONTROL_BYTES // 2
+_CLOSED_WORD = 3
+_CLOSED_BY_WORKER = 1
+
+_SYS_FUTEX = 202  # x86-64
+_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+# Acquiring a lock is an atomic read-modify-write, a full memory barrier: between announcing
+# a sleep and looking at the position again, the announcement must be visible first.
+_fence_lock = threading.Lock()
+
+
+def _fence() -> None:
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+class NotSent(Error):
+    """The request did not reach the worker whole: the call did not run."""
+
+
+def _internal(why: str) -> Error:
+    return Error("INTERNAL: the same-host channel: %s" % why, "INTERNAL")
+
+
+def _unavailable(why: str) -> Error:
+    return Error("UNAVAILABLE: the same-host channel: %s" % why, "UNAVAILABLE")
+
+
+def _fetch_memfd(door_path: str, token: bytes, timeout: float) -> int:
+    """The memfd the door at `door_path` hands over for `token` (after checking the door
+    belongs to this user or root, as ffiboxd's own socket is checked)."""
+    check_unix_server("unix:" + door_path, timeout)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as door:
+        door.settimeout(timeout)
+        try:
+            door.connect(door_path)
+            door.sendall(token)
+            tag, fds, _, _ = socket.recv_fds(door, 8, 4)
+        except OSError as error:
+            raise _unavailable("the door %s: %s" % (door_path, error)) from None
+    if len(fds) != 1 or len(tag) != 8:
+        for fd in fds:
+            os.close(fd)
+        raise _unavailable("the door %s handed over no channel" % door_path)
+    return fds[0]
+
+
+class LocalChannel:
+    """The client's end of one same-host channel. One call at a time (`exchange` holds the
+    channel's lock); `close` from any thread."""
+
+    def __init__(self, opened, timeout: float = 5.0) -> None:
+        self.generation = opened.generation
+        self._max_request = opened.max_request_bytes
+        fd = _fetch_memfd(opened.door_path, opened.token, timeout)
+        try:
+            self._map(fd)
+        finally:
+            os.close(fd)
+        self._lock = threading.Lock()
+        self._head = 0       # bytes this end wrote into ring 0
+        self._seen_tail = 0  # the worker's last checked read position in it
+        self._tail = 0       # bytes this end read from ring 1
+        self._seen_head = 0  # the worker's last checked write position in it
+        self._closed = False
+
+    def _map(self, fd: int) -> None:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        if seals & _REQUIRED_SEALS != _REQUIRED_SEALS or seals & _REFUSED_SEALS:
+            raise _internal("the memfd is not sealed as a channel must be")
+        size = os.fstat(fd).st_size
+        if size < _CONTROL_BYTES or size > _CONTROL_BYTES + 2 * _MAX_RING:
+            raise _internal("a memfd of %d bytes" % size)
+        self._map_bytes = mmap.mmap(fd, size)
+        magic, version, ring = struct.unpack_from("<QII", self._map_bytes, 0)
+        if (magic != _MAGIC or version != _VERSION or not _MIN_RING <= ring <= _MAX_RING or
+                ring & (ring - 1) or _CONTROL_BYTES + 2 * ring != size):
+            self._map_bytes.close()
+            raise _internal("no channel header of this version")
+        self._ring = ring
+        m = self._map_bytes
+
+        def word(ring_index, offset, kind):
+            return kind.from_buffer(m, _RING_LINES + ring_index * _RING_STRIDE + offset)
+
+        # Ring 0: this end produces; ring 1: this end consumes.
+        self._out_head = word(0, _HEAD, ctypes.c_uint64)
+        self._out_closed = word(0, _PRODUCER_CLOSED, ctypes.c_uint32)
+        self._out_waiting = word(0, _PRODUCER_WAITING, ctypes.c_uint32)
+        self._peer_tail = word(0, _TAIL, ctypes.c_uint64)
+        self._peer_reader_closed = word(0, _CONSUMER_CLOSED, ctypes.c_uint32)
+        self._peer_reader_waiting = word(0, _CONSUMER_WAITING, ctypes.c_uint32)
+        self._peer_head = word(1, _HEAD, ctypes.c_uint64)
+        self._peer_writer_closed = word(1, _PRODUCER_CLOSED, ctypes.c_uint32)
+        self._peer_writer_waiting = word(1, _PRODUCER_WAITING, ctypes.c_uint32)
+        self._in_tail = word(1, _TAIL, ctypes.c_uint64)
+        self._in_closed = word(1, _CONSUMER_CLOSED, ctypes.c_uint32)
+        self._in_waiting = word(1, _CONSUMER_WAITING, ctypes.c_uint32)
+        self._closed_word = ctypes.c_uint64.from_buffer(m, _STATUS_WORDS + 8 * _CLOSED_WORD)
+        self._out_data = _CONTROL_BYTES
+        self._in_data = _CONTROL_BYTES + ring
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _wake(word) -> None:
+        word.value = 0
+        _syscall(_SYS_FUTEX, ctypes.byref(word), _FUTEX_WAKE, 0x7fffffff, None, None, 0)
+
+    @classmethod
+    def _wake_if_asleep(cls, word) -> None:
+        """After publishing a position: wakes the worker if it announced a sleep on `word`.
+        The fence orders the publication before the look, as the worker orders its
+        announcement before its look at the position, so one of the two sees the other's."""
+        _fence()
+        if word.value:
+            cls._wake(word)
+
+    def _wait(self, word, ready, deadline: float) -> None:
+        """Until `ready()`, spinning, then sleeping on `word` (this end's waiting word)."""
+        spin_until = time.monotonic() + _SPIN_SECONDS
+        while not ready():
+            now = time.monotonic()
+            if now >= deadline:
+                raise Error("DEADLINE_EXCEEDED: the same-host channel's deadline passed",
+                            "DEADLINE_EXCEEDED")
+            if now < spin_until:
+                continue
+            word.value = 1
+            _fence()
+            if ready():
+                break
+            left = min(deadline - now, _LONGEST_SLEEP)
+            pause = _Timespec(int(left), int((left - int(left)) * 1e9))
+            _syscall(_SYS_FUTEX, ctypes.byref(word), _FUTEX_WAIT, 1, ctypes.byref(pause), None,
+                     0)
+        word.value = 0
+
+    # -- the worker's positions, checked ---------------------------------------------------
+
+    def _checked_peer_tail(self) -> int:
+        tail = self._peer_tail.value
+        if tail < self._seen_tail or tail > self._head:
+            self._break("the worker's read position %d is impossible" % tail)
+        self._seen_tail = tail
+        return tail
+
+    def _checked_peer_head(self) -> int:
+        head = self._peer_head.value
+        if head < self._seen_head or head > self._tail + self._ring:
+            self._break("the worker's write position %d is impossible" % head)
+        self._seen_head = head
+        return head
+
+    def _break(self, why: str) -> None:
+        self.close()
+        raise _internal(why)
+
+    # -- bytes -----------------------------------------------------------------------------
+
+    def _write(self, data: bytes, deadline: float) -> None:
+        ring, m = self._ring, self._map_bytes
+        done = 0
+        while done < len(data):
+            if self._closed:
+                raise _unavailable("closed")
+            if self._peer_reader_closed.value:
+                raise _unavailable("the worker's end is closed")
+            room = ring - (self._head - self._checked_peer_tail())
+            if room == 0:
+                self._wait(self._out_waiting,
+                           lambda: (self._peer_tail.value != self._seen_tail or
+                                    self._peer_reader_closed.value != 0),
+                           deadline)
+                continue
+            size = min(room, len(data) - done)
+            offset = self._head & (ring - 1)
+            first = min(size, ring - offset)
+            at = self._out_data
+            m[at + offset:at + offset + first] = data[done:done + first]
+            if size > first:
+                m[at:at + size - first] = data[done + first:done + size]
+            self._head += size
+            done += size
+            self._out_head.value = self._head
+            self._wake_if_asleep(self._peer_reader_waiting)
+
+    def _read_frame(self, deadline: float, max_bytes: int) -> bytes:
+        """One frame's payload: a 4-byte little-endian length (at most `max_bytes`), then
+        that many bytes, taken as they become available."""
+        ring, m = self._ring, self._map_bytes
+        received = bytearray()
+        wanted = 4
+        while len(received) < wanted:
+            writer_closed = self._peer_writer_closed.value != 0
+            available = self._checked_peer_head() - self._tail
+            if available == 0:
+                if writer_closed or self._closed:
+                    raise _unavailable("the worker's end is closed")
+                stall = deadline if not received else min(
+                    deadline, time.monotonic() + _ANSWER_PROGRESS)
+                try:
+                    self._wait(self._in_waiting,
+                               lambda: (self._peer_head.value != self._tail or
+                                        self._peer_writer_closed.value != 0),
+                               stall)
+                except Error:
+                    if received and time.monotonic() < deadline:
+                        self._break("the worker's answer stalled")
+                    raise
+                continue
+            take = min(available, wanted - len(received))
+            offset = self._tail & (ring - 1)
+            first = min(take, ring - offset)
+            at = self._in_data
+            received += m[at + offset:at + offset + first]
+            if take > first:
+                received += m[at:at + take - first]
+            self._tail += take
+            self._in_tail.value = self._tail
+            self._wake_if_asleep(self._peer_writer_waiting)
+            if wanted == 4 and len(received) >= 4:
+                length, = struct.unpack_from("<I", received, 0)
+                if length > max_bytes:
+                    self._break("an answer of %d bytes, more than the call can return" % length)
+                wanted = 4 + length
+        return bytes(received[4:])
+
+    # -- calls -----------------------------------------------------------------------------
+
+    @property
+    def closed_by_worker(self) -> bool:
+        """Whether the worker closed the channel itself (it was not lost)."""
+        return not self._map_bytes.closed and self._closed_word.value == _CLOSED_BY_WORKER
+
+    def exchange(self, request, deadline: float):
+        """Sends `request` (a top-level call with its id) and returns the worker's checked
+        answer (a pb.Response, its generation the channel's). Raises NotSent when the request
+        could not be sent whole (the channel had ended: the call did not run), else Error:
+        UNAVAILABLE when the channel ended after (the worker was lost, or closed it:
+        `closed_by_worker`), DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED for a request over the
+        session's size limit, INTERNAL for an answer that fails the checks or stalls."""
+        payload = request.SerializeToString()
+        if self._max_request and len(payload) > self._max_request:
+            raise Error("RESOURCE_EXHAUSTED: request of %d bytes exceeds the limit of %d bytes"
+                        % (len(payload), self._max_request), "RESOURCE_EXHAUSTED")
+        returned = sum(_block_size(block) for block in request.call.blocks
+                       if block.direction != pb.IN)
+        with self._lock:
+            try:
+                self._write(struct.pack("<I", len(payload)) + payload, deadline)
+            except Error as error:
+                raise NotSent(str(error), error.code) from None
+            answer = self._read_frame(
+                deadline, min(MAX_ANSWER_BYTES, 4 * returned + _ANSWER_ALLOWANCE))
+        response = pb.Response()
+        try:
+            response.ParseFromString(answer)
+        except Exception:  # google.protobuf.message.DecodeError
+            raise _internal("the worker's answer does not parse") from None
+        why = check_call_answer(request, response)
+        if why is not None:
+            raise _internal("the worker's answer %s" % why)
+        response.generation = self.generation
+        return response
+
+    def close(self) -> None:
+        """Tells the worker this end is done (it stops reading this channel)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._out_closed.value = 1
+        self._in_closed.value = 1
+        self._wake(self._peer_reader_waiting)
+        self._wake(self._peer_writer_waiting)
+
+
+_BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE")
+
+
+def _block_size(block) -> int:
+    return block.size if block.size else len(block.data)
+
+
+def check_call_answer(request, response) -> Optional[str]:
+    """Why `response` cannot be the worker's answer to the call `request`, else None: the
+    checks of core/call_answer.h (CheckErrorCode, CheckCallResult), as the broker applies
+    them to every worker's answer."""
+    if response.id != request.id:
+        return "answers request %d, not %d" % (response.id, request.id)
+    if response.HasField("error"):
+        code = response.error.code
+        name = pb.ErrorCode.Name(code) if code in pb.ErrorCode.values() else None
+        if name is None or code == 0 or name in _BROKER_ONLY_CODES:
+            return "has error code %d, which the worker may not report" % code
+        if response.WhichOneof("result") is not None:
+            return "carries both an error and a result"
+        if response.error.HasField("batch_index"):
+            return "names a batch call"
+        return None
+    if response.WhichOneof("result") != "call":
+        return "carries no call result"
+    blocks = request.call.blocks
+    if not blocks:  # the common case: nothing may come back but the result
+        if response.call.blocks or response.call.kept:
+            return "returns blocks the call did not send"
+        return None
+    sizes = [_block_size(block) for block in blocks]
+    seen = set()
+    for returned in response.call.blocks:
+        index = returned.block
+        if (index >= len(blocks) or index in seen or blocks[index].direction == pb.IN or
+                len(returned.data) != sizes[index]):
+            return "returns block %d, which was not sent back or not with its size" % index
+        seen.add(index)
+        next_offset = 0
+        for pointer in returned.pointers:
+            offset = pointer.offset
+            if offset % 8 or offset < next_offset or offset + 8 > sizes[index]:
+                return "reports a pointer at offset %d of block %d" % (offset, index)
+            next_offset = offset + 8
+            target = pointer.target
+            if target.block >= len(blocks) or target.offset > sizes[target.block]:
+                return "reports a pointer outside the call's blocks"
+    kept = [i for i, block in enumerate(blocks) if block.keep]
+    if [k.block for k in response.call.kept] != kept or any(
+            k.address.address == 0 for k in response.call.kept):
+        return "reports other kept blocks than the call kept"
+    return None

@@ -1,0 +1,49 @@
+// What the broker, a worker and a client agree on about a same-host channel
+// (worker_protocol.proto, LocalChannel): its size and the status words of a call in progress.
+#ifndef FFIBOX_CORE_LOCAL_CHANNEL_H_
+#define FFIBOX_CORE_LOCAL_CHANNEL_H_
+
+#include <time.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace ffibox {
+
+// Each ring of a same-host channel (a larger call streams through it).
+inline constexpr size_t kLocalChannelRingBytes = size_t{256} << 10;
+
+// The status words (ShmChannel::StoreStatusWord) the worker keeps while it runs a call from
+// the channel: when it started (LocalClockNanos, never 0), the function's handle and the
+// call's own timeout_ms (0: the session's); all 0 when no call runs. Written by the worker
+// (and writable by the client), so untrusted: the broker only uses them to kill the worker.
+inline constexpr int kLocalBusySinceWord = 0;
+inline constexpr int kLocalBusyFunctionWord = 1;
+inline constexpr int kLocalBusyTimeoutWord = 2;
+// Set by the worker when it closes the channel itself (kLocalClosed*), so that a client that
+// reads end of stream knows its worker was not lost.
+inline constexpr int kLocalClosedWord = 3;
+inline constexpr uint64_t kLocalClosedByWorker = 1;
+
+// How long a frame may go without progress once its first bytes arrived, and how long a
+// reply may wait for the client to make room, before the worker closes the channel.
+inline constexpr absl::Duration kLocalFrameArrival = absl::Seconds(1);
+inline constexpr absl::Duration kLocalReplyDeparture = absl::Seconds(10);
+
+// How long the worker may spin for a client's next call before it sleeps (ShmChannel::
+// SetLongestReadSpin): long enough to catch the next call of a client that does some work
+// between calls (the Python client takes about 30 µs), short against a call's cost.
+inline constexpr absl::Duration kLocalLongestSpin = absl::Microseconds(100);
+
+// The clock of the busy words, the same in every process of the host.
+inline uint64_t LocalClockNanos() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
+}
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_LOCAL_CHANNEL_H_

@@ -1,0 +1,163 @@
+"""The same-host channel from Python (docs/protocol.md, "The same-host channel"): calls go
+to the worker through shared memory, with a real ffiboxd and jailed worker; a crash, an
+overrun and callbacks behave as over gRPC; `FFIBOX_SAME_HOST=1` turns it on for the
+one-import swap; a TCP client is refused it; a hostile answer is refused, never used.
+"""
+import os
+import signal
+import textwrap
+import time
+
+import pytest
+
+import ffibox
+from conftest import TEST_LIB, Certificates, Server, run_script
+from ffibox import _local_channel
+from ffibox import ctypes as ct
+from ffibox._stubs import pb
+
+
+TOKEN = "same-host-test-token-0123456789abcdef"
+
+
+@pytest.fixture
+def client(server):
+    c = ffibox.connect(server.address)
+    yield c
+    c.close()
+
+
+def test_calls_give_what_they_give_over_the_stream(client):
+    results = []
+    for same_host in (False, True):
+        with client.session(same_host=same_host) as session:
+            assert session.stream.local_enabled == same_host
+            libm = session.CDLL("libm.so.6")
+            libm.cos.restype = ct.c_double
+            libm.cos.argtypes = [ct.c_double]
+            libc = session.CDLL("libc.so.6")
+            buffer = ct.create_string_buffer(b"x" * 10, 700000)  # past a ring
+            libc.memset(buffer, 0x41, 600000)
+            lib = session.CDLL(TEST_LIB)
+            out = ct.c_char_p()
+            lib.out_malloced_string(ct.byref(out))
+            results.append((libm.cos(0.5), buffer.raw[599998:600002], out.value,
+                            [lib.add_int(i, 1) for i in range(100)]))
+            assert session.stream.local_enabled == same_host
+    assert results[0] == results[1]
+    assert results[1][1] == b"AA\0\0"
+
+
+def test_a_crash_is_worker_crashed_and_the_next_worker_gets_a_channel(client):
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        assert lib.counter_next() == 1
+        with pytest.raises(ffibox.WorkerCrashed) as crash:
+            lib.crash_null_deref()
+        assert crash.value.signal == signal.SIGSEGV
+        assert crash.value.function == "crash_null_deref"
+        assert not session.stream.local_enabled
+        assert lib.counter_next() == 1  # a fresh worker, reached through the stream
+        assert session.stream.local_enabled  # and a channel to it for the calls after
+        assert lib.counter_next() == 2
+
+
+def test_the_broker_ends_a_call_past_its_timeout(client):
+    with client.session(timeout=0.5, same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        lib.spin_cpu_seconds.argtypes = [ct.c_int]
+        started = time.monotonic()
+        with pytest.raises(ffibox.CallTimeout) as overrun:
+            lib.spin_cpu_seconds(60)
+        assert time.monotonic() - started < 3  # not the client's own wait (timeout + 5 s)
+        assert "spin_cpu_seconds" in str(overrun.value)
+        assert lib.add_int(2, 3) == 5
+
+
+def test_callbacks_run_during_a_call_on_the_channel(client):
+    with client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))(
+            lambda a, b: a[0] - b[0])
+        values = (ct.c_int * 6)(5, 1, 4, 2, 6, 3)
+        libc.qsort(values, 6, ct.sizeof(ct.c_int), compare)
+        assert list(values) == [1, 2, 3, 4, 5, 6]
+        assert session.stream.local_enabled
+
+
+def test_the_one_import_swap_uses_the_channel_with_ffibox_same_host(server):
+    script = textwrap.dedent("""
+        import os, sys
+        os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
+        os.environ["FFIBOX_SAME_HOST"] = "1"
+        from ffibox import ctypes
+        libm = ctypes.CDLL("libm.so.6")
+        libm.cos.restype = ctypes.c_double
+        libm.cos.argtypes = [ctypes.c_double]
+        print(libm.cos(0.0), libm.session.stream.local_enabled)
+    """)
+    result = run_script(script, server.address)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1.0", "True"]
+
+
+def test_a_client_over_tcp_is_refused_a_channel(tmp_path):
+    certificates = Certificates(tmp_path)
+    with open(certificates.path("ffiboxd.conf"), "w") as conf:
+        conf.write('identities { name: "tenant" bearer_token: "%s" }\n' % TOKEN)
+    server = Server("--config=" + certificates.path("ffiboxd.conf"), tls=certificates)
+    try:
+        client = ffibox.connect(server.tcp_address, timeout=5, token=TOKEN,
+                                root_certificates=certificates.ca_pem)
+        with pytest.raises(ffibox.Error) as refused:
+            client.session(same_host=True)
+        assert refused.value.code == "FAILED_PRECONDITION"
+        assert "unix-socket" in str(refused.value)
+        # FFIBOX_SAME_HOST asks for it only where it can be had.
+        os.environ["FFIBOX_SAME_HOST"] = "1"
+        try:
+            with client.session() as session:
+                assert not session.stream.local_enabled
+                assert session.CDLL(TEST_LIB).add_int(1, 2) == 3
+        finally:
+            del os.environ["FFIBOX_SAME_HOST"]
+        client.close()
+    finally:
+        server.stop()
+
+
+def call_with_blocks():
+    request = pb.Request(id=7)
+    request.call.function = 3
+    request.call.blocks.add(data=b"\0" * 16, direction=pb.INOUT)
+    request.call.blocks.add(data=b"\0" * 8, direction=pb.IN)
+    request.call.blocks.add(size=8, direction=pb.OUT, keep=True)
+    return request
+
+
+def good_answer():
+    response = pb.Response(id=7)
+    response.call.blocks.add(block=0, data=b"\1" * 16)
+    response.call.blocks.add(block=2, data=b"\2" * 8)
+    response.call.kept.add(block=2).address.address = 0x1000
+    return response
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda r: setattr(r, "id", 8),
+    lambda r: r.error.CopyFrom(pb.Error(code=pb.WORKER_CRASHED)),
+    lambda r: r.call.blocks.add(block=1, data=b"\0" * 8),       # an IN block comes back
+    lambda r: setattr(r.call.blocks[0], "data", b"\1" * 17),     # not its size
+    lambda r: r.call.blocks.add(block=0, data=b"\1" * 16),       # twice
+    lambda r: r.call.blocks[0].pointers.add(offset=12),          # not 8-aligned
+    lambda r: r.call.blocks[0].pointers.add(offset=8).target.CopyFrom(
+        pb.BlockRef(block=5)),                                   # outside the call's blocks
+    lambda r: r.call.ClearField("kept"),                         # a kept block unreported
+    lambda r: setattr(r.call.kept[0].address, "address", 0),
+])
+def test_a_hostile_answer_is_refused(spoil):
+    request = call_with_blocks()
+    assert _local_channel.check_call_answer(request, good_answer()) is None
+    answer = good_answer()
+    spoil(answer)
+    assert _local_channel.check_call_answer(request, answer) is not None
