@@ -66,7 +66,8 @@ struct SessionOptions {
   // Calls go to the worker over a same-host shared-memory channel instead of gRPC (on a
   // unix-socket address only; docs/protocol.md, "The same-host channel"); the rest of the
   // session stays on gRPC. Open fails with the reason when the channel cannot be set up.
-  // After a worker is lost, calls go through gRPC again (EnableSameHost turns it back on).
+  // After a worker is lost, the next call goes through gRPC (which starts the next worker),
+  // and the calls after it over a channel to that worker.
   bool same_host = false;
 };
 
@@ -90,7 +91,8 @@ class Session {
   // (SessionOptions::same_host); starts the worker if there is none. FAILED_PRECONDITION off a
   // unix-socket address, the door's error when the channel cannot be fetched.
   absl::Status EnableSameHost();
-  // Whether calls go over the same-host channel now (false after its worker was lost).
+  // Whether calls go over the same-host channel now (false from a worker's loss until the
+  // next worker answered a call).
   bool same_host() const;
 
   // Sends any request (its id is assigned here) and waits for the matching response; a

@@ -156,6 +156,16 @@ std::optional<InFlightRequests::Culprit> InFlightRequests::FindOverdue(absl::Tim
   return std::nullopt;
 }
 
+bool InFlightRequests::PostponeTopLevelHead(uint64_t sequence, absl::Time now) {
+  auto top = scopes_.find(0);
+  if (top == scopes_.end() || top->second.queue.empty()) return false;
+  PendingRequest& head = top->second.queue.front();
+  if (head.sequence != sequence || head.postponed) return false;
+  head.postponed = true;
+  top->second.head_deadline = now + head.timeout;
+  return true;
+}
+
 InFlightRequests::Culprit InFlightRequests::InnermostRunning() const {
   Culprit culprit;
   int depth = -1;

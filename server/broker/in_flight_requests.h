@@ -103,6 +103,10 @@ class InFlightRequests {
   absl::Time NextDeadline() const;
   // What is past its deadline at `now`, if anything.
   std::optional<Culprit> FindOverdue(absl::Time now) const;
+  // Restarts the deadline of the top-level head, when it is request `sequence`, at `now`:
+  // once per request (the worker was running something else, a call from the same-host
+  // channel, when its clock started). Whether it did.
+  bool PostponeTopLevelHead(uint64_t sequence, absl::Time now);
   // The request the worker was most likely executing: the head of the most deeply nested
   // scope; an empty culprit when nothing is in flight.
   Culprit InnermostRunning() const;

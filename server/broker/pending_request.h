@@ -48,6 +48,8 @@ struct PendingRequest {
     std::unique_ptr<ShmChannel> worker_end;
   };
   std::shared_ptr<LocalChannelSetup> local_channel;
+  // Its deadline was restarted once already (InFlightRequests::PostponeTopLevelHead).
+  bool postponed = false;
   // Non-zero: the request is only valid on this worker generation (calls of functions
   // resolved by address); on any other, it fails with STALE_HANDLE instead of being sent.
   uint64_t required_generation = 0;

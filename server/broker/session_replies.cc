@@ -39,6 +39,12 @@ std::optional<Session::Culprit> Session::Overdue(absl::Time now) {
   {
     absl::MutexLock lock(&mu_);
     overdue = requests_.FindOverdue(now);
+    // A top-level request overdue while the worker runs a call from the same-host channel
+    // has been waiting for that call, not running: its clock starts again (once).
+    if (overdue.has_value() && LocalCall().has_value() &&
+        requests_.PostponeTopLevelHead(overdue->sequence, now)) {
+      overdue = requests_.FindOverdue(now);
+    }
     if (!overdue.has_value() && local_worker_end_ != nullptr && LocalCallDeadline() <= now) {
       overdue = LocalCall();
     }

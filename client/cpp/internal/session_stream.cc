@@ -88,12 +88,26 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request) {
 }
 
 absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request) {
-  if (request->has_call() && request->invocation() == 0 && !callbacks_.OnCallbackThread()) {
+  const bool local_call =
+      request->has_call() && request->invocation() == 0 && !callbacks_.OnCallbackThread();
+  if (local_call) {
     std::optional<absl::StatusOr<v1::Response>> local = ExchangeLocally(request);
     if (local.has_value()) return *std::move(local);
   }
   std::future<absl::StatusOr<v1::Response>> answer = SendAsync(request);
-  return callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
+  absl::StatusOr<v1::Response> response =
+      callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
+  // After a loss: once the next worker answered a call, a channel to it.
+  if (local_call && local_wanted_.load() && !local_enabled_.load() && response.ok() &&
+      !response->has_error()) {
+    absl::Duration timeout;
+    {
+      absl::MutexLock local_lock(&local_mu_);
+      timeout = local_call_timeout_;
+    }
+    if (!EnableLocalPath(timeout).ok()) local_wanted_.store(false);
+  }
+  return response;
 }
 
 absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
@@ -130,6 +144,7 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout) {
   local_ = *std::move(local);
   local_call_timeout_ = call_timeout;
   local_enabled_.store(true);
+  local_wanted_.store(true);
   return absl::OkStatus();
 }
 
@@ -163,6 +178,12 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::R
     failure = response.status();
     local_.reset();
     local_enabled_.store(false);
+    // Only a loss is followed by a channel to the next worker; a worker that answers wrongly,
+    // late or not at all, or closed the channel itself, gets none again.
+    if (!absl::IsFailedPrecondition(failure) &&
+        (!absl::IsUnavailable(failure) || closed_by_worker)) {
+      local_wanted_.store(false);
+    }
   }
   // Not sent whole: the call did not run; it goes through the broker like any other.
   if (absl::IsFailedPrecondition(failure)) return std::nullopt;

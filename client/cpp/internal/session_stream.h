@@ -80,9 +80,9 @@ class SessionStream {
   // each waiting at most `call_timeout` plus a margin (the broker kills a call that overruns
   // the session's timeout, and its loss then ends the wait). A call that finds the channel
   // ended (its worker lost) fails with the loss the broker reports (WORKER_CRASHED,
-  // CALL_TIMEOUT, ...), and later calls go through the broker (which starts the next worker)
-  // until this is called again. The server's refusal (FAILED_PRECONDITION off a unix socket)
-  // or the door's failure is returned.
+  // CALL_TIMEOUT, ...); the next call goes through the broker (which starts the next worker),
+  // and once it is answered a channel to that worker is opened. The server's refusal
+  // (FAILED_PRECONDITION off a unix socket) or the door's failure is returned.
   absl::Status EnableLocalPath(absl::Duration call_timeout);
   // Whether calls go through a same-host channel now.
   bool local_path_enabled() const;
@@ -153,6 +153,7 @@ class SessionStream {
   std::unique_ptr<LocalPath> local_ ABSL_GUARDED_BY(local_mu_);
   absl::Duration local_call_timeout_ ABSL_GUARDED_BY(local_mu_);
   std::atomic<bool> local_enabled_{false};  // local_ != nullptr, read without the lock
+  std::atomic<bool> local_wanted_{false};   // open a channel to the next worker after a loss
 
   absl::Mutex close_mu_;  // makes Close idempotent and safe from several threads
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;
