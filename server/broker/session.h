@@ -149,9 +149,13 @@ class Session : private WorkerSupervisor::Listener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks and records a CallbackInvoke from the worker.
   absl::Status AcceptInvoke(const v1::CallbackInvoke& invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The call the worker says it runs from the same-host channel (its function and timeout),
-  // or nothing.
-  std::optional<Culprit> LocalCall() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The call the worker says it runs from the same-host channel: its function and timeout,
+  // and when that timeout passes; or nothing.
+  struct LocalCallSnapshot {
+    Culprit culprit;
+    absl::Time deadline;
+  };
+  std::optional<LocalCallSnapshot> LocalCall() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When the reader must next look at the same-host channel's call (its deadline, or soon
   // when none runs). Requires a channel.
   absl::Time LocalCallDeadline() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

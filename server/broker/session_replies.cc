@@ -39,14 +39,15 @@ std::optional<Session::Culprit> Session::Overdue(absl::Time now) {
   {
     absl::MutexLock lock(&mu_);
     overdue = requests_.FindOverdue(now);
+    const std::optional<LocalCallSnapshot> local = LocalCall();
     // A top-level request overdue while the worker runs a call from the same-host channel
     // has been waiting for that call, not running: its clock starts again (once).
-    if (overdue.has_value() && LocalCall().has_value() &&
+    if (overdue.has_value() && local.has_value() &&
         requests_.PostponeTopLevelHead(overdue->sequence, now)) {
       overdue = requests_.FindOverdue(now);
     }
-    if (!overdue.has_value() && local_worker_end_ != nullptr && LocalCallDeadline() <= now) {
-      overdue = LocalCall();
+    if (!overdue.has_value() && local.has_value() && local->deadline <= now) {
+      overdue = local->culprit;
     }
     // Calls on the same-host channel pass no reply here: the limits that bit during them are
     // told at the reader's next look instead.
@@ -69,37 +70,38 @@ void Session::ReportLimitHits(uint64_t generation, const std::vector<std::string
   }
 }
 
-absl::Time Session::LocalCallDeadline() {
-  // A call from the same-host channel is not among the requests: while one runs, its deadline
-  // is when it started plus its timeout; otherwise look again soon (an eighth of the
-  // session's timeout, within bounds), so a call that starts is not missed for long.
-  const absl::Time now = absl::Now();
-  std::optional<Culprit> running = LocalCall();
-  const uint64_t since = local_worker_end_->LoadStatusWord(kLocalBusySinceWord);
-  const uint64_t mono = LocalClockNanos();
-  if (!running.has_value() || since > mono) {
-    return now + std::clamp(call_timeout_ / 8, kLocalCheckMin, kLocalCheckMax);
-  }
-  return now - absl::Nanoseconds(mono - since) + running->timeout;
-}
-
-std::optional<Session::Culprit> Session::LocalCall() {
+std::optional<Session::LocalCallSnapshot> Session::LocalCall() {
   // Untrusted words: a worker (or its client) that lies only escapes its own timeout while
   // its client waits (the client's wait has a deadline of its own, and closing the session
-  // kills the worker), or gets its own worker killed.
-  if (local_worker_end_ == nullptr || local_worker_end_->LoadStatusWord(kLocalBusySinceWord) == 0) {
+  // kills the worker), or gets its own worker killed. They change as calls come and go, so
+  // they are taken as one snapshot: `since`, the others, `since` again, which must agree.
+  if (local_worker_end_ == nullptr) return std::nullopt;
+  const uint64_t since = local_worker_end_->LoadStatusWord(kLocalBusySinceWord);
+  const uint64_t timeout_ms = local_worker_end_->LoadStatusWord(kLocalBusyTimeoutWord);
+  const uint64_t function = local_worker_end_->LoadStatusWord(kLocalBusyFunctionWord);
+  const uint64_t mono = LocalClockNanos();
+  if (since == 0 || since > mono ||
+      local_worker_end_->LoadStatusWord(kLocalBusySinceWord) != since) {
     return std::nullopt;
   }
-  Culprit culprit;
-  const uint64_t timeout_ms = local_worker_end_->LoadStatusWord(kLocalBusyTimeoutWord);
-  culprit.timeout = timeout_ms == 0 ? call_timeout_
-                                    : std::min(absl::Milliseconds(static_cast<int64_t>(
-                                                   std::min<uint64_t>(timeout_ms, INT64_MAX / 2))),
-                                               config_.max_call_timeout);
-  const uint64_t function = local_worker_end_->LoadStatusWord(kLocalBusyFunctionWord);
+  LocalCallSnapshot call;
+  call.culprit.timeout = timeout_ms == 0
+                             ? call_timeout_
+                             : std::min(absl::Milliseconds(static_cast<int64_t>(
+                                            std::min<uint64_t>(timeout_ms, INT64_MAX / 2))),
+                                        config_.max_call_timeout);
   absl::StatusOr<const HandleTable::Function*> known = handles_.FindFunction(function);
-  culprit.label = known.ok() ? (*known)->symbol : "a call on the same-host channel";
-  return culprit;
+  call.culprit.label = known.ok() ? (*known)->symbol : "a call on the same-host channel";
+  call.deadline = absl::Now() - absl::Nanoseconds(mono - since) + call.culprit.timeout;
+  return call;
+}
+
+absl::Time Session::LocalCallDeadline() {
+  // While a call from the channel runs, its deadline; otherwise look again soon (an eighth
+  // of the session's timeout, within bounds), so a call that starts is not missed for long.
+  std::optional<LocalCallSnapshot> running = LocalCall();
+  if (running.has_value()) return running->deadline;
+  return absl::Now() + std::clamp(call_timeout_ / 8, kLocalCheckMin, kLocalCheckMax);
 }
 
 void Session::CloseLocalChannel() {
@@ -223,9 +225,9 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
     absl::MutexLock lock(&mu_);
     // A call from the same-host channel runs on the worker's main thread, before any queued
     // top-level request: it is what died, when the worker says one ran.
-    std::optional<Culprit> local = LocalCall();
+    const std::optional<LocalCallSnapshot> local = LocalCall();
     const Culprit blamed = culprit != nullptr  ? *culprit
-                           : local.has_value() ? *local
+                           : local.has_value() ? local->culprit
                                                : requests_.InnermostRunning();
     const std::string& last_label = requests_.last_label();
     failed = requests_.Drain(blamed);

@@ -108,7 +108,14 @@ TEST_F(MetricsTest, SessionsCallsAndLatencyAreCounted) {
   const std::string big(64 << 10, 'x');
   ASSERT_OK_AND_ASSIGN(size_t length, big_len(big.c_str()));
   EXPECT_EQ(length, big.size());
-  EXPECT_GE(Value("ffibox_relayed_bytes_total{direction=\"client_to_worker\"}"), down + big.size());
+  // Counted once the broker's write of the frame returned, which may be after the worker
+  // answered (the worker reads the frame as it is written).
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Value("ffibox_relayed_bytes_total{direction=\"client_to_worker\"}") >=
+               down + big.size();
+      },
+      absl::Seconds(5)));
 
   ASSERT_OK(session->Close());
   EXPECT_TRUE(WaitFor([this] { return Value("ffibox_sessions_open") == 0; }, absl::Seconds(10)));

@@ -90,13 +90,8 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(const v1::Request& request, abs
                        absl::StrCat("the worker's answer on the same-host channel ", why));
   };
   const ExpectedCallResult expected = ExpectedResultOf(request.call());
-  uint64_t returned = 0;
-  for (uint64_t size : expected.returned_block_sizes) {
-    if (size != ExpectedCallResult::kNotReturned) returned += size;
-  }
-  // Read as it arrives, within what the call may return.
-  FrameDecoder frames(static_cast<size_t>(
-      std::min<uint64_t>(kMaxLocalAnswerBytes, 4 * returned + kLocalAnswerAllowance)));
+  // Read as it arrives: the buffer grows only with what the worker sent.
+  FrameDecoder frames(kMaxLocalAnswerBytes);
   std::optional<FramePayload> frame;
   absl::Time stall = deadline;
   while (!frame.has_value()) {
@@ -105,7 +100,7 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(const v1::Request& request, abs
         [&frames](const char* untrusted, size_t size) { frames.Append(untrusted, size); });
     if (!taken.ok()) return taken.status();
     absl::StatusOr<std::optional<FramePayload>> next = frames.Next();
-    if (!next.ok()) return malformed("is longer than the call can return");
+    if (!next.ok()) return malformed(next.status().message());
     if (next->has_value()) {
       frame = **std::move(next);
       break;

@@ -22,11 +22,10 @@
 namespace ffibox {
 namespace client_internal {
 
-// The most bytes of one answer the client reads from the channel: a call's answer may carry
-// its OUT/INOUT blocks, a few words per pointer in them, and a bounded rest (the result, kept
-// blocks, an error), never more than kMaxLocalAnswerBytes.
+// The most bytes of one answer the client reads from the channel (a record returned by value
+// may be as large as a type may be); it is read as it arrives, so the client holds only what
+// the worker did send.
 inline constexpr size_t kMaxLocalAnswerBytes = size_t{1} << 30;
-inline constexpr size_t kLocalAnswerAllowance = size_t{1} << 20;
 // How long an answer that started may go without progress.
 inline constexpr absl::Duration kLocalAnswerProgress = absl::Seconds(10);
 
@@ -51,6 +50,12 @@ class LocalPath {
 
   // Whether the worker closed the channel itself (its worker was not lost).
   bool closed_by_worker() const;
+
+  // Whether `request` is larger than the worker reads from the channel (the broker refuses
+  // such a request the same way: send it there).
+  bool TooLarge(const v1::Request& request) const {
+    return max_request_bytes_ != 0 && request.ByteSizeLong() > max_request_bytes_;
+  }
 
  private:
   LocalPath(std::unique_ptr<ShmChannel> channel, const v1::LocalChannelOpened& opened)

@@ -105,7 +105,8 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request) {
       absl::MutexLock local_lock(&local_mu_);
       timeout = local_call_timeout_;
     }
-    if (!EnableLocalPath(timeout).ok()) local_wanted_.store(false);
+    // Another thread may have opened it meanwhile: EnableLocalPath looks again.
+    if (!EnableLocalPath(timeout, /*unless_enabled=*/true).ok()) local_wanted_.store(false);
   }
   return response;
 }
@@ -130,9 +131,10 @@ absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
                                   " without ", wanted != nullptr ? wanted->name() : "?"));
 }
 
-absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout) {
+absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool unless_enabled) {
   // No call is on an earlier channel while the worker replaces it with this one.
   absl::MutexLock local_lock(&local_mu_);
+  if (unless_enabled && local_ != nullptr) return absl::OkStatus();
   v1::Request request;
   request.mutable_open_local_channel();
   absl::StatusOr<v1::Response> response =
@@ -156,7 +158,7 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::R
   bool closed_by_worker = false;
   {
     absl::MutexLock local_lock(&local_mu_);
-    if (local_ == nullptr) return std::nullopt;
+    if (local_ == nullptr || local_->TooLarge(*request)) return std::nullopt;
     {
       absl::MutexLock lock(&mu_);
       if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
@@ -213,6 +215,7 @@ v1::Error SessionStream::LossOf(uint64_t generation) {
       lost_generation_ == generation) {
     return lost_error_;
   }
+  if (!ended_.ok()) return ToProtoError(ended_);  // the session was closed meanwhile
   return ToProtoError(ErrorStatus(
       v1::INTERNAL, "the same-host channel ended and ffiboxd reported no loss of its worker"));
 }

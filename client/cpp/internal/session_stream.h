@@ -83,7 +83,8 @@ class SessionStream {
   // CALL_TIMEOUT, ...); the next call goes through the broker (which starts the next worker),
   // and once it is answered a channel to that worker is opened. The server's refusal
   // (FAILED_PRECONDITION off a unix socket) or the door's failure is returned.
-  absl::Status EnableLocalPath(absl::Duration call_timeout);
+  // `unless_enabled`: keep a channel that is already open.
+  absl::Status EnableLocalPath(absl::Duration call_timeout, bool unless_enabled = false);
   // Whether calls go through a same-host channel now.
   bool local_path_enabled() const;
 

@@ -22,8 +22,10 @@ import ctypes
 import fcntl
 import mmap
 import os
+import platform
 import socket
 import struct
+import sys
 import threading
 import time
 from typing import Optional
@@ -46,17 +48,24 @@ _TAIL, _CONSUMER_CLOSED, _CONSUMER_WAITING = 64, 72, 76
 
 _SPIN_SECONDS = 50e-6
 _LONGEST_SLEEP = 0.05
-# An answer carries at most the call's OUT/INOUT blocks, a few words per pointer in them and a
-# bounded rest; and once started it must keep coming.
+# The largest answer read (a record returned by value may be as large as a type may be); it
+# is read as it arrives, so the client holds only what the worker did send, and once started
+# it must keep coming.
 MAX_ANSWER_BYTES = 1 << 30
-_ANSWER_ALLOWANCE = 1 << 20
 _ANSWER_PROGRESS = 10.0
+# After this many wakes in a row that found nothing (a worker rewriting the word this end
+# sleeps on), a wait pauses before it sleeps again: from _FIRST_PAUSE, doubling, to
+# _LONGEST_PAUSE.
+_STALE_WAKES = 3
+_FIRST_PAUSE, _LONGEST_PAUSE = 50e-6, 0.02
 # The status word the worker sets when it closes the channel itself (core/local_channel.h).
 _STATUS_WORDS = _CONTROL_BYTES // 2
 _CLOSED_WORD = 3
 _CLOSED_BY_WORKER = 1
 
-_SYS_FUTEX = 202  # x86-64
+# The futex system call's number is the architecture's: this end is x86-64 only
+# (`available()`); elsewhere sessions keep their calls on the stream.
+_SYS_FUTEX = 202
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -89,6 +98,11 @@ def _unavailable(why: str) -> Error:
     return Error("UNAVAILABLE: the same-host channel: %s" % why, "UNAVAILABLE")
 
 
+def available() -> bool:
+    """Whether this process can use a same-host channel (x86-64 Linux)."""
+    return platform.machine() == "x86_64" and sys.platform.startswith("linux")
+
+
 def _fetch_memfd(door_path: str, token: bytes, timeout: float) -> int:
     """The memfd the door at `door_path` hands over for `token` (after checking the door
     belongs to this user or root, as ffiboxd's own socket is checked)."""
@@ -118,6 +132,8 @@ class LocalChannel:
         fd = _fetch_memfd(opened.door_path, opened.token, timeout)
         try:
             self._map(fd)
+        except OSError as error:  # mmap or fcntl refused
+            raise _unavailable("mapping the channel: %s" % error) from None
         finally:
             os.close(fd)
         self._lock = threading.Lock()
@@ -182,6 +198,7 @@ class LocalChannel:
     def _wait(self, word, ready, deadline: float) -> None:
         """Until `ready()`, spinning, then sleeping on `word` (this end's waiting word)."""
         spin_until = time.monotonic() + _SPIN_SECONDS
+        stale, pause = 0, _FIRST_PAUSE
         while not ready():
             now = time.monotonic()
             if now >= deadline:
@@ -189,14 +206,20 @@ class LocalChannel:
                             "DEADLINE_EXCEEDED")
             if now < spin_until:
                 continue
+            if stale >= _STALE_WAKES:  # woken for nothing, again and again
+                time.sleep(min(pause, max(deadline - now, 0)))
+                stale, pause = 0, min(2 * pause, _LONGEST_PAUSE)
+                continue
             word.value = 1
             _fence()
             if ready():
                 break
             left = min(deadline - now, _LONGEST_SLEEP)
-            pause = _Timespec(int(left), int((left - int(left)) * 1e9))
-            _syscall(_SYS_FUTEX, ctypes.byref(word), _FUTEX_WAIT, 1, ctypes.byref(pause), None,
+            sleep = _Timespec(int(left), int((left - int(left)) * 1e9))
+            _syscall(_SYS_FUTEX, ctypes.byref(word), _FUTEX_WAIT, 1, ctypes.byref(sleep), None,
                      0)
+            if not ready() and time.monotonic() < now + left:
+                stale += 1  # woken before the sleep's end, and nothing came
         word.value = 0
 
     # -- the worker's positions, checked ---------------------------------------------------
@@ -291,6 +314,11 @@ class LocalChannel:
 
     # -- calls -----------------------------------------------------------------------------
 
+    def too_large(self, request) -> bool:
+        """Whether `request` is larger than the worker reads from the channel (the broker
+        refuses such a request the same way: send it there)."""
+        return bool(self._max_request) and request.ByteSize() > self._max_request
+
     @property
     def closed_by_worker(self) -> bool:
         """Whether the worker closed the channel itself (it was not lost)."""
@@ -301,21 +329,23 @@ class LocalChannel:
         answer (a pb.Response, its generation the channel's). Raises NotSent when the request
         could not be sent whole (the channel had ended: the call did not run), else Error:
         UNAVAILABLE when the channel ended after (the worker was lost, or closed it:
-        `closed_by_worker`), DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED for a request over the
-        session's size limit, INTERNAL for an answer that fails the checks or stalls."""
+        `closed_by_worker`), DEADLINE_EXCEEDED, INTERNAL for an answer that fails the checks or
+        stalls. A request `too_large` must not be sent here."""
         payload = request.SerializeToString()
-        if self._max_request and len(payload) > self._max_request:
-            raise Error("RESOURCE_EXHAUSTED: request of %d bytes exceeds the limit of %d bytes"
-                        % (len(payload), self._max_request), "RESOURCE_EXHAUSTED")
-        returned = sum(_block_size(block) for block in request.call.blocks
-                       if block.direction != pb.IN)
         with self._lock:
             try:
-                self._write(struct.pack("<I", len(payload)) + payload, deadline)
-            except Error as error:
-                raise NotSent(str(error), error.code) from None
-            answer = self._read_frame(
-                deadline, min(MAX_ANSWER_BYTES, 4 * returned + _ANSWER_ALLOWANCE))
+                try:
+                    self._write(struct.pack("<I", len(payload)) + payload, deadline)
+                except Error as error:  # the worker runs only a whole frame
+                    raise NotSent(str(error), error.code) from None
+                answer = self._read_frame(deadline, MAX_ANSWER_BYTES)
+            except Error:
+                raise
+            except BaseException:
+                # Interrupted (Ctrl-C) or out of memory half-way: the channel is out of step
+                # with the worker and is never used again.
+                self.close()
+                raise
         response = pb.Response()
         try:
             response.ParseFromString(answer)

@@ -168,14 +168,16 @@ class SessionStream:
         self._open_local()
         self._local_wanted = True
 
-    def _open_local(self) -> None:
+    def _open_local(self, unless_open: bool = False) -> None:
         with self._local_lock:
+            if unless_open and self._local is not None:
+                return  # another thread opened it meanwhile
             opened = self.request(open_local_channel=pb.OpenLocalChannel()).local_channel
             self._local = LocalChannel(opened)
 
     def _reopen_local(self) -> None:
         try:
-            self._open_local()
+            self._open_local(unless_open=True)
         except Error:
             self._local_wanted = False  # the calls stay on the stream
 
@@ -188,7 +190,7 @@ class SessionStream:
         (the channel had ended; the caller sends it through the stream)."""
         with self._local_lock:
             local = self._local
-            if local is None:
+            if local is None or local.too_large(request):
                 return None
             with self._lock:
                 if self._ended is not None:
@@ -230,6 +232,8 @@ class SessionStream:
                                 self._ended is not None, _LOSS_REPORT_WAIT)
             if self._lost_generation == generation and self._lost_error is not None:
                 return self._lost_error
+        if self._ended is not None:  # the session was closed meanwhile
+            return pb.Error(code=pb.FAILED_PRECONDITION, message=self._ended)
         return pb.Error(code=pb.INTERNAL, message="the same-host channel ended and ffiboxd "
                                                   "reported no loss of its worker")
 

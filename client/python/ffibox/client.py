@@ -20,6 +20,7 @@ from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._memory import WorkerMemory
+from ffibox import _local_channel
 from ffibox._stream import SessionStream
 from ffibox._stubs import pb
 from ffibox._twins import TwinTable
@@ -200,7 +201,11 @@ class Session:
         if same_host is None:
             # Where it can be had: a unix socket is on this host.
             same_host = (os.environ.get("FFIBOX_SAME_HOST", "") == "1" and
-                         client.address.startswith("unix:"))
+                         client.address.startswith("unix:") and _local_channel.available())
+        elif same_host and not _local_channel.available():
+            self.stream.close()
+            raise Error("UNIMPLEMENTED: the same-host channel needs x86-64 Linux here",
+                        "UNIMPLEMENTED")
         if same_host:
             try:
                 self.stream.enable_local(opened.call_timeout_ms / 1000.0)
