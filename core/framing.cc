@@ -39,15 +39,17 @@ class ChannelOutputStream final : public google::protobuf::io::ZeroCopyOutputStr
                       absl::Time deadline)
       : channel_(channel),
         capacity_(std::max(buffer_bytes, prefix.size())),
-        buffer_(new char[capacity_]),
+        // A small frame (a call and its answer, mostly) is built in place, not on the heap.
+        heap_(capacity_ > sizeof(inline_) ? new char[capacity_] : nullptr),
+        buffer_(heap_ != nullptr ? heap_.get() : inline_),
         deadline_(deadline) {
-    memcpy(buffer_.get(), prefix.data(), prefix.size());
+    memcpy(buffer_, prefix.data(), prefix.size());
     used_ = prefix.size();
   }
 
   bool Next(void** data, int* size) override {
     if (used_ == capacity_ && !Flush()) return false;
-    *data = buffer_.get() + used_;
+    *data = buffer_ + used_;
     *size = static_cast<int>(capacity_ - used_);
     written_ += capacity_ - used_;
     used_ = capacity_;
@@ -64,7 +66,7 @@ class ChannelOutputStream final : public google::protobuf::io::ZeroCopyOutputStr
   // Writes what is buffered; false (and status() says why) when the channel refused it.
   bool Flush() {
     if (!status_.ok()) return false;
-    if (used_ > 0) status_ = channel_.Write(absl::string_view(buffer_.get(), used_), deadline_);
+    if (used_ > 0) status_ = channel_.Write(absl::string_view(buffer_, used_), deadline_);
     used_ = 0;
     return status_.ok();
   }
@@ -74,7 +76,9 @@ class ChannelOutputStream final : public google::protobuf::io::ZeroCopyOutputStr
  private:
   ShmChannel& channel_;
   const size_t capacity_;
-  std::unique_ptr<char[]> buffer_;
+  char inline_[512];
+  const std::unique_ptr<char[]> heap_;
+  char* const buffer_;
   const absl::Time deadline_;
   size_t used_ = 0;
   size_t written_ = 0;  // bytes handed to the serializer and not backed up, past the prefix
