@@ -242,4 +242,28 @@ absl::StatusOr<std::optional<FramePayload>> FrameDecoder::Next() {
   return std::optional<FramePayload>(std::move(frame));
 }
 
+absl::StatusOr<FramePayload> ReadFrameAsItArrives(ShmChannel& channel, FrameDecoder& decoder,
+                                                  absl::Time deadline, absl::Duration progress) {
+  absl::Time stall = absl::InfiniteFuture();
+  for (;;) {
+    absl::StatusOr<size_t> taken = channel.ReadAvailable(
+        kFramePieceBytes,
+        [&decoder](const char* untrusted, size_t size) { decoder.Append(untrusted, size); });
+    if (!taken.ok()) return taken.status();
+    absl::StatusOr<std::optional<FramePayload>> frame = decoder.Next();
+    if (!frame.ok()) return frame.status();
+    if (frame->has_value()) return **std::move(frame);
+    const bool started = decoder.HasPartialFrame();
+    if (started && (*taken > 0 || stall == absl::InfiniteFuture())) stall = absl::Now() + progress;
+    absl::Status waited = channel.WaitReadable(started ? std::min(deadline, stall) : deadline);
+    if (started && absl::IsCancelled(waited)) continue;
+    if (started && absl::IsDeadlineExceeded(waited) && absl::Now() < deadline) {
+      return absl::DataLossError(absl::StrCat("a frame stopped arriving (", decoder.Buffered(),
+                                              " bytes of it came, then nothing for ",
+                                              absl::FormatDuration(progress), ")"));
+    }
+    if (!waited.ok()) return waited;
+  }
+}
+
 }  // namespace ffibox

@@ -102,6 +102,15 @@ class FrameDecoder {
   FramePayload large_;
 };
 
+// Reads the next frame from `channel` through `decoder` (whose limit caps it) as its bytes
+// arrive, for a reader that a stalled peer must not hold: waits for the first byte until
+// `deadline` (CANCELLED when the channel is interrupted before any came), then, once the frame
+// started, at most `progress` for each next byte (interruptions then wait for the frame).
+// DATA_LOSS when a started frame stopped arriving, RESOURCE_EXHAUSTED when it announces more
+// than the limit, DEADLINE_EXCEEDED, and the channel's errors (UNAVAILABLE at end of stream).
+absl::StatusOr<FramePayload> ReadFrameAsItArrives(ShmChannel& channel, FrameDecoder& decoder,
+                                                  absl::Time deadline, absl::Duration progress);
+
 }  // namespace ffibox
 
 #endif  // FFIBOX_CORE_FRAMING_H_

@@ -101,6 +101,61 @@ TEST_F(ChannelEnds, SilenceEndsTheReadAtItsDeadline) {
   EXPECT_EQ(frame.status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
+TEST_F(ChannelEnds, AFrameReadAsItArrivesComesWholeAcrossPauses) {
+  std::thread writer([this] {
+    const char first[] = {5, 0, 0, 0, 'h', 'e'};
+    (void)creator_->Write(absl::string_view(first, sizeof(first)), Soon());
+    absl::SleepFor(absl::Milliseconds(100));  // within the progress allowed
+    (void)creator_->Write("llo", Soon());
+  });
+  FrameDecoder decoder(100);
+  absl::StatusOr<FramePayload> frame =
+      ReadFrameAsItArrives(*peer_, decoder, Soon(), absl::Milliseconds(500));
+  writer.join();
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  ASSERT_EQ(frame->pieces.size(), 1u);
+  EXPECT_EQ(frame->pieces[0], "hello");
+}
+
+TEST_F(ChannelEnds, AFrameThatStopsArrivingIsDataLossBeforeTheDeadline) {
+  const char partial[] = {10, 0, 0, 0, 'a', 'b'};
+  ASSERT_TRUE(creator_->Write(absl::string_view(partial, sizeof(partial)), Soon()).ok());
+  FrameDecoder decoder(100);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<FramePayload> frame =
+      ReadFrameAsItArrives(*peer_, decoder, Soon(), absl::Milliseconds(100));
+  EXPECT_EQ(frame.status().code(), absl::StatusCode::kDataLoss) << frame.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(ChannelEnds, AnInterruptionEndsTheWaitOnlyBeforeAFrameStarted) {
+  FrameDecoder decoder(100);
+  peer_->Interrupt();
+  EXPECT_EQ(ReadFrameAsItArrives(*peer_, decoder, Soon(), absl::Seconds(1)).status().code(),
+            absl::StatusCode::kCancelled);
+  const char partial[] = {3, 0, 0, 0, 'a'};
+  ASSERT_TRUE(creator_->Write(absl::string_view(partial, sizeof(partial)), Soon()).ok());
+  std::thread finisher([this] {
+    absl::SleepFor(absl::Milliseconds(50));
+    peer_->Interrupt();  // ignored: the frame has started
+    absl::SleepFor(absl::Milliseconds(50));
+    (void)creator_->Write("bc", Soon());
+  });
+  absl::StatusOr<FramePayload> frame =
+      ReadFrameAsItArrives(*peer_, decoder, Soon(), absl::Seconds(1));
+  finisher.join();
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  EXPECT_EQ(frame->pieces[0], "abc");
+}
+
+TEST_F(ChannelEnds, AFrameOverTheDecodersLimitIsResourceExhausted) {
+  const char header[] = {0, 1, 0, 0};  // 256 bytes announced
+  ASSERT_TRUE(creator_->Write(absl::string_view(header, sizeof(header)), Soon()).ok());
+  FrameDecoder decoder(100);
+  EXPECT_EQ(ReadFrameAsItArrives(*peer_, decoder, Soon(), absl::Seconds(1)).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
 TEST_F(ChannelEnds, WriteToAClosedPeerIsUnavailable) {
   peer_->Close();
   EXPECT_EQ(WriteFrame(*creator_, "x", Soon()).code(), absl::StatusCode::kUnavailable);

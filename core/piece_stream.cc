@@ -409,4 +409,10 @@ bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(s
   return parsed;
 }
 
+bool ParseFromOwnedPieces(std::vector<std::string> pieces, google::protobuf::Message* message) {
+  std::vector<absl::string_view> views(pieces.begin(), pieces.end());
+  return ParseFromPieces(
+      std::move(views), [&pieces](size_t i) { std::string().swap(pieces[i]); }, message);
+}
+
 }  // namespace ffibox

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -60,6 +61,9 @@ inline constexpr size_t kParserReservedBytes = 50000000;
 // an unspecified state.
 bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(size_t)> release,
                      google::protobuf::Message* message, size_t large_bytes = kParserReservedBytes);
+
+// ParseFromPieces of pieces the caller hands over, each freed once the parse has passed it.
+bool ParseFromOwnedPieces(std::vector<std::string> pieces, google::protobuf::Message* message);
 
 }  // namespace ffibox
 

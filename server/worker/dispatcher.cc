@@ -185,7 +185,6 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
   if (fd.ok()) close(*fd);
   if (channel.ok()) {
     CloseLocal();
-    local_frames_.emplace(request.local_channel().max_request_bytes());
     (*channel)->SetLongestReadSpin(kLocalLongestSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();
     {
@@ -201,36 +200,15 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
 }
 
 void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
-  if (!local_frames_->HasPartialFrame()) {
-    // Until the client's first byte, or a request from the broker (the reader interrupts).
-    absl::Status ready = channel.WaitReadable(absl::InfiniteFuture());
-    if (absl::IsCancelled(ready)) return;
-  }
-  // Once a frame started, it must keep arriving: an interruption waits for it.
-  absl::Time deadline = absl::Now() + kLocalFrameArrival;
-  for (;;) {
-    absl::StatusOr<size_t> taken = channel.ReadAvailable(
-        kFramePieceBytes,
-        [this](const char* untrusted, size_t size) { local_frames_->Append(untrusted, size); });
-    if (!taken.ok()) {
-      CloseLocal();  // the client went away or broke the rings
-      return;
-    }
-    absl::StatusOr<std::optional<FramePayload>> frame = local_frames_->Next();
-    if (!frame.ok()) {
-      CloseLocal();  // longer than the session's requests may be
-      return;
-    }
-    if (frame->has_value()) {
-      RunLocal(channel, **std::move(frame));
-      return;
-    }
-    if (*taken > 0) deadline = absl::Now() + kLocalFrameArrival;
-    absl::Status waited = channel.WaitReadable(deadline);
-    if (!waited.ok() && !absl::IsCancelled(waited)) {
-      CloseLocal();  // a frame that does not arrive whole
-      return;
-    }
+  // Until the client's first byte, or a request from the broker (the reader interrupts);
+  // once a frame started, it must keep arriving.
+  FrameDecoder frames(local_max_request_bytes_);
+  absl::StatusOr<FramePayload> frame =
+      ReadFrameAsItArrives(channel, frames, absl::InfiniteFuture(), kLocalFrameArrival);
+  if (frame.ok()) {
+    RunLocal(channel, *std::move(frame));
+  } else if (!absl::IsCancelled(frame.status())) {
+    CloseLocal();  // the client went away, broke the rings, or sent too much or too slowly
   }
 }
 
@@ -239,12 +217,8 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
   auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
   // The client's bytes: only a top-level call with an id is served here.
   const v1::Request& request = *wrapped->mutable_request();
-  std::vector<absl::string_view> views(frame.pieces.begin(), frame.pieces.end());
-  const bool parsed = ParseFromPieces(
-      std::move(views), [&frame](size_t i) { std::string().swap(frame.pieces[i]); },
-      wrapped->mutable_request());
-  if (!parsed || request.op_case() != v1::Request::kCall || request.id() == 0 ||
-      request.invocation() != 0) {
+  if (!ParseFromOwnedPieces(std::move(frame.pieces), wrapped->mutable_request()) ||
+      request.op_case() != v1::Request::kCall || request.id() == 0 || request.invocation() != 0) {
     CloseLocal();
     return;
   }
@@ -279,7 +253,6 @@ void WorkerDispatcher::CloseLocal() {
     closing->StoreStatusWord(kLocalClosedWord, kLocalClosedByWorker);
     closing->Close();
   }
-  local_frames_.reset();
 }
 
 void WorkerDispatcher::ReportCallbackError(const v1::Error& error) {

@@ -104,7 +104,8 @@ class WorkerDispatcher : public CallbackRunner {
   // of any earlier one, and answers it.
   void AttachLocalChannel(const internal::WorkerRequest& request);
   // Waits on the same-host channel `channel` until a whole frame arrived (then runs it) or a
-  // request from the broker interrupts the wait before any byte of one did.
+  // request from the broker interrupts the wait before any byte of one did; closes the
+  // channel when the frame cannot be read.
   void ServeLocal(ShmChannel& channel);
   // Runs one call frame from the same-host channel and writes its response there.
   void RunLocal(ShmChannel& channel, FramePayload frame);
@@ -135,8 +136,7 @@ class WorkerDispatcher : public CallbackRunner {
   // The same-host channel: replaced and read by the main thread only, interrupted by the
   // reader thread (under mu_) when it queues a top-level request.
   std::unique_ptr<ShmChannel> local_ ABSL_GUARDED_BY(mu_);
-  std::optional<FrameDecoder> local_frames_;  // the main thread's
-  uint64_t local_max_request_bytes_ = 0;      // the main thread's
+  uint64_t local_max_request_bytes_ = 0;  // the main thread's
   absl::flat_hash_map<uint64_t, Invocation*> waiting_ ABSL_GUARDED_BY(mu_);
 };
 

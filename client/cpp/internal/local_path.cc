@@ -92,34 +92,15 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(const v1::Request& request, abs
   const ExpectedCallResult expected = ExpectedResultOf(request.call());
   // Read as it arrives: the buffer grows only with what the worker sent.
   FrameDecoder frames(kMaxLocalAnswerBytes);
-  std::optional<FramePayload> frame;
-  absl::Time stall = deadline;
-  while (!frame.has_value()) {
-    absl::StatusOr<size_t> taken = channel_->ReadAvailable(
-        kFramePieceBytes,
-        [&frames](const char* untrusted, size_t size) { frames.Append(untrusted, size); });
-    if (!taken.ok()) return taken.status();
-    absl::StatusOr<std::optional<FramePayload>> next = frames.Next();
-    if (!next.ok()) return malformed(next.status().message());
-    if (next->has_value()) {
-      frame = **std::move(next);
-      break;
-    }
-    if (*taken > 0) stall = std::min(deadline, absl::Now() + kLocalAnswerProgress);
-    const bool started = frames.HasPartialFrame();
-    absl::Status waited = channel_->WaitReadable(started ? stall : deadline);
-    if (absl::IsDeadlineExceeded(waited) && started && absl::Now() < deadline) {
-      return malformed("stalled");
-    }
-    if (!waited.ok()) return waited;
+  absl::StatusOr<FramePayload> frame =
+      ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
+  if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
+    return malformed(frame.status().message());
   }
+  if (!frame.ok()) return frame.status();
   v1::Response response;
-  std::vector<absl::string_view> views(frame->pieces.begin(), frame->pieces.end());
-  if (!ParseFromPieces(
-          std::move(views), [&frame](size_t i) { std::string().swap(frame->pieces[i]); },
-          &response)) {
+  if (!ParseFromOwnedPieces(std::move(frame->pieces), &response))
     return malformed("does not parse");
-  }
   if (response.id() != request.id()) {
     return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
   }
