@@ -126,6 +126,30 @@ def test_a_client_over_tcp_is_refused_a_channel(tmp_path):
         server.stop()
 
 
+def test_bad_input_on_the_channel_closes_it_and_the_session_goes_on(client):
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        assert lib.add_int(1, 1) == 2
+        # Inside an invocation a channel is refused, with the field named.
+        with pytest.raises(ffibox.Error) as refused:
+            session.stream.request(open_local_channel=pb.OpenLocalChannel(), invocation=7)
+        assert refused.value.code == "FAILED_PRECONDITION", refused.value
+        assert "invocation" in str(refused.value)
+        # A frame that is no call: the worker closes the channel (and says it did it).
+        local = session.stream._local
+        ping = pb.Request(id=99, ping=pb.Ping()).SerializeToString()
+        local._write(len(ping).to_bytes(4, "little") + ping, time.monotonic() + 5)
+        deadline = time.monotonic() + 5
+        while not local.closed_by_worker and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert local.closed_by_worker
+        # The next call finds the channel closed before sending: it goes through the stream,
+        # and the worker that refused the frame is alive and answers.
+        assert lib.add_int(2, 3) == 5
+        assert lib.counter_next() == 1
+        assert lib.counter_next() == 2
+
+
 def call_with_blocks():
     request = pb.Request(id=7)
     request.call.function = 3
