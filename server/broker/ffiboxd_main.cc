@@ -37,6 +37,7 @@
 #include "server/broker/config.h"
 #include "server/broker/config_flags.h"
 #include "server/broker/deadline_timer.h"
+#include "server/broker/grpc_pollers.h"
 #include "server/broker/listen_address.h"
 #include "server/broker/local_door.h"
 #include "server/broker/scratch_directory.h"
@@ -305,7 +306,9 @@ int main(int argc, char** argv) {
     builder.AddListeningPort(listener.address, CredentialsFor(listener), &ports[i]);
   }
   builder.RegisterService(&service);
-  builder.RegisterService(health.ServiceForServer());
+  health.AddTo(&builder);
+  // One thread that only polls, beside the health service's (server/broker/grpc_pollers.h).
+  ffibox::GrpcPollers pollers(&builder);
   // gRPC's own cap sits well above the session limit, so an oversized request still arrives
   // and gets a typed RESOURCE_EXHAUSTED answer instead of ending the stream.
   builder.SetMaxReceiveMessageSize(
@@ -335,6 +338,8 @@ int main(int argc, char** argv) {
   // asks for are active (or waived by name); the health says so, and withdraws on shutdown.
   const std::vector<std::string> missing_layers =
       ffibox::MissingJailLayers(configured_jail, session.jail);
+  health.Serve();
+  pollers.Start(1);
   health.SetServing(missing_layers.empty());
   if (!missing_layers.empty()) {
     fprintf(stderr, "ffiboxd: NOT_SERVING: jail layers missing: %s\n",

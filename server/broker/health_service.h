@@ -37,15 +37,23 @@ class HealthService {
  public:
   // NOT_SERVING until SetServing(true). `max_watches` must be positive.
   explicit HealthService(int max_watches = kMaxHealthWatches);
-  // Requires every grpc::Server that serves a ServiceForServer() to have been shut down.
+  // Stops answering: requires every grpc::Server it was added to to have been shut down.
   ~HealthService();
 
   HealthService(const HealthService&) = delete;
   HealthService& operator=(const HealthService&) = delete;
 
-  // A grpc::Service to register with one grpc::ServerBuilder (owned by this; make one per
-  // server). Every one shares this object's statuses and its Watch bound.
-  grpc::Service* ServiceForServer();
+  // Registers grpc.health.v1.Health with `builder`, answered on a completion queue of its
+  // own by a thread of this object's once Serve() is called after the server is built.
+  // gRPC's asynchronous API, not its callback API: in this gRPC (1.51, epoll poller) a
+  // callback service makes the process's callback queue, whose threads sleep 100 ms after
+  // each idle second while they hold the polling role, and every stream that starts then
+  // (a session's open, a worker's replay) waited for them.
+  void AddTo(grpc::ServerBuilder* builder);
+
+  // Starts answering on every server added since the last Serve(); call after each
+  // builder's BuildAndStart() succeeded.
+  void Serve();
 
   // Sets the status of "" and kFfiboxServiceName, and tells every Watch of them.
   // Ignored after Withdraw.
@@ -61,26 +69,28 @@ class HealthService {
 
  private:
   class Endpoint;
-  class WatchReactor;
-  class RefusedWatch;
+  class Call;
+  class CheckCall;
+  class WatchCall;
 
   using ServingStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
 
-  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
-                                  const grpc::health::v1::HealthCheckRequest& request,
-                                  grpc::health::v1::HealthCheckResponse* response);
-  grpc::ServerWriteReactor<grpc::health::v1::HealthCheckResponse>* Watch(
-      const grpc::health::v1::HealthCheckRequest& request);
   void Publish(bool serving) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ServingStatus StatusOf(bool known_service) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Called by a WatchReactor when its stream is done, before it is deleted.
-  void RemoveWatch(WatchReactor* watch);
+  // The current status of `service`, or the error that answers a request about it.
+  grpc::Status Answer(const grpc::health::v1::HealthCheckRequest& request,
+                      ServingStatus* status) const;
+  // Counts an accepted Watch and sends it the current status; RESOURCE_EXHAUSTED past the
+  // bound.
+  grpc::Status AddWatch(WatchCall* watch, bool known_service);
+  // Called by a WatchCall whose stream is done.
+  void RemoveWatch(WatchCall* watch);
 
   const int max_watches_;
   mutable absl::Mutex mu_;
   bool serving_ ABSL_GUARDED_BY(mu_) = false;
   bool withdrawn_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_set<WatchReactor*> watches_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<WatchCall*> watches_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<Endpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
 };
 

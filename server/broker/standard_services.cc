@@ -46,13 +46,14 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::s
                                                                     HealthService* health,
                                                                     int* port) {
   grpc::ServerBuilder builder;
-  builder.RegisterService(health->ServiceForServer());
+  health->AddTo(&builder);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for health"));
   }
+  health->Serve();
   return server;
 }
 

@@ -24,7 +24,7 @@ namespace ffibox {
 
 // Makes every grpc::Server built afterwards serve server reflection. Call once, before the
 // first grpc::ServerBuilder is made (not thread-safe). Health is registered per server with
-// HealthService::ServiceForServer.
+// HealthService::AddTo.
 void EnableStandardServices();
 
 // The jail layers `configured` asks for (the configuration, before DecideJailLayers) that

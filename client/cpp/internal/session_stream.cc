@@ -40,6 +40,9 @@ SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel)
 absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
     std::shared_ptr<grpc::Channel> channel) {
   std::shared_ptr<SessionStream> stream(new SessionStream(std::move(channel)));
+  // The stream's headers go out with its first message (the open): starting the stream
+  // does not wait for a write of its own.
+  stream->context_.set_initial_metadata_corked(true);
   stream->stream_ = stream->stub_->Session(&stream->context_);
   if (stream->stream_ == nullptr) {
     return absl::UnavailableError("could not start an ffibox Session stream");
