@@ -5,6 +5,7 @@ It is opened on first use by the opener ffibox.client sets when it is imported
 (`connect().session()`), so the modules under the client reach it without importing the
 client or the ctypes facade.
 """
+import os
 import threading
 from typing import Any, Callable, Optional
 
@@ -31,3 +32,16 @@ def default_session():
 def opened_session():
     """The default session if one was opened, else None (nothing is opened)."""
     return _session
+
+
+def _after_fork_in_child() -> None:
+    # The parent's default session ended in the child (ffibox._stream). With gRPC's fork
+    # support on, the child may open its own, and does on first use; without it, a channel
+    # made in the child waits forever, so the ended session stays and says why.
+    global _lock, _session
+    _lock = threading.Lock()
+    if os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "").lower() in ("1", "true"):
+        _session = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

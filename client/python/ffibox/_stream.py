@@ -8,6 +8,7 @@ made on the callback thread carry the invocation it is serving (`Request.invocat
 """
 import atexit
 import itertools
+import os
 import queue
 import sys
 import threading
@@ -50,6 +51,19 @@ def write_worker_output(stream: str, data: bytes) -> None:
 
 
 _live_streams: "weakref.WeakSet[SessionStream]" = weakref.WeakSet()
+
+
+def _forsake_streams_in_child() -> None:
+    # A child of fork() has copies of this process's sessions but none of their threads, and
+    # gRPC's channels do not work in it: a request would wait forever for a reader that is
+    # not there, and one through a same-host channel would share the parent's rings. The
+    # child's copies end at once instead, saying why.
+    parent = os.getppid()
+    for stream in list(_live_streams):
+        stream._forsake_after_fork(parent)
+
+
+os.register_at_fork(after_in_child=_forsake_streams_in_child)
 
 
 @atexit.register
@@ -244,6 +258,24 @@ class SessionStream:
                 return
             request.id = next(self._ids)
         self._outgoing.put(request)
+
+    def _forsake_after_fork(self, parent: int) -> None:
+        """In a child of fork(): ends this copy of the parent's stream without touching what
+        is the parent's (its locks may have been held by a thread the child does not have,
+        so they are replaced; its channel and rings are left alone)."""
+        self._lock = threading.Lock()
+        self._local_lock = threading.Lock()
+        self._loss = threading.Condition()
+        self._outgoing = queue.Queue()
+        self._invokes = queue.Queue()
+        self._pending = {}
+        self._local = None
+        self._local_wanted = False
+        self._callback_thread = None
+        self._ended = ("this ffibox session belongs to process %d, which forked this one: "
+                       "sessions do not cross fork(); open a new one in this process "
+                       "(docs/python.md, \"Processes that fork\")" % parent)
+        self._ended_code = "FAILED_PRECONDITION"
 
     def close(self) -> None:
         """Sends CloseSession (best effort) and ends the stream."""
