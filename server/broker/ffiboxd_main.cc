@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -346,6 +347,16 @@ int main(int argc, char** argv) {
             absl::StrJoin(missing_layers, ", ").c_str());
   }
   std::unique_ptr<grpc::Server> health_server;
+  // The health service's and the pollers' queues are shut down and drained after the servers
+  // were shut down and before they are destroyed, on every way out from here (declared after
+  // them, it runs first).
+  absl::Cleanup stop_queues = [&] {
+    const auto now = std::chrono::system_clock::now();
+    server->Shutdown(now);
+    if (health_server != nullptr) health_server->Shutdown(now);
+    health.Stop();
+    pollers.Stop();
+  };
   if (!health_listen.empty()) {
     int health_port = 0;
     absl::StatusOr<std::unique_ptr<grpc::Server>> started =
@@ -397,5 +408,5 @@ int main(int argc, char** argv) {
   server->Wait();
   waiter.join();
   acceptors.clear();  // removes the socket files
-  return 0;
+  return 0;           // stop_queues runs before the servers are destroyed
 }

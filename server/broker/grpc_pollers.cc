@@ -6,7 +6,11 @@ namespace ffibox {
 
 GrpcPollers::GrpcPollers(grpc::ServerBuilder* builder) : queue_(builder->AddCompletionQueue()) {}
 
-GrpcPollers::~GrpcPollers() {
+GrpcPollers::~GrpcPollers() { Stop(); }
+
+void GrpcPollers::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
   queue_->Shutdown();
   void* tag = nullptr;
   bool ok = false;

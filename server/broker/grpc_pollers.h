@@ -24,7 +24,7 @@ class GrpcPollers {
  public:
   // Adds the completion queue to `builder`; no thread runs before Start.
   explicit GrpcPollers(grpc::ServerBuilder* builder);
-  // Shuts the queue down and joins the threads: requires the server to have been shut down.
+  // Stop()s.
   ~GrpcPollers();
 
   GrpcPollers(const GrpcPollers&) = delete;
@@ -34,9 +34,14 @@ class GrpcPollers {
   // server was built.
   void Start(int threads);
 
+  // Shuts the queue down, drains it and joins the threads. Call after the server was shut
+  // down and before it is destroyed. Idempotent.
+  void Stop();
+
  private:
   std::unique_ptr<grpc::ServerCompletionQueue> queue_;
   std::vector<std::thread> threads_;
+  bool stopped_ = false;
 };
 
 }  // namespace ffibox

@@ -280,14 +280,18 @@ void HealthService::Endpoint::Stop() {
 
 HealthService::HealthService(int max_watches) : max_watches_(max_watches) {}
 
-HealthService::~HealthService() {
-  std::vector<std::unique_ptr<Endpoint>> endpoints;
+HealthService::~HealthService() { Stop(); }
+
+void HealthService::Stop() {
+  std::vector<Endpoint*> endpoints;
   {
     absl::MutexLock lock(&mu_);
     withdrawn_ = true;  // no status is sent any more
-    endpoints.swap(endpoints_);
+    for (const std::unique_ptr<Endpoint>& endpoint : endpoints_)
+      endpoints.push_back(endpoint.get());
   }
-  endpoints.clear();  // each shuts its queue down and drains it, unlocked: calls end there
+  // Unlocked: the calls that end while a queue drains take the lock.
+  for (Endpoint* endpoint : endpoints) endpoint->Stop();
 }
 
 void HealthService::AddTo(grpc::ServerBuilder* builder) {

@@ -37,7 +37,7 @@ class HealthService {
  public:
   // NOT_SERVING until SetServing(true). `max_watches` must be positive.
   explicit HealthService(int max_watches = kMaxHealthWatches);
-  // Stops answering: requires every grpc::Server it was added to to have been shut down.
+  // Stop()s.
   ~HealthService();
 
   HealthService(const HealthService&) = delete;
@@ -54,6 +54,11 @@ class HealthService {
   // Starts answering on every server added since the last Serve(); call after each
   // builder's BuildAndStart() succeeded.
   void Serve();
+
+  // Stops answering for good: shuts every queue down and drains it. Call after every server
+  // it was added to was shut down, and before any of them is destroyed (the queues' last
+  // events still reach into their server). Idempotent.
+  void Stop();
 
   // Sets the status of "" and kFfiboxServiceName, and tells every Watch of them.
   // Ignored after Withdraw.
@@ -91,6 +96,7 @@ class HealthService {
   bool serving_ ABSL_GUARDED_BY(mu_) = false;
   bool withdrawn_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<WatchCall*> watches_ ABSL_GUARDED_BY(mu_);
+  // Kept until destruction: a service must outlive its server.
   std::vector<std::unique_ptr<Endpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -38,6 +38,7 @@ class HealthServiceTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+    health_.Stop();  // before the server is destroyed
   }
 
   // An open Watch of `service` as a client holds it.

@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::s
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || *port == 0) {
+  // gRPC builds no server when a port does not bind (a bound TCP port is never 0).
+  if (server == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for health"));
   }
   health->Serve();
