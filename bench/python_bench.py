@@ -9,8 +9,10 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxLocalCos   <median> ns   ...
     ratio ffibox/ctypes <x>, same-host <y>
 
-BM_PythonFfiboxLocalCos is the same call on a session with the same-host channel
-(`session(same_host=True)`, docs/protocol.md): calls go to the worker through shared memory.
+BM_PythonFfiboxCos goes over gRPC (FFIBOX_SAME_HOST=0 for the default session, which would
+take the same-host channel by default on a private server); BM_PythonFfiboxLocalCos is the
+same call on a session with the same-host channel (`session(same_host=True)`,
+docs/protocol.md): calls go to the worker through shared memory.
 
 ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
 `from ffibox import ctypes`): run it from the repository root after the build. With
@@ -58,6 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import ctypes
+    os.environ["FFIBOX_SAME_HOST"] = "0"  # the default session over gRPC
     from ffibox import ctypes as fctypes
     local_runs = time_cos(ctypes, args.number, args.repeat)
     local = report("BM_PythonCtypesCos", local_runs, args.repeat, args.number)

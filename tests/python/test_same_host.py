@@ -101,6 +101,31 @@ def test_the_one_import_swap_uses_the_channel_with_ffibox_same_host(server):
     assert result.stdout.split() == ["1.0", "True"]
 
 
+def test_the_private_server_gives_the_one_import_swap_the_channel_by_default():
+    # The path users take: no server running, the client starts its own, which serves this
+    # process alone; FFIBOX_SAME_HOST=0 and a session that asks for an idle CPU throttle of
+    # its own keep the calls on the stream.
+    script = textwrap.dedent("""
+        import os
+        os.environ.pop("FFIBOX_ADDRESS", None)
+        os.environ.pop("FFIBOX_SAME_HOST", None)
+        from ffibox import ctypes
+        libm = ctypes.CDLL("libm.so.6")
+        libm.cos.restype = ctypes.c_double
+        libm.cos.argtypes = [ctypes.c_double]
+        client = libm.session.client
+        print(client.private, libm.cos(0.0), libm.session.stream.local_enabled)
+        with client.session(idle_cpu_percent=5) as throttled:
+            print(throttled.stream.local_enabled)
+        os.environ["FFIBOX_SAME_HOST"] = "0"
+        with client.session() as plain:
+            print(plain.stream.local_enabled, plain.CDLL("libm.so.6").labs(-3))
+    """)
+    result = run_script(script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "1.0", "True", "False", "False", "3"]
+
+
 def test_a_client_over_tcp_is_refused_a_channel(tmp_path):
     certificates = Certificates(tmp_path)
     with open(certificates.path("ffiboxd.conf"), "w") as conf:

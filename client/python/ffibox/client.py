@@ -112,6 +112,8 @@ class Client:
         self.address = address
         self._channel = channel
         self._private_server = private_server
+        # Whether this client started the server it talks to (it serves this process only).
+        self.private = private_server is not None
         # Environment variables every session of this client asks for its workers.
         self.env = dict(env) if env is not None else forwarded_environment()
 
@@ -134,7 +136,8 @@ class Client:
         call is in flight, for libraries with background threads (default: the server's);
         `same_host`: send calls to the worker over a same-host shared-memory channel instead
         of gRPC (unix-socket addresses only, else ffibox.Error FAILED_PRECONDITION; default:
-        $FFIBOX_SAME_HOST is 1 and the address is a unix socket).
+        on a unix socket when $FFIBOX_SAME_HOST is 1, and on the client's private server
+        unless $FFIBOX_SAME_HOST is 0 or `idle_cpu_percent` is given).
         """
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
                        require_jail=require_jail, env=env, scratch_directory=scratch_directory,
@@ -198,9 +201,15 @@ class Session:
                            ", ".join(self.jail_layers) or "none",
                            "; waived: " + "; ".join(self.waived_jail_layers)
                            if self.waived_jail_layers else ""), "JAIL_UNAVAILABLE")
+        setting = os.environ.get("FFIBOX_SAME_HOST", "")
+        explicit = same_host is not None or setting == "1"
         if same_host is None:
-            # Where it can be had: a unix socket is on this host.
-            same_host = (os.environ.get("FFIBOX_SAME_HOST", "") == "1" and
+            # Where it can be had (a unix socket is on this host): asked for with
+            # $FFIBOX_SAME_HOST=1, and by default on the client's own private server, which
+            # serves this process alone (a worker keeps no idle CPU throttle while its channel
+            # is open), unless the session asked for a throttle of its own.
+            same_host = ((setting == "1" or (setting == "" and client.private and
+                                             not idle_cpu_percent)) and
                          client.address.startswith("unix:") and _local_channel.available())
         elif same_host and not _local_channel.available():
             self.stream.close()
@@ -210,8 +219,10 @@ class Session:
             try:
                 self.stream.enable_local(opened.call_timeout_ms / 1000.0)
             except Error:
-                self.stream.close()
-                raise
+                # Asked for, it fails the session; by default, calls stay on the stream.
+                if explicit:
+                    self.stream.close()
+                    raise
         # ctypes' layouts of the types calls use, checked against the worker's.
         self.layouts = LayoutCheck(self.stream)
         # The worker's memory, by request.
