@@ -62,6 +62,26 @@ def test_a_crash_is_worker_crashed_and_the_next_worker_gets_a_channel(client):
         assert lib.counter_next() == 2
 
 
+def test_a_function_at_an_address_of_a_dead_worker_is_stale_as_over_the_stream(client):
+    # The worker alone cannot tell a handle of an earlier worker from one that never was:
+    # such a call goes through the stream, whose broker answers STALE_HANDLE.
+    with client.session(same_host=True) as session:
+        library = session.load_library(TEST_LIB)
+        at = session.lookup(library, "add_int")
+        add = session.remote_function(ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_int), at.address,
+                                      at.generation)
+        assert add(2, 3) == 5
+        assert session.stream.local_enabled
+        lib = session.CDLL(TEST_LIB)
+        with pytest.raises(ffibox.WorkerCrashed):
+            lib.crash_null_deref()
+        assert lib.add_int(1, 1) == 2
+        assert session.stream.local_enabled
+        with pytest.raises(ffibox.StaleHandle):
+            add(2, 3)
+        assert lib.add_int(2, 2) == 4
+
+
 def test_the_broker_ends_a_call_past_its_timeout(client):
     with client.session(timeout=0.5, same_host=True) as session:
         lib = session.CDLL(TEST_LIB)

@@ -157,6 +157,8 @@ class RemoteCall:
                 request = pb.ResolveFunction(library=self._library, symbol=self._name,
                                              signature=signature)
             handle = self._session.resolve(request)
+            if self._address is not None:
+                self._session.stream.address_functions[handle] = self._address.generation
             self._handles[key] = handle
         return handle
 

@@ -114,6 +114,10 @@ class SessionStream:
         self._local_lock = threading.Lock()  # no call is on a channel while it is replaced
         self._local_wanted = False
         self._local_timeout = 0.0
+        # Function handles resolved at a worker address -> that address's generation: a call
+        # of one on a later worker goes through the stream, whose broker answers STALE_HANDLE
+        # (the worker alone could only say it does not know the handle).
+        self.address_functions: Dict[int, int] = {}
         self._loss = threading.Condition()
         self._lost_generation = 0
         self._lost_error = None
@@ -205,6 +209,9 @@ class SessionStream:
         with self._local_lock:
             local = self._local
             if local is None or local.too_large(request):
+                return None
+            bound = self.address_functions.get(request.call.function)
+            if bound is not None and bound != local.generation:
                 return None
             with self._lock:
                 if self._ended is not None:
