@@ -173,6 +173,7 @@ absl::StatusOr<RawFunction> Session::ResolveAt(RemotePtr address, const v1::Sign
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kFunction);
   if (!response.ok()) return response.status();
+  stream_->BindFunctionToGeneration(response->function().function(), address.generation);
   return RawFunction(stream_, memory_, response->function().function(),
                      absl::StrCat("function at 0x", absl::Hex(address.address)), signature,
                      address);

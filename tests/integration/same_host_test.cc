@@ -96,6 +96,28 @@ TEST_F(SameHostTest, ACrashIsWorkerCrashedAndTheSessionGoesOn) {
   EXPECT_EQ(sum, 2);
 }
 
+// The worker alone cannot tell a handle of an earlier worker from one that never was: a
+// function resolved at an address of the crashed worker goes through the broker, which
+// answers STALE_HANDLE as it does without a channel.
+TEST_F(SameHostTest, AFunctionAtAnAddressOfADeadWorkerIsStale) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(RemotePtr at, lib.SymbolAddress("add_int"));
+  ASSERT_OK_AND_ASSIGN(auto add_at, session->FunctionAt<int(int, int)>(at));
+  ASSERT_OK_AND_ASSIGN(int sum, add_at(2, 3));
+  EXPECT_EQ(sum, 5);
+  ASSERT_OK_AND_ASSIGN(auto crash, lib.Function<int()>("crash_null_deref"));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  EXPECT_FALSE(crash().ok());
+  ASSERT_OK_AND_ASSIGN(sum, add(1, 2));
+  EXPECT_TRUE(session->same_host());
+  absl::StatusOr<int> stale = add_at(2, 3);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(ErrorCodeOf(stale.status()), v1::STALE_HANDLE) << stale.status();
+  ASSERT_OK_AND_ASSIGN(sum, add(2, 2));
+  EXPECT_EQ(sum, 4);
+}
+
 TEST_F(SameHostTest, TheBrokerKillsACallThatOverrunsTheSessionTimeout) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Milliseconds(500)));
   ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));

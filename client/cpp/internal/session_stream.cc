@@ -155,6 +155,11 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
 
 bool SessionStream::local_path_enabled() const { return local_enabled_.load(); }
 
+void SessionStream::BindFunctionToGeneration(uint64_t function, uint64_t generation) {
+  absl::MutexLock local_lock(&local_mu_);
+  address_functions_[function] = generation;
+}
+
 std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::Request* request) {
   uint64_t generation = 0;
   absl::Status failure;
@@ -162,6 +167,10 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::R
   {
     absl::MutexLock local_lock(&local_mu_);
     if (local_ == nullptr || local_->TooLarge(*request)) return std::nullopt;
+    const auto bound = address_functions_.find(request->call().function());
+    if (bound != address_functions_.end() && bound->second != local_->generation()) {
+      return std::nullopt;
+    }
     {
       absl::MutexLock lock(&mu_);
       if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);

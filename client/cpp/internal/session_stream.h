@@ -87,6 +87,10 @@ class SessionStream {
   absl::Status EnableLocalPath(absl::Duration call_timeout, bool unless_enabled = false);
   // Whether calls go through a same-host channel now.
   bool local_path_enabled() const;
+  // `function` was resolved at an address of worker `generation`: a call of it on a channel
+  // to a later worker goes through the broker, which answers STALE_HANDLE (the worker alone
+  // could only say it does not know the handle).
+  void BindFunctionToGeneration(uint64_t function, uint64_t generation);
 
   // The callback invocations this stream receives: register handlers here.
   CallbackDispatcher& callbacks() { return callbacks_; }
@@ -153,6 +157,7 @@ class SessionStream {
   absl::Mutex local_mu_;
   std::unique_ptr<LocalPath> local_ ABSL_GUARDED_BY(local_mu_);
   absl::Duration local_call_timeout_ ABSL_GUARDED_BY(local_mu_);
+  absl::flat_hash_map<uint64_t, uint64_t> address_functions_ ABSL_GUARDED_BY(local_mu_);
   std::atomic<bool> local_enabled_{false};  // local_ != nullptr, read without the lock
   std::atomic<bool> local_wanted_{false};   // open a channel to the next worker after a loss
 
