@@ -2,7 +2,7 @@
 end at once with the reason instead of waiting forever (gRPC's channels do not work in a
 forked child) or sharing the parent's same-host channel; the parent goes on. With gRPC's
 fork support on, a child opens its own default session, so a multiprocessing pool of
-forked workers can use ffibox.ctypes.
+forked workers can use ffibox.ctypes, on the parent's private server.
 
 Each case runs in a child process through the private default server, as a script of a
 user would, on the stream and on the same-host channel.
@@ -18,26 +18,32 @@ import pytest
 from conftest import ROOT
 
 FORK_WITH_THE_PARENTS_SESSION = textwrap.dedent("""
-    import os
+    import os, sys
     os.environ.pop("FFIBOX_ADDRESS", None)
+    import ffibox
     from ffibox import ctypes
-    from ffibox.errors import SessionClosed
     libm = ctypes.CDLL("libm.so.6")
     libm.cos.restype = ctypes.c_double
     libm.cos.argtypes = [ctypes.c_double]
     print("parent", libm.cos(0.5), flush=True)
     child = os.fork()
     if child == 0:
-        for attempt in (lambda: libm.cos(0.25), lambda: ctypes.CDLL("libm.so.6")):
+        # What the parent made, and (gRPC would hang or crash here, even the parent) a new
+        # client: each a prompt error that says why.
+        for attempt in (lambda: libm.cos(0.25), lambda: ctypes.CDLL("libm.so.6"),
+                        lambda: libm.session.client.session(), ffibox.connect):
             try:
                 attempt()
                 print("child: no error", flush=True)
-            except SessionClosed as error:
-                print("child:", error.code, "do not cross fork" in str(error),
-                      str(os.getppid()) in str(error), flush=True)
-        os._exit(0)
+            except ffibox.Error as error:
+                print("child:", type(error).__name__, error.code,
+                      str(os.getppid()) in str(error),
+                      "GRPC_ENABLE_FORK_SUPPORT" in str(error), flush=True)
+        sys.exit(0)  # a normal exit: the parent's server and its directory stay
     _, status = os.waitpid(child, 0)
     print("parent", libm.cos(0.5), os.waitstatus_to_exitcode(status), flush=True)
+    with ffibox.connect().session() as again:
+        print("parent", again.CDLL("libm.so.6").labs(-7), flush=True)
 """)
 
 POOL_OF_FORKED_WORKERS = textwrap.dedent("""
@@ -49,13 +55,16 @@ POOL_OF_FORKED_WORKERS = textwrap.dedent("""
         libm = ctypes.CDLL("libm.so.6")
         libm.cos.restype = ctypes.c_double
         libm.cos.argtypes = [ctypes.c_double]
-        return libm.cos(x)
+        return libm.cos(x), libm.session.client.address
 
     if __name__ == "__main__":
-        print(cos(0.5), flush=True)
+        value, address = cos(0.5)
+        print(value, flush=True)
         with multiprocessing.get_context("fork").Pool(2) as pool:
-            print(" ".join(repr(v) for v in pool.map(cos, [0.0, 0.25, 0.5])), flush=True)
-        print(cos(0.5), flush=True)
+            results = pool.map(cos, [0.0, 0.25, 0.5])
+        print(" ".join(repr(v) for v, _ in results), flush=True)
+        print(all(a == address for _, a in results), flush=True)  # the parent's server
+        print(cos(0.5)[0], flush=True)
 """)
 
 
@@ -72,9 +81,12 @@ def test_a_forked_child_is_told_the_parents_session_is_not_its_and_the_parent_go
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == [
         "parent %r" % math.cos(0.5),
-        "child: FAILED_PRECONDITION True True",
-        "child: FAILED_PRECONDITION True True",
+        "child: SessionClosed FAILED_PRECONDITION True True",
+        "child: SessionClosed FAILED_PRECONDITION True True",
+        "child: Error FAILED_PRECONDITION True True",
+        "child: Error FAILED_PRECONDITION True True",
         "parent %r 0" % math.cos(0.5),
+        "parent 7",
     ]
 
 
@@ -84,5 +96,6 @@ def test_with_grpc_fork_support_a_pool_of_forked_workers_calls_through_their_own
     assert result.stdout.splitlines() == [
         repr(math.cos(0.5)),
         " ".join(repr(math.cos(x)) for x in (0.0, 0.25, 0.5)),
+        "True",
         repr(math.cos(0.5)),
     ]

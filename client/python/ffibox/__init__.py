@@ -29,13 +29,14 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(_os.path.abspath(__file__))
                 __path__.append(_candidate)
 
 from ffibox.errors import (  # noqa: E402
-    CallTimeout, Error, LibraryNotAllowed, MemoryFault, SandboxViolation, StaleHandle,
-    UntrustedServer, WorkerCrashed)
+    CallTimeout, Error, LibraryNotAllowed, MemoryFault, SandboxViolation, SessionClosed,
+    StaleHandle, UntrustedServer, WorkerCrashed)
 from ffibox.client import Client, Session, connect  # noqa: E402
 from ffibox._remote import RemotePointer  # noqa: E402
 
 __all__ = [
     "CallTimeout", "Client", "Error", "LibraryNotAllowed", "MemoryFault", "RemotePointer",
-    "SandboxViolation", "Session", "StaleHandle", "UntrustedServer", "WorkerCrashed",
+    "SandboxViolation", "Session", "SessionClosed", "StaleHandle", "UntrustedServer",
+    "WorkerCrashed",
     "connect",
 ]

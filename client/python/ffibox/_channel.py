@@ -10,9 +10,46 @@ for `ffibox.v1.Ffibox` is SERVING (gRPC's client-side health checking). A sessio
 stream, so it stays on the server it started on.
 """
 import json
+import os
 from typing import Optional, Union
 
 import grpc
+
+from ffibox.errors import Error
+
+# gRPC's own switch, read as gRPC reads it when imported: with it, a forked child may make
+# channels of its own (the parent's stay the parent's).
+GRPC_FORK_SUPPORT = os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "0").lower() in (
+    "yes", "true", "1")
+_channels_made = False
+_forked_from: Optional[int] = None  # in a forked child of a process that made channels
+
+
+def _after_fork_in_child() -> None:
+    global _forked_from
+    if _channels_made:
+        _forked_from = os.getppid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fork_advice() -> str:
+    """What a forked child of a process that used ffibox may do instead."""
+    if GRPC_FORK_SUPPORT:
+        return "connect again in this process (ffibox.connect())"
+    return ("gRPC does not work in a child forked from a process that used it unless "
+            "GRPC_ENABLE_FORK_SUPPORT=1 was set before gRPC was imported: set it, or start "
+            "children with multiprocessing's 'spawn' or 'forkserver' method")
+
+
+def check_usable_here() -> None:
+    """Raises FAILED_PRECONDITION in a forked child where gRPC would hang or crash (its
+    channels then share the parent's polling state: using one even brought the parent
+    down)."""
+    if _forked_from is not None and not GRPC_FORK_SUPPORT:
+        raise Error("FAILED_PRECONDITION: this process was forked from process %d, which "
+                    "used ffibox: %s" % (_forked_from, fork_advice()), "FAILED_PRECONDITION")
 
 # The service the health checks of a load-balanced channel ask about.
 FFIBOX_SERVICE = "ffibox.v1.Ffibox"
@@ -112,6 +149,9 @@ def make_channel(address: str, settings: Optional[ChannelSettings] = None):
     SessionOpened.max_message_bytes, and a call's INOUT blocks come back whole), with
     `settings`' TLS, token and, for TCP targets, load balancing. ValueError for a token to a
     TCP target without TLS, and for TLS to a unix socket."""
+    global _channels_made
+    check_usable_here()
+    _channels_made = True
     settings = settings or ChannelSettings()
     options = [("grpc.max_receive_message_length", -1)]
     if not is_unix_target(address):

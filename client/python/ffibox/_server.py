@@ -74,6 +74,7 @@ class PrivateServer:
         base = os.environ.get("XDG_RUNTIME_DIR")
         if not base or not os.access(base, os.W_OK):
             base = None
+        self.owner = os.getpid()  # a forked child's copy is this process's server
         self.directory = tempfile.mkdtemp(prefix="ffibox-private-", dir=base)
         os.chmod(self.directory, 0o700)
         self.address = "unix:" + os.path.join(self.directory, "ffiboxd.sock")
@@ -133,9 +134,26 @@ class PrivateServer:
             pass
         self.process.wait()
 
+    def running(self) -> bool:
+        """Whether the server still runs. A forked child sees its parent's server, which it
+        cannot wait for (it is not the child's child): it asks the kernel instead."""
+        if self.process is None:
+            return True
+        if os.getpid() == self.owner:
+            return self.process.poll() is None
+        try:
+            os.kill(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return os.path.exists(self.address[len("unix:"):])
+
     def stop(self, keep_log: bool = False) -> None:
         """Terminates the server (and with it its workers) and removes its directory (all
         but the log when `keep_log`)."""
+        if os.getpid() != self.owner:
+            return  # a forked child's copy (its atexit hooks run too): the parent's server
         process = self.process
         if process is not None and process.poll() is None:
             process.terminate()
@@ -153,7 +171,14 @@ def private_server() -> PrivateServer:
     """The process's private server, started on first use."""
     global _private
     with _lock:
-        if _private is None or (_private.process is not None
-                                and _private.process.poll() is not None):
+        if _private is None or not _private.running():
             _private = PrivateServer(find_server_binary())
         return _private
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

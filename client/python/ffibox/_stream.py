@@ -16,6 +16,7 @@ import time
 import weakref
 from typing import Callable, Dict, Optional
 
+from ffibox._channel import fork_advice
 from ffibox._local_channel import LocalChannel, NotSent
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
@@ -280,8 +281,8 @@ class SessionStream:
         self._local_wanted = False
         self._callback_thread = None
         self._ended = ("this ffibox session belongs to process %d, which forked this one: "
-                       "sessions do not cross fork(); open a new one in this process "
-                       "(docs/python.md, \"Processes that fork\")" % parent)
+                       "sessions do not cross fork(); %s (docs/python.md, \"Processes that "
+                       "fork\")" % (parent, fork_advice()))
         self._ended_code = "FAILED_PRECONDITION"
 
     def close(self) -> None:

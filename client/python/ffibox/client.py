@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 import grpc
 
 from ffibox import _default, _marshal, _remote, _server, _types
-from ffibox._channel import ChannelSettings, make_channel
+from ffibox._channel import ChannelSettings, make_channel, fork_advice
 from ffibox._functions import RemoteCall, callback_handler
 from ffibox._images import ImageTable
 from ffibox._layout_check import LayoutCheck
@@ -114,6 +114,7 @@ class Client:
         self._private_server = private_server
         # Whether this client started the server it talks to (it serves this process only).
         self.private = private_server is not None
+        self._pid = os.getpid()  # a forked child's copy is its parent's
         # Environment variables every session of this client asks for its workers.
         self.env = dict(env) if env is not None else forwarded_environment()
 
@@ -139,13 +140,18 @@ class Client:
         on a unix socket when $FFIBOX_SAME_HOST is 1, and on the client's private server
         unless $FFIBOX_SAME_HOST is 0 or `idle_cpu_percent` is given).
         """
+        if os.getpid() != self._pid:
+            raise Error("FAILED_PRECONDITION: this client belongs to process %d, which forked "
+                        "this one; %s" % (self._pid, fork_advice()), "FAILED_PRECONDITION")
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
                        require_jail=require_jail, env=env, scratch_directory=scratch_directory,
                        idle_cpu_percent=idle_cpu_percent, same_host=same_host)
 
     def close(self) -> None:
-        """Closes the channel (sessions made from it end)."""
-        self._channel.close()
+        """Closes the channel (sessions made from it end); in a forked child, whose copy of
+        the channel is its parent's, nothing."""
+        if os.getpid() == self._pid:
+            self._channel.close()
 
     def __enter__(self) -> "Client":
         return self
