@@ -9,6 +9,8 @@ import os
 import threading
 from typing import Any, Callable, Optional
 
+from ffibox._channel import GRPC_FORK_SUPPORT
+
 _lock = threading.Lock()
 _session: Optional[Any] = None
 _opener: Optional[Callable[[], Any]] = None
@@ -36,11 +38,11 @@ def opened_session():
 
 def _after_fork_in_child() -> None:
     # The parent's default session ended in the child (ffibox._stream). With gRPC's fork
-    # support on, the child may open its own, and does on first use; without it, a channel
-    # made in the child waits forever, so the ended session stays and says why.
+    # support on, the child may open its own, and does on first use; without it, the child
+    # may not use gRPC at all (ffibox._channel), so the ended session stays and says why.
     global _lock, _session
     _lock = threading.Lock()
-    if os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "").lower() in ("1", "true"):
+    if GRPC_FORK_SUPPORT:
         _session = None
 
 
