@@ -82,7 +82,7 @@ class HealthService::Endpoint {
   std::unique_ptr<grpc::ServerCompletionQueue> queue_;
   std::thread thread_;
   absl::Mutex mu_;
-  bool serving_ = false;  // only Serve and Stop, on the owner's thread
+  bool serving_ = false;  // Serve ran (once, on the owner's thread; never again after Stop)
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
