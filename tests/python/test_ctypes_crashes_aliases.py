@@ -1,6 +1,6 @@
 """Worker addresses that reach caller memory past the library's own stores never crash the
 caller: written through an alias of another type, copied in as raw bytes, seen through
-`from_buffer`, or copied out of a view of worker memory.
+`from_buffer`, copied out of a view of worker memory, or read through a pointer object.
 
 Each pattern is valid ctypes code with the library in-process. It runs in a child process
 (a crash there is a failed test, not the end of the suite) against a real ffiboxd, and must
@@ -60,7 +60,27 @@ PATTERNS = {
     "worker_array_stored_into_a_pointer_object_through_an_alias": """
         p = POINTER(c_int)()
         c_void_p.from_buffer(p).value = ints
-        print(p[2], p.contents.value)
+        print(p[2], p.contents.value, p[1:3])
+    """,
+    "worker_array_copied_into_pointer_objects_then_written_through_them": """
+        p, q = POINTER(c_int)(), pointer(c_int(7))
+        memmove(byref(p), byref(c_void_p(ints)), sizeof(c_void_p))
+        c_void_p.from_buffer(q).value = ints
+        print(q.contents.value, end=" ")
+        p[0] = 10
+        q[1] += 20
+        print(p[0], q[1], string_at(ints, sizeof(c_int) * 2) == bytes((c_int * 2)(10, 22)))
+    """,
+    "worker_strings_read_through_a_pointer_to_char_p": """
+        words = (c_void_p * 3)()
+        memmove(words, names, 3 * sizeof(c_void_p))
+        p = cast(words, POINTER(c_char_p))
+        print(p[0], p[1:3], p.contents.value)
+    """,
+    "worker_array_reached_through_an_array_of_pointers": """
+        pointers = (POINTER(c_int) * 2)()
+        c_void_p.from_buffer(pointers, sizeof(c_void_p)).value = ints
+        print(pointers[1][3], pointers[1].contents.value, bool(pointers[0]))
     """,
     "char_p_array_made_from_bytes_of_worker_memory": """
         copy = (c_char_p * 3).from_buffer_copy(string_at(names, 3 * sizeof(c_char_p)))
@@ -124,7 +144,10 @@ EXPECTED = {
     "worker_string_stored_into_a_char_p_field_through_a_void_p_alias": "b\"worker's\"",
     "worker_array_stored_into_a_pointer_field_through_a_cast_alias": "4 1 2",
     "worker_string_stored_into_a_nested_record_through_an_alias": "b'nested'",
-    "worker_array_stored_into_a_pointer_object_through_an_alias": "3 1",
+    "worker_array_stored_into_a_pointer_object_through_an_alias": "3 1 [2, 3]",
+    "worker_array_copied_into_pointer_objects_then_written_through_them": "1 10 22 True",
+    "worker_array_reached_through_an_array_of_pointers": "4 1 False",
+    "worker_strings_read_through_a_pointer_to_char_p": "b'alpha' [b'beta', b'gamma'] b'alpha'",
     "char_p_array_made_from_bytes_of_worker_memory": "b'alpha' b'beta' b'gamma'",
     "record_array_made_from_bytes_of_worker_memory": "42 b'record name' 8",
     "record_over_a_bytearray_of_worker_bytes": "42 b'record name' 9",
@@ -133,14 +156,7 @@ EXPECTED = {
 }
 
 
-# A pointer object's own word is read by ctypes' `_Pointer` type, whose item access ffibox
-# cannot hook (docs/python.md, "What differs from ctypes").
-NOT_YET = {"worker_array_stored_into_a_pointer_object_through_an_alias"}
-
-
-@pytest.mark.parametrize("pattern", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="the caller crashes"))
-    if name in NOT_YET else name for name in sorted(PATTERNS)])
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
 def test_the_pattern_works_as_with_the_stdlib_and_never_crashes_the_caller(server, pattern):
     check_pattern(server, PRELUDE + textwrap.dedent(PATTERNS[pattern]), EXPECTED[pattern])
 

@@ -198,7 +198,7 @@ class ImageTable:
 
     def _read(self, worker: int, size: int, generation: int) -> Optional[bytes]:
         try:
-            return self._memory.read(worker, size, generation)
+            return self._memory.read(worker, size, generation, as_is=True)
         except Error:
             return None
 
@@ -243,7 +243,7 @@ class ImageTable:
 
     def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
         try:
-            text = self._memory.read_string(worker, wide, generation)
+            text = self._memory.read_string(worker, wide, generation, as_is=True)
         except Error:
             return self._address_only(worker, generation)
         buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)

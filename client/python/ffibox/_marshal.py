@@ -313,7 +313,9 @@ def decode(t, value, session, generation: int):
                         _addresses.note_worker_address(address)
                     result = address or None
                 elif address:
-                    result = session.memory.read_string(address, code == "Z", generation)
+                    # as_is: images were written back before the call
+                    result = session.memory.read_string(address, code == "Z", generation,
+                                                        as_is=True)
                 else:
                     result = None
             else:

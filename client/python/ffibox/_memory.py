@@ -16,17 +16,29 @@ ValueEncoder = Callable[[Any, Any], Any]
 
 class WorkerMemory:
     """Worker memory operations over a session stream. An address without a generation is
-    of the worker that answered last."""
+    of the worker that answered last.
+
+    `before_read`, when set, runs before a read or copy of worker memory: the session's
+    images (ffibox._images) write the caller's changes back there, so a read sees what a
+    read in the library would. The images' own reads pass `as_is=True`."""
 
     def __init__(self, stream, encode: ValueEncoder) -> None:
         self._stream = stream
         self._encode = encode
+        self.before_read: Optional[Callable[[], None]] = None
+
+    def _flush(self) -> None:
+        if self.before_read is not None:
+            self.before_read()
 
     def _address(self, address: int, generation: Optional[int]):
         return pb.RemoteAddress(address=address, generation=generation or self._stream.generation)
 
-    def read(self, address: int, size: int, generation: Optional[int] = None) -> bytes:
+    def read(self, address: int, size: int, generation: Optional[int] = None,
+             as_is: bool = False) -> bytes:
         """`size` bytes of worker memory (MemoryFault for a bad address)."""
+        if not as_is:
+            self._flush()
         return self._stream.request(read_memory=pb.ReadMemory(
             address=self._address(address, generation), size=size)).memory.data
 
@@ -49,8 +61,10 @@ class WorkerMemory:
             value=self._encode(t, value)))
 
     def read_string(self, address: int, wide: bool = False,
-                    generation: Optional[int] = None, length: int = 0):
+                    generation: Optional[int] = None, length: int = 0, as_is: bool = False):
         """The NUL-terminated (w)char string at a worker address (bytes or str)."""
+        if not as_is:
+            self._flush()
         data = self._stream.request(read_string=pb.ReadString(
             address=self._address(address, generation), wide=wide, max_length=length)).string
         return data.text if wide else data.data
@@ -63,6 +77,7 @@ class WorkerMemory:
     def copy(self, destination: int, source: int, size: int,
              generation: Optional[int] = None) -> None:
         """Copies `size` bytes between worker addresses (of the same worker)."""
+        self._flush()
         self._stream.request(copy_memory=pb.CopyMemory(
             destination=self._address(destination, generation),
             source=self._address(source, generation), size=size))

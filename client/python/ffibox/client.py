@@ -238,6 +238,7 @@ class Session:
         self.twins = TwinTable(lambda: self.generation)
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self.memory, self.twins)
+        self.memory.before_read = self.images.sync
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
         self._callbacks_lock = threading.Lock()

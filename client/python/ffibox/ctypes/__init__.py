@@ -12,8 +12,8 @@ import operator
 import sys
 import threading
 from ctypes import (  # the stdlib data types are ffibox's data types
-    ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, POINTER,
-    SetPointerType, alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
+    ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, SetPointerType,
+    alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
     c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64, c_long, c_longdouble,
     c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint, c_uint8, c_uint16, c_uint32,
     c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
@@ -32,7 +32,8 @@ from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._remote import RemotePointer
 from ffibox._worker_address import WorkerAddress, address_of
-from ffibox.ctypes import _fields, _metatypes
+from ffibox.ctypes import _fields, _metatypes, _pointers
+from ffibox.ctypes._pointers import POINTER
 
 __version__ = _ct.__version__
 # The stdlib's private names real bindings import too (`from ctypes import _Pointer`).
@@ -108,7 +109,9 @@ def pointer(obj):
     at = _remote.view_address(obj)
     if at is not None:
         return RemotePointer(at.session, at.address, at.generation, type(obj)._ffibox_base)
-    return _ct.pointer(obj)
+    result = _ct.pointer(obj)
+    _pointers.guard(type(result))
+    return result
 
 
 def sizeof(obj_or_type) -> int:
@@ -244,6 +247,7 @@ _install_string_value(c_char_p, False)
 _install_string_value(c_wchar_p, True)
 
 _metatypes.install(from_address, in_dll)
+_pointers.guard_existing()
 
 for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
            c_longlong, c_short, c_ubyte, c_uint, c_ulong, c_ulonglong, c_ushort, c_void_p,

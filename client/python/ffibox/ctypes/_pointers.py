@@ -1,0 +1,103 @@
+"""Pointer objects (`POINTER(T)()`) that check their word before ctypes dereferences it.
+
+ctypes reads a pointer object's target (`p[i]`, `p[a:b]`, `p.contents`, `p[i] = v`) through
+C slots of its immutable `_Pointer` type. A worker address can reach a pointer object's own
+word past the library's stores: written through an alias of another type
+(`c_void_p.from_buffer(p).value = address`), copied in as bytes (`memmove(byref(p), ...)`),
+or read as an element of an array of pointers that got there so. ctypes would dereference it
+in this process. Each `POINTER(T)` class is a heap type, so ffibox puts its own item access
+and `contents` on the class: the word is made this process's first (ffibox._slots.ensure_local:
+a worker address gets an image, bound to its worker address and written back before the
+session's next call, as a library's store into a pointer field does), then ctypes' own
+access runs. A word this process owns costs a dictionary lookup (about 1 µs a read).
+A `char*` / `wchar_t*` element a pointer reads (`POINTER(c_char_p)`, `char**`) is checked the
+same way: one that holds a worker address is the worker's string, as the `c_char_p` object
+at that element reads it (ffibox.ctypes), never the caller's memory at that address.
+
+The classes are the stdlib's: `ffibox.ctypes.POINTER` and `pointer` guard the classes they
+give, and the classes that exist when ffibox.ctypes is imported are guarded then. A class
+made later by the stdlib alone (`ctypes.pointer` in C of a type no one asked for a pointer
+type of, a direct subclass of `_Pointer`) is ctypes' own until ffibox gives it.
+"""
+import ctypes as _ct
+
+from ffibox import _slots, _types
+
+_MARK = "_ffibox_guarded"
+_STDLIB_CONTENTS = _ct._Pointer.__dict__["contents"]
+_STDLIB_GETITEM = _ct._Pointer.__getitem__
+_STDLIB_SETITEM = _ct._Pointer.__setitem__
+
+
+def _getitem(self, index):
+    _slots.ensure_local(self, 0)
+    strings = _worker_strings(self, index)
+    return _STDLIB_GETITEM(self, index) if strings is None else strings
+
+
+def _worker_strings(pointer, index):
+    """`pointer[index]` for a pointer to `char*` / `wchar_t*` when a word it reads there is
+    not this process's (read as the `c_char_p` / `c_wchar_p` object at that element reads
+    it); None when the stdlib's access is safe (other types, this process's words), or
+    when the stdlib refuses the index (a slice without a stop)."""
+    t = pointer._type_
+    if not _types.is_fundamental(t) or _types.code_of(t) not in ("z", "Z"):
+        return None
+    if isinstance(index, slice):
+        step = 1 if index.step is None else index.step
+        if index.stop is None or step == 0 or (step < 0 and index.start is None):
+            return None
+        indices = range(index.start or 0, index.stop, step)
+    else:
+        indices = range(index, index + 1)
+    base, size = _types.word_at(_ct.addressof(pointer)).value, _ct.sizeof(t)
+    if not base or all(_local_or_null(_types.word_at(base + i * size).value)
+                       for i in indices):
+        return None
+    values = [t.from_address(base + i * size).value for i in indices]
+    return values if isinstance(index, slice) else values[0]
+
+
+def _local_or_null(word) -> bool:
+    return not word or _slots.is_local(word)
+
+
+def _setitem(self, index, value):
+    _slots.ensure_local(self, 0)
+    _STDLIB_SETITEM(self, index, value)
+
+
+def _get_contents(self):
+    _slots.ensure_local(self, 0)
+    return _STDLIB_CONTENTS.__get__(self)
+
+
+def _contents() -> property:
+    return property(_get_contents, _STDLIB_CONTENTS.__set__, doc=_STDLIB_CONTENTS.__doc__)
+
+
+def guard(cls):
+    """Puts the checked item access and `contents` on pointer type `cls` (once; a class
+    that defines its own keeps them) and returns it."""
+    if isinstance(cls, type) and issubclass(cls, _ct._Pointer) and _MARK not in cls.__dict__:
+        if "__getitem__" not in cls.__dict__:
+            cls.__getitem__ = _getitem
+        if "__setitem__" not in cls.__dict__:
+            cls.__setitem__ = _setitem
+        if "contents" not in cls.__dict__:
+            cls.contents = _contents()
+        setattr(cls, _MARK, True)
+    return cls
+
+
+def POINTER(t):  # noqa: N802 (ctypes' name)
+    return guard(_ct.POINTER(t))
+
+
+POINTER.__doc__ = _ct.POINTER.__doc__
+
+
+def guard_existing() -> None:
+    """Guards the pointer types ctypes has made so far."""
+    for cls in list(_ct._pointer_type_cache.values()):
+        guard(cls)
