@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -65,6 +67,13 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
       absl::StatusOr<uint64_t> target = AddressOf(relocation.target());
       if (!target.ok()) return PrefixField(target.status(), path() + ".target");
       std::memcpy(placed_[i].data + relocation.offset(), &*target, sizeof(uint64_t));
+    }
+  }
+  // What the client holds of a watched IN block is what it sent, not what the call leaves.
+  for (int i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].watch() && !CopiesOut(blocks[i].direction())) {
+      sent_.emplace_back(
+          i, std::string(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size));
     }
   }
   return absl::OkStatus();
@@ -162,6 +171,27 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation) {
       ++reported;
     }
   }
+  ReportLasting(result, generation);
+}
+
+void CallBlocks::ReportLasting(v1::CallResult* result, uint64_t generation) {
+  if (lasting_ == nullptr) return;
+  std::vector<uint64_t> placed;
+  auto sent = sent_.begin();
+  for (int i = 0; i < count_; ++i) {
+    const v1::MemoryBlock& block = (*blocks_)[i];
+    if (!block.keep() && !block.has_at()) continue;
+    const uint64_t address = reinterpret_cast<uint64_t>(placed_[i].data);
+    placed.push_back(address);
+    if (!block.watch()) {
+      lasting_->Watch(address, nullptr);
+      continue;
+    }
+    absl::string_view held(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
+    if (!CopiesOut(block.direction())) held = (sent++)->second;
+    lasting_->Watch(address, &held);
+  }
+  lasting_->ReportChanged(placed, generation, result);
 }
 
 }  // namespace ffibox

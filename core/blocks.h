@@ -8,10 +8,15 @@
 #define FFIBOX_CORE_BLOCKS_H_
 
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/arena.h"
+#include "core/call_shape.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -34,6 +39,17 @@ class LastingMemory {
   virtual void ReleaseLastingIfPresent(uint64_t address) = 0;
   // Frees memory AllocateLasting returned during a call that then failed.
   virtual void ReleaseLastingAddress(uint64_t address) = 0;
+
+  // Watching (MemoryBlock.watch; at most kMaxWatchedBytes, core/call_shape.h). After a call placed
+  // the lasting block at `address`: `contents` is what the client now holds of it (remember it,
+  // within the watch budget), or, when the block was placed without `watch`, nullptr (stop watching
+  // it).
+  virtual void Watch(uint64_t address, const absl::string_view* contents) = 0;
+  // After a call: appends to `result->changed` every watched block not among `placed` (the
+  // lasting addresses the call placed) whose memory differs from what was remembered, and
+  // remembers it as it is now.
+  virtual void ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
+                             v1::CallResult* result) = 0;
 };
 
 class CallBlocks {
@@ -69,7 +85,10 @@ class CallBlocks {
   // increasing offset. A value that is both one block's end and another's start is reported
   // as the start of the other. At most limits.max_relocations pointers are reported per
   // call (the rest are omitted); the scan costs O(words * log blocks). Reports where each
-  // `keep` block lives in `result->kept`, stamped with `generation`.
+  // `keep` block lives in `result->kept`, stamped with `generation`. Then tells the lasting
+  // memory what the client holds of each lasting block the call placed (LastingMemory::Watch:
+  // the returned contents, or the data sent for an IN block) and appends the watched blocks
+  // the library changed outside this call to `result->changed`.
   void CopyOut(v1::CallResult* result, uint64_t generation);
 
  private:
@@ -77,6 +96,10 @@ class CallBlocks {
     unsigned char* data;
     uint64_t size;
   };
+
+  // CopyOut's part for lasting memory: Watch for each lasting block placed, then
+  // ReportChanged.
+  void ReportLasting(v1::CallResult* result, uint64_t generation);
 
   // Memory for block `index` of `size` bytes: in `arena`, or lasting memory.
   absl::StatusOr<unsigned char*> Allocate(const v1::MemoryBlock& block, uint64_t size, int index,
@@ -87,6 +110,8 @@ class CallBlocks {
   int count_ = 0;
   LastingMemory* lasting_ = nullptr;
   bool reported_ = false;  // the kept blocks outlive this object (KeepLasting, CopyOut)
+  // Watched IN blocks as placed (index, bytes): what the client holds of them.
+  std::vector<std::pair<int, std::string>> sent_;
   size_t max_reported_pointers_ = 0;
 };
 

@@ -97,6 +97,17 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
           absl::Hex(kept.address().address()), ", expected block ", expected.kept_blocks[i]));
     }
   }
+  uint64_t changed_bytes = 0;
+  for (const v1::ChangedBlock& changed : result.changed()) {
+    changed_bytes += changed.data().size();
+    if (changed.address().address() == 0 || changed.data().empty() ||
+        changed_bytes > kMaxWatchedBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a changed block at 0x", absl::Hex(changed.address().address()), " of ",
+                       changed.data().size(), " bytes (at most ", kMaxWatchedBytes,
+                       " bytes of non-empty blocks at non-zero addresses in all)"));
+    }
+  }
   return absl::OkStatus();
 }
 

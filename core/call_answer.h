@@ -44,8 +44,10 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 
 // Checks a call's result: only blocks the call sent as OUT/INOUT, each once with its exact
 // size, pointers reported in them only at increasing 8-aligned offsets with the word inside
-// the block and the target inside a block of the call, and each kept block reported once, in
-// order. INVALID_ARGUMENT describing the violation.
+// the block and the target inside a block of the call, each kept block reported once, in
+// order, and changed blocks (watched lasting memory) non-empty, at non-zero addresses, at most
+// kMaxWatchedBytes in all (which blocks they are only the client knows).
+// INVALID_ARGUMENT describing the violation.
 absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected);
 
 // Checks an error's code: a known one, and none of those only the broker reports

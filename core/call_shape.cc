@@ -60,6 +60,10 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
     if (block.keep() && block.has_at()) {
       return InvalidArgumentAt(field, "a block cannot be both kept and placed at");
     }
+    if (block.watch() && !block.keep() && !block.has_at()) {
+      return InvalidArgumentAt(field + ".watch",
+                               "only a kept block or one placed at can be watched");
+    }
     if (block.size() != 0 && block.data().size() > block.size()) {
       return InvalidArgumentAt(field + ".data",
                                absl::StrCat("data is ", block.data().size(),

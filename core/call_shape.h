@@ -14,10 +14,16 @@
 
 namespace ffibox {
 
+// The most bytes of lasting blocks a worker watches (MemoryBlock.watch): each call compares
+// them all, so this bounds what watching adds to a call (about 25 µs per MiB watched,
+// docs/python.md) and what one call's result may report changed (core/call_answer.h).
+inline constexpr uint64_t kMaxWatchedBytes = uint64_t{4} << 20;
+
 // OK when `call` fits `signature` within `limits`: variadic types only for a variadic
 // function, each a valid non-void type; fixed + variadic arguments at most limits.max_args
 // and exactly as many args; at most limits.max_blocks blocks and as many releases; each
-// block of a known direction, not both kept and placed, its data no longer than its size,
+// block of a known direction, not both kept and placed, watched only when kept or placed,
+// its data no longer than its size,
 // all blocks together at most limits.max_block_bytes and limits.max_relocations
 // relocations. INVALID_ARGUMENT naming the field, or RESOURCE_EXHAUSTED for a limit.
 // Per-value checks (does this value fit that C type?) are the marshalling's.

@@ -156,7 +156,7 @@ TEST(ValidateCallShape, RelocationCountAcrossBlocksIsLimited) {
   EXPECT_THAT(ValidateCallShape(call, TwoParams(), limits), StatusIs(v1::RESOURCE_EXHAUSTED));
 }
 
-TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothAndReleasesAreLimited) {
+TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothOnlyTheyAreWatchedReleasesAreLimited) {
   TypeLimits limits;
   limits.max_blocks = 2;
   v1::Call call = CallWithArgs(2);
@@ -169,6 +169,14 @@ TEST(ValidateCallShape, LastingBlocksAreKeptOrPlacedNotBothAndReleasesAreLimited
   EXPECT_THAT(both, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(both), "call.blocks[1]");
   placed->set_keep(false);
+  placed->set_watch(true);
+  call.mutable_blocks(0)->set_watch(true);
+  EXPECT_TRUE(ValidateCallShape(call, TwoParams(), limits).ok());
+  call.mutable_blocks(0)->set_keep(false);
+  absl::Status watched = ValidateCallShape(call, TwoParams(), limits);
+  EXPECT_THAT(watched, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(FieldOf(watched), "call.blocks[0].watch");
+  call.mutable_blocks(0)->set_keep(true);
   for (int i = 0; i < 3; ++i) call.add_release()->set_address(0x2000 + i);
   EXPECT_THAT(ValidateCallShape(call, TwoParams(), limits), StatusIs(v1::RESOURCE_EXHAUSTED));
 }

@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/call_shape.h"
 #include "core/layout.h"
 #include "core/piece_stream.h"
 #include "core/test_types.h"
@@ -220,6 +221,13 @@ void AssertAcceptedCallResult(const v1::CallResult& call, const ExpectedCallResu
                call.kept(i).block());
     FUZZ_CHECK(call.kept(i).address().address() != 0, "kept block at NULL");
   }
+  uint64_t changed_bytes = 0;
+  for (const v1::ChangedBlock& changed : call.changed()) {
+    FUZZ_CHECK(changed.address().address() != 0 && !changed.data().empty(),
+               "an empty changed block or one at NULL");
+    changed_bytes += changed.data().size();
+  }
+  FUZZ_CHECK(changed_bytes <= kMaxWatchedBytes, "changed blocks of ", changed_bytes, " bytes");
 }
 
 // The blocks call `index` of the batch `pending` sent: its entry in batch_blocks, or none.

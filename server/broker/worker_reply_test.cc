@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/call_shape.h"
 #include "gtest/gtest.h"
 #include "server/protocol/worker_protocol.pb.h"
 #include "tests/support/status_matchers.h"
@@ -206,6 +207,28 @@ TEST(ParseWorkerReply, KeptBlocksMustBeReportedOnceEachInOrder) {
   ExpectRefused(Frame(KeptReply({{0, 0x1000}, {2, 0x2000}, {2, 0x3000}})),
                 PendingKeepingCall());                            // extra
   ExpectRefused(Frame(KeptReply({{0, 0x1000}})), PendingCall());  // nothing was kept
+}
+
+TEST(ParseWorkerReply, ChangedBlocksAreNonEmptyAtNonZeroAddressesWithinTheWatchBudget) {
+  auto reply = [](std::vector<std::pair<uint64_t, std::string>> changed) {
+    v1::Response response = KeptReply({{0, 0x1000}, {2, 0x2000}});
+    for (auto& [address, data] : changed) {
+      v1::ChangedBlock* entry = response.mutable_call()->add_changed();
+      entry->mutable_address()->set_address(address);
+      entry->set_data(std::move(data));
+    }
+    return response;
+  };
+  absl::StatusOr<v1::Response> good =
+      ParseWorkerReply(Frame(reply({{0x3000, "now"}, {0x4000, "then"}})), PendingKeepingCall());
+  ASSERT_OK(good);
+  ASSERT_EQ(good->call().changed_size(), 2);
+  EXPECT_EQ(good->call().changed(1).data(), "then");
+  ExpectRefused(Frame(reply({{0, "now"}})), PendingKeepingCall());
+  ExpectRefused(Frame(reply({{0x3000, ""}})), PendingKeepingCall());
+  const std::string half(kMaxWatchedBytes / 2, 'x');
+  ASSERT_OK(ParseWorkerReply(Frame(reply({{0x3000, half}, {0x4000, half}})), PendingKeepingCall()));
+  ExpectRefused(Frame(reply({{0x3000, half}, {0x4000, half + "x"}})), PendingKeepingCall());
 }
 
 TEST(ParseWorkerReply, ErrorCodesOnlyTheBrokerReportsAreRefused) {

@@ -1,9 +1,13 @@
 // WorkerExecutor in-process: functions resolved by address and typed remote memory.
 #include "server/worker/executor.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/errors.h"
 #include "core/test_types.h"
@@ -23,6 +27,15 @@ extern "C" void* keep_pointer(int* p) {
   return p;
 }
 extern "C" int read_kept() { return *kept_pointer; }
+// Writes through the kept pointer in a call that does not pass it (as a memory writer
+// fills the caller's buffer on each write).
+extern "C" int bump_kept() { return ++*kept_pointer; }
+// Keeps the pointer and writes through it at once.
+extern "C" void* keep_and_bump(int* p) {
+  kept_pointer = p;
+  ++*p;
+  return p;
+}
 
 // Counts its calls: shows which calls of a batch ran.
 namespace {
@@ -323,6 +336,120 @@ TEST_F(BatchTest, BatchLimitsAreTheWorkersOwnCheckToo) {
   v1::Request empty;
   empty.mutable_batch();
   EXPECT_EQ(ExecuteOne(&executor, empty).error().code(), v1::INVALID_ARGUMENT);
+}
+
+// A call of function `handle`, which takes no arguments.
+v1::Request PlainCall(uint64_t handle) {
+  v1::Request request;
+  request.mutable_call()->set_function(handle);
+  return request;
+}
+
+class WatchedBlocksTest : public LastingBlocksTest {
+ protected:
+  void SetUp() override {
+    LastingBlocksTest::SetUp();
+    ASSERT_FALSE(
+        ExecuteOne(&executor_, ResolveVoid(reinterpret_cast<void*>(&bump_kept), v1::INT, false), 3)
+            .has_error());
+    ASSERT_FALSE(ExecuteOne(&executor_,
+                            ResolveVoid(reinterpret_cast<void*>(&keep_and_bump), v1::POINTER, true),
+                            4)
+                     .has_error());
+  }
+
+  // Keeps a watched block holding `value`: where the worker placed it.
+  v1::RemoteAddress KeepWatched(int value, v1::Direction direction = v1::INOUT,
+                                uint64_t function = 1) {
+    v1::Request call = KeepPointerCall(value);
+    call.mutable_call()->set_function(function);
+    v1::MemoryBlock* block = call.mutable_call()->mutable_blocks(0);
+    block->set_keep(true);
+    block->set_watch(true);
+    block->set_direction(direction);
+    v1::Response kept = ExecuteOne(&executor_, call);
+    EXPECT_FALSE(kept.has_error()) << kept.error().message();
+    EXPECT_EQ(kept.call().changed_size(), 0);
+    if (kept.call().kept_size() != 1) return {};
+    return kept.call().kept(0).address();
+  }
+
+  // The changed blocks a call of `handle` reports, as (address, int it holds).
+  std::vector<std::pair<uint64_t, int>> ChangedBy(uint64_t handle) {
+    v1::Response response = ExecuteOne(&executor_, PlainCall(handle));
+    EXPECT_FALSE(response.has_error()) << response.error().message();
+    std::vector<std::pair<uint64_t, int>> changed;
+    for (const v1::ChangedBlock& block : response.call().changed()) {
+      EXPECT_EQ(block.address().generation(), kGeneration);
+      int value = 0;
+      EXPECT_EQ(block.data().size(), sizeof value);
+      std::memcpy(&value, block.data().data(), std::min(sizeof value, block.data().size()));
+      changed.emplace_back(block.address().address(), value);
+    }
+    return changed;
+  }
+};
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::Pair;
+
+TEST_F(WatchedBlocksTest, AWriteBetweenCallsIsReportedOnceByTheCallThatMadeIt) {
+  v1::RemoteAddress kept = KeepWatched(7);
+  EXPECT_THAT(ChangedBy(2), IsEmpty());  // read_kept reads, changes nothing
+  EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(kept.address(), 8)));  // bump_kept writes
+  EXPECT_THAT(ChangedBy(2), IsEmpty());                             // reported once
+  EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(kept.address(), 9)));
+}
+
+TEST_F(WatchedBlocksTest, ACallThatPlacesTheBlockReturnsItAndDoesNotReportItChanged) {
+  v1::RemoteAddress kept = KeepWatched(7);
+  v1::Request again = KeepPointerCall(20);
+  *again.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  again.mutable_call()->mutable_blocks(0)->set_watch(true);
+  again.mutable_call()->set_function(4);  // keep_and_bump: 21, returned with the block
+  v1::Response placed = ExecuteOne(&executor_, again);
+  ASSERT_FALSE(placed.has_error()) << placed.error().message();
+  EXPECT_EQ(placed.call().changed_size(), 0);
+  EXPECT_THAT(ChangedBy(2), IsEmpty());  // the client holds 21 already
+  EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(kept.address(), 22)));
+}
+
+TEST_F(WatchedBlocksTest, AnInBlockIsComparedWithWhatWasSent) {
+  // keep_and_bump writes during the call that places the block; an IN block does not come
+  // back, so the next call reports it.
+  v1::RemoteAddress kept = KeepWatched(7, v1::IN, 4);
+  EXPECT_THAT(ChangedBy(2), ElementsAre(Pair(kept.address(), 8)));
+}
+
+TEST_F(WatchedBlocksTest, UnwatchedReleasedAndPlacedWithoutWatchAreNotReported) {
+  Keep(1);  // kept without watch
+  EXPECT_THAT(ChangedBy(3), IsEmpty());
+
+  v1::RemoteAddress kept = KeepWatched(7);
+  v1::Request unwatch = KeepPointerCall(7);
+  *unwatch.mutable_call()->mutable_blocks(0)->mutable_at() = kept;
+  ASSERT_FALSE(ExecuteOne(&executor_, unwatch).has_error());
+  EXPECT_THAT(ChangedBy(3), IsEmpty());
+
+  kept = KeepWatched(7);
+  v1::Request release = PlainCall(2);
+  *release.mutable_call()->add_release() = kept;
+  ASSERT_FALSE(ExecuteOne(&executor_, release).has_error());
+  v1::RemoteAddress other = KeepWatched(1);  // the library now writes here
+  EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(other.address(), 2)));
+}
+
+TEST_F(WatchedBlocksTest, BlocksPastTheWatchBudgetAreNotWatched) {
+  v1::Request big = KeepPointerCall(7);
+  v1::MemoryBlock* block = big.mutable_call()->mutable_blocks(0);
+  block->set_size(kMaxWatchedBytes + 16);
+  block->set_keep(true);
+  block->set_watch(true);
+  ASSERT_FALSE(ExecuteOne(&executor_, big).has_error());
+  EXPECT_THAT(ChangedBy(3), IsEmpty());
+  v1::RemoteAddress small = KeepWatched(1);  // still fits the budget
+  EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(small.address(), 2)));
 }
 
 TEST_F(LastingBlocksTest, ABlockKeptByOneCallOfABatchIsThereForTheNext) {

@@ -1,5 +1,6 @@
 #include "server/worker/memory_requests.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -61,6 +62,7 @@ void* MemoryRequests::AllocateRecorded(uint64_t size, uint64_t alignment) {
 absl::Status MemoryRequests::FreeRecorded(uint64_t address, absl::string_view field) {
   {
     absl::MutexLock lock(&mu_);
+    Unwatch(address);
     if (allocations_.erase(address) == 0) {
       return ErrorStatus(v1::NOT_FOUND,
                          absl::StrCat(field, ": 0x", absl::Hex(address),
@@ -103,6 +105,7 @@ absl::StatusOr<uint64_t> MemoryRequests::FindLasting(const v1::RemoteAddress& ad
 void MemoryRequests::ReleaseLastingIfPresent(uint64_t address) {
   {
     absl::MutexLock lock(&mu_);
+    Unwatch(address);
     if (allocations_.erase(address) == 0) return;
   }
   std::free(reinterpret_cast<void*>(address));
@@ -110,6 +113,39 @@ void MemoryRequests::ReleaseLastingIfPresent(uint64_t address) {
 
 void MemoryRequests::ReleaseLastingAddress(uint64_t address) {
   FreeRecorded(address, "kept block").IgnoreError();
+}
+
+void MemoryRequests::Unwatch(uint64_t address) {
+  auto found = watched_.find(address);
+  if (found == watched_.end()) return;
+  watched_bytes_ -= found->second.size();
+  watched_.erase(found);
+}
+
+void MemoryRequests::Watch(uint64_t address, const absl::string_view* contents) {
+  absl::MutexLock lock(&mu_);
+  Unwatch(address);
+  if (contents == nullptr || !allocations_.contains(address) ||
+      contents->size() > kMaxWatchedBytes - watched_bytes_) {
+    return;  // not watched: placed without `watch`, not lasting memory, or past the budget
+  }
+  watched_.emplace(address, std::string(*contents));
+  watched_bytes_ += contents->size();
+}
+
+void MemoryRequests::ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
+                                   v1::CallResult* result) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [address, held] : watched_) {
+    if (std::find(placed.begin(), placed.end(), address) != placed.end()) continue;
+    const char* now = reinterpret_cast<const char*>(address);
+    if (std::memcmp(now, held.data(), held.size()) == 0) continue;
+    held.assign(now, held.size());
+    v1::ChangedBlock* changed = result->add_changed();
+    changed->mutable_address()->set_address(address);
+    changed->mutable_address()->set_generation(generation);
+    changed->set_data(held);
+  }
 }
 
 absl::StatusOr<uint64_t> MemoryRequests::Resolve(const v1::RemoteAddress& address,

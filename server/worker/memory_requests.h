@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -64,6 +65,10 @@ class MemoryRequests : public LastingMemory {
                                        absl::string_view field) const override;
   void ReleaseLastingIfPresent(uint64_t address) override;
   void ReleaseLastingAddress(uint64_t address) override;
+  // Watches blocks in the order calls place them, up to kMaxWatchedBytes in all.
+  void Watch(uint64_t address, const absl::string_view* contents) override;
+  void ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
+                     v1::CallResult* result) override;
 
  private:
   // Allocates `size` zeroed bytes aligned to `alignment` (a power of two >= 8) and records
@@ -71,12 +76,17 @@ class MemoryRequests : public LastingMemory {
   void* AllocateRecorded(uint64_t size, uint64_t alignment);
   // Unrecords and frees `address`: NOT_FOUND naming `field` when it is not recorded.
   absl::Status FreeRecorded(uint64_t address, absl::string_view field);
+  // Stops watching `address` (nothing when it is not watched).
+  void Unwatch(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const uint64_t generation_;
   const CallbackResolver* const callbacks_;
   mutable absl::Mutex mu_;
   // Address -> usable size of every allocation handed out and not yet freed.
   absl::flat_hash_map<uint64_t, uint64_t> allocations_ ABSL_GUARDED_BY(mu_);
+  // Address -> what the client holds of every watched lasting block, and their total size.
+  absl::flat_hash_map<uint64_t, std::string> watched_ ABSL_GUARDED_BY(mu_);
+  uint64_t watched_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace ffibox

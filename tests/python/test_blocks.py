@@ -205,3 +205,58 @@ def test_a_block_the_worker_kept_is_placed_at_the_same_address_in_the_next_call(
     assert len(second.twins_used) == 1
     # An address inside the twin is the caller's own buffer again.
     assert twins.local(0x7000_0000_5008, GENERATION) == (buffer, ctypes.addressof(buffer) + 8)
+
+
+def kept_twin(twins, obj, address):
+    """Gives `obj` a twin at worker `address`, as the first call that reaches it does."""
+    builder = new_builder(twins)
+    index = builder.add_object(obj) if not isinstance(obj, bytes) else builder.add_bytes(obj)
+    assert builder.blocks[index].watch  # every twin is watched
+    builder.copy_back(pb.CallResult(kept=[pb.KeptBlock(
+        block=index, address=pb.RemoteAddress(address=address, generation=GENERATION))]),
+        GENERATION)
+
+
+def changed(address, data, generation=GENERATION):
+    return pb.ChangedBlock(address=pb.RemoteAddress(address=address, generation=generation),
+                           data=data)
+
+
+def test_a_watched_twin_the_library_changed_is_written_into_its_owner_bytes_included():
+    twins = TwinTable(lambda: GENERATION)
+    buffer, used, data = ctypes.create_string_buffer(8), ctypes.c_size_t(), bytes(6)
+    kept_twin(twins, buffer, 0x7000_0000_5000)
+    kept_twin(twins, used, 0x7000_0000_6000)
+    kept_twin(twins, data, 0x7000_0000_7000)
+    new_builder(twins).apply_changes([
+        changed(0x7000_0000_5000, b"archive\0"), changed(0x7000_0000_6000, bytes(ctypes.c_size_t(7))),
+        changed(0x7000_0000_7000, b"PK\3\4")], GENERATION)
+    assert (buffer.value, used.value, data) == (b"archive", 7, b"PK\3\4\0\0")
+
+
+def test_a_changed_pointer_into_another_twin_is_the_callers_object():
+    twins = TwinTable(lambda: GENERATION)
+    items, holder = (ctypes.c_int * 2)(5, 6), Holder()
+    kept_twin(twins, items, 0x7000_0000_5000)
+    kept_twin(twins, holder, 0x7000_0000_6000)
+    worker = Holder(count=2)
+    ctypes.c_void_p.from_buffer(worker, ITEMS).value = 0x7000_0000_5004
+    new_builder(twins).apply_changes([changed(0x7000_0000_6000, bytes(worker))], GENERATION)
+    assert holder.count == 2 and holder.items[0] == 6
+    assert word(ctypes.addressof(holder) + ITEMS) == ctypes.addressof(items) + 4
+
+
+def test_changes_the_client_cannot_place_are_ignored():
+    twins = TwinTable(lambda: GENERATION)
+    buffer = ctypes.create_string_buffer(b"mine", 8)
+    kept_twin(twins, buffer, 0x7000_0000_5000)
+    new_builder(twins).apply_changes([
+        changed(0x7000_0000_5008, b"inside"),             # not where a twin starts
+        changed(0x7000_0000_9000, b"nowhere"),            # no twin
+        changed(0x7000_0000_5000, b"old", GENERATION + 1),  # another worker's
+        changed(0x7000_0000_5000, b"too long!"),          # larger than the twin
+    ], GENERATION)
+    assert buffer.raw == b"mine\0\0\0\0"
+    twins.hold([twins.watched(0x7000_0000_5000, GENERATION, 8)[1]])  # a call in flight
+    new_builder(twins).apply_changes([changed(0x7000_0000_5000, b"busy")], GENERATION)
+    assert buffer.value == b"mine"

@@ -20,11 +20,7 @@ from conftest import ROOT
 
 CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "binding_cases.py")
 # case -> what it still needs (docs/python.md)
-NOT_YET = {
-    "libarchive_memory_writer": "the library writes into the caller's buffer during later "
-                                "calls that do not pass it (needs memory shared with the "
-                                "worker, not twins synced at calls)",
-}
+NOT_YET = {}
 CASE_NAMES = ("magic_from_buffer", "magic_objects", "magic_error", "libarchive_custom_writer",
               "libarchive_memory_reader", "libarchive_stream_reader",
               "libarchive_memory_writer")

@@ -223,6 +223,10 @@ def good_answer():
         pb.BlockRef(block=5)),                                   # outside the call's blocks
     lambda r: r.call.ClearField("kept"),                         # a kept block unreported
     lambda r: setattr(r.call.kept[0].address, "address", 0),
+    lambda r: r.call.changed.add(data=b"x"),                     # a change at address 0
+    lambda r: setattr(r.call.changed.add().address, "address", 0x2000),  # an empty change
+    lambda r: [r.call.changed.add(data=b"x" * (1 << 21)).address.CopyFrom(
+        pb.RemoteAddress(address=0x2000 + i)) for i in range(3)],  # past the watch budget
 ])
 def test_a_hostile_answer_is_refused(spoil):
     request = call_with_blocks()

@@ -253,9 +253,43 @@ PATTERNS = {
         codes.append(z.inflateEnd(byref(t)))
         print(codes, bytes(out) == data)
     """,
+    # The library writes through pointers it kept in calls that do not pass them.
+    "open_memstream_updates_the_callers_pointer_and_size_on_flush": """
+        libc.open_memstream.restype = c_void_p
+        libc.open_memstream.argtypes = [POINTER(c_char_p), POINTER(c_size_t)]
+        libc.fputs.argtypes = [c_char_p, c_void_p]
+        libc.fflush.argtypes = libc.fclose.argtypes = [c_void_p]
+        text, size = c_char_p(), c_size_t()
+        stream = libc.open_memstream(byref(text), byref(size))
+        libc.fputs(b"written ", stream)
+        libc.fputs(b"later", stream)
+        libc.fflush(stream)
+        flushed = size.value
+        libc.fputs(b", and more", stream)
+        libc.fclose(stream)
+        print(flushed, text.value, size.value)
+    """,
+    "fmemopen_writes_into_the_callers_buffer_on_later_calls": """
+        libc.fmemopen.restype = c_void_p
+        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
+        libc.fputs.argtypes = [c_char_p, c_void_p]
+        libc.fflush.argtypes = libc.fclose.argtypes = [c_void_p]
+        buffer = create_string_buffer(64)
+        stream = libc.fmemopen(buffer, len(buffer), b"w")
+        libc.fputs(b"kept buffer", stream)
+        libc.fflush(stream)
+        print(buffer.value, end=" ")
+        libc.fputs(b", written again", stream)
+        libc.fclose(stream)
+        print(buffer.value)
+    """,
 }
 
 EXPECTED = {
+    "open_memstream_updates_the_callers_pointer_and_size_on_flush":
+        "13 b'written later, and more' 23",
+    "fmemopen_writes_into_the_callers_buffer_on_later_calls":
+        "b'kept buffer' b'kept buffer, written again'",
     "zlib_stream_fields_set_to_an_array_and_to_cast_bytes": "[0, 1, 0, 0, 1, 0] True",
     "zlib_keeps_its_stream_between_calls": "[0, 1] True True",
     "strtok_keeps_its_position_in_the_callers_buffer":

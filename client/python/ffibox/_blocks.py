@@ -244,6 +244,54 @@ class CallBuilder:
 
     # -- copying back ----------------------------------------------------------------------
 
+    def apply_changes(self, changed, generation: int) -> None:
+        """Writes the watched twins the library changed outside this call
+        (`CallResult.changed`: it kept a pointer and wrote through it) into their owners, a
+        bytes object's included, as ctypes would have seen the library's writes. Pointer
+        slots are rewired as copy_back rewires them. An entry that is not the start of a
+        live twin of `generation` that no call in flight uses, or larger than it, is
+        ignored: what the worker says is not trusted."""
+        budget = None
+        for entry in changed:
+            found = self._twins.watched(entry.address.address, entry.address.generation,
+                                        len(entry.data))
+            if found is None or entry.address.generation != generation:
+                continue
+            owner, twin = found
+            if isinstance(owner, (bytes, str)):
+                _ct.memmove(twin.local, entry.data, len(entry.data))
+                continue
+            size = min(len(entry.data), _ct.sizeof(owner))
+            slots = [(offset, ptype) for offset, ptype in _types.pointer_offsets(type(owner))
+                     if offset + 8 <= size]
+            held = {offset: _types.word_at(twin.local + offset).value or 0
+                    for offset, _ in slots}
+            _ct.memmove(twin.local, entry.data, size)
+            certain = {off for off, _ in _types.pointer_offsets(type(owner), unions=False)}
+            live_string = _types.is_fundamental(type(owner)) and \
+                _types.code_of(type(owner)) in ("z", "Z")
+            for offset, ptype in slots:
+                word = _WORD.unpack_from(entry.data, offset)[0]
+                local = self._twins.local(word, generation) if word else None
+                if not word or word == held[offset]:
+                    continue
+                if local is not None:  # into caller memory: the caller's own object
+                    _types.word_at(twin.local + offset).value = local[1]
+                elif self._images.worker_address(held[offset]) == (word, generation):
+                    _types.word_at(twin.local + offset).value = held[offset]  # its image
+                elif live_string:
+                    # A `c_char_p` object reads a worker address in the worker each time
+                    # (ffibox.ctypes): the library may change the string again later
+                    # without changing the pointer (open_memstream until fclose).
+                    _addresses.note_worker_address(word)
+                elif offset in certain:
+                    budget = budget or self._images.budget()
+                    bound = self._images.bind(owner, offset, ptype, word, generation, budget)
+                    if bound is not None:
+                        _types.word_at(twin.local + offset).value = bound
+                    else:  # void* and function pointers stay worker addresses
+                        _addresses.note_worker_address(word)
+
     def copy_back(self, result, generation: int) -> None:
         """Writes the OUT/INOUT blocks of `result` into the local objects they came from.
 

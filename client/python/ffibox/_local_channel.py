@@ -375,6 +375,10 @@ def _block_size(block) -> int:
     return block.size if block.size else len(block.data)
 
 
+# core/call_shape.h's kMaxWatchedBytes: what one answer may report changed.
+MAX_WATCHED_BYTES = 4 << 20
+
+
 def check_call_answer(request, response) -> Optional[str]:
     """Why `response` cannot be the worker's answer to the call `request`, else None: the
     checks of core/call_answer.h (CheckErrorCode, CheckCallResult), as the broker applies
@@ -393,6 +397,12 @@ def check_call_answer(request, response) -> Optional[str]:
         return None
     if response.WhichOneof("result") != "call":
         return "carries no call result"
+    changed_bytes = 0
+    for changed in response.call.changed:
+        changed_bytes += len(changed.data)
+        if not changed.address.address or not changed.data or changed_bytes > MAX_WATCHED_BYTES:
+            return "reports a changed block at 0x%x of %d bytes" % (changed.address.address,
+                                                                     len(changed.data))
     blocks = request.call.blocks
     if not blocks:  # the common case: nothing may come back but the result
         if response.call.blocks or response.call.kept:

@@ -3,7 +3,10 @@
 The first call that reaches a ctypes object (a byref target, a buffer, a structure, what its
 pointers reach) asks the worker to keep the object's memory block after the call
 (`MemoryBlock.keep`); later calls place the block at the same worker address
-(`MemoryBlock.at`). The contents are still synced at call boundaries, both ways. So a
+(`MemoryBlock.at`). The contents are still synced at call boundaries, both ways: a call that
+places the block copies it in and back, and every block is watched (`MemoryBlock.watch`),
+so a call that does not pass it reports it when the library wrote into it through a pointer
+it kept (CallResult.changed, written into the owner by ffibox._blocks). So a
 library may keep a pointer to the caller's structure between calls (zlib's z_stream, a
 parser's buffer), and a worker address inside a twin that comes back (a result, a pointer
 field, an integer used with from_address) maps to the caller's own object.
@@ -125,9 +128,11 @@ class TwinTable:
                 twin.alive() is owner:
             block.at.address = twin.worker
             block.at.generation = twin.generation
+            block.watch = True
             return twin
         if _weakly_referable(owner):
             block.keep = True
+            block.watch = True
         return None
 
     def kept(self, owner, size: int, worker: int, generation: int) -> None:
@@ -244,6 +249,19 @@ class TwinTable:
         if owner is None or not twin.local:
             return None
         return owner, twin.local + (worker - twin.worker)
+
+    def watched(self, worker: int, generation: int,
+                size: int) -> Optional[Tuple[object, Twin]]:
+        """(owner, twin) of the live twin that starts at `worker`, of `generation`, holds at
+        least `size` bytes of its owner's memory and no call in flight uses: where a
+        changed block the worker reports (CallResult.changed) may be written. Else None."""
+        with self._lock:
+            twin = self._by_worker.get(worker)
+        if twin is None or twin.generation != generation or twin.busy or not twin.local or \
+                size > twin.size:
+            return None
+        owner = twin.alive()
+        return None if owner is None else (owner, twin)
 
     def twin_at(self, address: int) -> Optional[Tuple[object, Twin]]:
         """(owner, twin) of the live twin whose local memory holds `address`, else None."""
