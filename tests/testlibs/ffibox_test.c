@@ -116,6 +116,9 @@ EXPORT int get_errno_value(void) { return errno; }
 EXPORT int ffibox_test_counter = 42;
 static int calls_in_this_process = 0;
 EXPORT int counter_next(void) { return ++calls_in_this_process; }
+static int* registered_total;
+EXPORT void register_total(int* total) { registered_total = total; }
+EXPORT int add_to_total(int amount) { return *registered_total += amount; }
 
 /* ---- Faults ------------------------------------------------------------------------- */
 

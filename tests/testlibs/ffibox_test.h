@@ -95,6 +95,10 @@ int get_errno_value(void); /* returns errno */
 /* State: shows what persists within one worker and what a restart resets. */
 extern int ffibox_test_counter; /* initially 42 */
 int counter_next(void);         /* 1, 2, 3, ... per process */
+/* Keeps the caller's int and adds to it in later calls that pass only numbers (as a library
+ * updates statistics a caller registered). */
+void register_total(int* total);
+int add_to_total(int amount); /* *total += amount; the new total */
 
 /* Faults: each kills the calling process in its own way. */
 int crash_null_deref(void);           /* SIGSEGV: write through NULL */

@@ -6,12 +6,13 @@ import threading
 import traceback
 from typing import Dict, Optional
 
-from ffibox import _addresses, _callback_pointers, _default, _images, _marshal, _types
+from ffibox import (_addresses, _callback_pointers, _default, _images, _marshal, _packers,
+                    _types)
 from ffibox._blocks import CallBuilder
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
-from ffibox.errors import Error, StaleHandle
+from ffibox.errors import Error, StaleHandle, error_from_proto
 
 _WORD = struct.Struct("<Q")
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
@@ -52,10 +53,16 @@ class RemoteCall:
         self._address = address
         self._use_errno = use_errno
         self._handles: Dict[tuple, int] = {}
+        # (argtypes, restype) -> its packer (ffibox._packers), None when it has none.
+        self._packers: Dict[tuple, Optional[_packers.Packer]] = {}
 
     def __call__(self, owner, argtypes, restype, args, variadic: bool = False):
         """Calls with `args`; `variadic`: the arguments after `argtypes` are variadic ones."""
         session = self._session
+        if not variadic and not self._use_errno and session.stream.local_enabled:
+            done = self._packed_call(argtypes, restype, args)
+            if done is not None:
+                return done.value
         try:
             builder, response = self._send(argtypes, restype, args, variadic)
         except StaleHandle as error:
@@ -64,6 +71,44 @@ class RemoteCall:
             # The worker was restarted since these objects got their twins: new ones.
             session.twins.forget_older(session.generation)
             builder, response = self._send(argtypes, restype, args, variadic)
+        return self._result(builder, response, restype)
+
+    def _packed_call(self, argtypes, restype, args) -> Optional[_packers.Done]:
+        """The call through its packer (ffibox._packers) on the same-host channel: Done
+        with the result, or None when it goes the general way (no packer for this
+        signature, arguments it does not take, twins to release, no channel)."""
+        session = self._session
+        key = (argtypes, restype)
+        packer = self._packers.get(key, self)
+        if packer is self:
+            packer = None
+            if _packers.packable(argtypes, restype):
+                packer = _packers.Packer(self._handle(argtypes, restype), argtypes, restype)
+            self._packers[key] = packer
+        if packer is None or session.twins.has_releases():
+            return None
+        packed = packer.pack(args, session.twins)
+        if packed is None:
+            return None
+        # What the caller changed in images of worker memory reaches the worker first.
+        session.images.sync()
+        answer = session.stream.send_packed(packed)
+        if answer is None or isinstance(answer, _packers.Done):
+            if answer is not None and packer.maps_words and answer.value:
+                twin = session.twins.local(answer.value & (1 << 64) - 1, session.generation)
+                if twin is not None:  # an address inside caller memory a call reached
+                    answer.value = twin[1]
+            return answer
+        if answer.HasField("error"):
+            raise error_from_proto(answer.error, pb)
+        # Another shape (blocks the library changed): as every call's answer.
+        builder = CallBuilder(session.twins, session.images, lambda: session.generation)
+        return _packers.Done(self._result(builder, answer, restype))
+
+    def _result(self, builder, response, restype):
+        """The function's result from the worker's answer `response` to the call `builder`
+        built, after copying back what the library changed."""
+        session = self._session
         result = response.call
         if self._use_errno and result.HasField("errno_value"):
             set_errno(result.errno_value)

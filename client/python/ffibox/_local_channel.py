@@ -331,14 +331,18 @@ class LocalChannel:
         UNAVAILABLE when the channel ended after (the worker was lost, or closed it:
         `closed_by_worker`), DEADLINE_EXCEEDED, INTERNAL for an answer that fails the checks or
         stalls. A request `too_large` must not be sent here."""
-        payload = request.SerializeToString()
+        return self.checked_answer(request, self.transfer(request.SerializeToString(), deadline))
+
+    def transfer(self, payload: bytes, deadline: float) -> bytes:
+        """Sends the serialized request `payload` and returns the worker's answer, unparsed
+        and unchecked (exchange's errors)."""
         with self._lock:
             try:
                 try:
                     self._write(struct.pack("<I", len(payload)) + payload, deadline)
                 except Error as error:  # the worker runs only a whole frame
                     raise NotSent(str(error), error.code) from None
-                answer = self._read_frame(deadline, MAX_ANSWER_BYTES)
+                return self._read_frame(deadline, MAX_ANSWER_BYTES)
             except Error:
                 raise
             except BaseException:
@@ -346,6 +350,9 @@ class LocalChannel:
                 # with the worker and is never used again.
                 self.close()
                 raise
+
+    def checked_answer(self, request, answer: bytes):
+        """The worker's `answer` to `request`, parsed and checked (exchange's)."""
         response = pb.Response()
         try:
             response.ParseFromString(answer)

@@ -207,21 +207,47 @@ class SessionStream:
     def _send_locally(self, request):
         """The call through the same-host channel: its answer, or None when it was not sent
         (the channel had ended; the caller sends it through the stream)."""
+        def exchange(local, request_id: int, deadline: float):
+            request.id = request_id
+            return local.exchange(request, deadline)
+
+        return self._through_local(request.call.function, request.call.timeout_ms,
+                                   exchange, lambda local: local.too_large(request))
+
+    def send_packed(self, packed):
+        """A call packed by ffibox._packers (`packed.function`, `packed.payload(id)`,
+        `packed.answer(local, id, answer)`) through the same-host channel: what
+        `packed.answer` makes of the worker's answer, a pb.Response carrying the error when
+        the call failed there, or None when it was not sent (no channel: the caller sends it
+        as a request)."""
+        if not self._local_wanted or threading.current_thread() is self._callback_thread:
+            return None
+
+        def exchange(local, request_id: int, deadline: float):
+            return packed.answer(local, request_id,
+                                 local.transfer(packed.payload(request_id), deadline))
+
+        return self._through_local(packed.function, 0, exchange, lambda local: False)
+
+    def _through_local(self, function: int, timeout_ms: int, exchange, too_large):
+        """Runs `exchange(channel, request id, deadline)` for a call of `function` on the
+        same-host channel: its answer, an error response (Response.id the request's) when
+        the channel failed during the call, or None when the call was not sent."""
         with self._local_lock:
             local = self._local
-            if local is None or local.too_large(request):
+            if local is None or too_large(local):
                 return None
-            bound = self.address_functions.get(request.call.function)
+            bound = self.address_functions.get(function)
             if bound is not None and bound != local.generation:
                 return None
             with self._lock:
                 if self._ended is not None:
                     raise SessionClosed(self._ended, self._ended_code)
-                request.id = next(self._ids)
-            timeout = (request.call.timeout_ms / 1000.0 if request.call.timeout_ms
-                       else self._local_timeout)
+                request_id = next(self._ids)
+            timeout = timeout_ms / 1000.0 if timeout_ms else self._local_timeout
             try:
-                return local.exchange(request, time.monotonic() + timeout + _LOCAL_ANSWER_MARGIN)
+                return exchange(local, request_id,
+                                time.monotonic() + timeout + _LOCAL_ANSWER_MARGIN)
             except Error as error:
                 failure = error
             # The channel is done with: calls go through the stream until the next worker.
@@ -230,7 +256,7 @@ class SessionStream:
             local.close()
         if isinstance(failure, NotSent):
             return None
-        response = pb.Response(id=request.id, generation=local.generation)
+        response = pb.Response(id=request_id, generation=local.generation)
         if failure.code != "UNAVAILABLE" or closed_by_worker:
             # Not a loss (a worker that answers wrongly, late or not at all): no channel again.
             self._local_wanted = False

@@ -172,6 +172,11 @@ class TwinTable:
             for twin in twins:
                 twin.busy -= 1
 
+    def has_releases(self) -> bool:
+        """Whether twins of collected objects wait for a call to release them (those of
+        bytes and str only ffibox holds any more are found by take_releases)."""
+        return bool(self._collected)
+
     def take_releases(self, generation: int, limit: int) -> List:
         """At most `limit` RemoteAddresses to release with the next call (of this
         generation only: older twins died with their worker)."""

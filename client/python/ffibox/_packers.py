@@ -1,0 +1,203 @@
+"""Precompiled packers for the calls code makes most often: a function whose parameters and
+result are fundamental scalar types (c_int, c_uint, c_long, c_size_t, c_double, c_float,
+c_bool, ...; no pointer, string or character type), on the same-host channel.
+
+A packer is made once per function and signature. It writes each call's request in
+protobuf's wire format from a prefix made once (the request's field tags and the function's
+handle) and the arguments' values. It reads an answer of the one shape the worker gives
+such a call (the id, the generation, the result, nothing else) straight from its bytes. Any
+other answer (an error, changed blocks, a field it does not expect) is parsed and checked
+in full by protobuf (LocalChannel.checked_answer) and handled as every call's answer.
+
+Values are converted as ffibox._marshal converts them, which is ctypes' own conversion: an
+argument of another Python type than the parameter's usual one (an int for a c_int, an int
+or float for a c_double, a bool for a c_bool) goes the general way (`pack` gives None), so
+its error is the one ctypes raises. A pointer-sized integer equal to an address inside
+caller memory a call reached goes the general way too (ffibox._blocks maps it).
+"""
+import ctypes as _ct
+import struct
+from typing import Optional
+
+from ffibox import _types
+from ffibox._stubs import pb
+
+_DOUBLE = struct.Struct("<d")
+# Wire tags: Request.id (1, varint), Request.call (13, bytes); Call.function (1, varint),
+# Call.args (2, bytes); Value.bool_value (1, varint), int_value (2, zigzag varint),
+# uint_value (3, varint), float_value (4, 64-bit); Response.id (1), Response.generation (3,
+# varint), Response.call (13); CallResult.result (1, bytes).
+_ID, _CALL, _FUNCTION, _ARG = b"\x08", b"\x6a", b"\x08", b"\x12"
+_BOOL, _INT, _UINT, _FLOAT = 0x08, 0x10, 0x18, 0x21
+_GENERATION, _RESULT = 0x18, 0x0a
+_FLOAT_TAG, _INT_TAG, _UINT_TAG = bytes((_FLOAT,)), bytes((_INT,)), bytes((_UINT,))
+_SIGNED, _UNSIGNED = frozenset("bhilq"), frozenset("BHILQ")
+_MASK64 = (1 << 64) - 1
+
+
+class Done:
+    """A packed call's answer, read: the function's result (None for void)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, at: int):
+    """(the varint at `at`, the position after it); (None, at) when there is none."""
+    number, shift = 0, 0
+    while at < len(data) and shift < 64:
+        byte = data[at]
+        number |= (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            return number, at
+        shift += 7
+    return None, at
+
+
+def _kind(t) -> Optional[int]:
+    """The Value tag a fundamental scalar type travels in, None for the others."""
+    if not _types.is_fundamental(t):
+        return None
+    code = t._type_
+    if code == "?":
+        return _BOOL
+    if code in ("f", "d"):
+        return _FLOAT
+    if code in _SIGNED:
+        return _INT
+    if code in _UNSIGNED:
+        return _UINT
+    return None
+
+
+def packable(argtypes, restype) -> bool:
+    """Whether calls with these (checked) argtypes and restype can have a packer: all of
+    them fundamental scalar types (restype None: void)."""
+    return argtypes is not None and all(_kind(t) is not None for t in argtypes) and (
+        restype is None or _kind(restype) is not None)
+
+
+class Packer:
+    """Packs calls of function `handle` with one `packable` signature and reads their
+    answers."""
+
+    def __init__(self, handle: int, argtypes, restype) -> None:
+        self.function = handle
+        self._argtypes = tuple(argtypes)
+        self._kinds = [_kind(t) for t in argtypes]
+        self._words = [_ct.sizeof(t) == 8 for t in argtypes]
+        self._restype = restype
+        result_kind = None if restype is None else _kind(restype)
+        self._result_kind = result_kind
+        self._result_word = restype is not None and _ct.sizeof(restype) == 8 and \
+            result_kind in (_INT, _UINT)
+        self._call_prefix = _FUNCTION + _varint(handle)
+
+    def pack(self, args, twins) -> Optional["Packed"]:
+        """The call with `args`, packed; None when one of them must go the general way
+        (another Python type, a wrong count, an integer inside a twin of `twins`)."""
+        if len(args) != len(self._argtypes):
+            return None
+        parts = [self._call_prefix]
+        try:
+            for t, kind, word, value in zip(self._argtypes, self._kinds, self._words, args):
+                kind_of_value = type(value)
+                if kind == _FLOAT:
+                    if kind_of_value is not float and kind_of_value is not int:
+                        return None
+                    encoded = _FLOAT_TAG + _DOUBLE.pack(t(value).value)
+                elif kind == _BOOL:
+                    if kind_of_value is not bool:
+                        return None
+                    encoded = b"\x08\x01" if value else b"\x08\x00"
+                else:
+                    if kind_of_value is not int:
+                        return None
+                    number = t(value).value
+                    if word and number and twins.twin_at(number & _MASK64) is not None:
+                        return None
+                    if kind == _INT:
+                        encoded = _INT_TAG + _varint((number << 1) ^ (number >> 63))
+                    else:
+                        encoded = _UINT_TAG + _varint(number)
+                parts.append(_ARG + _varint(len(encoded)) + encoded)
+        except (TypeError, ValueError, OverflowError):
+            return None  # the general way raises ctypes' error for it
+        return Packed(self, b"".join(parts))
+
+    def read(self, request_id: int, answer: bytes) -> Optional[Done]:
+        """The result in `answer` when it has the one shape expected, else None."""
+        at = 0
+        if answer[:1] != _ID:
+            return None
+        number, at = _read_varint(answer, 1)
+        if number != request_id:
+            return None
+        if answer[at:at + 1] == bytes((_GENERATION,)):
+            number, at = _read_varint(answer, at + 1)
+            if number is None:
+                return None
+        if answer[at:at + 1] != _CALL:
+            return None
+        length, at = _read_varint(answer, at + 1)
+        if length is None or at + length != len(answer):
+            return None
+        if self._restype is None:
+            return Done(None) if length == 0 else None
+        if answer[at:at + 1] != bytes((_RESULT,)):
+            return None
+        length, at = _read_varint(answer, at + 1)
+        if length is None or at + length != len(answer) or answer[at] != self._result_kind:
+            return None
+        # As ffibox._marshal.decode gives a fundamental type's result: the worker's value.
+        if self._result_kind == _FLOAT:
+            return Done(_DOUBLE.unpack_from(answer, at + 1)[0]) if length == 9 else None
+        number, end = _read_varint(answer, at + 1)
+        if number is None or end != len(answer):
+            return None
+        if self._result_kind == _BOOL:
+            return Done(bool(number))
+        if self._result_kind == _INT:
+            number = (number >> 1) ^ -(number & 1)
+        return Done(number)
+
+    @property
+    def maps_words(self) -> bool:
+        """Whether the result is a pointer-sized integer, which ffibox._marshal maps into
+        caller memory when it is an address inside a twin."""
+        return self._result_word
+
+
+class Packed:
+    """One call, packed: what _stream.Stream.send_packed sends and reads."""
+
+    __slots__ = ("_packer", "_call", "function")
+
+    def __init__(self, packer: Packer, call: bytes) -> None:
+        self._packer = packer
+        self._call = call
+        self.function = packer.function
+
+    def payload(self, request_id: int) -> bytes:
+        """The serialized Request, with `request_id`."""
+        return _ID + _varint(request_id) + _CALL + _varint(len(self._call)) + self._call
+
+    def answer(self, local, request_id: int, answer: bytes):
+        """Done with the result when `answer` has the one shape expected, else the answer
+        parsed and checked in full (a pb.Response, LocalChannel.checked_answer)."""
+        done = self._packer.read(request_id, answer)
+        if done is not None:
+            return done
+        return local.checked_answer(pb.Request.FromString(self.payload(request_id)), answer)
