@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -72,8 +70,8 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
   // What the client holds of a watched IN block is what it sent, not what the call leaves.
   for (int i = 0; i < blocks.size(); ++i) {
     if (blocks[i].watch() && !CopiesOut(blocks[i].direction())) {
-      sent_.emplace_back(
-          i, std::string(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size));
+      const absl::string_view sent(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
+      lasting_->Watch(reinterpret_cast<uint64_t>(placed_[i].data), &sent);
     }
   }
   return absl::OkStatus();
@@ -118,7 +116,7 @@ absl::StatusOr<uint64_t> CallBlocks::AddressOf(const v1::BlockRef& ref) const {
   return reinterpret_cast<uint64_t>(placed.data) + ref.offset();
 }
 
-void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation) {
+void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool report_changed) {
   reported_ = true;
   for (int i = 0; i < count_; ++i) {
     if (!(*blocks_)[i].keep()) continue;
@@ -171,13 +169,12 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation) {
       ++reported;
     }
   }
-  ReportLasting(result, generation);
+  ReportLasting(result, generation, report_changed);
 }
 
-void CallBlocks::ReportLasting(v1::CallResult* result, uint64_t generation) {
+void CallBlocks::ReportLasting(v1::CallResult* result, uint64_t generation, bool report_changed) {
   if (lasting_ == nullptr) return;
   std::vector<uint64_t> placed;
-  auto sent = sent_.begin();
   for (int i = 0; i < count_; ++i) {
     const v1::MemoryBlock& block = (*blocks_)[i];
     if (!block.keep() && !block.has_at()) continue;
@@ -185,13 +182,13 @@ void CallBlocks::ReportLasting(v1::CallResult* result, uint64_t generation) {
     placed.push_back(address);
     if (!block.watch()) {
       lasting_->Watch(address, nullptr);
-      continue;
+    } else if (CopiesOut(block.direction())) {
+      const absl::string_view returned(reinterpret_cast<const char*>(placed_[i].data),
+                                       placed_[i].size);
+      lasting_->Watch(address, &returned);
     }
-    absl::string_view held(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
-    if (!CopiesOut(block.direction())) held = (sent++)->second;
-    lasting_->Watch(address, &held);
   }
-  lasting_->ReportChanged(placed, generation, result);
+  if (report_changed) lasting_->ReportChanged(placed, generation, result);
 }
 
 }  // namespace ffibox

@@ -8,8 +8,6 @@
 #define FFIBOX_CORE_BLOCKS_H_
 
 #include <cstdint>
-#include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -40,14 +38,14 @@ class LastingMemory {
   // Frees memory AllocateLasting returned during a call that then failed.
   virtual void ReleaseLastingAddress(uint64_t address) = 0;
 
-  // Watching (MemoryBlock.watch; at most kMaxWatchedBytes, core/call_shape.h). After a call placed
-  // the lasting block at `address`: `contents` is what the client now holds of it (remember it,
-  // within the watch budget), or, when the block was placed without `watch`, nullptr (stop watching
-  // it).
+  // Watching (MemoryBlock.watch; at most kMaxWatchedBytes, core/call_shape.h). A call
+  // placed the lasting block at `address`: `contents` is what the client holds of it
+  // (remember it, within the watch budget), or, when the block was placed without `watch`,
+  // nullptr (stop watching it).
   virtual void Watch(uint64_t address, const absl::string_view* contents) = 0;
-  // After a call: appends to `result->changed` every watched block not among `placed` (the
-  // lasting addresses the call placed) whose memory differs from what was remembered, and
-  // remembers it as it is now.
+  // After a call: appends to `result->changed` the runs of changed words (CallResult.changed)
+  // of every watched block not among `placed` (the lasting addresses the call placed) whose
+  // memory differs from what was remembered, and remembers it as it is now.
   virtual void ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
                              v1::CallResult* result) = 0;
 };
@@ -67,7 +65,8 @@ class CallBlocks {
   // Places `blocks` of a call that passed ValidateCallShape (core/call_shape.h: count,
   // directions, sizes, totals) in `arena` (which must outlive this object and the call),
   // or, for `keep` and `at` blocks, in `lasting` memory (nullptr refuses them), then
-  // applies their relocations. `blocks` must stay alive while this object is used.
+  // applies their relocations. A watched IN block is what the client holds as placed: its
+  // Watch is told here. `blocks` must stay alive while this object is used.
   // Returns INVALID_ARGUMENT naming "call.blocks[i].relocations[j]..." for a relocation out
   // of bounds; UNIMPLEMENTED for a lasting block without `lasting`;
   // RESOURCE_EXHAUSTED when memory runs out; FindLasting's errors for `at`.
@@ -86,10 +85,11 @@ class CallBlocks {
   // as the start of the other. At most limits.max_relocations pointers are reported per
   // call (the rest are omitted); the scan costs O(words * log blocks). Reports where each
   // `keep` block lives in `result->kept`, stamped with `generation`. Then tells the lasting
-  // memory what the client holds of each lasting block the call placed (LastingMemory::Watch:
-  // the returned contents, or the data sent for an IN block) and appends the watched blocks
-  // the library changed outside this call to `result->changed`.
-  void CopyOut(v1::CallResult* result, uint64_t generation);
+  // memory what the client holds of each lasting block the call placed and copies back
+  // (LastingMemory::Watch; an IN block's was told by Place) and, with `report_changed`,
+  // appends what the library changed outside this call in watched blocks to
+  // `result->changed`.
+  void CopyOut(v1::CallResult* result, uint64_t generation, bool report_changed = true);
 
  private:
   struct PlacedBlock {
@@ -98,8 +98,8 @@ class CallBlocks {
   };
 
   // CopyOut's part for lasting memory: Watch for each lasting block placed, then
-  // ReportChanged.
-  void ReportLasting(v1::CallResult* result, uint64_t generation);
+  // ReportChanged when `report_changed`.
+  void ReportLasting(v1::CallResult* result, uint64_t generation, bool report_changed);
 
   // Memory for block `index` of `size` bytes: in `arena`, or lasting memory.
   absl::StatusOr<unsigned char*> Allocate(const v1::MemoryBlock& block, uint64_t size, int index,
@@ -110,8 +110,6 @@ class CallBlocks {
   int count_ = 0;
   LastingMemory* lasting_ = nullptr;
   bool reported_ = false;  // the kept blocks outlive this object (KeepLasting, CopyOut)
-  // Watched IN blocks as placed (index, bytes): what the client holds of them.
-  std::vector<std::pair<int, std::string>> sent_;
   size_t max_reported_pointers_ = 0;
 };
 

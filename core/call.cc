@@ -149,7 +149,7 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, ui
 
 absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
                                       const CallbackResolver* callbacks, LastingMemory* lasting,
-                                      v1::CallResult* result) const {
+                                      v1::CallResult* result, bool report_changed) const {
   // The same check the broker made: a worker distrusts what reaches it.
   FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature_, limits_));
   const int fixed = signature_.params_size();
@@ -235,7 +235,7 @@ absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
         UnmarshalResult(signature_.result(), result_storage, generation, result->mutable_result());
     if (!status.ok()) return status;
   }
-  blocks.CopyOut(result, generation);
+  blocks.CopyOut(result, generation, report_changed);
   return absl::OkStatus();
 }
 

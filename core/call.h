@@ -63,9 +63,11 @@ class PreparedFunction {
                                         LastingMemory* lasting = nullptr) const;
   // Invoke writing the result into `*result` (empty; a response's slot, on its arena), so a
   // batch's results are built where they are sent from. On failure `*result` holds nothing
-  // the caller may use.
+  // the caller may use. Without `report_changed` (a batch's calls but its last) the result
+  // does not report what the library changed in watched blocks (CallBlocks::CopyOut).
   absl::Status Invoke(const v1::Call& call, uint64_t generation, const CallbackResolver* callbacks,
-                      LastingMemory* lasting, v1::CallResult* result) const;
+                      LastingMemory* lasting, v1::CallResult* result,
+                      bool report_changed = true) const;
 
   // The validated signature this function was prepared with.
   const v1::Signature& signature() const { return signature_; }

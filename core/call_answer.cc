@@ -100,12 +100,13 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
   uint64_t changed_bytes = 0;
   for (const v1::ChangedBlock& changed : result.changed()) {
     changed_bytes += changed.data().size();
-    if (changed.address().address() == 0 || changed.data().empty() ||
-        changed_bytes > kMaxWatchedBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("a changed block at 0x", absl::Hex(changed.address().address()), " of ",
-                       changed.data().size(), " bytes (at most ", kMaxWatchedBytes,
-                       " bytes of non-empty blocks at non-zero addresses in all)"));
+    if (changed.address().address() == 0 || changed.data().empty() || changed.offset() % 8 != 0 ||
+        changed.offset() >= kMaxWatchedBytes || changed_bytes > kMaxWatchedBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a changed run at 0x", absl::Hex(changed.address().address()), " offset ",
+          changed.offset(), " of ", changed.data().size(), " bytes (runs are non-empty, at ",
+          "8-aligned offsets of blocks at non-zero addresses, at most ", kMaxWatchedBytes,
+          " bytes in all)"));
     }
   }
   return absl::OkStatus();

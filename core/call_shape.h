@@ -6,6 +6,7 @@
 #ifndef FFIBOX_CORE_CALL_SHAPE_H_
 #define FFIBOX_CORE_CALL_SHAPE_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -18,6 +19,9 @@ namespace ffibox {
 // them all, so this bounds what watching adds to a call (about 25 µs per MiB watched,
 // docs/python.md) and what one call's result may report changed (core/call_answer.h).
 inline constexpr uint64_t kMaxWatchedBytes = uint64_t{4} << 20;
+// The most runs of changed words one watched block is reported in (CallResult.changed);
+// more are reported as one run from the first to the last.
+inline constexpr size_t kMaxChangedRuns = 64;
 
 // OK when `call` fits `signature` within `limits`: variadic types only for a variadic
 // function, each a valid non-void type; fixed + variadic arguments at most limits.max_args

@@ -223,8 +223,9 @@ void AssertAcceptedCallResult(const v1::CallResult& call, const ExpectedCallResu
   }
   uint64_t changed_bytes = 0;
   for (const v1::ChangedBlock& changed : call.changed()) {
-    FUZZ_CHECK(changed.address().address() != 0 && !changed.data().empty(),
-               "an empty changed block or one at NULL");
+    FUZZ_CHECK(changed.address().address() != 0 && !changed.data().empty() &&
+                   changed.offset() % 8 == 0 && changed.offset() < kMaxWatchedBytes,
+               "an empty changed run, one at NULL or at offset ", changed.offset());
     changed_bytes += changed.data().size();
   }
   FUZZ_CHECK(changed_bytes <= kMaxWatchedBytes, "changed blocks of ", changed_bytes, " bytes");

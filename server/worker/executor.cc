@@ -226,7 +226,8 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
   return resolved;
 }
 
-absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result) {
+absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result,
+                                  bool report_changed) {
   const PreparedFunction* function = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -238,7 +239,7 @@ absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result) 
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }
   // Unlocked: the function may call closures whose invocations run nested requests here.
-  return function->Invoke(call, generation_, &callbacks_, &memory_, result);
+  return function->Invoke(call, generation_, &callbacks_, &memory_, result, report_changed);
 }
 
 absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* results) {
@@ -246,7 +247,10 @@ absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* resu
   if (absl::Status shape = ValidateBatchShape(batch, limits_); !shape.ok()) return shape;
   results->mutable_results()->Reserve(batch.calls_size());
   for (int i = 0; i < batch.calls_size(); ++i) {
-    absl::Status status = Call(batch.calls(i), results->add_results());
+    // What the library changed in watched blocks is reported once, as it is after the
+    // batch: a batch of many calls rewriting one block would otherwise repeat it each time.
+    const bool last = i + 1 == batch.calls_size();
+    absl::Status status = Call(batch.calls(i), results->add_results(), last);
     if (!status.ok()) {
       results->mutable_results()->RemoveLast();
       return InBatch(status, i);

@@ -62,7 +62,7 @@ class WorkerExecutor {
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
                                                        const v1::ResolveFunction& resolve);
   // Runs `call`, writing its result into `*result` (empty).
-  absl::Status Call(const v1::Call& call, v1::CallResult* result);
+  absl::Status Call(const v1::Call& call, v1::CallResult* result, bool report_changed = true);
   // Runs the calls of `batch` in order, appending each result to `results`; stops at the
   // first that fails and returns its error, naming its index (InBatch). `results` then
   // holds the results of the calls before it.

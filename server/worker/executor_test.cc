@@ -30,6 +30,8 @@ extern "C" int read_kept() { return *kept_pointer; }
 // Writes through the kept pointer in a call that does not pass it (as a memory writer
 // fills the caller's buffer on each write).
 extern "C" int bump_kept() { return ++*kept_pointer; }
+// Sets int `index` of the kept block.
+extern "C" void set_kept_int(int index, int value) { kept_pointer[index] = value; }
 // Keeps the pointer and writes through it at once.
 extern "C" void* keep_and_bump(int* p) {
   kept_pointer = p;
@@ -356,6 +358,31 @@ class WatchedBlocksTest : public LastingBlocksTest {
                             ResolveVoid(reinterpret_cast<void*>(&keep_and_bump), v1::POINTER, true),
                             4)
                      .has_error());
+    v1::Request set = ResolveVoid(reinterpret_cast<void*>(&set_kept_int), v1::VOID, false);
+    *set.mutable_resolve_function()->mutable_signature()->add_params() = ScalarType(v1::INT);
+    *set.mutable_resolve_function()->mutable_signature()->add_params() = ScalarType(v1::INT);
+    ASSERT_FALSE(ExecuteOne(&executor_, set, 5).has_error());
+  }
+
+  // A call of set_kept_int(index, value).
+  static v1::Request SetKeptInt(int index, int value) {
+    v1::Request request = PlainCall(5);
+    request.mutable_call()->add_args()->set_int_value(index);
+    request.mutable_call()->add_args()->set_int_value(value);
+    return request;
+  }
+
+  // Keeps a watched block of `ints` zeroed ints: where the worker placed it.
+  v1::RemoteAddress KeepWatchedInts(int ints) {
+    v1::Request call = KeepPointerCall(0);
+    v1::MemoryBlock* block = call.mutable_call()->mutable_blocks(0);
+    block->set_size(sizeof(int) * ints);
+    block->set_keep(true);
+    block->set_watch(true);
+    v1::Response kept = ExecuteOne(&executor_, call);
+    EXPECT_FALSE(kept.has_error()) << kept.error().message();
+    if (kept.call().kept_size() != 1) return {};
+    return kept.call().kept(0).address();
   }
 
   // Keeps a watched block holding `value`: where the worker placed it.
@@ -393,6 +420,49 @@ class WatchedBlocksTest : public LastingBlocksTest {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::Pair;
+
+TEST_F(WatchedBlocksTest, OnlyTheChangedWordsAreReported) {
+  v1::RemoteAddress kept = KeepWatchedInts(6);                       // three words
+  v1::Response response = ExecuteOne(&executor_, SetKeptInt(3, 7));  // the second word
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  ASSERT_EQ(response.call().changed_size(), 1);
+  const v1::ChangedBlock& run = response.call().changed(0);
+  EXPECT_EQ(run.address().address(), kept.address());
+  EXPECT_EQ(run.offset(), 8u);
+  int words[2] = {0, 7};
+  EXPECT_EQ(run.data(), std::string(reinterpret_cast<const char*>(words), sizeof words));
+
+  // The first and the third word: two runs.
+  v1::Request batch;
+  for (int index : {0, 4, 5}) *batch.mutable_batch()->add_calls() = SetKeptInt(index, 2).call();
+  response = ExecuteOne(&executor_, batch);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  ASSERT_EQ(response.batch().results_size(), 3);
+  // Reported once, by the batch's last call, as the block is after the batch.
+  EXPECT_EQ(response.batch().results(0).changed_size(), 0);
+  EXPECT_EQ(response.batch().results(1).changed_size(), 0);
+  ASSERT_EQ(response.batch().results(2).changed_size(), 2);
+  EXPECT_EQ(response.batch().results(2).changed(0).offset(), 0u);
+  EXPECT_EQ(response.batch().results(2).changed(0).data().size(), 8u);
+  EXPECT_EQ(response.batch().results(2).changed(1).offset(), 16u);
+  EXPECT_EQ(response.batch().results(2).changed(1).data().size(), 8u);
+}
+
+TEST_F(WatchedBlocksTest, ManyRunsAreReportedAsOneFromTheFirstToTheLast) {
+  const int words = 2 * static_cast<int>(kMaxChangedRuns) + 2;
+  v1::RemoteAddress kept = KeepWatchedInts(2 * words);
+  v1::Request batch;
+  for (int word = 1; word < words; word += 2) {
+    *batch.mutable_batch()->add_calls() = SetKeptInt(2 * word, 1).call();
+  }
+  v1::Response response = ExecuteOne(&executor_, batch);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  const v1::CallResult& last = response.batch().results(response.batch().results_size() - 1);
+  ASSERT_EQ(last.changed_size(), 1);  // 65 runs
+  EXPECT_EQ(last.changed(0).address().address(), kept.address());
+  EXPECT_EQ(last.changed(0).offset(), 8u);
+  EXPECT_EQ(last.changed(0).data().size(), 8u * (words - 1));
+}
 
 TEST_F(WatchedBlocksTest, AWriteBetweenCallsIsReportedOnceByTheCallThatMadeIt) {
   v1::RemoteAddress kept = KeepWatched(7);

@@ -4,9 +4,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/layout.h"
 #include "core/marshal.h"
@@ -140,11 +142,26 @@ void MemoryRequests::ReportChanged(const std::vector<uint64_t>& placed, uint64_t
     if (std::find(placed.begin(), placed.end(), address) != placed.end()) continue;
     const char* now = reinterpret_cast<const char*>(address);
     if (std::memcmp(now, held.data(), held.size()) == 0) continue;
-    held.assign(now, held.size());
-    v1::ChangedBlock* changed = result->add_changed();
-    changed->mutable_address()->set_address(address);
-    changed->mutable_address()->set_generation(generation);
-    changed->set_data(held);
+    // Runs of changed words, so the client keeps what it changed elsewhere in the block.
+    std::vector<std::pair<size_t, size_t>> runs;  // [start, end)
+    for (size_t at = 0; at < held.size(); at += 8) {
+      const size_t end = std::min(at + 8, held.size());
+      if (std::memcmp(now + at, held.data() + at, end - at) == 0) continue;
+      if (!runs.empty() && runs.back().second == at) {
+        runs.back().second = end;
+      } else {
+        runs.emplace_back(at, end);
+      }
+    }
+    if (runs.size() > kMaxChangedRuns) runs = {{runs.front().first, runs.back().second}};
+    for (const auto& [start, end] : runs) {
+      held.replace(start, end - start, now + start, end - start);
+      v1::ChangedBlock* changed = result->add_changed();
+      changed->mutable_address()->set_address(address);
+      changed->mutable_address()->set_generation(generation);
+      changed->set_offset(start);
+      changed->set_data(held.data() + start, end - start);
+    }
   }
 }
 

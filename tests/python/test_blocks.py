@@ -6,7 +6,7 @@ import ctypes
 from ffibox._blocks import CallBuilder
 from ffibox._images import ImageTable
 from ffibox._stubs import pb
-from ffibox._twins import TwinTable
+from ffibox._twins import TwinTable, bytes_address
 
 GENERATION = 1
 
@@ -217,9 +217,9 @@ def kept_twin(twins, obj, address):
         GENERATION)
 
 
-def changed(address, data, generation=GENERATION):
+def changed(address, data, generation=GENERATION, offset=0):
     return pb.ChangedBlock(address=pb.RemoteAddress(address=address, generation=generation),
-                           data=data)
+                           data=data, offset=offset)
 
 
 def test_a_watched_twin_the_library_changed_is_written_into_its_owner_bytes_included():
@@ -232,6 +232,19 @@ def test_a_watched_twin_the_library_changed_is_written_into_its_owner_bytes_incl
         changed(0x7000_0000_5000, b"archive\0"), changed(0x7000_0000_6000, bytes(ctypes.c_size_t(7))),
         changed(0x7000_0000_7000, b"PK\3\4")], GENERATION)
     assert (buffer.value, used.value, data) == (b"archive", 7, b"PK\3\4\0\0")
+    # Never past a bytes object's last byte: its terminator stays.
+    new_builder(twins).apply_changes([changed(0x7000_0000_7000, b"ZZZZZZZ")], GENERATION)
+    assert data == b"ZZZZZZ" and ctypes.string_at(bytes_address(data) + len(data), 1) == b"\0"
+
+
+def test_what_the_caller_changed_elsewhere_in_a_changed_twin_stays():
+    twins = TwinTable(lambda: GENERATION)
+    words = (ctypes.c_int * 6)()
+    kept_twin(twins, words, 0x7000_0000_5000)
+    words[0] = 5  # the caller's own change, not yet seen by the library
+    new_builder(twins).apply_changes(
+        [changed(0x7000_0000_5000, bytes((ctypes.c_int * 2)(0, 9)), offset=8)], GENERATION)
+    assert list(words) == [5, 0, 0, 9, 0, 0]
 
 
 def test_a_changed_pointer_into_another_twin_is_the_callers_object():
@@ -255,6 +268,7 @@ def test_changes_the_client_cannot_place_are_ignored():
         changed(0x7000_0000_9000, b"nowhere"),            # no twin
         changed(0x7000_0000_5000, b"old", GENERATION + 1),  # another worker's
         changed(0x7000_0000_5000, b"too long!"),          # larger than the twin
+        changed(0x7000_0000_5000, b"past", offset=8),      # past its end
     ], GENERATION)
     assert buffer.raw == b"mine\0\0\0\0"
     twins.hold([twins.watched(0x7000_0000_5000, GENERATION, 8)[1]])  # a call in flight

@@ -178,3 +178,19 @@ def test_a_string_stored_into_worker_memory_is_refused_with_the_reason(server):
     """), server.address, TEST_LIB)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "True b'record name'"
+
+
+def test_a_pointer_to_the_callers_memory_reads_it_whatever_the_worker_said(server):
+    # A library can hand back an address of this process (it learned it from a void* field
+    # ffibox passed on unchanged): noted as the worker's, it must not turn the caller's own
+    # pointer into an image of worker memory.
+    result = run_script(PRELUDE + textwrap.dedent("""
+        from ffibox import _addresses
+        numbers = (c_int * 4)(1, 2, 3, 4)
+        p = cast(numbers, POINTER(c_int))
+        _addresses.note_worker_address(addressof(numbers))
+        numbers[1] = 20
+        print(p[1], p.contents.value, cast(p, c_void_p).value == addressof(numbers))
+    """), server.address, TEST_LIB)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "20 1 True"

@@ -225,6 +225,8 @@ def good_answer():
     lambda r: setattr(r.call.kept[0].address, "address", 0),
     lambda r: r.call.changed.add(data=b"x"),                     # a change at address 0
     lambda r: setattr(r.call.changed.add().address, "address", 0x2000),  # an empty change
+    lambda r: r.call.changed.add(data=b"x", offset=4).address.CopyFrom(
+        pb.RemoteAddress(address=0x2000)),                       # not at a word
     lambda r: [r.call.changed.add(data=b"x" * (1 << 21)).address.CopyFrom(
         pb.RemoteAddress(address=0x2000 + i)) for i in range(3)],  # past the watch budget
 ])

@@ -283,9 +283,24 @@ PATTERNS = {
         libc.fclose(stream)
         print(buffer.value)
     """,
+    "what_the_caller_wrote_elsewhere_stays_when_the_library_writes_its_buffer": """
+        libc.fmemopen.restype = c_void_p
+        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
+        libc.fputs.argtypes = [c_char_p, c_void_p]
+        libc.fflush.argtypes = libc.fclose.argtypes = [c_void_p]
+        buffer = create_string_buffer(64)
+        stream = libc.fmemopen(buffer, len(buffer), b"w")
+        buffer[40:45] = b"local"
+        libc.fputs(b"kept", stream)
+        libc.fflush(stream)
+        print(buffer.raw[:5], buffer.raw[40:45])
+        libc.fclose(stream)
+    """,
 }
 
 EXPECTED = {
+    "what_the_caller_wrote_elsewhere_stays_when_the_library_writes_its_buffer":
+        "b'kept\\x00' b'local'",
     "open_memstream_updates_the_callers_pointer_and_size_on_flush":
         "13 b'written later, and more' 23",
     "fmemopen_writes_into_the_callers_buffer_on_later_calls":

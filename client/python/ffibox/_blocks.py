@@ -245,36 +245,40 @@ class CallBuilder:
     # -- copying back ----------------------------------------------------------------------
 
     def apply_changes(self, changed, generation: int) -> None:
-        """Writes the watched twins the library changed outside this call
-        (`CallResult.changed`: it kept a pointer and wrote through it) into their owners, a
-        bytes object's included, as ctypes would have seen the library's writes. Pointer
-        slots are rewired as copy_back rewires them. An entry that is not the start of a
-        live twin of `generation` that no call in flight uses, or larger than it, is
-        ignored: what the worker says is not trusted."""
+        """Writes what the library changed in watched twins outside this call
+        (`CallResult.changed`: runs of words it wrote through a pointer it kept) into their
+        owners, a bytes object's included (never past its last byte: not its terminator),
+        as ctypes would have seen the library's writes; what the caller changed elsewhere in
+        the object stays. Pointer slots are rewired as copy_back rewires them. A run that is
+        not inside a live twin of `generation` that no call in flight uses is ignored: what
+        the worker says is not trusted."""
         budget = None
         for entry in changed:
-            found = self._twins.watched(entry.address.address, entry.address.generation,
-                                        len(entry.data))
+            start, data = entry.offset, entry.data
+            end = start + len(data)
+            found = self._twins.watched(entry.address.address, entry.address.generation, end)
             if found is None or entry.address.generation != generation:
                 continue
             owner, twin = found
-            if isinstance(owner, (bytes, str)):
-                _ct.memmove(twin.local, entry.data, len(entry.data))
+            if isinstance(owner, bytes):
+                if start < len(owner):
+                    _ct.memmove(twin.local + start, data, min(end, len(owner)) - start)
                 continue
-            size = min(len(entry.data), _ct.sizeof(owner))
+            if isinstance(owner, str):
+                continue
             slots = [(offset, ptype) for offset, ptype in _types.pointer_offsets(type(owner))
-                     if offset + 8 <= size]
+                     if start <= offset and offset + 8 <= end]
             held = {offset: _types.word_at(twin.local + offset).value or 0
                     for offset, _ in slots}
-            _ct.memmove(twin.local, entry.data, size)
+            _ct.memmove(twin.local + start, data, len(data))
             certain = {off for off, _ in _types.pointer_offsets(type(owner), unions=False)}
             live_string = _types.is_fundamental(type(owner)) and \
                 _types.code_of(type(owner)) in ("z", "Z")
             for offset, ptype in slots:
-                word = _WORD.unpack_from(entry.data, offset)[0]
-                local = self._twins.local(word, generation) if word else None
+                word = _WORD.unpack_from(data, offset - start)[0]
                 if not word or word == held[offset]:
                     continue
+                local = self._twins.local(word, generation)
                 if local is not None:  # into caller memory: the caller's own object
                     _types.word_at(twin.local + offset).value = local[1]
                 elif self._images.worker_address(held[offset]) == (word, generation):

@@ -101,6 +101,11 @@ class ImageTable:
         # die on whatever thread collects their owner: the lock guards both.
         self._images: Dict[int, "weakref.ref[Image]"] = {}
         self._starts: List[int] = []
+        # (worker address, local start) of every image, in order, and the largest image's
+        # size: the images over a range of worker memory are found by a binary search.
+        self._workers: List[Tuple[int, int]] = []
+        self._worker_of: Dict[int, int] = {}
+        self._longest = 0
         self._lock = threading.RLock()  # a collection inside it may run _forget
 
     # -- finding ---------------------------------------------------------------------------
@@ -180,7 +185,12 @@ class ImageTable:
         with self._lock:
             if start not in self._images:
                 bisect.insort(self._starts, start)
+            else:
+                self._unindex(start)
             self._images[start] = weakref.ref(image, lambda ref, s=start: self._forget(s, ref))
+            bisect.insort(self._workers, (image.worker, start))
+            self._worker_of[start] = image.worker
+            self._longest = max(self._longest, image.size)
         return image
 
     def _forget(self, start: int, ref) -> None:
@@ -189,6 +199,11 @@ class ImageTable:
             if self._images.get(start) is ref:
                 del self._images[start]
                 del self._starts[bisect.bisect_left(self._starts, start)]
+                self._unindex(start)
+
+    def _unindex(self, start: int) -> None:
+        entry = (self._worker_of.pop(start), start)
+        del self._workers[bisect.bisect_left(self._workers, entry)]
 
     def _address_only(self, worker: int, generation: int, room: int = 8) -> Image:
         # Zeroed local room for one pointee (so field access stays inside memory this
@@ -317,10 +332,16 @@ class ImageTable:
                 _WORD.pack_into(data, offset, mapped[0])
         return bytes(data)
 
-    def sync(self) -> None:
-        """Writes back what the caller changed in its images since they were read."""
+    def sync(self, address: Optional[int] = None, size: int = 0) -> None:
+        """Writes back what the caller changed in its images since they were read: all of
+        them, or those that mirror worker memory within [address, address + size)."""
         with self._lock:
-            refs = list(self._images.values())
+            if address is None:
+                refs = list(self._images.values())
+            else:
+                first = bisect.bisect_left(self._workers, (address - self._longest, 0))
+                last = bisect.bisect_left(self._workers, (address + size, 0))
+                refs = [self._images[start] for _, start in self._workers[first:last]]
         for ref in refs:
             image = ref()
             if image is None or not image.size:

@@ -407,9 +407,10 @@ def check_call_answer(request, response) -> Optional[str]:
     changed_bytes = 0
     for changed in response.call.changed:
         changed_bytes += len(changed.data)
-        if not changed.address.address or not changed.data or changed_bytes > MAX_WATCHED_BYTES:
-            return "reports a changed block at 0x%x of %d bytes" % (changed.address.address,
-                                                                     len(changed.data))
+        if not changed.address.address or not changed.data or changed.offset % 8 or \
+                changed.offset >= MAX_WATCHED_BYTES or changed_bytes > MAX_WATCHED_BYTES:
+            return "reports a changed run at 0x%x offset %d of %d bytes" % (
+                changed.address.address, changed.offset, len(changed.data))
     blocks = request.call.blocks
     if not blocks:  # the common case: nothing may come back but the result
         if response.call.blocks or response.call.kept:

@@ -18,18 +18,22 @@ class WorkerMemory:
     """Worker memory operations over a session stream. An address without a generation is
     of the worker that answered last.
 
-    `before_read`, when set, runs before a read or copy of worker memory: the session's
-    images (ffibox._images) write the caller's changes back there, so a read sees what a
-    read in the library would. The images' own reads pass `as_is=True`."""
+    `before_read(address, size)`, when set, runs before a read or copy of worker memory
+    [address, address + size): the session's images (ffibox._images) of that memory write
+    the caller's changes back there, so a read sees what a read in the library would. The
+    images' own reads pass `as_is=True`."""
+
+    # How far past its start a string read looks for images to write back first.
+    STRING_REACH = 64 << 10
 
     def __init__(self, stream, encode: ValueEncoder) -> None:
         self._stream = stream
         self._encode = encode
-        self.before_read: Optional[Callable[[], None]] = None
+        self.before_read: Optional[Callable[[int, int], None]] = None
 
-    def _flush(self) -> None:
+    def _flush(self, address: int, size: int) -> None:
         if self.before_read is not None:
-            self.before_read()
+            self.before_read(address, size)
 
     def _address(self, address: int, generation: Optional[int]):
         return pb.RemoteAddress(address=address, generation=generation or self._stream.generation)
@@ -38,7 +42,7 @@ class WorkerMemory:
              as_is: bool = False) -> bytes:
         """`size` bytes of worker memory (MemoryFault for a bad address)."""
         if not as_is:
-            self._flush()
+            self._flush(address, size)
         return self._stream.request(read_memory=pb.ReadMemory(
             address=self._address(address, generation), size=size)).memory.data
 
@@ -64,7 +68,7 @@ class WorkerMemory:
                     generation: Optional[int] = None, length: int = 0, as_is: bool = False):
         """The NUL-terminated (w)char string at a worker address (bytes or str)."""
         if not as_is:
-            self._flush()
+            self._flush(address, length * (4 if wide else 1) if length else self.STRING_REACH)
         data = self._stream.request(read_string=pb.ReadString(
             address=self._address(address, generation), wide=wide, max_length=length)).string
         return data.text if wide else data.data
@@ -77,7 +81,7 @@ class WorkerMemory:
     def copy(self, destination: int, source: int, size: int,
              generation: Optional[int] = None) -> None:
         """Copies `size` bytes between worker addresses (of the same worker)."""
-        self._flush()
+        self._flush(source, size)
         self._stream.request(copy_memory=pb.CopyMemory(
             destination=self._address(destination, generation),
             source=self._address(source, generation), size=size))

@@ -258,8 +258,8 @@ class TwinTable:
     def watched(self, worker: int, generation: int,
                 size: int) -> Optional[Tuple[object, Twin]]:
         """(owner, twin) of the live twin that starts at `worker`, of `generation`, holds at
-        least `size` bytes of its owner's memory and no call in flight uses: where a
-        changed block the worker reports (CallResult.changed) may be written. Else None."""
+        least `size` bytes of its owner's memory and no call in flight uses: where a run of
+        a changed block the worker reports (CallResult.changed) may be written. Else None."""
         with self._lock:
             twin = self._by_worker.get(worker)
         if twin is None or twin.generation != generation or twin.busy or not twin.local or \

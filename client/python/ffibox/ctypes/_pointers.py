@@ -6,13 +6,14 @@ word past the library's stores: written through an alias of another type
 (`c_void_p.from_buffer(p).value = address`), copied in as bytes (`memmove(byref(p), ...)`),
 or read as an element of an array of pointers that got there so. ctypes would dereference it
 in this process. Each `POINTER(T)` class is a heap type, so ffibox puts its own item access
-and `contents` on the class: the word is made this process's first (ffibox._slots.ensure_local:
-a worker address gets an image, bound to its worker address and written back before the
-session's next call, as a library's store into a pointer field does), then ctypes' own
-access runs. A word this process owns costs a dictionary lookup (about 1 µs a read).
-A `char*` / `wchar_t*` element a pointer reads (`POINTER(c_char_p)`, `char**`) is checked the
-same way: one that holds a worker address is the worker's string, as the `c_char_p` object
-at that element reads it (ffibox.ctypes), never the caller's memory at that address.
+and `contents` on the class: a word this process cannot read as an address is made its own
+first (ffibox._slots.ensure_mapped: a worker address gets an image, bound to its worker
+address and written back before the session's next call, as a library's store into a pointer
+field does; with no session, ValueError instead of a crash), then ctypes' own access runs. A
+word this process can read is left to ctypes, as the stdlib leaves it (a page found readable
+is remembered: about 0.5 µs an access). A `char*` / `wchar_t*` element a pointer reads
+(`POINTER(c_char_p)`, `char**`) is checked the same way: one this process cannot read is the
+worker's string, as the `c_char_p` object at that element reads it (ffibox.ctypes).
 
 The classes are the stdlib's: `ffibox.ctypes.POINTER` and `pointer` guard the classes they
 give, and the classes that exist when ffibox.ctypes is imported are guarded then. A class
@@ -20,8 +21,9 @@ made later by the stdlib alone (`ctypes.pointer` in C of a type no one asked for
 type of, a direct subclass of `_Pointer`) is ctypes' own until ffibox gives it.
 """
 import ctypes as _ct
+import struct
 
-from ffibox import _slots, _types
+from ffibox import _addresses, _slots, _types
 
 _MARK = "_ffibox_guarded"
 _STDLIB_CONTENTS = _ct._Pointer.__dict__["contents"]
@@ -29,8 +31,26 @@ _STDLIB_GETITEM = _ct._Pointer.__getitem__
 _STDLIB_SETITEM = _ct._Pointer.__setitem__
 
 
+_word = struct.Struct("P").unpack_from
+_pages = _slots.mapped_pages
+_epoch = _addresses.epoch
+
+
+def _check(pointer) -> None:
+    # _slots.ensure_mapped, with its cache looked at first (the common case, inlined).
+    word = _word(pointer)[0]
+    if word and _pages.get(word >> 12) != _epoch():
+        _slots.ensure_mapped(pointer, 0)
+
+
 def _getitem(self, index):
-    _slots.ensure_local(self, 0)
+    _check(self)
+    return _STDLIB_GETITEM(self, index)
+
+
+def _getitem_strings(self, index):
+    # Of a pointer to char* / wchar_t*.
+    _check(self)
     strings = _worker_strings(self, index)
     return _STDLIB_GETITEM(self, index) if strings is None else strings
 
@@ -38,11 +58,9 @@ def _getitem(self, index):
 def _worker_strings(pointer, index):
     """`pointer[index]` for a pointer to `char*` / `wchar_t*` when a word it reads there is
     not this process's (read as the `c_char_p` / `c_wchar_p` object at that element reads
-    it); None when the stdlib's access is safe (other types, this process's words), or
+    it); None when the stdlib's access is safe (words this process can read), or
     when the stdlib refuses the index (a slice without a stop)."""
     t = pointer._type_
-    if not _types.is_fundamental(t) or _types.code_of(t) not in ("z", "Z"):
-        return None
     if isinstance(index, slice):
         step = 1 if index.step is None else index.step
         if index.stop is None or step == 0 or (step < 0 and index.start is None):
@@ -59,16 +77,16 @@ def _worker_strings(pointer, index):
 
 
 def _local_or_null(word) -> bool:
-    return not word or _slots.is_local(word)
+    return not word or _slots.is_mapped(word)
 
 
 def _setitem(self, index, value):
-    _slots.ensure_local(self, 0)
+    _check(self)
     _STDLIB_SETITEM(self, index, value)
 
 
 def _get_contents(self):
-    _slots.ensure_local(self, 0)
+    _check(self)
     return _STDLIB_CONTENTS.__get__(self)
 
 
@@ -81,7 +99,10 @@ def guard(cls):
     that defines its own keeps them) and returns it."""
     if isinstance(cls, type) and issubclass(cls, _ct._Pointer) and _MARK not in cls.__dict__:
         if "__getitem__" not in cls.__dict__:
-            cls.__getitem__ = _getitem
+            pointee = getattr(cls, "_type_", None)
+            strings = isinstance(pointee, type) and _types.is_fundamental(pointee) and \
+                _types.code_of(pointee) in ("z", "Z")
+            cls.__getitem__ = _getitem_strings if strings else _getitem
         if "__setitem__" not in cls.__dict__:
             cls.__setitem__ = _setitem
         if "contents" not in cls.__dict__:
