@@ -39,6 +39,16 @@ Z_STREAM = """
                         ("reserved", c_ulong)]
 """
 
+# A stream that writes into the caller's 64-byte `buffer`, which the library keeps.
+FMEMOPEN = """
+        libc.fmemopen.restype = c_void_p
+        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
+        libc.fputs.argtypes = [c_char_p, c_void_p]
+        libc.fflush.argtypes = libc.fclose.argtypes = [c_void_p]
+        buffer = create_string_buffer(64)
+        stream = libc.fmemopen(buffer, len(buffer), b"w")
+"""
+
 PATTERNS = {
     "zlib_keeps_its_stream_between_calls": Z_STREAM + """
         z.zlibVersion.restype = c_char_p
@@ -269,13 +279,7 @@ PATTERNS = {
         libc.fclose(stream)
         print(flushed, text.value, size.value)
     """,
-    "fmemopen_writes_into_the_callers_buffer_on_later_calls": """
-        libc.fmemopen.restype = c_void_p
-        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
-        libc.fputs.argtypes = [c_char_p, c_void_p]
-        libc.fflush.argtypes = libc.fclose.argtypes = [c_void_p]
-        buffer = create_string_buffer(64)
-        stream = libc.fmemopen(buffer, len(buffer), b"w")
+    "fmemopen_writes_into_the_callers_buffer_on_later_calls": FMEMOPEN + """
         libc.fputs(b"kept buffer", stream)
         libc.fflush(stream)
         print(buffer.value, end=" ")
@@ -283,13 +287,7 @@ PATTERNS = {
         libc.fclose(stream)
         print(buffer.value)
     """,
-    "what_the_caller_wrote_elsewhere_stays_when_the_library_writes_its_buffer": """
-        libc.fmemopen.restype = c_void_p
-        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
-        libc.fputs.argtypes = [c_char_p, c_void_p]
-        libc.fflush.argtypes = libc.fclose.argtypes = [c_void_p]
-        buffer = create_string_buffer(64)
-        stream = libc.fmemopen(buffer, len(buffer), b"w")
+    "what_the_caller_wrote_elsewhere_stays_when_the_library_writes_its_buffer": FMEMOPEN + """
         buffer[40:45] = b"local"
         libc.fputs(b"kept", stream)
         libc.fflush(stream)
