@@ -295,10 +295,15 @@ class LocalChannel:
                         self._break("the worker's answer stalled")
                     raise
                 continue
-            take = min(available, wanted - len(received))
             offset = self._tail & (ring - 1)
-            first = min(take, ring - offset)
             at = self._in_data
+            if not received and available >= 4:
+                # The length first, so that a frame already whole is taken in one piece.
+                first = min(4, ring - offset)
+                header = m[at + offset:at + offset + first] + m[at:at + 4 - first]
+                wanted = 4 + self._frame_length(header, max_bytes)
+            take = min(available, wanted - len(received))
+            first = min(take, ring - offset)
             received += m[at + offset:at + offset + first]
             if take > first:
                 received += m[at:at + take - first]
@@ -306,11 +311,14 @@ class LocalChannel:
             self._in_tail.value = self._tail
             self._wake_if_asleep(self._peer_writer_waiting)
             if wanted == 4 and len(received) >= 4:
-                length, = struct.unpack_from("<I", received, 0)
-                if length > max_bytes:
-                    self._break("an answer of %d bytes, more than the call can return" % length)
-                wanted = 4 + length
+                wanted = 4 + self._frame_length(received, max_bytes)
         return bytes(received[4:])
+
+    def _frame_length(self, header, max_bytes: int) -> int:
+        length, = struct.unpack_from("<I", header, 0)
+        if length > max_bytes:
+            self._break("an answer of %d bytes, more than the call can return" % length)
+        return length
 
     # -- calls -----------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ def _varint(number: int) -> bytes:
 
 def _read_varint(data: bytes, at: int):
     """(the varint at `at`, the position after it); (None, at) when there is none."""
+    if at < len(data) and data[at] < 0x80:  # one byte: most of them
+        return data[at], at + 1
     number, shift = 0, 0
     while at < len(data) and shift < 64:
         byte = data[at]
@@ -82,6 +84,21 @@ def _kind(t) -> Optional[int]:
     return None
 
 
+def _converter(t):
+    """The value ctypes gives an argument of type `t` (a float, or an int or float for a
+    double; an int for an integer type), as `t(value).value` gives it."""
+    code = t._type_
+    if code == "d":
+        return float
+    if code in _SIGNED or code in _UNSIGNED:
+        bits = 8 * _ct.sizeof(t)
+        mask, half = (1 << bits) - 1, 1 << (bits - 1)
+        if code in _UNSIGNED:
+            return lambda value: value & mask
+        return lambda value: ((value + half) & mask) - half
+    return lambda value: t(value).value
+
+
 def packable(argtypes, restype) -> bool:
     """Whether calls with these (checked) argtypes and restype can have a packer: all of
     them fundamental scalar types (restype None: void)."""
@@ -98,6 +115,7 @@ class Packer:
         self._argtypes = tuple(argtypes)
         self._kinds = [_kind(t) for t in argtypes]
         self._words = [_ct.sizeof(t) == 8 for t in argtypes]
+        self._converts = [_converter(t) for t in argtypes]
         self._restype = restype
         result_kind = None if restype is None else _kind(restype)
         self._result_kind = result_kind
@@ -112,12 +130,13 @@ class Packer:
             return None
         parts = [self._call_prefix]
         try:
-            for t, kind, word, value in zip(self._argtypes, self._kinds, self._words, args):
+            for convert, kind, word, value in zip(self._converts, self._kinds, self._words,
+                                                  args):
                 kind_of_value = type(value)
                 if kind == _FLOAT:
                     if kind_of_value is not float and kind_of_value is not int:
                         return None
-                    encoded = _FLOAT_TAG + _DOUBLE.pack(t(value).value)
+                    encoded = _FLOAT_TAG + _DOUBLE.pack(convert(value))
                 elif kind == _BOOL:
                     if kind_of_value is not bool:
                         return None
@@ -125,7 +144,7 @@ class Packer:
                 else:
                     if kind_of_value is not int:
                         return None
-                    number = t(value).value
+                    number = convert(value)
                     if word and number and twins.twin_at(number & _MASK64) is not None:
                         return None
                     if kind == _INT:
@@ -137,14 +156,12 @@ class Packer:
             return None  # the general way raises ctypes' error for it
         return Packed(self, b"".join(parts))
 
-    def read(self, request_id: int, answer: bytes) -> Optional[Done]:
-        """The result in `answer` when it has the one shape expected, else None."""
-        at = 0
-        if answer[:1] != _ID:
+    def read(self, head: bytes, answer: bytes) -> Optional[Done]:
+        """The result in `answer` when it has the one shape expected (starting with `head`,
+        the request's id field), else None."""
+        if not answer.startswith(head):
             return None
-        number, at = _read_varint(answer, 1)
-        if number != request_id:
-            return None
+        at = len(head)
         if answer[at:at + 1] == bytes((_GENERATION,)):
             number, at = _read_varint(answer, at + 1)
             if number is None:
@@ -197,7 +214,7 @@ class Packed:
     def answer(self, local, request_id: int, answer: bytes):
         """Done with the result when `answer` has the one shape expected, else the answer
         parsed and checked in full (a pb.Response, LocalChannel.checked_answer)."""
-        done = self._packer.read(request_id, answer)
+        done = self._packer.read(_ID + _varint(request_id), answer)
         if done is not None:
             return done
         return local.checked_answer(pb.Request.FromString(self.payload(request_id)), answer)
