@@ -230,7 +230,7 @@ def test_a_watched_twin_the_library_changed_is_written_into_its_owner_bytes_incl
     kept_twin(twins, data, 0x7000_0000_7000)
     new_builder(twins).apply_changes([
         changed(0x7000_0000_5000, b"archive\0"), changed(0x7000_0000_6000, bytes(ctypes.c_size_t(7))),
-        changed(0x7000_0000_7000, b"PK\3\4")], GENERATION)
+        changed(0x7000_0000_7000, b"PK\3\4\0\0\0")], GENERATION)  # the 7-byte twin's one word
     assert (buffer.value, used.value, data) == (b"archive", 7, b"PK\3\4\0\0")
     # Never past a bytes object's last byte: its terminator stays.
     new_builder(twins).apply_changes([changed(0x7000_0000_7000, b"ZZZZZZZ")], GENERATION)
@@ -270,6 +270,9 @@ def test_changes_the_client_cannot_place_are_ignored():
         changed(0x7000_0000_5000, b"too long!"),          # larger than the twin
         changed(0x7000_0000_5000, b"past", offset=8),      # past its end
     ], GENERATION)
+    assert buffer.raw == b"mine\0\0\0\0"
+    # A run that is not whole words but at the block's end would split a pointer field.
+    new_builder(twins).apply_changes([changed(0x7000_0000_5000, b"half")], GENERATION)
     assert buffer.raw == b"mine\0\0\0\0"
     twins.hold([twins.watched(0x7000_0000_5000, GENERATION, 8)[1]])  # a call in flight
     new_builder(twins).apply_changes([changed(0x7000_0000_5000, b"busy")], GENERATION)

@@ -77,6 +77,16 @@ PATTERNS = {
         p = cast(words, POINTER(c_char_p))
         print(p[0], p[1:3], p.contents.value)
     """,
+    "copy_into_worker_memory_after_a_change_through_an_image": """
+        p = POINTER(c_int)()
+        lib.out_int_array(byref(p))
+        lib.ptr_offset.restype = lib.greeting.restype = c_void_p
+        lib.ptr_offset.argtypes = [c_void_p, c_long]
+        numbers = lib.ptr_offset(p, 0)
+        p[0] = 100
+        memmove(numbers, lib.greeting(), 4)
+        print(lib.owned_number_at(0) == int.from_bytes(b"hell", "little"))
+    """,
     "worker_array_reached_through_an_array_of_pointers": """
         pointers = (POINTER(c_int) * 2)()
         c_void_p.from_buffer(pointers, sizeof(c_void_p)).value = ints
@@ -147,6 +157,7 @@ EXPECTED = {
     "worker_array_stored_into_a_pointer_object_through_an_alias": "3 1 [2, 3]",
     "worker_array_copied_into_pointer_objects_then_written_through_them": "1 10 22 True",
     "worker_array_reached_through_an_array_of_pointers": "4 1 False",
+    "copy_into_worker_memory_after_a_change_through_an_image": "True",
     "worker_strings_read_through_a_pointer_to_char_p": "b'alpha' [b'beta', b'gamma'] b'alpha'",
     "char_p_array_made_from_bytes_of_worker_memory": "b'alpha' b'beta' b'gamma'",
     "record_array_made_from_bytes_of_worker_memory": "42 b'record name' 8",
@@ -194,3 +205,20 @@ def test_a_pointer_to_the_callers_memory_reads_it_whatever_the_worker_said(serve
     """), server.address, TEST_LIB)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "20 1 True"
+
+
+def test_an_address_the_library_hands_back_is_never_read_in_this_process(server):
+    # 0x400000 is where a non-PIE executable (this interpreter, on Debian) is mapped: the
+    # library's address must be read in the worker, never as this process's own memory.
+    result = run_script(PRELUDE + textwrap.dedent("""
+        lib.ptr_offset.restype = c_void_p
+        lib.ptr_offset.argtypes = [c_void_p, c_long]
+        address = lib.ptr_offset(None, 0x400000)
+        p = POINTER(c_uint32)()
+        c_void_p.from_buffer(p).value = address
+        print(p[0] != int.from_bytes(b"\\x7fELF", "little"), end=" ")
+        p[0] = 1
+        print(p[0])
+    """), server.address, TEST_LIB)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "True 1"

@@ -35,7 +35,7 @@ def block_value(index: int, offset: int = 0):
     return pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index, offset=offset)))
 
 
-def _kept_alive(keep, limit: Optional[int] = None):
+def kept_alive(keep, limit: Optional[int] = None):
     """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
     ctypes object, bytes, or the tuple (references, array) ctypes keeps for an array
     assigned to a pointer field) hold, depth first, each once, through nested `_objects`;
@@ -95,7 +95,7 @@ class CallBuilder:
         twinned = self._twins.owner_at(start)
         if twinned is not None and not isinstance(twinned, (bytes, str)) and holds(twinned):
             return twinned
-        for item in _kept_alive(getattr(owner, "_objects", None), limit=256):
+        for item in kept_alive(getattr(owner, "_objects", None), limit=256):
             if isinstance(item, _CData) and item is not obj and holds(item):
                 return _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
         return obj
@@ -160,7 +160,7 @@ class CallBuilder:
         return index
 
     def _collect(self, keep) -> None:
-        for item in _kept_alive(keep):
+        for item in kept_alive(keep):
             if isinstance(item, _CData):
                 start = _ct.addressof(item)
                 self._candidates.append((start, start + _ct.sizeof(item), item))
@@ -260,6 +260,8 @@ class CallBuilder:
             if found is None or entry.address.generation != generation:
                 continue
             owner, twin = found
+            if len(data) % 8 and end != twin.size:
+                continue  # a run is whole words but at the block's end: not a pointer's half
             if isinstance(owner, bytes):
                 if start < len(owner):
                     _ct.memmove(twin.local + start, data, min(end, len(owner)) - start)

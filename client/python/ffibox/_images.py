@@ -361,7 +361,7 @@ class ImageTable:
             last = max(i for i in range(image.size) if current[i] != image.synced[i])
             try:
                 self._memory.write(image.worker + first, current[first:last + 1],
-                                    image.generation)
+                                   image.generation, as_is=True)
             except Error as error:
                 # Its worker is gone (a restart) or the library freed that memory: the
                 # change cannot land; say so once, and stop trying.

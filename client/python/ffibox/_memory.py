@@ -4,6 +4,7 @@ Views, RemotePointers and images (ffibox._remote, ffibox._images) reach worker m
 through this. A worker address is never dereferenced in this process; a bad one raises
 MemoryFault, one of an older worker generation StaleHandle.
 """
+import ctypes
 from typing import Any, Callable, Optional
 
 from ffibox import _types
@@ -18,10 +19,12 @@ class WorkerMemory:
     """Worker memory operations over a session stream. An address without a generation is
     of the worker that answered last.
 
-    `before_read(address, size)`, when set, runs before a read or copy of worker memory
-    [address, address + size): the session's images (ffibox._images) of that memory write
-    the caller's changes back there, so a read sees what a read in the library would. The
-    images' own reads pass `as_is=True`."""
+    `before_read(address, size)`, when set, runs before a read, write, fill or copy of
+    worker memory [address, address + size) (a copy's source and destination): the
+    session's images (ffibox._images) of that memory write the caller's changes back there
+    first, so a read sees what a read in the library would, and a write is not undone by an
+    older change of an image written back later. The images' own reads pass
+    `as_is=True`."""
 
     # How far past its start a string read looks for images to write back first.
     STRING_REACH = 64 << 10
@@ -52,14 +55,18 @@ class WorkerMemory:
         return self._stream.request(alloc_memory=pb.AllocMemory(size=size)).allocated \
             .address.address
 
-    def write(self, address: int, data: bytes, generation: Optional[int] = None) -> None:
+    def write(self, address: int, data: bytes, generation: Optional[int] = None,
+              as_is: bool = False) -> None:
         """Writes `data` into worker memory."""
+        if not as_is:
+            self._flush(address, len(data))
         self._stream.request(write_memory=pb.WriteMemory(
             address=self._address(address, generation), data=data))
 
     def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None) -> None:
         """Stores `value` as a `t` at a worker address (a string the worker copies, a
         pointer, a callback)."""
+        self._flush(address, ctypes.sizeof(t))
         self._stream.request(write_memory=pb.WriteMemory(
             address=self._address(address, generation), type=_types.to_proto(t),
             value=self._encode(t, value)))
@@ -75,6 +82,7 @@ class WorkerMemory:
 
     def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None) -> None:
         """Sets `size` bytes of worker memory to `byte`."""
+        self._flush(address, size)
         self._stream.request(fill_memory=pb.FillMemory(
             address=self._address(address, generation), byte=byte & 0xFF, size=size))
 
@@ -82,6 +90,7 @@ class WorkerMemory:
              generation: Optional[int] = None) -> None:
         """Copies `size` bytes between worker addresses (of the same worker)."""
         self._flush(source, size)
+        self._flush(destination, size)
         self._stream.request(copy_memory=pb.CopyMemory(
             destination=self._address(destination, generation),
             source=self._address(source, generation), size=size))

@@ -63,7 +63,8 @@ def _read_varint(data: bytes, at: int):
         number |= (byte & 0x7F) << shift
         at += 1
         if not byte & 0x80:
-            return number, at
+            # Wider than 64 bits is no varint a worker may send (protobuf would cut it).
+            return (number, at) if number <= _MASK64 else (None, at)
         shift += 7
     return None, at
 
@@ -176,7 +177,8 @@ class Packer:
         if answer[at:at + 1] != bytes((_RESULT,)):
             return None
         length, at = _read_varint(answer, at + 1)
-        if length is None or at + length != len(answer) or answer[at] != self._result_kind:
+        if length is None or length < 2 or at + length != len(answer) or \
+                answer[at] != self._result_kind:
             return None
         # As ffibox._marshal.decode gives a fundamental type's result: the worker's value.
         if self._result_kind == _FLOAT:

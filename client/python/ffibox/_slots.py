@@ -28,9 +28,7 @@ from ffibox._default import opened_session
 
 _WORD = struct.Struct("P")
 # Words found to be this process's addresses -> _addresses.epoch() when found.
-_local_words: Dict[int, int] = {}
-# Pages found readable by this process -> _addresses.epoch() when found.
-mapped_pages: Dict[int, int] = {}
+local_words: Dict[int, int] = {}
 MAX_REMEMBERED_WORDS = 1 << 16
 _TYPED_SLOTS = "_ffibox_typed_slots"
 
@@ -55,38 +53,19 @@ def typed_slots(t) -> Tuple[int, ...]:
 def is_local(word: int) -> bool:
     """Whether non-zero `word` is an address of this process (ffibox._addresses)."""
     epoch = _addresses.epoch()
-    if _local_words.get(word) == epoch:
+    if local_words.get(word) == epoch:
         return True
     if _addresses.classify(word)[0] != "local":
         return False
-    if len(_local_words) >= MAX_REMEMBERED_WORDS:
-        _local_words.clear()
-    _local_words[word] = epoch
+    remember_local(word)
     return True
 
 
-def is_mapped(word: int) -> bool:
-    """Whether this process can read non-zero `word` as an address (ffibox._addresses'
-    probe); remembered per page until the next worker address is noted."""
-    page, epoch = word >> 12, _addresses.epoch()
-    if mapped_pages.get(page) == epoch:
-        return True
-    if not _addresses.locally_mapped(word):
-        return False
-    if len(mapped_pages) >= MAX_REMEMBERED_WORDS:
-        mapped_pages.clear()
-    mapped_pages[page] = epoch
-    return True
-
-
-def ensure_mapped(obj, offset: int) -> None:
-    """Makes the typed pointer slot at `offset` of local object `obj` safe for ctypes to
-    dereference when its word is no address this process can read (a worker address):
-    ensure_local's image. A word this process can read is left to ctypes, as the stdlib
-    leaves it."""
-    word = _WORD.unpack_from(obj, offset)[0]
-    if word and not is_mapped(word):
-        ensure_local(obj, offset)
+def remember_local(word: int) -> None:
+    """Remembers `word` as this process's until the next worker address is noted."""
+    if len(local_words) >= MAX_REMEMBERED_WORDS:
+        local_words.clear()
+    local_words[word] = _addresses.epoch()
 
 
 def memory_owner(obj, offset: int = 0) -> Tuple[object, int]:

@@ -6,14 +6,15 @@ word past the library's stores: written through an alias of another type
 (`c_void_p.from_buffer(p).value = address`), copied in as bytes (`memmove(byref(p), ...)`),
 or read as an element of an array of pointers that got there so. ctypes would dereference it
 in this process. Each `POINTER(T)` class is a heap type, so ffibox puts its own item access
-and `contents` on the class: a word this process cannot read as an address is made its own
-first (ffibox._slots.ensure_mapped: a worker address gets an image, bound to its worker
-address and written back before the session's next call, as a library's store into a pointer
-field does; with no session, ValueError instead of a crash), then ctypes' own access runs. A
-word this process can read is left to ctypes, as the stdlib leaves it (a page found readable
-is remembered: about 0.5 µs an access). A `char*` / `wchar_t*` element a pointer reads
-(`POINTER(c_char_p)`, `char**`) is checked the same way: one this process cannot read is the
-worker's string, as the `c_char_p` object at that element reads it (ffibox.ctypes).
+and `contents` on the class: the word is made this process's first (ffibox._slots.ensure_local:
+a worker address, as ffibox._addresses reads it, gets an image, bound to its worker address
+and written back before the session's next call, as a library's store into a pointer field
+does; with no session, ValueError instead of a crash), then ctypes' own access runs. A word
+inside an object the pointer keeps alive (ctypes made it point there) is this process's
+whatever the worker handed back, and a word found to be this process's is remembered (about
+0.3 µs an access). A `char*` / `wchar_t*` element a pointer reads (`POINTER(c_char_p)`,
+`char**`) is checked the same way: a worker address there is the worker's string, as the
+`c_char_p` object at that element reads it (ffibox.ctypes).
 
 The classes are the stdlib's: `ffibox.ctypes.POINTER` and `pointer` guard the classes they
 give, and the classes that exist when ffibox.ctypes is imported are guarded then. A class
@@ -23,24 +24,43 @@ type of, a direct subclass of `_Pointer`) is ctypes' own until ffibox gives it.
 import ctypes as _ct
 import struct
 
-from ffibox import _addresses, _slots, _types
+from ffibox import _addresses, _blocks, _slots, _types
 
 _MARK = "_ffibox_guarded"
 _STDLIB_CONTENTS = _ct._Pointer.__dict__["contents"]
 _STDLIB_GETITEM = _ct._Pointer.__getitem__
 _STDLIB_SETITEM = _ct._Pointer.__setitem__
+_CDATA = _ct._SimpleCData.__mro__[1]  # every ctypes object's base
 
 
 _word = struct.Struct("P").unpack_from
-_pages = _slots.mapped_pages
+_local_words = _slots.local_words
 _epoch = _addresses.epoch
+# How many of a pointer's keep-alive references are looked through for its target.
+_KEPT_LOOKED_AT = 64
 
 
 def _check(pointer) -> None:
-    # _slots.ensure_mapped, with its cache looked at first (the common case, inlined).
+    # _slots.ensure_local, with its cache looked at first (the common case, inlined).
     word = _word(pointer)[0]
-    if word and _pages.get(word >> 12) != _epoch():
-        _slots.ensure_mapped(pointer, 0)
+    if not word or _local_words.get(word) == _epoch():
+        return
+    if _into_kept(pointer, word):
+        _slots.remember_local(word)
+    else:
+        _slots.ensure_local(pointer, 0)
+
+
+def _into_kept(pointer, word: int) -> bool:
+    """Whether `word` lies inside an object `pointer` keeps alive: ctypes made it point
+    there (`pointer(obj)`, `cast(obj, ...)`, `p.contents = obj`), so it is this process's
+    whatever the worker handed back."""
+    for item in _blocks.kept_alive(getattr(pointer, "_objects", None), _KEPT_LOOKED_AT):
+        if isinstance(item, _CDATA):
+            start = _ct.addressof(item)
+            if start <= word < start + max(_ct.sizeof(item), 1):
+                return True
+    return False
 
 
 def _getitem(self, index):
@@ -77,7 +97,7 @@ def _worker_strings(pointer, index):
 
 
 def _local_or_null(word) -> bool:
-    return not word or _slots.is_mapped(word)
+    return not word or _slots.is_local(word)
 
 
 def _setitem(self, index, value):
