@@ -77,3 +77,20 @@ def test_bytes_that_are_no_request_end_the_stream_with_invalid_argument(server, 
         assert not loaded.HasField("error"), loaded.error
     finally:
         other.close()
+
+
+def test_watch_on_a_block_that_does_not_last_is_refused_and_the_session_goes_on(session, pb):
+    lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
+    increment = resolve(session, pb, lib, "increment", "VOID", "POINTER")
+    block = pb.MemoryBlock(data=b"\x05\0\0\0", direction=pb.INOUT, watch=True)
+    refused = session.send(call=pb.Call(
+        function=increment, blocks=[block],
+        args=[pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0)))]))
+    assert refused.error.code == pb.INVALID_ARGUMENT
+    assert refused.error.field == "call.blocks[0].watch"
+    block.keep = True  # kept, it may be watched
+    kept = session.send(call=pb.Call(
+        function=increment, blocks=[block],
+        args=[pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0)))]))
+    assert not kept.HasField("error"), kept.error
+    assert kept.call.blocks[0].data == b"\x06\0\0\0" and len(kept.call.kept) == 1
