@@ -292,11 +292,18 @@ class CallBuilder:
                     _addresses.note_worker_address(word)
                 elif offset in certain:
                     budget = budget or self._images.budget()
-                    bound = self._images.bind(owner, offset, ptype, word, generation, budget)
-                    if bound is not None:
-                        _types.word_at(twin.local + offset).value = bound
-                    else:  # void* and function pointers stay worker addresses
-                        _addresses.note_worker_address(word)
+                    self._image_slot(owner, twin.local, offset, ptype, word, generation, budget)
+
+    def _image_slot(self, owner, start: int, offset: int, ptype, word: int, generation: int,
+                    budget) -> None:
+        """Points the slot at `offset` of `owner` (whose memory starts at `start`), which
+        the library set to worker address `word`, at an image of its typed pointee; void*
+        and function pointers stay worker addresses."""
+        local = self._images.bind(owner, offset, ptype, word, generation, budget)
+        if local is not None:
+            _types.word_at(start + offset).value = local
+        else:
+            _addresses.note_worker_address(word)
 
     def copy_back(self, result, generation: int) -> None:
         """Writes the OUT/INOUT blocks of `result` into the local objects they came from.
@@ -342,12 +349,8 @@ class CallBuilder:
                         if offset in own_words:
                             _types.word_at(start + offset).value = own_words[offset]
                     elif returned:
-                        local = self._images.bind(owner, offset, ptype, returned,
-                                                         generation, budget)
-                        if local is not None:
-                            _types.word_at(start + offset).value = local
-                        else:  # void* and function pointers stay worker addresses
-                            _addresses.note_worker_address(returned)
+                        self._image_slot(owner, start, offset, ptype, returned, generation,
+                                         budget)
                     continue
                 if target is None or target.block >= len(self._owners):
                     continue

@@ -29,7 +29,7 @@ _DOUBLE = struct.Struct("<d")
 # varint), Response.call (13); CallResult.result (1, bytes).
 _ID, _CALL, _FUNCTION, _ARG = b"\x08", b"\x6a", b"\x08", b"\x12"
 _BOOL, _INT, _UINT, _FLOAT = 0x08, 0x10, 0x18, 0x21
-_GENERATION, _RESULT = 0x18, 0x0a
+_GENERATION, _RESULT = b"\x18", b"\x0a"
 _FLOAT_TAG, _INT_TAG, _UINT_TAG = bytes((_FLOAT,)), bytes((_INT,)), bytes((_UINT,))
 _SIGNED, _UNSIGNED = frozenset("bhilq"), frozenset("BHILQ")
 _MASK64 = (1 << 64) - 1
@@ -120,7 +120,9 @@ class Packer:
         self._restype = restype
         result_kind = None if restype is None else _kind(restype)
         self._result_kind = result_kind
-        self._result_word = restype is not None and _ct.sizeof(restype) == 8 and \
+        # A pointer-sized integer result, which ffibox._marshal maps into caller memory
+        # when it is an address inside a twin.
+        self.maps_words = restype is not None and _ct.sizeof(restype) == 8 and \
             result_kind in (_INT, _UINT)
         self._call_prefix = _FUNCTION + _varint(handle)
 
@@ -163,7 +165,7 @@ class Packer:
         if not answer.startswith(head):
             return None
         at = len(head)
-        if answer[at:at + 1] == bytes((_GENERATION,)):
+        if answer[at:at + 1] == _GENERATION:
             number, at = _read_varint(answer, at + 1)
             if number is None:
                 return None
@@ -174,7 +176,7 @@ class Packer:
             return None
         if self._restype is None:
             return Done(None) if length == 0 else None
-        if answer[at:at + 1] != bytes((_RESULT,)):
+        if answer[at:at + 1] != _RESULT:
             return None
         length, at = _read_varint(answer, at + 1)
         if length is None or length < 2 or at + length != len(answer) or \
@@ -192,31 +194,27 @@ class Packer:
             number = (number >> 1) ^ -(number & 1)
         return Done(number)
 
-    @property
-    def maps_words(self) -> bool:
-        """Whether the result is a pointer-sized integer, which ffibox._marshal maps into
-        caller memory when it is an address inside a twin."""
-        return self._result_word
-
 
 class Packed:
     """One call, packed: what _stream.Stream.send_packed sends and reads."""
 
-    __slots__ = ("_packer", "_call", "function")
+    __slots__ = ("_packer", "_call", "_head", "function")
 
     def __init__(self, packer: Packer, call: bytes) -> None:
         self._packer = packer
         self._call = call
+        self._head = b""  # the request's id field, as its answer starts
         self.function = packer.function
 
     def payload(self, request_id: int) -> bytes:
         """The serialized Request, with `request_id`."""
-        return _ID + _varint(request_id) + _CALL + _varint(len(self._call)) + self._call
+        self._head = _ID + _varint(request_id)
+        return self._head + _CALL + _varint(len(self._call)) + self._call
 
     def answer(self, local, request_id: int, answer: bytes):
         """Done with the result when `answer` has the one shape expected, else the answer
         parsed and checked in full (a pb.Response, LocalChannel.checked_answer)."""
-        done = self._packer.read(_ID + _varint(request_id), answer)
+        done = self._packer.read(self._head, answer)
         if done is not None:
             return done
         return local.checked_answer(pb.Request.FromString(self.payload(request_id)), answer)
