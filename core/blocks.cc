@@ -28,7 +28,8 @@ CallBlocks::~CallBlocks() {
 }
 
 absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
-                               const TypeLimits& limits, CallArena* arena, LastingMemory* lasting) {
+                               const TypeLimits& limits, CallArena* arena, LastingMemory* lasting,
+                               absl::Span<char> shared) {
   blocks_ = &blocks;
   count_ = 0;
   lasting_ = lasting;
@@ -40,9 +41,12 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
   for (int i = 0; i < blocks.size(); ++i) {
     const v1::MemoryBlock& block = blocks[i];
     const uint64_t size = BlockSize(block);
-    absl::StatusOr<unsigned char*> data = Allocate(block, size, i, arena);
+    absl::StatusOr<unsigned char*> data = Allocate(block, size, i, arena, shared);
     if (!data.ok()) return data.status();
-    if (CopiesIn(block.direction()) && !block.data().empty()) {
+    if (block.has_shared_offset()) {
+      // The client's bytes are already there; an OUT block starts zeroed, as in the arena.
+      if (!CopiesIn(block.direction())) std::memset(*data, 0, size);
+    } else if (CopiesIn(block.direction()) && !block.data().empty()) {
       std::memcpy(*data, block.data().data(), block.data().size());
     }
     placed_[i] = {*data, size};
@@ -78,7 +82,17 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
 }
 
 absl::StatusOr<unsigned char*> CallBlocks::Allocate(const v1::MemoryBlock& block, uint64_t size,
-                                                    int index, CallArena* arena) {
+                                                    int index, CallArena* arena,
+                                                    absl::Span<char> shared) {
+  if (block.has_shared_offset()) {
+    // ValidateCallShape checked the placement against the area's size; checked again here,
+    // against the area this worker mapped.
+    if (block.shared_offset() > shared.size() || size > shared.size() - block.shared_offset()) {
+      return InvalidArgumentAt(BlockPath(index) + ".shared_offset",
+                               "the block does not fit in the shared area");
+    }
+    return reinterpret_cast<unsigned char*>(shared.data() + block.shared_offset());
+  }
   if (!block.keep() && !block.has_at()) {
     auto* data = static_cast<unsigned char*>(arena->Allocate(size, 16));
     if (data == nullptr) {
@@ -147,6 +161,10 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool repor
     if (!CopiesOut((*blocks_)[i].direction())) continue;
     v1::BlockContents* contents = result->add_blocks();
     contents->set_block(static_cast<uint32_t>(i));
+    if ((*blocks_)[i].has_shared_offset()) {
+      contents->set_shared(true);  // the client reads the bytes where they are
+      continue;
+    }
     contents->set_data(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
     // Blocks are 16-aligned, so block offsets that are multiples of 8 are aligned words.
     for (uint64_t offset = 0;

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "core/arena.h"
 #include "core/call_shape.h"
 #include "core/types.h"
@@ -65,13 +66,16 @@ class CallBlocks {
   // Places `blocks` of a call that passed ValidateCallShape (core/call_shape.h: count,
   // directions, sizes, totals) in `arena` (which must outlive this object and the call),
   // or, for `keep` and `at` blocks, in `lasting` memory (nullptr refuses them), then
-  // applies their relocations. A watched IN block is what the client holds as placed: its
+  // applies their relocations. A block with a `shared_offset` is placed in `shared` (the
+  // same-host channel's shared area: the call's shape was validated against its size) and
+  // zeroed there when OUT. A watched IN block is what the client holds as placed: its
   // Watch is told here. `blocks` must stay alive while this object is used.
   // Returns INVALID_ARGUMENT naming "call.blocks[i].relocations[j]..." for a relocation out
   // of bounds; UNIMPLEMENTED for a lasting block without `lasting`;
   // RESOURCE_EXHAUSTED when memory runs out; FindLasting's errors for `at`.
   absl::Status Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
-                     const TypeLimits& limits, CallArena* arena, LastingMemory* lasting = nullptr);
+                     const TypeLimits& limits, CallArena* arena, LastingMemory* lasting = nullptr,
+                     absl::Span<char> shared = {});
 
   // The worker address `ref` designates. Returns INVALID_ARGUMENT with field "block" or
   // "offset" (relative; callers prefix their path) when the index or offset is out of range.
@@ -81,7 +85,8 @@ class CallBlocks {
   // `result->blocks`, in block order, each with its `pointers`: every word at a block offset
   // that is a multiple of 8 whose value lies in [start, start + size] of any block of the
   // call (IN blocks included), as a Relocation {offset, target {block, offset}}, in
-  // increasing offset. A value that is both one block's end and another's start is reported
+  // increasing offset; a block in the shared area is reported as `shared`, without its
+  // bytes or a scan of them. A value that is both one block's end and another's start is reported
   // as the start of the other. At most limits.max_relocations pointers are reported per
   // call (the rest are omitted); the scan costs O(words * log blocks). Reports where each
   // `keep` block lives in `result->kept`, stamped with `generation`. Then tells the lasting
@@ -103,7 +108,7 @@ class CallBlocks {
 
   // Memory for block `index` of `size` bytes: in `arena`, or lasting memory.
   absl::StatusOr<unsigned char*> Allocate(const v1::MemoryBlock& block, uint64_t size, int index,
-                                          CallArena* arena);
+                                          CallArena* arena, absl::Span<char> shared);
 
   const google::protobuf::RepeatedPtrField<v1::MemoryBlock>* blocks_ = nullptr;
   PlacedBlock* placed_ = nullptr;  // in the arena, one per block

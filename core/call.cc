@@ -149,9 +149,10 @@ absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, ui
 
 absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
                                       const CallbackResolver* callbacks, LastingMemory* lasting,
-                                      v1::CallResult* result, bool report_changed) const {
+                                      v1::CallResult* result, bool report_changed,
+                                      absl::Span<char> shared) const {
   // The same check the broker made: a worker distrusts what reaches it.
-  FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature_, limits_));
+  FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature_, limits_, shared.size()));
   const int fixed = signature_.params_size();
   const int total = fixed + call.variadic_types_size();
   if (call.release_size() > 0 && lasting == nullptr) {
@@ -165,7 +166,7 @@ absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
 
   CallArena arena;
   CallBlocks blocks;
-  absl::Status status = blocks.Place(call.blocks(), limits_, &arena, lasting);
+  absl::Status status = blocks.Place(call.blocks(), limits_, &arena, lasting, shared);
   if (!status.ok()) return status;
 
   const size_t slots = static_cast<size_t>(total) + 1;  // never a zero-sized request

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "core/ffi_types.h"
 #include "core/marshal.h"
 #include "core/types.h"
@@ -65,9 +66,11 @@ class PreparedFunction {
   // batch's results are built where they are sent from. On failure `*result` holds nothing
   // the caller may use. Without `report_changed` (a batch's calls but its last) the result
   // does not report what the library changed in watched blocks (CallBlocks::CopyOut).
+  // `shared` is the same-host channel's shared area when the call came on that channel
+  // (blocks with a `shared_offset` are placed there); empty refuses such blocks.
   absl::Status Invoke(const v1::Call& call, uint64_t generation, const CallbackResolver* callbacks,
-                      LastingMemory* lasting, v1::CallResult* result,
-                      bool report_changed = true) const;
+                      LastingMemory* lasting, v1::CallResult* result, bool report_changed = true,
+                      absl::Span<char> shared = {}) const;
 
   // The validated signature this function was prepared with.
   const v1::Signature& signature() const { return signature_; }

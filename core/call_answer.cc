@@ -62,6 +62,11 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call) {
   expected.returned_block_sizes = ReturnedBlockSizes(call);
   expected.block_sizes = BlockSizes(call);
   expected.kept_blocks = KeptBlocks(call);
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    if (!call.blocks(i).has_shared_offset()) continue;
+    expected.shared_blocks.resize(call.blocks_size(), false);
+    expected.shared_blocks[i] = true;
+  }
   return expected;
 }
 
@@ -76,6 +81,22 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
     }
     seen[block.block()] = true;
     uint64_t size = expected.returned_block_sizes[block.block()];
+    const bool shared =
+        block.block() < expected.shared_blocks.size() && expected.shared_blocks[block.block()];
+    if (block.shared() != shared) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "returned block ", block.block(),
+          shared ? " is not marked as in the shared area" : " claims to be in the shared area"));
+    }
+    if (shared) {
+      if (size == ExpectedCallResult::kNotReturned || !block.data().empty() ||
+          block.pointers_size() != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("returned block ", block.block(),
+                         " in the shared area is an IN block or carries data or pointers"));
+      }
+      continue;
+    }
     if (size == ExpectedCallResult::kNotReturned || block.data().size() != size) {
       return absl::InvalidArgumentError(absl::StrCat("returned block ", block.block(), " has ",
                                                      block.data().size(), " bytes, expected ",

@@ -26,6 +26,10 @@ struct ExpectedCallResult {
   std::vector<uint64_t> block_sizes;
   // The blocks sent with `keep`; the result reports each once, in this order.
   std::vector<uint32_t> kept_blocks;
+  // Whether each block (index = Call.blocks index) was placed in the same-host channel's
+  // shared area (MemoryBlock.shared_offset): such a block comes back marked `shared`, with
+  // neither data nor pointers. Empty: none was.
+  std::vector<bool> shared_blocks;
 };
 
 // The byte size of each of the call's blocks. Requires ValidateCallShape to have passed.
@@ -38,12 +42,14 @@ std::vector<uint32_t> KeptBlocks(const v1::Call& call);
 // ExpectedCallResult::kNotReturned for IN blocks. Requires ValidateCallShape to have passed.
 std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call);
 
-// What the worker's result of `call` must look like: the three above. Requires
+// What the worker's result of `call` must look like: the three above, and which blocks are
+// in the shared area. Requires
 // ValidateCallShape to have passed.
 ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 
 // Checks a call's result: only blocks the call sent as OUT/INOUT, each once with its exact
-// size, pointers reported in them only at increasing 8-aligned offsets with the word inside
+// size (a block in the shared area: marked `shared`, without data or pointers; any other:
+// not marked), pointers reported in them only at increasing 8-aligned offsets with the word inside
 // the block and the target inside a block of the call, each kept block reported once, in
 // order, and changed blocks (watched lasting memory) non-empty, at non-zero addresses, at most
 // kMaxWatchedBytes in all (which blocks they are only the client knows).

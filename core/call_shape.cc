@@ -1,7 +1,10 @@
 #include "core/call_shape.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -9,8 +12,43 @@
 
 namespace ffibox {
 
+namespace {
+
+// The shared-area placement of block `index` (MemoryBlock.shared_offset) within an area of
+// `shared_bytes`.
+absl::Status ValidateSharedBlock(const v1::MemoryBlock& block, const std::string& block_path,
+                                 uint64_t shared_bytes) {
+  const std::string field = block_path + ".shared_offset";
+  if (shared_bytes == 0) {
+    return InvalidArgumentAt(field,
+                             "only a call on a same-host channel with a shared area places a "
+                             "block there");
+  }
+  if (block.keep() || block.has_at() || block.watch()) {
+    return InvalidArgumentAt(field,
+                             "a block in the shared area cannot be kept, placed at or watched");
+  }
+  if (!block.data().empty()) {
+    return InvalidArgumentAt(field,
+                             "a block in the shared area carries no data: its bytes are there");
+  }
+  if (block.size() == 0) return InvalidArgumentAt(field, "a block in the shared area needs a size");
+  if (block.shared_offset() % 16 != 0) {
+    return InvalidArgumentAt(
+        field, absl::StrCat("offset ", block.shared_offset(), " is not a multiple of 16"));
+  }
+  if (block.shared_offset() > shared_bytes || block.size() > shared_bytes - block.shared_offset()) {
+    return InvalidArgumentAt(
+        field, absl::StrCat(block.size(), " bytes at offset ", block.shared_offset(),
+                            " do not fit in the shared area of ", shared_bytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
-                               const TypeLimits& limits) {
+                               const TypeLimits& limits, uint64_t shared_bytes) {
   if (!signature.variadic() && call.variadic_types_size() > 0) {
     return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
   }
@@ -51,11 +89,18 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
   }
   uint64_t total_bytes = 0;
   size_t relocations = 0;
+  std::vector<std::pair<uint64_t, int>> shared;  // (offset, block) of blocks in the area
   for (int i = 0; i < call.blocks_size(); ++i) {
     const v1::MemoryBlock& block = call.blocks(i);
     std::string field = absl::StrCat("call.blocks[", i, "]");
     if (!v1::Direction_IsValid(block.direction())) {
       return InvalidArgumentAt(field + ".direction", "unknown direction");
+    }
+    if (block.has_shared_offset()) {
+      if (absl::Status placed = ValidateSharedBlock(block, field, shared_bytes); !placed.ok()) {
+        return placed;
+      }
+      shared.emplace_back(block.shared_offset(), i);
     }
     if (block.keep() && block.has_at()) {
       return InvalidArgumentAt(field, "a block cannot be both kept and placed at");
@@ -69,7 +114,7 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
                                absl::StrCat("data is ", block.data().size(),
                                             " bytes, more than the block's size ", block.size()));
     }
-    uint64_t size = BlockSize(block);
+    const uint64_t size = block.has_shared_offset() ? 0 : BlockSize(block);
     if (size > limits.max_block_bytes || total_bytes + size > limits.max_block_bytes) {
       return ErrorStatus(v1::RESOURCE_EXHAUSTED,
                          absl::StrCat(field, ": blocks of the call exceed the limit of ",
@@ -81,6 +126,16 @@ absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signat
       return ErrorStatus(v1::RESOURCE_EXHAUSTED,
                          absl::StrCat(field, ": relocations of the call exceed the limit of ",
                                       limits.max_relocations));
+    }
+  }
+  // Blocks in the shared area are distinct memory, as blocks anywhere else.
+  std::sort(shared.begin(), shared.end());
+  for (size_t k = 1; k < shared.size(); ++k) {
+    const v1::MemoryBlock& before = call.blocks(shared[k - 1].second);
+    if (shared[k].first - before.shared_offset() < before.size()) {
+      return InvalidArgumentAt(
+          absl::StrCat("call.blocks[", shared[k].second, "].shared_offset"),
+          absl::StrCat("the block overlaps block ", shared[k - 1].second, " in the shared area"));
     }
   }
   return absl::OkStatus();

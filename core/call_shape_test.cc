@@ -1,5 +1,6 @@
 #include "core/call_shape.h"
 
+#include <functional>
 #include <string>
 
 #include "core/errors.h"
@@ -130,6 +131,69 @@ TEST(ValidateCallShape, DataLongerThanSizeNamesTheBlock) {
   absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits());
   EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(FieldOf(status), "call.blocks[1].data");
+}
+
+// A block in the same-host channel's shared area (MemoryBlock.shared_offset).
+v1::MemoryBlock* AddSharedBlock(v1::Call& call, uint64_t offset, uint64_t size) {
+  v1::MemoryBlock* block = call.add_blocks();
+  block->set_size(size);
+  block->set_shared_offset(offset);
+  block->set_direction(v1::INOUT);
+  return block;
+}
+
+TEST(ValidateCallShape, SharedBlocksInsideTheAreaPassAndDoNotCountAsMessageBytes) {
+  TypeLimits limits;
+  limits.max_block_bytes = 100;
+  v1::Call call = CallWithArgs(2);
+  AddSharedBlock(call, 4096, 4096);
+  AddSharedBlock(call, 0, 4096);  // in any order, touching is not overlapping
+  call.add_blocks()->set_size(100);
+  EXPECT_OK(ValidateCallShape(call, TwoParams(), limits, 8192));
+}
+
+TEST(ValidateCallShape, SharedBlocksOffTheChannelOrBadlyPlacedNameTheField) {
+  struct Case {
+    const char* what;
+    uint64_t offset;
+    uint64_t size;
+    uint64_t area;
+    std::function<void(v1::MemoryBlock*)> change;
+  };
+  const Case cases[] = {
+      {"no shared area (the stream)", 0, 16, 0, nullptr},
+      {"not 16-aligned", 8, 16, 4096, nullptr},
+      {"past the area", 4096 - 16, 32, 4096, nullptr},
+      {"an offset past the area", 8192, 16, 4096, nullptr},
+      {"a size that wraps", 16, ~uint64_t{0} - 8, 4096, nullptr},
+      {"no size", 0, 0, 4096, nullptr},
+      {"with data", 0, 16, 4096, [](v1::MemoryBlock* b) { b->set_data("x"); }},
+      {"kept", 0, 16, 4096, [](v1::MemoryBlock* b) { b->set_keep(true); }},
+      {"placed at", 0, 16, 4096, [](v1::MemoryBlock* b) { b->mutable_at()->set_address(1 << 20); }},
+  };
+  for (const Case& c : cases) {
+    v1::Call call = CallWithArgs(2);
+    call.add_blocks()->set_size(8);
+    v1::MemoryBlock* block = AddSharedBlock(call, c.offset, c.size);
+    if (c.change) c.change(block);
+    absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits(), c.area);
+    EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT)) << c.what;
+    EXPECT_EQ(FieldOf(status), "call.blocks[1].shared_offset") << c.what << ": " << status;
+  }
+}
+
+TEST(ValidateCallShape, OverlappingSharedBlocksAreRefused) {
+  v1::Call call = CallWithArgs(2);
+  AddSharedBlock(call, 1024, 2048);
+  AddSharedBlock(call, 0, 1040);  // its last 16 bytes are block 0's first
+  absl::Status status = ValidateCallShape(call, TwoParams(), TypeLimits(), 4096);
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(FieldOf(status), "call.blocks[0].shared_offset") << status;
+  v1::Call same = CallWithArgs(2);
+  AddSharedBlock(same, 0, 16);
+  AddSharedBlock(same, 0, 16);
+  EXPECT_THAT(ValidateCallShape(same, TwoParams(), TypeLimits(), 4096),
+              StatusIs(v1::INVALID_ARGUMENT));
 }
 
 TEST(ValidateCallShape, UnknownDirectionNamesTheField) {

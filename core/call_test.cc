@@ -379,6 +379,63 @@ TEST(PreparedFunctionTest, InBlocksAreReadAndInoutBlocksCopiedBack) {
   EXPECT_EQ(back[4], 0);
 }
 
+// Blocks in a same-host channel's shared area: the library works on the area's bytes where
+// the client put them, an OUT block starts zeroed there, the result marks them `shared`
+// without their bytes, and a pointer into one (a relocation from a framed block) is its
+// address in the area. Without an area such a block is refused before anything runs.
+TEST(PreparedFunctionTest, SharedBlocksAreUsedWhereTheyAre) {
+  alignas(16) static char area[8192];
+  std::memset(area, 'z', sizeof area);
+  std::unique_ptr<PreparedFunction> twice =
+      Prepare(Address(double_ints),
+              Sig(ScalarType(v1::VOID), {PointerTo(ScalarType(v1::INT)), ScalarType(v1::SIZE_T)}));
+  int values[] = {1, 2, 3, 4};
+  std::memcpy(area + 4096, values, sizeof values);
+  v1::Call call = MakeCall({BlockPointer(0), UintValue(4)});
+  v1::MemoryBlock* inout = call.add_blocks();
+  inout->set_size(sizeof values);
+  inout->set_direction(v1::INOUT);
+  inout->set_shared_offset(4096);
+  const absl::Span<char> shared(area, sizeof area);
+  v1::CallResult doubled_result;
+  ASSERT_OK(twice->Invoke(call, kGeneration, nullptr, nullptr, &doubled_result, true, shared));
+  const v1::CallResult* doubled = &doubled_result;
+  ASSERT_EQ(doubled->blocks_size(), 1);
+  EXPECT_TRUE(doubled->blocks(0).shared());
+  EXPECT_TRUE(doubled->blocks(0).data().empty());
+  int back[4];
+  std::memcpy(back, area + 4096, sizeof back);
+  EXPECT_EQ(back[0], 2);
+  EXPECT_EQ(back[3], 8);
+
+  std::unique_ptr<PreparedFunction> fill =
+      Prepare(Address(fill_letters),
+              Sig(ScalarType(v1::VOID), {PointerTo(ScalarType(v1::CHAR)), ScalarType(v1::SIZE_T)}));
+  v1::Call out_call = MakeCall({BlockPointer(1, 2), UintValue(3)});
+  v1::MemoryBlock* framed = out_call.add_blocks();  // holds a pointer to the shared block
+  framed->set_size(8);
+  framed->set_direction(v1::INOUT);
+  framed->add_relocations()->mutable_target()->set_block(1);
+  v1::MemoryBlock* out = out_call.add_blocks();
+  out->set_size(6);
+  out->set_direction(v1::OUT);
+  out->set_shared_offset(0);
+  v1::CallResult filled_result;
+  ASSERT_OK(fill->Invoke(out_call, kGeneration, nullptr, nullptr, &filled_result, true, shared));
+  const v1::CallResult* filled = &filled_result;
+  EXPECT_EQ(std::string(area, 7), std::string("\0\0abc\0z", 7));
+  ASSERT_EQ(filled->blocks_size(), 2);
+  ASSERT_EQ(filled->blocks(0).pointers_size(), 1);
+  EXPECT_EQ(filled->blocks(0).pointers(0).target().block(), 1u);
+  uint64_t pointer = 0;
+  std::memcpy(&pointer, filled->blocks(0).data().data(), sizeof pointer);
+  EXPECT_EQ(pointer, reinterpret_cast<uint64_t>(area));
+  EXPECT_TRUE(filled->blocks(1).shared());
+
+  absl::Status refused = fill->Invoke(out_call, kGeneration).status();
+  EXPECT_EQ(FieldOf(refused), "call.blocks[1].shared_offset") << refused;
+}
+
 TEST(PreparedFunctionTest, RelocationsLinkBlocksIntoAListTheFunctionWalks) {
   std::unique_ptr<PreparedFunction> f =
       Prepare(Address(sum_list), Sig(ScalarType(v1::INT), {ScalarType(v1::POINTER)}));

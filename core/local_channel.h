@@ -15,6 +15,18 @@ namespace ffibox {
 // Each ring of a same-host channel (a larger call streams through it).
 inline constexpr size_t kLocalChannelRingBytes = size_t{256} << 10;
 
+// The shared area of a same-host channel (MemoryBlock.shared_offset): as large as the
+// largest block a call may carry (`max_block_bytes`), at most a quarter of the session's
+// memory cap (`memory_limit_bytes`, 0: none; both ends map the area, and the worker's
+// mapping counts against that cap) and at most 1 GiB (kMaxShmSharedBytes), in whole pages.
+// Sparse: it costs memory only once a call writes it.
+inline constexpr uint64_t kMaxLocalSharedBytes = uint64_t{1} << 30;
+inline uint64_t LocalSharedBytes(uint64_t max_block_bytes, uint64_t memory_limit_bytes) {
+  uint64_t bytes = max_block_bytes < kMaxLocalSharedBytes ? max_block_bytes : kMaxLocalSharedBytes;
+  if (memory_limit_bytes != 0 && bytes > memory_limit_bytes / 4) bytes = memory_limit_bytes / 4;
+  return bytes / 4096 * 4096;
+}
+
 // The status words (ShmChannel::StoreStatusWord) the worker keeps while it runs a call from
 // the channel: when it started (LocalClockNanos, never 0), the function's handle and the
 // call's own timeout_ms (0: the session's); all 0 when no call runs. Written by the worker

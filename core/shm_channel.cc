@@ -26,7 +26,7 @@ namespace {
 
 // "ffibox-c" little-endian, then the layout's version.
 constexpr uint64_t kMagic = 0x632d786f62666666;
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 // The header and both rings' positions share the first page; the data follows, one ring
 // after the other.
 constexpr size_t kControlBytes = 4096;
@@ -55,6 +55,7 @@ struct SharedHeader {
   uint64_t magic;
   uint32_t version;
   uint32_t ring_bytes;
+  uint64_t shared_bytes;  // the shared area after the rings (ShmChannel::SharedArea)
 };
 
 // The shared words of one ring, each line written by one side only (but the peer may
@@ -75,6 +76,10 @@ struct alignas(64) ConsumerLine {
 constexpr size_t kStatusWordsOffset = kControlBytes / 2;
 
 size_t MappingBytes(size_t ring_bytes) { return kControlBytes + 2 * ring_bytes; }
+
+bool IsValidSharedBytes(uint64_t shared_bytes) {
+  return shared_bytes <= kMaxShmSharedBytes && shared_bytes % kShmSharedAlignment == 0;
+}
 
 bool IsValidRingBytes(uint64_t ring_bytes) {
   return ring_bytes >= kMinShmRingBytes && ring_bytes <= kMaxShmRingBytes &&
@@ -217,7 +222,7 @@ class ShmChannel::AdaptiveSpin {
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {
-  FFIBOX_ASSIGN_OR_RETURN(int fd, CreateMemfd(ring_bytes));
+  FFIBOX_ASSIGN_OR_RETURN(int fd, CreateMemfd(ring_bytes, /*shared_bytes=*/0));
   absl::StatusOr<std::unique_ptr<ShmChannel>> channel = Attach(fd, End::kCreator);
   if (!channel.ok()) {
     close(fd);
@@ -227,14 +232,20 @@ absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes
   return channel;
 }
 
-absl::StatusOr<int> ShmChannel::CreateMemfd(size_t ring_bytes) {
+absl::StatusOr<int> ShmChannel::CreateMemfd(size_t ring_bytes, uint64_t shared_bytes) {
   if (!IsValidRingBytes(ring_bytes)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a ring of ", ring_bytes, " bytes: the capacity must be a power of two from ",
                      kMinShmRingBytes, " to ", kMaxShmRingBytes));
   }
+  if (!IsValidSharedBytes(shared_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a shared area of ", shared_bytes, " bytes: it must be a multiple of ",
+                     kShmSharedAlignment, " up to ", kMaxShmSharedBytes));
+  }
   if (absl::Status futex = CheckFutexWaitv(); !futex.ok()) return futex;
-  const size_t size = MappingBytes(ring_bytes);
+  // The shared area is sparse: its pages exist once someone writes them.
+  const size_t size = MappingBytes(ring_bytes) + shared_bytes;
   int fd = memfd_create("ffibox-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return absl::ResourceExhaustedError(absl::StrCat("memfd_create: ", strerror(errno)));
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
@@ -247,6 +258,7 @@ absl::StatusOr<int> ShmChannel::CreateMemfd(size_t ring_bytes) {
   header.magic = kMagic;
   header.version = kVersion;
   header.ring_bytes = static_cast<uint32_t>(ring_bytes);
+  header.shared_bytes = shared_bytes;
   // The size is fixed before anyone else can map the file: the peer refuses it otherwise.
   if (pwrite(fd, &header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header)) ||
       fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0 ||
@@ -258,7 +270,8 @@ absl::StatusOr<int> ShmChannel::CreateMemfd(size_t ring_bytes) {
   return fd;
 }
 
-absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd, End end) {
+absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd, End end,
+                                                               bool may_map_shared) {
   auto refuse = [](absl::string_view why) {
     return absl::FailedPreconditionError(absl::StrCat("refusing the channel's memfd: ", why));
   };
@@ -273,30 +286,66 @@ absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd, End end) 
   struct stat st;
   if (fstat(fd, &st) != 0) return refuse(absl::StrCat("fstat: ", strerror(errno)));
   if (!S_ISREG(st.st_mode) || st.st_size < static_cast<off_t>(kControlBytes) ||
-      static_cast<uint64_t>(st.st_size) > MappingBytes(kMaxShmRingBytes)) {
+      static_cast<uint64_t>(st.st_size) > MappingBytes(kMaxShmRingBytes) + kMaxShmSharedBytes) {
     return refuse(absl::StrCat("a size of ", st.st_size, " bytes"));
   }
   if (absl::Status futex = CheckFutexWaitv(); !futex.ok()) return futex;
-  const size_t size = static_cast<size_t>(st.st_size);
-  void* mapping = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) return refuse(absl::StrCat("mmap: ", strerror(errno)));
-  // Copied out once; the creator could rewrite the header later, and nothing reads it again.
+  // The header alone first: it says how much of the file the rings take.
   SharedHeader header;
-  memcpy(&header, mapping, sizeof(header));
+  if (pread(fd, &header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header))) {
+    return refuse("its header cannot be read");
+  }
   const char* why = nullptr;
   if (header.magic != kMagic) {
     why = "no channel header";
   } else if (header.version != kVersion) {
     why = "another version of the channel";
-  } else if (!IsValidRingBytes(header.ring_bytes) || MappingBytes(header.ring_bytes) != size) {
+  } else if (!IsValidRingBytes(header.ring_bytes) || !IsValidSharedBytes(header.shared_bytes) ||
+             MappingBytes(header.ring_bytes) + header.shared_bytes !=
+                 static_cast<uint64_t>(st.st_size)) {
     why = "its capacity does not match its size";
   }
-  if (why != nullptr) {
-    munmap(mapping, size);
-    return refuse(why);
+  if (why != nullptr) return refuse(why);
+  // Only the control page and the rings; the shared area is mapped when first asked for.
+  const size_t size = MappingBytes(header.ring_bytes);
+  void* mapping = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (mapping == MAP_FAILED) return refuse(absl::StrCat("mmap: ", strerror(errno)));
+  int shared_fd = -1;
+  if (may_map_shared && header.shared_bytes != 0) {
+    shared_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (shared_fd < 0) {
+      const int saved = errno;
+      munmap(mapping, size);
+      return absl::ResourceExhaustedError(
+          absl::StrCat("keeping the channel's memfd for its shared area: ", strerror(saved)));
+    }
   }
-  return std::unique_ptr<ShmChannel>(
+  auto channel = std::unique_ptr<ShmChannel>(
       new ShmChannel(mapping, size, header.ring_bytes, -1, end == End::kCreator));
+  channel->shared_bytes_ = header.shared_bytes;
+  channel->shared_fd_ = shared_fd;
+  return channel;
+}
+
+absl::StatusOr<absl::Span<char>> ShmChannel::SharedArea() {
+  absl::MutexLock lock(&shared_mu_);
+  if (shared_ != nullptr) return absl::Span<char>(shared_, shared_bytes_);
+  if (shared_bytes_ == 0) {
+    return absl::FailedPreconditionError("the channel has no shared area");
+  }
+  if (shared_fd_ < 0) {
+    return absl::FailedPreconditionError("the channel was attached without its shared area");
+  }
+  void* area = mmap(nullptr, shared_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, shared_fd_,
+                    static_cast<off_t>(mapping_bytes_));
+  if (area == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat("mapping the channel's shared area of ",
+                                                     shared_bytes_, " bytes: ", strerror(errno)));
+  }
+  shared_ = static_cast<char*>(area);
+  close(shared_fd_);  // the mapping keeps the file
+  shared_fd_ = -1;
+  return absl::Span<char>(shared_, shared_bytes_);
 }
 
 ShmChannel::ShmChannel(void* mapping, size_t mapping_bytes, size_t ring_bytes, int memfd,
@@ -315,6 +364,8 @@ ShmChannel::ShmChannel(void* mapping, size_t mapping_bytes, size_t ring_bytes, i
 ShmChannel::~ShmChannel() {
   Close();
   munmap(mapping_, mapping_bytes_);
+  if (shared_ != nullptr) munmap(shared_, shared_bytes_);
+  if (shared_fd_ >= 0) close(shared_fd_);
   CloseMemfd();
 }
 

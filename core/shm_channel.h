@@ -60,6 +60,10 @@ namespace ffibox {
 inline constexpr size_t kMinShmRingBytes = size_t{4} << 10;
 inline constexpr size_t kMaxShmRingBytes = size_t{256} << 20;
 
+// The bounds of a channel's shared area (SharedArea): a multiple of the page, at most 1 GiB.
+inline constexpr uint64_t kShmSharedAlignment = 4096;
+inline constexpr uint64_t kMaxShmSharedBytes = uint64_t{1} << 30;
+
 // How often a wait looks at the socket named by WatchPeerHangup.
 inline constexpr absl::Duration kHangupCheckInterval = absl::Seconds(1);
 
@@ -72,8 +76,10 @@ class ShmChannel {
 
   // Makes a channel's sealed memfd, as Create does, for two other processes to Attach, one
   // as each End (the broker makes a client's channel to its worker this way); returns the
-  // descriptor (the caller owns it). Errors as Create's.
-  static absl::StatusOr<int> CreateMemfd(size_t ring_bytes);
+  // descriptor (the caller owns it). After the rings it holds a shared area of
+  // `shared_bytes` (a multiple of kShmSharedAlignment up to kMaxShmSharedBytes; 0: none),
+  // sparse until written. Errors as Create's, INVALID_ARGUMENT for a bad `shared_bytes`.
+  static absl::StatusOr<int> CreateMemfd(size_t ring_bytes, uint64_t shared_bytes = 0);
 
   // Which end of the channel an attaching process takes: the creator's (a third process that
   // made the channel, e.g. the broker between a client and a worker, hands that end on) or
@@ -83,8 +89,11 @@ class ShmChannel {
   // Maps the channel in the memfd `fd` (not owned; it may be closed afterwards) as `end`.
   // The file is untrusted: FAILED_PRECONDITION unless it is a memfd sealed against growing,
   // shrinking and further seals (and not against writing), whose header has the magic, this
-  // version and a valid capacity that matches its size.
-  static absl::StatusOr<std::unique_ptr<ShmChannel>> Attach(int fd, End end = End::kPeer);
+  // version and a valid capacity and shared area that match its size. Only the rings are
+  // mapped; with `may_map_shared`, the channel keeps a copy of `fd` until SharedArea maps
+  // the shared area (RESOURCE_EXHAUSTED when no descriptor is left for that copy).
+  static absl::StatusOr<std::unique_ptr<ShmChannel>> Attach(int fd, End end = End::kPeer,
+                                                            bool may_map_shared = false);
 
   ShmChannel(const ShmChannel&) = delete;
   ShmChannel& operator=(const ShmChannel&) = delete;
@@ -98,6 +107,16 @@ class ShmChannel {
   void CloseMemfd();
   // The capacity of each ring.
   size_t ring_bytes() const { return ring_bytes_; }
+  // The size of the shared area (0: none).
+  uint64_t shared_bytes() const { return shared_bytes_; }
+
+  // The shared area, mapped at the first call (each end maps it at an address of its own).
+  // Plain shared bytes, no ring: the channel's users agree on who writes where and when,
+  // and the peer may write any of them at any time, so what is read from it is untrusted.
+  // FAILED_PRECONDITION when the channel has none or was attached without
+  // `may_map_shared`, RESOURCE_EXHAUSTED when it cannot be mapped (an address-space limit).
+  // Thread-safe.
+  absl::StatusOr<absl::Span<char>> SharedArea() ABSL_LOCKS_EXCLUDED(shared_mu_);
 
   // Writes all of `bytes`, waiting while the outbound ring is full, until `deadline`.
   // DEADLINE_EXCEEDED when it passed (a prefix of `bytes` may have been written), UNAVAILABLE
@@ -195,6 +214,11 @@ class ShmChannel {
   const size_t ring_bytes_;  // read once: never re-read from the shared header
   int memfd_;
   const bool creator_;
+  uint64_t shared_bytes_ = 0;  // read once, at attach
+  absl::Mutex shared_mu_;
+  int shared_fd_ ABSL_GUARDED_BY(shared_mu_) = -1;      // until the area is mapped
+  char* shared_ ABSL_GUARDED_BY(shared_mu_) = nullptr;  // the mapped area
+
   int hangup_fd_ = -1;
 
   // This end's positions: the authority, never read back from the shared memory.

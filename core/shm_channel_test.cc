@@ -610,5 +610,75 @@ TEST(ShmChannelTest, CreateRefusesCapacitiesThatAreNotAPowerOfTwoInRange) {
   EXPECT_OK(ShmChannel::Create(kMinShmRingBytes));
 }
 
+// The shared area: after the rings in the same file, mapped by each end that may map it, the
+// bytes one end writes read by the other; the file's size must match the header's area.
+TEST(ShmChannelTest, TheSharedAreaIsTheSameBytesAtBothEnds) {
+  const uint64_t area = uint64_t{1} << 20;
+  ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, area));
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kControlBytes + 2 * kRing + area);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> creator,
+                       ShmChannel::Attach(fd, ShmChannel::End::kCreator, true));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> peer,
+                       ShmChannel::Attach(fd, ShmChannel::End::kPeer, true));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> without, ShmChannel::Attach(fd));
+  close(fd);  // the channels keep what they need
+  EXPECT_EQ(creator->shared_bytes(), area);
+  EXPECT_EQ(without->shared_bytes(), area);
+  EXPECT_EQ(without->SharedArea().status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(absl::Span<char> mine, creator->SharedArea());
+  ASSERT_OK_AND_ASSIGN(absl::Span<char> theirs, peer->SharedArea());
+  ASSERT_EQ(mine.size(), area);
+  ASSERT_EQ(theirs.size(), area);
+  EXPECT_NE(mine.data(), theirs.data());
+  memset(mine.data(), 'm', area);
+  theirs[area - 1] = 't';
+  EXPECT_EQ(theirs[0], 'm');
+  EXPECT_EQ(mine[area - 1], 't');
+  // Asking again maps nothing new.
+  ASSERT_OK_AND_ASSIGN(absl::Span<char> again, creator->SharedArea());
+  EXPECT_EQ(again.data(), mine.data());
+  // The rings still work beside it.
+  ASSERT_OK(creator->Write("ping", absl::Now() + absl::Seconds(5)));
+  char got[4];
+  ASSERT_OK(peer->Read(got, sizeof(got), absl::Now() + absl::Seconds(5)));
+  EXPECT_EQ(std::string(got, 4), "ping");
+  // A channel without an area has none to give.
+  std::unique_ptr<ShmChannel> plain = MakeChannel();
+  EXPECT_EQ(plain->shared_bytes(), 0u);
+  EXPECT_EQ(plain->SharedArea().status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ShmChannelTest, CreateRefusesASharedAreaOfAnOddSizeOrTooLarge) {
+  for (uint64_t bytes : {uint64_t{1}, uint64_t{4095}, uint64_t{4097}, kMaxShmSharedBytes + 4096}) {
+    EXPECT_EQ(ShmChannel::CreateMemfd(kRing, bytes).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bytes;
+  }
+  ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, 4096));
+  close(fd);
+}
+
+// A file whose header claims an area it does not have (or the other way round) is refused.
+TEST(ShmChannelTest, AttachRefusesASharedAreaThatDoesNotMatchTheFile) {
+  ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, 8192));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> real, ShmChannel::Attach(fd));
+  const unsigned sealed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+  for (size_t size : {kControlBytes + 2 * kRing, kControlBytes + 2 * kRing + 4096,
+                      kControlBytes + 2 * kRing + 16384}) {
+    int copy = memfd_create("copy", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    ASSERT_EQ(ftruncate(copy, static_cast<off_t>(size)), 0);
+    char page[kControlBytes];
+    ASSERT_EQ(pread(fd, page, sizeof(page), 0), static_cast<ssize_t>(sizeof(page)));
+    ASSERT_EQ(pwrite(copy, page, sizeof(page), 0), static_cast<ssize_t>(sizeof(page)));
+    ASSERT_EQ(fcntl(copy, F_ADD_SEALS, sealed), 0);
+    EXPECT_EQ(ShmChannel::Attach(copy).status().code(), absl::StatusCode::kFailedPrecondition)
+        << size;
+    close(copy);
+  }
+  close(fd);
+}
+
 }  // namespace
 }  // namespace ffibox

@@ -199,6 +199,7 @@ bool FuzzCall(const v1::Call& call, const v1::Signature& signature, const TypeLi
     const v1::MemoryBlock& block = call.blocks(i);
     FUZZ_CHECK(v1::Direction_IsValid(block.direction()), "an unknown direction passed");
     FUZZ_CHECK(!(block.keep() && block.has_at()), "a kept block placed at an address passed");
+    FUZZ_CHECK(!block.has_shared_offset(), "a block in a shared area passed off the channel");
     FUZZ_CHECK(sizes[i] >= block.data().size(), "block ", i, " holds more data than its size");
     FUZZ_CHECK(sizes[i] <= limits.max_block_bytes, "block ", i, " exceeds the byte limit");
     total += sizes[i];

@@ -199,6 +199,7 @@ void AssertAcceptedCallResult(const v1::CallResult& call, const ExpectedCallResu
     FUZZ_CHECK(seen.insert(index).second, "block ", index, " came back twice");
     const uint64_t size = expected.returned_block_sizes[index];
     FUZZ_CHECK(size != kNotReturned, "IN block ", index, " came back");
+    FUZZ_CHECK(!block.shared(), "block ", index, " came back claiming the shared area");
     FUZZ_CHECK(block.data().size() == size, "block ", index, " came back with ",
                block.data().size(), " bytes, not ", size);
     uint64_t next = 0;

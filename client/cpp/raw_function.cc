@@ -33,12 +33,13 @@ void RawFunction::PrepareCall(v1::Call& call, const CallOptions& options) const 
   if (options.set_errno.has_value()) call.set_set_errno(*options.set_errno);
 }
 
-absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options) const {
+absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options,
+                                                 client_internal::BorrowedBlocks borrowed) const {
   PrepareCall(call, options);
   v1::Request request;
   *request.mutable_call() = std::move(call);
   absl::StatusOr<v1::Response> response =
-      stream_->SendExpecting(std::move(request), v1::Response::kCall);
+      stream_->SendExpecting(std::move(request), v1::Response::kCall, borrowed);
   if (!response.ok()) return response.status();
   return std::move(*response->mutable_call());
 }

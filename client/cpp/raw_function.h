@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/cpp/internal/borrowed_block.h"
 #include "client/cpp/internal/memory_ops.h"
 #include "client/cpp/internal/session_stream.h"
 #include "client/cpp/values.h"
@@ -33,8 +34,10 @@ class RawFunction {
   // Calls the function with `call` (its `function` field is filled in, and `options` override
   // `timeout_ms` and `set_errno` when set); returns the typed error of a failed call
   // (WORKER_CRASHED, CALL_TIMEOUT, ...). Remote pointers in the result carry the generation
-  // of the worker that answered.
-  absl::StatusOr<v1::CallResult> Call(v1::Call call, const CallOptions& options = {}) const;
+  // of the worker that answered. `borrowed` names blocks of `call` whose bytes are still in
+  // the caller's memory (the typed call's large Buffers); they must outlive the call.
+  absl::StatusOr<v1::CallResult> Call(v1::Call call, const CallOptions& options = {},
+                                      client_internal::BorrowedBlocks borrowed = {}) const;
 
   // Fills in `call`'s function handle, and the deadline and errno of `options` when set, as
   // Call does before it sends (a Batch does it for each of its calls).

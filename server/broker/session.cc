@@ -502,7 +502,15 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   // The client gets it from the door once the worker attached it (AcceptReply).
   LibraryFd local_memfd;
   if (request.has_open_local_channel()) {
-    FFIBOX_ASSIGN_OR_RETURN(local_memfd.fd, ShmChannel::CreateMemfd(kLocalChannelRingBytes));
+    uint64_t memory_limit = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      memory_limit = memory_limit_bytes_;
+    }
+    FFIBOX_ASSIGN_OR_RETURN(
+        local_memfd.fd, ShmChannel::CreateMemfd(
+                            kLocalChannelRingBytes,
+                            LocalSharedBytes(config_.type_limits.max_block_bytes, memory_limit)));
     auto setup = std::make_shared<PendingRequest::LocalChannelSetup>();
     FFIBOX_ASSIGN_OR_RETURN(setup->worker_end, ShmChannel::Attach(local_memfd.fd));
     setup->memfd.fd = fcntl(local_memfd.fd, F_DUPFD_CLOEXEC, 0);

@@ -181,7 +181,8 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
   response->set_id(request.id());
   absl::StatusOr<int> fd = executor_->TakeDescriptor(request.id());
   absl::StatusOr<std::unique_ptr<ShmChannel>> channel =
-      fd.ok() ? ShmChannel::Attach(*fd) : absl::StatusOr<std::unique_ptr<ShmChannel>>(fd.status());
+      fd.ok() ? ShmChannel::Attach(*fd, ShmChannel::End::kPeer, /*may_map_shared=*/true)
+              : absl::StatusOr<std::unique_ptr<ShmChannel>>(fd.status());
   if (fd.ok()) close(*fd);
   if (channel.ok()) {
     CloseLocal();
@@ -224,10 +225,28 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
   }
   wrapped->set_id(request.id());
   auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
+  // The shared area is mapped by the first call that places a block there.
+  absl::Span<char> shared;
+  for (int i = 0; i < request.call().blocks_size(); ++i) {
+    if (!request.call().blocks(i).has_shared_offset()) continue;
+    absl::StatusOr<absl::Span<char>> area = channel.SharedArea();
+    if (area.ok()) {
+      shared = *area;
+    } else {
+      // The call does not run; the client may send it again without the area.
+      const std::string field = absl::StrCat("call.blocks[", i, "].shared_offset");
+      response->set_id(request.id());
+      v1::Error* error = response->mutable_error();
+      error->set_code(v1::RESOURCE_EXHAUSTED);
+      error->set_field(field);
+      error->set_message(absl::StrCat(field, ": ", area.status().message()));
+    }
+    break;
+  }
   channel.StoreStatusWord(kLocalBusyFunctionWord, request.call().function());
   channel.StoreStatusWord(kLocalBusyTimeoutWord, request.call().timeout_ms());
   channel.StoreStatusWord(kLocalBusySinceWord, std::max<uint64_t>(LocalClockNanos(), 1));
-  executor_->Execute(*wrapped, response);
+  if (!response->has_error()) executor_->Execute(*wrapped, response, shared);
   channel.StoreStatusWord(kLocalBusySinceWord, 0);
   channel.StoreStatusWord(kLocalBusyTimeoutWord, 0);
   channel.StoreStatusWord(kLocalBusyFunctionWord, 0);

@@ -35,7 +35,8 @@ v1::Response WorkerExecutor::Execute(const internal::WorkerRequest& wrapped) {
   return response;
 }
 
-void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Response* out) {
+void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Response* out,
+                             absl::Span<char> shared) {
   const v1::Request& request = wrapped.request();
   v1::Response& response = *out;
   response.set_id(wrapped.id());
@@ -55,7 +56,7 @@ void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Respons
                      response.mutable_function());
       break;
     case v1::Request::kCall:
-      status = Call(request.call(), response.mutable_call());
+      status = Call(request.call(), response.mutable_call(), /*report_changed=*/true, shared);
       break;
     case v1::Request::kBatch:
       status = Batch(request.batch(), response.mutable_batch());
@@ -226,8 +227,8 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
   return resolved;
 }
 
-absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result,
-                                  bool report_changed) {
+absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result, bool report_changed,
+                                  absl::Span<char> shared) {
   const PreparedFunction* function = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -239,7 +240,7 @@ absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result,
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }
   // Unlocked: the function may call closures whose invocations run nested requests here.
-  return function->Invoke(call, generation_, &callbacks_, &memory_, result, report_changed);
+  return function->Invoke(call, generation_, &callbacks_, &memory_, result, report_changed, shared);
 }
 
 absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* results) {

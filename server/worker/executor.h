@@ -19,6 +19,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "core/call.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -46,8 +47,11 @@ class WorkerExecutor {
   // Executes one request and returns its response, with the request's id set. Never fails:
   // errors are carried in Response.error. Callback returns are not requests: UNIMPLEMENTED.
   v1::Response Execute(const internal::WorkerRequest& request);
-  // Execute into `*response` (empty; on the caller's arena, say).
-  void Execute(const internal::WorkerRequest& request, v1::Response* response);
+  // Execute into `*response` (empty; on the caller's arena, say). `shared` is the shared
+  // area of the same-host channel a call came on (MemoryBlock.shared_offset); empty for
+  // requests from the broker.
+  void Execute(const internal::WorkerRequest& request, v1::Response* response,
+               absl::Span<char> shared = {});
 
   // The callbacks this worker defined (for resolving callback ids in callback results).
   const CallbackTable& callbacks() const { return callbacks_; }
@@ -62,7 +66,8 @@ class WorkerExecutor {
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
                                                        const v1::ResolveFunction& resolve);
   // Runs `call`, writing its result into `*result` (empty).
-  absl::Status Call(const v1::Call& call, v1::CallResult* result, bool report_changed = true);
+  absl::Status Call(const v1::Call& call, v1::CallResult* result, bool report_changed = true,
+                    absl::Span<char> shared = {});
   // Runs the calls of `batch` in order, appending each result to `results`; stops at the
   // first that fails and returns its error, naming its index (InBatch). `results` then
   // holds the results of the calls before it.

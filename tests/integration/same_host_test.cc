@@ -62,7 +62,7 @@ TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {
   ASSERT_OK_AND_ASSIGN(auto cos, libm.Function<double(double)>("cos"));
   ASSERT_OK_AND_ASSIGN(double c, cos(0.5));
   EXPECT_EQ(c, std::cos(0.5));
-  // Blocks both ways, larger than a ring (256 KiB): they stream through it.
+  // Blocks both ways, larger than a ring (256 KiB): they go through the shared area.
   ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto memset, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
   const size_t size = size_t{3} << 20;
@@ -71,6 +71,87 @@ TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {
   EXPECT_EQ(buffer.data.size(), size);
   EXPECT_EQ(buffer.data.find_first_not_of('z'), size - 1);
   EXPECT_TRUE(session->same_host());
+}
+
+// Large blocks travel in the channel's shared area, not in frames: with requests capped at
+// 1 MiB, a call with 6 MiB of buffers in each direction is refused over gRPC and runs on the
+// channel, its bytes exact both ways, IN, OUT and INOUT alike, next to small blocks that stay
+// in the frame.
+TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
+                       TestServer::Start({"--pool_size=1", "--max_message_bytes=1048576"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.same_host = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
+  ASSERT_OK_AND_ASSIGN(auto memcpy_fn,
+                       (libc.Function<void*(Buffer&, const Buffer&, size_t)>("memcpy")));
+  ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
+  const size_t size = size_t{6} << 20;
+  std::string pattern(size, '\0');
+  for (size_t i = 0; i < size; ++i) pattern[i] = static_cast<char>(i * 7 + i / 4093);
+  Buffer in = Buffer::In(pattern);
+  Buffer out = Buffer::Out(size);
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_OK(memcpy_fn(out, in, size).status());
+    ASSERT_EQ(out.data.size(), size);
+    ASSERT_TRUE(out.data == pattern) << "round " << round;
+    EXPECT_TRUE(session->same_host());
+    out.data.assign(size, 'x');  // an OUT block starts zeroed whatever the client holds
+    Buffer small = Buffer::Out(16);
+    ASSERT_OK(memcpy_fn(small, Buffer::In(pattern.substr(0, 16)), 16).status());
+    EXPECT_EQ(small.data, pattern.substr(0, 16));
+  }
+  Buffer inout = Buffer::InOut(pattern);
+  ASSERT_OK(memset_fn(inout, 'q', size / 2).status());
+  EXPECT_EQ(inout.data.substr(0, size / 2), std::string(size / 2, 'q'));
+  EXPECT_TRUE(
+      inout.data.compare(size / 2, std::string::npos, pattern, size / 2, std::string::npos) == 0);
+  // Over gRPC the same call is larger than a message may be.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, client->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library remote_libc, remote->Load("libc.so.6"));
+  ASSERT_OK_AND_ASSIGN(auto remote_memset,
+                       (remote_libc.Function<void*(Buffer&, int, size_t)>("memset")));
+  absl::StatusOr<RemotePtr> refused = remote_memset(inout, 'r', size);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ErrorCodeOf(refused.status()), v1::RESOURCE_EXHAUSTED) << refused.status();
+}
+
+// A session whose memory cap leaves the worker no room to map the area still gets its call
+// answered (frames carry the blocks once the worker said so), and right.
+TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({"--pool_size=0"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.same_host = true;
+  options.memory_limit_bytes = uint64_t{64} << 20;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
+  ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
+  // The worker takes all of its address space first, then gives 3 MiB back: room for the
+  // call's own block, not for the area (16 MiB, a quarter of the cap).
+  ASSERT_OK_AND_ASSIGN(auto malloc_fn, (libc.Function<RemotePtr(size_t)>("malloc")));
+  ASSERT_OK_AND_ASSIGN(auto free_fn, (libc.Function<void(RemotePtr)>("free")));
+  std::vector<RemotePtr> taken;
+  for (int i = 0; i < 80; ++i) {
+    ASSERT_OK_AND_ASSIGN(RemotePtr block, malloc_fn(size_t{1} << 20));
+    if (block.address == 0) break;
+    taken.push_back(block);
+  }
+  ASSERT_LT(taken.size(), 80u) << "the memory cap did not bite";
+  ASSERT_GE(taken.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(free_fn(taken.back()));
+    taken.pop_back();
+  }
+  const size_t size = size_t{256} << 10;
+  Buffer buffer = Buffer::InOut(std::string(size, 'a'));
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_OK(memset_fn(buffer, 'b' + round, size - 1).status());
+    EXPECT_EQ(buffer.data.find_first_not_of(static_cast<char>('b' + round)), size - 1);
+    EXPECT_TRUE(session->same_host());
+  }
 }
 
 TEST_F(SameHostTest, ACrashIsWorkerCrashedAndTheSessionGoesOn) {

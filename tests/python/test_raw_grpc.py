@@ -94,3 +94,24 @@ def test_watch_on_a_block_that_does_not_last_is_refused_and_the_session_goes_on(
         args=[pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0)))]))
     assert not kept.HasField("error"), kept.error
     assert kept.call.blocks[0].data == b"\x06\0\0\0" and len(kept.call.kept) == 1
+
+
+def test_a_block_in_the_shared_area_over_the_stream_is_refused_and_the_session_goes_on(
+        session, pb):
+    """Only a call on a same-host channel may place a block in its shared area: over gRPC the
+    broker refuses it before the worker sees it, naming the field."""
+    lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
+    increment = resolve(session, pb, lib, "increment", "VOID", "POINTER")
+    block = pb.MemoryBlock(size=4096, direction=pb.INOUT, shared_offset=0)
+    refused = session.send(call=pb.Call(
+        function=increment, blocks=[block],
+        args=[pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0)))]))
+    assert refused.error.code == pb.INVALID_ARGUMENT
+    assert refused.error.field == "call.blocks[0].shared_offset"
+    block.ClearField("shared_offset")
+    block.data = b"\x05\0\0\0"
+    framed = session.send(call=pb.Call(
+        function=increment, blocks=[block],
+        args=[pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0)))]))
+    assert not framed.HasField("error"), framed.error
+    assert framed.call.blocks[0].data[:4] == b"\x06\0\0\0"

@@ -202,15 +202,11 @@ struct BufferPointerArg {
       builder.AddNullArg();
       return absl::OkStatus();
     }
-    const uint64_t size = buffer->data.size();
     const bool sends_data = buffer->direction != v1::OUT;
     const bool copies_back = buffer->direction != v1::IN;
-    builder.AddBlockArg(
-        sends_data ? buffer->data : std::string(), size, buffer->direction,
-        copies_back ? CallBuilder::CopyBack([buffer](const v1::BlockContents& contents, uint64_t) {
-          buffer->data = contents.data();
-        })
-                    : CallBuilder::CopyBack());
+    builder.AddBorrowedBlockArg(sends_data ? absl::string_view(buffer->data) : absl::string_view(),
+                                buffer->data.size(), buffer->direction,
+                                copies_back ? &buffer->data : nullptr);
     return absl::OkStatus();
   }
 };
@@ -233,7 +229,7 @@ struct ConstBufferPointerArg {
     if (buffer == nullptr) {
       builder.AddNullArg();
     } else {
-      builder.AddBlockArg(buffer->data, buffer->data.size(), v1::IN, CallBuilder::CopyBack());
+      builder.AddBorrowedBlockArg(buffer->data, buffer->data.size(), v1::IN, nullptr);
     }
     return absl::OkStatus();
   }

@@ -13,7 +13,8 @@ CallBuilder::CallBuilder(CallBuilder&& other) noexcept
       call_(other.own_.has_value() ? &*own_ : other.call_),
       copy_backs_(std::move(other.copy_backs_)),
       block_sizes_(std::move(other.block_sizes_)),
-      graphs_(std::move(other.graphs_)) {}
+      graphs_(std::move(other.graphs_)),
+      borrowed_(std::move(other.borrowed_)) {}
 
 uint32_t CallBuilder::AddBlock(std::string data, uint64_t size, v1::Direction direction,
                                CopyBack copy_back) {
@@ -30,6 +31,22 @@ uint32_t CallBuilder::AddBlock(std::string data, uint64_t size, v1::Direction di
 void CallBuilder::AddBlockArg(std::string data, uint64_t size, v1::Direction direction,
                               CopyBack copy_back) {
   AddBlockRefArg(AddBlock(std::move(data), size, direction, std::move(copy_back)), 0);
+}
+
+void CallBuilder::AddBorrowedBlockArg(absl::string_view bytes, uint64_t size,
+                                      v1::Direction direction, std::string* into) {
+  CopyBack copy_back;
+  if (into != nullptr) {
+    copy_back = [into](const v1::BlockContents& contents, uint64_t) { *into = contents.data(); };
+  }
+  // Small blocks, and those of a batch's call (which goes in one message), are copied now.
+  if (size < kMinBorrowedBlockBytes || !own_.has_value()) {
+    AddBlockArg(std::string(bytes), size, direction, std::move(copy_back));
+    return;
+  }
+  const uint32_t index = AddBlock(std::string(), size, direction, std::move(copy_back));
+  borrowed_.push_back({static_cast<int>(index), bytes, into});
+  AddBlockRefArg(index, 0);
 }
 
 void CallBuilder::AddBlockRefArg(uint32_t block, uint64_t offset) {
@@ -58,12 +75,21 @@ absl::StatusOr<uint32_t> CallBuilder::AttachGraph(BlockGraph& graph) {
 
 void CallBuilder::AddNullArg() { call_->add_args()->mutable_pointer()->set_null(true); }
 
+bool CallBuilder::Delivered(const v1::BlockContents& contents) const {
+  if (!contents.shared()) return false;
+  for (const BorrowedBlock& block : borrowed_) {
+    if (block.index == static_cast<int>(contents.block())) return block.into != nullptr;
+  }
+  return false;
+}
+
 absl::Status CallBuilder::ApplyBlocks(const v1::CallResult& result, uint64_t generation) const {
   for (const v1::BlockContents& contents : result.blocks()) {
     if (contents.block() >= copy_backs_.size()) {
       return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned block ", contents.block(),
                                                     " but the call sent ", copy_backs_.size()));
     }
+    if (Delivered(contents)) continue;
     if (contents.data().size() != block_sizes_[contents.block()]) {
       return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned ", contents.data().size(),
                                                     " bytes for block ", contents.block(), " of ",
@@ -72,7 +98,7 @@ absl::Status CallBuilder::ApplyBlocks(const v1::CallResult& result, uint64_t gen
   }
   for (const v1::BlockContents& contents : result.blocks()) {
     const CopyBack& copy_back = copy_backs_[contents.block()];
-    if (copy_back) copy_back(contents, generation);
+    if (copy_back && !Delivered(contents)) copy_back(contents, generation);
   }
   return absl::OkStatus();
 }

@@ -17,10 +17,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "client/cpp/block_graph.h"
+#include "client/cpp/internal/borrowed_block.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
 namespace client_internal {
+
+// Blocks smaller than this are copied into the call when added, not borrowed.
+inline constexpr uint64_t kMinBorrowedBlockBytes = uint64_t{64} << 10;
 
 // Accumulates one call's arguments and memory blocks, and what to copy back after it.
 class CallBuilder {
@@ -48,6 +52,14 @@ class CallBuilder {
   uint32_t AddBlock(std::string data, uint64_t size, v1::Direction direction, CopyBack copy_back);
   // Appends a pointer argument to a new block (see AddBlock).
   void AddBlockArg(std::string data, uint64_t size, v1::Direction direction, CopyBack copy_back);
+  // Appends a pointer argument to a new block of `size` bytes that starts with `bytes` and
+  // whose contents after the call (OUT/INOUT) go to `*into` (may be nullptr); `bytes` and
+  // `*into` must outlive the call. A large block of a call of its own is borrowed
+  // (borrowed()): its bytes are copied once, when the call is sent, to where it goes.
+  void AddBorrowedBlockArg(absl::string_view bytes, uint64_t size, v1::Direction direction,
+                           std::string* into);
+  // The blocks whose bytes the transport copies when it sends the call (BorrowedBlock).
+  BorrowedBlocks borrowed() const { return borrowed_; }
   // Appends a pointer argument to `offset` of the call's block `block`.
   void AddBlockRefArg(uint32_t block, uint64_t offset);
   // Sends `graph`'s blocks with this call (once, however many arguments point into it) and
@@ -57,15 +69,21 @@ class CallBuilder {
   void AddNullArg();
   // Copies the OUT/INOUT block contents of `result` back into client memory; `generation`
   // is that of the worker that answered. INTERNAL if the server returned a block the call
-  // did not send or of the wrong size.
+  // did not send or of the wrong size. A borrowed block's contents marked `shared` are
+  // already in its `into`.
   absl::Status ApplyBlocks(const v1::CallResult& result, uint64_t generation) const;
 
  private:
+  // Whether `contents` came back through the same-host channel's shared area straight into
+  // its borrowed block's `into` (nothing left to copy).
+  bool Delivered(const v1::BlockContents& contents) const;
+
   std::optional<v1::Call> own_;  // unset when building into the caller's call
   v1::Call* call_;               // &*own_, or the caller's
   std::vector<CopyBack> copy_backs_;
   std::vector<uint64_t> block_sizes_;
   std::vector<std::pair<const BlockGraph*, uint32_t>> graphs_;  // graph -> first block
+  std::vector<BorrowedBlock> borrowed_;
 };
 
 }  // namespace client_internal

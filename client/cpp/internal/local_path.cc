@@ -11,9 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
 #include "core/call_answer.h"
+#include "core/call_shape.h"
 #include "core/descriptor_passing.h"
 #include "core/errors.h"
 #include "core/framing.h"
@@ -23,6 +25,14 @@
 namespace ffibox {
 namespace client_internal {
 namespace {
+
+// The borrowed entry of block `index`, or nullptr.
+const BorrowedBlock* BorrowedOf(BorrowedBlocks borrowed, int index) {
+  for (const BorrowedBlock& block : borrowed) {
+    if (block.index == index) return &block;
+  }
+  return nullptr;
+}
 
 // Connects to the unix socket `path` and writes `token`; returns the connection.
 absl::StatusOr<int> KnockAtDoor(const std::string& path, const std::string& token,
@@ -64,13 +74,148 @@ absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalCha
   }
   // The memfd is checked as any peer's: sealed, sized and headed as a channel must be.
   absl::StatusOr<std::unique_ptr<ShmChannel>> channel =
-      ShmChannel::Attach(received->fd, ShmChannel::End::kCreator);
+      ShmChannel::Attach(received->fd, ShmChannel::End::kCreator,
+                         /*may_map_shared=*/opened.shared_bytes() != 0);
   close(received->fd);
   if (!channel.ok()) return channel.status();
   return std::unique_ptr<LocalPath>(new LocalPath(*std::move(channel), opened));
 }
 
-absl::StatusOr<v1::Response> LocalPath::Exchange(const v1::Request& request, absl::Time deadline) {
+std::vector<LocalPath::SharedBlock> LocalPath::PlanShared(const v1::Call& call) const {
+  std::vector<SharedBlock> planned;
+  if (!shared_usable_) return planned;
+  const uint64_t area = channel_->shared_bytes();
+  uint64_t next = 0;
+  for (int i = 0; i < call.blocks_size(); ++i) {
+    const v1::MemoryBlock& block = call.blocks(i);
+    const uint64_t size = BlockSize(block);
+    if (size < kMinSharedBlockBytes || block.keep() || block.has_at() || block.watch() ||
+        block.has_shared_offset() || size > area - next) {
+      continue;
+    }
+    planned.push_back({i, next, std::string()});
+    // Page-aligned, so each block's copy starts on a fresh line.
+    next += (size + kShmSharedAlignment - 1) / kShmSharedAlignment * kShmSharedAlignment;
+    if (next > area) next = area;
+  }
+  return planned;
+}
+
+absl::Status LocalPath::Share(v1::Call* call, BorrowedBlocks borrowed,
+                              std::vector<SharedBlock>& planned) {
+  if (planned.empty()) return absl::OkStatus();
+  absl::StatusOr<absl::Span<char>> area = channel_->SharedArea();
+  if (!area.ok()) return area.status();
+  for (SharedBlock& shared : planned) {
+    v1::MemoryBlock* block = call->mutable_blocks(shared.index);
+    const uint64_t size = BlockSize(*block);
+    char* at = area->data() + shared.offset;
+    if (block->direction() != v1::OUT) {
+      const BorrowedBlock* lent = BorrowedOf(borrowed, shared.index);
+      const absl::string_view data =
+          lent != nullptr && block->data().empty() ? lent->bytes : absl::string_view(block->data());
+      const size_t copied = std::min<size_t>(data.size(), size);
+      memcpy(at, data.data(), copied);
+      memset(at + copied, 0, size - copied);
+      shared_bytes_moved_ += size;
+    }
+    block->set_size(size);
+    block->mutable_data()->swap(shared.data);
+    block->set_shared_offset(shared.offset);
+  }
+  return absl::OkStatus();
+}
+
+void LocalPath::Unshare(v1::Call* call, std::vector<SharedBlock>& shared) {
+  for (SharedBlock& placed : shared) {
+    v1::MemoryBlock* block = call->mutable_blocks(placed.index);
+    block->clear_shared_offset();
+    block->mutable_data()->swap(placed.data);
+  }
+}
+
+bool LocalPath::TooLarge(const v1::Request& request, BorrowedBlocks borrowed) const {
+  if (max_request_bytes_ == 0) return false;
+  uint64_t bytes = request.ByteSizeLong();
+  if (!request.has_call()) return bytes > max_request_bytes_;
+  const std::vector<SharedBlock> planned = PlanShared(request.call());
+  for (const BorrowedBlock& lent : borrowed) {
+    // Borrowed bytes not bound for the area go into the frame (with a tag and a length).
+    bool in_area = false;
+    for (const SharedBlock& block : planned) in_area = in_area || block.index == lent.index;
+    if (!in_area && request.call().blocks(lent.index).data().empty()) {
+      bytes += lent.bytes.size() + 11;
+    }
+  }
+  for (const SharedBlock& block : planned) {
+    // The data leaves the frame; an offset (at most 11 bytes with its tag) comes in.
+    const uint64_t data = request.call().blocks(block.index).data().size();
+    bytes -= std::min(bytes, data);
+    bytes += 11;
+  }
+  return bytes > max_request_bytes_;
+}
+
+absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedBlocks borrowed,
+                                                 absl::Time deadline) {
+  std::vector<SharedBlock> shared = PlanShared(request->call());
+  if (!Share(request->mutable_call(), borrowed, shared).ok()) {
+    // This process cannot map the area (its address space is full): frames only, from now.
+    shared_usable_ = false;
+    shared.clear();
+  }
+  // Borrowed blocks that did not go to the area go in the frame.
+  for (const BorrowedBlock& lent : borrowed) {
+    v1::MemoryBlock* block = request->mutable_call()->mutable_blocks(lent.index);
+    if (!block->has_shared_offset() && block->data().empty() && !lent.bytes.empty()) {
+      block->set_data(lent.bytes.data(), lent.bytes.size());
+    }
+  }
+  absl::StatusOr<v1::Response> response = ExchangeFrames(*request, deadline);
+  if (!shared.empty() && response.ok() && response->has_error() &&
+      response->error().code() == v1::RESOURCE_EXHAUSTED &&
+      absl::EndsWith(response->error().field(), ".shared_offset")) {
+    // The worker could not map the area, and did not run the call: again, without it.
+    Unshare(request->mutable_call(), shared);
+    shared_usable_ = false;
+    // Too large for a frame: not sent, so the stream takes it.
+    if (TooLarge(*request, borrowed)) {
+      return absl::FailedPreconditionError("too large without the area");
+    }
+    CopyBorrowedIn(request->mutable_call(), borrowed);
+    return ExchangeFrames(*request, deadline);
+  }
+  if (!response.ok() || response->has_error() || shared.empty()) {
+    Unshare(request->mutable_call(), shared);
+    return response;
+  }
+  // The checked answer marks exactly the OUT/INOUT blocks placed in the area as `shared`:
+  // their bytes are read from there (the worker may still change them: they are bytes of a
+  // buffer, nothing parses them) into the borrowed destination, or else into the storage
+  // their request data had.
+  absl::StatusOr<absl::Span<char>> area = channel_->SharedArea();
+  for (v1::BlockContents& contents : *response->mutable_call()->mutable_blocks()) {
+    if (!contents.shared()) continue;
+    for (SharedBlock& placed : shared) {
+      if (placed.index != static_cast<int>(contents.block())) continue;
+      const uint64_t size = request->call().blocks(placed.index).size();
+      const BorrowedBlock* lent = BorrowedOf(borrowed, placed.index);
+      if (lent != nullptr && lent->into != nullptr) {
+        lent->into->assign(area->data() + placed.offset, size);
+      } else {
+        placed.data.assign(area->data() + placed.offset, size);
+        contents.mutable_data()->swap(placed.data);
+        contents.clear_shared();
+      }
+      shared_bytes_moved_ += size;
+      break;
+    }
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& request,
+                                                       absl::Time deadline) {
   const size_t length = request.ByteSizeLong();
   if (max_request_bytes_ != 0 && length > max_request_bytes_) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED,

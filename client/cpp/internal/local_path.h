@@ -13,9 +13,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/cpp/internal/borrowed_block.h"
 #include "core/shm_channel.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -28,6 +31,10 @@ namespace client_internal {
 inline constexpr size_t kMaxLocalAnswerBytes = size_t{1} << 30;
 // How long an answer that started may go without progress.
 inline constexpr absl::Duration kLocalAnswerProgress = absl::Seconds(10);
+// Blocks of at least this many bytes travel in the channel's shared area (when it has one)
+// instead of inside the request and answer frames: written there once by the client, used
+// there by the library, read back once.
+inline constexpr uint64_t kMinSharedBlockBytes = uint64_t{64} << 10;
 
 class LocalPath {
  public:
@@ -41,31 +48,63 @@ class LocalPath {
   uint64_t generation() const { return generation_; }
 
   // Sends `request` (a top-level call with its id set) and waits for its answer until
-  // `deadline`. FAILED_PRECONDITION when the request could not be sent whole (the channel had
-  // ended: the call did not run); UNAVAILABLE when the channel ended after (the worker was
-  // lost, or closed the channel: closed_by_worker()); DEADLINE_EXCEEDED; INTERNAL for an
-  // answer that fails the checks above or stalls. After any error the channel is unusable.
-  // One call at a time (the caller serializes).
-  absl::StatusOr<v1::Response> Exchange(const v1::Request& request, absl::Time deadline);
+  // `deadline`. Its blocks of kMinSharedBlockBytes or more that are not lasting travel in the
+  // shared area (MemoryBlock.shared_offset), as many as fit, written there from `borrowed`
+  // bytes where the block has some; the others' borrowed bytes go into the frame. A block's
+  // bytes that come back through the area go straight to its borrowed `into` (and its
+  // BlockContents stays marked `shared`), or else into the answer, which then looks as if
+  // they had come in the frame. A worker that cannot map the area gets the call again
+  // without it (and no later call uses it).
+  // FAILED_PRECONDITION when the request could not be sent whole (the channel had
+  // ended: the call did not run; `request` is as it was); UNAVAILABLE when the channel ended
+  // after (the worker was lost, or closed the channel: closed_by_worker()); DEADLINE_EXCEEDED;
+  // INTERNAL for an answer that fails the checks above or stalls. After any error the
+  // channel is unusable. One call at a time (the caller serializes). After an answer,
+  // `request` may have lost the data of its blocks that went through the shared area.
+  absl::StatusOr<v1::Response> Exchange(v1::Request* request, BorrowedBlocks borrowed,
+                                        absl::Time deadline);
 
   // Whether the worker closed the channel itself (its worker was not lost).
   bool closed_by_worker() const;
 
   // Whether `request` is larger than the worker reads from the channel (the broker refuses
   // such a request the same way: send it there).
-  bool TooLarge(const v1::Request& request) const {
-    return max_request_bytes_ != 0 && request.ByteSizeLong() > max_request_bytes_;
-  }
+  // Blocks in the shared area do not count; borrowed bytes that would go in the frame do.
+  bool TooLarge(const v1::Request& request, BorrowedBlocks borrowed = {}) const;
+
+  // How many bytes of blocks went through the shared area so far (both ways).
+  uint64_t shared_bytes_moved() const { return shared_bytes_moved_; }
 
  private:
   LocalPath(std::unique_ptr<ShmChannel> channel, const v1::LocalChannelOpened& opened)
       : channel_(std::move(channel)),
         generation_(opened.generation()),
-        max_request_bytes_(opened.max_request_bytes()) {}
+        max_request_bytes_(opened.max_request_bytes()),
+        shared_usable_(channel_->shared_bytes() != 0) {}
+
+  // A block of the request placed in the shared area: where, and its data taken out of the
+  // request (given back by Unshare, or reused for the block's answer).
+  struct SharedBlock {
+    int index;
+    uint64_t offset;
+    std::string data;
+  };
+  // Which of `call`'s blocks go through the shared area, at which offsets (no data yet).
+  std::vector<SharedBlock> PlanShared(const v1::Call& call) const;
+  // Writes the planned blocks into the area (from `borrowed` bytes where the block has some)
+  // and takes their data out of `call`. RESOURCE_EXHAUSTED when the area cannot be mapped
+  // (then nothing changed).
+  absl::Status Share(v1::Call* call, BorrowedBlocks borrowed, std::vector<SharedBlock>& planned);
+  // Puts `call` back as it was before Share.
+  static void Unshare(v1::Call* call, std::vector<SharedBlock>& shared);
+  // Sends and reads the answer, checked.
+  absl::StatusOr<v1::Response> ExchangeFrames(const v1::Request& request, absl::Time deadline);
 
   std::unique_ptr<ShmChannel> channel_;
   const uint64_t generation_;
   const uint64_t max_request_bytes_;
+  bool shared_usable_;
+  uint64_t shared_bytes_moved_ = 0;
 };
 
 }  // namespace client_internal

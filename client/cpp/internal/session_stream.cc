@@ -86,17 +86,19 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   return future;
 }
 
-absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request) {
-  return Exchange(&request);
+absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request, BorrowedBlocks borrowed) {
+  return Exchange(&request, borrowed);
 }
 
-absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request) {
+absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
+                                                     BorrowedBlocks borrowed) {
   const bool local_call =
       request->has_call() && request->invocation() == 0 && !callbacks_.OnCallbackThread();
   if (local_call) {
-    std::optional<absl::StatusOr<v1::Response>> local = ExchangeLocally(request);
+    std::optional<absl::StatusOr<v1::Response>> local = ExchangeLocally(request, borrowed);
     if (local.has_value()) return *std::move(local);
   }
+  if (request->has_call()) CopyBorrowedIn(request->mutable_call(), borrowed);
   std::future<absl::StatusOr<v1::Response>> answer = SendAsync(request);
   absl::StatusOr<v1::Response> response =
       callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
@@ -114,17 +116,18 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request) {
   return response;
 }
 
-absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request) {
-  absl::StatusOr<v1::Response> response = Exchange(std::move(request));
+absl::StatusOr<v1::Response> SessionStream::Send(v1::Request request, BorrowedBlocks borrowed) {
+  absl::StatusOr<v1::Response> response = Exchange(std::move(request), borrowed);
   if (!response.ok()) return response.status();
   if (response->has_error()) return ErrorStatus(response->error());
   return response;
 }
 
 absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
-                                                          v1::Response::ResultCase expected) {
+                                                          v1::Response::ResultCase expected,
+                                                          BorrowedBlocks borrowed) {
   const v1::Request::OpCase op = request.op_case();
-  absl::StatusOr<v1::Response> response = Send(std::move(request));
+  absl::StatusOr<v1::Response> response = Send(std::move(request), borrowed);
   if (!response.ok() || response->result_case() == expected) return response;
   const google::protobuf::FieldDescriptor* asked = v1::Request::descriptor()->FindFieldByNumber(op);
   const google::protobuf::FieldDescriptor* wanted =
@@ -160,13 +163,14 @@ void SessionStream::BindFunctionToGeneration(uint64_t function, uint64_t generat
   address_functions_[function] = generation;
 }
 
-std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::Request* request) {
+std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
+    v1::Request* request, BorrowedBlocks borrowed) {
   uint64_t generation = 0;
   absl::Status failure;
   bool closed_by_worker = false;
   {
     absl::MutexLock local_lock(&local_mu_);
-    if (local_ == nullptr || local_->TooLarge(*request)) return std::nullopt;
+    if (local_ == nullptr || local_->TooLarge(*request, borrowed)) return std::nullopt;
     const auto bound = address_functions_.find(request->call().function());
     if (bound != address_functions_.end() && bound->second != local_->generation()) {
       return std::nullopt;
@@ -180,7 +184,7 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(v1::R
                                        ? absl::Milliseconds(request->call().timeout_ms())
                                        : local_call_timeout_;
     absl::StatusOr<v1::Response> response =
-        local_->Exchange(*request, absl::Now() + timeout + kLocalAnswerMargin);
+        local_->Exchange(request, borrowed, absl::Now() + timeout + kLocalAnswerMargin);
     if (response.ok()) {
       NoteGeneration(response->generation());
       StampGeneration(&*response);

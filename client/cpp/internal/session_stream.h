@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "client/cpp/internal/borrowed_block.h"
 #include "client/cpp/internal/callback_dispatcher.h"
 #include "client/cpp/internal/local_path.h"
 #include "ffibox/v1/ffibox.grpc.pb.h"
@@ -61,19 +62,21 @@ class SessionStream {
   // Sends `request` and waits for its response, returned as it came, also when it carries
   // `error` (a failed batch's response holds results too); non-OK only when no response
   // came, as for SendAsync. On the callback thread it keeps serving invocations meanwhile.
-  absl::StatusOr<v1::Response> Exchange(v1::Request request);
+  // `borrowed` names blocks of a call whose bytes are still in the caller's memory
+  // (BorrowedBlock): they are copied to where the call goes.
+  absl::StatusOr<v1::Response> Exchange(v1::Request request, BorrowedBlocks borrowed = {});
   // Exchange for a request the caller keeps, as SendAsync(v1::Request*) takes it.
-  absl::StatusOr<v1::Response> Exchange(v1::Request* request);
+  absl::StatusOr<v1::Response> Exchange(v1::Request* request, BorrowedBlocks borrowed = {});
 
   // Exchange, and a response carrying `error` becomes the matching non-OK status
   // (ErrorStatus), so an OK result always has a `result` set.
-  absl::StatusOr<v1::Response> Send(v1::Request request);
+  absl::StatusOr<v1::Response> Send(v1::Request request, BorrowedBlocks borrowed = {});
 
   // Send, then checks that the response carries the result `expected`: INTERNAL "the server
   // answered load_library without library" (the request's and the result's field names)
   // when it carries another or none.
-  absl::StatusOr<v1::Response> SendExpecting(v1::Request request,
-                                             v1::Response::ResultCase expected);
+  absl::StatusOr<v1::Response> SendExpecting(v1::Request request, v1::Response::ResultCase expected,
+                                             BorrowedBlocks borrowed = {});
 
   // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
   // calls of every thread but the callback thread through it from now on, one at a time,
@@ -123,7 +126,8 @@ class SessionStream {
   // Raises the generation to `generation` if that is newer.
   void NoteGeneration(uint64_t generation);
   // Exchange through the same-host channel; nullopt when there is none.
-  std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request);
+  std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request,
+                                                              BorrowedBlocks borrowed);
   // The loss of worker `generation` as the broker reports it (its WORKER_LOST event),
   // waiting for it up to kLossReportWait.
   v1::Error LossOf(uint64_t generation);

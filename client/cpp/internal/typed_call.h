@@ -80,7 +80,8 @@ absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> CallTyped(
   CallBuilder builder;
   FFIBOX_RETURN_IF_ERROR(AppendArgs<A...>(builder, args...));
   builder.call().set_capture_errno(capture_errno);
-  FFIBOX_ASSIGN_OR_RETURN(v1::CallResult result, raw.Call(std::move(builder.call()), options));
+  FFIBOX_ASSIGN_OR_RETURN(v1::CallResult result,
+                          raw.Call(std::move(builder.call()), options, builder.borrowed()));
   FFIBOX_RETURN_IF_ERROR(builder.ApplyBlocks(result, raw.stream().generation()));
   return DecodeTypedResult<R>(result, capture_errno, raw.symbol(), raw.memory());
 }

@@ -35,9 +35,10 @@ from ffibox._unix_server_check import check_unix_server
 from ffibox.errors import Error
 
 _MAGIC = 0x632d786f62666666  # "ffibox-c"
-_VERSION = 1
+_VERSION = 2
 _CONTROL_BYTES = 4096
 _MIN_RING, _MAX_RING = 4 << 10, 256 << 20
+_SHARED_ALIGNMENT, _MAX_SHARED = 4096, 1 << 30
 _REQUIRED_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _REFUSED_SEALS = fcntl.F_SEAL_WRITE | getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x10)
 # The two rings' lines (each 64 bytes) start at 64: ring 0 (the creator writes it), ring 1.
@@ -148,14 +149,16 @@ class LocalChannel:
         if seals & _REQUIRED_SEALS != _REQUIRED_SEALS or seals & _REFUSED_SEALS:
             raise _internal("the memfd is not sealed as a channel must be")
         size = os.fstat(fd).st_size
-        if size < _CONTROL_BYTES or size > _CONTROL_BYTES + 2 * _MAX_RING:
+        if size < _CONTROL_BYTES or size > _CONTROL_BYTES + 2 * _MAX_RING + _MAX_SHARED:
             raise _internal("a memfd of %d bytes" % size)
-        self._map_bytes = mmap.mmap(fd, size)
-        magic, version, ring = struct.unpack_from("<QII", self._map_bytes, 0)
+        # The header says how much of the file the rings take; the shared area after them
+        # (for the C++ client's large blocks) is not mapped here.
+        magic, version, ring, shared = struct.unpack("<QIIQ", os.pread(fd, 24, 0))
         if (magic != _MAGIC or version != _VERSION or not _MIN_RING <= ring <= _MAX_RING or
-                ring & (ring - 1) or _CONTROL_BYTES + 2 * ring != size):
-            self._map_bytes.close()
+                ring & (ring - 1) or shared > _MAX_SHARED or shared % _SHARED_ALIGNMENT or
+                _CONTROL_BYTES + 2 * ring + shared != size):
             raise _internal("no channel header of this version")
+        self._map_bytes = mmap.mmap(fd, _CONTROL_BYTES + 2 * ring)
         self._ring = ring
         m = self._map_bytes
 

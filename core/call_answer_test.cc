@@ -1,0 +1,69 @@
+#include "core/call_answer.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace {
+
+// A call with an INOUT block of 64 bytes in the frame, then an OUT block of 1 MiB in the
+// same-host channel's shared area.
+v1::Call CallWithASharedBlock() {
+  v1::Call call;
+  v1::MemoryBlock* framed = call.add_blocks();
+  framed->set_size(64);
+  framed->set_direction(v1::INOUT);
+  v1::MemoryBlock* shared = call.add_blocks();
+  shared->set_size(1 << 20);
+  shared->set_direction(v1::OUT);
+  shared->set_shared_offset(0);
+  return call;
+}
+
+v1::CallResult HonestResult() {
+  v1::CallResult result;
+  v1::BlockContents* framed = result.add_blocks();
+  framed->set_block(0);
+  framed->set_data(std::string(64, 'a'));
+  v1::BlockContents* shared = result.add_blocks();
+  shared->set_block(1);
+  shared->set_shared(true);
+  return result;
+}
+
+TEST(CheckCallResult, ABlockInTheSharedAreaComesBackMarkedAndEmpty) {
+  const ExpectedCallResult expected = ExpectedResultOf(CallWithASharedBlock());
+  EXPECT_TRUE(CheckCallResult(HonestResult(), expected).ok());
+}
+
+TEST(CheckCallResult, AWorkerCannotMoveBlocksInOrOutOfTheSharedArea) {
+  const ExpectedCallResult expected = ExpectedResultOf(CallWithASharedBlock());
+  v1::CallResult unmarked = HonestResult();
+  unmarked.mutable_blocks(1)->set_shared(false);
+  unmarked.mutable_blocks(1)->set_data(std::string(1 << 20, 'b'));
+  EXPECT_FALSE(CheckCallResult(unmarked, expected).ok()) << "bytes in the frame instead";
+  v1::CallResult claimed = HonestResult();
+  claimed.mutable_blocks(0)->set_shared(true);
+  claimed.mutable_blocks(0)->clear_data();
+  EXPECT_FALSE(CheckCallResult(claimed, expected).ok()) << "a framed block claimed as shared";
+  v1::CallResult with_data = HonestResult();
+  with_data.mutable_blocks(1)->set_data("x");
+  EXPECT_FALSE(CheckCallResult(with_data, expected).ok()) << "data beside the mark";
+  v1::CallResult with_pointers = HonestResult();
+  v1::Relocation* pointer = with_pointers.mutable_blocks(1)->add_pointers();
+  pointer->set_offset(0);
+  pointer->mutable_target()->set_block(0);
+  EXPECT_FALSE(CheckCallResult(with_pointers, expected).ok()) << "pointers in a shared block";
+  // Off the channel no block may claim the area.
+  v1::Call framed_only;
+  framed_only.add_blocks()->set_size(64);
+  v1::CallResult marked;
+  v1::BlockContents* block = marked.add_blocks();
+  block->set_block(0);
+  block->set_shared(true);
+  EXPECT_FALSE(CheckCallResult(marked, ExpectedResultOf(framed_only)).ok());
+}
+
+}  // namespace
+}  // namespace ffibox
