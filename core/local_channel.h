@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "absl/time/time.h"
+#include "core/shm_channel.h"
 
 namespace ffibox {
 
@@ -18,13 +19,13 @@ inline constexpr size_t kLocalChannelRingBytes = size_t{256} << 10;
 // The shared area of a same-host channel (MemoryBlock.shared_offset): as large as the
 // largest block a call may carry (`max_block_bytes`), at most a quarter of the session's
 // memory cap (`memory_limit_bytes`, 0: none; both ends map the area, and the worker's
-// mapping counts against that cap) and at most 1 GiB (kMaxShmSharedBytes), in whole pages.
-// Sparse: it costs memory only once a call writes it.
-inline constexpr uint64_t kMaxLocalSharedBytes = uint64_t{1} << 30;
+// mapping counts against that cap) and at most 1 GiB (kMaxShmSharedBytes), in whole 64 KiB
+// units (kShmSharedAlignment). Sparse: it costs memory only once a call writes it, and the
+// pages a call wrote stay until the channel closes (the next large call reuses them).
 inline uint64_t LocalSharedBytes(uint64_t max_block_bytes, uint64_t memory_limit_bytes) {
-  uint64_t bytes = max_block_bytes < kMaxLocalSharedBytes ? max_block_bytes : kMaxLocalSharedBytes;
+  uint64_t bytes = max_block_bytes < kMaxShmSharedBytes ? max_block_bytes : kMaxShmSharedBytes;
   if (memory_limit_bytes != 0 && bytes > memory_limit_bytes / 4) bytes = memory_limit_bytes / 4;
-  return bytes / 4096 * 4096;
+  return bytes / kShmSharedAlignment * kShmSharedAlignment;
 }
 
 // The status words (ShmChannel::StoreStatusWord) the worker keeps while it runs a call from

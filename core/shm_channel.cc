@@ -77,6 +77,17 @@ constexpr size_t kStatusWordsOffset = kControlBytes / 2;
 
 size_t MappingBytes(size_t ring_bytes) { return kControlBytes + 2 * ring_bytes; }
 
+// Where the shared area starts: past the rings, aligned for its own mapping.
+uint64_t SharedAreaOffset(size_t ring_bytes) {
+  return (MappingBytes(ring_bytes) + kShmSharedAlignment - 1) / kShmSharedAlignment *
+         kShmSharedAlignment;
+}
+
+// The size of a channel's file.
+uint64_t FileBytes(size_t ring_bytes, uint64_t shared_bytes) {
+  return shared_bytes == 0 ? MappingBytes(ring_bytes) : SharedAreaOffset(ring_bytes) + shared_bytes;
+}
+
 bool IsValidSharedBytes(uint64_t shared_bytes) {
   return shared_bytes <= kMaxShmSharedBytes && shared_bytes % kShmSharedAlignment == 0;
 }
@@ -245,7 +256,7 @@ absl::StatusOr<int> ShmChannel::CreateMemfd(size_t ring_bytes, uint64_t shared_b
   }
   if (absl::Status futex = CheckFutexWaitv(); !futex.ok()) return futex;
   // The shared area is sparse: its pages exist once someone writes them.
-  const size_t size = MappingBytes(ring_bytes) + shared_bytes;
+  const size_t size = FileBytes(ring_bytes, shared_bytes);
   int fd = memfd_create("ffibox-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return absl::ResourceExhaustedError(absl::StrCat("memfd_create: ", strerror(errno)));
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
@@ -286,7 +297,7 @@ absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd, End end,
   struct stat st;
   if (fstat(fd, &st) != 0) return refuse(absl::StrCat("fstat: ", strerror(errno)));
   if (!S_ISREG(st.st_mode) || st.st_size < static_cast<off_t>(kControlBytes) ||
-      static_cast<uint64_t>(st.st_size) > MappingBytes(kMaxShmRingBytes) + kMaxShmSharedBytes) {
+      static_cast<uint64_t>(st.st_size) > FileBytes(kMaxShmRingBytes, kMaxShmSharedBytes)) {
     return refuse(absl::StrCat("a size of ", st.st_size, " bytes"));
   }
   if (absl::Status futex = CheckFutexWaitv(); !futex.ok()) return futex;
@@ -301,7 +312,7 @@ absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Attach(int fd, End end,
   } else if (header.version != kVersion) {
     why = "another version of the channel";
   } else if (!IsValidRingBytes(header.ring_bytes) || !IsValidSharedBytes(header.shared_bytes) ||
-             MappingBytes(header.ring_bytes) + header.shared_bytes !=
+             FileBytes(header.ring_bytes, header.shared_bytes) !=
                  static_cast<uint64_t>(st.st_size)) {
     why = "its capacity does not match its size";
   }
@@ -337,7 +348,7 @@ absl::StatusOr<absl::Span<char>> ShmChannel::SharedArea() {
     return absl::FailedPreconditionError("the channel was attached without its shared area");
   }
   void* area = mmap(nullptr, shared_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, shared_fd_,
-                    static_cast<off_t>(mapping_bytes_));
+                    static_cast<off_t>(SharedAreaOffset(ring_bytes_)));
   if (area == MAP_FAILED) {
     return absl::ResourceExhaustedError(absl::StrCat("mapping the channel's shared area of ",
                                                      shared_bytes_, " bytes: ", strerror(errno)));

@@ -60,8 +60,10 @@ namespace ffibox {
 inline constexpr size_t kMinShmRingBytes = size_t{4} << 10;
 inline constexpr size_t kMaxShmRingBytes = size_t{256} << 20;
 
-// The bounds of a channel's shared area (SharedArea): a multiple of the page, at most 1 GiB.
-inline constexpr uint64_t kShmSharedAlignment = 4096;
+// The bounds of a channel's shared area (SharedArea): a multiple of 64 KiB (the largest
+// page size Linux uses), at most 1 GiB; it starts at the first multiple of 64 KiB after
+// the rings, so it can be mapped on its own whatever the page size.
+inline constexpr uint64_t kShmSharedAlignment = 64 << 10;
 inline constexpr uint64_t kMaxShmSharedBytes = uint64_t{1} << 30;
 
 // How often a wait looks at the socket named by WatchPeerHangup.

@@ -617,7 +617,8 @@ TEST(ShmChannelTest, TheSharedAreaIsTheSameBytesAtBothEnds) {
   ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, area));
   struct stat st;
   ASSERT_EQ(fstat(fd, &st), 0);
-  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kControlBytes + 2 * kRing + area);
+  // The area starts at the first multiple of 64 KiB after the rings.
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kShmSharedAlignment + area);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> creator,
                        ShmChannel::Attach(fd, ShmChannel::End::kCreator, true));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> peer,
@@ -651,22 +652,25 @@ TEST(ShmChannelTest, TheSharedAreaIsTheSameBytesAtBothEnds) {
 }
 
 TEST(ShmChannelTest, CreateRefusesASharedAreaOfAnOddSizeOrTooLarge) {
-  for (uint64_t bytes : {uint64_t{1}, uint64_t{4095}, uint64_t{4097}, kMaxShmSharedBytes + 4096}) {
+  for (uint64_t bytes : {uint64_t{1}, uint64_t{4096}, kShmSharedAlignment - 1,
+                         kShmSharedAlignment + 4096, kMaxShmSharedBytes + kShmSharedAlignment}) {
     EXPECT_EQ(ShmChannel::CreateMemfd(kRing, bytes).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bytes;
   }
-  ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, 4096));
+  ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, kShmSharedAlignment));
   close(fd);
 }
 
 // A file whose header claims an area it does not have (or the other way round) is refused.
 TEST(ShmChannelTest, AttachRefusesASharedAreaThatDoesNotMatchTheFile) {
-  ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, 8192));
+  const uint64_t area = 2 * kShmSharedAlignment;
+  ASSERT_OK_AND_ASSIGN(int fd, ShmChannel::CreateMemfd(kRing, area));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> real, ShmChannel::Attach(fd));
   const unsigned sealed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-  for (size_t size : {kControlBytes + 2 * kRing, kControlBytes + 2 * kRing + 4096,
-                      kControlBytes + 2 * kRing + 16384}) {
+  // Without the area, the area right after the rings (unaligned), a page short, one more.
+  for (size_t size : {kControlBytes + 2 * kRing, kControlBytes + 2 * kRing + area,
+                      kShmSharedAlignment + area - 4096, kShmSharedAlignment + area + 4096}) {
     int copy = memfd_create("copy", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     ASSERT_EQ(ftruncate(copy, static_cast<off_t>(size)), 0);
     char page[kControlBytes];

@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   if (!response.ok()) return response.status();
   std::unique_ptr<Session> session(
       new Session(*std::move(stream), std::move(*response->mutable_opened())));
+  session->stream_->SetMaxRequestBytes(session->info().max_message_bytes());
   const auto& layers = session->info().jail_layers();
   std::vector<std::string> missing;
   for (const std::string& required : options.required_jail_layers) {

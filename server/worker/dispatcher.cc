@@ -227,7 +227,8 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
   auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
   // The shared area is mapped by the first call that places a block there.
   absl::Span<char> shared;
-  for (int i = 0; i < request.call().blocks_size(); ++i) {
+  // (Without an area, such a block is the executor's INVALID_ARGUMENT.)
+  for (int i = 0; channel.shared_bytes() != 0 && i < request.call().blocks_size(); ++i) {
     if (!request.call().blocks(i).has_shared_offset()) continue;
     absl::StatusOr<absl::Span<char>> area = channel.SharedArea();
     if (area.ok()) {

@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
+#include "tests/testlibs/shapes.h"
 
 namespace ffibox {
 namespace {
@@ -108,7 +109,8 @@ TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
   EXPECT_EQ(inout.data.substr(0, size / 2), std::string(size / 2, 'q'));
   EXPECT_TRUE(
       inout.data.compare(size / 2, std::string::npos, pattern, size / 2, std::string::npos) == 0);
-  // Over gRPC the same call is larger than a message may be.
+  // Over gRPC the same call is larger than a message may be: refused, and the session goes
+  // on (the client does not write it: at four times the cap gRPC would end the stream).
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, client->OpenSession());
   ASSERT_OK_AND_ASSIGN(Library remote_libc, remote->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto remote_memset,
@@ -116,6 +118,65 @@ TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
   absl::StatusOr<RemotePtr> refused = remote_memset(inout, 'r', size);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(ErrorCodeOf(refused.status()), v1::RESOURCE_EXHAUSTED) << refused.status();
+  Buffer small = Buffer::InOut(std::string(64, 'a'));
+  ASSERT_OK(remote_memset(small, 'r', 64).status());
+  EXPECT_EQ(small.data, std::string(64, 'r'));
+}
+
+// After the worker is lost, a call that fits no message opens the channel to the next worker
+// and goes through its area, instead of failing on the stream.
+TEST(SameHostSharedAreaTest, AfterACrashALargeCallGoesToTheNextWorkersArea) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
+                       TestServer::Start({"--pool_size=1", "--max_message_bytes=1048576"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.same_host = true;
+  options.on_output = [](v1::OutputStream, absl::string_view) {};  // the crash report
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
+  ASSERT_OK_AND_ASSIGN(auto crash, lib.Function<int()>("crash_null_deref"));
+  ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
+  const size_t size = size_t{6} << 20;
+  Buffer buffer = Buffer::InOut(std::string(size, 'a'));
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    ASSERT_OK(memset_fn(buffer, 'b' + round, size).status());
+    EXPECT_EQ(buffer.data, std::string(size, static_cast<char>('b' + round)));
+    absl::StatusOr<int> crashed = crash();
+    ASSERT_FALSE(crashed.ok());
+    EXPECT_EQ(ErrorCodeOf(crashed.status()), v1::WORKER_CRASHED) << crashed.status();
+  }
+}
+
+// A pointer graph keeps its links on the same host whatever its blocks' sizes: only Buffers
+// (plain bytes) go through the area, so a large graph block comes back with its pointers.
+TEST(SameHostSharedAreaTest, ALargeGraphBlockKeepsItsLinks) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({"--pool_size=1"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.same_host = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto reverse, lib.Function<void(GraphPointer)>("reverse_list"));
+  BlockGraph graph;
+  const int head = graph.Add(std::string(size_t{256} << 10, '\0'));  // holds the list's head
+  std::vector<int> nodes;
+  for (int value : {1, 20, 300}) {
+    std::string bytes(sizeof(Node), '\0');
+    std::memcpy(bytes.data(), &value, sizeof(int));
+    nodes.push_back(graph.Add(bytes));
+  }
+  graph.Link(head, 0, {nodes[0], 0});
+  graph.Link(nodes[0], offsetof(Node, next), {nodes[1], 0});
+  graph.Link(nodes[1], offsetof(Node, next), {nodes[2], 0});
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_OK(reverse(graph.At(head)));
+    ASSERT_OK_AND_ASSIGN(std::optional<BlockPosition> first, graph.Target(head, 0));
+    ASSERT_TRUE(first.has_value());
+    EXPECT_EQ(first->block, round == 0 ? nodes[2] : nodes[0]) << "round " << round;
+    EXPECT_TRUE(session->same_host());
+  }
 }
 
 // A session whose memory cap leaves the worker no room to map the area still gets its call
@@ -152,6 +213,15 @@ TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
     EXPECT_EQ(buffer.data.find_first_not_of(static_cast<char>('b' + round)), size - 1);
     EXPECT_TRUE(session->same_host());
   }
+  // A buffer that fits no frame without the area is refused as the broker refuses it, and
+  // the channel stays.
+  Buffer huge = Buffer::InOut(std::string(size_t{20} << 20, 'a'));
+  absl::StatusOr<RemotePtr> refused = memset_fn(huge, 'c', 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ErrorCodeOf(refused.status()), v1::RESOURCE_EXHAUSTED) << refused.status();
+  EXPECT_TRUE(session->same_host());
+  ASSERT_OK(memset_fn(buffer, 'z', size).status());
+  EXPECT_EQ(buffer.data, std::string(size, 'z'));
 }
 
 TEST_F(SameHostTest, ACrashIsWorkerCrashedAndTheSessionGoesOn) {

@@ -81,24 +81,39 @@ absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalCha
   return std::unique_ptr<LocalPath>(new LocalPath(*std::move(channel), opened));
 }
 
-std::vector<LocalPath::SharedBlock> LocalPath::PlanShared(const v1::Call& call) const {
+std::vector<LocalPath::SharedBlock> LocalPath::PlanShared(const v1::Call& call,
+                                                          BorrowedBlocks borrowed) const {
   std::vector<SharedBlock> planned;
   if (!shared_usable_) return planned;
   const uint64_t area = channel_->shared_bytes();
   uint64_t next = 0;
-  for (int i = 0; i < call.blocks_size(); ++i) {
-    const v1::MemoryBlock& block = call.blocks(i);
+  for (const BorrowedBlock& lent : borrowed) {
+    const v1::MemoryBlock& block = call.blocks(lent.index);
     const uint64_t size = BlockSize(block);
     if (size < kMinSharedBlockBytes || block.keep() || block.has_at() || block.watch() ||
         block.has_shared_offset() || size > area - next) {
       continue;
     }
-    planned.push_back({i, next, std::string()});
-    // Page-aligned, so each block's copy starts on a fresh line.
+    planned.push_back({lent.index, next, std::string()});
+    // Aligned as the area is, so each block's copy starts on a fresh page.
     next += (size + kShmSharedAlignment - 1) / kShmSharedAlignment * kShmSharedAlignment;
     if (next > area) next = area;
   }
   return planned;
+}
+
+v1::Response LocalPath::TooLargeAnswer(const v1::Request& request, BorrowedBlocks borrowed) const {
+  uint64_t bytes = request.ByteSizeLong();
+  for (const BorrowedBlock& lent : borrowed) {
+    if (request.call().blocks(lent.index).data().empty()) bytes += lent.bytes.size();
+  }
+  v1::Response answer;
+  answer.set_id(request.id());
+  answer.set_generation(generation_);
+  *answer.mutable_error() = ToProtoError(ErrorStatus(
+      v1::RESOURCE_EXHAUSTED, absl::StrCat("request of ", bytes, " bytes exceeds the limit of ",
+                                           max_request_bytes_, " bytes")));
+  return answer;
 }
 
 absl::Status LocalPath::Share(v1::Call* call, BorrowedBlocks borrowed,
@@ -138,7 +153,7 @@ bool LocalPath::TooLarge(const v1::Request& request, BorrowedBlocks borrowed) co
   if (max_request_bytes_ == 0) return false;
   uint64_t bytes = request.ByteSizeLong();
   if (!request.has_call()) return bytes > max_request_bytes_;
-  const std::vector<SharedBlock> planned = PlanShared(request.call());
+  const std::vector<SharedBlock> planned = PlanShared(request.call(), borrowed);
   for (const BorrowedBlock& lent : borrowed) {
     // Borrowed bytes not bound for the area go into the frame (with a tag and a length).
     bool in_area = false;
@@ -158,11 +173,12 @@ bool LocalPath::TooLarge(const v1::Request& request, BorrowedBlocks borrowed) co
 
 absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedBlocks borrowed,
                                                  absl::Time deadline) {
-  std::vector<SharedBlock> shared = PlanShared(request->call());
+  std::vector<SharedBlock> shared = PlanShared(request->call(), borrowed);
   if (!Share(request->mutable_call(), borrowed, shared).ok()) {
     // This process cannot map the area (its address space is full): frames only, from now.
     shared_usable_ = false;
     shared.clear();
+    if (TooLarge(*request, borrowed)) return TooLargeAnswer(*request, borrowed);
   }
   // Borrowed blocks that did not go to the area go in the frame.
   for (const BorrowedBlock& lent : borrowed) {
@@ -178,10 +194,8 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedB
     // The worker could not map the area, and did not run the call: again, without it.
     Unshare(request->mutable_call(), shared);
     shared_usable_ = false;
-    // Too large for a frame: not sent, so the stream takes it.
-    if (TooLarge(*request, borrowed)) {
-      return absl::FailedPreconditionError("too large without the area");
-    }
+    // Too large for a frame: the broker would refuse it too.
+    if (TooLarge(*request, borrowed)) return TooLargeAnswer(*request, borrowed);
     CopyBorrowedIn(request->mutable_call(), borrowed);
     return ExchangeFrames(*request, deadline);
   }

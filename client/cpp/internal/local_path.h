@@ -48,13 +48,14 @@ class LocalPath {
   uint64_t generation() const { return generation_; }
 
   // Sends `request` (a top-level call with its id set) and waits for its answer until
-  // `deadline`. Its blocks of kMinSharedBlockBytes or more that are not lasting travel in the
-  // shared area (MemoryBlock.shared_offset), as many as fit, written there from `borrowed`
-  // bytes where the block has some; the others' borrowed bytes go into the frame. A block's
-  // bytes that come back through the area go straight to its borrowed `into` (and its
-  // BlockContents stays marked `shared`), or else into the answer, which then looks as if
-  // they had come in the frame. A worker that cannot map the area gets the call again
-  // without it (and no later call uses it).
+  // `deadline`. Its `borrowed` blocks (plain bytes: a typed call's Buffers, which want no
+  // pointers reported) of kMinSharedBlockBytes or more travel in the shared area
+  // (MemoryBlock.shared_offset), as many as fit; the other borrowed bytes go into the
+  // frame. A block's bytes that come back through the area go straight to its borrowed
+  // `into` (and its BlockContents stays marked `shared`), or else into the answer, which
+  // then looks as if they had come in the frame. A worker that cannot map the area gets the
+  // call again without it (and no later call uses it); a call that fits no frame without the
+  // area is then answered RESOURCE_EXHAUSTED, as the broker answers it, and the channel stays.
   // FAILED_PRECONDITION when the request could not be sent whole (the channel had
   // ended: the call did not run; `request` is as it was); UNAVAILABLE when the channel ended
   // after (the worker was lost, or closed the channel: closed_by_worker()); DEADLINE_EXCEEDED;
@@ -89,8 +90,11 @@ class LocalPath {
     uint64_t offset;
     std::string data;
   };
-  // Which of `call`'s blocks go through the shared area, at which offsets (no data yet).
-  std::vector<SharedBlock> PlanShared(const v1::Call& call) const;
+  // Which of `call`'s borrowed blocks go through the shared area, at which offsets (no data
+  // yet).
+  std::vector<SharedBlock> PlanShared(const v1::Call& call, BorrowedBlocks borrowed) const;
+  // The answer RESOURCE_EXHAUSTED to `request`, too large for a frame: what the broker says.
+  v1::Response TooLargeAnswer(const v1::Request& request, BorrowedBlocks borrowed) const;
   // Writes the planned blocks into the area (from `borrowed` bytes where the block has some)
   // and takes their data out of `call`. RESOURCE_EXHAUSTED when the area cannot be mapped
   // (then nothing changed).

@@ -64,6 +64,17 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
 std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* request) {
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
+  const uint64_t max_bytes = max_request_bytes_.load();
+  if (max_bytes != 0 && request->ByteSizeLong() > max_bytes) {
+    // Not written (it may have fitted the same-host channel's area, not a message).
+    v1::Response refused;
+    refused.set_generation(generation());
+    *refused.mutable_error() = ToProtoError(ErrorStatus(
+        v1::RESOURCE_EXHAUSTED, absl::StrCat("request of ", request->ByteSizeLong(),
+                                             " bytes exceeds the limit of ", max_bytes, " bytes")));
+    promise.set_value(std::move(refused));
+    return future;
+  }
   uint64_t id;
   {
     absl::MutexLock lock(&mu_);
@@ -165,6 +176,20 @@ void SessionStream::BindFunctionToGeneration(uint64_t function, uint64_t generat
 
 std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     v1::Request* request, BorrowedBlocks borrowed) {
+  if (local_wanted_.load() && !local_enabled_.load() && max_request_bytes_.load() != 0) {
+    // After a loss, a call that does not fit a message opens the channel to the next worker
+    // (the broker starts it) instead of waiting for a call on the stream to do so.
+    uint64_t bytes = request->ByteSizeLong();
+    for (const BorrowedBlock& lent : borrowed) bytes += lent.bytes.size();
+    if (bytes > max_request_bytes_.load()) {
+      absl::Duration timeout;
+      {
+        absl::MutexLock local_lock(&local_mu_);
+        timeout = local_call_timeout_;
+      }
+      if (!EnableLocalPath(timeout, /*unless_enabled=*/true).ok()) local_wanted_.store(false);
+    }
+  }
   uint64_t generation = 0;
   absl::Status failure;
   bool closed_by_worker = false;

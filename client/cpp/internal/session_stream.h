@@ -78,6 +78,12 @@ class SessionStream {
   absl::StatusOr<v1::Response> SendExpecting(v1::Request request, v1::Response::ResultCase expected,
                                              BorrowedBlocks borrowed = {});
 
+  // The largest request the server reads (SessionOpened.max_message_bytes; 0: no limit): a
+  // larger one is answered RESOURCE_EXHAUSTED by SendAsync, as the broker would answer it,
+  // instead of being written (gRPC would end the whole stream over one at four times that
+  // size).
+  void SetMaxRequestBytes(uint64_t bytes) { max_request_bytes_.store(bytes); }
+
   // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
   // calls of every thread but the callback thread through it from now on, one at a time,
   // each waiting at most `call_timeout` plus a margin (the broker kills a call that overruns
@@ -163,7 +169,8 @@ class SessionStream {
   absl::Duration local_call_timeout_ ABSL_GUARDED_BY(local_mu_);
   absl::flat_hash_map<uint64_t, uint64_t> address_functions_ ABSL_GUARDED_BY(local_mu_);
   std::atomic<bool> local_enabled_{false};  // local_ != nullptr, read without the lock
-  std::atomic<bool> local_wanted_{false};   // open a channel to the next worker after a loss
+  std::atomic<uint64_t> max_request_bytes_{0};
+  std::atomic<bool> local_wanted_{false};  // open a channel to the next worker after a loss
 
   absl::Mutex close_mu_;  // makes Close idempotent and safe from several threads
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;

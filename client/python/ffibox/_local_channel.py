@@ -38,7 +38,7 @@ _MAGIC = 0x632d786f62666666  # "ffibox-c"
 _VERSION = 2
 _CONTROL_BYTES = 4096
 _MIN_RING, _MAX_RING = 4 << 10, 256 << 20
-_SHARED_ALIGNMENT, _MAX_SHARED = 4096, 1 << 30
+_SHARED_ALIGNMENT, _MAX_SHARED = 64 << 10, 1 << 30
 _REQUIRED_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _REFUSED_SEALS = fcntl.F_SEAL_WRITE | getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x10)
 # The two rings' lines (each 64 bytes) start at 64: ring 0 (the creator writes it), ring 1.
@@ -123,6 +123,15 @@ def _fetch_memfd(door_path: str, token: bytes, timeout: float) -> int:
     return fds[0]
 
 
+def _file_bytes(ring: int, shared: int) -> int:
+    """The size of a channel's memfd: the control page, two rings of `ring` bytes, then, at
+    the next multiple of 64 KiB, a shared area of `shared` bytes (none when 0)."""
+    rings = _CONTROL_BYTES + 2 * ring
+    if not shared:
+        return rings
+    return -(-rings // _SHARED_ALIGNMENT) * _SHARED_ALIGNMENT + shared
+
+
 class LocalChannel:
     """The client's end of one same-host channel. One call at a time (`exchange` holds the
     channel's lock); `close` from any thread."""
@@ -149,14 +158,14 @@ class LocalChannel:
         if seals & _REQUIRED_SEALS != _REQUIRED_SEALS or seals & _REFUSED_SEALS:
             raise _internal("the memfd is not sealed as a channel must be")
         size = os.fstat(fd).st_size
-        if size < _CONTROL_BYTES or size > _CONTROL_BYTES + 2 * _MAX_RING + _MAX_SHARED:
+        if size < _CONTROL_BYTES or size > _file_bytes(_MAX_RING, _MAX_SHARED):
             raise _internal("a memfd of %d bytes" % size)
         # The header says how much of the file the rings take; the shared area after them
         # (for the C++ client's large blocks) is not mapped here.
         magic, version, ring, shared = struct.unpack("<QIIQ", os.pread(fd, 24, 0))
         if (magic != _MAGIC or version != _VERSION or not _MIN_RING <= ring <= _MAX_RING or
                 ring & (ring - 1) or shared > _MAX_SHARED or shared % _SHARED_ALIGNMENT or
-                _CONTROL_BYTES + 2 * ring + shared != size):
+                _file_bytes(ring, shared) != size):
             raise _internal("no channel header of this version")
         self._map_bytes = mmap.mmap(fd, _CONTROL_BYTES + 2 * ring)
         self._ring = ring
