@@ -236,3 +236,28 @@ def test_a_hostile_answer_is_refused(spoil):
     answer = good_answer()
     spoil(answer)
     assert _local_channel.check_call_answer(request, answer) is not None
+
+
+@pytest.mark.parametrize("same_host", [False, True])
+def test_a_call_larger_than_a_message_is_refused_and_the_session_goes_on(same_host):
+    """A request past the session's max_message_bytes is the broker's RESOURCE_EXHAUSTED,
+    whether it would have gone on the stream or the channel; the client does not write it
+    (gRPC ends the whole stream over a message four times that size), so the session goes
+    on."""
+    server = Server("--max_message_bytes=1048576", "--pool_size=1")
+    try:
+        c = ffibox.connect(server.address)
+        with c.session(same_host=same_host) as session:
+            libc = session.CDLL("libc.so.6")
+            big = ct.create_string_buffer(b"a" * 100, 6 << 20)
+            with pytest.raises(ffibox.Error) as refused:
+                libc.memset(big, ord("b"), 10)
+            assert refused.value.code == "RESOURCE_EXHAUSTED"
+            assert "exceeds the limit of 1048576 bytes" in str(refused.value)
+            small = ct.create_string_buffer(16)
+            libc.memset(small, ord("c"), 4)
+            assert small.raw[:5] == b"cccc\0"
+            assert session.stream.local_enabled == same_host
+        c.close()
+    finally:
+        server.stop()

@@ -30,6 +30,20 @@ function closedError(status) {
  * Emits 'event' with each SessionEvent (worker lost or restarted, a callback's error, the
  * library's output: `kind`, `error`, `output`, `stream`).
  */
+/**
+ * The bytes of the Buffers and strings in a request (a lower bound of its size on the wire,
+ * and all of it but a few bytes per field).
+ */
+function payloadBytes(value) {
+  if (value === null || value === undefined) return 0;
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return value.length;
+  if (typeof value === 'string') return value.length;
+  if (typeof value !== 'object') return 0;
+  let total = 0;
+  for (const item of Array.isArray(value) ? value : Object.values(value)) total += payloadBytes(item);
+  return total;
+}
+
 class Session extends EventEmitter {
   /** Use Client.session(). `stream` is the gRPC duplex stream of this session. */
   constructor(stream) {
@@ -82,6 +96,18 @@ class Session extends EventEmitter {
    */
   request(op, label = '') {
     if (this._closed) return Promise.reject(this._closed);
+    const limit = this.opened ? Number(this.opened.max_message_bytes || 0) : 0;
+    if (limit > 0) {
+      // Not written: the broker would refuse it, and at four times the limit gRPC would end
+      // the whole stream over it.
+      const bytes = payloadBytes(op);
+      if (bytes > limit) {
+        return Promise.reject(errorFromProto({
+          code: 'RESOURCE_EXHAUSTED',
+          message: `request of at least ${bytes} bytes exceeds the limit of ${limit} bytes`,
+        }, label));
+      }
+    }
     const id = this._nextId++;
     const request = { id: String(id), invocation: String(currentInvocation.getStore() || 0), ...op };
     return new Promise((resolve, reject) => {

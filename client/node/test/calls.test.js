@@ -221,6 +221,26 @@ describe('buffers', () => {
     assert.equal(text.toString(), 'xobiff');
   });
 
+  test('a buffer larger than a message is refused and the session goes on', async () => {
+    const small = await startServer(null, ['--max_message_bytes=1048576']);
+    const capped = await ffibox.connect({ address: small.address });
+    try {
+      const s = await capped.session({ timeoutMs: 5000 });
+      const testlib = await s.load(TEST_LIB);
+      const reverse = await testlib.func('void reverse_in_place(char* buf, size_t n)',
+        { params: { 0: ffibox.buffer('inout') } });
+      await assert.rejects(reverse(Buffer.alloc(6 << 20), 1),
+        (error) => error.code === 'RESOURCE_EXHAUSTED' && /exceeds the limit of 1048576/.test(error.message));
+      const text = Buffer.from('ffibox');
+      await reverse(text, text.length);
+      assert.equal(text.toString(), 'xobiff');
+      s.close();
+    } finally {
+      capped.close();
+      await small.stop();
+    }
+  });
+
   test('out parameters through Buffers, and a null pointer', async () => {
     const divmod = await lib.func('int divmod(int a, int b, int* quotient, int* remainder)',
       { params: { 2: ffibox.buffer('out'), 3: ffibox.buffer('out') } });

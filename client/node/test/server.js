@@ -20,16 +20,17 @@ function privateDirectory(prefix) {
 }
 
 /**
- * Starts ffiboxd with `flags` (default: a unix socket in a private directory) and resolves
+ * Starts ffiboxd with `flags` (default: a unix socket in a private directory) and
+ * `extraFlags` (limits, say) and resolves
  * with {address, stop()} once it prints "listening on"; `address` is the unix address, or
  * the first TCP address it printed when `flags` name one. Rejects with ffiboxd's own words
  * when it does not start. An ordinary user's server waives the cgroup layer, which such a
  * user usually cannot have (as the Python client's private server does).
  */
-function startServer(flags = null) {
+function startServer(flags = null, extraFlags = []) {
   const dir = privateDirectory('ffibox-node-');
   const unix = `unix:${path.join(dir, 'ffiboxd.sock')}`;
-  const args = ['--allow_root=/', ...(flags || [`--listen=${unix}`])];
+  const args = ['--allow_root=/', ...(flags || [`--listen=${unix}`]), ...extraFlags];
   if (process.geteuid() !== 0) args.push('--waive_jail_layer=cgroup');
   const child = spawn(path.join(BIN, 'server', 'ffiboxd'), args,
     { stdio: ['ignore', 'pipe', 'pipe'] });

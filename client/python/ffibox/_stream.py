@@ -119,6 +119,11 @@ class SessionStream:
         # of one on a later worker goes through the stream, whose broker answers STALE_HANDLE
         # (the worker alone could only say it does not know the handle).
         self.address_functions: Dict[int, int] = {}
+        # The largest request the server reads (SessionOpened.max_message_bytes, set once the
+        # session is open; 0: unknown): a larger one is answered RESOURCE_EXHAUSTED here, as
+        # the broker would answer it, instead of being written (at four times that size gRPC
+        # would end the whole stream).
+        self.max_request_bytes = 0
         self._loss = threading.Condition()
         self._lost_generation = 0
         self._lost_error = None
@@ -155,6 +160,11 @@ class SessionStream:
         return self._send(request, on_callback_thread)
 
     def _send(self, request, on_callback_thread: bool):
+        if self.max_request_bytes and request.ByteSize() > self.max_request_bytes:
+            return pb.Response(generation=self.generation, error=pb.Error(
+                code=pb.RESOURCE_EXHAUSTED,
+                message="request of %d bytes exceeds the limit of %d bytes" % (
+                    request.ByteSize(), self.max_request_bytes)))
         pending = _Pending(self._invokes if on_callback_thread else None)
         with self._lock:
             if self._ended is not None:
@@ -299,6 +309,11 @@ class SessionStream:
         so they are replaced; its channel and rings are left alone)."""
         self._lock = threading.Lock()
         self._local_lock = threading.Lock()
+        # The largest request the server reads (SessionOpened.max_message_bytes, set once the
+        # session is open; 0: unknown): a larger one is answered RESOURCE_EXHAUSTED here, as
+        # the broker would answer it, instead of being written (at four times that size gRPC
+        # would end the whole stream).
+        self.max_request_bytes = 0
         self._loss = threading.Condition()
         self._outgoing = queue.Queue()
         self._invokes = queue.Queue()

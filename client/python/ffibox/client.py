@@ -182,6 +182,7 @@ class Session:
         self.stream = SessionStream(client._channel)
         self.stream.session = self
         opened = self.stream.request(open=open_request).opened
+        self.stream.max_request_bytes = opened.max_message_bytes
         self.session_id = opened.session_id
         # A writable directory shared with the library (same path here and in the worker),
         # or None.
