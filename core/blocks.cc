@@ -17,6 +17,9 @@ bool CopiesIn(v1::Direction direction) { return direction != v1::OUT; }
 
 bool CopiesOut(v1::Direction direction) { return direction != v1::IN; }
 
+// Kept or placed at lasting memory (MemoryBlock.keep / at).
+bool IsLasting(const v1::MemoryBlock& block) { return block.keep() || block.has_at(); }
+
 }  // namespace
 
 CallBlocks::~CallBlocks() {
@@ -33,6 +36,7 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
   blocks_ = &blocks;
   count_ = 0;
   lasting_ = lasting;
+  shared_ = shared;
   max_reported_pointers_ = limits.max_relocations;
   if (blocks.empty()) return absl::OkStatus();
   placed_ = static_cast<PlacedBlock*>(
@@ -43,7 +47,12 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
     const uint64_t size = BlockSize(block);
     absl::StatusOr<unsigned char*> data = Allocate(block, size, i, arena, shared);
     if (!data.ok()) return data.status();
-    if (block.has_shared_offset()) {
+    if (block.has_shared_offset() && IsLasting(block)) {
+      // The area only carries the bytes: they go into the lasting memory.
+      if (CopiesIn(block.direction())) {
+        std::memcpy(*data, shared.data() + block.shared_offset(), size);
+      }
+    } else if (block.has_shared_offset()) {
       // The client's bytes are already there; an OUT block starts zeroed, as in the arena.
       if (!CopiesIn(block.direction())) std::memset(*data, 0, size);
     } else if (CopiesIn(block.direction()) && !block.data().empty()) {
@@ -91,7 +100,9 @@ absl::StatusOr<unsigned char*> CallBlocks::Allocate(const v1::MemoryBlock& block
       return InvalidArgumentAt(BlockPath(index) + ".shared_offset",
                                "the block does not fit in the shared area");
     }
-    return reinterpret_cast<unsigned char*>(shared.data() + block.shared_offset());
+    if (!IsLasting(block)) {
+      return reinterpret_cast<unsigned char*>(shared.data() + block.shared_offset());
+    }
   }
   if (!block.keep() && !block.has_at()) {
     auto* data = static_cast<unsigned char*>(arena->Allocate(size, 16));
@@ -161,11 +172,14 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool repor
     if (!CopiesOut((*blocks_)[i].direction())) continue;
     v1::BlockContents* contents = result->add_blocks();
     contents->set_block(static_cast<uint32_t>(i));
-    if ((*blocks_)[i].has_shared_offset()) {
-      contents->set_shared(true);  // the client reads the bytes where they are
-      continue;
+    const v1::MemoryBlock& block = (*blocks_)[i];
+    if (block.has_shared_offset()) {
+      contents->set_shared(true);  // the client reads the bytes from the area
+      if (!IsLasting(block)) continue;
+      std::memcpy(shared_.data() + block.shared_offset(), placed_[i].data, placed_[i].size);
+    } else {
+      contents->set_data(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
     }
-    contents->set_data(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
     // Blocks are 16-aligned, so block offsets that are multiples of 8 are aligned words.
     for (uint64_t offset = 0;
          offset + sizeof(uint64_t) <= placed_[i].size && reported < max_reported_pointers_;

@@ -66,10 +66,11 @@ class CallBlocks {
   // Places `blocks` of a call that passed ValidateCallShape (core/call_shape.h: count,
   // directions, sizes, totals) in `arena` (which must outlive this object and the call),
   // or, for `keep` and `at` blocks, in `lasting` memory (nullptr refuses them), then
-  // applies their relocations. A block with a `shared_offset` is placed in `shared` (the
-  // same-host channel's shared area: the call's shape was validated against its size) and
-  // zeroed there when OUT. A watched IN block is what the client holds as placed: its
-  // Watch is told here. `blocks` must stay alive while this object is used.
+  // applies their relocations. A block with a `shared_offset` has its bytes in `shared` (the
+  // same-host channel's shared area: the call's shape was validated against its size): a
+  // lasting one is placed as any lasting block and its bytes copied in from there (IN,
+  // INOUT), any other is placed there, and zeroed when OUT. A watched IN block is what the client
+  // holds as placed: its Watch is told here. `blocks` must stay alive while this object is used.
   // Returns INVALID_ARGUMENT naming "call.blocks[i].relocations[j]..." for a relocation out
   // of bounds; UNIMPLEMENTED for a lasting block without `lasting`;
   // RESOURCE_EXHAUSTED when memory runs out; FindLasting's errors for `at`.
@@ -85,11 +86,12 @@ class CallBlocks {
   // `result->blocks`, in block order, each with its `pointers`: every word at a block offset
   // that is a multiple of 8 whose value lies in [start, start + size] of any block of the
   // call (IN blocks included), as a Relocation {offset, target {block, offset}}, in
-  // increasing offset; a block in the shared area is reported as `shared`, without its
-  // bytes or a scan of them. A value that is both one block's end and another's start is reported
-  // as the start of the other. At most limits.max_relocations pointers are reported per
-  // call (the rest are omitted); the scan costs O(words * log blocks). Reports where each
-  // `keep` block lives in `result->kept`, stamped with `generation`. Then tells the lasting
+  // increasing offset; a block with a `shared_offset` is reported as `shared`, without its
+  // bytes: a lasting one's bytes are copied to its spot of the area (and scanned as any
+  // block's), one placed there is not scanned. A value that is both one block's end and another's
+  // start is reported as the start of the other. At most limits.max_relocations pointers are
+  // reported per call (the rest are omitted); the scan costs O(words * log blocks). Reports where
+  // each `keep` block lives in `result->kept`, stamped with `generation`. Then tells the lasting
   // memory what the client holds of each lasting block the call placed and copies back
   // (LastingMemory::Watch; an IN block's was told by Place) and, with `report_changed`,
   // appends what the library changed outside this call in watched blocks to
@@ -114,7 +116,8 @@ class CallBlocks {
   PlacedBlock* placed_ = nullptr;  // in the arena, one per block
   int count_ = 0;
   LastingMemory* lasting_ = nullptr;
-  bool reported_ = false;  // the kept blocks outlive this object (KeepLasting, CopyOut)
+  absl::Span<char> shared_;  // the same-host channel's shared area, or empty
+  bool reported_ = false;    // the kept blocks outlive this object (KeepLasting, CopyOut)
   size_t max_reported_pointers_ = 0;
 };
 

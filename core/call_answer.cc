@@ -63,9 +63,12 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call) {
   expected.block_sizes = BlockSizes(call);
   expected.kept_blocks = KeptBlocks(call);
   for (int i = 0; i < call.blocks_size(); ++i) {
-    if (!call.blocks(i).has_shared_offset()) continue;
+    const v1::MemoryBlock& block = call.blocks(i);
+    if (!block.has_shared_offset()) continue;
     expected.shared_blocks.resize(call.blocks_size(), false);
+    expected.shared_lasting.resize(call.blocks_size(), false);
     expected.shared_blocks[i] = true;
+    expected.shared_lasting[i] = block.keep() || block.has_at();
   }
   return expected;
 }
@@ -90,14 +93,12 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
     }
     if (shared) {
       if (size == ExpectedCallResult::kNotReturned || !block.data().empty() ||
-          block.pointers_size() != 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("returned block ", block.block(),
-                         " in the shared area is an IN block or carries data or pointers"));
+          (!expected.shared_lasting[block.block()] && block.pointers_size() != 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "returned block ", block.block(),
+            " in the shared area is an IN block or carries data, or pointers it may not"));
       }
-      continue;
-    }
-    if (size == ExpectedCallResult::kNotReturned || block.data().size() != size) {
+    } else if (size == ExpectedCallResult::kNotReturned || block.data().size() != size) {
       return absl::InvalidArgumentError(absl::StrCat("returned block ", block.block(), " has ",
                                                      block.data().size(), " bytes, expected ",
                                                      size));

@@ -26,10 +26,12 @@ struct ExpectedCallResult {
   std::vector<uint64_t> block_sizes;
   // The blocks sent with `keep`; the result reports each once, in this order.
   std::vector<uint32_t> kept_blocks;
-  // Whether each block (index = Call.blocks index) was placed in the same-host channel's
-  // shared area (MemoryBlock.shared_offset): such a block comes back marked `shared`, with
-  // neither data nor pointers. Empty: none was.
+  // Whether each block (index = Call.blocks index) has its bytes in the same-host channel's
+  // shared area (MemoryBlock.shared_offset): such a block comes back marked `shared`,
+  // without data, and without pointers unless it is lasting (kept or placed at lasting
+  // memory, whose words are scanned as any block's). Empty: none has.
   std::vector<bool> shared_blocks;
+  std::vector<bool> shared_lasting;
 };
 
 // The byte size of each of the call's blocks. Requires ValidateCallShape to have passed.
@@ -48,11 +50,11 @@ std::vector<uint64_t> ReturnedBlockSizes(const v1::Call& call);
 ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 
 // Checks a call's result: only blocks the call sent as OUT/INOUT, each once with its exact
-// size (a block in the shared area: marked `shared`, without data or pointers; any other:
-// not marked), pointers reported in them only at increasing 8-aligned offsets with the word inside
-// the block and the target inside a block of the call, each kept block reported once, in
-// order, and changed blocks (watched lasting memory) non-empty, at non-zero addresses, at most
-// kMaxWatchedBytes in all (which blocks they are only the client knows).
+// size (a block in the shared area: marked `shared`, without data, and without pointers
+// unless lasting; any other: not marked), pointers reported in them only at increasing 8-aligned
+// offsets with the word inside the block and the target inside a block of the call, each kept block
+// reported once, in order, and changed blocks (watched lasting memory) non-empty, at non-zero
+// addresses, at most kMaxWatchedBytes in all (which blocks they are only the client knows).
 // INVALID_ARGUMENT describing the violation.
 absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected);
 

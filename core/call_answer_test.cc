@@ -65,5 +65,23 @@ TEST(CheckCallResult, AWorkerCannotMoveBlocksInOrOutOfTheSharedArea) {
   EXPECT_FALSE(CheckCallResult(marked, ExpectedResultOf(framed_only)).ok());
 }
 
+// A lasting block whose bytes travelled in the area is scanned as any lasting block: its
+// pointers are reported, and checked.
+TEST(CheckCallResult, ALastingBlockThroughTheSharedAreaMayReportPointers) {
+  v1::Call call = CallWithASharedBlock();
+  call.mutable_blocks(1)->set_keep(true);
+  const ExpectedCallResult expected = ExpectedResultOf(call);
+  v1::CallResult result = HonestResult();
+  v1::KeptBlock* kept = result.add_kept();
+  kept->set_block(1);
+  kept->mutable_address()->set_address(0x10000);
+  v1::Relocation* pointer = result.mutable_blocks(1)->add_pointers();
+  pointer->set_offset(8);
+  pointer->mutable_target()->set_block(0);
+  EXPECT_TRUE(CheckCallResult(result, expected).ok());
+  pointer->set_offset((1 << 20) - 4);  // the word would overrun the block
+  EXPECT_FALSE(CheckCallResult(result, expected).ok());
+}
+
 }  // namespace
 }  // namespace ffibox

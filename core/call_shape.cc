@@ -24,10 +24,6 @@ absl::Status ValidateSharedBlock(const v1::MemoryBlock& block, const std::string
                              "only a call on a same-host channel with a shared area places a "
                              "block there");
   }
-  if (block.keep() || block.has_at() || block.watch()) {
-    return InvalidArgumentAt(field,
-                             "a block in the shared area cannot be kept, placed at or watched");
-  }
   if (!block.data().empty()) {
     return InvalidArgumentAt(field,
                              "a block in the shared area carries no data: its bytes are there");

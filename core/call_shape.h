@@ -31,8 +31,8 @@ inline constexpr size_t kMaxChangedRuns = 64;
 // all blocks together at most limits.max_block_bytes and limits.max_relocations
 // relocations. Blocks in a shared area (MemoryBlock.shared_offset) only when `shared_bytes`
 // (the size of the area the call may use; 0 on every path but a same-host channel's) is not
-// 0: each non-empty, without data, not lasting, 16-aligned, inside the area and overlapping
-// no other; their bytes do not count against limits.max_block_bytes (the area bounds them).
+// 0: each non-empty, without data, 16-aligned, inside the area and overlapping no other;
+// their bytes do not count against limits.max_block_bytes (the area bounds them).
 // INVALID_ARGUMENT naming the field, or RESOURCE_EXHAUSTED for a limit.
 // Per-value checks (does this value fit that C type?) are the marshalling's.
 absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,

@@ -344,18 +344,21 @@ absl::StatusOr<absl::Span<char>> ShmChannel::SharedArea() {
   if (shared_bytes_ == 0) {
     return absl::FailedPreconditionError("the channel has no shared area");
   }
+  if (!shared_error_.ok()) return shared_error_;
   if (shared_fd_ < 0) {
     return absl::FailedPreconditionError("the channel was attached without its shared area");
   }
   void* area = mmap(nullptr, shared_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, shared_fd_,
                     static_cast<off_t>(SharedAreaOffset(ring_bytes_)));
+  const int saved = errno;
+  close(shared_fd_);  // a mapping keeps the file; after a failure, no second try
+  shared_fd_ = -1;
   if (area == MAP_FAILED) {
-    return absl::ResourceExhaustedError(absl::StrCat("mapping the channel's shared area of ",
-                                                     shared_bytes_, " bytes: ", strerror(errno)));
+    shared_error_ = absl::ResourceExhaustedError(absl::StrCat(
+        "mapping the channel's shared area of ", shared_bytes_, " bytes: ", strerror(saved)));
+    return shared_error_;
   }
   shared_ = static_cast<char*>(area);
-  close(shared_fd_);  // the mapping keeps the file
-  shared_fd_ = -1;
   return absl::Span<char>(shared_, shared_bytes_);
 }
 

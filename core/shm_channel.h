@@ -116,8 +116,9 @@ class ShmChannel {
   // Plain shared bytes, no ring: the channel's users agree on who writes where and when,
   // and the peer may write any of them at any time, so what is read from it is untrusted.
   // FAILED_PRECONDITION when the channel has none or was attached without
-  // `may_map_shared`, RESOURCE_EXHAUSTED when it cannot be mapped (an address-space limit).
-  // Thread-safe.
+  // `may_map_shared`, RESOURCE_EXHAUSTED when it cannot be mapped (an address-space limit;
+  // later calls say the same: the descriptor kept for the mapping is closed after the first
+  // try, whatever its outcome). Thread-safe.
   absl::StatusOr<absl::Span<char>> SharedArea() ABSL_LOCKS_EXCLUDED(shared_mu_);
 
   // Writes all of `bytes`, waiting while the outbound ring is full, until `deadline`.
@@ -218,8 +219,9 @@ class ShmChannel {
   const bool creator_;
   uint64_t shared_bytes_ = 0;  // read once, at attach
   absl::Mutex shared_mu_;
-  int shared_fd_ ABSL_GUARDED_BY(shared_mu_) = -1;      // until the area is mapped
-  char* shared_ ABSL_GUARDED_BY(shared_mu_) = nullptr;  // the mapped area
+  int shared_fd_ ABSL_GUARDED_BY(shared_mu_) = -1;         // until the area is mapped
+  char* shared_ ABSL_GUARDED_BY(shared_mu_) = nullptr;     // the mapped area
+  absl::Status shared_error_ ABSL_GUARDED_BY(shared_mu_);  // why it could not be mapped
 
   int hangup_fd_ = -1;
 

@@ -185,6 +185,9 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
               : absl::StatusOr<std::unique_ptr<ShmChannel>>(fd.status());
   if (fd.ok()) close(*fd);
   if (channel.ok()) {
+    // The shared area is mapped now, so the worker keeps no descriptor of the channel (the
+    // library could find it); when it cannot be, calls that use it are refused with why.
+    (*channel)->SharedArea().IgnoreError();
     CloseLocal();
     (*channel)->SetLongestReadSpin(kLocalLongestSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();
@@ -225,7 +228,7 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
   }
   wrapped->set_id(request.id());
   auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
-  // The shared area is mapped by the first call that places a block there.
+  // The shared area was mapped when the channel was attached, if it could be.
   absl::Span<char> shared;
   // (Without an area, such a block is the executor's INVALID_ARGUMENT.)
   for (int i = 0; channel.shared_bytes() != 0 && i < request.call().blocks_size(); ++i) {

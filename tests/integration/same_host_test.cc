@@ -179,19 +179,20 @@ TEST(SameHostSharedAreaTest, ALargeGraphBlockKeepsItsLinks) {
   }
 }
 
-// A session whose memory cap leaves the worker no room to map the area still gets its call
-// answered (frames carry the blocks once the worker said so), and right.
+// A worker with no room left to map the area when its channel opens still gets its calls
+// (in frames, once it said so); one that fits no frame without the area is refused as the
+// broker refuses it, and the channel stays.
 TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({"--pool_size=0"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
+                       TestServer::Start({"--pool_size=0", "--max_message_bytes=4194304"}));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
   SessionOptions options;
-  options.same_host = true;
-  options.memory_limit_bytes = uint64_t{64} << 20;
+  options.memory_limit_bytes = uint64_t{64} << 20;  // the area: 16 MiB, a quarter of it
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
   ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
-  // The worker takes all of its address space first, then gives 3 MiB back: room for the
-  // call's own block, not for the area (16 MiB, a quarter of the cap).
+  // The worker takes all of its address space, then gives 3 MiB back: room for a call's own
+  // block, not for the area.
   ASSERT_OK_AND_ASSIGN(auto malloc_fn, (libc.Function<RemotePtr(size_t)>("malloc")));
   ASSERT_OK_AND_ASSIGN(auto free_fn, (libc.Function<void(RemotePtr)>("free")));
   std::vector<RemotePtr> taken;
@@ -206,6 +207,14 @@ TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
     ASSERT_OK(free_fn(taken.back()));
     taken.pop_back();
   }
+  ASSERT_OK(session->EnableSameHost());
+  Buffer huge = Buffer::InOut(std::string(size_t{8} << 20, 'a'));
+  absl::StatusOr<RemotePtr> refused = memset_fn(huge, 'c', 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ErrorCodeOf(refused.status()), v1::RESOURCE_EXHAUSTED) << refused.status();
+  EXPECT_NE(refused.status().message().find("exceeds the limit of 4194304"), std::string::npos)
+      << refused.status();
+  EXPECT_TRUE(session->same_host());
   const size_t size = size_t{256} << 10;
   Buffer buffer = Buffer::InOut(std::string(size, 'a'));
   for (int round = 0; round < 2; ++round) {
@@ -213,15 +222,6 @@ TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
     EXPECT_EQ(buffer.data.find_first_not_of(static_cast<char>('b' + round)), size - 1);
     EXPECT_TRUE(session->same_host());
   }
-  // A buffer that fits no frame without the area is refused as the broker refuses it, and
-  // the channel stays.
-  Buffer huge = Buffer::InOut(std::string(size_t{20} << 20, 'a'));
-  absl::StatusOr<RemotePtr> refused = memset_fn(huge, 'c', 1);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(ErrorCodeOf(refused.status()), v1::RESOURCE_EXHAUSTED) << refused.status();
-  EXPECT_TRUE(session->same_host());
-  ASSERT_OK(memset_fn(buffer, 'z', size).status());
-  EXPECT_EQ(buffer.data, std::string(size, 'z'));
 }
 
 TEST_F(SameHostTest, ACrashIsWorkerCrashedAndTheSessionGoesOn) {

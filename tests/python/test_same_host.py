@@ -238,13 +238,12 @@ def test_a_hostile_answer_is_refused(spoil):
     assert _local_channel.check_call_answer(request, answer) is not None
 
 
-@pytest.mark.parametrize("same_host", [False, True])
-def test_a_call_larger_than_a_message_is_refused_and_the_session_goes_on(same_host):
-    """A request past the session's max_message_bytes is the broker's RESOURCE_EXHAUSTED,
-    whether it would have gone on the stream or the channel; the client does not write it
-    (gRPC ends the whole stream over a message four times that size), so the session goes
-    on."""
+def test_a_call_larger_than_a_message_is_refused_and_the_session_goes_on():
+    """A request past the session's max_message_bytes on the stream is the broker's
+    RESOURCE_EXHAUSTED; the client does not write it (gRPC ends the whole stream over a
+    message four times that size), so the session goes on."""
     server = Server("--max_message_bytes=1048576", "--pool_size=1")
+    same_host = False
     try:
         c = ffibox.connect(server.address)
         with c.session(same_host=same_host) as session:
@@ -261,3 +260,29 @@ def test_a_call_larger_than_a_message_is_refused_and_the_session_goes_on(same_ho
         c.close()
     finally:
         server.stop()
+
+
+def test_a_buffer_larger_than_a_message_travels_in_the_shared_area(client):
+    """A caller's buffer past the session's max_message_bytes (16 MiB) works on the same-host
+    channel: its twin's bytes travel in the channel's shared area both ways, and it is still
+    the caller's object (a pointer the library hands back into it is the caller's)."""
+    with client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.memchr.restype = ct.c_void_p
+        size = 20 << 20
+        buf = ct.create_string_buffer(b"start", size)
+        for fill in (0x41, 0x42):
+            libc.memset(ct.byref(buf, 8), fill, size - 9)
+            raw = buf.raw
+            assert raw[:5] == b"start" and raw[5:8] == b"\0\0\0"
+            assert raw[8:12] == bytes([fill]) * 4 and raw[-2:] == bytes([fill]) + b"\0"
+            assert raw.count(bytes([fill])) == size - 9
+        buf[size - 100] = b"Z"  # the caller's change goes back with the next call
+        found = libc.memchr(buf, ord("Z"), size)
+        assert found - ct.addressof(buf) == size - 100
+        assert session.stream.local_enabled
+    with client.session(same_host=False) as session:
+        libc = session.CDLL("libc.so.6")
+        with pytest.raises(ffibox.Error) as refused:
+            libc.memset(buf, 0x43, 10)
+        assert refused.value.code == "RESOURCE_EXHAUSTED"

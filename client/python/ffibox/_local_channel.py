@@ -4,7 +4,9 @@ Calls go to the session's worker through shared memory instead of gRPC: a memfd 
 single-producer single-consumer byte rings (core/shm_channel.h, whose layout this module
 reads: a header page, then the rings' data), fetched from ffiboxd's door with the token the
 session's `open_local_channel` answer carries. The client is the channel's creator end: it
-writes the first ring and reads the second.
+writes the first ring and reads the second. After the rings, the memfd holds a shared area:
+blocks of 64 KiB or more have their bytes there instead of in the frames (both ways), and
+only a block's bytes are ever read from it.
 
 Everything in the shared memory may be written by the worker at any time, so, as the C++
 end does: positions read from it are checked before use (an impossible one ends the channel),
@@ -140,8 +142,16 @@ class LocalChannel:
         self.generation = opened.generation
         self._max_request = opened.max_request_bytes
         fd = _fetch_memfd(opened.door_path, opened.token, timeout)
+        # The shared area (large blocks' bytes, docs/protocol.md) is mapped at its first use,
+        # from a copy of the descriptor kept until then.
+        self._area = None
+        self._area_fd = -1
+        self._area_usable = False
         try:
             self._map(fd)
+            if self._shared_bytes:
+                self._area_fd = os.dup(fd)
+                self._area_usable = True
         except OSError as error:  # mmap or fcntl refused
             raise _unavailable("mapping the channel: %s" % error) from None
         finally:
@@ -168,6 +178,8 @@ class LocalChannel:
                 _file_bytes(ring, shared) != size):
             raise _internal("no channel header of this version")
         self._map_bytes = mmap.mmap(fd, _CONTROL_BYTES + 2 * ring)
+        self._shared_bytes = shared
+        self._area_offset = _file_bytes(ring, shared) - shared
         self._ring = ring
         m = self._map_bytes
 
@@ -336,8 +348,76 @@ class LocalChannel:
 
     def too_large(self, request) -> bool:
         """Whether `request` is larger than the worker reads from the channel (the broker
-        refuses such a request the same way: send it there)."""
-        return bool(self._max_request) and request.ByteSize() > self._max_request
+        refuses such a request the same way: send it there); blocks that would travel in the
+        shared area do not count."""
+        if not self._max_request:
+            return False
+        size = request.ByteSize()
+        if size <= self._max_request:
+            return False
+        for index, _offset, _size in self._plan_shared(request):
+            size -= len(request.call.blocks[index].data)
+        return size > self._max_request
+
+    # -- the shared area -------------------------------------------------------------------
+
+    def _plan_shared(self, request):
+        """[(block index, area offset, size)] of the call's blocks whose bytes travel in the
+        shared area: those of MIN_SHARED_BLOCK_BYTES or more, as many as fit."""
+        if not self._area_usable or not request.HasField("call"):
+            return []
+        planned = []
+        next_offset = 0
+        for index, block in enumerate(request.call.blocks):
+            size = _block_size(block)
+            if size < MIN_SHARED_BLOCK_BYTES or block.HasField("shared_offset") or \
+                    size > self._shared_bytes - next_offset:
+                continue
+            planned.append((index, next_offset, size))
+            next_offset += -(-size // _SHARED_ALIGNMENT) * _SHARED_ALIGNMENT
+        return planned
+
+    def _area_view(self):
+        """The shared area, mapped at the first call; None when it cannot be (then no block
+        goes there again)."""
+        if self._area is None and self._area_usable:
+            try:
+                self._area = mmap.mmap(self._area_fd, self._shared_bytes,
+                                       offset=self._area_offset)
+            except OSError:
+                self._area_usable = False
+            finally:
+                os.close(self._area_fd)
+                self._area_fd = -1
+        return self._area
+
+    def _share(self, request, planned):
+        """Writes the planned blocks' bytes into the area and takes them out of `request`;
+        returns what _unshare needs to put them back."""
+        area = self._area_view()
+        if area is None:
+            return []
+        saved = []
+        for index, offset, size in planned:
+            block = request.call.blocks[index]
+            data = block.data
+            if block.direction != pb.OUT:
+                area[offset:offset + len(data)] = data
+                if len(data) < size:
+                    area[offset + len(data):offset + size] = bytes(size - len(data))
+            saved.append((index, offset, size, data, block.size))
+            block.size = size
+            block.ClearField("data")
+            block.shared_offset = offset
+        return saved
+
+    @staticmethod
+    def _unshare(request, saved) -> None:
+        for index, _offset, _size, data, size in saved:
+            block = request.call.blocks[index]
+            block.ClearField("shared_offset")
+            block.data = data
+            block.size = size
 
     @property
     def closed_by_worker(self) -> bool:
@@ -350,8 +430,40 @@ class LocalChannel:
         could not be sent whole (the channel had ended: the call did not run), else Error:
         UNAVAILABLE when the channel ended after (the worker was lost, or closed it:
         `closed_by_worker`), DEADLINE_EXCEEDED, INTERNAL for an answer that fails the checks or
-        stalls. A request `too_large` must not be sent here."""
-        return self.checked_answer(request, self.transfer(request.SerializeToString(), deadline))
+        stalls. A request `too_large` must not be sent here. Its blocks of
+        MIN_SHARED_BLOCK_BYTES or more travel in the channel's shared area when it has one (a
+        worker that cannot map it gets the call again in frames); `request` is as it was
+        whenever this raises."""
+        saved = self._share(request, self._plan_shared(request))
+        try:
+            response = self.checked_answer(
+                request, self.transfer(request.SerializeToString(), deadline))
+        except BaseException:
+            self._unshare(request, saved)
+            raise
+        if not saved:
+            return response
+        if response.HasField("error"):
+            self._unshare(request, saved)
+            if response.error.code == pb.RESOURCE_EXHAUSTED and \
+                    response.error.field.endswith(".shared_offset"):
+                # The worker could not map the area and did not run the call: in frames.
+                self._area_usable = False
+                if self.too_large(request):
+                    return _too_large_answer(request, self._max_request, self.generation)
+                return self.checked_answer(
+                    request, self.transfer(request.SerializeToString(), deadline))
+            return response
+        # The checked answer marks exactly the OUT/INOUT blocks that travelled in the area:
+        # their bytes are copied out of it (the worker may still change them: nothing parses
+        # them) as if they had come in the frame.
+        offsets = {index: (offset, size) for index, offset, size, _data, _size in saved}
+        for returned in response.call.blocks:
+            if returned.shared:
+                offset, size = offsets[returned.block]
+                returned.data = self._area[offset:offset + size]
+                returned.shared = False
+        return response
 
     def transfer(self, payload: bytes, deadline: float) -> bytes:
         """Sends the serialized request `payload` and returns the worker's answer, unparsed
@@ -389,6 +501,9 @@ class LocalChannel:
         if self._closed:
             return
         self._closed = True
+        if self._area_fd >= 0:
+            os.close(self._area_fd)
+            self._area_fd = -1
         self._out_closed.value = 1
         self._in_closed.value = 1
         self._wake(self._peer_reader_waiting)
@@ -404,6 +519,16 @@ def _block_size(block) -> int:
 
 # core/call_shape.h's kMaxWatchedBytes: what one answer may report changed.
 MAX_WATCHED_BYTES = 4 << 20
+
+# Blocks of at least this many bytes travel in the channel's shared area when it has one.
+MIN_SHARED_BLOCK_BYTES = 64 << 10
+
+
+def _too_large_answer(request, limit: int, generation: int):
+    """The broker's answer to a request larger than it reads."""
+    return pb.Response(id=request.id, generation=generation, error=pb.Error(
+        code=pb.RESOURCE_EXHAUSTED, message="request of %d bytes exceeds the limit of %d bytes" % (
+            request.ByteSize(), limit)))
 
 
 def check_call_answer(request, response) -> Optional[str]:
@@ -440,9 +565,17 @@ def check_call_answer(request, response) -> Optional[str]:
     seen = set()
     for returned in response.call.blocks:
         index = returned.block
-        if (index >= len(blocks) or index in seen or blocks[index].direction == pb.IN or
-                len(returned.data) != sizes[index]):
-            return "returns block %d, which was not sent back or not with its size" % index
+        if index >= len(blocks) or index in seen or blocks[index].direction == pb.IN:
+            return "returns block %d, which was not sent back" % index
+        block = blocks[index]
+        if returned.shared != block.HasField("shared_offset"):
+            return "returns block %d %s the shared area" % (
+                index, "claiming" if returned.shared else "not marked as in")
+        if returned.shared:
+            if returned.data or (returned.pointers and not (block.keep or block.HasField("at"))):
+                return "returns block %d of the shared area with data or pointers" % index
+        elif len(returned.data) != sizes[index]:
+            return "returns block %d, which was not sent back with its size" % index
         seen.add(index)
         next_offset = 0
         for pointer in returned.pointers:
