@@ -185,10 +185,10 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
               : absl::StatusOr<std::unique_ptr<ShmChannel>>(fd.status());
   if (fd.ok()) close(*fd);
   if (channel.ok()) {
+    CloseLocal();  // first: its area is unmapped before this one is mapped
     // The shared area is mapped now, so the worker keeps no descriptor of the channel (the
     // library could find it); when it cannot be, calls that use it are refused with why.
     (*channel)->SharedArea().IgnoreError();
-    CloseLocal();
     (*channel)->SetLongestReadSpin(kLocalLongestSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();
     {

@@ -286,3 +286,18 @@ def test_a_buffer_larger_than_a_message_travels_in_the_shared_area(client):
         with pytest.raises(ffibox.Error) as refused:
             libc.memset(buf, 0x43, 10)
         assert refused.value.code == "RESOURCE_EXHAUSTED"
+
+
+def test_after_a_crash_a_buffer_larger_than_a_message_reaches_the_next_worker(client):
+    """After the worker is lost, a call whose buffer fits no message opens the channel to
+    the next worker and goes through its area, instead of being refused on the stream."""
+    with client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        size = 20 << 20
+        buf = ct.create_string_buffer(size)
+        for fill in (0x41, 0x42):
+            libc.memset(buf, fill, size - 1)
+            assert buf.raw[:2] == bytes([fill]) * 2 and buf.raw[-2:] == bytes([fill]) + b"\0"
+            with pytest.raises(ffibox.WorkerCrashed):
+                libc.abort()
+            assert not session.stream.local_enabled

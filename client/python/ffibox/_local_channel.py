@@ -171,7 +171,7 @@ class LocalChannel:
         if size < _CONTROL_BYTES or size > _file_bytes(_MAX_RING, _MAX_SHARED):
             raise _internal("a memfd of %d bytes" % size)
         # The header says how much of the file the rings take; the shared area after them
-        # (for the C++ client's large blocks) is not mapped here.
+        # is mapped at the first call that needs it (_area_view).
         magic, version, ring, shared = struct.unpack("<QIIQ", os.pread(fd, 24, 0))
         if (magic != _MAGIC or version != _VERSION or not _MIN_RING <= ring <= _MAX_RING or
                 ring & (ring - 1) or shared > _MAX_SHARED or shared % _SHARED_ALIGNMENT or
@@ -398,17 +398,21 @@ class LocalChannel:
         if area is None:
             return []
         saved = []
-        for index, offset, size in planned:
-            block = request.call.blocks[index]
-            data = block.data
-            if block.direction != pb.OUT:
-                area[offset:offset + len(data)] = data
-                if len(data) < size:
-                    area[offset + len(data):offset + size] = bytes(size - len(data))
-            saved.append((index, offset, size, data, block.size))
-            block.size = size
-            block.ClearField("data")
-            block.shared_offset = offset
+        try:
+            for index, offset, size in planned:
+                block = request.call.blocks[index]
+                data = block.data
+                if block.direction != pb.OUT:
+                    area[offset:offset + len(data)] = data
+                    if len(data) < size:
+                        area[offset + len(data):offset + size] = bytes(size - len(data))
+                saved.append((index, offset, size, data, block.size))
+                block.size = size
+                block.ClearField("data")
+                block.shared_offset = offset
+        except BaseException:
+            self._unshare(request, saved)
+            raise
         return saved
 
     @staticmethod
@@ -434,8 +438,13 @@ class LocalChannel:
         MIN_SHARED_BLOCK_BYTES or more travel in the channel's shared area when it has one (a
         worker that cannot map it gets the call again in frames); `request` is as it was
         whenever this raises."""
-        saved = self._share(request, self._plan_shared(request))
+        planned = self._plan_shared(request)
+        saved = []
         try:
+            saved = self._share(request, planned)
+            if planned and not saved and self.too_large(request):
+                # This process could not map the area: the call fits no frame.
+                return _too_large_answer(request, self._max_request, self.generation)
             response = self.checked_answer(
                 request, self.transfer(request.SerializeToString(), deadline))
         except BaseException:

@@ -149,6 +149,11 @@ class SessionStream:
         on_callback_thread = threading.current_thread() is self._callback_thread
         if (self._local_wanted and not on_callback_thread and request.invocation == 0 and
                 request.HasField("call")):
+            if (self._local is None and self.max_request_bytes and
+                    request.ByteSize() > self.max_request_bytes):
+                # After a loss, a call that fits no message opens the channel to the next
+                # worker (the broker starts it) instead of waiting for a small call to.
+                self._reopen_local()
             if self._local is not None:
                 response = self._send_locally(request)
                 if response is not None:
