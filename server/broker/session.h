@@ -156,8 +156,9 @@ class Session : private WorkerSupervisor::Listener {
     absl::Time deadline;
   };
   std::optional<LocalCallSnapshot> LocalCall() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // When the reader must next look at the same-host channel's call (its deadline, or soon
-  // when none runs). Requires a channel.
+  // When the reader must next look at the same-host channel's call: soon (an eighth of the
+  // session's timeout, within bounds), or at the running call's deadline if that comes
+  // first. Requires a channel.
   absl::Time LocalCallDeadline() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends a LIMIT_REACHED event for each of `hits` (limits worker `generation` reached).
   void ReportLimitHits(uint64_t generation, const std::vector<std::string>& hits)

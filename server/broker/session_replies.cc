@@ -97,11 +97,15 @@ std::optional<Session::LocalCallSnapshot> Session::LocalCall() {
 }
 
 absl::Time Session::LocalCallDeadline() {
-  // While a call from the channel runs, its deadline; otherwise look again soon (an eighth
-  // of the session's timeout, within bounds), so a call that starts is not missed for long.
+  // Look again soon (an eighth of the session's timeout, within bounds), so a call that starts
+  // is not missed for long and the limits that bite during a call are told soon after it
+  // (a look is the only time they are: a call on the channel sends the broker nothing); at
+  // the latest at the running call's deadline.
+  const absl::Time next_look =
+      absl::Now() + std::clamp(call_timeout_ / 8, kLocalCheckMin, kLocalCheckMax);
   std::optional<LocalCallSnapshot> running = LocalCall();
-  if (running.has_value()) return running->deadline;
-  return absl::Now() + std::clamp(call_timeout_ / 8, kLocalCheckMin, kLocalCheckMax);
+  if (running.has_value()) return std::min(running->deadline, next_look);
+  return next_look;
 }
 
 void Session::CloseLocalChannel() {
