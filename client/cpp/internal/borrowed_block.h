@@ -5,6 +5,7 @@
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_BORROWED_BLOCK_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_BORROWED_BLOCK_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -23,6 +24,16 @@ struct BorrowedBlock {
 };
 
 using BorrowedBlocks = absl::Span<const BorrowedBlock>;
+
+// The size of `request` once the borrowed bytes of its blocks whose data is still empty are in
+// it (what a frame or message carrying the call would hold).
+inline uint64_t RequestBytes(const v1::Request& request, BorrowedBlocks borrowed) {
+  uint64_t bytes = request.ByteSizeLong();
+  for (const BorrowedBlock& block : borrowed) {
+    if (request.call().blocks(block.index).data().empty()) bytes += block.bytes.size();
+  }
+  return bytes;
+}
 
 // Puts the borrowed bytes into the blocks of `call` whose data is still empty, for a
 // request that carries its blocks in its frame.

@@ -102,17 +102,18 @@ std::vector<LocalPath::SharedBlock> LocalPath::PlanShared(const v1::Call& call,
   return planned;
 }
 
+absl::Status RequestTooLarge(uint64_t bytes, uint64_t limit) {
+  return ErrorStatus(
+      v1::RESOURCE_EXHAUSTED,
+      absl::StrCat("request of ", bytes, " bytes exceeds the limit of ", limit, " bytes"));
+}
+
 v1::Response LocalPath::TooLargeAnswer(const v1::Request& request, BorrowedBlocks borrowed) const {
-  uint64_t bytes = request.ByteSizeLong();
-  for (const BorrowedBlock& lent : borrowed) {
-    if (request.call().blocks(lent.index).data().empty()) bytes += lent.bytes.size();
-  }
   v1::Response answer;
   answer.set_id(request.id());
   answer.set_generation(generation_);
-  *answer.mutable_error() = ToProtoError(ErrorStatus(
-      v1::RESOURCE_EXHAUSTED, absl::StrCat("request of ", bytes, " bytes exceeds the limit of ",
-                                           max_request_bytes_, " bytes")));
+  *answer.mutable_error() =
+      ToProtoError(RequestTooLarge(RequestBytes(request, borrowed), max_request_bytes_));
   return answer;
 }
 
@@ -232,9 +233,7 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& reques
                                                        absl::Time deadline) {
   const size_t length = request.ByteSizeLong();
   if (max_request_bytes_ != 0 && length > max_request_bytes_) {
-    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat("request of ", length, " bytes exceeds the limit of ",
-                                    max_request_bytes_, " bytes"));
+    return RequestTooLarge(length, max_request_bytes_);
   }
   absl::Status sent = WriteFrame(
       *channel_, length,

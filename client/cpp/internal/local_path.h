@@ -36,6 +36,10 @@ inline constexpr absl::Duration kLocalAnswerProgress = absl::Seconds(10);
 // there by the library, read back once.
 inline constexpr uint64_t kMinSharedBlockBytes = uint64_t{64} << 10;
 
+// RESOURCE_EXHAUSTED for a request of `bytes` past the `limit` the server reads, in the
+// broker's words ("request of N bytes exceeds the limit of M bytes").
+absl::Status RequestTooLarge(uint64_t bytes, uint64_t limit);
+
 class LocalPath {
  public:
   // Fetches the channel `opened` names from its door (after CheckUnixServer of the door's

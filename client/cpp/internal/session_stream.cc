@@ -65,13 +65,11 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
   const uint64_t max_bytes = max_request_bytes_.load();
-  if (max_bytes != 0 && request->ByteSizeLong() > max_bytes) {
+  if (const uint64_t bytes = request->ByteSizeLong(); max_bytes != 0 && bytes > max_bytes) {
     // Not written (it may have fitted the same-host channel's area, not a message).
     v1::Response refused;
     refused.set_generation(generation());
-    *refused.mutable_error() = ToProtoError(ErrorStatus(
-        v1::RESOURCE_EXHAUSTED, absl::StrCat("request of ", request->ByteSizeLong(),
-                                             " bytes exceeds the limit of ", max_bytes, " bytes")));
+    *refused.mutable_error() = ToProtoError(RequestTooLarge(bytes, max_bytes));
     promise.set_value(std::move(refused));
     return future;
   }
@@ -116,13 +114,7 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   // After a loss: once the next worker answered a call, a channel to it.
   if (local_call && local_wanted_.load() && !local_enabled_.load() && response.ok() &&
       !response->has_error()) {
-    absl::Duration timeout;
-    {
-      absl::MutexLock local_lock(&local_mu_);
-      timeout = local_call_timeout_;
-    }
-    // Another thread may have opened it meanwhile: EnableLocalPath looks again.
-    if (!EnableLocalPath(timeout, /*unless_enabled=*/true).ok()) local_wanted_.store(false);
+    ReopenLocalPath();
   }
   return response;
 }
@@ -167,6 +159,16 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
   return absl::OkStatus();
 }
 
+void SessionStream::ReopenLocalPath() {
+  absl::Duration timeout;
+  {
+    absl::MutexLock local_lock(&local_mu_);
+    timeout = local_call_timeout_;
+  }
+  // Another thread may have opened it meanwhile: EnableLocalPath looks again.
+  if (!EnableLocalPath(timeout, /*unless_enabled=*/true).ok()) local_wanted_.store(false);
+}
+
 bool SessionStream::local_path_enabled() const { return local_enabled_.load(); }
 
 void SessionStream::BindFunctionToGeneration(uint64_t function, uint64_t generation) {
@@ -179,16 +181,7 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   if (local_wanted_.load() && !local_enabled_.load() && max_request_bytes_.load() != 0) {
     // After a loss, a call that does not fit a message opens the channel to the next worker
     // (the broker starts it) instead of waiting for a call on the stream to do so.
-    uint64_t bytes = request->ByteSizeLong();
-    for (const BorrowedBlock& lent : borrowed) bytes += lent.bytes.size();
-    if (bytes > max_request_bytes_.load()) {
-      absl::Duration timeout;
-      {
-        absl::MutexLock local_lock(&local_mu_);
-        timeout = local_call_timeout_;
-      }
-      if (!EnableLocalPath(timeout, /*unless_enabled=*/true).ok()) local_wanted_.store(false);
-    }
+    if (RequestBytes(*request, borrowed) > max_request_bytes_.load()) ReopenLocalPath();
   }
   uint64_t generation = 0;
   absl::Status failure;

@@ -131,6 +131,9 @@ class SessionStream {
   bool Write(const v1::Request& request);
   // Raises the generation to `generation` if that is newer.
   void NoteGeneration(uint64_t generation);
+  // Opens a channel to the session's current worker after a loss (unless another thread
+  // did); when that fails, no channel is wanted any more.
+  void ReopenLocalPath();
   // Exchange through the same-host channel; nullopt when there is none.
   std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request,
                                                               BorrowedBlocks borrowed);

@@ -444,7 +444,7 @@ class LocalChannel:
             saved = self._share(request, planned)
             if planned and not saved and self.too_large(request):
                 # This process could not map the area: the call fits no frame.
-                return _too_large_answer(request, self._max_request, self.generation)
+                return too_large_answer(request, self._max_request, self.generation)
             response = self.checked_answer(
                 request, self.transfer(request.SerializeToString(), deadline))
         except BaseException:
@@ -459,7 +459,7 @@ class LocalChannel:
                 # The worker could not map the area and did not run the call: in frames.
                 self._area_usable = False
                 if self.too_large(request):
-                    return _too_large_answer(request, self._max_request, self.generation)
+                    return too_large_answer(request, self._max_request, self.generation)
                 return self.checked_answer(
                     request, self.transfer(request.SerializeToString(), deadline))
             return response
@@ -533,8 +533,9 @@ MAX_WATCHED_BYTES = 4 << 20
 MIN_SHARED_BLOCK_BYTES = 64 << 10
 
 
-def _too_large_answer(request, limit: int, generation: int):
-    """The broker's answer to a request larger than it reads."""
+def too_large_answer(request, limit: int, generation: int):
+    """The broker's answer to a request larger than it reads (the stream's clients answer
+    it themselves rather than send it)."""
     return pb.Response(id=request.id, generation=generation, error=pb.Error(
         code=pb.RESOURCE_EXHAUSTED, message="request of %d bytes exceeds the limit of %d bytes" % (
             request.ByteSize(), limit)))

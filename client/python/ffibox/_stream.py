@@ -17,7 +17,7 @@ import weakref
 from typing import Callable, Dict, Optional
 
 from ffibox._channel import fork_advice
-from ffibox._local_channel import LocalChannel, NotSent
+from ffibox._local_channel import LocalChannel, NotSent, too_large_answer
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
 
@@ -166,10 +166,7 @@ class SessionStream:
 
     def _send(self, request, on_callback_thread: bool):
         if self.max_request_bytes and request.ByteSize() > self.max_request_bytes:
-            return pb.Response(generation=self.generation, error=pb.Error(
-                code=pb.RESOURCE_EXHAUSTED,
-                message="request of %d bytes exceeds the limit of %d bytes" % (
-                    request.ByteSize(), self.max_request_bytes)))
+            return too_large_answer(request, self.max_request_bytes, self.generation)
         pending = _Pending(self._invokes if on_callback_thread else None)
         with self._lock:
             if self._ended is not None:
