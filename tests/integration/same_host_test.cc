@@ -187,7 +187,9 @@ TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
                        TestServer::Start({"--pool_size=0", "--max_message_bytes=4194304"}));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
   SessionOptions options;
-  options.memory_limit_bytes = uint64_t{64} << 20;  // the area: 16 MiB, a quarter of it
+  // The area: 32 MiB, a quarter of the cap (a smaller cap leaves a fresh worker, whose
+  // threads' malloc arenas reserve address space too, too little room to start with).
+  options.memory_limit_bytes = uint64_t{128} << 20;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
   ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
@@ -196,12 +198,12 @@ TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
   ASSERT_OK_AND_ASSIGN(auto malloc_fn, (libc.Function<RemotePtr(size_t)>("malloc")));
   ASSERT_OK_AND_ASSIGN(auto free_fn, (libc.Function<void(RemotePtr)>("free")));
   std::vector<RemotePtr> taken;
-  for (int i = 0; i < 80; ++i) {
+  for (int i = 0; i < 160; ++i) {
     ASSERT_OK_AND_ASSIGN(RemotePtr block, malloc_fn(size_t{1} << 20));
     if (block.address == 0) break;
     taken.push_back(block);
   }
-  ASSERT_LT(taken.size(), 80u) << "the memory cap did not bite";
+  ASSERT_LT(taken.size(), 160u) << "the memory cap did not bite";
   ASSERT_GE(taken.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     ASSERT_OK(free_fn(taken.back()));
