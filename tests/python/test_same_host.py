@@ -238,6 +238,45 @@ def test_a_hostile_answer_is_refused(spoil):
     assert _local_channel.check_call_answer(request, answer) is not None
 
 
+def call_through_the_area():
+    """call_with_blocks with its INOUT block in the shared area and its kept OUT block's
+    bytes carried there (as LocalChannel.exchange sends blocks of 64 KiB or more)."""
+    request = call_with_blocks()
+    request.call.blocks[0].ClearField("data")
+    request.call.blocks[0].size = 16
+    request.call.blocks[0].shared_offset = 0
+    request.call.blocks[2].shared_offset = 64 << 10
+    return request
+
+
+def answer_through_the_area():
+    response = good_answer()
+    for returned in response.call.blocks:
+        returned.ClearField("data")
+        returned.shared = True
+    return response
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda r: setattr(r.call.blocks[0], "shared", False),        # not marked
+    lambda r: setattr(r.call.blocks[0], "data", b"\1" * 16),     # data beside the mark
+    lambda r: r.call.blocks[0].pointers.add(offset=8),           # a placed block: no scan
+])
+def test_a_hostile_answer_about_the_shared_area_is_refused(spoil):
+    request = call_through_the_area()
+    answer = answer_through_the_area()
+    # The kept block's words are scanned as any lasting block's: it may report pointers.
+    answer.call.blocks[1].pointers.add(offset=0)
+    assert _local_channel.check_call_answer(request, answer) is None
+    spoil(answer)
+    assert _local_channel.check_call_answer(request, answer) is not None
+    # And a block sent in the frame may not claim the area.
+    claimed = good_answer()
+    claimed.call.blocks[0].ClearField("data")
+    claimed.call.blocks[0].shared = True
+    assert _local_channel.check_call_answer(call_with_blocks(), claimed) is not None
+
+
 def test_a_call_larger_than_a_message_is_refused_and_the_session_goes_on():
     """A request past the session's max_message_bytes on the stream is the broker's
     RESOURCE_EXHAUSTED; the client does not write it (gRPC ends the whole stream over a
