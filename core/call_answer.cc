@@ -1,7 +1,9 @@
 #include "core/call_answer.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
+#include "core/layout.h"
 
 namespace ffibox {
 namespace {
@@ -132,6 +134,121 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped) {
+  shipped->clear();
+  if (invoke.invocation() == 0) {
+    return absl::InvalidArgumentError("callback invocation with id 0");
+  }
+  if (invoke.args_size() != signature.params_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation of callback ", invoke.callback(), " carries ", invoke.args_size(),
+                     " arguments; its signature has ", signature.params_size()));
+  }
+  for (int i = 0; i < invoke.args_size(); ++i) {
+    if (invoke.args(i).kind_case() == v1::Value::KIND_NOT_SET) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation argument ", i, " has no value"));
+    }
+  }
+  if (invoke.pointees_size() > signature.params_size()) {
+    return absl::InvalidArgumentError("invocation carries more pointees than arguments");
+  }
+  absl::flat_hash_set<uint32_t> seen;
+  uint64_t total = 0;
+  for (const v1::PointeeData& pointee : invoke.pointees()) {
+    const uint32_t arg = pointee.arg();
+    const v1::Type* param =
+        arg < static_cast<uint32_t>(signature.params_size()) ? &signature.params(arg) : nullptr;
+    // A pointer parameter ships its pointee; an array parameter (a decayed pointer) its
+    // whole length.
+    const v1::Type* shipped_type = param == nullptr ? nullptr
+                                   : param->kind_case() == v1::Type::kPointer
+                                       ? &param->pointer().pointee()
+                                   : param->kind_case() == v1::Type::kArray ? param
+                                                                            : nullptr;
+    if (shipped_type == nullptr || !seen.insert(arg).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invocation ships pointee data for argument ", arg,
+                       ", which is not a pointer parameter of the callback or was shipped twice"));
+    }
+    uint64_t size = 0;
+    uint64_t alignment = 0;
+    if (!ComputeSizeAndAlignment(*shipped_type, &size, &alignment).ok() ||
+        pointee.data().size() != size) {
+      return absl::InvalidArgumentError(absl::StrCat("invocation ships ", pointee.data().size(),
+                                                     " bytes for argument ", arg,
+                                                     ", which is not its pointee type's size"));
+    }
+    total += size;
+    if (total > kMaxInvokePointeeBytes) {
+      return absl::InvalidArgumentError("invocation ships too many pointee bytes");
+    }
+    shipped->emplace_back(arg, size);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool typed) {
+  if (!typed) {
+    if (memory.data().size() != size || memory.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("read_memory returned ", memory.data().size(), " bytes, expected ", size));
+    }
+    return absl::OkStatus();
+  }
+  if (!memory.data().empty() || !memory.has_value() ||
+      memory.value().kind_case() == v1::Value::KIND_NOT_SET) {
+    return absl::InvalidArgumentError("typed read_memory must return a value and no data");
+  }
+  if (memory.value().kind_case() == v1::Value::kRaw && memory.value().raw().size() != size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "typed read_memory returned ", memory.value().raw().size(), " raw bytes, expected ", size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckMemoryAnswer(const v1::Request& request, const v1::Response& response) {
+  v1::Response::ResultCase want;
+  switch (request.op_case()) {
+    case v1::Request::kReadMemory:
+      want = v1::Response::kMemory;
+      break;
+    case v1::Request::kReadString:
+      want = v1::Response::kString;
+      break;
+    case v1::Request::kWriteMemory:
+      want = v1::Response::kDone;
+      break;
+    default:
+      return absl::FailedPreconditionError(
+          absl::StrCat("request kind ", request.op_case(), " is no memory operation"));
+  }
+  if (response.has_error()) {
+    absl::Status code = CheckErrorCode(response.error());
+    if (!code.ok()) return code;
+    if (response.result_case() != v1::Response::RESULT_NOT_SET) {
+      return absl::InvalidArgumentError("the answer carries both an error and a result");
+    }
+    if (response.error().has_batch_index()) {
+      return absl::InvalidArgumentError("the answer names a batch call");
+    }
+    return absl::OkStatus();
+  }
+  if (response.result_case() != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the answer has result kind ", response.result_case(), ", expected ", want));
+  }
+  if (want != v1::Response::kMemory) return absl::OkStatus();
+  const v1::ReadMemory& read = request.read_memory();
+  if (!read.has_type()) return CheckReadResult(response.memory(), read.size(), false);
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  if (!ComputeSizeAndAlignment(read.type(), &size, &alignment).ok()) {
+    return absl::InvalidArgumentError("read_memory of a type without a size");
+  }
+  return CheckReadResult(response.memory(), size, true);
 }
 
 absl::Status CheckErrorCode(const v1::Error& error) {

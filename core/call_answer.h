@@ -2,11 +2,14 @@
 // return (with their sizes), the pointers it may report in them and the kept blocks it must
 // name. The broker checks every worker's call results with it (server/broker/worker_reply.h),
 // and so does a client that gets the answer straight from the worker on the same-host
-// channel (client/cpp/internal/local_path.h).
+// channel (client/cpp/internal/local_path.h). The same for callback invocations and the
+// answers to memory operations, which such a client may also get on the channel.
 #ifndef FFIBOX_CORE_CALL_ANSWER_H_
 #define FFIBOX_CORE_CALL_ANSWER_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -57,6 +60,29 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 // addresses, at most kMaxWatchedBytes in all (which blocks they are only the client knows).
 // INVALID_ARGUMENT describing the violation.
 absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected);
+
+// Most bytes of pointee data a CallbackInvoke may carry in all.
+inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
+
+// Checks a CallbackInvoke against the signature of the callback it names: a non-zero
+// invocation id, exactly one argument per parameter, and pointee data only for pointer
+// parameters, at most once per argument, each exactly the pointee type's size. Does not
+// check the ids against the session (the broker's session, or the client on the same-host
+// channel, does). On success `shipped` holds (argument index, size) of every pointee, which
+// the client's CallbackReturn may write back. INVALID_ARGUMENT describing the violation.
+absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped);
+
+// Checks what read_memory returned: exactly `size` bytes in `data` (untyped), or, when
+// `typed`, a value and no data, a raw value exactly `size` bytes (the type's size).
+absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool typed);
+
+// Checks a worker's answer to `request`, one of the memory operations a client may send on
+// the same-host channel inside a callback invocation (read_memory, read_string,
+// write_memory): an error with a code the worker may report and no result, or the result
+// the operation produces (read_memory's checked by CheckReadResult). INVALID_ARGUMENT
+// describing the violation; FAILED_PRECONDITION for a request of another operation.
+absl::Status CheckMemoryAnswer(const v1::Request& request, const v1::Response& response);
 
 // Checks an error's code: a known one, and none of those only the broker reports
 // (WORKER_CRASHED, SANDBOX_VIOLATION, JAIL_UNAVAILABLE). INVALID_ARGUMENT otherwise.

@@ -54,24 +54,7 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
 // A read_memory result: raw bytes of the requested size, or a typed value whose raw form
 // (records, arrays) has the type's size.
 absl::Status CheckMemoryData(const v1::MemoryData& memory, const PendingRequest& expected) {
-  if (!expected.read_typed) {
-    if (memory.data().size() != expected.read_size || memory.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat("read_memory returned ", memory.data().size(),
-                                                     " bytes, expected ", expected.read_size));
-    }
-    return absl::OkStatus();
-  }
-  if (!memory.data().empty() || !memory.has_value() ||
-      memory.value().kind_case() == v1::Value::KIND_NOT_SET) {
-    return absl::InvalidArgumentError("typed read_memory must return a value and no data");
-  }
-  if (memory.value().kind_case() == v1::Value::kRaw &&
-      memory.value().raw().size() != expected.read_size) {
-    return absl::InvalidArgumentError(absl::StrCat("typed read_memory returned ",
-                                                   memory.value().raw().size(),
-                                                   " raw bytes, expected ", expected.read_size));
-  }
-  return absl::OkStatus();
+  return CheckReadResult(memory, expected.read_size, expected.read_typed);
 }
 
 // A batch's results: one per call that ran, each as CheckCallResult checks a call's; all of
@@ -196,60 +179,6 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
   }
   response.set_id(expected.client_id);
   return response;
-}
-
-absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
-                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped) {
-  shipped->clear();
-  if (invoke.invocation() == 0) {
-    return absl::InvalidArgumentError("callback invocation with id 0");
-  }
-  if (invoke.args_size() != signature.params_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invocation of callback ", invoke.callback(), " carries ", invoke.args_size(),
-                     " arguments; its signature has ", signature.params_size()));
-  }
-  for (int i = 0; i < invoke.args_size(); ++i) {
-    if (invoke.args(i).kind_case() == v1::Value::KIND_NOT_SET) {
-      return absl::InvalidArgumentError(absl::StrCat("invocation argument ", i, " has no value"));
-    }
-  }
-  if (invoke.pointees_size() > signature.params_size()) {
-    return absl::InvalidArgumentError("invocation carries more pointees than arguments");
-  }
-  absl::flat_hash_set<uint32_t> seen;
-  uint64_t total = 0;
-  for (const v1::PointeeData& pointee : invoke.pointees()) {
-    const uint32_t arg = pointee.arg();
-    const v1::Type* param =
-        arg < static_cast<uint32_t>(signature.params_size()) ? &signature.params(arg) : nullptr;
-    // A pointer parameter ships its pointee; an array parameter (a decayed pointer) its
-    // whole length.
-    const v1::Type* shipped_type = param == nullptr ? nullptr
-                                   : param->kind_case() == v1::Type::kPointer
-                                       ? &param->pointer().pointee()
-                                   : param->kind_case() == v1::Type::kArray ? param
-                                                                            : nullptr;
-    if (shipped_type == nullptr || !seen.insert(arg).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invocation ships pointee data for argument ", arg,
-                       ", which is not a pointer parameter of the callback or was shipped twice"));
-    }
-    uint64_t size = 0;
-    uint64_t alignment = 0;
-    if (!ComputeSizeAndAlignment(*shipped_type, &size, &alignment).ok() ||
-        pointee.data().size() != size) {
-      return absl::InvalidArgumentError(absl::StrCat("invocation ships ", pointee.data().size(),
-                                                     " bytes for argument ", arg,
-                                                     ", which is not its pointee type's size"));
-    }
-    total += size;
-    if (total > kMaxInvokePointeeBytes) {
-      return absl::InvalidArgumentError("invocation ships too many pointee bytes");
-    }
-    shipped->emplace_back(arg, size);
-  }
-  return absl::OkStatus();
 }
 
 absl::Status CheckWorkerEvent(const v1::SessionEvent& event) {

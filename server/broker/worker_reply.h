@@ -14,15 +14,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/call_answer.h"
 #include "core/framing.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/pending_request.h"
 #include "server/protocol/worker_protocol.pb.h"
 
 namespace ffibox {
-
-// Most arguments a CallbackInvoke may carry pointee data for, and most bytes in all.
-inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
 
 // Parses one frame from the worker and checks its envelope: exactly one of `response`,
 // `invoke` and `event` is set. INVALID_ARGUMENT otherwise (the caller kills the worker).
@@ -45,14 +43,7 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame);
 absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
                                                  const PendingRequest& expected);
 
-// Checks a CallbackInvoke against the signature of the callback it names: a non-zero
-// invocation id, exactly one argument per parameter, and pointee data only for pointer
-// parameters, at most once per argument, each exactly the pointee type's size. Does not
-// check the ids against the session (the session does). On success `shipped` holds
-// (argument index, size) of every pointee, which the client's CallbackReturn may write
-// back. INVALID_ARGUMENT describing the violation.
-absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
-                                 std::vector<std::pair<uint32_t, uint64_t>>* shipped);
+// CheckCallbackInvoke is core/call_answer.h's.
 
 // Checks an event frame: the worker may only report CALLBACK_ERROR, with a known error code.
 absl::Status CheckWorkerEvent(const v1::SessionEvent& event);
