@@ -125,7 +125,8 @@ class Callback<R(A...)> {
     const v1::CallbackDefined& defined = response.callback();
     Callback callback(stream, defined.callback(),
                       RemotePtr(defined.address().address(), defined.address().generation()));
-    stream->callbacks().Register(callback.id(), Invocation::Bind(std::move(handler), memory));
+    stream->callbacks().Register(callback.id(), Invocation::Bind(std::move(handler), memory),
+                                 Signature());
     return callback;
   }
 

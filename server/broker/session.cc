@@ -536,6 +536,7 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     }
     if (local_memfd.fd >= 0) {
       wrapped.mutable_local_channel()->set_max_request_bytes(config_.max_message_bytes);
+      wrapped.mutable_local_channel()->set_callbacks(request.open_local_channel().callbacks());
     }
     was_idle = queued.became_head;
     if (was_idle) head_deadline = requests_.NextDeadline();

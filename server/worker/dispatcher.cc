@@ -13,6 +13,7 @@
 #include "core/errors.h"
 #include "core/local_channel.h"
 #include "core/piece_stream.h"
+#include "core/status_macros.h"
 #include "core/thread_name.h"
 #include "google/protobuf/arena.h"
 
@@ -23,6 +24,17 @@ namespace {
 // innermost one (0 outside any).
 thread_local int t_depth = 0;
 thread_local uint64_t t_invocation = 0;
+// The same-host channel whose call the calling thread (the main thread) is running, when
+// its client takes callbacks there (LocalChannel.callbacks); null otherwise.
+thread_local ShmChannel* t_channel = nullptr;
+
+// What a client may send on the same-host channel inside an invocation made there: the
+// requests the worker answers alone, without the broker's state (loads, resolves and
+// callbacks are the broker's).
+bool NestedOnChannel(v1::Request::OpCase op) {
+  return op == v1::Request::kCall || op == v1::Request::kReadMemory ||
+         op == v1::Request::kReadString || op == v1::Request::kWriteMemory;
+}
 
 constexpr absl::string_view kGotZero = "; native code received zero";
 
@@ -191,6 +203,7 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
     (*channel)->SharedArea().IgnoreError();
     (*channel)->SetLongestReadSpin(kLocalLongestSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();
+    local_callbacks_ = request.local_channel().callbacks();
     {
       absl::MutexLock lock(&mu_);
       local_ = *std::move(channel);
@@ -250,20 +263,91 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
   channel.StoreStatusWord(kLocalBusyFunctionWord, request.call().function());
   channel.StoreStatusWord(kLocalBusyTimeoutWord, request.call().timeout_ms());
   channel.StoreStatusWord(kLocalBusySinceWord, std::max<uint64_t>(LocalClockNanos(), 1));
+  local_failed_ = false;
+  t_channel = local_callbacks_ ? &channel : nullptr;
   if (!response->has_error()) executor_->Execute(*wrapped, response, shared);
+  t_channel = nullptr;
   channel.StoreStatusWord(kLocalBusySinceWord, 0);
   channel.StoreStatusWord(kLocalBusyTimeoutWord, 0);
   channel.StoreStatusWord(kLocalBusyFunctionWord, 0);
+  if (local_failed_) {
+    CloseLocal();  // an invocation on it failed: the client is gone, or broke the protocol
+    return;
+  }
   response->set_generation(generation_);
-  const size_t length = response->ByteSizeLong();
-  absl::Status sent = WriteFrame(
+  // The client went away or does not read.
+  if (!WriteLocal(channel, *response).ok()) CloseLocal();
+}
+
+absl::Status WorkerDispatcher::WriteLocal(ShmChannel& channel, const v1::Response& message) {
+  const size_t length = message.ByteSizeLong();
+  return WriteFrame(
       channel, length,
-      [response](google::protobuf::io::CodedOutputStream* out) {
-        response->SerializeWithCachedSizes(out);
+      [&message](google::protobuf::io::CodedOutputStream* out) {
+        message.SerializeWithCachedSizes(out);
       },
       // However large, a reply the client takes at 16 MiB/s or more gets through.
       absl::Now() + kLocalReplyDeparture + absl::Seconds(length >> 24));
-  if (!sent.ok()) CloseLocal();  // the client went away or does not read
+}
+
+absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& channel, uint64_t id,
+                                                                   const v1::Response& message) {
+  FFIBOX_RETURN_IF_ERROR(WriteLocal(channel, message));
+  FrameDecoder frames(local_max_request_bytes_);
+  for (;;) {
+    // The client's handler may take as long as it likes: the broker kills a call that
+    // overruns its deadline, handlers included.
+    absl::StatusOr<FramePayload> frame =
+        ReadFrameAsItArrives(channel, frames, absl::InfiniteFuture(), kLocalFrameArrival);
+    // A request from the broker was queued: it waits until the call is done.
+    if (absl::IsCancelled(frame.status())) continue;
+    if (!frame.ok()) return frame.status();
+    StackArena arena;
+    auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
+    v1::Request* request = wrapped->mutable_request();
+    if (!ParseFromOwnedPieces(std::move(frame->pieces), request)) {
+      return absl::InvalidArgumentError("the client sent a frame that does not parse");
+    }
+    if (request->op_case() == v1::Request::kCallbackReturn) {
+      if (request->callback_return().invocation() != id) {
+        return absl::InvalidArgumentError(absl::StrCat("the client answered invocation ",
+                                                       request->callback_return().invocation(),
+                                                       " while invocation ", id, " waited"));
+      }
+      return request->callback_return();
+    }
+    if (request->invocation() != id || request->id() == 0 || !NestedOnChannel(request->op_case())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the client sent request kind ", request->op_case(), " (invocation ",
+                       request->invocation(), ") inside invocation ", id,
+                       "; only calls, read_memory, read_string and write_memory of this "
+                       "invocation and its callback_return may come there"));
+    }
+    wrapped->set_id(request->id());
+    wrapped->set_invocation(id);
+    auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
+    response->set_id(request->id());
+    if (t_depth >= max_callback_depth_) {
+      // What the broker answers a request inside an invocation nested this deep.
+      *response->mutable_error() = ToProtoError(
+          ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                      absl::StrCat("invocation: callback invocation ", id, " is nested ", t_depth,
+                                   " deep; the server allows at most ", max_callback_depth_,
+                                   " nested callback invocations")));
+    } else if (request->has_call()) {
+      // The broker blames the function the busy word names when the worker dies: this one,
+      // while it runs. The call's start and timeout stay the outer call's.
+      const uint64_t outer = channel.LoadStatusWord(kLocalBusyFunctionWord);
+      channel.StoreStatusWord(kLocalBusyFunctionWord, request->call().function());
+      // No shared area for a call inside an invocation: the outer call's blocks are there.
+      executor_->Execute(*wrapped, response);
+      channel.StoreStatusWord(kLocalBusyFunctionWord, outer);
+    } else {
+      executor_->Execute(*wrapped, response);
+    }
+    response->set_generation(generation_);
+    FFIBOX_RETURN_IF_ERROR(WriteLocal(channel, *response));
+  }
 }
 
 void WorkerDispatcher::CloseLocal() {
@@ -319,8 +403,14 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
     return;
   }
   const uint64_t id = InvocationId(generation_, ++invocations_);
+  // On the thread running a call from the same-host channel (whose client takes callbacks
+  // there): the invocation goes on that channel; otherwise through the broker.
+  ShmChannel* channel = t_channel;
+  if (channel != nullptr && local_failed_) channel = nullptr;
   internal::WorkerReply invoke_reply;
-  v1::CallbackInvoke* invoke = invoke_reply.mutable_invoke();
+  v1::Response channel_message;
+  v1::CallbackInvoke* invoke = channel != nullptr ? channel_message.mutable_callback_invoke()
+                                                  : invoke_reply.mutable_invoke();
   invoke->set_invocation(id);
   invoke->set_callback(callback);
   invoke->set_parent_invocation(t_invocation);
@@ -332,13 +422,34 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
     return;
   }
 
+  const uint64_t parent = t_invocation;
+  if (channel != nullptr) {
+    channel_message.set_generation(generation_);
+    ++t_depth;
+    t_invocation = id;
+    absl::StatusOr<v1::CallbackReturn> answer = ChannelInvoke(*channel, id, channel_message);
+    t_invocation = parent;
+    --t_depth;
+    if (!answer.ok()) {
+      local_failed_ = true;  // the channel closes once the outer call is done
+      StoreZeroResult(signature, result);
+      ReportFailure(
+          callback, id,
+          ErrorStatus(v1::FAILED_PRECONDITION,
+                      absl::StrCat("the same-host channel failed: ", answer.status().message())),
+          kGotZero);
+      return;
+    }
+    Complete(callback, id, closure, *answer, shipped, result);
+    return;
+  }
+
   Invocation invocation;
   {
     absl::MutexLock lock(&mu_);
     waiting_[id] = &invocation;
   }
   Send(invoke_reply);
-  const uint64_t parent = t_invocation;
   ++t_depth;
   t_invocation = id;
   v1::CallbackReturn answer;

@@ -28,6 +28,13 @@
 //     waits on it instead (the reader thread interrupts that wait when it queues one), reads
 //     the client's call, runs it and writes the response back. A frame that is no top-level
 //     call closes the channel; the client's calls then go through the broker again.
+//     When the client asked for callbacks on the channel (LocalChannel.callbacks), a
+//     callback that native code calls on the main thread during such a call is invoked on
+//     the channel instead (ChannelInvoke): the CallbackInvoke goes to the client as a
+//     Response there, and the main thread serves the client's requests inside the
+//     invocation from the channel (calls, read_memory, read_string, write_memory) until its
+//     callback_return. Anything else there, or a channel that fails, closes the channel once
+//     the outer call is done; native code then gets zero, as for a failed callback.
 //
 // Everything received from the broker is untrusted; the executor validates each request.
 #ifndef FFIBOX_SERVER_WORKER_DISPATCHER_H_
@@ -111,6 +118,13 @@ class WorkerDispatcher : public CallbackRunner {
   void RunLocal(ShmChannel& channel, FramePayload frame);
   // Closes the same-host channel (the client sees end of stream) and forgets it.
   void CloseLocal();
+  // Invocation `id` on the same-host channel `channel`: sends `message` (a Response carrying
+  // its CallbackInvoke), serves the client's requests inside it from the channel and returns
+  // its callback_return; the reason when the channel fails or carries anything else.
+  absl::StatusOr<v1::CallbackReturn> ChannelInvoke(ShmChannel& channel, uint64_t id,
+                                                   const v1::Response& message);
+  // Writes one message to the client on the same-host channel.
+  static absl::Status WriteLocal(ShmChannel& channel, const v1::Response& message);
   // Sends a CALLBACK_ERROR event: `status` about `callback` (and `invocation` when not 0),
   // followed by `consequence`.
   void ReportFailure(uint64_t callback, uint64_t invocation, const absl::Status& status,
@@ -137,6 +151,10 @@ class WorkerDispatcher : public CallbackRunner {
   // reader thread (under mu_) when it queues a top-level request.
   std::unique_ptr<ShmChannel> local_ ABSL_GUARDED_BY(mu_);
   uint64_t local_max_request_bytes_ = 0;  // the main thread's
+  bool local_callbacks_ = false;          // the main thread's: LocalChannel.callbacks
+  // The main thread's: an invocation on the channel failed during the call running from it,
+  // which closes the channel once that call is done.
+  bool local_failed_ = false;
   absl::flat_hash_map<uint64_t, Invocation*> waiting_ ABSL_GUARDED_BY(mu_);
 };
 

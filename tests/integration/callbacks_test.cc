@@ -3,7 +3,7 @@
 // client functions; handlers call back into the session reentrantly; stored handlers fire in
 // later calls and from library threads; failures (handler errors, a client that never
 // answers, a crash inside a callback, freed callbacks, restarts, limits) give the documented
-// results.
+// results. Each test runs over gRPC and on the same-host channel.
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -36,9 +36,17 @@ FFIBOX_STRUCT(CallbackPoint, x, y)
 using IntCallback = Callback<int(int)>;
 using test_support::WaitFor;
 
-class CallbacksTest : public test_support::SessionFixture {
+// Each test runs twice: on a session over gRPC, and on one whose calls take the same-host
+// channel (where callbacks invoked during a call come on the channel too).
+class CallbacksTest : public test_support::SessionFixture,
+                      public ::testing::WithParamInterface<bool> {
  protected:
   std::vector<std::string> ServerFlags() const override { return {"--call_timeout_ms=10000"}; }
+  SessionOptions Options() const override {
+    SessionOptions options;
+    options.same_host = GetParam();
+    return options;
+  }
 
   template <typename Sig>
   TypedFunction<Sig> Fn(const std::string& symbol) {
@@ -65,7 +73,7 @@ class CallbacksTest : public test_support::SessionFixture {
   }
 };
 
-TEST_F(CallbacksTest, QsortSortsWithAClientComparatorOnShippedPointees) {
+TEST_P(CallbacksTest, QsortSortsWithAClientComparatorOnShippedPointees) {
   absl::StatusOr<Library> libc = session_->Load("libc.so.6");
   ASSERT_OK(libc);
   using Compare = Callback<int(const int*, const int*)>;
@@ -86,7 +94,7 @@ TEST_F(CallbacksTest, QsortSortsWithAClientComparatorOnShippedPointees) {
   EXPECT_GT(comparisons, 0);
 }
 
-TEST_F(CallbacksTest, QsortComparatorReadsVoidPointersThroughRemoteMemory) {
+TEST_P(CallbacksTest, QsortComparatorReadsVoidPointersThroughRemoteMemory) {
   absl::StatusOr<Library> libc = session_->Load("libc.so.6");
   ASSERT_OK(libc);
   using Compare = Callback<int(const void*, const void*)>;
@@ -110,7 +118,7 @@ TEST_F(CallbacksTest, QsortComparatorReadsVoidPointersThroughRemoteMemory) {
   EXPECT_TRUE(session_->TakeEvents().empty());
 }
 
-TEST_F(CallbacksTest, FoldOverDoublesCallsTheClientForEveryElement) {
+TEST_P(CallbacksTest, FoldOverDoublesCallsTheClientForEveryElement) {
   using Add = Callback<double(double, double)>;
   absl::StatusOr<Add> add = session_->DefineCallback<double(double, double)>(
       [](double acc, double x) -> absl::StatusOr<double> { return acc + x; });
@@ -122,7 +130,7 @@ TEST_F(CallbacksTest, FoldOverDoublesCallsTheClientForEveryElement) {
   EXPECT_DOUBLE_EQ(*sum, 8.75);
 }
 
-TEST_F(CallbacksTest, CallbackMutatesAStructThroughAPointer) {
+TEST_P(CallbacksTest, CallbackMutatesAStructThroughAPointer) {
   using Mutate = Callback<void(CallbackPoint*)>;
   absl::StatusOr<Mutate> mutate =
       session_->DefineCallback<void(CallbackPoint*)>([](Pointee<CallbackPoint> p) -> absl::Status {
@@ -138,7 +146,7 @@ TEST_F(CallbacksTest, CallbackMutatesAStructThroughAPointer) {
   EXPECT_EQ(point.y, 42);
 }
 
-TEST_F(CallbacksTest, NestedReentrantCallsRecurseThroughNativeCode) {
+TEST_P(CallbacksTest, NestedReentrantCallsRecurseThroughNativeCode) {
   auto add_int = Fn<int(int, int)>("add_int");
   auto twice = Fn<int(IntCallback, int)>("call_twice_nested");
   std::optional<IntCallback> self;
@@ -172,7 +180,7 @@ TEST_F(CallbacksTest, NestedReentrantCallsRecurseThroughNativeCode) {
   EXPECT_TRUE(session_->TakeEvents().empty());
 }
 
-TEST_F(CallbacksTest, StoredHandlerFiresInLaterCalls) {
+TEST_P(CallbacksTest, StoredHandlerFiresInLaterCalls) {
   absl::StatusOr<IntCallback> triple =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return 3 * x; });
   ASSERT_OK(triple);
@@ -183,7 +191,7 @@ TEST_F(CallbacksTest, StoredHandlerFiresInLaterCalls) {
   EXPECT_EQ(fire_handler(-4).value_or(-99), -12);
 }
 
-TEST_F(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {
+TEST_P(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {
   std::atomic<int> calls{0};
   absl::StatusOr<IntCallback> doubler =
       session_->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
@@ -196,7 +204,7 @@ TEST_F(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {
   EXPECT_EQ(calls.load(), 1);
 }
 
-TEST_F(CallbacksTest, HandlerErrorGivesNativeCodeZeroAndACallbackErrorEvent) {
+TEST_P(CallbacksTest, HandlerErrorGivesNativeCodeZeroAndACallbackErrorEvent) {
   using Add = Callback<double(double, double)>;
   absl::StatusOr<Add> failing = session_->DefineCallback<double(double, double)>(
       [](double, double) -> absl::StatusOr<double> {
@@ -213,7 +221,7 @@ TEST_F(CallbacksTest, HandlerErrorGivesNativeCodeZeroAndACallbackErrorEvent) {
   EXPECT_EQ(Fn<int(int, int)>("add_int")(2, 3).value_or(-1), 5);
 }
 
-TEST_F(CallbacksTest, ClientThatNeverAnswersMeetsTheCallDeadline) {
+TEST_P(CallbacksTest, ClientThatNeverAnswersMeetsTheCallDeadline) {
   absl::Notification release;
   absl::StatusOr<IntCallback> stuck =
       session_->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
@@ -231,7 +239,7 @@ TEST_F(CallbacksTest, ClientThatNeverAnswersMeetsTheCallDeadline) {
   EXPECT_EQ(Fn<int(int, int)>("add_int")(40, 2).value_or(-1), 42);
 }
 
-TEST_F(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
+TEST_P(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
   auto crash = Fn<int()>("crash_null_deref");
   absl::Status inner;
   absl::Notification handler_done;
@@ -254,7 +262,7 @@ TEST_F(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
   EXPECT_GE(session_->generation(), 2u);
 }
 
-TEST_F(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
+TEST_P(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
   absl::StatusOr<IntCallback> handler =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x + 1; });
   ASSERT_OK(handler);
@@ -267,7 +275,7 @@ TEST_F(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
   EXPECT_THAT(handler->Free(), StatusIs(v1::NOT_FOUND));
 }
 
-TEST_F(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
+TEST_P(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
   absl::StatusOr<IntCallback> handler =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x * x; });
   ASSERT_OK(handler);
@@ -292,7 +300,7 @@ class CallbackLimitsTest : public CallbacksTest {
   }
 };
 
-TEST_F(CallbackLimitsTest, DefiningMoreCallbacksThanTheLimitIsResourceExhausted) {
+TEST_P(CallbackLimitsTest, DefiningMoreCallbacksThanTheLimitIsResourceExhausted) {
   std::vector<IntCallback> defined;
   for (int i = 0; i < 3; ++i) {
     absl::StatusOr<IntCallback> callback =
@@ -308,7 +316,7 @@ TEST_F(CallbackLimitsTest, DefiningMoreCallbacksThanTheLimitIsResourceExhausted)
   EXPECT_TRUE(extra.ok()) << extra.status();
 }
 
-TEST_F(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
+TEST_P(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
   auto twice = Fn<int(IntCallback, int)>("call_twice_nested");
   std::optional<IntCallback> self;
   int depth = 0;
@@ -331,6 +339,12 @@ TEST_F(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
   EXPECT_THAT(refused, StatusIs(v1::RESOURCE_EXHAUSTED)) << refused;
   EXPECT_EQ(max_depth, 2);
 }
+
+std::string PathName(const ::testing::TestParamInfo<bool>& info) {
+  return info.param ? "SameHost" : "Grpc";
+}
+INSTANTIATE_TEST_SUITE_P(Paths, CallbacksTest, ::testing::Bool(), PathName);
+INSTANTIATE_TEST_SUITE_P(Paths, CallbackLimitsTest, ::testing::Bool(), PathName);
 
 }  // namespace
 }  // namespace ffibox

@@ -342,6 +342,88 @@ TEST_F(SameHostTest, CallbacksRunDuringACallOnTheChannel) {
   EXPECT_TRUE(session->same_host());
 }
 
+TEST_F(SameHostTest, ACallbackDuringACallOnTheChannelRunsOnTheCallingThread) {
+  // Over gRPC a handler runs on the session's callback thread; on the channel the thread
+  // that waits for the call runs it, with no hop through the broker.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  std::vector<std::thread::id> threads;
+  using IntCallback = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(IntCallback triple,
+                       session->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+                         threads.push_back(std::this_thread::get_id());
+                         return 3 * x;
+                       }));
+  ASSERT_OK_AND_ASSIGN(auto twice, (lib.Function<int(IntCallback, int)>("call_twice_nested")));
+  ASSERT_OK_AND_ASSIGN(int result, twice(triple, 2));
+  EXPECT_EQ(result, 18);
+  ASSERT_EQ(threads.size(), 2u);
+  EXPECT_EQ(threads[0], std::this_thread::get_id());
+  EXPECT_EQ(threads[1], std::this_thread::get_id());
+  EXPECT_TRUE(session->same_host());
+  // A callback from a thread the library made still reaches the client (on the stream).
+  ASSERT_OK_AND_ASSIGN(auto from_thread, (lib.Function<int(IntCallback, int)>("call_from_thread")));
+  ASSERT_OK_AND_ASSIGN(int threaded, from_thread(triple, 5));
+  EXPECT_EQ(threaded, 15);
+  ASSERT_EQ(threads.size(), 3u);
+  EXPECT_NE(threads[2], std::this_thread::get_id());
+}
+
+TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsAndWritesThereAndIsRefusedTheRest) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
+  std::string first;
+  std::string rewritten;
+  int sum = 0;
+  absl::Status define_inside;
+  absl::Status fill_inside;
+  // each_row(row, context) calls row(context, 3, {"first", "second", "third", NULL}).
+  using Row = Callback<int(RemotePtr, int, RemotePtr)>;
+  ASSERT_OK_AND_ASSIGN(
+      Row row,
+      session->DefineCallback<int(RemotePtr, int, RemotePtr)>(
+          [&](RemotePtr, int columns, RemotePtr values) -> absl::StatusOr<int> {
+            // read_memory, read_string, write_memory and a call, all on the channel.
+            absl::StatusOr<RemotePtr> name = session->Read<RemotePtr>(values);
+            if (!name.ok()) return name.status();
+            absl::StatusOr<std::string> text = session->ReadCString(*name);
+            if (!text.ok()) return text.status();
+            first = *text;
+            // values[1] = values[0]; then values[1] reads "first".
+            absl::Status written = session->Write<RemotePtr>(values.Offset(8), *name);
+            if (!written.ok()) return written;
+            absl::StatusOr<RemotePtr> second = session->Read<RemotePtr>(values.Offset(8));
+            if (!second.ok()) return second.status();
+            absl::StatusOr<std::string> again = session->ReadCString(*second);
+            if (!again.ok()) return again.status();
+            rewritten = *again;
+            absl::StatusOr<int> added = add_int(columns, 39);
+            if (!added.ok()) return added.status();
+            sum = *added;
+            // Anything else would wait for the worker's thread that waits for us.
+            define_inside =
+                session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; })
+                    .status();
+            fill_inside = session->FillMemory(*name, 0, 1);
+            return columns;
+          }));
+  ASSERT_OK_AND_ASSIGN(auto each_row, (lib.Function<int(Row, RemotePtr)>("each_row")));
+  ASSERT_OK_AND_ASSIGN(int columns, each_row(row, RemotePtr()));
+  EXPECT_EQ(columns, 3);
+  EXPECT_EQ(first, "first");
+  EXPECT_EQ(rewritten, "first");
+  EXPECT_EQ(sum, 42);
+  EXPECT_THAT(define_inside, StatusIs(v1::FAILED_PRECONDITION)) << define_inside;
+  EXPECT_NE(define_inside.message().find("same-host channel"), std::string::npos) << define_inside;
+  EXPECT_THAT(fill_inside, StatusIs(v1::FAILED_PRECONDITION)) << fill_inside;
+  // The channel and the worker are as they were.
+  EXPECT_TRUE(session->same_host());
+  ASSERT_OK_AND_ASSIGN(int after, add_int(2, 3));
+  EXPECT_EQ(after, 5);
+  EXPECT_EQ(session->generation(), 1u);
+}
+
 TEST_F(SameHostTest, ACallbackStormDoesNotPostponeTheTimeout) {
   // Every 20 ms the call invokes a callback (a frame for the broker's reader); the broker
   // still ends the call at the session's 500 ms.

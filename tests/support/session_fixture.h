@@ -18,6 +18,8 @@ class SessionFixture : public ::testing::Test {
  protected:
   // Extra ffiboxd flags for this fixture's server.
   virtual std::vector<std::string> ServerFlags() const { return {}; }
+  // The options of the fixture's session.
+  virtual SessionOptions Options() const { return {}; }
 
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start(ServerFlags());
@@ -26,7 +28,7 @@ class SessionFixture : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_->address());
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = std::move(*client);
-    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession();
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(Options());
     ASSERT_TRUE(session.ok()) << session.status();
     session_ = std::move(*session);
     absl::StatusOr<Library> lib = session_->Load(TestLibPath());

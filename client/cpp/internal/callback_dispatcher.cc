@@ -2,8 +2,11 @@
 
 #include <chrono>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_answer.h"
+#include "core/errors.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -24,9 +27,10 @@ CallbackDispatcher::CallbackDispatcher(AnswerSender send) : send_(std::move(send
 
 CallbackDispatcher::~CallbackDispatcher() { Stop(); }
 
-void CallbackDispatcher::Register(uint64_t id, Handler handler) {
+void CallbackDispatcher::Register(uint64_t id, Handler handler, v1::Signature signature) {
   absl::MutexLock lock(&mu_);
-  handlers_[id] = std::make_shared<const Handler>(std::move(handler));
+  handlers_[id] =
+      std::make_shared<const Registered>(Registered{std::move(handler), std::move(signature)});
   if (!started_ && !stopped_) {
     started_ = true;
     thread_ = std::thread([this] { Loop(); });
@@ -34,7 +38,7 @@ void CallbackDispatcher::Register(uint64_t id, Handler handler) {
 }
 
 void CallbackDispatcher::Unregister(uint64_t id) {
-  std::shared_ptr<const Handler> handler;  // destroyed outside the lock
+  std::shared_ptr<const Registered> handler;  // destroyed outside the lock
   absl::MutexLock lock(&mu_);
   auto it = handlers_.find(id);
   if (it == handlers_.end()) return;
@@ -84,7 +88,7 @@ void CallbackDispatcher::Wake() {
 }
 
 void CallbackDispatcher::Stop() {
-  absl::flat_hash_map<uint64_t, std::shared_ptr<const Handler>> handlers;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<const Registered>> handlers;
   {
     absl::MutexLock lock(&mu_);
     stopped_ = true;
@@ -127,24 +131,50 @@ void CallbackDispatcher::Loop() {
 
 void CallbackDispatcher::Run(const v1::Response& message) {
   const v1::CallbackInvoke& invoke = message.callback_invoke();
-  std::shared_ptr<const Handler> handler;
+  std::shared_ptr<const Registered> registered;
   {
     absl::MutexLock lock(&mu_);
     auto it = handlers_.find(invoke.callback());
-    if (it != handlers_.end()) handler = it->second;
+    if (it != handlers_.end()) registered = it->second;
   }
   v1::Request request;
-  if (handler == nullptr) {
-    request.mutable_callback_return()->set_error(absl::StrCat(
-        "callback ", invoke.callback(), " has no handler in this client (it was freed)"));
-  } else {
-    const uint64_t outer = serving_invocation;
-    serving_invocation = invoke.invocation();
-    *request.mutable_callback_return() = (*handler)(message);
-    serving_invocation = outer;
-  }
-  request.mutable_callback_return()->set_invocation(invoke.invocation());
+  const uint64_t outer = serving_invocation;
+  serving_invocation = invoke.invocation();
+  *request.mutable_callback_return() =
+      Answer(registered != nullptr ? &registered->handler : nullptr, message);
+  serving_invocation = outer;
   send_(std::move(request));  // answered with done; nothing waits for it
+}
+
+absl::StatusOr<v1::CallbackReturn> CallbackDispatcher::RunHere(const v1::Response& message) {
+  const v1::CallbackInvoke& invoke = message.callback_invoke();
+  std::shared_ptr<const Registered> registered;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = handlers_.find(invoke.callback());
+    if (it != handlers_.end()) registered = it->second;
+  }
+  if (registered != nullptr) {
+    std::vector<std::pair<uint32_t, uint64_t>> shipped;
+    absl::Status checked = CheckCallbackInvoke(invoke, registered->signature, &shipped);
+    if (!checked.ok()) return ErrorStatus(v1::INTERNAL, checked.message());
+  } else if (invoke.invocation() == 0) {
+    return ErrorStatus(v1::INTERNAL, "callback invocation with id 0");
+  }
+  return Answer(registered != nullptr ? &registered->handler : nullptr, message);
+}
+
+v1::CallbackReturn CallbackDispatcher::Answer(const Handler* handler, const v1::Response& message) {
+  const v1::CallbackInvoke& invoke = message.callback_invoke();
+  v1::CallbackReturn answer;
+  if (handler == nullptr) {
+    answer.set_error(absl::StrCat("callback ", invoke.callback(),
+                                  " has no handler in this client (it was freed)"));
+  } else {
+    answer = (*handler)(message);
+  }
+  answer.set_invocation(invoke.invocation());
+  return answer;
 }
 
 }  // namespace client_internal

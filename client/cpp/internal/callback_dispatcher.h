@@ -44,9 +44,9 @@ class CallbackDispatcher {
   // Stops (see Stop).
   ~CallbackDispatcher();
 
-  // Runs `handler` for invocations of callback `id` from now on (replacing any earlier one);
-  // starts the callback thread on first use.
-  void Register(uint64_t id, Handler handler);
+  // Runs `handler` for invocations of callback `id`, whose signature is `signature`, from
+  // now on (replacing any earlier one); starts the callback thread on first use.
+  void Register(uint64_t id, Handler handler, v1::Signature signature);
   // Forgets the handler of callback `id`; later invocations of it are answered with an error.
   void Unregister(uint64_t id);
 
@@ -54,6 +54,14 @@ class CallbackDispatcher {
   // callback thread, or, when no callback was ever registered (or after Stop), answers it
   // with an error at once.
   void Deliver(v1::Response message);
+
+  // Runs one invocation that came on the same-host channel (`message` is the Response
+  // carrying its CallbackInvoke) on the calling thread, and returns the answer with its
+  // invocation id filled in. The worker sent the invoke straight to this client, so it is
+  // checked as the broker checks one (CheckCallbackInvoke, against the signature the
+  // callback was registered with): INTERNAL describing the violation. An invocation of a
+  // callback without a handler is answered with an error, as on the stream.
+  absl::StatusOr<v1::CallbackReturn> RunHere(const v1::Response& message);
 
   // Whether the calling thread is this dispatcher's callback thread.
   bool OnCallbackThread() const;
@@ -77,10 +85,18 @@ class CallbackDispatcher {
   void Loop();
   // Runs one invocation's handler (or refuses it) and sends the CallbackReturn.
   void Run(const v1::Response& message);
+  // Runs `handler` (null: the callback has none) for the invocation `message` carries and
+  // returns its answer.
+  static v1::CallbackReturn Answer(const Handler* handler, const v1::Response& message);
+
+  struct Registered {
+    Handler handler;
+    v1::Signature signature;
+  };
 
   const AnswerSender send_;
   absl::Mutex mu_;
-  absl::flat_hash_map<uint64_t, std::shared_ptr<const Handler>> handlers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::shared_ptr<const Registered>> handlers_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::Response> invokes_ ABSL_GUARDED_BY(mu_);  // waiting for the callback thread
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

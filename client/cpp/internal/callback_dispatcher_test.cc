@@ -49,13 +49,16 @@ TEST(CallbackDispatcherTest, InvocationsRunOnTheCallbackThreadAndAreAnsweredWith
   CallbackDispatcher dispatcher(sent.Sender());
   bool on_callback_thread = false;
   uint64_t invocation = 0;
-  dispatcher.Register(7, [&](const v1::Response&) {
-    on_callback_thread = dispatcher.OnCallbackThread();
-    invocation = dispatcher.CurrentInvocation();
-    v1::CallbackReturn answer;
-    answer.mutable_result()->set_int_value(42);
-    return answer;
-  });
+  dispatcher.Register(
+      7,
+      [&](const v1::Response&) {
+        on_callback_thread = dispatcher.OnCallbackThread();
+        invocation = dispatcher.CurrentInvocation();
+        v1::CallbackReturn answer;
+        answer.mutable_result()->set_int_value(42);
+        return answer;
+      },
+      v1::Signature());
   dispatcher.Deliver(Invoke(7, 3));
   std::vector<v1::CallbackReturn> answers = sent.WaitFor(1);
   ASSERT_EQ(answers.size(), 1u);
@@ -80,7 +83,8 @@ TEST(CallbackDispatcherTest, InvocationsBeforeAnyCallbackAreRefused) {
 TEST(CallbackDispatcherTest, AFreedCallbackIsAnsweredWithAnError) {
   SentAnswers sent;
   CallbackDispatcher dispatcher(sent.Sender());
-  dispatcher.Register(1, [](const v1::Response&) { return v1::CallbackReturn(); });
+  dispatcher.Register(
+      1, [](const v1::Response&) { return v1::CallbackReturn(); }, v1::Signature());
   dispatcher.Unregister(1);
   dispatcher.Deliver(Invoke(1, 2));
   std::vector<v1::CallbackReturn> answers = sent.WaitFor(1);
@@ -94,24 +98,30 @@ TEST(CallbackDispatcherTest, AWaitOnTheCallbackThreadServesNestedInvocations) {
   CallbackDispatcher dispatcher(sent.Sender());
   std::vector<uint64_t> seen;  // the invocation each handler ran in, in order
   std::thread reader;
-  dispatcher.Register(2, [&](const v1::Response&) {
-    seen.push_back(dispatcher.CurrentInvocation());
-    return v1::CallbackReturn();
-  });
-  dispatcher.Register(1, [&](const v1::Response&) {
-    // A blocking request from the handler: its answer comes after a nested invocation.
-    std::promise<absl::StatusOr<v1::Response>> promise;
-    std::future<absl::StatusOr<v1::Response>> answer = promise.get_future();
-    reader = std::thread([&dispatcher, promise = std::move(promise)]() mutable {
-      dispatcher.Deliver(Invoke(2, 11));
-      absl::SleepFor(absl::Milliseconds(50));
-      promise.set_value(v1::Response());
-      dispatcher.Wake();
-    });
-    EXPECT_TRUE(dispatcher.AwaitServing(answer).ok());
-    seen.push_back(dispatcher.CurrentInvocation());
-    return v1::CallbackReturn();
-  });
+  dispatcher.Register(
+      2,
+      [&](const v1::Response&) {
+        seen.push_back(dispatcher.CurrentInvocation());
+        return v1::CallbackReturn();
+      },
+      v1::Signature());
+  dispatcher.Register(
+      1,
+      [&](const v1::Response&) {
+        // A blocking request from the handler: its answer comes after a nested invocation.
+        std::promise<absl::StatusOr<v1::Response>> promise;
+        std::future<absl::StatusOr<v1::Response>> answer = promise.get_future();
+        reader = std::thread([&dispatcher, promise = std::move(promise)]() mutable {
+          dispatcher.Deliver(Invoke(2, 11));
+          absl::SleepFor(absl::Milliseconds(50));
+          promise.set_value(v1::Response());
+          dispatcher.Wake();
+        });
+        EXPECT_TRUE(dispatcher.AwaitServing(answer).ok());
+        seen.push_back(dispatcher.CurrentInvocation());
+        return v1::CallbackReturn();
+      },
+      v1::Signature());
   dispatcher.Deliver(Invoke(1, 10));
   std::vector<v1::CallbackReturn> answers = sent.WaitFor(2);
   reader.join();

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
@@ -60,7 +61,8 @@ absl::StatusOr<int> KnockAtDoor(const std::string& path, const std::string& toke
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalChannelOpened& opened,
-                                                              absl::Duration timeout) {
+                                                              absl::Duration timeout,
+                                                              InvocationRunner invocations) {
   absl::Status trusted = CheckUnixServer(absl::StrCat("unix:", opened.door_path()), timeout);
   if (!trusted.ok()) return trusted;
   absl::StatusOr<int> door = KnockAtDoor(opened.door_path(), opened.token(), timeout);
@@ -78,13 +80,15 @@ absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalCha
                          /*may_map_shared=*/opened.shared_bytes() != 0);
   close(received->fd);
   if (!channel.ok()) return channel.status();
-  return std::unique_ptr<LocalPath>(new LocalPath(*std::move(channel), opened));
+  return std::unique_ptr<LocalPath>(
+      new LocalPath(*std::move(channel), opened, std::move(invocations)));
 }
 
 std::vector<LocalPath::SharedBlock> LocalPath::PlanShared(const v1::Call& call,
                                                           BorrowedBlocks borrowed) const {
   std::vector<SharedBlock> planned;
-  if (!shared_usable_) return planned;
+  // Inside an invocation, the outer call's blocks are in the area.
+  if (!shared_usable_ || !open_invocations_.empty()) return planned;
   const uint64_t area = channel_->shared_bytes();
   uint64_t next = 0;
   for (const BorrowedBlock& lent : borrowed) {
@@ -229,54 +233,101 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedB
   return response;
 }
 
-absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& request,
+absl::StatusOr<v1::Response> LocalPath::ExchangeMemory(const v1::Request& request,
                                                        absl::Time deadline) {
+  return ExchangeFrames(request, deadline);
+}
+
+absl::Status LocalPath::WriteRequest(const v1::Request& request, absl::Time deadline) {
   const size_t length = request.ByteSizeLong();
   if (max_request_bytes_ != 0 && length > max_request_bytes_) {
     return RequestTooLarge(length, max_request_bytes_);
   }
-  absl::Status sent = WriteFrame(
+  return WriteFrame(
       *channel_, length,
       [&request](google::protobuf::io::CodedOutputStream* out) {
         request.SerializeWithCachedSizes(out);
       },
       deadline);
-  // The worker runs only a whole frame: the call did not run.
+}
+
+absl::Status LocalPath::Serve(v1::Response message, uint64_t parent) {
+  const v1::CallbackInvoke& invoke = message.callback_invoke();
+  const uint64_t id = invoke.invocation();
+  if (invoke.parent_invocation() != parent) {
+    return absl::InvalidArgumentError(absl::StrCat("invocation ", id, " names parent ",
+                                                   invoke.parent_invocation(), ", not ", parent));
+  }
+  if (id == 0 || absl::c_linear_search(open_invocations_, id)) {
+    return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is not fresh"));
+  }
+  message.set_generation(generation_);
+  open_invocations_.push_back(id);
+  absl::StatusOr<v1::CallbackReturn> answer = invocations_(message, *this);
+  open_invocations_.pop_back();
+  if (!answer.ok()) return absl::InvalidArgumentError(answer.status().message());
+  v1::Request reply;
+  *reply.mutable_callback_return() = *std::move(answer);
+  reply.mutable_callback_return()->set_invocation(id);
+  // The answer is small, unless the handler wrote large pointees back: the worker reads it
+  // at once.
+  absl::Status sent = WriteRequest(reply, absl::Now() + kLocalAnswerProgress);
+  if (!sent.ok()) return absl::UnavailableError(sent.message());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& request,
+                                                       absl::Time deadline) {
+  absl::Status sent = WriteRequest(request, deadline);
+  if (absl::IsResourceExhausted(sent)) return sent;
+  // The worker runs only a whole frame: the request did not run.
   if (!sent.ok()) return absl::FailedPreconditionError(sent.message());
   auto malformed = [](absl::string_view why) {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("the worker's answer on the same-host channel ", why));
   };
-  const ExpectedCallResult expected = ExpectedResultOf(request.call());
-  // Read as it arrives: the buffer grows only with what the worker sent.
-  FrameDecoder frames(kMaxLocalAnswerBytes);
-  absl::StatusOr<FramePayload> frame =
-      ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
-  if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
-    return malformed(frame.status().message());
-  }
-  if (!frame.ok()) return frame.status();
-  v1::Response response;
-  if (!ParseFromOwnedPieces(std::move(frame->pieces), &response))
-    return malformed("does not parse");
-  if (response.id() != request.id()) {
-    return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
-  }
-  if (response.has_error()) {
-    absl::Status code = CheckErrorCode(response.error());
-    if (!code.ok()) return malformed(code.message());
-    if (response.result_case() != v1::Response::RESULT_NOT_SET) {
-      return malformed("carries both an error and a result");
+  for (;;) {
+    // Read as it arrives: the buffer grows only with what the worker sent.
+    FrameDecoder frames(kMaxLocalAnswerBytes);
+    absl::StatusOr<FramePayload> frame =
+        ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
+    if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
+      return malformed(frame.status().message());
     }
-    if (response.error().has_batch_index()) return malformed("names a batch call");
-  } else {
-    if (!response.has_call()) return malformed("carries no call result");
-    absl::Status checked = CheckCallResult(response.call(), expected);
-    if (!checked.ok()) return malformed(checked.message());
+    if (!frame.ok()) return frame.status();
+    v1::Response response;
+    if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
+      return malformed("does not parse");
+    }
+    if (response.id() == 0 && response.has_callback_invoke() && invocations_ != nullptr) {
+      // Native code called a callback: its handler runs here, and the call goes on.
+      absl::Status served = Serve(std::move(response), request.invocation());
+      if (absl::IsUnavailable(served)) return served;
+      if (!served.ok()) return malformed(absl::StrCat("invokes a callback: ", served.message()));
+      continue;
+    }
+    if (response.id() != request.id()) {
+      return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
+    }
+    if (!request.has_call()) {
+      absl::Status checked = CheckMemoryAnswer(request, response);
+      if (!checked.ok()) return malformed(checked.message());
+    } else if (response.has_error()) {
+      absl::Status code = CheckErrorCode(response.error());
+      if (!code.ok()) return malformed(code.message());
+      if (response.result_case() != v1::Response::RESULT_NOT_SET) {
+        return malformed("carries both an error and a result");
+      }
+      if (response.error().has_batch_index()) return malformed("names a batch call");
+    } else {
+      if (!response.has_call()) return malformed("carries no call result");
+      absl::Status checked = CheckCallResult(response.call(), ExpectedResultOf(request.call()));
+      if (!checked.ok()) return malformed(checked.message());
+    }
+    // The generation is the one the broker named for this channel, whatever the worker says.
+    response.set_generation(generation_);
+    return response;
   }
-  // The generation is the one the broker named for this channel, whatever the worker says.
-  response.set_generation(generation_);
-  return response;
 }
 
 bool LocalPath::closed_by_worker() const {

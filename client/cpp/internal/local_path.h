@@ -8,10 +8,17 @@
 // report or a call result that returns only the call's OUT/INOUT blocks with their exact sizes
 // (core/call_answer.h, the broker's own check); anything else is INTERNAL and the channel is
 // dropped, never a crash.
+//
+// Callbacks (OpenLocalChannel.callbacks): native code that calls a callback during a call on
+// the channel makes the worker send the CallbackInvoke there, as a Response with id 0. The
+// thread waiting for the call's answer runs the callback's handler (InvocationRunner), sends
+// its callback_return, and waits on; requests the handler makes inside the invocation come
+// back here (Exchange, ExchangeMemory) on the same thread, nested.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_LOCAL_PATH_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_LOCAL_PATH_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,11 +49,21 @@ absl::Status RequestTooLarge(uint64_t bytes, uint64_t limit);
 
 class LocalPath {
  public:
+  // Runs one invocation that came on the channel (the Response carrying its CallbackInvoke,
+  // with the channel's generation) and returns the answer to send, or why it cannot be had
+  // (INTERNAL for an invoke that fails the broker's checks: the channel is then dropped).
+  // `path` is this channel, for the handler's nested requests.
+  using InvocationRunner =
+      std::function<absl::StatusOr<v1::CallbackReturn>(const v1::Response&, LocalPath& path)>;
+
   // Fetches the channel `opened` names from its door (after CheckUnixServer of the door's
   // socket: it must be this user's or root's) and maps it. PERMISSION_DENIED for a door of
   // another user, UNAVAILABLE when the door does not hand the channel over within `timeout`.
+  // `invocations` runs the invocations that come on the channel (the channel was opened
+  // with `callbacks`); null: none may come (an invoke is then a malformed answer).
   static absl::StatusOr<std::unique_ptr<LocalPath>> Connect(const v1::LocalChannelOpened& opened,
-                                                            absl::Duration timeout);
+                                                            absl::Duration timeout,
+                                                            InvocationRunner invocations = nullptr);
 
   // The worker generation the channel belongs to.
   uint64_t generation() const { return generation_; }
@@ -66,8 +83,15 @@ class LocalPath {
   // INTERNAL for an answer that fails the checks above or stalls. After any error the
   // channel is unusable. One call at a time (the caller serializes). After an answer,
   // `request` may have lost the data of its blocks that went through the shared area.
+  // A call inside an invocation that came on the channel (`request->invocation()` set; only
+  // from that invocation's handler, on its thread) uses no shared area: the outer call's
+  // blocks are there.
   absl::StatusOr<v1::Response> Exchange(v1::Request* request, BorrowedBlocks borrowed,
                                         absl::Time deadline);
+  // Sends a memory operation (read_memory, read_string, write_memory; its id and invocation
+  // set) from the handler of an invocation that came on the channel, and waits for its
+  // answer, checked (CheckMemoryAnswer); errors as Exchange's.
+  absl::StatusOr<v1::Response> ExchangeMemory(const v1::Request& request, absl::Time deadline);
 
   // Whether the worker closed the channel itself (its worker was not lost).
   bool closed_by_worker() const;
@@ -81,10 +105,12 @@ class LocalPath {
   uint64_t shared_bytes_moved() const { return shared_bytes_moved_; }
 
  private:
-  LocalPath(std::unique_ptr<ShmChannel> channel, const v1::LocalChannelOpened& opened)
+  LocalPath(std::unique_ptr<ShmChannel> channel, const v1::LocalChannelOpened& opened,
+            InvocationRunner invocations)
       : channel_(std::move(channel)),
         generation_(opened.generation()),
         max_request_bytes_(opened.max_request_bytes()),
+        invocations_(std::move(invocations)),
         shared_usable_(channel_->shared_bytes() != 0) {}
 
   // A block of the request placed in the shared area: where, and its data taken out of the
@@ -105,12 +131,20 @@ class LocalPath {
   absl::Status Share(v1::Call* call, BorrowedBlocks borrowed, std::vector<SharedBlock>& planned);
   // Puts `call` back as it was before Share.
   static void Unshare(v1::Call* call, std::vector<SharedBlock>& shared);
-  // Sends and reads the answer, checked.
+  // Sends and reads the answer, checked; runs the invocations that come meanwhile.
   absl::StatusOr<v1::Response> ExchangeFrames(const v1::Request& request, absl::Time deadline);
+  // Writes one request frame until `deadline`.
+  absl::Status WriteRequest(const v1::Request& request, absl::Time deadline);
+  // Runs the invocation `message` carries, which came while a request inside invocation
+  // `parent` (0: a top-level call) waited, and sends its answer.
+  absl::Status Serve(v1::Response message, uint64_t parent);
 
   std::unique_ptr<ShmChannel> channel_;
   const uint64_t generation_;
   const uint64_t max_request_bytes_;
+  const InvocationRunner invocations_;
+  // The invocations that came on the channel and are running, innermost last.
+  std::vector<uint64_t> open_invocations_;
   bool shared_usable_;
   uint64_t shared_bytes_moved_ = 0;
 };

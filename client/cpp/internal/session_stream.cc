@@ -22,6 +22,29 @@ constexpr absl::Duration kLocalDoorWait = absl::Seconds(5);
 constexpr absl::Duration kLocalAnswerMargin = absl::Seconds(5);
 constexpr absl::Duration kLossReportWait = absl::Seconds(5);
 
+// The invocation that came on a same-host channel whose handler the calling thread runs
+// (innermost first; null outside any): its requests go to that channel.
+struct LocalInvocationScope {
+  const SessionStream* stream;
+  LocalPath* path;
+  uint64_t invocation;
+  absl::Duration call_timeout;
+  const LocalInvocationScope* outer;
+};
+thread_local const LocalInvocationScope* t_local_invocation = nullptr;
+
+// The innermost invocation the calling thread serves for `stream` on its channel, or null.
+const LocalInvocationScope* LocalInvocationOf(const SessionStream* stream) {
+  const LocalInvocationScope* scope = t_local_invocation;
+  return scope != nullptr && scope->stream == stream ? scope : nullptr;
+}
+
+// What a handler may send inside an invocation that came on the same-host channel.
+bool AllowedInLocalInvocation(const v1::Request& request) {
+  return request.has_call() || request.has_read_memory() || request.has_read_string() ||
+         request.has_write_memory();
+}
+
 absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   // grpc::StatusCode and absl::StatusCode share their numbering.
@@ -64,6 +87,19 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
 std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* request) {
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
+  if (LocalInvocationOf(this) != nullptr) {
+    // The broker knows nothing of this invocation, and the worker's thread that would run
+    // the request waits for the handler: it could only wait until the call's timeout.
+    v1::Response refused;
+    refused.set_generation(generation());
+    *refused.mutable_error() = ToProtoError(ErrorStatus(
+        v1::FAILED_PRECONDITION,
+        "inside a callback that native code called during a call on the same-host channel, "
+        "only calls, read_memory, read_string and write_memory can be sent, and only "
+        "waiting for each (they go on the channel); send this request outside the handler"));
+    promise.set_value(std::move(refused));
+    return future;
+  }
   const uint64_t max_bytes = max_request_bytes_.load();
   if (const uint64_t bytes = request->ByteSizeLong(); max_bytes != 0 && bytes > max_bytes) {
     // Not written (it may have fitted the same-host channel's area, not a message).
@@ -101,6 +137,9 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request, Borrow
 
 absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
                                                      BorrowedBlocks borrowed) {
+  if (LocalInvocationOf(this) != nullptr && AllowedInLocalInvocation(*request)) {
+    return ExchangeInInvocation(request, borrowed);
+  }
   const bool local_call =
       request->has_call() && request->invocation() == 0 && !callbacks_.OnCallbackThread();
   if (local_call) {
@@ -145,12 +184,15 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
   absl::MutexLock local_lock(&local_mu_);
   if (unless_enabled && local_ != nullptr) return absl::OkStatus();
   v1::Request request;
-  request.mutable_open_local_channel();
+  request.mutable_open_local_channel()->set_callbacks(true);
   absl::StatusOr<v1::Response> response =
       SendExpecting(std::move(request), v1::Response::kLocalChannel);
   if (!response.ok()) return response.status();
   absl::StatusOr<std::unique_ptr<LocalPath>> local =
-      LocalPath::Connect(response->local_channel(), kLocalDoorWait);
+      LocalPath::Connect(response->local_channel(), kLocalDoorWait,
+                         [this, call_timeout](const v1::Response& message, LocalPath& path) {
+                           return RunLocalInvocation(message, path, call_timeout);
+                         });
   if (!local.ok()) return local.status();
   local_ = *std::move(local);
   local_call_timeout_ = call_timeout;
@@ -223,8 +265,13 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   }
   // Not sent whole: the call did not run; it goes through the broker like any other.
   if (absl::IsFailedPrecondition(failure)) return std::nullopt;
+  return LocalFailureAnswer(request->id(), generation, closed_by_worker, failure);
+}
+
+v1::Response SessionStream::LocalFailureAnswer(uint64_t id, uint64_t generation,
+                                               bool closed_by_worker, const absl::Status& failure) {
   v1::Response failed;
-  failed.set_id(request->id());
+  failed.set_id(id);
   failed.set_generation(generation);
   if (absl::IsUnavailable(failure) && !closed_by_worker) {
     *failed.mutable_error() = LossOf(generation);  // the worker was lost
@@ -238,6 +285,45 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     *failed.mutable_error() = ToProtoError(failure);
   }
   return failed;
+}
+
+absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(const v1::Response& message,
+                                                                     LocalPath& path,
+                                                                     absl::Duration call_timeout) {
+  v1::Response stamped = message;
+  StampGeneration(&stamped);
+  const LocalInvocationScope scope{this, &path, message.callback_invoke().invocation(),
+                                   call_timeout, t_local_invocation};
+  t_local_invocation = &scope;
+  absl::StatusOr<v1::CallbackReturn> answer = callbacks_.RunHere(stamped);
+  t_local_invocation = scope.outer;
+  return answer;
+}
+
+absl::StatusOr<v1::Response> SessionStream::ExchangeInInvocation(v1::Request* request,
+                                                                 BorrowedBlocks borrowed) {
+  const LocalInvocationScope& scope = *LocalInvocationOf(this);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ended_.ok()) return ended_;
+    request->set_id(next_id_++);
+  }
+  request->set_invocation(scope.invocation);
+  const absl::Duration timeout = request->has_call() && request->call().timeout_ms() != 0
+                                     ? absl::Milliseconds(request->call().timeout_ms())
+                                     : scope.call_timeout;
+  const absl::Time deadline = absl::Now() + timeout + kLocalAnswerMargin;
+  absl::StatusOr<v1::Response> response = request->has_call()
+                                              ? scope.path->Exchange(request, borrowed, deadline)
+                                              : scope.path->ExchangeMemory(*request, deadline);
+  if (response.ok()) {
+    StampGeneration(&*response);
+    return response;
+  }
+  // The channel is done with; the call that waits for this handler finds that out next
+  // (and drops it).
+  return LocalFailureAnswer(request->id(), scope.path->generation(), scope.path->closed_by_worker(),
+                            response.status());
 }
 
 v1::Error SessionStream::LossOf(uint64_t generation) {

@@ -86,6 +86,10 @@ class SessionStream {
 
   // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
   // calls of every thread but the callback thread through it from now on, one at a time,
+  // with callbacks on the channel (OpenLocalChannel.callbacks): a callback that native code
+  // calls during such a call runs on the calling thread, and its handler's calls and memory
+  // reads and writes go on the channel too (other requests from it are refused with
+  // FAILED_PRECONDITION: the worker's thread that would answer them waits for the handler);
   // each waiting at most `call_timeout` plus a margin (the broker kills a call that overruns
   // the session's timeout, and its loss then ends the wait). A call that finds the channel
   // ended (its worker lost) fails with the loss the broker reports (WORKER_CRASHED,
@@ -137,6 +141,18 @@ class SessionStream {
   // Exchange through the same-host channel; nullopt when there is none.
   std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request,
                                                               BorrowedBlocks borrowed);
+  // Runs an invocation that came on the same-host channel `path` (LocalPath::InvocationRunner);
+  // its handler's requests go there (ExchangeInInvocation) with `call_timeout`.
+  absl::StatusOr<v1::CallbackReturn> RunLocalInvocation(const v1::Response& message,
+                                                        LocalPath& path,
+                                                        absl::Duration call_timeout);
+  // Exchange of a request made by the handler of an invocation that came on the same-host
+  // channel, on the handler's thread: through that channel, or refused.
+  absl::StatusOr<v1::Response> ExchangeInInvocation(v1::Request* request, BorrowedBlocks borrowed);
+  // The answer to request `id` that failed on the channel of worker `generation` with
+  // `failure` (LocalPath::Exchange's errors), as the broker would have answered it.
+  v1::Response LocalFailureAnswer(uint64_t id, uint64_t generation, bool closed_by_worker,
+                                  const absl::Status& failure);
   // The loss of worker `generation` as the broker reports it (its WORKER_LOST event),
   // waiting for it up to kLossReportWait.
   v1::Error LossOf(uint64_t generation);
