@@ -77,6 +77,33 @@ void CallAddInALoop(benchmark::State& state, const Function<int(int, int)>& add)
   state.SetItemsProcessed(state.iterations());
 }
 
+absl::StatusOr<FiringHandler> PrepareFiringHandler(Session& session, Library& testlib) {
+  FiringHandler firing;
+  FFIBOX_ASSIGN_OR_RETURN(
+      Callback<int(int)> handler,
+      session.DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x + 1; }));
+  firing.handler.emplace(std::move(handler));
+  FFIBOX_ASSIGN_OR_RETURN(auto register_handler,
+                          testlib.Function<void(Callback<int(int)>)>("register_handler"));
+  FFIBOX_RETURN_IF_ERROR(register_handler(*firing.handler));
+  FFIBOX_ASSIGN_OR_RETURN(auto fire, testlib.Function<int(int)>("fire_handler"));
+  firing.fire.emplace(std::move(fire));
+  return firing;
+}
+
+void FireHandlerInALoop(benchmark::State& state, const Function<int(int)>& fire) {
+  int x = 0;
+  for (auto _ : state) {
+    absl::StatusOr<int> result = fire(x);
+    if (!result.ok() || *result != x + 1) {
+      state.SkipWithError(result.ok() ? "fire_handler returned a wrong value"
+                                      : result.status().ToString().c_str());
+      break;
+    }
+    ++x;
+  }
+}
+
 absl::StatusOr<Function<void*(Buffer&, int, size_t)>> ResolveMemset(Session& session) {
   FFIBOX_ASSIGN_OR_RETURN(Library libc, session.Load("libc.so.6"));
   return libc.Function<void*(Buffer&, int, size_t)>("memset");

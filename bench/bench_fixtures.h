@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -120,6 +121,18 @@ absl::StatusOr<Library> LoadTestLibrary(Session& session);
 // The body of the add_int benchmarks: add(i, 1) once per iteration, every sum checked (a
 // wrong one or an error ends the benchmark with SkipWithError); items/s is calls/s.
 void CallAddInALoop(benchmark::State& state, const Function<int(int, int)>& add);
+
+// A client callback returning x + 1, registered as the test library's stored handler
+// (register_handler of tests/testlibs/callbacks.c), and fire_handler, which calls it.
+struct FiringHandler {
+  std::optional<Callback<int(int)>> handler;
+  std::optional<Function<int(int)>> fire;
+};
+absl::StatusOr<FiringHandler> PrepareFiringHandler(Session& session, Library& testlib);
+
+// The body of the callback benchmarks: fire(x) once per iteration (a call that invokes the
+// client's callback once), every result checked as PrepareFiringHandler's x + 1.
+void FireHandlerInALoop(benchmark::State& state, const Function<int(int)>& fire);
 
 // libc's memset(buffer, byte, size) with an INOUT buffer, resolved in `session`.
 absl::StatusOr<Function<void*(Buffer&, int, size_t)>> ResolveMemset(Session& session);

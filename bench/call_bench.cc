@@ -74,8 +74,7 @@ struct FfiboxFixture {
   std::optional<Function<double(double)>> cos;
   std::optional<Function<void*(Buffer&, int, size_t)>> memset;
   // fire_handler of tests/testlibs/callbacks.c, with a client callback registered.
-  std::optional<Function<int(int)>> fire_handler;
-  std::optional<Callback<int(int)>> handler;
+  FiringHandler firing;
   absl::Status callback_status;  // why fire_handler is missing, if it is
 };
 
@@ -88,19 +87,7 @@ absl::Status PrepareCallback(FfiboxFixture& fixture) {
   }
   absl::StatusOr<Library> testlib = fixture.session->Load(resolved);
   if (!testlib.ok()) return testlib.status();
-  absl::StatusOr<Callback<int(int)>> handler =
-      fixture.session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x + 1; });
-  if (!handler.ok()) return handler.status();
-  fixture.handler.emplace(*std::move(handler));
-  absl::StatusOr<Function<void(Callback<int(int)>)>> register_handler =
-      testlib->Function<void(Callback<int(int)>)>("register_handler");
-  if (!register_handler.ok()) return register_handler.status();
-  if (absl::Status registered = (*register_handler)(*fixture.handler); !registered.ok()) {
-    return registered;
-  }
-  absl::StatusOr<Function<int(int)>> fire_handler = testlib->Function<int(int)>("fire_handler");
-  if (!fire_handler.ok()) return fire_handler.status();
-  fixture.fire_handler.emplace(*std::move(fire_handler));
+  FFIBOX_ASSIGN_OR_RETURN(fixture.firing, PrepareFiringHandler(*fixture.session, *testlib));
   return absl::OkStatus();
 }
 
@@ -401,16 +388,7 @@ void BM_FfiboxCallbackRoundTrip(benchmark::State& state) {
     state.SkipWithError(ffibox->callback_status.ToString().c_str());
     return;
   }
-  int x = 0;
-  for (auto _ : state) {
-    absl::StatusOr<int> result = (*ffibox->fire_handler)(x);
-    if (!result.ok() || *result != x + 1) {
-      state.SkipWithError(result.ok() ? "fire_handler returned a wrong value"
-                                      : result.status().ToString().c_str());
-      break;
-    }
-    ++x;
-  }
+  FireHandlerInALoop(state, *ffibox->firing.fire);
 }
 BENCHMARK(BM_FfiboxCallbackRoundTrip)->UseRealTime();
 

@@ -3,7 +3,9 @@
 // SessionOptions::same_host, so each call goes client -> worker -> client over the session's
 // shared-memory channel (core/shm_channel.h) and neither gRPC nor the broker is on its path.
 // Its floor is BM_BareShmRoundTrip (bench/shm_bench.cc): the same channel between two plain
-// processes, in the same run.
+// processes, in the same run. BM_FfiboxLocalCallbackRoundTrip is BM_FfiboxCallbackRoundTrip
+// on that session: fire_handler(x) invokes the client's callback on the channel, so each
+// iteration is two round trips through it (compared with BM_FfiboxLocalCallAdd).
 #include <memory>
 #include <optional>
 
@@ -22,6 +24,7 @@ struct LocalFixture {
   std::unique_ptr<FfiboxServer> ffiboxd;
   std::unique_ptr<Session> session;
   std::optional<Function<int(int, int)>> add;
+  FiringHandler firing;
 };
 
 absl::StatusOr<std::unique_ptr<LocalFixture>> StartLocalFixture(int64_t /*key*/) {
@@ -33,6 +36,7 @@ absl::StatusOr<std::unique_ptr<LocalFixture>> StartLocalFixture(int64_t /*key*/)
   FFIBOX_ASSIGN_OR_RETURN(Library testlib, LoadTestLibrary(*fixture->session));
   FFIBOX_ASSIGN_OR_RETURN(auto add, testlib.Function<int(int, int)>("add_int"));
   fixture->add.emplace(std::move(add));
+  FFIBOX_ASSIGN_OR_RETURN(fixture->firing, PrepareFiringHandler(*fixture->session, testlib));
   return fixture;
 }
 
@@ -44,6 +48,13 @@ void BM_FfiboxLocalCallAdd(benchmark::State& state) {
   CallAddInALoop(state, *fixture->add);
 }
 BENCHMARK(BM_FfiboxLocalCallAdd)->UseRealTime();
+
+void BM_FfiboxLocalCallbackRoundTrip(benchmark::State& state) {
+  LocalFixture* fixture = local_fixture.GetOrSkip(state, "ffiboxd");
+  if (fixture == nullptr) return;
+  FireHandlerInALoop(state, *fixture->firing.fire);
+}
+BENCHMARK(BM_FfiboxLocalCallbackRoundTrip)->UseRealTime();
 
 }  // namespace
 }  // namespace bench

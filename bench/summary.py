@@ -33,6 +33,7 @@ REQUIRED = [
     "BM_SessionStartWithPool",
     "BM_CrashToNextCall",
     "BM_FfiboxCallbackRoundTrip",
+    "BM_FfiboxLocalCallbackRoundTrip",
     "BM_FfiboxConcurrentSessions/200",
 ]
 FLOOR = "BM_CrossProcessRoundTrip"
@@ -154,6 +155,15 @@ def print_targets(results: Dict[str, bench_results.Result]) -> None:
     local = median("BM_FfiboxLocalCallAdd")
     print("%-44s %s" % ("same-host add(1, 2) <= 3x bare shm round trip",
                         verdict(local / shm, 3, "x") if local and shm else "missing"))
+
+    for label, callback, call in (
+            ("a call with one callback <= 2x a call", "BM_FfiboxCallbackRoundTrip",
+             "BM_FfiboxCallAdd"),
+            ("same-host: the same <= 2x", "BM_FfiboxLocalCallbackRoundTrip",
+             "BM_FfiboxLocalCallAdd")):
+        with_callback, plain = median(callback), median(call)
+        print("%-44s %s" % (label, verdict(with_callback / plain, 2, "x")
+                            if with_callback and plain else "missing"))
 
     ctypes_cos = median("BM_PythonCtypesCos")
     python_local = median("BM_PythonFfiboxLocalCos")
