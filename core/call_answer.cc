@@ -209,7 +209,7 @@ absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool t
   return absl::OkStatus();
 }
 
-absl::Status CheckMemoryAnswer(const v1::Request& request, const v1::Response& response) {
+absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& response) {
   v1::Response::ResultCase want;
   switch (request.op_case()) {
     case v1::Request::kReadMemory:
@@ -221,9 +221,12 @@ absl::Status CheckMemoryAnswer(const v1::Request& request, const v1::Response& r
     case v1::Request::kWriteMemory:
       want = v1::Response::kDone;
       break;
+    case v1::Request::kGetLayout:
+      want = v1::Response::kLayout;
+      break;
     default:
       return absl::FailedPreconditionError(
-          absl::StrCat("request kind ", request.op_case(), " is no memory operation"));
+          absl::StrCat("request kind ", request.op_case(), " is not sent inside an invocation"));
   }
   if (response.has_error()) {
     absl::Status code = CheckErrorCode(response.error());

@@ -77,12 +77,12 @@ absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Sig
 // `typed`, a value and no data, a raw value exactly `size` bytes (the type's size).
 absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool typed);
 
-// Checks a worker's answer to `request`, one of the memory operations a client may send on
-// the same-host channel inside a callback invocation (read_memory, read_string,
-// write_memory): an error with a code the worker may report and no result, or the result
-// the operation produces (read_memory's checked by CheckReadResult). INVALID_ARGUMENT
+// Checks a worker's answer to `request`, one of the requests other than calls a client may
+// send on the same-host channel inside a callback invocation (read_memory, read_string,
+// write_memory, get_layout): an error with a code the worker may report and no result, or
+// the result the operation produces (read_memory's checked by CheckReadResult). INVALID_ARGUMENT
 // describing the violation; FAILED_PRECONDITION for a request of another operation.
-absl::Status CheckMemoryAnswer(const v1::Request& request, const v1::Response& response);
+absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& response);
 
 // Checks an error's code: a known one, and none of those only the broker reports
 // (WORKER_CRASHED, SANDBOX_VIOLATION, JAIL_UNAVAILABLE). INVALID_ARGUMENT otherwise.

@@ -83,53 +83,59 @@ TEST(CheckCallResult, ALastingBlockThroughTheSharedAreaMayReportPointers) {
   EXPECT_FALSE(CheckCallResult(result, expected).ok());
 }
 
-// What a client on the same-host channel checks of the answers to its memory requests inside
-// an invocation there: the result each operation produces, exact sizes, no result beside an
+// What a client on the same-host channel checks of the answers to its requests inside an
+// invocation there: the result each operation produces, exact sizes, no result beside an
 // error.
-TEST(CheckMemoryAnswer, EachOperationGetsItsOwnResultOfTheSizeAskedFor) {
+TEST(CheckNestedAnswer, EachOperationGetsItsOwnResultOfTheSizeAskedFor) {
   v1::Request read;
   read.mutable_read_memory()->set_size(4);
   v1::Response answer;
   answer.mutable_memory()->set_data("abcd");
-  EXPECT_TRUE(CheckMemoryAnswer(read, answer).ok());
+  EXPECT_TRUE(CheckNestedAnswer(read, answer).ok());
   answer.mutable_memory()->set_data("abcdefgh");  // more than asked for
-  EXPECT_FALSE(CheckMemoryAnswer(read, answer).ok());
+  EXPECT_FALSE(CheckNestedAnswer(read, answer).ok());
   answer.Clear();
   answer.mutable_done();  // another operation's result
-  EXPECT_FALSE(CheckMemoryAnswer(read, answer).ok());
+  EXPECT_FALSE(CheckNestedAnswer(read, answer).ok());
 
   v1::Request typed;
   typed.mutable_read_memory()->mutable_type()->set_scalar(v1::INT32);
   answer.Clear();
   answer.mutable_memory()->mutable_value()->set_raw("abcd");
-  EXPECT_TRUE(CheckMemoryAnswer(typed, answer).ok());
+  EXPECT_TRUE(CheckNestedAnswer(typed, answer).ok());
   answer.mutable_memory()->mutable_value()->set_raw("abcdabcd");
-  EXPECT_FALSE(CheckMemoryAnswer(typed, answer).ok());
+  EXPECT_FALSE(CheckNestedAnswer(typed, answer).ok());
 
   v1::Request write;
   write.mutable_write_memory()->set_data("x");
   answer.Clear();
   answer.mutable_done();
-  EXPECT_TRUE(CheckMemoryAnswer(write, answer).ok());
+  EXPECT_TRUE(CheckNestedAnswer(write, answer).ok());
   v1::Request string;
   string.mutable_read_string();
-  EXPECT_FALSE(CheckMemoryAnswer(string, answer).ok());
+  EXPECT_FALSE(CheckNestedAnswer(string, answer).ok());
+  v1::Request layout;
+  layout.mutable_get_layout();
+  EXPECT_FALSE(CheckNestedAnswer(layout, answer).ok());
+  answer.Clear();
+  answer.mutable_layout();
+  EXPECT_TRUE(CheckNestedAnswer(layout, answer).ok());
 }
 
-TEST(CheckMemoryAnswer, AnErrorCarriesNoResultAndOnlyACodeTheWorkerMayReport) {
+TEST(CheckNestedAnswer, AnErrorCarriesNoResultAndOnlyACodeTheWorkerMayReport) {
   v1::Request read;
   read.mutable_read_memory()->set_size(4);
   v1::Response answer;
   answer.mutable_error()->set_code(v1::MEMORY_FAULT);
-  EXPECT_TRUE(CheckMemoryAnswer(read, answer).ok());
+  EXPECT_TRUE(CheckNestedAnswer(read, answer).ok());
   answer.mutable_memory()->set_data("abcd");
-  EXPECT_FALSE(CheckMemoryAnswer(read, answer).ok());
+  EXPECT_FALSE(CheckNestedAnswer(read, answer).ok());
   answer.clear_memory();
   answer.mutable_error()->set_code(v1::WORKER_CRASHED);  // only the broker says that
-  EXPECT_FALSE(CheckMemoryAnswer(read, answer).ok());
+  EXPECT_FALSE(CheckNestedAnswer(read, answer).ok());
   v1::Request load;
   load.mutable_load_library();
-  EXPECT_FALSE(CheckMemoryAnswer(load, answer).ok());
+  EXPECT_FALSE(CheckNestedAnswer(load, answer).ok());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "core/errors.h"
+#include "core/layout.h"
 
 namespace ffibox {
 
@@ -186,6 +187,86 @@ absl::Status InBatch(const absl::Status& status, int index) {
   }
   error.set_batch_index(static_cast<uint32_t>(index));
   return ErrorStatus(error);
+}
+
+uint64_t TypeSizeOf(const v1::Type& type) {
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  if (!ComputeSizeAndAlignment(type, &size, &alignment).ok()) return 0;
+  return size;
+}
+
+namespace {
+
+absl::Status ValidateDataType(const v1::Type& type, const TypeLimits& limits,
+                              absl::string_view field) {
+  absl::Status status = ValidateType(type, limits, field);
+  if (!status.ok()) return status;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  return PrefixField(ComputeSizeAndAlignment(type, &size, &alignment), field);
+}
+
+absl::Status ValidateReadMemory(const v1::ReadMemory& read, const TypeLimits& limits) {
+  if (!read.has_address()) return InvalidArgumentAt("read_memory.address", "is required");
+  if (!read.has_type()) return absl::OkStatus();
+  absl::Status status = ValidateDataType(read.type(), limits, "read_memory.type");
+  if (!status.ok()) return status;
+  const uint64_t size = TypeSizeOf(read.type());
+  if (read.size() != 0 && read.size() != size) {
+    return InvalidArgumentAt("read_memory.size",
+                             absl::StrCat("is ", read.size(), " but the type's size is ", size,
+                                          " (send 0 or the type's size)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWriteMemory(const v1::WriteMemory& write, const TypeLimits& limits) {
+  if (!write.has_address()) return InvalidArgumentAt("write_memory.address", "is required");
+  if (!write.has_type()) {
+    if (write.has_value()) {
+      return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
+    }
+    return absl::OkStatus();
+  }
+  if (!write.data().empty()) {
+    return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
+  }
+  if (!write.has_value()) return InvalidArgumentAt("write_memory.value", "is required with a type");
+  return ValidateDataType(write.type(), limits, "write_memory.type");
+}
+
+}  // namespace
+
+absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits) {
+  auto require = [](bool present, const char* field) {
+    return present ? absl::OkStatus() : InvalidArgumentAt(field, "is required");
+  };
+  switch (request.op_case()) {
+    case v1::Request::kReadMemory:
+      return ValidateReadMemory(request.read_memory(), limits);
+    case v1::Request::kWriteMemory:
+      return ValidateWriteMemory(request.write_memory(), limits);
+    case v1::Request::kAllocMemory:
+      return absl::OkStatus();
+    case v1::Request::kFreeMemory:
+      return require(request.free_memory().has_address(), "free_memory.address");
+    case v1::Request::kFillMemory:
+      if (request.fill_memory().byte() > 0xFF) {
+        return InvalidArgumentAt("fill_memory.byte", "must be 0..255");
+      }
+      return require(request.fill_memory().has_address(), "fill_memory.address");
+    case v1::Request::kCopyMemory: {
+      absl::Status destination =
+          require(request.copy_memory().has_destination(), "copy_memory.destination");
+      if (!destination.ok()) return destination;
+      return require(request.copy_memory().has_source(), "copy_memory.source");
+    }
+    case v1::Request::kReadString:
+      return require(request.read_string().has_address(), "read_string.address");
+    default:
+      return InvalidArgumentAt("op", "not a memory operation");
+  }
 }
 
 }  // namespace ffibox

@@ -2,7 +2,9 @@
 // validator of a call message, run by the broker before it forwards a call
 // (server/broker/session.cc) and by the worker before it places or marshals anything
 // (core/call.h); the broker hands the worker its limits (WorkerSettings.max_block_bytes),
-// so both refuse the same calls with the same error.
+// so both refuse the same calls with the same error. Also the one validator of a memory
+// request, run by the broker and, for those a client sends on the same-host channel, by
+// the worker.
 #ifndef FFIBOX_CORE_CALL_SHAPE_H_
 #define FFIBOX_CORE_CALL_SHAPE_H_
 
@@ -50,6 +52,16 @@ absl::Status ValidateBatchShape(const v1::Batch& batch, const TypeLimits& limits
 // error of call `index` of a batch: "batch.calls[index]..." and Error.batch_index = index.
 // OK stays OK.
 absl::Status InBatch(const absl::Status& status, int index);
+
+// A remote-memory request (read/write/alloc/free/fill/copy memory, read_string): every
+// address it needs is present and `fill_memory.byte` is a byte. Typed reads and writes:
+// the type is valid within `limits` and not void; read_memory.size is 0 or the type's size;
+// write_memory carries either `data` or `type` + `value`, never both. Sizes are capped by
+// the worker (server/worker/memory_requests.h).
+absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits);
+
+// The layout size of a validated type (for the checks of typed memory replies).
+uint64_t TypeSizeOf(const v1::Type& type);
 
 // The byte size of `block`: its size, or its data's length when the size is 0.
 inline uint64_t BlockSize(const v1::MemoryBlock& block) {

@@ -40,13 +40,6 @@ absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const T
 // A symbol lookup: symbol name, and the type to read it as when one is given.
 absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits);
 
-// A remote-memory request (read/write/alloc/free/fill/copy memory, read_string): every
-// address it needs is present and `fill_memory.byte` is a byte. Typed reads and writes:
-// the type is valid within `limits` and not void; read_memory.size is 0 or the type's size;
-// write_memory carries either `data` or `type` + `value`, never both. Sizes are capped by
-// the worker (server/worker/memory_requests.h).
-absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits);
-
 // A callback definition: a valid signature within `limits`, not variadic (libffi closures
 // have fixed parameters).
 absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const TypeLimits& limits);
@@ -58,9 +51,6 @@ absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const Type
 absl::Status ValidateCallbackReturn(const v1::CallbackReturn& answer,
                                     const v1::Signature& signature,
                                     const std::vector<std::pair<uint32_t, uint64_t>>& shipped);
-
-// The layout size of a validated type (for the checks of typed memory replies).
-uint64_t TypeSizeOf(const v1::Type& type);
 
 // The operation name of a remote-memory request, for errors ("read_memory").
 std::string MemoryOperationName(const v1::Request& request);

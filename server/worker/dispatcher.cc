@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
 #include "core/piece_stream.h"
@@ -33,7 +34,18 @@ thread_local ShmChannel* t_channel = nullptr;
 // callbacks are the broker's).
 bool NestedOnChannel(v1::Request::OpCase op) {
   return op == v1::Request::kCall || op == v1::Request::kReadMemory ||
-         op == v1::Request::kReadString || op == v1::Request::kWriteMemory;
+         op == v1::Request::kReadString || op == v1::Request::kWriteMemory ||
+         op == v1::Request::kGetLayout;
+}
+
+// Validates such a request as the broker validates those it forwards (a call's shape is the
+// executor's to check, as for any call from the channel).
+absl::Status ValidateNested(const v1::Request& request, const TypeLimits& limits) {
+  if (request.has_call()) return absl::OkStatus();
+  if (request.has_get_layout()) {
+    return ValidateType(request.get_layout().type(), limits, "get_layout.type");
+  }
+  return ValidateMemoryRequest(request, limits);
 }
 
 constexpr absl::string_view kGotZero = "; native code received zero";
@@ -320,8 +332,8 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
       return absl::InvalidArgumentError(
           absl::StrCat("the client sent request kind ", request->op_case(), " (invocation ",
                        request->invocation(), ") inside invocation ", id,
-                       "; only calls, read_memory, read_string and write_memory of this "
-                       "invocation and its callback_return may come there"));
+                       "; only calls, read_memory, read_string, write_memory and get_layout of "
+                       "this invocation and its callback_return may come there"));
     }
     wrapped->set_id(request->id());
     wrapped->set_invocation(id);
@@ -334,6 +346,8 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
                       absl::StrCat("invocation: callback invocation ", id, " is nested ", t_depth,
                                    " deep; the server allows at most ", max_callback_depth_,
                                    " nested callback invocations")));
+    } else if (absl::Status valid = ValidateNested(*request, limits_); !valid.ok()) {
+      *response->mutable_error() = ToProtoError(valid);
     } else if (request->has_call()) {
       // The broker blames the function the busy word names when the worker dies: this one,
       // while it runs. The call's start and timeout stay the outer call's.

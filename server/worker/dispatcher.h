@@ -32,7 +32,8 @@
 //     callback that native code calls on the main thread during such a call is invoked on
 //     the channel instead (ChannelInvoke): the CallbackInvoke goes to the client as a
 //     Response there, and the main thread serves the client's requests inside the
-//     invocation from the channel (calls, read_memory, read_string, write_memory) until its
+//     invocation from the channel (calls, read_memory, read_string, write_memory,
+//     get_layout; validated as the broker validates them) until its
 //     callback_return. Anything else there, or a channel that fails, closes the channel once
 //     the outer call is done; native code then gets zero, as for a failed callback.
 //

@@ -25,6 +25,9 @@
 #include "tests/support/test_server.h"
 #include "tests/testlibs/shapes.h"
 
+// The library's own declaration, described for the client.
+FFIBOX_STRUCT(IntPair, a, b)
+
 namespace ffibox {
 namespace {
 
@@ -369,13 +372,14 @@ TEST_F(SameHostTest, ACallbackDuringACallOnTheChannelRunsOnTheCallingThread) {
   EXPECT_NE(threads[2], std::this_thread::get_id());
 }
 
-TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsAndWritesThereAndIsRefusedTheRest) {
+TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsWritesAndChecksLayoutsThereAndIsRefusedTheRest) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
   ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
   std::string first;
   std::string rewritten;
   int sum = 0;
+  IntPair pair{0, 0};
   absl::Status define_inside;
   absl::Status fill_inside;
   // each_row(row, context) calls row(context, 3, {"first", "second", "third", NULL}).
@@ -384,7 +388,7 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsAndWritesThereAndIsRefusedThe
       Row row,
       session->DefineCallback<int(RemotePtr, int, RemotePtr)>(
           [&](RemotePtr, int columns, RemotePtr values) -> absl::StatusOr<int> {
-            // read_memory, read_string, write_memory and a call, all on the channel.
+            // read_memory, read_string, write_memory, get_layout and a call, all on the channel.
             absl::StatusOr<RemotePtr> name = session->Read<RemotePtr>(values);
             if (!name.ok()) return name.status();
             absl::StatusOr<std::string> text = session->ReadCString(*name);
@@ -398,6 +402,12 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsAndWritesThereAndIsRefusedThe
             absl::StatusOr<std::string> again = session->ReadCString(*second);
             if (!again.ok()) return again.status();
             rewritten = *again;
+            // A record type's first use checks its layout (get_layout).
+            absl::Status pair_written = session->Write<IntPair>(values.Offset(16), IntPair{7, -7});
+            if (!pair_written.ok()) return pair_written;
+            absl::StatusOr<IntPair> pair_read = session->Read<IntPair>(values.Offset(16));
+            if (!pair_read.ok()) return pair_read.status();
+            pair = *pair_read;
             absl::StatusOr<int> added = add_int(columns, 39);
             if (!added.ok()) return added.status();
             sum = *added;
@@ -414,6 +424,8 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsAndWritesThereAndIsRefusedThe
   EXPECT_EQ(first, "first");
   EXPECT_EQ(rewritten, "first");
   EXPECT_EQ(sum, 42);
+  EXPECT_EQ(pair.a, 7);
+  EXPECT_EQ(pair.b, -7);
   EXPECT_THAT(define_inside, StatusIs(v1::FAILED_PRECONDITION)) << define_inside;
   EXPECT_NE(define_inside.message().find("same-host channel"), std::string::npos) << define_inside;
   EXPECT_THAT(fill_inside, StatusIs(v1::FAILED_PRECONDITION)) << fill_inside;

@@ -233,7 +233,7 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedB
   return response;
 }
 
-absl::StatusOr<v1::Response> LocalPath::ExchangeMemory(const v1::Request& request,
+absl::StatusOr<v1::Response> LocalPath::ExchangeNested(const v1::Request& request,
                                                        absl::Time deadline) {
   return ExchangeFrames(request, deadline);
 }
@@ -310,7 +310,7 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& reques
       return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
     }
     if (!request.has_call()) {
-      absl::Status checked = CheckMemoryAnswer(request, response);
+      absl::Status checked = CheckNestedAnswer(request, response);
       if (!checked.ok()) return malformed(checked.message());
     } else if (response.has_error()) {
       absl::Status code = CheckErrorCode(response.error());

@@ -13,7 +13,7 @@
 // the channel makes the worker send the CallbackInvoke there, as a Response with id 0. The
 // thread waiting for the call's answer runs the callback's handler (InvocationRunner), sends
 // its callback_return, and waits on; requests the handler makes inside the invocation come
-// back here (Exchange, ExchangeMemory) on the same thread, nested.
+// back here (Exchange, ExchangeNested) on the same thread, nested.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_LOCAL_PATH_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_LOCAL_PATH_H_
 
@@ -88,10 +88,10 @@ class LocalPath {
   // blocks are there.
   absl::StatusOr<v1::Response> Exchange(v1::Request* request, BorrowedBlocks borrowed,
                                         absl::Time deadline);
-  // Sends a memory operation (read_memory, read_string, write_memory; its id and invocation
-  // set) from the handler of an invocation that came on the channel, and waits for its
-  // answer, checked (CheckMemoryAnswer); errors as Exchange's.
-  absl::StatusOr<v1::Response> ExchangeMemory(const v1::Request& request, absl::Time deadline);
+  // Sends a request other than a call (read_memory, read_string, write_memory, get_layout;
+  // its id and invocation set) from the handler of an invocation that came on the channel,
+  // and waits for its answer, checked (CheckNestedAnswer); errors as Exchange's.
+  absl::StatusOr<v1::Response> ExchangeNested(const v1::Request& request, absl::Time deadline);
 
   // Whether the worker closed the channel itself (its worker was not lost).
   bool closed_by_worker() const;

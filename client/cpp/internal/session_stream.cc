@@ -42,7 +42,7 @@ const LocalInvocationScope* LocalInvocationOf(const SessionStream* stream) {
 // What a handler may send inside an invocation that came on the same-host channel.
 bool AllowedInLocalInvocation(const v1::Request& request) {
   return request.has_call() || request.has_read_memory() || request.has_read_string() ||
-         request.has_write_memory();
+         request.has_write_memory() || request.has_get_layout();
 }
 
 absl::Status FromGrpc(const grpc::Status& status) {
@@ -95,8 +95,9 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
     *refused.mutable_error() = ToProtoError(ErrorStatus(
         v1::FAILED_PRECONDITION,
         "inside a callback that native code called during a call on the same-host channel, "
-        "only calls, read_memory, read_string and write_memory can be sent, and only "
-        "waiting for each (they go on the channel); send this request outside the handler"));
+        "only calls, read_memory, read_string, write_memory and get_layout can be sent, and "
+        "only waiting for each (they go on the channel); send this request outside the "
+        "handler"));
     promise.set_value(std::move(refused));
     return future;
   }
@@ -315,7 +316,7 @@ absl::StatusOr<v1::Response> SessionStream::ExchangeInInvocation(v1::Request* re
   const absl::Time deadline = absl::Now() + timeout + kLocalAnswerMargin;
   absl::StatusOr<v1::Response> response = request->has_call()
                                               ? scope.path->Exchange(request, borrowed, deadline)
-                                              : scope.path->ExchangeMemory(*request, deadline);
+                                              : scope.path->ExchangeNested(*request, deadline);
   if (response.ok()) {
     StampGeneration(&*response);
     return response;

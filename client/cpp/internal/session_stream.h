@@ -87,8 +87,9 @@ class SessionStream {
   // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
   // calls of every thread but the callback thread through it from now on, one at a time,
   // with callbacks on the channel (OpenLocalChannel.callbacks): a callback that native code
-  // calls during such a call runs on the calling thread, and its handler's calls and memory
-  // reads and writes go on the channel too (other requests from it are refused with
+  // calls during such a call runs on the calling thread, and its handler's calls, memory
+  // reads and writes and layout queries go on the channel too (other requests from it are
+  // refused with
   // FAILED_PRECONDITION: the worker's thread that would answer them waits for the handler);
   // each waiting at most `call_timeout` plus a margin (the broker kills a call that overruns
   // the session's timeout, and its loss then ends the wait). A call that finds the channel
