@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "core/shm_channel.h"
+#include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
 
@@ -49,6 +50,27 @@ inline constexpr absl::Duration kLocalReplyDeparture = absl::Seconds(10);
 // SetLongestReadSpin): long enough to catch the next call of a client that does some work
 // between calls (the Python client takes about 30 µs), short against a call's cost.
 inline constexpr absl::Duration kLocalLongestSpin = absl::Microseconds(100);
+
+// What a client may send on the channel inside a callback invocation that came there
+// (OpenLocalChannel.callbacks), besides its callback_return: the requests the worker answers
+// alone, without the broker's state (loads, resolves and callbacks are the broker's).
+inline bool AllowedInChannelInvocation(const v1::Request& request) {
+  switch (request.op_case()) {
+    case v1::Request::kCall:
+    case v1::Request::kReadMemory:
+    case v1::Request::kReadString:
+    case v1::Request::kWriteMemory:
+    case v1::Request::kGetLayout:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The most invocations a client serves nested in one another on the channel (the server's
+// --max_callback_depth is at most 1024, 64 by default): a worker that nests more is taken for
+// a hostile one, and the channel is dropped, before the client's stack runs out.
+inline constexpr size_t kMaxChannelInvocationDepth = 256;
 
 // The clock of the busy words, the same in every process of the host.
 inline uint64_t LocalClockNanos() {

@@ -5,7 +5,10 @@
 // as a function-pointer argument of a typed function (`Function<void(..., Callback<Sig>)>`),
 // let the library store it, free it with `Free()`. When native code calls the pointer, the
 // server sends a CallbackInvoke; the client runs `handler` on the session's callback thread
-// with the decoded arguments and sends its result back (internal/callback_dispatcher.h).
+// with the decoded arguments and sends its result back (internal/callback_dispatcher.h). On
+// a same-host session (SessionOptions::same_host), a callback that native code calls during
+// a call comes on the session's channel instead, and `handler` runs on the thread that made
+// the call (a library thread's callbacks still come to the callback thread).
 //
 // Parameter types of Sig and what the handler receives:
 //   scalars (int, double, ...)         -> the value
@@ -23,9 +26,13 @@
 // CALLBACK_ERROR session event (Session::TakeEvents).
 //
 // Inside a handler, every request of the same session (calls, memory operations) runs inside
-// the invocation, reentrantly, to the depth the server allows. A Callback is a copyable
-// handle; its id survives worker restarts (the server defines it again in the new worker),
-// its address() is that of the worker generation that defined it.
+// the invocation, reentrantly, to the depth the server allows. In a handler that runs on the
+// same-host channel, only calls, memory reads and writes (Read, Write, ReadMemory,
+// WriteMemory, ReadCString, ReadWString) and layout checks can be made, each waiting for its
+// answer; the rest (loading, defining callbacks, allocating, async sends) is refused with
+// FAILED_PRECONDITION, since the worker's thread that would run it waits for the handler. A
+// Callback is a copyable handle; its id survives worker restarts (the server defines it again in
+// the new worker), its address() is that of the worker generation that defined it.
 #ifndef FFIBOX_CLIENT_CPP_CALLBACK_H_
 #define FFIBOX_CLIENT_CPP_CALLBACK_H_
 

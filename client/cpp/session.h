@@ -67,7 +67,10 @@ struct SessionOptions {
   // unix-socket address only; docs/protocol.md, "The same-host channel"); the rest of the
   // session stays on gRPC. Open fails with the reason when the channel cannot be set up.
   // After a worker is lost, the next call goes through gRPC (which starts the next worker),
-  // and the calls after it over a channel to that worker.
+  // and the calls after it over a channel to that worker. Callbacks that native code calls
+  // during a call on the channel come on it too, and run on the calling thread (callback.h
+  // says what their handlers may send), so a handler must not take a lock its caller holds
+  // around the call (it would wait for itself).
   bool same_host = false;
 };
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_answer.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
 #include "core/status_macros.h"

@@ -1,7 +1,8 @@
 // The trust boundary for what a worker sends. The worker runs untrusted code, so every frame
 // is hostile until checked: ParseWorkerFrame checks its envelope, then exactly one of
 // CheckWorkerResponse (against the request it claims to answer), CheckCallbackInvoke
-// (against the callback's signature) or CheckWorkerEvent checks its content. The broker
+// (core/call_answer.h, against the callback's signature) or CheckWorkerEvent checks its
+// content. The broker
 // (WorkerConnection::Receive, then Session::AcceptReply) applies them in that order and
 // nothing else reads a worker frame.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_REPLY_H_
@@ -14,7 +15,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/call_answer.h"
 #include "core/framing.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/pending_request.h"
@@ -42,8 +42,6 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame);
 // id, or INVALID_ARGUMENT describing the violation (the caller kills the worker).
 absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
                                                  const PendingRequest& expected);
-
-// CheckCallbackInvoke is core/call_answer.h's.
 
 // Checks an event frame: the worker may only report CALLBACK_ERROR, with a known error code.
 absl::Status CheckWorkerEvent(const v1::SessionEvent& event);

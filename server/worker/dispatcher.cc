@@ -29,13 +29,11 @@ thread_local uint64_t t_invocation = 0;
 // its client takes callbacks there (LocalChannel.callbacks); null otherwise.
 thread_local ShmChannel* t_channel = nullptr;
 
-// What a client may send on the same-host channel inside an invocation made there: the
-// requests the worker answers alone, without the broker's state (loads, resolves and
-// callbacks are the broker's).
-bool NestedOnChannel(v1::Request::OpCase op) {
-  return op == v1::Request::kCall || op == v1::Request::kReadMemory ||
-         op == v1::Request::kReadString || op == v1::Request::kWriteMemory ||
-         op == v1::Request::kGetLayout;
+// The name of a request's operation, for errors ("read_memory").
+std::string OpName(const v1::Request& request) {
+  const google::protobuf::FieldDescriptor* field =
+      v1::Request::descriptor()->FindFieldByNumber(request.op_case());
+  return field != nullptr ? field->name() : "no operation";
 }
 
 // Validates such a request as the broker validates those it forwards (a call's shape is the
@@ -328,10 +326,11 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
       }
       return request->callback_return();
     }
-    if (request->invocation() != id || request->id() == 0 || !NestedOnChannel(request->op_case())) {
+    if (request->invocation() != id || request->id() == 0 ||
+        !AllowedInChannelInvocation(*request)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("the client sent request kind ", request->op_case(), " (invocation ",
-                       request->invocation(), ") inside invocation ", id,
+          absl::StrCat("the client sent ", OpName(*request), " (invocation ", request->invocation(),
+                       ") inside invocation ", id,
                        "; only calls, read_memory, read_string, write_memory and get_layout of "
                        "this invocation and its callback_return may come there"));
     }
@@ -416,11 +415,20 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
                   kGotZero);
     return;
   }
-  const uint64_t id = InvocationId(generation_, ++invocations_);
   // On the thread running a call from the same-host channel (whose client takes callbacks
   // there): the invocation goes on that channel; otherwise through the broker.
   ShmChannel* channel = t_channel;
-  if (channel != nullptr && local_failed_) channel = nullptr;
+  if (channel != nullptr && local_failed_) {
+    // Not through the broker either: this thread may be inside an invocation only the
+    // channel knew.
+    StoreZeroResult(signature, result);
+    ReportFailure(callback, 0,
+                  ErrorStatus(v1::FAILED_PRECONDITION,
+                              "not invoked: the same-host channel failed earlier in this call"),
+                  kGotZero);
+    return;
+  }
+  const uint64_t id = InvocationId(generation_, ++invocations_);
   internal::WorkerReply invoke_reply;
   v1::Response channel_message;
   v1::CallbackInvoke* invoke = channel != nullptr ? channel_message.mutable_callback_invoke()

@@ -32,10 +32,11 @@
 //     callback that native code calls on the main thread during such a call is invoked on
 //     the channel instead (ChannelInvoke): the CallbackInvoke goes to the client as a
 //     Response there, and the main thread serves the client's requests inside the
-//     invocation from the channel (calls, read_memory, read_string, write_memory,
-//     get_layout; validated as the broker validates them) until its
-//     callback_return. Anything else there, or a channel that fails, closes the channel once
-//     the outer call is done; native code then gets zero, as for a failed callback.
+//     invocation from the channel (AllowedInChannelInvocation of core/local_channel.h;
+//     validated as the broker validates them) until its callback_return. Anything else
+//     there, or a channel that fails, closes the channel once the outer call is done; native
+//     code then gets zero, as for a failed callback, and so does every later callback of
+//     that call on the main thread (it may be inside an invocation only the channel knew).
 //
 // Everything received from the broker is untrusted; the executor validates each request.
 #ifndef FFIBOX_SERVER_WORKER_DISPATCHER_H_

@@ -47,6 +47,10 @@ class CallbacksTest : public test_support::SessionFixture,
     options.same_host = GetParam();
     return options;
   }
+  void SetUp() override {
+    test_support::SessionFixture::SetUp();
+    if (session_ != nullptr) ASSERT_EQ(session_->same_host(), GetParam());
+  }
 
   template <typename Sig>
   TypedFunction<Sig> Fn(const std::string& symbol) {
@@ -254,7 +258,7 @@ TEST_P(CallbacksTest, WorkerCrashInsideACallbackIsReportedAndTheNextCallWorks) {
   auto call_twice = Fn<int(IntCallback, int)>("call_twice_nested");
   absl::StatusOr<int> result = call_twice(*crashing, 1);
   EXPECT_THAT(result.status(), StatusIs(v1::WORKER_CRASHED)) << result.status();
-  // Both requests fail at once; the handler sees its answer on the callback thread.
+  // Both requests fail at once; the handler sees its answer.
   ASSERT_TRUE(handler_done.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_THAT(inner, StatusIs(v1::WORKER_CRASHED)) << inner;
   EXPECT_EQ(ToProtoError(result.status()).function(), "crash_null_deref");

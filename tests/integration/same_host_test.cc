@@ -436,6 +436,38 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsWritesAndChecksLayoutsThereAn
   EXPECT_EQ(session->generation(), 1u);
 }
 
+TEST_F(SameHostTest, AHandlerWaitingForAnotherThreadsCallEndsAtTheDeadlineNotNever) {
+  // The other thread's call cannot take the channel (the call on it waits for the handler):
+  // it goes through the broker, which queues it behind the call and ends both at the call's
+  // deadline, as over gRPC.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Seconds(1)));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
+  absl::Status helper;
+  bool helper_done = false;
+  using IntCallback = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(IntCallback waiting,
+                       session->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+                         std::thread other([&] {
+                           helper = add_int(x, 1).status();
+                           helper_done = true;
+                         });
+                         other.join();
+                         return x;
+                       }));
+  ASSERT_OK_AND_ASSIGN(auto twice, (lib.Function<int(IntCallback, int)>("call_twice_nested")));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<int> result = twice(waiting, 1);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  EXPECT_EQ(ErrorCodeOf(result.status()), v1::CALL_TIMEOUT) << result.status();
+  EXPECT_TRUE(helper_done);
+  EXPECT_FALSE(helper.ok());
+  // The session goes on, on a channel to the next worker.
+  EXPECT_EQ(add_int(2, 3).value_or(-1), 5);
+  EXPECT_EQ(add_int(4, 3).value_or(-1), 7);
+  EXPECT_TRUE(session->same_host());
+}
+
 TEST_F(SameHostTest, ACallbackStormDoesNotPostponeTheTimeout) {
   // Every 20 ms the call invokes a callback (a frame for the broker's reader); the broker
   // still ends the call at the session's 500 ms.

@@ -146,7 +146,7 @@ void CallbackDispatcher::Run(const v1::Response& message) {
   send_(std::move(request));  // answered with done; nothing waits for it
 }
 
-absl::StatusOr<v1::CallbackReturn> CallbackDispatcher::RunHere(const v1::Response& message) {
+absl::StatusOr<v1::CallbackReturn> CallbackDispatcher::RunChecked(const v1::Response& message) {
   const v1::CallbackInvoke& invoke = message.callback_invoke();
   std::shared_ptr<const Registered> registered;
   {

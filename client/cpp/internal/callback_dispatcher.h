@@ -61,7 +61,7 @@ class CallbackDispatcher {
   // checked as the broker checks one (CheckCallbackInvoke, against the signature the
   // callback was registered with): INTERNAL describing the violation. An invocation of a
   // callback without a handler is answered with an error, as on the stream.
-  absl::StatusOr<v1::CallbackReturn> RunHere(const v1::Response& message);
+  absl::StatusOr<v1::CallbackReturn> RunChecked(const v1::Response& message);
 
   // Whether the calling thread is this dispatcher's callback thread.
   bool OnCallbackThread() const;

@@ -22,6 +22,7 @@
 #include "core/framing.h"
 #include "core/local_channel.h"
 #include "core/piece_stream.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -80,8 +81,14 @@ absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalCha
                          /*may_map_shared=*/opened.shared_bytes() != 0);
   close(received->fd);
   if (!channel.ok()) return channel.status();
+  return Attach(*std::move(channel), opened, std::move(invocations));
+}
+
+std::unique_ptr<LocalPath> LocalPath::Attach(std::unique_ptr<ShmChannel> channel,
+                                             const v1::LocalChannelOpened& opened,
+                                             InvocationRunner invocations) {
   return std::unique_ptr<LocalPath>(
-      new LocalPath(*std::move(channel), opened, std::move(invocations)));
+      new LocalPath(std::move(channel), opened, std::move(invocations)));
 }
 
 std::vector<LocalPath::SharedBlock> LocalPath::PlanShared(const v1::Call& call,
@@ -251,7 +258,7 @@ absl::Status LocalPath::WriteRequest(const v1::Request& request, absl::Time dead
       deadline);
 }
 
-absl::Status LocalPath::Serve(v1::Response message, uint64_t parent) {
+absl::Status LocalPath::Serve(v1::Response message, uint64_t parent, absl::Time deadline) {
   const v1::CallbackInvoke& invoke = message.callback_invoke();
   const uint64_t id = invoke.invocation();
   if (invoke.parent_invocation() != parent) {
@@ -261,23 +268,50 @@ absl::Status LocalPath::Serve(v1::Response message, uint64_t parent) {
   if (id == 0 || absl::c_linear_search(open_invocations_, id)) {
     return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is not fresh"));
   }
+  if (open_invocations_.size() >= kMaxChannelInvocationDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation ", id, " is nested deeper than ", kMaxChannelInvocationDepth));
+  }
   message.set_generation(generation_);
   open_invocations_.push_back(id);
-  absl::StatusOr<v1::CallbackReturn> answer = invocations_(message, *this);
+  absl::StatusOr<v1::CallbackReturn> answer = invocations_(message, *this, deadline);
   open_invocations_.pop_back();
   if (!answer.ok()) return absl::InvalidArgumentError(answer.status().message());
+  // A request of the handler failed on the channel: the worker and this end are out of step.
+  FFIBOX_RETURN_IF_ERROR(broken_);
   v1::Request reply;
   *reply.mutable_callback_return() = *std::move(answer);
   reply.mutable_callback_return()->set_invocation(id);
   // The answer is small, unless the handler wrote large pointees back: the worker reads it
   // at once.
-  absl::Status sent = WriteRequest(reply, absl::Now() + kLocalAnswerProgress);
+  const absl::Time due = absl::Now() + kLocalAnswerProgress;
+  absl::Status sent = WriteRequest(reply, due);
+  if (absl::IsResourceExhausted(sent)) {
+    // Too large for a frame: native code gets zero, as for a handler that failed.
+    reply.mutable_callback_return()->Clear();
+    reply.mutable_callback_return()->set_invocation(id);
+    reply.mutable_callback_return()->set_error(absl::StrCat(
+        "the callback's answer is too large for the same-host channel: ", sent.message()));
+    sent = WriteRequest(reply, due);
+  }
   if (!sent.ok()) return absl::UnavailableError(sent.message());
   return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& request,
                                                        absl::Time deadline) {
+  FFIBOX_RETURN_IF_ERROR(broken_);
+  absl::StatusOr<v1::Response> response = ExchangeFramesOnce(request, deadline);
+  // Refused before it was written: the channel is as it was.
+  if (!response.ok() && !absl::IsResourceExhausted(response.status()) &&
+      !absl::IsFailedPrecondition(response.status())) {
+    broken_ = response.status();
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& request,
+                                                           absl::Time deadline) {
   absl::Status sent = WriteRequest(request, deadline);
   if (absl::IsResourceExhausted(sent)) return sent;
   // The worker runs only a whole frame: the request did not run.
@@ -299,9 +333,10 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& reques
     if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
       return malformed("does not parse");
     }
-    if (response.id() == 0 && response.has_callback_invoke() && invocations_ != nullptr) {
+    if (response.id() == 0 && response.has_callback_invoke() && invocations_ != nullptr &&
+        request.has_call()) {
       // Native code called a callback: its handler runs here, and the call goes on.
-      absl::Status served = Serve(std::move(response), request.invocation());
+      absl::Status served = Serve(std::move(response), request.invocation(), deadline);
       if (absl::IsUnavailable(served)) return served;
       if (!served.ok()) return malformed(absl::StrCat("invokes a callback: ", served.message()));
       continue;

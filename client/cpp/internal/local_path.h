@@ -13,7 +13,9 @@
 // the channel makes the worker send the CallbackInvoke there, as a Response with id 0. The
 // thread waiting for the call's answer runs the callback's handler (InvocationRunner), sends
 // its callback_return, and waits on; requests the handler makes inside the invocation come
-// back here (Exchange, ExchangeNested) on the same thread, nested.
+// back here (Exchange, ExchangeNested) on the same thread, nested. A worker may invoke only
+// while a call waits, naming that call's invocation as the parent, with a fresh id, at most
+// kMaxChannelInvocationDepth deep; anything else drops the channel.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_LOCAL_PATH_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_LOCAL_PATH_H_
 
@@ -52,9 +54,10 @@ class LocalPath {
   // Runs one invocation that came on the channel (the Response carrying its CallbackInvoke,
   // with the channel's generation) and returns the answer to send, or why it cannot be had
   // (INTERNAL for an invoke that fails the broker's checks: the channel is then dropped).
-  // `path` is this channel, for the handler's nested requests.
-  using InvocationRunner =
-      std::function<absl::StatusOr<v1::CallbackReturn>(const v1::Response&, LocalPath& path)>;
+  // `path` is this channel, for the handler's nested requests, which must be answered by
+  // `deadline` (the call's).
+  using InvocationRunner = std::function<absl::StatusOr<v1::CallbackReturn>(
+      const v1::Response&, LocalPath& path, absl::Time deadline)>;
 
   // Fetches the channel `opened` names from its door (after CheckUnixServer of the door's
   // socket: it must be this user's or root's) and maps it. PERMISSION_DENIED for a door of
@@ -64,6 +67,11 @@ class LocalPath {
   static absl::StatusOr<std::unique_ptr<LocalPath>> Connect(const v1::LocalChannelOpened& opened,
                                                             absl::Duration timeout,
                                                             InvocationRunner invocations = nullptr);
+  // The client's end of the channel `channel` (attached as its creator) that `opened`
+  // describes: what Connect returns once it has the channel.
+  static std::unique_ptr<LocalPath> Attach(std::unique_ptr<ShmChannel> channel,
+                                           const v1::LocalChannelOpened& opened,
+                                           InvocationRunner invocations);
 
   // The worker generation the channel belongs to.
   uint64_t generation() const { return generation_; }
@@ -131,13 +139,16 @@ class LocalPath {
   absl::Status Share(v1::Call* call, BorrowedBlocks borrowed, std::vector<SharedBlock>& planned);
   // Puts `call` back as it was before Share.
   static void Unshare(v1::Call* call, std::vector<SharedBlock>& shared);
-  // Sends and reads the answer, checked; runs the invocations that come meanwhile.
+  // Sends and reads the answer, checked; runs the invocations that come meanwhile. After a
+  // failure past the request's writing, the channel is broken (broken_).
   absl::StatusOr<v1::Response> ExchangeFrames(const v1::Request& request, absl::Time deadline);
+  absl::StatusOr<v1::Response> ExchangeFramesOnce(const v1::Request& request, absl::Time deadline);
   // Writes one request frame until `deadline`.
   absl::Status WriteRequest(const v1::Request& request, absl::Time deadline);
-  // Runs the invocation `message` carries, which came while a request inside invocation
-  // `parent` (0: a top-level call) waited, and sends its answer.
-  absl::Status Serve(v1::Response message, uint64_t parent);
+  // Runs the invocation `message` carries, which came while a call inside invocation
+  // `parent` (0: a top-level call) waited for its answer until `deadline`, and sends its
+  // answer. INVALID_ARGUMENT for an invocation the worker may not make there.
+  absl::Status Serve(v1::Response message, uint64_t parent, absl::Time deadline);
 
   std::unique_ptr<ShmChannel> channel_;
   const uint64_t generation_;
@@ -145,6 +156,9 @@ class LocalPath {
   const InvocationRunner invocations_;
   // The invocations that came on the channel and are running, innermost last.
   std::vector<uint64_t> open_invocations_;
+  // Why the channel failed (a nested request's failure, which leaves the worker and this end
+  // out of step): every exchange ends with it from then on. OK while it works.
+  absl::Status broken_;
   bool shared_usable_;
   uint64_t shared_bytes_moved_ = 0;
 };

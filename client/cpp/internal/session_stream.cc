@@ -1,12 +1,15 @@
 #include "client/cpp/internal/session_stream.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/internal/generation_stamp.h"
 #include "core/errors.h"
+#include "core/local_channel.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -23,26 +26,27 @@ constexpr absl::Duration kLocalAnswerMargin = absl::Seconds(5);
 constexpr absl::Duration kLossReportWait = absl::Seconds(5);
 
 // The invocation that came on a same-host channel whose handler the calling thread runs
-// (innermost first; null outside any): its requests go to that channel.
+// (innermost first; null outside any): its requests go to that channel, answered by
+// `deadline` (the call's that the invocation came in).
 struct LocalInvocationScope {
   const SessionStream* stream;
   LocalPath* path;
   uint64_t invocation;
   absl::Duration call_timeout;
+  absl::Time deadline;
   const LocalInvocationScope* outer;
 };
 thread_local const LocalInvocationScope* t_local_invocation = nullptr;
 
-// The innermost invocation the calling thread serves for `stream` on its channel, or null.
+// The innermost invocation the calling thread serves for `stream` on its channel, or null
+// (a handler of one session's channel may call another session, whose handler may call the
+// first again).
 const LocalInvocationScope* LocalInvocationOf(const SessionStream* stream) {
-  const LocalInvocationScope* scope = t_local_invocation;
-  return scope != nullptr && scope->stream == stream ? scope : nullptr;
-}
-
-// What a handler may send inside an invocation that came on the same-host channel.
-bool AllowedInLocalInvocation(const v1::Request& request) {
-  return request.has_call() || request.has_read_memory() || request.has_read_string() ||
-         request.has_write_memory() || request.has_get_layout();
+  for (const LocalInvocationScope* scope = t_local_invocation; scope != nullptr;
+       scope = scope->outer) {
+    if (scope->stream == stream) return scope;
+  }
+  return nullptr;
 }
 
 absl::Status FromGrpc(const grpc::Status& status) {
@@ -87,7 +91,7 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
 std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* request) {
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
-  if (LocalInvocationOf(this) != nullptr) {
+  if (LocalInvocationOf(this) != nullptr && !request->has_close() && !request->has_ping()) {
     // The broker knows nothing of this invocation, and the worker's thread that would run
     // the request waits for the handler: it could only wait until the call's timeout.
     v1::Response refused;
@@ -138,7 +142,7 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request, Borrow
 
 absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
                                                      BorrowedBlocks borrowed) {
-  if (LocalInvocationOf(this) != nullptr && AllowedInLocalInvocation(*request)) {
+  if (LocalInvocationOf(this) != nullptr && AllowedInChannelInvocation(*request)) {
     return ExchangeInInvocation(request, borrowed);
   }
   const bool local_call =
@@ -181,7 +185,15 @@ absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
 }
 
 absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool unless_enabled) {
+  if (LocalInvocationOf(this) != nullptr) {
+    return ErrorStatus(v1::FAILED_PRECONDITION,
+                       "a same-host channel cannot be opened inside a callback that came on one");
+  }
   // No call is on an earlier channel while the worker replaces it with this one.
+  if (!TakeChannel()) {
+    return absl::AbortedError("a callback of a call on the same-host channel is running");
+  }
+  absl::Cleanup release = [this] { ReleaseChannel(); };
   absl::MutexLock local_lock(&local_mu_);
   if (unless_enabled && local_ != nullptr) return absl::OkStatus();
   v1::Request request;
@@ -189,14 +201,17 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
   absl::StatusOr<v1::Response> response =
       SendExpecting(std::move(request), v1::Response::kLocalChannel);
   if (!response.ok()) return response.status();
-  absl::StatusOr<std::unique_ptr<LocalPath>> local =
-      LocalPath::Connect(response->local_channel(), kLocalDoorWait,
-                         [this, call_timeout](const v1::Response& message, LocalPath& path) {
-                           return RunLocalInvocation(message, path, call_timeout);
-                         });
+  absl::StatusOr<std::unique_ptr<LocalPath>> local = LocalPath::Connect(
+      response->local_channel(), kLocalDoorWait,
+      [this, call_timeout](const v1::Response& message, LocalPath& path, absl::Time deadline) {
+        return RunLocalInvocation(message, path, call_timeout, deadline);
+      });
   if (!local.ok()) return local.status();
   local_ = *std::move(local);
-  local_call_timeout_ = call_timeout;
+  {
+    absl::MutexLock lock(&local_state_mu_);
+    local_call_timeout_ = call_timeout;
+  }
   local_enabled_.store(true);
   local_wanted_.store(true);
   return absl::OkStatus();
@@ -205,18 +220,42 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
 void SessionStream::ReopenLocalPath() {
   absl::Duration timeout;
   {
-    absl::MutexLock local_lock(&local_mu_);
+    absl::MutexLock lock(&local_state_mu_);
     timeout = local_call_timeout_;
   }
-  // Another thread may have opened it meanwhile: EnableLocalPath looks again.
-  if (!EnableLocalPath(timeout, /*unless_enabled=*/true).ok()) local_wanted_.store(false);
+  // Another thread may have opened it meanwhile: EnableLocalPath looks again. While a
+  // handler runs on the channel, a later call tries again.
+  absl::Status opened = EnableLocalPath(timeout, /*unless_enabled=*/true);
+  if (!opened.ok() && !absl::IsAborted(opened)) local_wanted_.store(false);
+}
+
+bool SessionStream::TakeChannel() {
+  absl::MutexLock lock(&turn_mu_);
+  auto free_or_serving = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(turn_mu_) {
+    return !channel_taken_ || channel_handlers_ > 0;
+  };
+  turn_mu_.Await(absl::Condition(&free_or_serving));
+  if (channel_taken_) return false;
+  channel_taken_ = true;
+  return true;
+}
+
+void SessionStream::ReleaseChannel() {
+  absl::MutexLock lock(&turn_mu_);
+  channel_taken_ = false;
 }
 
 bool SessionStream::local_path_enabled() const { return local_enabled_.load(); }
 
 void SessionStream::BindFunctionToGeneration(uint64_t function, uint64_t generation) {
-  absl::MutexLock local_lock(&local_mu_);
+  absl::MutexLock lock(&local_state_mu_);
   address_functions_[function] = generation;
+}
+
+uint64_t SessionStream::BoundGeneration(uint64_t function) {
+  absl::MutexLock lock(&local_state_mu_);
+  const auto bound = address_functions_.find(function);
+  return bound != address_functions_.end() ? bound->second : 0;
 }
 
 std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
@@ -226,16 +265,24 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     // (the broker starts it) instead of waiting for a call on the stream to do so.
     if (RequestBytes(*request, borrowed) > max_request_bytes_.load()) ReopenLocalPath();
   }
+  // One call at a time on the channel; while a handler of the call on it runs, that handler
+  // may be waiting for this thread: the call goes through the broker then (which queues it
+  // behind the call on the channel and ends both at their deadlines).
+  if (!TakeChannel()) return std::nullopt;
+  absl::Cleanup release = [this] { ReleaseChannel(); };
+  const uint64_t bound = BoundGeneration(request->call().function());
+  absl::Duration call_timeout;
+  {
+    absl::MutexLock lock(&local_state_mu_);
+    call_timeout = local_call_timeout_;
+  }
   uint64_t generation = 0;
   absl::Status failure;
   bool closed_by_worker = false;
   {
     absl::MutexLock local_lock(&local_mu_);
     if (local_ == nullptr || local_->TooLarge(*request, borrowed)) return std::nullopt;
-    const auto bound = address_functions_.find(request->call().function());
-    if (bound != address_functions_.end() && bound->second != local_->generation()) {
-      return std::nullopt;
-    }
+    if (bound != 0 && bound != local_->generation()) return std::nullopt;
     {
       absl::MutexLock lock(&mu_);
       if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
@@ -243,7 +290,7 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     }
     const absl::Duration timeout = request->call().timeout_ms() != 0
                                        ? absl::Milliseconds(request->call().timeout_ms())
-                                       : local_call_timeout_;
+                                       : call_timeout;
     absl::StatusOr<v1::Response> response =
         local_->Exchange(request, borrowed, absl::Now() + timeout + kLocalAnswerMargin);
     if (response.ok()) {
@@ -290,13 +337,22 @@ v1::Response SessionStream::LocalFailureAnswer(uint64_t id, uint64_t generation,
 
 absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(const v1::Response& message,
                                                                      LocalPath& path,
-                                                                     absl::Duration call_timeout) {
+                                                                     absl::Duration call_timeout,
+                                                                     absl::Time deadline) {
   v1::Response stamped = message;
   StampGeneration(&stamped);
-  const LocalInvocationScope scope{this, &path, message.callback_invoke().invocation(),
-                                   call_timeout, t_local_invocation};
+  const LocalInvocationScope scope{this,         &path,    message.callback_invoke().invocation(),
+                                   call_timeout, deadline, t_local_invocation};
   t_local_invocation = &scope;
-  absl::StatusOr<v1::CallbackReturn> answer = callbacks_.RunHere(stamped);
+  {
+    absl::MutexLock lock(&turn_mu_);
+    ++channel_handlers_;
+  }
+  absl::StatusOr<v1::CallbackReturn> answer = callbacks_.RunChecked(stamped);
+  {
+    absl::MutexLock lock(&turn_mu_);
+    --channel_handlers_;
+  }
   t_local_invocation = scope.outer;
   return answer;
 }
@@ -304,6 +360,19 @@ absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(const v1::R
 absl::StatusOr<v1::Response> SessionStream::ExchangeInInvocation(v1::Request* request,
                                                                  BorrowedBlocks borrowed) {
   const LocalInvocationScope& scope = *LocalInvocationOf(this);
+  if (request->has_call()) {
+    // What the broker answers for a function resolved at an address of another worker.
+    const uint64_t bound = BoundGeneration(request->call().function());
+    if (bound != 0 && bound != scope.path->generation()) {
+      v1::Response stale;
+      stale.set_generation(scope.path->generation());
+      *stale.mutable_error() = ToProtoError(ErrorStatus(
+          v1::STALE_HANDLE,
+          absl::StrCat("the address belongs to worker generation ", bound,
+                       "; the session's worker is generation ", scope.path->generation())));
+      return stale;
+    }
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!ended_.ok()) return ended_;
@@ -313,7 +382,8 @@ absl::StatusOr<v1::Response> SessionStream::ExchangeInInvocation(v1::Request* re
   const absl::Duration timeout = request->has_call() && request->call().timeout_ms() != 0
                                      ? absl::Milliseconds(request->call().timeout_ms())
                                      : scope.call_timeout;
-  const absl::Time deadline = absl::Now() + timeout + kLocalAnswerMargin;
+  // Never past the call the invocation came in: the broker ends that one at its deadline.
+  const absl::Time deadline = std::min(absl::Now() + timeout + kLocalAnswerMargin, scope.deadline);
   absl::StatusOr<v1::Response> response = request->has_call()
                                               ? scope.path->Exchange(request, borrowed, deadline)
                                               : scope.path->ExchangeNested(*request, deadline);
@@ -321,8 +391,8 @@ absl::StatusOr<v1::Response> SessionStream::ExchangeInInvocation(v1::Request* re
     StampGeneration(&*response);
     return response;
   }
-  // The channel is done with; the call that waits for this handler finds that out next
-  // (and drops it).
+  // The channel is done with; the call that waits for this handler ends with the same
+  // failure once the handler returns.
   return LocalFailureAnswer(request->id(), scope.path->generation(), scope.path->closed_by_worker(),
                             response.status());
 }

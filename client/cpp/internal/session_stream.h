@@ -146,7 +146,15 @@ class SessionStream {
   // its handler's requests go there (ExchangeInInvocation) with `call_timeout`.
   absl::StatusOr<v1::CallbackReturn> RunLocalInvocation(const v1::Response& message,
                                                         LocalPath& path,
-                                                        absl::Duration call_timeout);
+                                                        absl::Duration call_timeout,
+                                                        absl::Time deadline);
+  // Takes the channel for one call (or for replacing it), waiting while another thread's
+  // call is on it; false, without waiting, while a handler of that call runs (it may be
+  // waiting for this thread). ReleaseChannel gives it back.
+  bool TakeChannel();
+  void ReleaseChannel();
+  // The worker generation `function` is bound to (BindFunctionToGeneration), or 0.
+  uint64_t BoundGeneration(uint64_t function);
   // Exchange of a request made by the handler of an invocation that came on the same-host
   // channel, on the handler's thread: through that channel, or refused.
   absl::StatusOr<v1::Response> ExchangeInInvocation(v1::Request* request, BorrowedBlocks borrowed);
@@ -183,11 +191,17 @@ class SessionStream {
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
 
-  // The same-host channel (null: none); its lock serializes the calls through it.
+  // The same-host channel (null: none), held by the thread whose call is on it (or that
+  // replaces it), which took the channel first (TakeChannel).
   absl::Mutex local_mu_;
   std::unique_ptr<LocalPath> local_ ABSL_GUARDED_BY(local_mu_);
-  absl::Duration local_call_timeout_ ABSL_GUARDED_BY(local_mu_);
-  absl::flat_hash_map<uint64_t, uint64_t> address_functions_ ABSL_GUARDED_BY(local_mu_);
+  // Whose turn it is on the channel: taken by a call, and how many handlers of that call run.
+  absl::Mutex turn_mu_;
+  bool channel_taken_ ABSL_GUARDED_BY(turn_mu_) = false;
+  int channel_handlers_ ABSL_GUARDED_BY(turn_mu_) = 0;
+  absl::Mutex local_state_mu_;
+  absl::Duration local_call_timeout_ ABSL_GUARDED_BY(local_state_mu_);
+  absl::flat_hash_map<uint64_t, uint64_t> address_functions_ ABSL_GUARDED_BY(local_state_mu_);
   std::atomic<bool> local_enabled_{false};  // local_ != nullptr, read without the lock
   std::atomic<uint64_t> max_request_bytes_{0};
   std::atomic<bool> local_wanted_{false};  // open a channel to the next worker after a loss
