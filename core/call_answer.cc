@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
 #include "core/layout.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
 namespace {
@@ -190,6 +191,42 @@ absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Sig
   return absl::OkStatus();
 }
 
+v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
+  switch (op) {
+    case v1::Request::kLoadLibrary:
+      return v1::Response::kLibrary;
+    case v1::Request::kResolveFunction:
+      return v1::Response::kFunction;
+    case v1::Request::kCall:
+      return v1::Response::kCall;
+    case v1::Request::kBatch:
+      return v1::Response::kBatch;
+    case v1::Request::kGetLayout:
+      return v1::Response::kLayout;
+    case v1::Request::kLookupSymbol:
+      return v1::Response::kSymbol;
+    case v1::Request::kReadMemory:
+      return v1::Response::kMemory;
+    case v1::Request::kAllocMemory:
+      return v1::Response::kAllocated;
+    case v1::Request::kReadString:
+      return v1::Response::kString;
+    case v1::Request::kDefineCallback:
+      return v1::Response::kCallback;
+    case v1::Request::kOpenLocalChannel:
+      return v1::Response::kLocalChannel;
+    case v1::Request::kWriteMemory:
+    case v1::Request::kFreeMemory:
+    case v1::Request::kFillMemory:
+    case v1::Request::kCopyMemory:
+    case v1::Request::kFreeCallback:
+    case v1::Request::kPing:
+      return v1::Response::kDone;
+    default:
+      return v1::Response::RESULT_NOT_SET;
+  }
+}
+
 absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool typed) {
   if (!typed) {
     if (memory.data().size() != size || memory.has_value()) {
@@ -209,36 +246,30 @@ absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool t
   return absl::OkStatus();
 }
 
+absl::Status CheckErrorAnswer(const v1::Response& response) {
+  FFIBOX_RETURN_IF_ERROR(CheckErrorCode(response.error()));
+  if (response.result_case() != v1::Response::RESULT_NOT_SET) {
+    return absl::InvalidArgumentError("the answer carries both an error and a result");
+  }
+  if (response.error().has_batch_index()) {
+    return absl::InvalidArgumentError("the answer names a batch call");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& response) {
-  v1::Response::ResultCase want;
   switch (request.op_case()) {
     case v1::Request::kReadMemory:
-      want = v1::Response::kMemory;
-      break;
     case v1::Request::kReadString:
-      want = v1::Response::kString;
-      break;
     case v1::Request::kWriteMemory:
-      want = v1::Response::kDone;
-      break;
     case v1::Request::kGetLayout:
-      want = v1::Response::kLayout;
       break;
     default:
       return absl::FailedPreconditionError(
           absl::StrCat("request kind ", request.op_case(), " is not sent inside an invocation"));
   }
-  if (response.has_error()) {
-    absl::Status code = CheckErrorCode(response.error());
-    if (!code.ok()) return code;
-    if (response.result_case() != v1::Response::RESULT_NOT_SET) {
-      return absl::InvalidArgumentError("the answer carries both an error and a result");
-    }
-    if (response.error().has_batch_index()) {
-      return absl::InvalidArgumentError("the answer names a batch call");
-    }
-    return absl::OkStatus();
-  }
+  if (response.has_error()) return CheckErrorAnswer(response);
+  const v1::Response::ResultCase want = ExpectedResult(request.op_case());
   if (response.result_case() != want) {
     return absl::InvalidArgumentError(
         absl::StrCat("the answer has result kind ", response.result_case(), ", expected ", want));
@@ -246,12 +277,7 @@ absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& r
   if (want != v1::Response::kMemory) return absl::OkStatus();
   const v1::ReadMemory& read = request.read_memory();
   if (!read.has_type()) return CheckReadResult(response.memory(), read.size(), false);
-  uint64_t size = 0;
-  uint64_t alignment = 0;
-  if (!ComputeSizeAndAlignment(read.type(), &size, &alignment).ok()) {
-    return absl::InvalidArgumentError("read_memory of a type without a size");
-  }
-  return CheckReadResult(response.memory(), size, true);
+  return CheckReadResult(response.memory(), TypeSizeOf(read.type()), true);
 }
 
 absl::Status CheckErrorCode(const v1::Error& error) {

@@ -77,6 +77,14 @@ absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Sig
 // `typed`, a value and no data, a raw value exactly `size` bytes (the type's size).
 absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool typed);
 
+// The result a successful answer to a request of operation `op` carries (RESULT_NOT_SET for
+// operations the worker is never sent).
+v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op);
+
+// Checks an answer that carries an error: a code the worker may report (CheckErrorCode), no
+// result, no batch call named. INVALID_ARGUMENT describing the violation.
+absl::Status CheckErrorAnswer(const v1::Response& response);
+
 // Checks a worker's answer to `request`, one of the requests other than calls a client may
 // send on the same-host channel inside a callback invocation (read_memory, read_string,
 // write_memory, get_layout): an error with a code the worker may report and no result, or

@@ -15,42 +15,6 @@
 namespace ffibox {
 namespace {
 
-v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
-  switch (op) {
-    case v1::Request::kLoadLibrary:
-      return v1::Response::kLibrary;
-    case v1::Request::kResolveFunction:
-      return v1::Response::kFunction;
-    case v1::Request::kCall:
-      return v1::Response::kCall;
-    case v1::Request::kBatch:
-      return v1::Response::kBatch;
-    case v1::Request::kGetLayout:
-      return v1::Response::kLayout;
-    case v1::Request::kLookupSymbol:
-      return v1::Response::kSymbol;
-    case v1::Request::kReadMemory:
-      return v1::Response::kMemory;
-    case v1::Request::kAllocMemory:
-      return v1::Response::kAllocated;
-    case v1::Request::kReadString:
-      return v1::Response::kString;
-    case v1::Request::kDefineCallback:
-      return v1::Response::kCallback;
-    case v1::Request::kOpenLocalChannel:
-      return v1::Response::kLocalChannel;
-    case v1::Request::kWriteMemory:
-    case v1::Request::kFreeMemory:
-    case v1::Request::kFillMemory:
-    case v1::Request::kCopyMemory:
-    case v1::Request::kFreeCallback:
-    case v1::Request::kPing:
-      return v1::Response::kDone;
-    default:
-      return v1::Response::RESULT_NOT_SET;
-  }
-}
-
 // A read_memory result: raw bytes of the requested size, or a typed value whose raw form
 // (records, arrays) has the type's size.
 absl::Status CheckMemoryData(const v1::MemoryData& memory, const PendingRequest& expected) {

@@ -348,12 +348,8 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
       absl::Status checked = CheckNestedAnswer(request, response);
       if (!checked.ok()) return malformed(checked.message());
     } else if (response.has_error()) {
-      absl::Status code = CheckErrorCode(response.error());
-      if (!code.ok()) return malformed(code.message());
-      if (response.result_case() != v1::Response::RESULT_NOT_SET) {
-        return malformed("carries both an error and a result");
-      }
-      if (response.error().has_batch_index()) return malformed("names a batch call");
+      absl::Status checked = CheckErrorAnswer(response);
+      if (!checked.ok()) return malformed(checked.message());
     } else {
       if (!response.has_call()) return malformed("carries no call result");
       absl::Status checked = CheckCallResult(response.call(), ExpectedResultOf(request.call()));
