@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/layout.h"
 #include "core/piece_stream.h"
