@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/cpp/ffibox_client.h"
+#include "client/cpp/internal/local_path.h"
 #include "core/descriptor_passing.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
@@ -466,6 +467,76 @@ TEST_F(SameHostTest, AHandlerWaitingForAnotherThreadsCallEndsAtTheDeadlineNotNev
   EXPECT_EQ(add_int(2, 3).value_or(-1), 5);
   EXPECT_EQ(add_int(4, 3).value_or(-1), 7);
   EXPECT_TRUE(session->same_host());
+}
+
+TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAnInvocationLosesItsChannelNotItsWorker) {
+  // A hostile client (this test, through the C++ client's own LocalPath) answers the first
+  // invocation of call_twice_nested(h, 5) with a request of another invocation. The worker
+  // gives native code zero, refuses the call's second invocation too (the broker knows
+  // nothing of the invocation it would nest in, and would take it for a protocol violation)
+  // and closes the channel once the call is done; the worker lives on.
+  SessionOptions options;
+  options.on_output = [](v1::OutputStream, absl::string_view) {};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  using IntCallback = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(IntCallback h, session->DefineCallback<int(int)>(
+                                          [](int x) -> absl::StatusOr<int> { return x; }));
+  ASSERT_OK_AND_ASSIGN(
+      RawFunction twice,
+      lib.Resolve("call_twice_nested", TypedFunction<int(IntCallback, int)>::Signature()));
+  v1::Request open;
+  open.mutable_open_local_channel()->set_callbacks(true);
+  ASSERT_OK_AND_ASSIGN(v1::Response opened, session->Send(open));
+  int invoked = 0;
+  absl::Status nested;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<client_internal::LocalPath> path,
+                       client_internal::LocalPath::Connect(
+                           opened.local_channel(), absl::Seconds(5),
+                           [&](const v1::Response& message, client_internal::LocalPath& channel,
+                               absl::Time deadline) {
+                             ++invoked;
+                             v1::Request wrong;
+                             wrong.set_id(1000);
+                             wrong.set_invocation(message.callback_invoke().invocation() + 1);
+                             wrong.mutable_read_string();
+                             nested = channel.ExchangeNested(wrong, deadline).status();
+                             return absl::StatusOr<v1::CallbackReturn>(v1::CallbackReturn());
+                           }));
+  v1::Request call;
+  call.set_id(1);
+  call.mutable_call()->set_function(twice.handle());
+  call.mutable_call()->add_args()->mutable_pointer()->set_callback(h.id());
+  call.mutable_call()->add_args()->set_int_value(5);
+  absl::StatusOr<v1::Response> answer = path->Exchange(&call, {}, absl::Now() + absl::Seconds(10));
+  EXPECT_FALSE(answer.ok());
+  EXPECT_EQ(invoked, 1);
+  EXPECT_FALSE(nested.ok());
+  EXPECT_TRUE(path->closed_by_worker());
+  bool broken = false;
+  bool refused_later = false;
+  bool lost = false;
+  test_support::WaitFor(
+      [&] {
+        for (const v1::SessionEvent& event : session->TakeEvents()) {
+          const std::string& message = event.error().message();
+          if (event.kind() == v1::SessionEvent::WORKER_LOST) lost = true;
+          if (event.kind() != v1::SessionEvent::CALLBACK_ERROR) continue;
+          if (message.find("the same-host channel failed:") != std::string::npos) broken = true;
+          if (message.find("failed earlier in this call") != std::string::npos) {
+            refused_later = true;
+          }
+        }
+        return broken && refused_later;
+      },
+      absl::Seconds(5));
+  EXPECT_TRUE(broken);
+  EXPECT_TRUE(refused_later);
+  EXPECT_FALSE(lost);
+  // The same worker serves the session's next call.
+  ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
+  EXPECT_EQ(add_int(2, 3).value_or(-1), 5);
+  EXPECT_EQ(session->generation(), 1u);
 }
 
 TEST_F(SameHostTest, ACallbackStormDoesNotPostponeTheTimeout) {
