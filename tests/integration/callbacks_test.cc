@@ -49,7 +49,9 @@ class CallbacksTest : public test_support::SessionFixture,
   }
   void SetUp() override {
     test_support::SessionFixture::SetUp();
-    if (session_ != nullptr) ASSERT_EQ(session_->same_host(), GetParam());
+    if (session_ != nullptr) {
+      ASSERT_EQ(session_->same_host(), GetParam());
+    }
   }
 
   template <typename Sig>
