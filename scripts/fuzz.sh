@@ -5,13 +5,19 @@
 # holds the objects, the binaries, the working corpora, the logs and any findings. Rebuilds
 # only what changed. Ends with "N passed, M failed": a target passes when it ran its time
 # without a finding; one that does not build fails. Exits 1 when any failed.
-# docs/fuzzing.md says what each target checks.
+# docs/fuzzing.md says what each target checks. `scripts/fuzz.sh --build-only` builds the
+# targets and runs none (the test command builds them while its Python tests run).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
+build_only=false
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=true
+  shift
+fi
 seconds=${1:-60}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
-  echo "usage: scripts/fuzz.sh [SECONDS]   (seconds per target, default 60)" >&2
+  echo "usage: scripts/fuzz.sh [--build-only] [SECONDS]   (seconds per target, default 60)" >&2
   exit 2
 fi
 
@@ -219,6 +225,7 @@ for target in "${TARGETS[@]}"; do
     failed=$((failed + 1))
     continue
   fi
+  [ "$build_only" = true ] && continue
   mkdir -p "$build/logs"
   touch "$build/logs/$target.log.start"
   if run_target "$target"; then
@@ -228,5 +235,9 @@ for target in "${TARGETS[@]}"; do
   fi
 done
 
-echo "${passed} passed, ${failed} failed"
+if [ "$build_only" = true ]; then
+  echo "built; ${failed} failed to build"
+else
+  echo "${passed} passed, ${failed} failed"
+fi
 [ "$failed" -eq 0 ]
