@@ -77,6 +77,13 @@ absl::Status ErrorStatus(const v1::Error& error) {
   return status;
 }
 
+absl::Status InvocationTooDeep(uint64_t invocation, int depth, int limit) {
+  return ErrorStatus(
+      v1::RESOURCE_EXHAUSTED,
+      absl::StrCat("invocation: callback invocation ", invocation, " is nested ", depth,
+                   " deep; the server allows at most ", limit, " nested callback invocations"));
+}
+
 absl::Status ErrorStatus(v1::ErrorCode code, absl::string_view message) {
   v1::Error error;
   error.set_code(code);

@@ -6,6 +6,7 @@
 #ifndef FFIBOX_CORE_ERRORS_H_
 #define FFIBOX_CORE_ERRORS_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -19,6 +20,11 @@ absl::Status ErrorStatus(const v1::Error& error);
 
 // Returns a non-OK status with the given public code and message.
 absl::Status ErrorStatus(v1::ErrorCode code, absl::string_view message);
+
+// RESOURCE_EXHAUSTED for a request inside callback invocation `invocation`, nested `depth`
+// deep, past the server's `limit` (--max_callback_depth): the broker's answer, and the
+// worker's on a same-host channel.
+absl::Status InvocationTooDeep(uint64_t invocation, int depth, int limit);
 
 // Returns INVALID_ARGUMENT naming `field`, the path of the offending part of a request
 // (e.g. "call.args[1]"). The message is prefixed with the path.

@@ -16,10 +16,7 @@ absl::Status InFlightRequests::CheckScope(uint64_t invocation) const {
                                     " is not open (it was answered, or its worker is gone)"));
   }
   if (open->second.depth >= limits_.max_callback_depth) {
-    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat("invocation: callback invocation ", invocation, " is nested ",
-                                    open->second.depth, " deep; the server allows at most ",
-                                    limits_.max_callback_depth, " nested callback invocations"));
+    return InvocationTooDeep(invocation, open->second.depth, limits_.max_callback_depth);
   }
   return absl::OkStatus();
 }

@@ -340,11 +340,8 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
     response->set_id(request->id());
     if (t_depth >= max_callback_depth_) {
       // What the broker answers a request inside an invocation nested this deep.
-      *response->mutable_error() = ToProtoError(
-          ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                      absl::StrCat("invocation: callback invocation ", id, " is nested ", t_depth,
-                                   " deep; the server allows at most ", max_callback_depth_,
-                                   " nested callback invocations")));
+      *response->mutable_error() =
+          ToProtoError(InvocationTooDeep(id, t_depth, max_callback_depth_));
     } else if (absl::Status valid = ValidateNested(*request, limits_); !valid.ok()) {
       *response->mutable_error() = ToProtoError(valid);
     } else if (request->has_call()) {

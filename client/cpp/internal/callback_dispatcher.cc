@@ -129,14 +129,15 @@ void CallbackDispatcher::Loop() {
   }
 }
 
+std::shared_ptr<const CallbackDispatcher::Registered> CallbackDispatcher::Find(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = handlers_.find(id);
+  return it != handlers_.end() ? it->second : nullptr;
+}
+
 void CallbackDispatcher::Run(const v1::Response& message) {
   const v1::CallbackInvoke& invoke = message.callback_invoke();
-  std::shared_ptr<const Registered> registered;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = handlers_.find(invoke.callback());
-    if (it != handlers_.end()) registered = it->second;
-  }
+  const std::shared_ptr<const Registered> registered = Find(invoke.callback());
   v1::Request request;
   const uint64_t outer = serving_invocation;
   serving_invocation = invoke.invocation();
@@ -148,12 +149,7 @@ void CallbackDispatcher::Run(const v1::Response& message) {
 
 absl::StatusOr<v1::CallbackReturn> CallbackDispatcher::RunChecked(const v1::Response& message) {
   const v1::CallbackInvoke& invoke = message.callback_invoke();
-  std::shared_ptr<const Registered> registered;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = handlers_.find(invoke.callback());
-    if (it != handlers_.end()) registered = it->second;
-  }
+  const std::shared_ptr<const Registered> registered = Find(invoke.callback());
   if (registered != nullptr) {
     std::vector<std::pair<uint32_t, uint64_t>> shipped;
     absl::Status checked = CheckCallbackInvoke(invoke, registered->signature, &shipped);

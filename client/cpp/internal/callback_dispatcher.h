@@ -93,6 +93,8 @@ class CallbackDispatcher {
     Handler handler;
     v1::Signature signature;
   };
+  // The handler registered for callback `id`, or null.
+  std::shared_ptr<const Registered> Find(uint64_t id);
 
   const AnswerSender send_;
   absl::Mutex mu_;

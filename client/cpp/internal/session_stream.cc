@@ -270,10 +270,12 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   // behind the call on the channel and ends both at their deadlines).
   if (!TakeChannel()) return std::nullopt;
   absl::Cleanup release = [this] { ReleaseChannel(); };
-  const uint64_t bound = BoundGeneration(request->call().function());
+  uint64_t bound = 0;
   absl::Duration call_timeout;
   {
     absl::MutexLock lock(&local_state_mu_);
+    const auto found = address_functions_.find(request->call().function());
+    if (found != address_functions_.end()) bound = found->second;
     call_timeout = local_call_timeout_;
   }
   uint64_t generation = 0;
