@@ -3,6 +3,7 @@
 #   PREFIX/bin/ffiboxd                      the broker
 #   PREFIX/bin/ffibox                       the command-line client
 #   PREFIX/libexec/ffibox/ffibox-worker     the worker (ffiboxd finds it there by itself)
+#   PREFIX/libexec/ffibox/ffibox-init       the init of each worker's pid namespace (beside it)
 #   PREFIX/lib/systemd/system/ffiboxd.service
 #   SYSCONFDIR/ffibox/ffiboxd.conf          only when missing: edits survive a reinstall
 #   PREFIX/lib/python3.X/dist-packages/ffibox   with --python
@@ -108,7 +109,7 @@ if [[ "$build" -eq 1 ]]; then
   ./scripts/install-deps.sh
   ${BAZEL:-bazel} build //server:ffiboxd //server:ffibox-worker //client/cli:ffibox >&2
 fi
-for built in server/ffiboxd server/ffibox-worker client/cli/ffibox; do
+for built in server/ffiboxd server/ffibox-worker server/ffibox-init client/cli/ffibox; do
   if [[ ! -x "bazel-bin/$built" ]]; then
     echo "error: bazel-bin/$built is missing; run without --no-build" >&2
     exit 1
@@ -125,6 +126,7 @@ put() {
 put 0755 bazel-bin/server/ffiboxd "$bindir/ffiboxd"
 put 0755 bazel-bin/client/cli/ffibox "$bindir/ffibox"
 put 0755 bazel-bin/server/ffibox-worker "$workerdir/ffibox-worker"
+put 0755 bazel-bin/server/ffibox-init "$workerdir/ffibox-init"
 
 unit=$(mktemp)
 trap 'rm -f "$unit"' EXIT

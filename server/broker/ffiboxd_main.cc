@@ -167,7 +167,6 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   // No process of another uid, and no worker, may read or write this process's memory.
   prctl(PR_SET_DUMPABLE, 0);
-  ffibox::HideBrokerCommandLineInJail(argc, argv, environ);
   RaiseDescriptorLimit();
   if (absl::GetFlag(FLAGS_exit_with_parent)) {
     const pid_t parent = getppid();

@@ -42,16 +42,10 @@ class LauncherThread {
     return *launcher;
   }
 
-  // Runs `job` on the launcher thread and waits for it.
-  void Run(std::function<void()> job) {
-    bool done = false;
+  // Starts `job` on the launcher thread; jobs run one at a time, in order.
+  void Post(std::function<void()> job) {
     absl::MutexLock lock(&mu_);
-    jobs_.push_back([&] {
-      job();
-      absl::MutexLock inner(&mu_);
-      done = true;
-    });
-    mu_.Await(absl::Condition(&done));
+    jobs_.push_back(std::move(job));
   }
 
  private:
@@ -124,10 +118,11 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     int out[2] = {-1, -1};
     int err[2] = {-1, -1};
     int executable = -1;
+    int init = -1;
     int null = -1;
     ~Descriptors() {
       for (int fd : {channel[0], channel[1], crash[0], crash[1], descriptors[0], descriptors[1],
-                     out[0], out[1], err[0], err[1], executable, null}) {
+                     out[0], out[1], err[0], err[1], executable, init, null}) {
         if (fd >= 0) close(fd);
       }
     }
@@ -152,6 +147,12 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   fcntl(fds.out[0], F_SETFL, O_NONBLOCK);
   fcntl(fds.err[0], F_SETFL, O_NONBLOCK);
   fds.executable = open(options.worker_path.c_str(), O_PATH | O_CLOEXEC);
+  // The pid namespace's init, beside the worker binary (needed only with that layer).
+  const std::string init_path = absl::StrCat(
+      options.worker_path.substr(0, options.worker_path.rfind('/') + 1), "ffibox-init");
+  fds.init = open(init_path.c_str(), O_PATH | O_CLOEXEC);
+  const std::string init_unavailable =
+      fds.init < 0 ? absl::StrCat(init_path, ": ", strerror(errno)) : "";
   fds.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (fds.executable < 0 || fds.null < 0) {
     std::string message =
@@ -178,9 +179,11 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   request.crash_fd = fds.crash[1];
   request.descriptor_fd = fds.descriptors[1];
   request.channel_memory_fd = (*channel)->memfd();
-  absl::StatusOr<SpawnedWorker> spawned =
-      SpawnJailedWorker(options.jail, request,
-                        [](const std::function<void()>& job) { LauncherThread::Get().Run(job); });
+  request.init_executable_fd = fds.init;
+  request.init_unavailable_reason = init_unavailable;
+  absl::StatusOr<SpawnedWorker> spawned = SpawnJailedWorker(
+      options.jail, request,
+      [](std::function<void()> job) { LauncherThread::Get().Post(std::move(job)); });
   if (!spawned.ok()) return spawned.status();
   // The worker has its copies: without ours, its death shows as a hangup at once.
   for (int* fd : {&fds.channel[1], &fds.crash[1], &fds.descriptors[1], &fds.out[1], &fds.err[1]}) {

@@ -9,8 +9,9 @@
 // fd 5, the channel's memfd as fd 6 (core/shm_channel.h: the worker maps it and closes the fd
 // before it loads anything), no other fd, an empty environment, the default signal mask, and
 // SIGKILL as its parent-death signal, so no worker outlives the broker. The jail
-// (server/jail/spawn.h) is applied on the way; with a pid namespace, pid() is the namespace's init,
-// which relays the worker's wait status, so Reap reports the worker's own death either way.
+// (server/jail/spawn.h) is applied on the way; with a pid namespace, pid() is the namespace's init
+// (ffibox-init, which must lie beside the worker binary), which relays the worker's wait status,
+// so Reap reports the worker's own death either way.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_PROCESS_H_
 #define FFIBOX_SERVER_BROKER_WORKER_PROCESS_H_
 

@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -260,6 +263,130 @@ TEST(Jail, DisabledJailRunsTheWorkerInOurNamespaces) {
       readlink(absl::StrCat("/proc/", (*worker)->pid(), "/ns/pid").c_str(), its, sizeof(its) - 1),
       0);
   EXPECT_STREQ(ours, its);
+}
+
+// The contents of `path`, or "" if it cannot be read.
+std::string ReadWholeFile(const std::string& path) {
+  std::string contents;
+  FILE* file = fopen(path.c_str(), "r");
+  if (file == nullptr) return contents;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), file)) > 0) contents.append(buffer, n);
+  fclose(file);
+  return contents;
+}
+
+std::string LinkTarget(const std::string& path) {
+  char target[PATH_MAX] = {};
+  ssize_t n = readlink(path.c_str(), target, sizeof(target) - 1);
+  return n > 0 ? std::string(target, static_cast<size_t>(n)) : "";
+}
+
+// The jail's init is ffibox-init, a program of its own: nothing of the process that launched
+// the worker (ffiboxd; here this test) lives on in it, and the worker is its child.
+TEST(Jail, TheInitIsItsOwnProgramWithNothingOfTheBrokerMapped) {
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(JailedLaunch());
+  ASSERT_OK(worker);
+  const pid_t init = (*worker)->pid();
+  ASSERT_NE(init, (*worker)->worker_pid());
+  EXPECT_TRUE(absl::EndsWith(LinkTarget(absl::StrCat("/proc/", init, "/exe")), "/ffibox-init"));
+  const std::string maps = ReadWholeFile(absl::StrCat("/proc/", init, "/maps"));
+  ASSERT_FALSE(maps.empty());
+  const std::string self = LinkTarget("/proc/self/exe");
+  ASSERT_FALSE(self.empty());
+  EXPECT_EQ(maps.find(self), std::string::npos) << maps;
+  // Its command line is its name alone; the worker's parent is the init.
+  const std::string cmdline = ReadWholeFile(absl::StrCat("/proc/", init, "/cmdline"));
+  EXPECT_EQ(std::string(cmdline.c_str()), "ffibox-init");
+  EXPECT_EQ(cmdline.find_first_not_of('\0', sizeof("ffibox-init")), std::string::npos);
+  const std::string status =
+      ReadWholeFile(absl::StrCat("/proc/", (*worker)->worker_pid(), "/status"));
+  EXPECT_NE(status.find(absl::StrCat("\nPPid:\t", init, "\n")), std::string::npos) << status;
+}
+
+// A root broker's launch runs the child in the broker's memory until it execs (CLONE_VM |
+// CLONE_VFORK): no page of the broker is copied or write-protected, so writing its memory
+// after launches faults nothing in. With a copy (fork), each page would fault once.
+TEST(Jail, LaunchingWorkersLeavesTheBrokersMemoryAsItWas) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "an unprivileged broker's child is a copy: it must be dumpable";
+  }
+  constexpr size_t kBytes = 32 << 20;
+  void* mapped = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mapped, MAP_FAILED);
+  char* memory = static_cast<char*>(mapped);
+  madvise(memory, kBytes, MADV_NOHUGEPAGE);  // one fault per 4 KiB page, whatever THP does
+  memset(memory, 1, kBytes);
+  std::vector<std::unique_ptr<WorkerProcess>> workers;
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(JailedLaunch());
+    ASSERT_OK(worker);
+    workers.push_back(*std::move(worker));
+  }
+  struct rusage before, after;
+  getrusage(RUSAGE_THREAD, &before);
+  for (size_t at = 0; at < kBytes; at += 4096) memory[at] = 2;
+  getrusage(RUSAGE_THREAD, &after);
+  EXPECT_LT(after.ru_minflt - before.ru_minflt, 64) << "of " << kBytes / 4096 << " pages";
+  munmap(mapped, kBytes);
+}
+
+// ffibox-init lies beside the worker binary. Without it a worker that needs a pid namespace
+// is not started (never one without the layer); with that layer off, it is.
+TEST(Jail, WithoutFfiboxInitBesideTheWorkerAWorkerWithAPidNamespaceIsNotStarted) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string directory = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/worker-alone");
+  ASSERT_EQ(mkdir(directory.c_str(), 0755), 0);
+  const std::string copy = directory + "/ffibox-worker";
+  {
+    const std::string binary = ReadWholeFile(Runfile("server/ffibox-worker"));
+    ASSERT_FALSE(binary.empty());
+    FILE* out = fopen(copy.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    ASSERT_EQ(fwrite(binary.data(), 1, binary.size(), out), binary.size());
+    ASSERT_EQ(fclose(out), 0);
+    ASSERT_EQ(chmod(copy.c_str(), 0755), 0);
+  }
+  WorkerLaunchOptions launch = JailedLaunch();
+  launch.worker_path = copy;
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
+  ASSERT_FALSE(worker.ok());
+  EXPECT_EQ(worker.status().code(), absl::StatusCode::kFailedPrecondition) << worker.status();
+  // No layer is named: the host has it, so no waiver may turn it off for a missing init.
+  EXPECT_EQ(FailedJailLayer(worker.status()), std::nullopt) << worker.status();
+  EXPECT_NE(worker.status().message().find(directory + "/ffibox-init"), std::string::npos)
+      << worker.status();
+  launch.jail.pid_namespace = false;
+  launch.jail.proc = false;  // a fresh /proc needs the pid namespace
+  worker = WorkerProcess::Start(launch);
+  ASSERT_OK(worker);
+  EXPECT_EQ((*worker)->pid(), (*worker)->worker_pid());
+  unlink(copy.c_str());
+  rmdir(directory.c_str());
+}
+
+// ffibox-init does nothing unless it is a jail's pid 1 with the command line ffiboxd gives it.
+TEST(Jail, FfiboxInitRefusesToRunOutsideAJail) {
+  const std::string init = Runfile("server/ffibox-init");
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{}, {"1", "/bin/true"}, {"99", "/bin/true"}, {"x", "/bin/true"}}) {
+    std::vector<char*> argv = {const_cast<char*>("ffibox-init")};
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 2);
+      execv(init.c_str(), argv.data());
+      _exit(127);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 2) << args.size();
+  }
 }
 
 }  // namespace

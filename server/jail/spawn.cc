@@ -2,14 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/capability.h>
-#include <linux/securebits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sanitizer/asan_interface.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,162 +17,121 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "server/jail/filesystem.h"
+#include "server/jail/jail_process.h"
 #include "server/jail/user_namespace.h"
 
 namespace ffibox {
 namespace {
 
-constexpr uint32_t kStatusMagic = 0xffb0a11c;
-// fds 0..6: stdin, stdout, stderr, the channel's socket, crash pipe, descriptor socket, the
-// channel's memfd.
-constexpr int kFirstFreeFd = 7;
+// The descriptors of the child once arranged: the worker's at 0..7 and the status pipe at
+// 8 (jail_process.h), ffibox-init's binary at 9.
+constexpr int kInitExecutableFd = 9;
+constexpr int kFirstUnarrangedFd = 10;
+// Where the child moves its sources first, so that no dup2 clobbers another source.
+constexpr int kMovedSourcesFrom = 16;
+// The child's stack: it runs the filesystem steps and little else.
+constexpr size_t kChildStackBytes = 256 << 10;
+constexpr size_t kGuardBytes = 4096;
 
-enum StatusKind : uint32_t {
-  kReady = 1,         // setup done
-  kSetupFailed = 2,   // `step` failed with `error`
-  kWorkerExited = 3,  // the init relays the worker's `wait_status`
-  kCloned = 4         // the child runs and is dumpable: the broker may write its maps
-};
+// A setup stage after the filesystem: arranging the worker's descriptors.
+constexpr int kStageDescriptors = -23;
+// How many setup timeouts a clone may wait behind earlier ones on the launcher thread.
+constexpr int kLauncherQueueTimeouts = 6;
 
-// Setup stages outside the filesystem plan (negative, below FilesystemStage's).
-enum SetupStage { kStageIds = -20, kStageForkWorker = -21 };
-
-struct StatusRecord {
-  uint32_t magic;
-  uint32_t kind;
-  int32_t step;
-  int32_t error;
-  int32_t wait_status;
-};
-
-// Everything the child needs, prepared before clone: after it, only async-signal-safe calls.
+// Everything the child needs, prepared before clone: after it, only async-signal-safe
+// calls. With `share_memory` the child runs in the broker's memory (CLONE_VM) until it
+// execs, so it writes nothing but its own stack and `plan`'s descriptor slots.
 struct ChildSetup {
   const WorkerSpawnRequest* request;
-  bool jailed;
+  unsigned exec_flags;  // WorkerExecFlag bits
   int sync_read;
   int sync_write;
   int status_write;
   bool pid_namespace;
   bool uts_namespace;
-  FilesystemPlan* plan;      // null: no filesystem view
-  bool user_namespace;       // become the namespace's root (mapped to WorkerHostIds())
-  bool may_setgroups;        // setgroups was not denied (root broker, or newgidmap wrote it)
-  bool unprivileged_broker;  // the child must be dumpable for its maps to be written
-  bool nobody_after_mount;   // root without a user namespace: setresuid(65534) at exec
-  bool drop_capabilities;    // securebits, bounding set, capset
-  int max_fds;               // RLIMIT_NOFILE at clone: the bound of descriptor loops
+  FilesystemPlan* plan;    // null: no filesystem view
+  bool user_namespace;     // become the namespace's root (mapped to WorkerHostIds())
+  bool may_setgroups;      // setgroups was not denied (root broker, or newgidmap wrote it)
+  bool dumpable;           // an unprivileged broker writes the maps: a copy, made dumpable
+  char* const* init_argv;  // with a pid namespace: ffibox-init's
 };
 
-// The broker's command line and environment strings (one contiguous area), which a pid
-// namespace's init (a fork of the broker) blanks so that /proc/1 shows nothing of them.
-char* broker_arguments_start = nullptr;
-size_t broker_arguments_size = 0;
-
-void Report(int fd, uint32_t kind, int step, int error, int wait_status = 0) {
-  StatusRecord record{kStatusMagic, kind, step, error, wait_status};
-  (void)!write(fd, &record, sizeof(record));
-}
-
 [[noreturn]] void FailSetup(const ChildSetup& setup, int step, int error) {
-  Report(setup.status_write, kSetupFailed, step, error);
+  ReportStatus(setup.status_write, kSetupFailed, step, error);
   _exit(1);
 }
 
-// Raw syscalls: glibc's wrappers broadcast the change to every thread the broker had, under
-// a lock another broker thread may have held at clone time; the child has one thread.
-bool BecomeIds(uid_t uid, gid_t gid, bool may_setgroups) {
-  return (!may_setgroups || syscall(SYS_setgroups, 0, nullptr) == 0) &&
-         syscall(SYS_setresgid, gid, gid, gid) == 0 && syscall(SYS_setresuid, uid, uid, uid) == 0;
-}
+// The kernel's sigaction and signal set, for the raw system calls below: glibc's wrappers
+// leave out the two signals glibc keeps for itself.
+struct KernelSigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void (*restorer)();
+  uint64_t mask;
+};
+constexpr uint64_t kAllSignals = ~uint64_t{0};
 
-// Before exec: no capability survives it, none can come back (no_new_privs), ids as planned.
-void DropPrivileges(const ChildSetup& setup) {
-  if (!setup.jailed) return;
-  if (setup.drop_capabilities) {
-    prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
-                                 SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED);
-    for (int cap = 0; cap <= 63; ++cap) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+// The broker's handlers must never run in the child, which may share its memory: every
+// signal goes back to its default before the child unblocks any.
+void ResetSignalHandlers() {
+  KernelSigaction default_action = {SIG_DFL, 0, nullptr, 0};
+  for (int signal_number = 1; signal_number <= 64; ++signal_number) {
+    if (signal_number != SIGKILL && signal_number != SIGSTOP) {
+      syscall(SYS_rt_sigaction, signal_number, &default_action, nullptr, sizeof(uint64_t));
+    }
   }
-  if (setup.nobody_after_mount && !BecomeIds(kNobodyId, kNobodyId, true)) _exit(126);
-  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
-  struct __user_cap_data_struct data[2] = {};
-  syscall(SYS_capset, &header, data);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(126);
 }
 
-[[noreturn]] void ExecWorker(const ChildSetup& setup) {
+// Puts the worker's descriptors at 0..7, the status pipe at 8 and ffibox-init's binary at 9
+// (close-on-exec: it is exec'd through its descriptor), and closes every other.
+void ArrangeDescriptors(const ChildSetup& setup) {
   const WorkerSpawnRequest& request = *setup.request;
-  DropPrivileges(setup);
-  // Move the sources above the target numbers first, so no dup2 clobbers another source.
-  const int sources[kFirstFreeFd] = {
-      request.stdin_fd, request.stdout_fd,     request.stderr_fd,        request.channel_fd,
-      request.crash_fd, request.descriptor_fd, request.channel_memory_fd};
-  int moved[kFirstFreeFd];
-  for (int target = 0; target < kFirstFreeFd; ++target) {
-    moved[target] = fcntl(sources[target], F_DUPFD_CLOEXEC, 16);
-    if (moved[target] < 0) _exit(127);
+  const int sources[kFirstUnarrangedFd] = {request.stdin_fd,          request.stdout_fd,
+                                           request.stderr_fd,         request.channel_fd,
+                                           request.crash_fd,          request.descriptor_fd,
+                                           request.channel_memory_fd, request.executable_fd,
+                                           setup.status_write,        request.init_executable_fd};
+  int moved[kFirstUnarrangedFd];
+  for (int target = 0; target < kFirstUnarrangedFd; ++target) {
+    moved[target] = -1;
+    // Only ffibox-init's may be absent (no pid namespace); its number is then closed.
+    if (sources[target] < 0 && target == kInitExecutableFd) continue;
+    moved[target] = fcntl(sources[target], F_DUPFD_CLOEXEC, kMovedSourcesFrom);
+    if (moved[target] < 0) FailSetup(setup, kStageDescriptors, errno);
   }
-  int executable = fcntl(request.executable_fd, F_DUPFD_CLOEXEC, 16);
-  if (executable < 0) _exit(127);
-  // dup2 clears close-on-exec on the targets.
-  for (int target = 0; target < kFirstFreeFd; ++target) {
-    if (dup2(moved[target], target) != target) _exit(127);
-  }
-  if (dup3(executable, kFirstFreeFd, O_CLOEXEC) != kFirstFreeFd) _exit(127);
-  if (syscall(SYS_close_range, kFirstFreeFd + 1, ~0U, 0) != 0) {
-    for (int fd = kFirstFreeFd + 1; fd < setup.max_fds; ++fd) close(fd);
-  }
-  char* const empty_env[] = {nullptr};
-  syscall(SYS_execveat, kFirstFreeFd, "", request.argv, empty_env, AT_EMPTY_PATH);
-  _exit(127);
-}
-
-// The pid namespace's init: relays the worker's end, then ends (taking the namespace along).
-[[noreturn]] void RunInit(const ChildSetup& setup, pid_t worker) {
-  prctl(PR_SET_DUMPABLE, 0);
-  // What /proc/1/cmdline and environ show: "ffibox-init", nothing of the broker.
-  if (broker_arguments_start != nullptr && broker_arguments_size > 0) {
-    memset(broker_arguments_start, 0, broker_arguments_size);
-    const char title[] = "ffibox-init";
-    if (broker_arguments_size > sizeof(title)) memcpy(broker_arguments_start, title, sizeof(title));
-  }
-  Report(setup.status_write, kReady, 0, 0);
-  // Keep only the status pipe: the channel's end of stream must follow the worker's death.
-  int keep = setup.status_write;
-  if ((keep > 0 && syscall(SYS_close_range, 0, keep - 1, 0) != 0) ||
-      syscall(SYS_close_range, keep + 1, ~0U, 0) != 0) {
-    for (int fd = 0; fd < setup.max_fds; ++fd) {  // kernels before 5.9
-      if (fd != keep) close(fd);
+  for (int target = 0; target < kFirstUnarrangedFd; ++target) {
+    if (moved[target] < 0) {
+      close(target);
+      continue;
+    }
+    // dup2 clears close-on-exec: the worker's descriptors and the status pipe survive exec.
+    int placed = target == kInitExecutableFd ? dup3(moved[target], target, O_CLOEXEC)
+                                             : dup2(moved[target], target);
+    if (placed != target) {
+      ReportStatus(moved[kInitStatusFd], kSetupFailed, kStageDescriptors, errno);
+      _exit(1);
     }
   }
-  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
-  struct __user_cap_data_struct data[2] = {};
-  syscall(SYS_capset, &header, data);
-  for (;;) {
-    int status = 0;
-    pid_t ended = waitpid(-1, &status, 0);
-    if (ended == worker) {
-      Report(keep, kWorkerExited, 0, 0, status);
-      _exit(0);
-    }
-    if (ended < 0 && errno != EINTR) _exit(0);
-  }
+  CloseDescriptorsFrom(kFirstUnarrangedFd, -1);
 }
 
-[[noreturn]] void RunChild(ChildSetup& setup) {
+[[noreturn]] void RunChild(const ChildSetup& setup) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  // The broker is not dumpable, and neither is this copy of it: an unprivileged broker
-  // could not open our uid_map. The child holds no secret the broker's uid may not see.
-  if (setup.user_namespace && setup.unprivileged_broker) prctl(PR_SET_DUMPABLE, 1);
-  Report(setup.status_write, kCloned, 0, 0);
+  // The broker is not dumpable, and neither is a copy of it: an unprivileged broker could
+  // not open our uid_map. The copy holds no secret the broker's uid may not see. A child in
+  // the broker's memory is never made dumpable (that would make the broker dumpable).
+  if (setup.dumpable) prctl(PR_SET_DUMPABLE, 1);
+  ReportStatus(setup.status_write, kCloned, 0, 0);
   // Wait for the broker (it writes the user namespace's maps first). End of file means it
-  // died before PDEATHSIG was armed.
+  // died before PDEATHSIG was armed, or gave up on this child.
   close(setup.sync_write);
   char go = 0;
   ssize_t got;
@@ -184,37 +143,38 @@ void DropPrivileges(const ChildSetup& setup) {
   // The view's directories must be traversable by the worker whatever umask the broker had
   // when it cloned.
   umask(022);
+  ResetSignalHandlers();
   sigset_t empty;
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, nullptr);
-  struct sigaction default_action = {};
-  default_action.sa_handler = SIG_DFL;
-  sigaction(SIGPIPE, &default_action, nullptr);
 
   FilesystemFailure failure;
   if (setup.plan != nullptr && !OpenFilesystemSources(*setup.plan, &failure)) {
     FailSetup(setup, failure.step, failure.error);
   }
-  if (setup.user_namespace) {
-    if (!BecomeIds(0, 0, setup.may_setgroups)) FailSetup(setup, kStageIds, errno);
-    prctl(PR_SET_DUMPABLE, 1);  // changing ids cleared it; /proc/self must stay ours
+  if (setup.user_namespace && !BecomeIds(0, 0, setup.may_setgroups)) {
+    FailSetup(setup, kStageIds, errno);
   }
   if (setup.plan != nullptr && !BuildFilesystem(*setup.plan, &failure)) {
     FailSetup(setup, failure.step, failure.error);
   }
   if (setup.uts_namespace) (void)!sethostname("ffibox", 6);
+  ArrangeDescriptors(setup);
+  char* const empty_env[] = {nullptr};
   if (setup.pid_namespace) {
-    long worker = syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-    if (worker == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ExecWorker(setup);
-    }
-    if (worker < 0) FailSetup(setup, kStageForkWorker, errno);
-    RunInit(setup, static_cast<pid_t>(worker));
+    // The init runs as its own small program: nothing of the broker lives on in the jail.
+    syscall(SYS_execveat, kInitExecutableFd, "", setup.init_argv, empty_env, AT_EMPTY_PATH);
+    ReportStatus(kInitStatusFd, kSetupFailed, kStageExecInit, errno);
+    _exit(1);
   }
-  Report(setup.status_write, kReady, 0, 0);
-  ExecWorker(setup);
+  DropWorkerPrivileges(setup.exec_flags);
+  // Written once the parent-death signal is armed for good: a broker that died before is
+  // seen here (SIGPIPE, back at its default, ends the child).
+  if (!ReportStatus(kInitStatusFd, kReady, 0, 0)) _exit(1);
+  ExecArrangedWorker(setup.request->argv);
 }
+
+int ChildMain(void* setup) { RunChild(*static_cast<const ChildSetup*>(setup)); }
 
 // Reads one status record, waiting until `deadline`. nullopt on end of file or timeout.
 std::optional<StatusRecord> ReadStatus(int fd, absl::Time deadline) {
@@ -271,14 +231,6 @@ struct Pipes {
   }
 };
 
-// The soft RLIMIT_NOFILE (ffiboxd raises it to the hard limit), capped for the loops that
-// close descriptors one by one on kernels without close_range.
-int MaxDescriptors() {
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1 << 20;
-  return static_cast<int>(std::min<rlim_t>(limit.rlim_cur, 1 << 20));
-}
-
 // Whether `error` means the host ran out of something (descriptors, memory, processes)
 // rather than refusing a layer: such a worker start fails with RESOURCE_EXHAUSTED.
 bool IsExhaustion(int error) {
@@ -301,6 +253,15 @@ absl::Status SetupFailure(const FilesystemPlan* plan, const StatusRecord& record
     return JailLayerError(JailLayer::kPidNamespace,
                           absl::StrCat("forking the worker: ", strerror(record.error)));
   }
+  // Not the host's layers: the installation's init, or the broker's descriptors.
+  if (record.step == kStageExecInit) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("executing ffibox-init: ", strerror(record.error)));
+  }
+  if (record.step == kStageDescriptors) {
+    return absl::InternalError(
+        absl::StrCat("arranging the worker's descriptors: ", strerror(record.error)));
+  }
   if (plan == nullptr) {
     return absl::InternalError(absl::StrCat("the worker's jail setup failed (stage ", record.step,
                                             "): ", strerror(record.error)));
@@ -310,20 +271,88 @@ absl::Status SetupFailure(const FilesystemPlan* plan, const StatusRecord& record
                         DescribeFilesystemFailure(*plan, failure));
 }
 
-}  // namespace
-
-void HideBrokerCommandLineInJail(int argc, char** argv, char** envp) {
-  if (argc <= 0 || argv[0] == nullptr) return;
-  char* start = argv[0];
-  char* end = start;
-  // The kernel lays argv and then environ strings out contiguously; stop at any gap.
-  for (int i = 0; i < argc && argv[i] == end; ++i) end += strlen(argv[i]) + 1;
-  for (char** env = envp; env != nullptr && *env != nullptr && *env == end; ++env) {
-    end += strlen(*env) + 1;
+// One child's clone, run on the launcher thread (see spawn.h). With CLONE_VFORK the launcher
+// stays in clone until the child execs or exits, while the caller writes the child's maps
+// and reads its reports; so the caller only starts the clone, and waits for it at the end.
+// The job owns the parent's copies of the child's pipe ends and closes them once clone
+// returns: a clone that failed shows as end of file on the status pipe.
+class CloneJob {
+ public:
+  CloneJob(int flags, const ChildSetup* setup) : flags_(flags), setup_(setup) {}
+  CloneJob(const CloneJob&) = delete;
+  CloneJob& operator=(const CloneJob&) = delete;
+  // Callers kill the child first when they give up on it: the clone then returns.
+  ~CloneJob() {
+    if (started_) Wait();
   }
-  broker_arguments_start = start;
-  broker_arguments_size = static_cast<size_t>(end - start);
-}
+
+  void Start(const LauncherRun& run_on_launcher, int child_sync_read, int child_status_write) {
+    started_ = true;
+    run_on_launcher([this, child_sync_read, child_status_write] {
+      long pid = -1;
+      int error = 0;
+      // The child's stack, above a guard page: an overflow faults instead of writing into
+      // whatever the broker mapped below it.
+      void* mapped = mmap(nullptr, kGuardBytes + kChildStackBytes, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+      if (mapped == MAP_FAILED || mprotect(mapped, kGuardBytes, PROT_NONE) != 0) {
+        error = errno;
+      } else {
+        // A sanitizer build shares its shadow memory with the child, and an earlier child
+        // left its frames poisoned at the same addresses (it never returned from them).
+        ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(mapped) + kGuardBytes, kChildStackBytes);
+        // No signal at all, not even glibc's own, until the child has reset every handler.
+        uint64_t previous = 0;
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &kAllSignals, &previous, sizeof(uint64_t));
+        const int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+        pid = clone(ChildMain, static_cast<char*>(mapped) + kGuardBytes + kChildStackBytes,
+                    flags_ | SIGCHLD | CLONE_PARENT_SETTID, const_cast<ChildSetup*>(setup_),
+                    &child_pid_);
+        if (pid < 0) error = errno;
+        // The child's id changes reset the dumpability of memory it shared; it put it back,
+        // and so does this (for the broker: never dumpable).
+        if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable) {
+          prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+        }
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &previous, nullptr, sizeof(uint64_t));
+      }
+      // The child has exec'd, ended, or has its own copy.
+      if (mapped != MAP_FAILED) munmap(mapped, kGuardBytes + kChildStackBytes);
+      close(child_sync_read);
+      close(child_status_write);
+      absl::MutexLock lock(&mu_);
+      result_ = pid;
+      error_ = error;
+      done_ = true;
+    });
+  }
+
+  // The child's pid, which the kernel writes before the child runs; 0 before that.
+  pid_t child() const { return __atomic_load_n(&child_pid_, __ATOMIC_SEQ_CST); }
+
+  // Waits until clone has returned: the child's pid, or -1 with error() set.
+  long Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+    return result_;
+  }
+  int error() {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+ private:
+  const int flags_;
+  const ChildSetup* const setup_;
+  bool started_ = false;
+  pid_t child_pid_ = 0;  // CLONE_PARENT_SETTID
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  long result_ ABSL_GUARDED_BY(mu_) = -1;
+  int error_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
 
 absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
                                                 const WorkerSpawnRequest& request,
@@ -368,64 +397,86 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
   if (pipe2(pipes.sync, O_CLOEXEC) != 0 || pipe2(pipes.status, O_CLOEXEC) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(errno)));
   }
+  const bool pid_ns = active(JailLayer::kPidNamespace);
+  // A missing init is an installation's fault, not the host's: no layer is named (a layer
+  // named here could be waived, and the host can give it).
+  if (pid_ns && request.init_executable_fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no ffibox-init beside the worker binary (the init of its pid namespace): ",
+                     request.init_unavailable_reason));
+  }
+  unsigned exec_flags = 0;
+  if (jail.enabled) exec_flags |= kExecJailed;
+  if (jail.enabled && (user_ns || root)) exec_flags |= kExecDropCapabilities;
+  if (jail.enabled && root && !user_ns) exec_flags |= kExecNobodyAfterMount;
+  // ffibox-init's command line: its name, the flags, then the worker's.
+  const std::string exec_flags_text = absl::StrCat(exec_flags);
+  std::vector<char*> init_argv = {const_cast<char*>("ffibox-init"),
+                                  const_cast<char*>(exec_flags_text.c_str())};
+  for (char* const* arg = request.argv; *arg != nullptr; ++arg) init_argv.push_back(*arg);
+  init_argv.push_back(nullptr);
+  // Only an unprivileged broker's child must be dumpable (the broker's uid writes its maps
+  // from outside); any other child runs in the broker's memory until it execs
+  // (CLONE_VM | CLONE_VFORK, as posix_spawn does), so no launch copies or write-protects the
+  // broker's pages.
+  const bool dumpable = user_ns && !root;
   ChildSetup setup{&request,
-                   jail.enabled,
+                   exec_flags,
                    pipes.sync[0],
                    pipes.sync[1],
                    pipes.status[1],
-                   active(JailLayer::kPidNamespace),
+                   pid_ns,
                    active(JailLayer::kUtsNamespace),
                    plan.get(),
                    user_ns,
                    root || worker_ids.subordinate,
-                   !root,
-                   jail.enabled && root && !user_ns,
-                   jail.enabled && (user_ns || root),
-                   MaxDescriptors()};
-  long pid = -1;
-  int clone_errno = 0;
-  run_on_launcher([&] {
-    pid = syscall(SYS_clone, clone_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-    if (pid == 0) RunChild(setup);
-    if (pid < 0) clone_errno = errno;
-  });
-  if (pid < 0) {
-    std::string reason =
-        absl::StrCat("clone (namespaces 0x", absl::Hex(clone_flags), "): ", strerror(clone_errno));
-    if (IsExhaustion(clone_errno)) return absl::ResourceExhaustedError(reason);
-    return JailLayerError(user_ns ? JailLayer::kUserNamespace : JailLayer::kMountNamespace, reason);
-  }
-  close(pipes.sync[0]);
-  pipes.sync[0] = -1;
-  close(pipes.status[1]);
-  pipes.status[1] = -1;
-  const pid_t child = static_cast<pid_t>(pid);
-  const absl::Time deadline = absl::Now() + setup_timeout;
+                   dumpable,
+                   init_argv.data()};
+  CloneJob clone(clone_flags | (dumpable ? 0 : CLONE_VM | CLONE_VFORK), &setup);
+  clone.Start(run_on_launcher, std::exchange(pipes.sync[0], -1),
+              std::exchange(pipes.status[1], -1));
+  // The clone may wait for earlier children on the launcher thread (each holds it until it
+  // execs): that wait has its own, longer, limit, and the setup's starts with the child.
+  absl::Time deadline = absl::Now() + kLauncherQueueTimeouts * setup_timeout;
+  // Gives up on the child: unblocks it if it waits for the go, kills it wherever it is, and
+  // reaps it once clone has returned.
   auto fail = [&](absl::Status status) {
-    KillAndReap(child);  // ~Pipes closes the status pipe
+    if (pipes.sync[1] >= 0) close(std::exchange(pipes.sync[1], -1));
+    if (clone.child() > 0) kill(clone.child(), SIGKILL);
+    long pid = clone.Wait();
+    if (pid > 0) KillAndReap(static_cast<pid_t>(pid));
     return status;
   };
   std::optional<StatusRecord> cloned = ReadStatus(pipes.status[0], deadline);
   if (!cloned.has_value() || cloned->kind != kCloned) {
-    return fail(absl::InternalError("the worker's jail setup ended before it began"));
+    absl::Status failed =
+        fail(absl::InternalError("the worker's jail setup ended before it began"));
+    if (clone.Wait() >= 0) return failed;
+    std::string reason = absl::StrCat("clone (namespaces 0x", absl::Hex(clone_flags),
+                                      "): ", strerror(clone.error()));
+    if (IsExhaustion(clone.error())) return absl::ResourceExhaustedError(reason);
+    return JailLayerError(user_ns ? JailLayer::kUserNamespace : JailLayer::kMountNamespace, reason);
   }
+  const pid_t child = clone.child();
+  deadline = absl::Now() + setup_timeout;
   if (user_ns) {
     absl::Status mapped = WriteUserNamespaceMaps(child, worker_ids);
     if (!mapped.ok()) return fail(JailLayerError(JailLayer::kUserNamespace, mapped.message()));
   }
   (void)!write(pipes.sync[1], "g", 1);
-  close(pipes.sync[1]);
-  pipes.sync[1] = -1;
+  close(std::exchange(pipes.sync[1], -1));
 
   std::optional<StatusRecord> record = ReadStatus(pipes.status[0], deadline);
   if (!record.has_value()) {
     return fail(absl::InternalError("the worker's jail setup ended without a report"));
   }
   if (record->kind != kReady) return fail(SetupFailure(plan.get(), *record));
+  // The child has exec'd (the init, or the worker right after its report): clone returns.
+  if (clone.Wait() != child) return fail(absl::InternalError("clone returned another child"));
   fcntl(pipes.status[0], F_SETFL, O_NONBLOCK);  // ReadRelayedWaitStatus must not block
   spawned.pid = child;
   spawned.status_fd = std::exchange(pipes.status[0], -1);
-  spawned.relays_exit = active(JailLayer::kPidNamespace);
+  spawned.relays_exit = pid_ns;
   spawned.worker_pid = spawned.relays_exit ? InitsChild(child) : child;
   return spawned;
 }

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "server/jail/jail_process.h"  // kNobodyId
 
 namespace ffibox {
 
@@ -28,8 +29,6 @@ struct HostIds {
   gid_t gid;
   bool subordinate = false;  // written by newuidmap/newgidmap (unprivileged broker)
 };
-
-inline constexpr uid_t kNobodyId = 65534;
 
 // nobody/nogroup (65534).
 inline HostIds UnprivilegedWorkerIds() { return {kNobodyId, kNobodyId, false}; }

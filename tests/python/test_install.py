@@ -92,6 +92,7 @@ def unrelated_directory(work):
 def test_install_puts_each_file_in_its_place(prefix):
     for path, mode in [("bin/ffiboxd", 0o755), ("bin/ffibox", 0o755),
                        ("libexec/ffibox/ffibox-worker", 0o755),
+                       ("libexec/ffibox/ffibox-init", 0o755),
                        ("lib/systemd/system/ffiboxd.service", 0o644),
                        ("etc/ffibox/ffiboxd.conf", 0o644)]:
         full = os.path.join(prefix, path)

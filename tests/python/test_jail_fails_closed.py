@@ -26,6 +26,7 @@ from hostile_client import HostileLibrary
 HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
 FFIBOXD = os.path.join(BIN, "server", "ffiboxd")
 WORKER = os.path.join(BIN, "server", "ffibox-worker")
+INIT = os.path.join(BIN, "server", "ffibox-init")
 PROTO = os.path.join(BIN, "proto")
 CLIENT = os.path.join(ROOT, "client", "python")
 HOSTILE_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_client.py")
@@ -226,13 +227,13 @@ def ordinary_user():
 
 @pytest.fixture
 def user_install():
-    """The server, its worker, the stubs, the client, the hostile library and
+    """The server, its worker and the jail's init, the stubs, the client, the hostile library and
     hostile_client.py copied into a fresh 0755 directory under /tmp any user can read (the
     build tree lies in root's cache)."""
     directory = tempfile.mkdtemp(prefix="ffibox-install-", dir="/tmp")
     os.chmod(directory, 0o755)
     os.mkdir(os.path.join(directory, "bin"))
-    for binary in (FFIBOXD, WORKER):
+    for binary in (FFIBOXD, WORKER, INIT):
         shutil.copy(binary, os.path.join(directory, "bin"))
     only_python = shutil.ignore_patterns("*.runfiles*", "*.so", "*.a", "*.params", "*.o")
     shutil.copytree(os.path.join(PROTO, "ffibox"), os.path.join(directory, "proto", "ffibox"),
@@ -606,6 +607,22 @@ def test_unknown_waiver_in_the_configuration_file_stops_ffiboxd(tmp_path):
     assert done.returncode != 0, output
     assert "bogus" in output
     assert "user, pid, net, ipc, uts, mount, filesystem, proc" in output
+
+
+def test_an_installation_without_ffibox_init_stops_ffiboxd_whatever_it_may_waive(tmp_path):
+    # ffibox-init (the init of each worker's pid namespace) belongs to the installation, not
+    # to the host: a missing one is never taken for a host without pid namespaces, so a
+    # waiver of that layer cannot turn it off.
+    for binary in (FFIBOXD, WORKER):
+        shutil.copy(binary, str(tmp_path))
+    address = "unix:%s/ffiboxd.sock" % tmp_path
+    done = start_and_wait([str(tmp_path / "ffiboxd"), "--listen=" + address, "--pool_size=0",
+                           "--waive_jail_layer=pid,proc"])
+    output = done.stdout.decode(errors="replace")
+    assert done.returncode != 0, output
+    assert "no ffibox-init beside the worker binary" in output, output
+    assert str(tmp_path / "ffibox-init") in output, output
+    assert not os.path.exists(str(tmp_path / "ffiboxd.sock"))
 
 
 def test_waiving_an_available_layer_changes_nothing():
