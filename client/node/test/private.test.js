@@ -39,14 +39,14 @@ const ffibox = require(process.env.FFIBOX_NODE_CLIENT);
 });
 `;
 
-/** The uid, gid and a 0755 directory with ffiboxd and its worker that `user` can run. */
+/** The uid, gid and a 0755 directory with ffiboxd, its worker and the jail's init that `user` can run. */
 function userInstall(user) {
   const uid = Number(execFileSync('id', ['-u', user]).toString());
   const gid = Number(execFileSync('id', ['-g', user]).toString());
   const dir = fs.mkdtempSync(path.join('/tmp', 'ffibox-node-install-'));
   fs.chmodSync(dir, 0o755);
   fs.mkdirSync(path.join(dir, 'bin'));
-  for (const name of ['ffiboxd', 'ffibox-worker']) {
+  for (const name of ['ffiboxd', 'ffibox-worker', 'ffibox-init']) {
     fs.copyFileSync(path.join(BIN, 'server', name), path.join(dir, 'bin', name));
     fs.chmodSync(path.join(dir, 'bin', name), 0o755);
   }
