@@ -58,7 +58,8 @@ def shared_linkopts(libraries):
 def static_linkopts(libraries):
     """Options that link `libraries` from their static archives (lib<name>.a), whatever
     their order, and drop the shared objects the deps' own -l options would add once
-    nothing needs them."""
-    return (["-Wl,--as-needed", "-Wl,--start-group"] +
+    nothing needs them. The archives' symbols are not exported: a library the binary
+    dlopens that links the shared versions keeps its own copies whole."""
+    return (["-Wl,--as-needed", "-Wl,--exclude-libs,ALL", "-Wl,--start-group"] +
             ["-l:lib%s.a" % library for library in libraries] +
             ["-Wl,--end-group"])

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -151,8 +152,18 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   const std::string init_path = absl::StrCat(
       options.worker_path.substr(0, options.worker_path.rfind('/') + 1), "ffibox-init");
   fds.init = open(init_path.c_str(), O_PATH | O_CLOEXEC);
-  const std::string init_unavailable =
-      fds.init < 0 ? absl::StrCat(init_path, ": ", strerror(errno)) : "";
+  std::string init_unavailable = fds.init < 0 ? absl::StrCat(init_path, ": ", strerror(errno)) : "";
+  // It runs with the jail's privileges before any is dropped: only a file that no one but
+  // root or the broker's own user could have written is used.
+  struct stat init_stat;
+  if (fds.init >= 0 && (fstat(fds.init, &init_stat) != 0 || !S_ISREG(init_stat.st_mode) ||
+                        (init_stat.st_uid != 0 && init_stat.st_uid != geteuid()) ||
+                        (init_stat.st_mode & (S_IWGRP | S_IWOTH)) != 0)) {
+    init_unavailable = absl::StrCat(init_path,
+                                    ": not a regular file owned by root or this user and "
+                                    "writable by no one else");
+    close(std::exchange(fds.init, -1));
+  }
   fds.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (fds.executable < 0 || fds.null < 0) {
     std::string message =

@@ -8,9 +8,11 @@
 //   fd 7         the worker binary (O_PATH)
 //   fd 8         the status pipe to the broker
 //   argv         "ffibox-init" <WorkerExecFlag bits> <the worker's argv...>
-// and an empty environment. It reports kReady once the worker is forked, kSetupFailed if it
-// cannot fork it, and kWorkerExited with the worker's wait status when it ends.
+// and an empty environment. It reports kReady once the worker runs (its exec is done),
+// kSetupFailed if it cannot fork it or drop a privilege, and kWorkerExited with the worker's
+// wait status when it ends.
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,28 +51,55 @@ int Run(int argc, char** argv) {
   // Still the broker's child: die with it, as the clone that exec'd this did.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   prctl(PR_SET_DUMPABLE, 0);
+  // The worker's child reports a failure before its exec on this pipe; its end closes at the
+  // exec, so end of file means the worker runs.
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    ReportStatus(kInitStatusFd, kSetupFailed, kStageForkWorker, errno);
+    return 1;
+  }
   long worker = syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (worker == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(exec_pipe[0]);
     close(kInitStatusFd);
-    DropWorkerPrivileges(static_cast<unsigned>(flags));
+    const int error = DropWorkerPrivileges(static_cast<unsigned>(flags));
+    if (error != 0) {
+      (void)!write(exec_pipe[1], &error, sizeof(error));
+      _exit(126);
+    }
     if (getppid() != 1) _exit(1);  // the init died before the signal was armed again
-    ExecArrangedWorker(argv + 2);
+    ExecArrangedWorker(argv + 2, exec_pipe[1]);
   }
+  close(exec_pipe[1]);
   if (worker < 0) {
     ReportStatus(kInitStatusFd, kSetupFailed, kStageForkWorker, errno);
     return 1;
   }
+  int child_error = 0;
+  ssize_t got;
+  while ((got = read(exec_pipe[0], &child_error, sizeof(child_error))) < 0 && errno == EINTR) {
+  }
+  close(exec_pipe[0]);
+  if (got > 0) {
+    ReportStatus(kInitStatusFd, kSetupFailed, kStagePrivileges, child_error);
+    return 1;
+  }
   BlankArguments(argc, argv);
+  // Keep only the status pipe: the channel's end of stream must follow the worker's death.
+  CloseDescriptorsFrom(0, kInitStatusFd);
+  // Nothing of root is left to the init either (it stays uid 0 of its namespace).
+  if (const int error = DropWorkerPrivileges(static_cast<unsigned>(flags) & ~kExecNobodyAfterMount);
+      error != 0) {
+    ReportStatus(kInitStatusFd, kSetupFailed, kStagePrivileges, error);
+    kill(static_cast<pid_t>(worker), SIGKILL);
+    return 1;
+  }
   // A broker that died before this init armed its parent-death signal is seen here.
   if (!ReportStatus(kInitStatusFd, kReady, 0, 0)) {
     kill(static_cast<pid_t>(worker), SIGKILL);
     return 1;
   }
-  // Keep only the status pipe: the channel's end of stream must follow the worker's death.
-  CloseDescriptorsFrom(0, kInitStatusFd);
-  // Nothing of root is left to the init either (it stays uid 0 of its namespace).
-  DropWorkerPrivileges(static_cast<unsigned>(flags) & ~kExecNobodyAfterMount);
   for (;;) {
     int status = 0;
     pid_t ended = waitpid(-1, &status, 0);

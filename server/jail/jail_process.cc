@@ -52,33 +52,36 @@ void CloseDescriptorsFrom(int first, int keep) {
   }
 }
 
-void DropWorkerPrivileges(unsigned flags) {
-  if ((flags & kExecJailed) == 0) return;
+int DropWorkerPrivileges(unsigned flags) {
+  if ((flags & kExecJailed) == 0) return 0;
   if (flags & kExecDropCapabilities) {
     if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                                      SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED) !=
         0) {
-      _exit(126);
+      return errno;
     }
     // Every capability the kernel knows (it refuses the numbers past its last one).
     for (int cap = 0; cap <= 63; ++cap) {
       if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
         if (errno == EINVAL && cap > 0) break;
-        _exit(126);
+        return errno;
       }
     }
   }
-  if ((flags & kExecNobodyAfterMount) && !BecomeIds(kNobodyId, kNobodyId, true)) _exit(126);
-  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) _exit(126);
+  if ((flags & kExecNobodyAfterMount) && !BecomeIds(kNobodyId, kNobodyId, true)) return errno;
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+    return errno;
+  }
   struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {};
-  if (syscall(SYS_capset, &header, data) != 0) _exit(126);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(126);
+  if (syscall(SYS_capset, &header, data) != 0) return errno;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+  return 0;
 }
 
-void ExecArrangedWorker(char* const* argv) {
+void ExecArrangedWorker(char* const* argv, int keep) {
   if (fcntl(kWorkerExecutableFd, F_SETFD, FD_CLOEXEC) != 0) _exit(127);
-  CloseDescriptorsFrom(kWorkerExecutableFd + 1, -1);
+  CloseDescriptorsFrom(kWorkerExecutableFd + 1, keep);
   char* const empty_env[] = {nullptr};
   syscall(SYS_execveat, kWorkerExecutableFd, "", argv, empty_env, AT_EMPTY_PATH);
   _exit(127);

@@ -31,7 +31,13 @@ enum StatusKind : uint32_t {
   kCloned = 4         // the child runs: the broker may write its user namespace's maps
 };
 // Setup stages outside the filesystem plan (negative, below FilesystemStage's).
-enum SetupStage { kStageIds = -20, kStageForkWorker = -21, kStageExecInit = -22 };
+enum SetupStage {
+  kStageIds = -20,
+  kStageForkWorker = -21,
+  kStageExecInit = -22,
+  kStageDescriptors = -23,
+  kStagePrivileges = -24,
+};
 struct StatusRecord {
   uint32_t magic;
   uint32_t kind;
@@ -58,12 +64,12 @@ bool BecomeIds(unsigned uid, unsigned gid, bool may_setgroups);
 
 // Drops every privilege `flags` asks for: no capability survives exec and none can come
 // back (securebits, bounding set, ambient and own sets, no_new_privs; nobody's ids when
-// asked). Exits 126 if any of it fails.
-void DropWorkerPrivileges(unsigned flags);
+// asked). 0, or the errno of the step that failed (the caller reports it and exits).
+int DropWorkerPrivileges(unsigned flags);
 
 // Execs the worker binary at kWorkerExecutableFd with `argv` and an empty environment,
-// keeping only fds 0..6. Exits 127 if the exec fails.
-[[noreturn]] void ExecArrangedWorker(char* const* argv);
+// keeping only fds 0..6 and `keep` (close-on-exec; -1: none). Exits 127 if the exec fails.
+[[noreturn]] void ExecArrangedWorker(char* const* argv, int keep);
 
 // Closes every descriptor but `keep` (-1: none) from `first` up.
 void CloseDescriptorsFrom(int first, int keep);

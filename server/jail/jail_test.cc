@@ -332,22 +332,24 @@ TEST(Jail, LaunchingWorkersLeavesTheBrokersMemoryAsItWas) {
   munmap(mapped, kBytes);
 }
 
-// ffibox-init lies beside the worker binary. Without it a worker that needs a pid namespace
-// is not started (never one without the layer); with that layer off, it is.
+// ffibox-init lies beside the worker binary. Without it, or with one that others could have
+// written, a worker that needs a pid namespace is not started (never one without the
+// layer); with that layer off, it is.
 TEST(Jail, WithoutFfiboxInitBesideTheWorkerAWorkerWithAPidNamespaceIsNotStarted) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   const std::string directory = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/worker-alone");
   ASSERT_EQ(mkdir(directory.c_str(), 0755), 0);
-  const std::string copy = directory + "/ffibox-worker";
-  {
-    const std::string binary = ReadWholeFile(Runfile("server/ffibox-worker"));
-    ASSERT_FALSE(binary.empty());
-    FILE* out = fopen(copy.c_str(), "w");
+  auto copy_runfile = [](const std::string& from, const std::string& to, mode_t mode) {
+    const std::string binary = ReadWholeFile(Runfile(from));
+    FILE* out = fopen(to.c_str(), "w");
     ASSERT_NE(out, nullptr);
     ASSERT_EQ(fwrite(binary.data(), 1, binary.size(), out), binary.size());
     ASSERT_EQ(fclose(out), 0);
-    ASSERT_EQ(chmod(copy.c_str(), 0755), 0);
-  }
+    ASSERT_EQ(chmod(to.c_str(), mode), 0);
+    ASSERT_FALSE(binary.empty());
+  };
+  const std::string copy = directory + "/ffibox-worker";
+  copy_runfile("server/ffibox-worker", copy, 0755);
   WorkerLaunchOptions launch = JailedLaunch();
   launch.worker_path = copy;
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
@@ -357,6 +359,21 @@ TEST(Jail, WithoutFfiboxInitBesideTheWorkerAWorkerWithAPidNamespaceIsNotStarted)
   EXPECT_EQ(FailedJailLayer(worker.status()), std::nullopt) << worker.status();
   EXPECT_NE(worker.status().message().find(directory + "/ffibox-init"), std::string::npos)
       << worker.status();
+  // An init that others could have written runs nothing either.
+  const std::string init = directory + "/ffibox-init";
+  copy_runfile("server/ffibox-init", init, 0777);
+  worker = WorkerProcess::Start(launch);
+  ASSERT_FALSE(worker.ok());
+  EXPECT_EQ(worker.status().code(), absl::StatusCode::kFailedPrecondition) << worker.status();
+  EXPECT_NE(worker.status().message().find("writable by no one else"), std::string::npos)
+      << worker.status();
+  ASSERT_EQ(chmod(init.c_str(), 0755), 0);
+  worker = WorkerProcess::Start(launch);
+  ASSERT_OK(worker);
+  EXPECT_NE((*worker)->pid(), (*worker)->worker_pid());
+  worker = absl::CancelledError();
+  unlink(init.c_str());
+
   launch.jail.pid_namespace = false;
   launch.jail.proc = false;  // a fresh /proc needs the pid namespace
   worker = WorkerProcess::Start(launch);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,8 +42,6 @@ constexpr int kMovedSourcesFrom = 16;
 constexpr size_t kChildStackBytes = 256 << 10;
 constexpr size_t kGuardBytes = 4096;
 
-// A setup stage after the filesystem: arranging the worker's descriptors.
-constexpr int kStageDescriptors = -23;
 // How many setup timeouts a clone may wait behind earlier ones on the launcher thread.
 constexpr int kLauncherQueueTimeouts = 6;
 
@@ -167,11 +166,14 @@ void ArrangeDescriptors(const ChildSetup& setup) {
     ReportStatus(kInitStatusFd, kSetupFailed, kStageExecInit, errno);
     _exit(1);
   }
-  DropWorkerPrivileges(setup.exec_flags);
+  if (const int error = DropWorkerPrivileges(setup.exec_flags); error != 0) {
+    ReportStatus(kInitStatusFd, kSetupFailed, kStagePrivileges, error);
+    _exit(1);
+  }
   // Written once the parent-death signal is armed for good: a broker that died before is
   // seen here (SIGPIPE, back at its default, ends the child).
   if (!ReportStatus(kInitStatusFd, kReady, 0, 0)) _exit(1);
-  ExecArrangedWorker(setup.request->argv);
+  ExecArrangedWorker(setup.request->argv, -1);
 }
 
 int ChildMain(void* setup) { RunChild(*static_cast<const ChildSetup*>(setup)); }
@@ -262,6 +264,11 @@ absl::Status SetupFailure(const FilesystemPlan* plan, const StatusRecord& record
     return absl::InternalError(
         absl::StrCat("arranging the worker's descriptors: ", strerror(record.error)));
   }
+  if (record.step == kStagePrivileges) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dropping the worker's privileges (capabilities, securebits, no_new_privs): ",
+                     strerror(record.error)));
+  }
   if (plan == nullptr) {
     return absl::InternalError(absl::StrCat("the worker's jail setup failed (stage ", record.step,
                                             "): ", strerror(record.error)));
@@ -290,7 +297,16 @@ class CloneJob {
     started_ = true;
     run_on_launcher([this, child_sync_read, child_status_write] {
       long pid = -1;
-      int error = 0;
+      int error = ECANCELED;
+      if (cancelled_.load()) {  // given up on while it waited for earlier ones
+        close(child_sync_read);
+        close(child_status_write);
+        absl::MutexLock lock(&mu_);
+        error_ = error;
+        done_ = true;
+        return;
+      }
+      error = 0;
       // The child's stack, above a guard page: an overflow faults instead of writing into
       // whatever the broker mapped below it.
       void* mapped = mmap(nullptr, kGuardBytes + kChildStackBytes, PROT_READ | PROT_WRITE,
@@ -315,6 +331,7 @@ class CloneJob {
           prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
         }
         syscall(SYS_rt_sigprocmask, SIG_SETMASK, &previous, nullptr, sizeof(uint64_t));
+        ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(mapped) + kGuardBytes, kChildStackBytes);
       }
       // The child has exec'd, ended, or has its own copy.
       if (mapped != MAP_FAILED) munmap(mapped, kGuardBytes + kChildStackBytes);
@@ -336,6 +353,13 @@ class CloneJob {
     mu_.Await(absl::Condition(&done_));
     return result_;
   }
+  // Whether clone returned by `deadline`.
+  bool WaitUntil(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
+  }
+  // A clone not yet started will not be.
+  void Cancel() { cancelled_.store(true); }
   int error() {
     absl::MutexLock lock(&mu_);
     return error_;
@@ -346,6 +370,7 @@ class CloneJob {
   const ChildSetup* const setup_;
   bool started_ = false;
   pid_t child_pid_ = 0;  // CLONE_PARENT_SETTID
+  std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   long result_ ABSL_GUARDED_BY(mu_) = -1;
@@ -441,6 +466,7 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
   // Gives up on the child: unblocks it if it waits for the go, kills it wherever it is, and
   // reaps it once clone has returned.
   auto fail = [&](absl::Status status) {
+    clone.Cancel();
     if (pipes.sync[1] >= 0) close(std::exchange(pipes.sync[1], -1));
     if (clone.child() > 0) kill(clone.child(), SIGKILL);
     long pid = clone.Wait();
@@ -449,9 +475,9 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
   };
   std::optional<StatusRecord> cloned = ReadStatus(pipes.status[0], deadline);
   if (!cloned.has_value() || cloned->kind != kCloned) {
-    absl::Status failed =
-        fail(absl::InternalError("the worker's jail setup ended before it began"));
-    if (clone.Wait() >= 0) return failed;
+    absl::Status failed = fail(absl::InternalError(
+        "the worker's jail setup ended before it began, or did not begin in time"));
+    if (clone.Wait() >= 0 || clone.error() == ECANCELED) return failed;
     std::string reason = absl::StrCat("clone (namespaces 0x", absl::Hex(clone_flags),
                                       "): ", strerror(clone.error()));
     if (IsExhaustion(clone.error())) return absl::ResourceExhaustedError(reason);
@@ -471,7 +497,11 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
     return fail(absl::InternalError("the worker's jail setup ended without a report"));
   }
   if (record->kind != kReady) return fail(SetupFailure(plan.get(), *record));
-  // The child has exec'd (the init, or the worker right after its report): clone returns.
+  // The child has exec'd (the init, or the worker right after its report): clone returns,
+  // unless something stopped the child on its way.
+  if (!clone.WaitUntil(deadline)) {
+    return fail(absl::InternalError("the worker's jail setup did not reach its exec in time"));
+  }
   if (clone.Wait() != child) return fail(absl::InternalError("clone returned another child"));
   fcntl(pipes.status[0], F_SETFL, O_NONBLOCK);  // ReadRelayedWaitStatus must not block
   spawned.pid = child;
