@@ -31,9 +31,13 @@ CXXFLAGS=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-re
 # without the sanitizers and debug information, which make it take four times as long.
 GENERATED_CXXFLAGS=(-std=c++17 -O1 -fsanitize=fuzzer-no-link -I. -I"$build/gen")
 
-# The libraries the fuzzers link, as third_party/BUILD links them for Bazel.
-mapfile -t absl_libs < <(sed -n '/^ABSL_LIBS = \[/,/^\]/p' third_party/BUILD |
-  grep -o '"-l[^"]*"' | tr -d '"')
+# The libraries the fuzzers link, as Bazel links them (third_party/libraries.bzl).
+mapfile -t absl_libs < <(sed -n '/^ABSL_LIBRARIES = \[/,/^\]/p' third_party/libraries.bzl |
+  grep -o '"absl_[^"]*"' | tr -d '"' | sed 's/^/-l/')
+if [[ "${#absl_libs[@]}" -eq 0 ]]; then
+  echo "fuzz.sh: no Abseil libraries found in third_party/libraries.bzl" >&2
+  exit 1
+fi
 LIBS=(-lprotobuf "${absl_libs[@]}" -lffi -lpthread)
 
 # What each target is built from, besides fuzz/<target>.cc and the generated protobuf code.

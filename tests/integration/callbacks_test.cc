@@ -5,6 +5,7 @@
 // answers, a crash inside a callback, freed callbacks, restarts, limits) give the documented
 // results. Each test runs over gRPC and on the same-host channel.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -349,6 +350,58 @@ TEST_P(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
 std::string PathName(const ::testing::TestParamInfo<bool>& info) {
   return info.param ? "SameHost" : "Grpc";
 }
+// Over gRPC, with a server whose request cap (32 KiB) is below what the handler answers.
+class OversizedCallbackAnswerTest : public test_support::SessionFixture {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {"--max_message_bytes=32768", "--call_timeout_ms=30000"};
+  }
+};
+
+// A handler's answer too large for the server's request cap (new contents for a 60 000-byte
+// pointee) is not dropped: native code gets the callback's failure at once (its memory
+// untouched), the call returns long before its deadline, and the session says why.
+TEST_F(OversizedCallbackAnswerTest, AnAnswerTooLargeToSendFailsTheCallbackInsteadOfHangingTheCall) {
+  constexpr size_t kBytes = 60000;  // shipped: at most 64 KiB
+  using Block = std::array<uint8_t, kBytes>;
+  using Fill = Callback<void(Block*, int)>;
+  absl::StatusOr<Fill> fill =
+      session_->DefineCallback<void(Block*, int)>([](Pointee<Block> block, int) -> absl::Status {
+        if (!block.has_value()) return absl::InternalError("the block was not shipped");
+        auto filled = std::make_unique<Block>();
+        filled->fill(7);
+        block.set(*filled);
+        return absl::OkStatus();
+      });
+  ASSERT_OK(fill);
+  absl::StatusOr<RemotePtr> memory = session_->AllocMemory(kBytes);
+  ASSERT_OK(memory);
+  absl::StatusOr<std::string> before = session_->ReadMemory(*memory, kBytes);
+  ASSERT_OK(before);
+  absl::StatusOr<TypedFunction<void(Fill, RemotePtr, int)>> call_fill =
+      lib_->Function<void(Fill, RemotePtr, int)>("call_fill");
+  ASSERT_OK(call_fill);
+  const absl::Time start = absl::Now();
+  EXPECT_OK((*call_fill)(*fill, *memory, static_cast<int>(kBytes)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));  // the call's deadline is 30 s
+  absl::StatusOr<std::string> after = session_->ReadMemory(*memory, kBytes);
+  ASSERT_OK(after);
+  EXPECT_EQ(*after, *before);
+  bool seen = false;
+  std::string events;
+  test_support::WaitFor(
+      [&] {
+        for (const v1::SessionEvent& event : session_->TakeEvents()) {
+          events += event.ShortDebugString() + "\n";
+          seen = seen || (event.kind() == v1::SessionEvent::CALLBACK_ERROR &&
+                          absl::StrContains(event.error().message(), "too large to send"));
+        }
+        return seen;
+      },
+      absl::Seconds(5));
+  EXPECT_TRUE(seen) << events;
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, CallbacksTest, ::testing::Bool(), PathName);
 INSTANTIATE_TEST_SUITE_P(Paths, CallbackLimitsTest, ::testing::Bool(), PathName);
 

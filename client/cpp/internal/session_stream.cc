@@ -60,9 +60,20 @@ absl::Status FromGrpc(const grpc::Status& status) {
 SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel)
     : channel_(std::move(channel)),
       stub_(v1::Ffibox::NewStub(channel_)),
-      callbacks_([this](v1::Request answer) {
-        SendAsync(std::move(answer));  // answered with done; nothing waits for it
-      }) {}
+      callbacks_([this](v1::Request answer) { SendCallbackReturn(std::move(answer)); }) {}
+
+void SessionStream::SendCallbackReturn(v1::Request answer) {
+  const uint64_t max_bytes = max_request_bytes_.load();
+  if (const uint64_t bytes = answer.ByteSizeLong(); max_bytes != 0 && bytes > max_bytes) {
+    v1::CallbackReturn* failed = answer.mutable_callback_return();
+    const uint64_t invocation = failed->invocation();
+    failed->Clear();
+    failed->set_invocation(invocation);
+    failed->set_error(absl::StrCat("the callback's answer is too large to send: ",
+                                   RequestTooLarge(bytes, max_bytes).message()));
+  }
+  SendAsync(std::move(answer));  // answered with done; nothing waits for it
+}
 
 absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
     std::shared_ptr<grpc::Channel> channel) {

@@ -130,6 +130,11 @@ class SessionStream {
 
   // Body of the reader thread: dispatches responses until the stream ends.
   void ReadLoop();
+  // Sends a handler's answer from the callback thread. One too large for the server's
+  // request cap goes as the callback's failure instead: native code gets zero at once and
+  // the session's CALLBACK_ERROR event says why (unsent, it would wait for the call's
+  // deadline).
+  void SendCallbackReturn(v1::Request answer);
   // Hands one response to its waiter, or stores it as an event.
   void Dispatch(v1::Response response);
   // Writes one request; false if the stream can no longer be written.
