@@ -63,6 +63,18 @@ if [ -d tests/python ]; then
 fi
 step_done "pytest"
 
+# CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes, on the server the
+# Python step built (tests/ctypes_suite/run.py; docs/python.md). It runs in the background,
+# beside the Node tests and the fuzzers (which keep one CPU busy each at most), and its output
+# is shown when it is counted below. It ends with the same "N passed, M failed" line as this
+# script.
+ctypes_log=$(mktemp)
+ctypes_suite=""
+if [ -d tests/ctypes_suite ]; then
+  /usr/bin/python3 tests/ctypes_suite/run.py >"$ctypes_log" 2>&1 &
+  ctypes_suite=$!
+fi
+
 # Node: the client's node:test suite against a real ffiboxd started by the tests (client/node;
 # npm test). The TAP reporter's summary gives "# pass N" and "# fail M".
 if [ -d client/node ]; then
@@ -80,21 +92,6 @@ if [ -d client/node ]; then
 fi
 step_done "node tests"
 
-# CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes, on the server the
-# Python step built (tests/ctypes_suite/run.py; docs/python.md). It ends with the same
-# "N passed, M failed" line as this script.
-if [ -d tests/ctypes_suite ]; then
-  /usr/bin/python3 tests/ctypes_suite/run.py 2>&1 | tee "$log"
-  if [[ "$(tail -1 "$log")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-    passed=$((passed + BASH_REMATCH[1]))
-    failed=$((failed + BASH_REMATCH[2]))
-  else
-    echo "the ctypes suite runner ended without a count" >&2
-    failed=$((failed + 1))
-  fi
-fi
-step_done "ctypes suite"
-
 # libFuzzer targets over the untrusted inputs (docs/fuzzing.md), briefly: 3 s each here;
 # `scripts/fuzz.sh 600` for a real run. Its last line is "N passed, M failed" too. It
 # rebuilds whatever the background build above did not finish (a failure shows here).
@@ -109,6 +106,20 @@ else
   failed=$((failed + 1))
 fi
 step_done "fuzzers"
+
+if [ -n "$ctypes_suite" ]; then
+  wait "$ctypes_suite"
+  cat "$ctypes_log"
+  if [[ "$(tail -1 "$ctypes_log")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+  else
+    echo "the ctypes suite runner ended without a count" >&2
+    failed=$((failed + 1))
+  fi
+fi
+rm -f "$ctypes_log"
+step_done "ctypes suite"
 
 echo "${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]
