@@ -350,57 +350,80 @@ TEST_P(CallbackLimitsTest, NestingDeeperThanTheLimitIsRefused) {
 std::string PathName(const ::testing::TestParamInfo<bool>& info) {
   return info.param ? "SameHost" : "Grpc";
 }
-// Over gRPC, with a server whose request cap (32 KiB) is below what the handler answers.
-class OversizedCallbackAnswerTest : public test_support::SessionFixture {
+// The bytes of the answer to a session's first invocation that writes back a pointee of
+// `pointee_bytes`, without the request id the client adds when it writes it.
+uint64_t PointeeAnswerBytes(size_t pointee_bytes) {
+  v1::Request answer;
+  answer.mutable_callback_return()->set_invocation((uint64_t{1} << 40) | 1);  // generation 1
+  answer.mutable_callback_return()->add_pointees()->set_data(std::string(pointee_bytes, '\7'));
+  return answer.ByteSizeLong();
+}
+
+// Over gRPC, with a server whose request cap is below what the handler answers: far below
+// (32 KiB against 60 000 bytes), or by less than the request id takes.
+class OversizedCallbackAnswerTest : public test_support::SessionFixture,
+                                    public ::testing::WithParamInterface<size_t> {
  protected:
   std::vector<std::string> ServerFlags() const override {
-    return {"--max_message_bytes=32768", "--call_timeout_ms=30000"};
+    const uint64_t cap = GetParam() == 60000 ? 32768 : PointeeAnswerBytes(GetParam()) + 1;
+    return {absl::StrCat("--max_message_bytes=", cap), "--call_timeout_ms=30000"};
+  }
+
+  template <size_t kBytes>  // shipped: at most 64 KiB
+  void RunOversizedAnswer() {
+    using Block = std::array<uint8_t, kBytes>;
+    using Fill = Callback<void(Block*, int)>;
+    absl::StatusOr<Fill> fill =
+        session_->DefineCallback<void(Block*, int)>([](Pointee<Block> block, int) -> absl::Status {
+          if (!block.has_value()) return absl::InternalError("the block was not shipped");
+          auto filled = std::make_unique<Block>();
+          filled->fill(7);
+          block.set(*filled);
+          return absl::OkStatus();
+        });
+    ASSERT_OK(fill);
+    absl::StatusOr<RemotePtr> memory = session_->AllocMemory(kBytes);
+    ASSERT_OK(memory);
+    absl::StatusOr<std::string> before = session_->ReadMemory(*memory, kBytes);
+    ASSERT_OK(before);
+    absl::StatusOr<TypedFunction<void(Fill, RemotePtr, int)>> call_fill =
+        lib_->Function<void(Fill, RemotePtr, int)>("call_fill");
+    ASSERT_OK(call_fill);
+    const absl::Time start = absl::Now();
+    EXPECT_OK((*call_fill)(*fill, *memory, static_cast<int>(kBytes)));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(15));  // the call's deadline is 30 s
+    absl::StatusOr<std::string> after = session_->ReadMemory(*memory, kBytes);
+    ASSERT_OK(after);
+    EXPECT_EQ(*after, *before);
+    bool seen = false;
+    std::string events;
+    test_support::WaitFor(
+        [&] {
+          for (const v1::SessionEvent& event : session_->TakeEvents()) {
+            events += event.ShortDebugString() + "\n";
+            seen = seen || (event.kind() == v1::SessionEvent::CALLBACK_ERROR &&
+                            absl::StrContains(event.error().message(), "too large to send"));
+          }
+          return seen;
+        },
+        absl::Seconds(5));
+    EXPECT_TRUE(seen) << events;
   }
 };
 
-// A handler's answer too large for the server's request cap (new contents for a 60 000-byte
+// A handler's answer too large for the server's request cap (new contents for a shipped
 // pointee) is not dropped: native code gets the callback's failure at once (its memory
 // untouched), the call returns long before its deadline, and the session says why.
-TEST_F(OversizedCallbackAnswerTest, AnAnswerTooLargeToSendFailsTheCallbackInsteadOfHangingTheCall) {
-  constexpr size_t kBytes = 60000;  // shipped: at most 64 KiB
-  using Block = std::array<uint8_t, kBytes>;
-  using Fill = Callback<void(Block*, int)>;
-  absl::StatusOr<Fill> fill =
-      session_->DefineCallback<void(Block*, int)>([](Pointee<Block> block, int) -> absl::Status {
-        if (!block.has_value()) return absl::InternalError("the block was not shipped");
-        auto filled = std::make_unique<Block>();
-        filled->fill(7);
-        block.set(*filled);
-        return absl::OkStatus();
-      });
-  ASSERT_OK(fill);
-  absl::StatusOr<RemotePtr> memory = session_->AllocMemory(kBytes);
-  ASSERT_OK(memory);
-  absl::StatusOr<std::string> before = session_->ReadMemory(*memory, kBytes);
-  ASSERT_OK(before);
-  absl::StatusOr<TypedFunction<void(Fill, RemotePtr, int)>> call_fill =
-      lib_->Function<void(Fill, RemotePtr, int)>("call_fill");
-  ASSERT_OK(call_fill);
-  const absl::Time start = absl::Now();
-  EXPECT_OK((*call_fill)(*fill, *memory, static_cast<int>(kBytes)));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(15));  // the call's deadline is 30 s
-  absl::StatusOr<std::string> after = session_->ReadMemory(*memory, kBytes);
-  ASSERT_OK(after);
-  EXPECT_EQ(*after, *before);
-  bool seen = false;
-  std::string events;
-  test_support::WaitFor(
-      [&] {
-        for (const v1::SessionEvent& event : session_->TakeEvents()) {
-          events += event.ShortDebugString() + "\n";
-          seen = seen || (event.kind() == v1::SessionEvent::CALLBACK_ERROR &&
-                          absl::StrContains(event.error().message(), "too large to send"));
-        }
-        return seen;
-      },
-      absl::Seconds(5));
-  EXPECT_TRUE(seen) << events;
+TEST_P(OversizedCallbackAnswerTest, AnAnswerTooLargeToSendFailsTheCallbackInsteadOfHangingTheCall) {
+  if (GetParam() == 60000) {
+    RunOversizedAnswer<60000>();
+  } else {
+    RunOversizedAnswer<20000>();
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(PointeeBytes, OversizedCallbackAnswerTest,
+                         ::testing::Values(size_t{60000}, size_t{20000}));
 
 INSTANTIATE_TEST_SUITE_P(Paths, CallbacksTest, ::testing::Bool(), PathName);
 INSTANTIATE_TEST_SUITE_P(Paths, CallbackLimitsTest, ::testing::Bool(), PathName);

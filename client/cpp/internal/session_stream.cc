@@ -55,6 +55,17 @@ absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+// The size of `request` as written, which the server checks against its cap: with the id
+// and the invocation SendAsync sets after its own check, counted at their largest (a tag
+// and a ten-byte varint each).
+uint64_t WrittenBytes(const v1::Request& request) {
+  constexpr uint64_t kLargestVarintField = 11;
+  uint64_t bytes = request.ByteSizeLong();
+  if (request.id() == 0) bytes += kLargestVarintField;
+  if (request.invocation() == 0 && !request.has_callback_return()) bytes += kLargestVarintField;
+  return bytes;
+}
+
 }  // namespace
 
 SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel)
@@ -64,7 +75,7 @@ SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel)
 
 void SessionStream::SendCallbackReturn(v1::Request answer) {
   const uint64_t max_bytes = max_request_bytes_.load();
-  if (const uint64_t bytes = answer.ByteSizeLong(); max_bytes != 0 && bytes > max_bytes) {
+  if (const uint64_t bytes = WrittenBytes(answer); max_bytes != 0 && bytes > max_bytes) {
     v1::CallbackReturn* failed = answer.mutable_callback_return();
     const uint64_t invocation = failed->invocation();
     failed->Clear();
@@ -117,7 +128,7 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
     return future;
   }
   const uint64_t max_bytes = max_request_bytes_.load();
-  if (const uint64_t bytes = request->ByteSizeLong(); max_bytes != 0 && bytes > max_bytes) {
+  if (const uint64_t bytes = WrittenBytes(*request); max_bytes != 0 && bytes > max_bytes) {
     // Not written (it may have fitted the same-host channel's area, not a message).
     v1::Response refused;
     refused.set_generation(generation());
