@@ -53,7 +53,6 @@
 #include "server/jail/cgroups.h"
 #include "server/jail/jail_check.h"
 #include "server/jail/jail_layers.h"
-#include "server/jail/spawn.h"
 #include "server/metrics/http_exporter.h"
 #include "server/metrics/metrics.h"
 
