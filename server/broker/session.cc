@@ -79,9 +79,6 @@ bool Session::HandleRequest(const v1::Request& request) {
     ReplyError(request, answer.status());
   } else if (answer->has_value()) {
     Reply(request, **std::move(answer));
-    // While the client reads the answer and sends its first load, the session takes its
-    // worker: the load then finds it bound to the session, capped and awake.
-    if (request.op_case() == v1::Request::kOpen) TakePooledWorker();
   }
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
 }
@@ -429,24 +426,13 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
   return status;
 }
 
-void Session::TakePooledWorker() {
-  if (config_.pool == nullptr || config_.pool->idle() == 0) return;
-  // Not an error of any request: the first request that needs the worker starts one itself.
-  EnsureWorker(/*pooled_only=*/true).IgnoreError();
-}
-
-absl::Status Session::EnsureWorker(bool pooled_only) {
+absl::Status Session::EnsureWorker() {
   std::unique_ptr<WorkerSupervisor> dead;
   SessionWorker::Settings settings;
   {
     absl::MutexLock lock(&mu_);
     if (closing_) return ErrorStatus(v1::FAILED_PRECONDITION, "the session is closing");
     if (worker_alive_) return absl::OkStatus();
-    if (pooled_only && (worker_ != nullptr || scratch_ != nullptr)) {
-      return absl::UnavailableError(
-          "only a session's first worker, without a scratch "
-          "directory, is taken from the pool ahead of its requests");
-    }
     if (worker_ != nullptr && !restart_) {
       return ErrorStatus(v1::FAILED_PRECONDITION,
                          absl::StrCat("the session's worker was lost (", last_death_.message(),
@@ -457,26 +443,18 @@ absl::Status Session::EnsureWorker(bool pooled_only) {
     if (scratch_ != nullptr) settings.scratch_directory = scratch_->path();
     settings.memory_limit_bytes = memory_limit_bytes_;
     settings.idle_cpu_percent = idle_cpu_percent_;
-    settings.pooled_only = pooled_only;
   }
   // The dead worker's reader reaped it and reported its death; wait for the reader to end,
   // then the worker's cgroup is removed.
   dead.reset();
 
-  absl::StatusOr<std::unique_ptr<WorkerSupervisor>> started =
-      WorkerSupervisor::Start(config_, settings, session_id_, &output_budget_, this);
-  if (!started.ok()) {
-    if (pooled_only) {
-      // No request saw this start: the first worker the client meets is still generation 1.
-      absl::MutexLock lock(&mu_);
-      if (generation_ == settings.generation && worker_ == nullptr) --generation_;
-    }
-    return started.status();
-  }
-  WorkerSupervisor* worker = started->get();
+  FFIBOX_ASSIGN_OR_RETURN(
+      std::unique_ptr<WorkerSupervisor> started,
+      WorkerSupervisor::Start(config_, settings, session_id_, &output_budget_, this));
+  WorkerSupervisor* worker = started.get();
   {
     absl::MutexLock lock(&mu_);
-    worker_ = *std::move(started);
+    worker_ = std::move(started);
     worker_alive_ = true;
   }
   // Only now: a worker that dies at once is reported to a session that knows it.

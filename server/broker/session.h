@@ -120,12 +120,7 @@ class Session : private WorkerSupervisor::Listener {
   // The session's call timeout, with the session's lock.
   absl::Duration CallTimeout() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts a worker and replays the session's libraries and functions, unless one is alive.
-  // With `pooled_only`, only a session's first worker, taken from the pool (UNAVAILABLE,
-  // leaving no trace, when none is ready).
-  absl::Status EnsureWorker(bool pooled_only = false) ABSL_LOCKS_EXCLUDED(mu_);
-  // Right after a successful open: the first worker from the pool if one is ready, ahead
-  // of the session's first request that needs it.
-  void TakePooledWorker() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues and sends the replay of every ready library and function to a new worker.
   void ReplayHandles() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `pending` for the live worker and sends `request` to it. Fails when no worker is

@@ -44,9 +44,6 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
   if (config.pool != nullptr && options.jail.scratch_directory.empty()) {
     pooled = config.pool->Take();
   }
-  if (settings.pooled_only && pooled.process == nullptr) {
-    return absl::UnavailableError("no pooled worker is ready");
-  }
   absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled.process);
   if (*started == nullptr) started = WorkerProcess::Start(options);
   if (!started.ok()) {

@@ -31,14 +31,11 @@ class SessionWorker {
     std::string scratch_directory;    // shown read-write to the worker; empty: none
     uint64_t memory_limit_bytes = 0;  // the session's memory cap; 0: none
     uint32_t idle_cpu_percent = 0;    // the worker's CPU share while idle (cgroup layer)
-    // Only a pooled worker will do: UNAVAILABLE, starting none, when the pool has none ready.
-    bool pooled_only = false;
   };
 
   // Takes a pooled worker (for a session without a scratch directory: pooled ones have none;
   // first workers and restarts alike) or starts one, applies the session's caps and cgroup,
-  // then binds it to `settings.generation` (WorkerProcess::Begin). With
-  // `settings.pooled_only`, UNAVAILABLE when no pooled worker is ready. On failure the public error
+  // then binds it to `settings.generation` (WorkerProcess::Begin). On failure the public error
   // (ErrorStatus): JAIL_UNAVAILABLE for a jail layer or cgroup that could not be applied,
   // RESOURCE_EXHAUSTED when the host ran out, INTERNAL otherwise; also logged, naming
   // `session_id`.

@@ -4,8 +4,7 @@
 // The pool keeps `size` workers, started (and jailed, by the worker itself) with the
 // server-wide launch options, ready on a background thread. A pooled worker has no
 // generation yet: the session that takes it binds it to one (WorkerProcess::Begin), so
-// Session::EnsureWorker takes one for a first worker and for a restart alike (a session's
-// first one right after its open, Session::TakePooledWorker). With the cgroup
+// Session::EnsureWorker takes one for a first worker and for a restart alike. With the cgroup
 // layer, each pooled worker is already in its own cgroup with the server's default limits:
 // moving a process into a cgroup is the slowest step of a worker's start on cgroup v1 (the
 // kernel waits for an RCU grace period), so it happens here, in the background, and a

@@ -434,43 +434,6 @@ TEST_F(LimitsTest, PooledWorkersWaitInTheirOwnCgroupsAndTakeTheSessionsCap) {
               ::testing::Contains(::testing::StrEq(absl::StrCat(uint64_t{256} << 20))).Times(1));
 }
 
-// A session takes its first worker from the pool as soon as it is opened: before its first
-// load the worker is bound to it and capped with its cap, and that worker (generation 1, no
-// restart) serves the session's calls.
-TEST_F(LimitsTest, OpeningASessionTakesAPooledWorkerAheadOfItsFirstLoad) {
-  StartServer({"--pool_size=2", "--session_memory_bytes=1073741824"});
-  const std::string server_cap = absl::StrCat(uint64_t{1} << 30);
-  const std::string session_cap = absl::StrCat(uint64_t{256} << 20);
-  ASSERT_TRUE(WaitFor([&] { return WorkersCappedAt(server_->pid(), server_cap).size() == 2; },
-                      absl::Seconds(10)))
-      << "the pool did not start its idle workers";
-  const std::vector<pid_t> idle = WorkersCappedAt(server_->pid(), server_cap);
-  SessionOptions capped;
-  capped.memory_limit_bytes = uint64_t{256} << 20;
-  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(capped);
-  ASSERT_OK(session);
-  // Nothing sent but the open.
-  ASSERT_TRUE(WaitFor([&] { return WorkersCappedAt(server_->pid(), session_cap).size() == 1; },
-                      absl::Seconds(5)))
-      << "no worker took the session's cap after the open";
-  const pid_t taken = WorkersCappedAt(server_->pid(), session_cap)[0];
-  EXPECT_THAT(idle, ::testing::Contains(taken)) << "the session's worker was not a pooled one";
-
-  absl::StatusOr<Library> library = (*session)->Load(TestLibPath());
-  ASSERT_OK(library);
-  absl::StatusOr<TypedFunction<int(int, int)>> add = library->Function<int(int, int)>("add_int");
-  ASSERT_OK(add);
-  absl::StatusOr<int> sum = (*add)(2, 3);
-  ASSERT_OK(sum);
-  EXPECT_EQ(*sum, 5);
-  EXPECT_EQ((*session)->generation(), 1u) << "the first call was not served by the first worker";
-  EXPECT_THAT(WorkersCappedAt(server_->pid(), session_cap), ::testing::ElementsAre(taken))
-      << "the calls were not served by the worker taken at the open";
-  for (const v1::SessionEvent& event : (*session)->TakeEvents()) {
-    EXPECT_NE(event.kind(), v1::SessionEvent::WORKER_RESTARTED) << event.DebugString();
-  }
-}
-
 // A restart after a crash takes a pooled worker too: the worker that serves the session
 // after the crash is one that was idle in the pool before it, with the session's cap.
 TEST_F(LimitsTest, ARestartAfterACrashTakesAPooledWorker) {
