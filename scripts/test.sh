@@ -14,6 +14,25 @@ passed=0
 failed=0
 # Where the time goes: each step's end, in seconds since the start, on stderr.
 step_done() { echo "test.sh: $1 done at ${SECONDS} s" >&2; }
+# Adds a step's counts (name, passed, failed); a step that ran no test is a failure.
+count() {
+  passed=$((passed + $2))
+  failed=$((failed + $3))
+  if [ "$2" -eq 0 ] && [ "$3" -eq 0 ]; then
+    echo "$1 ran no test" >&2
+    failed=$((failed + 1))
+  fi
+}
+# Counts a step (name) whose output (the file) ends with "N passed, M failed", as this
+# script's does.
+count_summary() {
+  if [[ "$(tail -1 "$2")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    count "$1" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+  else
+    echo "$1 ended without a count" >&2
+    failed=$((failed + 1))
+  fi
+}
 step_done "installing dependencies"
 log=$(mktemp)
 trap 'rm -f "$log"; bazel shutdown >/dev/null 2>&1 || true' EXIT
@@ -54,12 +73,7 @@ if [ -d tests/python ]; then
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$log"
   py_passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
   py_failed=$(grep -oE '[0-9]+ (failed|errors?)' "$log" | awk '{s += $1} END {print s + 0}')
-  passed=$((passed + ${py_passed:-0}))
-  failed=$((failed + ${py_failed:-0}))
-  if [ "${py_passed:-0}" -eq 0 ] && [ "${py_failed:-0}" -eq 0 ]; then
-    echo "pytest ran no test" >&2
-    failed=$((failed + 1))
-  fi
+  count pytest "${py_passed:-0}" "${py_failed:-0}"
 fi
 step_done "pytest"
 
@@ -83,12 +97,7 @@ if [ -d client/node ]; then
   (cd client/node && node --test --test-reporter=tap test/*.test.js) 2>&1 | tee "$log"
   node_passed=$(grep -oE '^# pass [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
   node_failed=$(grep -oE '^# fail [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
-  passed=$((passed + ${node_passed:-0}))
-  failed=$((failed + ${node_failed:-0}))
-  if [ "${node_passed:-0}" -eq 0 ] && [ "${node_failed:-0}" -eq 0 ]; then
-    echo "the Node tests ran no test" >&2
-    failed=$((failed + 1))
-  fi
+  count "the Node tests" "${node_passed:-0}" "${node_failed:-0}"
 fi
 step_done "node tests"
 
@@ -98,25 +107,13 @@ step_done "node tests"
 wait "$fuzz_build"
 rm -f "$fuzz_build_log"
 ./scripts/fuzz.sh 3 2>&1 | tee "$log"
-if [[ "$(tail -1 "$log")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-  passed=$((passed + BASH_REMATCH[1]))
-  failed=$((failed + BASH_REMATCH[2]))
-else
-  echo "the fuzzers ended without a count" >&2
-  failed=$((failed + 1))
-fi
+count_summary "the fuzzers" "$log"
 step_done "fuzzers"
 
 if [ -n "$ctypes_suite" ]; then
   wait "$ctypes_suite"
   cat "$ctypes_log"
-  if [[ "$(tail -1 "$ctypes_log")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-    passed=$((passed + BASH_REMATCH[1]))
-    failed=$((failed + BASH_REMATCH[2]))
-  else
-    echo "the ctypes suite runner ended without a count" >&2
-    failed=$((failed + 1))
-  fi
+  count_summary "the ctypes suite runner" "$ctypes_log"
 fi
 rm -f "$ctypes_log"
 step_done "ctypes suite"
