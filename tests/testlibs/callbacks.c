@@ -1,8 +1,9 @@
 // Functions that call callbacks, for the callback tests: a fold over doubles, a stored
 // handler fired later, a callback from a thread the library creates, a struct mutated
-// through a pointer, and two invocations in one call.
+// through a pointer, two invocations in one call, and a callback that returns a string.
 #include <pthread.h>
 #include <stddef.h>
+#include <string.h>
 
 struct Point {
   int x;
@@ -53,3 +54,9 @@ int call_twice_nested(int (*h)(int), int x) { return h(h(x)); }
 // Calls fill(buffer, n) once: a callback handed a buffer of n bytes, as audio and I/O
 // libraries hand their callbacks.
 void call_fill(void (*fill)(unsigned char*, int), unsigned char* buffer, int n) { fill(buffer, n); }
+
+// The length of the string make() returns (0 for NULL, which a failed callback gives).
+size_t length_of_made(const char* (*make)(void)) {
+  const char* made = make();
+  return made != NULL ? strlen(made) : 0;
+}

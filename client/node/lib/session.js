@@ -34,6 +34,9 @@ function closedError(status) {
  * The bytes of the Buffers and strings in a request (a lower bound of its size on the wire,
  * and all of it but a few bytes per field).
  */
+// How much of the server's refusal a failed callback's answer repeats.
+const MAX_REFUSAL_DETAIL = 200;
+
 function payloadBytes(value) {
   if (value === null || value === undefined) return 0;
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) return value.length;
@@ -224,7 +227,18 @@ class Session extends EventEmitter {
       answer.error = String((error && error.message) || error || 'callback failed');
       delete answer.result;
     }
-    this.request({ callback_return: answer }, 'callback_return').catch(() => {});
+    this.request({ callback_return: answer }, 'callback_return').catch((error) => {
+      // Refused (larger than the server reads, or a result it does not accept): the invocation
+      // is still open and native code would wait for the call's deadline. It fails as a
+      // callback instead, once, with a message short enough to send.
+      if (this._closed || error.code === 'FAILED_PRECONDITION') return;
+      const why = error.code === 'RESOURCE_EXHAUSTED'
+        ? "the callback's answer is too large to send"
+        : "the server refused the callback's answer";
+      const detail = String(error.message || '').slice(0, MAX_REFUSAL_DETAIL);
+      this.request({ callback_return: { invocation, error: `${why}: ${detail}` } },
+        'callback_return').catch(() => {});
+    });
   }
 
   /** Decodes a record result (raw bytes) into an object. */

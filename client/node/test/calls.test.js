@@ -346,6 +346,36 @@ describe('callbacks', () => {
   });
 });
 
+describe('callback answers the server would refuse', () => {
+  // On a server that reads requests of at most 1024 bytes, a callback whose answer is larger
+  // fails as a callback (native code gets zero at once, CALLBACK_ERROR says why) instead of
+  // leaving native code waiting for the call's deadline.
+  test('an answer too large to send fails the callback at once', async () => {
+    const small = await startServer(null, ['--max_message_bytes=1024']);
+    const smallClient = await ffibox.connect({ address: small.address });
+    try {
+      const smallSession = await smallClient.session({ timeoutMs: 20000 });
+      const smallLib = await smallSession.load(TEST_LIB);
+      const lengthOfMade = await smallLib.func('size_t length_of_made(void* make)',
+        { params: [ffibox.callback({ result: 'cstring', params: [] })] });
+      const started = Date.now();
+      assert.equal(Number(await lengthOfMade(() => 'x'.repeat(4000))), 0);
+      assert.ok(Date.now() - started < 10000, `the call took ${Date.now() - started} ms`);
+      const errors = smallSession.events.filter((e) => e.kind === 'CALLBACK_ERROR');
+      assert.equal(errors.length, 1);
+      assert.match(errors[0].error.message, /too large to send/);
+      // The session and its worker go on.
+      const addInt = await smallLib.func('int add_int(int, int)');
+      assert.equal(await addInt(2, 3), 5);
+      assert.equal(smallSession.generation, 1);
+      smallSession.close();
+    } finally {
+      smallClient.close();
+      await small.stop();
+    }
+  });
+});
+
 describe('faults', () => {
   test('a crash is WorkerCrashed with the signal, and the next call works', async () => {
     const crash = await lib.func('int crash_null_deref(void)');
