@@ -340,3 +340,44 @@ def test_after_a_crash_a_buffer_larger_than_a_message_reaches_the_next_worker(cl
             with pytest.raises(ffibox.WorkerCrashed):
                 libc.abort()
             assert not session.stream.local_enabled
+
+
+def test_a_callback_answer_too_large_to_send_fails_the_callback_at_once():
+    """A callback's answer larger than the server reads (a 60000-byte pointee written back,
+    against a 32 KiB limit) goes as the callback's failure: native code gets zero at once
+    and a CALLBACK_ERROR event says why, instead of the call waiting for its deadline (and
+    its worker being killed)."""
+    server = Server("--max_message_bytes=32768", "--call_timeout_ms=30000", "--pool_size=0")
+    try:
+        c = ffibox.connect(server.address)
+        with c.session() as session:
+            lib = session.CDLL(TEST_LIB)
+            libc = session.CDLL("libc.so.6")
+            libc.malloc.restype = ct.c_void_p
+            libc.malloc.argtypes = [ct.c_size_t]
+            memory = libc.malloc(60000)
+            assert memory
+            block = ct.c_ubyte * 60000
+            FILL = ct.CFUNCTYPE(None, ct.POINTER(block), ct.c_int)
+            filled = []
+
+            def fill(pointee, n):
+                pointee.contents[n - 1] = 7
+                filled.append(n)
+
+            lib.call_fill.argtypes = [FILL, ct.c_void_p, ct.c_int]
+            lib.call_fill.restype = None
+            started = time.monotonic()
+            lib.call_fill(FILL(fill), memory, 60000)
+            assert time.monotonic() - started < 10
+            assert filled == [60000]
+            errors = [e for e in session.stream.events
+                      if e.kind == pb.SessionEvent.CALLBACK_ERROR]
+            assert len(errors) == 1, errors
+            assert "too large to send" in errors[0].error.message
+            # The same worker goes on.
+            assert session.generation == 1
+            assert lib.add_int(2, 3) == 5
+        c.close()
+    finally:
+        server.stop()

@@ -26,6 +26,8 @@ from ffibox.errors import Error, SessionClosed, error_from_proto
 # the broker's report of the loss.
 _LOCAL_ANSWER_MARGIN = 5.0
 _LOSS_REPORT_WAIT = 5.0
+# The most a request's id adds to its size: its tag and a ten-byte varint.
+_LARGEST_ID_BYTES = 11
 
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
@@ -392,7 +394,17 @@ class SessionStream:
         finally:
             self._serving.invocation = outer
         answer.invocation = invoke.invocation
-        self.post(pb.Request(callback_return=answer))
+        request = pb.Request(callback_return=answer)
+        # Its id is set when it is posted: counted at its largest (a tag and ten bytes).
+        size = request.ByteSize() + _LARGEST_ID_BYTES
+        if self.max_request_bytes and size > self.max_request_bytes:
+            # The broker would refuse it and leave the invocation open: native code would wait
+            # for the call's deadline. The callback fails instead; native code gets zero now.
+            request = pb.Request(callback_return=pb.CallbackReturn(
+                invocation=invoke.invocation,
+                error="the callback's answer is too large to send: %d bytes exceed the "
+                      "limit of %d bytes" % (size, self.max_request_bytes)))
+        self.post(request)
 
     # -- reading ---------------------------------------------------------------------------
 
