@@ -381,3 +381,15 @@ def test_a_callback_answer_too_large_to_send_fails_the_callback_at_once():
         c.close()
     finally:
         server.stop()
+
+
+def test_the_channel_arrives_close_on_exec(client):
+    """The memfd the door hands over is close-on-exec from the moment it arrives: a child
+    another thread starts meanwhile does not inherit the rings."""
+    with client.session(same_host=False) as session:
+        opened = session.stream.request(open_local_channel=pb.OpenLocalChannel()).local_channel
+        fd = _local_channel._fetch_memfd(opened.door_path, opened.token, 5.0)
+        try:
+            assert not os.get_inheritable(fd)
+        finally:
+            os.close(fd)

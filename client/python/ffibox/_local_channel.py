@@ -20,6 +20,7 @@ the position looked at again), as the worker's end expects; each sleep is bounde
 (`_LONGEST_SLEEP`). Publishing a position is followed by a full fence and a look at the
 worker's `waiting` word, and a FUTEX_WAKE only when it announced a sleep.
 """
+import array
 import ctypes
 import fcntl
 import mmap
@@ -106,6 +107,19 @@ def available() -> bool:
     return platform.machine() == "x86_64" and sys.platform.startswith("linux")
 
 
+def _receive_descriptors(sock, size: int, most: int):
+    """Up to `size` bytes and up to `most` descriptors (SCM_RIGHTS) from `sock`, the
+    descriptors close-on-exec from the start (MSG_CMSG_CLOEXEC, which socket.recv_fds does
+    not pass on): a child another thread starts meanwhile must not inherit them."""
+    fds = array.array("i")
+    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_LEN(most * fds.itemsize),
+                                         socket.MSG_CMSG_CLOEXEC)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
 def _fetch_memfd(door_path: str, token: bytes, timeout: float) -> int:
     """The memfd the door at `door_path` hands over for `token` (after checking the door
     belongs to this user or root, as ffiboxd's own socket is checked)."""
@@ -115,7 +129,7 @@ def _fetch_memfd(door_path: str, token: bytes, timeout: float) -> int:
         try:
             door.connect(door_path)
             door.sendall(token)
-            tag, fds, _, _ = socket.recv_fds(door, 8, 4)
+            tag, fds = _receive_descriptors(door, 8, 4)
         except OSError as error:
             raise _unavailable("the door %s: %s" % (door_path, error)) from None
     if len(fds) != 1 or len(tag) != 8:
@@ -336,7 +350,8 @@ class LocalChannel:
             self._wake_if_asleep(self._peer_writer_waiting)
             if wanted == 4 and len(received) >= 4:
                 wanted = 4 + self._frame_length(received, max_bytes)
-        return bytes(received[4:])
+        del received[:4]  # in place: the answer is copied once, below
+        return bytes(received)
 
     def _frame_length(self, header, max_bytes: int) -> int:
         length, = struct.unpack_from("<I", header, 0)
