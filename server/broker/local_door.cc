@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -32,7 +34,8 @@ bool WaitReadable(int fd, absl::Time until) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LocalChannelDoor>> LocalChannelDoor::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<LocalChannelDoor>> LocalChannelDoor::Open(
+    const std::string& path, absl::Duration token_lifetime) {
   unlink(path.c_str());  // a stale socket of an earlier ffiboxd in its own directory
   absl::StatusOr<int> listen_fd = ListenOnUnixSocket(path);
   if (!listen_fd.ok()) return listen_fd.status();
@@ -42,7 +45,8 @@ absl::StatusOr<std::unique_ptr<LocalChannelDoor>> LocalChannelDoor::Open(const s
     unlink(path.c_str());
     return absl::ResourceExhaustedError("eventfd for the same-host door");
   }
-  std::unique_ptr<LocalChannelDoor> door(new LocalChannelDoor(path, *listen_fd, stop_fd));
+  std::unique_ptr<LocalChannelDoor> door(
+      new LocalChannelDoor(path, *listen_fd, stop_fd, token_lifetime));
   door->thread_ = std::thread([raw = door.get()] {
     NameThisThread("ffibox-door");
     raw->Serve();
@@ -77,8 +81,13 @@ absl::StatusOr<std::string> LocalChannelDoor::Register(const std::string& sessio
     return absl::ResourceExhaustedError(absl::StrCat(
         kLocalDoorMaxWaiting, " same-host channels wait to be fetched; try again shortly"));
   }
-  waiting_[token] = Waiting{memfd, now + kLocalDoorTokenLifetime, session};
+  waiting_[token] = Waiting{memfd, now + token_lifetime_, session};
   return token;
+}
+
+void LocalChannelDoor::Forget(const std::string& session) {
+  absl::MutexLock lock(&mu_);
+  Expire(absl::Now(), session);
 }
 
 void LocalChannelDoor::Expire(absl::Time now, const std::string& session) {
@@ -93,11 +102,21 @@ void LocalChannelDoor::Expire(absl::Time now, const std::string& session) {
 }
 
 void LocalChannelDoor::Serve() {
+  // Expired channels are closed within a quarter of a token's lifetime of their expiry,
+  // whether or not anyone uses the door.
+  const int sweep_ms =
+      static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(token_lifetime_ / 4)));
   for (;;) {
     struct pollfd ready[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    if (poll(ready, 2, -1) < 0) {
+    const int polled = poll(ready, 2, sweep_ms);
+    if (polled < 0) {
       if (errno == EINTR) continue;
       return;
+    }
+    if (polled == 0) {
+      absl::MutexLock lock(&mu_);
+      Expire(absl::Now(), std::string());
+      continue;
     }
     if (ready[1].revents != 0) return;
     if ((ready[0].revents & POLLIN) == 0) continue;

@@ -7,7 +7,9 @@
 // tag 0), then the door closes the connection. A token is good once and for
 // kLocalDoorTokenLifetime. The door's thread serves one connection at a time: a peer that is
 // not root or ffiboxd's own user, or that does not send a known token within
-// kLocalDoorReadTimeout, is closed without a descriptor.
+// kLocalDoorReadTimeout, is closed without a descriptor. What is not fetched is closed once
+// its token expires (the door's thread looks every quarter of a token's lifetime) or when its
+// session ends (Forget), so that an unfetched channel holds no memory past its session.
 #ifndef FFIBOX_SERVER_BROKER_LOCAL_DOOR_H_
 #define FFIBOX_SERVER_BROKER_LOCAL_DOOR_H_
 
@@ -32,8 +34,10 @@ inline constexpr size_t kLocalDoorMaxWaiting = 1024;
 
 class LocalChannelDoor {
  public:
-  // Listens on the socket file `path` (mode 0600) and starts the door's thread.
-  static absl::StatusOr<std::unique_ptr<LocalChannelDoor>> Open(const std::string& path);
+  // Listens on the socket file `path` (mode 0600) and starts the door's thread. Tokens are
+  // good for `token_lifetime`.
+  static absl::StatusOr<std::unique_ptr<LocalChannelDoor>> Open(
+      const std::string& path, absl::Duration token_lifetime = kLocalDoorTokenLifetime);
 
   // Stops the thread, closes what waits and removes the socket file.
   ~LocalChannelDoor();
@@ -48,6 +52,10 @@ class LocalChannelDoor {
   // RESOURCE_EXHAUSTED (the memfd closed) when kLocalDoorMaxWaiting channels wait.
   absl::StatusOr<std::string> Register(const std::string& session, int memfd);
 
+  // Closes what session `session` registered and its client did not fetch (the session
+  // ended).
+  void Forget(const std::string& session);
+
  private:
   struct Waiting {
     int fd;
@@ -55,8 +63,11 @@ class LocalChannelDoor {
     std::string session;
   };
 
-  LocalChannelDoor(std::string path, int listen_fd, int stop_fd)
-      : path_(std::move(path)), listen_fd_(listen_fd), stop_fd_(stop_fd) {}
+  LocalChannelDoor(std::string path, int listen_fd, int stop_fd, absl::Duration token_lifetime)
+      : path_(std::move(path)),
+        listen_fd_(listen_fd),
+        stop_fd_(stop_fd),
+        token_lifetime_(token_lifetime) {}
 
   void Serve();
   // Reads a token from the accepted connection `fd` and passes what it names.
@@ -67,6 +78,7 @@ class LocalChannelDoor {
   const std::string path_;
   const int listen_fd_;
   const int stop_fd_;  // an eventfd: written to stop the thread
+  const absl::Duration token_lifetime_;
   std::thread thread_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Waiting> waiting_ ABSL_GUARDED_BY(mu_);

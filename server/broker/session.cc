@@ -623,5 +623,8 @@ void Session::Shutdown() {
   }
   // Reaped outside the lock: no zombie outlives the session; then its cgroup goes.
   last.reset();
+  // A channel its client never fetched holds no memory past the session (the reader that
+  // registers channels has ended).
+  if (config_.local_door != nullptr) config_.local_door->Forget(session_id_);
 }
 }  // namespace ffibox
