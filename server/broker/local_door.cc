@@ -103,21 +103,25 @@ void LocalChannelDoor::Expire(absl::Time now, const std::string& session) {
 
 void LocalChannelDoor::Serve() {
   // Expired channels are closed within a quarter of a token's lifetime of their expiry,
-  // whether or not anyone uses the door.
-  const int sweep_ms =
-      static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(token_lifetime_ / 4)));
+  // whether or not anyone uses the door, and however often peers connect.
+  const absl::Duration sweep_every = std::max(token_lifetime_ / 4, absl::Milliseconds(1));
+  absl::Time next_sweep = absl::Now() + sweep_every;
   for (;;) {
+    const absl::Time now = absl::Now();
+    if (now >= next_sweep) {
+      absl::MutexLock lock(&mu_);
+      Expire(now, std::string());
+      next_sweep = now + sweep_every;
+    }
     struct pollfd ready[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    const int polled = poll(ready, 2, sweep_ms);
+    const int64_t wait_ms =
+        absl::ToInt64Milliseconds(absl::Ceil(next_sweep - now, absl::Milliseconds(1)));
+    const int polled = poll(ready, 2, static_cast<int>(std::max<int64_t>(wait_ms, 1)));
     if (polled < 0) {
       if (errno == EINTR) continue;
       return;
     }
-    if (polled == 0) {
-      absl::MutexLock lock(&mu_);
-      Expire(absl::Now(), std::string());
-      continue;
-    }
+    if (polled == 0) continue;
     if (ready[1].revents != 0) return;
     if ((ready[0].revents & POLLIN) == 0) continue;
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);

@@ -26,6 +26,9 @@ function closedError(status) {
   return new SessionClosed('SESSION_CLOSED: the session stream ended', 'SESSION_CLOSED');
 }
 
+// How much of the server's refusal a failed callback's answer repeats.
+const MAX_REFUSAL_DETAIL = 200;
+
 /**
  * Emits 'event' with each SessionEvent (worker lost or restarted, a callback's error, the
  * library's output: `kind`, `error`, `output`, `stream`).
@@ -34,9 +37,6 @@ function closedError(status) {
  * The bytes of the Buffers and strings in a request (a lower bound of its size on the wire,
  * and all of it but a few bytes per field).
  */
-// How much of the server's refusal a failed callback's answer repeats.
-const MAX_REFUSAL_DETAIL = 200;
-
 function payloadBytes(value) {
   if (value === null || value === undefined) return 0;
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) return value.length;
