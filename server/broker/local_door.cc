@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -114,9 +113,10 @@ void LocalChannelDoor::Serve() {
       next_sweep = now + sweep_every;
     }
     struct pollfd ready[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    const int64_t wait_ms =
-        absl::ToInt64Milliseconds(absl::Ceil(next_sweep - now, absl::Milliseconds(1)));
-    const int polled = poll(ready, 2, static_cast<int>(std::max<int64_t>(wait_ms, 1)));
+    // At least a millisecond: the sweep above leaves next_sweep ahead of now.
+    const int wait_ms = static_cast<int>(
+        absl::ToInt64Milliseconds(absl::Ceil(next_sweep - now, absl::Milliseconds(1))));
+    const int polled = poll(ready, 2, wait_ms);
     if (polled < 0) {
       if (errno == EINTR) continue;
       return;

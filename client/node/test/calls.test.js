@@ -25,6 +25,21 @@ after(async () => {
   if (server) await server.stop();
 });
 
+// Runs `body(session, lib)` on a session of a server of its own started with `flags`, the
+// test library loaded; the server stops afterwards, whatever happened.
+async function onServerWith(flags, timeoutMs, body) {
+  const own = await startServer(null, flags);
+  const ownClient = await ffibox.connect({ address: own.address });
+  try {
+    const ownSession = await ownClient.session({ timeoutMs });
+    await body(ownSession, await ownSession.load(TEST_LIB));
+    ownSession.close();
+  } finally {
+    ownClient.close();
+    await own.stop();
+  }
+}
+
 describe('sessions', () => {
   test('a session reports its jail and refuses one without a required layer', async () => {
     assert.ok(Array.isArray(session.opened.jail_layers));
@@ -222,11 +237,7 @@ describe('buffers', () => {
   });
 
   test('a buffer larger than a message is refused and the session goes on', async () => {
-    const small = await startServer(null, ['--max_message_bytes=1048576']);
-    const capped = await ffibox.connect({ address: small.address });
-    try {
-      const s = await capped.session({ timeoutMs: 5000 });
-      const testlib = await s.load(TEST_LIB);
+    await onServerWith(['--max_message_bytes=1048576'], 5000, async (s, testlib) => {
       const reverse = await testlib.func('void reverse_in_place(char* buf, size_t n)',
         { params: { 0: ffibox.buffer('inout') } });
       await assert.rejects(reverse(Buffer.alloc(6 << 20), 1),
@@ -234,11 +245,7 @@ describe('buffers', () => {
       const text = Buffer.from('ffibox');
       await reverse(text, text.length);
       assert.equal(text.toString(), 'xobiff');
-      s.close();
-    } finally {
-      capped.close();
-      await small.stop();
-    }
+    });
   });
 
   test('out parameters through Buffers, and a null pointer', async () => {
@@ -351,11 +358,7 @@ describe('callback answers the server would refuse', () => {
   // fails as a callback (native code gets zero at once, CALLBACK_ERROR says why) instead of
   // leaving native code waiting for the call's deadline.
   test('an answer too large to send fails the callback at once', async () => {
-    const small = await startServer(null, ['--max_message_bytes=1024']);
-    const smallClient = await ffibox.connect({ address: small.address });
-    try {
-      const smallSession = await smallClient.session({ timeoutMs: 20000 });
-      const smallLib = await smallSession.load(TEST_LIB);
+    await onServerWith(['--max_message_bytes=1024'], 20000, async (smallSession, smallLib) => {
       const lengthOfMade = await smallLib.func('size_t length_of_made(void* make)',
         { params: [ffibox.callback({ result: 'cstring', params: [] })] });
       // 4000 bytes: refused by the client's own check ("at least": it counts the payload
@@ -376,11 +379,7 @@ describe('callback answers the server would refuse', () => {
       const addInt = await smallLib.func('int add_int(int, int)');
       assert.equal(await addInt(2, 3), 5);
       assert.equal(smallSession.generation, 1);
-      smallSession.close();
-    } finally {
-      smallClient.close();
-      await small.stop();
-    }
+    });
   });
 });
 
