@@ -393,3 +393,35 @@ def test_the_channel_arrives_close_on_exec(client):
             assert not os.get_inheritable(fd)
         finally:
             os.close(fd)
+
+
+def _memfds_of(pid: int) -> int:
+    """How many memfds process `pid` holds open."""
+    count = 0
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            count += os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("/memfd:")
+        except OSError:
+            pass  # closed meanwhile
+    return count
+
+
+def test_a_channel_never_fetched_is_closed_when_its_session_ends():
+    """A session's channel that its client never fetched from the door is closed when the
+    session ends, not when its token expires: it holds no memory past the session."""
+    server = Server("--pool_size=0")
+    try:
+        c = ffibox.connect(server.address)
+        before = _memfds_of(server.process.pid)
+        session = c.session(same_host=False)
+        session.CDLL(TEST_LIB).add_int(2, 3)  # the session's worker
+        session.stream.request(open_local_channel=pb.OpenLocalChannel())  # never fetched
+        assert _memfds_of(server.process.pid) > before
+        session.close()
+        deadline = time.monotonic() + 5  # the token itself would last 10 s
+        while _memfds_of(server.process.pid) > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _memfds_of(server.process.pid) == before
+        c.close()
+    finally:
+        server.stop()
