@@ -53,6 +53,9 @@ struct FramePayload {
     for (const std::string& piece : pieces) total += piece.size();
     return total;
   }
+  std::vector<absl::string_view> Views() const {
+    return std::vector<absl::string_view>(pieces.begin(), pieces.end());
+  }
 };
 
 // Decodes frames that arrive in pieces (for non-blocking readers that must keep their own

@@ -13,7 +13,9 @@
 // blocks and the pointers reported in them within the call's blocks, kept blocks in order,
 // a batch's results one per call (or one per call before the failed one its error names),
 // each checked against its own call's blocks, read sizes, and shipped pointees of the
-// parameter types' sizes.
+// parameter types' sizes. The walk of a frame's encoding before it is parsed
+// (WalkAnswerShape, core/answer_limits.h) is checked too: a frame it lets through parses
+// into no more of each repeated field than its limits allow.
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -21,9 +23,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/answer_limits.h"
 #include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/layout.h"
@@ -368,12 +372,80 @@ void FuzzInvoke(const v1::CallbackInvoke& invoke, const std::vector<v1::Signatur
   }
 }
 
+// Small limits, so that the fuzzer reaches them.
+AnswerLimits SmallLimits() {
+  AnswerLimits limits;
+  limits.blocks = 2;
+  limits.kept = 1;
+  limits.pointers = 4;
+  limits.changed = 3;
+  limits.results = 2;
+  limits.layout_fields = 2;
+  limits.args = 3;
+  limits.pointees = 1;
+  return limits;
+}
+
+// Adds up how often each repeated field occurs in `message`, at any depth, by full name.
+void CountRepeated(const google::protobuf::Message& message,
+                   absl::flat_hash_map<std::string, uint64_t>* counts) {
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const google::protobuf::FieldDescriptor* field : fields) {
+    const bool is_message = field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE;
+    if (!field->is_repeated()) {
+      if (is_message) CountRepeated(reflection->GetMessage(message, field), counts);
+      continue;
+    }
+    const int size = reflection->FieldSize(message, field);
+    (*counts)[field->full_name()] += size;
+    for (int i = 0; is_message && i < size; ++i) {
+      CountRepeated(reflection->GetRepeatedMessage(message, field, i), counts);
+    }
+  }
+}
+
+// The walk of the frame's encoding: a refusal is INVALID_ARGUMENT, and a frame it lets
+// through that protobuf parses holds no more of each repeated field than SmallLimits.
+void CheckWalk(absl::string_view frame) {
+  static const AnswerLimits kLimits = SmallLimits();
+  absl::Status walked = WalkAnswerShape({frame}, internal::WorkerReply::descriptor(), kLimits);
+  if (!walked.ok()) {
+    CheckRefusal(walked, "WalkAnswerShape");
+    return;
+  }
+  internal::WorkerReply parsed;
+  if (frame.size() > INT_MAX ||
+      !parsed.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
+    return;
+  }
+  absl::flat_hash_map<std::string, uint64_t> counts;
+  CountRepeated(parsed, &counts);
+  const absl::flat_hash_map<std::string, uint64_t> allowed = {
+      {"ffibox.v1.CallResult.blocks", kLimits.blocks},
+      {"ffibox.v1.CallResult.kept", kLimits.kept},
+      {"ffibox.v1.BlockContents.pointers", kLimits.pointers},
+      {"ffibox.v1.CallResult.changed", kLimits.changed},
+      {"ffibox.v1.BatchResult.results", kLimits.results},
+      {"ffibox.v1.LayoutResult.fields", kLimits.layout_fields},
+      {"ffibox.v1.CallbackInvoke.args", kLimits.args},
+      {"ffibox.v1.CallbackInvoke.pointees", kLimits.pointees},
+  };
+  for (const auto& [name, count] : counts) {
+    auto limit = allowed.find(name);
+    FUZZ_CHECK(count <= (limit == allowed.end() ? 0 : limit->second), "the walk let ", count,
+               " of ", name, " through");
+  }
+}
+
 void FuzzFrame(absl::string_view frame) {
   static const std::vector<PendingRequest>* const kShapes =
       new std::vector<PendingRequest>(PendingShapes());
   static const std::vector<v1::Signature>* const kSignatures =
       new std::vector<v1::Signature>(CallbackSignatures());
 
+  CheckWalk(frame);
   absl::StatusOr<internal::WorkerReply> reply = ParseWorkerFrame(frame);
   // A large frame reaches the parse in pieces: cut the same bytes into pieces (of a length
   // the frame's first byte picks) and the parse must come to the same verdict and message.
@@ -383,7 +455,10 @@ void FuzzFrame(absl::string_view frame) {
     pieces.pieces.emplace_back(frame.substr(at, piece));
   }
   if (pieces.pieces.size() > 1) {
-    absl::StatusOr<internal::WorkerReply> in_pieces = ParseWorkerFrame(std::move(pieces));
+    // Limits that bind no frame the fuzzer makes (the walk has its own check above).
+    absl::StatusOr<internal::WorkerReply> in_pieces = ParseWorkerFrame(std::move(pieces), [] {
+      return AnswerLimits{1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20};
+    });
     FUZZ_CHECK(in_pieces.ok() == reply.ok(), "the parse in pieces says ",
                in_pieces.status().ToString(), ", the whole parse ", reply.status().ToString());
     if (reply.ok()) {

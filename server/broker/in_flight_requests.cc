@@ -127,6 +127,14 @@ void InFlightRequests::CloseInvocation(uint64_t id) {
   scopes_.erase(id);
 }
 
+AnswerLimits InFlightRequests::ReplyLimits(uint64_t max_params) const {
+  AnswerLimits limits = InvokeLimits(max_params);
+  for (const auto& [id, scope] : scopes_) {
+    if (!scope.queue.empty()) limits.Add(scope.queue.front().answer_limits);
+  }
+  return limits;
+}
+
 absl::Time InFlightRequests::NextDeadline() const {
   absl::Time next = absl::InfiniteFuture();
   for (const auto& [id, scope] : scopes_) {

@@ -99,6 +99,11 @@ class InFlightRequests {
   // Closes invocation `id` (answered by the client).
   void CloseInvocation(uint64_t id);
 
+  // What a frame from the worker may hold (core/answer_limits.h): the answer to any request
+  // it is running (the heads of the scopes), or a callback invocation of at most
+  // `max_params` parameters.
+  AnswerLimits ReplyLimits(uint64_t max_params) const;
+
   // The earliest deadline of anything the worker is running (InfiniteFuture when idle).
   absl::Time NextDeadline() const;
   // What is past its deadline at `now`, if anything.

@@ -37,6 +37,28 @@ absl::Status Open(InFlightRequests& requests, const v1::CallbackInvoke& invoke,
                                  absl::Seconds(5), now);
 }
 
+TEST(InFlightRequests, AFrameMayHoldWhatAnswersARunningRequestOrAnInvocation) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  EXPECT_EQ(requests.ReplyLimits(256).blocks, 0u);
+  EXPECT_EQ(requests.ReplyLimits(256).args, 256u) << "a callback may come at any time";
+  auto with_blocks = [](const std::string& label, uint64_t blocks, uint64_t scope) {
+    PendingRequest pending = Request(label, scope);
+    pending.answer_limits.blocks = blocks;
+    return pending;
+  };
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued running,
+                       requests.Queue(with_blocks("outer", 2, 0), kStart));
+  // Queued behind the running one: the worker cannot answer it yet.
+  ASSERT_OK(requests.Queue(with_blocks("queued", 100, 0), kStart).status());
+  EXPECT_EQ(requests.ReplyLimits(256).blocks, 2u);
+  // A request inside an invocation runs while the outer call waits: either may answer.
+  ASSERT_OK(Open(requests, Invoke(5)));
+  ASSERT_OK(requests.Queue(with_blocks("nested", 3, 5), kStart).status());
+  EXPECT_EQ(requests.ReplyLimits(256).blocks, 5u);
+  requests.Finish(running.sequence, kStart);
+  EXPECT_EQ(requests.ReplyLimits(256).blocks, 103u);
+}
+
 TEST(InFlightRequests, OneScopeAnswersInOrderAndEachHeadGetsItsOwnDeadline) {
   InFlightRequests requests(InFlightRequests::Limits{});
   ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued first,

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/answer_limits.h"
 #include "core/c_declaration.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
@@ -28,6 +29,27 @@ constexpr int kMaxStartAttempts = 2;
 
 // The smallest memory cap a session may ask for: below it the worker cannot even run.
 constexpr uint64_t kMinSessionMemoryBytes = uint64_t{16} << 20;
+
+// What the worker's answer to `request`, queued as `pending`, may hold (core/answer_limits.h).
+AnswerLimits AnswerLimitsOf(const v1::Request& request, const PendingRequest& pending) {
+  switch (request.op_case()) {
+    case v1::Request::kCall:
+      return CallAnswerLimits(pending.call);
+    case v1::Request::kBatch: {
+      AnswerLimits limits;
+      limits.results = pending.batch_calls;
+      limits.changed = MaxChangedRuns();
+      for (const auto& [index, expected] : pending.batch_blocks) {
+        limits.Add(CallAnswerLimits(expected));
+      }
+      return limits;
+    }
+    case v1::Request::kGetLayout:
+      return LayoutAnswerLimits(request.get_layout().type());
+    default:
+      return AnswerLimits();
+  }
+}
 
 }  // namespace
 
@@ -408,6 +430,7 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
   pending.client_id = request.id();
   pending.op = request.op_case();
   pending.scope = request.invocation();
+  pending.answer_limits = AnswerLimitsOf(request, pending);
   absl::Status status;
   if (pending.scope != 0) {
     // Inside an invocation of the live worker: never start a new one for it.

@@ -132,6 +132,7 @@ class Session : private WorkerSupervisor::Listener {
 
   // WorkerSupervisor::Listener, on the reader thread.
   absl::Time NextDeadline() override ABSL_LOCKS_EXCLUDED(mu_);
+  AnswerLimits ReplyLimits() override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status OnReply(uint64_t generation, internal::WorkerReply reply) override
       ABSL_LOCKS_EXCLUDED(mu_);
   std::optional<Culprit> Overdue(absl::Time now) override ABSL_LOCKS_EXCLUDED(mu_);

@@ -33,6 +33,11 @@ absl::Time Session::NextDeadline() {
   return next;
 }
 
+AnswerLimits Session::ReplyLimits() {
+  absl::MutexLock lock(&mu_);
+  return requests_.ReplyLimits(config_.type_limits.max_args);
+}
+
 std::optional<Session::Culprit> Session::Overdue(absl::Time now) {
   std::optional<Culprit> overdue;
   std::vector<std::string> limit_hits;

@@ -198,7 +198,7 @@ absl::StatusOr<internal::WorkerReply> WorkerConnection::Receive(absl::Time deadl
   relayed_from_workers.fetch_add(frame->size(), std::memory_order_relaxed);
   // The frame's pieces go as the parse takes them: one copy fewer at the peak of a large
   // reply.
-  return ParseWorkerFrame(*std::move(frame));
+  return ParseWorkerFrame(*std::move(frame), reply_limits_);
 }
 
 absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(

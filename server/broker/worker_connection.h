@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/answer_limits.h"
 #include "core/framing.h"
 #include "core/shm_channel.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -42,8 +43,15 @@ class WorkerConnection {
   // DEADLINE_EXCEEDED when the deadline passed, CANCELLED when Interrupt() was called,
   // UNAVAILABLE at end of stream, RESOURCE_EXHAUSTED for a frame over the size limit,
   // DATA_LOSS for a frame the worker stopped sending or a channel it corrupted, and
-  // INVALID_ARGUMENT for a frame that is not a well-formed reply. Called from one thread only.
+  // INVALID_ARGUMENT for a frame that is not a well-formed reply, or one that holds more
+  // than the reply limits allow (SetReplyLimits). Called from one thread only.
   absl::StatusOr<internal::WorkerReply> Receive(absl::Time deadline);
+
+  // What a frame larger than kShapeCheckedBytes may hold (core/answer_limits.h), asked of
+  // `limits` on Receive's thread when such a frame has arrived: what may answer the requests
+  // the worker is running, and a callback invocation. Call before the first Receive. Until
+  // then no repeated field may occur in such a frame.
+  void SetReplyLimits(std::function<AnswerLimits()> limits) { reply_limits_ = std::move(limits); }
 
   // Makes a blocked (or the next) Receive return CANCELLED. Thread-safe.
   virtual void Interrupt() = 0;
@@ -65,6 +73,8 @@ class WorkerConnection {
  private:
   // SendFrame, counted in RelayedBytes when it succeeds.
   absl::Status SendCounted(size_t length, Serializer serialize);
+
+  std::function<AnswerLimits()> reply_limits_ = [] { return AnswerLimits(); };
 
  protected:
   // The transport: one opaque frame each way, with Send's and Receive's contracts. A frame

@@ -10,11 +10,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/answer_limits.h"
 #include "core/framing.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/pending_request.h"
@@ -25,8 +27,12 @@ namespace ffibox {
 // Parses one frame from the worker and checks its envelope: exactly one of `response`,
 // `invoke` and `event` is set. INVALID_ARGUMENT otherwise (the caller kills the worker).
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
-// The same for a frame in pieces, freeing each piece once the parse has taken it.
-absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame);
+// The same for a frame in pieces, freeing each piece once the parse has taken it. A frame of
+// more than kShapeCheckedBytes is first checked against what `limits()` allows
+// (CheckAnswerShape, core/answer_limits.h), so that it is parsed only when it holds no more
+// than what may answer the requests in flight: INVALID_ARGUMENT otherwise.
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame,
+                                                       const std::function<AnswerLimits()>& limits);
 
 // Checks `response` (from a parsed frame) as the answer to `expected`, the request in
 // flight whose sequence number it carries. Checks that it answers that request, carries

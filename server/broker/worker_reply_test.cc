@@ -498,28 +498,65 @@ v1::CallbackInvoke PointInvoke() {
   return invoke;
 }
 
+FramePayload InPieces(const std::string& bytes) {
+  FramePayload frame;
+  for (size_t at = 0; at < bytes.size(); at += kFramePieceBytes) {
+    frame.pieces.push_back(bytes.substr(at, kFramePieceBytes));
+  }
+  return frame;
+}
+
+AnswerLimits OneBlock() {
+  AnswerLimits limits;
+  limits.blocks = 1;
+  return limits;
+}
+
 TEST(ParseWorkerFrame, AFrameInPiecesParsesAsWholeAndIsCheckedTheSame) {
   internal::WorkerReply reply;
   reply.mutable_response()->set_id(3);
   reply.mutable_response()->mutable_call()->add_blocks()->set_data(std::string(3 << 20, 'd'));
   const std::string wire = reply.SerializeAsString();
-  auto in_pieces = [](const std::string& bytes) {
-    FramePayload frame;
-    for (size_t at = 0; at < bytes.size(); at += kFramePieceBytes) {
-      frame.pieces.push_back(bytes.substr(at, kFramePieceBytes));
-    }
-    return frame;
-  };
-  absl::StatusOr<internal::WorkerReply> parsed = ParseWorkerFrame(in_pieces(wire));
+  absl::StatusOr<internal::WorkerReply> parsed = ParseWorkerFrame(InPieces(wire), OneBlock);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->SerializeAsString(), wire);
 
   std::string cut = wire;
   cut.resize(wire.size() - 1);
-  EXPECT_EQ(ParseWorkerFrame(in_pieces(cut)).status().code(), absl::StatusCode::kInvalidArgument);
-  reply.mutable_event();
-  EXPECT_EQ(ParseWorkerFrame(in_pieces(reply.SerializeAsString())).status().code(),
+  EXPECT_EQ(ParseWorkerFrame(InPieces(cut), OneBlock).status().code(),
             absl::StatusCode::kInvalidArgument);
+  reply.mutable_event();
+  EXPECT_EQ(ParseWorkerFrame(InPieces(reply.SerializeAsString()), OneBlock).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseWorkerFrame, ALargeFrameHoldingMoreThanTheRequestsInFlightAllowIsNotParsed) {
+  internal::WorkerReply reply;
+  reply.mutable_response()->set_id(3);
+  v1::CallResult* call = reply.mutable_response()->mutable_call();
+  call->add_blocks()->set_data(std::string(1 << 20, 'd'));
+  // Empty blocks: two bytes each on the wire, an object each once parsed.
+  for (int i = 0; i < 100000; ++i) call->add_blocks();
+  int asked = 0;
+  absl::StatusOr<internal::WorkerReply> parsed =
+      ParseWorkerFrame(InPieces(reply.SerializeAsString()), [&asked] {
+        ++asked;
+        return OneBlock();
+      });
+  EXPECT_EQ(asked, 1);
+  ASSERT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(parsed.status().message().find("holds more ffibox.v1.CallResult.blocks"),
+            std::string::npos)
+      << parsed.status();
+  // A small frame is parsed without asking: its content checks refuse it later.
+  internal::WorkerReply small;
+  small.mutable_response()->mutable_call()->add_blocks();
+  small.mutable_response()->mutable_call()->add_blocks();
+  EXPECT_TRUE(ParseWorkerFrame(InPieces(small.SerializeAsString()), [&asked] {
+                ++asked;
+                return AnswerLimits();
+              }).ok());
+  EXPECT_EQ(asked, 1);
 }
 
 TEST(ParseWorkerFrame, FrameMustCarryExactlyOneKind) {

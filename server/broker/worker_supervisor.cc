@@ -77,6 +77,7 @@ void WorkerSupervisor::Kill() { worker_->process().Kill(); }
 
 void WorkerSupervisor::ReadReplies() {
   WorkerConnection& connection = worker_->process().connection();
+  connection.SetReplyLimits([this] { return listener_->ReplyLimits(); });
   for (;;) {
     absl::StatusOr<internal::WorkerReply> reply = connection.Receive(listener_->NextDeadline());
     if (reply.ok()) {

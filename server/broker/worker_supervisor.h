@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/answer_limits.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/in_flight_requests.h"
 #include "server/broker/session_config.h"
@@ -48,6 +49,8 @@ class WorkerSupervisor {
     virtual ~Listener() = default;
     // When the reader must next look for an overdue request (InfiniteFuture: never).
     virtual absl::Time NextDeadline() = 0;
+    // What a large message from the worker may hold (WorkerConnection::SetReplyLimits).
+    virtual AnswerLimits ReplyLimits() = 0;
     // One message from the worker, its envelope checked; its content is still untrusted.
     // An error is a protocol violation: the worker is killed and reported dead.
     virtual absl::Status OnReply(uint64_t generation, internal::WorkerReply reply) = 0;

@@ -522,6 +522,22 @@ TEST_F(WatchedBlocksTest, BlocksPastTheWatchBudgetAreNotWatched) {
   EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(small.address(), 2)));
 }
 
+TEST_F(WatchedBlocksTest, EachWatchedBlockTakesWholeWordsOfTheBudget) {
+  // A block 12 bytes short of the budget takes all but one word of it; each 4-byte block
+  // then takes a word: one more fits, the next does not (counted in bytes, it would). So
+  // one result reports at most kMaxWatchedBytes / 8 runs (core/answer_limits.h).
+  v1::Request big = KeepPointerCall(7);
+  v1::MemoryBlock* block = big.mutable_call()->mutable_blocks(0);
+  block->set_size(kMaxWatchedBytes - 12);
+  block->set_keep(true);
+  block->set_watch(true);
+  ASSERT_FALSE(ExecuteOne(&executor_, big).has_error());
+  v1::RemoteAddress fits = KeepWatched(1);
+  EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(fits.address(), 2)));
+  KeepWatched(1);  // past the budget: the library now writes here, unseen
+  EXPECT_THAT(ChangedBy(3), IsEmpty());
+}
+
 TEST_F(LastingBlocksTest, ABlockKeptByOneCallOfABatchIsThereForTheNext) {
   v1::Request request;
   v1::Call* keep = request.mutable_batch()->add_calls();

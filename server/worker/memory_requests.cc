@@ -19,6 +19,11 @@
 namespace ffibox {
 namespace {
 
+// What watching a block of `size` bytes takes of kMaxWatchedBytes: whole 8-byte words, the
+// unit changes are reported in, so that one result reports at most kMaxWatchedBytes / 8 runs
+// (core/answer_limits.h).
+uint64_t WatchedCost(uint64_t size) { return (size + 7) / 8 * 8; }
+
 // The longest string ReadString returns when the request names no maximum.
 constexpr uint64_t kDefaultMaxStringUnits = uint64_t{16} << 20;
 
@@ -120,7 +125,7 @@ void MemoryRequests::ReleaseLastingAddress(uint64_t address) {
 void MemoryRequests::Unwatch(uint64_t address) {
   auto found = watched_.find(address);
   if (found == watched_.end()) return;
-  watched_bytes_ -= found->second.size();
+  watched_bytes_ -= WatchedCost(found->second.size());
   watched_.erase(found);
 }
 
@@ -128,11 +133,11 @@ void MemoryRequests::Watch(uint64_t address, const absl::string_view* contents) 
   absl::MutexLock lock(&mu_);
   Unwatch(address);
   if (contents == nullptr || !allocations_.contains(address) ||
-      contents->size() > kMaxWatchedBytes - watched_bytes_) {
+      WatchedCost(contents->size()) > kMaxWatchedBytes - watched_bytes_) {
     return;  // not watched: placed without `watch`, not lasting memory, or past the budget
   }
   watched_.emplace(address, std::string(*contents));
-  watched_bytes_ += contents->size();
+  watched_bytes_ += WatchedCost(contents->size());
 }
 
 void MemoryRequests::ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,

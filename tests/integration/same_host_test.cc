@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -32,6 +35,7 @@ FFIBOX_STRUCT(IntPair, a, b)
 namespace ffibox {
 namespace {
 
+using test_support::RunfilePath;
 using test_support::TestLibPath;
 using test_support::TestServer;
 
@@ -251,6 +255,67 @@ TEST_F(SameHostTest, ACrashIsWorkerCrashedAndTheSessionGoesOn) {
   ASSERT_OK(session->EnableSameHost());
   ASSERT_OK_AND_ASSIGN(sum, add(1, 1));
   EXPECT_EQ(sum, 2);
+}
+
+// The process's peak resident size since ResetPeakRss, in MiB.
+double PeakRssMib() {
+  FILE* status = fopen("/proc/self/status", "r");
+  if (status == nullptr) return 0;
+  char line[256];
+  double kib = 0;
+  while (fgets(line, sizeof line, status) != nullptr) {
+    if (strncmp(line, "VmHWM:", 6) == 0) kib = strtod(line + 6, nullptr);
+  }
+  fclose(status);
+  return kib / 1024;
+}
+
+void ResetPeakRss() {
+  FILE* refs = fopen("/proc/self/clear_refs", "w");
+  ASSERT_NE(refs, nullptr);
+  fputs("5", refs);
+  fclose(refs);
+}
+
+// A hostile library forges its worker's answer on the channel (tests/testlibs/hostile.c):
+// 48 MiB of empty returned blocks, two bytes each, which parsed whole would take this process
+// GiBs. The client walks the encoding first and refuses it at once (core/answer_limits.h);
+// the call fails with INTERNAL naming what it held, and the session goes on.
+TEST_F(SameHostTest, AnAnswerThatWouldParseIntoFarMoreMemoryIsRefusedUnparsed) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  char real[PATH_MAX];
+  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
+  ASSERT_NE(realpath(path.c_str(), real), nullptr) << path;
+  ASSERT_OK_AND_ASSIGN(Library hostile, session->Load(real));
+  ASSERT_OK_AND_ASSIGN(auto forge,
+                       (hostile.Function<long(int, const char*, long, const char*, long, long)>(
+                           "hostile_whole_frame")));
+  // Response{id: 1, call: {blocks: {} x n}}: the tag and length of each field, then the
+  // blocks' two bytes n times (the pattern's second byte is its string's terminator).
+  const long blocks = 48 << 20;
+  std::string start = "\x08\x01\x6a";
+  for (uint64_t length = blocks; length != 0; length >>= 7) {
+    start.push_back(static_cast<char>((length & 0x7f) | (length >= 0x80 ? 0x80 : 0)));
+  }
+  ASSERT_TRUE(session->same_host());
+  ResetPeakRss();
+  const double before = PeakRssMib();
+  const absl::Time started = absl::Now();
+  absl::StatusOr<long> forged = forge(1, start.c_str(), static_cast<long>(start.size()), "\x12", 2,
+                                      static_cast<long>(start.size()) + blocks);
+  const absl::Duration took = absl::Now() - started;
+  EXPECT_LT(took, absl::Seconds(10));
+  // The frame itself is read whole (48 MiB): nothing like the GiBs of its parse.
+  EXPECT_LT(PeakRssMib() - before, 250) << "MiB more at the peak";
+  ASSERT_FALSE(forged.ok());
+  EXPECT_EQ(ErrorCodeOf(forged.status()), v1::INTERNAL) << forged.status();
+  EXPECT_NE(forged.status().message().find("holds more ffibox.v1.CallResult.blocks"),
+            std::string::npos)
+      << forged.status();
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int sum, add(20, 22));
+  EXPECT_EQ(sum, 42);
 }
 
 // The worker alone cannot tell a handle of an earlier worker from one that never was: a

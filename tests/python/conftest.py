@@ -21,6 +21,85 @@ import grpc  # noqa: E402
 from ffibox.v1 import ffibox_pb2, ffibox_pb2_grpc  # noqa: E402
 
 TEST_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_test.so")
+HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# An empty CallResult.blocks entry: two bytes on the wire, a whole object once parsed.
+EMPTY_BLOCK = b"\x12\x00"
+
+
+def forged_empty_blocks(about: int, to_broker: bool):
+    """The start of a forged worker frame of about `about` bytes that goes on with EMPTY_BLOCK
+    over and over: a Response (id 1) whose call result holds nothing else, inside a
+    WorkerReply when `to_broker`. Returns (start, the frame's exact length)."""
+    blocks = about - about % 2
+    response = b"\x08\x01\x6a" + _varint(blocks)
+    start = b"\x0a" + _varint(len(response) + blocks) + response if to_broker else response
+    return start, len(start) + blocks
+
+
+def forge_empty_blocks(lib, to_client: bool, pid: int, about: int = 48 << 20):
+    """Has the hostile library (tests/testlibs/hostile.c) forge a frame of about `about`
+    bytes of empty returned blocks, to its client on the same-host channel when `to_client`,
+    else to the broker, while process `pid`'s resident size is sampled. Returns (the
+    ffibox.Error the call raised or None, seconds it took, MiB the peak grew by)."""
+    import ctypes
+    import time
+    import ffibox
+    start, total = forged_empty_blocks(about, to_broker=not to_client)
+    forge = lib.hostile_whole_frame
+    forge.restype = ctypes.c_long
+    forge.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p,
+                      ctypes.c_long, ctypes.c_long]
+    raised = None
+    started = time.monotonic()
+    with PeakRss(pid) as rss:
+        try:
+            forge(1 if to_client else 0, start, len(start), EMPTY_BLOCK, len(EMPTY_BLOCK),
+                  total)
+        except ffibox.Error as error:
+            raised = error
+    return raised, time.monotonic() - started, rss.peak - rss.before
+
+
+class PeakRss:
+    """The highest resident size of process `pid`, sampled every 20 ms while in use, in MiB."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+        self._pid = pid
+        self.before = self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def now(self) -> float:
+        with open("/proc/%d/status" % self._pid) as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
 
 
 

@@ -8,14 +8,12 @@ all sessions, and keep serving a bystander session throughout. Real ffiboxd, rea
 workers, the test suite's hostile library.
 """
 import ctypes
-import os
 import threading
 import time
 
 import ffibox
-from conftest import BIN, RawSession, Server
+from conftest import HOSTILE_LIB, RawSession, Server, forge_empty_blocks
 
-HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
 MIB = 1 << 20
 
 
@@ -118,6 +116,31 @@ def test_unfinished_replies_of_all_sessions_stay_under_the_servers_budget():
         assert peak - before < 64 + 40, "the broker held %.0f MiB" % (peak - before)
         bystander.stop()
         assert bystander.errors == [], bystander.errors[:3]
+    finally:
+        server.stop()
+
+
+def test_a_reply_that_would_parse_into_far_more_memory_ends_its_worker_unparsed():
+    """A hostile library forges its worker's reply to the broker: 48 MiB of empty returned
+    blocks, which parsed whole would take the broker GiBs (of every session's memory). The
+    broker walks the encoding first, refuses it and ends the worker; a bystander is served
+    throughout and the session goes on with a new worker."""
+    server = Server()
+    try:
+        bystander = Bystander(server.address)
+        client = ffibox.connect(server.address)
+        session = client.session(timeout=120)
+        lib = session.CDLL(HOSTILE_LIB)
+        error, seconds, grown = forge_empty_blocks(lib, False, server.process.pid)
+        assert seconds < 15, "refused after %.1f s" % seconds
+        assert grown < 200, "the broker grew by %.0f MiB" % grown
+        assert error is not None and error.code == "WORKER_CRASHED", error
+        assert "holds more ffibox.v1.CallResult.blocks than the request allows" in str(error)
+        assert session.CDLL("libc.so.6").strlen(b"next worker") == 11
+        client.close()
+        bystander.stop()
+        assert bystander.errors == [] and bystander.calls > 10, (bystander.calls,
+                                                                 bystander.errors[:3])
     finally:
         server.stop()
 

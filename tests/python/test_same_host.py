@@ -11,7 +11,8 @@ import time
 import pytest
 
 import ffibox
-from conftest import TEST_LIB, Certificates, Server, run_script
+from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, forge_empty_blocks,
+                      run_script)
 from ffibox import _local_channel
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
@@ -236,6 +237,22 @@ def test_a_hostile_answer_is_refused(spoil):
     answer = good_answer()
     spoil(answer)
     assert _local_channel.check_call_answer(request, answer) is not None
+
+
+def test_an_answer_that_would_parse_into_far_more_memory_is_refused_unparsed(client):
+    """A hostile library forges its worker's answer on the channel: 48 MiB of empty returned
+    blocks, which parsed whole would take this process GiBs and tens of seconds. The client
+    walks the encoding first and refuses it at once; the session goes on."""
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(HOSTILE_LIB)
+        error, seconds, grown = forge_empty_blocks(lib, True, os.getpid())
+        assert seconds < 10, "refused after %.1f s" % seconds
+        # The frame itself is read whole (48 MiB, and the ring's copies): nothing like the
+        # GiBs of its parse.
+        assert grown < 250, "the client grew by %.0f MiB" % grown
+        assert error is not None and error.code == "INTERNAL", error
+        assert "holds more ffibox.v1.CallResult.blocks than the request allows" in str(error)
+        assert session.CDLL("libc.so.6").strlen(b"still served") == 12
 
 
 def call_through_the_area():

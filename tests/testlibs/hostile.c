@@ -89,26 +89,66 @@ long hostile_fd_inode(int fd) {
   return (long)st.st_ino;
 }
 
-/* The worker's channel to the broker (core/shm_channel.h), found in the worker's memory as a
- * hostile library finds it: the shared mapping of the memfd named "ffibox-channel" in
- * /proc/self/maps. Its layout: a 16-byte header (the capacity of each ring at byte 12); the
- * positions of the broker-to-worker ring at byte 64 and of the worker-to-broker ring at byte
- * 192, each the producer's (write position, closed flag, futex word) then, 64 bytes on, the
- * consumer's (read position, closed flag, futex word); from byte 4096 the two rings' data,
- * one after the other. NULL when there is no such mapping. */
-static unsigned char* find_channel(void) {
+/* A channel of the worker (core/shm_channel.h), found in the worker's memory as a hostile
+ * library finds it: a shared mapping of a memfd named "ffibox-channel" in /proc/self/maps.
+ * The worker has one to the broker and, when its session has one, a same-host channel to
+ * the client, which is the one whose first status word (byte 2048: since when the worker
+ * runs a call from it, core/local_channel.h) is set while a call from it runs. `to_client`
+ * picks that one, else the other. A channel's layout: a 16-byte header (the capacity of each
+ * ring at byte 12); the positions of the ring to the worker at byte 64 and of the ring from
+ * the worker at byte 192, each the producer's (write position, closed flag, futex word)
+ * then, 64 bytes on, the consumer's (read position, closed flag, futex word); from byte 4096
+ * the two rings' data, one after the other. NULL when there is none. */
+static unsigned char* find_channel_of(int to_client) {
   FILE* maps = fopen("/proc/self/maps", "r");
   if (maps == NULL) return NULL;
   char line[512];
   unsigned char* found = NULL;
   while (found == NULL && fgets(line, sizeof line, maps) != NULL) {
     unsigned long start = 0;
-    if (strstr(line, "ffibox-channel") != NULL && sscanf(line, "%lx-", &start) == 1) {
-      found = (unsigned char*)start;
+    unsigned long offset = 1;
+    if (strstr(line, "ffibox-channel") != NULL &&
+        sscanf(line, "%lx-%*x %*s %lx", &start, &offset) == 2 && offset == 0) {
+      const int busy = *(volatile uint64_t*)(start + 2048) != 0;
+      if (busy == (to_client != 0)) found = (unsigned char*)start;
     }
   }
   fclose(maps);
   return found;
+}
+
+static unsigned char* find_channel(void) { return find_channel_of(0); }
+
+/* Writes `length` bytes into the worker-to-broker ring of `channel`, behind the worker's back,
+ * as fast as the broker makes room: byte i is `prefix[i]` for i < `prefix_length`, then
+ * `pattern` over and over. */
+static void write_to_broker(unsigned char* channel, const unsigned char* prefix, long prefix_length,
+                            const unsigned char* pattern, long pattern_length, long length) {
+  const uint64_t ring = *(volatile uint32_t*)(channel + 12);
+  uint64_t* head = (uint64_t*)(channel + 192);
+  uint64_t* tail = (uint64_t*)(channel + 192 + 64);
+  uint32_t* broker_sleeps = (uint32_t*)(channel + 192 + 64 + 12);
+  unsigned char* data = channel + 4096 + ring;
+  uint64_t position = __atomic_load_n(head, __ATOMIC_SEQ_CST);
+  long written = 0;
+  while (written < length) {
+    const uint64_t room = ring - (position - __atomic_load_n(tail, __ATOMIC_SEQ_CST));
+    if (room == 0) {
+      usleep(1000);
+      continue;
+    }
+    uint64_t size = (uint64_t)(length - written) < room ? (uint64_t)(length - written) : room;
+    for (uint64_t i = 0; i < size; ++i, ++written) {
+      data[(position + i) & (ring - 1)] = written < prefix_length
+                                              ? prefix[written]
+                                              : pattern[(written - prefix_length) % pattern_length];
+    }
+    position += size;
+    __atomic_store_n(head, position, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(broker_sleeps, 0, __ATOMIC_SEQ_CST) != 0) {
+      syscall(SYS_futex, broker_sleeps, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
+  }
 }
 
 /* Attacks the broker's memory through the worker's own channel, behind the worker's back:
@@ -118,34 +158,30 @@ static unsigned char* find_channel(void) {
 long hostile_partial_frame(long announced, long sent, int stall_seconds) {
   unsigned char* channel = find_channel();
   if (channel == NULL) return -ENOENT;
-  const uint64_t ring = *(volatile uint32_t*)(channel + 12);
-  uint64_t* head = (uint64_t*)(channel + 192);
-  uint64_t* tail = (uint64_t*)(channel + 192 + 64);
-  uint32_t* broker_sleeps = (uint32_t*)(channel + 192 + 64 + 12);
-  unsigned char* data = channel + 4096 + ring;
   const unsigned char header[4] = {(unsigned char)announced, (unsigned char)(announced >> 8),
                                    (unsigned char)(announced >> 16),
                                    (unsigned char)(announced >> 24)};
-  uint64_t position = __atomic_load_n(head, __ATOMIC_SEQ_CST);
-  long written = -(long)sizeof header;
-  while (written < sent) {
-    const uint64_t room = ring - (position - __atomic_load_n(tail, __ATOMIC_SEQ_CST));
-    if (room == 0) {
-      usleep(1000);
-      continue;
-    }
-    uint64_t size = (uint64_t)(sent - written) < room ? (uint64_t)(sent - written) : room;
-    for (uint64_t i = 0; i < size; ++i, ++written) {
-      data[(position + i) & (ring - 1)] = written < 0 ? header[written + 4] : 'x';
-    }
-    position += size;
-    __atomic_store_n(head, position, __ATOMIC_SEQ_CST);
-    if (__atomic_exchange_n(broker_sleeps, 0, __ATOMIC_SEQ_CST) != 0) {
-      syscall(SYS_futex, broker_sleeps, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-    }
-  }
+  const unsigned char filler = 'x';
+  write_to_broker(channel, header, sizeof header, &filler, 1, (long)sizeof header + sent);
   sleep((unsigned)stall_seconds);
-  return written;
+  return sent;
+}
+
+/* Sends a whole frame of `length` bytes behind the worker's back, to the broker or, when
+ * `to_client`, on the session's same-host channel to its client: `prefix` (`prefix_length`
+ * bytes), then `pattern` (`pattern_length` bytes) over and over, as a library would that
+ * forges a reply which parses into far more memory than its size. Returns `length`, or
+ * -errno. */
+long hostile_whole_frame(int to_client, const unsigned char* prefix, long prefix_length,
+                         const unsigned char* pattern, long pattern_length, long length) {
+  unsigned char* channel = find_channel_of(to_client);
+  if (channel == NULL) return -ENOENT;
+  if (prefix_length < 0 || prefix_length > length || pattern_length <= 0) return -EINVAL;
+  unsigned char header[4] = {(unsigned char)length, (unsigned char)(length >> 8),
+                             (unsigned char)(length >> 16), (unsigned char)(length >> 24)};
+  write_to_broker(channel, header, sizeof header, (const unsigned char*)"", 1, sizeof header);
+  write_to_broker(channel, prefix, prefix_length, pattern, pattern_length, length);
+  return length;
 }
 
 /* Overwrites every position of the worker's channel (its first page after the header) with

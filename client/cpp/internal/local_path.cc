@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
+#include "core/answer_limits.h"
 #include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/descriptor_passing.h"
@@ -23,6 +24,7 @@
 #include "core/local_channel.h"
 #include "core/piece_stream.h"
 #include "core/status_macros.h"
+#include "core/types.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -320,6 +322,15 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("the worker's answer on the same-host channel ", why));
   };
+  // What the answer may hold (core/answer_limits.h): the call's result, or a callback's
+  // invocation while the call runs; or the result of a nested request.
+  AnswerLimits limits;
+  if (request.has_call()) {
+    limits = CallAnswerLimits(ExpectedResultOf(request.call()));
+    if (invocations_ != nullptr) limits.Add(InvokeLimits(TypeLimits{}.max_args));
+  } else if (request.has_get_layout()) {
+    limits = LayoutAnswerLimits(request.get_layout().type());
+  }
   for (;;) {
     // Read as it arrives: the buffer grows only with what the worker sent.
     FrameDecoder frames(kMaxLocalAnswerBytes);
@@ -329,6 +340,8 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
       return malformed(frame.status().message());
     }
     if (!frame.ok()) return frame.status();
+    absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
+    if (!shape.ok()) return malformed(shape.message());
     v1::Response response;
     if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
       return malformed("does not parse");

@@ -10,8 +10,9 @@ only a block's bytes are ever read from it.
 
 Everything in the shared memory may be written by the worker at any time, so, as the C++
 end does: positions read from it are checked before use (an impossible one ends the channel),
-bytes are copied out before they are parsed, a frame's announced length is capped, and an
-answer is used only if it passes the broker's own check of a call's answer
+bytes are copied out before they are parsed, a frame's announced length is capped, an
+answer's encoding holds no more than the request allows before it is parsed
+(ffibox/_answer_shape.py), and an answer is used only if it passes the broker's own check of a call's answer
 (`check_call_answer`, core/call_answer.h). Anything else raises `Error` (INTERNAL), and the
 caller stops using the channel.
 
@@ -33,6 +34,7 @@ import threading
 import time
 from typing import Optional
 
+from ffibox._answer_shape import MAX_WATCHED_BYTES, call_answer_limits, check_answer_shape
 from ffibox._stubs import pb
 from ffibox._unix_server_check import check_unix_server
 from ffibox.errors import Error
@@ -508,7 +510,12 @@ class LocalChannel:
                 raise
 
     def checked_answer(self, request, answer: bytes):
-        """The worker's `answer` to `request`, parsed and checked (exchange's)."""
+        """The worker's `answer` to `request`, parsed and checked (exchange's): its encoding
+        first (ffibox/_answer_shape.py), so that nothing the request does not allow is parsed
+        into memory."""
+        why = check_answer_shape(answer, call_answer_limits(request))
+        if why is not None:
+            raise _internal("the worker's answer %s" % why)
         response = pb.Response()
         try:
             response.ParseFromString(answer)
@@ -540,9 +547,6 @@ _BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE")
 def _block_size(block) -> int:
     return block.size if block.size else len(block.data)
 
-
-# core/call_shape.h's kMaxWatchedBytes: what one answer may report changed.
-MAX_WATCHED_BYTES = 4 << 20
 
 # Blocks of at least this many bytes travel in the channel's shared area when it has one.
 MIN_SHARED_BLOCK_BYTES = 64 << 10

@@ -1,0 +1,159 @@
+"""How much a worker's answer may hold, checked on its encoding before it is parsed: the
+rules of core/answer_limits.h, for the answers the Python client reads on the same-host
+channel.
+
+A parsed message can take fifty times the bytes of its encoding and more: an empty
+submessage is two bytes on the wire and a whole object once parsed. So an answer larger
+than SHAPE_CHECKED_BYTES is walked first, copying nothing, and refused when it holds more
+of a repeated field than the request allows, a singular field twice in one message, or more
+than MAX_UNKNOWN_FIELDS fields this client does not know. What passes parses into memory
+proportional to what the caller asked for.
+"""
+from typing import Dict, Optional
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from ffibox._stubs import pb
+
+# core/answer_limits.h's kMaxUnknownFields and kShapeCheckedBytes.
+MAX_UNKNOWN_FIELDS = 64
+SHAPE_CHECKED_BYTES = 64 << 10
+
+# core/call_shape.h's kMaxWatchedBytes: what one answer may report changed. A worker counts
+# each watched block as whole 8-byte words and reports runs of words.
+MAX_WATCHED_BYTES = 4 << 20
+MAX_CHANGED_RUNS = MAX_WATCHED_BYTES // 8
+
+# The repeated fields a call's answer may hold (any other may not occur at all).
+_BLOCKS = "ffibox.v1.CallResult.blocks"
+_KEPT = "ffibox.v1.CallResult.kept"
+_POINTERS = "ffibox.v1.BlockContents.pointers"
+_CHANGED = "ffibox.v1.CallResult.changed"
+
+# protobuf's own bound on nesting.
+_MAX_DEPTH = 100
+
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+_WIRE_TYPE = {
+    FieldDescriptor.TYPE_DOUBLE: _FIXED64, FieldDescriptor.TYPE_FLOAT: _FIXED32,
+    FieldDescriptor.TYPE_INT64: _VARINT, FieldDescriptor.TYPE_UINT64: _VARINT,
+    FieldDescriptor.TYPE_INT32: _VARINT, FieldDescriptor.TYPE_FIXED64: _FIXED64,
+    FieldDescriptor.TYPE_FIXED32: _FIXED32, FieldDescriptor.TYPE_BOOL: _VARINT,
+    FieldDescriptor.TYPE_STRING: _LENGTH, FieldDescriptor.TYPE_GROUP: 3,
+    FieldDescriptor.TYPE_MESSAGE: _LENGTH, FieldDescriptor.TYPE_BYTES: _LENGTH,
+    FieldDescriptor.TYPE_UINT32: _VARINT, FieldDescriptor.TYPE_ENUM: _VARINT,
+    FieldDescriptor.TYPE_SFIXED32: _FIXED32, FieldDescriptor.TYPE_SFIXED64: _FIXED64,
+    FieldDescriptor.TYPE_SINT32: _VARINT, FieldDescriptor.TYPE_SINT64: _VARINT,
+}
+_NOT_PACKABLE = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES,
+                 FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP)
+
+
+def call_answer_limits(request) -> Dict[str, int]:
+    """What the answer to the call `request` may hold (core/answer_limits.h's
+    CallAnswerLimits): its returned blocks, its kept blocks, a pointer per 8-byte word of each
+    returned block whose words are scanned (any not in the shared area, and lasting ones in
+    it), and the changed runs of watched memory."""
+    limits = {_BLOCKS: 0, _KEPT: 0, _POINTERS: 0, _CHANGED: MAX_CHANGED_RUNS}
+    for block in request.call.blocks:
+        if block.keep:
+            limits[_KEPT] += 1
+        if block.direction == pb.IN:
+            continue
+        limits[_BLOCKS] += 1
+        if not block.HasField("shared_offset") or block.keep or block.HasField("at"):
+            limits[_POINTERS] += (block.size if block.size else len(block.data)) // 8
+    return limits
+
+
+class _Refused(Exception):
+    pass
+
+
+def check_answer_shape(answer, limits: Dict[str, int],
+                       descriptor=pb.Response.DESCRIPTOR) -> Optional[str]:
+    """Why the encoded `answer` may not be parsed as a `descriptor` message under `limits`
+    (repeated field full name -> most occurrences in all), else None. Answers of at most
+    SHAPE_CHECKED_BYTES pass unwalked."""
+    if len(answer) <= SHAPE_CHECKED_BYTES:
+        return None
+    walk = _Walk(answer, limits)
+    try:
+        walk.message(0, len(answer), descriptor, 0)
+    except _Refused as refused:
+        return str(refused)
+    return None
+
+
+class _Walk:
+    def __init__(self, data, limits: Dict[str, int]) -> None:
+        self._data = data
+        self._left = dict(limits)
+        self._unknown = 0
+
+    def _varint(self, at: int, end: int):
+        data = self._data
+        value = shift = 0
+        while True:
+            if at >= end or shift > 63:
+                raise _Refused("is not a valid encoding")
+            byte = data[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value, at
+            shift += 7
+
+    def message(self, at: int, end: int, descriptor, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise _Refused("nests messages more than %d deep" % _MAX_DEPTH)
+        data = self._data
+        fields = descriptor.fields_by_number
+        seen = set()
+        while at < end:
+            tag = data[at]  # one byte for every field ffibox has; longer ones the slow way
+            if tag < 0x80:
+                at += 1
+            else:
+                tag, at = self._varint(at, end)
+            number, wire_type = tag >> 3, tag & 7
+            field = fields.get(number)
+            repeated = field is not None and field.label == FieldDescriptor.LABEL_REPEATED
+            known = field is not None and (
+                wire_type == _WIRE_TYPE[field.type] or
+                (repeated and wire_type == _LENGTH and field.type not in _NOT_PACKABLE))
+            if number == 0:
+                raise _Refused("is not a valid encoding")
+            if not known:
+                self._unknown += 1
+                if self._unknown > MAX_UNKNOWN_FIELDS:
+                    raise _Refused("holds more than %d unknown fields" % MAX_UNKNOWN_FIELDS)
+            elif repeated:
+                left = self._left.get(field.full_name, 0)
+                if left == 0:
+                    raise _Refused("holds more %s than the request allows" % field.full_name)
+                self._left[field.full_name] = left - 1
+            elif number in seen:
+                raise _Refused("holds %s twice in one message" % field.full_name)
+            else:
+                seen.add(number)
+            if wire_type == _VARINT or wire_type == _LENGTH:
+                value = data[at] if at < end else 0x80
+                if value < 0x80:
+                    at += 1
+                else:
+                    value, at = self._varint(at, end)
+                if wire_type == _LENGTH:
+                    if value > end - at:
+                        raise _Refused("is not a valid encoding")
+                    if known and field.type == FieldDescriptor.TYPE_MESSAGE:
+                        self.message(at, at + value, field.message_type, depth + 1)
+                    at += value
+            elif wire_type == _FIXED64:
+                at += 8
+            elif wire_type == _FIXED32:
+                at += 4
+            else:  # groups: in no ffibox message
+                raise _Refused("is not a valid encoding")
+        if at != end:
+            raise _Refused("is not a valid encoding")

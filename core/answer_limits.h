@@ -1,0 +1,83 @@
+// How much a worker's answer may hold, checked on its encoding before it is parsed.
+//
+// A parsed message can take fifty times the bytes of its encoding and more: an empty
+// submessage is two bytes on the wire and a whole object once parsed. A worker runs
+// untrusted code, so an answer of a few MiB of empty `CallResult.blocks` would cost whoever
+// parses it GiBs before any check of its content could refuse it. CheckAnswerShape walks the
+// encoding first, copying nothing, and refuses an answer holding more of any repeated field
+// than the requests it may answer allow (AnswerLimits), a singular field twice, or more than
+// kMaxUnknownFields fields the reader does not know. What passes parses into memory
+// proportional to what the caller asked for.
+//
+// The broker applies it to every worker frame (server/broker/worker_connection.h), a client
+// to every answer it reads on the same-host channel (client/cpp/internal/local_path.h; the
+// Python client has its own copy of these rules in ffibox/_local_channel.py).
+#ifndef FFIBOX_CORE_ANSWER_LIMITS_H_
+#define FFIBOX_CORE_ANSWER_LIMITS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "core/call_answer.h"
+#include "google/protobuf/descriptor.h"
+
+namespace ffibox {
+
+// The most occurrences of each repeated field an answer may hold, counted over the whole
+// answer at any depth. A repeated field not named here (Aggregate.elements: workers send
+// records and arrays as raw bytes) may not occur at all.
+struct AnswerLimits {
+  uint64_t blocks = 0;         // CallResult.blocks
+  uint64_t kept = 0;           // CallResult.kept
+  uint64_t pointers = 0;       // BlockContents.pointers
+  uint64_t changed = 0;        // CallResult.changed
+  uint64_t results = 0;        // BatchResult.results
+  uint64_t layout_fields = 0;  // LayoutResult.fields
+  uint64_t args = 0;           // CallbackInvoke.args
+  uint64_t pointees = 0;       // CallbackInvoke.pointees
+
+  // Adds `other`'s limits to these (an answer to any of several requests).
+  void Add(const AnswerLimits& other);
+};
+
+// The most fields an answer may hold that its reader does not know (a newer worker's).
+inline constexpr uint64_t kMaxUnknownFields = 64;
+
+// Answers up to this many bytes are not walked: parsed, they take a few MiB at most.
+inline constexpr size_t kShapeCheckedBytes = 64 << 10;
+
+// The most changed runs one result may report: a worker watches at most kMaxWatchedBytes,
+// counting each block as whole 8-byte words, and reports runs of words.
+uint64_t MaxChangedRuns();
+
+// What the result of a call the worker checks as `expected` (core/call_answer.h) may hold:
+// its returned blocks, its kept blocks, a pointer per 8-byte word of each returned block
+// whose words are scanned, and the changed runs of watched memory.
+AnswerLimits CallAnswerLimits(const ExpectedCallResult& expected);
+
+// What the answer to get_layout of `type` may hold: a field layout per field of a record.
+AnswerLimits LayoutAnswerLimits(const v1::Type& type);
+
+// What a CallbackInvoke of a callback with at most `max_params` parameters may hold.
+AnswerLimits InvokeLimits(uint64_t max_params);
+
+// Checks the encoding of a message of `type` (in order, in `pieces`) against `limits`:
+// each repeated field at most as often as they allow, in all; each singular field at most
+// once per message; at most kMaxUnknownFields unknown fields; nesting at most protobuf's
+// 100 deep. Reads the wire format only and stops at the first violation, so it costs at
+// most what the limits allow. Answers of at most kShapeCheckedBytes pass unwalked.
+// INVALID_ARGUMENT with what the answer does ("holds more ffibox.v1.CallResult.blocks than
+// the request allows") for a violation or a malformed encoding.
+absl::Status CheckAnswerShape(const std::vector<absl::string_view>& pieces,
+                              const google::protobuf::Descriptor* type, const AnswerLimits& limits);
+
+// CheckAnswerShape's walk, whatever the answer's size.
+absl::Status WalkAnswerShape(const std::vector<absl::string_view>& pieces,
+                             const google::protobuf::Descriptor* type, const AnswerLimits& limits);
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_CORE_ANSWER_LIMITS_H_

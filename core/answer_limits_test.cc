@@ -1,0 +1,170 @@
+#include "core/answer_limits.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "core/call_answer.h"
+#include "ffibox/v1/ffibox.pb.h"
+#include "gtest/gtest.h"
+
+namespace ffibox {
+namespace {
+
+constexpr uint64_t kBlockBytes = 1 << 20;
+
+// A call sending one 1 MiB OUT block, one IN block and one kept 8-byte OUT block.
+v1::Call CallWithBlocks() {
+  v1::Call call;
+  call.set_function(3);
+  v1::MemoryBlock* out = call.add_blocks();
+  out->set_size(kBlockBytes);
+  out->set_direction(v1::OUT);
+  v1::MemoryBlock* in = call.add_blocks();
+  in->set_data(std::string(8, '\0'));
+  in->set_direction(v1::IN);
+  v1::MemoryBlock* kept = call.add_blocks();
+  kept->set_size(8);
+  kept->set_direction(v1::OUT);
+  kept->set_keep(true);
+  return call;
+}
+
+// The most an honest worker sends back for CallWithBlocks: both OUT blocks, a pointer in
+// every word of them, the kept block's address.
+v1::Response FullAnswer() {
+  v1::Response response;
+  response.set_id(7);
+  v1::CallResult* call = response.mutable_call();
+  for (uint32_t index : {0u, 2u}) {
+    v1::BlockContents* block = call->add_blocks();
+    block->set_block(index);
+    const uint64_t size = index == 0 ? kBlockBytes : 8;
+    block->set_data(std::string(size, '\1'));
+    for (uint64_t offset = 0; offset < size; offset += 8) {
+      v1::Relocation* pointer = block->add_pointers();
+      pointer->set_offset(offset);
+      pointer->mutable_target()->set_block(2);
+    }
+  }
+  v1::KeptBlock* kept = call->add_kept();
+  kept->set_block(2);
+  kept->mutable_address()->set_address(0x1000);
+  return response;
+}
+
+absl::Status Check(const std::string& encoded, const v1::Call& call) {
+  return CheckAnswerShape({encoded}, v1::Response::descriptor(),
+                          CallAnswerLimits(ExpectedResultOf(call)));
+}
+
+// `count` repetitions of `field` (an encoded field) after the answer's id, inside a message
+// field of Response numbered `inside` (13 the call's result, 14 a batch's) unless 0.
+std::string Repeated(absl::string_view field, size_t count, int inside) {
+  std::string body;
+  for (size_t i = 0; i < count; ++i) body.append(field.data(), field.size());
+  v1::Response response;
+  response.set_id(7);
+  std::string encoded = response.SerializeAsString();
+  if (inside == 0) return encoded + body;
+  // The field's tag, its length, then the repeated fields.
+  encoded.push_back(static_cast<char>(inside << 3 | 2));
+  uint64_t length = body.size();
+  while (length >= 0x80) {
+    encoded.push_back(static_cast<char>(length | 0x80));
+    length >>= 7;
+  }
+  encoded.push_back(static_cast<char>(length));
+  return encoded + body;
+}
+
+TEST(CheckAnswerShape, TheFullestHonestAnswerPasses) {
+  const std::string encoded = FullAnswer().SerializeAsString();
+  ASSERT_GT(encoded.size(), kShapeCheckedBytes);
+  EXPECT_TRUE(Check(encoded, CallWithBlocks()).ok());
+  // In pieces, cut anywhere, the same.
+  const size_t third = encoded.size() / 3;
+  EXPECT_TRUE(CheckAnswerShape({absl::string_view(encoded).substr(0, third + 1),
+                                absl::string_view(encoded).substr(third + 1, third),
+                                absl::string_view(encoded).substr(2 * third + 1)},
+                               v1::Response::descriptor(),
+                               CallAnswerLimits(ExpectedResultOf(CallWithBlocks())))
+                  .ok());
+}
+
+TEST(CheckAnswerShape, EmptySubmessagesPastTheRequestAreRefusedBeforeTheyAreParsed) {
+  // 8 MiB of empty returned blocks: parsed, 4M objects.
+  absl::Status blocks = Check(Repeated(std::string("\x12\x00", 2), 4 << 20, 13), CallWithBlocks());
+  EXPECT_FALSE(blocks.ok());
+  EXPECT_NE(blocks.message().find("ffibox.v1.CallResult.blocks"), std::string::npos)
+      << blocks.message();
+  // A batch's results in the answer to a call.
+  absl::Status results = Check(Repeated(std::string("\x0a\x00", 2), 4 << 20, 14), CallWithBlocks());
+  EXPECT_FALSE(results.ok());
+  EXPECT_NE(results.message().find("ffibox.v1.BatchResult.results"), std::string::npos)
+      << results.message();
+  // One more pointer than the returned blocks have words.
+  v1::Response answer = FullAnswer();
+  answer.mutable_call()->mutable_blocks(0)->add_pointers()->set_offset(0);
+  absl::Status pointers = Check(answer.SerializeAsString(), CallWithBlocks());
+  EXPECT_FALSE(pointers.ok());
+  EXPECT_NE(pointers.message().find("ffibox.v1.BlockContents.pointers"), std::string::npos);
+}
+
+TEST(CheckAnswerShape, ABlockInTheSharedAreaMayReportPointersOnlyWhenLasting) {
+  v1::Call call = CallWithBlocks();
+  call.mutable_blocks(0)->set_shared_offset(0);
+  EXPECT_EQ(CallAnswerLimits(ExpectedResultOf(call)).pointers, 1u) << "the kept block's word";
+  call.mutable_blocks(0)->set_keep(true);
+  EXPECT_EQ(CallAnswerLimits(ExpectedResultOf(call)).pointers, kBlockBytes / 8 + 1);
+}
+
+TEST(CheckAnswerShape, ASingularFieldRepeatedIsRefused) {
+  // Each occurrence would only replace the last, but costs the walk and the parse.
+  absl::Status twice = Check(Repeated("\x08\x07", 1 << 20, 0), CallWithBlocks());
+  EXPECT_FALSE(twice.ok());
+  EXPECT_NE(twice.message().find("ffibox.v1.Response.id twice"), std::string::npos);
+}
+
+TEST(CheckAnswerShape, AFewUnknownFieldsPassAndManyAreRefused) {
+  // An honest answer past the walked size, with a few unknown fields in front.
+  // Field 99, a varint: unknown to this reader (a newer worker's).
+  std::string honest = FullAnswer().SerializeAsString();
+  std::string with_few = Repeated("\x98\x06\x01", kMaxUnknownFields, 0).substr(2) + honest;
+  EXPECT_TRUE(Check(with_few, CallWithBlocks()).ok());
+  std::string with_many = Repeated("\x98\x06\x01", kMaxUnknownFields + 1, 0).substr(2) + honest;
+  absl::Status many = Check(with_many, CallWithBlocks());
+  EXPECT_FALSE(many.ok());
+  EXPECT_NE(many.message().find("unknown fields"), std::string::npos);
+}
+
+TEST(CheckAnswerShape, AMalformedEncodingIsRefused) {
+  const std::string encoded = FullAnswer().SerializeAsString();
+  // The last message shorter than its length.
+  EXPECT_FALSE(Check(encoded.substr(0, encoded.size() - 1), CallWithBlocks()).ok());
+  EXPECT_FALSE(Check(encoded + std::string("\x07", 1), CallWithBlocks()).ok()) << "wire type 7";
+  EXPECT_FALSE(Check(encoded + std::string("\x08", 1), CallWithBlocks()).ok()) << "no value";
+}
+
+TEST(CheckAnswerShape, SmallAnswersAreNotWalked) {
+  // Parsed, a small answer takes a few MiB at most; the content checks refuse it after.
+  const std::string small = Repeated(std::string("\x12\x00", 2), kShapeCheckedBytes / 2 - 8, 13);
+  ASSERT_LE(small.size(), kShapeCheckedBytes);
+  EXPECT_TRUE(Check(small, CallWithBlocks()).ok());
+}
+
+TEST(AnswerLimits, AddingSumsAllButTheChangedRunsOfOneResult) {
+  AnswerLimits a = CallAnswerLimits(ExpectedResultOf(CallWithBlocks()));
+  EXPECT_EQ(a.blocks, 2u);
+  EXPECT_EQ(a.kept, 1u);
+  EXPECT_EQ(a.pointers, kBlockBytes / 8 + 1);
+  EXPECT_EQ(a.changed, MaxChangedRuns());
+  a.Add(InvokeLimits(256));
+  a.Add(CallAnswerLimits(ExpectedResultOf(CallWithBlocks())));
+  EXPECT_EQ(a.blocks, 4u);
+  EXPECT_EQ(a.args, 256u);
+  EXPECT_EQ(a.changed, MaxChangedRuns());
+}
+
+}  // namespace
+}  // namespace ffibox
