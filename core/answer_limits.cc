@@ -62,6 +62,10 @@ class ShapeWalk {
           absl::StrCat("nests messages more than ", kMaxDepth, " deep"));
     }
     absl::InlinedVector<int, 8> singular_seen;
+    // In a returned block: the pointers the bytes of its data seen so far hold, one per
+    // word; more come out of the limits.
+    const bool block_contents = type == v1::BlockContents::descriptor();
+    uint64_t backed_pointers = 0;
     for (;;) {
       const uint32_t tag = in_->ReadTag();
       if (tag == 0) break;
@@ -80,6 +84,9 @@ class ShapeWalk {
           return absl::InvalidArgumentError(
               absl::StrCat("holds more than ", kMaxUnknownFields, " unknown fields"));
         }
+      } else if (block_contents && number == v1::BlockContents::kPointersFieldNumber &&
+                 backed_pointers > 0) {
+        --backed_pointers;
       } else if (field->is_repeated()) {
         uint64_t* left = LeftOf(field);
         if (left == nullptr || *left == 0) {
@@ -94,18 +101,22 @@ class ShapeWalk {
       } else {
         singular_seen.push_back(number);
       }
+      uint32_t length = 0;
       FFIBOX_RETURN_IF_ERROR(
           Value(known && field->type() == FieldDescriptor::TYPE_MESSAGE ? field : nullptr,
-                wire_type, depth));
+                wire_type, depth, &length));
+      if (block_contents && known && number == v1::BlockContents::kDataFieldNumber) {
+        backed_pointers = length / 8;
+      }
     }
     return in_->ConsumedEntireMessage() ? absl::OkStatus() : Malformed();
   }
 
  private:
   // Reads one field's value: walks it when `message_field` (a known message field) is set,
-  // else skips it.
+  // else skips it. `length` gets the length of a length-delimited value.
   absl::Status Value(const FieldDescriptor* message_field, WireFormatLite::WireType wire_type,
-                     int depth) {
+                     int depth, uint32_t* length_out) {
     switch (wire_type) {
       case WireFormatLite::WIRETYPE_VARINT: {
         uint64_t value;
@@ -122,6 +133,12 @@ class ShapeWalk {
       case WireFormatLite::WIRETYPE_LENGTH_DELIMITED: {
         uint32_t length;
         if (!in_->ReadVarint32(&length) || length > INT_MAX) return Malformed();
+        *length_out = length;
+        // A value longer than what is left of the message around it: protobuf's parser would
+        // read it past that message's end, through bytes read here as the fields of another
+        // (PushLimit below would keep the shorter limit).
+        const int left = in_->BytesUntilLimit();
+        if (left >= 0 && length > static_cast<uint32_t>(left)) return Malformed();
         if (message_field == nullptr) {
           return in_->Skip(static_cast<int>(length)) ? absl::OkStatus() : Malformed();
         }
@@ -172,8 +189,10 @@ AnswerLimits CallAnswerLimits(const ExpectedCallResult& expected) {
     const uint64_t size = expected.returned_block_sizes[i];
     if (size == ExpectedCallResult::kNotReturned) continue;
     ++limits.blocks;
+    // A block whose bytes come back in the answer holds its pointers itself (ShapeWalk); one
+    // in the shared area comes back without them, and when lasting its words are scanned.
     const bool shared = i < expected.shared_blocks.size() && expected.shared_blocks[i];
-    if (!shared || expected.shared_lasting[i]) limits.pointers += size / 8;
+    if (shared && expected.shared_lasting[i]) limits.pointers += size / 8;
   }
   limits.kept = expected.kept_blocks.size();
   limits.changed = MaxChangedRuns();

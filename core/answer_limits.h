@@ -5,13 +5,16 @@
 // untrusted code, so an answer of a few MiB of empty `CallResult.blocks` would cost whoever
 // parses it GiBs before any check of its content could refuse it. CheckAnswerShape walks the
 // encoding first, copying nothing, and refuses an answer holding more of any repeated field
-// than the requests it may answer allow (AnswerLimits), a singular field twice, or more than
-// kMaxUnknownFields fields the reader does not know. What passes parses into memory
-// proportional to what the caller asked for.
+// than the requests it may answer allow (AnswerLimits), a returned block's pointers beyond
+// one per word of its data in the answer, a singular field twice, a value longer than the
+// message around it, or more than kMaxUnknownFields fields the reader does not know. What
+// passes parses into a bounded number of objects: the results, blocks and changed runs the
+// requests allow, and pointers as many as the words of returned data, which an honest
+// answer may also report (each about 80 bytes once parsed: ten times the word it sits in).
 //
 // The broker applies it to every worker frame (server/broker/worker_connection.h), a client
 // to every answer it reads on the same-host channel (client/cpp/internal/local_path.h; the
-// Python client has its own copy of these rules in ffibox/_local_channel.py).
+// Python client has its own copy of these rules in ffibox/_answer_shape.py).
 #ifndef FFIBOX_CORE_ANSWER_LIMITS_H_
 #define FFIBOX_CORE_ANSWER_LIMITS_H_
 
@@ -30,9 +33,12 @@ namespace ffibox {
 // answer at any depth. A repeated field not named here (Aggregate.elements: workers send
 // records and arrays as raw bytes) may not occur at all.
 struct AnswerLimits {
-  uint64_t blocks = 0;         // CallResult.blocks
-  uint64_t kept = 0;           // CallResult.kept
-  uint64_t pointers = 0;       // BlockContents.pointers
+  uint64_t blocks = 0;  // CallResult.blocks
+  uint64_t kept = 0;    // CallResult.kept
+  // BlockContents.pointers beyond one per 8 bytes of the block's data in the answer before
+  // them (those of lasting blocks in the same-host channel's shared area, which come back
+  // without data).
+  uint64_t pointers = 0;
   uint64_t changed = 0;        // CallResult.changed
   uint64_t results = 0;        // BatchResult.results
   uint64_t layout_fields = 0;  // LayoutResult.fields
@@ -54,8 +60,9 @@ inline constexpr size_t kShapeCheckedBytes = 64 << 10;
 uint64_t MaxChangedRuns();
 
 // What the result of a call the worker checks as `expected` (core/call_answer.h) may hold:
-// its returned blocks, its kept blocks, a pointer per 8-byte word of each returned block
-// whose words are scanned, and the changed runs of watched memory.
+// its returned blocks, its kept blocks, a pointer per 8-byte word of each lasting block in
+// the shared area (whose words are scanned but whose data is not in the answer), and the
+// changed runs of watched memory.
 AnswerLimits CallAnswerLimits(const ExpectedCallResult& expected);
 
 // What the answer to get_layout of `type` may hold: a field layout per field of a record.
@@ -65,8 +72,10 @@ AnswerLimits LayoutAnswerLimits(const v1::Type& type);
 AnswerLimits InvokeLimits(uint64_t max_params);
 
 // Checks the encoding of a message of `type` (in order, in `pieces`) against `limits`:
-// each repeated field at most as often as they allow, in all; each singular field at most
-// once per message; at most kMaxUnknownFields unknown fields; nesting at most protobuf's
+// each repeated field at most as often as they allow, in all, except that a returned block
+// (BlockContents) holds a pointer per 8 bytes of its data before them without counting;
+// each singular field at most once per message; no value longer than what is left of the
+// message around it; at most kMaxUnknownFields unknown fields; nesting at most protobuf's
 // 100 deep. Reads the wire format only and stops at the first violation, so it costs at
 // most what the limits allow. Answers of at most kShapeCheckedBytes pass unwalked.
 // INVALID_ARGUMENT with what the answer does ("holds more ffibox.v1.CallResult.blocks than

@@ -111,12 +111,27 @@ TEST(CheckAnswerShape, EmptySubmessagesPastTheRequestAreRefusedBeforeTheyArePars
   EXPECT_NE(pointers.message().find("ffibox.v1.BlockContents.pointers"), std::string::npos);
 }
 
-TEST(CheckAnswerShape, ABlockInTheSharedAreaMayReportPointersOnlyWhenLasting) {
+TEST(CheckAnswerShape, ABlockInTheSharedAreaMayReportPointersWithoutDataOnlyWhenLasting) {
   v1::Call call = CallWithBlocks();
+  EXPECT_EQ(CallAnswerLimits(ExpectedResultOf(call)).pointers, 0u) << "all held by their data";
   call.mutable_blocks(0)->set_shared_offset(0);
-  EXPECT_EQ(CallAnswerLimits(ExpectedResultOf(call)).pointers, 1u) << "the kept block's word";
+  EXPECT_EQ(CallAnswerLimits(ExpectedResultOf(call)).pointers, 0u);
   call.mutable_blocks(0)->set_keep(true);
-  EXPECT_EQ(CallAnswerLimits(ExpectedResultOf(call)).pointers, kBlockBytes / 8 + 1);
+  EXPECT_EQ(CallAnswerLimits(ExpectedResultOf(call)).pointers, kBlockBytes / 8);
+  // Such an answer: the block marked shared, no data, a pointer in every word.
+  v1::Response answer;
+  answer.set_id(7);
+  v1::BlockContents* block = answer.mutable_call()->add_blocks();
+  block->set_shared(true);
+  for (uint64_t offset = 0; offset < kBlockBytes; offset += 8) {
+    block->add_pointers()->set_offset(offset);
+  }
+  const AnswerLimits limits = CallAnswerLimits(ExpectedResultOf(call));
+  EXPECT_TRUE(
+      CheckAnswerShape({answer.SerializeAsString()}, v1::Response::descriptor(), limits).ok());
+  block->add_pointers();
+  EXPECT_FALSE(
+      CheckAnswerShape({answer.SerializeAsString()}, v1::Response::descriptor(), limits).ok());
 }
 
 TEST(CheckAnswerShape, ASingularFieldRepeatedIsRefused) {
@@ -143,7 +158,48 @@ TEST(CheckAnswerShape, AMalformedEncodingIsRefused) {
   // The last message shorter than its length.
   EXPECT_FALSE(Check(encoded.substr(0, encoded.size() - 1), CallWithBlocks()).ok());
   EXPECT_FALSE(Check(encoded + std::string("\x07", 1), CallWithBlocks()).ok()) << "wire type 7";
-  EXPECT_FALSE(Check(encoded + std::string("\x08", 1), CallWithBlocks()).ok()) << "no value";
+  // generation, a varint, with no value.
+  EXPECT_FALSE(Check(encoded + std::string("\x18", 1), CallWithBlocks()).ok()) << "no value";
+}
+
+// A submessage whose length runs past the end of the message around it: protobuf's parser
+// reads it through what comes after (here as a Value's aggregate of empty elements, N
+// objects), while a walk that kept the shorter limit would read those bytes as one unknown
+// field of Response and let the answer through.
+TEST(CheckAnswerShape, AValueLongerThanTheMessageAroundItIsRefused) {
+  constexpr size_t kElements = 1 << 20;
+  std::string elements;
+  for (size_t i = 0; i < kElements; ++i) elements.append("\x0a\x00", 2);
+  auto varint = [](uint64_t value) {
+    std::string bytes;
+    for (; value >= 0x80; value >>= 7) bytes.push_back(static_cast<char>(value | 0x80));
+    bytes.push_back(static_cast<char>(value));
+    return bytes;
+  };
+  // Response field 8 (unknown), length-delimited: the aggregate's elements.
+  const std::string tail = "\x42" + varint(elements.size()) + elements;
+  // CallResult{result: Value of length |tail| + 1}, which ends after 2 bytes.
+  const std::string value = "\x0a" + varint(tail.size() + 1);
+  const std::string encoded = std::string("\x08\x01\x6a", 3) + varint(value.size()) + value + tail;
+  absl::Status walked = Check(encoded, CallWithBlocks());
+  EXPECT_FALSE(walked.ok());
+  EXPECT_NE(walked.message().find("not a valid encoding"), std::string::npos) << walked;
+}
+
+TEST(CheckAnswerShape, PointersBeyondTheWordsOfTheirBlocksDataAreRefused) {
+  // Empty pointers in a returned block without data: each an object once parsed.
+  v1::Response answer;
+  answer.set_id(7);
+  v1::BlockContents* block = answer.mutable_call()->add_blocks();
+  block->set_block(0);
+  for (int i = 0; i < 100000; ++i) block->add_pointers();
+  absl::Status refused = Check(answer.SerializeAsString(), CallWithBlocks());
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("ffibox.v1.BlockContents.pointers"), std::string::npos)
+      << refused;
+  // With the block's 1 MiB of data before them, as many as its words pass.
+  block->set_data(std::string(kBlockBytes, '\1'));
+  EXPECT_TRUE(Check(answer.SerializeAsString(), CallWithBlocks()).ok());
 }
 
 TEST(CheckAnswerShape, SmallAnswersAreNotWalked) {
@@ -157,7 +213,7 @@ TEST(AnswerLimits, AddingSumsAllButTheChangedRunsOfOneResult) {
   AnswerLimits a = CallAnswerLimits(ExpectedResultOf(CallWithBlocks()));
   EXPECT_EQ(a.blocks, 2u);
   EXPECT_EQ(a.kept, 1u);
-  EXPECT_EQ(a.pointers, kBlockBytes / 8 + 1);
+  EXPECT_EQ(a.pointers, 0u);
   EXPECT_EQ(a.changed, MaxChangedRuns());
   a.Add(InvokeLimits(256));
   a.Add(CallAnswerLimits(ExpectedResultOf(CallWithBlocks())));

@@ -386,7 +386,8 @@ AnswerLimits SmallLimits() {
   return limits;
 }
 
-// Adds up how often each repeated field occurs in `message`, at any depth, by full name.
+// Adds up how often each repeated field occurs in `message`, at any depth, by full name
+// (pointers beyond one per word of their block's data).
 void CountRepeated(const google::protobuf::Message& message,
                    absl::flat_hash_map<std::string, uint64_t>* counts) {
   const google::protobuf::Reflection* reflection = message.GetReflection();
@@ -399,7 +400,14 @@ void CountRepeated(const google::protobuf::Message& message,
       continue;
     }
     const int size = reflection->FieldSize(message, field);
-    (*counts)[field->full_name()] += size;
+    uint64_t counted = static_cast<uint64_t>(size);
+    if (field->full_name() == "ffibox.v1.BlockContents.pointers") {
+      // A pointer per word of the block's data is free (the walk counts only those after
+      // the data on the wire, so at least these).
+      const uint64_t held = static_cast<const v1::BlockContents&>(message).data().size() / 8;
+      counted = counted > held ? counted - held : 0;
+    }
+    (*counts)[field->full_name()] += counted;
     for (int i = 0; is_message && i < size; ++i) {
       CountRepeated(reflection->GetRepeatedMessage(message, field, i), counts);
     }

@@ -72,34 +72,28 @@ def forge_empty_blocks(lib, to_client: bool, pid: int, about: int = 48 << 20):
 
 
 class PeakRss:
-    """The highest resident size of process `pid`, sampled every 20 ms while in use, in MiB."""
+    """The resident size of process `pid` (MiB) when entered (`before`) and its peak while
+    in use (`peak`): the kernel's high-water mark, reset on entry (/proc/PID/clear_refs)."""
 
     def __init__(self, pid: int) -> None:
-        import threading
         self._pid = pid
-        self.before = self.peak = self.now()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.before = self.peak = 0.0
 
-    def now(self) -> float:
+    def _status_mib(self, field: str) -> float:
         with open("/proc/%d/status" % self._pid) as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
-        return 0.0
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.now())
+        raise AssertionError("no %s in /proc/%d/status" % (field, self._pid))
 
     def __enter__(self):
-        self._thread.start()
+        with open("/proc/%d/clear_refs" % self._pid, "w") as refs:
+            refs.write("5")
+        self.before = self._status_mib("VmHWM")
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.now())
+        self.peak = self._status_mib("VmHWM")
 
 
 

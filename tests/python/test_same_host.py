@@ -13,7 +13,7 @@ import pytest
 import ffibox
 from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, forge_empty_blocks,
                       run_script)
-from ffibox import _local_channel
+from ffibox import _answer_shape, _local_channel
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
 
@@ -253,6 +253,60 @@ def test_an_answer_that_would_parse_into_far_more_memory_is_refused_unparsed(cli
         assert error is not None and error.code == "INTERNAL", error
         assert "holds more ffibox.v1.CallResult.blocks than the request allows" in str(error)
         assert session.CDLL("libc.so.6").strlen(b"still served") == 12
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def test_the_walk_bounds_pointers_by_the_words_of_their_blocks_data():
+    request = call_with_blocks()
+    request.call.blocks[0].ClearField("data")
+    request.call.blocks[0].size = 1 << 20
+    limits = _answer_shape.call_answer_limits(request)
+    answer = pb.Response(id=7)
+    block = answer.call.blocks.add(block=0)
+    for _ in range(40000):  # empty pointers, without the block's data: objects for nothing
+        block.pointers.add()
+    why = _answer_shape.check_answer_shape(answer.SerializeToString(), limits)
+    assert why == "holds more ffibox.v1.BlockContents.pointers than the request allows"
+    block.data = b"\1" * (1 << 20)  # with its data before them, a pointer per word passes
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is None
+    for _ in range((1 << 17) - 40000):
+        block.pointers.add()
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is None
+    block.pointers.add()
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is not None
+
+
+def test_the_walk_lets_a_lasting_block_in_the_shared_area_report_its_pointers():
+    request = call_through_the_area()
+    request.call.blocks[2].size = 1 << 20
+    limits = _answer_shape.call_answer_limits(request)
+    assert limits["ffibox.v1.BlockContents.pointers"] == (1 << 20) // 8
+    answer = answer_through_the_area()
+    for offset in range(0, 1 << 20, 8):
+        answer.call.blocks[1].pointers.add(offset=offset)
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is None
+    answer.call.blocks[0].pointers.add()  # the placed block, not lasting: none of its own
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is not None
+
+
+def test_the_walk_refuses_a_value_longer_than_the_message_around_it():
+    """protobuf's parser would read such a value through what follows (here a Value's
+    aggregate of 2^20 empty elements, hidden in an unknown field of Response)."""
+    elements = b"\x0a\x00" * (1 << 20)
+    tail = b"\x42" + _varint(len(elements)) + elements
+    value = b"\x0a" + _varint(len(tail) + 1)
+    encoded = b"\x08\x07\x6a" + _varint(len(value)) + value + tail
+    why = _answer_shape.check_answer_shape(encoded, _answer_shape.call_answer_limits(
+        call_with_blocks()))
+    assert why == "is not a valid encoding"
 
 
 def call_through_the_area():

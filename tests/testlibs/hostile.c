@@ -94,7 +94,9 @@ long hostile_fd_inode(int fd) {
  * The worker has one to the broker and, when its session has one, a same-host channel to
  * the client, which is the one whose first status word (byte 2048: since when the worker
  * runs a call from it, core/local_channel.h) is set while a call from it runs. `to_client`
- * picks that one, else the other. A channel's layout: a 16-byte header (the capacity of each
+ * picks that one, else the first other one: the broker's, as long as the session has no
+ * idle same-host channel (a call through the broker while one is open would not tell them
+ * apart). A channel's layout: a 16-byte header (the capacity of each
  * ring at byte 12); the positions of the ring to the worker at byte 64 and of the ring from
  * the worker at byte 192, each the producer's (write position, closed flag, futex word)
  * then, 64 bytes on, the consumer's (read position, closed flag, futex word); from byte 4096

@@ -5,9 +5,12 @@ channel.
 A parsed message can take fifty times the bytes of its encoding and more: an empty
 submessage is two bytes on the wire and a whole object once parsed. So an answer larger
 than SHAPE_CHECKED_BYTES is walked first, copying nothing, and refused when it holds more
-of a repeated field than the request allows, a singular field twice in one message, or more
-than MAX_UNKNOWN_FIELDS fields this client does not know. What passes parses into memory
-proportional to what the caller asked for.
+of a repeated field than the request allows (a returned block holds a pointer per word of
+its data in the answer before them without counting), a singular field twice in one
+message, a value longer than the message around it, or more than MAX_UNKNOWN_FIELDS fields
+this client does not know. What passes parses into a bounded number of objects: the blocks
+and changed runs the request allows, and pointers as many as the words of returned data,
+which an honest answer may also report.
 """
 from typing import Dict, Optional
 
@@ -29,6 +32,10 @@ _BLOCKS = "ffibox.v1.CallResult.blocks"
 _KEPT = "ffibox.v1.CallResult.kept"
 _POINTERS = "ffibox.v1.BlockContents.pointers"
 _CHANGED = "ffibox.v1.CallResult.changed"
+
+_BLOCK_CONTENTS = pb.BlockContents.DESCRIPTOR
+_DATA_NUMBER = pb.BlockContents.DATA_FIELD_NUMBER
+_POINTERS_NUMBER = pb.BlockContents.POINTERS_FIELD_NUMBER
 
 # protobuf's own bound on nesting.
 _MAX_DEPTH = 100
@@ -52,8 +59,9 @@ _NOT_PACKABLE = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES,
 def call_answer_limits(request) -> Dict[str, int]:
     """What the answer to the call `request` may hold (core/answer_limits.h's
     CallAnswerLimits): its returned blocks, its kept blocks, a pointer per 8-byte word of each
-    returned block whose words are scanned (any not in the shared area, and lasting ones in
-    it), and the changed runs of watched memory."""
+    lasting block in the shared area (whose words are scanned but whose data is not in the
+    answer: any other block holds a pointer per word of its data in the answer without
+    counting), and the changed runs of watched memory."""
     limits = {_BLOCKS: 0, _KEPT: 0, _POINTERS: 0, _CHANGED: MAX_CHANGED_RUNS}
     for block in request.call.blocks:
         if block.keep:
@@ -61,7 +69,7 @@ def call_answer_limits(request) -> Dict[str, int]:
         if block.direction == pb.IN:
             continue
         limits[_BLOCKS] += 1
-        if not block.HasField("shared_offset") or block.keep or block.HasField("at"):
+        if block.HasField("shared_offset") and (block.keep or block.HasField("at")):
             limits[_POINTERS] += (block.size if block.size else len(block.data)) // 8
     return limits
 
@@ -110,6 +118,9 @@ class _Walk:
         data = self._data
         fields = descriptor.fields_by_number
         seen = set()
+        # In a returned block: the pointers its data seen so far holds, one per word.
+        block_contents = descriptor is _BLOCK_CONTENTS
+        backed_pointers = 0
         while at < end:
             tag = data[at]  # one byte for every field ffibox has; longer ones the slow way
             if tag < 0x80:
@@ -128,6 +139,8 @@ class _Walk:
                 self._unknown += 1
                 if self._unknown > MAX_UNKNOWN_FIELDS:
                     raise _Refused("holds more than %d unknown fields" % MAX_UNKNOWN_FIELDS)
+            elif block_contents and number == _POINTERS_NUMBER and backed_pointers > 0:
+                backed_pointers -= 1
             elif repeated:
                 left = self._left.get(field.full_name, 0)
                 if left == 0:
@@ -146,6 +159,8 @@ class _Walk:
                 if wire_type == _LENGTH:
                     if value > end - at:
                         raise _Refused("is not a valid encoding")
+                    if block_contents and known and number == _DATA_NUMBER:
+                        backed_pointers = value // 8
                     if known and field.type == FieldDescriptor.TYPE_MESSAGE:
                         self.message(at, at + value, field.message_type, depth + 1)
                     at += value
