@@ -24,7 +24,8 @@ TEST_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_test.so")
 HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """`value` as a protobuf varint."""
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
@@ -42,8 +43,8 @@ def forged_empty_blocks(about: int, to_broker: bool):
     over and over: a Response (id 1) whose call result holds nothing else, inside a
     WorkerReply when `to_broker`. Returns (start, the frame's exact length)."""
     blocks = about - about % 2
-    response = b"\x08\x01\x6a" + _varint(blocks)
-    start = b"\x0a" + _varint(len(response) + blocks) + response if to_broker else response
+    response = b"\x08\x01\x6a" + varint(blocks)
+    start = b"\x0a" + varint(len(response) + blocks) + response if to_broker else response
     return start, len(start) + blocks
 
 

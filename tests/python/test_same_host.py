@@ -12,7 +12,7 @@ import pytest
 
 import ffibox
 from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, forge_empty_blocks,
-                      run_script)
+                      run_script, varint)
 from ffibox import _answer_shape, _local_channel
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
@@ -255,15 +255,6 @@ def test_an_answer_that_would_parse_into_far_more_memory_is_refused_unparsed(cli
         assert session.CDLL("libc.so.6").strlen(b"still served") == 12
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def test_the_walk_bounds_pointers_by_the_words_of_their_blocks_data():
     request = call_with_blocks()
     request.call.blocks[0].ClearField("data")
@@ -301,9 +292,9 @@ def test_the_walk_refuses_a_value_longer_than_the_message_around_it():
     """protobuf's parser would read such a value through what follows (here a Value's
     aggregate of 2^20 empty elements, hidden in an unknown field of Response)."""
     elements = b"\x0a\x00" * (1 << 20)
-    tail = b"\x42" + _varint(len(elements)) + elements
-    value = b"\x0a" + _varint(len(tail) + 1)
-    encoded = b"\x08\x07\x6a" + _varint(len(value)) + value + tail
+    tail = b"\x42" + varint(len(elements)) + elements
+    value = b"\x0a" + varint(len(tail) + 1)
+    encoded = b"\x08\x07\x6a" + varint(len(value)) + value + tail
     why = _answer_shape.check_answer_shape(encoded, _answer_shape.call_answer_limits(
         call_with_blocks()))
     assert why == "is not a valid encoding"
