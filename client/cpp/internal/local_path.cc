@@ -323,14 +323,18 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
                        absl::StrCat("the worker's answer on the same-host channel ", why));
   };
   // What the answer may hold (core/answer_limits.h): the call's result, or a callback's
-  // invocation while the call runs; or the result of a nested request.
-  AnswerLimits limits;
-  if (request.has_call()) {
-    limits = CallAnswerLimits(ExpectedResultOf(request.call()));
-    if (invocations_ != nullptr) limits.Add(InvokeLimits(TypeLimits{}.max_args));
-  } else if (request.has_get_layout()) {
-    limits = LayoutAnswerLimits(request.get_layout().type());
-  }
+  // invocation while the call runs; or the result of a nested request. Only a large answer
+  // is walked, so only then are they worked out.
+  auto limits = [&] {
+    AnswerLimits limits;
+    if (request.has_call()) {
+      limits = CallAnswerLimits(ExpectedResultOf(request.call()));
+      if (invocations_ != nullptr) limits.Add(InvokeLimits(TypeLimits{}.max_args));
+    } else if (request.has_get_layout()) {
+      limits = LayoutAnswerLimits(request.get_layout().type());
+    }
+    return limits;
+  };
   for (;;) {
     // Read as it arrives: the buffer grows only with what the worker sent.
     FrameDecoder frames(kMaxLocalAnswerBytes);
@@ -340,8 +344,10 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
       return malformed(frame.status().message());
     }
     if (!frame.ok()) return frame.status();
-    absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
-    if (!shape.ok()) return malformed(shape.message());
+    if (frame->size() > kShapeCheckedBytes) {
+      absl::Status shape = WalkAnswerShape(frame->Views(), v1::Response::descriptor(), limits());
+      if (!shape.ok()) return malformed(shape.message());
+    }
     v1::Response response;
     if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
       return malformed("does not parse");
