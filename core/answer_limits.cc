@@ -213,11 +213,11 @@ AnswerLimits InvokeLimits(uint64_t max_params) {
 }
 
 absl::Status CheckAnswerShape(const std::vector<absl::string_view>& pieces, const Descriptor* type,
-                              const AnswerLimits& limits) {
+                              absl::FunctionRef<AnswerLimits()> limits) {
   size_t total = 0;
   for (absl::string_view piece : pieces) total += piece.size();
   if (total <= kShapeCheckedBytes) return absl::OkStatus();
-  return WalkAnswerShape(pieces, type, limits);
+  return WalkAnswerShape(pieces, type, limits());
 }
 
 absl::Status WalkAnswerShape(const std::vector<absl::string_view>& pieces, const Descriptor* type,

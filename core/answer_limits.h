@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "core/call_answer.h"
@@ -77,11 +78,13 @@ AnswerLimits InvokeLimits(uint64_t max_params);
 // each singular field at most once per message; no value longer than what is left of the
 // message around it; at most kMaxUnknownFields unknown fields; nesting at most protobuf's
 // 100 deep. Reads the wire format only and stops at the first violation, so it costs at
-// most what the limits allow. Answers of at most kShapeCheckedBytes pass unwalked.
+// most what the limits allow. Answers of at most kShapeCheckedBytes pass unwalked, and
+// `limits` is asked for only when an answer is walked.
 // INVALID_ARGUMENT with what the answer does ("holds more ffibox.v1.CallResult.blocks than
 // the request allows") for a violation or a malformed encoding.
 absl::Status CheckAnswerShape(const std::vector<absl::string_view>& pieces,
-                              const google::protobuf::Descriptor* type, const AnswerLimits& limits);
+                              const google::protobuf::Descriptor* type,
+                              absl::FunctionRef<AnswerLimits()> limits);
 
 // CheckAnswerShape's walk, whatever the answer's size.
 absl::Status WalkAnswerShape(const std::vector<absl::string_view>& pieces,

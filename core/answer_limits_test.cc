@@ -55,7 +55,7 @@ v1::Response FullAnswer() {
 
 absl::Status Check(const std::string& encoded, const v1::Call& call) {
   return CheckAnswerShape({encoded}, v1::Response::descriptor(),
-                          CallAnswerLimits(ExpectedResultOf(call)));
+                          [&call] { return CallAnswerLimits(ExpectedResultOf(call)); });
 }
 
 // `count` repetitions of `field` (an encoded field) after the answer's id, inside a message
@@ -88,7 +88,7 @@ TEST(CheckAnswerShape, TheFullestHonestAnswerPasses) {
                                 absl::string_view(encoded).substr(third + 1, third),
                                 absl::string_view(encoded).substr(2 * third + 1)},
                                v1::Response::descriptor(),
-                               CallAnswerLimits(ExpectedResultOf(CallWithBlocks())))
+                               [] { return CallAnswerLimits(ExpectedResultOf(CallWithBlocks())); })
                   .ok());
 }
 
@@ -127,11 +127,14 @@ TEST(CheckAnswerShape, ABlockInTheSharedAreaMayReportPointersWithoutDataOnlyWhen
     block->add_pointers()->set_offset(offset);
   }
   const AnswerLimits limits = CallAnswerLimits(ExpectedResultOf(call));
-  EXPECT_TRUE(
-      CheckAnswerShape({answer.SerializeAsString()}, v1::Response::descriptor(), limits).ok());
+  EXPECT_TRUE(CheckAnswerShape({answer.SerializeAsString()}, v1::Response::descriptor(), [&limits] {
+                return limits;
+              }).ok());
   block->add_pointers();
   EXPECT_FALSE(
-      CheckAnswerShape({answer.SerializeAsString()}, v1::Response::descriptor(), limits).ok());
+      CheckAnswerShape({answer.SerializeAsString()}, v1::Response::descriptor(), [&limits] {
+        return limits;
+      }).ok());
 }
 
 TEST(CheckAnswerShape, ASingularFieldRepeatedIsRefused) {

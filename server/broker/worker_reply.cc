@@ -76,14 +76,12 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame) 
   return reply;
 }
 
-absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(
-    FramePayload frame, const std::function<AnswerLimits()>& limits) {
+absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame,
+                                                       absl::FunctionRef<AnswerLimits()> limits) {
   std::vector<absl::string_view> views = frame.Views();
-  if (frame.size() > kShapeCheckedBytes) {
-    absl::Status shape = CheckAnswerShape(views, internal::WorkerReply::descriptor(), limits());
-    if (!shape.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("a reply frame that ", shape.message()));
-    }
+  absl::Status shape = CheckAnswerShape(views, internal::WorkerReply::descriptor(), limits);
+  if (!shape.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("a reply frame that ", shape.message()));
   }
   internal::WorkerReply reply;
   FreedPiecesReturner returner(frame.size());

@@ -10,10 +10,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/answer_limits.h"
@@ -32,7 +32,7 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
 // (CheckAnswerShape, core/answer_limits.h), so that it is parsed only when it holds no more
 // than what may answer the requests in flight: INVALID_ARGUMENT otherwise.
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame,
-                                                       const std::function<AnswerLimits()>& limits);
+                                                       absl::FunctionRef<AnswerLimits()> limits);
 
 // Checks `response` (from a parsed frame) as the answer to `expected`, the request in
 // flight whose sequence number it carries. Checks that it answers that request, carries

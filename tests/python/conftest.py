@@ -72,6 +72,15 @@ def forge_empty_blocks(lib, to_client: bool, pid: int, about: int = 48 << 20):
     return raised, time.monotonic() - started, rss.peak - rss.before
 
 
+def status_kib(pid: int, field: str) -> int:
+    """A size field of /proc/PID/status (VmRSS, VmHWM, ...), in KiB."""
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
 class PeakRss:
     """The resident size of process `pid` (MiB) when entered (`before`) and its peak while
     in use (`peak`): the kernel's high-water mark, reset on entry (/proc/PID/clear_refs)."""
@@ -80,21 +89,14 @@ class PeakRss:
         self._pid = pid
         self.before = self.peak = 0.0
 
-    def _status_mib(self, field: str) -> float:
-        with open("/proc/%d/status" % self._pid) as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        raise AssertionError("no %s in /proc/%d/status" % (field, self._pid))
-
     def __enter__(self):
         with open("/proc/%d/clear_refs" % self._pid, "w") as refs:
-            refs.write("5")
-        self.before = self._status_mib("VmHWM")
+            refs.write("5")  # resets VmHWM to the current resident size
+        self.before = status_kib(self._pid, "VmHWM") / 1024
         return self
 
     def __exit__(self, *exc) -> None:
-        self.peak = self._status_mib("VmHWM")
+        self.peak = status_kib(self._pid, "VmHWM") / 1024
 
 
 

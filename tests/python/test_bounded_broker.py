@@ -12,17 +12,13 @@ import threading
 import time
 
 import ffibox
-from conftest import HOSTILE_LIB, RawSession, Server, forge_empty_blocks
+from conftest import HOSTILE_LIB, RawSession, Server, forge_empty_blocks, status_kib
 
 MIB = 1 << 20
 
 
 def broker_rss_mib(server) -> float:
-    with open("/proc/%d/status" % server.process.pid) as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return status_kib(server.process.pid, "VmRSS") / 1024
 
 
 class Bystander:

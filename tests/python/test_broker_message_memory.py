@@ -12,19 +12,11 @@ gRPC's encoding of the response beside the response.
 import grpc
 import pytest
 
-from conftest import Server
+from conftest import PeakRss, Server
 
 MIB = 1 << 20
 SIZES = [40 * MIB, 60 * MIB]
 SLACK = 8 * MIB  # gRPC's read and write buffers, allocator rounding, the worker's ring
-
-
-def status_kib(server, field):
-    with open("/proc/%d/status" % server.process.pid) as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s in /proc/%d/status" % (field, server.process.pid))
 
 
 class Session:
@@ -75,11 +67,9 @@ def setup():
 
 def broker_peak_over(server, action):
     """The broker's resident memory at its peak during `action`, over what it held before."""
-    with open("/proc/%d/clear_refs" % server.process.pid, "w") as clear_refs:
-        clear_refs.write("5")  # resets VmHWM to the current resident size
-    before = status_kib(server, "VmRSS")
-    result = action()
-    return (status_kib(server, "VmHWM") - before) * 1024, result
+    with PeakRss(server.process.pid) as rss:
+        result = action()
+    return (rss.peak - rss.before) * MIB, result
 
 
 def call(setup, function, direction, size, data, fill):

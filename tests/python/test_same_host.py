@@ -264,15 +264,15 @@ def test_the_walk_bounds_pointers_by_the_words_of_their_blocks_data():
     block = answer.call.blocks.add(block=0)
     for _ in range(40000):  # empty pointers, without the block's data: objects for nothing
         block.pointers.add()
-    why = _answer_shape.check_answer_shape(answer.SerializeToString(), limits)
+    why = _answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits)
     assert why == "holds more ffibox.v1.BlockContents.pointers than the request allows"
     block.data = b"\1" * (1 << 20)  # with its data before them, a pointer per word passes
-    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is None
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits) is None
     for _ in range((1 << 17) - 40000):
         block.pointers.add()
-    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is None
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits) is None
     block.pointers.add()
-    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is not None
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits) is not None
 
 
 def test_the_walk_lets_a_lasting_block_in_the_shared_area_report_its_pointers():
@@ -283,9 +283,9 @@ def test_the_walk_lets_a_lasting_block_in_the_shared_area_report_its_pointers():
     answer = answer_through_the_area()
     for offset in range(0, 1 << 20, 8):
         answer.call.blocks[1].pointers.add(offset=offset)
-    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is None
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits) is None
     answer.call.blocks[0].pointers.add()  # the placed block, not lasting: none of its own
-    assert _answer_shape.check_answer_shape(answer.SerializeToString(), limits) is not None
+    assert _answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits) is not None
 
 
 def test_the_walk_refuses_a_value_longer_than_the_message_around_it():
@@ -295,8 +295,8 @@ def test_the_walk_refuses_a_value_longer_than_the_message_around_it():
     tail = b"\x42" + varint(len(elements)) + elements
     value = b"\x0a" + varint(len(tail) + 1)
     encoded = b"\x08\x07\x6a" + varint(len(value)) + value + tail
-    why = _answer_shape.check_answer_shape(encoded, _answer_shape.call_answer_limits(
-        call_with_blocks()))
+    why = _answer_shape.check_answer_shape(
+        encoded, lambda: _answer_shape.call_answer_limits(call_with_blocks()))
     assert why == "is not a valid encoding"
 
 

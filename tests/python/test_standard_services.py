@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 
-from conftest import BIN, Certificates, Server, ffibox_pb2, ffibox_pb2_grpc
+from conftest import BIN, Certificates, Server, ffibox_pb2, ffibox_pb2_grpc, status_kib
 
 HEALTH = "/grpc.health.v1.Health/"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -181,9 +181,7 @@ def test_a_watch_on_the_health_listener_does_not_hold_up_shutdown(health_listene
 
 
 def resident_mib(pid):
-    with open("/proc/%d/status" % pid) as status:
-        line = next(line for line in status if line.startswith("VmRSS:"))
-    return int(line.split()[1]) // 1024
+    return status_kib(pid, "VmRSS") // 1024
 
 
 def test_watches_on_one_health_connection_do_not_grow_the_broker(health_listener):

@@ -323,8 +323,8 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
                        absl::StrCat("the worker's answer on the same-host channel ", why));
   };
   // What the answer may hold (core/answer_limits.h): the call's result, or a callback's
-  // invocation while the call runs; or the result of a nested request. Only a large answer
-  // is walked, so only then are they worked out.
+  // invocation while the call runs; or the result of a nested request. Worked out only for
+  // an answer large enough to be walked.
   auto limits = [&] {
     AnswerLimits limits;
     if (request.has_call()) {
@@ -344,10 +344,8 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
       return malformed(frame.status().message());
     }
     if (!frame.ok()) return frame.status();
-    if (frame->size() > kShapeCheckedBytes) {
-      absl::Status shape = WalkAnswerShape(frame->Views(), v1::Response::descriptor(), limits());
-      if (!shape.ok()) return malformed(shape.message());
-    }
+    absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
+    if (!shape.ok()) return malformed(shape.message());
     v1::Response response;
     if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
       return malformed("does not parse");

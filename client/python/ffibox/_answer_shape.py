@@ -12,7 +12,7 @@ this client does not know. What passes parses into a bounded number of objects: 
 and changed runs the request allows, and pointers as many as the words of returned data,
 which an honest answer may also report.
 """
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -78,14 +78,14 @@ class _Refused(Exception):
     pass
 
 
-def check_answer_shape(answer, limits: Dict[str, int],
+def check_answer_shape(answer, limits: Callable[[], Dict[str, int]],
                        descriptor=pb.Response.DESCRIPTOR) -> Optional[str]:
-    """Why the encoded `answer` may not be parsed as a `descriptor` message under `limits`
+    """Why the encoded `answer` may not be parsed as a `descriptor` message under `limits()`
     (repeated field full name -> most occurrences in all), else None. Answers of at most
-    SHAPE_CHECKED_BYTES pass unwalked."""
+    SHAPE_CHECKED_BYTES pass unwalked, without asking for the limits."""
     if len(answer) <= SHAPE_CHECKED_BYTES:
         return None
-    walk = _Walk(answer, limits)
+    walk = _Walk(answer, limits())
     try:
         walk.message(0, len(answer), descriptor, 0)
     except _Refused as refused:

@@ -12,8 +12,8 @@ Everything in the shared memory may be written by the worker at any time, so, as
 end does: positions read from it are checked before use (an impossible one ends the channel),
 bytes are copied out before they are parsed, a frame's announced length is capped, an
 answer's encoding holds no more than the request allows before it is parsed
-(ffibox/_answer_shape.py), and an answer is used only if it passes the broker's own check of a call's answer
-(`check_call_answer`, core/call_answer.h). Anything else raises `Error` (INTERNAL), and the
+(ffibox/_answer_shape.py), and an answer is used only if it passes the broker's own check
+of a call's answer (`check_call_answer`, core/call_answer.h). Anything else raises `Error` (INTERNAL), and the
 caller stops using the channel.
 
 Waiting: a short spin, then a futex sleep on the ring's `waiting` word (announced as 1, then
@@ -34,8 +34,7 @@ import threading
 import time
 from typing import Optional
 
-from ffibox._answer_shape import (MAX_WATCHED_BYTES, SHAPE_CHECKED_BYTES, call_answer_limits,
-                                  check_answer_shape)
+from ffibox._answer_shape import MAX_WATCHED_BYTES, call_answer_limits, check_answer_shape
 from ffibox._stubs import pb
 from ffibox._unix_server_check import check_unix_server
 from ffibox.errors import Error
@@ -514,10 +513,9 @@ class LocalChannel:
         """The worker's `answer` to `request`, parsed and checked (exchange's): its encoding
         first (ffibox/_answer_shape.py), so that nothing the request does not allow is parsed
         into memory."""
-        if len(answer) > SHAPE_CHECKED_BYTES:  # a small one cannot grow much: not walked
-            why = check_answer_shape(answer, call_answer_limits(request))
-            if why is not None:
-                raise _internal("the worker's answer %s" % why)
+        why = check_answer_shape(answer, lambda: call_answer_limits(request))
+        if why is not None:
+            raise _internal("the worker's answer %s" % why)
         response = pb.Response()
         try:
             response.ParseFromString(answer)
