@@ -19,7 +19,9 @@
 // is empty, has too many calls, its calls' blocks together pass the byte limit (naming the
 // call that passes it), its deadline passes the server's, or one of its calls is refused
 // alone (naming the first such call); an accepted batch is described call by call as the
-// worker's reply will be checked against.
+// worker's reply will be checked against. And that what the broker works out from a
+// request's bytes (ParsedBytesAtMost, core/encoding_limits.h) is never less than what the
+// parsed request takes.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +35,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/call_shape.h"
+#include "core/encoding_limits.h"
 #include "core/errors.h"
 #include "core/layout.h"
 #include "core/types.h"
@@ -534,6 +537,15 @@ void FuzzRequest(const uint8_t* data, size_t size) {
       !request.ParseFromString(input.second)) {
     return;
   }
+  // What the broker works out from a large request's bytes before it parses it is never
+  // less than what the parse takes.
+  absl::StatusOr<uint64_t> parsed_bytes =
+      ParsedBytesAtMost({absl::string_view(input.second)}, v1::Request::descriptor(), UINT64_MAX);
+  FUZZ_CHECK(
+      parsed_bytes.ok() || parsed_bytes.status().code() == absl::StatusCode::kInvalidArgument,
+      "the walk of a request failed other than as malformed");
+  FUZZ_CHECK(!parsed_bytes.ok() || request.SpaceUsedLong() <= *parsed_bytes,
+             "a request takes more once parsed than its walk counted");
   const uint8_t options = input.options;
   const TypeLimits limits = LimitsFor(options);
 

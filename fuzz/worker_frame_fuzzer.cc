@@ -14,7 +14,7 @@
 // a batch's results one per call (or one per call before the failed one its error names),
 // each checked against its own call's blocks, read sizes, and shipped pointees of the
 // parameter types' sizes. The walk of a frame's encoding before it is parsed
-// (WalkAnswerShape, core/answer_limits.h) is checked too: a frame it lets through parses
+// (WalkAnswerShape, core/encoding_limits.h) is checked too: a frame it lets through parses
 // into no more of each repeated field than its limits allow.
 #include <climits>
 #include <cstddef>
@@ -27,7 +27,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 #include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/layout.h"

@@ -99,7 +99,7 @@ class InFlightRequests {
   // Closes invocation `id` (answered by the client).
   void CloseInvocation(uint64_t id);
 
-  // What a frame from the worker may hold (core/answer_limits.h): the answer to any request
+  // What a frame from the worker may hold (core/encoding_limits.h): the answer to any request
   // it is running (the heads of the scopes), or a callback invocation of at most
   // `max_params` parameters.
   AnswerLimits ReplyLimits(uint64_t max_params) const;

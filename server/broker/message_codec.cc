@@ -5,11 +5,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/encoding_limits.h"
 #include "core/malloc_tuning.h"
 #include "core/piece_stream.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "grpc/slice.h"
 #include "grpcpp/support/slice.h"
 
@@ -81,18 +84,58 @@ class SliceOutputStream final : public google::protobuf::io::ZeroCopyOutputStrea
   size_t written_ = 0;
 };
 
+// `slices`' bytes, in order, where they are.
+std::vector<absl::string_view> ViewsOf(const std::vector<grpc::Slice>& slices) {
+  std::vector<absl::string_view> views;
+  views.reserve(slices.size());
+  for (const grpc::Slice& slice : slices) {
+    views.emplace_back(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return views;
+}
+
 }  // namespace
+
+absl::Status CheckReceived(const grpc::ByteBuffer& received,
+                           const google::protobuf::Descriptor* type, size_t max_bytes,
+                           uint64_t max_parsed_bytes) {
+  const size_t bytes = received.Length();
+  if (bytes > max_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("of ", bytes, " bytes exceeds the limit of ", max_bytes, " bytes"));
+  }
+  if (bytes <= kShapeCheckedBytes) return absl::OkStatus();
+  std::vector<grpc::Slice> slices;
+  if (!received.Dump(&slices).ok()) return absl::InvalidArgumentError("is not a valid encoding");
+  absl::Status parsed = ParsedBytesAtMost(ViewsOf(slices), type, max_parsed_bytes).status();
+  if (!absl::IsResourceExhausted(parsed)) return parsed;
+  return absl::ResourceExhaustedError(absl::StrCat(
+      parsed.message(), ": send large arrays and records as raw bytes, not element by element"));
+}
+
+uint64_t TopLevelVarint(const grpc::ByteBuffer& received, int number) {
+  std::vector<grpc::Slice> slices;
+  if (!received.Dump(&slices).ok()) return 0;
+  PieceInputStream stream(ViewsOf(slices), [](size_t) {});
+  google::protobuf::io::CodedInputStream in(&stream);
+  using google::protobuf::internal::WireFormatLite;
+  for (uint32_t tag = in.ReadTag(); tag != 0; tag = in.ReadTag()) {
+    if (WireFormatLite::GetTagFieldNumber(tag) == number &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_VARINT) {
+      uint64_t value = 0;
+      return in.ReadVarint64(&value) ? value : 0;
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) return 0;
+  }
+  return 0;
+}
 
 bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::Message* message) {
   std::vector<grpc::Slice> slices;
   const size_t received_bytes = received->Length();
   if (!received->Dump(&slices).ok()) return false;
   received->Clear();  // the slices hold the only references now
-  std::vector<absl::string_view> views;
-  views.reserve(slices.size());
-  for (const grpc::Slice& slice : slices) {
-    views.emplace_back(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
+  std::vector<absl::string_view> views = ViewsOf(slices);
   // gRPC reads into slices of at most 64 KiB, which malloc serves from its heaps.
   FreedPiecesReturner returner(received_bytes);
   return ParseFromPieces(

@@ -7,17 +7,39 @@
 //   that point into the response and keep it alive until gRPC is done with them, instead of
 //   a whole encoded copy beside the response.
 //
-// So a message of S bytes costs the broker about S at its peak on either way through.
+// So a message of S bytes costs the broker about S at its peak on either way through. Before
+// any of that, a request is checked on its bytes (CheckReceived): over its size limit, or
+// over a few times that once parsed (a request of empty submessages would take fifty times
+// its size), it is refused unparsed.
 #ifndef FFIBOX_SERVER_BROKER_MESSAGE_CODEC_H_
 #define FFIBOX_SERVER_BROKER_MESSAGE_CODEC_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 
+#include "absl/status/status.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 
 namespace ffibox {
+
+// Whether `received`, a message of `type`, may be parsed: at most `max_bytes` long and, when
+// over 64 KiB, taking at most `max_parsed_bytes` once parsed (ParsedBytesAtMost,
+// core/encoding_limits.h; a smaller one takes a few MiB at most). Reads the bytes where gRPC
+// holds them. RESOURCE_EXHAUSTED with what is over ("of 20971520 bytes exceeds the limit of
+// 16777216 bytes", "would take more than 67108864 bytes once parsed: send large arrays and records
+// as raw bytes, ..."); INVALID_ARGUMENT when it is no encoding of a message.
+absl::Status CheckReceived(const grpc::ByteBuffer& received,
+                           const google::protobuf::Descriptor* type, size_t max_bytes,
+                           uint64_t max_parsed_bytes);
+
+// The varint field `number` at the top level of the message in `received` (its first
+// occurrence), read without parsing the rest; 0 when there is none or the bytes are no
+// message.
+uint64_t TopLevelVarint(const grpc::ByteBuffer& received, int number);
 
 // Parses `received` (emptied) into `message`; false when it is not a well-formed message of
 // that type.

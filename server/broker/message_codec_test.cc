@@ -1,9 +1,13 @@
 #include "server/broker/message_codec.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "grpcpp/support/slice.h"
 #include "gtest/gtest.h"
@@ -82,6 +86,73 @@ TEST(ParseReceived, BytesThatAreNoMessageAreRefused) {
   grpc::ByteBuffer received(slices, 2);
   v1::Response parsed;
   EXPECT_FALSE(ParseReceived(&received, &parsed));
+}
+
+// `wire` as gRPC receives it: in slices of 4 KiB.
+grpc::ByteBuffer Received(const std::string& wire) {
+  std::vector<grpc::Slice> slices;
+  for (size_t at = 0; at < wire.size(); at += 4096) {
+    slices.emplace_back(wire.data() + at, std::min<size_t>(4096, wire.size() - at));
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+// A request of `count` empty memory blocks: two bytes each, an object each once parsed.
+std::string EmptyBlocks(int count) {
+  v1::Request request;
+  request.set_id(5);
+  for (int i = 0; i < count; ++i) request.mutable_call()->add_blocks();
+  return request.SerializeAsString();
+}
+
+constexpr size_t kLimit = 1 << 20;
+
+absl::Status Check(const std::string& wire) {
+  return CheckReceived(Received(wire), v1::Request::descriptor(), kLimit, 4 * kLimit);
+}
+
+TEST(CheckReceived, ARequestOverTheSizeLimitIsRefused) {
+  v1::Request request;
+  request.mutable_call()->add_blocks()->set_data(std::string(kLimit, 'x'));
+  const absl::Status refused = Check(request.SerializeAsString());
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.message(), absl::StrCat("of ", request.ByteSizeLong(),
+                                            " bytes exceeds the limit of ", kLimit, " bytes"));
+}
+
+TEST(CheckReceived, ARequestThatWouldTakeFarMoreOnceParsedIsRefused) {
+  const std::string wire = EmptyBlocks(200000);
+  ASSERT_LT(wire.size(), kLimit);
+  const absl::Status refused = Check(wire);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StartsWith(
+      refused.message(),
+      absl::StrCat("would take more than ", 4 * kLimit, " bytes once parsed: send large arrays")))
+      << refused;
+}
+
+TEST(CheckReceived, HonestRequestsPassAndSmallOnesAreNotWalked) {
+  v1::Request request;
+  request.mutable_call()->add_blocks()->set_data(std::string(kLimit - 64, 'x'));
+  EXPECT_TRUE(Check(request.SerializeAsString()).ok());
+  const std::string small = EmptyBlocks(30000);
+  ASSERT_LE(small.size(), 64u << 10);
+  EXPECT_TRUE(Check(small).ok());
+  EXPECT_EQ(Check(std::string("\x0a\xff\xff\xff", 4) + std::string(70000, '\0')).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TopLevelVarint, FindsTheFieldAfterOthersWithoutParsingThem) {
+  v1::Request call;
+  call.mutable_call()->add_blocks()->set_data(std::string(100000, 'x'));
+  v1::Request id;
+  id.set_id(77);
+  // The id after the call, as protobuf would merge them.
+  EXPECT_EQ(TopLevelVarint(Received(call.SerializeAsString() + id.SerializeAsString()),
+                           v1::Request::kIdFieldNumber),
+            77u);
+  EXPECT_EQ(TopLevelVarint(Received(call.SerializeAsString()), v1::Request::kIdFieldNumber), 0u);
+  EXPECT_EQ(TopLevelVarint(Received(std::string("\x0a\xff", 2)), v1::Request::kIdFieldNumber), 0u);
 }
 
 }  // namespace

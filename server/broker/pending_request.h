@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 #include "core/call_answer.h"
 #include "core/shm_channel.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -28,7 +28,7 @@ struct PendingRequest {
   std::string label;       // what was running, for errors: "cos", "dlopen libm.so.6"
   absl::Duration timeout;  // the deadline, counted from when the worker starts on it
   static constexpr uint64_t kNotReturned = ExpectedCallResult::kNotReturned;
-  // What the worker's answer may hold (core/answer_limits.h): set by the session for calls,
+  // What the worker's answer may hold (core/encoding_limits.h): set by the session for calls,
   // batches and layouts; nothing repeated for other requests.
   AnswerLimits answer_limits;
   // For a call: what its result must look like.

@@ -19,6 +19,11 @@
 namespace ffibox {
 namespace {
 
+// A request may take this many times the size limit once parsed. One of bytes takes about
+// its size; one of values element by element (an array of pointers passed by value) up to
+// some fifteen times its size, and one of empty submessages fifty.
+constexpr uint64_t kParsedBytesPerLimitByte = 4;
+
 // Serialises writes to the stream: the stream's thread and the worker's reader thread both
 // answer requests.
 class StreamSink : public ResponseSink {
@@ -130,8 +135,20 @@ grpc::Status FfiboxService::Session(
   grpc::ByteBuffer received;
   grpc::Status ending = grpc::Status::OK;
   while (stream->Read(&received)) {
+    // Refused before it is parsed, which would take the memory: a request over the size
+    // limit, or one that would take many times its size once parsed.
+    const absl::Status admitted =
+        CheckReceived(received, v1::Request::descriptor(), config_.max_message_bytes,
+                      kParsedBytesPerLimitByte * config_.max_message_bytes);
+    if (absl::IsResourceExhausted(admitted)) {
+      session.RefuseUnparsed(
+          TopLevelVarint(received, v1::Request::kIdFieldNumber),
+          absl::ResourceExhaustedError(absl::StrCat("request ", admitted.message())));
+      received.Clear();
+      continue;
+    }
     auto* request = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
-    if (!ParseReceived(&received, request)) {
+    if (!admitted.ok() || !ParseReceived(&received, request)) {
       ending = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "a message on the stream is not an ffibox.v1.Request");
       break;

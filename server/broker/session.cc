@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/answer_limits.h"
 #include "core/c_declaration.h"
+#include "core/encoding_limits.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
 #include "core/status_macros.h"
@@ -30,7 +30,7 @@ constexpr int kMaxStartAttempts = 2;
 // The smallest memory cap a session may ask for: below it the worker cannot even run.
 constexpr uint64_t kMinSessionMemoryBytes = uint64_t{16} << 20;
 
-// What the worker's answer to `request`, queued as `pending`, may hold (core/answer_limits.h).
+// What the worker's answer to `request`, queued as `pending`, may hold (core/encoding_limits.h).
 AnswerLimits AnswerLimitsOf(const v1::Request& request, const PendingRequest& pending) {
   switch (request.op_case()) {
     case v1::Request::kCall:
@@ -80,6 +80,10 @@ void Session::Reply(const v1::Request& request, v1::Response response) {
 
 void Session::ReplyError(const v1::Request& request, const absl::Status& status) {
   sink_->Send(ErrorResponse(request.id(), ToProtoError(status)));
+}
+
+void Session::RefuseUnparsed(uint64_t id, const absl::Status& status) {
+  sink_->Send(ErrorResponse(id, ToProtoError(status)));
 }
 
 absl::Duration Session::CallTimeout() {

@@ -80,6 +80,10 @@ class Session : private WorkerSupervisor::Listener {
   // worker answers). Returns false when the client asked to close the session.
   bool HandleRequest(const v1::Request& request);
 
+  // Answers request `id`, refused before it was parsed (server/broker/message_codec.h), with
+  // `status`. The session goes on.
+  void RefuseUnparsed(uint64_t id, const absl::Status& status);
+
   // Kills and reaps the worker and stops its reader thread. Idempotent.
   void Shutdown();
 

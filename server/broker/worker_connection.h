@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 #include "core/framing.h"
 #include "core/shm_channel.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -47,7 +47,7 @@ class WorkerConnection {
   // than the reply limits allow (SetReplyLimits). Called from one thread only.
   absl::StatusOr<internal::WorkerReply> Receive(absl::Time deadline);
 
-  // What a frame larger than kShapeCheckedBytes may hold (core/answer_limits.h), asked of
+  // What a frame larger than kShapeCheckedBytes may hold (core/encoding_limits.h), asked of
   // `limits` on Receive's thread when such a frame has arrived: what may answer the requests
   // the worker is running, and a callback invocation. Call before the first Receive. Until
   // then no repeated field may occur in such a frame.

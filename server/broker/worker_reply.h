@@ -16,7 +16,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 #include "core/framing.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/pending_request.h"
@@ -29,7 +29,7 @@ namespace ffibox {
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
 // The same for a frame in pieces, freeing each piece once the parse has taken it. A frame of
 // more than kShapeCheckedBytes is first checked against what `limits()` allows
-// (CheckAnswerShape, core/answer_limits.h), so that it is parsed only when it holds no more
+// (CheckAnswerShape, core/encoding_limits.h), so that it is parsed only when it holds no more
 // than what may answer the requests in flight: INVALID_ARGUMENT otherwise.
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame,
                                                        absl::FunctionRef<AnswerLimits()> limits);

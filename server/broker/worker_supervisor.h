@@ -27,7 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/in_flight_requests.h"
 #include "server/broker/session_config.h"

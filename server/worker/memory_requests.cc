@@ -21,7 +21,7 @@ namespace {
 
 // What watching a block of `size` bytes takes of kMaxWatchedBytes: whole 8-byte words, the
 // unit changes are reported in, so that one result reports at most kMaxWatchedBytes / 8 runs
-// (core/answer_limits.h).
+// (core/encoding_limits.h).
 uint64_t WatchedCost(uint64_t size) { return (size + 7) / 8 * 8; }
 
 // The longest string ReadString returns when the request names no maximum.

@@ -279,7 +279,7 @@ void ResetPeakRss() {
 
 // A hostile library forges its worker's answer on the channel (tests/testlibs/hostile.c):
 // 48 MiB of empty returned blocks, two bytes each, which parsed whole would take this process
-// GiBs. The client walks the encoding first and refuses it at once (core/answer_limits.h);
+// GiBs. The client walks the encoding first and refuses it at once (core/encoding_limits.h);
 // the call fails with INTERNAL naming what it held, and the session goes on.
 TEST_F(SameHostTest, AnAnswerThatWouldParseIntoFarMoreMemoryIsRefusedUnparsed) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());

@@ -15,7 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 #include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/descriptor_passing.h"
@@ -322,7 +322,7 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("the worker's answer on the same-host channel ", why));
   };
-  // What the answer may hold (core/answer_limits.h): the call's result, or a callback's
+  // What the answer may hold (core/encoding_limits.h): the call's result, or a callback's
   // invocation while the call runs; or the result of a nested request. Worked out only for
   // an answer large enough to be walked.
   auto limits = [&] {

@@ -1,5 +1,5 @@
 """How much a worker's answer may hold, checked on its encoding before it is parsed: the
-rules of core/answer_limits.h, for the answers the Python client reads on the same-host
+rules of core/encoding_limits.h, for the answers the Python client reads on the same-host
 channel.
 
 A parsed message can take fifty times the bytes of its encoding and more: an empty
@@ -18,7 +18,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from ffibox._stubs import pb
 
-# core/answer_limits.h's kMaxUnknownFields and kShapeCheckedBytes.
+# core/encoding_limits.h's kMaxUnknownFields and kShapeCheckedBytes.
 MAX_UNKNOWN_FIELDS = 64
 SHAPE_CHECKED_BYTES = 64 << 10
 
@@ -57,7 +57,7 @@ _NOT_PACKABLE = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES,
 
 
 def call_answer_limits(request) -> Dict[str, int]:
-    """What the answer to the call `request` may hold (core/answer_limits.h's
+    """What the answer to the call `request` may hold (core/encoding_limits.h's
     CallAnswerLimits): its returned blocks, its kept blocks, a pointer per 8-byte word of each
     lasting block in the shared area (whose words are scanned but whose data is not in the
     answer: any other block holds a pointer per word of its data in the answer without

@@ -1,11 +1,17 @@
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/call_answer.h"
 #include "ffibox/v1/ffibox.pb.h"
+#include "google/protobuf/arena.h"
 #include "gtest/gtest.h"
 
 namespace ffibox {
@@ -223,6 +229,134 @@ TEST(AnswerLimits, AddingSumsAllButTheChangedRunsOfOneResult) {
   EXPECT_EQ(a.blocks, 4u);
   EXPECT_EQ(a.args, 256u);
   EXPECT_EQ(a.changed, MaxChangedRuns());
+}
+
+// Bytes the process has allocated from malloc, in its heaps and mapped apart.
+uint64_t AllocatedBytes() {
+  const struct mallinfo2 info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+}
+
+// What parsing `wire` as a Request allocates at its peak: onto the heap, and into an arena.
+uint64_t ParseAllocates(const std::string& wire) {
+  uint64_t most = 0;
+  {
+    const uint64_t before = AllocatedBytes();
+    v1::Request parsed;
+    EXPECT_TRUE(parsed.ParseFromString(wire));
+    most = AllocatedBytes() - before;
+  }
+  {
+    const uint64_t before = AllocatedBytes();
+    google::protobuf::Arena arena;
+    auto* parsed = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
+    EXPECT_TRUE(parsed->ParseFromString(wire));
+    most = std::max(most, AllocatedBytes() - before);
+  }
+  return most;
+}
+
+// Requests of each shape a parse allocates for: many submessages, values element by element,
+// long and short strings, a map, unknown fields, a batch.
+std::vector<std::pair<std::string, std::string>> RequestsOfEveryShape() {
+  std::vector<std::pair<std::string, std::string>> requests;
+  v1::Request request;
+  request.set_id(1);
+  for (int i = 0; i < 100000; ++i) request.mutable_call()->add_blocks();
+  requests.emplace_back("empty blocks", request.SerializeAsString());
+
+  request.Clear();
+  v1::Aggregate* ints = request.mutable_call()->add_args()->mutable_aggregate();
+  for (int i = 0; i < 100000; ++i) ints->add_elements()->set_int_value(i);
+  requests.emplace_back("an aggregate of ints", request.SerializeAsString());
+
+  request.Clear();
+  v1::Aggregate* pointers = request.mutable_call()->add_args()->mutable_aggregate();
+  for (int i = 0; i < 50000; ++i) {
+    v1::BlockRef* ref = pointers->add_elements()->mutable_pointer()->mutable_block();
+    ref->set_block(1);
+    ref->set_offset(i);
+  }
+  requests.emplace_back("an aggregate of pointers", request.SerializeAsString());
+
+  request.Clear();
+  request.mutable_call()->add_blocks()->set_data(std::string(4 << 20, 'x'));
+  for (int i = 0; i < 20000; ++i) {
+    request.mutable_call()->add_blocks()->set_data(std::string(i % 40, 'y'));
+  }
+  requests.emplace_back("bytes long and short", request.SerializeAsString());
+
+  request.Clear();
+  for (int i = 0; i < 20000; ++i) {
+    (*request.mutable_open()->mutable_environment())[absl::StrCat("VARIABLE_NUMBER_", i)] =
+        std::string(i % 40, 'v');
+  }
+  requests.emplace_back("a map", request.SerializeAsString());
+
+  std::string unknown = v1::Request().SerializeAsString();
+  for (int i = 0; i < 20000; ++i) {
+    unknown += std::string("\xba\x3e", 2);  // field 999, length-delimited
+    const std::string value(i % 40, 'u');
+    unknown += static_cast<char>(value.size());
+    unknown += value;
+    unknown += std::string("\xc0\x3e\x05", 3);  // field 1000, a varint
+  }
+  requests.emplace_back("unknown fields", unknown);
+
+  request.Clear();
+  for (int i = 0; i < 4096; ++i) {
+    v1::Call* call = request.mutable_batch()->add_calls();
+    call->set_function(2);
+    call->add_args()->set_int_value(i);
+    call->add_args()->set_float_value(0.5);
+    call->add_blocks()->set_data("sixteen bytes..");
+  }
+  requests.emplace_back("a batch", request.SerializeAsString());
+  return requests;
+}
+
+TEST(ParsedBytesAtMost, IsNeverBelowWhatAParseAllocatesAndNearItForEveryShape) {
+  for (const auto& [shape, wire] : RequestsOfEveryShape()) {
+    absl::StatusOr<uint64_t> estimate =
+        ParsedBytesAtMost({wire}, v1::Request::descriptor(), UINT64_MAX);
+    ASSERT_TRUE(estimate.ok()) << shape << ": " << estimate.status();
+    const uint64_t allocated = ParseAllocates(wire);
+    EXPECT_GE(*estimate, allocated) << shape;
+    EXPECT_LE(*estimate, 2 * allocated + (64 << 10)) << shape;
+  }
+}
+
+TEST(ParsedBytesAtMost, EmptySubmessagesAreCountedAtFarMoreThanTheirBytes) {
+  const std::string wire = RequestsOfEveryShape()[0].second;
+  absl::StatusOr<uint64_t> estimate =
+      ParsedBytesAtMost({wire}, v1::Request::descriptor(), UINT64_MAX);
+  ASSERT_TRUE(estimate.ok());
+  EXPECT_GT(*estimate, 30 * wire.size());
+}
+
+TEST(ParsedBytesAtMost, PastTheLimitIsRefusedAndInPiecesIsTheSame) {
+  const std::string wire = RequestsOfEveryShape()[1].second;
+  absl::StatusOr<uint64_t> whole = ParsedBytesAtMost({wire}, v1::Request::descriptor(), UINT64_MAX);
+  ASSERT_TRUE(whole.ok());
+  std::vector<absl::string_view> pieces;
+  for (size_t at = 0; at < wire.size(); at += 1000) {
+    pieces.push_back(absl::string_view(wire).substr(at, 1000));
+  }
+  absl::StatusOr<uint64_t> pieced = ParsedBytesAtMost(pieces, v1::Request::descriptor(), *whole);
+  ASSERT_TRUE(pieced.ok());
+  EXPECT_EQ(*pieced, *whole);
+  absl::StatusOr<uint64_t> refused =
+      ParsedBytesAtMost({wire}, v1::Request::descriptor(), *whole - 1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.status().message(),
+            absl::StrCat("would take more than ", *whole - 1, " bytes once parsed"));
+}
+
+TEST(ParsedBytesAtMost, AMalformedEncodingIsRefused) {
+  std::string wire = RequestsOfEveryShape()[6].second;
+  wire.resize(wire.size() - 3);
+  EXPECT_EQ(ParsedBytesAtMost({wire}, v1::Request::descriptor(), UINT64_MAX).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// How much a worker's answer may hold, checked on its encoding before it is parsed.
+// How much a worker's answer may hold, and what any message takes once parsed, checked on its
+// encoding before it is parsed.
 //
 // A parsed message can take fifty times the bytes of its encoding and more: an empty
 // submessage is two bytes on the wire and a whole object once parsed. A worker runs
@@ -12,8 +13,12 @@
 // requests allow, and pointers as many as the words of returned data, which an honest
 // answer may also report (each about 80 bytes once parsed: ten times the word it sits in).
 //
-// The broker applies it to every worker frame (server/broker/worker_connection.h), a client
-// to every answer it reads on the same-host channel (client/cpp/internal/local_path.h; the
+// ParsedBytesAtMost bounds the other way what a message of any shape takes once parsed: the
+// broker refuses a client's request that would take more than a few times its size limit
+// before parsing it (server/broker/message_codec.h).
+//
+// The broker applies CheckAnswerShape to every worker frame (server/broker/worker_connection.h), a
+// client to every answer it reads on the same-host channel (client/cpp/internal/local_path.h; the
 // Python client has its own copy of these rules in ffibox/_answer_shape.py).
 #ifndef FFIBOX_CORE_ANSWER_LIMITS_H_
 #define FFIBOX_CORE_ANSWER_LIMITS_H_
@@ -24,6 +29,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/call_answer.h"
 #include "google/protobuf/descriptor.h"
@@ -89,6 +95,19 @@ absl::Status CheckAnswerShape(const std::vector<absl::string_view>& pieces,
 // CheckAnswerShape's walk, whatever the answer's size.
 absl::Status WalkAnswerShape(const std::vector<absl::string_view>& pieces,
                              const google::protobuf::Descriptor* type, const AnswerLimits& limits);
+
+// What parsing a message of `type` encoded in `pieces` allocates at most, worked out from its
+// encoding: each message object (its class's size), each string or bytes value and its
+// characters, a slot of a repeated field's array, an unknown field, a map's entry, each
+// with its allocation's overhead, so that neither protobuf's arena parse nor its parse onto
+// the heap takes more (protobuf 3.21). An honest message of bytes takes about its size; one
+// of many small submessages up to some fifty times its size.
+// RESOURCE_EXHAUSTED ("would take more than N bytes once parsed") as soon as that passes
+// `max_bytes`, having read no further; INVALID_ARGUMENT for a malformed encoding, as
+// CheckAnswerShape. Counts no field against limits and refuses no unknown field.
+absl::StatusOr<uint64_t> ParsedBytesAtMost(const std::vector<absl::string_view>& pieces,
+                                           const google::protobuf::Descriptor* type,
+                                           uint64_t max_bytes);
 
 }  // namespace ffibox
 

@@ -1,15 +1,17 @@
-#include "core/answer_limits.h"
+#include "core/encoding_limits.h"
 
 #include <algorithm>
 #include <climits>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
 #include "core/piece_stream.h"
 #include "core/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/message.h"
 #include "google/protobuf/wire_format_lite.h"
 
 namespace ffibox {
@@ -51,20 +53,72 @@ const std::vector<std::pair<const FieldDescriptor*, LimitMember>>& BoundedFields
 
 absl::Status Malformed() { return absl::InvalidArgumentError("is not a valid encoding"); }
 
-// One walk over an encoded answer, with what is left of each limit.
-class ShapeWalk {
+// What a parse allocates besides the message objects themselves (protobuf 3.21, in an arena or
+// on the heap), each an upper bound: an allocation's header and rounding, a repeated field's
+// array (at least four slots) and a slot of it (which may be twice as long as it holds), a
+// string object and its characters (held apart past 15), an unknown field's entry in its
+// message's list, and the node and bucket of a map's entry.
+constexpr uint64_t kAllocationBytes = 16;
+constexpr uint64_t kArrayBytes = 48 + kAllocationBytes;
+constexpr uint64_t kSlotBytes = 16;
+constexpr uint64_t kStringBytes = 32 + kAllocationBytes;
+constexpr uint64_t kShortString = 15;
+constexpr uint64_t kUnknownFieldBytes = 32;
+constexpr uint64_t kMapNodeBytes = 32;
+
+// The bytes an empty object of `type` takes: its class's size.
+uint64_t ClassBytes(const Descriptor* type) {
+  const google::protobuf::Message* prototype =
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(type);
+  return (prototype != nullptr ? prototype->SpaceUsedLong() : 0) + kAllocationBytes;
+}
+
+// ClassBytes of each message type of ffibox's protocol, nested ones (map entries) too.
+void AddClassBytes(const Descriptor* type,
+                   absl::flat_hash_map<const Descriptor*, uint64_t>* sizes) {
+  sizes->emplace(type, ClassBytes(type));
+  for (int i = 0; i < type->nested_type_count(); ++i) AddClassBytes(type->nested_type(i), sizes);
+}
+
+uint64_t ObjectBytes(const Descriptor* type) {
+  static const auto* const sizes = [] {
+    auto* found = new absl::flat_hash_map<const Descriptor*, uint64_t>;
+    const google::protobuf::FileDescriptor* file = v1::Request::descriptor()->file();
+    for (int i = 0; i < file->message_type_count(); ++i)
+      AddClassBytes(file->message_type(i), found);
+    return found;
+  }();
+  auto it = sizes->find(type);
+  return it != sizes->end() ? it->second : ClassBytes(type);
+}
+
+// What parsing one string or bytes value of `length` bytes allocates.
+uint64_t StringBytes(uint64_t length) {
+  return kStringBytes + (length > kShortString ? length + 1 + kAllocationBytes : 0);
+}
+
+// One walk over an encoding, with what is left of each limit of an answer and what parsing
+// the encoding would allocate so far.
+class EncodingWalk {
  public:
-  ShapeWalk(CodedInputStream* in, const AnswerLimits& limits) : in_(in), left_(limits) {}
+  // `limits`: an answer's, or null for a message whose fields are not counted (then only the
+  // bytes it takes once parsed are bounded, by `max_parsed_bytes`).
+  EncodingWalk(CodedInputStream* in, const AnswerLimits* limits, uint64_t max_parsed_bytes)
+      : in_(in), counted_(limits != nullptr), max_parsed_bytes_(max_parsed_bytes) {
+    if (limits != nullptr) left_ = *limits;
+  }
 
   absl::Status Walk(const Descriptor* type, int depth) {
     if (depth > kMaxDepth) {
       return absl::InvalidArgumentError(
           absl::StrCat("nests messages more than ", kMaxDepth, " deep"));
     }
+    if (depth == 0) FFIBOX_RETURN_IF_ERROR(Allocates(ObjectBytes(type)));
     absl::InlinedVector<int, 8> singular_seen;
+    absl::InlinedVector<int, 4> repeated_seen;
     // In a returned block: the pointers the bytes of its data seen so far hold, one per
     // word; more come out of the limits.
-    const bool block_contents = type == v1::BlockContents::descriptor();
+    const bool block_contents = counted_ && type == v1::BlockContents::descriptor();
     uint64_t backed_pointers = 0;
     for (;;) {
       const uint32_t tag = in_->ReadTag();
@@ -74,37 +128,63 @@ class ShapeWalk {
       const FieldDescriptor* field = type->FindFieldByNumber(number);
       // The parser takes a field with another wire type as unknown, except the packed
       // form of a repeated scalar.
-      const bool known =
-          field != nullptr &&
-          (wire_type == WireFormatLite::WireTypeForFieldType(
-                            static_cast<WireFormatLite::FieldType>(field->type())) ||
-           (field->is_packable() && wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+      const bool packed = field != nullptr && field->is_packable() &&
+                          wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED;
+      const bool known = field != nullptr &&
+                         (wire_type == WireFormatLite::WireTypeForFieldType(
+                                           static_cast<WireFormatLite::FieldType>(field->type())) ||
+                          packed);
       if (!known) {
-        if (++unknown_ > kMaxUnknownFields) {
+        if (counted_ && ++unknown_ > kMaxUnknownFields) {
           return absl::InvalidArgumentError(
               absl::StrCat("holds more than ", kMaxUnknownFields, " unknown fields"));
         }
-      } else if (block_contents && number == v1::BlockContents::kPointersFieldNumber &&
-                 backed_pointers > 0) {
-        --backed_pointers;
-      } else if (field->is_repeated()) {
-        uint64_t* left = LeftOf(field);
-        if (left == nullptr || *left == 0) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("holds more ", field->full_name(), " than the request allows"));
-        }
-        --*left;
-      } else if (std::find(singular_seen.begin(), singular_seen.end(), number) !=
-                 singular_seen.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("holds ", field->full_name(), " twice in one message"));
       } else {
-        singular_seen.push_back(number);
+        if (field->is_repeated() &&
+            std::find(repeated_seen.begin(), repeated_seen.end(), number) == repeated_seen.end()) {
+          repeated_seen.push_back(number);
+          FFIBOX_RETURN_IF_ERROR(Allocates(kArrayBytes));
+        }
+        if (!counted_) {
+          // Only the bytes the message takes are bounded.
+        } else if (block_contents && number == v1::BlockContents::kPointersFieldNumber &&
+                   backed_pointers > 0) {
+          --backed_pointers;
+        } else if (field->is_repeated()) {
+          uint64_t* left = LeftOf(field);
+          if (left == nullptr || *left == 0) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("holds more ", field->full_name(), " than the request allows"));
+          }
+          --*left;
+        } else if (std::find(singular_seen.begin(), singular_seen.end(), number) !=
+                   singular_seen.end()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("holds ", field->full_name(), " twice in one message"));
+        } else {
+          singular_seen.push_back(number);
+        }
+      }
+      const bool message = known && field->type() == FieldDescriptor::TYPE_MESSAGE;
+      if (message) {
+        FFIBOX_RETURN_IF_ERROR(Allocates(ObjectBytes(field->message_type()) +
+                                         (field->is_repeated() ? kSlotBytes : 0) +
+                                         (field->is_map() ? kMapNodeBytes : 0)));
+      } else if (known && field->is_repeated() && !packed) {
+        FFIBOX_RETURN_IF_ERROR(Allocates(kSlotBytes));
       }
       uint32_t length = 0;
-      FFIBOX_RETURN_IF_ERROR(
-          Value(known && field->type() == FieldDescriptor::TYPE_MESSAGE ? field : nullptr,
-                wire_type, depth, &length));
+      FFIBOX_RETURN_IF_ERROR(Value(message ? field : nullptr, wire_type, depth, &length));
+      if (!known) {
+        FFIBOX_RETURN_IF_ERROR(Allocates(
+            kUnknownFieldBytes +
+            (wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED ? StringBytes(length) : 0)));
+      } else if (packed) {
+        // Each byte may be a value of its own, of up to 8 bytes in a slot twice that.
+        FFIBOX_RETURN_IF_ERROR(Allocates(uint64_t{length} * kSlotBytes));
+      } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+        FFIBOX_RETURN_IF_ERROR(Allocates(StringBytes(length)));
+      }
       if (block_contents && known && number == v1::BlockContents::kDataFieldNumber) {
         backed_pointers = length / 8;
       }
@@ -112,7 +192,17 @@ class ShapeWalk {
     return in_->ConsumedEntireMessage() ? absl::OkStatus() : Malformed();
   }
 
+  uint64_t parsed_bytes() const { return parsed_bytes_; }
+
  private:
+  // Counts `bytes` more that parsing the encoding allocates, refusing it past the limit.
+  absl::Status Allocates(uint64_t bytes) {
+    parsed_bytes_ += bytes;
+    if (parsed_bytes_ <= max_parsed_bytes_) return absl::OkStatus();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("would take more than ", max_parsed_bytes_, " bytes once parsed"));
+  }
+
   // Reads one field's value: walks it when `message_field` (a known message field) is set,
   // else skips it. `length` gets the length of a length-delimited value.
   absl::Status Value(const FieldDescriptor* message_field, WireFormatLite::WireType wire_type,
@@ -163,9 +253,26 @@ class ShapeWalk {
   }
 
   CodedInputStream* const in_;
+  const bool counted_;
   AnswerLimits left_;
   uint64_t unknown_ = 0;
+  const uint64_t max_parsed_bytes_;
+  uint64_t parsed_bytes_ = 0;
 };
+
+// Walks the encoding in `pieces` of a message of `type`: what parsing it allocates, or why not.
+absl::StatusOr<uint64_t> Walked(const std::vector<absl::string_view>& pieces,
+                                const Descriptor* type, const AnswerLimits* limits,
+                                uint64_t max_parsed_bytes) {
+  size_t total = 0;
+  for (absl::string_view piece : pieces) total += piece.size();
+  if (total > INT_MAX) return Malformed();
+  PieceInputStream stream(pieces, [](size_t) {});
+  CodedInputStream in(&stream);
+  EncodingWalk walk(&in, limits, max_parsed_bytes);
+  FFIBOX_RETURN_IF_ERROR(walk.Walk(type, 0));
+  return walk.parsed_bytes();
+}
 
 }  // namespace
 
@@ -189,7 +296,7 @@ AnswerLimits CallAnswerLimits(const ExpectedCallResult& expected) {
     const uint64_t size = expected.returned_block_sizes[i];
     if (size == ExpectedCallResult::kNotReturned) continue;
     ++limits.blocks;
-    // A block whose bytes come back in the answer holds its pointers itself (ShapeWalk); one
+    // A block whose bytes come back in the answer holds its pointers itself (EncodingWalk); one
     // in the shared area comes back without them, and when lasting its words are scanned.
     const bool shared = i < expected.shared_blocks.size() && expected.shared_blocks[i];
     if (shared && expected.shared_lasting[i]) limits.pointers += size / 8;
@@ -222,13 +329,12 @@ absl::Status CheckAnswerShape(const std::vector<absl::string_view>& pieces, cons
 
 absl::Status WalkAnswerShape(const std::vector<absl::string_view>& pieces, const Descriptor* type,
                              const AnswerLimits& limits) {
-  size_t total = 0;
-  for (absl::string_view piece : pieces) total += piece.size();
-  if (total > INT_MAX) return Malformed();
-  PieceInputStream stream(pieces, [](size_t) {});
-  CodedInputStream in(&stream);
-  ShapeWalk walk(&in, limits);
-  return walk.Walk(type, 0);
+  return Walked(pieces, type, &limits, UINT64_MAX).status();
+}
+
+absl::StatusOr<uint64_t> ParsedBytesAtMost(const std::vector<absl::string_view>& pieces,
+                                           const Descriptor* type, uint64_t max_bytes) {
+  return Walked(pieces, type, nullptr, max_bytes);
 }
 
 }  // namespace ffibox
