@@ -54,17 +54,25 @@ const std::vector<std::pair<const FieldDescriptor*, LimitMember>>& BoundedFields
 absl::Status Malformed() { return absl::InvalidArgumentError("is not a valid encoding"); }
 
 // What a parse allocates besides the message objects themselves (protobuf 3.21, in an arena or
-// on the heap), each an upper bound: an allocation's header and rounding, a repeated field's
-// array (at least four slots) and a slot of it (which may be twice as long as it holds), a
-// string object and its characters (held apart past 15), an unknown field's entry in its
-// message's list, and the node and bucket of a map's entry.
+// on the heap), each an upper bound at the parse's peak: an allocation's header and rounding,
+// a repeated field's array (at least four slots) and a slot of it (which may be twice as long
+// as it holds), a string object and its characters (held apart past 15), the list of a
+// message's unknown fields and an entry of it (which may be twice as long as it holds), and
+// the node and bucket of a map's entry.
 constexpr uint64_t kAllocationBytes = 16;
 constexpr uint64_t kArrayBytes = 48 + kAllocationBytes;
 constexpr uint64_t kSlotBytes = 16;
 constexpr uint64_t kStringBytes = 32 + kAllocationBytes;
 constexpr uint64_t kShortString = 15;
-constexpr uint64_t kUnknownFieldBytes = 32;
+constexpr uint64_t kUnknownListBytes = 256;
+constexpr uint64_t kUnknownFieldBytes = 48;
 constexpr uint64_t kMapNodeBytes = 32;
+// A map's key or value is parsed, then copied into the map's node; one parsed out of order
+// is parsed into an entry object first and copied from there.
+constexpr uint64_t kMapStringCopies = 3;
+// A value this long may be parsed by protobuf's own parser, which reserves this much, then
+// doubles (core/piece_stream.h).
+constexpr uint64_t kReservedStringCopies = 3;
 
 // The bytes an empty object of `type` takes: its class's size.
 uint64_t ClassBytes(const Descriptor* type) {
@@ -73,27 +81,9 @@ uint64_t ClassBytes(const Descriptor* type) {
   return (prototype != nullptr ? prototype->SpaceUsedLong() : 0) + kAllocationBytes;
 }
 
-// ClassBytes of each message type of ffibox's protocol, nested ones (map entries) too.
-void AddClassBytes(const Descriptor* type,
-                   absl::flat_hash_map<const Descriptor*, uint64_t>* sizes) {
-  sizes->emplace(type, ClassBytes(type));
-  for (int i = 0; i < type->nested_type_count(); ++i) AddClassBytes(type->nested_type(i), sizes);
-}
-
-uint64_t ObjectBytes(const Descriptor* type) {
-  static const auto* const sizes = [] {
-    auto* found = new absl::flat_hash_map<const Descriptor*, uint64_t>;
-    const google::protobuf::FileDescriptor* file = v1::Request::descriptor()->file();
-    for (int i = 0; i < file->message_type_count(); ++i)
-      AddClassBytes(file->message_type(i), found);
-    return found;
-  }();
-  auto it = sizes->find(type);
-  return it != sizes->end() ? it->second : ClassBytes(type);
-}
-
 // What parsing one string or bytes value of `length` bytes allocates.
 uint64_t StringBytes(uint64_t length) {
+  if (length >= kParserReservedBytes) return kReservedStringCopies * length;
   return kStringBytes + (length > kShortString ? length + 1 + kAllocationBytes : 0);
 }
 
@@ -120,6 +110,8 @@ class EncodingWalk {
     // word; more come out of the limits.
     const bool block_contents = counted_ && type == v1::BlockContents::descriptor();
     uint64_t backed_pointers = 0;
+    const uint64_t string_copies = type->map_key() != nullptr ? kMapStringCopies : 1;
+    bool unknown_list = false;
     for (;;) {
       const uint32_t tag = in_->ReadTag();
       if (tag == 0) break;
@@ -139,6 +131,9 @@ class EncodingWalk {
           return absl::InvalidArgumentError(
               absl::StrCat("holds more than ", kMaxUnknownFields, " unknown fields"));
         }
+        FFIBOX_RETURN_IF_ERROR(
+            Allocates(kUnknownFieldBytes + (unknown_list ? 0 : kUnknownListBytes)));
+        unknown_list = true;
       } else {
         if (field->is_repeated() &&
             std::find(repeated_seen.begin(), repeated_seen.end(), number) == repeated_seen.end()) {
@@ -174,16 +169,16 @@ class EncodingWalk {
         FFIBOX_RETURN_IF_ERROR(Allocates(kSlotBytes));
       }
       uint32_t length = 0;
-      FFIBOX_RETURN_IF_ERROR(Value(message ? field : nullptr, wire_type, depth, &length));
+      FFIBOX_RETURN_IF_ERROR(Value(message ? field : nullptr, number, wire_type, depth, &length));
       if (!known) {
-        FFIBOX_RETURN_IF_ERROR(Allocates(
-            kUnknownFieldBytes +
-            (wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED ? StringBytes(length) : 0)));
+        if (wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+          FFIBOX_RETURN_IF_ERROR(Allocates(StringBytes(length)));
+        }
       } else if (packed) {
         // Each byte may be a value of its own, of up to 8 bytes in a slot twice that.
         FFIBOX_RETURN_IF_ERROR(Allocates(uint64_t{length} * kSlotBytes));
       } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
-        FFIBOX_RETURN_IF_ERROR(Allocates(StringBytes(length)));
+        FFIBOX_RETURN_IF_ERROR(Allocates(string_copies * StringBytes(length)));
       }
       if (block_contents && known && number == v1::BlockContents::kDataFieldNumber) {
         backed_pointers = length / 8;
@@ -194,6 +189,13 @@ class EncodingWalk {
 
   uint64_t parsed_bytes() const { return parsed_bytes_; }
 
+  // The bytes an empty object of `type` takes, worked out once per walk.
+  uint64_t ObjectBytes(const Descriptor* type) {
+    auto [it, inserted] = object_bytes_.try_emplace(type, 0);
+    if (inserted) it->second = ClassBytes(type);
+    return it->second;
+  }
+
  private:
   // Counts `bytes` more that parsing the encoding allocates, refusing it past the limit.
   absl::Status Allocates(uint64_t bytes) {
@@ -203,10 +205,10 @@ class EncodingWalk {
         absl::StrCat("would take more than ", max_parsed_bytes_, " bytes once parsed"));
   }
 
-  // Reads one field's value: walks it when `message_field` (a known message field) is set,
-  // else skips it. `length` gets the length of a length-delimited value.
-  absl::Status Value(const FieldDescriptor* message_field, WireFormatLite::WireType wire_type,
-                     int depth, uint32_t* length_out) {
+  // Reads the value of field `number`: walks it when `message_field` (a known message field)
+  // is set, else skips it. `length` gets the length of a length-delimited value.
+  absl::Status Value(const FieldDescriptor* message_field, int number,
+                     WireFormatLite::WireType wire_type, int depth, uint32_t* length_out) {
     switch (wire_type) {
       case WireFormatLite::WIRETYPE_VARINT: {
         uint64_t value;
@@ -240,8 +242,38 @@ class EncodingWalk {
         in_->PopLimit(limit);
         return absl::OkStatus();
       }
+      case WireFormatLite::WIRETYPE_START_GROUP:
+        // In no ffibox message: an answer may not hold one; a message that is not counted
+        // keeps it as unknown fields.
+        if (counted_) return Malformed();
+        return UnknownGroup(number, depth + 1);
       default:
-        return Malformed();  // groups: in no ffibox message
+        return Malformed();
+    }
+  }
+
+  // Reads an unknown group of field `number` up to its end, counting the unknown fields
+  // protobuf keeps for it.
+  absl::Status UnknownGroup(int number, int depth) {
+    if (depth > kMaxDepth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nests messages more than ", kMaxDepth, " deep"));
+    }
+    FFIBOX_RETURN_IF_ERROR(Allocates(kUnknownListBytes));
+    for (;;) {
+      const uint32_t tag = in_->ReadTag();
+      if (tag == WireFormatLite::MakeTag(number, WireFormatLite::WIRETYPE_END_GROUP)) {
+        return absl::OkStatus();
+      }
+      const WireFormatLite::WireType wire_type = WireFormatLite::GetTagWireType(tag);
+      if (tag == 0 || wire_type == WireFormatLite::WIRETYPE_END_GROUP) return Malformed();
+      FFIBOX_RETURN_IF_ERROR(Allocates(kUnknownFieldBytes));
+      uint32_t length = 0;
+      FFIBOX_RETURN_IF_ERROR(
+          Value(nullptr, WireFormatLite::GetTagFieldNumber(tag), wire_type, depth, &length));
+      if (wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+        FFIBOX_RETURN_IF_ERROR(Allocates(StringBytes(length)));
+      }
     }
   }
 
@@ -258,6 +290,7 @@ class EncodingWalk {
   uint64_t unknown_ = 0;
   const uint64_t max_parsed_bytes_;
   uint64_t parsed_bytes_ = 0;
+  absl::flat_hash_map<const Descriptor*, uint64_t> object_bytes_;
 };
 
 // Walks the encoding in `pieces` of a message of `type`: what parsing it allocates, or why not.

@@ -20,8 +20,8 @@
 // The broker applies CheckAnswerShape to every worker frame (server/broker/worker_connection.h), a
 // client to every answer it reads on the same-host channel (client/cpp/internal/local_path.h; the
 // Python client has its own copy of these rules in ffibox/_answer_shape.py).
-#ifndef FFIBOX_CORE_ANSWER_LIMITS_H_
-#define FFIBOX_CORE_ANSWER_LIMITS_H_
+#ifndef FFIBOX_CORE_ENCODING_LIMITS_H_
+#define FFIBOX_CORE_ENCODING_LIMITS_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -96,12 +96,14 @@ absl::Status CheckAnswerShape(const std::vector<absl::string_view>& pieces,
 absl::Status WalkAnswerShape(const std::vector<absl::string_view>& pieces,
                              const google::protobuf::Descriptor* type, const AnswerLimits& limits);
 
-// What parsing a message of `type` encoded in `pieces` allocates at most, worked out from its
-// encoding: each message object (its class's size), each string or bytes value and its
-// characters, a slot of a repeated field's array, an unknown field, a map's entry, each
-// with its allocation's overhead, so that neither protobuf's arena parse nor its parse onto
-// the heap takes more (protobuf 3.21). An honest message of bytes takes about its size; one
-// of many small submessages up to some fifty times its size.
+// What parsing a message of `type` encoded in `pieces` allocates at most, at the parse's peak,
+// worked out from its encoding: each message object (its class's size), each string or
+// bytes value and its characters (three times over in a map's entry, or past protobuf's 50 MB
+// reservation), a repeated field's array and a slot of it, a message's unknown fields (groups
+// too) and their list, a map's node, each with its allocation's overhead, so that neither
+// protobuf's arena parse nor its parse onto the heap takes more (protobuf 3.21). An honest
+// message of bytes takes about its size, values element by element ten to twenty times their
+// encoding, and empty submessages sixty times and more.
 // RESOURCE_EXHAUSTED ("would take more than N bytes once parsed") as soon as that passes
 // `max_bytes`, having read no further; INVALID_ARGUMENT for a malformed encoding, as
 // CheckAnswerShape. Counts no field against limits and refuses no unknown field.
@@ -111,4 +113,4 @@ absl::StatusOr<uint64_t> ParsedBytesAtMost(const std::vector<absl::string_view>&
 
 }  // namespace ffibox
 
-#endif  // FFIBOX_CORE_ANSWER_LIMITS_H_
+#endif  // FFIBOX_CORE_ENCODING_LIMITS_H_

@@ -3,6 +3,10 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <iostream>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,8 +18,46 @@
 #include "google/protobuf/arena.h"
 #include "gtest/gtest.h"
 
+// Every allocation through operator new (protobuf's objects, arenas, strings and arrays),
+// as malloc holds it: the bytes held now and the most held since AllocationPeak began.
+std::atomic<uint64_t> held_bytes{0};
+std::atomic<uint64_t> peak_bytes{0};
+
+void* Allocate(size_t size) {
+  void* memory = malloc(size == 0 ? 1 : size);
+  if (memory == nullptr) throw std::bad_alloc();
+  const uint64_t held = held_bytes += malloc_usable_size(memory) + sizeof(size_t);
+  uint64_t peak = peak_bytes.load();
+  while (held > peak && !peak_bytes.compare_exchange_weak(peak, held)) {
+  }
+  return memory;
+}
+
+void Release(void* memory) {
+  if (memory == nullptr) return;
+  held_bytes -= malloc_usable_size(memory) + sizeof(size_t);
+  free(memory);
+}
+
+void* operator new(size_t size) { return Allocate(size); }
+void* operator new[](size_t size) { return Allocate(size); }
+void operator delete(void* memory) noexcept { Release(memory); }
+void operator delete[](void* memory) noexcept { Release(memory); }
+void operator delete(void* memory, size_t) noexcept { Release(memory); }
+void operator delete[](void* memory, size_t) noexcept { Release(memory); }
+
 namespace ffibox {
 namespace {
+
+// The most bytes held through operator new while it lives, beyond those held when it began.
+class AllocationPeak {
+ public:
+  AllocationPeak() : before_(held_bytes.load()) { peak_bytes = before_; }
+  uint64_t Bytes() const { return peak_bytes.load() - before_; }
+
+ private:
+  const uint64_t before_;
+};
 
 constexpr uint64_t kBlockBytes = 1 << 20;
 
@@ -231,27 +273,21 @@ TEST(AnswerLimits, AddingSumsAllButTheChangedRunsOfOneResult) {
   EXPECT_EQ(a.changed, MaxChangedRuns());
 }
 
-// Bytes the process has allocated from malloc, in its heaps and mapped apart.
-uint64_t AllocatedBytes() {
-  const struct mallinfo2 info = mallinfo2();
-  return info.uordblks + info.hblkhd;
-}
-
 // What parsing `wire` as a Request allocates at its peak: onto the heap, and into an arena.
 uint64_t ParseAllocates(const std::string& wire) {
   uint64_t most = 0;
   {
-    const uint64_t before = AllocatedBytes();
+    AllocationPeak peak;
     v1::Request parsed;
     EXPECT_TRUE(parsed.ParseFromString(wire));
-    most = AllocatedBytes() - before;
+    most = peak.Bytes();
   }
   {
-    const uint64_t before = AllocatedBytes();
+    AllocationPeak peak;
     google::protobuf::Arena arena;
     auto* parsed = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
     EXPECT_TRUE(parsed->ParseFromString(wire));
-    most = std::max(most, AllocatedBytes() - before);
+    most = std::max(most, peak.Bytes());
   }
   return most;
 }
@@ -303,6 +339,53 @@ std::vector<std::pair<std::string, std::string>> RequestsOfEveryShape() {
   }
   requests.emplace_back("unknown fields", unknown);
 
+  // One unknown field in each of many messages, and a count just past a power of two (the
+  // list of unknown fields has just doubled).
+  request.Clear();
+  for (int i = 0; i < 65537; ++i) {
+    v1::Value* value = request.mutable_call()->add_args();
+    value->GetReflection()->MutableUnknownFields(value)->AddVarint(1000, i);
+  }
+  requests.emplace_back("an unknown field in each value", request.SerializeAsString());
+  request.Clear();
+  for (int i = 0; i < 65537; ++i) {
+    request.GetReflection()->MutableUnknownFields(&request)->AddVarint(1000, i);
+  }
+  requests.emplace_back("unknown fields just past a power of two", request.SerializeAsString());
+
+  // Map entries with the value before the key: protobuf parses those into an entry first.
+  std::string out_of_order = v1::Request().SerializeAsString();
+  for (int i = 0; i < 2000; ++i) {
+    std::string entry;
+    const std::string value(40, 'v');
+    const std::string key = absl::StrCat("KEY_", i, std::string(300, 'k'));
+    entry += '\x12';
+    entry += static_cast<char>(value.size());
+    entry += value;
+    entry += "\x0a\xb0\x02";  // key, 304 or more bytes: a two-byte length
+    entry.back() = static_cast<char>(key.size() >> 7);
+    entry[entry.size() - 2] = static_cast<char>(0x80 | (key.size() & 0x7f));
+    entry += key;
+    std::string environment = "\x22";  // OpenSession.environment
+    environment += static_cast<char>(0x80 | (entry.size() & 0x7f));
+    environment += static_cast<char>(entry.size() >> 7);
+    environment += entry;
+    std::string open = "\x12";  // Request.open
+    open += static_cast<char>(0x80 | (environment.size() & 0x7f));
+    open += static_cast<char>(environment.size() >> 7);
+    out_of_order += open + environment;
+  }
+  requests.emplace_back("map entries out of order", out_of_order);
+
+  // Unknown groups, which protobuf keeps as unknown fields.
+  std::string groups = v1::Request().SerializeAsString();
+  for (int i = 0; i < 20000; ++i) {
+    groups += "\xbb\x3e";  // field 999, a group
+    for (int j = 0; j < 4; ++j) groups += "\x08\x05";
+    groups += "\xbc\x3e";
+  }
+  requests.emplace_back("unknown groups", groups);
+
   request.Clear();
   for (int i = 0; i < 4096; ++i) {
     v1::Call* call = request.mutable_batch()->add_calls();
@@ -315,6 +398,8 @@ std::vector<std::pair<std::string, std::string>> RequestsOfEveryShape() {
   return requests;
 }
 
+// Never below, and within four times: the parse of a map in order, or of unknown groups,
+// takes less than the worst the walk must allow for.
 TEST(ParsedBytesAtMost, IsNeverBelowWhatAParseAllocatesAndNearItForEveryShape) {
   for (const auto& [shape, wire] : RequestsOfEveryShape()) {
     absl::StatusOr<uint64_t> estimate =
@@ -322,7 +407,9 @@ TEST(ParsedBytesAtMost, IsNeverBelowWhatAParseAllocatesAndNearItForEveryShape) {
     ASSERT_TRUE(estimate.ok()) << shape << ": " << estimate.status();
     const uint64_t allocated = ParseAllocates(wire);
     EXPECT_GE(*estimate, allocated) << shape;
-    EXPECT_LE(*estimate, 2 * allocated + (64 << 10)) << shape;
+    EXPECT_LE(*estimate, 4 * allocated + (64 << 10)) << shape;
+    std::cout << shape << ": " << wire.size() << " bytes, " << allocated
+              << " allocated at the peak, " << *estimate << " worked out\n";
   }
 }
 
@@ -353,7 +440,7 @@ TEST(ParsedBytesAtMost, PastTheLimitIsRefusedAndInPiecesIsTheSame) {
 }
 
 TEST(ParsedBytesAtMost, AMalformedEncodingIsRefused) {
-  std::string wire = RequestsOfEveryShape()[6].second;
+  std::string wire = RequestsOfEveryShape().back().second;
   wire.resize(wire.size() - 3);
   EXPECT_EQ(ParsedBytesAtMost({wire}, v1::Request::descriptor(), UINT64_MAX).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -110,24 +110,34 @@ absl::Status CheckReceived(const grpc::ByteBuffer& received,
   absl::Status parsed = ParsedBytesAtMost(ViewsOf(slices), type, max_parsed_bytes).status();
   if (!absl::IsResourceExhausted(parsed)) return parsed;
   return absl::ResourceExhaustedError(absl::StrCat(
-      parsed.message(), ": send large arrays and records as raw bytes, not element by element"));
+      parsed.message(),
+      ": send large arrays and records as raw bytes, not element by element, or split the batch"));
 }
 
-uint64_t TopLevelVarint(const grpc::ByteBuffer& received, int number) {
+RequestHead RequestHeadOf(const grpc::ByteBuffer& received) {
+  RequestHead head;
   std::vector<grpc::Slice> slices;
-  if (!received.Dump(&slices).ok()) return 0;
+  if (!received.Dump(&slices).ok()) return head;
   PieceInputStream stream(ViewsOf(slices), [](size_t) {});
   google::protobuf::io::CodedInputStream in(&stream);
   using google::protobuf::internal::WireFormatLite;
+  const google::protobuf::OneofDescriptor* op = v1::Request::descriptor()->FindOneofByName("op");
   for (uint32_t tag = in.ReadTag(); tag != 0; tag = in.ReadTag()) {
-    if (WireFormatLite::GetTagFieldNumber(tag) == number &&
-        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_VARINT) {
-      uint64_t value = 0;
-      return in.ReadVarint64(&value) ? value : 0;
+    const int number = WireFormatLite::GetTagFieldNumber(tag);
+    const WireFormatLite::WireType wire_type = WireFormatLite::GetTagWireType(tag);
+    if (number == v1::Request::kIdFieldNumber && wire_type == WireFormatLite::WIRETYPE_VARINT) {
+      if (!in.ReadVarint64(&head.id)) return RequestHead();
+      continue;
     }
-    if (!WireFormatLite::SkipField(&in, tag)) return 0;
+    const google::protobuf::FieldDescriptor* field =
+        v1::Request::descriptor()->FindFieldByNumber(number);
+    if (field != nullptr && field->containing_oneof() == op &&
+        wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      head.op = static_cast<v1::Request::OpCase>(number);
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) return RequestHead();
   }
-  return 0;
+  return head;
 }
 
 bool ParseReceived(grpc::ByteBuffer* received, google::protobuf::Message* message) {

@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "absl/status/status.h"
+#include "ffibox/v1/ffibox.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/message_lite.h"
@@ -36,10 +37,14 @@ absl::Status CheckReceived(const grpc::ByteBuffer& received,
                            const google::protobuf::Descriptor* type, size_t max_bytes,
                            uint64_t max_parsed_bytes);
 
-// The varint field `number` at the top level of the message in `received` (its first
-// occurrence), read without parsing the rest; 0 when there is none or the bytes are no
-// message.
-uint64_t TopLevelVarint(const grpc::ByteBuffer& received, int number);
+// What a request refused unparsed is answered and counted by: its id and operation, read from
+// the top level of its encoding without parsing the rest (the last of each, as protobuf
+// keeps them); 0 and OP_NOT_SET for what is missing or not well formed.
+struct RequestHead {
+  uint64_t id = 0;
+  v1::Request::OpCase op = v1::Request::OP_NOT_SET;
+};
+RequestHead RequestHeadOf(const grpc::ByteBuffer& received);
 
 // Parses `received` (emptied) into `message`; false when it is not a well-formed message of
 // that type.

@@ -142,17 +142,23 @@ TEST(CheckReceived, HonestRequestsPassAndSmallOnesAreNotWalked) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(TopLevelVarint, FindsTheFieldAfterOthersWithoutParsingThem) {
+TEST(RequestHeadOf, ReadsTheLastIdAndOperationWithoutParsingTheRest) {
   v1::Request call;
+  call.set_id(3);
   call.mutable_call()->add_blocks()->set_data(std::string(100000, 'x'));
-  v1::Request id;
-  id.set_id(77);
-  // The id after the call, as protobuf would merge them.
-  EXPECT_EQ(TopLevelVarint(Received(call.SerializeAsString() + id.SerializeAsString()),
-                           v1::Request::kIdFieldNumber),
-            77u);
-  EXPECT_EQ(TopLevelVarint(Received(call.SerializeAsString()), v1::Request::kIdFieldNumber), 0u);
-  EXPECT_EQ(TopLevelVarint(Received(std::string("\x0a\xff", 2)), v1::Request::kIdFieldNumber), 0u);
+  v1::Request then;
+  then.set_id(77);
+  then.mutable_ping();
+  // Protobuf keeps the last of each: the id 77 and the ping.
+  RequestHead head = RequestHeadOf(Received(call.SerializeAsString() + then.SerializeAsString()));
+  EXPECT_EQ(head.id, 77u);
+  EXPECT_EQ(head.op, v1::Request::kPing);
+  head = RequestHeadOf(Received(call.SerializeAsString()));
+  EXPECT_EQ(head.id, 3u);
+  EXPECT_EQ(head.op, v1::Request::kCall);
+  head = RequestHeadOf(Received(std::string("\x08\x05\x6a\xff", 4)));
+  EXPECT_EQ(head.id, 0u);
+  EXPECT_EQ(head.op, v1::Request::OP_NOT_SET);
 }
 
 }  // namespace

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "core/encoding_limits.h"
 #include "core/call_answer.h"
+#include "core/encoding_limits.h"
 #include "core/shm_channel.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "server/broker/library_descriptor.h"

@@ -20,9 +20,10 @@ namespace ffibox {
 namespace {
 
 // A request may take this many times the size limit once parsed. One of bytes takes about
-// its size; one of values element by element (an array of pointers passed by value) up to
-// some fifteen times its size, and one of empty submessages fifty.
-constexpr uint64_t kParsedBytesPerLimitByte = 4;
+// its size; one of values element by element (an array of pointers passed by value, a
+// block's relocations) ten to twenty times its size, and one of empty submessages sixty
+// and more.
+constexpr uint64_t kParsedBytesPerLimitByte = 8;
 
 // Serialises writes to the stream: the stream's thread and the worker's reader thread both
 // answer requests.
@@ -141,8 +142,9 @@ grpc::Status FfiboxService::Session(
         CheckReceived(received, v1::Request::descriptor(), config_.max_message_bytes,
                       kParsedBytesPerLimitByte * config_.max_message_bytes);
     if (absl::IsResourceExhausted(admitted)) {
+      const RequestHead head = RequestHeadOf(received);
       session.RefuseUnparsed(
-          TopLevelVarint(received, v1::Request::kIdFieldNumber),
+          head.id, head.op,
           absl::ResourceExhaustedError(absl::StrCat("request ", admitted.message())));
       received.Clear();
       continue;

@@ -82,7 +82,12 @@ void Session::ReplyError(const v1::Request& request, const absl::Status& status)
   sink_->Send(ErrorResponse(request.id(), ToProtoError(status)));
 }
 
-void Session::RefuseUnparsed(uint64_t id, const absl::Status& status) {
+void Session::RefuseUnparsed(uint64_t id, v1::Request::OpCase op, const absl::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    any_request_ = true;
+  }
+  config_.metrics.CallsAnswered(op, 0, ErrorCodeOf(status));
   sink_->Send(ErrorResponse(id, ToProtoError(status)));
 }
 

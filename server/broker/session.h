@@ -80,9 +80,9 @@ class Session : private WorkerSupervisor::Listener {
   // worker answers). Returns false when the client asked to close the session.
   bool HandleRequest(const v1::Request& request);
 
-  // Answers request `id`, refused before it was parsed (server/broker/message_codec.h), with
-  // `status`. The session goes on.
-  void RefuseUnparsed(uint64_t id, const absl::Status& status);
+  // Answers request `id`, an `op` refused before it was parsed (server/broker/message_codec.h),
+  // with `status`, and counts it as a request refused by validation. The session goes on.
+  void RefuseUnparsed(uint64_t id, v1::Request::OpCase op, const absl::Status& status);
 
   // Kills and reaps the worker and stops its reader thread. Idempotent.
   void Shutdown();

@@ -229,6 +229,14 @@ Handle* handle_new(int value) {
 void handle_out(int value, Handle** out) { *out = handle_new(value); }
 int handle_get(const Handle* handle) { return handle->value; }
 void handle_free(Handle* handle) { free(handle); }
+long tagged_sum(Tagged tagged) {
+  long sum = (long)strlen(tagged.name);
+  for (size_t i = 0; i < sizeof(tagged.values) / sizeof(tagged.values[0]); ++i) {
+    sum += tagged.values[i];
+  }
+  return sum;
+}
+
 Record make_record(void) {
   Record record = {7, "by value", owned_numbers};
   return record;

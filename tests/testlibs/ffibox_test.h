@@ -68,6 +68,12 @@ int owned_number_at(int index);             /* that array's element, as the libr
 Record make_record(void);                   /* {7, "by value", the array above}, by value */
 void fill_record(Record* record);           /* id 42, a malloc'd name, the array above */
 void fill_names(const char** names, int n); /* "alpha", "beta", "gamma" */
+/* A record holding a pointer beside an array of 64 KiB, passed by value. */
+typedef struct Tagged {
+  const char* name;
+  int values[16384];
+} Tagged;
+long tagged_sum(Tagged tagged); /* strlen(name) plus the sum of the values */
 /* Calls row(context, 3, {"first", "second", "third"}) like sqlite3_exec's callback. */
 int each_row(int (*row)(void* context, int columns, char** values), void* context);
 typedef struct Handle Handle; /* opaque */

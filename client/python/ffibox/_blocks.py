@@ -104,12 +104,7 @@ class CallBuilder:
         """Ships the memory of ctypes object `obj` (all of its owner's buffer, which has one
         worker twin, and what its pointers reach) INOUT; the block index. None when its twin
         is busy (a call in flight works on it: see pointer_to)."""
-        # What the view's bases keep alive (ctypes files a field's keep-alive references
-        # under the view's root, which may be a pointer: p.contents.buf = cast(b, ...)).
-        view = obj
-        while view is not None:
-            self._collect(getattr(view, "_objects", None))
-            view = getattr(view, "_b_base_", None)
+        self.reach_from(obj)
         obj = self._memory_owner(obj)
         start = _ct.addressof(obj)
         if self._twins.busy_worker_address(start) is not None:
@@ -131,6 +126,16 @@ class CallBuilder:
             elif word:
                 self._relocate(index, offset, ptype, word)
         return index
+
+    def reach_from(self, obj) -> None:
+        """Lets this call ship the memory that ctypes object `obj` keeps alive (its pointer
+        fields' targets), as pointers to it are met."""
+        # What the view's bases keep alive too (ctypes files a field's keep-alive references
+        # under the view's root, which may be a pointer: p.contents.buf = cast(b, ...)).
+        view = obj
+        while view is not None:
+            self._collect(getattr(view, "_objects", None))
+            view = getattr(view, "_b_base_", None)
 
     def add_bytes(self, data: bytes, terminator: bytes = b"\0", source=None) -> int:
         """Ships immutable bytes (plus a terminator) IN, at the worker twin of `source` (the

@@ -70,6 +70,7 @@ def encode(t, value, builder: Optional[CallBuilder], session):
         if builder is not None and any(
                 _types.word_at(_ct.addressof(value) + off).value
                 for off, _ in _types.pointer_offsets(t)):
+            builder.reach_from(value)
             return _encode_aggregate(t, value, builder, session)
         return pb.Value(raw=bytes(value))
     if _types.is_function(t):
@@ -105,6 +106,10 @@ def encode_stored(t, owner, offset: int, builder, session):
     if _types.is_pointer(t) or _types.code_of(t) in ("P", "z", "Z") or _types.is_function(t):
         return builder.local_pointer(_types.word_at(address).value or 0)
     if _types.is_record(t) or _types.is_array(t):
+        if not any(_types.word_at(address + off).value for off, _ in _types.pointer_offsets(t)):
+            # No pointer to carry: its bytes, which the worker takes as they are (an array
+            # of a million ints is 4 MiB, not a million values).
+            return pb.Value(raw=_ct.string_at(address, _ct.sizeof(t)))
         return _encode_aggregate(t, _types.local_at(t, address), builder, session)
     return _encode_simple(t, _types.local_at(t, address), builder, session)
 
