@@ -275,6 +275,41 @@ def test_the_walk_bounds_pointers_by_the_words_of_their_blocks_data():
     assert _answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits) is not None
 
 
+def test_the_walk_takes_plain_pointers_in_a_run_and_walks_any_other():
+    """Pointers as protobuf writes them are taken a run at a time; one holding anything else
+    (an unknown field, its fields in another order) is walked as any message is."""
+    request = call_with_blocks()
+    request.call.blocks[0].ClearField("data")
+    request.call.blocks[0].size = 1 << 20
+    limits = _answer_shape.call_answer_limits(request)
+    answer = pb.Response(id=7)
+    block = answer.call.blocks.add(block=0, data=b"\1" * (1 << 20))
+    for offset in range(0, 1 << 20, 8):
+        block.pointers.add(offset=offset, target=pb.BlockRef(block=2, offset=offset % 300))
+    plain = answer.SerializeToString()
+    assert _answer_shape.check_answer_shape(plain, lambda: limits) is None
+    # The target before the offset (the pointer at offset 8): protobuf parses it the same.
+    target = b"\x12\x04\x08\x02\x10\x08"
+    reordered = plain.replace(b"\x1a\x08\x08\x08" + target, b"\x1a\x08" + target + b"\x08\x08",
+                              1)
+    assert reordered != plain and pb.Response.FromString(reordered) == answer
+    assert _answer_shape.check_answer_shape(reordered, lambda: limits) is None
+    # The fast path itself: the whole run in one go, up to what the block's data allows.
+    at = plain.index(b"\x1a", plain.index(b"\x01" * 64) + (1 << 20))
+    assert _answer_shape._plain_pointers(plain, at, len(plain), 1 << 20) == (len(plain), 1 << 17)
+    assert _answer_shape._plain_pointers(plain, at, len(plain), 5)[1] == 5
+    # ... not the reordered pointer, nor one whose varint runs past ten bytes (which protobuf
+    # refuses): the walk of its own takes those.
+    assert _answer_shape._plain_pointers(reordered, at, len(reordered), 1 << 20)[1] == 1
+    overlong = b"\x1a\x0c\x08" + b"\x80" * 10 + b"\x00"
+    assert _answer_shape._plain_pointers(overlong, 0, len(overlong), 1) == (0, 0)
+    # An unknown field in each of 65 pointers: past the 64 an answer may hold.
+    for pointer in block.pointers[:65]:
+        pointer.target.MergeFromString(b"\x18\x01")
+    assert (_answer_shape.check_answer_shape(answer.SerializeToString(), lambda: limits) ==
+            "holds more than 64 unknown fields")
+
+
 def test_the_walk_lets_a_lasting_block_in_the_shared_area_report_its_pointers():
     request = call_through_the_area()
     request.call.blocks[2].size = 1 << 20

@@ -36,6 +36,7 @@ _CHANGED = "ffibox.v1.CallResult.changed"
 _BLOCK_CONTENTS = pb.BlockContents.DESCRIPTOR
 _DATA_NUMBER = pb.BlockContents.DATA_FIELD_NUMBER
 _POINTERS_NUMBER = pb.BlockContents.POINTERS_FIELD_NUMBER
+_POINTERS_TAG = _POINTERS_NUMBER << 3 | 2
 
 # protobuf's own bound on nesting.
 _MAX_DEPTH = 100
@@ -76,6 +77,54 @@ def call_answer_limits(request) -> Dict[str, int]:
 
 class _Refused(Exception):
     pass
+
+
+def _plain_pointers(data, at: int, end: int, most: int):
+    """The run of at most `most` BlockContents.pointers at data[at] that protobuf wrote as
+    it writes a relocation: its offset, then its target with the block and the offset, each
+    at most once and nothing else, so that none holds a repeated or unknown field and none
+    needs a walk of its own (a returned block may report one in every word: this keeps the
+    walk of a large answer near the cost of its parse). (Where the run ends, how many it
+    holds.)"""
+    taken = 0
+    while taken < most and at + 1 < end and data[at] == _POINTERS_TAG:
+        length = data[at + 1]
+        stop = at + 2 + length
+        if length >= 0x80 or stop > end:
+            break
+        # Each field a tag byte and a varint of at most ten bytes (q - p of them), inline:
+        # this loop runs once per word of returned data.
+        p = at + 2
+        if p < stop and data[p] == 0x08:  # offset
+            q = p + 1
+            while q < stop and data[q] >= 0x80:
+                q += 1
+            if q - p > 10:
+                break
+            p = q + 1
+        if p < stop:
+            if data[p] != 0x12 or p + 1 >= stop or data[p + 1] != stop - p - 2:  # target
+                break
+            p += 2
+            if p < stop and data[p] == 0x08:  # target.block
+                q = p + 1
+                while q < stop and data[q] >= 0x80:
+                    q += 1
+                if q - p > 10:
+                    break
+                p = q + 1
+            if p < stop and data[p] == 0x10:  # target.offset
+                q = p + 1
+                while q < stop and data[q] >= 0x80:
+                    q += 1
+                if q - p > 10:
+                    break
+                p = q + 1
+        if p != stop:
+            break
+        at = stop
+        taken += 1
+    return at, taken
 
 
 def check_answer_shape(answer, limits: Callable[[], Dict[str, int]],
@@ -122,6 +171,11 @@ class _Walk:
         block_contents = descriptor is _BLOCK_CONTENTS
         backed_pointers = 0
         while at < end:
+            if block_contents and backed_pointers and data[at] == _POINTERS_TAG:
+                at, taken = _plain_pointers(data, at, end, backed_pointers)
+                if taken:
+                    backed_pointers -= taken
+                    continue
             tag = data[at]  # one byte for every field ffibox has; longer ones the slow way
             if tag < 0x80:
                 at += 1
