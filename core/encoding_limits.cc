@@ -55,18 +55,20 @@ absl::Status Malformed() { return absl::InvalidArgumentError("is not a valid enc
 
 // What a parse allocates besides the message objects themselves (protobuf 3.21, in an arena or
 // on the heap), each an upper bound at the parse's peak: an allocation's header and rounding,
-// a repeated field's array (at least four slots) and a slot of it (which may be twice as long
-// as it holds), a string object and its characters (held apart past 15), the list of a
-// message's unknown fields and an entry of it (which may be twice as long as it holds), and
-// the node and bucket of a map's entry.
+// a repeated field's array (at least four slots) and a slot of it (the old array and the new,
+// twice as long, both held while it grows), a string object and its characters (held apart past
+// 15), the list of a message's unknown fields and an entry of it (which may be twice as long as it
+// holds), and the node and bucket of a map's entry.
 constexpr uint64_t kAllocationBytes = 16;
+// The parse's start: an arena's first block.
+constexpr uint64_t kStartBytes = 4096;
 constexpr uint64_t kArrayBytes = 48 + kAllocationBytes;
-constexpr uint64_t kSlotBytes = 16;
+constexpr uint64_t kSlotBytes = 24;
 constexpr uint64_t kStringBytes = 32 + kAllocationBytes;
 constexpr uint64_t kShortString = 15;
 constexpr uint64_t kUnknownListBytes = 256;
 constexpr uint64_t kUnknownFieldBytes = 48;
-constexpr uint64_t kMapNodeBytes = 32;
+constexpr uint64_t kMapNodeBytes = 64;
 // A map's key or value is parsed, then copied into the map's node; one parsed out of order
 // is parsed into an entry object first and copied from there.
 constexpr uint64_t kMapStringCopies = 3;
@@ -103,7 +105,7 @@ class EncodingWalk {
       return absl::InvalidArgumentError(
           absl::StrCat("nests messages more than ", kMaxDepth, " deep"));
     }
-    if (depth == 0) FFIBOX_RETURN_IF_ERROR(Allocates(ObjectBytes(type)));
+    if (depth == 0) FFIBOX_RETURN_IF_ERROR(Allocates(kStartBytes + ObjectBytes(type)));
     absl::InlinedVector<int, 8> singular_seen;
     absl::InlinedVector<int, 4> repeated_seen;
     // In a returned block: the pointers the bytes of its data seen so far hold, one per

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/call_answer.h"
+#include "core/piece_stream.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "google/protobuf/arena.h"
 #include "gtest/gtest.h"
@@ -273,7 +274,8 @@ TEST(AnswerLimits, AddingSumsAllButTheChangedRunsOfOneResult) {
   EXPECT_EQ(a.changed, MaxChangedRuns());
 }
 
-// What parsing `wire` as a Request allocates at its peak: onto the heap, and into an arena.
+// What parsing `wire` as a Request allocates at its peak, the most of: onto the heap, into
+// an arena, and into an arena from pieces.
 uint64_t ParseAllocates(const std::string& wire) {
   uint64_t most = 0;
   {
@@ -287,6 +289,19 @@ uint64_t ParseAllocates(const std::string& wire) {
     google::protobuf::Arena arena;
     auto* parsed = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
     EXPECT_TRUE(parsed->ParseFromString(wire));
+    most = std::max(most, peak.Bytes());
+  }
+  {
+    // As the broker parses a request: into an arena, from gRPC's slices of 64 KiB.
+    std::vector<absl::string_view> pieces;
+    for (size_t at = 0; at < wire.size(); at += 64 << 10) {
+      pieces.push_back(absl::string_view(wire).substr(at, 64 << 10));
+    }
+    AllocationPeak peak;
+    google::protobuf::Arena arena;
+    auto* parsed = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
+    EXPECT_TRUE(ParseFromPieces(
+        std::move(pieces), [](size_t) {}, parsed));
     most = std::max(most, peak.Bytes());
   }
   return most;
@@ -353,6 +368,27 @@ std::vector<std::pair<std::string, std::string>> RequestsOfEveryShape() {
   }
   requests.emplace_back("unknown fields just past a power of two", request.SerializeAsString());
 
+  // Just past a power of two of empty values: the old array and the new, twice as long.
+  request.Clear();
+  for (int i = 0; i < 131073; ++i) request.mutable_call()->add_args();
+  requests.emplace_back("empty values just past a power of two", request.SerializeAsString());
+
+  // Map entries holding only a key, each in an open of its own.
+  std::string keys_only = v1::Request().SerializeAsString();
+  for (int i = 0; i < 100000; ++i) {
+    const std::string key = absl::StrCat("K", i % 1000000);
+    std::string entry = "\x0a";
+    entry += static_cast<char>(key.size());
+    entry += key;
+    std::string environment = "\x22";
+    environment += static_cast<char>(entry.size());
+    environment += entry;
+    keys_only += "\x52";  // Request.open
+    keys_only += static_cast<char>(environment.size());
+    keys_only += environment;
+  }
+  requests.emplace_back("map entries holding only a key", keys_only);
+
   // Map entries with the value before the key: protobuf parses those into an entry first.
   std::string out_of_order = v1::Request().SerializeAsString();
   for (int i = 0; i < 2000; ++i) {
@@ -370,7 +406,7 @@ std::vector<std::pair<std::string, std::string>> RequestsOfEveryShape() {
     environment += static_cast<char>(0x80 | (entry.size() & 0x7f));
     environment += static_cast<char>(entry.size() >> 7);
     environment += entry;
-    std::string open = "\x12";  // Request.open
+    std::string open = "\x52";  // Request.open
     open += static_cast<char>(0x80 | (environment.size() & 0x7f));
     open += static_cast<char>(environment.size() >> 7);
     out_of_order += open + environment;

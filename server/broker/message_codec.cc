@@ -126,7 +126,7 @@ RequestHead RequestHeadOf(const grpc::ByteBuffer& received) {
     const int number = WireFormatLite::GetTagFieldNumber(tag);
     const WireFormatLite::WireType wire_type = WireFormatLite::GetTagWireType(tag);
     if (number == v1::Request::kIdFieldNumber && wire_type == WireFormatLite::WIRETYPE_VARINT) {
-      if (!in.ReadVarint64(&head.id)) return RequestHead();
+      if (!in.ReadVarint64(&head.id)) return head;
       continue;
     }
     const google::protobuf::FieldDescriptor* field =
@@ -135,7 +135,7 @@ RequestHead RequestHeadOf(const grpc::ByteBuffer& received) {
         wire_type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
       head.op = static_cast<v1::Request::OpCase>(number);
     }
-    if (!WireFormatLite::SkipField(&in, tag)) return RequestHead();
+    if (!WireFormatLite::SkipField(&in, tag)) return head;
   }
   return head;
 }

@@ -39,7 +39,8 @@ absl::Status CheckReceived(const grpc::ByteBuffer& received,
 
 // What a request refused unparsed is answered and counted by: its id and operation, read from
 // the top level of its encoding without parsing the rest (the last of each, as protobuf
-// keeps them); 0 and OP_NOT_SET for what is missing or not well formed.
+// keeps them, up to where the encoding stops being well formed); 0 and OP_NOT_SET for what
+// is missing.
 struct RequestHead {
   uint64_t id = 0;
   v1::Request::OpCase op = v1::Request::OP_NOT_SET;

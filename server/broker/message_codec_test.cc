@@ -156,7 +156,11 @@ TEST(RequestHeadOf, ReadsTheLastIdAndOperationWithoutParsingTheRest) {
   head = RequestHeadOf(Received(call.SerializeAsString()));
   EXPECT_EQ(head.id, 3u);
   EXPECT_EQ(head.op, v1::Request::kCall);
+  // Up to where the encoding stops being well formed: a call whose length runs past the end.
   head = RequestHeadOf(Received(std::string("\x08\x05\x6a\xff", 4)));
+  EXPECT_EQ(head.id, 5u);
+  EXPECT_EQ(head.op, v1::Request::kCall);
+  head = RequestHeadOf(Received(std::string("\x0a\xff", 2)));
   EXPECT_EQ(head.id, 0u);
   EXPECT_EQ(head.op, v1::Request::OP_NOT_SET);
 }

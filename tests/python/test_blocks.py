@@ -277,3 +277,51 @@ def test_changes_the_client_cannot_place_are_ignored():
     twins.hold([twins.watched(0x7000_0000_5000, GENERATION, 8)[1]])  # a call in flight
     new_builder(twins).apply_changes([changed(0x7000_0000_5000, b"busy")], GENERATION)
     assert buffer.value == b"mine"
+
+
+# -- records passed by value --------------------------------------------------------------
+
+class Tagged(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("values", ctypes.c_int * 4),
+                ("sizes", ctypes.c_size_t * 2), ("inner", Node)]
+
+
+def test_a_record_holding_a_pointer_goes_field_by_field_and_plain_arrays_as_bytes():
+    from ffibox import _marshal
+    tagged = Tagged(b"four", (ctypes.c_int * 4)(1, 2, 3, 4), (ctypes.c_size_t * 2)(5, 6))
+    builder = new_builder()
+    value = _marshal.encode(Tagged, tagged, builder, None)
+    name, values, sizes, inner = value.aggregate.elements
+    # The bytes the char* points to are reached through the record's keep-alive references.
+    assert name.pointer.HasField("block")
+    assert builder.blocks[name.pointer.block.block].data == b"four\0"
+    assert values.raw == bytes((ctypes.c_int * 4)(1, 2, 3, 4))
+    # Pointer-sized integers may stand for addresses, which a call translates: one by one.
+    assert [element.uint_value or element.int_value for element in sizes.aggregate.elements] == [
+        5, 6]
+    assert inner.HasField("aggregate")  # it holds a pointer field
+
+
+class Either(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("text", ctypes.c_char_p)]
+
+
+class Spelled(ctypes.Union):
+    _fields_ = [("text", ctypes.c_char_p), ("letters", ctypes.c_char * 16)]
+
+
+def test_a_union_goes_as_its_bytes_unless_its_first_member_holds_the_pointer():
+    from ffibox import _marshal
+    spelled = Spelled()
+    spelled.letters = b"fifteen letters"
+    value = _marshal.encode(Spelled, spelled, new_builder(), None)
+    assert value.raw == bytes(spelled)  # text, not a pointer: every byte kept
+    spelled.text = b"shipped"
+    builder = new_builder()
+    value = _marshal.encode(Spelled, spelled, builder, None)
+    (text,) = value.aggregate.elements
+    assert builder.blocks[text.pointer.block.block].data == b"shipped\0"
+    either = Either()
+    either.text = b"second member"
+    # An aggregate sets a union's first member only: the bytes, address untranslated.
+    assert _marshal.encode(Either, either, new_builder(), None).raw == bytes(either)

@@ -168,7 +168,7 @@ def test_a_record_holding_a_pointer_reaches_its_target_and_sends_its_arrays_as_b
     server = Server("--max_message_bytes=%d" % (100 << 10))
     try:
         client = ffibox.connect(server.address)
-        lib = client.session().CDLL(TEST_LIB)
+        lib = client.session(same_host=False).CDLL(TEST_LIB)  # through the broker
 
         class Tagged(fctypes.Structure):
             _fields_ = [("name", fctypes.c_char_p), ("values", fctypes.c_int * 16384)]

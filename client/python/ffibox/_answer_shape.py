@@ -92,34 +92,26 @@ def _plain_pointers(data, at: int, end: int, most: int):
         stop = at + 2 + length
         if length >= 0x80 or stop > end:
             break
-        # Each field a tag byte and a varint of at most ten bytes (q - p of them), inline:
-        # this loop runs once per word of returned data.
+        # Each field a tag byte and a varint of at most ten bytes (q - p of them), in order:
+        # the offset, the target (its length ends the relocation), the target's block and
+        # offset. Inline: this loop runs once per word of returned data.
         p = at + 2
-        if p < stop and data[p] == 0x08:  # offset
+        for tag in (0x08, 0x12, 0x08, 0x10):
+            if p >= stop or data[p] != tag:
+                if tag == 0x12:
+                    break  # no target: nothing may follow the offset
+                continue
+            if tag == 0x12:
+                if p + 1 >= stop or data[p + 1] != stop - p - 2:
+                    break
+                p += 2
+                continue
             q = p + 1
             while q < stop and data[q] >= 0x80:
                 q += 1
             if q - p > 10:
                 break
             p = q + 1
-        if p < stop:
-            if data[p] != 0x12 or p + 1 >= stop or data[p + 1] != stop - p - 2:  # target
-                break
-            p += 2
-            if p < stop and data[p] == 0x08:  # target.block
-                q = p + 1
-                while q < stop and data[q] >= 0x80:
-                    q += 1
-                if q - p > 10:
-                    break
-                p = q + 1
-            if p < stop and data[p] == 0x10:  # target.offset
-                q = p + 1
-                while q < stop and data[q] >= 0x80:
-                    q += 1
-                if q - p > 10:
-                    break
-                p = q + 1
         if p != stop:
             break
         at = stop

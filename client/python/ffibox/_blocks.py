@@ -235,6 +235,14 @@ class CallBuilder:
         self._collect(keep)
         return self.local_pointer(address)
 
+    def knows(self, address: int) -> bool:
+        """Whether local_pointer would send `address` as client memory (shipped, reachable
+        or twinned) or as the worker address of an image, rather than as it is."""
+        return (self._images.worker_address(address) is not None or
+                self._shipped(address) is not None or
+                any(start <= address < end for start, end, _ in self._candidates) or
+                self._twins.owner_at(address) is not None)
+
     def local_pointer(self, address: int):
         """A pointer Value for a local pointer's value; remote when not client memory."""
         if not address:

@@ -83,7 +83,16 @@ def encode(t, value, builder: Optional[CallBuilder], session):
 
 
 def _encode_aggregate(t, value, builder, session):
-    """A record or array holding pointers into client memory, field by field."""
+    """A record or array holding pointers into client memory, field by field. A union's
+    aggregate sets its first member: a union whose first member does not hold the
+    client pointers in it travels as its bytes."""
+    if isinstance(t, type(_ct.Union)):
+        address = _ct.addressof(value)
+        first = _types.all_fields(t)[0]
+        words = [_types.word_at(address + off).value
+                 for off, _ in (_types.pointer_offsets(first[1]) if len(first) <= 2 else [])]
+        if not any(words) or not all(builder.knows(word) for word in words if word):
+            return pb.Value(raw=bytes(value))
     if _types.is_array(t):
         return pb.Value(aggregate=pb.Aggregate(elements=[
             encode_stored(t._type_, value, i * _ct.sizeof(t._type_), builder, session)
@@ -106,8 +115,8 @@ def encode_stored(t, owner, offset: int, builder, session):
     if _types.is_pointer(t) or _types.code_of(t) in ("P", "z", "Z") or _types.is_function(t):
         return builder.local_pointer(_types.word_at(address).value or 0)
     if _types.is_record(t) or _types.is_array(t):
-        if not any(_types.word_at(address + off).value for off, _ in _types.pointer_offsets(t)):
-            # No pointer to carry: its bytes, which the worker takes as they are (an array
+        if not _types.holds_words(t):
+            # Nothing to translate: its bytes, which the worker takes as they are (an array
             # of a million ints is 4 MiB, not a million values).
             return pb.Value(raw=_ct.string_at(address, _ct.sizeof(t)))
         return _encode_aggregate(t, _types.local_at(t, address), builder, session)

@@ -4,6 +4,7 @@ Local values keep the stdlib ctypes types and their layout (sizeof, alignment, S
 fields, bit fields, _pack_); this module only describes those types to the server.
 """
 import ctypes as _ct
+import functools
 import threading
 from typing import List, Tuple
 
@@ -185,6 +186,19 @@ def pointer_offsets(t, base: int = 0, unions: bool = True) -> List[Tuple[int, ob
             result.extend(pointer_offsets(entry[1], base + getattr(t, entry[0]).offset, unions))
         return result
     return []
+
+
+@functools.lru_cache(maxsize=1024)
+def holds_words(t) -> bool:
+    """Whether a value of type `t` holds a pointer, or a pointer-sized integer (which may
+    stand for an address a call translates): what cannot travel as its bytes alone."""
+    if is_pointer(t) or is_function(t) or code_of(t) in ("P", "z", "Z"):
+        return True
+    if is_array(t):
+        return holds_words(t._type_)
+    if is_record(t):
+        return any(holds_words(entry[1]) for entry in all_fields(t) if len(entry) <= 2)
+    return is_simple(t) and _ct.sizeof(t) == 8 and code_of(t) not in FLOAT_CODES
 
 
 def is_ctypes_type(t) -> bool:
