@@ -66,28 +66,31 @@ else
   failed=$((failed + 1))
 fi
 
-# Python: stubs generated from the proto, talking to a real ffiboxd started by the tests.
-if [ -d tests/python ]; then
-  bazel build //proto:ffibox_py //server:ffiboxd //server:ffibox-worker \
-    //tests/testlibs:libffibox_test.so //tests/testlibs:libffibox_hostile.so >/dev/null 2>&1
-  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$log"
-  py_passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
-  py_failed=$(grep -oE '[0-9]+ (failed|errors?)' "$log" | awk '{s += $1} END {print s + 0}')
-  count pytest "${py_passed:-0}" "${py_failed:-0}"
-fi
-step_done "pytest"
+# What the Python tests and the ctypes suite run against: stubs generated from the proto, a
+# real ffiboxd and its worker, the test libraries.
+bazel build //proto:ffibox_py //server:ffiboxd //server:ffibox-worker \
+  //tests/testlibs:libffibox_test.so //tests/testlibs:libffibox_hostile.so >/dev/null 2>&1
 
-# CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes, on the server the
-# Python step built (tests/ctypes_suite/run.py; docs/python.md). It runs in the background,
-# beside the Node tests and the fuzzers (which keep one CPU busy each at most), and its output
-# is shown when it is counted below. It ends with the same "N passed, M failed" line as this
-# script.
+# CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes
+# (tests/ctypes_suite/run.py; docs/python.md). It runs in the background, beside the Python
+# tests (which wait on servers and workers more than they keep both CPUs busy), and its
+# output is shown when it is counted below. It ends with the same "N passed, M failed" line
+# as this script.
 ctypes_log=$(mktemp)
 ctypes_suite=""
 if [ -d tests/ctypes_suite ]; then
   /usr/bin/python3 tests/ctypes_suite/run.py >"$ctypes_log" 2>&1 &
   ctypes_suite=$!
 fi
+
+# Python: the client's tests, talking to a real ffiboxd started by the tests.
+if [ -d tests/python ]; then
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$log"
+  py_passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  py_failed=$(grep -oE '[0-9]+ (failed|errors?)' "$log" | awk '{s += $1} END {print s + 0}')
+  count pytest "${py_passed:-0}" "${py_failed:-0}"
+fi
+step_done "pytest"
 
 # Node: the client's node:test suite against a real ffiboxd started by the tests (client/node;
 # npm test). The TAP reporter's summary gives "# pass N" and "# fail M".
