@@ -101,19 +101,11 @@ class EncodingWalk {
   }
 
   absl::Status Walk(const Descriptor* type, int depth) {
-    if (depth > kMaxDepth) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("nests messages more than ", kMaxDepth, " deep"));
-    }
+    FFIBOX_RETURN_IF_ERROR(CheckDepth(depth));
     if (depth == 0) FFIBOX_RETURN_IF_ERROR(Allocates(kStartBytes + ObjectBytes(type)));
-    absl::InlinedVector<int, 8> singular_seen;
-    absl::InlinedVector<int, 4> repeated_seen;
-    // In a returned block: the pointers the bytes of its data seen so far hold, one per
-    // word; more come out of the limits.
-    const bool block_contents = counted_ && type == v1::BlockContents::descriptor();
-    uint64_t backed_pointers = 0;
+    MessageState state;
+    state.block_contents = counted_ && type == v1::BlockContents::descriptor();
     const uint64_t string_copies = type->map_key() != nullptr ? kMapStringCopies : 1;
-    bool unknown_list = false;
     for (;;) {
       const uint32_t tag = in_->ReadTag();
       if (tag == 0) break;
@@ -128,40 +120,7 @@ class EncodingWalk {
                          (wire_type == WireFormatLite::WireTypeForFieldType(
                                            static_cast<WireFormatLite::FieldType>(field->type())) ||
                           packed);
-      if (!known) {
-        if (counted_ && ++unknown_ > kMaxUnknownFields) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("holds more than ", kMaxUnknownFields, " unknown fields"));
-        }
-        FFIBOX_RETURN_IF_ERROR(
-            Allocates(kUnknownFieldBytes + (unknown_list ? 0 : kUnknownListBytes)));
-        unknown_list = true;
-      } else {
-        if (field->is_repeated() &&
-            std::find(repeated_seen.begin(), repeated_seen.end(), number) == repeated_seen.end()) {
-          repeated_seen.push_back(number);
-          FFIBOX_RETURN_IF_ERROR(Allocates(kArrayBytes));
-        }
-        if (!counted_) {
-          // Only the bytes the message takes are bounded.
-        } else if (block_contents && number == v1::BlockContents::kPointersFieldNumber &&
-                   backed_pointers > 0) {
-          --backed_pointers;
-        } else if (field->is_repeated()) {
-          uint64_t* left = LeftOf(field);
-          if (left == nullptr || *left == 0) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("holds more ", field->full_name(), " than the request allows"));
-          }
-          --*left;
-        } else if (std::find(singular_seen.begin(), singular_seen.end(), number) !=
-                   singular_seen.end()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("holds ", field->full_name(), " twice in one message"));
-        } else {
-          singular_seen.push_back(number);
-        }
-      }
+      FFIBOX_RETURN_IF_ERROR(known ? Occurrence(field, &state) : UnknownField(&state));
       const bool message = known && field->type() == FieldDescriptor::TYPE_MESSAGE;
       if (message) {
         FFIBOX_RETURN_IF_ERROR(Allocates(ObjectBytes(field->message_type()) +
@@ -182,14 +141,32 @@ class EncodingWalk {
       } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
         FFIBOX_RETURN_IF_ERROR(Allocates(string_copies * StringBytes(length)));
       }
-      if (block_contents && known && number == v1::BlockContents::kDataFieldNumber) {
-        backed_pointers = length / 8;
+      if (state.block_contents && known && number == v1::BlockContents::kDataFieldNumber) {
+        state.backed_pointers = length / 8;
       }
     }
     return in_->ConsumedEntireMessage() ? absl::OkStatus() : Malformed();
   }
 
   uint64_t parsed_bytes() const { return parsed_bytes_; }
+
+ private:
+  // What the walk of one message keeps while it reads the message's fields.
+  struct MessageState {
+    absl::InlinedVector<int, 8> singular_seen;
+    absl::InlinedVector<int, 4> repeated_seen;
+    bool unknown_list = false;  // protobuf made the message's list of unknown fields
+    // In a returned block (counted): the pointers the bytes of its data seen so far hold,
+    // one per word; more come out of the limits.
+    bool block_contents = false;
+    uint64_t backed_pointers = 0;
+  };
+
+  static absl::Status CheckDepth(int depth) {
+    if (depth <= kMaxDepth) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("nests messages more than ", kMaxDepth, " deep"));
+  }
 
   // The bytes an empty object of `type` takes, worked out once per walk.
   uint64_t ObjectBytes(const Descriptor* type) {
@@ -198,7 +175,53 @@ class EncodingWalk {
     return it->second;
   }
 
- private:
+  // An unknown field of the message: counted against kMaxUnknownFields in an answer, and
+  // its entry (and the message's list of them) allocated.
+  absl::Status UnknownField(MessageState* state) {
+    if (counted_ && ++unknown_ > kMaxUnknownFields) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("holds more than ", kMaxUnknownFields, " unknown fields"));
+    }
+    FFIBOX_RETURN_IF_ERROR(
+        Allocates(kUnknownFieldBytes + (state->unknown_list ? 0 : kUnknownListBytes)));
+    state->unknown_list = true;
+    return absl::OkStatus();
+  }
+
+  // An occurrence of known `field` in the message: its repeated field's array allocated the
+  // first time, and in an answer counted against the limits (a singular field once).
+  absl::Status Occurrence(const FieldDescriptor* field, MessageState* state) {
+    const int number = field->number();
+    auto& repeated_seen = state->repeated_seen;
+    if (field->is_repeated() &&
+        std::find(repeated_seen.begin(), repeated_seen.end(), number) == repeated_seen.end()) {
+      repeated_seen.push_back(number);
+      FFIBOX_RETURN_IF_ERROR(Allocates(kArrayBytes));
+    }
+    if (!counted_) return absl::OkStatus();
+    if (state->block_contents && number == v1::BlockContents::kPointersFieldNumber &&
+        state->backed_pointers > 0) {
+      --state->backed_pointers;
+      return absl::OkStatus();
+    }
+    if (field->is_repeated()) {
+      uint64_t* left = LeftOf(field);
+      if (left == nullptr || *left == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("holds more ", field->full_name(), " than the request allows"));
+      }
+      --*left;
+      return absl::OkStatus();
+    }
+    auto& singular_seen = state->singular_seen;
+    if (std::find(singular_seen.begin(), singular_seen.end(), number) != singular_seen.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("holds ", field->full_name(), " twice in one message"));
+    }
+    singular_seen.push_back(number);
+    return absl::OkStatus();
+  }
+
   // Counts `bytes` more that parsing the encoding allocates, refusing it past the limit.
   absl::Status Allocates(uint64_t bytes) {
     parsed_bytes_ += bytes;
@@ -257,10 +280,7 @@ class EncodingWalk {
   // Reads an unknown group of field `number` up to its end, counting the unknown fields
   // protobuf keeps for it.
   absl::Status UnknownGroup(int number, int depth) {
-    if (depth > kMaxDepth) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("nests messages more than ", kMaxDepth, " deep"));
-    }
+    FFIBOX_RETURN_IF_ERROR(CheckDepth(depth));
     FFIBOX_RETURN_IF_ERROR(Allocates(kUnknownListBytes));
     for (;;) {
       const uint32_t tag = in_->ReadTag();

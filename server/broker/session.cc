@@ -116,12 +116,6 @@ bool Session::HandleRequest(const v1::Request& request) {
 
 absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bool first) {
   if (request.id() == 0) return InvalidArgumentAt("id", "request ids start at 1 (0 is reserved)");
-  size_t size = request.ByteSizeLong();
-  if (size > config_.max_message_bytes) {
-    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat("request of ", size, " bytes exceeds the limit of ",
-                                    config_.max_message_bytes, " bytes"));
-  }
   if (request.invocation() != 0 && request.op_case() != v1::Request::kCallbackReturn &&
       request.op_case() != v1::Request::kPing && request.op_case() != v1::Request::kClose) {
     absl::MutexLock lock(&mu_);
