@@ -41,6 +41,7 @@
 #include "server/broker/grpc_pollers.h"
 #include "server/broker/listen_address.h"
 #include "server/broker/local_door.h"
+#include "server/broker/private_directory.h"
 #include "server/broker/scratch_directory.h"
 #include "server/broker/service.h"
 #include "server/broker/session.h"
@@ -62,6 +63,11 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(bool, exit_with_parent, false,
           "exit when the process that started ffiboxd exits (used by clients that start a "
           "private server)");
+ABSL_FLAG(std::string, private_directory, "",
+          "a directory made for this server alone (mode 0700, the server's user), where a "
+          "client that starts a private server keeps its socket, its log ffiboxd.log and its "
+          "scratch root: removed when ffiboxd shuts down (the log, the scratch root and then "
+          "the directory, unless something else is in it)");
 ABSL_FLAG(std::string, health_listen, "",
           "HOST:PORT of a plaintext TCP listener that serves only grpc.health.v1.Health, for "
           "probes that cannot speak TLS (Kubernetes' grpc probes); port 0 picks a free one");
@@ -229,6 +235,16 @@ int main(int argc, char** argv) {
     if (!root.ok()) return Fail(std::string(root.status().message()));
     session.scratch_root = *root;
   }
+  // Declared before everything that serves: removed after the sessions, their scratch
+  // directories and the sockets are gone.
+  std::unique_ptr<ffibox::PrivateDirectory> private_directory;
+  if (!absl::GetFlag(FLAGS_private_directory).empty()) {
+    absl::StatusOr<std::unique_ptr<ffibox::PrivateDirectory>> claimed =
+        ffibox::PrivateDirectory::Claim(absl::GetFlag(FLAGS_private_directory),
+                                        session.scratch_root);
+    if (!claimed.ok()) return Fail(std::string(claimed.status().message()));
+    private_directory = *std::move(claimed);
+  }
   for (const ffibox::ListenerSettings& listener : settings->listeners) {
     if (!listener.unix_socket) continue;
     absl::Status prepared = ffibox::PrepareUnixListenAddress(listener.address);
@@ -392,6 +408,7 @@ int main(int argc, char** argv) {
     int signal_number = 0;
     sigwait(&shutdown_signals, &signal_number);
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
+    if (private_directory != nullptr) private_directory->Arm();
     // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains.
     std::thread metrics_stop([&exporter] { exporter.reset(); });
     health.Withdraw();

@@ -119,7 +119,8 @@ PRIVATE_SERVER_CHILD = textwrap.dedent("""
     from ffibox import ctypes, _server
     lib = ctypes.CDLL(sys.argv[1])
     assert lib.add_int(2, 3) == 5
-    print(_server.private_server().process.pid, flush=True)
+    server = _server.private_server()
+    print(server.process.pid, server.directory, flush=True)
     sys.stdin.read()
 """)
 
@@ -147,18 +148,26 @@ def _alive(pid):
 
 
 def test_private_server_and_workers_die_with_a_killed_client():
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
+    # The session has a scratch directory (in the private directory), so that the server
+    # must remove what its sessions made before its own directory can go.
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"),
+               FFIBOX_SCRATCH="1")
     child = subprocess.Popen([sys.executable, "-c", PRIVATE_SERVER_CHILD, TEST_LIB],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
-    server_pid = int(child.stdout.readline())
+    pid, directory = child.stdout.readline().split(" ", 1)
+    server_pid, directory = int(pid), directory.strip()
     workers = _descendants(server_pid)
     assert _alive(server_pid) and workers
+    assert os.listdir(os.path.join(directory, "scratch"))  # the session's scratch directory
     child.send_signal(signal.SIGKILL)
     child.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in [server_pid, *workers]):
+    while time.monotonic() < deadline and (any(_alive(p) for p in [server_pid, *workers])
+                                           or os.path.exists(directory)):
         time.sleep(0.05)
     assert not any(_alive(p) for p in [server_pid, *workers])
+    # No atexit hook ran in the client: the server removed its directory, log included.
+    assert not os.path.exists(directory), os.listdir(directory)
 
 
 SWAP_BEFORE_FIRST_USE_CHILD = textwrap.dedent("""

@@ -117,9 +117,10 @@ function startPrivateServer(binary) {
   // this process's choice. --scratch_root: sessions may ask for a scratch directory.
   // --waive_jail_layer=cgroup: an ordinary user's server usually may not make cgroups (it
   // does when it can: a waiver applies only to a layer the host cannot provide); the waiver
-  // is reported in the session's waived jail layers.
+  // is reported in the session's waived jail layers. --private_directory: the server removes
+  // this directory when it shuts down, killed parent included.
   const args = [`--listen=${address}`, '--allow_root=/', '--allow_env=*', '--exit_with_parent',
-    `--scratch_root=${path.join(directory, 'scratch')}`, '--waive_jail_layer=cgroup'];
+    `--private_directory=${directory}`, `--scratch_root=${path.join(directory, 'scratch')}`, '--waive_jail_layer=cgroup'];
   const log = fs.openSync(logPath, 'a', 0o600);
   let child;
   try {
@@ -181,7 +182,8 @@ function privateServer() {
 }
 
 process.on('exit', () => {
-  // A normal exit; when this process is killed, --exit_with_parent ends the server.
+  // A normal exit; when this process is killed, --exit_with_parent ends the server (and it
+  // removes its directory).
   if (started) started.stop();
 });
 

@@ -89,8 +89,11 @@ class PrivateServer:
         # --waive_jail_layer=cgroup: an ordinary user's server usually may not make cgroups
         # (it does when it can: a waiver applies only to a layer the host cannot provide);
         # the waiver is reported in session.waived_jail_layers.
+        # --private_directory: the server removes this directory when it shuts down, so it
+        # does not outlive a process that was killed (which runs no atexit hook).
         self.command = [binary, "--listen=" + self.address, "--allow_root=/",
                         "--allow_env=*", "--exit_with_parent",
+                        "--private_directory=" + self.directory,
                         "--scratch_root=" + os.path.join(self.directory, "scratch"),
                         "--waive_jail_layer=cgroup"]
         self.process: Optional[subprocess.Popen] = None
