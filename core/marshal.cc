@@ -328,6 +328,9 @@ absl::Status MarshalArray(const v1::Type& type, const v1::Value& value,
   if (value.kind_case() != v1::Value::kAggregate) {
     return WrongKind(value, "array", "aggregate or raw");
   }
+  if (value.aggregate().member() != 0) {
+    return InvalidArgumentAt("aggregate.member", "names a member of a union; this is an array");
+  }
   const auto& elements = value.aggregate().elements();
   if (static_cast<uint64_t>(elements.size()) != array.length()) {
     return InvalidArgumentAt(
@@ -354,26 +357,46 @@ absl::Status MarshalRecord(const v1::Type& type, const v1::Value& value,
   }
   const v1::RecordType& record = type.record();
   const auto& elements = value.aggregate().elements();
-  // A union's aggregate sets its first member (as C's initializer does); other members
-  // travel as raw bytes.
-  const bool is_union = record.kind() == v1::RecordType::UNION;
-  const int expected = is_union ? 1 : record.fields_size();
-  if (elements.size() != expected) {
-    return InvalidArgumentAt(
-        "aggregate.elements",
-        is_union ? absl::StrCat("a union's aggregate holds exactly one element (the first "
-                                "member), got ",
-                                elements.size())
-                 : absl::StrCat("the struct has ", record.fields_size(), " fields, the value has ",
-                                elements.size(), " elements"));
+  auto set_field = [&](int field_index, int element_index) {
+    const v1::Field& field = record.fields(field_index);
+    const FieldLayout& placed = layout->fields[field_index];
+    absl::Status status = field.has_bit_width()
+                              ? MarshalBitField(field, placed, elements[element_index], dest)
+                              : MarshalObject(field.type(), elements[element_index], context,
+                                              dest + placed.offset, depth + 1);
+    if (status.ok()) return status;
+    return PrefixField(status, absl::StrCat("aggregate.elements[", element_index, "]"));
+  };
+  if (record.kind() == v1::RecordType::UNION) {
+    // One member, the one the aggregate names (the first by default, as C's initializer);
+    // the union's other bytes are zero.
+    const uint32_t member = value.aggregate().member();
+    if (member >= static_cast<uint32_t>(record.fields_size())) {
+      return InvalidArgumentAt("aggregate.member",
+                               absl::StrCat("is ", member, "; the union has ", record.fields_size(),
+                                            " members (0 to ", record.fields_size() - 1, ")"));
+    }
+    if (elements.size() != 1) {
+      return InvalidArgumentAt(
+          "aggregate.elements",
+          absl::StrCat("a union's aggregate holds exactly one element (the value of the member "
+                       "it names), got ",
+                       elements.size()));
+    }
+    std::memset(dest, 0, layout->size);
+    return set_field(static_cast<int>(member), 0);
   }
-  for (int i = 0; i < expected; ++i) {
-    const v1::Field& field = record.fields(i);
-    const FieldLayout& placed = layout->fields[i];
-    absl::Status status = field.has_bit_width() ? MarshalBitField(field, placed, elements[i], dest)
-                                                : MarshalObject(field.type(), elements[i], context,
-                                                                dest + placed.offset, depth + 1);
-    if (!status.ok()) return PrefixField(status, absl::StrCat("aggregate.elements[", i, "]"));
+  if (value.aggregate().member() != 0) {
+    return InvalidArgumentAt("aggregate.member", "names a member of a union; this is a struct");
+  }
+  if (elements.size() != record.fields_size()) {
+    return InvalidArgumentAt("aggregate.elements",
+                             absl::StrCat("the struct has ", record.fields_size(),
+                                          " fields, the value has ", elements.size(), " elements"));
+  }
+  for (int i = 0; i < record.fields_size(); ++i) {
+    absl::Status status = set_field(i, i);
+    if (!status.ok()) return status;
   }
   return absl::OkStatus();
 }

@@ -529,6 +529,46 @@ TEST(AggregateValuesTest, UnionAggregateSetsTheFirstMemberAndNestedAggregatesNes
   EXPECT_EQ(FieldOf(two), "call.args[0].aggregate.elements");
 }
 
+TEST(AggregateValuesTest, UnionAggregateSetsTheMemberItNamesAndZeroesTheRest) {
+  const v1::Type double_or_long =
+      testing::Union({MakeField("d", T(v1::DOUBLE)), MakeField("l", T(v1::LONG))});
+  DoubleOrLong dol;
+  dol.l = 20;
+  v1::Value second = Aggregate({IntValue(20)});
+  second.mutable_aggregate()->set_member(1);
+  ExpectSameAsNative(twice_DoubleOrLong, double_or_long, dol, second,
+                     [](DoubleOrLong a, DoubleOrLong b) { return a.l == b.l; });
+
+  // A float member sets 4 of the 8 bytes; the others are zero, whatever the storage held.
+  const v1::Type float_or_double =
+      testing::Union({MakeField("f", T(v1::FLOAT)), MakeField("d", T(v1::DOUBLE))});
+  alignas(16) unsigned char bytes[8];
+  std::memset(bytes, 0xAB, sizeof bytes);
+  MarshalContext context;
+  context.generation = kGeneration;
+  v1::Value first = Aggregate({FloatValue(0.5)});
+  ASSERT_OK(MarshalValue(float_or_double, first, context, bytes));
+  float back = 0;
+  std::memcpy(&back, bytes, sizeof back);
+  EXPECT_EQ(back, 0.5f);
+  for (int i = 4; i < 8; ++i) EXPECT_EQ(bytes[i], 0) << "byte " << i;
+
+  // A member the union does not have, and a member named for a struct or an array.
+  v1::Value third = Aggregate({IntValue(1)});
+  third.mutable_aggregate()->set_member(2);
+  absl::Status missing = MarshalValue(double_or_long, third, context, bytes);
+  EXPECT_THAT(missing, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(FieldOf(missing), "aggregate.member");
+  EXPECT_NE(missing.message().find("the union has 2 members"), std::string::npos) << missing;
+  v1::Value of_struct = Aggregate({FloatValue(1), FloatValue(2)});
+  of_struct.mutable_aggregate()->set_member(1);
+  EXPECT_EQ(FieldOf(MarshalValue(kTwoFloats, of_struct, context, bytes)), "aggregate.member");
+  v1::Value of_array = Aggregate({FloatValue(1), FloatValue(2)});
+  of_array.mutable_aggregate()->set_member(1);
+  EXPECT_EQ(FieldOf(MarshalValue(ArrayOf(T(v1::FLOAT), 2), of_array, context, bytes)),
+            "aggregate.member");
+}
+
 TEST(BlockPointersTest, WordsPointingIntoBlocksAreReportedAsRelocations) {
   std::unique_ptr<PreparedFunction> f =
       Prepare(reinterpret_cast<void*>(leave_pointers),

@@ -310,7 +310,7 @@ class Spelled(ctypes.Union):
     _fields_ = [("text", ctypes.c_char_p), ("letters", ctypes.c_char * 16)]
 
 
-def test_a_union_goes_as_its_bytes_unless_its_first_member_holds_the_pointer():
+def test_a_union_is_set_through_the_member_that_holds_its_pointer_else_goes_as_its_bytes():
     from ffibox import _marshal
     spelled = Spelled()
     spelled.letters = b"fifteen letters"
@@ -320,8 +320,15 @@ def test_a_union_goes_as_its_bytes_unless_its_first_member_holds_the_pointer():
     builder = new_builder()
     value = _marshal.encode(Spelled, spelled, builder, None)
     (text,) = value.aggregate.elements
+    assert value.aggregate.member == 0
     assert builder.blocks[text.pointer.block.block].data == b"shipped\0"
     either = Either()
     either.text = b"second member"
-    # An aggregate sets a union's first member only: the bytes, address untranslated.
+    builder = new_builder()
+    value = _marshal.encode(Either, either, builder, None)
+    (text,) = value.aggregate.elements
+    assert value.aggregate.member == 1  # the char*, not the int before it
+    assert builder.blocks[text.pointer.block.block].data == b"second member\0"
+    either.number = 7  # no pointer left: the bytes
     assert _marshal.encode(Either, either, new_builder(), None).raw == bytes(either)
+

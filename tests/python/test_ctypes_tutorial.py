@@ -250,6 +250,29 @@ def test_unions(ct, testlib):
     assert testlib.iof_bits(u) == 7
 
 
+def test_a_union_by_value_with_its_pointer_in_a_later_member(ct, testlib):
+    class NumberOrText(ct.Union):
+        _fields_ = [("number", ct.c_long), ("text", ct.c_char_p)]
+
+    class Variant(ct.Structure):
+        _fields_ = [("is_text", ct.c_int), ("as_", NumberOrText)]
+
+    testlib.number_or_text_measure.restype = ct.c_long
+    testlib.number_or_text_measure.argtypes = [NumberOrText, ct.c_int]
+    testlib.variant_measure.restype = ct.c_long
+    testlib.variant_measure.argtypes = [Variant]
+    value = NumberOrText()
+    value.text = b"eleven long"
+    assert testlib.number_or_text_measure(value, 1) == 11
+    value.number = -5
+    assert testlib.number_or_text_measure(value, 0) == -5
+    variant = Variant(1)
+    variant.as_.text = b"seven!!"
+    assert testlib.variant_measure(variant) == 7
+    variant = Variant(0, NumberOrText(number=1 << 40))
+    assert testlib.variant_measure(variant) == 1 << 40
+
+
 def test_packed_structures(ct, testlib):
     Packed1 = make_types(ct)[4]
     assert ct.sizeof(Packed1) == 7 and Packed1.i.offset == 1 and Packed1.s.offset == 5

@@ -237,6 +237,14 @@ long tagged_sum(Tagged tagged) {
   return sum;
 }
 
+long number_or_text_measure(NumberOrText value, int is_text) {
+  return is_text ? (long)strlen(value.text) : value.number;
+}
+
+long variant_measure(Variant variant) {
+  return number_or_text_measure(variant.as, variant.is_text);
+}
+
 Record make_record(void) {
   Record record = {7, "by value", owned_numbers};
   return record;

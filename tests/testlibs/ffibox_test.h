@@ -74,6 +74,17 @@ typedef struct Tagged {
   int values[16384];
 } Tagged;
 long tagged_sum(Tagged tagged); /* strlen(name) plus the sum of the values */
+/* A variant passed by value, its pointer in the union's second member. */
+typedef union NumberOrText {
+  long number;
+  const char* text;
+} NumberOrText;
+typedef struct Variant {
+  int is_text;
+  NumberOrText as;
+} Variant;
+long variant_measure(Variant variant); /* strlen(text) for text, else the number */
+long number_or_text_measure(NumberOrText value, int is_text); /* the same for the union */
 /* Calls row(context, 3, {"first", "second", "third"}) like sqlite3_exec's callback. */
 int each_row(int (*row)(void* context, int columns, char** values), void* context);
 typedef struct Handle Handle; /* opaque */

@@ -110,7 +110,7 @@ function struct(name, fields) {
   return record('STRUCT', name, fields);
 }
 
-/** A union passed by value; a JS value sets its first member. */
+/** A union passed by value; a JS value sets the one member it names (else the first). */
 function union(name, fields) {
   return record('UNION', name, fields);
 }

@@ -79,16 +79,20 @@ function aggregateValue(t, object, what) {
   if (object === null || typeof object !== 'object') {
     throw invalid(`${what}: ${t.name} needs an object with fields ${t.fields.map(([n]) => n)}`);
   }
-  const fields = t.proto.record.kind === 'UNION' ? t.fields.slice(0, 1) : t.fields;
-  return {
-    aggregate: {
-      elements: fields.map(([name, field]) => {
-        const where = `${what}.${name}`;
-        return field.kind === 'record' ? aggregateValue(field, object[name], where)
-          : scalarValue(field, object[name], where);
-      }),
-    },
+  const element = ([name, field]) => {
+    const where = `${what}.${name}`;
+    return field.kind === 'record' ? aggregateValue(field, object[name], where)
+      : scalarValue(field, object[name], where);
   };
+  if (t.proto.record.kind !== 'UNION') return { aggregate: { elements: t.fields.map(element) } };
+  // A union is set through the one member the object names (the first when it names none).
+  const named = t.fields.flatMap(([name], i) => (object[name] !== undefined ? [i] : []));
+  if (named.length > 1) {
+    throw invalid(`${what}: a ${t.name} holds one member; the object names ` +
+      named.map((i) => t.fields[i][0]).join(', '));
+  }
+  const member = named.length === 1 ? named[0] : 0;
+  return { aggregate: { elements: [element(t.fields[member])], member } };
 }
 
 /** Writes `object` into `data` at `offset` in the worker's layout of record `t`. */

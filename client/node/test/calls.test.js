@@ -297,6 +297,20 @@ describe('structs', () => {
     assert.equal(await width(rect), 2);
   });
 
+  test('a union by value is set through the member the object names', async () => {
+    const NumberOrText = ffibox.union('NumberOrText', { number: 'long', text: 'cstring' });
+    const Variant = ffibox.struct('Variant', { is_text: 'int', as: NumberOrText });
+    const measure = await lib.func('long number_or_text_measure(void* value, int is_text)',
+      { params: [NumberOrText] });
+    assert.equal(await measure({ text: 'eleven long' }, 1), 11n);
+    assert.equal(await measure({ number: -5 }, 0), -5n);
+    await assert.rejects(measure({ number: 1, text: 'x' }, 0),
+      /holds one member; the object names number, text/);
+    const variant = await lib.func('long variant_measure(void* v)', { params: [Variant] });
+    assert.equal(await variant({ is_text: 1, as: { text: 'seven!!' } }), 7n);
+    assert.equal(await variant({ is_text: 0, as: { number: 2 ** 40 } }), 2n ** 40n);
+  });
+
   test('an array of structs would need raw bytes; an out struct is filled', async () => {
     const bounds = await lib.func('void rect_bounds(const void* points, int n, void* out)',
       { params: { 0: ffibox.buffer('in'), 2: ffibox.pointer(Rect, 'out') } });

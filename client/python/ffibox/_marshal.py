@@ -83,30 +83,36 @@ def encode(t, value, builder: Optional[CallBuilder], session):
 
 
 def _encode_aggregate(t, value, builder, session):
-    """A record or array holding pointers into client memory, field by field. A union's
-    aggregate sets its first member: a union whose first member does not hold the
-    client pointers in it travels as its bytes."""
+    """A record or array holding pointers into client memory, field by field. A union is
+    set through one member: the first whose pointers are the client pointers it holds;
+    a union with no such member (text in a `char[16]` member) travels as its bytes."""
     if isinstance(t, type(_ct.Union)):
-        address = _ct.addressof(value)
-        first = _types.all_fields(t)[0]
-        words = [_types.word_at(address + off).value
-                 for off, _ in (_types.pointer_offsets(first[1]) if len(first) <= 2 else [])]
-        if not any(words) or not all(builder.knows(word) for word in words if word):
-            return pb.Value(raw=bytes(value))
+        return _encode_union(t, value, builder, session)
     if _types.is_array(t):
         return pb.Value(aggregate=pb.Aggregate(elements=[
             encode_stored(t._type_, value, i * _ct.sizeof(t._type_), builder, session)
             for i in range(t._length_)]))
     elements = []
-    for entry in _types.all_fields(t):
+    for entry in _types.wire_fields(t):
         offset = getattr(t, entry[0]).offset
         if len(entry) > 2:
             elements.append(pb.Value(int_value=getattr(value, entry[0])))
         else:
             elements.append(encode_stored(entry[1], value, offset, builder, session))
-        if isinstance(t, type(_ct.Union)):
-            break
     return pb.Value(aggregate=pb.Aggregate(elements=elements))
+
+
+def _encode_union(t, value, builder, session):
+    address = _ct.addressof(value)
+    for member, entry in enumerate(_types.wire_fields(t)):
+        if len(entry) > 2:
+            continue  # a bit field holds no pointer
+        words = [_types.word_at(address + off).value
+                 for off, _ in _types.pointer_offsets(entry[1])]
+        if any(words) and all(builder.knows(word) for word in words if word):
+            element = encode_stored(entry[1], value, 0, builder, session)
+            return pb.Value(aggregate=pb.Aggregate(elements=[element], member=member))
+    return pb.Value(raw=bytes(value))
 
 
 def encode_stored(t, owner, offset: int, builder, session):
