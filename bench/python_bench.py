@@ -8,11 +8,15 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxCos        <median> ns   ...
     BM_PythonFfiboxLocalCos   <median> ns   ...
     ratio ffibox/ctypes <x>, same-host <y>
+    BM_PythonCtypesStringArray/4000   <median> ns   ...
+    BM_PythonFfiboxStringArray/4000   <median> ns   ...
 
 BM_PythonFfiboxCos goes over gRPC (FFIBOX_SAME_HOST=0 for the default session, which would
 take the same-host channel by default on a private server); BM_PythonFfiboxLocalCos is the
 same call on a session with the same-host channel (`session(same_host=True)`,
-docs/protocol.md): calls go to the worker through shared memory.
+docs/protocol.md): calls go to the worker through shared memory. The StringArray pair passes
+an array of 4000 `char*` (`(c_char_p * 4000)(*names)`, as argv-like APIs take) to libc's
+`memchr`, which reads its first word: the cost of a call that reaches thousands of strings.
 
 ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
 `from ffibox import ctypes`): run it from the repository root after the build. With
@@ -40,6 +44,20 @@ def time_cos(module, number: int, repeat: int, libm=None):
     if cos(0.5) != math.cos(0.5):
         raise SystemExit("%s cos(0.5) returned a wrong value" % module.__name__)
     timer = timeit.Timer("cos(0.5)", globals={"cos": cos})
+    return sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat, number=number))
+
+
+def time_string_array(module, number: int, repeat: int, count: int = 4000):
+    libc = module.CDLL("libc.so.6")
+    libc.memchr.restype = module.c_void_p
+    names = (module.c_char_p * count)(*[b"name %d" % i for i in range(count)])
+    # The first word is an address (the string's, local or in the worker): its top bytes are
+    # zero, the first at offset 6 of the array.
+    found = libc.memchr(names, 0, 8)
+    if found is None or found % 8 != 6:
+        raise SystemExit("%s memchr over a string array returned a wrong value"
+                         % module.__name__)
+    timer = timeit.Timer("memchr(names, 0, 8)", globals={"memchr": libc.memchr, "names": names})
     return sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat, number=number))
 
 
@@ -74,13 +92,20 @@ def main() -> None:
                               args.ffibox_number)
     same_host.close()
     print(f"ratio ffibox/ctypes {remote / local:.1f}, same-host {same_host_median / local:.1f}")
+    array_local_runs = time_string_array(ctypes, 2000, args.repeat)
+    report("BM_PythonCtypesStringArray/4000", array_local_runs, args.repeat, 2000)
+    array_runs = time_string_array(fctypes, 4, args.repeat)
+    report("BM_PythonFfiboxStringArray/4000", array_runs, args.repeat, 4)
     if args.json:
         bench_json.write(args.json,
                          bench_json.entries("BM_PythonCtypesCos", local_runs, args.number) +
                          bench_json.entries("BM_PythonFfiboxCos", remote_runs,
                                             args.ffibox_number) +
                          bench_json.entries("BM_PythonFfiboxLocalCos", same_host_runs,
-                                            args.ffibox_number),
+                                            args.ffibox_number) +
+                         bench_json.entries("BM_PythonCtypesStringArray/4000", array_local_runs,
+                                            2000) +
+                         bench_json.entries("BM_PythonFfiboxStringArray/4000", array_runs, 4),
                          "bench/python_bench.py")
 
 

@@ -332,3 +332,35 @@ def test_a_union_is_set_through_the_member_that_holds_its_pointer_else_goes_as_i
     either.number = 7  # no pointer left: the bytes
     assert _marshal.encode(Either, either, new_builder(), None).raw == bytes(either)
 
+
+def test_ranges_find_the_first_added_range_holding_an_address():
+    from ffibox._blocks import _Ranges
+    ranges = _Ranges()
+    for start in (500, 100, 300):  # disjoint, added out of order
+        ranges.add(start, start + 50, start)
+    assert [ranges.find(a) for a in (99, 100, 149, 150, 320, 549, 550)] == [
+        None, 100, 100, None, 300, 500, None]
+    ranges.add(700, 700, "empty")
+    assert ranges.find(700) is None and ranges.find(700, empty_at=True) == "empty"
+    # A range over an earlier one (a view shipped before the array that holds it): the
+    # earlier one still answers for the addresses both hold, the later for the rest.
+    ranges.add(90, 200, "array")
+    assert [ranges.find(a) for a in (95, 120, 160, 320, 700)] == ["array", 100, "array", 300,
+                                                                  None]
+    assert ranges.find(700, empty_at=True) == "empty"
+
+
+def test_an_array_of_strings_ships_each_string_once_at_its_own_block():
+    strings = [b"s%d" % i for i in range(3000)]
+    names = (ctypes.c_char_p * len(strings))(*strings)
+    builder = new_builder()
+    index = builder.add_object(names)
+    block = builder.blocks[index]
+    assert len(builder.blocks) == len(strings) + 1
+    targets = relocations(block)
+    for i in (0, 1, 1234, 2999):
+        target, offset = targets[8 * i]
+        assert (builder.blocks[target].data, offset) == (strings[i] + b"\0", 0)
+    # The same string reached again is the same block.
+    assert builder.locate(ctypes.cast(names, ctypes.POINTER(ctypes.c_void_p))[5]) == (
+        targets[40][0], 0)

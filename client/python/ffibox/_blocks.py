@@ -8,6 +8,7 @@ copied back into the same local objects. ffibox._marshal decides what a value ne
 module builds the blocks without I/O. Copying back asks ffibox._images for images of worker
 memory the library left in typed pointer slots, which reads that memory.
 """
+import bisect
 import ctypes as _ct
 import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -56,6 +57,46 @@ def kept_alive(keep, limit: Optional[int] = None):
                 stack.append(getattr(item, "_objects", None))
 
 
+class _Ranges:
+    """Ranges of local memory, each with a value, and the first added range holding an
+    address. While the ranges are disjoint (separate objects), that one is found by
+    bisection over their starts: a call reaching thousands of strings or records (an array
+    of `char*`) does not look at all of them for each pointer. Once two ranges touch (a view
+    shipped before the array holding it), every lookup goes through them in order."""
+
+    def __init__(self) -> None:
+        self._added: List[Tuple[int, int, Any]] = []  # (start, end, value), in order
+        self._starts: List[int] = []  # sorted, while disjoint
+        self._sorted: List[Tuple[int, int, Any]] = []  # the ranges in that order
+        self._disjoint = True
+
+    def add(self, start: int, end: int, value) -> None:
+        self._added.append((start, end, value))
+        if not self._disjoint:
+            return
+        at = bisect.bisect_right(self._starts, start)
+        for other_start, other_end, _ in self._sorted[max(at - 1, 0):at + 1]:
+            if max(start, other_start) <= min(end, other_end):
+                self._disjoint = False
+                self._starts, self._sorted = [], []
+                return
+        self._starts.insert(at, start)
+        self._sorted.insert(at, (start, end, value))
+
+    def find(self, address: int, empty_at: bool = False):
+        """The value of the first added range holding `address`; with `empty_at`, also of an
+        empty range starting there. None when none does."""
+        if self._disjoint:
+            at = bisect.bisect_right(self._starts, address) - 1
+            candidates = self._sorted[at:at + 1] if at >= 0 else []
+        else:
+            candidates = self._added
+        for start, end, value in candidates:
+            if start <= address < end or (empty_at and address == start == end):
+                return value
+        return None
+
+
 class CallBuilder:
     """The blocks of one call, and how to copy them back into client memory."""
 
@@ -67,12 +108,13 @@ class CallBuilder:
         self._images = images
         self._generation = generation
         self.blocks: List[Any] = []
-        self._extents: List[Tuple[int, int, int]] = []    # local start, end, block index
+        self._extents = _Ranges()  # local memory shipped -> (its start, block index)
         self._owners: List[Any] = []                        # block index -> local object
         # block index -> {offset: the caller's own word} for pointer slots sent as worker
         # addresses (images), restored after the call unless the library changed them.
         self._own_words: Dict[int, Dict[int, int]] = {}
-        self._candidates: List[Tuple[int, int, Any]] = []  # reachable local memory
+        self._candidates = _Ranges()  # local memory the call may reach -> the object
+        self._collected: set = set()  # id() of each object in _candidates (held there)
         self._sources: Dict[int, int] = {}  # id(bytes or str shipped) -> block index
         self.twins_used: List[Any] = []  # twins the blocks are placed at (busy in flight)
 
@@ -161,35 +203,38 @@ class CallBuilder:
         self.blocks.append(block)
         self._owners.append(owner)
         if start:
-            self._extents.append((start, start + size, index))
+            self._extents.add(start, start + size, (start, index))
         return index
 
     def _collect(self, keep) -> None:
         for item in kept_alive(keep):
+            if id(item) in self._collected:
+                continue
             if isinstance(item, _CData):
                 start = _ct.addressof(item)
-                self._candidates.append((start, start + _ct.sizeof(item), item))
+                self._candidates.add(start, start + _ct.sizeof(item), item)
             elif isinstance(item, bytes):
                 start = _bytes_address(item)
-                self._candidates.append((start, start + len(item) + 1, item))
+                self._candidates.add(start, start + len(item) + 1, item)
+            else:
+                continue
+            self._collected.add(id(item))
 
     def _shipped(self, address: int) -> Optional[Tuple[int, int]]:
-        for start, end, index in self._extents:
-            if start <= address < end or (address == start == end):
-                return index, address - start
-        return None
+        found = self._extents.find(address, empty_at=True)
+        return None if found is None else (found[1], address - found[0])
 
     def locate(self, address: int) -> Optional[Tuple[int, int]]:
         """(block, offset) of a local address inside client memory this call ships."""
         found = self._shipped(address)
         if found is not None:
             return found
-        for start, end, item in list(self._candidates):
-            if start <= address < end:
-                if isinstance(item, bytes):
-                    return self.add_bytes(item), address - start
-                self.add_object(item)
-                return self._shipped(address)
+        item = self._candidates.find(address)
+        if item is not None:
+            if isinstance(item, bytes):
+                return self.add_bytes(item), address - _bytes_address(item)
+            self.add_object(item)
+            return self._shipped(address)
         # An object an earlier call reached (a library may have linked to it since).
         owner = self._twins.owner_at(address)
         if isinstance(owner, bytes):
@@ -240,7 +285,7 @@ class CallBuilder:
         or twinned) or as the worker address of an image, rather than as it is."""
         return (self._images.worker_address(address) is not None or
                 self._shipped(address) is not None or
-                any(start <= address < end for start, end, _ in self._candidates) or
+                self._candidates.find(address) is not None or
                 self._twins.owner_at(address) is not None)
 
     def local_pointer(self, address: int):
