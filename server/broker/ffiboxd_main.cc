@@ -173,19 +173,30 @@ int main(int argc, char** argv) {
   // No process of another uid, and no worker, may read or write this process's memory.
   prctl(PR_SET_DUMPABLE, 0);
   RaiseDescriptorLimit();
-  if (absl::GetFlag(FLAGS_exit_with_parent)) {
-    const pid_t parent = getppid();
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) return 0;  // the parent died before the signal was armed
-  }
 
-  // Block the shutdown signals in every thread; one thread waits for them.
+  // Block the shutdown signals in every thread; one thread waits for them. Before the
+  // parent-death signal is armed, so that it is never taken by the default action.
   sigset_t shutdown_signals;
   sigemptyset(&shutdown_signals);
   sigaddset(&shutdown_signals, SIGINT);
   sigaddset(&shutdown_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  pid_t parent = 0;
+  if (absl::GetFlag(FLAGS_exit_with_parent)) {
+    parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+  }
+  // Claimed first, so that whatever ends this process after a parent that has gone, the
+  // directory goes with it.
+  std::unique_ptr<ffibox::PrivateDirectory> private_directory;
+  if (!absl::GetFlag(FLAGS_private_directory).empty()) {
+    absl::StatusOr<std::unique_ptr<ffibox::PrivateDirectory>> claimed =
+        ffibox::PrivateDirectory::Claim(absl::GetFlag(FLAGS_private_directory), parent);
+    if (!claimed.ok()) return Fail(std::string(claimed.status().message()));
+    private_directory = *std::move(claimed);
+  }
+  if (parent != 0 && getppid() != parent) return 0;  // died before the signal was armed
 
   ServerConfig file;
   if (!absl::GetFlag(FLAGS_config).empty()) {
@@ -235,16 +246,7 @@ int main(int argc, char** argv) {
     if (!root.ok()) return Fail(std::string(root.status().message()));
     session.scratch_root = *root;
   }
-  // Declared before everything that serves: removed after the sessions, their scratch
-  // directories and the sockets are gone.
-  std::unique_ptr<ffibox::PrivateDirectory> private_directory;
-  if (!absl::GetFlag(FLAGS_private_directory).empty()) {
-    absl::StatusOr<std::unique_ptr<ffibox::PrivateDirectory>> claimed =
-        ffibox::PrivateDirectory::Claim(absl::GetFlag(FLAGS_private_directory),
-                                        session.scratch_root);
-    if (!claimed.ok()) return Fail(std::string(claimed.status().message()));
-    private_directory = *std::move(claimed);
-  }
+  if (private_directory != nullptr) private_directory->SetScratchRoot(session.scratch_root);
   for (const ffibox::ListenerSettings& listener : settings->listeners) {
     if (!listener.unix_socket) continue;
     absl::Status prepared = ffibox::PrepareUnixListenAddress(listener.address);

@@ -106,6 +106,8 @@ class PrivateServer:
         self._thread.start()
         self._ready.wait(30)
         if "listening on" not in self._first_line:
+            # Killed, not asked to stop: a server that starts listening meanwhile would take
+            # the request to stop for a shutdown after serving, and remove its log.
             self.stop(keep_log=True)
             raise RuntimeError(
                 "ffibox: the private ffiboxd (%s) did not start: %s\nits log (%s) ends with:\n%s"
@@ -153,11 +155,14 @@ class PrivateServer:
         return os.path.exists(self.address[len("unix:"):])
 
     def stop(self, keep_log: bool = False) -> None:
-        """Terminates the server (and with it its workers) and removes its directory (all
-        but the log when `keep_log`)."""
+        """Terminates the server (and with it its workers) and removes its directory; with
+        `keep_log` (a start that failed), kills it and keeps the directory with the log."""
         if os.getpid() != self.owner:
             return  # a forked child's copy (its atexit hooks run too): the parent's server
         process = self.process
+        if process is not None and process.poll() is None and keep_log:
+            process.kill()
+            process.wait()
         if process is not None and process.poll() is None:
             process.terminate()
             try:
