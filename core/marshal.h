@@ -59,8 +59,8 @@ absl::Status MarshalArgument(const v1::Type& type, const v1::Value& value,
 //   - records and arrays as `raw` (exactly the layout size) or `aggregate`:
 //     structs: one element per field in declaration order, including unnamed and
 //       zero-width bit fields (a zero-width bit field's element is ignored);
-//     unions: exactly ONE element, which sets the FIRST member (C's initializer rule);
-//       other members are written as raw bytes;
+//     unions: exactly ONE element, which sets the member `aggregate.member` names (the
+//       first by default, C's initializer rule); the union's other bytes are zeroed;
 //     arrays: exactly `length` elements; arrays of 1-byte integers also take bytes_value
 //       of at most `length` bytes (the rest stays zero, no NUL is added);
 //     nested records and arrays nest aggregates (or raw) the same way;

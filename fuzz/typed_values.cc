@@ -1,5 +1,6 @@
 #include "fuzz/typed_values.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -201,8 +202,14 @@ v1::Value TypedValue(const v1::Type& type, uint64_t generation, std::mt19937_64*
       if (*budget < record.fields_size() || Below(random, 8) == 0) return RawValue(type, random);
       v1::Value value;
       v1::Aggregate* aggregate = value.mutable_aggregate();
-      const int count = record.kind() == v1::RecordType::UNION ? 1 : record.fields_size();
-      for (int i = 0; i < count; ++i) {
+      const bool is_union = record.kind() == v1::RecordType::UNION;
+      // A union: one member, any of them (none for a union without members).
+      const int first = is_union && record.fields_size() > 0
+                            ? static_cast<int>(Below(random, record.fields_size()))
+                            : 0;
+      const int end = is_union ? std::min(first + 1, record.fields_size()) : record.fields_size();
+      if (is_union) aggregate->set_member(static_cast<uint32_t>(first));
+      for (int i = first; i < end; ++i) {
         const v1::Field& field = record.fields(i);
         *aggregate->add_elements() =
             field.has_bit_width() ? BitFieldValue(field.type().scalar(),

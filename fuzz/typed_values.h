@@ -16,7 +16,7 @@ namespace fuzz {
 // Returns a value MarshalValue should accept for the validated `type`: integers and bit
 // fields at or inside their range's ends, any double, null or remote pointers of
 // `generation`, short strings (with NULs), arrays and records as aggregates (unions setting
-// their first member), raw bytes or bytes_value now and then. Choices come from `random`.
+// one member, any of them), raw bytes or bytes_value now and then. Choices come from `random`.
 // Arrays too long to spell out element by element get raw bytes; `budget` caps the values
 // made in all (a type may describe far more elements than an input could hold).
 v1::Value TypedValue(const v1::Type& type, uint64_t generation, std::mt19937_64* random,

@@ -201,7 +201,7 @@ TEST_F(ShapesTest, AggregatesAreAcceptedFieldByFieldIncludingUnionsAndBitFields)
   EXPECT_EQ(point.x, 11.0);
   EXPECT_EQ(point.y, 4.0);
 
-  // A union aggregate has one element, which sets the first member.
+  // A union aggregate has one element, which sets the first member (aggregate.member unset).
   v1::Signature bits_of;
   *bits_of.mutable_result() = ScalarType(v1::INT);
   *bits_of.add_params() = TypeOf<IntOrFloat>();

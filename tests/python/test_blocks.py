@@ -333,6 +333,66 @@ def test_a_union_is_set_through_the_member_that_holds_its_pointer_else_goes_as_i
     assert _marshal.encode(Either, either, new_builder(), None).raw == bytes(either)
 
 
+class Span(ctypes.Structure):
+    _fields_ = [("p", ctypes.c_char_p), ("length", ctypes.c_size_t)]
+
+
+class PointerOrSpan(ctypes.Union):
+    _fields_ = [("s", ctypes.c_char_p), ("span", Span)]
+
+
+class NumberOrText(ctypes.Union):
+    _fields_ = [("n", ctypes.c_long), ("s", ctypes.c_char_p)]
+
+
+class Labelled(ctypes.Structure):
+    _fields_ = [("tag", ctypes.c_int), ("u", NumberOrText), ("name", ctypes.c_char_p)]
+
+
+class LabelledOrBytes(ctypes.Union):
+    _fields_ = [("t", Labelled), ("raw", ctypes.c_char * 32)]
+
+
+def test_a_union_member_must_carry_every_byte_set():
+    from ffibox import _marshal
+    value = PointerOrSpan()
+    value.span.p = b"hello"
+    value.span.length = 5
+    builder = new_builder()
+    encoded = _marshal.encode(PointerOrSpan, value, builder, None)
+    # `s` holds the same pointer but not the length the worker would zero.
+    assert encoded.aggregate.member == 1
+    (span,) = encoded.aggregate.elements
+    pointer, length = span.aggregate.elements
+    assert builder.blocks[pointer.pointer.block.block].data == b"hello\0"
+    assert length.uint_value == 5 or length.int_value == 5
+
+
+def test_a_nested_union_chooses_its_own_member():
+    from ffibox import _marshal
+    value = LabelledOrBytes()
+    value.t.u.n = 5  # a number where the inner union's char* would be
+    value.t.name = b"named"
+    builder = new_builder()
+    encoded = _marshal.encode(LabelledOrBytes, value, builder, None)
+    assert encoded.aggregate.member == 0
+    (tagged,) = encoded.aggregate.elements
+    _, inner, name = tagged.aggregate.elements
+    assert inner.raw == bytes(value.t.u)  # the number, as its bytes
+    assert builder.blocks[name.pointer.block.block].data == b"named\0"
+
+
+def test_a_server_that_sets_only_a_unions_first_member_gets_its_bytes():
+    from ffibox import _marshal
+
+    class OlderSession:
+        union_members = False  # SessionOpened.union_members unset
+
+    either = Either()
+    either.text = b"second member"
+    assert _marshal.encode(Either, either, new_builder(), OlderSession()).raw == bytes(either)
+
+
 def test_ranges_find_the_first_added_range_holding_an_address():
     from ffibox._blocks import _Ranges
     ranges = _Ranges()

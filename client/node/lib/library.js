@@ -94,7 +94,7 @@ class NativeFunction {
       case 'scalar':
         return scalarValue(type, arg, what);
       case 'record':
-        return aggregateValue(type, arg, what);
+        return aggregateValue(type, arg, what, this.session.unionMembers);
       case 'callback':
         if (typeof arg !== 'function') throw invalid(`${what}: a callback needs a function`);
         return { pointer: { callback: String(await this.session.callbackId(type, arg)) } };

@@ -69,6 +69,11 @@ class Session extends EventEmitter {
     stream.on('end', () => this._end(closedError(null)));
   }
 
+  /** Whether the server sets a union through any member (an older one: the first only). */
+  get unionMembers() {
+    return Boolean(this.opened && this.opened.union_members);
+  }
+
   async _open(options) {
     const open = {
       call_timeout_ms: options.timeoutMs || 0,
@@ -220,7 +225,7 @@ class Session extends EventEmitter {
       const result = await currentInvocation.run(invocation, () => fn(...args));
       if (type.result && !(type.result.kind === 'scalar' && type.result.name === 'void')) {
         answer.result = type.result.kind === 'record'
-          ? aggregateValue(type.result, result, 'callback result')
+          ? aggregateValue(type.result, result, 'callback result', this.unionMembers)
           : scalarValue(type.result, result, 'callback result');
       }
     } catch (error) {

@@ -74,24 +74,33 @@ function scalarFromValue(t, value) {
   }
 }
 
-/** `object`'s fields as an aggregate Value of record type `t` (fields by name). */
-function aggregateValue(t, object, what) {
+/**
+ * `object`'s fields as an aggregate Value of record type `t` (fields by name). A union is
+ * set through the one member the object names (the first when it names none); a server
+ * that sets only a union's first member (`unionMembers` false: older than
+ * SessionOpened.union_members) is refused another.
+ */
+function aggregateValue(t, object, what, unionMembers = true) {
   if (object === null || typeof object !== 'object') {
     throw invalid(`${what}: ${t.name} needs an object with fields ${t.fields.map(([n]) => n)}`);
   }
   const element = ([name, field]) => {
     const where = `${what}.${name}`;
-    return field.kind === 'record' ? aggregateValue(field, object[name], where)
+    return field.kind === 'record' ? aggregateValue(field, object[name], where, unionMembers)
       : scalarValue(field, object[name], where);
   };
   if (t.proto.record.kind !== 'UNION') return { aggregate: { elements: t.fields.map(element) } };
-  // A union is set through the one member the object names (the first when it names none).
-  const named = t.fields.flatMap(([name], i) => (object[name] !== undefined ? [i] : []));
+  const named = t.fields.flatMap(([name], i) =>
+    (Object.hasOwn(object, name) && object[name] !== undefined ? [i] : []));
   if (named.length > 1) {
     throw invalid(`${what}: a ${t.name} holds one member; the object names ` +
       named.map((i) => t.fields[i][0]).join(', '));
   }
   const member = named.length === 1 ? named[0] : 0;
+  if (member !== 0 && !unionMembers) {
+    throw invalid(`${what}: this server sets only a union's first member ` +
+      `(${t.fields[0][0]}), not ${t.fields[member][0]}: it is older than this client`);
+  }
   return { aggregate: { elements: [element(t.fields[member])], member } };
 }
 

@@ -306,6 +306,11 @@ describe('structs', () => {
     assert.equal(await measure({ number: -5 }, 0), -5n);
     await assert.rejects(measure({ number: 1, text: 'x' }, 0),
       /holds one member; the object names number, text/);
+    // A server that sets only a union's first member (SessionOpened.union_members unset).
+    const { aggregateValue } = require('../lib/values');
+    assert.throws(() => aggregateValue(NumberOrText, { text: 'x' }, 'value', false),
+      /this server sets only a union's first member \(number\), not text/);
+    assert.deepEqual(aggregateValue(NumberOrText, { number: 3 }, 'value', false).aggregate.member, 0);
     const variant = await lib.func('long variant_measure(void* v)', { params: [Variant] });
     assert.equal(await variant({ is_text: 1, as: { text: 'seven!!' } }), 7n);
     assert.equal(await variant({ is_text: 0, as: { number: 2 ** 40 } }), 2n ** 40n);

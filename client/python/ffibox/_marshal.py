@@ -83,9 +83,8 @@ def encode(t, value, builder: Optional[CallBuilder], session):
 
 
 def _encode_aggregate(t, value, builder, session):
-    """A record or array holding pointers into client memory, field by field. A union is
-    set through one member: the first whose pointers are the client pointers it holds;
-    a union with no such member (text in a `char[16]` member) travels as its bytes."""
+    """A record or array holding pointers into client memory, field by field (a union
+    through one member: _encode_union)."""
     if isinstance(t, type(_ct.Union)):
         return _encode_union(t, value, builder, session)
     if _types.is_array(t):
@@ -103,16 +102,38 @@ def _encode_aggregate(t, value, builder, session):
 
 
 def _encode_union(t, value, builder, session):
+    """A union through one member, the worker zeroing its other bytes. A member may carry it
+    when every pointer word in it (outside a nested union, which chooses for itself) is
+    NULL or a client pointer, and at least one is a client pointer. Of those, the first
+    wide enough for every byte set wins ({char* p; size_t len;} over a lone char*), else
+    the widest (the bytes past it are another member's, left over). Without one, or with
+    a server that sets only a union's first member, its bytes."""
     address = _ct.addressof(value)
+    data = bytes(value)
+    used = len(data.rstrip(b"\0"))
+    if session is not None and not getattr(session, "union_members", True):
+        return pb.Value(raw=data)  # an older server would set the first member whatever
+    chosen = None
     for member, entry in enumerate(_types.wire_fields(t)):
         if len(entry) > 2:
             continue  # a bit field holds no pointer
         words = [_types.word_at(address + off).value
-                 for off, _ in _types.pointer_offsets(entry[1])]
-        if any(words) and all(builder.knows(word) for word in words if word):
-            element = encode_stored(entry[1], value, 0, builder, session)
-            return pb.Value(aggregate=pb.Aggregate(elements=[element], member=member))
-    return pb.Value(raw=bytes(value))
+                 for off, _ in _types.pointer_offsets(entry[1], unions=False)]
+        if not all(builder.knows(word) for word in words if word):
+            continue
+        if not any(builder.knows(word) for word in (
+                _types.word_at(address + off).value
+                for off, _ in _types.pointer_offsets(entry[1])) if word):
+            continue
+        if chosen is None or _ct.sizeof(entry[1]) > _ct.sizeof(chosen[1][1]):
+            chosen = (member, entry)
+        if _ct.sizeof(entry[1]) >= used:
+            break
+    if chosen is None:
+        return pb.Value(raw=data)
+    member, (name, member_type) = chosen[0], chosen[1][:2]
+    element = encode_stored(member_type, value, getattr(t, name).offset, builder, session)
+    return pb.Value(aggregate=pb.Aggregate(elements=[element], member=member))
 
 
 def encode_stored(t, owner, offset: int, builder, session):

@@ -192,6 +192,8 @@ class Session:
         self.worker_pids_max = opened.worker_pids_max
         self.idle_cpu_percent = opened.idle_cpu_percent
         self.call_timeout_ms = opened.call_timeout_ms
+        # Whether the server sets a union through any member (an older one: the first only).
+        self.union_members = opened.union_members
         # The jail layers every worker of this session gets, and those the server's operator
         # waived (with the reason).
         self.jail_layers = list(opened.jail_layers)
