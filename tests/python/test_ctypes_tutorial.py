@@ -273,6 +273,20 @@ def test_a_union_by_value_with_its_pointer_in_a_later_member(ct, testlib):
     assert testlib.variant_measure(variant) == 1 << 40
 
 
+def test_wide_strings_a_structure_holds(ct, testlib):
+    class WideLabel(ct.Structure):
+        _fields_ = [("id", ct.c_int), ("text", ct.c_wchar_p)]
+
+    testlib.wide_label_len.restype = ct.c_size_t
+    label = WideLabel(1, "h\u00e9llo w\u00f6rld")
+    assert testlib.wide_label_len(ct.byref(label)) == 11
+    assert testlib.wide_label_len(ct.byref(label)) == 11  # again: ffibox reuses its twin
+    label.text = "\u4e16\u754c"
+    assert testlib.wide_label_len(ct.byref(label)) == 2
+    labels = (WideLabel * 2)(WideLabel(1, "one"), WideLabel(2, "three"))
+    assert testlib.wide_label_len(ct.byref(labels[1])) == 5
+
+
 def test_packed_structures(ct, testlib):
     Packed1 = make_types(ct)[4]
     assert ct.sizeof(Packed1) == 7 and Packed1.i.offset == 1 and Packed1.s.offset == 5

@@ -76,7 +76,9 @@ EXPORT char* str_dup_upper(const char* s) {
   copy[n] = '\0';
   return copy;
 }
-EXPORT size_t wstr_len(const wchar_t* s) { return s == NULL ? 0 : wcslen(s); }
+EXPORT size_t wide_label_len(const WideLabel* label) { return wcslen(label->text); }
+
+size_t wstr_len(const wchar_t* s) { return s == NULL ? 0 : wcslen(s); }
 EXPORT const wchar_t* wgreeting(void) { return L"h\u00e9llo \u4e16\u754c"; }
 EXPORT const char* null_string(void) { return NULL; }
 

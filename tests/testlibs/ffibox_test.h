@@ -95,8 +95,13 @@ void handle_free(Handle* handle);
 const char* env_at_load(void);           /* FFIBOX_TEST_AT_LOAD when the library loaded */
 const char* env_value(const char* name); /* getenv(name) */
 size_t wstr_len(const wchar_t* s);       /* wcslen(s); 0 for NULL */
-const wchar_t* wgreeting(void);          /* L"h\u00e9llo \u4e16\u754c" (static) */
-const char* null_string(void);           /* NULL */
+typedef struct WideLabel {
+  int id;
+  const wchar_t* text;
+} WideLabel;
+size_t wide_label_len(const WideLabel* label); /* wcslen(label->text) */
+const wchar_t* wgreeting(void);                /* L"h\u00e9llo \u4e16\u754c" (static) */
+const char* null_string(void);                 /* NULL */
 
 /* Buffers and pointer parameters. */
 void fill_buffer(char* out, size_t n, char c);           /* out: n bytes of c */

@@ -21,6 +21,7 @@ NULL = pb.Value(pointer=pb.PointerValue(null=True))
 _WORD = struct.Struct("<Q")
 
 _bytes_address = _twins.bytes_address
+_wide_kept = _twins.wide_kept
 
 
 def remote_value(address: int, generation: int):
@@ -135,7 +136,7 @@ class CallBuilder:
         if owner is obj or holds(owner):
             return owner
         twinned = self._twins.owner_at(start)
-        if twinned is not None and not isinstance(twinned, (bytes, str)) and holds(twinned):
+        if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
             return twinned
         for item in kept_alive(getattr(owner, "_objects", None), limit=256):
             if isinstance(item, _CData) and item is not obj and holds(item):
@@ -193,6 +194,17 @@ class CallBuilder:
         self._sources[id(source)] = index
         return index
 
+    def add_wide(self, capsule) -> int:
+        """Ships the wchar_t string a c_wchar_p set from a str keeps alive (its capsule:
+        _twins.wide_kept) IN, at its twin, as add_bytes does bytes; the block index."""
+        index = self._sources.get(id(capsule))
+        if index is not None:
+            return index
+        data = _twins.wide_kept_bytes(capsule)
+        index = self._new_block(_wide_kept(capsule), len(data), capsule, data, pb.IN)
+        self._sources[id(capsule)] = index
+        return index
+
     def _new_block(self, start: int, size: int, owner, data: bytes, direction) -> int:
         index = len(self.blocks)
         block = pb.MemoryBlock(data=data, size=size, direction=direction)
@@ -216,6 +228,9 @@ class CallBuilder:
             elif isinstance(item, bytes):
                 start = _bytes_address(item)
                 self._candidates.add(start, start + len(item) + 1, item)
+            elif _wide_kept(item):
+                start = _wide_kept(item)
+                self._candidates.add(start, start + len(_twins.wide_kept_bytes(item)), item)
             else:
                 continue
             self._collected.add(id(item))
@@ -233,12 +248,16 @@ class CallBuilder:
         if item is not None:
             if isinstance(item, bytes):
                 return self.add_bytes(item), address - _bytes_address(item)
+            if _wide_kept(item):
+                return self.add_wide(item), address - _wide_kept(item)
             self.add_object(item)
             return self._shipped(address)
         # An object an earlier call reached (a library may have linked to it since).
         owner = self._twins.owner_at(address)
         if isinstance(owner, bytes):
             return self.add_bytes(owner), address - _bytes_address(owner)
+        if _wide_kept(owner):
+            return self.add_wide(owner), address - _wide_kept(owner)
         if owner is not None:
             self.add_object(owner)
             return self._shipped(address)
@@ -265,7 +284,7 @@ class CallBuilder:
         """The worker address of local `address` when it lies in a twinned object (which
         the call then ships, synced, at its twin), else None."""
         found = self._twins.twin_at(address)
-        if found is None or isinstance(found[0], (bytes, str)):
+        if found is None or _twins.held_strongly(found[0]):
             return None
         owner, twin = found
         if not twin.busy:
@@ -324,6 +343,10 @@ class CallBuilder:
                 if start < len(owner):
                     _ct.memmove(twin.local + start, data, min(end, len(owner)) - start)
                 continue
+            if _wide_kept(owner):
+                if start < twin.size:
+                    _ct.memmove(twin.local + start, data, min(end, twin.size) - start)
+                continue
             if isinstance(owner, str):
                 continue
             slots = [(offset, ptype) for offset, ptype in _types.pointer_offsets(type(owner))
@@ -378,7 +401,7 @@ class CallBuilder:
         budget = self._images.budget()
         for contents in result.blocks:
             owner = self._owners[contents.block] if contents.block < len(self._owners) else None
-            if owner is None or isinstance(owner, (bytes, str)):
+            if owner is None or _twins.held_strongly(owner):
                 continue
             start = _ct.addressof(owner)
             data = contents.data[:_ct.sizeof(owner)]
@@ -416,5 +439,5 @@ class CallBuilder:
                 if target_owner is None:
                     continue
                 base = (_bytes_address(target_owner) if isinstance(target_owner, bytes)
-                        else _ct.addressof(target_owner))
+                        else _wide_kept(target_owner) or _ct.addressof(target_owner))
                 _types.word_at(start + offset).value = base + target.offset

@@ -58,15 +58,44 @@ def bytes_address(data: bytes) -> int:
     return _ct.cast(_ct.c_char_p(data), _ct.c_void_p).value
 
 
+# The keep-alive CPython's ctypes makes for a c_wchar_p set from a str (a field, an array
+# element, a c_wchar_p object): a capsule of this name holding the wchar_t string it made.
+_WIDE_KEEP_NAME = b"_ctypes/cfield.c pymem"
+_capsule_is_valid = _ct.PYFUNCTYPE(_ct.c_int, _ct.py_object, _ct.c_char_p)(
+    ("PyCapsule_IsValid", _ct.pythonapi))
+_capsule_pointer = _ct.PYFUNCTYPE(_ct.c_void_p, _ct.py_object, _ct.c_char_p)(
+    ("PyCapsule_GetPointer", _ct.pythonapi))
+
+
+def wide_kept(owner) -> int:
+    """The address of the wchar_t string `owner` holds when it is such a capsule, else 0."""
+    if type(owner).__name__ != "PyCapsule" or not _capsule_is_valid(owner, _WIDE_KEEP_NAME):
+        return 0
+    return _capsule_pointer(owner, _WIDE_KEEP_NAME) or 0
+
+
+def wide_kept_bytes(owner) -> bytes:
+    """The wchar_t string of a wide_kept capsule, its terminator included."""
+    address = wide_kept(owner)
+    return _ct.string_at(address, (len(_ct.wstring_at(address)) + 1) * _ct.sizeof(_ct.c_wchar))
+
+
+def held_strongly(owner) -> bool:
+    """Whether a twin holds `owner` itself (bytes, str, a wide string's capsule: immutable
+    sources nothing tells the death of) rather than weakly."""
+    return isinstance(owner, (bytes, str)) or wide_kept(owner) != 0
+
+
 class Twin:
-    """A ctypes owner's twin (held weakly), or a bytes / str argument's (held strongly, as
-    nothing tells when such an object dies: it is released once only the twin holds it)."""
+    """A ctypes owner's twin (held weakly), or a bytes / str argument's or a wide string's
+    capsule (held strongly, as nothing tells when such an object dies: it is released once
+    only the twin holds it)."""
 
     __slots__ = ("ref", "strong", "local", "size", "worker", "generation", "busy")
 
     def __init__(self, owner, local: int, size: int, worker: int, generation: int,
                  on_collect) -> None:
-        if isinstance(owner, (bytes, str)):
+        if held_strongly(owner):
             self.ref = None
             self.strong = owner
         else:
@@ -93,7 +122,7 @@ class Twin:
 
 
 def _weakly_referable(owner) -> bool:
-    return isinstance(owner, (bytes, str)) or type(owner).__weakrefoffset__ != 0
+    return held_strongly(owner) or type(owner).__weakrefoffset__ != 0
 
 
 class TwinTable:
@@ -141,6 +170,8 @@ class TwinTable:
             local = bytes_address(owner)
         elif isinstance(owner, str):
             local = 0
+        elif wide_kept(owner):
+            local = wide_kept(owner)
         else:
             local = _ct.addressof(owner)
         key = id(owner)
