@@ -249,10 +249,15 @@ void CheckObject(const v1::Type& type, const v1::Value& value, absl::string_view
     case v1::Type::kRecord: {
       absl::StatusOr<TypeLayout> layout = ComputeLayout(type);
       FUZZ_CHECK(layout.ok(), path, ": record layout");
-      for (int i = 0; i < value.aggregate().elements_size(); ++i) {
+      // A union's one element is the member the aggregate names.
+      const int first = type.record().kind() == v1::RecordType::UNION
+                            ? static_cast<int>(value.aggregate().member())
+                            : 0;
+      for (int e = 0; e < value.aggregate().elements_size(); ++e) {
+        const int i = first + e;
         const v1::Field& field = type.record().fields(i);
         const FieldLayout& placed = layout->fields[i];
-        const v1::Value& element = value.aggregate().elements(i);
+        const v1::Value& element = value.aggregate().elements(e);
         const std::string field_path = absl::StrCat(path, ".", field.name(), "#", i);
         if (!field.has_bit_width()) {
           CheckObject(field.type(), element, bytes.substr(placed.offset, placed.size),
