@@ -120,7 +120,7 @@ class Worker {
   }
 
   ~Worker() {
-    connection_.reset();  // EOF: the worker exits by itself
+    connection_.reset();  // EOF: the worker exits by itself (Hangup may have done it)
     if (exited_) return;
     int status = 0;
     for (int i = 0; i < 200 && waitpid(pid_, &status, WNOHANG) == 0; ++i)
@@ -137,6 +137,19 @@ class Worker {
   void Send(const internal::WorkerRequest& request) {
     ASSERT_TRUE(connection_->Send(request).ok());
   }
+
+  // Sends a top-level call of `function` without waiting for its response; returns its id.
+  uint64_t PostCall(uint64_t function, std::vector<v1::Value> args) {
+    internal::WorkerRequest wrapped;
+    wrapped.set_id(++next_id_);
+    wrapped.mutable_request()->mutable_call()->set_function(function);
+    for (v1::Value& arg : args) *wrapped.mutable_request()->mutable_call()->add_args() = arg;
+    Send(wrapped);
+    return wrapped.id();
+  }
+
+  // Closes the broker's end, as a broker that has gone does.
+  void Hangup() { connection_.reset(); }
 
   internal::WorkerReply Receive() {
     absl::StatusOr<internal::WorkerReply> reply =
@@ -582,6 +595,81 @@ TEST(WorkerBegin, AWorkerWaitingForItsBeginAlreadyRunsItsReaderThread) {
   EXPECT_EQ(thread_count(), 2) << "the main thread and the reader, before any begin";
   worker.Begin(kGeneration);
   LoadLibraries(&worker);  // served as usual once begun
+}
+
+// Whichever of the worker's threads receives a request, top-level requests run on one
+// thread, the worker's main thread (whose thread id is the process id): native code that
+// keeps per-thread state sees the same thread on every call. The main thread receives the
+// requests that find it idle itself; the reader thread receives those that come while an
+// invocation waits, and the ones sent behind a long call (kReaderTakeover), for it.
+class WorkerReaders : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LoadLibraries(&worker_);
+    ASSERT_FALSE(worker_.Resolve(110, kLibc, "gettid", Sig(&kInt, {})).has_error());
+    const v1::Type uint_type = ScalarType(v1::UINT);
+    ASSERT_FALSE(worker_.Resolve(111, kLibc, "usleep", Sig(&kInt, {uint_type})).has_error());
+  }
+
+  // The thread id the worker ran a call of gettid on.
+  int64_t CallingThread() {
+    v1::Response response = worker_.Call(110, {}, nullptr);
+    EXPECT_FALSE(response.has_error()) << response.error().message();
+    return response.call().result().int_value();
+  }
+
+  Worker worker_;
+};
+
+TEST_F(WorkerReaders, CallsRunOnTheMainThreadAlsoAfterAnInvocation) {
+  EXPECT_EQ(CallingThread(), worker_.pid());
+  EXPECT_EQ(CallingThread(), worker_.pid());
+  ASSERT_FALSE(worker_.Define(31, kIntToInt).has_error());
+  ASSERT_FALSE(
+      worker_.Resolve(112, kTestLib, "register_handler", Sig(nullptr, {FunctionType(kIntToInt)}))
+          .has_error());
+  ASSERT_FALSE(worker_.Resolve(113, kTestLib, "fire_handler", kIntToInt).has_error());
+  ASSERT_FALSE(worker_.Call(112, {CallbackPointer(31)}, nullptr).has_error());
+  // The invocation's return is received by the reader thread, which then hands the next
+  // request to the main thread, and the main thread receives the ones after it again.
+  v1::Response fired = worker_.Call(113, {IntValue(41)}, [](const v1::CallbackInvoke& invoke) {
+    return IntResult(invoke.args(0).int_value() + 1);
+  });
+  ASSERT_FALSE(fired.has_error()) << fired.error().message();
+  EXPECT_EQ(fired.call().result().int_value(), 42);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(CallingThread(), worker_.pid()) << "call " << i;
+}
+
+// The rings of this test hold 4 KiB: 400 requests sent behind a call that sleeps 3 s fill
+// them many times over, so the last ones are written only once the worker reads them
+// while the call still runs. They are answered in order, on the main thread.
+TEST_F(WorkerReaders, RequestsSentBehindALongCallAreReadWhileItRuns) {
+  const absl::Time start = absl::Now();
+  const uint64_t sleeping = worker_.PostCall(111, {UintValue(3000000)});
+  std::vector<uint64_t> behind;
+  for (int i = 0; i < 400; ++i) behind.push_back(worker_.PostCall(110, {}));
+  const absl::Duration written = absl::Now() - start;
+  EXPECT_LT(written, absl::Milliseconds(2500))
+      << "the requests behind the sleep waited for it to end";
+  internal::WorkerReply reply = worker_.Receive();
+  EXPECT_EQ(reply.response().id(), sleeping);
+  EXPECT_FALSE(reply.response().has_error()) << reply.response().error().message();
+  EXPECT_GE(absl::Now() - start, absl::Seconds(3));
+  for (uint64_t id : behind) {
+    reply = worker_.Receive();
+    ASSERT_EQ(reply.response().id(), id);
+    ASSERT_EQ(reply.response().call().result().int_value(), worker_.pid()) << "request " << id;
+  }
+  EXPECT_EQ(CallingThread(), worker_.pid());  // the main thread receives again
+}
+
+// A broker that goes away while native code runs ends the worker then, not once the call
+// returns.
+TEST_F(WorkerReaders, TheBrokersEndIsSeenWhileALongCallRuns) {
+  worker_.PostCall(111, {UintValue(20000000)});  // 20 s
+  absl::SleepFor(absl::Milliseconds(100));
+  worker_.Hangup();
+  EXPECT_EQ(worker_.ExitStatusWithin(absl::Seconds(10)), 0);
 }
 
 TEST(WorkerCallbackDepth, InvocationsNestedBeyondTheLimitReturnZeroWithAnEvent) {

@@ -91,6 +91,8 @@ void WorkerDispatcher::Begin() {
   }
   generation_ = first.begin().generation();
   executor_.emplace(generation_, this, descriptor_fd_, limits_);
+  absl::MutexLock lock(&mu_);
+  reader_ = Reader::kNone;  // the idle main thread reads the session's requests
 }
 
 void WorkerDispatcher::Run() {
@@ -108,19 +110,30 @@ void WorkerDispatcher::Run() {
   for (;;) {
     std::optional<ReceivedRequest> next;
     ShmChannel* local = nullptr;
+    bool receive = false;
     {
       absl::MutexLock lock(&mu_);
+      main_busy_ = false;
       if (local_ == nullptr) {
         mu_.Await(absl::Condition(
-            +[](std::deque<ReceivedRequest>* queue) { return !queue->empty(); }, &top_level_));
+            +[](WorkerDispatcher* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return !self->top_level_.empty() || self->reader_ == Reader::kNone;
+            },
+            this));
       }
       if (!top_level_.empty()) {
         next.emplace(std::move(top_level_.front()));
         top_level_.pop_front();
-      } else {
+        main_busy_ = true;
+        busy_since_ = absl::Now();
+      } else if (local_ != nullptr) {
         local = local_.get();  // only this thread replaces it
+      } else {
+        reader_ = Reader::kMain;
+        receive = true;
       }
     }
+    if (receive) next.emplace(ReceiveForMain());
     if (next.has_value() && next->request().has_local_channel()) {
       AttachLocalChannel(next->request());
     } else if (next.has_value()) {
@@ -131,14 +144,65 @@ void WorkerDispatcher::Run() {
   }
 }
 
+ReceivedRequest WorkerDispatcher::ReceiveOrExit() {
+  absl::StatusOr<ReceivedRequest> request = broker_.Receive();
+  if (!request.ok()) {
+    // The broker closed the channel (or broke it): the session is over, whatever runs.
+    _exit(absl::IsInvalidArgument(request.status()) ? 2 : 0);
+  }
+  return *std::move(request);
+}
+
+ReceivedRequest WorkerDispatcher::ReceiveForMain() {
+  for (;;) {
+    ReceivedRequest received = ReceiveOrExit();
+    const internal::WorkerRequest& request = received.request();
+    if (!request.has_begin() && request.invocation() == 0 &&
+        request.request().op_case() != v1::Request::kCallbackReturn) {
+      absl::MutexLock lock(&mu_);
+      reader_ = Reader::kNone;  // the reader thread takes over if it must meanwhile
+      main_busy_ = true;
+      busy_since_ = absl::Now();
+      return received;
+    }
+    Route(std::move(received));  // for a waiting invocation; the main thread reads on
+  }
+}
+
+bool WorkerDispatcher::ReaderNeeded() const {
+  return reader_ == Reader::kNone && (!waiting_.empty() || local_ != nullptr);
+}
+
+absl::Duration WorkerDispatcher::UntilTakeover(absl::Time now) const {
+  return main_busy_ ? busy_since_ + kReaderTakeover - now : kReaderTakeover;
+}
+
 void WorkerDispatcher::ReadLoop() {
   for (;;) {
-    absl::StatusOr<ReceivedRequest> request = broker_.Receive();
-    if (!request.ok()) {
-      // The broker closed the channel (or broke it): the session is over, whatever runs.
-      _exit(absl::IsInvalidArgument(request.status()) ? 2 : 0);
+    {
+      absl::MutexLock lock(&mu_);
+      for (;;) {
+        const absl::Duration until_takeover = UntilTakeover(absl::Now());
+        if (ReaderNeeded() ||
+            (reader_ == Reader::kNone && until_takeover <= absl::ZeroDuration())) {
+          break;
+        }
+        // A request the main thread starts does not wake this thread: it looks again when
+        // that request may have become a long one.
+        mu_.AwaitWithTimeout(absl::Condition(this, &WorkerDispatcher::ReaderNeeded),
+                             std::max(until_takeover, absl::Milliseconds(1)));
+      }
+      reader_ = Reader::kReaderThread;
     }
-    Route(*std::move(request));
+    for (;;) {
+      Route(ReceiveOrExit());
+      absl::MutexLock lock(&mu_);
+      if (waiting_.empty() && local_ == nullptr &&
+          UntilTakeover(absl::Now()) > absl::ZeroDuration()) {
+        reader_ = Reader::kNone;  // the main thread reads once it is idle
+        break;
+      }
+    }
   }
 }
 

@@ -5,8 +5,9 @@
 //     then the worker is generic, so the broker's pool can hand it to any session or
 //     restart. A first request without a generation, or a second begin, ends the process
 //     with status 2.
-//   - A reader thread, started before the begin arrives, receives the begin and every later
-//     request from the broker (BrokerConnection) and routes them:
+//   - A reader thread, started before the begin arrives, receives the begin. Every later
+//     request from the broker (BrokerConnection) is received by one thread at a time, the
+//     reader of the moment, and routed:
 //       * request.callback_return for invocation N: wakes the thread waiting in N (an
 //         unknown or already answered N is ignored). Never answered.
 //       * WorkerRequest.invocation == 0: queued for the main thread, which runs top-level
@@ -14,9 +15,20 @@
 //       * WorkerRequest.invocation == N: queued for the thread waiting in invocation N,
 //         which runs it and answers; if N is not waiting, answered at once with
 //         FAILED_PRECONDITION "invocation N is not waiting".
-//     End of stream (or an unreadable frame) ends the process with status 0 at once, also
-//     while native code or a callback is running: the broker is gone or killed us. A frame
-//     that is not a request ends it with status 2.
+//     End of stream (or an unreadable frame) ends the process with status 0 at once (while
+//     the main thread runs a request, within kReaderTakeover and the channel's hangup check):
+//     the broker is gone or killed us. A frame that is not a request ends it with status 2.
+//   - Who reads: the main thread, while it has nothing to run and no same-host channel is
+//     attached, so a request that finds the worker idle is run by the thread that received
+//     it (no wakeup of a second thread on the way). When it receives a top-level request it
+//     stops reading and runs it. The reader thread reads whenever the main thread does not
+//     and something may come that cannot wait for the main thread: an invocation is
+//     waiting for its frames (a callback called during that request, or from a thread of
+//     the library), a same-host channel is attached (the main thread waits on that), or the
+//     main thread has been running one request for kReaderTakeover (the requests behind it
+//     are then queued, so the broker never waits on a full ring for long, and its end is
+//     seen). It stops reading after a frame, once none of that holds and the main thread
+//     is idle.
 //   - When native code calls a live callback (on the main thread inside ffi_call, on a
 //     thread nested in another invocation, or on a thread the library created), that
 //     thread sends a CallbackInvoke, runs the requests queued for the invocation, and on
@@ -54,6 +66,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "core/callback_values.h"
 #include "core/framing.h"
 #include "core/shm_channel.h"
@@ -66,6 +79,10 @@ namespace ffibox {
 
 // Callback invocations nested on one thread when the settings name no limit.
 inline constexpr int kDefaultMaxCallbackDepth = 64;
+
+// How long the main thread runs one request before the reader thread reads in its place
+// (looked at this often while the reader thread has nothing to do).
+inline constexpr absl::Duration kReaderTakeover = absl::Milliseconds(500);
 
 class WorkerDispatcher : public CallbackRunner {
  public:
@@ -103,7 +120,19 @@ class WorkerDispatcher : public CallbackRunner {
   // Receives the first request, which must be a begin, and makes the executor (on the reader
   // thread, before it routes anything).
   void Begin();
+  // The reader thread after the begin: reads while it must (see the file comment).
   [[noreturn]] void ReadLoop();
+  // Whether the reader thread must read now (under mu_): nobody does, and an invocation
+  // waits or a same-host channel is attached.
+  bool ReaderNeeded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How long until the main thread's request has run for kReaderTakeover (kReaderTakeover
+  // while it runs none; zero or less once that passed).
+  absl::Duration UntilTakeover(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The main thread, holding the role of reader: receives frames and routes them until a
+  // top-level request comes, which it returns after giving the role up.
+  ReceivedRequest ReceiveForMain();
+  // Receives the next frame from the broker; ends the process when there is none.
+  ReceivedRequest ReceiveOrExit();
   void Route(ReceivedRequest received);
   // Executes one request and sends its response (built in an arena).
   void Answer(const internal::WorkerRequest& request);
@@ -149,6 +178,12 @@ class WorkerDispatcher : public CallbackRunner {
   std::atomic<uint64_t> invocations_{0};
   absl::Mutex mu_;
   std::deque<ReceivedRequest> top_level_ ABSL_GUARDED_BY(mu_);
+  // Which thread receives from the broker now; the reader thread until the begin is in.
+  enum class Reader { kNone, kMain, kReaderThread };
+  Reader reader_ ABSL_GUARDED_BY(mu_) = Reader::kReaderThread;
+  // Whether the main thread runs a request from the broker, and since when.
+  bool main_busy_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time busy_since_ ABSL_GUARDED_BY(mu_);
   // The same-host channel: replaced and read by the main thread only, interrupted by the
   // reader thread (under mu_) when it queues a top-level request.
   std::unique_ptr<ShmChannel> local_ ABSL_GUARDED_BY(mu_);
