@@ -24,6 +24,12 @@ constexpr absl::Duration kStreamEndWait = absl::Seconds(5);
 constexpr absl::Duration kLocalDoorWait = absl::Seconds(5);
 constexpr absl::Duration kLocalAnswerMargin = absl::Seconds(5);
 constexpr absl::Duration kLossReportWait = absl::Seconds(5);
+// How long the stream may go unread between calls before the reader thread reads it.
+constexpr absl::Duration kIdleReadTakeover = absl::Milliseconds(20);
+
+bool IsReady(const std::future<absl::StatusOr<v1::Response>>& answer) {
+  return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
 
 // The invocation that came on a same-host channel whose handler the calling thread runs
 // (innermost first; null outside any): its requests go to that channel, answered by
@@ -97,6 +103,10 @@ absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
     return absl::UnavailableError("could not start an ffibox Session stream");
   }
   SessionStream* raw = stream.get();
+  {
+    absl::MutexLock lock(&raw->mu_);
+    raw->unread_since_ = absl::Now();  // the open's caller reads its answer itself
+  }
   stream->reader_ = std::thread([raw] { raw->ReadLoop(); });
   return stream;
 }
@@ -111,6 +121,11 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request r
 }
 
 std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* request) {
+  return SendAsync(request, /*read_by_sender=*/false);
+}
+
+std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* request,
+                                                                   bool read_by_sender) {
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
   if (LocalInvocationOf(this) != nullptr && !request->has_close() && !request->has_ping()) {
@@ -144,7 +159,8 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
       return future;
     }
     id = next_id_++;
-    pending_.emplace(id, std::move(promise));
+    pending_.emplace(id, Pending{std::move(promise), read_by_sender});
+    pending_read_by_senders_ += read_by_sender;
   }
   request->set_id(id);
   // Inside a handler, requests run inside its invocation (the native caller waits for them).
@@ -174,9 +190,12 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
     if (local.has_value()) return *std::move(local);
   }
   if (request->has_call()) CopyBorrowedIn(request->mutable_call(), borrowed);
-  std::future<absl::StatusOr<v1::Response>> answer = SendAsync(request);
+  // The callback thread must keep running invocations while it waits: it never reads.
+  const bool on_callback_thread = callbacks_.OnCallbackThread();
+  std::future<absl::StatusOr<v1::Response>> answer =
+      SendAsync(request, /*read_by_sender=*/!on_callback_thread);
   absl::StatusOr<v1::Response> response =
-      callbacks_.OnCallbackThread() ? callbacks_.AwaitServing(answer) : answer.get();
+      on_callback_thread ? callbacks_.AwaitServing(answer) : AwaitAnswer(answer);
   // After a loss: once the next worker answered a call, a channel to it.
   if (local_call && local_wanted_.load() && !local_enabled_.load() && response.ok() &&
       !response->has_error()) {
@@ -426,8 +445,10 @@ v1::Error SessionStream::LossOf(uint64_t generation) {
   auto reported = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return lost_generation_ >= generation || !ended_.ok();
   };
-  if (mu_.AwaitWithTimeout(absl::Condition(&reported), kLossReportWait) &&
-      lost_generation_ == generation) {
+  ++loss_reports_awaited_;  // the reader thread reads meanwhile
+  const bool in_time = mu_.AwaitWithTimeout(absl::Condition(&reported), kLossReportWait);
+  --loss_reports_awaited_;
+  if (in_time && lost_generation_ == generation) {
     return lost_error_;
   }
   if (!ended_.ok()) return ToProtoError(ended_);  // the session was closed meanwhile
@@ -457,6 +478,7 @@ absl::Status SessionStream::Close() {
   {
     absl::MutexLock lock(&mu_);
     stream_alive = ended_.ok();
+    closing_ = true;  // the reader thread reads to the stream's end
   }
   if (stream_alive) {
     v1::Request request;
@@ -511,12 +533,79 @@ absl::Status SessionStream::Close() {
   return close_status_;
 }
 
-void SessionStream::ReadLoop() {
-  v1::Response response;
-  while (stream_->Read(&response)) {
-    Dispatch(std::move(response));
-    response.Clear();
+absl::StatusOr<v1::Response> SessionStream::AwaitAnswer(
+    std::future<absl::StatusOr<v1::Response>>& answer) {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto answered_or_unread = [this, &answer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return IsReady(answer) || (reading_ == Reader::kNone && !reader_done_);
+      };
+      mu_.Await(absl::Condition(&answered_or_unread));
+      if (IsReady(answer)) break;
+      reading_ = Reader::kCaller;
+    }
+    // Read until this answer is in; the others' go to their waiters as the reader thread
+    // would hand them over.
+    bool going_on = true;
+    while (going_on && !IsReady(answer)) going_on = ReadOne();
+    if (going_on) {
+      absl::MutexLock lock(&mu_);
+      reading_ = Reader::kNone;
+      unread_since_ = absl::Now();
+    }
   }
+  return answer.get();
+}
+
+bool SessionStream::ReaderThreadNeeded() const {
+  return reading_ == Reader::kNone && !reader_done_ &&
+         (pending_.size() > pending_read_by_senders_ || loss_reports_awaited_ > 0 || closing_);
+}
+
+void SessionStream::ReadLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      for (;;) {
+        if (reader_done_) return;
+        if (ReaderThreadNeeded()) break;
+        const absl::Duration unread = absl::Now() - unread_since_;
+        if (reading_ == Reader::kNone && unread >= kIdleReadTakeover) break;
+        // A caller that stops reading does not wake this thread: it looks again when the
+        // stream may have been left unread long enough.
+        auto needed_or_over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return ReaderThreadNeeded() || reader_done_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&needed_or_over), reading_ == Reader::kNone
+                                                                   ? kIdleReadTakeover - unread
+                                                                   : kIdleReadTakeover);
+      }
+      reading_ = Reader::kThread;
+    }
+    for (;;) {
+      if (!ReadOne()) return;
+      absl::MutexLock lock(&mu_);
+      if (pending_.size() == pending_read_by_senders_ && loss_reports_awaited_ == 0 && !closing_) {
+        reading_ = Reader::kNone;  // the next caller reads its answer itself
+        unread_since_ = absl::Now();
+        break;
+      }
+    }
+  }
+}
+
+bool SessionStream::ReadOne() {
+  v1::Response response;
+  if (!stream_->Read(&response)) {
+    EndStream();
+    return false;
+  }
+  Dispatch(std::move(response));
+  return true;
+}
+
+void SessionStream::EndStream() {
   grpc::Status grpc_status;
   {
     absl::MutexLock lock(&write_mu_);
@@ -524,8 +613,6 @@ void SessionStream::ReadLoop() {
     grpc_status = stream_->Finish();
   }
   absl::Status final_status = FromGrpc(grpc_status);
-  absl::flat_hash_map<uint64_t, std::promise<absl::StatusOr<v1::Response>>> orphans;
-  absl::Status failure;
   {
     absl::MutexLock lock(&mu_);
     // The server's door refuses a stream with one of these (credentials, session quotas):
@@ -541,7 +628,7 @@ void SessionStream::ReadLoop() {
                                                     : absl::StrCat("ffibox session stream broke: ",
                                                                    final_status.ToString()));
     }
-    failure = ended_;
+    absl::Status failure = ended_;
     if (refused) {
       failure = final_status;
     } else if (failure.code() != absl::StatusCode::kUnavailable) {
@@ -551,10 +638,13 @@ void SessionStream::ReadLoop() {
                                               failure.message(), ")"));
     }
     final_status_ = final_status;
-    orphans.swap(pending_);
+    // Under the lock, so that callers waiting for these answers see them.
+    for (auto& [id, pending] : pending_) pending.promise.set_value(failure);
+    pending_.clear();
+    pending_read_by_senders_ = 0;
+    reading_ = Reader::kNone;
     reader_done_ = true;
   }
-  for (auto& [id, promise] : orphans) promise.set_value(failure);
   callbacks_.Wake();  // the callback thread may be waiting for one of them
 }
 
@@ -592,7 +682,8 @@ void SessionStream::Dispatch(v1::Response response) {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(response.id());
     if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
-    it->second.set_value(std::move(response));
+    it->second.promise.set_value(std::move(response));
+    pending_read_by_senders_ -= it->second.read_by_sender;
     pending_.erase(it);
   }
   callbacks_.Wake();  // the callback thread may be waiting for this answer

@@ -2,11 +2,17 @@
 //
 // Internal to the C++ client; `Session`, `Library`, `RawFunction` and `Callback` share one
 // `SessionStream` so that handles stay safe to use (they fail cleanly) after the session is
-// closed. Any number of threads may send concurrently; a reader thread hands each response
-// to the caller waiting for its id, stores unsolicited events (id 0), hands callback
-// invocations to the stream's CallbackDispatcher (callback_dispatcher.h), and, if the stream
-// breaks, fails every waiter with UNAVAILABLE. Responses come from the server and are
-// checked only for what the client relies on (matching ids, the result a request expects);
+// closed. Any number of threads may send concurrently. One thread at a time reads the
+// stream: it hands each response to the caller waiting for its id, stores unsolicited events
+// (id 0), hands callback invocations to the stream's CallbackDispatcher
+// (callback_dispatcher.h), and, if the stream breaks, fails every waiter with UNAVAILABLE.
+// That thread is a caller waiting in Exchange while nobody else reads (its answer then
+// needs no wakeup of another thread to reach it), or the stream's reader thread: while an
+// answer is awaited by no such caller (SendAsync's futures, the callback thread's requests,
+// Close), while a loss report is awaited, and once the stream has been left unread for 20 ms
+// (kIdleReadTakeover: events still arrive between calls). Responses come from the server
+// and are checked only for what the client relies on (matching ids, the result a request
+// expects);
 // worker addresses in them that come without a generation get the response's
 // (generation_stamp.h), here, once.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
@@ -116,8 +122,9 @@ class SessionStream {
   // events go to the output handler instead).
   std::vector<v1::SessionEvent> TakeEvents();
 
-  // Hands WORKER_OUTPUT events to `handler` (on the reader thread) from now on; null writes
-  // them to this process's stderr.
+  // Hands WORKER_OUTPUT events to `handler` from now on, on the thread that reads the stream
+  // (the reader thread, or a thread waiting in Exchange); null writes them to this process's
+  // stderr.
   void SetOutputHandler(OutputHandler handler);
 
   // Sends CloseSession, half-closes the stream, waits (bounded) for the server to end it,
@@ -128,8 +135,29 @@ class SessionStream {
  private:
   explicit SessionStream(std::shared_ptr<grpc::Channel> channel);
 
-  // Body of the reader thread: dispatches responses until the stream ends.
+  // A request waiting for its response, and whether its sender reads the stream for it
+  // (Exchange on a thread other than the callback thread).
+  struct Pending {
+    std::promise<absl::StatusOr<v1::Response>> promise;
+    bool read_by_sender = false;
+  };
+  // Who reads the stream now.
+  enum class Reader { kNone, kThread, kCaller };
+
+  // SendAsync; `read_by_sender`: the caller waits with AwaitAnswer.
+  std::future<absl::StatusOr<v1::Response>> SendAsync(v1::Request* request, bool read_by_sender);
+  // Waits for `answer`, reading the stream meanwhile while nobody else does.
+  absl::StatusOr<v1::Response> AwaitAnswer(std::future<absl::StatusOr<v1::Response>>& answer);
+  // Whether the reader thread must read now: nobody does, the stream goes on, and someone
+  // waits for what only the reader thread would read.
+  bool ReaderThreadNeeded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Body of the reader thread: reads while it is needed (or the stream has been left unread
+  // for kIdleReadTakeover) until the stream ends.
   void ReadLoop();
+  // Reads one message and dispatches it; false when the stream ended (EndStream ran).
+  bool ReadOne();
+  // After the stream's last message: finishes it and fails every waiter.
+  void EndStream();
   // Sends a handler's answer from the callback thread. One too large for the server's
   // request cap goes as the callback's failure instead: native code gets zero at once and
   // the session's CALLBACK_ERROR event says why (unsent, it would wait for the call's
@@ -184,8 +212,12 @@ class SessionStream {
 
   absl::Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  absl::flat_hash_map<uint64_t, std::promise<absl::StatusOr<v1::Response>>> pending_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  size_t pending_read_by_senders_ ABSL_GUARDED_BY(mu_) = 0;
+  Reader reading_ ABSL_GUARDED_BY(mu_) = Reader::kNone;
+  absl::Time unread_since_ ABSL_GUARDED_BY(mu_);  // when reading_ became kNone
+  int loss_reports_awaited_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
   // The latest WORKER_LOST event's generation and error.
   uint64_t lost_generation_ ABSL_GUARDED_BY(mu_) = 0;
