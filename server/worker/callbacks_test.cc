@@ -640,14 +640,14 @@ TEST_F(WorkerReaders, CallsRunOnTheMainThreadAlsoAfterAnInvocation) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(CallingThread(), worker_.pid()) << "call " << i;
 }
 
-// The rings of this test hold 4 KiB: 400 requests sent behind a call that sleeps 3 s fill
-// them many times over, so the last ones are written only once the worker reads them
-// while the call still runs. They are answered in order, on the main thread.
+// The rings of this test hold 4 KiB: 4000 requests sent behind a call that sleeps 3 s (about
+// 50 KB) fill them many times over, so the last ones are written only once the worker reads
+// them while the call still runs. They are answered in order, on the main thread.
 TEST_F(WorkerReaders, RequestsSentBehindALongCallAreReadWhileItRuns) {
   const absl::Time start = absl::Now();
   const uint64_t sleeping = worker_.PostCall(111, {UintValue(3000000)});
   std::vector<uint64_t> behind;
-  for (int i = 0; i < 400; ++i) behind.push_back(worker_.PostCall(110, {}));
+  for (int i = 0; i < 4000; ++i) behind.push_back(worker_.PostCall(110, {}));
   const absl::Duration written = absl::Now() - start;
   EXPECT_LT(written, absl::Milliseconds(2500))
       << "the requests behind the sleep waited for it to end";
@@ -661,6 +661,35 @@ TEST_F(WorkerReaders, RequestsSentBehindALongCallAreReadWhileItRuns) {
     ASSERT_EQ(reply.response().call().result().int_value(), worker_.pid()) << "request " << id;
   }
   EXPECT_EQ(CallingThread(), worker_.pid());  // the main thread receives again
+}
+
+// A library's own thread calls a callback after the call that started it returned: the
+// idle main thread, which reads the broker's frames then, routes the answer to that thread.
+TEST_F(WorkerReaders, ACallbackFromALibraryThreadIsAnsweredWhileTheMainThreadIsIdle) {
+  ASSERT_FALSE(worker_.Define(32, kIntToInt).has_error());
+  ASSERT_FALSE(
+      worker_.Resolve(114, kTestLib, "register_handler", Sig(nullptr, {FunctionType(kIntToInt)}))
+          .has_error());
+  ASSERT_FALSE(
+      worker_.Resolve(115, kTestLib, "fire_handler_later", Sig(&kInt, {kInt, kInt})).has_error());
+  ASSERT_FALSE(worker_.Resolve(116, kTestLib, "fired_later_answer", kIntToInt).has_error());
+  ASSERT_FALSE(worker_.Call(114, {CallbackPointer(32)}, nullptr).has_error());
+  v1::Response started = worker_.Call(115, {IntValue(50), IntValue(41)}, nullptr);
+  ASSERT_FALSE(started.has_error()) << started.error().message();
+  ASSERT_EQ(started.call().result().int_value(), 0);
+  // Nothing is in flight now; the invocation comes by itself.
+  internal::WorkerReply invoke = worker_.Receive();
+  ASSERT_TRUE(invoke.has_invoke()) << invoke.DebugString();
+  EXPECT_EQ(invoke.invoke().callback(), 32u);
+  internal::WorkerRequest answer;
+  *answer.mutable_request()->mutable_callback_return() =
+      IntResult(invoke.invoke().args(0).int_value() + 1);
+  answer.mutable_request()->mutable_callback_return()->set_invocation(invoke.invoke().invocation());
+  worker_.Send(answer);
+  v1::Response fired = worker_.Call(116, {IntValue(10000)}, nullptr);
+  ASSERT_FALSE(fired.has_error()) << fired.error().message();
+  EXPECT_EQ(fired.call().result().int_value(), 42);
+  EXPECT_EQ(CallingThread(), worker_.pid());
 }
 
 // A broker that goes away while native code runs ends the worker then, not once the call

@@ -1,9 +1,11 @@
 // Functions that call callbacks, for the callback tests: a fold over doubles, a stored
-// handler fired later, a callback from a thread the library creates, a struct mutated
+// handler fired later (also from a thread of the library's own after the call that started
+// it returned), a callback from a thread the library creates, a struct mutated
 // through a pointer, two invocations in one call, and a callback that returns a string.
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 struct Point {
   int x;
@@ -23,6 +25,49 @@ void register_handler(int (*h)(int)) { stored_handler = h; }
 
 // Calls the registered handler with `x`; -1 when none is registered.
 int fire_handler(int x) { return stored_handler != NULL ? stored_handler(x) : -1; }
+
+// fire_handler_later's thread: what it calls the handler with, and what the handler answered
+// (0 until it has).
+static struct {
+  int delay_ms;
+  int x;
+  int answer;
+} fired_later;
+
+static void* FireLater(void* arg) {
+  (void)arg;
+  struct timespec delay = {fired_later.delay_ms / 1000, (fired_later.delay_ms % 1000) * 1000000L};
+  nanosleep(&delay, NULL);
+  const int answer = stored_handler != NULL ? stored_handler(fired_later.x) : -1;
+  __atomic_store_n(&fired_later.answer, answer, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+// Returns at once; `delay_ms` later a thread of its own calls the registered handler with
+// `x` (a library's background thread reporting an event). 0 when the thread started.
+int fire_handler_later(int delay_ms, int x) {
+  fired_later.delay_ms = delay_ms;
+  fired_later.x = x;
+  __atomic_store_n(&fired_later.answer, 0, __ATOMIC_SEQ_CST);
+  pthread_t thread;
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  const int rc = pthread_create(&thread, &attributes, FireLater, NULL);
+  pthread_attr_destroy(&attributes);
+  return rc == 0 ? 0 : -1;
+}
+
+// What the handler fire_handler_later called answered, waiting up to `timeout_ms` for it;
+// 0 if it has not answered by then.
+int fired_later_answer(int timeout_ms) {
+  for (int waited = 0;; ++waited) {
+    const int answer = __atomic_load_n(&fired_later.answer, __ATOMIC_SEQ_CST);
+    if (answer != 0 || waited >= timeout_ms) return answer;
+    struct timespec millisecond = {0, 1000000L};
+    nanosleep(&millisecond, NULL);
+  }
+}
 
 struct ThreadCall {
   int (*h)(int);

@@ -548,7 +548,10 @@ absl::StatusOr<v1::Response> SessionStream::AwaitAnswer(
     // Read until this answer is in; the others' go to their waiters as the reader thread
     // would hand them over.
     bool going_on = true;
-    while (going_on && !IsReady(answer)) going_on = ReadOne();
+    bool answered_reader = false;
+    while (going_on && !IsReady(answer)) {
+      going_on = ReadOne(/*on_reader_thread=*/false, &answered_reader);
+    }
     if (going_on) {
       absl::MutexLock lock(&mu_);
       reading_ = Reader::kNone;
@@ -565,43 +568,61 @@ bool SessionStream::ReaderThreadNeeded() const {
 
 void SessionStream::ReadLoop() {
   for (;;) {
+    bool take = false;
+    std::vector<v1::SessionEvent> output;
     {
       absl::MutexLock lock(&mu_);
       for (;;) {
+        if (!unsent_output_.empty()) break;  // what a caller read, handed to the handler here
         if (reader_done_) return;
         if (ReaderThreadNeeded()) break;
         const absl::Duration unread = absl::Now() - unread_since_;
         if (reading_ == Reader::kNone && unread >= kIdleReadTakeover) break;
-        // A caller that stops reading does not wake this thread: it looks again when the
-        // stream may have been left unread long enough.
-        auto needed_or_over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return ReaderThreadNeeded() || reader_done_;
+        // A caller that stops reading does not wake this thread (that would cost every call
+        // a wakeup): it looks again when the stream may have been left unread long enough.
+        auto wanted = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return ReaderThreadNeeded() || reader_done_ || !unsent_output_.empty();
         };
-        mu_.AwaitWithTimeout(absl::Condition(&needed_or_over), reading_ == Reader::kNone
-                                                                   ? kIdleReadTakeover - unread
-                                                                   : kIdleReadTakeover);
+        mu_.AwaitWithTimeout(absl::Condition(&wanted), reading_ == Reader::kNone
+                                                           ? kIdleReadTakeover - unread
+                                                           : kIdleReadTakeover);
       }
-      reading_ = Reader::kThread;
+      output.swap(unsent_output_);
+      const bool idle = absl::Now() - unread_since_ >= kIdleReadTakeover;
+      if (reading_ == Reader::kNone && !reader_done_ && (ReaderThreadNeeded() || idle)) {
+        reading_ = Reader::kThread;
+        take = true;
+      }
     }
-    for (;;) {
-      if (!ReadOne()) return;
+    for (const v1::SessionEvent& event : output) {
+      HandleOutput(event);
       absl::MutexLock lock(&mu_);
-      if (pending_.size() == pending_read_by_senders_ && loss_reports_awaited_ == 0 && !closing_) {
-        reading_ = Reader::kNone;  // the next caller reads its answer itself
+      ++output_handled_;
+    }
+    // Reads until a caller can read for itself: once an answer reached a caller that reads
+    // for its answers (it may well send again at once), or such a caller waits; not after
+    // events or answers nobody reads for, which may come in a row.
+    while (take) {
+      bool answered_reader = false;
+      if (!ReadOne(/*on_reader_thread=*/true, &answered_reader)) return;
+      absl::MutexLock lock(&mu_);
+      if (pending_.size() == pending_read_by_senders_ && loss_reports_awaited_ == 0 && !closing_ &&
+          (answered_reader || pending_read_by_senders_ > 0)) {
+        reading_ = Reader::kNone;
         unread_since_ = absl::Now();
-        break;
+        take = false;
       }
     }
   }
 }
 
-bool SessionStream::ReadOne() {
+bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader) {
   v1::Response response;
   if (!stream_->Read(&response)) {
     EndStream();
     return false;
   }
-  Dispatch(std::move(response));
+  Dispatch(std::move(response), on_reader_thread, answered_reader);
   return true;
 }
 
@@ -648,22 +669,44 @@ void SessionStream::EndStream() {
   callbacks_.Wake();  // the callback thread may be waiting for one of them
 }
 
-void SessionStream::Dispatch(v1::Response response) {
+void SessionStream::HandleOutput(const v1::SessionEvent& event) {
+  OutputHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
+    handler = output_handler_;
+  }
+  if (handler) {
+    handler(event.stream(), event.output());
+  } else {
+    (void)!fwrite(event.output().data(), 1, event.output().size(), stderr);
+    fflush(stderr);
+  }
+}
+
+void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader) {
   NoteGeneration(response.generation());
   StampGeneration(&response);
+  const bool output =
+      response.has_event() && response.event().kind() == v1::SessionEvent::WORKER_OUTPUT;
+  if (!on_reader_thread && !output) {
+    // What the library printed before this message is handled first, as when the reader
+    // thread reads both: a call's output comes before its result.
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](SessionStream* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return self->output_handled_ == self->output_queued_;
+        },
+        this));
+  }
   if (response.id() == 0) {
-    if (response.has_event() && response.event().kind() == v1::SessionEvent::WORKER_OUTPUT) {
-      OutputHandler handler;
-      {
-        absl::MutexLock lock(&mu_);
-        handler = output_handler_;
-      }
-      const v1::SessionEvent& event = response.event();
-      if (handler) {
-        handler(event.stream(), event.output());
+    if (output) {
+      if (on_reader_thread) {
+        HandleOutput(response.event());
       } else {
-        (void)!fwrite(event.output().data(), 1, event.output().size(), stderr);
-        fflush(stderr);
+        // The handler runs on the reader thread only (SetOutputHandler), never on a caller's.
+        absl::MutexLock lock(&mu_);
+        unsent_output_.push_back(std::move(*response.mutable_event()));
+        ++output_queued_;
       }
     } else if (response.has_event()) {
       absl::MutexLock lock(&mu_);
@@ -684,6 +727,7 @@ void SessionStream::Dispatch(v1::Response response) {
     if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
     it->second.promise.set_value(std::move(response));
     pending_read_by_senders_ -= it->second.read_by_sender;
+    *answered_reader = it->second.read_by_sender;
     pending_.erase(it);
   }
   callbacks_.Wake();  // the callback thread may be waiting for this answer

@@ -122,9 +122,8 @@ class SessionStream {
   // events go to the output handler instead).
   std::vector<v1::SessionEvent> TakeEvents();
 
-  // Hands WORKER_OUTPUT events to `handler` from now on, on the thread that reads the stream
-  // (the reader thread, or a thread waiting in Exchange); null writes them to this process's
-  // stderr.
+  // Hands WORKER_OUTPUT events to `handler` (on the reader thread) from now on; null writes
+  // them to this process's stderr.
   void SetOutputHandler(OutputHandler handler);
 
   // Sends CloseSession, half-closes the stream, waits (bounded) for the server to end it,
@@ -155,7 +154,8 @@ class SessionStream {
   // for kIdleReadTakeover) until the stream ends.
   void ReadLoop();
   // Reads one message and dispatches it; false when the stream ended (EndStream ran).
-  bool ReadOne();
+  // `*answered_reader`: it answered a request whose sender reads for it.
+  bool ReadOne(bool on_reader_thread, bool* answered_reader);
   // After the stream's last message: finishes it and fails every waiter.
   void EndStream();
   // Sends a handler's answer from the callback thread. One too large for the server's
@@ -163,8 +163,13 @@ class SessionStream {
   // the session's CALLBACK_ERROR event says why (unsent, it would wait for the call's
   // deadline).
   void SendCallbackReturn(v1::Request answer);
-  // Hands one response to its waiter, or stores it as an event.
-  void Dispatch(v1::Response response);
+  // Hands one response to its waiter, or stores it as an event; WORKER_OUTPUT goes to the
+  // output handler, on the reader thread (read by a caller, it is queued for that thread,
+  // and the caller handles nothing else until the handler has had it). `*answered_reader` as
+  // for ReadOne.
+  void Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader);
+  // Hands one WORKER_OUTPUT event to the output handler (or stderr).
+  void HandleOutput(const v1::SessionEvent& event);
   // Writes one request; false if the stream can no longer be written.
   bool Write(const v1::Request& request);
   // Raises the generation to `generation` if that is newer.
@@ -218,6 +223,10 @@ class SessionStream {
   absl::Time unread_since_ ABSL_GUARDED_BY(mu_);  // when reading_ became kNone
   int loss_reports_awaited_ ABSL_GUARDED_BY(mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  // WORKER_OUTPUT events a caller read, for the reader thread to hand to the handler.
+  std::vector<v1::SessionEvent> unsent_output_ ABSL_GUARDED_BY(mu_);
+  uint64_t output_queued_ ABSL_GUARDED_BY(mu_) = 0;   // put in unsent_output_, ever
+  uint64_t output_handled_ ABSL_GUARDED_BY(mu_) = 0;  // of those, handed to the handler
   std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
   // The latest WORKER_LOST event's generation and error.
   uint64_t lost_generation_ ABSL_GUARDED_BY(mu_) = 0;
