@@ -61,7 +61,7 @@ struct SessionOptions {
   // libraries that run background threads; 0 = the server's (limits.idle_cpu_percent).
   uint32_t idle_cpu_percent = 0;
   // Receives what the library prints (WORKER_OUTPUT events), on the stream's reader thread;
-  // it must not block. Unset: the bytes go to this process's stderr.
+  // it must not block nor use the session. Unset: the bytes go to this process's stderr.
   OutputHandler on_output;
   // Calls go to the worker over a same-host shared-memory channel instead of gRPC (on a
   // unix-socket address only; docs/protocol.md, "The same-host channel"); the rest of the

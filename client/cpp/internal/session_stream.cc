@@ -620,6 +620,7 @@ bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader) {
   v1::Response response;
   if (!stream_->Read(&response)) {
     EndStream();
+    if (!on_reader_thread) AwaitOutputHandled();  // the output first, then the failure
     return false;
   }
   Dispatch(std::move(response), on_reader_thread, answered_reader);
@@ -669,6 +670,14 @@ void SessionStream::EndStream() {
   callbacks_.Wake();  // the callback thread may be waiting for one of them
 }
 
+void SessionStream::AwaitOutputHandled() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](SessionStream* self)
+           ABSL_NO_THREAD_SAFETY_ANALYSIS { return self->output_handled_ == self->output_queued_; },
+      this));
+}
+
 void SessionStream::HandleOutput(const v1::SessionEvent& event) {
   OutputHandler handler;
   {
@@ -688,16 +697,9 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
   StampGeneration(&response);
   const bool output =
       response.has_event() && response.event().kind() == v1::SessionEvent::WORKER_OUTPUT;
-  if (!on_reader_thread && !output) {
-    // What the library printed before this message is handled first, as when the reader
-    // thread reads both: a call's output comes before its result.
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](SessionStream* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          return self->output_handled_ == self->output_queued_;
-        },
-        this));
-  }
+  // What the library printed before this message is handled first, as when the reader
+  // thread reads both: a call's output comes before its result.
+  if (!on_reader_thread && !output) AwaitOutputHandled();
   if (response.id() == 0) {
     if (output) {
       if (on_reader_thread) {

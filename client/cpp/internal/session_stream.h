@@ -122,8 +122,8 @@ class SessionStream {
   // events go to the output handler instead).
   std::vector<v1::SessionEvent> TakeEvents();
 
-  // Hands WORKER_OUTPUT events to `handler` (on the reader thread) from now on; null writes
-  // them to this process's stderr.
+  // Hands WORKER_OUTPUT events to `handler` (on the reader thread; it must not block nor use
+  // the session) from now on; null writes them to this process's stderr.
   void SetOutputHandler(OutputHandler handler);
 
   // Sends CloseSession, half-closes the stream, waits (bounded) for the server to end it,
@@ -170,6 +170,9 @@ class SessionStream {
   void Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader);
   // Hands one WORKER_OUTPUT event to the output handler (or stderr).
   void HandleOutput(const v1::SessionEvent& event);
+  // Waits until the reader thread has handed every WORKER_OUTPUT event a caller read to the
+  // handler (not on the reader thread).
+  void AwaitOutputHandled();
   // Writes one request; false if the stream can no longer be written.
   bool Write(const v1::Request& request);
   // Raises the generation to `generation` if that is newer.
