@@ -46,6 +46,13 @@ absl::Status ValidateNested(const v1::Request& request, const TypeLimits& limits
   return ValidateMemoryRequest(request, limits);
 }
 
+// Whether Route queues `request` for the main thread: no begin, no callback_return, and no
+// invocation it belongs to.
+bool IsTopLevel(const internal::WorkerRequest& request) {
+  return !request.has_begin() && request.invocation() == 0 &&
+         request.request().op_case() != v1::Request::kCallbackReturn;
+}
+
 constexpr absl::string_view kGotZero = "; native code received zero";
 
 // An arena that starts in a block of its own (on the stack, as a local): a single call's
@@ -157,8 +164,7 @@ ReceivedRequest WorkerDispatcher::ReceiveForMain() {
   for (;;) {
     ReceivedRequest received = ReceiveOrExit();
     const internal::WorkerRequest& request = received.request();
-    if (!request.has_begin() && request.invocation() == 0 &&
-        request.request().op_case() != v1::Request::kCallbackReturn) {
+    if (IsTopLevel(request)) {
       absl::MutexLock lock(&mu_);
       reader_ = Reader::kNone;  // the reader thread takes over if it must meanwhile
       main_busy_ = true;
