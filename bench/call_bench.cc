@@ -414,7 +414,13 @@ void BM_FfiboxCallBuffer(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(size));
 }
-BENCHMARK(BM_FfiboxCallBuffer)->Arg(64)->Arg(4096)->Arg(65536)->Arg(1 << 20)->UseRealTime();
+BENCHMARK(BM_FfiboxCallBuffer)
+    ->Arg(64)
+    ->Arg(4096)
+    ->Arg(65536)
+    ->Arg(1 << 19)
+    ->Arg(1 << 20)
+    ->UseRealTime();
 
 // cos(0.5) as raw Call requests with kPipelineDepth in flight on one session stream
 // (Session::SendAsync): time per iteration is the inverse of the call throughput.

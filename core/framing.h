@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/malloc_tuning.h"
 #include "core/shm_channel.h"
 #include "google/protobuf/io/coded_stream.h"
 
@@ -41,6 +42,8 @@ absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, abs
 
 // Frames whose payload is longer than this are kept in pieces of this size.
 inline constexpr size_t kFramePieceBytes = size_t{1} << 20;
+// A piece never makes a heap grow (core/malloc_tuning.h): freed, it holds no address space.
+static_assert(kFramePieceBytes >= kMappedAllocationBytes);
 
 // A frame's payload: one piece, or for a frame longer than kFramePieceBytes, pieces of that
 // size (the last one shorter), so that a parser can free them as it goes

@@ -4,7 +4,10 @@
 
 namespace ffibox {
 
-void KeepFreedMemory() { mallopt(M_TRIM_THRESHOLD, static_cast<int>(kKeptFreeHeapBytes)); }
+void KeepFreedMemory() {
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(kKeptFreeHeapBytes));
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(kMappedAllocationBytes));
+}
 
 void FreedPiecesReturner::Freed(size_t bytes) {
   since_return_ += bytes;

@@ -145,13 +145,13 @@ std::string BoundAddress(const std::string& address, int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Large transient buffers (worker replies, client requests) go back to the system when
-  // freed, and session threads share a few malloc arenas: otherwise glibc's dynamic mmap
-  // threshold and per-thread arenas keep what crash/restart cycles used (tests/soak/soak.py
-  // measured +475 % RSS over 1000 cycles without these, flat with them).
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  // Session threads share a few malloc arenas, and large transient buffers (worker replies,
+  // client requests over kMappedAllocationBytes) go back to the system when freed: otherwise
+  // glibc's per-thread arenas and dynamic mmap threshold keep what crash/restart cycles used
+  // (tests/soak/soak.py measured +475 % RSS over 1000 cycles without these, flat with them).
+  // Smaller bursts (a batch's messages, a call's buffer of a MiB) stay in the heaps for the
+  // next one.
   mallopt(M_ARENA_MAX, 4);
-  // Smaller bursts (a batch's messages) stay in the heaps for the next one.
   ffibox::KeepFreedMemory();
   ffibox::UseReleaseMutexChecks();
   absl::SetProgramUsageMessage(
