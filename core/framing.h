@@ -41,7 +41,7 @@ absl::Status WriteFrame(ShmChannel& channel, size_t length,
 absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, absl::Time deadline);
 
 // Frames whose payload is longer than this are kept in pieces of this size.
-inline constexpr size_t kFramePieceBytes = size_t{1} << 20;
+inline constexpr size_t kFramePieceBytes = size_t{4} << 20;
 // A piece never makes a heap grow (core/malloc_tuning.h): freed, it holds no address space.
 static_assert(kFramePieceBytes >= kMappedAllocationBytes);
 

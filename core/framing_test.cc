@@ -191,11 +191,11 @@ std::string Framed(const std::string& payload) {
 }
 
 TEST(FrameDecoder, ALargeFrameInChunksComesBackWholeInPiecesAndTheBufferIsReleased) {
-  const size_t length = (3 << 20) + 17;
+  const size_t length = 3 * kFramePieceBytes + 17;
   std::string payload(length, '\0');
   for (size_t i = 0; i < length; ++i) payload[i] = static_cast<char>(i * 7);
   const std::string wire = Framed(payload);
-  FrameDecoder decoder(4 << 20);
+  FrameDecoder decoder(4 * kFramePieceBytes);
   for (size_t at = 0; at < wire.size(); at += 65536) {
     const size_t piece = std::min<size_t>(65536, wire.size() - at);
     decoder.Append(wire.data() + at, piece);
@@ -219,7 +219,7 @@ TEST(FrameDecoder, ALargeFrameInChunksComesBackWholeInPiecesAndTheBufferIsReleas
 TEST(FrameDecoder, FramesAroundALargeOneInOneAppendComeBackInOrder) {
   const std::string large(kFramePieceBytes + 100, 'L');
   const std::string wire = Framed("before") + Framed(large) + Framed("after") + Framed(large);
-  FrameDecoder decoder(4 << 20);
+  FrameDecoder decoder(2 * kFramePieceBytes);
   decoder.Append(wire.data(), wire.size());
   std::vector<std::string> frames;
   for (;;) {

@@ -27,7 +27,7 @@ inline constexpr size_t kKeptFreeHeapBytes = size_t{8} << 20;
 // among them the pieces of a large frame (core/framing.h), hold no address space (a worker's
 // memory limit) once freed: a parse that lets go of a message's pieces one by one gives it
 // back as it goes.
-inline constexpr size_t kMappedAllocationBytes = size_t{1} << 20;
+inline constexpr size_t kMappedAllocationBytes = size_t{2} << 20;
 
 // Sets malloc's trim threshold to kKeptFreeHeapBytes and its mmap threshold to
 // kMappedAllocationBytes (fixed: glibc's dynamic threshold, which would follow the largest
