@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/malloc_tuning.h"
+
 namespace ffibox {
 
 CallArena::~CallArena() {
@@ -28,7 +30,10 @@ void* CallArena::Allocate(size_t size, size_t alignment) {
   void* chunk = std::calloc(1, bytes);  // malloc alignment is 16 on x86-64 glibc
   if (chunk == nullptr) return nullptr;
   heap_.push_back(chunk);
-  if (dedicated) return chunk;
+  if (dedicated) {
+    AdviseHugePages(chunk, size);  // a large block: its bytes are written next
+    return chunk;
+  }
   cursor_ = static_cast<unsigned char*>(chunk) + size;
   limit_ = static_cast<unsigned char*>(chunk) + bytes;
   return chunk;

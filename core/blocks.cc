@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
 #include "core/errors.h"
+#include "core/malloc_tuning.h"
 
 namespace ffibox {
 namespace {
@@ -178,7 +179,10 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool repor
       if (!IsLasting(block)) continue;
       std::memcpy(shared_.data() + block.shared_offset(), placed_[i].data, placed_[i].size);
     } else {
-      contents->set_data(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
+      std::string* data = contents->mutable_data();
+      data->reserve(placed_[i].size);
+      AdviseHugePages(data->data(), placed_[i].size);
+      data->append(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
     }
     // Blocks are 16-aligned, so block offsets that are multiples of 8 are aligned words.
     for (uint64_t offset = 0;

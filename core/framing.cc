@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/malloc_tuning.h"
 #include "google/protobuf/io/zero_copy_stream.h"
 
 namespace ffibox {
@@ -189,7 +190,9 @@ size_t FrameDecoder::AppendToLarge(const char* data, size_t size) {
     std::vector<std::string>& pieces = large_.pieces;
     if (pieces.empty() || pieces.back().size() == kFramePieceBytes) {
       pieces.emplace_back();
-      pieces.back().reserve(std::min(kFramePieceBytes, large_length_ - large_received_));
+      const size_t piece_bytes = std::min(kFramePieceBytes, large_length_ - large_received_);
+      pieces.back().reserve(piece_bytes);
+      AdviseHugePages(pieces.back().data(), piece_bytes);
     }
     std::string& piece = pieces.back();
     const size_t step =

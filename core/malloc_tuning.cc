@@ -1,6 +1,9 @@
 #include "core/malloc_tuning.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
+
+#include <cstdint>
 
 namespace ffibox {
 
@@ -14,6 +17,16 @@ void FreedPiecesReturner::Freed(size_t bytes) {
   if (since_return_ < every_) return;
   malloc_trim(0);
   since_return_ = 0;
+}
+
+void AdviseHugePages(const void* start, size_t bytes) {
+  constexpr uintptr_t kHugePageBytes = uintptr_t{2} << 20;
+  const uintptr_t first = reinterpret_cast<uintptr_t>(start);
+  const uintptr_t begin = (first + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  const uintptr_t end = (first + bytes) & ~(kHugePageBytes - 1);
+  if (end <= begin) return;
+  // EINVAL without transparent huge pages: the pages are then faulted in one by one.
+  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
 
 }  // namespace ffibox

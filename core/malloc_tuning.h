@@ -57,6 +57,14 @@ class FreedPiecesReturner {
   size_t since_return_ = 0;
 };
 
+// Asks the kernel to back the whole 2 MiB pages inside [start, start + bytes) with
+// transparent huge pages (MADV_HUGEPAGE) when they are first written: one page fault per
+// 2 MiB instead of 512. For large blocks about to be written whole (a message's bytes field,
+// a large frame's piece, a call's block), before the first write; the pages at either end
+// that only partly belong to them are left alone, so no huge page holds memory they do not
+// use. Advice only: where transparent huge pages are off, nothing changes.
+void AdviseHugePages(const void* start, size_t bytes);
+
 }  // namespace ffibox
 
 #endif  // FFIBOX_CORE_MALLOC_TUNING_H_

@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 
 #include <cstddef>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "core/framing.h"
@@ -52,6 +54,31 @@ TEST_F(KeepFreedMemoryTest, AFramePieceGoesBackToTheSystemWhenFreed) {
   // a large frame's pieces would hold memory and address space after the parse freed them.
   EXPECT_GE(FaultsToFillAndFree(kFramePieceBytes),
             static_cast<long>(kFramePieceBytes / kPageBytes / 2));
+}
+
+// Whether transparent huge pages may back memory that asks for them.
+bool HugePagesOnRequest() {
+  std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str().find("[never]") == std::string::npos && !text.str().empty();
+}
+
+TEST_F(KeepFreedMemoryTest, ALargeBlockAdvisedForHugePagesTakesAFaultPer2MiB) {
+  if (!HugePagesOnRequest()) {
+    GTEST_SKIP() << "transparent huge pages are off on this host";
+  }
+  constexpr size_t kBytes = size_t{64} << 20;
+  const long before = MinorFaults();
+  {
+    std::string block;
+    block.reserve(kBytes);
+    AdviseHugePages(block.data(), kBytes);
+    block.append(kBytes, '\x01');
+    asm volatile("" : : "r"(block.data()) : "memory");
+  }
+  // 16 384 faults in 4 KiB pages; in 2 MiB pages 32, and the partial pages at both ends.
+  EXPECT_LT(MinorFaults() - before, 2048);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "core/malloc_tuning.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
@@ -402,6 +403,7 @@ bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(s
   for (size_t i = 0; parsed && i < large.size(); ++i) {
     std::string value;
     value.reserve(large[i].length);
+    AdviseHugePages(value.data(), large[i].length);
     held.CopyOut(static_cast<int>(i), large[i].data, large[i].data + large[i].length, &value);
     parsed = Place(message, large[i].path, std::move(value));
   }
