@@ -1,5 +1,7 @@
 #include "core/arena.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -9,6 +11,7 @@ namespace ffibox {
 
 CallArena::~CallArena() {
   for (void* chunk : heap_) std::free(chunk);
+  for (auto [block, size] : mapped_) munmap(block, size);
 }
 
 void* CallArena::Allocate(size_t size, size_t alignment) {
@@ -22,6 +25,14 @@ void* CallArena::Allocate(size_t size, size_t alignment) {
     std::memset(result, 0, size);
     return result;
   }
+  if (size >= kMappedAllocationBytes) {
+    // Mapped here rather than by malloc, which could serve it from a heap's free memory.
+    mapped_.reserve(mapped_.size() + 1);
+    void* block = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (block == MAP_FAILED) return nullptr;
+    mapped_.emplace_back(block, size);
+    return block;
+  }
   // Large requests get their own allocation; small ones start a new chunk. calloc reports
   // exhaustion with nullptr (instead of throwing), and gives large blocks lazily zeroed pages.
   const bool dedicated = size > kChunkBytes / 4;
@@ -30,10 +41,7 @@ void* CallArena::Allocate(size_t size, size_t alignment) {
   void* chunk = std::calloc(1, bytes);  // malloc alignment is 16 on x86-64 glibc
   if (chunk == nullptr) return nullptr;
   heap_.push_back(chunk);
-  if (dedicated) {
-    AdviseHugePages(chunk, size);  // a large block: its bytes are written next
-    return chunk;
-  }
+  if (dedicated) return chunk;
   cursor_ = static_cast<unsigned char*>(chunk) + size;
   limit_ = static_cast<unsigned char*>(chunk) + bytes;
   return chunk;

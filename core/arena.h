@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace ffibox {
@@ -18,7 +19,9 @@ class CallArena {
   CallArena& operator=(const CallArena&) = delete;
 
   // Returns `size` zeroed bytes aligned to `alignment` (a power of two, at most 16), or
-  // nullptr when the system is out of memory. Never returns nullptr for size 0.
+  // nullptr when the system is out of memory. Never returns nullptr for size 0. An allocation
+  // of kMappedAllocationBytes (core/malloc_tuning.h) and more is a mapping of its own, untouched
+  // until written: AdviseHugePages may be given it.
   void* Allocate(size_t size, size_t alignment = 16);
 
  private:
@@ -29,6 +32,7 @@ class CallArena {
   unsigned char* cursor_ = inline_;
   unsigned char* limit_ = inline_ + kInlineBytes;
   std::vector<void*> heap_;  // chunks and large allocations, freed with the arena
+  std::vector<std::pair<void*, size_t>> mapped_;  // the largest, unmapped with the arena
 };
 
 }  // namespace ffibox

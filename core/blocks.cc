@@ -57,6 +57,12 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
       // The client's bytes are already there; an OUT block starts zeroed, as in the arena.
       if (!CopiesIn(block.direction())) std::memset(*data, 0, size);
     } else if (CopiesIn(block.direction()) && !block.data().empty()) {
+      // Written whole here: a large block takes a fault per 2 MiB (a mapping of its own,
+      // CallArena::Allocate). Not one the library writes: it may touch a byte per 2 MiB.
+      if (size >= kMappedAllocationBytes && block.data().size() == size && !block.keep() &&
+          !block.has_at()) {
+        AdviseHugePages(*data, size);
+      }
       std::memcpy(*data, block.data().data(), block.data().size());
     }
     placed_[i] = {*data, size};
@@ -181,7 +187,10 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool repor
     } else {
       std::string* data = contents->mutable_data();
       data->reserve(placed_[i].size);
-      AdviseHugePages(data->data(), placed_[i].size);
+      // Written whole next. A string larger than what a heap keeps free at its top
+      // (kKeptFreeHeapBytes) gets a mapping of its own, unless a freed stretch inside a heap
+      // is that large.
+      if (placed_[i].size > kKeptFreeHeapBytes) AdviseHugePages(data->data(), placed_[i].size);
       data->append(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
     }
     // Blocks are 16-aligned, so block offsets that are multiples of 8 are aligned words.

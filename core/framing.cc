@@ -174,7 +174,7 @@ void FrameDecoder::Append(const char* data, size_t size) {
 void FrameDecoder::StartLargeFrame() {
   if (in_large_ || buffer_.size() - consumed_ < kHeaderBytes) return;
   const size_t length = HeadLength();
-  if (length <= kFramePieceBytes || length > max_bytes_) return;  // Next refuses the latter
+  if (length <= kLargeFrameBytes || length > max_bytes_) return;  // Next refuses the latter
   in_large_ = true;
   large_length_ = length;
   const size_t start = consumed_ + kHeaderBytes;
@@ -192,7 +192,10 @@ size_t FrameDecoder::AppendToLarge(const char* data, size_t size) {
       pieces.emplace_back();
       const size_t piece_bytes = std::min(kFramePieceBytes, large_length_ - large_received_);
       pieces.back().reserve(piece_bytes);
-      AdviseHugePages(pieces.back().data(), piece_bytes);
+      // The bytes come from a peer that may stop after the first byte of a huge page, and the
+      // budget of unfinished frames counts bytes received: small pages only, even where
+      // every mapping gets huge pages by default.
+      KeepSmallPages(pieces.back().data(), piece_bytes);
     }
     std::string& piece = pieces.back();
     const size_t step =

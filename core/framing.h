@@ -40,13 +40,15 @@ absl::Status WriteFrame(ShmChannel& channel, size_t length,
 // frame).
 absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, absl::Time deadline);
 
-// Frames whose payload is longer than this are kept in pieces of this size.
+// Frames whose payload is longer than this are kept in pieces of kFramePieceBytes.
+inline constexpr size_t kLargeFrameBytes = size_t{1} << 20;
 inline constexpr size_t kFramePieceBytes = size_t{4} << 20;
-// A piece never makes a heap grow (core/malloc_tuning.h): freed, it holds no address space.
+// A whole piece never makes a heap grow (core/malloc_tuning.h): freed, it holds no address
+// space.
 static_assert(kFramePieceBytes >= kMappedAllocationBytes);
 
-// A frame's payload: one piece, or for a frame longer than kFramePieceBytes, pieces of that
-// size (the last one shorter), so that a parser can free them as it goes
+// A frame's payload: one piece, or for a frame longer than kLargeFrameBytes, pieces of
+// kFramePieceBytes (the last one shorter), so that a parser can free them as it goes
 // (core/piece_stream.h) instead of holding the frame beside its parse.
 struct FramePayload {
   std::vector<std::string> pieces;
@@ -89,7 +91,7 @@ class FrameDecoder {
   size_t AnnouncedLength() const;
 
  private:
-  // When the frame at the head of `buffer_` announces a payload longer than kFramePieceBytes
+  // When the frame at the head of `buffer_` announces a payload longer than kLargeFrameBytes
   // (and within the limit), moves what arrived of it into `large_` and starts filling that.
   void StartLargeFrame();
   // The length the header at the head of `buffer_` announces (0 while it is incomplete).
@@ -98,7 +100,7 @@ class FrameDecoder {
   size_t AppendToLarge(const char* data, size_t size);
 
   size_t max_bytes_;
-  // Frames up to kFramePieceBytes (and the bytes after a large frame in progress).
+  // Frames up to kLargeFrameBytes (and the bytes after a large frame in progress).
   std::string buffer_;
   size_t consumed_ = 0;
   // The payload of a large frame, past its header, while it arrives.

@@ -29,4 +29,14 @@ void AdviseHugePages(const void* start, size_t bytes) {
   (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
 
+void KeepSmallPages(const void* start, size_t bytes) {
+  constexpr uintptr_t kPageBytes = 4096;
+  const uintptr_t first = reinterpret_cast<uintptr_t>(start);
+  const uintptr_t begin = (first + kPageBytes - 1) & ~(kPageBytes - 1);
+  const uintptr_t end = (first + bytes) & ~(kPageBytes - 1);
+  if (end <= begin) return;
+  // EINVAL without transparent huge pages: there are none to keep out.
+  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_NOHUGEPAGE);
+}
+
 }  // namespace ffibox

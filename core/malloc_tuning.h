@@ -59,11 +59,18 @@ class FreedPiecesReturner {
 
 // Asks the kernel to back the whole 2 MiB pages inside [start, start + bytes) with
 // transparent huge pages (MADV_HUGEPAGE) when they are first written: one page fault per
-// 2 MiB instead of 512. For large blocks about to be written whole (a message's bytes field,
-// a large frame's piece, a call's block), before the first write; the pages at either end
+// 2 MiB instead of 512. For large blocks about to be written whole by this process (a parsed
+// message's bytes field, a call's block), before the first write; the pages at either end
 // that only partly belong to them are left alone, so no huge page holds memory they do not
-// use. Advice only: where transparent huge pages are off, nothing changes.
+// use. Not for memory a peer fills (a frame's pieces): a peer that stops after one byte of a
+// huge page would hold 2 MiB with it. Advice only: where transparent huge pages are off,
+// nothing changes. The block must be a mapping of its own (an allocation that could have come
+// from a heap's free memory would leave the advice on that stretch of the heap).
 void AdviseHugePages(const void* start, size_t bytes);
+
+// Keeps the whole 4 KiB pages inside [start, start + bytes) out of transparent huge pages, also
+// where every mapping gets them by default (the `always` mode): for memory a peer fills.
+void KeepSmallPages(const void* start, size_t bytes);
 
 }  // namespace ffibox
 

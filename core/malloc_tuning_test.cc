@@ -1,12 +1,18 @@
 #include "core/malloc_tuning.h"
 
+#include <malloc.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "core/arena.h"
 #include "core/framing.h"
 #include "gtest/gtest.h"
 
@@ -14,6 +20,13 @@ namespace ffibox {
 namespace {
 
 constexpr size_t kPageBytes = 4096;
+constexpr uintptr_t kHugePageBytes = uintptr_t{2} << 20;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitizerAllocator = true;  // malloc is the sanitizer's: mallopt does nothing
+#else
+constexpr bool kSanitizerAllocator = false;
+#endif
 
 long MinorFaults() {
   rusage usage{};
@@ -33,10 +46,46 @@ long FaultsToFillAndFree(size_t bytes) {
   return MinorFaults() - before;
 }
 
+// The VmFlags of the mapping that holds `address`, from /proc/self/smaps ("" if none does).
+std::string VmFlagsAt(const void* address) {
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    unsigned long start = 0, end = 0;
+    if (sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 && line.find(' ') > line.find('-')) {
+      inside = at >= start && at < end;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line.substr(8) + " ";
+  }
+  return "";
+}
+
+bool HasFlag(const std::string& flags, const char* flag) {
+  return flags.find(std::string(" ") + flag + " ") != std::string::npos;
+}
+
+// Whether this kernel has transparent huge pages, and the mode they are in ("" without them).
+std::string HugePageMode() {
+  std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::stringstream text;
+  text << file.rdbuf();
+  const std::string modes = text.str();
+  const size_t open = modes.find('[');
+  const size_t close = modes.find(']', open);
+  if (open == std::string::npos || close == std::string::npos) return "";
+  return modes.substr(open + 1, close - open - 1);
+}
+
 // KeepFreedMemory is process-wide, as in ffiboxd and ffibox-worker; each test sets it again.
 class KeepFreedMemoryTest : public ::testing::Test {
  protected:
-  void SetUp() override { KeepFreedMemory(); }
+  void SetUp() override {
+    if (kSanitizerAllocator) GTEST_SKIP() << "the sanitizer's allocator ignores mallopt";
+    KeepFreedMemory();
+  }
 };
 
 TEST_F(KeepFreedMemoryTest, ACallsBufferUnderTheMappingThresholdIsReusedWithoutFaults) {
@@ -48,24 +97,51 @@ TEST_F(KeepFreedMemoryTest, ACallsBufferUnderTheMappingThresholdIsReusedWithoutF
   EXPECT_LT(FaultsToFillAndFree(bytes), 8);
 }
 
-TEST_F(KeepFreedMemoryTest, AFramePieceGoesBackToTheSystemWhenFreed) {
-  FaultsToFillAndFree(kFramePieceBytes);
-  // Mapped on its own and unmapped when freed: its pages are faulted in again. Kept in a heap,
-  // a large frame's pieces would hold memory and address space after the parse freed them.
-  EXPECT_GE(FaultsToFillAndFree(kFramePieceBytes),
-            static_cast<long>(kFramePieceBytes / kPageBytes / 2));
+TEST_F(KeepFreedMemoryTest, AFramePieceIsAMappingOfItsOwnGivenBackWhenFreed) {
+  const size_t mapped_before = mallinfo2().hblkhd;
+  {
+    std::string piece;
+    piece.reserve(kFramePieceBytes);
+    // Kept in a heap, a large frame's pieces would hold memory and address space after the
+    // parse freed them.
+    EXPECT_GE(mallinfo2().hblkhd, mapped_before + kFramePieceBytes);
+  }
+  EXPECT_EQ(mallinfo2().hblkhd, mapped_before);
 }
 
-// Whether transparent huge pages may back memory that asks for them.
-bool HugePagesOnRequest() {
-  std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str().find("[never]") == std::string::npos && !text.str().empty();
+TEST(CallArena, ALargeBlockIsAMappingOfItsOwnUntouchedUntilWritten) {
+  CallArena arena;
+  const long before = MinorFaults();
+  auto* block = static_cast<unsigned char*>(arena.Allocate(kMappedAllocationBytes * 4));
+  ASSERT_NE(block, nullptr);
+  EXPECT_LT(MinorFaults() - before, 8) << "the block was written before it was handed out";
+  EXPECT_EQ(block[0], 0);
+  EXPECT_EQ(block[kMappedAllocationBytes * 4 - 1], 0);
+  // Its own mapping: advice given to it stays on it.
+  AdviseHugePages(block, kMappedAllocationBytes * 4);
+  if (!HugePageMode().empty()) EXPECT_TRUE(HasFlag(VmFlagsAt(block + kHugePageBytes), "hg"));
 }
 
-TEST_F(KeepFreedMemoryTest, ALargeBlockAdvisedForHugePagesTakesAFaultPer2MiB) {
-  if (!HugePagesOnRequest()) {
+TEST(AdviseHugePages, MarksTheWholeHugePagesInsideTheBlockOnly) {
+  if (HugePageMode().empty()) GTEST_SKIP() << "this kernel has no transparent huge pages";
+  constexpr size_t kBytes = size_t{8} << 20;
+  void* mapping = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mapping, MAP_FAILED);
+  const uintptr_t base =
+      (reinterpret_cast<uintptr_t>(mapping) + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  // A block from 100 bytes before one 2 MiB boundary to 100 bytes after the next but one: the
+  // two whole huge pages between them are marked, the partial ones at both ends are not.
+  auto* start = reinterpret_cast<char*>(base + kHugePageBytes - 100);
+  AdviseHugePages(start, 2 * kHugePageBytes + 200);
+  EXPECT_FALSE(HasFlag(VmFlagsAt(start), "hg"));
+  EXPECT_TRUE(HasFlag(VmFlagsAt(start + 100), "hg"));
+  EXPECT_TRUE(HasFlag(VmFlagsAt(start + 100 + 2 * kHugePageBytes - 1), "hg"));
+  EXPECT_FALSE(HasFlag(VmFlagsAt(start + 100 + 2 * kHugePageBytes), "hg"));
+  munmap(mapping, kBytes);
+}
+
+TEST(AdviseHugePages, ALargeBlockSoAdvisedTakesAFaultPer2MiB) {
+  if (HugePageMode() != "madvise" && HugePageMode() != "always") {
     GTEST_SKIP() << "transparent huge pages are off on this host";
   }
   constexpr size_t kBytes = size_t{64} << 20;
@@ -79,6 +155,20 @@ TEST_F(KeepFreedMemoryTest, ALargeBlockAdvisedForHugePagesTakesAFaultPer2MiB) {
   }
   // 16 384 faults in 4 KiB pages; in 2 MiB pages 32, and the partial pages at both ends.
   EXPECT_LT(MinorFaults() - before, 2048);
+}
+
+TEST(KeepSmallPages, MarksTheWholePagesOfTheBlockForSmallPages) {
+  if (HugePageMode().empty()) GTEST_SKIP() << "this kernel has no transparent huge pages";
+  constexpr size_t kBytes = size_t{8} << 20;
+  void* mapping = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mapping, MAP_FAILED);
+  auto* start = static_cast<char*>(mapping) + 100;
+  // A peer's piece: small pages even where every mapping gets huge ones by default.
+  KeepSmallPages(start, kBytes - 200);
+  EXPECT_FALSE(HasFlag(VmFlagsAt(start), "nh"));  // the partial first page stays as it was
+  EXPECT_TRUE(HasFlag(VmFlagsAt(start + kPageBytes), "nh"));
+  EXPECT_TRUE(HasFlag(VmFlagsAt(start + kBytes / 2), "nh"));
+  munmap(mapping, kBytes);
 }
 
 }  // namespace

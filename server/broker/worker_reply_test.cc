@@ -498,10 +498,12 @@ v1::CallbackInvoke PointInvoke() {
   return invoke;
 }
 
+// `bytes` in pieces of 1 MiB: a few MiB make several, whose boundaries the parse crosses.
 FramePayload InPieces(const std::string& bytes) {
+  constexpr size_t kPieceBytes = size_t{1} << 20;
   FramePayload frame;
-  for (size_t at = 0; at < bytes.size(); at += kFramePieceBytes) {
-    frame.pieces.push_back(bytes.substr(at, kFramePieceBytes));
+  for (size_t at = 0; at < bytes.size(); at += kPieceBytes) {
+    frame.pieces.push_back(bytes.substr(at, kPieceBytes));
   }
   return frame;
 }

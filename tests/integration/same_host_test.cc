@@ -201,8 +201,8 @@ TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
   ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
-  // The worker takes all of its address space, then gives 3 MiB back: room for a call's own
-  // block, not for the area.
+  // The worker takes all of its address space, then frees 3 MiB (kept in its heap for its
+  // next allocations): room for a call's own block, not for the area.
   ASSERT_OK_AND_ASSIGN(auto malloc_fn, (libc.Function<RemotePtr(size_t)>("malloc")));
   ASSERT_OK_AND_ASSIGN(auto free_fn, (libc.Function<void(RemotePtr)>("free")));
   std::vector<RemotePtr> taken;
