@@ -24,9 +24,9 @@ inline constexpr size_t kKeptFreeHeapBytes = size_t{8} << 20;
 // block the call runs on, the reply): mapped on its own, each call would take a page fault
 // per page of it, and on a VM a fault costs about 10 µs (2.6 ms per MiB, against 20 µs to
 // copy it). From the heaps, the next call reuses the same pages. Larger allocations, and
-// among them the pieces of a large frame (core/framing.h), hold no address space (a worker's
-// memory limit) once freed: a parse that lets go of a message's pieces one by one gives it
-// back as it goes.
+// among them the whole pieces of a large frame (core/framing.h), hold no address space (a
+// worker's memory limit) once freed: a parse that lets go of a message's pieces one by one
+// gives it back as it goes.
 inline constexpr size_t kMappedAllocationBytes = size_t{2} << 20;
 
 // Sets malloc's trim threshold to kKeptFreeHeapBytes and its mmap threshold to

@@ -51,7 +51,7 @@ declare -A SOURCES=(
     core/layout.cc core/errors.cc"
   [marshal_fuzzer]="fuzz/proto_mutator.cc fuzz/typed_values.cc core/marshal.cc core/blocks.cc
     core/arena.cc core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc
-    core/errors.cc"
+    core/errors.cc core/malloc_tuning.cc"
   [call_fuzzer]="fuzz/proto_mutator.cc core/call.cc core/call_shape.cc core/marshal.cc core/blocks.cc core/arena.cc
     core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc core/errors.cc
     server/worker/memory_requests.cc server/broker/request_validation.cc server/broker/worker_reply.cc
