@@ -186,11 +186,7 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool repor
       std::memcpy(shared_.data() + block.shared_offset(), placed_[i].data, placed_[i].size);
     } else {
       std::string* data = contents->mutable_data();
-      data->reserve(placed_[i].size);
-      // Written whole next. A string larger than what a heap keeps free at its top
-      // (kKeptFreeHeapBytes) gets a mapping of its own, unless a freed stretch inside a heap
-      // is that large.
-      if (placed_[i].size > kKeptFreeHeapBytes) AdviseHugePages(data->data(), placed_[i].size);
+      ReserveToWriteWhole(data, placed_[i].size);
       data->append(reinterpret_cast<const char*>(placed_[i].data), placed_[i].size);
     }
     // Blocks are 16-aligned, so block offsets that are multiples of 8 are aligned words.

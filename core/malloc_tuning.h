@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <string>
 
 namespace ffibox {
 
@@ -67,6 +68,11 @@ class FreedPiecesReturner {
 // nothing changes. The block must be a mapping of its own (an allocation that could have come
 // from a heap's free memory would leave the advice on that stretch of the heap).
 void AdviseHugePages(const void* start, size_t bytes);
+
+// Reserves `size` bytes in `bytes`, which the caller then writes whole: a string larger than
+// what a heap keeps free at its top (kKeptFreeHeapBytes) is a mapping of malloc's own and asks
+// for huge pages (AdviseHugePages).
+void ReserveToWriteWhole(std::string* bytes, size_t size);
 
 // Keeps the whole 4 KiB pages inside [start, start + bytes) out of transparent huge pages, also
 // where every mapping gets them by default (the `always` mode): for memory a peer fills.

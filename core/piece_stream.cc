@@ -402,11 +402,7 @@ bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(s
   }
   for (size_t i = 0; parsed && i < large.size(); ++i) {
     std::string value;
-    value.reserve(large[i].length);
-    // Written whole next. A string larger than what a heap keeps free at its top
-    // (kKeptFreeHeapBytes) gets a mapping of its own, unless a freed stretch inside a heap
-    // is that large.
-    if (large[i].length > kKeptFreeHeapBytes) AdviseHugePages(value.data(), large[i].length);
+    ReserveToWriteWhole(&value, large[i].length);
     held.CopyOut(static_cast<int>(i), large[i].data, large[i].data + large[i].length, &value);
     parsed = Place(message, large[i].path, std::move(value));
   }
