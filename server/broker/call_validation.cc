@@ -41,7 +41,45 @@ absl::StatusOr<const HandleTable::Function*> CheckCall(const v1::Call& call,
   return function;
 }
 
+// Replaces `call`'s function_request by the handle that request made.
+absl::Status NameRequestedFunction(v1::Call& call, const HandleTable& handles) {
+  if (call.function() != 0) {
+    return InvalidArgumentAt("call.function_request",
+                             "name either function or function_request, not both");
+  }
+  FFIBOX_ASSIGN_OR_RETURN(
+      const uint64_t function,
+      handles.FunctionOfRequest(call.function_request(), "call.function_request"));
+  call.set_function(function);
+  call.clear_function_request();
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<std::optional<v1::Request>> NameRequestedFunctions(const v1::Request& request,
+                                                                  const HandleTable& handles) {
+  if (request.has_call()) {
+    if (request.call().function_request() == 0) return std::nullopt;
+    v1::Request named = request;
+    FFIBOX_RETURN_IF_ERROR(NameRequestedFunction(*named.mutable_call(), handles));
+    return named;
+  }
+  if (!request.has_batch()) return std::nullopt;
+  const v1::Batch& batch = request.batch();
+  if (std::none_of(batch.calls().begin(), batch.calls().end(),
+                   [](const v1::Call& call) { return call.function_request() != 0; })) {
+    return std::nullopt;
+  }
+  v1::Request named = request;
+  for (int i = 0; i < named.batch().calls_size(); ++i) {
+    v1::Call& call = *named.mutable_batch()->mutable_calls(i);
+    if (call.function_request() == 0) continue;
+    absl::Status status = NameRequestedFunction(call, handles);
+    if (!status.ok()) return InBatch(status, i);
+  }
+  return named;
+}
 
 absl::Status ValidateCallRequest(const v1::Call& call, const CallContext& context,
                                  PendingRequest* pending) {

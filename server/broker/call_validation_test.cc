@@ -1,5 +1,6 @@
 #include "server/broker/call_validation.h"
 
+#include <optional>
 #include <string>
 
 #include "core/errors.h"
@@ -99,6 +100,46 @@ TEST_F(CallValidationTest, ABatchIsDescribedByItsCallsCountAndTheBlocksOfThoseTh
   EXPECT_EQ(pending.batch_blocks[1].first, 3u);
   EXPECT_EQ(pending.batch_blocks[1].second.returned_block_sizes, std::vector<uint64_t>{32});
   EXPECT_EQ(pending.label, "batch of 4 calls: add, fill");
+}
+
+TEST_F(CallValidationTest, CallsNamingTheirFunctionByItsResolveRequestGetItsHandle) {
+  handles_.NoteResolveRequest(41, fill_);
+  v1::Request request;
+  *request.mutable_call() = Add(1, 2);
+  // A call that names its function by handle goes on as it came.
+  ASSERT_OK_AND_ASSIGN(std::optional<v1::Request> as_is, NameRequestedFunctions(request, handles_));
+  EXPECT_FALSE(as_is.has_value());
+
+  request.mutable_call()->clear_function();
+  request.mutable_call()->set_function_request(41);
+  ASSERT_OK_AND_ASSIGN(std::optional<v1::Request> named, NameRequestedFunctions(request, handles_));
+  ASSERT_TRUE(named.has_value());
+  EXPECT_EQ(named->call().function(), fill_);
+  EXPECT_EQ(named->call().function_request(), 0u);
+  EXPECT_EQ(named->call().args_size(), 2);
+
+  request.mutable_call()->set_function(add_);
+  absl::Status both = NameRequestedFunctions(request, handles_).status();
+  EXPECT_THAT(both, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(ToProtoError(both).field(), "call.function_request");
+
+  v1::Request batch;
+  for (int i = 0; i < 3; ++i) *batch.mutable_batch()->add_calls() = Add(i, i);
+  batch.mutable_batch()->mutable_calls(1)->clear_function();
+  batch.mutable_batch()->mutable_calls(1)->set_function_request(41);
+  ASSERT_OK_AND_ASSIGN(std::optional<v1::Request> named_batch,
+                       NameRequestedFunctions(batch, handles_));
+  ASSERT_TRUE(named_batch.has_value());
+  EXPECT_EQ(named_batch->batch().calls(0).function(), add_);
+  EXPECT_EQ(named_batch->batch().calls(1).function(), fill_);
+  EXPECT_EQ(named_batch->batch().calls(1).function_request(), 0u);
+
+  batch.mutable_batch()->mutable_calls(2)->clear_function();
+  batch.mutable_batch()->mutable_calls(2)->set_function_request(40);
+  absl::Status unknown = NameRequestedFunctions(batch, handles_).status();
+  EXPECT_THAT(unknown, StatusIs(v1::NOT_FOUND));
+  EXPECT_EQ(ToProtoError(unknown).batch_index(), 2u);
+  EXPECT_EQ(ToProtoError(unknown).message().rfind("batch.calls[2]", 0), 0u) << unknown;
 }
 
 TEST_F(CallValidationTest, EachCallOfABatchIsCheckedAsASingleCallAndNamedByItsIndex) {

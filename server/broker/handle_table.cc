@@ -34,6 +34,43 @@ absl::StatusOr<uint64_t> HandleTable::AddFunction(Function function) {
   return handle;
 }
 
+void HandleTable::NoteLoadRequest(uint64_t request_id, uint64_t handle) {
+  load_requests_[request_id] = handle;
+}
+
+void HandleTable::NoteResolveRequest(uint64_t request_id, uint64_t handle) {
+  resolve_requests_[request_id] = handle;
+}
+
+absl::StatusOr<uint64_t> HandleTable::LibraryOfRequest(uint64_t request_id,
+                                                       absl::string_view field) const {
+  auto made = load_requests_.find(request_id);
+  if (made == load_requests_.end()) {
+    return ErrorStatus(v1::NOT_FOUND, absl::StrCat(field, ": no load_library request with id ",
+                                                   request_id, " was accepted"));
+  }
+  if (libraries_[made->second - 1].state == State::kFailed) {
+    return ErrorStatus(v1::NOT_FOUND, absl::StrCat(field, ": the load_library request with id ",
+                                                   request_id, " failed"));
+  }
+  return made->second;
+}
+
+absl::StatusOr<uint64_t> HandleTable::FunctionOfRequest(uint64_t request_id,
+                                                        absl::string_view field) const {
+  auto made = resolve_requests_.find(request_id);
+  if (made == resolve_requests_.end()) {
+    return ErrorStatus(v1::NOT_FOUND, absl::StrCat(field, ": no resolve_function request with id ",
+                                                   request_id, " was accepted"));
+  }
+  auto entry = functions_.find(made->second);
+  if (entry == functions_.end() || entry->second.state == State::kFailed) {
+    return ErrorStatus(v1::NOT_FOUND, absl::StrCat(field, ": the resolve_function request with id ",
+                                                   request_id, " failed"));
+  }
+  return made->second;
+}
+
 absl::StatusOr<const HandleTable::Function*> HandleTable::FindFunction(uint64_t handle) const {
   auto entry = functions_.find(handle);
   if (entry == functions_.end() || entry->second.state == State::kFailed) {

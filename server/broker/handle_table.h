@@ -57,6 +57,19 @@ class HandleTable {
   // A new function handle for `function`, pending until RecordOutcome. RESOURCE_EXHAUSTED
   // past the limit.
   absl::StatusOr<uint64_t> AddFunction(Function function);
+
+  // Request-id references (pipelining): the client's request `request_id` made library or
+  // function `handle` (AddLibrary's or AddFunction's). A later request of the same id
+  // replaces it. At most one entry per handle, so the limits above bound them too.
+  void NoteLoadRequest(uint64_t request_id, uint64_t handle);
+  void NoteResolveRequest(uint64_t request_id, uint64_t handle);
+  // The library handle the load request `request_id` made, pending or loaded; NOT_FOUND
+  // naming `field` ("resolve_function.library_request") when no load request of that id
+  // was accepted or its load failed.
+  absl::StatusOr<uint64_t> LibraryOfRequest(uint64_t request_id, absl::string_view field) const;
+  // The function handle the resolve request `request_id` made, pending or resolved;
+  // NOT_FOUND naming `field` as above.
+  absl::StatusOr<uint64_t> FunctionOfRequest(uint64_t request_id, absl::string_view field) const;
   // The function `handle` names, if it has not failed (valid until the table changes);
   // NOT_FOUND naming call.function otherwise.
   absl::StatusOr<const Function*> FindFunction(uint64_t handle) const;
@@ -108,6 +121,9 @@ class HandleTable {
   uint64_t next_function_handle_ = 1;
   absl::flat_hash_map<uint64_t, Callback> callbacks_;
   uint64_t next_callback_handle_ = 1;
+  // Client request id -> the handle that request made.
+  absl::flat_hash_map<uint64_t, uint64_t> load_requests_;
+  absl::flat_hash_map<uint64_t, uint64_t> resolve_requests_;
 };
 
 }  // namespace ffibox

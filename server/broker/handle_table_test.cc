@@ -40,6 +40,39 @@ TEST(HandleTable, LibrariesAreNumberedFromOneAndAFailedLoadIsNotFound) {
   EXPECT_THAT(table.CheckLibrary(3, "x"), StatusIs(v1::NOT_FOUND));
 }
 
+TEST(HandleTable, ARequestIdNamesTheHandleItsRequestMadeUntilThatFails) {
+  HandleTable table(HandleTable::Limits{});
+  ASSERT_OK_AND_ASSIGN(uint64_t libm, table.AddLibrary("/lib/libm.so.6"));
+  table.NoteLoadRequest(7, libm);
+  ASSERT_OK_AND_ASSIGN(uint64_t cos, table.AddFunction(ByName(libm, "cos")));
+  table.NoteResolveRequest(8, cos);
+  // Pending: named at once, as the handles are.
+  ASSERT_OK_AND_ASSIGN(uint64_t loaded, table.LibraryOfRequest(7, "x"));
+  EXPECT_EQ(loaded, libm);
+  ASSERT_OK_AND_ASSIGN(uint64_t resolved, table.FunctionOfRequest(8, "x"));
+  EXPECT_EQ(resolved, cos);
+  // A load's id names no function, and an id no accepted request had names nothing.
+  absl::Status not_a_resolve = table.FunctionOfRequest(7, "call.function_request").status();
+  EXPECT_THAT(not_a_resolve, StatusIs(v1::NOT_FOUND));
+  EXPECT_EQ(ToProtoError(not_a_resolve).message(),
+            "call.function_request: no resolve_function request with id 7 was accepted");
+  EXPECT_THAT(table.LibraryOfRequest(9, "x").status(), StatusIs(v1::NOT_FOUND));
+
+  table.RecordOutcome(v1::Request::kLoadLibrary, libm, false);
+  table.RecordOutcome(v1::Request::kResolveFunction, cos, false);
+  absl::Status failed = table.LibraryOfRequest(7, "lookup_symbol.library_request").status();
+  EXPECT_THAT(failed, StatusIs(v1::NOT_FOUND));
+  EXPECT_EQ(ToProtoError(failed).message(),
+            "lookup_symbol.library_request: the load_library request with id 7 failed");
+  EXPECT_THAT(table.FunctionOfRequest(8, "x").status(), StatusIs(v1::NOT_FOUND));
+
+  // An id used again names what its latest request made.
+  ASSERT_OK_AND_ASSIGN(uint64_t libc, table.AddLibrary("/lib/libc.so.6"));
+  table.NoteLoadRequest(7, libc);
+  ASSERT_OK_AND_ASSIGN(uint64_t again, table.LibraryOfRequest(7, "x"));
+  EXPECT_EQ(again, libc);
+}
+
 TEST(HandleTable, EachKindOfHandleHasItsLimit) {
   HandleTable table(HandleTable::Limits{1, 1, 1});
   ASSERT_OK(table.AddLibrary("/lib/libm.so.6"));

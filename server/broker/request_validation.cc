@@ -67,8 +67,12 @@ absl::Status ValidateLoadLibrary(const v1::LoadLibrary& load) {
 }
 
 absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const TypeLimits& limits) {
+  if (resolve.library() != 0 && resolve.library_request() != 0) {
+    return InvalidArgumentAt("resolve_function.library_request",
+                             "name either library or library_request, not both");
+  }
   if (resolve.has_address()) {
-    if (resolve.library() != 0 || !resolve.symbol().empty()) {
+    if (resolve.library() != 0 || resolve.library_request() != 0 || !resolve.symbol().empty()) {
       return InvalidArgumentAt("resolve_function.address",
                                "name either library and symbol, or address, not both");
     }
@@ -83,6 +87,10 @@ absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const T
 }
 
 absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits) {
+  if (lookup.library() != 0 && lookup.library_request() != 0) {
+    return InvalidArgumentAt("lookup_symbol.library_request",
+                             "name either library or library_request, not both");
+  }
   absl::Status status = ValidateName(lookup.symbol(), kMaxSymbolBytes, "lookup_symbol.symbol");
   if (!status.ok() || !lookup.has_type()) return status;
   status = ValidateType(lookup.type(), limits, "lookup_symbol.type");

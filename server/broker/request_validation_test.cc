@@ -77,6 +77,25 @@ TEST(ValidateResolveFunction, EmptyAndNulSymbolsAreInvalidArgument) {
   EXPECT_EQ(FieldOf(ValidateResolveFunction(resolve, TypeLimits())), "resolve_function.symbol");
 }
 
+TEST(ValidateResolveFunction, ALibraryIsNamedByHandleOrByItsLoadRequestNotBoth) {
+  v1::ResolveFunction resolve;
+  resolve.set_library_request(4);
+  resolve.set_symbol("cos");
+  EXPECT_TRUE(ValidateResolveFunction(resolve, TypeLimits()).ok());
+  resolve.set_library(1);
+  EXPECT_EQ(FieldOf(ValidateResolveFunction(resolve, TypeLimits())),
+            "resolve_function.library_request");
+  v1::ResolveFunction by_address;
+  by_address.mutable_address()->set_address(0x1000);
+  by_address.set_library_request(4);
+  EXPECT_EQ(FieldOf(ValidateResolveFunction(by_address, TypeLimits())), "resolve_function.address");
+  v1::LookupSymbol lookup;
+  lookup.set_symbol("errno");
+  lookup.set_library(1);
+  lookup.set_library_request(4);
+  EXPECT_EQ(FieldOf(ValidateLookupSymbol(lookup, TypeLimits())), "lookup_symbol.library_request");
+}
+
 TEST(ValidateResolveFunction, BadSignatureNamesTheParameter) {
   v1::ResolveFunction resolve;
   resolve.set_library(1);

@@ -262,6 +262,7 @@ absl::StatusOr<Session::Answer> Session::LoadLibrary(const v1::Request& request)
   {
     absl::MutexLock lock(&mu_);
     FFIBOX_ASSIGN_OR_RETURN(pending.handle, handles_.AddLibrary(admitted.load_library().path()));
+    handles_.NoteLoadRequest(request.id(), pending.handle);
     pending.timeout = call_timeout_;
   }
   pending.label = absl::StrCat("dlopen ", admitted.load_library().path());
@@ -281,18 +282,29 @@ absl::StatusOr<Session::Answer> Session::ResolveFunction(const v1::Request& requ
     pending.required_generation = function.generation;
   }
   pending.label = by_address ? function.symbol : absl::StrCat("dlsym ", resolve.symbol());
+  // A library named by its load request goes to the worker by its handle.
+  std::optional<v1::Request> named;
   {
     absl::MutexLock lock(&mu_);
     if (by_address && !AddressIsCurrent(function.generation)) {
       return StaleAddress(function.generation);
     }
+    if (resolve.library_request() != 0) {
+      FFIBOX_ASSIGN_OR_RETURN(
+          function.library,
+          handles_.LibraryOfRequest(resolve.library_request(), "resolve_function.library_request"));
+      named = request;
+      named->mutable_resolve_function()->set_library(function.library);
+      named->mutable_resolve_function()->clear_library_request();
+    }
     if (!by_address) {
-      FFIBOX_RETURN_IF_ERROR(handles_.CheckLibrary(resolve.library(), "resolve_function.library"));
+      FFIBOX_RETURN_IF_ERROR(handles_.CheckLibrary(function.library, "resolve_function.library"));
     }
     FFIBOX_ASSIGN_OR_RETURN(pending.handle, handles_.AddFunction(std::move(function)));
+    handles_.NoteResolveRequest(request.id(), pending.handle);
     pending.timeout = call_timeout_;
   }
-  return Forward(request, std::move(pending));
+  return Forward(named.has_value() ? *named : request, std::move(pending));
 }
 
 bool Session::AddressIsCurrent(uint64_t generation) const {
@@ -320,20 +332,26 @@ CallContext Session::CallContextLocked() const {
 
 absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
   PendingRequest pending;
+  std::optional<v1::Request> named;  // functions named by their resolve requests
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_RETURN_IF_ERROR(ValidateCallRequest(request.call(), CallContextLocked(), &pending));
+    FFIBOX_ASSIGN_OR_RETURN(named, NameRequestedFunctions(request, handles_));
+    const v1::Request& checked = named.has_value() ? *named : request;
+    FFIBOX_RETURN_IF_ERROR(ValidateCallRequest(checked.call(), CallContextLocked(), &pending));
   }
-  return Forward(request, std::move(pending));
+  return Forward(named.has_value() ? *named : request, std::move(pending));
 }
 
 absl::StatusOr<Session::Answer> Session::Batch(const v1::Request& request) {
   PendingRequest pending;
+  std::optional<v1::Request> named;
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_RETURN_IF_ERROR(ValidateBatchRequest(request.batch(), CallContextLocked(), &pending));
+    FFIBOX_ASSIGN_OR_RETURN(named, NameRequestedFunctions(request, handles_));
+    const v1::Request& checked = named.has_value() ? *named : request;
+    FFIBOX_RETURN_IF_ERROR(ValidateBatchRequest(checked.batch(), CallContextLocked(), &pending));
   }
-  return Forward(request, std::move(pending));
+  return Forward(named.has_value() ? *named : request, std::move(pending));
 }
 
 absl::StatusOr<Session::Answer> Session::GetLayout(const v1::Request& request) {
@@ -349,13 +367,22 @@ absl::StatusOr<Session::Answer> Session::LookupSymbol(const v1::Request& request
   const v1::LookupSymbol& lookup = request.lookup_symbol();
   FFIBOX_RETURN_IF_ERROR(ValidateLookupSymbol(lookup, config_.type_limits));
   PendingRequest pending;
+  std::optional<v1::Request> named;  // the library named by its load request
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_RETURN_IF_ERROR(handles_.CheckLibrary(lookup.library(), "lookup_symbol.library"));
+    uint64_t library = lookup.library();
+    if (lookup.library_request() != 0) {
+      FFIBOX_ASSIGN_OR_RETURN(library, handles_.LibraryOfRequest(lookup.library_request(),
+                                                                 "lookup_symbol.library_request"));
+      named = request;
+      named->mutable_lookup_symbol()->set_library(library);
+      named->mutable_lookup_symbol()->clear_library_request();
+    }
+    FFIBOX_RETURN_IF_ERROR(handles_.CheckLibrary(library, "lookup_symbol.library"));
     pending.timeout = call_timeout_;
   }
   pending.label = absl::StrCat("dlsym ", lookup.symbol());
-  return Forward(request, std::move(pending));
+  return Forward(named.has_value() ? *named : request, std::move(pending));
 }
 
 absl::StatusOr<Session::Answer> Session::MemoryOperation(const v1::Request& request) {

@@ -265,6 +265,26 @@ class RawSession:
             return response
         raise RuntimeError("stream ended")
 
+    def pipeline(self, *requests):
+        """Sends every request (dicts of one op each) before reading any answer; returns the
+        requests' ids and their answers, in the order sent."""
+        ids = []
+        for op in requests:
+            request = ffibox_pb2.Request(id=self.next_id, **op)
+            self.next_id += 1
+            ids.append(request.id)
+            self.requests.put(request)
+        answers = {}
+        for response in self.responses:
+            if response.id == 0:
+                self.events.append(response)
+                continue
+            assert response.id in ids and response.id not in answers, response
+            answers[response.id] = response
+            if len(answers) == len(ids):
+                return ids, [answers[i] for i in ids]
+        raise RuntimeError("stream ended")
+
     def close(self):
         self.requests.put(None)
         self.channel.close()

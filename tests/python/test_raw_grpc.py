@@ -28,6 +28,111 @@ def test_cos_from_libm_through_generated_stubs(session, pb):
     assert result.call.result.float_value == math.cos(0.5)
 
 
+def cos_signature(pb):
+    return pb.Signature(result=scalar(pb, "DOUBLE"), params=[scalar(pb, "DOUBLE")])
+
+
+def test_a_session_start_sent_in_one_go_names_earlier_requests_by_id(session, pb):
+    # The load, the resolve, a lookup and the calls written before any answer is read: the
+    # later requests name the library and the function by the ids of the requests that make
+    # them (docs/protocol.md, "Pipelined requests").
+    load_id = session.next_id
+    ids, (loaded, resolved, found, called, batched) = session.pipeline(
+        {"load_library": pb.LoadLibrary(path="libm.so.6")},
+        {"resolve_function": pb.ResolveFunction(library_request=load_id, symbol="cos",
+                                                signature=cos_signature(pb))},
+        {"lookup_symbol": pb.LookupSymbol(library_request=load_id, symbol="cos")},
+        {"call": pb.Call(function_request=load_id + 1, args=[pb.Value(float_value=0.5)])},
+        {"batch": pb.Batch(calls=[pb.Call(function_request=load_id + 1,
+                                          args=[pb.Value(float_value=x)]) for x in (0.0, 1.0)])})
+    for answer in (loaded, resolved, found, called, batched):
+        assert not answer.HasField("error"), answer.error
+    assert ids[0] == load_id
+    assert resolved.function.address.address == found.symbol.address.address != 0
+    assert called.call.result.float_value == math.cos(0.5)
+    assert [r.result.float_value for r in batched.batch.results] == [1.0, math.cos(1.0)]
+    # The handles the answers carry name the same library and function afterwards.
+    again = session.send(call=pb.Call(function=resolved.function.function,
+                                      args=[pb.Value(float_value=2.0)]))
+    assert again.call.result.float_value == math.cos(2.0)
+    sin = resolve(session, pb, loaded.library.library, "sin", "DOUBLE", "DOUBLE")
+    assert session.send(call=pb.Call(function=sin, args=[pb.Value(float_value=0.0)])
+                        ).call.result.float_value == 0.0
+
+
+def test_requests_behind_a_failed_load_fail_and_say_which_request_failed(session, pb):
+    # Refused by the broker (no such file): the load made no library to name.
+    first = session.next_id
+    _, (refused, resolve_refused, call_refused) = session.pipeline(
+        {"load_library": pb.LoadLibrary(path="/nonexistent/libnope.so")},
+        {"resolve_function": pb.ResolveFunction(library_request=first, symbol="cos",
+                                                signature=cos_signature(pb))},
+        {"call": pb.Call(function_request=first + 1, args=[pb.Value(float_value=0.5)])})
+    assert refused.error.code == pb.LIBRARY_LOAD_FAILED
+    assert resolve_refused.error.code == pb.NOT_FOUND
+    assert resolve_refused.error.message == (
+        f"resolve_function.library_request: no load_library request with id {first} "
+        "was accepted")
+    assert call_refused.error.code == pb.NOT_FOUND
+    assert "call.function_request" in call_refused.error.message
+
+    # Failed in the worker (a file that is no library): the requests sent behind it were
+    # accepted while it was pending, and the worker refuses them.
+    first = session.next_id
+    _, (failed, resolve_failed, call_failed) = session.pipeline(
+        {"load_library": pb.LoadLibrary(path="/etc/hostname")},
+        {"resolve_function": pb.ResolveFunction(library_request=first, symbol="cos",
+                                                signature=cos_signature(pb))},
+        {"call": pb.Call(function_request=first + 1, args=[pb.Value(float_value=0.5)])})
+    assert failed.error.code == pb.LIBRARY_LOAD_FAILED, failed.error
+    assert resolve_failed.error.code == pb.NOT_FOUND, resolve_failed.error
+    assert call_failed.error.code == pb.NOT_FOUND, call_failed.error
+    # Once the failure is known, naming that load is refused by the broker.
+    late = session.send(resolve_function=pb.ResolveFunction(
+        library_request=first, symbol="cos", signature=cos_signature(pb)))
+    assert late.error.code == pb.NOT_FOUND
+    assert late.error.message == (
+        f"resolve_function.library_request: the load_library request with id {first} failed")
+    # The session goes on.
+    assert not session.send(load_library=pb.LoadLibrary(path="libm.so.6")).HasField("error")
+
+
+def test_a_request_naming_both_a_handle_and_a_request_is_invalid(session, pb):
+    loaded = session.send(load_library=pb.LoadLibrary(path="libm.so.6"))
+    both = session.send(resolve_function=pb.ResolveFunction(
+        library=loaded.library.library, library_request=loaded.id, symbol="cos",
+        signature=cos_signature(pb)))
+    assert both.error.code == pb.INVALID_ARGUMENT
+    assert both.error.field == "resolve_function.library_request"
+    cos = resolve(session, pb, loaded.library.library, "cos", "DOUBLE", "DOUBLE")
+    call = session.send(call=pb.Call(function=cos, function_request=loaded.id + 1,
+                                     args=[pb.Value(float_value=0.5)]))
+    assert call.error.code == pb.INVALID_ARGUMENT
+    assert call.error.field == "call.function_request"
+
+
+def test_a_function_named_by_its_request_survives_a_restart(session, pb):
+    first = session.next_id
+    _, answers = session.pipeline(
+        {"load_library": pb.LoadLibrary(path=TEST_LIB)},
+        {"resolve_function": pb.ResolveFunction(
+            library_request=first, symbol="crash_null_deref",
+            signature=pb.Signature(result=scalar(pb, "INT")))},
+        {"load_library": pb.LoadLibrary(path="libm.so.6")},
+        {"resolve_function": pb.ResolveFunction(library_request=first + 2, symbol="cos",
+                                                signature=cos_signature(pb))})
+    assert all(not a.HasField("error") for a in answers), answers
+    crashed = session.send(call=pb.Call(function_request=first + 1))
+    assert crashed.error.code == pb.WORKER_CRASHED
+    # The next worker had the session's libraries and functions replayed: the request ids
+    # still name them.
+    after = session.send(call=pb.Call(function_request=first + 3,
+                                      args=[pb.Value(float_value=0.5)]))
+    assert not after.HasField("error"), after.error
+    assert after.generation == 2
+    assert after.call.result.float_value == math.cos(0.5)
+
+
 def test_crash_is_worker_crashed_and_server_keeps_serving(server, session, pb):
     lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
     crash = resolve(session, pb, lib, "crash_null_deref", "INT")
