@@ -174,6 +174,9 @@ def print_targets(results: Dict[str, bench_results.Result]) -> None:
     start = median("BM_SessionStartWithPool")
     print("%-44s %s" % ("session start from the pool <= 2 ms",
                         verdict(start / 1e6, 2, "ms") if start else "missing"))
+    pipelined = median("BM_SessionStartPipelined")
+    print("%-44s %s" % ("the same, load/resolve/call pipelined",
+                        verdict(pipelined / 1e6, 2, "ms") if pipelined else "missing"))
     crash = median("BM_CrashToNextCall")
     print("%-44s %s" % ("crash -> next call <= 20 ms",
                         verdict(crash / 1e6, 20, "ms") if crash else "missing"))

@@ -100,6 +100,10 @@ expect_error WORKER_CRASHED call "${lib}" 'int crash_exit3(void)'
 grep -q "exit_code=3" "${dir}/err" || { echo "FAIL: no exit_code=3: $(cat "${dir}/err")"; failures=$((failures + 1)); }
 expect_error CALL_TIMEOUT --timeout_ms=200 call "${lib}" 'int hang_forever(void)'
 expect_error SYMBOL_NOT_FOUND call "${lib}" 'int no_such_function(void)'
+# The load, the resolve and the call are pipelined: a failed load is still what is reported.
+expect_error LIBRARY_LOAD_FAILED call /nonexistent/libnope.so 'int f(void)'
+grep -q 'No such file' "${dir}/err" || { echo "FAIL: no reason: $(cat "${dir}/err")"; failures=$((failures + 1)); }
+expect_error LIBRARY_LOAD_FAILED call /usr/lib/x86_64-linux-gnu/libc.so 'int getpid(void)'
 
 expect 2 "" call "${lib}" 'int add_int(int, int)' 1
 expect 2 "" call "${lib}" 'int add_int(int, int' 1 2

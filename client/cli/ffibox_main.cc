@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -209,18 +210,13 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
       fprintf(stderr, "jail WAIVED: %s\n", waived.c_str());
     }
   }
-  absl::StatusOr<Library> library = (*session)->Load(library_path);
-  if (!library.ok()) {
-    PrintError(library.status());
-    return kExitFailure;
-  }
-  absl::StatusOr<RawFunction> function =
-      library->Resolve(declaration->name, declaration->signature);
-  if (!function.ok()) {
-    PrintError(function.status());
-    return kExitFailure;
-  }
-  absl::StatusOr<v1::Call> call = BuildCall(*declaration, words, (*session)->generation());
+  // The load, the resolve and the call go to the server back to back (pipelined); the
+  // first failure among them is what the call returns.
+  const Library library = (*session)->LoadAsync(library_path);
+  const RawFunction function = library.ResolveAsync(declaration->name, declaration->signature);
+  // The session's first worker is generation 1.
+  absl::StatusOr<v1::Call> call =
+      BuildCall(*declaration, words, std::max<uint64_t>((*session)->generation(), 1));
   if (!call.ok()) {
     PrintError(call.status());
     return kExitUsage;
@@ -229,7 +225,7 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
   call->set_capture_errno(print_errno);
   CallOptions options;
   options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
-  absl::StatusOr<v1::CallResult> result = function->Call(*std::move(call), options);
+  absl::StatusOr<v1::CallResult> result = function.Call(*std::move(call), options);
   if (!result.ok()) {
     PrintError(result.status());
     return kExitFailure;

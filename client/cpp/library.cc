@@ -1,30 +1,54 @@
 #include "client/cpp/library.h"
 
+#include <future>
+#include <utility>
+
 #include "core/errors.h"
 
 namespace ffibox {
 
 Library::Library(std::shared_ptr<client_internal::SessionStream> stream,
-                 std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
-                 std::string path)
+                 std::shared_ptr<client_internal::MemoryOps> memory,
+                 std::shared_ptr<const client_internal::PendingHandle> handle, std::string path)
     : stream_(std::move(stream)),
       memory_(std::move(memory)),
-      handle_(handle),
+      handle_(std::move(handle)),
       path_(std::move(path)) {}
+
+v1::Request Library::ResolveRequest(const std::string& symbol,
+                                    const v1::Signature& signature) const {
+  v1::Request request;
+  v1::ResolveFunction* resolve = request.mutable_resolve_function();
+  const client_internal::PendingHandle::Name name = handle_->Current();
+  if (name.request_id != 0) {
+    resolve->set_library_request(name.request_id);
+  } else {
+    resolve->set_library(name.handle);
+  }
+  resolve->set_symbol(symbol);
+  *resolve->mutable_signature() = signature;
+  return request;
+}
 
 absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
                                              const v1::Signature& signature) const {
-  v1::Request request;
-  v1::ResolveFunction* resolve = request.mutable_resolve_function();
-  resolve->set_library(handle_);
-  resolve->set_symbol(symbol);
-  *resolve->mutable_signature() = signature;
   absl::StatusOr<v1::Response> response =
-      stream_->SendExpecting(std::move(request), v1::Response::kFunction);
-  if (!response.ok()) return response.status();
+      stream_->SendExpecting(ResolveRequest(symbol, signature), v1::Response::kFunction);
+  if (!response.ok()) return handle_->Explain(response.status());
   const v1::FunctionResolved& resolved = response->function();
   return RawFunction(stream_, memory_, resolved.function(), symbol, signature,
                      RemotePtr(resolved.address().address(), resolved.address().generation()));
+}
+
+RawFunction Library::ResolveAsync(const std::string& symbol, const v1::Signature& signature) const {
+  v1::Request request = ResolveRequest(symbol, signature);
+  std::future<absl::StatusOr<v1::Response>> answer = stream_->SendAsync(&request);
+  // A resolve that fails because the load failed reports the load's failure.
+  return RawFunction(
+      stream_, memory_,
+      client_internal::PendingHandle::Awaiting(request.id(), v1::Request::kResolveFunction,
+                                               v1::Response::kFunction, std::move(answer), handle_),
+      symbol, signature);
 }
 
 absl::StatusOr<RemotePtr> Library::SymbolAddress(const std::string& symbol) const {
@@ -37,12 +61,17 @@ absl::StatusOr<v1::SymbolFound> Library::Lookup(const std::string& symbol,
                                                 const v1::Type* type) const {
   v1::Request request;
   v1::LookupSymbol* lookup = request.mutable_lookup_symbol();
-  lookup->set_library(handle_);
+  const client_internal::PendingHandle::Name name = handle_->Current();
+  if (name.request_id != 0) {
+    lookup->set_library_request(name.request_id);
+  } else {
+    lookup->set_library(name.handle);
+  }
   lookup->set_symbol(symbol);
   if (type != nullptr) *lookup->mutable_type() = *type;
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kSymbol);
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return handle_->Explain(response.status());
   return std::move(*response->mutable_symbol());
 }
 

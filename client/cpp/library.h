@@ -1,9 +1,19 @@
 // A native library loaded into a client session's worker: resolve functions and variables.
 //
-// Returned by `Session::Load`. `Function<Sig>(symbol)` gives a typed callable;
-// `Resolve(symbol, signature)` an untyped one. The handle stays valid across worker
-// restarts (the server reloads the library) and fails cleanly once the session is closed.
-// Copyable and thread-safe.
+// Returned by `Session::Load` (or `Session::LoadAsync`, which does not wait for the load's
+// answer). `Function<Sig>(symbol)` gives a typed callable; `Resolve(symbol, signature)` an
+// untyped one; `FunctionAsync` and `ResolveAsync` the same without waiting for the resolve's
+// answer. The handle stays valid across worker restarts (the server reloads the library) and
+// fails cleanly once the session is closed. Copyable and thread-safe.
+//
+// Pipelining: requests that use a library or function whose answer has not come name it by
+// the id of the request that makes it (docs/protocol.md, "Pipelined requests"), so
+//   Library libm = session->LoadAsync("libm.so.6");
+//   auto cos = libm.FunctionAsync<double(double)>("cos");
+//   absl::StatusOr<double> one = (*cos)(0.0);
+// sends the load, the resolve and the call back to back and waits once. A failure is
+// reported by the first request that waits: the call above returns the load's
+// LIBRARY_LOAD_FAILED, or the resolve's SYMBOL_NOT_FOUND.
 #ifndef FFIBOX_CLIENT_CPP_LIBRARY_H_
 #define FFIBOX_CLIENT_CPP_LIBRARY_H_
 
@@ -15,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "client/cpp/internal/layout_verifier.h"
 #include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/pending_handle.h"
 #include "client/cpp/internal/result_traits.h"
 #include "client/cpp/internal/session_stream.h"
 #include "client/cpp/internal/signature.h"
@@ -29,10 +40,11 @@ namespace ffibox {
 
 class Library {
  public:
-  // Wraps the server's handle `handle` for the library loaded from `path`; Session::Load
-  // does this.
+  // Wraps the library handle `handle`, answered or awaited, of the library loaded from
+  // `path`; Session::Load and Session::LoadAsync do this.
   Library(std::shared_ptr<client_internal::SessionStream> stream,
-          std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle, std::string path);
+          std::shared_ptr<client_internal::MemoryOps> memory,
+          std::shared_ptr<const client_internal::PendingHandle> handle, std::string path);
 
   // Resolves `symbol` as a function of C++ type Sig, e.g. `Function<double(double)>("cos")`;
   // returns SYMBOL_NOT_FOUND if the library does not export it.
@@ -46,10 +58,23 @@ class Library {
     return TypedFunction<Sig>(*std::move(raw));
   }
 
+  // Like Function without waiting for the resolve's answer: its failure (SYMBOL_NOT_FOUND, or
+  // this library's load failure) is returned by the first call, or by raw().Wait(). Fails
+  // at once only when a record's layout differs from the worker's.
+  template <typename Sig>
+  absl::StatusOr<TypedFunction<Sig>> FunctionAsync(const std::string& symbol) const {
+    if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*memory_); !checked.ok()) {
+      return checked;
+    }
+    return TypedFunction<Sig>(ResolveAsync(symbol, TypedFunction<Sig>::Signature()));
+  }
+
   // Resolves `symbol` with a signature built at run time; SYMBOL_NOT_FOUND if it is not
   // exported, INVALID_ARGUMENT if the server refuses the signature.
   absl::StatusOr<RawFunction> Resolve(const std::string& symbol,
                                       const v1::Signature& signature) const;
+  // Resolve without waiting for the answer (see FunctionAsync).
+  RawFunction ResolveAsync(const std::string& symbol, const v1::Signature& signature) const;
 
   // Returns the address of the exported symbol `symbol` in the current worker.
   absl::StatusOr<RemotePtr> SymbolAddress(const std::string& symbol) const;
@@ -79,18 +104,23 @@ class Library {
     return memory_->Write<T>(found.address(), value);
   }
 
-  // The server's library handle.
-  uint64_t handle() const { return handle_; }
+  // Waits for the load's answer (at once for a library from Load): OK, or its failure
+  // (LIBRARY_NOT_ALLOWED, LIBRARY_LOAD_FAILED, ...).
+  absl::Status Wait() const { return handle_->Wait().status(); }
+  // The server's library handle (waits for LoadAsync's answer; 0 if the load failed).
+  uint64_t handle() const { return handle_->handle(); }
   // The path the library was loaded from.
   const std::string& path() const { return path_; }
 
  private:
   // Sends LookupSymbol (with `type` when not null).
   absl::StatusOr<v1::SymbolFound> Lookup(const std::string& symbol, const v1::Type* type) const;
+  // A ResolveFunction request for `symbol` as `signature`, naming this library.
+  v1::Request ResolveRequest(const std::string& symbol, const v1::Signature& signature) const;
 
   std::shared_ptr<client_internal::SessionStream> stream_;
   std::shared_ptr<client_internal::MemoryOps> memory_;
-  uint64_t handle_;
+  std::shared_ptr<const client_internal::PendingHandle> handle_;
   std::string path_;
 };
 

@@ -17,18 +17,54 @@ uint32_t TimeoutMillis(absl::Duration timeout) {
   return static_cast<uint32_t>(millis);
 }
 
+namespace {
+
+// The answer Resolve got for a function at `address`, kept as a resolve's answer is.
+v1::Response ResolvedAnswer(uint64_t handle, RemotePtr address) {
+  v1::Response answer;
+  answer.mutable_function()->set_function(handle);
+  answer.mutable_function()->mutable_address()->set_address(address.address);
+  answer.mutable_function()->mutable_address()->set_generation(address.generation);
+  return answer;
+}
+
+}  // namespace
+
 RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
                          std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
                          std::string symbol, v1::Signature signature, RemotePtr address)
+    : RawFunction(std::move(stream), std::move(memory),
+                  client_internal::PendingHandle::Answered(ResolvedAnswer(handle, address)),
+                  std::move(symbol), std::move(signature)) {}
+
+RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
+                         std::shared_ptr<client_internal::MemoryOps> memory,
+                         std::shared_ptr<const client_internal::PendingHandle> handle,
+                         std::string symbol, v1::Signature signature)
     : stream_(std::move(stream)),
       memory_(std::move(memory)),
-      handle_(handle),
+      handle_(std::move(handle)),
       symbol_(std::move(symbol)),
-      signature_(std::move(signature)),
-      address_(address) {}
+      signature_(std::move(signature)) {}
+
+absl::Status RawFunction::Wait() const { return handle_->Wait().status(); }
+
+RemotePtr RawFunction::address() const {
+  const absl::StatusOr<v1::Response>& answer = handle_->Wait();
+  if (!answer.ok()) return RemotePtr();
+  const v1::RemoteAddress& address = answer->function().address();
+  return RemotePtr(address.address(), address.generation());
+}
 
 void RawFunction::PrepareCall(v1::Call& call, const CallOptions& options) const {
-  call.set_function(handle_);
+  // Calls on a same-host channel go to the worker, which knows functions by handle only.
+  if (stream_->local_path_enabled()) handle_->Wait();
+  const client_internal::PendingHandle::Name name = handle_->Current();
+  if (name.request_id != 0) {
+    call.set_function_request(name.request_id);
+  } else {
+    call.set_function(name.handle);
+  }
   if (options.timeout > absl::ZeroDuration()) call.set_timeout_ms(TimeoutMillis(options.timeout));
   if (options.set_errno.has_value()) call.set_set_errno(*options.set_errno);
 }
@@ -36,11 +72,14 @@ void RawFunction::PrepareCall(v1::Call& call, const CallOptions& options) const 
 absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options,
                                                  client_internal::BorrowedBlocks borrowed) const {
   PrepareCall(call, options);
+  if (call.function() == 0 && call.function_request() == 0) {
+    return handle_->Wait().status();  // the resolve failed: nothing to call
+  }
   v1::Request request;
   *request.mutable_call() = std::move(call);
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kCall, borrowed);
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return handle_->Explain(response.status());
   return std::move(*response->mutable_call());
 }
 

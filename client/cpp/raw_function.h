@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "client/cpp/internal/borrowed_block.h"
 #include "client/cpp/internal/memory_ops.h"
+#include "client/cpp/internal/pending_handle.h"
 #include "client/cpp/internal/session_stream.h"
 #include "client/cpp/values.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -30,39 +31,52 @@ class RawFunction {
   RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
               std::shared_ptr<client_internal::MemoryOps> memory, uint64_t handle,
               std::string symbol, v1::Signature signature, RemotePtr address);
+  // Wraps the handle the server assigns in its answer to a resolve (of `symbol` as
+  // `signature`) that may still be in flight (Library::ResolveAsync).
+  RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
+              std::shared_ptr<client_internal::MemoryOps> memory,
+              std::shared_ptr<const client_internal::PendingHandle> handle, std::string symbol,
+              v1::Signature signature);
 
   // Calls the function with `call` (its `function` field is filled in, and `options` override
   // `timeout_ms` and `set_errno` when set); returns the typed error of a failed call
-  // (WORKER_CRASHED, CALL_TIMEOUT, ...). Remote pointers in the result carry the generation
-  // of the worker that answered. `borrowed` names blocks of `call` whose bytes are still in
-  // the caller's memory (the typed call's large Buffers); they must outlive the call.
+  // (WORKER_CRASHED, CALL_TIMEOUT, ...), or for a function from ResolveAsync whose resolve
+  // failed, that failure (SYMBOL_NOT_FOUND, or the load's LIBRARY_LOAD_FAILED, ...). Remote
+  // pointers in the result carry the generation of the worker that answered. `borrowed` names
+  // blocks of `call` whose bytes are still in the caller's memory (the typed call's large Buffers);
+  // they must outlive the call.
   absl::StatusOr<v1::CallResult> Call(v1::Call call, const CallOptions& options = {},
                                       client_internal::BorrowedBlocks borrowed = {}) const;
 
-  // Fills in `call`'s function handle, and the deadline and errno of `options` when set, as
-  // Call does before it sends (a Batch does it for each of its calls).
+  // Fills in `call`'s function handle (or, while a ResolveAsync's answer has not come, the
+  // resolve's request id: Call.function_request), and the deadline and errno of `options`
+  // when set, as Call does before it sends (a Batch does it for each of its calls).
   void PrepareCall(v1::Call& call, const CallOptions& options) const;
 
-  // The server's function handle.
-  uint64_t handle() const { return handle_; }
+  // Waits for the resolve's answer (at once for a handle from Resolve): OK, or its failure.
+  absl::Status Wait() const;
+  // The server's function handle (waits for ResolveAsync's answer; 0 if the resolve failed).
+  uint64_t handle() const { return handle_->handle(); }
   // The symbol this handle was resolved from.
   const std::string& symbol() const { return symbol_; }
   // The signature the function was resolved with.
   const v1::Signature& signature() const { return signature_; }
-  // The function's address in the worker that resolved it.
-  RemotePtr address() const { return address_; }
+  // The function's address in the worker that resolved it (waits for ResolveAsync's
+  // answer; null if the resolve failed).
+  RemotePtr address() const;
   // The session stream the handle belongs to.
   client_internal::SessionStream& stream() const { return *stream_; }
   // The session's memory operations (for follow-up requests such as reading a char* result).
   client_internal::MemoryOps& memory() const { return *memory_; }
+  // The handle and the resolve's answer, shared by the copies of this function.
+  const client_internal::PendingHandle& pending() const { return *handle_; }
 
  private:
   std::shared_ptr<client_internal::SessionStream> stream_;
   std::shared_ptr<client_internal::MemoryOps> memory_;
-  uint64_t handle_;
+  std::shared_ptr<const client_internal::PendingHandle> handle_;
   std::string symbol_;
   v1::Signature signature_;
-  RemotePtr address_;
 };
 
 }  // namespace ffibox

@@ -95,7 +95,19 @@ absl::StatusOr<Library> Session::Load(const std::string& path) {
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kLibrary);
   if (!response.ok()) return response.status();
-  return Library(stream_, memory_, response->library().library(), path);
+  return Library(stream_, memory_, client_internal::PendingHandle::Answered(*std::move(response)),
+                 path);
+}
+
+Library Session::LoadAsync(const std::string& path) {
+  v1::Request request;
+  request.mutable_load_library()->set_path(path);
+  std::future<absl::StatusOr<v1::Response>> answer = stream_->SendAsync(&request);
+  return Library(
+      stream_, memory_,
+      client_internal::PendingHandle::Awaiting(request.id(), v1::Request::kLoadLibrary,
+                                               v1::Response::kLibrary, std::move(answer), nullptr),
+      path);
 }
 
 absl::StatusOr<v1::Response> Session::Send(v1::Request request) {

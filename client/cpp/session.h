@@ -89,6 +89,11 @@ class Session {
   // Loads the library at `path` (absolute, or a soname such as "libm.so.6") into the worker;
   // LIBRARY_NOT_ALLOWED or LIBRARY_LOAD_FAILED when the server refuses or dlopen fails.
   absl::StatusOr<Library> Load(const std::string& path);
+  // Load without waiting for the answer: the library's functions can be resolved and called
+  // at once (Library::FunctionAsync), and their requests go behind the load, so a session's
+  // start waits once instead of three times. The load's failure is returned by Library::Wait
+  // and by every request that uses the library.
+  Library LoadAsync(const std::string& path);
 
   // Sends this session's calls over a same-host channel to its current worker from now on
   // (SessionOptions::same_host); starts the worker if there is none. FAILED_PRECONDITION off a

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/cpp/ffibox_client.h"
 #include "core/errors.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
@@ -77,6 +78,67 @@ TEST_F(ClientTest, CosFromLibmMatchesTheLocalCos) {
   ASSERT_OK(result);
   EXPECT_EQ(*result, std::cos(0.5));
   EXPECT_EQ(session_->generation(), 1u);
+}
+
+TEST_F(ClientTest, APipelinedStartLoadsResolvesAndCallsWithOneWait) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  Library libm = session->LoadAsync("libm.so.6");
+  ASSERT_OK_AND_ASSIGN(Function<double(double)> cos, libm.FunctionAsync<double(double)>("cos"));
+  Library testlib = session->LoadAsync(TestLibPath());
+  // A variable read through a library whose load may not be answered yet.
+  EXPECT_RESULT(testlib.Variable<int>("ffibox_test_counter"), 42);
+  EXPECT_RESULT(cos(0.5), std::cos(0.5));
+  EXPECT_OK(libm.Wait());
+  EXPECT_NE(libm.handle(), 0u);
+  EXPECT_NE(cos.raw().address().address, 0u);
+  // Later calls, and functions resolved the usual way, use the handles.
+  EXPECT_RESULT(cos(0.0), 1.0);
+  ASSERT_OK_AND_ASSIGN(Function<double(double)> sin, libm.Function<double(double)>("sin"));
+  EXPECT_RESULT(sin(0.0), 0.0);
+  // A batch of calls of a function whose resolve was pipelined.
+  auto add = testlib.FunctionAsync<int(int, int)>("add_int");
+  ASSERT_OK(add);
+  Batch batch = session->NewBatch();
+  BatchCall<int> first = batch.Add(*add, 1, 2);
+  BatchCall<int> second = batch.Add(*add, 3, 4);
+  ASSERT_OK(batch.Run());
+  EXPECT_RESULT(batch.Result(first), 3);
+  EXPECT_RESULT(batch.Result(second), 7);
+}
+
+TEST_F(ClientTest, APipelinedStartReportsTheFirstFailureAtTheFirstWait) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession());
+  // Refused by the broker (outside the allowlist): what depends on it fails the same way.
+  Library refused = session->LoadAsync("/nonexistent/libnope.so");
+  ASSERT_OK_AND_ASSIGN(Function<double(double)> never,
+                       refused.FunctionAsync<double(double)>("cos"));
+  const absl::Status refusal = refused.Wait();
+  ASSERT_FALSE(refusal.ok());
+  EXPECT_THAT(refusal.message(), testing::HasSubstr("/nonexistent/libnope.so"));
+  EXPECT_EQ(never(0.5).status(), refusal);
+  EXPECT_EQ(never.raw().Wait(), refusal);
+  EXPECT_EQ(refused.Function<int()>("x").status(), refusal);
+  EXPECT_EQ(refused.Variable<int>("x").status(), refusal);
+  EXPECT_EQ(refused.handle(), 0u);
+
+  // Failed in the worker (a linker script, no ELF object): the requests behind it were
+  // accepted while it was pending.
+  Library script = session->LoadAsync("/usr/lib/x86_64-linux-gnu/libc.so");
+  ASSERT_OK_AND_ASSIGN(Function<int()> none, script.FunctionAsync<int()>("getpid"));
+  const absl::Status failed = script.Wait();
+  EXPECT_EQ(ErrorCodeOf(failed), v1::LIBRARY_LOAD_FAILED) << failed;
+  EXPECT_EQ(none().status(), failed);
+
+  // The library loads, the symbol does not resolve: the call says so.
+  Library libm = session->LoadAsync("libm.so.6");
+  ASSERT_OK_AND_ASSIGN(Function<double(double)> missing,
+                       libm.FunctionAsync<double(double)>("no_such_function"));
+  EXPECT_EQ(ErrorCodeOf(missing(0.5).status()), v1::SYMBOL_NOT_FOUND);
+  EXPECT_OK(libm.Wait());
+
+  // The session goes on.
+  ASSERT_OK_AND_ASSIGN(Function<double(double)> cos, libm.FunctionAsync<double(double)>("cos"));
+  EXPECT_RESULT(cos(0.0), 1.0);
 }
 
 TEST_F(ClientTest, EveryScalarTypeRoundTrips) {

@@ -58,6 +58,24 @@ class SameHostTest : public ::testing::Test {
   std::unique_ptr<Client> client_;
 };
 
+TEST_F(SameHostTest, APipelinedStartCallsThroughTheChannel) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  Library lib = session->LoadAsync(TestLibPath());
+  ASSERT_OK_AND_ASSIGN(auto add, lib.FunctionAsync<int(int, int)>("add_int"));
+  // The channel's worker knows functions by handle only: the call waits for the resolve's
+  // answer, then goes on the channel.
+  ASSERT_OK_AND_ASSIGN(int sum, add(2, 3));
+  EXPECT_EQ(sum, 5);
+  EXPECT_TRUE(session->same_host());
+  Library missing = session->LoadAsync("/nonexistent/libnope.so");
+  ASSERT_OK_AND_ASSIGN(auto never, missing.FunctionAsync<int(int, int)>("add_int"));
+  const absl::Status refusal = missing.Wait();
+  ASSERT_FALSE(refusal.ok());
+  EXPECT_EQ(never(1, 2).status(), refusal);
+  ASSERT_OK_AND_ASSIGN(sum, add(4, 5));
+  EXPECT_EQ(sum, 9);
+}
+
 TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
   EXPECT_TRUE(session->same_host());

@@ -183,8 +183,10 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   if (LocalInvocationOf(this) != nullptr && AllowedInChannelInvocation(*request)) {
     return ExchangeInInvocation(request, borrowed);
   }
-  const bool local_call =
-      request->has_call() && request->invocation() == 0 && !callbacks_.OnCallbackThread();
+  // A call naming its function by a resolve request still in flight goes to the broker:
+  // only the broker knows which function that names.
+  const bool local_call = request->has_call() && request->call().function_request() == 0 &&
+                          request->invocation() == 0 && !callbacks_.OnCallbackThread();
   if (local_call) {
     std::optional<absl::StatusOr<v1::Response>> local = ExchangeLocally(request, borrowed);
     if (local.has_value()) return *std::move(local);
@@ -215,8 +217,15 @@ absl::StatusOr<v1::Response> SessionStream::SendExpecting(v1::Request request,
                                                           v1::Response::ResultCase expected,
                                                           BorrowedBlocks borrowed) {
   const v1::Request::OpCase op = request.op_case();
-  absl::StatusOr<v1::Response> response = Send(std::move(request), borrowed);
-  if (!response.ok() || response->result_case() == expected) return response;
+  return Expect(op, Exchange(std::move(request), borrowed), expected);
+}
+
+absl::StatusOr<v1::Response> SessionStream::Expect(v1::Request::OpCase op,
+                                                   absl::StatusOr<v1::Response> response,
+                                                   v1::Response::ResultCase expected) {
+  if (!response.ok()) return response.status();
+  if (response->has_error()) return ErrorStatus(response->error());
+  if (response->result_case() == expected) return response;
   const google::protobuf::FieldDescriptor* asked = v1::Request::descriptor()->FindFieldByNumber(op);
   const google::protobuf::FieldDescriptor* wanted =
       v1::Response::descriptor()->FindFieldByNumber(expected);

@@ -84,6 +84,12 @@ class SessionStream {
   absl::StatusOr<v1::Response> SendExpecting(v1::Request request, v1::Response::ResultCase expected,
                                              BorrowedBlocks borrowed = {});
 
+  // What SendExpecting makes of `response`, the answer (or failure) of a request of kind
+  // `op`: its error as a status, or INTERNAL when it carries a result other than `expected`.
+  static absl::StatusOr<v1::Response> Expect(v1::Request::OpCase op,
+                                             absl::StatusOr<v1::Response> response,
+                                             v1::Response::ResultCase expected);
+
   // The largest request the server reads (SessionOpened.max_message_bytes; 0: no limit): a
   // larger one is answered RESOURCE_EXHAUSTED by SendAsync, as the broker would answer it,
   // instead of being written (gRPC would end the whole stream over one at four times that
