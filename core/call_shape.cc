@@ -46,6 +46,11 @@ absl::Status ValidateSharedBlock(const v1::MemoryBlock& block, const std::string
 
 absl::Status ValidateCallShape(const v1::Call& call, const v1::Signature& signature,
                                const TypeLimits& limits, uint64_t shared_bytes) {
+  // The broker names a function given by its resolve request by handle before this check;
+  // a worker knows functions by handle only.
+  if (call.function_request() != 0) {
+    return InvalidArgumentAt("call.function_request", "is resolved by the broker, not here");
+  }
   if (!signature.variadic() && call.variadic_types_size() > 0) {
     return InvalidArgumentAt("call.variadic_types", "the function is not variadic");
   }

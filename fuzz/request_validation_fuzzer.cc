@@ -148,10 +148,12 @@ void FuzzResolve(const v1::ResolveFunction& resolve, const TypeLimits& limits) {
   absl::Status status = ValidateResolveFunction(resolve, limits);
   CheckTypedError(status, kValidationCodes, "ValidateResolveFunction");
   if (!status.ok()) return;
+  FUZZ_CHECK(resolve.library() == 0 || resolve.library_request() == 0,
+             "a library named by handle and by request passed");
   if (resolve.has_address()) {
-    FUZZ_CHECK(
-        resolve.library() == 0 && resolve.symbol().empty() && resolve.address().address() != 0,
-        "resolve by address with a library, a symbol or NULL passed");
+    FUZZ_CHECK(resolve.library() == 0 && resolve.library_request() == 0 &&
+                   resolve.symbol().empty() && resolve.address().address() != 0,
+               "resolve by address with a library, a symbol or NULL passed");
   } else {
     CheckName(resolve.symbol(), kMaxSymbolBytes, "ValidateResolveFunction");
   }

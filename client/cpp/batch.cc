@@ -67,7 +67,12 @@ absl::Status Batch::Accept(const v1::Response& response) {
     }
     accepted_ = i + 1;
   }
-  return response.has_error() ? ErrorStatus(response.error()) : absl::OkStatus();
+  if (!response.has_error()) return absl::OkStatus();
+  const absl::Status failure = ErrorStatus(response.error());
+  if (!failed_call) return failure;
+  const size_t index = response.error().batch_index();
+  const absl::Status explained = functions_[index]->Explain(failure);
+  return explained == failure ? failure : InBatchAt(explained, index);
 }
 
 absl::StatusOr<const v1::CallResult*> Batch::CallResultAt(size_t index) const {

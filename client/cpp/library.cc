@@ -19,12 +19,8 @@ v1::Request Library::ResolveRequest(const std::string& symbol,
                                     const v1::Signature& signature) const {
   v1::Request request;
   v1::ResolveFunction* resolve = request.mutable_resolve_function();
-  const client_internal::PendingHandle::Name name = handle_->Current();
-  if (name.request_id != 0) {
-    resolve->set_library_request(name.request_id);
-  } else {
-    resolve->set_library(name.handle);
-  }
+  handle_->Current().Apply(resolve, &v1::ResolveFunction::set_library,
+                           &v1::ResolveFunction::set_library_request);
   resolve->set_symbol(symbol);
   *resolve->mutable_signature() = signature;
   return request;
@@ -61,12 +57,8 @@ absl::StatusOr<v1::SymbolFound> Library::Lookup(const std::string& symbol,
                                                 const v1::Type* type) const {
   v1::Request request;
   v1::LookupSymbol* lookup = request.mutable_lookup_symbol();
-  const client_internal::PendingHandle::Name name = handle_->Current();
-  if (name.request_id != 0) {
-    lookup->set_library_request(name.request_id);
-  } else {
-    lookup->set_library(name.handle);
-  }
+  handle_->Current().Apply(lookup, &v1::LookupSymbol::set_library,
+                           &v1::LookupSymbol::set_library_request);
   lookup->set_symbol(symbol);
   if (type != nullptr) *lookup->mutable_type() = *type;
   absl::StatusOr<v1::Response> response =

@@ -47,7 +47,8 @@ class Library {
           std::shared_ptr<const client_internal::PendingHandle> handle, std::string path);
 
   // Resolves `symbol` as a function of C++ type Sig, e.g. `Function<double(double)>("cos")`;
-  // returns SYMBOL_NOT_FOUND if the library does not export it.
+  // returns SYMBOL_NOT_FOUND if the library does not export it. For a library from
+  // LoadAsync whose load failed, this and every request below return the load's failure.
   template <typename Sig>
   absl::StatusOr<TypedFunction<Sig>> Function(const std::string& symbol) const {
     if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*memory_); !checked.ok()) {
@@ -59,8 +60,9 @@ class Library {
   }
 
   // Like Function without waiting for the resolve's answer: its failure (SYMBOL_NOT_FOUND, or
-  // this library's load failure) is returned by the first call, or by raw().Wait(). Fails
-  // at once only when a record's layout differs from the worker's.
+  // this library's load failure) is returned by the first call, or by raw().Wait(). A
+  // signature with records checks their layouts first (FAILED_PRECONDITION when one differs
+  // from the worker's); those queries wait behind a pending load.
   template <typename Sig>
   absl::StatusOr<TypedFunction<Sig>> FunctionAsync(const std::string& symbol) const {
     if (absl::Status checked = TypedFunction<Sig>::VerifyLayouts(*memory_); !checked.ok()) {
@@ -107,7 +109,8 @@ class Library {
   // Waits for the load's answer (at once for a library from Load): OK, or its failure
   // (LIBRARY_NOT_ALLOWED, LIBRARY_LOAD_FAILED, ...).
   absl::Status Wait() const { return handle_->Wait().status(); }
-  // The server's library handle (waits for LoadAsync's answer; 0 if the load failed).
+  // The server's library handle. For a library from LoadAsync this waits for the load's
+  // answer, without a deadline, and is 0 if the load failed (Wait says why).
   uint64_t handle() const { return handle_->handle(); }
   // The path the library was loaded from.
   const std::string& path() const { return path_; }

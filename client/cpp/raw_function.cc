@@ -50,21 +50,15 @@ RawFunction::RawFunction(std::shared_ptr<client_internal::SessionStream> stream,
 absl::Status RawFunction::Wait() const { return handle_->Wait().status(); }
 
 RemotePtr RawFunction::address() const {
-  const absl::StatusOr<v1::Response>& answer = handle_->Wait();
+  const absl::StatusOr<v1::Response> answer = handle_->Wait();
   if (!answer.ok()) return RemotePtr();
   const v1::RemoteAddress& address = answer->function().address();
   return RemotePtr(address.address(), address.generation());
 }
 
 void RawFunction::PrepareCall(v1::Call& call, const CallOptions& options) const {
-  // Calls on a same-host channel go to the worker, which knows functions by handle only.
-  if (stream_->local_path_enabled()) handle_->Wait();
-  const client_internal::PendingHandle::Name name = handle_->Current();
-  if (name.request_id != 0) {
-    call.set_function_request(name.request_id);
-  } else {
-    call.set_function(name.handle);
-  }
+  // A call naming its resolve request goes through the broker (SessionStream::Exchange).
+  handle_->Current().Apply(&call, &v1::Call::set_function, &v1::Call::set_function_request);
   if (options.timeout > absl::ZeroDuration()) call.set_timeout_ms(TimeoutMillis(options.timeout));
   if (options.set_errno.has_value()) call.set_set_errno(*options.set_errno);
 }

@@ -1,9 +1,11 @@
 // An untyped function handle of a client session: call it with proto `Call` messages.
 //
-// Returned by `Library::Resolve` for signatures known only at run time (the CLI, variadic
-// functions); `TypedFunction` wraps one for calls checked by the C++ compiler. The handle
-// survives worker restarts (the server re-resolves it); it fails cleanly once its session
-// is closed.
+// Returned by `Library::Resolve` (or `ResolveAsync`, without waiting for the answer) for
+// signatures known only at run time (the CLI, variadic functions), and by
+// `Session::ResolveAt` for a function pointer; `TypedFunction` wraps one for calls checked by
+// the C++ compiler. A handle resolved by name survives worker restarts (the server
+// re-resolves it); one resolved at an address is bound to that worker generation. It fails
+// cleanly once its session is closed.
 #ifndef FFIBOX_CLIENT_CPP_RAW_FUNCTION_H_
 #define FFIBOX_CLIENT_CPP_RAW_FUNCTION_H_
 
@@ -38,7 +40,7 @@ class RawFunction {
               std::shared_ptr<const client_internal::PendingHandle> handle, std::string symbol,
               v1::Signature signature);
 
-  // Calls the function with `call` (its `function` field is filled in, and `options` override
+  // Calls the function with `call` (PrepareCall names the function, and `options` override
   // `timeout_ms` and `set_errno` when set); returns the typed error of a failed call
   // (WORKER_CRASHED, CALL_TIMEOUT, ...), or for a function from ResolveAsync whose resolve
   // failed, that failure (SYMBOL_NOT_FOUND, or the load's LIBRARY_LOAD_FAILED, ...). Remote
@@ -55,21 +57,22 @@ class RawFunction {
 
   // Waits for the resolve's answer (at once for a handle from Resolve): OK, or its failure.
   absl::Status Wait() const;
-  // The server's function handle (waits for ResolveAsync's answer; 0 if the resolve failed).
+  // The server's function handle. For a function from ResolveAsync this waits for the
+  // resolve's answer, without a deadline, and is 0 if the resolve failed (Wait says why).
   uint64_t handle() const { return handle_->handle(); }
   // The symbol this handle was resolved from.
   const std::string& symbol() const { return symbol_; }
   // The signature the function was resolved with.
   const v1::Signature& signature() const { return signature_; }
-  // The function's address in the worker that resolved it (waits for ResolveAsync's
-  // answer; null if the resolve failed).
+  // The function's address in the worker that resolved it. Waits as handle() does; null if
+  // the resolve failed.
   RemotePtr address() const;
   // The session stream the handle belongs to.
   client_internal::SessionStream& stream() const { return *stream_; }
   // The session's memory operations (for follow-up requests such as reading a char* result).
   client_internal::MemoryOps& memory() const { return *memory_; }
   // The handle and the resolve's answer, shared by the copies of this function.
-  const client_internal::PendingHandle& pending() const { return *handle_; }
+  const std::shared_ptr<const client_internal::PendingHandle>& pending() const { return handle_; }
 
  private:
   std::shared_ptr<client_internal::SessionStream> stream_;

@@ -1,8 +1,9 @@
 // A function of a remote library called with C++ types: `TypedFunction<double(double)>`.
 //
 // Created by `Library::Function<Sig>(symbol)`, which resolves the symbol with the signature
-// derived from `Sig` (see `ffibox_client.h` for the type table). Calling it marshals the
-// arguments, sends one Call on the session stream, copies OUT/INOUT client memory back and
+// derived from `Sig` (see `ffibox_client.h` for the type table), or by
+// `Library::FunctionAsync<Sig>`, which does not wait for the resolve's answer. Calling it marshals
+// the arguments, sends one Call on the session stream, copies OUT/INOUT client memory back and
 // decodes the result. Every call returns `absl::StatusOr<T>` (`absl::Status` for void); a
 // crash, timeout or sandbox kill of the worker is a typed error (`ErrorOf(status)`).
 // Copyable and thread-safe; calls from several threads are pipelined on the stream.

@@ -57,28 +57,27 @@ absl::Status NameRequestedFunction(v1::Call& call, const HandleTable& handles) {
 
 }  // namespace
 
-absl::StatusOr<std::optional<v1::Request>> NameRequestedFunctions(const v1::Request& request,
-                                                                  const HandleTable& handles) {
+bool NamesRequestedFunctions(const v1::Request& request) {
+  if (request.has_call()) return request.call().function_request() != 0;
+  if (!request.has_batch()) return false;
+  const auto& calls = request.batch().calls();
+  return std::any_of(calls.begin(), calls.end(),
+                     [](const v1::Call& call) { return call.function_request() != 0; });
+}
+
+absl::Status NameRequestedFunctions(v1::Request& request, const HandleTable& handles) {
   if (request.has_call()) {
-    if (request.call().function_request() == 0) return std::nullopt;
-    v1::Request named = request;
-    FFIBOX_RETURN_IF_ERROR(NameRequestedFunction(*named.mutable_call(), handles));
-    return named;
+    if (request.call().function_request() == 0) return absl::OkStatus();
+    return NameRequestedFunction(*request.mutable_call(), handles);
   }
-  if (!request.has_batch()) return std::nullopt;
-  const v1::Batch& batch = request.batch();
-  if (std::none_of(batch.calls().begin(), batch.calls().end(),
-                   [](const v1::Call& call) { return call.function_request() != 0; })) {
-    return std::nullopt;
-  }
-  v1::Request named = request;
-  for (int i = 0; i < named.batch().calls_size(); ++i) {
-    v1::Call& call = *named.mutable_batch()->mutable_calls(i);
+  if (!request.has_batch()) return absl::OkStatus();
+  for (int i = 0; i < request.batch().calls_size(); ++i) {
+    v1::Call& call = *request.mutable_batch()->mutable_calls(i);
     if (call.function_request() == 0) continue;
     absl::Status status = NameRequestedFunction(call, handles);
     if (!status.ok()) return InBatch(status, i);
   }
-  return named;
+  return absl::OkStatus();
 }
 
 absl::Status ValidateCallRequest(const v1::Call& call, const CallContext& context,

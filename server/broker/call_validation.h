@@ -10,10 +10,8 @@
 #define FFIBOX_SERVER_BROKER_CALL_VALIDATION_H_
 
 #include <cstdint>
-#include <optional>
 
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -52,14 +50,13 @@ absl::Status ValidateBatchRequest(const v1::Batch& batch, const CallContext& con
                                   PendingRequest* pending);
 
 // A call, or a batch's calls, may name its function by the id of the resolve request that
-// made it (Call.function_request, pipelining). Returns `request` with each such name
-// replaced by the function handle (`function` set, `function_request` cleared), or nullopt
-// when it names none (the request goes on as it came). NOT_FOUND when no accepted
-// resolve request has that id or its resolve failed (HandleTable::FunctionOfRequest);
-// INVALID_ARGUMENT for a call that sets both `function` and `function_request`. Errors in a
-// batch name their call (InBatch).
-absl::StatusOr<std::optional<v1::Request>> NameRequestedFunctions(const v1::Request& request,
-                                                                  const HandleTable& handles);
+// made it (Call.function_request, pipelining). Whether `request` does so.
+bool NamesRequestedFunctions(const v1::Request& request);
+// Replaces each such name in `request` by the function handle (`function` set,
+// `function_request` cleared). NOT_FOUND when no accepted resolve request has that id or
+// its resolve failed (HandleTable::FunctionOfRequest); INVALID_ARGUMENT for a call that sets
+// both `function` and `function_request`. Errors in a batch name their call (InBatch).
+absl::Status NameRequestedFunctions(v1::Request& request, const HandleTable& handles);
 
 }  // namespace ffibox
 

@@ -1,6 +1,7 @@
 // The handles a session's client holds: its libraries, functions and callbacks, what the
-// worker answered for each, and what a new worker must be sent to honour them again after
-// a restart (handles stay the same across workers; addresses do not).
+// worker answered for each, what a new worker must be sent to honour them again after
+// a restart (handles stay the same across workers; addresses do not), and which client
+// request made each library and function (requests may name them by that request's id).
 //
 // Pure data: no processes, no I/O, no lock of its own. The session holds it under its lock.
 #ifndef FFIBOX_SERVER_BROKER_HANDLE_TABLE_H_
@@ -59,8 +60,9 @@ class HandleTable {
   absl::StatusOr<uint64_t> AddFunction(Function function);
 
   // Request-id references (pipelining): the client's request `request_id` made library or
-  // function `handle` (AddLibrary's or AddFunction's). A later request of the same id
-  // replaces it. At most one entry per handle, so the limits above bound them too.
+  // function `handle` (AddLibrary's or AddFunction's). A later accepted request of the same
+  // id replaces it (one the broker refused does not). At most one entry per handle, so the limits
+  // above bound them too.
   void NoteLoadRequest(uint64_t request_id, uint64_t handle);
   void NoteResolveRequest(uint64_t request_id, uint64_t handle);
   // The library handle the load request `request_id` made, pending or loaded; NOT_FOUND

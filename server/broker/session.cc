@@ -332,26 +332,30 @@ CallContext Session::CallContextLocked() const {
 
 absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
   PendingRequest pending;
-  std::optional<v1::Request> named;  // functions named by their resolve requests
+  // A call naming its function by its resolve request goes to the worker named by handle:
+  // copied here, outside the lock, and named under it.
+  std::optional<v1::Request> named;
+  if (NamesRequestedFunctions(request)) named = request;
+  const v1::Request& forwarded = named.has_value() ? *named : request;
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_ASSIGN_OR_RETURN(named, NameRequestedFunctions(request, handles_));
-    const v1::Request& checked = named.has_value() ? *named : request;
-    FFIBOX_RETURN_IF_ERROR(ValidateCallRequest(checked.call(), CallContextLocked(), &pending));
+    if (named.has_value()) FFIBOX_RETURN_IF_ERROR(NameRequestedFunctions(*named, handles_));
+    FFIBOX_RETURN_IF_ERROR(ValidateCallRequest(forwarded.call(), CallContextLocked(), &pending));
   }
-  return Forward(named.has_value() ? *named : request, std::move(pending));
+  return Forward(forwarded, std::move(pending));
 }
 
 absl::StatusOr<Session::Answer> Session::Batch(const v1::Request& request) {
   PendingRequest pending;
-  std::optional<v1::Request> named;
+  std::optional<v1::Request> named;  // as for a call
+  if (NamesRequestedFunctions(request)) named = request;
+  const v1::Request& forwarded = named.has_value() ? *named : request;
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_ASSIGN_OR_RETURN(named, NameRequestedFunctions(request, handles_));
-    const v1::Request& checked = named.has_value() ? *named : request;
-    FFIBOX_RETURN_IF_ERROR(ValidateBatchRequest(checked.batch(), CallContextLocked(), &pending));
+    if (named.has_value()) FFIBOX_RETURN_IF_ERROR(NameRequestedFunctions(*named, handles_));
+    FFIBOX_RETURN_IF_ERROR(ValidateBatchRequest(forwarded.batch(), CallContextLocked(), &pending));
   }
-  return Forward(named.has_value() ? *named : request, std::move(pending));
+  return Forward(forwarded, std::move(pending));
 }
 
 absl::StatusOr<Session::Answer> Session::GetLayout(const v1::Request& request) {

@@ -11,8 +11,9 @@ namespace client_internal {
 std::shared_ptr<PendingHandle> PendingHandle::Answered(v1::Response answer) {
   std::shared_ptr<PendingHandle> pending(new PendingHandle());
   pending->expected_ = answer.result_case();
-  absl::MutexLock lock(&pending->mu_);
-  pending->answer_ = std::move(answer);
+  std::promise<absl::StatusOr<v1::Response>> answered;
+  answered.set_value(std::move(answer));
+  pending->future_ = answered.get_future().share();
   return pending;
 }
 
@@ -25,30 +26,37 @@ std::shared_ptr<PendingHandle> PendingHandle::Awaiting(
   pending->op_ = op;
   pending->expected_ = expected;
   pending->prerequisite_ = std::move(prerequisite);
-  absl::MutexLock lock(&pending->mu_);
-  pending->future_ = std::move(answer);
+  pending->future_ = answer.share();
   return pending;
 }
 
-void PendingHandle::Settle(absl::StatusOr<v1::Response> response) const {
-  answer_ = SessionStream::Expect(op_, std::move(response), expected_);
-  if (answer_->ok() || prerequisite_ == nullptr) return;
-  const absl::StatusOr<v1::Response>& prerequisite = prerequisite_->Wait();
-  if (!prerequisite.ok()) answer_ = prerequisite.status();
-}
-
-const absl::StatusOr<v1::Response>* PendingHandle::AnswerIfReady() const {
-  if (!answer_.has_value() &&
-      future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-    Settle(future_.get());
+std::optional<absl::StatusOr<v1::Response>> PendingHandle::Ready() const {
+  std::shared_future<absl::StatusOr<v1::Response>> answer;
+  {
+    absl::MutexLock lock(&mu_);
+    if (own_.has_value()) return own_;
+    answer = future_;
   }
-  return answer_.has_value() ? &*answer_ : nullptr;
+  if (answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return std::nullopt;
+  absl::StatusOr<v1::Response> own = SessionStream::Expect(op_, answer.get(), expected_);
+  absl::MutexLock lock(&mu_);
+  if (!own_.has_value()) own_ = std::move(own);
+  return own_;
 }
 
-const absl::StatusOr<v1::Response>& PendingHandle::Wait() const {
-  absl::MutexLock lock(&mu_);
-  if (!answer_.has_value()) Settle(future_.get());
-  return *answer_;
+absl::StatusOr<v1::Response> PendingHandle::Merged(absl::StatusOr<v1::Response> own) const {
+  if (own.ok() || prerequisite_ == nullptr) return own;
+  return prerequisite_->Explain(own.status());
+}
+
+absl::StatusOr<v1::Response> PendingHandle::Wait() const {
+  std::shared_future<absl::StatusOr<v1::Response>> answer;
+  {
+    absl::MutexLock lock(&mu_);
+    answer = future_;
+  }
+  answer.wait();
+  return Merged(*Ready());
 }
 
 uint64_t PendingHandle::HandleOf(const absl::StatusOr<v1::Response>& answer) {
@@ -59,16 +67,16 @@ uint64_t PendingHandle::HandleOf(const absl::StatusOr<v1::Response>& answer) {
 uint64_t PendingHandle::handle() const { return HandleOf(Wait()); }
 
 PendingHandle::Name PendingHandle::Current() const {
-  absl::MutexLock lock(&mu_);
-  const absl::StatusOr<v1::Response>* answer = AnswerIfReady();
-  if (answer == nullptr) return Name{0, request_id_};
-  return Name{HandleOf(*answer), 0};
+  std::optional<absl::StatusOr<v1::Response>> own = Ready();
+  if (!own.has_value()) return Name{0, request_id_};
+  return Name{HandleOf(*own), 0};
 }
 
 absl::Status PendingHandle::Explain(absl::Status failure) const {
   if (failure.ok()) return failure;
-  const absl::StatusOr<v1::Response>& own = Wait();
-  return own.ok() ? failure : own.status();
+  std::optional<absl::StatusOr<v1::Response>> own = Ready();
+  if (!own.has_value() || own->ok()) return failure;
+  return Merged(*std::move(own)).status();
 }
 
 }  // namespace client_internal

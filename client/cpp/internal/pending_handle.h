@@ -29,14 +29,26 @@ class PendingHandle {
   struct Name {
     uint64_t handle = 0;
     uint64_t request_id = 0;
+
+    // Sets the field of `message` that names it: `set_request` (e.g.
+    // &v1::Call::set_function_request) while the answer has not come, else `set_handle`.
+    template <typename Message>
+    void Apply(Message* message, void (Message::*set_handle)(uint64_t),
+               void (Message::*set_request)(uint64_t)) const {
+      if (request_id != 0) {
+        (message->*set_request)(request_id);
+      } else {
+        (message->*set_handle)(handle);
+      }
+    }
   };
 
   // The handle `answer` (a LibraryLoaded or FunctionResolved response) carries.
   static std::shared_ptr<PendingHandle> Answered(v1::Response answer);
   // The handle the answer to request `request_id` (of kind `op`) will carry, `expected` its
-  // result; `answer` is that request's future (SessionStream::SendAsync). When the request
-  // failed and so did `prerequisite`'s (the load a resolve named; may be null), the
-  // prerequisite's failure is this handle's.
+  // result; `answer` is that request's future (SessionStream::SendAsync). `prerequisite`
+  // (may be null) is the handle the request named (the library of a resolve): when both
+  // failed, the prerequisite's failure is reported as this handle's.
   static std::shared_ptr<PendingHandle> Awaiting(uint64_t request_id, v1::Request::OpCase op,
                                                  v1::Response::ResultCase expected,
                                                  std::future<absl::StatusOr<v1::Response>> answer,
@@ -46,24 +58,25 @@ class PendingHandle {
   PendingHandle& operator=(const PendingHandle&) = delete;
 
   // Waits for the answer: the response (its result is the expected one), or the request's
-  // typed error (SessionStream::Expect).
-  const absl::StatusOr<v1::Response>& Wait() const ABSL_LOCKS_EXCLUDED(mu_);
-  // The handle, once answered (Wait); 0 when the request failed.
+  // typed error (SessionStream::Expect) or, when the prerequisite's failure has come by then,
+  // that failure.
+  absl::StatusOr<v1::Response> Wait() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The handle (waits for the answer); 0 when the request failed.
   uint64_t handle() const;
-  // How a request sent now names the handle (without waiting).
+  // How a request sent now names the handle. Never waits.
   Name Current() const ABSL_LOCKS_EXCLUDED(mu_);
-  // The failure of a request that named this handle: when this handle's own request failed,
-  // that failure (the load or resolve the request depended on), else `failure` unchanged.
-  absl::Status Explain(absl::Status failure) const;
+  // The failure of a request that named this handle: this handle's own failure (as Wait
+  // reports it) when its answer has come and it failed, else `failure` unchanged. Never
+  // waits: the server answers a request that failed because of this one after this one's
+  // answer, so by then that answer has come.
+  absl::Status Explain(absl::Status failure) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   PendingHandle() = default;
-  // The answer, if it has come (taking it from the future without waiting).
-  const absl::StatusOr<v1::Response>* AnswerIfReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Keeps the request's `response`: Expect's verdict, or the prerequisite's failure. The
-  // prerequisite was answered first (the server answers a session's requests that need the
-  // worker in order, and refuses at once), so this does not wait.
-  void Settle(absl::StatusOr<v1::Response> response) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The request's own verdict if its answer has come (Expect's); nullopt otherwise.
+  std::optional<absl::StatusOr<v1::Response>> Ready() const ABSL_LOCKS_EXCLUDED(mu_);
+  // `own` (an answer that came), or the prerequisite's failure when `own` failed too.
+  absl::StatusOr<v1::Response> Merged(absl::StatusOr<v1::Response> own) const;
   // The handle `answer` carries.
   static uint64_t HandleOf(const absl::StatusOr<v1::Response>& answer);
 
@@ -71,9 +84,10 @@ class PendingHandle {
   v1::Request::OpCase op_ = v1::Request::OP_NOT_SET;
   v1::Response::ResultCase expected_ = v1::Response::RESULT_NOT_SET;
   std::shared_ptr<const PendingHandle> prerequisite_;
+  // Set once, before the handle is shared; each waiter waits on a copy.
+  std::shared_future<absl::StatusOr<v1::Response>> future_;
   mutable absl::Mutex mu_;
-  mutable std::future<absl::StatusOr<v1::Response>> future_ ABSL_GUARDED_BY(mu_);
-  mutable std::optional<absl::StatusOr<v1::Response>> answer_ ABSL_GUARDED_BY(mu_);
+  mutable std::optional<absl::StatusOr<v1::Response>> own_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace client_internal

@@ -52,7 +52,7 @@ TEST(PendingHandle, AFailedRequestExplainsTheFailuresOfThoseThatDependOnIt) {
   load.set_value(Failed(v1::LIBRARY_LOAD_FAILED, "cannot load libnope.so"));
   resolve.set_value(Failed(v1::NOT_FOUND, "library handle 1 is not loaded"));
   // The resolve failed because the load did: the load's failure is the function's.
-  const absl::Status& own = function->Wait().status();
+  const absl::Status own = function->Wait().status();
   EXPECT_THAT(own, StatusIs(v1::LIBRARY_LOAD_FAILED));
   EXPECT_EQ(own.message(),
             ErrorStatus(v1::LIBRARY_LOAD_FAILED, "cannot load libnope.so").message());
@@ -60,6 +60,25 @@ TEST(PendingHandle, AFailedRequestExplainsTheFailuresOfThoseThatDependOnIt) {
   EXPECT_EQ(function->Current().request_id, 0u);
   EXPECT_THAT(function->Explain(ErrorStatus(v1::NOT_FOUND, "call.function")),
               StatusIs(v1::LIBRARY_LOAD_FAILED));
+}
+
+TEST(PendingHandle, AResolveRefusedBeforeItsLoadIsAnsweredIsItsOwnFailureAndNothingWaits) {
+  std::promise<absl::StatusOr<v1::Response>> load;
+  std::shared_ptr<PendingHandle> library = PendingHandle::Awaiting(
+      4, v1::Request::kLoadLibrary, v1::Response::kLibrary, load.get_future(), nullptr);
+  std::promise<absl::StatusOr<v1::Response>> resolve;
+  std::shared_ptr<PendingHandle> function = PendingHandle::Awaiting(
+      5, v1::Request::kResolveFunction, v1::Response::kFunction, resolve.get_future(), library);
+  // The broker refused the resolve at once (a bad signature) while the load runs on.
+  resolve.set_value(Failed(v1::INVALID_ARGUMENT, "resolve_function.signature"));
+  EXPECT_THAT(function->Wait().status(), StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(library->Current().request_id, 4u);
+  EXPECT_EQ(function->Current().request_id, 0u);
+  EXPECT_EQ(function->Current().handle, 0u);
+  absl::Status call = ErrorStatus(v1::NOT_FOUND, "call.function_request");
+  EXPECT_THAT(library->Explain(call), StatusIs(v1::NOT_FOUND));  // its answer has not come
+  load.set_value(Loaded(1));
+  EXPECT_EQ(library->handle(), 1u);
 }
 
 TEST(PendingHandle, AnAnswerWithoutTheExpectedResultIsInternal) {

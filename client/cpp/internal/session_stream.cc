@@ -181,6 +181,13 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request request, Borrow
 absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
                                                      BorrowedBlocks borrowed) {
   if (LocalInvocationOf(this) != nullptr && AllowedInChannelInvocation(*request)) {
+    if (request->has_call() && request->call().function_request() != 0) {
+      // Only the broker knows which function the request names, and the worker's answer to
+      // that resolve waits behind the call whose callback this is.
+      return ErrorStatus(v1::FAILED_PRECONDITION,
+                         "a function whose resolve has not been answered cannot be called from "
+                         "a callback that came on the same-host channel");
+    }
     return ExchangeInInvocation(request, borrowed);
   }
   // A call naming its function by a resolve request still in flight goes to the broker:
