@@ -42,13 +42,18 @@ TEST(PendingHandle, IsNamedByItsRequestUntilTheAnswerComesThenByTheHandle) {
   EXPECT_EQ(library->Explain(call), call);
 }
 
-TEST(PendingHandle, AFailedRequestExplainsTheFailuresOfThoseThatDependOnIt) {
+// A load (request 4) and a resolve (request 5) that names it, both awaiting their answers.
+class LoadAndResolve : public ::testing::Test {
+ protected:
   std::promise<absl::StatusOr<v1::Response>> load;
   std::shared_ptr<PendingHandle> library = PendingHandle::Awaiting(
       4, v1::Request::kLoadLibrary, v1::Response::kLibrary, load.get_future(), nullptr);
   std::promise<absl::StatusOr<v1::Response>> resolve;
   std::shared_ptr<PendingHandle> function = PendingHandle::Awaiting(
       5, v1::Request::kResolveFunction, v1::Response::kFunction, resolve.get_future(), library);
+};
+
+TEST_F(LoadAndResolve, AFailedRequestExplainsTheFailuresOfThoseThatDependOnIt) {
   load.set_value(Failed(v1::LIBRARY_LOAD_FAILED, "cannot load libnope.so"));
   resolve.set_value(Failed(v1::NOT_FOUND, "library handle 1 is not loaded"));
   // The resolve failed because the load did: the load's failure is the function's.
@@ -62,13 +67,7 @@ TEST(PendingHandle, AFailedRequestExplainsTheFailuresOfThoseThatDependOnIt) {
               StatusIs(v1::LIBRARY_LOAD_FAILED));
 }
 
-TEST(PendingHandle, AResolveRefusedBeforeItsLoadIsAnsweredIsItsOwnFailureAndNothingWaits) {
-  std::promise<absl::StatusOr<v1::Response>> load;
-  std::shared_ptr<PendingHandle> library = PendingHandle::Awaiting(
-      4, v1::Request::kLoadLibrary, v1::Response::kLibrary, load.get_future(), nullptr);
-  std::promise<absl::StatusOr<v1::Response>> resolve;
-  std::shared_ptr<PendingHandle> function = PendingHandle::Awaiting(
-      5, v1::Request::kResolveFunction, v1::Response::kFunction, resolve.get_future(), library);
+TEST_F(LoadAndResolve, AResolveRefusedBeforeItsLoadIsAnsweredIsItsOwnFailureAndNothingWaits) {
   // The broker refused the resolve at once (a bad signature) while the load runs on.
   resolve.set_value(Failed(v1::INVALID_ARGUMENT, "resolve_function.signature"));
   EXPECT_THAT(function->Wait().status(), StatusIs(v1::INVALID_ARGUMENT));
