@@ -76,8 +76,9 @@ def test_requests_behind_a_failed_load_fail_and_say_which_request_failed(session
     assert call_refused.error.code == pb.NOT_FOUND
     assert "call.function_request" in call_refused.error.message
 
-    # Failed in the worker (a file that is no library): the requests sent behind it were
-    # accepted while it was pending, and the worker refuses them.
+    # Failed in the worker (a file that is no library): the requests sent behind it are
+    # refused NOT_FOUND, by the worker when the broker read them while the load was pending
+    # (the usual case: all three were written at once), else by the broker.
     first = session.next_id
     _, (failed, resolve_failed, call_failed) = session.pipeline(
         {"load_library": pb.LoadLibrary(path="/etc/hostname")},
