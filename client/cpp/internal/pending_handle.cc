@@ -12,6 +12,8 @@ std::shared_ptr<PendingHandle> PendingHandle::Answered(v1::Response answer) {
   std::shared_ptr<PendingHandle> pending(new PendingHandle());
   pending->expected_ = answer.result_case();
   std::promise<absl::StatusOr<v1::Response>> answered;
+  pending->answered_handle_.store(HandleOf(answer));
+  pending->answered_.store(true);
   answered.set_value(std::move(answer));
   pending->future_ = answered.get_future().share();
   return pending;
@@ -40,7 +42,11 @@ std::optional<absl::StatusOr<v1::Response>> PendingHandle::Ready() const {
   if (answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return std::nullopt;
   absl::StatusOr<v1::Response> own = SessionStream::Expect(op_, answer.get(), expected_);
   absl::MutexLock lock(&mu_);
-  if (!own_.has_value()) own_ = std::move(own);
+  if (!own_.has_value()) {
+    answered_handle_.store(HandleOf(own), std::memory_order_relaxed);
+    answered_.store(true, std::memory_order_release);
+    own_ = std::move(own);
+  }
   return own_;
 }
 
@@ -67,6 +73,9 @@ uint64_t PendingHandle::HandleOf(const absl::StatusOr<v1::Response>& answer) {
 uint64_t PendingHandle::handle() const { return HandleOf(Wait()); }
 
 PendingHandle::Name PendingHandle::Current() const {
+  if (answered_.load(std::memory_order_acquire)) {
+    return Name{answered_handle_.load(std::memory_order_relaxed), 0};
+  }
   std::optional<absl::StatusOr<v1::Response>> own = Ready();
   if (!own.has_value()) return Name{0, request_id_};
   return Name{HandleOf(*own), 0};
