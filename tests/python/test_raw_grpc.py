@@ -112,6 +112,29 @@ def test_a_request_naming_both_a_handle_and_a_request_is_invalid(session, pb):
     assert call.error.field == "call.function_request"
 
 
+def test_an_id_used_again_names_what_its_latest_accepted_request_made(session, pb):
+    libm = session.send(load_library=pb.LoadLibrary(path="libm.so.6"))
+    assert not libm.HasField("error"), libm.error
+    # The same id again, for a load the broker refuses: the id still names libm.
+    session.next_id = libm.id
+    refused = session.send(load_library=pb.LoadLibrary(path="/nonexistent/libnope.so"))
+    assert refused.id == libm.id and refused.error.code == pb.LIBRARY_LOAD_FAILED
+    cos = session.send(resolve_function=pb.ResolveFunction(
+        library_request=libm.id, symbol="cos", signature=cos_signature(pb)))
+    assert not cos.HasField("error"), cos.error
+    # Again, for a load that is accepted: the id names the new library.
+    session.next_id = libm.id
+    testlib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB))
+    assert testlib.library.library != libm.library.library
+    add = session.send(resolve_function=pb.ResolveFunction(
+        library_request=libm.id, symbol="add_int", signature=pb.Signature(
+            result=scalar(pb, "INT"), params=[scalar(pb, "INT"), scalar(pb, "INT")])))
+    assert not add.HasField("error"), add.error
+    three = session.send(call=pb.Call(function_request=add.id,
+                                      args=[pb.Value(int_value=1), pb.Value(int_value=2)]))
+    assert three.call.result.int_value == 3
+
+
 def test_a_function_named_by_its_request_survives_a_restart(session, pb):
     first = session.next_id
     _, answers = session.pipeline(
