@@ -550,31 +550,21 @@ void SessionStart(benchmark::State& state, int pool_size, bool pipelined = false
     };
     absl::StatusOr<std::unique_ptr<Session>> session = (*client)->OpenSession();
     phase_done(0);
-    if (pipelined && session.ok()) {
-      std::optional<Library> libm = (*session)->LoadAsync("libm.so.6");
-      absl::StatusOr<Function<double(double)>> cos = libm->FunctionAsync<double(double)>("cos");
-      absl::StatusOr<double> result = cos.ok() ? (*cos)(0.5) : cos.status();
-      phase_done(3);
-      if (!result.ok()) {
-        state.SkipWithError(result.status().ToString().c_str());
-        break;
-      }
-      state.PauseTiming();
-      // Handles hold the session's stream: all go before the session closes, untimed.
-      cos = absl::CancelledError();
-      libm.reset();
-      session->reset();
-      absl::SleepFor(absl::Milliseconds(20));
-      state.ResumeTiming();
-      continue;
+    std::optional<Library> libm;
+    absl::StatusOr<Function<double(double)>> cos = absl::CancelledError();
+    if (!session.ok()) {
+      cos = session.status();
+    } else if (pipelined) {
+      libm = (*session)->LoadAsync("libm.so.6");
+      cos = libm->FunctionAsync<double(double)>("cos");
+    } else {
+      absl::StatusOr<Library> loaded = (*session)->Load("libm.so.6");
+      phase_done(1);
+      if (loaded.ok()) libm = *std::move(loaded);
+      cos = loaded.ok() ? libm->Function<double(double)>("cos")
+                        : absl::StatusOr<Function<double(double)>>(loaded.status());
+      phase_done(2);
     }
-    absl::StatusOr<Library> libm =
-        session.ok() ? (*session)->Load("libm.so.6") : absl::StatusOr<Library>(session.status());
-    phase_done(1);
-    absl::StatusOr<Function<double(double)>> cos =
-        libm.ok() ? libm->Function<double(double)>("cos")
-                  : absl::StatusOr<Function<double(double)>>(libm.status());
-    phase_done(2);
     absl::StatusOr<double> result = cos.ok() ? (*cos)(0.5) : absl::StatusOr<double>(cos.status());
     phase_done(3);
     if (!result.ok()) {
@@ -582,8 +572,9 @@ void SessionStart(benchmark::State& state, int pool_size, bool pipelined = false
       break;
     }
     state.PauseTiming();
+    // Handles hold the session's stream: all go before the session closes, untimed.
     cos = absl::CancelledError();
-    libm = absl::CancelledError();
+    libm.reset();
     session->reset();
     // A session opened every few milliseconds at most: the pool refills in the background
     // between them, as it would between users' sessions.

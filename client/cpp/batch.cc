@@ -1,5 +1,6 @@
 #include "client/cpp/batch.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "client/cpp/internal/batch_arena.h"
@@ -71,7 +72,10 @@ absl::Status Batch::Accept(const v1::Response& response) {
   const absl::Status failure = ErrorStatus(response.error());
   if (!failed_call) return failure;
   const size_t index = response.error().batch_index();
-  const absl::Status explained = functions_[index]->Explain(failure);
+  const auto named = std::find_if(pipelined_.begin(), pipelined_.end(),
+                                  [&](const auto& call) { return call.first == index; });
+  if (named == pipelined_.end()) return failure;
+  const absl::Status explained = named->second->Explain(failure);
   return explained == failure ? failure : InBatchAt(explained, index);
 }
 

@@ -147,10 +147,10 @@ class Batch {
       if (!refusal_.ok()) refusal_ = InBatchAt(refusal_, index);
     }
     raw.PrepareCall(builder.call(), options);
-    if (refusal_.ok() && builder.call().function() == 0 && builder.call().function_request() == 0) {
+    if (refusal_.ok() && raw.pending()->Current().failed()) {
       refusal_ = InBatchAt(raw.Wait(), index);  // its resolve failed: nothing to call
     }
-    functions_.push_back(raw.pending());
+    if (builder.call().function_request() != 0) pipelined_.emplace_back(index, raw.pending());
     builder.call().set_capture_errno(capture_errno);
     if (builder.sends_blocks()) copy_backs_.emplace_back(index, std::move(builder));
     return BatchCall<R>(index, capture_errno);
@@ -169,9 +169,10 @@ class Batch {
   std::unique_ptr<google::protobuf::Arena> arena_;  // holds the request
   v1::Request* request_;                            // the batch, sent by Run
   size_t calls_ = 0;
-  // Each call's function: a call that failed because its function's resolve (or that
-  // library's load) failed reports that failure.
-  std::vector<std::shared_ptr<const client_internal::PendingHandle>> functions_;
+  // The calls that name their function by its resolve request (by index in increasing
+  // order), with that function: a call that failed because the resolve (or its library's
+  // load) failed reports that failure.
+  std::vector<std::pair<size_t, std::shared_ptr<const client_internal::PendingHandle>>> pipelined_;
   // The calls that send blocks, by index in increasing order, with what their blocks copy
   // back into client memory.
   std::vector<std::pair<size_t, client_internal::CallBuilder>> copy_backs_;

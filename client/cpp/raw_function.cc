@@ -66,9 +66,7 @@ void RawFunction::PrepareCall(v1::Call& call, const CallOptions& options) const 
 absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options,
                                                  client_internal::BorrowedBlocks borrowed) const {
   PrepareCall(call, options);
-  if (call.function() == 0 && call.function_request() == 0) {
-    return handle_->Wait().status();  // the resolve failed: nothing to call
-  }
+  if (handle_->Current().failed()) return handle_->Wait().status();  // nothing to call
   v1::Request request;
   *request.mutable_call() = std::move(call);
   absl::StatusOr<v1::Response> response =

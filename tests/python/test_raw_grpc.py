@@ -60,14 +60,22 @@ def test_a_session_start_sent_in_one_go_names_earlier_requests_by_id(session, pb
                         ).call.result.float_value == 0.0
 
 
-def test_requests_behind_a_failed_load_fail_and_say_which_request_failed(session, pb):
-    # Refused by the broker (no such file): the load made no library to name.
+def cos_in_one_go(session, pb, path):
+    """Loads `path`, resolves its cos and calls cos(0.5), all written before any answer is
+    read, each naming the request before it; the load's id and the three answers."""
     first = session.next_id
-    _, (refused, resolve_refused, call_refused) = session.pipeline(
-        {"load_library": pb.LoadLibrary(path="/nonexistent/libnope.so")},
+    _, answers = session.pipeline(
+        {"load_library": pb.LoadLibrary(path=path)},
         {"resolve_function": pb.ResolveFunction(library_request=first, symbol="cos",
                                                 signature=cos_signature(pb))},
         {"call": pb.Call(function_request=first + 1, args=[pb.Value(float_value=0.5)])})
+    return first, answers
+
+
+def test_requests_behind_a_failed_load_fail_and_say_which_request_failed(session, pb):
+    # Refused by the broker (no such file): the load made no library to name.
+    first, (refused, resolve_refused, call_refused) = cos_in_one_go(
+        session, pb, "/nonexistent/libnope.so")
     assert refused.error.code == pb.LIBRARY_LOAD_FAILED
     assert resolve_refused.error.code == pb.NOT_FOUND
     assert resolve_refused.error.message == (
@@ -79,12 +87,7 @@ def test_requests_behind_a_failed_load_fail_and_say_which_request_failed(session
     # Failed in the worker (a file that is no library): the requests sent behind it are
     # refused NOT_FOUND, by the worker when the broker read them while the load was pending
     # (the usual case: all three were written at once), else by the broker.
-    first = session.next_id
-    _, (failed, resolve_failed, call_failed) = session.pipeline(
-        {"load_library": pb.LoadLibrary(path="/etc/hostname")},
-        {"resolve_function": pb.ResolveFunction(library_request=first, symbol="cos",
-                                                signature=cos_signature(pb))},
-        {"call": pb.Call(function_request=first + 1, args=[pb.Value(float_value=0.5)])})
+    first, (failed, resolve_failed, call_failed) = cos_in_one_go(session, pb, "/etc/hostname")
     assert failed.error.code == pb.LIBRARY_LOAD_FAILED, failed.error
     assert resolve_failed.error.code == pb.NOT_FOUND, resolve_failed.error
     assert call_failed.error.code == pb.NOT_FOUND, call_failed.error

@@ -31,6 +31,9 @@ class PendingHandle {
     uint64_t handle = 0;
     uint64_t request_id = 0;
 
+    // The answer came and the request failed: there is nothing to name.
+    bool failed() const { return handle == 0 && request_id == 0; }
+
     // Sets the field of `message` that names it: `set_request` (e.g.
     // &v1::Call::set_function_request) while the answer has not come, else `set_handle`.
     template <typename Message>
