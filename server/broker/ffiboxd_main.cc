@@ -217,10 +217,13 @@ int main(int argc, char** argv) {
     if (!valid.ok()) return Fail(absl::StrCat("--health_listen: ", valid.message()));
   }
   ffibox::SessionConfig& session = settings->session;
-  if (access(session.worker_path.c_str(), X_OK) != 0) {
-    return Fail(absl::StrCat("worker binary ", session.worker_path,
-                             " is not executable; pass --worker=PATH"));
+  // Every worker runs the binaries found now, whatever later happens to their files.
+  absl::StatusOr<std::shared_ptr<const ffibox::WorkerExecutables>> executables =
+      ffibox::WorkerExecutables::Open(session.worker_path);
+  if (!executables.ok()) {
+    return Fail(absl::StrCat(executables.status().message(), "; pass --worker=PATH"));
   }
+  session.executables = *std::move(executables);
   const ffibox::JailOptions configured_jail = session.jail;
   absl::Status decided = ffibox::DecideJailLayers(&session.jail, settings->jail_waivers);
   if (!decided.ok()) return Fail(std::string(decided.message()));

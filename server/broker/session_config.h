@@ -24,6 +24,9 @@ namespace ffibox {
 
 struct SessionConfig {
   std::string worker_path;
+  // The worker binaries, opened once from worker_path (ffiboxd does so at its start); null:
+  // opened at each worker's start.
+  std::shared_ptr<const WorkerExecutables> executables;
   absl::Duration default_call_timeout = absl::Seconds(30);
   absl::Duration max_call_timeout = absl::Hours(24);
   size_t max_message_bytes = 16 << 20;

@@ -22,6 +22,7 @@ absl::Status Refuse(v1::ErrorCode code, absl::string_view session_id, std::strin
 WorkerLaunchOptions WorkerLaunchOptionsFor(const SessionConfig& config) {
   WorkerLaunchOptions options;
   options.worker_path = config.worker_path;
+  options.executables = config.executables;
   options.max_reply_bytes = config.max_reply_bytes;
   options.worker.set_max_callback_depth(static_cast<uint32_t>(config.max_callback_depth));
   options.worker.set_max_block_bytes(config.type_limits.max_block_bytes);

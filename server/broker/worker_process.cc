@@ -100,12 +100,45 @@ absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open(
+    const std::string& worker_path) {
+  if (access(worker_path.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker binary ", worker_path, " is not executable: ", strerror(errno)));
+  }
+  const int worker_fd = open(worker_path.c_str(), O_PATH | O_CLOEXEC);
+  if (worker_fd < 0) {
+    std::string message = absl::StrCat("cannot open ", worker_path, ": ", strerror(errno));
+    if (errno == EMFILE || errno == ENFILE) return absl::ResourceExhaustedError(message);
+    return absl::FailedPreconditionError(message);
+  }
+  // The pid namespace's init, beside the worker binary (needed only with that layer).
+  const std::string init_path =
+      absl::StrCat(worker_path.substr(0, worker_path.rfind('/') + 1), "ffibox-init");
+  int init_fd = open(init_path.c_str(), O_PATH | O_CLOEXEC);
+  std::string init_unavailable = init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(errno)) : "";
+  // It runs with the jail's privileges before any is dropped: only a file that no one but
+  // root or the broker's own user could have written is used.
+  struct stat init_stat;
+  if (init_fd >= 0 && (fstat(init_fd, &init_stat) != 0 || !S_ISREG(init_stat.st_mode) ||
+                       (init_stat.st_uid != 0 && init_stat.st_uid != geteuid()) ||
+                       (init_stat.st_mode & (S_IWGRP | S_IWOTH)) != 0)) {
+    init_unavailable = absl::StrCat(init_path,
+                                    ": not a regular file owned by root or this user and "
+                                    "writable by no one else");
+    close(std::exchange(init_fd, -1));
+  }
+  return std::shared_ptr<const WorkerExecutables>(
+      new WorkerExecutables(worker_fd, init_fd, std::move(init_unavailable)));
+}
+
+WorkerExecutables::~WorkerExecutables() {
+  close(worker_fd_);
+  if (init_fd_ >= 0) close(init_fd_);
+}
+
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     const WorkerLaunchOptions& options) {
-  if (access(options.worker_path.c_str(), X_OK) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("worker binary ", options.worker_path,
-                                                      " is not executable: ", strerror(errno)));
-  }
   if (options.jail.enabled) {
     absl::Status policy =
         ValidateSeccompPolicy(options.jail.seccomp_policy, options.jail.extra_syscalls);
@@ -118,12 +151,10 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     int descriptors[2] = {-1, -1};
     int out[2] = {-1, -1};
     int err[2] = {-1, -1};
-    int executable = -1;
-    int init = -1;
     int null = -1;
     ~Descriptors() {
       for (int fd : {channel[0], channel[1], crash[0], crash[1], descriptors[0], descriptors[1],
-                     out[0], out[1], err[0], err[1], executable, init, null}) {
+                     out[0], out[1], err[0], err[1], null}) {
         if (fd >= 0) close(fd);
       }
     }
@@ -132,6 +163,13 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   // start that would eat into it fails with RESOURCE_EXHAUSTED, never with a weaker jail.
   absl::Status reserve = CheckDescriptorReserve();
   if (!reserve.ok()) return reserve;
+  std::shared_ptr<const WorkerExecutables> executables = options.executables;
+  if (executables == nullptr) {
+    absl::StatusOr<std::shared_ptr<const WorkerExecutables>> opened =
+        WorkerExecutables::Open(options.worker_path);
+    if (!opened.ok()) return opened.status();
+    executables = *std::move(opened);
+  }
   // Requests and replies travel in shared memory; the channel's socket only tells each side
   // that the other has gone.
   absl::StatusOr<std::unique_ptr<ShmChannel>> channel = ShmChannel::Create(kWorkerChannelRingBytes);
@@ -147,27 +185,9 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   // The broker reads the output pipes without blocking; the worker's ends stay blocking.
   fcntl(fds.out[0], F_SETFL, O_NONBLOCK);
   fcntl(fds.err[0], F_SETFL, O_NONBLOCK);
-  fds.executable = open(options.worker_path.c_str(), O_PATH | O_CLOEXEC);
-  // The pid namespace's init, beside the worker binary (needed only with that layer).
-  const std::string init_path = absl::StrCat(
-      options.worker_path.substr(0, options.worker_path.rfind('/') + 1), "ffibox-init");
-  fds.init = open(init_path.c_str(), O_PATH | O_CLOEXEC);
-  std::string init_unavailable = fds.init < 0 ? absl::StrCat(init_path, ": ", strerror(errno)) : "";
-  // It runs with the jail's privileges before any is dropped: only a file that no one but
-  // root or the broker's own user could have written is used.
-  struct stat init_stat;
-  if (fds.init >= 0 && (fstat(fds.init, &init_stat) != 0 || !S_ISREG(init_stat.st_mode) ||
-                        (init_stat.st_uid != 0 && init_stat.st_uid != geteuid()) ||
-                        (init_stat.st_mode & (S_IWGRP | S_IWOTH)) != 0)) {
-    init_unavailable = absl::StrCat(init_path,
-                                    ": not a regular file owned by root or this user and "
-                                    "writable by no one else");
-    close(std::exchange(fds.init, -1));
-  }
   fds.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fds.executable < 0 || fds.null < 0) {
-    std::string message =
-        absl::StrCat("cannot open ", options.worker_path, " or /dev/null: ", strerror(errno));
+  if (fds.null < 0) {
+    std::string message = absl::StrCat("cannot open /dev/null: ", strerror(errno));
     if (errno == EMFILE || errno == ENFILE) return absl::ResourceExhaustedError(message);
     return absl::FailedPreconditionError(message);
   }
@@ -181,7 +201,7 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   argv.push_back(nullptr);
 
   WorkerSpawnRequest request;
-  request.executable_fd = fds.executable;
+  request.executable_fd = executables->worker_fd();
   request.argv = argv.data();
   request.stdin_fd = fds.null;
   request.stdout_fd = fds.out[1];
@@ -190,8 +210,8 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   request.crash_fd = fds.crash[1];
   request.descriptor_fd = fds.descriptors[1];
   request.channel_memory_fd = (*channel)->memfd();
-  request.init_executable_fd = fds.init;
-  request.init_unavailable_reason = init_unavailable;
+  request.init_executable_fd = executables->init_fd();
+  request.init_unavailable_reason = executables->init_unavailable();
   absl::StatusOr<SpawnedWorker> spawned = SpawnJailedWorker(
       options.jail, request,
       [](std::function<void()> job) { LauncherThread::Get().Post(std::move(job)); });

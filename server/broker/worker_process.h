@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -34,8 +35,41 @@
 
 namespace ffibox {
 
+// The worker binary and the ffibox-init beside it, opened once (O_PATH): every worker
+// launched with them runs the files the paths named when they were opened, whatever happens
+// to the paths later. ffiboxd opens them at its start, so that a rebuild, an upgrade or a
+// removal of its installation never leaves it starting workers of another build, or none.
+class WorkerExecutables {
+ public:
+  // Opens `worker_path`, which must be executable, and the ffibox-init beside it (needed
+  // only with the pid namespace layer: when it is missing, or could have been written by
+  // anyone but root or this user, why is kept for that layer's error). FAILED_PRECONDITION
+  // for a worker binary that cannot be executed or opened; RESOURCE_EXHAUSTED when out of
+  // descriptors.
+  static absl::StatusOr<std::shared_ptr<const WorkerExecutables>> Open(
+      const std::string& worker_path);
+
+  WorkerExecutables(const WorkerExecutables&) = delete;
+  WorkerExecutables& operator=(const WorkerExecutables&) = delete;
+  ~WorkerExecutables();
+
+  int worker_fd() const { return worker_fd_; }
+  int init_fd() const { return init_fd_; }  // -1 when unavailable
+  const std::string& init_unavailable() const { return init_unavailable_; }
+
+ private:
+  WorkerExecutables(int worker_fd, int init_fd, std::string init_unavailable)
+      : worker_fd_(worker_fd), init_fd_(init_fd), init_unavailable_(std::move(init_unavailable)) {}
+
+  const int worker_fd_;
+  const int init_fd_;
+  const std::string init_unavailable_;
+};
+
 struct WorkerLaunchOptions {
-  std::string worker_path;            // the ffibox-worker executable
+  std::string worker_path;  // the ffibox-worker executable
+  // The binaries to launch, opened once; null: opened from worker_path at each start.
+  std::shared_ptr<const WorkerExecutables> executables;
   size_t max_reply_bytes = 64 << 20;  // frames from the worker longer than this are refused
   JailOptions jail;                   // the worker's jail (on by default)
   bool jail_self_test = false;        // --check-jail: the worker calls execve once jailed

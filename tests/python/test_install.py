@@ -170,6 +170,38 @@ def test_installed_cli_calls_cos_on_installed_server(work, prefix):
         server.wait(timeout=10)
 
 
+def test_running_server_keeps_starting_workers_after_its_installation_is_removed(work, prefix):
+    # An upgrade or removal while ffiboxd runs: every worker it starts afterwards is still the
+    # build it started with (no pool, so each session below launches a new worker, jailed
+    # with its ffibox-init).
+    installed = os.path.join(work, "removed-prefix")
+    install = os.path.join(ROOT, "scripts", "install.sh")
+    run([install, "--prefix=" + installed, "--no-build"])
+    socket_dir = tempfile.mkdtemp(prefix="ffibox-install-removed-", dir=work)
+    os.chmod(socket_dir, 0o700)
+    address = "unix:" + os.path.join(socket_dir, "ffiboxd.sock")
+    env = clean_env(os.path.join(work, "home"), "/usr/bin:/bin")
+    server = subprocess.Popen([os.path.join(installed, "bin", "ffiboxd"), "--listen=" + address,
+                               "--pool_size=0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=unrelated_directory(work))
+    call_cos = [os.path.join(prefix, "bin", "ffibox"), "--address=" + address, "call",
+                "libm.so.6", "double cos(double)", "0.5"]
+    try:
+        line = server.stdout.readline()
+        assert "listening on" in line, server.stderr.read() if server.poll() is not None else line
+        assert float(run(call_cos, env=env).stdout) == math.cos(0.5)
+        run([install, "--prefix=" + installed, "--uninstall"])
+        assert not os.path.exists(os.path.join(installed, "libexec", "ffibox", "ffibox-worker"))
+        assert not os.path.exists(os.path.join(installed, "libexec", "ffibox", "ffibox-init"))
+        for _ in range(2):
+            assert float(run(call_cos, env=env).stdout) == math.cos(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert server.returncode == 0, server.stderr.read()
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_unit_verifies(prefix):
     unit = os.path.join(prefix, "lib", "systemd", "system", "ffiboxd.service")
