@@ -335,6 +335,8 @@ class ImageTable:
     def sync(self, address: Optional[int] = None, size: int = 0) -> None:
         """Writes back what the caller changed in its images since they were read: all of
         them, or those that mirror worker memory within [address, address + size)."""
+        if not self._images:
+            return  # most calls: no images (a look at the dict needs no lock)
         with self._lock:
             if address is None:
                 refs = list(self._images.values())

@@ -59,6 +59,7 @@ _LONGEST_SLEEP = 0.05
 # it must keep coming.
 MAX_ANSWER_BYTES = 1 << 30
 _ANSWER_PROGRESS = 10.0
+_LENGTH = struct.Struct("<I")  # a frame's length, before its payload
 # After this many wakes in a row that found nothing (a worker rewriting the word this end
 # sleeps on), a wait pauses before it sleeps again: from _FIRST_PAUSE, doubling, to
 # _LONGEST_PAUSE.
@@ -154,10 +155,13 @@ class LocalChannel:
     """The client's end of one same-host channel. One call at a time (`exchange` holds the
     channel's lock); `close` from any thread."""
 
-    def __init__(self, opened, timeout: float = 5.0) -> None:
+    def __init__(self, opened, timeout: float = 5.0, fd: Optional[int] = None) -> None:
+        """The channel `opened` (a LocalChannelOpened) announces, its memfd fetched from
+        the door it names; or `fd`, a memfd the caller already holds (taken over)."""
         self.generation = opened.generation
         self._max_request = opened.max_request_bytes
-        fd = _fetch_memfd(opened.door_path, opened.token, timeout)
+        if fd is None:
+            fd = _fetch_memfd(opened.door_path, opened.token, timeout)
         # The shared area (large blocks' bytes, docs/protocol.md) is mapped at its first use,
         # from a copy of the descriptor kept until then.
         self._area = None
@@ -231,7 +235,8 @@ class LocalChannel:
         """After publishing a position: wakes the worker if it announced a sleep on `word`.
         The fence orders the publication before the look, as the worker orders its
         announcement before its look at the position, so one of the two sees the other's."""
-        _fence()
+        _fence_lock.acquire()  # _fence, inline: this is on every call's path
+        _fence_lock.release()
         if word.value:
             cls._wake(word)
 
@@ -286,6 +291,18 @@ class LocalChannel:
 
     def _write(self, data: bytes, deadline: float) -> None:
         ring, m = self._ring, self._map_bytes
+        head, size = self._head, len(data)
+        offset = head & (ring - 1)
+        # Most frames: room for all of it by the worker's last checked read position, and no
+        # wrap. Written in one piece.
+        if (offset + size <= ring and size <= ring - (head - self._seen_tail) and
+                not self._closed and not self._peer_reader_closed.value):
+            at = self._out_data + offset
+            m[at:at + size] = data
+            self._head = head + size
+            self._out_head.value = head + size
+            self._wake_if_asleep(self._peer_reader_waiting)
+            return
         done = 0
         while done < len(data):
             if self._closed:
@@ -315,6 +332,25 @@ class LocalChannel:
         """One frame's payload: a 4-byte little-endian length (at most `max_bytes`), then
         that many bytes, taken as they become available."""
         ring, m = self._ring, self._map_bytes
+        tail = self._tail
+        if self._peer_head.value == tail and not self._closed:
+            self._wait(self._in_waiting,
+                       lambda: (self._peer_head.value != tail or
+                                self._peer_writer_closed.value != 0),
+                       deadline)
+        # Most answers: whole by the time anything of them is seen, and not wrapped. Taken
+        # in one piece; anything else is read below.
+        offset = tail & (ring - 1)
+        if offset + 4 <= ring and self._checked_peer_head() - tail >= 4:
+            at = self._in_data + offset
+            length, = _LENGTH.unpack_from(m, at)
+            end = tail + 4 + length
+            if length <= max_bytes and offset + 4 + length <= ring and self._seen_head >= end:
+                payload = m[at + 4:at + 4 + length]
+                self._tail = end
+                self._in_tail.value = end
+                self._wake_if_asleep(self._peer_writer_waiting)
+                return payload
         received = bytearray()
         wanted = 4
         while len(received) < wanted:
@@ -356,7 +392,7 @@ class LocalChannel:
         return bytes(received)
 
     def _frame_length(self, header, max_bytes: int) -> int:
-        length, = struct.unpack_from("<I", header, 0)
+        length, = _LENGTH.unpack_from(header, 0)
         if length > max_bytes:
             self._break("an answer of %d bytes, more than the call can return" % length)
         return length
@@ -497,7 +533,7 @@ class LocalChannel:
         with self._lock:
             try:
                 try:
-                    self._write(struct.pack("<I", len(payload)) + payload, deadline)
+                    self._write(_LENGTH.pack(len(payload)) + payload, deadline)
                 except Error as error:  # the worker runs only a whole frame
                     raise NotSent(str(error), error.code) from None
                 return self._read_frame(deadline, MAX_ANSWER_BYTES)

@@ -29,10 +29,14 @@ _DOUBLE = struct.Struct("<d")
 # varint), Response.call (13); CallResult.result (1, bytes).
 _ID, _CALL, _FUNCTION, _ARG = b"\x08", b"\x6a", b"\x08", b"\x12"
 _BOOL, _INT, _UINT, _FLOAT = 0x08, 0x10, 0x18, 0x21
-_GENERATION, _RESULT = b"\x18", b"\x0a"
+_GENERATION_TAG, _CALL_TAG, _RESULT_TAG = 0x18, 0x6a, 0x0a
 _FLOAT_TAG, _INT_TAG, _UINT_TAG = bytes((_FLOAT,)), bytes((_INT,)), bytes((_UINT,))
+# A whole Call.args field of a double, and of a bool.
+_FLOAT_ARG = _ARG + b"\x09" + _FLOAT_TAG
+_TRUE_ARG, _FALSE_ARG = _ARG + b"\x02\x08\x01", _ARG + b"\x02\x08\x00"
 _SIGNED, _UNSIGNED = frozenset("bhilq"), frozenset("BHILQ")
 _MASK64 = (1 << 64) - 1
+_SMALL = [bytes((number,)) for number in range(0x80)]  # the one-byte varints
 
 
 class Done:
@@ -45,6 +49,10 @@ class Done:
 
 
 def _varint(number: int) -> bytes:
+    if number < 0x80:
+        return _SMALL[number]
+    if number < 0x4000:
+        return bytes((number & 0x7F | 0x80, number >> 7))
     out = bytearray()
     while number > 0x7F:
         out.append(number & 0x7F | 0x80)
@@ -139,11 +147,11 @@ class Packer:
                 if kind == _FLOAT:
                     if kind_of_value is not float and kind_of_value is not int:
                         return None
-                    encoded = _FLOAT_TAG + _DOUBLE.pack(convert(value))
+                    parts.append(_FLOAT_ARG + _DOUBLE.pack(convert(value)))
                 elif kind == _BOOL:
                     if kind_of_value is not bool:
                         return None
-                    encoded = b"\x08\x01" if value else b"\x08\x00"
+                    parts.append(_TRUE_ARG if value else _FALSE_ARG)
                 else:
                     if kind_of_value is not int:
                         return None
@@ -154,7 +162,7 @@ class Packer:
                         encoded = _INT_TAG + _varint((number << 1) ^ (number >> 63))
                     else:
                         encoded = _UINT_TAG + _varint(number)
-                parts.append(_ARG + _varint(len(encoded)) + encoded)
+                    parts.append(_ARG + _SMALL[len(encoded)] + encoded)
         except (TypeError, ValueError, OverflowError):
             return None  # the general way raises ctypes' error for it
         return Packed(self, b"".join(parts))
@@ -164,22 +172,22 @@ class Packer:
         the request's id field), else None."""
         if not answer.startswith(head):
             return None
-        at = len(head)
-        if answer[at:at + 1] == _GENERATION:
+        at, end = len(head), len(answer)
+        if at < end and answer[at] == _GENERATION_TAG:
             number, at = _read_varint(answer, at + 1)
             if number is None:
                 return None
-        if answer[at:at + 1] != _CALL:
+        if at >= end or answer[at] != _CALL_TAG:
             return None
         length, at = _read_varint(answer, at + 1)
-        if length is None or at + length != len(answer):
+        if length is None or at + length != end:
             return None
         if self._restype is None:
             return Done(None) if length == 0 else None
-        if answer[at:at + 1] != _RESULT:
+        if length == 0 or answer[at] != _RESULT_TAG:
             return None
         length, at = _read_varint(answer, at + 1)
-        if length is None or length < 2 or at + length != len(answer) or \
+        if length is None or length < 2 or at + length != end or \
                 answer[at] != self._result_kind:
             return None
         # As ffibox._marshal.decode gives a fundamental type's result: the worker's value.
@@ -196,20 +204,25 @@ class Packer:
 
 
 class Packed:
-    """One call, packed: what _stream.Stream.send_packed sends and reads."""
+    """One call, packed: what _stream.Stream.send_packed sends and reads (`exchange`)."""
 
-    __slots__ = ("_packer", "_call", "_head", "function")
+    __slots__ = ("_packer", "_body", "_head", "function")
 
     def __init__(self, packer: Packer, call: bytes) -> None:
         self._packer = packer
-        self._call = call
+        self._body = _CALL + _varint(len(call)) + call  # the Request's call field
         self._head = b""  # the request's id field, as its answer starts
         self.function = packer.function
 
     def payload(self, request_id: int) -> bytes:
         """The serialized Request, with `request_id`."""
         self._head = _ID + _varint(request_id)
-        return self._head + _CALL + _varint(len(self._call)) + self._call
+        return self._head + self._body
+
+    def exchange(self, local, request_id: int, deadline: float):
+        """The call sent on the same-host channel `local` as request `request_id`: `answer`
+        of the worker's answer (the channel's errors)."""
+        return self.answer(local, request_id, local.transfer(self.payload(request_id), deadline))
 
     def answer(self, local, request_id: int, answer: bytes):
         """Done with the result when `answer` has the one shape expected, else the answer

@@ -229,27 +229,22 @@ class SessionStream:
                                    exchange, lambda local: local.too_large(request))
 
     def send_packed(self, packed):
-        """A call packed by ffibox._packers (`packed.function`, `packed.payload(id)`,
-        `packed.answer(local, id, answer)`) through the same-host channel: what
-        `packed.answer` makes of the worker's answer, a pb.Response carrying the error when
-        the call failed there, or None when it was not sent (no channel: the caller sends it
-        as a request)."""
+        """A call packed by ffibox._packers (`packed.function`, `packed.exchange(local, id,
+        deadline)`) through the same-host channel: what `packed.exchange` makes of the
+        worker's answer, a pb.Response carrying the error when the call failed there, or None
+        when it was not sent (no channel: the caller sends it as a request)."""
         if not self._local_wanted or threading.current_thread() is self._callback_thread:
             return None
+        return self._through_local(packed.function, 0, packed.exchange)
 
-        def exchange(local, request_id: int, deadline: float):
-            return packed.answer(local, request_id,
-                                 local.transfer(packed.payload(request_id), deadline))
-
-        return self._through_local(packed.function, 0, exchange, lambda local: False)
-
-    def _through_local(self, function: int, timeout_ms: int, exchange, too_large):
+    def _through_local(self, function: int, timeout_ms: int, exchange, too_large=None):
         """Runs `exchange(channel, request id, deadline)` for a call of `function` on the
         same-host channel: its answer, an error response (Response.id the request's) when
-        the channel failed during the call, or None when the call was not sent."""
+        the channel failed during the call, or None when the call was not sent (no channel,
+        or `too_large(channel)`)."""
         with self._local_lock:
             local = self._local
-            if local is None or too_large(local):
+            if local is None or (too_large is not None and too_large(local)):
                 return None
             bound = self.address_functions.get(function)
             if bound is not None and bound != local.generation:

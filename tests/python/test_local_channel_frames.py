@@ -1,0 +1,193 @@
+"""How the client's end of a same-host channel (client/python/ffibox/_local_channel.py) moves
+frames through its rings: whole ones in one piece, and the ones that wrap the ring's end,
+arrive in parts or carry impossible positions. The worker's end of the rings is played by a
+thread of this test, on a real sealed memfd of the channel's layout, so that every position
+and every byte the worker could write is chosen here (the real worker's end is tested with
+ffiboxd in test_same_host.py).
+"""
+import fcntl
+import os
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import ffibox_pb2 as pb
+from ffibox import _local_channel as lc
+from ffibox.errors import Error
+
+RING = lc._MIN_RING  # 4 KiB: a few frames reach its end
+
+
+class WorkerEnd:
+    """The worker's end of a channel made here: reads ring 0, writes ring 1."""
+
+    def __init__(self):
+        fd = os.memfd_create("ffibox-test-channel", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, lc._CONTROL_BYTES + 2 * RING)
+        os.pwrite(fd, struct.pack("<QIIQ", lc._MAGIC, lc._VERSION, RING, 0), 0)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        self.client = lc.LocalChannel(pb.LocalChannelOpened(generation=1), fd=os.dup(fd))
+        self.memory = open(fd, "r+b", buffering=0)  # the worker's own view of the file
+        self.read = 0     # bytes taken from ring 0
+        self.written = 0  # bytes put in ring 1
+        self.requests = []  # the requests answered, as taken from ring 0
+
+    def _word(self, ring, offset, value=None):
+        at = lc._RING_LINES + ring * lc._RING_STRIDE + offset
+        if value is None:
+            return struct.unpack("<Q", os.pread(self.memory.fileno(), 8, at))[0]
+        os.pwrite(self.memory.fileno(), struct.pack("<Q", value), at)
+        return value
+
+    def take_request(self, timeout=5.0, tell=True):
+        """The next frame the client wrote in ring 0 (wrapped or not), its payload. Without
+        `tell` the read position is not published once the frame is whole (the client
+        then sees less room than there is); it always is while the frame is incomplete."""
+        deadline = time.monotonic() + timeout
+        data = b""
+        while True:
+            head = self._word(0, lc._HEAD)
+            while self.read < head:
+                offset = self.read % RING
+                take = min(head - self.read, RING - offset)
+                data += os.pread(self.memory.fileno(), take, lc._CONTROL_BYTES + offset)
+                self.read += take
+            if len(data) >= 4 and len(data) >= 4 + struct.unpack_from("<I", data)[0]:
+                if tell:
+                    self._word(0, lc._TAIL, self.read)
+                return data[4:]
+            self._word(0, lc._TAIL, self.read)
+            assert time.monotonic() < deadline, "no request from the client"
+            time.sleep(0.001)
+
+    def put(self, data, publish=True):
+        """Writes `data` into ring 1 after what was written (wrapping at its end) and, with
+        `publish`, makes it visible (the head moves)."""
+        while data:
+            offset = self.written % RING
+            piece = data[:RING - offset]
+            os.pwrite(self.memory.fileno(), piece, lc._CONTROL_BYTES + RING + offset)
+            self.written += len(piece)
+            data = data[len(piece):]
+        if publish:
+            self.publish()
+
+    def publish(self, head=None):
+        self._word(1, lc._HEAD, self.written if head is None else head)
+        if self.client._in_waiting.value:
+            lc.LocalChannel._wake(self.client._in_waiting)
+
+    def answer(self, payload, pieces=1, pause=0.0, tell=True):
+        """Answers the next request with `payload` as one frame, published in `pieces`
+        (`tell`: take_request's)."""
+        frame = struct.pack("<I", len(payload)) + payload
+        cut = [len(frame) * i // pieces for i in range(pieces + 1)]
+        self.requests.append(self.take_request(tell=tell))
+        for start, end in zip(cut, cut[1:]):
+            time.sleep(pause)
+            self.put(frame[start:end])
+
+    def close(self):
+        self.client.close()
+        self.memory.close()
+
+
+@pytest.fixture
+def worker():
+    end = WorkerEnd()
+    yield end
+    end.close()
+
+
+def exchange(worker, request, answer, **how):
+    """The client's transfer of `request`, while the worker answers with `answer`."""
+    thread = threading.Thread(target=worker.answer, args=(answer,), kwargs=how)
+    thread.start()
+    try:
+        return worker.client.transfer(request, time.monotonic() + 5)
+    finally:
+        thread.join()
+
+
+@pytest.mark.parametrize("tell_every", [1, 3])
+def test_frames_both_ways_whole_and_across_the_rings_end(worker, tell_every):
+    # Sizes that are no divisor of the ring: frames start at every kind of offset, and some
+    # of them (requests and answers alike) wrap its end, also while the client knows of
+    # less room than there is (the worker publishes its read position late).
+    for i in range(60):
+        request = bytes([i]) * (97 + 13 * i % 1500)
+        answer = bytes([255 - i]) * (61 + 29 * i % 1700)
+        assert exchange(worker, request, answer, tell=i % tell_every == 0) == answer
+        assert worker.requests[-1] == request
+    assert worker.read > 3 * RING and worker.written > 3 * RING
+    assert worker.client._tail == worker.written
+
+
+def test_an_answer_that_arrives_in_parts_is_read_whole(worker):
+    answer = bytes(range(256)) * 3
+    for pieces in (2, 3, 7):
+        assert exchange(worker, b"request", answer, pieces=pieces, pause=0.01) == answer
+
+
+def test_an_empty_answer_and_the_smallest_request(worker):
+    assert exchange(worker, b"", b"") == b""
+    assert exchange(worker, b"x", b"y") == b"y"
+
+
+def failed_transfer(worker, misbehave):
+    """The error of the client's transfer while the worker takes the request, then does
+    `misbehave()` instead of answering."""
+    def worker_side():
+        worker.take_request()
+        misbehave()
+
+    thread = threading.Thread(target=worker_side)
+    thread.start()
+    try:
+        with pytest.raises(Error) as raised:
+            worker.client.transfer(b"request", time.monotonic() + 5)
+    finally:
+        thread.join()
+    return raised.value
+
+
+def test_a_write_position_past_the_ring_ends_the_channel(worker):
+    # More than the ring holds unread.
+    error = failed_transfer(worker, lambda: worker.publish(head=RING + 1))
+    assert error.code == "INTERNAL" and "impossible" in str(error)
+    with pytest.raises(Error) as again:
+        worker.client.transfer(b"request", time.monotonic() + 5)
+    assert again.value.code == "UNAVAILABLE", again.value
+
+
+def test_an_announced_length_past_the_limit_ends_the_channel(worker):
+    error = failed_transfer(
+        worker, lambda: worker.put(struct.pack("<I", lc.MAX_ANSWER_BYTES + 1) + b"tail"))
+    assert error.code == "INTERNAL" and "more than the call can return" in str(error)
+
+
+def test_no_answer_is_a_deadline_and_so_is_a_stalled_one(worker):
+    started = time.monotonic()
+    with pytest.raises(Error) as raised:
+        worker.client.transfer(b"request", time.monotonic() + 0.2)
+    assert raised.value.code == "DEADLINE_EXCEEDED"
+    assert 0.2 <= time.monotonic() - started < 2
+    # Part of an answer, then nothing: the deadline too.
+    worker.take_request()
+    worker.put(struct.pack("<I", 100) + b"part")
+    with pytest.raises(Error) as stalled:
+        worker.client.transfer(b"request", time.monotonic() + 0.2)
+    assert stalled.value.code == "DEADLINE_EXCEEDED"
+
+
+def test_a_worker_that_closes_its_end_before_answering(worker):
+    def close_without_answer():
+        at = lc._RING_LINES + 1 * lc._RING_STRIDE + lc._PRODUCER_CLOSED
+        os.pwrite(worker.memory.fileno(), struct.pack("<I", 1), at)
+        worker.publish(head=worker.written)
+
+    error = failed_transfer(worker, close_without_answer)
+    assert error.code == "UNAVAILABLE", error
