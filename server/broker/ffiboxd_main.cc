@@ -227,7 +227,9 @@ int main(int argc, char** argv) {
   const ffibox::JailOptions configured_jail = session.jail;
   absl::Status decided = ffibox::DecideJailLayers(&session.jail, settings->jail_waivers);
   if (!decided.ok()) return Fail(std::string(decided.message()));
-  if (check_jail) return ffibox::RunJailCheck(session.jail, session.worker_path);
+  if (check_jail) {
+    return ffibox::RunJailCheck(session.jail, session.worker_path, session.executables);
+  }
   absl::Status checked = CheckJailWithWorker(session, settings->jail_waivers);
   if (!checked.ok()) return Fail(std::string(checked.message()));
   for (const std::string& waived : session.jail.waived) {

@@ -115,21 +115,36 @@ absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open
   // The pid namespace's init, beside the worker binary (needed only with that layer).
   const std::string init_path =
       absl::StrCat(worker_path.substr(0, worker_path.rfind('/') + 1), "ffibox-init");
-  int init_fd = open(init_path.c_str(), O_PATH | O_CLOEXEC);
-  std::string init_unavailable = init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(errno)) : "";
-  // It runs with the jail's privileges before any is dropped: only a file that no one but
-  // root or the broker's own user could have written is used.
-  struct stat init_stat;
-  if (init_fd >= 0 && (fstat(init_fd, &init_stat) != 0 || !S_ISREG(init_stat.st_mode) ||
-                       (init_stat.st_uid != 0 && init_stat.st_uid != geteuid()) ||
-                       (init_stat.st_mode & (S_IWGRP | S_IWOTH)) != 0)) {
-    init_unavailable = absl::StrCat(init_path,
-                                    ": not a regular file owned by root or this user and "
-                                    "writable by no one else");
-    close(std::exchange(init_fd, -1));
+  const int init_fd = open(init_path.c_str(), O_PATH | O_CLOEXEC);
+  const int init_error = errno;
+  if (init_fd < 0 && (init_error == EMFILE || init_error == ENFILE)) {
+    close(worker_fd);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot open ", init_path, ": ", strerror(init_error)));
   }
-  return std::shared_ptr<const WorkerExecutables>(
-      new WorkerExecutables(worker_fd, init_fd, std::move(init_unavailable)));
+  return std::shared_ptr<const WorkerExecutables>(new WorkerExecutables(
+      worker_fd, init_fd, init_path,
+      init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(init_error)) : ""));
+}
+
+int WorkerExecutables::init_fd(std::string* unavailable) const {
+  if (init_fd_ < 0) {
+    *unavailable = init_unavailable_;
+    return -1;
+  }
+  // It runs with the jail's privileges before any is dropped: only a file that no one but
+  // root or the broker's own user could have written is used. Looked at before each launch:
+  // the file stays the one opened, but its owner and mode may change.
+  struct stat init_stat;
+  if (fstat(init_fd_, &init_stat) != 0 || !S_ISREG(init_stat.st_mode) ||
+      (init_stat.st_uid != 0 && init_stat.st_uid != geteuid()) ||
+      (init_stat.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    *unavailable = absl::StrCat(init_path_,
+                                ": not a regular file owned by root or this user and "
+                                "writable by no one else");
+    return -1;
+  }
+  return init_fd_;
 }
 
 WorkerExecutables::~WorkerExecutables() {
@@ -139,6 +154,13 @@ WorkerExecutables::~WorkerExecutables() {
 
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     const WorkerLaunchOptions& options) {
+  std::shared_ptr<const WorkerExecutables> executables = options.executables;
+  if (executables == nullptr) {
+    absl::StatusOr<std::shared_ptr<const WorkerExecutables>> opened =
+        WorkerExecutables::Open(options.worker_path);
+    if (!opened.ok()) return opened.status();
+    executables = *std::move(opened);
+  }
   if (options.jail.enabled) {
     absl::Status policy =
         ValidateSeccompPolicy(options.jail.seccomp_policy, options.jail.extra_syscalls);
@@ -163,13 +185,6 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   // start that would eat into it fails with RESOURCE_EXHAUSTED, never with a weaker jail.
   absl::Status reserve = CheckDescriptorReserve();
   if (!reserve.ok()) return reserve;
-  std::shared_ptr<const WorkerExecutables> executables = options.executables;
-  if (executables == nullptr) {
-    absl::StatusOr<std::shared_ptr<const WorkerExecutables>> opened =
-        WorkerExecutables::Open(options.worker_path);
-    if (!opened.ok()) return opened.status();
-    executables = *std::move(opened);
-  }
   // Requests and replies travel in shared memory; the channel's socket only tells each side
   // that the other has gone.
   absl::StatusOr<std::unique_ptr<ShmChannel>> channel = ShmChannel::Create(kWorkerChannelRingBytes);
@@ -210,8 +225,7 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   request.crash_fd = fds.crash[1];
   request.descriptor_fd = fds.descriptors[1];
   request.channel_memory_fd = (*channel)->memfd();
-  request.init_executable_fd = executables->init_fd();
-  request.init_unavailable_reason = executables->init_unavailable();
+  request.init_executable_fd = executables->init_fd(&request.init_unavailable_reason);
   absl::StatusOr<SpawnedWorker> spawned = SpawnJailedWorker(
       options.jail, request,
       [](std::function<void()> job) { LauncherThread::Get().Post(std::move(job)); });

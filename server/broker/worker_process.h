@@ -42,10 +42,9 @@ namespace ffibox {
 class WorkerExecutables {
  public:
   // Opens `worker_path`, which must be executable, and the ffibox-init beside it (needed
-  // only with the pid namespace layer: when it is missing, or could have been written by
-  // anyone but root or this user, why is kept for that layer's error). FAILED_PRECONDITION
-  // for a worker binary that cannot be executed or opened; RESOURCE_EXHAUSTED when out of
-  // descriptors.
+  // only with the pid namespace layer: when it is missing, why is kept for that layer's
+  // error). FAILED_PRECONDITION for a worker binary that cannot be executed or opened;
+  // RESOURCE_EXHAUSTED when out of descriptors.
   static absl::StatusOr<std::shared_ptr<const WorkerExecutables>> Open(
       const std::string& worker_path);
 
@@ -54,15 +53,21 @@ class WorkerExecutables {
   ~WorkerExecutables();
 
   int worker_fd() const { return worker_fd_; }
-  int init_fd() const { return init_fd_; }  // -1 when unavailable
-  const std::string& init_unavailable() const { return init_unavailable_; }
+  // ffibox-init, when it may be used now: it is missing, or could have been written by
+  // anyone but root or this user (its owner and mode are looked at on each call), gives -1
+  // and `unavailable` says why.
+  int init_fd(std::string* unavailable) const;
 
  private:
-  WorkerExecutables(int worker_fd, int init_fd, std::string init_unavailable)
-      : worker_fd_(worker_fd), init_fd_(init_fd), init_unavailable_(std::move(init_unavailable)) {}
+  WorkerExecutables(int worker_fd, int init_fd, std::string init_path, std::string init_unavailable)
+      : worker_fd_(worker_fd),
+        init_fd_(init_fd),
+        init_path_(std::move(init_path)),
+        init_unavailable_(std::move(init_unavailable)) {}
 
   const int worker_fd_;
-  const int init_fd_;
+  const int init_fd_;  // -1 when it could not be opened
+  const std::string init_path_;
   const std::string init_unavailable_;
 };
 
@@ -104,7 +109,7 @@ struct WorkerExit {
 // charged to the broker, the reply ring to the worker.
 inline constexpr size_t kWorkerChannelRingBytes = size_t{256} << 10;
 
-// Descriptors a worker start needs at once in the broker (sockets, pipes, the binary), and
+// Descriptors a worker start needs at once in the broker (sockets, pipes, the binaries), and
 // the reserve kept free for everything else; see CheckDescriptorReserve.
 inline constexpr size_t kWorkerStartDescriptors = 16;
 inline constexpr size_t kDescriptorReserve = 64;

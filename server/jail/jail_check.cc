@@ -71,7 +71,8 @@ class Report {
 
 }  // namespace
 
-int RunJailCheck(const JailOptions& options, const std::string& worker_path) {
+int RunJailCheck(const JailOptions& options, const std::string& worker_path,
+                 std::shared_ptr<const WorkerExecutables> executables) {
   printf("ffiboxd --check-jail: starting a jailed worker (%s)\n", worker_path.c_str());
   if (!options.enabled) {
     printf("the jail is disabled in the configuration: workers are crash-isolated only\n");
@@ -86,6 +87,7 @@ int RunJailCheck(const JailOptions& options, const std::string& worker_path) {
   }
   WorkerLaunchOptions launch;
   launch.worker_path = worker_path;
+  launch.executables = std::move(executables);
   launch.jail = options;
   absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
   if (!worker.ok()) {

@@ -372,6 +372,26 @@ TEST(Jail, WithoutFfiboxInitBesideTheWorkerAWorkerWithAPidNamespaceIsNotStarted)
   ASSERT_OK(worker);
   EXPECT_NE((*worker)->pid(), (*worker)->worker_pid());
   worker = absl::CancelledError();
+  // Opened once (as ffiboxd does at its start), the init's owner and mode are still looked
+  // at before each launch, and the files need not stay at their paths.
+  absl::StatusOr<std::shared_ptr<const WorkerExecutables>> opened = WorkerExecutables::Open(copy);
+  ASSERT_OK(opened);
+  launch.executables = *opened;
+  ASSERT_EQ(chmod(init.c_str(), 0777), 0);
+  worker = WorkerProcess::Start(launch);
+  ASSERT_FALSE(worker.ok());
+  EXPECT_NE(worker.status().message().find("writable by no one else"), std::string::npos)
+      << worker.status();
+  ASSERT_EQ(chmod(init.c_str(), 0755), 0);
+  ASSERT_EQ(rename(init.c_str(), (init + ".moved").c_str()), 0);
+  ASSERT_EQ(unlink(copy.c_str()), 0);
+  worker = WorkerProcess::Start(launch);
+  ASSERT_OK(worker);
+  EXPECT_NE((*worker)->pid(), (*worker)->worker_pid());
+  worker = absl::CancelledError();
+  launch.executables = nullptr;
+  copy_runfile("server/ffibox-worker", copy, 0755);
+  ASSERT_EQ(rename((init + ".moved").c_str(), init.c_str()), 0);
   unlink(init.c_str());
 
   launch.jail.pid_namespace = false;

@@ -5,7 +5,9 @@ thread of this test, on a real sealed memfd of the channel's layout, so that eve
 and every byte the worker could write is chosen here (the real worker's end is tested with
 ffiboxd in test_same_host.py).
 """
+import ctypes
 import fcntl
+import mmap
 import os
 import struct
 import threading
@@ -21,7 +23,8 @@ RING = lc._MIN_RING  # 4 KiB: a few frames reach its end
 
 
 class WorkerEnd:
-    """The worker's end of a channel made here: reads ring 0, writes ring 1."""
+    """The worker's end of a channel made here: reads ring 0, writes ring 1. Its positions
+    are read and written whole (8-byte words of its own mapping), as the worker's are."""
 
     def __init__(self):
         fd = os.memfd_create("ffibox-test-channel", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -30,17 +33,18 @@ class WorkerEnd:
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
                     fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
         self.client = lc.LocalChannel(pb.LocalChannelOpened(generation=1), fd=os.dup(fd))
-        self.memory = open(fd, "r+b", buffering=0)  # the worker's own view of the file
+        self.memory = mmap.mmap(fd, lc._CONTROL_BYTES + 2 * RING)
+        os.close(fd)
+
+        def word(ring, offset, kind=ctypes.c_uint64):
+            return kind.from_buffer(self.memory, lc._RING_LINES + ring * lc._RING_STRIDE + offset)
+
+        self.request_head, self.request_tail = word(0, lc._HEAD), word(0, lc._TAIL)
+        self.answer_head = word(1, lc._HEAD)
+        self.answer_closed = word(1, lc._PRODUCER_CLOSED, ctypes.c_uint32)
         self.read = 0     # bytes taken from ring 0
         self.written = 0  # bytes put in ring 1
         self.requests = []  # the requests answered, as taken from ring 0
-
-    def _word(self, ring, offset, value=None):
-        at = lc._RING_LINES + ring * lc._RING_STRIDE + offset
-        if value is None:
-            return struct.unpack("<Q", os.pread(self.memory.fileno(), 8, at))[0]
-        os.pwrite(self.memory.fileno(), struct.pack("<Q", value), at)
-        return value
 
     def take_request(self, timeout=5.0, tell=True):
         """The next frame the client wrote in ring 0 (wrapped or not), its payload. Without
@@ -49,17 +53,18 @@ class WorkerEnd:
         deadline = time.monotonic() + timeout
         data = b""
         while True:
-            head = self._word(0, lc._HEAD)
+            head = self.request_head.value
             while self.read < head:
                 offset = self.read % RING
                 take = min(head - self.read, RING - offset)
-                data += os.pread(self.memory.fileno(), take, lc._CONTROL_BYTES + offset)
+                at = lc._CONTROL_BYTES + offset
+                data += self.memory[at:at + take]
                 self.read += take
             if len(data) >= 4 and len(data) >= 4 + struct.unpack_from("<I", data)[0]:
                 if tell:
-                    self._word(0, lc._TAIL, self.read)
+                    self.request_tail.value = self.read
                 return data[4:]
-            self._word(0, lc._TAIL, self.read)
+            self.request_tail.value = self.read
             assert time.monotonic() < deadline, "no request from the client"
             time.sleep(0.001)
 
@@ -69,14 +74,15 @@ class WorkerEnd:
         while data:
             offset = self.written % RING
             piece = data[:RING - offset]
-            os.pwrite(self.memory.fileno(), piece, lc._CONTROL_BYTES + RING + offset)
+            at = lc._CONTROL_BYTES + RING + offset
+            self.memory[at:at + len(piece)] = piece
             self.written += len(piece)
             data = data[len(piece):]
         if publish:
             self.publish()
 
     def publish(self, head=None):
-        self._word(1, lc._HEAD, self.written if head is None else head)
+        self.answer_head.value = self.written if head is None else head
         if self.client._in_waiting.value:
             lc.LocalChannel._wake(self.client._in_waiting)
 
@@ -92,6 +98,7 @@ class WorkerEnd:
 
     def close(self):
         self.client.close()
+        del self.request_head, self.request_tail, self.answer_head, self.answer_closed
         self.memory.close()
 
 
@@ -114,9 +121,9 @@ def exchange(worker, request, answer, **how):
 
 @pytest.mark.parametrize("tell_every", [1, 3])
 def test_frames_both_ways_whole_and_across_the_rings_end(worker, tell_every):
-    # Sizes that are no divisor of the ring: frames start at every kind of offset, and some
-    # of them (requests and answers alike) wrap its end, also while the client knows of
-    # less room than there is (the worker publishes its read position late).
+    # Sizes that are no divisor of the ring: frames start at many offsets, and some of them
+    # (requests and answers alike) wrap its end, also while the client knows of less room
+    # than there is (the worker publishes its read position late).
     for i in range(60):
         request = bytes([i]) * (97 + 13 * i % 1500)
         answer = bytes([255 - i]) * (61 + 29 * i % 1700)
@@ -130,6 +137,31 @@ def test_an_answer_that_arrives_in_parts_is_read_whole(worker):
     answer = bytes(range(256)) * 3
     for pieces in (2, 3, 7):
         assert exchange(worker, b"request", answer, pieces=pieces, pause=0.01) == answer
+
+
+def test_a_length_split_by_the_rings_end_and_a_frame_that_ends_there(worker):
+    # Both ways: the first frame ends 2 bytes before the ring's end, so the second one's
+    # length is split by it; the third ends exactly at the end, the fourth starts at 0.
+    for payload in (RING - 6, 100, RING - 106, 50):
+        request, answer = b"q" * payload, bytes(range(256)) * (payload // 256) + b"a" * (
+            payload % 256)
+        assert exchange(worker, request, answer) == answer
+        assert worker.requests[-1] == request
+    assert worker.written == worker.read == 2 * RING + 54
+
+
+def test_a_write_position_that_moves_back_ends_the_channel_at_once(worker):
+    # An answer and three bytes more, which the client sees; then the position goes back.
+    thread = threading.Thread(target=lambda: (worker.take_request(),
+                                              worker.put(struct.pack("<I", 2) + b"ok" + b"xyz")))
+    thread.start()
+    assert worker.client.transfer(b"request", time.monotonic() + 5) == b"ok"
+    thread.join()
+    worker.publish(head=worker.written - 3)  # before the client's next look
+    started = time.monotonic()
+    error = failed_transfer(worker, lambda: None)
+    assert error.code == "INTERNAL" and "impossible" in str(error), error
+    assert time.monotonic() - started < 2
 
 
 def test_an_empty_answer_and_the_smallest_request(worker):
@@ -185,9 +217,8 @@ def test_no_answer_is_a_deadline_and_so_is_a_stalled_one(worker):
 
 def test_a_worker_that_closes_its_end_before_answering(worker):
     def close_without_answer():
-        at = lc._RING_LINES + 1 * lc._RING_STRIDE + lc._PRODUCER_CLOSED
-        os.pwrite(worker.memory.fileno(), struct.pack("<I", 1), at)
-        worker.publish(head=worker.written)
+        worker.answer_closed.value = 1
+        worker.publish()
 
     error = failed_transfer(worker, close_without_answer)
     assert error.code == "UNAVAILABLE", error

@@ -333,7 +333,7 @@ class LocalChannel:
         that many bytes, taken as they become available."""
         ring, m = self._ring, self._map_bytes
         tail = self._tail
-        if self._peer_head.value == tail and not self._closed:
+        if self._checked_peer_head() == tail and not self._closed:
             self._wait(self._in_waiting,
                        lambda: (self._peer_head.value != tail or
                                 self._peer_writer_closed.value != 0),

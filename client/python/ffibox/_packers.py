@@ -49,9 +49,9 @@ class Done:
 
 
 def _varint(number: int) -> bytes:
-    if number < 0x80:
+    if 0 <= number < 0x80:
         return _SMALL[number]
-    if number < 0x4000:
+    if 0 <= number < 0x4000:
         return bytes((number & 0x7F | 0x80, number >> 7))
     out = bytearray()
     while number > 0x7F:
