@@ -138,6 +138,64 @@ def test_an_id_used_again_names_what_its_latest_accepted_request_made(session, p
     assert three.call.result.int_value == 3
 
 
+def test_requests_inside_an_invocation_are_pipelined_by_id(session, pb):
+    # While native code waits in a callback, the client loads a library, resolves cos and
+    # calls it, written before any answer is read, each naming the request before it; the
+    # second invocation calls that function again by the resolve's id.
+    loaded = session.send(load_library=pb.LoadLibrary(path=TEST_LIB))
+    assert not loaded.HasField("error"), loaded.error
+    int_of_int = pb.Signature(result=scalar(pb, "INT"), params=[scalar(pb, "INT")])
+    twice = session.send(resolve_function=pb.ResolveFunction(
+        library=loaded.library.library, symbol="call_twice_nested",
+        signature=pb.Signature(result=scalar(pb, "INT"),
+                               params=[pb.Type(function=int_of_int), scalar(pb, "INT")])))
+    assert not twice.HasField("error"), twice.error
+    defined = session.send(define_callback=pb.DefineCallback(signature=int_of_int))
+    assert not defined.HasField("error"), defined.error
+
+    def put(**op):
+        request = pb.Request(id=session.next_id, **op)
+        session.next_id += 1
+        session.requests.put(request)
+        return request.id
+
+    def read():
+        response = next(session.responses)
+        assert not response.HasField("error"), response
+        return response
+
+    outer = put(call=pb.Call(function=twice.function.function, args=[
+        pb.Value(pointer=pb.PointerValue(callback=defined.callback.callback)),
+        pb.Value(int_value=5)]))
+    invoke = read().callback_invoke
+    assert invoke.args[0].int_value == 5
+    load_id = put(invocation=invoke.invocation, load_library=pb.LoadLibrary(path="libm.so.6"))
+    resolve_id = put(invocation=invoke.invocation, resolve_function=pb.ResolveFunction(
+        library_request=load_id, symbol="cos", signature=cos_signature(pb)))
+    call_id = put(invocation=invoke.invocation, call=pb.Call(
+        function_request=resolve_id, args=[pb.Value(float_value=0.5)]))
+    answers = {}
+    while len(answers) < 3:
+        answer = read()
+        answers[answer.id] = answer
+    assert answers[load_id].HasField("library") and answers[resolve_id].HasField("function")
+    assert answers[call_id].call.result.float_value == math.cos(0.5)
+    put(callback_return=pb.CallbackReturn(invocation=invoke.invocation,
+                                          result=pb.Value(int_value=6)))
+    assert read().HasField("done")
+    # h(h(5)): the second invocation gets what the first returned.
+    invoke = read().callback_invoke
+    assert invoke.args[0].int_value == 6
+    call_id = put(invocation=invoke.invocation, call=pb.Call(
+        function_request=resolve_id, args=[pb.Value(float_value=1.0)]))
+    assert read().call.result.float_value == math.cos(1.0)
+    put(callback_return=pb.CallbackReturn(invocation=invoke.invocation,
+                                          result=pb.Value(int_value=7)))
+    assert read().HasField("done")
+    answer = read()
+    assert answer.id == outer and answer.call.result.int_value == 7
+
+
 def test_a_function_named_by_its_request_survives_a_restart(session, pb):
     first = session.next_id
     _, answers = session.pipeline(
