@@ -235,8 +235,7 @@ class LocalChannel:
         """After publishing a position: wakes the worker if it announced a sleep on `word`.
         The fence orders the publication before the look, as the worker orders its
         announcement before its look at the position, so one of the two sees the other's."""
-        _fence_lock.acquire()  # _fence, inline: this is on every call's path
-        _fence_lock.release()
+        _fence()
         if word.value:
             cls._wake(word)
 
@@ -290,36 +289,27 @@ class LocalChannel:
     # -- bytes -----------------------------------------------------------------------------
 
     def _write(self, data: bytes, deadline: float) -> None:
-        ring, m = self._ring, self._map_bytes
-        head, size = self._head, len(data)
-        offset = head & (ring - 1)
-        # Most frames: room for all of it by the worker's last checked read position, and no
-        # wrap. Written in one piece.
-        if (offset + size <= ring and size <= ring - (head - self._seen_tail) and
-                not self._closed and not self._peer_reader_closed.value):
-            at = self._out_data + offset
-            m[at:at + size] = data
-            self._head = head + size
-            self._out_head.value = head + size
-            self._wake_if_asleep(self._peer_reader_waiting)
-            return
-        done = 0
-        while done < len(data):
+        ring, m, at = self._ring, self._map_bytes, self._out_data
+        done, total = 0, len(data)
+        while done < total:
             if self._closed:
                 raise _unavailable("closed")
             if self._peer_reader_closed.value:
                 raise _unavailable("the worker's end is closed")
-            room = ring - (self._head - self._checked_peer_tail())
+            # The worker's last checked read position mostly leaves room enough (a frame then
+            # goes in one piece); its position is read and checked again when it does not.
+            room = ring - (self._head - self._seen_tail)
+            if room < total - done:
+                room = ring - (self._head - self._checked_peer_tail())
             if room == 0:
                 self._wait(self._out_waiting,
                            lambda: (self._peer_tail.value != self._seen_tail or
                                     self._peer_reader_closed.value != 0),
                            deadline)
                 continue
-            size = min(room, len(data) - done)
+            size = min(room, total - done)
             offset = self._head & (ring - 1)
             first = min(size, ring - offset)
-            at = self._out_data
             m[at + offset:at + offset + first] = data[done:done + first]
             if size > first:
                 m[at:at + size - first] = data[done + first:done + size]
@@ -331,26 +321,7 @@ class LocalChannel:
     def _read_frame(self, deadline: float, max_bytes: int) -> bytes:
         """One frame's payload: a 4-byte little-endian length (at most `max_bytes`), then
         that many bytes, taken as they become available."""
-        ring, m = self._ring, self._map_bytes
-        tail = self._tail
-        if self._checked_peer_head() == tail and not self._closed:
-            self._wait(self._in_waiting,
-                       lambda: (self._peer_head.value != tail or
-                                self._peer_writer_closed.value != 0),
-                       deadline)
-        # Most answers: whole by the time anything of them is seen, and not wrapped. Taken
-        # in one piece; anything else is read below.
-        offset = tail & (ring - 1)
-        if offset + 4 <= ring and self._checked_peer_head() - tail >= 4:
-            at = self._in_data + offset
-            length, = _LENGTH.unpack_from(m, at)
-            end = tail + 4 + length
-            if length <= max_bytes and offset + 4 + length <= ring and self._seen_head >= end:
-                payload = m[at + 4:at + 4 + length]
-                self._tail = end
-                self._in_tail.value = end
-                self._wake_if_asleep(self._peer_writer_waiting)
-                return payload
+        ring, m, at = self._ring, self._map_bytes, self._in_data
         received = bytearray()
         wanted = 4
         while len(received) < wanted:
@@ -372,12 +343,21 @@ class LocalChannel:
                     raise
                 continue
             offset = self._tail & (ring - 1)
-            at = self._in_data
             if not received and available >= 4:
                 # The length first, so that a frame already whole is taken in one piece.
-                first = min(4, ring - offset)
-                header = m[at + offset:at + offset + first] + m[at:at + 4 - first]
-                wanted = 4 + self._frame_length(header, max_bytes)
+                if offset + 4 <= ring:
+                    wanted = 4 + self._frame_length(m, max_bytes, at + offset)
+                else:
+                    first = ring - offset
+                    header = m[at + offset:at + ring] + m[at:at + 4 - first]
+                    wanted = 4 + self._frame_length(header, max_bytes)
+                if available >= wanted and offset + wanted <= ring:
+                    # Whole and not wrapped (most answers): one copy, straight from the ring.
+                    payload = m[at + offset + 4:at + offset + wanted]
+                    self._tail += wanted
+                    self._in_tail.value = self._tail
+                    self._wake_if_asleep(self._peer_writer_waiting)
+                    return payload
             take = min(available, wanted - len(received))
             first = min(take, ring - offset)
             received += m[at + offset:at + offset + first]
@@ -391,8 +371,9 @@ class LocalChannel:
         del received[:4]  # in place: the answer is copied once, below
         return bytes(received)
 
-    def _frame_length(self, header, max_bytes: int) -> int:
-        length, = _LENGTH.unpack_from(header, 0)
+    def _frame_length(self, header, max_bytes: int, at: int = 0) -> int:
+        """The length at `at` of `header` (bytes, or the mapping itself), checked."""
+        length, = _LENGTH.unpack_from(header, at)
         if length > max_bytes:
             self._break("an answer of %d bytes, more than the call can return" % length)
         return length
