@@ -2,8 +2,8 @@
 # Installs the Debian 12 packages ffibox builds and tests with. Idempotent and quick when
 # everything is present: apt is only touched when a package is missing.
 #   --plots        also what bench/plot.py draws with (python3-matplotlib and its
-#                  dependencies: bench/run.sh --plots asks for it, so the test suite's install
-#                  stays small)
+#                  dependencies: bench/run.sh --plots and the test suite, which draws the plots,
+#                  ask for it; serving does not need it)
 #   --server-only  only what building ffiboxd and ffibox-worker needs, no Node (the image
 #                  build in deploy/Containerfile)
 set -euo pipefail
@@ -49,6 +49,7 @@ PACKAGES=(
   python3-magic            # real ctypes bindings run unmodified through the swap
   python3-libarchive-c     # (tests/python/test_debian_bindings.py)
   procps
+  systemd                  # systemd-analyze verifies the installed unit (tests/python/test_install.py)
   uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids
 )
 

@@ -8,7 +8,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS=0
-./scripts/install-deps.sh || exit 1
+# --plots: tests/python/test_bench_summary.py draws bench/plot.py's plots.
+./scripts/install-deps.sh --plots || exit 1
 
 passed=0
 failed=0

@@ -2,6 +2,7 @@
 the Python benchmarks' (a real bench/ctypes_bench.py run here), prints every benchmark that
 results are compared by (missing or failed ones say so), and the targets; bench/plot.py
 draws from the merged file."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -144,7 +145,9 @@ def test_the_merged_report_holds_every_median_in_one_google_benchmark_file(repor
 
 
 def test_plots_are_drawn_from_the_merged_report(reports, tmp_path):
-    pytest.importorskip("matplotlib")
+    # Not skipped without it: scripts/test.sh installs it (install-deps.sh --plots).
+    assert importlib.util.find_spec("matplotlib") is not None, (
+        "python3-matplotlib is missing: ./scripts/install-deps.sh --plots")
     merged = tmp_path / "merged.json"
     summarize(reports, merged)
     subprocess.run([sys.executable, os.path.join(BENCH, "plot.py"), str(merged), "--out-dir",

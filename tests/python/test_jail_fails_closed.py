@@ -56,7 +56,7 @@ def require_root() -> None:
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.skip("%s (util-linux) is not installed on this host" % name)
+        pytest.fail("%s (util-linux, Essential in Debian) is not installed on this host" % name)
     return path
 
 

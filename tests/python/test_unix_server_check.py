@@ -1,6 +1,6 @@
 """Whom the Python client agrees to talk to on a unix socket: only this user or root. Real
 directories, real sockets and real listening processes (unix_squatter.py), some of them run
-as nobody; those tests need root and are skipped without it."""
+as nobody; those tests need root and fail without it."""
 import os
 import select
 import shutil
@@ -16,7 +16,14 @@ from ffibox._unix_server_check import check_unix_server
 
 NOBODY = 65534
 SQUATTER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unix_squatter.py")
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+
+
+@pytest.fixture
+def as_root() -> None:
+    # Failed, not skipped, as another user: scripts/test.sh runs as root, as these tests must
+    # to act as another user.
+    if os.geteuid() != 0:
+        pytest.fail("needs root to act as another user")
 
 
 class Squatter:
@@ -91,7 +98,7 @@ def squatters():
         squatter.stop()
 
 
-@needs_root
+@pytest.mark.usefixtures("as_root")
 def test_connect_refuses_a_squatter_owning_the_directory_before_sending_anything(
         directory, squatters):
     os.chown(directory, NOBODY, NOBODY)
@@ -109,7 +116,7 @@ def test_connect_refuses_a_squatter_owning_the_directory_before_sending_anything
     assert "received" not in squatter.report()
 
 
-@needs_root
+@pytest.mark.usefixtures("as_root")
 def test_the_default_address_refuses_a_squatter_instead_of_starting_a_private_server(
         directory, squatters, monkeypatch):
     os.chown(directory, NOBODY, NOBODY)
@@ -122,7 +129,7 @@ def test_the_default_address_refuses_a_squatter_instead_of_starting_a_private_se
     assert "received" not in squatter.report()
 
 
-@needs_root
+@pytest.mark.usefixtures("as_root")
 def test_connect_refuses_a_listener_running_as_another_user(directory, squatters):
     socket_path = os.path.join(directory, "ffiboxd.sock")
     squatter = squatters(socket_path, uid=NOBODY, bind_first=True)
@@ -135,7 +142,7 @@ def test_connect_refuses_a_listener_running_as_another_user(directory, squatters
     assert "received" not in squatter.report()
 
 
-@needs_root
+@pytest.mark.usefixtures("as_root")
 def test_connect_refuses_a_socket_owned_by_another_user(directory, squatters):
     socket_path = os.path.join(directory, "ffiboxd.sock")
     squatters(socket_path)
