@@ -11,7 +11,10 @@
 // `memset(buf, 1, N)` on an INOUT buffer of N bytes (the request carries the block, the
 // response carries it back): gRPC's own throughput beside BM_FfiboxCallBuffer and
 // BM_FfiboxBulkInout. Both report the serialized sizes as counters (request_bytes,
-// response_bytes).
+// response_bytes). BM_BareGrpcSessionStart and BM_BareGrpcSessionStartPipelined are the
+// floors of BM_SessionStartWithPool and BM_SessionStartPipelined: a new stream and the four
+// round trips of a session's start (open, load, resolve, call), sequential or with the last
+// three written back to back.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,6 +25,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "bench/bench_fixtures.h"
 #include "bench/echo_session_server.h"
 #include "bench/recording_session_proxy.h"
@@ -157,6 +162,76 @@ BENCHMARK(BM_BareGrpcBulk)
       for (int64_t size : kBulkSizes) benchmark->Arg(size);
     })
     ->UseRealTime();
+
+// A session's start without ffibox: on a channel made once (as a client connects once), a new
+// stream, a round trip standing for the open, then three for the load, the resolve and the
+// call, one after another or (`pipelined`) written back to back and read after. The close and
+// a pause of 20 ms between starts are not timed, as in SessionStart (call_bench.cc): between
+// starts the server's threads go idle as ffiboxd's do.
+void BareSessionStarts(benchmark::State& state, bool pipelined) {
+  DropFixtures();
+  absl::StatusOr<std::unique_ptr<EchoSessionServer>> echo = EchoSessionServer::Start();
+  if (!echo.ok()) {
+    state.SkipWithError(echo.status().ToString().c_str());
+    return;
+  }
+  grpc::ChannelArguments arguments;  // as Client::Connect makes its channel
+  arguments.SetMaxReceiveMessageSize(-1);
+  std::unique_ptr<v1::Ffibox::Stub> stub = v1::Ffibox::NewStub(
+      grpc::CreateCustomChannel((*echo)->address(), grpc::InsecureChannelCredentials(), arguments));
+  v1::Request request;
+  request.mutable_ping();
+  v1::Response response;
+  uint64_t id = 0;
+  // Writes `count` requests, then reads as many answers; false if the stream broke or an
+  // answer is not the next one.
+  auto round_trips = [&](grpc::ClientReaderWriter<v1::Request, v1::Response>* stream, int count) {
+    const uint64_t first = id + 1;
+    for (int i = 0; i < count; ++i) {
+      request.set_id(++id);
+      if (!stream->Write(request)) return false;
+    }
+    for (uint64_t expected = first; expected <= id; ++expected) {
+      if (!stream->Read(&response) || response.id() != expected) return false;
+    }
+    return true;
+  };
+  for (auto _ : state) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    std::unique_ptr<grpc::ClientReaderWriter<v1::Request, v1::Response>> stream =
+        stub->Session(context.get());
+    bool answered = round_trips(stream.get(), 1);
+    if (pipelined) {
+      answered = answered && round_trips(stream.get(), 3);
+    } else {
+      for (int i = 0; i < 3 && answered; ++i) answered = round_trips(stream.get(), 1);
+    }
+    state.PauseTiming();
+    stream->WritesDone();
+    while (stream->Read(&response)) {
+    }
+    const grpc::Status finished = stream->Finish();
+    stream.reset();
+    context.reset();
+    if (!answered || !finished.ok()) {
+      state.SkipWithError("echo stream broke");
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+    state.ResumeTiming();
+  }
+}
+
+// The floors of BM_SessionStartWithPool and BM_SessionStartPipelined. A fixed count of starts:
+// the untimed pauses would make Google Benchmark's own choice (by timed time) take minutes.
+void BM_BareGrpcSessionStart(benchmark::State& state) { BareSessionStarts(state, false); }
+BENCHMARK(BM_BareGrpcSessionStart)->UseRealTime()->Unit(benchmark::kMicrosecond)->Iterations(150);
+
+void BM_BareGrpcSessionStartPipelined(benchmark::State& state) { BareSessionStarts(state, true); }
+BENCHMARK(BM_BareGrpcSessionStartPipelined)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->Iterations(150);
 
 }  // namespace
 }  // namespace bench

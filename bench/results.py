@@ -5,6 +5,7 @@ the `/real_time` suffix (`BM_FfiboxCallBuffer/4096`). Its median is the report's
 aggregate when there is one, else the median of its repetitions; times are in ns.
 """
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
@@ -35,8 +36,10 @@ class Result:
 
 
 def benchmark_name(entry: Dict) -> str:
-    """The run name of a report entry, without Google Benchmark's `/real_time` suffix."""
-    return entry.get("run_name", entry["name"]).replace("/real_time", "")
+    """The run name of a report entry, without the parts Google Benchmark adds for how it ran
+    (`/real_time`, `/iterations:N`, `/min_time:S`)."""
+    return re.sub(r"/(real_time|iterations:\d+|min_time:[0-9.]+)(?=/|$)", "",
+                  entry.get("run_name", entry["name"]))
 
 
 def _counters(entry: Dict) -> Dict[str, float]:

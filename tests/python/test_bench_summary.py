@@ -39,6 +39,8 @@ def reports(tmp_path):
                       request_bytes=14, response_bytes=10) +
                   run("BM_FfiboxCallAdd", [150_000, 140_000, 160_000]) +
                   run("BM_SessionStartWithPool", [1.5, 1.8, 1.6], unit="ms") +
+                  # A fixed iteration count is part of Google Benchmark's name.
+                  run("BM_BareGrpcSessionStart/iterations:150", [0.8, 0.9, 0.85], unit="ms") +
                   run("BM_CrashToNextCall", [30, 31, 29], unit="ms", crash_ms=5,
                       next_call_ms=25) +
                   run("BM_FfiboxBulkInout/67108864", [2000, 2100, 1900], unit="ms",
@@ -100,7 +102,7 @@ def test_targets_say_met_or_by_how_much_they_are_missed(reports, tmp_path):
     targets = output[output.index("== targets"):]
     # add 150 us against bare gRPC 100 us: 1.5x, 0.25x over the 1.25x target (20 %).
     assert "MISSED by 0.25 x (20 % over the 1.25 x target)" in targets
-    assert "met (1.6 ms <= 2 ms)" in targets
+    assert "met (1.6 ms <= 2 ms); bare gRPC's own start 0.85 ms" in targets
     assert any(line.startswith("the same, load/resolve/call pipelined") and
                line.endswith("missing") for line in targets.splitlines())
     assert "MISSED by 10 ms (50 % over the 20 ms target)" in targets
