@@ -23,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "client/cpp/ffibox_client.h"
 #include "client/cpp/internal/local_path.h"
+#include "core/bulk_copy.h"
 #include "core/descriptor_passing.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
@@ -102,9 +103,10 @@ TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {
 }
 
 // Large blocks travel in the channel's shared area, not in frames: with requests capped at
-// 1 MiB, a call with 6 MiB of buffers in each direction is refused over gRPC and runs on the
+// 1 MiB, a call with 10 MiB of buffers in each direction is refused over gRPC and runs on the
 // channel, its bytes exact both ways, IN, OUT and INOUT alike, next to small blocks that stay
-// in the frame.
+// in the frame. (10 MiB: at least kBulkCopyMinBytes, so the client copies them in and out
+// around the caches, in two halves.)
 TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
                        TestServer::Start({"--pool_size=1", "--max_message_bytes=1048576"}));
@@ -116,7 +118,8 @@ TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
   ASSERT_OK_AND_ASSIGN(auto memcpy_fn,
                        (libc.Function<void*(Buffer&, const Buffer&, size_t)>("memcpy")));
   ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
-  const size_t size = size_t{6} << 20;
+  const size_t size = size_t{10} << 20;
+  ASSERT_GE(size, kBulkCopyMinBytes);
   std::string pattern(size, '\0');
   for (size_t i = 0; i < size; ++i) pattern[i] = static_cast<char>(i * 7 + i / 4093);
   Buffer in = Buffer::In(pattern);

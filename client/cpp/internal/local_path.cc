@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
+#include "core/bulk_copy.h"
 #include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/descriptor_passing.h"
@@ -144,7 +145,7 @@ absl::Status LocalPath::Share(v1::Call* call, BorrowedBlocks borrowed,
       const absl::string_view data =
           lent != nullptr && block->data().empty() ? lent->bytes : absl::string_view(block->data());
       const size_t copied = std::min<size_t>(data.size(), size);
-      memcpy(at, data.data(), copied);
+      CopyBulk(at, data.data(), copied);
       memset(at + copied, 0, size - copied);
       shared_bytes_moved_ += size;
     }
@@ -229,7 +230,9 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedB
       const uint64_t size = request->call().blocks(placed.index).size();
       const BorrowedBlock* lent = BorrowedOf(borrowed, placed.index);
       if (lent != nullptr && lent->into != nullptr) {
-        lent->into->assign(area->data() + placed.offset, size);
+        // A buffer of the block's size (an INOUT one) is written in place.
+        if (lent->into->size() != size) lent->into->resize(size);
+        CopyBulk(lent->into->data(), area->data() + placed.offset, size);
       } else {
         placed.data.assign(area->data() + placed.offset, size);
         contents.mutable_data()->swap(placed.data);
