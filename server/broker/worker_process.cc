@@ -100,31 +100,83 @@ absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
 
 }  // namespace
 
+namespace {
+
+// Whether the file or directory of status `st` could have been written by no one but root and
+// this process's user: owned by one of them, writable by neither group nor others.
+bool OnlyRootOrUsCouldWrite(const struct stat& st) {
+  return (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+absl::Status OpenFailure(const std::string& path, int error) {
+  std::string message = absl::StrCat("cannot open ", path, ": ", strerror(error));
+  if (error == EMFILE || error == ENFILE) return absl::ResourceExhaustedError(message);
+  return absl::FailedPreconditionError(message);
+}
+
+// Why the executable `fd` (at `path`) may not be run now, or "": it runs before the jail is
+// whole (ffibox-init with the jail's privileges; the worker before its own seccomp filter),
+// so only a regular file that no one but root or this user could have written is.
+std::string WhyNotRunnable(int fd, const std::string& path) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !OnlyRootOrUsCouldWrite(st)) {
+    return absl::StrCat(path,
+                        ": not a regular file owned by root or this user and writable by no "
+                        "one else");
+  }
+  if ((st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)) == 0) {
+    return absl::StrCat(path, ": not executable");
+  }
+  return "";
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open(
     const std::string& worker_path) {
-  if (access(worker_path.c_str(), X_OK) != 0) {
+  // The directory first, then both files in it by name: each is looked up once.
+  const size_t slash = worker_path.rfind('/');
+  const std::string directory =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : worker_path.substr(0, slash));
+  const std::string worker_name =
+      slash == std::string::npos ? worker_path : worker_path.substr(slash + 1);
+  const int directory_fd = open(directory.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (directory_fd < 0) return OpenFailure(directory, errno);
+  absl::Cleanup close_directory = [directory_fd] { close(directory_fd); };
+  // Whoever may write the directory may put other files under these names before ffiboxd
+  // opens them.
+  struct stat directory_stat;
+  if (fstat(directory_fd, &directory_stat) != 0 || !OnlyRootOrUsCouldWrite(directory_stat)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("worker binary ", worker_path, " is not executable: ", strerror(errno)));
+        absl::StrCat("the directory of the worker binaries, ", directory,
+                     ", is not owned by root or this user or is writable by others"));
   }
-  const int worker_fd = open(worker_path.c_str(), O_PATH | O_CLOEXEC);
-  if (worker_fd < 0) {
-    std::string message = absl::StrCat("cannot open ", worker_path, ": ", strerror(errno));
-    if (errno == EMFILE || errno == ENFILE) return absl::ResourceExhaustedError(message);
-    return absl::FailedPreconditionError(message);
+  const int worker_fd = openat(directory_fd, worker_name.c_str(), O_PATH | O_CLOEXEC);
+  if (worker_fd < 0) return OpenFailure(worker_path, errno);
+  const std::string unrunnable = WhyNotRunnable(worker_fd, worker_path);
+  if (!unrunnable.empty()) {
+    close(worker_fd);
+    return absl::FailedPreconditionError(absl::StrCat("worker binary ", unrunnable));
   }
   // The pid namespace's init, beside the worker binary (needed only with that layer).
-  const std::string init_path =
-      absl::StrCat(worker_path.substr(0, worker_path.rfind('/') + 1), "ffibox-init");
-  const int init_fd = open(init_path.c_str(), O_PATH | O_CLOEXEC);
+  const std::string init_path = absl::StrCat(
+      worker_path.substr(0, slash == std::string::npos ? 0 : slash + 1), "ffibox-init");
+  const int init_fd = openat(directory_fd, "ffibox-init", O_PATH | O_CLOEXEC);
   const int init_error = errno;
   if (init_fd < 0 && (init_error == EMFILE || init_error == ENFILE)) {
     close(worker_fd);
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot open ", init_path, ": ", strerror(init_error)));
+    return OpenFailure(init_path, init_error);
   }
   return std::shared_ptr<const WorkerExecutables>(new WorkerExecutables(
-      worker_fd, init_fd, init_path,
+      worker_fd, worker_path, init_fd, init_path,
       init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(init_error)) : ""));
+}
+
+int WorkerExecutables::worker_fd(std::string* unavailable) const {
+  // Looked at before each launch: the file stays the one opened, but its owner and mode may
+  // change.
+  *unavailable = WhyNotRunnable(worker_fd_, worker_path_);
+  return unavailable->empty() ? worker_fd_ : -1;
 }
 
 int WorkerExecutables::init_fd(std::string* unavailable) const {
@@ -132,19 +184,8 @@ int WorkerExecutables::init_fd(std::string* unavailable) const {
     *unavailable = init_unavailable_;
     return -1;
   }
-  // It runs with the jail's privileges before any is dropped: only a file that no one but
-  // root or the broker's own user could have written is used. Looked at before each launch:
-  // the file stays the one opened, but its owner and mode may change.
-  struct stat init_stat;
-  if (fstat(init_fd_, &init_stat) != 0 || !S_ISREG(init_stat.st_mode) ||
-      (init_stat.st_uid != 0 && init_stat.st_uid != geteuid()) ||
-      (init_stat.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    *unavailable = absl::StrCat(init_path_,
-                                ": not a regular file owned by root or this user and "
-                                "writable by no one else");
-    return -1;
-  }
-  return init_fd_;
+  *unavailable = WhyNotRunnable(init_fd_, init_path_);
+  return unavailable->empty() ? init_fd_ : -1;
 }
 
 WorkerExecutables::~WorkerExecutables() {
@@ -216,7 +257,11 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
   argv.push_back(nullptr);
 
   WorkerSpawnRequest request;
-  request.executable_fd = executables->worker_fd();
+  std::string worker_unavailable;
+  request.executable_fd = executables->worker_fd(&worker_unavailable);
+  if (request.executable_fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat("worker binary ", worker_unavailable));
+  }
   request.argv = argv.data();
   request.stdin_fd = fds.null;
   request.stdout_fd = fds.out[1];

@@ -41,9 +41,11 @@ namespace ffibox {
 // removal of its installation never leaves it starting workers of another build, or none.
 class WorkerExecutables {
  public:
-  // Opens `worker_path`, which must be executable, and the ffibox-init beside it (needed
-  // only with the pid namespace layer: when it is missing, why is kept for that layer's
-  // error). FAILED_PRECONDITION for a worker binary that cannot be executed or opened;
+  // Opens `worker_path` and the ffibox-init beside it (needed only with the pid namespace
+  // layer: when it is missing, why is kept for that layer's error). Both run before the
+  // jail is whole, so the directory and the worker binary must be owned by root or this
+  // process's user and writable by neither group nor others, and the worker binary
+  // executable. FAILED_PRECONDITION when they are not or the worker binary cannot be opened;
   // RESOURCE_EXHAUSTED when out of descriptors.
   static absl::StatusOr<std::shared_ptr<const WorkerExecutables>> Open(
       const std::string& worker_path);
@@ -52,20 +54,26 @@ class WorkerExecutables {
   WorkerExecutables& operator=(const WorkerExecutables&) = delete;
   ~WorkerExecutables();
 
-  int worker_fd() const { return worker_fd_; }
+  // The worker binary, or -1 when it could have been written by anyone but root or this user
+  // now, or is not executable (its owner and mode are looked at on each call); `unavailable`
+  // then says why.
+  int worker_fd(std::string* unavailable) const;
   // ffibox-init, when it may be used now: it is missing, or could have been written by
-  // anyone but root or this user (its owner and mode are looked at on each call), gives -1
-  // and `unavailable` says why.
+  // anyone but root or this user (looked at on each call), gives -1 and `unavailable` says
+  // why.
   int init_fd(std::string* unavailable) const;
 
  private:
-  WorkerExecutables(int worker_fd, int init_fd, std::string init_path, std::string init_unavailable)
+  WorkerExecutables(int worker_fd, std::string worker_path, int init_fd, std::string init_path,
+                    std::string init_unavailable)
       : worker_fd_(worker_fd),
+        worker_path_(std::move(worker_path)),
         init_fd_(init_fd),
         init_path_(std::move(init_path)),
         init_unavailable_(std::move(init_unavailable)) {}
 
   const int worker_fd_;
+  const std::string worker_path_;
   const int init_fd_;  // -1 when it could not be opened
   const std::string init_path_;
   const std::string init_unavailable_;

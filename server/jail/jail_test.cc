@@ -383,6 +383,16 @@ TEST(Jail, WithoutFfiboxInitBesideTheWorkerAWorkerWithAPidNamespaceIsNotStarted)
   EXPECT_NE(worker.status().message().find("writable by no one else"), std::string::npos)
       << worker.status();
   ASSERT_EQ(chmod(init.c_str(), 0755), 0);
+  // So is the worker binary's: it runs before its own seccomp filter.
+  ASSERT_EQ(chmod(copy.c_str(), 0775), 0);
+  worker = WorkerProcess::Start(launch);
+  ASSERT_FALSE(worker.ok());
+  EXPECT_EQ(worker.status().code(), absl::StatusCode::kFailedPrecondition) << worker.status();
+  EXPECT_NE(worker.status().message().find(copy + ": not a regular file owned by root or this "
+                                                  "user and writable by no one else"),
+            std::string::npos)
+      << worker.status();
+  ASSERT_EQ(chmod(copy.c_str(), 0755), 0);
   ASSERT_EQ(rename(init.c_str(), (init + ".moved").c_str()), 0);
   ASSERT_EQ(unlink(copy.c_str()), 0);
   worker = WorkerProcess::Start(launch);
@@ -399,6 +409,52 @@ TEST(Jail, WithoutFfiboxInitBesideTheWorkerAWorkerWithAPidNamespaceIsNotStarted)
   worker = WorkerProcess::Start(launch);
   ASSERT_OK(worker);
   EXPECT_EQ((*worker)->pid(), (*worker)->worker_pid());
+  unlink(copy.c_str());
+  rmdir(directory.c_str());
+}
+
+// The worker binaries are opened only from a directory, and only as files, that no one but
+// root or the broker's user could have written: whoever could would choose what runs before
+// the jail is whole.
+TEST(Jail, WorkerBinariesOthersCouldHaveWrittenAreNotOpened) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string directory = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/worker-shared");
+  ASSERT_EQ(mkdir(directory.c_str(), 0755), 0);
+  const std::string copy = directory + "/ffibox-worker";
+  {
+    const std::string binary = ReadWholeFile(Runfile("server/ffibox-worker"));
+    ASSERT_FALSE(binary.empty());
+    FILE* out = fopen(copy.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    ASSERT_EQ(fwrite(binary.data(), 1, binary.size(), out), binary.size());
+    ASSERT_EQ(fclose(out), 0);
+  }
+  ASSERT_EQ(chmod(copy.c_str(), 0755), 0);
+  ASSERT_OK(WorkerExecutables::Open(copy));
+
+  ASSERT_EQ(chmod(directory.c_str(), 0777), 0);
+  absl::StatusOr<std::shared_ptr<const WorkerExecutables>> opened = WorkerExecutables::Open(copy);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition) << opened.status();
+  EXPECT_NE(opened.status().message().find(absl::StrCat("the directory of the worker binaries, ",
+                                                        directory, ", is not owned by root")),
+            std::string::npos)
+      << opened.status();
+  ASSERT_EQ(chmod(directory.c_str(), 0755), 0);
+
+  for (mode_t mode : {0757, 0775}) {
+    ASSERT_EQ(chmod(copy.c_str(), mode), 0);
+    opened = WorkerExecutables::Open(copy);
+    ASSERT_FALSE(opened.ok()) << std::oct << mode;
+    EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition) << opened.status();
+    EXPECT_NE(opened.status().message().find("writable by no one else"), std::string::npos)
+        << opened.status();
+  }
+  ASSERT_EQ(chmod(copy.c_str(), 0644), 0);
+  opened = WorkerExecutables::Open(copy);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.status().message().find(copy + ": not executable"), std::string::npos)
+      << opened.status();
   unlink(copy.c_str());
   rmdir(directory.c_str());
 }
