@@ -1,6 +1,7 @@
 #include "core/bulk_copy.h"
 
 #include <pthread.h>
+#include <signal.h>
 
 #include <cstdint>
 #include <cstring>
@@ -82,13 +83,25 @@ void CopyBulk(void* to, const void* from, size_t size) {
     const size_t first = (reinterpret_cast<uintptr_t>(out) + size / 2) / kPage * kPage -
                          reinterpret_cast<uintptr_t>(out);
     Part second{out + first, in + first, size - first};
+    // The helper writes the caller's memory until it is joined: the caller is not cancelled
+    // before that, and no signal of the process's is delivered to the helper (it starts with
+    // every signal blocked).
+    int cancel_state = 0;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    sigset_t all, caller_mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &caller_mask);
     pthread_t helper;
-    if (pthread_create(&helper, nullptr, CopyPart, &second) == 0) {
+    const bool helped = pthread_create(&helper, nullptr, CopyPart, &second) == 0;
+    pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+    if (helped) {
       StreamCopy(out, in, first);
       // The helper fenced its stores; joining it orders them before this thread's next ones.
       pthread_join(helper, nullptr);
+      pthread_setcancelstate(cancel_state, nullptr);
       return;
     }
+    pthread_setcancelstate(cancel_state, nullptr);
     // No thread to be had (a cap on threads or memory): all of it here.
     StreamCopy(out, in, size);
     return;

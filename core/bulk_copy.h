@@ -21,7 +21,8 @@ inline constexpr size_t kBulkCopyMinBytes = size_t{8} << 20;
 // kBulkCopyMinBytes on x86-64 goes around the caches (non-temporal stores, four pages read
 // side by side) and is split in two halves, the second copied by a thread made for it (one
 // core's stores do not reach the memory's bandwidth: 11.7 GB/s with one thread, 21-23 GB/s
-// with two on that machine); without a thread to be had, the caller copies it all. The
+// with two on that machine; the helper starts with every signal blocked, and the caller is
+// not cancelled while it runs); without a thread to be had, the caller copies it all. The
 // stores are fenced before the call returns, so the bytes are visible to another process
 // before anything the caller stores after it (a frame in a ring). Smaller copies: memcpy.
 void CopyBulk(void* to, const void* from, size_t size);
