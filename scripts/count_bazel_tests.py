@@ -2,7 +2,8 @@
 
 Usage: count_bazel_tests.py LOG. Prints "PASSED FAILED". A target that ran reports its
 test cases from bazel-testlogs/<target>/test.xml; a target without one (failed to build,
-timed out, crashed before writing it) counts as one failure.
+timed out, crashed before writing it) counts as one failure. A skipped case (GTEST_SKIP,
+which Bazel reports as PASSED) is not a pass: it counts as a failure, named on stderr.
 """
 import os
 import re
@@ -27,6 +28,11 @@ def count(log_path):
                 for suite in ET.parse(xml_path).getroot().iter("testsuite"):
                     cases += int(suite.get("tests", 0)) - int(suite.get("disabled", 0))
                     failures += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+                    skipped = int(suite.get("skipped", 0))
+                    if skipped:
+                        print("//%s:%s: %d skipped in %s (counted as failed)" % (
+                            package, name, skipped, suite.get("name")), file=sys.stderr)
+                        failures += skipped
             if cases == 0:
                 # No per-case report (a shell test, or no XML): the target is one test.
                 cases, failures = 1, 0 if state == "PASSED" else 1

@@ -86,22 +86,37 @@ fi
 
 # Python: the client's tests, talking to a real ffiboxd started by the tests.
 if [ -d tests/python ]; then
-  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$log"
-  py_passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
-  py_failed=$(grep -oE '[0-9]+ (failed|errors?)' "$log" | awk '{s += $1} END {print s + 0}')
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs tests/python 2>&1 | tee "$log"
+  pytest_status=${PIPESTATUS[0]}
+  # The counts of pytest's last line ("N passed, M skipped, K failed in T s"): a skipped test
+  # is not a pass, and a run that failed without failing a test (a collection error) is one
+  # failure.
+  summary=$(tail -1 "$log")
+  py_passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+  py_failed=$(grep -oE '[0-9]+ (failed|errors?|skipped|xpassed)' <<<"$summary" |
+    awk '{s += $1} END {print s + 0}')
+  if [ "$pytest_status" -ne 0 ] && [ "${py_failed:-0}" -eq 0 ]; then py_failed=1; fi
   count pytest "${py_passed:-0}" "${py_failed:-0}"
 fi
 step_done "pytest"
 
 # Node: the client's node:test suite against a real ffiboxd started by the tests (client/node;
-# npm test). The TAP reporter's summary gives "# pass N" and "# fail M".
+# npm test). The TAP reporter's summary gives "# pass N", "# fail M", "# cancelled", "# skipped"
+# and "# todo".
 if [ -d client/node ]; then
   bazel build //server:ffiboxd //server:ffibox-worker //tests/testlibs:libffibox_test.so \
     //tests/testlibs:libffibox_probe.so >/dev/null 2>&1
   (cd client/node && node --test --test-reporter=tap test/*.test.js) 2>&1 | tee "$log"
+  node_status=${PIPESTATUS[0]}
   node_passed=$(grep -oE '^# pass [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
-  node_failed=$(grep -oE '^# fail [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
-  count "the Node tests" "${node_passed:-0}" "${node_failed:-0}"
+  # A cancelled, skipped or todo test is not a pass.
+  node_failed=0
+  for outcome in fail cancelled skipped todo; do
+    n=$(grep -oE "^# $outcome [0-9]+" "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+    node_failed=$((node_failed + ${n:-0}))
+  done
+  if [ "$node_status" -ne 0 ] && [ "$node_failed" -eq 0 ]; then node_failed=1; fi
+  count "the Node tests" "${node_passed:-0}" "${node_failed}"
 fi
 step_done "node tests"
 
