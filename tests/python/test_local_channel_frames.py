@@ -215,6 +215,25 @@ def test_no_answer_is_a_deadline_and_so_is_a_stalled_one(worker):
     assert stalled.value.code == "DEADLINE_EXCEEDED"
 
 
+def test_closing_the_channel_ends_a_call_waiting_on_another_thread_at_once(worker):
+    # The session closes (another thread) while a call waits for its answer: the call ends
+    # with UNAVAILABLE then, not at its deadline 10 s later.
+    def close_while_waiting():
+        time.sleep(0.3)  # the call is asleep on its waiting word by then
+        worker.client.close()
+
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: (worker.take_request(), close_while_waiting()))
+    thread.start()
+    try:
+        with pytest.raises(Error) as raised:
+            worker.client.transfer(b"request", time.monotonic() + 10)
+    finally:
+        thread.join()
+    assert raised.value.code == "UNAVAILABLE", raised.value
+    assert time.monotonic() - started < 5
+
+
 def test_a_worker_that_closes_its_end_before_answering(worker):
     def close_without_answer():
         worker.answer_closed.value = 1

@@ -166,6 +166,9 @@ class LocalChannel:
         # from a copy of the descriptor kept until then.
         self._area = None
         self._area_fd = -1
+        # Taken (and set to -1) under it by whoever closes the descriptor: the caller mapping
+        # the area, or close() from another thread.
+        self._area_fd_lock = threading.Lock()
         self._area_usable = False
         try:
             self._map(fd)
@@ -304,7 +307,7 @@ class LocalChannel:
             if room == 0:
                 self._wait(self._out_waiting,
                            lambda: (self._peer_tail.value != self._seen_tail or
-                                    self._peer_reader_closed.value != 0),
+                                    self._peer_reader_closed.value != 0 or self._closed),
                            deadline)
                 continue
             size = min(room, total - done)
@@ -335,7 +338,7 @@ class LocalChannel:
                 try:
                     self._wait(self._in_waiting,
                                lambda: (self._peer_head.value != self._tail or
-                                        self._peer_writer_closed.value != 0),
+                                        self._peer_writer_closed.value != 0 or self._closed),
                                stall)
                 except Error:
                     if received and time.monotonic() < deadline:
@@ -415,14 +418,17 @@ class LocalChannel:
         """The shared area, mapped at the first call; None when it cannot be (then no block
         goes there again)."""
         if self._area is None and self._area_usable:
+            with self._area_fd_lock:
+                fd, self._area_fd = self._area_fd, -1
+            if fd < 0:  # closed meanwhile
+                self._area_usable = False
+                return None
             try:
-                self._area = mmap.mmap(self._area_fd, self._shared_bytes,
-                                       offset=self._area_offset)
+                self._area = mmap.mmap(fd, self._shared_bytes, offset=self._area_offset)
             except OSError:
                 self._area_usable = False
             finally:
-                os.close(self._area_fd)
-                self._area_fd = -1
+                os.close(fd)
         return self._area
 
     def _share(self, request, planned):
@@ -549,13 +555,17 @@ class LocalChannel:
         if self._closed:
             return
         self._closed = True
-        if self._area_fd >= 0:
-            os.close(self._area_fd)
-            self._area_fd = -1
+        with self._area_fd_lock:
+            fd, self._area_fd = self._area_fd, -1
+        if fd >= 0:
+            os.close(fd)
         self._out_closed.value = 1
         self._in_closed.value = 1
         self._wake(self._peer_reader_waiting)
         self._wake(self._peer_writer_waiting)
+        # A call of another thread waiting on this end returns at once.
+        self._wake(self._in_waiting)
+        self._wake(self._out_waiting)
 
 
 _BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE")
