@@ -3,8 +3,8 @@
 # (default 60) on a fresh copy of its seed corpus (fuzz/corpus/<target>/). Needs no Bazel:
 # the protobuf sources are generated with Debian's protoc into .fuzz-build/, which also
 # holds the objects, the binaries, the working corpora, the logs and any findings. Rebuilds
-# only what changed. Ends with "N passed, M failed": a target passes when it ran its time
-# without a finding; one that does not build fails. Exits 1 when any failed.
+# only what changed. Ends with "N passed, M failed": a target passes when it ran its time,
+# executing inputs, without a finding; one that does not build fails. Exits 1 when any failed.
 # docs/fuzzing.md says what each target checks. `scripts/fuzz.sh --build-only` builds the
 # targets and runs none (the test command builds them while its Python tests run).
 set -uo pipefail
@@ -192,9 +192,14 @@ run_target() {
   local status=$?
   local runs
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
-  if [ "$status" -eq 0 ]; then
-    echo "$target: ran ${seconds}s, ${runs:-?} inputs, no finding"
+  if [ "$status" -eq 0 ] && [ "${runs:-0}" -gt 0 ]; then
+    echo "$target: ran ${seconds}s, ${runs} inputs, no finding"
     return 0
+  fi
+  if [ "$status" -eq 0 ]; then
+    # A run that executed nothing tested nothing.
+    echo "$target: ran no input (log $log)"
+    return 1
   fi
   echo "$target: FINDING (exit $status; log $log)"
   find "$findings" -type f -newer "$log.start" 2>/dev/null | sed 's/^/  input: /'

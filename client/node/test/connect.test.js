@@ -91,11 +91,9 @@ describe('unix socket checks', () => {
       ffibox.UntrustedServer);
   });
 
-  test('nothing listening is UNAVAILABLE within the timeout', async () => {
-    const started = Date.now();
+  test('a socket that does not exist is UNAVAILABLE, saying so', async () => {
     await assert.rejects(ffibox.connect({ address: `unix:${dir}/none.sock`, timeoutMs: 300 }),
       (error) => error.code === 'UNAVAILABLE' && /does not exist/.test(error.message));
-    assert.ok(Date.now() - started < 3000);
   });
 
   test('the default address is used without one', async () => {
