@@ -176,11 +176,12 @@ ReceivedRequest WorkerDispatcher::ReceiveForMain() {
 }
 
 bool WorkerDispatcher::ReaderNeeded() const {
-  return reader_ == Reader::kNone && (!waiting_.empty() || local_ != nullptr);
+  return reader_ == Reader::kNone && (unanswered_ > 0 || local_ != nullptr);
 }
 
 absl::Duration WorkerDispatcher::UntilTakeover(absl::Time now) const {
-  return main_busy_ ? busy_since_ + kReaderTakeover - now : kReaderTakeover;
+  return main_busy_ ? std::max(busy_since_, unread_since_) + kReaderTakeover - now
+                    : kReaderTakeover;
 }
 
 void WorkerDispatcher::ReadLoop() {
@@ -193,6 +194,13 @@ void WorkerDispatcher::ReadLoop() {
             (reader_ == Reader::kNone && until_takeover <= absl::ZeroDuration())) {
           break;
         }
+        if (reader_ == Reader::kInvoker) {
+          // The thread of the one waiting invocation reads (whatever the main thread runs):
+          // look again once it stops.
+          mu_.Await(absl::Condition(
+              +[](Reader* reader) { return *reader != Reader::kInvoker; }, &reader_));
+          continue;
+        }
         // A request the main thread starts does not wake this thread: it looks again when
         // that request may have become a long one.
         mu_.AwaitWithTimeout(absl::Condition(this, &WorkerDispatcher::ReaderNeeded),
@@ -201,18 +209,24 @@ void WorkerDispatcher::ReadLoop() {
       reader_ = Reader::kReaderThread;
     }
     for (;;) {
-      Route(ReceiveOrExit());
+      const bool returned = Route(ReceiveOrExit());
       absl::MutexLock lock(&mu_);
-      if (waiting_.empty() && local_ == nullptr &&
-          UntilTakeover(absl::Now()) > absl::ZeroDuration()) {
-        reader_ = Reader::kNone;  // the main thread reads once it is idle
+      const absl::Time now = absl::Now();
+      // Given up once nothing waits for it: when the main thread is idle (it reads then),
+      // when its request has not run for kReaderTakeover yet, or when this frame answered an
+      // invocation (its thread, back in native code, reads for the next one itself; if nobody
+      // does, this thread takes over again kReaderTakeover later).
+      if (unanswered_ == 0 && local_ == nullptr &&
+          (returned || UntilTakeover(now) > absl::ZeroDuration())) {
+        reader_ = Reader::kNone;
+        unread_since_ = now;
         break;
       }
     }
   }
 }
 
-void WorkerDispatcher::Route(ReceivedRequest received) {
+bool WorkerDispatcher::Route(ReceivedRequest received) {
   const internal::WorkerRequest& request = received.request();
   // A worker begins once: a second begin is a broken or hostile broker.
   if (request.has_begin()) _exit(2);
@@ -220,10 +234,11 @@ void WorkerDispatcher::Route(ReceivedRequest received) {
     const uint64_t id = request.request().callback_return().invocation();
     absl::MutexLock lock(&mu_);
     auto waiting = waiting_.find(id);
-    if (waiting == waiting_.end() || waiting->second->returned) return;  // late or bogus
+    if (waiting == waiting_.end() || waiting->second->returned) return false;  // late or bogus
     waiting->second->returned = true;
+    --unanswered_;
     waiting->second->inbox.push_back(std::move(received));
-    return;
+    return true;
   }
   const uint64_t id = request.invocation();
   {
@@ -232,12 +247,12 @@ void WorkerDispatcher::Route(ReceivedRequest received) {
       top_level_.push_back(std::move(received));
       // The main thread may be waiting on the client's same-host channel.
       if (local_ != nullptr) local_->Interrupt();
-      return;
+      return false;
     }
     auto waiting = waiting_.find(id);
     if (waiting != waiting_.end() && !waiting->second->returned) {
       waiting->second->inbox.push_back(std::move(received));
-      return;
+      return false;
     }
   }
   internal::WorkerReply reply;
@@ -245,6 +260,7 @@ void WorkerDispatcher::Route(ReceivedRequest received) {
   *reply.mutable_response()->mutable_error() = ToProtoError(
       ErrorStatus(v1::FAILED_PRECONDITION, absl::StrCat("invocation ", id, " is not waiting")));
   Send(reply);
+  return false;
 }
 
 void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
@@ -460,13 +476,55 @@ void WorkerDispatcher::ReportFailure(uint64_t callback, uint64_t invocation,
   ReportCallbackError(error);
 }
 
-ReceivedRequest WorkerDispatcher::NextFor(Invocation* invocation) {
+bool WorkerDispatcher::InvokerMayRead(uint64_t id) const {
+  // Called while invocation `id` is unanswered: the one unanswered invocation is `id`.
+  return unanswered_ == 1 && local_ == nullptr &&
+         (reader_ == Reader::kNone || (reader_ == Reader::kInvoker && reading_invocation_ == id));
+}
+
+ReceivedRequest WorkerDispatcher::NextFor(uint64_t id, Invocation* invocation) {
   absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](std::deque<ReceivedRequest>* inbox) { return !inbox->empty(); }, &invocation->inbox));
+  for (;;) {
+    if (!invocation->inbox.empty()) break;
+    if (InvokerMayRead(id)) {
+      // Nobody else reads and only this invocation waits: its frames come to the thread
+      // that waits for them, with no wakeup of the reader thread on the way.
+      reader_ = Reader::kInvoker;
+      reading_invocation_ = id;
+      mu_.Unlock();
+      Route(ReceiveOrExit());
+      mu_.Lock();
+      continue;
+    }
+    // Another thread reads, or other invocations wait too (the reader thread serves them
+    // all): wait for this one's frame, or for the role to be free again.
+    GiveUpReading(id);
+    struct Waiter {
+      WorkerDispatcher* self;
+      uint64_t id;
+      Invocation* invocation;
+    } waiter{this, id, invocation};
+    mu_.Await(absl::Condition(
+        +[](Waiter* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return !w->invocation->inbox.empty() || w->self->InvokerMayRead(w->id);
+        },
+        &waiter));
+  }
   ReceivedRequest next = std::move(invocation->inbox.front());
   invocation->inbox.pop_front();
+  if (next.request().request().op_case() == v1::Request::kCallbackReturn) waiting_.erase(id);
+  // Running a request inside the invocation, or back in native code: the reader thread reads
+  // if it must meanwhile.
+  GiveUpReading(id);
   return next;
+}
+
+void WorkerDispatcher::GiveUpReading(uint64_t id) {
+  if (reader_ == Reader::kInvoker && reading_invocation_ == id) {
+    reader_ = Reader::kNone;
+    reading_invocation_ = 0;
+    unread_since_ = absl::Now();
+  }
 }
 
 void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, void* const* args,
@@ -537,13 +595,22 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
   {
     absl::MutexLock lock(&mu_);
     waiting_[id] = &invocation;
+    ++unanswered_;
+    // Taken with the registration, when this thread may read: the reader thread is not woken
+    // for an invocation whose frames this thread reads itself (NextFor). (Nobody reads while
+    // the invoke below waits for room in the ring to the broker: the broker reads that ring
+    // whatever it writes, so the wait ends.)
+    if (InvokerMayRead(id)) {
+      reader_ = Reader::kInvoker;
+      reading_invocation_ = id;
+    }
   }
   Send(invoke_reply);
   ++t_depth;
   t_invocation = id;
   v1::CallbackReturn answer;
   for (;;) {
-    ReceivedRequest next = NextFor(&invocation);
+    ReceivedRequest next = NextFor(id, &invocation);  // forgets the invocation at its return
     if (next.request().request().op_case() == v1::Request::kCallbackReturn) {
       answer = next.request().request().callback_return();
       break;
@@ -552,10 +619,6 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
   }
   t_invocation = parent;
   --t_depth;
-  {
-    absl::MutexLock lock(&mu_);
-    waiting_.erase(id);
-  }
   Complete(callback, id, closure, answer, shipped, result);
 }
 

@@ -21,10 +21,14 @@
 //   - Who reads: the main thread, while it has nothing to run and no same-host channel is
 //     attached, so a request that finds the worker idle is run by the thread that received
 //     it (no wakeup of a second thread on the way). When it receives a top-level request it
-//     stops reading and runs it. The reader thread reads whenever the main thread does not
-//     and something may come that cannot wait for the main thread: an invocation is
-//     waiting for its frames (a callback called during that request, or from a thread of
-//     the library), a same-host channel is attached (the main thread waits on that), or the
+//     stops reading and runs it. Likewise a thread waiting for the frames of the one
+//     invocation it made (native code called a callback, and no other invocation waits, no
+//     same-host channel is attached) reads and routes the broker's frames itself until its
+//     own comes, so a callback's answer wakes no other thread. The reader thread reads
+//     whenever neither does and something may come that cannot wait for the main thread:
+//     invocations are waiting for their frames (callbacks called during that request, or
+//     from threads of the library, nested ones, or one whose thread runs a request made
+//     inside it), a same-host channel is attached (the main thread waits on that), or the
 //     main thread has been running one request for kReaderTakeover (the requests behind it
 //     are then queued, so the broker never waits on a full ring for long, and its end is
 //     seen). It stops reading after a frame, once none of that holds and the main thread
@@ -123,17 +127,19 @@ class WorkerDispatcher : public CallbackRunner {
   // The reader thread after the begin: reads while it must (see the file comment).
   [[noreturn]] void ReadLoop();
   // Whether the reader thread must read now (under mu_): nobody does, and an invocation
-  // waits or a same-host channel is attached.
+  // waits for its answer or a same-host channel is attached.
   bool ReaderNeeded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // How long until the main thread's request has run for kReaderTakeover (kReaderTakeover
-  // while it runs none; zero or less once that passed).
+  // How long until the main thread's request has run for kReaderTakeover, and nobody has
+  // read for as long (kReaderTakeover while it runs none; zero or less once that passed).
   absl::Duration UntilTakeover(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The main thread, holding the role of reader: receives frames and routes them until a
   // top-level request comes, which it returns after giving the role up.
   ReceivedRequest ReceiveForMain();
   // Receives the next frame from the broker; ends the process when there is none.
   ReceivedRequest ReceiveOrExit();
-  void Route(ReceivedRequest received);
+  // Hands `received` to whoever waits for it (or answers it); true when it was the
+  // callback_return of a waiting invocation.
+  bool Route(ReceivedRequest received);
   // Executes one request and sends its response (built in an arena).
   void Answer(const internal::WorkerRequest& request);
   // Sends one reply; ends the process if the broker has gone.
@@ -160,8 +166,17 @@ class WorkerDispatcher : public CallbackRunner {
   // followed by `consequence`.
   void ReportFailure(uint64_t callback, uint64_t invocation, const absl::Status& status,
                      absl::string_view consequence);
-  // Waits for the next frame routed to `invocation`.
-  ReceivedRequest NextFor(Invocation* invocation);
+  // Whether the thread of the one waiting invocation may read the broker's frames itself:
+  // no other invocation waits, no same-host channel is attached, and nobody else reads.
+  bool InvokerMayRead(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Invocation `id`'s thread stops reading, if it was (under mu_).
+  void GiveUpReading(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits for the next frame routed to `invocation` (invocation `id`, made on this thread),
+  // reading and routing the broker's frames itself while it holds the role of reader. When
+  // that frame is the invocation's callback_return, the invocation stops waiting
+  // (waiting_ forgets it) before the role is given up, so the reader thread is not woken
+  // for it.
+  ReceivedRequest NextFor(uint64_t id, Invocation* invocation);
   // Applies the client's answer: pointees, then the result (or zero).
   void Complete(uint64_t callback, uint64_t invocation_id, const Closure& closure,
                 const v1::CallbackReturn& answer, const std::vector<ShippedPointee>& shipped,
@@ -179,8 +194,16 @@ class WorkerDispatcher : public CallbackRunner {
   absl::Mutex mu_;
   std::deque<ReceivedRequest> top_level_ ABSL_GUARDED_BY(mu_);
   // Which thread receives from the broker now; the reader thread until the begin is in.
-  enum class Reader { kNone, kMain, kReaderThread };
+  // kInvoker: a thread waiting in an invocation it made (NextFor), while nothing but that
+  // invocation's frames is awaited.
+  enum class Reader { kNone, kMain, kReaderThread, kInvoker };
   Reader reader_ ABSL_GUARDED_BY(mu_) = Reader::kReaderThread;
+  uint64_t reading_invocation_ ABSL_GUARDED_BY(mu_) = 0;  // the kInvoker's invocation
+  // Invocations waiting whose callback_return has not been routed yet: they need a reader.
+  int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
+  // When the role of reader was last given up by a thread that may not take it again soon
+  // (an invocation's thread, or the reader thread): the takeover counts from then too.
+  absl::Time unread_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Whether the main thread runs a request from the broker, and since when.
   bool main_busy_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time busy_since_ ABSL_GUARDED_BY(mu_);

@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,8 @@ struct CallbackPoint {
 FFIBOX_STRUCT(CallbackPoint, x, y)
 
 using IntCallback = Callback<int(int)>;
+using test_support::TestLibPath;
+using test_support::TestServer;
 using test_support::WaitFor;
 
 // Each test runs twice: on a session over gRPC, and on one whose calls take the same-host
@@ -196,6 +201,121 @@ TEST_P(CallbacksTest, StoredHandlerFiresInLaterCalls) {
   ASSERT_TRUE(register_handler(*triple).ok());
   EXPECT_EQ(fire_handler(5).value_or(-99), 15);
   EXPECT_EQ(fire_handler(-4).value_or(-99), -12);
+}
+
+// The context switches so far of the thread named `name` in the one ffibox-worker below
+// ffiboxd `server` (ffiboxd -> ffibox-init -> ffibox-worker); -1 when it is not found.
+long WorkerThreadSwitches(pid_t server, const std::string& name) {
+  auto parent_of = [](const std::string& pid) -> long {
+    std::ifstream stat("/proc/" + pid + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) return -1;
+    std::istringstream fields(line.substr(close + 2));
+    std::string state;
+    long ppid = -1;
+    fields >> state >> ppid;
+    return ppid;
+  };
+  auto read_line = [](const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (read_line("/proc/" + pid + "/comm") != "ffibox-worker") continue;
+    const long init = parent_of(pid);
+    if (init <= 0 || parent_of(std::to_string(init)) != server) continue;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + pid + "/task")) {
+      if (read_line(task.path().string() + "/comm") != name) continue;
+      std::ifstream status(task.path().string() + "/status");
+      for (std::string line; std::getline(status, line);) {
+        if (absl::StartsWith(line, "voluntary_ctxt_switches:")) {
+          return std::stol(line.substr(line.find(':') + 1));
+        }
+      }
+    }
+  }
+  return -1;
+}
+
+// Over gRPC, the worker's thread that waits for a callback's answer reads it from the broker
+// itself while no other invocation waits (server/worker/dispatcher.h): a callback round trip
+// does not wake the worker's reader thread (it did two to three times per round trip).
+TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({"--pool_size=0"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(IntCallback twice, session->DefineCallback<int(int)>(
+                                              [](int x) -> absl::StatusOr<int> { return 2 * x; }));
+  ASSERT_OK_AND_ASSIGN(auto register_handler, lib.Function<void(IntCallback)>("register_handler"));
+  ASSERT_OK_AND_ASSIGN(auto fire_handler, lib.Function<int(int)>("fire_handler"));
+  ASSERT_OK(register_handler(twice));
+  ASSERT_OK_AND_ASSIGN(int warm, fire_handler(1));
+  ASSERT_EQ(warm, 2);
+  const long before = WorkerThreadSwitches(server->pid(), "worker-reader");
+  ASSERT_GE(before, 0) << "no worker-reader thread in a worker of ffiboxd " << server->pid();
+  constexpr int kRoundTrips = 200;
+  for (int i = 0; i < kRoundTrips; ++i) {
+    ASSERT_OK_AND_ASSIGN(int doubled, fire_handler(i));
+    ASSERT_EQ(doubled, 2 * i);
+  }
+  const long after = WorkerThreadSwitches(server->pid(), "worker-reader");
+  // A few for its periodic look while a call runs (kReaderTakeover), none per round trip.
+  EXPECT_LT(after - before, kRoundTrips / 10) << "the reader thread woke " << after - before
+                                              << " times in " << kRoundTrips << " round trips";
+
+  // One call that invokes a callback for each of 200 elements, the first of which makes a
+  // request inside its invocation: the reader thread reads while that one runs, and gives
+  // the role back with its answer, so the other invocations of the same call do not wake it.
+  ASSERT_OK_AND_ASSIGN(auto add_int, lib.Function<int(int, int)>("add_int"));
+  bool nested_done = false;
+  ASSERT_OK_AND_ASSIGN(auto add, (session->DefineCallback<double(double, double)>(
+                                     [&](double acc, double x) -> absl::StatusOr<double> {
+                                       if (!nested_done) {
+                                         nested_done = true;
+                                         absl::StatusOr<int> three = add_int(1, 2);
+                                         if (!three.ok() || *three != 3)
+                                           return absl::InternalError("nested");
+                                       }
+                                       return acc + x;
+                                     })));
+  ASSERT_OK_AND_ASSIGN(
+      auto fold, (lib.Function<double(Callback<double(double, double)>, const std::vector<double>&,
+                                      int, double)>("fold")));
+  const std::vector<double> xs(kRoundTrips, 0.5);
+  const long before_fold = WorkerThreadSwitches(server->pid(), "worker-reader");
+  ASSERT_OK_AND_ASSIGN(double sum, fold(add, xs, static_cast<int>(xs.size()), 0.0));
+  EXPECT_DOUBLE_EQ(sum, kRoundTrips * 0.5);
+  EXPECT_TRUE(nested_done);
+  const long after_fold = WorkerThreadSwitches(server->pid(), "worker-reader");
+  EXPECT_LT(after_fold - before_fold, kRoundTrips / 10)
+      << "the reader thread woke " << after_fold - before_fold << " times in one call of "
+      << kRoundTrips << " invocations";
+
+  // The same when the first invocation's handler takes longer than kReaderTakeover (the
+  // reader thread then reads in the call's place): it gives the role back with that answer.
+  bool slept = false;
+  ASSERT_OK_AND_ASSIGN(auto slow_first, (session->DefineCallback<double(double, double)>(
+                                            [&](double acc, double x) -> absl::StatusOr<double> {
+                                              if (!slept) {
+                                                slept = true;
+                                                absl::SleepFor(absl::Milliseconds(700));
+                                              }
+                                              return acc + x;
+                                            })));
+  const long before_slow = WorkerThreadSwitches(server->pid(), "worker-reader");
+  ASSERT_OK_AND_ASSIGN(sum, fold(slow_first, xs, static_cast<int>(xs.size()), 0.0));
+  EXPECT_DOUBLE_EQ(sum, kRoundTrips * 0.5);
+  const long after_slow = WorkerThreadSwitches(server->pid(), "worker-reader");
+  EXPECT_LT(after_slow - before_slow, kRoundTrips / 10)
+      << "the reader thread woke " << after_slow - before_slow << " times in one call of "
+      << kRoundTrips << " invocations, the first of them long";
 }
 
 TEST_P(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {
