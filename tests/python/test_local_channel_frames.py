@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ffibox_pb2 as pb
 from ffibox import _local_channel as lc
+from ffibox import _packers
 from ffibox.errors import Error
 
 RING = lc._MIN_RING  # 4 KiB: a few frames reach its end
@@ -199,6 +200,29 @@ def test_an_announced_length_past_the_limit_ends_the_channel(worker):
     error = failed_transfer(
         worker, lambda: worker.put(struct.pack("<I", lc.MAX_ANSWER_BYTES + 1) + b"tail"))
     assert error.code == "INTERNAL" and "more than the call can return" in str(error)
+
+
+def test_a_packed_calls_answer_is_capped_far_lower(worker):
+    # A scalar function's answer is a few bytes: a worker announcing more than
+    # PACKED_ANSWER_BYTES ends the channel before the caller holds any of it.
+    packed = _packers.Packer(7, [ctypes.c_int], ctypes.c_int).pack((41,), ())
+    assert packed is not None
+    answered = []
+
+    def worker_side():
+        answered.append(worker.take_request())
+        worker.put(struct.pack("<I", _packers.PACKED_ANSWER_BYTES + 1) + b"tail")
+
+    thread = threading.Thread(target=worker_side)
+    thread.start()
+    try:
+        with pytest.raises(Error) as raised:
+            packed.exchange(worker.client, 5, time.monotonic() + 5)
+    finally:
+        thread.join()
+    assert raised.value.code == "INTERNAL" and "more than the call can return" in str(
+        raised.value), raised.value
+    assert answered and answered[0] == packed.payload(5)
 
 
 def test_no_answer_is_a_deadline_and_so_is_a_stalled_one(worker):

@@ -514,16 +514,18 @@ class LocalChannel:
                 returned.shared = False
         return response
 
-    def transfer(self, payload: bytes, deadline: float) -> bytes:
+    def transfer(self, payload: bytes, deadline: float,
+                 max_answer: int = MAX_ANSWER_BYTES) -> bytes:
         """Sends the serialized request `payload` and returns the worker's answer, unparsed
-        and unchecked (exchange's errors)."""
+        and unchecked (exchange's errors); an answer announced longer than `max_answer`
+        ends the channel."""
         with self._lock:
             try:
                 try:
                     self._write(_LENGTH.pack(len(payload)) + payload, deadline)
                 except Error as error:  # the worker runs only a whole frame
                     raise NotSent(str(error), error.code) from None
-                return self._read_frame(deadline, MAX_ANSWER_BYTES)
+                return self._read_frame(deadline, max_answer)
             except Error:
                 raise
             except BaseException:

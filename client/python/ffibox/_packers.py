@@ -37,6 +37,9 @@ _TRUE_ARG, _FALSE_ARG = _ARG + b"\x02\x08\x01", _ARG + b"\x02\x08\x00"
 _SIGNED, _UNSIGNED = frozenset("bhilq"), frozenset("BHILQ")
 _MASK64 = (1 << 64) - 1
 _SMALL = [bytes((number,)) for number in range(0x80)]  # the one-byte varints
+# The longest answer a packed call takes: its result is a scalar (a few bytes), an error a
+# message; a worker that announces more ends the channel instead of making the caller hold it.
+PACKED_ANSWER_BYTES = 1 << 20
 
 
 class Done:
@@ -222,7 +225,8 @@ class Packed:
     def exchange(self, local, request_id: int, deadline: float):
         """The call sent on the same-host channel `local` as request `request_id`: `answer`
         of the worker's answer (the channel's errors)."""
-        return self.answer(local, request_id, local.transfer(self.payload(request_id), deadline))
+        return self.answer(local, request_id, local.transfer(self.payload(request_id), deadline,
+                                                             PACKED_ANSWER_BYTES))
 
     def answer(self, local, request_id: int, answer: bytes):
         """Done with the result when `answer` has the one shape expected, else the answer
