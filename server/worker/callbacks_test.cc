@@ -600,8 +600,9 @@ TEST(WorkerBegin, AWorkerWaitingForItsBeginAlreadyRunsItsReaderThread) {
 // Whichever of the worker's threads receives a request, top-level requests run on one
 // thread, the worker's main thread (whose thread id is the process id): native code that
 // keeps per-thread state sees the same thread on every call. The main thread receives the
-// requests that find it idle itself; the reader thread receives those that come while an
-// invocation waits, and the ones sent behind a long call (kReaderTakeover), for it.
+// requests that find it idle itself, and while it waits in the one unanswered invocation the
+// frames for it; the reader thread receives those that come while invocations wait whose
+// threads do not read, and the ones sent behind a long call (kReaderTakeover), for it.
 class WorkerReaders : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -630,8 +631,8 @@ TEST_F(WorkerReaders, CallsRunOnTheMainThreadAlsoAfterAnInvocation) {
           .has_error());
   ASSERT_FALSE(worker_.Resolve(113, kTestLib, "fire_handler", kIntToInt).has_error());
   ASSERT_FALSE(worker_.Call(112, {CallbackPointer(31)}, nullptr).has_error());
-  // The invocation's return is received by the reader thread, which then hands the next
-  // request to the main thread, and the main thread receives the ones after it again.
+  // The invocation's return is received by the main thread, which waits in it, and the
+  // main thread receives the requests after it too.
   v1::Response fired = worker_.Call(113, {IntValue(41)}, [](const v1::CallbackInvoke& invoke) {
     return IntResult(invoke.args(0).int_value() + 1);
   });
