@@ -243,6 +243,24 @@ long WorkerThreadSwitches(pid_t server, const std::string& name) {
   return -1;
 }
 
+// The voluntary context switches so far of this process's thread named `name`; -1 when
+// there is none.
+long OwnThreadSwitches(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path().string() + "/comm");
+    std::string line;
+    std::getline(comm, line);
+    if (line != name) continue;
+    std::ifstream status(task.path().string() + "/status");
+    for (std::string field; std::getline(status, field);) {
+      if (absl::StartsWith(field, "voluntary_ctxt_switches:")) {
+        return std::stol(field.substr(field.find(':') + 1));
+      }
+    }
+  }
+  return -1;
+}
+
 // Over gRPC, the worker's thread that waits for a callback's answer reads it from the broker
 // itself while no other invocation waits (server/worker/dispatcher.h): a callback round trip
 // does not wake the worker's reader thread (it did two to three times per round trip).
@@ -260,6 +278,8 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   ASSERT_EQ(warm, 2);
   const long before = WorkerThreadSwitches(server->pid(), "worker-reader");
   ASSERT_GE(before, 0) << "no worker-reader thread in a worker of ffiboxd " << server->pid();
+  const long stream_before = OwnThreadSwitches("ffibox-stream");
+  ASSERT_GE(stream_before, 0) << "no ffibox-stream thread in this process";
   constexpr int kRoundTrips = 200;
   for (int i = 0; i < kRoundTrips; ++i) {
     ASSERT_OK_AND_ASSIGN(int doubled, fire_handler(i));
@@ -269,6 +289,13 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   // A few for its periodic look while a call runs (kReaderTakeover), none per round trip.
   EXPECT_LT(after - before, kRoundTrips / 10) << "the reader thread woke " << after - before
                                               << " times in " << kRoundTrips << " round trips";
+  // In this process, the caller reads the invoke and its answer, the callback thread runs
+  // the handler: the session stream's reader thread is not woken for the done that answers
+  // the callback_return (nothing waits for it).
+  const long stream_after = OwnThreadSwitches("ffibox-stream");
+  EXPECT_LT(stream_after - stream_before, kRoundTrips / 20)
+      << "the stream's reader thread woke " << stream_after - stream_before << " times in "
+      << kRoundTrips << " round trips";
 
   // One call that invokes a callback for each of 200 elements, the first of which makes a
   // request inside its invocation: the reader thread reads while that one runs, and gives

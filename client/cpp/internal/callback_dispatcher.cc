@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/call_answer.h"
 #include "core/errors.h"
+#include "core/thread_name.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -33,7 +34,10 @@ void CallbackDispatcher::Register(uint64_t id, Handler handler, v1::Signature si
       std::make_shared<const Registered>(Registered{std::move(handler), std::move(signature)});
   if (!started_ && !stopped_) {
     started_ = true;
-    thread_ = std::thread([this] { Loop(); });
+    thread_ = std::thread([this] {
+      NameThisThread("ffibox-callback");
+      Loop();
+    });
   }
 }
 

@@ -10,6 +10,7 @@
 #include "client/cpp/internal/generation_stamp.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
+#include "core/thread_name.h"
 
 namespace ffibox {
 namespace client_internal {
@@ -89,7 +90,9 @@ void SessionStream::SendCallbackReturn(v1::Request answer) {
     failed->set_error(absl::StrCat("the callback's answer is too large to send: ",
                                    RequestTooLarge(bytes, max_bytes).message()));
   }
-  SendAsync(std::move(answer));  // answered with done; nothing waits for it
+  // Answered with done, which nothing waits for: no reader is woken for it (read_by_sender),
+  // whoever reads next takes it.
+  SendAsync(&answer, /*read_by_sender=*/true);
 }
 
 absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
@@ -107,7 +110,10 @@ absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
     absl::MutexLock lock(&raw->mu_);
     raw->unread_since_ = absl::Now();  // the open's caller reads its answer itself
   }
-  stream->reader_ = std::thread([raw] { raw->ReadLoop(); });
+  stream->reader_ = std::thread([raw] {
+    NameThisThread("ffibox-stream");  // top -H, perf and /proc tell it apart
+    raw->ReadLoop();
+  });
   return stream;
 }
 
