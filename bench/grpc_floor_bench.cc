@@ -90,6 +90,14 @@ absl::StatusOr<std::unique_ptr<RecordedCalls>> RecordCalls(int64_t /*key*/) {
 
 FixtureSlot<RecordedCalls> recorded_calls(RecordCalls);
 
+// A stub of `echo`'s Session service on a channel made as Client::Connect makes its own.
+std::unique_ptr<v1::Ffibox::Stub> EchoStub(const EchoSessionServer& echo) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(-1);
+  return v1::Ffibox::NewStub(
+      grpc::CreateCustomChannel(echo.address(), grpc::InsecureChannelCredentials(), arguments));
+}
+
 // Round trips of `call.request` to an echo server answering `call.response` (ids renumbered
 // from 1), on one stream, as the client's channel is configured.
 void ReplayRoundTrips(benchmark::State& state, const RecordedCall& call) {
@@ -98,10 +106,7 @@ void ReplayRoundTrips(benchmark::State& state, const RecordedCall& call) {
     state.SkipWithError(echo.status().ToString().c_str());
     return;
   }
-  grpc::ChannelArguments arguments;  // as Client::Connect makes its channel
-  arguments.SetMaxReceiveMessageSize(-1);
-  std::unique_ptr<v1::Ffibox::Stub> stub = v1::Ffibox::NewStub(
-      grpc::CreateCustomChannel((*echo)->address(), grpc::InsecureChannelCredentials(), arguments));
+  std::unique_ptr<v1::Ffibox::Stub> stub = EchoStub(**echo);
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::Request, v1::Response>> stream =
       stub->Session(&context);
@@ -175,10 +180,7 @@ void BareSessionStarts(benchmark::State& state, bool pipelined) {
     state.SkipWithError(echo.status().ToString().c_str());
     return;
   }
-  grpc::ChannelArguments arguments;  // as Client::Connect makes its channel
-  arguments.SetMaxReceiveMessageSize(-1);
-  std::unique_ptr<v1::Ffibox::Stub> stub = v1::Ffibox::NewStub(
-      grpc::CreateCustomChannel((*echo)->address(), grpc::InsecureChannelCredentials(), arguments));
+  std::unique_ptr<v1::Ffibox::Stub> stub = EchoStub(**echo);
   v1::Request request;
   request.mutable_ping();
   v1::Response response;

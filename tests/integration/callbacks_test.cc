@@ -11,13 +11,13 @@
 #include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "client/cpp/ffibox_client.h"
@@ -203,59 +203,34 @@ TEST_P(CallbacksTest, StoredHandlerFiresInLaterCalls) {
   EXPECT_EQ(fire_handler(-4).value_or(-99), -12);
 }
 
-// The context switches so far of the thread named `name` in the one ffibox-worker below
-// ffiboxd `server` (ffiboxd -> ffibox-init -> ffibox-worker); -1 when it is not found.
-long WorkerThreadSwitches(pid_t server, const std::string& name) {
-  auto parent_of = [](const std::string& pid) -> long {
-    std::ifstream stat("/proc/" + pid + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    const size_t close = line.rfind(')');
-    if (close == std::string::npos) return -1;
-    std::istringstream fields(line.substr(close + 2));
-    std::string state;
-    long ppid = -1;
-    fields >> state >> ppid;
-    return ppid;
-  };
-  auto read_line = [](const std::string& path) {
-    std::ifstream in(path);
-    std::string line;
-    std::getline(in, line);
-    return line;
-  };
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string pid = entry.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (read_line("/proc/" + pid + "/comm") != "ffibox-worker") continue;
-    const long init = parent_of(pid);
-    if (init <= 0 || parent_of(std::to_string(init)) != server) continue;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/" + pid + "/task")) {
-      if (read_line(task.path().string() + "/comm") != name) continue;
-      std::ifstream status(task.path().string() + "/status");
-      for (std::string line; std::getline(status, line);) {
-        if (absl::StartsWith(line, "voluntary_ctxt_switches:")) {
-          return std::stol(line.substr(line.find(':') + 1));
-        }
+// The first line of the file at `path` ("" when it cannot be read).
+std::string FirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// The voluntary context switches so far of the thread named `name` among the threads of
+// `tasks` (a /proc/<pid>/task directory); -1 when there is none.
+long ThreadSwitches(const std::string& tasks, const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    if (FirstLine(task.path().string() + "/comm") != name) continue;
+    std::ifstream status(task.path().string() + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (absl::StartsWith(line, "voluntary_ctxt_switches:")) {
+        return std::stol(line.substr(line.find(':') + 1));
       }
     }
   }
   return -1;
 }
 
-// The voluntary context switches so far of this process's thread named `name`; -1 when
-// there is none.
-long OwnThreadSwitches(const std::string& name) {
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(task.path().string() + "/comm");
-    std::string line;
-    std::getline(comm, line);
-    if (line != name) continue;
-    std::ifstream status(task.path().string() + "/status");
-    for (std::string field; std::getline(status, field);) {
-      if (absl::StartsWith(field, "voluntary_ctxt_switches:")) {
-        return std::stol(field.substr(field.find(':') + 1));
-      }
+// The same for the thread named `name` of the ffibox-worker below ffiboxd `server`.
+long WorkerThreadSwitches(pid_t server, const std::string& name) {
+  for (pid_t pid : test_support::DescendantsOf(server)) {
+    if (FirstLine(absl::StrCat("/proc/", pid, "/comm")) == "ffibox-worker") {
+      return ThreadSwitches(absl::StrCat("/proc/", pid, "/task"), name);
     }
   }
   return -1;
@@ -278,7 +253,7 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   ASSERT_EQ(warm, 2);
   const long before = WorkerThreadSwitches(server->pid(), "worker-reader");
   ASSERT_GE(before, 0) << "no worker-reader thread in a worker of ffiboxd " << server->pid();
-  const long stream_before = OwnThreadSwitches("ffibox-stream");
+  const long stream_before = ThreadSwitches("/proc/self/task", "ffibox-stream");
   ASSERT_GE(stream_before, 0) << "no ffibox-stream thread in this process";
   constexpr int kRoundTrips = 200;
   for (int i = 0; i < kRoundTrips; ++i) {
@@ -292,7 +267,7 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   // In this process, the caller reads the invoke and its answer, the callback thread runs
   // the handler: the session stream's reader thread is not woken for the done that answers
   // the callback_return (nothing waits for it).
-  const long stream_after = OwnThreadSwitches("ffibox-stream");
+  const long stream_after = ThreadSwitches("/proc/self/task", "ffibox-stream");
   EXPECT_LT(stream_after - stream_before, kRoundTrips / 20)
       << "the stream's reader thread woke " << stream_after - stream_before << " times in "
       << kRoundTrips << " round trips";

@@ -170,18 +170,24 @@ def test_an_empty_answer_and_the_smallest_request(worker):
     assert exchange(worker, b"x", b"y") == b"y"
 
 
-def failed_transfer(worker, misbehave):
-    """The error of the client's transfer while the worker takes the request, then does
-    `misbehave()` instead of answering."""
+def failed_transfer(worker, misbehave, send=None, taken=None):
+    """The error of the client's `send()` (by default a transfer with a 5 s deadline) while
+    the worker takes the request (appended to `taken`, when given), then does `misbehave()`
+    instead of answering."""
     def worker_side():
-        worker.take_request()
+        request = worker.take_request()
+        if taken is not None:
+            taken.append(request)
         misbehave()
 
     thread = threading.Thread(target=worker_side)
     thread.start()
     try:
         with pytest.raises(Error) as raised:
-            worker.client.transfer(b"request", time.monotonic() + 5)
+            if send is None:
+                worker.client.transfer(b"request", time.monotonic() + 5)
+            else:
+                send()
     finally:
         thread.join()
     return raised.value
@@ -207,22 +213,12 @@ def test_a_packed_calls_answer_is_capped_far_lower(worker):
     # PACKED_ANSWER_BYTES ends the channel before the caller holds any of it.
     packed = _packers.Packer(7, [ctypes.c_int], ctypes.c_int).pack((41,), ())
     assert packed is not None
-    answered = []
-
-    def worker_side():
-        answered.append(worker.take_request())
-        worker.put(struct.pack("<I", _packers.PACKED_ANSWER_BYTES + 1) + b"tail")
-
-    thread = threading.Thread(target=worker_side)
-    thread.start()
-    try:
-        with pytest.raises(Error) as raised:
-            packed.exchange(worker.client, 5, time.monotonic() + 5)
-    finally:
-        thread.join()
-    assert raised.value.code == "INTERNAL" and "more than the call can return" in str(
-        raised.value), raised.value
-    assert answered and answered[0] == packed.payload(5)
+    taken = []
+    error = failed_transfer(
+        worker, lambda: worker.put(struct.pack("<I", _packers.PACKED_ANSWER_BYTES + 1) + b"tail"),
+        send=lambda: packed.exchange(worker.client, 5, time.monotonic() + 5), taken=taken)
+    assert error.code == "INTERNAL" and "more than the call can return" in str(error), error
+    assert taken == [packed.payload(5)]
 
 
 def test_no_answer_is_a_deadline_and_so_is_a_stalled_one(worker):
@@ -247,14 +243,10 @@ def test_closing_the_channel_ends_a_call_waiting_on_another_thread_at_once(worke
         worker.client.close()
 
     started = time.monotonic()
-    thread = threading.Thread(target=lambda: (worker.take_request(), close_while_waiting()))
-    thread.start()
-    try:
-        with pytest.raises(Error) as raised:
-            worker.client.transfer(b"request", time.monotonic() + 10)
-    finally:
-        thread.join()
-    assert raised.value.code == "UNAVAILABLE", raised.value
+    error = failed_transfer(
+        worker, close_while_waiting,
+        send=lambda: worker.client.transfer(b"request", time.monotonic() + 10))
+    assert error.code == "UNAVAILABLE", error
     assert time.monotonic() - started < 5
 
 
