@@ -479,7 +479,8 @@ bool ShmChannel::PeerHungUp() {
 }
 
 absl::Status ShmChannel::Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool reading,
-                              absl::FunctionRef<bool()> ready, absl::Time deadline) {
+                              absl::FunctionRef<bool()> ready, absl::Time deadline,
+                              absl::Mutex* unlocked_while_asleep) {
   const int64_t started = AdaptiveSpin::MonotonicNanos();
   const bool spun = spin.Spin([&] { return ready() || (reading && interrupted_.load()); });
   // When the spin gave up and what came arrived soon after, a longer spin would have caught it.
@@ -504,6 +505,10 @@ absl::Status ShmChannel::Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool re
     absl::Time until = deadline;
     if (hangup_fd_ >= 0) until = std::min(until, now + kHangupCheckInterval);
     absl::StatusOr<SleepResult> slept;
+    // Asleep, the caller's lock lets another thread read in its place (SpinReadable); what
+    // it consumed meanwhile (tail_ moved) makes the wake no stale one.
+    const uint64_t tail_before = reading ? tail_ : 0;
+    if (unlocked_while_asleep != nullptr) unlocked_while_asleep->Unlock();
     if (stale_wakes > kStaleWakesBeforePause) {
       // The peer keeps waking us for nothing: sleep on the private word only for a while.
       slept = SleepOn({{&local_wake_, local, false}}, std::min(until, now + pause));
@@ -512,12 +517,16 @@ absl::Status ShmChannel::Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool re
     } else {
       slept = SleepOn({{shared_word, 1, true}, {&local_wake_, local, false}}, until);
     }
+    if (unlocked_while_asleep != nullptr) unlocked_while_asleep->Lock();
     if (!slept.ok()) return slept.status();
     if (*slept == SleepResult::kTimedOut) {
       PeerHungUp();
       continue;
     }
-    if (__atomic_load_n(&local_wake_, __ATOMIC_SEQ_CST) == local && !ready()) ++stale_wakes;
+    if (__atomic_load_n(&local_wake_, __ATOMIC_SEQ_CST) == local && !ready() &&
+        (!reading || tail_ == tail_before)) {
+      ++stale_wakes;
+    }
   }
 }
 
@@ -603,15 +612,39 @@ absl::StatusOr<size_t> ShmChannel::ReadAvailable(
   return size;
 }
 
-absl::Status ShmChannel::WaitReadable(absl::Time deadline) {
+bool ShmChannel::Readable() {
   Ring& ring = inbound();
+  return Load(&ring.producer.head) != tail_ || Load(&ring.producer.closed) != 0 ||
+         peer_gone_.load() || closed_.load() || broken_.load();
+}
+
+absl::Status ShmChannel::WaitReadable(absl::Time deadline, absl::Mutex* unlocked_while_asleep) {
   return Wait(
-      &ring.consumer.waiting, *read_spin_, /*reading=*/true,
-      [&] {
-        return Load(&ring.producer.head) != tail_ || Load(&ring.producer.closed) != 0 ||
-               peer_gone_.load() || closed_.load() || broken_.load();
-      },
-      deadline);
+      &inbound().consumer.waiting, *read_spin_, /*reading=*/true, [this] { return Readable(); },
+      deadline, unlocked_while_asleep);
+}
+
+absl::Status ShmChannel::SpinReadable(absl::Time until) {
+  const int64_t until_nanos = AdaptiveSpin::MonotonicNanos() +
+                              std::clamp<int64_t>(absl::ToInt64Nanoseconds(until - absl::Now()), 0,
+                                                  absl::ToInt64Nanoseconds(kLongestSleep));
+  for (uint32_t i = 1;; ++i) {
+    if (interrupted_.load()) return absl::CancelledError("interrupted");
+    if (Readable()) return absl::OkStatus();
+    CpuRelax();
+    if (i % kPausesPerClockCheck == 0 && AdaptiveSpin::MonotonicNanos() >= until_nanos) {
+      return absl::DeadlineExceededError("nothing to read within the spin");
+    }
+  }
+}
+
+void ShmChannel::MuteSleepingReader() { Store(&inbound().consumer.waiting, 0); }
+
+void ShmChannel::UnmuteSleepingReader() {
+  // As a sleeper announces itself: the peer either sees the announcement after it published
+  // (and wakes the sleeper) or published before this look, which then wakes it.
+  Store(&inbound().consumer.waiting, 1);
+  if (Readable()) WakeLocal();
 }
 
 absl::Status ShmChannel::Read(char* out, size_t size, absl::Time deadline) {

@@ -33,9 +33,10 @@
 // of a socket it watches), or names such a socket with WatchPeerHangup and the waits look at
 // it at least every kHangupCheckInterval.
 //
-// Threads: one thread at a time reads (Read, ReadAvailable, WaitReadable) and one at a time
-// writes (Write); the two may run concurrently. Interrupt, MarkPeerGone and Close are
-// thread-safe.
+// Threads: one thread at a time reads (Read, ReadAvailable, WaitReadable, SpinReadable, and
+// Mute/UnmuteSleepingReader) and one at a time writes (Write); the two may run concurrently.
+// A reader may hand the read side to another thread while it sleeps (WaitReadable's lock).
+// Interrupt, MarkPeerGone and Close are thread-safe.
 #ifndef FFIBOX_CORE_SHM_CHANNEL_H_
 #define FFIBOX_CORE_SHM_CHANNEL_H_
 
@@ -146,8 +147,23 @@ class ShmChannel {
 
   // Waits until bytes are readable, the peer closed the channel or is gone, or the ring is
   // found corrupt (then OK: ReadAvailable says which), until `deadline`. DEADLINE_EXCEEDED
-  // when it passed, CANCELLED after Interrupt.
-  absl::Status WaitReadable(absl::Time deadline);
+  // when it passed, CANCELLED after Interrupt. With `unlocked_while_asleep` (held by the
+  // caller), the wait releases that lock while it sleeps and takes it again before it looks
+  // at the ring: the lock is the read side's, and a thread that takes it while the reader
+  // sleeps may read in its place (SpinReadable, with the sleeper muted).
+  absl::Status WaitReadable(absl::Time deadline, absl::Mutex* unlocked_while_asleep = nullptr);
+
+  // A read side's wait that never sleeps: spins until bytes are readable (or the peer closed
+  // the channel, is gone, or the ring is broken: OK, as WaitReadable), until `until`
+  // (DEADLINE_EXCEEDED), or until an Interrupt, which it leaves pending for the sleeping
+  // reader (CANCELLED).
+  absl::Status SpinReadable(absl::Time until);
+
+  // For a thread that reads in place of one asleep in WaitReadable (holding the lock that
+  // sleeper released): the peer's writes stop waking the sleeper until UnmuteSleepingReader,
+  // which announces the sleep again and wakes the sleeper at once when bytes are readable.
+  void MuteSleepingReader();
+  void UnmuteSleepingReader();
 
   // Makes the blocked (or the next) wait of the reading side return CANCELLED, promptly.
   // Thread-safe.
@@ -204,7 +220,10 @@ class ShmChannel {
   // announce the sleep) and on the private word. `reading`: an Interrupt ends the wait with
   // CANCELLED.
   absl::Status Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool reading,
-                    absl::FunctionRef<bool()> ready, absl::Time deadline);
+                    absl::FunctionRef<bool()> ready, absl::Time deadline,
+                    absl::Mutex* unlocked_while_asleep = nullptr);
+  // Whether a read would find bytes, the peer's end or a broken ring.
+  bool Readable();
   // Wakes the peer sleeping on `shared_word` if it announced it sleeps.
   static void WakePeer(uint32_t* shared_word);
   // Wakes this process's waiters.

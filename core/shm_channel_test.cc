@@ -13,9 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -682,6 +685,104 @@ TEST(ShmChannelTest, AttachRefusesASharedAreaThatDoesNotMatchTheFile) {
     close(copy);
   }
   close(fd);
+}
+
+// While the reader sleeps in WaitReadable (which releases its lock for the sleep), another
+// thread takes the lock, mutes the sleeper and reads in its place: the peer's bytes do not
+// wake the sleeper. Unmuted, the sleeper wakes at once for bytes nobody read meanwhile, and
+// for later bytes as before; an Interrupt seen in its place is left for it.
+TEST(ShmChannelTest, AnotherThreadReadsInPlaceOfASleepingReaderWithoutWakingIt) {
+  ASSERT_OK_AND_ASSIGN(const int memfd, ShmChannel::CreateMemfd(kRing));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> reader_end,
+                       ShmChannel::Attach(memfd, ShmChannel::End::kCreator));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShmChannel> writer_end,
+                       ShmChannel::Attach(memfd, ShmChannel::End::kPeer));
+  close(memfd);
+  absl::Mutex mu;
+  std::string slept_and_read;  // under mu
+  std::atomic<int> wakes{0};   // returns from WaitReadable
+  std::atomic<bool> stop{false};
+  std::atomic<pid_t> sleeper_tid{0};
+  std::thread sleeper([&] {
+    sleeper_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+    absl::MutexLock lock(&mu);
+    while (!stop.load()) {
+      if (!reader_end->WaitReadable(kForever, &mu).ok()) return;
+      wakes.fetch_add(1);
+      (void)reader_end->ReadAvailable(kRing, [&](const char* untrusted, size_t size) {
+        slept_and_read.append(untrusted, size);
+      });
+    }
+  });
+  auto read_here = [&] {
+    std::string taken;
+    (void)reader_end->ReadAvailable(
+        kRing, [&](const char* untrusted, size_t size) { taken.append(untrusted, size); });
+    return taken;
+  };
+  auto wait_for_wakes = [&](int count) {
+    const absl::Time give_up = In(absl::Seconds(5));
+    while (wakes.load() < count && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+    return wakes.load() >= count;
+  };
+
+  // How often the sleeper has gone to sleep: once more for each time it was woken.
+  auto sleeps = [&] {
+    std::ifstream status(absl::StrCat("/proc/self/task/", sleeper_tid.load(), "/status"));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) {
+        return std::stol(line.substr(line.find(':') + 1));
+      }
+    }
+    return -1L;
+  };
+
+  // Its spin over, the sleeper has released the lock.
+  absl::SleepFor(absl::Milliseconds(50));
+  const long slept_before = sleeps();
+  ASSERT_GT(slept_before, 0);
+  ASSERT_TRUE(mu.TryLock()) << "the sleeping reader holds its lock";
+  reader_end->MuteSleepingReader();
+  ASSERT_OK(writer_end->Write("a", In(absl::Seconds(5))));
+  ASSERT_OK(reader_end->SpinReadable(In(absl::Seconds(5))));
+  EXPECT_EQ(read_here(), "a");
+  EXPECT_EQ(reader_end->SpinReadable(In(absl::Milliseconds(1))).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  reader_end->UnmuteSleepingReader();
+  mu.Unlock();
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(wakes.load(), 0) << "the sleeper returned for bytes read in its place";
+  EXPECT_EQ(sleeps(), slept_before) << "the sleeper was woken for bytes read in its place";
+
+  // Bytes that came while it was muted, read by nobody: unmuting wakes it for them.
+  ASSERT_TRUE(mu.TryLock());
+  reader_end->MuteSleepingReader();
+  ASSERT_OK(writer_end->Write("b", In(absl::Seconds(5))));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(wakes.load(), 0) << "a muted sleeper was woken by the peer";
+  reader_end->UnmuteSleepingReader();
+  mu.Unlock();
+  ASSERT_TRUE(wait_for_wakes(1)) << "unmuting did not wake the sleeper for unread bytes";
+  // Later bytes wake it as before.
+  ASSERT_OK(writer_end->Write("c", In(absl::Seconds(5))));
+  ASSERT_TRUE(wait_for_wakes(2)) << "the unmuted sleeper was not woken by the peer";
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(slept_and_read, "bc");
+  }
+
+  // An Interrupt: SpinReadable reports it and leaves it; the sleeper then takes it and ends.
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(mu.TryLock());
+  reader_end->MuteSleepingReader();
+  reader_end->Interrupt();
+  EXPECT_EQ(reader_end->SpinReadable(In(absl::Seconds(5))).code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(reader_end->SpinReadable(In(absl::Seconds(5))).code(), absl::StatusCode::kCancelled);
+  reader_end->UnmuteSleepingReader();
+  stop.store(true);
+  mu.Unlock();
+  sleeper.join();
+  EXPECT_EQ(wakes.load(), 2);
 }
 
 }  // namespace
