@@ -25,6 +25,13 @@ namespace {
 // and more.
 constexpr uint64_t kParsedBytesPerLimitByte = 8;
 
+// A Read that returns sooner than this found its request already there: the client sent it
+// right behind the one before, without waiting for that one's answer (a pipeline). Waiting
+// for a request costs at least a wakeup, which takes longer: over 25 µs for 99.8 % of the
+// requests of a client that waits for each answer, under 10 µs for 86 % of those of a
+// pipelining one (bench/call_bench, BM_FfiboxCallAdd and BM_FfiboxCallCosPipelined).
+constexpr absl::Duration kQueuedReadTime = absl::Microseconds(10);
+
 // Serialises writes to the stream: the stream's thread and the worker's reader thread both
 // answer requests.
 class StreamSink : public ResponseSink {
@@ -135,7 +142,12 @@ grpc::Status FfiboxService::Session(
   google::protobuf::Arena arena;
   grpc::ByteBuffer received;
   grpc::Status ending = grpc::Status::OK;
-  while (stream->Read(&received)) {
+  for (;;) {
+    const absl::Time asked = absl::Now();
+    if (!stream->Read(&received)) break;
+    // A request that was there already when asked for came right behind the last one: the
+    // client sends ahead instead of waiting for each answer.
+    const bool client_waits = absl::Now() - asked >= kQueuedReadTime;
     // Refused before it is parsed, which would take the memory: a request over the size
     // limit, or one that would take many times its size once parsed.
     const absl::Status admitted =
@@ -155,7 +167,7 @@ grpc::Status FfiboxService::Session(
                             "a message on the stream is not an ffibox.v1.Request");
       break;
     }
-    const bool more = session.HandleRequest(*request);
+    const bool more = session.HandleRequest(*request, client_waits);
     arena.Reset();
     if (!more) break;
   }

@@ -27,6 +27,17 @@ namespace {
 // library whose constructor crashes would otherwise restart workers forever).
 constexpr int kMaxStartAttempts = 2;
 
+// How long the stream thread spins for the worker's answer to a request the client waits for
+// (Session::ReadAnswerInPlace) before it leaves the answer to the reader thread. A worker
+// asleep since the last request wakes and answers a small call in 10 to 40 µs mostly; here
+// (a VM of two vCPUs) 95 to 99 % of such calls were answered within this spin, against 75 to
+// 90 % within half of it.
+constexpr absl::Duration kAnswerInPlaceSpin = absl::Microseconds(100);
+// After a spin that missed its answer, the next 1, 2, 4 ... up to this many requests leave
+// their answers to the reader thread (a session whose calls take longer than the spin does
+// not spin on every one).
+constexpr int kMaxAnswerInPlaceBackoff = 64;
+
 // The smallest memory cap a session may ask for: below it the worker cannot even run.
 constexpr uint64_t kMinSessionMemoryBytes = uint64_t{16} << 20;
 
@@ -96,14 +107,18 @@ absl::Duration Session::CallTimeout() {
   return call_timeout_;
 }
 
-bool Session::HandleRequest(const v1::Request& request) {
+bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   bool first = false;
   {
     absl::MutexLock lock(&mu_);
     first = !any_request_;
     any_request_ = true;
   }
+  // A client that answers a callback waits for the call it is inside, whenever its answer
+  // arrives (often before this thread asks for it, while it writes the invoke).
+  answer_in_place_ = client_waits || request.op_case() == v1::Request::kCallbackReturn;
   absl::StatusOr<Answer> answer = Dispatch(request, first);
+  answer_in_place_ = false;
   if (!answer.ok()) {
     // A call or batch refused here (or whose worker could not start) never reaches a worker.
     config_.metrics.CallsAnswered(request.op_case(), 0, ErrorCodeOf(answer.status()));
@@ -111,7 +126,37 @@ bool Session::HandleRequest(const v1::Request& request) {
   } else if (answer->has_value()) {
     Reply(request, **std::move(answer));
   }
+  if (read_side_) ReadAnswerInPlace();
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
+}
+
+void Session::TakeReadSide(WorkerSupervisor* worker) {
+  if (!answer_in_place_ || read_side_) return;
+  if (in_place_skips_ > 0) {
+    --in_place_skips_;
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // A worker serving a same-host channel keeps its reader thread on the channel.
+    if (local_worker_end_ != nullptr) return;
+  }
+  read_side_ = worker->TakeReadSide();
+}
+
+void Session::ReadAnswerInPlace() {
+  uint64_t invokes = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    invokes = invokes_accepted_;
+  }
+  const bool answered = read_side_.Read(absl::Now() + kAnswerInPlaceSpin, [this, invokes] {
+    absl::MutexLock lock(&mu_);
+    return requests_.size() == 0 || invokes_accepted_ != invokes;
+  });
+  read_side_ = WorkerSupervisor::ReadSide();
+  in_place_backoff_ = answered ? 0 : std::min(2 * in_place_backoff_ + 1, kMaxAnswerInPlaceBackoff);
+  in_place_skips_ = in_place_backoff_;
 }
 
 absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bool first) {
@@ -452,6 +497,8 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
     wrapped.set_invocation(answer.invocation());
     *wrapped.mutable_request() = request;
     wrapped.mutable_request()->set_id(0);
+    // The call it answers goes on: its answer may be read here.
+    TakeReadSide(worker);
     // A failed send means the worker is dying; its reader reports that.
     (void)worker->Send(wrapped);
   }
@@ -473,6 +520,8 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
     if (status.ok()) return std::nullopt;
   }
   for (int attempt = 0; pending.scope == 0 && attempt < kMaxStartAttempts; ++attempt) {
+    // A dead worker's supervisor is destroyed here, which waits for its reader thread.
+    read_side_ = WorkerSupervisor::ReadSide();
     status = EnsureWorker();
     if (!status.ok()) break;
     status = Enqueue(request, pending);
@@ -623,6 +672,8 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   // A failed send means the worker is dying or broke the channel (which wakes the reader):
   // its reader fails the queued request. The client's request goes down uncopied, its id
   // included (the worker answers `wrapped`'s).
+  // The answer may be read here: the worker's frames wake no other thread from now on.
+  if (was_idle) TakeReadSide(worker);
   (void)worker->Send(wrapped, request);
   return absl::OkStatus();
 }

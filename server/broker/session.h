@@ -78,7 +78,10 @@ class Session : private WorkerSupervisor::Listener {
 
   // Handles one client request. Every request gets exactly one response (now, or when the
   // worker answers). Returns false when the client asked to close the session.
-  bool HandleRequest(const v1::Request& request);
+  // `client_waits`: the client sent nothing behind this request (it waits for the answer),
+  // so the stream thread may spend a few microseconds reading the worker's answer itself
+  // (ReadAnswerInPlace) before it goes back to the stream.
+  bool HandleRequest(const v1::Request& request, bool client_waits = false);
 
   // Answers request `id`, an `op` refused before it was parsed (server/broker/message_codec.h),
   // with `status`, and counts it as a request refused by validation. The session goes on.
@@ -123,6 +126,13 @@ class Session : private WorkerSupervisor::Listener {
   absl::StatusOr<Answer> Forward(const v1::Request& request, PendingRequest pending);
   // The session's call timeout, with the session's lock.
   absl::Duration CallTimeout() ABSL_LOCKS_EXCLUDED(mu_);
+  // With the read side taken (read_side_), reads the worker's answer on this thread, for at
+  // most kAnswerInPlaceSpin: until nothing is in flight or the worker invokes a callback.
+  // Then gives the read side back; after a miss, the next requests back off.
+  void ReadAnswerInPlace() ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes the read side of `worker` for the request about to be sent to it, when the client
+  // waits for the answer (answer_in_place_).
+  void TakeReadSide(WorkerSupervisor* worker);
   // Starts a worker and replays the session's libraries and functions, unless one is alive.
   absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues and sends the replay of every ready library and function to a new worker.
@@ -201,6 +211,8 @@ class Session : private WorkerSupervisor::Listener {
   bool restart_ ABSL_GUARDED_BY(mu_) = true;
   HandleTable handles_ ABSL_GUARDED_BY(mu_);
   InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
+  // Callback invocations accepted from the worker so far.
+  uint64_t invokes_accepted_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The worker of the current generation, supervised; kept after its death until the next
   // one starts (its reader thread may still be reporting the death).
@@ -212,6 +224,15 @@ class Session : private WorkerSupervisor::Listener {
   // The broker's attachment of the worker's end of the client's same-host channel (null:
   // none): it reads the worker's busy words and closes the end when the worker dies.
   std::unique_ptr<ShmChannel> local_worker_end_ ABSL_GUARDED_BY(mu_);
+
+  // The stream thread's: whether the request being handled may have its answer read in
+  // place, and the read side taken for it (WorkerSupervisor::ReadSide) until it has.
+  bool answer_in_place_ = false;
+  WorkerSupervisor::ReadSide read_side_;
+  // After spins that missed: how many requests to skip (kMaxAnswerInPlaceBackoff), and how
+  // many are left to skip.
+  int in_place_backoff_ = 0;
+  int in_place_skips_ = 0;
 
   // Wakes the current worker's reader at a deadline it slept past (SessionConfig::deadlines;
   // null without a timer: the stream thread wakes the reader itself). Cancelled in Shutdown.

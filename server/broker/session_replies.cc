@@ -217,8 +217,10 @@ absl::Status Session::AcceptInvoke(const v1::CallbackInvoke& invoke) {
   }
   std::vector<std::pair<uint32_t, uint64_t>> shipped;
   FFIBOX_RETURN_IF_ERROR(CheckCallbackInvoke(invoke, *signature, &shipped));
-  return requests_.OpenInvocation(invoke, std::move(signature), std::move(shipped), call_timeout_,
-                                  absl::Now());
+  FFIBOX_RETURN_IF_ERROR(requests_.OpenInvocation(invoke, std::move(signature), std::move(shipped),
+                                                  call_timeout_, absl::Now()));
+  ++invokes_accepted_;
+  return absl::OkStatus();
 }
 
 void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& response) {

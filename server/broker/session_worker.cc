@@ -1,5 +1,6 @@
 #include "server/broker/session_worker.h"
 
+#include <atomic>
 #include <cstdio>
 #include <utility>
 
@@ -106,16 +107,27 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
       new SessionWorker(std::move(process), std::move(cgroup), std::move(process_cap)));
 }
 
+namespace {
+std::atomic<int> busy_workers{0};
+}  // namespace
+
+int SessionWorker::BusyWorkers() { return busy_workers.load(std::memory_order_relaxed); }
+
 SessionWorker::~SessionWorker() {
+  if (busy_) busy_workers.fetch_sub(1, std::memory_order_relaxed);
   process_.reset();  // ~WorkerProcess reaps: the group is empty after it
   cgroup_.reset();
 }
 
 void SessionWorker::Busy() {
+  if (!busy_) busy_workers.fetch_add(1, std::memory_order_relaxed);
+  busy_ = true;
   if (cgroup_ != nullptr) cgroup_->SetBusy(true).IgnoreError();
 }
 
 std::vector<std::string> SessionWorker::Idle() {
+  if (busy_) busy_workers.fetch_sub(1, std::memory_order_relaxed);
+  busy_ = false;
   if (cgroup_ != nullptr) cgroup_->SetBusy(false).IgnoreError();
   return NewLimitHits();
 }

@@ -58,6 +58,9 @@ class SessionWorker {
   // serving a same-host channel is never idle).
   std::vector<std::string> NewLimitHits();
 
+  // How many workers of this process are busy: between Busy and Idle (or their end).
+  static int BusyWorkers();
+
  private:
   SessionWorker(std::unique_ptr<WorkerProcess> process, std::unique_ptr<WorkerCgroup> cgroup,
                 std::unique_ptr<ProcessCapWatch> process_cap)
@@ -68,6 +71,7 @@ class SessionWorker {
   std::unique_ptr<WorkerProcess> process_;
   std::unique_ptr<WorkerCgroup> cgroup_;          // null without the cgroup layer
   std::unique_ptr<ProcessCapWatch> process_cap_;  // without a cgroup, when capped
+  bool busy_ = false;                             // counted in BusyWorkers
 };
 
 }  // namespace ffibox

@@ -56,10 +56,13 @@ class ShmWorkerConnection : public WorkerConnection {
     return WriteFrame(*channel_, length, serialize, absl::InfiniteFuture());
   }
 
-  absl::StatusOr<FramePayload> ReceiveFrame(absl::Time deadline) override {
+  absl::StatusOr<FramePayload> ReceiveFrame(absl::Time deadline, Waiting waiting) override {
     for (;;) {
       if (watch_->has_ready()) watch_->DispatchReady();
-      if (interrupted_.exchange(false)) return absl::CancelledError("interrupted");
+      // In place of the reader, an Interrupt is left for the reader to take.
+      if (waiting.in_place ? interrupted_.load() : interrupted_.exchange(false)) {
+        return absl::CancelledError("interrupted");
+      }
       absl::StatusOr<std::optional<FramePayload>> next = decoder_.Next();
       Account();
       if (!next.ok()) return next.status();
@@ -89,6 +92,7 @@ class ShmWorkerConnection : public WorkerConnection {
         wake = std::min(wake, stalled);
       }
       if (deadline <= now) return absl::DeadlineExceededError("no reply before the deadline");
+      if (!may_read && waiting.in_place) return absl::DeadlineExceededError("no room to read");
       if (!may_read) {
         absl::SleepFor(std::min(wake, now + kBudgetRetry) - now);
         continue;
@@ -108,7 +112,9 @@ class ShmWorkerConnection : public WorkerConnection {
         Account();
         continue;
       }
-      absl::Status waited = channel_->WaitReadable(wake);
+      absl::Status waited = waiting.in_place ? channel_->SpinReadable(wake)
+                                             : channel_->WaitReadable(wake, waiting.role);
+      if (waiting.in_place && !waited.ok()) return waited;
       // Woken by Interrupt, a watched descriptor or a deadline: the loop sees which.
       if (!waited.ok() && !absl::IsCancelled(waited) && !absl::IsDeadlineExceeded(waited)) {
         return waited;
@@ -124,6 +130,9 @@ class ShmWorkerConnection : public WorkerConnection {
   void Watch(int fd, std::function<bool(short revents)> on_ready) override {
     watch_->Add(fd, std::move(on_ready));
   }
+
+  void MuteSleepingReader() override { channel_->MuteSleepingReader(); }
+  void UnmuteSleepingReader() override { channel_->UnmuteSleepingReader(); }
 
  private:
   // Brings the process-wide count up to date with what the decoder holds now.
@@ -193,7 +202,21 @@ absl::Status WorkerConnection::Send(const internal::WorkerRequest& envelope,
 }
 
 absl::StatusOr<internal::WorkerReply> WorkerConnection::Receive(absl::Time deadline) {
-  absl::StatusOr<FramePayload> frame = ReceiveFrame(deadline);
+  return ReceiveParsed(deadline, Waiting());
+}
+
+absl::StatusOr<internal::WorkerReply> WorkerConnection::Receive(absl::Time deadline,
+                                                                absl::Mutex* role) {
+  return ReceiveParsed(deadline, Waiting{role, false});
+}
+
+absl::StatusOr<internal::WorkerReply> WorkerConnection::ReceiveInPlace(absl::Time until) {
+  return ReceiveParsed(until, Waiting{nullptr, true});
+}
+
+absl::StatusOr<internal::WorkerReply> WorkerConnection::ReceiveParsed(absl::Time deadline,
+                                                                      Waiting waiting) {
+  absl::StatusOr<FramePayload> frame = ReceiveFrame(deadline, waiting);
   if (!frame.ok()) return frame.status();
   relayed_from_workers.fetch_add(frame->size(), std::memory_order_relaxed);
   // The frame's pieces go as the parse takes them: one copy fewer at the peak of a large

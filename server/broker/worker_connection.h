@@ -16,6 +16,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/encoding_limits.h"
 #include "core/framing.h"
@@ -46,6 +47,19 @@ class WorkerConnection {
   // INVALID_ARGUMENT for a frame that is not a well-formed reply, or one that holds more
   // than the reply limits allow (SetReplyLimits). Called from one thread only.
   absl::StatusOr<internal::WorkerReply> Receive(absl::Time deadline);
+  // Receive on the reader thread, which holds `role`, the read side's lock: the wait
+  // releases it while it sleeps, so that another thread may take it and read in its place
+  // meanwhile (ReceiveInPlace).
+  absl::StatusOr<internal::WorkerReply> Receive(absl::Time deadline, absl::Mutex* role);
+  // Receive on a thread that took the role lock while the reader thread sleeps: it spins
+  // until `until` (DEADLINE_EXCEEDED) and never sleeps, and leaves an Interrupt pending for
+  // the reader (CANCELLED). Call between MuteSleepingReader and UnmuteSleepingReader.
+  absl::StatusOr<internal::WorkerReply> ReceiveInPlace(absl::Time until);
+  // While a thread reads in place of the sleeping reader, the worker's frames do not wake
+  // the sleeper; afterwards the sleeper is woken at once if the worker sent more. Called
+  // with the role lock held. The default does nothing.
+  virtual void MuteSleepingReader() {}
+  virtual void UnmuteSleepingReader() {}
 
   // What a frame larger than kShapeCheckedBytes may hold (core/encoding_limits.h), asked of
   // `limits` on Receive's thread when such a frame has arrived: what may answer the requests
@@ -77,11 +91,22 @@ class WorkerConnection {
   std::function<AnswerLimits()> reply_limits_ = [] { return AnswerLimits(); };
 
  protected:
+  // How ReceiveFrame waits: as Receive (`role` null), as Receive with a role lock, or as
+  // ReceiveInPlace (`in_place`).
+  struct Waiting {
+    absl::Mutex* role = nullptr;
+    bool in_place = false;
+  };
+
   // The transport: one opaque frame each way, with Send's and Receive's contracts. A frame
   // sent is `length` bytes that `serialize` writes; a frame received comes in pieces
   // (core/framing.h), which the parse frees as it goes.
   virtual absl::Status SendFrame(size_t length, Serializer serialize) = 0;
-  virtual absl::StatusOr<FramePayload> ReceiveFrame(absl::Time deadline) = 0;
+  virtual absl::StatusOr<FramePayload> ReceiveFrame(absl::Time deadline, Waiting waiting) = 0;
+
+ private:
+  // Receive's parse of a frame received as `waiting` says.
+  absl::StatusOr<internal::WorkerReply> ReceiveParsed(absl::Time deadline, Waiting waiting);
 };
 
 // A connection over a shared-memory channel (core/shm_channel.h, the creator's end; the worker

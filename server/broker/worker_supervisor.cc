@@ -45,6 +45,7 @@ void WorkerSupervisor::WatchDescriptors() {
 }
 
 void WorkerSupervisor::StartReader() {
+  worker_->process().connection().SetReplyLimits([this] { return listener_->ReplyLimits(); });
   reader_ = std::thread([this] {
     NameThisThread("ffibox-reader");
     ReadReplies();
@@ -75,11 +76,65 @@ void WorkerSupervisor::WakeReader() { worker_->process().connection().Interrupt(
 
 void WorkerSupervisor::Kill() { worker_->process().Kill(); }
 
+WorkerSupervisor::ReadSide WorkerSupervisor::TakeReadSide() {
+  // Reading in place spins: only while this worker is the process's only busy one, so the
+  // spin never takes a CPU another session's worker or stream could use.
+  if (!reader_.joinable() || SessionWorker::BusyWorkers() > 1) return ReadSide();
+  // The reader thread holds the lock unless it sleeps: then this thread may read instead.
+  if (!role_mu_.TryLock()) return ReadSide();
+  worker_->process().connection().MuteSleepingReader();
+  return ReadSide(this);
+}
+
+WorkerSupervisor::ReadSide& WorkerSupervisor::ReadSide::operator=(ReadSide&& other) noexcept {
+  if (this != &other) {
+    Release();
+    owner_ = std::exchange(other.owner_, nullptr);
+  }
+  return *this;
+}
+
+bool WorkerSupervisor::ReadSide::Read(absl::Time until, absl::FunctionRef<bool()> done) {
+  if (owner_ == nullptr) return false;
+  WorkerConnection& connection = owner_->worker_->process().connection();
+  for (;;) {
+    if (owner_->violation_.has_value()) return false;
+    if (done()) return true;
+    absl::StatusOr<internal::WorkerReply> reply = connection.ReceiveInPlace(until);
+    if (!reply.ok()) {
+      // Nothing yet, an Interrupt or the worker's end: the reader sees them when it wakes.
+      // A broken frame was consumed here: the reader is told.
+      const absl::StatusCode code = reply.status().code();
+      if (code != absl::StatusCode::kDeadlineExceeded && code != absl::StatusCode::kCancelled &&
+          code != absl::StatusCode::kUnavailable) {
+        owner_->violation_ = std::string(reply.status().message());
+      }
+      return false;
+    }
+    absl::Status accepted = owner_->listener_->OnReply(owner_->generation(), *std::move(reply));
+    if (!accepted.ok()) owner_->violation_ = std::string(accepted.message());
+  }
+}
+
+void WorkerSupervisor::ReadSide::Release() {
+  if (owner_ == nullptr) return;
+  WorkerSupervisor* owner = std::exchange(owner_, nullptr);
+  owner->worker_->process().connection().UnmuteSleepingReader();
+  const bool violated = owner->violation_.has_value();
+  owner->role_mu_.Unlock();
+  if (violated) owner->WakeReader();
+}
+
 void WorkerSupervisor::ReadReplies() {
   WorkerConnection& connection = worker_->process().connection();
-  connection.SetReplyLimits([this] { return listener_->ReplyLimits(); });
+  // Held throughout but while the connection sleeps (ReadInPlace).
+  absl::MutexLock role(&role_mu_);
   for (;;) {
-    absl::StatusOr<internal::WorkerReply> reply = connection.Receive(listener_->NextDeadline());
+    absl::StatusOr<internal::WorkerReply> reply =
+        connection.Receive(listener_->NextDeadline(), &role_mu_);
+    if (violation_.has_value()) {
+      return ReportDeath(/*kill=*/true, DeathCause::kProtocolViolation, *violation_);
+    }
     if (reply.ok()) {
       absl::Status accepted = listener_->OnReply(generation(), *std::move(reply));
       if (!accepted.ok()) {

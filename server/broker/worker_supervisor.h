@@ -4,14 +4,16 @@
 // budget, reads its seccomp notifications, and turns its end into one report.
 //
 // The supervisor decides nothing about requests: it reports to a Listener (the session),
-// which owns what is in flight. The Listener is called on the reader thread, one call at a
-// time; OnDeath is its last call. The session starts a new supervisor for the next worker
+// which owns what is in flight. The Listener is called on the reader thread (or on a thread
+// that reads in its place while it sleeps: ReadSide), one call at a time; OnDeath is its
+// last call. The session starts a new supervisor for the next worker
 // generation after this one's reader has ended (destruction waits for it), so readers of
 // one session never overlap.
 //
-// Threads: Start, StartReader, Stop and destruction from the session's stream thread; Send,
-// SendDescriptor, WakeReader and Kill from any thread; Busy and Idle under the caller's
-// serialization (the session's lock).
+// Threads: Start, StartReader, Stop, TakeReadSide and destruction from the session's stream
+// thread; Send, SendDescriptor, WakeReader and Kill from any thread; Busy and Idle under the
+// caller's serialization (the session's lock). The Listener is called one call at a time,
+// by the reader thread or by the thread reading in its place.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_SUPERVISOR_H_
 #define FFIBOX_SERVER_BROKER_WORKER_SUPERVISOR_H_
 
@@ -21,11 +23,14 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/encoding_limits.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -43,7 +48,8 @@ class WorkerSupervisor {
  public:
   using Culprit = InFlightRequests::Culprit;
 
-  // What the supervisor reports to, on its reader thread. `generation` names the worker.
+  // What the supervisor reports to, on its reader thread (or one reading in its place).
+  // `generation` names the worker.
   class Listener {
    public:
     virtual ~Listener() = default;
@@ -94,6 +100,44 @@ class WorkerSupervisor {
   absl::Status Send(const internal::WorkerRequest& envelope, const v1::Request& request);
   // Passes `fd` (the caller keeps it) for the load with WorkerRequest id `tag`.
   absl::Status SendDescriptor(int fd, uint64_t tag);
+  // The read side of the worker's connection, held by a thread that reads in place of the
+  // reader thread while that sleeps (the session's stream thread, for the answer to a request
+  // its client waits for: one wakeup and one thread handoff fewer). While it is held, what
+  // the worker sends does not wake the reader thread. Releasing it (destruction, or
+  // assigning another) hands reading back to the reader thread, which is woken at once if
+  // the worker sent more meanwhile, or if a message read in place broke the protocol (the
+  // reader thread reports that, as it reports an Interrupt, a deadline and the worker's end).
+  // Hold it briefly, on the stream thread only, and never across a call that may wait for
+  // the reader thread (Stop, destruction).
+  class ReadSide {
+   public:
+    ReadSide() = default;
+    ReadSide(ReadSide&& other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
+    ReadSide& operator=(ReadSide&& other) noexcept;
+    ~ReadSide() { Release(); }
+
+    explicit operator bool() const { return owner_ != nullptr; }
+
+    // Reads what the worker sends and reports it to the listener as the reader thread would,
+    // until `done()` (asked before each message) or until `until`, spinning: the calling
+    // thread never sleeps here. Stops at the first message that breaks the protocol. Whether
+    // `done()` came true.
+    bool Read(absl::Time until, absl::FunctionRef<bool()> done);
+
+   private:
+    friend class WorkerSupervisor;
+    explicit ReadSide(WorkerSupervisor* owner) : owner_(owner) {}
+    void Release();
+
+    WorkerSupervisor* owner_ = nullptr;
+  };
+
+  // The read side, taken from the sleeping reader thread; empty when the reader thread is
+  // reading (or not started), or when another worker of the process is busy
+  // (SessionWorker::BusyWorkers): a thread reading in place spins, which must not take a CPU
+  // from other sessions.
+  ReadSide TakeReadSide();
+
   // Makes the reader ask the listener for the next deadline again.
   void WakeReader();
   // Kills the worker; the reader then reports its death. Idempotent.
@@ -119,8 +163,14 @@ class WorkerSupervisor {
                    const Culprit* culprit = nullptr);
 
   const std::unique_ptr<SessionWorker> worker_;
-  OutputBudget* const output_budget_;  // used by the reader thread only
+  // The read side: held by the reader thread except while it sleeps, or by a thread that
+  // reads in its place (ReadSide). The listener's calls and the output budget are made
+  // and used under it.
+  absl::Mutex role_mu_;
+  OutputBudget* const output_budget_;  // used under role_mu_
   Listener* const listener_;
+  // Why a message read in place broke the protocol, for the reader thread to report.
+  std::optional<std::string> violation_ ABSL_GUARDED_BY(role_mu_);
   std::atomic<bool> stopping_{false};
   std::thread reader_;
 };

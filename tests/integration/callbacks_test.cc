@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,7 +14,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -203,34 +200,11 @@ TEST_P(CallbacksTest, StoredHandlerFiresInLaterCalls) {
   EXPECT_EQ(fire_handler(-4).value_or(-99), -12);
 }
 
-// The first line of the file at `path` ("" when it cannot be read).
-std::string FirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-// The voluntary context switches so far of the thread named `name` among the threads of
-// `tasks` (a /proc/<pid>/task directory); -1 when there is none.
-long ThreadSwitches(const std::string& tasks, const std::string& name) {
-  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
-    if (FirstLine(task.path().string() + "/comm") != name) continue;
-    std::ifstream status(task.path().string() + "/status");
-    for (std::string line; std::getline(status, line);) {
-      if (absl::StartsWith(line, "voluntary_ctxt_switches:")) {
-        return std::stol(line.substr(line.find(':') + 1));
-      }
-    }
-  }
-  return -1;
-}
-
 // The same for the thread named `name` of the ffibox-worker below ffiboxd `server`.
 long WorkerThreadSwitches(pid_t server, const std::string& name) {
   for (pid_t pid : test_support::DescendantsOf(server)) {
-    if (FirstLine(absl::StrCat("/proc/", pid, "/comm")) == "ffibox-worker") {
-      return ThreadSwitches(absl::StrCat("/proc/", pid, "/task"), name);
+    if (test_support::FirstLine(absl::StrCat("/proc/", pid, "/comm")) == "ffibox-worker") {
+      return test_support::ThreadSwitches(pid, name);
     }
   }
   return -1;
@@ -253,7 +227,7 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   ASSERT_EQ(warm, 2);
   const long before = WorkerThreadSwitches(server->pid(), "worker-reader");
   ASSERT_GE(before, 0) << "no worker-reader thread in a worker of ffiboxd " << server->pid();
-  const long stream_before = ThreadSwitches("/proc/self/task", "ffibox-stream");
+  const long stream_before = test_support::ThreadSwitches(getpid(), "ffibox-stream");
   ASSERT_GE(stream_before, 0) << "no ffibox-stream thread in this process";
   constexpr int kRoundTrips = 200;
   for (int i = 0; i < kRoundTrips; ++i) {
@@ -267,7 +241,7 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   // In this process, the caller reads the invoke and its answer, the callback thread runs
   // the handler: the session stream's reader thread is not woken for the done that answers
   // the callback_return (nothing waits for it).
-  const long stream_after = ThreadSwitches("/proc/self/task", "ffibox-stream");
+  const long stream_after = test_support::ThreadSwitches(getpid(), "ffibox-stream");
   EXPECT_LT(stream_after - stream_before, kRoundTrips / 20)
       << "the stream's reader thread woke " << stream_after - stream_before << " times in "
       << kRoundTrips << " round trips";

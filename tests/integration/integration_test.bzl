@@ -18,7 +18,7 @@ INTEGRATION_DEPS = [
     "//third_party:gtest_main",
 ]
 
-def integration_test(name, data = [], deps = []):
+def integration_test(name, data = [], deps = [], tags = []):
     """A cc_test `name` built from `name`.cc with the servers, the CLI and the test library."""
     native.cc_test(
         name = name,
@@ -26,4 +26,5 @@ def integration_test(name, data = [], deps = []):
         srcs = [name + ".cc"],
         data = INTEGRATION_DATA + data,
         deps = INTEGRATION_DEPS + deps,
+        tags = tags,
     )

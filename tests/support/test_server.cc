@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -267,6 +268,28 @@ char ProcessState(pid_t pid) {
   char state = 0;
   pid_t parent = 0;
   return ReadStat(pid, &state, &parent) ? state : '\0';
+}
+
+std::string FirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+long ThreadSwitches(pid_t pid, const std::string& name) {
+  std::error_code error;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+    if (FirstLine(task.path().string() + "/comm") != name) continue;
+    std::ifstream status(task.path().string() + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (absl::StartsWith(line, "voluntary_ctxt_switches:")) {
+        return std::stol(line.substr(line.find(':') + 1));
+      }
+    }
+  }
+  return -1;
 }
 
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {

@@ -86,6 +86,14 @@ std::vector<pid_t> DescendantsOf(pid_t ancestor);
 // if there is no such process.
 char ProcessState(pid_t pid);
 
+// The first line of the file at `path` ("" when it cannot be read).
+std::string FirstLine(const std::string& path);
+
+// The voluntary context switches so far of the thread named `name` (its comm) of process
+// `pid`, from /proc: how often it went to sleep, so how often it was woken; -1 when the
+// process has no such thread.
+long ThreadSwitches(pid_t pid, const std::string& name);
+
 // Polls `condition` every 10 ms until it holds or `timeout` passes; returns its last value.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 

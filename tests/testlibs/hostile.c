@@ -186,6 +186,33 @@ long hostile_whole_frame(int to_client, const unsigned char* prefix, long prefix
   return length;
 }
 
+/* As hostile_whole_frame to the broker, then waits until the broker has read the whole frame
+ * out of the ring (up to 5 s), so that the worker's own answer, written where the worker
+ * believes the ring ends, cannot overwrite it first. The channel is looked for once, by the
+ * first call, so later calls forge within microseconds of their start; a `length` of 0 only
+ * looks. Returns `length`, -ETIMEDOUT, or -errno. */
+long hostile_whole_frame_taken(const unsigned char* prefix, long prefix_length,
+                               const unsigned char* pattern, long pattern_length, long length) {
+  static unsigned char* channel = NULL;
+  if (channel == NULL) channel = find_channel();
+  if (channel == NULL) return -ENOENT;
+  if (length == 0) return 0;
+  if (prefix_length < 0 || prefix_length > length || pattern_length <= 0) return -EINVAL;
+  const unsigned char header[4] = {(unsigned char)length, (unsigned char)(length >> 8),
+                                   (unsigned char)(length >> 16), (unsigned char)(length >> 24)};
+  write_to_broker(channel, header, sizeof header, (const unsigned char*)"", 1, sizeof header);
+  write_to_broker(channel, prefix, prefix_length, pattern, pattern_length, length);
+  const uint64_t* head = (const uint64_t*)(channel + 192);
+  const uint64_t* tail = (const uint64_t*)(channel + 192 + 64);
+  for (int waited = 0; waited < 50000; ++waited) {
+    if (__atomic_load_n(tail, __ATOMIC_SEQ_CST) == __atomic_load_n(head, __ATOMIC_SEQ_CST)) {
+      return length;
+    }
+    usleep(100);
+  }
+  return -ETIMEDOUT;
+}
+
 /* Overwrites every position of the worker's channel (its first page after the header) with
  * the byte `garbage`, as a library that scribbles over the worker's memory would, and
  * returns 0 (-ENOENT without a channel). The worker cannot answer on a channel so broken. */

@@ -1,0 +1,171 @@
+// The answer to a request its client waits for, read by ffiboxd's stream thread in place of
+// the worker's reader thread (server/broker/worker_supervisor.h, WorkerSupervisor::ReadSide),
+// against a real ffiboxd and real workers: the reader thread is not woken for it, and what
+// the worker sends is checked and reported just the same.
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/cpp/ffibox_client.h"
+#include "core/errors.h"
+#include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/test_server.h"
+
+namespace ffibox {
+namespace {
+
+using test_support::RunfilePath;
+using test_support::TestLibPath;
+using test_support::TestServer;
+using test_support::ThreadSwitches;
+
+using IntCallback = Callback<int(int)>;
+
+constexpr int kCalls = 200;
+// Rounds of kCalls calls: the quietest counts. A round on a machine busy elsewhere has the
+// worker answer later than the stream thread's spin more often (the reader thread then takes
+// the answer, as before), which says nothing about the path when the machine is free.
+constexpr int kRounds = 3;
+
+// A session of a fresh ffiboxd (no pool: its one worker is the session's) with the test
+// library loaded.
+struct Fixture {
+  std::unique_ptr<TestServer> server;
+  std::unique_ptr<Client> client;
+  std::unique_ptr<Session> session;
+};
+
+absl::StatusOr<Fixture> Start() {
+  Fixture fixture;
+  FFIBOX_ASSIGN_OR_RETURN(fixture.server, TestServer::Start({"--pool_size=0"}));
+  FFIBOX_ASSIGN_OR_RETURN(fixture.client, Client::Connect(fixture.server->address()));
+  FFIBOX_ASSIGN_OR_RETURN(fixture.session, fixture.client->OpenSession());
+  return fixture;
+}
+
+// The fewest times over kRounds rounds that ffiboxd `broker`'s reader thread woke while
+// `round` ran; -1 when it has no reader thread. `round` returns false to stop (a failure).
+long FewestReaderWakeups(pid_t broker, const std::function<bool()>& round) {
+  long fewest = -1;
+  for (int i = 0; i < kRounds; ++i) {
+    const long before = ThreadSwitches(broker, "ffibox-reader");
+    if (before < 0 || !round()) return -1;
+    const long woke = ThreadSwitches(broker, "ffibox-reader") - before;
+    if (fewest < 0 || woke < fewest) fewest = woke;
+  }
+  return fewest;
+}
+
+// Calls one after the other, each answer awaited: the broker's reader thread, woken for every
+// answer before (a switch per call at least), is not woken for them. A few misses are allowed
+// (a worker that took longer than the stream thread's spin to answer); the old path took a
+// switch per call.
+TEST(AnswerInPlace, CallsTheClientWaitsForDoNotWakeTheBrokersReaderThread) {
+  ASSERT_OK_AND_ASSIGN(Fixture fixture, Start());
+  ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int warm, add(1, 2));
+  ASSERT_EQ(warm, 3);
+  const pid_t broker = fixture.server->pid();
+  const long calls = FewestReaderWakeups(broker, [&] {
+    for (int i = 0; i < kCalls; ++i) {
+      absl::StatusOr<int> sum = add(i, 1);
+      EXPECT_OK(sum);
+      if (!sum.ok() || *sum != i + 1) return false;
+    }
+    return true;
+  });
+  ASSERT_GE(calls, 0) << "no ffibox-reader thread in ffiboxd " << broker << ", or a call failed";
+  EXPECT_LT(calls, kCalls / 4) << "the reader thread woke " << calls << " times in " << kCalls
+                               << " calls (the quietest of " << kRounds << " rounds)";
+
+  // A callback round trip: the invoke and, after the client's answer, the call's result.
+  ASSERT_OK_AND_ASSIGN(IntCallback twice, fixture.session->DefineCallback<int(int)>(
+                                              [](int x) -> absl::StatusOr<int> { return 2 * x; }));
+  ASSERT_OK_AND_ASSIGN(auto register_handler, lib.Function<void(IntCallback)>("register_handler"));
+  ASSERT_OK_AND_ASSIGN(auto fire_handler, lib.Function<int(int)>("fire_handler"));
+  ASSERT_OK(register_handler(twice));
+  const long callbacks = FewestReaderWakeups(broker, [&] {
+    for (int i = 0; i < kCalls; ++i) {
+      absl::StatusOr<int> doubled = fire_handler(i);
+      EXPECT_OK(doubled);
+      if (!doubled.ok() || *doubled != 2 * i) return false;
+    }
+    return true;
+  });
+  ASSERT_GE(callbacks, 0) << "a callback round trip failed";
+  EXPECT_LT(callbacks, kCalls / 4)
+      << "the reader thread woke " << callbacks << " times in " << kCalls
+      << " callback round trips (the quietest of " << kRounds << " rounds)";
+}
+
+// A call that outlasts the spin is answered by the reader thread, as before: nothing is lost
+// and the session goes on reading in place afterwards.
+TEST(AnswerInPlace, ACallLongerThanTheSpinIsAnsweredByTheReaderThread) {
+  ASSERT_OK_AND_ASSIGN(Fixture fixture, Start());
+  ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto sleep_ms, lib.Function<int(int)>("sleep_ms"));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  const long before = ThreadSwitches(fixture.server->pid(), "ffibox-reader");
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(int slept, sleep_ms(20));
+    EXPECT_EQ(slept, 20);
+  }
+  const long after = ThreadSwitches(fixture.server->pid(), "ffibox-reader");
+  EXPECT_GE(after - before, 5) << "the reader thread did not take the long calls' answers";
+  ASSERT_OK_AND_ASSIGN(int sum, add(20, 22));
+  EXPECT_EQ(sum, 42);
+}
+
+// A library forges a reply behind its worker's back (tests/testlibs/hostile.c) while its call
+// runs, and the stream thread reads it in place: the reply answers no request the worker
+// runs, so the worker is ended for breaking the protocol, as the reader thread would have
+// ended it, and the session's next call runs on a new worker.
+TEST(AnswerInPlace, AForgedReplyReadInPlaceEndsItsWorker) {
+  ASSERT_OK_AND_ASSIGN(Fixture fixture, Start());
+  char real[PATH_MAX];
+  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
+  ASSERT_NE(realpath(path.c_str(), real), nullptr) << path;
+  ASSERT_OK_AND_ASSIGN(Library hostile, fixture.session->Load(real));
+  ASSERT_OK_AND_ASSIGN(auto forge,
+                       (hostile.Function<long(const char*, long, const char*, long, long)>(
+                           "hostile_whole_frame_taken")));
+  // The first call finds the channel, so the forging call writes its reply within
+  // microseconds, while the stream thread spins for the answer. The calls that only look are
+  // quick: the session's backoff after the slow ones (the load, the first look) is over by
+  // the last of them.
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_OK_AND_ASSIGN(long looked, forge("", 0, "", 1, 0));
+    ASSERT_EQ(looked, 0) << "the hostile library found no channel to the broker";
+  }
+  // WorkerReply{response: Response{id: 999999, done: {}}}: no request of that number runs.
+  const std::string response("\x08\xbf\x84\x3d\xb2\x01\x00", 7);
+  const std::string reply = std::string("\x0a") + static_cast<char>(response.size()) + response;
+  absl::StatusOr<long> forged = forge(reply.data(), static_cast<long>(reply.size()), "\x00", 1,
+                                      static_cast<long>(reply.size()));
+  ASSERT_FALSE(forged.ok()) << "the forged reply was taken: " << *forged;
+  const v1::Error error = ErrorOf(forged.status());
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << forged.status();
+  EXPECT_NE(error.message().find("broke the channel protocol"), std::string::npos)
+      << error.message();
+  // For the forged reply itself, not for what followed it (the worker's own answer, written
+  // over it, which no longer lines up with the frames).
+  EXPECT_NE(error.message().find("reply for request 999999, which is not running"),
+            std::string::npos)
+      << error.message();
+  ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int sum, add(2, 3));
+  EXPECT_EQ(sum, 5);
+  EXPECT_EQ(fixture.session->generation(), 2u);
+}
+
+}  // namespace
+}  // namespace ffibox
