@@ -13,7 +13,7 @@
 namespace ffibox {
 namespace {
 
-constexpr size_t kHeaderBytes = 4;
+constexpr size_t kHeaderBytes = kFrameHeaderBytes;
 
 uint32_t DecodeLength(const unsigned char* header) {
   return static_cast<uint32_t>(header[0]) | static_cast<uint32_t>(header[1]) << 8 |

@@ -20,6 +20,9 @@
 
 namespace ffibox {
 
+// The length prefix of every frame.
+inline constexpr size_t kFrameHeaderBytes = 4;
+
 // Writes one frame to `channel`, waiting for room until `deadline` (a frame larger than the
 // ring streams through it). RESOURCE_EXHAUSTED for a payload of 4 GiB or more; otherwise
 // ShmChannel::Write's errors (UNAVAILABLE when the peer has gone).

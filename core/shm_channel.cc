@@ -523,11 +523,20 @@ absl::Status ShmChannel::Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool re
       PeerHungUp();
       continue;
     }
-    if (__atomic_load_n(&local_wake_, __ATOMIC_SEQ_CST) == local && !ready() &&
-        (!reading || tail_ == tail_before)) {
+    if (reading && tail_ != tail_before) {
+      // Read in this wait's place: the peer's wakes were not for nothing.
+      stale_wakes = 0;
+      pause = kFirstPause;
+    } else if (__atomic_load_n(&local_wake_, __ATOMIC_SEQ_CST) == local && !ready()) {
       ++stale_wakes;
     }
   }
+}
+
+size_t ShmChannel::WritableNow() {
+  absl::StatusOr<uint64_t> tail = CheckedPeerTail();
+  if (!tail.ok() || closed_.load()) return 0;
+  return ring_bytes_ - static_cast<size_t>(head_ - *tail);
 }
 
 absl::Status ShmChannel::Write(absl::string_view bytes, absl::Time deadline) {

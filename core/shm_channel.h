@@ -122,6 +122,10 @@ class ShmChannel {
   // try, whatever its outcome). Thread-safe.
   absl::StatusOr<absl::Span<char>> SharedArea() ABSL_LOCKS_EXCLUDED(shared_mu_);
 
+  // How many bytes a Write could put in the outbound ring now without waiting (0 when the
+  // peer's read position is impossible). The writing thread's.
+  size_t WritableNow();
+
   // Writes all of `bytes`, waiting while the outbound ring is full, until `deadline`.
   // DEADLINE_EXCEEDED when it passed (a prefix of `bytes` may have been written), UNAVAILABLE
   // when the peer closed the channel or is gone (MarkPeerGone) or this end was closed,

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -720,6 +721,14 @@ TEST(ShmChannelTest, AnotherThreadReadsInPlaceOfASleepingReaderWithoutWakingIt) 
         kRing, [&](const char* untrusted, size_t size) { taken.append(untrusted, size); });
     return taken;
   };
+  // However the test ends, the sleeper is stopped and joined (an Interrupt ends its wait).
+  bool locked = false;  // whether this thread holds mu
+  absl::Cleanup join_sleeper = [&] {
+    stop.store(true);
+    reader_end->Interrupt();
+    if (locked) mu.Unlock();
+    sleeper.join();
+  };
   auto wait_for_wakes = [&](int count) {
     const absl::Time give_up = In(absl::Seconds(5));
     while (wakes.load() < count && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
@@ -741,7 +750,7 @@ TEST(ShmChannelTest, AnotherThreadReadsInPlaceOfASleepingReaderWithoutWakingIt) 
   absl::SleepFor(absl::Milliseconds(50));
   const long slept_before = sleeps();
   ASSERT_GT(slept_before, 0);
-  ASSERT_TRUE(mu.TryLock()) << "the sleeping reader holds its lock";
+  ASSERT_TRUE(locked = mu.TryLock()) << "the sleeping reader holds its lock";
   reader_end->MuteSleepingReader();
   ASSERT_OK(writer_end->Write("a", In(absl::Seconds(5))));
   ASSERT_OK(reader_end->SpinReadable(In(absl::Seconds(5))));
@@ -749,18 +758,19 @@ TEST(ShmChannelTest, AnotherThreadReadsInPlaceOfASleepingReaderWithoutWakingIt) 
   EXPECT_EQ(reader_end->SpinReadable(In(absl::Milliseconds(1))).code(),
             absl::StatusCode::kDeadlineExceeded);
   reader_end->UnmuteSleepingReader();
+  locked = false;
   mu.Unlock();
   absl::SleepFor(absl::Milliseconds(100));
-  EXPECT_EQ(wakes.load(), 0) << "the sleeper returned for bytes read in its place";
   EXPECT_EQ(sleeps(), slept_before) << "the sleeper was woken for bytes read in its place";
 
   // Bytes that came while it was muted, read by nobody: unmuting wakes it for them.
-  ASSERT_TRUE(mu.TryLock());
+  ASSERT_TRUE(locked = mu.TryLock());
   reader_end->MuteSleepingReader();
   ASSERT_OK(writer_end->Write("b", In(absl::Seconds(5))));
   absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_EQ(wakes.load(), 0) << "a muted sleeper was woken by the peer";
+  EXPECT_EQ(sleeps(), slept_before) << "a muted sleeper was woken by the peer";
   reader_end->UnmuteSleepingReader();
+  locked = false;
   mu.Unlock();
   ASSERT_TRUE(wait_for_wakes(1)) << "unmuting did not wake the sleeper for unread bytes";
   // Later bytes wake it as before.
@@ -773,16 +783,17 @@ TEST(ShmChannelTest, AnotherThreadReadsInPlaceOfASleepingReaderWithoutWakingIt) 
 
   // An Interrupt: SpinReadable reports it and leaves it; the sleeper then takes it and ends.
   absl::SleepFor(absl::Milliseconds(50));
-  ASSERT_TRUE(mu.TryLock());
+  ASSERT_TRUE(locked = mu.TryLock());
   reader_end->MuteSleepingReader();
   reader_end->Interrupt();
   EXPECT_EQ(reader_end->SpinReadable(In(absl::Seconds(5))).code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(reader_end->SpinReadable(In(absl::Seconds(5))).code(), absl::StatusCode::kCancelled);
   reader_end->UnmuteSleepingReader();
   stop.store(true);
+  locked = false;
   mu.Unlock();
-  sleeper.join();
-  EXPECT_EQ(wakes.load(), 2);
+  std::move(join_sleeper).Invoke();
+  EXPECT_EQ(wakes.load(), 2) << "the sleeper did not end on the Interrupt left for it";
 }
 
 }  // namespace

@@ -130,29 +130,38 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
 }
 
-void Session::TakeReadSide(WorkerSupervisor* worker) {
-  if (!answer_in_place_ || read_side_) return;
+bool Session::MayReadInPlace() {
+  if (!answer_in_place_ || read_side_) return false;
   if (in_place_skips_ > 0) {
     --in_place_skips_;
-    return;
+    return false;
   }
-  {
-    absl::MutexLock lock(&mu_);
-    // A worker serving a same-host channel keeps its reader thread on the channel.
-    if (local_worker_end_ != nullptr) return;
-  }
-  read_side_ = worker->TakeReadSide();
+  absl::MutexLock lock(&mu_);
+  // A worker serving a same-host channel keeps its reader thread on the channel.
+  return local_worker_end_ == nullptr;
+}
+
+void Session::SendReadingInPlace(WorkerSupervisor* worker, bool in_place,
+                                 absl::FunctionRef<bool()> fits, absl::FunctionRef<void()> send) {
+  // Taken before the send, the read side makes the worker's answer wake no other thread; but
+  // a send that waits for room in the ring needs the reader thread free to end a worker that
+  // never makes it: then the side is taken after the send.
+  if (in_place && fits()) read_side_ = worker->TakeReadSide();
+  send();
+  if (in_place && !read_side_) read_side_ = worker->TakeReadSide();
 }
 
 void Session::ReadAnswerInPlace() {
-  uint64_t invokes = 0;
+  uint64_t answers = 0;
   {
     absl::MutexLock lock(&mu_);
-    invokes = invokes_accepted_;
+    answers = answers_accepted_;
   }
-  const bool answered = read_side_.Read(absl::Now() + kAnswerInPlaceSpin, [this, invokes] {
+  // Until the worker answers a request (the one just sent, or one queued before it, which
+  // then answers first) or invokes a callback: the client acts on either.
+  const bool answered = read_side_.Read(absl::Now() + kAnswerInPlaceSpin, [this, answers] {
     absl::MutexLock lock(&mu_);
-    return requests_.size() == 0 || invokes_accepted_ != invokes;
+    return answers_accepted_ != answers;
   });
   read_side_ = WorkerSupervisor::ReadSide();
   in_place_backoff_ = answered ? 0 : std::min(2 * in_place_backoff_ + 1, kMaxAnswerInPlaceBackoff);
@@ -497,10 +506,11 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
     wrapped.set_invocation(answer.invocation());
     *wrapped.mutable_request() = request;
     wrapped.mutable_request()->set_id(0);
-    // The call it answers goes on: its answer may be read here.
-    TakeReadSide(worker);
-    // A failed send means the worker is dying; its reader reports that.
-    (void)worker->Send(wrapped);
+    // The call it answers goes on: its answer may be read here. A failed send means the
+    // worker is dying; its reader reports that.
+    SendReadingInPlace(
+        worker, MayReadInPlace(), [&] { return worker->SendFitsNow(wrapped); },
+        [&] { (void)worker->Send(wrapped); });
   }
   v1::Response response;
   response.mutable_done();
@@ -513,10 +523,14 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
   pending.op = request.op_case();
   pending.scope = request.invocation();
   pending.answer_limits = AnswerLimitsOf(request, pending);
+  // A load (a dlopen, milliseconds) or a same-host channel's set-up never answers within the
+  // spin: its answer is left to the reader thread.
+  const bool may_read_in_place = request.op_case() != v1::Request::kLoadLibrary &&
+                                 request.op_case() != v1::Request::kOpenLocalChannel;
   absl::Status status;
   if (pending.scope != 0) {
     // Inside an invocation of the live worker: never start a new one for it.
-    status = Enqueue(request, pending);
+    status = Enqueue(request, pending, may_read_in_place);
     if (status.ok()) return std::nullopt;
   }
   for (int attempt = 0; pending.scope == 0 && attempt < kMaxStartAttempts; ++attempt) {
@@ -524,7 +538,7 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
     read_side_ = WorkerSupervisor::ReadSide();
     status = EnsureWorker();
     if (!status.ok()) break;
-    status = Enqueue(request, pending);
+    status = Enqueue(request, pending, may_read_in_place);
     if (status.ok()) return std::nullopt;
     if (ErrorCodeOf(status) == v1::STALE_HANDLE) break;
   }
@@ -594,7 +608,8 @@ void Session::ReplayHandles() {
   }
 }
 
-absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending) {
+absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending,
+                              bool may_read_in_place) {
   internal::WorkerRequest wrapped;
   WorkerSupervisor* worker = nullptr;
   bool was_idle = false;
@@ -672,9 +687,11 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   // A failed send means the worker is dying or broke the channel (which wakes the reader):
   // its reader fails the queued request. The client's request goes down uncopied, its id
   // included (the worker answers `wrapped`'s).
-  // The answer may be read here: the worker's frames wake no other thread from now on.
-  if (was_idle) TakeReadSide(worker);
-  (void)worker->Send(wrapped, request);
+  // The answer may be read here (SendReadingInPlace).
+  SendReadingInPlace(
+      worker, was_idle && may_read_in_place && MayReadInPlace(),
+      [&] { return worker->SendFitsNow(wrapped, request); },
+      [&] { (void)worker->Send(wrapped, request); });
   return absl::OkStatus();
 }
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -127,19 +128,27 @@ class Session : private WorkerSupervisor::Listener {
   // The session's call timeout, with the session's lock.
   absl::Duration CallTimeout() ABSL_LOCKS_EXCLUDED(mu_);
   // With the read side taken (read_side_), reads the worker's answer on this thread, for at
-  // most kAnswerInPlaceSpin: until nothing is in flight or the worker invokes a callback.
+  // most kAnswerInPlaceSpin: until the worker answers a request or invokes a callback.
   // Then gives the read side back; after a miss, the next requests back off.
   void ReadAnswerInPlace() ABSL_LOCKS_EXCLUDED(mu_);
-  // Takes the read side of `worker` for the request about to be sent to it, when the client
-  // waits for the answer (answer_in_place_).
-  void TakeReadSide(WorkerSupervisor* worker);
+  // Whether the answer to the request about to be sent may be read in place: the client
+  // waits for it (answer_in_place_), no backoff skips it (counted here), and the session has
+  // no same-host channel.
+  bool MayReadInPlace() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `send`, with read_side_ taken from `worker` when `in_place`: before it when `fits()`
+  // (the send cannot wait), else after it.
+  void SendReadingInPlace(WorkerSupervisor* worker, bool in_place, absl::FunctionRef<bool()> fits,
+                          absl::FunctionRef<void()> send);
   // Starts a worker and replays the session's libraries and functions, unless one is alive.
   absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues and sends the replay of every ready library and function to a new worker.
   void ReplayHandles() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `pending` for the live worker and sends `request` to it. Fails when no worker is
   // alive (it died since EnsureWorker).
-  absl::Status Enqueue(const v1::Request& request, PendingRequest pending) ABSL_LOCKS_EXCLUDED(mu_);
+  // `may_read_in_place`: the request is the one being handled, whose answer this thread may
+  // read (TakeReadSide), not a replay.
+  absl::Status Enqueue(const v1::Request& request, PendingRequest pending,
+                       bool may_read_in_place = false) ABSL_LOCKS_EXCLUDED(mu_);
   // Opens the admitted library `path` for the live worker when it loads by descriptor
   // (leaves `library` empty otherwise). LIBRARY_LOAD_FAILED or RESOURCE_EXHAUSTED.
   absl::Status OpenLibraryFor(const std::string& path, LibraryFd* library) ABSL_LOCKS_EXCLUDED(mu_);
@@ -211,8 +220,8 @@ class Session : private WorkerSupervisor::Listener {
   bool restart_ ABSL_GUARDED_BY(mu_) = true;
   HandleTable handles_ ABSL_GUARDED_BY(mu_);
   InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
-  // Callback invocations accepted from the worker so far.
-  uint64_t invokes_accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  // Answers and callback invocations accepted from the worker so far.
+  uint64_t answers_accepted_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The worker of the current generation, supervised; kept after its death until the next
   // one starts (its reader thread may still be reporting the death).

@@ -136,7 +136,12 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
       // Idle again: the throttle is back on, and whatever limit bit during the request is
       // told to the client before the reply. A worker serving a same-host channel is never
       // idle (its calls pass no request here), but its limits are told all the same.
-      limit_hits = local_worker_end_ == nullptr ? worker_->Idle() : worker_->NewLimitHits();
+      if (local_worker_end_ == nullptr) {
+        limit_hits = worker_->Idle();
+      } else {
+        worker_->NotBusy();  // counted busy only while a request is in flight
+        limit_hits = worker_->NewLimitHits();
+      }
     }
   }
   ReportLimitHits(generation, limit_hits);
@@ -175,6 +180,7 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
                           CheckWorkerResponse(std::move(*reply.mutable_response()), *running));
   const absl::Time now = absl::Now();
   PendingRequest done = requests_.Finish(sequence, now);
+  ++answers_accepted_;
   parsed.set_generation(generation);
   if (done.op == v1::Request::kOpenLocalChannel && !parsed.has_error() &&
       done.local_channel != nullptr && config_.local_door != nullptr) {
@@ -219,7 +225,7 @@ absl::Status Session::AcceptInvoke(const v1::CallbackInvoke& invoke) {
   FFIBOX_RETURN_IF_ERROR(CheckCallbackInvoke(invoke, *signature, &shipped));
   FFIBOX_RETURN_IF_ERROR(requests_.OpenInvocation(invoke, std::move(signature), std::move(shipped),
                                                   call_timeout_, absl::Now()));
-  ++invokes_accepted_;
+  ++answers_accepted_;
   return absl::OkStatus();
 }
 

@@ -114,20 +114,22 @@ std::atomic<int> busy_workers{0};
 int SessionWorker::BusyWorkers() { return busy_workers.load(std::memory_order_relaxed); }
 
 SessionWorker::~SessionWorker() {
-  if (busy_) busy_workers.fetch_sub(1, std::memory_order_relaxed);
+  NotBusy();
   process_.reset();  // ~WorkerProcess reaps: the group is empty after it
   cgroup_.reset();
 }
 
+void SessionWorker::NotBusy() {
+  if (busy_.exchange(false)) busy_workers.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void SessionWorker::Busy() {
-  if (!busy_) busy_workers.fetch_add(1, std::memory_order_relaxed);
-  busy_ = true;
+  if (!busy_.exchange(true)) busy_workers.fetch_add(1, std::memory_order_relaxed);
   if (cgroup_ != nullptr) cgroup_->SetBusy(true).IgnoreError();
 }
 
 std::vector<std::string> SessionWorker::Idle() {
-  if (busy_) busy_workers.fetch_sub(1, std::memory_order_relaxed);
-  busy_ = false;
+  NotBusy();
   if (cgroup_ != nullptr) cgroup_->SetBusy(false).IgnoreError();
   return NewLimitHits();
 }

@@ -9,6 +9,7 @@
 #ifndef FFIBOX_SERVER_BROKER_SESSION_WORKER_H_
 #define FFIBOX_SERVER_BROKER_SESSION_WORKER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -58,7 +59,12 @@ class SessionWorker {
   // serving a same-host channel is never idle).
   std::vector<std::string> NewLimitHits();
 
-  // How many workers of this process are busy: between Busy and Idle (or their end).
+  // No request is in flight, or the worker ended, without touching the throttle: no longer
+  // counted in BusyWorkers. Thread-safe.
+  void NotBusy();
+
+  // How many workers of this process are busy: between Busy and Idle or NotBusy (or their
+  // end).
   static int BusyWorkers();
 
  private:
@@ -71,7 +77,7 @@ class SessionWorker {
   std::unique_ptr<WorkerProcess> process_;
   std::unique_ptr<WorkerCgroup> cgroup_;          // null without the cgroup layer
   std::unique_ptr<ProcessCapWatch> process_cap_;  // without a cgroup, when capped
-  bool busy_ = false;                             // counted in BusyWorkers
+  std::atomic<bool> busy_{false};                 // counted in BusyWorkers
 };
 
 }  // namespace ffibox

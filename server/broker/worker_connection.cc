@@ -56,6 +56,11 @@ class ShmWorkerConnection : public WorkerConnection {
     return WriteFrame(*channel_, length, serialize, absl::InfiniteFuture());
   }
 
+  bool FrameFitsNow(size_t length) override {
+    absl::MutexLock lock(&send_mu_);
+    return channel_->WritableNow() >= length + kFrameHeaderBytes;
+  }
+
   absl::StatusOr<FramePayload> ReceiveFrame(absl::Time deadline, Waiting waiting) override {
     for (;;) {
       if (watch_->has_ready()) watch_->DispatchReady();
@@ -132,7 +137,12 @@ class ShmWorkerConnection : public WorkerConnection {
   }
 
   void MuteSleepingReader() override { channel_->MuteSleepingReader(); }
-  void UnmuteSleepingReader() override { channel_->UnmuteSleepingReader(); }
+  void UnmuteSleepingReader() override {
+    channel_->UnmuteSleepingReader();
+    // Bytes read in place but not taken (a frame behind the answer, or part of one) are for
+    // the reader, which looks at the decoder once woken.
+    if (decoder_.Buffered() > 0) channel_->Interrupt();
+  }
 
  private:
   // Brings the process-wide count up to date with what the decoder holds now.
@@ -181,18 +191,38 @@ absl::Status WorkerConnection::SendCounted(size_t length, Serializer serialize) 
   return sent;
 }
 
+namespace {
+
+// A message field may follow the other fields on the wire: the envelope's bytes, then
+// `request` encoded as field `request` (tag, length, bytes), decode as one WorkerRequest.
+const uint32_t kRequestTag = google::protobuf::internal::WireFormatLite::MakeTag(
+    internal::WorkerRequest::kRequestFieldNumber,
+    google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+
+// The length of that frame, when `request` is `size` bytes (the envelope's size cached).
+size_t EnvelopedLength(const internal::WorkerRequest& envelope, size_t size) {
+  using google::protobuf::io::CodedOutputStream;
+  return envelope.ByteSizeLong() + CodedOutputStream::VarintSize32(kRequestTag) +
+         CodedOutputStream::VarintSize64(size) + size;
+}
+
+}  // namespace
+
+bool WorkerConnection::SendFitsNow(const internal::WorkerRequest& request) {
+  return FrameFitsNow(request.ByteSizeLong());
+}
+
+bool WorkerConnection::SendFitsNow(const internal::WorkerRequest& envelope,
+                                   const v1::Request& request) {
+  return FrameFitsNow(EnvelopedLength(envelope, request.ByteSizeLong()));
+}
+
 absl::Status WorkerConnection::Send(const internal::WorkerRequest& envelope,
                                     const v1::Request& request) {
-  // A message field may follow the other fields on the wire: the envelope's bytes, then
-  // `request` encoded as field `request` (tag, length, bytes), decode as one WorkerRequest.
-  using google::protobuf::internal::WireFormatLite;
   using google::protobuf::io::CodedOutputStream;
-  const uint32_t tag = WireFormatLite::MakeTag(internal::WorkerRequest::kRequestFieldNumber,
-                                               WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-  const size_t envelope_size = envelope.ByteSizeLong();
+  const uint32_t tag = kRequestTag;
   const size_t size = request.ByteSizeLong();
-  const size_t length = envelope_size + CodedOutputStream::VarintSize32(tag) +
-                        CodedOutputStream::VarintSize64(size) + size;
+  const size_t length = EnvelopedLength(envelope, size);
   return SendCounted(length, [&](CodedOutputStream* out) {
     envelope.SerializeWithCachedSizes(out);
     out->WriteTag(tag);

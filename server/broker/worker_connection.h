@@ -40,6 +40,11 @@ class WorkerConnection {
   // a time: a large request costs the broker no second copy.
   absl::Status Send(const internal::WorkerRequest& envelope, const v1::Request& request);
 
+  // Whether Send(`request`) or Send(`envelope`, `request`) would not wait now: the frame fits
+  // in the room the worker left. The sending thread's. The default says no.
+  bool SendFitsNow(const internal::WorkerRequest& request);
+  bool SendFitsNow(const internal::WorkerRequest& envelope, const v1::Request& request);
+
   // Waits for the next whole frame until `deadline` and checks its envelope. Returns
   // DEADLINE_EXCEEDED when the deadline passed, CANCELLED when Interrupt() was called,
   // UNAVAILABLE at end of stream, RESOURCE_EXHAUSTED for a frame over the size limit,
@@ -56,8 +61,9 @@ class WorkerConnection {
   // the reader (CANCELLED). Call between MuteSleepingReader and UnmuteSleepingReader.
   absl::StatusOr<internal::WorkerReply> ReceiveInPlace(absl::Time until);
   // While a thread reads in place of the sleeping reader, the worker's frames do not wake
-  // the sleeper; afterwards the sleeper is woken at once if the worker sent more. Called
-  // with the role lock held. The default does nothing.
+  // the sleeper; afterwards the sleeper is woken at once if the worker sent more, or if
+  // bytes read in place are left unparsed. Called with the role lock held. The default does
+  // nothing.
   virtual void MuteSleepingReader() {}
   virtual void UnmuteSleepingReader() {}
 
@@ -83,6 +89,12 @@ class WorkerConnection {
  protected:
   // Writes one frame's bytes.
   using Serializer = absl::FunctionRef<void(google::protobuf::io::CodedOutputStream*)>;
+
+  // Whether a frame of `length` payload bytes fits now (SendFitsNow).
+  virtual bool FrameFitsNow(size_t length) {
+    (void)length;
+    return false;
+  }
 
  private:
   // SendFrame, counted in RelayedBytes when it succeeds.

@@ -98,6 +98,13 @@ class WorkerSupervisor {
   absl::Status Send(const internal::WorkerRequest& request);
   // Sends `envelope` with the client's `request` inside, uncopied (WorkerConnection::Send).
   absl::Status Send(const internal::WorkerRequest& envelope, const v1::Request& request);
+  // Whether those sends would not wait now (WorkerConnection::SendFitsNow).
+  bool SendFitsNow(const internal::WorkerRequest& request) {
+    return worker_->process().connection().SendFitsNow(request);
+  }
+  bool SendFitsNow(const internal::WorkerRequest& envelope, const v1::Request& request) {
+    return worker_->process().connection().SendFitsNow(envelope, request);
+  }
   // Passes `fd` (the caller keeps it) for the load with WorkerRequest id `tag`.
   absl::Status SendDescriptor(int fd, uint64_t tag);
   // The read side of the worker's connection, held by a thread that reads in place of the
@@ -148,6 +155,7 @@ class WorkerSupervisor {
   void Busy() { worker_->Busy(); }
   std::vector<std::string> Idle() { return worker_->Idle(); }
   std::vector<std::string> NewLimitHits() { return worker_->NewLimitHits(); }
+  void NotBusy() { worker_->NotBusy(); }
 
  private:
   WorkerSupervisor(std::unique_ptr<SessionWorker> worker, OutputBudget* output_budget,
