@@ -119,6 +119,10 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   answer_in_place_ = client_waits || request.op_case() == v1::Request::kCallbackReturn;
   absl::StatusOr<Answer> answer = Dispatch(request, first);
   answer_in_place_ = false;
+  // The worker's answer, read here, goes out before the done that answers a callback_return
+  // (which nothing waits for, and which the reader thread's answer could always overtake):
+  // no write of this thread's own holds the read side from the reader thread.
+  if (read_side_) ReadAnswerInPlace();
   if (!answer.ok()) {
     // A call or batch refused here (or whose worker could not start) never reaches a worker.
     config_.metrics.CallsAnswered(request.op_case(), 0, ErrorCodeOf(answer.status()));
@@ -126,7 +130,6 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   } else if (answer->has_value()) {
     Reply(request, **std::move(answer));
   }
-  if (read_side_) ReadAnswerInPlace();
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
 }
 
@@ -146,17 +149,18 @@ void Session::SendReadingInPlace(WorkerSupervisor* worker, bool in_place,
   // Taken before the send, the read side makes the worker's answer wake no other thread; but
   // a send that waits for room in the ring needs the reader thread free to end a worker that
   // never makes it: then the side is taken after the send.
+  if (in_place) {
+    // Counted from before the send: the reader thread may take the answer before the side.
+    absl::MutexLock lock(&mu_);
+    answers_before_send_ = answers_accepted_;
+  }
   if (in_place && fits()) read_side_ = worker->TakeReadSide();
   send();
   if (in_place && !read_side_) read_side_ = worker->TakeReadSide();
 }
 
 void Session::ReadAnswerInPlace() {
-  uint64_t answers = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    answers = answers_accepted_;
-  }
+  const uint64_t answers = answers_before_send_;
   // Until the worker answers a request (the one just sent, or one queued before it, which
   // then answers first) or invokes a callback: the client acts on either.
   const bool answered = read_side_.Read(absl::Now() + kAnswerInPlaceSpin, [this, answers] {

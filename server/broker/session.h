@@ -238,6 +238,7 @@ class Session : private WorkerSupervisor::Listener {
   // place, and the read side taken for it (WorkerSupervisor::ReadSide) until it has.
   bool answer_in_place_ = false;
   WorkerSupervisor::ReadSide read_side_;
+  uint64_t answers_before_send_ = 0;  // answers_accepted_ before the request went down
   // After spins that missed: how many requests to skip (kMaxAnswerInPlaceBackoff), and how
   // many are left to skip.
   int in_place_backoff_ = 0;

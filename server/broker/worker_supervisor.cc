@@ -171,8 +171,9 @@ void WorkerSupervisor::ReportDeath(bool kill, DeathCause cause, absl::string_vie
                                    const Culprit* culprit) {
   if (kill) Kill();
   const WorkerExit exit = worker_->process().Reap();
-  worker_->NotBusy();  // it runs nothing any more
   listener_->OnDeath(generation(), exit, cause, detail, culprit);
+  // It runs nothing any more, and once the listener knows, nothing is sent to it.
+  worker_->NotBusy();
 }
 
 }  // namespace ffibox

@@ -11,8 +11,9 @@
 // one session never overlap.
 //
 // Threads: Start, StartReader, Stop, TakeReadSide and destruction from the session's stream
-// thread; Send, SendDescriptor, WakeReader and Kill from any thread; Busy and Idle under the
-// caller's serialization (the session's lock). The Listener is called one call at a time,
+// thread; Send, SendDescriptor, WakeReader and Kill from any thread (what SendFitsNow says
+// holds until the next send only while one thread sends: the stream thread); Busy and Idle
+// under the caller's serialization (the session's lock). The Listener is called one call at a time,
 // by the reader thread or by the thread reading in its place.
 #ifndef FFIBOX_SERVER_BROKER_WORKER_SUPERVISOR_H_
 #define FFIBOX_SERVER_BROKER_WORKER_SUPERVISOR_H_
