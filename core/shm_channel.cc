@@ -506,8 +506,10 @@ absl::Status ShmChannel::Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool re
     if (hangup_fd_ >= 0) until = std::min(until, now + kHangupCheckInterval);
     absl::StatusOr<SleepResult> slept;
     // Asleep, the caller's lock lets another thread read in its place (SpinReadable); what
-    // it consumed meanwhile (tail_ moved) makes the wake no stale one.
+    // it consumed meanwhile (tail_ moved), or its mute (which ends a sleep that was about to
+    // begin), makes the wake no stale one.
     const uint64_t tail_before = reading ? tail_ : 0;
+    const uint32_t mutes_before = reading ? mutes_.load() : 0;
     if (unlocked_while_asleep != nullptr) unlocked_while_asleep->Unlock();
     if (stale_wakes > kStaleWakesBeforePause) {
       // The peer keeps waking us for nothing: sleep on the private word only for a while.
@@ -527,7 +529,8 @@ absl::Status ShmChannel::Wait(uint32_t* shared_word, AdaptiveSpin& spin, bool re
       // Read in this wait's place: the peer's wakes were not for nothing.
       stale_wakes = 0;
       pause = kFirstPause;
-    } else if (__atomic_load_n(&local_wake_, __ATOMIC_SEQ_CST) == local && !ready()) {
+    } else if (__atomic_load_n(&local_wake_, __ATOMIC_SEQ_CST) == local && !ready() &&
+               (!reading || mutes_.load() == mutes_before)) {
       ++stale_wakes;
     }
   }
@@ -647,7 +650,10 @@ absl::Status ShmChannel::SpinReadable(absl::Time until) {
   }
 }
 
-void ShmChannel::MuteSleepingReader() { Store(&inbound().consumer.waiting, 0); }
+void ShmChannel::MuteSleepingReader() {
+  mutes_.fetch_add(1);
+  Store(&inbound().consumer.waiting, 0);
+}
 
 void ShmChannel::UnmuteSleepingReader() {
   // As a sleeper announces itself: the peer either sees the announcement after it published

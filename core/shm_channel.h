@@ -258,6 +258,7 @@ class ShmChannel {
 
   alignas(4) uint32_t local_wake_ = 0;  // private futex word: bumped by local wakes
   std::atomic<bool> interrupted_{false};
+  std::atomic<uint32_t> mutes_{0};  // MuteSleepingReader calls
   std::atomic<bool> peer_gone_{false};
   std::atomic<bool> closed_{false};
   std::atomic<bool> broken_{false};

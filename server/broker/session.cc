@@ -119,10 +119,6 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   answer_in_place_ = client_waits || request.op_case() == v1::Request::kCallbackReturn;
   absl::StatusOr<Answer> answer = Dispatch(request, first);
   answer_in_place_ = false;
-  // The worker's answer, read here, goes out before the done that answers a callback_return
-  // (which nothing waits for, and which the reader thread's answer could always overtake):
-  // no write of this thread's own holds the read side from the reader thread.
-  if (read_side_) ReadAnswerInPlace();
   if (!answer.ok()) {
     // A call or batch refused here (or whose worker could not start) never reaches a worker.
     config_.metrics.CallsAnswered(request.op_case(), 0, ErrorCodeOf(answer.status()));
@@ -130,6 +126,9 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   } else if (answer->has_value()) {
     Reply(request, **std::move(answer));
   }
+  // A request with the read side taken went to the worker and has no answer of its own yet:
+  // no write of this thread's holds the side from the reader thread but the worker's answer.
+  if (read_side_) ReadAnswerInPlace();
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
 }
 
@@ -504,6 +503,11 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
     requests_.CloseInvocation(answer.invocation());
     worker = worker_alive_ ? worker_.get() : nullptr;
   }
+  // Answered at once, before native code resumes (docs/protocol.md): nothing the worker sends
+  // after it can overtake it, and it is written before the read side is taken.
+  v1::Response done;
+  done.mutable_done();
+  Reply(request, std::move(done));
   if (worker != nullptr) {
     internal::WorkerRequest wrapped;
     wrapped.set_id(0);  // not answered by the worker
@@ -516,9 +520,7 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
         worker, MayReadInPlace(), [&] { return worker->SendFitsNow(wrapped); },
         [&] { (void)worker->Send(wrapped); });
   }
-  v1::Response response;
-  response.mutable_done();
-  return response;
+  return std::nullopt;  // answered above
 }
 
 absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
