@@ -187,5 +187,37 @@ TEST(AnswerInPlace, AForgedReplyReadInPlaceEndsItsWorker) {
   EXPECT_EQ(fixture.session->generation(), 2u);
 }
 
+// A worker stops itself (SIGSTOP) after its call, so it reads nothing more, and the next
+// request is larger than the ring to the worker (256 KiB): its send waits for room that never
+// comes. The read side is not held across such a send (it is taken after it), so the reader
+// thread ends the worker at the call's deadline, and the session goes on with a new worker.
+TEST(AnswerInPlace, ARequestThatWaitsForRoomInTheRingStillMeetsItsDeadline) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({"--pool_size=0"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.call_timeout = absl::Seconds(1);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  char real[PATH_MAX];
+  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
+  ASSERT_NE(realpath(path.c_str(), real), nullptr) << path;
+  ASSERT_OK_AND_ASSIGN(Library hostile, session->Load(real));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto stop, hostile.Function<int(int)>("hostile_stop_self_after"));
+  ASSERT_OK_AND_ASSIGN(auto sum_bytes, (lib.Function<size_t(const Buffer&, size_t)>("sum_bytes")));
+  ASSERT_OK_AND_ASSIGN(int started, stop(50));
+  ASSERT_EQ(started, 0);
+  absl::SleepFor(absl::Milliseconds(300));  // the worker is stopped by now
+
+  const Buffer large = Buffer::In(std::string(1 << 20, '\1'));
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<size_t> sum = sum_bytes(large, large.data.size());
+  ASSERT_FALSE(sum.ok()) << "a stopped worker answered";
+  EXPECT_EQ(ErrorCodeOf(sum.status()), v1::CALL_TIMEOUT) << sum.status();
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(10)) << "the deadline was not enforced in time";
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int three, add(1, 2));
+  EXPECT_EQ(three, 3);
+}
+
 }  // namespace
 }  // namespace ffibox

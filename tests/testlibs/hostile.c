@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -211,6 +213,23 @@ long hostile_whole_frame_taken(const unsigned char* prefix, long prefix_length,
     usleep(100);
   }
   return -ETIMEDOUT;
+}
+
+static void* stop_self(void* delay) {
+  usleep((useconds_t)(intptr_t)delay * 1000u);
+  kill(getpid(), SIGSTOP);
+  return NULL;
+}
+
+/* Returns 0 at once and, `ms` milliseconds later, stops the whole worker (SIGSTOP), as a
+ * debugger or a freezer would: it then reads nothing more from the broker. -errno when the
+ * thread cannot be started. */
+int hostile_stop_self_after(int ms) {
+  pthread_t thread;
+  const int error = pthread_create(&thread, NULL, stop_self, (void*)(intptr_t)ms);
+  if (error != 0) return -error;
+  pthread_detach(thread);
+  return 0;
 }
 
 /* Overwrites every position of the worker's channel (its first page after the header) with
