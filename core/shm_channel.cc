@@ -35,10 +35,10 @@ constexpr unsigned kRefusedSeals = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
 
 // How long a wait spins before it sleeps: an adaptive budget within these bounds. A futex
 // wake and the sleeper's return cost a few microseconds on each side, so spinning much longer
-// than that does not pay.
+// than that does not pay (the longest: ShmChannel::kDefaultLongestReadSpin, unless a reader
+// sets its own).
 constexpr int64_t kMinSpinNanos = 1000;
 constexpr int64_t kFirstSpinNanos = 5000;
-constexpr int64_t kMaxSpinNanos = 20000;
 // Pauses between two looks at the clock.
 constexpr uint32_t kPausesPerClockCheck = 8;
 // After wakes that found nothing (a peer that wakes or rewrites the futex word for nothing),
@@ -229,7 +229,7 @@ class ShmChannel::AdaptiveSpin {
   }
 
   int64_t budget_nanos_;
-  int64_t max_nanos_ = kMaxSpinNanos;
+  int64_t max_nanos_ = absl::ToInt64Nanoseconds(ShmChannel::kDefaultLongestReadSpin);
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {

@@ -189,10 +189,12 @@ class ShmChannel {
   // (the broker closes a dead worker's end of a client's channel).
   void Close();
 
-  // The longest a read's spin may grow to before it sleeps (default 20 µs). A reader whose
-  // peer pauses longer between messages than that (a client in an interpreted language)
-  // sleeps before each and costs the peer a FUTEX_WAKE and the wait for its wakeup; a longer
-  // spin trades this end's CPU for that. Call before the first read.
+  // The longest a read's spin may grow to before it sleeps (kDefaultLongestReadSpin). A
+  // reader whose peer pauses longer between messages than that (a client in an interpreted
+  // language) sleeps before each and costs the peer a FUTEX_WAKE and the wait for its
+  // wakeup; a longer spin trades this end's CPU for that. Call before a read, on the thread
+  // that reads (or before the first read).
+  static constexpr absl::Duration kDefaultLongestReadSpin = absl::Microseconds(20);
   void SetLongestReadSpin(absl::Duration longest);
 
   // Words in the shared memory outside the rings, for what the channel's users publish to

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -42,18 +43,48 @@ class StreamSink : public ResponseSink {
   bool Send(v1::Response response) override {
     // Encoded outside the lock; a large response's bytes stay where they are, and the
     // response lives until gRPC has sent them.
-    grpc::ByteBuffer encoded =
-        EncodeAliasing(std::make_shared<const v1::Response>(std::move(response)));
+    grpc::ByteBuffer encoded = Encode(std::move(response));
     absl::MutexLock lock(&mu_);
-    if (broken_) return false;
-    if (!stream_->Write(encoded)) broken_ = true;
+    WriteHeld(grpc::WriteOptions().set_buffer_hint());
+    Write(encoded, grpc::WriteOptions());
     return !broken_;
+  }
+
+  void SendWithNext(v1::Response response) override {
+    grpc::ByteBuffer encoded = Encode(std::move(response));
+    absl::MutexLock lock(&mu_);
+    WriteHeld(grpc::WriteOptions().set_buffer_hint());
+    held_ = std::move(encoded);
+  }
+
+  void Flush() override {
+    absl::MutexLock lock(&mu_);
+    WriteHeld(grpc::WriteOptions());
+  }
+
+ private:
+  static grpc::ByteBuffer Encode(v1::Response response) {
+    return EncodeAliasing(std::make_shared<const v1::Response>(std::move(response)));
+  }
+
+  // With the buffer hint, gRPC completes the write at once and sends its bytes with the
+  // next write that has none (a message of a few bytes: far below its write buffer).
+  void WriteHeld(grpc::WriteOptions options) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!held_.has_value()) return;
+    Write(*held_, options);
+    held_.reset();
+  }
+
+  void Write(const grpc::ByteBuffer& encoded, grpc::WriteOptions options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!broken_ && !stream_->Write(encoded, options)) broken_ = true;
   }
 
  private:
   grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* const stream_;
   absl::Mutex mu_;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::ByteBuffer> held_ ABSL_GUARDED_BY(mu_);  // by SendWithNext
 };
 
 std::string ToString(grpc::string_ref value) { return std::string(value.data(), value.size()); }

@@ -129,6 +129,7 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   // A request with the read side taken went to the worker and has no answer of its own yet:
   // no write of this thread's holds the side from the reader thread but the worker's answer.
   if (read_side_) ReadAnswerInPlace();
+  sink_->Flush();
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
 }
 
@@ -141,6 +142,15 @@ bool Session::MayReadInPlace() {
   absl::MutexLock lock(&mu_);
   // A worker serving a same-host channel keeps its reader thread on the channel.
   return local_worker_end_ == nullptr;
+}
+
+bool Session::NextFollows() const {
+  // The client waits for each answer: its next request (or its answer to a callback) comes
+  // a round trip after this one's answer. The worker spins for it only while no other worker
+  // of the process runs a request, as for reading in place (SessionWorker::BusyWorkers): a
+  // spin must not take a CPU another session's request could use.
+  // A worker serving a same-host channel takes its calls there.
+  return local_worker_end_ == nullptr && SessionWorker::BusyWorkers() <= 1;
 }
 
 void Session::SendReadingInPlace(WorkerSupervisor* worker, bool in_place,
@@ -495,6 +505,7 @@ absl::StatusOr<Session::Answer> Session::FreeCallback(const v1::Request& request
 absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& request) {
   const v1::CallbackReturn& answer = request.callback_return();
   WorkerSupervisor* worker = nullptr;
+  bool next_follows = false;
   {
     absl::MutexLock lock(&mu_);
     FFIBOX_ASSIGN_OR_RETURN(const InFlightRequests::Invocation* open,
@@ -502,22 +513,27 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
     FFIBOX_RETURN_IF_ERROR(ValidateCallbackReturn(answer, *open->signature, open->shipped));
     requests_.CloseInvocation(answer.invocation());
     worker = worker_alive_ ? worker_.get() : nullptr;
+    next_follows = NextFollows();
   }
-  // Answered at once, before native code resumes (docs/protocol.md): nothing the worker sends
-  // after it can overtake it, and it is written before the read side is taken.
+  // Answered ahead of anything the worker sends after it (docs/protocol.md). When this
+  // thread reads the worker's next message in place, the two leave in one write; else the
+  // done goes once the answer is sent (HandleRequest).
   v1::Response done;
+  done.set_id(request.id());
   done.mutable_done();
-  Reply(request, std::move(done));
+  sink_->SendWithNext(std::move(done));
   if (worker != nullptr) {
     internal::WorkerRequest wrapped;
     wrapped.set_id(0);  // not answered by the worker
     wrapped.set_invocation(answer.invocation());
     *wrapped.mutable_request() = request;
     wrapped.mutable_request()->set_id(0);
+    wrapped.set_next_follows(next_follows);
     // The call it answers goes on: its answer may be read here. A failed send means the
     // worker is dying; its reader reports that.
+    const bool in_place = MayReadInPlace();
     SendReadingInPlace(
-        worker, MayReadInPlace(), [&] { return worker->SendFitsNow(wrapped); },
+        worker, in_place, [&] { return worker->SendFitsNow(wrapped); },
         [&] { (void)worker->Send(wrapped); });
   }
   return std::nullopt;  // answered above
@@ -670,6 +686,7 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
     if (was_idle) head_deadline = requests_.NextDeadline();
     // The first request in flight lifts the idle CPU throttle.
     if (queued.first) worker_->Busy();
+    wrapped.set_next_follows(NextFollows());
     worker = worker_.get();
   }
   if (local_memfd.fd >= 0 && !worker->SendDescriptor(local_memfd.fd, wrapped.id()).ok()) {
@@ -694,9 +711,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   // its reader fails the queued request. The client's request goes down uncopied, its id
   // included (the worker answers `wrapped`'s).
   // The answer may be read here (SendReadingInPlace).
+  const bool in_place = was_idle && may_read_in_place && MayReadInPlace();
   SendReadingInPlace(
-      worker, was_idle && may_read_in_place && MayReadInPlace(),
-      [&] { return worker->SendFitsNow(wrapped, request); },
+      worker, in_place, [&] { return worker->SendFitsNow(wrapped, request); },
       [&] { (void)worker->Send(wrapped, request); });
   return absl::OkStatus();
 }

@@ -66,6 +66,11 @@ class ResponseSink {
   // Sends one response, which it owns from here (a large one is sent from where it is, not
   // copied); returns false when the client is gone.
   virtual bool Send(v1::Response response) = 0;
+  // Sends `response` ahead of whatever is sent next, or at Flush if that comes first: the
+  // stream's order is kept, and the two may leave in one write. Sends at once by default.
+  virtual void SendWithNext(v1::Response response) { Send(std::move(response)); }
+  // Sends what SendWithNext holds, if anything.
+  virtual void Flush() {}
 };
 
 class Session : private WorkerSupervisor::Listener {
@@ -135,6 +140,9 @@ class Session : private WorkerSupervisor::Listener {
   // waits for it (answer_in_place_), no backoff skips it (counted here), and the session has
   // no same-host channel.
   bool MayReadInPlace() ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether the worker should spin longer for the frame after the request about to be sent
+  // (internal::WorkerRequest.next_follows).
+  bool NextFollows() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `send`, with read_side_ taken from `worker` when `in_place`: before it when `fits()`
   // (the send cannot wait), else after it.
   void SendReadingInPlace(WorkerSupervisor* worker, bool in_place, absl::FunctionRef<bool()> fits,

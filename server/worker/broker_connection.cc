@@ -25,6 +25,8 @@ absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
   if (!request.request().ParseFromString(*frame)) {
     return absl::InvalidArgumentError("a frame from the broker is not a WorkerRequest");
   }
+  channel_->SetLongestReadSpin(
+      request.request().next_follows() ? kFollowingSpin : ShmChannel::kDefaultLongestReadSpin);
   return request;
 }
 

@@ -203,11 +203,7 @@ TEST_P(CallbacksTest, StoredHandlerFiresInLaterCalls) {
 
 // The same for the thread named `name` of the ffibox-worker below ffiboxd `server`.
 long WorkerThreadSwitches(pid_t server, const std::string& name) {
-  for (pid_t pid : test_support::DescendantsOf(server)) {
-    if (test_support::FirstLine(absl::StrCat("/proc/", pid, "/comm")) == "ffibox-worker") {
-      return test_support::ThreadSwitches(pid, name);
-    }
-  }
+  for (pid_t pid : test_support::WorkersOf(server)) return test_support::ThreadSwitches(pid, name);
   return -1;
 }
 

@@ -277,6 +277,14 @@ std::string FirstLine(const std::string& path) {
   return line;
 }
 
+std::vector<pid_t> WorkersOf(pid_t server) {
+  std::vector<pid_t> workers;
+  for (pid_t pid : DescendantsOf(server)) {
+    if (FirstLine(absl::StrCat("/proc/", pid, "/comm")) == "ffibox-worker") workers.push_back(pid);
+  }
+  return workers;
+}
+
 long ThreadSwitches(pid_t pid, const std::string& name) {
   std::error_code error;
   for (const auto& task :

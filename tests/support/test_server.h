@@ -82,6 +82,9 @@ std::vector<pid_t> ChildrenOf(pid_t parent);
 // The ids of all descendants of `ancestor` (children, their children, ...).
 std::vector<pid_t> DescendantsOf(pid_t ancestor);
 
+// The ids of the ffibox-worker processes below ffiboxd `server` (its descendants named so).
+std::vector<pid_t> WorkersOf(pid_t server);
+
 // The state letter of process `pid` from /proc ('R', 'S', 'Z' for a zombie, ...), or '\0'
 // if there is no such process.
 char ProcessState(pid_t pid);
