@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -31,6 +32,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -378,6 +380,34 @@ void BM_FfiboxCallCos(benchmark::State& state) {
 }
 BENCHMARK(BM_FfiboxCallCos)->UseRealTime();
 
+// The CPU time so far of ffiboxd `server` and its workers (all their threads), by their
+// CPU-time clocks; -1 when one cannot be read.
+int64_t ServerSideCpuNanos(pid_t server) {
+  std::vector<pid_t> pids = test_support::WorkersOf(server);
+  pids.push_back(server);
+  int64_t total = 0;
+  for (pid_t pid : pids) {
+    clockid_t clock;
+    struct timespec used;
+    if (clock_getcpuclockid(pid, &clock) != 0 || clock_gettime(clock, &used) != 0) return -1;
+    total += int64_t{used.tv_sec} * 1000000000 + used.tv_nsec;
+  }
+  return total;
+}
+
+// Runs `loop` and reports what the server side spent on a CPU per iteration as the counter
+// server_cpu_us (the CPU column is the client's). The worker's spin for the next request
+// (kFollowingSpin) is in it.
+void WithServerCpu(benchmark::State& state, pid_t server, const std::function<void()>& loop) {
+  const int64_t before = ServerSideCpuNanos(server);
+  loop();
+  const int64_t after = ServerSideCpuNanos(server);
+  if (before >= 0 && after >= before) {
+    state.counters["server_cpu_us"] = benchmark::Counter(static_cast<double>(after - before) / 1000,
+                                                         benchmark::Counter::kAvgIterations);
+  }
+}
+
 // fire_handler(x), whose native code calls a client callback once (it returns x + 1): client
 // -> broker -> worker -> closure -> CallbackInvoke to the client's callback thread ->
 // CallbackReturn -> worker -> back to the caller. Two round trips through both hops.
@@ -388,7 +418,8 @@ void BM_FfiboxCallbackRoundTrip(benchmark::State& state) {
     state.SkipWithError(ffibox->callback_status.ToString().c_str());
     return;
   }
-  FireHandlerInALoop(state, *ffibox->firing.fire);
+  WithServerCpu(state, ffibox->server->pid(),
+                [&] { FireHandlerInALoop(state, *ffibox->firing.fire); });
 }
 BENCHMARK(BM_FfiboxCallbackRoundTrip)->UseRealTime();
 
@@ -481,7 +512,8 @@ const Function<int(int, int)>* GetAddInt(benchmark::State& state) {
 // add_int(i, 1) through the typed C++ client, one call per round trip.
 void BM_FfiboxCallAdd(benchmark::State& state) {
   const Function<int(int, int)>* add = GetAddInt(state);
-  if (add != nullptr) CallAddInALoop(state, *add);
+  if (add == nullptr) return;
+  WithServerCpu(state, ffibox_fixture->server->pid(), [&] { CallAddInALoop(state, *add); });
 }
 BENCHMARK(BM_FfiboxCallAdd)->UseRealTime();
 
