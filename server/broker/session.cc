@@ -15,6 +15,7 @@
 #include "server/broker/library_descriptor.h"
 #include "server/broker/request_validation.h"
 #include "server/broker/responses.h"
+#include "server/broker/spin_turn.h"
 #include "server/broker/worker_reply.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/user_namespace.h"
@@ -145,12 +146,13 @@ bool Session::MayReadInPlace() {
 }
 
 bool Session::NextFollows() const {
-  // The client waits for each answer: its next request (or its answer to a callback) comes
-  // a round trip after this one's answer. The worker spins for it only while no other worker
-  // of the process runs a request, as for reading in place (SessionWorker::BusyWorkers): a
-  // spin must not take a CPU another session's request could use.
-  // A worker serving a same-host channel takes its calls there.
-  return local_worker_end_ == nullptr && SessionWorker::BusyWorkers() <= 1;
+  // The client's next request (or its answer to a callback) comes a round trip after this
+  // one's answer, if it waits for each; the spin for it costs one spin if it does not. It
+  // must not take a CPU another session's request could use: no other worker runs one
+  // (SessionWorker::BusyWorkers, as for reading in place), and one session's worker spins
+  // at a time (SpinTurn). A worker serving a same-host channel takes its calls there.
+  return local_worker_end_ == nullptr && SessionWorker::BusyWorkers() <= 1 &&
+         SpinTurn::OfProcess().Take(this, absl::Now());
 }
 
 void Session::SendReadingInPlace(WorkerSupervisor* worker, bool in_place,
@@ -517,7 +519,8 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
   }
   // Answered ahead of anything the worker sends after it (docs/protocol.md). When this
   // thread reads the worker's next message in place, the two leave in one write; else the
-  // done goes once the answer is sent (HandleRequest).
+  // done goes with the reader thread's next write, or at HandleRequest's Flush, whichever
+  // comes first.
   v1::Response done;
   done.set_id(request.id());
   done.mutable_done();
@@ -755,6 +758,7 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
 
 void Session::Shutdown() {
   if (reader_alarm_ != nullptr) reader_alarm_->Cancel();
+  SpinTurn::OfProcess().Release(this);
   WorkerSupervisor* worker = nullptr;
   {
     absl::MutexLock lock(&mu_);

@@ -140,8 +140,8 @@ class Session : private WorkerSupervisor::Listener {
   // waits for it (answer_in_place_), no backoff skips it (counted here), and the session has
   // no same-host channel.
   bool MayReadInPlace() ABSL_LOCKS_EXCLUDED(mu_);
-  // Whether the worker should spin longer for the frame after the request about to be sent
-  // (internal::WorkerRequest.next_follows).
+  // Whether the request about to be sent is marked internal::WorkerRequest.next_follows (its
+  // worker then spins longer for the frames after it); may take the process's SpinTurn.
   bool NextFollows() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `send`, with read_side_ taken from `worker` when `in_place`: before it when `fits()`
   // (the send cannot wait), else after it.

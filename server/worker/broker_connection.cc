@@ -1,5 +1,9 @@
 #include "server/worker/broker_connection.h"
 
+#include <sys/resource.h>
+#include <time.h>
+
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -7,6 +11,23 @@
 #include "core/framing.h"
 
 namespace ffibox {
+
+namespace {
+
+// Whether the worker may still spin for a frame the broker marked as following soon. The
+// spin is CPU time charged to the worker like any other (RLIMIT_CPU, the session's
+// session_cpu_seconds), so it stops once the worker has used 1/kFollowingSpinBudgetShare of
+// that budget: a session that calls back to back for hours keeps the rest for its calls.
+bool FollowingSpinFitsBudget() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_CPU, &limit) != 0) return false;
+  if (limit.rlim_cur == RLIM_INFINITY) return true;
+  struct timespec used;
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used) != 0) return false;
+  return static_cast<uint64_t>(used.tv_sec) < limit.rlim_cur / kFollowingSpinBudgetShare;
+}
+
+}  // namespace
 
 ReceivedRequest::ReceivedRequest()
     : arena_(std::make_unique<google::protobuf::Arena>()),
@@ -25,8 +46,8 @@ absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
   if (!request.request().ParseFromString(*frame)) {
     return absl::InvalidArgumentError("a frame from the broker is not a WorkerRequest");
   }
-  channel_->SetLongestReadSpin(
-      request.request().next_follows() ? kFollowingSpin : ShmChannel::kDefaultLongestReadSpin);
+  const bool follows = request.request().next_follows() && FollowingSpinFitsBudget();
+  channel_->SetLongestReadSpin(follows ? kFollowingSpin : ShmChannel::kDefaultLongestReadSpin);
   return request;
 }
 

@@ -9,6 +9,7 @@
 #define FFIBOX_SERVER_WORKER_BROKER_CONNECTION_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -32,6 +33,9 @@ inline constexpr size_t kMaxWorkerRequestBytes = size_t{1} << 30;
 // vCPUs, where a wait that sleeps adds the wakeup of an idle vCPU (10 to 40 µs) to it. A spin
 // of 100 µs missed often enough to fall back to sleeping for good.
 inline constexpr absl::Duration kFollowingSpin = absl::Microseconds(200);
+// The spin stops being grown once the worker has used 1/kFollowingSpinBudgetShare of its CPU
+// time limit (RLIMIT_CPU), so that it never eats the budget of the calls themselves.
+inline constexpr uint64_t kFollowingSpinBudgetShare = 4;
 
 // A request from the broker with the arena it was parsed into: its messages (a batch's
 // thousands of calls and values) live in a few arena blocks and go together with it.
@@ -62,8 +66,8 @@ class BrokerConnection {
   // RESOURCE_EXHAUSTED for a frame over kMaxWorkerRequestBytes, INVALID_ARGUMENT for a
   // frame that is not a WorkerRequest, DATA_LOSS for a channel found corrupt (a library of
   // this process can write to it). A request marked next_follows makes the waits for the
-  // next ones spin longer (kFollowingSpin); one without it ends that. Called from one thread
-  // at a time.
+  // next ones spin longer (kFollowingSpin) while the worker's CPU budget allows; one without
+  // it ends that. Called from one thread at a time.
   absl::StatusOr<ReceivedRequest> Receive();
 
   // Sends one reply, written whole, waiting while the broker makes no room for it;

@@ -46,9 +46,11 @@ struct Fixture {
   std::unique_ptr<Session> session;
 };
 
-absl::StatusOr<Fixture> Start() {
+absl::StatusOr<Fixture> Start(const std::vector<std::string>& more_flags = {}) {
   Fixture fixture;
-  FFIBOX_ASSIGN_OR_RETURN(fixture.server, TestServer::Start({"--pool_size=0"}));
+  std::vector<std::string> flags = {"--pool_size=0"};
+  flags.insert(flags.end(), more_flags.begin(), more_flags.end());
+  FFIBOX_ASSIGN_OR_RETURN(fixture.server, TestServer::Start(flags));
   FFIBOX_ASSIGN_OR_RETURN(fixture.client, Client::Connect(fixture.server->address()));
   FFIBOX_ASSIGN_OR_RETURN(fixture.session, fixture.client->OpenSession());
   return fixture;
@@ -115,53 +117,100 @@ TEST(AnswerInPlace, CallsTheClientWaitsForDoNotWakeTheBrokersReaderThread) {
                                << " rounds)";
 }
 
+// Whether a waiting reader of a channel spins at all (never on a single CPU,
+// core/shm_channel.cc).
+bool ReadersSpin() { return sysconf(_SC_NPROCESSORS_ONLN) > 1; }
+
+// How often the main thread of `worker` went to sleep over kCalls calls of `add`, one after
+// the other; -1 when a call failed or the worker has gone.
+long WorkerSleepsOverCalls(pid_t worker, const Function<int(int, int)>& add) {
+  const long before = ThreadSwitches(worker, "ffibox-worker");
+  for (int i = 0; i < kCalls; ++i) {
+    absl::StatusOr<int> sum = add(i, 1);
+    if (!sum.ok() || *sum != i + 1) return -1;
+  }
+  const long after = ThreadSwitches(worker, "ffibox-worker");
+  return before < 0 || after < 0 ? -1 : after - before;
+}
+
+// The fewest of kRounds rounds of WorkerSleepsOverCalls; -1 as it.
+long FewestWorkerSleeps(pid_t worker, const Function<int(int, int)>& add) {
+  long fewest = -1;
+  for (int i = 0; i < kRounds; ++i) {
+    const long slept = WorkerSleepsOverCalls(worker, add);
+    if (slept < 0) return -1;
+    if (fewest < 0 || slept < fewest) fewest = slept;
+  }
+  return fewest;
+}
+
+// The one worker of ffiboxd `server`, or -1.
+pid_t OnlyWorker(pid_t server) {
+  const std::vector<pid_t> workers = test_support::WorkersOf(server);
+  return workers.size() == 1 ? workers[0] : -1;
+}
+
 // While no other worker of ffiboxd runs a request, the broker marks each request next_follows
 // and the worker spins for the next one (kFollowingSpin, server/worker/broker_connection.h)
 // instead of sleeping: calls one after the other do not put the worker's main thread to sleep
-// between them (at least once per call with the mark never set). While another session's
-// worker is in a call, requests go unmarked (a spin must not take a CPU that call could use):
-// the worker sleeps between calls again.
+// between them (at least once per call with the mark never set; and on a single CPU, where
+// nothing spins). While another session's worker is in a call, requests go unmarked (a spin
+// must not take a CPU that call could use): the worker sleeps between calls again.
 TEST(AnswerInPlace, TheWorkerSpinsForTheNextCallOnlyWhileNoOtherWorkerIsBusy) {
   ASSERT_OK_AND_ASSIGN(Fixture fixture, Start());
   ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
   ASSERT_OK_AND_ASSIGN(int warm, add(1, 2));
   ASSERT_EQ(warm, 3);
-  const std::vector<pid_t> workers = test_support::WorkersOf(fixture.server->pid());
-  ASSERT_EQ(workers.size(), 1u);
-  const pid_t worker = workers[0];
-  auto sleeps_over_calls = [&] {
-    const long before = ThreadSwitches(worker, "ffibox-worker");
-    for (int i = 0; i < kCalls; ++i) {
-      absl::StatusOr<int> sum = add(i, 1);
-      if (!sum.ok() || *sum != i + 1) return -1L;
-    }
-    const long after = ThreadSwitches(worker, "ffibox-worker");
-    return before < 0 || after < 0 ? -1L : after - before;
-  };
-  long fewest = -1;
-  for (int i = 0; i < kRounds; ++i) {
-    const long slept = sleeps_over_calls();
-    ASSERT_GE(slept, 0) << "a call failed, or worker " << worker << " has gone";
-    if (fewest < 0 || slept < fewest) fewest = slept;
+  const pid_t worker = OnlyWorker(fixture.server->pid());
+  ASSERT_GT(worker, 0) << "ffiboxd " << fixture.server->pid() << " has not exactly one worker";
+  const long fewest = FewestWorkerSleeps(worker, add);
+  ASSERT_GE(fewest, 0) << "a call failed, or worker " << worker << " has gone";
+  if (ReadersSpin()) {
+    EXPECT_LT(fewest, kCalls / 2) << "the worker slept " << fewest << " times in " << kCalls
+                                  << " calls (the quietest of " << kRounds << " rounds)";
+  } else {
+    EXPECT_GE(fewest, kCalls / 2) << "the worker spun on a single CPU";
   }
-  EXPECT_LT(fewest, kCalls / 2) << "the worker slept " << fewest << " times in " << kCalls
-                                << " calls (the quietest of " << kRounds << " rounds)";
 
   // Another session's worker sleeps in a call of 2 s meanwhile.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other, fixture.client->OpenSession());
   ASSERT_OK_AND_ASSIGN(Library other_lib, other->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto sleep_ms, other_lib.Function<int(int)>("sleep_ms"));
   std::thread busy([&sleep_ms] { EXPECT_EQ(sleep_ms(2000).value_or(-1), 2000); });
-  ASSERT_TRUE(test_support::WaitFor(
-      [&] { return test_support::WorkersOf(fixture.server->pid()).size() == 2; },
-      absl::Seconds(10)));
   absl::SleepFor(absl::Milliseconds(100));  // the other call under way
-  const long slept = sleeps_over_calls();
+  const long slept = WorkerSleepsOverCalls(worker, add);
   busy.join();
   ASSERT_GE(slept, 0) << "a call failed, or worker " << worker << " has gone";
   EXPECT_GE(slept, kCalls / 2) << "the worker slept only " << slept << " times in " << kCalls
                                << " calls while another worker was busy";
+}
+
+// The spin is CPU time charged to the worker's budget (session_cpu_seconds, RLIMIT_CPU): once
+// the worker has used a quarter of it (kFollowingSpinBudgetShare), it sleeps between calls
+// again, so the spin never takes more than that share from the calls themselves.
+TEST(AnswerInPlace, TheWorkerStopsSpinningOnceItUsedAQuarterOfItsCpuBudget) {
+  ASSERT_OK_AND_ASSIGN(Fixture fixture, Start({"--session_cpu_seconds=8"}));
+  ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(auto spin_cpu_seconds, lib.Function<int(int)>("spin_cpu_seconds"));
+  ASSERT_OK_AND_ASSIGN(int warm, add(1, 2));
+  ASSERT_EQ(warm, 3);
+  const pid_t worker = OnlyWorker(fixture.server->pid());
+  ASSERT_GT(worker, 0) << "ffiboxd " << fixture.server->pid() << " has not exactly one worker";
+  if (ReadersSpin()) {
+    const long fewest = FewestWorkerSleeps(worker, add);
+    ASSERT_GE(fewest, 0) << "a call failed, or worker " << worker << " has gone";
+    EXPECT_LT(fewest, kCalls / 2) << "the worker slept " << fewest << " times in " << kCalls
+                                  << " calls with its budget unspent";
+  }
+  // A quarter of 8 s.
+  ASSERT_OK_AND_ASSIGN(int spun, spin_cpu_seconds(2));
+  ASSERT_EQ(spun, 2);
+  const long slept = WorkerSleepsOverCalls(worker, add);
+  ASSERT_GE(slept, 0) << "a call failed, or worker " << worker << " has gone";
+  EXPECT_GE(slept, kCalls / 2) << "the worker slept only " << slept << " times in " << kCalls
+                               << " calls after using a quarter of its CPU budget";
 }
 
 // A call that outlasts the spin is answered by the reader thread, as before: nothing is lost.

@@ -1,0 +1,23 @@
+#include "server/broker/spin_turn.h"
+
+namespace ffibox {
+
+bool SpinTurn::Take(const void* session, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (holder_ != session && holder_ != nullptr && now < lapses_) return false;
+  holder_ = session;
+  lapses_ = now + kSpinTurnLapse;
+  return true;
+}
+
+void SpinTurn::Release(const void* session) {
+  absl::MutexLock lock(&mu_);
+  if (holder_ == session) holder_ = nullptr;
+}
+
+SpinTurn& SpinTurn::OfProcess() {
+  static SpinTurn* const turn = new SpinTurn();
+  return *turn;
+}
+
+}  // namespace ffibox

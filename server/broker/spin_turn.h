@@ -1,0 +1,43 @@
+// SpinTurn: which one worker of ffiboxd may spin for its session's next request.
+//
+// A request marked next_follows (server/protocol/worker_protocol.proto) makes its worker spin
+// for up to 200 µs after the answer, on a CPU, for the client's next request. One such
+// worker takes one CPU for most of its session's round trips; two would take both CPUs of a
+// small machine from the broker's threads and the clients. So only the session that holds the
+// turn marks its requests. It keeps the turn while it sends requests no further apart than
+// kSpinTurnLapse (1 ms: its worker's spins end within 200 µs of an answer, and a client that
+// waits for each answer sends its next within a gRPC round trip, 100 µs here); after that
+// lapse, or once it has ended, the next session to ask takes the turn.
+//
+// Threads: thread-safe.
+#ifndef FFIBOX_SERVER_BROKER_SPIN_TURN_H_
+#define FFIBOX_SERVER_BROKER_SPIN_TURN_H_
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace ffibox {
+
+inline constexpr absl::Duration kSpinTurnLapse = absl::Milliseconds(1);
+
+class SpinTurn {
+ public:
+  // Whether `session` may mark the request it sends at `now`: it holds the turn, or the turn
+  // is free (never taken, released, or lapsed), and then it takes it.
+  bool Take(const void* session, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // `session` ends: the turn is free at once if it held it.
+  void Release(const void* session) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The process's turn, which every session of ffiboxd asks.
+  static SpinTurn& OfProcess();
+
+ private:
+  absl::Mutex mu_;
+  const void* holder_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Time lapses_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
+}  // namespace ffibox
+
+#endif  // FFIBOX_SERVER_BROKER_SPIN_TURN_H_
