@@ -80,7 +80,6 @@ class StreamSink : public ResponseSink {
     if (!broken_ && !stream_->Write(encoded, options)) broken_ = true;
   }
 
- private:
   grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* const stream_;
   absl::Mutex mu_;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;

@@ -534,9 +534,8 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
     wrapped.set_next_follows(next_follows);
     // The call it answers goes on: its answer may be read here. A failed send means the
     // worker is dying; its reader reports that.
-    const bool in_place = MayReadInPlace();
     SendReadingInPlace(
-        worker, in_place, [&] { return worker->SendFitsNow(wrapped); },
+        worker, MayReadInPlace(), [&] { return worker->SendFitsNow(wrapped); },
         [&] { (void)worker->Send(wrapped); });
   }
   return std::nullopt;  // answered above
@@ -714,9 +713,9 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
   // its reader fails the queued request. The client's request goes down uncopied, its id
   // included (the worker answers `wrapped`'s).
   // The answer may be read here (SendReadingInPlace).
-  const bool in_place = was_idle && may_read_in_place && MayReadInPlace();
   SendReadingInPlace(
-      worker, in_place, [&] { return worker->SendFitsNow(wrapped, request); },
+      worker, was_idle && may_read_in_place && MayReadInPlace(),
+      [&] { return worker->SendFitsNow(wrapped, request); },
       [&] { (void)worker->Send(wrapped, request); });
   return absl::OkStatus();
 }

@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/cpp/ffibox_client.h"
@@ -38,8 +40,7 @@ constexpr int kCalls = 200;
 // the answer, as before), which says nothing about the path when the machine is free.
 constexpr int kRounds = 3;
 
-// A session of a fresh ffiboxd (no pool: its one worker is the session's) with the test
-// library loaded.
+// A session of a fresh ffiboxd (no pool: its one worker is the session's).
 struct Fixture {
   std::unique_ptr<TestServer> server;
   std::unique_ptr<Client> client;
@@ -53,6 +54,24 @@ absl::StatusOr<Fixture> Start(const std::vector<std::string>& more_flags = {}) {
   FFIBOX_ASSIGN_OR_RETURN(fixture.server, TestServer::Start(flags));
   FFIBOX_ASSIGN_OR_RETURN(fixture.client, Client::Connect(fixture.server->address()));
   FFIBOX_ASSIGN_OR_RETURN(fixture.session, fixture.client->OpenSession());
+  return fixture;
+}
+
+// A Fixture whose session has the test library loaded and add_int resolved and called once
+// (its worker started, the first call's costs paid).
+struct CallingFixture {
+  Fixture base;
+  std::optional<Library> lib;
+  std::optional<Function<int(int, int)>> add;
+};
+
+absl::StatusOr<CallingFixture> StartCalling(const std::vector<std::string>& more_flags = {}) {
+  CallingFixture fixture;
+  FFIBOX_ASSIGN_OR_RETURN(fixture.base, Start(more_flags));
+  FFIBOX_ASSIGN_OR_RETURN(fixture.lib, fixture.base.session->Load(TestLibPath()));
+  FFIBOX_ASSIGN_OR_RETURN(fixture.add, fixture.lib->Function<int(int, int)>("add_int"));
+  FFIBOX_ASSIGN_OR_RETURN(int warm, (*fixture.add)(1, 2));
+  if (warm != 3) return absl::InternalError(absl::StrCat("add_int(1, 2) gave ", warm));
   return fixture;
 }
 
@@ -75,11 +94,10 @@ long FewestReaderWakeups(pid_t broker, const std::function<bool()>& round) {
 // longer than the stream thread's spin to answer, and the requests the backoff then skips):
 // 5 to 64 in 200 calls in these tests' runs here.
 TEST(AnswerInPlace, CallsTheClientWaitsForDoNotWakeTheBrokersReaderThread) {
-  ASSERT_OK_AND_ASSIGN(Fixture fixture, Start());
-  ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
-  ASSERT_OK_AND_ASSIGN(int warm, add(1, 2));
-  ASSERT_EQ(warm, 3);
+  ASSERT_OK_AND_ASSIGN(CallingFixture calling, StartCalling());
+  Fixture& fixture = calling.base;
+  const Library& lib = *calling.lib;
+  const Function<int(int, int)>& add = *calling.add;
   const pid_t broker = fixture.server->pid();
   const long calls = FewestReaderWakeups(broker, [&] {
     for (int i = 0; i < kCalls; ++i) {
@@ -161,11 +179,9 @@ pid_t OnlyWorker(pid_t server) {
 // nothing spins). While another session's worker is in a call, requests go unmarked (a spin
 // must not take a CPU that call could use): the worker sleeps between calls again.
 TEST(AnswerInPlace, TheWorkerSpinsForTheNextCallOnlyWhileNoOtherWorkerIsBusy) {
-  ASSERT_OK_AND_ASSIGN(Fixture fixture, Start());
-  ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
-  ASSERT_OK_AND_ASSIGN(int warm, add(1, 2));
-  ASSERT_EQ(warm, 3);
+  ASSERT_OK_AND_ASSIGN(CallingFixture calling, StartCalling());
+  Fixture& fixture = calling.base;
+  const Function<int(int, int)>& add = *calling.add;
   const pid_t worker = OnlyWorker(fixture.server->pid());
   ASSERT_GT(worker, 0) << "ffiboxd " << fixture.server->pid() << " has not exactly one worker";
   // On a single CPU nothing spins: the worker sleeps before each call.
@@ -198,12 +214,10 @@ TEST(AnswerInPlace, TheWorkerSpinsForTheNextCallOnlyWhileNoOtherWorkerIsBusy) {
 // the worker has used a quarter of it (kFollowingSpinBudgetShare), it sleeps between calls
 // again, so the spin never takes more than that share from the calls themselves.
 TEST(AnswerInPlace, TheWorkerStopsSpinningOnceItUsedAQuarterOfItsCpuBudget) {
-  ASSERT_OK_AND_ASSIGN(Fixture fixture, Start({"--session_cpu_seconds=8"}));
-  ASSERT_OK_AND_ASSIGN(Library lib, fixture.session->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
-  ASSERT_OK_AND_ASSIGN(auto spin_cpu_seconds, lib.Function<int(int)>("spin_cpu_seconds"));
-  ASSERT_OK_AND_ASSIGN(int warm, add(1, 2));
-  ASSERT_EQ(warm, 3);
+  ASSERT_OK_AND_ASSIGN(CallingFixture calling, StartCalling({"--session_cpu_seconds=8"}));
+  Fixture& fixture = calling.base;
+  const Function<int(int, int)>& add = *calling.add;
+  ASSERT_OK_AND_ASSIGN(auto spin_cpu_seconds, calling.lib->Function<int(int)>("spin_cpu_seconds"));
   const pid_t worker = OnlyWorker(fixture.server->pid());
   ASSERT_GT(worker, 0) << "ffiboxd " << fixture.server->pid() << " has not exactly one worker";
   if (ReadersSpin()) {

@@ -203,8 +203,8 @@ TEST_P(CallbacksTest, StoredHandlerFiresInLaterCalls) {
 
 // The same for the thread named `name` of the ffibox-worker below ffiboxd `server`.
 long WorkerThreadSwitches(pid_t server, const std::string& name) {
-  for (pid_t pid : test_support::WorkersOf(server)) return test_support::ThreadSwitches(pid, name);
-  return -1;
+  const std::vector<pid_t> workers = test_support::WorkersOf(server);
+  return workers.empty() ? -1 : test_support::ThreadSwitches(workers[0], name);
 }
 
 // Over gRPC, the worker's thread that waits for a callback's answer reads it from the broker
