@@ -77,10 +77,12 @@ class ShmWorkerConnection : public WorkerConnection {
       }
 
       const absl::Time now = absl::Now();
-      // Read only while the process-wide budget of unfinished frames has room: otherwise
-      // the worker waits on its full ring, and this connection looks again shortly.
+      // A connection that holds no unfinished frame may always read one chunk, so a small
+      // reply is never held up by others' large ones. Past that, read only while the
+      // process-wide budget of unfinished frames has room: otherwise the worker waits on its
+      // full ring, and this connection looks again shortly.
       const size_t limit = buffered_limit.load();
-      const bool may_read = limit == 0 || buffered_bytes.load() + kReadChunk <= limit;
+      const bool may_read = limit == 0 || held_ == 0 || buffered_bytes.load() + kReadChunk <= limit;
       absl::Time wake = deadline;
       if (decoder_.HasPartialFrame()) {
         // Waiting for the budget does not stop this clock: when unfinished frames fill the

@@ -130,8 +130,10 @@ class WorkerConnection {
 // Frames longer than `max_frame_bytes` are refused. A worker that stops in the middle of a
 // frame for kFrameStallTimeout gets DATA_LOSS from Receive (the broker then kills it), as does
 // one that corrupts the channel's positions, and the bytes of unfinished frames all
-// connections of the process hold together stay under the limit of SetBufferedFrameBytesLimit:
-// past it a connection stops reading (the worker waits on its full ring) until others drain.
+// connections of the process hold together stay under the limit of SetBufferedFrameBytesLimit,
+// plus one read of 64 KiB per connection: past it a connection that holds part of a frame
+// stops reading (the worker waits on its full ring) until others drain, while one that holds
+// none still reads, so small replies go on.
 // Fails if the connection's eventfd cannot be created.
 absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(
     std::unique_ptr<ShmChannel> channel, int hangup_fd, size_t max_frame_bytes);

@@ -22,12 +22,17 @@ def broker_rss_mib(server) -> float:
 
 
 class Bystander:
-    """Another session calling strlen in a loop; counts calls and errors."""
+    """Another session calling strlen in a loop. It records its errors and when each answer
+    came, so a test can check it was served throughout: no error, no long gap between two
+    answers (a broker stalled by the attack shows one as long as the stall), and an answer
+    after the attack ended."""
+
+    LONGEST_GAP = 3.0  # seconds; the loop itself pauses 20 ms between calls
 
     def __init__(self, address):
         self.client = ffibox.connect(address)
         self.libc = self.client.session().CDLL("libc.so.6")
-        self.calls, self.errors = 0, []
+        self.answered, self.errors = [], []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -36,16 +41,28 @@ class Bystander:
         while not self._stop.is_set():
             try:
                 assert self.libc.strlen(b"still served") == 12
-                self.calls += 1
+                self.answered.append(time.monotonic())
             except Exception as error:  # noqa: BLE001 - every failure is what the test checks
                 self.errors.append(repr(error))
             time.sleep(0.02)
 
-    def stop(self):
+    def stop_served_throughout(self, since):
+        """Waits for one answer after now, stops, and asserts the bystander was served
+        from `since` (a time.monotonic() before the attack) to the end."""
+        attack_over = time.monotonic()
+        deadline = attack_over + 10
+        while (not self.errors and not (self.answered and self.answered[-1] > attack_over)
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
         self._stop.set()
         self._thread.join(10)
         assert not self._thread.is_alive(), "the bystander's call never returned"
         self.client.close()
+        assert self.errors == [], self.errors[:3]
+        assert self.answered and self.answered[-1] > attack_over, "no answer after the attack"
+        times = [since] + [t for t in self.answered if t > since]
+        gap = max(later - earlier for earlier, later in zip(times, times[1:]))
+        assert gap < self.LONGEST_GAP, "the bystander waited %.1f s for an answer" % gap
 
 
 def send_partial_frame(address, announced, sent, stall_seconds, outcome):
@@ -70,6 +87,7 @@ def test_a_stalled_partial_frame_ends_its_worker_and_frees_the_broker():
     server = Server()
     try:
         bystander = Bystander(server.address)
+        since = time.monotonic()
         before = broker_rss_mib(server)
         outcome = []
         attacker = threading.Thread(target=send_partial_frame, daemon=True, args=(
@@ -83,9 +101,7 @@ def test_a_stalled_partial_frame_ends_its_worker_and_frees_the_broker():
         time.sleep(0.5)
         after = broker_rss_mib(server)
         assert after < before + 40, "the broker still holds %.0f MiB after" % (after - before)
-        bystander.stop()
-        assert bystander.errors == [] and bystander.calls > 50, (bystander.calls,
-                                                                 bystander.errors[:3])
+        bystander.stop_served_throughout(since)
     finally:
         server.stop()
 
@@ -94,6 +110,7 @@ def test_unfinished_replies_of_all_sessions_stay_under_the_servers_budget():
     server = Server("--max_buffered_reply_bytes=%d" % (64 * MIB))
     try:
         bystander = Bystander(server.address)
+        since = time.monotonic()
         before = broker_rss_mib(server)
         outcomes, attackers = [], []
         for _ in range(2):  # 2 x 60 MiB would be 120 MiB held without the budget
@@ -111,9 +128,7 @@ def test_unfinished_replies_of_all_sessions_stay_under_the_servers_budget():
         assert all(outcomes), "a hostile call never ended"
         assert all(o[0][0] == "WORKER_CRASHED" for o in outcomes), outcomes
         assert peak - before < 64 + 40, "the broker held %.0f MiB" % (peak - before)
-        bystander.stop()
-        assert bystander.errors == [] and bystander.calls > 10, (bystander.calls,
-                                                                 bystander.errors[:3])
+        bystander.stop_served_throughout(since)
     finally:
         server.stop()
 
@@ -126,6 +141,7 @@ def test_a_reply_that_would_parse_into_far_more_memory_ends_its_worker_unparsed(
     server = Server()
     try:
         bystander = Bystander(server.address)
+        since = time.monotonic()
         client = ffibox.connect(server.address)
         session = client.session(timeout=120)
         lib = session.CDLL(HOSTILE_LIB)
@@ -136,9 +152,7 @@ def test_a_reply_that_would_parse_into_far_more_memory_ends_its_worker_unparsed(
         assert "holds more ffibox.v1.CallResult.blocks than the request allows" in str(error)
         assert session.CDLL("libc.so.6").strlen(b"next worker") == 11
         client.close()
-        bystander.stop()
-        assert bystander.errors == [] and bystander.calls > 10, (bystander.calls,
-                                                                 bystander.errors[:3])
+        bystander.stop_served_throughout(since)
     finally:
         server.stop()
 
