@@ -4,11 +4,15 @@
 // the C signature Sig (a libffi closure in the worker) and returns a `Callback<Sig>`: pass it
 // as a function-pointer argument of a typed function (`Function<void(..., Callback<Sig>)>`),
 // let the library store it, free it with `Free()`. When native code calls the pointer, the
-// server sends a CallbackInvoke; the client runs `handler` on the session's callback thread
-// with the decoded arguments and sends its result back (internal/callback_dispatcher.h). On
-// a same-host session (SessionOptions::same_host), a callback that native code calls during
-// a call comes on the session's channel instead, and `handler` runs on the thread that made
-// the call (a library thread's callbacks still come to the callback thread).
+// server sends a CallbackInvoke; the client runs `handler` with the decoded arguments and
+// sends its result back (internal/callback_dispatcher.h). As in ctypes, a callback that
+// native code calls during a call, on the thread running it, runs on the thread that made
+// the call (while that thread waits for the call's answer; nested ones too), and callbacks
+// that threads of the library call run on the session's callback thread, one at a time: the
+// two may run at once. A handler on the calling thread that blocks holds that thread past
+// the call's deadline (the call then fails with CALL_TIMEOUT once the handler returns); one
+// on the callback thread does not. On a same-host session (SessionOptions::same_host), the
+// callbacks of a call come on the session's channel instead, on the same threads.
 //
 // Parameter types of Sig and what the handler receives:
 //   scalars (int, double, ...)         -> the value

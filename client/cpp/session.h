@@ -157,8 +157,9 @@ class Session {
     return TypedFunction<Sig>(*std::move(raw));
   }
 
-  // Defines a callback with C++ signature Sig whose invocations run `handler` on the
-  // session's callback thread (see callback.h for the argument types it receives), e.g.
+  // Defines a callback with C++ signature Sig whose invocations run `handler` on the thread
+  // that made the call, or on the session's callback thread for a library thread's (see
+  // callback.h for the threads and the argument types it receives), e.g.
   //   DefineCallback<int(const int*, const int*)>(
   //       [](Pointee<const int> a, Pointee<const int> b) -> absl::StatusOr<int> {
   //         return *a - *b; });

@@ -1,6 +1,7 @@
 #include "server/broker/in_flight_requests.h"
 
 #include <algorithm>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
@@ -65,6 +66,21 @@ PendingRequest InFlightRequests::Finish(uint64_t sequence, absl::Time now) {
   }
   last_label_ = done.label;
   return done;
+}
+
+absl::StatusOr<uint64_t> InFlightRequests::InvokingRequest(const v1::CallbackInvoke& invoke) const {
+  if (invoke.request_id() == 0) return 0;
+  auto scope = scopes_.find(invoke.parent_invocation());
+  if (scope == scopes_.end() || scope->second.queue.empty() ||
+      scope->second.queue.front().sequence != invoke.request_id()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation ", invoke.invocation(), " says request ", invoke.request_id(),
+                     " made it, which is not running ",
+                     invoke.parent_invocation() == 0
+                         ? std::string("at the top level")
+                         : absl::StrCat("in invocation ", invoke.parent_invocation())));
+  }
+  return scope->second.queue.front().client_id;
 }
 
 absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,

@@ -84,6 +84,12 @@ class InFlightRequests {
   // starts its deadline at `now`.
   PendingRequest Finish(uint64_t sequence, absl::Time now);
 
+  // The client's id of the request `invoke` says it was made by (CallbackInvoke.request_id):
+  // 0 when it names none or a request of the broker's. INVALID_ARGUMENT (a protocol
+  // violation) when the request it names is not the one running in the scope of its parent
+  // invocation (the top level for none), which its thread would be running.
+  absl::StatusOr<uint64_t> InvokingRequest(const v1::CallbackInvoke& invoke) const;
+
   // Records a callback invocation the worker opened for `callback` (whose signature is
   // `signature`, its pointees checked as `shipped`), checking the worker's ids: a new id,
   // a parent that is running a request, nesting within the limit. INVALID_ARGUMENT (a

@@ -59,6 +59,49 @@ TEST(InFlightRequests, AFrameMayHoldWhatAnswersARunningRequestOrAnInvocation) {
   EXPECT_EQ(requests.ReplyLimits(256).blocks, 103u);
 }
 
+// CallbackInvoke.request_id comes from the worker: it may name only the request running in
+// the scope the invocation is nested in, and the client is told that request's own id.
+TEST(InFlightRequests, AnInvocationMayNameOnlyTheRequestRunningInItsScope) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  PendingRequest call = Request("call");
+  call.client_id = 41;
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued running, requests.Queue(std::move(call), kStart));
+  PendingRequest behind = Request("behind");
+  behind.client_id = 42;
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued queued, requests.Queue(std::move(behind), kStart));
+  auto naming = [](uint64_t invocation, uint64_t parent, uint64_t request) {
+    v1::CallbackInvoke invoke = Invoke(invocation, parent);
+    invoke.set_request_id(request);
+    return invoke;
+  };
+  EXPECT_EQ(requests.InvokingRequest(naming(5, 0, 0)).value_or(99), 0u) << "a library thread";
+  EXPECT_EQ(requests.InvokingRequest(naming(5, 0, running.sequence)).value_or(99), 41u);
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(requests.InvokingRequest(naming(5, 0, queued.sequence)).status()))
+      << "a request queued behind the running one runs on no thread yet";
+  EXPECT_TRUE(absl::IsInvalidArgument(requests.InvokingRequest(naming(5, 0, 12345)).status()));
+
+  // Inside invocation 5, the client's request 43 runs: a nested invocation may name it,
+  // not the outer call, whose thread waits in invocation 5.
+  ASSERT_OK(Open(requests, Invoke(5)));
+  PendingRequest inside = Request("inside", 5);
+  inside.client_id = 43;
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued nested, requests.Queue(std::move(inside), kStart));
+  EXPECT_EQ(requests.InvokingRequest(naming(6, 5, nested.sequence)).value_or(99), 43u);
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(requests.InvokingRequest(naming(6, 5, running.sequence)).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(requests.InvokingRequest(naming(6, 0, nested.sequence)).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(requests.InvokingRequest(naming(6, 9, nested.sequence)).status()))
+      << "no invocation 9";
+
+  // A request the broker made itself (a replay) is no client's: 0.
+  InFlightRequests replays(InFlightRequests::Limits{});
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued replay, replays.Queue(Request("load"), kStart));
+  EXPECT_EQ(replays.InvokingRequest(naming(5, 0, replay.sequence)).value_or(99), 0u);
+}
+
 TEST(InFlightRequests, OneScopeAnswersInOrderAndEachHeadGetsItsOwnDeadline) {
   InFlightRequests requests(InFlightRequests::Limits{});
   ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued first,

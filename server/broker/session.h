@@ -179,8 +179,9 @@ class Session : private WorkerSupervisor::Listener {
   absl::Status AcceptReply(uint64_t generation, internal::WorkerReply reply,
                            std::optional<v1::Response>* to_client)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Checks and records a CallbackInvoke from the worker.
-  absl::Status AcceptInvoke(const v1::CallbackInvoke& invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks and records a CallbackInvoke from the worker, and puts the client's id of the
+  // request that made it in its request_id (0 for a request of the broker's).
+  absl::Status AcceptInvoke(v1::CallbackInvoke* invoke) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The call the worker says it runs from the same-host channel: its function and timeout,
   // and when that timeout passes; or nothing.
   struct LocalCallSnapshot {

@@ -152,7 +152,7 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
 absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply reply,
                                   std::optional<v1::Response>* to_client) {
   if (reply.has_invoke()) {
-    absl::Status invoke = AcceptInvoke(reply.invoke());
+    absl::Status invoke = AcceptInvoke(reply.mutable_invoke());
     if (!invoke.ok()) return invoke;
     v1::Response response;
     response.set_generation(generation);
@@ -215,7 +215,8 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
   return absl::OkStatus();
 }
 
-absl::Status Session::AcceptInvoke(const v1::CallbackInvoke& invoke) {
+absl::Status Session::AcceptInvoke(v1::CallbackInvoke* invoke_message) {
+  const v1::CallbackInvoke& invoke = *invoke_message;
   std::shared_ptr<const v1::Signature> signature = handles_.CallbackSignature(invoke.callback());
   if (signature == nullptr) {
     return absl::InvalidArgumentError(
@@ -223,8 +224,10 @@ absl::Status Session::AcceptInvoke(const v1::CallbackInvoke& invoke) {
   }
   std::vector<std::pair<uint32_t, uint64_t>> shipped;
   FFIBOX_RETURN_IF_ERROR(CheckCallbackInvoke(invoke, *signature, &shipped));
+  FFIBOX_ASSIGN_OR_RETURN(const uint64_t client_request, requests_.InvokingRequest(invoke));
   FFIBOX_RETURN_IF_ERROR(requests_.OpenInvocation(invoke, std::move(signature), std::move(shipped),
                                                   call_timeout_, absl::Now()));
+  invoke_message->set_request_id(client_request);
   ++answers_accepted_;
   return absl::OkStatus();
 }

@@ -25,6 +25,9 @@ namespace {
 // innermost one (0 outside any).
 thread_local int t_depth = 0;
 thread_local uint64_t t_invocation = 0;
+// The request this thread is running (WorkerRequest.id), or 0: what an invocation this
+// thread makes says (CallbackInvoke.request_id).
+thread_local uint64_t t_request = 0;
 // The same-host channel whose call the calling thread (the main thread) is running, when
 // its client takes callbacks there (LocalChannel.callbacks); null otherwise.
 thread_local ShmChannel* t_channel = nullptr;
@@ -275,7 +278,9 @@ void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
   }
   StackArena arena;
   auto* reply = google::protobuf::Arena::CreateMessage<internal::WorkerReply>(&arena.arena);
+  const uint64_t outer_request = std::exchange(t_request, request.id());
   executor_->Execute(request, reply->mutable_response());
+  t_request = outer_request;
   Send(*reply);
 }
 
@@ -561,6 +566,7 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
   invoke->set_invocation(id);
   invoke->set_callback(callback);
   invoke->set_parent_invocation(t_invocation);
+  if (channel == nullptr) invoke->set_request_id(t_request);
   std::vector<ShippedPointee> shipped;
   absl::Status decoded = DecodeCallbackArguments(signature, args, generation_, invoke, &shipped);
   if (!decoded.ok()) {

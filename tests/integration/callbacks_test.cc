@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -226,6 +227,8 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   ASSERT_GE(before, 0) << "no worker-reader thread in a worker of ffiboxd " << server->pid();
   const long stream_before = test_support::ThreadSwitches(getpid(), "ffibox-stream");
   ASSERT_GE(stream_before, 0) << "no ffibox-stream thread in this process";
+  const long callback_thread_before = test_support::ThreadSwitches(getpid(), "ffibox-callback");
+  ASSERT_GE(callback_thread_before, 0) << "no ffibox-callback thread in this process";
   constexpr int kRoundTrips = 200;
   for (int i = 0; i < kRoundTrips; ++i) {
     ASSERT_OK_AND_ASSIGN(int doubled, fire_handler(i));
@@ -235,13 +238,17 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   // A few for its periodic look while a call runs (kReaderTakeover), none per round trip.
   EXPECT_LT(after - before, kRoundTrips / 10) << "the reader thread woke " << after - before
                                               << " times in " << kRoundTrips << " round trips";
-  // In this process, the caller reads the invoke and its answer, the callback thread runs
-  // the handler: the session stream's reader thread is not woken for the done that answers
-  // the callback_return (nothing waits for it).
+  // In this process, the caller reads the invoke, runs the handler and reads its call's
+  // answer: neither the callback thread is woken for the invoke nor the session stream's
+  // reader thread for the done that answers the callback_return (nothing waits for it).
   const long stream_after = test_support::ThreadSwitches(getpid(), "ffibox-stream");
   EXPECT_LT(stream_after - stream_before, kRoundTrips / 20)
       << "the stream's reader thread woke " << stream_after - stream_before << " times in "
       << kRoundTrips << " round trips";
+  const long callback_thread_after = test_support::ThreadSwitches(getpid(), "ffibox-callback");
+  EXPECT_LT(callback_thread_after - callback_thread_before, kRoundTrips / 20)
+      << "the callback thread woke " << callback_thread_after - callback_thread_before
+      << " times in " << kRoundTrips << " round trips";
 
   // One call that invokes a callback for each of 200 elements, the first of which makes a
   // request inside its invocation: the reader thread reads while that one runs, and gives
@@ -289,6 +296,33 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   EXPECT_LT(after_slow - before_slow, kRoundTrips / 10)
       << "the reader thread woke " << after_slow - before_slow << " times in one call of "
       << kRoundTrips << " invocations, the first of them long";
+}
+
+// As ctypes runs a callback: one that native code calls during the call, on the thread
+// running it, runs on the thread that made the call, nested ones too (a request inside the
+// handler whose own native code calls back); one from a thread of the library runs on the
+// session's callback thread, so the caller stays free to see the call's deadline.
+TEST_P(CallbacksTest, ACallbackCalledDuringTheCallRunsOnTheCallingThread) {
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<std::thread::id> ran_on;
+  auto fire_handler = Fn<int(int)>("fire_handler");
+  absl::StatusOr<IntCallback> recorder =
+      session_->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+        ran_on.push_back(std::this_thread::get_id());
+        // A request inside the invocation whose native code calls the handler again.
+        if (x > 0) return fire_handler(x - 1).value_or(-100) + 1;
+        return 0;
+      });
+  ASSERT_OK(recorder);
+  ASSERT_OK(Fn<void(IntCallback)>("register_handler")(*recorder));
+  EXPECT_EQ(fire_handler(2).value_or(-99), 2);
+  ASSERT_EQ(ran_on.size(), 3u);
+  for (const std::thread::id& thread : ran_on) EXPECT_EQ(thread, caller);
+
+  ran_on.clear();
+  EXPECT_EQ(Fn<int(IntCallback, int)>("call_from_thread")(*recorder, 0).value_or(-99), 0);
+  ASSERT_EQ(ran_on.size(), 1u);
+  EXPECT_NE(ran_on[0], caller) << "a library thread's callback ran on the caller";
 }
 
 TEST_P(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {

@@ -17,6 +17,8 @@ namespace {
 // invocation its handler is serving right now (0 between invocations).
 thread_local const CallbackDispatcher* serving_dispatcher = nullptr;
 thread_local uint64_t serving_invocation = 0;
+// The dispatcher whose handler this thread runs in RunHere (null outside RunHere).
+thread_local const CallbackDispatcher* running_here = nullptr;
 
 bool IsReady(std::future<absl::StatusOr<v1::Response>>& answer) {
   return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
@@ -64,7 +66,19 @@ void CallbackDispatcher::Deliver(v1::Response message) {
 bool CallbackDispatcher::OnCallbackThread() const { return serving_dispatcher == this; }
 
 uint64_t CallbackDispatcher::CurrentInvocation() const {
-  return OnCallbackThread() ? serving_invocation : 0;
+  return OnCallbackThread() || running_here == this ? serving_invocation : 0;
+}
+
+void CallbackDispatcher::RunHere(const v1::Response& message) {
+  bool refuse;
+  {
+    absl::MutexLock lock(&mu_);
+    refuse = !started_ || stopped_;
+  }
+  if (refuse) return Refuse(message.callback_invoke());
+  const CallbackDispatcher* outer = std::exchange(running_here, this);
+  Run(message);
+  running_here = outer;
 }
 
 absl::StatusOr<v1::Response> CallbackDispatcher::AwaitServing(

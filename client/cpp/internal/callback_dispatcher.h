@@ -55,6 +55,11 @@ class CallbackDispatcher {
   // with an error at once.
   void Deliver(v1::Response message);
 
+  // Runs an invocation read by a thread waiting for the answer to the request that made it
+  // (CallbackInvoke.request_id) on that thread, as the callback thread would, and sends the
+  // answer; requests the handler sends carry the invocation. Refused as Deliver refuses.
+  void RunHere(const v1::Response& message);
+
   // Runs one invocation that came on the same-host channel (`message` is the Response
   // carrying its CallbackInvoke) on the calling thread, and returns the answer with its
   // invocation id filled in. The worker sent the invoke straight to this client, so it is
@@ -65,7 +70,8 @@ class CallbackDispatcher {
 
   // Whether the calling thread is this dispatcher's callback thread.
   bool OnCallbackThread() const;
-  // The invocation the calling thread is serving for this dispatcher, or 0.
+  // The invocation the calling thread is serving for this dispatcher (on the callback thread
+  // or in RunHere), or 0.
   uint64_t CurrentInvocation() const;
   // On the callback thread: waits for `answer`, running the invocations that arrive meanwhile,
   // and returns it. Whoever fulfils `answer` calls Wake afterwards.

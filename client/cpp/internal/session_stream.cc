@@ -210,7 +210,7 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   std::future<absl::StatusOr<v1::Response>> answer =
       SendAsync(request, /*read_by_sender=*/!on_callback_thread);
   absl::StatusOr<v1::Response> response =
-      on_callback_thread ? callbacks_.AwaitServing(answer) : AwaitAnswer(answer);
+      on_callback_thread ? callbacks_.AwaitServing(answer) : AwaitAnswer(answer, request->id());
   // After a loss: once the next worker answered a call, a channel to it.
   if (local_call && local_wanted_.load() && !local_enabled_.load() && response.ok() &&
       !response->has_error()) {
@@ -556,7 +556,7 @@ absl::Status SessionStream::Close() {
 }
 
 absl::StatusOr<v1::Response> SessionStream::AwaitAnswer(
-    std::future<absl::StatusOr<v1::Response>>& answer) {
+    std::future<absl::StatusOr<v1::Response>>& answer, uint64_t id) {
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
@@ -571,14 +571,18 @@ absl::StatusOr<v1::Response> SessionStream::AwaitAnswer(
     // would hand them over.
     bool going_on = true;
     bool answered_reader = false;
-    while (going_on && !IsReady(answer)) {
-      going_on = ReadOne(/*on_reader_thread=*/false, &answered_reader);
+    std::optional<v1::Response> run_here;
+    while (going_on && !IsReady(answer) && !run_here.has_value()) {
+      going_on = ReadOne(/*on_reader_thread=*/false, &answered_reader, id, &run_here);
     }
     if (going_on) {
       absl::MutexLock lock(&mu_);
       reading_ = Reader::kNone;
       unread_since_ = absl::Now();
     }
+    // Read by nobody meanwhile, unless the handler's own requests need it (their senders
+    // read for them; the reader thread takes what nobody waits for, as between calls).
+    if (run_here.has_value()) callbacks_.RunHere(*run_here);
   }
   return answer.get();
 }
@@ -638,14 +642,15 @@ void SessionStream::ReadLoop() {
   }
 }
 
-bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader) {
+bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader, uint64_t awaited,
+                            std::optional<v1::Response>* run_here) {
   v1::Response response;
   if (!stream_->Read(&response)) {
     EndStream();
     if (!on_reader_thread) AwaitOutputHandled();  // the output first, then the failure
     return false;
   }
-  Dispatch(std::move(response), on_reader_thread, answered_reader);
+  Dispatch(std::move(response), on_reader_thread, answered_reader, awaited, run_here);
   return true;
 }
 
@@ -714,7 +719,8 @@ void SessionStream::HandleOutput(const v1::SessionEvent& event) {
   }
 }
 
-void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader) {
+void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader,
+                             uint64_t awaited, std::optional<v1::Response>* run_here) {
   NoteGeneration(response.generation());
   StampGeneration(&response);
   const bool output =
@@ -741,7 +747,12 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
       }
       events_.push_back(std::move(*response.mutable_event()));
     } else if (response.has_callback_invoke()) {
-      callbacks_.Deliver(std::move(response));
+      if (run_here != nullptr && awaited != 0 &&
+          response.callback_invoke().request_id() == awaited) {
+        *run_here = std::move(response);
+      } else {
+        callbacks_.Deliver(std::move(response));
+      }
     }
     return;
   }

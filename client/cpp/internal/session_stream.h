@@ -151,8 +151,12 @@ class SessionStream {
 
   // SendAsync; `read_by_sender`: the caller waits with AwaitAnswer.
   std::future<absl::StatusOr<v1::Response>> SendAsync(v1::Request* request, bool read_by_sender);
-  // Waits for `answer`, reading the stream meanwhile while nobody else does.
-  absl::StatusOr<v1::Response> AwaitAnswer(std::future<absl::StatusOr<v1::Response>>& answer);
+  // Waits for `answer`, to request `id`, reading the stream meanwhile while nobody else does.
+  // An invocation it reads that request `id` made on the worker's thread running it
+  // (CallbackInvoke.request_id) runs here, as ctypes runs a callback called during a call:
+  // no other thread is woken for it. Others go to the callback thread.
+  absl::StatusOr<v1::Response> AwaitAnswer(std::future<absl::StatusOr<v1::Response>>& answer,
+                                           uint64_t id);
   // Whether the reader thread must read now: nobody does, the stream goes on, and someone
   // waits for what only the reader thread would read.
   bool ReaderThreadNeeded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -161,7 +165,10 @@ class SessionStream {
   void ReadLoop();
   // Reads one message and dispatches it; false when the stream ended (EndStream ran).
   // `*answered_reader`: it answered a request whose sender reads for it.
-  bool ReadOne(bool on_reader_thread, bool* answered_reader);
+  // A caller reading for request `awaited` gets that request's invocations in `*run_here`
+  // instead (see AwaitAnswer).
+  bool ReadOne(bool on_reader_thread, bool* answered_reader, uint64_t awaited = 0,
+               std::optional<v1::Response>* run_here = nullptr);
   // After the stream's last message: finishes it and fails every waiter.
   void EndStream();
   // Sends a handler's answer from the callback thread. One too large for the server's
@@ -172,8 +179,9 @@ class SessionStream {
   // Hands one response to its waiter, or stores it as an event; WORKER_OUTPUT goes to the
   // output handler, on the reader thread (read by a caller, it is queued for that thread,
   // and the caller handles nothing else until the handler has had it). `*answered_reader` as
-  // for ReadOne.
-  void Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader);
+  // for ReadOne, and so are `awaited` and `run_here`.
+  void Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader,
+                uint64_t awaited, std::optional<v1::Response>* run_here);
   // Hands one WORKER_OUTPUT event to the output handler (or stderr).
   void HandleOutput(const v1::SessionEvent& event);
   // Waits until the reader thread has handed every WORKER_OUTPUT event a caller read to the
