@@ -22,6 +22,9 @@ namespace ffibox {
 namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;
+// What each connection may hold of unfinished frames outside the process-wide budget
+// (kUnbudgetedFrameBytes, worker_connection.h): a frame that small always completes.
+static_assert(kUnbudgetedFrameBytes >= kReadChunk);
 // How long a connection waits before it looks at the budget again when it is spent.
 constexpr absl::Duration kBudgetRetry = absl::Milliseconds(10);
 
@@ -77,12 +80,17 @@ class ShmWorkerConnection : public WorkerConnection {
       }
 
       const absl::Time now = absl::Now();
-      // A connection that holds no unfinished frame may always read one chunk, so a small
-      // reply is never held up by others' large ones. Past that, read only while the
-      // process-wide budget of unfinished frames has room: otherwise the worker waits on its
-      // full ring, and this connection looks again shortly.
+      // Read a chunk while the process-wide budget of unfinished frames has room. Without
+      // room, read only up to kUnbudgetedFrameBytes held, so a small reply or an event is
+      // never held up by others' large ones; past that the worker waits on its full ring,
+      // and this connection looks again shortly.
       const size_t limit = buffered_limit.load();
-      const bool may_read = limit == 0 || held_ == 0 || buffered_bytes.load() + kReadChunk <= limit;
+      const bool budget_has_room = limit == 0 || buffered_bytes.load() + kReadChunk <= limit;
+      const size_t read_size = budget_has_room ? kReadChunk
+                               : held_ < kUnbudgetedFrameBytes
+                                   ? std::min(kReadChunk, kUnbudgetedFrameBytes - held_)
+                                   : 0;
+      const bool may_read = read_size > 0;
       absl::Time wake = deadline;
       if (decoder_.HasPartialFrame()) {
         // Waiting for the budget does not stop this clock: when unfinished frames fill the
@@ -92,9 +100,9 @@ class ShmWorkerConnection : public WorkerConnection {
           return absl::DataLossError(absl::StrCat(
               "the worker's reply stopped in the middle of a frame (", decoder_.Buffered(),
               " bytes of it received, nothing more for ", absl::FormatDuration(kFrameStallTimeout),
-              may_read ? ")"
-                       : "; the server's budget of unfinished replies, "
-                         "limits.max_buffered_reply_bytes, was spent)"));
+              budget_has_room ? ")"
+                              : "; the server's budget of unfinished replies, "
+                                "limits.max_buffered_reply_bytes, was spent)"));
         }
         wake = std::min(wake, stalled);
       }
@@ -106,7 +114,7 @@ class ShmWorkerConnection : public WorkerConnection {
       }
       // The bytes are copied out of the shared memory into the decoder, which alone parses.
       absl::StatusOr<size_t> got = channel_->ReadAvailable(
-          kReadChunk,
+          read_size,
           [this](const char* untrusted, size_t size) { decoder_.Append(untrusted, size); });
       if (!got.ok()) {
         if (!absl::IsUnavailable(got.status())) return got.status();  // a corrupt channel

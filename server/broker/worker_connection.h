@@ -131,12 +131,16 @@ class WorkerConnection {
 // frame for kFrameStallTimeout gets DATA_LOSS from Receive (the broker then kills it), as does
 // one that corrupts the channel's positions, and the bytes of unfinished frames all
 // connections of the process hold together stay under the limit of SetBufferedFrameBytesLimit,
-// plus one read of 64 KiB per connection: past it a connection that holds part of a frame
-// stops reading (the worker waits on its full ring) until others drain, while one that holds
-// none still reads, so small replies go on.
+// plus kUnbudgetedFrameBytes per connection: past the limit a connection reads only while it
+// holds less than that (the worker then waits on its full ring until others drain), so
+// replies and events of up to that size always complete.
 // Fails if the connection's eventfd cannot be created.
 absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(
     std::unique_ptr<ShmChannel> channel, int hangup_fd, size_t max_frame_bytes);
+
+// What each connection may hold of unfinished frames beyond SetBufferedFrameBytesLimit: more
+// than the largest event (64 KiB) with its header, wherever it starts in a read.
+inline constexpr size_t kUnbudgetedFrameBytes = 128 * 1024;
 
 // How long a worker may leave a frame unfinished without sending more of it.
 inline constexpr absl::Duration kFrameStallTimeout = absl::Seconds(10);
