@@ -198,10 +198,12 @@ void WorkerDispatcher::ReadLoop() {
           break;
         }
         if (reader_ == Reader::kInvoker) {
-          // The thread of the one waiting invocation reads (whatever the main thread runs):
-          // look again once it stops.
-          mu_.Await(absl::Condition(
-              +[](Reader* reader) { return *reader != Reader::kInvoker; }, &reader_));
+          // The thread of the one waiting invocation reads (whatever the main thread runs).
+          // It gives the role back with each answer, and its next invocation takes it at once:
+          // that wakes nobody. Woken only when this thread is needed, or to look again
+          // kReaderTakeover later (the takeover may then come up to twice that late).
+          mu_.AwaitWithTimeout(absl::Condition(this, &WorkerDispatcher::ReaderNeeded),
+                               kReaderTakeover);
           continue;
         }
         // A request the main thread starts does not wake this thread: it looks again when
@@ -214,6 +216,7 @@ void WorkerDispatcher::ReadLoop() {
     for (;;) {
       const bool returned = Route(ReceiveOrExit());
       absl::MutexLock lock(&mu_);
+      if (reader_ != Reader::kReaderThread) break;  // given up in Route
       const absl::Time now = absl::Now();
       // Given up once nothing waits for it: when the main thread is idle (it reads then),
       // when its request has not run for kReaderTakeover yet, or when this frame answered an
@@ -240,6 +243,13 @@ bool WorkerDispatcher::Route(ReceivedRequest received) {
     if (waiting == waiting_.end() || waiting->second->returned) return false;  // late or bogus
     waiting->second->returned = true;
     --unanswered_;
+    // The reader thread gives up the role with the last answer awaited (ReadLoop), here,
+    // before the invocation's thread runs on: that thread's next invocation, made at once,
+    // must find the role free to read for itself.
+    if (reader_ == Reader::kReaderThread && unanswered_ == 0 && local_ == nullptr) {
+      reader_ = Reader::kNone;
+      unread_since_ = absl::Now();
+    }
     waiting->second->inbox.push_back(std::move(received));
     return true;
   }
