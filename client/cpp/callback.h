@@ -7,12 +7,16 @@
 // server sends a CallbackInvoke; the client runs `handler` with the decoded arguments and
 // sends its result back (internal/callback_dispatcher.h). As in ctypes, a callback that
 // native code calls during a call, on the thread running it, runs on the thread that made
-// the call (while that thread waits for the call's answer; nested ones too), and callbacks
-// that threads of the library call run on the session's callback thread, one at a time: the
-// two may run at once. A handler on the calling thread that blocks holds that thread past
-// the call's deadline (the call then fails with CALL_TIMEOUT once the handler returns); one
-// on the callback thread does not. On a same-host session (SessionOptions::same_host), the
-// callbacks of a call come on the session's channel instead, on the same threads.
+// the call, nested ones too, when that thread is the one reading the session's stream for
+// its answer, as it is unless another thread of this session is reading: another call in
+// flight, an async request (SendAsync, ...Async) awaited, or a handler of the call that has
+// run for 20 ms making no request. Otherwise, and for callbacks that threads of the library
+// call, it runs on the session's callback thread, one at a time. A handler may therefore
+// run on either, and two of one session at once. A handler on the calling thread that
+// blocks holds that thread past the call's deadline (the call then fails with CALL_TIMEOUT
+// once the handler returns); one on the callback thread does not. On a same-host session
+// (SessionOptions::same_host), the callbacks of a call on the channel come there instead,
+// and always run on the calling thread.
 //
 // Parameter types of Sig and what the handler receives:
 //   scalars (int, double, ...)         -> the value

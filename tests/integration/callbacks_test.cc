@@ -323,6 +323,41 @@ TEST_P(CallbacksTest, ACallbackCalledDuringTheCallRunsOnTheCallingThread) {
   EXPECT_EQ(Fn<int(IntCallback, int)>("call_from_thread")(*recorder, 0).value_or(-99), 0);
   ASSERT_EQ(ran_on.size(), 1u);
   EXPECT_NE(ran_on[0], caller) << "a library thread's callback ran on the caller";
+
+  // A batch's calls too. On the same-host path a batch goes through the broker, and its
+  // handlers' calls must too: the worker's thread that serves the channel waits for them.
+  ran_on.clear();
+  Batch batch = session_->NewBatch();
+  BatchCall<int> fired = batch.Add(fire_handler, 2);
+  ASSERT_OK(batch.Run());
+  EXPECT_EQ(batch.Result(fired).value_or(-99), 2);
+  ASSERT_EQ(ran_on.size(), 3u);
+  for (const std::thread::id& thread : ran_on) EXPECT_EQ(thread, caller);
+}
+
+// Handlers of two sessions nested on one thread: the other session's library thread calls
+// back, its handler (on that session's callback thread) calls into this session, whose
+// call's callback then runs on the same thread and calls the other session again. That
+// request belongs inside the other session's invocation: the thread tells the handlers of
+// the two sessions apart.
+TEST_P(CallbacksTest, HandlersOfTwoSessionsNestOnOneThread) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other, client_->OpenSession(Options()));
+  ASSERT_OK_AND_ASSIGN(Library other_lib, other->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto other_add, other_lib.Function<int(int, int)>("add_int"));
+  auto fire_handler = Fn<int(int)>("fire_handler");
+  absl::StatusOr<IntCallback> inner = session_->DefineCallback<int(int)>(
+      [&](int x) -> absl::StatusOr<int> { return other_add(x, 100); });
+  ASSERT_OK(inner);
+  ASSERT_OK(Fn<void(IntCallback)>("register_handler")(*inner));
+  // Once from this thread: this session's invocation ids then differ from the other's
+  // (both count from the same start), so a request stamped with the wrong one fails.
+  ASSERT_EQ(fire_handler(1).value_or(-99), 101);
+  ASSERT_OK_AND_ASSIGN(IntCallback outer,
+                       other->DefineCallback<int(int)>(
+                           [&](int x) -> absl::StatusOr<int> { return fire_handler(x); }));
+  ASSERT_OK_AND_ASSIGN(auto call_from_thread,
+                       other_lib.Function<int(IntCallback, int)>("call_from_thread"));
+  EXPECT_EQ(call_from_thread(outer, 2).value_or(-99), 102);
 }
 
 TEST_P(CallbacksTest, CallbackFromALibraryThreadWhileTheCallWaits) {

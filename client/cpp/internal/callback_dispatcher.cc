@@ -13,12 +13,32 @@ namespace ffibox {
 namespace client_internal {
 namespace {
 
-// The dispatcher whose callback thread this is (null on every other thread), and the
-// invocation its handler is serving right now (0 between invocations).
+// The dispatcher whose callback thread this is (null on every other thread).
 thread_local const CallbackDispatcher* serving_dispatcher = nullptr;
-thread_local uint64_t serving_invocation = 0;
-// The dispatcher whose handler this thread runs in RunHere (null outside RunHere).
-thread_local const CallbackDispatcher* running_here = nullptr;
+
+// The handlers this thread is running, innermost first: a handler of one session may call
+// into another whose callback then runs here too (RunHere, or its callback thread's).
+struct ServingFrame {
+  const CallbackDispatcher* dispatcher;
+  uint64_t invocation;
+  const ServingFrame* outer;
+};
+thread_local const ServingFrame* serving_frames = nullptr;
+
+// Pushes a frame for the life of the scope.
+class ServingScope {
+ public:
+  ServingScope(const CallbackDispatcher* dispatcher, uint64_t invocation)
+      : frame_{dispatcher, invocation, serving_frames} {
+    serving_frames = &frame_;
+  }
+  ~ServingScope() { serving_frames = frame_.outer; }
+  ServingScope(const ServingScope&) = delete;
+  ServingScope& operator=(const ServingScope&) = delete;
+
+ private:
+  const ServingFrame frame_;
+};
 
 bool IsReady(std::future<absl::StatusOr<v1::Response>>& answer) {
   return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
@@ -36,10 +56,8 @@ void CallbackDispatcher::Register(uint64_t id, Handler handler, v1::Signature si
       std::make_shared<const Registered>(Registered{std::move(handler), std::move(signature)});
   if (!started_ && !stopped_) {
     started_ = true;
-    thread_ = std::thread([this] {
-      NameThisThread("ffibox-callback");
-      Loop();
-    });
+    thread_ = std::thread([this] { Loop(); });
+    NameThread(thread_, "ffibox-callback");  // named before it may first run
   }
 }
 
@@ -66,7 +84,10 @@ void CallbackDispatcher::Deliver(v1::Response message) {
 bool CallbackDispatcher::OnCallbackThread() const { return serving_dispatcher == this; }
 
 uint64_t CallbackDispatcher::CurrentInvocation() const {
-  return OnCallbackThread() || running_here == this ? serving_invocation : 0;
+  for (const ServingFrame* frame = serving_frames; frame != nullptr; frame = frame->outer) {
+    if (frame->dispatcher == this) return frame->invocation;
+  }
+  return 0;
 }
 
 void CallbackDispatcher::RunHere(const v1::Response& message) {
@@ -76,9 +97,7 @@ void CallbackDispatcher::RunHere(const v1::Response& message) {
     refuse = !started_ || stopped_;
   }
   if (refuse) return Refuse(message.callback_invoke());
-  const CallbackDispatcher* outer = std::exchange(running_here, this);
   Run(message);
-  running_here = outer;
 }
 
 absl::StatusOr<v1::Response> CallbackDispatcher::AwaitServing(
@@ -157,11 +176,11 @@ void CallbackDispatcher::Run(const v1::Response& message) {
   const v1::CallbackInvoke& invoke = message.callback_invoke();
   const std::shared_ptr<const Registered> registered = Find(invoke.callback());
   v1::Request request;
-  const uint64_t outer = serving_invocation;
-  serving_invocation = invoke.invocation();
-  *request.mutable_callback_return() =
-      Answer(registered != nullptr ? &registered->handler : nullptr, message);
-  serving_invocation = outer;
+  {
+    const ServingScope serving(this, invoke.invocation());
+    *request.mutable_callback_return() =
+        Answer(registered != nullptr ? &registered->handler : nullptr, message);
+  }
   send_(std::move(request));  // answered with done; nothing waits for it
 }
 

@@ -1,12 +1,14 @@
 // Runs the callback invocations of one client session (CallbackInvoke) and serves nested ones.
 //
 // Invocations run on one dedicated callback thread per session, started with the first
-// registered callback, never on the stream's reader (a handler's reentrant requests need the
-// reader to get their answers). The reader hands each invocation over with Deliver. While a
-// handler runs, requests sent from its thread carry Request.invocation (the stream asks
-// CurrentInvocation), and a blocking send on that thread serves further invocations while it
-// waits (AwaitServing), so nested invocations, or a library thread's, are nested handler calls
-// on the same stack.
+// registered callback, or on a caller's thread: one that reads an invocation its own call
+// made (CallbackInvoke.request_id) runs it with RunHere, having given up reading the stream
+// (a handler's reentrant requests need the stream read to get their answers). Whoever reads
+// hands every other invocation over with Deliver. While a handler runs, requests sent from
+// its thread carry Request.invocation (the stream asks CurrentInvocation, which knows the
+// handlers of every session that run on the thread, nested), and a blocking send on the
+// callback thread serves further invocations while it waits (AwaitServing), so nested
+// invocations, or a library thread's, are nested handler calls on the same stack.
 //
 // Owned by the SessionStream (session_stream.h), which sends the answers. Thread-safe.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_CALLBACK_DISPATCHER_H_

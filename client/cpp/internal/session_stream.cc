@@ -198,8 +198,11 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   }
   // A call naming its function by a resolve request still in flight goes to the broker:
   // only the broker knows which function that names.
+  // Not from a handler (on the callback thread, or on a caller's, RunHere): the worker's
+  // thread that would read the channel waits for that handler.
   const bool local_call = request->has_call() && request->call().function_request() == 0 &&
-                          request->invocation() == 0 && !callbacks_.OnCallbackThread();
+                          request->invocation() == 0 && !callbacks_.OnCallbackThread() &&
+                          callbacks_.CurrentInvocation() == 0;
   if (local_call) {
     std::optional<absl::StatusOr<v1::Response>> local = ExchangeLocally(request, borrowed);
     if (local.has_value()) return *std::move(local);
@@ -210,7 +213,11 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   std::future<absl::StatusOr<v1::Response>> answer =
       SendAsync(request, /*read_by_sender=*/!on_callback_thread);
   absl::StatusOr<v1::Response> response =
-      on_callback_thread ? callbacks_.AwaitServing(answer) : AwaitAnswer(answer, request->id());
+      on_callback_thread
+          ? callbacks_.AwaitServing(answer)
+          // Only a call's native code calls back, so only a call's or a batch's caller runs
+          // handlers (none of them while it holds the same-host channel's turn).
+          : AwaitAnswer(answer, request->has_call() || request->has_batch() ? request->id() : 0);
   // After a loss: once the next worker answered a call, a channel to it.
   if (local_call && local_wanted_.load() && !local_enabled_.load() && response.ok() &&
       !response->has_error()) {

@@ -97,7 +97,8 @@ class SessionStream {
   void SetMaxRequestBytes(uint64_t bytes) { max_request_bytes_.store(bytes); }
 
   // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
-  // calls of every thread but the callback thread through it from now on, one at a time,
+  // calls of every thread but the callback thread (and of no handler) through it from now
+  // on, one at a time,
   // with callbacks on the channel (OpenLocalChannel.callbacks): a callback that native code
   // calls during such a call runs on the calling thread, and its handler's calls, memory
   // reads and writes and layout queries go on the channel too (other requests from it are
