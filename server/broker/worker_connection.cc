@@ -100,9 +100,9 @@ class ShmWorkerConnection : public WorkerConnection {
           return absl::DataLossError(absl::StrCat(
               "the worker's reply stopped in the middle of a frame (", decoder_.Buffered(),
               " bytes of it received, nothing more for ", absl::FormatDuration(kFrameStallTimeout),
-              budget_has_room ? ")"
-                              : "; the server's budget of unfinished replies, "
-                                "limits.max_buffered_reply_bytes, was spent)"));
+              may_read ? ")"
+                       : "; the server's budget of unfinished replies, "
+                         "limits.max_buffered_reply_bytes, was spent)"));
         }
         wake = std::min(wake, stalled);
       }

@@ -133,7 +133,7 @@ class WorkerConnection {
 // connections of the process hold together stay under the limit of SetBufferedFrameBytesLimit,
 // plus kUnbudgetedFrameBytes per connection: past the limit a connection reads only while it
 // holds less than that (the worker then waits on its full ring until others drain), so
-// replies and events of up to that size always complete.
+// replies and events smaller than that always complete.
 // Fails if the connection's eventfd cannot be created.
 absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(
     std::unique_ptr<ShmChannel> channel, int hangup_fd, size_t max_frame_bytes);

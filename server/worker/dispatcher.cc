@@ -201,7 +201,7 @@ void WorkerDispatcher::ReadLoop() {
           // The thread of the one waiting invocation reads (whatever the main thread runs).
           // It gives the role back with each answer, and its next invocation takes it at once:
           // that wakes nobody. Woken only when this thread is needed, or to look again
-          // kReaderTakeover later (the takeover may then come up to twice that late).
+          // kReaderTakeover later (the takeover still counts from the last give-up).
           mu_.AwaitWithTimeout(absl::Condition(this, &WorkerDispatcher::ReaderNeeded),
                                kReaderTakeover);
           continue;

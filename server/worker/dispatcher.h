@@ -16,8 +16,7 @@
 //         which runs it and answers; if N is not waiting, answered at once with
 //         FAILED_PRECONDITION "invocation N is not waiting".
 //     End of stream (or an unreadable frame) ends the process with status 0 at once (while
-//     the main thread runs a request, within kReaderTakeover, twice that after a callback,
-//     and the channel's hangup check):
+//     the main thread runs a request, within kReaderTakeover and the channel's hangup check):
 //     the broker is gone or killed us. A frame that is not a request ends it with status 2.
 //   - Who reads: the main thread, while it has nothing to run and no same-host channel is
 //     attached, so a request that finds the worker idle is run by the thread that received
