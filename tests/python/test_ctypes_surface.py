@@ -2,6 +2,7 @@
 callback lifetime and prototypes, paramflags, and the stdlib's exception types."""
 import gc
 import pickle
+import threading
 
 import pytest
 
@@ -65,6 +66,41 @@ def test_prototypes_of_function_pointers_and_callbacks(ct):
     doubled = INT_CB(lambda x: 2 * x)
     lib.call_twice_nested.argtypes = [OTHER, ct.c_int]
     assert lib.call_twice_nested(ct.cast(doubled, OTHER), 3) == 12
+
+
+def callback_threads(ct):
+    """Where a callback of module `ct` runs: the threads of its three runs during one call
+    (the call's own, then two nested in calls the callback makes), and of its one run from a
+    thread the library starts."""
+    INT_CB = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    lib = ct.CDLL(TEST_LIB)
+    lib.register_handler.argtypes = [INT_CB]
+    lib.fire_handler.argtypes = [ct.c_int]
+    lib.call_from_thread.argtypes = [INT_CB, ct.c_int]
+    ran_on = []
+
+    def record(x):
+        ran_on.append(threading.get_ident())
+        return lib.fire_handler(x - 1) + 1 if x > 0 else 0
+
+    callback = INT_CB(record)
+    lib.register_handler(callback)
+    assert lib.fire_handler(2) == 2
+    during = list(ran_on)
+    ran_on.clear()
+    assert lib.call_from_thread(callback, 0) == 0
+    return during, list(ran_on)
+
+
+def test_a_callback_called_during_the_call_runs_on_the_calling_thread(ct):
+    # As the stdlib runs it (over gRPC here: the default session of a server at an address).
+    import ctypes
+    caller = threading.get_ident()
+    for module in (ctypes, ct):
+        during, from_a_library_thread = callback_threads(module)
+        assert during == [caller] * 3, module.__name__
+        assert len(from_a_library_thread) == 1, module.__name__
+        assert from_a_library_thread[0] != caller, module.__name__
 
 
 def test_callbacks_are_released_when_unreachable(monkeypatch):

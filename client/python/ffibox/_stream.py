@@ -1,10 +1,13 @@
 """One session stream: request ids, answers matched by id, events, and the callback thread.
 
 Every request gets a fresh id; the reader thread hands each answer to whoever waits for it.
-`CallbackInvoke`s run on one dedicated callback thread (never on the reader, because the
-answers to requests a callback makes arrive on the stream). While that thread waits for an
-answer it keeps serving invokes: a nested invocation is a nested call on its stack. Requests
-made on the callback thread carry the invocation it is serving (`Request.invocation`).
+`CallbackInvoke`s never run on the reader (the answers to requests a callback makes arrive
+on the stream). One that native code made on the thread running a call or batch of this
+client (`CallbackInvoke.request_id`) runs on the thread waiting for that call's answer, as
+ctypes runs it; the others (a thread of the library's) run on one dedicated callback thread.
+A thread waiting for an answer keeps serving the invokes handed to it: a nested invocation
+is a nested call on its stack. Requests made while a thread serves an invocation carry it
+(`Request.invocation`).
 """
 import atexit
 import itertools
@@ -33,12 +36,16 @@ InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke ->
 
 
 class _Pending:
-    __slots__ = ("event", "response", "notify")
+    """A request waiting for its answer. `notify`, when set, gets None once the answer is in,
+    and the invokes its waiter runs meanwhile; `runs_invokes`: the invokes the request's own
+    native code makes go there (not to the callback thread)."""
+    __slots__ = ("event", "response", "notify", "runs_invokes")
 
-    def __init__(self, notify: Optional[queue.Queue]) -> None:
+    def __init__(self, notify) -> None:
         self.event = threading.Event()
         self.response = None
         self.notify = notify
+        self.runs_invokes = False
 
 
 def write_worker_output(stream: str, data: bytes) -> None:
@@ -149,8 +156,9 @@ class SessionStream:
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
         on_callback_thread = threading.current_thread() is self._callback_thread
+        # Not from a callback (the worker's thread that serves the channel waits for it).
         if (self._local_wanted and not on_callback_thread and request.invocation == 0 and
-                request.HasField("call")):
+                self.current_invocation() == 0 and request.HasField("call")):
             if (self._local is None and self.max_request_bytes and
                     request.ByteSize() > self.max_request_bytes):
                 # After a loss, a call that fits no message opens the channel to the next
@@ -169,18 +177,26 @@ class SessionStream:
     def _send(self, request, on_callback_thread: bool):
         if self.max_request_bytes and request.ByteSize() > self.max_request_bytes:
             return too_large_answer(request, self.max_request_bytes, self.generation)
-        pending = _Pending(self._invokes if on_callback_thread else None)
+        if on_callback_thread:
+            pending = _Pending(self._invokes)
+        elif request.HasField("call") or request.HasField("batch"):
+            # Its own invokes come to this thread (_read_loop), which runs them.
+            pending = _Pending(queue.SimpleQueue())
+            pending.runs_invokes = True
+        else:
+            pending = _Pending(None)
         with self._lock:
             if self._ended is not None:
                 raise SessionClosed(self._ended, self._ended_code)
             request.id = next(self._ids)
             self._pending[request.id] = pending
-        if on_callback_thread and not request.HasField("callback_return"):
-            request.invocation = getattr(self._serving, "invocation", 0)
+        serving = self.current_invocation()
+        if serving and not request.HasField("callback_return"):
+            request.invocation = serving
         self._outgoing.put(request)
-        if on_callback_thread:
+        if pending.notify is not None:
             while not pending.event.is_set():
-                item = self._invokes.get()
+                item = pending.notify.get()
                 if item is not None:
                     self._run_invocation(item)
         else:
@@ -350,7 +366,8 @@ class SessionStream:
     # -- callbacks -------------------------------------------------------------------------
 
     def set_handler(self, callback_id: int, handler: InvokeHandler) -> None:
-        """Routes invokes of `callback_id` to `handler` (on the callback thread)."""
+        """Routes invokes of `callback_id` to `handler` (on the thread of the call that made
+        them, or the callback thread)."""
         with self._lock:
             self._handlers[callback_id] = handler
             if self._callback_thread is None:
@@ -412,7 +429,14 @@ class SessionStream:
                     self.generation = response.generation
                 if response.id == 0:
                     if response.HasField("callback_invoke"):
-                        self._invokes.put(response.callback_invoke)
+                        invoke = response.callback_invoke
+                        with self._lock:
+                            caller = (self._pending.get(invoke.request_id)
+                                      if invoke.request_id else None)
+                        if caller is not None and caller.runs_invokes:
+                            caller.notify.put(invoke)
+                        else:
+                            self._invokes.put(invoke)
                     elif response.HasField("event"):
                         event = response.event
                         if event.kind == pb.SessionEvent.WORKER_OUTPUT:
