@@ -1,0 +1,54 @@
+"""A worker's callback invocation names the request whose thread made it
+(CallbackInvoke.request_id), and the client may run the callback on that request's caller.
+The hostile library (tests/testlibs/hostile.c) forges such an invocation straight into its
+worker's ring to the broker, naming a request that is not running: the broker ends the worker
+as a protocol violation, the caller gets WORKER_CRASHED, and the session goes on with a new
+worker. Real ffiboxd, real jailed workers."""
+import ctypes
+
+import ffibox
+from ffibox import ctypes as ct
+from conftest import HOSTILE_LIB, TEST_LIB, Server, varint
+
+
+def forged_invoke(callback: int, request_id: int) -> bytes:
+    """A WorkerReply holding a CallbackInvoke of `callback` (no arguments), invocation 999,
+    that says request `request_id` made it."""
+    invoke = (b"\x08" + varint(999) + b"\x10" + varint(callback) + b"\x30" +
+              varint(request_id))
+    return b"\x12" + varint(len(invoke)) + invoke
+
+
+def test_an_invocation_naming_a_request_that_is_not_running_ends_its_worker():
+    server = Server()
+    try:
+        client = ffibox.connect(server.address)
+        session = client.session(same_host=False)
+        called = []
+        callback = ct.CFUNCTYPE(None)(lambda: called.append(1))
+        callback_id = session.callback_id(callback)
+        hostile = session.CDLL(HOSTILE_LIB)
+        # Written, then left until the broker has read it (the worker's own answer would
+        # otherwise go where the worker believes the ring ends, over it).
+        forge = hostile.hostile_whole_frame_taken
+        forge.restype = ctypes.c_long
+        forge.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_long,
+                          ctypes.c_long]
+        frame = forged_invoke(callback_id, 777777)
+        try:
+            raised = "returned %d" % forge(frame, len(frame), b"\0", 1, len(frame))
+        except ffibox.Error as error:
+            raised = error
+        assert isinstance(raised, ffibox.Error) and raised.code == "WORKER_CRASHED", raised
+        assert "says request 777777 made it, which is not running at the top level" in str(
+            raised)
+        assert called == [], "the forged invocation reached the client"
+        # The session goes on with a new worker, and its callback still works.
+        lib = session.CDLL(TEST_LIB)
+        twice = lib.call_twice_nested
+        twice.argtypes = [ct.CFUNCTYPE(ct.c_int, ct.c_int), ct.c_int]
+        assert twice(ct.CFUNCTYPE(ct.c_int, ct.c_int)(lambda x: x + 1), 1) == 3
+        session.close()
+        client.close()
+    finally:
+        server.stop()
