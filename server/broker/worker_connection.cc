@@ -80,16 +80,7 @@ class ShmWorkerConnection : public WorkerConnection {
       }
 
       const absl::Time now = absl::Now();
-      // Read a chunk while the process-wide budget of unfinished frames has room. Without
-      // room, read only up to kUnbudgetedFrameBytes held, so a small reply or an event is
-      // never held up by others' large ones; past that the worker waits on its full ring,
-      // and this connection looks again shortly.
-      const size_t limit = buffered_limit.load();
-      const bool budget_has_room = limit == 0 || buffered_bytes.load() + kReadChunk <= limit;
-      const size_t read_size = budget_has_room ? kReadChunk
-                               : held_ < kUnbudgetedFrameBytes
-                                   ? std::min(kReadChunk, kUnbudgetedFrameBytes - held_)
-                                   : 0;
+      const size_t read_size = ReadSize();
       const bool may_read = read_size > 0;
       absl::Time wake = deadline;
       if (decoder_.HasPartialFrame()) {
@@ -156,6 +147,17 @@ class ShmWorkerConnection : public WorkerConnection {
 
  private:
   // Brings the process-wide count up to date with what the decoder holds now.
+  // How many bytes this connection may read now. A chunk while the process-wide budget of
+  // unfinished frames has room; without room, only up to kUnbudgetedFrameBytes held, so a
+  // small reply or an event is never held up by others' large ones. 0: the worker waits on
+  // its full ring, and this connection looks again shortly.
+  size_t ReadSize() const {
+    const size_t limit = buffered_limit.load();
+    if (limit == 0 || buffered_bytes.load() + kReadChunk <= limit) return kReadChunk;
+    if (held_ >= kUnbudgetedFrameBytes) return 0;
+    return std::min(kReadChunk, kUnbudgetedFrameBytes - held_);
+  }
+
   void Account() {
     const size_t now_held = decoder_.Buffered();
     if (now_held >= held_) {
