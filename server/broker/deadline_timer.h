@@ -11,7 +11,8 @@
 // period, not once per call.
 //
 // Threads: Arm and Cancel from any thread; an alarm's callback runs on the timer's thread,
-// never after Cancel has returned. A callback must not arm or cancel alarms of this timer.
+// never after Cancel has returned. A callback may arm alarms (its own again included) but
+// must not cancel any.
 #ifndef FFIBOX_SERVER_BROKER_DEADLINE_TIMER_H_
 #define FFIBOX_SERVER_BROKER_DEADLINE_TIMER_H_
 

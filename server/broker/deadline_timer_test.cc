@@ -72,6 +72,25 @@ TEST(DeadlineTimerTest, AFiredAlarmCanBeArmedAgain) {
   }
 }
 
+TEST(DeadlineTimerTest, ACallbackMayArmItsOwnAlarmAgain) {
+  DeadlineTimer timer;
+  std::atomic<int> fired{0};
+  absl::Notification third;
+  std::shared_ptr<DeadlineTimer::Alarm> alarm;
+  alarm = timer.NewAlarm([&] {
+    if (fired.fetch_add(1) + 1 == 3) {
+      third.Notify();
+      return;
+    }
+    alarm->Arm(absl::Now() + absl::Milliseconds(10));
+  });
+  alarm->Arm(absl::Now() + absl::Milliseconds(10));
+  EXPECT_TRUE(third.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  absl::SleepFor(absl::Milliseconds(50));
+  alarm->Cancel();
+  EXPECT_EQ(fired.load(), 3);
+}
+
 TEST(DeadlineTimerTest, ACancelledAlarmNeverFires) {
   DeadlineTimer timer;
   Recorder recorder(timer);

@@ -2,19 +2,17 @@
 
 #include <unistd.h>
 
-#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/errors.h"
 #include "google/protobuf/arena.h"
 #include "grpcpp/impl/rpc_service_method.h"
 #include "grpcpp/support/method_handler.h"
-#include "server/broker/deadline_timer.h"
+#include "server/broker/client_stream.h"
 #include "server/broker/message_codec.h"
 
 namespace ffibox {
@@ -32,59 +30,6 @@ constexpr uint64_t kParsedBytesPerLimitByte = 8;
 // requests of a client that waits for each answer, under 10 µs for 86 % of those of a
 // pipelining one (bench/call_bench, BM_FfiboxCallAdd and BM_FfiboxCallCosPipelined).
 constexpr absl::Duration kQueuedReadTime = absl::Microseconds(10);
-
-// Serialises writes to the stream: the stream's thread and the worker's reader thread both
-// answer requests.
-class StreamSink : public ResponseSink {
- public:
-  explicit StreamSink(grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream)
-      : stream_(stream) {}
-
-  bool Send(v1::Response response) override {
-    // Encoded outside the lock; a large response's bytes stay where they are, and the
-    // response lives until gRPC has sent them.
-    grpc::ByteBuffer encoded = Encode(std::move(response));
-    absl::MutexLock lock(&mu_);
-    WriteHeld(grpc::WriteOptions().set_buffer_hint());
-    Write(encoded, grpc::WriteOptions());
-    return !broken_;
-  }
-
-  void SendWithNext(v1::Response response) override {
-    grpc::ByteBuffer encoded = Encode(std::move(response));
-    absl::MutexLock lock(&mu_);
-    WriteHeld(grpc::WriteOptions().set_buffer_hint());
-    held_ = std::move(encoded);
-  }
-
-  void Flush() override {
-    absl::MutexLock lock(&mu_);
-    WriteHeld(grpc::WriteOptions());
-  }
-
- private:
-  static grpc::ByteBuffer Encode(v1::Response response) {
-    return EncodeAliasing(std::make_shared<const v1::Response>(std::move(response)));
-  }
-
-  // With the buffer hint, gRPC completes the write at once and sends its bytes with the
-  // next write that has none (a message of a few bytes: far below its write buffer).
-  void WriteHeld(grpc::WriteOptions options) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!held_.has_value()) return;
-    Write(*held_, options);
-    held_.reset();
-  }
-
-  void Write(const grpc::ByteBuffer& encoded, grpc::WriteOptions options)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!broken_ && !stream_->Write(encoded, options)) broken_ = true;
-  }
-
-  grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* const stream_;
-  absl::Mutex mu_;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::ByteBuffer> held_ ABSL_GUARDED_BY(mu_);  // by SendWithNext
-};
 
 std::string ToString(grpc::string_ref value) { return std::string(value.data(), value.size()); }
 
@@ -110,13 +55,6 @@ PresentedCredentials CredentialsOf(const grpc::ServerContext& context) {
   }
   return presented;
 }
-
-// How long a session whose client has closed its side (or asked to close) waits for the
-// client to take the responses still being written before it cancels the call. A client that
-// stops reading holds a write under gRPC's flow control, and with it the worker's reader
-// thread, so the session could not end (its worker reaped, its quota slot given back) until
-// the client disconnected.
-constexpr absl::Duration kUnreadResponsesGrace = absl::Seconds(5);
 
 grpc::Status GrpcStatusOf(const absl::Status& status) {
   // absl::StatusCode and grpc::StatusCode share their numbering.
@@ -164,8 +102,9 @@ grpc::Status FfiboxService::Session(
   const std::string& identity_name = (*identity)->name;
   if (metrics_ != nullptr) config.metrics = metrics_->SessionStarted(identity_name);
 
-  StreamSink sink(stream);
-  ffibox::Session session(config, &sink, absl::StrCat(getpid(), "-", next_session_.fetch_add(1)));
+  ClientStream client(
+      stream, [context] { context->TryCancel(); }, config_.deadlines);
+  ffibox::Session session(config, &client, absl::StrCat(getpid(), "-", next_session_.fetch_add(1)));
   // Each request is parsed into an arena and dropped with it once handled (the session
   // keeps copies of what it needs): a batch of thousands of calls costs a few arena blocks,
   // not an allocation and a free per call and value.
@@ -174,7 +113,7 @@ grpc::Status FfiboxService::Session(
   grpc::Status ending = grpc::Status::OK;
   for (;;) {
     const absl::Time asked = absl::Now();
-    if (!stream->Read(&received)) break;
+    if (!client.Read(&received)) break;
     // A request that was there already when asked for came right behind the last one: the
     // client sends ahead instead of waiting for each answer.
     const bool client_waits = absl::Now() - asked >= kQueuedReadTime;
@@ -202,13 +141,9 @@ grpc::Status FfiboxService::Session(
     if (!more) break;
   }
   // The client closed, cancelled, disconnected or asked to close: no worker outlives this.
-  std::shared_ptr<DeadlineTimer::Alarm> cancel;
-  if (config_.deadlines != nullptr) {
-    cancel = config_.deadlines->NewAlarm([context] { context->TryCancel(); });
-    cancel->Arm(absl::Now() + kUnreadResponsesGrace);
-  }
+  // The errors of requests still in flight are written meanwhile, if the client takes them.
+  client.Close();
   session.Shutdown();
-  if (cancel != nullptr) cancel->Cancel();
   if (metrics_ != nullptr) metrics_->SessionEnded(identity_name);
   return ending;
 }

@@ -11,6 +11,8 @@ import ctypes
 import threading
 import time
 
+import pytest
+
 import ffibox
 from conftest import HOSTILE_LIB, RawSession, Server, forge_empty_blocks, status_kib
 
@@ -157,11 +159,14 @@ def test_a_reply_that_would_parse_into_far_more_memory_ends_its_worker_unparsed(
         server.stop()
 
 
-def test_a_session_whose_client_stopped_reading_ends_when_the_client_closes(pb):
+@pytest.mark.parametrize("pause", [0, 0.01], ids=["sent-at-once", "sent-one-by-one"])
+def test_a_session_whose_client_stopped_reading_ends_when_the_client_closes(pb, pause):
     # The client asks for 96 reads of 2 MiB and takes none of the answers: gRPC's flow
     # control holds the broker's write of one of them. Then it closes its side and never
     # reads again. The session must still end (its worker killed and reaped, its quota slot
-    # back) without waiting for the client to disconnect.
+    # back) without waiting for the client to disconnect. Sent one by one, each request finds
+    # the stream's thread waiting for it, so that thread answers it itself and is the one
+    # held by the write: it cannot see the client close its side.
     server = Server("--max_sessions=1")
     try:
         stalled = RawSession(server.address)
@@ -171,8 +176,10 @@ def test_a_session_whose_client_stopped_reading_ends_when_the_client_closes(pb):
             stalled.requests.put(pb.Request(id=stalled.next_id, read_memory=pb.ReadMemory(
                 address=allocated.allocated.address, size=2 * MIB)))
             stalled.next_id += 1
+            time.sleep(pause)
         time.sleep(1)
         stalled.requests.put(None)
+        closed = time.monotonic()
         deadline = time.monotonic() + 20
         while True:
             other = RawSession(server.address)
@@ -186,6 +193,8 @@ def test_a_session_whose_client_stopped_reading_ends_when_the_client_closes(pb):
                 break
             assert time.monotonic() < deadline, "the stalled session never gave its slot back"
             time.sleep(0.2)
+        # A second to notice the write waits and read on, five for the client to take it.
+        assert time.monotonic() - closed < 10
         stalled.channel.close()
     finally:
         server.stop()
