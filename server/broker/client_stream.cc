@@ -31,7 +31,10 @@ ClientStream::~ClientStream() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    if (helper_reading_ && !cancelled_) {
+    // A helper that waits for a request ends when the client closes its side (a client that
+    // asked to close does once it has the answer), or when the grace is over.
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !helper_reading_; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&idle), grace_) && !cancelled_) {
       cancelled_ = true;
       cancel_();
     }
@@ -53,6 +56,8 @@ bool ClientStream::Read(grpc::ByteBuffer* request) {
     return false;
   }
   if (!ahead_.empty()) {
+    // No write waits any more: the stream's thread reads for itself once these are taken.
+    if (!writing_since_.has_value()) read_ahead_ = false;
     ahead_bytes_ -= CountedBytes(ahead_.front());
     *request = std::move(ahead_.front());
     ahead_.pop_front();

@@ -6,8 +6,9 @@
 // thread's) reads nothing, so it would not see the client close its side: a client that sent
 // requests, closed its side and stopped reading kept its session, worker and quota slot
 // until it disconnected. So a watch looks at a write that waits:
-//   - after kReadAheadAfter, a helper thread reads on for the stream's thread (at most
-//     kReadAheadBytes of requests, handed over in their order), and so sees the client close;
+//   - after kReadAheadAfter, a helper thread reads on for the stream's thread (until it holds
+//     kReadAheadBytes of requests or more: the last one it reads may pass the bound by up to
+//     gRPC's message limit; handed over in their order), and so sees the client close;
 //   - once the client has closed its side (or the session ends), a write that still waits
 //     kUnreadResponsesGrace later cancels the stream.
 // A client that reads its responses, however slowly, is never cancelled for it while it keeps
@@ -41,9 +42,9 @@ class ClientStream final : public ResponseSink {
 
   // How long a write waits before a helper reads on for the stream's thread.
   static constexpr absl::Duration kReadAheadAfter = absl::Seconds(1);
-  // How many bytes of requests the helper holds at most (each counted as at least
-  // kReadAheadMessageBytes); a client that sends more without taking its responses keeps
-  // its session while it keeps its connection.
+  // The helper reads no further once it holds this many bytes of requests (each counted as
+  // at least kReadAheadMessageBytes); a client that sends more without taking its responses
+  // keeps its session while it keeps its connection.
   static constexpr size_t kReadAheadBytes = size_t{1} << 20;
   static constexpr size_t kReadAheadMessageBytes = 64;
   // How long a write may wait once the client has closed its side or the session ended.
@@ -54,8 +55,8 @@ class ClientStream final : public ResponseSink {
   ClientStream(Stream* stream, std::function<void()> cancel, DeadlineTimer* timer,
                absl::Duration read_ahead_after = kReadAheadAfter,
                absl::Duration grace = kUnreadResponsesGrace);
-  // Stops the watch; cancels the stream if the helper still waits for a request (the session
-  // ended without the client closing its side) and waits for the helper.
+  // Stops the watch and waits for the helper: if it still waits for a request when the
+  // grace is over (the session ended and the client keeps its side open), cancels the stream.
   ~ClientStream() override;
 
   ClientStream(const ClientStream&) = delete;

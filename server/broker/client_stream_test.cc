@@ -43,7 +43,13 @@ class ScriptedStream : public ClientStream::Stream {
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return cancelled_ || closed_ || !requests_.empty();
     };
-    mu_.Await(absl::Condition(&ready));
+    ++reads_waiting_;
+    const bool ended = mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(10));
+    --reads_waiting_;
+    if (!ended) {
+      ADD_FAILURE() << "a read waited 10 s and nothing cancelled the stream";
+      return false;
+    }
     if (cancelled_ || requests_.empty()) return false;
     *message = Message(requests_.front());
     requests_.pop_front();
@@ -92,6 +98,14 @@ class ScriptedStream : public ClientStream::Stream {
       ADD_FAILURE() << "what the client sent was not read within 10 s";
     }
   }
+  // Waits until a read waits for the client (the helper's, while the test's thread writes).
+  void AwaitWaitingRead() {
+    absl::MutexLock lock(&mu_);
+    auto waiting = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return reads_waiting_ > 0; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&waiting), absl::Seconds(10))) {
+      ADD_FAILURE() << "nothing read ahead within 10 s";
+    }
+  }
   std::thread::id LastReader() {
     absl::MutexLock lock(&mu_);
     return readers_.empty() ? std::thread::id() : readers_.back();
@@ -104,6 +118,7 @@ class ScriptedStream : public ClientStream::Stream {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Time> cancelled_at_ ABSL_GUARDED_BY(mu_);
+  int reads_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   int writes_started_ ABSL_GUARDED_BY(mu_) = 0;
   int writes_taken_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -163,8 +178,8 @@ TEST_F(ClientStreamTest, RequestsReadAheadComeInOrderAndTheStreamThreadThenReads
     ASSERT_TRUE(stream.Read(&request));
     EXPECT_EQ(Text(request), expected);
   }
-  // The helper waits for a request; the one that comes goes to the stream's thread, which
-  // reads the next one itself.
+  // The next one comes to the stream's thread whoever reads it, and the one after that it
+  // reads itself.
   std::thread client([this] {
     absl::SleepFor(absl::Milliseconds(20));
     scripted_.Put("fifth");
@@ -213,15 +228,71 @@ TEST_F(ClientStreamTest, AHelperStillReadingWhenTheSessionEndsIsCancelled) {
   stream.emplace(
       &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
   std::thread slow_client([this] {
-    absl::SleepFor(3 * kReadAheadAfter);
+    scripted_.AwaitWaitingRead();
     scripted_.TakeResponses();
   });
   EXPECT_TRUE(stream->Send(Answer(1)));
   slow_client.join();
-  // The helper started reading and waits for a request that never comes; the end of the
-  // session must not wait for the client.
+  // The helper started reading and waits for a request that never comes, nor the client's
+  // close: the end of the session waits the grace, not for the client.
+  const absl::Time ended = absl::Now();
   stream.reset();
-  EXPECT_TRUE(scripted_.CancelledAt().has_value());
+  const std::optional<absl::Time> cancelled = scripted_.CancelledAt();
+  ASSERT_TRUE(cancelled.has_value());
+  EXPECT_GE(*cancelled - ended, kGrace);
+  EXPECT_LT(*cancelled - ended, kGrace + absl::Seconds(2));
+}
+
+TEST_F(ClientStreamTest, AClientThatClosesItsSideAfterItsSessionEndedIsNotCancelled) {
+  std::optional<ClientStream> stream;
+  stream.emplace(
+      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+  std::thread slow_client([this] {
+    scripted_.AwaitWaitingRead();
+    scripted_.TakeResponses();
+  });
+  EXPECT_TRUE(stream->Send(Answer(1)));
+  slow_client.join();
+  // The session ended (the client asked to close) while the helper waits; the client closes
+  // its side once it has the answer.
+  std::thread client([this] {
+    absl::SleepFor(kGrace / 3);
+    scripted_.CloseSide();
+  });
+  stream->Close();
+  stream.reset();
+  client.join();
+  EXPECT_FALSE(scripted_.CancelledAt().has_value());
+}
+
+TEST_F(ClientStreamTest, TheHelperStopsOnceNoWriteWaitsAndItsRequestsAreTaken) {
+  ClientStream stream(
+      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+  std::thread slow_client([this] {
+    scripted_.AwaitWaitingRead();
+    scripted_.Put("first");
+    scripted_.Put("second");
+    scripted_.AwaitAllRead();
+    scripted_.TakeResponses();
+  });
+  EXPECT_TRUE(stream.Send(Answer(1)));
+  slow_client.join();
+  grpc::ByteBuffer request;
+  ASSERT_TRUE(stream.Read(&request));
+  EXPECT_EQ(Text(request), "first");
+  ASSERT_TRUE(stream.Read(&request));
+  EXPECT_EQ(Text(request), "second");
+  // The helper's read still waits: what comes next is its, and it reads no further, though
+  // the client sends right behind it (so the stream's thread never waits for the helper).
+  scripted_.Put("third");
+  scripted_.Put("fourth");
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(stream.Read(&request));
+  EXPECT_EQ(Text(request), "third");
+  EXPECT_NE(scripted_.LastReader(), std::this_thread::get_id());
+  ASSERT_TRUE(stream.Read(&request));
+  EXPECT_EQ(Text(request), "fourth");
+  EXPECT_EQ(scripted_.LastReader(), std::this_thread::get_id());
 }
 
 }  // namespace
