@@ -136,7 +136,7 @@ grpc::Status FfiboxService::Session(
                             "a message on the stream is not an ffibox.v1.Request");
       break;
     }
-    const bool more = session.HandleRequest(*request, client_waits);
+    const bool more = session.HandleRequest(request, client_waits);
     arena.Reset();
     if (!more) break;
   }

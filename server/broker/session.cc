@@ -134,6 +134,36 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
 }
 
+bool Session::HandleRequest(v1::Request* request, bool client_waits) {
+  strippable_ = request;
+  const bool more = HandleRequest(*request, client_waits);
+  strippable_ = nullptr;
+  return more;
+}
+
+void Session::StripSent(const v1::Request& request) {
+  if (&request != strippable_) return;
+  // Swapped out, not cleared: a cleared string (an arena's ones too) keeps its buffer.
+  auto free_bytes = [](std::string* bytes) { std::string().swap(*bytes); };
+  switch (strippable_->op_case()) {
+    case v1::Request::kCall:
+      for (v1::MemoryBlock& block : *strippable_->mutable_call()->mutable_blocks()) {
+        free_bytes(block.mutable_data());
+      }
+      break;
+    case v1::Request::kBatch:
+      for (v1::Call& call : *strippable_->mutable_batch()->mutable_calls()) {
+        for (v1::MemoryBlock& block : *call.mutable_blocks()) free_bytes(block.mutable_data());
+      }
+      break;
+    case v1::Request::kWriteMemory:
+      free_bytes(strippable_->mutable_write_memory()->mutable_data());
+      break;
+    default:
+      break;
+  }
+}
+
 bool Session::MayReadInPlace() {
   if (!answer_in_place_ || read_side_) return false;
   if (in_place_skips_ > 0) {
@@ -717,6 +747,7 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
       worker, was_idle && may_read_in_place && MayReadInPlace(),
       [&] { return worker->SendFitsNow(wrapped, request); },
       [&] { (void)worker->Send(wrapped, request); });
+  StripSent(request);
   return absl::OkStatus();
 }
 

@@ -88,6 +88,11 @@ class Session : private WorkerSupervisor::Listener {
   // so the stream thread may spend a few microseconds reading the worker's answer itself
   // (ReadAnswerInPlace) before it goes back to the stream.
   bool HandleRequest(const v1::Request& request, bool client_waits = false);
+  // As above, for a request the session may strip: the bytes of its memory blocks (and of a
+  // write_memory) are freed once they are in the worker's ring, so that a large call's
+  // request and its answer are not both resident even if this thread is held up after the
+  // send.
+  bool HandleRequest(v1::Request* request, bool client_waits = false);
 
   // Answers request `id`, an `op` refused before it was parsed (server/broker/message_codec.h),
   // with `status`, and counts it as a request refused by validation. The session goes on.
@@ -140,6 +145,9 @@ class Session : private WorkerSupervisor::Listener {
   // waits for it (answer_in_place_), no backoff skips it (counted here), and the session has
   // no same-host channel.
   bool MayReadInPlace() ABSL_LOCKS_EXCLUDED(mu_);
+  // Frees the bytes of `request`'s blocks now that they are in the worker's ring, if it is
+  // the request being handled and the session may strip it.
+  void StripSent(const v1::Request& request);
   // Whether the request about to be sent is marked internal::WorkerRequest.next_follows (its
   // worker then spins longer for the frames after it); may take the process's SpinTurn.
   bool NextFollows() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -246,6 +254,7 @@ class Session : private WorkerSupervisor::Listener {
   // The stream thread's: whether the request being handled may have its answer read in
   // place, and the read side taken for it (WorkerSupervisor::ReadSide) until it has.
   bool answer_in_place_ = false;
+  v1::Request* strippable_ = nullptr;  // the request being handled, if the session may strip it
   WorkerSupervisor::ReadSide read_side_;
   uint64_t answers_before_send_ = 0;  // answers_accepted_ before the request went down
   // After spins that missed: how many requests to skip (kMaxAnswerInPlaceBackoff), and how
