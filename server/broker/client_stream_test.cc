@@ -1,6 +1,7 @@
 #include "server/broker/client_stream.h"
 
 #include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -132,38 +133,51 @@ v1::Response Answer(uint64_t id) {
 
 class ClientStreamTest : public ::testing::Test {
  protected:
+  std::unique_ptr<ClientStream> NewStream() {
+    return std::make_unique<ClientStream>(
+        &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+  }
+
+  // Sends an answer that the client takes once the helper waits for its next request.
+  void SendUntilTheHelperWaits(ClientStream* stream) {
+    std::thread slow_client([this] {
+      scripted_.AwaitWaitingRead();
+      scripted_.TakeResponses();
+    });
+    EXPECT_TRUE(stream->Send(Answer(1)));
+    slow_client.join();
+  }
+
   ScriptedStream scripted_;
   DeadlineTimer timer_;
 };
 
 TEST_F(ClientStreamTest, AClientThatClosesBehindAnAnswerItNeverTakesIsCancelledAfterTheGrace) {
-  ClientStream stream(
-      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+  std::unique_ptr<ClientStream> stream = NewStream();
   scripted_.Put("first");
   scripted_.Put("second");
   scripted_.Put("third");
   scripted_.CloseSide();
   grpc::ByteBuffer request;
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   EXPECT_EQ(Text(request), "first");
   // The answer waits: the client reads nothing more. The stream's thread is held here, so
   // only the helper can see the client close its side.
   const absl::Time sent = absl::Now();
-  EXPECT_FALSE(stream.Send(Answer(1)));
+  EXPECT_FALSE(stream->Send(Answer(1)));
   const std::optional<absl::Time> cancelled = scripted_.CancelledAt();
   ASSERT_TRUE(cancelled.has_value()) << "the write ended without the stream being cancelled";
   EXPECT_GE(*cancelled - sent, kGrace);
   EXPECT_LT(*cancelled - sent, kReadAheadAfter + kGrace + absl::Seconds(2));
   // Nobody takes their answers: what was read ahead is dropped.
-  EXPECT_FALSE(stream.Read(&request));
+  EXPECT_FALSE(stream->Read(&request));
 }
 
 TEST_F(ClientStreamTest, RequestsReadAheadComeInOrderAndTheStreamThreadThenReadsItself) {
-  ClientStream stream(
-      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+  std::unique_ptr<ClientStream> stream = NewStream();
   scripted_.Put("first");
   grpc::ByteBuffer request;
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   for (const char* next : {"second", "third", "fourth"}) scripted_.Put(next);
   // A slow client: it takes the answer only after the helper has read what it sent since.
   std::thread slow_client([this] {
@@ -171,11 +185,11 @@ TEST_F(ClientStreamTest, RequestsReadAheadComeInOrderAndTheStreamThreadThenReads
     absl::SleepFor(kReadAheadAfter);
     scripted_.TakeResponses();
   });
-  EXPECT_TRUE(stream.Send(Answer(1)));
+  EXPECT_TRUE(stream->Send(Answer(1)));
   slow_client.join();
   EXPECT_NE(scripted_.LastReader(), std::this_thread::get_id()) << "nothing was read ahead";
   for (const char* expected : {"second", "third", "fourth"}) {
-    ASSERT_TRUE(stream.Read(&request));
+    ASSERT_TRUE(stream->Read(&request));
     EXPECT_EQ(Text(request), expected);
   }
   // The next one comes to the stream's thread whoever reads it, and the one after that it
@@ -184,39 +198,37 @@ TEST_F(ClientStreamTest, RequestsReadAheadComeInOrderAndTheStreamThreadThenReads
     absl::SleepFor(absl::Milliseconds(20));
     scripted_.Put("fifth");
   });
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   EXPECT_EQ(Text(request), "fifth");
   client.join();
   scripted_.Put("sixth");
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   EXPECT_EQ(Text(request), "sixth");
   EXPECT_EQ(scripted_.LastReader(), std::this_thread::get_id());
   // Its writes are taken: a client that reads slowly and keeps its side open is not cancelled.
   EXPECT_FALSE(scripted_.CancelledAt().has_value());
   scripted_.CloseSide();
-  EXPECT_FALSE(stream.Read(&request));
+  EXPECT_FALSE(stream->Read(&request));
 }
 
 TEST_F(ClientStreamTest, AWriteThatWaitsWhileTheClientKeepsItsSideOpenIsNotCancelled) {
-  ClientStream stream(
-      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+  std::unique_ptr<ClientStream> stream = NewStream();
   std::thread slow_client([this] {
     absl::SleepFor(kReadAheadAfter + 3 * kGrace);
     scripted_.TakeResponses();
   });
-  EXPECT_TRUE(stream.Send(Answer(1)));
+  EXPECT_TRUE(stream->Send(Answer(1)));
   slow_client.join();
   EXPECT_FALSE(scripted_.CancelledAt().has_value());
 }
 
 TEST_F(ClientStreamTest, TheSessionsEndGivesAWaitingWriteTheGrace) {
-  ClientStream stream(
-      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
-  std::thread worker_reader([&stream] { EXPECT_FALSE(stream.Send(Answer(1))); });
+  std::unique_ptr<ClientStream> stream = NewStream();
+  std::thread worker_reader([&stream] { EXPECT_FALSE(stream->Send(Answer(1))); });
   absl::SleepFor(kReadAheadAfter);
   // The client asked to close (a request read by the stream's thread); its last answer waits.
   const absl::Time closed = absl::Now();
-  stream.Close();
+  stream->Close();
   worker_reader.join();
   const std::optional<absl::Time> cancelled = scripted_.CancelledAt();
   ASSERT_TRUE(cancelled.has_value());
@@ -224,15 +236,8 @@ TEST_F(ClientStreamTest, TheSessionsEndGivesAWaitingWriteTheGrace) {
 }
 
 TEST_F(ClientStreamTest, AHelperStillReadingWhenTheSessionEndsIsCancelled) {
-  std::optional<ClientStream> stream;
-  stream.emplace(
-      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
-  std::thread slow_client([this] {
-    scripted_.AwaitWaitingRead();
-    scripted_.TakeResponses();
-  });
-  EXPECT_TRUE(stream->Send(Answer(1)));
-  slow_client.join();
+  std::unique_ptr<ClientStream> stream = NewStream();
+  SendUntilTheHelperWaits(stream.get());
   // The helper started reading and waits for a request that never comes, nor the client's
   // close: the end of the session waits the grace, not for the client.
   const absl::Time ended = absl::Now();
@@ -244,15 +249,8 @@ TEST_F(ClientStreamTest, AHelperStillReadingWhenTheSessionEndsIsCancelled) {
 }
 
 TEST_F(ClientStreamTest, AClientThatClosesItsSideAfterItsSessionEndedIsNotCancelled) {
-  std::optional<ClientStream> stream;
-  stream.emplace(
-      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
-  std::thread slow_client([this] {
-    scripted_.AwaitWaitingRead();
-    scripted_.TakeResponses();
-  });
-  EXPECT_TRUE(stream->Send(Answer(1)));
-  slow_client.join();
+  std::unique_ptr<ClientStream> stream = NewStream();
+  SendUntilTheHelperWaits(stream.get());
   // The session ended (the client asked to close) while the helper waits; the client closes
   // its side once it has the answer.
   std::thread client([this] {
@@ -266,8 +264,7 @@ TEST_F(ClientStreamTest, AClientThatClosesItsSideAfterItsSessionEndedIsNotCancel
 }
 
 TEST_F(ClientStreamTest, TheHelperStopsOnceNoWriteWaitsAndItsRequestsAreTaken) {
-  ClientStream stream(
-      &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+  std::unique_ptr<ClientStream> stream = NewStream();
   std::thread slow_client([this] {
     scripted_.AwaitWaitingRead();
     scripted_.Put("first");
@@ -275,22 +272,22 @@ TEST_F(ClientStreamTest, TheHelperStopsOnceNoWriteWaitsAndItsRequestsAreTaken) {
     scripted_.AwaitAllRead();
     scripted_.TakeResponses();
   });
-  EXPECT_TRUE(stream.Send(Answer(1)));
+  EXPECT_TRUE(stream->Send(Answer(1)));
   slow_client.join();
   grpc::ByteBuffer request;
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   EXPECT_EQ(Text(request), "first");
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   EXPECT_EQ(Text(request), "second");
   // The helper's read still waits: what comes next is its, and it reads no further, though
   // the client sends right behind it (so the stream's thread never waits for the helper).
   scripted_.Put("third");
   scripted_.Put("fourth");
   absl::SleepFor(absl::Milliseconds(50));
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   EXPECT_EQ(Text(request), "third");
   EXPECT_NE(scripted_.LastReader(), std::this_thread::get_id());
-  ASSERT_TRUE(stream.Read(&request));
+  ASSERT_TRUE(stream->Read(&request));
   EXPECT_EQ(Text(request), "fourth");
   EXPECT_EQ(scripted_.LastReader(), std::this_thread::get_id());
 }
