@@ -8,6 +8,7 @@ all sessions, and keep serving a bystander session throughout. Real ffiboxd, rea
 workers, the test suite's hostile library.
 """
 import ctypes
+import os
 import threading
 import time
 
@@ -197,4 +198,51 @@ def test_a_session_whose_client_stopped_reading_ends_when_the_client_closes(pb, 
         assert time.monotonic() - closed < 10
         stalled.channel.close()
     finally:
+        server.stop()
+
+
+def thread_names(pid):
+    names = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, task)) as comm:
+                names.append(comm.read().strip())
+        except FileNotFoundError:
+            pass  # the thread ended meanwhile
+    return names
+
+
+def test_a_client_that_sends_on_without_reading_cannot_make_the_broker_hold_its_requests(pb):
+    """The client stops taking answers, so the broker reads ahead for the stream's thread held
+    by a write; then it sends 200 MiB more requests, keeping its side open. What the broker
+    reads ahead is bounded (1 MiB, passed by the last request read); the rest stays with the
+    client under gRPC's flow control. Other sessions are served throughout."""
+    server = Server()
+    stalled = RawSession(server.address)
+    try:
+        bystander = Bystander(server.address)
+        since = time.monotonic()
+        allocated = stalled.send(alloc_memory=pb.AllocMemory(size=2 * MIB))
+        assert not allocated.HasField("error"), allocated.error
+        address = allocated.allocated.address
+        for _ in range(16):
+            stalled.requests.put(pb.Request(id=stalled.next_id, read_memory=pb.ReadMemory(
+                address=address, size=2 * MIB)))
+            stalled.next_id += 1
+            time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while "ffibox-ahead" not in thread_names(server.process.pid):
+            assert time.monotonic() < deadline, "the broker never read ahead"
+            time.sleep(0.1)
+        before = broker_rss_mib(server)
+        for _ in range(100):
+            stalled.requests.put(pb.Request(id=stalled.next_id, write_memory=pb.WriteMemory(
+                address=address, data=b"\1" * (2 * MIB))))
+            stalled.next_id += 1
+        time.sleep(3)
+        grown = broker_rss_mib(server) - before
+        assert grown < 32, "the broker grew by %.0f MiB" % grown
+        bystander.stop_served_throughout(since)
+    finally:
+        stalled.channel.close()
         server.stop()
