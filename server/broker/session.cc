@@ -141,23 +141,28 @@ bool Session::HandleRequest(v1::Request* request, bool client_waits) {
   return more;
 }
 
-void Session::StripSent(const v1::Request& request) {
+void Session::StripBlocks(const v1::Request& request) {
   if (&request != strippable_) return;
-  // Swapped out, not cleared: a cleared string (an arena's ones too) keeps its buffer.
-  auto free_bytes = [](std::string* bytes) { std::string().swap(*bytes); };
+  // Swapped out, not cleared: a cleared string (an arena's ones too) keeps its buffer. An
+  // empty one is left alone (asking for it would make one).
+  auto free_bytes = [](v1::MemoryBlock& block) {
+    if (!block.data().empty()) std::string().swap(*block.mutable_data());
+  };
   switch (strippable_->op_case()) {
     case v1::Request::kCall:
       for (v1::MemoryBlock& block : *strippable_->mutable_call()->mutable_blocks()) {
-        free_bytes(block.mutable_data());
+        free_bytes(block);
       }
       break;
     case v1::Request::kBatch:
       for (v1::Call& call : *strippable_->mutable_batch()->mutable_calls()) {
-        for (v1::MemoryBlock& block : *call.mutable_blocks()) free_bytes(block.mutable_data());
+        for (v1::MemoryBlock& block : *call.mutable_blocks()) free_bytes(block);
       }
       break;
     case v1::Request::kWriteMemory:
-      free_bytes(strippable_->mutable_write_memory()->mutable_data());
+      if (!strippable_->write_memory().data().empty()) {
+        std::string().swap(*strippable_->mutable_write_memory()->mutable_data());
+      }
       break;
     default:
       break;
@@ -434,7 +439,10 @@ absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
   // A call naming its function by its resolve request goes to the worker named by handle:
   // copied here, outside the lock, and named under it.
   std::optional<v1::Request> named;
-  if (NamesRequestedFunctions(request)) named = request;
+  if (NamesRequestedFunctions(request)) {
+    named = request;
+    StripBlocks(request);  // the copy goes down
+  }
   const v1::Request& forwarded = named.has_value() ? *named : request;
   {
     absl::MutexLock lock(&mu_);
@@ -447,7 +455,10 @@ absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
 absl::StatusOr<Session::Answer> Session::Batch(const v1::Request& request) {
   PendingRequest pending;
   std::optional<v1::Request> named;  // as for a call
-  if (NamesRequestedFunctions(request)) named = request;
+  if (NamesRequestedFunctions(request)) {
+    named = request;
+    StripBlocks(request);
+  }
   const v1::Request& forwarded = named.has_value() ? *named : request;
   {
     absl::MutexLock lock(&mu_);
@@ -747,7 +758,7 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
       worker, was_idle && may_read_in_place && MayReadInPlace(),
       [&] { return worker->SendFitsNow(wrapped, request); },
       [&] { (void)worker->Send(wrapped, request); });
-  StripSent(request);
+  StripBlocks(request);
   return absl::OkStatus();
 }
 

@@ -145,9 +145,10 @@ class Session : private WorkerSupervisor::Listener {
   // waits for it (answer_in_place_), no backoff skips it (counted here), and the session has
   // no same-host channel.
   bool MayReadInPlace() ABSL_LOCKS_EXCLUDED(mu_);
-  // Frees the bytes of `request`'s blocks now that they are in the worker's ring, if it is
-  // the request being handled and the session may strip it.
-  void StripSent(const v1::Request& request);
+  // Frees the bytes of `request`'s blocks once nothing needs them (they are in the worker's
+  // ring, or a copy of the request goes there), if it is the request being handled and the
+  // session may strip it. The request's cached sizes are stale then: it is never encoded again.
+  void StripBlocks(const v1::Request& request);
   // Whether the request about to be sent is marked internal::WorkerRequest.next_follows (its
   // worker then spins longer for the frames after it); may take the process's SpinTurn.
   bool NextFollows() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

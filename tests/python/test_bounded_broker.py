@@ -225,15 +225,15 @@ def test_a_client_that_sends_on_without_reading_cannot_make_the_broker_hold_its_
         allocated = stalled.send(alloc_memory=pb.AllocMemory(size=2 * MIB))
         assert not allocated.HasField("error"), allocated.error
         address = allocated.allocated.address
-        for _ in range(16):
+        # Reads of 2 MiB until the broker reads ahead (its window of answers is full).
+        deadline = time.monotonic() + 20
+        while "ffibox-ahead" not in thread_names(server.process.pid):
+            assert time.monotonic() < deadline, "the broker never read ahead"
             stalled.requests.put(pb.Request(id=stalled.next_id, read_memory=pb.ReadMemory(
                 address=address, size=2 * MIB)))
             stalled.next_id += 1
-            time.sleep(0.01)
-        deadline = time.monotonic() + 10
-        while "ffibox-ahead" not in thread_names(server.process.pid):
-            assert time.monotonic() < deadline, "the broker never read ahead"
-            time.sleep(0.1)
+            time.sleep(0.05)
+        time.sleep(0.5)
         before = broker_rss_mib(server)
         for _ in range(100):
             stalled.requests.put(pb.Request(id=stalled.next_id, write_memory=pb.WriteMemory(
@@ -241,6 +241,7 @@ def test_a_client_that_sends_on_without_reading_cannot_make_the_broker_hold_its_
             stalled.next_id += 1
         time.sleep(3)
         grown = broker_rss_mib(server) - before
+        assert not stalled.responses.done(), "the broker ended the stalled session"
         assert grown < 32, "the broker grew by %.0f MiB" % grown
         bystander.stop_served_throughout(since)
     finally:
