@@ -305,3 +305,24 @@ def test_a_block_in_the_shared_area_over_the_stream_is_refused_and_the_session_g
         args=[pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0)))]))
     assert not framed.HasField("error"), framed.error
     assert framed.call.blocks[0].data[:4] == b"\x06\0\0\0"
+
+
+def test_blocks_of_a_call_naming_its_function_by_request_reach_the_worker(session, pb):
+    # The broker names the function in a copy of such a call and frees the original's block
+    # bytes: the copy's must still carry them, in a call and in a batch.
+    load_id = session.next_id
+    text = b"pipelined bytes " * 4096
+    signature = pb.Signature(result=scalar(pb, "SIZE_T"), params=[scalar(pb, "POINTER")])
+    block = pb.MemoryBlock(data=text + b"\0", size=len(text) + 1, direction=pb.IN)
+    arg = pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0)))
+    _, (loaded, resolved, called, batched) = session.pipeline(
+        {"load_library": pb.LoadLibrary(path="libc.so.6")},
+        {"resolve_function": pb.ResolveFunction(library_request=load_id, symbol="strlen",
+                                                signature=signature)},
+        {"call": pb.Call(function_request=load_id + 1, blocks=[block], args=[arg])},
+        {"batch": pb.Batch(calls=[pb.Call(function_request=load_id + 1, blocks=[block],
+                                          args=[arg])] * 2)})
+    for answer in (loaded, resolved, called, batched):
+        assert not answer.HasField("error"), answer.error
+    assert called.call.result.uint_value == len(text)
+    assert [r.result.uint_value for r in batched.batch.results] == [len(text)] * 2
