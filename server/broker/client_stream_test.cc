@@ -134,9 +134,9 @@ v1::Response Answer(uint64_t id) {
 
 class ClientStreamTest : public ::testing::Test {
  protected:
-  std::unique_ptr<ClientStream> NewStream() {
+  std::unique_ptr<ClientStream> NewStream(absl::Duration grace = kGrace) {
     return std::make_unique<ClientStream>(
-        &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, kGrace);
+        &scripted_, [this] { scripted_.Cancel(); }, &timer_, kReadAheadAfter, grace);
   }
 
   // Sends an answer that the client takes once the helper waits for its next request.
@@ -250,12 +250,13 @@ TEST_F(ClientStreamTest, AHelperStillReadingWhenTheSessionEndsIsCancelled) {
 }
 
 TEST_F(ClientStreamTest, AClientThatClosesItsSideAfterItsSessionEndedIsNotCancelled) {
-  std::unique_ptr<ClientStream> stream = NewStream();
+  // A grace far longer than the client takes to close (the test does not wait it out).
+  std::unique_ptr<ClientStream> stream = NewStream(absl::Seconds(5));
   SendUntilTheHelperWaits(stream.get());
   // The session ended (the client asked to close) while the helper waits; the client closes
   // its side once it has the answer.
   std::thread client([this] {
-    absl::SleepFor(kGrace / 3);
+    absl::SleepFor(absl::Milliseconds(100));
     scripted_.CloseSide();
   });
   stream->Close();
@@ -271,6 +272,7 @@ TEST_F(ClientStreamTest, TheHelperStopsOnceNoWriteWaitsAndItsRequestsAreTaken) {
     scripted_.Put("first");
     scripted_.Put("second");
     scripted_.AwaitAllRead();
+    scripted_.AwaitWaitingRead();  // the helper's next read
     scripted_.TakeResponses();
   });
   EXPECT_TRUE(stream->Send(Answer(1)));

@@ -86,16 +86,18 @@ def test_a_thread_left_spinning_gets_a_small_share_while_the_session_is_idle(def
     used = cpu_used_while_idle(throttled, 2.0)
     # 10 % of one CPU for 2 s is 200 ms; unthrottled it would be about 2000.
     assert used < 700, "an idle worker used %d ms of CPU in 2 s" % used
-    # A session that runs background threads on purpose asks for more: its spinner gets a
-    # second of CPU well within 6 s, which the 10 % throttle would allow only in 10 s (how
-    # soon depends on what else the host runs).
+    # A session that runs background threads on purpose asks for more: its spinner gets far
+    # more than the 10 % throttle would allow. How much depends on what else the host runs,
+    # so it is sampled until it has had a second, and compared with the time that took.
     _, generous = open_library(client, idle_cpu_percent=100)
     assert generous.start_background_spinner() == 1
     before = generous.process_cpu_ms()
-    deadline = time.monotonic() + 6.0
+    started = time.monotonic()
     used = 0
-    while used < 1000 and time.monotonic() < deadline:
+    while used < 1000 and time.monotonic() < started + 15:
         time.sleep(0.5)  # idle between the samples
         used = generous.process_cpu_ms() - before
-    assert used >= 1000, "a session allowed a whole CPU got %d ms in 6 s" % used
+    elapsed_ms = (time.monotonic() - started) * 1000
+    assert used > 0.2 * elapsed_ms, "a session allowed a whole CPU got %d ms in %d ms" % (
+        used, elapsed_ms)
     client.close()
