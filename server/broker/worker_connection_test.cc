@@ -131,7 +131,7 @@ TEST_F(WorkerConnectionTest, PastDeadlineReturnsDeadlineExceededPromptly) {
   absl::Time start = absl::Now();
   absl::StatusOr<internal::WorkerReply> frame = connection_->Receive(start - absl::Seconds(1));
   EXPECT_EQ(frame.status().code(), absl::StatusCode::kDeadlineExceeded) << frame.status();
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));  // no wait: microseconds
 }
 
 TEST_F(WorkerConnectionTest, SilentPeerTimesOutAtTheDeadline) {

@@ -373,8 +373,8 @@ TEST_F(SameHostTest, TheBrokerKillsACallThatOverrunsTheSessionTimeout) {
   EXPECT_EQ(ErrorCodeOf(spun.status()), v1::CALL_TIMEOUT) << spun.status();
   EXPECT_NE(spun.status().message().find("spin_cpu_seconds"), std::string::npos) << spun.status();
   // The broker looks every eighth of the timeout: well before the client's own wait (the
-  // timeout plus 5 s) would end.
-  EXPECT_LT(took, absl::Seconds(3));
+  // timeout plus 5 s) would end, even on a loaded machine.
+  EXPECT_LT(took, absl::Seconds(4));
   ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
   ASSERT_OK_AND_ASSIGN(int sum, add(2, 2));
   EXPECT_EQ(sum, 4);
@@ -388,7 +388,7 @@ TEST_F(SameHostTest, ACallsOwnTimeoutIsTheOneEnforced) {
   const absl::Time start = absl::Now();
   absl::StatusOr<int> spun = spin.CallWithTimeout(absl::Milliseconds(400), 60);
   EXPECT_EQ(ErrorCodeOf(spun.status()), v1::CALL_TIMEOUT) << spun.status();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));  // not the client's wait of 5.4 s
   // And a call given longer than the session's timeout gets it.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> short_session, Open(absl::Milliseconds(300)));
   ASSERT_OK_AND_ASSIGN(Library lib2, short_session->Load(TestLibPath()));

@@ -90,7 +90,7 @@ def test_the_broker_ends_a_call_past_its_timeout(client):
         started = time.monotonic()
         with pytest.raises(ffibox.CallTimeout) as overrun:
             lib.spin_cpu_seconds(60)
-        assert time.monotonic() - started < 3  # not the client's own wait (timeout + 5 s)
+        assert time.monotonic() - started < 4.5  # not the client's own wait (timeout + 5 s)
         assert "spin_cpu_seconds" in str(overrun.value)
         assert lib.add_int(2, 3) == 5
 
