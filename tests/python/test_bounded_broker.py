@@ -12,6 +12,7 @@ import os
 import threading
 import time
 
+import grpc
 import pytest
 
 import ffibox
@@ -249,4 +250,45 @@ def test_a_client_that_sends_on_without_reading_cannot_make_the_broker_hold_its_
         bystander.stop_served_throughout(since)
     finally:
         stalled.channel.close()
+        server.stop()
+
+
+def test_a_client_that_was_read_ahead_for_and_then_closes_its_session_ends_it_cleanly(pb):
+    """The broker reads ahead while the client takes no answers, and the client asks to close
+    behind its reads (which abandons those still in flight, docs/protocol.md). Then it takes
+    the answers up to the close's and closes its side, as ffibox's clients do. The stream ends
+    with OK at once: the read ahead still waiting for a request when the session ended ends
+    with the client's close, and nothing is cancelled."""
+    server = Server()
+    session = RawSession(server.address)
+    try:
+        allocated = session.send(alloc_memory=pb.AllocMemory(size=2 * MIB))
+        assert not allocated.HasField("error"), allocated.error
+        sent = []
+        deadline = time.monotonic() + 20
+        while "ffibox-ahead" not in thread_names(server.process.pid):
+            assert time.monotonic() < deadline, "the broker never read ahead"
+            sent.append(session.next_id)
+            session.requests.put(pb.Request(id=session.next_id, read_memory=pb.ReadMemory(
+                address=allocated.allocated.address, size=2 * MIB)))
+            session.next_id += 1
+            time.sleep(0.05)
+        close_id = session.next_id
+        session.requests.put(pb.Request(id=close_id, close=pb.CloseSession()))
+        time.sleep(0.5)  # the session ends while the read ahead waits for more
+        answered = []
+        for response in session.responses:
+            answered.append(response.id)
+            if response.id == close_id:
+                assert response.HasField("done"), response
+                break
+        started = time.monotonic()
+        session.requests.put(None)
+        answered += [response.id for response in session.responses]
+        assert set(answered) <= set(sent) | {close_id} and len(set(answered)) == len(answered)
+        assert session.responses.code() == grpc.StatusCode.OK, session.responses.details()
+        assert time.monotonic() - started < 3, "the stream ended only after %.1f s" % (
+            time.monotonic() - started)
+    finally:
+        session.channel.close()
         server.stop()
