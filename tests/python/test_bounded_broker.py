@@ -216,6 +216,23 @@ def thread_names(pid):
     return names
 
 
+def stall_until_read_ahead(pb, session, server):
+    """Asks `session` (a RawSession) for reads of 2 MiB, taking no answer, until the broker
+    reads ahead for it (its window of answers is full); the reads' ids."""
+    allocated = session.send(alloc_memory=pb.AllocMemory(size=2 * MIB))
+    assert not allocated.HasField("error"), allocated.error
+    sent = []
+    deadline = time.monotonic() + 20
+    while "ffibox-ahead" not in thread_names(server.process.pid):
+        assert time.monotonic() < deadline, "the broker never read ahead"
+        sent.append(session.next_id)
+        session.requests.put(pb.Request(id=session.next_id, read_memory=pb.ReadMemory(
+            address=allocated.allocated.address, size=2 * MIB)))
+        session.next_id += 1
+        time.sleep(0.05)
+    return allocated.allocated.address, sent
+
+
 def test_a_client_that_sends_on_without_reading_cannot_make_the_broker_hold_its_requests(pb):
     """The client stops taking answers, so the broker reads ahead for the stream's thread held
     by a write; then it sends 200 MiB more requests, keeping its side open. What the broker
@@ -226,17 +243,7 @@ def test_a_client_that_sends_on_without_reading_cannot_make_the_broker_hold_its_
     try:
         bystander = Bystander(server.address)
         since = time.monotonic()
-        allocated = stalled.send(alloc_memory=pb.AllocMemory(size=2 * MIB))
-        assert not allocated.HasField("error"), allocated.error
-        address = allocated.allocated.address
-        # Reads of 2 MiB until the broker reads ahead (its window of answers is full).
-        deadline = time.monotonic() + 20
-        while "ffibox-ahead" not in thread_names(server.process.pid):
-            assert time.monotonic() < deadline, "the broker never read ahead"
-            stalled.requests.put(pb.Request(id=stalled.next_id, read_memory=pb.ReadMemory(
-                address=address, size=2 * MIB)))
-            stalled.next_id += 1
-            time.sleep(0.05)
+        address, _ = stall_until_read_ahead(pb, stalled, server)
         time.sleep(0.5)
         before = broker_rss_mib(server)
         for _ in range(100):
@@ -262,17 +269,7 @@ def test_a_client_that_was_read_ahead_for_and_then_closes_its_session_ends_it_cl
     server = Server()
     session = RawSession(server.address)
     try:
-        allocated = session.send(alloc_memory=pb.AllocMemory(size=2 * MIB))
-        assert not allocated.HasField("error"), allocated.error
-        sent = []
-        deadline = time.monotonic() + 20
-        while "ffibox-ahead" not in thread_names(server.process.pid):
-            assert time.monotonic() < deadline, "the broker never read ahead"
-            sent.append(session.next_id)
-            session.requests.put(pb.Request(id=session.next_id, read_memory=pb.ReadMemory(
-                address=allocated.allocated.address, size=2 * MIB)))
-            session.next_id += 1
-            time.sleep(0.05)
+        _, sent = stall_until_read_ahead(pb, session, server)
         close_id = session.next_id
         session.requests.put(pb.Request(id=close_id, close=pb.CloseSession()))
         time.sleep(0.5)  # the session ends while the read ahead waits for more
