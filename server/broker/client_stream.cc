@@ -20,10 +20,9 @@ ClientStream::ClientStream(Stream* stream, std::function<void()> cancel, Deadlin
                            absl::Duration read_ahead_after, absl::Duration grace)
     : stream_(stream),
       cancel_(std::move(cancel)),
-      timer_(timer),
       read_ahead_after_(read_ahead_after),
       grace_(grace) {
-  if (timer_ != nullptr) watch_ = timer_->NewAlarm([this] { Watch(); });
+  if (timer != nullptr) watch_ = timer->NewAlarm([this] { Watch(); });
 }
 
 ClientStream::~ClientStream() {
@@ -43,34 +42,28 @@ ClientStream::~ClientStream() {
 }
 
 bool ClientStream::Read(grpc::ByteBuffer* request) {
-  mu_.Lock();
-  // One Read of the stream at a time: a request the helper reads now comes first.
-  stream_waiting_ = true;
-  auto helper_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !ahead_.empty() || !helper_reading_;
-  };
-  mu_.Await(absl::Condition(&helper_done));
-  stream_waiting_ = false;
-  if (cancelled_) {
-    mu_.Unlock();
-    return false;
+  {
+    absl::MutexLock lock(&mu_);
+    // One Read of the stream at a time: a request the helper reads now comes first.
+    stream_waiting_ = true;
+    auto helper_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !ahead_.empty() || !helper_reading_;
+    };
+    mu_.Await(absl::Condition(&helper_done));
+    stream_waiting_ = false;
+    if (cancelled_) return false;
+    if (!ahead_.empty()) {
+      // No write waits any more: the stream's thread reads for itself once these are taken.
+      if (!writing_since_.has_value()) read_ahead_ = false;
+      ahead_bytes_ -= CountedBytes(ahead_.front());
+      *request = std::move(ahead_.front());
+      ahead_.pop_front();
+      return true;
+    }
+    if (read_ended_) return false;
+    read_ahead_ = false;
+    stream_reading_ = true;
   }
-  if (!ahead_.empty()) {
-    // No write waits any more: the stream's thread reads for itself once these are taken.
-    if (!writing_since_.has_value()) read_ahead_ = false;
-    ahead_bytes_ -= CountedBytes(ahead_.front());
-    *request = std::move(ahead_.front());
-    ahead_.pop_front();
-    mu_.Unlock();
-    return true;
-  }
-  if (read_ended_) {
-    mu_.Unlock();
-    return false;
-  }
-  read_ahead_ = false;
-  stream_reading_ = true;
-  mu_.Unlock();
   const bool got = stream_->Read(request);
   absl::MutexLock lock(&mu_);
   stream_reading_ = false;

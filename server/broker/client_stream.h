@@ -90,10 +90,9 @@ class ClientStream final : public ResponseSink {
 
   Stream* const stream_;
   const std::function<void()> cancel_;
-  DeadlineTimer* const timer_;
   const absl::Duration read_ahead_after_;
   const absl::Duration grace_;
-  std::shared_ptr<DeadlineTimer::Alarm> watch_;
+  std::shared_ptr<DeadlineTimer::Alarm> watch_;  // null without a timer
 
   // Serialises writes; held while one waits.
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);

@@ -145,24 +145,22 @@ void Session::StripBlocks(const v1::Request& request) {
   if (&request != strippable_) return;
   // Swapped out, not cleared: a cleared string (an arena's ones too) keeps its buffer. An
   // empty one is left alone (asking for it would make one).
-  auto free_bytes = [](v1::MemoryBlock& block) {
-    if (!block.data().empty()) std::string().swap(*block.mutable_data());
+  auto free_data = [](auto& holder) {
+    if (!holder.data().empty()) std::string().swap(*holder.mutable_data());
   };
   switch (strippable_->op_case()) {
     case v1::Request::kCall:
       for (v1::MemoryBlock& block : *strippable_->mutable_call()->mutable_blocks()) {
-        free_bytes(block);
+        free_data(block);
       }
       break;
     case v1::Request::kBatch:
       for (v1::Call& call : *strippable_->mutable_batch()->mutable_calls()) {
-        for (v1::MemoryBlock& block : *call.mutable_blocks()) free_bytes(block);
+        for (v1::MemoryBlock& block : *call.mutable_blocks()) free_data(block);
       }
       break;
     case v1::Request::kWriteMemory:
-      if (!strippable_->write_memory().data().empty()) {
-        std::string().swap(*strippable_->mutable_write_memory()->mutable_data());
-      }
+      free_data(*strippable_->mutable_write_memory());
       break;
     default:
       break;
