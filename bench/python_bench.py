@@ -8,13 +8,20 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxCos        <median> ns   ...
     BM_PythonFfiboxLocalCos   <median> ns   ...
     ratio ffibox/ctypes <x>, same-host <y>
+    BM_PythonCtypesQsortCallback      <median> ns   ...
+    BM_PythonFfiboxQsortCallback      <median> ns   ...
+    BM_PythonFfiboxLocalQsortCallback <median> ns   ...
+    ratio of a callback ffibox/ctypes <x>, same-host <y>
     BM_PythonCtypesStringArray/4000   <median> ns   ...
     BM_PythonFfiboxStringArray/4000   <median> ns   ...
 
 BM_PythonFfiboxCos goes over gRPC (FFIBOX_SAME_HOST=0 for the default session, which would
 take the same-host channel by default on a private server); BM_PythonFfiboxLocalCos is the
 same call on a session with the same-host channel (`session(same_host=True)`,
-docs/protocol.md): calls go to the worker through shared memory. The StringArray pair passes
+docs/protocol.md): calls go to the worker through shared memory. The QsortCallback trio
+sorts 32 ints with libc's qsort and a Python comparator taking two `POINTER(c_int)` (ctypes'
+own tutorial example), per comparator call: in-process, on the default session over gRPC,
+and on a same-host session. The StringArray pair passes
 an array of 4000 `char*` (`(c_char_p * 4000)(*names)`, as argv-like APIs take) to libc's
 `memchr`, which reads its first word: the cost of a call that reaches thousands of strings.
 
@@ -61,6 +68,37 @@ def time_string_array(module, number: int, repeat: int, count: int = 4000):
     return sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat, number=number))
 
 
+def time_qsort_callback(module, number: int, repeat: int, libc=None, count: int = 32):
+    """ns per comparator call of libc's qsort sorting `count` ints given in reverse order,
+    the comparator a Python function taking two `POINTER(c_int)` (as ctypes' own tutorial
+    sorts)."""
+    libc = libc if libc is not None else module.CDLL("libc.so.6")
+    CMP = module.CFUNCTYPE(module.c_int, module.POINTER(module.c_int),
+                           module.POINTER(module.c_int))
+    calls = [0]
+
+    def compare(a, b):
+        calls[0] += 1
+        return a[0] - b[0]
+
+    comparator = CMP(compare)
+    libc.qsort.argtypes = [module.c_void_p, module.c_size_t, module.c_size_t, CMP]
+    libc.qsort.restype = None
+    values = (module.c_int * count)()
+
+    def sort():
+        values[:] = range(count, 0, -1)
+        libc.qsort(values, count, module.sizeof(module.c_int), comparator)
+
+    sort()
+    if list(values) != list(range(1, count + 1)):
+        raise SystemExit("%s qsort with a Python comparator did not sort" % module.__name__)
+    calls[0] = 0
+    runs = timeit.Timer(sort).repeat(repeat=repeat, number=number)
+    per_sort = calls[0] // (repeat * number)
+    return sorted(t / (number * per_sort) * 1e9 for t in runs), per_sort
+
+
 def report(name: str, per_call, repeat: int, number: int) -> float:
     median = statistics.median(per_call)
     print(f"{name} {median:12.1f} ns   min {per_call[0]:.1f} ns   "
@@ -92,6 +130,22 @@ def main() -> None:
                               args.ffibox_number)
     same_host.close()
     print(f"ratio ffibox/ctypes {remote / local:.1f}, same-host {same_host_median / local:.1f}")
+    # glibc's qsort makes the same comparisons for the same input: `per_sort` is the same for
+    # every variant (each checks it sorted).
+    callback_local_runs, per_sort = time_qsort_callback(ctypes, 500, args.repeat)
+    callback_local = report("BM_PythonCtypesQsortCallback", callback_local_runs, args.repeat,
+                            500 * per_sort)
+    callback_runs, _ = time_qsort_callback(fctypes, 4, args.repeat)
+    callback = report("BM_PythonFfiboxQsortCallback", callback_runs, args.repeat,
+                      4 * per_sort)
+    same_host = _default.default_session().client.session(same_host=True)
+    callback_same_host_runs, _ = time_qsort_callback(fctypes, 4, args.repeat,
+                                                     same_host.CDLL("libc.so.6"))
+    callback_same_host = report("BM_PythonFfiboxLocalQsortCallback", callback_same_host_runs,
+                                args.repeat, 4 * per_sort)
+    same_host.close()
+    print(f"ratio of a callback ffibox/ctypes {callback / callback_local:.0f}, "
+          f"same-host {callback_same_host / callback_local:.0f}")
     array_local_runs = time_string_array(ctypes, 2000, args.repeat)
     report("BM_PythonCtypesStringArray/4000", array_local_runs, args.repeat, 2000)
     array_runs = time_string_array(fctypes, 4, args.repeat)
@@ -103,6 +157,12 @@ def main() -> None:
                                             args.ffibox_number) +
                          bench_json.entries("BM_PythonFfiboxLocalCos", same_host_runs,
                                             args.ffibox_number) +
+                         bench_json.entries("BM_PythonCtypesQsortCallback", callback_local_runs,
+                                            500 * per_sort) +
+                         bench_json.entries("BM_PythonFfiboxQsortCallback", callback_runs,
+                                            4 * per_sort) +
+                         bench_json.entries("BM_PythonFfiboxLocalQsortCallback",
+                                            callback_same_host_runs, 4 * per_sort) +
                          bench_json.entries("BM_PythonCtypesStringArray/4000", array_local_runs,
                                             2000) +
                          bench_json.entries("BM_PythonFfiboxStringArray/4000", array_runs, 4),

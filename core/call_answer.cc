@@ -138,6 +138,7 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
 }
 
 absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 uint32_t buffer_bytes,
                                  std::vector<std::pair<uint32_t, uint64_t>>* shipped) {
   shipped->clear();
   if (invoke.invocation() == 0) {
@@ -182,7 +183,13 @@ absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Sig
                                                      " bytes for argument ", arg,
                                                      ", which is not its pointee type's size"));
     }
-    total += size;
+    const uint64_t following = pointee.following().size();
+    if (following > 0 && (buffer_bytes <= size || following > buffer_bytes - size)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invocation ships ", following, " bytes after argument ", arg, "'s pointee of ", size,
+          " bytes; the callback asked for ", buffer_bytes, " from the pointer on"));
+    }
+    total += size + following;
     if (total > kMaxInvokePointeeBytes) {
       return absl::InvalidArgumentError("invocation ships too many pointee bytes");
     }

@@ -61,16 +61,21 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 // INVALID_ARGUMENT describing the violation.
 absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected);
 
-// Most bytes of pointee data a CallbackInvoke may carry in all.
+// Most bytes of pointee data a CallbackInvoke may carry in all (following bytes included).
 inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
+// The most DefineCallback.buffer_bytes may ask for.
+inline constexpr uint32_t kMaxCallbackBufferBytes = 64 << 10;
 
-// Checks a CallbackInvoke against the signature of the callback it names: a non-zero
-// invocation id, exactly one argument per parameter, and pointee data only for pointer
-// parameters, at most once per argument, each exactly the pointee type's size. Does not
+// Checks a CallbackInvoke against the signature of the callback it names and the
+// buffer_bytes it was defined with: a non-zero invocation id, exactly one argument per
+// parameter, and pointee data only for pointer parameters, at most once per argument, each
+// exactly the pointee type's size, followed by no more than buffer_bytes from the pointer on
+// (none unless the pointee is smaller than buffer_bytes). Does not
 // check the ids against the session (the broker's session, or the client on the same-host
 // channel, does). On success `shipped` holds (argument index, size) of every pointee, which
 // the client's CallbackReturn may write back. INVALID_ARGUMENT describing the violation.
 absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
+                                 uint32_t buffer_bytes,
                                  std::vector<std::pair<uint32_t, uint64_t>>* shipped);
 
 // Checks what read_memory returned: exactly `size` bytes in `data` (untyped), or, when

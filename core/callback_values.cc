@@ -1,7 +1,9 @@
 #include "core/callback_values.h"
 
 #include <ffi.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -62,8 +64,21 @@ const v1::Type* ShippablePointee(const v1::Type& param) {
   }
 }
 
-// Ships the memory behind pointer parameter `index` when it is small and readable.
-void ShipPointee(const v1::Type& pointee, uint32_t index, uint64_t address,
+// What is readable of the `want` bytes at `address`: all of them, else those up to the end
+// of the page that holds `address - 1`, else none.
+std::string ReadFollowing(uint64_t address, uint64_t want) {
+  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  for (uint64_t size : {want, std::min(want, (page - address % page) % page)}) {
+    if (size == 0) break;
+    std::string bytes(size, '\0');
+    if (SafeRead(address, bytes.data(), size).ok()) return bytes;
+  }
+  return std::string();
+}
+
+// Ships the memory behind pointer parameter `index` when it is small and readable, and what
+// follows it up to `buffer_bytes` from `address` on.
+void ShipPointee(const v1::Type& pointee, uint32_t index, uint64_t address, uint64_t buffer_bytes,
                  v1::CallbackInvoke* invoke, std::vector<ShippedPointee>* shipped) {
   if (address == 0) return;
   uint64_t size = 0;
@@ -75,6 +90,11 @@ void ShipPointee(const v1::Type& pointee, uint32_t index, uint64_t address,
   v1::PointeeData* data = invoke->add_pointees();
   data->set_arg(index);
   *data->mutable_data() = std::move(bytes);
+  buffer_bytes = std::min(buffer_bytes, kMaxShippedPointeeBytes);
+  uint64_t end = 0;
+  if (buffer_bytes > size && !__builtin_add_overflow(address, buffer_bytes, &end)) {
+    *data->mutable_following() = ReadFollowing(address + size, buffer_bytes - size);
+  }
   shipped->push_back(ShippedPointee{index, address, size});
 }
 
@@ -101,7 +121,8 @@ bool ReturnsVoid(const v1::Signature& signature) {
 }
 
 absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const* args,
-                                     uint64_t generation, v1::CallbackInvoke* invoke,
+                                     uint64_t generation, uint64_t buffer_bytes,
+                                     v1::CallbackInvoke* invoke,
                                      std::vector<ShippedPointee>* shipped) {
   for (int i = 0; i < signature.params_size(); ++i) {
     const v1::Type& param = signature.params(i);
@@ -117,7 +138,7 @@ absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const
       const uint64_t address = LoadAddress(arg);
       SetAddress(address, generation, value);
       const v1::Type* pointee = ShippablePointee(param);
-      if (pointee != nullptr) ShipPointee(*pointee, i, address, invoke, shipped);
+      if (pointee != nullptr) ShipPointee(*pointee, i, address, buffer_bytes, invoke, shipped);
       continue;
     }
     uint64_t size = 0;

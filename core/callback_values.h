@@ -20,7 +20,8 @@
 namespace ffibox {
 
 // Pointees larger than this are not shipped with an invoke (the client reads them through
-// remote memory instead).
+// remote memory instead); nor more than this from a pointer on with its following bytes
+// (DefineCallback.buffer_bytes).
 inline constexpr uint64_t kMaxShippedPointeeBytes = 64 << 10;
 // CSTRING / WSTRING arguments longer than this (bytes; characters for WSTRING) are sent as
 // their address instead of their contents.
@@ -48,10 +49,15 @@ bool ReturnsVoid(const v1::Signature& signature);
 //     kMaxCallbackStringBytes or a wide one that is not valid Unicode as its RemoteAddress;
 //   - for a PointerType parameter whose pointee is a record, an array or a scalar, and for
 //     an array parameter (its whole length), the pointee's bytes as PointeeData when the
-//     pointer is not NULL, the memory is readable and it is at most kMaxShippedPointeeBytes.
+//     pointer is not NULL, the memory is readable and it is at most kMaxShippedPointeeBytes;
+//     with `buffer_bytes` (DefineCallback.buffer_bytes) beyond the pointee's size, also the
+//     bytes that follow it as PointeeData.following: up to `buffer_bytes` from the pointer
+//     on when all are readable, else up to the end of the page holding the pointee's last
+//     byte, else none.
 // Returns INVALID_ARGUMENT / UNIMPLEMENTED only for types layout cannot handle.
 absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const* args,
-                                     uint64_t generation, v1::CallbackInvoke* invoke,
+                                     uint64_t generation, uint64_t buffer_bytes,
+                                     v1::CallbackInvoke* invoke,
                                      std::vector<ShippedPointee>* shipped);
 
 // Writes the client's new contents of a shipped pointee back to native memory. Returns

@@ -3,6 +3,9 @@
 // calls.
 #include "core/closure.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -52,6 +55,7 @@ v1::Type PointType() {
 
 // A closure whose handler decodes the arguments and answers with `answer(invoke)`.
 struct Recorder {
+  uint64_t buffer_bytes = 0;  // the callback's DefineCallback.buffer_bytes
   v1::CallbackInvoke invoke;
   std::vector<ShippedPointee> shipped;
 };
@@ -63,8 +67,8 @@ std::unique_ptr<Closure> MakeClosure(const v1::Signature& signature, Recorder* r
       signature, TypeLimits(), [recorder, answer, copy](void* const* args, void* result) {
         recorder->invoke.Clear();
         recorder->shipped.clear();
-        absl::Status decoded =
-            DecodeCallbackArguments(copy, args, kGeneration, &recorder->invoke, &recorder->shipped);
+        absl::Status decoded = DecodeCallbackArguments(
+            copy, args, kGeneration, recorder->buffer_bytes, &recorder->invoke, &recorder->shipped);
         EXPECT_TRUE(decoded.ok()) << decoded;
         v1::Value value = answer(recorder->invoke);
         MarshalContext context;
@@ -247,6 +251,50 @@ TEST(Closure, PointeesAreShippedAndWrittenBack) {
   back.set_data(&moved, sizeof moved);
   EXPECT_THAT(WriteBackPointee(recorder.shipped, back), StatusIs(v1::INVALID_ARGUMENT));
   EXPECT_EQ(p.x, 40);
+}
+
+TEST(Closure, BytesAfterAPointeeAreShippedAsFarAsAskedAndReadable) {
+  // Two pages, the second unreadable; ints from the pointer on.
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* mapped =
+      mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mapped, MAP_FAILED);
+  ASSERT_EQ(mprotect(static_cast<char*>(mapped) + page, page, PROT_NONE), 0);
+  char* bytes = static_cast<char*>(mapped);
+  for (size_t i = 0; i < page; ++i) bytes[i] = static_cast<char>(i * 7);
+  Recorder recorder;
+  auto look = MakeClosure(Sig(nullptr, {PointerTo(ScalarType(v1::INT))}), &recorder,
+                          [](const v1::CallbackInvoke&) { return v1::Value(); });
+  auto call = reinterpret_cast<void (*)(char*)>(look->address());
+  auto following = [&] { return recorder.invoke.pointees(0).following(); };
+
+  recorder.buffer_bytes = 64;  // all readable: the 60 bytes after the int
+  call(bytes + 100);
+  ASSERT_EQ(recorder.invoke.pointees_size(), 1);
+  EXPECT_EQ(recorder.invoke.pointees(0).data(), std::string(bytes + 100, 4));
+  EXPECT_EQ(following(), std::string(bytes + 104, 60));
+  ASSERT_EQ(recorder.shipped.size(), 1u);
+  EXPECT_EQ(recorder.shipped[0].size, 4u);  // what may be written back: the int alone
+
+  call(bytes + page - 20);  // 64 would cross into the unreadable page: up to its start
+  EXPECT_EQ(following(), std::string(bytes + page - 16, 16));
+  call(bytes + page - 4);  // the int ends the page: nothing after it
+  ASSERT_EQ(recorder.invoke.pointees_size(), 1);
+  EXPECT_EQ(following(), "");
+
+  recorder.buffer_bytes = 4;  // the pointee fills what was asked for
+  call(bytes + 100);
+  EXPECT_EQ(following(), "");
+  recorder.buffer_bytes = 0;
+  call(bytes + 100);
+  EXPECT_EQ(following(), "");
+  recorder.buffer_bytes = 1 << 20;  // capped at kMaxShippedPointeeBytes, then by the page
+  call(bytes);
+  EXPECT_EQ(following(), std::string(bytes + 4, page - 4));
+  ASSERT_EQ(munmap(mapped, 2 * page), 0);
+  std::vector<char> large(4 * kMaxShippedPointeeBytes, 'x');
+  call(large.data());
+  EXPECT_EQ(following().size(), kMaxShippedPointeeBytes - 4);
 }
 
 TEST(Closure, ArrayParametersShipTheirWholeLength) {

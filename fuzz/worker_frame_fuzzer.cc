@@ -332,10 +332,12 @@ void FuzzResponse(const internal::WorkerReply& reply, const std::vector<PendingR
   }
 }
 
-void FuzzInvoke(const v1::CallbackInvoke& invoke, const std::vector<v1::Signature>& signatures) {
+// `buffer_bytes`: the callbacks' DefineCallback.buffer_bytes.
+void FuzzInvoke(const v1::CallbackInvoke& invoke, const std::vector<v1::Signature>& signatures,
+                uint32_t buffer_bytes) {
   for (const v1::Signature& signature : signatures) {
     std::vector<std::pair<uint32_t, uint64_t>> shipped = {{99, 99}};  // must be replaced
-    absl::Status status = CheckCallbackInvoke(invoke, signature, &shipped);
+    absl::Status status = CheckCallbackInvoke(invoke, signature, buffer_bytes, &shipped);
     if (!status.ok()) {
       CheckRefusal(status, "CheckCallbackInvoke");
       continue;
@@ -366,7 +368,10 @@ void FuzzInvoke(const v1::CallbackInvoke& invoke, const std::vector<v1::Signatur
                  " bytes for a type of ", size);
       FUZZ_CHECK(shipped[i].first == pointee.arg() && shipped[i].second == size, "shipped entry ",
                  i);
-      total += size;
+      FUZZ_CHECK(pointee.following().size() <= (buffer_bytes > size ? buffer_bytes - size : 0),
+                 pointee.following().size(), " bytes after a pointee of ", size, " where ",
+                 buffer_bytes, " were asked for");
+      total += size + pointee.following().size();
     }
     FUZZ_CHECK(total <= kMaxInvokePointeeBytes, "pointees exceed the cap");
   }
@@ -502,7 +507,10 @@ void FuzzFrame(absl::string_view frame) {
     return;
   }
   if (reply->has_invoke()) {
-    FuzzInvoke(reply->invoke(), *kSignatures);
+    // Callbacks that asked for no bytes after their pointees, and for a few.
+    for (const uint32_t buffer_bytes : {0u, 64u}) {
+      FuzzInvoke(reply->invoke(), *kSignatures, buffer_bytes);
+    }
     return;
   }
   absl::Status event = CheckWorkerEvent(reply->event());

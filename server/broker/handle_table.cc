@@ -80,7 +80,7 @@ absl::StatusOr<const HandleTable::Function*> HandleTable::FindFunction(uint64_t 
   return &entry->second.function;
 }
 
-absl::StatusOr<uint64_t> HandleTable::AddCallback(const v1::Signature& signature) {
+absl::StatusOr<uint64_t> HandleTable::AddCallback(const v1::DefineCallback& definition) {
   if (callbacks_.size() >= limits_.max_callbacks) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED,
                        absl::StrCat("a session may define at most ", limits_.max_callbacks,
@@ -88,14 +88,14 @@ absl::StatusOr<uint64_t> HandleTable::AddCallback(const v1::Signature& signature
   }
   const uint64_t id = next_callback_handle_++;
   Callback callback;
-  callback.signature = std::make_shared<const v1::Signature>(signature);
+  callback.definition = std::make_shared<const v1::DefineCallback>(definition);
   callbacks_[id] = std::move(callback);
   return id;
 }
 
-std::shared_ptr<const v1::Signature> HandleTable::CallbackSignature(uint64_t id) const {
+std::shared_ptr<const v1::DefineCallback> HandleTable::CallbackDefinition(uint64_t id) const {
   auto callback = callbacks_.find(id);
-  return callback == callbacks_.end() ? nullptr : callback->second.signature;
+  return callback == callbacks_.end() ? nullptr : callback->second.definition;
 }
 
 absl::Status HandleTable::MarkCallbackFreed(uint64_t id) {
@@ -158,7 +158,7 @@ std::vector<HandleTable::Replay> HandleTable::Replays() const {
     // Callback ids are stable: the new worker defines them again, at new addresses.
     if (callback.state != State::kReady || callback.freed) continue;
     Replay replay;
-    *replay.request.mutable_define_callback()->mutable_signature() = *callback.signature;
+    *replay.request.mutable_define_callback() = *callback.definition;
     replay.op = v1::Request::kDefineCallback;
     replay.handle = id;
     replay.label = absl::StrCat("define_callback ", id, " (replay)");

@@ -76,12 +76,12 @@ class HandleTable {
   // NOT_FOUND naming call.function otherwise.
   absl::StatusOr<const Function*> FindFunction(uint64_t handle) const;
 
-  // A new callback id for `signature`, pending until RecordOutcome. RESOURCE_EXHAUSTED
-  // past the limit of callbacks defined at once.
-  absl::StatusOr<uint64_t> AddCallback(const v1::Signature& signature);
-  // The signature of callback `id`, defined and not yet gone (the worker may invoke a
+  // A new callback id for `definition` (its signature and buffer_bytes), pending until
+  // RecordOutcome. RESOURCE_EXHAUSTED past the limit of callbacks defined at once.
+  absl::StatusOr<uint64_t> AddCallback(const v1::DefineCallback& definition);
+  // The definition of callback `id`, defined and not yet gone (the worker may invoke a
   // callback whose definition or free it has not answered yet); null when there is none.
-  std::shared_ptr<const v1::Signature> CallbackSignature(uint64_t id) const;
+  std::shared_ptr<const v1::DefineCallback> CallbackDefinition(uint64_t id) const;
   // Marks callback `id` as being freed (it goes when the worker answers). NOT_FOUND when
   // there is no such callback, or it is already being freed.
   absl::Status MarkCallbackFreed(uint64_t id);
@@ -112,7 +112,7 @@ class HandleTable {
     State state = State::kPending;
   };
   struct Callback {
-    std::shared_ptr<const v1::Signature> signature;
+    std::shared_ptr<const v1::DefineCallback> definition;
     State state = State::kPending;
     bool freed = false;  // a free was sent; gone once the worker answers it
   };

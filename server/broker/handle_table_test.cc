@@ -17,6 +17,13 @@ v1::Signature DoubleOfDouble() {
   return signature;
 }
 
+v1::DefineCallback DefinitionOf(const v1::Signature& signature, uint32_t buffer_bytes = 0) {
+  v1::DefineCallback definition;
+  *definition.mutable_signature() = signature;
+  definition.set_buffer_bytes(buffer_bytes);
+  return definition;
+}
+
 HandleTable::Function ByName(uint64_t library, const std::string& symbol) {
   return HandleTable::Function{library, symbol, DoubleOfDouble()};
 }
@@ -81,12 +88,13 @@ TEST(HandleTable, EachKindOfHandleHasItsLimit) {
   EXPECT_EQ(ToProtoError(library.status()).message(), "a session may load at most 1 libraries");
   ASSERT_OK(table.AddFunction(ByName(1, "cos")));
   EXPECT_THAT(table.AddFunction(ByName(1, "sin")).status(), StatusIs(v1::RESOURCE_EXHAUSTED));
-  ASSERT_OK_AND_ASSIGN(uint64_t callback, table.AddCallback(DoubleOfDouble()));
-  EXPECT_THAT(table.AddCallback(DoubleOfDouble()).status(), StatusIs(v1::RESOURCE_EXHAUSTED));
+  ASSERT_OK_AND_ASSIGN(uint64_t callback, table.AddCallback(DefinitionOf(DoubleOfDouble())));
+  EXPECT_THAT(table.AddCallback(DefinitionOf(DoubleOfDouble())).status(),
+              StatusIs(v1::RESOURCE_EXHAUSTED));
   // A freed callback makes room once the worker answers the free.
   ASSERT_OK(table.MarkCallbackFreed(callback));
   table.RecordOutcome(v1::Request::kFreeCallback, callback, true);
-  EXPECT_OK(table.AddCallback(DoubleOfDouble()));
+  EXPECT_OK(table.AddCallback(DefinitionOf(DoubleOfDouble())));
 }
 
 TEST(HandleTable, AFunctionIsFoundUntilItsResolveFails) {
@@ -106,21 +114,21 @@ TEST(HandleTable, AFunctionIsFoundUntilItsResolveFails) {
 
 TEST(HandleTable, CallbacksAreFreedOnceAndAFailedDefinitionLeavesNoId) {
   HandleTable table(HandleTable::Limits{});
-  ASSERT_OK_AND_ASSIGN(uint64_t kept, table.AddCallback(DoubleOfDouble()));
-  ASSERT_OK_AND_ASSIGN(uint64_t refused, table.AddCallback(DoubleOfDouble()));
+  ASSERT_OK_AND_ASSIGN(uint64_t kept, table.AddCallback(DefinitionOf(DoubleOfDouble())));
+  ASSERT_OK_AND_ASSIGN(uint64_t refused, table.AddCallback(DefinitionOf(DoubleOfDouble())));
   table.RecordOutcome(v1::Request::kDefineCallback, kept, true);
   table.RecordOutcome(v1::Request::kDefineCallback, refused, false);
-  EXPECT_NE(table.CallbackSignature(kept), nullptr);
-  EXPECT_EQ(table.CallbackSignature(refused), nullptr);
+  EXPECT_NE(table.CallbackDefinition(kept), nullptr);
+  EXPECT_EQ(table.CallbackDefinition(refused), nullptr);
   EXPECT_EQ(table.callback_count(), 1u);
   ASSERT_OK(table.MarkCallbackFreed(kept));
   // The worker may still invoke it until it answers the free; a second free is refused.
-  EXPECT_NE(table.CallbackSignature(kept), nullptr);
+  EXPECT_NE(table.CallbackDefinition(kept), nullptr);
   absl::Status again = table.MarkCallbackFreed(kept);
   EXPECT_THAT(again, StatusIs(v1::NOT_FOUND));
   EXPECT_EQ(ToProtoError(again).message(), "free_callback.callback: no callback has id 1");
   table.RecordOutcome(v1::Request::kFreeCallback, kept, false);  // gone whatever the answer
-  EXPECT_EQ(table.CallbackSignature(kept), nullptr);
+  EXPECT_EQ(table.CallbackDefinition(kept), nullptr);
 }
 
 TEST(HandleTable, AReplayGivesANewWorkerEveryReadyHandleInOrder) {
@@ -136,9 +144,10 @@ TEST(HandleTable, AReplayGivesANewWorkerEveryReadyHandleInOrder) {
   ASSERT_OK_AND_ASSIGN(uint64_t by_address, table.AddFunction(at_address));
   table.RecordOutcome(v1::Request::kResolveFunction, by_address, true);
   ASSERT_OK_AND_ASSIGN(uint64_t pending, table.AddFunction(ByName(libm, "sin")));
-  ASSERT_OK_AND_ASSIGN(uint64_t callback, table.AddCallback(DoubleOfDouble()));
+  ASSERT_OK_AND_ASSIGN(uint64_t callback,
+                       table.AddCallback(DefinitionOf(DoubleOfDouble(), /*buffer_bytes=*/4096)));
   table.RecordOutcome(v1::Request::kDefineCallback, callback, true);
-  ASSERT_OK_AND_ASSIGN(uint64_t freed, table.AddCallback(DoubleOfDouble()));
+  ASSERT_OK_AND_ASSIGN(uint64_t freed, table.AddCallback(DefinitionOf(DoubleOfDouble())));
   table.RecordOutcome(v1::Request::kDefineCallback, freed, true);
   ASSERT_OK(table.MarkCallbackFreed(freed));
 
@@ -156,6 +165,8 @@ TEST(HandleTable, AReplayGivesANewWorkerEveryReadyHandleInOrder) {
   EXPECT_EQ(replays[2].op, v1::Request::kDefineCallback);
   EXPECT_EQ(replays[2].handle, callback);
   EXPECT_EQ(replays[2].request.define_callback().signature().result().scalar(), v1::DOUBLE);
+  // The next worker ships what follows a pointee as the first did.
+  EXPECT_EQ(replays[2].request.define_callback().buffer_bytes(), 4096u);
   EXPECT_NE(pending, 0u);
 }
 

@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/layout.h"
@@ -110,6 +111,11 @@ std::string MemoryOperationName(const v1::Request& request) {
 absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const TypeLimits& limits) {
   if (define.signature().variadic()) {
     return InvalidArgumentAt("define_callback.signature.variadic", "a callback cannot be variadic");
+  }
+  if (define.buffer_bytes() > kMaxCallbackBufferBytes) {
+    return InvalidArgumentAt(
+        "define_callback.buffer_bytes",
+        absl::StrCat(define.buffer_bytes(), " exceeds the limit of ", kMaxCallbackBufferBytes));
   }
   return ValidateSignature(define.signature(), limits, "define_callback.signature");
 }

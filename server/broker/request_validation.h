@@ -41,7 +41,7 @@ absl::Status ValidateResolveFunction(const v1::ResolveFunction& resolve, const T
 absl::Status ValidateLookupSymbol(const v1::LookupSymbol& lookup, const TypeLimits& limits);
 
 // A callback definition: a valid signature within `limits`, not variadic (libffi closures
-// have fixed parameters).
+// have fixed parameters), buffer_bytes at most kMaxCallbackBufferBytes.
 absl::Status ValidateDefineCallback(const v1::DefineCallback& define, const TypeLimits& limits);
 
 // The client's answer to an invocation of a callback with `signature`: without `error`, a

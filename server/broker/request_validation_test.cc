@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "core/call_answer.h"
 #include "core/errors.h"
 #include "core/test_types.h"
 #include "gtest/gtest.h"
@@ -266,6 +267,17 @@ TEST(ValidateDefineCallback, VariadicCallbacksAreRefused) {
   define.mutable_signature()->set_variadic(false);
   define.mutable_signature()->add_params()->set_scalar(v1::VOID);
   EXPECT_THAT(ValidateDefineCallback(define, TypeLimits()), StatusIs(v1::INVALID_ARGUMENT));
+}
+
+TEST(ValidateDefineCallback, BufferBytesAreBounded) {
+  v1::DefineCallback define;
+  *define.mutable_signature() = IntCallbackSignature();
+  define.set_buffer_bytes(kMaxCallbackBufferBytes);
+  EXPECT_TRUE(ValidateDefineCallback(define, TypeLimits()).ok());
+  define.set_buffer_bytes(kMaxCallbackBufferBytes + 1);
+  absl::Status status = ValidateDefineCallback(define, TypeLimits());
+  EXPECT_THAT(status, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(ToProtoError(status).field(), "define_callback.buffer_bytes");
 }
 
 TEST(ValidateCallbackReturn, ResultMustMatchTheCallbacksResultType) {

@@ -515,8 +515,7 @@ absl::StatusOr<Session::Answer> Session::DefineCallback(const v1::Request& reque
   PendingRequest pending;
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_ASSIGN_OR_RETURN(pending.handle,
-                            handles_.AddCallback(request.define_callback().signature()));
+    FFIBOX_ASSIGN_OR_RETURN(pending.handle, handles_.AddCallback(request.define_callback()));
     pending.timeout = call_timeout_;
   }
   pending.label = absl::StrCat("define_callback ", pending.handle);

@@ -217,13 +217,17 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
 
 absl::Status Session::AcceptInvoke(v1::CallbackInvoke* invoke_message) {
   const v1::CallbackInvoke& invoke = *invoke_message;
-  std::shared_ptr<const v1::Signature> signature = handles_.CallbackSignature(invoke.callback());
-  if (signature == nullptr) {
+  std::shared_ptr<const v1::DefineCallback> definition =
+      handles_.CallbackDefinition(invoke.callback());
+  if (definition == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("invocation of callback ", invoke.callback(), ", which is not defined"));
   }
+  // The invocation keeps the signature, and with it the definition, alive.
+  std::shared_ptr<const v1::Signature> signature(definition, &definition->signature());
   std::vector<std::pair<uint32_t, uint64_t>> shipped;
-  FFIBOX_RETURN_IF_ERROR(CheckCallbackInvoke(invoke, *signature, &shipped));
+  FFIBOX_RETURN_IF_ERROR(
+      CheckCallbackInvoke(invoke, *signature, definition->buffer_bytes(), &shipped));
   FFIBOX_ASSIGN_OR_RETURN(const uint64_t client_request, requests_.InvokingRequest(invoke));
   FFIBOX_RETURN_IF_ERROR(requests_.OpenInvocation(invoke, std::move(signature), std::move(shipped),
                                                   call_timeout_, absl::Now()));

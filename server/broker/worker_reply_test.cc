@@ -5,12 +5,15 @@
 #include <vector>
 
 #include "core/call_shape.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/protocol/worker_protocol.pb.h"
 #include "tests/support/status_matchers.h"
 
 namespace ffibox {
 namespace {
+
+using ::testing::HasSubstr;
 
 constexpr uint64_t kSequence = 41;
 constexpr uint64_t kClientId = 7;
@@ -577,7 +580,7 @@ TEST(ParseWorkerFrame, FrameMustCarryExactlyOneKind) {
 
 TEST(CheckCallbackInvoke, WellFormedInvokeReportsItsShippedPointees) {
   std::vector<std::pair<uint32_t, uint64_t>> shipped;
-  ASSERT_TRUE(CheckCallbackInvoke(PointInvoke(), PointCallbackSignature(), &shipped).ok());
+  ASSERT_TRUE(CheckCallbackInvoke(PointInvoke(), PointCallbackSignature(), 0, &shipped).ok());
   ASSERT_EQ(shipped.size(), 1u);
   EXPECT_EQ(shipped[0], std::make_pair(uint32_t{1}, uint64_t{8}));
 }
@@ -586,29 +589,45 @@ TEST(CheckCallbackInvoke, WrongArgumentCountIsRefused) {
   std::vector<std::pair<uint32_t, uint64_t>> shipped;
   v1::CallbackInvoke invoke = PointInvoke();
   invoke.add_args()->set_int_value(1);
-  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
   invoke.mutable_args()->RemoveLast();
   invoke.mutable_args()->RemoveLast();
-  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
 }
 
 TEST(CheckCallbackInvoke, PointeeForANonPointerOrOfTheWrongSizeIsRefused) {
   std::vector<std::pair<uint32_t, uint64_t>> shipped;
   v1::CallbackInvoke invoke = PointInvoke();
   invoke.mutable_pointees(0)->set_arg(0);  // the int parameter
-  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
   invoke = PointInvoke();
   invoke.mutable_pointees(0)->set_data(std::string(9, 'x'));
-  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
   invoke = PointInvoke();
   *invoke.add_pointees() = invoke.pointees(0);  // twice
-  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
   invoke = PointInvoke();
   invoke.mutable_pointees(0)->set_arg(7);
-  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
   invoke = PointInvoke();
   invoke.set_invocation(0);
-  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
+}
+
+TEST(CheckCallbackInvoke, BytesAfterAPointeeOnlyAsFarAsTheCallbackAsked) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  v1::CallbackInvoke invoke = PointInvoke();  // an 8-byte pointee
+  invoke.mutable_pointees(0)->set_following(std::string(56, 'f'));
+  EXPECT_TRUE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 64, &shipped).ok());
+  EXPECT_EQ(shipped[0], std::make_pair(uint32_t{1}, uint64_t{8}));  // written back: the pointee
+  absl::Status status = CheckCallbackInvoke(invoke, PointCallbackSignature(), 63, &shipped);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("asked for 63"));
+  // None asked for: none may come, nor when the pointee alone fills what was asked.
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
+  invoke.mutable_pointees(0)->set_following("f");
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 8, &shipped).ok());
+  EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 4, &shipped).ok());
 }
 
 TEST(CheckWorkerEvent, AHugeEventIsRefused) {

@@ -32,8 +32,14 @@ absl::Status AtDefine(const absl::Status& status) {
 
 absl::StatusOr<v1::CallbackDefined> CallbackTable::Define(uint64_t id,
                                                           const v1::DefineCallback& define) {
+  if (define.buffer_bytes() > kMaxShippedPointeeBytes) {
+    return InvalidArgumentAt(
+        "define_callback.buffer_bytes",
+        absl::StrCat(define.buffer_bytes(), " exceeds the limit of ", kMaxShippedPointeeBytes));
+  }
   auto entry = std::make_unique<Entry>();
   entry->id = id;
+  entry->buffer_bytes = define.buffer_bytes();
   {
     absl::MutexLock lock(&mu_);
     if (entries_.contains(id)) {
@@ -90,7 +96,7 @@ absl::StatusOr<uint64_t> CallbackTable::AddressOf(uint64_t id) const {
 
 void CallbackTable::OnNativeCall(const Entry& entry, void* const* args, void* result) {
   if (!entry.freed.load() && runner_ != nullptr) {
-    runner_->RunCallback(entry.id, *entry.closure, args, result);
+    runner_->RunCallback(entry.id, *entry.closure, entry.buffer_bytes, args, result);
     return;
   }
   StoreZeroResult(entry.closure->signature(), result);

@@ -28,9 +28,10 @@ class CallbackRunner {
  public:
   virtual ~CallbackRunner() = default;
   // Runs one native call of live callback `callback` on the calling thread; must fill
-  // `result` (the closure's return storage) before returning.
-  virtual void RunCallback(uint64_t callback, const Closure& closure, void* const* args,
-                           void* result) = 0;
+  // `result` (the closure's return storage) before returning. `buffer_bytes`: its
+  // DefineCallback.buffer_bytes (at most kMaxShippedPointeeBytes).
+  virtual void RunCallback(uint64_t callback, const Closure& closure, uint32_t buffer_bytes,
+                           void* const* args, void* result) = 0;
   // Reports a callback failure no request answers (a CALLBACK_ERROR event).
   virtual void ReportCallbackError(const v1::Error& error) = 0;
 };
@@ -48,8 +49,9 @@ class CallbackTable : public CallbackResolver {
   CallbackTable(const CallbackTable&) = delete;
   CallbackTable& operator=(const CallbackTable&) = delete;
 
-  // Creates callback `id` with the untrusted `define.signature`. Returns INVALID_ARGUMENT
-  // (field "define_callback...") for a bad or variadic signature or an id already used,
+  // Creates callback `id` with the untrusted `define.signature` and `define.buffer_bytes`.
+  // Returns INVALID_ARGUMENT (field "define_callback...") for a bad or variadic signature, an
+  // id already used or buffer_bytes over kMaxShippedPointeeBytes,
   // UNIMPLEMENTED for shapes libffi closures cannot take, RESOURCE_EXHAUSTED beyond
   // kMaxCallbacks.
   absl::StatusOr<v1::CallbackDefined> Define(uint64_t id, const v1::DefineCallback& define);
@@ -65,6 +67,7 @@ class CallbackTable : public CallbackResolver {
   struct Entry {
     uint64_t id = 0;
     std::unique_ptr<Closure> closure;
+    uint32_t buffer_bytes = 0;
     std::atomic<bool> freed{false};
   };
 

@@ -542,8 +542,8 @@ void WorkerDispatcher::GiveUpReading(uint64_t id) {
   }
 }
 
-void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, void* const* args,
-                                   void* result) {
+void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, uint32_t buffer_bytes,
+                                   void* const* args, void* result) {
   const v1::Signature& signature = closure.signature();
   if (t_depth >= max_callback_depth_) {
     StoreZeroResult(signature, result);
@@ -578,7 +578,8 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, vo
   invoke->set_parent_invocation(t_invocation);
   if (channel == nullptr) invoke->set_request_id(t_request);
   std::vector<ShippedPointee> shipped;
-  absl::Status decoded = DecodeCallbackArguments(signature, args, generation_, invoke, &shipped);
+  absl::Status decoded =
+      DecodeCallbackArguments(signature, args, generation_, buffer_bytes, invoke, &shipped);
   if (!decoded.ok()) {
     StoreZeroResult(signature, result);
     ReportFailure(callback, 0, decoded, kGotZero);

@@ -105,8 +105,8 @@ class WorkerDispatcher : public CallbackRunner {
   [[noreturn]] void Run();
 
   // CallbackRunner: one native call of a live callback, on the calling thread.
-  void RunCallback(uint64_t callback, const Closure& closure, void* const* args,
-                   void* result) override;
+  void RunCallback(uint64_t callback, const Closure& closure, uint32_t buffer_bytes,
+                   void* const* args, void* result) override;
   void ReportCallbackError(const v1::Error& error) override;
 
   // The invocation id the n-th invocation (from 1) of a worker of `generation` gets:

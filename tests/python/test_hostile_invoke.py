@@ -19,6 +19,18 @@ def forged_invoke(callback: int, request_id: int) -> bytes:
     return b"\x12" + varint(len(invoke)) + invoke
 
 
+def frame_forger(session):
+    """The hostile library's hostile_whole_frame_taken(prefix, prefix length, pattern,
+    pattern length, length) on `session`'s worker: a frame written into the worker's ring to
+    the broker, then left until the broker has read it (the worker's own answer would
+    otherwise go where the worker believes the ring ends, over it)."""
+    forge = session.CDLL(HOSTILE_LIB).hostile_whole_frame_taken
+    forge.restype = ctypes.c_long
+    forge.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_long,
+                      ctypes.c_long]
+    return forge
+
+
 def test_an_invocation_naming_a_request_that_is_not_running_ends_its_worker():
     server = Server()
     try:
@@ -27,13 +39,7 @@ def test_an_invocation_naming_a_request_that_is_not_running_ends_its_worker():
         called = []
         callback = ct.CFUNCTYPE(None)(lambda: called.append(1))
         callback_id = session.callback_id(callback)
-        hostile = session.CDLL(HOSTILE_LIB)
-        # Written, then left until the broker has read it (the worker's own answer would
-        # otherwise go where the worker believes the ring ends, over it).
-        forge = hostile.hostile_whole_frame_taken
-        forge.restype = ctypes.c_long
-        forge.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_long,
-                          ctypes.c_long]
+        forge = frame_forger(session)
         frame = forged_invoke(callback_id, 777777)
         try:
             raised = "returned %d" % forge(frame, len(frame), b"\0", 1, len(frame))
@@ -48,6 +54,39 @@ def test_an_invocation_naming_a_request_that_is_not_running_ends_its_worker():
         twice = lib.call_twice_nested
         twice.argtypes = [ct.CFUNCTYPE(ct.c_int, ct.c_int), ct.c_int]
         assert twice(ct.CFUNCTYPE(ct.c_int, ct.c_int)(lambda x: x + 1), 1) == 3
+        session.close()
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_an_invocation_shipping_more_after_a_pointee_than_its_callback_asked_for_ends_its_worker(
+        pb):
+    """The Python client asks for 64 KiB from a pointer on (DefineCallback.buffer_bytes): a
+    worker that ships more after an int than those 65 532 bytes is ended before the client
+    sees the invocation."""
+    server = Server()
+    try:
+        client = ffibox.connect(server.address)
+        session = client.session(same_host=False)
+        called = []
+        callback = ct.CFUNCTYPE(None, ct.POINTER(ct.c_int))(lambda p: called.append(1))
+        callback_id = session.callback_id(callback)
+        forge = frame_forger(session)
+        invoke = pb.CallbackInvoke(
+            invocation=999, callback=callback_id,
+            args=[pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(address=4096)))],
+            pointees=[pb.PointeeData(arg=0, data=bytes(4), following=bytes(65533))])
+        body = invoke.SerializeToString()
+        frame = b"\x12" + varint(len(body)) + body
+        try:
+            raised = "returned %d" % forge(frame, len(frame), b"\0", 1, len(frame))
+        except ffibox.Error as error:
+            raised = error
+        assert isinstance(raised, ffibox.Error) and raised.code == "WORKER_CRASHED", raised
+        assert ("invocation ships 65533 bytes after argument 0's pointee of 4 bytes; the "
+                "callback asked for 65536 from the pointer on") in str(raised), raised
+        assert called == [], "the forged invocation reached the client"
         session.close()
         client.close()
     finally:

@@ -189,7 +189,9 @@ absl::StatusOr<v1::CallbackReturn> CallbackDispatcher::RunChecked(const v1::Resp
   const std::shared_ptr<const Registered> registered = Find(invoke.callback());
   if (registered != nullptr) {
     std::vector<std::pair<uint32_t, uint64_t>> shipped;
-    absl::Status checked = CheckCallbackInvoke(invoke, registered->signature, &shipped);
+    // This client defines its callbacks without buffer_bytes: pointees come alone.
+    absl::Status checked =
+        CheckCallbackInvoke(invoke, registered->signature, /*buffer_bytes=*/0, &shipped);
     if (!checked.ok()) return ErrorStatus(v1::INTERNAL, checked.message());
   } else if (invoke.invocation() == 0) {
     return ErrorStatus(v1::INTERNAL, "callback invocation with id 0");

@@ -413,6 +413,7 @@ def callback_handler(prototype, function):
     def handle(stream, invoke):
         session = stream.session
         pointees = {p.arg: p.data for p in invoke.pointees}
+        following = {p.arg: p.following for p in invoke.pointees}
         local_copies = {}
         args = []
         budget = session.images.budget()
@@ -429,8 +430,8 @@ def callback_handler(prototype, function):
                 # Maybe a buffer (char*, uint8_t*): backed by a large local buffer holding
                 # what the worker has there, so indexing past the first element is safe.
                 address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
-                buffer, read = session.images.scratch_buffer(address, stream.generation,
-                                                             pointees[index])
+                read = pointees[index] + following[index]
+                buffer = session.images.scratch_buffer(read)
                 local_copies[index] = (buffer, address, read)
                 args.append(_ct.cast(buffer, t))
             else:
@@ -449,7 +450,7 @@ def callback_handler(prototype, function):
             if isinstance(copy, tuple) and len(copy) == 3:
                 buffer, address, read = copy
                 first = len(pointees[index])
-                data = buffer.raw[:first]
+                data = _ct.string_at(buffer, first)
                 if first == 8 and _types.pointer_offsets(argtypes[index]._type_):
                     # A pointer stored for the library (void**): the worker's view of it.
                     word = _callback_pointers.worker_word(
@@ -459,8 +460,9 @@ def callback_handler(prototype, function):
                 # What the callback wrote past the first element (compared with what was
                 # read, and zeros beyond it) goes back to the worker.
                 now = buffer.raw
-                before = read + bytes(len(now) - len(read))
-                if now[first:] != before[first:]:
+                if (not now.startswith(read[first:], first) or
+                        now.count(0, len(read)) != len(now) - len(read)):
+                    before = read + bytes(len(now) - len(read))
                     changed = [i for i in range(first, len(now)) if now[i] != before[i]]
                     begin, end = changed[0], changed[-1] + 1
                     try:

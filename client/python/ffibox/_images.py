@@ -299,22 +299,17 @@ class ImageTable:
                     budget.pending.append((image, base + offset, pointer_type, word))
         return image
 
-    def scratch_buffer(self, worker: int, generation: int, first: bytes):
+    @staticmethod
+    def scratch_buffer(shipped: bytes):
         """For a callback's pointer argument to pointer-free data (`char*`, `uint8_t*`: often
-        a buffer of unknown length): a local buffer of CALLBACK_BUFFER_BYTES holding the
-        worker's bytes at `worker` (as many as can be read: the buffer's first element
-        `first` at least), so reads and writes within that size stay in memory this process
-        owns. Returns (buffer, the bytes read)."""
-        data = None
-        for size in (CALLBACK_BUFFER_BYTES, PAGE_BYTES - worker % PAGE_BYTES):
-            if len(first) < size:
-                data = self._read(worker, size, generation)
-                if data is not None:
-                    break
-        data = data if data is not None and data[:len(first)] == first else first
-        buffer = _ct.create_string_buffer(max(CALLBACK_BUFFER_BYTES, len(data)))
-        _ct.memmove(buffer, data, len(data))
-        return buffer, data
+        a buffer of unknown length): a local buffer of CALLBACK_BUFFER_BYTES (zeros beyond)
+        holding `shipped`, the worker's bytes from the pointer on that came with the invoke
+        (the pointee, and what was readable after it: the callback is defined with
+        DefineCallback.buffer_bytes = CALLBACK_BUFFER_BYTES), so reads and writes within that
+        size stay in memory this process owns, and filling it reads no remote memory."""
+        buffer = _ct.create_string_buffer(max(CALLBACK_BUFFER_BYTES, len(shipped)))
+        _ct.memmove(buffer, shipped, len(shipped))
+        return buffer
 
     # -- writing back ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import grpc
 from ffibox import _default, _marshal, _remote, _server, _types
 from ffibox._channel import ChannelSettings, make_channel, fork_advice
 from ffibox._functions import RemoteCall, callback_handler
-from ffibox._images import ImageTable
+from ffibox._images import CALLBACK_BUFFER_BYTES, ImageTable
 from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
@@ -383,8 +383,10 @@ class Session:
                                              if prototype._restype_ is not None else ()):
                 self.layouts.check(t)
             signature = _types.signature(prototype._restype_, prototype._argtypes_)
-            defined = self.stream.request(
-                define_callback=pb.DefineCallback(signature=signature)).callback
+            # What follows a pointee comes with each invoke, to fill the local buffer that backs
+            # a pointer argument (ffibox._images.scratch_buffer).
+            defined = self.stream.request(define_callback=pb.DefineCallback(
+                signature=signature, buffer_bytes=CALLBACK_BUFFER_BYTES)).callback
             self.stream.set_handler(defined.callback,
                                     callback_handler(prototype, callback._ffibox_callable))
             self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
