@@ -11,7 +11,8 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonCtypesQsortCallback      <median> ns   ...
     BM_PythonFfiboxQsortCallback      <median> ns   ...
     BM_PythonFfiboxLocalQsortCallback <median> ns   ...
-    ratio of a callback ffibox/ctypes <x>, same-host <y>
+    BM_PythonFfiboxChannelQsortCallback <median> ns   ...
+    ratio of a callback ffibox/ctypes <x>, same-host <y>, on the channel <z>
     BM_PythonCtypesStringArray/4000   <median> ns   ...
     BM_PythonFfiboxStringArray/4000   <median> ns   ...
 
@@ -21,7 +22,8 @@ same call on a session with the same-host channel (`session(same_host=True)`,
 docs/protocol.md): calls go to the worker through shared memory. The QsortCallback trio
 sorts 32 ints with libc's qsort and a Python comparator taking two `POINTER(c_int)` (ctypes'
 own tutorial example), per comparator call: in-process, on the default session over gRPC,
-and on a same-host session. The StringArray pair passes
+on a same-host session, and on one whose callbacks take the channel
+(`channel_callbacks=True`). The StringArray pair passes
 an array of 4000 `char*` (`(c_char_p * 4000)(*names)`, as argv-like APIs take) to libc's
 `memchr`, which reads its first word: the cost of a call that reaches thousands of strings.
 
@@ -144,8 +146,15 @@ def main() -> None:
     callback_same_host = report("BM_PythonFfiboxLocalQsortCallback", callback_same_host_runs,
                                 args.repeat, 4 * per_sort)
     same_host.close()
+    channel = _default.default_session().client.session(same_host=True, channel_callbacks=True)
+    callback_channel_runs, _ = time_qsort_callback(fctypes, 4, args.repeat,
+                                                   channel.CDLL("libc.so.6"))
+    callback_channel = report("BM_PythonFfiboxChannelQsortCallback", callback_channel_runs,
+                              args.repeat, 4 * per_sort)
+    channel.close()
     print(f"ratio of a callback ffibox/ctypes {callback / callback_local:.0f}, "
-          f"same-host {callback_same_host / callback_local:.0f}")
+          f"same-host {callback_same_host / callback_local:.0f}, "
+          f"on the channel {callback_channel / callback_local:.0f}")
     array_local_runs = time_string_array(ctypes, 2000, args.repeat)
     report("BM_PythonCtypesStringArray/4000", array_local_runs, args.repeat, 2000)
     array_runs = time_string_array(fctypes, 4, args.repeat)
@@ -163,6 +172,8 @@ def main() -> None:
                                             4 * per_sort) +
                          bench_json.entries("BM_PythonFfiboxLocalQsortCallback",
                                             callback_same_host_runs, 4 * per_sort) +
+                         bench_json.entries("BM_PythonFfiboxChannelQsortCallback",
+                                            callback_channel_runs, 4 * per_sort) +
                          bench_json.entries("BM_PythonCtypesStringArray/4000", array_local_runs,
                                             2000) +
                          bench_json.entries("BM_PythonFfiboxStringArray/4000", array_runs, 4),

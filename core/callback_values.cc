@@ -1,7 +1,6 @@
 #include "core/callback_values.h"
 
 #include <ffi.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -64,16 +63,12 @@ const v1::Type* ShippablePointee(const v1::Type& param) {
   }
 }
 
-// What is readable of the `want` bytes at `address`: all of them, else those up to the end
-// of the page that holds `address - 1`, else none.
+// What is readable of the `want` bytes at `address`: those before the first page that
+// cannot be read.
 std::string ReadFollowing(uint64_t address, uint64_t want) {
-  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  for (uint64_t size : {want, std::min(want, (page - address % page) % page)}) {
-    if (size == 0) break;
-    std::string bytes(size, '\0');
-    if (SafeRead(address, bytes.data(), size).ok()) return bytes;
-  }
-  return std::string();
+  std::string bytes(want, '\0');
+  bytes.resize(SafeReadReadable(address, bytes.data(), want));
+  return bytes;
 }
 
 // Ships the memory behind pointer parameter `index` when it is small and readable, and what

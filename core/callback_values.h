@@ -52,8 +52,7 @@ bool ReturnsVoid(const v1::Signature& signature);
 //     pointer is not NULL, the memory is readable and it is at most kMaxShippedPointeeBytes;
 //     with `buffer_bytes` (DefineCallback.buffer_bytes) beyond the pointee's size, also the
 //     bytes that follow it as PointeeData.following: up to `buffer_bytes` from the pointer
-//     on when all are readable, else up to the end of the page holding the pointee's last
-//     byte, else none.
+//     on, as far as they are readable (up to the first page that cannot be read).
 // Returns INVALID_ARGUMENT / UNIMPLEMENTED only for types layout cannot handle.
 absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const* args,
                                      uint64_t generation, uint64_t buffer_bytes,

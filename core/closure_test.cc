@@ -254,14 +254,14 @@ TEST(Closure, PointeesAreShippedAndWrittenBack) {
 }
 
 TEST(Closure, BytesAfterAPointeeAreShippedAsFarAsAskedAndReadable) {
-  // Two pages, the second unreadable; ints from the pointer on.
+  // Three pages, the third unreadable; ints from the pointer on.
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   void* mapped =
-      mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(mapped, MAP_FAILED);
-  ASSERT_EQ(mprotect(static_cast<char*>(mapped) + page, page, PROT_NONE), 0);
+  ASSERT_EQ(mprotect(static_cast<char*>(mapped) + 2 * page, page, PROT_NONE), 0);
   char* bytes = static_cast<char*>(mapped);
-  for (size_t i = 0; i < page; ++i) bytes[i] = static_cast<char>(i * 7);
+  for (size_t i = 0; i < 2 * page; ++i) bytes[i] = static_cast<char>(i * 7);
   Recorder recorder;
   auto look = MakeClosure(Sig(nullptr, {PointerTo(ScalarType(v1::INT))}), &recorder,
                           [](const v1::CallbackInvoke&) { return v1::Value(); });
@@ -272,15 +272,18 @@ TEST(Closure, BytesAfterAPointeeAreShippedAsFarAsAskedAndReadable) {
   call(bytes + 100);
   ASSERT_EQ(recorder.invoke.pointees_size(), 1);
   EXPECT_EQ(recorder.invoke.pointees(0).data(), std::string(bytes + 100, 4));
-  EXPECT_EQ(following(), std::string(bytes + 104, 60));
+  EXPECT_EQ(following(), std::string(bytes + 100 + 4, 60));
   ASSERT_EQ(recorder.shipped.size(), 1u);
   EXPECT_EQ(recorder.shipped[0].size, 4u);  // what may be written back: the int alone
 
-  call(bytes + page - 20);  // 64 would cross into the unreadable page: up to its start
-  EXPECT_EQ(following(), std::string(bytes + page - 16, 16));
-  call(bytes + page - 4);  // the int ends the page: nothing after it
+  call(bytes + 2 * page - 20);  // 64 would reach into the unreadable page: up to its start
+  EXPECT_EQ(following(), std::string(bytes + 2 * page - 16, 16));
+  call(bytes + 2 * page - 4);  // the int ends the readable pages: nothing after it
   ASSERT_EQ(recorder.invoke.pointees_size(), 1);
   EXPECT_EQ(following(), "");
+  recorder.buffer_bytes = 2 * page;  // across a readable page's end, up to the unreadable one
+  call(bytes + page - 20);
+  EXPECT_EQ(following(), std::string(bytes + page - 16, page + 16));
 
   recorder.buffer_bytes = 4;  // the pointee fills what was asked for
   call(bytes + 100);
@@ -288,10 +291,10 @@ TEST(Closure, BytesAfterAPointeeAreShippedAsFarAsAskedAndReadable) {
   recorder.buffer_bytes = 0;
   call(bytes + 100);
   EXPECT_EQ(following(), "");
-  recorder.buffer_bytes = 1 << 20;  // capped at kMaxShippedPointeeBytes, then by the page
+  recorder.buffer_bytes = 1 << 20;  // capped at kMaxShippedPointeeBytes, then by the pages
   call(bytes);
-  EXPECT_EQ(following(), std::string(bytes + 4, page - 4));
-  ASSERT_EQ(munmap(mapped, 2 * page), 0);
+  EXPECT_EQ(following(), std::string(bytes + 4, 2 * page - 4));
+  ASSERT_EQ(munmap(mapped, 3 * page), 0);
   std::vector<char> large(4 * kMaxShippedPointeeBytes, 'x');
   call(large.data());
   EXPECT_EQ(following().size(), kMaxShippedPointeeBytes - 4);

@@ -3,8 +3,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "core/errors.h"
@@ -84,6 +87,32 @@ absl::StatusOr<String> ReadTerminated(uint64_t address, size_t max_length) {
 
 absl::Status SafeRead(uint64_t address, void* out, size_t size) {
   return Transfer(false, address, out, size);
+}
+
+size_t SafeReadReadable(uint64_t address, void* out, size_t size) {
+  uint64_t end = 0;
+  if (size == 0 || __builtin_add_overflow(address, size, &end)) return 0;
+  // process_vm_readv stops at the first remote iovec it cannot read whole: one per page.
+  std::vector<struct iovec> pages;
+  for (uint64_t at = address; at < end;) {
+    const uint64_t stop = std::min<uint64_t>(end, (at / PageSize() + 1) * PageSize());
+    pages.push_back({reinterpret_cast<void*>(at), static_cast<size_t>(stop - at)});
+    at = stop;
+  }
+  const pid_t self = getpid();
+  size_t done = 0;
+  for (size_t first = 0; first < pages.size();) {
+    const size_t count = std::min<size_t>(pages.size() - first, IOV_MAX);
+    size_t wanted = 0;
+    for (size_t i = first; i < first + count; ++i) wanted += pages[i].iov_len;
+    struct iovec local = {static_cast<char*>(out) + done, wanted};
+    const ssize_t moved = process_vm_readv(self, &local, 1, &pages[first], count, 0);
+    if (moved < 0 && errno == EINTR) continue;
+    if (moved > 0) done += static_cast<size_t>(moved);
+    if (moved < 0 || static_cast<size_t>(moved) != wanted) break;  // an unreadable page
+    first += count;
+  }
+  return done;
 }
 
 absl::Status SafeWrite(uint64_t address, const void* data, size_t size) {

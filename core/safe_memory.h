@@ -20,6 +20,9 @@ namespace ffibox {
 // Copies `size` bytes at `address` to `out`. Returns MEMORY_FAULT ("cannot read N bytes at
 // 0x...") if any byte is unreadable; `out` may then be partly written.
 absl::Status SafeRead(uint64_t address, void* out, size_t size);
+// Reads what is readable of `size` bytes at `address` into `out`: the bytes up to the first
+// page that cannot be read (all of them, or none). Returns how many were read.
+size_t SafeReadReadable(uint64_t address, void* out, size_t size);
 
 // Copies `size` bytes from `data` to `address`. Returns MEMORY_FAULT if any byte is not
 // writable; a prefix may have been written.

@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "core/encoding_limits.h"
 #include "core/errors.h"
@@ -477,6 +478,8 @@ void FuzzDefineCallback(const v1::DefineCallback& define, const TypeLimits& limi
   CheckTypedError(status, kValidationCodes, "ValidateDefineCallback");
   if (!status.ok()) return;
   FUZZ_CHECK(!define.signature().variadic(), "a variadic callback passed");
+  FUZZ_CHECK(define.buffer_bytes() <= kMaxCallbackBufferBytes, "buffer_bytes ",
+             define.buffer_bytes(), " passed");
   CheckValidatedSignature(define.signature(), limits, "define_callback.signature");
 }
 

@@ -507,8 +507,8 @@ void FuzzFrame(absl::string_view frame) {
     return;
   }
   if (reply->has_invoke()) {
-    // Callbacks that asked for no bytes after their pointees, and for a few.
-    for (const uint32_t buffer_bytes : {0u, 64u}) {
+    // Callbacks that asked for no bytes after their pointees, for a few, and for the most.
+    for (const uint32_t buffer_bytes : {0u, 64u, kMaxCallbackBufferBytes}) {
       FuzzInvoke(reply->invoke(), *kSignatures, buffer_bytes);
     }
     return;

@@ -618,7 +618,8 @@ TEST(CheckCallbackInvoke, BytesAfterAPointeeOnlyAsFarAsTheCallbackAsked) {
   std::vector<std::pair<uint32_t, uint64_t>> shipped;
   v1::CallbackInvoke invoke = PointInvoke();  // an 8-byte pointee
   invoke.mutable_pointees(0)->set_following(std::string(56, 'f'));
-  EXPECT_TRUE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 64, &shipped).ok());
+  ASSERT_TRUE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 64, &shipped).ok());
+  ASSERT_EQ(shipped.size(), 1u);
   EXPECT_EQ(shipped[0], std::make_pair(uint32_t{1}, uint64_t{8}));  // written back: the pointee
   absl::Status status = CheckCallbackInvoke(invoke, PointCallbackSignature(), 63, &shipped);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);

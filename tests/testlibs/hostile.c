@@ -188,6 +188,34 @@ long hostile_whole_frame(int to_client, const unsigned char* prefix, long prefix
   return length;
 }
 
+/* Waits until the reader of the worker's ring of `channel` has read all of it (up to 5 s).
+ * Returns 0 or -ETIMEDOUT. */
+static long wait_until_taken(const unsigned char* channel) {
+  const uint64_t* head = (const uint64_t*)(channel + 192);
+  const uint64_t* tail = (const uint64_t*)(channel + 192 + 64);
+  for (int waited = 0; waited < 50000; ++waited) {
+    if (__atomic_load_n(tail, __ATOMIC_SEQ_CST) == __atomic_load_n(head, __ATOMIC_SEQ_CST)) {
+      return 0;
+    }
+    usleep(100);
+  }
+  return -ETIMEDOUT;
+}
+
+/* As hostile_whole_frame on the same-host channel to the client, then waits until the client
+ * has read the whole frame (up to 5 s), so that the worker's own answer, written where the
+ * worker believes the ring ends, cannot overwrite it first. Returns `length`, -ETIMEDOUT, or
+ * -errno. */
+long hostile_whole_frame_to_client_taken(const unsigned char* prefix, long prefix_length,
+                                         const unsigned char* pattern, long pattern_length,
+                                         long length) {
+  const long written = hostile_whole_frame(1, prefix, prefix_length, pattern, pattern_length,
+                                           length);
+  if (written < 0) return written;
+  const long taken = wait_until_taken(find_channel_of(1));
+  return taken < 0 ? taken : written;
+}
+
 /* As hostile_whole_frame to the broker, then waits until the broker has read the whole frame
  * out of the ring (up to 5 s), so that the worker's own answer, written where the worker
  * believes the ring ends, cannot overwrite it first. The channel is looked for once, by the
@@ -204,15 +232,8 @@ long hostile_whole_frame_taken(const unsigned char* prefix, long prefix_length,
                                    (unsigned char)(length >> 16), (unsigned char)(length >> 24)};
   write_to_broker(channel, header, sizeof header, (const unsigned char*)"", 1, sizeof header);
   write_to_broker(channel, prefix, prefix_length, pattern, pattern_length, length);
-  const uint64_t* head = (const uint64_t*)(channel + 192);
-  const uint64_t* tail = (const uint64_t*)(channel + 192 + 64);
-  for (int waited = 0; waited < 50000; ++waited) {
-    if (__atomic_load_n(tail, __ATOMIC_SEQ_CST) == __atomic_load_n(head, __ATOMIC_SEQ_CST)) {
-      return length;
-    }
-    usleep(100);
-  }
-  return -ETIMEDOUT;
+  const long taken = wait_until_taken(channel);
+  return taken < 0 ? taken : length;
 }
 
 static void* stop_self(void* delay) {

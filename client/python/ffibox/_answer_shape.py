@@ -32,6 +32,11 @@ _BLOCKS = "ffibox.v1.CallResult.blocks"
 _KEPT = "ffibox.v1.CallResult.kept"
 _POINTERS = "ffibox.v1.BlockContents.pointers"
 _CHANGED = "ffibox.v1.CallResult.changed"
+_LAYOUT_FIELDS = "ffibox.v1.LayoutResult.fields"
+_INVOKE_ARGS = "ffibox.v1.CallbackInvoke.args"
+_INVOKE_POINTEES = "ffibox.v1.CallbackInvoke.pointees"
+# core/types.h's TypeLimits.max_args: the most parameters a callback has.
+MAX_PARAMS = 256
 
 _BLOCK_CONTENTS = pb.BlockContents.DESCRIPTOR
 _DATA_NUMBER = pb.BlockContents.DATA_FIELD_NUMBER
@@ -73,6 +78,18 @@ def call_answer_limits(request) -> Dict[str, int]:
         if block.HasField("shared_offset") and (block.keep or block.HasField("at")):
             limits[_POINTERS] += (block.size if block.size else len(block.data)) // 8
     return limits
+
+
+def layout_answer_limits(t) -> Dict[str, int]:
+    """What the answer to get_layout of the proto Type `t` may hold: a field layout per
+    field of its record."""
+    return {_LAYOUT_FIELDS: len(t.record.fields) if t.HasField("record") else 0}
+
+
+def invoke_limits() -> Dict[str, int]:
+    """What a callback invocation on the same-host channel may hold (core/encoding_limits.h's
+    InvokeLimits): an argument and a pointee per parameter, of a callback's most."""
+    return {_INVOKE_ARGS: MAX_PARAMS, _INVOKE_POINTEES: MAX_PARAMS}
 
 
 class _Refused(Exception):

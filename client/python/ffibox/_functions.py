@@ -405,8 +405,78 @@ def CFUNCTYPE(restype, *argtypes, use_errno: bool = False, use_last_error: bool 
     return prototype
 
 
+# core/call_answer.h's kMaxInvokePointeeBytes: the most pointee bytes one invocation ships.
+_MAX_INVOKE_POINTEE_BYTES = 64 << 20
+
+
+def _shipped_size(t) -> Optional[int]:
+    """The bytes an invocation ships for a parameter of ctypes type `t` (the pointee of a
+    pointer to a non-void scalar, a record or an array; an array parameter whole), None when
+    nothing is shipped for it (core/callback_values.cc's ShippablePointee)."""
+    proto = _types.to_proto(t)
+    kind = proto.WhichOneof("kind")
+    if kind == "array":
+        return _ct.sizeof(t)
+    if kind != "pointer":
+        return None
+    pointee = proto.pointer.pointee
+    pointee_kind = pointee.WhichOneof("kind")
+    if pointee_kind in ("record", "array") or (pointee_kind == "scalar" and
+                                               pointee.scalar != pb.VOID):
+        return _ct.sizeof(t._type_)
+    return None
+
+
+def callback_buffer_bytes(argtypes) -> int:
+    """DefineCallback.buffer_bytes for a callback with parameters `argtypes`:
+    CALLBACK_BUFFER_BYTES when its handler backs one of them with a local buffer (a pointer to
+    pointer-free data, whose pointee the worker ships), else 0: nothing more is shipped."""
+    for t in argtypes:
+        if _types.is_pointer(t) and not _images.has_typed_pointers(t._type_) and \
+                _shipped_size(t) is not None:
+            return _images.CALLBACK_BUFFER_BYTES
+    return 0
+
+
+def invoke_checker(argtypes, buffer_bytes: int):
+    """check(invoke): why the CallbackInvoke `invoke` cannot be an invocation of a callback
+    with parameters `argtypes` defined with `buffer_bytes`, else None. The broker's checks
+    (core/call_answer.h's CheckCallbackInvoke), for the invocations that come on the
+    same-host channel, where the client is the first to read what the worker sent."""
+    sizes = [_shipped_size(t) for t in argtypes]
+
+    def check(invoke) -> Optional[str]:
+        if len(invoke.args) != len(argtypes):
+            return "carries %d arguments for a callback of %d parameters" % (
+                len(invoke.args), len(argtypes))
+        if any(arg.WhichOneof("kind") is None for arg in invoke.args):
+            return "carries an argument without a value"
+        seen, total = set(), 0
+        for pointee in invoke.pointees:
+            arg = pointee.arg
+            size = sizes[arg] if arg < len(sizes) else None
+            if size is None or arg in seen:
+                return ("ships pointee data for argument %d, which is not a pointer "
+                        "parameter of the callback or was shipped twice" % arg)
+            seen.add(arg)
+            if len(pointee.data) != size:
+                return "ships %d bytes for argument %d, whose pointee is %d" % (
+                    len(pointee.data), arg, size)
+            if len(pointee.following) > max(buffer_bytes - size, 0):
+                return "ships %d bytes after argument %d's pointee of %d bytes" % (
+                    len(pointee.following), arg, size)
+            total += size + len(pointee.following)
+            if total > _MAX_INVOKE_POINTEE_BYTES:
+                return "ships too many pointee bytes"
+        return None
+
+    return check
+
+
 def callback_handler(prototype, function):
-    """The session-stream handler that runs `function` for invokes of a callback."""
+    """The session-stream handler that runs `function` for invokes of a callback; its
+    `check` attribute checks an invocation that comes on the same-host channel
+    (invoke_checker)."""
     argtypes = prototype._argtypes_
     restype = prototype._restype_
 
@@ -430,9 +500,8 @@ def callback_handler(prototype, function):
                 # Maybe a buffer (char*, uint8_t*): backed by a large local buffer holding
                 # what the worker has there, so indexing past the first element is safe.
                 address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
-                read = pointees[index] + following[index]
-                buffer = session.images.scratch_buffer(read)
-                local_copies[index] = (buffer, address, read)
+                buffer = session.images.scratch_buffer(pointees[index], following[index])
+                local_copies[index] = (buffer, address, following[index])
                 args.append(_ct.cast(buffer, t))
             else:
                 args.append(_marshal.decode(t, value, session, stream.generation))
@@ -448,8 +517,9 @@ def callback_handler(prototype, function):
             answer = pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
         for index, copy in local_copies.items():
             if isinstance(copy, tuple) and len(copy) == 3:
-                buffer, address, read = copy
+                buffer, address, after = copy
                 first = len(pointees[index])
+                read = first + len(after)  # the bytes that came: zeros beyond
                 data = _ct.string_at(buffer, first)
                 if first == 8 and _types.pointer_offsets(argtypes[index]._type_):
                     # A pointer stored for the library (void**): the worker's view of it.
@@ -460,9 +530,8 @@ def callback_handler(prototype, function):
                 # What the callback wrote past the first element (compared with what was
                 # read, and zeros beyond it) goes back to the worker.
                 now = buffer.raw
-                if (not now.startswith(read[first:], first) or
-                        now.count(0, len(read)) != len(now) - len(read)):
-                    before = read + bytes(len(now) - len(read))
+                if not now.startswith(after, first) or now.count(0, read) != len(now) - read:
+                    before = pointees[index] + after + bytes(len(now) - read)
                     changed = [i for i in range(first, len(now)) if now[i] != before[i]]
                     begin, end = changed[0], changed[-1] + 1
                     try:
@@ -487,4 +556,5 @@ def callback_handler(prototype, function):
             answer.pointees.add(arg=index, data=bytes(copy))
         return answer
 
+    handle.check = invoke_checker(argtypes, callback_buffer_bytes(argtypes))
     return handle

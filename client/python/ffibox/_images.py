@@ -300,15 +300,17 @@ class ImageTable:
         return image
 
     @staticmethod
-    def scratch_buffer(shipped: bytes):
+    def scratch_buffer(pointee: bytes, following: bytes):
         """For a callback's pointer argument to pointer-free data (`char*`, `uint8_t*`: often
         a buffer of unknown length): a local buffer of CALLBACK_BUFFER_BYTES (zeros beyond)
-        holding `shipped`, the worker's bytes from the pointer on that came with the invoke
-        (the pointee, and what was readable after it: the callback is defined with
+        holding the worker's bytes from the pointer on that came with the invoke, `pointee`
+        and what was readable after it, `following` (the callback is defined with
         DefineCallback.buffer_bytes = CALLBACK_BUFFER_BYTES), so reads and writes within that
         size stay in memory this process owns, and filling it reads no remote memory."""
-        buffer = _ct.create_string_buffer(max(CALLBACK_BUFFER_BYTES, len(shipped)))
-        _ct.memmove(buffer, shipped, len(shipped))
+        buffer = _ct.create_string_buffer(
+            max(CALLBACK_BUFFER_BYTES, len(pointee) + len(following)))
+        _ct.memmove(buffer, pointee, len(pointee))
+        _ct.memmove(_ct.addressof(buffer) + len(pointee), following, len(following))
         return buffer
 
     # -- writing back ----------------------------------------------------------------------

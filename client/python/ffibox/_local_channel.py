@@ -34,7 +34,8 @@ import threading
 import time
 from typing import Optional
 
-from ffibox._answer_shape import MAX_WATCHED_BYTES, call_answer_limits, check_answer_shape
+from ffibox._answer_shape import (MAX_WATCHED_BYTES, call_answer_limits, check_answer_shape,
+                                  invoke_limits, layout_answer_limits)
 from ffibox._stubs import pb
 from ffibox._unix_server_check import check_unix_server
 from ffibox.errors import Error
@@ -153,12 +154,23 @@ def _file_bytes(ring: int, shared: int) -> int:
 
 class LocalChannel:
     """The client's end of one same-host channel. One call at a time (`exchange` holds the
-    channel's lock); `close` from any thread."""
+    channel's lock; the thread of that call, serving a callback invocation, may send the
+    requests of the invocation meanwhile); `close` from any thread."""
 
-    def __init__(self, opened, timeout: float = 5.0, fd: Optional[int] = None) -> None:
+    def __init__(self, opened, timeout: float = 5.0, fd: Optional[int] = None,
+                 serve=None) -> None:
         """The channel `opened` (a LocalChannelOpened) announces, its memfd fetched from
-        the door it names; or `fd`, a memfd the caller already holds (taken over)."""
+        the door it names; or `fd`, a memfd the caller already holds (taken over).
+
+        `serve`, when the channel was opened with callbacks (OpenLocalChannel.callbacks):
+        serve(response, channel, deadline) runs the callback invocation a call's native code
+        made (`response.callback_invoke`, its form and nesting already checked here) on the
+        calling thread, its requests sent with `exchange_nested` until `deadline`, and
+        returns its pb.CallbackReturn, or raises Error when the invocation is not one this
+        client can take (the channel then ends)."""
         self.generation = opened.generation
+        self._serve = serve
+        self._invocations = []  # the invocations being served, innermost last
         self._max_request = opened.max_request_bytes
         if fd is None:
             fd = _fetch_memfd(opened.door_path, opened.token, timeout)
@@ -179,7 +191,8 @@ class LocalChannel:
             raise _unavailable("mapping the channel: %s" % error) from None
         finally:
             os.close(fd)
-        self._lock = threading.Lock()
+        # Reentrant: requests made inside an invocation go while the call's exchange waits.
+        self._lock = threading.RLock()
         self._head = 0       # bytes this end wrote into ring 0
         self._seen_tail = 0  # the worker's last checked read position in it
         self._tail = 0       # bytes this end read from ring 1
@@ -361,6 +374,24 @@ class LocalChannel:
                     self._in_tail.value = self._tail
                     self._wake_if_asleep(self._peer_writer_waiting)
                     return payload
+                if available < wanted <= ring and offset + wanted <= ring:
+                    # The worker writes a large frame in pieces, and the ring has room for
+                    # all of it: waited for whole, it is taken in one copy, not piece by piece.
+                    try:
+                        self._wait(self._in_waiting,
+                                   lambda: (self._peer_head.value - self._tail >= wanted or
+                                            self._peer_writer_closed.value != 0 or
+                                            self._closed),
+                                   min(deadline, time.monotonic() + _ANSWER_PROGRESS))
+                    except Error:
+                        if time.monotonic() < deadline:
+                            self._break("the worker's answer stalled")
+                        raise
+                    if self._peer_head.value - self._tail < wanted and (
+                            self._peer_writer_closed.value != 0 or self._closed):
+                        raise _unavailable("the worker's end is closed")
+                    wanted = 4
+                    continue
             take = min(available, wanted - len(received))
             first = min(take, ring - offset)
             received += m[at + offset:at + offset + first]
@@ -514,18 +545,29 @@ class LocalChannel:
                 returned.shared = False
         return response
 
-    def transfer(self, payload: bytes, deadline: float,
-                 max_answer: int = MAX_ANSWER_BYTES) -> bytes:
-        """Sends the serialized request `payload` and returns the worker's answer, unparsed
-        and unchecked (exchange's errors); an answer announced longer than `max_answer`
-        ends the channel."""
+    def transfer(self, payload: bytes, deadline: float, max_answer: int = MAX_ANSWER_BYTES,
+                 invocation: int = 0) -> bytes:
+        """Sends the serialized request `payload` (made inside `invocation`, or at the top
+        level) and returns the worker's answer, unparsed and unchecked (exchange's errors);
+        an answer longer than `max_answer` ends the channel. Callback invocations that come
+        before the answer are served meanwhile (`serve`)."""
         with self._lock:
             try:
                 try:
                     self._write(_LENGTH.pack(len(payload)) + payload, deadline)
                 except Error as error:  # the worker runs only a whole frame
                     raise NotSent(str(error), error.code) from None
-                return self._read_frame(deadline, max_answer)
+                if self._serve is None:
+                    return self._read_frame(deadline, max_answer)
+                while True:
+                    # An answer's id comes first; an invocation has none (id 0).
+                    frame = self._read_frame(deadline, MAX_ANSWER_BYTES)
+                    if frame[:1] == _ID_TAG:
+                        if len(frame) > max_answer:
+                            self._break("an answer of %d bytes, more than the call can return"
+                                        % len(frame))
+                        return frame
+                    self._take_invocation(frame, invocation, deadline)
             except Error:
                 raise
             except BaseException:
@@ -534,11 +576,75 @@ class LocalChannel:
                 self.close()
                 raise
 
+    def _take_invocation(self, frame: bytes, parent: int, deadline: float) -> None:
+        """Checks the callback invocation in `frame` (made by native code during a request
+        of `parent`), has `serve` run it and writes its callback_return."""
+        why = check_answer_shape(frame, invoke_limits)
+        if why is not None:
+            self._break("the worker's invocation %s" % why)
+        response = pb.Response()
+        try:
+            response.ParseFromString(frame)
+        except Exception:  # google.protobuf.message.DecodeError
+            self._break("the worker's frame does not parse")
+        if response.id != 0 or response.WhichOneof("result") != "callback_invoke" or \
+                response.HasField("error"):
+            self._break("the worker sent a frame that is neither the answer nor an invocation")
+        invoke = response.callback_invoke
+        if invoke.parent_invocation != parent:
+            self._break("the worker's invocation %d names parent %d, not %d" % (
+                invoke.invocation, invoke.parent_invocation, parent))
+        if invoke.invocation == 0 or invoke.invocation in self._invocations:
+            self._break("the worker's invocation id %d is not fresh" % invoke.invocation)
+        if len(self._invocations) >= MAX_INVOCATION_DEPTH:
+            self._break("the worker's invocation %d is nested deeper than %d" % (
+                invoke.invocation, MAX_INVOCATION_DEPTH))
+        response.generation = self.generation
+        self._invocations.append(invoke.invocation)
+        try:
+            answer = self._serve(response, self, deadline)
+        except Error as error:
+            self._break("the worker's invocation %d: %s" % (invoke.invocation, error))
+        finally:
+            self._invocations.pop()
+        if self._closed:  # a request of the handler broke the channel
+            raise _unavailable("closed during a callback's invocation")
+        answer.invocation = invoke.invocation
+        reply = pb.Request(callback_return=answer).SerializeToString()
+        if self._max_request and len(reply) > self._max_request:
+            # Native code gets zero, as for a handler that failed.
+            reply = pb.Request(callback_return=pb.CallbackReturn(
+                invocation=invoke.invocation,
+                error="the callback's answer is too large for the same-host channel: %d bytes "
+                      "exceed the limit of %d bytes" % (len(reply), self._max_request))
+            ).SerializeToString()
+        # Small, unless the handler wrote large pointees back: the worker reads it at once.
+        self._write(_LENGTH.pack(len(reply)) + reply,
+                    min(deadline, time.monotonic() + _ANSWER_PROGRESS))
+
+    def exchange_nested(self, request, deadline: float):
+        """Sends `request`, made inside the invocation `request.invocation` this thread
+        serves (a call, read_memory, read_string, write_memory or get_layout,
+        IN_INVOCATION_OPS), and returns the worker's checked answer (exchange's errors). A
+        call's blocks travel in frames: the outer call's are in the shared area."""
+        if self._max_request and request.ByteSize() > self._max_request:
+            return too_large_answer(request, self._max_request, self.generation)
+        return self.checked_answer(
+            request, self.transfer(request.SerializeToString(), deadline,
+                                   invocation=request.invocation))
+
     def checked_answer(self, request, answer: bytes):
-        """The worker's `answer` to `request`, parsed and checked (exchange's): its encoding
-        first (ffibox/_answer_shape.py), so that nothing the request does not allow is parsed
-        into memory."""
-        why = check_answer_shape(answer, lambda: call_answer_limits(request))
+        """The worker's `answer` to `request` (a call, or a request of IN_INVOCATION_OPS),
+        parsed and checked (exchange's): its encoding first (ffibox/_answer_shape.py), so that
+        nothing the request does not allow is parsed into memory."""
+        op = request.WhichOneof("op")
+
+        def limits():
+            if op == "get_layout":
+                return layout_answer_limits(request.get_layout.type)
+            return call_answer_limits(request) if op == "call" else {}
+
+        why = check_answer_shape(answer, limits)
         if why is not None:
             raise _internal("the worker's answer %s" % why)
         response = pb.Response()
@@ -546,7 +652,7 @@ class LocalChannel:
             response.ParseFromString(answer)
         except Exception:  # google.protobuf.message.DecodeError
             raise _internal("the worker's answer does not parse") from None
-        why = check_call_answer(request, response)
+        why = (check_call_answer if op == "call" else check_nested_answer)(request, response)
         if why is not None:
             raise _internal("the worker's answer %s" % why)
         response.generation = self.generation
@@ -572,6 +678,14 @@ class LocalChannel:
 
 _BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE")
 
+# The requests a client may send inside an invocation that came on the channel
+# (core/local_channel.h's AllowedInChannelInvocation), and the result each is answered with.
+IN_INVOCATION_OPS = {"call": "call", "read_memory": "memory", "read_string": "string",
+                     "write_memory": "done", "get_layout": "layout"}
+# core/local_channel.h's kMaxChannelInvocationDepth.
+MAX_INVOCATION_DEPTH = 256
+_ID_TAG = b"\x08"  # Response.id's, a varint: first in every answer
+
 
 def _block_size(block) -> int:
     return block.size if block.size else len(block.data)
@@ -589,6 +703,41 @@ def too_large_answer(request, limit: int, generation: int):
             request.ByteSize(), limit)))
 
 
+def _check_error(response) -> Optional[str]:
+    """Why the error `response` carries cannot be the worker's (core/call_answer.h's
+    CheckErrorAnswer), else None."""
+    code = response.error.code
+    name = pb.ErrorCode.Name(code) if code in pb.ErrorCode.values() else None
+    if name is None or code == 0 or name in _BROKER_ONLY_CODES:
+        return "has error code %d, which the worker may not report" % code
+    if response.WhichOneof("result") is not None:
+        return "carries both an error and a result"
+    if response.error.HasField("batch_index"):
+        return "names a batch call"
+    return None
+
+
+def check_nested_answer(request, response) -> Optional[str]:
+    """Why `response` cannot be the worker's answer to `request`, a request of
+    IN_INVOCATION_OPS other than a call, else None (core/call_answer.h's
+    CheckNestedAnswer)."""
+    if response.id != request.id:
+        return "answers request %d, not %d" % (response.id, request.id)
+    if response.HasField("error"):
+        return _check_error(response)
+    op = request.WhichOneof("op")
+    if response.WhichOneof("result") != IN_INVOCATION_OPS.get(op):
+        return "carries the result %s to %s" % (response.WhichOneof("result"), op)
+    if op == "read_memory":
+        memory, read = response.memory, request.read_memory
+        if not read.HasField("type"):
+            if len(memory.data) != read.size or memory.HasField("value"):
+                return "returns %d bytes of the %d read" % (len(memory.data), read.size)
+        elif memory.data or memory.value.WhichOneof("kind") is None:
+            return "returns no value for a typed read"
+    return None
+
+
 def check_call_answer(request, response) -> Optional[str]:
     """Why `response` cannot be the worker's answer to the call `request`, else None: the
     checks of core/call_answer.h (CheckErrorCode, CheckCallResult), as the broker applies
@@ -596,15 +745,7 @@ def check_call_answer(request, response) -> Optional[str]:
     if response.id != request.id:
         return "answers request %d, not %d" % (response.id, request.id)
     if response.HasField("error"):
-        code = response.error.code
-        name = pb.ErrorCode.Name(code) if code in pb.ErrorCode.values() else None
-        if name is None or code == 0 or name in _BROKER_ONLY_CODES:
-            return "has error code %d, which the worker may not report" % code
-        if response.WhichOneof("result") is not None:
-            return "carries both an error and a result"
-        if response.error.HasField("batch_index"):
-            return "names a batch call"
-        return None
+        return _check_error(response)
     if response.WhichOneof("result") != "call":
         return "carries no call result"
     changed_bytes = 0

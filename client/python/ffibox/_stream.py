@@ -20,7 +20,7 @@ import weakref
 from typing import Callable, Dict, Optional
 
 from ffibox._channel import fork_advice
-from ffibox._local_channel import LocalChannel, NotSent, too_large_answer
+from ffibox._local_channel import IN_INVOCATION_OPS, LocalChannel, NotSent, too_large_answer
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
 
@@ -124,6 +124,7 @@ class SessionStream:
         self._local_lock = threading.Lock()  # no call is on a channel while it is replaced
         self._local_wanted = False
         self._local_timeout = 0.0
+        self._local_callbacks = False  # the channel's callbacks come on it too
         # Function handles resolved at a worker address -> that address's generation: a call
         # of one on a later worker goes through the stream, whose broker answers STALE_HANDLE
         # (the worker alone could only say it does not know the handle).
@@ -155,6 +156,9 @@ class SessionStream:
 
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
+        channel = getattr(self._serving, "channel", None)
+        if channel is not None:
+            return self._send_in_channel_invocation(channel, request)
         on_callback_thread = threading.current_thread() is self._callback_thread
         # Not from a callback (the worker's thread that serves the channel waits for it).
         if (self._local_wanted and not on_callback_thread and request.invocation == 0 and
@@ -208,12 +212,14 @@ class SessionStream:
 
     # -- the same-host channel -------------------------------------------------------------
 
-    def enable_local(self, call_timeout: float) -> None:
+    def enable_local(self, call_timeout: float, callbacks: bool = False) -> None:
         """Sends this stream's top-level calls (but the callback thread's) through a
         same-host channel to the session's worker from now on, and to each next worker after
-        a loss. Raises the server's refusal (FAILED_PRECONDITION off a unix socket) or the
-        door's failure."""
+        a loss; with `callbacks`, the invocations native code makes during such a call come
+        on the channel too and run on the calling thread (`_serve_on_channel`). Raises the
+        server's refusal (FAILED_PRECONDITION off a unix socket) or the door's failure."""
         self._local_timeout = call_timeout
+        self._local_callbacks = callbacks
         self._open_local()
         self._local_wanted = True
 
@@ -221,8 +227,10 @@ class SessionStream:
         with self._local_lock:
             if unless_open and self._local is not None:
                 return  # another thread opened it meanwhile
-            opened = self.request(open_local_channel=pb.OpenLocalChannel()).local_channel
-            self._local = LocalChannel(opened)
+            opened = self.request(open_local_channel=pb.OpenLocalChannel(
+                callbacks=self._local_callbacks)).local_channel
+            self._local = LocalChannel(
+                opened, serve=self._serve_on_channel if self._local_callbacks else None)
 
     def _reopen_local(self) -> None:
         try:
@@ -249,7 +257,8 @@ class SessionStream:
         deadline)`) through the same-host channel: what `packed.exchange` makes of the
         worker's answer, a pb.Response carrying the error when the call failed there, or None
         when it was not sent (no channel: the caller sends it as a request)."""
-        if not self._local_wanted or threading.current_thread() is self._callback_thread:
+        if not self._local_wanted or threading.current_thread() is self._callback_thread or \
+                getattr(self._serving, "channel", None) is not None:
             return None
         return self._through_local(packed.function, 0, packed.exchange)
 
@@ -393,18 +402,21 @@ class SessionStream:
                 continue
             self._run_invocation(item)
 
-    def _run_invocation(self, invoke) -> None:
-        handler = self._handlers.get(invoke.callback)
+    def _answer(self, invoke, handler):
+        """Runs `handler` (None: the callback has none here) for `invoke` on this thread, the
+        requests it makes carrying the invocation, and returns its pb.CallbackReturn."""
         outer = getattr(self._serving, "invocation", 0)
         self._serving.invocation = invoke.invocation
         try:
             if handler is None:
-                answer = pb.CallbackReturn(error="callback %d has no function in this client"
-                                           % invoke.callback)
-            else:
-                answer = handler(self, invoke)
+                return pb.CallbackReturn(error="callback %d has no function in this client"
+                                         % invoke.callback)
+            return handler(self, invoke)
         finally:
             self._serving.invocation = outer
+
+    def _run_invocation(self, invoke) -> None:
+        answer = self._answer(invoke, self._handlers.get(invoke.callback))
         answer.invocation = invoke.invocation
         request = pb.Request(callback_return=answer)
         # Its id is set when it is posted: counted at its largest (a tag and ten bytes).
@@ -417,6 +429,58 @@ class SessionStream:
                 error="the callback's answer is too large to send: %d bytes exceed the "
                       "limit of %d bytes" % (size, self.max_request_bytes)))
         self.post(request)
+
+    # -- callbacks on the same-host channel -------------------------------------------------
+
+    def _serve_on_channel(self, response, channel: LocalChannel, deadline: float):
+        """LocalChannel's `serve`: runs the invocation `response.callback_invoke` that came
+        on `channel` during a call of this thread, and returns its pb.CallbackReturn. The
+        handler's requests go on the channel (`_send_in_channel_invocation`) until
+        `deadline`, the call's. Raises Error for an invocation this client cannot take."""
+        invoke = response.callback_invoke
+        handler = self._handlers.get(invoke.callback)
+        if handler is not None:
+            why = handler.check(invoke)
+            if why is not None:
+                raise Error("INTERNAL: the invocation of callback %d %s" % (invoke.callback, why),
+                            "INTERNAL")
+        outer = (getattr(self._serving, "channel", None),
+                 getattr(self._serving, "channel_deadline", 0.0))
+        self._serving.channel, self._serving.channel_deadline = channel, deadline
+        try:
+            return self._answer(invoke, handler)
+        except Error:
+            raise
+        except Exception as error:  # what the worker sent could not be turned into arguments
+            raise Error("INTERNAL: the invocation of callback %d cannot be taken: %s" % (
+                invoke.callback, error), "INTERNAL") from None
+        finally:
+            self._serving.channel, self._serving.channel_deadline = outer
+
+    def _send_in_channel_invocation(self, channel: LocalChannel, request):
+        """A request made by a handler serving an invocation that came on `channel`: sent
+        there, inside the invocation, if it is one the worker takes there; else answered
+        FAILED_PRECONDITION (the worker's thread that would run it waits for the handler)."""
+        op = request.WhichOneof("op")
+        if op not in IN_INVOCATION_OPS:
+            return pb.Response(id=request.id, generation=channel.generation, error=pb.Error(
+                code=pb.FAILED_PRECONDITION,
+                message="inside a callback that native code called during a call on the "
+                        "same-host channel (channel_callbacks), only calls of functions "
+                        "already resolved, memory reads and writes and layout checks can be "
+                        "made, not %s; make it before the call, or open the session without "
+                        "channel_callbacks" % op))
+        with self._lock:
+            if self._ended is not None:
+                raise SessionClosed(self._ended, self._ended_code)
+            request.id = next(self._ids)
+        request.invocation = self.current_invocation()
+        try:
+            return channel.exchange_nested(request, self._serving.channel_deadline)
+        except Error as error:
+            return pb.Response(id=request.id, generation=channel.generation, error=pb.Error(
+                code=pb.ErrorCode.Value(error.code) if error.code in pb.ErrorCode.keys()
+                else pb.INTERNAL, message=str(error)))
 
     # -- reading ---------------------------------------------------------------------------
 

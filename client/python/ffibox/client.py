@@ -14,8 +14,8 @@ import grpc
 
 from ffibox import _default, _marshal, _remote, _server, _types
 from ffibox._channel import ChannelSettings, make_channel, fork_advice
-from ffibox._functions import RemoteCall, callback_handler
-from ffibox._images import CALLBACK_BUFFER_BYTES, ImageTable
+from ffibox._functions import RemoteCall, callback_buffer_bytes, callback_handler
+from ffibox._images import ImageTable
 from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
@@ -123,7 +123,8 @@ class Client:
                 require_jail: Optional[Iterable[str]] = None,
                 env: Optional[Dict[str, str]] = None,
                 scratch_directory: Optional[bool] = None,
-                idle_cpu_percent: int = 0, same_host: Optional[bool] = None) -> "Session":
+                idle_cpu_percent: int = 0, same_host: Optional[bool] = None,
+                channel_callbacks: Optional[bool] = None) -> "Session":
         """A new session (its own worker). `timeout`: default per-call deadline in seconds;
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
@@ -138,14 +139,21 @@ class Client:
         `same_host`: send calls to the worker over a same-host shared-memory channel instead
         of gRPC (unix-socket addresses only, else ffibox.Error FAILED_PRECONDITION; default:
         on a unix socket when $FFIBOX_SAME_HOST is 1, and on the client's private server
-        unless $FFIBOX_SAME_HOST is 0 or `idle_cpu_percent` is given).
+        unless $FFIBOX_SAME_HOST is 0 or `idle_cpu_percent` is given);
+        `channel_callbacks`: with the same-host channel, callbacks that native code calls
+        during a call on it come on it too and run on the calling thread, at a fraction of
+        their cost through the broker; inside them only calls of functions already resolved,
+        reads and writes of worker memory and layout checks can be made (others raise
+        FAILED_PRECONDITION: a library loaded, a function looked up or a callback made
+        inside a callback; default: $FFIBOX_CHANNEL_CALLBACKS is 1).
         """
         if os.getpid() != self._pid:
             raise Error("FAILED_PRECONDITION: this client belongs to process %d, which forked "
                         "this one; %s" % (self._pid, fork_advice()), "FAILED_PRECONDITION")
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
                        require_jail=require_jail, env=env, scratch_directory=scratch_directory,
-                       idle_cpu_percent=idle_cpu_percent, same_host=same_host)
+                       idle_cpu_percent=idle_cpu_percent, same_host=same_host,
+                       channel_callbacks=channel_callbacks)
 
     def close(self) -> None:
         """Closes the channel (sessions made from it end); in a forked child, whose copy of
@@ -168,7 +176,8 @@ class Session:
                  require_jail: Optional[Iterable[str]] = None,
                  env: Optional[Dict[str, str]] = None,
                  scratch_directory: Optional[bool] = None, idle_cpu_percent: int = 0,
-                 same_host: Optional[bool] = None) -> None:
+                 same_host: Optional[bool] = None,
+                 channel_callbacks: Optional[bool] = None) -> None:
         if env is None:
             env = client.env
         if scratch_directory is None:
@@ -224,9 +233,11 @@ class Session:
             self.stream.close()
             raise Error("UNIMPLEMENTED: the same-host channel needs x86-64 Linux here",
                         "UNIMPLEMENTED")
+        if channel_callbacks is None:
+            channel_callbacks = os.environ.get("FFIBOX_CHANNEL_CALLBACKS", "") == "1"
         if same_host:
             try:
-                self.stream.enable_local(opened.call_timeout_ms / 1000.0)
+                self.stream.enable_local(opened.call_timeout_ms / 1000.0, channel_callbacks)
             except Error:
                 # Asked for, it fails the session; by default, calls stay on the stream.
                 if explicit:
@@ -386,7 +397,8 @@ class Session:
             # What follows a pointee comes with each invoke, to fill the local buffer that backs
             # a pointer argument (ffibox._images.scratch_buffer).
             defined = self.stream.request(define_callback=pb.DefineCallback(
-                signature=signature, buffer_bytes=CALLBACK_BUFFER_BYTES)).callback
+                signature=signature,
+                buffer_bytes=callback_buffer_bytes(prototype._argtypes_))).callback
             self.stream.set_handler(defined.callback,
                                     callback_handler(prototype, callback._ffibox_callable))
             self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)

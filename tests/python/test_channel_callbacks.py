@@ -1,0 +1,158 @@
+"""Callbacks on the same-host channel (`session(channel_callbacks=True)`): a callback that
+native code calls during a call on the channel comes on the channel, runs on the thread that
+made the call, and its own calls and memory reads and writes go there too; what it cannot do
+there fails in the callback with FAILED_PRECONDITION, and an invocation the client cannot
+take ends the channel, never the caller. Real ffiboxd, real jailed workers."""
+import threading
+
+import pytest
+
+import ffibox
+from conftest import HOSTILE_LIB, TEST_LIB, Server
+from ffibox import ctypes as ct
+from ffibox._stubs import pb
+
+
+@pytest.fixture(scope="module")
+def client():
+    server = Server()
+    c = ffibox.connect(server.address)
+    yield c
+    c.close()
+    server.stop()
+
+
+class Point(ct.Structure):
+    _fields_ = [("x", ct.c_int), ("y", ct.c_int)]
+
+
+def test_a_comparator_runs_on_the_calling_thread_and_sorts(client):
+    with client.session(same_host=True, channel_callbacks=True) as session:
+        assert session.stream.local_enabled
+        libc = session.CDLL("libc.so.6")
+        CMP = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))
+        threads = set()
+
+        def compare(a, b):
+            threads.add(threading.current_thread())
+            return a[0] - b[0]
+
+        libc.qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, CMP]
+        libc.qsort.restype = None
+        values = (ct.c_int * 200)(*range(200, 0, -1))
+        libc.qsort(values, 200, 4, CMP(compare))
+        assert list(values) == list(range(1, 201))
+        # Through the broker, a same-host session's callbacks run on its callback thread.
+        assert threads == {threading.current_thread()}
+
+
+def test_without_channel_callbacks_they_come_through_the_broker(client):
+    with client.session(same_host=True, channel_callbacks=False) as session:
+        lib = session.CDLL(TEST_LIB)
+        threads = []
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        lib.call_twice_nested.argtypes = [F, ct.c_int]
+        assert lib.call_twice_nested(
+            F(lambda x: threads.append(threading.current_thread().name) or x + 1), 1) == 3
+        assert threads == ["ffibox-callbacks"] * 2
+
+
+def test_a_callback_calls_the_library_and_changes_memory_behind_its_pointer(client):
+    with client.session(same_host=True, channel_callbacks=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        add = lib.add_int
+        add.argtypes = [ct.c_int, ct.c_int]
+        assert add(1, 2) == 3  # resolved before the callback needs it
+        MUTATE = ct.CFUNCTYPE(None, ct.POINTER(Point))
+        lib.mutate_point.argtypes = [MUTATE, ct.POINTER(Point)]
+        lib.mutate_point.restype = None
+
+        def mutate(p):
+            p.contents.x = add(p.contents.x, 100)  # a call nested in the invocation
+            p.contents.y = -1
+
+        point = Point(3, 4)
+        lib.mutate_point(MUTATE(mutate), ct.byref(point))
+        assert (point.x, point.y) == (103, -1)
+        # Nested invocations: the callback's own call calls back again.
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        twice = lib.call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+        inner = F(lambda x: x * 2)
+        session.callback_id(inner)  # defined before: a definition cannot be made inside
+        # outer(x) = inner(inner(x)) + 1 = 4x + 1, called twice on 1: 5, then 21.
+        assert twice(F(lambda x: twice(inner, x) + 1), 1) == 21
+
+
+def test_a_request_the_channel_cannot_carry_fails_in_the_callback(client, capsys):
+    with client.session(same_host=True, channel_callbacks=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        twice = lib.call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+
+        def looks_up(x):
+            lib.add_int  # a look-up: only the broker can make it
+            return x + 1
+
+        assert twice(F(looks_up), 1) == 0  # native code got zero, twice
+        err = capsys.readouterr().err
+        assert err.count("FAILED_PRECONDITION: inside a callback that native code called "
+                         "during a call on the same-host channel") == 2, err
+        assert "not lookup_symbol" in err, err
+        # The session goes on, on the channel.
+        assert twice(F(lambda x: x + 1), 1) == 3
+        assert session.stream.local_enabled
+
+
+def forged_invoke_frame(callback: int, data: bytes) -> bytes:
+    """A Response holding a CallbackInvoke (invocation 5, at the top level) of `callback`,
+    whose one pointer argument comes with pointee bytes `data`."""
+    return pb.Response(callback_invoke=pb.CallbackInvoke(
+        invocation=5, callback=callback,
+        args=[pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(address=4096)))],
+        pointees=[pb.PointeeData(arg=0, data=data)])).SerializeToString()
+
+
+def invoke_forger(session):
+    """The hostile library's hostile_whole_frame_to_client_taken(prefix, prefix length,
+    pattern, pattern length, length) on `session`'s worker: a frame written on the channel to
+    this client during the call, behind the worker's back, and left until the client took it."""
+    forge = session.CDLL(HOSTILE_LIB).hostile_whole_frame_to_client_taken
+    forge.restype = ct.c_long
+    forge.argtypes = [ct.c_char_p, ct.c_long, ct.c_char_p, ct.c_long, ct.c_long]
+    return forge
+
+
+def test_an_invocation_the_client_cannot_take_ends_the_channel_not_the_caller(client):
+    with client.session(same_host=True, channel_callbacks=True) as session:
+        called = []
+        callback = ct.CFUNCTYPE(None, ct.POINTER(Point))(lambda p: called.append(1))
+        callback_id = session.callback_id(callback)
+        forge = invoke_forger(session)
+        frame = forged_invoke_frame(callback_id, bytes(9))  # a Point is 8 bytes
+        with pytest.raises(ffibox.Error) as raised:
+            forge(frame, len(frame), b"\0", 1, len(frame))
+        assert raised.value.code == "INTERNAL", raised.value
+        assert "ships 9 bytes for argument 0, whose pointee is 8" in str(raised.value)
+        assert called == []
+        assert not session.stream.local_enabled
+        assert session.CDLL("libc.so.6").strlen(b"still served") == 12
+
+
+def test_a_forged_invocation_of_the_right_shape_runs_like_any(client):
+    """The same forged frame with an 8-byte pointee passes the checks: what the checks
+    refuse above is the size, nothing else."""
+    with client.session(same_host=True, channel_callbacks=True) as session:
+        seen = []
+        callback = ct.CFUNCTYPE(None, ct.POINTER(Point))(
+            lambda p: seen.append((p.contents.x, p.contents.y)))
+        callback_id = session.callback_id(callback)
+        forge = invoke_forger(session)
+        frame = forged_invoke_frame(callback_id, bytes([7, 0, 0, 0, 9, 0, 0, 0]))
+        # The frame went behind the worker's back: the worker finds its ring out of step and
+        # closes the channel, so the call itself fails; the invocation ran before that.
+        with pytest.raises(ffibox.Error):
+            forge(frame, len(frame), b"\0", 1, len(frame))
+        assert seen == [(7, 9)]
+        assert session.CDLL("libc.so.6").strlen(b"still served") == 12
