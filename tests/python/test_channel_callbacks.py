@@ -3,12 +3,13 @@ native code calls during a call on the channel comes on the channel, runs on the
 made the call, and its own calls and memory reads and writes go there too; what it cannot do
 there fails in the callback with FAILED_PRECONDITION, and an invocation the client cannot
 take ends the channel, never the caller. Real ffiboxd, real jailed workers."""
+import textwrap
 import threading
 
 import pytest
 
 import ffibox
-from conftest import HOSTILE_LIB, TEST_LIB, Server
+from conftest import HOSTILE_LIB, TEST_LIB, Server, run_script
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
 
@@ -156,3 +157,34 @@ def test_a_forged_invocation_of_the_right_shape_runs_like_any(client):
             forge(frame, len(frame), b"\0", 1, len(frame))
         assert seen == [(7, 9)]
         assert session.CDLL("libc.so.6").strlen(b"still served") == 12
+
+
+def test_the_one_import_swap_takes_callbacks_on_the_channel_when_asked():
+    """The path users take: no server running, the client starts its own; with
+    FFIBOX_CHANNEL_CALLBACKS=1 the default session's comparator runs on the calling thread,
+    without it on the session's callback thread."""
+    script = textwrap.dedent("""
+        import os, sys, threading
+        os.environ.pop("FFIBOX_ADDRESS", None)
+        os.environ.pop("FFIBOX_SAME_HOST", None)
+        if sys.argv[1] == "1":
+            os.environ["FFIBOX_CHANNEL_CALLBACKS"] = "1"
+        else:
+            os.environ.pop("FFIBOX_CHANNEL_CALLBACKS", None)
+        from ffibox import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                               ctypes.POINTER(ctypes.c_int))
+        names = set()
+        def compare(a, b):
+            names.add(threading.current_thread().name)
+            return a[0] - b[0]
+        libc.qsort.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, CMP]
+        values = (ctypes.c_int * 5)(5, 1, 4, 2, 3)
+        libc.qsort(values, 5, 4, CMP(compare))
+        print(list(values), sorted(names))
+    """)
+    for setting, thread in (("1", "MainThread"), ("0", "ffibox-callbacks")):
+        result = run_script(script, setting)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "[1, 2, 3, 4, 5] ['%s']" % thread
