@@ -110,11 +110,16 @@ absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
     absl::MutexLock lock(&raw->mu_);
     raw->unread_since_ = absl::Now();  // the open's caller reads its answer itself
   }
-  stream->reader_ = std::thread([raw] {
-    NameThisThread("ffibox-stream");  // top -H, perf and /proc tell it apart
-    raw->ReadLoop();
-  });
   return stream;
+}
+
+void SessionStream::StartReader() {
+  std::call_once(reader_started_, [this] {
+    reader_ = std::thread([this] {
+      NameThisThread("ffibox-stream");  // top -H, perf and /proc tell it apart
+      ReadLoop();
+    });
+  });
 }
 
 SessionStream::~SessionStream() {
@@ -532,6 +537,7 @@ absl::Status SessionStream::Close() {
       stream_->WritesDone();
     }
   }
+  StartReader();  // a stream never written to has its end read too
   bool cancelled = false;
   {
     absl::MutexLock lock(&mu_);
@@ -776,9 +782,15 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
 }
 
 bool SessionStream::Write(const v1::Request& request) {
-  absl::MutexLock lock(&write_mu_);
-  if (writes_closed_) return false;
-  return stream_->Write(request);
+  bool written = false;
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (!writes_closed_) written = stream_->Write(request);
+  }
+  // After the first write (the open, as a rule): its thread is made while the server reads
+  // that write, not before it.
+  StartReader();
+  return written;
 }
 
 void SessionStream::NoteGeneration(uint64_t generation) {

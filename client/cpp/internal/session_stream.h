@@ -23,6 +23,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -190,6 +191,8 @@ class SessionStream {
   void AwaitOutputHandled();
   // Writes one request; false if the stream can no longer be written.
   bool Write(const v1::Request& request);
+  // Starts the reader thread, once.
+  void StartReader();
   // Raises the generation to `generation` if that is newer.
   void NoteGeneration(uint64_t generation);
   // Opens a channel to the session's current worker after a loss (unless another thread
@@ -226,7 +229,8 @@ class SessionStream {
   std::unique_ptr<v1::Ffibox::Stub> stub_;
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::Request, v1::Response>> stream_;
-  std::thread reader_;
+  std::thread reader_;  // started by the first Write (StartReader)
+  std::once_flag reader_started_;
   std::atomic<uint64_t> generation_{0};
 
   // Serialises writers; gRPC allows one outstanding write and no write after Finish.
