@@ -48,8 +48,8 @@ class SessionStream {
   // Receives what the session's library prints (ffibox::OutputHandler, session.h).
   using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_view bytes)>;
 
-  // Opens a Session stream on `channel` and starts its reader thread; returns UNAVAILABLE
-  // if the stream cannot be started.
+  // Opens a Session stream on `channel`; its reader thread starts with the first write.
+  // Returns UNAVAILABLE if the stream cannot be started.
   static absl::StatusOr<std::shared_ptr<SessionStream>> Start(
       std::shared_ptr<grpc::Channel> channel);
 
