@@ -95,7 +95,8 @@ size_t SafeReadReadable(uint64_t address, void* out, size_t size) {
   // process_vm_readv stops at the first remote iovec it cannot read whole: one per page.
   std::vector<struct iovec> pages;
   for (uint64_t at = address; at < end;) {
-    const uint64_t stop = std::min<uint64_t>(end, (at / PageSize() + 1) * PageSize());
+    uint64_t stop = 0;  // the next page's start, or `end`
+    if (__builtin_mul_overflow(at / PageSize() + 1, PageSize(), &stop) || stop > end) stop = end;
     pages.push_back({reinterpret_cast<void*>(at), static_cast<size_t>(stop - at)});
     at = stop;
   }

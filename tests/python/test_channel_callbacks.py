@@ -5,6 +5,7 @@ there fails in the callback with FAILED_PRECONDITION, and an invocation the clie
 take ends the channel, never the caller. Real ffiboxd, real jailed workers."""
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -182,9 +183,67 @@ def test_the_one_import_swap_takes_callbacks_on_the_channel_when_asked():
         libc.qsort.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, CMP]
         values = (ctypes.c_int * 5)(5, 1, 4, 2, 3)
         libc.qsort(values, 5, 4, CMP(compare))
-        print(list(values), sorted(names))
+        print(list(values), sorted(names), libc.session.stream.local_enabled)
     """)
     for setting, thread in (("1", "MainThread"), ("0", "ffibox-callbacks")):
         result = run_script(script, setting)
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.strip() == "[1, 2, 3, 4, 5] ['%s']" % thread
+        assert result.stdout.strip() == "[1, 2, 3, 4, 5] ['%s'] True" % thread
+
+
+def test_a_handler_waiting_for_another_threads_call_ends_at_the_deadline(client):
+    """The other thread's call cannot take the channel the handler's call holds: it goes
+    through the broker, whose worker runs it only after the call; the broker ends the call
+    at its deadline, and with it the wait, instead of the two waiting on each other for
+    ever."""
+    with client.session(same_host=True, channel_callbacks=True, timeout=2) as session:
+        lib = session.CDLL(TEST_LIB)
+        add = lib.add_int
+        add.argtypes = [ct.c_int, ct.c_int]
+        assert add(1, 2) == 3
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        twice = lib.call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+        outcomes = []
+
+        def other():
+            try:
+                outcomes.append(add(2, 3))
+            except ffibox.Error as error:
+                outcomes.append(error.code)
+
+        def waits_for_another_thread(x):
+            worker = threading.Thread(target=other)
+            worker.start()
+            worker.join(20)
+            return x + 1
+
+        started = time.monotonic()
+        with pytest.raises(ffibox.Error) as raised:
+            twice(F(waits_for_another_thread), 1)
+        assert raised.value.code == "CALL_TIMEOUT", raised.value
+        assert time.monotonic() - started < 15
+        assert outcomes and outcomes[0] != 5, outcomes  # it could not run during the call
+        assert add(4, 5) == 9  # the session goes on
+
+
+def test_a_callback_that_needs_the_broker_fails_alone_and_the_channel_stays(client, capsys):
+    """Storing a pointer to its own buffer in a `void**` makes the client place a twin of
+    the buffer in worker memory (alloc_memory), which only the broker can do: the callback
+    fails (native code gets zero), the call is answered, and the channel stays."""
+    with client.session(same_host=True, channel_callbacks=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        MUTATE = ct.CFUNCTYPE(None, ct.POINTER(ct.c_void_p))
+        kept = ct.create_string_buffer(b"kept", 16)
+
+        def stores(slot):
+            slot[0] = ct.cast(kept, ct.c_void_p)
+
+        lib.mutate_point.argtypes = [MUTATE, ct.POINTER(ct.c_void_p)]
+        lib.mutate_point.restype = None
+        slot = ct.c_void_p(0)
+        lib.mutate_point(MUTATE(stores), ct.byref(slot))
+        assert "FAILED_PRECONDITION" in capsys.readouterr().err
+        assert slot.value is None  # the callback failed before its store went back
+        assert session.stream.local_enabled
+        assert lib.call_twice_nested(ct.CFUNCTYPE(ct.c_int, ct.c_int)(lambda x: x + 1), 1) == 3

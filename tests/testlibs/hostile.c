@@ -212,7 +212,9 @@ long hostile_whole_frame_to_client_taken(const unsigned char* prefix, long prefi
   const long written = hostile_whole_frame(1, prefix, prefix_length, pattern, pattern_length,
                                            length);
   if (written < 0) return written;
-  const long taken = wait_until_taken(find_channel_of(1));
+  const unsigned char* channel = find_channel_of(1);
+  if (channel == NULL) return -ENOENT;
+  const long taken = wait_until_taken(channel);
   return taken < 0 ? taken : written;
 }
 

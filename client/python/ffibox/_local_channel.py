@@ -170,6 +170,8 @@ class LocalChannel:
         client can take (the channel then ends)."""
         self.generation = opened.generation
         self._serve = serve
+        # Why a request made inside an invocation ended the channel (None: none did).
+        self.broken: Optional[Error] = None
         self._invocations = []  # the invocations being served, innermost last
         self._max_request = opened.max_request_bytes
         if fd is None:
@@ -546,11 +548,12 @@ class LocalChannel:
         return response
 
     def transfer(self, payload: bytes, deadline: float, max_answer: int = MAX_ANSWER_BYTES,
-                 invocation: int = 0) -> bytes:
+                 invocation: int = 0, call: bool = True) -> bytes:
         """Sends the serialized request `payload` (made inside `invocation`, or at the top
-        level) and returns the worker's answer, unparsed and unchecked (exchange's errors);
-        an answer longer than `max_answer` ends the channel. Callback invocations that come
-        before the answer are served meanwhile (`serve`)."""
+        level; a call unless `call` is False) and returns the worker's answer, unparsed and
+        unchecked (exchange's errors); an answer longer than `max_answer` ends the channel.
+        Callback invocations that come before a call's answer are served meanwhile
+        (`serve`)."""
         with self._lock:
             try:
                 try:
@@ -567,6 +570,9 @@ class LocalChannel:
                             self._break("an answer of %d bytes, more than the call can return"
                                         % len(frame))
                         return frame
+                    if not call:
+                        self._break("the worker sent an invocation while no call of this end "
+                                    "ran")
                     self._take_invocation(frame, invocation, deadline)
             except Error:
                 raise
@@ -607,8 +613,11 @@ class LocalChannel:
             self._break("the worker's invocation %d: %s" % (invoke.invocation, error))
         finally:
             self._invocations.pop()
-        if self._closed:  # a request of the handler broke the channel
-            raise _unavailable("closed during a callback's invocation")
+        if self._closed:
+            # A request of the handler found the channel broken: that failure (UNAVAILABLE
+            # when the worker's end closed), else this end closed it meanwhile.
+            raise self.broken if self.broken is not None else _internal(
+                "closed by this end during a callback's invocation")
         answer.invocation = invoke.invocation
         reply = pb.Request(callback_return=answer).SerializeToString()
         if self._max_request and len(reply) > self._max_request:
@@ -629,9 +638,17 @@ class LocalChannel:
         call's blocks travel in frames: the outer call's are in the shared area."""
         if self._max_request and request.ByteSize() > self._max_request:
             return too_large_answer(request, self._max_request, self.generation)
-        return self.checked_answer(
-            request, self.transfer(request.SerializeToString(), deadline,
-                                   invocation=request.invocation))
+        try:
+            return self.checked_answer(
+                request, self.transfer(request.SerializeToString(), deadline,
+                                       invocation=request.invocation,
+                                       call=request.HasField("call")))
+        except Error as error:
+            # The worker and this end are out of step: the channel ends with the call.
+            if self.broken is None:
+                self.broken = Error(str(error), error.code)
+            self.close()
+            raise
 
     def checked_answer(self, request, answer: bytes):
         """The worker's `answer` to `request` (a call, or a request of IN_INVOCATION_OPS),

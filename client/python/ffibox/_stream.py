@@ -16,6 +16,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 import weakref
 from typing import Callable, Dict, Optional
 
@@ -31,6 +32,9 @@ _LOCAL_ANSWER_MARGIN = 5.0
 _LOSS_REPORT_WAIT = 5.0
 # The most a request's id adds to its size: its tag and a ten-byte varint.
 _LARGEST_ID_BYTES = 11
+# How often a call waiting for the same-host channel looks whether a handler of another
+# thread's call holds it.
+_HANDLER_LOOK = 0.001
 
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
@@ -125,6 +129,7 @@ class SessionStream:
         self._local_wanted = False
         self._local_timeout = 0.0
         self._local_callbacks = False  # the channel's callbacks come on it too
+        self._channel_handlers = 0  # handlers of channel invocations running now
         # Function handles resolved at a worker address -> that address's generation: a call
         # of one on a later worker goes through the stream, whose broker answers STALE_HANDLE
         # (the worker alone could only say it does not know the handle).
@@ -266,8 +271,12 @@ class SessionStream:
         """Runs `exchange(channel, request id, deadline)` for a call of `function` on the
         same-host channel: its answer, an error response (Response.id the request's) when
         the channel failed during the call, or None when the call was not sent (no channel,
-        or `too_large(channel)`)."""
-        with self._local_lock:
+        `too_large(channel)`, or a handler of another thread's call running: it may be
+        waiting for this call, which then goes through the broker)."""
+        while not self._local_lock.acquire(timeout=_HANDLER_LOOK):
+            if self._channel_handlers:
+                return None
+        try:
             local = self._local
             if local is None or (too_large is not None and too_large(local)):
                 return None
@@ -288,6 +297,8 @@ class SessionStream:
             self._local = None
             closed_by_worker = local.closed_by_worker
             local.close()
+        finally:
+            self._local_lock.release()
         if isinstance(failure, NotSent):
             return None
         response = pb.Response(id=request_id, generation=local.generation)
@@ -439,22 +450,25 @@ class SessionStream:
         `deadline`, the call's. Raises Error for an invocation this client cannot take."""
         invoke = response.callback_invoke
         handler = self._handlers.get(invoke.callback)
-        if handler is not None:
-            why = handler.check(invoke)
-            if why is not None:
-                raise Error("INTERNAL: the invocation of callback %d %s" % (invoke.callback, why),
-                            "INTERNAL")
+        check = getattr(handler, "check", None)
+        why = check(invoke) if check is not None else None
+        if why is not None:
+            raise Error("INTERNAL: the invocation of callback %d %s" % (invoke.callback, why),
+                        "INTERNAL")
         outer = (getattr(self._serving, "channel", None),
                  getattr(self._serving, "channel_deadline", 0.0))
         self._serving.channel, self._serving.channel_deadline = channel, deadline
+        self._channel_handlers += 1
         try:
             return self._answer(invoke, handler)
-        except Error:
-            raise
-        except Exception as error:  # what the worker sent could not be turned into arguments
-            raise Error("INTERNAL: the invocation of callback %d cannot be taken: %s" % (
-                invoke.callback, error), "INTERNAL") from None
+        except Exception:  # noqa: B902 - around the function: its arguments, its write-back
+            # As ctypes reports a callback that fails; native code gets zero.
+            sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n"
+                             % (handler,))
+            traceback.print_exc()
+            return pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
         finally:
+            self._channel_handlers -= 1
             self._serving.channel, self._serving.channel_deadline = outer
 
     def _send_in_channel_invocation(self, channel: LocalChannel, request):
