@@ -4,6 +4,7 @@ length, `int*` arrays). Those bytes come with the invocation (DefineCallback.buf
 PointeeData.following): filling the buffer reads no worker memory, so a callback costs one
 round trip whatever pointers it takes. Real ffiboxd, real jailed workers, libc's qsort."""
 import ffibox
+from conftest import TEST_LIB
 from ffibox import ctypes as ct
 
 PROT_READ, PROT_WRITE, PROT_NONE = 1, 2, 0
@@ -97,4 +98,37 @@ def test_a_callback_asking_for_more_than_the_limit_is_refused(ffibox_client, pb)
         assert "buffer_bytes" in str(error), error
     else:
         raise AssertionError("a buffer of 65537 bytes was accepted")
+    session.close()
+
+
+def test_a_restarted_worker_ships_the_rows_too(ffibox_client):
+    """The callback is defined again in the worker that replaces a crashed one, with the
+    bytes it asked for: the comparator still reads whole rows."""
+    session = ffibox_client.session(same_host=False)
+    libc = session.CDLL("libc.so.6")
+    lib = session.CDLL(TEST_LIB)
+    CMP = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))
+
+    def compare(a, b):
+        x, y = [a[i] for i in range(4)], [b[i] for i in range(4)]
+        return (x > y) - (x < y)
+
+    comparator = CMP(compare)
+    libc.qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, CMP]
+    libc.qsort.restype = None
+    rows = [(3, 1, 4, 1), (3, 1, 2, 9), (0, 7, 7, 7), (3, 0, 9, 9), (0, 7, 7, 6)]
+
+    def sort():
+        table = (ct.c_int * 20)(*[v for row in rows for v in row])
+        libc.qsort(table, 5, 16, comparator)
+        return [tuple(table[i:i + 4]) for i in range(0, 20, 4)]
+
+    assert sort() == sorted(rows)
+    generation = session.stream.generation
+    try:
+        lib.crash_abort()
+    except ffibox.WorkerCrashed:
+        pass
+    assert sort() == sorted(rows)
+    assert session.stream.generation > generation  # sorted by the next worker
     session.close()
