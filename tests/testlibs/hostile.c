@@ -209,8 +209,8 @@ static long wait_until_taken(const unsigned char* channel) {
 long hostile_whole_frame_to_client_taken(const unsigned char* prefix, long prefix_length,
                                          const unsigned char* pattern, long pattern_length,
                                          long length) {
-  const long written = hostile_whole_frame(1, prefix, prefix_length, pattern, pattern_length,
-                                           length);
+  const long written =
+      hostile_whole_frame(1, prefix, prefix_length, pattern, pattern_length, length);
   if (written < 0) return written;
   const unsigned char* channel = find_channel_of(1);
   if (channel == NULL) return -ENOENT;
