@@ -3,13 +3,13 @@ import ctypes as _ct
 import struct
 import sys
 import threading
-import traceback
 from typing import Dict, Optional
 
 from ffibox import (_addresses, _callback_pointers, _default, _images, _marshal, _packers,
                     _types)
 from ffibox._blocks import CallBuilder
 from ffibox._remote import RemotePointer
+from ffibox._stream import failed_callback
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle, error_from_proto
@@ -511,10 +511,7 @@ def callback_handler(prototype, function):
             if restype is not None:
                 answer.result.CopyFrom(_marshal.encode(restype, result, None, session))
         except BaseException:  # noqa: B902 - ctypes reports every exception the same way
-            sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n"
-                             % (function,))
-            traceback.print_exc()
-            answer = pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
+            answer = failed_callback(function)
         for index, copy in local_copies.items():
             if isinstance(copy, tuple) and len(copy) == 3:
                 buffer, address, after = copy

@@ -39,6 +39,14 @@ _HANDLER_LOOK = 0.001
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
 
+def failed_callback(function):
+    """Reports the exception being handled as ctypes reports a callback that raised
+    (`function` the callback's), and returns the CallbackReturn that gives native code zero."""
+    sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n" % (function,))
+    traceback.print_exc()
+    return pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
+
+
 class _Pending:
     """A request waiting for its answer. `notify`, when set, gets None once the answer is in,
     and the invokes its waiter runs meanwhile; `runs_invokes`: the invokes the request's own
@@ -462,11 +470,7 @@ class SessionStream:
         try:
             return self._answer(invoke, handler)
         except Exception:  # noqa: B902 - around the function: its arguments, its write-back
-            # As ctypes reports a callback that fails; native code gets zero.
-            sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n"
-                             % (handler,))
-            traceback.print_exc()
-            return pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
+            return failed_callback(handler)
         finally:
             self._channel_handlers -= 1
             self._serving.channel, self._serving.channel_deadline = outer
