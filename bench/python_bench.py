@@ -22,8 +22,8 @@ same call on a session with the same-host channel (`session(same_host=True)`,
 docs/protocol.md): calls go to the worker through shared memory. The QsortCallback trio
 sorts 32 ints with libc's qsort and a Python comparator taking two `POINTER(c_int)` (ctypes'
 own tutorial example), per comparator call: in-process, on the default session over gRPC,
-on a same-host session, and on one whose callbacks take the channel
-(`channel_callbacks=True`). The StringArray pair passes
+on a same-host session whose callbacks come through the broker (`channel_callbacks=False`),
+and on one whose callbacks take the channel (the default of a same-host session). The StringArray pair passes
 an array of 4000 `char*` (`(c_char_p * 4000)(*names)`, as argv-like APIs take) to libc's
 `memchr`, which reads its first word: the cost of a call that reaches thousands of strings.
 
@@ -140,7 +140,8 @@ def main() -> None:
     callback_runs, _ = time_qsort_callback(fctypes, 4, args.repeat)
     callback = report("BM_PythonFfiboxQsortCallback", callback_runs, args.repeat,
                       4 * per_sort)
-    same_host = _default.default_session().client.session(same_host=True)
+    same_host = _default.default_session().client.session(same_host=True,
+                                                          channel_callbacks=False)
     callback_same_host_runs, _ = time_qsort_callback(fctypes, 4, args.repeat,
                                                      same_host.CDLL("libc.so.6"))
     callback_same_host = report("BM_PythonFfiboxLocalQsortCallback", callback_same_host_runs,

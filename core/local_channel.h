@@ -67,6 +67,31 @@ inline bool AllowedInChannelInvocation(const v1::Request& request) {
   }
 }
 
+// What a handler of an invocation that came on the channel sends through the broker instead,
+// naming the invocation in Request.channel_invocation: the requests that change or read the
+// broker's state (handles of libraries, functions and callbacks, allocations), and the
+// memory and layout requests, which either way reach the same worker.
+inline bool AllowedThroughBrokerInChannelInvocation(v1::Request::OpCase op) {
+  switch (op) {
+    case v1::Request::kLoadLibrary:
+    case v1::Request::kResolveFunction:
+    case v1::Request::kLookupSymbol:
+    case v1::Request::kDefineCallback:
+    case v1::Request::kFreeCallback:
+    case v1::Request::kAllocMemory:
+    case v1::Request::kFreeMemory:
+    case v1::Request::kFillMemory:
+    case v1::Request::kCopyMemory:
+    case v1::Request::kReadMemory:
+    case v1::Request::kWriteMemory:
+    case v1::Request::kReadString:
+    case v1::Request::kGetLayout:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // The most invocations a client serves nested in one another on the channel (the server's
 // --max_callback_depth is at most 1024, 64 by default): a worker that nests more is taken for
 // a hostile one, and the channel is dropped, before the client's stack runs out.

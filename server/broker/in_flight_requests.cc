@@ -22,9 +22,21 @@ absl::Status InFlightRequests::CheckScope(uint64_t invocation) const {
   return absl::OkStatus();
 }
 
+absl::Status InFlightRequests::CheckChannelScope(uint64_t id) const {
+  auto scope = scopes_.find(id);
+  if (id == 0 || invocations_.contains(id) || (scope != scopes_.end() && !scope->second.channel)) {
+    return InvalidArgumentAt(
+        "channel_invocation",
+        absl::StrCat(id, " is no invocation on the same-host channel",
+                     id == 0 ? "" : " (it came through the broker: name it in `invocation`)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<InFlightRequests::Queued> InFlightRequests::Queue(PendingRequest pending,
                                                                  absl::Time now) {
-  absl::Status scope_status = CheckScope(pending.scope);
+  absl::Status scope_status =
+      pending.channel_scope ? CheckChannelScope(pending.scope) : CheckScope(pending.scope);
   if (!scope_status.ok()) return scope_status;
   if (in_flight_ >= limits_.max_in_flight) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("more than ", limits_.max_in_flight,
@@ -34,7 +46,12 @@ absl::StatusOr<InFlightRequests::Queued> InFlightRequests::Queue(PendingRequest 
   queued.sequence = pending.sequence = next_sequence_++;
   pending.queued_at = now;
   Scope& scope = scopes_[pending.scope];
-  if (pending.scope != 0) scope.depth = invocations_[pending.scope].depth;
+  if (pending.channel_scope) {
+    scope.channel = true;
+    scope.depth = 1;  // deeper than the top level; the worker bounds the nesting
+  } else if (pending.scope != 0) {
+    scope.depth = invocations_[pending.scope].depth;
+  }
   queued.became_head = scope.queue.empty();
   if (queued.became_head) scope.head_deadline = now + pending.timeout;
   scope.queue.push_back(std::move(pending));
@@ -62,7 +79,9 @@ PendingRequest InFlightRequests::Finish(uint64_t sequence, absl::Time now) {
   if (!scope->second.queue.empty()) {
     scope->second.head_deadline = now + scope->second.queue.front().timeout;
   } else if (scope->first != 0 && !invocations_.contains(scope->first)) {
-    scopes_.erase(scope);  // the invocation was answered and its last request is done
+    // The invocation was answered (or is one on the same-host channel, which the broker
+    // does not follow) and its last request is done.
+    scopes_.erase(scope);
   }
   last_label_ = done.label;
   return done;

@@ -71,9 +71,15 @@ class InFlightRequests {
   // Whether a request may run inside `invocation` (0: always): it must be open, and nested
   // less deep than the limit. FAILED_PRECONDITION / RESOURCE_EXHAUSTED otherwise.
   absl::Status CheckScope(uint64_t invocation) const;
+  // Whether a request may run inside invocation `id` on the same-host channel
+  // (Request.channel_invocation): the broker cannot see such invocations, only that `id` is
+  // none of its own (open, or closed with requests still running): INVALID_ARGUMENT then.
+  // Its scope lasts while requests run in it.
+  absl::Status CheckChannelScope(uint64_t id) const;
 
   // Gives `pending` the next sequence number and queues it in its scope; a request that
-  // becomes its scope's head starts its deadline at `now`. Fails as CheckScope, or with
+  // becomes its scope's head starts its deadline at `now`. Fails as CheckScope (or
+  // CheckChannelScope, for a `channel_scope`), or with
   // RESOURCE_EXHAUSTED past the limit of requests in flight.
   absl::StatusOr<Queued> Queue(PendingRequest pending, absl::Time now);
 
@@ -137,7 +143,8 @@ class InFlightRequests {
   struct Scope {
     std::deque<PendingRequest> queue;
     absl::Time head_deadline = absl::InfiniteFuture();  // of queue.front()
-    int depth = 0;  // the invocation's nesting depth; 0 for the top level
+    int depth = 0;         // the invocation's nesting depth; 0 for the top level
+    bool channel = false;  // an invocation on the same-host channel (CheckChannelScope)
   };
 
   const Limits limits_;

@@ -163,6 +163,37 @@ TEST(InFlightRequests, RequestsInsideAnInvocationRunBesideTheCallThatMadeIt) {
   EXPECT_EQ(requests.size(), 1u);
 }
 
+TEST(InFlightRequests, AnInvocationOnTheChannelHasAScopeWhileItsRequestsRun) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  // A call on the same-host channel passes the broker by: nothing runs at the top level.
+  PendingRequest load = Request("dlopen libc.so.6", 9);
+  load.channel_scope = true;
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued first, requests.Queue(load, kStart));
+  EXPECT_TRUE(first.became_head);
+  PendingRequest resolve = Request("strlen", 9);
+  resolve.channel_scope = true;
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued second, requests.Queue(resolve, kStart));
+  EXPECT_FALSE(second.became_head);  // one at a time, in order, as in any scope
+  EXPECT_EQ(requests.RunningRequest(second.sequence), nullptr);
+  EXPECT_EQ(requests.NextDeadline(), kStart + absl::Seconds(30));
+  // The broker's own invocations keep their ids: none of them is taken for a channel's.
+  EXPECT_EQ(Open(requests, Invoke(9)).code(), absl::StatusCode::kInvalidArgument);
+  requests.Finish(first.sequence, kStart);
+  ASSERT_NE(requests.RunningRequest(second.sequence), nullptr);
+  requests.Finish(second.sequence, kStart);
+  EXPECT_EQ(requests.size(), 0u);
+  // Its scope ended with its last request: the id is free again.
+  ASSERT_OK(Open(requests, Invoke(9)));
+  // An id the broker knows as its own invocation names no invocation on the channel.
+  absl::Status own = requests.CheckChannelScope(9);
+  EXPECT_THAT(own, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(ToProtoError(own).field(), "channel_invocation");
+  PendingRequest misnamed = Request("alloc_memory", 9);
+  misnamed.channel_scope = true;
+  EXPECT_THAT(requests.Queue(misnamed, kStart).status(), StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_THAT(requests.CheckChannelScope(0), StatusIs(v1::INVALID_ARGUMENT));
+}
+
 TEST(InFlightRequests, TheWorkersInvocationIdsAndNestingAreChecked) {
   InFlightRequests requests(InFlightRequests::Limits{4096, 2});
   ASSERT_OK(requests.Queue(Request("call"), kStart));

@@ -25,6 +25,9 @@ struct PendingRequest {
   uint64_t handle = 0;  // library, function or callback handle, for load / resolve / define
   // The invocation the request runs inside (WorkerRequest.invocation); 0 = top level.
   uint64_t scope = 0;
+  // `scope` is an invocation on the same-host channel (WorkerRequest.channel_invocation),
+  // which the broker never saw open.
+  bool channel_scope = false;
   std::string label;       // what was running, for errors: "cos", "dlopen libm.so.6"
   absl::Duration timeout;  // the deadline, counted from when the worker starts on it
   static constexpr uint64_t kNotReturned = ExpectedCallResult::kNotReturned;

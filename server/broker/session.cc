@@ -218,6 +218,24 @@ void Session::ReadAnswerInPlace() {
 
 absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bool first) {
   if (request.id() == 0) return InvalidArgumentAt("id", "request ids start at 1 (0 is reserved)");
+  if (request.channel_invocation() != 0) {
+    if (request.invocation() != 0) {
+      return InvalidArgumentAt("channel_invocation",
+                               "a request runs inside one invocation: not with `invocation`");
+    }
+    if (!AllowedThroughBrokerInChannelInvocation(request.op_case())) {
+      return InvalidArgumentAt(
+          "channel_invocation",
+          "only loads, look-ups, callback definitions and memory or layout requests come "
+          "through the broker from inside an invocation on the same-host channel");
+    }
+    absl::MutexLock lock(&mu_);
+    if (local_worker_end_ == nullptr) {
+      return ErrorStatus(v1::FAILED_PRECONDITION,
+                         "channel_invocation: the session has no same-host channel");
+    }
+    FFIBOX_RETURN_IF_ERROR(requests_.CheckChannelScope(request.channel_invocation()));
+  }
   if (request.invocation() != 0 && request.op_case() != v1::Request::kCallbackReturn &&
       request.op_case() != v1::Request::kPing && request.op_case() != v1::Request::kClose) {
     absl::MutexLock lock(&mu_);
@@ -583,7 +601,8 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
                                                  PendingRequest pending) {
   pending.client_id = request.id();
   pending.op = request.op_case();
-  pending.scope = request.invocation();
+  pending.channel_scope = request.channel_invocation() != 0;
+  pending.scope = pending.channel_scope ? request.channel_invocation() : request.invocation();
   pending.answer_limits = AnswerLimitsOf(request, pending);
   // A load (a dlopen, milliseconds) or a same-host channel's set-up never answers within the
   // spin: its answer is left to the reader thread.
@@ -710,7 +729,11 @@ absl::Status Session::Enqueue(const v1::Request& request, PendingRequest pending
       return StaleAddress(pending.required_generation);
     }
     wrapped.set_handle(pending.handle);
-    wrapped.set_invocation(pending.scope);
+    if (pending.channel_scope) {
+      wrapped.set_channel_invocation(pending.scope);
+    } else {
+      wrapped.set_invocation(pending.scope);
+    }
     // The invocation may have closed (or its worker died) since HandleRequest checked.
     FFIBOX_ASSIGN_OR_RETURN(InFlightRequests::Queued queued,
                             requests_.Queue(std::move(pending), absl::Now()));

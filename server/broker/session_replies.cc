@@ -195,6 +195,7 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
       opened->set_generation(generation);
       opened->set_max_request_bytes(config_.max_message_bytes);
       opened->set_shared_bytes(done.local_channel->worker_end->shared_bytes());
+      opened->set_channel_invocations(true);
       local_worker_end_ = std::move(done.local_channel->worker_end);
     } else {
       parsed.clear_local_channel();

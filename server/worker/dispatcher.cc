@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
 #include "core/errors.h"
@@ -236,6 +237,21 @@ bool WorkerDispatcher::Route(ReceivedRequest received) {
   const internal::WorkerRequest& request = received.request();
   // A worker begins once: a second begin is a broken or hostile broker.
   if (request.has_begin()) _exit(2);
+  if (request.channel_invocation() != 0) {
+    const uint64_t id = request.channel_invocation();
+    const uint64_t request_id = request.id();
+    {
+      absl::MutexLock lock(&mu_);
+      auto waiting = channel_waiting_.find(id);
+      if (waiting != channel_waiting_.end() && local_ != nullptr) {
+        waiting->second->push_back(std::move(received));
+        local_->Interrupt();  // the invocation's thread waits on the channel
+        return false;
+      }
+    }
+    RefuseNotWaiting(request_id, id, " on the same-host channel");
+    return false;
+  }
   if (request.request().op_case() == v1::Request::kCallbackReturn) {
     const uint64_t id = request.request().callback_return().invocation();
     absl::MutexLock lock(&mu_);
@@ -268,12 +284,16 @@ bool WorkerDispatcher::Route(ReceivedRequest received) {
       return false;
     }
   }
-  internal::WorkerReply reply;
-  reply.mutable_response()->set_id(request.id());
-  *reply.mutable_response()->mutable_error() = ToProtoError(
-      ErrorStatus(v1::FAILED_PRECONDITION, absl::StrCat("invocation ", id, " is not waiting")));
-  Send(reply);
+  RefuseNotWaiting(request.id(), id, "");
   return false;
+}
+
+void WorkerDispatcher::RefuseNotWaiting(uint64_t request_id, uint64_t id, absl::string_view where) {
+  internal::WorkerReply reply;
+  reply.mutable_response()->set_id(request_id);
+  *reply.mutable_response()->mutable_error() = ToProtoError(ErrorStatus(
+      v1::FAILED_PRECONDITION, absl::StrCat("invocation ", id, " is not waiting", where)));
+  Send(reply);
 }
 
 void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
@@ -401,16 +421,65 @@ absl::Status WorkerDispatcher::WriteLocal(ShmChannel& channel, const v1::Respons
       absl::Now() + kLocalReplyDeparture + absl::Seconds(length >> 24));
 }
 
+void WorkerDispatcher::RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>& inbox) {
+  for (;;) {
+    std::optional<ReceivedRequest> next;
+    {
+      absl::MutexLock lock(&mu_);
+      if (inbox.empty()) return;
+      next.emplace(std::move(inbox.front()));
+      inbox.pop_front();
+    }
+    const internal::WorkerRequest& request = next->request();
+    absl::Status refused;
+    if (!AllowedThroughBrokerInChannelInvocation(request.request().op_case())) {
+      refused = ErrorStatus(v1::INVALID_ARGUMENT, absl::StrCat(OpName(request.request()),
+                                                               " cannot run inside invocation ", id,
+                                                               " on the same-host channel"));
+    } else if (t_depth >= max_callback_depth_) {
+      refused = InvocationTooDeep(id, t_depth, max_callback_depth_);
+    }
+    if (refused.ok()) {
+      Answer(request);
+      continue;
+    }
+    internal::WorkerReply reply;
+    reply.mutable_response()->set_id(request.id());
+    *reply.mutable_response()->mutable_error() = ToProtoError(refused);
+    Send(reply);
+  }
+}
+
 absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& channel, uint64_t id,
                                                                    const v1::Response& message) {
+  // Requests the client's handler sends through the broker come here, until the return.
+  std::deque<ReceivedRequest> inbox;
+  {
+    absl::MutexLock lock(&mu_);
+    channel_waiting_[id] = &inbox;
+  }
+  absl::Cleanup forget = [this, id, &inbox] {
+    std::deque<ReceivedRequest> left;
+    {
+      absl::MutexLock lock(&mu_);
+      channel_waiting_.erase(id);
+      left.swap(inbox);
+    }
+    // The broker waits for an answer to each (a client that returned before they ran).
+    for (const ReceivedRequest& request : left) {
+      RefuseNotWaiting(request.request().id(), id, " on the same-host channel");
+    }
+  };
   FFIBOX_RETURN_IF_ERROR(WriteLocal(channel, message));
   FrameDecoder frames(local_max_request_bytes_);
   for (;;) {
+    RunChannelInbox(id, inbox);
     // The client's handler may take as long as it likes: the broker kills a call that
     // overruns its deadline, handlers included.
     absl::StatusOr<FramePayload> frame =
         ReadFrameAsItArrives(channel, frames, absl::InfiniteFuture(), kLocalFrameArrival);
-    // A request from the broker was queued: it waits until the call is done.
+    // A request from the broker was queued: for this invocation, it runs at the loop's top;
+    // a top-level one waits until the call is done.
     if (absl::IsCancelled(frame.status())) continue;
     if (!frame.ok()) return frame.status();
     StackArena arena;

@@ -49,7 +49,12 @@
 //     the channel instead (ChannelInvoke): the CallbackInvoke goes to the client as a
 //     Response there, and the main thread serves the client's requests inside the
 //     invocation from the channel (AllowedInChannelInvocation of core/local_channel.h;
-//     validated as the broker validates them) until its callback_return. Anything else
+//     validated as the broker validates them) until its callback_return. Requests the
+//     channel does not carry (loads, look-ups, callback definitions, allocations) the
+//     client's handler sends through the broker, naming the invocation
+//     (WorkerRequest.channel_invocation): the reader thread queues them for it and
+//     interrupts the channel's wait, and the main thread runs them there, answering them
+//     to the broker. Anything else
 //     there, or a channel that fails, closes the channel once the outer call is done; native
 //     code then gets zero, as for a failed callback, and so does every later callback of
 //     that call on the main thread (it may be inside an invocation only the channel knew).
@@ -160,6 +165,12 @@ class WorkerDispatcher : public CallbackRunner {
   // its callback_return; the reason when the channel fails or carries anything else.
   absl::StatusOr<v1::CallbackReturn> ChannelInvoke(ShmChannel& channel, uint64_t id,
                                                    const v1::Response& message);
+  // Runs the requests in `inbox` (of invocation `id` on the same-host channel, routed there
+  // by the reader thread) one by one, and sends their answers to the broker.
+  void RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>& inbox);
+  // Answers request `request_id` from the broker that names invocation `id`, which is not
+  // waiting, with FAILED_PRECONDITION.
+  void RefuseNotWaiting(uint64_t request_id, uint64_t id, absl::string_view where);
   // Writes one message to the client on the same-host channel.
   static absl::Status WriteLocal(ShmChannel& channel, const v1::Response& message);
   // Sends a CALLBACK_ERROR event: `status` about `callback` (and `invocation` when not 0),
@@ -216,6 +227,10 @@ class WorkerDispatcher : public CallbackRunner {
   // which closes the channel once that call is done.
   bool local_failed_ = false;
   absl::flat_hash_map<uint64_t, Invocation*> waiting_ ABSL_GUARDED_BY(mu_);
+  // Invocations on the same-host channel (made by the main thread, nested in one another),
+  // by id, each with the requests its client's handler sent through the broker
+  // (WorkerRequest.channel_invocation), which ChannelInvoke runs while it waits.
+  absl::flat_hash_map<uint64_t, std::deque<ReceivedRequest>*> channel_waiting_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ffibox

@@ -460,16 +460,21 @@ TEST_F(SameHostTest, ACallbackDuringACallOnTheChannelRunsOnTheCallingThread) {
   EXPECT_NE(threads[2], std::this_thread::get_id());
 }
 
-TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsWritesAndChecksLayoutsThereAndIsRefusedTheRest) {
+TEST_F(SameHostTest, AHandlerOnTheChannelCallsThereDefinesThroughTheBrokerAndIsRefusedBatches) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
   ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
+  using IntCallback = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(auto twice, (lib.Function<int(IntCallback, int)>("call_twice_nested")));
   std::string first;
   std::string rewritten;
   int sum = 0;
   IntPair pair{0, 0};
   absl::Status define_inside;
   absl::Status fill_inside;
+  int after_fill = -1;
+  int defined_gives = 0;
+  absl::Status batch_inside;
   // each_row(row, context) calls row(context, 3, {"first", "second", "third", NULL}).
   using Row = Callback<int(RemotePtr, int, RemotePtr)>;
   ASSERT_OK_AND_ASSIGN(
@@ -499,11 +504,23 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsWritesAndChecksLayoutsThereAn
             absl::StatusOr<int> added = add_int(columns, 39);
             if (!added.ok()) return added.status();
             sum = *added;
-            // Anything else would wait for the worker's thread that waits for us.
-            define_inside =
-                session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x; })
-                    .status();
-            fill_inside = session->FillMemory(*name, 0, 1);
+            // A definition and a fill go through the broker, naming the invocation; the
+            // worker's thread that waits on the channel runs them.
+            absl::StatusOr<Callback<int(int)>> defined = session->DefineCallback<int(int)>(
+                [](int x) -> absl::StatusOr<int> { return 2 * x; });
+            define_inside = defined.status();
+            if (defined.ok()) {
+              absl::StatusOr<int> through = twice(*defined, 20);  // doubled twice, nested: 80
+              if (through.ok()) defined_gives = *through;
+            }
+            // values[2], written above with {7, -7}: its first int zeroed.
+            fill_inside = session->FillMemory(values.Offset(16), 0, 4);
+            absl::StatusOr<int> filled = session->Read<int>(values.Offset(16));
+            if (filled.ok()) after_fill = *filled;
+            // A batch would wait for the worker's thread that waits for us.
+            Batch batch = session->NewBatch();
+            batch.Add(add_int, 1, 2);
+            batch_inside = batch.Run();
             return columns;
           }));
   ASSERT_OK_AND_ASSIGN(auto each_row, (lib.Function<int(Row, RemotePtr)>("each_row")));
@@ -514,9 +531,12 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsReadsWritesAndChecksLayoutsThereAn
   EXPECT_EQ(sum, 42);
   EXPECT_EQ(pair.a, 7);
   EXPECT_EQ(pair.b, -7);
-  EXPECT_THAT(define_inside, StatusIs(v1::FAILED_PRECONDITION)) << define_inside;
-  EXPECT_NE(define_inside.message().find("same-host channel"), std::string::npos) << define_inside;
-  EXPECT_THAT(fill_inside, StatusIs(v1::FAILED_PRECONDITION)) << fill_inside;
+  EXPECT_OK(define_inside);
+  EXPECT_EQ(defined_gives, 80);
+  EXPECT_OK(fill_inside);
+  EXPECT_EQ(after_fill, 0);
+  EXPECT_THAT(batch_inside, StatusIs(v1::FAILED_PRECONDITION)) << batch_inside;
+  EXPECT_NE(batch_inside.message().find("same-host channel"), std::string::npos) << batch_inside;
   // The channel and the worker are as they were.
   EXPECT_TRUE(session->same_host());
   ASSERT_OK_AND_ASSIGN(int after, add_int(2, 3));

@@ -101,6 +101,10 @@ class LocalPath {
   // and waits for its answer, checked (CheckNestedAnswer); errors as Exchange's.
   absl::StatusOr<v1::Response> ExchangeNested(const v1::Request& request, absl::Time deadline);
 
+  // Whether the server takes requests naming an invocation on this channel through the
+  // session stream (LocalChannelOpened.channel_invocations).
+  bool channel_invocations() const { return channel_invocations_; }
+
   // Whether the worker closed the channel itself (its worker was not lost).
   bool closed_by_worker() const;
 
@@ -118,6 +122,7 @@ class LocalPath {
       : channel_(std::move(channel)),
         generation_(opened.generation()),
         max_request_bytes_(opened.max_request_bytes()),
+        channel_invocations_(opened.channel_invocations()),
         invocations_(std::move(invocations)),
         shared_usable_(channel_->shared_bytes() != 0) {}
 
@@ -153,6 +158,7 @@ class LocalPath {
   std::unique_ptr<ShmChannel> channel_;
   const uint64_t generation_;
   const uint64_t max_request_bytes_;
+  const bool channel_invocations_;
   const InvocationRunner invocations_;
   // The invocations that came on the channel and are running, innermost last.
   std::vector<uint64_t> open_invocations_;

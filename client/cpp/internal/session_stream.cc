@@ -139,19 +139,27 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
                                                                    bool read_by_sender) {
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
-  if (LocalInvocationOf(this) != nullptr && !request->has_close() && !request->has_ping()) {
-    // The broker knows nothing of this invocation, and the worker's thread that would run
-    // the request waits for the handler: it could only wait until the call's timeout.
-    v1::Response refused;
-    refused.set_generation(generation());
-    *refused.mutable_error() = ToProtoError(ErrorStatus(
-        v1::FAILED_PRECONDITION,
-        "inside a callback that native code called during a call on the same-host channel, "
-        "only calls, read_memory, read_string, write_memory and get_layout can be sent, and "
-        "only waiting for each (they go on the channel); send this request outside the "
-        "handler"));
-    promise.set_value(std::move(refused));
-    return future;
+  const LocalInvocationScope* local_invocation = LocalInvocationOf(this);
+  if (local_invocation != nullptr && !request->has_close() && !request->has_ping()) {
+    if (request->invocation() == 0 && local_invocation->path->channel_invocations() &&
+        AllowedThroughBrokerInChannelInvocation(request->op_case())) {
+      // The broker forwards it, and the worker's thread that waits on the channel for the
+      // handler runs it inside the invocation.
+      request->set_channel_invocation(local_invocation->invocation);
+    } else {
+      // The broker knows nothing of this invocation, and the worker's thread that would run
+      // the request waits for the handler: it could only wait until the call's timeout.
+      v1::Response refused;
+      refused.set_generation(generation());
+      *refused.mutable_error() = ToProtoError(ErrorStatus(
+          v1::FAILED_PRECONDITION,
+          "inside a callback that native code called during a call on the same-host "
+          "channel, only calls, memory reads and writes and layouts (on the channel, waiting "
+          "for each) and, when the server takes them, loads, look-ups, callback definitions "
+          "and allocations can be sent; send this request outside the handler"));
+      promise.set_value(std::move(refused));
+      return future;
+    }
   }
   const uint64_t max_bytes = max_request_bytes_.load();
   if (const uint64_t bytes = WrittenBytes(*request); max_bytes != 0 && bytes > max_bytes) {
@@ -175,7 +183,8 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   }
   request->set_id(id);
   // Inside a handler, requests run inside its invocation (the native caller waits for them).
-  if (request->invocation() == 0 && !request->has_callback_return()) {
+  if (request->invocation() == 0 && request->channel_invocation() == 0 &&
+      !request->has_callback_return()) {
     request->set_invocation(callbacks_.CurrentInvocation());
   }
   // A write fails only once the stream is over; the reader then ends too and fails every

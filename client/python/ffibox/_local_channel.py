@@ -170,6 +170,9 @@ class LocalChannel:
         client can take (the channel then ends)."""
         self.generation = opened.generation
         self._serve = serve
+        # The server takes requests naming an invocation on this channel through the stream
+        # (loads, look-ups, definitions, allocations from inside a callback).
+        self.channel_invocations = opened.channel_invocations
         # Why a request made inside an invocation ended the channel (None: none did).
         self.broken: Optional[Error] = None
         self._invocations = []  # the invocations being served, innermost last

@@ -137,6 +137,7 @@ class SessionStream:
         self._local_wanted = False
         self._local_timeout = 0.0
         self._local_callbacks = False  # the channel's callbacks come on it too
+        self._local_callbacks_asked: Optional[bool] = False  # as enable_local got it
         self._channel_handlers = 0  # handlers of channel invocations running now
         # Function handles resolved at a worker address -> that address's generation: a call
         # of one on a later worker goes through the stream, whose broker answers STALE_HANDLE
@@ -208,7 +209,7 @@ class SessionStream:
             request.id = next(self._ids)
             self._pending[request.id] = pending
         serving = self.current_invocation()
-        if serving and not request.HasField("callback_return"):
+        if serving and not request.HasField("callback_return") and not request.channel_invocation:
             request.invocation = serving
         self._outgoing.put(request)
         if pending.notify is not None:
@@ -225,14 +226,17 @@ class SessionStream:
 
     # -- the same-host channel -------------------------------------------------------------
 
-    def enable_local(self, call_timeout: float, callbacks: bool = False) -> None:
+    def enable_local(self, call_timeout: float, callbacks: Optional[bool] = False) -> None:
         """Sends this stream's top-level calls (but the callback thread's) through a
         same-host channel to the session's worker from now on, and to each next worker after
         a loss; with `callbacks`, the invocations native code makes during such a call come
-        on the channel too and run on the calling thread (`_serve_on_channel`). Raises the
-        server's refusal (FAILED_PRECONDITION off a unix socket) or the door's failure."""
+        on the channel too and run on the calling thread (`_serve_on_channel`); None: so
+        they do where the server takes the broker's requests from inside them
+        (LocalChannelOpened.channel_invocations), else not. Raises the server's refusal
+        (FAILED_PRECONDITION off a unix socket) or the door's failure."""
         self._local_timeout = call_timeout
-        self._local_callbacks = callbacks
+        self._local_callbacks = callbacks is not False
+        self._local_callbacks_asked = callbacks
         self._open_local()
         self._local_wanted = True
 
@@ -242,6 +246,14 @@ class SessionStream:
                 return  # another thread opened it meanwhile
             opened = self.request(open_local_channel=pb.OpenLocalChannel(
                 callbacks=self._local_callbacks)).local_channel
+            if (self._local_callbacks and self._local_callbacks_asked is None and
+                    not opened.channel_invocations):
+                # An older server: a callback on the channel could not load, look up or
+                # define anything. Not asked for, so callbacks stay with the broker (this
+                # channel replaces that one, whose token expires unused).
+                self._local_callbacks = False
+                opened = self.request(open_local_channel=pb.OpenLocalChannel(
+                    callbacks=False)).local_channel
             self._local = LocalChannel(
                 opened, serve=self._serve_on_channel if self._local_callbacks else None)
 
@@ -477,16 +489,21 @@ class SessionStream:
 
     def _send_in_channel_invocation(self, channel: LocalChannel, request):
         """A request made by a handler serving an invocation that came on `channel`: sent
-        there, inside the invocation, if it is one the worker takes there; else answered
-        FAILED_PRECONDITION (the worker's thread that would run it waits for the handler)."""
+        there, inside the invocation, if it is one the worker takes there; else (a load, a
+        look-up, a callback definition, an allocation: the broker's state) through the
+        broker, naming the invocation in `channel_invocation`, and the worker's thread that
+        waits on the channel runs it."""
         op = request.WhichOneof("op")
         if op not in IN_INVOCATION_OPS:
+            if channel.channel_invocations:
+                request.channel_invocation = self.current_invocation()
+                return self._send(request, on_callback_thread=False)
             return pb.Response(id=request.id, generation=channel.generation, error=pb.Error(
                 code=pb.FAILED_PRECONDITION,
                 message="inside a callback that native code called during a call on the "
-                        "same-host channel (channel_callbacks), only calls of functions "
-                        "already resolved, memory reads and writes and layout checks can be "
-                        "made, not %s; make it before the call, or open the session without "
+                        "same-host channel, this server takes only calls of functions "
+                        "already resolved, memory reads and writes and layout checks, not "
+                        "%s; make it before the call, or open the session without "
                         "channel_callbacks" % op))
         with self._lock:
             if self._ended is not None:

@@ -141,11 +141,12 @@ class Client:
         on a unix socket when $FFIBOX_SAME_HOST is 1, and on the client's private server
         unless $FFIBOX_SAME_HOST is 0 or `idle_cpu_percent` is given);
         `channel_callbacks`: with the same-host channel, callbacks that native code calls
-        during a call on it come on it too and run on the calling thread, at a fraction of
-        their cost through the broker; inside them only calls of functions already resolved,
-        reads and writes of worker memory and layout checks can be made (others raise
-        FAILED_PRECONDITION: a library loaded, a function looked up or a callback made
-        inside a callback; default: $FFIBOX_CHANNEL_CALLBACKS is 1).
+        during a call on it come on it too and run on the calling thread, as in-process
+        ctypes runs them, at a fraction of their cost through the broker (what the channel
+        does not carry, a library loaded, a function looked up or a callback made inside a
+        callback, goes through the broker); False: they come through the broker and run on
+        the session's callback thread (default: on, unless $FFIBOX_CHANNEL_CALLBACKS is 0;
+        off with a server too old to take the broker's requests from inside them).
         """
         if os.getpid() != self._pid:
             raise Error("FAILED_PRECONDITION: this client belongs to process %d, which forked "
@@ -234,7 +235,9 @@ class Session:
             raise Error("UNIMPLEMENTED: the same-host channel needs x86-64 Linux here",
                         "UNIMPLEMENTED")
         if channel_callbacks is None:
-            channel_callbacks = os.environ.get("FFIBOX_CHANNEL_CALLBACKS", "") == "1"
+            # None: on where the server takes what such a callback may ask of the broker.
+            channel_callbacks = {"1": True, "0": False}.get(
+                os.environ.get("FFIBOX_CHANNEL_CALLBACKS", ""))
         if same_host:
             try:
                 self.stream.enable_local(opened.call_timeout_ms / 1000.0, channel_callbacks)
