@@ -277,3 +277,46 @@ def test_a_callback_storing_its_own_buffer_places_a_twin_through_the_broker(clie
         assert slot.value  # the twin's address in the worker
         assert ct.string_at(slot.value) == b"kept"
         assert session.stream.local_enabled
+
+
+def test_against_a_server_that_does_not_take_them_callbacks_stay_on_the_stream(client,
+                                                                              monkeypatch,
+                                                                              capsys):
+    """A server that does not announce LocalChannelOpened.channel_invocations (an older one:
+    here the announcement is taken out of the real server's answer) would queue a handler's
+    look-up behind the call waiting for that handler: by default the session opens its
+    channel without callbacks; asked for them, a look-up inside fails in the callback."""
+    from ffibox._stream import SessionStream
+    original = SessionStream.request
+
+    def request(self, **op):
+        response = original(self, **op)
+        if response.HasField("local_channel"):
+            response.local_channel.channel_invocations = False
+        return response
+
+    monkeypatch.setattr(SessionStream, "request", request)
+    F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    with client.session(same_host=True) as session:
+        assert session.stream.local_enabled
+        twice = session.CDLL(TEST_LIB).call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+        names = []
+        assert twice(F(lambda x: names.append(threading.current_thread().name) or x + 1),
+                     1) == 3
+        assert names == ["ffibox-callbacks"] * 2
+    with client.session(same_host=True, channel_callbacks=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        twice = lib.call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+
+        def looks_up(x):
+            lib.add_int  # a look-up: this server could not run it during the call
+            return x + 1
+
+        assert twice(F(looks_up), 1) == 0  # native code got zero, twice
+        err = capsys.readouterr().err
+        assert err.count("FAILED_PRECONDITION: inside a callback that native code called "
+                         "during a call on the same-host channel") == 2, err
+        assert twice(F(lambda x: x + 1), 1) == 3
+        assert session.stream.local_enabled
