@@ -23,12 +23,17 @@ absl::Status InFlightRequests::CheckScope(uint64_t invocation) const {
 }
 
 absl::Status InFlightRequests::CheckChannelScope(uint64_t id) const {
-  auto scope = scopes_.find(id);
-  if (id == 0 || invocations_.contains(id) || (scope != scopes_.end() && !scope->second.channel)) {
+  if (id == 0 || invocations_.contains(id)) {
     return InvalidArgumentAt(
         "channel_invocation",
         absl::StrCat(id, " is no invocation on the same-host channel",
                      id == 0 ? "" : " (it came through the broker: name it in `invocation`)"));
+  }
+  if (!scopes_.contains(ChannelKey(id)) && channel_scopes_ >= kMaxChannelScopes) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("requests are running inside ", channel_scopes_,
+                                    " invocations on the same-host channel, the most there can "
+                                    "be waiting at once"));
   }
   return absl::OkStatus();
 }
@@ -45,9 +50,11 @@ absl::StatusOr<InFlightRequests::Queued> InFlightRequests::Queue(PendingRequest 
   Queued queued;
   queued.sequence = pending.sequence = next_sequence_++;
   pending.queued_at = now;
-  Scope& scope = scopes_[pending.scope];
+  const ScopeKey key = pending.channel_scope ? ChannelKey(pending.scope) : BrokerKey(pending.scope);
+  auto [entry, made] = scopes_.try_emplace(key);
+  Scope& scope = entry->second;
   if (pending.channel_scope) {
-    scope.channel = true;
+    channel_scopes_ += made;
     scope.depth = 1;  // deeper than the top level; the worker bounds the nesting
   } else if (pending.scope != 0) {
     scope.depth = invocations_[pending.scope].depth;
@@ -78,10 +85,13 @@ PendingRequest InFlightRequests::Finish(uint64_t sequence, absl::Time now) {
   --in_flight_;
   if (!scope->second.queue.empty()) {
     scope->second.head_deadline = now + scope->second.queue.front().timeout;
-  } else if (scope->first != 0 && !invocations_.contains(scope->first)) {
-    // The invocation was answered (or is one on the same-host channel, which the broker
-    // does not follow) and its last request is done.
+  } else if (scope->first.second) {
+    // An invocation on the same-host channel, which the broker does not follow: its scope
+    // lasts while requests run in it.
+    --channel_scopes_;
     scopes_.erase(scope);
+  } else if (scope->first.first != 0 && !invocations_.contains(scope->first.first)) {
+    scopes_.erase(scope);  // the invocation was answered and its last request is done
   }
   last_label_ = done.label;
   return done;
@@ -89,7 +99,7 @@ PendingRequest InFlightRequests::Finish(uint64_t sequence, absl::Time now) {
 
 absl::StatusOr<uint64_t> InFlightRequests::InvokingRequest(const v1::CallbackInvoke& invoke) const {
   if (invoke.request_id() == 0) return 0;
-  auto scope = scopes_.find(invoke.parent_invocation());
+  auto scope = scopes_.find(BrokerKey(invoke.parent_invocation()));
   if (scope == scopes_.end() || scope->second.queue.empty() ||
       scope->second.queue.front().sequence != invoke.request_id()) {
     return absl::InvalidArgumentError(
@@ -107,13 +117,13 @@ absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,
                                               std::vector<std::pair<uint32_t, uint64_t>> shipped,
                                               absl::Duration idle_timeout, absl::Time now) {
   const uint64_t id = invoke.invocation();
-  if (invocations_.contains(id) || scopes_.contains(id)) {
+  if (invocations_.contains(id) || scopes_.contains(BrokerKey(id))) {
     return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is already in use"));
   }
   Invocation open;
   if (invoke.parent_invocation() != 0) {
     auto parent = invocations_.find(invoke.parent_invocation());
-    auto parent_scope = scopes_.find(invoke.parent_invocation());
+    auto parent_scope = scopes_.find(BrokerKey(invoke.parent_invocation()));
     if (parent == invocations_.end() || parent_scope == scopes_.end() ||
         parent_scope->second.queue.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("invocation ", id, " is nested in invocation ",
@@ -129,7 +139,7 @@ absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,
   open.callback = invoke.callback();
   open.signature = std::move(signature);
   open.shipped = std::move(shipped);
-  auto top = scopes_.find(0);
+  auto top = scopes_.find(BrokerKey(0));
   if (invoke.parent_invocation() == 0 && (top == scopes_.end() || top->second.queue.empty())) {
     // Outside any call: nothing else bounds how long the client may take.
     open.timeout = idle_timeout;
@@ -147,7 +157,7 @@ absl::StatusOr<const InFlightRequests::Invocation*> InFlightRequests::Answerable
                        absl::StrCat("callback_return.invocation: callback invocation ", id,
                                     " is not open (it was answered, or its worker is gone)"));
   }
-  auto scope = scopes_.find(id);
+  auto scope = scopes_.find(BrokerKey(id));
   if (scope != scopes_.end() && !scope->second.queue.empty()) {
     return ErrorStatus(v1::FAILED_PRECONDITION,
                        absl::StrCat("callback_return.invocation: ", scope->second.queue.size(),
@@ -159,7 +169,7 @@ absl::StatusOr<const InFlightRequests::Invocation*> InFlightRequests::Answerable
 
 void InFlightRequests::CloseInvocation(uint64_t id) {
   invocations_.erase(id);
-  scopes_.erase(id);
+  scopes_.erase(BrokerKey(id));
 }
 
 AnswerLimits InFlightRequests::ReplyLimits(uint64_t max_params) const {
@@ -197,7 +207,7 @@ std::optional<InFlightRequests::Culprit> InFlightRequests::FindOverdue(absl::Tim
 }
 
 bool InFlightRequests::PostponeTopLevelHead(uint64_t sequence, absl::Time now) {
-  auto top = scopes_.find(0);
+  auto top = scopes_.find(BrokerKey(0));
   if (top == scopes_.end() || top->second.queue.empty()) return false;
   PendingRequest& head = top->second.queue.front();
   if (head.sequence != sequence || head.postponed) return false;
@@ -218,6 +228,15 @@ InFlightRequests::Culprit InFlightRequests::InnermostRunning() const {
   return culprit;
 }
 
+std::optional<InFlightRequests::Culprit> InFlightRequests::RunningInChannelScope() const {
+  for (const auto& [key, scope] : scopes_) {
+    if (!key.second || scope.queue.empty()) continue;
+    const PendingRequest& head = scope.queue.front();
+    return Culprit{head.sequence, head.label, head.timeout};
+  }
+  return std::nullopt;
+}
+
 std::vector<std::pair<PendingRequest, bool>> InFlightRequests::Drain(const Culprit& blamed) {
   std::vector<std::pair<PendingRequest, bool>> drained;
   for (auto& [id, scope] : scopes_) {
@@ -232,6 +251,7 @@ std::vector<std::pair<PendingRequest, bool>> InFlightRequests::Drain(const Culpr
   std::stable_partition(drained.begin(), drained.end(),
                         [](const std::pair<PendingRequest, bool>& entry) { return !entry.second; });
   scopes_.clear();
+  channel_scopes_ = 0;
   in_flight_ = 0;
   invocations_.clear();
   return drained;

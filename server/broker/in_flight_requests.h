@@ -34,6 +34,10 @@
 
 namespace ffibox {
 
+// The most invocations on the same-host channel with requests running at once (the client
+// drops a channel whose invocations nest deeper: kMaxChannelInvocationDepth).
+inline constexpr size_t kMaxChannelScopes = 256;
+
 class InFlightRequests {
  public:
   struct Limits {
@@ -73,8 +77,9 @@ class InFlightRequests {
   absl::Status CheckScope(uint64_t invocation) const;
   // Whether a request may run inside invocation `id` on the same-host channel
   // (Request.channel_invocation): the broker cannot see such invocations, only that `id` is
-  // none of its own (open, or closed with requests still running): INVALID_ARGUMENT then.
-  // Its scope lasts while requests run in it.
+  // not 0 and none of its open invocations (INVALID_ARGUMENT then), and that no more than
+  // kMaxChannelScopes of them have requests running (RESOURCE_EXHAUSTED). Their scopes are
+  // apart from the broker's invocations', and last while requests run in them.
   absl::Status CheckChannelScope(uint64_t id) const;
 
   // Gives `pending` the next sequence number and queues it in its scope; a request that
@@ -127,6 +132,9 @@ class InFlightRequests {
   // The request the worker was most likely executing: the head of the most deeply nested
   // scope; an empty culprit when nothing is in flight.
   Culprit InnermostRunning() const;
+  // A request running inside an invocation on the same-host channel, if any: run by the
+  // worker's thread that waits on the channel, it is what that thread runs.
+  std::optional<Culprit> RunningInChannelScope() const;
 
   // After the worker died: every request in flight, `blamed` first, then the other heads
   // (running, or blocked in native code under a callback), then queued requests; `second`
@@ -143,12 +151,17 @@ class InFlightRequests {
   struct Scope {
     std::deque<PendingRequest> queue;
     absl::Time head_deadline = absl::InfiniteFuture();  // of queue.front()
-    int depth = 0;         // the invocation's nesting depth; 0 for the top level
-    bool channel = false;  // an invocation on the same-host channel (CheckChannelScope)
+    int depth = 0;  // the invocation's nesting depth; 0 for the top level
   };
+  // A scope's invocation id, and whether it is one on the same-host channel: the client
+  // names those, so they have keys of their own, apart from the broker's invocations.
+  using ScopeKey = std::pair<uint64_t, bool>;
+  static ScopeKey BrokerKey(uint64_t invocation) { return {invocation, false}; }
+  static ScopeKey ChannelKey(uint64_t invocation) { return {invocation, true}; }
 
   const Limits limits_;
-  absl::flat_hash_map<uint64_t, Scope> scopes_;  // by invocation; 0 = top
+  absl::flat_hash_map<ScopeKey, Scope> scopes_;  // by invocation; {0, false} = top
+  size_t channel_scopes_ = 0;                    // scopes of invocations on the same-host channel
   size_t in_flight_ = 0;
   absl::flat_hash_map<uint64_t, Invocation> invocations_;
   uint64_t next_sequence_ = 1;

@@ -1,6 +1,7 @@
 #include "server/broker/in_flight_requests.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -176,22 +177,46 @@ TEST(InFlightRequests, AnInvocationOnTheChannelHasAScopeWhileItsRequestsRun) {
   EXPECT_FALSE(second.became_head);  // one at a time, in order, as in any scope
   EXPECT_EQ(requests.RunningRequest(second.sequence), nullptr);
   EXPECT_EQ(requests.NextDeadline(), kStart + absl::Seconds(30));
-  // The broker's own invocations keep their ids: none of them is taken for a channel's.
-  EXPECT_EQ(Open(requests, Invoke(9)).code(), absl::StatusCode::kInvalidArgument);
+  // What a worker dying now was running.
+  std::optional<InFlightRequests::Culprit> running = requests.RunningInChannelScope();
+  ASSERT_TRUE(running.has_value());
+  EXPECT_EQ(running->label, "dlopen libc.so.6");
+  // The client names the id: the broker's own invocation of the same id is another scope.
+  ASSERT_OK(requests.Queue(Request("qsort"), kStart));
+  ASSERT_OK(Open(requests, Invoke(9)));
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued own, requests.Queue(Request("read", 9), kStart));
+  EXPECT_TRUE(own.became_head);
   requests.Finish(first.sequence, kStart);
   ASSERT_NE(requests.RunningRequest(second.sequence), nullptr);
   requests.Finish(second.sequence, kStart);
-  EXPECT_EQ(requests.size(), 0u);
-  // Its scope ended with its last request: the id is free again.
-  ASSERT_OK(Open(requests, Invoke(9)));
-  // An id the broker knows as its own invocation names no invocation on the channel.
-  absl::Status own = requests.CheckChannelScope(9);
-  EXPECT_THAT(own, StatusIs(v1::INVALID_ARGUMENT));
-  EXPECT_EQ(ToProtoError(own).field(), "channel_invocation");
-  PendingRequest misnamed = Request("alloc_memory", 9);
-  misnamed.channel_scope = true;
-  EXPECT_THAT(requests.Queue(misnamed, kStart).status(), StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_FALSE(requests.RunningInChannelScope().has_value());
+  ASSERT_NE(requests.RunningRequest(own.sequence), nullptr);
+  // An id the broker knows as its own open invocation names no invocation on the channel.
+  absl::Status mine = requests.CheckChannelScope(9);
+  EXPECT_THAT(mine, StatusIs(v1::INVALID_ARGUMENT));
+  EXPECT_EQ(ToProtoError(mine).field(), "channel_invocation");
   EXPECT_THAT(requests.CheckChannelScope(0), StatusIs(v1::INVALID_ARGUMENT));
+}
+
+TEST(InFlightRequests, RequestsRunInsideAtMostSoManyInvocationsOnTheChannel) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  std::vector<uint64_t> sequences;
+  for (uint64_t id = 1; id <= kMaxChannelScopes; ++id) {
+    PendingRequest pending = Request("alloc_memory", id);
+    pending.channel_scope = true;
+    ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued queued, requests.Queue(pending, kStart));
+    sequences.push_back(queued.sequence);
+  }
+  PendingRequest one_more = Request("alloc_memory", kMaxChannelScopes + 1);
+  one_more.channel_scope = true;
+  EXPECT_THAT(requests.Queue(one_more, kStart).status(), StatusIs(v1::RESOURCE_EXHAUSTED));
+  // Another request in a scope that exists is no new scope.
+  PendingRequest same = Request("free_memory", 1);
+  same.channel_scope = true;
+  ASSERT_OK(requests.Queue(same, kStart));
+  // A scope ends with its last request: room for another.
+  requests.Finish(sequences[1], kStart);
+  ASSERT_OK(requests.Queue(one_more, kStart));
 }
 
 TEST(InFlightRequests, TheWorkersInvocationIdsAndNestingAreChecked) {

@@ -32,6 +32,10 @@ thread_local uint64_t t_request = 0;
 // The same-host channel whose call the calling thread (the main thread) is running, when
 // its client takes callbacks there (LocalChannel.callbacks); null otherwise.
 thread_local ShmChannel* t_channel = nullptr;
+// Whether this thread runs a request that the handler of an invocation on the same-host
+// channel sent through the broker: that handler waits for the broker's answer, not on the
+// channel, so a callback now (a library's constructor calling one) could not be served.
+thread_local bool t_channel_inbox = false;
 
 // The name of a request's operation, for errors ("read_memory").
 std::string OpName(const v1::Request& request) {
@@ -53,7 +57,7 @@ absl::Status ValidateNested(const v1::Request& request, const TypeLimits& limits
 // Whether Route queues `request` for the main thread: no begin, no callback_return, and no
 // invocation it belongs to.
 bool IsTopLevel(const internal::WorkerRequest& request) {
-  return !request.has_begin() && request.invocation() == 0 &&
+  return !request.has_begin() && request.invocation() == 0 && request.channel_invocation() == 0 &&
          request.request().op_case() != v1::Request::kCallbackReturn;
 }
 
@@ -440,7 +444,9 @@ void WorkerDispatcher::RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>&
       refused = InvocationTooDeep(id, t_depth, max_callback_depth_);
     }
     if (refused.ok()) {
+      t_channel_inbox = true;
       Answer(request);
+      t_channel_inbox = false;
       continue;
     }
     internal::WorkerReply reply;
@@ -627,6 +633,15 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
   // On the thread running a call from the same-host channel (whose client takes callbacks
   // there): the invocation goes on that channel; otherwise through the broker.
   ShmChannel* channel = t_channel;
+  if (channel != nullptr && t_channel_inbox) {
+    StoreZeroResult(signature, result);
+    ReportFailure(callback, 0,
+                  ErrorStatus(v1::FAILED_PRECONDITION,
+                              "not invoked: called while a request that a callback's handler "
+                              "sent through the broker ran (the handler waits for its answer)"),
+                  kGotZero);
+    return;
+  }
   if (channel != nullptr && local_failed_) {
     // Not through the broker either: this thread may be inside an invocation only the
     // channel knew.

@@ -136,6 +136,47 @@ def test_the_broker_checks_what_names_an_invocation_on_the_channel(client):
         assert raised.value.code == "FAILED_PRECONDITION"
         assert session.CDLL("libc.so.6").strlen(b"still served") == 12
         assert stream.local_enabled
+        # Once the worker closed the channel (a frame that is no call), nothing waits on it:
+        # a request naming an invocation there is refused, not run as a top-level one.
+        local = stream._local
+        ping = pb.Request(id=99, ping=pb.Ping()).SerializeToString()
+        local._write(len(ping).to_bytes(4, "little") + ping, time.monotonic() + 5)
+        deadline = time.monotonic() + 5
+        while not local.closed_by_worker and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert local.closed_by_worker
+        for _ in range(5):  # whichever of the worker's threads reads the stream by then
+            time.sleep(0.05)
+            with pytest.raises(ffibox.Error, match="is not waiting on the same-host channel"):
+                stream.request(alloc_memory=pb.AllocMemory(size=8), channel_invocation=7)
+
+
+def test_a_batch_inside_a_callback_on_the_channel_is_refused_and_the_rest_goes_on(client):
+    """A batch would wait for the worker's thread that waits for the callback: refused
+    there (FAILED_PRECONDITION in the callback), while a ping still goes through."""
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        INT = pb.Type(scalar=pb.INT)
+        function = session.resolve(pb.ResolveFunction(
+            library=session.load_library(TEST_LIB), symbol="add_int",
+            signature=pb.Signature(result=INT, params=[INT, INT])))
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        twice = lib.call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+        seen = []
+
+        def batches(x):
+            session.stream.request(ping=pb.Ping())
+            try:
+                session.batch([pb.Call(function=function,
+                                       args=[pb.Value(int_value=1), pb.Value(int_value=2)])])
+            except ffibox.Error as error:
+                seen.append((error.code, "batch cannot be sent" in str(error)))
+            return x + 1
+
+        assert twice(F(batches), 1) == 3
+        assert seen == [("FAILED_PRECONDITION", True)] * 2
+        assert session.stream.local_enabled
 
 
 def forged_invoke_frame(callback: int, data: bytes) -> bytes:

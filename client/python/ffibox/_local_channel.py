@@ -698,6 +698,14 @@ class LocalChannel:
 
 _BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE")
 
+# What a handler of an invocation that came on the channel sends through the broker, naming it
+# (Request.channel_invocation), where the server announces it (LocalChannelOpened.
+# channel_invocations): core/local_channel.h's AllowedThroughBrokerInChannelInvocation.
+THROUGH_BROKER_OPS = frozenset((
+    "load_library", "resolve_function", "lookup_symbol", "define_callback", "free_callback",
+    "alloc_memory", "free_memory", "fill_memory", "copy_memory", "read_memory", "write_memory",
+    "read_string", "get_layout"))
+
 # The requests a client may send inside an invocation that came on the channel
 # (core/local_channel.h's AllowedInChannelInvocation), and the result each is answered with.
 IN_INVOCATION_OPS = {"call": "call", "read_memory": "memory", "read_string": "string",

@@ -21,7 +21,8 @@ import weakref
 from typing import Callable, Dict, Optional
 
 from ffibox._channel import fork_advice
-from ffibox._local_channel import IN_INVOCATION_OPS, LocalChannel, NotSent, too_large_answer
+from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, LocalChannel, NotSent,
+                                   too_large_answer)
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
 
@@ -494,17 +495,21 @@ class SessionStream:
         broker, naming the invocation in `channel_invocation`, and the worker's thread that
         waits on the channel runs it."""
         op = request.WhichOneof("op")
+        if op in ("ping", "close"):
+            return self._send(request, on_callback_thread=False)  # the broker answers them
         if op not in IN_INVOCATION_OPS:
-            if channel.channel_invocations:
+            if channel.channel_invocations and op in THROUGH_BROKER_OPS:
                 request.channel_invocation = self.current_invocation()
                 return self._send(request, on_callback_thread=False)
             return pb.Response(id=request.id, generation=channel.generation, error=pb.Error(
                 code=pb.FAILED_PRECONDITION,
                 message="inside a callback that native code called during a call on the "
-                        "same-host channel, this server takes only calls of functions "
-                        "already resolved, memory reads and writes and layout checks, not "
-                        "%s; make it before the call, or open the session without "
-                        "channel_callbacks" % op))
+                        "same-host channel, %s cannot be sent (it would wait for the "
+                        "worker's thread that waits for this callback)%s; send it before "
+                        "the call, or open the session with channel_callbacks=False" % (
+                            op, "" if channel.channel_invocations else
+                            ": this server takes only calls of functions already resolved, "
+                            "memory reads and writes and layout checks there")))
         with self._lock:
             if self._ended is not None:
                 raise SessionClosed(self._ended, self._ended_code)
