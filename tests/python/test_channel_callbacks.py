@@ -361,3 +361,69 @@ def test_against_a_server_that_does_not_take_them_callbacks_stay_on_the_stream(c
                          "during a call on the same-host channel") == 2, err
         assert twice(F(lambda x: x + 1), 1) == 3
         assert session.stream.local_enabled
+
+
+@pytest.fixture(scope="module")
+def env_client():
+    server = Server("--allow_env=FFIBOX_TEST_*")
+    c = ffibox.connect(server.address)
+    yield c
+    c.close()
+    server.stop()
+
+
+def test_a_load_inside_a_callback_whose_constructor_calls_back_does_not_hang(env_client):
+    """The worker's thread runs a load the handler sent through the broker while the handler
+    waits for the broker's answer, not on the channel: a callback the library's constructor
+    calls then is not invoked (the constructor gets zero, the stream a CALLBACK_ERROR), and
+    the load and the call that made the callback are answered at once."""
+    with env_client.session(same_host=True, timeout=3,
+                            env={"FFIBOX_TEST_HOSTILE_AT_LOAD": "fire"}) as session:
+        lib = session.CDLL(TEST_LIB)
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        stored = F(lambda x: x * 100)
+        lib.register_handler.argtypes = [F]
+        lib.register_handler(stored)
+        twice = lib.call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+        loaded = []
+
+        def loads(x):
+            if not loaded:
+                loaded.append(session.CDLL(HOSTILE_LIB))
+            return x + 1
+
+        started = time.monotonic()
+        assert twice(F(loads), 1) == 3
+        assert time.monotonic() - started < 2
+        assert loaded[0].hostile_fired_at_load() == 0  # not invoked: zero
+        # The event may come after the call's answer.
+        reason = ("not invoked: called while a request that a callback's handler sent "
+                  "through the broker ran")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            errors = [e.error.message for e in session.stream.events
+                      if e.kind == pb.SessionEvent.CALLBACK_ERROR]
+            if errors:
+                break
+            time.sleep(0.05)
+        assert len(errors) == 1 and reason in errors[0], errors
+        assert session.stream.local_enabled
+
+
+def test_a_crash_in_a_load_inside_a_callback_names_the_load(env_client):
+    with env_client.session(same_host=True,
+                            env={"FFIBOX_TEST_HOSTILE_AT_LOAD": "crash"}) as session:
+        lib = session.CDLL(TEST_LIB)
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        twice = lib.call_twice_nested
+        twice.argtypes = [F, ct.c_int]
+
+        def loads(x):
+            session.CDLL(HOSTILE_LIB)
+            return x + 1
+
+        with pytest.raises(ffibox.Error) as raised:
+            twice(F(loads), 1)
+        assert raised.value.code == "WORKER_CRASHED", raised.value
+        assert "libffibox_hostile.so" in str(raised.value), raised.value

@@ -11,14 +11,17 @@
  * test_jail_fails_closed.py calls these through a real jailed worker.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -263,4 +266,29 @@ int hostile_corrupt_channel(int garbage) {
   if (channel == NULL) return -ENOENT;
   memset(channel + 16, garbage, 4096 - 16);
   return 0;
+}
+
+/* Calls fire_handler(7) of whichever loaded object exports it (the test library's: its
+ * registered callback), as a constructor calling back into code it was handed would. */
+static int fire_registered_handler(struct dl_phdr_info* info, size_t size, void* data) {
+  (void)size;
+  void* object = dlopen(info->dlpi_name, RTLD_NOW | RTLD_NOLOAD);
+  if (object == NULL) return 0;
+  int (*fire)(int) = (int (*)(int))dlsym(object, "fire_handler");
+  if (fire != NULL) *(int*)data = fire(7);
+  dlclose(object);
+  return fire != NULL;
+}
+
+/* At load, as the session's environment says (FFIBOX_TEST_HOSTILE_AT_LOAD): "crash" dies of
+ * SIGSEGV in the constructor; "fire" calls the test library's registered callback from it
+ * (the answer lands in hostile_fired_at_load). Unset: nothing. */
+static int fired_at_load = -1000;
+int hostile_fired_at_load(void) { return fired_at_load; }
+
+__attribute__((constructor)) static void hostile_at_load(void) {
+  const char* what = getenv("FFIBOX_TEST_HOSTILE_AT_LOAD");
+  if (what == NULL) return;
+  if (strcmp(what, "crash") == 0) *(volatile int*)NULL = 1;
+  if (strcmp(what, "fire") == 0) dl_iterate_phdr(fire_registered_handler, &fired_at_load);
 }
