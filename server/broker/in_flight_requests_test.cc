@@ -214,9 +214,18 @@ TEST(InFlightRequests, RequestsRunInsideAtMostSoManyInvocationsOnTheChannel) {
   PendingRequest same = Request("free_memory", 1);
   same.channel_scope = true;
   ASSERT_OK(requests.Queue(same, kStart));
-  // A scope ends with its last request: room for another.
+  // A scope ends with its last request: room for another; not while requests remain in it.
+  requests.Finish(sequences[0], kStart);
+  EXPECT_THAT(requests.Queue(one_more, kStart).status(), StatusIs(v1::RESOURCE_EXHAUSTED));
   requests.Finish(sequences[1], kStart);
   ASSERT_OK(requests.Queue(one_more, kStart));
+  // A worker's death drains them all: room for as many again.
+  requests.Drain(InFlightRequests::Culprit{});
+  for (uint64_t id = 1; id <= kMaxChannelScopes; ++id) {
+    PendingRequest pending = Request("alloc_memory", id);
+    pending.channel_scope = true;
+    ASSERT_OK(requests.Queue(pending, kStart));
+  }
 }
 
 TEST(InFlightRequests, TheWorkersInvocationIdsAndNestingAreChecked) {

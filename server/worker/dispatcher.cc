@@ -465,16 +465,14 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
     channel_waiting_[id] = &inbox;
   }
   absl::Cleanup forget = [this, id, &inbox] {
-    std::deque<ReceivedRequest> left;
-    {
-      absl::MutexLock lock(&mu_);
-      channel_waiting_.erase(id);
-      left.swap(inbox);
-    }
-    // The broker waits for an answer to each (a client that returned before they ran).
-    for (const ReceivedRequest& request : left) {
+    // The broker waits for an answer to each left (a client that returned before they ran),
+    // in order, and Route refuses later ones once the lock is free: refused under it.
+    absl::MutexLock lock(&mu_);
+    channel_waiting_.erase(id);
+    for (const ReceivedRequest& request : inbox) {
       RefuseNotWaiting(request.request().id(), id, " on the same-host channel");
     }
+    inbox.clear();
   };
   FFIBOX_RETURN_IF_ERROR(WriteLocal(channel, message));
   FrameDecoder frames(local_max_request_bytes_);

@@ -3,7 +3,8 @@
  * Each function does one thing a malicious library would try against its host: read or
  * create files, open another process's memory, write to or shrink the descriptors it
  * inherited, learn the broker's command line, look for descriptors it should not hold, write
- * into or corrupt the worker's shared-memory channel to the broker. Each
+ * into or corrupt the worker's shared-memory channel to the broker; crash or call back from
+ * its constructor when the session's environment says so (FFIBOX_TEST_HOSTILE_AT_LOAD). Each
  * reports what happened as a number: >= 0 means it worked (a byte count, a descriptor type,
  * 0), -errno means the kernel refused. None of them calls a system call the strict seccomp
  * policy forbids, so a refusal comes from the jail's other layers (namespaces, the
