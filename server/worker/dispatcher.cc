@@ -292,22 +292,23 @@ bool WorkerDispatcher::Route(ReceivedRequest received) {
   return false;
 }
 
-void WorkerDispatcher::RefuseNotWaiting(uint64_t request_id, uint64_t id, absl::string_view where) {
+void WorkerDispatcher::Refuse(uint64_t request_id, const absl::Status& status) {
   internal::WorkerReply reply;
   reply.mutable_response()->set_id(request_id);
-  *reply.mutable_response()->mutable_error() = ToProtoError(ErrorStatus(
-      v1::FAILED_PRECONDITION, absl::StrCat("invocation ", id, " is not waiting", where)));
+  *reply.mutable_response()->mutable_error() = ToProtoError(status);
   Send(reply);
+}
+
+void WorkerDispatcher::RefuseNotWaiting(uint64_t request_id, uint64_t id, absl::string_view where) {
+  Refuse(request_id, ErrorStatus(v1::FAILED_PRECONDITION,
+                                 absl::StrCat("invocation ", id, " is not waiting", where)));
 }
 
 void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
   if (request.has_local_channel()) {
     // Only the main thread serves a channel (Run attaches it); not inside an invocation.
-    internal::WorkerReply reply;
-    reply.mutable_response()->set_id(request.id());
-    *reply.mutable_response()->mutable_error() = ToProtoError(ErrorStatus(
-        v1::FAILED_PRECONDITION, "a same-host channel is attached at the top level only"));
-    Send(reply);
+    Refuse(request.id(), ErrorStatus(v1::FAILED_PRECONDITION,
+                                     "a same-host channel is attached at the top level only"));
     return;
   }
   StackArena arena;
@@ -443,16 +444,13 @@ void WorkerDispatcher::RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>&
     } else if (t_depth >= max_callback_depth_) {
       refused = InvocationTooDeep(id, t_depth, max_callback_depth_);
     }
-    if (refused.ok()) {
-      t_channel_inbox = true;
-      Answer(request);
-      t_channel_inbox = false;
+    if (!refused.ok()) {
+      Refuse(request.id(), refused);
       continue;
     }
-    internal::WorkerReply reply;
-    reply.mutable_response()->set_id(request.id());
-    *reply.mutable_response()->mutable_error() = ToProtoError(refused);
-    Send(reply);
+    t_channel_inbox = true;
+    Answer(request);
+    t_channel_inbox = false;
   }
 }
 

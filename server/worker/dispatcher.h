@@ -168,6 +168,8 @@ class WorkerDispatcher : public CallbackRunner {
   // Runs the requests in `inbox` (of invocation `id` on the same-host channel, routed there
   // by the reader thread) one by one, and sends their answers to the broker.
   void RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>& inbox);
+  // Answers request `request_id` from the broker with `status` (an error), unrun.
+  void Refuse(uint64_t request_id, const absl::Status& status);
   // Answers request `request_id` from the broker that names invocation `id`, which is not
   // waiting, with FAILED_PRECONDITION.
   void RefuseNotWaiting(uint64_t request_id, uint64_t id, absl::string_view where);

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import pytest
 
@@ -98,6 +99,17 @@ class PeakRss:
     def __exit__(self, *exc) -> None:
         self.peak = status_kib(self._pid, "VmHWM") / 1024
 
+
+
+def close_channel_from_client(local):
+    """Writes a frame that is no call (a ping) on the same-host channel `local` (a
+    LocalChannel): the worker closes the channel and says it did; waits until it has."""
+    ping = ffibox_pb2.Request(id=99, ping=ffibox_pb2.Ping()).SerializeToString()
+    local._write(len(ping).to_bytes(4, "little") + ping, time.monotonic() + 5)
+    deadline = time.monotonic() + 5
+    while not local.closed_by_worker and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert local.closed_by_worker
 
 
 def run_script(script, *args):

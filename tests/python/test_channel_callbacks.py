@@ -12,7 +12,7 @@ import time
 import pytest
 
 import ffibox
-from conftest import HOSTILE_LIB, TEST_LIB, Server, run_script
+from conftest import HOSTILE_LIB, TEST_LIB, Server, close_channel_from_client, run_script
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
 
@@ -138,13 +138,7 @@ def test_the_broker_checks_what_names_an_invocation_on_the_channel(client):
         assert stream.local_enabled
         # Once the worker closed the channel (a frame that is no call), nothing waits on it:
         # a request naming an invocation there is refused, not run as a top-level one.
-        local = stream._local
-        ping = pb.Request(id=99, ping=pb.Ping()).SerializeToString()
-        local._write(len(ping).to_bytes(4, "little") + ping, time.monotonic() + 5)
-        deadline = time.monotonic() + 5
-        while not local.closed_by_worker and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert local.closed_by_worker
+        close_channel_from_client(stream._local)
         for _ in range(5):  # whichever of the worker's threads reads the stream by then
             time.sleep(0.05)
             with pytest.raises(ffibox.Error, match="is not waiting on the same-host channel"):

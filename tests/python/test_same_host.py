@@ -11,8 +11,8 @@ import time
 import pytest
 
 import ffibox
-from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, forge_empty_blocks,
-                      run_script, varint)
+from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, close_channel_from_client,
+                      forge_empty_blocks, run_script, varint)
 from ffibox import _answer_shape, _local_channel
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
@@ -183,12 +183,7 @@ def test_bad_input_on_the_channel_closes_it_and_the_session_goes_on(client):
         assert "invocation" in str(refused.value)
         # A frame that is no call: the worker closes the channel (and says it did it).
         local = session.stream._local
-        ping = pb.Request(id=99, ping=pb.Ping()).SerializeToString()
-        local._write(len(ping).to_bytes(4, "little") + ping, time.monotonic() + 5)
-        deadline = time.monotonic() + 5
-        while not local.closed_by_worker and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert local.closed_by_worker
+        close_channel_from_client(local)
         # The next call finds the channel closed before sending: it goes through the stream,
         # and the worker that refused the frame is alive and answers.
         assert lib.add_int(2, 3) == 5
