@@ -35,10 +35,13 @@
 //
 // Inside a handler, every request of the same session (calls, memory operations) runs inside
 // the invocation, reentrantly, to the depth the server allows. In a handler that runs on the
-// same-host channel, only calls, memory reads and writes (Read, Write, ReadMemory,
-// WriteMemory, ReadCString, ReadWString) and layout checks can be made, each waiting for its
-// answer; the rest (loading, defining callbacks, allocating, async sends) is refused with
-// FAILED_PRECONDITION, since the worker's thread that would run it waits for the handler. A
+// same-host channel, calls, memory reads and writes (Read, Write, ReadMemory, WriteMemory,
+// ReadCString, ReadWString) and layout checks go on the channel, each waiting for its answer;
+// loads, look-ups, callback definitions and frees, allocations and memory fills and copies go
+// through the server, naming the invocation, when it takes them (LocalChannelOpened's
+// channel_invocations; the worker's thread that waits on the channel for the handler runs
+// them). The rest (batches, calls sent asynchronously) is refused with FAILED_PRECONDITION,
+// since the worker's thread that would run it waits for the handler. A
 // Callback is a copyable handle; its id survives worker restarts (the server defines it again in
 // the new worker), its address() is that of the worker generation that defined it.
 #ifndef FFIBOX_CLIENT_CPP_CALLBACK_H_

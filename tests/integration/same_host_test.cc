@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -542,6 +544,62 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsThereDefinesThroughTheBrokerAndIsR
   ASSERT_OK_AND_ASSIGN(int after, add_int(2, 3));
   EXPECT_EQ(after, 5);
   EXPECT_EQ(session->generation(), 1u);
+}
+
+TEST_F(SameHostTest, AHandlerThatReturnsBeforeItsAsyncRequestsAreAnsweredKeepsItsWorker) {
+  // Requests sent through the broker naming the invocation may still be on their way when the
+  // handler returns: the worker answers each (run, or refused as no longer waiting), in order
+  // with the requests after them, so the broker sees no answer out of turn and kills nothing.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
+  using IntCallback = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(auto twice, (lib.Function<int(IntCallback, int)>("call_twice_nested")));
+  constexpr int kLeft = 16;
+  std::vector<std::future<absl::StatusOr<v1::Response>>> left;
+  // How long the handler goes on after its last send: the requests reach the worker before,
+  // while and after it returns (the narrowest case: queued for it as it returns).
+  absl::Duration linger;
+  ASSERT_OK_AND_ASSIGN(IntCallback hasty,
+                       session->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+                         for (int i = 0; i < kLeft; ++i) {
+                           v1::Request alloc;
+                           alloc.mutable_alloc_memory()->set_size(64);
+                           left.push_back(session->SendAsync(std::move(alloc)));
+                         }
+                         const absl::Time until = absl::Now() + linger;
+                         while (absl::Now() < until) {
+                         }
+                         return x + 1;  // without waiting for any of them
+                       }));
+  for (int round = 0; round < 40; ++round) {
+    left.clear();
+    linger = absl::Microseconds(10 * round);
+    ASSERT_OK_AND_ASSIGN(int fired, twice(hasty, 1));
+    EXPECT_EQ(fired, 3);  // (1 + 1) + 1
+    // A call right after, on the channel.
+    ASSERT_OK_AND_ASSIGN(int sum, add_int(round, 2));
+    EXPECT_EQ(sum, round + 2);
+    ASSERT_EQ(left.size(), 2u * kLeft);
+    for (auto& answer : left) {
+      ASSERT_EQ(answer.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+      absl::StatusOr<v1::Response> response = answer.get();
+      ASSERT_OK(response.status());
+      if (!response->has_error()) {
+        EXPECT_TRUE(response->has_allocated()) << response->DebugString();
+        continue;
+      }
+      EXPECT_EQ(response->error().code(), v1::FAILED_PRECONDITION) << response->DebugString();
+      EXPECT_NE(response->error().message().find("is not waiting"), std::string::npos)
+          << response->DebugString();
+    }
+  }
+  // One worker throughout: none was killed for an answer out of turn.
+  EXPECT_EQ(session->generation(), 1u);
+  EXPECT_TRUE(session->same_host());
+  for (const v1::SessionEvent& event : session->TakeEvents()) {
+    EXPECT_NE(event.kind(), v1::SessionEvent::WORKER_LOST) << event.DebugString();
+  }
 }
 
 TEST_F(SameHostTest, AHandlerWaitingForAnotherThreadsCallEndsAtTheDeadlineNotNever) {
