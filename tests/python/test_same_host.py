@@ -141,10 +141,19 @@ def test_the_private_server_gives_the_one_import_swap_the_channel_by_default():
         os.environ["FFIBOX_SAME_HOST"] = "0"
         with client.session() as plain:
             print(plain.stream.local_enabled, plain.CDLL("libm.so.6").labs(-3))
+        os.environ["FFIBOX_SAME_HOST"] = "off"
+        with client.session() as off:
+            print(off.stream.local_enabled)
+        # A value that means nothing is refused, not taken for the default (on, here).
+        os.environ["FFIBOX_SAME_HOST"] = "nope"
+        try:
+            client.session()
+        except ValueError as refused:
+            print("$FFIBOX_SAME_HOST" in str(refused))
     """)
     result = run_script(script)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["True", "1.0", "True", "False", "False", "3"]
+    assert result.stdout.split() == ["True", "1.0", "True", "False", "False", "3", "False", "True"]
 
 
 def test_a_client_over_tcp_is_refused_a_channel(tmp_path):

@@ -26,7 +26,6 @@ address, as ctypes keeps addresses: they are integers, not dereferenced here.
 import bisect
 import collections
 import ctypes as _ct
-import os
 import struct
 import sys
 import threading
@@ -92,10 +91,10 @@ class ImageTable:
     `memory` (ffibox._memory.WorkerMemory) reads what they mirror and takes their changes;
     `twins` (ffibox._twins.TwinTable) maps worker addresses into caller objects."""
 
-    def __init__(self, memory, twins) -> None:
+    def __init__(self, memory, twins, max_images: int = DEFAULT_MAX_IMAGES) -> None:
         self._memory = memory
         self._twins = twins
-        self.max_images = int(os.environ.get("FFIBOX_MAX_IMAGES", "") or DEFAULT_MAX_IMAGES)
+        self.max_images = max_images
         # Local start -> image, and the starts in order, so finding the image that holds an
         # address costs a binary search, not a scan, on every pointer a call passes. Images
         # die on whatever thread collects their owner: the lock guards both.

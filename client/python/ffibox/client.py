@@ -12,10 +12,10 @@ from typing import Any, Dict, Iterable, Optional, Union
 
 import grpc
 
-from ffibox import _default, _marshal, _remote, _server, _types
+from ffibox import _default, _marshal, _remote, _server, _settings, _types
 from ffibox._channel import ChannelSettings, make_channel, fork_advice
 from ffibox._functions import RemoteCall, callback_buffer_bytes, callback_handler
-from ffibox._images import ImageTable
+from ffibox._images import DEFAULT_MAX_IMAGES, ImageTable
 from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
@@ -181,8 +181,15 @@ class Session:
                  channel_callbacks: Optional[bool] = None) -> None:
         if env is None:
             env = client.env
+        # Read before the session opens: a value that means nothing fails here, leaving
+        # nothing open.
         if scratch_directory is None:
-            scratch_directory = os.environ.get("FFIBOX_SCRATCH", "") == "1"
+            scratch_directory = bool(_settings.flag("FFIBOX_SCRATCH"))
+        same_host_setting = _settings.flag("FFIBOX_SAME_HOST")
+        if channel_callbacks is None:
+            # None: on where the server takes what such a callback may ask of the broker.
+            channel_callbacks = _settings.flag("FFIBOX_CHANNEL_CALLBACKS")
+        max_images = _settings.count("FFIBOX_MAX_IMAGES", DEFAULT_MAX_IMAGES)
         open_request = pb.OpenSession(
             call_timeout_ms=int(timeout * 1000) if timeout else 0,
             restart=pb.RESTART if restart else pb.NO_RESTART,
@@ -220,24 +227,20 @@ class Session:
                            ", ".join(self.jail_layers) or "none",
                            "; waived: " + "; ".join(self.waived_jail_layers)
                            if self.waived_jail_layers else ""), "JAIL_UNAVAILABLE")
-        setting = os.environ.get("FFIBOX_SAME_HOST", "")
-        explicit = same_host is not None or setting == "1"
+        explicit = same_host is not None or same_host_setting is True
         if same_host is None:
             # Where it can be had (a unix socket is on this host): asked for with
             # $FFIBOX_SAME_HOST=1, and by default on the client's own private server, which
             # serves this process alone (a worker keeps no idle CPU throttle while its channel
             # is open), unless the session asked for a throttle of its own.
-            same_host = ((setting == "1" or (setting == "" and client.private and
-                                             not idle_cpu_percent)) and
+            same_host = ((same_host_setting is True or
+                          (same_host_setting is None and client.private and
+                           not idle_cpu_percent)) and
                          client.address.startswith("unix:") and _local_channel.available())
         elif same_host and not _local_channel.available():
             self.stream.close()
             raise Error("UNIMPLEMENTED: the same-host channel needs x86-64 Linux here",
                         "UNIMPLEMENTED")
-        if channel_callbacks is None:
-            # None: on where the server takes what such a callback may ask of the broker.
-            channel_callbacks = {"1": True, "0": False}.get(
-                os.environ.get("FFIBOX_CHANNEL_CALLBACKS", ""))
         if same_host:
             try:
                 self.stream.enable_local(opened.call_timeout_ms / 1000.0, channel_callbacks)
@@ -254,7 +257,7 @@ class Session:
         # One worker address per caller object calls reach, for the object's life.
         self.twins = TwinTable(lambda: self.generation)
         # Local images of worker memory the library handed back through typed pointers.
-        self.images = ImageTable(self.memory, self.twins)
+        self.images = ImageTable(self.memory, self.twins, max_images)
         self.memory.before_read = self.images.sync
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}

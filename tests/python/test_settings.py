@@ -1,0 +1,64 @@
+"""The Python client's settings from the environment (ffibox/_settings.py): the spellings of
+yes and no it takes, and a value that means nothing refused with the variable's name rather
+than taken for the default."""
+import pytest
+
+import ffibox
+from ffibox import _settings
+
+
+@pytest.fixture
+def client(server):
+    c = ffibox.connect(server.address)
+    yield c
+    c.close()
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("", None), ("  ", None), ("1", True), ("true", True), ("Yes", True), ("ON", True),
+    ("0", False), ("false", False), ("no", False), ("Off", False), (" 0 ", False)])
+def test_a_flag_takes_the_usual_spellings(monkeypatch, value, expected):
+    monkeypatch.setenv("FFIBOX_TEST_FLAG", value)
+    assert _settings.flag("FFIBOX_TEST_FLAG") is expected
+
+
+def test_an_unset_flag_is_none(monkeypatch):
+    monkeypatch.delenv("FFIBOX_TEST_FLAG", raising=False)
+    assert _settings.flag("FFIBOX_TEST_FLAG") is None
+
+
+@pytest.mark.parametrize("value", ["2", "enable", "y es", "-1"])
+def test_a_flag_that_means_nothing_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("FFIBOX_TEST_FLAG", value)
+    with pytest.raises(ValueError) as refused:
+        _settings.flag("FFIBOX_TEST_FLAG")
+    assert "$FFIBOX_TEST_FLAG" in str(refused.value)
+    assert repr(value) in str(refused.value)
+
+
+def test_a_count_is_a_whole_number_of_at_least_one(monkeypatch):
+    monkeypatch.delenv("FFIBOX_TEST_COUNT", raising=False)
+    assert _settings.count("FFIBOX_TEST_COUNT", 7) == 7
+    monkeypatch.setenv("FFIBOX_TEST_COUNT", "")
+    assert _settings.count("FFIBOX_TEST_COUNT", 7) == 7
+    monkeypatch.setenv("FFIBOX_TEST_COUNT", " 12 ")
+    assert _settings.count("FFIBOX_TEST_COUNT", 7) == 12
+    for bad in ("0", "-3", "many", "1.5"):
+        monkeypatch.setenv("FFIBOX_TEST_COUNT", bad)
+        with pytest.raises(ValueError) as refused:
+            _settings.count("FFIBOX_TEST_COUNT", 7)
+        assert "$FFIBOX_TEST_COUNT" in str(refused.value)
+
+
+def test_a_session_refuses_a_bad_setting_before_it_opens(client, monkeypatch):
+    # Nothing is opened for a session that cannot start: the client's next session works.
+    for name in ("FFIBOX_CHANNEL_CALLBACKS", "FFIBOX_SCRATCH", "FFIBOX_MAX_IMAGES"):
+        monkeypatch.setenv(name, "sometimes")
+        with pytest.raises(ValueError) as refused:
+            client.session()
+        assert "$" + name in str(refused.value)
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FFIBOX_MAX_IMAGES", "9")
+    with client.session() as session:
+        assert session.images.max_images == 9
+        assert session.CDLL("libm.so.6").labs(-4) == 4
