@@ -3,11 +3,12 @@ import ctypes as _ct
 import struct
 import sys
 import threading
+import warnings
 from typing import Dict, Optional
 
 from ffibox import (_addresses, _callback_pointers, _default, _images, _marshal, _packers,
                     _types)
-from ffibox._blocks import CallBuilder
+from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stream import failed_callback
 from ffibox._stubs import pb
@@ -473,6 +474,45 @@ def invoke_checker(argtypes, buffer_bytes: int):
     return check
 
 
+def _local_word(restype, result):
+    """(address, ctypes keep-alive references) of what a callback of result type `restype`
+    returned, when it is a pointer that may be the caller's (an int, a c_void_p, c_char_p or
+    pointer object of this process); else (None, None)."""
+    code = getattr(restype, "_type_", None)
+    if not (_types.is_pointer(restype) or code in ("P", "z", "Z")):
+        return None, None
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result, None
+    if isinstance(result, (_ct.c_void_p, _ct.c_char_p, _ct.c_wchar_p, _ct._Pointer)):
+        if address_of(result) is not None:
+            return None, None  # bound to worker memory: encode maps it
+        return (_ct.c_void_p.from_buffer(result).value or 0,
+                getattr(result, "_objects", None))
+    return None, None
+
+
+def _callback_result(restype, result, session, generation: int):
+    """The Value of what a callback returned, as native code must find it in the worker.
+
+    As ctypes: a `bytes` for `c_char_p` (a `str` for `c_wchar_p`) is kept alive for good, with
+    ctypes' RuntimeWarning: the string gets worker memory of its own, never freed. A pointer
+    into a caller object (`addressof(buffer)`, `cast(buffer, c_void_p)`) is that object's
+    twin in worker memory, written with its bytes (ffibox._callback_pointers)."""
+    code = getattr(restype, "_type_", None)
+    if (code == "z" and isinstance(result, bytes)) or (code == "Z" and isinstance(result, str)):
+        warnings.warn("memory leak in callback function.", RuntimeWarning, stacklevel=2)
+        data = result + b"\0" if code == "z" else result.encode("utf-32-le") + b"\0\0\0\0"
+        address = session.memory.alloc(len(data))
+        session.memory.write(address, data, generation)
+        return remote_value(address, generation)
+    word, keep = _local_word(restype, result)
+    if word:
+        mapped = _callback_pointers.worker_word(session, word, keep, generation)
+        if mapped != word:
+            return remote_value(mapped, generation)
+    return _marshal.encode(restype, result, None, session)
+
+
 def callback_handler(prototype, function):
     """The session-stream handler that runs `function` for invokes of a callback; its
     `check` attribute checks an invocation that comes on the same-host channel
@@ -509,7 +549,8 @@ def callback_handler(prototype, function):
         try:
             result = function(*args)
             if restype is not None:
-                answer.result.CopyFrom(_marshal.encode(restype, result, None, session))
+                answer.result.CopyFrom(
+                    _callback_result(restype, result, session, stream.generation))
         except BaseException:  # noqa: B902 - ctypes reports every exception the same way
             answer = failed_callback(function)
         for index, copy in local_copies.items():

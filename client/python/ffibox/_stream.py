@@ -118,6 +118,10 @@ class SessionStream:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._pending: Dict[int, _Pending] = {}
+        # Posted callback_returns (request id -> invocation), until their answer comes: one
+        # the broker refuses leaves its invocation open (docs/protocol.md), so it is answered
+        # again with an error and native code resumes now, not at the call's deadline.
+        self._posted_returns: Dict[int, int] = {}
         self._ended: Optional[str] = None
         # The code later requests fail with: FAILED_PRECONDITION once closed, UNAVAILABLE when
         # the server went away, the server's refusal (UNAUTHENTICATED, ...) as it said.
@@ -357,6 +361,8 @@ class SessionStream:
             if self._ended is not None:
                 return
             request.id = next(self._ids)
+            if request.HasField("callback_return") and not request.callback_return.error:
+                self._posted_returns[request.id] = request.callback_return.invocation
         self._outgoing.put(request)
 
     def _forsake_after_fork(self, parent: int) -> None:
@@ -374,6 +380,7 @@ class SessionStream:
         self._outgoing = queue.Queue()
         self._invokes = queue.Queue()
         self._pending = {}
+        self._posted_returns = {}
         self._local = None
         self._local_wanted = False
         self._callback_thread = None
@@ -461,6 +468,20 @@ class SessionStream:
                 error="the callback's answer is too large to send: %d bytes exceed the "
                       "limit of %d bytes" % (size, self.max_request_bytes)))
         self.post(request)
+
+    def _answer_refused_return(self, invocation: int, error) -> None:
+        """The broker refused the callback_return of `invocation` (a result that does not fit
+        the callback's type, ...): it stays open, so native code would wait for the call's
+        deadline. Answered again as a failed callback: native code gets zero now, and the
+        CALLBACK_ERROR event says why. Not for FAILED_PRECONDITION: the invocation is closed
+        (its worker died), or requests the callback started are still running."""
+        if error.code == pb.FAILED_PRECONDITION:
+            return
+        message = "the server refused the callback's answer: %s" % error.message
+        sys.stderr.write("ffibox: invocation %d: %s; native code gets zero\n"
+                         % (invocation, message))
+        self.post(pb.Request(callback_return=pb.CallbackReturn(invocation=invocation,
+                                                               error=message)))
 
     # -- callbacks on the same-host channel -------------------------------------------------
 
@@ -561,11 +582,14 @@ class SessionStream:
                     continue
                 with self._lock:
                     pending = self._pending.pop(response.id, None)
+                    refused = self._posted_returns.pop(response.id, None)
                 if pending is not None:
                     pending.response = response
                     pending.event.set()
                     if pending.notify is not None:
                         pending.notify.put(None)
+                elif refused is not None and response.HasField("error"):
+                    self._answer_refused_return(refused, response.error)
         except Exception as error:  # grpc.RpcError and friends: the stream is gone
             reason = "ffibox session stream broke: %s" % (getattr(error, "details", None)
                                                           and error.details() or error)
@@ -585,6 +609,7 @@ class SessionStream:
                 self._ended = reason
                 self._ended_code = code
             orphans, self._pending = self._pending, {}
+            self._posted_returns.clear()
         for pending in orphans.values():
             pending.event.set()
             if pending.notify is not None:

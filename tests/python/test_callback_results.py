@@ -1,0 +1,74 @@
+"""What a Python callback returns reaches native code as ctypes would hand it over, on the
+session stream and on the same-host channel: a `bytes` for `c_char_p` (kept for good, with
+ctypes' "memory leak" warning), a pointer into a caller object (the object's worker twin);
+and an answer the broker refuses gives native code zero at once, never a wait for the
+call's deadline."""
+import time
+
+import pytest
+
+import ffibox
+from conftest import TEST_LIB
+from ffibox import ctypes as ct
+from ffibox._stubs import pb
+
+
+@pytest.fixture(params=[False, True], ids=["stream", "channel"])
+def session(request, server):
+    client = ffibox.connect(server.address)
+    with client.session(timeout=20, same_host=request.param) as s:
+        assert s.stream.local_enabled == request.param
+        yield s
+    client.close()
+
+
+def test_bytes_for_a_c_char_p_result_is_kept_as_ctypes_keeps_it(session):
+    lib = session.CDLL(TEST_LIB)
+    MAKE = ct.CFUNCTYPE(ct.c_char_p)
+    lib.length_of_made.argtypes = [MAKE]
+    lib.length_of_made.restype = ct.c_size_t
+    made = MAKE(lambda: b"twelve chars")
+    with pytest.warns(RuntimeWarning, match="memory leak in callback function"):
+        assert lib.length_of_made(made) == 12
+    assert lib.length_of_made(MAKE(lambda: None)) == 0
+    assert not [e for e in session.stream.events if e.kind == pb.SessionEvent.CALLBACK_ERROR]
+
+
+def test_a_pointer_into_a_caller_object_is_its_twin(session):
+    lib = session.CDLL(TEST_LIB)
+    MAKE = ct.CFUNCTYPE(ct.c_void_p)
+    lib.length_of_made.argtypes = [MAKE]
+    lib.length_of_made.restype = ct.c_size_t
+    # A cast keeps its source: the buffer gets a twin holding its bytes.
+    fresh = ct.create_string_buffer(b"hello")
+    assert lib.length_of_made(MAKE(lambda: ct.cast(fresh, ct.c_void_p))) == 5
+    # A bare address of an object a call placed in worker memory: that twin, as it is now.
+    used = ct.create_string_buffer(b"seven!!", 16)
+    lib.str_len.argtypes = [ct.c_char_p]
+    assert lib.str_len(used) == 7
+    used.value = b"four"
+    assert lib.length_of_made(MAKE(lambda: ct.addressof(used))) == 4
+    assert lib.length_of_made(MAKE(lambda: ct.addressof(used) + 2)) == 2
+
+
+def test_an_answer_the_broker_refuses_gives_native_code_zero_at_once(server, capfd):
+    client = ffibox.connect(server.address)
+    with client.session(timeout=20, same_host=False) as session:
+        lib = session.CDLL(TEST_LIB)
+        CB = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        lib.call_twice_nested.argtypes = [CB, ct.c_int]
+        callback = CB(lambda x: x + 1)
+        assert lib.call_twice_nested(callback, 1) == 3
+        # A client that answers with a value of the wrong kind (text for an int): the
+        # broker refuses it and leaves the invocation open; the client answers again.
+        (_, callback_id), = session._callbacks.values()
+        session.stream._handlers[callback_id] = lambda stream, invoke: pb.CallbackReturn(
+            result=pb.Value(text_value="three"))
+        started = time.monotonic()
+        assert lib.call_twice_nested(callback, 1) == 0
+        assert time.monotonic() - started < 10
+        assert "the server refused the callback's answer" in capfd.readouterr().err
+        errors = [e for e in session.stream.events if e.kind == pb.SessionEvent.CALLBACK_ERROR]
+        assert errors and "refused the callback's answer" in errors[-1].error.message
+        assert session.generation == 1
+    client.close()
