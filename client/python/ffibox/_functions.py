@@ -4,6 +4,7 @@ import struct
 import sys
 import threading
 import warnings
+from types import BuiltinFunctionType
 from typing import Dict, Optional
 
 from ffibox import (_addresses, _callback_pointers, _default, _images, _marshal, _packers,
@@ -140,19 +141,22 @@ class RemoteCall:
             try:
                 if position <= len(types):
                     t = types[position - 1]
-                    if not _types.is_ctypes_type(t):
+                    if not _types.is_ctypes_type(t) or _converts_itself(t):
+                        # As ctypes: what from_param gives is what goes, as its own type.
                         value = t.from_param(value)
                         t = _marshal.infer_type(value)
+                        _check_untyped(value)
                         types[position - 1] = t
                 else:
                     t = _marshal.infer_type(value)
+                    _check_untyped(value)
                     types.append(t)
                 values.append(_marshal.encode(t, value, builder, session))
             except (TypeError, ValueError, OverflowError) as error:
                 if position > len(argtypes or ()) and str(error).startswith("Don't know"):
                     error = TypeError("Don't know how to convert parameter %d" % position)
                 raise _marshal.ArgumentError("argument %d: %s: %s"
-                                             % (position, type(error), error)) from None
+                                             % (position, _error_name(error), error)) from None
         if variadic:
             fixed = len(argtypes or ())
             for t in types[fixed:]:
@@ -472,6 +476,27 @@ def invoke_checker(argtypes, buffer_bytes: int):
         return None
 
     return check
+
+
+def _converts_itself(t) -> bool:
+    """Whether ctypes type `t` has a from_param of its own, written in Python (a subclass
+    that converts: `class Text(c_char_p)` taking `str`), whose result ctypes passes instead
+    of the argument."""
+    return not isinstance(getattr(t, "from_param", None), BuiltinFunctionType)
+
+
+def _check_untyped(value) -> None:
+    """An int that goes without a declared type travels as ctypes' C int, which ctypes takes
+    from any value that fits a C long or unsigned long: beyond that, its OverflowError."""
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            not -(1 << 63) <= value < (1 << 64):
+        raise OverflowError("int too long to convert")
+
+
+def _error_name(error: BaseException) -> str:
+    """How ctypes names the error inside an ArgumentError: `TypeError` since Python 3.11,
+    `<class 'TypeError'>` before."""
+    return type(error).__name__ if sys.version_info >= (3, 11) else str(type(error))
 
 
 def _local_word(restype, result):
