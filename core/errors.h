@@ -38,6 +38,10 @@ absl::Status PrefixField(const absl::Status& status, absl::string_view prefix);
 // mapped from its absl code (INTERNAL when there is no closer match).
 v1::Error ToProtoError(const absl::Status& status);
 
+// `text` with every byte that does not start a well-formed UTF-8 sequence written as `\xNN`:
+// fit for a proto string field (ErrorStatus applies it to a message and its field).
+std::string ValidUtf8(absl::string_view text);
+
 // The public code of a status (ERROR_CODE_UNSPECIFIED for OK).
 v1::ErrorCode ErrorCodeOf(const absl::Status& status);
 

@@ -1,6 +1,8 @@
 #include "client/cli/argument_values.h"
 
 #include <cerrno>
+#include <cfloat>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 
@@ -111,6 +113,7 @@ absl::StatusOr<v1::Value> ParseInteger(const v1::Type& type, const IntegerRange&
         }
         return value;
       }
+      return Invalid(text, type, "expected an integer or one character of one byte");
     } else if (type.scalar() == v1::WCHAR) {
       absl::StatusOr<std::u32string> code_points = DecodeUtf8(text);
       if (code_points.ok() && code_points->size() == 1) {
@@ -165,6 +168,19 @@ absl::StatusOr<v1::Value> ParseArgumentValue(const v1::Type& type, absl::string_
       const double number = std::strtod(word.c_str(), &end);
       if (word.empty() || end == nullptr || *end != '\0') {
         return Invalid(text, type, "expected a number");
+      }
+      // A finite number that does not fit is refused, not sent as an infinity or a zero
+      // ("inf" and "nan" written as such go as they are). A long double travels as a double.
+      const bool overflows = std::isfinite(number)
+                                 ? scalar == v1::FLOAT && std::fabs(number) > FLT_MAX
+                                 : errno == ERANGE;
+      const bool underflows = number != 0 && scalar == v1::FLOAT &&
+                              std::fabs(number) < static_cast<double>(FLT_TRUE_MIN) / 2;
+      if (overflows || underflows || (errno == ERANGE && number == 0)) {
+        return Invalid(text, type,
+                       scalar == v1::LONGDOUBLE ? "out of range (a long double argument travels "
+                                                  "as a double)"
+                                                : "out of range");
       }
       value.set_float_value(number);
       return value;

@@ -1,5 +1,6 @@
 #include "client/cli/argument_values.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,10 @@ TEST(ParseArgumentValueTest, CharactersAndBooleans) {
   EXPECT_EQ(Parse(v1::CHAR, "a")->int_value(), 'a');
   EXPECT_EQ(Parse(v1::CHAR, "7")->int_value(), 7);
   EXPECT_FALSE(Parse(v1::CHAR, "ab").ok());
+  absl::StatusOr<v1::Value> two_bytes = Parse(v1::CHAR, "\xc3\xa9");
+  ASSERT_FALSE(two_bytes.ok());
+  EXPECT_NE(two_bytes.status().message().find("one character of one byte"), std::string::npos)
+      << two_bytes.status();
   EXPECT_EQ(Parse(v1::WCHAR, "\xc3\xa9")->int_value(), 0xe9);
   EXPECT_TRUE(Parse(v1::BOOL, "true")->bool_value());
   EXPECT_FALSE(Parse(v1::BOOL, "0")->bool_value());
@@ -49,6 +54,23 @@ TEST(ParseArgumentValueTest, FloatsStringsAndPointers) {
   EXPECT_EQ(Parse(v1::DOUBLE, "0.5")->float_value(), 0.5);
   EXPECT_EQ(Parse(v1::FLOAT, "-1e3")->float_value(), -1000.0);
   EXPECT_FALSE(Parse(v1::DOUBLE, "half").ok());
+  // What does not fit is refused, not sent as an infinity or a zero; written as such, it goes.
+  for (const char* text : {"1e999", "-1e999", "1e-400"}) {
+    absl::StatusOr<v1::Value> refused = Parse(v1::DOUBLE, text);
+    ASSERT_FALSE(refused.ok()) << text;
+    EXPECT_NE(refused.status().message().find("out of range"), std::string::npos) << text;
+  }
+  for (const char* text : {"1e40", "-1e39", "1e-50"}) {
+    EXPECT_FALSE(Parse(v1::FLOAT, text).ok()) << text;
+  }
+  EXPECT_EQ(Parse(v1::FLOAT, "3e38")->float_value(), 3e38);
+  EXPECT_GT(Parse(v1::FLOAT, "1e-40")->float_value(), 0);
+  EXPECT_GT(Parse(v1::DOUBLE, "1e-320")->float_value(), 0);
+  EXPECT_TRUE(std::isinf(Parse(v1::DOUBLE, "inf")->float_value()));
+  EXPECT_TRUE(std::isnan(Parse(v1::FLOAT, "nan")->float_value()));
+  absl::StatusOr<v1::Value> huge_long_double = Parse(v1::LONGDOUBLE, "1e400");
+  ASSERT_FALSE(huge_long_double.ok());
+  EXPECT_NE(huge_long_double.status().message().find("travels as a double"), std::string::npos);
   EXPECT_EQ(Parse(v1::CSTRING, "a b:c")->bytes_value(), "a b:c");
   EXPECT_EQ(Parse(v1::WSTRING, "h\xc3\xa9")->text_value(), "h\xc3\xa9");
   EXPECT_FALSE(Parse(v1::WSTRING, "\xff").ok());

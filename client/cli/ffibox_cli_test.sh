@@ -110,6 +110,19 @@ expect 2 "" call "${lib}" 'int add_int(int, int' 1 2
 expect 2 "" call "${lib}" 'int add_int(int, int)' 1 two
 expect 2 "" frobnicate
 expect 2 ""
+expect 2 "" call '' 'int f(void)'
+expect 2 "" --timeout_ms=-5 call "${lib}" 'int add_int(int, int)' 1 2
+expect 2 "" --timeout_ms=99999999999999 call "${lib}" 'int add_int(int, int)' 1 2
+# A number that does not fit its type is refused, not sent as an infinity or a zero.
+expect 2 "" call libm.so.6 'double cos(double)' 1e999
+expect 2 "" call "${lib}" 'float mul_float(float, float)' 1e40 1
+# A message quoting bytes that are not UTF-8 arrives once and whole, without protobuf's
+# complaints about them.
+expect 2 "" call "${lib}" 'size_t wstr_len(const wchar_t*)' $'\xff'
+if [[ "$(cat "${dir}/err")" != "error: INVALID_ARGUMENT: argument 1: '\\xff' is not a valid"* ]]; then
+  echo "FAIL: the message of a non-UTF-8 argument: $(cat "${dir}/err")"
+  failures=$((failures + 1))
+fi
 
 # The server is still serving after all of the above.
 expect 0 "3" call "${lib}" 'int add_int(int, int)' 1 2

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -149,6 +150,18 @@ absl::Status ResolveStringResult(Session& session, const v1::Type& type, v1::Val
 
 int RunCall(const std::string& library_path, const std::string& declaration_text,
             const std::vector<std::string>& words) {
+  if (library_path.empty()) {
+    PrintError(ErrorStatus(v1::INVALID_ARGUMENT, "the library path is empty"));
+    return kExitUsage;
+  }
+  // The protocol carries a call's deadline in a uint32 of milliseconds.
+  const int64_t timeout_ms = absl::GetFlag(FLAGS_timeout_ms);
+  if (timeout_ms < 0 || timeout_ms > std::numeric_limits<uint32_t>::max()) {
+    PrintError(ErrorStatus(v1::INVALID_ARGUMENT,
+                           absl::StrCat("--timeout_ms=", timeout_ms, " is not between 0 and ",
+                                        std::numeric_limits<uint32_t>::max())));
+    return kExitUsage;
+  }
   absl::StatusOr<CDeclaration> declaration = ParseCDeclaration(declaration_text);
   if (!declaration.ok()) {
     PrintError(declaration.status());
@@ -224,7 +237,7 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
   const bool print_errno = absl::GetFlag(FLAGS_print_errno);
   call->set_capture_errno(print_errno);
   CallOptions options;
-  options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  options.timeout = absl::Milliseconds(timeout_ms);
   absl::StatusOr<v1::CallResult> result = function.Call(*std::move(call), options);
   if (!result.ok()) {
     PrintError(result.status());
