@@ -228,6 +228,17 @@ InFlightRequests::Culprit InFlightRequests::InnermostRunning() const {
   return culprit;
 }
 
+std::optional<InFlightRequests::Culprit> InFlightRequests::InnermostRunningInInvocation() const {
+  const Culprit innermost = InnermostRunning();
+  for (const auto& [id, scope] : scopes_) {
+    if (scope.depth >= 1 && !scope.queue.empty() &&
+        scope.queue.front().sequence == innermost.sequence) {
+      return innermost;
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<InFlightRequests::Culprit> InFlightRequests::RunningInChannelScope() const {
   for (const auto& [key, scope] : scopes_) {
     if (!key.second || scope.queue.empty()) continue;

@@ -132,6 +132,10 @@ class InFlightRequests {
   // The request the worker was most likely executing: the head of the most deeply nested
   // scope; an empty culprit when nothing is in flight.
   Culprit InnermostRunning() const;
+  // The head of the most deeply nested scope of an invocation (depth 1 or more), if any: a
+  // request a callback's handler sent through the broker, which the worker runs under the
+  // call that invoked it (one from the same-host channel included).
+  std::optional<Culprit> InnermostRunningInInvocation() const;
   // A request running inside an invocation on the same-host channel, if any: run by the
   // worker's thread that waits on the channel, it is what that thread runs.
   std::optional<Culprit> RunningInChannelScope() const;

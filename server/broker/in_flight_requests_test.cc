@@ -259,6 +259,24 @@ TEST(InFlightRequests, AnInvocationOutsideAnyCallHasItsOwnDeadline) {
   EXPECT_EQ(overdue->label, "callback 7 (invocation 4, outside any call)");
 }
 
+// A call on the same-host channel is not in flight here; the requests its callbacks' handlers
+// send through the broker are, inside the invocation: the worker runs them under that call.
+TEST(InFlightRequests, TheInnermostRequestInsideAnInvocation) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  EXPECT_FALSE(requests.InnermostRunningInInvocation().has_value());
+  ASSERT_OK(requests.Queue(Request("top-level, waiting for the call on the channel"), kStart));
+  EXPECT_FALSE(requests.InnermostRunningInInvocation().has_value());
+  ASSERT_OK(Open(requests, Invoke(4)));
+  EXPECT_FALSE(requests.InnermostRunningInInvocation().has_value()) << "nothing runs in it yet";
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued nested,
+                       requests.Queue(Request("crash_null_deref", 4), kStart));
+  ASSERT_OK(requests.Queue(Request("queued behind it", 4), kStart));
+  std::optional<InFlightRequests::Culprit> running = requests.InnermostRunningInInvocation();
+  ASSERT_TRUE(running.has_value());
+  EXPECT_EQ(running->label, "crash_null_deref");
+  EXPECT_EQ(running->sequence, nested.sequence);
+}
+
 TEST(InFlightRequests, TheLimitOfRequestsInFlightHolds) {
   InFlightRequests requests(InFlightRequests::Limits{2, 64});
   ASSERT_OK(requests.Queue(Request("a"), kStart));

@@ -253,12 +253,17 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
     // A call from the same-host channel runs on the worker's main thread, before any queued
     // top-level request: it is what died, when the worker says one ran.
     const std::optional<LocalCallSnapshot> local = LocalCall();
-    // Inside it, a request its callback's handler sent through the broker may run.
-    const std::optional<Culprit> in_channel_invocation = requests_.RunningInChannelScope();
-    const Culprit blamed = culprit != nullptr                  ? *culprit
-                           : in_channel_invocation.has_value() ? *in_channel_invocation
-                           : local.has_value()                 ? local->culprit
-                                                               : requests_.InnermostRunning();
+    // Inside it, a request its callback's handler sent through the broker may run: one
+    // naming an invocation on the channel, or one inside an invocation that came through
+    // the broker (a session whose callbacks stay on the stream).
+    std::optional<Culprit> in_invocation = requests_.RunningInChannelScope();
+    if (!in_invocation.has_value() && local.has_value()) {
+      in_invocation = requests_.InnermostRunningInInvocation();
+    }
+    const Culprit blamed = culprit != nullptr          ? *culprit
+                           : in_invocation.has_value() ? *in_invocation
+                           : local.has_value()         ? local->culprit
+                                                       : requests_.InnermostRunning();
     const std::string& last_label = requests_.last_label();
     failed = requests_.Drain(blamed);
     error = DescribeWorkerDeath(exit, cause, blamed.label, blamed.timeout, detail);

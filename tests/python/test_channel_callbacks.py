@@ -421,3 +421,30 @@ def test_a_crash_in_a_load_inside_a_callback_names_the_load(env_client):
             twice(F(loads), 1)
         assert raised.value.code == "WORKER_CRASHED", raised.value
         assert "libffibox_hostile.so" in str(raised.value), raised.value
+
+
+@pytest.mark.parametrize("channel_callbacks", [True, False], ids=["channel", "broker"])
+def test_a_crash_in_a_call_inside_a_callback_is_worker_crashed_either_way(client,
+                                                                          channel_callbacks):
+    # The typed error a handler sees does not depend on the path its invocation took.
+    with client.session(same_host=True, channel_callbacks=channel_callbacks) as session:
+        lib = session.CDLL(TEST_LIB)
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        lib.call_twice_nested.argtypes = [F, ct.c_int]
+        seen = []
+
+        def crashing(x):
+            try:
+                lib.crash_null_deref()
+            except ffibox.Error as error:
+                seen.append(error)
+                raise
+            return x
+
+        with pytest.raises(ffibox.WorkerCrashed):
+            lib.call_twice_nested(F(crashing), 1)
+        assert len(seen) == 1
+        assert isinstance(seen[0], ffibox.WorkerCrashed), seen[0]
+        assert "crash_null_deref" in str(seen[0])
+        # The session goes on with the next worker.
+        assert lib.call_twice_nested(F(lambda x: x + 1), 1) == 3

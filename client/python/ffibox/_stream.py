@@ -539,6 +539,11 @@ class SessionStream:
         try:
             return channel.exchange_nested(request, self._serving.channel_deadline)
         except Error as error:
+            if error.code == "UNAVAILABLE" and not channel.closed_by_worker:
+                # The worker died (in this request, or in a thread of the library's): as on
+                # the stream, the loss the broker reports (WORKER_CRASHED, ...).
+                return pb.Response(id=request.id, generation=channel.generation,
+                                   error=self._loss_of(channel.generation))
             return pb.Response(id=request.id, generation=channel.generation, error=pb.Error(
                 code=pb.ErrorCode.Value(error.code) if error.code in pb.ErrorCode.keys()
                 else pb.INTERNAL, message=str(error)))
