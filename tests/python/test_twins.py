@@ -225,6 +225,26 @@ PATTERNS = {
         libc.qsort_r(arr, 5, sizeof(c_int), cmp, addressof(ctx))
         print(list(arr), ctx.calls > 0)
     """,
+    "callers_addresses_the_library_moves_stay_the_callers": """
+        # qsort moves the caller's own addresses inside the caller's array (user data, as
+        # plain integers): they come back the caller's, and so does the memory near them.
+        a, b, c = c_int(30), c_int(10), c_int(20)
+        slots = (c_void_p * 3)(addressof(a), addressof(b), addressof(c))
+        CMP = CFUNCTYPE(c_int, POINTER(c_void_p), POINTER(c_void_p))
+        libc.qsort.argtypes = [c_void_p, c_size_t, c_size_t, CMP]
+        libc.qsort.restype = None
+        by_value = CMP(lambda x, y: c_int.from_address(x[0]).value -
+                       c_int.from_address(y[0]).value)
+        libc.qsort(slots, 3, sizeof(c_void_p), by_value)
+        print([c_int.from_address(s).value for s in slots], end=" ")
+        print(cast(slots[0], POINTER(c_int))[0], end=" ")
+        text = create_string_buffer(b"hello world")
+        libc.memchr.restype = POINTER(c_char)
+        libc.memchr.argtypes = [c_void_p, c_int, c_size_t]
+        found = libc.memchr(text, ord("w"), 11)
+        found[0] = b"W"
+        print(text.value)
+    """,
     "structure_with_slots": """
         # The stdlib's Structure (ffibox.ctypes keeps it as ctypes._ct): with __slots__ its
         # instances cannot be referenced weakly, so they get no twin.
@@ -322,6 +342,7 @@ EXPECTED = {
     "address_returned_as_integer_passed_back_as_integer": "6 5",
     "callers_address_as_user_data_comes_back_to_a_callback": "[1, 2, 3, 4, 5] True",
     "structure_with_slots": "0 0",
+    "callers_addresses_the_library_moves_stay_the_callers": "[10, 20, 30] 10 b'hello World'",
 }
 
 

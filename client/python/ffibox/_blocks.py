@@ -266,7 +266,13 @@ class CallBuilder:
     def _relocate(self, index: int, offset: int, ptype, word: int) -> None:
         target = self.locate(word)
         if target is None:
-            return  # not client memory this call knows: a worker address, left as it is
+            # Not client memory this call knows: left as it is. An address of this process
+            # there is the caller's own user data (`(c_void_p * 2)(addressof(x))`), as a
+            # plain integer argument is: when the library moves it and it comes back, it
+            # must not be taken for the worker's, nor make the caller's memory near it so.
+            if _addresses.classify(word)[0] == "local":
+                _addresses.note_local_address(word)
+            return
         self.blocks[index].relocations.add(
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
 
