@@ -1,6 +1,8 @@
 #include "client/cpp/client.h"
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -81,6 +83,11 @@ absl::StatusOr<std::string> ServiceConfigFor(const ConnectOptions& options) {
   return config;
 }
 
+// A duration as a channel argument's milliseconds (at least 1, at most INT_MAX).
+int MillisecondsArgument(absl::Duration duration) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(duration), 1, INT_MAX));
+}
+
 }  // namespace
 
 Client::Client(std::string address, std::shared_ptr<grpc::Channel> channel)
@@ -107,6 +114,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& addre
   grpc::ChannelArguments arguments;
   // The server caps what it sends (SessionOpened.max_message_bytes); the client takes it all.
   arguments.SetMaxReceiveMessageSize(-1);
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, MillisecondsArgument(options.keepalive_time));
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, MillisecondsArgument(options.keepalive_timeout));
+  // A session may wait long for a call's answer with nothing else sent: pings go on.
+  arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   if (!IsUnixTarget(address)) {
     FFIBOX_ASSIGN_OR_RETURN(const std::string service_config, ServiceConfigFor(options));
     arguments.SetServiceConfigJSON(service_config);

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/cpp/session.h"
+#include "core/keepalive.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -43,6 +44,13 @@ struct ConnectOptions {
   // With round_robin: new sessions go only to servers whose grpc.health.v1 status for
   // ffibox.v1.Ffibox is SERVING (gRPC's client-side health checking).
   bool health_check = true;
+  // While a session is open the client pings the server this often and ends the connection
+  // when a ping is not acknowledged within `keepalive_timeout`: a server that stopped
+  // answering (its host gone, its process stopped) fails the requests in flight with
+  // UNAVAILABLE instead of leaving them waiting forever (core/keepalive.h). ffiboxd takes
+  // pings as often as once a second.
+  absl::Duration keepalive_time = kClientKeepaliveTime;
+  absl::Duration keepalive_timeout = kClientKeepaliveTimeout;
 };
 
 class Client {

@@ -30,6 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "core/default_address.h"
+#include "core/keepalive.h"
 #include "core/malloc_tuning.h"
 #include "core/mutex_mode.h"
 #include "grpcpp/grpcpp.h"
@@ -336,6 +337,17 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<uint64_t>(4 * static_cast<uint64_t>(max_message), INT_MAX)));
   builder.SetMaxSendMessageSize(-1);
+  // Keepalive (core/keepalive.h): clients' pings are taken as often as once a second, and
+  // a client that vanished without closing its connection is noticed, its sessions ended.
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(ffibox::kServerMinPingInterval)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(ffibox::kServerKeepaliveTime)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(ffibox::kServerKeepaliveTimeout)));
   // A peer that never finishes its TLS handshake must not hold a descriptor for long.
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                              static_cast<int>(std::clamp<int64_t>(

@@ -1,4 +1,5 @@
 // The C++ client against a real ffiboxd, real workers and the real test library.
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -313,6 +314,37 @@ TEST_F(ClientTest, ServerDeathFailsTheCallInFlightWithUnavailable) {
   caller.join();
   EXPECT_FALSE(in_flight.ok());
   EXPECT_FALSE(sleep(1).ok());
+}
+
+// A server that stops answering without closing its connection (its host gone, its process
+// stopped): the client's keepalive pings go unacknowledged and the call fails, instead of
+// waiting forever. An idle session's pings are taken by a server that answers.
+TEST(KeepaliveTest, AServerThatStopsAnsweringFailsTheCallInsteadOfHangingIt) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
+  ConnectOptions options;
+  options.keepalive_time = absl::Seconds(1);
+  options.keepalive_timeout = absl::Seconds(1);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address(), options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(auto sleep, lib.Function<int(int)>("sleep_ms"));
+  absl::SleepFor(absl::Seconds(4));  // pings, and no data between them
+  ASSERT_OK_AND_ASSIGN(int sum, add(1, 2));
+  EXPECT_EQ(sum, 3);
+  std::thread stopper([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    kill(server->pid(), SIGSTOP);
+  });
+  const absl::Time start = absl::Now();
+  absl::StatusOr<int> slept = sleep(3000);
+  const absl::Duration waited = absl::Now() - start;
+  stopper.join();
+  kill(server->pid(), SIGCONT);
+  ASSERT_FALSE(slept.ok());
+  EXPECT_EQ(slept.status().code(), absl::StatusCode::kUnavailable) << slept.status();
+  EXPECT_LT(waited, absl::Seconds(10));
+  EXPECT_FALSE(add(1, 2).ok()) << "the session ended with its connection";
 }
 
 TEST_F(ClientTest, NoWorkerOutlivesItsSession) {

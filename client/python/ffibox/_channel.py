@@ -58,6 +58,12 @@ LOAD_BALANCING_POLICIES = ("round_robin", "pick_first")
 Pem = Union[bytes, str, None]
 
 
+# gRPC keepalive, as in core/keepalive.h: a ping every 30 s while a session is open, the
+# connection ended when one is not acknowledged within 20 s.
+KEEPALIVE = 30.0
+KEEPALIVE_TIMEOUT = 20.0
+
+
 class ChannelSettings:
     """How to reach servers beyond the local unix socket.
 
@@ -69,13 +75,24 @@ class ChannelSettings:
     list); `token`: sent as `authorization: Bearer <token>` on every session;
     `load_balancing`: the gRPC policy for TCP targets, "round_robin" (default) or
     "pick_first"; `health_check`: with round_robin,
-    only servers that report SERVING get sessions.
+    only servers that report SERVING get sessions; `keepalive` / `keepalive_timeout`
+    (seconds): while a session is open the client pings the server that often and ends the
+    connection when a ping is not acknowledged in time, so a server that stopped answering
+    (its host gone, its process stopped) fails the requests in flight with UNAVAILABLE
+    instead of leaving them waiting forever (ffiboxd takes pings as often as once a second;
+    core/keepalive.h).
     """
 
     def __init__(self, *, tls: Optional[bool] = None, root_certificates: Pem = None,
                  certificate_chain: Pem = None, private_key: Pem = None,
                  server_name: Optional[str] = None, token: Optional[str] = None,
-                 load_balancing: str = "round_robin", health_check: bool = True) -> None:
+                 load_balancing: str = "round_robin", health_check: bool = True,
+                 keepalive: float = KEEPALIVE, keepalive_timeout: float = KEEPALIVE_TIMEOUT
+                 ) -> None:
+        if not keepalive > 0 or not keepalive_timeout > 0:
+            raise ValueError("keepalive and keepalive_timeout must be positive seconds")
+        self.keepalive = keepalive
+        self.keepalive_timeout = keepalive_timeout
         if load_balancing not in LOAD_BALANCING_POLICIES:
             raise ValueError("load_balancing must be one of %s, not %r"
                              % (", ".join(LOAD_BALANCING_POLICIES), load_balancing))
@@ -153,7 +170,11 @@ def make_channel(address: str, settings: Optional[ChannelSettings] = None):
     check_usable_here()
     _channels_made = True
     settings = settings or ChannelSettings()
-    options = [("grpc.max_receive_message_length", -1)]
+    options = [("grpc.max_receive_message_length", -1),
+               ("grpc.keepalive_time_ms", max(1, int(settings.keepalive * 1000))),
+               ("grpc.keepalive_timeout_ms", max(1, int(settings.keepalive_timeout * 1000))),
+               # A session may wait long for a call's answer with nothing else sent.
+               ("grpc.http2.max_pings_without_data", 0)]
     if not is_unix_target(address):
         options.append(("grpc.service_config", service_config(settings)))
         # The policy above is the client's; DNS TXT records do not override it.

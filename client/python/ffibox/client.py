@@ -13,7 +13,8 @@ from typing import Any, Dict, Iterable, Optional, Union
 import grpc
 
 from ffibox import _default, _marshal, _remote, _server, _settings, _types
-from ffibox._channel import ChannelSettings, make_channel, fork_advice
+from ffibox._channel import (KEEPALIVE, KEEPALIVE_TIMEOUT, ChannelSettings, fork_advice,
+                             make_channel)
 from ffibox._functions import RemoteCall, callback_buffer_bytes, callback_handler
 from ffibox._images import DEFAULT_MAX_IMAGES, ImageTable
 from ffibox._layout_check import LayoutCheck
@@ -51,7 +52,9 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
             tls: Optional[bool] = None, root_certificates: Union[bytes, str, None] = None,
             certificate_chain: Union[bytes, str, None] = None,
             private_key: Union[bytes, str, None] = None, server_name: Optional[str] = None,
-            load_balancing: str = "round_robin", health_check: bool = True) -> "Client":
+            load_balancing: str = "round_robin", health_check: bool = True,
+            keepalive: float = KEEPALIVE, keepalive_timeout: float = KEEPALIVE_TIMEOUT
+            ) -> "Client":
     """A client of the ffiboxd at `address`: `unix:/path`, or a gRPC target naming one or
     several servers over TCP (`host:port`, `ipv4:10.0.0.1:7000,10.0.0.2:7000`,
     `dns:///ffibox.example:7000`).
@@ -72,11 +75,17 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
     of the target's host. Sessions are spread over the target's servers by
     `load_balancing` ("round_robin", or "pick_first"), and with `health_check` only servers
     whose grpc.health.v1 status is SERVING get new ones; a session stays on its server.
+
+    While a session is open the client pings the server every `keepalive` seconds and ends
+    the connection when a ping is not acknowledged within `keepalive_timeout`: a server that
+    stopped answering (its host gone, its process stopped) fails the requests in flight
+    with ffibox.Error UNAVAILABLE instead of leaving them waiting forever.
     """
     settings = ChannelSettings(
         tls=tls, root_certificates=root_certificates, certificate_chain=certificate_chain,
         private_key=private_key, server_name=server_name, token=token,
-        load_balancing=load_balancing, health_check=health_check)
+        load_balancing=load_balancing, health_check=health_check, keepalive=keepalive,
+        keepalive_timeout=keepalive_timeout)
     if address is not None:
         check_unix_server(address, timeout)
         channel = make_channel(address, settings)
