@@ -7,7 +7,7 @@ const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const { checkUnixServer, defaultAddress } = require('./address');
-const { FfiboxError, InvalidArgument, UntrustedServer } = require('./errors');
+const { FfiboxError, InvalidArgument, SessionClosed, UntrustedServer } = require('./errors');
 const { healthRoundRobinConfig } = require('./health');
 const { privateServer } = require('./private');
 const { Session } = require('./session');
@@ -52,22 +52,46 @@ class Client {
     this._token = token;
     // The private ffiboxd this client uses ({address, pid, directory, logPath}), else null.
     this.privateServer = null;
+    this._sessions = new Set();  // the sessions whose streams have not ended
+    this._closed = false;
   }
 
   /**
    * A new session (its own worker). `timeoutMs`: the default per-call deadline; `restart`
    * (default true): replace a dead worker on the next call; `memoryLimit`: bytes;
-   * `requireJail`: jail layers the workers must have, else JAIL_UNAVAILABLE.
+   * `requireJail`: jail layers the workers must have, else JAIL_UNAVAILABLE;
+   * `answerMarginMs` (default 10000): how much longer than a request's deadline (the call's
+   * timeout; none for the open) the client waits for the server's answer before it ends the
+   * session with code DEADLINE_EXCEEDED. Rejects with SessionClosed once the client is closed.
    */
   session(options = {}) {
+    if (this._closed) {
+      return Promise.reject(new SessionClosed('SESSION_CLOSED: the client was closed',
+        'SESSION_CLOSED'));
+    }
     const metadata = new grpc.Metadata();
     if (this._token) metadata.set('authorization', `Bearer ${this._token}`);
-    const stream = this._grpc.Session(metadata);
-    return new Session(stream)._open(options);
+    let stream;
+    try {
+      stream = this._grpc.Session(metadata);
+    } catch (error) {
+      return Promise.reject(new FfiboxError(`UNAVAILABLE: no session stream: ${error.message}`,
+        'UNAVAILABLE'));
+    }
+    const session = new Session(stream);
+    this._sessions.add(session);
+    session._whenStreamDone = () => this._sessions.delete(session);
+    return session._open(options);
   }
 
-  /** Closes the channel; its sessions end. */
+  /**
+   * Closes the channel and ends every session opened on it, at once: their requests still
+   * waiting reject with SessionClosed. Nothing of the client keeps Node running afterwards.
+   */
   close() {
+    this._closed = true;
+    for (const session of this._sessions) session._endWithClient();
+    this._sessions.clear();
     this._grpc.close();
   }
 }
@@ -75,8 +99,32 @@ class Client {
 // The service health checks ask about, as in the C++ and Python clients.
 const FFIBOX_SERVICE = 'ffibox.v1.Ffibox';
 
-function openChannel(address, tls, healthCheck) {
-  const channelOptions = { 'grpc.max_receive_message_length': -1 };
+// gRPC keepalive, as in core/keepalive.h: while a session is open the client pings every
+// 30 s and ends the connection when a ping is not acknowledged within 20 s, so that a server
+// that stopped answering (its host gone, its process stopped) fails the requests in flight
+// with UNAVAILABLE even when their own deadline is far away.
+const KEEPALIVE_MS = 30000;
+const KEEPALIVE_TIMEOUT_MS = 20000;
+
+function keepaliveOptions(options) {
+  const keepalive = { time: KEEPALIVE_MS, timeout: KEEPALIVE_TIMEOUT_MS };
+  for (const [name, key] of [['keepaliveMs', 'time'], ['keepaliveTimeoutMs', 'timeout']]) {
+    if (options[name] === undefined) continue;
+    if (!Number.isInteger(options[name]) || options[name] < 1) {
+      throw new InvalidArgument(`INVALID_ARGUMENT: ${name} must be a whole number of ` +
+        `milliseconds >= 1, not ${options[name]}`, 'INVALID_ARGUMENT');
+    }
+    keepalive[key] = options[name];
+  }
+  return keepalive;
+}
+
+function openChannel(address, tls, keepalive, healthCheck) {
+  const channelOptions = {
+    'grpc.max_receive_message_length': -1,
+    'grpc.keepalive_time_ms': keepalive.time,
+    'grpc.keepalive_timeout_ms': keepalive.timeout,
+  };
   if (!address.startsWith('unix')) {
     const policy = healthCheck ? healthRoundRobinConfig(FFIBOX_SERVICE) : { round_robin: {} };
     channelOptions['grpc.service_config'] = JSON.stringify({ loadBalancingConfig: [policy] });
@@ -109,13 +157,17 @@ function waitForServer(grpcClient, address, timeoutMs) {
  * else this process's private ffiboxd (lib/private.js), started on first use. `tls`: {ca,
  * cert, key} (PEM Buffers or file paths) for TCP; `token`: the bearer token; `timeoutMs`
  * (default 2000): how long to wait for a server (a SERVING one, for a health-checked TCP
- * target). Rejects with UntrustedServer for another user's socket, with
+ * target); `keepaliveMs` / `keepaliveTimeoutMs` (default 30000 / 20000): while a session is
+ * open the client pings the server that often and ends the connection, failing the requests
+ * in flight with UNAVAILABLE, when a ping is not acknowledged in time (ffiboxd takes pings
+ * as often as once a second). Rejects with UntrustedServer for another user's socket, with
  * InvalidArgument for a token to a TCP target without `tls` (nothing is sent), with code
  * UNAVAILABLE when nothing answers, and with PrivateServerFailed when the private server
  * does not start.
  */
 async function connect(options = {}) {
   const timeoutMs = options.timeoutMs === undefined ? 2000 : options.timeoutMs;
+  const keepalive = keepaliveOptions(options);
   if (options.address || process.env.FFIBOX_ADDRESS) {
     const address = options.address || defaultAddress();
     if (options.token && !options.tls && !address.startsWith('unix')) {
@@ -124,7 +176,7 @@ async function connect(options = {}) {
       'INVALID_ARGUMENT');
     }
     await checkUnixServer(address, timeoutMs);
-    const grpcClient = openChannel(address, options.tls, options.healthCheck !== false);
+    const grpcClient = openChannel(address, options.tls, keepalive, options.healthCheck !== false);
     await waitForServer(grpcClient, address, timeoutMs);
     return new Client(address, grpcClient, options.token);
   }
@@ -137,7 +189,7 @@ async function connect(options = {}) {
     listening = false;  // nothing there: start a private server
   }
   if (listening) {
-    const grpcClient = openChannel(address, options.tls);
+    const grpcClient = openChannel(address, options.tls, keepalive);
     try {
       await waitForServer(grpcClient, address, timeoutMs);
       return new Client(address, grpcClient, options.token);
@@ -147,7 +199,7 @@ async function connect(options = {}) {
   }
   const server = await privateServer();
   await checkUnixServer(server.address, timeoutMs);
-  const grpcClient = openChannel(server.address, options.tls);
+  const grpcClient = openChannel(server.address, options.tls, keepalive);
   await waitForServer(grpcClient, server.address, timeoutMs);
   const client = new Client(server.address, grpcClient, options.token);
   client.privateServer = server;

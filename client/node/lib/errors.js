@@ -83,6 +83,19 @@ const CLASSES = {
   RESOURCE_EXHAUSTED: ResourceExhausted,
 };
 
+/** An InvalidArgument for a bad argument the client refuses before sending anything. */
+function invalid(message) {
+  return new InvalidArgument(`INVALID_ARGUMENT: ${message}`, 'INVALID_ARGUMENT');
+}
+
+/**
+ * The error for an answer of the server that does not fit what was asked: the server's
+ * answers are untrusted input, and a client bug or a hostile server must not pass for a value.
+ */
+function internal(message, details = {}) {
+  return new FfiboxError(`INTERNAL: ${message}`, 'INTERNAL', details);
+}
+
 /** The Error for a protocol `Error` message (as decoded by proto-loader, enums as names). */
 function errorFromProto(error, fallbackFunction = '') {
   const code = error.code || 'INTERNAL';
@@ -124,4 +137,6 @@ module.exports = {
   UntrustedServer,
   PrivateServerFailed,
   errorFromProto,
+  invalid,
+  internal,
 };

@@ -2,10 +2,17 @@
 // A library loaded in a session's worker, and its functions: declared with a C declaration
 // the server parses (`'double cos(double)'`), with JS type descriptions overriding the
 // parameters and result the C text cannot say (structs, buffers, arrays, callbacks).
+const { internal, invalid } = require('./errors');
 const {
-  Typed, describe, fromProto, invalid, readScalar, variadicType, writeScalar,
+  Typed, describe, fromProto, readScalar, variadicType, writeScalar,
 } = require('./types');
-const { scalarValue, scalarFromValue, aggregateValue, writeRecord, readRecord } = require('./values');
+const {
+  scalarValue, scalarFromServer, aggregateValue, writeRecord, readRecord, recordFromServer,
+} = require('./values');
+
+// A parameter index as `options.params` may name it: a whole number without sign or
+// exponent ('0.5', '-0', '1e1' and ' 1' name no parameter, whatever Number() makes of them).
+const PARAMETER_INDEX = /^(0|[1-9][0-9]*)$/;
 
 class Library {
   /** Use Session.load(). */
@@ -28,9 +35,10 @@ class Library {
     const params = signature.params.map(fromProto);
     for (const [index, type] of Object.entries(options.params || {})) {
       if (type === undefined) continue;
-      const i = Number(index);
+      const i = PARAMETER_INDEX.test(index) ? Number(index) : -1;
       if (!(i >= 0 && i < params.length)) {
-        throw invalid(`${parsed.name} has ${params.length} parameters; no parameter ${index}`);
+        throw invalid(`${parsed.name} has ${params.length} parameters (indices 0 to ` +
+          `${params.length - 1}); no parameter ${JSON.stringify(index)}`);
       }
       params[i] = await this.session.resolveCallbackType(describe(type));
     }
@@ -79,12 +87,18 @@ class NativeFunction {
     const call = { function: String(this.handle), args: values, blocks };
     if (variadicTypes.length > 0) call.variadic_types = variadicTypes.map((t) => t.proto);
     const response = await this.session.request({ call }, this.name);
-    const returned = new Map(response.call.blocks.map((b) => [b.block || 0, b.data]));
-    for (const copyBack of afterCall) copyBack(returned);
+    const returned = returnedBlocks(blocks, response.call.blocks, this.name);
     const value = response.call.result;
-    if (!this.result) return undefined;
-    if (this.result.kind === 'record') return this.session._recordFromValue(this.result, value);
-    return scalarFromValue(this.result, value);
+    let result;
+    if (this.result && this.result.kind === 'record') {
+      const layout = await this.session.layout(this.result);
+      result = recordFromServer(this.result, layout, value, `the result of ${this.name}`);
+    } else if (this.result) {
+      result = scalarFromServer(this.result, value, `the result of ${this.name}`);
+    }
+    // Only once the whole answer is known good: a bad one changes none of the caller's objects.
+    for (const copyBack of afterCall) copyBack(returned);
+    return result;
   }
 
   // The Value of one argument; adds the blocks it needs to `blocks`.
@@ -110,7 +124,9 @@ class NativeFunction {
         if (!Array.isArray(arg)) throw invalid(`${what}: an array needs a JS array`);
         const size = type.element.size;
         const data = Buffer.alloc(arg.length * size);
-        if (type.direction !== 'OUT') arg.forEach((v, i) => writeScalar(type.element, v, data, i * size));
+        if (type.direction !== 'OUT') {
+          arg.forEach((v, i) => writeScalar(type.element, v, data, i * size, `${what}[${i}]`));
+        }
         const index = addBlock(blocks, data, data.length, type.direction);
         if (type.direction !== 'IN') {
           afterCall.push((returned) => {
@@ -139,6 +155,35 @@ class NativeFunction {
         throw invalid(`${what}: unsupported type ${type.kind}`);
     }
   }
+}
+
+/**
+ * The data of the out and inout blocks of a call's answer (untrusted), by block index: each
+ * such block exactly once, with its full size, as the protocol says; an FfiboxError INTERNAL
+ * naming `name` otherwise.
+ */
+function returnedBlocks(sent, answered, name) {
+  const returned = new Map();
+  for (const block of answered) {
+    const index = Number(block.block || 0);
+    const asked = sent[index];
+    if (!asked || asked.direction === 'IN' || returned.has(index)) {
+      throw internal(`the server returned block ${index}, which the call of ${name} did not ` +
+        'send as an out or inout block (or returned twice)');
+    }
+    const data = block.data || Buffer.alloc(0);
+    if (data.length !== Number(asked.size)) {
+      throw internal(`the server returned ${data.length} bytes for block ${index} of ` +
+        `${asked.size} bytes (the call of ${name})`);
+    }
+    returned.set(index, data);
+  }
+  sent.forEach((asked, index) => {
+    if (asked.direction !== 'IN' && !returned.has(index)) {
+      throw internal(`the server did not return out block ${index} (the call of ${name})`);
+    }
+  });
+  return returned;
 }
 
 function addBlock(blocks, data, size, direction) {

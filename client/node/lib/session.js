@@ -2,16 +2,62 @@
 // One ffibox session: one bidi `Session` stream, one worker. Matches responses to requests
 // by id, answers the server's callback invocations with the session's JS functions, and
 // stamps requests made inside a callback with its invocation (reentrancy).
+//
+// An open session is an open gRPC stream and, like an open socket, keeps Node's event loop
+// alive until it ends: session.close(), client.close(), the server ending it, or no answer
+// within the client's deadline (lib/answer_watch.js). An ended session holds nothing.
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { EventEmitter } = require('node:events');
-const { FfiboxError, SessionClosed, errorFromProto } = require('./errors');
+const { AnswerWatch } = require('./answer_watch');
+const { FfiboxError, SessionClosed, errorFromProto, internal, invalid } = require('./errors');
 const { Library } = require('./library');
 const { callbackOf, fromProto } = require('./types');
-const { scalarValue, scalarFromValue, aggregateValue, readRecord } = require('./values');
+const {
+  scalarValue, scalarFromServer, aggregateValue, checkLayoutFromServer,
+} = require('./values');
 
 // How many SessionEvents `Session.events` keeps (a chatty library's output must not grow
 // without bound); listeners of 'event' see every one.
 const KEPT_EVENTS = 1000;
+
+// How much longer than its own deadline the client waits for a request's answer by default:
+// room for starting a worker, for replaying the session's loads into a new one after a loss,
+// and for the server's own reaction to an overrun, which ends the call first.
+const DEFAULT_ANSWER_MARGIN_MS = 10000;
+
+// Requests the broker answers at once, without the worker: their answer is due within the
+// margin alone.
+const BROKER_OPS = new Set(['open', 'ping', 'parse_declaration']);
+
+// The Response result each Request op is answered with (docs/protocol.md, Operations).
+const EXPECTED_RESULTS = {
+  open: 'opened',
+  load_library: 'library',
+  resolve_function: 'function',
+  call: 'call',
+  batch: 'batch',
+  register_type: 'type_registered',
+  get_layout: 'layout',
+  read_memory: 'memory',
+  write_memory: 'done',
+  alloc_memory: 'allocated',
+  free_memory: 'done',
+  fill_memory: 'done',
+  copy_memory: 'done',
+  read_string: 'string',
+  lookup_symbol: 'symbol',
+  define_callback: 'callback',
+  free_callback: 'done',
+  callback_return: 'done',
+  close: 'done',
+  ping: 'done',
+  parse_declaration: 'declaration',
+  open_local_channel: 'local_channel',
+};
+
+function opName(op) {
+  return Object.keys(op).find((key) => Object.hasOwn(EXPECTED_RESULTS, key)) || '';
+}
 
 // The invocation whose callback is running in this async context (0 = top level).
 const currentInvocation = new AsyncLocalStorage();
@@ -30,10 +76,6 @@ function closedError(status) {
 const MAX_REFUSAL_DETAIL = 200;
 
 /**
- * Emits 'event' with each SessionEvent (worker lost or restarted, a callback's error, the
- * library's output: `kind`, `error`, `output`, `stream`).
- */
-/**
  * The bytes of the Buffers and strings in a request (a lower bound of its size on the wire,
  * and all of it but a few bytes per field).
  */
@@ -47,13 +89,21 @@ function payloadBytes(value) {
   return total;
 }
 
+/**
+ * Emits 'event' with each SessionEvent (worker lost or restarted, a callback's error, the
+ * library's output: `kind`, `error`, `output`, `stream`) until the session ends.
+ */
 class Session extends EventEmitter {
   /** Use Client.session(). `stream` is the gRPC duplex stream of this session. */
   constructor(stream) {
     super();
     this._stream = stream;
+    this._streamDone = false;        // the stream has its final status (nothing to cancel)
+    this._answerMarginMs = DEFAULT_ANSWER_MARGIN_MS;
+    this._answerWatch = new AnswerWatch((silentMs, boundMs) => this._expire(silentMs, boundMs));
+    this._whenStreamDone = null;     // set by the Client, which keeps the sessions it must end
     this._nextId = 1;
-    this._pending = new Map();       // request id -> {resolve, reject, label}
+    this._pending = new Map();       // request id -> {resolve, reject, label, name, bound}
     this._callbacks = new Map();     // callback id -> {fn, type}
     this._callbackIds = new Map();   // JS function -> Map(signature JSON -> callback id)
     this._layouts = new Map();       // record Type JSON -> Promise of layout
@@ -65,6 +115,10 @@ class Session extends EventEmitter {
     /** The generation of the worker that served the last response. */
     this.generation = 0;
     stream.on('data', (response) => this._receive(response));
+    stream.on('status', () => {
+      this._streamDone = true;
+      if (this._whenStreamDone) this._whenStreamDone();
+    });
     stream.on('error', (error) => this._end(closedError(error)));
     stream.on('end', () => this._end(closedError(null)));
   }
@@ -75,6 +129,14 @@ class Session extends EventEmitter {
   }
 
   async _open(options) {
+    if (options.answerMarginMs !== undefined) {
+      const margin = options.answerMarginMs;
+      if (!Number.isFinite(margin) || margin < 0) {
+        this.close();
+        throw invalid(`answerMarginMs must be a number of milliseconds >= 0, not ${margin}`);
+      }
+      this._answerMarginMs = margin;
+    }
     const open = {
       call_timeout_ms: options.timeoutMs || 0,
       restart: options.restart === false ? 'NO_RESTART' : 'RESTART',
@@ -118,13 +180,49 @@ class Session extends EventEmitter {
     }
     const id = this._nextId++;
     const request = { id: String(id), invocation: String(currentInvocation.getStore() || 0), ...op };
+    const name = opName(op);
+    const bound = this._answerBound(name, op);
     return new Promise((resolve, reject) => {
-      this._pending.set(id, { resolve, reject, label });
+      this._pending.set(id, { resolve, reject, label, name, bound });
+      this._answerWatch.sent(bound);
       this._stream.write(request);
     });
   }
 
+  // How long after the server's last message the answer to request `op` may take: its
+  // deadline in the worker (its own, else the session's) plus the margin.
+  _answerBound(name, op) {
+    const margin = this._answerMarginMs;
+    if (BROKER_OPS.has(name)) return margin;
+    const sessionDeadline = Number((this.opened && this.opened.call_timeout_ms) || 0);
+    const deadline = (call) => Number(call.timeout_ms || 0) || sessionDeadline;
+    if (name === 'call') return deadline(op.call) + margin;
+    if (name === 'batch') {
+      // The server's own deadline for a batch is its timeout_ms, else the sum of its calls'.
+      const calls = op.batch.calls || [];
+      return (Number(op.batch.timeout_ms || 0) ||
+        calls.reduce((sum, call) => sum + deadline(call), 0)) + margin;
+    }
+    return sessionDeadline + margin;
+  }
+
+  // No answer came within the client's deadline: the server is taken for gone, and the
+  // session ends (a new one may reach it again once it answers).
+  _expire(silentMs, boundMs) {
+    this._end(new SessionClosed(`DEADLINE_EXCEEDED: the server sent nothing for ${silentMs} ms ` +
+      `while requests waited for answers due within ${boundMs} ms (their deadline plus ` +
+      `${this._answerMarginMs} ms); the session is closed`, 'DEADLINE_EXCEEDED'));
+    this._cancelStream();
+  }
+
+  _cancelStream() {
+    if (!this._streamDone) this._stream.cancel();
+  }
+
   _receive(response) {
+    // Once closed, the session's listeners and callbacks hear nothing more.
+    if (this._closed) return;
+    this._answerWatch.heard();
     if (response.generation) this.generation = Number(response.generation);
     const id = Number(response.id || 0);
     if (id === 0) {
@@ -140,13 +238,23 @@ class Session extends EventEmitter {
     const pending = this._pending.get(id);
     if (!pending) return;
     this._pending.delete(id);
-    if (response.error) pending.reject(errorFromProto(response.error, pending.label));
-    else pending.resolve(response);
+    this._answerWatch.answered(pending.bound);
+    const expected = EXPECTED_RESULTS[pending.name];
+    if (response.error) {
+      pending.reject(errorFromProto(response.error, pending.label));
+    } else if (expected && response.result !== expected) {
+      pending.reject(internal(`the server answered ${pending.name} with ` +
+        `${response.result || 'nothing'} where ${expected} was expected`,
+      { function: pending.label }));
+    } else {
+      pending.resolve(response);
+    }
   }
 
   _end(error) {
     if (this._closed) return;
     this._closed = error;
+    this._answerWatch.stop();
     for (const pending of this._pending.values()) pending.reject(error);
     this._pending.clear();
   }
@@ -172,6 +280,7 @@ class Session extends EventEmitter {
         const layout = response.layout;
         layout.nested = await Promise.all(recordType.fields.map(
           ([, field]) => (field.kind === 'record' ? this.layout(field) : null)));
+        checkLayoutFromServer(recordType, layout);
         return layout;
       })();
       promise.catch(() => this._layouts.delete(key));
@@ -220,7 +329,7 @@ class Session extends EventEmitter {
       const args = type.params.map((t, i) => {
         const value = invoke.args[i];
         if (t.kind === 'record' && value && value.kind === 'raw') return value.raw;
-        return scalarFromValue(t, value);
+        return scalarFromServer(t, value, `argument ${i} of callback ${invoke.callback}`);
       });
       const result = await currentInvocation.run(invocation, () => fn(...args));
       if (type.result && !(type.result.kind === 'scalar' && type.result.name === 'void')) {
@@ -246,17 +355,25 @@ class Session extends EventEmitter {
     });
   }
 
-  /** Decodes a record result (raw bytes) into an object. */
-  async _recordFromValue(type, value) {
-    if (!value || value.kind !== 'raw') return undefined;
-    return readRecord(type, await this.layout(type), value.raw);
-  }
-
-  /** Ends the session: the server kills its worker. */
+  /**
+   * Ends the session: the server kills its worker. Requests still waiting reject with
+   * SessionClosed, and no 'event' is emitted after it.
+   */
   close() {
     if (this._closed) return;
     this._end(new SessionClosed('SESSION_CLOSED: the session was closed', 'SESSION_CLOSED'));
     this._stream.end();
+    // A server that stopped answering would never end the stream, which would then keep
+    // Node running: it is cancelled once it had the margin to end.
+    const giveUp = setTimeout(() => this._cancelStream(), this._answerMarginMs);
+    giveUp.unref();
+    this._stream.once('status', () => clearTimeout(giveUp));
+  }
+
+  // Ends the session at once, its client being closed: no answer is waited for.
+  _endWithClient() {
+    this._end(new SessionClosed('SESSION_CLOSED: the client was closed', 'SESSION_CLOSED'));
+    this._cancelStream();
   }
 }
 

@@ -10,7 +10,8 @@
 //   array(element, direction): a JS array passed as a pointer to its first element;
 //   callback(declaration | {result, params}): a JS function passed as a function pointer.
 // Directions are 'in', 'out' and 'inout' (the protocol's MemoryBlock directions).
-const { InvalidArgument } = require('./errors');
+const { integerArgument, floatArgument, boolArgument } = require('./arguments');
+const { invalid } = require('./errors');
 
 // Scalar name -> [proto enum name, size in bytes, signed integer?, 64-bit (BigInt) integer?].
 const SCALARS = {
@@ -55,10 +56,6 @@ class RemotePointer {
     this.address = BigInt(address);
     this.generation = Number(generation);
   }
-}
-
-function invalid(message) {
-  return new InvalidArgument(`INVALID_ARGUMENT: ${message}`, 'INVALID_ARGUMENT');
 }
 
 function direction(name) {
@@ -172,7 +169,8 @@ function typed(type, value) {
 /**
  * The type of a variadic argument: a typed() one's, else by the JS value, as ctypes infers
  * it (C's default promotions): an integral number int (long past 32 bits), another number
- * double, a BigInt long long, a string or Buffer char*, null or a RemotePointer void*.
+ * double, a BigInt long long, a boolean bool (which C promotes to int), a string or Buffer
+ * char*, null or a RemotePointer void*.
  */
 function variadicType(value) {
   if (value instanceof Typed) {
@@ -186,7 +184,8 @@ function variadicType(value) {
     return scalar(value >= -(2 ** 31) && value < 2 ** 31 ? 'int' : 'long');
   }
   if (typeof value === 'bigint') return scalar('longlong');
-  if (typeof value === 'boolean') return scalar('int');
+  // The server promotes a bool to int, as C does for a variadic argument.
+  if (typeof value === 'boolean') return scalar('bool');
   if (typeof value === 'string' || Buffer.isBuffer(value)) return scalar('cstring');
   if (value === null || value instanceof RemotePointer) return scalar('pointer');
   throw invalid(`cannot tell the C type of variadic argument ${String(value)}; use typed()`);
@@ -216,21 +215,27 @@ function readScalar(t, data, offset) {
   return t.signed ? data.readIntLE(offset, t.size) : data.readUIntLE(offset, t.size);
 }
 
-function writeScalar(t, value, data, offset) {
+/**
+ * Writes `value` at `offset` of `data` as scalar `t` in the worker's layout (an array
+ * element, a field of a struct behind a pointer); InvalidArgument naming `what` when the
+ * value does not fit the type (lib/arguments.js).
+ */
+function writeScalar(t, value, data, offset, what) {
   switch (t.proto.scalar) {
-    case 'BOOL': data.writeUInt8(value ? 1 : 0, offset); return;
-    case 'FLOAT': data.writeFloatLE(Number(value), offset); return;
-    case 'DOUBLE': data.writeDoubleLE(Number(value), offset); return;
+    case 'BOOL': data.writeUInt8(boolArgument(t, value, what) ? 1 : 0, offset); return;
+    case 'FLOAT': data.writeFloatLE(floatArgument(t, value, what), offset); return;
+    case 'DOUBLE': data.writeDoubleLE(floatArgument(t, value, what), offset); return;
     default: break;
   }
-  if (!t.integer) throw invalid(`${t.name} cannot be written as raw bytes by this client`);
+  if (!t.integer) throw invalid(`${what}: ${t.name} cannot be written as raw bytes by this client`);
+  const integer = integerArgument(t, value, what);
   if (t.size === 8) {
-    if (t.signed) data.writeBigInt64LE(BigInt(value), offset);
-    else data.writeBigUInt64LE(BigInt(value), offset);
+    if (t.signed) data.writeBigInt64LE(integer, offset);
+    else data.writeBigUInt64LE(integer, offset);
   } else if (t.signed) {
-    data.writeIntLE(Number(value), offset, t.size);
+    data.writeIntLE(Number(integer), offset, t.size);
   } else {
-    data.writeUIntLE(Number(value), offset, t.size);
+    data.writeUIntLE(Number(integer), offset, t.size);
   }
 }
 

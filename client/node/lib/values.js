@@ -1,17 +1,11 @@
 'use strict';
 // JS values <-> protocol Values for the types of types.js. Records need the worker's layout
 // (offsets of their fields), which the session asks the server for once per record type.
-const { RemotePointer, readScalar, writeScalar, invalid } = require('./types');
+const { integerArgument, floatArgument, boolArgument, integerRange } = require('./arguments');
+const { internal, invalid } = require('./errors');
+const { RemotePointer, readScalar, writeScalar } = require('./types');
 
-function toBigInt(value, what) {
-  try {
-    return BigInt(value);
-  } catch (error) {
-    throw invalid(`${what}: ${String(value)} is not an integer`);
-  }
-}
-
-/** The Value of a scalar argument `value` of scalar type `t`. */
+/** The Value of a scalar argument `value` of scalar type `t`; InvalidArgument naming `what`. */
 function scalarValue(t, value, what) {
   const kind = t.proto.scalar;
   if (value instanceof RemotePointer) {
@@ -23,12 +17,9 @@ function scalarValue(t, value, what) {
   if (value === undefined || value === null) throw invalid(`${what}: missing ${t.name} value`);
   switch (kind) {
     case 'BOOL':
-      return { bool_value: Boolean(value) };
+      return { bool_value: boolArgument(t, value, what) };
     case 'FLOAT': case 'DOUBLE': case 'LONGDOUBLE':
-      if (typeof value !== 'number' && typeof value !== 'bigint') {
-        throw invalid(`${what}: a ${t.name} needs a number, not ${typeof value}`);
-      }
-      return { float_value: Number(value) };
+      return { float_value: floatArgument(t, value, what) };
     case 'CSTRING':
       if (Buffer.isBuffer(value)) return { bytes_value: value };
       if (typeof value === 'string') return { bytes_value: Buffer.from(value, 'utf8') };
@@ -42,36 +33,84 @@ function scalarValue(t, value, what) {
     default:
       break;
   }
-  if ((kind === 'CHAR' || kind === 'WCHAR') && typeof value === 'string') {
-    if ([...value].length !== 1) throw invalid(`${what}: one character expected, got '${value}'`);
-    value = kind === 'CHAR' ? Buffer.from(value, 'utf8')[0] : value.codePointAt(0);
-    if (kind === 'CHAR' && value > 127) value -= 256;
-  }
-  const integer = toBigInt(value, what).toString();
+  const integer = integerArgument(t, value, what).toString();
   return t.signed ? { int_value: integer } : { uint_value: integer };
 }
 
-/** The JS value of a scalar Value of type `t` (BigInt for 64-bit integers). */
-function scalarFromValue(t, value) {
-  if (!value || !value.kind) return undefined;
-  switch (value.kind) {
-    case 'int_value': case 'uint_value':
-      if (t.proto.scalar === 'BOOL') return BigInt(value[value.kind]) !== 0n;
-      return t.wide ? BigInt(value[value.kind]) : Number(value[value.kind]);
-    case 'bool_value': return value.bool_value;
-    case 'float_value': return value.float_value;
-    case 'bytes_value':
-      return t.proto.scalar === 'CHAR' ? value.bytes_value.readInt8(0)
-        : value.bytes_value.toString('utf8');
-    case 'text_value': return value.text_value;
-    case 'pointer': {
-      const p = value.pointer;
-      if (p.target === 'remote') return new RemotePointer(p.remote.address, p.remote.generation);
-      return null;
-    }
-    default:
-      throw invalid(`unexpected ${value.kind} for a ${t.name}`);
+// Whether values of `t` travel as the protocol's pointer (a string also as its text).
+function isPointerLike(t) {
+  const scalar = t.proto.scalar;
+  return scalar === 'POINTER' || scalar === 'CSTRING' || scalar === 'WSTRING' ||
+    Boolean(t.proto.pointer || t.proto.function);
+}
+
+// What a Value of `t` from the server may be, for messages.
+function expectedKinds(t) {
+  if (t.kind !== 'scalar') {
+    return isPointerLike(t) ? 'a pointer (null or a remote address)' : `a ${t.kind}`;
   }
+  switch (t.proto.scalar) {
+    case 'BOOL': return 'bool';
+    case 'FLOAT': case 'DOUBLE': case 'LONGDOUBLE': return 'a floating-point type';
+    case 'CSTRING': return 'a char* (bytes or a pointer)';
+    case 'WSTRING': return 'a wchar_t* (text or a pointer)';
+    case 'POINTER': return 'a pointer (null or a remote address)';
+    case 'CHAR': return 'a char (an integer or one byte)';
+    default: return `an integer (${t.name})`;
+  }
+}
+
+function unexpectedValue(value, expected, what) {
+  const kind = value && value.kind ? value.kind : 'no value';
+  return internal(`the server returned ${kind} where ${expected} was expected (${what})`);
+}
+
+/**
+ * The JS value of a scalar Value of type `t` that the server sent (a result, a callback's
+ * argument): untrusted, so its kind and range are checked against `t`; an FfiboxError
+ * INTERNAL naming `what` otherwise. 64-bit integers come back as BigInts.
+ */
+function scalarFromServer(t, value, what) {
+  const kind = value && value.kind;
+  const scalar = t.proto.scalar;
+  const wrong = () => unexpectedValue(value, expectedKinds(t), what);
+  if (isPointerLike(t)) {
+    if (kind === 'pointer') {
+      const p = value.pointer;
+      if (p.target === 'null') return null;
+      if (p.target === 'remote') {
+        return new RemotePointer(p.remote.address || 0, p.remote.generation || 0);
+      }
+      throw unexpectedValue({ kind: `pointer.${p.target || 'unset'}` }, expectedKinds(t), what);
+    }
+    if (scalar === 'CSTRING' && kind === 'bytes_value') return value.bytes_value.toString('utf8');
+    if (scalar === 'WSTRING' && kind === 'text_value') return value.text_value;
+    throw wrong();
+  }
+  switch (scalar) {
+    case 'BOOL':
+      if (kind === 'bool_value') return value.bool_value;
+      if (kind === 'int_value' || kind === 'uint_value') return BigInt(value[kind]) !== 0n;
+      throw wrong();
+    case 'FLOAT': case 'DOUBLE': case 'LONGDOUBLE':
+      if (kind === 'float_value') return value.float_value;
+      if (kind === 'int_value' || kind === 'uint_value') return Number(value[kind]);
+      throw wrong();
+    default:
+      break;
+  }
+  if (!t.integer) throw wrong();
+  if (scalar === 'CHAR' && kind === 'bytes_value' && value.bytes_value.length === 1) {
+    return value.bytes_value.readInt8(0);
+  }
+  if (kind !== 'int_value' && kind !== 'uint_value') throw wrong();
+  const integer = BigInt(value[kind]);
+  const [min, max] = integerRange(t);
+  if (integer < min || integer > max) {
+    throw internal(`the server returned ${integer}, out of range for ${t.name} ` +
+      `(${min} to ${max}) (${what})`);
+  }
+  return t.wide ? integer : Number(integer);
 }
 
 /**
@@ -112,12 +151,15 @@ function writeRecord(t, layout, object, data, offset, what) {
     if (field.kind === 'record') {
       writeRecord(field, layout.nested[i], object[name], data, at, `${what}.${name}`);
     } else {
-      writeScalar(field, object[name], data, at);
+      writeScalar(field, object[name], data, at, `${what}.${name}`);
     }
   });
 }
 
-/** The object that `data` at `offset` holds in the worker's layout of record `t`. */
+/**
+ * The object that `data` at `offset` holds in the worker's layout of record `t`; `data`
+ * holds at least the layout's size (see recordFromServer for bytes the server sent).
+ */
 function readRecord(t, layout, data, offset = 0) {
   const object = {};
   t.fields.forEach(([name, field], i) => {
@@ -128,4 +170,45 @@ function readRecord(t, layout, data, offset = 0) {
   return object;
 }
 
-module.exports = { scalarValue, scalarFromValue, aggregateValue, writeRecord, readRecord };
+/**
+ * The object a record Value of type `t` that the server sent holds (a result by value):
+ * raw bytes of the layout's size, else an FfiboxError INTERNAL naming `what`.
+ */
+function recordFromServer(t, layout, value, what) {
+  if (!value || value.kind !== 'raw') {
+    throw unexpectedValue(value, `raw bytes of a ${t.name}`, what);
+  }
+  const size = Number(layout.size || 0);
+  if (value.raw.length !== size) {
+    throw internal(`the server returned ${value.raw.length} bytes for a ${t.name} of ` +
+      `${size} bytes (${what})`);
+  }
+  return readRecord(t, layout, value.raw);
+}
+
+/**
+ * Checks the layout of record `t` the server sent (get_layout, with `nested` the layouts of
+ * its record fields): one entry per field, each field within the record's size, so that
+ * reading and writing the record's bytes stay inside them. FfiboxError INTERNAL otherwise.
+ */
+function checkLayoutFromServer(t, layout) {
+  const size = Number(layout.size || 0);
+  const fields = layout.fields || [];
+  if (fields.length !== t.fields.length) {
+    throw internal(`the server's layout of ${t.name} has ${fields.length} fields; ` +
+      `it has ${t.fields.length}`);
+  }
+  t.fields.forEach(([name, field], i) => {
+    const fieldSize = field.kind === 'record' ? Number(layout.nested[i].size || 0) : field.size;
+    const end = Number(fields[i].offset || 0) + fieldSize;
+    if (end > size) {
+      throw internal(`the server's layout of ${t.name} puts ${name} at bytes ` +
+        `${end - fieldSize} to ${end}, past its ${size} bytes`);
+    }
+  });
+}
+
+module.exports = {
+  scalarValue, scalarFromServer, aggregateValue, writeRecord, readRecord, recordFromServer,
+  checkLayoutFromServer,
+};
