@@ -3,6 +3,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/utf8_sequence.h"
 
 namespace ffibox {
 namespace {
@@ -34,43 +35,13 @@ v1::ErrorCode PublicCodeFor(absl::StatusCode code) {
   }
 }
 
-// The length of the well-formed UTF-8 sequence `text` starts with (no overlong form, no
-// surrogate, nothing above U+10FFFF: what protobuf takes in a string field), or 0.
-size_t Utf8SequenceLength(absl::string_view text) {
-  const unsigned char lead = static_cast<unsigned char>(text[0]);
-  if (lead < 0x80) return 1;
-  size_t length;
-  uint32_t code_point;
-  uint32_t least;
-  if ((lead & 0xE0) == 0xC0) {
-    length = 2, code_point = lead & 0x1F, least = 0x80;
-  } else if ((lead & 0xF0) == 0xE0) {
-    length = 3, code_point = lead & 0x0F, least = 0x800;
-  } else if ((lead & 0xF8) == 0xF0) {
-    length = 4, code_point = lead & 0x07, least = 0x10000;
-  } else {
-    return 0;
-  }
-  if (text.size() < length) return 0;
-  for (size_t i = 1; i < length; ++i) {
-    const unsigned char next = static_cast<unsigned char>(text[i]);
-    if ((next & 0xC0) != 0x80) return 0;
-    code_point = (code_point << 6) | (next & 0x3F);
-  }
-  if (code_point < least || code_point > 0x10FFFF ||
-      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
-    return 0;
-  }
-  return length;
-}
-
 }  // namespace
 
 std::string ValidUtf8(absl::string_view text) {
   std::string out;
   out.reserve(text.size());
   while (!text.empty()) {
-    const size_t length = Utf8SequenceLength(text);
+    const size_t length = DecodeUtf8Sequence(text).length;
     if (length == 0) {
       absl::StrAppend(&out, "\\x", absl::Hex(static_cast<unsigned char>(text[0]), absl::kZeroPad2));
       text.remove_prefix(1);

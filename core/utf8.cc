@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/utf8_sequence.h"
 
 namespace ffibox {
 namespace {
@@ -39,30 +40,10 @@ template <typename Unit>
 size_t Decode(absl::string_view text, Unit* out, size_t* count) {
   size_t n = 0;
   for (size_t i = 0; i < text.size();) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    uint32_t cp = 0;
-    size_t extra = 0;
-    uint32_t min = 0;
-    if (lead < 0x80) {
-      cp = lead;
-    } else if ((lead & 0xE0) == 0xC0) {
-      cp = lead & 0x1F, extra = 1, min = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      cp = lead & 0x0F, extra = 2, min = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      cp = lead & 0x07, extra = 3, min = 0x10000;
-    } else {
-      return i;
-    }
-    if (text.size() - i <= extra) return i;
-    for (size_t k = 1; k <= extra; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (next & 0x3F);
-    }
-    if (cp < min || !IsScalarValue(cp)) return i;
-    out[n++] = static_cast<Unit>(cp);
-    i += extra + 1;
+    const Utf8Sequence sequence = DecodeUtf8Sequence(text.substr(i));
+    if (sequence.length == 0) return i;
+    out[n++] = static_cast<Unit>(sequence.code_point);
+    i += sequence.length;
   }
   *count = n;
   return kWellFormed;
