@@ -36,8 +36,13 @@ Session::Session(std::shared_ptr<client_internal::SessionStream> stream, v1::Ses
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Channel> channel,
                                                        const SessionOptions& options) {
+  if (options.answer_margin <= absl::ZeroDuration()) {
+    return ErrorStatus(v1::INVALID_ARGUMENT,
+                       absl::StrCat("SessionOptions::answer_margin must be positive, not ",
+                                    absl::FormatDuration(options.answer_margin)));
+  }
   absl::StatusOr<std::shared_ptr<client_internal::SessionStream>> stream =
-      client_internal::SessionStream::Start(std::move(channel));
+      client_internal::SessionStream::Start(std::move(channel), options.answer_margin);
   if (!stream.ok()) return stream.status();
   (*stream)->SetOutputHandler(options.on_output);
   v1::Request request;
@@ -55,6 +60,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   std::unique_ptr<Session> session(
       new Session(*std::move(stream), std::move(*response->mutable_opened())));
   session->stream_->SetMaxRequestBytes(session->info().max_message_bytes());
+  session->stream_->SetCallTimeout(absl::Milliseconds(session->info().call_timeout_ms()));
   const auto& layers = session->info().jail_layers();
   std::vector<std::string> missing;
   for (const std::string& required : options.required_jail_layers) {

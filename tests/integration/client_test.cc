@@ -347,6 +347,83 @@ TEST(KeepaliveTest, AServerThatStopsAnsweringFailsTheCallInsteadOfHangingIt) {
   EXPECT_FALSE(add(1, 2).ok()) << "the session ended with its connection";
 }
 
+// A server that stops answering while its connection stays up (wedged, or stopped for
+// longer than keepalive notices: 30 s by default): the call fails once nothing has come for
+// its deadline plus the answer margin, instead of waiting forever, and the session is over.
+TEST(AnswerDeadlineTest, AServerThatStopsAnsweringFailsTheCallAtItsDeadlinePlusTheMargin) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.call_timeout = absl::Seconds(1);
+  options.answer_margin = absl::Seconds(1);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(auto sleep, lib.Function<int(int)>("sleep_ms"));
+  std::thread stopper([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    kill(server->pid(), SIGSTOP);
+  });
+  const absl::Time start = absl::Now();
+  absl::StatusOr<int> slept = sleep(500);
+  const absl::Duration waited = absl::Now() - start;
+  stopper.join();
+  kill(server->pid(), SIGCONT);
+  ASSERT_FALSE(slept.ok());
+  EXPECT_EQ(slept.status().code(), absl::StatusCode::kDeadlineExceeded) << slept.status();
+  EXPECT_THAT(slept.status().message(), ::testing::HasSubstr("ffiboxd sent nothing for"));
+  EXPECT_GE(waited, absl::Seconds(2));
+  EXPECT_LT(waited, absl::Seconds(6));
+  absl::StatusOr<int> after = add(1, 2);
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kDeadlineExceeded) << after.status();
+  // The server answers again: a new session works.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> next, client->OpenSession());
+  ASSERT_OK_AND_ASSIGN(Library next_lib, next->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto next_add, next_lib.Function<int(int, int)>("add_int"));
+  EXPECT_RESULT(next_add(1, 2), 3);
+}
+
+// The answer deadline does not end a session whose server is merely busy: a slow call, a
+// short call queued behind it (its own bound is far shorter than the wait), and a handler
+// that takes longer than the margin all complete.
+TEST(AnswerDeadlineTest, SlowCallsQueuedCallsAndSlowHandlersAreNotTakenForASilentServer) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.call_timeout = absl::Seconds(5);
+  options.answer_margin = absl::Milliseconds(300);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(auto sleep, lib.Function<int(int)>("sleep_ms"));
+  absl::StatusOr<int> slept;
+  std::thread slow([&] { slept = sleep(1500); });
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_RESULT(add.CallWithTimeout(absl::Milliseconds(200), 1, 2), 3);
+  slow.join();
+  EXPECT_RESULT(slept, 1500);
+  ASSERT_OK_AND_ASSIGN(auto twice,
+                       (lib.Function<int(Callback<int(int)>, int)>("call_twice_nested")));
+  ASSERT_OK_AND_ASSIGN(auto slow_increment,
+                       session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> {
+                         absl::SleepFor(absl::Seconds(1));
+                         return x + 1;
+                       }));
+  EXPECT_RESULT(twice(slow_increment, 1), 3);
+  EXPECT_RESULT(add(2, 3), 5);
+}
+
+TEST(AnswerDeadlineTest, AMarginThatIsNotPositiveIsRefused) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.answer_margin = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Session>> session = client->OpenSession(options);
+  ASSERT_FALSE(session.ok());
+  EXPECT_EQ(ToProtoError(session.status()).code(), v1::INVALID_ARGUMENT) << session.status();
+  EXPECT_THAT(session.status().message(), ::testing::HasSubstr("answer_margin"));
+}
+
 TEST_F(ClientTest, NoWorkerOutlivesItsSession) {
   ASSERT_TRUE(Fn<int(int, int)>("add_int")(1, 2).ok());
   const std::vector<pid_t> before = test_support::DescendantsOf(server_->pid());

@@ -75,9 +75,10 @@ uint64_t WrittenBytes(const v1::Request& request) {
 
 }  // namespace
 
-SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel)
+SessionStream::SessionStream(std::shared_ptr<grpc::Channel> channel, absl::Duration answer_margin)
     : channel_(std::move(channel)),
       stub_(v1::Ffibox::NewStub(channel_)),
+      answer_deadlines_(answer_margin),
       callbacks_([this](v1::Request answer) { SendCallbackReturn(std::move(answer)); }) {}
 
 void SessionStream::SendCallbackReturn(v1::Request answer) {
@@ -96,8 +97,8 @@ void SessionStream::SendCallbackReturn(v1::Request answer) {
 }
 
 absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
-    std::shared_ptr<grpc::Channel> channel) {
-  std::shared_ptr<SessionStream> stream(new SessionStream(std::move(channel)));
+    std::shared_ptr<grpc::Channel> channel, absl::Duration answer_margin) {
+  std::shared_ptr<SessionStream> stream(new SessionStream(std::move(channel), answer_margin));
   // The stream's headers go out with its first message (the open): starting the stream
   // does not wait for a write of its own.
   stream->context_.set_initial_metadata_corked(true);
@@ -110,7 +111,36 @@ absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
     absl::MutexLock lock(&raw->mu_);
     raw->unread_since_ = absl::Now();  // the open's caller reads its answer itself
   }
+  AnswerWatchdog::Global().Watch(raw);
   return stream;
+}
+
+void SessionStream::SetCallTimeout(absl::Duration call_timeout) {
+  absl::MutexLock lock(&mu_);
+  answer_deadlines_.SetCallTimeout(call_timeout);
+}
+
+absl::Time SessionStream::LookForSilence(absl::Time now, bool held_up) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ended_.ok()) return absl::InfiniteFuture();  // nothing more is waited for
+    if (held_up) answer_deadlines_.Forgive(now);
+    const AnswerDeadlines::Look look =
+        answer_deadlines_.LookAt(now, absl::FromUnixNanos(heard_ns_.load()));
+    if (!look.overdue) return look.look_again;
+    overdue_ = true;
+    ended_ = absl::DeadlineExceededError(absl::StrCat(
+        "ffiboxd sent nothing for ",
+        absl::FormatDuration(absl::Trunc(look.silence, absl::Milliseconds(1))),
+        " while requests waited for answers due within ", absl::FormatDuration(look.bound),
+        " (their deadline in the worker plus the answer margin of ",
+        absl::FormatDuration(answer_deadlines_.margin()),
+        "); the session is closed: open a new one once the server answers again"));
+  }
+  // The reader (a caller or the reader thread) sees the stream end and fails every waiter
+  // with ended_; the server, if it still runs, ends the session's worker.
+  context_.TryCancel();
+  return absl::InfiniteFuture();
 }
 
 void SessionStream::StartReader() {
@@ -123,6 +153,7 @@ void SessionStream::StartReader() {
 }
 
 SessionStream::~SessionStream() {
+  AnswerWatchdog::Global().Forget(this);
   Close().IgnoreError();
   if (reader_.joinable()) reader_.join();
 }
@@ -178,7 +209,9 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
       return future;
     }
     id = next_id_++;
-    pending_.emplace(id, Pending{std::move(promise), read_by_sender});
+    const absl::Duration bound = answer_deadlines_.BoundOf(*request);
+    answer_deadlines_.Sent(bound, absl::Now());
+    pending_.emplace(id, Pending{std::move(promise), read_by_sender, bound});
     pending_read_by_senders_ += read_by_sender;
   }
   request->set_id(id);
@@ -702,7 +735,7 @@ void SessionStream::EndStream() {
     absl::Status failure = ended_;
     if (refused) {
       failure = final_status;
-    } else if (failure.code() != absl::StatusCode::kUnavailable) {
+    } else if (!overdue_ && failure.code() != absl::StatusCode::kUnavailable) {
       failure =
           absl::UnavailableError(absl::StrCat("ffibox session stream ended before the "
                                               "answer arrived (",
@@ -713,6 +746,7 @@ void SessionStream::EndStream() {
     for (auto& [id, pending] : pending_) pending.promise.set_value(failure);
     pending_.clear();
     pending_read_by_senders_ = 0;
+    answer_deadlines_.Clear();
     reading_ = Reader::kNone;
     reader_done_ = true;
   }
@@ -743,6 +777,7 @@ void SessionStream::HandleOutput(const v1::SessionEvent& event) {
 
 void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader,
                              uint64_t awaited, std::optional<v1::Response>* run_here) {
+  heard_ns_.store(absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
   NoteGeneration(response.generation());
   StampGeneration(&response);
   const bool output =
@@ -783,6 +818,7 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
     auto it = pending_.find(response.id());
     if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
     it->second.promise.set_value(std::move(response));
+    answer_deadlines_.Answered(it->second.bound);
     pending_read_by_senders_ -= it->second.read_by_sender;
     *answered_reader = it->second.read_by_sender;
     pending_.erase(it);

@@ -14,7 +14,10 @@
 // and are checked only for what the client relies on (matching ids, the result a request
 // expects);
 // worker addresses in them that come without a generation get the response's
-// (generation_stamp.h), here, once.
+// (generation_stamp.h), here, once. Each request has a client-side deadline too
+// (answer_deadlines.h): when the server sends nothing for longer than the requests waiting
+// may take, the process's AnswerWatchdog cancels the stream and they fail with
+// DEADLINE_EXCEEDED.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
 
@@ -34,6 +37,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/cpp/internal/answer_deadlines.h"
+#include "client/cpp/internal/answer_watchdog.h"
 #include "client/cpp/internal/borrowed_block.h"
 #include "client/cpp/internal/callback_dispatcher.h"
 #include "client/cpp/internal/local_path.h"
@@ -43,20 +49,21 @@
 namespace ffibox {
 namespace client_internal {
 
-class SessionStream {
+class SessionStream : private AnswerWatchdog::Watched {
  public:
   // Receives what the session's library prints (ffibox::OutputHandler, session.h).
   using OutputHandler = std::function<void(v1::OutputStream stream, absl::string_view bytes)>;
 
   // Opens a Session stream on `channel`; its reader thread starts with the first write.
-  // Returns UNAVAILABLE if the stream cannot be started.
+  // `answer_margin`: how much longer than its deadline in the worker a request's answer may
+  // take (AnswerDeadlines). Returns UNAVAILABLE if the stream cannot be started.
   static absl::StatusOr<std::shared_ptr<SessionStream>> Start(
-      std::shared_ptr<grpc::Channel> channel);
+      std::shared_ptr<grpc::Channel> channel, absl::Duration answer_margin = kDefaultAnswerMargin);
 
   SessionStream(const SessionStream&) = delete;
   SessionStream& operator=(const SessionStream&) = delete;
   // Closes the stream (see Close) and joins the reader thread.
-  ~SessionStream();
+  ~SessionStream() override;
 
   // Sends `request` with a fresh id (its `id` is overwritten) and returns a future for the
   // matching response. The future holds the response even when it carries an error; it
@@ -96,6 +103,10 @@ class SessionStream {
   // instead of being written (gRPC would end the whole stream over one at four times that
   // size).
   void SetMaxRequestBytes(uint64_t bytes) { max_request_bytes_.store(bytes); }
+
+  // The session's call timeout as the server reported it (SessionOpened.call_timeout_ms):
+  // the deadline in the worker of requests that name none, for their answers' deadlines.
+  void SetCallTimeout(absl::Duration call_timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
   // calls of every thread but the callback thread (and of no handler) through it from now
@@ -140,13 +151,18 @@ class SessionStream {
   absl::Status Close();
 
  private:
-  explicit SessionStream(std::shared_ptr<grpc::Channel> channel);
+  SessionStream(std::shared_ptr<grpc::Channel> channel, absl::Duration answer_margin);
+
+  // AnswerWatchdog::Watched: when the server is overdue, the stream is cancelled and every
+  // request waiting fails with DEADLINE_EXCEEDED.
+  absl::Time LookForSilence(absl::Time now, bool held_up) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // A request waiting for its response, and whether its sender reads the stream for it
   // (Exchange on a thread other than the callback thread).
   struct Pending {
     std::promise<absl::StatusOr<v1::Response>> promise;
     bool read_by_sender = false;
+    absl::Duration bound;  // by when its answer is due (AnswerDeadlines::BoundOf)
   };
   // Who reads the stream now.
   enum class Reader { kNone, kThread, kCaller };
@@ -258,6 +274,11 @@ class SessionStream {
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  AnswerDeadlines answer_deadlines_ ABSL_GUARDED_BY(mu_);
+  // The server sent nothing in time (LookForSilence): ended_ says so to every waiter.
+  bool overdue_ ABSL_GUARDED_BY(mu_) = false;
+  // When the latest message came (absl::ToUnixNanos), set by whoever reads it.
+  std::atomic<int64_t> heard_ns_{0};
 
   // The same-host channel (null: none), held by the thread whose call is on it (or that
   // replaces it), which took the channel first (TakeChannel).

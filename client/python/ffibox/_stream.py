@@ -36,6 +36,13 @@ _LARGEST_ID_BYTES = 11
 # How often a call waiting for the same-host channel looks whether a handler of another
 # thread's call holds it.
 _HANDLER_LOOK = 0.001
+# How much longer than its deadline in the worker a request's answer may take, by default
+# (Client.session(answer_margin=)); what the broker answers at once gets this alone.
+DEFAULT_ANSWER_MARGIN = 10.0
+_ANSWERED_AT_ONCE = frozenset(("open", "ping", "close", "parse_declaration", "callback_return"))
+# A waiter that looks this much later than it meant to was held up with the rest of this
+# process (stopped, the machine suspended): that silence is not the server's.
+_HELD_UP = 1.0
 
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
@@ -51,14 +58,16 @@ def failed_callback(function):
 class _Pending:
     """A request waiting for its answer. `notify`, when set, gets None once the answer is in,
     and the invokes its waiter runs meanwhile; `runs_invokes`: the invokes the request's own
-    native code makes go there (not to the callback thread)."""
-    __slots__ = ("event", "response", "notify", "runs_invokes")
+    native code makes go there (not to the callback thread); `bound`: how long the server
+    may take to answer it, in seconds (SessionStream._bound_of)."""
+    __slots__ = ("event", "response", "notify", "runs_invokes", "bound")
 
-    def __init__(self, notify) -> None:
+    def __init__(self, notify, bound: float) -> None:
         self.event = threading.Event()
         self.response = None
         self.notify = notify
         self.runs_invokes = False
+        self.bound = bound
 
 
 def write_worker_output(stream: str, data: bytes) -> None:
@@ -112,8 +121,16 @@ def _stream_error_code(error: Exception) -> str:
 class SessionStream:
     """A bidi `Session` stream with a reader thread; thread-safe."""
 
-    def __init__(self, channel, open_request=None) -> None:
+    def __init__(self, channel, open_request=None,
+                 answer_margin: float = DEFAULT_ANSWER_MARGIN) -> None:
         self._stub = pb_grpc.FfiboxStub(channel)
+        # The client's own deadline for answers (_await_answer): a request's answer is due
+        # within its deadline in the worker (the call's, else the session's call timeout, set
+        # once the session is open) plus `answer_margin` seconds.
+        self.answer_margin = answer_margin
+        self.call_timeout = 0.0
+        self._heard = 0.0  # time.monotonic() of the server's latest message
+        self._quiet_since = 0.0  # when the latest wait for answers began
         self._outgoing: "queue.Queue" = queue.Queue()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -200,34 +217,96 @@ class SessionStream:
     def _send(self, request, on_callback_thread: bool):
         if self.max_request_bytes and request.ByteSize() > self.max_request_bytes:
             return too_large_answer(request, self.max_request_bytes, self.generation)
+        bound = self._bound_of(request)
         if on_callback_thread:
-            pending = _Pending(self._invokes)
+            pending = _Pending(self._invokes, bound)
         elif request.HasField("call") or request.HasField("batch"):
             # Its own invokes come to this thread (_read_loop), which runs them.
-            pending = _Pending(queue.SimpleQueue())
+            pending = _Pending(queue.SimpleQueue(), bound)
             pending.runs_invokes = True
         else:
-            pending = _Pending(None)
+            pending = _Pending(None, bound)
         with self._lock:
             if self._ended is not None:
                 raise SessionClosed(self._ended, self._ended_code)
             request.id = next(self._ids)
+            if not self._pending:
+                self._quiet_since = time.monotonic()
             self._pending[request.id] = pending
         serving = self.current_invocation()
         if serving and not request.HasField("callback_return") and not request.channel_invocation:
             request.invocation = serving
         self._outgoing.put(request)
-        if pending.notify is not None:
-            while not pending.event.is_set():
-                item = pending.notify.get()
-                if item is not None:
-                    self._run_invocation(item)
-        else:
-            pending.event.wait()
+        self._await_answer(pending)
         if pending.response is None:
             raise SessionClosed(self._ended or "ffibox session stream ended",
                                 self._ended_code)
         return pending.response
+
+    # -- answer deadlines ------------------------------------------------------------------
+    #
+    # The server runs a session's worker requests one at a time, in order, each within its
+    # own deadline, and answers the others at once. So while requests wait, some message is
+    # due within the longest of their bounds, counted from the server's last message, or from
+    # the request that found none waiting (a request queued behind slow ones gets its whole
+    # bound once they have been answered). When nothing comes in time the server is taken for
+    # gone: the stream is cancelled and every request waiting raises SessionClosed
+    # DEADLINE_EXCEEDED. The Node and C++ clients keep the same rule.
+
+    def _bound_of(self, request) -> float:
+        """How long the server may take to answer `request`, in seconds."""
+        op = request.WhichOneof("op")
+        if op in _ANSWERED_AT_ONCE:
+            return self.answer_margin
+        if op == "call":
+            return (request.call.timeout_ms / 1000.0 or self.call_timeout) + self.answer_margin
+        if op == "batch":
+            # The server's deadline of a batch: its own, else the sum of its calls'.
+            own = request.batch.timeout_ms / 1000.0
+            return (own or sum(call.timeout_ms / 1000.0 or self.call_timeout
+                               for call in request.batch.calls)) + self.answer_margin
+        return self.call_timeout + self.answer_margin
+
+    def _await_answer(self, pending: _Pending) -> None:
+        """Waits until `pending` is answered or the stream ended, running the invokes that
+        come for it meanwhile, and ends the stream when the server is overdue."""
+        look_at = time.monotonic() + pending.bound
+        while not pending.event.is_set():
+            wait = look_at - time.monotonic()
+            if wait <= 0:
+                look_at = self._look_for_silence(look_at)
+            elif pending.notify is None:
+                pending.event.wait(wait)
+            else:
+                try:
+                    item = pending.notify.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                if item is not None:
+                    self._run_invocation(item)
+
+    def _look_for_silence(self, meant: float) -> float:
+        """Ends the stream if the server sent nothing for longer than the requests waiting
+        may take; else returns when to look again. `meant`: when the caller meant to look (much
+        later than that, this process itself was held up, and the silence is forgiven)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._ended is not None or not self._pending:
+                return now + self.answer_margin
+            if now - meant > _HELD_UP:
+                self._quiet_since = now
+            bound = max(waiting.bound for waiting in self._pending.values())
+            since = max(self._quiet_since, self._heard)
+            if now - since < bound:
+                return since + bound
+        self._finish("DEADLINE_EXCEEDED: ffiboxd sent nothing for %.1f s while requests waited "
+                     "for answers due within %.1f s (their deadline in the worker plus the "
+                     "answer margin of %g s); the session is closed: open a new one once the "
+                     "server answers again" % (now - since, bound, self.answer_margin),
+                     "DEADLINE_EXCEEDED")
+        self._outgoing.put(None)
+        self._responses.cancel()  # the server, if it still runs, ends the worker
+        return now + self.answer_margin
 
     # -- the same-host channel -------------------------------------------------------------
 
@@ -555,6 +634,7 @@ class SessionStream:
         code = "UNAVAILABLE"
         try:
             for response in self._responses:
+                self._heard = time.monotonic()
                 if response.generation:
                     self.generation = response.generation
                 if response.id == 0:

@@ -22,7 +22,7 @@ from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._memory import WorkerMemory
 from ffibox import _local_channel
-from ffibox._stream import SessionStream
+from ffibox._stream import DEFAULT_ANSWER_MARGIN, SessionStream
 from ffibox._stubs import pb
 from ffibox._twins import TwinTable
 from ffibox._unix_server_check import check_unix_server
@@ -133,7 +133,8 @@ class Client:
                 env: Optional[Dict[str, str]] = None,
                 scratch_directory: Optional[bool] = None,
                 idle_cpu_percent: int = 0, same_host: Optional[bool] = None,
-                channel_callbacks: Optional[bool] = None) -> "Session":
+                channel_callbacks: Optional[bool] = None,
+                answer_margin: float = DEFAULT_ANSWER_MARGIN) -> "Session":
         """A new session (its own worker). `timeout`: default per-call deadline in seconds;
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
@@ -155,7 +156,11 @@ class Client:
         does not carry, a library loaded, a function looked up or a callback made inside a
         callback, goes through the broker); False: they come through the broker and run on
         the session's callback thread (default: on, unless $FFIBOX_CHANNEL_CALLBACKS is 0;
-        off with a server too old to take the broker's requests from inside them).
+        off with a server too old to take the broker's requests from inside them);
+        `answer_margin`: how many seconds longer than its deadline in the worker (the call's,
+        else `timeout`) an answer may take; when the server sends nothing for that long while
+        requests wait, it is taken for gone and they raise SessionClosed DEADLINE_EXCEEDED
+        (docs/python.md, "Which server").
         """
         if os.getpid() != self._pid:
             raise Error("FAILED_PRECONDITION: this client belongs to process %d, which forked "
@@ -163,7 +168,7 @@ class Client:
         return Session(self, timeout=timeout, memory_limit=memory_limit, restart=restart,
                        require_jail=require_jail, env=env, scratch_directory=scratch_directory,
                        idle_cpu_percent=idle_cpu_percent, same_host=same_host,
-                       channel_callbacks=channel_callbacks)
+                       channel_callbacks=channel_callbacks, answer_margin=answer_margin)
 
     def close(self) -> None:
         """Closes the channel (sessions made from it end); in a forked child, whose copy of
@@ -187,7 +192,12 @@ class Session:
                  env: Optional[Dict[str, str]] = None,
                  scratch_directory: Optional[bool] = None, idle_cpu_percent: int = 0,
                  same_host: Optional[bool] = None,
-                 channel_callbacks: Optional[bool] = None) -> None:
+                 channel_callbacks: Optional[bool] = None,
+                 answer_margin: float = DEFAULT_ANSWER_MARGIN) -> None:
+        if isinstance(answer_margin, bool) or not isinstance(answer_margin, (int, float)) or \
+                not 0 < answer_margin < float("inf"):
+            raise ValueError("answer_margin must be a positive number of seconds, not %r"
+                             % (answer_margin,))
         if env is None:
             env = client.env
         # Read before the session opens: a value that means nothing fails here, leaving
@@ -205,7 +215,7 @@ class Session:
             memory_limit_bytes=memory_limit or 0, environment=env or {},
             scratch_directory=scratch_directory, idle_cpu_percent=idle_cpu_percent)
         self.client = client
-        self.stream = SessionStream(client._channel)
+        self.stream = SessionStream(client._channel, answer_margin=float(answer_margin))
         self.stream.session = self
         opened = self.stream.request(open=open_request).opened
         self.stream.max_request_bytes = opened.max_message_bytes
@@ -218,6 +228,7 @@ class Session:
         self.worker_pids_max = opened.worker_pids_max
         self.idle_cpu_percent = opened.idle_cpu_percent
         self.call_timeout_ms = opened.call_timeout_ms
+        self.stream.call_timeout = opened.call_timeout_ms / 1000.0
         # Whether the server sets a union through any member (an older one: the first only).
         self.union_members = opened.union_members
         # The jail layers every worker of this session gets, and those the server's operator
