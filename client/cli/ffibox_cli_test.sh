@@ -113,6 +113,13 @@ expect 2 ""
 expect 2 "" call '' 'int f(void)'
 expect 2 "" --timeout_ms=-5 call "${lib}" 'int add_int(int, int)' 1 2
 expect 2 "" --timeout_ms=99999999999999 call "${lib}" 'int add_int(int, int)' 1 2
+# Flags absl's parser refuses (an unknown one, a value that is not a number, a missing
+# value) exit 2 like any bad command line, naming the word.
+expect 2 "" --bogus call "${lib}" 'int add_int(int, int)' 1 2
+grep -q "unknown flag '--bogus'" "${dir}/err" || { echo "FAIL: --bogus not named: $(cat "${dir}/err")"; failures=$((failures + 1)); }
+expect 2 "" --timeout_ms=abc call "${lib}" 'int add_int(int, int)' 1 2
+expect 2 "" --timeout_ms call "${lib}" 'int add_int(int, int)' 1 2
+expect 0 "3" --print_errno=false call "${lib}" 'int add_int(int, int)' 1 2
 # A number that does not fit its type is refused, not sent as an infinity or a zero.
 expect 2 "" call libm.so.6 'double cos(double)' 1e999
 expect 2 "" call "${lib}" 'float mul_float(float, float)' 1e40 1

@@ -29,6 +29,7 @@
 #include "client/cli/argument_values.h"
 #include "client/cli/bindgen_command.h"
 #include "client/cli/connect_flags.h"
+#include "client/cli/flag_words.h"
 #include "client/cli/result_format.h"
 #include "client/cpp/default_address.h"
 #include "client/cpp/ffibox_client.h"
@@ -290,6 +291,12 @@ int Main(int argc, char** argv) {
     ++command;
   }
   std::vector<char*> flag_words(argv, argv + command);
+  if (absl::Status flags = CheckFlagWords(std::vector<std::string>(argv + 1, argv + command));
+      !flags.ok()) {
+    PrintError(flags);
+    std::cerr << "(ffibox --help for details)\n";
+    return kExitUsage;
+  }
   absl::ParseCommandLine(static_cast<int>(flag_words.size()), flag_words.data());
   if (command < argc && std::string(argv[command]) == "--") ++command;
   std::vector<std::string> words(argv + command, argv + argc);
