@@ -36,10 +36,12 @@ Session::Session(std::shared_ptr<client_internal::SessionStream> stream, v1::Ses
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Channel> channel,
                                                        const SessionOptions& options) {
-  if (options.answer_margin <= absl::ZeroDuration()) {
-    return ErrorStatus(v1::INVALID_ARGUMENT,
-                       absl::StrCat("SessionOptions::answer_margin must be positive, not ",
-                                    absl::FormatDuration(options.answer_margin)));
+  if (options.answer_margin <= absl::ZeroDuration() ||
+      options.answer_margin == absl::InfiniteDuration()) {
+    return ErrorStatus(
+        v1::INVALID_ARGUMENT,
+        absl::StrCat("SessionOptions::answer_margin must be positive and finite, not ",
+                     absl::FormatDuration(options.answer_margin)));
   }
   absl::StatusOr<std::shared_ptr<client_internal::SessionStream>> stream =
       client_internal::SessionStream::Start(std::move(channel), options.answer_margin);

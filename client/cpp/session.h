@@ -43,13 +43,14 @@ struct SessionOptions {
   // Default deadline of each call; zero uses the server's default.
   absl::Duration call_timeout = absl::ZeroDuration();
   // How much longer than its deadline in the worker (the call's, else `call_timeout`) the
-  // answer to a request may take to arrive; must be positive. When the server sends nothing
-  // for that long while requests wait (counted from its last message, so requests queued
-  // behind slow ones get their whole bound), it is taken for gone: the session ends and
-  // every request waiting fails with DEADLINE_EXCEEDED, instead of waiting forever for a
+  // answer to a request may take to arrive; positive and finite. When the server sends
+  // nothing for that long while requests wait (counted from its last message, so requests
+  // queued behind slow ones get their whole bound), it is taken for gone: the session ends
+  // and every request waiting fails with DEADLINE_EXCEEDED (which ErrorOf reads as
+  // CALL_TIMEOUT; the message says the session is closed), instead of waiting forever for a
   // server that is stopped or wedged (gRPC keepalive, ConnectOptions, catches a connection
-  // that went away).
-  absl::Duration answer_margin = absl::Seconds(10);
+  // that went away). docs/protocol.md, "Answer deadlines".
+  absl::Duration answer_margin = client_internal::kDefaultAnswerMargin;
   // Whether a lost worker is replaced (RESTART) or ends the session's use (NO_RESTART).
   bool restart = true;
   // The session's memory cap in bytes (its worker's address space); 0 uses the server's.

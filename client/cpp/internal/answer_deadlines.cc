@@ -1,21 +1,28 @@
 #include "client/cpp/internal/answer_deadlines.h"
 
+#include <time.h>
+
 #include <algorithm>
 
 namespace ffibox {
 namespace client_internal {
-namespace {
 
-// Distinct bounds kept with no request waiting before they are dropped.
-constexpr size_t kKeptIdleBounds = 16;
-
-}  // namespace
+absl::Time SteadyNow() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return absl::UnixEpoch() + absl::DurationFromTimespec(now);
+}
 
 AnswerDeadlines::AnswerDeadlines(absl::Duration margin) : margin_(margin) {}
 
+absl::Duration AnswerDeadlines::BoundOfCall(absl::Duration timeout) const {
+  return (timeout != absl::ZeroDuration() ? timeout : call_timeout()) + margin_;
+}
+
 absl::Duration AnswerDeadlines::BoundOf(const v1::Request& request) const {
-  auto deadline_of = [this](const v1::Call& call) {
-    return call.timeout_ms() != 0 ? absl::Milliseconds(call.timeout_ms()) : call_timeout_;
+  const absl::Duration call_timeout = this->call_timeout();
+  auto deadline_of = [call_timeout](const v1::Call& call) {
+    return call.timeout_ms() != 0 ? absl::Milliseconds(call.timeout_ms()) : call_timeout;
   };
   switch (request.op_case()) {
     case v1::Request::kOpen:
@@ -36,50 +43,24 @@ absl::Duration AnswerDeadlines::BoundOf(const v1::Request& request) const {
       return sum + margin_;
     }
     default:
-      return call_timeout_ + margin_;
+      return call_timeout + margin_;
   }
 }
 
-void AnswerDeadlines::Sent(absl::Duration bound, absl::Time now) {
-  if (waiting_++ == 0) quiet_since_ = now;
-  ++bounds_[bound];
-}
-
-void AnswerDeadlines::Answered(absl::Duration bound) {
-  auto it = bounds_.find(bound);
-  if (it == bounds_.end() || it->second == 0) return;  // not waited for (cleared meanwhile)
-  --it->second;
-  --waiting_;
-  if (it->second == 0 && bounds_.size() > kKeptIdleBounds) bounds_.erase(it);
-}
-
-void AnswerDeadlines::Clear() {
-  bounds_.clear();
-  waiting_ = 0;
-}
-
-AnswerDeadlines::Look AnswerDeadlines::LookAt(absl::Time now, absl::Time heard) const {
+AnswerDeadlines::Look AnswerDeadlines::LookAt(absl::Time now, absl::Time since,
+                                              absl::Duration longest) const {
   Look look;
-  if (waiting_ == 0) {
-    // A request sent from now on is due no earlier than a margin later.
-    look.look_again = now + margin_;
-    return look;
-  }
-  for (auto it = bounds_.rbegin(); it != bounds_.rend(); ++it) {
-    if (it->second > 0) {
-      look.bound = it->first;
-      break;
-    }
-  }
-  const absl::Time since = std::max(quiet_since_, heard);
+  // Every bound is at least the margin: a request sent from now on, and one whose longer
+  // companions are answered meanwhile (the server's answer to them starts its silence
+  // again), is due no earlier than a margin from now.
+  look.look_again = now + margin_;
+  if (longest <= absl::ZeroDuration()) return look;
+  look.bound = longest;
   look.silence = now - since;
-  look.overdue = look.silence >= look.bound;
-  // Later messages and requests only move this further away; the watchdog looks again then.
-  look.look_again = since + look.bound;
+  look.overdue = look.silence >= longest;
+  look.look_again = std::min(look.look_again, since + longest);
   return look;
 }
-
-void AnswerDeadlines::Forgive(absl::Time now) { quiet_since_ = now; }
 
 }  // namespace client_internal
 }  // namespace ffibox

@@ -49,87 +49,42 @@ TEST(AnswerDeadlinesTest, ABatchIsDueWithinItsOwnDeadlineElseItsCallsSummed) {
   EXPECT_EQ(deadlines.BoundOf(batch), absl::Seconds(3));
 }
 
+TEST(AnswerDeadlinesTest, ACallOnTheChannelIsDueWithinItsDeadlinePlusTheMargin) {
+  AnswerDeadlines deadlines(absl::Seconds(10));
+  deadlines.SetCallTimeout(absl::Seconds(30));
+  EXPECT_EQ(deadlines.BoundOfCall(absl::ZeroDuration()), absl::Seconds(40));
+  EXPECT_EQ(deadlines.BoundOfCall(absl::Seconds(2)), absl::Seconds(12));
+}
+
 TEST(AnswerDeadlinesTest, NothingWaitingIsNeverOverdue) {
   AnswerDeadlines deadlines(absl::Seconds(5));
-  const AnswerDeadlines::Look look =
-      deadlines.LookAt(kStart + absl::Hours(1), absl::InfinitePast());
+  const absl::Time now = kStart + absl::Hours(1);
+  const AnswerDeadlines::Look look = deadlines.LookAt(now, kStart, absl::ZeroDuration());
   EXPECT_FALSE(look.overdue);
   // A request sent from then on is due a margin later at the soonest.
-  EXPECT_EQ(look.look_again, kStart + absl::Hours(1) + absl::Seconds(5));
+  EXPECT_EQ(look.look_again, now + absl::Seconds(5));
 }
 
-TEST(AnswerDeadlinesTest, SilenceLongerThanTheBoundIsOverdue) {
+TEST(AnswerDeadlinesTest, SilenceAsLongAsTheLongestBoundIsOverdue) {
   AnswerDeadlines deadlines(absl::Seconds(5));
-  deadlines.Sent(absl::Seconds(5), kStart);
-  AnswerDeadlines::Look look = deadlines.LookAt(kStart + absl::Seconds(4), absl::InfinitePast());
+  AnswerDeadlines::Look look =
+      deadlines.LookAt(kStart + absl::Seconds(6), kStart, absl::Seconds(7));
   EXPECT_FALSE(look.overdue);
-  EXPECT_EQ(look.look_again, kStart + absl::Seconds(5));
-  look = deadlines.LookAt(kStart + absl::Seconds(5), absl::InfinitePast());
+  EXPECT_EQ(look.look_again, kStart + absl::Seconds(7));
+  look = deadlines.LookAt(kStart + absl::Seconds(7), kStart, absl::Seconds(7));
   EXPECT_TRUE(look.overdue);
-  EXPECT_EQ(look.silence, absl::Seconds(5));
-  EXPECT_EQ(look.bound, absl::Seconds(5));
+  EXPECT_EQ(look.silence, absl::Seconds(7));
+  EXPECT_EQ(look.bound, absl::Seconds(7));
 }
 
-TEST(AnswerDeadlinesTest, AMessageFromTheServerStartsTheSilenceAgain) {
+TEST(AnswerDeadlinesTest, ALongBoundIsLookedAtAgainWithinAMargin) {
+  // A request of an hour may be answered at any time, and the one left waiting then may be
+  // due a margin after that answer: the next look comes no later than a margin from now.
   AnswerDeadlines deadlines(absl::Seconds(5));
-  deadlines.Sent(absl::Seconds(5), kStart);
-  const absl::Time heard = kStart + absl::Seconds(4);
-  EXPECT_FALSE(deadlines.LookAt(kStart + absl::Seconds(8), heard).overdue);
-  EXPECT_TRUE(deadlines.LookAt(kStart + absl::Seconds(9), heard).overdue);
-}
-
-TEST(AnswerDeadlinesTest, ARequestQueuedBehindASlowOneGetsTheSlowOnesBound) {
-  AnswerDeadlines deadlines(absl::Seconds(1));
-  deadlines.Sent(absl::Seconds(31), kStart);                    // a call of 30 s
-  deadlines.Sent(absl::Seconds(2), kStart + absl::Seconds(1));  // a short one behind it
-  EXPECT_FALSE(deadlines.LookAt(kStart + absl::Seconds(20), absl::InfinitePast()).overdue);
-  // The slow one answered at 25 s: the short one now has its own bound from then.
-  deadlines.Answered(absl::Seconds(31));
-  const absl::Time heard = kStart + absl::Seconds(25);
-  EXPECT_FALSE(deadlines.LookAt(kStart + absl::Seconds(26), heard).overdue);
-  const AnswerDeadlines::Look look = deadlines.LookAt(kStart + absl::Seconds(27), heard);
-  EXPECT_TRUE(look.overdue);
-  EXPECT_EQ(look.bound, absl::Seconds(2));
-}
-
-TEST(AnswerDeadlinesTest, TheWaitStartsAtTheRequestThatFoundNoneWaiting) {
-  AnswerDeadlines deadlines(absl::Seconds(5));
-  deadlines.Sent(absl::Seconds(5), kStart);
-  deadlines.Answered(absl::Seconds(5));
-  // Idle for an hour, with the last message long ago: a new request gets its whole bound.
-  const absl::Time later = kStart + absl::Hours(1);
-  deadlines.Sent(absl::Seconds(5), later);
-  EXPECT_FALSE(deadlines.LookAt(later + absl::Seconds(4), kStart).overdue);
-  EXPECT_TRUE(deadlines.LookAt(later + absl::Seconds(5), kStart).overdue);
-}
-
-TEST(AnswerDeadlinesTest, ForgivenSilenceCountsAgain) {
-  AnswerDeadlines deadlines(absl::Seconds(5));
-  deadlines.Sent(absl::Seconds(5), kStart);
-  deadlines.Forgive(kStart + absl::Seconds(60));
-  EXPECT_FALSE(deadlines.LookAt(kStart + absl::Seconds(61), absl::InfinitePast()).overdue);
-  EXPECT_TRUE(deadlines.LookAt(kStart + absl::Seconds(65), absl::InfinitePast()).overdue);
-}
-
-TEST(AnswerDeadlinesTest, ClearedOrAnsweredRequestsAreNotWaitedFor) {
-  AnswerDeadlines deadlines(absl::Seconds(5));
-  deadlines.Sent(absl::Seconds(5), kStart);
-  deadlines.Sent(absl::Seconds(7), kStart);
-  deadlines.Clear();
-  deadlines.Answered(absl::Seconds(5));  // an answer after the clear changes nothing
-  EXPECT_FALSE(deadlines.LookAt(kStart + absl::Hours(1), absl::InfinitePast()).overdue);
-}
-
-TEST(AnswerDeadlinesTest, ManyDistinctBoundsAreForgottenOnceAnswered) {
-  AnswerDeadlines deadlines(absl::Seconds(1));
-  for (int i = 1; i <= 100; ++i) {
-    deadlines.Sent(absl::Seconds(i), kStart);
-    deadlines.Answered(absl::Seconds(i));
-  }
-  deadlines.Sent(absl::Seconds(3), kStart + absl::Seconds(1));
-  const AnswerDeadlines::Look look = deadlines.LookAt(kStart + absl::Seconds(4), kStart);
-  EXPECT_TRUE(look.overdue);
-  EXPECT_EQ(look.bound, absl::Seconds(3));
+  const AnswerDeadlines::Look look =
+      deadlines.LookAt(kStart + absl::Seconds(1), kStart, absl::Hours(1));
+  EXPECT_FALSE(look.overdue);
+  EXPECT_EQ(look.look_again, kStart + absl::Seconds(6));
 }
 
 }  // namespace

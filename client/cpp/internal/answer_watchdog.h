@@ -3,9 +3,10 @@
 // C++ client: each SessionStream is watched from its start until it is destroyed.
 //
 // It looks only when some stream could be overdue (no request is due sooner than its
-// stream's margin after it was sent), so a call costs no wakeup of it. When it wakes much
-// later than it meant to, the process itself was held up (stopped, or the machine
-// suspended): that silence is not the servers', and it counts again from then.
+// stream's margin after it was sent), so a call costs no wakeup of it. Its times are
+// SteadyNow's (answer_deadlines.h). When it wakes much later than it meant to, the process
+// itself was held up (stopped): that silence is not the servers', and it counts again from
+// then. A child of fork() watches none of its parent's streams.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_ANSWER_WATCHDOG_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_ANSWER_WATCHDOG_H_
 
@@ -25,8 +26,9 @@ class AnswerWatchdog {
   class Watched {
    public:
     virtual ~Watched() = default;
-    // Ends the watched stream if its server is overdue at `now` (after forgiving the silence
-    // so far when `held_up`), and returns when to look again (InfiniteFuture: never).
+    // Ends the watched stream if its server is overdue at `now` (SteadyNow's; after forgiving
+    // the silence so far when `held_up`), and returns when to look again (InfiniteFuture:
+    // never).
     // Called on the watchdog's thread; it must not call Watch or Forget.
     virtual absl::Time LookForSilence(absl::Time now, bool held_up) = 0;
   };

@@ -115,18 +115,15 @@ absl::StatusOr<std::shared_ptr<SessionStream>> SessionStream::Start(
   return stream;
 }
 
-void SessionStream::SetCallTimeout(absl::Duration call_timeout) {
-  absl::MutexLock lock(&mu_);
-  answer_deadlines_.SetCallTimeout(call_timeout);
-}
-
 absl::Time SessionStream::LookForSilence(absl::Time now, bool held_up) {
   {
     absl::MutexLock lock(&mu_);
-    if (!ended_.ok()) return absl::InfiniteFuture();  // nothing more is waited for
-    if (held_up) answer_deadlines_.Forgive(now);
-    const AnswerDeadlines::Look look =
-        answer_deadlines_.LookAt(now, absl::FromUnixNanos(heard_ns_.load()));
+    if (!ended_.ok()) return absl::InfiniteFuture();            // nothing more is waited for
+    if (held_up) wait_began_ns_.store(absl::ToUnixNanos(now));  // the silence was not the server's
+    absl::Duration longest = absl::Nanoseconds(channel_call_bound_ns_.load());
+    for (const auto& [id, pending] : pending_) longest = std::max(longest, pending.bound);
+    const absl::Time since = absl::FromUnixNanos(std::max(wait_began_ns_.load(), heard_ns_.load()));
+    const AnswerDeadlines::Look look = answer_deadlines_.LookAt(now, since, longest);
     if (!look.overdue) return look.look_again;
     overdue_ = true;
     ended_ = absl::DeadlineExceededError(absl::StrCat(
@@ -201,7 +198,9 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
     promise.set_value(std::move(refused));
     return future;
   }
+  const absl::Duration bound = answer_deadlines_.BoundOf(*request);
   uint64_t id;
+  bool began_wait;
   {
     absl::MutexLock lock(&mu_);
     if (!ended_.ok()) {
@@ -209,8 +208,8 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
       return future;
     }
     id = next_id_++;
-    const absl::Duration bound = answer_deadlines_.BoundOf(*request);
-    answer_deadlines_.Sent(bound, absl::Now());
+    began_wait = pending_.empty();
+    if (began_wait) wait_began_ns_.store(absl::ToUnixNanos(SteadyNow()));
     pending_.emplace(id, Pending{std::move(promise), read_by_sender, bound});
     pending_read_by_senders_ += read_by_sender;
   }
@@ -224,6 +223,9 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   // pending request with the stream's real ending (e.g. the door's RESOURCE_EXHAUSTED or
   // UNAUTHENTICATED), which a write failure alone cannot know. So the promise stays pending.
   (void)Write(*request);
+  // A large request's time on the wire, or behind another's write, is not the server's
+  // silence: the wait begins once it was sent.
+  if (began_wait) wait_began_ns_.store(absl::ToUnixNanos(SteadyNow()));
   return future;
 }
 
@@ -410,8 +412,14 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     const absl::Duration timeout = request->call().timeout_ms() != 0
                                        ? absl::Milliseconds(request->call().timeout_ms())
                                        : call_timeout;
+    // Requests through the broker wait behind this call in the worker, and their deadlines
+    // there start when it ends.
+    channel_call_bound_ns_.store(absl::ToInt64Nanoseconds(answer_deadlines_.BoundOfCall(timeout)),
+                                 std::memory_order_relaxed);
     absl::StatusOr<v1::Response> response =
         local_->Exchange(request, borrowed, absl::Now() + timeout + kLocalAnswerMargin);
+    channel_call_bound_ns_.store(0, std::memory_order_relaxed);
+    heard_ns_.store(absl::ToUnixNanos(SteadyNow()), std::memory_order_relaxed);
     if (response.ok()) {
       NoteGeneration(response->generation());
       StampGeneration(&*response);
@@ -592,16 +600,20 @@ absl::Status SessionStream::Close() {
   callbacks_.Stop();
 
   absl::Status final_status;
+  absl::Status expired;  // what ended the stream when the server was overdue
   {
     absl::MutexLock lock(&mu_);
     final_status = final_status_;
+    if (overdue_) expired = ended_;
     // The reader may have seen the server end the stream first; after an explicit close,
     // later requests are told that, whatever ended the stream.
     ended_ = absl::FailedPreconditionError("the ffibox session is closed");
   }
   close_status_ = answer_status;
-  if (close_status_.ok() && !final_status.ok() &&
-      !(cancelled && final_status.code() == absl::StatusCode::kCancelled)) {
+  if (!expired.ok()) {
+    close_status_ = expired;  // not the cancellation that followed
+  } else if (close_status_.ok() && !final_status.ok() &&
+             !(cancelled && final_status.code() == absl::StatusCode::kCancelled)) {
     close_status_ = final_status;
   }
   if (close_status_.ok() && cancelled) {
@@ -746,7 +758,6 @@ void SessionStream::EndStream() {
     for (auto& [id, pending] : pending_) pending.promise.set_value(failure);
     pending_.clear();
     pending_read_by_senders_ = 0;
-    answer_deadlines_.Clear();
     reading_ = Reader::kNone;
     reader_done_ = true;
   }
@@ -777,7 +788,7 @@ void SessionStream::HandleOutput(const v1::SessionEvent& event) {
 
 void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader,
                              uint64_t awaited, std::optional<v1::Response>* run_here) {
-  heard_ns_.store(absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
+  heard_ns_.store(absl::ToUnixNanos(SteadyNow()), std::memory_order_relaxed);
   NoteGeneration(response.generation());
   StampGeneration(&response);
   const bool output =
@@ -818,7 +829,6 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
     auto it = pending_.find(response.id());
     if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
     it->second.promise.set_value(std::move(response));
-    answer_deadlines_.Answered(it->second.bound);
     pending_read_by_senders_ -= it->second.read_by_sender;
     *answered_reader = it->second.read_by_sender;
     pending_.erase(it);

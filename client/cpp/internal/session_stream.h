@@ -106,7 +106,9 @@ class SessionStream : private AnswerWatchdog::Watched {
 
   // The session's call timeout as the server reported it (SessionOpened.call_timeout_ms):
   // the deadline in the worker of requests that name none, for their answers' deadlines.
-  void SetCallTimeout(absl::Duration call_timeout) ABSL_LOCKS_EXCLUDED(mu_);
+  void SetCallTimeout(absl::Duration call_timeout) {
+    answer_deadlines_.SetCallTimeout(call_timeout);
+  }
 
   // Opens a same-host channel to the session's worker (LocalPath) and sends the top-level
   // calls of every thread but the callback thread (and of no handler) through it from now
@@ -274,11 +276,19 @@ class SessionStream : private AnswerWatchdog::Watched {
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
-  AnswerDeadlines answer_deadlines_ ABSL_GUARDED_BY(mu_);
+  // The answers' deadlines (each Pending has its bound), and when their silence began, on
+  // SteadyNow's clock (absl::ToUnixNanos): when the latest wait for answers began (a request
+  // that found none waiting, once sent whole), and when the server's latest message came (or
+  // a call on the same-host channel ended). Stored without the lock on the hot path; read by
+  // LookForSilence.
+  AnswerDeadlines answer_deadlines_;
+  std::atomic<int64_t> wait_began_ns_{0};
+  std::atomic<int64_t> heard_ns_{0};
+  // The bound of the call on the same-host channel now (0: none), which requests through the
+  // broker wait behind in the worker.
+  std::atomic<int64_t> channel_call_bound_ns_{0};
   // The server sent nothing in time (LookForSilence): ended_ says so to every waiter.
   bool overdue_ ABSL_GUARDED_BY(mu_) = false;
-  // When the latest message came (absl::ToUnixNanos), set by whoever reads it.
-  std::atomic<int64_t> heard_ns_{0};
 
   // The same-host channel (null: none), held by the thread whose call is on it (or that
   // replaces it), which took the channel first (TakeChannel).

@@ -131,6 +131,7 @@ class SessionStream:
         self.call_timeout = 0.0
         self._heard = 0.0  # time.monotonic() of the server's latest message
         self._quiet_since = 0.0  # when the latest wait for answers began
+        self._channel_call_bound = 0.0  # that of the call on the same-host channel now
         self._outgoing: "queue.Queue" = queue.Queue()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -290,20 +291,29 @@ class SessionStream:
         may take; else returns when to look again. `meant`: when the caller meant to look (much
         later than that, this process itself was held up, and the silence is forgiven)."""
         now = time.monotonic()
+        # Every bound is at least the margin: a request whose longer companions are answered
+        # meanwhile (their answers start the silence again) is due no earlier than a margin
+        # from now, so the caller looks again by then at the latest.
+        look_again = now + self.answer_margin
         with self._lock:
             if self._ended is not None or not self._pending:
-                return now + self.answer_margin
+                return look_again
             if now - meant > _HELD_UP:
                 self._quiet_since = now
-            bound = max(waiting.bound for waiting in self._pending.values())
+            # A call on the same-host channel counts as a request waiting: the ones through
+            # the broker wait behind it in the worker.
+            bound = max(self._channel_call_bound,
+                        max(waiting.bound for waiting in self._pending.values()))
             since = max(self._quiet_since, self._heard)
             if now - since < bound:
-                return since + bound
-        self._finish("DEADLINE_EXCEEDED: ffiboxd sent nothing for %.1f s while requests waited "
-                     "for answers due within %.1f s (their deadline in the worker plus the "
-                     "answer margin of %g s); the session is closed: open a new one once the "
-                     "server answers again" % (now - since, bound, self.answer_margin),
-                     "DEADLINE_EXCEEDED")
+                return min(look_again, since + bound)
+            # Decided and ended under the lock: an answer read from now on is too late.
+            self._ended = ("ffiboxd sent nothing for %.1f s while requests waited for answers "
+                           "due within %.1f s (their deadline in the worker plus the answer "
+                           "margin of %g s); the session is closed: open a new one once the "
+                           "server answers again" % (now - since, bound, self.answer_margin))
+            self._ended_code = "DEADLINE_EXCEEDED"
+        self._finish(self._ended, self._ended_code)
         self._outgoing.put(None)
         self._responses.cancel()  # the server, if it still runs, ends the worker
         return now + self.answer_margin
@@ -392,11 +402,17 @@ class SessionStream:
                     raise SessionClosed(self._ended, self._ended_code)
                 request_id = next(self._ids)
             timeout = timeout_ms / 1000.0 if timeout_ms else self._local_timeout
+            # Requests through the broker wait behind this call in the worker, and their
+            # deadlines there start when it ends (answer deadlines).
+            self._channel_call_bound = timeout + self.answer_margin
             try:
                 return exchange(local, request_id,
                                 time.monotonic() + timeout + _LOCAL_ANSWER_MARGIN)
             except Error as error:
                 failure = error
+            finally:
+                self._channel_call_bound = 0.0
+                self._heard = time.monotonic()
             # The channel is done with: calls go through the stream until the next worker.
             self._local = None
             closed_by_worker = local.closed_by_worker
@@ -430,6 +446,8 @@ class SessionStream:
             if self._lost_generation == generation and self._lost_error is not None:
                 return self._lost_error
         if self._ended is not None:  # the session was closed meanwhile
+            if self._ended_code == "DEADLINE_EXCEEDED":
+                raise SessionClosed(self._ended, self._ended_code)
             return pb.Error(code=pb.FAILED_PRECONDITION, message=self._ended)
         return pb.Error(code=pb.INTERNAL, message="the same-host channel ended and ffiboxd "
                                                   "reported no loss of its worker")
