@@ -361,6 +361,11 @@ TEST(AnswerDeadlineTest, AServerThatStopsAnsweringFailsTheCallAtItsDeadlinePlusT
   ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
   EXPECT_RESULT(add(1, 2), 3);
   kill(server->pid(), SIGSTOP);
+  if (!test_support::WaitFor([&] { return test_support::AllThreadsStopped(server->pid()); },
+                             absl::Seconds(5))) {
+    kill(server->pid(), SIGCONT);
+    FAIL() << "ffiboxd did not stop";
+  }
   const absl::Time start = absl::Now();
   absl::StatusOr<int> sum = add(2, 3);
   const absl::Duration waited = absl::Now() - start;
@@ -423,31 +428,55 @@ TEST(AnswerDeadlineTest, SlowCallsQueuedCallsAndSlowHandlersAreNotTakenForASilen
   EXPECT_RESULT(add(2, 3), 5);
 }
 
+// A same-host session whose calls have a 2 s deadline and whose answers a 1 s margin.
+class SameHostDeadlineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(server_, TestServer::Start({}));
+    ASSERT_OK_AND_ASSIGN(client_, Client::Connect(server_->address()));
+    SessionOptions options;
+    options.call_timeout = absl::Seconds(2);
+    options.answer_margin = absl::Seconds(1);
+    options.same_host = true;
+    ASSERT_OK_AND_ASSIGN(session_, client_->OpenSession(options));
+    ASSERT_TRUE(session_->same_host());
+    ASSERT_OK_AND_ASSIGN(Library lib, session_->Load(TestLibPath()));
+    lib_.emplace(std::move(lib));
+    ASSERT_OK_AND_ASSIGN(auto sleep, lib_->Function<int(int)>("sleep_ms"));
+    sleep_.emplace(std::move(sleep));
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<Session> session_;
+  std::optional<Library> lib_;
+  std::optional<Function<int(int)>> sleep_;
+};
+
 // A call on the same-host channel sends nothing on the stream, but requests through the
 // broker wait behind it in the worker (whose deadline the broker starts again once, when it
 // passes during such a call): they are not taken for a silent server's.
-TEST(AnswerDeadlineTest, RequestsThroughTheBrokerMayWaitBehindACallOnTheChannel) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
-  SessionOptions options;
-  options.call_timeout = absl::Seconds(2);
-  options.answer_margin = absl::Seconds(1);
-  options.same_host = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
-  ASSERT_TRUE(session->same_host());
-  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(auto sleep, lib.Function<int(int)>("sleep_ms"));
+TEST_F(SameHostDeadlineTest, RequestsThroughTheBrokerMayWaitBehindACallOnTheChannel) {
   absl::StatusOr<int> slept;
-  std::thread slow([&] { slept = sleep.CallWithTimeout(absl::Seconds(5), 3500); });
+  std::thread slow([&] { slept = sleep_->CallWithTimeout(absl::Seconds(5), 3500); });
   absl::SleepFor(absl::Milliseconds(200));
   // Through the broker; the worker runs it once the call on the channel returns, at 3.5 s,
   // past its own bound (3 s) counted from when it was sent.
-  absl::StatusOr<Library> libm = session->Load("libm.so.6");
+  absl::StatusOr<Library> libm = session_->Load("libm.so.6");
   slow.join();
   EXPECT_RESULT(slept, 3500);
   EXPECT_OK(libm.status());
-  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(auto add, lib_->Function<int(int, int)>("add_int"));
   EXPECT_RESULT(add(1, 2), 3);
+}
+
+// A session left idle longer than any bound, whose server therefore sent nothing for that
+// long, then makes a call on the same-host channel that takes longer than the margin: the
+// call is not taken for one waiting on a silent server (it has its own deadline).
+TEST_F(SameHostDeadlineTest, ACallOnTheChannelAfterAnIdleSpellIsNotTakenForASilentServer) {
+  absl::SleepFor(absl::Seconds(4));      // idle: longer than a call's bound (3 s)
+  EXPECT_RESULT((*sleep_)(1500), 1500);  // the watchdog looks during it
+  EXPECT_RESULT((*sleep_)(1), 1);
 }
 
 TEST(AnswerDeadlineTest, AMarginThatIsNotPositiveAndFiniteIsRefused) {

@@ -20,6 +20,16 @@ from conftest import TEST_LIB
 INT = pb.Type(scalar=pb.INT)
 
 
+def all_threads_stopped(pid):
+    """Whether every thread of `pid` is stopped: a SIGSTOP takes effect in each thread on its
+    own, some time after kill() returns."""
+    states = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, task)) as stat:
+            states.append(stat.read().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 def test_a_server_that_stops_answering_fails_the_call_at_its_deadline_plus_the_margin(server):
     client = ffibox.connect(server.address)
     try:
@@ -28,6 +38,10 @@ def test_a_server_that_stops_answering_fails_the_call_at_its_deadline_plus_the_m
         assert lib.add_int(1, 2) == 3
         os.kill(server.process.pid, signal.SIGSTOP)
         try:
+            deadline = time.monotonic() + 5
+            while not all_threads_stopped(server.process.pid):
+                assert time.monotonic() < deadline, "ffiboxd did not stop"
+                time.sleep(0.01)
             started = time.monotonic()
             with pytest.raises(ffibox.SessionClosed) as failed:
                 lib.add_int(2, 3)

@@ -270,6 +270,24 @@ char ProcessState(pid_t pid) {
   return ReadStat(pid, &state, &parent) ? state : '\0';
 }
 
+bool AllThreadsStopped(pid_t pid) {
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return false;
+  bool stopped = true;
+  int threads = 0;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    ++threads;
+    const std::string stat = FirstLine(absl::StrCat(tasks, "/", entry->d_name, "/stat"));
+    const size_t close = stat.rfind(')');
+    const char state = close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
+    if (state != 'T' && state != 't') stopped = false;
+  }
+  closedir(dir);
+  return stopped && threads > 0;
+}
+
 std::string FirstLine(const std::string& path) {
   std::ifstream in(path);
   std::string line;

@@ -89,6 +89,10 @@ std::vector<pid_t> WorkersOf(pid_t server);
 // if there is no such process.
 char ProcessState(pid_t pid);
 
+// Whether every thread of process `pid` is stopped (/proc/PID/task/*/stat: 'T' or 't'): a
+// SIGSTOP takes effect in each thread on its own, some time after kill() returns.
+bool AllThreadsStopped(pid_t pid);
+
 // The first line of the file at `path` ("" when it cannot be read).
 std::string FirstLine(const std::string& path);
 

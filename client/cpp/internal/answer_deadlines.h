@@ -9,9 +9,9 @@
 // request's deadline plus a margin), counted from the last message the server sent, or from
 // the request that found none waiting. A request queued behind slow ones thus gets its whole
 // bound once they have been answered, however long the queue. A call on the same-host
-// channel waits in the same queue: while one runs it counts as a request waiting, and its
-// end as a message. The same rule keeps the Python and Node clients' deadlines
-// (client/node/lib/answer_watch.js).
+// channel is in the same queue: while requests through the broker wait, it counts among
+// them, and its end as a message. The Python and Node clients keep the same rule
+// (client/python/ffibox/_stream.py, client/node/lib/answer_watch.js).
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_ANSWER_DEADLINES_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_ANSWER_DEADLINES_H_
 

@@ -2,11 +2,13 @@
 // deadlines (answer_deadlines.h) and ends a stream whose server is overdue. Internal to the
 // C++ client: each SessionStream is watched from its start until it is destroyed.
 //
-// It looks only when some stream could be overdue (no request is due sooner than its
-// stream's margin after it was sent), so a call costs no wakeup of it. Its times are
+// A call costs no wakeup of it: it looks when some stream could be overdue, and otherwise
+// once per margin while streams are open (no request is due sooner than its stream's margin
+// after it was sent, or after the server's answer to the requests before it). Its times are
 // SteadyNow's (answer_deadlines.h). When it wakes much later than it meant to, the process
 // itself was held up (stopped): that silence is not the servers', and it counts again from
-// then. A child of fork() watches none of its parent's streams.
+// then. A child of fork() has a watchdog of its own, which watches none of its parent's
+// streams.
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_ANSWER_WATCHDOG_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_ANSWER_WATCHDOG_H_
 

@@ -120,7 +120,14 @@ absl::Time SessionStream::LookForSilence(absl::Time now, bool held_up) {
     absl::MutexLock lock(&mu_);
     if (!ended_.ok()) return absl::InfiniteFuture();            // nothing more is waited for
     if (held_up) wait_began_ns_.store(absl::ToUnixNanos(now));  // the silence was not the server's
-    absl::Duration longest = absl::Nanoseconds(channel_call_bound_ns_.load());
+    // A call on the same-host channel counts while requests through the broker wait: they
+    // wait behind it in the worker. Alone it has its own deadline (ExchangeLocally).
+    absl::Duration longest = absl::ZeroDuration();
+    if (!pending_.empty()) {
+      // Acquire: once it reads the bound of a call that ended as cleared, the end's time
+      // below is read too.
+      longest = absl::Nanoseconds(channel_call_bound_ns_.load(std::memory_order_acquire));
+    }
     for (const auto& [id, pending] : pending_) longest = std::max(longest, pending.bound);
     const absl::Time since = absl::FromUnixNanos(std::max(wait_began_ns_.load(), heard_ns_.load()));
     const AnswerDeadlines::Look look = answer_deadlines_.LookAt(now, since, longest);
@@ -418,8 +425,8 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
                                  std::memory_order_relaxed);
     absl::StatusOr<v1::Response> response =
         local_->Exchange(request, borrowed, absl::Now() + timeout + kLocalAnswerMargin);
-    channel_call_bound_ns_.store(0, std::memory_order_relaxed);
     heard_ns_.store(absl::ToUnixNanos(SteadyNow()), std::memory_order_relaxed);
+    channel_call_bound_ns_.store(0, std::memory_order_release);
     if (response.ok()) {
       NoteGeneration(response->generation());
       StampGeneration(&*response);

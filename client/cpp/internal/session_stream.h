@@ -285,7 +285,7 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::atomic<int64_t> wait_began_ns_{0};
   std::atomic<int64_t> heard_ns_{0};
   // The bound of the call on the same-host channel now (0: none), which requests through the
-  // broker wait behind in the worker.
+  // broker wait behind in the worker: it counts while they wait.
   std::atomic<int64_t> channel_call_bound_ns_{0};
   // The server sent nothing in time (LookForSilence): ended_ says so to every waiter.
   bool overdue_ ABSL_GUARDED_BY(mu_) = false;

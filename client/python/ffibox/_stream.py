@@ -272,17 +272,22 @@ class SessionStream:
         """Waits until `pending` is answered or the stream ended, running the invokes that
         come for it meanwhile, and ends the stream when the server is overdue."""
         look_at = time.monotonic() + pending.bound
+        timed = False  # the last wait was meant to end at look_at (else this thread was busy)
         while not pending.event.is_set():
-            wait = look_at - time.monotonic()
-            if wait <= 0:
-                look_at = self._look_for_silence(look_at)
+            now = time.monotonic()
+            if now >= look_at:
+                look_at = self._look_for_silence(look_at if timed else now)
+                timed = False
             elif pending.notify is None:
-                pending.event.wait(wait)
+                pending.event.wait(look_at - now)
+                timed = True
             else:
                 try:
-                    item = pending.notify.get(timeout=wait)
+                    item = pending.notify.get(timeout=look_at - now)
                 except queue.Empty:
+                    timed = True
                     continue
+                timed = False
                 if item is not None:
                     self._run_invocation(item)
 
@@ -307,7 +312,7 @@ class SessionStream:
             since = max(self._quiet_since, self._heard)
             if now - since < bound:
                 return min(look_again, since + bound)
-            # Decided and ended under the lock: an answer read from now on is too late.
+            # Decided under the lock: requests sent from now on fail at once.
             self._ended = ("ffiboxd sent nothing for %.1f s while requests waited for answers "
                            "due within %.1f s (their deadline in the worker plus the answer "
                            "margin of %g s); the session is closed: open a new one once the "
@@ -411,8 +416,9 @@ class SessionStream:
             except Error as error:
                 failure = error
             finally:
-                self._channel_call_bound = 0.0
+                # In this order: a look in between sees the call's end with its bound.
                 self._heard = time.monotonic()
+                self._channel_call_bound = 0.0
             # The channel is done with: calls go through the stream until the next worker.
             self._local = None
             closed_by_worker = local.closed_by_worker
