@@ -3,6 +3,7 @@ callback lifetime and prototypes, paramflags, and the stdlib's exception types."
 import gc
 import pickle
 import threading
+import time
 
 import pytest
 
@@ -126,6 +127,40 @@ def test_callbacks_are_released_when_unreachable(monkeypatch):
         if _default.opened_session() is not None:
             _default.opened_session().close()
         small.stop()
+
+
+def test_a_collected_callback_is_released_without_waiting_for_another_definition(server):
+    # A collected callback's finalizer runs on whatever thread the collection ran, gRPC's own
+    # thread that writes the session's requests among them. It must not wait for a callback
+    # being defined meanwhile: that definition's request may be the one that thread is to
+    # write (a whole session hung so).
+    import ffibox
+    from ffibox import ctypes as ct
+    client = ffibox.connect(server.address)
+    try:
+        with client.session(same_host=False) as session:
+            lib = session.CDLL(TEST_LIB)
+            lib.sleep_ms.argtypes = [ct.c_int]
+            INT_CB = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+            first = INT_CB(lambda x: x)
+            session.callback_id(first)
+            busy = threading.Thread(target=lib.sleep_ms, args=(1500,))
+            busy.start()
+            time.sleep(0.2)
+            # Defined behind the busy call: its answer comes once that call returns.
+            defining = threading.Thread(target=session.callback_id, args=(INT_CB(lambda x: x),))
+            defining.start()
+            time.sleep(0.2)
+            started = time.monotonic()
+            del first
+            gc.collect()  # the finalizer runs here
+            released = time.monotonic() - started
+            defining.join()
+            busy.join()
+            assert released < 0.5, released
+            assert lib.add_int(2, 3) == 5
+    finally:
+        client.close()
 
 
 def test_paramflags_make_output_parameters(ct):

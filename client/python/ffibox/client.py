@@ -411,29 +411,52 @@ class Session:
         """The session's callback id for a CFUNCTYPE instance (defined on first use). As with
         ctypes, the caller keeps the instance alive while native code may call it; once it
         is collected, the callback is freed in the worker too."""
+        known = self._known_callback(callback)
+        if known is not None:
+            return known
+        # Defined without the lock held: a collected callback's finalizer takes it, on
+        # whatever thread the collection ran, gRPC's own thread that writes this session's
+        # requests among them; waiting for an answer with the lock held would wait for that
+        # thread, which waits for the lock.
+        prototype = type(callback)
+        for t in prototype._argtypes_ + ((prototype._restype_,)
+                                         if prototype._restype_ is not None else ()):
+            self.layouts.check(t)
+        signature = _types.signature(prototype._restype_, prototype._argtypes_)
+        # What follows a pointee comes with each invoke, to fill the local buffer that backs
+        # a pointer argument (ffibox._images.scratch_buffer).
+        defined = self.stream.request(define_callback=pb.DefineCallback(
+            signature=signature,
+            buffer_bytes=callback_buffer_bytes(prototype._argtypes_))).callback
         with self._callbacks_lock:
-            entry = self._callbacks.get(id(callback))
-            if entry is not None and entry[0]() is callback:
-                return entry[1]
-            prototype = type(callback)
-            for t in prototype._argtypes_ + ((prototype._restype_,)
-                                             if prototype._restype_ is not None else ()):
-                self.layouts.check(t)
-            signature = _types.signature(prototype._restype_, prototype._argtypes_)
-            # What follows a pointee comes with each invoke, to fill the local buffer that backs
-            # a pointer argument (ffibox._images.scratch_buffer).
-            defined = self.stream.request(define_callback=pb.DefineCallback(
-                signature=signature,
-                buffer_bytes=callback_buffer_bytes(prototype._argtypes_))).callback
-            self.stream.set_handler(defined.callback,
-                                    callback_handler(prototype, callback._ffibox_callable))
-            self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
-            weakref.finalize(callback, self._release_callback, id(callback), defined.callback)
-            return defined.callback
+            known = self._callback_entry(callback)
+            if known is None:
+                self.stream.set_handler(defined.callback,
+                                        callback_handler(prototype, callback._ffibox_callable))
+                self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
+                weakref.finalize(callback, self._release_callback, id(callback),
+                                 defined.callback)
+                return defined.callback
+        # Another thread defined it meanwhile: this definition is not needed.
+        self.stream.post(pb.Request(free_callback=pb.FreeCallback(callback=defined.callback)))
+        return known
+
+    def _known_callback(self, callback) -> Optional[int]:
+        with self._callbacks_lock:
+            return self._callback_entry(callback)
+
+    def _callback_entry(self, callback) -> Optional[int]:
+        # With _callbacks_lock held.
+        entry = self._callbacks.get(id(callback))
+        if entry is not None and entry[0]() is callback:
+            return entry[1]
+        return None
 
     def _release_callback(self, key: int, callback: int) -> None:
         # Runs when the CFUNCTYPE instance is collected (any thread, maybe inside the
-        # garbage collector): forget it and free it in the worker without waiting.
+        # garbage collector, maybe gRPC's thread that writes the requests): forget it and
+        # free it in the worker without waiting for anything but the table's lock, which
+        # nobody holds while waiting.
         with self._callbacks_lock:
             entry = self._callbacks.get(key)
             if entry is not None and entry[1] == callback:
