@@ -7,11 +7,13 @@
 namespace ffibox {
 namespace client_internal {
 
-absl::Time SteadyNow() {
+int64_t SteadyNanos() {
   timespec now;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  return absl::UnixEpoch() + absl::DurationFromTimespec(now);
+  return int64_t{now.tv_sec} * 1000000000 + now.tv_nsec;
 }
+
+absl::Time SteadyNow() { return absl::FromUnixNanos(SteadyNanos()); }
 
 AnswerDeadlines::AnswerDeadlines(absl::Duration margin) : margin_(margin) {}
 

@@ -31,6 +31,8 @@ inline constexpr absl::Duration kDefaultAnswerMargin = absl::Seconds(10);
 // only with others of this clock: a step of the wall clock must not shorten a wait, and time
 // the machine spent suspended is nobody's silence.
 absl::Time SteadyNow();
+// The same in nanoseconds (absl::ToUnixNanos(SteadyNow())), for the hot path's stores.
+int64_t SteadyNanos();
 
 class AnswerDeadlines {
  public:

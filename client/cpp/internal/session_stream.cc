@@ -216,7 +216,7 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
     }
     id = next_id_++;
     began_wait = pending_.empty();
-    if (began_wait) wait_began_ns_.store(absl::ToUnixNanos(SteadyNow()));
+    if (began_wait) wait_began_ns_.store(SteadyNanos(), std::memory_order_relaxed);
     pending_.emplace(id, Pending{std::move(promise), read_by_sender, bound});
     pending_read_by_senders_ += read_by_sender;
   }
@@ -232,7 +232,7 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   (void)Write(*request);
   // A large request's time on the wire, or behind another's write, is not the server's
   // silence: the wait begins once it was sent.
-  if (began_wait) wait_began_ns_.store(absl::ToUnixNanos(SteadyNow()));
+  if (began_wait) wait_began_ns_.store(SteadyNanos(), std::memory_order_relaxed);
   return future;
 }
 
@@ -425,7 +425,7 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
                                  std::memory_order_relaxed);
     absl::StatusOr<v1::Response> response =
         local_->Exchange(request, borrowed, absl::Now() + timeout + kLocalAnswerMargin);
-    heard_ns_.store(absl::ToUnixNanos(SteadyNow()), std::memory_order_relaxed);
+    heard_ns_.store(SteadyNanos(), std::memory_order_relaxed);
     channel_call_bound_ns_.store(0, std::memory_order_release);
     if (response.ok()) {
       NoteGeneration(response->generation());
@@ -795,7 +795,7 @@ void SessionStream::HandleOutput(const v1::SessionEvent& event) {
 
 void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool* answered_reader,
                              uint64_t awaited, std::optional<v1::Response>* run_here) {
-  heard_ns_.store(absl::ToUnixNanos(SteadyNow()), std::memory_order_relaxed);
+  heard_ns_.store(SteadyNanos(), std::memory_order_relaxed);
   NoteGeneration(response.generation());
   StampGeneration(&response);
   const bool output =
