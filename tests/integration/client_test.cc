@@ -347,31 +347,58 @@ TEST(KeepaliveTest, AServerThatStopsAnsweringFailsTheCallInsteadOfHangingIt) {
   EXPECT_FALSE(add(1, 2).ok()) << "the session ended with its connection";
 }
 
+// A server and a client; Open makes a session whose answers have a 1 s margin.
+class AnswerDeadlineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(server_, TestServer::Start({}));
+    ASSERT_OK_AND_ASSIGN(client_, Client::Connect(server_->address()));
+  }
+
+  // Opens session_ (calls of `call_timeout`, on the same-host channel when `same_host`),
+  // loads the test library and resolves add_int and sleep_ms.
+  void Open(absl::Duration call_timeout, bool same_host) {
+    SessionOptions options;
+    options.call_timeout = call_timeout;
+    options.answer_margin = absl::Seconds(1);
+    options.same_host = same_host;
+    ASSERT_OK_AND_ASSIGN(session_, client_->OpenSession(options));
+    ASSERT_EQ(session_->same_host(), same_host);
+    ASSERT_OK_AND_ASSIGN(Library lib, session_->Load(TestLibPath()));
+    lib_.emplace(std::move(lib));
+    ASSERT_OK_AND_ASSIGN(auto add, lib_->Function<int(int, int)>("add_int"));
+    add_.emplace(std::move(add));
+    ASSERT_OK_AND_ASSIGN(auto sleep, lib_->Function<int(int)>("sleep_ms"));
+    sleep_.emplace(std::move(sleep));
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<Session> session_;
+  std::optional<Library> lib_;
+  std::optional<Function<int(int, int)>> add_;
+  std::optional<Function<int(int)>> sleep_;
+};
+
 // A server that stops answering while its connection stays up (wedged, or stopped for
 // longer than keepalive notices: 50 s by default): the call fails once nothing has come for
 // its deadline plus the answer margin, instead of waiting forever, and the session is over.
-TEST(AnswerDeadlineTest, AServerThatStopsAnsweringFailsTheCallAtItsDeadlinePlusTheMargin) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
-  SessionOptions options;
-  options.call_timeout = absl::Seconds(1);
-  options.answer_margin = absl::Seconds(1);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
-  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+TEST_F(AnswerDeadlineTest, AServerThatStopsAnsweringFailsTheCallAtItsDeadlinePlusTheMargin) {
+  ASSERT_NO_FATAL_FAILURE(Open(absl::Seconds(1), /*same_host=*/false));
+  Function<int(int, int)>& add = *add_;
   EXPECT_RESULT(add(1, 2), 3);
-  kill(server->pid(), SIGSTOP);
-  if (!test_support::WaitFor([&] { return test_support::AllThreadsStopped(server->pid()); },
+  kill(server_->pid(), SIGSTOP);
+  if (!test_support::WaitFor([&] { return test_support::AllThreadsStopped(server_->pid()); },
                              absl::Seconds(5))) {
-    kill(server->pid(), SIGCONT);
+    kill(server_->pid(), SIGCONT);
     FAIL() << "ffiboxd did not stop";
   }
   const absl::Time start = absl::Now();
   absl::StatusOr<int> sum = add(2, 3);
   const absl::Duration waited = absl::Now() - start;
   absl::StatusOr<int> after = add(1, 2);
-  const absl::Status closed = session->Close();
-  kill(server->pid(), SIGCONT);
+  const absl::Status closed = session_->Close();
+  kill(server_->pid(), SIGCONT);
   ASSERT_FALSE(sum.ok());
   EXPECT_EQ(sum.status().code(), absl::StatusCode::kDeadlineExceeded) << sum.status();
   EXPECT_THAT(sum.status().message(), ::testing::HasSubstr("ffiboxd sent nothing for"));
@@ -380,7 +407,7 @@ TEST(AnswerDeadlineTest, AServerThatStopsAnsweringFailsTheCallAtItsDeadlinePlusT
   EXPECT_EQ(after.status().code(), absl::StatusCode::kDeadlineExceeded) << after.status();
   EXPECT_EQ(closed.code(), absl::StatusCode::kDeadlineExceeded) << closed;
   // The server answers again: a new session works.
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> next, client->OpenSession());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> next, client_->OpenSession());
   ASSERT_OK_AND_ASSIGN(Library next_lib, next->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto next_add, next_lib.Function<int(int, int)>("add_int"));
   EXPECT_RESULT(next_add(1, 2), 3);
@@ -391,16 +418,10 @@ TEST(AnswerDeadlineTest, AServerThatStopsAnsweringFailsTheCallAtItsDeadlinePlusT
 // behind both is answered later than any bound counted from when they were sent: the wait
 // counts the longest bound waiting, from the server's latest message. A handler slower than
 // the margin holds nothing up either.
-TEST(AnswerDeadlineTest, SlowCallsQueuedCallsAndSlowHandlersAreNotTakenForASilentServer) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
-  SessionOptions options;
-  options.call_timeout = absl::Seconds(2);
-  options.answer_margin = absl::Seconds(1);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
-  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
-  ASSERT_OK_AND_ASSIGN(auto sleep, lib.Function<int(int)>("sleep_ms"));
+TEST_F(AnswerDeadlineTest, SlowCallsQueuedCallsAndSlowHandlersAreNotTakenForASilentServer) {
+  ASSERT_NO_FATAL_FAILURE(Open(absl::Seconds(2), /*same_host=*/false));
+  Function<int(int, int)>& add = *add_;
+  Function<int(int)>& sleep = *sleep_;
   const absl::Time start = absl::Now();
   absl::StatusOr<int> first;   // bound 3 s, answered at 1.5 s
   absl::StatusOr<int> second;  // bound 1.2 s, answered after the first
@@ -418,9 +439,9 @@ TEST(AnswerDeadlineTest, SlowCallsQueuedCallsAndSlowHandlersAreNotTakenForASilen
   EXPECT_RESULT(third, 1800);
   EXPECT_GT(absl::Now() - start, absl::Milliseconds(3300));
   ASSERT_OK_AND_ASSIGN(auto twice,
-                       (lib.Function<int(Callback<int(int)>, int)>("call_twice_nested")));
+                       (lib_->Function<int(Callback<int(int)>, int)>("call_twice_nested")));
   ASSERT_OK_AND_ASSIGN(auto slow_increment,
-                       session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> {
+                       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> {
                          absl::SleepFor(absl::Milliseconds(1300));
                          return x + 1;
                        }));
@@ -428,35 +449,11 @@ TEST(AnswerDeadlineTest, SlowCallsQueuedCallsAndSlowHandlersAreNotTakenForASilen
   EXPECT_RESULT(add(2, 3), 5);
 }
 
-// A same-host session whose calls have a 2 s deadline and whose answers a 1 s margin.
-class SameHostDeadlineTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(server_, TestServer::Start({}));
-    ASSERT_OK_AND_ASSIGN(client_, Client::Connect(server_->address()));
-    SessionOptions options;
-    options.call_timeout = absl::Seconds(2);
-    options.answer_margin = absl::Seconds(1);
-    options.same_host = true;
-    ASSERT_OK_AND_ASSIGN(session_, client_->OpenSession(options));
-    ASSERT_TRUE(session_->same_host());
-    ASSERT_OK_AND_ASSIGN(Library lib, session_->Load(TestLibPath()));
-    lib_.emplace(std::move(lib));
-    ASSERT_OK_AND_ASSIGN(auto sleep, lib_->Function<int(int)>("sleep_ms"));
-    sleep_.emplace(std::move(sleep));
-  }
-
-  std::unique_ptr<TestServer> server_;
-  std::unique_ptr<Client> client_;
-  std::unique_ptr<Session> session_;
-  std::optional<Library> lib_;
-  std::optional<Function<int(int)>> sleep_;
-};
-
 // A call on the same-host channel sends nothing on the stream, but requests through the
 // broker wait behind it in the worker (whose deadline the broker starts again once, when it
 // passes during such a call): they are not taken for a silent server's.
-TEST_F(SameHostDeadlineTest, RequestsThroughTheBrokerMayWaitBehindACallOnTheChannel) {
+TEST_F(AnswerDeadlineTest, RequestsThroughTheBrokerMayWaitBehindACallOnTheChannel) {
+  ASSERT_NO_FATAL_FAILURE(Open(absl::Seconds(2), /*same_host=*/true));
   absl::StatusOr<int> slept;
   std::thread slow([&] { slept = sleep_->CallWithTimeout(absl::Seconds(5), 3500); });
   absl::SleepFor(absl::Milliseconds(200));
@@ -466,27 +463,25 @@ TEST_F(SameHostDeadlineTest, RequestsThroughTheBrokerMayWaitBehindACallOnTheChan
   slow.join();
   EXPECT_RESULT(slept, 3500);
   EXPECT_OK(libm.status());
-  ASSERT_OK_AND_ASSIGN(auto add, lib_->Function<int(int, int)>("add_int"));
-  EXPECT_RESULT(add(1, 2), 3);
+  EXPECT_RESULT((*add_)(1, 2), 3);
 }
 
 // A session left idle longer than any bound, whose server therefore sent nothing for that
 // long, then makes a call on the same-host channel that takes longer than the margin: the
 // call is not taken for one waiting on a silent server (it has its own deadline).
-TEST_F(SameHostDeadlineTest, ACallOnTheChannelAfterAnIdleSpellIsNotTakenForASilentServer) {
+TEST_F(AnswerDeadlineTest, ACallOnTheChannelAfterAnIdleSpellIsNotTakenForASilentServer) {
+  ASSERT_NO_FATAL_FAILURE(Open(absl::Seconds(2), /*same_host=*/true));
   absl::SleepFor(absl::Seconds(4));      // idle: longer than a call's bound (3 s)
   EXPECT_RESULT((*sleep_)(1500), 1500);  // the watchdog looks during it
   EXPECT_RESULT((*sleep_)(1), 1);
 }
 
-TEST(AnswerDeadlineTest, AMarginThatIsNotPositiveAndFiniteIsRefused) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+TEST_F(AnswerDeadlineTest, AMarginThatIsNotPositiveAndFiniteIsRefused) {
   for (absl::Duration margin :
        {absl::ZeroDuration(), absl::Seconds(-1), absl::InfiniteDuration()}) {
     SessionOptions options;
     options.answer_margin = margin;
-    absl::StatusOr<std::unique_ptr<Session>> session = client->OpenSession(options);
+    absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
     ASSERT_FALSE(session.ok()) << margin;
     EXPECT_EQ(ToProtoError(session.status()).code(), v1::INVALID_ARGUMENT) << session.status();
     EXPECT_THAT(session.status().message(), ::testing::HasSubstr("answer_margin"));
