@@ -34,7 +34,7 @@ absl::Duration AnswerDeadlines::BoundOf(const v1::Request& request) const {
     case v1::Request::kCallbackReturn:
       return margin_;  // the broker answers these at once
     case v1::Request::kCall:
-      return deadline_of(request.call()) + margin_;
+      return BoundOfCall(absl::Milliseconds(request.call().timeout_ms()));
     case v1::Request::kBatch: {
       // The server's deadline of a batch: its own, else the sum of its calls'.
       if (request.batch().timeout_ms() != 0) {

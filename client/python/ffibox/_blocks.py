@@ -13,7 +13,7 @@ import ctypes as _ct
 import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ffibox import _addresses, _twins, _types
+from ffibox import _addresses, _slots, _twins, _types
 from ffibox._stubs import pb
 
 _CData = _ct._SimpleCData.__mro__[1]
@@ -270,7 +270,7 @@ class CallBuilder:
             # there is the caller's own user data (`(c_void_p * 2)(addressof(x))`), as a
             # plain integer argument is: when the library moves it and it comes back, it
             # must not be taken for the worker's, nor make the caller's memory near it so.
-            if _addresses.classify(word)[0] == "local":
+            if _slots.is_local(word):
                 _addresses.note_local_address(word)
             return
         self.blocks[index].relocations.add(

@@ -260,13 +260,17 @@ class SessionStream:
         if op in _ANSWERED_AT_ONCE:
             return self.answer_margin
         if op == "call":
-            return (request.call.timeout_ms / 1000.0 or self.call_timeout) + self.answer_margin
+            return self._call_bound(request.call.timeout_ms / 1000.0)
         if op == "batch":
             # The server's deadline of a batch: its own, else the sum of its calls'.
             own = request.batch.timeout_ms / 1000.0
             return (own or sum(call.timeout_ms / 1000.0 or self.call_timeout
                                for call in request.batch.calls)) + self.answer_margin
         return self.call_timeout + self.answer_margin
+
+    def _call_bound(self, timeout: float) -> float:
+        """The bound of a call of `timeout` seconds (0: the session's)."""
+        return (timeout or self.call_timeout) + self.answer_margin
 
     def _await_answer(self, pending: _Pending) -> None:
         """Waits until `pending` is answered or the stream ended, running the invokes that
@@ -409,7 +413,7 @@ class SessionStream:
             timeout = timeout_ms / 1000.0 if timeout_ms else self._local_timeout
             # Requests through the broker wait behind this call in the worker, and their
             # deadlines there start when it ends (answer deadlines).
-            self._channel_call_bound = timeout + self.answer_margin
+            self._channel_call_bound = self._call_bound(timeout)
             try:
                 return exchange(local, request_id,
                                 time.monotonic() + timeout + _LOCAL_ANSWER_MARGIN)
