@@ -119,7 +119,9 @@ TEST(CallArena, ALargeBlockIsAMappingOfItsOwnUntouchedUntilWritten) {
   EXPECT_EQ(block[kMappedAllocationBytes * 4 - 1], 0);
   // Its own mapping: advice given to it stays on it.
   AdviseHugePages(block, kMappedAllocationBytes * 4);
-  if (!HugePageMode().empty()) EXPECT_TRUE(HasFlag(VmFlagsAt(block + kHugePageBytes), "hg"));
+  if (!HugePageMode().empty()) {
+    EXPECT_TRUE(HasFlag(VmFlagsAt(block + kHugePageBytes), "hg"));
+  }
 }
 
 TEST(AdviseHugePages, MarksTheWholeHugePagesInsideTheBlockOnly) {

@@ -41,7 +41,9 @@ TEST(DeadlineTimerTest, AnAlarmFiresOnceWhenItsTimeComes) {
   recorder.alarm->Arm(when);
   absl::SleepFor(absl::Milliseconds(50));
   const int fired_early = recorder.fired.load();
-  if (absl::Now() < when) EXPECT_EQ(fired_early, 0);
+  if (absl::Now() < when) {
+    EXPECT_EQ(fired_early, 0);
+  }
   ASSERT_TRUE(FiredBy(recorder, 1));
   EXPECT_GE(recorder.last, when);
   absl::SleepFor(absl::Milliseconds(100));
