@@ -59,9 +59,10 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
     several servers over TCP (`host:port`, `ipv4:10.0.0.1:7000,10.0.0.2:7000`,
     `dns:///ffibox.example:7000`).
 
-    Without an address: FFIBOX_ADDRESS, else the default socket; if nothing listens there, a
-    private ffiboxd is started on an owner-only socket and stopped when this process ends
-    (also when it is killed). `env`: environment variables for the workers of its sessions
+    Without an address: FFIBOX_ADDRESS, else the default socket; if nothing listens on that
+    unix socket, a private ffiboxd is started on an owner-only socket and stopped when this
+    process ends (also when it is killed). Any other target in FFIBOX_ADDRESS (TCP, an
+    abstract socket) is used as if given here: nothing replaces it when it does not answer. `env`: environment variables for the workers of its sessions
     (default: the variables FFIBOX_ENV names). Raises ffibox.Error when an explicit address
     does not answer within `timeout` seconds,
     and UntrustedServer, before sending anything, when a unix socket (explicit or default),
@@ -86,26 +87,31 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
         private_key=private_key, server_name=server_name, token=token,
         load_balancing=load_balancing, health_check=health_check, keepalive=keepalive,
         keepalive_timeout=keepalive_timeout)
+    named = "" if address is not None else " (FFIBOX_ADDRESS)"
+    if address is None and not _server.default_address().startswith("unix:"):
+        # Any other target than a socket path (TCP, an abstract socket) names a server the
+        # user chose: it is used as given, never replaced by a private server on this host.
+        address = _server.default_address()
     if address is not None:
         check_unix_server(address, timeout)
         channel = make_channel(address, settings)
         if not _listening(channel, timeout):
             channel.close()
-            raise Error("UNAVAILABLE: no ffiboxd answers at %s" % address, "UNAVAILABLE")
+            raise Error("UNAVAILABLE: no ffiboxd answers at %s%s" % (address, named),
+                        "UNAVAILABLE")
         return Client(address, channel, env=env)
-    address = _server.default_address()
-    if address.startswith("unix:"):
-        try:
-            check_unix_server(address, 0)
-        except UntrustedServer:
-            raise
-        except Error:
-            pass  # nothing listens there: start a private server
-        else:
-            channel = make_channel(address, settings)
-            if _listening(channel, timeout):
-                return Client(address, channel, env=env)
-            channel.close()
+    address = _server.default_address()  # a unix socket
+    try:
+        check_unix_server(address, 0)
+    except UntrustedServer:
+        raise
+    except Error:
+        pass  # nothing listens there: start a private server
+    else:
+        channel = make_channel(address, settings)
+        if _listening(channel, timeout):
+            return Client(address, channel, env=env)
+        channel.close()
     private = _server.private_server()
     check_unix_server(private.address, timeout)
     return Client(private.address, make_channel(private.address, settings), private,
