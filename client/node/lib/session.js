@@ -27,7 +27,7 @@ const DEFAULT_ANSWER_MARGIN_MS = 10000;
 
 // Requests the broker answers at once, without the worker: their answer is due within the
 // margin alone.
-const BROKER_OPS = new Set(['open', 'ping', 'parse_declaration']);
+const BROKER_OPS = new Set(['open', 'ping', 'close', 'parse_declaration', 'callback_return']);
 
 // The Response result each Request op is answered with (docs/protocol.md, Operations).
 const EXPECTED_RESULTS = {
@@ -131,9 +131,9 @@ class Session extends EventEmitter {
   async _open(options) {
     if (options.answerMarginMs !== undefined) {
       const margin = options.answerMarginMs;
-      if (!Number.isFinite(margin) || margin < 0) {
+      if (!Number.isFinite(margin) || margin <= 0) {
         this.close();
-        throw invalid(`answerMarginMs must be a number of milliseconds >= 0, not ${margin}`);
+        throw invalid(`answerMarginMs must be a number of milliseconds > 0, not ${margin}`);
       }
       this._answerMarginMs = margin;
     }

@@ -235,6 +235,8 @@ describe('a server that does not answer', () => {
     await withFakeServer((request) => (request.op === 'open' ? opened(request) : undefined),
       async (client) => {
         await assert.rejects(client.session({ answerMarginMs: -1 }), ffibox.InvalidArgument);
+        // Zero would leave even the open's answer no time at all: every session would fail.
+        await assert.rejects(client.session({ answerMarginMs: 0 }), ffibox.InvalidArgument);
         await assert.rejects(client.session({ answerMarginMs: '5' }), ffibox.InvalidArgument);
       });
   });
