@@ -89,9 +89,9 @@ Flags come before `call` and take the --flag=value form.
 The result is printed on stdout: numbers in full precision (%.17g), strings quoted,
 pointers as 0x..., NULL as NULL; nothing for void. What the library itself prints (the
 worker's output events) arrives on stdout and stderr as it wrote them.
-A TCP server needs TLS: --tls_ca (or --tls with a certificate the system trusts) and a
-token (--token_file) or a client certificate (--tls_cert, --tls_key), as its identities
-require.
+A TCP server needs TLS: --tls_ca (or --tls with a certificate the system trusts) and the
+identity's token (--token_file), with a client certificate (--tls_cert, --tls_key) where
+the identity requires one.
 
 usage: ffibox bindgen --lang=python|cpp --library=LIB [--namespace=NS] HEADER...
               [-I DIR] [-D NAME[=VALUE]]

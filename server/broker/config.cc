@@ -242,7 +242,7 @@ absl::Status ResolveJail(const config::v1::Jail& file, JailOptions* jail,
       return FieldError(absl::StrCat("jail.waive_layers[", i, "]"),
                         absl::StrCat("unknown jail layer \"", file.waive_layers(i),
                                      "\" (the layers: user, pid, net, ipc, uts, mount, "
-                                     "filesystem, proc)"));
+                                     "filesystem, proc, cgroup)"));
     }
     waivers->push_back(file.waive_layers(i));
   }

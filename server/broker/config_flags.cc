@@ -65,7 +65,7 @@ ABSL_FLAG(bool, jail, true, "jail the workers (--nojail: crash isolation only)")
 ABSL_FLAG(std::string, jail_policy, "strict", "seccomp policy: strict or permissive");
 ABSL_FLAG(std::vector<std::string>, waive_jail_layer, {},
           "jail layers to run without when this host cannot provide them (user, pid, net, "
-          "ipc, uts, mount, filesystem, proc); repeatable and comma-separated; adds to the "
+          "ipc, uts, mount, filesystem, proc, cgroup); repeatable and comma-separated; adds to the "
           "file's jail.waive_layers. Without a waiver a missing layer stops ffiboxd");
 ABSL_FLAG(std::vector<std::string>, jail_visible_path, {},
           "directory shown read-only in every worker's filesystem view (libraries need not "
