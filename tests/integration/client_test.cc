@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -463,6 +464,28 @@ TEST_F(AnswerDeadlineTest, RequestsThroughTheBrokerMayWaitBehindACallOnTheChanne
   slow.join();
   EXPECT_RESULT(slept, 3500);
   EXPECT_OK(libm.status());
+  EXPECT_RESULT((*add_)(1, 2), 3);
+}
+
+// The other way round: a call on the channel waits in the worker behind a request through
+// the broker that runs first, longer than the call's own deadline and margin; its wait
+// counts that request's bound too, so it is not taken for a call that got no answer.
+TEST_F(AnswerDeadlineTest, ACallOnTheChannelMayWaitBehindARequestThroughTheBroker) {
+  ASSERT_NO_FATAL_FAILURE(Open(absl::Seconds(2), /*same_host=*/true));
+  v1::Request slow;
+  slow.mutable_call()->set_function(sleep_->raw().handle());
+  slow.mutable_call()->add_args()->set_int_value(6000);
+  slow.mutable_call()->set_timeout_ms(8000);
+  std::future<absl::StatusOr<v1::Response>> through_broker = session_->SendAsync(slow);
+  absl::SleepFor(absl::Milliseconds(300));  // the worker runs it by now
+  // On the channel: it starts in the worker at 6 s, past its deadline (2 s) and the
+  // channel's margin (5 s) counted from when it was sent, and returns within its deadline.
+  EXPECT_RESULT((*sleep_)(1500), 1500);
+  absl::StatusOr<v1::Response> slept = through_broker.get();
+  ASSERT_OK(slept.status());
+  EXPECT_FALSE(slept->has_error()) << slept->error().message();
+  EXPECT_EQ(slept->call().result().int_value(), 6000);
+  EXPECT_TRUE(session_->same_host());
   EXPECT_RESULT((*add_)(1, 2), 3);
 }
 

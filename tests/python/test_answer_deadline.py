@@ -137,6 +137,40 @@ def test_requests_through_the_broker_may_wait_behind_a_call_on_the_channel(serve
         client.close()
 
 
+def test_a_call_on_the_channel_may_wait_behind_a_request_through_the_broker(server):
+    """The other way round: a call on the channel waits in the worker behind a request
+    through the broker that runs first, longer than the call's own deadline and margin; its
+    wait counts that request's bound too, so it is not taken for a call that got no
+    answer."""
+    client = ffibox.connect(server.address)
+    try:
+        with client.session(timeout=2, answer_margin=1, same_host=True) as session:
+            assert session.stream.local_enabled
+            library = session.load_library(TEST_LIB)
+            sleep = session.resolve(pb.ResolveFunction(
+                library=library, symbol="sleep_ms",
+                signature=pb.Signature(result=INT, params=[INT])))
+            lib = session.CDLL(TEST_LIB)
+            lib.sleep_ms.argtypes = [ct.c_int]
+            assert lib.sleep_ms(1) == 1  # loaded and resolved: the call below is the channel's
+            slept = []
+            # A batch goes through the broker.
+            slow = threading.Thread(target=lambda: slept.append(session.batch(
+                [pb.Call(function=sleep, timeout_ms=8000, args=[pb.Value(int_value=6000)])],
+                timeout=8).batch.results[0].result.int_value))
+            slow.start()
+            time.sleep(0.3)  # the worker runs it by now
+            # On the channel: it starts in the worker at 6 s, past its deadline (2 s) and the
+            # channel's margin (5 s) counted from when it was sent.
+            assert lib.sleep_ms(1500) == 1500
+            slow.join()
+            assert slept == [6000]
+            assert session.stream.local_enabled
+            assert lib.add_int(1, 2) == 3
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("margin", [0, -1, float("inf"), float("nan"), "10", True])
 def test_a_margin_that_is_not_a_positive_number_is_refused(server, margin):
     client = ffibox.connect(server.address)

@@ -411,10 +411,16 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     absl::MutexLock local_lock(&local_mu_);
     if (local_ == nullptr || local_->TooLarge(*request, borrowed)) return std::nullopt;
     if (bound != 0 && bound != local_->generation()) return std::nullopt;
+    // Requests through the broker that wait for their answers now run first in the worker:
+    // this call may wait for them there, up to their bounds.
+    absl::Duration queued_behind = absl::ZeroDuration();
     {
       absl::MutexLock lock(&mu_);
       if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
       request->set_id(next_id_++);
+      for (const auto& [id, pending] : pending_) {
+        queued_behind = std::max(queued_behind, pending.bound);
+      }
     }
     const absl::Duration timeout = request->call().timeout_ms() != 0
                                        ? absl::Milliseconds(request->call().timeout_ms())
@@ -423,8 +429,8 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     // there start when it ends.
     channel_call_bound_ns_.store(absl::ToInt64Nanoseconds(answer_deadlines_.BoundOfCall(timeout)),
                                  std::memory_order_relaxed);
-    absl::StatusOr<v1::Response> response =
-        local_->Exchange(request, borrowed, absl::Now() + timeout + kLocalAnswerMargin);
+    absl::StatusOr<v1::Response> response = local_->Exchange(
+        request, borrowed, absl::Now() + queued_behind + timeout + kLocalAnswerMargin);
     heard_ns_.store(SteadyNanos(), std::memory_order_relaxed);
     channel_call_bound_ns_.store(0, std::memory_order_release);
     if (response.ok()) {

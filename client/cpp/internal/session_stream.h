@@ -118,11 +118,12 @@ class SessionStream : private AnswerWatchdog::Watched {
   // reads and writes and layout queries go on the channel too (other requests from it are
   // refused with
   // FAILED_PRECONDITION: the worker's thread that would answer them waits for the handler);
-  // each waiting at most `call_timeout` plus a margin (the broker kills a call that overruns
-  // the session's timeout, and its loss then ends the wait). A call that finds the channel
-  // ended (its worker lost) fails with the loss the broker reports (WORKER_CRASHED,
-  // CALL_TIMEOUT, ...); the next call goes through the broker (which starts the next worker),
-  // and once it is answered a channel to that worker is opened. The server's refusal
+  // each waiting at most `call_timeout` plus a margin, plus the bounds of requests through
+  // the broker still unanswered when it starts, which the worker runs first (the broker
+  // kills a call that overruns the session's timeout, and its loss then ends the wait). A call that
+  // finds the channel ended (its worker lost) fails with the loss the broker reports
+  // (WORKER_CRASHED, CALL_TIMEOUT, ...); the next call goes through the broker (which starts the
+  // next worker), and once it is answered a channel to that worker is opened. The server's refusal
   // (FAILED_PRECONDITION off a unix socket) or the door's failure is returned.
   // `unless_enabled`: keep a channel that is already open.
   absl::Status EnableLocalPath(absl::Duration call_timeout, bool unless_enabled = false);
