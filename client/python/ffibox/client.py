@@ -62,9 +62,10 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
     Without an address: FFIBOX_ADDRESS, else the default socket; if nothing listens on that
     unix socket, a private ffiboxd is started on an owner-only socket and stopped when this
     process ends (also when it is killed). Any other target in FFIBOX_ADDRESS (TCP, an
-    abstract socket) is used as if given here: nothing replaces it when it does not answer. `env`: environment variables for the workers of its sessions
-    (default: the variables FFIBOX_ENV names). Raises ffibox.Error when an explicit address
-    does not answer within `timeout` seconds,
+    abstract socket) is used as if given here: nothing replaces it when it does not answer.
+    `env`: environment variables for the workers of its sessions (default: the variables
+    FFIBOX_ENV names). Raises ffibox.Error when an explicit address does not answer within
+    `timeout` seconds,
     and UntrustedServer, before sending anything, when a unix socket (explicit or default),
     its directory or the process listening on it belongs to another user than you or root.
 
