@@ -212,8 +212,13 @@ class ShmChannel::AdaptiveSpin {
   }
 
   void set_max_nanos(int64_t max_nanos) {
+    const int64_t raised_from = max_nanos_;
     max_nanos_ = std::max(max_nanos, kMinSpinNanos);
-    budget_nanos_ = std::min(budget_nanos_, max_nanos_);
+    // A longer spin asked for (a peer that says its next message follows soon) is spun
+    // whole at once, not grown into after sleeps that each cost a wakeup.
+    budget_nanos_ = budget_nanos_ != 0 && max_nanos_ > raised_from
+                        ? max_nanos_
+                        : std::min(budget_nanos_, max_nanos_);
   }
 
   static int64_t MonotonicNanos() {

@@ -538,6 +538,34 @@ TEST(ShmChannelTest, AWakeStormFromThePeerDoesNotMakeTheReaderSpin) {
   EXPECT_LT(cpu, absl::Milliseconds(25)) << "in " << waited;
 }
 
+// A reader told its peer's next message follows soon (SetLongestReadSpin raised) spins that
+// long for it at once, instead of sleeping first and growing its spin after each wakeup:
+// the peer, which writes 5 ms into a 200 ms spin, never sees the reader announce a sleep.
+// (On a single CPU a reader never spins: it sleeps at once.)
+TEST(ShmChannelTest, ARaisedLongestSpinIsSpunWholeBeforeTheReaderSleeps) {
+  const bool single_cpu = sysconf(_SC_NPROCESSORS_ONLN) <= 1;
+  std::unique_ptr<ShmChannel> channel = MakeChannel();
+  const int memfd = channel->memfd();
+  Peer peer(*channel, [memfd](ShmChannel& end) {
+    RawMapping raw(memfd);
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(raw.bytes);
+    bool slept = false;
+    for (const absl::Time until = In(absl::Milliseconds(5)); absl::Now() < until;) {
+      for (size_t i = kHeaderBytes / 4; i < kWordsBytes / 4; ++i) {
+        if (__atomic_load_n(&words[i], __ATOMIC_SEQ_CST) == 1) slept = true;
+      }
+    }
+    if (!end.Write("x", In(absl::Seconds(5))).ok()) return 2;
+    return slept ? 1 : 0;
+  });
+  channel->SetLongestReadSpin(absl::Milliseconds(200));
+  char byte = 0;
+  ASSERT_OK(channel->Read(&byte, 1, In(absl::Seconds(5))));
+  EXPECT_EQ(byte, 'x');
+  EXPECT_EQ(peer.Wait(), single_cpu ? 1 : 0)
+      << "1: the reader announced a sleep before the message came";
+}
+
 TEST(ShmChannelTest, TheCreatorsMemfdCannotBeResizedOrResealed) {
   std::unique_ptr<ShmChannel> channel = MakeChannel();
   const int seals = fcntl(channel->memfd(), F_GET_SEALS);
