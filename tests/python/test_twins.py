@@ -10,10 +10,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
 from conftest import ROOT
+
+import ffibox
+from ffibox import ctypes as fctypes
 
 PRELUDE = textwrap.dedent("""
     import gc, os, sys
@@ -466,3 +470,37 @@ def test_thousands_of_collected_twins_are_released_over_the_next_calls(server):
         print(len(session.twins._by_owner) < 10, len(session.twins._collected))
     """)
     assert run(script, "ffibox", server.address) == "True 0"
+
+
+def test_two_threads_first_calls_with_the_same_objects_share_one_twin(server):
+    """Both threads' first calls with an object keep a block for it in the worker, on a
+    same-host session, where calls are quick enough for the two to cross: the later calls of
+    either must name a block that is still there (the twin kept first stays, the other block
+    is released)."""
+    client = ffibox.connect(server.address)
+    try:
+        with client.session(same_host=True) as session:
+            libc = session.CDLL("libc.so.6")
+            shared = ([fctypes.create_string_buffer(b"buffer%d" % i) for i in range(8)] +
+                      [b"bytes_%d" % i for i in range(8)])
+            errors = []
+            both = threading.Barrier(2)
+
+            def run():
+                for obj in shared:
+                    both.wait()  # the first calls with each object are made at once
+                    for _ in range(20):
+                        try:
+                            if libc.strlen(obj) != 7:
+                                errors.append("wrong length")
+                        except Exception as error:
+                            errors.append(repr(error))
+
+            threads = [threading.Thread(target=run) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+    finally:
+        client.close()

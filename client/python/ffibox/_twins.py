@@ -179,6 +179,13 @@ class TwinTable:
                     lambda ref, key=key: self._collected.append((key, ref)))
         with self._lock:
             old = self._by_owner.get(key)
+            if old is not None and old.generation == generation and old.size >= size and \
+                    old.alive() is owner:
+                # Two threads' first calls both kept a block for `owner`: the twin recorded
+                # first stays (the other thread's later calls may already name it), and this
+                # block goes with a later call.
+                self._collected.append((None, Twin(b"", 0, 0, worker, generation, None)))
+                return
             if old is not None:
                 self._drop(old)
                 self._collected.append((None, old))
@@ -222,6 +229,7 @@ class TwinTable:
                     self._collected.append((None, twin))
                     del self._by_owner[key]
                     self._drop(twin)
+            in_flight = []
             while self._collected and len(released) < limit:
                 key, item = self._collected.popleft()
                 twin = item if isinstance(item, Twin) else None
@@ -231,9 +239,12 @@ class TwinTable:
                         continue
                     del self._by_owner[key]
                     self._drop(twin)
-                if twin.generation == generation:
+                if twin.busy:
+                    in_flight.append((None, twin))  # a call still names it: released later
+                elif twin.generation == generation:
                     released.append(pb.RemoteAddress(address=twin.worker,
                                                      generation=twin.generation))
+            self._collected.extend(in_flight)
         return released
 
     def requeue(self, released) -> None:
