@@ -104,6 +104,26 @@ def test_a_callback_called_during_the_call_runs_on_the_calling_thread(ct):
         assert from_a_library_thread[0] != caller, module.__name__
 
 
+def test_a_callback_of_the_stdlibs_ctypes_is_refused_saying_what_to_use(ct):
+    # A binding that takes its prototypes from the stdlib: its callback is code in this
+    # process, which the worker cannot call. Refused before anything runs, saying so.
+    import ctypes
+    compare = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                               ctypes.POINTER(ctypes.c_int))
+    values = (ct.c_int * 3)(3, 1, 2)
+    libc = ct.CDLL("libc.so.6")
+    libc.qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, compare]
+    libc.qsort.restype = None
+    with pytest.raises(ct.ArgumentError) as refused:
+        libc.qsort(values, 3, 4, compare(lambda a, b: a[0] - b[0]))
+    assert "ffibox.ctypes.CFUNCTYPE" in str(refused.value)
+    assert list(values) == [3, 1, 2]
+    ffibox_compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))
+    libc.qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, ffibox_compare]
+    libc.qsort(values, 3, 4, ffibox_compare(lambda a, b: a[0] - b[0]))
+    assert list(values) == [1, 2, 3]
+
+
 def test_callbacks_are_released_when_unreachable(monkeypatch):
     # A server that admits 64 live callbacks per session (the default is 4096): 200
     # callbacks over the session's life get through only if each is freed once collected.

@@ -324,6 +324,11 @@ def _encode_function(value, session):
             return _encode_function(callback, session)
         if address and _addresses.classify(address)[0] != "local":
             return remote_value(address, session.generation)
+        if address:
+            raise TypeError(
+                "%s holds code of this process (a callback made by the stdlib's ctypes, or a "
+                "local function's address), which the worker cannot call: make callbacks with "
+                "ffibox.ctypes.CFUNCTYPE (docs/python.md)" % type(value).__name__)
     raise TypeError("expected a CFUNCTYPE callback instead of %s" % type(value).__name__)
 
 
