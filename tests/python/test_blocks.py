@@ -203,8 +203,26 @@ def test_a_block_the_worker_kept_is_placed_at_the_same_address_in_the_next_call(
     assert not block.keep
     assert block.at.address == 0x7000_0000_5000 and block.at.generation == GENERATION
     assert len(second.twins_used) == 1
+    second.answered()
     # An address inside the twin is the caller's own buffer again.
     assert twins.local(0x7000_0000_5008, GENERATION) == (buffer, ctypes.addressof(buffer) + 8)
+
+
+def test_an_object_another_call_is_keeping_goes_in_a_block_of_its_own():
+    # Two threads' first calls with one object: the one that asked the worker to keep it
+    # records its twin; the other ships the object for itself alone, so no second block is
+    # kept that would replace the first (whose address the first thread's next calls name).
+    buffer = ctypes.create_string_buffer(32)
+    twins = TwinTable(lambda: GENERATION)
+    first = new_builder(twins)
+    assert first.blocks[first.add_object(buffer)].keep
+    second = new_builder(twins)
+    block = second.blocks[second.add_object(buffer)]
+    assert not block.keep and not block.HasField("at")
+    second.done()
+    first.done()  # answered without the worker keeping it: the next call asks again
+    third = new_builder(twins)
+    assert third.blocks[third.add_object(buffer)].keep
 
 
 def kept_twin(twins, obj, address):
@@ -274,7 +292,9 @@ def test_changes_the_client_cannot_place_are_ignored():
     # A run that is not whole words but at the block's end would split a pointer field.
     new_builder(twins).apply_changes([changed(0x7000_0000_5000, b"half")], GENERATION)
     assert buffer.raw == b"mine\0\0\0\0"
-    twins.hold([twins.watched(0x7000_0000_5000, GENERATION, 8)[1]])  # a call in flight
+    in_flight = new_builder(twins)  # a call in flight placed the buffer at its twin
+    in_flight.add_object(buffer)
+    assert len(in_flight.twins_used) == 1
     new_builder(twins).apply_changes([changed(0x7000_0000_5000, b"busy")], GENERATION)
     assert buffer.value == b"mine"
 

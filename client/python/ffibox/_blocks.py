@@ -118,6 +118,7 @@ class CallBuilder:
         self._collected: set = set()  # id() of each object in _candidates (held there)
         self._sources: Dict[int, int] = {}  # id(bytes or str shipped) -> block index
         self.twins_used: List[Any] = []  # twins the blocks are placed at (busy in flight)
+        self.keeping: List[Any] = []  # owners whose blocks this call asks the worker to keep
 
     # -- building --------------------------------------------------------------------------
 
@@ -212,6 +213,8 @@ class CallBuilder:
             twin = self._twins.place(block, owner, size, self._generation())
             if twin is not None:
                 self.twins_used.append(twin)
+            elif block.keep:
+                self.keeping.append(owner)
         self.blocks.append(block)
         self._owners.append(owner)
         if start:
@@ -391,6 +394,20 @@ class CallBuilder:
             _types.word_at(start + offset).value = local
         else:
             _addresses.note_worker_address(word)
+
+    def answered(self) -> None:
+        """The call is no longer in flight (answered, or failed): its twins are no longer
+        busy. Idempotent."""
+        self._twins.unhold(self.twins_used)
+        self.twins_used = []
+
+    def done(self) -> None:
+        """The call is over, its answer copied back or never coming: `answered`, and owners
+        whose blocks it asked to keep may be kept by other calls (`copy_back` recorded the
+        twins of those the worker kept). Idempotent."""
+        self.answered()
+        self._twins.keeps_done(self.keeping)
+        self.keeping = []
 
     def copy_back(self, result, generation: int) -> None:
         """Writes the OUT/INOUT blocks of `result` into the local objects they came from.

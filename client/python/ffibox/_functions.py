@@ -73,7 +73,10 @@ class RemoteCall:
             # The worker was restarted since these objects got their twins: new ones.
             session.twins.forget_older(session.generation)
             builder, response = self._send(argtypes, restype, args, variadic)
-        return self._result(builder, response, restype)
+        try:
+            return self._result(builder, response, restype)
+        finally:
+            builder.done()
 
     def _packed_call(self, argtypes, restype, args) -> Optional[_packers.Done]:
         """The call through its packer (ffibox._packers) on the same-host channel: Done
@@ -132,6 +135,15 @@ class RemoteCall:
         """Converts the arguments, sends the call, and returns (builder, response)."""
         session = self._session
         builder = CallBuilder(session.twins, session.images, lambda: session.generation)
+        try:
+            return builder, self._send_built(builder, argtypes, restype, args, variadic)
+        except BaseException:
+            builder.done()
+            raise
+
+    def _send_built(self, builder, argtypes, restype, args, variadic: bool):
+        """_send's work with `builder`: returns the response."""
+        session = self._session
         types = list(argtypes) if argtypes else []
         if len(args) < len(types):
             raise TypeError("this function takes at least %d argument%s (%d given)"
@@ -174,18 +186,17 @@ class RemoteCall:
         call.release.extend(released)
         # What the caller changed in images of worker memory reaches the worker first.
         session.images.sync()
-        # While the call is in flight its twins are the worker's: a nested call (from a
-        # callback) must not sync the caller's stale bytes into them.
-        session.twins.hold(builder.twins_used)
+        # While the call is in flight its twins are the worker's (busy since `place`): a
+        # nested call (from a callback) must not sync the caller's stale bytes into them.
         try:
             response = session.call(call)
         except Error:
             session.twins.requeue(released)  # the worker ignores what it already freed
             raise
         finally:
-            session.twins.unhold(builder.twins_used)
+            builder.answered()
         session.twins.note_generation(response.generation)
-        return builder, response
+        return response
 
     def _handle(self, types: tuple, restype, variadic: bool = False) -> int:
         key = (types, restype, variadic)

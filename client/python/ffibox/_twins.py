@@ -142,27 +142,41 @@ class TwinTable:
         # included).
         self._collected: collections.deque = collections.deque()
         self._strong = set()  # keys of bytes / str twins
+        # Owners whose block a call in flight is keeping (place set `keep`): their twin is
+        # recorded when it returns; meanwhile other calls ship them for themselves alone.
+        self._keeping = set()
         self._newest_generation = 0
         _tables.add(self)
 
     # -- placing blocks --------------------------------------------------------------------
 
     def place(self, block, owner, size: int, generation: int) -> Optional[Twin]:
-        """Sets `block` to reuse `owner`'s twin (returned), or to be kept when it has none
-        yet (or it is too small, or of an older generation). An owner that cannot be
-        referenced weakly (a Structure with __slots__) gets no twin: a block per call."""
+        """Sets `block` to reuse `owner`'s twin (returned, busy until `unhold`), or to be kept
+        when it has none yet (or it is too small, or of an older generation). An owner that
+        cannot be referenced weakly (a Structure with __slots__) gets no twin: a block per
+        call; so does one whose block another call is keeping now (two threads' first calls
+        with one object), until that call has recorded its twin (`kept`, `keeps_done`)."""
         with self._lock:
             twin = self._by_owner.get(id(owner))
-        if twin is not None and twin.generation == generation and twin.size >= size and \
-                twin.alive() is owner:
-            block.at.address = twin.worker
-            block.at.generation = twin.generation
-            block.watch = True
-            return twin
-        if _weakly_referable(owner):
-            block.keep = True
-            block.watch = True
+            if twin is not None and twin.generation == generation and twin.size >= size and \
+                    twin.alive() is owner:
+                twin.busy += 1
+                block.at.address = twin.worker
+                block.at.generation = twin.generation
+                block.watch = True
+                return twin
+            if not _weakly_referable(owner) or id(owner) in self._keeping:
+                return None
+            self._keeping.add(id(owner))
+        block.keep = True
+        block.watch = True
         return None
+
+    def keeps_done(self, owners) -> None:
+        """The call that kept blocks for `owners` is over (their twins recorded, or not)."""
+        with self._lock:
+            for owner in owners:
+                self._keeping.discard(id(owner))
 
     def kept(self, owner, size: int, worker: int, generation: int) -> None:
         """Records where the worker kept `owner`'s block (a previous twin is released)."""
@@ -178,14 +192,8 @@ class TwinTable:
         twin = Twin(owner, local, size, worker, generation,
                     lambda ref, key=key: self._collected.append((key, ref)))
         with self._lock:
+            self._keeping.discard(key)
             old = self._by_owner.get(key)
-            if old is not None and old.generation == generation and old.size >= size and \
-                    old.alive() is owner:
-                # Two threads' first calls both kept a block for `owner`: the twin recorded
-                # first stays (the other thread's later calls may already name it), and this
-                # block goes with a later call.
-                self._collected.append((None, Twin(b"", 0, 0, worker, generation, None)))
-                return
             if old is not None:
                 self._drop(old)
                 self._collected.append((None, old))
@@ -199,13 +207,8 @@ class TwinTable:
             if local:
                 self._by_local[local] = twin
 
-    def hold(self, twins) -> None:
-        """Marks `twins` busy: a call that placed them is in flight."""
-        with self._lock:
-            for twin in twins:
-                twin.busy += 1
-
     def unhold(self, twins) -> None:
+        """The call that placed `twins` is over."""
         with self._lock:
             for twin in twins:
                 twin.busy -= 1
