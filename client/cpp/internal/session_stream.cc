@@ -411,16 +411,14 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     absl::MutexLock local_lock(&local_mu_);
     if (local_ == nullptr || local_->TooLarge(*request, borrowed)) return std::nullopt;
     if (bound != 0 && bound != local_->generation()) return std::nullopt;
-    // Requests through the broker that wait for their answers now run first in the worker:
-    // this call may wait for them there, up to their bounds.
+    // Requests through the broker that wait for their answers now run first in the worker,
+    // one after another: this call may wait for them there, up to their bounds together.
     absl::Duration queued_behind = absl::ZeroDuration();
     {
       absl::MutexLock lock(&mu_);
       if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
       request->set_id(next_id_++);
-      for (const auto& [id, pending] : pending_) {
-        queued_behind = std::max(queued_behind, pending.bound);
-      }
+      for (const auto& [id, pending] : pending_) queued_behind += pending.bound;
     }
     const absl::Duration timeout = request->call().timeout_ms() != 0
                                        ? absl::Milliseconds(request->call().timeout_ms())

@@ -118,8 +118,8 @@ class SessionStream : private AnswerWatchdog::Watched {
   // reads and writes and layout queries go on the channel too (other requests from it are
   // refused with
   // FAILED_PRECONDITION: the worker's thread that would answer them waits for the handler);
-  // each waiting at most `call_timeout` plus a margin, plus the bounds of requests through
-  // the broker still unanswered when it starts, which the worker runs first (the broker
+  // each waiting at most `call_timeout` plus a margin, plus the bounds (added up) of requests
+  // through the broker still unanswered when it starts, which the worker runs first (the broker
   // kills a call that overruns the session's timeout, and its loss then ends the wait). A call that
   // finds the channel ended (its worker lost) fails with the loss the broker reports
   // (WORKER_CRASHED, CALL_TIMEOUT, ...); the next call goes through the broker (which starts the

@@ -410,9 +410,10 @@ class SessionStream:
                 if self._ended is not None:
                     raise SessionClosed(self._ended, self._ended_code)
                 request_id = next(self._ids)
-                # Requests through the broker still unanswered run first in the worker: this
-                # call may wait for them there, up to their bounds.
-                queued_behind = (max(pending.bound for pending in self._pending.values())
+                # Requests through the broker still unanswered run first in the worker, one
+                # after another: this call may wait for them there, up to their bounds
+                # together.
+                queued_behind = (sum(pending.bound for pending in self._pending.values())
                                  if self._pending else 0.0)
             timeout = timeout_ms / 1000.0 if timeout_ms else self._local_timeout
             # Requests through the broker wait behind this call in the worker, and their
