@@ -168,6 +168,15 @@ class Certificates:
             return f.read()
 
 
+def certificates_with_token(directory, token: str) -> Certificates:
+    """Certificates made in `directory`, and beside them `ffiboxd.conf` (its path:
+    `.path("ffiboxd.conf")`) naming one identity, "tenant", whose bearer token is `token`."""
+    certificates = Certificates(directory)
+    with open(certificates.path("ffiboxd.conf"), "w") as conf:
+        conf.write('identities { name: "tenant" bearer_token: "%s" }\n' % token)
+    return certificates
+
+
 class Server:
     """A real ffiboxd on a private unix socket.
 

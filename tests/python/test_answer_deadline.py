@@ -5,6 +5,7 @@ and they raise SessionClosed DEADLINE_EXCEEDED instead of waiting forever, thoug
 connection stays up (keepalive notices that only after 50 s by default). A server that is
 merely busy (a slow call, a call queued behind it, a slow handler) is not taken for gone.
 Real ffiboxd, stopped with SIGSTOP."""
+import contextlib
 import os
 import signal
 import threading
@@ -28,6 +29,22 @@ def all_threads_stopped(pid):
         with open("/proc/%d/task/%s/stat" % (pid, task)) as stat:
             states.append(stat.read().rsplit(")", 1)[1].split()[0])
     return bool(states) and all(state in ("T", "t") for state in states)
+
+
+@contextlib.contextmanager
+def same_host_session(server):
+    """A same-host session on `server` (calls of 2 s, an answer margin of 1 s) and the handle
+    of the test library's sleep_ms, resolved in it; its client is closed after."""
+    client = ffibox.connect(server.address)
+    try:
+        with client.session(timeout=2, answer_margin=1, same_host=True) as session:
+            assert session.stream.local_enabled
+            sleep = session.resolve(pb.ResolveFunction(
+                library=session.load_library(TEST_LIB), symbol="sleep_ms",
+                signature=pb.Signature(result=INT, params=[INT])))
+            yield session, sleep
+    finally:
+        client.close()
 
 
 def test_a_server_that_stops_answering_fails_the_call_at_its_deadline_plus_the_margin(server):
@@ -111,30 +128,21 @@ def test_requests_through_the_broker_may_wait_behind_a_call_on_the_channel(serve
     """A call on the same-host channel sends nothing on the stream, but requests through the
     broker wait behind it in the worker (whose deadline the broker starts again once, when it
     passes during such a call): they are not taken for a silent server's."""
-    client = ffibox.connect(server.address)
-    try:
-        with client.session(timeout=2, answer_margin=1, same_host=True) as session:
-            assert session.stream.local_enabled
-            library = session.load_library(TEST_LIB)
-            sleep = session.resolve(pb.ResolveFunction(
-                library=library, symbol="sleep_ms",
-                signature=pb.Signature(result=INT, params=[INT])))
-            slept = []
-            slow = threading.Thread(target=lambda: slept.append(session.call(pb.Call(
-                function=sleep, timeout_ms=5000,
-                args=[pb.Value(int_value=3500)])).call.result.int_value))
-            slow.start()
-            time.sleep(0.2)
-            # Through the broker; the worker runs it once the call on the channel returns, at
-            # 3.5 s, past its own bound (3 s) counted from when it was sent.
-            libm = session.load_library("libm.so.6")
-            slow.join()
-            assert slept == [3500]
-            assert libm
-            lib = session.CDLL(TEST_LIB)
-            assert lib.add_int(1, 2) == 3
-    finally:
-        client.close()
+    with same_host_session(server) as (session, sleep):
+        slept = []
+        slow = threading.Thread(target=lambda: slept.append(session.call(pb.Call(
+            function=sleep, timeout_ms=5000,
+            args=[pb.Value(int_value=3500)])).call.result.int_value))
+        slow.start()
+        time.sleep(0.2)
+        # Through the broker; the worker runs it once the call on the channel returns, at
+        # 3.5 s, past its own bound (3 s) counted from when it was sent.
+        libm = session.load_library("libm.so.6")
+        slow.join()
+        assert slept == [3500]
+        assert libm
+        lib = session.CDLL(TEST_LIB)
+        assert lib.add_int(1, 2) == 3
 
 
 def test_a_call_on_the_channel_may_wait_behind_a_request_through_the_broker(server):
@@ -142,33 +150,24 @@ def test_a_call_on_the_channel_may_wait_behind_a_request_through_the_broker(serv
     through the broker that runs first, longer than the call's own deadline and margin; its
     wait counts that request's bound too, so it is not taken for a call that got no
     answer."""
-    client = ffibox.connect(server.address)
-    try:
-        with client.session(timeout=2, answer_margin=1, same_host=True) as session:
-            assert session.stream.local_enabled
-            library = session.load_library(TEST_LIB)
-            sleep = session.resolve(pb.ResolveFunction(
-                library=library, symbol="sleep_ms",
-                signature=pb.Signature(result=INT, params=[INT])))
-            lib = session.CDLL(TEST_LIB)
-            lib.sleep_ms.argtypes = [ct.c_int]
-            assert lib.sleep_ms(1) == 1  # loaded and resolved: the call below is the channel's
-            slept = []
-            # A batch goes through the broker.
-            slow = threading.Thread(target=lambda: slept.append(session.batch(
-                [pb.Call(function=sleep, timeout_ms=8000, args=[pb.Value(int_value=6000)])],
-                timeout=8).batch.results[0].result.int_value))
-            slow.start()
-            time.sleep(0.3)  # the worker runs it by now
-            # On the channel: it starts in the worker at 6 s, past its deadline (2 s) and the
-            # channel's margin (5 s) counted from when it was sent.
-            assert lib.sleep_ms(1500) == 1500
-            slow.join()
-            assert slept == [6000]
-            assert session.stream.local_enabled
-            assert lib.add_int(1, 2) == 3
-    finally:
-        client.close()
+    with same_host_session(server) as (session, sleep):
+        lib = session.CDLL(TEST_LIB)
+        lib.sleep_ms.argtypes = [ct.c_int]
+        assert lib.sleep_ms(1) == 1  # loaded and resolved: the call below is the channel's
+        slept = []
+        # A batch goes through the broker.
+        slow = threading.Thread(target=lambda: slept.append(session.batch(
+            [pb.Call(function=sleep, timeout_ms=8000, args=[pb.Value(int_value=6000)])],
+            timeout=8).batch.results[0].result.int_value))
+        slow.start()
+        time.sleep(0.3)  # the worker runs it by now
+        # On the channel: it starts in the worker at 6 s, past its deadline (2 s) and the
+        # channel's margin (5 s) counted from when it was sent.
+        assert lib.sleep_ms(1500) == 1500
+        slow.join()
+        assert slept == [6000]
+        assert session.stream.local_enabled
+        assert lib.add_int(1, 2) == 3
 
 
 @pytest.mark.parametrize("margin", [0, -1, float("inf"), float("nan"), "10", True])

@@ -6,7 +6,6 @@ fail promptly with UNAVAILABLE and new sessions land on the two others; a reacha
 whose health is NOT_SERVING gets none."""
 import contextlib
 import socket
-import os
 import signal
 import threading
 import time
@@ -16,7 +15,7 @@ import grpc
 
 import pytest
 
-from conftest import Certificates, Server
+from conftest import Certificates, Server, certificates_with_token
 
 import ffibox
 from ffibox import ctypes
@@ -27,11 +26,7 @@ SERVERS = 3
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("scale_out_tls")
-    certificates = Certificates(directory)
-    with open(os.path.join(str(directory), "ffiboxd.conf"), "w") as conf:
-        conf.write('identities { name: "tenant" bearer_token: "%s" }\n' % TOKEN)
-    return certificates
+    return certificates_with_token(tmp_path_factory.mktemp("scale_out_tls"), TOKEN)
 
 
 @pytest.fixture

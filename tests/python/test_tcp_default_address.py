@@ -1,12 +1,11 @@
 """FFIBOX_ADDRESS naming a server over TCP: the Python client reaches that server, as the
 CLI and the Node client do, and never puts a private ffiboxd of its own in its place. A real
 ffiboxd on loopback TCP with TLS (a throwaway CA made by openssl) and a bearer token."""
-import os
 import socket
 
 import pytest
 
-from conftest import Certificates, Server
+from conftest import Server, certificates_with_token
 
 import ffibox
 
@@ -15,11 +14,7 @@ TOKEN = "default-address-token-0123456789"
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tcp_default_address_tls")
-    certificates = Certificates(directory)
-    with open(os.path.join(str(directory), "ffiboxd.conf"), "w") as conf:
-        conf.write('identities { name: "tenant" bearer_token: "%s" }\n' % TOKEN)
-    return certificates
+    return certificates_with_token(tmp_path_factory.mktemp("tcp_default_address_tls"), TOKEN)
 
 
 @pytest.fixture(scope="module")
