@@ -121,4 +121,4 @@ class AnswerWatch {
   }
 }
 
-module.exports = { AnswerWatch };
+module.exports = { AnswerWatch, MAX_TIMER_DELAY_MS };

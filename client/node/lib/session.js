@@ -8,7 +8,7 @@
 // within the client's deadline (lib/answer_watch.js). An ended session holds nothing.
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { EventEmitter } = require('node:events');
-const { AnswerWatch } = require('./answer_watch');
+const { AnswerWatch, MAX_TIMER_DELAY_MS } = require('./answer_watch');
 const { FfiboxError, SessionClosed, errorFromProto, internal, invalid } = require('./errors');
 const { Library } = require('./library');
 const { callbackOf, fromProto } = require('./types');
@@ -364,8 +364,10 @@ class Session extends EventEmitter {
     this._end(new SessionClosed('SESSION_CLOSED: the session was closed', 'SESSION_CLOSED'));
     this._stream.end();
     // A server that stopped answering would never end the stream, which would then keep
-    // Node running: it is cancelled once it had the margin to end.
-    const giveUp = setTimeout(() => this._cancelStream(), this._answerMarginMs);
+    // Node running: it is cancelled once it had the margin to end (a margin longer than
+    // setTimeout takes waits its longest, not none at all).
+    const giveUp = setTimeout(() => this._cancelStream(),
+      Math.min(this._answerMarginMs, MAX_TIMER_DELAY_MS));
     giveUp.unref();
     this._stream.once('status', () => clearTimeout(giveUp));
   }

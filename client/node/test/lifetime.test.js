@@ -231,6 +231,28 @@ describe('a server that stops answering', () => {
   });
 });
 
+test('session.close() with a margin longer than a timer takes waits for the server',
+  BOUNDED, async () => {
+    const warnings = [];
+    const onWarning = (warning) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const client = await ffibox.connect({ address: server.address });
+      const session = await client.session({ answerMarginMs: 2 ** 32 });
+      const ended = new Promise((resolve) => session._stream.once('status', resolve));
+      session.close();
+      // The server ends the stream itself: it was not cancelled at once (a timer given more
+      // than it takes fires after 1 ms, with a TimeoutOverflowWarning).
+      const status = await ended;
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(warnings, []);
+      assert.equal(status.code, 0, `the stream ended with ${status.code} ${status.details}`);
+      client.close();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
 describe("the client's deadline", () => {
   // Holds Node's event loop for `ms`, as long synchronous work would.
   const holdLoop = (ms) => {
