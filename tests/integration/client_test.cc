@@ -1,6 +1,9 @@
 // The C++ client against a real ffiboxd, real workers and the real test library.
 #include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -497,6 +500,27 @@ TEST_F(AnswerDeadlineTest, ACallOnTheChannelAfterAnIdleSpellIsNotTakenForASilent
   absl::SleepFor(absl::Seconds(4));      // idle: longer than a call's bound (3 s)
   EXPECT_RESULT((*sleep_)(1500), 1500);  // the watchdog looks during it
   EXPECT_RESULT((*sleep_)(1), 1);
+}
+
+// This process is stopped (SIGSTOP; a shell it started sends SIGCONT) from before its call's
+// answer until a little after the call's bound was due: too little after it to be taken for
+// a stop of the process, so the silence counts. The answer came meanwhile and waits unread:
+// it is taken, and the session goes on.
+TEST_F(AnswerDeadlineTest, AnAnswerThatCameWhileThisProcessWasStoppedIsTaken) {
+  ASSERT_NO_FATAL_FAILURE(Open(absl::Seconds(2), /*same_host=*/false));
+  absl::StatusOr<int> slept;  // bound 3 s, answered at 1.5 s
+  std::thread caller([&] { slept = (*sleep_)(1500); });
+  absl::SleepFor(absl::Milliseconds(300));
+  const std::string resume = absl::StrCat("sleep 3.1; kill -CONT ", getpid());
+  const char* argv[] = {"/bin/sh", "-c", resume.c_str(), nullptr};
+  pid_t waker = 0;
+  ASSERT_EQ(posix_spawn(&waker, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  kill(getpid(), SIGSTOP);
+  int status = 0;
+  EXPECT_EQ(waitpid(waker, &status, 0), waker);
+  caller.join();
+  EXPECT_RESULT(slept, 1500);
+  EXPECT_RESULT((*add_)(1, 2), 3);
 }
 
 TEST_F(AnswerDeadlineTest, AMarginThatIsNotPositiveAndFiniteIsRefused) {

@@ -50,17 +50,28 @@ absl::Duration AnswerDeadlines::BoundOf(const v1::Request& request) const {
 }
 
 AnswerDeadlines::Look AnswerDeadlines::LookAt(absl::Time now, absl::Time since,
-                                              absl::Duration longest) const {
+                                              absl::Duration longest) {
   Look look;
   // Every bound is at least the margin: a request sent from now on, and one whose longer
   // companions are answered meanwhile (the server's answer to them starts its silence
   // again), is due no earlier than a margin from now.
   look.look_again = now + margin_;
-  if (longest <= absl::ZeroDuration()) return look;
+  if (longest <= absl::ZeroDuration()) {
+    overdue_seen_ = absl::InfiniteFuture();
+    return look;
+  }
   look.bound = longest;
   look.silence = now - since;
-  look.overdue = look.silence >= longest;
-  look.look_again = std::min(look.look_again, since + longest);
+  if (look.silence < longest) {
+    overdue_seen_ = absl::InfiniteFuture();
+    look.look_again = std::min(look.look_again, since + longest);
+    return look;
+  }
+  // As long as the bound: looked at once more, after the reader had the time to take what
+  // came meanwhile (a message read since starts the silence again).
+  if (overdue_seen_ == absl::InfiniteFuture()) overdue_seen_ = now;
+  look.overdue = now - overdue_seen_ >= kOverdueConfirmation;
+  look.look_again = look.overdue ? absl::InfiniteFuture() : overdue_seen_ + kOverdueConfirmation;
   return look;
 }
 

@@ -26,6 +26,10 @@ namespace client_internal {
 
 // The margin a request's answer may take beyond its deadline in the worker, by default.
 inline constexpr absl::Duration kDefaultAnswerMargin = absl::Seconds(10);
+// How long a server found overdue is given to be heard before it is taken for gone: answers
+// that came while this process was stopped until just after a look was due (too little after
+// it to be taken for a stop of the process) wait unread until the stream's reader runs again.
+inline constexpr absl::Duration kOverdueConfirmation = absl::Milliseconds(100);
 
 // The time on a monotonic clock (coarse: a few milliseconds), as an absl::Time to be compared
 // only with others of this clock: a step of the wall clock must not shorten a wait, and time
@@ -55,14 +59,16 @@ class AnswerDeadlines {
 
   // What the server's silence means at `now`, when requests wait whose longest bound is
   // `longest` (zero: none waits) and the later of the server's last message and the start of
-  // the wait was at `since`.
+  // the wait was at `since`. A silence found as long as the bound is confirmed by a look
+  // kOverdueConfirmation later that finds it still as long: only then is it overdue. One
+  // thread looks at a time (the owner's lock).
   struct Look {
     bool overdue = false;    // nothing came within `bound`: the server is taken for gone
     absl::Duration silence;  // how long the server has been silent while requests waited
     absl::Duration bound;    // the longest bound of the requests waiting
     absl::Time look_again;   // no request can be overdue before then
   };
-  Look LookAt(absl::Time now, absl::Time since, absl::Duration longest) const;
+  Look LookAt(absl::Time now, absl::Time since, absl::Duration longest);
 
   absl::Duration margin() const { return margin_; }
 
@@ -73,6 +79,9 @@ class AnswerDeadlines {
 
   const absl::Duration margin_;
   std::atomic<int64_t> call_timeout_ns_{0};
+  // When a look first found the silence as long as the bound (InfiniteFuture: the last look
+  // did not).
+  absl::Time overdue_seen_ = absl::InfiniteFuture();
 };
 
 }  // namespace client_internal

@@ -71,10 +71,36 @@ TEST(AnswerDeadlinesTest, SilenceAsLongAsTheLongestBoundIsOverdue) {
       deadlines.LookAt(kStart + absl::Seconds(6), kStart, absl::Seconds(7));
   EXPECT_FALSE(look.overdue);
   EXPECT_EQ(look.look_again, kStart + absl::Seconds(7));
+  // As long as the bound: confirmed by a look kOverdueConfirmation later.
   look = deadlines.LookAt(kStart + absl::Seconds(7), kStart, absl::Seconds(7));
+  EXPECT_FALSE(look.overdue);
+  EXPECT_EQ(look.look_again, kStart + absl::Seconds(7) + kOverdueConfirmation);
+  look = deadlines.LookAt(kStart + absl::Seconds(7) + kOverdueConfirmation / 2, kStart,
+                          absl::Seconds(7));
+  EXPECT_FALSE(look.overdue);
+  EXPECT_EQ(look.look_again, kStart + absl::Seconds(7) + kOverdueConfirmation);
+  look =
+      deadlines.LookAt(kStart + absl::Seconds(7) + kOverdueConfirmation, kStart, absl::Seconds(7));
   EXPECT_TRUE(look.overdue);
-  EXPECT_EQ(look.silence, absl::Seconds(7));
+  EXPECT_EQ(look.silence, absl::Seconds(7) + kOverdueConfirmation);
   EXPECT_EQ(look.bound, absl::Seconds(7));
+}
+
+TEST(AnswerDeadlinesTest, AMessageReadBeforeTheConfirmingLookStartsTheSilenceAgain) {
+  // The server answered while this process was stopped until just after a look was due: the
+  // reader takes the answer before the look that would confirm the silence.
+  AnswerDeadlines deadlines(absl::Seconds(5));
+  const absl::Time due = kStart + absl::Seconds(7);
+  EXPECT_FALSE(deadlines.LookAt(due, kStart, absl::Seconds(7)).overdue);
+  const absl::Time heard = due + kOverdueConfirmation / 2;
+  AnswerDeadlines::Look look =
+      deadlines.LookAt(due + kOverdueConfirmation, heard, absl::Seconds(7));
+  EXPECT_FALSE(look.overdue);
+  EXPECT_EQ(look.look_again, due + kOverdueConfirmation + absl::Seconds(5));
+  // A silence found as long as the bound again is confirmed afresh.
+  const absl::Time due_again = heard + absl::Seconds(7);
+  EXPECT_FALSE(deadlines.LookAt(due_again, heard, absl::Seconds(7)).overdue);
+  EXPECT_TRUE(deadlines.LookAt(due_again + kOverdueConfirmation, heard, absl::Seconds(7)).overdue);
 }
 
 TEST(AnswerDeadlinesTest, ALongBoundIsLookedAtAgainWithinAMargin) {

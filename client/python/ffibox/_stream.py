@@ -43,6 +43,10 @@ _ANSWERED_AT_ONCE = frozenset(("open", "ping", "close", "parse_declaration", "ca
 # A waiter that looks this much later than it meant to was held up with the rest of this
 # process (stopped, the machine suspended): that silence is not the server's.
 _HELD_UP = 1.0
+# How long a server found overdue is given to be heard before the session ends: answers that
+# came while this process was stopped, until just after a look was due (too little after it
+# to be taken for a stop), wait unread until the stream's reader runs again.
+_OVERDUE_CONFIRMATION = 0.1
 
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
@@ -131,6 +135,8 @@ class SessionStream:
         self.call_timeout = 0.0
         self._heard = 0.0  # time.monotonic() of the server's latest message
         self._quiet_since = 0.0  # when the latest wait for answers began
+        self._overdue_seen = None  # when a look first found the server overdue (None: the
+        # last look did not)
         self._channel_call_bound = 0.0  # that of the call on the same-host channel now
         self._outgoing: "queue.Queue" = queue.Queue()
         self._ids = itertools.count(1)
@@ -315,7 +321,14 @@ class SessionStream:
                         max(waiting.bound for waiting in self._pending.values()))
             since = max(self._quiet_since, self._heard)
             if now - since < bound:
+                self._overdue_seen = None
                 return min(look_again, since + bound)
+            # Looked at once more after the stream's reader had the time to take what came
+            # meanwhile: a message read since makes the silence start again.
+            if self._overdue_seen is None:
+                self._overdue_seen = now
+            if now - self._overdue_seen < _OVERDUE_CONFIRMATION:
+                return self._overdue_seen + _OVERDUE_CONFIRMATION
             # Decided under the lock: requests sent from now on fail at once.
             self._ended = ("ffiboxd sent nothing for %.1f s while requests waited for answers "
                            "due within %.1f s (their deadline in the worker plus the answer "
