@@ -54,6 +54,9 @@ _HEAD, _PRODUCER_CLOSED, _PRODUCER_WAITING = 0, 8, 12
 _TAIL, _CONSUMER_CLOSED, _CONSUMER_WAITING = 64, 72, 76
 
 _SPIN_SECONDS = 50e-6
+# How many looks at the worker's write position an answer's read starts with, before the
+# timed spin (_SPIN_SECONDS): a look is a few tens of nanoseconds.
+_QUICK_SPINS = 200
 _LONGEST_SLEEP = 0.05
 # The largest answer read (a record returned by value may be as large as a type may be); it
 # is read as it arrives, so the client holds only what the worker did send, and once started
@@ -256,7 +259,8 @@ class LocalChannel:
         """After publishing a position: wakes the worker if it announced a sleep on `word`.
         The fence orders the publication before the look, as the worker orders its
         announcement before its look at the position, so one of the two sees the other's."""
-        _fence()
+        _fence_lock.acquire()  # _fence(), inline: on every call's path
+        _fence_lock.release()
         if word.value:
             cls._wake(word)
 
@@ -312,6 +316,16 @@ class LocalChannel:
     def _write(self, data: bytes, deadline: float) -> None:
         ring, m, at = self._ring, self._map_bytes, self._out_data
         done, total = 0, len(data)
+        head = self._head
+        offset = head & (ring - 1)
+        if offset + total <= ring and ring - (head - self._seen_tail) >= total and \
+                not self._closed and not self._peer_reader_closed.value:
+            # Room as last seen, and no wrap (most frames): one copy, published once.
+            m[at + offset:at + offset + total] = data
+            self._head = head + total
+            self._out_head.value = head + total
+            self._wake_if_asleep(self._peer_reader_waiting)
+            return
         while done < total:
             if self._closed:
                 raise _unavailable("closed")
@@ -343,6 +357,12 @@ class LocalChannel:
         """One frame's payload: a 4-byte little-endian length (at most `max_bytes`), then
         that many bytes, taken as they become available."""
         ring, m, at = self._ring, self._map_bytes, self._in_data
+        # A short spin on the worker's position alone first: a call's answer mostly comes
+        # within it.
+        head, tail = self._peer_head, self._tail
+        for _ in range(_QUICK_SPINS):
+            if head.value != tail:
+                break
         received = bytearray()
         wanted = 4
         while len(received) < wanted:

@@ -56,6 +56,8 @@ def _varint(number: int) -> bytes:
         return _SMALL[number]
     if 0 <= number < 0x4000:
         return bytes((number & 0x7F | 0x80, number >> 7))
+    if 0 <= number < 0x200000:  # a session's request ids, for its first two million calls
+        return bytes((number & 0x7F | 0x80, number >> 7 & 0x7F | 0x80, number >> 14))
     out = bytearray()
     while number > 0x7F:
         out.append(number & 0x7F | 0x80)
@@ -111,6 +113,45 @@ def _converter(t):
     return lambda value: t(value).value
 
 
+def _encoder(t):
+    """encode(value, twins): the whole Call.args field of `value` passed as a `t` (a
+    fundamental scalar type), or None when it must go the general way (another Python type;
+    an integer that is an address inside a twin of `twins`, for a pointer-sized `t`).
+    Raises what the conversion raises (TypeError, ValueError, OverflowError)."""
+    kind, convert = _kind(t), _converter(t)
+    if kind == _BOOL:
+        def encode(value, twins):
+            if type(value) is not bool:
+                return None
+            return _TRUE_ARG if value else _FALSE_ARG
+        return encode
+    if kind == _FLOAT:
+        def encode(value, twins):
+            kind_of_value = type(value)
+            if kind_of_value is not float and kind_of_value is not int:
+                return None
+            return _FLOAT_ARG + _DOUBLE.pack(convert(value))
+        return encode
+    signed, word = kind == _INT, _ct.sizeof(t) == 8
+    tag = _INT_TAG if signed else _UINT_TAG
+    # The whole field of each value whose varint is one byte (most arguments).
+    small = [_ARG + b"\x02" + tag + _SMALL[number] for number in range(0x80)]
+
+    def encode(value, twins):
+        if type(value) is not int:
+            return None
+        number = convert(value)
+        if word and number and twins.twin_at(number & _MASK64) is not None:
+            return None
+        if signed:
+            number = (number << 1) ^ (number >> 63)
+        if number < 0x80:
+            return small[number]
+        encoded = tag + _varint(number)
+        return _ARG + _SMALL[len(encoded)] + encoded
+    return encode
+
+
 def packable(argtypes, restype) -> bool:
     """Whether calls with these (checked) argtypes and restype can have a packer: all of
     them fundamental scalar types (restype None: void)."""
@@ -124,13 +165,17 @@ class Packer:
 
     def __init__(self, handle: int, argtypes, restype) -> None:
         self.function = handle
-        self._argtypes = tuple(argtypes)
-        self._kinds = [_kind(t) for t in argtypes]
-        self._words = [_ct.sizeof(t) == 8 for t in argtypes]
-        self._converts = [_converter(t) for t in argtypes]
+        self._encoders = tuple(_encoder(t) for t in argtypes)
         self._restype = restype
         result_kind = None if restype is None else _kind(restype)
         self._result_kind = result_kind
+        # What follows the answer's id and generation when the result has a fixed size:
+        # the whole call field for void, and up to the 8 bytes of the value for a double.
+        self._fixed = None
+        if restype is None:
+            self._fixed = bytes((_CALL_TAG, 0))
+        elif result_kind == _FLOAT:
+            self._fixed = bytes((_CALL_TAG, 11, _RESULT_TAG, 9, _FLOAT))
         # A pointer-sized integer result, which ffibox._marshal maps into caller memory
         # when it is an address inside a twin.
         self.maps_words = restype is not None and _ct.sizeof(restype) == 8 and \
@@ -140,64 +185,56 @@ class Packer:
     def pack(self, args, twins) -> Optional["Packed"]:
         """The call with `args`, packed; None when one of them must go the general way
         (another Python type, a wrong count, an integer inside a twin of `twins`)."""
-        if len(args) != len(self._argtypes):
+        encoders = self._encoders
+        if len(args) != len(encoders):
             return None
-        parts = [self._call_prefix]
         try:
-            for convert, kind, word, value in zip(self._converts, self._kinds, self._words,
-                                                  args):
-                kind_of_value = type(value)
-                if kind == _FLOAT:
-                    if kind_of_value is not float and kind_of_value is not int:
-                        return None
-                    parts.append(_FLOAT_ARG + _DOUBLE.pack(convert(value)))
-                elif kind == _BOOL:
-                    if kind_of_value is not bool:
-                        return None
-                    parts.append(_TRUE_ARG if value else _FALSE_ARG)
-                else:
-                    if kind_of_value is not int:
-                        return None
-                    number = convert(value)
-                    if word and number and twins.twin_at(number & _MASK64) is not None:
-                        return None
-                    if kind == _INT:
-                        encoded = _INT_TAG + _varint((number << 1) ^ (number >> 63))
-                    else:
-                        encoded = _UINT_TAG + _varint(number)
-                    parts.append(_ARG + _SMALL[len(encoded)] + encoded)
+            if len(encoders) == 1:  # the most common case, without a list
+                encoded = encoders[0](args[0], twins)
+                if encoded is None:
+                    return None
+                return Packed(self, self._call_prefix + encoded)
+            parts = [self._call_prefix]
+            for encode, value in zip(encoders, args):
+                encoded = encode(value, twins)
+                if encoded is None:
+                    return None
+                parts.append(encoded)
         except (TypeError, ValueError, OverflowError):
             return None  # the general way raises ctypes' error for it
         return Packed(self, b"".join(parts))
 
     def read(self, head: bytes, answer: bytes) -> Optional[Done]:
         """The result in `answer` when it has the one shape expected (starting with `head`,
-        the request's id field), else None."""
+        the request's id field), each length in one byte, else None (the answer is then
+        parsed and checked in full)."""
         if not answer.startswith(head):
             return None
         at, end = len(head), len(answer)
-        if at < end and answer[at] == _GENERATION_TAG:
-            number, at = _read_varint(answer, at + 1)
-            if number is None:
+        if at + 1 < end and answer[at] == _GENERATION_TAG:
+            if answer[at + 1] < 0x80:  # one byte: the first 127 workers of a session
+                at += 2
+            else:
+                number, at = _read_varint(answer, at + 1)
+                if number is None:
+                    return None
+        fixed = self._fixed
+        if fixed is not None:
+            if not answer.startswith(fixed, at):
                 return None
-        if at >= end or answer[at] != _CALL_TAG:
+            if self._restype is None:
+                return Done(None) if end == at + 2 else None
+            # As ffibox._marshal.decode gives a fundamental type's result: the worker's value.
+            return Done(_DOUBLE.unpack_from(answer, at + 5)[0]) if end == at + 13 else None
+        # The call field, its result field and the value's tag, then the value's varint.
+        if end - at < 6 or answer[at] != _CALL_TAG or answer[at + 2] != _RESULT_TAG or \
+                answer[at + 4] != self._result_kind:
             return None
-        length, at = _read_varint(answer, at + 1)
-        if length is None or at + length != end:
+        length = answer[at + 1]
+        if at + 2 + length != end or answer[at + 3] != length - 2:
             return None
-        if self._restype is None:
-            return Done(None) if length == 0 else None
-        if length == 0 or answer[at] != _RESULT_TAG:
-            return None
-        length, at = _read_varint(answer, at + 1)
-        if length is None or length < 2 or at + length != end or \
-                answer[at] != self._result_kind:
-            return None
-        # As ffibox._marshal.decode gives a fundamental type's result: the worker's value.
-        if self._result_kind == _FLOAT:
-            return Done(_DOUBLE.unpack_from(answer, at + 1)[0]) if length == 9 else None
-        number, end = _read_varint(answer, at + 1)
-        if number is None or end != len(answer):
+        number, after = _read_varint(answer, at + 5)
+        if number is None or after != end:
             return None
         if self._result_kind == _BOOL:
             return Done(bool(number))
@@ -209,29 +246,26 @@ class Packer:
 class Packed:
     """One call, packed: what _stream.Stream.send_packed sends and reads (`exchange`)."""
 
-    __slots__ = ("_packer", "_body", "_head", "function")
+    __slots__ = ("_packer", "_body", "function")
 
     def __init__(self, packer: Packer, call: bytes) -> None:
         self._packer = packer
         self._body = _CALL + _varint(len(call)) + call  # the Request's call field
-        self._head = b""  # the request's id field, as its answer starts
         self.function = packer.function
 
     def payload(self, request_id: int) -> bytes:
         """The serialized Request, with `request_id`."""
-        self._head = _ID + _varint(request_id)
-        return self._head + self._body
+        return _ID + _varint(request_id) + self._body
 
     def exchange(self, local, request_id: int, deadline: float):
-        """The call sent on the same-host channel `local` as request `request_id`: `answer`
-        of the worker's answer (the channel's errors)."""
-        return self.answer(local, request_id, local.transfer(self.payload(request_id), deadline,
-                                                             PACKED_ANSWER_BYTES))
-
-    def answer(self, local, request_id: int, answer: bytes):
-        """Done with the result when `answer` has the one shape expected, else the answer
-        parsed and checked in full (a pb.Response, LocalChannel.checked_answer)."""
-        done = self._packer.read(self._head, answer)
+        """The call sent on the same-host channel `local` as request `request_id`: Done with
+        the result when the worker's answer has the one shape expected, else the answer
+        parsed and checked in full (a pb.Response, LocalChannel.checked_answer); the
+        channel's errors."""
+        head = _ID + _varint(request_id)  # the request's id field, as its answer starts
+        payload = head + self._body
+        answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES)
+        done = self._packer.read(head, answer)
         if done is not None:
             return done
-        return local.checked_answer(pb.Request.FromString(self.payload(request_id)), answer)
+        return local.checked_answer(pb.Request.FromString(payload), answer)

@@ -59,6 +59,16 @@ def failed_callback(function):
     return pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
 
 
+class _Serving(threading.local):
+    """What the current thread serves: the callback invocation whose handler it runs (0:
+    none), and the same-host channel that invocation came on (None: the stream's), with
+    the deadline of the call it came in. The class's values are each thread's at first."""
+
+    invocation = 0
+    channel = None
+    channel_deadline = 0.0
+
+
 class _Pending:
     """A request waiting for its answer. `notify`, when set, gets None once the answer is in,
     and the invokes its waiter runs meanwhile; `runs_invokes`: the invokes the request's own
@@ -158,7 +168,7 @@ class SessionStream:
         self._handlers: Dict[int, InvokeHandler] = {}
         self._invokes: "queue.Queue" = queue.Queue()
         self._callback_thread: Optional[threading.Thread] = None
-        self._serving = threading.local()
+        self._serving = _Serving()
         # The same-host channel (docs/protocol.md): None, or the LocalChannel top-level calls
         # go through; wanted: open one again after a loss, once the next worker answered.
         self._local: Optional[LocalChannel] = None
@@ -199,7 +209,7 @@ class SessionStream:
 
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
-        channel = getattr(self._serving, "channel", None)
+        channel = self._serving.channel
         if channel is not None:
             return self._send_in_channel_invocation(channel, request)
         on_callback_thread = threading.current_thread() is self._callback_thread
@@ -398,8 +408,10 @@ class SessionStream:
         deadline)`) through the same-host channel: what `packed.exchange` makes of the
         worker's answer, a pb.Response carrying the error when the call failed there, or None
         when it was not sent (no channel: the caller sends it as a request)."""
-        if not self._local_wanted or threading.current_thread() is self._callback_thread or \
-                getattr(self._serving, "channel", None) is not None:
+        callback_thread = self._callback_thread
+        if not self._local_wanted or (callback_thread is not None and
+                                      threading.current_thread() is callback_thread) or \
+                self._serving.channel is not None:
             return None
         return self._through_local(packed.function, 0, packed.exchange)
 
@@ -409,9 +421,10 @@ class SessionStream:
         the channel failed during the call, or None when the call was not sent (no channel,
         `too_large(channel)`, or a handler of another thread's call running: it may be
         waiting for this call, which then goes through the broker)."""
-        while not self._local_lock.acquire(timeout=_HANDLER_LOOK):
-            if self._channel_handlers:
-                return None
+        if not self._local_lock.acquire(blocking=False):  # taken at once, as a rule
+            while not self._local_lock.acquire(timeout=_HANDLER_LOOK):
+                if self._channel_handlers:
+                    return None
         try:
             local = self._local
             if local is None or (too_large is not None and too_large(local)):
@@ -554,7 +567,7 @@ class SessionStream:
             self._handlers.pop(callback_id, None)
 
     def current_invocation(self) -> int:
-        return getattr(self._serving, "invocation", 0)
+        return self._serving.invocation
 
     def _callback_loop(self) -> None:
         while True:
@@ -569,7 +582,7 @@ class SessionStream:
     def _answer(self, invoke, handler):
         """Runs `handler` (None: the callback has none here) for `invoke` on this thread, the
         requests it makes carrying the invocation, and returns its pb.CallbackReturn."""
-        outer = getattr(self._serving, "invocation", 0)
+        outer = self._serving.invocation
         self._serving.invocation = invoke.invocation
         try:
             if handler is None:
@@ -622,8 +635,7 @@ class SessionStream:
         if why is not None:
             raise Error("INTERNAL: the invocation of callback %d %s" % (invoke.callback, why),
                         "INTERNAL")
-        outer = (getattr(self._serving, "channel", None),
-                 getattr(self._serving, "channel_deadline", 0.0))
+        outer = (self._serving.channel, self._serving.channel_deadline)
         self._serving.channel, self._serving.channel_deadline = channel, deadline
         self._channel_handlers += 1
         try:
