@@ -11,6 +11,7 @@ import ffibox
 from conftest import TEST_LIB
 from ffibox import _packers
 from ffibox import ctypes as ct
+from ffibox._stubs import pb
 
 # (function, argtypes, restype, arguments): each type class the packer takes, at its edges.
 CASES = [
@@ -81,6 +82,29 @@ def test_every_scalar_type_gives_what_the_stream_gives(client):
     assert not _packers.packable((ct.c_char_p,), ct.c_int)
     assert not _packers.packable((ct.c_int,), ct.c_void_p)
     assert results(client, True) == results(client, False)
+
+
+class _NoTwins:
+    """Twins of a session that has none: no integer is an address inside caller memory."""
+
+    def twin_at(self, address):
+        return None
+
+
+def test_requests_are_what_protobuf_makes_of_them():
+    # Each argument kind at its edges, and request ids whose varints take one to six bytes.
+    packer = _packers.Packer(7, [ct.c_int, ct.c_double, ct.c_bool, ct.c_uint64, ct.c_float],
+                             ct.c_int)
+    for request_id in (1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**40):
+        for ints, double, flag, unsigned in ((0, 0.5, True, 0), (-1, -2.0, False, 2**64 - 1),
+                                             (63, 1e300, True, 127), (-65, 3, False, 128),
+                                             (2**31 - 1, -0.0, True, 2**63)):
+            packed = packer.pack((ints, double, flag, unsigned, 1.1), _NoTwins())
+            expected = pb.Request(id=request_id, call=pb.Call(function=7, args=[
+                pb.Value(int_value=ints), pb.Value(float_value=double),
+                pb.Value(bool_value=flag), pb.Value(uint_value=unsigned),
+                pb.Value(float_value=ctypes.c_float(1.1).value)]))
+            assert packed.payload(request_id) == expected.SerializeToString(), (request_id, ints)
 
 
 def test_the_stream_results_are_ctypes_results():
