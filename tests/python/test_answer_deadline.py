@@ -83,30 +83,32 @@ def test_an_answer_that_came_while_this_process_was_stopped_is_taken(server):
     """This process is stopped (SIGSTOP; a shell it started sends SIGCONT) from before its
     call's answer until a little after the call's bound was due: too little after it to be
     taken for a stop of the process, so the silence counts. The answer came meanwhile and
-    waits unread: it is taken, and the session goes on."""
+    waits unread: it is taken, and the session goes on, the next time too."""
     client = ffibox.connect(server.address)
     try:
         with client.session(timeout=2, answer_margin=1, same_host=False) as session:
             lib = session.CDLL(TEST_LIB)
             lib.sleep_ms.argtypes = [ct.c_int]
             assert lib.add_int(1, 2) == 3
-            results = {}
+            for stop in (1, 2):
+                results = {}
 
-            def call():
-                try:
-                    results["slept"] = lib.sleep_ms(1500)  # bound 3 s, answered at 1.5 s
-                except ffibox.Error as error:
-                    results["slept"] = error
+                def call():
+                    try:
+                        results["slept"] = lib.sleep_ms(1500)  # bound 3 s, answered at 1.5 s
+                    except ffibox.Error as error:
+                        results["slept"] = error
 
-            caller = threading.Thread(target=call)
-            caller.start()
-            time.sleep(0.3)
-            waker = subprocess.Popen(["/bin/sh", "-c", "sleep 3.1; kill -CONT %d" % os.getpid()])
-            os.kill(os.getpid(), signal.SIGSTOP)
-            waker.wait()
-            caller.join()
-            assert results == {"slept": 1500}
-            assert lib.add_int(2, 3) == 5
+                caller = threading.Thread(target=call)
+                caller.start()
+                time.sleep(0.3)
+                waker = subprocess.Popen(["/bin/sh", "-c",
+                                          "sleep 3.1; kill -CONT %d" % os.getpid()])
+                os.kill(os.getpid(), signal.SIGSTOP)
+                waker.wait()
+                caller.join()
+                assert results == {"slept": 1500}, stop
+                assert lib.add_int(2, 3) == 5
     finally:
         client.close()
 

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import weakref
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from ffibox._channel import fork_advice
 from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, LocalChannel, NotSent,
@@ -145,8 +145,8 @@ class SessionStream:
         self.call_timeout = 0.0
         self._heard = 0.0  # time.monotonic() of the server's latest message
         self._quiet_since = 0.0  # when the latest wait for answers began
-        self._overdue_seen = None  # when a look first found the server overdue (None: the
-        # last look did not)
+        # (the silence's start, when a look first found it overdue), None: no look did
+        self._overdue_seen: Optional[Tuple[float, float]] = None
         self._channel_call_bound = 0.0  # that of the call on the same-host channel now
         self._outgoing: "queue.Queue" = queue.Queue()
         self._ids = itertools.count(1)
@@ -335,10 +335,11 @@ class SessionStream:
                 return min(look_again, since + bound)
             # Looked at once more after the stream's reader had the time to take what came
             # meanwhile: a message read since makes the silence start again.
-            if self._overdue_seen is None:
-                self._overdue_seen = now
-            if now - self._overdue_seen < _OVERDUE_CONFIRMATION:
-                return self._overdue_seen + _OVERDUE_CONFIRMATION
+            if self._overdue_seen is None or self._overdue_seen[0] != since:
+                self._overdue_seen = (since, now)  # a silence not seen overdue before
+            seen = self._overdue_seen[1]
+            if now - seen < _OVERDUE_CONFIRMATION:
+                return seen + _OVERDUE_CONFIRMATION
             # Decided under the lock: requests sent from now on fail at once.
             self._ended = ("ffiboxd sent nothing for %.1f s while requests waited for answers "
                            "due within %.1f s (their deadline in the worker plus the answer "
