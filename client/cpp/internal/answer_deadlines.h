@@ -29,7 +29,7 @@ inline constexpr absl::Duration kDefaultAnswerMargin = absl::Seconds(10);
 // How long a server found overdue is given to be heard before it is taken for gone: answers
 // that came while this process was stopped until just after a look was due (too little after
 // it to be taken for a stop of the process) wait unread until the stream's reader runs again.
-inline constexpr absl::Duration kOverdueConfirmation = absl::Milliseconds(100);
+inline constexpr absl::Duration kOverdueConfirmation = absl::Milliseconds(200);
 
 // The time on a monotonic clock (coarse: a few milliseconds), as an absl::Time to be compared
 // only with others of this clock: a step of the wall clock must not shorten a wait, and time

@@ -46,7 +46,7 @@ _HELD_UP = 1.0
 # How long a server found overdue is given to be heard before the session ends: answers that
 # came while this process was stopped, until just after a look was due (too little after it
 # to be taken for a stop), wait unread until the stream's reader runs again.
-_OVERDUE_CONFIRMATION = 0.1
+_OVERDUE_CONFIRMATION = 0.2
 
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
