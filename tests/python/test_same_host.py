@@ -6,6 +6,7 @@ one-import swap; a TCP client is refused it; a hostile answer is refused, never 
 import os
 import signal
 import textwrap
+import threading
 import time
 
 import pytest
@@ -93,6 +94,35 @@ def test_the_broker_ends_a_call_past_its_timeout(client):
         assert time.monotonic() - started < 4.5  # not the client's own wait (timeout + 5 s)
         assert "spin_cpu_seconds" in str(overrun.value)
         assert lib.add_int(2, 3) == 5
+
+
+def test_a_call_on_the_channel_when_another_thread_closes_the_session(client):
+    # As a call on the stream would: SessionClosed, with the reason the stream gives later
+    # calls, not a bare error.
+    session = client.session(same_host=True)
+    lib = session.CDLL(TEST_LIB)
+    lib.sleep_ms.argtypes = [ct.c_int]
+    assert session.stream.local_enabled
+    outcome = {}
+
+    def call():
+        try:
+            outcome["value"] = lib.sleep_ms(2000)
+        except ffibox.Error as error:
+            outcome["error"] = error
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    session.close()
+    caller.join()
+    assert time.monotonic() - started < 5
+    assert isinstance(outcome.get("error"), ffibox.SessionClosed), outcome
+    with pytest.raises(ffibox.SessionClosed) as later:
+        lib.add_int(1, 2)
+    assert outcome["error"].code == later.value.code
+    assert str(outcome["error"]) == str(later.value)
 
 
 def test_callbacks_run_during_a_call_on_the_channel(client):

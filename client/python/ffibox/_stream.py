@@ -481,16 +481,15 @@ class SessionStream:
         return response
 
     def _loss_of(self, generation: int):
-        """The loss of worker `generation` as the broker reports it (WORKER_LOST)."""
+        """The loss of worker `generation` as the broker reports it (WORKER_LOST); raises
+        SessionClosed when the session ended meanwhile, as a request on the stream would."""
         with self._loss:
             self._loss.wait_for(lambda: self._lost_generation >= generation or
                                 self._ended is not None, _LOSS_REPORT_WAIT)
             if self._lost_generation == generation and self._lost_error is not None:
                 return self._lost_error
-        if self._ended is not None:  # the session was closed meanwhile
-            if self._ended_code == "DEADLINE_EXCEEDED":
-                raise SessionClosed(self._ended, self._ended_code)
-            return pb.Error(code=pb.FAILED_PRECONDITION, message=self._ended)
+        if self._ended is not None:  # the session was closed meanwhile: as on the stream
+            raise SessionClosed(self._ended, self._ended_code)
         return pb.Error(code=pb.INTERNAL, message="the same-host channel ended and ffiboxd "
                                                   "reported no loss of its worker")
 
