@@ -46,10 +46,12 @@ inline constexpr uint64_t kLocalClosedByWorker = 1;
 inline constexpr absl::Duration kLocalFrameArrival = absl::Seconds(1);
 inline constexpr absl::Duration kLocalReplyDeparture = absl::Seconds(10);
 
-// How long the worker may spin for a client's next call before it sleeps (ShmChannel::
-// SetLongestReadSpin): long enough to catch the next call of a client that does some work
-// between calls (the Python client takes about 30 µs), short against a call's cost.
-inline constexpr absl::Duration kLocalLongestSpin = absl::Microseconds(100);
+// How long the worker may spin for a client's next call, or a callback's answer, before it
+// sleeps (ShmChannel::SetLongestReadSpin; the spin adapts below it): long enough to catch the
+// next call of a client that does some work between calls (the Python client's general path,
+// a call that passes memory, about 90 µs; a Python callback's handler, 100-150 µs), as the
+// broker's worker spins for a marked request (kFollowingSpin).
+inline constexpr absl::Duration kLocalLongestSpin = absl::Microseconds(200);
 
 // What a client may send on the channel inside a callback invocation that came there
 // (OpenLocalChannel.callbacks), besides its callback_return: the requests the worker answers
