@@ -50,7 +50,8 @@ inline constexpr absl::Duration kLocalReplyDeparture = absl::Seconds(10);
 // sleeps (ShmChannel::SetLongestReadSpin; the spin adapts below it): long enough to catch the
 // next call of a client that does some work between calls (the Python client's general path,
 // a call that passes memory, about 90 µs; a Python callback's handler, 100-150 µs), as the
-// broker's worker spins for a marked request (kFollowingSpin).
+// broker's worker spins for a marked request (kFollowingSpin). The worker spins this long
+// only while it fits its CPU budget (LongSpinFitsBudget, server/worker/broker_connection.h).
 inline constexpr absl::Duration kLocalLongestSpin = absl::Microseconds(200);
 
 // What a client may send on the channel inside a callback invocation that came there

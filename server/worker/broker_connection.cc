@@ -12,13 +12,7 @@
 
 namespace ffibox {
 
-namespace {
-
-// Whether the worker may still spin for a frame the broker marked as following soon. The
-// spin is CPU time charged to the worker like any other (RLIMIT_CPU, the session's
-// session_cpu_seconds), so it stops once the worker has used 1/kFollowingSpinBudgetShare of
-// that budget: a session that calls back to back for hours keeps the rest for its calls.
-bool FollowingSpinFitsBudget() {
+bool LongSpinFitsBudget() {
   struct rlimit limit;
   if (getrlimit(RLIMIT_CPU, &limit) != 0) return false;
   if (limit.rlim_cur == RLIM_INFINITY) return true;
@@ -26,8 +20,6 @@ bool FollowingSpinFitsBudget() {
   if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used) != 0) return false;
   return static_cast<uint64_t>(used.tv_sec) < limit.rlim_cur / kFollowingSpinBudgetShare;
 }
-
-}  // namespace
 
 ReceivedRequest::ReceivedRequest()
     : arena_(std::make_unique<google::protobuf::Arena>()),
@@ -46,7 +38,7 @@ absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
   if (!request.request().ParseFromString(*frame)) {
     return absl::InvalidArgumentError("a frame from the broker is not a WorkerRequest");
   }
-  const bool follows = request.request().next_follows() && FollowingSpinFitsBudget();
+  const bool follows = request.request().next_follows() && LongSpinFitsBudget();
   channel_->SetLongestReadSpin(follows ? kFollowingSpin : ShmChannel::kDefaultLongestReadSpin);
   return request;
 }

@@ -37,6 +37,13 @@ inline constexpr absl::Duration kFollowingSpin = absl::Microseconds(200);
 // time limit (RLIMIT_CPU), so that it never eats the budget of the calls themselves.
 inline constexpr uint64_t kFollowingSpinBudgetShare = 4;
 
+// Whether the worker may still spin long for its next frame (kFollowingSpin for the broker's,
+// kLocalLongestSpin for a same-host client's). The spin is CPU time charged to the worker
+// like any other (RLIMIT_CPU, the session's session_cpu_seconds), so long spins stop once
+// the worker has used 1/kFollowingSpinBudgetShare of that budget: a session that calls back
+// to back for hours keeps the rest for its calls.
+bool LongSpinFitsBudget();
+
 // A request from the broker with the arena it was parsed into: its messages (a batch's
 // thousands of calls and values) live in a few arena blocks and go together with it.
 class ReceivedRequest {

@@ -337,7 +337,8 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
     // The shared area is mapped now, so the worker keeps no descriptor of the channel (the
     // library could find it); when it cannot be, calls that use it are refused with why.
     (*channel)->SharedArea().IgnoreError();
-    (*channel)->SetLongestReadSpin(kLocalLongestSpin);
+    (*channel)->SetLongestReadSpin(LongSpinFitsBudget() ? kLocalLongestSpin
+                                                        : ShmChannel::kDefaultLongestReadSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();
     local_callbacks_ = request.local_channel().callbacks();
     {
@@ -353,6 +354,9 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
 }
 
 void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
+  // The long spin for the client's next call (and its callbacks' answers) ends with the CPU
+  // budget's share for spinning, as the broker's does.
+  if (!LongSpinFitsBudget()) channel.SetLongestReadSpin(ShmChannel::kDefaultLongestReadSpin);
   // Until the client's first byte, or a request from the broker (the reader interrupts);
   // once a frame started, it must keep arriving.
   FrameDecoder frames(local_max_request_bytes_);

@@ -47,13 +47,19 @@ struct Fixture {
   std::unique_ptr<Session> session;
 };
 
-absl::StatusOr<Fixture> Start(const std::vector<std::string>& more_flags = {}) {
+absl::StatusOr<Fixture> Start(const std::vector<std::string>& more_flags = {},
+                              bool same_host = false) {
   Fixture fixture;
   std::vector<std::string> flags = {"--pool_size=0"};
   flags.insert(flags.end(), more_flags.begin(), more_flags.end());
   FFIBOX_ASSIGN_OR_RETURN(fixture.server, TestServer::Start(flags));
   FFIBOX_ASSIGN_OR_RETURN(fixture.client, Client::Connect(fixture.server->address()));
-  FFIBOX_ASSIGN_OR_RETURN(fixture.session, fixture.client->OpenSession());
+  SessionOptions options;
+  options.same_host = same_host;
+  FFIBOX_ASSIGN_OR_RETURN(fixture.session, fixture.client->OpenSession(options));
+  if (fixture.session->same_host() != same_host) {
+    return absl::InternalError("the session's calls do not take the path asked for");
+  }
   return fixture;
 }
 
@@ -65,9 +71,10 @@ struct CallingFixture {
   std::optional<Function<int(int, int)>> add;
 };
 
-absl::StatusOr<CallingFixture> StartCalling(const std::vector<std::string>& more_flags = {}) {
+absl::StatusOr<CallingFixture> StartCalling(const std::vector<std::string>& more_flags = {},
+                                            bool same_host = false) {
   CallingFixture fixture;
-  FFIBOX_ASSIGN_OR_RETURN(fixture.base, Start(more_flags));
+  FFIBOX_ASSIGN_OR_RETURN(fixture.base, Start(more_flags, same_host));
   FFIBOX_ASSIGN_OR_RETURN(fixture.lib, fixture.base.session->Load(TestLibPath()));
   FFIBOX_ASSIGN_OR_RETURN(fixture.add, fixture.lib->Function<int(int, int)>("add_int"));
   FFIBOX_ASSIGN_OR_RETURN(int warm, (*fixture.add)(1, 2));
@@ -141,12 +148,16 @@ TEST(AnswerInPlace, CallsTheClientWaitsForDoNotWakeTheBrokersReaderThread) {
 bool ReadersSpin() { return sysconf(_SC_NPROCESSORS_ONLN) > 1; }
 
 // How often the main thread of `worker` went to sleep over kCalls calls of `add`, one after
-// the other; -1 when a call failed or the worker has gone.
-long WorkerSleepsOverCalls(pid_t worker, const Function<int(int, int)>& add) {
+// the other, this thread busy for `gap` between them (as a client that works between its
+// calls); -1 when a call failed or the worker has gone.
+long WorkerSleepsOverCalls(pid_t worker, const Function<int(int, int)>& add,
+                           absl::Duration gap = absl::ZeroDuration()) {
   const long before = ThreadSwitches(worker, "ffibox-worker");
   for (int i = 0; i < kCalls; ++i) {
     absl::StatusOr<int> sum = add(i, 1);
     if (!sum.ok() || *sum != i + 1) return -1;
+    for (const absl::Time until = absl::Now() + gap; absl::Now() < until;) {
+    }
   }
   const long after = ThreadSwitches(worker, "ffibox-worker");
   return before < 0 || after < 0 ? -1 : after - before;
@@ -157,10 +168,11 @@ long WorkerSleepsOverCalls(pid_t worker, const Function<int(int, int)>& add) {
 // misses more often (more sleeps), or the worker is preempted where it would have slept and
 // finds the next request when it runs again (fewer). So "at most" is asserted on the fewest,
 // "at least" on the most.
-long WorkerSleepsOverRounds(pid_t worker, const Function<int(int, int)>& add, bool most) {
+long WorkerSleepsOverRounds(pid_t worker, const Function<int(int, int)>& add, bool most,
+                            absl::Duration gap = absl::ZeroDuration()) {
   long kept = -1;
   for (int i = 0; i < kRounds; ++i) {
-    const long slept = WorkerSleepsOverCalls(worker, add);
+    const long slept = WorkerSleepsOverCalls(worker, add, gap);
     if (slept < 0) return -1;
     if (kept < 0 || (most ? slept > kept : slept < kept)) kept = slept;
   }
@@ -234,6 +246,41 @@ TEST(AnswerInPlace, TheWorkerStopsSpinningOnceItUsedAQuarterOfItsCpuBudget) {
   ASSERT_GE(slept, 0) << "a call failed, or worker " << worker << " has gone";
   EXPECT_GE(slept, kCalls / 2) << "the worker slept only " << slept << " times in " << kCalls
                                << " calls after using a quarter of its CPU budget (the most of "
+                               << kRounds << " rounds)";
+}
+
+// A same-host channel's worker spins longer for its client's next call (kLocalLongestSpin,
+// core/local_channel.h) than a spin grows by default, so a client that works a while between
+// its calls (100 µs here) does not find it asleep each time; once the worker has used a
+// quarter of its CPU budget, it spins no longer than by default, and sleeps between them.
+TEST(AnswerInPlace, TheSameHostWorkerStopsSpinningLongOnceItUsedAQuarterOfItsCpuBudget) {
+  ASSERT_OK_AND_ASSIGN(CallingFixture calling,
+                       StartCalling({"--session_cpu_seconds=8"}, /*same_host=*/true));
+  Fixture& fixture = calling.base;
+  const Function<int(int, int)>& add = *calling.add;
+  ASSERT_OK_AND_ASSIGN(auto spin_cpu_seconds, calling.lib->Function<int(int)>("spin_cpu_seconds"));
+  const pid_t worker = OnlyWorker(fixture.server->pid());
+  ASSERT_GT(worker, 0) << "ffiboxd " << fixture.server->pid() << " has not exactly one worker";
+  constexpr absl::Duration kGap = absl::Microseconds(100);
+  if (ReadersSpin()) {
+    // Up to three times kRounds rounds, until one shows it: this thread's gaps stretched by
+    // other work on the machine (tests run two at a time) outlast any spin.
+    long fewest = -1;
+    for (int i = 0; i < 3 && (fewest < 0 || fewest >= kCalls / 2); ++i) {
+      fewest = WorkerSleepsOverRounds(worker, add, /*most=*/false, kGap);
+      ASSERT_GE(fewest, 0) << "a call failed, or worker " << worker << " has gone";
+    }
+    EXPECT_LT(fewest, kCalls / 2) << "the worker slept " << fewest << " times in " << kCalls
+                                  << " calls 100 µs apart with its budget unspent";
+  }
+  // A quarter of 8 s.
+  ASSERT_OK_AND_ASSIGN(int spun, spin_cpu_seconds(2));
+  ASSERT_EQ(spun, 2);
+  const long slept = WorkerSleepsOverRounds(worker, add, /*most=*/true, kGap);
+  ASSERT_GE(slept, 0) << "a call failed, or worker " << worker << " has gone";
+  EXPECT_GE(slept, kCalls / 2) << "the worker slept only " << slept << " times in " << kCalls
+                               << " calls 100 µs apart after using a quarter of its CPU budget "
+                                  "(the most of "
                                << kRounds << " rounds)";
 }
 
