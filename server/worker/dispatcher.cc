@@ -11,6 +11,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
@@ -21,6 +22,10 @@
 
 namespace ffibox {
 namespace {
+
+// How often, at most, a same-host channel's worker looks whether its long spin still fits
+// its CPU budget (LongSpinFitsBudget).
+constexpr absl::Duration kLocalBudgetLook = absl::Milliseconds(10);
 
 // The callback nesting of the calling thread: how many invocations it is inside, and the
 // innermost one (0 outside any).
@@ -337,8 +342,10 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
     // The shared area is mapped now, so the worker keeps no descriptor of the channel (the
     // library could find it); when it cannot be, calls that use it are refused with why.
     (*channel)->SharedArea().IgnoreError();
-    (*channel)->SetLongestReadSpin(LongSpinFitsBudget() ? kLocalLongestSpin
-                                                        : ShmChannel::kDefaultLongestReadSpin);
+    local_long_spin_ = LongSpinFitsBudget();
+    local_budget_look_ = absl::Now() + kLocalBudgetLook;
+    (*channel)->SetLongestReadSpin(local_long_spin_ ? kLocalLongestSpin
+                                                    : ShmChannel::kDefaultLongestReadSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();
     local_callbacks_ = request.local_channel().callbacks();
     {
@@ -355,8 +362,16 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
 
 void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
   // The long spin for the client's next call (and its callbacks' answers) ends with the CPU
-  // budget's share for spinning, as the broker's does.
-  if (!LongSpinFitsBudget()) channel.SetLongestReadSpin(ShmChannel::kDefaultLongestReadSpin);
+  // budget's share for spinning, as the broker's does; looked at once per kLocalBudgetLook
+  // at most (two system calls, a quarter of a quick call's time).
+  if (local_long_spin_) {
+    const absl::Time now = absl::Now();
+    if (now >= local_budget_look_) {
+      local_budget_look_ = now + kLocalBudgetLook;
+      local_long_spin_ = LongSpinFitsBudget();
+      if (!local_long_spin_) channel.SetLongestReadSpin(ShmChannel::kDefaultLongestReadSpin);
+    }
+  }
   // Until the client's first byte, or a request from the broker (the reader interrupts);
   // once a frame started, it must keep arriving.
   FrameDecoder frames(local_max_request_bytes_);
