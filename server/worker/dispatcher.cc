@@ -342,8 +342,6 @@ void WorkerDispatcher::AttachLocalChannel(const internal::WorkerRequest& request
     // The shared area is mapped now, so the worker keeps no descriptor of the channel (the
     // library could find it); when it cannot be, calls that use it are refused with why.
     (*channel)->SharedArea().IgnoreError();
-    local_long_spin_ = LongSpinFitsBudget();
-    local_budget_look_ = absl::Now() + kLocalBudgetLook;
     (*channel)->SetLongestReadSpin(local_long_spin_ ? kLocalLongestSpin
                                                     : ShmChannel::kDefaultLongestReadSpin);
     local_max_request_bytes_ = request.local_channel().max_request_bytes();

@@ -225,9 +225,10 @@ class WorkerDispatcher : public CallbackRunner {
   std::unique_ptr<ShmChannel> local_ ABSL_GUARDED_BY(mu_);
   uint64_t local_max_request_bytes_ = 0;  // the main thread's
   bool local_callbacks_ = false;          // the main thread's: LocalChannel.callbacks
-  // The main thread's: whether the channel's reads may still spin long (kLocalLongestSpin:
-  // LongSpinFitsBudget), and when the budget is looked at next (ServeLocal).
-  bool local_long_spin_ = false;
+  // The main thread's: whether channels' reads may still spin long (kLocalLongestSpin: no
+  // look by ServeLocal has found the budget's share spent, which stays spent), and when the
+  // budget is looked at next.
+  bool local_long_spin_ = true;
   absl::Time local_budget_look_ = absl::InfinitePast();
   // The main thread's: an invocation on the channel failed during the call running from it,
   // which closes the channel once that call is done.

@@ -259,8 +259,7 @@ class LocalChannel:
         """After publishing a position: wakes the worker if it announced a sleep on `word`.
         The fence orders the publication before the look, as the worker orders its
         announcement before its look at the position, so one of the two sees the other's."""
-        _fence_lock.acquire()  # _fence(), inline: on every call's path
-        _fence_lock.release()
+        _fence()
         if word.value:
             cls._wake(word)
 
