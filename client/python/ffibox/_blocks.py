@@ -58,6 +58,22 @@ def kept_alive(keep, limit: Optional[int] = None):
                 stack.append(getattr(item, "_objects", None))
 
 
+def _buffer_exporter(obj):
+    """The owner of the ctypes object whose memory `obj` was made on with `from_buffer`
+    (through any number of such steps), else None. ctypes keeps that object's buffer (a
+    memoryview) in `obj._objects`."""
+    found = None
+    for _ in range(64):
+        keep = getattr(obj, "_objects", None)
+        if type(keep) is not dict or obj._b_needsfree_:
+            break
+        views = [item for item in keep.values() if isinstance(item, memoryview)]
+        if len(views) != 1 or not isinstance(views[0].obj, _CData):
+            break
+        obj = found = _twins.owner_of(views[0].obj)
+    return found
+
+
 class _Ranges:
     """Ranges of local memory, each with a value, and the first added range holding an
     address. While the ranges are disjoint (separate objects), that one is found by
@@ -124,9 +140,9 @@ class CallBuilder:
 
     def _memory_owner(self, obj):
         """The object whose buffer holds `obj`'s memory, and so whose twin it shares: its
-        base (for a field or element view), an object an earlier call twinned (for a view
-        of it such as `p.contents`), an object the base keeps alive that holds it, or
-        itself."""
+        base (for a field or element view), the ctypes object it was made `from_buffer` of,
+        an object an earlier call twinned (for a view of it such as `p.contents`), an object
+        the base keeps alive that holds it, or itself."""
         start, end = _ct.addressof(obj), _ct.addressof(obj) + _ct.sizeof(obj)
 
         def holds(other) -> bool:
@@ -134,7 +150,10 @@ class CallBuilder:
                 other)
 
         owner = _twins.owner_of(obj)
-        if owner is obj or holds(owner):
+        if owner is obj:
+            exporter = _buffer_exporter(obj)
+            return exporter if exporter is not None and holds(exporter) else obj
+        if holds(owner):
             return owner
         twinned = self._twins.owner_at(start)
         if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
