@@ -58,7 +58,7 @@ echo "== bench/ctypes_bench.py"
 /usr/bin/python3 bench/ctypes_bench.py --json "$scratch/ctypes_bench.json" || status=$?
 
 echo
-echo "== bench/python_bench.py (the same cos call: stdlib ctypes vs ffibox.ctypes)"
+echo "== bench/python_bench.py (the same calls: stdlib ctypes vs ffibox.ctypes)"
 /usr/bin/python3 bench/python_bench.py --json "$scratch/python_bench.json" || status=$?
 
 reports=()

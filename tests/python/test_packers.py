@@ -79,9 +79,83 @@ def count_packed(session):
 
 def test_every_scalar_type_gives_what_the_stream_gives(client):
     assert _packers.packable((ct.c_int, ct.c_double), ct.c_bool)
-    assert not _packers.packable((ct.c_char_p,), ct.c_int)
-    assert not _packers.packable((ct.c_int,), ct.c_void_p)
+    assert _packers.packable((ct.c_char_p, ct.POINTER(ct.c_int)), ct.c_void_p)
+    assert not _packers.packable((ct.c_wchar_p,), ct.c_int)
+    assert not _packers.packable((ct.c_int,), ct.c_char_p)
     assert results(client, True) == results(client, False)
+
+
+def pointer_calls(c, load, session=None):
+    """Calls that pass caller memory, made with ctypes module `c` and its `load` (CDLL), in
+    two rounds (the first makes the twins a packer needs): what each gave and what the
+    caller's memory holds after it, and for each round how many calls the packers of
+    `session` read (None when it has no same-host channel)."""
+    lib, libc = load(TEST_LIB), load("libc.so.6")
+    lib.str_len.argtypes, lib.str_len.restype = [c.c_char_p], c.c_size_t
+    lib.sum_bytes.argtypes, lib.sum_bytes.restype = [c.POINTER(c.c_ubyte), c.c_size_t], c.c_size_t
+    lib.reverse_in_place.argtypes, lib.reverse_in_place.restype = [c.c_char_p, c.c_size_t], None
+    lib.divmod.argtypes = [c.c_int, c.c_int, c.POINTER(c.c_int), c.POINTER(c.c_int)]
+    lib.ptr_offset.argtypes, lib.ptr_offset.restype = [c.c_void_p, c.c_long], c.c_void_p
+    libc.memmove.argtypes = [c.c_void_p, c.c_void_p, c.c_size_t]
+    libc.memmove.restype = c.c_void_p
+    libc.memset.argtypes = [c.c_void_p, c.c_int, c.c_size_t]
+    libc.memset.restype = c.c_void_p
+    text, numbers = b"hello, packer", (c.c_ubyte * 5)(1, 2, 3, 250, 255)
+    word, quotient, remainder = c.create_string_buffer(b"abcdef"), (c.c_int * 1)(), \
+        (c.c_int * 1)()
+    doubles = (c.c_double * 3)(1.5, -2.0, 8.25)
+    got, read = [], []
+    for _ in range(2):
+        packed = count_packed(session) if session is not None else []
+        got.append(lib.str_len(text))
+        got.append(lib.sum_bytes(numbers, 5))
+        lib.reverse_in_place(word, 6)
+        got.append(word.raw)
+        got.append(lib.divmod(47, 5, quotient, remainder))
+        got.append((quotient[0], remainder[0]))
+        # A c_void_p result into caller memory is the caller's address, as with ctypes.
+        got.append(lib.ptr_offset(doubles, 8) - c.addressof(doubles))
+        got.append(libc.memset(doubles, 0x40, 8) == c.addressof(doubles))
+        got.append(list(doubles))
+        # One array twice: the second placement finds the twin busy (the general way).
+        got.append(libc.memmove(word, word, 3) == c.addressof(word))
+        got.append(lib.ptr_offset(None, 0))  # None: the general way
+        if session is not None:
+            read.append(packed.count(True) if session.stream.local_enabled else None)
+            session.stream.send_packed = type(session.stream).send_packed.__get__(
+                session.stream)
+    return got, read
+
+
+def test_calls_passing_memory_give_what_the_stream_and_ctypes_give(client):
+    with client.session(same_host=True) as session:
+        on_channel, read = pointer_calls(ct, session.CDLL, session)
+    # The first round makes the twins (the general way) but for memset, whose array
+    # ptr_offset twinned just before; in the second, each call but the two the general way
+    # takes is read by its packer.
+    assert read == [1, 6]
+    with client.session(same_host=False) as session:
+        assert pointer_calls(ct, session.CDLL, session) == (on_channel, [None, None])
+    assert pointer_calls(ctypes, ctypes.CDLL) == (on_channel, [])
+    assert on_channel[:3] == [13, 511, b"fedcba\0"] and on_channel[10:13] == [13, 511,
+                                                                             b"abcdef\0"]
+
+
+def test_an_answer_with_changes_elsewhere_is_read_in_full(client):
+    # fill_and_add writes the caller's buffer and an int the library kept from an earlier
+    # call: the answer also carries that change (CallResult.changed), so it is parsed and
+    # checked in full, and both writes reach the caller.
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        total = ct.c_int(10)
+        lib.register_total(ct.byref(total))
+        lib.fill_and_add.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_int]
+        buf = ct.create_string_buffer(8)
+        assert lib.fill_and_add(buf, 3, 5) == 15  # the general way: buf gets its twin
+        packed = count_packed(session)
+        assert [lib.fill_and_add(buf, 6, 2), total.value, buf.raw] == [17, 17, b"x" * 6 + b"\0\0"]
+        assert packed == [False]
+        assert session.stream.local_enabled
 
 
 class _NoTwins:
@@ -171,3 +245,156 @@ def test_a_crash_in_a_packed_call_is_worker_crashed_and_calls_go_on(client):
         lib.add_int.argtypes = [ct.c_int, ct.c_int]
         assert [lib.add_int(i, i) for i in range(3)] == [0, 2, 4]
         assert session.stream.local_enabled
+
+
+class _Twin:
+    def __init__(self, worker, generation):
+        self.worker, self.generation, self.busy = worker, generation, 0
+
+
+class _FakeTwins(_NoTwins):
+    """Twins at made-up worker addresses, one per object, held as TwinTable holds them."""
+
+    def __init__(self):
+        self.twins, self.unheld = {}, []
+
+    def hold(self, owner, size, generation):
+        twin = self.twins.setdefault(id(owner), _Twin(0x7F0000001000 + 0x100 * len(self.twins),
+                                                      generation))
+        if twin.busy:
+            return None
+        twin.busy += 1
+        return twin
+
+    def unhold(self, twins):
+        for twin in twins:
+            twin.busy -= 1
+
+
+def test_pointer_requests_are_what_protobuf_makes_of_them():
+    packer = _packers.Packer(9, [ct.c_char_p, ct.c_int, ct.POINTER(ct.c_double), ct.c_void_p],
+                             ct.c_void_p)
+    text, doubles, buf = b"a string", (ct.c_double * 2)(0.5, -1.0), ct.create_string_buffer(300)
+    for generation in (0, 1, 200):
+        twins = _FakeTwins()
+        packed = packer.pack((text, -3, doubles, buf), twins, generation)
+
+        def block(data, direction, owner):
+            twin = twins.twins[id(owner)]
+            return pb.MemoryBlock(data=data, size=len(data), direction=direction, watch=True,
+                                  at=pb.RemoteAddress(address=twin.worker,
+                                                      generation=twin.generation))
+        expected = pb.Request(id=5, call=pb.Call(function=9, args=[
+            pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0))),
+            pb.Value(int_value=-3),
+            pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=1))),
+            pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=2)))], blocks=[
+                block(text + b"\0", pb.IN, text), block(bytes(doubles), pb.INOUT, doubles),
+                block(buf.raw, pb.INOUT, buf)]))
+        assert packed.payload(5) == expected.SerializeToString()
+        assert [t.busy for t in twins.twins.values()] == [1, 1, 1]
+        packed.release()
+        packed.release()
+        assert [t.busy for t in twins.twins.values()] == [0, 0, 0]
+    # What the general way ships: a view, an array of pointers, bytes for a c_int pointer,
+    # an object passed twice (its twin is busy by then), an array too large to pack.
+    twins = _FakeTwins()
+    for args in ((text, 1, doubles[1:], buf), (text, 1, (ct.c_void_p * 2)(), buf),
+                 (text, 1, b"12345678", buf), (text, 1, doubles, doubles),
+                 (text, 1, doubles, ct.create_string_buffer(64 << 10))):
+        assert packer.pack(args, twins, 1) is None
+        assert all(not t.busy for t in twins.twins.values())
+
+
+def test_a_packed_answer_is_read_only_in_its_one_shape():
+    # The worker's answer to memmove(buf, text, n) with `buf` a 4-byte array: the result
+    # (a worker address), then the array's bytes. Anything else is left to the full reading,
+    # and the array is written only when the whole answer has been read.
+    packer = _packers.Packer(9, [ct.c_void_p, ct.c_char_p], ct.c_void_p)
+    twins, buf = _FakeTwins(), (ct.c_char * 4)()
+    packed = packer.pack((buf, b"xy"), twins, 3)
+    held = packed._held
+    head = b"\x08\x05"
+
+    def answer(result=None, blocks=None, extra=b""):
+        response = pb.Response(id=5, generation=3, call=pb.CallResult(
+            result=result or pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(
+                address=0x7F0000001000, generation=3))),
+            blocks=[pb.BlockContents(block=0, data=b"wxyz")] if blocks is None else blocks))
+        return response.SerializeToString() + extra
+
+    done = packer.read(head, answer(), held)
+    assert (done.value, buf.raw) == (0x7F0000001000, b"wxyz")
+    null = pb.Value(pointer=pb.PointerValue(null=True))
+    buf.raw = b"...."
+    assert packer.read(head, answer(result=null), held).value == 0 and buf.raw == b"wxyz"
+    for bad in (answer(blocks=[]), answer(blocks=[pb.BlockContents(block=0, data=b"wxy")]),
+                answer(blocks=[pb.BlockContents(block=1, data=b"wxyz")]),
+                answer(blocks=[pb.BlockContents(block=0, data=b"wxyz"),
+                               pb.BlockContents(block=1, data=b"ab")]),
+                answer(blocks=[pb.BlockContents(block=0, data=b"wxyz", pointers=[
+                    pb.Relocation(offset=0)])]),
+                answer(extra=b"\x20\x01"), answer()[:-1],
+                answer(result=pb.Value(uint_value=5)),
+                answer(result=pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress()))),
+                answer(result=pb.Value(pointer=pb.PointerValue(null=True, block=pb.BlockRef()))),
+                pb.Response(id=5, generation=3, error=pb.Error(code=pb.INTERNAL)).
+                SerializeToString(), b"\x08\x06" + answer()[2:]):
+        buf.raw = b"...."
+        assert packer.read(head, bad, held) is None, bad
+        assert buf.raw == b"...."
+
+
+def test_arrays_over_one_memory_go_the_general_way(client):
+    # An array made from_buffer over another shares its memory, and so its twin: passed
+    # with the array it overlays, the call ships one block for both (the general way), as the
+    # library must see one memory (memmove between the two overlapping ranges).
+    def run(c, load):
+        libc = load("libc.so.6")
+        libc.memmove.argtypes = [c.c_void_p, c.c_void_p, c.c_size_t]
+        libc.memset.argtypes = [c.c_void_p, c.c_int, c.c_size_t]
+        base = c.create_string_buffer(b"abcdefgh", 8)
+        alias = (c.c_char * 6).from_buffer(base, 2)
+        libc.memset(alias, ord("C"), 1)  # each gets its twin
+        libc.memset(base, ord("a"), 1)
+        libc.memmove(alias, base, 4)
+        return base.raw
+
+    with client.session(same_host=True) as session:
+        packed = count_packed(session)
+        assert run(ct, session.CDLL) == run(ctypes, ctypes.CDLL) == b"ababCdgh"
+        # Packed: the memset of `base` (twinned by the alias's memset); not the alias's
+        # calls (an array made from_buffer goes the general way).
+        assert packed == [True]
+
+
+def test_a_packed_call_for_another_worker_goes_the_general_way():
+    class Channel:
+        generation = 4
+
+        def too_large_payload(self, size):
+            return size > 100
+
+    twins, buf = _FakeTwins(), ct.create_string_buffer(8)
+    packer = _packers.Packer(9, [ct.c_void_p], None)
+    assert not packer.pack((buf,), twins, 4).refused_by(Channel())
+    twins = _FakeTwins()
+    assert packer.pack((buf,), twins, 3).refused_by(Channel())  # twins of the worker before
+    twins = _FakeTwins()
+    assert packer.pack((ct.create_string_buffer(90),), twins, 4).refused_by(Channel())
+    assert not _packers.Packer(9, [ct.c_int], None).pack((1,), twins).refused_by(Channel())
+
+
+def test_a_packed_call_whose_library_changed_megabytes_elsewhere_is_read_in_full(client):
+    # A library that kept a 2 MiB buffer fills it during a scalar call: the answer reports
+    # the change (CallResult.changed), larger than a scalar answer, and the channel reads it.
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        buf = ct.create_string_buffer(2 << 20)
+        lib.register_buffer.argtypes = [ct.c_void_p, ct.c_size_t]
+        lib.register_buffer(buf, len(buf))
+        lib.fill_registered.argtypes, lib.fill_registered.restype = [ct.c_int], ct.c_size_t
+        packed = count_packed(session)
+        assert lib.fill_registered(ord("A")) == 2 << 20
+        assert buf.raw == b"A" * (2 << 20)
+        assert packed == [False] and session.stream.local_enabled

@@ -121,6 +121,20 @@ EXPORT int counter_next(void) { return ++calls_in_this_process; }
 static int* registered_total;
 EXPORT void register_total(int* total) { registered_total = total; }
 EXPORT int add_to_total(int amount) { return *registered_total += amount; }
+static char* registered_buffer;
+static size_t registered_size;
+EXPORT void register_buffer(char* buffer, size_t n) {
+  registered_buffer = buffer;
+  registered_size = n;
+}
+EXPORT size_t fill_registered(int c) {
+  memset(registered_buffer, c, registered_size);
+  return registered_size;
+}
+EXPORT int fill_and_add(char* out, size_t n, int amount) {
+  memset(out, 'x', n);
+  return *registered_total += amount;
+}
 
 /* ---- Faults ------------------------------------------------------------------------- */
 

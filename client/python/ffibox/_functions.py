@@ -92,17 +92,47 @@ class RemoteCall:
             self._packers[key] = packer
         if packer is None or session.twins.has_releases():
             return None
+        if packer.any_pointer:
+            return self._packed_pointer_call(packer, args, restype)
         packed = packer.pack(args, session.twins)
         if packed is None:
             return None
         # What the caller changed in images of worker memory reaches the worker first.
         session.images.sync()
         answer = session.stream.send_packed(packed)
+        if type(answer) is _packers.Done and not packer.maps_words:
+            return answer  # the most common case
+        return self._packed_answer(packer, answer, restype, None)
+
+    def _packed_pointer_call(self, packer, args, restype) -> Optional[_packers.Done]:
+        """_packed_call's work for a packer with pointer parameters, whose twins are held
+        while the call is in flight."""
+        session = self._session
+        generation, packed = session.generation, None
+        try:
+            packed = packer.pack(args, session.twins, generation)
+            if packed is None:
+                return None
+            session.images.sync()
+            answer = session.stream.send_packed(packed)
+        finally:
+            if packed is not None:
+                packed.release()
+        return self._packed_answer(packer, answer, restype, generation)
+
+    def _packed_answer(self, packer, answer, restype, generation: Optional[int]):
+        """_packed_call's result for what send_packed gave (`answer`) to a call packed for
+        worker `generation` (None: the session's)."""
+        session = self._session
+        if generation is None:
+            generation = session.generation
         if answer is None or isinstance(answer, _packers.Done):
             if answer is not None and packer.maps_words and answer.value:
-                twin = session.twins.local(answer.value & (1 << 64) - 1, session.generation)
+                twin = session.twins.local(answer.value & (1 << 64) - 1, generation)
                 if twin is not None:  # an address inside caller memory a call reached
                     answer.value = twin[1]
+            elif answer is not None and packer.void_pointer:
+                answer.value = _marshal.void_pointer(answer.value, session, generation)
             return answer
         if answer.HasField("error"):
             raise error_from_proto(answer.error, pb)

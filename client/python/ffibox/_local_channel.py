@@ -438,14 +438,17 @@ class LocalChannel:
 
     # -- calls -----------------------------------------------------------------------------
 
+    def too_large_payload(self, size: int) -> bool:
+        """Whether a request of `size` bytes, none of them in the shared area, is larger
+        than the worker reads from the channel."""
+        return bool(self._max_request) and size > self._max_request
+
     def too_large(self, request) -> bool:
         """Whether `request` is larger than the worker reads from the channel (the broker
         refuses such a request the same way: send it there); blocks that would travel in the
         shared area do not count."""
-        if not self._max_request:
-            return False
         size = request.ByteSize()
-        if size <= self._max_request:
+        if not self.too_large_payload(size):
             return False
         for index, _offset, _size in self._plan_shared(request):
             size -= len(request.call.blocks[index].data)

@@ -334,6 +334,16 @@ def _encode_function(value, session):
 
 # -- results ---------------------------------------------------------------------------
 
+def void_pointer(address: int, session, generation: int) -> Optional[int]:
+    """The c_void_p result for worker address `address`: into caller memory a call reached,
+    the caller's own address, as with ctypes; elsewhere the worker's, remembered as such."""
+    twin = session.twins.local(address, generation) if address else None
+    if twin is not None:
+        return twin[1]
+    _addresses.note_worker_address(address)
+    return address or None
+
+
 def decode(t, value, session, generation: int):
     """The Python object ctypes returns for a result (or callback argument) of type `t`."""
     if t is None:
@@ -350,14 +360,7 @@ def decode(t, value, session, generation: int):
                     # reads it), so passing it back (to a free function) passes that address.
                     return _remote.string_pointer(t, WorkerAddress(session, address, generation))
                 if code == "P":
-                    # Into caller memory a call reached: the caller's own address, as with
-                    # ctypes; elsewhere the worker's, remembered as such.
-                    twin = session.twins.local(address, generation) if address else None
-                    if twin is not None:
-                        address = twin[1]
-                    else:
-                        _addresses.note_worker_address(address)
-                    result = address or None
+                    result = void_pointer(address, session, generation)
                 elif address:
                     # as_is: images were written back before the call
                     result = session.memory.read_string(address, code == "Z", generation,

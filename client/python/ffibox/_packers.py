@@ -1,22 +1,33 @@
-"""Precompiled packers for the calls code makes most often: a function whose parameters and
-result are fundamental scalar types (c_int, c_uint, c_long, c_size_t, c_double, c_float,
-c_bool, ...; no pointer, string or character type), on the same-host channel.
+"""Precompiled packers for the calls code makes most often, on the same-host channel: a
+function whose result is void, a fundamental scalar type (c_int, c_uint, c_long, c_size_t,
+c_double, c_float, c_bool, ...; no character type) or c_void_p, and whose parameters are
+fundamental scalar types or pointers (c_char_p, c_void_p, POINTER(T)).
 
 A packer is made once per function and signature. It writes each call's request in
 protobuf's wire format from a prefix made once (the request's field tags and the function's
 handle) and the arguments' values. It reads an answer of the one shape the worker gives
-such a call (the id, the generation, the result, nothing else) straight from its bytes. Any
-other answer (an error, changed blocks, a field it does not expect) is parsed and checked
-in full by protobuf (LocalChannel.checked_answer) and handled as every call's answer.
+such a call (the id, the generation, the result, the bytes of the caller's buffers it
+passed, nothing else) straight from its bytes. Any other answer (an error, changed blocks,
+pointers the library wrote, a field it does not expect) is parsed and checked in full by
+protobuf (LocalChannel.checked_answer) and handled as every call's answer.
 
 Values are converted as ffibox._marshal converts them, which is ctypes' own conversion: an
 argument of another Python type than the parameter's usual one (an int for a c_int, an int
 or float for a c_double, a bool for a c_bool) goes the general way (`pack` gives None), so
 its error is the one ctypes raises. A pointer-sized integer equal to an address inside
 caller memory a call reached goes the general way too (ffibox._blocks maps it).
+
+A pointer argument is packed only in the steady state of a call that passes caller memory:
+bytes (for c_char_p, c_void_p or POINTER(c_char)), or an array that owns its memory and
+holds no pointer (for c_void_p, for c_char_p when its elements are c_char, for POINTER(T)
+when they are T), whose worker twin (ffibox._twins) an earlier call made and no call in
+flight uses. Bytes travel IN, an array INOUT, placed at its twin, as ffibox._blocks ships
+them; the array's bytes are copied back after the call. A first call with an object, an
+object passed twice, a view, a large array and anything else go the general way.
 """
 import ctypes as _ct
 import struct
+from types import BuiltinFunctionType
 from typing import Optional
 
 from ffibox import _types
@@ -31,15 +42,30 @@ _ID, _CALL, _FUNCTION, _ARG = b"\x08", b"\x6a", b"\x08", b"\x12"
 _BOOL, _INT, _UINT, _FLOAT = 0x08, 0x10, 0x18, 0x21
 _GENERATION_TAG, _CALL_TAG, _RESULT_TAG = 0x18, 0x6a, 0x0a
 _FLOAT_TAG, _INT_TAG, _UINT_TAG = bytes((_FLOAT,)), bytes((_INT,)), bytes((_UINT,))
+# A c_void_p result (Value.pointer): NULL, or a worker address (PointerValue.remote).
+_POINTER = 0x3a
+_NULL_POINTER = b"\x3a\x02\x08\x01"
+_REMOTE_TAG, _ADDRESS_TAG, _GENERATION_IN_ADDRESS_TAG = 0x12, 0x08, 0x10
+# Call.blocks (3); MemoryBlock.data (1), size (2), direction (3, IN 1, INOUT 3), at (6),
+# watch (7); CallResult.blocks (2); BlockContents.block (1), data (2).
+_BLOCK, _DATA, _SIZE, _AT, _WATCH = b"\x1a", b"\x0a", b"\x10", b"\x32", b"\x38\x01"
+_IN, _INOUT = b"\x18\x01", b"\x18\x03"
+_RETURNED_TAG, _BLOCK_INDEX, _RETURNED_DATA = b"\x12", b"\x08", b"\x12"
+# A packed call's blocks together: well under the smallest request a worker reads and the
+# shared area's blocks (ffibox._local_channel.MIN_SHARED_BLOCK_BYTES).
+_MOST_BLOCK_BYTES = 16 << 10
 # A whole Call.args field of a double, and of a bool.
 _FLOAT_ARG = _ARG + b"\x09" + _FLOAT_TAG
 _TRUE_ARG, _FALSE_ARG = _ARG + b"\x02\x08\x01", _ARG + b"\x02\x08\x00"
 _SIGNED, _UNSIGNED = frozenset("bhilq"), frozenset("BHILQ")
 _MASK64 = (1 << 64) - 1
 _SMALL = [bytes((number,)) for number in range(0x80)]  # the one-byte varints
-# The longest answer a packed call takes: its result is a scalar (a few bytes), an error a
-# message; a worker that announces more ends the channel instead of making the caller hold it.
-PACKED_ANSWER_BYTES = 1 << 20
+# The longest answer a packed call takes: its result is a scalar (a few bytes), its arrays
+# at most _MOST_BLOCK_BYTES, an error a message, and what the library changed in watched
+# twins at most MAX_WATCHED_BYTES, in runs of at least a word with at most 42 bytes of
+# framing each (25 MiB at worst); a worker that announces more ends the channel instead of
+# making the caller hold it (the general way reads up to MAX_ANSWER_BYTES).
+PACKED_ANSWER_BYTES = 32 << 20
 
 
 class Done:
@@ -152,11 +178,99 @@ def _encoder(t):
     return encode
 
 
+def _is_void_pointer(t) -> bool:
+    return _types.is_fundamental(t) and t._type_ == "P"
+
+
+def _pointer_encoder(t):
+    """encode(value, twins, held, generation) for a pointer parameter of type `t` (c_char_p, c_void_p,
+    POINTER(T)), as _encoder: None when `value` is not a twinned bytes or plain array it
+    takes (the general way ships it). Appends to `held` what the call places: (its twin, the
+    array to copy back into or None for bytes, its size); the Call.args field points at
+    that block."""
+    void = _is_void_pointer(t)
+    target = _ct.c_char if not _types.is_pointer(t) else t._type_
+    takes_bytes = void or target is _ct.c_char
+    arrays = {}  # array type -> whether it is one this parameter takes as a plain buffer
+
+    def takes(array_type) -> bool:
+        took = arrays.get(array_type)
+        if took is None:
+            took = (_types.is_array(array_type) and
+                    not hasattr(array_type, "_ffibox_base") and  # not a view of worker memory
+                    (void or array_type._type_ is target) and
+                    not _types.pointer_offsets(array_type) and
+                    0 < _ct.sizeof(array_type) <= _MOST_BLOCK_BYTES)
+            arrays[array_type] = took
+        return took
+
+    def encode(value, twins, held, generation):
+        kind_of_value = type(value)
+        if len(held) >= len(_BLOCK_ARGS):
+            return None
+        if kind_of_value is bytes:
+            if not takes_bytes:
+                return None
+            size = len(value) + 1
+        # An array that owns its memory: no other argument's memory overlaps it (one made
+        # from_buffer or from_address may alias another, which the general way ships once).
+        elif takes(kind_of_value) and value._b_needsfree_:
+            size = _ct.sizeof(value)
+        else:
+            return None
+        twin = twins.hold(value, size, generation)
+        if twin is None:
+            return None
+        try:
+            if kind_of_value is bytes:
+                held.append((twin, None, size, value + b"\0", _IN))
+            else:
+                held.append((twin, value, size, _ct.string_at(_ct.addressof(value), size),
+                             _INOUT))
+        except BaseException:  # out of memory, or interrupted: the twin is not held
+            twins.unhold((twin,))
+            raise
+        return _BLOCK_ARGS[len(held) - 1]
+    return encode
+
+
+def _block_arg(index: int) -> bytes:
+    """The whole Call.args field of a pointer to the start of block `index`."""
+    block_ref = (_BLOCK_INDEX + _varint(index)) if index else b""
+    pointer = b"\x1a" + _SMALL[len(block_ref)] + block_ref
+    value = bytes((_POINTER,)) + _SMALL[len(pointer)] + pointer
+    return _ARG + _SMALL[len(value)] + value
+
+
+_BLOCK_ARGS = [_block_arg(index) for index in range(16)]
+
+
+def _block(twin, data: bytes, direction: bytes) -> bytes:
+    """The whole Call.blocks field of `data` placed at `twin`, watched, as ffibox._blocks
+    ships a twinned object."""
+    at = bytes((_ADDRESS_TAG,)) + _varint(twin.worker)
+    if twin.generation:
+        at += bytes((_GENERATION_IN_ADDRESS_TAG,)) + _varint(twin.generation)
+    body = b"".join((_DATA, _varint(len(data)), data, _SIZE, _varint(len(data)), direction,
+                     _AT, _SMALL[len(at)], at, _WATCH))
+    return _BLOCK + _varint(len(body)) + body
+
+
+def _takes_pointer(t) -> bool:
+    if _types.is_fundamental(t):
+        return t._type_ in ("z", "P")
+    # POINTER(T) converting as ctypes does (not a subclass with a from_param of its own).
+    return _types.is_pointer(t) and isinstance(getattr(t, "from_param", None),
+                                                BuiltinFunctionType)
+
+
 def packable(argtypes, restype) -> bool:
-    """Whether calls with these (checked) argtypes and restype can have a packer: all of
-    them fundamental scalar types (restype None: void)."""
-    return argtypes is not None and all(_kind(t) is not None for t in argtypes) and (
-        restype is None or _kind(restype) is not None)
+    """Whether calls with these (checked) argtypes and restype can have a packer: each
+    parameter a fundamental scalar type or a pointer a packer takes, the result void, a
+    fundamental scalar type or c_void_p."""
+    return argtypes is not None and \
+        all(_kind(t) is not None or _takes_pointer(t) for t in argtypes) and (
+            restype is None or _kind(restype) is not None or _is_void_pointer(restype))
 
 
 class Packer:
@@ -165,10 +279,13 @@ class Packer:
 
     def __init__(self, handle: int, argtypes, restype) -> None:
         self.function = handle
-        self._encoders = tuple(_encoder(t) for t in argtypes)
+        self._pointers = tuple(_kind(t) is None for t in argtypes)
+        self._encoders = tuple(_pointer_encoder(t) if pointer else _encoder(t)
+                               for t, pointer in zip(argtypes, self._pointers))
+        self.any_pointer = any(self._pointers)
         self._restype = restype
         result_kind = None if restype is None else _kind(restype)
-        self._result_kind = result_kind
+        self._result_kind = _POINTER if _is_void_pointer(restype) else result_kind
         # What follows the answer's id and generation when the result has a fixed size:
         # the whole call field for void, and up to the 8 bytes of the value for a double.
         self._fixed = None
@@ -180,14 +297,19 @@ class Packer:
         # when it is an address inside a twin.
         self.maps_words = restype is not None and _ct.sizeof(restype) == 8 and \
             result_kind in (_INT, _UINT)
+        # A c_void_p result: a worker address, mapped as ffibox._marshal.void_pointer maps it.
+        self.void_pointer = self._result_kind == _POINTER
         self._call_prefix = _FUNCTION + _varint(handle)
 
-    def pack(self, args, twins) -> Optional["Packed"]:
+    def pack(self, args, twins, generation: int = 0) -> Optional["Packed"]:
         """The call with `args`, packed; None when one of them must go the general way
-        (another Python type, a wrong count, an integer inside a twin of `twins`)."""
+        (another Python type, a wrong count, an integer inside a twin of `twins`, memory
+        without a free twin of `generation`)."""
         encoders = self._encoders
         if len(args) != len(encoders):
             return None
+        if self.any_pointer:
+            return self._pack_pointers(args, twins, generation)
         try:
             if len(encoders) == 1:  # the most common case, without a list
                 encoded = encoders[0](args[0], twins)
@@ -204,10 +326,34 @@ class Packer:
             return None  # the general way raises ctypes' error for it
         return Packed(self, b"".join(parts))
 
-    def read(self, head: bytes, answer: bytes) -> Optional[Done]:
+    def _pack_pointers(self, args, twins, generation: int) -> Optional["Packed"]:
+        held = []
+        packed = None
+        try:
+            parts = [self._call_prefix]
+            for encode, pointer, value in zip(self._encoders, self._pointers, args):
+                encoded = encode(value, twins, held, generation) if pointer else \
+                    encode(value, twins)
+                if encoded is None:
+                    return None
+                parts.append(encoded)
+            if sum(entry[2] for entry in held) > _MOST_BLOCK_BYTES:
+                return None
+            parts.extend(_block(twin, data, direction)
+                         for twin, _owner, _size, data, direction in held)
+            packed = Packed(self, b"".join(parts), twins, held)
+            return packed
+        except (TypeError, ValueError, OverflowError):
+            return None  # the general way raises ctypes' error for it
+        finally:
+            if packed is None and held:
+                twins.unhold([entry[0] for entry in held])
+
+    def read(self, head: bytes, answer: bytes, held=()) -> Optional[Done]:
         """The result in `answer` when it has the one shape expected (starting with `head`,
-        the request's id field), each length in one byte, else None (the answer is then
-        parsed and checked in full)."""
+        the request's id field, then for each array of `held` its bytes, which are copied
+        back into it), each length in one byte, else None (the answer is then parsed and
+        checked in full)."""
         if not answer.startswith(head):
             return None
         at, end = len(head), len(answer)
@@ -218,6 +364,8 @@ class Packer:
                 number, at = _read_varint(answer, at + 1)
                 if number is None:
                     return None
+        if self.any_pointer:
+            return self._read_with_blocks(answer, at, end, held)
         fixed = self._fixed
         if fixed is not None:
             if not answer.startswith(fixed, at):
@@ -226,46 +374,152 @@ class Packer:
                 return Done(None) if end == at + 2 else None
             # As ffibox._marshal.decode gives a fundamental type's result: the worker's value.
             return Done(_DOUBLE.unpack_from(answer, at + 5)[0]) if end == at + 13 else None
-        # The call field, its result field and the value's tag, then the value's varint.
-        if end - at < 6 or answer[at] != _CALL_TAG or answer[at + 2] != _RESULT_TAG or \
-                answer[at + 4] != self._result_kind:
+        # The call field, its result field, then the value.
+        if end - at < 6 or answer[at] != _CALL_TAG or answer[at + 2] != _RESULT_TAG:
             return None
         length = answer[at + 1]
         if at + 2 + length != end or answer[at + 3] != length - 2:
             return None
-        number, after = _read_varint(answer, at + 5)
+        return self._value(answer, at + 4, end)
+
+    def _value(self, answer: bytes, at: int, end: int) -> Optional[Done]:
+        # The result's Value, exactly answer[at:end], of the restype's kind.
+        kind = self._result_kind
+        if at >= end or answer[at] != kind:
+            return None
+        if kind == _FLOAT:
+            return Done(_DOUBLE.unpack_from(answer, at + 1)[0]) if end == at + 9 else None
+        if kind == _POINTER:
+            return self._address(answer, at, end)
+        number, after = _read_varint(answer, at + 1)
         if number is None or after != end:
             return None
-        if self._result_kind == _BOOL:
+        if kind == _BOOL:
             return Done(bool(number))
-        if self._result_kind == _INT:
+        if kind == _INT:
             number = (number >> 1) ^ -(number & 1)
         return Done(number)
+
+    @staticmethod
+    def _address(answer: bytes, at: int, end: int) -> Optional[Done]:
+        # A c_void_p result, exactly answer[at:end]: NULL, or PointerValue.remote with a
+        # non-zero address (and the generation, which the answer's own stands for); a Done
+        # of the worker's address (0 for NULL).
+        if answer.startswith(_NULL_POINTER, at):
+            return Done(0) if end == at + 4 else None
+        if end - at < 6 or answer[at + 1] != end - at - 2 or answer[at + 2] != _REMOTE_TAG or \
+                answer[at + 3] != end - at - 4 or answer[at + 4] != _ADDRESS_TAG:
+            return None
+        address, after = _read_varint(answer, at + 5)
+        if not address or after > end:
+            return None
+        if after < end:
+            if answer[after] != _GENERATION_IN_ADDRESS_TAG:
+                return None
+            generation, after = _read_varint(answer, after + 1)
+            if generation is None or after != end:
+                return None
+        return Done(address)
+
+    def _read_with_blocks(self, answer: bytes, at: int, end: int, held) -> Optional[Done]:
+        # The call field: the result, then each array's bytes in the order it was passed.
+        if at >= end or answer[at] != _CALL_TAG:
+            return None
+        length, at = _read_varint(answer, at + 1)
+        if length is None or at + length != end:
+            return None
+        done = Done(None)
+        if self._restype is not None:
+            if at >= end or answer[at] != _RESULT_TAG:
+                return None
+            length, at = _read_varint(answer, at + 1)
+            if length is None or at + length > end:
+                return None
+            done = self._value(answer, at, at + length)
+            if done is None:
+                return None
+            at += length
+        arrays = []
+        for index, (_twin, owner, size, _data, _direction) in enumerate(held):
+            if owner is None:
+                continue  # bytes: IN, not sent back
+            inner = (_BLOCK_INDEX + _varint(index) if index else b"") + _RETURNED_DATA + \
+                _varint(size)
+            expected = _RETURNED_TAG + _varint(len(inner) + size) + inner
+            if not answer.startswith(expected, at):
+                return None
+            at += len(expected)
+            arrays.append((owner, at, size))
+            at += size
+        if at != end:
+            return None
+        for owner, start, size in arrays:
+            _ct.memmove(_ct.addressof(owner), answer[start:start + size], size)
+        return done
 
 
 class Packed:
     """One call, packed: what _stream.Stream.send_packed sends and reads (`exchange`)."""
 
-    __slots__ = ("_packer", "_body", "function")
+    __slots__ = ("_packer", "_body", "function", "_twins", "_held", "places_blocks")
 
-    def __init__(self, packer: Packer, call: bytes) -> None:
+    def __init__(self, packer: Packer, call: bytes, twins=None, held=()) -> None:
         self._packer = packer
         self._body = _CALL + _varint(len(call)) + call  # the Request's call field
         self.function = packer.function
+        self._twins = twins
+        self._held = held  # what the call placed at twins (Packer._pack_pointers)
+        self.places_blocks = bool(held)
 
     def payload(self, request_id: int) -> bytes:
         """The serialized Request, with `request_id`."""
         return _ID + _varint(request_id) + self._body
 
+    def refused_by(self, local) -> bool:
+        """Whether the call must go the general way rather than on channel `local`: it
+        places blocks at twins of another worker than the channel's (the session's worker
+        changed since they were held), or it is larger than the worker reads."""
+        held = self._held
+        return bool(held) and (held[0][0].generation != local.generation or
+                               local.too_large_payload(len(self._body) + 16))
+
+    def release(self) -> None:
+        """The call is over (answered, failed or never sent): the twins it placed are free
+        again. Idempotent."""
+        held, self._held = self._held, ()
+        if held:
+            self._twins.unhold([entry[0] for entry in held])
+
     def exchange(self, local, request_id: int, deadline: float):
         """The call sent on the same-host channel `local` as request `request_id`: Done with
-        the result when the worker's answer has the one shape expected, else the answer
-        parsed and checked in full (a pb.Response, LocalChannel.checked_answer); the
-        channel's errors."""
+        the result when the worker's answer has the one shape expected (arrays passed
+        copied back), else the answer parsed and checked in full (a pb.Response,
+        LocalChannel.checked_answer; `copy_back` writes its arrays); the channel's
+        errors."""
         head = _ID + _varint(request_id)  # the request's id field, as its answer starts
         payload = head + self._body
-        answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES)
-        done = self._packer.read(head, answer)
+        held = self._held
+        if not held:
+            answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES)
+        else:
+            try:
+                answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES)
+            finally:
+                self.release()
+        done = self._packer.read(head, answer, held)
         if done is not None:
             return done
-        return local.checked_answer(pb.Request.FromString(payload), answer)
+        response = local.checked_answer(pb.Request.FromString(payload), answer)
+        self._copy_back(held, response)
+        return response
+
+    @staticmethod
+    def _copy_back(held, response) -> None:
+        # The arrays' bytes in an answer read in full, as ffibox._blocks copies back a
+        # block of an object without pointer slots (checked_answer checked their sizes).
+        if response.HasField("error"):
+            return
+        for returned in response.call.blocks:
+            owner = held[returned.block][1] if returned.block < len(held) else None
+            if owner is not None:
+                _ct.memmove(_ct.addressof(owner), returned.data, len(returned.data))

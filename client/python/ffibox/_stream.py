@@ -414,13 +414,14 @@ class SessionStream:
                                       threading.current_thread() is callback_thread) or \
                 self._serving.channel is not None:
             return None
-        return self._through_local(packed.function, 0, packed.exchange)
+        return self._through_local(packed.function, 0, packed.exchange,
+                                   packed.refused_by if packed.places_blocks else None)
 
-    def _through_local(self, function: int, timeout_ms: int, exchange, too_large=None):
+    def _through_local(self, function: int, timeout_ms: int, exchange, refused_by=None):
         """Runs `exchange(channel, request id, deadline)` for a call of `function` on the
         same-host channel: its answer, an error response (Response.id the request's) when
         the channel failed during the call, or None when the call was not sent (no channel,
-        `too_large(channel)`, or a handler of another thread's call running: it may be
+        `refused_by(channel)`, or a handler of another thread's call running: it may be
         waiting for this call, which then goes through the broker)."""
         if not self._local_lock.acquire(blocking=False):  # taken at once, as a rule
             while not self._local_lock.acquire(timeout=_HANDLER_LOOK):
@@ -428,7 +429,7 @@ class SessionStream:
                     return None
         try:
             local = self._local
-            if local is None or (too_large is not None and too_large(local)):
+            if local is None or (refused_by is not None and refused_by(local)):
                 return None
             bound = self.address_functions.get(function)
             if bound is not None and bound != local.generation:

@@ -157,9 +157,8 @@ class TwinTable:
         call; so does one whose block another call is keeping now (two threads' first calls
         with one object), until that call has recorded its twin (`kept`, `keeps_done`)."""
         with self._lock:
-            twin = self._by_owner.get(id(owner))
-            if twin is not None and twin.generation == generation and twin.size >= size and \
-                    twin.alive() is owner:
+            twin = self._current(owner, size, generation)
+            if twin is not None:
                 twin.busy += 1
                 block.at.address = twin.worker
                 block.at.generation = twin.generation
@@ -170,6 +169,27 @@ class TwinTable:
             self._keeping.add(id(owner))
         block.keep = True
         block.watch = True
+        return None
+
+    def hold(self, owner, size: int, generation: int) -> Optional[Twin]:
+        """`owner`'s twin, busy until `unhold`, when it has one of `generation` for at least
+        `size` bytes that no call in flight uses; else None (the call then goes the general
+        way, `place`)."""
+        if id(owner) not in self._by_owner:  # most objects without a twin: no lock taken
+            return None
+        with self._lock:
+            twin = self._current(owner, size, generation)
+            if twin is None or twin.busy:
+                return None
+            twin.busy += 1
+            return twin
+
+    def _current(self, owner, size: int, generation: int) -> Optional[Twin]:
+        # `owner`'s twin when a block of `size` bytes of `generation` may be placed at it.
+        twin = self._by_owner.get(id(owner))
+        if twin is not None and twin.generation == generation and twin.size >= size and \
+                twin.alive() is owner:
+            return twin
         return None
 
     def keeps_done(self, owners) -> None:
