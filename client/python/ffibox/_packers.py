@@ -209,9 +209,9 @@ def _pointer_encoder(t):
         if len(held) >= len(_BLOCK_ARGS):
             return None
         if kind_of_value is bytes:
-            if not takes_bytes:
-                return None
             size = len(value) + 1
+            if not takes_bytes or size > _MOST_BLOCK_BYTES:
+                return None
         # An array that owns its memory: no other argument's memory overlaps it (one made
         # from_buffer or from_address may alias another, which the general way ships once).
         elif takes(kind_of_value) and value._b_needsfree_:
@@ -225,8 +225,7 @@ def _pointer_encoder(t):
             if kind_of_value is bytes:
                 held.append((twin, None, size, value + b"\0", _IN))
             else:
-                held.append((twin, value, size, _ct.string_at(_ct.addressof(value), size),
-                             _INOUT))
+                held.append((twin, value, size, bytes(value), _INOUT))  # its memory
         except BaseException:  # out of memory, or interrupted: the twin is not held
             twins.unhold((twin,))
             raise
@@ -245,14 +244,29 @@ def _block_arg(index: int) -> bytes:
 _BLOCK_ARGS = [_block_arg(index) for index in range(16)]
 
 
+# (worker address, generation) of a twin -> its MemoryBlock.at field, for the twins packed
+# calls placed blocks at last (made again once there are _MOST_PLACES).
+_places = {}
+_MOST_PLACES = 4096
+# (block index, size) -> how CallResult.blocks starts for that block's bytes.
+_returned = {}
+
+
 def _block(twin, data: bytes, direction: bytes) -> bytes:
     """The whole Call.blocks field of `data` placed at `twin`, watched, as ffibox._blocks
     ships a twinned object."""
-    at = bytes((_ADDRESS_TAG,)) + _varint(twin.worker)
-    if twin.generation:
-        at += bytes((_GENERATION_IN_ADDRESS_TAG,)) + _varint(twin.generation)
-    body = b"".join((_DATA, _varint(len(data)), data, _SIZE, _varint(len(data)), direction,
-                     _AT, _SMALL[len(at)], at, _WATCH))
+    key = (twin.worker, twin.generation)
+    place = _places.get(key)
+    if place is None:
+        at = bytes((_ADDRESS_TAG,)) + _varint(twin.worker)
+        if twin.generation:
+            at += bytes((_GENERATION_IN_ADDRESS_TAG,)) + _varint(twin.generation)
+        place = _AT + _SMALL[len(at)] + at + _WATCH
+        if len(_places) >= _MOST_PLACES:
+            _places.clear()
+        _places[key] = place
+    size = _varint(len(data))
+    body = b"".join((_DATA, size, data, _SIZE, size, direction, place))
     return _BLOCK + _varint(len(body)) + body
 
 
@@ -337,8 +351,8 @@ class Packer:
                 if encoded is None:
                     return None
                 parts.append(encoded)
-            if sum(entry[2] for entry in held) > _MOST_BLOCK_BYTES:
-                return None
+            if len(held) > 1 and sum(entry[2] for entry in held) > _MOST_BLOCK_BYTES:
+                return None  # each alone is at most that
             parts.extend(_block(twin, data, direction)
                          for twin, _owner, _size, data, direction in held)
             packed = Packed(self, b"".join(parts), twins, held)
@@ -443,9 +457,14 @@ class Packer:
         for index, (_twin, owner, size, _data, _direction) in enumerate(held):
             if owner is None:
                 continue  # bytes: IN, not sent back
-            inner = (_BLOCK_INDEX + _varint(index) if index else b"") + _RETURNED_DATA + \
-                _varint(size)
-            expected = _RETURNED_TAG + _varint(len(inner) + size) + inner
+            expected = _returned.get((index, size))
+            if expected is None:
+                inner = (_BLOCK_INDEX + _varint(index) if index else b"") + _RETURNED_DATA + \
+                    _varint(size)
+                expected = _RETURNED_TAG + _varint(len(inner) + size) + inner
+                if len(_returned) >= _MOST_PLACES:
+                    _returned.clear()
+                _returned[(index, size)] = expected
             if not answer.startswith(expected, at):
                 return None
             at += len(expected)
