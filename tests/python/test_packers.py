@@ -297,13 +297,20 @@ def test_pointer_requests_are_what_protobuf_makes_of_them():
         packed.release()
         assert [t.busy for t in twins.twins.values()] == [0, 0, 0]
     # What the general way ships: a view, an array of pointers, bytes for a c_int pointer,
-    # an object passed twice (its twin is busy by then), an array too large to pack.
+    # an object passed twice (its twin is busy by then), an array or bytes too large to pack,
+    # arrays too large together.
     twins = _FakeTwins()
     for args in ((text, 1, doubles[1:], buf), (text, 1, (ct.c_void_p * 2)(), buf),
                  (text, 1, b"12345678", buf), (text, 1, doubles, doubles),
-                 (text, 1, doubles, ct.create_string_buffer(64 << 10))):
+                 (text, 1, doubles, ct.create_string_buffer(64 << 10)),
+                 (b"x" * (16 << 10), 1, doubles, buf),
+                 (text, 1, doubles, ct.create_string_buffer(16 << 10))):
         assert packer.pack(args, twins, 1) is None
         assert all(not t.busy for t in twins.twins.values())
+    alone = _packers.Packer(9, [ct.c_char_p], None)
+    fits, too_large = b"x" * ((16 << 10) - 1), b"x" * (16 << 10)  # and their NUL
+    assert alone.pack((fits,), _FakeTwins(), 1) is not None
+    assert alone.pack((too_large,), _FakeTwins(), 1) is None
 
 
 def test_a_packed_answer_is_read_only_in_its_one_shape():
