@@ -296,11 +296,15 @@ def test_pointer_requests_are_what_protobuf_makes_of_them():
         packed.release()
         packed.release()
         assert [t.busy for t in twins.twins.values()] == [0, 0, 0]
-    # What the general way ships: a view, an array of pointers, bytes for a c_int pointer,
+    # What the general way ships: an element view, an array made from_buffer, a list, an
+    # array of pointers, bytes for a c_double pointer,
     # an object passed twice (its twin is busy by then), an array or bytes too large to pack,
     # arrays too large together.
     twins = _FakeTwins()
-    for args in ((text, 1, doubles[1:], buf), (text, 1, (ct.c_void_p * 2)(), buf),
+    rows = ((ct.c_double * 2) * 2)()
+    for args in ((text, 1, rows[1], buf),
+                 (text, 1, (ct.c_double * 1).from_buffer(doubles, 8), buf),
+                 (text, 1, doubles[1:], buf), (text, 1, (ct.c_void_p * 2)(), buf),
                  (text, 1, b"12345678", buf), (text, 1, doubles, doubles),
                  (text, 1, doubles, ct.create_string_buffer(64 << 10)),
                  (b"x" * (16 << 10), 1, doubles, buf),
