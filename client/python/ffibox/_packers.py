@@ -183,11 +183,12 @@ def _is_void_pointer(t) -> bool:
 
 
 def _pointer_encoder(t):
-    """encode(value, twins, held, generation) for a pointer parameter of type `t` (c_char_p, c_void_p,
-    POINTER(T)), as _encoder: None when `value` is not a twinned bytes or plain array it
-    takes (the general way ships it). Appends to `held` what the call places: (its twin, the
-    array to copy back into or None for bytes, its size); the Call.args field points at
-    that block."""
+    """encode(value, twins, held, generation) for a pointer parameter of type `t` (c_char_p,
+    c_void_p, POINTER(T)), as _encoder: None when `value` is not bytes or an array of its own
+    this parameter takes, with a free twin of `generation` in `twins` (the general way ships
+    it). Appends to `held` what the call places: (the twin, held until Packed.release; the
+    array to copy back into, None for bytes; its size; the block's bytes; its direction).
+    Returns the Call.args field of a pointer to that block."""
     void = _is_void_pointer(t)
     target = _ct.c_char if not _types.is_pointer(t) else t._type_
     takes_bytes = void or target is _ct.c_char
