@@ -444,3 +444,39 @@ def test_an_array_of_strings_ships_each_string_once_at_its_own_block():
     # The same string reached again is the same block.
     assert builder.locate(ctypes.cast(names, ctypes.POINTER(ctypes.c_void_p))[5]) == (
         targets[40][0], 0)
+
+
+def test_a_pointer_to_a_twin_another_thread_makes_busy_meanwhile_is_its_worker_address():
+    # Another thread's call takes the twin between the look for a busy twin and the block:
+    # the pointer is the twin's worker address, as for a twin found busy at once (it was a
+    # block index of no block, which the server refuses).
+    buffer = ctypes.create_string_buffer(32)
+    twins = TwinTable(lambda: GENERATION)
+    kept_twin(twins, buffer, 0x7000_0000_9000)
+    looks = [twins.busy_worker_address]
+
+    def first_look_before_the_other_thread(address):
+        if len(looks) == 1:
+            looks.append(twins.hold(buffer, 32, GENERATION))  # the other thread's call
+            return None
+        return looks[0](address)
+
+    twins.busy_worker_address = first_look_before_the_other_thread
+    builder = new_builder(twins)
+    value = builder.pointer_to(buffer, 4)
+    assert value.pointer.remote.address == 0x7000_0000_9004 and not builder.blocks
+
+
+def test_arrays_of_plain_memory_made_from_buffer_share_its_owner_and_typed_ones_do_not():
+    buffer = ctypes.create_string_buffer(32)
+    builder = new_builder()
+    index = builder.add_object((ctypes.c_int * 2).from_buffer(buffer, 8))
+    assert builder.blocks[index].size == 32 and builder._owners[index] is buffer
+    # A view with pointer slots over plain memory ships by its own type (its slots
+    # relocated), not as the bytes of the memory it was made on.
+    text = ctypes.create_string_buffer(b"abc")
+    slots = (ctypes.c_char_p * 2).from_buffer(buffer)
+    slots[0] = ctypes.cast(text, ctypes.c_char_p)
+    builder = new_builder()
+    index = builder.add_object(slots)
+    assert builder._owners[index] is slots and 0 in relocations(builder.blocks[index])

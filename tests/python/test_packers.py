@@ -409,3 +409,58 @@ def test_a_packed_call_whose_library_changed_megabytes_elsewhere_is_read_in_full
         assert lib.fill_registered(ord("A")) == 2 << 20
         assert buf.raw == b"A" * (2 << 20)
         assert packed == [False] and session.stream.local_enabled
+
+
+def test_a_void_pointer_result_of_a_scalar_call_is_what_ctypes_gives(client):
+    # NULL is None, and an address inside caller memory a call reached the caller's own.
+    for same_host in (True, False):
+        with client.session(same_host=same_host) as session:
+            lib, libc = session.CDLL(TEST_LIB), session.CDLL("libc.so.6")
+            libc.malloc.argtypes, libc.malloc.restype = [ct.c_size_t], ct.c_void_p
+            buf = ct.create_string_buffer(16)
+            lib.register_buffer.argtypes = [ct.c_void_p, ct.c_size_t]
+            lib.register_buffer(buf, len(buf))
+            lib.registered_buffer_address.argtypes = [ct.c_long]
+            lib.registered_buffer_address.restype = ct.c_void_p
+            packed = count_packed(session)
+            assert libc.malloc(1 << 62) is None
+            assert lib.registered_buffer_address(2) == ct.addressof(buf) + 2
+            assert packed == ([True, True] if same_host else [])
+
+
+def test_a_typed_view_made_from_buffer_passes_its_pointers(client):
+    # strsep through a char* slot of a (c_char_p * 2) made on a plain buffer: the slot
+    # points at the caller's string, and comes back pointing further into it.
+    def run(c, load):
+        libc = load("libc.so.6")
+        libc.strsep.argtypes = [c.POINTER(c.c_char_p), c.c_char_p]
+        libc.strsep.restype = c.c_char_p
+        memory = (c.c_char * 16)()
+        slots = (c.c_char_p * 2).from_buffer(memory)
+        text = c.create_string_buffer(b"ab,cd")
+        slots[0] = c.cast(text, c.c_char_p)
+        return libc.strsep(slots, b","), slots[0]
+
+    with client.session(same_host=True) as session:
+        assert run(ct, session.CDLL) == run(ctypes, ctypes.CDLL) == (b"ab", b"cd")
+
+
+def test_arrays_are_written_back_before_their_twins_are_free_again():
+    # Another thread's call may take a twin as soon as it is free: by then the array holds
+    # the answer's bytes, so that call never sends bytes older than this one's answer.
+    class Twins(_FakeTwins):
+        def unhold(self, twins):
+            seen.append(buf.raw)
+            super().unhold(twins)
+
+    class Channel:
+        generation = 3
+
+        def transfer(self, payload, deadline, most):
+            return pb.Response(id=5, generation=3, call=pb.CallResult(
+                blocks=[pb.BlockContents(block=0, data=b"wxyz")])).SerializeToString()
+
+    seen, buf = [], (ct.c_char * 4)()
+    packed = _packers.Packer(9, [ct.c_void_p], None).pack((buf,), Twins(), 3)
+    assert packed.exchange(Channel(), 5, 0.0).value is None
+    assert seen == [b"wxyz"] and buf.raw == b"wxyz"

@@ -127,6 +127,7 @@ EXPORT void register_buffer(char* buffer, size_t n) {
   registered_buffer = buffer;
   registered_size = n;
 }
+EXPORT void* registered_buffer_address(long offset) { return registered_buffer + offset; }
 EXPORT size_t fill_registered(int c) {
   memset(registered_buffer, c, registered_size);
   return registered_size;

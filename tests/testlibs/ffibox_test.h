@@ -124,6 +124,7 @@ int add_to_total(int amount); /* *total += amount; the new total */
 int fill_and_add(char* out, size_t n, int amount); /* n bytes of 'x', then add_to_total */
 void register_buffer(char* buffer, size_t n);
 size_t fill_registered(int c); /* fills the registered buffer with c; its size */
+void* registered_buffer_address(long offset); /* the registered buffer + offset */
 
 /* Faults: each kills the calling process in its own way. */
 int crash_null_deref(void);           /* SIGSEGV: write through NULL */

@@ -151,8 +151,13 @@ class CallBuilder:
 
         owner = _twins.owner_of(obj)
         if owner is obj:
+            # Plain memory over plain memory: where either holds pointers, each ships its
+            # own slots by its own type, as two objects.
             exporter = _buffer_exporter(obj)
-            return exporter if exporter is not None and holds(exporter) else obj
+            if exporter is not None and holds(exporter) and not _types.pointer_offsets(
+                    type(obj)) and not _types.pointer_offsets(type(exporter)):
+                return exporter
+            return obj
         if holds(owner):
             return owner
         twinned = self._twins.owner_at(start)
@@ -301,10 +306,14 @@ class CallBuilder:
     def pointer_to(self, obj, offset: int = 0):
         """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker
         address, unsynced, when a call in flight works on its twin)."""
-        busy = self._twins.busy_worker_address(_ct.addressof(obj))
-        if busy is not None:
-            return remote_value(busy[0] + offset, busy[1])
-        index = self.add_object(obj)
+        while True:
+            busy = self._twins.busy_worker_address(_ct.addressof(obj))
+            if busy is not None:
+                return remote_value(busy[0] + offset, busy[1])
+            index = self.add_object(obj)
+            if index is not None:
+                break
+            # Another thread's call made the twin busy in between: its worker address.
         base = self.locate(_ct.addressof(obj))
         return block_value(index, (base[1] if base else 0) + offset)
 

@@ -100,7 +100,8 @@ class RemoteCall:
         # What the caller changed in images of worker memory reaches the worker first.
         session.images.sync()
         answer = session.stream.send_packed(packed)
-        if type(answer) is _packers.Done and not packer.maps_words:
+        if type(answer) is _packers.Done and not packer.maps_words and \
+                not packer.void_pointer:
             return answer  # the most common case
         return self._packed_answer(packer, answer, restype, None)
 

@@ -519,19 +519,20 @@ class Packed:
         head = _ID + _varint(request_id)  # the request's id field, as its answer starts
         payload = head + self._body
         held = self._held
-        if not held:
+        try:
             answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES)
-        else:
-            try:
-                answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES)
-            finally:
+            # The arrays are written back while their twins are still held: another
+            # thread's call with one of them meanwhile finds it busy (and passes its worker
+            # address) rather than sending bytes older than this answer's.
+            done = self._packer.read(head, answer, held)
+            if done is not None:
+                return done
+            response = local.checked_answer(pb.Request.FromString(payload), answer)
+            self._copy_back(held, response)
+            return response
+        finally:
+            if held:
                 self.release()
-        done = self._packer.read(head, answer, held)
-        if done is not None:
-            return done
-        response = local.checked_answer(pb.Request.FromString(payload), answer)
-        self._copy_back(held, response)
-        return response
 
     @staticmethod
     def _copy_back(held, response) -> None:
