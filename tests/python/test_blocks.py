@@ -3,6 +3,8 @@ process only, no server. The results the worker would send are written out as it
 (proto/ffibox/v1/ffibox.proto: CallResult, BlockContents, KeptBlock)."""
 import ctypes
 
+import pytest
+
 from ffibox._blocks import CallBuilder
 from ffibox._images import ImageTable
 from ffibox._stubs import pb
@@ -480,3 +482,18 @@ def test_arrays_of_plain_memory_made_from_buffer_share_its_owner_and_typed_ones_
     builder = new_builder()
     index = builder.add_object(slots)
     assert builder._owners[index] is slots and 0 in relocations(builder.blocks[index])
+
+
+def test_a_pointer_to_an_object_whose_busy_twin_does_not_hold_it_is_an_error_not_a_wait():
+    # The twin is busy but no look finds it holding the object (as for an object resized
+    # since it was made): the pointer has no worker address; an error, never a block index
+    # of no block, nor a loop that waits for the other call.
+    buffer = ctypes.create_string_buffer(32)
+    twins = TwinTable(lambda: GENERATION)
+    kept_twin(twins, buffer, 0x7000_0000_9000)
+    assert twins.hold(buffer, 32, GENERATION) is not None
+    look = twins.busy_worker_address
+    twins.busy_worker_address = lambda address: (
+        look(address) if address == ctypes.addressof(buffer) else None)
+    with pytest.raises(ValueError, match="in use by a call of another thread"):
+        new_builder(twins).pointer_to((ctypes.c_char * 8).from_buffer(buffer, 8))

@@ -74,6 +74,11 @@ def _buffer_exporter(obj):
     return found
 
 
+# How often pointer_to looks again when another thread's calls keep taking and freeing the
+# twin it would place a block at.
+_BUSY_LOOKS = 1000
+
+
 class _Ranges:
     """Ranges of local memory, each with a value, and the first added range holding an
     address. While the ranges are disjoint (separate objects), that one is found by
@@ -306,7 +311,7 @@ class CallBuilder:
     def pointer_to(self, obj, offset: int = 0):
         """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker
         address, unsynced, when a call in flight works on its twin)."""
-        while True:
+        for _ in range(_BUSY_LOOKS):
             busy = self._twins.busy_worker_address(_ct.addressof(obj))
             if busy is not None:
                 return remote_value(busy[0] + offset, busy[1])
@@ -314,6 +319,11 @@ class CallBuilder:
             if index is not None:
                 break
             # Another thread's call made the twin busy in between: its worker address.
+        else:
+            # The twin is busy and does not hold `obj` (an object resized since): no address
+            # of it in the worker until that call is over.
+            raise ValueError("ffibox: the memory of this argument is in use by a call of "
+                             "another thread")
         base = self.locate(_ct.addressof(obj))
         return block_value(index, (base[1] if base else 0) + offset)
 
