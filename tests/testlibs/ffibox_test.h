@@ -120,10 +120,10 @@ int counter_next(void);         /* 1, 2, 3, ... per process */
 /* Keeps the caller's int and adds to it in later calls that pass only numbers (as a library
  * updates statistics a caller registered). */
 void register_total(int* total);
-int add_to_total(int amount); /* *total += amount; the new total */
+int add_to_total(int amount);                      /* *total += amount; the new total */
 int fill_and_add(char* out, size_t n, int amount); /* n bytes of 'x', then add_to_total */
 void register_buffer(char* buffer, size_t n);
-size_t fill_registered(int c); /* fills the registered buffer with c; its size */
+size_t fill_registered(int c);                /* fills the registered buffer with c; its size */
 void* registered_buffer_address(long offset); /* the registered buffer + offset */
 
 /* Faults: each kills the calling process in its own way. */
