@@ -297,20 +297,24 @@ def test_pointer_requests_are_what_protobuf_makes_of_them():
         packed.release()
         assert [t.busy for t in twins.twins.values()] == [0, 0, 0]
     # What the general way ships: an element view, an array made from_buffer, a list, an
-    # array of pointers, bytes for a c_double pointer,
+    # array of pointers, an array of another type, bytes for a c_double pointer,
     # an object passed twice (its twin is busy by then), an array or bytes too large to pack,
     # arrays too large together.
     twins = _FakeTwins()
     rows = ((ct.c_double * 2) * 2)()
     for args in ((text, 1, rows[1], buf),
                  (text, 1, (ct.c_double * 1).from_buffer(doubles, 8), buf),
-                 (text, 1, doubles[1:], buf), (text, 1, (ct.c_void_p * 2)(), buf),
+                 (text, 1, doubles[1:], buf), (text, 1, doubles, (ct.c_void_p * 2)()),
+                 (text, 1, (ct.c_float * 2)(), buf),
                  (text, 1, b"12345678", buf), (text, 1, doubles, doubles),
                  (text, 1, doubles, ct.create_string_buffer(64 << 10)),
                  (b"x" * (16 << 10), 1, doubles, buf),
                  (text, 1, doubles, ct.create_string_buffer(16 << 10))):
         assert packer.pack(args, twins, 1) is None
         assert all(not t.busy for t in twins.twins.values())
+    grown = ct.create_string_buffer(32)  # an array ctypes.resize made larger than its type
+    ctypes.resize(grown, 64 << 10)
+    assert _packers.Packer(9, [ct.c_void_p], None).pack((grown,), _FakeTwins(), 1) is None
     alone = _packers.Packer(9, [ct.c_char_p], None)
     fits, too_large = b"x" * ((16 << 10) - 1), b"x" * (16 << 10)  # and their NUL
     assert alone.pack((fits,), _FakeTwins(), 1) is not None

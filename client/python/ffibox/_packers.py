@@ -200,8 +200,7 @@ def _pointer_encoder(t):
             took = (_types.is_array(array_type) and
                     not hasattr(array_type, "_ffibox_base") and  # not a view of worker memory
                     (void or array_type._type_ is target) and
-                    not _types.pointer_offsets(array_type) and
-                    0 < _ct.sizeof(array_type) <= _MOST_BLOCK_BYTES)
+                    not _types.pointer_offsets(array_type))
             arrays[array_type] = took
         return took
 
@@ -216,7 +215,9 @@ def _pointer_encoder(t):
         # An array that owns its memory: no other argument's memory overlaps it (one made
         # from_buffer or from_address may alias another, which the general way ships once).
         elif takes(kind_of_value) and value._b_needsfree_:
-            size = _ct.sizeof(value)
+            size = _ct.sizeof(value)  # its type's size, or what ctypes.resize made it
+            if not 0 < size <= _MOST_BLOCK_BYTES:
+                return None
         else:
             return None
         twin = twins.hold(value, size, generation)
