@@ -482,6 +482,14 @@ def test_errcheck(ct, testlib):
     assert testlib.divmod(7, 2, ct.byref(q), ct.byref(r)) == 0
     with pytest.raises(OSError):
         testlib.divmod(7, 0, ct.byref(q), ct.byref(r))
+    # Only a callable is an errcheck; `del` unsets it.
+    for not_callable in (None, 5):
+        with pytest.raises(TypeError, match="must be callable"):
+            testlib.divmod.errcheck = not_callable
+    assert testlib.divmod.errcheck is check
+    del testlib.divmod.errcheck
+    assert testlib.divmod.errcheck is None
+    assert testlib.divmod(7, 2, ct.byref(q), ct.byref(r)) == 0
 
 
 def test_memmove_memset_and_cast_locally(ct):

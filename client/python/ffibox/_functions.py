@@ -271,7 +271,7 @@ class _FuncPtr:
         self._call = RemoteCall(session, name, library, use_errno=use_errno)
         self._argtypes = None
         self._restype = type(self)._restype_
-        self.errcheck = None
+        self._errcheck = None
         # An ffibox addition: True for a C function declared with `...`. argtypes are then its
         # fixed parameters, and each call's extra arguments are passed as variadic ones, their
         # types inferred from the values as ctypes infers them (C's promotions applied).
@@ -280,6 +280,20 @@ class _FuncPtr:
     @property
     def argtypes(self):
         return self._argtypes
+
+    @property
+    def errcheck(self):
+        return self._errcheck
+
+    @errcheck.setter
+    def errcheck(self, value) -> None:
+        if not callable(value):  # as ctypes: None too (`del` unsets it)
+            raise TypeError("the errcheck attribute must be callable")
+        self._errcheck = value
+
+    @errcheck.deleter
+    def errcheck(self) -> None:
+        self._errcheck = None
 
     @property
     def restype(self):
@@ -302,8 +316,8 @@ class _FuncPtr:
 
     def __call__(self, *args):
         result = self._call(self, self._argtypes, self.restype, args, self.variadic)
-        if self.errcheck is not None:
-            return self.errcheck(result, self, args)
+        if self._errcheck is not None:
+            return self._errcheck(result, self, args)
         return result
 
     def __repr__(self) -> str:
