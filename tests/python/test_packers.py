@@ -1,9 +1,11 @@
-"""Calls of scalar functions on the same-host channel take a precompiled packer
-(client/python/ffibox/_packers.py): they must give exactly what the general way gives over
-the stream, raise the same errors, and hand anything unusual in the answer (blocks the
-library changed, a crash) to the general handling. A real ffiboxd and jailed worker.
+"""Calls on the same-host channel of scalar functions, and calls passing strings and buffers
+that have twins, take a precompiled packer (client/python/ffibox/_packers.py): they must
+give exactly what the general way gives over the stream and the stdlib's ctypes gives, raise
+the same errors, and hand anything unusual in the answer (blocks the library changed, a
+crash) to the general handling. A real ffiboxd and jailed worker, and packers alone.
 """
 import ctypes
+import threading
 
 import pytest
 
@@ -468,3 +470,36 @@ def test_arrays_are_written_back_before_their_twins_are_free_again():
     packed = _packers.Packer(9, [ct.c_void_p], None).pack((buf,), Twins(), 3)
     assert packed.exchange(Channel(), 5, 0.0).value is None
     assert seen == [b"wxyz"] and buf.raw == b"wxyz"
+
+
+def test_threads_calling_with_buffers_of_their_own_get_their_own_results(client):
+    # Packed calls from three threads at once, each passing its own buffer and string: no
+    # error, every result and every buffer right, and each thread's calls packed once its
+    # objects have twins.
+    with client.session(same_host=True) as session:
+        lib, libc = session.CDLL(TEST_LIB), session.CDLL("libc.so.6")
+        lib.sum_bytes.argtypes = [ct.POINTER(ct.c_ubyte), ct.c_size_t]
+        lib.sum_bytes.restype = ct.c_size_t
+        lib.str_len.argtypes, lib.str_len.restype = [ct.c_char_p], ct.c_size_t
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        libc.memset.restype = ct.c_void_p
+        packed = count_packed(session)
+        wrong = []
+
+        def work(k):
+            numbers, text = (ct.c_ubyte * 16)(*range(16)), b"thread %d" % k
+            for i in range(300):
+                got = (lib.sum_bytes(numbers, 16), lib.str_len(text),
+                       libc.memset(numbers, k, 1) == ct.addressof(numbers), numbers[0])
+                numbers[0] = 0
+                if got != (120, len(text), True, k):
+                    wrong.append((k, i, got))
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in (1, 2, 3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert wrong == []
+        assert packed.count(True) >= 3 * 3 * 290  # all but each thread's first calls
+        assert session.stream.local_enabled
