@@ -21,9 +21,10 @@ A pointer argument is packed only in the steady state of a call that passes call
 bytes (for c_char_p, c_void_p or POINTER(c_char)), or an array that owns its memory and
 holds no pointer (for c_void_p, for c_char_p when its elements are c_char, for POINTER(T)
 when they are T), whose worker twin (ffibox._twins) an earlier call made and no call in
-flight uses. Bytes travel IN, an array INOUT, placed at its twin, as ffibox._blocks ships
-them; the array's bytes are copied back after the call. A first call with an object, an
-object passed twice, a view, a large array and anything else go the general way.
+flight uses, 16 KiB of them in all. Bytes travel IN, an array INOUT, placed at its twin and
+watched, as ffibox._blocks ships them; the array's bytes are written back before its twin is
+free again. A first call with an object, an object passed twice, a view, an array made
+from_buffer or from_address, a larger array and anything else go the general way.
 """
 import ctypes as _ct
 import struct
