@@ -82,8 +82,9 @@ def count_packed(session):
 def test_every_scalar_type_gives_what_the_stream_gives(client):
     assert _packers.packable((ct.c_int, ct.c_double), ct.c_bool)
     assert _packers.packable((ct.c_char_p, ct.POINTER(ct.c_int)), ct.c_void_p)
+    assert _packers.packable((ct.c_int,), ct.c_char_p)
     assert not _packers.packable((ct.c_wchar_p,), ct.c_int)
-    assert not _packers.packable((ct.c_int,), ct.c_char_p)
+    assert not _packers.packable((ct.c_int,), ct.c_wchar_p)
     assert results(client, True) == results(client, False)
 
 
@@ -503,3 +504,51 @@ def test_threads_calling_with_buffers_of_their_own_get_their_own_results(client)
         assert wrong == []
         assert packed.count(True) >= 3 * 3 * 290  # all but each thread's first calls
         assert session.stream.local_enabled
+
+
+def test_a_string_result_is_what_the_stream_and_ctypes_give(client):
+    # c_char_p results: the worker sends the string's bytes (or NULL), short and long (a
+    # length of more than one varint byte), after scalar and string arguments.
+    def run(c, load, session=None):
+        lib, libc = load(TEST_LIB), load("libc.so.6")
+        libc.strerror.argtypes, libc.strerror.restype = [c.c_int], c.c_char_p
+        libc.getenv.argtypes, libc.getenv.restype = [c.c_char_p], c.c_char_p
+        lib.greeting.argtypes, lib.greeting.restype = [], c.c_char_p
+        lib.str_dup_upper.argtypes, lib.str_dup_upper.restype = [c.c_char_p], c.c_char_p
+        lib.text_of_length.argtypes, lib.text_of_length.restype = [c.c_int], c.c_char_p
+        long_text, missing = b"abc" * 100, b"FFIBOX_NO_SUCH_VARIABLE"
+        got = []
+        for _ in range(2):  # the second round with twins for the bytes
+            packed = count_packed(session) if session is not None else []
+            got.append((libc.strerror(2), libc.getenv(missing), lib.greeting(),
+                        lib.str_dup_upper(long_text), lib.str_dup_upper(None),
+                        lib.text_of_length(300), lib.text_of_length(-1)))
+        return got, packed
+
+    assert run(ctypes, ctypes.CDLL)[0] == [(b"No such file or directory", None,
+                                            b"hello, ffibox", b"ABC" * 100, None, b"x" * 300,
+                                            None)] * 2
+    with client.session(same_host=True) as session:
+        on_channel, packed = run(ct, session.CDLL, session)
+    assert packed == [True] * 6  # all but the one passing None (the general way)
+    with client.session(same_host=False) as session:
+        assert run(ct, session.CDLL, session)[0] == on_channel == run(ctypes, ctypes.CDLL)[0]
+
+
+def test_a_string_answer_is_read_only_in_its_one_shape():
+    packer = _packers.Packer(9, [ct.c_int], ct.c_char_p)
+    head = b"\x08\x05"
+
+    def answer(result, extra=b""):
+        return pb.Response(id=5, generation=3, call=pb.CallResult(
+            result=result)).SerializeToString() + extra
+
+    for text in (b"", b"short", b"y" * 200, b"z" * 20000):
+        assert packer.read(head, answer(pb.Value(bytes_value=text))).value == text
+    assert packer.read(head, answer(pb.Value(pointer=pb.PointerValue(null=True)))).value is None
+    for bad in (answer(pb.Value(bytes_value=b"abc"))[:-1],
+                answer(pb.Value(bytes_value=b"abc"), b"\x20\x01"),
+                answer(pb.Value(text_value="abc")), answer(pb.Value(uint_value=3)),
+                answer(pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(address=8)))),
+                pb.Response(id=5, generation=3, call=pb.CallResult()).SerializeToString()):
+        assert packer.read(head, bad) is None, bad

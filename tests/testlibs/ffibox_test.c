@@ -67,6 +67,13 @@ EXPORT int sum_variadic(int count, ...) {
 
 EXPORT size_t str_len(const char* s) { return s == NULL ? 0 : strlen(s); }
 EXPORT const char* greeting(void) { return "hello, ffibox"; }
+EXPORT const char* text_of_length(int n) {
+  static char text[1024];
+  if (n < 0 || n >= (int)sizeof text) return NULL;
+  memset(text, 'x', (size_t)n);
+  text[n] = '\0';
+  return text;
+}
 EXPORT char* str_dup_upper(const char* s) {
   if (s == NULL) return NULL;
   size_t n = strlen(s);

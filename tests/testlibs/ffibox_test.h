@@ -55,6 +55,7 @@ int sum_variadic(int count, ...); /* sum of `count` int variadic arguments */
 /* Strings. */
 size_t str_len(const char* s);      /* strlen(s); 0 for NULL */
 const char* greeting(void);         /* "hello, ffibox" (static) */
+const char* text_of_length(int n);  /* n 'x' (a static buffer); NULL unless 0 <= n < 1024 */
 char* str_dup_upper(const char* s); /* malloc'd upper-case copy; NULL for NULL */
 /* Typed out-parameters that receive worker memory. */
 typedef struct Record {

@@ -1,7 +1,7 @@
 """Precompiled packers for the calls code makes most often, on the same-host channel: a
 function whose result is void, a fundamental scalar type (c_int, c_uint, c_long, c_size_t,
-c_double, c_float, c_bool, ...; no character type) or c_void_p, and whose parameters are
-fundamental scalar types or pointers (c_char_p, c_void_p, POINTER(T)).
+c_double, c_float, c_bool, ...; no character type), c_void_p or c_char_p, and whose
+parameters are fundamental scalar types or pointers (c_char_p, c_void_p, POINTER(T)).
 
 A packer is made once per function and signature. It writes each call's request in
 protobuf's wire format from a prefix made once (the request's field tags and the function's
@@ -46,6 +46,8 @@ _FLOAT_TAG, _INT_TAG, _UINT_TAG = bytes((_FLOAT,)), bytes((_INT,)), bytes((_UINT
 # A c_void_p result (Value.pointer): NULL, or a worker address (PointerValue.remote).
 _POINTER = 0x3a
 _NULL_POINTER = b"\x3a\x02\x08\x01"
+# A c_char_p result: the string's bytes, which the worker read (Value.bytes_value), or NULL.
+_TEXT = 0x2a
 _REMOTE_TAG, _ADDRESS_TAG, _GENERATION_IN_ADDRESS_TAG = 0x12, 0x08, 0x10
 # Call.blocks (3); MemoryBlock.data (1), size (2), direction (3, IN 1, INOUT 3), at (6),
 # watch (7); CallResult.blocks (2); BlockContents.block (1), data (2).
@@ -183,6 +185,10 @@ def _is_void_pointer(t) -> bool:
     return _types.is_fundamental(t) and t._type_ == "P"
 
 
+def _is_string(t) -> bool:
+    return _types.is_fundamental(t) and t._type_ == "z"
+
+
 def _pointer_encoder(t):
     """encode(value, twins, held, generation) for a pointer parameter of type `t` (c_char_p,
     c_void_p, POINTER(T)), as _encoder: None when `value` is not bytes or an array of its own
@@ -284,10 +290,11 @@ def _takes_pointer(t) -> bool:
 def packable(argtypes, restype) -> bool:
     """Whether calls with these (checked) argtypes and restype can have a packer: each
     parameter a fundamental scalar type or a pointer a packer takes, the result void, a
-    fundamental scalar type or c_void_p."""
+    fundamental scalar type, c_void_p or c_char_p."""
     return argtypes is not None and \
         all(_kind(t) is not None or _takes_pointer(t) for t in argtypes) and (
-            restype is None or _kind(restype) is not None or _is_void_pointer(restype))
+            restype is None or _kind(restype) is not None or _is_void_pointer(restype) or
+            _is_string(restype))
 
 
 class Packer:
@@ -302,7 +309,8 @@ class Packer:
         self.any_pointer = any(self._pointers)
         self._restype = restype
         result_kind = None if restype is None else _kind(restype)
-        self._result_kind = _POINTER if _is_void_pointer(restype) else result_kind
+        self._result_kind = _POINTER if _is_void_pointer(restype) else (
+            _TEXT if _is_string(restype) else result_kind)
         # What follows the answer's id and generation when the result has a fixed size:
         # the whole call field for void, and up to the 8 bytes of the value for a double.
         self._fixed = None
@@ -381,7 +389,7 @@ class Packer:
                 number, at = _read_varint(answer, at + 1)
                 if number is None:
                     return None
-        if self.any_pointer:
+        if self.any_pointer or self._result_kind == _TEXT:  # lengths of any size
             return self._read_with_blocks(answer, at, end, held)
         fixed = self._fixed
         if fixed is not None:
@@ -402,8 +410,14 @@ class Packer:
     def _value(self, answer: bytes, at: int, end: int) -> Optional[Done]:
         # The result's Value, exactly answer[at:end], of the restype's kind.
         kind = self._result_kind
+        if kind == _TEXT and answer.startswith(_NULL_POINTER, at):
+            return Done(None) if end == at + 4 else None
         if at >= end or answer[at] != kind:
             return None
+        if kind == _TEXT:  # as ffibox._marshal.decode gives a c_char_p result: its bytes
+            length, after = _read_varint(answer, at + 1)
+            return Done(answer[after:end]) if length is not None and after + length == end \
+                else None
         if kind == _FLOAT:
             return Done(_DOUBLE.unpack_from(answer, at + 1)[0]) if end == at + 9 else None
         if kind == _POINTER:
