@@ -27,6 +27,7 @@ free again. A first call with an object, an object passed twice, a view, an arra
 from_buffer or from_address, a larger array and anything else go the general way.
 """
 import ctypes as _ct
+import functools
 import struct
 from types import BuiltinFunctionType
 from typing import Optional
@@ -254,29 +255,28 @@ def _block_arg(index: int) -> bytes:
 _BLOCK_ARGS = [_block_arg(index) for index in range(16)]
 
 
-# (worker address, generation) of a twin -> its MemoryBlock.at field, for the twins packed
-# calls placed blocks at last (made again once there are _MOST_PLACES).
-_places = {}
-_MOST_PLACES = 4096
-# (block index, size) -> how CallResult.blocks starts for that block's bytes.
-_returned = {}
+@functools.lru_cache(maxsize=4096)
+def _place(worker: int, generation: int) -> bytes:
+    """The MemoryBlock.at and .watch fields of a block placed at a twin's worker address."""
+    at = bytes((_ADDRESS_TAG,)) + _varint(worker)
+    if generation:
+        at += bytes((_GENERATION_IN_ADDRESS_TAG,)) + _varint(generation)
+    return _AT + _SMALL[len(at)] + at + _WATCH
+
+
+@functools.lru_cache(maxsize=4096)
+def _returned_prefix(index: int, size: int) -> bytes:
+    """How CallResult.blocks starts for the `size` bytes of block `index`."""
+    inner = (_BLOCK_INDEX + _varint(index) if index else b"") + _RETURNED_DATA + _varint(size)
+    return _RETURNED_TAG + _varint(len(inner) + size) + inner
 
 
 def _block(twin, data: bytes, direction: bytes) -> bytes:
     """The whole Call.blocks field of `data` placed at `twin`, watched, as ffibox._blocks
     ships a twinned object."""
-    key = (twin.worker, twin.generation)
-    place = _places.get(key)
-    if place is None:
-        at = bytes((_ADDRESS_TAG,)) + _varint(twin.worker)
-        if twin.generation:
-            at += bytes((_GENERATION_IN_ADDRESS_TAG,)) + _varint(twin.generation)
-        place = _AT + _SMALL[len(at)] + at + _WATCH
-        if len(_places) >= _MOST_PLACES:
-            _places.clear()
-        _places[key] = place
     size = _varint(len(data))
-    body = b"".join((_DATA, size, data, _SIZE, size, direction, place))
+    body = b"".join((_DATA, size, data, _SIZE, size, direction,
+                     _place(twin.worker, twin.generation)))
     return _BLOCK + _varint(len(body)) + body
 
 
@@ -475,14 +475,7 @@ class Packer:
         for index, (_twin, owner, size, _data, _direction) in enumerate(held):
             if owner is None:
                 continue  # bytes: IN, not sent back
-            expected = _returned.get((index, size))
-            if expected is None:
-                inner = (_BLOCK_INDEX + _varint(index) if index else b"") + _RETURNED_DATA + \
-                    _varint(size)
-                expected = _RETURNED_TAG + _varint(len(inner) + size) + inner
-                if len(_returned) >= _MOST_PLACES:
-                    _returned.clear()
-                _returned[(index, size)] = expected
+            expected = _returned_prefix(index, size)
             if not answer.startswith(expected, at):
                 return None
             at += len(expected)
