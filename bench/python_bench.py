@@ -17,6 +17,8 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxStringArray/4000   <median> ns   ...
     BM_PythonCtypesStrlen             <median> ns   ...
     BM_PythonFfiboxLocalStrlen        <median> ns   ...
+    BM_PythonCtypesStrlenEncoded      <median> ns   ...
+    BM_PythonFfiboxLocalStrlenEncoded <median> ns   ...
     BM_PythonCtypesMemset             <median> ns   ...
     BM_PythonFfiboxLocalMemset        <median> ns   ...
 
@@ -30,10 +32,12 @@ on a same-host session whose callbacks come through the broker (`channel_callbac
 and on one whose callbacks take the channel (the default of a same-host session). The StringArray pair passes
 an array of 4000 `char*` (`(c_char_p * 4000)(*names)`, as argv-like APIs take) to libc's
 `memchr`, which reads its first word: the cost of a call that reaches thousands of strings.
-The Strlen and Memset pairs are calls that pass memory, on a same-host session: libc's
-`strlen(b"hello")` (`c_char_p`, the bytes travel to the worker) and `memset(buf, 66, 8)` on a
-64-byte `create_string_buffer` (`c_void_p, c_int, c_size_t`, restype `c_void_p`: the buffer
-travels both ways).
+The Strlen, StrlenEncoded and Memset pairs are calls that pass memory, on a same-host
+session: libc's `strlen(b"hello")` (`c_char_p`, the bytes travel to the worker),
+`strlen(name.encode())` (a new bytes object each call, which the worker keeps until a later
+call releases it, as for any string passed) and `memset(buf, 66, 8)` on a 64-byte
+`create_string_buffer` (`c_void_p, c_int, c_size_t`, restype `c_void_p`: the buffer travels
+both ways).
 
 ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
 `from ffibox import ctypes`): run it from the repository root after the build. With
@@ -79,21 +83,23 @@ def time_string_array(module, number: int, repeat: int, count: int = 4000):
 
 
 def time_memory_calls(module, number: int, repeat: int, libc=None):
-    """(strlen runs, memset runs): ns per call of libc's strlen(b"hello") and of
-    memset(buf, 66, 8) on a 64-byte buffer."""
+    """(strlen runs, strlen of a new string runs, memset runs): ns per call of libc's
+    strlen(b"hello"), of strlen(name.encode()) and of memset(buf, 66, 8) on a 64-byte
+    buffer."""
     libc = libc if libc is not None else module.CDLL("libc.so.6")
     strlen, memset = libc.strlen, libc.memset
     strlen.argtypes, strlen.restype = [module.c_char_p], module.c_size_t
     memset.argtypes = [module.c_void_p, module.c_int, module.c_size_t]
     memset.restype = module.c_void_p
     buf = module.create_string_buffer(64)
-    if strlen(b"hello") != 5 or memset(buf, 66, 8) != module.addressof(buf) or \
-            buf.raw != b"B" * 8 + bytes(56):
+    name = "hello"
+    if strlen(b"hello") != 5 or strlen(name.encode()) != 5 or \
+            memset(buf, 66, 8) != module.addressof(buf) or buf.raw != b"B" * 8 + bytes(56):
         raise SystemExit("%s strlen or memset returned a wrong value" % module.__name__)
     runs = []
-    for statement in ('strlen(b"hello")', "memset(buf, 66, 8)"):
+    for statement in ('strlen(b"hello")', "strlen(name.encode())", "memset(buf, 66, 8)"):
         timer = timeit.Timer(statement, globals={"strlen": strlen, "memset": memset,
-                                                 "buf": buf})
+                                                 "buf": buf, "name": name})
         runs.append(sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat,
                                                                    number=number)))
     return runs
@@ -189,15 +195,19 @@ def main() -> None:
     report("BM_PythonCtypesStringArray/4000", array_local_runs, args.repeat, 2000)
     array_runs = time_string_array(fctypes, 4, args.repeat)
     report("BM_PythonFfiboxStringArray/4000", array_runs, args.repeat, 4)
-    strlen_local_runs, memset_local_runs = time_memory_calls(ctypes, args.number, args.repeat)
+    memory_local_runs = time_memory_calls(ctypes, args.number, args.repeat)
     same_host = _default.default_session().client.session(same_host=True)
-    strlen_runs, memset_runs = time_memory_calls(fctypes, args.ffibox_number, args.repeat,
-                                                 same_host.CDLL("libc.so.6"))
+    memory_runs = time_memory_calls(fctypes, args.ffibox_number, args.repeat,
+                                    same_host.CDLL("libc.so.6"))
     same_host.close()
-    report("BM_PythonCtypesStrlen", strlen_local_runs, args.repeat, args.number)
-    report("BM_PythonFfiboxLocalStrlen", strlen_runs, args.repeat, args.ffibox_number)
-    report("BM_PythonCtypesMemset", memset_local_runs, args.repeat, args.number)
-    report("BM_PythonFfiboxLocalMemset", memset_runs, args.repeat, args.ffibox_number)
+    memory_entries = []
+    for name, local_runs_of, runs_of in zip(("Strlen", "StrlenEncoded", "Memset"),
+                                            memory_local_runs, memory_runs):
+        report("BM_PythonCtypes" + name, local_runs_of, args.repeat, args.number)
+        report("BM_PythonFfiboxLocal" + name, runs_of, args.repeat, args.ffibox_number)
+        memory_entries += bench_json.entries("BM_PythonCtypes" + name, local_runs_of,
+                                             args.number) + \
+            bench_json.entries("BM_PythonFfiboxLocal" + name, runs_of, args.ffibox_number)
     if args.json:
         bench_json.write(args.json,
                          bench_json.entries("BM_PythonCtypesCos", local_runs, args.number) +
@@ -216,14 +226,7 @@ def main() -> None:
                          bench_json.entries("BM_PythonCtypesStringArray/4000", array_local_runs,
                                             2000) +
                          bench_json.entries("BM_PythonFfiboxStringArray/4000", array_runs, 4) +
-                         bench_json.entries("BM_PythonCtypesStrlen", strlen_local_runs,
-                                            args.number) +
-                         bench_json.entries("BM_PythonFfiboxLocalStrlen", strlen_runs,
-                                            args.ffibox_number) +
-                         bench_json.entries("BM_PythonCtypesMemset", memset_local_runs,
-                                            args.number) +
-                         bench_json.entries("BM_PythonFfiboxLocalMemset", memset_runs,
-                                            args.ffibox_number),
+                         memory_entries,
                          "bench/python_bench.py")
 
 

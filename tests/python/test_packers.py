@@ -1,5 +1,6 @@
-"""Calls on the same-host channel of scalar functions, and calls passing strings and buffers
-that have twins, take a precompiled packer (client/python/ffibox/_packers.py): they must
+"""Calls on the same-host channel of scalar functions, and calls passing strings (new ones
+kept by the worker, earlier ones released) and buffers that have twins, take a precompiled
+packer (client/python/ffibox/_packers.py): they must
 give exactly what the general way gives over the stream and the stdlib's ctypes gives, raise
 the same errors, and hand anything unusual in the answer (blocks the library changed, a
 crash) to the general handling. A real ffiboxd and jailed worker, and packers alone.
@@ -133,10 +134,10 @@ def pointer_calls(c, load, session=None):
 def test_calls_passing_memory_give_what_the_stream_and_ctypes_give(client):
     with client.session(same_host=True) as session:
         on_channel, read = pointer_calls(ct, session.CDLL, session)
-    # The first round makes the twins (the general way) but for memset, whose array
-    # ptr_offset twinned just before; in the second, each call but the two the general way
-    # takes is read by its packer.
-    assert read == [1, 6]
+    # The first round makes the arrays' twins (the general way) but for memset, whose array
+    # ptr_offset twinned just before, and str_len's string is kept by a packed call; in the
+    # second, each call but the two the general way takes is read by its packer.
+    assert read == [2, 6]
     with client.session(same_host=False) as session:
         assert pointer_calls(ct, session.CDLL, session) == (on_channel, [None, None])
     assert pointer_calls(ctypes, ctypes.CDLL) == (on_channel, [])
@@ -552,3 +553,196 @@ def test_a_string_answer_is_read_only_in_its_one_shape():
                 answer(pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(address=8)))),
                 pb.Response(id=5, generation=3, call=pb.CallResult()).SerializeToString()):
         assert packer.read(head, bad) is None, bad
+
+
+class _KeepingTwins(_FakeTwins):
+    """_FakeTwins for whom bytes have no twin yet: a packed call asks the worker to keep them
+    and releases `releasable`, as TwinTable does."""
+
+    def __init__(self, releasable=()):
+        super().__init__()
+        self.keeping, self.recorded, self.requeued = set(), [], []
+        self.releasable = list(releasable)
+
+    def hold(self, owner, size, generation):
+        return None if type(owner) is bytes else super().hold(owner, size, generation)
+
+    def begin_keep(self, owner):
+        if id(owner) in self.keeping:
+            return False
+        self.keeping.add(id(owner))
+        return True
+
+    def keeps_done(self, owners):
+        for owner in owners:
+            self.keeping.discard(id(owner))
+
+    def take_releases(self, generation, limit):
+        released, self.releasable = self.releasable[:limit], self.releasable[limit:]
+        return released
+
+    def requeue(self, released):
+        self.requeued.extend(released)
+
+    def kept(self, owner, size, worker, generation):
+        self.recorded.append((owner, size, worker, generation))
+
+
+def test_a_string_without_a_twin_is_kept_and_earlier_ones_released():
+    # A string's first call asks the worker to keep it (MemoryBlock.keep, watched, as the
+    # general way ships it) and releases the twins of strings nothing else holds any more
+    # (Call.release); the request is what protobuf makes of it.
+    packer = _packers.Packer(9, [ct.c_char_p, ct.c_void_p, ct.c_char_p], ct.c_size_t)
+    first, second, buf = b"first", b"second" * 30, ct.create_string_buffer(4)
+    releasable = [pb.RemoteAddress(address=0x7F00000A0000, generation=3),
+                  pb.RemoteAddress(address=2**63 + 8, generation=3)]
+    twins = _KeepingTwins(releasable)
+    packed = packer.pack((first, buf, second), twins, 3)
+    at = pb.RemoteAddress(address=twins.twins[id(buf)].worker, generation=3)
+    expected = pb.Request(id=300, call=pb.Call(function=9, args=[
+        pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index)))
+        for index in range(3)], blocks=[
+            pb.MemoryBlock(data=first + b"\0", size=6, direction=pb.IN, keep=True, watch=True),
+            pb.MemoryBlock(data=bytes(4), size=4, direction=pb.INOUT, at=at, watch=True),
+            pb.MemoryBlock(data=second + b"\0", size=181, direction=pb.IN, keep=True,
+                           watch=True)], release=releasable))
+    assert packed.payload(300) == expected.SerializeToString()
+    assert twins.keeping == {id(first), id(second)}
+    # Both strings are being kept: another call with one of them goes the general way.
+    assert packer.pack((b"other", buf, second), twins, 3) is None
+    assert twins.keeping == {id(first), id(second)} and twins.requeued == []
+    packed.not_sent()  # the general way releases them instead
+    packed.release()
+    assert twins.requeued == releasable and twins.keeping == set()
+    assert twins.twins[id(buf)].busy == 0
+    # Only a call that keeps a string releases: one with twins alone leaves them.
+    twins = _KeepingTwins(releasable)
+    assert not pb.Request.FromString(
+        _packers.Packer(9, [ct.c_void_p], None).pack((buf,), twins, 3).payload(1)).call.release
+
+
+def test_a_kept_string_answer_is_read_only_in_its_one_shape():
+    # The answer to f(buf, text) with `buf` a 4-byte array and `text` a string to keep: the
+    # result, the array's bytes, then where the worker kept the string; anything else is
+    # left to the full reading, and nothing is written or recorded until all was read.
+    packer = _packers.Packer(9, [ct.c_void_p, ct.c_char_p], ct.c_int)
+    text = b"kept text"
+    head = b"\x08\x05"
+
+    def answer(kept=None, extra=b"", generation=3):
+        if kept is None:
+            kept = [pb.KeptBlock(block=1, address=pb.RemoteAddress(address=0x7F0000002000,
+                                                                   generation=generation))]
+        return pb.Response(id=5, generation=3, call=pb.CallResult(
+            result=pb.Value(int_value=-4), blocks=[pb.BlockContents(block=0, data=b"wxyz")],
+            kept=kept)).SerializeToString() + extra
+
+    def read(data):
+        twins, buf = _KeepingTwins(), (ct.c_char * 4)()
+        packed = packer.pack((buf, text), twins, 3)
+        kept = []
+        done = packer.read(head, data, packed._held, 3, kept)
+        return done, buf.raw, kept
+
+    done, raw, kept = read(answer())
+    assert (done.value, raw, kept) == (-4, b"wxyz", [(text, len(text) + 1, 0x7F0000002000)])
+    remote = answer()[-12:]  # the KeptBlock's address field: tag, length, address, generation
+    assert remote[:3] == b"\x12\x0a\x08"
+    for bad in (answer(kept=[]), answer(generation=2), answer(generation=0),
+                answer(kept=[pb.KeptBlock(block=0, address=pb.RemoteAddress(
+                    address=0x7F0000002000, generation=3))]),
+                answer(kept=[pb.KeptBlock(block=1, address=pb.RemoteAddress(generation=3))]),
+                answer(kept=[pb.KeptBlock(block=1, address=pb.RemoteAddress(
+                    address=0x7F0000002000, generation=3))] * 2),
+                answer(extra=b"\x20\x01"), answer()[:-1],
+                # The address's length in two bytes: protobuf reads it, this reader
+                # takes one-byte lengths only there.
+                answer()[:-12] + b"\x12\x8a\x00" + remote[2:]):
+        assert read(bad) == (None, b"\0" * 4, []), bad
+
+
+def test_a_kept_string_in_an_answer_read_in_full_is_recorded():
+    # An answer of another shape (a change the library made elsewhere) is parsed and checked
+    # in full: the array is written back and the string's twin recorded from it too.
+    from ffibox._local_channel import LocalChannel
+
+    class Channel:
+        generation = 3
+
+        def transfer(self, payload, deadline, limit):
+            return pb.Response(id=5, generation=3, call=pb.CallResult(
+                result=pb.Value(int_value=1), blocks=[pb.BlockContents(block=0, data=b"wxyz")],
+                kept=[pb.KeptBlock(block=1, address=pb.RemoteAddress(address=0x7F0000002000,
+                                                                     generation=3))],
+                changed=[pb.ChangedBlock(address=pb.RemoteAddress(address=0x7F0000009000,
+                                                                  generation=3),
+                                         data=b"12345678")])).SerializeToString()
+
+        def checked_answer(self, request, answer):
+            return LocalChannel.checked_answer(self, request, answer)
+
+    twins, buf, text = _KeepingTwins(), (ct.c_char * 4)(), b"kept text"
+    packed = _packers.Packer(9, [ct.c_void_p, ct.c_char_p], ct.c_int).pack((buf, text), twins, 3)
+    response = packed.exchange(Channel(), 5, 0.0)
+    assert isinstance(response, pb.Response) and len(response.call.changed) == 1
+    assert buf.raw == b"wxyz" and twins.recorded == [(text, 10, 0x7F0000002000, 3)]
+    assert twins.keeping == set() and twins.twins[id(buf)].busy == 0
+
+
+def test_a_new_string_each_call_is_packed_and_released(client):
+    # f(name.encode()): each call is read by its packer, asks the worker to keep its string
+    # (as the general way does), and releases the string of the call before, which only
+    # ffibox held any more: the session's twins do not pile up.
+    with client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.strlen.argtypes, libc.strlen.restype = [ct.c_char_p], ct.c_size_t
+        libc.strlen(b"first")  # the channel is open
+        requests, kept, record = [], [], session.twins.kept
+        send = session.stream.send_packed
+
+        def recording(packed):
+            requests.append(pb.Request.FromString(packed.payload(1)).call)
+            return send(packed)
+
+        def kept_at(owner, size, worker, generation):
+            kept.append(worker)
+            record(owner, size, worker, generation)
+
+        session.stream.send_packed, session.twins.kept = recording, kept_at
+        packed = count_packed(session)
+        names = ["name number %d" % number for number in range(200)]
+        assert [libc.strlen(name.encode()) for name in names] == [len(n) for n in names]
+        assert packed == [True] * 200
+        assert all(call.blocks[0].keep for call in requests) and len(kept) == 200
+        # Each call releases the string of the one before (the first, the warm-up call's),
+        # which the worker frees before it keeps the new one (often at the same address).
+        assert [[address.address for address in call.release] for call in requests[1:]] == \
+            [[address] for address in kept[:-1]]
+        assert len(session.twins._by_owner) <= 2
+
+
+def test_a_kept_string_is_where_the_library_keeps_it(client):
+    # A library that keeps the pointer to a string the caller holds: a later call's c_void_p
+    # result into it is the caller's own string, as with ctypes, and the string passed again
+    # is placed at its twin; once the caller lets it go, a later call releases it.
+    def run(c, load, session=None):
+        lib = load(TEST_LIB)
+        lib.register_buffer.argtypes = [c.c_char_p, c.c_size_t]
+        lib.registered_buffer_address.argtypes = [c.c_long]
+        lib.registered_buffer_address.restype = c.c_void_p
+        lib.str_len.argtypes, lib.str_len.restype = [c.c_char_p], c.c_size_t
+        name = ("kept name %d" % 7).encode()
+        start = ctypes.cast(ctypes.c_char_p(name), ctypes.c_void_p).value
+        packed = count_packed(session) if session is not None else []
+        lib.register_buffer(name, len(name))
+        got = [lib.registered_buffer_address(3) - start, lib.str_len(name)]
+        return got, packed
+
+    with client.session(same_host=True) as session:
+        got, packed = run(ct, session.CDLL, session)
+        assert packed == [True, True, True]
+        assert len(session.twins._by_owner) == 1
+        session.CDLL(TEST_LIB).str_len.argtypes = [ct.c_char_p]
+        session.CDLL(TEST_LIB).str_len(b"another".decode().encode())
+        assert len(session.twins._by_owner) == 1  # the first string's twin released
+    assert got == run(ctypes, ctypes.CDLL)[0] == [3, 11]

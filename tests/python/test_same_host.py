@@ -274,12 +274,13 @@ def test_a_hostile_answer_is_refused(spoil):
 
 
 def test_an_answer_that_would_parse_into_far_more_memory_is_refused_unparsed(client):
-    """A hostile library forges its worker's answer on the channel: 48 MiB of empty returned
-    blocks, which parsed whole would take this process GiBs and tens of seconds. The client
-    walks the encoding first and refuses it at once; the session goes on."""
+    """A hostile library forges its worker's answer on the channel: 40 MiB of empty returned
+    blocks (under what a packed call reads, _packers.PACKED_ANSWER_BYTES, as its call passes
+    new strings), which parsed whole would take this process GiBs and tens of seconds. The
+    client walks the encoding first and refuses it at once; the session goes on."""
     with client.session(same_host=True) as session:
         lib = session.CDLL(HOSTILE_LIB)
-        error, seconds, grown = forge_empty_blocks(lib, True, os.getpid())
+        error, seconds, grown = forge_empty_blocks(lib, True, os.getpid(), 40 << 20)
         assert seconds < 10, "refused after %.1f s" % seconds
         # The frame itself is read whole (48 MiB, and the ring's copies): nothing like the
         # GiBs of its parse.

@@ -8,7 +8,7 @@ from types import BuiltinFunctionType
 from typing import Dict, Optional
 
 from ffibox import (_addresses, _callback_pointers, _default, _images, _marshal, _packers,
-                    _types)
+                    _twins, _types)
 from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stream import failed_callback
@@ -38,10 +38,6 @@ def _check_argtypes(argtypes) -> tuple:
         if not hasattr(t, "from_param"):
             raise TypeError("item %d in _argtypes_ has no from_param method" % number)
     return argtypes
-
-
-# Twins released per call (Call.release); the rest wait for the next calls.
-RELEASES_PER_CALL = 1024
 
 
 class RemoteCall:
@@ -109,7 +105,7 @@ class RemoteCall:
         """_packed_call's work for a packer with pointer parameters, whose twins are held
         while the call is in flight."""
         session = self._session
-        generation, packed = session.generation, None
+        generation, packed, answer = session.generation, None, None
         try:
             packed = packer.pack(args, session.twins, generation)
             if packed is None:
@@ -119,6 +115,8 @@ class RemoteCall:
         finally:
             if packed is not None:
                 packed.release()
+                if answer is None:  # not sent, or failed before it was
+                    packed.not_sent()
         return self._packed_answer(packer, answer, restype, generation)
 
     def _packed_answer(self, packer, answer, restype, generation: Optional[int]):
@@ -213,8 +211,10 @@ class RemoteCall:
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
-        released = session.twins.take_releases(session.generation, RELEASES_PER_CALL)
-        call.release.extend(released)
+        released = session.twins.take_releases(session.generation,
+                                               _twins.RELEASES_PER_CALL)
+        call.release.extend(pb.RemoteAddress(address=address, generation=generation)
+                            for address, generation in released)
         # What the caller changed in images of worker memory reaches the worker first.
         session.images.sync()
         # While the call is in flight its twins are the worker's (busy since `place`): a

@@ -7,9 +7,10 @@ A packer is made once per function and signature. It writes each call's request 
 protobuf's wire format from a prefix made once (the request's field tags and the function's
 handle) and the arguments' values. It reads an answer of the one shape the worker gives
 such a call (the id, the generation, the result, the bytes of the caller's buffers it
-passed, nothing else) straight from its bytes. Any other answer (an error, changed blocks,
-pointers the library wrote, a field it does not expect) is parsed and checked in full by
-protobuf (LocalChannel.checked_answer) and handled as every call's answer.
+passed, where it kept the strings it was asked to keep, nothing else) straight from its
+bytes. Any other answer (an error, changed blocks, pointers the library wrote, a field it
+does not expect) is parsed and checked in full by protobuf (LocalChannel.checked_answer)
+and handled as every call's answer.
 
 Values are converted as ffibox._marshal converts them, which is ctypes' own conversion: an
 argument of another Python type than the parameter's usual one (an int for a c_int, an int
@@ -17,14 +18,17 @@ or float for a c_double, a bool for a c_bool) goes the general way (`pack` gives
 its error is the one ctypes raises. A pointer-sized integer equal to an address inside
 caller memory a call reached goes the general way too (ffibox._blocks maps it).
 
-A pointer argument is packed only in the steady state of a call that passes caller memory:
-bytes (for c_char_p, c_void_p or POINTER(c_char)), or an array that owns its memory and
-holds no pointer (for c_void_p, for c_char_p when its elements are c_char, for POINTER(T)
-when they are T), whose worker twin (ffibox._twins) an earlier call made and no call in
-flight uses, 16 KiB of them in all. Bytes travel IN, an array INOUT, placed at its twin and
-watched, as ffibox._blocks ships them; the array's bytes are written back before its twin is
-free again. A first call with an object, an object passed twice, a view, an array made
-from_buffer or from_address, a larger array and anything else go the general way.
+A pointer argument is packed when it is bytes (for c_char_p, c_void_p or POINTER(c_char)),
+or an array that owns its memory and holds no pointer (for c_void_p, for c_char_p when its
+elements are c_char, for POINTER(T) when they are T) whose worker twin (ffibox._twins) an
+earlier call made; no call in flight may use the twin, and 16 KiB of them in all. Bytes
+travel IN, an array INOUT, placed at the twin and watched, as ffibox._blocks ships them; the
+array's bytes are written back before its twin is free again. Bytes without a twin (a new
+string each call) are kept by the worker, watched, as the general way asks for them, their
+twin recorded from the answer; such a call also releases the twins of strings nothing else
+holds any more (Call.release), as every call of the general way does. A first call with an
+array, an object passed twice, a view, an array made from_buffer or from_address, a larger
+array and anything else go the general way.
 """
 import ctypes as _ct
 import functools
@@ -32,7 +36,7 @@ import struct
 from types import BuiltinFunctionType
 from typing import Optional
 
-from ffibox import _types
+from ffibox import _twins, _types
 from ffibox._stubs import pb
 
 _DOUBLE = struct.Struct("<d")
@@ -55,6 +59,9 @@ _REMOTE_TAG, _ADDRESS_TAG, _GENERATION_IN_ADDRESS_TAG = 0x12, 0x08, 0x10
 _BLOCK, _DATA, _SIZE, _AT, _WATCH = b"\x1a", b"\x0a", b"\x10", b"\x32", b"\x38\x01"
 _IN, _INOUT = b"\x18\x01", b"\x18\x03"
 _RETURNED_TAG, _BLOCK_INDEX, _RETURNED_DATA = b"\x12", b"\x08", b"\x12"
+# MemoryBlock.keep (5); Call.release (8, RemoteAddress); CallResult.kept (4): KeptBlock.block
+# (1), address (2).
+_KEEP, _RELEASE, _KEPT_TAG = b"\x28\x01", b"\x42", 0x22
 # A packed call's blocks together: well under the smallest request a worker reads and the
 # shared area's blocks (ffibox._local_channel.MIN_SHARED_BLOCK_BYTES).
 _MOST_BLOCK_BYTES = 16 << 10
@@ -221,27 +228,44 @@ def _pointer_encoder(t):
             size = len(value) + 1
             if not takes_bytes or size > _MOST_BLOCK_BYTES:
                 return None
+            data = value + b"\0"
+            twin = twins.hold(value, size, generation)
+            if twin is None:  # its first call: the worker keeps it, as the general way asks
+                if not twins.begin_keep(value):
+                    return None
+                entry = (None, None, size, data, _IN, value)
+            else:
+                entry = (twin, None, size, data, _IN, None)
         # An array that owns its memory: no other argument's memory overlaps it (one made
         # from_buffer or from_address may alias another, which the general way ships once).
         elif takes(kind_of_value) and value._b_needsfree_:
             size = _ct.sizeof(value)  # its type's size, or what ctypes.resize made it
             if not 0 < size <= _MOST_BLOCK_BYTES:
                 return None
+            data = bytes(value)  # its memory
+            twin = twins.hold(value, size, generation)
+            if twin is None:
+                return None
+            entry = (twin, value, size, data, _INOUT, None)
         else:
             return None
-        twin = twins.hold(value, size, generation)
-        if twin is None:
-            return None
         try:
-            if kind_of_value is bytes:
-                held.append((twin, None, size, value + b"\0", _IN))
-            else:
-                held.append((twin, value, size, bytes(value), _INOUT))  # its memory
+            held.append(entry)
         except BaseException:  # out of memory, or interrupted: the twin is not held
-            twins.unhold((twin,))
+            _let_go(twins, (entry,))
             raise
         return _BLOCK_ARGS[len(held) - 1]
     return encode
+
+
+def _let_go(twins, held) -> None:
+    """Frees what `held` entries hold: their twins, and the owners they were keeping."""
+    placed = [entry[0] for entry in held if entry[0] is not None]
+    if placed:
+        twins.unhold(placed)
+    keeping = [entry[5] for entry in held if entry[5] is not None]
+    if keeping:
+        twins.keeps_done(keeping)
 
 
 def _block_arg(index: int) -> bytes:
@@ -272,12 +296,21 @@ def _returned_prefix(index: int, size: int) -> bytes:
 
 
 def _block(twin, data: bytes, direction: bytes) -> bytes:
-    """The whole Call.blocks field of `data` placed at `twin`, watched, as ffibox._blocks
-    ships a twinned object."""
+    """The whole Call.blocks field of `data` placed at `twin` (None: to be kept), watched, as
+    ffibox._blocks ships a twinned object (and one it has not twinned yet)."""
     size = _varint(len(data))
     body = b"".join((_DATA, size, data, _SIZE, size, direction,
-                     _place(twin.worker, twin.generation)))
+                     _place(twin.worker, twin.generation) if twin is not None else
+                     _KEEP + _WATCH))
     return _BLOCK + _varint(len(body)) + body
+
+
+def _release(address) -> bytes:
+    """The whole Call.release field of RemoteAddress `address`."""
+    inner = bytes((_ADDRESS_TAG,)) + _varint(address.address)
+    if address.generation:
+        inner += bytes((_GENERATION_IN_ADDRESS_TAG,)) + _varint(address.generation)
+    return _RELEASE + _SMALL[len(inner)] + inner
 
 
 def _takes_pointer(t) -> bool:
@@ -365,21 +398,32 @@ class Packer:
                 parts.append(encoded)
             if len(held) > 1 and sum(entry[2] for entry in held) > _MOST_BLOCK_BYTES:
                 return None  # each alone is at most that
-            parts.extend(_block(twin, data, direction)
-                         for twin, _owner, _size, data, direction in held)
-            packed = Packed(self, b"".join(parts), twins, held)
+            keeps = False
+            for entry in held:
+                parts.append(_block(entry[0], entry[3], entry[4]))
+                if entry[5] is not None:
+                    keeps = True
+            released = ()
+            if keeps:
+                # A call that keeps a block releases what earlier ones kept, as every call
+                # of the general way does: a new string each call does not pile up.
+                released = twins.take_releases(generation, _twins.RELEASES_PER_CALL)
+                parts.extend(_release(address) for address in released)
+            packed = Packed(self, b"".join(parts), twins, held, generation, keeps, released)
             return packed
         except (TypeError, ValueError, OverflowError):
             return None  # the general way raises ctypes' error for it
         finally:
             if packed is None and held:
-                twins.unhold([entry[0] for entry in held])
+                _let_go(twins, held)
 
-    def read(self, head: bytes, answer: bytes, held=()) -> Optional[Done]:
+    def read(self, head: bytes, answer: bytes, held=(), generation: int = 0,
+             kept=None) -> Optional[Done]:
         """The result in `answer` when it has the one shape expected (starting with `head`,
         the request's id field, then for each array of `held` its bytes, which are copied
-        back into it), each length in one byte, else None (the answer is then parsed and
-        checked in full)."""
+        back into it, then, when `held` has strings to keep, where worker `generation` kept
+        each, appended to the list `kept` as (string, size, worker address)), else None
+        (the answer is then parsed and checked in full)."""
         if not answer.startswith(head):
             return None
         at, end = len(head), len(answer)
@@ -391,7 +435,7 @@ class Packer:
                 if number is None:
                     return None
         if self.any_pointer or self._result_kind == _TEXT:  # lengths of any size
-            return self._read_with_blocks(answer, at, end, held)
+            return self._read_with_blocks(answer, at, end, held, generation, kept)
         fixed = self._fixed
         if fixed is not None:
             if not answer.startswith(fixed, at):
@@ -439,8 +483,9 @@ class Packer:
         # of the worker's address (0 for NULL).
         if answer.startswith(_NULL_POINTER, at):
             return Done(0) if end == at + 4 else None
-        if end - at < 6 or answer[at + 1] != end - at - 2 or answer[at + 2] != _REMOTE_TAG or \
-                answer[at + 3] != end - at - 4 or answer[at + 4] != _ADDRESS_TAG:
+        if not 6 <= end - at < 0x82 or answer[at + 1] != end - at - 2 or \
+                answer[at + 2] != _REMOTE_TAG or answer[at + 3] != end - at - 4 or \
+                answer[at + 4] != _ADDRESS_TAG:
             return None
         address, after = _read_varint(answer, at + 5)
         if not address or after > end:
@@ -453,8 +498,10 @@ class Packer:
                 return None
         return Done(address)
 
-    def _read_with_blocks(self, answer: bytes, at: int, end: int, held) -> Optional[Done]:
-        # The call field: the result, then each array's bytes in the order it was passed.
+    def _read_with_blocks(self, answer: bytes, at: int, end: int, held, generation: int,
+                          kept) -> Optional[Done]:
+        # The call field: the result, then each array's bytes in the order it was passed,
+        # then each kept string's address.
         if at >= end or answer[at] != _CALL_TAG:
             return None
         length, at = _read_varint(answer, at + 1)
@@ -472,7 +519,8 @@ class Packer:
                 return None
             at += length
         arrays = []
-        for index, (_twin, owner, size, _data, _direction) in enumerate(held):
+        for index, entry in enumerate(held):
+            owner, size = entry[1], entry[2]
             if owner is None:
                 continue  # bytes: IN, not sent back
             expected = _returned_prefix(index, size)
@@ -481,25 +529,75 @@ class Packer:
             at += len(expected)
             arrays.append((owner, at, size))
             at += size
+        addresses = []
+        if kept is not None:
+            for index, entry in enumerate(held):
+                if entry[5] is not None:
+                    address, at = _kept_address(answer, at, end, index, generation)
+                    if address is None:
+                        return None
+                    addresses.append((entry[5], entry[2], address))
         if at != end:
             return None
         for owner, start, size in arrays:
             _ct.memmove(_ct.addressof(owner), answer[start:start + size], size)
+        if addresses:
+            kept.extend(addresses)
         return done
+
+
+def _kept_address(answer: bytes, at: int, end: int, index: int, generation: int):
+    """(the worker address of a CallResult.kept entry at `at` for block `index` of worker
+    `generation`, the position after it); (None, at) when answer[at:end] starts with no such
+    entry or its address is NULL."""
+    if at >= end or answer[at] != _KEPT_TAG:
+        return None, at
+    length, at = _read_varint(answer, at + 1)
+    if length is None or at + length > end:
+        return None, at
+    stop = at + length
+    if index:
+        expected = _BLOCK_INDEX + _varint(index)
+        if not answer.startswith(expected, at):
+            return None, at
+        at += len(expected)
+    # KeptBlock.address: RemoteAddress.address, then its generation.
+    if not 4 <= stop - at < 0x82 or answer[at] != _REMOTE_TAG or \
+            at + 2 + answer[at + 1] != stop or answer[at + 2] != _ADDRESS_TAG:
+        return None, at
+    address, at = _read_varint(answer, at + 3)
+    if not address or at > stop:
+        return None, at
+    worker_generation = 0
+    if at < stop:
+        if answer[at] != _GENERATION_IN_ADDRESS_TAG:
+            return None, at
+        worker_generation, at = _read_varint(answer, at + 1)
+    if worker_generation != generation or at != stop:
+        return None, at
+    return address, at
 
 
 class Packed:
     """One call, packed: what _stream.Stream.send_packed sends and reads (`exchange`)."""
 
-    __slots__ = ("_packer", "_body", "function", "_twins", "_held", "places_blocks")
+    __slots__ = ("_packer", "_body", "function", "_twins", "_held", "places_blocks",
+                 "_generation", "_keeps", "_released")
 
-    def __init__(self, packer: Packer, call: bytes, twins=None, held=()) -> None:
+    def __init__(self, packer: Packer, call: bytes, twins=None, held=(), generation: int = 0,
+                 keeps: bool = False, released=()) -> None:
         self._packer = packer
         self._body = _CALL + _varint(len(call)) + call  # the Request's call field
         self.function = packer.function
         self._twins = twins
-        self._held = held  # what the call placed at twins (Packer._pack_pointers)
+        # What the call placed at twins or asks the worker to keep (Packer._pack_pointers;
+        # `keeps`: strings to keep among them), for worker `generation`, and the twins it
+        # releases.
+        self._held = held
         self.places_blocks = bool(held)
+        self._generation = generation
+        self._keeps = keeps
+        self._released = released
 
     def payload(self, request_id: int) -> bytes:
         """The serialized Request, with `request_id`."""
@@ -507,25 +605,34 @@ class Packed:
 
     def refused_by(self, local) -> bool:
         """Whether the call must go the general way rather than on channel `local`: it
-        places blocks at twins of another worker than the channel's (the session's worker
-        changed since they were held), or it is larger than the worker reads."""
-        held = self._held
-        return bool(held) and (held[0][0].generation != local.generation or
-                               local.too_large_payload(len(self._body) + 16))
+        places or keeps blocks for another worker than the channel's (the session's worker
+        changed since it was packed), or it is larger than the worker reads."""
+        return bool(self._held) and (self._generation != local.generation or
+                                     local.too_large_payload(len(self._body) + 16))
 
     def release(self) -> None:
         """The call is over (answered, failed or never sent): the twins it placed are free
-        again. Idempotent."""
+        again, and the strings it asked the worker to keep are recorded as kept or not.
+        Idempotent."""
         held, self._held = self._held, ()
-        if held:
+        if held and self._keeps:
+            _let_go(self._twins, held)
+        elif held:
             self._twins.unhold([entry[0] for entry in held])
+
+    def not_sent(self) -> None:
+        """The call was not sent (it goes the general way): the twins it was to release
+        are released with a later call."""
+        released, self._released = self._released, ()
+        if released:
+            self._twins.requeue(released)
 
     def exchange(self, local, request_id: int, deadline: float):
         """The call sent on the same-host channel `local` as request `request_id`: Done with
         the result when the worker's answer has the one shape expected (arrays passed
-        copied back), else the answer parsed and checked in full (a pb.Response,
-        LocalChannel.checked_answer; `copy_back` writes its arrays); the channel's
-        errors."""
+        copied back, strings kept recorded as twins), else the answer parsed and checked in
+        full (a pb.Response, LocalChannel.checked_answer; `_copy_back` writes its arrays
+        and records its kept strings); the channel's errors."""
         head = _ID + _varint(request_id)  # the request's id field, as its answer starts
         payload = head + self._body
         held = self._held
@@ -534,8 +641,12 @@ class Packed:
             # The arrays are written back while their twins are still held: another
             # thread's call with one of them meanwhile finds it busy (and passes its worker
             # address) rather than sending bytes older than this answer's.
-            done = self._packer.read(head, answer, held)
+            kept = [] if self._keeps else None
+            done = self._packer.read(head, answer, held, self._generation, kept)
             if done is not None:
+                if kept:
+                    for owner, size, address in kept:
+                        self._twins.kept(owner, size, address, self._generation)
                 return done
             response = local.checked_answer(pb.Request.FromString(payload), answer)
             self._copy_back(held, response)
@@ -544,13 +655,17 @@ class Packed:
             if held:
                 self.release()
 
-    @staticmethod
-    def _copy_back(held, response) -> None:
+    def _copy_back(self, held, response) -> None:
         # The arrays' bytes in an answer read in full, as ffibox._blocks copies back a
-        # block of an object without pointer slots (checked_answer checked their sizes).
+        # block of an object without pointer slots (checked_answer checked their sizes),
+        # and where the worker kept the strings it was asked to.
         if response.HasField("error"):
             return
         for returned in response.call.blocks:
             owner = held[returned.block][1] if returned.block < len(held) else None
             if owner is not None:
                 _ct.memmove(_ct.addressof(owner), returned.data, len(returned.data))
+        for kept in response.call.kept:  # checked: exactly the blocks asked to be kept
+            entry = held[kept.block]
+            self._twins.kept(entry[5], entry[2], kept.address.address,
+                             kept.address.generation)

@@ -30,8 +30,13 @@ import threading
 import weakref
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ffibox._stubs import pb
 
+
+# Twins released per call (Call.release); the rest wait for the next calls.
+RELEASES_PER_CALL = 1024
+
+# A twin's worker address to release (Call.release's RemoteAddress, as take_releases gives it).
+Released = collections.namedtuple("Released", "address generation")
 
 # Every TwinTable of the process (one per session), for mapping plain integers.
 _tables: "weakref.WeakSet[TwinTable]" = weakref.WeakSet()
@@ -53,9 +58,20 @@ def owner_of(obj):
     return obj
 
 
+def _bytes_address_by_ctypes(data: bytes) -> int:
+    return _ct.cast(_ct.c_char_p(data), _ct.c_void_p).value
+
+
+# Where a bytes object's contents start, from the object's own address (CPython's id).
+_probe = b"ffibox"
+_BYTES_DATA_OFFSET = _bytes_address_by_ctypes(_probe) - id(_probe)
+
+
 def bytes_address(data: bytes) -> int:
     """Where CPython keeps the contents of `data`."""
-    return _ct.cast(_ct.c_char_p(data), _ct.c_void_p).value
+    if type(data) is bytes:
+        return id(data) + _BYTES_DATA_OFFSET
+    return _bytes_address_by_ctypes(data)
 
 
 # The keep-alive CPython's ctypes makes for a c_wchar_p set from a str (a field, an array
@@ -184,6 +200,18 @@ class TwinTable:
             twin.busy += 1
             return twin
 
+    def begin_keep(self, owner) -> bool:
+        """Whether a call may ask the worker to keep `owner`'s block (bytes with no twin,
+        that no call in flight is keeping); it is then recorded as being kept until
+        `keeps_done`, as `place` records it. False for an owner with any twin (current,
+        stale or busy: the general way places it)."""
+        key = id(owner)
+        with self._lock:
+            if key in self._by_owner or key in self._keeping:
+                return False
+            self._keeping.add(key)
+            return True
+
     def _current(self, owner, size: int, generation: int) -> Optional[Twin]:
         # `owner`'s twin when a block of `size` bytes of `generation` may be placed at it.
         twin = self._by_owner.get(id(owner))
@@ -238,8 +266,8 @@ class TwinTable:
         bytes and str only ffibox holds any more are found by take_releases)."""
         return bool(self._collected)
 
-    def take_releases(self, generation: int, limit: int) -> List:
-        """At most `limit` RemoteAddresses to release with the next call (of this
+    def take_releases(self, generation: int, limit: int) -> List[Released]:
+        """At most `limit` worker addresses to release with the next call (of this
         generation only: older twins died with their worker)."""
         released = []
         with self._lock:
@@ -265,8 +293,7 @@ class TwinTable:
                 if twin.busy:
                     in_flight.append((None, twin))  # a call still names it: released later
                 elif twin.generation == generation:
-                    released.append(pb.RemoteAddress(address=twin.worker,
-                                                     generation=twin.generation))
+                    released.append(Released(twin.worker, twin.generation))
             self._collected.extend(in_flight)
         return released
 
