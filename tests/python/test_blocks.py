@@ -197,9 +197,11 @@ def test_a_block_the_worker_kept_is_placed_at_the_same_address_in_the_next_call(
     twins = TwinTable(lambda: GENERATION)
     first = new_builder(twins)
     index = first.add_object(buffer)
+    # The worker's word for the generation is not taken: the block is in the worker that
+    # answered (else its twin would never be placed, nor released).
     first.copy_back(pb.CallResult(kept=[pb.KeptBlock(
         block=index, address=pb.RemoteAddress(address=0x7000_0000_5000,
-                                              generation=GENERATION))]), GENERATION)
+                                              generation=GENERATION + 9))]), GENERATION)
     second = new_builder(twins)
     block = second.blocks[second.add_object(buffer)]
     assert not block.keep
@@ -497,3 +499,17 @@ def test_a_pointer_to_an_object_whose_busy_twin_does_not_hold_it_is_an_error_not
         look(address) if address == ctypes.addressof(buffer) else None)
     with pytest.raises(ValueError, match="in use by a call of another thread"):
         new_builder(twins).pointer_to((ctypes.c_char * 8).from_buffer(buffer, 8))
+
+
+def test_releases_wait_for_the_worker_generation_they_belong_to():
+    # A caller that still knows an older worker generation takes no release of a newer one
+    # (and drops none): it goes with a call to that worker.
+    table = TwinTable(lambda: 2)
+    strings = [("string %d" % number).encode() for number in range(3)]
+    for number, text in enumerate(strings):
+        table.kept(text, len(text) + 1, 0x7F0000001000 + 64 * number, 1 if number == 0 else 2)
+    del strings, text  # only the table holds them now
+    assert [tuple(r) for r in table.take_releases(1, 100)] == [(0x7F0000001000, 1)]
+    assert sorted(tuple(r) for r in table.take_releases(2, 100)) == [
+        (0x7F0000001040, 2), (0x7F0000001080, 2)]
+    assert table.take_releases(2, 100) == []

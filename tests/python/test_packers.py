@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import ffibox
-from conftest import TEST_LIB
+from conftest import TEST_LIB, Server
 from ffibox import _packers
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
@@ -611,7 +611,7 @@ def test_a_string_without_a_twin_is_kept_and_earlier_ones_released():
     # Both strings are being kept: another call with one of them goes the general way.
     assert packer.pack((b"other", buf, second), twins, 3) is None
     assert twins.keeping == {id(first), id(second)} and twins.requeued == []
-    packed.not_sent()  # the general way releases them instead
+    packed.requeue_releases()  # the general way releases them instead
     packed.release()
     assert twins.requeued == releasable and twins.keeping == set()
     assert twins.twins[id(buf)].busy == 0
@@ -663,7 +663,8 @@ def test_a_kept_string_answer_is_read_only_in_its_one_shape():
 
 def test_a_kept_string_in_an_answer_read_in_full_is_recorded():
     # An answer of another shape (a change the library made elsewhere) is parsed and checked
-    # in full: the array is written back and the string's twin recorded from it too.
+    # in full: the array is written back and the string's twin recorded from it too, for
+    # the channel's worker whatever generation the worker names.
     from ffibox._local_channel import LocalChannel
 
     class Channel:
@@ -673,7 +674,7 @@ def test_a_kept_string_in_an_answer_read_in_full_is_recorded():
             return pb.Response(id=5, generation=3, call=pb.CallResult(
                 result=pb.Value(int_value=1), blocks=[pb.BlockContents(block=0, data=b"wxyz")],
                 kept=[pb.KeptBlock(block=1, address=pb.RemoteAddress(address=0x7F0000002000,
-                                                                     generation=3))],
+                                                                     generation=99))],
                 changed=[pb.ChangedBlock(address=pb.RemoteAddress(address=0x7F0000009000,
                                                                   generation=3),
                                          data=b"12345678")])).SerializeToString()
@@ -746,3 +747,32 @@ def test_a_kept_string_is_where_the_library_keeps_it(client):
         session.CDLL(TEST_LIB).str_len(b"another".decode().encode())
         assert len(session.twins._by_owner) == 1  # the first string's twin released
     assert got == run(ctypes, ctypes.CDLL)[0] == [3, 11]
+
+
+def test_releases_of_a_packed_call_the_worker_refused_are_sent_again():
+    # A worker that refuses a call (here: more block bytes than the server allows) releases
+    # nothing: the twins the packed call was to release go with a later call, as the general
+    # way resends them, and the worker no longer keeps the first string.
+    server = Server("--max_block_bytes=1000")
+    try:
+        c = ffibox.connect(server.address)
+        with c.session(same_host=True) as session:
+            lib = session.CDLL(TEST_LIB)
+            lib.str_len.argtypes, lib.str_len.restype = [ct.c_char_p], ct.c_size_t
+            first = ("first %d" % 1).encode()
+            assert lib.str_len(first) == 7
+            twin = session.twins._by_owner[id(first)]
+            address = pb.RemoteAddress(address=twin.worker, generation=twin.generation)
+            del first, twin  # only its twin holds it: the next call that keeps releases it
+            with pytest.raises(ffibox.Error) as refused:
+                lib.str_len(("too long %d" % 2).encode() * 200)
+            assert refused.value.code == "RESOURCE_EXHAUSTED"
+            # Of another size than the first: the worker keeps it elsewhere.
+            assert lib.str_len(("next %d" % 3).encode() * 80) == 480
+            assert address.address not in {t.worker for t in session.twins._by_owner.values()}
+            with pytest.raises(ffibox.Error) as freed:  # the worker keeps it no more
+                session.stream.request(free_memory=pb.FreeMemory(address=address))
+            assert freed.value.code == "NOT_FOUND"
+        c.close()
+    finally:
+        server.stop()

@@ -456,9 +456,9 @@ class CallBuilder:
         the raw worker address."""
         for kept in result.kept:
             owner = self._owners[kept.block] if kept.block < len(self._owners) else None
-            if owner is not None:
-                self._twins.kept(owner, self.blocks[kept.block].size,
-                                        kept.address.address, kept.address.generation)
+            if owner is not None:  # kept by the worker that answered, whatever it says
+                self._twins.kept(owner, self.blocks[kept.block].size, kept.address.address,
+                                 generation)
         budget = self._images.budget()
         for contents in result.blocks:
             owner = self._owners[contents.block] if contents.block < len(self._owners) else None

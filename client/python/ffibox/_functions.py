@@ -115,8 +115,12 @@ class RemoteCall:
         finally:
             if packed is not None:
                 packed.release()
-                if answer is None:  # not sent, or failed before it was
-                    packed.not_sent()
+                # Not sent, or failed (the worker may have refused the call before it
+                # released anything): released again with a later call, as the general way
+                # resends them; the worker ignores what it already freed.
+                if answer is None or (type(answer) is not _packers.Done and
+                                      answer.HasField("error")):
+                    packed.requeue_releases()
         return self._packed_answer(packer, answer, restype, generation)
 
     def _packed_answer(self, packer, answer, restype, generation: Optional[int]):

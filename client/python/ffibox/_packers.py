@@ -620,9 +620,9 @@ class Packed:
         elif held:
             self._twins.unhold([entry[0] for entry in held])
 
-    def not_sent(self) -> None:
-        """The call was not sent (it goes the general way): the twins it was to release
-        are released with a later call."""
+    def requeue_releases(self) -> None:
+        """The call was not sent (it goes the general way) or failed: the twins it was to
+        release are released with a later call. Idempotent."""
         released, self._released = self._released, ()
         if released:
             self._twins.requeue(released)
@@ -665,7 +665,8 @@ class Packed:
             owner = held[returned.block][1] if returned.block < len(held) else None
             if owner is not None:
                 _ct.memmove(_ct.addressof(owner), returned.data, len(returned.data))
-        for kept in response.call.kept:  # checked: exactly the blocks asked to be kept
+        # Checked: exactly the blocks asked to be kept; kept by the worker that answered,
+        # whatever it says.
+        for kept in response.call.kept:
             entry = held[kept.block]
-            self._twins.kept(entry[5], entry[2], kept.address.address,
-                             kept.address.generation)
+            self._twins.kept(entry[5], entry[2], kept.address.address, response.generation)

@@ -290,8 +290,10 @@ class TwinTable:
                         continue
                     del self._by_owner[key]
                     self._drop(twin)
-                if twin.busy:
-                    in_flight.append((None, twin))  # a call still names it: released later
+                if twin.busy or twin.generation > generation:
+                    # A call still names it, or it is of a worker newer than the caller
+                    # knew of: released later.
+                    in_flight.append((None, twin))
                 elif twin.generation == generation:
                     released.append(Released(twin.worker, twin.generation))
             self._collected.extend(in_flight)
