@@ -134,10 +134,10 @@ def pointer_calls(c, load, session=None):
 def test_calls_passing_memory_give_what_the_stream_and_ctypes_give(client):
     with client.session(same_host=True) as session:
         on_channel, read = pointer_calls(ct, session.CDLL, session)
-    # The first round makes the arrays' twins (the general way) but for memset, whose array
-    # ptr_offset twinned just before, and str_len's string is kept by a packed call; in the
-    # second, each call but the two the general way takes is read by its packer.
-    assert read == [2, 6]
+    # In the first round packed calls ask the worker to keep each string and array (their
+    # twins), in the second they place them at their twins; in both each call but the two
+    # the general way takes is read by its packer.
+    assert read == [6, 6]
     with client.session(same_host=False) as session:
         assert pointer_calls(ct, session.CDLL, session) == (on_channel, [None, None])
     assert pointer_calls(ctypes, ctypes.CDLL) == (on_channel, [])
@@ -273,6 +273,12 @@ class _FakeTwins(_NoTwins):
     def unhold(self, twins):
         for twin in twins:
             twin.busy -= 1
+
+    def has_releases(self):
+        return False
+
+    def begin_keep(self, owner):
+        return False  # its twin is busy: hold gives every object one
 
 
 def test_pointer_requests_are_what_protobuf_makes_of_them():
@@ -556,16 +562,22 @@ def test_a_string_answer_is_read_only_in_its_one_shape():
 
 
 class _KeepingTwins(_FakeTwins):
-    """_FakeTwins for whom bytes have no twin yet: a packed call asks the worker to keep them
-    and releases `releasable`, as TwinTable does."""
+    """_FakeTwins for whom bytes and the objects of `new` have no twin yet: a packed call
+    asks the worker to keep them and releases `releasable`, as TwinTable does."""
 
-    def __init__(self, releasable=()):
+    def __init__(self, releasable=(), new=()):
         super().__init__()
         self.keeping, self.recorded, self.requeued = set(), [], []
         self.releasable = list(releasable)
+        self.new = {id(owner) for owner in new}
 
     def hold(self, owner, size, generation):
-        return None if type(owner) is bytes else super().hold(owner, size, generation)
+        if type(owner) is bytes or id(owner) in self.new:
+            return None
+        return super().hold(owner, size, generation)
+
+    def has_releases(self):
+        return bool(self.releasable)
 
     def begin_keep(self, owner):
         if id(owner) in self.keeping:
@@ -588,37 +600,41 @@ class _KeepingTwins(_FakeTwins):
         self.recorded.append((owner, size, worker, generation))
 
 
-def test_a_string_without_a_twin_is_kept_and_earlier_ones_released():
-    # A string's first call asks the worker to keep it (MemoryBlock.keep, watched, as the
-    # general way ships it) and releases the twins of strings nothing else holds any more
+def test_a_string_or_array_without_a_twin_is_kept_and_earlier_ones_released():
+    # An object's first call asks the worker to keep it (MemoryBlock.keep, watched, as the
+    # general way ships it) and releases the twins of objects nothing else holds any more
     # (Call.release); the request is what protobuf makes of it.
-    packer = _packers.Packer(9, [ct.c_char_p, ct.c_void_p, ct.c_char_p], ct.c_size_t)
+    packer = _packers.Packer(9, [ct.c_char_p, ct.c_void_p, ct.c_char_p, ct.POINTER(ct.c_int)],
+                             ct.c_size_t)
     first, second, buf = b"first", b"second" * 30, ct.create_string_buffer(4)
+    ints = (ct.c_int * 3)(7, -1, 2**31 - 1)
     releasable = [pb.RemoteAddress(address=0x7F00000A0000, generation=3),
                   pb.RemoteAddress(address=2**63 + 8, generation=3)]
-    twins = _KeepingTwins(releasable)
-    packed = packer.pack((first, buf, second), twins, 3)
+    twins = _KeepingTwins(releasable, new=[ints])
+    packed = packer.pack((first, buf, second, ints), twins, 3)
     at = pb.RemoteAddress(address=twins.twins[id(buf)].worker, generation=3)
     expected = pb.Request(id=300, call=pb.Call(function=9, args=[
         pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index)))
-        for index in range(3)], blocks=[
+        for index in range(4)], blocks=[
             pb.MemoryBlock(data=first + b"\0", size=6, direction=pb.IN, keep=True, watch=True),
             pb.MemoryBlock(data=bytes(4), size=4, direction=pb.INOUT, at=at, watch=True),
             pb.MemoryBlock(data=second + b"\0", size=181, direction=pb.IN, keep=True,
+                           watch=True),
+            pb.MemoryBlock(data=bytes(ints), size=12, direction=pb.INOUT, keep=True,
                            watch=True)], release=releasable))
     assert packed.payload(300) == expected.SerializeToString()
-    assert twins.keeping == {id(first), id(second)}
-    # Both strings are being kept: another call with one of them goes the general way.
-    assert packer.pack((b"other", buf, second), twins, 3) is None
-    assert twins.keeping == {id(first), id(second)} and twins.requeued == []
+    assert twins.keeping == {id(first), id(second), id(ints)}
+    # The three are being kept: another call with one of them goes the general way.
+    assert packer.pack((b"other", buf, second, ints), twins, 3) is None
+    assert twins.keeping == {id(first), id(second), id(ints)} and twins.requeued == []
     packed.requeue_releases()  # the general way releases them instead
     packed.release()
     assert twins.requeued == releasable and twins.keeping == set()
     assert twins.twins[id(buf)].busy == 0
-    # Only a call that keeps a string releases: one with twins alone leaves them.
-    twins = _KeepingTwins(releasable)
-    assert not pb.Request.FromString(
-        _packers.Packer(9, [ct.c_void_p], None).pack((buf,), twins, 3).payload(1)).call.release
+    # A call with twins alone releases what collected objects left (TwinTable.has_releases).
+    assert pb.Request.FromString(_packers.Packer(9, [ct.c_void_p], None).pack(
+        (buf,), _KeepingTwins(releasable), 3).payload(1)).call.release == pb.Call(
+            release=releasable).release
 
 
 def test_a_kept_string_answer_is_read_only_in_its_one_shape():
@@ -776,3 +792,43 @@ def test_releases_of_a_packed_call_the_worker_refused_are_sent_again():
         c.close()
     finally:
         server.stop()
+
+
+def test_a_new_buffer_each_call_is_packed_and_released(client):
+    # buf = create_string_buffer(n); f(buf): each call is read by its packer, asks the
+    # worker to keep the new buffer and copies it back, and releases the buffer of the call
+    # before, which was collected meanwhile (its id is often the new one's): the session's
+    # twins do not pile up, and the results are ctypes'.
+    def run(c, libc, rounds):
+        libc.memset.argtypes = [c.c_void_p, c.c_int, c.c_size_t]
+        libc.memset.restype = c.c_void_p
+        got = []
+        for number in range(rounds):
+            buf = c.create_string_buffer(16)
+            same = libc.memset(buf, 65 + number % 26, 1 + number % 16) == c.addressof(buf)
+            got.append((same, buf.raw))
+        return got
+
+    with client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        run(ct, libc, 1)  # the channel is open
+        requests, kept, record = [], [], session.twins.kept
+        send = session.stream.send_packed
+
+        def recording(packed):
+            requests.append(pb.Request.FromString(packed.payload(1)).call)
+            return send(packed)
+
+        def kept_at(owner, size, worker, generation):
+            kept.append(worker)
+            record(owner, size, worker, generation)
+
+        session.stream.send_packed, session.twins.kept = recording, kept_at
+        packed = count_packed(session)
+        got = run(ct, libc, 100)
+        assert packed == [True] * 100 and len(kept) == 100
+        assert all(call.blocks[0].keep for call in requests)
+        assert [[address.address for address in call.release] for call in requests[1:]] == \
+            [[address] for address in kept[:-1]]
+        assert len(session.twins._by_owner) <= 2
+    assert got == run(ctypes, ctypes.CDLL("libc.so.6"), 100)

@@ -86,10 +86,12 @@ class RemoteCall:
             if _packers.packable(argtypes, restype):
                 packer = _packers.Packer(self._handle(argtypes, restype), argtypes, restype)
             self._packers[key] = packer
-        if packer is None or session.twins.has_releases():
+        if packer is None:
             return None
-        if packer.any_pointer:
+        if packer.any_pointer:  # it carries releases (Call.release) when there are
             return self._packed_pointer_call(packer, args, restype)
+        if session.twins.has_releases():
+            return None
         packed = packer.pack(args, session.twins)
         if packed is None:
             return None

@@ -20,15 +20,15 @@ caller memory a call reached goes the general way too (ffibox._blocks maps it).
 
 A pointer argument is packed when it is bytes (for c_char_p, c_void_p or POINTER(c_char)),
 or an array that owns its memory and holds no pointer (for c_void_p, for c_char_p when its
-elements are c_char, for POINTER(T) when they are T) whose worker twin (ffibox._twins) an
-earlier call made; no call in flight may use the twin, and 16 KiB of them in all. Bytes
-travel IN, an array INOUT, placed at the twin and watched, as ffibox._blocks ships them; the
-array's bytes are written back before its twin is free again. Bytes without a twin (a new
-string each call) are kept by the worker, watched, as the general way asks for them, their
-twin recorded from the answer; such a call also releases the twins of strings nothing else
-holds any more (Call.release), as every call of the general way does. A first call with an
-array, an object passed twice, a view, an array made from_buffer or from_address, a larger
-array and anything else go the general way.
+elements are c_char, for POINTER(T) when they are T), 16 KiB of them in all. Bytes travel
+IN, an array INOUT, as ffibox._blocks ships them: placed at the object's worker twin
+(ffibox._twins) when an earlier call made one that no call in flight uses, else kept by the
+worker (a new string or buffer each call), watched either way, the twin recorded from the
+answer. The arrays' bytes are written back before their twins are free again. A call that
+keeps an object, or finds objects collected, also releases the twins nothing holds any more
+(Call.release), as every call of the general way does. An object passed twice, one whose
+twin another call uses, a view, an array made from_buffer or from_address, a larger array
+and anything else go the general way.
 """
 import ctypes as _ct
 import functools
@@ -244,9 +244,12 @@ def _pointer_encoder(t):
                 return None
             data = bytes(value)  # its memory
             twin = twins.hold(value, size, generation)
-            if twin is None:
+            if twin is not None:
+                entry = (twin, value, size, data, _INOUT, None)
+            elif twins.begin_keep(value):  # its first call: kept, as the general way asks
+                entry = (None, value, size, data, _INOUT, value)
+            else:
                 return None
-            entry = (twin, value, size, data, _INOUT, None)
         else:
             return None
         try:
@@ -404,9 +407,10 @@ class Packer:
                 if entry[5] is not None:
                     keeps = True
             released = ()
-            if keeps:
+            if keeps or twins.has_releases():
                 # A call that keeps a block releases what earlier ones kept, as every call
-                # of the general way does: a new string each call does not pile up.
+                # of the general way does: a new string or buffer each call does not pile
+                # up; so does one that finds objects collected.
                 released = twins.take_releases(generation, _twins.RELEASES_PER_CALL)
                 parts.extend(_release(address) for address in released)
             packed = Packed(self, b"".join(parts), twins, held, generation, keeps, released)

@@ -201,13 +201,18 @@ class TwinTable:
             return twin
 
     def begin_keep(self, owner) -> bool:
-        """Whether a call may ask the worker to keep `owner`'s block (bytes with no twin,
-        that no call in flight is keeping); it is then recorded as being kept until
-        `keeps_done`, as `place` records it. False for an owner with any twin (current,
-        stale or busy: the general way places it)."""
+        """Whether a call may ask the worker to keep `owner`'s block (bytes, or an object
+        referable weakly, with no twin, that no call in flight is keeping); it is then
+        recorded as being kept until `keeps_done`, as `place` records it. False for an owner
+        with a twin of its own (busy, of another generation or too small: the general way
+        places it). A twin left by a collected object whose id this one reuses is released
+        once this one's is recorded (`kept`)."""
         key = id(owner)
+        if not _weakly_referable(owner):
+            return False
         with self._lock:
-            if key in self._by_owner or key in self._keeping:
+            twin = self._by_owner.get(key)
+            if (twin is not None and twin.alive() is owner) or key in self._keeping:
                 return False
             self._keeping.add(key)
             return True
