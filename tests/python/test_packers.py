@@ -706,6 +706,23 @@ def test_a_kept_string_in_an_answer_read_in_full_is_recorded():
     assert twins.keeping == set() and twins.twins[id(buf)].busy == 0
 
 
+def record_keeps(session):
+    """(the packed calls sent from now on, the worker addresses of the twins recorded)."""
+    requests, kept, record = [], [], session.twins.kept
+    send = session.stream.send_packed
+
+    def recording(packed):
+        requests.append(pb.Request.FromString(packed.payload(1)).call)
+        return send(packed)
+
+    def kept_at(owner, size, worker, generation):
+        kept.append(worker)
+        record(owner, size, worker, generation)
+
+    session.stream.send_packed, session.twins.kept = recording, kept_at
+    return requests, kept
+
+
 def test_a_new_string_each_call_is_packed_and_released(client):
     # f(name.encode()): each call is read by its packer, asks the worker to keep its string
     # (as the general way does), and releases the string of the call before, which only
@@ -714,18 +731,7 @@ def test_a_new_string_each_call_is_packed_and_released(client):
         libc = session.CDLL("libc.so.6")
         libc.strlen.argtypes, libc.strlen.restype = [ct.c_char_p], ct.c_size_t
         libc.strlen(b"first")  # the channel is open
-        requests, kept, record = [], [], session.twins.kept
-        send = session.stream.send_packed
-
-        def recording(packed):
-            requests.append(pb.Request.FromString(packed.payload(1)).call)
-            return send(packed)
-
-        def kept_at(owner, size, worker, generation):
-            kept.append(worker)
-            record(owner, size, worker, generation)
-
-        session.stream.send_packed, session.twins.kept = recording, kept_at
+        requests, kept = record_keeps(session)
         packed = count_packed(session)
         names = ["name number %d" % number for number in range(200)]
         assert [libc.strlen(name.encode()) for name in names] == [len(n) for n in names]
@@ -812,18 +818,7 @@ def test_a_new_buffer_each_call_is_packed_and_released(client):
     with client.session(same_host=True) as session:
         libc = session.CDLL("libc.so.6")
         run(ct, libc, 1)  # the channel is open
-        requests, kept, record = [], [], session.twins.kept
-        send = session.stream.send_packed
-
-        def recording(packed):
-            requests.append(pb.Request.FromString(packed.payload(1)).call)
-            return send(packed)
-
-        def kept_at(owner, size, worker, generation):
-            kept.append(worker)
-            record(owner, size, worker, generation)
-
-        session.stream.send_packed, session.twins.kept = recording, kept_at
+        requests, kept = record_keeps(session)
         packed = count_packed(session)
         got = run(ct, libc, 100)
         assert packed == [True] * 100 and len(kept) == 100
