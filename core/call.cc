@@ -139,6 +139,15 @@ absl::Status PreparedFunction::Prepare() {
   return absl::OkStatus();
 }
 
+void ApplyReleases(const v1::Call& call, uint64_t generation, size_t max_blocks,
+                   LastingMemory* lasting) {
+  if (lasting == nullptr || static_cast<size_t>(call.release_size()) > max_blocks) return;
+  for (const v1::RemoteAddress& address : call.release()) {
+    // Idempotent: what is already freed, or died with an older worker, is ignored.
+    if (address.generation() == generation) lasting->ReleaseLastingIfPresent(address.address());
+  }
+}
+
 absl::StatusOr<v1::CallResult> PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
                                                         const CallbackResolver* callbacks,
                                                         LastingMemory* lasting) const {
@@ -151,18 +160,15 @@ absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
                                       const CallbackResolver* callbacks, LastingMemory* lasting,
                                       v1::CallResult* result, bool report_changed,
                                       absl::Span<char> shared) const {
+  if (call.release_size() > 0 && lasting == nullptr) {
+    return ErrorStatus(v1::UNIMPLEMENTED, "call.release: lasting blocks are not available here");
+  }
+  // First, whatever becomes of the call.
+  ApplyReleases(call, generation, limits_.max_blocks, lasting);
   // The same check the broker made: a worker distrusts what reaches it.
   FFIBOX_RETURN_IF_ERROR(ValidateCallShape(call, signature_, limits_, shared.size()));
   const int fixed = signature_.params_size();
   const int total = fixed + call.variadic_types_size();
-  if (call.release_size() > 0 && lasting == nullptr) {
-    return ErrorStatus(v1::UNIMPLEMENTED, "call.release: lasting blocks are not available here");
-  }
-  for (const v1::RemoteAddress& address : call.release()) {
-    // Idempotent: what is already freed, or died with an older worker, is ignored (a client
-    // resends releases when it cannot tell whether a failed call delivered them).
-    if (address.generation() == generation) lasting->ReleaseLastingIfPresent(address.address());
-  }
 
   CallArena arena;
   CallBlocks blocks;

@@ -27,6 +27,14 @@ namespace ffibox {
 
 class LastingMemory;  // core/blocks.h
 
+// Frees the lasting blocks of worker `generation` that `call` releases (Call.release) in
+// `lasting` (nothing when it is nullptr, or when the call releases more than `max_blocks`,
+// which ValidateCallShape refuses). A worker applies a call's releases once, first, whether
+// the call then runs or is refused: a client that got any answer to the call never sends
+// its releases again (a later keep may have reused the address since). Idempotent.
+void ApplyReleases(const v1::Call& call, uint64_t generation, size_t max_blocks,
+                   LastingMemory* lasting);
+
 class PreparedFunction {
  public:
   // Validates `signature` (untrusted; errors name "signature..."), builds its libffi types
@@ -57,8 +65,9 @@ class PreparedFunction {
   // records too. Returned blocks carry the pointers found in them (CallBlocks::CopyOut).
   // Thread-compatible: concurrent Invokes on one object are safe, the native function
   // permitting.
-  // Lasting blocks (MemoryBlock.keep / at, Call.release, freed first) live in `lasting`;
-  // nullptr refuses them (UNIMPLEMENTED).
+  // Lasting blocks (MemoryBlock.keep / at, Call.release, freed first by ApplyReleases,
+  // before any check, so whatever the call's outcome) live in `lasting`; nullptr refuses
+  // them (UNIMPLEMENTED).
   absl::StatusOr<v1::CallResult> Invoke(const v1::Call& call, uint64_t generation,
                                         const CallbackResolver* callbacks = nullptr,
                                         LastingMemory* lasting = nullptr) const;

@@ -236,6 +236,7 @@ absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result, 
     if (found != functions_.end()) function = found->second.get();
   }
   if (function == nullptr) {
+    ApplyReleases(call, generation_, limits_.max_blocks, &memory_);  // as Invoke does first
     return ErrorStatus(v1::NOT_FOUND,
                        absl::StrCat("function handle ", call.function(), " is not resolved"));
   }

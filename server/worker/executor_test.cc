@@ -195,6 +195,25 @@ TEST_F(LastingBlocksTest, ReleasedBeforeTheCallAndThenUnknown) {
   EXPECT_EQ(ExecuteOne(&executor_, freed).error().code(), v1::NOT_FOUND);
 }
 
+// A call's releases are freed first, whatever becomes of the call: one the worker refuses
+// (a malformed call, an unresolved function) or one that fails frees them too, so a client
+// never sends them again once it has an answer (a later keep may reuse the address).
+TEST_F(LastingBlocksTest, ReleasesAreFreedEvenWhenTheCallIsRefused) {
+  v1::Request malformed = KeepPointerCall(1);
+  malformed.mutable_call()->add_args()->set_int_value(7);  // one argument too many
+  v1::Request unresolved = KeepPointerCall(1);
+  unresolved.mutable_call()->set_function(99);
+  for (v1::Request refused : {malformed, unresolved}) {
+    v1::RemoteAddress kept = Keep(3);
+    *refused.mutable_call()->add_release() = kept;
+    ASSERT_TRUE(ExecuteOne(&executor_, refused).has_error());
+    v1::Request freed;
+    *freed.mutable_free_memory()->mutable_address() = kept;
+    EXPECT_EQ(ExecuteOne(&executor_, freed).error().code(), v1::NOT_FOUND)
+        << refused.call().function();
+  }
+}
+
 TEST_F(LastingBlocksTest, FreeMemoryFreesKeptMemoryAndKeptMemoryServesAllocations) {
   v1::RemoteAddress kept = Keep(3);
   v1::Request free;
