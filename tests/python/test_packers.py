@@ -123,24 +123,38 @@ def pointer_calls(c, load, session=None):
         got.append(list(doubles))
         # One array twice: the second placement finds the twin busy (the general way).
         got.append(libc.memmove(word, word, 3) == c.addressof(word))
-        got.append(lib.ptr_offset(None, 0))  # None: the general way
-        if session is not None:
-            read.append(packed.count(True) if session.stream.local_enabled else None)
-            session.stream.send_packed = type(session.stream).send_packed.__get__(
-                session.stream)
+        got.append(lib.ptr_offset(None, 0))  # None: NULL
+        end_round(session, packed, read)
     return got, read
 
 
-def test_calls_passing_memory_give_what_the_stream_and_ctypes_give(client):
+def end_round(session, packed, read):
+    """Ends a round of pointer_calls or byref_and_none_calls: notes in `read` how many of
+    its calls `session`'s packers read (`packed`, count_packed's), None without a same-host
+    channel, and stops counting."""
+    if session is not None:
+        read.append(packed.count(True) if session.stream.local_enabled else None)
+        session.stream.send_packed = type(session.stream).send_packed.__get__(session.stream)
+
+
+def in_every_way(client, calls, read_by_packers):
+    """What `calls(c, load, session)` gives on a same-host session, which it gives on the
+    stream and with the stdlib's ctypes too; its packers read `read_by_packers` calls of
+    each round."""
     with client.session(same_host=True) as session:
-        on_channel, read = pointer_calls(ct, session.CDLL, session)
-    # In the first round packed calls ask the worker to keep each string and array (their
-    # twins), in the second they place them at their twins; in both each call but the two
-    # the general way takes is read by its packer.
-    assert read == [6, 6]
+        on_channel, read = calls(ct, session.CDLL, session)
+    assert read == read_by_packers
     with client.session(same_host=False) as session:
-        assert pointer_calls(ct, session.CDLL, session) == (on_channel, [None, None])
-    assert pointer_calls(ctypes, ctypes.CDLL) == (on_channel, [])
+        assert calls(ct, session.CDLL, session) == (on_channel, [None, None])
+    assert calls(ctypes, ctypes.CDLL) == (on_channel, [])
+    return on_channel
+
+
+def test_calls_passing_memory_give_what_the_stream_and_ctypes_give(client):
+    # In the first round packed calls ask the worker to keep each string and array (their
+    # twins), in the second they place them at their twins; in both each call but the one
+    # the general way takes (an array passed twice) is read by its packer.
+    on_channel = in_every_way(client, pointer_calls, [7, 7])
     assert on_channel[:3] == [13, 511, b"fedcba\0"] and on_channel[10:13] == [13, 511,
                                                                              b"abcdef\0"]
 
@@ -537,7 +551,7 @@ def test_a_string_result_is_what_the_stream_and_ctypes_give(client):
                                             None)] * 2
     with client.session(same_host=True) as session:
         on_channel, packed = run(ct, session.CDLL, session)
-    assert packed == [True] * 6  # all but the one passing None (the general way)
+    assert packed == [True] * 7  # None is NULL to a packer too
     with client.session(same_host=False) as session:
         assert run(ct, session.CDLL, session)[0] == on_channel == run(ctypes, ctypes.CDLL)[0]
 
@@ -771,10 +785,10 @@ def test_a_kept_string_is_where_the_library_keeps_it(client):
     assert got == run(ctypes, ctypes.CDLL)[0] == [3, 11]
 
 
-def test_releases_of_a_packed_call_the_worker_refused_are_sent_again():
-    # A worker that refuses a call (here: more block bytes than the server allows) releases
-    # nothing: the twins the packed call was to release go with a later call, as the general
-    # way resends them, and the worker no longer keeps the first string.
+def test_releases_of_a_call_the_worker_refused_are_freed_and_not_sent_again():
+    # A worker frees a call's releases before it checks the call: a call it refuses (here:
+    # more block bytes than the server allows) releases the first string all the same, and
+    # the client does not send them again (a later keep may have been given the address).
     server = Server("--max_block_bytes=1000")
     try:
         c = ffibox.connect(server.address)
@@ -786,18 +800,50 @@ def test_releases_of_a_packed_call_the_worker_refused_are_sent_again():
             twin = session.twins._by_owner[id(first)]
             address = pb.RemoteAddress(address=twin.worker, generation=twin.generation)
             del first, twin  # only its twin holds it: the next call that keeps releases it
+            requests, _ = record_keeps(session)
             with pytest.raises(ffibox.Error) as refused:
                 lib.str_len(("too long %d" % 2).encode() * 200)
             assert refused.value.code == "RESOURCE_EXHAUSTED"
             # Of another size than the first: the worker keeps it elsewhere.
             assert lib.str_len(("next %d" % 3).encode() * 80) == 480
-            assert address.address not in {t.worker for t in session.twins._by_owner.values()}
+            assert [len(call.release) for call in requests] == [1, 0]
             with pytest.raises(ffibox.Error) as freed:  # the worker keeps it no more
                 session.stream.request(free_memory=pb.FreeMemory(address=address))
             assert freed.value.code == "NOT_FOUND"
         c.close()
     finally:
         server.stop()
+
+
+def test_a_failed_call_never_frees_what_later_calls_keep(client):
+    # 1100 collected buffers leave more releases than one call sends (1024); a call that
+    # fails after the worker freed the first 1024 (its c_char_p result points nowhere) does
+    # not send them again: buffers a later call keeps, which the worker puts at addresses
+    # freed then (the only free blocks of their size: the seven small ones), stay theirs.
+    with client.session(same_host=True) as session:
+        libc, lib = session.CDLL("libc.so.6"), session.CDLL(TEST_LIB)
+        libc.memset.argtypes, libc.memset.restype = [ct.c_void_p, ct.c_int, ct.c_size_t], \
+            ct.c_void_p
+        lib.ptr_offset.argtypes, lib.ptr_offset.restype = [ct.c_char_p, ct.c_long], ct.c_char_p
+        # sum_ints given ten pointers: one call that keeps ten buffers.
+        lib.sum_ints.argtypes = [ct.c_void_p] * 10
+        # Collected last first: the failing call releases the small ones among its 1024.
+        buffers = [ct.create_string_buffer(size) for size in [200] * 76 + [48] * 7 +
+                   [200] * 1017]
+        for buffer in buffers:
+            libc.memset(buffer, 1, 1)
+        del buffers, buffer
+        with pytest.raises(ffibox.Error) as failed:
+            lib.ptr_offset(b"q" * 600 + b"%d" % 1, 1 << 46)
+        assert failed.value.code == "MEMORY_FAULT"
+        kept = [ct.create_string_buffer(48) for _ in range(10)]
+        lib.sum_ints(*kept)  # kept by the worker, some where small buffers were
+        libc.memset(ct.create_string_buffer(300), 3, 1)  # the releases still waiting
+        for number, buffer in enumerate(kept):
+            libc.memset(buffer, 65 + number, 4)
+        assert [buffer.raw[:5] for buffer in kept] == [
+            bytes([65 + number]) * 4 + b"\0" for number in range(10)]
+        assert session.stream.local_enabled
 
 
 def test_a_new_buffer_each_call_is_packed_and_released(client):
@@ -827,3 +873,102 @@ def test_a_new_buffer_each_call_is_packed_and_released(client):
             [[address] for address in kept[:-1]]
         assert len(session.twins._by_owner) <= 2
     assert got == run(ctypes, ctypes.CDLL("libc.so.6"), 100)
+
+
+def byref_and_none_calls(c, load, session=None):
+    """Calls passing byref of objects, NULL and strings, made with ctypes module `c` and its
+    `load`, twice: what each gave, and how many calls the packers of `session` read."""
+    lib, libc = load(TEST_LIB), load("libc.so.6")
+
+    class Point(c.Structure):
+        _fields_ = [("x", c.c_double), ("y", c.c_double)]
+
+    class Rect(c.Structure):
+        _fields_ = [("min", Point), ("max", Point)]
+
+    lib.divmod.argtypes = [c.c_int, c.c_int, c.POINTER(c.c_int), c.POINTER(c.c_int)]
+    lib.rect_bounds.argtypes = [c.POINTER(Point), c.c_int, c.POINTER(Rect)]
+    libc.strtol.argtypes = [c.c_char_p, c.POINTER(c.c_char_p), c.c_int]
+    libc.strtol.restype = c.c_long
+    libc.memset.argtypes, libc.memset.restype = [c.c_void_p, c.c_int, c.c_size_t], c.c_void_p
+    got, read = [], []
+    for _ in range(2):
+        packed = count_packed(session) if session is not None else []
+        quotient, remainder = c.c_int(), c.c_int()  # new objects: kept by the worker
+        lib.divmod(47, 5, c.byref(quotient), c.byref(remainder))
+        got.append((quotient.value, remainder.value))
+        lib.divmod(-9, 4, c.byref(quotient), c.byref(remainder))  # at their twins
+        got.append((quotient.value, remainder.value))
+        points, out = (Point * 3)(Point(1, 5), Point(-2, 0), Point(4, 1)), Rect()
+        lib.rect_bounds(points, 3, c.byref(out))
+        got.append((out.min.x, out.min.y, out.max.x, out.max.y))
+        got.append(libc.strtol(b"-1234", None, 10))  # NULL
+        word = c.c_uint64(0)
+        got.append((libc.memset(c.byref(word), 0x41, 3) == c.addressof(word), word.value))
+        # The general way: byref with an offset, of a view, of another type (ctypes' error).
+        raw = (c.c_ubyte * 8)()
+        got.append((libc.memset(c.byref(raw, 4), 0x42, 2) == c.addressof(raw) + 4, list(raw)))
+        got.append(libc.memset(c.byref(out.max), 0, 8) == c.addressof(out) + 16)
+        got.append(out.max.x)
+        try:
+            lib.divmod(1, 1, c.byref(c.c_long()), c.byref(quotient))
+        except c.ArgumentError as error:
+            got.append(str(error))
+        end_round(session, packed, read)
+    return got, read
+
+
+def test_byref_and_none_give_what_the_stream_and_ctypes_give(client):
+    # byref of an object that owns its memory (a scalar, a structure without pointers) is
+    # packed as an array is, placed at its twin or kept; None is NULL. byref with an offset
+    # or of a view, and byref of another type than the parameter's, go the general way.
+    on_channel = in_every_way(client, byref_and_none_calls, [5, 5])
+    assert on_channel[:4] == [(9, 2), (-2, -1), (-2.0, 0.0, 4.0, 5.0), -1234]
+    assert on_channel[4] == (True, 0x414141)
+    assert "argument 3" in on_channel[8]
+
+
+def test_byref_and_none_requests_are_what_protobuf_makes_of_them():
+    packer = _packers.Packer(9, [ct.POINTER(ct.c_int), ct.c_void_p, ct.c_char_p], ct.c_int)
+    number, pair = ct.c_int(-5), (ct.c_short * 2)(1, 2)
+    twins = _KeepingTwins(new=[number])
+    packed = packer.pack((ct.byref(number), ct.byref(pair), None), twins, 3)
+    at = pb.RemoteAddress(address=twins.twins[id(pair)].worker, generation=3)
+    expected = pb.Request(id=7, call=pb.Call(function=9, args=[
+        pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=0))),
+        pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=1))),
+        pb.Value(pointer=pb.PointerValue(null=True))], blocks=[
+            pb.MemoryBlock(data=bytes(number), size=4, direction=pb.INOUT, keep=True,
+                           watch=True),
+            pb.MemoryBlock(data=bytes(pair), size=4, direction=pb.INOUT, at=at, watch=True)]))
+    assert packed.payload(7) == expected.SerializeToString()
+    packed.release()
+    assert twins.keeping == set() and twins.twins[id(pair)].busy == 0
+    # Not packed: byref with an offset, of a view, of another type; a pointer type's object.
+    rect = (ct.c_int * 4)()
+    for args in ((ct.byref(rect, 4), pair, None),
+                 (ct.byref(ct.c_int.from_buffer(rect, 4)), pair, None),
+                 (ct.byref(ct.c_long()), pair, None),
+            (ct.byref(number), ct.byref(ct.c_char_p(b"x")), None),
+            (ct.byref(number), ct.byref(ct.py_object(1)), None)):
+        assert packer.pack(args, _KeepingTwins(new=[number]), 3) is None
+
+
+def test_a_scalar_call_releases_what_collected_objects_left(client):
+    # Once a twinned buffer is collected, the next scalar call is still packed and carries
+    # its release (Call.release), as any call of the general way would.
+    with client.session(same_host=True) as session:
+        lib, libc = session.CDLL(TEST_LIB), session.CDLL("libc.so.6")
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        lib.add_int.argtypes, lib.add_int.restype = [ct.c_int, ct.c_int], ct.c_int
+        buffer = ct.create_string_buffer(16)
+        libc.memset(buffer, 1, 1)
+        worker = session.twins._by_owner[id(buffer)].worker
+        del buffer
+        requests, _ = record_keeps(session)
+        packed = count_packed(session)
+        assert [lib.add_int(2, 3), lib.add_int(4, 5)] == [5, 9]
+        assert packed == [True, True]
+        assert [[address.address for address in call.release] for call in requests] == [
+            [worker], []]
+        assert not session.twins.has_releases()

@@ -88,10 +88,9 @@ class RemoteCall:
             self._packers[key] = packer
         if packer is None:
             return None
-        if packer.any_pointer:  # it carries releases (Call.release) when there are
+        if packer.any_pointer or session.twins.has_releases():
+            # Memory held while the call is in flight, and releases (Call.release).
             return self._packed_pointer_call(packer, args, restype)
-        if session.twins.has_releases():
-            return None
         packed = packer.pack(args, session.twins)
         if packed is None:
             return None
@@ -105,11 +104,11 @@ class RemoteCall:
 
     def _packed_pointer_call(self, packer, args, restype) -> Optional[_packers.Done]:
         """_packed_call's work for a packer with pointer parameters, whose twins are held
-        while the call is in flight."""
+        while the call is in flight, or for a call that releases twins."""
         session = self._session
         generation, packed, answer = session.generation, None, None
         try:
-            packed = packer.pack(args, session.twins, generation)
+            packed = packer.pack(args, session.twins, generation, releasing=True)
             if packed is None:
                 return None
             session.images.sync()
@@ -117,11 +116,9 @@ class RemoteCall:
         finally:
             if packed is not None:
                 packed.release()
-                # Not sent, or failed (the worker may have refused the call before it
-                # released anything): released again with a later call, as the general way
-                # resends them; the worker ignores what it already freed.
-                if answer is None or (type(answer) is not _packers.Done and
-                                      answer.HasField("error")):
+                # Not sent: released with a later call. Once sent, never again (as the
+                # general way): the worker frees them first whatever the call's outcome.
+                if answer is None:
                     packed.requeue_releases()
         return self._packed_answer(packer, answer, restype, generation)
 
@@ -225,11 +222,11 @@ class RemoteCall:
         session.images.sync()
         # While the call is in flight its twins are the worker's (busy since `place`): a
         # nested call (from a callback) must not sync the caller's stale bytes into them.
+        # Its releases are not sent again, whatever the answer: a worker frees them before
+        # anything else (a call the broker refused before the worker saw it leaves them kept
+        # there), and a later keep may have been given an address freed since.
         try:
             response = session.call(call)
-        except Error:
-            session.twins.requeue(released)  # the worker ignores what it already freed
-            raise
         finally:
             builder.answered()
         session.twins.note_generation(response.generation)

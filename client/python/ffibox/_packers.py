@@ -18,17 +18,19 @@ or float for a c_double, a bool for a c_bool) goes the general way (`pack` gives
 its error is the one ctypes raises. A pointer-sized integer equal to an address inside
 caller memory a call reached goes the general way too (ffibox._blocks maps it).
 
-A pointer argument is packed when it is bytes (for c_char_p, c_void_p or POINTER(c_char)),
-or an array that owns its memory and holds no pointer (for c_void_p, for c_char_p when its
-elements are c_char, for POINTER(T) when they are T), 16 KiB of them in all. Bytes travel
-IN, an array INOUT, as ffibox._blocks ships them: placed at the object's worker twin
-(ffibox._twins) when an earlier call made one that no call in flight uses, else kept by the
-worker (a new string or buffer each call), watched either way, the twin recorded from the
-answer. The arrays' bytes are written back before their twins are free again. A call that
-keeps an object, or finds objects collected, also releases the twins nothing holds any more
-(Call.release), as every call of the general way does. An object passed twice, one whose
-twin another call uses, a view, an array made from_buffer or from_address, a larger array
-and anything else go the general way.
+A pointer argument is packed when it is None (NULL), bytes (for c_char_p, c_void_p or
+POINTER(c_char)), an array that owns its memory and holds no pointer (for c_void_p, for
+c_char_p when its elements are c_char, for POINTER(T) when they are T), or byref of an object
+that owns its memory and holds no pointer, at its start (for c_void_p, for POINTER(T) when it
+is a T), 16 KiB of them in all. Bytes travel IN, an object INOUT, as ffibox._blocks ships
+them: placed at the object's worker twin (ffibox._twins) when an earlier call made one that
+no call in flight uses, else kept by the worker (a new string, buffer or out-parameter each
+call), watched either way, the twin recorded from the answer. The objects' bytes are written
+back before their twins are free again. A call that keeps an object, or finds objects
+collected, also releases the twins nothing holds any more (Call.release), as every call of
+the general way does (a scalar call that finds objects collected is packed that way too).
+An object passed twice, one whose twin another call uses, a view, an array made from_buffer
+or from_address, byref with an offset, a larger object and anything else go the general way.
 """
 import ctypes as _ct
 import functools
@@ -198,17 +200,30 @@ def _is_string(t) -> bool:
     return _types.is_fundamental(t) and t._type_ == "z"
 
 
+def _plain_memory(t) -> bool:
+    """Whether objects of ctypes type `t` are plain bytes to a library: a scalar, an array, a
+    structure or a union holding no pointer (nor a Python object), not a view of worker
+    memory."""
+    if hasattr(t, "_ffibox_base"):
+        return False
+    if _types.is_simple(t):
+        return t._type_ not in ("z", "Z", "P", "O")
+    return (_types.is_array(t) or _types.is_record(t)) and not _types.pointer_offsets(t)
+
+
 def _pointer_encoder(t):
     """encode(value, twins, held, generation) for a pointer parameter of type `t` (c_char_p,
-    c_void_p, POINTER(T)), as _encoder: None when `value` is not bytes or an array of its own
-    this parameter takes, with a free twin of `generation` in `twins` (the general way ships
-    it). Appends to `held` what the call places: (the twin, held until Packed.release; the
-    array to copy back into, None for bytes; its size; the block's bytes; its direction).
-    Returns the Call.args field of a pointer to that block."""
+    c_void_p, POINTER(T)), as _encoder: None when `value` is not None, bytes, an array of its
+    own this parameter takes or byref of such an object (the general way ships it). Appends
+    to `held` what the call places (at a free twin of `generation` in `twins`, or to be kept):
+    (the twin, held until Packed.release, or None; the object to copy back into, None for
+    bytes; its size; the block's bytes; its direction; the object to keep, or None).
+    Returns the Call.args field of a pointer to that block, or of NULL for None."""
     void = _is_void_pointer(t)
     target = _ct.c_char if not _types.is_pointer(t) else t._type_
     takes_bytes = void or target is _ct.c_char
     arrays = {}  # array type -> whether it is one this parameter takes as a plain buffer
+    targets = {}  # type of a byref target -> whether this parameter takes it as plain memory
 
     def takes(array_type) -> bool:
         took = arrays.get(array_type)
@@ -220,8 +235,20 @@ def _pointer_encoder(t):
             arrays[array_type] = took
         return took
 
+    def takes_target(target_type) -> bool:
+        # As ctypes' from_param: c_void_p takes byref of anything, POINTER(T) of a T, and
+        # c_char_p of nothing.
+        took = targets.get(target_type)
+        if took is None:
+            took = (void or (_types.is_pointer(t) and target_type is target)) and \
+                _plain_memory(target_type)
+            targets[target_type] = took
+        return took
+
     def encode(value, twins, held, generation):
         kind_of_value = type(value)
+        if value is None:
+            return _NULL_ARG
         if len(held) >= len(_BLOCK_ARGS):
             return None
         if kind_of_value is bytes:
@@ -236,22 +263,30 @@ def _pointer_encoder(t):
                 entry = (None, None, size, data, _IN, value)
             else:
                 entry = (twin, None, size, data, _IN, None)
-        # An array that owns its memory: no other argument's memory overlaps it (one made
-        # from_buffer or from_address may alias another, which the general way ships once).
-        elif takes(kind_of_value) and value._b_needsfree_:
-            size = _ct.sizeof(value)  # its type's size, or what ctypes.resize made it
-            if not 0 < size <= _MOST_BLOCK_BYTES:
-                return None
-            data = bytes(value)  # its memory
-            twin = twins.hold(value, size, generation)
-            if twin is not None:
-                entry = (twin, value, size, data, _INOUT, None)
-            elif twins.begin_keep(value):  # its first call: kept, as the general way asks
-                entry = (None, value, size, data, _INOUT, value)
+        else:
+            # An array that owns its memory, or byref(obj) of an object that does, at its
+            # start: no other argument's memory overlaps it (one made from_buffer or
+            # from_address may alias another, which the general way ships once).
+            if kind_of_value is _CArgObject:
+                owner = value._obj
+                if not takes_target(type(owner)) or not owner._b_needsfree_ or \
+                        not repr(value).endswith("(%#x)>" % _ct.addressof(owner)):
+                    return None  # another type (ctypes' TypeError), a view, an offset
+            elif takes(kind_of_value) and value._b_needsfree_:
+                owner = value
             else:
                 return None
-        else:
-            return None
+            size = _ct.sizeof(owner)  # its type's size, or what ctypes.resize made it
+            if not 0 < size <= _MOST_BLOCK_BYTES:
+                return None
+            data = bytes(owner)  # its memory
+            twin = twins.hold(owner, size, generation)
+            if twin is not None:
+                entry = (twin, owner, size, data, _INOUT, None)
+            elif twins.begin_keep(owner):  # its first call: kept, as the general way asks
+                entry = (None, owner, size, data, _INOUT, owner)
+            else:
+                return None
         try:
             held.append(entry)
         except BaseException:  # out of memory, or interrupted: the twin is not held
@@ -280,6 +315,9 @@ def _block_arg(index: int) -> bytes:
 
 
 _BLOCK_ARGS = [_block_arg(index) for index in range(16)]
+# The whole Call.args field of NULL.
+_NULL_ARG = _ARG + _SMALL[len(_NULL_POINTER)] + _NULL_POINTER
+_CArgObject = type(_ct.byref(_ct.c_int()))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -363,14 +401,17 @@ class Packer:
         self.void_pointer = self._result_kind == _POINTER
         self._call_prefix = _FUNCTION + _varint(handle)
 
-    def pack(self, args, twins, generation: int = 0) -> Optional["Packed"]:
+    def pack(self, args, twins, generation: int = 0,
+             releasing: bool = False) -> Optional["Packed"]:
         """The call with `args`, packed; None when one of them must go the general way
         (another Python type, a wrong count, an integer inside a twin of `twins`, memory
-        without a free twin of `generation`)."""
+        another call is keeping). A call with pointer arguments, or `releasing`, also
+        releases what `twins` has to release of worker `generation` when it keeps memory or
+        objects were collected."""
         encoders = self._encoders
         if len(args) != len(encoders):
             return None
-        if self.any_pointer:
+        if self.any_pointer or releasing:
             return self._pack_pointers(args, twins, generation)
         try:
             if len(encoders) == 1:  # the most common case, without a list
@@ -625,8 +666,8 @@ class Packed:
             self._twins.unhold([entry[0] for entry in held])
 
     def requeue_releases(self) -> None:
-        """The call was not sent (it goes the general way) or failed: the twins it was to
-        release are released with a later call. Idempotent."""
+        """The call was not sent (it goes the general way): the twins it was to release are
+        released with a later call. Idempotent."""
         released, self._released = self._released, ()
         if released:
             self._twins.requeue(released)

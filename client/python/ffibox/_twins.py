@@ -305,8 +305,9 @@ class TwinTable:
         return released
 
     def requeue(self, released) -> None:
-        """Releases a call did not deliver (it failed): sent again with a later call (the
-        worker ignores addresses it no longer has)."""
+        """Releases a call did not send: sent with a later call. Never those of a call that
+        reached the worker, which freed them first: a later keep may have been given the
+        address since (the worker ignores addresses it no longer has, not reused ones)."""
         for address in released:
             self._collected.append((None, Twin(b"", 0, 0, address.address, address.generation,
                                                None)))
