@@ -21,6 +21,8 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxLocalStrlenEncoded <median> ns   ...
     BM_PythonCtypesMemset             <median> ns   ...
     BM_PythonFfiboxLocalMemset        <median> ns   ...
+    BM_PythonCtypesMemsetNewBuffer    <median> ns   ...
+    BM_PythonFfiboxLocalMemsetNewBuffer <median> ns ...
 
 BM_PythonFfiboxCos goes over gRPC (FFIBOX_SAME_HOST=0 for the default session, which would
 take the same-host channel by default on a private server); BM_PythonFfiboxLocalCos is the
@@ -32,12 +34,13 @@ on a same-host session whose callbacks come through the broker (`channel_callbac
 and on one whose callbacks take the channel (the default of a same-host session). The StringArray pair passes
 an array of 4000 `char*` (`(c_char_p * 4000)(*names)`, as argv-like APIs take) to libc's
 `memchr`, which reads its first word: the cost of a call that reaches thousands of strings.
-The Strlen, StrlenEncoded and Memset pairs are calls that pass memory, on a same-host
-session: libc's `strlen(b"hello")` (`c_char_p`, the bytes travel to the worker),
+The Strlen, StrlenEncoded, Memset and MemsetNewBuffer pairs are calls that pass memory, on
+a same-host session: libc's `strlen(b"hello")` (`c_char_p`, the bytes travel to the worker),
 `strlen(name.encode())` (a new bytes object each call, which the worker keeps until a later
-call releases it, as for any string passed) and `memset(buf, 66, 8)` on a 64-byte
+call releases it, as for any string passed), `memset(buf, 66, 8)` on a 64-byte
 `create_string_buffer` (`c_void_p, c_int, c_size_t`, restype `c_void_p`: the buffer travels
-both ways).
+both ways) and the same on a new 64-byte buffer each call
+(`memset(create_string_buffer(64), 66, 8)`, the buffer made in the time too).
 
 ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
 `from ffibox import ctypes`): run it from the repository root after the build. With
@@ -83,9 +86,9 @@ def time_string_array(module, number: int, repeat: int, count: int = 4000):
 
 
 def time_memory_calls(module, number: int, repeat: int, libc=None):
-    """(strlen runs, strlen of a new string runs, memset runs): ns per call of libc's
-    strlen(b"hello"), of strlen(name.encode()) and of memset(buf, 66, 8) on a 64-byte
-    buffer."""
+    """(strlen runs, strlen of a new string runs, memset runs, memset of a new buffer runs):
+    ns per call of libc's strlen(b"hello"), of strlen(name.encode()), of memset(buf, 66, 8)
+    on a 64-byte buffer and of memset(create_string_buffer(64), 66, 8)."""
     libc = libc if libc is not None else module.CDLL("libc.so.6")
     strlen, memset = libc.strlen, libc.memset
     strlen.argtypes, strlen.restype = [module.c_char_p], module.c_size_t
@@ -97,9 +100,11 @@ def time_memory_calls(module, number: int, repeat: int, libc=None):
             memset(buf, 66, 8) != module.addressof(buf) or buf.raw != b"B" * 8 + bytes(56):
         raise SystemExit("%s strlen or memset returned a wrong value" % module.__name__)
     runs = []
-    for statement in ('strlen(b"hello")', "strlen(name.encode())", "memset(buf, 66, 8)"):
-        timer = timeit.Timer(statement, globals={"strlen": strlen, "memset": memset,
-                                                 "buf": buf, "name": name})
+    for statement in ('strlen(b"hello")', "strlen(name.encode())", "memset(buf, 66, 8)",
+                      "memset(create_string_buffer(64), 66, 8)"):
+        timer = timeit.Timer(statement, globals={
+            "strlen": strlen, "memset": memset, "buf": buf, "name": name,
+            "create_string_buffer": module.create_string_buffer})
         runs.append(sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat,
                                                                    number=number)))
     return runs
@@ -201,7 +206,8 @@ def main() -> None:
                                     same_host.CDLL("libc.so.6"))
     same_host.close()
     memory_entries = []
-    for name, local_runs_of, runs_of in zip(("Strlen", "StrlenEncoded", "Memset"),
+    for name, local_runs_of, runs_of in zip(("Strlen", "StrlenEncoded", "Memset",
+                                             "MemsetNewBuffer"),
                                             memory_local_runs, memory_runs):
         report("BM_PythonCtypes" + name, local_runs_of, args.repeat, args.number)
         report("BM_PythonFfiboxLocal" + name, runs_of, args.repeat, args.ffibox_number)
