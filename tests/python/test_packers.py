@@ -972,3 +972,72 @@ def test_a_scalar_call_releases_what_collected_objects_left(client):
         assert [[address.address for address in call.release] for call in requests] == [
             [worker], []]
         assert not session.twins.has_releases()
+
+
+def twinned_and_collected(session, count):
+    """The worker addresses of `count` buffers twinned by a call each, then collected (their
+    releases waiting)."""
+    libc = session.CDLL("libc.so.6")
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    buffers = [ct.create_string_buffer(4000) for _ in range(count)]
+    for buffer in buffers:
+        libc.memset(buffer, 1, 1)
+    addresses = [pb.RemoteAddress(address=session.twins._by_owner[id(b)].worker,
+                                  generation=session.twins._by_owner[id(b)].generation)
+                 for b in buffers]
+    del buffers, buffer
+    assert session.twins.has_releases()
+    return addresses
+
+
+def still_kept(session, addresses):
+    """How many of `addresses` the worker still keeps (free_memory frees them)."""
+    kept = 0
+    for address in addresses:
+        try:
+            session.stream.request(free_memory=pb.FreeMemory(address=address))
+            kept += 1
+        except ffibox.Error as error:
+            assert error.code == "NOT_FOUND"
+    return kept
+
+
+def test_a_call_too_large_for_the_stream_leaves_its_releases_to_a_later_call(client):
+    # The stream refuses a call larger than its messages itself, so the worker would never
+    # see its releases: they go with the next call instead.
+    with client.session(same_host=False) as session:
+        addresses = twinned_and_collected(session, 5)
+        lib = session.CDLL(TEST_LIB)
+        lib.str_len.argtypes, lib.str_len.restype = [ct.c_char_p], ct.c_size_t
+        with pytest.raises(ffibox.Error) as refused:
+            lib.str_len(b"x" * (17 << 20))
+        assert refused.value.code == "RESOURCE_EXHAUSTED"
+        assert lib.str_len(b"next") == 4
+        assert still_kept(session, addresses) == 0
+
+
+def test_releases_of_a_packed_call_are_sent_once_even_when_its_wait_is_interrupted(client):
+    # Interrupted after it was sent (here: a KeyboardInterrupt once the answer is in), a
+    # packed call's releases are not sent again: the worker freed them first. Not sent at
+    # all (send_packed gives None), they go with the next call.
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        lib.add_int.argtypes, lib.add_int.restype = [ct.c_int, ct.c_int], ct.c_int
+        addresses = twinned_and_collected(session, 3)
+        send = session.stream.send_packed
+
+        def interrupted(packed):
+            send(packed)
+            raise KeyboardInterrupt
+
+        session.stream.send_packed = interrupted
+        with pytest.raises(KeyboardInterrupt):
+            lib.add_int(1, 2)
+        session.stream.send_packed = send
+        assert not session.twins.has_releases() and not session.twins._collected
+        assert still_kept(session, addresses) == 0
+        addresses = twinned_and_collected(session, 3)
+        session.stream.send_packed = lambda packed: None
+        assert lib.add_int(1, 2) == 3  # the general way, which sends them
+        session.stream.send_packed = send
+        assert still_kept(session, addresses) == 0

@@ -17,6 +17,8 @@ from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_add
 from ffibox.errors import Error, StaleHandle, error_from_proto
 
 _WORD = struct.Struct("<Q")
+# What a Request adds around its Call: the id, the call field's tag and length, and more.
+_REQUEST_FRAMING_BYTES = 64
 _errno = threading.local()  # ctypes' private errno copy, per thread (use_errno)
 
 
@@ -106,19 +108,23 @@ class RemoteCall:
         """_packed_call's work for a packer with pointer parameters, whose twins are held
         while the call is in flight, or for a call that releases twins."""
         session = self._session
-        generation, packed, answer = session.generation, None, None
+        generation, packed, answer, sending = session.generation, None, None, False
         try:
             packed = packer.pack(args, session.twins, generation, releasing=True)
             if packed is None:
                 return None
             session.images.sync()
+            sending = True
             answer = session.stream.send_packed(packed)
+            sending = False
         finally:
             if packed is not None:
                 packed.release()
-                # Not sent: released with a later call. Once sent, never again (as the
-                # general way): the worker frees them first whatever the call's outcome.
-                if answer is None:
+                # Not sent (send_packed gave None, or the call failed before it): released
+                # with a later call. Once sent, never again, even when the wait for the
+                # answer was interrupted: the worker frees them first whatever the call's
+                # outcome (as the general way).
+                if answer is None and not sending:
                     packed.requeue_releases()
         return self._packed_answer(packer, answer, restype, generation)
 
@@ -216,15 +222,23 @@ class RemoteCall:
             call.set_errno = get_errno()
         released = session.twins.take_releases(session.generation,
                                                _twins.RELEASES_PER_CALL)
-        call.release.extend(pb.RemoteAddress(address=address, generation=generation)
-                            for address, generation in released)
+        if released:
+            call.release.extend(pb.RemoteAddress(address=address, generation=generation)
+                                for address, generation in released)
+            limit = session.stream.max_request_bytes
+            if limit and call.ByteSize() + _REQUEST_FRAMING_BYTES > limit:
+                # A call the stream may refuse itself (larger than its messages) carries
+                # none: the worker would never see them, and they are sent once only.
+                session.twins.requeue(released)
+                del call.release[:]
         # What the caller changed in images of worker memory reaches the worker first.
         session.images.sync()
         # While the call is in flight its twins are the worker's (busy since `place`): a
         # nested call (from a callback) must not sync the caller's stale bytes into them.
         # Its releases are not sent again, whatever the answer: a worker frees them before
-        # anything else (a call the broker refused before the worker saw it leaves them kept
-        # there), and a later keep may have been given an address freed since.
+        # anything else, and a later keep may have been given an address freed since (a
+        # call the broker refuses before the worker sees it leaves them kept there until
+        # the worker ends).
         try:
             response = session.call(call)
         finally:
