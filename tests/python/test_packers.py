@@ -422,6 +422,10 @@ def test_a_packed_call_for_another_worker_goes_the_general_way():
     twins = _FakeTwins()
     assert packer.pack((ct.create_string_buffer(90),), twins, 4).refused_by(Channel())
     assert not _packers.Packer(9, [ct.c_int], None).pack((1,), twins).refused_by(Channel())
+    # Releases alone, of the worker before: the general way too (sent to the session's).
+    releasing = _KeepingTwins([pb.RemoteAddress(address=0x7F0000001000, generation=3)])
+    assert _packers.Packer(9, [ct.c_int], None).pack((1,), releasing, 3,
+                                                     releasing=True).refused_by(Channel())
 
 
 def test_a_packed_call_whose_library_changed_megabytes_elsewhere_is_read_in_full(client):

@@ -466,8 +466,8 @@ class Packer:
              kept=None) -> Optional[Done]:
         """The result in `answer` when it has the one shape expected (starting with `head`,
         the request's id field, then for each array of `held` its bytes, which are copied
-        back into it, then, when `held` has strings to keep, where worker `generation` kept
-        each, appended to the list `kept` as (string, size, worker address)), else None
+        back into it, then, when `held` has objects to keep, where worker `generation` kept
+        each, appended to the list `kept` as (object, size, worker address)), else None
         (the answer is then parsed and checked in full)."""
         if not answer.startswith(head):
             return None
@@ -545,8 +545,8 @@ class Packer:
 
     def _read_with_blocks(self, answer: bytes, at: int, end: int, held, generation: int,
                           kept) -> Optional[Done]:
-        # The call field: the result, then each array's bytes in the order it was passed,
-        # then each kept string's address.
+        # The call field: the result, then each object's bytes in the order it was passed,
+        # then where each object to keep was kept.
         if at >= end or answer[at] != _CALL_TAG:
             return None
         length, at = _read_varint(answer, at + 1)
@@ -636,10 +636,10 @@ class Packed:
         self.function = packer.function
         self._twins = twins
         # What the call placed at twins or asks the worker to keep (Packer._pack_pointers;
-        # `keeps`: strings to keep among them), for worker `generation`, and the twins it
+        # `keeps`: objects to keep among them), for worker `generation`, and the twins it
         # releases.
         self._held = held
-        self.places_blocks = bool(held)
+        self.places_blocks = bool(held) or bool(released)
         self._generation = generation
         self._keeps = keeps
         self._released = released
@@ -650,14 +650,16 @@ class Packed:
 
     def refused_by(self, local) -> bool:
         """Whether the call must go the general way rather than on channel `local`: it
-        places or keeps blocks for another worker than the channel's (the session's worker
-        changed since it was packed), or it is larger than the worker reads."""
-        return bool(self._held) and (self._generation != local.generation or
-                                     local.too_large_payload(len(self._body) + 16))
+        places, keeps or releases blocks for another worker than the channel's (the
+        session's worker changed since it was packed), or it is larger than the worker
+        reads."""
+        return (bool(self._held) or bool(self._released)) and (
+            self._generation != local.generation or
+            local.too_large_payload(len(self._body) + 16))
 
     def release(self) -> None:
         """The call is over (answered, failed or never sent): the twins it placed are free
-        again, and the strings it asked the worker to keep are recorded as kept or not.
+        again, and the objects it asked the worker to keep are recorded as kept or not.
         Idempotent."""
         held, self._held = self._held, ()
         if held and self._keeps:
@@ -675,9 +677,9 @@ class Packed:
     def exchange(self, local, request_id: int, deadline: float):
         """The call sent on the same-host channel `local` as request `request_id`: Done with
         the result when the worker's answer has the one shape expected (arrays passed
-        copied back, strings kept recorded as twins), else the answer parsed and checked in
+        copied back, objects kept recorded as twins), else the answer parsed and checked in
         full (a pb.Response, LocalChannel.checked_answer; `_copy_back` writes its arrays
-        and records its kept strings); the channel's errors."""
+        and records its kept objects); the channel's errors."""
         head = _ID + _varint(request_id)  # the request's id field, as its answer starts
         payload = head + self._body
         held = self._held
@@ -703,7 +705,7 @@ class Packed:
     def _copy_back(self, held, response) -> None:
         # The arrays' bytes in an answer read in full, as ffibox._blocks copies back a
         # block of an object without pointer slots (checked_answer checked their sizes),
-        # and where the worker kept the strings it was asked to.
+        # and where the worker kept the objects it was asked to.
         if response.HasField("error"):
             return
         for returned in response.call.blocks:
