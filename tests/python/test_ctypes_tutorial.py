@@ -324,8 +324,14 @@ def test_bit_field_layout_ctypes_gets_wrong_is_refused(shared_server):
     Bits = make_types(ctypes)[5]
     testlib = ctypes.CDLL(TEST_LIB)
     testlib.bits_make.restype = Bits
+    # Refused again on every call, not only the first; and in a function passing it too.
+    for _ in range(2):
+        with pytest.raises(TypeError, match="layout of Bits differs"):
+            testlib.bits_make(5, -9, 4000, -1, 2**39, -3)
+    testlib.bits_sum.restype = ctypes.c_long
+    testlib.bits_sum.argtypes = [Bits]
     with pytest.raises(TypeError, match="layout of Bits differs"):
-        testlib.bits_make(5, -9, 4000, -1, 2**39, -3)
+        testlib.bits_sum(Bits())
 
 
 def _unused_bits(ct, testlib):

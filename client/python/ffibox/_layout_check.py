@@ -17,16 +17,33 @@ class LayoutCheck:
 
     def __init__(self, stream) -> None:
         self._stream = stream
-        self._checked: Dict[type, bool] = {}
+        # Type -> "" once checked (or while it is: a record may point to itself), or why it
+        # was refused: refused again on every later use.
+        self._checked: Dict[type, str] = {}
         self._expected: Dict[type, bool] = {}
 
     def check(self, t) -> None:
         """Compares ctypes' layout of `t` (a record, or records inside an array or behind a
-        pointer, at any depth) with the worker's; raises TypeError when they disagree."""
-        if t in self._checked or not (
-                _types.is_record(t) or _types.is_array(t) or _types.is_pointer(t)):
+        pointer, at any depth) with the worker's; raises TypeError when they disagree, for
+        this use and every later one."""
+        refused = self._checked.get(t)
+        if refused is not None:
+            if refused:
+                raise TypeError(refused)
             return
-        self._checked[t] = True
+        if not (_types.is_record(t) or _types.is_array(t) or _types.is_pointer(t)):
+            return
+        self._checked[t] = ""
+        try:
+            self._compare(t)
+        except TypeError as error:
+            self._checked[t] = str(error)
+            raise
+        except BaseException:  # not checked: the next use asks again
+            del self._checked[t]
+            raise
+
+    def _compare(self, t) -> None:
         if _types.is_pointer(t) and _types.is_incomplete(t._type_):
             return
         if _types.is_array(t) or _types.is_pointer(t):
