@@ -457,6 +457,13 @@ def test_in_dll(ct, testlib):
     origin.x = -3.0  # writes the library's variable
     assert testlib.origin_norm1() == 5.5
     origin.x = 1.5
+    # byref of it passed as a c_void_p is the library's variable too.
+    libc = ct.CDLL("libc.so.6")
+    libc.memset.argtypes, libc.memset.restype = [ct.c_void_p, ct.c_int, ct.c_size_t], None
+    scale = ct.c_double.in_dll(testlib, "ffibox_scale")
+    libc.memset(ct.byref(scale, 6), 0, 2)  # its sign and exponent: 0.0
+    assert scale.value == 0.0
+    scale.value = 2.25
 
 
 # -- variadic calls and errno ------------------------------------------------------------

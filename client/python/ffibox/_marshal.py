@@ -205,6 +205,9 @@ def _encode_string_or_void(t, code, value, builder, session):
         return pb.Value(text_value=value)
     if isinstance(value, _CArgObject) and builder is not None:
         t.from_param(value)  # c_char_p refuses byref(c_int), as in ctypes
+        base = _remote.view_address(value._obj)
+        if base is not None:  # byref of a view of worker memory: that memory, as POINTER(T)
+            return remote_value(base.address + byref_target(value)[1], base.generation)
         return _byref_value(value, builder)
     if isinstance(value, _ct._SimpleCData) and type(value)._type_ in ("z", "Z", "P"):
         at = address_of(value)
