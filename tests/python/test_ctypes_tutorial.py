@@ -334,6 +334,32 @@ def test_bit_field_layout_ctypes_gets_wrong_is_refused(shared_server):
         testlib.bits_sum(Bits())
 
 
+def test_a_refused_record_stays_refused_behind_pointers(shared_server):
+    # A record that points to itself and holds (or is) a record whose layout ctypes gets
+    # wrong: refused by value, and then behind one or two pointers too (the pointer's check
+    # rested on the record's, which failed).
+    from ffibox import ctypes
+    Bits = make_types(ctypes)[5]
+
+    class Node(ctypes.Structure):
+        pass
+    Node._fields_ = [("next", ctypes.POINTER(Node)), ("bits", Bits)]
+
+    class Self(ctypes.Structure):  # Bits' 40-bit field after 21 bits, behind an int
+        pass
+    Self._fields_ = [("me", ctypes.POINTER(Self)), ("x", ctypes.c_int),
+                     ("a", ctypes.c_uint, 3), ("b", ctypes.c_int, 5), ("c", ctypes.c_uint, 12),
+                     ("d", ctypes.c_int, 1), ("e", ctypes.c_ulong, 40), ("f", ctypes.c_byte, 4),
+                     ("tail", ctypes.c_int)]
+    counter_next = ctypes.CDLL(TEST_LIB).counter_next
+    counter_next.restype = ctypes.c_int
+    for record, differs in ((Node, "Bits"), (Self, "Self")):
+        for argtype in (record, ctypes.POINTER(record), ctypes.POINTER(ctypes.POINTER(record))):
+            counter_next.argtypes = [argtype]
+            with pytest.raises(TypeError, match="layout of %s differs" % differs):
+                counter_next(None if argtype is not record else record())
+
+
 def _unused_bits(ct, testlib):
     Bits = make_types(ct)[5]
     testlib.bits_make.restype = Bits

@@ -5,10 +5,14 @@ in its own. A type on which the two disagree (a bit-field layout ctypes gets wro
 refused with a TypeError before any call uses it, instead of exchanging misread bytes.
 """
 import ctypes as _ct
-from typing import Dict
+import threading
+from typing import Dict, List, Optional
 
 from ffibox import _types
 from ffibox._stubs import pb
+
+
+_IN_PROGRESS = object()
 
 
 class LayoutCheck:
@@ -17,35 +21,62 @@ class LayoutCheck:
 
     def __init__(self, stream) -> None:
         self._stream = stream
-        # Type -> "" once checked (or while it is: a record may point to itself), or why it
-        # was refused: refused again on every later use.
-        self._checked: Dict[type, str] = {}
+        # Type -> "" once checked, _IN_PROGRESS while this session checks it (a record may
+        # point to itself), or why it was refused: refused again on every later use.
+        self._checked: Dict[type, object] = {}
         self._expected: Dict[type, bool] = {}
+        self._lock = threading.RLock()  # one check at a time: another thread waits for it
+        self._pending: Optional[List[type]] = None  # the types the running check marked
 
     def check(self, t) -> None:
         """Compares ctypes' layout of `t` (a record, or records inside an array or behind a
         pointer, at any depth) with the worker's; raises TypeError when they disagree, for
         this use and every later one."""
-        refused = self._checked.get(t)
-        if refused is not None:
-            if refused:
-                raise TypeError(refused)
+        state = self._checked.get(t)
+        if state == "":
             return
+        if isinstance(state, str):
+            raise TypeError(state)
         if not (_types.is_record(t) or _types.is_array(t) or _types.is_pointer(t)):
             return
-        self._checked[t] = ""
-        try:
-            self._compare(t)
-        except TypeError as error:
-            self._checked[t] = str(error)
-            raise
-        except BaseException:  # not checked: the next use asks again
-            del self._checked[t]
-            raise
+        if _types.is_pointer(t) and _types.is_incomplete(t._type_):
+            return  # asked again once its record has its fields
+        with self._lock:
+            state = self._checked.get(t)
+            if state is _IN_PROGRESS or state == "":
+                return
+            if isinstance(state, str):
+                raise TypeError(state)
+            outermost = self._pending is None
+            if outermost:
+                self._pending = []
+            self._pending.append(t)
+            self._checked[t] = _IN_PROGRESS
+            try:
+                self._compare(t)
+            except TypeError as error:
+                self._checked[t] = str(error)
+                if outermost:
+                    self._forget_unsure()
+                raise
+            except BaseException:
+                if outermost:
+                    self._forget_unsure()
+                raise
+            self._checked[t] = ""
+            if outermost:
+                self._pending = None
+
+    def _forget_unsure(self) -> None:
+        # The check that marked them failed: what it found fine may rest on what it refused
+        # (a pointer to a record that points to itself) or did not finish; asked again.
+        for each in self._pending:
+            state = self._checked.get(each)
+            if not (isinstance(state, str) and state):  # not refused
+                self._checked.pop(each, None)
+        self._pending = None
 
     def _compare(self, t) -> None:
-        if _types.is_pointer(t) and _types.is_incomplete(t._type_):
-            return
         if _types.is_array(t) or _types.is_pointer(t):
             self.check(t._type_)
             return
