@@ -227,3 +227,39 @@ def test_a_buffer_larger_than_grpcs_default_message_comes_back_whole(libc, ct):
     libc.memset.restype = ct.c_void_p
     libc.memset(buffer, 0x5A, size)
     assert buffer.raw == b"\x5a" * size
+
+
+def test_memory_of_another_sessions_worker_is_refused_by_name(server):
+    # A view of one session's worker memory (in_dll, .contents) or a pointer it returned is
+    # an address there: passed to another session's call it would name other memory in
+    # that worker, so the call is refused before it is sent, and both sessions go on.
+    import ffibox
+    from ffibox import ctypes as fct
+    c = ffibox.connect(server.address)
+    with c.session() as first, c.session() as second:
+        scale = fct.c_double.in_dll(first.CDLL(TEST_LIB), "ffibox_scale")
+        lib, libc = first.CDLL(TEST_LIB), second.CDLL("libc.so.6")
+        lib.ptr_offset.argtypes = [fct.c_void_p, fct.c_long]
+        lib.ptr_offset.restype = fct.POINTER(fct.c_double)
+        returned = lib.ptr_offset(fct.byref(scale), 0)
+        assert returned.contents.value == 2.25
+        libc.memset.argtypes = [fct.c_void_p, fct.c_int, fct.c_size_t]
+        libc.memset.restype = fct.c_void_p
+        other = second.CDLL(TEST_LIB)
+        other.ptr_offset.argtypes = [fct.POINTER(fct.c_double), fct.c_long]
+        other.ptr_offset.restype = fct.c_void_p
+
+        class Point(fct.Structure):
+            _fields_ = [("x", fct.c_double), ("y", fct.c_double)]
+        origin = Point.in_dll(lib, "ffibox_origin")
+        other.point_add.argtypes, other.point_add.restype = [Point, Point], Point
+        for call in (lambda: libc.memset(fct.byref(scale), 0, 8),
+                     lambda: other.ptr_offset(fct.pointer(scale), 0),
+                     lambda: other.ptr_offset(returned, 0),
+                     lambda: other.ptr_offset(fct.byref(scale), 8),
+                     lambda: other.point_add(origin, Point(1, 1))):
+            with pytest.raises(fct.ArgumentError, match="another session's worker"):
+                call()
+        assert scale.value == 2.25 and libc.memset(None, 0, 0) is None
+        assert other.point_add(Point(origin.x, origin.y), Point(1, 1)).x == 2.5
+    c.close()

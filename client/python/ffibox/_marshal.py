@@ -64,7 +64,7 @@ def encode(t, value, builder: Optional[CallBuilder], session):
         if not isinstance(value, t):
             raise TypeError("expected %s instance instead of %s"
                             % (t.__name__, type(value).__name__))
-        at = _remote.view_address(value)
+        at = _own_view_address(value, session)
         if at is not None:  # a view of worker memory by value: its current bytes
             return pb.Value(raw=session.memory.read(at.address, _ct.sizeof(t), at.generation))
         if builder is not None and any(
@@ -205,7 +205,7 @@ def _encode_string_or_void(t, code, value, builder, session):
         return pb.Value(text_value=value)
     if isinstance(value, _CArgObject) and builder is not None:
         t.from_param(value)  # c_char_p refuses byref(c_int), as in ctypes
-        base = _remote.view_address(value._obj)
+        base = _own_view_address(value._obj, session)
         if base is not None:  # byref of a view of worker memory: that memory, as POINTER(T)
             return remote_value(base.address + byref_target(value)[1], base.generation)
         return _byref_value(value, builder)
@@ -254,6 +254,17 @@ def _encode_string_or_void(t, code, value, builder, session):
     raise TypeError("wrong type")
 
 
+def _own_view_address(obj, session):
+    """Where `obj` lives in the worker of `session` when it is a view of worker memory (or a
+    RemotePointer), else None; ValueError when it is memory of another session's worker,
+    which this one cannot reach (the same address there is other memory)."""
+    at = address_of(obj) if isinstance(obj, RemotePointer) else _remote.view_address(obj)
+    if at is not None and at.session is not session:
+        raise ValueError("ffibox: %s is memory of another session's worker"
+                         % type(obj).__name__)
+    return at
+
+
 def byref_target(value) -> tuple:
     """(object, byte offset) that `byref(object, offset)` made `value` from."""
     obj = value._obj
@@ -270,12 +281,13 @@ def _encode_pointer(t, value, builder, session):
     if value is None:
         return NULL
     if isinstance(value, RemotePointer):
+        _own_view_address(value, session)
         return remote_value(value.address, value.generation)
-    at = _remote.view_address(value)
+    at = _own_view_address(value, session)
     if at is not None:  # a view of worker memory (.contents, in_dll): its worker address
         return remote_value(at.address, at.generation)
-    if isinstance(value, _CArgObject) and _remote.view_address(value._obj) is not None:
-        base = _remote.view_address(value._obj)
+    base = _own_view_address(value._obj, session) if isinstance(value, _CArgObject) else None
+    if base is not None:
         return remote_value(base.address + byref_target(value)[1], base.generation)
     if builder is None:
         raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
