@@ -30,8 +30,6 @@ import threading
 import weakref
 from typing import Callable, Dict, List, Optional, Tuple
 
-
-
 # Twins released per call (Call.release); the rest wait for the next calls.
 RELEASES_PER_CALL = 1024
 
