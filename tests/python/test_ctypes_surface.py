@@ -254,6 +254,7 @@ def test_memory_of_another_sessions_worker_is_refused_by_name(server):
         origin = Point.in_dll(lib, "ffibox_origin")
         other.point_add.argtypes, other.point_add.restype = [Point, Point], Point
         for call in (lambda: libc.memset(fct.byref(scale), 0, 8),
+                     lambda: libc.memset(returned, 0, 8),
                      lambda: other.ptr_offset(fct.pointer(scale), 0),
                      lambda: other.ptr_offset(returned, 0),
                      lambda: other.ptr_offset(fct.byref(scale), 8),

@@ -186,6 +186,7 @@ def _encode_string_or_void(t, code, value, builder, session):
     if value is None:
         return NULL
     if isinstance(value, RemotePointer):
+        _own_view_address(value, session)
         return remote_value(value.address, value.generation)
     if isinstance(value, int) and not isinstance(value, bool):
         if builder is not None and session.twins.owner_at(value) is not None:
@@ -213,6 +214,7 @@ def _encode_string_or_void(t, code, value, builder, session):
         at = address_of(value)
         if at is not None and _remote.view_address(value) is None:
             # A c_char_p result bound to the worker's string: that address.
+            _of_session(at, value, session)
             return remote_value(at.address, at.generation)
         if type(value)._type_ == "P":
             # cast(local_object, c_void_p) keeps the object in _objects (ffibox's cast also
@@ -259,7 +261,13 @@ def _own_view_address(obj, session):
     RemotePointer), else None; ValueError when it is memory of another session's worker,
     which this one cannot reach (the same address there is other memory)."""
     at = address_of(obj) if isinstance(obj, RemotePointer) else _remote.view_address(obj)
-    if at is not None and at.session is not session:
+    return _of_session(at, obj, session) if at is not None else None
+
+
+def _of_session(at, obj, session):
+    """`at`, the worker address `obj` stands for, when it is in `session`'s worker; else
+    ValueError."""
+    if at.session is not session:
         raise ValueError("ffibox: %s is memory of another session's worker"
                          % type(obj).__name__)
     return at
