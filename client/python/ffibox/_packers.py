@@ -528,20 +528,10 @@ class Packer:
         # of the worker's address (0 for NULL).
         if answer.startswith(_NULL_POINTER, at):
             return Done(0) if end == at + 4 else None
-        if not 6 <= end - at < 0x82 or answer[at + 1] != end - at - 2 or \
-                answer[at + 2] != _REMOTE_TAG or answer[at + 3] != end - at - 4 or \
-                answer[at + 4] != _ADDRESS_TAG:
+        if not 2 <= end - at < 0x82 or answer[at + 1] != end - at - 2:
             return None
-        address, after = _read_varint(answer, at + 5)
-        if not address or after > end:
-            return None
-        if after < end:
-            if answer[after] != _GENERATION_IN_ADDRESS_TAG:
-                return None
-            generation, after = _read_varint(answer, after + 1)
-            if generation is None or after != end:
-                return None
-        return Done(address)
+        remote = _remote_address(answer, at + 2, end)
+        return None if remote is None else Done(remote[0])
 
     def _read_with_blocks(self, answer: bytes, at: int, end: int, held, generation: int,
                           kept) -> Optional[Done]:
@@ -606,21 +596,30 @@ def _kept_address(answer: bytes, at: int, end: int, index: int, generation: int)
         if not answer.startswith(expected, at):
             return None, at
         at += len(expected)
-    # KeptBlock.address: RemoteAddress.address, then its generation.
+    remote = _remote_address(answer, at, stop)  # KeptBlock.address
+    if remote is None or remote[1] != generation:
+        return None, at
+    return remote[0], stop
+
+
+def _remote_address(answer: bytes, at: int, stop: int):
+    """(address, generation) of the RemoteAddress field that is exactly answer[at:stop] (its
+    tag, a one-byte length, the address, then the generation if not 0) when its address is
+    not NULL, else None."""
     if not 4 <= stop - at < 0x82 or answer[at] != _REMOTE_TAG or \
             at + 2 + answer[at + 1] != stop or answer[at + 2] != _ADDRESS_TAG:
-        return None, at
+        return None
     address, at = _read_varint(answer, at + 3)
     if not address or at > stop:
-        return None, at
-    worker_generation = 0
+        return None
+    generation = 0
     if at < stop:
         if answer[at] != _GENERATION_IN_ADDRESS_TAG:
-            return None, at
-        worker_generation, at = _read_varint(answer, at + 1)
-    if worker_generation != generation or at != stop:
-        return None, at
-    return address, at
+            return None
+        generation, at = _read_varint(answer, at + 1)
+        if generation is None:
+            return None
+    return (address, generation) if at == stop else None
 
 
 class Packed:
