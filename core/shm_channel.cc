@@ -184,8 +184,9 @@ class ShmChannel::AdaptiveSpin {
   AdaptiveSpin() : budget_nanos_(single_cpu() ? 0 : kFirstSpinNanos) {}
 
   // Spins while `ready()` is false, for the current budget; true once it is true. The budget
-  // doubles after a spin that found it true and halves after one that gave up (Observe may
-  // raise it again after the sleep that followed): spinning pays
+  // doubles (up to the first spin's length, never lower than it is) after a spin that found
+  // it true and halves after one that gave up (Observe may raise it again after the sleep
+  // that followed): spinning pays
   // when the peer answers while it runs on another CPU, and is pure loss when the peer is
   // descheduled or slow (and on a single CPU, where it never spins).
   bool Spin(absl::FunctionRef<bool()> ready) {
@@ -193,7 +194,7 @@ class ShmChannel::AdaptiveSpin {
     const int64_t start = MonotonicNanos();
     for (uint32_t i = 1;; ++i) {
       if (ready()) {
-        budget_nanos_ = std::min(budget_nanos_ * 2, max_nanos_);
+        budget_nanos_ = std::max(budget_nanos_, std::min(budget_nanos_ * 2, first_nanos_));
         return true;
       }
       CpuRelax();
@@ -204,21 +205,32 @@ class ShmChannel::AdaptiveSpin {
   }
 
   // After a spin gave up and the wait slept: the whole wait took `waited_nanos`. A wait the
-  // longest spin would have covered sets the budget to twice it (bounded), so a peer whose
-  // pauses are longer than the budget but shorter than the longest spin is caught again.
+  // first spin would have covered sets the budget to twice it (bounded), so a peer whose
+  // pauses are longer than the budget but shorter than that spin is caught again; beyond the
+  // first spin, up to the longest, only the second of two waits in a row that fit does (one
+  // long pause may be a one-off: a session's start).
   void Observe(int64_t waited_nanos) {
-    if (budget_nanos_ == 0 || waited_nanos > max_nanos_) return;
-    budget_nanos_ = std::clamp(2 * waited_nanos, kMinSpinNanos, max_nanos_);
+    if (budget_nanos_ == 0) return;
+    const bool fits = waited_nanos <= max_nanos_;
+    const int64_t bound = fits && fitted_ ? max_nanos_ : first_nanos_;
+    fitted_ = fits;
+    if (waited_nanos > bound) return;
+    budget_nanos_ = std::clamp(2 * waited_nanos, kMinSpinNanos, bound);
   }
 
-  void set_max_nanos(int64_t max_nanos) {
+  void set_max_nanos(int64_t max_nanos, int64_t first_nanos) {
     const int64_t raised_from = max_nanos_;
     max_nanos_ = std::max(max_nanos, kMinSpinNanos);
-    // A longer spin asked for (a peer that says its next message follows soon) is spun
-    // whole at once, not grown into after sleeps that each cost a wakeup.
-    budget_nanos_ = budget_nanos_ != 0 && max_nanos_ > raised_from
-                        ? max_nanos_
-                        : std::min(budget_nanos_, max_nanos_);
+    first_nanos_ = std::clamp(first_nanos, kMinSpinNanos, max_nanos_);
+    if (max_nanos_ > raised_from) {
+      // A longer spin asked for (a peer that says its next message follows soon) is spun
+      // whole at once up to `first_nanos`, not grown into after sleeps that each cost a
+      // wakeup; beyond it, only as the peer's pauses show they fit (Observe).
+      if (budget_nanos_ != 0) budget_nanos_ = first_nanos_;
+      fitted_ = false;
+    } else {
+      budget_nanos_ = std::min(budget_nanos_, max_nanos_);
+    }
   }
 
   static int64_t MonotonicNanos() {
@@ -235,6 +247,8 @@ class ShmChannel::AdaptiveSpin {
 
   int64_t budget_nanos_;
   int64_t max_nanos_ = absl::ToInt64Nanoseconds(ShmChannel::kDefaultLongestReadSpin);
+  int64_t first_nanos_ = max_nanos_;  // what a spin that finds the message doubles up to
+  bool fitted_ = false;               // the latest wait that slept took no longer than max_nanos_
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {
@@ -694,8 +708,8 @@ void ShmChannel::MarkPeerGone() {
   WakeLocal();
 }
 
-void ShmChannel::SetLongestReadSpin(absl::Duration longest) {
-  read_spin_->set_max_nanos(absl::ToInt64Nanoseconds(longest));
+void ShmChannel::SetLongestReadSpin(absl::Duration longest, absl::Duration first) {
+  read_spin_->set_max_nanos(absl::ToInt64Nanoseconds(longest), absl::ToInt64Nanoseconds(first));
 }
 
 uint64_t ShmChannel::LoadStatusWord(int index) const { return Load(StatusWord(mapping_, index)); }

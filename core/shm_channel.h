@@ -194,8 +194,16 @@ class ShmChannel {
   // language) sleeps before each and costs the peer a FUTEX_WAKE and the wait for its
   // wakeup; a longer spin trades this end's CPU for that. Call before a read, on the thread
   // that reads (or before the first read).
+  //
+  // A bound raised (a peer whose next message follows soon) is spun whole at once up to
+  // `first` (at most `longest`), not grown into after sleeps that each cost a wakeup; beyond
+  // `first` the spin grows only as the peer's pauses show they fit: it doubles after a spin
+  // that found the message, and a wait that slept, but for no longer than `longest`, sets it
+  // to twice that wait. So a peer that pauses longer than `longest` costs no more spinning
+  // than one that pauses `first`, and one whose pauses fit is caught without sleeping.
   static constexpr absl::Duration kDefaultLongestReadSpin = absl::Microseconds(20);
-  void SetLongestReadSpin(absl::Duration longest);
+  void SetLongestReadSpin(absl::Duration longest, absl::Duration first);
+  void SetLongestReadSpin(absl::Duration longest) { SetLongestReadSpin(longest, longest); }
 
   // Words in the shared memory outside the rings, for what the channel's users publish to
   // each other (the worker's call in progress on a same-host channel). Either side may write

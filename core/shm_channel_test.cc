@@ -566,6 +566,81 @@ TEST(ShmChannelTest, ARaisedLongestSpinIsSpunWholeBeforeTheReaderSleeps) {
       << "1: the reader announced a sleep before the message came";
 }
 
+// The voluntary context switches and the CPU time of the calling thread so far.
+struct ThreadUsage {
+  long switches;
+  absl::Duration cpu;
+};
+ThreadUsage UsageOfThisThread() {
+  struct rusage usage;
+  getrusage(RUSAGE_THREAD, &usage);
+  return {usage.ru_nvcsw,
+          absl::DurationFromTimeval(usage.ru_utime) + absl::DurationFromTimeval(usage.ru_stime)};
+}
+
+// Reads `count` one-byte messages that a peer writes `pause` apart, the spin set before each
+// read as a reader of requests does; for each read, whether the reader slept for it (a
+// voluntary context switch), and the reader's CPU time over all of them.
+struct PacedReads {
+  std::vector<bool> slept;
+  absl::Duration cpu;
+};
+PacedReads ReadPacedMessages(int count, absl::Duration pause, absl::Duration longest,
+                             absl::Duration first) {
+  std::unique_ptr<ShmChannel> channel = MakeChannel();
+  Peer peer(*channel, [count, pause](ShmChannel& end) {
+    for (int i = 0; i < count; ++i) {
+      absl::SleepFor(pause);
+      if (!end.Write("x", In(absl::Seconds(5))).ok()) return 2;
+    }
+    return 0;
+  });
+  PacedReads reads;
+  const absl::Duration cpu_before = UsageOfThisThread().cpu;
+  for (int i = 0; i < count; ++i) {
+    channel->SetLongestReadSpin(longest, first);
+    const long switches = UsageOfThisThread().switches;
+    char byte = 0;
+    EXPECT_OK(channel->Read(&byte, 1, In(absl::Seconds(5))));
+    reads.slept.push_back(UsageOfThisThread().switches != switches);
+  }
+  reads.cpu = UsageOfThisThread().cpu - cpu_before;
+  EXPECT_EQ(peer.Wait(), 0);
+  return reads;
+}
+
+// A raised spin whose first length is shorter than its longest spins the first length at
+// once, and grows past it only once two waits in a row show the peer's pauses fit under the
+// longest: then a peer pausing 10 ms (past the 1 ms first spin) is caught without a sleep.
+TEST(ShmChannelTest, ARaisedSpinGrowsPastItsFirstLengthToPausesThatFit) {
+  const bool single_cpu = sysconf(_SC_NPROCESSORS_ONLN) <= 1;
+  PacedReads reads =
+      ReadPacedMessages(12, absl::Milliseconds(10), absl::Milliseconds(200), absl::Milliseconds(1));
+  // The first two waits sleep: a 1 ms spin, then a shorter one, the first pause that fits not
+  // taken for the peer's pace yet; after the second, the spin is twice the pause.
+  EXPECT_TRUE(reads.slept[0]);
+  EXPECT_TRUE(reads.slept[1]);
+  int caught = 0;
+  for (int i = 2; i < 12; ++i) caught += reads.slept[i] ? 0 : 1;
+  if (single_cpu) {
+    EXPECT_EQ(caught, 0) << "a reader on one CPU never spins";
+  } else {
+    // A peer held up past the grown spin (20 ms) by a busy machine makes a read sleep.
+    EXPECT_GE(caught, 7) << "of 10 reads after the peer's pace was seen";
+  }
+}
+
+// A peer that pauses longer than the longest spin costs no more than the first spin per
+// wait (halving after each miss): six waits of 30 ms against a longest spin of 25 ms. Spun
+// whole at its longest, as a spin raised with no first length is, the same waits would take
+// 25 + 12.5 + 6 + ... ms of CPU.
+TEST(ShmChannelTest, ARaisedSpinStaysAtItsFirstLengthForPausesLongerThanItsLongest) {
+  PacedReads reads =
+      ReadPacedMessages(6, absl::Milliseconds(30), absl::Milliseconds(25), absl::Milliseconds(1));
+  for (size_t i = 0; i < reads.slept.size(); ++i) EXPECT_TRUE(reads.slept[i]) << "read " << i;
+  EXPECT_LT(reads.cpu, absl::Milliseconds(10));
+}
+
 TEST(ShmChannelTest, TheCreatorsMemfdCannotBeResizedOrResealed) {
   std::unique_ptr<ShmChannel> channel = MakeChannel();
   const int seals = fcntl(channel->memfd(), F_GET_SEALS);

@@ -1,13 +1,15 @@
 // SpinTurn: which one worker of ffiboxd may spin for its session's next request.
 //
 // A request marked next_follows (server/protocol/worker_protocol.proto) makes its worker spin
-// for up to 200 µs after the answer, on a CPU, for the client's next request. One such
-// worker takes one CPU for most of its session's round trips; two would take both CPUs of a
-// small machine from the broker's threads and the clients. So only the session that holds the
-// turn marks its requests. It keeps the turn while it sends requests no further apart than
-// kSpinTurnLapse (1 ms: its worker's spins end within 200 µs of an answer, and a client that
-// waits for each answer sends its next within a gRPC round trip, 100 µs here); after that
-// lapse, or once it has ended, the next session to ask takes the turn.
+// after the answer, on a CPU, for the client's next request: 200 µs at first, up to 1 ms for a
+// client whose pauses between calls show they fit (server/worker/broker_connection.h). One
+// such worker takes one CPU for most of its session's round trips; two would take both CPUs
+// of a small machine from the broker's threads and the clients. So only the session that
+// holds the turn marks its requests. It keeps the turn while it sends requests no further
+// apart than kSpinTurnLapse (2 ms: its worker's spins end within 1 ms of an answer, and a
+// client that waits for each answer sends its next within a gRPC round trip, 100 µs here for
+// C++, 250 to 400 µs for Python); after that lapse, or once it has ended, the next session to
+// ask takes the turn.
 //
 // Threads: thread-safe.
 #ifndef FFIBOX_SERVER_BROKER_SPIN_TURN_H_
@@ -19,7 +21,7 @@
 
 namespace ffibox {
 
-inline constexpr absl::Duration kSpinTurnLapse = absl::Milliseconds(1);
+inline constexpr absl::Duration kSpinTurnLapse = absl::Milliseconds(2);
 
 class SpinTurn {
  public:

@@ -39,7 +39,11 @@ absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
     return absl::InvalidArgumentError("a frame from the broker is not a WorkerRequest");
   }
   const bool follows = request.request().next_follows() && LongSpinFitsBudget();
-  channel_->SetLongestReadSpin(follows ? kFollowingSpin : ShmChannel::kDefaultLongestReadSpin);
+  if (follows) {
+    channel_->SetLongestReadSpin(kLongestFollowingSpin, kFollowingSpin);
+  } else {
+    channel_->SetLongestReadSpin(ShmChannel::kDefaultLongestReadSpin);
+  }
   return request;
 }
 

@@ -27,12 +27,17 @@ namespace ffibox {
 // broker's own message limit; this is a backstop).
 inline constexpr size_t kMaxWorkerRequestBytes = size_t{1} << 30;
 
-// The longest spin of a wait for the broker's next frame after a request marked
-// next_follows. What it waits for is a gRPC round trip away (the answer to the client, the
-// client's next request or callback answer, the broker's checks): 80 to 120 µs on a VM of two
-// vCPUs, where a wait that sleeps adds the wakeup of an idle vCPU (10 to 40 µs) to it. A spin
-// of 100 µs missed often enough to fall back to sleeping for good.
+// The spin of a wait for the broker's next frame after a request marked next_follows. What
+// it waits for is a gRPC round trip away (the answer to the client, the client's next request
+// or callback answer, the broker's checks): 80 to 120 µs on a VM of two vCPUs for a C++
+// client, where a wait that sleeps adds the wakeup of an idle vCPU (10 to 40 µs) to it. A
+// spin of 100 µs missed often enough to fall back to sleeping for good. The first wait spins
+// kFollowingSpin whole; later ones grow up to kLongestFollowingSpin as the client's pauses
+// show they fit (ShmChannel::SetLongestReadSpin): a Python client over gRPC sends its next
+// call 250 to 400 µs after the answer, and a worker asleep by then made each of its calls
+// wait for that wakeup, the broker's and the client's (400 µs a call against 150 µs).
 inline constexpr absl::Duration kFollowingSpin = absl::Microseconds(200);
+inline constexpr absl::Duration kLongestFollowingSpin = absl::Milliseconds(1);
 // The spin stops being grown once the worker has used 1/kFollowingSpinBudgetShare of its CPU
 // time limit (RLIMIT_CPU), so that it never eats the budget of the calls themselves.
 inline constexpr uint64_t kFollowingSpinBudgetShare = 4;
