@@ -195,6 +195,8 @@ class ShmChannel::AdaptiveSpin {
     for (uint32_t i = 1;; ++i) {
       if (ready()) {
         budget_nanos_ = std::max(budget_nanos_, std::min(budget_nanos_ * 2, first_nanos_));
+        // The peer's pace fits the first spin: a long pause after this is a one-off.
+        if (budget_nanos_ <= first_nanos_) fitted_ = false;
         return true;
       }
       CpuRelax();
@@ -248,7 +250,9 @@ class ShmChannel::AdaptiveSpin {
   int64_t budget_nanos_;
   int64_t max_nanos_ = absl::ToInt64Nanoseconds(ShmChannel::kDefaultLongestReadSpin);
   int64_t first_nanos_ = max_nanos_;  // what a spin that finds the message doubles up to
-  bool fitted_ = false;               // the latest wait that slept took no longer than max_nanos_
+  // The latest wait that slept took no longer than max_nanos_, and no wait since was caught
+  // by a spin within first_nanos_.
+  bool fitted_ = false;
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {

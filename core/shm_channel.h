@@ -196,11 +196,11 @@ class ShmChannel {
   // that reads (or before the first read).
   //
   // A bound raised (a peer whose next message follows soon) is spun whole at once up to
-  // `first` (at most `longest`), not grown into after sleeps that each cost a wakeup; beyond
-  // `first` the spin grows only as the peer's pauses show they fit: it doubles after a spin
-  // that found the message, and a wait that slept, but for no longer than `longest`, sets it
-  // to twice that wait. So a peer that pauses longer than `longest` costs no more spinning
-  // than one that pauses `first`, and one whose pauses fit is caught without sleeping.
+  // `first` (at most `longest`), not grown into after sleeps that each cost a wakeup. A spin
+  // that found the message doubles it up to `first`; beyond that, only the second of two
+  // waits in a row that slept and took no longer than `longest` sets it, to twice that wait.
+  // So a peer that pauses longer than `longest` costs no more spinning than one that pauses
+  // `first`, and one whose pauses fit is caught without sleeping.
   static constexpr absl::Duration kDefaultLongestReadSpin = absl::Microseconds(20);
   void SetLongestReadSpin(absl::Duration longest, absl::Duration first);
   void SetLongestReadSpin(absl::Duration longest) { SetLongestReadSpin(longest, longest); }

@@ -631,12 +631,12 @@ TEST(ShmChannelTest, ARaisedSpinGrowsPastItsFirstLengthToPausesThatFit) {
 }
 
 // A peer that pauses longer than the longest spin costs no more than the first spin per
-// wait (halving after each miss): six waits of 30 ms against a longest spin of 25 ms. Spun
+// wait (halving after each miss): six waits of 30 ms against a longest spin of 15 ms. Spun
 // whole at its longest, as a spin raised with no first length is, the same waits would take
-// 25 + 12.5 + 6 + ... ms of CPU.
+// 15 + 7.5 + 3.75 + ... ms of CPU.
 TEST(ShmChannelTest, ARaisedSpinStaysAtItsFirstLengthForPausesLongerThanItsLongest) {
   PacedReads reads =
-      ReadPacedMessages(6, absl::Milliseconds(30), absl::Milliseconds(25), absl::Milliseconds(1));
+      ReadPacedMessages(6, absl::Milliseconds(30), absl::Milliseconds(15), absl::Milliseconds(1));
   for (size_t i = 0; i < reads.slept.size(); ++i) EXPECT_TRUE(reads.slept[i]) << "read " << i;
   EXPECT_LT(reads.cpu, absl::Milliseconds(10));
 }

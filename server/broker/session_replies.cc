@@ -14,6 +14,7 @@
 #include "core/status_macros.h"
 #include "server/broker/responses.h"
 #include "server/broker/session.h"
+#include "server/broker/spin_turn.h"
 #include "server/broker/worker_reply.h"
 
 namespace ffibox {
@@ -132,6 +133,8 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
   {
     absl::MutexLock lock(&mu_);
     FFIBOX_RETURN_IF_ERROR(AcceptReply(generation, std::move(reply), &to_client));
+    // The worker may spin for what follows: the turn lasts while it may.
+    SpinTurn::OfProcess().Answered(this, absl::Now());
     if (requests_.size() == 0 && worker_ != nullptr) {
       // Idle again: the throttle is back on, and whatever limit bit during the request is
       // told to the client before the reply. A worker serving a same-host channel is never

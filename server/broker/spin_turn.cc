@@ -1,5 +1,7 @@
 #include "server/broker/spin_turn.h"
 
+#include <algorithm>
+
 namespace ffibox {
 
 bool SpinTurn::Take(const void* session, absl::Time now) {
@@ -8,6 +10,11 @@ bool SpinTurn::Take(const void* session, absl::Time now) {
   holder_ = session;
   lapses_ = now + kSpinTurnLapse;
   return true;
+}
+
+void SpinTurn::Answered(const void* session, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (holder_ == session) lapses_ = std::max(lapses_, now + kSpinTurnLapse);
 }
 
 void SpinTurn::Release(const void* session) {

@@ -26,5 +26,24 @@ TEST(SpinTurn, OneSessionAtATimeUntilItLapsesOrIsReleased) {
   EXPECT_TRUE(turn.Take(&a, start + absl::Microseconds(970) + kSpinTurnLapse));
 }
 
+// A call that runs longer than the lapse: its worker spins after its answer, so the turn lasts
+// a whole lapse from the answer, not only from the request.
+TEST(SpinTurn, AnAnswerKeepsTheTurnForALapseAfterIt) {
+  SpinTurn turn;
+  int a = 0;
+  int b = 0;
+  const absl::Time start = absl::FromUnixSeconds(1000);
+  EXPECT_TRUE(turn.Take(&a, start));
+  const absl::Time answered = start + 5 * kSpinTurnLapse;
+  turn.Answered(&b, answered);  // not the holder: changes nothing
+  turn.Answered(&a, answered);
+  EXPECT_FALSE(turn.Take(&b, answered + kSpinTurnLapse - absl::Microseconds(1)))
+      << "a's worker may still spin";
+  EXPECT_TRUE(turn.Take(&b, answered + kSpinTurnLapse));
+  // An earlier message does not shorten a lapse.
+  turn.Answered(&b, answered);
+  EXPECT_FALSE(turn.Take(&a, answered + 2 * kSpinTurnLapse - absl::Microseconds(1)));
+}
+
 }  // namespace
 }  // namespace ffibox

@@ -42,11 +42,11 @@ inline constexpr absl::Duration kLongestFollowingSpin = absl::Milliseconds(1);
 // time limit (RLIMIT_CPU), so that it never eats the budget of the calls themselves.
 inline constexpr uint64_t kFollowingSpinBudgetShare = 4;
 
-// Whether the worker may still spin long for its next frame (kFollowingSpin for the broker's,
-// kLocalLongestSpin for a same-host client's). The spin is CPU time charged to the worker
-// like any other (RLIMIT_CPU, the session's session_cpu_seconds), so long spins stop once
-// the worker has used 1/kFollowingSpinBudgetShare of that budget: a session that calls back
-// to back for hours keeps the rest for its calls.
+// Whether the worker may still spin long for its next frame (kFollowingSpin, growing up to
+// kLongestFollowingSpin, for the broker's; kLocalLongestSpin for a same-host client's). The spin is
+// CPU time charged to the worker like any other (RLIMIT_CPU, the session's session_cpu_seconds), so
+// long spins stop once the worker has used 1/kFollowingSpinBudgetShare of that budget: a session
+// that calls back to back for hours keeps the rest for its calls.
 bool LongSpinFitsBudget();
 
 // A request from the broker with the arena it was parsed into: its messages (a batch's
@@ -78,8 +78,8 @@ class BrokerConnection {
   // RESOURCE_EXHAUSTED for a frame over kMaxWorkerRequestBytes, INVALID_ARGUMENT for a
   // frame that is not a WorkerRequest, DATA_LOSS for a channel found corrupt (a library of
   // this process can write to it). A request marked next_follows makes the waits for the
-  // next ones spin longer (kFollowingSpin) while the worker's CPU budget allows; one without
-  // it ends that. Called from one thread at a time.
+  // next ones spin longer (kFollowingSpin, growing up to kLongestFollowingSpin) while the
+  // worker's CPU budget allows; one without it ends that. Called from one thread at a time.
   absl::StatusOr<ReceivedRequest> Receive();
 
   // Sends one reply, written whole, waiting while the broker makes no room for it;

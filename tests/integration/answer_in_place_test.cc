@@ -223,8 +223,8 @@ TEST(AnswerInPlace, TheWorkerSpinsForTheNextCallOnlyWhileNoOtherWorkerIsBusy) {
                                << " rounds)";
 }
 
-// A client that works 400 µs between its calls (as a Python client over gRPC does between an
-// answer and its next call) is paced past the first spin (kFollowingSpin, 200 µs); the
+// A client that works 300 µs between its calls (a Python client over gRPC sends its next call
+// 250 to 400 µs after an answer) is paced past the first spin (kFollowingSpin, 200 µs); the
 // worker's spin grows to the pauses it sees (up to kLongestFollowingSpin, 1 ms), so it no
 // longer sleeps before each call (it did before every one, each sleep costing that call the
 // wakeups of the worker, the broker and the client: 400 µs a Python call against 150 µs).
@@ -234,11 +234,11 @@ TEST(AnswerInPlace, TheWorkerSpinsForAClientThatWorksBetweenItsCalls) {
   ASSERT_GT(worker, 0) << "ffiboxd " << calling.base.server->pid() << " has not exactly one worker";
   const bool spins = ReadersSpin();
   const long slept =
-      WorkerSleepsOverRounds(worker, *calling.add, /*most=*/!spins, absl::Microseconds(400));
+      WorkerSleepsOverRounds(worker, *calling.add, /*most=*/!spins, absl::Microseconds(300));
   ASSERT_GE(slept, 0) << "a call failed, or worker " << worker << " has gone";
   if (spins) {
     EXPECT_LT(slept, kCalls / 2) << "the worker slept " << slept << " times in " << kCalls
-                                 << " calls 400 µs apart (the fewest of " << kRounds << " rounds)";
+                                 << " calls 300 µs apart (the fewest of " << kRounds << " rounds)";
   } else {
     EXPECT_GE(slept, kCalls / 2) << "the worker spun on a single CPU";
   }
