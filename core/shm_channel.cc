@@ -41,6 +41,11 @@ constexpr int64_t kMinSpinNanos = 1000;
 constexpr int64_t kFirstSpinNanos = 5000;
 // Pauses between two looks at the clock.
 constexpr uint32_t kPausesPerClockCheck = 8;
+// A spin grows past its first length once this many waits in a row slept and took no longer
+// than its longest (AdaptiveSpin::Observe). Two were not enough: a session's start (a load,
+// a resolve, the first call) grew the spin before its first call, whose wait then spun
+// beside the client's and the broker's threads and took 50 µs longer.
+constexpr int kFittingWaitsToGrow = 3;
 // After wakes that found nothing (a peer that wakes or rewrites the futex word for nothing),
 // a wait pauses before it sleeps on the shared word again: from kFirstPause, doubling, to
 // kMaxPause. One stale wake is normal (a wake meant for bytes already read); only the
@@ -196,7 +201,7 @@ class ShmChannel::AdaptiveSpin {
       if (ready()) {
         budget_nanos_ = std::max(budget_nanos_, std::min(budget_nanos_ * 2, first_nanos_));
         // The peer's pace fits the first spin: a long pause after this is a one-off.
-        if (budget_nanos_ <= first_nanos_) fitted_ = false;
+        if (budget_nanos_ <= first_nanos_) fitted_ = 0;
         return true;
       }
       CpuRelax();
@@ -209,13 +214,13 @@ class ShmChannel::AdaptiveSpin {
   // After a spin gave up and the wait slept: the whole wait took `waited_nanos`. A wait the
   // first spin would have covered sets the budget to twice it (bounded), so a peer whose
   // pauses are longer than the budget but shorter than that spin is caught again; beyond the
-  // first spin, up to the longest, only the second of two waits in a row that fit does (one
-  // long pause may be a one-off: a session's start).
+  // first spin, up to the longest, only the last of kFittingWaitsToGrow waits in a row that
+  // fit does (a few long pauses may be a one-off: a session's start).
   void Observe(int64_t waited_nanos) {
     if (budget_nanos_ == 0) return;
     const bool fits = waited_nanos <= max_nanos_;
-    const int64_t bound = fits && fitted_ ? max_nanos_ : first_nanos_;
-    fitted_ = fits;
+    fitted_ = fits ? fitted_ + 1 : 0;
+    const int64_t bound = fitted_ >= kFittingWaitsToGrow ? max_nanos_ : first_nanos_;
     if (waited_nanos > bound) return;
     budget_nanos_ = std::clamp(2 * waited_nanos, kMinSpinNanos, bound);
   }
@@ -229,7 +234,7 @@ class ShmChannel::AdaptiveSpin {
       // whole at once up to `first_nanos`, not grown into after sleeps that each cost a
       // wakeup; beyond it, only as the peer's pauses show they fit (Observe).
       if (budget_nanos_ != 0) budget_nanos_ = first_nanos_;
-      fitted_ = false;
+      fitted_ = 0;
     } else {
       budget_nanos_ = std::min(budget_nanos_, max_nanos_);
     }
@@ -250,9 +255,9 @@ class ShmChannel::AdaptiveSpin {
   int64_t budget_nanos_;
   int64_t max_nanos_ = absl::ToInt64Nanoseconds(ShmChannel::kDefaultLongestReadSpin);
   int64_t first_nanos_ = max_nanos_;  // what a spin that finds the message doubles up to
-  // The latest wait that slept took no longer than max_nanos_, and no wait since was caught
-  // by a spin within first_nanos_.
-  bool fitted_ = false;
+  // How many waits in a row slept and took no longer than max_nanos_ (a wait caught by a
+  // spin within first_nanos_ starts the count again).
+  int fitted_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(size_t ring_bytes) {

@@ -197,7 +197,7 @@ class ShmChannel {
   //
   // A bound raised (a peer whose next message follows soon) is spun whole at once up to
   // `first` (at most `longest`), not grown into after sleeps that each cost a wakeup. A spin
-  // that found the message doubles it up to `first`; beyond that, only the second of two
+  // that found the message doubles it up to `first`; beyond that, only the third of three
   // waits in a row that slept and took no longer than `longest` sets it, to twice that wait.
   // So a peer that pauses longer than `longest` costs no more spinning than one that pauses
   // `first`, and one whose pauses fit is caught without sleeping.
