@@ -219,7 +219,7 @@ class ShmChannel::AdaptiveSpin {
   void Observe(int64_t waited_nanos) {
     if (budget_nanos_ == 0) return;
     const bool fits = waited_nanos <= max_nanos_;
-    fitted_ = fits ? fitted_ + 1 : 0;
+    fitted_ = fits ? std::min(fitted_ + 1, kFittingWaitsToGrow) : 0;
     const int64_t bound = fitted_ >= kFittingWaitsToGrow ? max_nanos_ : first_nanos_;
     if (waited_nanos > bound) return;
     budget_nanos_ = std::clamp(2 * waited_nanos, kMinSpinNanos, bound);
