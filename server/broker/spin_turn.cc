@@ -13,6 +13,9 @@ bool SpinTurn::Take(const void* session, absl::Time now) {
 }
 
 void SpinTurn::Answered(const void* session, absl::Time now) {
+  // A session becomes the holder only in its own Take, before the request whose reply comes
+  // here; a stale read that it still holds is looked at again under the lock.
+  if (holder_.load(std::memory_order_relaxed) != session) return;
   absl::MutexLock lock(&mu_);
   if (holder_ == session) lapses_ = std::max(lapses_, now + kSpinTurnLapse);
 }

@@ -18,6 +18,8 @@
 #ifndef FFIBOX_SERVER_BROKER_SPIN_TURN_H_
 #define FFIBOX_SERVER_BROKER_SPIN_TURN_H_
 
+#include <atomic>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -42,7 +44,9 @@ class SpinTurn {
 
  private:
   absl::Mutex mu_;
-  const void* holder_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Written under mu_; Answered, called for every reply of every session, reads it first
+  // without the lock, so that only the holder's replies take it.
+  std::atomic<const void*> holder_{nullptr};
   absl::Time lapses_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
