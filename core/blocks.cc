@@ -23,6 +23,28 @@ bool IsLasting(const v1::MemoryBlock& block) { return block.keep() || block.has_
 
 }  // namespace
 
+// The innermost call running on this thread (CallBlocks::Running), or nullptr.
+thread_local const CallBlocks::Running* t_running = nullptr;
+
+CallBlocks::Running::Running(const CallBlocks* blocks) : blocks_(blocks), outer_(t_running) {
+  t_running = this;
+}
+
+CallBlocks::Running::~Running() { t_running = outer_; }
+
+uint64_t CallBlocks::EndOfRunningBlock(uint64_t address) {
+  for (const Running* running = t_running; running != nullptr; running = running->outer_) {
+    const CallBlocks& blocks = *running->blocks_;
+    for (int i = 0; i < blocks.count_; ++i) {
+      const auto start = reinterpret_cast<uint64_t>(blocks.placed_[i].data);
+      if (address >= start && address - start < blocks.placed_[i].size) {
+        return start + blocks.placed_[i].size;
+      }
+    }
+  }
+  return 0;
+}
+
 CallBlocks::~CallBlocks() {
   if (reported_ || lasting_ == nullptr) return;
   for (int i = 0; i < count_; ++i) {

@@ -98,6 +98,28 @@ class CallBlocks {
   // `result->changed`.
   void CopyOut(v1::CallResult* result, uint64_t generation, bool report_changed = true);
 
+  // While it lives, the blocks `blocks` placed are those of a call running on this thread:
+  // EndOfRunningBlock finds them. PreparedFunction::Invoke makes one around the native call,
+  // so a callback the library calls on that thread knows which objects its pointer
+  // arguments point into. Nests (a call made inside a callback); lives on one thread.
+  class Running {
+   public:
+    explicit Running(const CallBlocks* blocks);
+    ~Running();
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+
+   private:
+    friend class CallBlocks;
+    const CallBlocks* const blocks_;
+    const Running* const outer_;
+  };
+
+  // One past the last byte of the block that holds `address` (data <= address < data +
+  // size) among the blocks of the calls running on this thread (Running), the innermost
+  // call's first; 0 when no such block holds it. The scan costs O(blocks of those calls).
+  static uint64_t EndOfRunningBlock(uint64_t address);
+
  private:
   struct PlacedBlock {
     unsigned char* data;

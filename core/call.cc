@@ -230,8 +230,11 @@ absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
   }
   int errno_after = 0;
   if (call.has_set_errno()) errno = call.set_errno();
-  ffi_call(const_cast<ffi_cif*>(cif), FFI_FN(address_), result_storage, values);
-  errno_after = errno;
+  {
+    const CallBlocks::Running running(&blocks);
+    ffi_call(const_cast<ffi_cif*>(cif), FFI_FN(address_), result_storage, values);
+    errno_after = errno;
+  }
   // The library may keep pointers into kept blocks now: never freed behind its back, even
   // if the result cannot be reported.
   blocks.KeepLasting();

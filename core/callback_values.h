@@ -52,7 +52,10 @@ bool ReturnsVoid(const v1::Signature& signature);
 //     pointer is not NULL, the memory is readable and it is at most kMaxShippedPointeeBytes;
 //     with `buffer_bytes` (DefineCallback.buffer_bytes) beyond the pointee's size, also the
 //     bytes that follow it as PointeeData.following: up to `buffer_bytes` from the pointer
-//     on, as far as they are readable (up to the first page that cannot be read).
+//     on, as far as they are readable (up to the first page that cannot be read), and no
+//     further than the end of the block that holds the pointer when it points into a block
+//     of a call running on this thread (CallBlocks::EndOfRunningBlock: memory the client
+//     passed, such as the array qsort sorts).
 // Returns INVALID_ARGUMENT / UNIMPLEMENTED only for types layout cannot handle.
 absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const* args,
                                      uint64_t generation, uint64_t buffer_bytes,

@@ -35,6 +35,16 @@ struct Big {  // MEMORY class: returned through a hidden pointer
 
 extern "C" int ApplyTwiceForClosureTest(int (*f)(int), int x) { return f(f(x)); }
 
+// Memory no call placed: 512 bytes of 'o'.
+unsigned char g_outside_blocks[512];
+
+// Calls fill with a pointer 8 bytes into `block` (a block of the call), then with one into
+// memory no call placed.
+extern "C" void FillTwiceForClosureTest(void (*fill)(unsigned char*), unsigned char* block) {
+  fill(block + 8);
+  fill(g_outside_blocks);
+}
+
 namespace ffibox {
 namespace {
 
@@ -395,6 +405,39 @@ TEST(Closure, CallbackIdsInCallArgumentsResolveToTheClosure) {
   result = (*apply)->Invoke(call, kGeneration, &resolver);
   EXPECT_THAT(result.status(), StatusIs(v1::NOT_FOUND));
   EXPECT_EQ(ToProtoError(result.status()).field(), "call.args[0].pointer.callback");
+}
+
+TEST(Closure, BytesAfterAPointeeStopAtTheEndOfTheRunningCallsBlockThatHoldsIt) {
+  std::memset(g_outside_blocks, 'o', sizeof g_outside_blocks);
+  std::vector<std::string> seen;  // each invocation's pointee and following bytes
+  Recorder recorder;
+  recorder.buffer_bytes = 256;
+  const v1::Signature fill_signature = Sig(nullptr, {PointerTo(ScalarType(v1::UCHAR))});
+  auto fill = MakeClosure(fill_signature, &recorder, [&seen](const v1::CallbackInvoke& invoke) {
+    seen.push_back(invoke.pointees_size() == 1
+                       ? invoke.pointees(0).data() + invoke.pointees(0).following()
+                       : "(nothing shipped)");
+    return v1::Value();
+  });
+  v1::Type function_type;
+  *function_type.mutable_function() = fill_signature;
+  absl::StatusOr<std::unique_ptr<PreparedFunction>> fill_twice = PreparedFunction::Create(
+      reinterpret_cast<void*>(&FillTwiceForClosureTest),
+      Sig(nullptr, {function_type, PointerTo(ScalarType(v1::UCHAR))}), TypeLimits());
+  ASSERT_OK(fill_twice);
+  OneCallback resolver(fill.get());
+  v1::Call call;
+  call.add_args()->mutable_pointer()->set_callback(1);
+  *call.add_args() = BlockPointer(0);
+  v1::MemoryBlock* block = call.add_blocks();
+  block->set_data(std::string(40, 'b'));
+  block->set_direction(v1::IN);
+  ASSERT_OK((*fill_twice)->Invoke(call, kGeneration, &resolver));
+  // 8 bytes into a block of 40: the 32 up to its end, not what the arena holds after it.
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], std::string(32, 'b'));
+  // Memory no block holds: as far as asked.
+  EXPECT_EQ(seen[1], std::string(256, 'o'));
 }
 
 }  // namespace
