@@ -132,3 +132,128 @@ def test_a_restarted_worker_ships_the_rows_too(ffibox_client):
     assert sort() == sorted(rows)
     assert session.stream.generation > generation  # sorted by the next worker
     session.close()
+
+
+def fill_function(session):
+    """call_fill of the test library, typed: it calls fill(buffer, n) once."""
+    lib = session.CDLL(TEST_LIB)
+    FILL = ct.CFUNCTYPE(None, ct.POINTER(ct.c_ubyte), ct.c_int)
+    lib.call_fill.argtypes = [FILL, ct.POINTER(ct.c_ubyte), ct.c_int]
+    lib.call_fill.restype = None
+    return lib.call_fill, FILL
+
+
+def test_a_pointer_into_an_array_the_call_passed_reaches_its_end_and_zeros_after_it(
+        ffibox_client):
+    """The worker ships the bytes after a pointee no further than the end of the call's block
+    that holds it (the array the caller passed), whatever its memory holds past it, so a
+    qsort comparator's two pointers cost their array, not 128 KiB. The local buffer of a
+    callback that took more before (4 KiB of 'Z') holds none of them the next time."""
+    for same_host in (False, True):
+        session = ffibox_client.session(same_host=same_host)
+        call_fill, FILL = fill_function(session)
+        seen = []
+
+        def fill(buffer, n):
+            seen.append(ct.string_at(buffer, 64))
+
+        callback = FILL(fill)
+        call_fill(callback, (ct.c_ubyte * 4096)(*[ord("Z")] * 4096), 4096)
+        call_fill(callback, (ct.c_ubyte * 16)(*[ord("A")] * 16), 16)
+        assert seen == [b"Z" * 64, b"A" * 16 + bytes(48)], (same_host, seen)
+        session.close()
+
+
+def test_a_callback_that_keeps_its_pointer_keeps_the_bytes_it_was_given(ffibox_client):
+    """A callback's local buffers are taken again by later invocations only once nothing
+    refers to them: a pointer (or its `contents`) the callback kept still reads what it was
+    given."""
+    session = ffibox_client.session()
+    call_fill, FILL = fill_function(session)
+    kept, contents = [], []
+
+    def fill(buffer, n):
+        kept.append(buffer)
+        contents.append(buffer.contents)
+
+    callback = FILL(fill)
+    for letter in b"pqrs":
+        call_fill(callback, (ct.c_ubyte * 8)(*[letter] * 8), 8)
+    assert [ct.string_at(pointer, 8) for pointer in kept] == [b"p" * 8, b"q" * 8, b"r" * 8,
+                                                              b"s" * 8]
+    assert [c.value for c in contents] == list(b"pqrs")
+    session.close()
+
+
+def test_what_a_callback_wrote_where_nothing_came_is_gone_the_next_time(ffibox_client, capfd):
+    """A callback writes past the end of the readable memory it was handed (dropped, with a
+    message); the next invocation's local buffer holds zeros there, not that write."""
+    session = ffibox_client.session(same_host=False)
+    libc = session.CDLL("libc.so.6")
+    libc.mmap.restype = ct.c_void_p
+    libc.mmap.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_int, ct.c_int, ct.c_int, ct.c_long]
+    libc.mprotect.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_int]
+    pages = libc.mmap(None, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    assert pages not in (None, 2 ** 64 - 1)
+    assert libc.mprotect(pages + 4096, 4096, PROT_NONE) == 0
+    lib = session.CDLL(TEST_LIB)
+    FILL = ct.CFUNCTYPE(None, ct.POINTER(ct.c_ubyte), ct.c_int)
+    lib.call_fill.argtypes = [FILL, ct.c_void_p, ct.c_int]
+    lib.call_fill.restype = None
+    seen = []
+
+    def fill(buffer, n):
+        seen.append(buffer[100])
+        buffer[100] = 7
+
+    callback = FILL(fill)
+    lib.call_fill(callback, pages + 4096 - 8, 8)  # 8 readable bytes, then the unreadable page
+    assert "wrote past the memory native code handed it" in capfd.readouterr().err
+    lib.call_fill(callback, pages + 4096 - 8, 8)
+    assert seen == [0, 0]
+    session.close()
+
+
+def test_changes_past_the_bytes_that_came_go_back_as_runs():
+    """Within the bytes that came, one write spans the changes (the bytes between are the
+    worker's own); past them, the zeros stand for memory not shipped, so each run of changes
+    goes alone and nothing between them is overwritten."""
+    from ffibox._functions import _changes
+    after = b"abcdef"  # came for offsets [2, 8)
+    now = bytearray(b"XXabcdef" + bytes(24))
+    now[3], now[6] = ord("B"), ord("E")
+    now[12], now[13], now[20] = 1, 2, 3
+    assert _changes(bytes(now), after, 2, 8) == [(3, b"BcdE"), (12, b"\x01\x02"), (20, b"\x03")]
+    assert _changes(b"XXabcdef" + bytes(24), after, 2, 8) == []
+
+
+def test_a_buffer_serves_the_next_invocation_unless_a_call_inside_the_callback_passed_it(
+        ffibox_client):
+    """Consecutive invocations share one local buffer (a comparator's arguments allocate
+    nothing), except one a call inside the callback passed to the library: that buffer has a
+    twin in the worker, which the library may hold, so it is never handed out again."""
+    session = ffibox_client.session()
+    call_fill, FILL = fill_function(session)
+    libc = session.CDLL("libc.so.6")
+    # The pointer passed as it came (a c_void_p conversion would keep it alive).
+    libc.memset.argtypes = [ct.POINTER(ct.c_ubyte), ct.c_int, ct.c_size_t]
+    libc.memset.restype = None
+    addresses, nested = [], []
+
+    def fill(buffer, n):
+        addresses.append(ct.addressof(buffer.contents))
+        if nested:
+            libc.memset(buffer, ord("m"), 4)  # a twin of the buffer now lives in the worker
+
+    callback = FILL(fill)
+    data = (ct.c_ubyte * 8)()
+    call_fill(callback, data, 8)
+    call_fill(callback, data, 8)
+    assert addresses[0] == addresses[1]
+    nested.append(True)
+    call_fill(callback, data, 8)
+    assert bytes(data[:4]) == b"mmmm"
+    del nested[:]
+    call_fill(callback, data, 8)
+    assert addresses[3] != addresses[2]
+    session.close()

@@ -4,6 +4,7 @@ import struct
 import sys
 import threading
 import warnings
+import weakref
 from types import BuiltinFunctionType
 from typing import Dict, Optional
 
@@ -611,6 +612,44 @@ def _callback_result(restype, result, session, generation: int):
     return _marshal.encode(restype, result, None, session)
 
 
+class _Scratch:
+    """A callback's pointer argument backed by a scratch buffer (_images.ScratchBuffers):
+    the buffer, the worker address it mirrors, the bytes that came after the pointee, and a
+    weak reference to the pointer object the callback got."""
+    __slots__ = ("buffer", "address", "following", "pointer")
+
+    def __init__(self, buffer, address: int, following: bytes, pointer) -> None:
+        self.buffer = buffer
+        self.address = address
+        self.following = following
+        self.pointer = pointer
+
+
+def _changes(now: bytes, after: bytes, first: int, read: int):
+    """(offset, bytes) writes that carry what a callback changed in a scratch buffer
+    (_images.scratch_buffer) past its first element back to the worker: `now` is the buffer,
+    `after` what came for [first, read), zeros beyond. Within [first, read) one write spans the
+    changes (the bytes between them are the worker's own); beyond, each run of changed bytes
+    goes alone, since the zeros there stand for memory that was not shipped (past the end of
+    the block the pointer is in, or unreadable), whose bytes must not be overwritten."""
+    writes = []
+    changed = [i for i in range(first, read) if now[i] != after[i - first]]
+    if changed:
+        begin, end = changed[0], changed[-1] + 1
+        writes.append((begin, now[begin:end]))
+    at = read
+    while at < len(now):
+        if now[at] == 0:
+            at += 1
+            continue
+        end = at
+        while end < len(now) and now[end] != 0:
+            end += 1
+        writes.append((at, now[at:end]))
+        at = end
+    return writes
+
+
 def callback_handler(prototype, function):
     """The session-stream handler that runs `function` for invokes of a callback; its
     `check` attribute checks an invocation that comes on the same-host channel
@@ -638,12 +677,16 @@ def callback_handler(prototype, function):
                 # Maybe a buffer (char*, uint8_t*): backed by a large local buffer holding
                 # what the worker has there, so indexing past the first element is safe.
                 address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
-                buffer = session.images.scratch_buffer(pointees[index], following[index])
-                local_copies[index] = (buffer, address, following[index])
-                args.append(_ct.cast(buffer, t))
+                buffer = session.images.scratch.take(pointees[index], following[index])
+                pointer = _ct.cast(buffer, t)
+                local_copies[index] = _Scratch(buffer, address, following[index],
+                                               weakref.ref(pointer))
+                args.append(pointer)
+                del pointer
             else:
                 args.append(_marshal.decode(t, value, session, stream.generation))
         answer = pb.CallbackReturn()
+        result = None
         try:
             result = function(*args)
             if restype is not None:
@@ -651,13 +694,15 @@ def callback_handler(prototype, function):
                     _callback_result(restype, result, session, stream.generation))
         except BaseException:  # noqa: B902 - ctypes reports every exception the same way
             answer = failed_callback(function)
+        reusable = []
         for index, copy in local_copies.items():
-            if isinstance(copy, tuple) and len(copy) == 3:
-                buffer, address, after = copy
+            if isinstance(copy, _Scratch):
+                buffer, after = copy.buffer, copy.following
                 first = len(pointees[index])
                 read = first + len(after)  # the bytes that came: zeros beyond
                 data = _ct.string_at(buffer, first)
-                if first == 8 and _types.pointer_offsets(argtypes[index]._type_):
+                stores_pointer = first == 8 and _types.pointer_offsets(argtypes[index]._type_)
+                if stores_pointer:
                     # A pointer stored for the library (void**): the worker's view of it.
                     word = _callback_pointers.worker_word(
                         session, _WORD.unpack(data)[0], args[index]._objects, stream.generation)
@@ -665,18 +710,17 @@ def callback_handler(prototype, function):
                 answer.pointees.add(arg=index, data=data)
                 # What the callback wrote past the first element (compared with what was
                 # read, and zeros beyond it) goes back to the worker.
-                now = buffer.raw
-                if not now.startswith(after, first) or now.count(0, read) != len(now) - read:
-                    before = pointees[index] + after + bytes(len(now) - read)
-                    changed = [i for i in range(first, len(now)) if now[i] != before[i]]
-                    begin, end = changed[0], changed[-1] + 1
-                    try:
-                        session.memory.write(address + begin, now[begin:end],
-                                             stream.generation)
-                    except Error as error:
-                        sys.stderr.write("ffibox: the callback %r wrote past the memory native "
-                                         "code handed it; that part was dropped: %s\n"
-                                         % (function, error))
+                untouched = session.images.scratch.untouched(buffer, first, after)
+                if not untouched:
+                    for begin, data in _changes(buffer.raw, after, first, read):
+                        try:
+                            session.memory.write(copy.address + begin, data, stream.generation)
+                        except Error as error:
+                            sys.stderr.write("ffibox: the callback %r wrote past the memory "
+                                             "native code handed it; that part was dropped: "
+                                             "%s\n" % (function, error))
+                if not stores_pointer:
+                    reusable.append((copy, read if untouched else len(buffer)))
                 continue
             if isinstance(copy, tuple):
                 holder, local = copy
@@ -690,6 +734,14 @@ def callback_handler(prototype, function):
                         local, size, _types.pointer_offsets(argtypes[index]._type_)))
                 continue
             answer.pointees.add(arg=index, data=bytes(copy))
+        # A buffer goes back for reuse once nothing the callback kept (its pointer argument,
+        # the `contents` of it, a cast of it) can reach it: its pointer object is gone. Not
+        # one a call inside the callback passed: it has a twin the library may hold.
+        del args, result
+        for copy, dirty in reusable:
+            if copy.pointer() is None and \
+                    session.twins.owner_at(_ct.addressof(copy.buffer)) is None:
+                session.images.scratch.give_back(copy.buffer, dirty)
         return answer
 
     handle.check = invoke_checker(argtypes, callback_buffer_bytes(argtypes))

@@ -42,6 +42,62 @@ MAX_ELEMENTS = 64
 DEFAULT_MAX_IMAGES = 4096
 # What a callback's pointer to a buffer of unknown length is backed by locally.
 CALLBACK_BUFFER_BYTES = 64 << 10
+# Zeros to compare a scratch buffer's tail with, in place (never written).
+_ZEROS = _ct.create_string_buffer(CALLBACK_BUFFER_BYTES)
+_memcmp = _ct.CDLL(None).memcmp
+_memcmp.restype = _ct.c_int
+_memcmp.argtypes = [_ct.c_void_p, _ct.c_void_p, _ct.c_size_t]
+
+
+class ScratchBuffers:
+    """Local buffers of CALLBACK_BUFFER_BYTES backing callbacks' pointer arguments to
+    pointer-free data (`char*`, `int*`: often a buffer of unknown length). A buffer holds the
+    worker's bytes from the pointer on that came with the invoke (the pointee and what was
+    readable after it: the callback is defined with DefineCallback.buffer_bytes =
+    CALLBACK_BUFFER_BYTES), zeros beyond, so reads and writes within that size stay in memory
+    this process owns, and filling it reads no remote memory.
+
+    A buffer that nothing outside the invocation holds any more is taken again by a later
+    one, with only what was written to it cleared (a sort's comparator takes two per call):
+    at most MAX_FREE are kept. Thread-safe (list operations are atomic)."""
+
+    MAX_FREE = 8
+
+    def __init__(self) -> None:
+        self._free: List[Tuple[object, int]] = []  # (buffer, zeros from this offset on)
+
+    def take(self, pointee: bytes, following: bytes):
+        """A buffer holding `pointee` then `following`, zeros beyond."""
+        size = len(pointee) + len(following)
+        try:
+            buffer, dirty = self._free.pop()
+        except IndexError:
+            buffer, dirty = _ct.create_string_buffer(max(CALLBACK_BUFFER_BYTES, size)), 0
+        base = _ct.addressof(buffer)
+        _ct.memmove(base, pointee, len(pointee))
+        _ct.memmove(base + len(pointee), following, len(following))
+        if dirty > size:
+            _ct.memset(base + size, 0, dirty - size)
+        return buffer
+
+    @staticmethod
+    def untouched(buffer, first: int, following: bytes) -> bool:
+        """Whether `buffer` still holds, from offset `first` on, the `following` bytes that
+        came and zeros after them: compared in place, without a copy of its 64 KiB."""
+        base = _ct.addressof(buffer)
+        read = first + len(following)
+        if _ct.string_at(base + first, len(following)) != following:
+            return False
+        for at in range(read, len(buffer), CALLBACK_BUFFER_BYTES):
+            if _memcmp(base + at, _ZEROS, min(len(buffer) - at, CALLBACK_BUFFER_BYTES)):
+                return False
+        return True
+
+    def give_back(self, buffer, dirty: int) -> None:
+        """`buffer`, which nothing else refers to, holds zeros from `dirty` on: taken again
+        by a later invocation."""
+        if len(buffer) == CALLBACK_BUFFER_BYTES and len(self._free) < self.MAX_FREE:
+            self._free.append((buffer, dirty))
 
 
 class ImageBudgetExceeded(Error):
@@ -106,6 +162,7 @@ class ImageTable:
         self._worker_of: Dict[int, int] = {}
         self._longest = 0
         self._lock = threading.RLock()  # a collection inside it may run _forget
+        self.scratch = ScratchBuffers()
 
     # -- finding ---------------------------------------------------------------------------
 
@@ -297,20 +354,6 @@ class ImageTable:
                 if word:
                     budget.pending.append((image, base + offset, pointer_type, word))
         return image
-
-    @staticmethod
-    def scratch_buffer(pointee: bytes, following: bytes):
-        """For a callback's pointer argument to pointer-free data (`char*`, `uint8_t*`: often
-        a buffer of unknown length): a local buffer of CALLBACK_BUFFER_BYTES (zeros beyond)
-        holding the worker's bytes from the pointer on that came with the invoke, `pointee`
-        and what was readable after it, `following` (the callback is defined with
-        DefineCallback.buffer_bytes = CALLBACK_BUFFER_BYTES), so reads and writes within that
-        size stay in memory this process owns, and filling it reads no remote memory."""
-        buffer = _ct.create_string_buffer(
-            max(CALLBACK_BUFFER_BYTES, len(pointee) + len(following)))
-        _ct.memmove(buffer, pointee, len(pointee))
-        _ct.memmove(_ct.addressof(buffer) + len(pointee), following, len(following))
-        return buffer
 
     # -- writing back ----------------------------------------------------------------------
 
