@@ -21,10 +21,15 @@ bool CopiesOut(v1::Direction direction) { return direction != v1::IN; }
 // Kept or placed at lasting memory (MemoryBlock.keep / at).
 bool IsLasting(const v1::MemoryBlock& block) { return block.keep() || block.has_at(); }
 
-}  // namespace
-
-// The innermost call running on this thread (CallBlocks::Running), or nullptr.
+// The innermost call running on this thread (CallBlocks::Running), or nullptr. A library
+// that longjmps out of a call nested in a callback into the native frames of the call around
+// it skips that nested call's ~Running: this then names a dead object until the outer call
+// returns and restores the one before it (a longjmp across a callback's frames skips the
+// worker's own bookkeeping of the invocation as well). Nothing reads a Running after its
+// call ended normally.
 thread_local const CallBlocks::Running* t_running = nullptr;
+
+}  // namespace
 
 CallBlocks::Running::Running(const CallBlocks* blocks) : blocks_(blocks), outer_(t_running) {
   t_running = this;

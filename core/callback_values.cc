@@ -87,11 +87,13 @@ void ShipPointee(const v1::Type& pointee, uint32_t index, uint64_t address, uint
   data->set_arg(index);
   *data->mutable_data() = std::move(bytes);
   buffer_bytes = std::min(buffer_bytes, kMaxShippedPointeeBytes);
-  // Inside a block of the running call (memory the client passed: the array qsort sorts),
-  // no further than its end: beyond it lies memory of other objects, which a client backing
-  // the argument with a buffer gets as zeros.
-  const uint64_t block_end = CallBlocks::EndOfRunningBlock(address);
-  if (block_end != 0) buffer_bytes = std::min(buffer_bytes, block_end - address);
+  if (buffer_bytes > size) {
+    // Inside a block of a call running on this thread (memory the client passed: the array
+    // qsort sorts), no further than its end: beyond it lies memory of other objects, which a
+    // client backing the argument with a buffer gets as zeros.
+    const uint64_t block_end = CallBlocks::EndOfRunningBlock(address);
+    if (block_end != 0) buffer_bytes = std::min(buffer_bytes, block_end - address);
+  }
   uint64_t end = 0;
   if (buffer_bytes > size && !__builtin_add_overflow(address, buffer_bytes, &end)) {
     *data->mutable_following() = ReadFollowing(address + size, buffer_bytes - size);

@@ -214,17 +214,57 @@ def test_what_a_callback_wrote_where_nothing_came_is_gone_the_next_time(ffibox_c
     session.close()
 
 
-def test_changes_past_the_bytes_that_came_go_back_as_runs():
-    """Within the bytes that came, one write spans the changes (the bytes between are the
-    worker's own); past them, the zeros stand for memory not shipped, so each run of changes
-    goes alone and nothing between them is overwritten."""
-    from ffibox._functions import _changes
-    after = b"abcdef"  # came for offsets [2, 8)
-    now = bytearray(b"XXabcdef" + bytes(24))
-    now[3], now[6] = ord("B"), ord("E")
-    now[12], now[13], now[20] = 1, 2, 3
-    assert _changes(bytes(now), after, 2, 8) == [(3, b"BcdE"), (12, b"\x01\x02"), (20, b"\x03")]
-    assert _changes(b"XXabcdef" + bytes(24), after, 2, 8) == []
+def test_a_callback_that_stores_its_pointer_keeps_the_bytes_it_was_given(ffibox_client):
+    """A pointer stored in a structure field or an array element (which keeps the buffer
+    alive through ctypes' keep-alive dict, not through the pointer object) still reads what
+    the callback was given after later invocations, and a write through it between calls
+    reaches no later invocation."""
+    session = ffibox_client.session()
+    call_fill, FILL = fill_function(session)
+
+    class Holder(ct.Structure):
+        _fields_ = [("data", ct.POINTER(ct.c_ubyte))]
+
+    holder, slots, seen = Holder(), (ct.POINTER(ct.c_ubyte) * 1)(), []
+
+    def fill(buffer, n):
+        seen.append(bytes(buffer[0:16]))
+        if not seen[1:]:
+            holder.data = buffer
+            slots[0] = buffer
+
+    callback = FILL(fill)
+    call_fill(callback, (ct.c_ubyte * 8)(*b"AAAAAAAA"), 8)
+    holder.data[1000] = 0x5A  # past what came: only this process's buffer holds it
+    call_fill(callback, (ct.c_ubyte * 8)(*b"BBBBBBBB"), 8)
+    call_fill(callback, (ct.c_ubyte * 8)(*b"CCCCCCCC"), 8)
+    assert ct.string_at(holder.data, 8) == b"AAAAAAAA"
+    assert ct.string_at(slots[0], 8) == b"AAAAAAAA"
+    assert seen == [b"A" * 8 + bytes(8), b"B" * 8 + bytes(8), b"C" * 8 + bytes(8)]
+    session.close()
+
+
+def test_what_a_callback_writes_past_the_array_it_was_handed_is_dropped_once(ffibox_client,
+                                                                             capfd):
+    """A callback handed a pointer into an array the call passed writes inside the array and
+    past its end: the caller's array gets what was written inside; what was written past it,
+    where the worker's memory belongs to other objects, is dropped, with one message."""
+    for same_host in (False, True):
+        session = ffibox_client.session(same_host=same_host)
+        call_fill, FILL = fill_function(session)
+
+        def fill(buffer, n):
+            buffer[1] = ord("x")
+            for i in range(n, n + 400):
+                buffer[i] = i & 0xFF or 1
+
+        data = (ct.c_ubyte * 16)(*b"abcdefghijklmnop")
+        call_fill(FILL(fill), data, 16)
+        assert bytes(data) == b"axcdefghijklmnop", same_host
+        err = capfd.readouterr().err
+        assert err.count("wrote past the memory native code handed it") == 1, err
+        assert "16 bytes from the pointer on came" in err, err
+        session.close()
 
 
 def test_a_buffer_serves_the_next_invocation_unless_a_call_inside_the_callback_passed_it(

@@ -4,7 +4,6 @@ import struct
 import sys
 import threading
 import warnings
-import weakref
 from types import BuiltinFunctionType
 from typing import Dict, Optional
 
@@ -614,40 +613,28 @@ def _callback_result(restype, result, session, generation: int):
 
 class _Scratch:
     """A callback's pointer argument backed by a scratch buffer (_images.ScratchBuffers):
-    the buffer, the worker address it mirrors, the bytes that came after the pointee, and a
-    weak reference to the pointer object the callback got."""
-    __slots__ = ("buffer", "address", "following", "pointer")
+    the buffer, the worker address it mirrors, the bytes that came after the pointee, and
+    how many holders the buffer's keep-alive dict had while the pointer handed to the
+    callback was alive (ScratchBuffers.holders)."""
+    __slots__ = ("buffer", "address", "following", "holders")
 
-    def __init__(self, buffer, address: int, following: bytes, pointer) -> None:
+    def __init__(self, buffer, address: int, following: bytes, holders: int) -> None:
         self.buffer = buffer
         self.address = address
         self.following = following
-        self.pointer = pointer
+        self.holders = holders
 
 
-def _changes(now: bytes, after: bytes, first: int, read: int):
-    """(offset, bytes) writes that carry what a callback changed in a scratch buffer
-    (_images.scratch_buffer) past its first element back to the worker: `now` is the buffer,
-    `after` what came for [first, read), zeros beyond. Within [first, read) one write spans the
-    changes (the bytes between them are the worker's own); beyond, each run of changed bytes
-    goes alone, since the zeros there stand for memory that was not shipped (past the end of
-    the block the pointer is in, or unreadable), whose bytes must not be overwritten."""
-    writes = []
-    changed = [i for i in range(first, read) if now[i] != after[i - first]]
-    if changed:
-        begin, end = changed[0], changed[-1] + 1
-        writes.append((begin, now[begin:end]))
-    at = read
-    while at < len(now):
-        if now[at] == 0:
-            at += 1
-            continue
-        end = at
-        while end < len(now) and now[end] != 0:
-            end += 1
-        writes.append((at, now[at:end]))
-        at = end
-    return writes
+def _changed_span(now: bytes, after: bytes, first: int):
+    """(offset, bytes) of one write that spans what a callback changed in a scratch buffer
+    (_images.ScratchBuffers) among the bytes that came after its first element, or None:
+    `now` is the buffer, `after` what came for offsets [first, first + len(after)). The bytes
+    between the changes are the worker's own. (Past them the buffer held zeros that stand for
+    memory not shipped: past the end of the block the pointer is in, or unreadable. What the
+    callback wrote there is never written back: a zero it wrote cannot be told from one it
+    left.)"""
+    changed = [i for i in range(first, first + len(after)) if now[i] != after[i - first]]
+    return (changed[0], now[changed[0]:changed[-1] + 1]) if changed else None
 
 
 def callback_handler(prototype, function):
@@ -678,11 +665,9 @@ def callback_handler(prototype, function):
                 # what the worker has there, so indexing past the first element is safe.
                 address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
                 buffer = session.images.scratch.take(pointees[index], following[index])
-                pointer = _ct.cast(buffer, t)
+                args.append(_ct.cast(buffer, t))
                 local_copies[index] = _Scratch(buffer, address, following[index],
-                                               weakref.ref(pointer))
-                args.append(pointer)
-                del pointer
+                                               session.images.scratch.holders(buffer))
             else:
                 args.append(_marshal.decode(t, value, session, stream.generation))
         answer = pb.CallbackReturn()
@@ -712,13 +697,20 @@ def callback_handler(prototype, function):
                 # read, and zeros beyond it) goes back to the worker.
                 untouched = session.images.scratch.untouched(buffer, first, after)
                 if not untouched:
-                    for begin, data in _changes(buffer.raw, after, first, read):
-                        try:
-                            session.memory.write(copy.address + begin, data, stream.generation)
-                        except Error as error:
-                            sys.stderr.write("ffibox: the callback %r wrote past the memory "
-                                             "native code handed it; that part was dropped: "
-                                             "%s\n" % (function, error))
+                    span = _changed_span(buffer.raw, after, first)
+                    try:
+                        if span is not None:
+                            session.memory.write(copy.address + span[0], span[1],
+                                                 stream.generation)
+                    except Error as error:
+                        sys.stderr.write("ffibox: what the callback %r wrote past the first "
+                                         "element could not be written back: %s\n"
+                                         % (function, error))
+                    if not session.images.scratch.zeros_from(buffer, read):
+                        sys.stderr.write("ffibox: the callback %r wrote past the memory native "
+                                         "code handed it (%d bytes from the pointer on came "
+                                         "with the invocation); that part was dropped\n"
+                                         % (function, read))
                 if not stores_pointer:
                     reusable.append((copy, read if untouched else len(buffer)))
                 continue
@@ -734,12 +726,15 @@ def callback_handler(prototype, function):
                         local, size, _types.pointer_offsets(argtypes[index]._type_)))
                 continue
             answer.pointees.add(arg=index, data=bytes(copy))
-        # A buffer goes back for reuse once nothing the callback kept (its pointer argument,
-        # the `contents` of it, a cast of it) can reach it: its pointer object is gone. Not
-        # one a call inside the callback passed: it has a twin the library may hold.
+        # A buffer goes back for reuse once nothing the callback kept can reach it: every
+        # ctypes path to it (the pointer argument, its `contents`, a cast of it, a structure
+        # field or array element it was stored in) holds the keep-alive dict `cast` shares
+        # with the buffer, so that dict must have lost its pointer's hold and gained none.
+        # Not one a call inside the callback passed: it has a twin the library may hold. (A
+        # handler that raised before this point leaves its buffers to the collector.)
         del args, result
         for copy, dirty in reusable:
-            if copy.pointer() is None and \
+            if session.images.scratch.holders(copy.buffer) == copy.holders - 1 and \
                     session.twins.owner_at(_ct.addressof(copy.buffer)) is None:
                 session.images.scratch.give_back(copy.buffer, dirty)
         return answer

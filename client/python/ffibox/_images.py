@@ -84,14 +84,26 @@ class ScratchBuffers:
     def untouched(buffer, first: int, following: bytes) -> bool:
         """Whether `buffer` still holds, from offset `first` on, the `following` bytes that
         came and zeros after them: compared in place, without a copy of its 64 KiB."""
-        base = _ct.addressof(buffer)
-        read = first + len(following)
-        if _ct.string_at(base + first, len(following)) != following:
+        if _ct.string_at(_ct.addressof(buffer) + first, len(following)) != following:
             return False
-        for at in range(read, len(buffer), CALLBACK_BUFFER_BYTES):
+        return ScratchBuffers.zeros_from(buffer, first + len(following))
+
+    @staticmethod
+    def zeros_from(buffer, offset: int) -> bool:
+        """Whether `buffer` holds only zeros from `offset` on (compared in place)."""
+        base = _ct.addressof(buffer)
+        for at in range(offset, len(buffer), CALLBACK_BUFFER_BYTES):
             if _memcmp(base + at, _ZEROS, min(len(buffer) - at, CALLBACK_BUFFER_BYTES)):
                 return False
         return True
+
+    @staticmethod
+    def holders(buffer) -> int:
+        """How many references hold the keep-alive dict that ctypes' `cast` shares between
+        `buffer` and every object made from it (the buffer itself among them), counted the
+        same way each time: compared before and after a callback ran."""
+        objects = buffer._objects
+        return sys.getrefcount(objects) if objects is not None else 0
 
     def give_back(self, buffer, dirty: int) -> None:
         """`buffer`, which nothing else refers to, holds zeros from `dirty` on: taken again
