@@ -208,7 +208,7 @@ def test_what_a_callback_wrote_where_nothing_came_is_gone_the_next_time(ffibox_c
 
     callback = FILL(fill)
     lib.call_fill(callback, pages + 4096 - 8, 8)  # 8 readable bytes, then the unreadable page
-    assert "wrote past the memory native code handed it" in capfd.readouterr().err
+    assert "that came with the invocation" in capfd.readouterr().err
     lib.call_fill(callback, pages + 4096 - 8, 8)
     assert seen == [0, 0]
     session.close()
@@ -262,8 +262,8 @@ def test_what_a_callback_writes_past_the_array_it_was_handed_is_dropped_once(ffi
         call_fill(FILL(fill), data, 16)
         assert bytes(data) == b"axcdefghijklmnop", same_host
         err = capfd.readouterr().err
-        assert err.count("wrote past the memory native code handed it") == 1, err
-        assert "16 bytes from the pointer on came" in err, err
+        assert err.count("that came with the invocation") == 1, err
+        assert "past the 16 bytes from its pointer argument on" in err, err
         session.close()
 
 
@@ -296,4 +296,29 @@ def test_a_buffer_serves_the_next_invocation_unless_a_call_inside_the_callback_p
     del nested[:]
     call_fill(callback, data, 8)
     assert addresses[3] != addresses[2]
+    session.close()
+
+
+def test_a_callback_that_fills_more_than_its_buffer_reaches_does_not_harm_the_caller(
+        ffibox_client, capfd):
+    """A callback fills the whole 200 000-byte buffer the library handed it: the first 64 KiB
+    (what came with the invocation) go back to the library; the rest lands in memory this
+    process reserved for the buffer, not on its heap, and is dropped with a message. The
+    next invocation's buffer holds none of it."""
+    session = ffibox_client.session()
+    call_fill, FILL = fill_function(session)
+    size, seen = 200000, []
+
+    def fill(buffer, n):
+        seen.append(ct.string_at(ct.addressof(buffer.contents) + 65536, 64))
+        ct.memset(buffer, 0x41, n)
+
+    callback = FILL(fill)
+    data = (ct.c_ubyte * size)()
+    call_fill(callback, data, size)
+    assert bytes(data) == b"A" * 65536 + bytes(size - 65536)
+    assert "that came with the invocation" in capfd.readouterr().err
+    call_fill(callback, (ct.c_ubyte * 8)(), 8)
+    assert seen == [bytes(64), bytes(64)]
+    assert session.CDLL("libc.so.6").abs(-5) == 5  # the caller and its session still work
     session.close()

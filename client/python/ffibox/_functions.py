@@ -707,10 +707,12 @@ def callback_handler(prototype, function):
                                          "element could not be written back: %s\n"
                                          % (function, error))
                     if not session.images.scratch.zeros_from(buffer, read):
-                        sys.stderr.write("ffibox: the callback %r wrote past the memory native "
-                                         "code handed it (%d bytes from the pointer on came "
-                                         "with the invocation); that part was dropped\n"
-                                         % (function, read))
+                        sys.stderr.write(
+                            "ffibox: the callback %r wrote past the %d bytes from its pointer "
+                            "argument on that came with the invocation (the end of the memory "
+                            "native code handed it, or the %d bytes such a pointer reaches); "
+                            "that part was dropped\n"
+                            % (function, read, _images.CALLBACK_BUFFER_BYTES))
                 if not stores_pointer:
                     reusable.append((copy, read if untouched else len(buffer)))
                 continue
