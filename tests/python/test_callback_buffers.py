@@ -322,3 +322,55 @@ def test_a_callback_that_fills_more_than_its_buffer_reaches_does_not_harm_the_ca
     assert seen == [bytes(64), bytes(64)]
     assert session.CDLL("libc.so.6").abs(-5) == 5  # the caller and its session still work
     session.close()
+
+
+def test_two_pointer_arguments_into_one_array_share_it_as_in_c(ffibox_client):
+    """`f(p, p)` and `f(p, p + 1)`: a write through one argument is seen through the other
+    during the callback, and reaches the library, not undone by the other's copy (an
+    in-place `f(dst, src)`)."""
+    for same_host in (False, True):
+        session = ffibox_client.session(same_host=same_host)
+        lib = session.CDLL(TEST_LIB)
+        PAIR = ct.CFUNCTYPE(None, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))
+        lib.call_with_pair.argtypes = [PAIR, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int)]
+        lib.call_with_pair.restype = ct.c_int
+        seen = []
+
+        def store(dst, src):  # src untouched
+            dst[0] = 42
+            seen.append(src[0])
+
+        x = ct.c_int(5)
+        assert lib.call_with_pair(PAIR(store), ct.byref(x), ct.byref(x)) == 42, same_host
+        assert (x.value, seen) == (42, [42]), same_host
+
+        def shift(a, b):  # b is a + 1: writes through both, reads through the other
+            a[1] = 9
+            b[1] = 8
+            seen.append((a[2], b[0]))
+
+        values = (ct.c_int * 4)(1, 2, 3, 4)
+        second = ct.cast(ct.byref(values, 4), ct.POINTER(ct.c_int))
+        lib.call_with_pair(PAIR(shift), values, second)
+        assert list(values) == [1, 9, 8, 4], same_host
+        assert seen[-1] == (8, 9), same_host
+        session.close()
+
+
+def test_a_callback_that_returns_one_of_its_pointer_arguments_returns_the_library_its_own(
+        ffibox_client):
+    """A "pick the larger" callback returns one of its two `int*` arguments as a `void*`
+    (`addressof(a.contents)`, `cast(a, c_void_p)`): the library gets back its own pointer,
+    not the address of the client's copy."""
+    for same_host in (False, True):
+        session = ffibox_client.session(same_host=same_host)
+        lib = session.CDLL(TEST_LIB)
+        P = ct.POINTER(ct.c_int)
+        PICK = ct.CFUNCTYPE(ct.c_void_p, P, P)
+        lib.pick_index.argtypes = [PICK, P, ct.c_int]
+        lib.pick_index.restype = ct.c_int
+        for pick in (lambda a, b: ct.addressof((a if a[0] >= b[0] else b).contents),
+                     lambda a, b: ct.cast(a if a[0] >= b[0] else b, ct.c_void_p).value):
+            values = (ct.c_int * 6)(4, 9, 2, 11, 7, 1)
+            assert lib.pick_index(PICK(pick), values, 6) == 3, same_host
+        session.close()

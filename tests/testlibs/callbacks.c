@@ -96,6 +96,21 @@ void mutate_point(void (*f)(struct Point*), struct Point* p) { f(p); }
 // Returns h(h(x)): two invocations of one callback within one call.
 int call_twice_nested(int (*h)(int), int x) { return h(h(x)); }
 
+// Calls f(a, b) once and returns *a: a callback handed two pointers that may be one, or
+// point into one array (an in-place `f(dst, src)`).
+int call_with_pair(void (*f)(int*, int*), int* a, int* b) {
+  f(a, b);
+  return *a;
+}
+
+// The index of the element f picks, folding arr from its first: best = f(best, &arr[i]), as
+// a "pick the larger" callback returning one of its arguments.
+int pick_index(int* (*f)(int*, int*), int* arr, int n) {
+  int* best = arr;
+  for (int i = 1; i < n; ++i) best = f(best, arr + i);
+  return (int)(best - arr);
+}
+
 // Calls fill(buffer, n) once: a callback handed a buffer of n bytes, as audio and I/O
 // libraries hand their callbacks.
 void call_fill(void (*fill)(unsigned char*, int), unsigned char* buffer, int n) { fill(buffer, n); }

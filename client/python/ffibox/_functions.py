@@ -589,13 +589,15 @@ def _local_word(restype, result):
     return None, None
 
 
-def _callback_result(restype, result, session, generation: int):
+def _callback_result(restype, result, session, generation: int, scratches=()):
     """The Value of what a callback returned, as native code must find it in the worker.
 
     As ctypes: a `bytes` for `c_char_p` (a `str` for `c_wchar_p`) is kept alive for good, with
     ctypes' RuntimeWarning: the string gets worker memory of its own, never freed. A pointer
     into a caller object (`addressof(buffer)`, `cast(buffer, c_void_p)`) is that object's
-    twin in worker memory, written with its bytes (ffibox._callback_pointers)."""
+    twin in worker memory, written with its bytes (ffibox._callback_pointers). A pointer into
+    one of `scratches`, the buffers backing the callback's pointer arguments (the argument
+    itself, `addressof(a.contents)`), is the worker address that buffer mirrors."""
     code = getattr(restype, "_type_", None)
     if (code == "z" and isinstance(result, bytes)) or (code == "Z" and isinstance(result, str)):
         warnings.warn("memory leak in callback function.", RuntimeWarning, stacklevel=2)
@@ -604,6 +606,12 @@ def _callback_result(restype, result, session, generation: int):
         session.memory.write(address, data, generation)
         return remote_value(address, generation)
     word, keep = _local_word(restype, result)
+    for scratch in scratches:
+        # A pointer into the buffer that backs a pointer argument (the argument itself, an
+        # element past it): the worker memory that buffer mirrors.
+        offset = (word or 0) - _ct.addressof(scratch.buffer)
+        if 0 <= offset < len(scratch.buffer):
+            return remote_value(scratch.address + offset, generation)
     if word:
         mapped = _callback_pointers.worker_word(session, word, keep, generation)
         if mapped != word:
@@ -612,17 +620,46 @@ def _callback_result(restype, result, session, generation: int):
 
 
 class _Scratch:
-    """A callback's pointer argument backed by a scratch buffer (_images.ScratchBuffers):
-    the buffer, the worker address it mirrors, the bytes that came after the pointee, and
-    how many holders the buffer's keep-alive dict had while the pointer handed to the
-    callback was alive (ScratchBuffers.holders)."""
-    __slots__ = ("buffer", "address", "following", "holders")
+    """A scratch buffer (_images.ScratchBuffers) backing a callback's pointer argument: the
+    buffer, the worker address it mirrors, the bytes that came after the pointee, how many
+    pointers handed to the callback point into it (arguments whose memory lies inside this
+    one's share it), and how many holders the buffer's keep-alive dict had while they were
+    alive (ScratchBuffers.holders)."""
+    __slots__ = ("buffer", "address", "following", "pointers", "holders", "reusable")
 
-    def __init__(self, buffer, address: int, following: bytes, holders: int) -> None:
+    def __init__(self, buffer, address: int, following: bytes) -> None:
         self.buffer = buffer
         self.address = address
         self.following = following
-        self.holders = holders
+        self.pointers = 0
+        self.holders = 0
+        self.reusable = True  # False once a pointer the callback stored in it went out
+
+
+class _Shared:
+    """A callback's pointer argument into the scratch buffer of another (_sharing), at
+    `offset` bytes into it."""
+    __slots__ = ("scratch", "offset")
+
+    def __init__(self, scratch: _Scratch, offset: int) -> None:
+        self.scratch = scratch
+        self.offset = offset
+
+
+def _sharing(spans):
+    """For pointer arguments shipped with their following bytes, `spans`: index -> (worker
+    address, bytes that came), the argument each one's buffer is (index -> index): the
+    outermost argument whose bytes contain its own (the lowest address, then the longest,
+    then the first), so that arguments pointing into one piece of memory (`f(p, p)`, two
+    elements of one array) share one local buffer, as they share the memory in C, and a
+    write through one is seen through the other and not undone by its stale copy."""
+    roots = {}
+    for index, (address, size) in spans.items():
+        roots[index] = min(
+            (other for other, (start, length) in spans.items()
+             if start <= address and address + size <= start + length),
+            key=lambda other: (spans[other][0], -spans[other][1], other))
+    return roots
 
 
 def _changed_span(now: bytes, after: bytes, first: int):
@@ -651,6 +688,12 @@ def callback_handler(prototype, function):
         local_copies = {}
         args = []
         budget = session.images.budget()
+        scratch = session.images.scratch
+        spans = {index: (value.pointer.remote.address, len(pointees[index]) + len(following[index]))
+                 for index, (t, value) in enumerate(zip(argtypes, invoke.args))
+                 if index in pointees and value.pointer.remote.address and
+                 _types.is_pointer(t) and not _images.has_typed_pointers(t._type_)}
+        roots = _sharing(spans) if len(spans) > 1 else {}
         for index, (t, value) in enumerate(zip(argtypes, invoke.args)):
             if index in pointees and _types.is_pointer(t) and _images.has_typed_pointers(t._type_):
                 # Pointers to pointers (char** values, T**): an image of the worker's array,
@@ -664,35 +707,55 @@ def callback_handler(prototype, function):
                 # Maybe a buffer (char*, uint8_t*): backed by a large local buffer holding
                 # what the worker has there, so indexing past the first element is safe.
                 address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
-                buffer = session.images.scratch.take(pointees[index], following[index])
-                args.append(_ct.cast(buffer, t))
-                local_copies[index] = _Scratch(buffer, address, following[index],
-                                               session.images.scratch.holders(buffer))
+                root = roots.get(index, index)
+                if root not in local_copies:
+                    local_copies[root] = _Scratch(
+                        scratch.take(pointees[root], following[root]),
+                        spans[root][0] if root != index else address, following[root])
+                shared = local_copies[root]
+                pointer = _ct.cast(shared.buffer, t)
+                if root != index:  # into the buffer of the argument whose memory holds it
+                    local_copies[index] = _Shared(shared, address - shared.address)
+                    _ct.c_void_p.from_buffer(pointer).value = \
+                        _ct.addressof(shared.buffer) + address - shared.address
+                shared.pointers += 1
+                args.append(pointer)
+                del pointer
             else:
                 args.append(_marshal.decode(t, value, session, stream.generation))
+        for copy in local_copies.values():
+            if isinstance(copy, _Scratch):
+                copy.holders = scratch.holders(copy.buffer)
         answer = pb.CallbackReturn()
         result = None
         try:
             result = function(*args)
             if restype is not None:
                 answer.result.CopyFrom(
-                    _callback_result(restype, result, session, stream.generation))
+                    _callback_result(restype, result, session, stream.generation,
+                                     [copy for copy in local_copies.values()
+                                      if isinstance(copy, _Scratch)]))
         except BaseException:  # noqa: B902 - ctypes reports every exception the same way
             answer = failed_callback(function)
         reusable = []
         for index, copy in local_copies.items():
-            if isinstance(copy, _Scratch):
-                buffer, after = copy.buffer, copy.following
+            if isinstance(copy, (_Scratch, _Shared)):
+                shared = copy.scratch if isinstance(copy, _Shared) else copy
+                at = copy.offset if isinstance(copy, _Shared) else 0
                 first = len(pointees[index])
-                read = first + len(after)  # the bytes that came: zeros beyond
-                data = _ct.string_at(buffer, first)
-                stores_pointer = first == 8 and _types.pointer_offsets(argtypes[index]._type_)
-                if stores_pointer:
+                data = _ct.string_at(_ct.addressof(shared.buffer) + at, first)
+                if first == 8 and _types.pointer_offsets(argtypes[index]._type_):
                     # A pointer stored for the library (void**): the worker's view of it.
                     word = _callback_pointers.worker_word(
                         session, _WORD.unpack(data)[0], args[index]._objects, stream.generation)
                     data = _WORD.pack(word)
+                    shared.reusable = False
                 answer.pointees.add(arg=index, data=data)
+            if isinstance(copy, _Shared):
+                continue  # what changed past its first element is in its buffer's argument's
+            if isinstance(copy, _Scratch):
+                buffer, after = copy.buffer, copy.following
+                read = first + len(after)  # the bytes that came: zeros beyond
                 # What the callback wrote past the first element (compared with what was
                 # read, and zeros beyond it) goes back to the worker.
                 untouched = session.images.scratch.untouched(buffer, first, after)
@@ -713,8 +776,7 @@ def callback_handler(prototype, function):
                             "native code handed it, or the %d bytes such a pointer reaches); "
                             "that part was dropped\n"
                             % (function, read, _images.CALLBACK_BUFFER_BYTES))
-                if not stores_pointer:
-                    reusable.append((copy, read if untouched else len(buffer)))
+                reusable.append((copy, read if untouched else len(buffer)))
                 continue
             if isinstance(copy, tuple):
                 holder, local = copy
@@ -736,8 +798,8 @@ def callback_handler(prototype, function):
         # handler that raised before this point leaves its buffers to the collector.)
         del args, result
         for copy, dirty in reusable:
-            if session.images.scratch.holders(copy.buffer) == copy.holders - 1 and \
-                    session.twins.owner_at(_ct.addressof(copy.buffer)) is None:
+            if copy.reusable and scratch.holders(copy.buffer) == copy.holders - copy.pointers \
+                    and session.twins.owner_at(_ct.addressof(copy.buffer)) is None:
                 session.images.scratch.give_back(copy.buffer, dirty)
         return answer
 
