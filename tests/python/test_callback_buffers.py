@@ -4,7 +4,7 @@ length, `int*` arrays). Those bytes come with the invocation (DefineCallback.buf
 PointeeData.following): filling the buffer reads no worker memory, so a callback costs one
 round trip whatever pointers it takes. Real ffiboxd, real jailed workers, libc's qsort."""
 import ffibox
-from conftest import TEST_LIB
+from conftest import TEST_LIB, run_script
 from ffibox import ctypes as ct
 
 PROT_READ, PROT_WRITE, PROT_NONE = 1, 2, 0
@@ -349,11 +349,12 @@ def test_two_pointer_arguments_into_one_array_share_it_as_in_c(ffibox_client):
             b[1] = 8
             seen.append((a[2], b[0]))
 
-        values = (ct.c_int * 4)(1, 2, 3, 4)
-        second = ct.cast(ct.byref(values, 4), ct.POINTER(ct.c_int))
-        lib.call_with_pair(PAIR(shift), values, second)
-        assert list(values) == [1, 9, 8, 4], same_host
-        assert seen[-1] == (8, 9), same_host
+        for length in (4, 20000):  # 20000: each pointer's 64 KiB end at different places
+            values = (ct.c_int * length)(1, 2, 3, 4)
+            second = ct.cast(ct.byref(values, 4), ct.POINTER(ct.c_int))
+            lib.call_with_pair(PAIR(shift), values, second)
+            assert list(values[:4]) == [1, 9, 8, 4], (same_host, length)
+            assert seen[-1] == (8, 9), (same_host, length)
         session.close()
 
 
@@ -373,4 +374,71 @@ def test_a_callback_that_returns_one_of_its_pointer_arguments_returns_the_librar
                      lambda a, b: ct.cast(a if a[0] >= b[0] else b, ct.c_void_p).value):
             values = (ct.c_int * 6)(4, 9, 2, 11, 7, 1)
             assert lib.pick_index(PICK(pick), values, 6) == 3, same_host
+        # Past the 64 KiB that came with the invocation: element 16384 of a longer array,
+        # and one past the end of that memory.
+        for far in (16384, 16383):
+            values = (ct.c_int * 20000)()
+            assert lib.pick_index(PICK(lambda a, b, far=far: ct.addressof(a.contents) + 4 * far
+                                       if not a[0] else ct.addressof(a.contents)),
+                                  values, 2) == far, (same_host, far)
         session.close()
+
+
+def test_callbacks_that_keep_their_buffers_take_a_bounded_number_of_mappings(ffibox_client):
+    """A callback that casts its pointer (`cast(p, c_void_p).value`) keeps its buffer out of
+    reuse, so each invocation takes a new one: past MAX_RESERVATIONS live at once they come
+    from the heap, and the process's memory map stays bounded (Linux refuses every mapping
+    past 65530)."""
+    import gc
+    from ffibox import _images
+    session = ffibox_client.session()
+    call_fill, FILL = fill_function(session)
+    seen = []
+
+    def casting(p, n):
+        seen.append(ct.cast(p, ct.c_void_p).value)
+
+    callback, data = FILL(casting), (ct.c_ubyte * 8)(*b"abcdefgh")
+
+    def maps():
+        with open("/proc/self/maps") as listing:
+            return sum(1 for _ in listing)
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = maps()
+        for _ in range(_images.MAX_RESERVATIONS + 500):
+            call_fill(callback, data, 8)
+        grown = maps() - before
+    finally:
+        gc.enable()
+        gc.collect()
+    assert len(set(seen)) == len(seen)  # none reused: each is kept
+    # Two entries per reservation (its guard page), a few for anything else.
+    assert grown <= 2 * _images.MAX_RESERVATIONS + 64, grown
+    assert bytes(data) == b"abcdefgh"
+    session.close()
+
+
+def test_an_object_collected_with_a_buffer_may_read_through_its_pointer_in_its_del():
+    """An object in a reference cycle keeps a callback's pointer and reads through it in its
+    `__del__`, collected in the same pass as the buffer: the buffer's memory is still
+    there (in a child process: a crash is its status)."""
+    result = run_script("""
+import ctypes, gc
+from ffibox import _images
+window = _images._reserved_window()
+ctypes.memset(window, 7, 1)
+pointer = ctypes.cast(window, ctypes.POINTER(ctypes.c_int))
+class Keeper:
+    def __del__(self):
+        print("read", self.pointer[0], flush=True)
+keeper = Keeper()
+keeper.pointer, keeper.me = pointer, keeper
+del window, pointer, keeper
+gc.collect()
+print("survived")
+""")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["read", "7", "survived"], result.stdout

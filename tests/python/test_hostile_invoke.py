@@ -8,7 +8,7 @@ import ctypes
 
 import ffibox
 from ffibox import ctypes as ct
-from conftest import HOSTILE_LIB, TEST_LIB, Server, varint
+from conftest import HOSTILE_LIB, TEST_LIB, Server, run_script, varint
 
 
 def forged_invoke(callback: int, request_id: int) -> bytes:
@@ -89,5 +89,55 @@ def test_an_invocation_shipping_more_after_a_pointee_than_its_callback_asked_for
         assert called == [], "the forged invocation reached the client"
         session.close()
         client.close()
+    finally:
+        server.stop()
+
+
+def test_a_pointee_larger_than_any_worker_ships_gets_a_buffer_of_its_own():
+    """A worker ships 5 MiB behind a callback's `POINTER(c_char * 5 MiB)` argument (an honest
+    one ships at most 64 KiB; the broker's checks allow it): the client backs it with a
+    buffer of that size, not with a 64 KiB scratch buffer and the 4 MiB reserved behind it,
+    and neither crashes nor overruns its heap (in a child process: a crash is its status)."""
+    server = Server()
+    try:
+        result = run_script("""
+import ctypes, sys, time
+import ffibox
+from ffibox import ctypes as ct
+from ffibox._stubs import pb
+address, hostile = sys.argv[1:3]
+session = ffibox.connect(address).session(same_host=False)
+size = 5 << 20
+seen = []
+Big = ct.c_char * size
+callback = ct.CFUNCTYPE(None, ct.POINTER(Big))(
+    lambda p: seen.append(p.contents[0] + p.contents[size - 1]))
+callback_id = session.callback_id(callback)
+forge = session.CDLL(hostile).hostile_whole_frame_taken
+forge.restype = ctypes.c_long
+forge.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_long, ctypes.c_long]
+def varint(value):
+    out = b""
+    while value >= 0x80:
+        out += bytes([value & 0x7F | 0x80])
+        value >>= 7
+    return out + bytes([value])
+invoke = pb.CallbackInvoke(
+    invocation=999, callback=callback_id,
+    args=[pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(address=4096)))],
+    pointees=[pb.PointeeData(arg=0, data=b"y" * size)])
+body = invoke.SerializeToString()
+frame = b"\\x12" + varint(len(body)) + body
+try:
+    forge(frame, len(frame), b"\\0", 1, len(frame))
+except ffibox.Error as error:
+    print("forge:", error.code)
+deadline = time.monotonic() + 10
+while not seen and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("seen", seen)
+""", server.address, HOSTILE_LIB)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "seen [b'yy']" in result.stdout, (result.stdout, result.stderr[-3000:])
     finally:
         server.stop()

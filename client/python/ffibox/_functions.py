@@ -610,7 +610,7 @@ def _callback_result(restype, result, session, generation: int, scratches=()):
         # A pointer into the buffer that backs a pointer argument (the argument itself, an
         # element past it): the worker memory that buffer mirrors.
         offset = (word or 0) - _ct.addressof(scratch.buffer)
-        if 0 <= offset < len(scratch.buffer):
+        if 0 <= offset <= _images.ScratchBuffers.reach(scratch.buffer):
             return remote_value(scratch.address + offset, generation)
     if word:
         mapped = _callback_pointers.worker_word(session, word, keep, generation)
@@ -648,17 +648,20 @@ class _Shared:
 
 def _sharing(spans):
     """For pointer arguments shipped with their following bytes, `spans`: index -> (worker
-    address, bytes that came), the argument each one's buffer is (index -> index): the
-    outermost argument whose bytes contain its own (the lowest address, then the longest,
-    then the first), so that arguments pointing into one piece of memory (`f(p, p)`, two
-    elements of one array) share one local buffer, as they share the memory in C, and a
-    write through one is seen through the other and not undone by its stale copy."""
-    roots = {}
-    for index, (address, size) in spans.items():
-        roots[index] = min(
-            (other for other, (start, length) in spans.items()
-             if start <= address and address + size <= start + length),
-            key=lambda other: (spans[other][0], -spans[other][1], other))
+    address, bytes that came, pointee size), the argument whose buffer each one's is (index
+    -> index), so that arguments pointing into one piece of memory (`f(p, p)`, two elements
+    of one array) share one local buffer, as they share the memory in C, and a write through
+    one is seen through the other and not undone by its stale copy. In order of address
+    (then the longest first): an argument whose pointee lies inside the bytes that came for
+    the argument heading the group before it joins that group (it sees those bytes, cut at
+    their end), else heads a group of its own."""
+    roots, head = {}, None
+    for index in sorted(spans, key=lambda i: (spans[i][0], -spans[i][1], i)):
+        address, _, size = spans[index]
+        if head is not None and address + size <= spans[head][0] + spans[head][1]:
+            roots[index] = head
+        else:
+            roots[index] = head = index
     return roots
 
 
@@ -689,10 +692,14 @@ def callback_handler(prototype, function):
         args = []
         budget = session.images.budget()
         scratch = session.images.scratch
-        spans = {index: (value.pointer.remote.address, len(pointees[index]) + len(following[index]))
+        # Not pointees that hold pointers (void**): each keeps what the callback stores in it
+        # alive under one key of its pointer's keep-alive dict, which a shared one would share.
+        spans = {index: (value.pointer.remote.address,
+                         len(pointees[index]) + len(following[index]), len(pointees[index]))
                  for index, (t, value) in enumerate(zip(argtypes, invoke.args))
                  if index in pointees and value.pointer.remote.address and
-                 _types.is_pointer(t) and not _images.has_typed_pointers(t._type_)}
+                 _types.is_pointer(t) and not _images.has_typed_pointers(t._type_) and
+                 not _types.pointer_offsets(t._type_)}
         roots = _sharing(spans) if len(spans) > 1 else {}
         for index, (t, value) in enumerate(zip(argtypes, invoke.args)):
             if index in pointees and _types.is_pointer(t) and _images.has_typed_pointers(t._type_):

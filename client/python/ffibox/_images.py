@@ -68,6 +68,17 @@ _madvise.argtypes = [_ct.c_void_p, _ct.c_size_t, _ct.c_int]
 _PROT_NONE, _PROT_READ_WRITE = 0, 3
 _MAP_PRIVATE_ANONYMOUS_NORESERVE = 0x02 | 0x20 | 0x4000
 _MADV_DONTNEED = 4
+_MADV_NOHUGEPAGE = 15
+# At most this many reservations live outside the pools at once (a callback that keeps its
+# pointers, or casts them, keeps each): past it, buffers come from the heap, as they did
+# before reservations, so the process's map count stays bounded.
+MAX_RESERVATIONS = 1024
+_reservations = 0  # live now
+_reservations_lock = threading.Lock()
+# Reservations whose buffer was collected, unmapped by the next _reserved_window: not in
+# the collection that found the buffer, whose objects' __del__ may still read through a
+# pointer into it (weakref callbacks run before them).
+_unmap_later: List[int] = []
 _PAGE = mmap.PAGESIZE
 # Past a scratch buffer's window, before its last page: where writes land unseen.
 _PAST_BYTES = SCRATCH_RESERVED_BYTES - CALLBACK_BUFFER_BYTES - _PAGE
@@ -76,20 +87,34 @@ _residency = threading.local()  # mincore's answer for one buffer, one per threa
 _Window = _ct.c_char * CALLBACK_BUFFER_BYTES
 
 
+def _release_later(address: int) -> None:
+    _unmap_later.append(address)
+
+
 def _reserved_window():
     """A buffer of CALLBACK_BUFFER_BYTES at the start of a fresh reservation of
-    SCRATCH_RESERVED_BYTES (its last page inaccessible), unmapped when the buffer is
-    collected; None when the memory cannot be mapped."""
-    address = _mmap(None, SCRATCH_RESERVED_BYTES, _PROT_READ_WRITE,
-                    _MAP_PRIVATE_ANONYMOUS_NORESERVE, -1, 0)
-    if address is None or address == _ct.c_void_p(-1).value:
-        return None
-    guard = address + SCRATCH_RESERVED_BYTES - _PAGE
-    if _mprotect(guard, _PAGE, _PROT_NONE) != 0:
-        _munmap(address, SCRATCH_RESERVED_BYTES)
-        return None
+    SCRATCH_RESERVED_BYTES (its last page inaccessible, no huge pages: a byte written would
+    otherwise take 2 MiB), unmapped after the buffer is collected; None when the memory
+    cannot be mapped or MAX_RESERVATIONS are live."""
+    global _reservations
+    with _reservations_lock:
+        while _unmap_later:
+            _munmap(_unmap_later.pop(), SCRATCH_RESERVED_BYTES)
+            _reservations -= 1
+        if _reservations >= MAX_RESERVATIONS:
+            return None
+        address = _mmap(None, SCRATCH_RESERVED_BYTES, _PROT_READ_WRITE,
+                        _MAP_PRIVATE_ANONYMOUS_NORESERVE, -1, 0)
+        if address is None or address == _ct.c_void_p(-1).value:
+            return None
+        guard = address + SCRATCH_RESERVED_BYTES - _PAGE
+        if _mprotect(guard, _PAGE, _PROT_NONE) != 0:
+            _munmap(address, SCRATCH_RESERVED_BYTES)
+            return None
+        _madvise(address, SCRATCH_RESERVED_BYTES - _PAGE, _MADV_NOHUGEPAGE)  # best effort
+        _reservations += 1
     window = _Window.from_address(address)
-    weakref.finalize(window, _munmap, address, SCRATCH_RESERVED_BYTES)
+    weakref.finalize(window, _release_later, address)
     return window
 
 
@@ -130,14 +155,16 @@ class ScratchBuffers:
     def take(self, pointee: bytes, following: bytes):
         """A buffer holding `pointee` then `following`, zeros beyond."""
         size = len(pointee) + len(following)
+        if size > CALLBACK_BUFFER_BYTES:  # more than an honest worker ships: a buffer of its own
+            buffer = _ct.create_string_buffer(size)
+            _ct.memmove(buffer, pointee + following, size)
+            return buffer
         try:
             buffer, dirty = self._free.pop()
         except IndexError:
-            buffer, dirty = None, 0
-            if size <= CALLBACK_BUFFER_BYTES:
-                buffer = _reserved_window()
+            buffer, dirty = _reserved_window(), 0
             if buffer is None:
-                buffer = _ct.create_string_buffer(max(CALLBACK_BUFFER_BYTES, size))
+                buffer = _ct.create_string_buffer(CALLBACK_BUFFER_BYTES)
         base = _ct.addressof(buffer)
         _ct.memmove(base, pointee, len(pointee))
         _ct.memmove(base + len(pointee), following, len(following))
@@ -170,6 +197,12 @@ class ScratchBuffers:
             if _memcmp(base + at, _ZEROS, min(len(buffer) - at, CALLBACK_BUFFER_BYTES)):
                 return False
         return True
+
+    @staticmethod
+    def reach(buffer) -> int:
+        """How far past its start `buffer` is memory of its own (its reservation's, before
+        the inaccessible last page, or its own bytes): one past the last byte."""
+        return len(buffer) if buffer._b_needsfree_ else SCRATCH_RESERVED_BYTES - _PAGE
 
     @staticmethod
     def holders(buffer) -> int:
