@@ -792,7 +792,8 @@ def callback_handler(prototype, function):
                 read = first + len(after)  # the bytes that came: zeros beyond
                 # What the callback wrote past the first element (compared with what was
                 # read, and zeros beyond it) goes back to the worker.
-                untouched = session.images.scratch.untouched(buffer, first, after)
+                past = _images.touched_past(buffer)
+                untouched = scratch.untouched(buffer, first, after, past)
                 if not untouched:
                     span = _changed_span(buffer.raw, after, first)
                     try:
@@ -803,14 +804,14 @@ def callback_handler(prototype, function):
                         sys.stderr.write("ffibox: what the callback %r wrote past the first "
                                          "element could not be written back: %s\n"
                                          % (function, error))
-                    if not session.images.scratch.zeros_from(buffer, read):
+                    if not scratch.zeros_from(buffer, read, past):
                         sys.stderr.write(
                             "ffibox: the callback %r wrote past the %d bytes from its pointer "
                             "argument on that came with the invocation (the end of the memory "
                             "native code handed it, or the %d bytes such a pointer reaches); "
                             "that part was dropped\n"
                             % (function, read, _images.CALLBACK_BUFFER_BYTES))
-                reusable.append((copy, read if untouched else len(buffer)))
+                reusable.append((copy, read if untouched else len(buffer), past))
                 continue
             if isinstance(copy, tuple):
                 holder, local = copy
@@ -831,10 +832,10 @@ def callback_handler(prototype, function):
         # Not one a call inside the callback passed: it has a twin the library may hold. (A
         # handler that raised before this point leaves its buffers to the collector.)
         del args, result
-        for copy, dirty in reusable:
+        for copy, dirty, past in reusable:
             if copy.reusable and scratch.holders(copy.buffer) == copy.holders - copy.pointers \
                     and session.twins.owner_at(_ct.addressof(copy.buffer)) is None:
-                session.images.scratch.give_back(copy.buffer, dirty)
+                scratch.give_back(copy.buffer, dirty, past)
         return answer
 
     handle.check = invoke_checker(argtypes, callback_buffer_bytes(argtypes))

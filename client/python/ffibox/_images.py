@@ -118,9 +118,10 @@ def _reserved_window():
     return window
 
 
-def _touched_past(buffer) -> List[int]:
+def touched_past(buffer) -> List[int]:
     """The addresses of the pages past a reserved buffer's window that something touched
-    (read or written: resident); [] for a buffer that reserves nothing past it."""
+    (read or written: resident); [] for a buffer that reserves nothing past it. One mincore;
+    an invocation's checks of a buffer take its answer (`past`) from one call."""
     if buffer._b_needsfree_:
         return []  # a plain buffer (no reservation could be made)
     start = _ct.addressof(buffer) + CALLBACK_BUFFER_BYTES
@@ -173,22 +174,21 @@ class ScratchBuffers:
         return buffer
 
     @staticmethod
-    def untouched(buffer, first: int, following: bytes) -> bool:
+    def untouched(buffer, first: int, following: bytes, past: List[int]) -> bool:
         """Whether `buffer` still holds, from offset `first` on, the `following` bytes that
-        came and zeros after them, and nothing touched the memory it reserves past them:
-        compared in place, without a copy."""
-        if _ct.string_at(_ct.addressof(buffer) + first, len(following)) != following:
+        came and zeros after them, and nothing touched the memory it reserves past them
+        (`past`, touched_past's pages): compared in place, without a copy."""
+        if past or _ct.string_at(_ct.addressof(buffer) + first, len(following)) != following:
             return False
-        return ScratchBuffers._window_zeros_from(buffer, first + len(following)) and \
-            not _touched_past(buffer)
+        return ScratchBuffers._window_zeros_from(buffer, first + len(following))
 
     @staticmethod
-    def zeros_from(buffer, offset: int) -> bool:
-        """Whether `buffer` holds only zeros from `offset` on, in the memory it reserves past
-        its window too."""
+    def zeros_from(buffer, offset: int, past: List[int]) -> bool:
+        """Whether `buffer` holds only zeros from `offset` on, in the pages touched past its
+        window (`past`) too."""
         if not ScratchBuffers._window_zeros_from(buffer, offset):
             return False
-        return not any(_memcmp(page, _ZEROS, _PAGE) for page in _touched_past(buffer))
+        return not any(_memcmp(page, _ZEROS, _PAGE) for page in past)
 
     @staticmethod
     def _window_zeros_from(buffer, offset: int) -> bool:
@@ -212,12 +212,13 @@ class ScratchBuffers:
         objects = buffer._objects
         return sys.getrefcount(objects) if objects is not None else 0
 
-    def give_back(self, buffer, dirty: int) -> None:
+    def give_back(self, buffer, dirty: int, past: List[int]) -> None:
         """`buffer`, which nothing else refers to, holds zeros from `dirty` on in its window
-        (past it, the pages touched are cleared here): taken again by a later invocation."""
+        (past it, the pages touched, `past`, are cleared here): taken again by a later
+        invocation."""
         if len(buffer) != CALLBACK_BUFFER_BYTES or len(self._free) >= self.MAX_FREE:
             return
-        if dirty >= CALLBACK_BUFFER_BYTES and _touched_past(buffer) and \
+        if past and \
                 _madvise(_ct.addressof(buffer) + CALLBACK_BUFFER_BYTES, _PAST_BYTES,
                          _MADV_DONTNEED) != 0:
             return
