@@ -3,6 +3,8 @@ buffer of 64 KiB holding the worker's bytes from the pointer on (`char*` buffers
 length, `int*` arrays). Those bytes come with the invocation (DefineCallback.buffer_bytes,
 PointeeData.following): filling the buffer reads no worker memory, so a callback costs one
 round trip whatever pointers it takes. Real ffiboxd, real jailed workers, libc's qsort."""
+import pytest
+
 import ffibox
 from conftest import TEST_LIB, run_script
 from ffibox import ctypes as ct
@@ -442,3 +444,56 @@ print("survived")
 """)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["read", "7", "survived"], result.stdout
+
+
+VISIT = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_char_p), ct.c_int)
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+@pytest.mark.parametrize("spacing, offset", [(16, 0), (4104, 8), (16, 4093)],
+                         ids=["one-page", "a-page-each", "past-a-page"])
+def test_a_callback_gets_every_string_of_its_char_pointer_array_wherever_they_lie(
+        ffibox_client, same_host, spacing, offset):
+    """The strings of a `char**` argument: packed in one page, one per page, and one that
+    runs past its page into the next (which a read of its page alone would cut)."""
+    session = ffibox_client.session(same_host=same_host)
+    lib = session.CDLL(TEST_LIB)
+    lib.visit_names.argtypes = [VISIT, ct.c_int, ct.c_int, ct.c_int]
+    seen = []
+
+    def visit(names, n):
+        seen.extend(names[i] for i in range(n + 1))
+        return n
+
+    assert lib.visit_names(VISIT(visit), 40, spacing, offset) == 40 * 256 + ord("n")
+    assert seen == [b"name-%d" % i for i in range(40)] + [None]
+    session.close()
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_what_a_callback_writes_through_a_string_of_its_char_pointer_array_reaches_the_library(
+        ffibox_client, same_host):
+    session = ffibox_client.session(same_host=same_host)
+    lib = session.CDLL(TEST_LIB)
+    lib.visit_names.argtypes = [VISIT, ct.c_int, ct.c_int, ct.c_int]
+
+    def visit(names, n):
+        ct.memset(ct.cast(names, ct.POINTER(ct.c_void_p))[0], ord("N"), 1)
+        return n
+
+    assert lib.visit_names(VISIT(visit), 40, 16, 0) == 40 * 256 + ord("N")
+    session.close()
+
+
+def test_the_strings_of_a_callbacks_char_pointer_array_come_with_a_read_a_page(ffibox_client):
+    """40 strings in one page: the array and the page are read, not each string alone."""
+    session = ffibox_client.session(same_host=False)
+    lib = session.CDLL(TEST_LIB)
+    lib.visit_names.argtypes = [VISIT, ct.c_int, ct.c_int, ct.c_int]
+    callback = VISIT(lambda names, n: len(b"".join(names[i] for i in range(n))))
+    assert lib.visit_names(callback, 40, 16, 0) // 256 == sum(len(b"name-%d" % i)
+                                                              for i in range(40))
+    sent = ops_sent(session)
+    lib.visit_names(callback, 40, 16, 0)
+    assert sent == ["call", "read_memory", "read_memory"], sent
+    session.close()

@@ -4,7 +4,9 @@
 // through a pointer, two invocations in one call, and a callback that returns a string.
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 struct Point {
@@ -109,6 +111,27 @@ int pick_index(int* (*f)(int*, int*), int* arr, int n) {
   int* best = arr;
   for (int i = 1; i < n; ++i) best = f(best, arr + i);
   return (int)(best - arr);
+}
+
+// Lays out n strings "name-<i>" as a library might hand them to a callback: `spacing` bytes
+// apart (at least 12) from `offset` bytes into fresh pages, so that one may run past its
+// page, with the NULL-terminated array of them at the start of a page of its own (n < 500).
+// Calls visit(names, n) and returns what it returned times 256 plus the first byte of the
+// first string after it (a callback may write through the strings); -1 if out of memory.
+int visit_names(int (*visit)(char** names, int n), int n, int spacing, int offset) {
+  const size_t bytes = ((size_t)offset + (size_t)n * (size_t)spacing + 4096) / 4096 * 4096;
+  char* area = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char** names = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (area == MAP_FAILED || names == MAP_FAILED || spacing < 12 || n < 1 || n >= 500) return -1;
+  for (int i = 0; i < n; ++i) {
+    names[i] = area + offset + (size_t)i * (size_t)spacing;
+    snprintf(names[i], 12, "name-%d", i);
+  }
+  const int visited = visit(names, n);
+  const int first = (unsigned char)names[0][0];
+  munmap(names, 4096);
+  munmap(area, bytes);
+  return visited * 256 + first;
 }
 
 // Calls fill(buffer, n) once: a callback handed a buffer of n bytes, as audio and I/O

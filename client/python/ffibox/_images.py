@@ -31,13 +31,15 @@ import struct
 import sys
 import threading
 import weakref
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from ffibox import _twins, _types
 from ffibox.errors import Error
 
 PAGE_BYTES = 4096
 MAX_ELEMENTS = 64
+# The most worker memory one read for the strings of a `char*` array spans.
+MAX_STRINGS_SPAN = 64 << 10
 # How many images one operation (a call's copy-back, a callback's arguments) may make by
 # default: a hostile graph costs bounded time and memory.
 DEFAULT_MAX_IMAGES = 4096
@@ -239,13 +241,16 @@ class Budget:
     """What one operation may still image, the images it made (by worker address and type),
     and the pointer slots still to follow."""
 
-    __slots__ = ("left", "limit", "seen", "pending")
+    __slots__ = ("left", "limit", "seen", "pending", "strings")
 
     def __init__(self, limit: int) -> None:
         self.left = limit
         self.limit = limit
         self.seen: Dict[Tuple[int, object], "Image"] = {}
         self.pending: collections.deque = collections.deque()
+        # Narrow strings read a page at a time, by worker address: the image of their page
+        # and the string's offset in it; None: not found that way (read alone).
+        self.strings: Dict[int, Optional[Tuple["Image", int]]] = {}
 
 _WORD = struct.Struct("<Q")
 
@@ -402,7 +407,11 @@ class ImageTable:
               budget: Budget) -> Optional[Image]:
         """The image for one pointer, then, breadth first, for the pointers inside it."""
         image = self._make_one(pointer_type, worker, generation, budget)
+        kept: Set[Tuple[int, int]] = set()  # (parent, page image) pairs already linked
         while budget.pending:
+            if _types.code_of(budget.pending[0][2]) == "z" and \
+                    budget.pending[0][3] not in budget.strings:
+                self._read_strings_ahead(budget, generation)
             parent, offset, slot_type, word = budget.pending.popleft()
             twin = self._twins.local(word, generation)
             if twin is not None:  # into caller memory a call reached: the caller's object
@@ -410,12 +419,20 @@ class ImageTable:
                 parent.slots[offset] = (twin[1], word)
                 _types.word_at(parent.start + offset).value = twin[1]
                 continue
-            child = self._make_one(slot_type, word, generation, budget)
-            if child is None:
-                continue
-            parent.children.append(child)
-            parent.slots[offset] = (child.start, word)
-            _types.word_at(parent.start + offset).value = child.start
+            in_page = budget.strings.get(word) if _types.code_of(slot_type) == "z" else None
+            if in_page is not None:
+                child, local = in_page[0], in_page[0].start + in_page[1]
+                if (id(parent), id(child)) not in kept:  # one reference for all its strings
+                    kept.add((id(parent), id(child)))
+                    parent.children.append(child)
+            else:
+                child = self._make_one(slot_type, word, generation, budget)
+                if child is None:
+                    continue
+                local = child.start
+                parent.children.append(child)
+            parent.slots[offset] = (local, word)
+            _types.word_at(parent.start + offset).value = local
         return image
 
     def _make_one(self, pointer_type, worker: int, generation: int,
@@ -437,6 +454,57 @@ class ImageTable:
         budget.seen[key] = image
         return image
 
+    def _read_strings_ahead(self, budget: Budget, generation: int) -> None:
+        """Images the narrow strings the pending pointer slots name (_image_strings)."""
+        self._image_strings({word for _, _, slot_type, word in budget.pending
+                             if _types.code_of(slot_type) == "z"
+                             and self._twins.local(word, generation) is None},
+                            budget, generation)
+
+    def _image_strings(self, words, budget: Budget, generation: int) -> None:
+        """Images the narrow strings at worker addresses `words` (none in a twin) a page at a
+        time: those that start in one page of worker memory share one image of that page,
+        from the first of them to the end of the last, made with one read (the elements of a
+        `char*` array), not a read_string and an image each; pages close together come with
+        one read. budget.strings then names each string's image and offset, or None for a
+        string left to read_string (one that runs past its page, or alone)."""
+        words = sorted(word for word in words if word not in budget.strings)
+        budget.strings.update(dict.fromkeys(words))
+        if len(words) < 2:
+            return
+        by_page: Dict[int, List[int]] = collections.defaultdict(list)
+        for word in words:
+            by_page[word - word % PAGE_BYTES].append(word)
+        # Their pages at once when they lie close together (the strings of one array, as a
+        # call passed them), else each page alone.
+        pages = sorted(by_page)
+        span = None
+        if len(pages) > 1 and pages[-1] + PAGE_BYTES - words[0] <= MAX_STRINGS_SPAN:
+            span = self._read(words[0], pages[-1] + PAGE_BYTES - words[0], generation)
+        for page, starts in by_page.items():
+            first = starts[0]
+            if span is not None:
+                data = span[first - words[0]:page + PAGE_BYTES - words[0]]
+            else:
+                data = self._read(first, page + PAGE_BYTES - first, generation)
+            if data is None:
+                continue
+            ends = {word: data.find(b"\0", word - first) for word in starts}
+            last = max(ends.values())
+            if last < 0:
+                continue
+            if budget.left <= 0:
+                raise ImageBudgetExceeded(budget.limit)
+            budget.left -= 1
+            data = data[:last + 1]
+            image = Image(_ct.create_string_buffer(data, len(data)), len(data), first,
+                          generation)
+            image.synced = data
+            self._register(image)
+            for word, end in ends.items():
+                if end >= 0:
+                    budget.strings[word] = (image, word - first)
+
     def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
         try:
             text = self._memory.read_string(worker, wide, generation, as_is=True)
@@ -452,20 +520,22 @@ class ImageTable:
         if element == 0:
             return self._address_only(worker, generation)  # an opaque handle
         slots = _types.pointer_offsets(t, unions=False)
-        data = self._read(worker, element, generation)
-        if data is None:
-            return self._address_only(worker, generation, element)
         # Arrays: pointer-free elements up to the end of the worker's page, or pointers up
-        # to the first NULL. A record stands alone.
+        # to the first NULL, read at once (the first element alone if the rest cannot be). A
+        # record stands alone.
+        data = None
         if not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z"):
             room = min(PAGE_BYTES - worker % PAGE_BYTES, MAX_ELEMENTS * element)
-            more = (room // element - 1) * element
-            if more > 0:
-                extra = self._read(worker + element, more, generation)
-                if extra is not None:
-                    data += extra
-            if slots:
-                data = _until_null(data, element)
+            if room >= 2 * element:
+                data = self._read(worker, room - room % element, generation)
+        if data is None:
+            data = self._read(worker, element, generation)
+        if data is None:
+            return self._address_only(worker, generation, element)
+        if slots and len(data) > element:
+            data = _until_null(data, element)
+        if _types.code_of(t) == "z":
+            return self._make_string_array(data, worker, generation, budget)
         # A pointer array always ends with a NULL element locally, even when the worker's
         # did not within what was read, so a caller's `while argv[i]` stops inside the image.
         terminated = slots and any(data[len(data) - element:])
@@ -479,6 +549,52 @@ class ImageTable:
                 if word:
                     budget.pending.append((image, base + offset, pointer_type, word))
         return image
+
+    def _make_string_array(self, data: bytes, worker: int, generation: int,
+                           budget: Budget) -> Image:
+        """The image of the `char*` elements `data` read at `worker` (up to the first NULL)
+        and of the strings they point to, made in one pass rather than a pointer slot at a
+        time: a callback's `char**` argument (a qsort comparator's) brings up to
+        MAX_ELEMENTS of them on every invocation."""
+        count = len(data) // _WORD.size
+        words = struct.unpack("<%dQ" % count, data)
+        local = list(words)
+        children: List[object] = []
+        linked: Set[int] = set()
+        twins = {}
+        for word in set(words):
+            if word:
+                twin = self._twins.local(word, generation)
+                if twin is not None:
+                    twins[word] = twin
+        self._image_strings([word for word in words if word and word not in twins], budget,
+                            generation)
+        for index, word in enumerate(words):
+            if not word:
+                continue
+            if word in twins:  # into caller memory a call reached: the caller's object
+                owner, local[index] = twins[word]
+            else:
+                in_page = budget.strings.get(word)
+                if in_page is None:
+                    owner = self._make_one(_ct.c_char_p, word, generation, budget)
+                    local[index] = owner.start
+                else:
+                    owner, local[index] = in_page[0], in_page[0].start + in_page[1]
+            if id(owner) not in linked:
+                linked.add(id(owner))
+                children.append(owner)
+        # A pointer array always ends with a NULL element locally, even when the worker's
+        # did not within what was read, so a caller's `while argv[i]` stops inside the image.
+        terminated = bool(words[-1])
+        buffer = _ct.create_string_buffer(
+            struct.pack("<%dQ" % count, *local), len(data) + (_WORD.size if terminated else 0))
+        image = Image(buffer, len(data), worker, generation)
+        image.synced = bytes(data)
+        image.children = children
+        image.slots = {index * _WORD.size: (local[index], word)
+                       for index, word in enumerate(words) if word}
+        return self._register(image)
 
     # -- writing back ----------------------------------------------------------------------
 
