@@ -332,6 +332,7 @@ absl::Status WorkerProcess::Begin(uint64_t generation) {
   }
   internal::WorkerRequest begin;
   begin.mutable_begin()->set_generation(generation);
+  begin.set_next_follows(true);  // the request the worker was started for comes right behind
   absl::Status sent = connection_->Send(begin);
   if (!sent.ok()) return sent;
   generation_ = generation;

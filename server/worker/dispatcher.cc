@@ -112,21 +112,28 @@ void WorkerDispatcher::Begin() {
   generation_ = first.begin().generation();
   executor_.emplace(generation_, this, descriptor_fd_, limits_);
   absl::MutexLock lock(&mu_);
+  begun_ = true;
   reader_ = Reader::kNone;  // the idle main thread reads the session's requests
 }
 
 void WorkerDispatcher::Run() {
   // The reader thread starts while the worker is still generic (a pooled worker waits here
-  // for its session), so taking the worker waits for no thread to be made.
+  // for its session), so taking the worker waits for no thread to be made. It sleeps until
+  // the begin is in: the main thread receives that, and the session's first request right
+  // behind it, with one wakeup.
   std::thread([this] {
     NameThisThread("worker-reader");
     // glibc gives a thread its malloc arena at its first allocation: now, not on the
     // session's first request.
     void* volatile first_allocation = malloc(1);
     free(first_allocation);
-    Begin();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&begun_));
+    }
     ReadLoop();
   }).detach();
+  Begin();
   for (;;) {
     std::optional<ReceivedRequest> next;
     ShmChannel* local = nullptr;

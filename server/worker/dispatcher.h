@@ -5,9 +5,9 @@
 //     then the worker is generic, so the broker's pool can hand it to any session or
 //     restart. A first request without a generation, or a second begin, ends the process
 //     with status 2.
-//   - A reader thread, started before the begin arrives, receives the begin. Every later
-//     request from the broker (BrokerConnection) is received by one thread at a time, the
-//     reader of the moment, and routed:
+//   - The main thread receives the begin; a reader thread, started before it arrives,
+//     sleeps until then. Every later request from the broker (BrokerConnection) is received
+//     by one thread at a time, the reader of the moment, and routed:
 //       * request.callback_return for invocation N: wakes the thread waiting in N (an
 //         unknown or already answered N is ignored). Never answered.
 //       * WorkerRequest.invocation == 0: queued for the main thread, which runs top-level
@@ -104,8 +104,8 @@ class WorkerDispatcher : public CallbackRunner {
   WorkerDispatcher(const WorkerDispatcher&) = delete;
   WorkerDispatcher& operator=(const WorkerDispatcher&) = delete;
 
-  // Starts the reader thread, which waits for the begin request, and runs top-level requests
-  // on the calling thread once they come. Never returns: the process ends when the channel
+  // Starts the reader thread, receives the begin request and runs top-level requests on the
+  // calling thread as they come. Never returns: the process ends when the channel
   // does.
   [[noreturn]] void Run();
 
@@ -126,8 +126,8 @@ class WorkerDispatcher : public CallbackRunner {
     bool returned = false;  // its callback_return arrived: later requests are refused
   };
 
-  // Receives the first request, which must be a begin, and makes the executor (on the reader
-  // thread, before it routes anything).
+  // Receives the first request, which must be a begin, and makes the executor (on the main
+  // thread, before anything is routed).
   void Begin();
   // The reader thread after the begin: reads while it must (see the file comment).
   [[noreturn]] void ReadLoop();
@@ -199,18 +199,19 @@ class WorkerDispatcher : public CallbackRunner {
   const int descriptor_fd_;
   const TypeLimits limits_;
   const int max_callback_depth_;
-  // Set by Begin before the first request is routed (the main thread sees them through mu_);
-  // never changed after.
+  // Set by Begin on the main thread before the first request is routed (the reader thread
+  // sees them through mu_, begun_); never changed after.
   uint64_t generation_ = 0;
   std::optional<WorkerExecutor> executor_;
   std::atomic<uint64_t> invocations_{0};
   absl::Mutex mu_;
   std::deque<ReceivedRequest> top_level_ ABSL_GUARDED_BY(mu_);
-  // Which thread receives from the broker now; the reader thread until the begin is in.
+  // Which thread receives from the broker now; the main thread until the begin is in.
   // kInvoker: a thread waiting in an invocation it made (NextFor), while nothing but that
   // invocation's frames is awaited.
   enum class Reader { kNone, kMain, kReaderThread, kInvoker };
-  Reader reader_ ABSL_GUARDED_BY(mu_) = Reader::kReaderThread;
+  Reader reader_ ABSL_GUARDED_BY(mu_) = Reader::kMain;
+  bool begun_ ABSL_GUARDED_BY(mu_) = false;  // the begin is in: the reader thread may read
   uint64_t reading_invocation_ ABSL_GUARDED_BY(mu_) = 0;  // the kInvoker's invocation
   // Invocations waiting whose callback_return has not been routed yet: they need a reader.
   int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
