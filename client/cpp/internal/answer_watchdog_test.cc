@@ -88,10 +88,10 @@ TEST(AnswerWatchdogTest, SeveralStreamsAreEachExpiredAtTheirOwnTime) {
 }
 
 TEST(AnswerWatchdogTest, SilenceWhileTheProcessWasStoppedIsForgiven) {
-  // Due 300 ms from now, but this process is stopped for 2 s meanwhile (a child wakes it):
-  // that silence was not the server's, which gets its time again from the wakeup.
-  FakeStream stream(SteadyNow() + absl::Milliseconds(300));
-  AnswerWatchdog::Global().Watch(&stream);
+  // Due 500 ms after it is watched, but this process is stopped for 2 s once the watchdog
+  // waits for it (a child made beforehand wakes it, so that neither a slow fork nor a
+  // watchdog not yet scheduled lets the due time pass first): that silence was not the
+  // server's, which gets its time again from the wakeup.
   const pid_t self = getpid();
   const pid_t waker = fork();
   ASSERT_GE(waker, 0);
@@ -101,6 +101,10 @@ TEST(AnswerWatchdogTest, SilenceWhileTheProcessWasStoppedIsForgiven) {
     kill(self, SIGCONT);
     _exit(0);
   }
+  FakeStream stream(SteadyNow() + absl::Milliseconds(500));
+  AnswerWatchdog::Global().Watch(&stream);
+  while (stream.looks_.load() == 0) usleep(100);
+  ASSERT_FALSE(stream.expired_.HasBeenNotified());
   kill(self, SIGSTOP);
   const absl::Time resumed = SteadyNow();
   int status = 0;
