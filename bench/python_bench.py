@@ -13,6 +13,9 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxLocalQsortCallback <median> ns   ...
     BM_PythonFfiboxChannelQsortCallback <median> ns   ...
     ratio of a callback ffibox/ctypes <x>, same-host <y>, on the channel <z>
+    BM_PythonCtypesQsortStrings       <median> ns   ...
+    BM_PythonFfiboxQsortStrings       <median> ns   ...
+    BM_PythonFfiboxChannelQsortStrings <median> ns  ...
     BM_PythonCtypesStringArray/4000   <median> ns   ...
     BM_PythonFfiboxStringArray/4000   <median> ns   ...
     BM_PythonCtypesStrlen             <median> ns   ...
@@ -31,7 +34,10 @@ docs/protocol.md): calls go to the worker through shared memory. The QsortCallba
 sorts 32 ints with libc's qsort and a Python comparator taking two `POINTER(c_int)` (ctypes'
 own tutorial example), per comparator call: in-process, on the default session over gRPC,
 on a same-host session whose callbacks come through the broker (`channel_callbacks=False`),
-and on one whose callbacks take the channel (the default of a same-host session). The StringArray pair passes
+and on one whose callbacks take the channel (the default of a same-host session). The
+QsortStrings trio sorts 64 `char*` (a `c_char_p * 64`) with a comparator taking two
+`POINTER(c_char_p)`, per comparator call: in-process, over gRPC and on the channel (each
+argument's image takes up to 64 strings). The StringArray pair passes
 an array of 4000 `char*` (`(c_char_p * 4000)(*names)`, as argv-like APIs take) to libc's
 `memchr`, which reads its first word: the cost of a call that reaches thousands of strings.
 The Strlen, StrlenEncoded, Memset and MemsetNewBuffer pairs are calls that pass memory, on
@@ -110,35 +116,50 @@ def time_memory_calls(module, number: int, repeat: int, libc=None):
     return runs
 
 
-def time_qsort_callback(module, number: int, repeat: int, libc=None, count: int = 32):
-    """ns per comparator call of libc's qsort sorting `count` ints given in reverse order,
-    the comparator a Python function taking two `POINTER(c_int)` (as ctypes' own tutorial
-    sorts)."""
+def _time_qsort(module, element, items, compare, number: int, repeat: int, libc=None):
+    """ns per comparator call of libc's qsort sorting `items` (values of ctypes type
+    `element`) with a Python comparator taking two `POINTER(element)` that compares what they
+    point to with compare(x, y), and the comparisons one sort makes."""
     libc = libc if libc is not None else module.CDLL("libc.so.6")
-    CMP = module.CFUNCTYPE(module.c_int, module.POINTER(module.c_int),
-                           module.POINTER(module.c_int))
+    CMP = module.CFUNCTYPE(module.c_int, module.POINTER(element), module.POINTER(element))
     calls = [0]
 
-    def compare(a, b):
+    def comparator_of(a, b):
         calls[0] += 1
-        return a[0] - b[0]
+        return compare(a[0], b[0])
 
-    comparator = CMP(compare)
+    comparator = CMP(comparator_of)
     libc.qsort.argtypes = [module.c_void_p, module.c_size_t, module.c_size_t, CMP]
     libc.qsort.restype = None
-    values = (module.c_int * count)()
+    values = (element * len(items))()
 
     def sort():
-        values[:] = range(count, 0, -1)
-        libc.qsort(values, count, module.sizeof(module.c_int), comparator)
+        values[:] = items
+        libc.qsort(values, len(items), module.sizeof(element), comparator)
 
     sort()
-    if list(values) != list(range(1, count + 1)):
+    if list(values) != sorted(items):
         raise SystemExit("%s qsort with a Python comparator did not sort" % module.__name__)
     calls[0] = 0
     runs = timeit.Timer(sort).repeat(repeat=repeat, number=number)
     per_sort = calls[0] // (repeat * number)
     return sorted(t / (number * per_sort) * 1e9 for t in runs), per_sort
+
+
+def time_qsort_callback(module, number: int, repeat: int, libc=None, count: int = 32):
+    """ns per comparator call of libc's qsort sorting `count` ints given in reverse order,
+    the comparator taking two `POINTER(c_int)` (as ctypes' own tutorial sorts)."""
+    return _time_qsort(module, module.c_int, list(range(count, 0, -1)),
+                       lambda x, y: x - y, number, repeat, libc)
+
+
+def time_qsort_strings(module, number: int, repeat: int, libc=None, count: int = 64):
+    """ns per comparator call of libc's qsort sorting an array of `count` `char*` (a
+    `(c_char_p * count)`), the comparator taking two `POINTER(c_char_p)` and comparing the
+    strings they point to."""
+    return _time_qsort(module, module.c_char_p,
+                       [b"word-%05d" % ((i * 7919) % count) for i in range(count)],
+                       lambda x, y: (x > y) - (x < y), number, repeat, libc)
 
 
 def report(name: str, per_call, repeat: int, number: int) -> float:
@@ -196,6 +217,15 @@ def main() -> None:
     print(f"ratio of a callback ffibox/ctypes {callback / callback_local:.0f}, "
           f"same-host {callback_same_host / callback_local:.0f}, "
           f"on the channel {callback_channel / callback_local:.0f}")
+    strings_local_runs, per_sort = time_qsort_strings(ctypes, 200, args.repeat)
+    report("BM_PythonCtypesQsortStrings", strings_local_runs, args.repeat, 200 * per_sort)
+    strings_runs, _ = time_qsort_strings(fctypes, 1, args.repeat)
+    report("BM_PythonFfiboxQsortStrings", strings_runs, args.repeat, per_sort)
+    channel = _default.default_session().client.session(same_host=True, channel_callbacks=True)
+    strings_channel_runs, _ = time_qsort_strings(fctypes, 1, args.repeat,
+                                                 channel.CDLL("libc.so.6"))
+    report("BM_PythonFfiboxChannelQsortStrings", strings_channel_runs, args.repeat, per_sort)
+    channel.close()
     array_local_runs = time_string_array(ctypes, 2000, args.repeat)
     report("BM_PythonCtypesStringArray/4000", array_local_runs, args.repeat, 2000)
     array_runs = time_string_array(fctypes, 4, args.repeat)
@@ -229,6 +259,12 @@ def main() -> None:
                                             callback_same_host_runs, 4 * per_sort) +
                          bench_json.entries("BM_PythonFfiboxChannelQsortCallback",
                                             callback_channel_runs, 4 * per_sort) +
+                         bench_json.entries("BM_PythonCtypesQsortStrings", strings_local_runs,
+                                            200 * per_sort) +
+                         bench_json.entries("BM_PythonFfiboxQsortStrings", strings_runs,
+                                            per_sort) +
+                         bench_json.entries("BM_PythonFfiboxChannelQsortStrings",
+                                            strings_channel_runs, per_sort) +
                          bench_json.entries("BM_PythonCtypesStringArray/4000", array_local_runs,
                                             2000) +
                          bench_json.entries("BM_PythonFfiboxStringArray/4000", array_runs, 4) +

@@ -214,6 +214,8 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op) {
       return v1::Response::kSymbol;
     case v1::Request::kReadMemory:
       return v1::Response::kMemory;
+    case v1::Request::kReadMemoryList:
+      return v1::Response::kMemoryList;
     case v1::Request::kAllocMemory:
       return v1::Response::kAllocated;
     case v1::Request::kReadString:
@@ -253,6 +255,27 @@ absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool t
   return absl::OkStatus();
 }
 
+ExpectedRead ExpectedReadOf(const v1::ReadMemory& read) {
+  return read.has_type() ? ExpectedRead{TypeSizeOf(read.type()), true}
+                         : ExpectedRead{read.size(), false};
+}
+
+absl::Status CheckReadListResult(const v1::MemoryDataList& list,
+                                 absl::Span<const ExpectedRead> reads) {
+  if (static_cast<size_t>(list.reads_size()) != reads.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("read_memory_list returned ", list.reads_size(),
+                                                   " reads, expected ", reads.size()));
+  }
+  for (size_t i = 0; i < reads.size(); ++i) {
+    absl::Status checked =
+        CheckReadResult(list.reads(static_cast<int>(i)), reads[i].size, reads[i].typed);
+    if (!checked.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("read ", i, ": ", checked.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckErrorAnswer(const v1::Response& response) {
   FFIBOX_RETURN_IF_ERROR(CheckErrorCode(response.error()));
   if (response.result_case() != v1::Response::RESULT_NOT_SET) {
@@ -267,6 +290,7 @@ absl::Status CheckErrorAnswer(const v1::Response& response) {
 absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& response) {
   switch (request.op_case()) {
     case v1::Request::kReadMemory:
+    case v1::Request::kReadMemoryList:
     case v1::Request::kReadString:
     case v1::Request::kWriteMemory:
     case v1::Request::kGetLayout:
@@ -280,6 +304,14 @@ absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& r
   if (response.result_case() != want) {
     return absl::InvalidArgumentError(
         absl::StrCat("the answer has result kind ", response.result_case(), ", expected ", want));
+  }
+  if (want == v1::Response::kMemoryList) {
+    std::vector<ExpectedRead> reads;
+    reads.reserve(request.read_memory_list().reads_size());
+    for (const v1::ReadMemory& read : request.read_memory_list().reads()) {
+      reads.push_back(ExpectedReadOf(read));
+    }
+    return CheckReadListResult(response.memory_list(), reads);
   }
   if (want != v1::Response::kMemory) return absl::OkStatus();
   const v1::ReadMemory& read = request.read_memory();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -82,6 +83,19 @@ absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Sig
 // `typed`, a value and no data, a raw value exactly `size` bytes (the type's size).
 absl::Status CheckReadResult(const v1::MemoryData& memory, uint64_t size, bool typed);
 
+// What the answer to one read_memory must hold: `size` bytes of data, or, when `typed`, a
+// value of the type of that size.
+struct ExpectedRead {
+  uint64_t size = 0;
+  bool typed = false;
+};
+ExpectedRead ExpectedReadOf(const v1::ReadMemory& read);
+
+// Checks what read_memory_list returned for reads expecting `reads`: one MemoryData per
+// read, each as CheckReadResult checks a read_memory's.
+absl::Status CheckReadListResult(const v1::MemoryDataList& list,
+                                 absl::Span<const ExpectedRead> reads);
+
 // The result a successful answer to a request of operation `op` carries (RESULT_NOT_SET for
 // operations the worker is never sent).
 v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op);
@@ -91,9 +105,10 @@ v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op);
 absl::Status CheckErrorAnswer(const v1::Response& response);
 
 // Checks a worker's answer to `request`, one of the requests other than calls a client may
-// send on the same-host channel inside a callback invocation (read_memory, read_string,
-// write_memory, get_layout): an error with a code the worker may report and no result, or
-// the result the operation produces (read_memory's checked by CheckReadResult). INVALID_ARGUMENT
+// send on the same-host channel inside a callback invocation (read_memory,
+// read_memory_list, read_string, write_memory, get_layout): an error with a code the worker
+// may report and no result, or the result the operation produces (reads checked by
+// CheckReadResult and CheckReadListResult). INVALID_ARGUMENT
 // describing the violation; FAILED_PRECONDITION for a request of another operation.
 absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& response);
 

@@ -122,6 +122,27 @@ TEST(CheckNestedAnswer, EachOperationGetsItsOwnResultOfTheSizeAskedFor) {
   EXPECT_TRUE(CheckNestedAnswer(layout, answer).ok());
 }
 
+TEST(CheckNestedAnswer, AReadListGetsOneReadOfTheSizeAskedForPerRead) {
+  v1::Request list;
+  list.mutable_read_memory_list()->add_reads()->set_size(2);
+  list.mutable_read_memory_list()->add_reads()->mutable_type()->set_scalar(v1::INT32);
+  v1::Response answer;
+  answer.mutable_memory_list()->add_reads()->set_data("ab");
+  answer.mutable_memory_list()->add_reads()->mutable_value()->set_int_value(7);
+  EXPECT_TRUE(CheckNestedAnswer(list, answer).ok());
+  answer.mutable_memory_list()->mutable_reads(0)->set_data("abc");  // more than asked for
+  EXPECT_FALSE(CheckNestedAnswer(list, answer).ok());
+  answer.mutable_memory_list()->mutable_reads(0)->set_data("ab");
+  answer.mutable_memory_list()->add_reads()->set_data("ab");  // a read more than asked
+  EXPECT_FALSE(CheckNestedAnswer(list, answer).ok());
+  answer.mutable_memory_list()->mutable_reads()->RemoveLast();
+  answer.mutable_memory_list()->mutable_reads()->RemoveLast();  // one fewer
+  EXPECT_FALSE(CheckNestedAnswer(list, answer).ok());
+  answer.Clear();
+  answer.mutable_memory()->set_data("ab");  // read_memory's result
+  EXPECT_FALSE(CheckNestedAnswer(list, answer).ok());
+}
+
 TEST(CheckNestedAnswer, AnErrorCarriesNoResultAndOnlyACodeTheWorkerMayReport) {
   v1::Request read;
   read.mutable_read_memory()->set_size(4);

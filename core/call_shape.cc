@@ -212,14 +212,16 @@ absl::Status ValidateDataType(const v1::Type& type, const TypeLimits& limits,
   return PrefixField(ComputeSizeAndAlignment(type, &size, &alignment), field);
 }
 
-absl::Status ValidateReadMemory(const v1::ReadMemory& read, const TypeLimits& limits) {
-  if (!read.has_address()) return InvalidArgumentAt("read_memory.address", "is required");
+// `field`: where the read is in the request ("read_memory", "read_memory_list.reads[2]").
+absl::Status ValidateReadMemory(const v1::ReadMemory& read, const TypeLimits& limits,
+                                absl::string_view field) {
+  if (!read.has_address()) return InvalidArgumentAt(absl::StrCat(field, ".address"), "is required");
   if (!read.has_type()) return absl::OkStatus();
-  absl::Status status = ValidateDataType(read.type(), limits, "read_memory.type");
+  absl::Status status = ValidateDataType(read.type(), limits, absl::StrCat(field, ".type"));
   if (!status.ok()) return status;
   const uint64_t size = TypeSizeOf(read.type());
   if (read.size() != 0 && read.size() != size) {
-    return InvalidArgumentAt("read_memory.size",
+    return InvalidArgumentAt(absl::StrCat(field, ".size"),
                              absl::StrCat("is ", read.size(), " but the type's size is ", size,
                                           " (send 0 or the type's size)"));
   }
@@ -249,7 +251,21 @@ absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits&
   };
   switch (request.op_case()) {
     case v1::Request::kReadMemory:
-      return ValidateReadMemory(request.read_memory(), limits);
+      return ValidateReadMemory(request.read_memory(), limits, "read_memory");
+    case v1::Request::kReadMemoryList: {
+      const auto& reads = request.read_memory_list().reads();
+      if (reads.empty() || reads.size() > kMaxReadsPerList) {
+        return InvalidArgumentAt(
+            "read_memory_list.reads",
+            absl::StrCat("holds ", reads.size(), " reads: send 1 to ", kMaxReadsPerList));
+      }
+      for (int i = 0; i < reads.size(); ++i) {
+        absl::Status read =
+            ValidateReadMemory(reads[i], limits, absl::StrCat("read_memory_list.reads[", i, "]"));
+        if (!read.ok()) return read;
+      }
+      return absl::OkStatus();
+    }
     case v1::Request::kWriteMemory:
       return ValidateWriteMemory(request.write_memory(), limits);
     case v1::Request::kAllocMemory:

@@ -53,11 +53,15 @@ absl::Status ValidateBatchShape(const v1::Batch& batch, const TypeLimits& limits
 // OK stays OK.
 absl::Status InBatch(const absl::Status& status, int index);
 
-// A remote-memory request (read/write/alloc/free/fill/copy memory, read_string): every
-// address it needs is present and `fill_memory.byte` is a byte. Typed reads and writes:
-// the type is valid within `limits` and not void; read_memory.size is 0 or the type's size;
-// write_memory carries either `data` or `type` + `value`, never both. Sizes are capped by
-// the worker (server/worker/memory_requests.h).
+// The most reads one read_memory_list holds.
+inline constexpr int kMaxReadsPerList = 4096;
+
+// A remote-memory request (read/write/alloc/free/fill/copy memory, read_memory_list,
+// read_string): every address it needs is present and `fill_memory.byte` is a byte; a
+// read_memory_list holds 1 to kMaxReadsPerList reads, each valid as a read_memory. Typed
+// reads and writes: the type is valid within `limits` and not void; read_memory.size is 0
+// or the type's size; write_memory carries either `data` or `type` + `value`, never both.
+// Sizes are capped by the worker (server/worker/memory_requests.h).
 absl::Status ValidateMemoryRequest(const v1::Request& request, const TypeLimits& limits);
 
 // The layout size of a validated type (for the checks of typed memory replies).

@@ -40,6 +40,7 @@ const std::vector<std::pair<const FieldDescriptor*, LimitMember>>& BoundedFields
         {"ffibox.v1.LayoutResult.fields", &AnswerLimits::layout_fields},
         {"ffibox.v1.CallbackInvoke.args", &AnswerLimits::args},
         {"ffibox.v1.CallbackInvoke.pointees", &AnswerLimits::pointees},
+        {"ffibox.v1.MemoryDataList.reads", &AnswerLimits::memory_reads},
     };
     auto* found = new std::vector<std::pair<const FieldDescriptor*, LimitMember>>;
     for (const auto& [name, member] : names) {
@@ -341,6 +342,7 @@ void AnswerLimits::Add(const AnswerLimits& other) {
   layout_fields += other.layout_fields;
   args += other.args;
   pointees += other.pointees;
+  memory_reads += other.memory_reads;
 }
 
 uint64_t MaxChangedRuns() { return kMaxWatchedBytes / 8; }

@@ -51,6 +51,7 @@ struct AnswerLimits {
   uint64_t layout_fields = 0;  // LayoutResult.fields
   uint64_t args = 0;           // CallbackInvoke.args
   uint64_t pointees = 0;       // CallbackInvoke.pointees
+  uint64_t memory_reads = 0;   // MemoryDataList.reads
 
   // Adds `other`'s limits to these (an answer to any of several requests).
   void Add(const AnswerLimits& other);

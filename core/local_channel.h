@@ -61,6 +61,7 @@ inline bool AllowedInChannelInvocation(const v1::Request& request) {
   switch (request.op_case()) {
     case v1::Request::kCall:
     case v1::Request::kReadMemory:
+    case v1::Request::kReadMemoryList:
     case v1::Request::kReadString:
     case v1::Request::kWriteMemory:
     case v1::Request::kGetLayout:
@@ -86,6 +87,7 @@ inline bool AllowedThroughBrokerInChannelInvocation(v1::Request::OpCase op) {
     case v1::Request::kFillMemory:
     case v1::Request::kCopyMemory:
     case v1::Request::kReadMemory:
+    case v1::Request::kReadMemoryList:
     case v1::Request::kWriteMemory:
     case v1::Request::kReadString:
     case v1::Request::kGetLayout:

@@ -442,6 +442,21 @@ void FuzzMemoryRequest(const v1::Request& request, const TypeLimits& limits) {
       }
       break;
     }
+    case v1::Request::kReadMemoryList: {
+      const auto& reads = request.read_memory_list().reads();
+      FUZZ_CHECK(!reads.empty() && reads.size() <= kMaxReadsPerList, "a read_memory_list of ",
+                 reads.size(), " reads passed");
+      for (const v1::ReadMemory& read : reads) {
+        FUZZ_CHECK(read.has_address(), "a listed read without an address passed");
+        if (read.has_type()) {
+          CheckValidatedType(read.type(), limits, "read_memory_list.reads[].type");
+          const uint64_t size = TypeSizeOf(read.type());
+          FUZZ_CHECK(read.size() == 0 || read.size() == size,
+                     "a typed listed read of the wrong size passed");
+        }
+      }
+      break;
+    }
     case v1::Request::kWriteMemory: {
       const v1::WriteMemory& write = request.write_memory();
       FUZZ_CHECK(write.has_address(), "write_memory without an address passed");

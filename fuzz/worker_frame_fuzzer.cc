@@ -105,6 +105,10 @@ std::vector<PendingRequest> PendingShapes() {
   typed_read.read_typed = true;
   typed_read.read_size = 12;
   shapes.push_back(typed_read);
+  PendingRequest read_list = Pending(v1::Request::kReadMemoryList);
+  read_list.read_list = {{16, false}, {12, true}};
+  read_list.answer_limits.memory_reads = 2;
+  shapes.push_back(read_list);
   shapes.push_back(Pending(v1::Request::kAllocMemory));
   shapes.push_back(Pending(v1::Request::kReadString));
   shapes.push_back(Pending(v1::Request::kLookupSymbol));
@@ -181,6 +185,8 @@ v1::Response::ResultCase ResultOf(v1::Request::OpCase op) {
       return v1::Response::kBatch;
     case v1::Request::kReadMemory:
       return v1::Response::kMemory;
+    case v1::Request::kReadMemoryList:
+      return v1::Response::kMemoryList;
     case v1::Request::kAllocMemory:
       return v1::Response::kAllocated;
     case v1::Request::kReadString:
@@ -191,6 +197,22 @@ v1::Response::ResultCase ResultOf(v1::Request::OpCase op) {
       return v1::Response::kLayout;
     default:
       return v1::Response::kDone;
+  }
+}
+
+// `memory`, accepted as what a read of `size` bytes (`typed`: of a type of that size) read.
+void CheckAcceptedRead(const v1::MemoryData& memory, uint64_t size, bool typed) {
+  if (!typed) {
+    FUZZ_CHECK(memory.data().size() == size && !memory.has_value(), "untyped read of ",
+               memory.data().size(), " bytes");
+    return;
+  }
+  FUZZ_CHECK(memory.data().empty() && memory.has_value() &&
+                 memory.value().kind_case() != v1::Value::KIND_NOT_SET,
+             "typed read without a value or with data");
+  if (memory.value().kind_case() == v1::Value::kRaw) {
+    FUZZ_CHECK(memory.value().raw().size() == size, "typed raw read of ",
+               memory.value().raw().size(), " bytes");
   }
 }
 
@@ -300,22 +322,19 @@ void CheckAcceptedResponse(const v1::Response& response, const PendingRequest& p
                  response.batch().results_size(), " results");
       CheckBatchResults(response.batch(), pending);
       break;
-    case v1::Response::kMemory: {
-      const v1::MemoryData& memory = response.memory();
-      if (!pending.read_typed) {
-        FUZZ_CHECK(memory.data().size() == pending.read_size && !memory.has_value(),
-                   "untyped read of ", memory.data().size(), " bytes");
-      } else {
-        FUZZ_CHECK(memory.data().empty() && memory.has_value() &&
-                       memory.value().kind_case() != v1::Value::KIND_NOT_SET,
-                   "typed read without a value or with data");
-        if (memory.value().kind_case() == v1::Value::kRaw) {
-          FUZZ_CHECK(memory.value().raw().size() == pending.read_size, "typed raw read of ",
-                     memory.value().raw().size(), " bytes");
-        }
+    case v1::Response::kMemory:
+      CheckAcceptedRead(response.memory(), pending.read_size, pending.read_typed);
+      break;
+    case v1::Response::kMemoryList:
+      FUZZ_CHECK(
+          static_cast<size_t>(response.memory_list().reads_size()) == pending.read_list.size(),
+          "a list of ", pending.read_list.size(), " reads answered with ",
+          response.memory_list().reads_size());
+      for (int i = 0; i < response.memory_list().reads_size(); ++i) {
+        CheckAcceptedRead(response.memory_list().reads(i), pending.read_list[i].size,
+                          pending.read_list[i].typed);
       }
       break;
-    }
     default:
       break;
   }

@@ -45,6 +45,8 @@ struct PendingRequest {
   // `read_typed`, the size a `raw` value must have (then `data` must be empty).
   uint64_t read_size = 0;
   bool read_typed = false;
+  // For read_memory_list: what each read's answer must hold, in order.
+  std::vector<ExpectedRead> read_list;
   // When it was queued for the worker (InFlightRequests::Queue): its latency is counted
   // from here (server/broker/broker_metrics.h).
   absl::Time queued_at;

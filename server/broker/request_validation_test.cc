@@ -231,6 +231,28 @@ TEST(ValidateMemoryRequest, TypedReadNeedsAValidTypeAndAMatchingSize) {
   EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.type.array.length");
 }
 
+TEST(ValidateMemoryRequest, AReadListHoldsOneToTheMostReadsEachValidAsARead) {
+  v1::Request request;
+  request.mutable_read_memory_list();
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory_list.reads");
+  for (int i = 0; i < 2; ++i) {
+    request.mutable_read_memory_list()->add_reads()->mutable_address()->set_address(0x1000);
+  }
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  request.mutable_read_memory_list()->mutable_reads(1)->clear_address();
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())),
+            "read_memory_list.reads[1].address");
+  request.mutable_read_memory_list()->mutable_reads(1)->mutable_address()->set_address(0x1000);
+  *request.mutable_read_memory_list()->mutable_reads(0)->mutable_type() = ScalarType(v1::VOID);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())),
+            "read_memory_list.reads[0].type");
+  request.mutable_read_memory_list()->mutable_reads(0)->clear_type();
+  while (request.read_memory_list().reads_size() <= kMaxReadsPerList) {
+    request.mutable_read_memory_list()->add_reads()->mutable_address()->set_address(0x1000);
+  }
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory_list.reads");
+}
+
 TEST(ValidateMemoryRequest, TypedWriteTakesTypeAndValueOrDataNeverBoth) {
   v1::Request request;
   v1::WriteMemory* write = request.mutable_write_memory();

@@ -58,6 +58,11 @@ AnswerLimits AnswerLimitsOf(const v1::Request& request, const PendingRequest& pe
     }
     case v1::Request::kGetLayout:
       return LayoutAnswerLimits(request.get_layout().type());
+    case v1::Request::kReadMemoryList: {
+      AnswerLimits limits;
+      limits.memory_reads = pending.read_list.size();
+      return limits;
+    }
     default:
       return AnswerLimits();
   }
@@ -274,6 +279,7 @@ absl::StatusOr<Session::Answer> Session::Dispatch(const v1::Request& request, bo
     case v1::Request::kLookupSymbol:
       return LookupSymbol(request);
     case v1::Request::kReadMemory:
+    case v1::Request::kReadMemoryList:
     case v1::Request::kWriteMemory:
     case v1::Request::kAllocMemory:
     case v1::Request::kFreeMemory:
@@ -523,6 +529,9 @@ absl::StatusOr<Session::Answer> Session::MemoryOperation(const v1::Request& requ
     pending.read_typed = request.read_memory().has_type();
     pending.read_size = pending.read_typed ? TypeSizeOf(request.read_memory().type())
                                            : request.read_memory().size();
+  }
+  for (const v1::ReadMemory& read : request.read_memory_list().reads()) {
+    pending.read_list.push_back(ExpectedReadOf(read));
   }
   pending.timeout = CallTimeout();
   return Forward(request, std::move(pending));

@@ -137,6 +137,10 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
       absl::Status memory = CheckMemoryData(response.memory(), expected);
       if (!memory.ok()) return memory;
     }
+    if (want == v1::Response::kMemoryList) {
+      absl::Status list = CheckReadListResult(response.memory_list(), expected.read_list);
+      if (!list.ok()) return list;
+    }
     if (want == v1::Response::kCall) {
       absl::Status call = CheckCallResult(response.call(), expected.call);
       if (!call.ok()) return call;

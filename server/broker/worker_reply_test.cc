@@ -346,6 +346,27 @@ TEST(ParseWorkerReply, TypedReadMustCarryAValueAndNoData) {
   ExpectRefused(Frame(response), untyped);
 }
 
+TEST(ParseWorkerReply, AReadListCarriesOneReadOfTheAskedSizePerRead) {
+  PendingRequest pending = Pending(v1::Request::kReadMemoryList);
+  pending.read_list = {{2, false}, {3, false}};
+  pending.answer_limits.memory_reads = 2;
+  v1::Response response;
+  response.set_id(kSequence);
+  response.mutable_memory_list()->add_reads()->set_data("ab");
+  response.mutable_memory_list()->add_reads()->set_data("cde");
+  EXPECT_TRUE(ParseWorkerReply(Frame(response), pending).ok());
+  response.mutable_memory_list()->mutable_reads(1)->set_data("cdef");
+  ExpectRefused(Frame(response), pending);
+  response.mutable_memory_list()->mutable_reads(1)->set_data("cde");
+  response.mutable_memory_list()->add_reads()->set_data("");
+  ExpectRefused(Frame(response), pending);
+  // Reads past what the request allows are refused before the answer is parsed.
+  v1::Response flood;
+  flood.set_id(kSequence);
+  for (int i = 0; i < 40000; ++i) flood.mutable_memory_list()->add_reads()->set_data("ab");
+  ExpectRefused(Frame(flood), pending);
+}
+
 // A batch of 3 calls whose call 1 sent [OUT 4 bytes] and kept it; calls 0 and 2 sent no
 // blocks.
 PendingRequest PendingBatch() {

@@ -527,8 +527,9 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
       return absl::InvalidArgumentError(
           absl::StrCat("the client sent ", OpName(*request), " (invocation ", request->invocation(),
                        ") inside invocation ", id,
-                       "; only calls, read_memory, read_string, write_memory and get_layout of "
-                       "this invocation and its callback_return may come there"));
+                       "; only calls, read_memory, read_memory_list, read_string, write_memory "
+                       "and get_layout of this invocation and its callback_return may come "
+                       "there"));
     }
     wrapped->set_id(request->id());
     wrapped->set_invocation(id);

@@ -70,6 +70,9 @@ void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Respons
     case v1::Request::kReadMemory:
       status = Store(memory_.Read(request.read_memory()), response.mutable_memory());
       break;
+    case v1::Request::kReadMemoryList:
+      status = Store(memory_.ReadList(request.read_memory_list()), response.mutable_memory_list());
+      break;
     case v1::Request::kAllocMemory:
       status = Store(memory_.Alloc(request.alloc_memory()), response.mutable_allocated());
       break;

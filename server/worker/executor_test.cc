@@ -285,6 +285,34 @@ TEST(WorkerExecutor, TypedWriteThenTypedReadRoundTrips) {
   EXPECT_EQ(ExecuteOne(&executor, read).error().code(), v1::MEMORY_FAULT);
 }
 
+TEST(WorkerExecutor, AReadListReadsEachRangeInOrderOrFailsWhole) {
+  WorkerExecutor executor(kGeneration);
+  const char first[] = "first", second[] = "second";
+  v1::Request list;
+  for (const char* text : {first, second}) {
+    v1::ReadMemory* read = list.mutable_read_memory_list()->add_reads();
+    read->mutable_address()->set_address(reinterpret_cast<uintptr_t>(text));
+    read->mutable_address()->set_generation(kGeneration);
+    read->set_size(strlen(text));
+  }
+  v1::Response read = ExecuteOne(&executor, list);
+  ASSERT_FALSE(read.has_error()) << read.error().message();
+  ASSERT_EQ(read.memory_list().reads_size(), 2);
+  EXPECT_EQ(read.memory_list().reads(0).data(), "first");
+  EXPECT_EQ(read.memory_list().reads(1).data(), "second");
+
+  // One unmapped address fails the list, naming the read.
+  list.mutable_read_memory_list()->mutable_reads(1)->mutable_address()->set_address(16);
+  v1::Response faulted = ExecuteOne(&executor, list);
+  EXPECT_EQ(faulted.error().code(), v1::MEMORY_FAULT);
+  EXPECT_THAT(faulted.error().message(), ::testing::HasSubstr("read_memory_list.reads[1]"));
+  EXPECT_FALSE(faulted.has_memory_list());
+
+  // Sizes that together exceed one request's limit are refused before anything is read.
+  list.mutable_read_memory_list()->mutable_reads(1)->set_size(kMaxMemoryRequestBytes);
+  EXPECT_EQ(ExecuteOne(&executor, list).error().code(), v1::RESOURCE_EXHAUSTED);
+}
+
 // A batch of count_call calls (handle 1) with the arguments `values`.
 v1::Request CountingBatch(std::initializer_list<int> values) {
   v1::Request request;

@@ -211,6 +211,32 @@ absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& reques
   return data;
 }
 
+absl::StatusOr<v1::MemoryDataList> MemoryRequests::ReadList(
+    const v1::ReadMemoryList& request) const {
+  uint64_t total = 0;
+  for (const v1::ReadMemory& read : request.reads()) {
+    // A typed read's size is its type's; the read checks that type itself.
+    total += read.has_type() ? 0 : read.size();
+    if (total > kMaxMemoryRequestBytes) {
+      return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                         absl::StrCat("read_memory_list: the reads' sizes together exceed the "
+                                      "limit of ",
+                                      kMaxMemoryRequestBytes, " bytes per request"));
+    }
+  }
+  v1::MemoryDataList list;
+  for (int i = 0; i < request.reads_size(); ++i) {
+    absl::StatusOr<v1::MemoryData> read = Read(request.reads(i));
+    if (!read.ok()) {
+      const v1::Error error = ToProtoError(read.status());
+      return ErrorStatus(error.code(),
+                         absl::StrCat("read_memory_list.reads[", i, "]: ", error.message()));
+    }
+    *list.add_reads() = *std::move(read);
+  }
+  return list;
+}
+
 absl::Status MemoryRequests::Write(const v1::WriteMemory& request) const {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "write_memory.address");
   if (!address.ok()) return address.status();

@@ -43,6 +43,10 @@ class MemoryRequests : public LastingMemory {
   // as a T* and returns MemoryData.value only (DecodeValue: records and arrays as raw
   // bytes; `data` empty). With a type, `size` must be 0 or the type's size.
   absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request) const;
+  // Each read of the list as Read makes it, in order; the first error fails the whole list
+  // (its message names the read). The reads' sizes together may not exceed
+  // kMaxMemoryRequestBytes.
+  absl::StatusOr<v1::MemoryDataList> ReadList(const v1::ReadMemoryList& request) const;
   // Writes `data`, or, when `type` is set, `value` marshalled as that type (MarshalValue;
   // the whole object including zeroed padding; string values and block pointers are
   // refused, they would not outlive the request; callback ids are written as their closure

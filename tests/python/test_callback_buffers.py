@@ -485,15 +485,57 @@ def test_what_a_callback_writes_through_a_string_of_its_char_pointer_array_reach
     session.close()
 
 
-def test_the_strings_of_a_callbacks_char_pointer_array_come_with_a_read_a_page(ffibox_client):
-    """40 strings in one page: the array and the page are read, not each string alone."""
+@pytest.mark.parametrize("spacing", [16, 4104], ids=["one-page", "a-page-each"])
+def test_the_strings_of_a_callbacks_char_pointer_array_come_with_one_read(ffibox_client, spacing):
+    """40 strings, in one page or one per page: the array comes with the invocation, and its
+    strings' pages with one read_memory_list, not a read_string each."""
     session = ffibox_client.session(same_host=False)
     lib = session.CDLL(TEST_LIB)
     lib.visit_names.argtypes = [VISIT, ct.c_int, ct.c_int, ct.c_int]
     callback = VISIT(lambda names, n: len(b"".join(names[i] for i in range(n))))
-    assert lib.visit_names(callback, 40, 16, 0) // 256 == sum(len(b"name-%d" % i)
-                                                              for i in range(40))
+    total = sum(len(b"name-%d" % i) for i in range(40))
+    assert lib.visit_names(callback, 40, spacing, 8) // 256 == total
     sent = ops_sent(session)
-    lib.visit_names(callback, 40, 16, 0)
-    assert sent == ["call", "read_memory", "read_memory"], sent
+    assert lib.visit_names(callback, 40, spacing, 8) // 256 == total
+    assert sent == ["call", "read_memory_list"], sent
+    session.close()
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_a_dangling_element_of_a_callbacks_char_pointer_array_spoils_none_of_the_others(
+        ffibox_client, same_host):
+    """One element points into an unreadable page: the one read of the strings' pages fails,
+    so each page is read alone; the callback gets every other string, and the dangling one
+    as an empty string (in-process it would crash)."""
+    session = ffibox_client.session(same_host=same_host)
+    libc = session.CDLL("libc.so.6")
+    libc.mmap.restype = ct.c_void_p
+    libc.mmap.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_int, ct.c_int, ct.c_int, ct.c_long]
+    libc.mprotect.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_int]
+    libc.strcpy.argtypes = [ct.c_void_p, ct.c_char_p]
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    pages = libc.mmap(None, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    assert pages not in (None, 2 ** 64 - 1)
+    words = [b"alpha", b"beta", None, b"delta", b"epsilon"]
+    elements = []
+    for index, word in enumerate(words):
+        if word is None:
+            elements.append(pages + 4096 + 64)  # into the page made unreadable below
+            continue
+        address = pages + (2 * 4096 if index > 2 else 0) + 32 * index
+        libc.strcpy(address, word)
+        elements.append(address)
+    array = pages + 2 * 4096 + 1024
+    libc.memcpy(array, (ct.c_void_p * 6)(*elements, None), 48)
+    assert libc.mprotect(pages + 4096, 4096, PROT_NONE) == 0
+    lib = session.CDLL(TEST_LIB)
+    PAIR = ct.CFUNCTYPE(None, ct.POINTER(ct.c_char_p), ct.POINTER(ct.c_char_p))
+    lib.call_with_pair.argtypes = [PAIR, ct.c_void_p, ct.c_void_p]
+    seen = []
+
+    def pair(a, b):
+        seen.append([a[i] for i in range(6)])
+
+    lib.call_with_pair(PAIR(pair), array, array)
+    assert seen == [[b"alpha", b"beta", b"", b"delta", b"epsilon", None]]
     session.close()

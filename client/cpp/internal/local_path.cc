@@ -335,6 +335,8 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
       if (invocations_ != nullptr) limits.Add(InvokeLimits(TypeLimits{}.max_args));
     } else if (request.has_get_layout()) {
       limits = LayoutAnswerLimits(request.get_layout().type());
+    } else if (request.has_read_memory_list()) {
+      limits.memory_reads = request.read_memory_list().reads_size();
     }
     return limits;
   };

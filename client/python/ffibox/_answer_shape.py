@@ -35,6 +35,7 @@ _CHANGED = "ffibox.v1.CallResult.changed"
 _LAYOUT_FIELDS = "ffibox.v1.LayoutResult.fields"
 _INVOKE_ARGS = "ffibox.v1.CallbackInvoke.args"
 _INVOKE_POINTEES = "ffibox.v1.CallbackInvoke.pointees"
+_MEMORY_READS = "ffibox.v1.MemoryDataList.reads"
 # core/types.h's TypeLimits.max_args: the most parameters a callback has.
 MAX_PARAMS = 256
 
@@ -84,6 +85,11 @@ def layout_answer_limits(t) -> Dict[str, int]:
     """What the answer to get_layout of the proto Type `t` may hold: a field layout per
     field of its record."""
     return {_LAYOUT_FIELDS: len(t.record.fields) if t.HasField("record") else 0}
+
+
+def read_list_limits(request) -> Dict[str, int]:
+    """What the answer to the read_memory_list `request` may hold: a read per read."""
+    return {_MEMORY_READS: len(request.read_memory_list.reads)}
 
 
 def invoke_limits() -> Dict[str, int]:

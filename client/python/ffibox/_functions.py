@@ -508,12 +508,18 @@ def _shipped_size(t) -> Optional[int]:
 def callback_buffer_bytes(argtypes) -> int:
     """DefineCallback.buffer_bytes for a callback with parameters `argtypes`:
     CALLBACK_BUFFER_BYTES when its handler backs one of them with a local buffer (a pointer to
-    pointer-free data, whose pointee the worker ships), else 0: nothing more is shipped."""
+    pointer-free data, whose pointee the worker ships); else the bytes of MAX_ELEMENTS
+    pointers when one of them points to pointers (`char**`, whose image takes up to that
+    many elements, from what the worker ships); else 0: nothing more is shipped."""
+    wanted = 0
     for t in argtypes:
-        if _types.is_pointer(t) and not _images.has_typed_pointers(t._type_) and \
-                _shipped_size(t) is not None:
+        if not _types.is_pointer(t) or _shipped_size(t) is None:
+            continue
+        if not _images.has_typed_pointers(t._type_):
             return _images.CALLBACK_BUFFER_BYTES
-    return 0
+        if _types.is_pointer(t._type_) or _types.code_of(t._type_) in ("z", "Z"):
+            wanted = _images.MAX_ELEMENTS * _ct.sizeof(_ct.c_void_p)
+    return wanted
 
 
 def invoke_checker(argtypes, buffer_bytes: int):
@@ -696,7 +702,10 @@ def callback_handler(prototype, function):
     argtypes = prototype._argtypes_
     restype = prototype._restype_
 
-    plan = None  # per parameter: (how its argument is made, whether its pointee holds pointers)
+    # Per parameter: how its argument is made, whether its pointee holds pointers, whether it
+    # is a `char**`; and the parameters imaged.
+    plan = None
+    imaged = ()
 
     def make_plan():
         """The plan, made by the first invocation (the types are complete by then)."""
@@ -705,13 +714,15 @@ def callback_handler(prototype, function):
             pointer = _types.is_pointer(t)
             typed = pointer and _images.has_typed_pointers(t._type_)
             made.append((_IMAGED if typed else _SCRATCH if pointer else _DECODED,
-                         pointer and bool(_types.pointer_offsets(t._type_))))
+                         pointer and bool(_types.pointer_offsets(t._type_)),
+                         typed and _types.code_of(t._type_) == "z"))
         return made
 
     def handle(stream, invoke):
-        nonlocal plan
+        nonlocal plan, imaged
         if plan is None:
             plan = make_plan()
+            imaged = tuple(index for index, made in enumerate(plan) if made[0] == _IMAGED)
         session = stream.session
         pointees = {p.arg: p.data for p in invoke.pointees}
         following = {p.arg: p.following for p in invoke.pointees}
@@ -724,9 +735,22 @@ def callback_handler(prototype, function):
         spans = {index: (value.pointer.remote.address,
                          len(pointees[index]) + len(following[index]), len(pointees[index]))
                  for index, value in enumerate(invoke.args)
-                 if index in pointees and index < len(plan) and plan[index] == (_SCRATCH, False)
-                 and value.pointer.remote.address}
+                 if index in pointees and index < len(plan) and plan[index][0] == _SCRATCH
+                 and not plan[index][1] and value.pointer.remote.address}
         roots = _sharing(spans) if len(spans) > 1 else {}
+        strings = []
+        for index in imaged:
+            if index in pointees and index < len(invoke.args):
+                # Its image is made from what came (up to MAX_ELEMENTS pointers for a
+                # pointer to pointers), and the strings of every `char**` come with one read.
+                shipped = pointees[index] + following[index]
+                budget.shipped[invoke.args[index].pointer.remote.address] = shipped
+                if plan[index][2]:
+                    words = struct.unpack_from(
+                        "<%dQ" % min(len(shipped) // 8, _images.MAX_ELEMENTS), shipped)
+                    strings.extend(words[:words.index(0)] if 0 in words else words)
+        if len(strings) > 1:
+            session.images.image_strings(strings, budget, stream.generation)
         for index, (t, value) in enumerate(zip(argtypes, invoke.args)):
             kind = plan[index][0]
             if index in pointees and kind == _IMAGED:

@@ -38,8 +38,8 @@ from ffibox.errors import Error
 
 PAGE_BYTES = 4096
 MAX_ELEMENTS = 64
-# The most worker memory one read for the strings of a `char*` array spans.
-MAX_STRINGS_SPAN = 64 << 10
+# The most reads one read_memory_list holds (core/call_shape.h's kMaxReadsPerList).
+MAX_READS_PER_LIST = 4096
 # How many images one operation (a call's copy-back, a callback's arguments) may make by
 # default: a hostile graph costs bounded time and memory.
 DEFAULT_MAX_IMAGES = 4096
@@ -241,7 +241,7 @@ class Budget:
     """What one operation may still image, the images it made (by worker address and type),
     and the pointer slots still to follow."""
 
-    __slots__ = ("left", "limit", "seen", "pending", "strings")
+    __slots__ = ("left", "limit", "seen", "pending", "strings", "shipped")
 
     def __init__(self, limit: int) -> None:
         self.left = limit
@@ -251,6 +251,9 @@ class Budget:
         # Narrow strings read a page at a time, by worker address: the image of their page
         # and the string's offset in it; None: not found that way (read alone).
         self.strings: Dict[int, Optional[Tuple["Image", int]]] = {}
+        # Worker memory that came with the operation (a callback's pointee and the bytes
+        # after it), by address: an image of it is made from these bytes, not read.
+        self.shipped: Dict[int, bytes] = {}
 
 _WORD = struct.Struct("<Q")
 
@@ -258,7 +261,7 @@ _WORD = struct.Struct("<Q")
 class Image:
     """Local bytes mirroring worker memory at `worker` (of worker `generation`)."""
 
-    __slots__ = ("buffer", "start", "size", "worker", "generation", "synced", "slots",
+    __slots__ = ("buffer", "start", "size", "worker", "generation", "synced", "seen", "slots",
                  "children", "__weakref__")
 
     def __init__(self, buffer, size: int, worker: int, generation: int) -> None:
@@ -268,6 +271,7 @@ class Image:
         self.worker = worker
         self.generation = generation
         self.synced = b""           # the worker's bytes as last read or written
+        self.seen: Optional[bytes] = None  # the local bytes as sync last saw them
         self.slots: Dict[int, Tuple[int, int]] = {}  # offset -> (local word, worker word)
         self.children: List[object] = []  # images (and twinned caller objects) it points to
 
@@ -454,6 +458,14 @@ class ImageTable:
         budget.seen[key] = image
         return image
 
+    def image_strings(self, words, budget: Budget, generation: int) -> None:
+        """Images the narrow strings at worker addresses `words` ahead of the pointers that
+        name them (the elements of several `char**` a callback gets, with one read), so
+        that binding those pointers within `budget` reads nothing more for them."""
+        words = {word for word in words if word and word not in budget.strings}
+        twins = self._twins.locals_of(words, generation)
+        self._image_strings(words.difference(twins), budget, generation)
+
     def _read_strings_ahead(self, budget: Budget, generation: int) -> None:
         """Images the narrow strings the pending pointer slots name (_image_strings)."""
         self._image_strings({word for _, _, slot_type, word in budget.pending
@@ -464,9 +476,9 @@ class ImageTable:
     def _image_strings(self, words, budget: Budget, generation: int) -> None:
         """Images the narrow strings at worker addresses `words` (none in a twin) a page at a
         time: those that start in one page of worker memory share one image of that page,
-        from the first of them to the end of the last, made with one read (the elements of a
-        `char*` array), not a read_string and an image each; pages close together come with
-        one read. budget.strings then names each string's image and offset, or None for a
+        from the first of them to the end of the last (the elements of a `char*` array),
+        not an image each, and the pages come with one read_memory_list, not a read_string
+        each. budget.strings then names each string's image and offset, or None for a
         string left to read_string (one that runs past its page, or alone)."""
         words = sorted(word for word in words if word not in budget.strings)
         budget.strings.update(dict.fromkeys(words))
@@ -475,18 +487,17 @@ class ImageTable:
         by_page: Dict[int, List[int]] = collections.defaultdict(list)
         for word in words:
             by_page[word - word % PAGE_BYTES].append(word)
-        # Their pages at once when they lie close together (the strings of one array, as a
-        # call passed them), else each page alone.
-        pages = sorted(by_page)
-        span = None
-        if len(pages) > 1 and pages[-1] + PAGE_BYTES - words[0] <= MAX_STRINGS_SPAN:
-            span = self._read(words[0], pages[-1] + PAGE_BYTES - words[0], generation)
-        for page, starts in by_page.items():
+        # All the pages in one request; if one of them cannot be read, each alone.
+        ranges = [(starts[0], page + PAGE_BYTES - starts[0]) for page, starts in by_page.items()]
+        pages: List[Optional[bytes]] = []
+        try:
+            for at in range(0, len(ranges), MAX_READS_PER_LIST):
+                pages += self._memory.read_list(ranges[at:at + MAX_READS_PER_LIST], generation,
+                                                as_is=True)
+        except Error:
+            pages = [self._read(first, size, generation) for first, size in ranges]
+        for starts, data in zip(by_page.values(), pages):
             first = starts[0]
-            if span is not None:
-                data = span[first - words[0]:page + PAGE_BYTES - words[0]]
-            else:
-                data = self._read(first, page + PAGE_BYTES - first, generation)
             if data is None:
                 continue
             ends = {word: data.find(b"\0", word - first) for word in starts}
@@ -523,11 +534,15 @@ class ImageTable:
         # Arrays: pointer-free elements up to the end of the worker's page, or pointers up
         # to the first NULL, read at once (the first element alone if the rest cannot be). A
         # record stands alone.
-        data = None
-        if not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z"):
+        array = not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z")
+        data = budget.shipped.get(worker)
+        if data is not None and len(data) >= element:
+            data = data[:MAX_ELEMENTS * element if array else element]
+            data = data[:len(data) - len(data) % element]
+        elif array:
             room = min(PAGE_BYTES - worker % PAGE_BYTES, MAX_ELEMENTS * element)
-            if room >= 2 * element:
-                data = self._read(worker, room - room % element, generation)
+            data = self._read(worker, room - room % element, generation) \
+                if room >= 2 * element else None
         if data is None:
             data = self._read(worker, element, generation)
         if data is None:
@@ -561,12 +576,9 @@ class ImageTable:
         local = list(words)
         children: List[object] = []
         linked: Set[int] = set()
-        twins = {}
-        for word in set(words):
-            if word:
-                twin = self._twins.local(word, generation)
-                if twin is not None:
-                    twins[word] = twin
+        # A string imaged ahead for this operation is in no twin (image_strings).
+        twins = self._twins.locals_of(
+            {word for word in words if word and budget.strings.get(word) is None}, generation)
         self._image_strings([word for word in words if word and word not in twins], budget,
                             generation)
         for index, word in enumerate(words):
@@ -628,7 +640,10 @@ class ImageTable:
             image = ref()
             if image is None or not image.size:
                 continue
-            current = bytearray(_ct.string_at(image.start, image.size))
+            seen = _ct.string_at(image.start, image.size)
+            if seen == image.seen:
+                continue  # unchanged since the last look
+            current = bytearray(seen)
             for offset, (local, worker) in image.slots.items():
                 word = _WORD.unpack_from(current, offset)[0]
                 if word == local:
@@ -638,6 +653,7 @@ class ImageTable:
                     _WORD.pack_into(current, offset, mapped[0] if mapped else worker)
             current = bytes(current)
             if current == image.synced:
+                image.seen = seen
                 continue
             first = next(i for i in range(image.size) if current[i] != image.synced[i])
             last = max(i for i in range(image.size) if current[i] != image.synced[i])
@@ -650,6 +666,7 @@ class ImageTable:
                 sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
                                  "written back: %s\n" % (image.worker + first, error))
             image.synced = current
+            image.seen = seen
 
 
 def keep_with_copies(owner, offset: int, target) -> None:

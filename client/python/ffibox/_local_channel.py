@@ -35,7 +35,7 @@ import time
 from typing import Optional
 
 from ffibox._answer_shape import (MAX_WATCHED_BYTES, call_answer_limits, check_answer_shape,
-                                  invoke_limits, layout_answer_limits)
+                                  invoke_limits, layout_answer_limits, read_list_limits)
 from ffibox._stubs import pb
 from ffibox._unix_server_check import check_unix_server
 from ffibox.errors import Error
@@ -684,6 +684,8 @@ class LocalChannel:
         def limits():
             if op == "get_layout":
                 return layout_answer_limits(request.get_layout.type)
+            if op == "read_memory_list":
+                return read_list_limits(request)
             return call_answer_limits(request) if op == "call" else {}
 
         why = check_answer_shape(answer, limits)
@@ -726,12 +728,12 @@ _BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE")
 THROUGH_BROKER_OPS = frozenset((
     "load_library", "resolve_function", "lookup_symbol", "define_callback", "free_callback",
     "alloc_memory", "free_memory", "fill_memory", "copy_memory", "read_memory", "write_memory",
-    "read_string", "get_layout"))
+    "read_memory_list", "read_string", "get_layout"))
 
 # The requests a client may send inside an invocation that came on the channel
 # (core/local_channel.h's AllowedInChannelInvocation), and the result each is answered with.
-IN_INVOCATION_OPS = {"call": "call", "read_memory": "memory", "read_string": "string",
-                     "write_memory": "done", "get_layout": "layout"}
+IN_INVOCATION_OPS = {"call": "call", "read_memory": "memory", "read_memory_list": "memory_list",
+                     "read_string": "string", "write_memory": "done", "get_layout": "layout"}
 # core/local_channel.h's kMaxChannelInvocationDepth.
 MAX_INVOCATION_DEPTH = 256
 _ID_TAG = b"\x08"  # Response.id's, a varint: first in every answer
@@ -779,12 +781,25 @@ def check_nested_answer(request, response) -> Optional[str]:
     if response.WhichOneof("result") != IN_INVOCATION_OPS.get(op):
         return "carries the result %s to %s" % (response.WhichOneof("result"), op)
     if op == "read_memory":
-        memory, read = response.memory, request.read_memory
-        if not read.HasField("type"):
-            if len(memory.data) != read.size or memory.HasField("value"):
-                return "returns %d bytes of the %d read" % (len(memory.data), read.size)
-        elif memory.data or memory.value.WhichOneof("kind") is None:
-            return "returns no value for a typed read"
+        return _check_read(response.memory, request.read_memory)
+    if op == "read_memory_list":
+        reads, answers = request.read_memory_list.reads, response.memory_list.reads
+        if len(answers) != len(reads):
+            return "returns %d reads of the %d asked" % (len(answers), len(reads))
+        for index, (memory, read) in enumerate(zip(answers, reads)):
+            wrong = _check_read(memory, read)
+            if wrong is not None:
+                return "read %d %s" % (index, wrong)
+    return None
+
+
+def _check_read(memory, read) -> Optional[str]:
+    """Why `memory` cannot be what the ReadMemory `read` read, else None."""
+    if not read.HasField("type"):
+        if len(memory.data) != read.size or memory.HasField("value"):
+            return "returns %d bytes of the %d read" % (len(memory.data), read.size)
+    elif memory.data or memory.value.WhichOneof("kind") is None:
+        return "returns no value for a typed read"
     return None
 
 

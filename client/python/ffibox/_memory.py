@@ -5,7 +5,7 @@ through this. A worker address is never dereferenced in this process; a bad one 
 MemoryFault, one of an older worker generation StaleHandle.
 """
 import ctypes
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from ffibox import _types
 from ffibox._stubs import pb
@@ -48,6 +48,17 @@ class WorkerMemory:
             self._flush(address, size)
         return self._stream.request(read_memory=pb.ReadMemory(
             address=self._address(address, generation), size=size)).memory.data
+
+    def read_list(self, ranges, generation: Optional[int] = None,
+                  as_is: bool = False) -> List[bytes]:
+        """The bytes of each (address, size) of worker memory in `ranges`, in one request
+        (at most 4096 ranges; MemoryFault when one cannot be read)."""
+        if not as_is:
+            for address, size in ranges:
+                self._flush(address, size)
+        return [read.data for read in self._stream.request(read_memory_list=pb.ReadMemoryList(
+            reads=[pb.ReadMemory(address=self._address(address, generation), size=size)
+                   for address, size in ranges])).memory_list.reads]
 
     def alloc(self, size: int) -> int:
         """A new block of `size` bytes of worker memory, lasting until it is freed (or

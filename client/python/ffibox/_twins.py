@@ -353,6 +353,24 @@ class TwinTable:
             return None
         return owner, twin.local + (worker - twin.worker)
 
+    def locals_of(self, words, generation: int) -> Dict[int, Tuple[object, int]]:
+        """local() of each of the worker addresses `words` that has one, by address, with
+        one look at the table for all (the elements of a pointer array)."""
+        found: Dict[int, Tuple[object, int]] = {}
+        with self._lock:
+            if not self._worker_starts:
+                return found
+            twins = [(word, self._find(self._worker_starts, self._by_worker, word))
+                     for word in words]
+        for word, twin in twins:
+            if twin is None or twin.generation != generation or twin.busy or \
+                    word - twin.worker > twin.size or not twin.local:
+                continue
+            owner = twin.alive()
+            if owner is not None:
+                found[word] = (owner, twin.local + (word - twin.worker))
+        return found
+
     def watched(self, worker: int, generation: int,
                 size: int) -> Optional[Tuple[object, Twin]]:
         """(owner, twin) of the live twin that starts at `worker`, of `generation`, holds at
