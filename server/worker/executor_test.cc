@@ -308,8 +308,17 @@ TEST(WorkerExecutor, AReadListReadsEachRangeInOrderOrFailsWhole) {
   EXPECT_THAT(faulted.error().message(), ::testing::HasSubstr("read_memory_list.reads[1]"));
   EXPECT_FALSE(faulted.has_memory_list());
 
-  // Sizes that together exceed one request's limit are refused before anything is read.
+  // Sizes that together exceed one request's limit are refused before anything is read,
+  // typed reads counted by their type's size, a size that would wrap the sum too.
   list.mutable_read_memory_list()->mutable_reads(1)->set_size(kMaxMemoryRequestBytes);
+  EXPECT_EQ(ExecuteOne(&executor, list).error().code(), v1::RESOURCE_EXHAUSTED);
+  list.mutable_read_memory_list()->mutable_reads(1)->set_size(UINT64_MAX);
+  EXPECT_EQ(ExecuteOne(&executor, list).error().code(), v1::RESOURCE_EXHAUSTED);
+  list.mutable_read_memory_list()->mutable_reads(1)->set_size(0);
+  v1::Type* half = list.mutable_read_memory_list()->mutable_reads(1)->mutable_type();
+  half->mutable_array()->set_length(kMaxMemoryRequestBytes / 2);
+  *half->mutable_array()->mutable_element() = ScalarType(v1::UINT8);
+  *list.mutable_read_memory_list()->add_reads() = list.read_memory_list().reads(1);
   EXPECT_EQ(ExecuteOne(&executor, list).error().code(), v1::RESOURCE_EXHAUSTED);
 }
 

@@ -214,15 +214,22 @@ absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& reques
 absl::StatusOr<v1::MemoryDataList> MemoryRequests::ReadList(
     const v1::ReadMemoryList& request) const {
   uint64_t total = 0;
-  for (const v1::ReadMemory& read : request.reads()) {
-    // A typed read's size is its type's; the read checks that type itself.
-    total += read.has_type() ? 0 : read.size();
-    if (total > kMaxMemoryRequestBytes) {
+  for (int i = 0; i < request.reads_size(); ++i) {
+    const v1::ReadMemory& read = request.reads(i);
+    uint64_t size = read.size();
+    if (read.has_type()) {
+      absl::StatusOr<uint64_t> type_size =
+          TypeSize(read.type(), absl::StrCat("read_memory_list.reads[", i, "].type"));
+      if (!type_size.ok()) return type_size.status();
+      size = *type_size;
+    }
+    if (size > kMaxMemoryRequestBytes - total) {
       return ErrorStatus(v1::RESOURCE_EXHAUSTED,
                          absl::StrCat("read_memory_list: the reads' sizes together exceed the "
                                       "limit of ",
                                       kMaxMemoryRequestBytes, " bytes per request"));
     }
+    total += size;
   }
   v1::MemoryDataList list;
   for (int i = 0; i < request.reads_size(); ++i) {

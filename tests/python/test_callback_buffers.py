@@ -539,3 +539,107 @@ def test_a_dangling_element_of_a_callbacks_char_pointer_array_spoils_none_of_the
     lib.call_with_pair(PAIR(pair), array, array)
     assert seen == [[b"alpha", b"beta", b"", b"delta", b"epsilon", None]]
     session.close()
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_writes_through_two_strings_of_one_page_leave_what_the_library_changed_between_them(
+        ffibox_client, same_host):
+    """Two strings of a callback's char** in one page are one image of that page: what the
+    callback changes in both goes back change by change, not as one span that would write
+    its stale copy of the bytes between them over what the library wrote there since."""
+    session = ffibox_client.session(same_host=same_host)
+    lib = session.CDLL(TEST_LIB)
+    lib.visit_names.argtypes = [VISIT, ct.c_int, ct.c_int, ct.c_int]
+    lib.poke_first_name.argtypes = [ct.POINTER(ct.c_char_p), ct.c_int, ct.c_char]
+    lib.poke_first_name.restype = None
+    lib.name_byte.argtypes = [ct.POINTER(ct.c_char_p), ct.c_int, ct.c_int]
+    seen = []
+
+    def visit(names, n):
+        first, second = ct.cast(names, ct.POINTER(ct.c_void_p))[0:2]
+        assert second - first == 16
+        lib.poke_first_name(names, 8, b"X")  # the library writes between the two strings
+        ct.memset(first, ord("N"), 1)  # and the callback writes into each
+        ct.memset(second, ord("M"), 1)
+        # What the library sees once the changes went back (before each call).
+        seen.append(bytes(lib.name_byte(names, i, at) for i, at in ((0, 0), (0, 8), (1, 0))))
+        return n
+
+    assert lib.visit_names(VISIT(visit), 2, 16, 0) == 2 * 256 + ord("N")
+    assert seen == [b"NXM"]
+    session.close()
+
+
+class _Full(ct.Structure):
+    pass
+
+
+class _Head(ct.Structure):
+    _fields_ = [("tag", ct.c_char_p), ("full", ct.POINTER(_Full))]
+
+
+_Full._fields_ = [("tag", ct.c_char_p), ("full", ct.POINTER(_Full)), ("extra", ct.c_char_p),
+                  ("x", ct.c_long)]
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_a_callback_finds_the_larger_record_its_smaller_pointee_begins(ffibox_client, same_host):
+    """C's "base struct first": the callback gets a Full as a Head, and the Full through a
+    pointer to the same address; its image holds the whole Full, not the Head's bytes that
+    came with the invocation."""
+    session = ffibox_client.session(same_host=same_host)
+    lib = session.CDLL(TEST_LIB)
+    HEAD = ct.CFUNCTYPE(ct.c_long, ct.POINTER(_Head))
+    lib.call_head.argtypes = [HEAD]
+    lib.call_head.restype = ct.c_long
+    seen = []
+
+    def head(h):
+        full = h.contents.full.contents
+        seen.append((h.contents.tag, full.tag, full.extra, full.x))
+        return full.x
+
+    assert lib.call_head(HEAD(head)) == 42
+    assert seen == [(b"tag", b"tag", b"extra", 42)]
+    session.close()
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_a_callback_whose_arguments_exceed_the_image_budget_gives_native_code_zero_at_once(
+        ffibox_client, same_host, capfd):
+    """40 strings, a page each, past a budget of 8 images: the handler cannot make the
+    arguments, so the callback fails as one that raised (native code gets zero), on the
+    gRPC path too, where the invocation was left unanswered until the call's deadline."""
+    session = ffibox_client.session(same_host=same_host, timeout=20)
+    session.images.max_images = 8
+    lib = session.CDLL(TEST_LIB)
+    lib.visit_names.argtypes = [VISIT, ct.c_int, ct.c_int, ct.c_int]
+    callback = VISIT(lambda names, n: n)
+    assert lib.visit_names(callback, 40, 4104, 8) == ord("n")  # visit gave 0
+    assert "RESOURCE_EXHAUSTED" in capfd.readouterr().err
+    session.images.max_images = 4096
+    assert lib.visit_names(callback, 40, 4104, 8) == 40 * 256 + ord("n")
+    session.close()
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_a_callback_reading_its_char_pointer_array_past_a_null_hole_reads_nulls(
+        ffibox_client, same_host):
+    """An array {"first", NULL, "third"} read by count: the image stops at the first NULL,
+    and what is read past it is NULL, not whatever lies past the image in this process."""
+    session = ffibox_client.session(same_host=same_host)
+    lib = session.CDLL(TEST_LIB)
+    libc = session.CDLL("libc.so.6")
+    libc.malloc.restype = ct.c_void_p
+    libc.malloc.argtypes = [ct.c_size_t]
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    first, third, array = libc.malloc(16), libc.malloc(16), libc.malloc(64)
+    libc.memcpy(first, b"first\0", 6)
+    libc.memcpy(third, b"third\0", 6)
+    libc.memcpy(array, (ct.c_void_p * 4)(first, None, third, None), 32)
+    PAIR = ct.CFUNCTYPE(None, ct.POINTER(ct.c_char_p), ct.POINTER(ct.c_char_p))
+    lib.call_with_pair.argtypes = [PAIR, ct.c_void_p, ct.c_void_p]
+    seen = []
+    lib.call_with_pair(PAIR(lambda a, b: seen.append([a[i] for i in range(64)])), array, array)
+    assert seen == [[b"first"] + [None] * 63]
+    session.close()

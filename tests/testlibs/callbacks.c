@@ -134,6 +134,30 @@ int visit_names(int (*visit)(char** names, int n), int n, int spacing, int offse
   return visited * 256 + first;
 }
 
+// Writes `value` `offset` bytes into the first of `names`, as a library writes into memory
+// it handed a callback, while the callback runs.
+void poke_first_name(char** names, int offset, char value) { names[0][offset] = value; }
+// The byte `offset` bytes into the `index`th of `names`, as the library sees it.
+int name_byte(char** names, int index, int offset) { return names[index][offset]; }
+
+// A record whose first members are those of a smaller one (C's "base struct first"): a
+// callback is handed a Full as a Head, and finds the Full through `full`.
+struct Full;
+struct Head {
+  const char* tag;
+  struct Full* full;
+};
+struct Full {
+  const char* tag;
+  struct Full* full;
+  const char* extra;
+  long x;
+};
+long call_head(long (*cb)(struct Head*)) {
+  static struct Full full = {"tag", &full, "extra", 42};
+  return cb((struct Head*)&full);
+}
+
 // Calls fill(buffer, n) once: a callback handed a buffer of n bytes, as audio and I/O
 // libraries hand their callbacks.
 void call_fill(void (*fill)(unsigned char*, int), unsigned char* buffer, int n) { fill(buffer, n); }

@@ -849,10 +849,14 @@ def callback_handler(prototype, function):
                         local, size, _types.pointer_offsets(argtypes[index]._type_)))
                 continue
             answer.pointees.add(arg=index, data=bytes(copy))
-        if any(isinstance(copy, tuple) for copy in local_copies.values()):
-            # What the callback wrote through the pointers of a pointer to pointers (the
-            # strings of a `char**`) reaches the worker before native code goes on.
-            session.images.sync()
+        # What the callback wrote through the pointers of a pointer to pointers (the strings
+        # of a `char**`) reaches the worker before native code goes on.
+        imaged_now = [found[0] for found in (session.images.find(copy[1])
+                                             for copy in local_copies.values()
+                                             if isinstance(copy, tuple) and copy[1])
+                      if found is not None]
+        if imaged_now:
+            session.images.sync_from(imaged_now)
         # A buffer goes back for reuse once nothing the callback kept can reach it: every
         # ctypes path to it (the pointer argument, its `contents`, a cast of it, a structure
         # field or array element it was stored in) holds the keep-alive dict `cast` shares

@@ -27,6 +27,7 @@ import bisect
 import collections
 import ctypes as _ct
 import mmap
+import re
 import struct
 import sys
 import threading
@@ -34,7 +35,7 @@ import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
 from ffibox import _twins, _types
-from ffibox.errors import Error
+from ffibox.errors import Error, MemoryFault
 
 PAGE_BYTES = 4096
 MAX_ELEMENTS = 64
@@ -462,31 +463,30 @@ class ImageTable:
         """Images the narrow strings at worker addresses `words` ahead of the pointers that
         name them (the elements of several `char**` a callback gets, with one read), so
         that binding those pointers within `budget` reads nothing more for them."""
-        words = {word for word in words if word and word not in budget.strings}
-        twins = self._twins.locals_of(words, generation)
-        self._image_strings(words.difference(twins), budget, generation)
+        self._image_strings({word for word in words if word}, budget, generation)
 
     def _read_strings_ahead(self, budget: Budget, generation: int) -> None:
         """Images the narrow strings the pending pointer slots name (_image_strings)."""
         self._image_strings({word for _, _, slot_type, word in budget.pending
-                             if _types.code_of(slot_type) == "z"
-                             and self._twins.local(word, generation) is None},
-                            budget, generation)
+                             if _types.code_of(slot_type) == "z"}, budget, generation)
 
     def _image_strings(self, words, budget: Budget, generation: int) -> None:
-        """Images the narrow strings at worker addresses `words` (none in a twin) a page at a
-        time: those that start in one page of worker memory share one image of that page,
-        from the first of them to the end of the last (the elements of a `char*` array),
-        not an image each, and the pages come with one read_memory_list, not a read_string
-        each. budget.strings then names each string's image and offset, or None for a
-        string left to read_string (one that runs past its page, or alone)."""
-        words = sorted(word for word in words if word not in budget.strings)
-        budget.strings.update(dict.fromkeys(words))
+        """Images the narrow strings at worker addresses `words` a page at a time: those
+        that start in one page of worker memory share one image of that page from the first
+        of them to the page's end (the elements of a `char*` array), not an image each, and
+        the pages come with one read_memory_list, not a read_string each. budget.strings
+        then names each string's image and offset, or None for one left to its pointer's
+        own handling: in a twin (the caller's object), running past its page, or alone."""
+        words = {word for word in words if word not in budget.strings}
+        budget.strings.update(dict.fromkeys(words))  # looked at once, whatever comes of it
+        words = sorted(words.difference(self._twins.locals_of(words, generation)))
         if len(words) < 2:
             return
         by_page: Dict[int, List[int]] = collections.defaultdict(list)
         for word in words:
             by_page[word - word % PAGE_BYTES].append(word)
+        if len(by_page) > budget.left:
+            raise ImageBudgetExceeded(budget.limit)
         # All the pages in one request; if one of them cannot be read, each alone.
         ranges = [(starts[0], page + PAGE_BYTES - starts[0]) for page, starts in by_page.items()]
         pages: List[Optional[bytes]] = []
@@ -494,20 +494,20 @@ class ImageTable:
             for at in range(0, len(ranges), MAX_READS_PER_LIST):
                 pages += self._memory.read_list(ranges[at:at + MAX_READS_PER_LIST], generation,
                                                 as_is=True)
-        except Error:
+        except MemoryFault:
             pages = [self._read(first, size, generation) for first, size in ranges]
         for starts, data in zip(by_page.values(), pages):
             first = starts[0]
             if data is None:
                 continue
             ends = {word: data.find(b"\0", word - first) for word in starts}
-            last = max(ends.values())
-            if last < 0:
+            if max(ends.values()) < 0:
                 continue
             if budget.left <= 0:
                 raise ImageBudgetExceeded(budget.limit)
             budget.left -= 1
-            data = data[:last + 1]
+            # The page's bytes to its end: what a string written longer reaches is local
+            # memory of the image, and goes back as it changed (sync).
             image = Image(_ct.create_string_buffer(data, len(data)), len(data), first,
                           generation)
             image.synced = data
@@ -535,9 +535,10 @@ class ImageTable:
         # to the first NULL, read at once (the first element alone if the rest cannot be). A
         # record stands alone.
         array = not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z")
-        data = budget.shipped.get(worker)
-        if data is not None and len(data) >= element:
-            data = data[:MAX_ELEMENTS * element if array else element]
+        shipped = budget.shipped.get(worker)
+        data = None
+        if shipped is not None and len(shipped) >= element:
+            data = shipped[:MAX_ELEMENTS * element if array else element]
             data = data[:len(data) - len(data) % element]
         elif array:
             room = min(PAGE_BYTES - worker % PAGE_BYTES, MAX_ELEMENTS * element)
@@ -553,8 +554,11 @@ class ImageTable:
             return self._make_string_array(data, worker, generation, budget)
         # A pointer array always ends with a NULL element locally, even when the worker's
         # did not within what was read, so a caller's `while argv[i]` stops inside the image.
-        terminated = slots and any(data[len(data) - element:])
-        buffer = _ct.create_string_buffer(data, len(data) + (element if terminated else 0))
+        # Zeros up to MAX_ELEMENTS: a caller reading past that NULL (an array with NULL
+        # holes, read by count) reads NULLs, not what lies past the image locally.
+        room = len(data) + element if slots and any(data[len(data) - element:]) else len(data)
+        buffer = _ct.create_string_buffer(data, max(room, MAX_ELEMENTS * element) if slots
+                                          and array else room)
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
         self._register(image)
@@ -598,9 +602,11 @@ class ImageTable:
                 children.append(owner)
         # A pointer array always ends with a NULL element locally, even when the worker's
         # did not within what was read, so a caller's `while argv[i]` stops inside the image.
-        terminated = bool(words[-1])
+        # A NULL element after them (and zeros up to MAX_ELEMENTS, read by a caller going past
+        # a NULL hole) even when the worker's array did not end within what was read.
         buffer = _ct.create_string_buffer(
-            struct.pack("<%dQ" % count, *local), len(data) + (_WORD.size if terminated else 0))
+            struct.pack("<%dQ" % count, *local),
+            max(len(data) + (_WORD.size if words[-1] else 0), MAX_ELEMENTS * _WORD.size))
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
         image.children = children
@@ -638,11 +644,28 @@ class ImageTable:
                 refs = [self._images[start] for _, start in self._workers[first:last]]
         for ref in refs:
             image = ref()
-            if image is None or not image.size:
+            if image is not None:
+                self._sync_one(image)
+
+    def sync_from(self, roots) -> None:
+        """Writes back what the caller changed in the images `roots` and those they point to
+        (a callback's arguments' images, before native code goes on)."""
+        seen: Set[int] = set()
+        todo = [root for root in roots if isinstance(root, Image)]
+        while todo:
+            image = todo.pop()
+            if id(image) in seen:
                 continue
+            seen.add(id(image))
+            self._sync_one(image)
+            todo.extend(child for child in image.children if isinstance(child, Image))
+
+    def _sync_one(self, image: Image) -> None:
+        """Writes back what the caller changed in `image` since it was read."""
+        if image.size:
             seen = _ct.string_at(image.start, image.size)
             if seen == image.seen:
-                continue  # unchanged since the last look
+                return  # unchanged since the last look
             current = bytearray(seen)
             for offset, (local, worker) in image.slots.items():
                 word = _WORD.unpack_from(current, offset)[0]
@@ -654,19 +677,33 @@ class ImageTable:
             current = bytes(current)
             if current == image.synced:
                 image.seen = seen
-                continue
-            first = next(i for i in range(image.size) if current[i] != image.synced[i])
-            last = max(i for i in range(image.size) if current[i] != image.synced[i])
-            try:
-                self._memory.write(image.worker + first, current[first:last + 1],
-                                   image.generation, as_is=True)
-            except Error as error:
-                # Its worker is gone (a restart) or the library freed that memory: the
-                # change cannot land; say so once, and stop trying.
-                sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
-                                 "written back: %s\n" % (image.worker + first, error))
+                return
+            # Each run of changed bytes alone: the bytes between two runs may have changed
+            # in the worker since they were read (a page of strings mirrors what lies
+            # between them too).
+            for first, end in changed_runs(image.synced, current):
+                try:
+                    self._memory.write(image.worker + first, current[first:end],
+                                       image.generation, as_is=True)
+                except Error as error:
+                    # Its worker is gone (a restart) or the library freed that memory: the
+                    # change cannot land; say so once, and stop trying.
+                    sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
+                                     "written back: %s\n" % (image.worker + first, error))
+                    break
             image.synced = current
             image.seen = seen
+
+
+def changed_runs(old: bytes, new: bytes) -> List[Tuple[int, int]]:
+    """The [start, end) runs of bytes where `new` differs from `old` (of one length), found
+    in C: an XOR of the two as integers, and a search for its non-zero bytes."""
+    difference = (int.from_bytes(old, "little") ^ int.from_bytes(new, "little")).to_bytes(
+        len(new), "little")
+    return [match.span() for match in _NONZERO.finditer(difference)]
+
+
+_NONZERO = re.compile(rb"[^\x00]+")
 
 
 def keep_with_copies(owner, offset: int, target) -> None:

@@ -594,7 +594,12 @@ class SessionStream:
             self._serving.invocation = outer
 
     def _run_invocation(self, invoke) -> None:
-        answer = self._answer(invoke, self._handlers.get(invoke.callback))
+        handler = self._handlers.get(invoke.callback)
+        try:
+            answer = self._answer(invoke, handler)
+        except Exception:  # noqa: B902 - around the function: its arguments, its write-back
+            # Unanswered, the invocation would hold native code until the call's deadline.
+            answer = failed_callback(handler)
         answer.invocation = invoke.invocation
         request = pb.Request(callback_return=answer)
         # Its id is set when it is posted: counted at its largest (a tag and ten bytes).
