@@ -643,3 +643,21 @@ def test_a_callback_reading_its_char_pointer_array_past_a_null_hole_reads_nulls(
     lib.call_with_pair(PAIR(lambda a, b: seen.append([a[i] for i in range(64)])), array, array)
     assert seen == [[b"first"] + [None] * 63]
     session.close()
+
+
+def test_without_read_memory_list_the_strings_pages_are_read_one_by_one(ffibox_client):
+    """A server before read_memory_list (SessionOpened.memory_lists false) refuses it, and
+    its worker closes a same-host channel it comes on: the client reads each page alone."""
+    session = ffibox_client.session(same_host=False)
+    assert session.memory.lists  # this server takes it
+    session.memory.lists = False
+    lib = session.CDLL(TEST_LIB)
+    lib.visit_names.argtypes = [VISIT, ct.c_int, ct.c_int, ct.c_int]
+    seen = []
+    callback = VISIT(lambda names, n: seen.append([names[i] for i in range(n)]) or n)
+    lib.visit_names(callback, 3, 4104, 8)
+    sent = ops_sent(session)
+    assert lib.visit_names(callback, 3, 4104, 8) == 3 * 256 + ord("n")
+    assert seen == [[b"name-0", b"name-1", b"name-2"]] * 2
+    assert sent == ["call", "read_memory", "read_memory", "read_memory"], sent
+    session.close()

@@ -491,10 +491,13 @@ class ImageTable:
         ranges = [(starts[0], page + PAGE_BYTES - starts[0]) for page, starts in by_page.items()]
         pages: List[Optional[bytes]] = []
         try:
+            if not self._memory.lists:
+                raise MemoryFault("a server without read_memory_list", "MEMORY_FAULT")
             for at in range(0, len(ranges), MAX_READS_PER_LIST):
                 pages += self._memory.read_list(ranges[at:at + MAX_READS_PER_LIST], generation,
                                                 as_is=True)
         except MemoryFault:
+            # A page that cannot be read fails the list: each page alone, then.
             pages = [self._read(first, size, generation) for first, size in ranges]
         for starts, data in zip(by_page.values(), pages):
             first = starts[0]

@@ -32,6 +32,7 @@ class WorkerMemory:
     def __init__(self, stream, encode: ValueEncoder) -> None:
         self._stream = stream
         self._encode = encode
+        self.lists = True  # the server takes read_memory_list (SessionOpened.memory_lists)
         self.before_read: Optional[Callable[[int, int], None]] = None
 
     def _flush(self, address: int, size: int) -> None:

@@ -285,6 +285,8 @@ class Session:
         self.twins = TwinTable(lambda: self.generation)
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self.memory, self.twins, max_images)
+        # Whether the server takes read_memory_list (an older one: a read at a time).
+        self.memory.lists = opened.memory_lists
         self.memory.before_read = self.images.sync
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
