@@ -603,10 +603,9 @@ class ImageTable:
             if id(owner) not in linked:
                 linked.add(id(owner))
                 children.append(owner)
-        # A pointer array always ends with a NULL element locally, even when the worker's
-        # did not within what was read, so a caller's `while argv[i]` stops inside the image.
-        # A NULL element after them (and zeros up to MAX_ELEMENTS, read by a caller going past
-        # a NULL hole) even when the worker's array did not end within what was read.
+        # A NULL element after them even when the worker's array did not end within what was
+        # read (a caller's `while argv[i]` stops inside the image), and zeros up to
+        # MAX_ELEMENTS (a caller reading by count past a NULL hole reads NULLs).
         buffer = _ct.create_string_buffer(
             struct.pack("<%dQ" % count, *local),
             max(len(data) + (_WORD.size if words[-1] else 0), MAX_ELEMENTS * _WORD.size))
