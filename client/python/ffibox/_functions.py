@@ -744,8 +744,10 @@ def callback_handler(prototype, function):
                 # Its image is made from what came (up to MAX_ELEMENTS pointers for a
                 # pointer to pointers), and the strings of every `char**` come with one read.
                 shipped = pointees[index] + following[index]
-                budget.shipped[invoke.args[index].pointer.remote.address] = shipped
-                if plan[index][2]:
+                address = invoke.args[index].pointer.remote.address
+                budget.shipped[address] = shipped
+                # Not an array of the caller's own (a twin): bind gives the callback that.
+                if plan[index][2] and session.twins.local(address, stream.generation) is None:
                     words = struct.unpack_from(
                         "<%dQ" % min(len(shipped) // 8, _images.MAX_ELEMENTS), shipped)
                     strings.extend(words[:words.index(0)] if 0 in words else words)
