@@ -290,7 +290,9 @@ class Session:
         self.memory.before_read = self.images.sync
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
-        self._callbacks_lock = threading.Lock()
+        # Re-entrant: a collection while it is held (making a handler allocates) may run
+        # _release_callback of another callback on the same thread.
+        self._callbacks_lock = threading.RLock()
         self._functions_at: Dict[tuple, RemoteCall] = {}
         self.cdll = LibraryLoader(_CDLL, lambda: self)
 
@@ -463,9 +465,10 @@ class Session:
 
     def _release_callback(self, key: int, callback: int) -> None:
         # Runs when the CFUNCTYPE instance is collected (any thread, maybe inside the
-        # garbage collector, maybe gRPC's thread that writes the requests): forget it and
-        # free it in the worker without waiting for anything but the table's lock, which
-        # nobody holds while waiting.
+        # garbage collector, maybe gRPC's thread that writes the requests, maybe a thread
+        # that holds the table's lock, which is re-entrant for that): forget it and free it
+        # in the worker without waiting for anything but that lock, which nobody holds while
+        # waiting.
         with self._callbacks_lock:
             entry = self._callbacks.get(key)
             if entry is not None and entry[1] == callback:
