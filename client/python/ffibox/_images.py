@@ -583,11 +583,10 @@ class ImageTable:
         local = list(words)
         children: List[object] = []
         linked: Set[int] = set()
-        # A string imaged ahead for this operation is in no twin (image_strings).
+        self._image_strings({word for word in words if word}, budget, generation)
+        # Only a string not imaged with its page may be in a twin (_image_strings).
         twins = self._twins.locals_of(
             {word for word in words if word and budget.strings.get(word) is None}, generation)
-        self._image_strings([word for word in words if word and word not in twins], budget,
-                            generation)
         for index, word in enumerate(words):
             if not word:
                 continue
