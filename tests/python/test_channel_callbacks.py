@@ -453,3 +453,45 @@ def test_a_crash_in_a_call_inside_a_callback_is_worker_crashed_either_way(client
         assert "crash_null_deref" in str(seen[0])
         # The session goes on with the next worker.
         assert lib.call_twice_nested(F(lambda x: x + 1), 1) == 3
+
+
+
+@pytest.mark.parametrize("same_host", ["1", "0"])
+def test_a_callback_released_inside_the_sessions_own_sections_does_not_hang(server, same_host):
+    """The collector finalizes a dead callback wherever it happens to run, also on a thread
+    inside the session's own sections (their allocations start collections): its release
+    takes the same locks again, on the same thread. In a child process: a hang there ends
+    it, not the suite."""
+    script = textwrap.dedent("""
+        import os, sys, threading
+        import ffibox
+        from ffibox import ctypes as ct
+        client = ffibox.connect(sys.argv[1])
+        session = client.session(same_host=sys.argv[3] == "1")
+        lib = session.CDLL(sys.argv[2])
+        F = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        lib.call_twice_nested.argtypes = [F, ct.c_int]
+        callback = F(lambda x: x + 1)
+        print(lib.call_twice_nested(callback, 1))
+        callbacks = len(session._callbacks)
+        released = threading.Event()
+
+        def release_inside():
+            global callback
+            with session._callbacks_lock, session.stream._lock:
+                callback = None  # the last reference: finalized here
+            released.set()
+
+        threading.Thread(target=release_inside, daemon=True).start()
+        if not released.wait(10):
+            print("the release hung", flush=True)
+            os._exit(3)
+        print(callbacks - len(session._callbacks))
+        # The session goes on: a new callback works.
+        print(lib.call_twice_nested(F(lambda x: x * 3), 2))
+        session.close()
+        client.close()
+    """)
+    result = run_script(script, server.address, TEST_LIB, same_host)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert result.stdout.split() == ["3", "1", "18"]

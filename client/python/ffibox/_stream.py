@@ -150,7 +150,9 @@ class SessionStream:
         self._channel_call_bound = 0.0  # that of the call on the same-host channel now
         self._outgoing: "queue.Queue" = queue.Queue()
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        # Re-entrant: a collection while it is held (its sections allocate) may finalize a
+        # callback on the same thread, whose release posts its free_callback through here.
+        self._lock = threading.RLock()
         self._pending: Dict[int, _Pending] = {}
         # Posted callback_returns (request id -> invocation), until their answer comes: one
         # the broker refuses leaves its invocation open (docs/protocol.md), so it is answered
@@ -508,7 +510,7 @@ class SessionStream:
         """In a child of fork(): ends this copy of the parent's stream without touching what
         is the parent's (its locks may have been held by a thread the child does not have,
         so they are replaced; its channel and rings are left alone)."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._local_lock = threading.Lock()
         # The largest request the server reads (SessionOpened.max_message_bytes, set once the
         # session is open; 0: unknown): a larger one is answered RESOURCE_EXHAUSTED here, as
