@@ -136,7 +136,18 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   // no write of this thread's holds the side from the reader thread but the worker's answer.
   if (read_side_) ReadAnswerInPlace();
   sink_->Flush();
+  if (answer.ok() && request.op_case() == v1::Request::kOpen) TakePooledWorker();
   return !(answer.ok() && request.op_case() == v1::Request::kClose);
+}
+
+void Session::TakePooledWorker() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (scratch_ != nullptr) return;  // its workers are started for it, never pooled
+  }
+  if (config_.pool == nullptr || config_.pool->idle() == 0) return;
+  // A failure is the first request's to report: it starts a worker again (EnsureWorker).
+  (void)EnsureWorker();
 }
 
 bool Session::HandleRequest(v1::Request* request, bool client_waits) {
@@ -660,13 +671,19 @@ absl::Status Session::EnsureWorker() {
   // then the worker's cgroup is removed.
   dead.reset();
 
-  FFIBOX_ASSIGN_OR_RETURN(
-      std::unique_ptr<WorkerSupervisor> started,
-      WorkerSupervisor::Start(config_, settings, session_id_, &output_budget_, this));
-  WorkerSupervisor* worker = started.get();
+  absl::StatusOr<std::unique_ptr<WorkerSupervisor>> started =
+      WorkerSupervisor::Start(config_, settings, session_id_, &output_budget_, this);
+  if (!started.ok()) {
+    // No worker had this generation: the next start takes it again, and is a restart only
+    // if a worker lived before.
+    absl::MutexLock lock(&mu_);
+    --generation_;
+    return started.status();
+  }
+  WorkerSupervisor* worker = started->get();
   {
     absl::MutexLock lock(&mu_);
-    worker_ = std::move(started);
+    worker_ = *std::move(started);
     worker_alive_ = true;
   }
   // Only now: a worker that dies at once is reported to a session that knows it.

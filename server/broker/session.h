@@ -158,6 +158,10 @@ class Session : private WorkerSupervisor::Listener {
                           absl::FunctionRef<void()> send);
   // Starts a worker and replays the session's libraries and functions, unless one is alive.
   absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
+  // Right after the open is answered: takes a worker from the pool, if one is ready, while
+  // the answer travels. The client's next request most likely needs it, and then finds the
+  // worker's limits applied, its `begin` sent and its reader thread started.
+  void TakePooledWorker() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues and sends the replay of every ready library and function to a new worker.
   void ReplayHandles() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `pending` for the live worker and sends `request` to it. Fails when no worker is
