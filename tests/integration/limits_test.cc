@@ -434,6 +434,29 @@ TEST_F(LimitsTest, PooledWorkersWaitInTheirOwnCgroupsAndTakeTheSessionsCap) {
               ::testing::Contains(::testing::StrEq(absl::StrCat(uint64_t{256} << 20))).Times(1));
 }
 
+// The open alone takes the pooled worker, its cap written while the answer travels, so the
+// first load does not wait for that; a session closed without a request leaves no worker.
+TEST_F(LimitsTest, AnOpenTakesAPooledWorkerAndItsCloseReapsIt) {
+  StartServer({"--pool_size=2", "--session_memory_bytes=1073741824"});
+  const std::string session_cap = absl::StrCat(uint64_t{256} << 20);
+  ASSERT_TRUE(WaitFor([&] { return WorkerGroupMemoryCaps(server_->pid()).size() == 2; },
+                      absl::Seconds(10)));
+  std::vector<pid_t> idle = WorkersCappedAt(server_->pid(), absl::StrCat(uint64_t{1} << 30));
+  SessionOptions capped;
+  capped.memory_limit_bytes = uint64_t{256} << 20;
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(capped);
+  ASSERT_OK(session);
+  ASSERT_TRUE(WaitFor([&] { return WorkersCappedAt(server_->pid(), session_cap).size() == 1; },
+                      absl::Seconds(10)))
+      << "no worker took the session's cap after its open: "
+      << absl::StrJoin(WorkerGroupMemoryCaps(server_->pid()), ", ");
+  const pid_t taken = WorkersCappedAt(server_->pid(), session_cap)[0];
+  EXPECT_THAT(idle, ::testing::Contains(taken)) << "the session's worker was not a pooled one";
+  ASSERT_OK((*session)->Close());
+  EXPECT_TRUE(WaitFor([&] { return test_support::ProcessState(taken) == '\0'; }, absl::Seconds(10)))
+      << "the worker of a session closed without a request outlived it";
+}
+
 // A restart after a crash takes a pooled worker too: the worker that serves the session
 // after the crash is one that was idle in the pool before it, with the session's cap.
 TEST_F(LimitsTest, ARestartAfterACrashTakesAPooledWorker) {
