@@ -144,10 +144,12 @@ void Session::TakePooledWorker() {
   {
     absl::MutexLock lock(&mu_);
     if (scratch_ != nullptr) return;  // its workers are started for it, never pooled
+    if (!restart_) return;
   }
   if (config_.pool == nullptr || config_.pool->idle() == 0) return;
-  // A failure is the first request's to report: it starts a worker again (EnsureWorker).
-  (void)EnsureWorker();
+  // With none idle after all, or a failure, the first request that needs a worker starts
+  // one (EnsureWorker) and reports what fails.
+  (void)EnsureWorker(/*ahead=*/true);
 }
 
 bool Session::HandleRequest(v1::Request* request, bool client_waits) {
@@ -649,7 +651,7 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
   return status;
 }
 
-absl::Status Session::EnsureWorker() {
+absl::Status Session::EnsureWorker(bool ahead) {
   std::unique_ptr<WorkerSupervisor> dead;
   SessionWorker::Settings settings;
   {
@@ -666,6 +668,8 @@ absl::Status Session::EnsureWorker() {
     if (scratch_ != nullptr) settings.scratch_directory = scratch_->path();
     settings.memory_limit_bytes = memory_limit_bytes_;
     settings.idle_cpu_percent = idle_cpu_percent_;
+    settings.pooled_only = ahead;
+    settings.request_follows = !ahead;
   }
   // The dead worker's reader reaped it and reported its death; wait for the reader to end,
   // then the worker's cgroup is removed.

@@ -157,10 +157,13 @@ class Session : private WorkerSupervisor::Listener {
   void SendReadingInPlace(WorkerSupervisor* worker, bool in_place, absl::FunctionRef<bool()> fits,
                           absl::FunctionRef<void()> send);
   // Starts a worker and replays the session's libraries and functions, unless one is alive.
-  absl::Status EnsureWorker() ABSL_LOCKS_EXCLUDED(mu_);
-  // Right after the open is answered: takes a worker from the pool, if one is ready, while
+  // `ahead`: taken ahead of any request (TakePooledWorker): a pooled worker only, whose
+  // `begin` no request follows at once.
+  absl::Status EnsureWorker(bool ahead = false) ABSL_LOCKS_EXCLUDED(mu_);
+  // Right after the open is answered: takes a worker from the pool, if one is idle, while
   // the answer travels. The client's next request most likely needs it, and then finds the
-  // worker's limits applied, its `begin` sent and its reader thread started.
+  // worker's limits applied, its `begin` sent and its reader thread started. Not for a
+  // session that does not restart workers: a worker that died idle would end it unused.
   void TakePooledWorker() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues and sends the replay of every ready library and function to a new worker.
   void ReplayHandles() ABSL_LOCKS_EXCLUDED(mu_);

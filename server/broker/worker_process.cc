@@ -326,13 +326,14 @@ WorkerProcess::~WorkerProcess() {
   }
 }
 
-absl::Status WorkerProcess::Begin(uint64_t generation) {
+absl::Status WorkerProcess::Begin(uint64_t generation, bool request_follows) {
   if (generation == 0 || generation_ != 0) {
     return absl::FailedPreconditionError("a worker begins once, with a generation of at least 1");
   }
   internal::WorkerRequest begin;
   begin.mutable_begin()->set_generation(generation);
-  begin.set_next_follows(true);  // the request the worker was started for comes right behind
+  // The request the worker was started for comes right behind, unless it was taken ahead.
+  begin.set_next_follows(request_follows);
   absl::Status sent = connection_->Send(begin);
   if (!sent.ok()) return sent;
   generation_ = generation;

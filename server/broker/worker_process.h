@@ -156,9 +156,9 @@ class WorkerProcess {
   // The generation Begin bound the worker to; 0 before.
   uint64_t generation() const { return generation_; }
   // Binds the worker to `generation` (at least 1): its first request. Call it once, before
-  // anything else is sent and before another thread uses the worker. UNAVAILABLE when the
-  // worker has gone.
-  absl::Status Begin(uint64_t generation);
+  // anything else is sent and before another thread uses the worker; `request_follows`: a
+  // request comes right behind (the worker spins for it). UNAVAILABLE when the worker has gone.
+  absl::Status Begin(uint64_t generation, bool request_follows = true);
   WorkerConnection& connection() { return *connection_; }
   // Which jail layers this worker got.
   const SpawnedLayers& jail_layers() const { return layers_; }

@@ -457,6 +457,25 @@ TEST_F(LimitsTest, AnOpenTakesAPooledWorkerAndItsCloseReapsIt) {
       << "the worker of a session closed without a request outlived it";
 }
 
+// A session that does not restart workers takes its worker with its first request that
+// needs one, as before: one taken at the open that died idle would end the session unused.
+TEST_F(LimitsTest, ASessionThatDoesNotRestartTakesItsWorkerWithItsFirstRequest) {
+  StartServer({"--pool_size=2", "--session_memory_bytes=1073741824"});
+  const std::string session_cap = absl::StrCat(uint64_t{256} << 20);
+  ASSERT_TRUE(WaitFor([&] { return WorkerGroupMemoryCaps(server_->pid()).size() == 2; },
+                      absl::Seconds(10)));
+  SessionOptions capped;
+  capped.memory_limit_bytes = uint64_t{256} << 20;
+  capped.restart = false;
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(capped);
+  ASSERT_OK(session);
+  EXPECT_FALSE(WaitFor([&] { return !WorkersCappedAt(server_->pid(), session_cap).empty(); },
+                       absl::Seconds(1)))
+      << "a session that does not restart workers took one at its open";
+  ExpectCosWorks(**session);
+  EXPECT_EQ(WorkersCappedAt(server_->pid(), session_cap).size(), 1u);
+}
+
 // A restart after a crash takes a pooled worker too: the worker that serves the session
 // after the crash is one that was idle in the pool before it, with the session's cap.
 TEST_F(LimitsTest, ARestartAfterACrashTakesAPooledWorker) {
