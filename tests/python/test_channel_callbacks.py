@@ -455,7 +455,6 @@ def test_a_crash_in_a_call_inside_a_callback_is_worker_crashed_either_way(client
         assert lib.call_twice_nested(F(lambda x: x + 1), 1) == 3
 
 
-
 @pytest.mark.parametrize("same_host", ["1", "0"])
 def test_a_callback_released_inside_the_sessions_own_sections_does_not_hang(server, same_host):
     """The collector finalizes a dead callback wherever it happens to run, also on a thread
