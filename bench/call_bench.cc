@@ -551,9 +551,10 @@ void BM_FfiboxCallAddBatched(benchmark::State& state) {
 BENCHMARK(BM_FfiboxCallAddBatched)->Arg(1)->Arg(16)->Arg(256)->Arg(4096)->UseRealTime();
 BENCHMARK(BM_FfiboxCallAddBatched)->Arg(256)->Arg(4096)->Threads(2)->UseRealTime();
 
-// Session start: open a session, load libm and call cos once (the first request that needs
-// native code is what starts, or takes, the session's worker); the close is not timed. On
-// its own ffiboxd with --pool_size=`pool_size`. Counters give each step's share in ms.
+// Session start: open a session, load libm and call cos once (the open takes a pooled
+// worker; without a pool the load, the first request that needs one, starts it); the close
+// is not timed. On its own ffiboxd with --pool_size=`pool_size`. Counters give each step's
+// share in ms.
 // `pipelined`: the load, the resolve and the call are sent back to back (LoadAsync,
 // FunctionAsync) and only the call is waited for; its counter covers all three.
 void SessionStart(benchmark::State& state, int pool_size, bool pipelined = false) {
