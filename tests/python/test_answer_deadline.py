@@ -23,13 +23,16 @@ INT = pb.Type(scalar=pb.INT)
 
 
 def all_threads_stopped(pid):
-    """Whether every thread of `pid` is stopped: a SIGSTOP takes effect in each thread on its
-    own, some time after kill() returns."""
+    """Whether no thread of `pid` runs its code any more: a SIGSTOP takes effect in each
+    thread on its own, some time after kill() returns. A thread in uninterruptible sleep (D)
+    counts: it stops before it runs any of its code again. One can stay there while the rest
+    is stopped: a worker launch that waits in clone() for its child, which waits for another
+    thread of ffiboxd."""
     states = []
     for task in os.listdir("/proc/%d/task" % pid):
         with open("/proc/%d/task/%s/stat" % (pid, task)) as stat:
             states.append(stat.read().rsplit(")", 1)[1].split()[0])
-    return bool(states) and all(state in ("T", "t") for state in states)
+    return bool(states) and all(state in ("T", "t", "D") for state in states)
 
 
 @contextlib.contextmanager
