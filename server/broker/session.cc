@@ -143,12 +143,11 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
 void Session::TakePooledWorker() {
   {
     absl::MutexLock lock(&mu_);
-    if (scratch_ != nullptr) return;  // its workers are started for it, never pooled
     if (!restart_) return;
   }
-  if (config_.pool == nullptr || config_.pool->idle() == 0) return;
-  // With none idle after all, or a failure, the first request that needs a worker starts
-  // one (EnsureWorker) and reports what fails.
+  // Without a pooled worker for it (none idle, no pool, a scratch directory), or on a
+  // failure, the first request that needs a worker starts one (EnsureWorker) and reports
+  // what fails.
   (void)EnsureWorker(/*ahead=*/true);
 }
 
@@ -668,8 +667,7 @@ absl::Status Session::EnsureWorker(bool ahead) {
     if (scratch_ != nullptr) settings.scratch_directory = scratch_->path();
     settings.memory_limit_bytes = memory_limit_bytes_;
     settings.idle_cpu_percent = idle_cpu_percent_;
-    settings.pooled_only = ahead;
-    settings.request_follows = !ahead;
+    settings.ahead = ahead;
   }
   // The dead worker's reader reaped it and reported its death; wait for the reader to end,
   // then the worker's cgroup is removed.

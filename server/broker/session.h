@@ -157,8 +157,7 @@ class Session : private WorkerSupervisor::Listener {
   void SendReadingInPlace(WorkerSupervisor* worker, bool in_place, absl::FunctionRef<bool()> fits,
                           absl::FunctionRef<void()> send);
   // Starts a worker and replays the session's libraries and functions, unless one is alive.
-  // `ahead`: taken ahead of any request (TakePooledWorker): a pooled worker only, whose
-  // `begin` no request follows at once.
+  // `ahead`: taken ahead of any request (TakePooledWorker, SessionWorker::Settings::ahead).
   absl::Status EnsureWorker(bool ahead = false) ABSL_LOCKS_EXCLUDED(mu_);
   // Right after the open is answered: takes a worker from the pool, if one is idle, while
   // the answer travels. The client's next request most likely needs it, and then finds the

@@ -47,8 +47,8 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
     pooled = config.pool->Take();
   }
   absl::StatusOr<std::unique_ptr<WorkerProcess>> started = std::move(pooled.process);
-  if (*started == nullptr && settings.pooled_only) {
-    return absl::UnavailableError("no pooled worker is idle");
+  if (*started == nullptr && settings.ahead) {
+    return absl::UnavailableError("no pooled worker for this session");
   }
   if (*started == nullptr) started = WorkerProcess::Start(options);
   if (!started.ok()) {
@@ -100,7 +100,7 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
         worker_pid, worker_pid != process->pid() ? 1 : 0, config.jail.processes);
   }
   // Last: the worker learns its generation once its caps hold.
-  absl::Status begun = process->Begin(settings.generation, settings.request_follows);
+  absl::Status begun = process->Begin(settings.generation, !settings.ahead);
   if (!begun.ok()) {
     process.reset();  // reaped here, before its group goes
     return Refuse(v1::INTERNAL, session_id,

@@ -32,11 +32,9 @@ class SessionWorker {
     std::string scratch_directory;    // shown read-write to the worker; empty: none
     uint64_t memory_limit_bytes = 0;  // the session's memory cap; 0: none
     uint32_t idle_cpu_percent = 0;    // the worker's CPU share while idle (cgroup layer)
-    // Only a pooled worker: with none idle, UNAVAILABLE (not logged) instead of starting one.
-    bool pooled_only = false;
-    // A request follows the `begin` at once (the worker spins for it): false when the worker
-    // is taken ahead of any request.
-    bool request_follows = true;
+    // Taken ahead of any request: only a pooled worker (none idle, or a session that cannot
+    // have one: UNAVAILABLE, not logged), and no request follows its `begin` at once.
+    bool ahead = false;
   };
 
   // Takes a pooled worker (for a session without a scratch directory: pooled ones have none;

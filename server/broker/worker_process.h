@@ -158,7 +158,7 @@ class WorkerProcess {
   // Binds the worker to `generation` (at least 1): its first request. Call it once, before
   // anything else is sent and before another thread uses the worker; `request_follows`: a
   // request comes right behind (the worker spins for it). UNAVAILABLE when the worker has gone.
-  absl::Status Begin(uint64_t generation, bool request_follows = true);
+  absl::Status Begin(uint64_t generation, bool request_follows);
   WorkerConnection& connection() { return *connection_; }
   // Which jail layers this worker got.
   const SpawnedLayers& jail_layers() const { return layers_; }

@@ -487,19 +487,8 @@ class ImageTable:
             by_page[word - word % PAGE_BYTES].append(word)
         if len(by_page) > budget.left:
             raise ImageBudgetExceeded(budget.limit)
-        # All the pages in one request; if one of them cannot be read, each alone.
         ranges = [(starts[0], page + PAGE_BYTES - starts[0]) for page, starts in by_page.items()]
-        pages: List[Optional[bytes]] = []
-        try:
-            if not self._memory.lists:
-                raise MemoryFault("a server without read_memory_list", "MEMORY_FAULT")
-            for at in range(0, len(ranges), MAX_READS_PER_LIST):
-                pages += self._memory.read_list(ranges[at:at + MAX_READS_PER_LIST], generation,
-                                                as_is=True)
-        except MemoryFault:
-            # A page that cannot be read fails the list: each page alone, then.
-            pages = [self._read(first, size, generation) for first, size in ranges]
-        for starts, data in zip(by_page.values(), pages):
+        for starts, data in zip(by_page.values(), self._read_pages(ranges, generation)):
             first = starts[0]
             if data is None:
                 continue
@@ -571,6 +560,22 @@ class ImageTable:
                 if word:
                     budget.pending.append((image, base + offset, pointer_type, word))
         return image
+
+    def _read_pages(self, ranges: List[Tuple[int, int]],
+                    generation: int) -> List[Optional[bytes]]:
+        """The bytes of each (address, size) of `ranges`, None where they cannot be read: in
+        one request (per MAX_READS_PER_LIST) where the server takes read_memory_list, else,
+        or when one of them cannot be read (which fails its list), each alone."""
+        if self._memory.lists:
+            try:
+                pages: List[Optional[bytes]] = []
+                for at in range(0, len(ranges), MAX_READS_PER_LIST):
+                    pages += self._memory.read_list(ranges[at:at + MAX_READS_PER_LIST],
+                                                    generation, as_is=True)
+                return pages
+            except MemoryFault:
+                pass
+        return [self._read(first, size, generation) for first, size in ranges]
 
     def _make_string_array(self, data: bytes, worker: int, generation: int,
                            budget: Budget) -> Image:
