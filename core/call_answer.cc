@@ -284,6 +284,11 @@ absl::Status CheckErrorAnswer(const v1::Response& response) {
   if (response.error().has_batch_index()) {
     return absl::InvalidArgumentError("the answer names a batch call");
   }
+  // Only the broker knows a request never reached a worker (a client would send its
+  // releases again).
+  if (response.error().never_reached_worker()) {
+    return absl::InvalidArgumentError("the answer says its request never reached a worker");
+  }
   return absl::OkStatus();
 }
 

@@ -154,6 +154,9 @@ TEST(CheckNestedAnswer, AnErrorCarriesNoResultAndOnlyACodeTheWorkerMayReport) {
   answer.clear_memory();
   answer.mutable_error()->set_code(v1::WORKER_CRASHED);  // only the broker says that
   EXPECT_FALSE(CheckNestedAnswer(read, answer).ok());
+  answer.mutable_error()->set_code(v1::MEMORY_FAULT);
+  answer.mutable_error()->set_never_reached_worker(true);  // and that
+  EXPECT_FALSE(CheckNestedAnswer(read, answer).ok());
   v1::Request load;
   load.mutable_load_library();
   EXPECT_FALSE(CheckNestedAnswer(load, answer).ok());

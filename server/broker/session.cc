@@ -95,8 +95,19 @@ void Session::Reply(const v1::Request& request, v1::Response response) {
   sink_->Send(std::move(response));
 }
 
-void Session::ReplyError(const v1::Request& request, const absl::Status& status) {
-  sink_->Send(ErrorResponse(request.id(), ToProtoError(status)));
+namespace {
+
+// The answer to request `id` that the broker refused with `status` before any worker saw it.
+v1::Response RefusalResponse(uint64_t id, const absl::Status& status) {
+  v1::Error error = ToProtoError(status);
+  error.set_never_reached_worker(true);
+  return ErrorResponse(id, error);
+}
+
+}  // namespace
+
+void Session::ReplyRefusal(const v1::Request& request, const absl::Status& status) {
+  sink_->Send(RefusalResponse(request.id(), status));
 }
 
 void Session::RefuseUnparsed(uint64_t id, v1::Request::OpCase op, const absl::Status& status) {
@@ -105,7 +116,7 @@ void Session::RefuseUnparsed(uint64_t id, v1::Request::OpCase op, const absl::St
     any_request_ = true;
   }
   config_.metrics.CallsAnswered(op, 0, ErrorCodeOf(status));
-  sink_->Send(ErrorResponse(id, ToProtoError(status)));
+  sink_->Send(RefusalResponse(id, status));
 }
 
 absl::Duration Session::CallTimeout() {
@@ -126,9 +137,11 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   absl::StatusOr<Answer> answer = Dispatch(request, first);
   answer_in_place_ = false;
   if (!answer.ok()) {
-    // A call or batch refused here (or whose worker could not start) never reaches a worker.
+    // Refused here (or no worker could start for it): the request never reached a worker.
+    // Every failure after Enqueue let go of it (a failed send included) is answered later,
+    // by the reader thread.
     config_.metrics.CallsAnswered(request.op_case(), 0, ErrorCodeOf(answer.status()));
-    ReplyError(request, answer.status());
+    ReplyRefusal(request, answer.status());
   } else if (answer->has_value()) {
     Reply(request, **std::move(answer));
   }

@@ -219,7 +219,8 @@ class Session : private WorkerSupervisor::Listener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Reply(const v1::Request& request, v1::Response response);
-  void ReplyError(const v1::Request& request, const absl::Status& status);
+  // The answer to a request refused before any worker saw it (Error.never_reached_worker).
+  void ReplyRefusal(const v1::Request& request, const absl::Status& status);
 
   const SessionConfig config_;
   ResponseSink* const sink_;

@@ -108,6 +108,11 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
   if (response.has_error()) {
     absl::Status code = CheckErrorCode(response.error());
     if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("reply has ", code.message()));
+    // Only the broker knows a request never reached a worker (a client would send its
+    // releases again).
+    if (response.error().never_reached_worker()) {
+      return absl::InvalidArgumentError("reply says its request never reached a worker");
+    }
     // Only a batch answers an error with a result: the results of the calls before the
     // failing one, whose index the error names.
     if (expected.op == v1::Request::kBatch && response.has_batch()) {

@@ -473,6 +473,20 @@ TEST(ParseWorkerReply, FailedBatchMustNameTheCallAfterItsLastResult) {
   v1::Response crashed = FailedBatchReply(1);
   crashed.mutable_error()->set_code(v1::WORKER_CRASHED);
   ExpectRefused(Frame(crashed), PendingBatch());
+  v1::Response unreached = FailedBatchReply(1);
+  unreached.mutable_error()->set_never_reached_worker(true);
+  ExpectRefused(Frame(unreached), PendingBatch());
+}
+
+TEST(ParseWorkerReply, OnlyTheBrokerSaysARequestNeverReachedAWorker) {
+  // A client sends the releases of such a call again: a worker that claims it would have
+  // them freed twice.
+  v1::Response failed;
+  failed.set_id(kSequence);
+  failed.mutable_error()->set_code(v1::MEMORY_FAULT);
+  EXPECT_TRUE(ParseWorkerReply(Frame(failed), PendingCall()).ok());
+  failed.mutable_error()->set_never_reached_worker(true);
+  ExpectRefused(Frame(failed), PendingCall());
 }
 
 TEST(ParseWorkerReply, EachBatchResultIsCheckedAgainstItsOwnCallsBlocks) {

@@ -120,6 +120,18 @@ def exchange(worker, request, answer, **how):
         thread.join()
 
 
+def test_only_the_broker_says_a_request_never_reached_a_worker():
+    # A client sends the releases of such a call again: a worker that claimed it would have
+    # them freed twice.
+    request = pb.Request(id=7, call=pb.Call(function=1))
+    answer = pb.Response(id=7, error=pb.Error(code=pb.MEMORY_FAULT, message="no"))
+    assert lc.check_call_answer(request, answer) is None
+    answer.error.never_reached_worker = True
+    assert lc.check_call_answer(request, answer) == "says its request never reached a worker"
+    read = pb.Request(id=7, read_memory=pb.ReadMemory(size=4))
+    assert lc.check_nested_answer(read, answer) == "says its request never reached a worker"
+
+
 @pytest.mark.parametrize("tell_every", [1, 3])
 def test_frames_both_ways_whole_and_across_the_rings_end(worker, tell_every):
     # Sizes that are no divisor of the ring: frames start at many offsets, and some of them

@@ -1020,6 +1020,34 @@ def test_a_call_too_large_for_the_stream_leaves_its_releases_to_a_later_call(cli
         assert still_kept(session, addresses) == 0
 
 
+def test_a_call_the_server_refuses_leaves_its_releases_to_a_later_call():
+    # The broker refuses a call before any worker sees it (here a block over the server's
+    # max_block_bytes, which the client does not check): its answer says so, and the
+    # releases the call carried go with the next call instead of being lost.
+    server = Server("--max_block_bytes=1048576")
+    client = ffibox.connect(server.address)
+    try:
+        with client.session(same_host=False) as session:
+            addresses = twinned_and_collected(session, 5)
+            libc = session.CDLL("libc.so.6")
+            libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+            with pytest.raises(ffibox.Error) as refused:
+                libc.memset(ct.create_string_buffer(2 << 20), 1, 1)
+            assert refused.value.code == "RESOURCE_EXHAUSTED"
+            assert refused.value.never_reached_worker
+            assert session.twins.has_releases()
+            assert libc.memset(ct.create_string_buffer(16), 1, 1)
+            assert still_kept(session, addresses) == 0
+            # An error of the worker's own does not say so: freeing what it freed already.
+            with pytest.raises(ffibox.Error) as freed:
+                session.stream.request(free_memory=pb.FreeMemory(address=addresses[0]))
+            assert freed.value.code == "NOT_FOUND"
+            assert not freed.value.never_reached_worker
+    finally:
+        client.close()
+        server.stop()
+
+
 def test_releases_of_a_packed_call_are_sent_once_even_when_its_wait_is_interrupted(client):
     # Interrupted after it was sent (here: a KeyboardInterrupt once the answer is in), a
     # packed call's releases are not sent again: the worker freed them first. Not sent at

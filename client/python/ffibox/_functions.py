@@ -235,12 +235,15 @@ class RemoteCall:
         session.images.sync()
         # While the call is in flight its twins are the worker's (busy since `place`): a
         # nested call (from a callback) must not sync the caller's stale bytes into them.
-        # Its releases are not sent again, whatever the answer: a worker frees them before
-        # anything else, and a later keep may have been given an address freed since (a
-        # call the broker refuses before the worker sees it leaves them kept there until
-        # the worker ends).
+        # Its releases are sent again only when the server refused the call before any
+        # worker saw it: a worker frees them before anything else, and a later keep may have
+        # been given an address freed since.
         try:
             response = session.call(call)
+        except Error as error:
+            if error.never_reached_worker and call.release:
+                session.twins.requeue(released)
+            raise
         finally:
             builder.answered()
         session.twins.note_generation(response.generation)

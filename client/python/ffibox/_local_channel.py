@@ -766,6 +766,8 @@ def _check_error(response) -> Optional[str]:
         return "carries both an error and a result"
     if response.error.HasField("batch_index"):
         return "names a batch call"
+    if response.error.never_reached_worker:  # the broker's word only (releases sent again)
+        return "says its request never reached a worker"
     return None
 
 

@@ -3,15 +3,17 @@ from typing import List, Optional
 
 
 class Error(Exception):
-    """Base of every ffibox error. `code` is the protocol's ErrorCode name. For a batch
-    (Session.batch): `batch_index` is the index of the call that was refused or failed (None
-    when the batch failed as a whole), and `results` the CallResults of the calls that ran
-    before it."""
+    """Base of every ffibox error. `code` is the protocol's ErrorCode name.
+    `never_reached_worker` is true when the server refused the request before any worker saw
+    it (nothing it asked for took effect). For a batch (Session.batch): `batch_index` is the
+    index of the call that was refused or failed (None when the batch failed as a whole), and
+    `results` the CallResults of the calls that ran before it."""
 
     def __init__(self, message: str, code: str = "INTERNAL", function: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.function = function
+        self.never_reached_worker = False
         self.batch_index: Optional[int] = None
         self.results: List = []
 
@@ -78,20 +80,21 @@ def error_from_proto(error, pb, function: Optional[str] = None) -> Error:
     message = "%s: %s" % (code, error.message) if error.message else code
     function = error.function or function or ""
     if error.code == pb.WORKER_CRASHED:
-        return WorkerCrashed(message, error.signal, error.exit_code, function,
-                             error.fault_address)
-    if error.code == pb.SANDBOX_VIOLATION:
-        return SandboxViolation(message, error.syscall, function)
-    classes = {
-        pb.CALL_TIMEOUT: CallTimeout,
-        pb.LIBRARY_NOT_ALLOWED: LibraryNotAllowed,
-        pb.LIBRARY_LOAD_FAILED: LibraryLoadFailed,
-        pb.SYMBOL_NOT_FOUND: SymbolNotFound,
-        pb.MEMORY_FAULT: MemoryFault,
-        pb.STALE_HANDLE: StaleHandle,
-    }
-    cls = classes.get(error.code, Error)
-    raised = cls(message, code, function)
-    if error.HasField("batch_index"):
-        raised.batch_index = error.batch_index
+        raised = WorkerCrashed(message, error.signal, error.exit_code, function,
+                               error.fault_address)
+    elif error.code == pb.SANDBOX_VIOLATION:
+        raised = SandboxViolation(message, error.syscall, function)
+    else:
+        classes = {
+            pb.CALL_TIMEOUT: CallTimeout,
+            pb.LIBRARY_NOT_ALLOWED: LibraryNotAllowed,
+            pb.LIBRARY_LOAD_FAILED: LibraryLoadFailed,
+            pb.SYMBOL_NOT_FOUND: SymbolNotFound,
+            pb.MEMORY_FAULT: MemoryFault,
+            pb.STALE_HANDLE: StaleHandle,
+        }
+        raised = classes.get(error.code, Error)(message, code, function)
+        if error.HasField("batch_index"):
+            raised.batch_index = error.batch_index
+    raised.never_reached_worker = error.never_reached_worker
     return raised
