@@ -138,8 +138,7 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   answer_in_place_ = false;
   if (!answer.ok()) {
     // Refused here (or no worker could start for it): the request never reached a worker.
-    // Every failure after Enqueue let go of it (a failed send included) is answered later,
-    // by the reader thread.
+    // One that Enqueue accepted is answered by the reader thread, even when its send failed.
     config_.metrics.CallsAnswered(request.op_case(), 0, ErrorCodeOf(answer.status()));
     ReplyRefusal(request, answer.status());
   } else if (answer->has_value()) {
