@@ -39,7 +39,7 @@
 // calls, `Run`, then `Result` per call.
 //
 // Errors are absl::Status values carrying the public ffibox.v1.Error: `ErrorOf(status)`
-// returns it (code, signal, exit_code, function, ...).
+// returns it (code, signal, exit_code, function, never_reached_worker, ...).
 #ifndef FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 #define FFIBOX_CLIENT_CPP_FFIBOX_CLIENT_H_
 

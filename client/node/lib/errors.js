@@ -2,7 +2,11 @@
 // Errors of the ffibox Node client: one class per protocol ErrorCode that a caller may want
 // to tell apart, and the one function that maps a protocol Error message to them.
 
-/** Base of every ffibox error. `code` is the protocol's ErrorCode name ("WORKER_CRASHED"). */
+/**
+ * Base of every ffibox error. `code` is the protocol's ErrorCode name ("WORKER_CRASHED").
+ * `neverReachedWorker` is true when the server refused the request before any worker saw it:
+ * nothing it asked for happened.
+ */
 class FfiboxError extends Error {
   constructor(message, code = 'INTERNAL', details = {}) {
     super(message);
@@ -11,6 +15,7 @@ class FfiboxError extends Error {
     this.field = details.field || '';        // INVALID_ARGUMENT: the bad part of the request
     this.function = details.function || '';  // the function (or operation) that was running
     this.batchIndex = details.batchIndex;    // a batch: the index of the call that failed
+    this.neverReachedWorker = details.neverReachedWorker === true;
   }
 }
 
@@ -105,6 +110,7 @@ function errorFromProto(error, fallbackFunction = '') {
     function: error.function || fallbackFunction,
     batchIndex: error.batch_index === undefined || error.batch_index === null
       ? undefined : Number(error.batch_index),
+    neverReachedWorker: error.never_reached_worker === true,
   };
   if (code === 'WORKER_CRASHED') {
     return new WorkerCrashed(message, {

@@ -88,6 +88,7 @@ describe('declarations', () => {
       assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
       assert.equal(error.code, 'INVALID_ARGUMENT');
       assert.equal(error.field, 'parse_declaration.declaration.params[0]');
+      assert.equal(error.neverReachedWorker, true);  // the server's own refusal
       return true;
     });
   });
@@ -96,6 +97,7 @@ describe('declarations', () => {
     await assert.rejects(lib.func('int no_such_function(int)'), (error) => {
       assert.ok(error instanceof ffibox.SymbolNotFound, error.stack);
       assert.match(error.message, /no_such_function/);
+      assert.equal(error.neverReachedWorker, false);  // the worker's dlsym
       return true;
     });
   });
