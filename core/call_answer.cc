@@ -277,17 +277,12 @@ absl::Status CheckReadListResult(const v1::MemoryDataList& list,
 }
 
 absl::Status CheckErrorAnswer(const v1::Response& response) {
-  FFIBOX_RETURN_IF_ERROR(CheckErrorCode(response.error()));
+  FFIBOX_RETURN_IF_ERROR(CheckWorkerError(response.error()));
   if (response.result_case() != v1::Response::RESULT_NOT_SET) {
     return absl::InvalidArgumentError("the answer carries both an error and a result");
   }
   if (response.error().has_batch_index()) {
     return absl::InvalidArgumentError("the answer names a batch call");
-  }
-  // Only the broker knows a request never reached a worker (a client would send its
-  // releases again).
-  if (response.error().never_reached_worker()) {
-    return absl::InvalidArgumentError("the answer says its request never reached a worker");
   }
   return absl::OkStatus();
 }
@@ -324,7 +319,7 @@ absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& r
   return CheckReadResult(response.memory(), TypeSizeOf(read.type()), true);
 }
 
-absl::Status CheckErrorCode(const v1::Error& error) {
+absl::Status CheckWorkerError(const v1::Error& error) {
   v1::ErrorCode code = error.code();
   if (!v1::ErrorCode_IsValid(code) || code == v1::ERROR_CODE_UNSPECIFIED) {
     return absl::InvalidArgumentError(absl::StrCat("unknown error code ", code));
@@ -334,6 +329,10 @@ absl::Status CheckErrorCode(const v1::Error& error) {
   if (code == v1::WORKER_CRASHED || code == v1::SANDBOX_VIOLATION || code == v1::JAIL_UNAVAILABLE) {
     return absl::InvalidArgumentError(
         absl::StrCat("error code ", v1::ErrorCode_Name(code), ", which only the broker reports"));
+  }
+  // And that a request never reached a worker: a client would send its releases again.
+  if (error.never_reached_worker()) {
+    return absl::InvalidArgumentError("an error saying its request never reached a worker");
   }
   return absl::OkStatus();
 }

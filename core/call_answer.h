@@ -100,8 +100,8 @@ absl::Status CheckReadListResult(const v1::MemoryDataList& list,
 // operations the worker is never sent).
 v1::Response::ResultCase ExpectedResult(v1::Request::OpCase op);
 
-// Checks an answer that carries an error: a code the worker may report (CheckErrorCode), no
-// result, no batch call named. INVALID_ARGUMENT describing the violation.
+// Checks an answer that carries an error: an error the worker may report (CheckWorkerError),
+// no result, no batch call named. INVALID_ARGUMENT describing the violation.
 absl::Status CheckErrorAnswer(const v1::Response& response);
 
 // Checks a worker's answer to `request`, one of the requests other than calls a client may
@@ -112,9 +112,11 @@ absl::Status CheckErrorAnswer(const v1::Response& response);
 // describing the violation; FAILED_PRECONDITION for a request of another operation.
 absl::Status CheckNestedAnswer(const v1::Request& request, const v1::Response& response);
 
-// Checks an error's code: a known one, and none of those only the broker reports
-// (WORKER_CRASHED, SANDBOX_VIOLATION, JAIL_UNAVAILABLE). INVALID_ARGUMENT otherwise.
-absl::Status CheckErrorCode(const v1::Error& error);
+// Checks an error a worker sent: a known code, none of those only the broker reports
+// (WORKER_CRASHED, SANDBOX_VIOLATION, JAIL_UNAVAILABLE), and not `never_reached_worker`, which
+// only the broker knows (a client sends such a call's releases again). INVALID_ARGUMENT
+// otherwise.
+absl::Status CheckWorkerError(const v1::Error& error);
 
 }  // namespace ffibox
 

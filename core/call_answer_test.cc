@@ -143,7 +143,7 @@ TEST(CheckNestedAnswer, AReadListGetsOneReadOfTheSizeAskedForPerRead) {
   EXPECT_FALSE(CheckNestedAnswer(list, answer).ok());
 }
 
-TEST(CheckNestedAnswer, AnErrorCarriesNoResultAndOnlyACodeTheWorkerMayReport) {
+TEST(CheckNestedAnswer, AnErrorCarriesNoResultAndOnlyWhatTheWorkerMayReport) {
   v1::Request read;
   read.mutable_read_memory()->set_size(4);
   v1::Response answer;

@@ -283,6 +283,7 @@ void CheckAcceptedResponse(const v1::Response& response, const PendingRequest& p
   if (response.has_error()) {
     const v1::Error& error = response.error();
     FUZZ_CHECK(KnownErrorCode(error.code()), "error code ", error.code());
+    FUZZ_CHECK(!error.never_reached_worker(), "an error saying its request never reached a worker");
     if (response.result_case() == v1::Response::RESULT_NOT_SET) {
       FUZZ_CHECK(!error.has_batch_index(), "an error naming batch call ", error.batch_index(),
                  " without the results before it passed");

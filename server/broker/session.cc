@@ -68,6 +68,13 @@ AnswerLimits AnswerLimitsOf(const v1::Request& request, const PendingRequest& pe
   }
 }
 
+// The answer to request `id` that the broker refused with `status` before any worker saw it.
+v1::Response RefusalResponse(uint64_t id, const absl::Status& status) {
+  v1::Error error = ToProtoError(status);
+  error.set_never_reached_worker(true);
+  return ErrorResponse(id, error);
+}
+
 }  // namespace
 
 Session::Session(const SessionConfig& config, ResponseSink* sink, std::string session_id)
@@ -94,17 +101,6 @@ void Session::Reply(const v1::Request& request, v1::Response response) {
   response.set_id(request.id());
   sink_->Send(std::move(response));
 }
-
-namespace {
-
-// The answer to request `id` that the broker refused with `status` before any worker saw it.
-v1::Response RefusalResponse(uint64_t id, const absl::Status& status) {
-  v1::Error error = ToProtoError(status);
-  error.set_never_reached_worker(true);
-  return ErrorResponse(id, error);
-}
-
-}  // namespace
 
 void Session::ReplyRefusal(const v1::Request& request, const absl::Status& status) {
   sink_->Send(RefusalResponse(request.id(), status));

@@ -140,7 +140,27 @@ TEST(Session, HangingRequestTimesOutAndTheQueuedOneFailsToo) {
   EXPECT_EQ(responses[1].error().code(), v1::CALL_TIMEOUT) << responses[1].DebugString();
   EXPECT_EQ(responses[2].id(), 3u);
   EXPECT_EQ(responses[2].error().code(), v1::CALL_TIMEOUT) << responses[2].DebugString();
+  // Both reached the worker (the second was queued there behind the first): a client must not
+  // send again what they carried.
+  EXPECT_FALSE(responses[1].error().never_reached_worker());
+  EXPECT_FALSE(responses[2].error().never_reached_worker());
   EXPECT_EQ(responses[3].event().kind(), v1::SessionEvent::WORKER_LOST);
+  session.Shutdown();
+}
+
+TEST(Session, ARequestRefusedBeforeAnyWorkerSawItSaysSo) {
+  RecordingSink sink;
+  Session session(FakeWorkerConfig(), &sink, "test");
+  v1::Request call;
+  call.set_id(1);
+  call.mutable_call()->set_function(77);  // never resolved
+  call.mutable_call()->add_release()->set_address(0x1000);
+  ASSERT_TRUE(session.HandleRequest(call));
+  std::vector<v1::Response> responses = sink.WaitFor(1);
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].id(), 1u);
+  ASSERT_TRUE(responses[0].has_error()) << responses[0].DebugString();
+  EXPECT_TRUE(responses[0].error().never_reached_worker()) << responses[0].DebugString();
   session.Shutdown();
 }
 

@@ -106,13 +106,8 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
         "reply for request ", response.id(), " while request ", expected.sequence, " was running"));
   }
   if (response.has_error()) {
-    absl::Status code = CheckErrorCode(response.error());
+    absl::Status code = CheckWorkerError(response.error());
     if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("reply has ", code.message()));
-    // Only the broker knows a request never reached a worker (a client would send its
-    // releases again).
-    if (response.error().never_reached_worker()) {
-      return absl::InvalidArgumentError("reply says its request never reached a worker");
-    }
     // Only a batch answers an error with a result: the results of the calls before the
     // failing one, whose index the error names.
     if (expected.op == v1::Request::kBatch && response.has_batch()) {
@@ -164,7 +159,7 @@ absl::Status CheckWorkerEvent(const v1::SessionEvent& event) {
     return absl::InvalidArgumentError(
         absl::StrCat("the worker may only send CALLBACK_ERROR events, not kind ", event.kind()));
   }
-  absl::Status code = CheckErrorCode(event.error());
+  absl::Status code = CheckWorkerError(event.error());
   if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("event has ", code.message()));
   // A callback error says which callback failed and why: a few lines. A huge one is a
   // worker spending the broker's memory (the event is relayed to the client whole).

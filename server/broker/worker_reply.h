@@ -34,18 +34,18 @@ absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(absl::string_view frame);
 absl::StatusOr<internal::WorkerReply> ParseWorkerFrame(FramePayload frame,
                                                        absl::FunctionRef<AnswerLimits()> limits);
 
-// Checks `response` (from a parsed frame) as the answer to `expected`, the request in
-// flight whose sequence number it carries. Checks that it answers that request, carries
-// either an error with a known code or the result kind the operation produces, names the
-// assigned handle, returns only blocks the call sent as OUT/INOUT with their exact sizes,
-// reports pointers in them only at increasing 8-aligned offsets with the word inside the
-// block and the target inside a block of the call, reports each kept block once in order,
-// answers a batch with one call result per call, each checked as a call's against that
-// call's blocks (with an error, only a batch may carry a result: the results of the calls
-// before the failed one, which Error.batch_index names; an error naming a call carries
-// them), and answers read_memory with exactly the bytes asked for (untyped) or a value and
-// no data (typed; a raw value of the type's size). Returns the response with the client's
-// id, or INVALID_ARGUMENT describing the violation (the caller kills the worker).
+// Checks `response` (from a parsed frame) as the answer to `expected`, the request in flight whose
+// sequence number it carries. Checks that it answers that request, carries either an error a worker
+// may report (CheckWorkerError, core/call_answer.h) or the result kind the operation produces,
+// names the assigned handle, returns only blocks the call sent as OUT/INOUT with their exact sizes,
+// reports pointers in them only at increasing 8-aligned offsets with the word inside the block and
+// the target inside a block of the call, reports each kept block once in order, answers a batch
+// with one call result per call, each checked as a call's against that call's blocks (with an
+// error, only a batch may carry a result: the results of the calls before the failed one, which
+// Error.batch_index names; an error naming a call carries them), and answers read_memory with
+// exactly the bytes asked for (untyped) or a value and no data (typed; a raw value of the type's
+// size). Returns the response with the client's id, or INVALID_ARGUMENT describing the violation
+// (the caller kills the worker).
 absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
                                                  const PendingRequest& expected);
 

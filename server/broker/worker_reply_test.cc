@@ -484,7 +484,7 @@ TEST(ParseWorkerReply, OnlyTheBrokerSaysARequestNeverReachedAWorker) {
   v1::Response failed;
   failed.set_id(kSequence);
   failed.mutable_error()->set_code(v1::MEMORY_FAULT);
-  EXPECT_TRUE(ParseWorkerReply(Frame(failed), PendingCall()).ok());
+  ASSERT_OK(ParseWorkerReply(Frame(failed), PendingCall()));
   failed.mutable_error()->set_never_reached_worker(true);
   ExpectRefused(Frame(failed), PendingCall());
 }
@@ -683,6 +683,10 @@ TEST(CheckWorkerEvent, OnlyCallbackErrorsWithKnownCodesPass) {
   EXPECT_TRUE(CheckWorkerEvent(event).ok());
   event.mutable_error()->set_code(static_cast<v1::ErrorCode>(4242));
   EXPECT_FALSE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->set_code(v1::NOT_FOUND);
+  event.mutable_error()->set_never_reached_worker(true);  // only the broker knows that
+  EXPECT_FALSE(CheckWorkerEvent(event).ok());
+  event.mutable_error()->clear_never_reached_worker();
   event.mutable_error()->set_code(v1::WORKER_CRASHED);
   event.set_kind(v1::SessionEvent::WORKER_LOST);  // only the broker reports losses
   EXPECT_FALSE(CheckWorkerEvent(event).ok());

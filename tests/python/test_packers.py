@@ -1036,7 +1036,7 @@ def test_a_call_the_server_refuses_leaves_its_releases_to_a_later_call():
             assert refused.value.code == "RESOURCE_EXHAUSTED"
             assert refused.value.never_reached_worker
             assert session.twins.has_releases()
-            assert libc.memset(ct.create_string_buffer(16), 1, 1)
+            libc.memset(ct.create_string_buffer(16), 1, 1)  # carries them
             assert still_kept(session, addresses) == 0
             # An error of the worker's own does not say so: freeing what it freed already.
             with pytest.raises(ffibox.Error) as freed:

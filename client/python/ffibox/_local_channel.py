@@ -807,7 +807,7 @@ def _check_read(memory, read) -> Optional[str]:
 
 def check_call_answer(request, response) -> Optional[str]:
     """Why `response` cannot be the worker's answer to the call `request`, else None: the
-    checks of core/call_answer.h (CheckErrorCode, CheckCallResult), as the broker applies
+    checks of core/call_answer.h (CheckWorkerError, CheckCallResult), as the broker applies
     them to every worker's answer."""
     if response.id != request.id:
         return "answers request %d, not %d" % (response.id, request.id)
