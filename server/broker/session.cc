@@ -102,8 +102,9 @@ void Session::Reply(const v1::Request& request, v1::Response response) {
   sink_->Send(std::move(response));
 }
 
-void Session::ReplyRefusal(const v1::Request& request, const absl::Status& status) {
-  sink_->Send(RefusalResponse(request.id(), status));
+void Session::Refuse(uint64_t id, v1::Request::OpCase op, const absl::Status& status) {
+  config_.metrics.CallsAnswered(op, 0, ErrorCodeOf(status));
+  sink_->Send(RefusalResponse(id, status));
 }
 
 void Session::RefuseUnparsed(uint64_t id, v1::Request::OpCase op, const absl::Status& status) {
@@ -111,8 +112,7 @@ void Session::RefuseUnparsed(uint64_t id, v1::Request::OpCase op, const absl::St
     absl::MutexLock lock(&mu_);
     any_request_ = true;
   }
-  config_.metrics.CallsAnswered(op, 0, ErrorCodeOf(status));
-  sink_->Send(RefusalResponse(id, status));
+  Refuse(id, op, status);
 }
 
 absl::Duration Session::CallTimeout() {
@@ -135,8 +135,7 @@ bool Session::HandleRequest(const v1::Request& request, bool client_waits) {
   if (!answer.ok()) {
     // Refused here (or no worker could start for it): the request never reached a worker.
     // One that Enqueue accepted is answered by the reader thread, even when its send failed.
-    config_.metrics.CallsAnswered(request.op_case(), 0, ErrorCodeOf(answer.status()));
-    ReplyRefusal(request, answer.status());
+    Refuse(request.id(), request.op_case(), answer.status());
   } else if (answer->has_value()) {
     Reply(request, **std::move(answer));
   }

@@ -219,8 +219,9 @@ class Session : private WorkerSupervisor::Listener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Reply(const v1::Request& request, v1::Response response);
-  // The answer to a request refused before any worker saw it (Error.never_reached_worker).
-  void ReplyRefusal(const v1::Request& request, const absl::Status& status);
+  // Answers request `id`, an `op` refused before any worker saw it
+  // (Error.never_reached_worker), with `status`, and counts it.
+  void Refuse(uint64_t id, v1::Request::OpCase op, const absl::Status& status);
 
   const SessionConfig config_;
   ResponseSink* const sink_;
