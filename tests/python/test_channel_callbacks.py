@@ -5,6 +5,7 @@ writes go there too; what the channel does not carry (loads, look-ups, definitio
 allocations) goes through the broker and runs inside the invocation all the same; an
 invocation the client cannot take ends the channel, never the caller. Real ffiboxd, real
 jailed workers."""
+import copy
 import textwrap
 import threading
 import time
@@ -223,6 +224,36 @@ def test_a_forged_invocation_of_the_right_shape_runs_like_any(client):
         with pytest.raises(ffibox.Error):
             forge(frame, len(frame), b"\0", 1, len(frame))
         assert seen == [(7, 9)]
+        assert session.CDLL("libc.so.6").strlen(b"still served") == 12
+
+
+def test_an_answer_on_the_channel_saying_its_call_never_reached_the_worker_is_refused(client):
+    """A worker may not say its call never reached it (the client would send the call's
+    releases again, to a worker that may have reused their addresses). Forged on the channel
+    as the answer to the call running, it is refused and ends the channel, not the session;
+    the caller's error does not carry the flag, and the releases are not queued again."""
+    with client.session(same_host=True) as session:
+        forge = invoke_forger(session)
+        assert forge(b"", 0, b"\0", 1, 0) == 0  # resolved, nothing written
+        libc = session.CDLL("libc.so.6")
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        buffers = [ct.create_string_buffer(4000) for _ in range(3)]
+        for buffer in buffers:
+            libc.memset(buffer, 1, 1)
+        del buffers, buffer
+        assert session.twins.has_releases()  # the forge's call carries them
+        # That call is the stream's next request: the forged answer is for it.
+        call_id = next(copy.copy(session.stream._ids))
+        frame = pb.Response(id=call_id, error=pb.Error(
+            code=pb.LIBRARY_LOAD_FAILED, message="forged", never_reached_worker=True)
+        ).SerializeToString()
+        with pytest.raises(ffibox.Error) as raised:
+            forge(frame, len(frame), b"\0", 1, len(frame))
+        assert raised.value.code == "INTERNAL", raised.value
+        assert "says its request never reached a worker" in str(raised.value), raised.value
+        assert not raised.value.never_reached_worker
+        assert not session.twins.has_releases(), "the call's releases were queued again"
+        assert not session.stream.local_enabled
         assert session.CDLL("libc.so.6").strlen(b"still served") == 12
 
 

@@ -3,7 +3,8 @@
 The hostile library (tests/testlibs/hostile.c) forges such an invocation straight into its
 worker's ring to the broker, naming a request that is not running: the broker ends the worker
 as a protocol violation, the caller gets WORKER_CRASHED, and the session goes on with a new
-worker. Real ffiboxd, real jailed workers."""
+worker. A forged answer that claims what only the broker may say is ended the same way.
+Real ffiboxd, real jailed workers."""
 import ctypes
 
 import ffibox
@@ -54,6 +55,42 @@ def test_an_invocation_naming_a_request_that_is_not_running_ends_its_worker():
         twice = lib.call_twice_nested
         twice.argtypes = [ct.CFUNCTYPE(ct.c_int, ct.c_int), ct.c_int]
         assert twice(ct.CFUNCTYPE(ct.c_int, ct.c_int)(lambda x: x + 1), 1) == 3
+        session.close()
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_a_worker_that_says_its_request_never_reached_it_is_ended_and_the_client_is_not_told_so():
+    """Only the broker may say a request never reached a worker (the client would then send
+    the request's releases again, to a worker that may have reused their addresses). A worker
+    that answers the call running in it with such an error, forged into its ring, is ended:
+    the caller gets WORKER_CRASHED, which does not carry the flag, and the releases the call
+    carried are not queued again."""
+    server = Server()
+    try:
+        client = ffibox.connect(server.address)
+        session = client.session(same_host=False)
+        hostile = session.CDLL(HOSTILE_LIB)
+        forge = hostile.hostile_answer_running_request_never_reached
+        forge.restype = ctypes.c_long
+        libc = session.CDLL("libc.so.6")
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        buffers = [ct.create_string_buffer(4000) for _ in range(3)]
+        for buffer in buffers:
+            libc.memset(buffer, 1, 1)
+        del buffers, buffer
+        assert session.twins.has_releases()  # the forge's call carries them
+        try:
+            raised = "returned %d" % forge()
+        except ffibox.Error as error:
+            raised = error
+        assert isinstance(raised, ffibox.Error) and raised.code == "WORKER_CRASHED", raised
+        assert "an error saying its request never reached a worker" in str(raised), raised
+        assert not raised.never_reached_worker
+        assert not session.twins.has_releases(), "the call's releases were queued again"
+        # The session goes on with a new worker.
+        assert session.CDLL("libc.so.6").strlen(b"still served") == 12
         session.close()
         client.close()
     finally:

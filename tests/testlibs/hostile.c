@@ -208,11 +208,13 @@ static long wait_until_taken(const unsigned char* channel) {
 
 /* As hostile_whole_frame on the same-host channel to the client, then waits until the client
  * has read the whole frame (up to 5 s), so that the worker's own answer, written where the
- * worker believes the ring ends, cannot overwrite it first. Returns `length`, -ETIMEDOUT, or
+ * worker believes the ring ends, cannot overwrite it first. A `length` of 0 writes nothing
+ * (a first call that only has the function resolved). Returns `length`, -ETIMEDOUT, or
  * -errno. */
 long hostile_whole_frame_to_client_taken(const unsigned char* prefix, long prefix_length,
                                          const unsigned char* pattern, long pattern_length,
                                          long length) {
+  if (length == 0) return 0;
   const long written =
       hostile_whole_frame(1, prefix, prefix_length, pattern, pattern_length, length);
   if (written < 0) return written;
@@ -240,6 +242,62 @@ long hostile_whole_frame_taken(const unsigned char* prefix, long prefix_length,
   write_to_broker(channel, prefix, prefix_length, pattern, pattern_length, length);
   const long taken = wait_until_taken(channel);
   return taken < 0 ? taken : length;
+}
+
+/* Appends `value` as a protobuf varint at `out`; returns the bytes written. */
+static long put_varint(unsigned char* out, uint64_t value) {
+  long length = 0;
+  for (; value >= 0x80; value >>= 7) out[length++] = (unsigned char)(value | 0x80);
+  out[length++] = (unsigned char)value;
+  return length;
+}
+
+/* Answers the request running this function, behind the worker's back, with an error that
+ * claims the request never reached a worker (Error.never_reached_worker, which only the
+ * broker may say), then waits until the broker has read the answer (up to 5 s). The
+ * request's id is the broker's own (WorkerRequest.id, its first field): read from the last
+ * frame of the broker's ring to the worker, found by walking the ring's frames (a 4-byte
+ * length each) from its start to where the worker has read. Returns the id answered,
+ * -EPROTO when the ring does not read so (it wrapped), -ETIMEDOUT, or -errno. */
+long hostile_answer_running_request_never_reached(void) {
+  unsigned char* channel = find_channel();
+  if (channel == NULL) return -ENOENT;
+  const uint64_t ring = *(volatile uint32_t*)(channel + 12);
+  const uint64_t read = __atomic_load_n((uint64_t*)(channel + 64 + 64), __ATOMIC_SEQ_CST);
+  const unsigned char* data = channel + 4096;
+  if (read > ring) return -EPROTO;
+  uint64_t position = 0;
+  uint64_t last = 0;
+  while (position + 4 <= read) {
+    last = position;
+    position += 4 + ((uint64_t)data[position] | (uint64_t)data[position + 1] << 8 |
+                     (uint64_t)data[position + 2] << 16 | (uint64_t)data[position + 3] << 24);
+  }
+  if (position != read || read == 0 || data[last + 4] != 0x08) return -EPROTO;
+  uint64_t id = 0;
+  for (uint64_t at = last + 5, shift = 0; at < read && shift < 64; ++at, shift += 7) {
+    id |= (uint64_t)(data[at] & 0x7F) << shift;
+    if ((data[at] & 0x80) == 0) break;
+  }
+  /* WorkerReply{response: Response{id, error: Error{code: LIBRARY_LOAD_FAILED, message:
+   * "forged", never_reached_worker: true}}} */
+  static const unsigned char error[] = {0x08, 7, 0x12, 6, 'f', 'o', 'r', 'g', 'e', 'd', 0x50, 1};
+  unsigned char response[32];
+  long response_length = 0;
+  response[response_length++] = 0x08;
+  response_length += put_varint(response + response_length, id);
+  response[response_length++] = 0x12;
+  response[response_length++] = (unsigned char)sizeof error;
+  memcpy(response + response_length, error, sizeof error);
+  response_length += (long)sizeof error;
+  unsigned char reply[40];
+  long reply_length = 0;
+  reply[reply_length++] = 0x0a;
+  reply[reply_length++] = (unsigned char)response_length;
+  memcpy(reply + reply_length, response, (size_t)response_length);
+  reply_length += response_length;
+  const long written = hostile_whole_frame_taken(reply, reply_length, reply, 1, reply_length);
+  return written < 0 ? written : (long)id;
 }
 
 static void* stop_self(void* delay) {
