@@ -5,7 +5,9 @@
 // host cannot reach the files) holding scratch/ (mode 0777: the worker runs as another uid,
 // nobody or a subordinate id, and must be able to create files there). Destroying the object
 // removes the whole tree without following symlinks; call it after the session's workers are
-// gone. Runs in the broker only.
+// gone. What the server's user may not remove (a directory a worker closed to it, a tree
+// deeper than a path can name) goes through find(1) run as the workers' ids: in a user
+// namespace mapped as theirs for an unprivileged server. Runs in the broker only.
 #ifndef FFIBOX_SERVER_BROKER_SCRATCH_DIRECTORY_H_
 #define FFIBOX_SERVER_BROKER_SCRATCH_DIRECTORY_H_
 

@@ -317,6 +317,47 @@ def test_private_server_as_ordinary_user_caps_each_workers_threads(ordinary_user
     assert results["bystander_started"] == 50, results
 
 
+LOCK_UP_SCRATCH = """
+import json, os, sys, time
+import ffibox
+from ffibox import ctypes as ct
+wanted = json.loads(sys.argv[1])
+client = ffibox.connect()  # nothing at the default address: a private server
+session = client.session(scratch_directory=True)
+path = session.scratch_directory
+lock = session.CDLL(wanted["library"]).hostile_lock_up_directory
+lock.argtypes = [ct.c_char_p, ct.c_int]
+made = lock(path.encode(), 40)
+owners = sorted({os.lstat(os.path.join(path, name)).st_uid for name in os.listdir(path)})
+entries = sorted(os.listdir(path))
+session.close()
+deadline = time.time() + 10
+while os.path.exists(os.path.dirname(path)) and time.time() < deadline:
+    time.sleep(0.05)
+left = os.path.exists(os.path.dirname(path))
+client.close()
+print(json.dumps({"made": made, "entries": entries, "owners": owners, "left": left}))
+"""
+
+
+def test_private_server_as_ordinary_user_removes_what_a_library_locks_up_in_its_scratch(
+        ordinary_user, user_install):
+    # The worker runs as a subordinate uid: a directory it makes with mode 0700 is closed to
+    # the user's server, one with mode 0300 to anyone but root, and a chain of 40 directories
+    # of 200-character names is deeper than a path can name. All go with the session.
+    script = os.path.join(user_install["directory"], "lock_up_scratch.py")
+    with open(script, "w") as f:
+        f.write(LOCK_UP_SCRATCH)
+    os.chmod(script, 0o644)
+    uid, _, _ = ordinary_user
+    results, stderr = run_as_ordinary_user(
+        ordinary_user, dict(user_install, script=script), {"library": user_install["library"]})
+    assert results["made"] == 0, (results, stderr)
+    assert results["entries"][-2:] == ["locked", "unlistable"], results
+    assert uid not in results["owners"], results  # the worker's files are not the user's
+    assert not results["left"], (results, stderr)
+
+
 def test_check_jail_as_ordinary_user_reports_every_layer_active(ordinary_user,
                                                                    user_install):
     # An ordinary user may not make cgroups unless the host delegates some (this one's v1

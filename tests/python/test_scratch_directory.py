@@ -15,7 +15,7 @@ import time
 import pytest
 
 import ffibox
-from conftest import ROOT, Server
+from conftest import HOSTILE_LIB, ROOT, Server
 
 
 def libc_files(session):
@@ -95,6 +95,29 @@ def test_the_directory_survives_a_worker_restart(scratch_server):
     assert handle and libc.fread(buffer, 1, 16, handle) == 6 and buffer.value == b"before"
     libc.fclose(handle)
     session.close()
+    client.close()
+
+
+def lock_up(session, path, depth):
+    """The hostile library's hostile_lock_up_directory(path, depth): directories the server's
+    user may not enter or list, and a chain deeper than a path can name."""
+    from ffibox import ctypes as ct
+    lock = session.CDLL(HOSTILE_LIB).hostile_lock_up_directory
+    lock.argtypes = [ct.c_char_p, ct.c_int]
+    return lock(path.encode(), depth)
+
+
+def test_what_a_library_locks_up_goes_with_the_session(scratch_server):
+    # Here the server is root; as an ordinary user's private server (the worker a subordinate
+    # uid): test_jail_fails_closed.py.
+    server, _ = scratch_server
+    client = ffibox.connect(server.address)
+    session = client.session(scratch_directory=True)
+    path = session.scratch_directory
+    assert lock_up(session, path, 40) == 0
+    assert sorted(os.listdir(path))[-2:] == ["locked", "unlistable"]
+    session.close()
+    assert wait_gone(os.path.dirname(path)), os.listdir(os.path.dirname(path))
     client.close()
 
 

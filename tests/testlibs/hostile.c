@@ -244,6 +244,59 @@ long hostile_whole_frame_taken(const unsigned char* prefix, long prefix_length,
   return taken < 0 ? taken : length;
 }
 
+/* Creates `name` (a file with a few bytes) in the directory open at `at`. 0 or -errno. */
+static int make_file_at(int at, const char* name) {
+  const int fd = openat(at, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  const int wrote = write(fd, "left", 4) == 4 ? 0 : -EIO;
+  close(fd);
+  return wrote;
+}
+
+/* Fills the directory `dir` (a session's scratch directory) with what a library would leave
+ * to outlive its session: `locked/`, mode 0700 with a file (another uid may not enter it: the
+ * worker of an unprivileged server runs as a subordinate uid); `unlistable/`, mode 0300 with a
+ * file (not even its owner may list it); and a chain of `depth` directories with 200-character
+ * names, a file at its bottom, deeper than a path can name once `depth` passes 20. Returns 0
+ * or -errno. */
+int hostile_lock_up_directory(const char* dir, int depth) {
+  const int top = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (top < 0) return -errno;
+  int result = 0;
+  static const char* const kHidden[] = {"locked", "unlistable"};
+  static const mode_t kModes[] = {0700, 0300};
+  for (int i = 0; i < 2 && result == 0; ++i) {
+    if (mkdirat(top, kHidden[i], kModes[i]) != 0) {
+      result = -errno;
+      break;
+    }
+    const int inner = openat(top, kHidden[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (inner < 0) {
+      result = -errno;
+      break;
+    }
+    result = make_file_at(inner, "file");
+    close(inner);
+  }
+  char name[201];
+  memset(name, 'd', 200);
+  name[200] = '\0';
+  int at = top;
+  for (int level = 0; level < depth && result == 0; ++level) {
+    int next = -1;
+    if (mkdirat(at, name, 0700) != 0 ||
+        (next = openat(at, name, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+      result = -errno;
+    }
+    if (at != top) close(at);
+    at = next;
+  }
+  if (result == 0) result = make_file_at(at, "bottom");
+  if (at >= 0 && at != top) close(at);
+  close(top);
+  return result;
+}
+
 /* Appends `value` as a protobuf varint at `out`; returns the bytes written. */
 static long put_varint(unsigned char* out, uint64_t value) {
   long length = 0;
