@@ -393,7 +393,10 @@ def _prototype_bool(self) -> bool:
 
 class _ParamflagsFunction:
     """A prototype instantiated with paramflags: named and defaulted inputs, and output
-    parameters created here, passed by reference and returned (ctypes' rules)."""
+    parameters created here, passed by reference and returned (ctypes' rules: an output
+    parameter, flag 2, is made here, or is its default; an input-output one, flag 3, is taken
+    from the caller and returned as given; `errcheck` gets the arguments as objects, outputs
+    included, and what it returns is the result unless it is that tuple)."""
 
     def __init__(self, function, argtypes, paramflags) -> None:
         if len(paramflags) != len(argtypes):
@@ -401,45 +404,72 @@ class _ParamflagsFunction:
         self._function = function
         self._argtypes = argtypes
         self._flags = [tuple(p) for p in paramflags]
+        self._errcheck = None
         self.__name__ = function.__name__
+
+    @property
+    def errcheck(self):
+        return self._errcheck
+
+    @errcheck.setter
+    def errcheck(self, check) -> None:
+        if check is not None and not callable(check):
+            raise TypeError("the errcheck attribute must be callable")
+        self._errcheck = check
 
     def __getattr__(self, name: str):
         return getattr(self._function, name)
 
     def __setattr__(self, name: str, value) -> None:
-        if name.startswith("_") or name == "__name__":
+        if name.startswith("_") or name in ("__name__", "errcheck"):
             object.__setattr__(self, name, value)
         else:
             setattr(self._function, name, value)
 
     def __call__(self, *args, **kwargs):
         positional = list(args)
-        call_args, outputs = [], []
+        objects, returned = [], []  # the arguments; (index, as given) of those returned
         for t, flags in zip(self._argtypes, self._flags):
             direction = flags[0] & 3 if flags else 1
             name = flags[1] if len(flags) > 1 else None
-            if direction == 2:  # output: created here
-                out = t._type_()
-                outputs.append(out)
-                call_args.append(_ct.byref(out))
+            if direction == 2:  # output: its default, else made here
+                if len(flags) > 2:
+                    out = flags[2]
+                elif _types.is_array(t):
+                    out = t()
+                elif _types.is_pointer(t):
+                    out = t._type_()
+                else:
+                    raise TypeError("%s 'out' parameter must be passed as default value"
+                                    % (name or "an"))
+                returned.append((len(objects), False))
+                objects.append(out)  # passed as ctypes would: by reference to a POINTER
                 continue
             if positional:
-                call_args.append(positional.pop(0))
+                value = positional.pop(0)
             elif name is not None and name in kwargs:
-                call_args.append(kwargs.pop(name))
+                value = kwargs.pop(name)
             elif len(flags) > 2:
-                call_args.append(flags[2])
+                value = flags[2]
             elif flags and flags[0] & 4:
-                call_args.append(0)
+                value = 0
             else:
                 raise TypeError("required argument %r missing" % (name,))
+            if direction == 3:  # input and output: returned as the caller gave it
+                returned.append((len(objects), True))
+            objects.append(value)
         if positional or kwargs:
             raise TypeError("too many arguments for %s" % self.__name__)
-        result = self._function(*call_args)
-        if not outputs:
+        objects = tuple(objects)
+        result = self._function(*objects)
+        if self._errcheck is not None:
+            checked = self._errcheck(result, self, objects)
+            if checked is not objects:
+                return checked
+        if not returned:
             return result
-        values = [o.value if hasattr(o, "value") and _types.is_fundamental(type(o)) else o
-                  for o in outputs]
+        values = [objects[i] if as_given or not _types.is_fundamental(type(objects[i]))
+                  else objects[i].value for i, as_given in returned]
         return values[0] if len(values) == 1 else tuple(values)
 
 

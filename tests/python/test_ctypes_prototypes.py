@@ -1,0 +1,47 @@
+"""Prototypes made from a library's function with paramflags, and a function's own attributes,
+side by side with the stdlib in-process (the `ct` fixture runs each test under both): output
+and input-output parameters come back as ctypes returns them, and errcheck sees what ctypes
+shows it."""
+import pytest
+
+
+def divmod_prototype(ct, testlib, paramflags):
+    # int divmod(int a, int b, int* quotient, int* remainder)
+    prototype = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_int, ct.POINTER(ct.c_int),
+                             ct.POINTER(ct.c_int))
+    return prototype(("divmod", testlib), paramflags)
+
+
+def test_input_output_parameters_come_back_as_the_caller_gave_them(ct, testlib):
+    increment = ct.CFUNCTYPE(None, ct.POINTER(ct.c_int))(("increment", testlib), ((3, "p"),))
+    given = ct.c_int(5)
+    back = increment(given)
+    assert back is given and given.value == 6
+    both = divmod_prototype(ct, testlib, ((1, "a"), (1, "b", 3), (2, "q"), (3, "r")))
+    quotient, remainder = both(10, 4, ct.c_int(0))
+    assert quotient == 2 and type(remainder) is ct.c_int and remainder.value == 2
+
+
+def test_output_parameters_of_arrays_and_defaults(ct, testlib):
+    # void fill_squares(int* out, int n)
+    squares = ct.CFUNCTYPE(None, ct.c_int * 4, ct.c_int)(
+        ("fill_squares", testlib), ((2, "out"), (1, "n", 4)))
+    assert list(squares()) == [0, 1, 4, 9]
+    given = ct.c_int(-1)
+    first = ct.CFUNCTYPE(None, ct.POINTER(ct.c_int), ct.c_int)(
+        ("fill_squares", testlib), ((2, "out", given), (1, "n", 1)))
+    assert first() == 0 and given.value == 0  # a simple type comes back as its value
+
+
+def test_errcheck_sees_the_arguments_as_objects_and_its_result_is_returned(ct, testlib):
+    both = divmod_prototype(ct, testlib, ((1, "a"), (1, "b"), (2, "q"), (2, "r")))
+    assert both(17, 5) == (3, 2)
+    both.errcheck = lambda result, function, args: ("checked", result, function is both)
+    assert both(17, 5) == ("checked", 0, True)
+    both.errcheck = lambda result, function, args: (result, args[2].value, args[3].value)
+    assert both(17, 5) == (0, 3, 2)
+    # Returning the arguments themselves asks for the outputs, as without errcheck.
+    both.errcheck = lambda result, function, args: args
+    assert both(17, 5) == (3, 2)
+    with pytest.raises(TypeError):
+        both.errcheck = 5
