@@ -45,3 +45,39 @@ def test_errcheck_sees_the_arguments_as_objects_and_its_result_is_returned(ct, t
     assert both(17, 5) == (3, 2)
     with pytest.raises(TypeError):
         both.errcheck = 5
+
+
+def test_argtypes_read_back_as_set_and_can_be_deleted(ct, testlib):
+    add = testlib.add_int
+    add.argtypes = [ct.c_int, ct.c_int]
+    assert add.argtypes == [ct.c_int, ct.c_int] and type(add.argtypes) is list
+    assert add(2, 3) == 5
+    del add.argtypes
+    assert add.argtypes is None
+    assert add(2, 3) == 5
+    with pytest.raises(TypeError):
+        add.errcheck = None  # errcheck must be callable; `del` unsets it
+    add.errcheck = lambda result, function, args: result * 10
+    assert add(2, 3) == 50
+    del add.errcheck
+    assert add(2, 3) == 5
+
+
+def test_a_library_class_asks_for_errno_through_its_func_flags(ct):
+    class ErrnoLibrary(ct.CDLL):
+        _func_flags_ = ct.CDLL._func_flags_ | ct._FUNCFLAG_USE_ERRNO
+
+    ct.set_errno(0)
+    assert ErrnoLibrary("libc.so.6").close(-1) == -1
+    assert ct.get_errno() == 9  # EBADF
+
+
+def test_an_as_parameter_is_followed_as_far_as_it_goes(ct, testlib):
+    class Wrapped:
+        def __init__(self, value):
+            self._as_parameter_ = value
+
+    add = testlib.add_int
+    assert add(Wrapped(Wrapped(5)), 1) == 6  # inferred
+    add.argtypes = [ct.c_int, ct.c_int]
+    assert add(Wrapped(Wrapped(Wrapped(5))), Wrapped(1)) == 6  # declared

@@ -289,7 +289,8 @@ class _FuncPtr:
         self.__name__ = name
         self._library_name = library_name
         self._call = RemoteCall(session, name, library, use_errno=use_errno)
-        self._argtypes = None
+        self._argtypes = None  # checked, a tuple
+        self._argtypes_as_set = None  # what reads back, as in ctypes
         self._restype = type(self)._restype_
         self._errcheck = None
         # An ffibox addition: True for a C function declared with `...`. argtypes are then its
@@ -299,7 +300,7 @@ class _FuncPtr:
 
     @property
     def argtypes(self):
-        return self._argtypes
+        return self._argtypes_as_set
 
     @property
     def errcheck(self):
@@ -333,6 +334,11 @@ class _FuncPtr:
     @argtypes.setter
     def argtypes(self, value) -> None:
         self._argtypes = None if value is None else _check_argtypes(value)
+        self._argtypes_as_set = value
+
+    @argtypes.deleter
+    def argtypes(self) -> None:
+        self._argtypes = self._argtypes_as_set = None
 
     def __call__(self, *args):
         result = self._call(self, self._argtypes, self.restype, args, self.variadic)
@@ -413,9 +419,13 @@ class _ParamflagsFunction:
 
     @errcheck.setter
     def errcheck(self, check) -> None:
-        if check is not None and not callable(check):
+        if not callable(check):  # as ctypes: None too (`del` unsets it)
             raise TypeError("the errcheck attribute must be callable")
         self._errcheck = check
+
+    @errcheck.deleter
+    def errcheck(self) -> None:
+        self._errcheck = None
 
     def __getattr__(self, name: str):
         return getattr(self._function, name)

@@ -1,4 +1,5 @@
 """CDLL: a library loaded in a session's worker, with ctypes' attribute and item access."""
+import ctypes as _ct
 import os
 from typing import Optional, Union
 
@@ -24,7 +25,8 @@ class CDLL:
             session = _default.default_session()
         self._name = name
         self._session = session
-        self._use_errno = use_errno
+        # As ctypes: a subclass may ask for errno through its _func_flags_.
+        self._use_errno = use_errno or bool(self._func_flags_ & _ct._FUNCFLAG_USE_ERRNO)
         # CDLL(None) is the main program in ctypes; the worker's main program exports
         # nothing useful, so it is the C library (where such code looks for printf & co).
         path = "libc.so.6" if name is None else os.fspath(name)

@@ -7,6 +7,7 @@ What a pointer argument reaches in client memory goes into the call's memory blo
 """
 import ctypes as _ct
 import re
+import sys
 import weakref
 from typing import Optional
 
@@ -52,10 +53,19 @@ def infer_type(value):
     raise TypeError("Don't know how to convert parameter")
 
 
+def as_parameter(value):
+    """What ctypes passes for `value`: its `_as_parameter_`, followed as far as it goes (an
+    object's may itself have one), unless it is a ctypes instance."""
+    for _ in range(sys.getrecursionlimit()):
+        if isinstance(value, _ct._SimpleCData.__mro__[1]) or not hasattr(value, "_as_parameter_"):
+            return value
+        value = value._as_parameter_
+    raise RecursionError("maximum recursion depth exceeded while following _as_parameter_")
+
+
 def encode(t, value, builder: Optional[CallBuilder], session):
     """The Value for argument `value` of declared type `t` (TypeError when ctypes would)."""
-    if hasattr(value, "_as_parameter_") and not isinstance(value, _ct._SimpleCData.__mro__[1]):
-        value = value._as_parameter_
+    value = as_parameter(value)
     if _types.is_simple(t):
         return _encode_simple(t, value, builder, session)
     if _types.is_pointer(t) or _types.is_array(t):
