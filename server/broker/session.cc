@@ -363,7 +363,9 @@ absl::StatusOr<Session::Answer> Session::Open(const v1::Request& request) {
                          "open.scratch_directory: this server has no scratch root "
                          "(jail.scratch_root, --scratch_root)");
     }
-    FFIBOX_ASSIGN_OR_RETURN(scratch, ScratchDirectory::Create(config_.scratch_root, session_id_));
+    FFIBOX_ASSIGN_OR_RETURN(scratch,
+                            ScratchDirectory::Create(config_.scratch_root, session_id_,
+                                                     ScratchDirectory::WorkerIds(config_.jail)));
   }
   std::string scratch_path = scratch != nullptr ? scratch->path() : std::string();
   {
