@@ -46,6 +46,33 @@ PATTERNS = {
         lib.out_int_array(byref(p))
         print(p[0], p[1], p[3])
     """,
+    # A buffer and its length handed back (200 000 bytes, far past the image of the first
+    # elements): every element, slice and copy of it is the library's.
+    "buffer_and_length_out_parameters": """
+        p, n = POINTER(c_ubyte)(), c_size_t()
+        lib.out_counting_bytes(byref(p), byref(n))
+        expected = bytes(i * 7 % 256 for i in range(n.value))
+        print(n.value, bytes(p[:n.value]) == expected, p[199999], p[100] == 700 % 256)
+        print(string_at(p, n.value) == expected, string_at(p, 10) == expected[:10])
+        copy = create_string_buffer(n.value)
+        memmove(copy, p, n.value)
+        print(copy.raw == expected)
+        whole = cast(p, POINTER(c_ubyte * n.value)).contents
+        print(bytes(whole) == expected, whole[150000] == expected[150000])
+    """,
+    "buffer_out_parameter_written_past_its_first_elements": """
+        p, n = POINTER(c_ubyte)(), c_size_t()
+        lib.out_counting_bytes(byref(p), byref(n))
+        lib.counting_byte_at.restype = c_ubyte
+        lib.counting_byte_at.argtypes = [c_size_t]
+        for i in range(60, 300):
+            p[i] = 1
+        memset(p, 2, 10)
+        memmove(p, create_string_buffer(b"\\x03" * 200, 200), 200)
+        print([lib.counting_byte_at(i) for i in (0, 199, 200, 299, 300)], p[250], p[300])
+        memset(p, 4, 5000)
+        print([lib.counting_byte_at(i) for i in (0, 4999, 5000)])
+    """,
     "record_with_pointer_fields_filled_by_the_library": """
         r = Record()
         lib.fill_record(byref(r))
@@ -351,6 +378,8 @@ EXPECTED = {
     "callback_buffer_typed_as_char_pointer": "b'aaa2' b'bbb3' b'ccc1'",
     "callback_filling_a_large_buffer": "57344 7",
     "record_embedding_a_field_less_record": "3 4",
+    "buffer_and_length_out_parameters": "200000 True 185 True\nTrue True\nTrue\nTrue True",
+    "buffer_out_parameter_written_past_its_first_elements": "[3, 3, 1, 1, 52] 1 52\n[4, 4, 184]",
 }
 
 

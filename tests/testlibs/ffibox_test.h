@@ -63,9 +63,11 @@ typedef struct Record {
   char* name;
   int* numbers;
 } Record;
-void out_malloced_string(char** out);       /* *out = strdup(...) */
-void out_int_array(int** out);              /* *out = {7, 8, 9, 10} owned by the library */
-int owned_number_at(int index);             /* that array's element, as the library sees it */
+void out_malloced_string(char** out); /* *out = strdup(...) */
+void out_int_array(int** out);        /* *out = {7, 8, 9, 10} owned by the library */
+int owned_number_at(int index);       /* that array's element, as the library sees it */
+void out_counting_bytes(unsigned char** out, size_t* length); /* 200000 bytes, i * 7 */
+unsigned char counting_byte_at(size_t index);                 /* of that array, as it is now */
 Record make_record(void);                   /* {7, "by value", the array above}, by value */
 void fill_record(Record* record);           /* id 42, a malloc'd name, the array above */
 void fill_names(const char** names, int n); /* "alpha", "beta", "gamma" */

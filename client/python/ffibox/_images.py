@@ -7,7 +7,8 @@ the address of a local *image* instead, bound to the worker address:
 
 - `char*` / `wchar_t*`: the string;
 - `T*` for a pointer-free `T`: `T` and the rest of the worker's page, up to 64 elements
-  (an `int*` that points into an array reads its elements);
+  (an `int*` that points into an array reads its elements; what an access reaches past an
+  image's local bytes is the worker's memory there: reach(), ffibox.ctypes._pointers);
 - `T**` (an array of pointers such as `char** argv`): its elements up to the first NULL,
   each converted in turn;
 - `T*` for a record `T`: one `T`, its own pointer fields converted in turn;
@@ -38,6 +39,17 @@ from ffibox import _twins, _types
 from ffibox.errors import Error, MemoryFault
 
 PAGE_BYTES = 4096
+
+# Every session's ImageTable, for reach().
+_tables: "weakref.WeakSet[ImageTable]" = weakref.WeakSet()
+# Counts the images made in this process: an address found in no image stays in none until
+# it changes.
+_made = [0]
+
+
+def made() -> int:
+    """How many images this process has made (what reach() found in none may be in the next)."""
+    return _made[0]
 MAX_ELEMENTS = 64
 # The most reads one read_memory_list holds (core/call_shape.h's kMaxReadsPerList).
 MAX_READS_PER_LIST = 4096
@@ -277,6 +289,18 @@ class Image:
         self.children: List[object] = []  # images (and twinned caller objects) it points to
 
 
+def reach(address: int):
+    """For a local address inside an image of any session's: (the session, the image, the
+    offset of `address` in it, the bytes of the image's local buffer from its start: what an
+    access from there may read or write in this process). None for any other address."""
+    for table in list(_tables):
+        found = table.find(address)
+        session = table.session() if table.session is not None else None
+        if found is not None and session is not None:
+            return session, found[0], found[1], _ct.sizeof(found[0].buffer)
+    return None
+
+
 class ImageTable:
     """A session's images, found by local address (weakly held: owners keep them alive).
     `memory` (ffibox._memory.WorkerMemory) reads what they mirror and takes their changes;
@@ -298,6 +322,8 @@ class ImageTable:
         self._longest = 0
         self._lock = threading.RLock()  # a collection inside it may run _forget
         self.scratch = ScratchBuffers()
+        self.session = None  # a weak reference to the session whose images these are
+        _tables.add(self)
 
     # -- finding ---------------------------------------------------------------------------
 
@@ -373,6 +399,7 @@ class ImageTable:
 
     def _register(self, image: Image) -> Image:
         start = image.start
+        _made[0] += 1
         with self._lock:
             if start not in self._images:
                 bisect.insort(self._starts, start)

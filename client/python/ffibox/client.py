@@ -285,6 +285,7 @@ class Session:
         self.twins = TwinTable(lambda: self.generation)
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self.memory, self.twins, max_images)
+        self.images.session = weakref.ref(self)
         # Whether the server takes read_memory_list (an older one: a read at a time).
         self.memory.lists = opened.memory_lists
         self.memory.before_read = self.images.sync

@@ -321,12 +321,49 @@ def cast(obj, typ):
     raise TypeError("cast() argument 2 must be a pointer type, not %s" % typ.__name__)
 
 
+def _pointer_value(obj) -> Optional[int]:
+    """The address `obj` stands for as a pointer argument of string_at, memmove and memset, when
+    it is a pointer, an array, a byref or an integer; else None."""
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return obj
+    if isinstance(obj, _marshal._CArgObject):
+        target, offset = _marshal.byref_target(obj)
+        return _ct.addressof(target) + offset
+    if isinstance(obj, (_ct._Pointer, _ct.Array, c_void_p, c_char_p, c_wchar_p)):
+        return _ct.cast(obj, c_void_p).value
+    return None
+
+
+def _past_image(obj, count: Optional[int], unit: int = 1):
+    """When `obj` points into an image of worker memory (ffibox._images) and `count` bytes
+    from there (None: a string of `unit`-byte characters, up to its NUL) run past the image's
+    local bytes: (the local address, how many of the bytes are local, the worker address the
+    pointer names). Those bytes are the worker's: C would read on in the library's memory.
+    None otherwise."""
+    address = _pointer_value(obj)
+    reach = _images.reach(address) if address else None
+    if reach is None:
+        return None
+    session, image, offset, local_bytes = reach
+    local = max(local_bytes - offset, 0)
+    if count is None:
+        text = _ct.string_at(address, local - local % unit)
+        if any(text[i:i + unit] == bytes(unit) for i in range(0, len(text), unit)):
+            return None
+    elif count <= local:
+        return None
+    return address, local, WorkerAddress(session, image.worker + offset, image.generation)
+
+
 def string_at(ptr, size: int = -1) -> bytes:
     """ctypes.string_at: from worker memory for remote pointers, locally for local objects."""
     ptr = _local_form(ptr)
     at = _remote_address(ptr)
     if at is None:
-        return _ct.string_at(ptr, size)
+        past = _past_image(ptr, size if size >= 0 else None)
+        if past is None:
+            return _ct.string_at(ptr, size)
+        at = past[2]
     memory = at.session.memory
     if size < 0:
         return memory.read_string(at.address, False, at.generation)
@@ -338,7 +375,10 @@ def wstring_at(ptr, size: int = -1) -> str:
     ptr = _local_form(ptr)
     at = _remote_address(ptr)
     if at is None:
-        return _ct.wstring_at(ptr, size)
+        past = _past_image(ptr, size * sizeof(c_wchar) if size >= 0 else None, sizeof(c_wchar))
+        if past is None:
+            return _ct.wstring_at(ptr, size)
+        at = past[2]
     memory = at.session.memory
     if size < 0:
         return memory.read_string(at.address, True, at.generation)
@@ -349,6 +389,17 @@ def memmove(dst, src, count: int) -> Any:
     """ctypes.memmove between any mix of local objects and worker memory."""
     dst, src = _local_form(dst), _local_form(src)
     remote_dst, remote_src = _remote_address(dst), _remote_address(src)
+    past_src = _past_image(src, count) if remote_src is None else None
+    if past_src is not None:
+        remote_src = past_src[2]
+    past_dst = _past_image(dst, count) if remote_dst is None else None
+    if past_dst is not None:
+        # The image's bytes here, the worker's past them.
+        address, local, rest = past_dst
+        data = string_at(src, count)
+        _ct.memmove(address, data, local)
+        rest.session.memory.write(rest.address + local, data[local:], rest.generation)
+        return address
     if remote_dst is None and remote_src is None:
         result = _ct.memmove(dst, src, count)
         _image_copied_pointers(dst, count, None)
@@ -394,7 +445,14 @@ def memset(dst, c: int, count: int) -> Any:
     dst = _local_form(dst)
     at = _remote_address(dst)
     if at is None:
-        return _ct.memset(dst, c, count)
+        past = _past_image(dst, count)
+        if past is None:
+            return _ct.memset(dst, c, count)
+        # The image's bytes here, the worker's past them.
+        address, local, rest = past
+        _ct.memset(address, c, local)
+        rest.session.memory.fill(rest.address + local, c, count - local, rest.generation)
+        return address
     at.session.memory.fill(at.address, c, count, at.generation)
     return at.address
 

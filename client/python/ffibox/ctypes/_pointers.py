@@ -23,8 +23,9 @@ type of, a direct subclass of `_Pointer`) is ctypes' own until ffibox gives it.
 """
 import ctypes as _ct
 import struct
+import weakref
 
-from ffibox import _addresses, _blocks, _slots, _types
+from ffibox import _addresses, _blocks, _images, _remote, _slots, _types
 
 _MARK = "_ffibox_guarded"
 _STDLIB_CONTENTS = _ct._Pointer.__dict__["contents"]
@@ -65,14 +66,107 @@ def _into_kept(pointer, word: int) -> bool:
 
 def _getitem(self, index):
     _check(self)
-    return _STDLIB_GETITEM(self, index)
+    beyond = _past_image(self, index)
+    return _STDLIB_GETITEM(self, index) if beyond is None else beyond.get(index)
 
 
 def _getitem_strings(self, index):
     # Of a pointer to char* / wchar_t*.
     _check(self)
+    beyond = _past_image(self, index)
+    if beyond is not None:
+        return beyond.get(index)
     strings = _worker_strings(self, index)
     return _STDLIB_GETITEM(self, index) if strings is None else strings
+
+
+class _PastImage:
+    """Element access through a pointer into an image (ffibox._images) that reaches past the
+    image's local bytes: the elements there are the worker's, read and written there (as C
+    reads past the first elements of the library's array), those inside stay the image's."""
+
+    def __init__(self, pointer, remote, local: range) -> None:
+        self._pointer = pointer
+        self._remote = remote  # a RemotePointer at the worker address the pointer names
+        self._local = local    # the indices inside the image
+
+    def get(self, index):
+        if not isinstance(index, slice):
+            return self._remote[index]
+        step = 1 if index.step is None else index.step
+        start = 0 if index.start is None else index.start
+        if step != 1 or not self._local.start <= start < self._local.stop:
+            return self._remote[index]
+        # The image's part as ctypes reads it, the rest from the worker in one read.
+        split = min(index.stop, self._local.stop)
+        return (_STDLIB_GETITEM(self._pointer, slice(start, split)) +
+                self._remote[split:index.stop])
+
+    def set(self, index, value) -> None:
+        self._remote[index] = value
+
+    def contents(self):
+        return self._remote.contents
+
+
+# Pointer targets found in no image, with _images.made() then: until another image is made,
+# they are in none (the common case, a pointer to the caller's own memory, costs a lookup).
+# And those found in one: (made then, weak references to the session and the image, the
+# offset, the image's local bytes), while both live and no other image was made.
+_in_no_image = {}
+_in_image = {}
+_LOOKUPS_KEPT = 4096
+
+
+def _reach(base: int):
+    """_images.reach(base), remembered (the same pointer is indexed in loops)."""
+    made = _images.made()
+    if _in_no_image.get(base) == made:
+        return None
+    known = _in_image.get(base)
+    if known is not None and known[0] == made:
+        session, image = known[1](), known[2]()
+        if session is not None and image is not None:
+            return session, image, known[3], known[4]
+    reach = _images.reach(base)
+    for table in (_in_no_image, _in_image):
+        if len(table) >= _LOOKUPS_KEPT:
+            table.clear()
+    if reach is None:
+        _in_no_image[base] = made
+    else:
+        _in_image[base] = (made, weakref.ref(reach[0]), weakref.ref(reach[1])) + reach[2:]
+    return reach
+
+
+def _past_image(pointer, index):
+    """A _PastImage when `pointer` points into an image and `index` (an int, or a slice
+    ctypes takes: with a stop) reaches past the image's local bytes; else None."""
+    base = _word(pointer)[0]
+    if not base or _in_no_image.get(base) == _images.made():
+        return None
+    if isinstance(index, slice):
+        step = 1 if index.step is None else index.step
+        if index.stop is None or step == 0 or (step < 0 and index.start is None):
+            return None  # ctypes' own error
+        indices = range(0 if index.start is None else index.start, index.stop, step)
+        if not indices:
+            return None
+        low, high = min(indices), max(indices)
+    elif isinstance(index, int):
+        low = high = index
+    else:
+        return None
+    reach = _reach(base)
+    if reach is None:
+        return None
+    session, image, offset, local_bytes = reach
+    size = max(_ct.sizeof(pointer._type_), 1)
+    local = range(-(offset // size), (local_bytes - offset) // size)
+    if low in local and high in local:
+        return None
+    return _PastImage(pointer, _remote.RemotePointer(session, image.worker + offset,
+                                                     image.generation, pointer._type_), local)
 
 
 def _worker_strings(pointer, index):
@@ -102,12 +196,17 @@ def _local_or_null(word) -> bool:
 
 def _setitem(self, index, value):
     _check(self)
-    _STDLIB_SETITEM(self, index, value)
+    beyond = _past_image(self, index) if isinstance(index, int) else None
+    if beyond is None:
+        _STDLIB_SETITEM(self, index, value)
+    else:
+        beyond.set(index, value)
 
 
 def _get_contents(self):
     _check(self)
-    return _STDLIB_CONTENTS.__get__(self)
+    beyond = _past_image(self, 0)  # a pointee larger than the image's bytes: the worker's
+    return _STDLIB_CONTENTS.__get__(self) if beyond is None else beyond.contents()
 
 
 def _contents() -> property:
