@@ -81,3 +81,25 @@ def test_an_as_parameter_is_followed_as_far_as_it_goes(ct, testlib):
     assert add(Wrapped(Wrapped(5)), 1) == 6  # inferred
     add.argtypes = [ct.c_int, ct.c_int]
     assert add(Wrapped(Wrapped(Wrapped(5))), Wrapped(1)) == 6  # declared
+
+
+def test_a_prototype_of_a_library_function_is_a_function_pointer_like_any(ct, testlib, libc):
+    unary = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    absolute = unary(("abs", libc))
+    assert isinstance(absolute, unary) and absolute(-3) == 3
+    assert libc.abs.argtypes is None  # the library's own function object is left as it was
+    # int call_twice_nested(int (*h)(int), int x): h(h(x)) in the library
+    twice = testlib.call_twice_nested
+    twice.argtypes = [unary, ct.c_int]
+    assert twice(absolute, -5) == 5
+    # A library's function is a function pointer and a void* too.
+    assert isinstance(ct.cast(libc.abs, ct.c_void_p).value, int)
+    assert ct.cast(libc.abs, unary)(-4) == 4
+    twice.argtypes = [ct.c_void_p, ct.c_int]
+    assert twice(libc.abs, -6) == 6
+
+    class Holder(ct.Structure):
+        _fields_ = [("function", unary)]
+
+    held = Holder(unary(("abs", libc)))
+    assert held.function(-7) == 7

@@ -281,13 +281,18 @@ class _FuncPtr:
 
     _flags_ = 1
     _restype_ = _ct.c_int
+    # Passed where ctypes takes a function pointer or a void*, it is its address in the worker.
+    _ffibox_library_function = True
 
     def __init__(self, name: str, session, library: int, *, use_errno: bool = False,
-                 library_name: Optional[str] = None) -> None:
+                 library_name: Optional[str] = None,
+                 address: Optional[WorkerAddress] = None) -> None:
         """The function `name` of the library `session` loaded as handle `library` (named
-        `library_name`); `use_errno` as in ctypes."""
+        `library_name`), at `address`; `use_errno` as in ctypes."""
         self.__name__ = name
         self._library_name = library_name
+        if address is not None:
+            set_address(self, address)
         self._call = RemoteCall(session, name, library, use_errno=use_errno)
         self._argtypes = None  # checked, a tuple
         self._argtypes_as_set = None  # what reads back, as in ctypes
@@ -372,13 +377,16 @@ def _prototype_new(cls, *args):
         set_address(instance, at)
         return instance
     if args and isinstance(args[0], tuple):
+        # (name, library): an instance of this prototype at the library's function, as
+        # ctypes makes one (the library's own function object keeps its argtypes).
         name, library = args[0][0], args[0][1]  # items, as ctypes reads them
-        function = library[name]
-        function.argtypes = cls._argtypes_
-        function.restype = cls._restype_
+        at = library.address_of(name)
+        instance = _ct._CFuncPtr.__new__(cls, at.address)
+        set_address(instance, at)
+        instance._ffibox_name = name  # for messages (ctypes' instances have no __name__)
         if len(args) > 1 and args[1] is not None:
-            return _with_paramflags(function, cls._argtypes_, args[1])
-        return function
+            return _with_paramflags(instance, cls._argtypes_, args[1])
+        return instance
     instance = _ct._CFuncPtr.__new__(cls, *args)
     instance._ffibox_callable = args[0] if args and callable(args[0]) else None
     if instance._ffibox_callable is not None:
@@ -411,7 +419,7 @@ class _ParamflagsFunction:
         self._argtypes = argtypes
         self._flags = [tuple(p) for p in paramflags]
         self._errcheck = None
-        self.__name__ = function.__name__
+        self.__name__ = getattr(function, "__name__", None) or function._ffibox_name
 
     @property
     def errcheck(self):
@@ -499,7 +507,8 @@ def _prototype_call(self, *args):
             at = WorkerAddress(session, address, session.generation)
     if at is None:
         return _ct._CFuncPtr.__call__(self, *args)
-    call = at.session.function_at(at.address, at.generation)
+    call = at.session.function_at(at.address, at.generation, getattr(self, "_ffibox_name", None),
+                                  bool(type(self)._flags_ & _ct._FUNCFLAG_USE_ERRNO))
     result = call(self, type(self)._argtypes_, self.restype, args)
     if self.errcheck is not None:
         return self.errcheck(result, self, args)

@@ -58,9 +58,9 @@ class CDLL:
     def __getitem__(self, name_or_ordinal: Union[str, int]) -> _FuncPtr:
         if not isinstance(name_or_ordinal, str):
             raise TypeError("ffibox: functions are looked up by name (ELF has no ordinals)")
-        self.address_of(name_or_ordinal)
         return self._FuncPtr(name_or_ordinal, self._session, self._handle,
-                             use_errno=self._use_errno, library_name=self._name)
+                             use_errno=self._use_errno, library_name=self._name,
+                             address=self.address_of(name_or_ordinal))
 
     def address_of(self, symbol: str) -> WorkerAddress:
         """The worker address of `symbol` (AttributeError, as ctypes, when it is missing)."""

@@ -195,6 +195,9 @@ def _encode_simple(t, value, builder, session):
 def _encode_string_or_void(t, code, value, builder, session):
     if value is None:
         return NULL
+    if code == "P" and getattr(type(value), "_ffibox_library_function", False):
+        at = address_of(value)  # a library's function as a void*: its address
+        return remote_value(at.address, at.generation)
     if isinstance(value, RemotePointer):
         _own_view_address(value, session)
         return remote_value(value.address, value.generation)
@@ -335,7 +338,8 @@ def _encode_pointer(t, value, builder, session):
 def _encode_function(value, session):
     if value is None:
         return NULL
-    at = address_of(value) if _types.is_function(type(value)) else None
+    at = address_of(value) if _types.is_function(type(value)) or getattr(
+        type(value), "_ffibox_library_function", False) else None
     if at is not None:  # a function of the worker
         return remote_value(at.address, at.generation)
     original = getattr(value, "_ffibox_cast_of", None)

@@ -477,13 +477,16 @@ class Session:
         self.stream.remove_handler(callback)
         self.stream.post(pb.Request(free_callback=pb.FreeCallback(callback=callback)))
 
-    def function_at(self, address: int, generation: int) -> RemoteCall:
-        """A caller for the function pointer at a worker address."""
-        key = (address, generation)
+    def function_at(self, address: int, generation: int, name: Optional[str] = None,
+                    use_errno: bool = False) -> RemoteCall:
+        """A caller for the function pointer at a worker address (`name` in messages, else
+        the address; `use_errno` as in ctypes)."""
+        key = (address, generation, name, use_errno)
         call = self._functions_at.get(key)
         if call is None:
-            call = RemoteCall(self, "0x%x" % address,
-                              address=WorkerAddress(self, address, generation))
+            call = RemoteCall(self, name or "0x%x" % address,
+                              address=WorkerAddress(self, address, generation),
+                              use_errno=use_errno)
             self._functions_at[key] = call
         return call
 
