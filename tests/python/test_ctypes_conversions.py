@@ -51,3 +51,16 @@ def test_an_untyped_int_beyond_a_c_long_is_an_overflow(ct, testlib):
         with pytest.raises(ct.ArgumentError) as refused:
             testlib.is_even(huge)
         assert str(refused.value) == "argument 1: OverflowError: int too long to convert"
+
+
+def test_a_pointer_into_part_of_an_array_reaches_the_rest_of_it(ct, libc):
+    # What the library writes past the element a pointer names lands in the array, as the
+    # memory is the array's: through cast(byref(array, offset), ...) and through a from_buffer
+    # view of one element.
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    numbers = (ct.c_int * 4)()
+    libc.memset(ct.cast(ct.byref(numbers, 4), ct.POINTER(ct.c_int)), 1, 12)
+    assert list(numbers) == [0, 0x01010101, 0x01010101, 0x01010101]
+    numbers = (ct.c_int * 4)()
+    libc.memset(ct.pointer(ct.c_int.from_buffer(numbers, 4)), 2, 12)
+    assert list(numbers) == [0, 0x02020202, 0x02020202, 0x02020202]

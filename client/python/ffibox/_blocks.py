@@ -40,8 +40,8 @@ def block_value(index: int, offset: int = 0):
 def kept_alive(keep, limit: Optional[int] = None):
     """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
     ctypes object, bytes, or the tuple (references, array) ctypes keeps for an array
-    assigned to a pointer field) hold, depth first, each once, through nested `_objects`;
-    at most `limit` visited."""
+    assigned to a pointer field) hold, depth first, each once, through nested `_objects`
+    (and ffibox's `_ffibox_keep`); at most `limit` visited."""
     stack, seen = [keep], set()
     while stack and (limit is None or len(seen) < limit):
         item = stack.pop()
@@ -56,18 +56,23 @@ def kept_alive(keep, limit: Optional[int] = None):
             yield item
             if isinstance(item, _CData):
                 stack.append(getattr(item, "_objects", None))
+                # What ffibox's cast keeps where ctypes keeps nothing (cast bytes, a byref's
+                # object).
+                stack.append(getattr(item, "_ffibox_keep", None))
 
 
 def _buffer_exporter(obj):
     """The owner of the ctypes object whose memory `obj` was made on with `from_buffer`
     (through any number of such steps), else None. ctypes keeps that object's buffer (a
-    memoryview) in `obj._objects`."""
+    memoryview) in `obj._objects`, or as it."""
     found = None
     for _ in range(64):
         keep = getattr(obj, "_objects", None)
-        if type(keep) is not dict or obj._b_needsfree_:
+        if obj._b_needsfree_ or type(keep) not in (dict, memoryview):
             break
-        views = [item for item in keep.values() if isinstance(item, memoryview)]
+        # A record or an array keeps the buffer in a dict, a simple object keeps it itself.
+        views = [keep] if type(keep) is memoryview else [
+            item for item in keep.values() if isinstance(item, memoryview)]
         if len(views) != 1 or not isinstance(views[0].obj, _CData):
             break
         obj = found = _twins.owner_of(views[0].obj)

@@ -232,7 +232,7 @@ def _encode_string_or_void(t, code, value, builder, session):
         if type(value)._type_ == "P":
             # cast(local_object, c_void_p) keeps the object in _objects (ffibox's cast also
             # keeps cast bytes): ship what it points into.
-            keep = getattr(value, "_objects", None) or getattr(value, "_ffibox_keep", None)
+            keep = _keep_of(value)
             if builder is not None and keep:
                 return builder.local_pointer_via(value.value or 0, keep)
             return _encode_string_or_void(t, code, value.value, builder, session)
@@ -263,10 +263,16 @@ def _encode_string_or_void(t, code, value, builder, session):
     if builder is not None and isinstance(value, _ct._Pointer) and (
             code == "P" or value._type_ is {"z": _ct.c_char, "Z": _ct.c_wchar}[code]):
         return builder.local_pointer_via(_ct.cast(value, _ct.c_void_p).value or 0,
-                                         getattr(value, "_objects", None))
+                                         _keep_of(value))
     if code == "P" and _types.is_function(type(value)):
         return _encode_function(value, session)
     raise TypeError("wrong type")
+
+
+def _keep_of(value):
+    """What a pointer object keeps alive that it may point into: ctypes' own references,
+    else those ffibox's cast keeps where ctypes keeps none (cast bytes, a byref's object)."""
+    return getattr(value, "_objects", None) or getattr(value, "_ffibox_keep", None)
 
 
 def _own_view_address(obj, session):
@@ -328,7 +334,8 @@ def _encode_pointer(t, value, builder, session):
         return _encode_string_or_void(_ct.c_void_p, "P", value, builder, session)
     if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
         builder.add_object(value)
-        return builder.local_pointer(_ct.cast(value, _ct.c_void_p).value or 0)
+        return builder.local_pointer_via(_ct.cast(value, _ct.c_void_p).value or 0,
+                                         getattr(value, "_ffibox_keep", None))
     if isinstance(value, target):
         return builder.pointer_to(value)
     t.from_param(value)  # the TypeError ctypes raises

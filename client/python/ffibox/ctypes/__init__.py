@@ -305,6 +305,10 @@ def cast(obj, typ):
             # from a structure the pointer is stored in (`stream.next_in = cast(data, ...)`).
             result._ffibox_keep = {"bytes": obj}
             _images.keep_with_copies(result, 0, obj)
+        elif isinstance(obj, _marshal._CArgObject):
+            # Nor to the object of a byref (`cast(byref(array, 4), POINTER(c_int))`): ffibox
+            # ships that object's memory where the pointer points.
+            result._ffibox_keep = {"byref": obj._obj}
         if getattr(obj, "_ffibox_callable", None) is not None or getattr(
                 obj, "_ffibox_cast_of", None) is not None:
             # A callback cast to another prototype is still that callback for the library.
