@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+import ffibox
+
 from conftest import TEST_LIB, Server
 
 
@@ -264,3 +266,24 @@ def test_memory_of_another_sessions_worker_is_refused_by_name(server):
         assert scale.value == 2.25 and libc.memset(None, 0, 0) is None
         assert other.point_add(Point(origin.x, origin.y), Point(1, 1)).x == 2.5
     c.close()
+
+
+def test_a_worker_string_longer_than_a_read_is_refused_never_cut_short(ct):
+    # The server reads at most 16 Mi characters of a string: one at least that long raises,
+    # as a returned string that long does, instead of arriving cut.
+    libc = ct.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ct.c_void_p, [ct.c_size_t]
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.free.argtypes = [ct.c_void_p]
+    size = (16 << 20) + 10
+    text = libc.malloc(size + 1)
+    libc.memset(text, ord("a"), size)
+    libc.memset(text + size, 0, 1)
+    with pytest.raises(ffibox.Error) as refused:
+        ct.string_at(text)
+    assert refused.value.code == "RESOURCE_EXHAUSTED"
+    assert "16777216 characters or longer" in str(refused.value)
+    assert ct.string_at(text, 5) == b"aaaaa"
+    libc.memset(text + 1000, 0, 1)
+    assert ct.string_at(text) == b"a" * 1000
+    libc.free(text)

@@ -9,6 +9,11 @@ from typing import Any, Callable, List, Optional
 
 from ffibox import _types
 from ffibox._stubs import pb
+from ffibox.errors import Error
+
+# The most characters a read_string reads when it names no length (the server's
+# kDefaultMaxStringUnits, server/worker/memory_requests.cc).
+MAX_STRING_UNITS = 16 << 20
 
 # Encodes a Python value as a protocol Value of a ctypes type (ffibox._marshal.encode, for
 # values no call carries).
@@ -90,7 +95,14 @@ class WorkerMemory:
             self._flush(address, length * (4 if wide else 1) if length else self.STRING_REACH)
         data = self._stream.request(read_string=pb.ReadString(
             address=self._address(address, generation), wide=wide, max_length=length)).string
-        return data.text if wide else data.data
+        text = data.text if wide else data.data
+        if not length and len(text) >= MAX_STRING_UNITS:
+            # The server reads no more: the string is at least that long, never cut short.
+            raise Error("the %sstring at 0x%x is %d characters or longer, the most a string "
+                        "read from the worker may be" % ("wide " if wide else "", address,
+                                                        MAX_STRING_UNITS),
+                        "RESOURCE_EXHAUSTED")
+        return text
 
     def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None) -> None:
         """Sets `size` bytes of worker memory to `byte`."""
