@@ -538,7 +538,9 @@ class ImageTable:
     def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
         try:
             text = self._memory.read_string(worker, wide, generation, as_is=True)
-        except Error:
+        except Error as error:
+            if error.code == "RESOURCE_EXHAUSTED":
+                raise  # longer than any read: never a string cut short
             return self._address_only(worker, generation)
         buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)
         image = Image(buffer, _ct.sizeof(buffer), worker, generation)
