@@ -623,10 +623,12 @@ def test_a_callback_whose_arguments_exceed_the_image_budget_gives_native_code_ze
 
 
 @pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
-def test_a_callback_reading_its_char_pointer_array_past_a_null_hole_reads_nulls(
+def test_a_callback_reading_its_char_pointer_array_past_a_null_hole_reads_the_worker_array(
         ffibox_client, same_host):
-    """An array {"first", NULL, "third"} read by count: the image stops at the first NULL,
-    and what is read past it is NULL, not whatever lies past the image in this process."""
+    """An array {"first", NULL, "third", NULL} read by count: the image stops at the first
+    NULL, and what is read past it is the worker's array, as C reads it (sqlite3_exec's row
+    of values with a NULL column), not whatever lies past the image in this process; a
+    garbage word past the array is a MemoryFault, where C would crash."""
     session = ffibox_client.session(same_host=same_host)
     lib = session.CDLL(TEST_LIB)
     libc = session.CDLL("libc.so.6")
@@ -636,12 +638,20 @@ def test_a_callback_reading_its_char_pointer_array_past_a_null_hole_reads_nulls(
     first, third, array = libc.malloc(16), libc.malloc(16), libc.malloc(64)
     libc.memcpy(first, b"first\0", 6)
     libc.memcpy(third, b"third\0", 6)
-    libc.memcpy(array, (ct.c_void_p * 4)(first, None, third, None), 32)
+    libc.memcpy(array, (ct.c_void_p * 5)(first, None, third, None, 0x16), 40)
     PAIR = ct.CFUNCTYPE(None, ct.POINTER(ct.c_char_p), ct.POINTER(ct.c_char_p))
     lib.call_with_pair.argtypes = [PAIR, ct.c_void_p, ct.c_void_p]
     seen = []
-    lib.call_with_pair(PAIR(lambda a, b: seen.append([a[i] for i in range(64)])), array, array)
-    assert seen == [[b"first"] + [None] * 63]
+
+    def pair(a, b):
+        seen.append([a[i] for i in range(4)])
+        try:
+            seen.append(a[4])
+        except ffibox.MemoryFault:
+            seen.append("MemoryFault")
+
+    lib.call_with_pair(PAIR(pair), array, array)
+    assert seen == [[b"first", None, b"third", None], "MemoryFault"]
     session.close()
 
 

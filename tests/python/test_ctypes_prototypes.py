@@ -103,3 +103,26 @@ def test_a_prototype_of_a_library_function_is_a_function_pointer_like_any(ct, te
 
     held = Holder(unary(("abs", libc)))
     assert held.function(-7) == 7
+
+
+def test_paramflags_are_checked_when_the_prototype_is_made(ct, testlib):
+    prototype = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_int)
+    for flag in (4, 6, 7):
+        with pytest.raises(TypeError, match="paramflag value %d not supported" % flag):
+            prototype(("add_int", testlib), ((1, "a"), (flag, "b")))
+    with pytest.raises(TypeError, match="'out' parameter 2 must be a pointer type"):
+        prototype(("add_int", testlib), ((1, "a"), (2, "b")))
+    # An lcid parameter (flag 4 with 1) is its default, never an argument.
+    with_lcid = prototype(("add_int", testlib), ((1, "a"), (5, "b", 2)))
+    assert with_lcid(1) == 3
+    with pytest.raises(TypeError):
+        with_lcid(1, 5)
+
+
+def test_an_int_with_an_as_parameter_is_passed_as_the_int(ct, testlib):
+    class Number(int):
+        _as_parameter_ = 100
+
+    assert testlib.add_int(Number(1), 1) == 2
+    testlib.add_int.argtypes = [ct.c_int, ct.c_int]
+    assert testlib.add_int(Number(1), 1) == 2

@@ -41,6 +41,23 @@ def test_abort_and_exit_are_worker_crashed(session):
     assert lib.add_int(2, 3) == 5
 
 
+def test_handles_of_a_crashed_worker_are_stale_in_the_next_one(session):
+    # Integers the library handed back (c_void_p handles) name the dead worker's memory:
+    # passed back after the restart, each is refused as stale, never read in the new worker.
+    from ffibox import ctypes as ct
+    lib = session.CDLL(TEST_LIB)
+    lib.handle_new.restype, lib.handle_new.argtypes = ct.c_void_p, [ct.c_int]
+    lib.handle_get.argtypes = [ct.c_void_p]
+    handles = [lib.handle_new(value) for value in range(3)]
+    with pytest.raises(ffibox.WorkerCrashed):
+        lib.crash_abort()
+    for handle in reversed(handles):
+        with pytest.raises(ffibox.StaleHandle):
+            lib.handle_get(handle)
+    fresh = lib.handle_new(7)
+    assert lib.handle_get(fresh) == 7
+
+
 def test_hang_is_call_timeout_and_next_call_works(session):
     lib = session.CDLL(TEST_LIB)
     started = time.monotonic()

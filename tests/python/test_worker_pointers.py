@@ -73,6 +73,52 @@ PATTERNS = {
         memset(p, 4, 5000)
         print([lib.counting_byte_at(i) for i in (0, 4999, 5000)])
     """,
+    # An array of 200 strings with a NULL hole: elements, slices across the end of what
+    # was imaged, and the hole, as the library's array holds them.
+    "char_pointer_array_read_past_its_first_elements": """
+        names = POINTER(c_char_p)()
+        lib.out_many_names(byref(names))
+        print(names[0], names[2], names[3], names[4], names[63], names[64], names[199])
+        print(names[60:66], len(names[0:200]), names[0:200][150], names[198:201])
+    """,
+    # Index objects (numpy's integers) index as integers do.
+    "buffer_out_parameter_indexed_with_index_objects": """
+        class Index:
+            def __init__(self, value):
+                self.value = value
+            def __index__(self):
+                return self.value
+        p, n = POINTER(c_ubyte)(), c_size_t()
+        lib.out_counting_bytes(byref(p), byref(n))
+        lib.counting_byte_at.restype = c_ubyte
+        lib.counting_byte_at.argtypes = [c_size_t]
+        p[Index(300)] = 1
+        print(p[Index(5)], p[Index(300)], p[Index(301)], lib.counting_byte_at(300))
+    """,
+    # A view of the whole buffer and the pointer's own elements see one memory.
+    "buffer_out_parameter_and_a_view_of_all_of_it": """
+        p, n = POINTER(c_ubyte)(), c_size_t()
+        lib.out_counting_bytes(byref(p), byref(n))
+        lib.counting_byte_at.restype = c_ubyte
+        lib.counting_byte_at.argtypes = [c_size_t]
+        whole = cast(p, POINTER(c_ubyte * 1000)).contents
+        whole[0] = 77
+        whole[500] = 78
+        print(p[0], p[500], lib.counting_byte_at(0))
+        p[0] = 0
+        print(lib.counting_byte_at(0), whole[0])
+    """,
+    "errcheck_that_gives_the_arguments_back": """
+        def check(result, function, arguments):
+            if result < 0:
+                raise OSError(result)
+            return arguments
+        lib.add_int.argtypes = [c_int, c_int]
+        lib.add_int.errcheck = check
+        add = CFUNCTYPE(c_int, c_int, c_int)(("add_int", lib))
+        add.errcheck = check
+        print(lib.add_int(2, 3), add(4, 5))
+    """,
     "record_with_pointer_fields_filled_by_the_library": """
         r = Record()
         lib.fill_record(byref(r))
@@ -380,6 +426,13 @@ EXPECTED = {
     "record_embedding_a_field_less_record": "3 4",
     "buffer_and_length_out_parameters": "200000 True 185 True\nTrue True\nTrue\nTrue True",
     "buffer_out_parameter_written_past_its_first_elements": "[3, 3, 1, 1, 52] 1 52\n[4, 4, 184]",
+    "char_pointer_array_read_past_its_first_elements":
+        "b'name0' b'name2' None b'name4' b'name63' b'name64' b'name199'\n"
+        "[b'name60', b'name61', b'name62', b'name63', b'name64', b'name65'] 200 b'name150' "
+        "[b'name198', b'name199', None]",
+    "buffer_out_parameter_indexed_with_index_objects": "35 1 59 1",
+    "buffer_out_parameter_and_a_view_of_all_of_it": "77 78 77\n0 0",
+    "errcheck_that_gives_the_arguments_back": "5 9",
 }
 
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -235,6 +236,16 @@ void out_counting_bytes(unsigned char** out, size_t* length) {
   *length = sizeof counting_bytes;
 }
 unsigned char counting_byte_at(size_t index) { return counting_bytes[index]; }
+static char many_names_text[200][16];
+static const char* many_names[201];
+void out_many_names(const char*** out) {
+  for (int i = 0; i < 200; ++i) {
+    snprintf(many_names_text[i], sizeof many_names_text[i], "name%d", i);
+    many_names[i] = i == 3 ? NULL : many_names_text[i];
+  }
+  many_names[200] = NULL;
+  *out = many_names;
+}
 void fill_record(Record* record) {
   record->id = 42;
   record->name = strdup("record name");

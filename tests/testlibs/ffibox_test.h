@@ -68,6 +68,8 @@ void out_int_array(int** out);        /* *out = {7, 8, 9, 10} owned by the libra
 int owned_number_at(int index);       /* that array's element, as the library sees it */
 void out_counting_bytes(unsigned char** out, size_t* length); /* 200000 bytes, i * 7 */
 unsigned char counting_byte_at(size_t index);                 /* of that array, as it is now */
+/* *out = 200 names "name0".."name199", NULL at index 3 and after the last; the library's. */
+void out_many_names(const char*** out);
 Record make_record(void);                   /* {7, "by value", the array above}, by value */
 void fill_record(Record* record);           /* id 42, a malloc'd name, the array above */
 void fill_names(const char** names, int n); /* "alpha", "beta", "gamma" */

@@ -276,6 +276,15 @@ class RemoteCall:
         return handle
 
 
+def _checked(errcheck, result, function, args):
+    """What a call returns, as in ctypes: `errcheck`'s value, unless it is None or gave the
+    arguments back unchanged (a check that only raises), then the result."""
+    if errcheck is None:
+        return result
+    checked = errcheck(result, function, args)
+    return result if checked is args else checked
+
+
 class _FuncPtr:
     """A function of a CDLL: ctypes' _FuncPtr surface (argtypes, restype, errcheck)."""
 
@@ -347,9 +356,7 @@ class _FuncPtr:
 
     def __call__(self, *args):
         result = self._call(self, self._argtypes, self.restype, args, self.variadic)
-        if self._errcheck is not None:
-            return self._errcheck(result, self, args)
-        return result
+        return _checked(self._errcheck, result, self, args)
 
     def __repr__(self) -> str:
         return "<ffibox function %s of %s>" % (self.__name__, self._library_name)
@@ -415,6 +422,13 @@ class _ParamflagsFunction:
     def __init__(self, function, argtypes, paramflags) -> None:
         if len(paramflags) != len(argtypes):
             raise ValueError("paramflags must have the same length as argtypes")
+        for number, (t, flags) in enumerate(zip(argtypes, paramflags), 1):
+            flag = tuple(flags)[0] if flags else 0
+            if flag & 7 not in (0, 1, 2, 3, 5):  # as ctypes: in, out, in-out, in-lcid
+                raise TypeError("paramflag value %d not supported" % flag)
+            if flag & 2 and not (_types.is_pointer(t) or _types.is_array(t)):
+                raise TypeError("'out' parameter %d must be a pointer type, not %s"
+                                % (number, getattr(t, "__name__", t)))
         self._function = function
         self._argtypes = argtypes
         self._flags = [tuple(p) for p in paramflags]
@@ -455,22 +469,19 @@ class _ParamflagsFunction:
                     out = flags[2]
                 elif _types.is_array(t):
                     out = t()
-                elif _types.is_pointer(t):
-                    out = t._type_()
                 else:
-                    raise TypeError("%s 'out' parameter must be passed as default value"
-                                    % (name or "an"))
+                    out = t._type_()
                 returned.append((len(objects), False))
                 objects.append(out)  # passed as ctypes would: by reference to a POINTER
                 continue
-            if positional:
+            if flags and flags[0] & 4:  # lcid: its default, else 0, never an argument
+                value = flags[2] if len(flags) > 2 else 0
+            elif positional:
                 value = positional.pop(0)
             elif name is not None and name in kwargs:
                 value = kwargs.pop(name)
             elif len(flags) > 2:
                 value = flags[2]
-            elif flags and flags[0] & 4:
-                value = 0
             else:
                 raise TypeError("required argument %r missing" % (name,))
             if direction == 3:  # input and output: returned as the caller gave it
@@ -510,9 +521,7 @@ def _prototype_call(self, *args):
     call = at.session.function_at(at.address, at.generation, getattr(self, "_ffibox_name", None),
                                   bool(type(self)._flags_ & _ct._FUNCFLAG_USE_ERRNO))
     result = call(self, type(self)._argtypes_, self.restype, args)
-    if self.errcheck is not None:
-        return self.errcheck(result, self, args)
-    return result
+    return _checked(self.errcheck, result, self, args)
 
 
 def CFUNCTYPE(restype, *argtypes, use_errno: bool = False, use_last_error: bool = False):

@@ -8,7 +8,7 @@ the address of a local *image* instead, bound to the worker address:
 - `char*` / `wchar_t*`: the string;
 - `T*` for a pointer-free `T`: `T` and the rest of the worker's page, up to 64 elements
   (an `int*` that points into an array reads its elements; what an access reaches past an
-  image's local bytes is the worker's memory there: reach(), ffibox.ctypes._pointers);
+  image's bytes is the worker's memory there: ffibox._image_reach);
 - `T**` (an array of pointers such as `char** argv`): its elements up to the first NULL,
   each converted in turn;
 - `T*` for a record `T`: one `T`, its own pointer fields converted in turn;
@@ -36,20 +36,10 @@ import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
 from ffibox import _twins, _types
+from ffibox._image_reach import INDEX
 from ffibox.errors import Error, MemoryFault
 
 PAGE_BYTES = 4096
-
-# Every session's ImageTable, for reach().
-_tables: "weakref.WeakSet[ImageTable]" = weakref.WeakSet()
-# Counts the images made in this process: an address found in no image stays in none until
-# it changes.
-_made = [0]
-
-
-def made() -> int:
-    """How many images this process has made (what reach() found in none may be in the next)."""
-    return _made[0]
 MAX_ELEMENTS = 64
 # The most reads one read_memory_list holds (core/call_shape.h's kMaxReadsPerList).
 MAX_READS_PER_LIST = 4096
@@ -289,24 +279,13 @@ class Image:
         self.children: List[object] = []  # images (and twinned caller objects) it points to
 
 
-def reach(address: int):
-    """For a local address inside an image of any session's: (the session, the image, the
-    offset of `address` in it, the bytes of the image's local buffer from its start: what an
-    access from there may read or write in this process). None for any other address."""
-    for table in list(_tables):
-        found = table.find(address)
-        session = table.session() if table.session is not None else None
-        if found is not None and session is not None:
-            return session, found[0], found[1], _ct.sizeof(found[0].buffer)
-    return None
-
-
 class ImageTable:
     """A session's images, found by local address (weakly held: owners keep them alive).
     `memory` (ffibox._memory.WorkerMemory) reads what they mirror and takes their changes;
     `twins` (ffibox._twins.TwinTable) maps worker addresses into caller objects."""
 
-    def __init__(self, memory, twins, max_images: int = DEFAULT_MAX_IMAGES) -> None:
+    def __init__(self, memory, twins, max_images: int = DEFAULT_MAX_IMAGES,
+                 session=None) -> None:
         self._memory = memory
         self._twins = twins
         self.max_images = max_images
@@ -322,8 +301,11 @@ class ImageTable:
         self._longest = 0
         self._lock = threading.RLock()  # a collection inside it may run _forget
         self.scratch = ScratchBuffers()
-        self.session = None  # a weak reference to the session whose images these are
-        _tables.add(self)
+        # A weak reference to the session whose images these are: with one, accesses past
+        # an image reach its worker (ffibox._image_reach).
+        self.session = None if session is None else weakref.ref(session)
+        if session is not None:
+            INDEX.add_table(self)
 
     # -- finding ---------------------------------------------------------------------------
 
@@ -366,13 +348,34 @@ class ImageTable:
             keep_with_copies(owner, offset, twin[0])
             return twin[1]
         budget = budget if budget is not None else self.budget()
-        image = self._make(pointer_type, worker, generation, budget)
+        inside = self._inside(pointer_type, worker, generation)
+        image = inside[0] if inside else self._make(pointer_type, worker, generation, budget)
         if image is None:
             return None
         keep = owner.__dict__.setdefault("_ffibox_images", {})
         keep[offset] = image
         keep_with_copies(owner, offset, image)
-        return image.start
+        return image.start + (inside[1] if inside else 0)
+
+    def _inside(self, pointer_type, worker: int,
+                generation: int) -> Optional[Tuple[Image, int]]:
+        """For a pointer to pointer-free data at `worker`: an image of plain worker bytes (no
+        pointer slots) that already mirrors that address, or ends right before it, and the
+        offset there. Two pointers into one array (a range's start and end) then point into
+        one image, and their difference is the worker's."""
+        if not _types.is_pointer(pointer_type) or _types.pointer_offsets(pointer_type._type_):
+            return None
+        with self._lock:
+            first = bisect.bisect_left(self._workers, (worker - self._longest, 0))
+            last = bisect.bisect_right(self._workers, (worker, sys.maxsize))
+            refs = [self._images[start] for _, start in self._workers[first:last]]
+        for ref in refs:
+            image = ref()
+            if image is not None and image.size and not image.slots and \
+                    image.generation == generation and \
+                    image.worker <= worker <= image.worker + image.size:
+                return image, worker - image.worker
+        return None
 
     def image_of(self, pointer_type, worker: int, generation: int) -> Optional[Image]:
         """The image `pointer_type` at `worker` calls for (None for void* and function
@@ -399,7 +402,6 @@ class ImageTable:
 
     def _register(self, image: Image) -> Image:
         start = image.start
-        _made[0] += 1
         with self._lock:
             if start not in self._images:
                 bisect.insort(self._starts, start)
@@ -409,6 +411,8 @@ class ImageTable:
             bisect.insort(self._workers, (image.worker, start))
             self._worker_of[start] = image.worker
             self._longest = max(self._longest, image.size)
+        if self.session is not None:
+            INDEX.image_made()
         return image
 
     def _forget(self, start: int, ref) -> None:
@@ -664,6 +668,40 @@ class ImageTable:
             if mapped is not None:
                 _WORD.pack_into(data, offset, mapped[0])
         return bytes(data)
+
+    def refresh(self, address: int, size: int) -> None:
+        """Gives the images that mirror worker memory within [address, address + size) the
+        worker's bytes there, after a write that did not go through them (a view's, a
+        RemotePointer's): they read what the worker holds, and a later local store of the old
+        value is still written back. A pointer slot keeps its image (the worker word it
+        stands for is not re-read)."""
+        if not self._images:
+            return
+        with self._lock:
+            first = bisect.bisect_left(self._workers, (address - self._longest, 0))
+            last = bisect.bisect_left(self._workers, (address + size, 0))
+            refs = [self._images[start] for _, start in self._workers[first:last]]
+        for ref in refs:
+            image = ref()
+            if image is None or not image.size or len(image.synced) != image.size:
+                continue
+            low = max(address, image.worker)
+            high = min(address + size, image.worker + image.size)
+            if low >= high:
+                continue
+            try:
+                data = self._memory.read(low, high - low, image.generation, as_is=True)
+            except Error:
+                continue  # nothing to mirror there any more
+            offset, end = low - image.worker, high - image.worker
+            before = _ct.string_at(image.start, image.size)
+            local, synced = bytearray(before), bytearray(image.synced)
+            local[offset:end] = synced[offset:end] = data
+            for slot in image.slots:  # the slots keep their images
+                local[slot:slot + _WORD.size] = before[slot:slot + _WORD.size]
+                synced[slot:slot + _WORD.size] = image.synced[slot:slot + _WORD.size]
+            _ct.memmove(image.start, bytes(local), image.size)
+            image.synced, image.seen = bytes(synced), bytes(local)
 
     def sync(self, address: Optional[int] = None, size: int = 0) -> None:
         """Writes back what the caller changed in its images since they were read: all of

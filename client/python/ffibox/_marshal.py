@@ -55,9 +55,11 @@ def infer_type(value):
 
 def as_parameter(value):
     """What ctypes passes for `value`: its `_as_parameter_`, followed as far as it goes (an
-    object's may itself have one), unless it is a ctypes instance."""
+    object's may itself have one), unless it is a ctypes instance or a value ctypes converts
+    itself (an int, float, bytes or str, even of a subclass with an `_as_parameter_`)."""
     for _ in range(sys.getrecursionlimit()):
-        if isinstance(value, _ct._SimpleCData.__mro__[1]) or not hasattr(value, "_as_parameter_"):
+        if isinstance(value, (_ct._SimpleCData.__mro__[1], int, float, bytes, str)) or \
+                not hasattr(value, "_as_parameter_"):
             return value
         value = value._as_parameter_
     raise RecursionError("maximum recursion depth exceeded while following _as_parameter_")
@@ -208,7 +210,7 @@ def _encode_string_or_void(t, code, value, builder, session):
             # An address of this process as user data: if the library hands it back, it is
             # the caller's (ffibox._addresses).
             _addresses.note_local_address(value)
-        return remote_value(value, session.generation)
+        return remote_value(value, session.handed_generation(value))
     if isinstance(value, bytes) and code in ("z", "P") and builder is not None:
         return block_value(builder.add_bytes(value))
     if isinstance(value, str) and code in ("Z", "P") and builder is not None:
@@ -385,6 +387,8 @@ def void_pointer(address: int, session, generation: int) -> Optional[int]:
     if twin is not None:
         return twin[1]
     _addresses.note_worker_address(address)
+    if address:
+        session.remember_handed(address, generation)
     return address or None
 
 

@@ -28,8 +28,9 @@ class WorkerMemory:
     worker memory [address, address + size) (a copy's source and destination): the
     session's images (ffibox._images) of that memory write the caller's changes back there
     first, so a read sees what a read in the library would, and a write is not undone by an
-    older change of an image written back later. The images' own reads pass
-    `as_is=True`."""
+    older change of an image written back later. `after_write(address, size)`, when set,
+    runs after such a write, fill or copy: the images of that memory take the new bytes, so
+    they read what the worker holds. The images' own reads and writes pass `as_is=True`."""
 
     # How far past its start a string read looks for images to write back first.
     STRING_REACH = 64 << 10
@@ -39,10 +40,15 @@ class WorkerMemory:
         self._encode = encode
         self.lists = True  # the server takes read_memory_list (SessionOpened.memory_lists)
         self.before_read: Optional[Callable[[int, int], None]] = None
+        self.after_write: Optional[Callable[[int, int], None]] = None
 
     def _flush(self, address: int, size: int) -> None:
         if self.before_read is not None:
             self.before_read(address, size)
+
+    def _written(self, address: int, size: int) -> None:
+        if self.after_write is not None:
+            self.after_write(address, size)
 
     def _address(self, address: int, generation: Optional[int]):
         return pb.RemoteAddress(address=address, generation=generation or self._stream.generation)
@@ -79,6 +85,8 @@ class WorkerMemory:
             self._flush(address, len(data))
         self._stream.request(write_memory=pb.WriteMemory(
             address=self._address(address, generation), data=data))
+        if not as_is:
+            self._written(address, len(data))
 
     def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None) -> None:
         """Stores `value` as a `t` at a worker address (a string the worker copies, a
@@ -87,6 +95,7 @@ class WorkerMemory:
         self._stream.request(write_memory=pb.WriteMemory(
             address=self._address(address, generation), type=_types.to_proto(t),
             value=self._encode(t, value)))
+        self._written(address, ctypes.sizeof(t))
 
     def read_string(self, address: int, wide: bool = False,
                     generation: Optional[int] = None, length: int = 0, as_is: bool = False):
@@ -109,6 +118,7 @@ class WorkerMemory:
         self._flush(address, size)
         self._stream.request(fill_memory=pb.FillMemory(
             address=self._address(address, generation), byte=byte & 0xFF, size=size))
+        self._written(address, size)
 
     def copy(self, destination: int, source: int, size: int,
              generation: Optional[int] = None) -> None:
@@ -118,3 +128,4 @@ class WorkerMemory:
         self._stream.request(copy_memory=pb.CopyMemory(
             destination=self._address(destination, generation),
             source=self._address(source, generation), size=size))
+        self._written(destination, size)

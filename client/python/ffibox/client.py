@@ -4,6 +4,7 @@
     with ffibox.connect().session(timeout=5) as session:
         libm = session.CDLL("libm.so.6")
 """
+import collections
 import fnmatch
 import os
 import threading
@@ -284,18 +285,36 @@ class Session:
         # One worker address per caller object calls reach, for the object's life.
         self.twins = TwinTable(lambda: self.generation)
         # Local images of worker memory the library handed back through typed pointers.
-        self.images = ImageTable(self.memory, self.twins, max_images)
-        self.images.session = weakref.ref(self)
+        self.images = ImageTable(self.memory, self.twins, max_images, session=self)
         # Whether the server takes read_memory_list (an older one: a read at a time).
         self.memory.lists = opened.memory_lists
         self.memory.before_read = self.images.sync
+        self.memory.after_write = self.images.refresh
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
         # Re-entrant: a collection while it is held (making a handler allocates) may run
         # _release_callback of another callback on the same thread.
         self._callbacks_lock = threading.RLock()
         self._functions_at: Dict[tuple, RemoteCall] = {}
+        # Worker addresses the library handed back as integers (c_void_p results: handles),
+        # with the generation of the worker that handed each: passed back after a restart,
+        # one of an earlier worker is refused as stale, not read in the new one.
+        self._handed: "collections.OrderedDict[int, int]" = collections.OrderedDict()
         self.cdll = LibraryLoader(_CDLL, lambda: self)
+
+    _HANDED_KEPT = 4096
+
+    def remember_handed(self, address: int, generation: int) -> None:
+        """Notes that worker `generation` handed `address` back as an integer."""
+        self._handed[address] = generation
+        self._handed.move_to_end(address)
+        while len(self._handed) > self._HANDED_KEPT:
+            self._handed.popitem(last=False)
+
+    def handed_generation(self, address: int) -> int:
+        """The generation of the worker that handed `address` back as an integer, else the
+        current one (an integer the caller made up is the current worker's to judge)."""
+        return self._handed.get(address, self.generation)
 
     @property
     def max_images(self) -> int:

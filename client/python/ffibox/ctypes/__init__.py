@@ -9,6 +9,7 @@ worker's memory or this process's). docs/python.md lists what differs.
 """
 import ctypes as _ct
 import operator
+import struct
 import sys
 import threading
 from ctypes import (  # the stdlib data types are ffibox's data types
@@ -25,6 +26,7 @@ from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
 from ffibox import _addresses, _images, _marshal, _remote, _slots, _types
+from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
 from ffibox._functions import CFUNCTYPE, get_errno, set_errno
@@ -325,38 +327,34 @@ def cast(obj, typ):
     raise TypeError("cast() argument 2 must be a pointer type, not %s" % typ.__name__)
 
 
-def _pointer_value(obj) -> Optional[int]:
-    """The address `obj` stands for as a pointer argument of string_at, memmove and memset, when
-    it is a pointer, an array, a byref or an integer; else None."""
+_WORD = struct.Struct("P")
+
+
+def _range_beyond_image(obj, count: Optional[int], unit: int = 1):
+    """When `obj` (a pointer object, or an address as an integer) points into an image of
+    worker memory (ffibox._images) and `count` bytes from there (None: a string of
+    `unit`-byte characters, up to its NUL) run past the image's bytes: (the local address,
+    how many of the bytes are the image's, the worker address the pointer names). Those bytes
+    are the worker's: C would read on in the library's memory. None otherwise (the caller's
+    own objects, arrays and `byref`s included, are never images)."""
     if isinstance(obj, int) and not isinstance(obj, bool):
-        return obj
-    if isinstance(obj, _marshal._CArgObject):
-        target, offset = _marshal.byref_target(obj)
-        return _ct.addressof(target) + offset
-    if isinstance(obj, (_ct._Pointer, _ct.Array, c_void_p, c_char_p, c_wchar_p)):
-        return _ct.cast(obj, c_void_p).value
-    return None
-
-
-def _past_image(obj, count: Optional[int], unit: int = 1):
-    """When `obj` points into an image of worker memory (ffibox._images) and `count` bytes
-    from there (None: a string of `unit`-byte characters, up to its NUL) run past the image's
-    local bytes: (the local address, how many of the bytes are local, the worker address the
-    pointer names). Those bytes are the worker's: C would read on in the library's memory.
-    None otherwise."""
-    address = _pointer_value(obj)
-    reach = _images.reach(address) if address else None
+        address = obj
+    elif isinstance(obj, (_ct._Pointer, c_void_p, c_char_p, c_wchar_p)):
+        address = _WORD.unpack_from(obj)[0]
+    else:
+        return None
+    reach = _IMAGES.holding(address) if address else None
     if reach is None:
         return None
-    session, image, offset, local_bytes = reach
-    local = max(local_bytes - offset, 0)
+    local = max(reach.local_bytes - reach.offset, 0)
     if count is None:
-        text = _ct.string_at(address, local - local % unit)
-        if any(text[i:i + unit] == bytes(unit) for i in range(0, len(text), unit)):
-            return None
+        text = memoryview(_ct.string_at(address, local - local % unit))
+        if 0 in (text if unit == 1 else text.cast("I")):
+            return None  # the string ends inside the image
     elif count <= local:
         return None
-    return address, local, WorkerAddress(session, image.worker + offset, image.generation)
+    return address, local, WorkerAddress(reach.session, reach.image.worker + reach.offset,
+                                         reach.image.generation)
 
 
 def string_at(ptr, size: int = -1) -> bytes:
@@ -364,7 +362,7 @@ def string_at(ptr, size: int = -1) -> bytes:
     ptr = _local_form(ptr)
     at = _remote_address(ptr)
     if at is None:
-        past = _past_image(ptr, size if size >= 0 else None)
+        past = _range_beyond_image(ptr, size if size >= 0 else None)
         if past is None:
             return _ct.string_at(ptr, size)
         at = past[2]
@@ -379,7 +377,8 @@ def wstring_at(ptr, size: int = -1) -> str:
     ptr = _local_form(ptr)
     at = _remote_address(ptr)
     if at is None:
-        past = _past_image(ptr, size * sizeof(c_wchar) if size >= 0 else None, sizeof(c_wchar))
+        past = _range_beyond_image(ptr, size * sizeof(c_wchar) if size >= 0 else None,
+                                   sizeof(c_wchar))
         if past is None:
             return _ct.wstring_at(ptr, size)
         at = past[2]
@@ -393,10 +392,10 @@ def memmove(dst, src, count: int) -> Any:
     """ctypes.memmove between any mix of local objects and worker memory."""
     dst, src = _local_form(dst), _local_form(src)
     remote_dst, remote_src = _remote_address(dst), _remote_address(src)
-    past_src = _past_image(src, count) if remote_src is None else None
+    past_src = _range_beyond_image(src, count) if remote_src is None else None
     if past_src is not None:
         remote_src = past_src[2]
-    past_dst = _past_image(dst, count) if remote_dst is None else None
+    past_dst = _range_beyond_image(dst, count) if remote_dst is None else None
     if past_dst is not None:
         # The image's bytes here, the worker's past them.
         address, local, rest = past_dst
@@ -449,7 +448,7 @@ def memset(dst, c: int, count: int) -> Any:
     dst = _local_form(dst)
     at = _remote_address(dst)
     if at is None:
-        past = _past_image(dst, count)
+        past = _range_beyond_image(dst, count)
         if past is None:
             return _ct.memset(dst, c, count)
         # The image's bytes here, the worker's past them.

@@ -14,7 +14,10 @@ inside an object the pointer keeps alive (ctypes made it point there) is this pr
 whatever the worker handed back, and a word found to be this process's is remembered (about
 0.3 µs an access). A `char*` / `wchar_t*` element a pointer reads (`POINTER(c_char_p)`,
 `char**`) is checked the same way: a worker address there is the worker's string, as the
-`c_char_p` object at that element reads it (ffibox.ctypes).
+`c_char_p` object at that element reads it (ffibox.ctypes). An access through a pointer into
+an image that reaches past the image's bytes (an element, a slice, a larger pointee's
+`contents`) is the worker's memory there, read and written through the server
+(ffibox._image_reach).
 
 The classes are the stdlib's: `ffibox.ctypes.POINTER` and `pointer` guard the classes they
 give, and the classes that exist when ffibox.ctypes is imported are guarded then. A class
@@ -22,10 +25,11 @@ made later by the stdlib alone (`ctypes.pointer` in C of a type no one asked for
 type of, a direct subclass of `_Pointer`) is ctypes' own until ffibox gives it.
 """
 import ctypes as _ct
+import operator
 import struct
-import weakref
 
-from ffibox import _addresses, _blocks, _images, _remote, _slots, _types
+from ffibox import _addresses, _blocks, _remote, _slots, _types
+from ffibox._image_reach import INDEX
 
 _MARK = "_ffibox_guarded"
 _STDLIB_CONTENTS = _ct._Pointer.__dict__["contents"]
@@ -35,6 +39,7 @@ _CDATA = _ct._SimpleCData.__mro__[1]  # every ctypes object's base
 
 
 _word = struct.Struct("P").unpack_from
+_in_no_image = INDEX.in_no_image
 _local_words = _slots.local_words
 _epoch = _addresses.epoch
 # How many of a pointer's keep-alive references are looked through for its target.
@@ -66,24 +71,24 @@ def _into_kept(pointer, word: int) -> bool:
 
 def _getitem(self, index):
     _check(self)
-    beyond = _past_image(self, index)
+    beyond = _beyond_image(self, index)
     return _STDLIB_GETITEM(self, index) if beyond is None else beyond.get(index)
 
 
 def _getitem_strings(self, index):
     # Of a pointer to char* / wchar_t*.
     _check(self)
-    beyond = _past_image(self, index)
+    beyond = _beyond_image(self, index)
     if beyond is not None:
         return beyond.get(index)
     strings = _worker_strings(self, index)
     return _STDLIB_GETITEM(self, index) if strings is None else strings
 
 
-class _PastImage:
+class _BeyondImage:
     """Element access through a pointer into an image (ffibox._images) that reaches past the
-    image's local bytes: the elements there are the worker's, read and written there (as C
-    reads past the first elements of the library's array), those inside stay the image's."""
+    image's bytes: the elements there are the worker's, read and written there (as C reads
+    on past the first elements of the library's array); those inside stay the image's."""
 
     def __init__(self, pointer, remote, local: range) -> None:
         self._pointer = pointer
@@ -92,14 +97,15 @@ class _PastImage:
 
     def get(self, index):
         if not isinstance(index, slice):
-            return self._remote[index]
+            return self._remote[operator.index(index)]
         step = 1 if index.step is None else index.step
         start = 0 if index.start is None else index.start
         if step != 1 or not self._local.start <= start < self._local.stop:
             return self._remote[index]
-        # The image's part as ctypes reads it, the rest from the worker in one read.
+        # The image's part as this pointer reads it (its checks included), the rest from
+        # the worker in one read.
         split = min(index.stop, self._local.stop)
-        return (_STDLIB_GETITEM(self._pointer, slice(start, split)) +
+        return (type(self._pointer).__getitem__(self._pointer, slice(start, split)) +
                 self._remote[split:index.stop])
 
     def set(self, index, value) -> None:
@@ -109,41 +115,11 @@ class _PastImage:
         return self._remote.contents
 
 
-# Pointer targets found in no image, with _images.made() then: until another image is made,
-# they are in none (the common case, a pointer to the caller's own memory, costs a lookup).
-# And those found in one: (made then, weak references to the session and the image, the
-# offset, the image's local bytes), while both live and no other image was made.
-_in_no_image = {}
-_in_image = {}
-_LOOKUPS_KEPT = 4096
-
-
-def _reach(base: int):
-    """_images.reach(base), remembered (the same pointer is indexed in loops)."""
-    made = _images.made()
-    if _in_no_image.get(base) == made:
-        return None
-    known = _in_image.get(base)
-    if known is not None and known[0] == made:
-        session, image = known[1](), known[2]()
-        if session is not None and image is not None:
-            return session, image, known[3], known[4]
-    reach = _images.reach(base)
-    for table in (_in_no_image, _in_image):
-        if len(table) >= _LOOKUPS_KEPT:
-            table.clear()
-    if reach is None:
-        _in_no_image[base] = made
-    else:
-        _in_image[base] = (made, weakref.ref(reach[0]), weakref.ref(reach[1])) + reach[2:]
-    return reach
-
-
-def _past_image(pointer, index):
-    """A _PastImage when `pointer` points into an image and `index` (an int, or a slice
-    ctypes takes: with a stop) reaches past the image's local bytes; else None."""
+def _beyond_image(pointer, index):
+    """A _BeyondImage when `pointer` points into an image and `index` (an integer, or a slice
+    ctypes takes: with a stop) reaches past the image's bytes; else None."""
     base = _word(pointer)[0]
-    if not base or _in_no_image.get(base) == _images.made():
+    if not base or _in_no_image(base):
         return None
     if isinstance(index, slice):
         step = 1 if index.step is None else index.step
@@ -153,20 +129,21 @@ def _past_image(pointer, index):
         if not indices:
             return None
         low, high = min(indices), max(indices)
-    elif isinstance(index, int):
-        low = high = index
     else:
-        return None
-    reach = _reach(base)
+        try:
+            low = high = operator.index(index)  # as ctypes: anything with __index__
+        except TypeError:
+            return None  # ctypes' own error
+    reach = INDEX.holding(base)
     if reach is None:
         return None
-    session, image, offset, local_bytes = reach
     size = max(_ct.sizeof(pointer._type_), 1)
-    local = range(-(offset // size), (local_bytes - offset) // size)
+    local = range(-(reach.offset // size), (reach.local_bytes - reach.offset) // size)
     if low in local and high in local:
         return None
-    return _PastImage(pointer, _remote.RemotePointer(session, image.worker + offset,
-                                                     image.generation, pointer._type_), local)
+    image = reach.image
+    return _BeyondImage(pointer, _remote.RemotePointer(
+        reach.session, image.worker + reach.offset, image.generation, pointer._type_), local)
 
 
 def _worker_strings(pointer, index):
@@ -196,16 +173,16 @@ def _local_or_null(word) -> bool:
 
 def _setitem(self, index, value):
     _check(self)
-    beyond = _past_image(self, index) if isinstance(index, int) else None
+    beyond = None if isinstance(index, slice) else _beyond_image(self, index)
     if beyond is None:
         _STDLIB_SETITEM(self, index, value)
     else:
-        beyond.set(index, value)
+        beyond.set(operator.index(index), value)
 
 
 def _get_contents(self):
     _check(self)
-    beyond = _past_image(self, 0)  # a pointee larger than the image's bytes: the worker's
+    beyond = _beyond_image(self, 0)  # a pointee larger than the image's bytes: the worker's
     return _STDLIB_CONTENTS.__get__(self) if beyond is None else beyond.contents()
 
 
