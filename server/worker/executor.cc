@@ -1,6 +1,7 @@
 #include "server/worker/executor.h"
 
 #include <dlfcn.h>
+#include <locale.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -43,10 +44,13 @@ void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Respons
   absl::Status status;
   switch (request.op_case()) {
     case v1::Request::kLoadLibrary:
-      // The session's environment, before the library's constructors run.
+      // The session's environment, before the library's constructors run, and the
+      // character type locale it names (LANG, LC_CTYPE, LC_ALL), which a Python process
+      // takes from its environment at startup too.
       for (const auto& [name, value] : wrapped.environment()) {
         setenv(name.c_str(), value.c_str(), 1);
       }
+      if (!wrapped.environment().empty()) setlocale(LC_CTYPE, "");
       status = LoadLibrary(wrapped.handle(), request.load_library(),
                            wrapped.library_descriptor() ? wrapped.id() : 0);
       if (status.ok()) response.mutable_library()->set_library(wrapped.handle());

@@ -37,6 +37,22 @@ def test_allowed_variables_are_set_before_the_library_loads(env_server):
         assert lib.env_value(b"PATH") is None
 
 
+def test_a_session_language_sets_the_character_locale_as_python_does(env_server):
+    # towupper of é is É in C.UTF-8 and unchanged in the C locale; mbstowcs takes UTF-8.
+    client = ffibox.connect(env_server.address)
+    with client.session(env={"LANG": "C.UTF-8"}) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.towupper.restype, libc.towupper.argtypes = std_ctypes.c_uint, [std_ctypes.c_uint]
+        libc.setlocale.restype = std_ctypes.c_char_p
+        libc.setlocale.argtypes = [std_ctypes.c_int, std_ctypes.c_char_p]
+        assert libc.setlocale(0, None) == b"C.UTF-8"  # LC_CTYPE
+        assert libc.towupper(0xE9) == 0xC9
+    with client.session() as session:  # no environment: the C locale
+        libc = session.CDLL("libc.so.6")
+        libc.towupper.restype, libc.towupper.argtypes = std_ctypes.c_uint, [std_ctypes.c_uint]
+        assert libc.towupper(0xE9) == 0xE9
+
+
 def test_the_environment_survives_a_worker_restart(env_server):
     client = ffibox.connect(env_server.address)
     with client.session(env={"FFIBOX_TEST_AT_LOAD": "again"}) as session:
