@@ -1,9 +1,11 @@
 #include "server/broker/handle_table.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
 
@@ -29,9 +31,30 @@ absl::StatusOr<uint64_t> HandleTable::AddFunction(Function function) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("a session may resolve at most ",
                                                             limits_.max_functions, " functions"));
   }
+  const uint64_t bytes = function.signature.ByteSizeLong() + function.symbol.size();
+  FFIBOX_RETURN_IF_ERROR(Keep(bytes, "a function's signature"));
   const uint64_t handle = next_function_handle_++;
-  functions_[handle] = FunctionEntry{std::move(function), State::kPending};
+  functions_[handle] = FunctionEntry{std::move(function), State::kPending, bytes};
   return handle;
+}
+
+absl::Status HandleTable::Keep(uint64_t bytes, absl::string_view what) {
+  if (bytes > limits_.max_kept_bytes - std::min(kept_bytes_, limits_.max_kept_bytes)) {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat(what, " of ", bytes,
+                                    " bytes is more than the session may keep: its "
+                                    "signatures and callback definitions hold ",
+                                    kept_bytes_, " of at most ", limits_.max_kept_bytes, " bytes"));
+  }
+  kept_bytes_ += bytes;
+  return absl::OkStatus();
+}
+
+void HandleTable::EraseCallback(uint64_t id) {
+  auto callback = callbacks_.find(id);
+  if (callback == callbacks_.end()) return;
+  kept_bytes_ -= callback->second.bytes;
+  callbacks_.erase(callback);
 }
 
 void HandleTable::NoteLoadRequest(uint64_t request_id, uint64_t handle) {
@@ -86,9 +109,12 @@ absl::StatusOr<uint64_t> HandleTable::AddCallback(const v1::DefineCallback& defi
                        absl::StrCat("a session may define at most ", limits_.max_callbacks,
                                     " callbacks at once; free some with free_callback"));
   }
+  const uint64_t bytes = definition.ByteSizeLong();
+  FFIBOX_RETURN_IF_ERROR(Keep(bytes, "a callback's definition"));
   const uint64_t id = next_callback_handle_++;
   Callback callback;
   callback.definition = std::make_shared<const v1::DefineCallback>(definition);
+  callback.bytes = bytes;
   callbacks_[id] = std::move(callback);
   return id;
 }
@@ -114,7 +140,14 @@ void HandleTable::RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool su
     libraries_[handle - 1].state = state;
   } else if (op == v1::Request::kResolveFunction) {
     auto entry = functions_.find(handle);
-    if (entry != functions_.end()) entry->second.state = state;
+    if (entry == functions_.end()) return;
+    entry->second.state = state;
+    if (!succeeded) {
+      // Kept only to answer requests that name it: its signature goes.
+      kept_bytes_ -= entry->second.bytes;
+      entry->second.bytes = 0;
+      v1::Signature().Swap(&entry->second.function.signature);
+    }
   } else if (op == v1::Request::kDefineCallback) {
     // A failed definition leaves no id behind (and does not count against the limit).
     auto callback = callbacks_.find(handle);
@@ -122,11 +155,11 @@ void HandleTable::RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool su
     if (succeeded) {
       callback->second.state = state;
     } else {
-      callbacks_.erase(callback);
+      EraseCallback(handle);
     }
   } else if (op == v1::Request::kFreeCallback) {
     // Freed, or unknown to the worker, or lost with it: gone in every case.
-    callbacks_.erase(handle);
+    EraseCallback(handle);
   }
 }
 

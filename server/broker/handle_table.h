@@ -27,6 +27,10 @@ class HandleTable {
     size_t max_libraries = 256;
     size_t max_functions = 65536;
     size_t max_callbacks = 4096;  // defined and not freed, at once
+    // Encoded bytes of the function signatures (with their symbols) and callback
+    // definitions kept at once: what a session holds of the broker's memory until it ends,
+    // whatever its requests carry (a signature may be megabytes of record names).
+    uint64_t max_kept_bytes = uint64_t{16} << 20;
   };
 
   struct Function {
@@ -56,7 +60,7 @@ class HandleTable {
   absl::Status CheckLibrary(uint64_t handle, absl::string_view field) const;
 
   // A new function handle for `function`, pending until RecordOutcome. RESOURCE_EXHAUSTED
-  // past the limit.
+  // past the limits (of functions, of kept bytes).
   absl::StatusOr<uint64_t> AddFunction(Function function);
 
   // Request-id references (pipelining): the client's request `request_id` made library or
@@ -77,7 +81,8 @@ class HandleTable {
   absl::StatusOr<const Function*> FindFunction(uint64_t handle) const;
 
   // A new callback id for `definition` (its signature and buffer_bytes), pending until
-  // RecordOutcome. RESOURCE_EXHAUSTED past the limit of callbacks defined at once.
+  // RecordOutcome. RESOURCE_EXHAUSTED past the limits (of callbacks defined at once, of kept
+  // bytes).
   absl::StatusOr<uint64_t> AddCallback(const v1::DefineCallback& definition);
   // The definition of callback `id`, defined and not yet gone (the worker may invoke a
   // callback whose definition or free it has not answered yet); null when there is none.
@@ -86,7 +91,7 @@ class HandleTable {
   // there is no such callback, or it is already being freed.
   absl::Status MarkCallbackFreed(uint64_t id);
   // Removes callback `id` at once (no worker holds it).
-  void ForgetCallback(uint64_t id) { callbacks_.erase(id); }
+  void ForgetCallback(uint64_t id) { EraseCallback(id); }
 
   // Applies the worker's answer to a load, resolve, define or free of `handle` (or the loss
   // of the worker, as a failure). A failed definition leaves no callback id behind; a free
@@ -100,6 +105,8 @@ class HandleTable {
   size_t library_count() const { return libraries_.size(); }
   size_t function_count() const { return functions_.size(); }
   size_t callback_count() const { return callbacks_.size(); }
+  // Encoded bytes of the signatures and definitions kept (Limits::max_kept_bytes).
+  uint64_t kept_bytes() const { return kept_bytes_; }
 
  private:
   enum class State { kPending, kReady, kFailed };
@@ -110,12 +117,19 @@ class HandleTable {
   struct FunctionEntry {
     Function function;
     State state = State::kPending;
+    uint64_t bytes = 0;  // counted in kept_bytes_ (0 once it failed: its signature is gone)
   };
   struct Callback {
     std::shared_ptr<const v1::DefineCallback> definition;
     State state = State::kPending;
     bool freed = false;  // a free was sent; gone once the worker answers it
+    uint64_t bytes = 0;  // counted in kept_bytes_
   };
+
+  // OK when `bytes` more fit in Limits::max_kept_bytes (then counted), else
+  // RESOURCE_EXHAUSTED saying what `what` would keep.
+  absl::Status Keep(uint64_t bytes, absl::string_view what);
+  void EraseCallback(uint64_t id);
 
   const Limits limits_;
   std::vector<Library> libraries_;  // handle = index + 1
@@ -123,6 +137,7 @@ class HandleTable {
   uint64_t next_function_handle_ = 1;
   absl::flat_hash_map<uint64_t, Callback> callbacks_;
   uint64_t next_callback_handle_ = 1;
+  uint64_t kept_bytes_ = 0;
   // Client request id -> the handle that request made.
   absl::flat_hash_map<uint64_t, uint64_t> load_requests_;
   absl::flat_hash_map<uint64_t, uint64_t> resolve_requests_;

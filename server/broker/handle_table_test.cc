@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 
@@ -95,6 +96,42 @@ TEST(HandleTable, EachKindOfHandleHasItsLimit) {
   ASSERT_OK(table.MarkCallbackFreed(callback));
   table.RecordOutcome(v1::Request::kFreeCallback, callback, true);
   EXPECT_OK(table.AddCallback(DefinitionOf(DoubleOfDouble())));
+}
+
+// A signature of `bytes` or so: one record parameter with a name that long.
+v1::Signature Weighing(size_t bytes) {
+  v1::Signature signature = DoubleOfDouble();
+  v1::RecordType* record = signature.add_params()->mutable_record();
+  record->set_kind(v1::RecordType::STRUCT);
+  record->set_name(std::string(bytes, 'n'));
+  record->add_fields()->mutable_type()->set_scalar(v1::INT);
+  return signature;
+}
+
+TEST(HandleTable, WhatASessionKeepsOfItsSignaturesIsBounded) {
+  HandleTable::Limits limits;
+  limits.max_kept_bytes = 3 << 20;
+  HandleTable table(limits);
+  const size_t mib = 1 << 20;
+  ASSERT_OK_AND_ASSIGN(uint64_t first, table.AddFunction({1, "a", Weighing(mib)}));
+  ASSERT_OK_AND_ASSIGN(uint64_t callback, table.AddCallback(DefinitionOf(Weighing(mib))));
+  EXPECT_GT(table.kept_bytes(), 2 * mib);
+  absl::StatusOr<uint64_t> refused = table.AddFunction({1, "b", Weighing(mib)});
+  EXPECT_THAT(refused.status(), StatusIs(v1::RESOURCE_EXHAUSTED));
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("more than the session may keep"));
+  EXPECT_THAT(table.AddCallback(DefinitionOf(Weighing(mib))).status(),
+              StatusIs(v1::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(table.function_count(), 1u);
+  // A resolve that failed keeps its handle (requests may name it) but not its signature.
+  table.RecordOutcome(v1::Request::kResolveFunction, first, false);
+  ASSERT_OK(table.AddFunction({1, "c", Weighing(mib)}));
+  // A freed callback gives its bytes back.
+  ASSERT_OK(table.MarkCallbackFreed(callback));
+  table.RecordOutcome(v1::Request::kFreeCallback, callback, true);
+  ASSERT_OK_AND_ASSIGN(uint64_t again, table.AddCallback(DefinitionOf(Weighing(mib))));
+  table.ForgetCallback(again);
+  EXPECT_LT(table.kept_bytes(), 2 * mib);
 }
 
 TEST(HandleTable, AFunctionIsFoundUntilItsResolveFails) {

@@ -326,3 +326,24 @@ def test_blocks_of_a_call_naming_its_function_by_request_reach_the_worker(sessio
         assert not answer.HasField("error"), answer.error
     assert called.call.result.uint_value == len(text)
     assert [r.result.uint_value for r in batched.batch.results] == [len(text)] * 2
+
+
+def test_what_a_session_keeps_of_its_signatures_is_bounded(session, pb):
+    # Each resolve keeps its signature in the broker until the session ends, a failed one
+    # only until it fails: 16 MiB in all, here 2 MiB of record name each.
+    loaded = session.send(load_library=pb.LoadLibrary(path=TEST_LIB))
+    assert not loaded.HasField("error"), loaded.error
+    big = pb.Signature(result=scalar(pb, "INT"), params=[pb.Type(record=pb.RecordType(
+        kind=pb.RecordType.STRUCT, name="n" * (2 << 20),
+        fields=[pb.Field(name="a", type=scalar(pb, "INT"))]))])
+
+    def resolved(symbol):
+        answer = session.send(resolve_function=pb.ResolveFunction(
+            library=loaded.library.library, symbol=symbol, signature=big))
+        return pb.ErrorCode.Name(answer.error.code) if answer.HasField("error") else "OK"
+
+    # Failed resolves give their signatures back: the seven after them still fit.
+    assert [resolved("no_such_symbol") for _ in range(3)] == ["SYMBOL_NOT_FOUND"] * 3
+    codes = [resolved("add_int") for _ in range(9)]
+    assert codes == ["OK"] * 7 + ["RESOURCE_EXHAUSTED"] * 2, codes
+    assert session.send(ping=pb.Ping()).HasField("done")
