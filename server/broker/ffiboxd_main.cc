@@ -392,8 +392,9 @@ int main(int argc, char** argv) {
   };
   if (!health_listen.empty()) {
     int health_port = 0;
-    absl::StatusOr<std::unique_ptr<grpc::Server>> started =
-        ffibox::StartHealthOnlyServer(health_listen, &health, &health_port);
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started = ffibox::StartHealthOnlyServer(
+        health_listen, &health, &health_port,
+        absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms)));
     if (!started.ok()) return Fail(std::string(started.status().message()));
     health_server = *std::move(started);
     addresses.push_back(BoundAddress(health_listen, health_port));

@@ -1,9 +1,12 @@
 #include "server/broker/standard_services.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/keepalive.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -42,13 +45,20 @@ std::vector<std::string> MissingJailLayers(const JailOptions& configured,
   return missing;
 }
 
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address,
-                                                                    HealthService* health,
-                                                                    int* port) {
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(
+    const std::string& address, HealthService* health, int* port,
+    absl::Duration handshake_timeout) {
   grpc::ServerBuilder builder;
   health->AddTo(&builder);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             static_cast<int>(std::clamp<int64_t>(
+                                 absl::ToInt64Milliseconds(handshake_timeout), 100, INT_MAX)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kServerKeepaliveTime)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kServerKeepaliveTimeout)));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   // gRPC builds no server when a port does not bind (a bound TCP port is never 0).
   if (server == nullptr) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/broker/health_service.h"
 #include "server/jail/jail_options.h"
@@ -38,11 +39,12 @@ std::vector<std::string> MissingJailLayers(const JailOptions& configured,
 // service `health` (and reflection, which lists only the standard services), never
 // ffibox.v1.Ffibox. A connection may have 4 streams open at once: anyone may reach it, and
 // a Watch never ends by itself (its Watches also count against `health`'s server-wide
-// bound). Requires EnableStandardServices; `health` must outlive the server. UNAVAILABLE if
-// it cannot listen.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address,
-                                                                    HealthService* health,
-                                                                    int* port);
+// bound). A connection that has not completed its HTTP/2 handshake within
+// `handshake_timeout` is closed (gRPC's own default holds one for 2 minutes), and one whose
+// peer vanished is found by keepalive pings, as on the main listeners. Requires
+// EnableStandardServices; `health` must outlive the server. UNAVAILABLE if it cannot listen.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(
+    const std::string& address, HealthService* health, int* port, absl::Duration handshake_timeout);
 
 }  // namespace ffibox
 

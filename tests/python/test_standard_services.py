@@ -5,6 +5,7 @@ ffibox.v1.Ffibox and describes its Session method). The stubs are generated from
 grpc-proto package."""
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -153,6 +154,27 @@ def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stu
             with pytest.raises(grpc.RpcError) as refused:
                 next(iter(responses))
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        server.stop()
+
+
+def test_a_silent_connection_to_the_health_listener_is_closed_at_the_handshake_deadline(
+        standard_stubs):
+    # Anyone who reaches the plaintext port may connect: one that never speaks is closed
+    # after --handshake_timeout_ms, as on the TLS listeners (gRPC's own default: 2 minutes).
+    health_pb2, _ = standard_stubs
+    server = Server("--health_listen=127.0.0.1:0", "--handshake_timeout_ms=1000")
+    try:
+        host, port = health_listener_address(server).rsplit(":", 1)
+        silent = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+        started = time.monotonic()
+        for connection in silent:
+            while connection.recv(4096):  # the server's preface, then its close
+                pass
+        assert time.monotonic() - started < 8
+        with grpc.insecure_channel("%s:%s" % (host, port)) as channel:
+            assert (health_check(channel, health_pb2, "ffibox.v1.Ffibox")
+                    == health_pb2.HealthCheckResponse.SERVING)
     finally:
         server.stop()
 
