@@ -147,6 +147,7 @@ void HandleTable::RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool su
       kept_bytes_ -= entry->second.bytes;
       entry->second.bytes = 0;
       v1::Signature().Swap(&entry->second.function.signature);
+      std::string().swap(entry->second.function.symbol);
     }
   } else if (op == v1::Request::kDefineCallback) {
     // A failed definition leaves no id behind (and does not count against the limit).

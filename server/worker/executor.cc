@@ -50,7 +50,10 @@ void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Respons
       for (const auto& [name, value] : wrapped.environment()) {
         setenv(name.c_str(), value.c_str(), 1);
       }
-      if (!wrapped.environment().empty()) setlocale(LC_CTYPE, "");
+      if (!wrapped.environment().empty() && !locale_set_) {
+        setlocale(LC_CTYPE, "");  // once: a later load leaves what the library set alone
+        locale_set_ = true;
+      }
       status = LoadLibrary(wrapped.handle(), request.load_library(),
                            wrapped.library_descriptor() ? wrapped.id() : 0);
       if (status.ok()) response.mutable_library()->set_library(wrapped.handle());

@@ -83,6 +83,8 @@ class WorkerExecutor {
   absl::Mutex descriptors_mu_;
   absl::flat_hash_map<uint64_t, int> early_descriptors_ ABSL_GUARDED_BY(descriptors_mu_);
   const TypeLimits limits_;
+  // Whether the session's environment has set the character type locale (the first load).
+  bool locale_set_ = false;
   CallbackTable callbacks_;
   MemoryRequests memory_;
   absl::Mutex mu_;

@@ -112,6 +112,8 @@ def test_paramflags_are_checked_when_the_prototype_is_made(ct, testlib):
             prototype(("add_int", testlib), ((1, "a"), (flag, "b")))
     with pytest.raises(TypeError, match="'out' parameter 2 must be a pointer type"):
         prototype(("add_int", testlib), ((1, "a"), (2, "b")))
+    # An in-out parameter may be of any type: it comes back as the caller gave it.
+    assert prototype(("add_int", testlib), ((1, "a"), (3, "b")))(1, 2) == 2
     # An lcid parameter (flag 4 with 1) is its default, never an argument.
     with_lcid = prototype(("add_int", testlib), ((1, "a"), (5, "b", 2)))
     assert with_lcid(1) == 3

@@ -56,6 +56,15 @@ def test_handles_of_a_crashed_worker_are_stale_in_the_next_one(session):
             lib.handle_get(handle)
     fresh = lib.handle_new(7)
     assert lib.handle_get(fresh) == 7
+    # A value that is no address (a sentinel such as (void*)1) is never stale.
+    libc = session.CDLL("libc.so.6")
+    libc.labs.restype, libc.labs.argtypes = ct.c_void_p, [ct.c_long]
+    assert libc.labs(-1) == 1
+    with pytest.raises(ffibox.WorkerCrashed):
+        lib.crash_abort()
+    assert lib.add_int(2, 3) == 5  # the new worker
+    libc.labs.restype, libc.labs.argtypes = ct.c_long, [ct.c_void_p]
+    assert libc.labs(1) == 1
 
 
 def test_hang_is_call_timeout_and_next_call_works(session):

@@ -47,6 +47,10 @@ def test_a_session_language_sets_the_character_locale_as_python_does(env_server)
         libc.setlocale.argtypes = [std_ctypes.c_int, std_ctypes.c_char_p]
         assert libc.setlocale(0, None) == b"C.UTF-8"  # LC_CTYPE
         assert libc.towupper(0xE9) == 0xC9
+        # Set once, as a Python process does at startup: a later load leaves the caller's.
+        assert libc.setlocale(0, b"C") == b"C"
+        session.CDLL(TEST_LIB)
+        assert libc.setlocale(0, None) == b"C"
     with client.session() as session:  # no environment: the C locale
         libc = session.CDLL("libc.so.6")
         libc.towupper.restype, libc.towupper.argtypes = std_ctypes.c_uint, [std_ctypes.c_uint]

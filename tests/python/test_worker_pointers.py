@@ -108,6 +108,27 @@ PATTERNS = {
         p[0] = 0
         print(lib.counting_byte_at(0), whole[0])
     """,
+    # The library changes its array and hands the pointer back again: both pointers read
+    # what it holds now.
+    "pointer_handed_back_again_reads_what_the_library_left": """
+        p, q = POINTER(c_int)(), POINTER(c_int)()
+        lib.out_int_array(byref(p))
+        lib.set_owned_number(0, 70)
+        lib.out_int_array(byref(q))
+        print(q[0], p[0], q[1])
+        lib.set_owned_number(0, 7)
+    """,
+    # byref of a view at an image, over more than the image holds.
+    "byref_of_a_buffer_out_parameter_over_all_of_it": """
+        p, n = POINTER(c_ubyte)(), c_size_t()
+        lib.out_counting_bytes(byref(p), byref(n))
+        lib.counting_byte_at.restype = c_ubyte
+        lib.counting_byte_at.argtypes = [c_size_t]
+        expected = bytes(i * 7 % 256 for i in range(1000))
+        print(string_at(byref(p.contents), 1000) == expected)
+        memset(byref(p.contents), 9, 1000)
+        print(lib.counting_byte_at(0), lib.counting_byte_at(999), lib.counting_byte_at(1000))
+    """,
     "errcheck_that_gives_the_arguments_back": """
         def check(result, function, arguments):
             if result < 0:
@@ -433,6 +454,8 @@ EXPECTED = {
     "buffer_out_parameter_indexed_with_index_objects": "35 1 59 1",
     "buffer_out_parameter_and_a_view_of_all_of_it": "77 78 77\n0 0",
     "errcheck_that_gives_the_arguments_back": "5 9",
+    "pointer_handed_back_again_reads_what_the_library_left": "70 70 8",
+    "byref_of_a_buffer_out_parameter_over_all_of_it": "True\n9 9 88",
 }
 
 

@@ -426,7 +426,7 @@ class _ParamflagsFunction:
             flag = tuple(flags)[0] if flags else 0
             if flag & 7 not in (0, 1, 2, 3, 5):  # as ctypes: in, out, in-out, in-lcid
                 raise TypeError("paramflag value %d not supported" % flag)
-            if flag & 2 and not (_types.is_pointer(t) or _types.is_array(t)):
+            if flag & 3 == 2 and not (_types.is_pointer(t) or _types.is_array(t)):
                 raise TypeError("'out' parameter %d must be a pointer type, not %s"
                                 % (number, getattr(t, "__name__", t)))
         self._function = function

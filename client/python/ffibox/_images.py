@@ -265,7 +265,7 @@ class Image:
     """Local bytes mirroring worker memory at `worker` (of worker `generation`)."""
 
     __slots__ = ("buffer", "start", "size", "worker", "generation", "synced", "seen", "slots",
-                 "children", "__weakref__")
+                 "children", "plain", "__weakref__")
 
     def __init__(self, buffer, size: int, worker: int, generation: int) -> None:
         self.buffer = buffer
@@ -277,6 +277,9 @@ class Image:
         self.seen: Optional[bytes] = None  # the local bytes as sync last saw them
         self.slots: Dict[int, Tuple[int, int]] = {}  # offset -> (local word, worker word)
         self.children: List[object] = []  # images (and twinned caller objects) it points to
+        # Its local bytes are the worker's as they are (a string, a page of strings, pointer-
+        # free data): no pointer position whose local word differs from the worker's.
+        self.plain = False
 
 
 class ImageTable:
@@ -359,10 +362,10 @@ class ImageTable:
 
     def _inside(self, pointer_type, worker: int,
                 generation: int) -> Optional[Tuple[Image, int]]:
-        """For a pointer to pointer-free data at `worker`: an image of plain worker bytes (no
-        pointer slots) that already mirrors that address, or ends right before it, and the
-        offset there. Two pointers into one array (a range's start and end) then point into
-        one image, and their difference is the worker's."""
+        """For a pointer to pointer-free data at `worker`: a plain image that already mirrors
+        that address, brought up to date, and the offset there. Two pointers into one array
+        (a range's start and end) then point into one image, and their difference is the
+        worker's."""
         if not _types.is_pointer(pointer_type) or _types.pointer_offsets(pointer_type._type_):
             return None
         with self._lock:
@@ -371,11 +374,22 @@ class ImageTable:
             refs = [self._images[start] for _, start in self._workers[first:last]]
         for ref in refs:
             image = ref()
-            if image is not None and image.size and not image.slots and \
-                    image.generation == generation and \
-                    image.worker <= worker <= image.worker + image.size:
+            if image is not None and image.plain and image.generation == generation and \
+                    image.worker <= worker < image.worker + image.size and self._reread(image):
                 return image, worker - image.worker
         return None
+
+    def _reread(self, image: Image) -> bool:
+        """Brings plain `image` up to date with the worker (the caller's changes written back
+        first): a pointer handed back again into memory it mirrors sees what the library
+        left there, as every pointer into that memory does. False when it cannot be read."""
+        self._sync_one(image)
+        data = self._read(image.worker, image.size, image.generation)
+        if data is None or len(data) != image.size:
+            return False
+        _ct.memmove(image.start, data, image.size)
+        image.synced = image.seen = data
+        return True
 
     def image_of(self, pointer_type, worker: int, generation: int) -> Optional[Image]:
         """The image `pointer_type` at `worker` calls for (None for void* and function
@@ -533,6 +547,7 @@ class ImageTable:
             # memory of the image, and goes back as it changed (sync).
             image = Image(_ct.create_string_buffer(data, len(data)), len(data), first,
                           generation)
+            image.plain = True
             image.synced = data
             self._register(image)
             for word, end in ends.items():
@@ -549,6 +564,7 @@ class ImageTable:
         buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)
         image = Image(buffer, _ct.sizeof(buffer), worker, generation)
         image.synced = bytes(buffer)
+        image.plain = True
         return self._register(image)
 
     def _make_pointee(self, t, worker: int, generation: int, budget: Budget) -> Image:
@@ -577,15 +593,15 @@ class ImageTable:
             data = _until_null(data, element)
         if _types.code_of(t) == "z":
             return self._make_string_array(data, worker, generation, budget)
-        # A pointer array always ends with a NULL element locally, even when the worker's
-        # did not within what was read, so a caller's `while argv[i]` stops inside the image.
-        # Zeros up to MAX_ELEMENTS: a caller reading past that NULL (an array with NULL
-        # holes, read by count) reads NULLs, not what lies past the image locally.
+        # Zeros past a pointer array's elements, up to MAX_ELEMENTS: what a raw view of the
+        # image (an array cast over it) reads there. Through the pointer, elements past the
+        # image are the worker's (ffibox._image_reach).
         room = len(data) + element if slots and any(data[len(data) - element:]) else len(data)
         buffer = _ct.create_string_buffer(data, max(room, MAX_ELEMENTS * element) if slots
                                           and array else room)
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
+        image.plain = not slots
         self._register(image)
         for base in range(0, len(data) - element + 1, element):
             for offset, pointer_type in slots:
@@ -670,11 +686,11 @@ class ImageTable:
         return bytes(data)
 
     def refresh(self, address: int, size: int) -> None:
-        """Gives the images that mirror worker memory within [address, address + size) the
-        worker's bytes there, after a write that did not go through them (a view's, a
+        """Gives the plain images that mirror worker memory within [address, address + size)
+        the worker's bytes there, after a write that did not go through them (a view's, a
         RemotePointer's): they read what the worker holds, and a later local store of the old
-        value is still written back. A pointer slot keeps its image (the worker word it
-        stands for is not re-read)."""
+        value is still written back. An image with pointer positions keeps its local words
+        (a worker address written there is not made an image of)."""
         if not self._images:
             return
         with self._lock:
@@ -683,8 +699,8 @@ class ImageTable:
             refs = [self._images[start] for _, start in self._workers[first:last]]
         for ref in refs:
             image = ref()
-            if image is None or not image.size or len(image.synced) != image.size:
-                continue
+            if image is None or not image.plain or len(image.synced) != image.size:
+                continue  # a pointer position keeps its image (its worker word not re-read)
             low = max(address, image.worker)
             high = min(address + size, image.worker + image.size)
             if low >= high:
@@ -694,12 +710,9 @@ class ImageTable:
             except Error:
                 continue  # nothing to mirror there any more
             offset, end = low - image.worker, high - image.worker
-            before = _ct.string_at(image.start, image.size)
-            local, synced = bytearray(before), bytearray(image.synced)
+            local = bytearray(_ct.string_at(image.start, image.size))
+            synced = bytearray(image.synced)
             local[offset:end] = synced[offset:end] = data
-            for slot in image.slots:  # the slots keep their images
-                local[slot:slot + _WORD.size] = before[slot:slot + _WORD.size]
-                synced[slot:slot + _WORD.size] = image.synced[slot:slot + _WORD.size]
             _ct.memmove(image.start, bytes(local), image.size)
             image.synced, image.seen = bytes(synced), bytes(local)
 

@@ -300,21 +300,29 @@ class Session:
         # with the generation of the worker that handed each: passed back after a restart,
         # one of an earlier worker is refused as stale, not read in the new one.
         self._handed: "collections.OrderedDict[int, int]" = collections.OrderedDict()
+        self._handed_lock = threading.Lock()
         self.cdll = LibraryLoader(_CDLL, lambda: self)
 
     _HANDED_KEPT = 4096
+    # What may be an address of a worker's memory (x86-64 user space above the lowest page a
+    # mapping may take): sentinels such as (void*)1 or (void*)-1 are values, not addresses.
+    _ADDRESSES = range(1 << 16, 1 << 47)
 
     def remember_handed(self, address: int, generation: int) -> None:
         """Notes that worker `generation` handed `address` back as an integer."""
-        self._handed[address] = generation
-        self._handed.move_to_end(address)
-        while len(self._handed) > self._HANDED_KEPT:
-            self._handed.popitem(last=False)
+        if address not in self._ADDRESSES:
+            return
+        with self._handed_lock:
+            self._handed[address] = generation
+            self._handed.move_to_end(address)
+            while len(self._handed) > self._HANDED_KEPT:
+                self._handed.popitem(last=False)
 
     def handed_generation(self, address: int) -> int:
         """The generation of the worker that handed `address` back as an integer, else the
         current one (an integer the caller made up is the current worker's to judge)."""
-        return self._handed.get(address, self.generation)
+        with self._handed_lock:
+            return self._handed.get(address, self.generation)
 
     @property
     def max_images(self) -> int:

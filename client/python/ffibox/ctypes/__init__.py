@@ -331,16 +331,24 @@ _WORD = struct.Struct("P")
 
 
 def _range_beyond_image(obj, count: Optional[int], unit: int = 1):
-    """When `obj` (a pointer object, or an address as an integer) points into an image of
-    worker memory (ffibox._images) and `count` bytes from there (None: a string of
-    `unit`-byte characters, up to its NUL) run past the image's bytes: (the local address,
-    how many of the bytes are the image's, the worker address the pointer names). Those bytes
-    are the worker's: C would read on in the library's memory. None otherwise (the caller's
-    own objects, arrays and `byref`s included, are never images)."""
+    """When `obj` (a pointer object, a ctypes object, a `byref`, or an address as an integer)
+    points into an image of worker memory (ffibox._images) and `count` bytes from there
+    (None: a string of `unit`-byte characters, up to its NUL) run past the image's bytes:
+    (the local address, how many of the bytes are the image's, the worker address the
+    pointer names). Those bytes are the worker's: C would read on in the library's memory. A
+    ctypes object or a `byref` of one counts where it lies (`byref(p.contents)` lies in an
+    image). None otherwise."""
     if isinstance(obj, int) and not isinstance(obj, bool):
         address = obj
     elif isinstance(obj, (_ct._Pointer, c_void_p, c_char_p, c_wchar_p)):
         address = _WORD.unpack_from(obj)[0]
+    elif isinstance(obj, _marshal._CArgObject):  # byref(p.contents, offset): where it points
+        if _IMAGES.in_no_image(_ct.addressof(obj._obj)):
+            return None
+        target, offset = _marshal.byref_target(obj)
+        address = _ct.addressof(target) + offset
+    elif isinstance(obj, _ct._SimpleCData.__mro__[1]):  # an object at an image (a view)
+        address = _ct.addressof(obj)
     else:
         return None
     reach = _IMAGES.holding(address) if address else None
