@@ -56,6 +56,16 @@ def test_handles_of_a_crashed_worker_are_stale_in_the_next_one(session):
             lib.handle_get(handle)
     fresh = lib.handle_new(7)
     assert lib.handle_get(fresh) == 7
+    # The same for a handle the library stores through a void** out-parameter.
+    lib.handle_out.argtypes = [ct.c_int, ct.POINTER(ct.c_void_p)]
+    stored = ct.c_void_p()
+    lib.handle_out(9, ct.byref(stored))
+    assert lib.handle_get(stored) == 9
+    with pytest.raises(ffibox.WorkerCrashed):
+        lib.crash_abort()
+    assert lib.add_int(2, 3) == 5  # the new worker
+    with pytest.raises(ffibox.StaleHandle):
+        lib.handle_get(stored)
     # A value that is no address (a sentinel such as (void*)1) is never stale.
     libc = session.CDLL("libc.so.6")
     libc.labs.restype, libc.labs.argtypes = ct.c_void_p, [ct.c_long]

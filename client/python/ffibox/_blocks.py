@@ -437,6 +437,10 @@ class CallBuilder:
             _types.word_at(start + offset).value = local
         else:
             _addresses.note_worker_address(word)
+            # A handle (void*) the library stored: stale once its worker is gone.
+            session = self._images.session() if self._images.session is not None else None
+            if session is not None:
+                session.remember_handed(word, generation)
 
     def answered(self) -> None:
         """The call is no longer in flight (answered, or failed): its twins are no longer
