@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <climits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -223,32 +224,44 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
   ASSERT_OK(register_handler(twice));
   ASSERT_OK_AND_ASSIGN(int warm, fire_handler(1));
   ASSERT_EQ(warm, 2);
-  const long before = WorkerThreadSwitches(server->pid(), "worker-reader");
-  ASSERT_GE(before, 0) << "no worker-reader thread in a worker of ffiboxd " << server->pid();
-  const long stream_before = test_support::ThreadSwitches(getpid(), "ffibox-stream");
-  ASSERT_GE(stream_before, 0) << "no ffibox-stream thread in this process";
-  const long callback_thread_before = test_support::ThreadSwitches(getpid(), "ffibox-callback");
-  ASSERT_GE(callback_thread_before, 0) << "no ffibox-callback thread in this process";
+  // Rounds of kRoundTrips: the quietest counts. A round while the machine is busy elsewhere
+  // (other tests, builds) has spins miss and threads sleep more often, which says nothing
+  // about the path on a free machine.
   constexpr int kRoundTrips = 200;
-  for (int i = 0; i < kRoundTrips; ++i) {
-    ASSERT_OK_AND_ASSIGN(int doubled, fire_handler(i));
-    ASSERT_EQ(doubled, 2 * i);
+  constexpr int kRounds = 4;
+  long reader_woke = LONG_MAX, stream_woke = LONG_MAX, callback_thread_woke = LONG_MAX;
+  for (int round = 0; round < kRounds; ++round) {
+    const long before = WorkerThreadSwitches(server->pid(), "worker-reader");
+    ASSERT_GE(before, 0) << "no worker-reader thread in a worker of ffiboxd " << server->pid();
+    const long stream_before = test_support::ThreadSwitches(getpid(), "ffibox-stream");
+    ASSERT_GE(stream_before, 0) << "no ffibox-stream thread in this process";
+    const long callback_thread_before = test_support::ThreadSwitches(getpid(), "ffibox-callback");
+    ASSERT_GE(callback_thread_before, 0) << "no ffibox-callback thread in this process";
+    for (int i = 0; i < kRoundTrips; ++i) {
+      ASSERT_OK_AND_ASSIGN(int doubled, fire_handler(i));
+      ASSERT_EQ(doubled, 2 * i);
+    }
+    reader_woke =
+        std::min(reader_woke, WorkerThreadSwitches(server->pid(), "worker-reader") - before);
+    stream_woke = std::min(stream_woke,
+                           test_support::ThreadSwitches(getpid(), "ffibox-stream") - stream_before);
+    callback_thread_woke =
+        std::min(callback_thread_woke, test_support::ThreadSwitches(getpid(), "ffibox-callback") -
+                                           callback_thread_before);
   }
-  const long after = WorkerThreadSwitches(server->pid(), "worker-reader");
   // A few for its periodic look while a call runs (kReaderTakeover), none per round trip.
-  EXPECT_LT(after - before, kRoundTrips / 10) << "the reader thread woke " << after - before
-                                              << " times in " << kRoundTrips << " round trips";
+  EXPECT_LT(reader_woke, kRoundTrips / 10)
+      << "the reader thread woke " << reader_woke << " times in " << kRoundTrips
+      << " round trips (the quietest of " << kRounds << " rounds)";
   // In this process, the caller reads the invoke, runs the handler and reads its call's
   // answer: neither the callback thread is woken for the invoke nor the session stream's
   // reader thread for the done that answers the callback_return (nothing waits for it).
-  const long stream_after = test_support::ThreadSwitches(getpid(), "ffibox-stream");
-  EXPECT_LT(stream_after - stream_before, kRoundTrips / 20)
-      << "the stream's reader thread woke " << stream_after - stream_before << " times in "
-      << kRoundTrips << " round trips";
-  const long callback_thread_after = test_support::ThreadSwitches(getpid(), "ffibox-callback");
-  EXPECT_LT(callback_thread_after - callback_thread_before, kRoundTrips / 20)
-      << "the callback thread woke " << callback_thread_after - callback_thread_before
-      << " times in " << kRoundTrips << " round trips";
+  EXPECT_LT(stream_woke, kRoundTrips / 20)
+      << "the stream's reader thread woke " << stream_woke << " times in " << kRoundTrips
+      << " round trips (the quietest of " << kRounds << " rounds)";
+  EXPECT_LT(callback_thread_woke, kRoundTrips / 20)
+      << "the callback thread woke " << callback_thread_woke << " times in " << kRoundTrips
+      << " round trips (the quietest of " << kRounds << " rounds)";
 
   // One call that invokes a callback for each of 200 elements, the first of which makes a
   // request inside its invocation: the reader thread reads while that one runs, and gives
