@@ -352,3 +352,20 @@ def libc(ct):
 def ffibox_client(shared_server):
     import ffibox
     return ffibox.connect(shared_server.address)
+
+
+def twinned_and_collected(session, count):
+    """The worker addresses of `count` buffers twinned by a call each, then collected (their
+    releases waiting)."""
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6")
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    buffers = [ct.create_string_buffer(4000) for _ in range(count)]
+    for buffer in buffers:
+        libc.memset(buffer, 1, 1)
+    twins = [session.twins._by_owner[id(b)] for b in buffers]
+    addresses = [ffibox_pb2.RemoteAddress(address=twin.worker, generation=twin.generation)
+                 for twin in twins]
+    del buffers, buffer
+    assert session.twins.has_releases()
+    return addresses

@@ -13,7 +13,8 @@ import time
 import pytest
 
 import ffibox
-from conftest import HOSTILE_LIB, TEST_LIB, Server, close_channel_from_client, run_script
+from conftest import (HOSTILE_LIB, TEST_LIB, Server, close_channel_from_client, run_script,
+                      twinned_and_collected)
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
 
@@ -235,13 +236,7 @@ def test_an_answer_on_the_channel_saying_its_call_never_reached_the_worker_is_re
     with client.session(same_host=True) as session:
         forge = invoke_forger(session)
         assert forge(b"", 0, b"\0", 1, 0) == 0  # resolved, nothing written
-        libc = session.CDLL("libc.so.6")
-        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
-        buffers = [ct.create_string_buffer(4000) for _ in range(3)]
-        for buffer in buffers:
-            libc.memset(buffer, 1, 1)
-        del buffers, buffer
-        assert session.twins.has_releases()  # the forge's call carries them
+        twinned_and_collected(session, 3)  # the forge's call carries their releases
         # That call is the stream's next request: the forged answer is for it.
         call_id = next(copy.copy(session.stream._ids))
         frame = pb.Response(id=call_id, error=pb.Error(

@@ -9,7 +9,7 @@ import ctypes
 
 import ffibox
 from ffibox import ctypes as ct
-from conftest import HOSTILE_LIB, TEST_LIB, Server, run_script, varint
+from conftest import HOSTILE_LIB, TEST_LIB, Server, run_script, twinned_and_collected, varint
 
 
 def forged_invoke(callback: int, request_id: int) -> bytes:
@@ -74,13 +74,7 @@ def test_a_worker_that_says_its_request_never_reached_it_is_ended_and_the_client
         hostile = session.CDLL(HOSTILE_LIB)
         forge = hostile.hostile_answer_running_request_never_reached
         forge.restype = ctypes.c_long
-        libc = session.CDLL("libc.so.6")
-        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
-        buffers = [ct.create_string_buffer(4000) for _ in range(3)]
-        for buffer in buffers:
-            libc.memset(buffer, 1, 1)
-        del buffers, buffer
-        assert session.twins.has_releases()  # the forge's call carries them
+        twinned_and_collected(session, 3)  # the forge's call carries their releases
         try:
             raised = "returned %d" % forge()
         except ffibox.Error as error:

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import ffibox
-from conftest import TEST_LIB, Server
+from conftest import TEST_LIB, Server, twinned_and_collected
 from ffibox import _packers
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
@@ -976,22 +976,6 @@ def test_a_scalar_call_releases_what_collected_objects_left(client):
         assert [[address.address for address in call.release] for call in requests] == [
             [worker], []]
         assert not session.twins.has_releases()
-
-
-def twinned_and_collected(session, count):
-    """The worker addresses of `count` buffers twinned by a call each, then collected (their
-    releases waiting)."""
-    libc = session.CDLL("libc.so.6")
-    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
-    buffers = [ct.create_string_buffer(4000) for _ in range(count)]
-    for buffer in buffers:
-        libc.memset(buffer, 1, 1)
-    addresses = [pb.RemoteAddress(address=session.twins._by_owner[id(b)].worker,
-                                  generation=session.twins._by_owner[id(b)].generation)
-                 for b in buffers]
-    del buffers, buffer
-    assert session.twins.has_releases()
-    return addresses
 
 
 def still_kept(session, addresses):

@@ -276,6 +276,20 @@ class RemoteCall:
         return handle
 
 
+def _set_errcheck(function, check) -> None:
+    if not callable(check):  # as ctypes: None too (`del` unsets it)
+        raise TypeError("the errcheck attribute must be callable")
+    function._errcheck = check
+
+
+def _unset_errcheck(function) -> None:
+    function._errcheck = None
+
+
+# A function's `errcheck`, as ctypes keeps it (held in `_errcheck`).
+_ERRCHECK = property(lambda function: function._errcheck, _set_errcheck, _unset_errcheck)
+
+
 def _checked(errcheck, result, function, args):
     """What a call returns, as in ctypes: `errcheck`'s value, unless it is None or gave the
     arguments back unchanged (a check that only raises), then the result."""
@@ -316,19 +330,7 @@ class _FuncPtr:
     def argtypes(self):
         return self._argtypes_as_set
 
-    @property
-    def errcheck(self):
-        return self._errcheck
-
-    @errcheck.setter
-    def errcheck(self, value) -> None:
-        if not callable(value):  # as ctypes: None too (`del` unsets it)
-            raise TypeError("the errcheck attribute must be callable")
-        self._errcheck = value
-
-    @errcheck.deleter
-    def errcheck(self) -> None:
-        self._errcheck = None
+    errcheck = _ERRCHECK
 
     @property
     def restype(self):
@@ -435,19 +437,7 @@ class _ParamflagsFunction:
         self._errcheck = None
         self.__name__ = getattr(function, "__name__", None) or function._ffibox_name
 
-    @property
-    def errcheck(self):
-        return self._errcheck
-
-    @errcheck.setter
-    def errcheck(self, check) -> None:
-        if not callable(check):  # as ctypes: None too (`del` unsets it)
-            raise TypeError("the errcheck attribute must be callable")
-        self._errcheck = check
-
-    @errcheck.deleter
-    def errcheck(self) -> None:
-        self._errcheck = None
+    errcheck = _ERRCHECK
 
     def __getattr__(self, name: str):
         return getattr(self._function, name)
