@@ -392,7 +392,7 @@ def test_callbacks_that_keep_their_buffers_take_a_bounded_number_of_mappings(ffi
     from the heap, and the process's memory map stays bounded (Linux refuses every mapping
     past 65530)."""
     import gc
-    from ffibox import _images
+    from ffibox import _scratch_buffers
     session = ffibox_client.session()
     call_fill, FILL = fill_function(session)
     seen = []
@@ -410,7 +410,7 @@ def test_callbacks_that_keep_their_buffers_take_a_bounded_number_of_mappings(ffi
     gc.disable()
     try:
         before = maps()
-        for _ in range(_images.MAX_RESERVATIONS + 500):
+        for _ in range(_scratch_buffers.MAX_RESERVATIONS + 500):
             call_fill(callback, data, 8)
         grown = maps() - before
     finally:
@@ -418,7 +418,7 @@ def test_callbacks_that_keep_their_buffers_take_a_bounded_number_of_mappings(ffi
         gc.collect()
     assert len(set(seen)) == len(seen)  # none reused: each is kept
     # Two entries per reservation (its guard page), a few for anything else.
-    assert grown <= 2 * _images.MAX_RESERVATIONS + 64, grown
+    assert grown <= 2 * _scratch_buffers.MAX_RESERVATIONS + 64, grown
     assert bytes(data) == b"abcdefgh"
     session.close()
 
@@ -429,8 +429,8 @@ def test_an_object_collected_with_a_buffer_may_read_through_its_pointer_in_its_d
     there (in a child process: a crash is its status)."""
     result = run_script("""
 import ctypes, gc
-from ffibox import _images
-window = _images._reserved_window()
+from ffibox import _scratch_buffers
+window = _scratch_buffers._reserved_window()
 ctypes.memset(window, 7, 1)
 pointer = ctypes.cast(window, ctypes.POINTER(ctypes.c_int))
 class Keeper:

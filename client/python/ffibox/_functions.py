@@ -8,7 +8,7 @@ from types import BuiltinFunctionType
 from typing import Dict, Optional
 
 from ffibox import (_addresses, _callback_pointers, _default, _images, _marshal, _packers,
-                    _twins, _types)
+                    _scratch_buffers, _twins, _types)
 from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stream import failed_callback
@@ -567,7 +567,7 @@ def callback_buffer_bytes(argtypes) -> int:
         if not _types.is_pointer(t) or _shipped_size(t) is None:
             continue
         if not _images.has_typed_pointers(t._type_):
-            return _images.CALLBACK_BUFFER_BYTES
+            return _scratch_buffers.CALLBACK_BUFFER_BYTES
         if _types.is_pointer(t._type_) or _types.code_of(t._type_) in ("z", "Z"):
             wanted = _images.MAX_ELEMENTS * _ct.sizeof(_ct.c_void_p)
     return wanted
@@ -667,7 +667,7 @@ def _callback_result(restype, result, session, generation: int, scratches=()):
         # A pointer into the buffer that backs a pointer argument (the argument itself, an
         # element past it): the worker memory that buffer mirrors.
         offset = (word or 0) - _ct.addressof(scratch.buffer)
-        if 0 <= offset <= _images.ScratchBuffers.reach(scratch.buffer):
+        if 0 <= offset <= _scratch_buffers.ScratchBuffers.reach(scratch.buffer):
             return remote_value(scratch.address + offset, generation)
     if word:
         mapped = _callback_pointers.worker_word(session, word, keep, generation)
@@ -677,7 +677,7 @@ def _callback_result(restype, result, session, generation: int, scratches=()):
 
 
 class _Scratch:
-    """A scratch buffer (_images.ScratchBuffers) backing a callback's pointer argument: the
+    """A scratch buffer (_scratch_buffers.ScratchBuffers) backing a callback's pointer argument: the
     buffer, the worker address it mirrors, the bytes that came after the pointee, how many
     pointers handed to the callback point into it (arguments whose memory lies inside this
     one's share it), and how many holders the buffer's keep-alive dict had while they were
@@ -729,7 +729,7 @@ def _sharing(spans):
 
 def _changed_span(now: bytes, after: bytes, first: int):
     """(offset, bytes) of one write that spans what a callback changed in a scratch buffer
-    (_images.ScratchBuffers) among the bytes that came after its first element, or None:
+    (_scratch_buffers.ScratchBuffers) among the bytes that came after its first element, or None:
     `now` is the buffer, `after` what came for offsets [first, first + len(after)). The bytes
     between the changes are the worker's own. (Past them the buffer held zeros that stand for
     memory not shipped: past the end of the block the pointer is in, or unreadable. What the
@@ -869,7 +869,7 @@ def callback_handler(prototype, function):
                 read = first + len(after)  # the bytes that came: zeros beyond
                 # What the callback wrote past the first element (compared with what was
                 # read, and zeros beyond it) goes back to the worker.
-                past = _images.touched_past(buffer)
+                past = _scratch_buffers.touched_past(buffer)
                 untouched = scratch.untouched(buffer, first, after, past)
                 if not untouched:
                     span = _changed_span(buffer.raw, after, first)
@@ -887,7 +887,7 @@ def callback_handler(prototype, function):
                             "argument on that came with the invocation (the end of the memory "
                             "native code handed it, or the %d bytes such a pointer reaches); "
                             "that part was dropped\n"
-                            % (function, read, _images.CALLBACK_BUFFER_BYTES))
+                            % (function, read, _scratch_buffers.CALLBACK_BUFFER_BYTES))
                 reusable.append((copy, read if untouched else len(buffer), past))
                 continue
             if isinstance(copy, tuple):

@@ -463,7 +463,7 @@ class Session:
             self.layouts.check(t)
         signature = _types.signature(prototype._restype_, prototype._argtypes_)
         # What follows a pointee comes with each invoke, to fill the local buffer that backs
-        # a pointer argument (ffibox._images.ScratchBuffers).
+        # a pointer argument (ffibox._scratch_buffers.ScratchBuffers).
         defined = self.stream.request(define_callback=pb.DefineCallback(
             signature=signature,
             buffer_bytes=callback_buffer_bytes(prototype._argtypes_))).callback
