@@ -29,6 +29,7 @@ constexpr uint64_t kDefaultMaxMessageBytes = 16 << 20;
 constexpr uint64_t kDefaultCallTimeoutMs = 30000;
 constexpr uint64_t kDefaultMaxCallTimeoutMs = 24ull * 3600 * 1000;
 constexpr uint32_t kDefaultMaxCallbacks = 4096;
+constexpr uint64_t kDefaultMaxSessionSignatureBytes = uint64_t{16} << 20;
 constexpr uint32_t kDefaultMaxCallbackDepth = 64;
 constexpr uint64_t kMinSessionMemoryBytes = 32ull << 20;
 // Why these defaults (docs/configuration.md): nsjail's 4 GiB address space; an hour of CPU
@@ -180,6 +181,10 @@ absl::Status ResolveLimits(const config::v1::Limits& limits, ServerSettings* set
                   "limits.max_batch_calls");
   if (!value.ok()) return value.status();
   session.type_limits.max_batch_calls = *value;
+  value = InRange(limits.max_session_signature_bytes(), kDefaultMaxSessionSignatureBytes, 64 << 10,
+                  4ull << 30, "limits.max_session_signature_bytes");
+  if (!value.ok()) return value.status();
+  session.max_signature_bytes = *value;
   const uint64_t memory = limits.has_session_memory_bytes() ? limits.session_memory_bytes()
                                                             : kDefaultSessionMemoryBytes;
   if (memory != 0 && memory < kMinSessionMemoryBytes) {

@@ -54,6 +54,9 @@ ABSL_FLAG(int64_t, idle_cpu_percent, 10,
 ABSL_FLAG(int64_t, max_buffered_reply_bytes, 1LL << 30,
           "bytes of unfinished worker replies the broker holds across all sessions; past it "
           "it stops reading from workers until replies complete");
+ABSL_FLAG(int64_t, max_session_signature_bytes, 16 << 20,
+          "encoded bytes of function signatures and callback definitions one session keeps "
+          "at once; resolves and callbacks beyond it get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, total_worker_memory_bytes, 0,
           "resident memory of all workers together (cgroup layer; default: half the machine)");
 ABSL_FLAG(std::vector<std::string>, allow_root, {},
@@ -176,6 +179,7 @@ absl::Status ApplyFlags(const std::vector<std::string>& arguments, ServerConfig*
       {"idle_cpu_percent", absl::GetFlag(FLAGS_idle_cpu_percent)},
       {"total_worker_memory_bytes", absl::GetFlag(FLAGS_total_worker_memory_bytes)},
       {"max_buffered_reply_bytes", absl::GetFlag(FLAGS_max_buffered_reply_bytes)},
+      {"max_session_signature_bytes", absl::GetFlag(FLAGS_max_session_signature_bytes)},
   };
   for (const auto& [name, raw] : values) {
     if (!Specified(arguments, name)) continue;

@@ -37,12 +37,14 @@ TEST(ConfigFlags, FlagsNotGivenLeaveTheFileAsItIs) {
 TEST(ConfigFlags, GivenFlagsOverrideAndListFlagsAddEveryOccurrence) {
   ServerConfig config;
   config.add_allowed_library_roots("/opt/from-file");
-  ASSERT_OK(Apply({"--max_sessions=9", "--session_memory_bytes=0", "--pool_size=0",
-                   "--max_batch_calls=64", "--allow_root=/opt/a,/opt/b", "--allow_root", "/opt/c",
-                   "--waive_jail_layer=cgroup", "--listen=unix:/tmp/x/ffiboxd.sock", "--nojail"},
-                  &config));
+  ASSERT_OK(Apply(
+      {"--max_sessions=9", "--session_memory_bytes=0", "--pool_size=0", "--max_batch_calls=64",
+       "--max_session_signature_bytes=1048576", "--allow_root=/opt/a,/opt/b", "--allow_root",
+       "/opt/c", "--waive_jail_layer=cgroup", "--listen=unix:/tmp/x/ffiboxd.sock", "--nojail"},
+      &config));
   EXPECT_EQ(config.limits().max_sessions(), 9u);
   EXPECT_EQ(config.limits().max_batch_calls(), 64u);
+  EXPECT_EQ(config.limits().max_session_signature_bytes(), 1048576u);
   // 0 is "no cap" for the caps, given on the command line.
   EXPECT_TRUE(config.limits().has_session_memory_bytes());
   EXPECT_EQ(config.limits().session_memory_bytes(), 0u);

@@ -59,6 +59,7 @@ TEST(ServerConfig, EmptyConfigGivesTheDocumentedDefaults) {
   EXPECT_EQ(settings->session.max_callbacks, 4096u);
   EXPECT_EQ(settings->session.max_callback_depth, 64);
   EXPECT_EQ(settings->session.type_limits.max_batch_calls, 4096u);
+  EXPECT_EQ(settings->session.max_signature_bytes, 16u << 20);
   EXPECT_EQ(settings->access.max_sessions, 256u);
   EXPECT_EQ(settings->pool_size, 2u);
   EXPECT_TRUE(settings->session.jail.enabled);
@@ -100,7 +101,7 @@ TEST(ServerConfig, FieldsAreApplied) {
   absl::StatusOr<ServerSettings> settings = Resolve(R"(
     limits { max_sessions: 3 max_message_bytes: 4096 call_timeout_ms: 100
              session_memory_bytes: 268435456 session_cpu_seconds: 2 max_block_bytes: 1000
-             max_batch_calls: 16 }
+             max_batch_calls: 16 max_session_signature_bytes: 65536 }
     jail { enabled: false policy: "permissive" extra_syscalls: "sched_yield" tmp_bytes: 1 }
     worker_pool { size: 0 }
     identities { name: "ci" bearer_token: "0123456789abcdef0123" max_sessions: 1
@@ -114,6 +115,7 @@ TEST(ServerConfig, FieldsAreApplied) {
   EXPECT_EQ(settings->session.jail.cpu_seconds, 2u);
   EXPECT_EQ(settings->session.type_limits.max_block_bytes, 1000u);
   EXPECT_EQ(settings->session.type_limits.max_batch_calls, 16u);
+  EXPECT_EQ(settings->session.max_signature_bytes, 65536u);
   EXPECT_FALSE(settings->session.jail.enabled);
   EXPECT_EQ(settings->session.jail.seccomp_policy, "permissive");
   EXPECT_EQ(settings->pool_size, 0u);
@@ -152,6 +154,8 @@ TEST(ServerConfig, BadValuesNameTheirField) {
                 "limits.call_timeout_ms");
   ExpectRefused("limits { max_callback_depth: 5000 }", "limits.max_callback_depth");
   ExpectRefused("limits { max_batch_calls: 2000000 }", "limits.max_batch_calls");
+  ExpectRefused("limits { max_session_signature_bytes: 1000 }",
+                "limits.max_session_signature_bytes");
   ExpectRefused("limits { session_memory_bytes: 1000 }", "limits.session_memory_bytes");
   ExpectRefused("jail { policy: \"lax\" }", "jail.policy");
   ExpectRefused("jail { extra_syscalls: \"rm -rf\" }", "jail.extra_syscalls[0]");

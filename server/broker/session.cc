@@ -84,8 +84,8 @@ Session::Session(const SessionConfig& config, ResponseSink* sink, std::string se
       call_timeout_(config.default_call_timeout),
       memory_limit_bytes_(config.jail.address_space_bytes),
       idle_cpu_percent_(config.jail.idle_cpu_percent),
-      handles_(
-          HandleTable::Limits{config.max_libraries, config.max_functions, config.max_callbacks}),
+      handles_(HandleTable::Limits{config.max_libraries, config.max_functions, config.max_callbacks,
+                                   config.max_signature_bytes}),
       requests_(InFlightRequests::Limits{config.max_in_flight, config.max_callback_depth}) {
   if (config_.deadlines != nullptr) {
     reader_alarm_ = config_.deadlines->NewAlarm([this] {

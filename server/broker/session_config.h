@@ -35,6 +35,9 @@ struct SessionConfig {
   size_t max_functions = 65536;
   size_t max_in_flight = 4096;
   size_t max_callbacks = 4096;  // callbacks defined (and not freed) at once
+  // Encoded bytes of signatures and callback definitions kept at once
+  // (HandleTable::Limits::max_kept_bytes).
+  uint64_t max_signature_bytes = uint64_t{16} << 20;
   int max_callback_depth = 64;  // invocations nested in one another
   TypeLimits type_limits;
   // The libraries this session's client may load (its identity's roots). Null: no

@@ -2,7 +2,7 @@
 client library, against a real ffiboxd and real workers (docs/protocol.md shows the same)."""
 import math
 
-from conftest import TEST_LIB, RawSession
+from conftest import TEST_LIB, RawSession, Server
 
 
 def scalar(pb, name):
@@ -328,22 +328,39 @@ def test_blocks_of_a_call_naming_its_function_by_request_reach_the_worker(sessio
     assert [r.result.uint_value for r in batched.batch.results] == [len(text)] * 2
 
 
-def test_what_a_session_keeps_of_its_signatures_is_bounded(session, pb):
-    # Each resolve keeps its signature in the broker until the session ends, a failed one
-    # only until it fails: 16 MiB in all, here 2 MiB of record name each.
+def resolves_with_big_signatures(session, pb, name_bytes, symbols):
+    """The codes of resolving each of `symbols` in the test library with a signature whose
+    record name takes `name_bytes`: what the broker keeps of each."""
     loaded = session.send(load_library=pb.LoadLibrary(path=TEST_LIB))
     assert not loaded.HasField("error"), loaded.error
     big = pb.Signature(result=scalar(pb, "INT"), params=[pb.Type(record=pb.RecordType(
-        kind=pb.RecordType.STRUCT, name="n" * (2 << 20),
+        kind=pb.RecordType.STRUCT, name="n" * name_bytes,
         fields=[pb.Field(name="a", type=scalar(pb, "INT"))]))])
-
-    def resolved(symbol):
+    codes = []
+    for symbol in symbols:
         answer = session.send(resolve_function=pb.ResolveFunction(
             library=loaded.library.library, symbol=symbol, signature=big))
-        return pb.ErrorCode.Name(answer.error.code) if answer.HasField("error") else "OK"
-
-    # Failed resolves give their signatures back: the seven after them still fit.
-    assert [resolved("no_such_symbol") for _ in range(3)] == ["SYMBOL_NOT_FOUND"] * 3
-    codes = [resolved("add_int") for _ in range(9)]
-    assert codes == ["OK"] * 7 + ["RESOURCE_EXHAUSTED"] * 2, codes
+        codes.append(pb.ErrorCode.Name(answer.error.code) if answer.HasField("error") else "OK")
     assert session.send(ping=pb.Ping()).HasField("done")
+    return codes
+
+
+def test_what_a_session_keeps_of_its_signatures_is_bounded(session, pb):
+    # Each resolve keeps its signature in the broker until the session ends, a failed one
+    # only until it fails: 16 MiB in all, here 2 MiB of record name each. Failed resolves
+    # give their signatures back: the seven after them still fit.
+    codes = resolves_with_big_signatures(session, pb, 2 << 20,
+                                         ["no_such_symbol"] * 3 + ["add_int"] * 9)
+    assert codes == ["SYMBOL_NOT_FOUND"] * 3 + ["OK"] * 7 + ["RESOURCE_EXHAUSTED"] * 2, codes
+
+
+def test_the_signature_budget_is_the_servers_flag(pb):
+    # --max_session_signature_bytes=1 MiB: three signatures of 256 KiB fit, not a fourth.
+    server = Server("--max_session_signature_bytes=1048576")
+    session = RawSession(server.address)
+    try:
+        codes = resolves_with_big_signatures(session, pb, 256 << 10, ["add_int"] * 5)
+        assert codes == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 2, codes
+    finally:
+        session.close()
+        server.stop()
