@@ -172,6 +172,16 @@ void InFlightRequests::CloseInvocation(uint64_t id) {
   scopes_.erase(BrokerKey(id));
 }
 
+std::vector<uint64_t> InFlightRequests::AnswerableInvocations() const {
+  std::vector<uint64_t> answerable;
+  for (const auto& [id, invocation] : invocations_) {
+    auto scope = scopes_.find(BrokerKey(id));
+    if (scope == scopes_.end() || scope->second.queue.empty()) answerable.push_back(id);
+  }
+  std::sort(answerable.begin(), answerable.end());
+  return answerable;
+}
+
 AnswerLimits InFlightRequests::ReplyLimits(uint64_t max_params) const {
   AnswerLimits limits = InvokeLimits(max_params);
   for (const auto& [id, scope] : scopes_) {

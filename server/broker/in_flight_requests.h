@@ -115,6 +115,10 @@ class InFlightRequests {
   absl::StatusOr<const Invocation*> AnswerableInvocation(uint64_t id) const;
   // Closes invocation `id` (answered by the client).
   void CloseInvocation(uint64_t id);
+  // The open invocations that nothing runs inside any more (AnswerableInvocation would give
+  // each), oldest id first.
+  std::vector<uint64_t> AnswerableInvocations() const;
+  bool HasOpenInvocations() const { return !invocations_.empty(); }
 
   // What a frame from the worker may hold (core/encoding_limits.h): the answer to any request
   // it is running (the heads of the scopes), or a callback invocation of at most

@@ -113,7 +113,14 @@ grpc::Status FfiboxService::Session(
   grpc::Status ending = grpc::Status::OK;
   for (;;) {
     const absl::Time asked = absl::Now();
-    if (!client.Read(&received)) break;
+    if (!client.Read(&received)) {
+      // The client closed its side (gRPC's WritesDone, CloseSend, the end of its request
+      // iterator) without asking to close: what it sent is answered before the stream ends.
+      if (!context->IsCancelled()) {
+        session.FinishInFlight([context] { return context->IsCancelled(); });
+      }
+      break;
+    }
     // A request that was there already when asked for came right behind the last one: the
     // client sends ahead instead of waiting for each answer.
     const bool client_waits = absl::Now() - asked >= kQueuedReadTime;

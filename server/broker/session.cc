@@ -34,6 +34,8 @@ constexpr int kMaxStartAttempts = 2;
 // (a VM of two vCPUs) 95 to 99 % of such calls were answered within this spin, against 75 to
 // 90 % within half of it.
 constexpr absl::Duration kAnswerInPlaceSpin = absl::Microseconds(100);
+// How often FinishInFlight asks whether the client is still there.
+constexpr absl::Duration kClientGonePoll = absl::Milliseconds(50);
 // After a spin that missed its answer, the next 1, 2, 4 ... up to this many requests leave
 // their answers to the reader thread (a session whose calls take longer than the spin does
 // not spin on every one).
@@ -592,6 +594,11 @@ absl::StatusOr<Session::Answer> Session::FreeCallback(const v1::Request& request
 }
 
 absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& request) {
+  FFIBOX_RETURN_IF_ERROR(AnswerInvocation(request));
+  return std::nullopt;  // answered with done
+}
+
+absl::Status Session::AnswerInvocation(const v1::Request& request) {
   const v1::CallbackReturn& answer = request.callback_return();
   WorkerSupervisor* worker = nullptr;
   bool next_follows = false;
@@ -608,10 +615,12 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
   // thread reads the worker's next message in place, the two leave in one write; else the
   // done goes with the reader thread's next write, or at HandleRequest's Flush, whichever
   // comes first.
-  v1::Response done;
-  done.set_id(request.id());
-  done.mutable_done();
-  sink_->SendWithNext(std::move(done));
+  if (request.id() != 0) {
+    v1::Response done;
+    done.set_id(request.id());
+    done.mutable_done();
+    sink_->SendWithNext(std::move(done));
+  }
   if (worker != nullptr) {
     internal::WorkerRequest wrapped;
     wrapped.set_id(0);  // not answered by the worker
@@ -625,7 +634,37 @@ absl::StatusOr<Session::Answer> Session::CallbackReturn(const v1::Request& reque
         worker, MayReadInPlace(), [&] { return worker->SendFitsNow(wrapped); },
         [&] { (void)worker->Send(wrapped); });
   }
-  return std::nullopt;  // answered above
+  return absl::OkStatus();
+}
+
+void Session::FinishInFlight(absl::FunctionRef<bool()> client_gone) {
+  for (;;) {
+    std::vector<uint64_t> unanswerable;
+    {
+      absl::MutexLock lock(&mu_);
+      client_closed_side_ = true;
+      auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !worker_alive_ || (requests_.size() == 0 && !requests_.HasOpenInvocations()) ||
+               !requests_.AnswerableInvocations().empty();
+      };
+      // Polled: a client that disconnects or cancels wakes nothing here.
+      while (!mu_.AwaitWithTimeout(absl::Condition(&settled), kClientGonePoll)) {
+        if (client_gone()) return;
+      }
+      if (!worker_alive_) return;
+      unanswerable = requests_.AnswerableInvocations();
+      if (unanswerable.empty()) return;  // nothing in flight
+    }
+    for (uint64_t invocation : unanswerable) {
+      v1::Request failed;  // id 0: the client acknowledges nothing
+      failed.mutable_callback_return()->set_invocation(invocation);
+      failed.mutable_callback_return()->set_error(
+          "the client closed its side of the session's stream: no callback can be answered");
+      // Refused only when the worker died meanwhile (the invocation closed with it).
+      (void)AnswerInvocation(failed);
+    }
+    sink_->Flush();
+  }
 }
 
 absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,

@@ -98,6 +98,14 @@ class Session : private WorkerSupervisor::Listener {
   // with `status`, and counts it as a request refused by validation. The session goes on.
   void RefuseUnparsed(uint64_t id, v1::Request::OpCase op, const absl::Status& status);
 
+  // The client closed its side of the stream: no request follows, and none of the callback
+  // invocations open or still to come can be answered. Each of those fails at once (native
+  // code gets zero and the client a CALLBACK_ERROR event, as for a callback that raised)
+  // while every request in flight is answered. Returns once nothing is in flight, when the
+  // worker is gone (its death answers what was), or when `client_gone` (polled) says
+  // nobody reads the answers any more. Deadlines bound the wait as they bound any request.
+  void FinishInFlight(absl::FunctionRef<bool()> client_gone);
+
   // Kills and reaps the worker and stops its reader thread. Idempotent.
   void Shutdown();
 
@@ -122,6 +130,10 @@ class Session : private WorkerSupervisor::Listener {
   absl::StatusOr<Answer> FreeCallback(const v1::Request& request);
   // Closes an open invocation and hands the client's answer to the worker.
   absl::StatusOr<Answer> CallbackReturn(const v1::Request& request);
+  // Sends `answer` (a request carrying a callback_return, its id the client's or 0) on to
+  // the worker once it is checked against the open invocation it names; a client's is
+  // acknowledged with `done`.
+  absl::Status AnswerInvocation(const v1::Request& answer);
   // Makes a same-host channel between the client and the worker (docs/protocol.md).
   absl::StatusOr<Answer> OpenLocalChannel(const v1::Request& request);
 
@@ -233,6 +245,8 @@ class Session : private WorkerSupervisor::Listener {
   absl::Mutex mu_;
   bool any_request_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  // The client closed its side of the stream (FinishInFlight): invocations are not relayed.
+  bool client_closed_side_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration call_timeout_ ABSL_GUARDED_BY(mu_);
   // The session's memory cap (worker address space; 0 = none), from the server's cap or
   // OpenSession.memory_limit_bytes.

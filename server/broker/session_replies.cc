@@ -157,6 +157,8 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
   if (reply.has_invoke()) {
     absl::Status invoke = AcceptInvoke(reply.mutable_invoke());
     if (!invoke.ok()) return invoke;
+    // No answer can come from a client that closed its side: FinishInFlight fails it.
+    if (client_closed_side_) return absl::OkStatus();
     v1::Response response;
     response.set_generation(generation);
     *response.mutable_callback_invoke() = std::move(*reply.mutable_invoke());

@@ -1,6 +1,7 @@
 """The proto serves a client in another language: plain generated Python stubs, no ffibox
 client library, against a real ffiboxd and real workers (docs/protocol.md shows the same)."""
 import math
+import time
 
 from conftest import TEST_LIB, RawSession, Server
 
@@ -364,3 +365,90 @@ def test_the_signature_budget_is_the_servers_flag(pb):
     finally:
         session.close()
         server.stop()
+
+
+def half_closed_session(address, pb, requests, then=None):
+    """Sends `requests` (Request messages) on a new session stream, then, if given, the
+    requests `then(answers)` returns once request `requests[-1]` is answered; closes its
+    side (the end of the request iterator, as a Go client's CloseSend) and reads to the end:
+    the answers by id, the events, and the stream's end (None: OK, else the RpcError)."""
+    import queue
+    import grpc
+    from ffibox.v1 import ffibox_pb2_grpc
+    outgoing = queue.Queue()
+    for request in requests:
+        outgoing.put(request)
+    if then is None:
+        outgoing.put(None)
+    channel = grpc.insecure_channel(address)
+    answers, events, ended = {}, [], None
+    try:
+        for response in ffibox_pb2_grpc.FfiboxStub(channel).Session(iter(outgoing.get, None)):
+            if response.id == 0:
+                events.append(response)
+                continue
+            assert response.id not in answers, response
+            answers[response.id] = response
+            if then is not None and response.id == requests[-1].id:
+                for request in then(answers):
+                    outgoing.put(request)
+                outgoing.put(None)
+    except grpc.RpcError as error:
+        ended = error
+    finally:
+        channel.close()
+    return answers, events, ended
+
+
+def test_a_client_that_closes_its_side_gets_every_answer(server, pb):
+    # The load, the resolve and 200 calls written back to back, then the client's side
+    # closed: every call is answered before the stream ends with OK.
+    add = pb.Signature(result=scalar(pb, "INT"), params=[scalar(pb, "INT")] * 2)
+    requests = [pb.Request(id=1, load_library=pb.LoadLibrary(path=TEST_LIB)),
+                pb.Request(id=2, resolve_function=pb.ResolveFunction(
+                    library_request=1, symbol="add_int", signature=add))]
+    requests += [pb.Request(id=i, call=pb.Call(function_request=2, args=[
+        pb.Value(int_value=i), pb.Value(int_value=1000)])) for i in range(3, 203)]
+    answers, _, ended = half_closed_session(server.address, pb, requests)
+    assert ended is None, ended
+    assert sorted(answers) == list(range(1, 203))
+    assert [answers[i].call.result.int_value for i in range(3, 203)] == \
+        [i + 1000 for i in range(3, 203)]
+
+
+def test_callbacks_invoked_after_the_client_closed_its_side_fail_and_the_call_is_answered(
+        server, pb):
+    # call_twice_nested(h, 5) is h(h(5)). The client closes its side right after the call,
+    # so it can answer no invocation: each fails at once (native code gets zero, the client
+    # a CALLBACK_ERROR event) and the call is answered. A call behind it that hangs is
+    # answered at its deadline, and the stream ends with OK.
+    int_of_int = pb.Signature(result=scalar(pb, "INT"), params=[scalar(pb, "INT")])
+    requests = [
+        pb.Request(id=1, load_library=pb.LoadLibrary(path=TEST_LIB)),
+        pb.Request(id=2, resolve_function=pb.ResolveFunction(
+            library_request=1, symbol="call_twice_nested", signature=pb.Signature(
+                result=scalar(pb, "INT"), params=[pb.Type(function=int_of_int),
+                                                  scalar(pb, "INT")]))),
+        pb.Request(id=3, resolve_function=pb.ResolveFunction(
+            library_request=1, symbol="hang_forever",
+            signature=pb.Signature(result=scalar(pb, "INT")))),
+        pb.Request(id=4, define_callback=pb.DefineCallback(signature=int_of_int)),
+    ]
+
+    def calls(answers):
+        callback = answers[4].callback.callback
+        return [pb.Request(id=5, call=pb.Call(function_request=2, args=[
+                    pb.Value(pointer=pb.PointerValue(callback=callback)),
+                    pb.Value(int_value=5)])),
+                pb.Request(id=6, call=pb.Call(function_request=3, timeout_ms=300))]
+
+    started = time.monotonic()
+    answers, events, ended = half_closed_session(server.address, pb, requests, calls)
+    assert ended is None, ended
+    assert sorted(answers) == [1, 2, 3, 4, 5, 6]
+    assert answers[5].call.result.int_value == 0, answers[5]
+    errors = [e.event for e in events if e.event.kind == pb.SessionEvent.CALLBACK_ERROR]
+    assert len(errors) == 2 and all("closed its side" in e.error.message for e in errors), \
+        events
+    assert answers[6].error.code == pb.CALL_TIMEOUT, answers[6]
+    assert time.monotonic() - started < 10

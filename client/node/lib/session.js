@@ -362,6 +362,11 @@ class Session extends EventEmitter {
   close() {
     if (this._closed) return;
     this._end(new SessionClosed('SESSION_CLOSED: the session was closed', 'SESSION_CLOSED'));
+    // CloseSession ends the session at once; a stream only closed on this side would have
+    // every request still in flight answered first (docs/protocol.md).
+    if (!this._streamDone) {
+      this._stream.write({ id: String(this._nextId++), invocation: '0', close: {} });
+    }
     this._stream.end();
     // A server that stopped answering would never end the stream, which would then keep
     // Node running: it is cancelled once it had the margin to end (a margin longer than

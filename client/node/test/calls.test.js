@@ -59,6 +59,38 @@ describe('sessions', () => {
     });
   });
 
+  test('close() ends a session with a call in flight at once: its slot is free again',
+    { timeout: 20000 }, async () => {
+      // One session per identity: the next one opens only once the server ended this one,
+      // which it does at once for a close, not after the call in flight (a stream only
+      // closed on the client's side has its requests answered first).
+      const own = await startServer(null, ['--max_sessions_per_identity=1']);
+      const ownClient = await ffibox.connect({ address: own.address });
+      try {
+        const first = await ownClient.session({ timeoutMs: 30000 });
+        const sleep = await (await first.load(TEST_LIB)).func('int sleep_ms(int)');
+        const inFlight = sleep(15000).catch((error) => error);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const closed = Date.now();
+        first.close();
+        assert.ok((await inFlight) instanceof ffibox.SessionClosed);
+        let next;
+        while (!next) {
+          next = await ownClient.session().catch((error) => {
+            assert.equal(error.code, 'RESOURCE_EXHAUSTED', error.stack);
+            assert.ok(Date.now() - closed < 5000, 'the closed session kept its slot');
+            return new Promise((resolve) => setTimeout(() => resolve(null), 100));
+          });
+        }
+        const add = await (await next.load(TEST_LIB)).func('int add_int(int, int)');
+        assert.equal(await add(2, 3), 5);
+        next.close();
+      } finally {
+        ownClient.close();
+        await own.stop();
+      }
+    });
+
   test('sessions have workers of their own', async () => {
     const other = await client.session();
     try {
