@@ -249,17 +249,21 @@ TEST(CallbackWakeups, ACallbackRoundTripDoesNotWakeTheWorkersReaderThread) {
         std::min(callback_thread_woke, test_support::ThreadSwitches(getpid(), "ffibox-callback") -
                                            callback_thread_before);
   }
+  // Each of these threads woke once or more per round trip before (200 or more here); a
+  // quiet machine sees a handful in all, a loaded one (builds and tests on both CPUs) up to
+  // 15. The bound is what separates the two: a quarter of the round trips.
+  constexpr long kBound = kRoundTrips / 4;
   // A few for its periodic look while a call runs (kReaderTakeover), none per round trip.
-  EXPECT_LT(reader_woke, kRoundTrips / 10)
-      << "the reader thread woke " << reader_woke << " times in " << kRoundTrips
-      << " round trips (the quietest of " << kRounds << " rounds)";
+  EXPECT_LT(reader_woke, kBound) << "the reader thread woke " << reader_woke << " times in "
+                                 << kRoundTrips << " round trips (the quietest of " << kRounds
+                                 << " rounds)";
   // In this process, the caller reads the invoke, runs the handler and reads its call's
   // answer: neither the callback thread is woken for the invoke nor the session stream's
   // reader thread for the done that answers the callback_return (nothing waits for it).
-  EXPECT_LT(stream_woke, kRoundTrips / 20)
-      << "the stream's reader thread woke " << stream_woke << " times in " << kRoundTrips
-      << " round trips (the quietest of " << kRounds << " rounds)";
-  EXPECT_LT(callback_thread_woke, kRoundTrips / 20)
+  EXPECT_LT(stream_woke, kBound) << "the stream's reader thread woke " << stream_woke
+                                 << " times in " << kRoundTrips << " round trips (the quietest of "
+                                 << kRounds << " rounds)";
+  EXPECT_LT(callback_thread_woke, kBound)
       << "the callback thread woke " << callback_thread_woke << " times in " << kRoundTrips
       << " round trips (the quietest of " << kRounds << " rounds)";
 
