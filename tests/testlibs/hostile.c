@@ -305,52 +305,105 @@ static long put_varint(unsigned char* out, uint64_t value) {
   return length;
 }
 
-/* Answers the request running this function, behind the worker's back, with an error that
- * claims the request never reached a worker (Error.never_reached_worker, which only the
- * broker may say), then waits until the broker has read the answer (up to 5 s). The
- * request's id is the broker's own (WorkerRequest.id, its first field): read from the last
- * frame of the broker's ring to the worker, found by walking the ring's frames (a 4-byte
- * length each) from its start to where the worker has read. Returns the id answered,
- * -EPROTO when the ring does not read so (it wrapped), -ETIMEDOUT, or -errno. */
-long hostile_answer_running_request_never_reached(void) {
-  unsigned char* channel = find_channel();
-  if (channel == NULL) return -ENOENT;
+/* The id (its first field, a varint: WorkerRequest.id from the broker, Request.id from the
+ * client) of the last frame the worker took from the ring to it of `channel`, found by
+ * looking back from where the worker has read for a frame that ends there; 0 when none
+ * reads so. */
+static uint64_t running_request_id(const unsigned char* channel) {
   const uint64_t ring = *(volatile uint32_t*)(channel + 12);
-  const uint64_t read = __atomic_load_n((uint64_t*)(channel + 64 + 64), __ATOMIC_SEQ_CST);
+  const uint64_t read = __atomic_load_n((const uint64_t*)(channel + 64 + 64), __ATOMIC_SEQ_CST);
   const unsigned char* data = channel + 4096;
-  if (read > ring) return -EPROTO;
-  uint64_t position = 0;
-  uint64_t last = 0;
-  while (position + 4 <= read) {
-    last = position;
-    position += 4 + ((uint64_t)data[position] | (uint64_t)data[position + 1] << 8 |
-                     (uint64_t)data[position + 2] << 16 | (uint64_t)data[position + 3] << 24);
+#define RING_AT(i) data[(i) & (ring - 1)]
+  for (uint64_t back = 6; back <= read && back < ring; ++back) {
+    const uint64_t at = read - back;
+    const uint64_t length = (uint64_t)RING_AT(at) | (uint64_t)RING_AT(at + 1) << 8 |
+                            (uint64_t)RING_AT(at + 2) << 16 | (uint64_t)RING_AT(at + 3) << 24;
+    if (at + 4 + length != read || RING_AT(at + 4) != 0x08) continue;
+    uint64_t id = 0;
+    for (uint64_t next = at + 5, shift = 0; shift < 64; ++next, shift += 7) {
+      id |= (uint64_t)(RING_AT(next) & 0x7F) << shift;
+      if ((RING_AT(next) & 0x80) == 0) break;
+    }
+    return id;
   }
-  if (position != read || read == 0 || data[last + 4] != 0x08) return -EPROTO;
-  uint64_t id = 0;
-  for (uint64_t at = last + 5, shift = 0; at < read && shift < 64; ++at, shift += 7) {
-    id |= (uint64_t)(data[at] & 0x7F) << shift;
-    if ((data[at] & 0x80) == 0) break;
-  }
-  /* WorkerReply{response: Response{id, error: Error{code: LIBRARY_LOAD_FAILED, message:
-   * "forged", never_reached_worker: true}}} */
-  static const unsigned char error[] = {0x08, 7, 0x12, 6, 'f', 'o', 'r', 'g', 'e', 'd', 0x50, 1};
-  unsigned char response[32];
+#undef RING_AT
+  return 0;
+}
+
+/* Answers the call running this function, behind the worker's back: a Response with the
+ * call's id followed by `suffix` (`suffix_length` bytes of a Response's other fields, as
+ * encoded), on the session's same-host channel to its client when `to_client`, else to the
+ * broker (inside a WorkerReply), then waits until the reader has taken it (up to 5 s), so
+ * the worker's own answer comes too late. Returns the id answered, -EPROTO when no id is
+ * found, -ETIMEDOUT, or -errno. */
+static long answer_running_call(int to_client, const unsigned char* suffix, long suffix_length) {
+  unsigned char* channel = find_channel_of(to_client);
+  if (channel == NULL) return -ENOENT;
+  if (suffix_length < 0 || suffix_length > 4096) return -EINVAL;
+  const uint64_t id = running_request_id(channel);
+  if (id == 0) return -EPROTO;
+  unsigned char response[4096 + 16];
   long response_length = 0;
   response[response_length++] = 0x08;
   response_length += put_varint(response + response_length, id);
-  response[response_length++] = 0x12;
-  response[response_length++] = (unsigned char)sizeof error;
-  memcpy(response + response_length, error, sizeof error);
-  response_length += (long)sizeof error;
-  unsigned char reply[40];
-  long reply_length = 0;
-  reply[reply_length++] = 0x0a;
-  reply[reply_length++] = (unsigned char)response_length;
-  memcpy(reply + reply_length, response, (size_t)response_length);
-  reply_length += response_length;
-  const long written = hostile_whole_frame_taken(reply, reply_length, reply, 1, reply_length);
-  return written < 0 ? written : (long)id;
+  memcpy(response + response_length, suffix, (size_t)suffix_length);
+  response_length += suffix_length;
+  unsigned char frame[4096 + 32];
+  long frame_length = 0;
+  if (!to_client) { /* WorkerReply.response */
+    frame[frame_length++] = 0x0a;
+    frame_length += put_varint(frame + frame_length, (uint64_t)response_length);
+  }
+  memcpy(frame + frame_length, response, (size_t)response_length);
+  frame_length += response_length;
+  const long written = hostile_whole_frame(to_client, frame, frame_length, frame, 1, frame_length);
+  if (written < 0) return written;
+  const long taken = wait_until_taken(channel);
+  return taken < 0 ? taken : (long)id;
+}
+
+/* Answers the request running this function with an error that claims the request never
+ * reached a worker (Error.never_reached_worker, which only the broker may say), through the
+ * broker (hostile_answer_running_call). Returns the id answered, or as that does. */
+long hostile_answer_running_request_never_reached(void) {
+  /* Response.error: Error{code: LIBRARY_LOAD_FAILED, message: "forged",
+   * never_reached_worker: true} */
+  static const unsigned char error[] = {0x12, 12,  0x08, 7,   0x12, 6,    'f',
+                                        'o',  'r', 'g',  'e', 'd',  0x50, 1};
+  return answer_running_call(0, error, (long)sizeof error);
+}
+
+static unsigned char stashed_answer[4096];
+static long stashed_answer_length = 0;
+
+/* Keeps `length` bytes of a Response's fields (its id left out) for
+ * hostile_answer_running_call, which then passes no memory of its own: a call that passes
+ * none expects an answer that reports none. Returns `length`, or -EINVAL past 4096 bytes. */
+long hostile_stash_answer(const unsigned char* suffix, long length) {
+  if (length < 0 || length > (long)sizeof stashed_answer) return -EINVAL;
+  memcpy(stashed_answer, suffix, (size_t)length);
+  stashed_answer_length = length;
+  return length;
+}
+
+/* Answers the call running this function with the stashed fields, on the same-host channel
+ * to the client when `to_client`, else through the broker (answer_running_call). */
+long hostile_answer_running_call(int to_client) {
+  return answer_running_call(to_client, stashed_answer, stashed_answer_length);
+}
+
+/* Points `count` slots of `out` at distinct strings of about `length` characters each, all
+ * in one buffer of `length` + 1 bytes (out[i] is `length` - i characters long): little
+ * memory in the library, `count` times `length` bytes for whoever copies each string. 0, or
+ * -ENOMEM. */
+int hostile_distinct_long_strings(char** out, int count, long length) {
+  if (count < 0 || length < count) return -EINVAL;
+  char* buffer = malloc((size_t)length + 1);
+  if (buffer == NULL) return -ENOMEM;
+  memset(buffer, 'x', (size_t)length);
+  buffer[length] = 0;
+  for (int i = 0; i < count; ++i) out[i] = buffer + i;
+  return 0;
 }
 
 static void* stop_self(void* delay) {

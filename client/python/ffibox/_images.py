@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from ffibox import _twins, _types
 from ffibox._image_reach import INDEX
+from ffibox._memory import MAX_STRING_UNITS
 from ffibox._scratch_buffers import ScratchBuffers
 from ffibox.errors import Error, MemoryFault
 
@@ -46,27 +47,36 @@ MAX_READS_PER_LIST = 4096
 # How many images one operation (a call's copy-back, a callback's arguments) may make by
 # default: a hostile graph costs bounded time and memory.
 DEFAULT_MAX_IMAGES = 4096
+# How many bytes of strings one operation may image by default: a library cannot make the
+# caller read and hold gigabytes (thousands of distinct strings of 16 Mi characters each).
+DEFAULT_MAX_IMAGE_BYTES = 256 << 20
 
 
 class ImageBudgetExceeded(Error):
     """The library handed back a pointer graph larger than the session follows."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, in_bytes: bool = False) -> None:
         super().__init__(
-            "RESOURCE_EXHAUSTED: the library handed back a pointer graph of more than %d "
-            "objects; raise Session.max_images (or FFIBOX_MAX_IMAGES) to follow it" % limit,
+            ("RESOURCE_EXHAUSTED: the library handed back strings of more than %d bytes in "
+             "all; raise Session.max_image_bytes (or FFIBOX_MAX_IMAGE_BYTES) to read them"
+             if in_bytes else
+             "RESOURCE_EXHAUSTED: the library handed back a pointer graph of more than %d "
+             "objects; raise Session.max_images (or FFIBOX_MAX_IMAGES) to follow it") % limit,
             "RESOURCE_EXHAUSTED")
 
 
 class Budget:
-    """What one operation may still image, the images it made (by worker address and type),
-    and the pointer slots still to follow."""
+    """What one operation may still image (images, and bytes of strings), the images it
+    made (by worker address and type), and the pointer slots still to follow."""
 
-    __slots__ = ("left", "limit", "seen", "pending", "strings", "shipped")
+    __slots__ = ("left", "limit", "bytes_left", "max_bytes", "seen", "pending", "strings",
+                 "shipped")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
         self.left = limit
         self.limit = limit
+        self.bytes_left = max_bytes
+        self.max_bytes = max_bytes
         self.seen: Dict[Tuple[int, object], "Image"] = {}
         self.pending: collections.deque = collections.deque()
         # Narrow strings read a page at a time, by worker address: the image of their page
@@ -106,10 +116,11 @@ class ImageTable:
     `twins` (ffibox._twins.TwinTable) maps worker addresses into caller objects."""
 
     def __init__(self, memory, twins, max_images: int = DEFAULT_MAX_IMAGES,
-                 session=None) -> None:
+                 session=None, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
         self._memory = memory
         self._twins = twins
         self.max_images = max_images
+        self.max_image_bytes = max_image_bytes
         # Local start -> image, and the starts in order, so finding the image that holds an
         # address costs a binary search, not a scan, on every pointer a call passes. Images
         # die on whatever thread collects their owner: the lock guards both.
@@ -155,7 +166,7 @@ class ImageTable:
 
     def budget(self) -> Budget:
         """A fresh budget for one operation."""
-        return Budget(self.max_images)
+        return Budget(self.max_images, self.max_image_bytes)
 
     def bind(self, owner, offset: int, pointer_type, worker: int, generation: int,
              budget: Optional[Budget] = None) -> Optional[int]:
@@ -316,7 +327,7 @@ class ImageTable:
             raise ImageBudgetExceeded(budget.limit)
         budget.left -= 1
         if code in ("z", "Z"):
-            image = self._make_string(worker, generation, code == "Z")
+            image = self._make_string(worker, generation, code == "Z", budget)
         else:
             image = self._make_pointee(pointer_type._type_, worker, generation, budget)
         budget.seen[key] = image
@@ -350,6 +361,9 @@ class ImageTable:
             by_page[word - word % PAGE_BYTES].append(word)
         if len(by_page) > budget.left:
             raise ImageBudgetExceeded(budget.limit)
+        if len(by_page) * PAGE_BYTES > budget.bytes_left:
+            raise ImageBudgetExceeded(budget.max_bytes, in_bytes=True)
+        budget.bytes_left -= len(by_page) * PAGE_BYTES
         ranges = [(starts[0], page + PAGE_BYTES - starts[0]) for page, starts in by_page.items()]
         for starts, data in zip(by_page.values(), self._read_pages(ranges, generation)):
             first = starts[0]
@@ -372,13 +386,22 @@ class ImageTable:
                 if end >= 0:
                     budget.strings[word] = (image, word - first)
 
-    def _make_string(self, worker: int, generation: int, wide: bool) -> Image:
+    def _make_string(self, worker: int, generation: int, wide: bool, budget: Budget) -> Image:
+        unit = 4 if wide else 1
+        room = budget.bytes_left // unit - 1  # characters that fit, with the terminator
         try:
-            text = self._memory.read_string(worker, wide, generation, as_is=True)
+            if room >= MAX_STRING_UNITS:
+                text = self._memory.read_string(worker, wide, generation, as_is=True)
+            else:  # read no further than the budget reaches
+                text = self._memory.read_string(worker, wide, generation, as_is=True,
+                                                length=max(room, 0) + 1)
         except Error as error:
             if error.code == "RESOURCE_EXHAUSTED":
                 raise  # longer than any read: never a string cut short
             return self._address_only(worker, generation)
+        if len(text) > room:
+            raise ImageBudgetExceeded(budget.max_bytes, in_bytes=True)
+        budget.bytes_left -= (len(text) + 1) * unit
         buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)
         image = Image(buffer, _ct.sizeof(buffer), worker, generation)
         image.synced = bytes(buffer)

@@ -16,6 +16,7 @@ from ffibox._blocks import NULL, CallBuilder, block_value, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
 from ffibox._worker_address import WorkerAddress, address_of
+from ffibox.errors import Error
 
 _CArgObject = type(_ct.byref(_ct.c_int()))
 _ADDRESS_IN_REPR = re.compile(r"\(0x([0-9a-f]+)\)")
@@ -392,6 +393,53 @@ def void_pointer(address: int, session, generation: int) -> Optional[int]:
     return address or None
 
 
+# The value kinds a result (or a callback's argument) of each simple type may come as,
+# beyond `raw` of the type's own size (docs/protocol.md, "Values"); anything else is refused,
+# as what the worker sends is not trusted.
+_NUMBERS = frozenset(("int_value", "uint_value", "bool_value"))
+_KINDS_OF_CODE = {"z": frozenset(("pointer", "bytes_value")),
+                  "Z": frozenset(("pointer", "text_value")),
+                  "P": frozenset(("pointer",)),
+                  "c": _NUMBERS | {"bytes_value"}}
+_FLOAT_KINDS = frozenset(("float_value", "int_value", "uint_value"))
+
+
+def _unexpected(t, kind) -> Error:
+    return Error("INTERNAL: the server returned %s where a %s was expected"
+                 % (kind or "no value", t.__name__), "INTERNAL")
+
+
+def _checked_scalar(t, code: str, kind, value):
+    """The number a value of simple type `t` carries, once its kind and range fit `t`."""
+    if kind == "raw":
+        if len(value.raw) != _ct.sizeof(t):
+            raise _unexpected(t, "%d raw bytes" % len(value.raw))
+        return None
+    allowed = _KINDS_OF_CODE.get(code) or (_FLOAT_KINDS if code in _types.FLOAT_CODES
+                                           else _NUMBERS)
+    if kind not in allowed:
+        raise _unexpected(t, kind)
+    if kind == "pointer" and value.pointer.WhichOneof("target") not in ("null", "remote"):
+        raise _unexpected(t, "a pointer to %s" % value.pointer.WhichOneof("target"))
+    if code in ("z", "Z", "P") or code in _types.FLOAT_CODES:
+        return None
+    number = getattr(value, kind)
+    if kind == "bytes_value":
+        if len(number) != 1:
+            raise _unexpected(t, "%d bytes" % len(number))
+        return number
+    bits = 8 * _ct.sizeof(t)
+    if code == "u":
+        low, high = 0, 0x10FFFF
+    elif code in _types.UNSIGNED_CODES or code in ("?", "c"):
+        low, high = (-(1 << (bits - 1)) if code == "c" else 0), (1 << bits) - 1
+    else:
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if not low <= int(number) <= high:
+        raise _unexpected(t, "%s %d" % (kind, number))
+    return number
+
+
 def decode(t, value, session, generation: int):
     """The Python object ctypes returns for a result (or callback argument) of type `t`."""
     if t is None:
@@ -399,6 +447,7 @@ def decode(t, value, session, generation: int):
     kind = value.WhichOneof("kind")
     if _types.is_simple(t):
         code = t._type_
+        _checked_scalar(t, code, kind, value)
         if code in ("z", "Z", "P"):
             if kind == "pointer":
                 address = value.pointer.remote.address if value.pointer.HasField(
@@ -436,6 +485,13 @@ def decode(t, value, session, generation: int):
                     if twin is not None:
                         result = twin[1]
         return result if _types.is_fundamental(t) else t(result)
+    if _types.is_pointer(t) or _types.is_function(t):
+        if kind != "pointer" or value.pointer.WhichOneof("target") not in ("null", "remote"):
+            raise _unexpected(t, kind if kind != "pointer" else
+                              "a pointer to %s" % value.pointer.WhichOneof("target"))
+    elif (_types.is_record(t) or _types.is_array(t)) and (
+            kind != "raw" or len(value.raw) != _ct.sizeof(t)):
+        raise _unexpected(t, kind if kind != "raw" else "%d raw bytes" % len(value.raw))
     if _types.is_pointer(t):
         address = value.pointer.remote.address if value.pointer.HasField("remote") else 0
         generation = value.pointer.remote.generation or generation

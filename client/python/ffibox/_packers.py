@@ -397,6 +397,10 @@ class Packer:
         # when it is an address inside a twin.
         self.maps_words = restype is not None and _ct.sizeof(restype) == 8 and \
             result_kind in (_INT, _UINT)
+        # An integer result out of the restype's range is parsed in full, and refused there.
+        bits = 0 if result_kind not in (_INT, _UINT) else 8 * _ct.sizeof(restype)
+        self._result_range = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if result_kind == _INT
+                              else (0, (1 << bits) - 1))
         # A c_void_p result: a worker address, mapped as ffibox._marshal.void_pointer maps it.
         self.void_pointer = self._result_kind == _POINTER
         self._call_prefix = _FUNCTION + _varint(handle)
@@ -519,7 +523,8 @@ class Packer:
             return Done(bool(number))
         if kind == _INT:
             number = (number >> 1) ^ -(number & 1)
-        return Done(number)
+        low, high = self._result_range
+        return Done(number) if low <= number <= high else None
 
     @staticmethod
     def _address(answer: bytes, at: int, end: int) -> Optional[Done]:

@@ -17,7 +17,7 @@ from ffibox import _default, _marshal, _remote, _server, _settings, _types
 from ffibox._channel import (KEEPALIVE, KEEPALIVE_TIMEOUT, ChannelSettings, fork_advice,
                              make_channel)
 from ffibox._functions import RemoteCall, callback_buffer_bytes, callback_handler
-from ffibox._images import DEFAULT_MAX_IMAGES, ImageTable
+from ffibox._images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGES, ImageTable
 from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
@@ -217,6 +217,7 @@ class Session:
             # None: on where the server takes what such a callback may ask of the broker.
             channel_callbacks = _settings.flag("FFIBOX_CHANNEL_CALLBACKS")
         max_images = _settings.count("FFIBOX_MAX_IMAGES", DEFAULT_MAX_IMAGES)
+        max_image_bytes = _settings.count("FFIBOX_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)
         open_request = pb.OpenSession(
             call_timeout_ms=int(timeout * 1000) if timeout else 0,
             restart=pb.RESTART if restart else pb.NO_RESTART,
@@ -285,7 +286,8 @@ class Session:
         # One worker address per caller object calls reach, for the object's life.
         self.twins = TwinTable(lambda: self.generation)
         # Local images of worker memory the library handed back through typed pointers.
-        self.images = ImageTable(self.memory, self.twins, max_images, session=self)
+        self.images = ImageTable(self.memory, self.twins, max_images, session=self,
+                                 max_image_bytes=max_image_bytes)
         # Whether the server takes read_memory_list (an older one: a read at a time).
         self.memory.lists = opened.memory_lists
         self.memory.before_read = self.images.sync
@@ -336,6 +338,19 @@ class Session:
         if int(value) < 1:
             raise ValueError("max_images must be at least 1")
         self.images.max_images = int(value)
+
+    @property
+    def max_image_bytes(self) -> int:
+        """How many bytes of strings the library hands back one operation reads into local
+        images (default 256 MiB or FFIBOX_MAX_IMAGE_BYTES); past it the operation raises
+        ffibox.Error RESOURCE_EXHAUSTED, having read no further."""
+        return self.images.max_image_bytes
+
+    @max_image_bytes.setter
+    def max_image_bytes(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError("max_image_bytes must be at least 1")
+        self.images.max_image_bytes = int(value)
 
     @property
     def generation(self) -> int:
