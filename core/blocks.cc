@@ -8,6 +8,7 @@
 #include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/malloc_tuning.h"
+#include "core/marshal.h"
 
 namespace ffibox {
 namespace {
@@ -60,7 +61,7 @@ CallBlocks::~CallBlocks() {
 
 absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
                                const TypeLimits& limits, CallArena* arena, LastingMemory* lasting,
-                               absl::Span<char> shared) {
+                               absl::Span<char> shared, const CallbackResolver* callbacks) {
   blocks_ = &blocks;
   count_ = 0;
   lasting_ = lasting;
@@ -109,8 +110,20 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
             absl::StrCat("a pointer at offset ", relocation.offset(),
                          " does not fit in the block of ", placed_[i].size, " bytes"));
       }
-      absl::StatusOr<uint64_t> target = AddressOf(relocation.target());
-      if (!target.ok()) return PrefixField(target.status(), path() + ".target");
+      absl::StatusOr<uint64_t> target;
+      if (relocation.to_case() == v1::Relocation::kCallback) {
+        if (callbacks == nullptr) {
+          return ErrorStatus(v1::UNIMPLEMENTED, absl::StrCat(path(),
+                                                             ".callback: callback "
+                                                             "pointers are not accepted here"));
+        }
+        // The resolver names the field as a PointerValue's ("pointer.callback").
+        target = callbacks->AddressOf(relocation.callback());
+        if (!target.ok()) return PrefixField(target.status(), path());
+      } else {
+        target = AddressOf(relocation.target());
+        if (!target.ok()) return PrefixField(target.status(), path() + ".target");
+      }
       std::memcpy(placed_[i].data + relocation.offset(), &*target, sizeof(uint64_t));
     }
   }

@@ -21,6 +21,8 @@
 
 namespace ffibox {
 
+class CallbackResolver;  // core/marshal.h
+
 // Worker memory that outlives a call: where MemoryBlock.keep places a block and
 // MemoryBlock.at finds it again. Implemented by the worker's MemoryRequests.
 class LastingMemory {
@@ -71,12 +73,14 @@ class CallBlocks {
   // lasting one is placed as any lasting block and its bytes copied in from there (IN,
   // INOUT), any other is placed there, and zeroed when OUT. A watched IN block is what the client
   // holds as placed: its Watch is told here. `blocks` must stay alive while this object is used.
-  // Returns INVALID_ARGUMENT naming "call.blocks[i].relocations[j]..." for a relocation out
-  // of bounds; UNIMPLEMENTED for a lasting block without `lasting`;
-  // RESOURCE_EXHAUSTED when memory runs out; FindLasting's errors for `at`.
+  // A relocation naming a callback gets its closure's address from `callbacks` (nullptr:
+  // such a relocation is UNIMPLEMENTED). Returns INVALID_ARGUMENT naming
+  // "call.blocks[i].relocations[j]..." for a relocation out of bounds, the resolver's error
+  // for a callback that is not defined or was freed; UNIMPLEMENTED for a lasting block
+  // without `lasting`; RESOURCE_EXHAUSTED when memory runs out; FindLasting's errors for `at`.
   absl::Status Place(const google::protobuf::RepeatedPtrField<v1::MemoryBlock>& blocks,
                      const TypeLimits& limits, CallArena* arena, LastingMemory* lasting = nullptr,
-                     absl::Span<char> shared = {});
+                     absl::Span<char> shared = {}, const CallbackResolver* callbacks = nullptr);
 
   // The worker address `ref` designates. Returns INVALID_ARGUMENT with field "block" or
   // "offset" (relative; callers prefix their path) when the index or offset is out of range.

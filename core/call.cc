@@ -172,7 +172,7 @@ absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
 
   CallArena arena;
   CallBlocks blocks;
-  absl::Status status = blocks.Place(call.blocks(), limits_, &arena, lasting, shared);
+  absl::Status status = blocks.Place(call.blocks(), limits_, &arena, lasting, shared, callbacks);
   if (!status.ok()) return status;
 
   const size_t slots = static_cast<size_t>(total) + 1;  // never a zero-sized request

@@ -22,6 +22,11 @@ absl::Status CheckReportedPointers(const v1::BlockContents& block, uint64_t size
                        " (block of ", size, " bytes; offsets must be increasing multiples of 8)"));
     }
     next_offset = offset + 8;
+    if (!pointer.has_target()) {
+      return absl::InvalidArgumentError(absl::StrCat("returned block ", block.block(),
+                                                     " reports a pointer at offset ", offset,
+                                                     " that is not into a block"));
+    }
     const uint32_t target = pointer.target().block();
     if (target >= expected.block_sizes.size() ||
         pointer.target().offset() > expected.block_sizes[target]) {

@@ -48,6 +48,7 @@ PACKAGES=(
   libpython3.11-testsuite  # CPython's ctypes tests, run against ffibox by tests/ctypes_suite
   python3-magic            # real ctypes bindings run unmodified through the swap
   python3-libarchive-c     # (tests/python/test_debian_bindings.py)
+  python3-ijson            # its yajl2 backend: a table of callbacks passed by pointer
   procps
   systemd                  # systemd-analyze verifies the installed unit (tests/python/test_install.py)
   uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids

@@ -112,9 +112,38 @@ def libarchive_memory_writer():
     return buf[:4].hex()
 
 
+# -- python3-ijson's yajl2 backend: a structure of CFUNCTYPE callbacks yajl keeps ------------
+JSON = (b'{"name": "caf\xc3\xa9", "n": [1, -2, 3.5, 1e300, 12345678901234567890], '
+        b'"ok": true, "no": false, "none": null, "deep": {"a": [{"b": ["x", {}]}]}, '
+        b'"items": [' + b", ".join(b'{"id": %d, "tags": ["t%d", "u"]}' % (i, i)
+                                 for i in range(300)) + b']}')
+
+
+def ijson_yajl2_events():
+    import io
+    import ijson
+    yajl2 = ijson.get_backend("yajl2")
+    events = [[prefix, event, str(value)] for prefix, event, value in
+              yajl2.parse(io.BytesIO(JSON), buf_size=1024)]
+    return {"events": events[:40], "count": len(events),
+            "ids": sum(item["id"] for item in yajl2.items(io.BytesIO(JSON), "items.item")),
+            "kv": [[k, str(v)] for k, v in yajl2.kvitems(io.BytesIO(JSON), "")][:6]}
+
+
+def ijson_yajl2_error():
+    import io
+    import ijson
+    try:
+        list(ijson.get_backend("yajl2").parse(io.BytesIO(b'{"a": [1, 2,, 3]}')))
+    except Exception as e:  # noqa: BLE001 - the binding's own error, compared
+        return "%s: %s" % (type(e).__name__, e)
+    return "no error"
+
+
 CASES = {f.__name__: f for f in (
     magic_from_buffer, magic_objects, magic_error, libarchive_custom_writer,
-    libarchive_memory_reader, libarchive_stream_reader, libarchive_memory_writer)}
+    libarchive_memory_reader, libarchive_stream_reader, libarchive_memory_writer,
+    ijson_yajl2_events, ijson_yajl2_error)}
 
 if __name__ == "__main__":
     try:

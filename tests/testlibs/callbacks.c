@@ -1,7 +1,8 @@
 // Functions that call callbacks, for the callback tests: a fold over doubles, a stored
 // handler fired later (also from a thread of the library's own after the call that started
 // it returned), a callback from a thread the library creates, a struct mutated
-// through a pointer, two invocations in one call, and a callback that returns a string.
+// through a pointer, two invocations in one call, a callback that returns a string, and a
+// table of callbacks passed by pointer.
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -167,3 +168,31 @@ size_t length_of_made(const char* (*make)(void)) {
   const char* made = make();
   return made != NULL ? strlen(made) : 0;
 }
+
+// A table of callbacks passed by pointer, as parsers (yajl's callbacks), glob's
+// GLOB_ALTDIRFUNC and plugin interfaces take them: apply_ops calls them during the call,
+// keep_ops keeps the table for run_kept_ops to call in later calls (the library holds the
+// caller's structure), and ops_start_is reports whether a field holds a given function.
+struct Ops {
+  int (*start)(int);
+  int (*combine)(int, int);
+  int tag;
+};
+static const struct Ops* kept_ops;
+
+// ops->combine(ops->start(x), ops->tag); -1 when a field is NULL.
+int apply_ops(const struct Ops* ops, int x) {
+  if (ops->start == NULL || ops->combine == NULL) return -1;
+  return ops->combine(ops->start(x), ops->tag);
+}
+
+void keep_ops(const struct Ops* ops) { kept_ops = ops; }
+
+// apply_ops on the kept table; -2 when none is kept.
+int run_kept_ops(int x) { return kept_ops != NULL ? apply_ops(kept_ops, x) : -2; }
+
+static int negate(int x) { return -x; }
+
+// Replaces the table's start with a function of the library's own (the caller's structure
+// then holds it).
+void set_start_to_negate(struct Ops* ops) { ops->start = negate; }

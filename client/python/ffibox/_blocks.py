@@ -13,7 +13,7 @@ import ctypes as _ct
 import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ffibox import _addresses, _slots, _twins, _types
+from ffibox import _addresses, _callback_code, _slots, _twins, _types
 from ffibox._stubs import pb
 
 _CData = _ct._SimpleCData.__mro__[1]
@@ -140,6 +140,10 @@ class CallBuilder:
         # block index -> {offset: the caller's own word} for pointer slots sent as worker
         # addresses (images), restored after the call unless the library changed them.
         self._own_words: Dict[int, Dict[int, int]] = {}
+        # block index -> {offset: the callback's local code address} for slots the worker
+        # stores a callback's closure in (Relocation.callback), which get that address back
+        # after the call unless the library changed them.
+        self._callback_words: Dict[int, Dict[int, int]] = {}
         self._candidates = _Ranges()  # local memory the call may reach -> the object
         self._collected: set = set()  # id() of each object in _candidates (held there)
         self._sources: Dict[int, int] = {}  # id(bytes or str shipped) -> block index
@@ -302,6 +306,8 @@ class CallBuilder:
 
     def _relocate(self, index: int, offset: int, ptype, word: int) -> None:
         target = self.locate(word)
+        if target is None and self._relocate_callback(index, offset, word):
+            return
         if target is None:
             # Not client memory this call knows: left as it is. An address of this process
             # there is the caller's own user data (`(c_void_p * 2)(addressof(x))`), as a
@@ -312,6 +318,29 @@ class CallBuilder:
             return
         self.blocks[index].relocations.add(
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
+
+    def _relocate_callback(self, index: int, offset: int, word: int) -> bool:
+        """Whether `word` is the local code address of a callback (a structure's function
+        pointer field it was stored in), which the worker then stores its closure in
+        instead."""
+        callback = _callback_code.local_callbacks.get(word)
+        session = self._session()
+        if callback is None or session is None:
+            return False
+        self.blocks[index].relocations.add(offset=offset, callback=session.callback_id(callback))
+        self._callback_words.setdefault(index, {})[offset] = word
+        return True
+
+    def _session(self):
+        return self._images.session() if self._images.session is not None else None
+
+    def _callback_kept(self, local: int, word: int, generation: int) -> bool:
+        """Whether `word`, found where the caller holds callback code address `local`, is the
+        closure the worker made for that callback (the library left the slot as it was)."""
+        callback = _callback_code.local_callbacks.get(local)
+        session = self._session()
+        return callback is not None and session is not None and \
+            session.closure_of(callback) == (word, generation)
 
     def pointer_to(self, obj, offset: int = 0):
         """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker
@@ -413,6 +442,9 @@ class CallBuilder:
                 word = _WORD.unpack_from(data, offset - start)[0]
                 if not word or word == held[offset]:
                     continue
+                if self._callback_kept(held[offset], word, generation):
+                    _types.word_at(twin.local + offset).value = held[offset]  # the callback's
+                    continue
                 local = self._twins.local(word, generation)
                 if local is not None:  # into caller memory: the caller's own object
                     _types.word_at(twin.local + offset).value = local[1]
@@ -479,9 +511,15 @@ class CallBuilder:
             relocated = {p.offset: p.target for p in contents.pointers}
             sent = self.blocks[contents.block].data
             own_words = self._own_words.get(contents.block, {})
+            callback_words = self._callback_words.get(contents.block, {})
             # Words inside unions may be another member's bytes: only rewired, never imaged.
             certain = {off for off, _ in _types.pointer_offsets(type(owner), unions=False)}
             for offset, ptype in _types.pointer_offsets(type(owner)):
+                local = callback_words.get(offset)
+                if local is not None and offset + 8 <= len(data) and self._callback_kept(
+                        local, _WORD.unpack_from(data, offset)[0], generation):
+                    _types.word_at(start + offset).value = local
+                    continue
                 target = relocated.get(offset)
                 if target is None and offset not in certain:
                     continue

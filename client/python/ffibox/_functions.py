@@ -7,8 +7,8 @@ import warnings
 from types import BuiltinFunctionType
 from typing import Dict, Optional
 
-from ffibox import (_addresses, _callback_pointers, _default, _images, _marshal, _packers,
-                    _scratch_buffers, _twins, _types)
+from ffibox import (_addresses, _callback_code, _callback_pointers, _default, _images,
+                    _marshal, _packers, _scratch_buffers, _twins, _types)
 from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stream import failed_callback
@@ -399,7 +399,7 @@ def _prototype_new(cls, *args):
     instance = _ct._CFuncPtr.__new__(cls, *args)
     instance._ffibox_callable = args[0] if args and callable(args[0]) else None
     if instance._ffibox_callable is not None:
-        _marshal.local_callbacks[_types.word_at(_ct.addressof(instance)).value] = instance
+        _callback_code.register(_types.word_at(_ct.addressof(instance)).value, instance)
     return instance
 
 

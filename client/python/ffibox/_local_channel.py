@@ -849,6 +849,9 @@ def check_call_answer(request, response) -> Optional[str]:
             if offset % 8 or offset < next_offset or offset + 8 > sizes[index]:
                 return "reports a pointer at offset %d of block %d" % (offset, index)
             next_offset = offset + 8
+            if not pointer.HasField("target"):
+                return "reports a pointer at offset %d of block %d that is not into a block" % (
+                    offset, index)
             target = pointer.target
             if target.block >= len(blocks) or target.offset > sizes[target.block]:
                 return "reports a pointer outside the call's blocks"

@@ -8,10 +8,9 @@ What a pointer argument reaches in client memory goes into the call's memory blo
 import ctypes as _ct
 import re
 import sys
-import weakref
 from typing import Optional
 
-from ffibox import _addresses, _remote, _twins, _types
+from ffibox import _addresses, _callback_code, _remote, _twins, _types
 from ffibox._blocks import NULL, CallBuilder, block_value, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
@@ -30,7 +29,7 @@ _bytes_address = _twins.bytes_address
 
 # CFUNCTYPE callbacks by the local code address ctypes made for them, while they live: a
 # copy of that address (a structure's function pointer field read back) is that callback.
-local_callbacks: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
+local_callbacks = _callback_code.local_callbacks
 
 
 # -- arguments -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import fnmatch
 import os
 import threading
 import weakref
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import grpc
 
@@ -294,6 +294,9 @@ class Session:
         self.memory.after_write = self.images.refresh
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
+        # The worker's closure of each callback id: (address, generation) as its
+        # define_callback answered (a worker that restarted since has others).
+        self._closures: Dict[int, Tuple[int, int]] = {}
         # Re-entrant: a collection while it is held (making a handler allocates) may run
         # _release_callback of another callback on the same thread.
         self._callbacks_lock = threading.RLock()
@@ -488,12 +491,21 @@ class Session:
                 self.stream.set_handler(defined.callback,
                                         callback_handler(prototype, callback._ffibox_callable))
                 self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
+                self._closures[defined.callback] = (defined.address.address,
+                                                    defined.address.generation)
                 weakref.finalize(callback, self._release_callback, id(callback),
                                  defined.callback)
                 return defined.callback
         # Another thread defined it meanwhile: this definition is not needed.
         self.stream.post(pb.Request(free_callback=pb.FreeCallback(callback=defined.callback)))
         return known
+
+    def closure_of(self, callback) -> Optional[Tuple[int, int]]:
+        """(worker address, generation) of the closure the worker made for CFUNCTYPE
+        instance `callback` when it was defined, or None (not defined on this session)."""
+        with self._callbacks_lock:
+            known = self._callback_entry(callback)
+            return None if known is None else self._closures.get(known)
 
     def _known_callback(self, callback) -> Optional[int]:
         with self._callbacks_lock:
@@ -516,6 +528,7 @@ class Session:
             entry = self._callbacks.get(key)
             if entry is not None and entry[1] == callback:
                 del self._callbacks[key]
+            self._closures.pop(callback, None)
         self.stream.remove_handler(callback)
         self.stream.post(pb.Request(free_callback=pb.FreeCallback(callback=callback)))
 

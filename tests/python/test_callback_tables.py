@@ -1,0 +1,91 @@
+"""Tables of callbacks passed by pointer: a structure whose function pointer fields hold
+callbacks (yajl's parser callbacks, glob's GLOB_ALTDIRFUNC, a plugin's interface), called
+during the call or kept by the library for later calls. Each test runs under the stdlib's
+ctypes in-process and under ffibox.ctypes, with the same expectations."""
+from conftest import TEST_LIB
+
+
+def ops_type(ct):
+    START = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    COMBINE = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_int)
+
+    class Ops(ct.Structure):
+        _fields_ = [("start", START), ("combine", COMBINE), ("tag", ct.c_int)]
+
+    return Ops, START, COMBINE
+
+
+def declared(ct, testlib):
+    Ops, START, COMBINE = ops_type(ct)
+    for name in ("apply_ops", "keep_ops", "set_start_to_negate"):
+        getattr(testlib, name).argtypes = [ct.POINTER(Ops)]
+    testlib.apply_ops.argtypes = [ct.POINTER(Ops), ct.c_int]
+    testlib.run_kept_ops.argtypes = [ct.c_int]
+    return Ops, START, COMBINE
+
+
+def test_a_table_of_callbacks_passed_by_pointer_is_called_and_left_as_it_was(ct, testlib):
+    Ops, START, COMBINE = declared(ct, testlib)
+    start, combine = START(lambda x: 10 * x), COMBINE(lambda a, b: a + b)
+    ops = Ops(start, combine, 3)
+    assert testlib.apply_ops(ct.byref(ops), 5) == 53
+    assert testlib.apply_ops(ct.pointer(ops), 6) == 63
+    # The fields hold the callbacks' own code, as before the calls.
+    assert ct.cast(ops.start, ct.c_void_p).value == ct.cast(start, ct.c_void_p).value
+    assert ct.cast(ops.combine, ct.c_void_p).value == ct.cast(combine, ct.c_void_p).value
+    assert ops.start(2) == 20 and ops.combine(2, 3) == 5
+    assert testlib.apply_ops(ct.byref(Ops(combine=combine, tag=3)), 5) == -1
+
+
+def test_a_table_the_library_keeps_is_called_in_later_calls(ct, testlib):
+    Ops, START, COMBINE = declared(ct, testlib)
+    calls = []
+
+    def start(x):
+        calls.append(x)
+        return x + 1
+
+    ops = Ops(START(start), COMBINE(lambda a, b: a * b), 2)
+    testlib.keep_ops(ct.byref(ops))
+    assert [testlib.run_kept_ops(x) for x in (1, 2, 3)] == [4, 6, 8]
+    assert calls == [1, 2, 3]
+    # Passed again (with a new callback in a field), the kept table is the one called.
+    ops.combine = COMBINE(lambda a, b: a - b)
+    assert testlib.apply_ops(ct.byref(ops), 10) == 9
+    assert testlib.run_kept_ops(10) == 9
+    testlib.keep_ops(None)
+    assert testlib.run_kept_ops(1) == -2
+
+
+def test_a_field_the_library_sets_holds_the_librarys_function(ct, testlib):
+    Ops, START, COMBINE = declared(ct, testlib)
+    ops = Ops(START(lambda x: 10 * x), COMBINE(lambda a, b: a + b), 3)
+    testlib.set_start_to_negate(ct.byref(ops))
+    assert ops.start(4) == -4  # the library's own function now, called where it lives
+    assert testlib.apply_ops(ct.byref(ops), 5) == -2
+    assert ops.combine(1, 2) == 3
+
+
+def test_callbacks_kept_only_by_tables_are_freed_with_them(ffibox_client, monkeypatch):
+    # ctypes keeps a callback's code, not its CFUNCTYPE instance, in a structure built from
+    # temporaries: ffibox holds the instance while a structure keeps the code, and lets it go
+    # (freeing the worker's callback) once none does.
+    import gc
+    from ffibox import _callback_code
+    from ffibox import ctypes as fct
+    session = ffibox_client.session()
+    testlib = session.CDLL(TEST_LIB)
+    Ops, START, COMBINE = declared(fct, testlib)
+    monkeypatch.setattr(_callback_code, "_NEWEST_HELD", 32)  # let go sooner than by default
+    monkeypatch.setattr(_callback_code, "_look_again_at", 64)
+    rounds = 200
+    for i in range(rounds):
+        ops = Ops(START(lambda x: x + 1), COMBINE(lambda a, b, i=i: a + b + i), 0)
+        assert testlib.apply_ops(fct.byref(ops), 1) == 2 + i
+        del ops
+        if i % 64 == 0:
+            gc.collect()
+    gc.collect()
+    assert len(_callback_code._held) < rounds, len(_callback_code._held)
+    assert len(session._callbacks) < rounds, len(session._callbacks)
+    session.close()
