@@ -10,7 +10,7 @@ import time
 import pytest
 
 import ffibox
-from conftest import ROOT, TEST_LIB
+from conftest import ROOT, TEST_LIB, run_script
 
 
 @pytest.fixture
@@ -227,3 +227,26 @@ def test_swapping_sys_modules_ctypes_before_first_use_starts_the_private_server(
                             capture_output=True, env=env, text=True, timeout=25)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1.0"
+
+
+def test_a_handle_freed_in_a_del_at_interpreter_exit_is_quiet_and_nothing_hangs(shared_server):
+    # A module-level object whose __del__ frees a native handle (rtree's, freetype's, many
+    # bindings'): at exit the session is already closed (its reader thread cannot answer
+    # during teardown), and the call does nothing, as the stdlib's leaves nothing to see.
+    result = run_script("""
+import os, sys
+import ffibox.ctypes as ctypes
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+class Handle:
+    def __init__(self):
+        self.p = libc.malloc(16)
+    def __del__(self):
+        libc.free(self.p)
+handle = Handle()
+print("made", bool(handle.p), flush=True)
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "made True\n"
+    assert result.stderr == "", result.stderr

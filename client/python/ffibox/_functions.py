@@ -8,13 +8,13 @@ from types import BuiltinFunctionType
 from typing import Dict, Optional
 
 from ffibox import (_addresses, _callback_code, _callback_pointers, _default, _images,
-                    _marshal, _packers, _scratch_buffers, _twins, _types)
+                    _marshal, _packers, _scratch_buffers, _stream, _twins, _types)
 from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stream import failed_callback
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
-from ffibox.errors import Error, StaleHandle, error_from_proto
+from ffibox.errors import Error, SessionClosed, StaleHandle, error_from_proto
 
 _WORD = struct.Struct("<Q")
 # What a Request adds around its Call: the id, the call field's tag and length, and more.
@@ -65,6 +65,13 @@ class RemoteCall:
                 return done.value
         try:
             builder, response = self._send(argtypes, restype, args, variadic)
+        except SessionClosed:
+            if _stream.closed_at_exit:
+                # The interpreter is exiting and its exit closed the session, whose worker
+                # goes with it: a __del__ freeing a handle there does nothing, quietly, as
+                # the call would have done nothing that outlives the process.
+                return None
+            raise
         except StaleHandle as error:
             if ".at" not in str(error):
                 raise

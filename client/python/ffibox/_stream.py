@@ -112,11 +112,18 @@ def _forsake_streams_in_child() -> None:
 os.register_at_fork(after_in_child=_forsake_streams_in_child)
 
 
+# Set once the interpreter's exit closed every stream (_close_streams_at_exit).
+closed_at_exit = False
+
+
 @atexit.register
 def _close_streams_at_exit() -> None:
     # After atexit the interpreter stops running daemon threads, so the reader could never
     # deliver another answer: a library call from a __del__ during teardown would wait
-    # forever. Close the streams now; later requests raise SessionClosed at once.
+    # forever. Close the streams now; later requests raise SessionClosed at once (and a
+    # library call returns None: ffibox._functions).
+    global closed_at_exit
+    closed_at_exit = True
     for stream in list(_live_streams):
         stream.close()
 
