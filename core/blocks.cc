@@ -117,12 +117,20 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
                                                              ".callback: callback "
                                                              "pointers are not accepted here"));
         }
-        // The resolver names the field as a PointerValue's ("pointer.callback").
+        // The resolver names the field as a PointerValue's ("pointer.callback"), with a code
+        // of its own (NOT_FOUND, FAILED_PRECONDITION): kept, the field put under this path.
         target = callbacks->AddressOf(relocation.callback());
-        if (!target.ok()) return PrefixField(target.status(), path());
-      } else {
+        if (!target.ok()) {
+          v1::Error error = ToProtoError(target.status());
+          error.set_field(error.field().empty() ? path() + ".callback"
+                                                : absl::StrCat(path(), ".", error.field()));
+          return ErrorStatus(error);
+        }
+      } else if (relocation.to_case() == v1::Relocation::kTarget) {
         target = AddressOf(relocation.target());
         if (!target.ok()) return PrefixField(target.status(), path() + ".target");
+      } else {
+        return InvalidArgumentAt(path(), "a relocation names neither a target nor a callback");
       }
       std::memcpy(placed_[i].data + relocation.offset(), &*target, sizeof(uint64_t));
     }

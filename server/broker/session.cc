@@ -647,10 +647,11 @@ void Session::FinishInFlight(absl::FunctionRef<bool()> client_gone) {
         return !worker_alive_ || (requests_.size() == 0 && !requests_.HasOpenInvocations()) ||
                !requests_.AnswerableInvocations().empty();
       };
-      // Polled: a client that disconnects or cancels wakes nothing here.
-      while (!mu_.AwaitWithTimeout(absl::Condition(&settled), kClientGonePoll)) {
+      // Polled: a client that disconnects or cancels wakes nothing here (and a worker that
+      // invokes callbacks without end keeps the condition true).
+      do {
         if (client_gone()) return;
-      }
+      } while (!mu_.AwaitWithTimeout(absl::Condition(&settled), kClientGonePoll));
       if (!worker_alive_) return;
       unanswerable = requests_.AnswerableInvocations();
       if (unanswerable.empty()) return;  // nothing in flight
@@ -660,8 +661,9 @@ void Session::FinishInFlight(absl::FunctionRef<bool()> client_gone) {
       failed.mutable_callback_return()->set_invocation(invocation);
       failed.mutable_callback_return()->set_error(
           "the client closed its side of the session's stream: no callback can be answered");
-      // Refused only when the worker died meanwhile (the invocation closed with it).
-      (void)AnswerInvocation(failed);
+      // Refused when the worker died meanwhile (the invocation closed with it), or when the
+      // invocation takes no such answer: then the session ends as for a cancelled client.
+      if (!AnswerInvocation(failed).ok()) return;
     }
     sink_->Flush();
   }

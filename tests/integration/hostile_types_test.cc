@@ -118,6 +118,20 @@ TEST_F(HostileTypesTest, RelocationOutsideItsBlockIsRefusedNamingIt) {
   missing_block.mutable_blocks(0)->mutable_relocations(0)->mutable_target()->set_block(5);
   error = ErrorOf(increment.Call(missing_block).status());
   EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT);
+
+  // Neither a target nor a callback; a callback the session never defined.
+  v1::Call nothing_named = past_end;
+  nothing_named.mutable_blocks(0)->mutable_relocations(0)->set_offset(0);
+  nothing_named.mutable_blocks(0)->mutable_relocations(0)->clear_target();
+  error = ErrorOf(increment.Call(nothing_named).status());
+  EXPECT_EQ(error.code(), v1::INVALID_ARGUMENT);
+  EXPECT_NE(error.field().find("blocks[0].relocations[0]"), std::string::npos) << error.field();
+  v1::Call undefined_callback = nothing_named;
+  undefined_callback.mutable_blocks(0)->mutable_relocations(0)->set_callback(77);
+  error = ErrorOf(increment.Call(undefined_callback).status());
+  EXPECT_EQ(error.code(), v1::NOT_FOUND);
+  EXPECT_NE(error.field().find("blocks[0].relocations[0].pointer.callback"), std::string::npos)
+      << error.field();
   ExpectSessionStillServes();
 }
 

@@ -2,6 +2,9 @@
 callbacks (yajl's parser callbacks, glob's GLOB_ALTDIRFUNC, a plugin's interface), called
 during the call or kept by the library for later calls. Each test runs under the stdlib's
 ctypes in-process and under ffibox.ctypes, with the same expectations."""
+import pytest
+
+import ffibox
 from conftest import TEST_LIB
 
 
@@ -88,4 +91,46 @@ def test_callbacks_kept_only_by_tables_are_freed_with_them(ffibox_client, monkey
     gc.collect()
     assert len(_callback_code._held) < rounds, len(_callback_code._held)
     assert len(session._callbacks) < rounds, len(session._callbacks)
+    session.close()
+
+
+def test_a_callback_that_stores_a_pointer_to_its_own_array_for_the_library(ct, testlib):
+    # libspatialindex's stream loading (rtree's Index(generator)): the callback stores a
+    # pointer to an array it keeps into the library's double**, and the library reads the
+    # array after the callback returned.
+    PROVIDE = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.POINTER(ct.c_double)),
+                           ct.POINTER(ct.c_int))
+    kept = (ct.c_double * 3)(1.5, 2.5, 4.0)
+
+    def provide(out, count):
+        out[0] = ct.cast(kept, ct.POINTER(ct.c_double))
+        count[0] = 3
+        return 0
+
+    testlib.sum_provided.restype = ct.c_double
+    testlib.sum_provided.argtypes = [PROVIDE]
+    callback = PROVIDE(provide)
+    assert testlib.sum_provided(callback) == 8.0
+    kept[2] = 10.0  # stored again by the next invocation, with what it holds then
+    assert testlib.sum_provided(callback) == 14.0
+
+
+def test_a_table_of_callbacks_across_worker_restarts(ffibox_client):
+    # Each restarted worker makes the callbacks' closures again, elsewhere: the table still
+    # reaches them, and its fields hold the callbacks' own code after each call.
+    from ffibox import ctypes as fct
+    session = ffibox_client.session()
+    testlib = session.CDLL(TEST_LIB)
+    Ops, START, COMBINE = declared(fct, testlib)
+    start, combine = START(lambda x: 10 * x), COMBINE(lambda a, b: a + b)
+    ops = Ops(start, combine, 3)
+    crash = testlib.crash_null_deref
+    crash.restype = fct.c_int
+    for round in range(3):
+        assert testlib.apply_ops(fct.byref(ops), round) == 10 * round + 3
+        assert fct.cast(ops.start, fct.c_void_p).value == fct.cast(start, fct.c_void_p).value
+        assert fct.cast(ops.combine, fct.c_void_p).value == \
+            fct.cast(combine, fct.c_void_p).value
+        with pytest.raises(ffibox.WorkerCrashed):
+            crash()
     session.close()

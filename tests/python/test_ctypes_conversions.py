@@ -64,3 +64,40 @@ def test_a_pointer_into_part_of_an_array_reaches_the_rest_of_it(ct, libc):
     numbers = (ct.c_int * 4)()
     libc.memset(ct.pointer(ct.c_int.from_buffer(numbers, 4)), 2, 12)
     assert list(numbers) == [0, 0x02020202, 0x02020202, 0x02020202]
+
+
+def test_wide_strings_with_units_that_are_no_characters_read_as_ctypes_reads_them(ct, testlib):
+    # A lone surrogate is kept; a unit past U+10FFFF is a ValueError naming it.
+    testlib.odd_wide.restype = ct.c_void_p
+    testlib.odd_wide_out.argtypes = [ct.POINTER(ct.c_wchar_p), ct.c_int]
+    p = ct.c_wchar_p()
+    testlib.odd_wide_out(ct.byref(p), 0)
+    assert p.value == "A\ud800B"
+    assert ct.wstring_at(testlib.odd_wide(0), 3) == "A\ud800B"
+    with pytest.raises(ValueError, match="U\\+110000 is not in range"):
+        ct.wstring_at(testlib.odd_wide(1), 3)
+    with pytest.raises(ValueError, match="U\\+110000 is not in range"):
+        p = ct.c_wchar_p()
+        testlib.odd_wide_out(ct.byref(p), 1)
+        p.value
+
+
+def test_byref_of_a_pointer_the_library_returned_takes_what_it_stores(ct, testlib):
+    # The "destroy and NULL it" idiom (dmtxEncodeDestroy(byref(encoder))), and a library
+    # that replaces the object behind the caller's pointer.
+    class Box(ct.Structure):
+        _fields_ = [("value", ct.c_int)]
+
+    testlib.box_new.restype = ct.POINTER(Box)
+    testlib.box_new.argtypes = [ct.c_int]
+    testlib.box_destroy.argtypes = [ct.POINTER(ct.POINTER(Box))]
+    testlib.box_renew.argtypes = [ct.POINTER(ct.POINTER(Box)), ct.c_int]
+    box = testlib.box_new(7)
+    assert box and box.contents.value == 7
+    testlib.box_renew(ct.byref(box), 8)
+    assert box.contents.value == 8
+    testlib.box_renew(ct.pointer(box), 9)
+    assert box.contents.value == 9
+    assert testlib.box_destroy(ct.byref(box)) == 9
+    assert not box
+    assert testlib.box_destroy(ct.byref(box)) == -1

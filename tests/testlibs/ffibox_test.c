@@ -292,3 +292,53 @@ Record make_record(void) {
   Record record = {7, "by value", owned_numbers};
   return record;
 }
+
+/* Wide strings holding units that are no Unicode characters: 0, "A", a lone surrogate,
+ * "B"; 1, "A", U+110000 (past the last character), "B". */
+static const wchar_t odd_wide_strings[2][4] = {{0x41, 0xD800, 0x42, 0}, {0x41, 0x110000, 0x42, 0}};
+
+EXPORT const wchar_t* odd_wide(int which) { return odd_wide_strings[which != 0]; }
+
+EXPORT int odd_wide_out(const wchar_t** out, int which) {
+  *out = odd_wide(which);
+  return 0;
+}
+
+/* An object the library makes and frees through a pointer to the caller's pointer, as
+ * "destroy and NULL it" APIs do (dmtxEncodeDestroy(&encoder)). */
+struct Box {
+  int value;
+};
+
+EXPORT struct Box* box_new(int value) {
+  struct Box* box = malloc(sizeof *box);
+  if (box != NULL) box->value = value;
+  return box;
+}
+
+/* Frees *box and sets it to NULL; returns the value it held, or -1 for NULL. */
+EXPORT int box_destroy(struct Box** box) {
+  if (box == NULL || *box == NULL) return -1;
+  const int value = (*box)->value;
+  free(*box);
+  *box = NULL;
+  return value;
+}
+
+/* Replaces *box with a new box holding `value` (the old one freed). */
+EXPORT void box_renew(struct Box** box, int value) {
+  free(*box);
+  *box = box_new(value);
+}
+
+/* Asks `provide` for an array of doubles, as libspatialindex's stream loading asks its
+ * callback (the callback stores a pointer to memory of its own into *out), then sums it;
+ * -1 when it provides none. */
+EXPORT double sum_provided(int (*provide)(double** out, int* count)) {
+  double* values = NULL;
+  int count = 0;
+  if (provide(&values, &count) != 0 || values == NULL) return -1;
+  double sum = 0;
+  for (int i = 0; i < count; ++i) sum += values[i];
+  return sum;
+}

@@ -336,11 +336,15 @@ class CallBuilder:
 
     def _callback_kept(self, local: int, word: int, generation: int) -> bool:
         """Whether `word`, found where the caller holds callback code address `local`, is the
-        closure the worker made for that callback (the library left the slot as it was)."""
+        closure the worker of `generation` made for that callback (the library left the slot
+        as it was). A worker started since the callback was defined made it again elsewhere
+        (the broker's replay tells the client nothing): the first word found then is taken
+        for it, and known from then on."""
         callback = _callback_code.local_callbacks.get(local)
         session = self._session()
-        return callback is not None and session is not None and \
-            session.closure_of(callback) == (word, generation)
+        if not word or callback is None or session is None:
+            return False
+        return session.closure_is(callback, word, generation)
 
     def pointer_to(self, obj, offset: int = 0):
         """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker

@@ -26,14 +26,16 @@ _look_again_at = 2 * _NEWEST_HELD  # how many held make the next registration lo
 def register(address: int, instance) -> None:
     """Records CFUNCTYPE `instance` (made from a Python callable) at its code `address`."""
     global _look_again_at
+    let_go = []  # dropped once the lock is released: a finalizer may run then
     with _lock:
         if len(_held) >= _look_again_at:
             for held_address, held in list(_held.items())[:-_NEWEST_HELD]:
                 # Its keep-alive dict (which holds the code) is referred to by the instance
                 # alone, and by getrefcount's argument: nothing else keeps the code.
                 if held._objects is None or sys.getrefcount(held._objects) <= 2:
-                    del _held[held_address]
+                    let_go.append(_held.pop(held_address))
             _look_again_at = max(2 * _NEWEST_HELD, 2 * len(_held))
         _held.pop(address, None)
         _held[address] = instance
         local_callbacks[address] = instance
+    del let_go

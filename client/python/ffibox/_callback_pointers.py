@@ -28,10 +28,14 @@ _DATA = (_ct.Structure, _ct.Union, _ct.Array, _ct._SimpleCData, _ct._Pointer)
 
 def _kept_objects(keep) -> Iterator[object]:
     # ctypes keeps what an object's memory points to in `_objects`: a dict of ctypes
-    # objects, bytes and nested dicts.
-    pending, seen = [keep], 0
+    # objects, bytes and nested dicts, which may hold the object itself (`cast` files its
+    # result in its source's dict, and the source in the result's): each looked at once.
+    pending, seen, looked = [keep], 0, set()
     while pending and seen < MAX_KEPT_OBJECTS:
         item = pending.pop()
+        if id(item) in looked:
+            continue
+        looked.add(id(item))
         seen += 1
         if isinstance(item, dict):
             pending.extend(item.values())

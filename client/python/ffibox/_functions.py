@@ -8,7 +8,7 @@ from types import BuiltinFunctionType
 from typing import Dict, Optional
 
 from ffibox import (_addresses, _callback_code, _callback_pointers, _default, _images,
-                    _marshal, _packers, _scratch_buffers, _stream, _twins, _types)
+                    _marshal, _packers, _scratch_buffers, _twins, _types)
 from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stream import failed_callback
@@ -59,6 +59,11 @@ class RemoteCall:
     def __call__(self, owner, argtypes, restype, args, variadic: bool = False):
         """Calls with `args`; `variadic`: the arguments after `argtypes` are variadic ones."""
         session = self._session
+        if session.stream.closed_at_exit:
+            # The interpreter is exiting and its exit closed the session, whose worker goes
+            # with it: a __del__ freeing a handle there (modules half torn down) does
+            # nothing, quietly, as the call would have done nothing that outlives the process.
+            return None
         if not variadic and not self._use_errno and session.stream.local_enabled:
             done = self._packed_call(argtypes, restype, args)
             if done is not None:
@@ -66,10 +71,7 @@ class RemoteCall:
         try:
             builder, response = self._send(argtypes, restype, args, variadic)
         except SessionClosed:
-            if _stream.closed_at_exit:
-                # The interpreter is exiting and its exit closed the session, whose worker
-                # goes with it: a __del__ freeing a handle there does nothing, quietly, as
-                # the call would have done nothing that outlives the process.
+            if session.stream.closed_at_exit:  # closed meanwhile (above)
                 return None
             raise
         except StaleHandle as error:

@@ -398,15 +398,47 @@ class ImageTable:
         except Error as error:
             if error.code == "RESOURCE_EXHAUSTED":
                 raise  # longer than any read: never a string cut short
-            return self._address_only(worker, generation)
-        if len(text) > room:
+            text = self._wide_units(worker, generation, min(room, MAX_STRING_UNITS)) \
+                if wide and error.code == "INVALID_ARGUMENT" else None
+            if text is None:
+                return self._address_only(worker, generation)
+        length = len(text) // 4 if isinstance(text, bytes) and wide else len(text)
+        if length >= MAX_STRING_UNITS:
+            raise Error("the wide string at 0x%x is %d characters or longer, the most a string "
+                        "read from the worker may be" % (worker, MAX_STRING_UNITS),
+                        "RESOURCE_EXHAUSTED")
+        if length > room:
             raise ImageBudgetExceeded(budget.max_bytes, in_bytes=True)
-        budget.bytes_left -= (len(text) + 1) * unit
-        buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)
+        budget.bytes_left -= (length + 1) * unit
+        if isinstance(text, bytes) and wide:  # raw units: ctypes decodes them when read
+            buffer = _ct.create_string_buffer(text + b"\0\0\0\0", len(text) + 4)
+        else:
+            buffer = _ct.create_unicode_buffer(text) if wide else _ct.create_string_buffer(text)
         image = Image(buffer, _ct.sizeof(buffer), worker, generation)
         image.synced = bytes(buffer)
         image.plain = True
         return self._register(image)
+
+    def _wide_units(self, worker: int, generation: int, room: int) -> Optional[bytes]:
+        """The wchar_t units at `worker` up to their terminator, raw, for a string the
+        server will not send as text (a lone surrogate, a unit past U+10FFFF): ctypes
+        itself decodes them when the string is read (keeping a lone surrogate, raising
+        ValueError past U+10FFFF). At most `room` + 1 units; None when the memory cannot be
+        read."""
+        units = bytearray()
+        at = worker
+        while len(units) <= 4 * room:
+            size = PAGE_BYTES - at % PAGE_BYTES
+            chunk = self._read(at, size - size % 4 or 4, generation)
+            if chunk is None or len(chunk) < 4:
+                return None
+            chunk = chunk[:len(chunk) - len(chunk) % 4]
+            for offset in range(0, len(chunk), 4):
+                if chunk[offset:offset + 4] == b"\0\0\0\0":
+                    return bytes(units + chunk[:offset])
+            units += chunk
+            at += len(chunk)
+        return bytes(units[:4 * (room + 1)])
 
     def _make_pointee(self, t, worker: int, generation: int, budget: Budget) -> Image:
         element = _ct.sizeof(t)

@@ -10,7 +10,7 @@ import re
 import sys
 from typing import Optional
 
-from ffibox import _addresses, _callback_code, _remote, _twins, _types
+from ffibox import _addresses, _callback_code, _callback_pointers, _remote, _twins, _types
 from ffibox._blocks import NULL, CallBuilder, block_value, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
@@ -319,6 +319,11 @@ def _encode_pointer(t, value, builder, session):
     if base is not None:
         return remote_value(base.address + byref_target(value)[1], base.generation)
     if builder is None:
+        fits = isinstance(value, (_ct._Pointer, _ct.Array)) and (
+            value._type_ is target or isinstance(value, t))
+        stored = _stored_twin(value, session) if fits else None
+        if stored is not None:
+            return stored
         raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
     if isinstance(value, _CArgObject):
         t.from_param(value)  # byref of another type: the TypeError ctypes raises
@@ -342,6 +347,23 @@ def _encode_pointer(t, value, builder, session):
         return builder.pointer_to(value)
     t.from_param(value)  # the TypeError ctypes raises
     raise TypeError("expected %s instance instead of %s" % (t.__name__, type(value).__name__))
+
+
+def _stored_twin(value, session):
+    """A local array, or a pointer into one, stored into worker memory outside a call (a
+    callback's `out[0] = cast(buffer, POINTER(T))` through a pointer to the library's
+    memory, which the library reads once the callback returns): the pointer Value of its
+    object's twin in the worker, written with the object's bytes as they are now
+    (ffibox._callback_pointers.worker_word), or None."""
+    if isinstance(value, _ct._Pointer):
+        word = _ct.c_void_p.from_buffer(value).value or 0
+    elif isinstance(value, _ct.Array):
+        word = _ct.addressof(value)
+    else:
+        return None
+    generation = session.generation
+    worker = _callback_pointers.worker_word(session, word, {"0": value}, generation)
+    return None if worker == word else remote_value(worker, generation)
 
 
 def _encode_function(value, session):

@@ -15,6 +15,16 @@ from ffibox.errors import Error
 # kDefaultMaxStringUnits, server/worker/memory_requests.cc).
 MAX_STRING_UNITS = 16 << 20
 
+
+def decode_wide(data: bytes) -> str:
+    """wchar_t units as ctypes reads them: lone surrogates as they are, a unit past U+10FFFF
+    a ValueError naming it."""
+    try:
+        return data.decode("utf-32-le", "surrogatepass")
+    except UnicodeDecodeError as error:
+        raise ValueError("character U+%x is not in range [U+0000; U+10ffff]" % int.from_bytes(
+            data[error.start:error.start + 4], "little")) from None
+
 # Encodes a Python value as a protocol Value of a ctypes type (ffibox._marshal.encode, for
 # values no call carries).
 ValueEncoder = Callable[[Any, Any], Any]

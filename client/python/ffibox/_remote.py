@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from ffibox import _types
 from ffibox._worker_address import WorkerAddress, address_of, set_address
-from ffibox.errors import Error
+from ffibox.errors import Error, StaleHandle
 
 _views: Dict[type, type] = {}
 
@@ -187,8 +187,43 @@ class RemotePointer:
     generation). `.contents`, indexing, `cast` and `string_at` read through the server."""
 
     def __init__(self, session, address: int, generation: int, type_) -> None:
-        self._ffibox_address = WorkerAddress(session, address, generation)
+        self._at = WorkerAddress(session, address, generation)
         self._type_ = type_
+        self._slot = None  # a local POINTER(T) a call may change (local_slot)
+
+    @property
+    def _ffibox_address(self) -> WorkerAddress:
+        slot = self._slot
+        if slot is None:
+            return self._at
+        # What a call left in the slot: NULL, the worker's address, a local image of it, or
+        # caller memory the call reached (its twin's address).
+        word = _ct.c_void_p.from_buffer(slot).value or 0
+        session = self._at.session
+        mapped = session.images.worker_address(word) if word else None
+        if mapped is None and word:
+            found = session.twins.twin_at(word)
+            if found is not None:
+                mapped = (found[1].worker + word - found[1].local, found[1].generation)
+        if mapped is not None:
+            return WorkerAddress(session, mapped[0], mapped[1])
+        return WorkerAddress(session, word, self._at.generation if word == self._at.address
+                             else session.handed_generation(word))
+
+    def local_slot(self):
+        """A local POINTER(T) holding this pointer's worker address, for `byref` and
+        `pointer` of it: a library that stores through it (`destroy(&p)` setting it to NULL,
+        `create(&p)`) changes what this pointer holds, as it would a ctypes pointer's. A
+        StaleHandle when its worker is gone, as passing it would be."""
+        at = self._ffibox_address
+        if at.address and at.generation != at.session.generation:
+            raise StaleHandle("STALE_HANDLE: the pointer 0x%x belongs to worker generation %d, "
+                              "which is gone (the session's worker is generation %d now)"
+                              % (at.address, at.generation, at.session.generation),
+                              "STALE_HANDLE")
+        if self._slot is None:
+            self._slot = _ct.cast(_ct.c_void_p(at.address), _ct.POINTER(self._type_))
+        return self._slot
 
     @property
     def address(self) -> int:

@@ -112,19 +112,15 @@ def _forsake_streams_in_child() -> None:
 os.register_at_fork(after_in_child=_forsake_streams_in_child)
 
 
-# Set once the interpreter's exit closed every stream (_close_streams_at_exit).
-closed_at_exit = False
-
-
 @atexit.register
 def _close_streams_at_exit() -> None:
     # After atexit the interpreter stops running daemon threads, so the reader could never
     # deliver another answer: a library call from a __del__ during teardown would wait
     # forever. Close the streams now; later requests raise SessionClosed at once (and a
-    # library call returns None: ffibox._functions).
-    global closed_at_exit
-    closed_at_exit = True
+    # library call returns None: ffibox._functions, which reads `closed_at_exit` from the
+    # stream, as module globals may be gone by then).
     for stream in list(_live_streams):
+        stream.closed_at_exit = True
         stream.close()
 
 
@@ -145,6 +141,7 @@ class SessionStream:
     def __init__(self, channel, open_request=None,
                  answer_margin: float = DEFAULT_ANSWER_MARGIN) -> None:
         self._stub = pb_grpc.FfiboxStub(channel)
+        self.closed_at_exit = False  # closed by the interpreter's exit
         # The client's own deadline for answers (_await_answer): a request's answer is due
         # within its deadline in the worker (the call's, else the session's call timeout, set
         # once the session is open) plus `answer_margin` seconds.

@@ -500,12 +500,19 @@ class Session:
         self.stream.post(pb.Request(free_callback=pb.FreeCallback(callback=defined.callback)))
         return known
 
-    def closure_of(self, callback) -> Optional[Tuple[int, int]]:
-        """(worker address, generation) of the closure the worker made for CFUNCTYPE
-        instance `callback` when it was defined, or None (not defined on this session)."""
+    def closure_is(self, callback, address: int, generation: int) -> bool:
+        """Whether worker `address` of `generation` is the closure the worker made for
+        CFUNCTYPE instance `callback` (defined on this session). Known from the definition's
+        answer in its generation; in a later one (a restarted worker, the callback replayed
+        at another address) the first address asked about is taken for it, and kept."""
         with self._callbacks_lock:
             known = self._callback_entry(callback)
-            return None if known is None else self._closures.get(known)
+            closure = None if known is None else self._closures.get(known)
+            if closure is None:
+                return False
+            if closure[1] < generation:
+                self._closures[known] = closure = (address, generation)
+            return closure == (address, generation)
 
     def _known_callback(self, callback) -> Optional[int]:
         with self._callbacks_lock:

@@ -14,7 +14,7 @@ import sys
 import threading
 from ctypes import (  # the stdlib data types are ffibox's data types
     ARRAY, ArgumentError, Array, BigEndianStructure, LittleEndianStructure, SetPointerType,
-    alignment, byref, c_bool, c_buffer, c_byte, c_char, c_char_p,
+    alignment, c_bool, c_buffer, c_byte, c_char, c_char_p,
     c_double, c_float, c_int, c_int8, c_int16, c_int32, c_int64, c_long, c_longdouble,
     c_longlong, c_short, c_size_t, c_ssize_t, c_ubyte, c_uint, c_uint8, c_uint16, c_uint32,
     c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
@@ -25,7 +25,7 @@ from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import _addresses, _images, _marshal, _remote, _slots, _types
+from ffibox import _addresses, _images, _marshal, _memory, _remote, _slots, _types
 from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
@@ -104,10 +104,24 @@ def addressof(obj) -> int:
     return _ct.addressof(obj)
 
 
+def byref(obj, offset: int = 0):
+    """ctypes.byref. Of a RemotePointer (a `POINTER(T)` the library returned), a reference
+    to a local `POINTER(T)` holding its worker address: what the library stores through it
+    (`destroy(&p)` setting it to NULL, `create(&p)`) is what the RemotePointer then holds."""
+    if isinstance(obj, RemotePointer):
+        return _ct.byref(obj.local_slot(), offset)
+    return _ct.byref(obj, offset)
+
+
 def pointer(obj):
     """ctypes.pointer. Of a view of worker memory (`in_dll`, `.contents` of a
     RemotePointer), a RemotePointer to where it lives: reads and writes through it reach
-    the worker's value, not the view's local snapshot."""
+    the worker's value, not the view's local snapshot. Of a RemotePointer, a pointer to a
+    local `POINTER(T)` holding its worker address (as `byref`)."""
+    if isinstance(obj, RemotePointer):
+        result = _ct.pointer(obj.local_slot())
+        _pointers.guard(type(result))
+        return result
     at = _remote.view_address(obj)
     if at is not None:
         return RemotePointer(at.session, at.address, at.generation, type(obj)._ffibox_base)
@@ -393,7 +407,7 @@ def wstring_at(ptr, size: int = -1) -> str:
     memory = at.session.memory
     if size < 0:
         return memory.read_string(at.address, True, at.generation)
-    return memory.read(at.address, size * sizeof(c_wchar), at.generation).decode("utf-32-le")
+    return _memory.decode_wide(memory.read(at.address, size * sizeof(c_wchar), at.generation))
 
 
 def memmove(dst, src, count: int) -> Any:
