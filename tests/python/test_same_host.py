@@ -392,13 +392,14 @@ def answer_through_the_area():
 @pytest.mark.parametrize("spoil", [
     lambda r: setattr(r.call.blocks[0], "shared", False),        # not marked
     lambda r: setattr(r.call.blocks[0], "data", b"\1" * 16),     # data beside the mark
-    lambda r: r.call.blocks[0].pointers.add(offset=8),           # a placed block: no scan
+    # a placed block: no scan
+    lambda r: r.call.blocks[0].pointers.add(offset=8, target=pb.BlockRef(block=0)),
 ])
 def test_a_hostile_answer_about_the_shared_area_is_refused(spoil):
     request = call_through_the_area()
     answer = answer_through_the_area()
     # The kept block's words are scanned as any lasting block's: it may report pointers.
-    answer.call.blocks[1].pointers.add(offset=0)
+    answer.call.blocks[1].pointers.add(offset=0, target=pb.BlockRef(block=0))
     assert _local_channel.check_call_answer(request, answer) is None
     spoil(answer)
     assert _local_channel.check_call_answer(request, answer) is not None

@@ -11,7 +11,8 @@ whether `_fields_` is set in the class body or later:
 - a structure's record or array field that holds such pointers, assigned a view of worker
   memory (`outer.record = p.contents`), takes the worker's bytes, pointers imaged, not the
   view's local snapshot (whose pointer slots are NULL);
-- a union's pointer member is read as _UnionPointerField says.
+- a union's pointer member is read as _UnionPointerField says;
+- a function pointer field keeps the callback stored in it (_CallbackField).
 """
 import ctypes as _ct
 
@@ -64,6 +65,23 @@ class _ValueField(_FieldInFront):
             self.field.__set__(obj, value)
 
 
+class _CallbackField(_FieldInFront):
+    """A function pointer field: a callback stored in it is kept by the structure, as ctypes
+    keeps its code (ctypes keeps no more, and a table built from temporaries,
+    `Ops(PROTOTYPE(f))`, would lose the instance that says which callback the code is:
+    ffibox._callback_code)."""
+
+    __slots__ = ()
+
+    def __set__(self, obj, value) -> None:
+        self.field.__set__(obj, value)
+        kept = obj.__dict__.setdefault("_ffibox_callbacks", {})
+        if getattr(value, "_ffibox_callable", None) is not None:
+            kept[self.offset] = value
+        else:
+            kept.pop(self.offset, None)
+
+
 class _UnionPointerField:
     """A `char*` / `wchar_t*` / `T*` member of a union. Which member a union holds is not
     known, so a word the library stores there keeps its bytes (no image: it may be another
@@ -111,6 +129,8 @@ def _check_fields(cls, union: bool) -> None:
         elif not union and (_types.is_record(t) or _types.is_array(t)) and \
                 _images.has_typed_pointers(t):
             setattr(cls, name, _ValueField(field))
+        elif _types.is_function(t):
+            setattr(cls, name, _CallbackField(field))
 
 
 class _ChecksFields:
