@@ -33,14 +33,20 @@ FORGED = [
 ]
 
 
-def stashed(session, forged: bytes):
-    """The hostile library's forge of its running call's answer, `forged` stashed for it."""
-    hostile = session.CDLL(HOSTILE_LIB)
-    hostile.hostile_stash_answer.argtypes = [ct.c_char_p, ct.c_long]
-    assert hostile.hostile_stash_answer(forged, len(forged)) == len(forged)
-    forge = hostile.hostile_answer_running_call
-    forge.argtypes = [ct.c_int]
-    return forge
+def forged_call(client, same_host: bool, forged: bytes, restype):
+    """What a call of restype `restype` gives when its library answers it with `forged`, on
+    a session of its own (the same-host channel, or through ffiboxd)."""
+    session = client.session(same_host=same_host)
+    try:
+        hostile = session.CDLL(HOSTILE_LIB)
+        hostile.hostile_stash_answer.argtypes = [ct.c_char_p, ct.c_long]
+        assert hostile.hostile_stash_answer(forged, len(forged)) == len(forged)
+        forge = hostile.hostile_answer_running_call
+        forge.argtypes = [ct.c_int]
+        forge.restype = restype
+        return forge(1 if same_host else 0)
+    finally:
+        session.close()
 
 
 @pytest.mark.parametrize("same_host", [True, False], ids=["channel", "broker"])
@@ -48,14 +54,10 @@ def test_a_forged_result_of_the_wrong_kind_or_range_is_a_typed_error(shared_serv
     client = ffibox.connect(shared_server.address)
     try:
         for restype, forged, named in FORGED:
-            session = client.session(same_host=same_host)
-            forge = stashed(session, forged)
-            forge.restype = restype
             with pytest.raises(ffibox.Error) as raised:
-                forge(1 if same_host else 0)
+                forged_call(client, same_host, forged, restype)
             assert raised.value.code == "INTERNAL" and named in str(raised.value), \
                 (restype, raised.value)
-            session.close()
     finally:
         client.close()
 
@@ -66,11 +68,7 @@ def test_a_forged_result_of_the_right_kind_is_what_the_caller_gets(shared_server
     client = ffibox.connect(shared_server.address)
     try:
         for same_host in (True, False):
-            session = client.session(same_host=same_host)
-            forge = stashed(session, value(uint_value=255))
-            forge.restype = ct.c_ubyte
-            assert forge(1 if same_host else 0) == 255
-            session.close()
+            assert forged_call(client, same_host, value(uint_value=255), ct.c_ubyte) == 255
     finally:
         client.close()
 

@@ -474,7 +474,7 @@ class CallBuilder:
         else:
             _addresses.note_worker_address(word)
             # A handle (void*) the library stored: stale once its worker is gone.
-            session = self._images.session() if self._images.session is not None else None
+            session = self._session()
             if session is not None:
                 session.remember_handed(word, generation)
 

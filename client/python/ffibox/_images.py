@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from ffibox import _twins, _types
 from ffibox._image_reach import INDEX
-from ffibox._memory import MAX_STRING_UNITS
+from ffibox._memory import MAX_STRING_UNITS, string_too_long
 from ffibox._scratch_buffers import ScratchBuffers
 from ffibox.errors import Error, MemoryFault
 
@@ -404,9 +404,7 @@ class ImageTable:
                 return self._address_only(worker, generation)
         length = len(text) // 4 if isinstance(text, bytes) and wide else len(text)
         if length >= MAX_STRING_UNITS:
-            raise Error("the wide string at 0x%x is %d characters or longer, the most a string "
-                        "read from the worker may be" % (worker, MAX_STRING_UNITS),
-                        "RESOURCE_EXHAUSTED")
+            raise string_too_long(worker, wide)
         if length > room:
             raise ImageBudgetExceeded(budget.max_bytes, in_bytes=True)
         budget.bytes_left -= (length + 1) * unit

@@ -16,6 +16,13 @@ from ffibox.errors import Error
 MAX_STRING_UNITS = 16 << 20
 
 
+def string_too_long(address: int, wide: bool) -> Error:
+    """RESOURCE_EXHAUSTED for a string of MAX_STRING_UNITS characters or more at `address`."""
+    return Error("the %sstring at 0x%x is %d characters or longer, the most a string read "
+                 "from the worker may be" % ("wide " if wide else "", address,
+                                             MAX_STRING_UNITS), "RESOURCE_EXHAUSTED")
+
+
 def decode_wide(data: bytes) -> str:
     """wchar_t units as ctypes reads them: lone surrogates as they are, a unit past U+10FFFF
     a ValueError naming it."""
@@ -117,10 +124,7 @@ class WorkerMemory:
         text = data.text if wide else data.data
         if not length and len(text) >= MAX_STRING_UNITS:
             # The server reads no more: the string is at least that long, never cut short.
-            raise Error("the %sstring at 0x%x is %d characters or longer, the most a string "
-                        "read from the worker may be" % ("wide " if wide else "", address,
-                                                        MAX_STRING_UNITS),
-                        "RESOURCE_EXHAUSTED")
+            raise string_too_long(address, wide)
         return text
 
     def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None) -> None:
