@@ -40,6 +40,7 @@ PACKAGES=(
   python3-grpcio
   python3-protobuf
   python3-pytest
+  python3-pytest-xdist     # scripts/test.sh runs the Python tests in two processes
   python3-pip              # pip install ./client/python, offline (docs/install.md): pip,
   python3-setuptools       # the build backend, bdist_wheel and venv, all from Debian
   python3-wheel

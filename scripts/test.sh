@@ -84,9 +84,13 @@ if [ -d tests/ctypes_suite ]; then
   ctypes_suite=$!
 fi
 
-# Python: the client's tests, talking to a real ffiboxd started by the tests.
+# Python: the client's tests, talking to a real ffiboxd started by the tests. They wait on
+# servers and workers more than they compute, so two processes (pytest-xdist; a file's tests
+# stay in one process, with its fixtures) take about 60 % of one's time, beside the ctypes
+# suite.
 if [ -d tests/python ]; then
-  /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs tests/python 2>&1 | tee "$log"
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs -n 2 --dist loadfile tests/python 2>&1 |
+    tee "$log"
   pytest_status=${PIPESTATUS[0]}
   # The counts of pytest's last line ("N passed, M skipped, K failed in T s"): a skipped test
   # is not a pass, and a run that failed without failing a test (a collection error) is one
