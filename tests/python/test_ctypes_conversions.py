@@ -2,6 +2,9 @@
 runs each test under both): a ctypes subclass's own from_param decides what goes, an int
 without a declared type is refused where ctypes refuses it, and ArgumentError reads as the
 stdlib's."""
+import sys
+import threading
+
 import pytest
 
 
@@ -101,3 +104,54 @@ def test_byref_of_a_pointer_the_library_returned_takes_what_it_stores(ct, testli
     assert testlib.box_destroy(ct.byref(box)) == 9
     assert not box
     assert testlib.box_destroy(ct.byref(box)) == -1
+
+
+def _box_functions(ct, testlib):
+    class Box(ct.Structure):
+        _fields_ = [("value", ct.c_int)]
+
+    testlib.box_new.restype = ct.POINTER(Box)
+    testlib.box_new.argtypes = [ct.c_int]
+    testlib.box_destroy.argtypes = [ct.POINTER(ct.POINTER(Box))]
+    testlib.box_renew.argtypes = [ct.POINTER(ct.POINTER(Box)), ct.c_int]
+
+
+def test_a_returned_pointer_stays_a_dict_key_while_the_library_changes_it(ct, testlib):
+    _box_functions(ct, testlib)
+    box = testlib.box_new(7)
+    if ct.__name__ == "ctypes":  # the stdlib's pointers are no keys at all
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(box)
+        return
+    owners = {box: "first"}
+    testlib.box_renew(ct.byref(box), 8)
+    assert owners[box] == "first" and box in owners
+    assert testlib.box_destroy(ct.byref(box)) == 8
+    assert owners.pop(box) == "first"
+
+
+def test_threads_passing_byref_of_one_returned_pointer_change_that_pointer(ct, testlib):
+    # The threads' first byref of a pointer, at once: what the library stores through any of
+    # them is what the pointer holds (a slot made twice would leave it holding the old one).
+    _box_functions(ct, testlib)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch within the first byref
+    try:
+        for value in range(300):
+            box = testlib.box_new(value)
+            barrier = threading.Barrier(8)
+            references = []
+
+            def take():
+                barrier.wait()
+                references.append(ct.byref(box))
+
+            threads = [threading.Thread(target=take) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert testlib.box_destroy(references[0]) == value
+            assert not box, value
+    finally:
+        sys.setswitchinterval(interval)

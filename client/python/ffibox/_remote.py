@@ -3,6 +3,7 @@ that live in the worker (`.contents`, `in_dll`). Every access is a request to th
 a worker address is never dereferenced in this process."""
 import ctypes as _ct
 import struct
+import threading
 from typing import Any, Dict, Optional
 
 from ffibox import _types
@@ -182,6 +183,10 @@ def _array_set(self, index, value):
     store(t._type_, address_of(self) + index * _ct.sizeof(t._type_), value)
 
 
+# Makes a RemotePointer's local slot once, whichever thread asks first.
+_slot_lock = threading.Lock()
+
+
 class RemotePointer:
     """A `POINTER(T)` the library returned: an address in the worker (of one worker
     generation). `.contents`, indexing, `cast` and `string_at` read through the server."""
@@ -221,8 +226,11 @@ class RemotePointer:
                               "which is gone (the session's worker is generation %d now)"
                               % (at.address, at.generation, at.session.generation),
                               "STALE_HANDLE")
-        if self._slot is None:
-            self._slot = _ct.cast(_ct.c_void_p(at.address), _ct.POINTER(self._type_))
+        with _slot_lock:
+            # Two slots would split what the library stores through them from what this
+            # pointer reads.
+            if self._slot is None:
+                self._slot = _ct.cast(_ct.c_void_p(at.address), _ct.POINTER(self._type_))
         return self._slot
 
     @property
@@ -243,7 +251,9 @@ class RemotePointer:
                 and other.generation == self.generation)
 
     def __hash__(self) -> int:
-        return hash((self.address, self.generation))
+        # Of the address it was returned with: it stays one key of a dict while the library
+        # changes it through `byref` (a ctypes pointer's hash is its identity's).
+        return hash((self._at.address, self._at.generation))
 
     def __repr__(self) -> str:
         return "<ffibox.RemotePointer LP_%s 0x%x (worker generation %d)>" % (
