@@ -416,7 +416,8 @@ absl::Status MarshalObject(const v1::Type& type, const v1::Value& value,
   }
 }
 
-absl::Status UnmarshalString(v1::Scalar scalar, uint64_t address, v1::Value* out) {
+absl::Status UnmarshalString(v1::Scalar scalar, uint64_t address, uint64_t generation,
+                             v1::Value* out) {
   if (scalar == v1::CSTRING) {
     absl::StatusOr<std::string> text = SafeReadCString(address, kMaxResultStringBytes + 1);
     if (!text.ok()) return text.status();
@@ -437,9 +438,11 @@ absl::Status UnmarshalString(v1::Scalar scalar, uint64_t address, v1::Value* out
   }
   std::string utf8;
   if (!EncodeUtf8(*wide, &utf8)) {
-    return InvalidArgumentAt("signature.result",
-                             "the returned wchar_t string holds a value that is not a Unicode "
-                             "character");
+    // Text is UTF-8 on the wire: a unit that is no Unicode scalar value (a lone surrogate)
+    // comes back as the string's address, whose units the client reads raw and decodes as
+    // its language does.
+    SetAddress(address, generation, out);
+    return absl::OkStatus();
   }
   *out->mutable_text_value() = std::move(utf8);
   return absl::OkStatus();
@@ -539,7 +542,7 @@ absl::Status UnmarshalResult(const v1::Type& type, const void* storage, uint64_t
             out->mutable_pointer()->set_null(true);
             return absl::OkStatus();
           }
-          return UnmarshalString(scalar, raw, out);
+          return UnmarshalString(scalar, raw, generation, out);
         default:
           break;
       }

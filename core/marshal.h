@@ -87,8 +87,8 @@ void SetAddress(uint64_t address, uint64_t generation, v1::Value* out);
 // type `type` into `out`. Records come back as `raw` bytes in the worker's layout (see
 // DecodeValue for why). Pointers come back as RemoteAddresses stamped with `generation`.
 // Strings are read with SafeReadCString / SafeReadWString: MEMORY_FAULT for a bad address,
-// RESOURCE_EXHAUSTED beyond kMaxResultStringBytes, INVALID_ARGUMENT (field
-// "signature.result") for a wide string holding a value that is not a Unicode scalar value.
+// RESOURCE_EXHAUSTED beyond kMaxResultStringBytes; a wide string holding a value that is not
+// a Unicode scalar value (no UTF-8 text) comes back as its RemoteAddress.
 absl::Status UnmarshalResult(const v1::Type& type, const void* storage, uint64_t generation,
                              v1::Value* out);
 

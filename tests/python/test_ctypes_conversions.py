@@ -85,6 +85,17 @@ def test_wide_strings_with_units_that_are_no_characters_read_as_ctypes_reads_the
         p.value
 
 
+def test_wide_string_results_with_units_that_are_no_characters_read_as_ctypes_reads_them(
+        ct, testlib):
+    testlib.odd_wide.restype = ct.c_wchar_p
+    assert testlib.odd_wide(0) == "A\ud800B"
+    with pytest.raises(ValueError, match="U\\+110000 is not in range"):
+        testlib.odd_wide(1)
+    testlib.odd_wide.restype = ct.c_void_p
+    assert ct.wstring_at(testlib.odd_wide(0)) == "A\ud800B"
+    assert ct.cast(testlib.odd_wide(0), ct.c_wchar_p).value == "A\ud800B"
+
+
 def test_byref_of_a_pointer_the_library_returned_takes_what_it_stores(ct, testlib):
     # The "destroy and NULL it" idiom (dmtxEncodeDestroy(byref(encoder))), and a library
     # that replaces the object behind the caller's pointer.

@@ -36,11 +36,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from ffibox import _twins, _types
 from ffibox._image_reach import INDEX
-from ffibox._memory import MAX_STRING_UNITS, string_too_long
+from ffibox._memory import MAX_STRING_UNITS, PAGE_BYTES, string_too_long
 from ffibox._scratch_buffers import ScratchBuffers
 from ffibox.errors import Error, MemoryFault
 
-PAGE_BYTES = 4096
 MAX_ELEMENTS = 64
 # The most reads one read_memory_list holds (core/call_shape.h's kMaxReadsPerList).
 MAX_READS_PER_LIST = 4096
@@ -418,25 +417,11 @@ class ImageTable:
         return self._register(image)
 
     def _wide_units(self, worker: int, generation: int, room: int) -> Optional[bytes]:
-        """The wchar_t units at `worker` up to their terminator, raw, for a string the
-        server will not send as text (a lone surrogate, a unit past U+10FFFF): ctypes
-        itself decodes them when the string is read (keeping a lone surrogate, raising
-        ValueError past U+10FFFF). At most `room` + 1 units; None when the memory cannot be
-        read."""
-        units = bytearray()
-        at = worker
-        while len(units) <= 4 * room:
-            size = PAGE_BYTES - at % PAGE_BYTES
-            chunk = self._read(at, size - size % 4 or 4, generation)
-            if chunk is None or len(chunk) < 4:
-                return None
-            chunk = chunk[:len(chunk) - len(chunk) % 4]
-            for offset in range(0, len(chunk), 4):
-                if chunk[offset:offset + 4] == b"\0\0\0\0":
-                    return bytes(units + chunk[:offset])
-            units += chunk
-            at += len(chunk)
-        return bytes(units[:4 * (room + 1)])
+        """WorkerMemory.wide_units, or None when the memory cannot be read."""
+        try:
+            return self._memory.wide_units(worker, generation, room)
+        except Error:
+            return None
 
     def _make_pointee(self, t, worker: int, generation: int, budget: Budget) -> Image:
         element = _ct.sizeof(t)

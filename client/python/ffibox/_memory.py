@@ -14,6 +14,9 @@ from ffibox.errors import Error
 # The most characters a read_string reads when it names no length (the server's
 # kDefaultMaxStringUnits, server/worker/memory_requests.cc).
 MAX_STRING_UNITS = 16 << 20
+# Raw string units are read a page of worker memory at a time (never across into a page the
+# string does not reach).
+PAGE_BYTES = 4096
 
 
 def string_too_long(address: int, wide: bool) -> Error:
@@ -119,13 +122,42 @@ class WorkerMemory:
         """The NUL-terminated (w)char string at a worker address (bytes or str)."""
         if not as_is:
             self._flush(address, length * (4 if wide else 1) if length else self.STRING_REACH)
-        data = self._stream.request(read_string=pb.ReadString(
-            address=self._address(address, generation), wide=wide, max_length=length)).string
-        text = data.text if wide else data.data
+        try:
+            data = self._stream.request(read_string=pb.ReadString(
+                address=self._address(address, generation), wide=wide, max_length=length))
+            text = data.string.text if wide else data.string.data
+        except Error as error:
+            # A wide string that is no text (a lone surrogate) is not sent as text: its units,
+            # decoded as ctypes decodes them.
+            if not wide or error.code != "INVALID_ARGUMENT":
+                raise
+            units = self.wide_units(address, generation, (length or MAX_STRING_UNITS) - 1)
+            text = decode_wide(units[:4 * length] if length else units)
         if not length and len(text) >= MAX_STRING_UNITS:
             # The server reads no more: the string is at least that long, never cut short.
             raise string_too_long(address, wide)
         return text
+
+    def wide_units(self, address: int, generation: Optional[int], room: int) -> bytes:
+        """The wchar_t units at a worker address up to their terminator, raw (at most
+        `room` + 1 of them), for a string the server will not send as text: ctypes decodes
+        them when the string is read (keeping a lone surrogate, raising ValueError past
+        U+10FFFF). Images written back first are not: the caller did that."""
+        units = bytearray()
+        at = address
+        while len(units) <= 4 * room:
+            size = PAGE_BYTES - at % PAGE_BYTES
+            chunk = self.read(at, size - size % 4 or 4, generation, as_is=True)
+            if len(chunk) < 4:
+                raise Error("INTERNAL: the server answered a read of worker memory with %d "
+                            "bytes" % len(chunk), "INTERNAL")
+            chunk = chunk[:len(chunk) - len(chunk) % 4]
+            for offset in range(0, len(chunk), 4):
+                if chunk[offset:offset + 4] == b"\0\0\0\0":
+                    return bytes(units + chunk[:offset])
+            units += chunk
+            at += len(chunk)
+        return bytes(units[:4 * (room + 1)])
 
     def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None) -> None:
         """Sets `size` bytes of worker memory to `byte`."""
