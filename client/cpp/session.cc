@@ -7,10 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/cpp/internal/result_traits.h"
 #include "client/cpp/internal/value_codec.h"
 #include "client/cpp/raw_function.h"
 #include "core/errors.h"
-#include "core/utf8.h"
 
 namespace ffibox {
 
@@ -165,7 +165,7 @@ absl::StatusOr<std::u32string> Session::ReadWString(RemotePtr address) {
   absl::StatusOr<v1::StringData> data =
       memory_->ReadString(ToRemoteAddress(address), /*wide=*/true);
   if (!data.ok()) return data.status();
-  return DecodeUtf8(data->text());
+  return client_internal::WideText(*data);
 }
 
 absl::Status Session::FillMemory(RemotePtr address, uint8_t byte, size_t size) {

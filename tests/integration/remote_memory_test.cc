@@ -76,6 +76,23 @@ TEST_F(RemoteMemoryTest, WideStringsAreReadAsUtf8) {
   EXPECT_EQ(response->string().text(), "h\u00e9llo \u4e16\u754c");
 }
 
+TEST_F(RemoteMemoryTest, WideStringsThatAreNoTextAreReadUnitByUnit) {
+  // A lone surrogate has no UTF-8: the result comes as the string's address, and the
+  // client reads its units raw, as a result and through ReadWString alike.
+  absl::StatusOr<std::u32string> lone = Fn<std::u32string(int)>("odd_wide")(0);
+  ASSERT_OK(lone);
+  EXPECT_EQ(*lone, (std::u32string{U'A', char32_t{0xD800}, U'B'}));
+  absl::StatusOr<std::u32string> past = Fn<std::u32string(int)>("odd_wide")(1);
+  ASSERT_OK(past);
+  EXPECT_EQ(*past, (std::u32string{U'A', char32_t{0x110000}, U'B'}));
+  absl::StatusOr<RemotePtr> address = Fn<RemotePtr(int)>("odd_wide")(0);
+  ASSERT_OK(address);
+  absl::StatusOr<std::u32string> read = session_->ReadWString(*address);
+  ASSERT_OK(read);
+  EXPECT_EQ(*read, (std::u32string{U'A', char32_t{0xD800}, U'B'}));
+  ExpectSessionStillServes();
+}
+
 TEST_F(RemoteMemoryTest, BadAddressIsMemoryFaultAndTheWorkerSurvives) {
   RemotePtr bad(0x10, session_->generation());
   EXPECT_EQ(ErrorOf(session_->ReadMemory(bad, 4).status()).code(), v1::MEMORY_FAULT);

@@ -36,7 +36,10 @@ class MemoryOps final : public LayoutVerifier {
   // Sends its requests on `stream`.
   explicit MemoryOps(std::shared_ptr<SessionStream> stream);
 
-  // Reads the NUL-terminated char (or, `wide`, wchar_t) string at `address` (ReadString).
+  // Reads the NUL-terminated char (or, `wide`, wchar_t) string at `address` (ReadString). A
+  // wide string the server refuses to send as text (a unit that is no Unicode scalar value,
+  // such as a lone surrogate) is read raw instead (ReadMemory, a page at a time): its units
+  // come in `data`, little-endian (WideText of result_traits.h reads either form).
   absl::StatusOr<v1::StringData> ReadString(const v1::RemoteAddress& address, bool wide);
   // A RemoteStringReader (result_traits.h) that reads with ReadString; valid while this is.
   auto StringReader() {
@@ -65,6 +68,9 @@ class MemoryOps final : public LayoutVerifier {
   void MarkLayoutVerified(const void* key) override;
 
  private:
+  // The wchar_t units at `address` up to their NUL, raw (ReadString's fallback).
+  absl::StatusOr<std::string> ReadWideUnits(const v1::RemoteAddress& address);
+
   const std::shared_ptr<SessionStream> stream_;
   LayoutCache layouts_;
 };

@@ -35,6 +35,11 @@ using RemoteStringReader =
 // A CSTRING result: bytes, or nullopt for NULL.
 absl::StatusOr<std::optional<std::string>> DecodeCString(const v1::Value& value,
                                                          RemoteStringReader read);
+// The characters of a wide string read at a remote address (RemoteStringReader): its UTF-8
+// `text`, or its raw units in `data` (a string the server would not send as text: a unit
+// that is no Unicode scalar value, such as a lone surrogate). INTERNAL when the text is not
+// UTF-8.
+absl::StatusOr<std::u32string> WideText(const v1::StringData& read);
 // A WSTRING result: text, or nullopt for NULL.
 absl::StatusOr<std::optional<std::u32string>> DecodeWString(const v1::Value& value,
                                                             RemoteStringReader read);
