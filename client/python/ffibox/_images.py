@@ -397,8 +397,11 @@ class ImageTable:
         except Error as error:
             if error.code == "RESOURCE_EXHAUSTED":
                 raise  # longer than any read: never a string cut short
-            text = self._wide_units(worker, generation, min(room, MAX_STRING_UNITS)) \
-                if wide and error.code == "INVALID_ARGUMENT" else None
+            return self._address_only(worker, generation)
+        except ValueError:
+            # A unit past U+10FFFF: the image keeps the raw units, and ctypes raises when the
+            # string is read, not the call that stored it.
+            text = self._wide_units(worker, generation, min(room, MAX_STRING_UNITS))
             if text is None:
                 return self._address_only(worker, generation)
         length = len(text) // 4 if isinstance(text, bytes) and wide else len(text)

@@ -131,7 +131,8 @@ class WorkerMemory:
             # decoded as ctypes decodes them.
             if not wide or error.code != "INVALID_ARGUMENT":
                 raise
-            units = self.wide_units(address, generation, (length or MAX_STRING_UNITS) - 1)
+            units = self.wide_units(address, generation,
+                                    min(length or MAX_STRING_UNITS, MAX_STRING_UNITS) - 1)
             text = decode_wide(units[:4 * length] if length else units)
         if not length and len(text) >= MAX_STRING_UNITS:
             # The server reads no more: the string is at least that long, never cut short.

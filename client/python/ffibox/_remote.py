@@ -246,13 +246,13 @@ class RemotePointer:
     def __bool__(self) -> bool:
         return self.address != 0
 
+    # Equal and hashed by the address it was returned with: it stays one key of a dict while
+    # the library changes what it holds through `byref` (a ctypes pointer is unhashable).
     def __eq__(self, other) -> bool:
-        return (isinstance(other, RemotePointer) and other.address == self.address
-                and other.generation == self.generation)
+        return (isinstance(other, RemotePointer) and other._at.address == self._at.address
+                and other._at.generation == self._at.generation)
 
     def __hash__(self) -> int:
-        # Of the address it was returned with: it stays one key of a dict while the library
-        # changes it through `byref` (a ctypes pointer's hash is its identity's).
         return hash((self._at.address, self._at.generation))
 
     def __repr__(self) -> str:
