@@ -97,9 +97,8 @@ def test_wide_string_results_with_units_that_are_no_characters_read_as_ctypes_re
     assert ct.cast(testlib.odd_wide(0), ct.c_wchar_p).value == "A\ud800B"
 
 
-def test_byref_of_a_pointer_the_library_returned_takes_what_it_stores(ct, testlib):
-    # The "destroy and NULL it" idiom (dmtxEncodeDestroy(byref(encoder))), and a library
-    # that replaces the object behind the caller's pointer.
+def _box_functions(ct, testlib):
+    """box_new, box_destroy and box_renew of the test library, declared."""
     class Box(ct.Structure):
         _fields_ = [("value", ct.c_int)]
 
@@ -107,6 +106,12 @@ def test_byref_of_a_pointer_the_library_returned_takes_what_it_stores(ct, testli
     testlib.box_new.argtypes = [ct.c_int]
     testlib.box_destroy.argtypes = [ct.POINTER(ct.POINTER(Box))]
     testlib.box_renew.argtypes = [ct.POINTER(ct.POINTER(Box)), ct.c_int]
+
+
+def test_byref_of_a_pointer_the_library_returned_takes_what_it_stores(ct, testlib):
+    # The "destroy and NULL it" idiom (dmtxEncodeDestroy(byref(encoder))), and a library
+    # that replaces the object behind the caller's pointer.
+    _box_functions(ct, testlib)
     box = testlib.box_new(7)
     assert box and box.contents.value == 7
     testlib.box_renew(ct.byref(box), 8)
@@ -116,16 +121,6 @@ def test_byref_of_a_pointer_the_library_returned_takes_what_it_stores(ct, testli
     assert testlib.box_destroy(ct.byref(box)) == 9
     assert not box
     assert testlib.box_destroy(ct.byref(box)) == -1
-
-
-def _box_functions(ct, testlib):
-    class Box(ct.Structure):
-        _fields_ = [("value", ct.c_int)]
-
-    testlib.box_new.restype = ct.POINTER(Box)
-    testlib.box_new.argtypes = [ct.c_int]
-    testlib.box_destroy.argtypes = [ct.POINTER(ct.POINTER(Box))]
-    testlib.box_renew.argtypes = [ct.POINTER(ct.POINTER(Box)), ct.c_int]
 
 
 def test_a_returned_pointer_stays_a_dict_key_while_the_library_changes_it(ct, testlib):
