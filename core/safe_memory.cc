@@ -116,6 +116,46 @@ size_t SafeReadReadable(uint64_t address, void* out, size_t size) {
   return done;
 }
 
+void SafeReadEach(absl::Span<const MemoryRange> ranges, char* out, std::vector<bool>* readable) {
+  readable->assign(ranges.size(), false);
+  const pid_t self = getpid();
+  std::vector<struct iovec> remote;
+  size_t first = 0;  // the first range not yet read
+  size_t at = 0;     // where it goes in `out`
+  while (first < ranges.size()) {
+    // Up to IOV_MAX ranges from `first`, stopping before one whose end overflows.
+    remote.clear();
+    size_t wanted = 0;
+    for (size_t i = first; i < ranges.size() && remote.size() < IOV_MAX; ++i) {
+      uint64_t end = 0;
+      if (__builtin_add_overflow(ranges[i].address, ranges[i].size, &end)) break;
+      remote.push_back({reinterpret_cast<void*>(ranges[i].address), ranges[i].size});
+      wanted += ranges[i].size;
+    }
+    ssize_t moved = 0;
+    if (!remote.empty()) {
+      struct iovec local = {out + at, wanted};
+      moved = process_vm_readv(self, &local, 1, remote.data(), remote.size(), 0);
+      if (moved < 0 && errno == EINTR) continue;
+      if (moved < 0) moved = 0;  // the first range could not be read
+    }
+    // The ranges read whole are readable; the kernel stopped inside the next one, if any.
+    size_t done = 0;
+    size_t i = first;
+    for (; i < first + remote.size() && done + ranges[i].size <= static_cast<size_t>(moved);
+         ++i) {
+      (*readable)[i] = true;
+      done += ranges[i].size;
+      at += ranges[i].size;
+    }
+    if (remote.empty() || i < first + remote.size()) {
+      at += ranges[i].size;  // the kernel stopped inside it, or its end overflows: unreadable
+      ++i;
+    }
+    first = i;
+  }
+}
+
 absl::Status SafeWrite(uint64_t address, const void* data, size_t size) {
   return Transfer(true, address, const_cast<void*>(data), size);
 }

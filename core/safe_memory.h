@@ -11,9 +11,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace ffibox {
 
@@ -23,6 +25,18 @@ absl::Status SafeRead(uint64_t address, void* out, size_t size);
 // Reads what is readable of `size` bytes at `address` into `out`: the bytes up to the first
 // page that cannot be read (all of them, or none). Returns how many were read.
 size_t SafeReadReadable(uint64_t address, void* out, size_t size);
+
+// A range of this process's memory.
+struct MemoryRange {
+  uint64_t address;
+  size_t size;
+};
+
+// Reads each of `ranges` into `out`, one after the other (their sizes together), and tells
+// in `readable` (resized to ranges.size()) whether each was read whole; an unreadable one's
+// part of `out` is unspecified. One system call per IOV_MAX ranges when all are readable,
+// one more after each that is not.
+void SafeReadEach(absl::Span<const MemoryRange> ranges, char* out, std::vector<bool>* readable);
 
 // Copies `size` bytes from `data` to `address`. Returns MEMORY_FAULT if any byte is not
 // writable; a prefix may have been written.

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/errors.h"
 #include "tests/support/status_matchers.h"
@@ -89,6 +90,38 @@ TEST_F(GuardedPages, WideStringsAreReadUpToTheNul) {
   read = SafeReadWString(Addr(odd), 100);
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(*read, U"xy");
+}
+
+TEST_F(GuardedPages, EachRangeIsReadOrToldUnreadableOnItsOwn) {
+  std::memcpy(base_, "first", 5);
+  std::memcpy(base_ + page_ - 4, "edge", 4);
+  std::vector<MemoryRange> ranges = {
+      {Addr(base_), 5},
+      {Addr(base_ + page_ - 4), 8},  // runs into the guard page
+      {Addr(base_ + page_ - 4), 4},  // the same start, within the page
+      {Addr(base_ + page_), 1},      // the guard page itself
+      {~uint64_t{0} - 2, 8},         // its end overflows
+      {Addr(base_ + 1), 4},
+  };
+  std::string out(5 + 8 + 4 + 1 + 8 + 4, '\0');
+  std::vector<bool> readable;
+  SafeReadEach(ranges, out.data(), &readable);
+  EXPECT_EQ(readable, (std::vector<bool>{true, false, true, false, false, true}));
+  EXPECT_EQ(out.substr(0, 5), "first");
+  EXPECT_EQ(out.substr(13, 4), "edge");
+  EXPECT_EQ(out.substr(26, 4), "irst");
+}
+
+TEST(SafeMemoryTest, MoreRangesThanOneSystemCallTakesAreAllRead) {
+  std::vector<int> values(3000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<int>(i);
+  std::vector<MemoryRange> ranges;
+  for (const int& value : values) ranges.push_back({Addr(&value), sizeof value});
+  std::vector<int> out(values.size(), -1);
+  std::vector<bool> readable;
+  SafeReadEach(ranges, reinterpret_cast<char*>(out.data()), &readable);
+  EXPECT_EQ(readable, std::vector<bool>(values.size(), true));
+  EXPECT_EQ(out, values);
 }
 
 TEST(SafeMemoryTest, LongStringsAcrossManyPages) {
