@@ -216,7 +216,15 @@ absl::Status ValidateDataType(const v1::Type& type, const TypeLimits& limits,
 absl::Status ValidateReadMemory(const v1::ReadMemory& read, const TypeLimits& limits,
                                 absl::string_view field) {
   if (!read.has_address()) return InvalidArgumentAt(absl::StrCat(field, ".address"), "is required");
+  if (read.unwatch_size() > kMaxReadsPerList) {
+    return InvalidArgumentAt(
+        absl::StrCat(field, ".unwatch"),
+        absl::StrCat("holds ", read.unwatch_size(), " addresses: send at most ", kMaxReadsPerList));
+  }
   if (!read.has_type()) return absl::OkStatus();
+  if (read.watch()) {
+    return InvalidArgumentAt(absl::StrCat(field, ".watch"), "only a raw read (no type) is watched");
+  }
   absl::Status status = ValidateDataType(read.type(), limits, absl::StrCat(field, ".type"));
   if (!status.ok()) return status;
   const uint64_t size = TypeSizeOf(read.type());

@@ -17,10 +17,14 @@
 
 namespace ffibox {
 
-// The most bytes of lasting blocks a worker watches (MemoryBlock.watch): each call compares
-// them all, so this bounds what watching adds to a call (about 25 µs per MiB watched,
-// docs/python.md) and what one call's result may report changed (core/call_answer.h).
+// The most bytes of lasting blocks and reads a worker watches (MemoryBlock.watch,
+// ReadMemory.watch): each call compares them all, so this bounds what watching adds to a
+// call (about 25 µs per MiB watched, docs/python.md) and what one call's result may report
+// changed (core/call_answer.h).
 inline constexpr uint64_t kMaxWatchedBytes = uint64_t{4} << 20;
+// The most reads a worker watches (ReadMemory.watch): each is read again after every call
+// (a system call per 1024 of them, IOV_MAX), so this bounds that too.
+inline constexpr size_t kMaxWatchedReads = 4096;
 // The most runs of changed words one watched block is reported in (CallResult.changed);
 // more are reported as one run from the first to the last.
 inline constexpr size_t kMaxChangedRuns = 64;
@@ -58,7 +62,8 @@ inline constexpr int kMaxReadsPerList = 4096;
 
 // A remote-memory request (read/write/alloc/free/fill/copy memory, read_memory_list,
 // read_string): every address it needs is present and `fill_memory.byte` is a byte; a
-// read_memory_list holds 1 to kMaxReadsPerList reads, each valid as a read_memory. Typed
+// read_memory_list holds 1 to kMaxReadsPerList reads, each valid as a read_memory; a
+// read_memory unwatches at most kMaxReadsPerList addresses and watches only raw reads. Typed
 // reads and writes: the type is valid within `limits` and not void; read_memory.size is 0
 // or the type's size; write_memory carries either `data` or `type` + `value`, never both.
 // Sizes are capped by the worker (server/worker/memory_requests.h).

@@ -434,6 +434,9 @@ void FuzzMemoryRequest(const v1::Request& request, const TypeLimits& limits) {
     case v1::Request::kReadMemory: {
       const v1::ReadMemory& read = request.read_memory();
       FUZZ_CHECK(read.has_address(), "read_memory without an address passed");
+      FUZZ_CHECK(read.unwatch_size() <= kMaxReadsPerList, "read_memory unwatching ",
+                 read.unwatch_size(), " addresses passed");
+      FUZZ_CHECK(!read.watch() || !read.has_type(), "a watched typed read passed");
       if (read.has_type()) {
         CheckValidatedType(read.type(), limits, "read_memory.type");
         // What the broker expects back (server/broker/session.cc).
@@ -448,6 +451,9 @@ void FuzzMemoryRequest(const v1::Request& request, const TypeLimits& limits) {
                  reads.size(), " reads passed");
       for (const v1::ReadMemory& read : reads) {
         FUZZ_CHECK(read.has_address(), "a listed read without an address passed");
+        FUZZ_CHECK(read.unwatch_size() <= kMaxReadsPerList, "a listed read unwatching ",
+                   read.unwatch_size(), " addresses passed");
+        FUZZ_CHECK(!read.watch() || !read.has_type(), "a watched typed listed read passed");
         if (read.has_type()) {
           CheckValidatedType(read.type(), limits, "read_memory_list.reads[].type");
           const uint64_t size = TypeSizeOf(read.type());

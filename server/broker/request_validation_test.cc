@@ -253,6 +253,29 @@ TEST(ValidateMemoryRequest, AReadListHoldsOneToTheMostReadsEachValidAsARead) {
   EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory_list.reads");
 }
 
+TEST(ValidateMemoryRequest, OnlyRawReadsAreWatchedAndUnwatchesAreBounded) {
+  v1::Request request;
+  v1::ReadMemory* read = request.mutable_read_memory();
+  read->mutable_address()->set_address(0x1000);
+  read->set_size(4);
+  read->set_watch(true);
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  *read->mutable_type() = ScalarType(v1::INT);
+  read->set_size(0);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.watch");
+  read->set_watch(false);
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  for (int i = 0; i < kMaxReadsPerList; ++i) read->add_unwatch(0x2000 + 8 * i);
+  EXPECT_TRUE(ValidateMemoryRequest(request, TypeLimits()).ok());
+  read->add_unwatch(0x1000);
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(request, TypeLimits())), "read_memory.unwatch");
+  // In a list, each read's own.
+  v1::Request list;
+  *list.mutable_read_memory_list()->add_reads() = *read;
+  EXPECT_EQ(FieldOf(ValidateMemoryRequest(list, TypeLimits())),
+            "read_memory_list.reads[0].unwatch");
+}
+
 TEST(ValidateMemoryRequest, TypedWriteTakesTypeAndValueOrDataNeverBoth) {
   v1::Request request;
   v1::WriteMemory* write = request.mutable_write_memory();

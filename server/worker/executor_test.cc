@@ -1,14 +1,20 @@
 // WorkerExecutor in-process: functions resolved by address and typed remote memory.
 #include "server/worker/executor.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <iterator>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/test_types.h"
 #include "gmock/gmock.h"
@@ -37,6 +43,17 @@ extern "C" void* keep_and_bump(int* p) {
   kept_pointer = p;
   ++*p;
   return p;
+}
+
+// Memory of the library's own that it rewrites in later calls (as FreeType rewrites a face's
+// glyph slot), and a byte array for the watch budget's count.
+namespace {
+int library_ints[6] = {};
+char library_bytes[ffibox::kMaxWatchedReads + 1] = {};
+}  // namespace
+extern "C" void set_library_int(int index, int value) { library_ints[index] = value; }
+extern "C" void set_library_byte(int index, int value) {
+  library_bytes[index] = static_cast<char>(value);
 }
 
 // Counts its calls: shows which calls of a batch ran.
@@ -592,6 +609,134 @@ TEST_F(WatchedBlocksTest, EachWatchedBlockTakesWholeWordsOfTheBudget) {
   EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(fits.address(), 2)));
   KeepWatched(1);  // past the budget: the library now writes here, unseen
   EXPECT_THAT(ChangedBy(3), IsEmpty());
+}
+
+class WatchedReadsTest : public LastingBlocksTest {
+ protected:
+  void SetUp() override {
+    LastingBlocksTest::SetUp();
+    for (auto [function, handle] : {std::pair<void*, uint64_t>{
+                                        reinterpret_cast<void*>(&set_library_int), 6},
+                                    {reinterpret_cast<void*>(&set_library_byte), 7}}) {
+      v1::Request set = ResolveVoid(function, v1::VOID, false);
+      *set.mutable_resolve_function()->mutable_signature()->add_params() = ScalarType(v1::INT);
+      *set.mutable_resolve_function()->mutable_signature()->add_params() = ScalarType(v1::INT);
+      ASSERT_FALSE(ExecuteOne(&executor_, set, handle).has_error());
+    }
+    std::fill(std::begin(library_ints), std::end(library_ints), 0);
+    std::fill(std::begin(library_bytes), std::end(library_bytes), 0);
+  }
+
+  // Reads `size` bytes at `address`, watching them, after unwatching `unwatch`.
+  v1::Response ReadWatched(const void* address, uint64_t size,
+                           std::initializer_list<uint64_t> unwatch = {}) {
+    v1::Request read;
+    read.mutable_read_memory()->mutable_address()->set_address(
+        reinterpret_cast<uint64_t>(address));
+    read.mutable_read_memory()->mutable_address()->set_generation(kGeneration);
+    read.mutable_read_memory()->set_size(size);
+    read.mutable_read_memory()->set_watch(true);
+    for (uint64_t at : unwatch) read.mutable_read_memory()->add_unwatch(at);
+    return ExecuteOne(&executor_, read);
+  }
+
+  // The changed runs a call of `handle`(index, value) reports, as (address, offset, bytes).
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> ChangedBySetting(uint64_t handle,
+                                                                            int index,
+                                                                            int value) {
+    v1::Request call = PlainCall(handle);
+    call.mutable_call()->add_args()->set_int_value(index);
+    call.mutable_call()->add_args()->set_int_value(value);
+    v1::Response response = ExecuteOne(&executor_, call);
+    EXPECT_FALSE(response.has_error()) << response.error().message();
+    std::vector<std::tuple<uint64_t, uint64_t, std::string>> changed;
+    for (const v1::ChangedBlock& run : response.call().changed()) {
+      EXPECT_EQ(run.address().generation(), kGeneration);
+      changed.emplace_back(run.address().address(), run.offset(), run.data());
+    }
+    return changed;
+  }
+
+  static std::string Ints(std::initializer_list<int> values) {
+    return std::string(reinterpret_cast<const char*>(std::data(values)),
+                       values.size() * sizeof(int));
+  }
+};
+
+using ::testing::FieldsAre;
+
+TEST_F(WatchedReadsTest, WhatTheLibraryRewritesInItsOwnMemoryIsReportedOnce) {
+  const uint64_t at = reinterpret_cast<uint64_t>(library_ints);
+  library_ints[4] = 9;
+  v1::Response read = ReadWatched(library_ints, sizeof library_ints);
+  ASSERT_FALSE(read.has_error()) << read.error().message();
+  EXPECT_EQ(read.memory().data(), Ints({0, 0, 0, 0, 9, 0}));
+
+  EXPECT_THAT(ChangedBySetting(6, 1, 5), ElementsAre(FieldsAre(at, 0u, Ints({0, 5}))));
+  EXPECT_THAT(ChangedBySetting(6, 1, 5), IsEmpty());  // the same again: nothing changed
+  // Two words apart: two runs, each of whole words.
+  library_ints[0] = 1;
+  EXPECT_THAT(ChangedBySetting(6, 5, 3), ElementsAre(FieldsAre(at, 0u, Ints({1, 5})),
+                                                     FieldsAre(at, 16u, Ints({9, 3}))));
+}
+
+TEST_F(WatchedReadsTest, AnUnwatchedReadIsNoLongerReported) {
+  const uint64_t at = reinterpret_cast<uint64_t>(library_ints);
+  ASSERT_FALSE(ReadWatched(library_ints, sizeof library_ints).has_error());
+  // Unwatched by another read, which is itself watched.
+  ASSERT_FALSE(ReadWatched(library_bytes, 8, {at, 12345}).has_error());
+  EXPECT_THAT(ChangedBySetting(6, 0, 7), IsEmpty());
+  EXPECT_THAT(ChangedBySetting(7, 0, 1),
+              ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_bytes), 0u,
+                                    std::string("\1\0\0\0\0\0\0\0", 8))));
+}
+
+TEST_F(WatchedReadsTest, AReadOfUnmappedMemoryIsNoLongerWatched) {
+  const size_t page = sysconf(_SC_PAGESIZE);
+  void* mapped = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mapped, MAP_FAILED);
+  ASSERT_FALSE(ReadWatched(mapped, 16).has_error());
+  ASSERT_FALSE(ReadWatched(library_ints, 8).has_error());
+  ASSERT_EQ(munmap(mapped, page), 0);
+  // The other watched read is still reported; the unmapped one neither crashes nor is.
+  EXPECT_THAT(ChangedBySetting(6, 0, 4),
+              ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_ints), 0u, Ints({4, 0}))));
+  // Mapped again at the same place, it is not watched any more.
+  void* again = mmap(mapped, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                     -1, 0);
+  ASSERT_EQ(again, mapped);
+  static_cast<char*>(again)[0] = 1;
+  EXPECT_THAT(ChangedBySetting(6, 0, 4), IsEmpty());
+  munmap(again, page);
+}
+
+TEST_F(WatchedReadsTest, ReadsPastTheirCountAreNotWatched) {
+  for (size_t i = 0; i < kMaxWatchedReads + 1; ++i) {
+    ASSERT_FALSE(ReadWatched(library_bytes + i, 1).has_error());
+  }
+  const uint64_t last = reinterpret_cast<uint64_t>(library_bytes) + kMaxWatchedReads;
+  EXPECT_THAT(ChangedBySetting(7, kMaxWatchedReads, 1), IsEmpty());  // the one past the count
+  EXPECT_THAT(ChangedBySetting(7, kMaxWatchedReads - 1, 1),
+              ElementsAre(FieldsAre(last - 1, 0u, std::string("\1"))));
+  // Unwatching one makes room.
+  ASSERT_FALSE(ReadWatched(library_bytes + kMaxWatchedReads, 1, {last - 1}).has_error());
+  EXPECT_THAT(ChangedBySetting(7, kMaxWatchedReads, 2),
+              ElementsAre(FieldsAre(last, 0u, std::string("\2"))));
+}
+
+TEST_F(WatchedReadsTest, ReadsShareTheWatchBudgetWithLastingBlocks) {
+  v1::Request big = KeepPointerCall(7);
+  v1::MemoryBlock* block = big.mutable_call()->mutable_blocks(0);
+  block->set_size(kMaxWatchedBytes - 8);
+  block->set_keep(true);
+  block->set_watch(true);
+  ASSERT_FALSE(ExecuteOne(&executor_, big).has_error());
+  ASSERT_FALSE(ReadWatched(library_ints, 16).has_error());  // two words: past the budget
+  ASSERT_FALSE(ReadWatched(library_ints + 4, 8).has_error());  // one word: fits
+  EXPECT_THAT(ChangedBySetting(6, 0, 1), IsEmpty());
+  EXPECT_THAT(ChangedBySetting(6, 4, 1),
+              ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_ints + 4), 0u,
+                                    Ints({1, 0}))));
 }
 
 TEST_F(LastingBlocksTest, ABlockKeptByOneCallOfABatchIsThereForTheNext) {

@@ -140,33 +140,76 @@ void MemoryRequests::Watch(uint64_t address, const absl::string_view* contents) 
   watched_bytes_ += WatchedCost(contents->size());
 }
 
+void MemoryRequests::UnwatchRead(uint64_t address) {
+  auto found = watched_reads_.find(address);
+  if (found == watched_reads_.end()) return;
+  watched_bytes_ -= WatchedCost(found->second.size());
+  watched_reads_.erase(found);
+}
+
+void MemoryRequests::WatchRead(uint64_t address, const std::string& bytes) {
+  absl::MutexLock lock(&mu_);
+  UnwatchRead(address);
+  if (watched_reads_.size() >= kMaxWatchedReads ||
+      WatchedCost(bytes.size()) > kMaxWatchedBytes - watched_bytes_) {
+    return;  // past a budget: not watched
+  }
+  watched_reads_.emplace(address, bytes);
+  watched_bytes_ += WatchedCost(bytes.size());
+}
+
+void MemoryRequests::ReportRuns(uint64_t address, const char* now, std::string* held,
+                                uint64_t generation, v1::CallResult* result) {
+  if (std::memcmp(now, held->data(), held->size()) == 0) return;
+  // Runs of changed words, so the client keeps what it changed elsewhere in the block.
+  std::vector<std::pair<size_t, size_t>> runs;  // [start, end)
+  for (size_t at = 0; at < held->size(); at += 8) {
+    const size_t end = std::min(at + 8, held->size());
+    if (std::memcmp(now + at, held->data() + at, end - at) == 0) continue;
+    if (!runs.empty() && runs.back().second == at) {
+      runs.back().second = end;
+    } else {
+      runs.emplace_back(at, end);
+    }
+  }
+  if (runs.size() > kMaxChangedRuns) runs = {{runs.front().first, runs.back().second}};
+  for (const auto& [start, end] : runs) {
+    held->replace(start, end - start, now + start, end - start);
+    v1::ChangedBlock* changed = result->add_changed();
+    changed->mutable_address()->set_address(address);
+    changed->mutable_address()->set_generation(generation);
+    changed->set_offset(start);
+    changed->set_data(held->data() + start, end - start);
+  }
+}
+
 void MemoryRequests::ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
                                    v1::CallResult* result) {
   absl::MutexLock lock(&mu_);
   for (auto& [address, held] : watched_) {
     if (std::find(placed.begin(), placed.end(), address) != placed.end()) continue;
-    const char* now = reinterpret_cast<const char*>(address);
-    if (std::memcmp(now, held.data(), held.size()) == 0) continue;
-    // Runs of changed words, so the client keeps what it changed elsewhere in the block.
-    std::vector<std::pair<size_t, size_t>> runs;  // [start, end)
-    for (size_t at = 0; at < held.size(); at += 8) {
-      const size_t end = std::min(at + 8, held.size());
-      if (std::memcmp(now + at, held.data() + at, end - at) == 0) continue;
-      if (!runs.empty() && runs.back().second == at) {
-        runs.back().second = end;
-      } else {
-        runs.emplace_back(at, end);
-      }
+    ReportRuns(address, reinterpret_cast<const char*>(address), &held, generation, result);
+  }
+  if (watched_reads_.empty()) return;
+  // A read's memory may have been freed or unmapped since: copied through SafeReadEach.
+  read_ranges_.clear();
+  size_t total = 0;
+  for (const auto& [address, held] : watched_reads_) {
+    read_ranges_.push_back({address, held.size()});
+    total += held.size();
+  }
+  read_now_.resize(total);
+  SafeReadEach(read_ranges_, read_now_.data(), &readable_);
+  size_t at = 0;
+  for (size_t i = 0; i < read_ranges_.size(); ++i) {
+    const uint64_t address = read_ranges_[i].address;
+    if (!readable_[i]) {
+      UnwatchRead(address);
+    } else {
+      ReportRuns(address, read_now_.data() + at, &watched_reads_.find(address)->second,
+                 generation, result);
     }
-    if (runs.size() > kMaxChangedRuns) runs = {{runs.front().first, runs.back().second}};
-    for (const auto& [start, end] : runs) {
-      held.replace(start, end - start, now + start, end - start);
-      v1::ChangedBlock* changed = result->add_changed();
-      changed->mutable_address()->set_address(address);
-      changed->mutable_address()->set_generation(generation);
-      changed->set_offset(start);
-      changed->set_data(held.data() + start, end - start);
-    }
+    at += read_ranges_[i].size;
   }
 }
 
@@ -181,7 +224,7 @@ absl::StatusOr<uint64_t> MemoryRequests::Resolve(const v1::RemoteAddress& addres
   return address.address();
 }
 
-absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& request) const {
+absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& request) {
   uint64_t size = request.size();
   if (request.has_type()) {
     absl::StatusOr<uint64_t> type_size = TypeSize(request.type(), "read_memory.type");
@@ -197,11 +240,16 @@ absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& reques
   if (!size_ok.ok()) return size_ok;
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_memory.address");
   if (!address.ok()) return address.status();
+  if (!request.unwatch().empty()) {
+    absl::MutexLock lock(&mu_);
+    for (uint64_t unwatched : request.unwatch()) UnwatchRead(unwatched);
+  }
   v1::MemoryData data;
   std::string bytes(size, '\0');
   absl::Status read = SafeRead(*address, bytes.data(), bytes.size());
   if (!read.ok()) return read;
   if (!request.has_type()) {
+    if (request.watch()) WatchRead(*address, bytes);
     *data.mutable_data() = std::move(bytes);
     return data;
   }
@@ -212,7 +260,7 @@ absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& reques
 }
 
 absl::StatusOr<v1::MemoryDataList> MemoryRequests::ReadList(
-    const v1::ReadMemoryList& request) const {
+    const v1::ReadMemoryList& request) {
   uint64_t total = 0;
   for (int i = 0; i < request.reads_size(); ++i) {
     const v1::ReadMemory& read = request.reads(i);

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/blocks.h"
 #include "core/marshal.h"
+#include "core/safe_memory.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -41,12 +42,14 @@ class MemoryRequests : public LastingMemory {
 
   // Reads `size` bytes into MemoryData.data or, when `type` is set, dereferences the address
   // as a T* and returns MemoryData.value only (DecodeValue: records and arrays as raw
-  // bytes; `data` empty). With a type, `size` must be 0 or the type's size.
-  absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request) const;
+  // bytes; `data` empty). With a type, `size` must be 0 or the type's size. First stops
+  // watching the `unwatch` addresses; a raw read with `watch` is then watched (ReportChanged)
+  // within the budgets (kMaxWatchedBytes with the lasting blocks, kMaxWatchedReads).
+  absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request);
   // Each read of the list as Read makes it, in order; the first error fails the whole list
   // (its message names the read). The reads' sizes together may not exceed
   // kMaxMemoryRequestBytes.
-  absl::StatusOr<v1::MemoryDataList> ReadList(const v1::ReadMemoryList& request) const;
+  absl::StatusOr<v1::MemoryDataList> ReadList(const v1::ReadMemoryList& request);
   // Writes `data`, or, when `type` is set, `value` marshalled as that type (MarshalValue;
   // the whole object including zeroed padding; string values and block pointers are
   // refused, they would not outlive the request; callback ids are written as their closure
@@ -69,8 +72,11 @@ class MemoryRequests : public LastingMemory {
                                        absl::string_view field) const override;
   void ReleaseLastingIfPresent(uint64_t address) override;
   void ReleaseLastingAddress(uint64_t address) override;
-  // Watches blocks in the order calls place them, up to kMaxWatchedBytes in all.
+  // Watches blocks in the order calls place them, up to kMaxWatchedBytes in all (with the
+  // watched reads).
   void Watch(uint64_t address, const absl::string_view* contents) override;
+  // Also reports the watched reads' changes; a watched read that can no longer be read is
+  // no longer watched.
   void ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
                      v1::CallResult* result) override;
 
@@ -82,15 +88,30 @@ class MemoryRequests : public LastingMemory {
   absl::Status FreeRecorded(uint64_t address, absl::string_view field);
   // Stops watching `address` (nothing when it is not watched).
   void Unwatch(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops watching the read at `address` (nothing when it is not watched).
+  void UnwatchRead(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Watches the read of `bytes` at `address` within the budgets.
+  void WatchRead(uint64_t address, const std::string& bytes);
+  // Appends the runs of words of `now` that differ from `held` (which becomes `now`) to
+  // `result->changed`, as changes of the block or read at `address`.
+  static void ReportRuns(uint64_t address, const char* now, std::string* held,
+                         uint64_t generation, v1::CallResult* result);
 
   const uint64_t generation_;
   const CallbackResolver* const callbacks_;
   mutable absl::Mutex mu_;
   // Address -> usable size of every allocation handed out and not yet freed.
   absl::flat_hash_map<uint64_t, uint64_t> allocations_ ABSL_GUARDED_BY(mu_);
-  // Address -> what the client holds of every watched lasting block, and their total size.
+  // Address -> what the client holds of every watched lasting block.
   absl::flat_hash_map<uint64_t, std::string> watched_ ABSL_GUARDED_BY(mu_);
+  // Address -> what the client holds of every watched read.
+  absl::flat_hash_map<uint64_t, std::string> watched_reads_ ABSL_GUARDED_BY(mu_);
+  // What both take of kMaxWatchedBytes (WatchedCost).
   uint64_t watched_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // ReportChanged's copies of the watched reads, kept for the next call.
+  std::vector<MemoryRange> read_ranges_ ABSL_GUARDED_BY(mu_);
+  std::string read_now_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> readable_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ffibox
