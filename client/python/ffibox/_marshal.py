@@ -264,7 +264,7 @@ def _encode_string_or_void(t, code, value, builder, session):
         return builder.pointer_to(value)
     if builder is not None and isinstance(value, _ct._Pointer) and (
             code == "P" or value._type_ is {"z": _ct.c_char, "Z": _ct.c_wchar}[code]):
-        return builder.local_pointer_via(_ct.cast(value, _ct.c_void_p).value or 0,
+        return builder.local_pointer_via(_types.word_at(_ct.addressof(value)).value or 0,
                                          _keep_of(value))
     if code == "P" and _types.is_function(type(value)):
         return _encode_function(value, session)
@@ -341,7 +341,7 @@ def _encode_pointer(t, value, builder, session):
         return _encode_string_or_void(_ct.c_void_p, "P", value, builder, session)
     if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
         builder.add_object(value)
-        return builder.local_pointer_via(_ct.cast(value, _ct.c_void_p).value or 0,
+        return builder.local_pointer_via(_types.word_at(_ct.addressof(value)).value or 0,
                                          getattr(value, "_ffibox_keep", None))
     if isinstance(value, target):
         return builder.pointer_to(value)
