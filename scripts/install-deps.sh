@@ -50,6 +50,8 @@ PACKAGES=(
   python3-magic            # real ctypes bindings run unmodified through the swap
   python3-libarchive-c     # (tests/python/test_debian_bindings.py)
   python3-ijson            # its yajl2 backend: a table of callbacks passed by pointer
+  python3-freetype         # FreeType: a face whose glyph slot each load rewrites in place
+  fonts-dejavu-core        # the font it renders
   procps
   systemd                  # systemd-analyze verifies the installed unit (tests/python/test_install.py)
   uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids

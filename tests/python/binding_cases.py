@@ -140,10 +140,31 @@ def ijson_yajl2_error():
     return "no error"
 
 
+# -- python3-freetype: FreeType rewrites a face's glyph slot in place on each load -----------
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core
+
+
+def freetype_glyphs():
+    import freetype
+    face = freetype.Face(FONT)
+    face.set_char_size(24 * 64)
+    glyphs = []
+    for char in "Ag\u00e9":
+        face.load_char(char)  # the slot face.glyph points to, rewritten; a new bitmap
+        slot = face.glyph
+        metrics, bitmap = slot.metrics, slot.bitmap
+        glyphs.append([char, metrics.width, metrics.height, metrics.horiBearingX,
+                       metrics.horiAdvance, slot.advance.x, slot.bitmap_left, slot.bitmap_top,
+                       bitmap.width, bitmap.rows, bitmap.pitch, sum(bitmap.buffer)])
+    return {"family": face.family_name.decode(), "style": face.style_name.decode(),
+            "glyphs": face.num_glyphs, "size": face.size.x_ppem,
+            "kerning": face.get_kerning("A", "V").x, "loaded": glyphs}
+
+
 CASES = {f.__name__: f for f in (
     magic_from_buffer, magic_objects, magic_error, libarchive_custom_writer,
     libarchive_memory_reader, libarchive_stream_reader, libarchive_memory_writer,
-    ijson_yajl2_events, ijson_yajl2_error)}
+    ijson_yajl2_events, ijson_yajl2_error, freetype_glyphs)}
 
 if __name__ == "__main__":
     try:

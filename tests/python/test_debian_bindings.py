@@ -4,7 +4,8 @@ python3-magic (libmagic: an opaque cookie, c_char_p results, an errcheck, byref(
 out-parameters) and python3-libarchive-c (libarchive: CFUNCTYPE read/write callbacks,
 c_void_p handles, POINTER(c_void_p) out-parameters) and python3-ijson's yajl2 backend
 (libyajl: a structure of CFUNCTYPE callbacks, built from temporaries, that yajl keeps across
-calls). Each case (binding_cases.py) runs in
+calls) and python3-freetype (FreeType: a face whose glyph slot, and the bitmap it points to,
+each load rewrites behind the pointers the binding holds). Each case (binding_cases.py) runs in
 its own process, once with the stdlib ctypes and once with the one-import swap of the whole
 binding (sys.modules['ctypes'] = ffibox.ctypes before the binding is imported); the results
 must be equal. The cases still failing are strict expected failures naming what they need,
@@ -25,7 +26,8 @@ CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "binding_cases.
 NOT_YET = {}
 CASE_NAMES = ("magic_from_buffer", "magic_objects", "magic_error", "libarchive_custom_writer",
               "libarchive_memory_reader", "libarchive_stream_reader",
-              "libarchive_memory_writer", "ijson_yajl2_events", "ijson_yajl2_error")
+              "libarchive_memory_writer", "ijson_yajl2_events", "ijson_yajl2_error",
+              "freetype_glyphs")
 
 
 def run(case, address=None):
@@ -41,7 +43,7 @@ def run(case, address=None):
 
 def test_the_bindings_are_installed():
     # scripts/install-deps.sh installs them; a missing one is a failure, not a skip.
-    for binding in ("libarchive", "magic", "ijson.backends.yajl2"):
+    for binding in ("libarchive", "magic", "ijson.backends.yajl2", "freetype"):
         importlib.import_module(binding)
 
 

@@ -342,3 +342,51 @@ EXPORT double sum_provided(int (*provide)(double** out, int* count)) {
   for (int i = 0; i < count; ++i) sum += values[i];
   return sum;
 }
+
+/* A face and its glyph slot, as FreeType hands them out: face_open fills the caller's pointer
+ * once, and each face_load_glyph rewrites the slot the face points to (its metrics, and its
+ * bitmap: a new buffer each time) behind pointers the caller has held since. */
+struct GlyphSlot {
+  int index;
+  int width;
+  unsigned char* bitmap; /* `width` bytes, each `index`; NULL for glyph 0 and before a load */
+  long loads;
+};
+struct Face {
+  const char* family;
+  struct GlyphSlot* glyph;
+  int glyphs_loaded;
+};
+
+EXPORT int face_open(const char* family, struct Face** out) {
+  struct Face* face = calloc(1, sizeof *face);
+  if (face == NULL) return -1;
+  face->family = strdup(family);
+  face->glyph = calloc(1, sizeof *face->glyph);
+  *out = face;
+  return 0;
+}
+
+/* Loads glyph `index` (0 to 255) into the face's slot; 0 on success. */
+EXPORT int face_load_glyph(struct Face* face, int index) {
+  if (index < 0 || index > 255) return -1;
+  struct GlyphSlot* slot = face->glyph;
+  free(slot->bitmap);
+  slot->index = index;
+  slot->width = index == 0 ? 0 : 2 * index;
+  slot->bitmap = NULL;
+  if (index != 0) {
+    slot->bitmap = malloc((size_t)slot->width);
+    memset(slot->bitmap, index, (size_t)slot->width);
+  }
+  ++slot->loads;
+  ++face->glyphs_loaded;
+  return 0;
+}
+
+EXPORT void face_close(struct Face* face) {
+  free(face->glyph->bitmap);
+  free(face->glyph);
+  free((void*)face->family);
+  free(face);
+}

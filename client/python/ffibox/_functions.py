@@ -166,6 +166,7 @@ class RemoteCall:
             set_errno(result.errno_value)
         builder.copy_back(result, response.generation)
         builder.apply_changes(result.changed, response.generation)
+        session.images.apply_changes(result.changed, response.generation)
         restype_for_decode = restype if _types.is_ctypes_type(restype) else _ct.c_int
         value = (_marshal.decode(restype_for_decode, result.result, session,
                                  response.generation)

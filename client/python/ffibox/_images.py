@@ -69,7 +69,7 @@ class Budget:
     made (by worker address and type), and the pointer slots still to follow."""
 
     __slots__ = ("left", "limit", "bytes_left", "max_bytes", "seen", "pending", "strings",
-                 "shipped")
+                 "shipped", "current")
 
     def __init__(self, limit: int, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
         self.left = limit
@@ -84,6 +84,9 @@ class Budget:
         # Worker memory that came with the operation (a callback's pointee and the bytes
         # after it), by address: an image of it is made from these bytes, not read.
         self.shipped: Dict[int, bytes] = {}
+        # The watched images are up to date (a call's changes applied): a pointer to one's
+        # worker address, of its type, gets that image, not a new one.
+        self.current = False
 
 _WORD = struct.Struct("<Q")
 
@@ -92,7 +95,7 @@ class Image:
     """Local bytes mirroring worker memory at `worker` (of worker `generation`)."""
 
     __slots__ = ("buffer", "start", "size", "worker", "generation", "synced", "seen", "slots",
-                 "children", "plain", "__weakref__")
+                 "children", "plain", "layout", "watched", "kind", "__weakref__")
 
     def __init__(self, buffer, size: int, worker: int, generation: int) -> None:
         self.buffer = buffer
@@ -107,6 +110,12 @@ class Image:
         # Its local bytes are the worker's as they are (a string, a page of strings, pointer-
         # free data): no pointer position whose local word differs from the worker's.
         self.plain = False
+        # (offset, pointer type) of every pointer position in its bytes.
+        self.layout: Tuple[Tuple[int, object], ...] = ()
+        # The worker reports what the library changes in the memory it mirrors after each
+        # call (ReadMemory.watch), and apply_changes writes that in.
+        self.watched = False
+        self.kind = None  # the pointer type it was made for, when watched
 
 
 class ImageTable:
@@ -130,6 +139,13 @@ class ImageTable:
         self._workers: List[Tuple[int, int]] = []
         self._worker_of: Dict[int, int] = {}
         self._longest = 0
+        # Watched images (Image.watched): local start -> (worker address, generation); how
+        # many live ones mirror each (worker address, generation); and, by generation, the
+        # worker addresses no live image mirrors any more, whose watch the next watched read
+        # ends (ReadMemory.unwatch).
+        self._watching: Dict[int, Tuple[int, int]] = {}
+        self._watch_counts: Dict[Tuple[int, int], int] = {}
+        self._unwatch: Dict[int, Set[int]] = {}
         self._lock = threading.RLock()  # a collection inside it may run _forget
         self.scratch = ScratchBuffers()
         # A weak reference to the session whose images these are: with one, accesses past
@@ -253,6 +269,11 @@ class ImageTable:
             bisect.insort(self._workers, (image.worker, start))
             self._worker_of[start] = image.worker
             self._longest = max(self._longest, image.size)
+            if image.watched:
+                key = (image.worker, image.generation)
+                self._watching[start] = key
+                self._watch_counts[key] = self._watch_counts.get(key, 0) + 1
+                self._unwatch.get(image.generation, set()).discard(image.worker)
         if self.session is not None:
             INDEX.image_made()
         return image
@@ -268,6 +289,23 @@ class ImageTable:
     def _unindex(self, start: int) -> None:
         entry = (self._worker_of.pop(start), start)
         del self._workers[bisect.bisect_left(self._workers, entry)]
+        key = self._watching.pop(start, None)
+        if key is not None:  # the last image mirroring it: its watch ends with the next read
+            self._watch_counts[key] -= 1
+            if not self._watch_counts[key]:
+                del self._watch_counts[key]
+                self._unwatch.setdefault(key[1], set()).add(key[0])
+
+    def _take_unwatch(self, generation: int) -> List[int]:
+        """Worker addresses of `generation` whose watch the next watched read ends (at most
+        MAX_READS_PER_LIST; the rest wait for the read after it); those of other generations
+        are forgotten (their worker is gone)."""
+        with self._lock:
+            pending = self._unwatch.get(generation)
+            self._unwatch = {generation: pending} if pending else {}
+            if not pending:
+                return []
+            return [pending.pop() for _ in range(min(len(pending), MAX_READS_PER_LIST))]
 
     def _address_only(self, worker: int, generation: int, room: int = 8) -> Image:
         # Zeroed local room for one pointee (so field access stays inside memory this
@@ -275,8 +313,12 @@ class ImageTable:
         return self._register(
             Image(_ct.create_string_buffer(max(8, room)), 0, worker, generation))
 
-    def _read(self, worker: int, size: int, generation: int) -> Optional[bytes]:
+    def _read(self, worker: int, size: int, generation: int,
+              watch: bool = False) -> Optional[bytes]:
         try:
+            if watch:
+                return self._memory.read(worker, size, generation, as_is=True, watch=True,
+                                         unwatch=self._take_unwatch(generation))
             return self._memory.read(worker, size, generation, as_is=True)
         except Error:
             return None
@@ -285,6 +327,12 @@ class ImageTable:
               budget: Budget) -> Optional[Image]:
         """The image for one pointer, then, breadth first, for the pointers inside it."""
         image = self._make_one(pointer_type, worker, generation, budget)
+        self._follow(budget, generation)
+        return image
+
+    def _follow(self, budget: Budget, generation: int) -> None:
+        """Images for the pointer slots `budget.pending` names, breadth first, each written
+        into its slot."""
         kept: Set[Tuple[int, int]] = set()  # (parent, page image) pairs already linked
         while budget.pending:
             if _types.code_of(budget.pending[0][2]) == "z" and \
@@ -311,17 +359,20 @@ class ImageTable:
                 parent.children.append(child)
             parent.slots[offset] = (local, word)
             _types.word_at(parent.start + offset).value = local
-        return image
 
     def _make_one(self, pointer_type, worker: int, generation: int,
                   budget: Budget) -> Optional[Image]:
-        code = _types.code_of(pointer_type)
-        if code == "P" or _types.is_function(pointer_type) or not (
-                code in ("z", "Z") or _types.is_pointer(pointer_type)):
+        if not _imaged(pointer_type):
             return None
+        code = _types.code_of(pointer_type)
         key = (worker, pointer_type)
         if key in budget.seen:
             return budget.seen[key]
+        if budget.current:
+            for image in self._watched_at(worker, generation):
+                if image.kind is pointer_type:
+                    budget.seen[key] = image
+                    return image
         if budget.left <= 0:
             raise ImageBudgetExceeded(budget.limit)
         budget.left -= 1
@@ -329,6 +380,7 @@ class ImageTable:
             image = self._make_string(worker, generation, code == "Z", budget)
         else:
             image = self._make_pointee(pointer_type._type_, worker, generation, budget)
+            image.kind = pointer_type
         budget.seen[key] = image
         return image
 
@@ -437,21 +489,24 @@ class ImageTable:
         array = not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z")
         shipped = budget.shipped.get(worker)
         data = None
+        watched = False  # read here, so watched: the library may rewrite it in later calls
         if shipped is not None and len(shipped) >= element:
             data = shipped[:MAX_ELEMENTS * element if array else element]
             data = data[:len(data) - len(data) % element]
         elif array:
             room = min(PAGE_BYTES - worker % PAGE_BYTES, MAX_ELEMENTS * element)
-            data = self._read(worker, room - room % element, generation) \
+            data = self._read(worker, room - room % element, generation, watch=True) \
                 if room >= 2 * element else None
+            watched = data is not None
         if data is None:
-            data = self._read(worker, element, generation)
+            data = self._read(worker, element, generation, watch=True)
+            watched = data is not None
         if data is None:
             return self._address_only(worker, generation, element)
         if slots and len(data) > element:
             data = _until_null(data, element)
         if _types.code_of(t) == "z":
-            return self._make_string_array(data, worker, generation, budget)
+            return self._make_string_array(data, worker, generation, budget, watched)
         # Zeros past a pointer array's elements, up to MAX_ELEMENTS: what a raw view of the
         # image (an array cast over it) reads there. Through the pointer, elements past the
         # image are the worker's (ffibox._image_reach).
@@ -461,12 +516,15 @@ class ImageTable:
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
         image.plain = not slots
+        image.layout = tuple((base + offset, pointer_type)
+                             for base in range(0, len(data) - element + 1, element)
+                             for offset, pointer_type in slots)
+        image.watched = watched
         self._register(image)
-        for base in range(0, len(data) - element + 1, element):
-            for offset, pointer_type in slots:
-                word = _WORD.unpack_from(data, base + offset)[0]
-                if word:
-                    budget.pending.append((image, base + offset, pointer_type, word))
+        for offset, pointer_type in image.layout:
+            word = _WORD.unpack_from(data, offset)[0]
+            if word:
+                budget.pending.append((image, offset, pointer_type, word))
         return image
 
     def _read_pages(self, ranges: List[Tuple[int, int]],
@@ -486,7 +544,7 @@ class ImageTable:
         return [self._read(first, size, generation) for first, size in ranges]
 
     def _make_string_array(self, data: bytes, worker: int, generation: int,
-                           budget: Budget) -> Image:
+                           budget: Budget, watched: bool = False) -> Image:
         """The image of the `char*` elements `data` read at `worker` (up to the first NULL)
         and of the strings they point to, made in one pass rather than a pointer slot at a
         time: a callback's `char**` argument (a qsort comparator's) brings up to
@@ -526,6 +584,8 @@ class ImageTable:
         image.children = children
         image.slots = {index * _WORD.size: (local[index], word)
                        for index, word in enumerate(words) if word}
+        image.layout = tuple((index * _WORD.size, _ct.c_char_p) for index in range(count))
+        image.watched = watched
         return self._register(image)
 
     # -- writing back ----------------------------------------------------------------------
@@ -640,6 +700,79 @@ class ImageTable:
             image.seen = seen
 
 
+    # -- following the library -------------------------------------------------------------
+
+    def apply_changes(self, changed, generation: int) -> None:
+        """Writes what the library changed in the worker memory watched images mirror
+        (`CallResult.changed` of a call's answer: runs of words it rewrote since the images
+        were read, such as a FreeType face's glyph slot) into them, as ctypes would see the
+        library's memory; a pointer position that now holds another worker address gets an
+        image of what it points to, as when the image was made. A run not of a live watched
+        image of `generation`, or not within it, is ignored: what the worker says is not
+        trusted."""
+        if not self._watching:
+            return  # most calls: no watched images (a look at the dict needs no lock)
+        budget = None
+        touched: Dict[int, Image] = {}
+        for entry in changed:
+            if entry.address.generation != generation or entry.offset % _WORD.size:
+                continue
+            for image in self._watched_at(entry.address.address, generation):
+                if budget is None:
+                    budget = self.budget()
+                    budget.current = True
+                if self._apply_run(image, entry.offset, entry.data, budget):
+                    touched[id(image)] = image
+        if budget is None:
+            return
+        self._follow(budget, generation)
+        for image in touched.values():
+            if image.layout:  # what no slot points to any more is no longer kept
+                held = [local for local, _ in image.slots.values()]
+                image.children = [child for child in image.children
+                                  if any(_holds(child, local) for local in held)]
+            image.seen = _ct.string_at(image.start, image.size)
+
+    def _watched_at(self, worker: int, generation: int) -> List[Image]:
+        """The live watched images of `generation` that start at worker address `worker`."""
+        with self._lock:
+            first = bisect.bisect_left(self._workers, (worker, 0))
+            last = bisect.bisect_right(self._workers, (worker, sys.maxsize))
+            refs = [self._images[start] for _, start in self._workers[first:last]
+                    if start in self._watching]
+        images = [ref() for ref in refs]
+        return [image for image in images
+                if image is not None and image.generation == generation]
+
+    def _apply_run(self, image: Image, offset: int, data: bytes, budget: Budget) -> bool:
+        """Writes the run `data` at `offset` of the worker memory `image` mirrors into it (as
+        much of it as falls within the image), each pointer position in it that now names
+        another worker address queued in `budget` for an image. False when none of it falls
+        within the image."""
+        end = min(offset + len(data), image.size)
+        if offset >= end or len(image.synced) != image.size:
+            return False
+        piece = data[:end - offset]
+        local = bytearray(_ct.string_at(image.start, image.size))
+        synced = bytearray(image.synced)
+        local[offset:end] = synced[offset:end] = piece
+        for at, pointer_type in image.layout:
+            if at < offset or at + _WORD.size > end:
+                continue
+            word = _WORD.unpack_from(piece, at - offset)[0]
+            held = image.slots.get(at)
+            if held is not None and held[1] == word:
+                _WORD.pack_into(local, at, held[0])  # the same pointee: the same image
+                continue
+            image.slots.pop(at, None)
+            if word and _imaged(pointer_type):  # NULL until _follow writes its image there
+                _WORD.pack_into(local, at, 0)
+                budget.pending.append((image, at, pointer_type, word))
+        _ct.memmove(image.start, bytes(local), image.size)
+        image.synced = bytes(synced)
+        return True
+
+
 def changed_runs(old: bytes, new: bytes) -> List[Tuple[int, int]]:
     """The [start, end) runs of bytes where `new` differs from `old` (of one length), found
     in C: an XOR of the two as integers, and a search for its non-zero bytes."""
@@ -663,6 +796,26 @@ def keep_with_copies(owner, offset: int, target) -> None:
         _ct.pointer(owner)  # makes ctypes create them, empty (for types that have them)
     if isinstance(root._objects, dict):
         root._objects["ffibox:%x" % (_ct.addressof(owner) + offset)] = target
+
+
+def _holds(child, local: int) -> bool:
+    """Whether local address `local` lies in `child`: an image, or a caller's object a slot
+    points into (one whose extent is not known, such as a bytes object, is said to)."""
+    if isinstance(child, Image):
+        return child.start <= local < child.start + max(_ct.sizeof(child.buffer), 1)
+    try:
+        start = _ct.addressof(child)
+    except TypeError:
+        return True
+    return start <= local < start + max(_ct.sizeof(child), 1)
+
+
+def _imaged(pointer_type) -> bool:
+    """Whether a pointer of `pointer_type` gets an image (`char*`, `wchar_t*`, `T*`), or keeps
+    the worker address (`void*`, function pointers)."""
+    code = _types.code_of(pointer_type)
+    return code != "P" and not _types.is_function(pointer_type) and (
+        code in ("z", "Z") or _types.is_pointer(pointer_type))
 
 
 def has_typed_pointers(t) -> bool:

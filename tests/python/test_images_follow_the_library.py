@@ -1,0 +1,124 @@
+"""A structure the library handed out and rewrites in later calls (a FreeType face's glyph
+slot) reads as the library left it, through the pointers the caller has held since: the
+worker watches what an image of it was read from (ReadMemory.watch) and each call's answer
+brings the words the library changed (CallResult.changed). The `ct` fixture runs the first
+tests under both the stdlib ctypes in-process and ffibox.ctypes."""
+import ctypes as std
+import gc
+import weakref
+
+import pytest
+
+from conftest import TEST_LIB
+
+
+def face_types(ct, lib):
+    """tests/testlibs/ffibox_test.c's struct Face and struct GlyphSlot, declared on `lib`."""
+    class GlyphSlot(ct.Structure):
+        _fields_ = [("index", ct.c_int), ("width", ct.c_int),
+                    ("bitmap", ct.POINTER(ct.c_ubyte)), ("loads", ct.c_long)]
+
+    class Face(ct.Structure):
+        _fields_ = [("family", ct.c_char_p), ("glyph", ct.POINTER(GlyphSlot)),
+                    ("glyphs_loaded", ct.c_int)]
+
+    lib.face_open.argtypes = [ct.c_char_p, ct.POINTER(ct.POINTER(Face))]
+    lib.face_load_glyph.argtypes = [ct.POINTER(Face), ct.c_int]
+    lib.face_close.argtypes = [ct.POINTER(Face)]
+    lib.face_close.restype = None
+    return Face
+
+
+def open_face(ct, lib, Face, family=b"Sans"):
+    face = ct.POINTER(Face)()
+    assert lib.face_open(family, ct.byref(face)) == 0
+    return face
+
+
+def test_a_slot_the_library_rewrites_reads_as_it_left_it(ct, testlib):
+    Face = face_types(ct, testlib)
+    face = open_face(ct, testlib, Face)
+    glyph = face.contents.glyph  # held across the loads, as freetype-py's Face.glyph is
+    slot = glyph.contents        # a view of the slot, held too
+    assert (slot.index, slot.width, bool(slot.bitmap), slot.loads) == (0, 0, False, 0)
+    for loads, index in enumerate((3, 7, 0, 200, 3), start=1):
+        assert testlib.face_load_glyph(face, index) == 0
+        for seen in (glyph.contents, slot, face.contents.glyph.contents):
+            assert (seen.index, seen.width, seen.loads) == (index, 2 * index, loads)
+            if index:  # a new buffer each load; 400 bytes for glyph 200
+                assert [seen.bitmap[i] for i in range(seen.width)] == [index] * (2 * index)
+            else:
+                assert not seen.bitmap
+        assert face.contents.glyphs_loaded == loads
+        assert face.contents.family == b"Sans"
+    testlib.face_close(face)
+
+
+def test_what_the_caller_changed_reaches_the_library_which_rewrites_it(ct, testlib):
+    Face = face_types(ct, testlib)
+    face = open_face(ct, testlib, Face)
+    face.contents.glyphs_loaded = 100
+    glyph = face.contents.glyph
+    glyph.contents.loads = 40
+    assert testlib.face_load_glyph(face, 5) == 0
+    assert face.contents.glyphs_loaded == 101
+    assert (glyph.contents.index, glyph.contents.loads) == (5, 41)
+    testlib.face_close(face)
+
+
+def test_a_pointer_passed_to_calls_goes_with_its_last_reference(ct, testlib):
+    """No reference cycle keeps it (and the images it holds, which the worker watches) until
+    the garbage collector runs. (The face stays open: the words of freed memory are the
+    allocator's, and one may point anywhere, at the caller's own objects too.)"""
+    Face = face_types(ct, testlib)
+    face = open_face(ct, testlib, Face)
+    gone = weakref.ref(face)
+    gc.collect()  # what earlier tests left in cycles
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        assert testlib.face_load_glyph(face, 3) == 0
+        assert testlib.face_load_glyph(face, 4) == 0
+        del face
+        assert gone() is None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_faces_opened_and_dropped_end_their_watches(ffibox_client, same_host):
+    """Each face's images (the face, its slot, a bitmap) are watched reads; a worker watches
+    at most 4096. The watches of images the caller dropped end with later reads, so the
+    1500th face still follows the library."""
+    session = ffibox_client.session(same_host=same_host, timeout=20)
+    lib = session.CDLL(TEST_LIB)
+    Face = face_types(std, lib)
+    for round in range(1500):
+        face = open_face(std, lib, Face)
+        glyph = face.contents.glyph
+        index = 1 + round % 255
+        assert lib.face_load_glyph(face, index) == 0
+        assert (glyph.contents.index, glyph.contents.bitmap[min(2 * index, 64) - 1]) == (index, index)
+        lib.face_close(face)
+        del face, glyph
+    session.close()
+
+
+def test_a_slot_rewritten_many_times_keeps_only_its_current_bitmap_image(ffibox_client):
+    session = ffibox_client.session(timeout=20)
+    lib = session.CDLL(TEST_LIB)
+    Face = face_types(std, lib)
+    face = open_face(std, lib, Face)
+    glyph = face.contents.glyph
+    image, _ = session.images.find(std.addressof(glyph.contents))
+    for index in range(1, 301):
+        assert lib.face_load_glyph(face, 1 + index % 255) == 0
+        assert glyph.contents.bitmap[0] == 1 + index % 255
+        assert len(image.children) == 1  # the bitmap's image; the old ones let go
+    assert lib.face_load_glyph(face, 0) == 0
+    assert not glyph.contents.bitmap and image.children == []
+    lib.face_close(face)
+    del face, glyph, image
+    gc.collect()
+    session.close()
