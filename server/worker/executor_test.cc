@@ -615,9 +615,9 @@ class WatchedReadsTest : public LastingBlocksTest {
  protected:
   void SetUp() override {
     LastingBlocksTest::SetUp();
-    for (auto [function, handle] : {std::pair<void*, uint64_t>{
-                                        reinterpret_cast<void*>(&set_library_int), 6},
-                                    {reinterpret_cast<void*>(&set_library_byte), 7}}) {
+    for (auto [function, handle] :
+         {std::pair<void*, uint64_t>{reinterpret_cast<void*>(&set_library_int), 6},
+          {reinterpret_cast<void*>(&set_library_byte), 7}}) {
       v1::Request set = ResolveVoid(function, v1::VOID, false);
       *set.mutable_resolve_function()->mutable_signature()->add_params() = ScalarType(v1::INT);
       *set.mutable_resolve_function()->mutable_signature()->add_params() = ScalarType(v1::INT);
@@ -631,8 +631,7 @@ class WatchedReadsTest : public LastingBlocksTest {
   v1::Response ReadWatched(const void* address, uint64_t size,
                            std::initializer_list<uint64_t> unwatch = {}) {
     v1::Request read;
-    read.mutable_read_memory()->mutable_address()->set_address(
-        reinterpret_cast<uint64_t>(address));
+    read.mutable_read_memory()->mutable_address()->set_address(reinterpret_cast<uint64_t>(address));
     read.mutable_read_memory()->mutable_address()->set_generation(kGeneration);
     read.mutable_read_memory()->set_size(size);
     read.mutable_read_memory()->set_watch(true);
@@ -642,8 +641,7 @@ class WatchedReadsTest : public LastingBlocksTest {
 
   // The changed runs a call of `handle`(index, value) reports, as (address, offset, bytes).
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> ChangedBySetting(uint64_t handle,
-                                                                            int index,
-                                                                            int value) {
+                                                                            int index, int value) {
     v1::Request call = PlainCall(handle);
     call.mutable_call()->add_args()->set_int_value(index);
     call.mutable_call()->add_args()->set_int_value(value);
@@ -676,8 +674,8 @@ TEST_F(WatchedReadsTest, WhatTheLibraryRewritesInItsOwnMemoryIsReportedOnce) {
   EXPECT_THAT(ChangedBySetting(6, 1, 5), IsEmpty());  // the same again: nothing changed
   // Two words apart: two runs, each of whole words.
   library_ints[0] = 1;
-  EXPECT_THAT(ChangedBySetting(6, 5, 3), ElementsAre(FieldsAre(at, 0u, Ints({1, 5})),
-                                                     FieldsAre(at, 16u, Ints({9, 3}))));
+  EXPECT_THAT(ChangedBySetting(6, 5, 3),
+              ElementsAre(FieldsAre(at, 0u, Ints({1, 5})), FieldsAre(at, 16u, Ints({9, 3}))));
 }
 
 TEST_F(WatchedReadsTest, AnUnwatchedReadIsNoLongerReported) {
@@ -702,8 +700,8 @@ TEST_F(WatchedReadsTest, AReadOfUnmappedMemoryIsNoLongerWatched) {
   EXPECT_THAT(ChangedBySetting(6, 0, 4),
               ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_ints), 0u, Ints({4, 0}))));
   // Mapped again at the same place, it is not watched any more.
-  void* again = mmap(mapped, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                     -1, 0);
+  void* again =
+      mmap(mapped, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   ASSERT_EQ(again, mapped);
   static_cast<char*>(again)[0] = 1;
   EXPECT_THAT(ChangedBySetting(6, 0, 4), IsEmpty());
@@ -731,12 +729,12 @@ TEST_F(WatchedReadsTest, ReadsShareTheWatchBudgetWithLastingBlocks) {
   block->set_keep(true);
   block->set_watch(true);
   ASSERT_FALSE(ExecuteOne(&executor_, big).has_error());
-  ASSERT_FALSE(ReadWatched(library_ints, 16).has_error());  // two words: past the budget
+  ASSERT_FALSE(ReadWatched(library_ints, 16).has_error());     // two words: past the budget
   ASSERT_FALSE(ReadWatched(library_ints + 4, 8).has_error());  // one word: fits
   EXPECT_THAT(ChangedBySetting(6, 0, 1), IsEmpty());
-  EXPECT_THAT(ChangedBySetting(6, 4, 1),
-              ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_ints + 4), 0u,
-                                    Ints({1, 0}))));
+  EXPECT_THAT(
+      ChangedBySetting(6, 4, 1),
+      ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_ints + 4), 0u, Ints({1, 0}))));
 }
 
 TEST_F(LastingBlocksTest, ABlockKeptByOneCallOfABatchIsThereForTheNext) {

@@ -206,8 +206,8 @@ void MemoryRequests::ReportChanged(const std::vector<uint64_t>& placed, uint64_t
     if (!readable_[i]) {
       UnwatchRead(address);
     } else {
-      ReportRuns(address, read_now_.data() + at, &watched_reads_.find(address)->second,
-                 generation, result);
+      ReportRuns(address, read_now_.data() + at, &watched_reads_.find(address)->second, generation,
+                 result);
     }
     at += read_ranges_[i].size;
   }
@@ -259,8 +259,7 @@ absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& reques
   return data;
 }
 
-absl::StatusOr<v1::MemoryDataList> MemoryRequests::ReadList(
-    const v1::ReadMemoryList& request) {
+absl::StatusOr<v1::MemoryDataList> MemoryRequests::ReadList(const v1::ReadMemoryList& request) {
   uint64_t total = 0;
   for (int i = 0; i < request.reads_size(); ++i) {
     const v1::ReadMemory& read = request.reads(i);

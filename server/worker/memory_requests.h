@@ -94,8 +94,8 @@ class MemoryRequests : public LastingMemory {
   void WatchRead(uint64_t address, const std::string& bytes);
   // Appends the runs of words of `now` that differ from `held` (which becomes `now`) to
   // `result->changed`, as changes of the block or read at `address`.
-  static void ReportRuns(uint64_t address, const char* now, std::string* held,
-                         uint64_t generation, v1::CallResult* result);
+  static void ReportRuns(uint64_t address, const char* now, std::string* held, uint64_t generation,
+                         v1::CallResult* result);
 
   const uint64_t generation_;
   const CallbackResolver* const callbacks_;
