@@ -118,41 +118,95 @@ size_t SafeReadReadable(uint64_t address, void* out, size_t size) {
 
 void SafeReadEach(absl::Span<const MemoryRange> ranges, char* out, std::vector<bool>* readable) {
   readable->assign(ranges.size(), false);
+  // Where each range goes in `out`.
+  std::vector<size_t> place(ranges.size());
+  size_t total = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    place[i] = total;
+    total += ranges[i].size;
+  }
+  // The kernel's cost is per iovec (about 0.16 µs each, against 2.5 µs a call here), and
+  // watched objects sit side by side in a few heap pages: ranges in address order make
+  // spans, a range joining the span before it when it starts within kSpanGap bytes of its
+  // end and in the page the span ends in (so what lies between is readable when the span
+  // is). A span that cannot be read whole has its ranges read one by one.
+  constexpr uint64_t kSpanGap = 256;
+  std::vector<size_t> order;
+  order.reserve(ranges.size());
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    uint64_t end = 0;
+    if (ranges[i].size == 0) {
+      (*readable)[i] = true;
+    } else if (!__builtin_add_overflow(ranges[i].address, ranges[i].size, &end)) {
+      order.push_back(i);
+    }
+  }
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return ranges[a].address < ranges[b].address; });
+  struct Span {
+    uint64_t start;
+    uint64_t end;
+    size_t first;  // its ranges are order[first, last)
+    size_t last;
+  };
+  std::vector<Span> spans;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const MemoryRange& range = ranges[order[k]];
+    const uint64_t end = range.address + range.size;
+    if (!spans.empty()) {
+      Span& span = spans.back();
+      const uint64_t page_end = (span.end - 1) / PageSize() * PageSize() + PageSize();
+      if (range.address <= span.end ||
+          (range.address - span.end <= kSpanGap && range.address < page_end)) {
+        span.end = std::max(span.end, end);
+        span.last = k + 1;
+        continue;
+      }
+    }
+    spans.push_back({range.address, end, k, k + 1});
+  }
+  size_t span_bytes = 0;
+  for (const Span& span : spans) span_bytes += span.end - span.start;
+  std::string scratch(span_bytes, '\0');
+
   const pid_t self = getpid();
   std::vector<struct iovec> remote;
-  size_t first = 0;  // the first range not yet read
-  size_t at = 0;     // where it goes in `out`
-  while (first < ranges.size()) {
-    // Up to IOV_MAX ranges from `first`, stopping before one whose end overflows.
+  size_t at = 0;  // where spans[next] goes in `scratch`
+  for (size_t next = 0; next < spans.size();) {
     remote.clear();
     size_t wanted = 0;
-    for (size_t i = first; i < ranges.size() && remote.size() < IOV_MAX; ++i) {
-      uint64_t end = 0;
-      if (__builtin_add_overflow(ranges[i].address, ranges[i].size, &end)) break;
-      remote.push_back({reinterpret_cast<void*>(ranges[i].address), ranges[i].size});
-      wanted += ranges[i].size;
+    for (size_t i = next; i < spans.size() && remote.size() < IOV_MAX; ++i) {
+      remote.push_back({reinterpret_cast<void*>(spans[i].start),
+                        static_cast<size_t>(spans[i].end - spans[i].start)});
+      wanted += remote.back().iov_len;
     }
-    ssize_t moved = 0;
-    if (!remote.empty()) {
-      struct iovec local = {out + at, wanted};
-      moved = process_vm_readv(self, &local, 1, remote.data(), remote.size(), 0);
-      if (moved < 0 && errno == EINTR) continue;
-      if (moved < 0) moved = 0;  // the first range could not be read
-    }
-    // The ranges read whole are readable; the kernel stopped inside the next one, if any.
+    struct iovec local = {scratch.data() + at, wanted};
+    ssize_t moved = process_vm_readv(self, &local, 1, remote.data(), remote.size(), 0);
+    if (moved < 0 && errno == EINTR) continue;
+    if (moved < 0) moved = 0;  // the first span could not be read
     size_t done = 0;
-    size_t i = first;
-    for (; i < first + remote.size() && done + ranges[i].size <= static_cast<size_t>(moved);
-         ++i) {
-      (*readable)[i] = true;
-      done += ranges[i].size;
-      at += ranges[i].size;
+    for (size_t i = 0; i < remote.size(); ++i, ++next) {
+      const Span& span = spans[next];
+      const size_t length = remote[i].iov_len;
+      const bool whole = done + length <= static_cast<size_t>(moved);
+      for (size_t k = span.first; k < span.last; ++k) {
+        const size_t index = order[k];
+        const MemoryRange& range = ranges[index];
+        if (whole) {
+          std::memcpy(out + place[index], scratch.data() + at + (range.address - span.start),
+                      range.size);
+          (*readable)[index] = true;
+        } else {  // the kernel stopped in this span: each of its ranges on its own
+          (*readable)[index] = SafeRead(range.address, out + place[index], range.size).ok();
+        }
+      }
+      at += length;
+      if (!whole) {
+        ++next;
+        break;  // the spans after it: another system call
+      }
+      done += length;
     }
-    if (remote.empty() || i < first + remote.size()) {
-      at += ranges[i].size;  // the kernel stopped inside it, or its end overflows: unreadable
-      ++i;
-    }
-    first = i;
   }
 }
 
