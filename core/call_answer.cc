@@ -131,11 +131,11 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
   for (const v1::ChangedBlock& changed : result.changed()) {
     changed_bytes += changed.data().size();
     if (changed.address().address() == 0 || changed.data().empty() || changed.offset() % 8 != 0 ||
-        changed.offset() >= kMaxWatchedBytes || changed_bytes > kMaxWatchedBytes) {
+        changed.offset() >= kMaxWatchedBytes || changed_bytes > kMaxChangedBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
           "a changed run at 0x", absl::Hex(changed.address().address()), " offset ",
           changed.offset(), " of ", changed.data().size(), " bytes (runs are non-empty, at ",
-          "8-aligned offsets of blocks at non-zero addresses, at most ", kMaxWatchedBytes,
+          "8-aligned offsets of blocks at non-zero addresses, at most ", kMaxChangedBytes,
           " bytes in all)"));
     }
   }

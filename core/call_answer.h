@@ -57,8 +57,8 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 // size (a block in the shared area: marked `shared`, without data, and without pointers
 // unless lasting; any other: not marked), pointers reported in them only at increasing 8-aligned
 // offsets with the word inside the block and the target inside a block of the call, each kept block
-// reported once, in order, and changed blocks (watched lasting memory) non-empty, at non-zero
-// addresses, at most kMaxWatchedBytes in all (which blocks they are only the client knows).
+// reported once, in order, and changed blocks (watched lasting memory and reads) non-empty, at
+// non-zero addresses, at most kMaxChangedBytes in all (which they are only the client knows).
 // INVALID_ARGUMENT describing the violation.
 absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected);
 

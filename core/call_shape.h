@@ -17,14 +17,22 @@
 
 namespace ffibox {
 
-// The most bytes of lasting blocks and reads a worker watches (MemoryBlock.watch,
-// ReadMemory.watch): each call compares them all, so this bounds what watching adds to a
-// call (about 25 µs per MiB watched, docs/python.md) and what one call's result may report
-// changed (core/call_answer.h).
+// The most bytes of lasting blocks a worker watches (MemoryBlock.watch): each call compares
+// them all, so this bounds what watching adds to a call (about 25 µs per MiB watched,
+// docs/python.md) and, with kMaxWatchedReadBytes, what one call's result may report changed
+// (core/call_answer.h).
 inline constexpr uint64_t kMaxWatchedBytes = uint64_t{4} << 20;
-// The most reads a worker watches (ReadMemory.watch): each is read again after every call
-// (a system call per 1024 of them, IOV_MAX), so this bounds that too.
+// The most bytes of reads a worker watches (ReadMemory.watch), a budget of their own so that
+// they never take the lasting blocks' (and the most bytes of a read reported changed).
+inline constexpr uint64_t kMaxWatchedReadBytes = uint64_t{4} << 20;
+// The most reads a worker watches: each is read again after every call (SafeReadEach), so
+// this bounds that too.
 inline constexpr size_t kMaxWatchedReads = 4096;
+// The most bytes one call's result may report changed (CallResult.changed): the watched
+// blocks' and the watched reads' together.
+inline constexpr uint64_t kMaxChangedBytes = kMaxWatchedBytes + kMaxWatchedReadBytes;
+// A changed run's offset is checked against kMaxWatchedBytes, whichever it is of.
+static_assert(kMaxWatchedReadBytes <= kMaxWatchedBytes);
 // The most runs of changed words one watched block is reported in (CallResult.changed);
 // more are reported as one run from the first to the last.
 inline constexpr size_t kMaxChangedRuns = 64;

@@ -345,7 +345,7 @@ void AnswerLimits::Add(const AnswerLimits& other) {
   memory_reads += other.memory_reads;
 }
 
-uint64_t MaxChangedRuns() { return kMaxWatchedBytes / 8; }
+uint64_t MaxChangedRuns() { return kMaxChangedBytes / 8; }
 
 AnswerLimits CallAnswerLimits(const ExpectedCallResult& expected) {
   AnswerLimits limits;

@@ -63,8 +63,8 @@ inline constexpr uint64_t kMaxUnknownFields = 64;
 // Answers up to this many bytes are not walked: parsed, they take a few MiB at most.
 inline constexpr size_t kShapeCheckedBytes = 64 << 10;
 
-// The most changed runs one result may report: a worker watches at most kMaxWatchedBytes,
-// counting each block as whole 8-byte words, and reports runs of words.
+// The most changed runs one result may report: a worker watches at most kMaxChangedBytes of
+// blocks and reads, counting each as whole 8-byte words, and reports runs of words.
 uint64_t MaxChangedRuns();
 
 // What the result of a call the worker checks as `expected` (core/call_answer.h) may hold:

@@ -256,7 +256,7 @@ void AssertAcceptedCallResult(const v1::CallResult& call, const ExpectedCallResu
                "an empty changed run, one at NULL or at offset ", changed.offset());
     changed_bytes += changed.data().size();
   }
-  FUZZ_CHECK(changed_bytes <= kMaxWatchedBytes, "changed blocks of ", changed_bytes, " bytes");
+  FUZZ_CHECK(changed_bytes <= kMaxChangedBytes, "changed blocks of ", changed_bytes, " bytes");
 }
 
 // The blocks call `index` of the batch `pending` sent: its entry in batch_blocks, or none.

@@ -680,7 +680,7 @@ TEST_F(WatchedReadsTest, WhatTheLibraryRewritesInItsOwnMemoryIsReportedOnce) {
 
 TEST_F(WatchedReadsTest, AnUnwatchedReadIsNoLongerReported) {
   const uint64_t at = reinterpret_cast<uint64_t>(library_ints);
-  ASSERT_FALSE(ReadWatched(library_ints, sizeof library_ints).has_error());
+  ASSERT_TRUE(ReadWatched(library_ints, sizeof library_ints).memory().watched());
   // Unwatched by another read, which is itself watched.
   ASSERT_FALSE(ReadWatched(library_bytes, 8, {at, 12345}).has_error());
   EXPECT_THAT(ChangedBySetting(6, 0, 7), IsEmpty());
@@ -722,19 +722,56 @@ TEST_F(WatchedReadsTest, ReadsPastTheirCountAreNotWatched) {
               ElementsAre(FieldsAre(last, 0u, std::string("\2"))));
 }
 
-TEST_F(WatchedReadsTest, ReadsShareTheWatchBudgetWithLastingBlocks) {
+TEST_F(WatchedReadsTest, ReadsHaveAWatchBudgetOfTheirOwn) {
+  // Lasting blocks watched up to their budget take nothing of the reads'.
   v1::Request big = KeepPointerCall(7);
   v1::MemoryBlock* block = big.mutable_call()->mutable_blocks(0);
-  block->set_size(kMaxWatchedBytes - 8);
+  block->set_size(kMaxWatchedBytes);
   block->set_keep(true);
   block->set_watch(true);
   ASSERT_FALSE(ExecuteOne(&executor_, big).has_error());
-  ASSERT_FALSE(ReadWatched(library_ints, 16).has_error());     // two words: past the budget
-  ASSERT_FALSE(ReadWatched(library_ints + 4, 8).has_error());  // one word: fits
-  EXPECT_THAT(ChangedBySetting(6, 0, 1), IsEmpty());
-  EXPECT_THAT(
-      ChangedBySetting(6, 4, 1),
-      ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_ints + 4), 0u, Ints({1, 0}))));
+  v1::Response read = ReadWatched(library_ints, 16);
+  ASSERT_FALSE(read.has_error()) << read.error().message();
+  EXPECT_TRUE(read.memory().watched());
+  // A read larger than the reads' budget is read, and not watched.
+  std::vector<char> large(kMaxWatchedReadBytes + 8);
+  read = ReadWatched(large.data(), large.size());
+  ASSERT_FALSE(read.has_error()) << read.error().message();
+  EXPECT_FALSE(read.memory().watched());
+  EXPECT_THAT(ChangedBySetting(6, 0, 1),
+              ElementsAre(FieldsAre(reinterpret_cast<uint64_t>(library_ints), 0u, Ints({1, 0}))));
+}
+
+TEST_F(WatchedReadsTest, ReadsOfOneAddressAndTwoSizesAreWatchedSideBySide) {
+  const uint64_t at = reinterpret_cast<uint64_t>(library_ints);
+  ASSERT_TRUE(ReadWatched(library_ints, sizeof library_ints).memory().watched());
+  ASSERT_TRUE(ReadWatched(library_ints, 8).memory().watched());
+  EXPECT_THAT(ChangedBySetting(6, 4, 2), ElementsAre(FieldsAre(at, 16u, Ints({2, 0}))));
+  EXPECT_THAT(ChangedBySetting(6, 1, 3),
+              ElementsAre(FieldsAre(at, 0u, Ints({0, 3})), FieldsAre(at, 0u, Ints({0, 3}))));
+  // An unwatch ends both, even from a read that then fails (past the size limit).
+  v1::Response refused = ReadWatched(library_bytes, kMaxMemoryRequestBytes + 1, {at});
+  EXPECT_TRUE(refused.has_error());
+  EXPECT_THAT(ChangedBySetting(6, 1, 4), IsEmpty());
+}
+
+TEST_F(WatchedReadsTest, WhatTheClientWritesIsWhatItHoldsNotAChange) {
+  const uint64_t at = reinterpret_cast<uint64_t>(library_ints);
+  ASSERT_TRUE(ReadWatched(library_ints, sizeof library_ints).memory().watched());
+  v1::Request write;
+  write.mutable_write_memory()->mutable_address()->set_address(at + 4);
+  write.mutable_write_memory()->mutable_address()->set_generation(kGeneration);
+  write.mutable_write_memory()->set_data(Ints({5}));
+  ASSERT_FALSE(ExecuteOne(&executor_, write).has_error());
+  v1::Request fill;
+  fill.mutable_fill_memory()->mutable_address()->set_address(at + 16);
+  fill.mutable_fill_memory()->mutable_address()->set_generation(kGeneration);
+  fill.mutable_fill_memory()->set_byte(1);
+  fill.mutable_fill_memory()->set_size(4);
+  ASSERT_FALSE(ExecuteOne(&executor_, fill).has_error());
+  EXPECT_THAT(ChangedBySetting(6, 5, 0), IsEmpty());  // only the client's writes since
+  // The library putting back what was there before the client wrote is a change.
+  EXPECT_THAT(ChangedBySetting(6, 1, 0), ElementsAre(FieldsAre(at, 0u, Ints({0, 0}))));
 }
 
 TEST_F(LastingBlocksTest, ABlockKeptByOneCallOfABatchIsThereForTheNext) {

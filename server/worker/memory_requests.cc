@@ -140,22 +140,52 @@ void MemoryRequests::Watch(uint64_t address, const absl::string_view* contents) 
   watched_bytes_ += WatchedCost(contents->size());
 }
 
-void MemoryRequests::UnwatchRead(uint64_t address) {
-  auto found = watched_reads_.find(address);
-  if (found == watched_reads_.end()) return;
-  watched_bytes_ -= WatchedCost(found->second.size());
-  watched_reads_.erase(found);
+void MemoryRequests::UnwatchReads(uint64_t address) {
+  auto first = watched_reads_.lower_bound({address, 0});
+  auto last = first;
+  for (; last != watched_reads_.end() && last->first.first == address; ++last) {
+    watched_read_bytes_ -= WatchedCost(last->second.size());
+  }
+  watched_reads_.erase(first, last);
 }
 
-void MemoryRequests::WatchRead(uint64_t address, const std::string& bytes) {
+bool MemoryRequests::WatchRead(uint64_t address, const std::string& bytes) {
   absl::MutexLock lock(&mu_);
-  UnwatchRead(address);
-  if (watched_reads_.size() >= kMaxWatchedReads ||
-      WatchedCost(bytes.size()) > kMaxWatchedBytes - watched_bytes_) {
-    return;  // past a budget: not watched
+  const std::pair<uint64_t, uint64_t> key(address, bytes.size());
+  auto found = watched_reads_.find(key);
+  if (found != watched_reads_.end()) {
+    found->second = bytes;  // the same range again: what the client holds now
+    return true;
   }
-  watched_reads_.emplace(address, bytes);
-  watched_bytes_ += WatchedCost(bytes.size());
+  if (watched_reads_.size() >= kMaxWatchedReads ||
+      WatchedCost(bytes.size()) > kMaxWatchedReadBytes - watched_read_bytes_) {
+    return false;  // past a budget: not watched
+  }
+  watched_reads_.emplace(key, bytes);
+  watched_read_bytes_ += WatchedCost(bytes.size());
+  return true;
+}
+
+absl::Status MemoryRequests::WriteHeld(uint64_t address, const void* data, size_t size) {
+  absl::Status written = SafeWrite(address, data, size);
+  if (!written.ok() || size == 0) return written;
+  // The written range [address, end) overlaps a watched range [start, start + held size) when
+  // each starts before the other ends.
+  const uint64_t end = address + size;
+  const char* bytes = static_cast<const char*>(data);
+  auto hold = [&](uint64_t start, std::string* held) {
+    if (start >= end || start + held->size() <= address) return;
+    const uint64_t low = std::max(start, address);
+    const uint64_t high = std::min<uint64_t>(start + held->size(), end);
+    held->replace(low - start, high - low, bytes + (low - address), high - low);
+  };
+  absl::MutexLock lock(&mu_);
+  for (auto& [start, held] : watched_) hold(start, &held);
+  for (auto& [key, held] : watched_reads_) {
+    if (key.first >= end) break;  // in address order: none after it overlaps
+    hold(key.first, &held);
+  }
+  return absl::OkStatus();
 }
 
 void MemoryRequests::ReportRuns(uint64_t address, const char* now, std::string* held,
@@ -194,20 +224,23 @@ void MemoryRequests::ReportChanged(const std::vector<uint64_t>& placed, uint64_t
   // A read's memory may have been freed or unmapped since: copied through SafeReadEach.
   read_ranges_.clear();
   size_t total = 0;
-  for (const auto& [address, held] : watched_reads_) {
-    read_ranges_.push_back({address, held.size()});
+  for (const auto& [key, held] : watched_reads_) {
+    read_ranges_.push_back({key.first, held.size()});
     total += held.size();
   }
   read_now_.resize(total);
   SafeReadEach(read_ranges_, read_now_.data(), &readable_);
   size_t at = 0;
-  for (size_t i = 0; i < read_ranges_.size(); ++i) {
-    const uint64_t address = read_ranges_[i].address;
+  size_t i = 0;
+  for (auto watched = watched_reads_.begin(); watched != watched_reads_.end(); ++i) {
+    // Unreadable (every error but EINTR, which SafeReadEach retries, counts): no longer
+    // watched, with no report.
     if (!readable_[i]) {
-      UnwatchRead(address);
+      watched_read_bytes_ -= WatchedCost(watched->second.size());
+      watched = watched_reads_.erase(watched);
     } else {
-      ReportRuns(address, read_now_.data() + at, &watched_reads_.find(address)->second, generation,
-                 result);
+      ReportRuns(watched->first.first, read_now_.data() + at, &watched->second, generation, result);
+      ++watched;
     }
     at += read_ranges_[i].size;
   }
@@ -225,6 +258,12 @@ absl::StatusOr<uint64_t> MemoryRequests::Resolve(const v1::RemoteAddress& addres
 }
 
 absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& request) {
+  absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_memory.address");
+  if (!address.ok()) return address.status();
+  if (!request.unwatch().empty()) {  // whatever becomes of the read
+    absl::MutexLock lock(&mu_);
+    for (uint64_t unwatched : request.unwatch()) UnwatchReads(unwatched);
+  }
   uint64_t size = request.size();
   if (request.has_type()) {
     absl::StatusOr<uint64_t> type_size = TypeSize(request.type(), "read_memory.type");
@@ -238,18 +277,12 @@ absl::StatusOr<v1::MemoryData> MemoryRequests::Read(const v1::ReadMemory& reques
   }
   absl::Status size_ok = CheckSize(size, "read_memory.size");
   if (!size_ok.ok()) return size_ok;
-  absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_memory.address");
-  if (!address.ok()) return address.status();
-  if (!request.unwatch().empty()) {
-    absl::MutexLock lock(&mu_);
-    for (uint64_t unwatched : request.unwatch()) UnwatchRead(unwatched);
-  }
   v1::MemoryData data;
   std::string bytes(size, '\0');
   absl::Status read = SafeRead(*address, bytes.data(), bytes.size());
   if (!read.ok()) return read;
   if (!request.has_type()) {
-    if (request.watch()) WatchRead(*address, bytes);
+    if (request.watch()) data.set_watched(WatchRead(*address, bytes));
     *data.mutable_data() = std::move(bytes);
     return data;
   }
@@ -291,14 +324,14 @@ absl::StatusOr<v1::MemoryDataList> MemoryRequests::ReadList(const v1::ReadMemory
   return list;
 }
 
-absl::Status MemoryRequests::Write(const v1::WriteMemory& request) const {
+absl::Status MemoryRequests::Write(const v1::WriteMemory& request) {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "write_memory.address");
   if (!address.ok()) return address.status();
   if (!request.has_type()) {
     if (request.has_value()) {
       return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
     }
-    return SafeWrite(*address, request.data().data(), request.data().size());
+    return WriteHeld(*address, request.data().data(), request.data().size());
   }
   if (!request.data().empty()) {
     return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
@@ -317,7 +350,7 @@ absl::Status MemoryRequests::Write(const v1::WriteMemory& request) const {
   context.callbacks = callbacks_;
   absl::Status marshalled = MarshalValue(request.type(), request.value(), context, bytes.data());
   if (!marshalled.ok()) return PrefixField(marshalled, "write_memory.value");
-  return SafeWrite(*address, bytes.data(), *size);
+  return WriteHeld(*address, bytes.data(), *size);
 }
 
 absl::StatusOr<v1::MemoryAllocated> MemoryRequests::Alloc(const v1::AllocMemory& request) {
@@ -346,17 +379,17 @@ absl::Status MemoryRequests::Free(const v1::FreeMemory& request) {
   return FreeRecorded(*address, "free_memory.address");
 }
 
-absl::Status MemoryRequests::Fill(const v1::FillMemory& request) const {
+absl::Status MemoryRequests::Fill(const v1::FillMemory& request) {
   absl::Status size_ok = CheckSize(request.size(), "fill_memory.size");
   if (!size_ok.ok()) return size_ok;
   if (request.byte() > 0xFF) return InvalidArgumentAt("fill_memory.byte", "must be 0..255");
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "fill_memory.address");
   if (!address.ok()) return address.status();
   std::string pattern(request.size(), static_cast<char>(request.byte()));
-  return SafeWrite(*address, pattern.data(), pattern.size());
+  return WriteHeld(*address, pattern.data(), pattern.size());
 }
 
-absl::Status MemoryRequests::Copy(const v1::CopyMemory& request) const {
+absl::Status MemoryRequests::Copy(const v1::CopyMemory& request) {
   absl::Status size_ok = CheckSize(request.size(), "copy_memory.size");
   if (!size_ok.ok()) return size_ok;
   absl::StatusOr<uint64_t> destination = Resolve(request.destination(), "copy_memory.destination");
@@ -367,7 +400,7 @@ absl::Status MemoryRequests::Copy(const v1::CopyMemory& request) const {
   std::string bytes(request.size(), '\0');
   absl::Status read = SafeRead(*source, bytes.data(), bytes.size());
   if (!read.ok()) return read;
-  return SafeWrite(*destination, bytes.data(), bytes.size());
+  return WriteHeld(*destination, bytes.data(), bytes.size());
 }
 
 absl::StatusOr<v1::StringData> MemoryRequests::ReadString(const v1::ReadString& request) const {

@@ -10,9 +10,11 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -42,9 +44,10 @@ class MemoryRequests : public LastingMemory {
 
   // Reads `size` bytes into MemoryData.data or, when `type` is set, dereferences the address
   // as a T* and returns MemoryData.value only (DecodeValue: records and arrays as raw
-  // bytes; `data` empty). With a type, `size` must be 0 or the type's size. First stops
-  // watching the `unwatch` addresses; a raw read with `watch` is then watched (ReportChanged)
-  // within the budgets (kMaxWatchedBytes with the lasting blocks, kMaxWatchedReads).
+  // bytes; `data` empty). With a type, `size` must be 0 or the type's size. Once the address's
+  // generation is checked, first stops watching the reads at the `unwatch` addresses (of
+  // every size); a raw read with `watch` is then watched (ReportChanged) within the budgets
+  // (kMaxWatchedReadBytes, kMaxWatchedReads), and MemoryData.watched says so.
   absl::StatusOr<v1::MemoryData> Read(const v1::ReadMemory& request);
   // Each read of the list as Read makes it, in order; the first error fails the whole list
   // (its message names the read). The reads' sizes together may not exceed
@@ -53,14 +56,15 @@ class MemoryRequests : public LastingMemory {
   // Writes `data`, or, when `type` is set, `value` marshalled as that type (MarshalValue;
   // the whole object including zeroed padding; string values and block pointers are
   // refused, they would not outlive the request; callback ids are written as their closure
-  // address). `data` and `type`+`value` are exclusive.
-  absl::Status Write(const v1::WriteMemory& request) const;
+  // address). `data` and `type`+`value` are exclusive. What Write, Fill and Copy write into
+  // watched memory is what the client holds there: not reported as a change.
+  absl::Status Write(const v1::WriteMemory& request);
   absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
   // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.
   absl::Status Free(const v1::FreeMemory& request);
-  absl::Status Fill(const v1::FillMemory& request) const;
+  absl::Status Fill(const v1::FillMemory& request);
   // memmove semantics: the ranges may overlap.
-  absl::Status Copy(const v1::CopyMemory& request) const;
+  absl::Status Copy(const v1::CopyMemory& request);
   absl::StatusOr<v1::StringData> ReadString(const v1::ReadString& request) const;
 
   // The address of `address` after checking its generation (field names the request part).
@@ -72,8 +76,7 @@ class MemoryRequests : public LastingMemory {
                                        absl::string_view field) const override;
   void ReleaseLastingIfPresent(uint64_t address) override;
   void ReleaseLastingAddress(uint64_t address) override;
-  // Watches blocks in the order calls place them, up to kMaxWatchedBytes in all (with the
-  // watched reads).
+  // Watches blocks in the order calls place them, up to kMaxWatchedBytes in all.
   void Watch(uint64_t address, const absl::string_view* contents) override;
   // Also reports the watched reads' changes; a watched read that can no longer be read is
   // no longer watched.
@@ -88,10 +91,14 @@ class MemoryRequests : public LastingMemory {
   absl::Status FreeRecorded(uint64_t address, absl::string_view field);
   // Stops watching `address` (nothing when it is not watched).
   void Unwatch(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stops watching the read at `address` (nothing when it is not watched).
-  void UnwatchRead(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Watches the read of `bytes` at `address` within the budgets.
-  void WatchRead(uint64_t address, const std::string& bytes);
+  // Stops watching the reads at `address`, of every size (nothing when none is watched).
+  void UnwatchReads(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Watches the read of `bytes` at `address` within the budgets (replacing a watched read of
+  // the same address and size); whether it is watched.
+  bool WatchRead(uint64_t address, const std::string& bytes);
+  // SafeWrite, then what it wrote is also what is remembered of the watched blocks and
+  // reads it overlaps.
+  absl::Status WriteHeld(uint64_t address, const void* data, size_t size);
   // Appends the runs of words of `now` that differ from `held` (which becomes `now`) to
   // `result->changed`, as changes of the block or read at `address`.
   static void ReportRuns(uint64_t address, const char* now, std::string* held, uint64_t generation,
@@ -104,10 +111,12 @@ class MemoryRequests : public LastingMemory {
   absl::flat_hash_map<uint64_t, uint64_t> allocations_ ABSL_GUARDED_BY(mu_);
   // Address -> what the client holds of every watched lasting block.
   absl::flat_hash_map<uint64_t, std::string> watched_ ABSL_GUARDED_BY(mu_);
-  // Address -> what the client holds of every watched read.
-  absl::flat_hash_map<uint64_t, std::string> watched_reads_ ABSL_GUARDED_BY(mu_);
-  // What both take of kMaxWatchedBytes (WatchedCost).
+  // What the watched lasting blocks take of kMaxWatchedBytes (WatchedCost).
   uint64_t watched_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // (address, size) -> what the client holds of every watched read, in address order, and
+  // what they take of kMaxWatchedReadBytes.
+  absl::btree_map<std::pair<uint64_t, uint64_t>, std::string> watched_reads_ ABSL_GUARDED_BY(mu_);
+  uint64_t watched_read_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // ReportChanged's copies of the watched reads, kept for the next call.
   std::vector<MemoryRange> read_ranges_ ABSL_GUARDED_BY(mu_);
   std::string read_now_ ABSL_GUARDED_BY(mu_);

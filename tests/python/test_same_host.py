@@ -263,7 +263,7 @@ def good_answer():
     lambda r: r.call.changed.add(data=b"x", offset=4).address.CopyFrom(
         pb.RemoteAddress(address=0x2000)),                       # not at a word
     lambda r: [r.call.changed.add(data=b"x" * (1 << 21)).address.CopyFrom(
-        pb.RemoteAddress(address=0x2000 + i)) for i in range(3)],  # past the watch budget
+        pb.RemoteAddress(address=0x2000 + i)) for i in range(5)],  # past the watch budgets
 ])
 def test_a_hostile_answer_is_refused(spoil):
     request = call_with_blocks()

@@ -22,10 +22,13 @@ from ffibox._stubs import pb
 MAX_UNKNOWN_FIELDS = 64
 SHAPE_CHECKED_BYTES = 64 << 10
 
-# core/call_shape.h's kMaxWatchedBytes: what one answer may report changed. A worker counts
-# each watched block as whole 8-byte words and reports runs of words.
+# core/call_shape.h's kMaxWatchedBytes (the most bytes of one watched block or read, so the
+# highest offset of a changed run) and kMaxChangedBytes: what one answer may report changed.
+# A worker counts each watched block and read as whole 8-byte words and reports runs of
+# words.
 MAX_WATCHED_BYTES = 4 << 20
-MAX_CHANGED_RUNS = MAX_WATCHED_BYTES // 8
+MAX_CHANGED_BYTES = 8 << 20
+MAX_CHANGED_RUNS = MAX_CHANGED_BYTES // 8
 
 # The repeated fields a call's answer may hold (any other may not occur at all).
 _BLOCKS = "ffibox.v1.CallResult.blocks"

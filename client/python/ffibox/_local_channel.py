@@ -34,8 +34,9 @@ import threading
 import time
 from typing import Optional
 
-from ffibox._answer_shape import (MAX_WATCHED_BYTES, call_answer_limits, check_answer_shape,
-                                  invoke_limits, layout_answer_limits, read_list_limits)
+from ffibox._answer_shape import (MAX_CHANGED_BYTES, MAX_WATCHED_BYTES, call_answer_limits,
+                                  check_answer_shape, invoke_limits, layout_answer_limits,
+                                  read_list_limits)
 from ffibox._stubs import pb
 from ffibox._unix_server_check import check_unix_server
 from ffibox.errors import Error
@@ -819,7 +820,7 @@ def check_call_answer(request, response) -> Optional[str]:
     for changed in response.call.changed:
         changed_bytes += len(changed.data)
         if not changed.address.address or not changed.data or changed.offset % 8 or \
-                changed.offset >= MAX_WATCHED_BYTES or changed_bytes > MAX_WATCHED_BYTES:
+                changed.offset >= MAX_WATCHED_BYTES or changed_bytes > MAX_CHANGED_BYTES:
             return "reports a changed run at 0x%x offset %d of %d bytes" % (
                 changed.address.address, changed.offset, len(changed.data))
     blocks = request.call.blocks

@@ -75,11 +75,11 @@ _MASK64 = (1 << 64) - 1
 _SMALL = [bytes((number,)) for number in range(0x80)]  # the one-byte varints
 # The longest answer a packed call takes: its result is a scalar (a few bytes) or a string
 # (at most 16 MiB, core/marshal.h's kMaxResultStringBytes), its arrays at most
-# _MOST_BLOCK_BYTES, an error a message, and what the library changed in watched twins at
-# most MAX_WATCHED_BYTES, in runs of at least a word with at most 42 bytes of framing each
-# (25 MiB at worst); a worker that announces more ends the channel instead of making the
-# caller hold it (the general way reads up to MAX_ANSWER_BYTES).
-PACKED_ANSWER_BYTES = 48 << 20
+# _MOST_BLOCK_BYTES, an error a message, and what the library changed in watched twins and
+# images at most MAX_CHANGED_BYTES, in runs of at least a word with at most 42 bytes of
+# framing each (50 MiB at worst); a worker that announces more ends the channel instead of
+# making the caller hold it (the general way reads up to MAX_ANSWER_BYTES).
+PACKED_ANSWER_BYTES = 72 << 20
 
 
 class Done:
