@@ -66,6 +66,62 @@ def test_what_the_caller_changed_reaches_the_library_which_rewrites_it(ct, testl
     testlib.face_close(face)
 
 
+def test_the_library_putting_back_what_the_caller_changed_is_seen(ct, testlib):
+    Face = face_types(ct, testlib)
+    face = open_face(ct, testlib, Face)
+    glyph = face.contents.glyph
+    assert testlib.face_load_glyph(face, 3) == 0
+    glyph.contents.index = 99  # reaches the library before its next call, which sets 3 again
+    assert testlib.face_load_glyph(face, 3) == 0
+    assert (glyph.contents.index, glyph.contents.loads) == (3, 2)
+    testlib.face_close(face)
+
+
+def test_a_packed_pointer_across_two_words_follows_the_library(ct, testlib):
+    """Its change is in the low half only: reported in the word before it."""
+    class Straddled(ct.Structure):
+        _fields_ = [("value", ct.c_long)]
+
+    class PackedHolder(ct.Structure):
+        _pack_ = 1
+        _fields_ = [("tag", ct.c_int), ("inner", ct.POINTER(Straddled)), ("pad", ct.c_int)]
+
+    testlib.packed_open.argtypes = [ct.POINTER(ct.POINTER(PackedHolder))]
+    testlib.packed_next.argtypes = [ct.POINTER(PackedHolder)]
+    holder = ct.POINTER(PackedHolder)()
+    assert testlib.packed_open(ct.byref(holder)) == 0
+    assert holder.contents.inner.contents.value == 111
+    for tag, value in ((2, 222), (3, 111), (4, 222)):
+        assert testlib.packed_next(holder) == tag
+        assert (holder.contents.tag, holder.contents.inner.contents.value) == (tag, value)
+
+
+def test_a_change_past_the_image_budget_leaves_the_call_and_the_library_as_they_are(
+        ffibox_client, capfd):
+    """The library points a face's fields at new memory, whose images are past the budget:
+    the call's result stands, the fields read NULL, and nothing is written back over the
+    library's pointers."""
+    session = ffibox_client.session(timeout=20)
+    lib = session.CDLL(TEST_LIB)
+    Face = face_types(std, lib)
+    face = open_face(std, lib, Face, b"One")
+    image, _ = session.images.find(std.addressof(face.contents))
+    other = std.c_void_p()
+    lib.face_open.argtypes = [std.c_char_p, std.POINTER(std.c_void_p)]
+    assert lib.face_open(b"Two", std.byref(other)) == 0
+    libc = session.CDLL("libc.so.6")
+    libc.memcpy.argtypes = [std.c_void_p, std.c_void_p, std.c_size_t]
+    libc.memcpy.restype = std.c_void_p
+    session.images.max_images = 1
+    assert libc.memcpy(image.worker, other.value, 16) == image.worker  # family and glyph
+    assert "could not all be followed" in capfd.readouterr().err
+    session.images.max_images = 4096
+    assert not face.contents.glyph
+    assert lib.add_int(1, 2) == 3  # a call: the caller's changes go first (none here)
+    assert session.memory.read(image.worker, 16) == session.memory.read(other.value, 16)
+    session.close()
+
+
 def test_a_pointer_passed_to_calls_goes_with_its_last_reference(ct, testlib):
     """No reference cycle keeps it (and the images it holds, which the worker watches) until
     the garbage collector runs. (The face stays open: the words of freed memory are the

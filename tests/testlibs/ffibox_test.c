@@ -390,3 +390,29 @@ EXPORT void face_close(struct Face* face) {
   free((void*)face->family);
   free(face);
 }
+
+/* A packed record whose pointer straddles two 8-byte words (at offset 4), and two targets side
+ * by side: packed_next switches the pointer between them, a change of its low half only. */
+struct Straddled {
+  long value;
+};
+struct __attribute__((packed)) PackedHolder {
+  int tag;
+  struct Straddled* inner;
+  int pad;
+};
+static struct Straddled straddled[2] = {{111}, {222}};
+
+EXPORT int packed_open(struct PackedHolder** out) {
+  struct PackedHolder* holder = calloc(1, sizeof *holder);
+  if (holder == NULL) return -1;
+  holder->tag = 1;
+  holder->inner = &straddled[0];
+  *out = holder;
+  return 0;
+}
+
+EXPORT int packed_next(struct PackedHolder* holder) {
+  holder->inner = holder->inner == &straddled[0] ? &straddled[1] : &straddled[0];
+  return ++holder->tag;
+}

@@ -164,9 +164,11 @@ class RemoteCall:
         result = response.call
         if self._use_errno and result.HasField("errno_value"):
             set_errno(result.errno_value)
-        builder.copy_back(result, response.generation)
-        builder.apply_changes(result.changed, response.generation)
-        session.images.apply_changes(result.changed, response.generation)
+        try:
+            builder.copy_back(result, response.generation)
+            builder.apply_changes(result.changed, response.generation)
+        finally:  # the worker reports a change once: never lost to an error before it
+            session.images.apply_changes(result.changed, response.generation)
         restype_for_decode = restype if _types.is_ctypes_type(restype) else _ct.c_int
         value = (_marshal.decode(restype_for_decode, result.result, session,
                                  response.generation)

@@ -147,6 +147,9 @@ class ImageTable:
         self._watch_counts: Dict[Tuple[int, int], int] = {}
         self._unwatch: Dict[int, Set[int]] = {}
         self._lock = threading.RLock()  # a collection inside it may run _forget
+        # Held from taking the addresses to unwatch until the watched read that sends them is
+        # answered: another thread's watched read of one of them cannot overtake it.
+        self._watch_lock = threading.RLock()
         self.scratch = ScratchBuffers()
         # A weak reference to the session whose images these are: with one, accesses past
         # an image reach its worker (ffibox._image_reach).
@@ -298,14 +301,23 @@ class ImageTable:
 
     def _take_unwatch(self, generation: int) -> List[int]:
         """Worker addresses of `generation` whose watch the next watched read ends (at most
-        MAX_READS_PER_LIST; the rest wait for the read after it); those of other generations
+        MAX_READS_PER_LIST; the rest wait for the read after it); those of older generations
         are forgotten (their worker is gone)."""
         with self._lock:
+            self._unwatch = {g: pending for g, pending in self._unwatch.items()
+                             if g >= generation and pending}
             pending = self._unwatch.get(generation)
-            self._unwatch = {generation: pending} if pending else {}
             if not pending:
                 return []
             return [pending.pop() for _ in range(min(len(pending), MAX_READS_PER_LIST))]
+
+    def _return_unwatch(self, generation: int, addresses: List[int]) -> None:
+        """Puts back the addresses a watched read that failed may not have unwatched, those
+        no live image mirrors."""
+        with self._lock:
+            pending = self._unwatch.setdefault(generation, set())
+            pending.update(address for address in addresses
+                           if (address, generation) not in self._watch_counts)
 
     def _address_only(self, worker: int, generation: int, room: int = 8) -> Image:
         # Zeroed local room for one pointee (so field access stays inside memory this
@@ -313,15 +325,28 @@ class ImageTable:
         return self._register(
             Image(_ct.create_string_buffer(max(8, room)), 0, worker, generation))
 
-    def _read(self, worker: int, size: int, generation: int,
-              watch: bool = False) -> Optional[bytes]:
+    def _read(self, worker: int, size: int, generation: int) -> Optional[bytes]:
         try:
-            if watch:
-                return self._memory.read(worker, size, generation, as_is=True, watch=True,
-                                         unwatch=self._take_unwatch(generation))
             return self._memory.read(worker, size, generation, as_is=True)
         except Error:
             return None
+
+    def _read_watched(self, worker: int, size: int,
+                      generation: int) -> Tuple[Optional[bytes], bool]:
+        """The bytes at `worker` (None when they cannot be read), and whether the worker
+        watches them now, ending the watches no image needs any more first."""
+        with self._watch_lock:
+            unwatch = self._take_unwatch(generation)
+            try:
+                data, watched = self._memory.read_watched(worker, size, generation, unwatch)
+            except Error as error:
+                if error.code != "MEMORY_FAULT":  # a fault comes after the unwatching
+                    self._return_unwatch(generation, unwatch)
+                return None, False
+            if watched:  # a watch of this address pending its end must not end this one
+                with self._lock:
+                    self._unwatch.get(generation, set()).discard(worker)
+            return data, watched
 
     def _make(self, pointer_type, worker: int, generation: int,
               budget: Budget) -> Optional[Image]:
@@ -495,12 +520,10 @@ class ImageTable:
             data = data[:len(data) - len(data) % element]
         elif array:
             room = min(PAGE_BYTES - worker % PAGE_BYTES, MAX_ELEMENTS * element)
-            data = self._read(worker, room - room % element, generation, watch=True) \
-                if room >= 2 * element else None
-            watched = data is not None
+            if room >= 2 * element:
+                data, watched = self._read_watched(worker, room - room % element, generation)
         if data is None:
-            data = self._read(worker, element, generation, watch=True)
-            watched = data is not None
+            data, watched = self._read_watched(worker, element, generation)
         if data is None:
             return self._address_only(worker, generation, element)
         if slots and len(data) > element:
@@ -725,13 +748,20 @@ class ImageTable:
                     touched[id(image)] = image
         if budget is None:
             return
-        self._follow(budget, generation)
-        for image in touched.values():
-            if image.layout:  # what no slot points to any more is no longer kept
-                held = [local for local, _ in image.slots.values()]
-                image.children = [child for child in image.children
-                                  if any(_holds(child, local) for local in held)]
-            image.seen = _ct.string_at(image.start, image.size)
+        try:
+            self._follow(budget, generation)
+        except Error as error:
+            # The call ran: its answer stands. A pointer position left without an image
+            # reads NULL until the library changes it again, and is not written back.
+            sys.stderr.write("ffibox: what the library changed in worker memory the caller's "
+                             "objects mirror could not all be followed: %s\n" % error)
+        finally:
+            for image in touched.values():
+                if image.layout:  # what no slot points to any more is no longer kept
+                    held = [local for local, _ in image.slots.values()]
+                    image.children = [child for child in image.children
+                                      if any(_holds(child, local) for local in held)]
+                image.seen = _ct.string_at(image.start, image.size)
 
     def _watched_at(self, worker: int, generation: int) -> List[Image]:
         """The live watched images of `generation` that start at worker address `worker`."""
@@ -756,17 +786,24 @@ class ImageTable:
         local = bytearray(_ct.string_at(image.start, image.size))
         synced = bytearray(image.synced)
         local[offset:end] = synced[offset:end] = piece
+        # Every pointer position the run touches, whole or in part (a packed record's pointer
+        # at offset 4 straddles two words), as the worker's word there now is.
         for at, pointer_type in image.layout:
-            if at < offset or at + _WORD.size > end:
+            if at >= end or at + _WORD.size <= offset:
                 continue
-            word = _WORD.unpack_from(piece, at - offset)[0]
+            word = _WORD.unpack_from(synced, at)[0]
             held = image.slots.get(at)
             if held is not None and held[1] == word:
                 _WORD.pack_into(local, at, held[0])  # the same pointee: the same image
                 continue
             image.slots.pop(at, None)
-            if word and _imaged(pointer_type):  # NULL until _follow writes its image there
+            if not _imaged(pointer_type):
+                _WORD.pack_into(local, at, word)  # void*, function pointers: the address
+            elif word:
+                # NULL until _follow writes its image there; meanwhile (and if it cannot) the
+                # slot maps NULL back to the worker's word, so nothing is written back.
                 _WORD.pack_into(local, at, 0)
+                image.slots[at] = (0, word)
                 budget.pending.append((image, at, pointer_type, word))
         _ct.memmove(image.start, bytes(local), image.size)
         image.synced = bytes(synced)

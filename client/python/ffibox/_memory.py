@@ -5,7 +5,7 @@ through this. A worker address is never dereferenced in this process; a bad one 
 MemoryFault, one of an older worker generation StaleHandle.
 """
 import ctypes
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ffibox import _types
 from ffibox._stubs import pb
@@ -74,15 +74,22 @@ class WorkerMemory:
         return pb.RemoteAddress(address=address, generation=generation or self._stream.generation)
 
     def read(self, address: int, size: int, generation: Optional[int] = None,
-             as_is: bool = False, watch: bool = False, unwatch: Sequence[int] = ()) -> bytes:
-        """`size` bytes of worker memory (MemoryFault for a bad address). With `watch`, every
-        later call's answer reports what the library changed there (ReadMemory.watch);
-        `unwatch` ends the watches of those addresses first."""
+             as_is: bool = False) -> bytes:
+        """`size` bytes of worker memory (MemoryFault for a bad address)."""
         if not as_is:
             self._flush(address, size)
         return self._stream.request(read_memory=pb.ReadMemory(
-            address=self._address(address, generation), size=size, watch=watch,
-            unwatch=unwatch)).memory.data
+            address=self._address(address, generation), size=size)).memory.data
+
+    def read_watched(self, address: int, size: int, generation: int,
+                     unwatch: Sequence[int] = ()) -> Tuple[bytes, bool]:
+        """`size` bytes of worker memory read as they are, and whether the worker watches
+        them now: every later call's answer then reports what the library changed there
+        (ReadMemory.watch). `unwatch` ends the watches of those addresses first."""
+        memory = self._stream.request(read_memory=pb.ReadMemory(
+            address=self._address(address, generation), size=size, watch=True,
+            unwatch=unwatch)).memory
+        return memory.data, memory.watched
 
     def read_list(self, ranges, generation: Optional[int] = None,
                   as_is: bool = False) -> List[bytes]:
