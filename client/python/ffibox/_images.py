@@ -514,7 +514,7 @@ class ImageTable:
         array = not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z")
         shipped = budget.shipped.get(worker)
         data = None
-        watched = False  # read here, so watched: the library may rewrite it in later calls
+        watched = False  # whether the worker watches what was read: the library may rewrite it
         if shipped is not None and len(shipped) >= element:
             data = shipped[:MAX_ELEMENTS * element if array else element]
             data = data[:len(data) - len(data) % element]
@@ -721,7 +721,6 @@ class ImageTable:
                     break
             image.synced = current
             image.seen = seen
-
 
     # -- following the library -------------------------------------------------------------
 
