@@ -229,7 +229,7 @@ TEST(ParseWorkerReply, ChangedBlocksAreNonEmptyAtNonZeroAddressesWithinTheWatchB
   EXPECT_EQ(good->call().changed(1).data(), "then");
   ExpectRefused(Frame(reply({{0, "now"}})), PendingKeepingCall());
   ExpectRefused(Frame(reply({{0x3000, ""}})), PendingKeepingCall());
-  const std::string half(kMaxWatchedBytes / 2, 'x');
+  const std::string half(kMaxChangedBytes / 2, 'x');  // the blocks' and the reads' budgets
   ASSERT_OK(ParseWorkerReply(Frame(reply({{0x3000, half}, {0x4000, half}})), PendingKeepingCall()));
   ExpectRefused(Frame(reply({{0x3000, half}, {0x4000, half + "x"}})), PendingKeepingCall());
 }

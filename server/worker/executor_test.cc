@@ -598,7 +598,7 @@ TEST_F(WatchedBlocksTest, BlocksPastTheWatchBudgetAreNotWatched) {
 TEST_F(WatchedBlocksTest, EachWatchedBlockTakesWholeWordsOfTheBudget) {
   // A block 12 bytes short of the budget takes all but one word of it; each 4-byte block
   // then takes a word: one more fits, the next does not (counted in bytes, it would). So
-  // one result reports at most kMaxWatchedBytes / 8 runs (core/encoding_limits.h).
+  // the blocks of one result report at most kMaxWatchedBytes / 8 runs (core/encoding_limits.h).
   v1::Request big = KeepPointerCall(7);
   v1::MemoryBlock* block = big.mutable_call()->mutable_blocks(0);
   block->set_size(kMaxWatchedBytes - 12);
