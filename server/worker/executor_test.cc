@@ -755,23 +755,30 @@ TEST_F(WatchedReadsTest, ReadsOfOneAddressAndTwoSizesAreWatchedSideBySide) {
   EXPECT_THAT(ChangedBySetting(6, 1, 4), IsEmpty());
 }
 
-TEST_F(WatchedReadsTest, WhatTheClientWritesIsWhatItHoldsNotAChange) {
+TEST_F(WatchedReadsTest, WhatTheClientWritesAsHeldIsNotAChange) {
   const uint64_t at = reinterpret_cast<uint64_t>(library_ints);
   ASSERT_TRUE(ReadWatched(library_ints, sizeof library_ints).memory().watched());
   v1::Request write;
   write.mutable_write_memory()->mutable_address()->set_address(at + 4);
   write.mutable_write_memory()->mutable_address()->set_generation(kGeneration);
   write.mutable_write_memory()->set_data(Ints({5}));
+  write.mutable_write_memory()->set_held(true);
   ASSERT_FALSE(ExecuteOne(&executor_, write).has_error());
+  EXPECT_THAT(ChangedBySetting(6, 5, 0), IsEmpty());  // only the client's write since
+  // The library putting back what was there before the client wrote is a change.
+  EXPECT_THAT(ChangedBySetting(6, 1, 0), ElementsAre(FieldsAre(at, 0u, Ints({0, 0}))));
+  // A write that is not what the client holds (a fill, a write without `held`: through a
+  // view of worker memory) is reported, as the library's would be.
   v1::Request fill;
   fill.mutable_fill_memory()->mutable_address()->set_address(at + 16);
   fill.mutable_fill_memory()->mutable_address()->set_generation(kGeneration);
   fill.mutable_fill_memory()->set_byte(1);
   fill.mutable_fill_memory()->set_size(4);
   ASSERT_FALSE(ExecuteOne(&executor_, fill).has_error());
-  EXPECT_THAT(ChangedBySetting(6, 5, 0), IsEmpty());  // only the client's writes since
-  // The library putting back what was there before the client wrote is a change.
-  EXPECT_THAT(ChangedBySetting(6, 1, 0), ElementsAre(FieldsAre(at, 0u, Ints({0, 0}))));
+  write.mutable_write_memory()->set_held(false);
+  ASSERT_FALSE(ExecuteOne(&executor_, write).has_error());
+  EXPECT_THAT(ChangedBySetting(6, 5, 0), ElementsAre(FieldsAre(at, 0u, Ints({0, 5})),
+                                                     FieldsAre(at, 16u, Ints({0x01010101, 0}))));
 }
 
 TEST_F(LastingBlocksTest, ABlockKeptByOneCallOfABatchIsThereForTheNext) {

@@ -166,9 +166,9 @@ bool MemoryRequests::WatchRead(uint64_t address, const std::string& bytes) {
   return true;
 }
 
-absl::Status MemoryRequests::WriteHeld(uint64_t address, const void* data, size_t size) {
+absl::Status MemoryRequests::WriteHeld(uint64_t address, const void* data, size_t size, bool held) {
   absl::Status written = SafeWrite(address, data, size);
-  if (!written.ok() || size == 0) return written;
+  if (!written.ok() || !held || size == 0) return written;
   // The written range [address, end) overlaps a watched range [start, start + held size) when
   // each starts before the other ends.
   const uint64_t end = address + size;
@@ -180,10 +180,9 @@ absl::Status MemoryRequests::WriteHeld(uint64_t address, const void* data, size_
     held->replace(low - start, high - low, bytes + (low - address), high - low);
   };
   absl::MutexLock lock(&mu_);
-  for (auto& [start, held] : watched_) hold(start, &held);
-  for (auto& [key, held] : watched_reads_) {
+  for (auto& [key, remembered] : watched_reads_) {
     if (key.first >= end) break;  // in address order: none after it overlaps
-    hold(key.first, &held);
+    hold(key.first, &remembered);
   }
   return absl::OkStatus();
 }
@@ -331,7 +330,7 @@ absl::Status MemoryRequests::Write(const v1::WriteMemory& request) {
     if (request.has_value()) {
       return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
     }
-    return WriteHeld(*address, request.data().data(), request.data().size());
+    return WriteHeld(*address, request.data().data(), request.data().size(), request.held());
   }
   if (!request.data().empty()) {
     return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
@@ -350,7 +349,7 @@ absl::Status MemoryRequests::Write(const v1::WriteMemory& request) {
   context.callbacks = callbacks_;
   absl::Status marshalled = MarshalValue(request.type(), request.value(), context, bytes.data());
   if (!marshalled.ok()) return PrefixField(marshalled, "write_memory.value");
-  return WriteHeld(*address, bytes.data(), *size);
+  return WriteHeld(*address, bytes.data(), *size, request.held());
 }
 
 absl::StatusOr<v1::MemoryAllocated> MemoryRequests::Alloc(const v1::AllocMemory& request) {
@@ -386,7 +385,7 @@ absl::Status MemoryRequests::Fill(const v1::FillMemory& request) {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "fill_memory.address");
   if (!address.ok()) return address.status();
   std::string pattern(request.size(), static_cast<char>(request.byte()));
-  return WriteHeld(*address, pattern.data(), pattern.size());
+  return SafeWrite(*address, pattern.data(), pattern.size());
 }
 
 absl::Status MemoryRequests::Copy(const v1::CopyMemory& request) {
@@ -400,7 +399,7 @@ absl::Status MemoryRequests::Copy(const v1::CopyMemory& request) {
   std::string bytes(request.size(), '\0');
   absl::Status read = SafeRead(*source, bytes.data(), bytes.size());
   if (!read.ok()) return read;
-  return WriteHeld(*destination, bytes.data(), bytes.size());
+  return SafeWrite(*destination, bytes.data(), bytes.size());
 }
 
 absl::StatusOr<v1::StringData> MemoryRequests::ReadString(const v1::ReadString& request) const {

@@ -56,8 +56,8 @@ class MemoryRequests : public LastingMemory {
   // Writes `data`, or, when `type` is set, `value` marshalled as that type (MarshalValue;
   // the whole object including zeroed padding; string values and block pointers are
   // refused, they would not outlive the request; callback ids are written as their closure
-  // address). `data` and `type`+`value` are exclusive. What Write, Fill and Copy write into
-  // watched memory is what the client holds there: not reported as a change.
+  // address). `data` and `type`+`value` are exclusive. With `held`, what it writes into
+  // watched reads is what the client holds there: not reported as a change.
   absl::Status Write(const v1::WriteMemory& request);
   absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
   // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.
@@ -96,9 +96,9 @@ class MemoryRequests : public LastingMemory {
   // Watches the read of `bytes` at `address` within the budgets (replacing a watched read of
   // the same address and size); whether it is watched.
   bool WatchRead(uint64_t address, const std::string& bytes);
-  // SafeWrite, then what it wrote is also what is remembered of the watched blocks and
+  // SafeWrite, then, when `held`, what it wrote is also what is remembered of the watched
   // reads it overlaps.
-  absl::Status WriteHeld(uint64_t address, const void* data, size_t size);
+  absl::Status WriteHeld(uint64_t address, const void* data, size_t size, bool held);
   // Appends the runs of words of `now` that differ from `held` (which becomes `now`) to
   // `result->changed`, as changes of the block or read at `address`.
   static void ReportRuns(uint64_t address, const char* now, std::string* held, uint64_t generation,

@@ -712,7 +712,7 @@ class ImageTable:
             for first, end in changed_runs(image.synced, current):
                 try:
                     self._memory.write(image.worker + first, current[first:end],
-                                       image.generation, as_is=True)
+                                       image.generation, as_is=True, held=image.watched)
                 except Error as error:
                     # Its worker is gone (a restart) or the library freed that memory: the
                     # change cannot land; say so once, and stop trying.

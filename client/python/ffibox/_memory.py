@@ -109,12 +109,13 @@ class WorkerMemory:
             .address.address
 
     def write(self, address: int, data: bytes, generation: Optional[int] = None,
-              as_is: bool = False) -> None:
-        """Writes `data` into worker memory."""
+              as_is: bool = False, held: bool = False) -> None:
+        """Writes `data` into worker memory; `held`: what an image holds, so not reported as
+        the library's change where the worker watches it (WriteMemory.held)."""
         if not as_is:
             self._flush(address, len(data))
         self._stream.request(write_memory=pb.WriteMemory(
-            address=self._address(address, generation), data=data))
+            address=self._address(address, generation), data=data, held=held))
         if not as_is:
             self._written(address, len(data))
 
