@@ -169,20 +169,18 @@ bool MemoryRequests::WatchRead(uint64_t address, const std::string& bytes) {
 absl::Status MemoryRequests::WriteHeld(uint64_t address, const void* data, size_t size, bool held) {
   absl::Status written = SafeWrite(address, data, size);
   if (!written.ok() || !held || size == 0) return written;
-  // The written range [address, end) overlaps a watched range [start, start + held size) when
+  // The written range [address, end) overlaps a watched read [start, start + its size) when
   // each starts before the other ends.
   const uint64_t end = address + size;
   const char* bytes = static_cast<const char*>(data);
-  auto hold = [&](uint64_t start, std::string* held) {
-    if (start >= end || start + held->size() <= address) return;
-    const uint64_t low = std::max(start, address);
-    const uint64_t high = std::min<uint64_t>(start + held->size(), end);
-    held->replace(low - start, high - low, bytes + (low - address), high - low);
-  };
   absl::MutexLock lock(&mu_);
   for (auto& [key, remembered] : watched_reads_) {
-    if (key.first >= end) break;  // in address order: none after it overlaps
-    hold(key.first, &remembered);
+    const uint64_t start = key.first;
+    if (start >= end) break;  // in address order: none after it overlaps
+    if (start + remembered.size() <= address) continue;
+    const uint64_t low = std::max(start, address);
+    const uint64_t high = std::min<uint64_t>(start + remembered.size(), end);
+    remembered.replace(low - start, high - low, bytes + (low - address), high - low);
   }
   return absl::OkStatus();
 }

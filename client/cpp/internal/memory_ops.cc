@@ -49,7 +49,7 @@ absl::StatusOr<std::string> MemoryOps::ReadWideUnits(const v1::RemoteAddress& ad
       return ErrorStatus(v1::INTERNAL, "the server answered read_memory with the wrong size");
     }
     for (size_t offset = 0; offset < chunk.size(); offset += 4) {
-      if (chunk.compare(offset, 4, std::string(4, '\0')) == 0) {
+      if (chunk.compare(offset, 4, "\0\0\0\0", 4) == 0) {
         return units.append(chunk, 0, offset);
       }
     }
