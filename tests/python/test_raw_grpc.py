@@ -287,6 +287,36 @@ def test_watch_on_a_block_that_does_not_last_is_refused_and_the_session_goes_on(
     assert kept.call.blocks[0].data == b"\x06\0\0\0" and len(kept.call.kept) == 1
 
 
+def test_a_watched_read_reports_the_librarys_changes_and_bad_watches_are_refused(session, pb):
+    """ReadMemory.watch through the real stream: a typed watch and too many unwatches are
+    refused naming the field, and the session goes on; a raw watched read is reported changed
+    by a later call; a write marked held is what the client holds, not a change."""
+    lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
+    increment = resolve(session, pb, lib, "increment", "VOID", "POINTER")
+    at = session.send(alloc_memory=pb.AllocMemory(size=8)).allocated.address
+    typed = session.send(read_memory=pb.ReadMemory(address=at, type=scalar(pb, "INT"),
+                                                   watch=True))
+    assert (typed.error.code, typed.error.field) == (pb.INVALID_ARGUMENT, "read_memory.watch")
+    many = session.send(read_memory=pb.ReadMemory(address=at, size=8, unwatch=range(1, 4098)))
+    assert (many.error.code, many.error.field) == (pb.INVALID_ARGUMENT, "read_memory.unwatch")
+    read = session.send(read_memory=pb.ReadMemory(address=at, size=8, watch=True))
+    assert read.memory.watched and read.memory.data == bytes(8)
+
+    def bump():
+        answer = session.send(call=pb.Call(
+            function=increment, args=[pb.Value(pointer=pb.PointerValue(remote=at))]))
+        assert not answer.HasField("error"), answer.error
+        return [(run.address.address, run.offset, run.data) for run in answer.call.changed]
+
+    assert bump() == [(at.address, 0, b"\x01" + bytes(7))]
+    written = session.send(write_memory=pb.WriteMemory(address=at, data=b"\x05", held=True))
+    assert not written.HasField("error"), written.error
+    assert bump() == [(at.address, 0, b"\x06" + bytes(7))]  # from 5, not from 1
+    unwatched = session.send(read_memory=pb.ReadMemory(address=at, size=1, unwatch=[at.address]))
+    assert not unwatched.HasField("error") and not unwatched.memory.watched
+    assert bump() == []
+
+
 def test_a_block_in_the_shared_area_over_the_stream_is_refused_and_the_session_goes_on(
         session, pb):
     """Only a call on a same-host channel may place a block in its shared area: over gRPC the
