@@ -54,9 +54,10 @@ inline constexpr absl::Duration kLocalReplyDeparture = absl::Seconds(10);
 // only while it fits its CPU budget (LongSpinFitsBudget, server/worker/broker_connection.h).
 inline constexpr absl::Duration kLocalLongestSpin = absl::Microseconds(200);
 
-// What a client may send on the channel inside a callback invocation that came there
-// (OpenLocalChannel.callbacks), besides its callback_return: the requests the worker answers
-// alone, without the broker's state (loads, resolves and callbacks are the broker's).
+// What a client may send on the channel, at the top level (LocalChannelOpened.
+// memory_requests) and inside a callback invocation that came there (OpenLocalChannel.
+// callbacks), besides its callback_return: the requests the worker answers alone, without
+// the broker's state (loads, resolves, callbacks and allocations are the broker's).
 inline bool AllowedInChannelInvocation(const v1::Request& request) {
   switch (request.op_case()) {
     case v1::Request::kCall:

@@ -98,7 +98,10 @@ std::optional<Session::LocalCallSnapshot> Session::LocalCall() {
                                             std::min<uint64_t>(timeout_ms, INT64_MAX / 2))),
                                         config_.max_call_timeout);
   absl::StatusOr<const HandleTable::Function*> known = handles_.FindFunction(function);
-  call.culprit.label = known.ok() ? (*known)->symbol : "a call on the same-host channel";
+  // A memory or layout request names no function (0).
+  call.culprit.label = known.ok()      ? (*known)->symbol
+                       : function == 0 ? "a request on the same-host channel"
+                                       : "a call on the same-host channel";
   call.deadline = absl::Now() - absl::Nanoseconds(mono - since) + call.culprit.timeout;
   return call;
 }
@@ -201,6 +204,7 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
       opened->set_max_request_bytes(config_.max_message_bytes);
       opened->set_shared_bytes(done.local_channel->worker_end->shared_bytes());
       opened->set_channel_invocations(true);
+      opened->set_memory_requests(true);
       local_worker_end_ = std::move(done.local_channel->worker_end);
     } else {
       parsed.clear_local_channel();

@@ -392,15 +392,22 @@ void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
 void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
   StackArena arena;
   auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
-  // The client's bytes: only a top-level call with an id is served here.
+  // The client's bytes: only a top-level call, or a request the worker answers alone, with
+  // an id is served here.
   const v1::Request& request = *wrapped->mutable_request();
   if (!ParseFromOwnedPieces(std::move(frame.pieces), wrapped->mutable_request()) ||
-      request.op_case() != v1::Request::kCall || request.id() == 0 || request.invocation() != 0) {
+      !AllowedInChannelInvocation(request) || request.id() == 0 || request.invocation() != 0 ||
+      request.channel_invocation() != 0) {
     CloseLocal();
     return;
   }
   wrapped->set_id(request.id());
   auto* response = google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
+  if (absl::Status valid = ValidateNested(request, limits_); !valid.ok()) {
+    // As the broker refuses it on the stream; the channel goes on.
+    response->set_id(request.id());
+    *response->mutable_error() = ToProtoError(valid);
+  }
   // The shared area was mapped when the channel was attached, if it could be.
   absl::Span<char> shared;
   // (Without an area, such a block is the executor's INVALID_ARGUMENT.)
@@ -420,6 +427,7 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
     }
     break;
   }
+  // A request other than a call names no function (0) and has the session's timeout (0).
   channel.StoreStatusWord(kLocalBusyFunctionWord, request.call().function());
   channel.StoreStatusWord(kLocalBusyTimeoutWord, request.call().timeout_ms());
   channel.StoreStatusWord(kLocalBusySinceWord, std::max<uint64_t>(LocalClockNanos(), 1));

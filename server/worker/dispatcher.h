@@ -42,8 +42,10 @@
 //   - A client's same-host channel (WorkerRequest.local_channel, worker_protocol.proto): the
 //     main thread attaches it and, whenever it has no top-level request from the broker,
 //     waits on it instead (the reader thread interrupts that wait when it queues one), reads
-//     the client's call, runs it and writes the response back. A frame that is no top-level
-//     call closes the channel; the client's calls then go through the broker again.
+//     the client's call, or read, string read, write or layout request (those the worker
+//     answers alone, validated as the broker validates them), runs it and writes the
+//     response back. A frame that is none of these at the top level closes the channel; the
+//     client's requests then go through the broker again.
 //     When the client asked for callbacks on the channel (LocalChannel.callbacks), a
 //     callback that native code calls on the main thread during such a call is invoked on
 //     the channel instead (ChannelInvoke): the CallbackInvoke goes to the client as a
@@ -156,7 +158,8 @@ class WorkerDispatcher : public CallbackRunner {
   // request from the broker interrupts the wait before any byte of one did; closes the
   // channel when the frame cannot be read.
   void ServeLocal(ShmChannel& channel);
-  // Runs one call frame from the same-host channel and writes its response there.
+  // Runs one request frame from the same-host channel (a call, or a request the worker
+  // answers alone) and writes its response there.
   void RunLocal(ShmChannel& channel, FramePayload frame);
   // Closes the same-host channel (the client sees end of stream) and forgets it.
   void CloseLocal();
