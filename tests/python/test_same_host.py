@@ -50,6 +50,99 @@ def test_calls_give_what_they_give_over_the_stream(client):
     assert results[1][1] == b"AA\0\0"
 
 
+def count_on_channel(session):
+    """The ops of the requests `session` sends on its same-host channel outside calls, as
+    they are sent (LocalChannel.exchange_nested, wrapped)."""
+    local, sent = session.stream._local, []
+    exchange = local.exchange_nested
+
+    def counted(request, deadline):
+        sent.append(request.WhichOneof("op"))
+        return exchange(request, deadline)
+
+    local.exchange_nested = counted
+    return sent
+
+
+def memory_round(session):
+    """Reads, writes, string reads, a read list, a typed write and a watched read of a worker
+    block (malloc'd through a call), and the worker's refusals: what a user of Session sees."""
+    libc = session.CDLL("libc.so.6")
+    libc.malloc.restype = ct.c_void_p
+    libc.malloc.argtypes = [ct.c_size_t]
+    at = libc.malloc(64)
+    session.write(at, b"hello, worker\0" + bytes(range(50)))
+    seen = [session.read(at, 16), session.read_string(at),
+            session.memory.read_list([(at, 5), (at + 7, 6)])]
+    session.write_typed(at + 32, ct.c_int, -7)
+    seen.append(int.from_bytes(session.read(at + 32, 4), "little", signed=True))
+    seen.append(session.memory.read_watched(at, 8, session.stream.generation))
+    with pytest.raises(ffibox.MemoryFault) as fault:
+        session.read(8, 8)
+    seen.append(fault.value.code)
+    with pytest.raises(ffibox.StaleHandle) as stale:
+        session.read(at, 8, generation=session.stream.generation + 1)
+    seen.append(stale.value.code)
+    with pytest.raises(ffibox.Error) as refused:  # a typed read may not be watched
+        session.stream.request(read_memory=pb.ReadMemory(
+            address=pb.RemoteAddress(address=at, generation=session.stream.generation),
+            type=pb.Type(scalar=pb.Scalar.Value("INT32")), watch=True))
+    seen.append((refused.value.code, "read_memory.watch" in str(refused.value)))
+    return seen
+
+
+def test_memory_requests_go_on_the_channel_and_give_what_they_give_over_the_stream(client):
+    results = []
+    for same_host in (False, True):
+        with client.session(same_host=same_host) as session:
+            sent = count_on_channel(session) if same_host else []
+            results.append(memory_round(session))
+            assert session.stream.local_enabled == same_host  # refusals left the channel up
+            if same_host:
+                assert session.stream._local.memory_requests
+                assert sent == ["write_memory", "read_memory", "read_string",
+                                "read_memory_list", "write_memory", "read_memory",
+                                "read_memory", "read_memory", "read_memory", "read_memory"]
+                assert session.CDLL(TEST_LIB).add_int(2, 3) == 5  # still in step
+    assert results[0] == results[1]
+    assert results[1][:4] == [b"hello, worker\0\0\1", b"hello, worker",
+                              [b"hello", b"worker"], -7]
+    assert results[1][4] == (b"hello, w", True)
+    assert results[1][5:] == ["MEMORY_FAULT", "STALE_HANDLE",
+                              ("INVALID_ARGUMENT", True)]
+
+
+def test_memory_requests_stay_on_the_stream_where_the_channel_does_not_take_them(client):
+    # A server that does not announce LocalChannelOpened.memory_requests (an older one, whose
+    # worker would close the channel on such a frame): they go through the broker.
+    with client.session(same_host=True) as session:
+        session.stream._local.memory_requests = False
+        sent = count_on_channel(session)
+        assert memory_round(session)[:2] == [b"hello, worker\0\0\1", b"hello, worker"]
+        assert sent == []
+        assert session.stream.local_enabled
+
+
+def test_after_a_crash_memory_requests_wait_for_the_next_workers_channel(client):
+    with client.session(same_host=True) as session:
+        lib, libc = session.CDLL(TEST_LIB), session.CDLL("libc.so.6")
+        libc.malloc.restype = ct.c_void_p
+        libc.malloc.argtypes = [ct.c_size_t]
+        address, generation = libc.malloc(8), session.stream.generation
+        with pytest.raises(ffibox.WorkerCrashed):
+            lib.crash_null_deref()
+        # No channel until the next worker answered a call: the read goes through the broker.
+        with pytest.raises(ffibox.StaleHandle):
+            session.read(address, 4, generation=generation)
+        assert not session.stream.local_enabled
+        assert lib.add_int(1, 1) == 2
+        assert session.stream.local_enabled
+        sent = count_on_channel(session)
+        with pytest.raises(ffibox.StaleHandle):
+            session.read(address, 4, generation=generation)
+        assert sent == ["read_memory"]
+
+
 def test_a_crash_is_worker_crashed_and_the_next_worker_gets_a_channel(client):
     with client.session(same_host=True) as session:
         lib = session.CDLL(TEST_LIB)

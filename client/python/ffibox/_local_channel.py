@@ -177,6 +177,8 @@ class LocalChannel:
         # The server takes requests naming an invocation on this channel through the stream
         # (loads, look-ups, definitions, allocations from inside a callback).
         self.channel_invocations = opened.channel_invocations
+        # The worker takes memory and layout requests at the top level too (TOP_LEVEL_OPS).
+        self.memory_requests = opened.memory_requests
         # Why a request made inside an invocation ended the channel (None: none did).
         self.broken: Optional[Error] = None
         self._invocations = []  # the invocations being served, innermost last
@@ -660,8 +662,10 @@ class LocalChannel:
     def exchange_nested(self, request, deadline: float):
         """Sends `request`, made inside the invocation `request.invocation` this thread
         serves (a call, read_memory, read_string, write_memory or get_layout,
-        IN_INVOCATION_OPS), and returns the worker's checked answer (exchange's errors). A
-        call's blocks travel in frames: the outer call's are in the shared area."""
+        IN_INVOCATION_OPS), or at the top level one of TOP_LEVEL_OPS (invocation 0, where
+        the server announced `memory_requests`), and returns the worker's checked answer
+        (exchange's errors). A call's blocks travel in frames: the outer call's are in the
+        shared area."""
         if self._max_request and request.ByteSize() > self._max_request:
             return too_large_answer(request, self._max_request, self.generation)
         try:
@@ -735,6 +739,10 @@ THROUGH_BROKER_OPS = frozenset((
 # (core/local_channel.h's AllowedInChannelInvocation), and the result each is answered with.
 IN_INVOCATION_OPS = {"call": "call", "read_memory": "memory", "read_memory_list": "memory_list",
                      "read_string": "string", "write_memory": "done", "get_layout": "layout"}
+# What a client sends on the channel at the top level besides calls, where the server
+# announces it (LocalChannelOpened.memory_requests): the same requests the worker answers
+# alone.
+TOP_LEVEL_OPS = frozenset(op for op in IN_INVOCATION_OPS if op != "call")
 # core/local_channel.h's kMaxChannelInvocationDepth.
 MAX_INVOCATION_DEPTH = 256
 _ID_TAG = b"\x08"  # Response.id's, a varint: first in every answer

@@ -21,8 +21,8 @@ import weakref
 from typing import Callable, Dict, Optional, Tuple
 
 from ffibox._channel import fork_advice
-from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, LocalChannel, NotSent,
-                                   too_large_answer)
+from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, TOP_LEVEL_OPS,
+                                   LocalChannel, NotSent, too_large_answer)
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
 
@@ -220,8 +220,13 @@ class SessionStream:
             return self._send_in_channel_invocation(channel, request)
         on_callback_thread = threading.current_thread() is self._callback_thread
         # Not from a callback (the worker's thread that serves the channel waits for it).
-        if (self._local_wanted and not on_callback_thread and request.invocation == 0 and
-                self.current_invocation() == 0 and request.HasField("call")):
+        local = (self._local_wanted and not on_callback_thread and request.invocation == 0 and
+                 self.current_invocation() == 0)
+        if local and self._local is not None and request.WhichOneof("op") in TOP_LEVEL_OPS:
+            response = self._send_memory_locally(request)
+            if response is not None:
+                return response
+        elif local and request.HasField("call"):
             if (self._local is None and self.max_request_bytes and
                     request.ByteSize() > self.max_request_bytes):
                 # After a loss, a call that fits no message opens the channel to the next
@@ -410,6 +415,16 @@ class SessionStream:
         return self._through_local(request.call.function, request.call.timeout_ms,
                                    exchange, lambda local: local.too_large(request))
 
+    def _send_memory_locally(self, request):
+        """A memory or layout request (TOP_LEVEL_OPS) through the same-host channel, where
+        the worker takes it: its answer, or None when it was not sent (the caller sends it
+        through the stream, as after a loss: only a call opens the next worker's channel)."""
+        def exchange(local, request_id: int, deadline: float):
+            request.id = request_id
+            return local.exchange_nested(request, deadline)
+
+        return self._through_local(0, 0, exchange, lambda local: not local.memory_requests)
+
     def send_packed(self, packed):
         """A call packed by ffibox._packers (`packed.function`, `packed.exchange(local, id,
         deadline)`) through the same-host channel: what `packed.exchange` makes of the
@@ -471,6 +486,7 @@ class SessionStream:
         if isinstance(failure, NotSent):
             return None
         response = pb.Response(id=request_id, generation=local.generation)
+        what = "call" if function else "request"
         if failure.code != "UNAVAILABLE" or closed_by_worker:
             # Not a loss (a worker that answers wrongly, late or not at all): no channel again.
             self._local_wanted = False
@@ -478,10 +494,12 @@ class SessionStream:
             response.error.CopyFrom(self._loss_of(local.generation))
         elif failure.code == "UNAVAILABLE":
             response.error.code = pb.INTERNAL
-            response.error.message = "the worker closed the same-host channel during the call"
+            response.error.message = ("the worker closed the same-host channel during the %s"
+                                      % what)
         elif failure.code == "DEADLINE_EXCEEDED":
             response.error.code = pb.CALL_TIMEOUT
-            response.error.message = "the call on the same-host channel got no answer in time"
+            response.error.message = "the %s on the same-host channel got no answer in time" % (
+                what)
         else:
             response.error.code = pb.ErrorCode.Value(failure.code)
             response.error.message = str(failure)
