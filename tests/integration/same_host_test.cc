@@ -3,6 +3,7 @@
 // in a call on the channel is WORKER_CRASHED and the session goes on; a call that overruns
 // the session's timeout is killed by the broker; the door hands a channel over once, only
 // for its token, only to its owner's user.
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/cpp/ffibox_client.h"
@@ -279,6 +281,44 @@ TEST_F(SameHostTest, ACrashIsWorkerCrashedAndTheSessionGoesOn) {
   ASSERT_OK(session->EnableSameHost());
   ASSERT_OK_AND_ASSIGN(sum, add(1, 1));
   EXPECT_EQ(sum, 2);
+}
+
+// Memory and layout requests go on the channel too (LocalChannelOpened.memory_requests):
+// with ffiboxd stopped they are still answered, by the worker alone (through the broker they
+// would wait for the session's answer deadline and end the session); the worker's refusals
+// are typed errors and leave the channel up.
+TEST_F(SameHostTest, MemoryRequestsAreAnsweredOnTheChannelWithTheBrokerStopped) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Seconds(2)));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(RemotePtr at, session->AllocMemory(64));
+  v1::Type pair;
+  pair.mutable_record()->set_kind(v1::RecordType::STRUCT);
+  for (const char* name : {"a", "b"}) {
+    v1::Field* field = pair.mutable_record()->add_fields();
+    field->set_name(name);
+    field->mutable_type()->set_scalar(v1::INT32);
+  }
+  ASSERT_EQ(kill(server_->pid(), SIGSTOP), 0);
+  absl::Cleanup resume = [this] { kill(server_->pid(), SIGCONT); };
+  ASSERT_OK(session->WriteMemory(at, absl::string_view("hello\0worker", 12)));
+  ASSERT_OK_AND_ASSIGN(std::string read, session->ReadMemory(at, 12));
+  EXPECT_EQ(read, std::string("hello\0worker", 12));
+  ASSERT_OK_AND_ASSIGN(read, session->ReadCString(at));
+  EXPECT_EQ(read, "hello");
+  ASSERT_OK(session->Write<int32_t>(at.Offset(16), -7));
+  ASSERT_OK_AND_ASSIGN(int32_t number, session->Read<int32_t>(at.Offset(16)));
+  EXPECT_EQ(number, -7);
+  ASSERT_OK_AND_ASSIGN(v1::LayoutResult layout, session->Layout(pair));
+  EXPECT_EQ(layout.size(), 8);
+  EXPECT_THAT(session->ReadMemory(RemotePtr(8, at.generation), 8), StatusIs(v1::MEMORY_FAULT));
+  EXPECT_THAT(session->ReadMemory(RemotePtr(at.address, at.generation + 1), 8),
+              StatusIs(v1::STALE_HANDLE));
+  ASSERT_OK_AND_ASSIGN(int sum, add(2, 3));
+  EXPECT_EQ(sum, 5);
+  std::move(resume).Invoke();
+  EXPECT_TRUE(session->same_host());
+  ASSERT_OK(session->FreeMemory(at));  // through the broker, awake again
 }
 
 // The process's peak resident size since ResetPeakRss, in MiB.

@@ -96,14 +96,19 @@ class LocalPath {
   // blocks are there.
   absl::StatusOr<v1::Response> Exchange(v1::Request* request, BorrowedBlocks borrowed,
                                         absl::Time deadline);
-  // Sends a request other than a call (read_memory, read_string, write_memory, get_layout;
-  // its id and invocation set) from the handler of an invocation that came on the channel,
-  // and waits for its answer, checked (CheckNestedAnswer); errors as Exchange's.
+  // Sends a request other than a call (read_memory, read_memory_list, read_string,
+  // write_memory, get_layout; its id and invocation set) from the handler of an invocation
+  // that came on the channel, or at the top level (invocation 0) where the worker takes it
+  // (memory_requests()), and waits for its answer, checked (CheckNestedAnswer); errors as
+  // Exchange's.
   absl::StatusOr<v1::Response> ExchangeNested(const v1::Request& request, absl::Time deadline);
 
   // Whether the server takes requests naming an invocation on this channel through the
   // session stream (LocalChannelOpened.channel_invocations).
   bool channel_invocations() const { return channel_invocations_; }
+  // Whether the worker takes memory and layout requests at the top level of this channel
+  // (LocalChannelOpened.memory_requests).
+  bool memory_requests() const { return memory_requests_; }
 
   // Whether the worker closed the channel itself (its worker was not lost).
   bool closed_by_worker() const;
@@ -123,6 +128,7 @@ class LocalPath {
         generation_(opened.generation()),
         max_request_bytes_(opened.max_request_bytes()),
         channel_invocations_(opened.channel_invocations()),
+        memory_requests_(opened.memory_requests()),
         invocations_(std::move(invocations)),
         shared_usable_(channel_->shared_bytes() != 0) {}
 
@@ -159,6 +165,7 @@ class LocalPath {
   const uint64_t generation_;
   const uint64_t max_request_bytes_;
   const bool channel_invocations_;
+  const bool memory_requests_;
   const InvocationRunner invocations_;
   // The invocations that came on the channel and are running, innermost last.
   std::vector<uint64_t> open_invocations_;

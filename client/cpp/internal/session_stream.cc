@@ -256,10 +256,14 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   // only the broker knows which function that names.
   // Not from a handler (on the callback thread, or on a caller's, RunHere): the worker's
   // thread that would read the channel waits for that handler.
-  const bool local_call = request->has_call() && request->call().function_request() == 0 &&
-                          request->invocation() == 0 && !callbacks_.OnCallbackThread() &&
-                          callbacks_.CurrentInvocation() == 0;
-  if (local_call) {
+  const bool top_level = request->invocation() == 0 && !callbacks_.OnCallbackThread() &&
+                         callbacks_.CurrentInvocation() == 0;
+  const bool local_call =
+      top_level && request->has_call() && request->call().function_request() == 0;
+  // Memory and layout requests too, where the worker takes them (after a loss they wait
+  // for a call to open the next worker's channel).
+  if (local_call || (top_level && !request->has_call() && AllowedInChannelInvocation(*request) &&
+                     local_enabled_.load())) {
     std::optional<absl::StatusOr<v1::Response>> local = ExchangeLocally(request, borrowed);
     if (local.has_value()) return *std::move(local);
   }
@@ -386,7 +390,8 @@ uint64_t SessionStream::BoundGeneration(uint64_t function) {
 
 std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     v1::Request* request, BorrowedBlocks borrowed) {
-  if (local_wanted_.load() && !local_enabled_.load() && max_request_bytes_.load() != 0) {
+  const bool call = request->has_call();
+  if (call && local_wanted_.load() && !local_enabled_.load() && max_request_bytes_.load() != 0) {
     // After a loss, a call that does not fit a message opens the channel to the next worker
     // (the broker starts it) instead of waiting for a call on the stream to do so.
     if (RequestBytes(*request, borrowed) > max_request_bytes_.load()) ReopenLocalPath();
@@ -400,7 +405,8 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   absl::Duration call_timeout;
   {
     absl::MutexLock lock(&local_state_mu_);
-    const auto found = address_functions_.find(request->call().function());
+    const auto found =
+        call ? address_functions_.find(request->call().function()) : address_functions_.end();
     if (found != address_functions_.end()) bound = found->second;
     call_timeout = local_call_timeout_;
   }
@@ -409,7 +415,10 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   bool closed_by_worker = false;
   {
     absl::MutexLock local_lock(&local_mu_);
-    if (local_ == nullptr || local_->TooLarge(*request, borrowed)) return std::nullopt;
+    if (local_ == nullptr || local_->TooLarge(*request, borrowed) ||
+        (!call && !local_->memory_requests())) {
+      return std::nullopt;
+    }
     if (bound != 0 && bound != local_->generation()) return std::nullopt;
     // Requests through the broker that wait for their answers now run first in the worker,
     // one after another: this call may wait for them there, up to their bounds together.
@@ -420,6 +429,7 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
       request->set_id(next_id_++);
       for (const auto& [id, pending] : pending_) queued_behind += pending.bound;
     }
+    // A request other than a call has the session's timeout, at the broker as here.
     const absl::Duration timeout = request->call().timeout_ms() != 0
                                        ? absl::Milliseconds(request->call().timeout_ms())
                                        : call_timeout;
@@ -427,8 +437,9 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     // there start when it ends.
     channel_call_bound_ns_.store(absl::ToInt64Nanoseconds(answer_deadlines_.BoundOfCall(timeout)),
                                  std::memory_order_relaxed);
-    absl::StatusOr<v1::Response> response = local_->Exchange(
-        request, borrowed, absl::Now() + queued_behind + timeout + kLocalAnswerMargin);
+    const absl::Time deadline = absl::Now() + queued_behind + timeout + kLocalAnswerMargin;
+    absl::StatusOr<v1::Response> response = call ? local_->Exchange(request, borrowed, deadline)
+                                                 : local_->ExchangeNested(*request, deadline);
     heard_ns_.store(SteadyNanos(), std::memory_order_relaxed);
     channel_call_bound_ns_.store(0, std::memory_order_release);
     if (response.ok()) {
@@ -451,22 +462,25 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   }
   // Not sent whole: the call did not run; it goes through the broker like any other.
   if (absl::IsFailedPrecondition(failure)) return std::nullopt;
-  return LocalFailureAnswer(request->id(), generation, closed_by_worker, failure);
+  return LocalFailureAnswer(request->id(), generation, closed_by_worker, failure, call);
 }
 
 v1::Response SessionStream::LocalFailureAnswer(uint64_t id, uint64_t generation,
-                                               bool closed_by_worker, const absl::Status& failure) {
+                                               bool closed_by_worker, const absl::Status& failure,
+                                               bool call) {
+  const absl::string_view what = call ? "call" : "request";
   v1::Response failed;
   failed.set_id(id);
   failed.set_generation(generation);
   if (absl::IsUnavailable(failure) && !closed_by_worker) {
     *failed.mutable_error() = LossOf(generation);  // the worker was lost
   } else if (absl::IsUnavailable(failure)) {
-    *failed.mutable_error() = ToProtoError(
-        ErrorStatus(v1::INTERNAL, "the worker closed the same-host channel during the call"));
+    *failed.mutable_error() = ToProtoError(ErrorStatus(
+        v1::INTERNAL, absl::StrCat("the worker closed the same-host channel during the ", what)));
   } else if (absl::IsDeadlineExceeded(failure)) {
     *failed.mutable_error() = ToProtoError(
-        ErrorStatus(v1::CALL_TIMEOUT, "the call on the same-host channel got no answer in time"));
+        ErrorStatus(v1::CALL_TIMEOUT,
+                    absl::StrCat("the ", what, " on the same-host channel got no answer in time")));
   } else {
     *failed.mutable_error() = ToProtoError(failure);
   }
@@ -532,7 +546,7 @@ absl::StatusOr<v1::Response> SessionStream::ExchangeInInvocation(v1::Request* re
   // The channel is done with; the call that waits for this handler ends with the same
   // failure once the handler returns.
   return LocalFailureAnswer(request->id(), scope.path->generation(), scope.path->closed_by_worker(),
-                            response.status());
+                            response.status(), request->has_call());
 }
 
 v1::Error SessionStream::LossOf(uint64_t generation) {

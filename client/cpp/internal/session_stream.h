@@ -217,7 +217,8 @@ class SessionStream : private AnswerWatchdog::Watched {
   // Opens a channel to the session's current worker after a loss (unless another thread
   // did); when that fails, no channel is wanted any more.
   void ReopenLocalPath();
-  // Exchange through the same-host channel; nullopt when there is none.
+  // Exchange of a top-level call, or of a memory or layout request the worker takes there,
+  // through the same-host channel; nullopt when there is none (or it does not take it).
   std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request,
                                                               BorrowedBlocks borrowed);
   // Runs an invocation that came on the same-host channel `path` (LocalPath::InvocationRunner);
@@ -236,10 +237,11 @@ class SessionStream : private AnswerWatchdog::Watched {
   // Exchange of a request made by the handler of an invocation that came on the same-host
   // channel, on the handler's thread: through that channel, or refused.
   absl::StatusOr<v1::Response> ExchangeInInvocation(v1::Request* request, BorrowedBlocks borrowed);
-  // The answer to request `id` that failed on the channel of worker `generation` with
-  // `failure` (LocalPath::Exchange's errors), as the broker would have answered it.
+  // The answer to request `id` (a call, or another request) that failed on the channel of
+  // worker `generation` with `failure` (LocalPath::Exchange's errors), as the broker would
+  // have answered it.
   v1::Response LocalFailureAnswer(uint64_t id, uint64_t generation, bool closed_by_worker,
-                                  const absl::Status& failure);
+                                  const absl::Status& failure, bool call);
   // The loss of worker `generation` as the broker reports it (its WORKER_LOST event),
   // waiting for it up to kLossReportWait.
   v1::Error LossOf(uint64_t generation);
