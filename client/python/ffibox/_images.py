@@ -27,6 +27,7 @@ address, as ctypes keeps addresses: they are integers, not dereferenced here.
 import bisect
 import collections
 import ctypes as _ct
+import operator
 import re
 import struct
 import sys
@@ -89,6 +90,7 @@ class Budget:
         self.current = False
 
 _WORD = struct.Struct("<Q")
+_AT = operator.itemgetter(0)  # the offset of a layout's (offset, pointer type)
 
 
 class Image:
@@ -110,7 +112,7 @@ class Image:
         # Its local bytes are the worker's as they are (a string, a page of strings, pointer-
         # free data): no pointer position whose local word differs from the worker's.
         self.plain = False
-        # (offset, pointer type) of every pointer position in its bytes.
+        # (offset, pointer type) of every pointer position in its bytes, by offset.
         self.layout: Tuple[Tuple[int, object], ...] = ()
         # The worker reports what the library changes in the memory it mirrors after each
         # call (ReadMemory.watch), and apply_changes writes that in.
@@ -539,9 +541,9 @@ class ImageTable:
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
         image.plain = not slots
-        image.layout = tuple((base + offset, pointer_type)
-                             for base in range(0, len(data) - element + 1, element)
-                             for offset, pointer_type in slots)
+        image.layout = tuple(sorted(((base + offset, pointer_type)
+                                     for base in range(0, len(data) - element + 1, element)
+                                     for offset, pointer_type in slots), key=_AT))
         image.watched = watched
         self._register(image)
         for offset, pointer_type in image.layout:
@@ -734,19 +736,20 @@ class ImageTable:
         trusted."""
         if not self._watching:
             return  # most calls: no watched images (a look at the dict needs no lock)
-        budget = None
-        touched: Dict[int, Image] = {}
+        by_address: Dict[int, List[Tuple[int, bytes]]] = {}
         for entry in changed:
-            if entry.address.generation != generation or entry.offset % _WORD.size:
-                continue
-            for image in self._watched_at(entry.address.address, generation):
-                if budget is None:
-                    budget = self.budget()
-                    budget.current = True
-                if self._apply_run(image, entry.offset, entry.data, budget):
-                    touched[id(image)] = image
-        if budget is None:
+            if entry.address.generation == generation and not entry.offset % _WORD.size:
+                by_address.setdefault(entry.address.address, []).append(
+                    (entry.offset, entry.data))
+        runs = [(image, address_runs) for address, address_runs in by_address.items()
+                for image in self._watched_at(address, generation)]
+        if not runs:
             return
+        budget = self.budget()
+        budget.current = True
+        repointed: List[Image] = []  # those with a pointer position that changed
+        touched = [image for image, image_runs in runs
+                   if self._apply_runs(image, image_runs, budget, repointed)]
         try:
             self._follow(budget, generation)
         except Error as error:
@@ -755,11 +758,11 @@ class ImageTable:
             sys.stderr.write("ffibox: what the library changed in worker memory the caller's "
                              "objects mirror could not all be followed: %s\n" % error)
         finally:
-            for image in touched.values():
-                if image.layout:  # what no slot points to any more is no longer kept
-                    held = [local for local, _ in image.slots.values()]
-                    image.children = [child for child in image.children
-                                      if any(_holds(child, local) for local in held)]
+            for image in repointed:  # what no slot points to any more is no longer kept
+                held = [local for local, _ in image.slots.values()]
+                image.children = [child for child in image.children
+                                  if any(_holds(child, local) for local in held)]
+            for image in touched:
                 image.seen = _ct.string_at(image.start, image.size)
 
     def _watched_at(self, worker: int, generation: int) -> List[Image]:
@@ -773,28 +776,44 @@ class ImageTable:
         return [image for image in images
                 if image is not None and image.generation == generation]
 
-    def _apply_run(self, image: Image, offset: int, data: bytes, budget: Budget) -> bool:
-        """Writes the run `data` at `offset` of the worker memory `image` mirrors into it (as
-        much of it as falls within the image), each pointer position in it that now names
-        another worker address queued in `budget` for an image. False when none of it falls
-        within the image."""
-        end = min(offset + len(data), image.size)
-        if offset >= end or len(image.synced) != image.size:
+    def _apply_runs(self, image: Image, runs: List[Tuple[int, bytes]], budget: Budget,
+                    repointed: List[Image]) -> bool:
+        """Writes the runs (offset, data) of the worker memory `image` mirrors into it, in
+        order (as much of each as falls within the image), each pointer position they touch
+        that now names another worker address queued in `budget` for an image (and the
+        image in `repointed`, once). False when none of them falls within the image."""
+        if len(image.synced) != image.size:
             return False
-        piece = data[:end - offset]
-        local = bytearray(_ct.string_at(image.start, image.size))
-        synced = bytearray(image.synced)
-        local[offset:end] = synced[offset:end] = piece
-        # Every pointer position the run touches, whole or in part (a packed record's pointer
-        # at offset 4 straddles two words), as the worker's word there now is.
-        for at, pointer_type in image.layout:
-            if at >= end or at + _WORD.size <= offset:
+        local = synced = None
+        layout, offsets, touched = image.layout, None, set()
+        for offset, data in runs:
+            end = min(offset + len(data), image.size)
+            if offset >= end:
                 continue
+            if local is None:
+                local = bytearray(_ct.string_at(image.start, image.size))
+                synced = bytearray(image.synced)
+            local[offset:end] = synced[offset:end] = data[:end - offset]
+            # Every pointer position the run touches, whole or in part (a packed record's
+            # pointer at offset 4 straddles two words).
+            if offsets is None:
+                offsets = [at for at, _ in layout]
+            index = bisect.bisect_left(offsets, offset - _WORD.size + 1)
+            while index < len(layout) and layout[index][0] < end:
+                touched.add(index)
+                index += 1
+        if local is None:
+            return False
+        # Each as the worker's word there now is.
+        for index in sorted(touched):
+            at, pointer_type = layout[index]
             word = _WORD.unpack_from(synced, at)[0]
             held = image.slots.get(at)
             if held is not None and held[1] == word:
                 _WORD.pack_into(local, at, held[0])  # the same pointee: the same image
                 continue
+            if not repointed or repointed[-1] is not image:
+                repointed.append(image)
             image.slots.pop(at, None)
             if not _imaged(pointer_type):
                 _WORD.pack_into(local, at, word)  # void*, function pointers: the address
