@@ -26,6 +26,11 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxLocalMemset        <median> ns   ...
     BM_PythonCtypesMemsetNewBuffer    <median> ns   ...
     BM_PythonFfiboxLocalMemsetNewBuffer <median> ns ...
+    BM_PythonCtypesStringAt           <median> ns   ...
+    BM_PythonFfiboxStringAt           <median> ns   ...
+    BM_PythonFfiboxLocalStringAt      <median> ns   ...
+    BM_PythonCtypesFreetypeGlyph      <median> ns   ...
+    BM_PythonFfiboxLocalFreetypeGlyph <median> ns   ...
 
 BM_PythonFfiboxCos goes over gRPC (FFIBOX_SAME_HOST=0 for the default session, which would
 take the same-host channel by default on a private server); BM_PythonFfiboxLocalCos is the
@@ -46,7 +51,14 @@ a same-host session: libc's `strlen(b"hello")` (`c_char_p`, the bytes travel to 
 call releases it, as for any string passed), `memset(buf, 66, 8)` on a 64-byte
 `create_string_buffer` (`c_void_p, c_int, c_size_t`, restype `c_void_p`: the buffer travels
 both ways) and the same on a new 64-byte buffer each call
-(`memset(create_string_buffer(64), 66, 8)`, the buffer made in the time too).
+(`memset(create_string_buffer(64), 66, 8)`, the buffer made in the time too). The StringAt
+trio reads memory the library owns: `string_at(p, 8)` of a `POINTER(c_char)` libc's malloc
+returned, in-process, over gRPC and on the same-host channel (a read request each,
+docs/protocol.md "The same-host channel", item 6). The FreetypeGlyph pair is a whole
+Debian binding, python3-freetype, per glyph: `face.load_char(c)` and the glyph slot's
+metrics and bitmap size read (FreeType rewrites the slot the binding holds on each load), in
+a child process with the stdlib ctypes and one with ffibox.ctypes swapped in for it
+(`FFIBOX_SAME_HOST=1`); both must read the same values.
 
 ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as any user of
 `from ffibox import ctypes`): run it from the repository root after the build. With
@@ -54,9 +66,11 @@ ffibox uses FFIBOX_ADDRESS, else the default socket, else a private ffiboxd (as 
 (bench/bench_json.py).
 """
 import argparse
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import timeit
 
@@ -114,6 +128,65 @@ def time_memory_calls(module, number: int, repeat: int, libc=None):
         runs.append(sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat,
                                                                    number=number)))
     return runs
+
+
+def time_string_at(module, number: int, repeat: int, libc=None):
+    """ns per string_at(p, 8) of 8 bytes at a POINTER(c_char) libc's malloc returned."""
+    libc = libc if libc is not None else module.CDLL("libc.so.6")
+    malloc, memset = libc.malloc, libc.memset
+    malloc.argtypes, malloc.restype = [module.c_size_t], module.POINTER(module.c_char)
+    memset.argtypes = [module.POINTER(module.c_char), module.c_int, module.c_size_t]
+    memset.restype = None
+    p = malloc(64)
+    memset(p, 66, 8)
+    if module.string_at(p, 8) != b"B" * 8:
+        raise SystemExit("%s string_at read a wrong value" % module.__name__)
+    timer = timeit.Timer("string_at(p, 8)", globals={"string_at": module.string_at, "p": p})
+    return sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat, number=number))
+
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core
+GLYPHS = "The quick brown fox jumps over the lazy dog 0123456789"
+
+
+def freetype_glyphs_child(variant: str, number: int, repeat: int) -> None:
+    """In a child process: prints as JSON the ns per glyph of each repeat of `number`
+    passes over GLYPHS through freetype-py with `variant` ("ctypes", or "ffibox" swapped in
+    for it before the binding is imported), and the values the glyphs read."""
+    if variant == "ffibox":
+        import ffibox.ctypes
+        import ffibox.ctypes.util
+        sys.modules["ctypes"] = ffibox.ctypes
+        sys.modules["ctypes.util"] = ffibox.ctypes.util
+    import freetype
+    face = freetype.Face(FONT)
+    face.set_char_size(24 * 64)
+
+    def glyphs():
+        values = []
+        for char in GLYPHS:
+            face.load_char(char)
+            slot = face.glyph
+            values.append((slot.metrics.width, slot.metrics.horiAdvance, slot.bitmap.rows,
+                           slot.bitmap.width))
+        return values
+
+    values = glyphs()
+    runs = sorted(t / (number * len(GLYPHS)) * 1e9
+                  for t in timeit.Timer(glyphs).repeat(repeat=repeat, number=number))
+    print(json.dumps({"runs": runs, "values": values}))
+
+
+def time_freetype_glyphs(variant: str, number: int, repeat: int):
+    """freetype_glyphs_child's (runs, values) from a child process of its own."""
+    env = dict(os.environ, FFIBOX_SAME_HOST="1")
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--freetype_child",
+                            variant, "--number", str(number), "--repeat", str(repeat)],
+                           env=env, capture_output=True, text=True)
+    if child.returncode != 0:
+        raise SystemExit("the %s freetype glyphs failed:\n%s" % (variant, child.stderr))
+    result = json.loads(child.stdout.splitlines()[-1])
+    return result["runs"], result["values"]
 
 
 def _time_qsort(module, element, items, compare, number: int, repeat: int, libc=None):
@@ -176,7 +249,12 @@ def main() -> None:
                         help="ffibox calls per repeat")
     parser.add_argument("--repeat", type=int, default=5, help="timeit repeats")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
+    parser.add_argument("--freetype_child", choices=("ctypes", "ffibox"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.freetype_child:
+        freetype_glyphs_child(args.freetype_child, args.number, args.repeat)
+        return
 
     import ctypes
     os.environ["FFIBOX_SAME_HOST"] = "0"  # the default session over gRPC
@@ -234,8 +312,32 @@ def main() -> None:
     same_host = _default.default_session().client.session(same_host=True)
     memory_runs = time_memory_calls(fctypes, args.ffibox_number, args.repeat,
                                     same_host.CDLL("libc.so.6"))
+    string_at_local_runs = time_string_at(ctypes, args.number, args.repeat)
+    report("BM_PythonCtypesStringAt", string_at_local_runs, args.repeat, args.number)
+    string_at_runs = time_string_at(fctypes, args.ffibox_number, args.repeat)
+    report("BM_PythonFfiboxStringAt", string_at_runs, args.repeat, args.ffibox_number)
+    string_at_same_host_runs = time_string_at(fctypes, args.ffibox_number, args.repeat,
+                                              same_host.CDLL("libc.so.6"))
+    report("BM_PythonFfiboxLocalStringAt", string_at_same_host_runs, args.repeat,
+           args.ffibox_number)
     same_host.close()
-    memory_entries = []
+    glyph_number = max(1, args.ffibox_number // 250)  # passes of 54 glyphs
+    glyph_local_runs, local_values = time_freetype_glyphs("ctypes", 100 * glyph_number,
+                                                          args.repeat)
+    report("BM_PythonCtypesFreetypeGlyph", glyph_local_runs, args.repeat,
+           100 * glyph_number * len(GLYPHS))
+    glyph_runs, values = time_freetype_glyphs("ffibox", glyph_number, args.repeat)
+    report("BM_PythonFfiboxLocalFreetypeGlyph", glyph_runs, args.repeat,
+           glyph_number * len(GLYPHS))
+    if values != local_values:
+        raise SystemExit("freetype-py read other glyphs through ffibox.ctypes")
+    memory_entries = bench_json.entries(
+        "BM_PythonCtypesFreetypeGlyph", glyph_local_runs, 100 * glyph_number * len(GLYPHS)) + \
+        bench_json.entries("BM_PythonFfiboxLocalFreetypeGlyph", glyph_runs,
+                           glyph_number * len(GLYPHS)) + bench_json.entries(
+        "BM_PythonCtypesStringAt", string_at_local_runs, args.number) + bench_json.entries(
+        "BM_PythonFfiboxStringAt", string_at_runs, args.ffibox_number) + bench_json.entries(
+        "BM_PythonFfiboxLocalStringAt", string_at_same_host_runs, args.ffibox_number)
     for name, local_runs_of, runs_of in zip(("Strlen", "StrlenEncoded", "Memset",
                                              "MemsetNewBuffer"),
                                             memory_local_runs, memory_runs):
