@@ -321,6 +321,28 @@ TEST_F(SameHostTest, MemoryRequestsAreAnsweredOnTheChannelWithTheBrokerStopped) 
   ASSERT_OK(session->FreeMemory(at));  // through the broker, awake again
 }
 
+// Requests need the worker in the order they were sent (docs/protocol.md, "Pipelined
+// requests"): a write sent through the broker without waiting, then a read, reads what the
+// write wrote, though the read could take the channel and the write may not have reached the
+// worker yet.
+TEST_F(SameHostTest, AReadAfterAWriteSentAheadOnTheStreamReadsWhatItWrote) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(RemotePtr at, session->AllocMemory(64));
+  for (int i = 0; i < 200; ++i) {
+    const std::string value = absl::StrCat("value-", i);
+    v1::Request write;
+    write.mutable_write_memory()->mutable_address()->set_address(at.address);
+    write.mutable_write_memory()->mutable_address()->set_generation(at.generation);
+    write.mutable_write_memory()->set_data(value);
+    std::future<absl::StatusOr<v1::Response>> written = session->SendAsync(std::move(write));
+    ASSERT_OK_AND_ASSIGN(std::string read, session->ReadMemory(at, value.size()));
+    ASSERT_EQ(read, value) << "read " << i << " overtook the write sent before it";
+    ASSERT_OK_AND_ASSIGN(v1::Response answer, written.get());
+    ASSERT_FALSE(answer.has_error()) << answer.error().message();
+  }
+  EXPECT_TRUE(session->same_host());
+}
+
 // The process's peak resident size since ResetPeakRss, in MiB.
 double PeakRssMib() {
   FILE* status = fopen("/proc/self/status", "r");

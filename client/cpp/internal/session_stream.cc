@@ -217,7 +217,8 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
     id = next_id_++;
     began_wait = pending_.empty();
     if (began_wait) wait_began_ns_.store(SteadyNanos(), std::memory_order_relaxed);
-    pending_.emplace(id, Pending{std::move(promise), read_by_sender, bound});
+    pending_.emplace(id, Pending{std::move(promise), read_by_sender, bound,
+                                 !request->has_ping() && !request->has_parse_declaration()});
     pending_read_by_senders_ += read_by_sender;
   }
   request->set_id(id);
@@ -256,8 +257,8 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   // only the broker knows which function that names.
   // Not from a handler (on the callback thread, or on a caller's, RunHere): the worker's
   // thread that would read the channel waits for that handler.
-  const bool top_level = request->invocation() == 0 && !callbacks_.OnCallbackThread() &&
-                         callbacks_.CurrentInvocation() == 0;
+  const bool top_level = request->invocation() == 0 && request->channel_invocation() == 0 &&
+                         !callbacks_.OnCallbackThread() && callbacks_.CurrentInvocation() == 0;
   const bool local_call =
       top_level && request->has_call() && request->call().function_request() == 0;
   // Memory and layout requests too, where the worker takes them (after a loss they wait
@@ -420,14 +421,16 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
       return std::nullopt;
     }
     if (bound != 0 && bound != local_->generation()) return std::nullopt;
-    // Requests through the broker that wait for their answers now run first in the worker,
-    // one after another: this call may wait for them there, up to their bounds together.
-    absl::Duration queued_behind = absl::ZeroDuration();
     {
       absl::MutexLock lock(&mu_);
       if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
+      for (const auto& [id, pending] : pending_) {
+        // Sent through the broker and not answered yet (SendAsync: a write, then this read),
+        // it may not have reached the worker, which would run this one first: this goes
+        // through the broker too, behind it, in the order they were sent.
+        if (pending.reaches_worker) return std::nullopt;
+      }
       request->set_id(next_id_++);
-      for (const auto& [id, pending] : pending_) queued_behind += pending.bound;
     }
     // A request other than a call has the session's timeout, at the broker as here.
     const absl::Duration timeout = request->call().timeout_ms() != 0
@@ -437,7 +440,7 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
     // there start when it ends.
     channel_call_bound_ns_.store(absl::ToInt64Nanoseconds(answer_deadlines_.BoundOfCall(timeout)),
                                  std::memory_order_relaxed);
-    const absl::Time deadline = absl::Now() + queued_behind + timeout + kLocalAnswerMargin;
+    const absl::Time deadline = absl::Now() + timeout + kLocalAnswerMargin;
     absl::StatusOr<v1::Response> response = call ? local_->Exchange(request, borrowed, deadline)
                                                  : local_->ExchangeNested(*request, deadline);
     heard_ns_.store(SteadyNanos(), std::memory_order_relaxed);
