@@ -72,9 +72,11 @@ struct SessionOptions {
   // Receives what the library prints (WORKER_OUTPUT events), on the stream's reader thread;
   // it must not block nor use the session. Unset: the bytes go to this process's stderr.
   OutputHandler on_output;
-  // Calls go to the worker over a same-host shared-memory channel instead of gRPC (on a
-  // unix-socket address only; docs/protocol.md, "The same-host channel"); the rest of the
-  // session stays on gRPC. Open fails with the reason when the channel cannot be set up.
+  // Calls, and memory reads and writes and layouts, go to the worker over a same-host
+  // shared-memory channel instead of gRPC (on a unix-socket address only; docs/protocol.md,
+  // "The same-host channel"), while no request sent through gRPC (SendAsync) awaits its
+  // answer; the rest of the session stays on gRPC. Open fails with the reason when the
+  // channel cannot be set up.
   // After a worker is lost, the next call goes through gRPC (which starts the next worker),
   // and the calls after it over a channel to that worker. Callbacks that native code calls
   // during a call on the channel come on it too, and run on the calling thread (callback.h
@@ -104,7 +106,8 @@ class Session {
   // and by every request that uses the library.
   Library LoadAsync(const std::string& path);
 
-  // Sends this session's calls over a same-host channel to its current worker from now on
+  // Sends this session's calls (and memory and layout requests) over a same-host channel to
+  // its current worker from now on
   // (SessionOptions::same_host); starts the worker if there is none. FAILED_PRECONDITION off a
   // unix-socket address, the door's error when the channel cannot be fetched.
   absl::Status EnableSameHost();

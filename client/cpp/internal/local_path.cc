@@ -62,6 +62,48 @@ absl::StatusOr<int> KnockAtDoor(const std::string& path, const std::string& toke
   return fd;
 }
 
+// What an answer to a memory request holds besides the bytes it asks for (its id, tags,
+// lengths, generation, an error's message), and the most units the worker's string reads
+// read (server/worker/memory_requests.cc).
+constexpr uint64_t kMemoryAnswerOverhead = 4096;
+constexpr uint64_t kMaxStringUnits = uint64_t{16} << 20;
+
+// The most bytes the worker's answer to `request` may take: for a raw read, a list of them,
+// a string read and a write, what they ask for and kMemoryAnswerOverhead (a little more per
+// read of a list); else kMaxLocalAnswerBytes.
+size_t AnswerBoundOf(const v1::Request& request) {
+  uint64_t bound = kMaxLocalAnswerBytes;
+  switch (request.op_case()) {
+    case v1::Request::kReadMemory:
+      if (!request.read_memory().has_type()) {
+        bound = std::min<uint64_t>(request.read_memory().size(), kMaxLocalAnswerBytes) +
+                kMemoryAnswerOverhead;
+      }
+      break;
+    case v1::Request::kReadMemoryList: {
+      uint64_t bytes = kMemoryAnswerOverhead;
+      for (const v1::ReadMemory& read : request.read_memory_list().reads()) {
+        if (read.has_type()) return kMaxLocalAnswerBytes;
+        bytes += std::min<uint64_t>(read.size(), kMaxLocalAnswerBytes) + 16;
+      }
+      bound = bytes;
+      break;
+    }
+    case v1::Request::kReadString: {
+      const uint64_t asked = request.read_string().max_length();
+      const uint64_t units = asked == 0 ? kMaxStringUnits : std::min(asked, kMaxStringUnits);
+      bound = units * (request.read_string().wide() ? 4 : 1) + kMemoryAnswerOverhead;
+      break;
+    }
+    case v1::Request::kWriteMemory:
+      bound = kMemoryAnswerOverhead;
+      break;
+    default:
+      break;
+  }
+  return static_cast<size_t>(std::min<uint64_t>(bound, kMaxLocalAnswerBytes));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalChannelOpened& opened,
@@ -341,8 +383,9 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
     return limits;
   };
   for (;;) {
-    // Read as it arrives: the buffer grows only with what the worker sent.
-    FrameDecoder frames(kMaxLocalAnswerBytes);
+    // Read as it arrives: the buffer grows only with what the worker sent, up to what the
+    // request may be answered with.
+    FrameDecoder frames(request.has_call() ? kMaxLocalAnswerBytes : AnswerBoundOf(request));
     absl::StatusOr<FramePayload> frame =
         ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
     if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
