@@ -62,6 +62,15 @@ class HostileWorker {
         WriteFrame(*peer_, response.SerializeAsString(), absl::Now() + absl::Seconds(5)).ok());
   }
 
+  // Writes the 4-byte length of a frame of `length` bytes, and none of them.
+  void WriteLengthOnly(uint32_t length) {
+    const char header[4] = {static_cast<char>(length), static_cast<char>(length >> 8),
+                            static_cast<char>(length >> 16), static_cast<char>(length >> 24)};
+    ASSERT_TRUE(
+        peer_->Write(absl::string_view(header, sizeof(header)), absl::Now() + absl::Seconds(5))
+            .ok());
+  }
+
   // Whether the client wrote anything more within `wait`.
   bool WroteMore(absl::Duration wait) {
     return ReadFrame(*peer_, 1 << 20, absl::Now() + wait).ok();
@@ -191,6 +200,25 @@ TEST(LocalPathTest, AnInvocationWhileAMemoryRequestWaitsIsNoAnswer) {
   EXPECT_EQ(handled, 1);
   EXPECT_THAT(read, StatusIs(v1::INTERNAL)) << read;
   EXPECT_FALSE(answer.ok());
+}
+
+// An 8-byte read answered with a frame announced longer than a read of 8 bytes can be
+// answered with (its bytes and 4 KiB): refused on its length, before any of it is read, not
+// taken as it arrives up to the 1 GiB any answer may be.
+TEST(LocalPathTest, AMemoryRequestsAnswerLongerThanItAsksForIsRefusedOnItsLength) {
+  HostileWorker worker(nullptr);
+  std::thread peer([&] {
+    EXPECT_TRUE(worker.Read().has_read_memory());
+    worker.WriteLengthOnly(8 + 4096 + 1);
+  });
+  v1::Request read;
+  read.set_id(5);
+  read.mutable_read_memory()->set_size(8);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::Response> answer = worker.path().ExchangeNested(read, Soon());
+  peer.join();
+  EXPECT_THAT(answer.status(), StatusIs(v1::INTERNAL)) << answer.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));  // not the answer's stall of 10 s
 }
 
 TEST(LocalPathTest, AnEndlessNestOfInvocationsEndsAtTheDepthLimit) {
