@@ -3,6 +3,7 @@ to the worker through shared memory, with a real ffiboxd and jailed worker; a cr
 overrun and callbacks behave as over gRPC; `FFIBOX_SAME_HOST=1` turns it on for the
 one-import swap; a TCP client is refused it; a hostile answer is refused, never used.
 """
+import gc
 import os
 import signal
 import textwrap
@@ -100,9 +101,10 @@ def test_memory_requests_go_on_the_channel_and_give_what_they_give_over_the_stre
             assert session.stream.local_enabled == same_host  # refusals left the channel up
             if same_host:
                 assert session.stream._local.memory_requests
+                # All but the typed read, which the broker checks (its size is the type's).
                 assert sent == ["write_memory", "read_memory", "read_string",
                                 "read_memory_list", "write_memory", "read_memory",
-                                "read_memory", "read_memory", "read_memory", "read_memory"]
+                                "read_memory", "read_memory", "read_memory"]
                 assert session.CDLL(TEST_LIB).add_int(2, 3) == 5  # still in step
     assert results[0] == results[1]
     assert results[1][:4] == [b"hello, worker\0\0\1", b"hello, worker",
@@ -141,6 +143,43 @@ def test_after_a_crash_memory_requests_wait_for_the_next_workers_channel(client)
         with pytest.raises(ffibox.StaleHandle):
             session.read(address, 4, generation=generation)
         assert sent == ["read_memory"]
+
+
+def test_a_finalizer_that_reads_worker_memory_during_a_call_on_the_channel(client,
+                                                                          monkeypatch):
+    """A collection inside the channel's exchange runs a finalizer that reads worker memory:
+    that read cannot wait for the channel its own thread holds; it goes through the broker,
+    and both it and the call are answered."""
+    with client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.malloc.restype = ct.c_void_p
+        libc.malloc.argtypes = [ct.c_size_t]
+        at = libc.malloc(8)
+        session.write(at, b"finalize")
+        seen = []
+
+        class Cycle:
+            def __del__(self):
+                seen.append(session.read(at, 8))
+
+        transfer = _local_channel.LocalChannel.transfer
+
+        def transfer_then_collect(self, *args, **kwargs):
+            answer = transfer(self, *args, **kwargs)
+            gc.collect()
+            return answer
+
+        cycle = Cycle()
+        cycle.me = cycle
+        del cycle
+        monkeypatch.setattr(_local_channel.LocalChannel, "transfer", transfer_then_collect)
+        results = []
+        caller = threading.Thread(target=lambda: results.append(libc.abs(-3)), daemon=True)
+        caller.start()
+        caller.join(20)
+        assert not caller.is_alive(), "the call hung"
+        assert results == [3] and seen == [b"finalize"]
+        assert session.stream.local_enabled
 
 
 def test_a_crash_is_worker_crashed_and_the_next_worker_gets_a_channel(client):

@@ -51,6 +51,14 @@ _OVERDUE_CONFIRMATION = 0.2
 InvokeHandler = Callable[["SessionStream", object], object]  # CallbackInvoke -> CallbackReturn
 
 
+def _typed_read(request) -> bool:
+    """Whether `request` reads memory as a type (its answer a value the client cannot check
+    for size without the type's layout: such reads stay with the broker, which does)."""
+    if request.HasField("read_memory"):
+        return request.read_memory.HasField("type")
+    return any(read.HasField("type") for read in request.read_memory_list.reads)
+
+
 def failed_callback(function):
     """Reports the exception being handled as ctypes reports a callback that raised
     (`function` the callback's), and returns the CallbackReturn that gives native code zero."""
@@ -179,6 +187,9 @@ class SessionStream:
         # go through; wanted: open one again after a loss, once the next worker answered.
         self._local: Optional[LocalChannel] = None
         self._local_lock = threading.Lock()  # no call is on a channel while it is replaced
+        # The thread holding it (a finalizer that runs during its exchange and reads worker
+        # memory must not wait for it: its request goes through the broker).
+        self._local_owner: Optional[int] = None
         self._local_wanted = False
         self._local_timeout = 0.0
         self._local_callbacks = False  # the channel's callbacks come on it too
@@ -221,8 +232,10 @@ class SessionStream:
         on_callback_thread = threading.current_thread() is self._callback_thread
         # Not from a callback (the worker's thread that serves the channel waits for it).
         local = (self._local_wanted and not on_callback_thread and request.invocation == 0 and
-                 self.current_invocation() == 0)
-        if local and self._local is not None and request.WhichOneof("op") in TOP_LEVEL_OPS:
+                 not request.channel_invocation and self.current_invocation() == 0)
+        channel = self._local
+        if local and channel is not None and channel.memory_requests and \
+                request.WhichOneof("op") in TOP_LEVEL_OPS and not _typed_read(request):
             response = self._send_memory_locally(request)
             if response is not None:
                 return response
@@ -365,8 +378,10 @@ class SessionStream:
     # -- the same-host channel -------------------------------------------------------------
 
     def enable_local(self, call_timeout: float, callbacks: Optional[bool] = False) -> None:
-        """Sends this stream's top-level calls (but the callback thread's) through a
-        same-host channel to the session's worker from now on, and to each next worker after
+        """Sends this stream's top-level calls, and memory and layout requests where the
+        worker takes them (TOP_LEVEL_OPS; typed reads stay with the broker), but the callback
+        thread's, through a same-host channel to the session's worker from now on, and to
+        each next worker after
         a loss; with `callbacks`, the invocations native code makes during such a call come
         on the channel too and run on the calling thread (`_serve_on_channel`); None: so
         they do where the server takes the broker's requests from inside them
@@ -380,20 +395,28 @@ class SessionStream:
 
     def _open_local(self, unless_open: bool = False) -> None:
         with self._local_lock:
-            if unless_open and self._local is not None:
-                return  # another thread opened it meanwhile
+            self._local_owner = threading.get_ident()
+            try:
+                self._open_local_held(unless_open)
+            finally:
+                self._local_owner = None
+
+    def _open_local_held(self, unless_open: bool) -> None:
+        """_open_local, holding the channel's lock."""
+        if unless_open and self._local is not None:
+            return  # another thread opened it meanwhile
+        opened = self.request(open_local_channel=pb.OpenLocalChannel(
+            callbacks=self._local_callbacks)).local_channel
+        if (self._local_callbacks and self._local_callbacks_asked is None and
+                not opened.channel_invocations):
+            # An older server: a callback on the channel could not load, look up or
+            # define anything. Not asked for, so callbacks stay with the broker (this
+            # channel replaces that one, whose token expires unused).
+            self._local_callbacks = False
             opened = self.request(open_local_channel=pb.OpenLocalChannel(
-                callbacks=self._local_callbacks)).local_channel
-            if (self._local_callbacks and self._local_callbacks_asked is None and
-                    not opened.channel_invocations):
-                # An older server: a callback on the channel could not load, look up or
-                # define anything. Not asked for, so callbacks stay with the broker (this
-                # channel replaces that one, whose token expires unused).
-                self._local_callbacks = False
-                opened = self.request(open_local_channel=pb.OpenLocalChannel(
-                    callbacks=False)).local_channel
-            self._local = LocalChannel(
-                opened, serve=self._serve_on_channel if self._local_callbacks else None)
+                callbacks=False)).local_channel
+        self._local = LocalChannel(
+            opened, serve=self._serve_on_channel if self._local_callbacks else None)
 
     def _reopen_local(self) -> None:
         try:
@@ -443,11 +466,16 @@ class SessionStream:
         same-host channel: its answer, an error response (Response.id the request's) when
         the channel failed during the call, or None when the call was not sent (no channel,
         `refused_by(channel)`, or a handler of another thread's call running: it may be
-        waiting for this call, which then goes through the broker)."""
+        waiting for this call, which then goes through the broker; or this thread holds the
+        channel already, running a finalizer or a signal handler inside its own exchange)."""
+        me = threading.get_ident()
+        if self._local_owner == me:
+            return None
         if not self._local_lock.acquire(blocking=False):  # taken at once, as a rule
             while not self._local_lock.acquire(timeout=_HANDLER_LOOK):
                 if self._channel_handlers:
                     return None
+        self._local_owner = me
         try:
             local = self._local
             if local is None or (refused_by is not None and refused_by(local)):
@@ -482,6 +510,7 @@ class SessionStream:
             closed_by_worker = local.closed_by_worker
             local.close()
         finally:
+            self._local_owner = None
             self._local_lock.release()
         if isinstance(failure, NotSent):
             return None
@@ -534,6 +563,7 @@ class SessionStream:
         so they are replaced; its channel and rings are left alone)."""
         self._lock = threading.RLock()
         self._local_lock = threading.Lock()
+        self._local_owner = None
         # The largest request the server reads (SessionOpened.max_message_bytes, set once the
         # session is open; 0: unknown): a larger one is answered RESOURCE_EXHAUSTED here, as
         # the broker would answer it, instead of being written (at four times that size gRPC
