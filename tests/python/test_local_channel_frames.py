@@ -217,7 +217,7 @@ def test_a_write_position_past_the_ring_ends_the_channel(worker):
 def test_an_announced_length_past_the_limit_ends_the_channel(worker):
     error = failed_transfer(
         worker, lambda: worker.put(struct.pack("<I", lc.MAX_ANSWER_BYTES + 1) + b"tail"))
-    assert error.code == "INTERNAL" and "more than the call can return" in str(error)
+    assert error.code == "INTERNAL" and "more than the request can be answered with" in str(error)
 
 
 def test_a_packed_calls_answer_is_capped_far_lower(worker):
@@ -229,8 +229,30 @@ def test_a_packed_calls_answer_is_capped_far_lower(worker):
     error = failed_transfer(
         worker, lambda: worker.put(struct.pack("<I", _packers.PACKED_ANSWER_BYTES + 1) + b"tail"),
         send=lambda: packed.exchange(worker.client, 5, time.monotonic() + 5), taken=taken)
-    assert error.code == "INTERNAL" and "more than the call can return" in str(error), error
+    assert error.code == "INTERNAL" and "more than the request can be answered with" in str(error), error
     assert taken == [packed.payload(5)]
+
+
+@pytest.mark.parametrize("request_, most", [
+    (pb.Request(id=5, read_memory=pb.ReadMemory(size=8)), 8 + 4096),
+    (pb.Request(id=5, read_memory_list=pb.ReadMemoryList(reads=[
+        pb.ReadMemory(size=100), pb.ReadMemory(size=28)])), 128 + 2 * 16 + 4096),
+    (pb.Request(id=5, read_string=pb.ReadString(max_length=10, wide=True)), 40 + 4096),
+    (pb.Request(id=5, write_memory=pb.WriteMemory(data=b"x" * 100000)), 4096),
+])
+def test_a_memory_requests_answer_is_capped_by_what_it_asks_for(worker, request_, most):
+    # An 8-byte read answered with a frame of 1 GiB would have the client hold it: a frame
+    # longer than the request can be answered with ends the channel before it is read.
+    assert lc.answer_bound(request_) == most
+    taken = []
+    error = failed_transfer(
+        worker, lambda: worker.put(struct.pack("<I", most + 1) + b"tail"),
+        send=lambda: worker.client.exchange_nested(request_, time.monotonic() + 5),
+        taken=taken)
+    assert error.code == "INTERNAL", error
+    assert "an answer of %d bytes, more than the request can be answered with" % (
+        most + 1) in str(error)
+    assert taken == [request_.SerializeToString()]
 
 
 def test_no_answer_is_a_deadline_and_so_is_a_stalled_one(worker):

@@ -436,7 +436,7 @@ class LocalChannel:
         """The length at `at` of `header` (bytes, or the mapping itself), checked."""
         length, = _LENGTH.unpack_from(header, at)
         if length > max_bytes:
-            self._break("an answer of %d bytes, more than the call can return" % length)
+            self._break("an answer of %d bytes, more than the request can be answered with" % length)
         return length
 
     # -- calls -----------------------------------------------------------------------------
@@ -588,19 +588,17 @@ class LocalChannel:
                     self._write(_LENGTH.pack(len(payload)) + payload, deadline)
                 except Error as error:  # the worker runs only a whole frame
                     raise NotSent(str(error), error.code) from None
-                if self._serve is None:
+                if self._serve is None or not call:
+                    # No invocation may come (an answer to anything else is refused as one).
                     return self._read_frame(deadline, max_answer)
                 while True:
                     # An answer's id comes first; an invocation has none (id 0).
                     frame = self._read_frame(deadline, MAX_ANSWER_BYTES)
                     if frame[:1] == _ID_TAG:
                         if len(frame) > max_answer:
-                            self._break("an answer of %d bytes, more than the call can return"
+                            self._break("an answer of %d bytes, more than the request can be answered with"
                                         % len(frame))
                         return frame
-                    if not call:
-                        self._break("the worker sent an invocation while no call of this end "
-                                    "ran")
                     self._take_invocation(frame, invocation, deadline)
             except Error:
                 raise
@@ -671,6 +669,7 @@ class LocalChannel:
         try:
             return self.checked_answer(
                 request, self.transfer(request.SerializeToString(), deadline,
+                                       max_answer=answer_bound(request),
                                        invocation=request.invocation,
                                        call=request.HasField("call")))
         except Error as error:
@@ -743,6 +742,30 @@ IN_INVOCATION_OPS = {"call": "call", "read_memory": "memory", "read_memory_list"
 # announces it (LocalChannelOpened.memory_requests): the same requests the worker answers
 # alone.
 TOP_LEVEL_OPS = frozenset(op for op in IN_INVOCATION_OPS if op != "call")
+# What an answer to a memory request holds besides the bytes it asked for (its id, tags,
+# lengths, generation, an error's message); and the most units a string read reads
+# (ffibox._memory.MAX_STRING_UNITS).
+_ANSWER_OVERHEAD = 4096
+_MAX_STRING_UNITS = 16 << 20
+
+
+def answer_bound(request) -> int:
+    """The most bytes the worker's answer to `request` may take: for a raw read, a list of
+    them, a string read and a write, what they ask for and _ANSWER_OVERHEAD (a read per read
+    of a list); else MAX_ANSWER_BYTES."""
+    op = request.WhichOneof("op")
+    if op == "read_memory" and not request.read_memory.HasField("type"):
+        return request.read_memory.size + _ANSWER_OVERHEAD
+    if op == "read_memory_list" and not any(read.HasField("type")
+                                            for read in request.read_memory_list.reads):
+        return sum(read.size + 16 for read in request.read_memory_list.reads) + _ANSWER_OVERHEAD
+    if op == "read_string":
+        units = request.read_string.max_length or _MAX_STRING_UNITS
+        return min(units, _MAX_STRING_UNITS) * (4 if request.read_string.wide else 1) + \
+            _ANSWER_OVERHEAD
+    if op == "write_memory":
+        return _ANSWER_OVERHEAD
+    return MAX_ANSWER_BYTES
 # core/local_channel.h's kMaxChannelInvocationDepth.
 MAX_INVOCATION_DEPTH = 256
 _ID_TAG = b"\x08"  # Response.id's, a varint: first in every answer
