@@ -154,8 +154,8 @@ class Client:
         `Session.scratch_directory` (removed with the session; default: $FFIBOX_SCRATCH is 1);
         `idle_cpu_percent`: the CPU share (1..100 % of one CPU) the worker keeps while no
         call is in flight, for libraries with background threads (default: the server's);
-        `same_host`: send calls to the worker over a same-host shared-memory channel instead
-        of gRPC (unix-socket addresses only, else ffibox.Error FAILED_PRECONDITION; default:
+        `same_host`: send calls, and reads and writes of worker memory, to the worker over a
+        same-host shared-memory channel instead of gRPC (unix-socket addresses only, else ffibox.Error FAILED_PRECONDITION; default:
         on a unix socket when $FFIBOX_SAME_HOST is 1, and on the client's private server
         unless $FFIBOX_SAME_HOST is 0 or `idle_cpu_percent` is given);
         `channel_callbacks`: with the same-host channel, callbacks that native code calls
