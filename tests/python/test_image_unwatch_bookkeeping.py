@@ -17,9 +17,11 @@ class RecordingMemory:
     def __init__(self):
         self.sent = []
         self.fail = None
+        self.during = lambda: None  # what happens while a read is in flight
 
     def read_watched(self, address, size, generation, unwatch=()):
         self.sent.append((address, generation, sorted(unwatch)))
+        self.during()
         if self.fail is not None:
             raise Error("the read failed", self.fail)
         return bytes(size), True
@@ -48,39 +50,37 @@ def test_a_dropped_images_watch_ends_with_the_next_watched_read_only():
     assert kept.worker == 0x1000  # still mirrored: never sent
 
 
-def test_ends_a_failed_read_may_not_have_sent_go_with_the_next_one():
+def ends_sent_around_a_failed_read(code, meanwhile=None):
+    """The ends each watched read sent: the image of 0x2000 dropped, a read that fails with
+    `code` (another thread doing `meanwhile(table)` while it is in flight), then a read that
+    succeeds."""
     memory = RecordingMemory()
     table = ImageTable(memory, None)
     drop(watched_image(table, 0x2000))
-    memory.fail = "UNAVAILABLE"  # the worker may never have seen the list
+    made = []
+    if meanwhile is not None:
+        memory.during = lambda: made.append(meanwhile(table))
+    memory.fail = code
     assert table._read_watched(0x4000, 8, 1) == (None, False)
-    memory.fail = None
+    memory.fail, memory.during = None, lambda: None
     table._read_watched(0x5000, 8, 1)
-    assert [sent[2] for sent in memory.sent] == [[0x2000], [0x2000]]
+    return [sent[2] for sent in memory.sent]
+
+
+def test_ends_a_failed_read_may_not_have_sent_go_with_the_next_one():
+    # UNAVAILABLE: the worker may never have seen the list.
+    assert ends_sent_around_a_failed_read("UNAVAILABLE") == [[0x2000], [0x2000]]
 
 
 def test_a_fault_comes_after_the_unwatching_so_those_ends_are_not_sent_again():
-    memory = RecordingMemory()
-    table = ImageTable(memory, None)
-    drop(watched_image(table, 0x2000))
-    memory.fail = "MEMORY_FAULT"
-    table._read_watched(0x4000, 8, 1)
-    memory.fail = None
-    table._read_watched(0x5000, 8, 1)
-    assert [sent[2] for sent in memory.sent] == [[0x2000], []]
+    assert ends_sent_around_a_failed_read("MEMORY_FAULT") == [[0x2000], []]
 
 
 def test_an_address_mirrored_again_meanwhile_is_not_put_back():
-    memory = RecordingMemory()
-    table = ImageTable(memory, None)
-    drop(watched_image(table, 0x2000))
-    memory.fail = "UNAVAILABLE"
-    table._read_watched(0x4000, 8, 1)
-    again = watched_image(table, 0x2000)  # a new image of it: its watch must stay
-    memory.fail = None
-    table._read_watched(0x5000, 8, 1)
-    assert [sent[2] for sent in memory.sent] == [[0x2000], []]
-    assert again.watched
+    # A new image of it, made while the read that sent its end was in flight and alive
+    # through the next read: its watch must stay.
+    assert ends_sent_around_a_failed_read(
+        "UNAVAILABLE", lambda table: watched_image(table, 0x2000)) == [[0x2000], []]
 
 
 def test_a_read_that_watches_an_address_pending_its_end_keeps_that_watch(monkeypatch):
