@@ -145,40 +145,116 @@ def test_after_a_crash_memory_requests_wait_for_the_next_workers_channel(client)
         assert sent == ["read_memory"]
 
 
-def test_a_finalizer_that_reads_worker_memory_during_a_call_on_the_channel(client,
-                                                                          monkeypatch):
-    """A collection inside the channel's exchange runs a finalizer that reads worker memory:
-    that read cannot wait for the channel its own thread holds; it goes through the broker,
-    and both it and the call are answered."""
-    with client.session(same_host=True) as session:
-        libc = session.CDLL("libc.so.6")
-        libc.malloc.restype = ct.c_void_p
-        libc.malloc.argtypes = [ct.c_size_t]
-        at = libc.malloc(8)
-        session.write(at, b"finalize")
-        seen = []
+class Finalized:
+    """A reference cycle whose finalizer runs `use()` and records its result, or its error's
+    code, in `seen`."""
 
-        class Cycle:
-            def __del__(self):
-                seen.append(session.read(at, 8))
+    def __init__(self, use, seen):
+        self.use, self.seen, self.me = use, seen, self
 
-        transfer = _local_channel.LocalChannel.transfer
+    def __del__(self):
+        try:
+            self.seen.append(self.use())
+        except ffibox.Error as error:
+            self.seen.append(error.code)
 
-        def transfer_then_collect(self, *args, **kwargs):
-            answer = transfer(self, *args, **kwargs)
+
+def run_with_collection_inside(monkeypatch, method, call, when=lambda *args: True,
+                               after=False):
+    """Runs `call()` on a thread of its own while `_local_channel.LocalChannel.<method>` is
+    patched to collect garbage first (or, `after`, once it returned) when `when(self,
+    *args)`; returns `call()`'s results, or fails when it hangs."""
+    original = getattr(_local_channel.LocalChannel, method)
+
+    def collecting(self, *args, **kwargs):
+        collect = when(self, *args)
+        if collect and not after:
             gc.collect()
-            return answer
+        result = original(self, *args, **kwargs)
+        if collect and after:
+            gc.collect()
+        return result
 
-        cycle = Cycle()
-        cycle.me = cycle
-        del cycle
-        monkeypatch.setattr(_local_channel.LocalChannel, "transfer", transfer_then_collect)
-        results = []
-        caller = threading.Thread(target=lambda: results.append(libc.abs(-3)), daemon=True)
-        caller.start()
-        caller.join(20)
-        assert not caller.is_alive(), "the call hung"
-        assert results == [3] and seen == [b"finalize"]
+    monkeypatch.setattr(_local_channel.LocalChannel, method, collecting)
+    results = []
+    caller = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    caller.start()
+    caller.join(20)
+    monkeypatch.setattr(_local_channel.LocalChannel, method, original)
+    assert not caller.is_alive(), "hung"
+    return results
+
+
+def malloc_in(session, size, data):
+    libc = session.CDLL("libc.so.6")
+    libc.malloc.restype = ct.c_void_p
+    libc.malloc.argtypes = [ct.c_size_t]
+    at = libc.malloc(size)
+    session.write(at, data)
+    return libc, at
+
+
+@pytest.mark.parametrize("use", ["read", "call"])
+def test_a_finalizer_between_a_threads_exchanges_on_the_channel_is_served(client, monkeypatch,
+                                                                          use):
+    """A collection right after the channel's exchange (this thread still holds the channel)
+    runs a finalizer that reads worker memory, or calls, as freetype-py's `__del__` calls
+    FT_Done_Face: it cannot wait for the channel its own thread holds, nor open one; it goes
+    through the broker, and both it and the call are answered."""
+    with client.session(same_host=True) as session:
+        libc, at = malloc_in(session, 8, b"finalize")
+        libc.abs.argtypes = [ct.c_int]
+        seen = []
+        Finalized(lambda: session.read(at, 8) if use == "read" else libc.abs(-7), seen)
+        results = run_with_collection_inside(monkeypatch, "transfer", lambda: libc.labs(-3),
+                                             after=True)
+        assert results == [3]
+        assert seen == [b"finalize" if use == "read" else 7]
+        assert session.stream.local_enabled
+
+
+def test_a_finalizer_while_the_worker_waits_for_its_threads_callback_return(client,
+                                                                             monkeypatch):
+    """A collection while a callback's invocation has come on the channel and the worker
+    waits for this thread's answer: the finalizer's read cannot be served by anyone until
+    this thread answers, so it fails at once (FAILED_PRECONDITION) instead of stalling the
+    call to its deadline; the call and the channel go on."""
+    with client.session(same_host=True, timeout=30) as session:
+        libc, at = malloc_in(session, 8, b"finalize")
+        compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))(
+            lambda a, b: a[0] - b[0])
+        values = (ct.c_int * 3)(3, 1, 2)
+        seen = []
+        Finalized(lambda: session.read(at, 8), seen)
+        started = time.monotonic()
+        run_with_collection_inside(monkeypatch, "_take_invocation", lambda: libc.qsort(
+            values, 3, ct.sizeof(ct.c_int), compare))
+        assert time.monotonic() - started < 10
+        assert list(values) == [1, 2, 3]
+        assert seen == ["FAILED_PRECONDITION"]
+        assert session.stream.local_enabled
+        assert session.read(at, 8) == b"finalize"
+
+
+def test_a_finalizer_while_a_large_answer_arrives_on_the_channel(client, monkeypatch):
+    """A collection while this thread reads an answer larger than the channel's ring (the
+    worker writes the rest as this thread takes it): the finalizer's read fails at once
+    instead of waiting for a worker that waits for this thread; the large read and the
+    channel go on."""
+    with client.session(same_host=True) as session:
+        size = 4 << 20
+        libc, at = malloc_in(session, size, b"finalize")
+        seen = []
+        Finalized(lambda: session.read(at, 8), seen)
+        waits = []
+        started = time.monotonic()
+        results = run_with_collection_inside(
+            monkeypatch, "_wait", lambda: session.read(at, size),
+            when=lambda self, word, *args: word is self._in_waiting and (
+                waits.append(1) or len(waits) == 3))
+        assert time.monotonic() - started < 10
+        assert len(results[0]) == size and results[0][:8] == b"finalize"
+        assert seen == ["FAILED_PRECONDITION"]
         assert session.stream.local_enabled
 
 

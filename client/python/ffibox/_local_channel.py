@@ -204,6 +204,10 @@ class LocalChannel:
             os.close(fd)
         # Reentrant: requests made inside an invocation go while the call's exchange waits.
         self._lock = threading.RLock()
+        # The thread whose request is on the channel now, from its first byte written to its
+        # answer read (None: none is): while it is, the worker serves nothing else, the
+        # broker's requests included.
+        self.in_flight: Optional[int] = None
         self._head = 0       # bytes this end wrote into ring 0
         self._seen_tail = 0  # the worker's last checked read position in it
         self._tail = 0       # bytes this end read from ring 1
@@ -583,6 +587,7 @@ class LocalChannel:
         Callback invocations that come before a call's answer are served meanwhile
         (`serve`)."""
         with self._lock:
+            outer, self.in_flight = self.in_flight, threading.get_ident()
             try:
                 try:
                     self._write(_LENGTH.pack(len(payload)) + payload, deadline)
@@ -596,8 +601,8 @@ class LocalChannel:
                     frame = self._read_frame(deadline, MAX_ANSWER_BYTES)
                     if frame[:1] == _ID_TAG:
                         if len(frame) > max_answer:
-                            self._break("an answer of %d bytes, more than the request can be answered with"
-                                        % len(frame))
+                            self._break("an answer of %d bytes, more than the request can be "
+                                        "answered with" % len(frame))
                         return frame
                     self._take_invocation(frame, invocation, deadline)
             except Error:
@@ -607,6 +612,8 @@ class LocalChannel:
                 # with the worker and is never used again.
                 self.close()
                 raise
+            finally:
+                self.in_flight = outer
 
     def _take_invocation(self, frame: bytes, parent: int, deadline: float) -> None:
         """Checks the callback invocation in `frame` (made by native code during a request
@@ -633,11 +640,15 @@ class LocalChannel:
                 invoke.invocation, MAX_INVOCATION_DEPTH))
         response.generation = self.generation
         self._invocations.append(invoke.invocation)
+        # While the handler runs the worker waits for this thread's frames: its requests
+        # inside the invocation, its callback_return.
+        busy, self.in_flight = self.in_flight, None
         try:
             answer = self._serve(response, self, deadline)
         except Error as error:
             self._break("the worker's invocation %d: %s" % (invoke.invocation, error))
         finally:
+            self.in_flight = busy
             self._invocations.pop()
         if self._closed:
             # A request of the handler found the channel broken: that failure (UNAVAILABLE
@@ -751,21 +762,22 @@ _MAX_STRING_UNITS = 16 << 20
 
 def answer_bound(request) -> int:
     """The most bytes the worker's answer to `request` may take: for a raw read, a list of
-    them, a string read and a write, what they ask for and _ANSWER_OVERHEAD (a read per read
-    of a list); else MAX_ANSWER_BYTES."""
+    them, a string read and a write, what they ask for and _ANSWER_OVERHEAD (a little more
+    per read of a list); else, and at most, MAX_ANSWER_BYTES."""
     op = request.WhichOneof("op")
+    bound = MAX_ANSWER_BYTES
     if op == "read_memory" and not request.read_memory.HasField("type"):
-        return request.read_memory.size + _ANSWER_OVERHEAD
-    if op == "read_memory_list" and not any(read.HasField("type")
-                                            for read in request.read_memory_list.reads):
-        return sum(read.size + 16 for read in request.read_memory_list.reads) + _ANSWER_OVERHEAD
-    if op == "read_string":
-        units = request.read_string.max_length or _MAX_STRING_UNITS
-        return min(units, _MAX_STRING_UNITS) * (4 if request.read_string.wide else 1) + \
+        bound = request.read_memory.size + _ANSWER_OVERHEAD
+    elif op == "read_memory_list" and not any(read.HasField("type")
+                                              for read in request.read_memory_list.reads):
+        bound = sum(read.size + 16 for read in request.read_memory_list.reads) + \
             _ANSWER_OVERHEAD
-    if op == "write_memory":
-        return _ANSWER_OVERHEAD
-    return MAX_ANSWER_BYTES
+    elif op == "read_string":
+        units = min(request.read_string.max_length or _MAX_STRING_UNITS, _MAX_STRING_UNITS)
+        bound = units * (4 if request.read_string.wide else 1) + _ANSWER_OVERHEAD
+    elif op == "write_memory":
+        bound = _ANSWER_OVERHEAD
+    return min(bound, MAX_ANSWER_BYTES)
 # core/local_channel.h's kMaxChannelInvocationDepth.
 MAX_INVOCATION_DEPTH = 256
 _ID_TAG = b"\x08"  # Response.id's, a varint: first in every answer

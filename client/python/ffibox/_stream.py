@@ -227,6 +227,9 @@ class SessionStream:
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
         channel = self._serving.channel
+        refused = self._refused_in_flight(request, channel)
+        if refused is not None:
+            return refused
         if channel is not None:
             return self._send_in_channel_invocation(channel, request)
         on_callback_thread = threading.current_thread() is self._callback_thread
@@ -254,6 +257,24 @@ class SessionStream:
                 self._reopen_local()  # the next worker answered: a channel to it
             return response
         return self._send(request, on_callback_thread)
+
+    def _refused_in_flight(self, request, serving):
+        """FAILED_PRECONDITION for `request` when this thread's own request is on the
+        same-host channel now (`serving`, the channel of the invocation this thread serves,
+        or the session's): a finalizer or signal handler that ran during it. The worker
+        serves nothing else, the broker's requests included, until that request is answered,
+        and its answer waits for this thread. Else None."""
+        me = threading.get_ident()
+        for local in (serving, self._local):
+            if local is not None and local.in_flight == me:
+                return pb.Response(id=request.id, generation=local.generation, error=pb.Error(
+                    code=pb.FAILED_PRECONDITION,
+                    message="%s cannot be sent from inside this thread's own request on the "
+                            "same-host channel (a finalizer or signal handler that ran during "
+                            "it): the worker serves nothing else until that request is "
+                            "answered, and its answer waits for this thread" % (
+                                request.WhichOneof("op"))))
+        return None
 
     def _send(self, request, on_callback_thread: bool):
         if self.max_request_bytes and request.ByteSize() > self.max_request_bytes:
@@ -394,6 +415,8 @@ class SessionStream:
         self._local_wanted = True
 
     def _open_local(self, unless_open: bool = False) -> None:
+        if self._local_owner == threading.get_ident():
+            return  # a finalizer inside this thread's own use of the channel: that decides
         with self._local_lock:
             self._local_owner = threading.get_ident()
             try:
@@ -475,8 +498,8 @@ class SessionStream:
             while not self._local_lock.acquire(timeout=_HANDLER_LOOK):
                 if self._channel_handlers:
                     return None
-        self._local_owner = me
         try:
+            self._local_owner = me
             local = self._local
             if local is None or (refused_by is not None and refused_by(local)):
                 return None
