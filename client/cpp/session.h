@@ -74,9 +74,10 @@ struct SessionOptions {
   OutputHandler on_output;
   // Calls, and memory reads and writes and layouts, go to the worker over a same-host
   // shared-memory channel instead of gRPC (on a unix-socket address only; docs/protocol.md,
-  // "The same-host channel"), while no request sent through gRPC (SendAsync) awaits its
-  // answer; the rest of the session stays on gRPC. Open fails with the reason when the
-  // channel cannot be set up.
+  // "The same-host channel"), while no request sent through gRPC (SendAsync, a load, an
+  // allocation, from any thread of the session) awaits its answer, so that none overtakes
+  // one sent before it; the rest of the session stays on gRPC. Open fails with the reason
+  // when the channel cannot be set up.
   // After a worker is lost, the next call goes through gRPC (which starts the next worker),
   // and the calls after it over a channel to that worker. Callbacks that native code calls
   // during a call on the channel come on it too, and run on the calling thread (callback.h

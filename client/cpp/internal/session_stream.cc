@@ -218,7 +218,8 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
     began_wait = pending_.empty();
     if (began_wait) wait_began_ns_.store(SteadyNanos(), std::memory_order_relaxed);
     pending_.emplace(id, Pending{std::move(promise), read_by_sender, bound,
-                                 !request->has_ping() && !request->has_parse_declaration()});
+                                 !request->has_ping() && !request->has_parse_declaration() &&
+                                     !request->has_callback_return()});
     pending_read_by_senders_ += read_by_sender;
   }
   request->set_id(id);

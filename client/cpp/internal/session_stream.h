@@ -166,8 +166,10 @@ class SessionStream : private AnswerWatchdog::Watched {
     std::promise<absl::StatusOr<v1::Response>> promise;
     bool read_by_sender = false;
     absl::Duration bound;  // by when its answer is due (AnswerDeadlines::BoundOf)
-    // Whether the broker hands it to the worker (all but a ping or a declaration's parse):
-    // a request on the same-host channel sent before its answer could overtake it there.
+    // Whether the broker hands it to the worker for the session's requests in order (all
+    // but a ping, a declaration's parse and a callback_return, which goes to the thread that
+    // waits for it): a request on the same-host channel sent before its answer could
+    // overtake it there.
     bool reaches_worker = true;
   };
   // Who reads the stream now.
