@@ -59,6 +59,12 @@ def _typed_read(request) -> bool:
     return any(read.HasField("type") for read in request.read_memory_list.reads)
 
 
+def _refusal(request, generation: int, message: str):
+    """The answer FAILED_PRECONDITION to `request`, refused by this client with `message`."""
+    return pb.Response(id=request.id, generation=generation,
+                       error=pb.Error(code=pb.FAILED_PRECONDITION, message=message))
+
+
 def failed_callback(function):
     """Reports the exception being handled as ctypes reports a callback that raised
     (`function` the callback's), and returns the CallbackReturn that gives native code zero."""
@@ -267,13 +273,11 @@ class SessionStream:
         me = threading.get_ident()
         for local in (serving, self._local):
             if local is not None and local.in_flight == me:
-                return pb.Response(id=request.id, generation=local.generation, error=pb.Error(
-                    code=pb.FAILED_PRECONDITION,
-                    message="%s cannot be sent from inside this thread's own request on the "
-                            "same-host channel (a finalizer or signal handler that ran during "
-                            "it): the worker serves nothing else until that request is "
-                            "answered, and its answer waits for this thread" % (
-                                request.WhichOneof("op"))))
+                return _refusal(request, local.generation, (
+                    "%s cannot be sent from inside this thread's own request on the "
+                    "same-host channel (a finalizer or signal handler that ran during it): the "
+                    "worker serves nothing else until that request is answered, and its "
+                    "answer waits for this thread" % request.WhichOneof("op")))
         return None
 
     def _send(self, request, on_callback_thread: bool):
@@ -742,15 +746,14 @@ class SessionStream:
             if channel.channel_invocations and op in THROUGH_BROKER_OPS:
                 request.channel_invocation = self.current_invocation()
                 return self._send(request, on_callback_thread=False)
-            return pb.Response(id=request.id, generation=channel.generation, error=pb.Error(
-                code=pb.FAILED_PRECONDITION,
-                message="inside a callback that native code called during a call on the "
-                        "same-host channel, %s cannot be sent (it would wait for the "
-                        "worker's thread that waits for this callback)%s; send it before "
-                        "the call, or open the session with channel_callbacks=False" % (
-                            op, "" if channel.channel_invocations else
-                            ": this server takes only calls of functions already resolved, "
-                            "memory reads and writes and layout checks there")))
+            return _refusal(request, channel.generation, (
+                "inside a callback that native code called during a call on the same-host "
+                "channel, %s cannot be sent (it would wait for the worker's thread that waits "
+                "for this callback)%s; send it before the call, or open the session with "
+                "channel_callbacks=False" % (
+                    op, "" if channel.channel_invocations else
+                    ": this server takes only calls of functions already resolved, memory "
+                    "reads and writes and layout checks there")))
         with self._lock:
             if self._ended is not None:
                 raise SessionClosed(self._ended, self._ended_code)
