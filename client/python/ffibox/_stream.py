@@ -269,7 +269,10 @@ class SessionStream:
         same-host channel now (`serving`, the channel of the invocation this thread serves,
         or the session's): a finalizer or signal handler that ran during it. The worker
         serves nothing else, the broker's requests included, until that request is answered,
-        and its answer waits for this thread. Else None."""
+        and its answer waits for this thread. Else None (also for what the broker answers
+        alone: a ping, a close, a declaration's parse)."""
+        if request.WhichOneof("op") in _ANSWERED_AT_ONCE:
+            return None
         me = threading.get_ident()
         for local in (serving, self._local):
             if local is not None and local.in_flight == me:
