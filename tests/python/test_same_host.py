@@ -237,21 +237,18 @@ def test_a_finalizer_while_the_worker_waits_for_its_threads_callback_return(clie
 
 
 def test_a_finalizer_while_a_large_answer_arrives_on_the_channel(client, monkeypatch):
-    """A collection while this thread reads an answer larger than the channel's ring (the
-    worker writes the rest as this thread takes it): the finalizer's read fails at once
-    instead of waiting for a worker that waits for this thread; the large read and the
-    channel go on."""
+    """A collection once a read larger than the channel's ring is sent and before its
+    answer is taken (the worker fills the ring and waits for this thread to take more): the
+    finalizer's read fails at once instead of waiting for a worker that waits for this
+    thread; the large read and the channel go on."""
     with client.session(same_host=True) as session:
         size = 4 << 20
         libc, at = malloc_in(session, size, b"finalize")
         seen = []
         Finalized(lambda: session.read(at, 8), seen)
-        waits = []
         started = time.monotonic()
-        results = run_with_collection_inside(
-            monkeypatch, "_wait", lambda: session.read(at, size),
-            when=lambda self, word, *args: word is self._in_waiting and (
-                waits.append(1) or len(waits) == 3))
+        results = run_with_collection_inside(monkeypatch, "_read_frame",
+                                             lambda: session.read(at, size))
         assert time.monotonic() - started < 10
         assert len(results[0]) == size and results[0][:8] == b"finalize"
         assert seen == ["FAILED_PRECONDITION"]
