@@ -589,10 +589,15 @@ class LocalChannel:
         with self._lock:
             outer, self.in_flight = self.in_flight, threading.get_ident()
             try:
+                head = self._head
                 try:
                     self._write(_LENGTH.pack(len(payload)) + payload, deadline)
-                except Error as error:  # the worker runs only a whole frame
-                    raise NotSent(str(error), error.code) from None
+                except Error as error:
+                    if self._head != head:
+                        # Part of it, or all, was published (the error is a signal handler's
+                        # that ran at the end): the worker may run it; it is not sent again.
+                        raise
+                    raise NotSent(str(error), error.code) from None  # nothing of it went
                 if self._serve is None or not call:
                     # No invocation may come (an answer to anything else is refused as one).
                     return self._read_frame(deadline, max_answer)
@@ -640,15 +645,13 @@ class LocalChannel:
                 invoke.invocation, MAX_INVOCATION_DEPTH))
         response.generation = self.generation
         self._invocations.append(invoke.invocation)
-        # While the handler runs the worker waits for this thread's frames: its requests
-        # inside the invocation, its callback_return.
-        busy, self.in_flight = self.in_flight, None
         try:
+            # `serve` clears in_flight while the handler runs (the worker then waits for this
+            # thread's frames: its requests inside the invocation, its callback_return).
             answer = self._serve(response, self, deadline)
         except Error as error:
             self._break("the worker's invocation %d: %s" % (invoke.invocation, error))
         finally:
-            self.in_flight = busy
             self._invocations.pop()
         if self._closed:
             # A request of the handler found the channel broken: that failure (UNAVAILABLE

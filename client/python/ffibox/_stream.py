@@ -81,6 +81,9 @@ class _Serving(threading.local):
     invocation = 0
     channel = None
     channel_deadline = 0.0
+    # This thread holds the session's channel lock, or is taking it: a finalizer or signal
+    # handler that runs meanwhile must not wait for it (SessionStream._through_local).
+    holds_channel = False
 
 
 class _Pending:
@@ -192,10 +195,9 @@ class SessionStream:
         # The same-host channel (docs/protocol.md): None, or the LocalChannel top-level calls
         # go through; wanted: open one again after a loss, once the next worker answered.
         self._local: Optional[LocalChannel] = None
-        self._local_lock = threading.Lock()  # no call is on a channel while it is replaced
-        # The thread holding it (a finalizer that runs during its exchange and reads worker
-        # memory must not wait for it: its request goes through the broker).
-        self._local_owner: Optional[int] = None
+        # No call is on a channel while it is replaced. The thread holding it, or taking it,
+        # says so in `_serving.holds_channel`.
+        self._local_lock = threading.Lock()
         self._local_wanted = False
         self._local_timeout = 0.0
         self._local_callbacks = False  # the channel's callbacks come on it too
@@ -422,14 +424,14 @@ class SessionStream:
         self._local_wanted = True
 
     def _open_local(self, unless_open: bool = False) -> None:
-        if self._local_owner == threading.get_ident():
+        if self._serving.holds_channel:
             return  # a finalizer inside this thread's own use of the channel: that decides
-        with self._local_lock:
-            self._local_owner = threading.get_ident()
-            try:
+        self._serving.holds_channel = True  # before the lock is taken: nothing in between
+        try:
+            with self._local_lock:
                 self._open_local_held(unless_open)
-            finally:
-                self._local_owner = None
+        finally:
+            self._serving.holds_channel = False
 
     def _open_local_held(self, unless_open: bool) -> None:
         """_open_local, holding the channel's lock."""
@@ -498,15 +500,18 @@ class SessionStream:
         `refused_by(channel)`, or a handler of another thread's call running: it may be
         waiting for this call, which then goes through the broker; or this thread holds the
         channel already, running a finalizer or a signal handler inside its own exchange)."""
-        me = threading.get_ident()
-        if self._local_owner == me:
+        if self._serving.holds_channel:
             return None
-        if not self._local_lock.acquire(blocking=False):  # taken at once, as a rule
-            while not self._local_lock.acquire(timeout=_HANDLER_LOOK):
-                if self._channel_handlers:
-                    return None
+        # Said before the lock is taken: a signal handler that runs in between must not wait
+        # for it either (it may be this thread's already).
+        self._serving.holds_channel = True
+        taken = False
         try:
-            self._local_owner = me
+            taken = self._local_lock.acquire(blocking=False)  # at once, as a rule
+            while not taken:
+                taken = self._local_lock.acquire(timeout=_HANDLER_LOOK)
+                if not taken and self._channel_handlers:
+                    return None
             local = self._local
             if local is None or (refused_by is not None and refused_by(local)):
                 return None
@@ -540,8 +545,9 @@ class SessionStream:
             closed_by_worker = local.closed_by_worker
             local.close()
         finally:
-            self._local_owner = None
-            self._local_lock.release()
+            if taken:
+                self._local_lock.release()
+            self._serving.holds_channel = False
         if isinstance(failure, NotSent):
             return None
         response = pb.Response(id=request_id, generation=local.generation)
@@ -593,7 +599,7 @@ class SessionStream:
         so they are replaced; its channel and rings are left alone)."""
         self._lock = threading.RLock()
         self._local_lock = threading.Lock()
-        self._local_owner = None
+        self._serving.holds_channel = False
         # The largest request the server reads (SessionOpened.max_message_bytes, set once the
         # session is open; 0: unknown): a larger one is answered RESOURCE_EXHAUSTED here, as
         # the broker would answer it, instead of being written (at four times that size gRPC
@@ -726,7 +732,11 @@ class SessionStream:
             raise Error("INTERNAL: the invocation of callback %d %s" % (invoke.callback, why),
                         "INTERNAL")
         outer = (self._serving.channel, self._serving.channel_deadline)
+        # From here the worker waits for this thread's frames (the handler's requests inside
+        # the invocation, then its callback_return): no request of this thread's is in
+        # flight. In this order, so that a finalizer in between finds one or the other.
         self._serving.channel, self._serving.channel_deadline = channel, deadline
+        busy, channel.in_flight = channel.in_flight, None
         self._channel_handlers += 1
         try:
             return self._answer(invoke, handler)
@@ -734,6 +744,7 @@ class SessionStream:
             return failed_callback(handler)
         finally:
             self._channel_handlers -= 1
+            channel.in_flight = busy
             self._serving.channel, self._serving.channel_deadline = outer
 
     def _send_in_channel_invocation(self, channel: LocalChannel, request):
