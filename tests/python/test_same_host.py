@@ -236,6 +236,39 @@ def test_a_finalizer_while_the_worker_waits_for_its_threads_callback_return(clie
         assert session.read(at, 8) == b"finalize"
 
 
+def test_a_finalizer_while_a_callbacks_handler_runs_is_served_inside_its_invocation(
+        client, monkeypatch):
+    """A collection while a callback's handler runs on the calling thread (the worker waits
+    for that thread's requests inside the invocation): the finalizer's read is one of them,
+    served on the channel at once."""
+    from ffibox._stream import SessionStream
+    with client.session(same_host=True) as session:
+        libc, at = malloc_in(session, 8, b"finalize")
+        compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))(
+            lambda a, b: a[0] - b[0])
+        values = (ct.c_int * 3)(3, 1, 2)
+        seen = []
+        Finalized(lambda: session.read(at, 8), seen)
+        answer = SessionStream._answer
+
+        def collect_then_answer(self, *args):
+            gc.collect()
+            return answer(self, *args)
+
+        monkeypatch.setattr(SessionStream, "_answer", collect_then_answer)
+        started = time.monotonic()
+        results = []
+        caller = threading.Thread(target=lambda: results.append(libc.qsort(
+            values, 3, ct.sizeof(ct.c_int), compare)), daemon=True)
+        caller.start()
+        caller.join(20)
+        monkeypatch.setattr(SessionStream, "_answer", answer)
+        assert not caller.is_alive(), "hung"
+        assert time.monotonic() - started < 10
+        assert list(values) == [1, 2, 3] and seen == [b"finalize"]
+        assert session.stream.local_enabled
+
+
 def test_a_finalizer_while_a_large_answer_arrives_on_the_channel(client, monkeypatch):
     """A collection once a read larger than the channel's ring is sent and before its
     answer is taken (the worker fills the ring and waits for this thread to take more): the

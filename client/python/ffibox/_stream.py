@@ -731,11 +731,14 @@ class SessionStream:
         if why is not None:
             raise Error("INTERNAL: the invocation of callback %d %s" % (invoke.callback, why),
                         "INTERNAL")
-        outer = (self._serving.channel, self._serving.channel_deadline)
+        serving = self._serving
+        outer = (serving.channel, serving.channel_deadline, serving.invocation)
         # From here the worker waits for this thread's frames (the handler's requests inside
         # the invocation, then its callback_return): no request of this thread's is in
-        # flight. In this order, so that a finalizer in between finds one or the other.
-        self._serving.channel, self._serving.channel_deadline = channel, deadline
+        # flight. In this order, so that a finalizer in between finds one or the other: its
+        # requests then go inside the invocation, or are refused.
+        serving.channel, serving.channel_deadline, serving.invocation = (
+            channel, deadline, invoke.invocation)
         busy, channel.in_flight = channel.in_flight, None
         self._channel_handlers += 1
         try:
@@ -745,7 +748,7 @@ class SessionStream:
         finally:
             self._channel_handlers -= 1
             channel.in_flight = busy
-            self._serving.channel, self._serving.channel_deadline = outer
+            serving.channel, serving.channel_deadline, serving.invocation = outer
 
     def _send_in_channel_invocation(self, channel: LocalChannel, request):
         """A request made by a handler serving an invocation that came on `channel`: sent
