@@ -17,6 +17,7 @@ from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, close_channel
                       forge_empty_blocks, run_script, varint)
 from ffibox import _answer_shape, _local_channel
 from ffibox import ctypes as ct
+from ffibox._stream import SessionStream
 from ffibox._stubs import pb
 
 
@@ -160,11 +161,11 @@ class Finalized:
 
 
 def run_with_collection_inside(monkeypatch, method, call, when=lambda *args: True,
-                               after=False):
-    """Runs `call()` on a thread of its own while `_local_channel.LocalChannel.<method>` is
-    patched to collect garbage first (or, `after`, once it returned) when `when(self,
-    *args)`; returns `call()`'s results, or fails when it hangs."""
-    original = getattr(_local_channel.LocalChannel, method)
+                               after=False, owner=_local_channel.LocalChannel):
+    """Runs `call()` on a thread of its own while `owner.<method>` is patched to collect
+    garbage first (or, `after`, once it returned) when `when(self, *args)`; returns
+    `call()`'s results, or fails when it hangs."""
+    original = getattr(owner, method)
 
     def collecting(self, *args, **kwargs):
         collect = when(self, *args)
@@ -175,12 +176,12 @@ def run_with_collection_inside(monkeypatch, method, call, when=lambda *args: Tru
             gc.collect()
         return result
 
-    monkeypatch.setattr(_local_channel.LocalChannel, method, collecting)
+    monkeypatch.setattr(owner, method, collecting)
     results = []
     caller = threading.Thread(target=lambda: results.append(call()), daemon=True)
     caller.start()
     caller.join(20)
-    monkeypatch.setattr(_local_channel.LocalChannel, method, original)
+    monkeypatch.setattr(owner, method, original)
     assert not caller.is_alive(), "hung"
     return results
 
@@ -213,12 +214,17 @@ def test_a_finalizer_between_a_threads_exchanges_on_the_channel_is_served(client
         assert session.stream.local_enabled
 
 
-def test_a_finalizer_while_the_worker_waits_for_its_threads_callback_return(client,
-                                                                             monkeypatch):
-    """A collection while a callback's invocation has come on the channel and the worker
-    waits for this thread's answer: the finalizer's read cannot be served by anyone until
-    this thread answers, so it fails at once (FAILED_PRECONDITION) instead of stalling the
-    call to its deadline; the call and the channel go on."""
+@pytest.mark.parametrize("owner, method, outcome", [
+    (_local_channel.LocalChannel, "_take_invocation", "FAILED_PRECONDITION"),
+    (SessionStream, "_answer", b"finalize"),
+])
+def test_a_finalizer_during_a_callbacks_invocation_on_the_channel(client, monkeypatch, owner,
+                                                                   method, outcome):
+    """A collection once a callback's invocation has come on the channel, the worker waiting
+    for this thread: before its handler runs (`_take_invocation`), the finalizer's read can
+    be served by nobody until this thread answers, so it fails at once instead of stalling
+    the call to its deadline; while the handler runs (`_answer`), it is one of the handler's
+    requests inside the invocation, served on the channel. The call and the channel go on."""
     with client.session(same_host=True, timeout=30) as session:
         libc, at = malloc_in(session, 8, b"finalize")
         compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))(
@@ -227,46 +233,13 @@ def test_a_finalizer_while_the_worker_waits_for_its_threads_callback_return(clie
         seen = []
         Finalized(lambda: session.read(at, 8), seen)
         started = time.monotonic()
-        run_with_collection_inside(monkeypatch, "_take_invocation", lambda: libc.qsort(
-            values, 3, ct.sizeof(ct.c_int), compare))
+        run_with_collection_inside(monkeypatch, method, lambda: libc.qsort(
+            values, 3, ct.sizeof(ct.c_int), compare), owner=owner)
         assert time.monotonic() - started < 10
         assert list(values) == [1, 2, 3]
-        assert seen == ["FAILED_PRECONDITION"]
+        assert seen == [outcome]
         assert session.stream.local_enabled
         assert session.read(at, 8) == b"finalize"
-
-
-def test_a_finalizer_while_a_callbacks_handler_runs_is_served_inside_its_invocation(
-        client, monkeypatch):
-    """A collection while a callback's handler runs on the calling thread (the worker waits
-    for that thread's requests inside the invocation): the finalizer's read is one of them,
-    served on the channel at once."""
-    from ffibox._stream import SessionStream
-    with client.session(same_host=True) as session:
-        libc, at = malloc_in(session, 8, b"finalize")
-        compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))(
-            lambda a, b: a[0] - b[0])
-        values = (ct.c_int * 3)(3, 1, 2)
-        seen = []
-        Finalized(lambda: session.read(at, 8), seen)
-        answer = SessionStream._answer
-
-        def collect_then_answer(self, *args):
-            gc.collect()
-            return answer(self, *args)
-
-        monkeypatch.setattr(SessionStream, "_answer", collect_then_answer)
-        started = time.monotonic()
-        results = []
-        caller = threading.Thread(target=lambda: results.append(libc.qsort(
-            values, 3, ct.sizeof(ct.c_int), compare)), daemon=True)
-        caller.start()
-        caller.join(20)
-        monkeypatch.setattr(SessionStream, "_answer", answer)
-        assert not caller.is_alive(), "hung"
-        assert time.monotonic() - started < 10
-        assert list(values) == [1, 2, 3] and seen == [b"finalize"]
-        assert session.stream.local_enabled
 
 
 def test_a_finalizer_while_a_large_answer_arrives_on_the_channel(client, monkeypatch):
