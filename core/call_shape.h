@@ -33,6 +33,8 @@ inline constexpr size_t kMaxWatchedReads = 4096;
 inline constexpr uint64_t kMaxChangedBytes = kMaxWatchedBytes + kMaxWatchedReadBytes;
 // A changed run's offset is checked against kMaxWatchedBytes, whichever it is of.
 static_assert(kMaxWatchedReadBytes <= kMaxWatchedBytes);
+// The most characters one ReadString returns (and, when it names no max_length, reads).
+inline constexpr uint64_t kMaxStringUnits = uint64_t{16} << 20;
 // The most runs of changed words one watched block is reported in (CallResult.changed);
 // more are reported as one run from the first to the last.
 inline constexpr size_t kMaxChangedRuns = 64;

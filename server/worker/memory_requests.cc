@@ -24,9 +24,6 @@ namespace {
 // (core/encoding_limits.h).
 uint64_t WatchedCost(uint64_t size) { return (size + 7) / 8 * 8; }
 
-// The longest string ReadString returns when the request names no maximum.
-constexpr uint64_t kDefaultMaxStringUnits = uint64_t{16} << 20;
-
 absl::Status CheckSize(uint64_t size, absl::string_view field) {
   if (size > kMaxMemoryRequestBytes) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED,
@@ -403,9 +400,8 @@ absl::Status MemoryRequests::Copy(const v1::CopyMemory& request) {
 absl::StatusOr<v1::StringData> MemoryRequests::ReadString(const v1::ReadString& request) const {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "read_string.address");
   if (!address.ok()) return address.status();
-  uint64_t max_units = request.max_length() == 0
-                           ? kDefaultMaxStringUnits
-                           : std::min(request.max_length(), kDefaultMaxStringUnits);
+  uint64_t max_units =
+      request.max_length() == 0 ? kMaxStringUnits : std::min(request.max_length(), kMaxStringUnits);
   v1::StringData data;
   if (!request.wide()) {
     absl::StatusOr<std::string> text = SafeReadCString(*address, max_units);

@@ -63,10 +63,8 @@ absl::StatusOr<int> KnockAtDoor(const std::string& path, const std::string& toke
 }
 
 // What an answer to a memory request holds besides the bytes it asks for (its id, tags,
-// lengths, generation, an error's message), and the most units the worker's string reads
-// read (server/worker/memory_requests.cc).
+// lengths, generation, an error's message).
 constexpr uint64_t kMemoryAnswerOverhead = 4096;
-constexpr uint64_t kMaxStringUnits = uint64_t{16} << 20;
 
 // The most bytes the worker's answer to `request` may take: for a raw read, a list of them,
 // a string read and a write, what they ask for and kMemoryAnswerOverhead (a little more per

@@ -3,15 +3,16 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_shape.h"
 #include "core/errors.h"
 
 namespace ffibox {
 namespace client_internal {
 namespace {
 
-// The server's bound on a string read without a length (kDefaultMaxStringUnits of
-// server/worker/memory_requests.cc), which raw reads keep too.
-constexpr size_t kMaxWideUnits = size_t{16} << 20;
+// The server's bound on a string read without a length (core/call_shape.h), which raw
+// reads keep too.
+constexpr size_t kMaxWideUnits = kMaxStringUnits;
 constexpr uint64_t kPageBytes = 4096;
 
 }  // namespace

@@ -37,6 +37,7 @@ from typing import Optional
 from ffibox._answer_shape import (MAX_CHANGED_BYTES, MAX_WATCHED_BYTES, call_answer_limits,
                                   check_answer_shape, invoke_limits, layout_answer_limits,
                                   read_list_limits)
+from ffibox._memory import MAX_STRING_UNITS
 from ffibox._stubs import pb
 from ffibox._unix_server_check import check_unix_server
 from ffibox.errors import Error
@@ -757,10 +758,8 @@ IN_INVOCATION_OPS = {"call": "call", "read_memory": "memory", "read_memory_list"
 # alone.
 TOP_LEVEL_OPS = frozenset(op for op in IN_INVOCATION_OPS if op != "call")
 # What an answer to a memory request holds besides the bytes it asked for (its id, tags,
-# lengths, generation, an error's message); and the most units a string read reads
-# (ffibox._memory.MAX_STRING_UNITS).
+# lengths, generation, an error's message).
 _ANSWER_OVERHEAD = 4096
-_MAX_STRING_UNITS = 16 << 20
 
 
 def answer_bound(request) -> int:
@@ -776,7 +775,7 @@ def answer_bound(request) -> int:
         bound = sum(read.size + 16 for read in request.read_memory_list.reads) + \
             _ANSWER_OVERHEAD
     elif op == "read_string":
-        units = min(request.read_string.max_length or _MAX_STRING_UNITS, _MAX_STRING_UNITS)
+        units = min(request.read_string.max_length or MAX_STRING_UNITS, MAX_STRING_UNITS)
         bound = units * (4 if request.read_string.wide else 1) + _ANSWER_OVERHEAD
     elif op == "write_memory":
         bound = _ANSWER_OVERHEAD

@@ -12,7 +12,7 @@ from ffibox._stubs import pb
 from ffibox.errors import Error
 
 # The most characters a read_string reads when it names no length (the server's
-# kDefaultMaxStringUnits, server/worker/memory_requests.cc).
+# kMaxStringUnits, core/call_shape.h).
 MAX_STRING_UNITS = 16 << 20
 # Raw string units are read a page of worker memory at a time (never across into a page the
 # string does not reach).
