@@ -66,14 +66,21 @@ def count_on_channel(session):
     return sent
 
 
-def memory_round(session):
-    """Reads, writes, string reads, a read list, a typed write and a watched read of a worker
-    block (malloc'd through a call), and the worker's refusals: what a user of Session sees."""
+def malloc_in(session, size, data):
+    """libc, and `size` bytes libc's malloc returned in `session`'s worker, `data` written
+    at their start."""
     libc = session.CDLL("libc.so.6")
     libc.malloc.restype = ct.c_void_p
     libc.malloc.argtypes = [ct.c_size_t]
-    at = libc.malloc(64)
-    session.write(at, b"hello, worker\0" + bytes(range(50)))
+    at = libc.malloc(size)
+    session.write(at, data)
+    return libc, at
+
+
+def memory_round(session):
+    """Reads, writes, string reads, a read list, a typed write and a watched read of a worker
+    block (malloc'd through a call), and the worker's refusals: what a user of Session sees."""
+    _libc, at = malloc_in(session, 64, b"hello, worker\0" + bytes(range(50)))
     seen = [session.read(at, 16), session.read_string(at),
             session.memory.read_list([(at, 5), (at + 7, 6)])]
     session.write_typed(at + 32, ct.c_int, -7)
@@ -128,10 +135,9 @@ def test_memory_requests_stay_on_the_stream_where_the_channel_does_not_take_them
 
 def test_after_a_crash_memory_requests_wait_for_the_next_workers_channel(client):
     with client.session(same_host=True) as session:
-        lib, libc = session.CDLL(TEST_LIB), session.CDLL("libc.so.6")
-        libc.malloc.restype = ct.c_void_p
-        libc.malloc.argtypes = [ct.c_size_t]
-        address, generation = libc.malloc(8), session.stream.generation
+        lib = session.CDLL(TEST_LIB)
+        _libc, address = malloc_in(session, 8, bytes(8))
+        generation = session.stream.generation
         with pytest.raises(ffibox.WorkerCrashed):
             lib.crash_null_deref()
         # No channel until the next worker answered a call: the read goes through the broker.
@@ -184,15 +190,6 @@ def run_with_collection_inside(monkeypatch, method, call, when=lambda *args: Tru
     monkeypatch.setattr(owner, method, original)
     assert not caller.is_alive(), "hung"
     return results
-
-
-def malloc_in(session, size, data):
-    libc = session.CDLL("libc.so.6")
-    libc.malloc.restype = ct.c_void_p
-    libc.malloc.argtypes = [ct.c_size_t]
-    at = libc.malloc(size)
-    session.write(at, data)
-    return libc, at
 
 
 @pytest.mark.parametrize("use", ["read", "call"])
