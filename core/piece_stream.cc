@@ -411,6 +411,11 @@ bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(s
 }
 
 bool ParseFromOwnedPieces(std::vector<std::string> pieces, google::protobuf::Message* message) {
+  if (pieces.size() == 1 && pieces[0].size() <= INT_MAX) {
+    // One piece (a call or its answer, mostly): ParseFromPieces' flat parse, without the
+    // views and the release callback it would build for it.
+    return message->ParseFromArray(pieces[0].data(), static_cast<int>(pieces[0].size()));
+  }
   std::vector<absl::string_view> views(pieces.begin(), pieces.end());
   return ParseFromPieces(
       std::move(views), [&pieces](size_t i) { std::string().swap(pieces[i]); }, message);

@@ -724,7 +724,7 @@ void ShmChannel::SetLongestReadSpin(absl::Duration longest, absl::Duration first
 uint64_t ShmChannel::LoadStatusWord(int index) const { return Load(StatusWord(mapping_, index)); }
 
 void ShmChannel::StoreStatusWord(int index, uint64_t value) {
-  Store(StatusWord(mapping_, index), value);
+  __atomic_store_n(StatusWord(mapping_, index), value, __ATOMIC_RELEASE);
 }
 
 void ShmChannel::Close() {

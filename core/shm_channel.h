@@ -207,7 +207,10 @@ class ShmChannel {
 
   // Words in the shared memory outside the rings, for what the channel's users publish to
   // each other (the worker's call in progress on a same-host channel). Either side may write
-  // any of them at any time: a value read is untrusted. `index` < kStatusWords.
+  // any of them at any time: a value read is untrusted. `index` < kStatusWords. A store is a
+  // release and a load (at least) an acquire: a reader that sees a word sees the stores made
+  // before it, status words and channel alike. A store is no full barrier (a plain write, not
+  // a locked one: the worker makes six on the path of every call).
   static constexpr int kStatusWords = 8;
   uint64_t LoadStatusWord(int index) const;
   void StoreStatusWord(int index, uint64_t value);
