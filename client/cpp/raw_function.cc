@@ -75,4 +75,29 @@ absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOption
   return std::move(*response->mutable_call());
 }
 
+std::optional<absl::StatusOr<RawFunction::ScalarResult>> RawFunction::CallScalar(
+    absl::Span<const client_internal::ScalarBits> args, const CallOptions& options) const {
+  if (options.set_errno.has_value() || signature_.variadic()) return std::nullopt;
+  const client_internal::PendingHandle::Name name = handle_->Current();
+  // A resolve not answered yet is named by its request, which only the broker knows.
+  if (name.handle == 0) return std::nullopt;
+  const client_internal::ScalarCall call{name.handle, TimeoutMillis(options.timeout), args};
+  std::optional<absl::StatusOr<client_internal::LocalPath::ScalarAnswer>> answer =
+      stream_->CallScalarLocally(call);
+  if (!answer.has_value()) return std::nullopt;
+  if (!answer->ok()) return handle_->Explain(answer->status());
+  ScalarResult result;
+  if ((*answer)->read) {
+    result.read = true;
+    result.scalar = (*answer)->result;
+    return result;
+  }
+  // Any other answer: what Call makes of it.
+  absl::StatusOr<v1::Response> response = client_internal::SessionStream::Expect(
+      v1::Request::kCall, *std::move((*answer)->response), v1::Response::kCall);
+  if (!response.ok()) return handle_->Explain(response.status());
+  result.result = std::move(*response->mutable_call());
+  return result;
+}
+
 }  // namespace ffibox

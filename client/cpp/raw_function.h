@@ -11,10 +11,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "client/cpp/internal/borrowed_block.h"
 #include "client/cpp/internal/memory_ops.h"
 #include "client/cpp/internal/pending_handle.h"
@@ -49,6 +51,21 @@ class RawFunction {
   // they must outlive the call.
   absl::StatusOr<v1::CallResult> Call(v1::Call call, const CallOptions& options = {},
                                       client_internal::BorrowedBlocks borrowed = {}) const;
+
+  // The result of CallScalar: the call's scalar result read from the answer's bytes
+  // (`read`; nullopt for none), or the result as Call returns it.
+  struct ScalarResult {
+    bool read = false;
+    std::optional<client_internal::ScalarBits> scalar;
+    v1::CallResult result;
+  };
+  // Calls the function with `args`, all scalars, through the same-host channel with the
+  // request and its answer in protobuf's wire format (SessionStream::CallScalarLocally);
+  // errors as Call's. nullopt, and nothing sent, when the call cannot go that way (no
+  // channel, a handle whose resolve is not answered yet, `options.set_errno`, a variadic
+  // function): Call sends it.
+  std::optional<absl::StatusOr<ScalarResult>> CallScalar(
+      absl::Span<const client_internal::ScalarBits> args, const CallOptions& options) const;
 
   // Fills in `call`'s function handle (or, while a ResolveAsync's answer has not come, the
   // resolve's request id: Call.function_request), and the deadline and errno of `options`

@@ -91,6 +91,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
 
 bool Session::same_host() const { return stream_->local_path_enabled(); }
 
+uint64_t Session::same_host_scalar_calls() const { return stream_->scalar_answers_read(); }
+
 absl::Status Session::EnableSameHost() {
   return stream_->EnableLocalPath(absl::Milliseconds(info().call_timeout_ms()));
 }

@@ -115,6 +115,10 @@ class Session {
   // Whether calls go over the same-host channel now (false from a worker's loss until the
   // next worker answered a call).
   bool same_host() const;
+  // How many calls on the same-host channel went as scalar calls, their answer read from its
+  // bytes (TypedFunction calls whose arguments and result are all scalars, without errno:
+  // docs/protocol.md, "The same-host channel").
+  uint64_t same_host_scalar_calls() const;
 
   // Sends any request (its id is assigned here) and waits for the matching response; a
   // response carrying an error is returned as that typed error (ErrorStatus).

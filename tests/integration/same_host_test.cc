@@ -17,9 +17,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -80,6 +82,109 @@ TEST_F(SameHostTest, APipelinedStartCallsThroughTheChannel) {
   EXPECT_EQ(first, refusal);
   ASSERT_OK_AND_ASSIGN(sum, add(4, 5));
   EXPECT_EQ(sum, 9);
+}
+
+// Calls `symbol` as Sig with `args` in both sessions' libraries and expects the same outcome:
+// the same value (bit for bit), or an error of the same code.
+template <typename Sig, typename... Args>
+void ExpectSameBothWays(const Library& on_channel, const Library& over_grpc, const char* symbol,
+                        Args... args) {
+  absl::StatusOr<TypedFunction<Sig>> local = on_channel.Function<Sig>(symbol);
+  absl::StatusOr<TypedFunction<Sig>> remote = over_grpc.Function<Sig>(symbol);
+  ASSERT_TRUE(local.ok() && remote.ok()) << symbol << ": " << local.status() << remote.status();
+  const auto got = (*local)(args...);
+  const auto expected = (*remote)(args...);
+  if constexpr (std::is_same_v<std::decay_t<decltype(got)>, absl::Status>) {
+    EXPECT_EQ(ErrorCodeOf(got), ErrorCodeOf(expected)) << symbol << ": " << got << expected;
+  } else {
+    ASSERT_EQ(got.ok(), expected.ok()) << symbol << ": " << got.status() << expected.status();
+    if (!got.ok()) {
+      EXPECT_EQ(ErrorCodeOf(got.status()), ErrorCodeOf(expected.status())) << symbol;
+      return;
+    }
+    using T = std::decay_t<decltype(*got)>;
+    if constexpr (std::is_same_v<T, long double>) {
+      EXPECT_EQ(*got, *expected) << symbol;  // (its padding is no part of its value)
+    } else {
+      EXPECT_EQ(memcmp(&*got, &*expected, sizeof(T)), 0)
+          << symbol << ": " << *got << " against " << *expected;
+    }
+  }
+}
+
+// TypedFunction calls whose arguments and result are all scalars go on the channel as scalar
+// calls (their request written and their answer read without the messages): every scalar
+// type at its edges gives what the same call gives over gRPC, value, void and error alike; a
+// crash and a call's own timeout are the typed errors the stream gives; calls that ask for
+// errno go the general way, and give the same as well.
+TEST_F(SameHostTest, ScalarCallsGiveWhatTheyGiveOverGrpc) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> local, Open());
+  SessionOptions options;
+  options.on_output = [](v1::OutputStream, absl::string_view) {};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, client_->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library a, local->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(Library b, remote->Load(TestLibPath()));
+  using L = std::numeric_limits<long>;
+  using LL = std::numeric_limits<long long>;
+  ExpectSameBothWays<bool(int)>(a, b, "is_even", INT_MIN);
+  ExpectSameBothWays<bool(bool)>(a, b, "not_bool", false);
+  ExpectSameBothWays<char(char)>(a, b, "next_char", 'y');
+  ExpectSameBothWays<signed char(signed char)>(a, b, "neg_schar", static_cast<signed char>(-127));
+  ExpectSameBothWays<unsigned char(unsigned char, unsigned char)>(
+      a, b, "add_uchar", static_cast<unsigned char>(255), static_cast<unsigned char>(2));
+  ExpectSameBothWays<short(short, short)>(a, b, "add_short", static_cast<short>(-32768),
+                                          static_cast<short>(1));
+  ExpectSameBothWays<unsigned short(unsigned short, unsigned short)>(
+      a, b, "add_ushort", static_cast<unsigned short>(65535), static_cast<unsigned short>(1));
+  ExpectSameBothWays<int(int, int)>(a, b, "add_int", INT_MAX, -1);
+  ExpectSameBothWays<unsigned(unsigned, unsigned)>(a, b, "add_uint", UINT_MAX, 2u);
+  ExpectSameBothWays<long(long, long)>(a, b, "add_long", L::min(), L::max());
+  ExpectSameBothWays<unsigned long(unsigned long, unsigned long)>(a, b, "add_ulong", ULONG_MAX,
+                                                                  1ul);
+  ExpectSameBothWays<long long(long long, long long)>(a, b, "add_longlong", LL::max(), 0ll);
+  ExpectSameBothWays<unsigned long long(unsigned long long, unsigned long long)>(
+      a, b, "add_ulonglong", ULLONG_MAX, ULLONG_MAX);
+  ExpectSameBothWays<int64_t(int64_t)>(a, b, "neg_int64", INT64_MIN + 1);
+  ExpectSameBothWays<uint64_t(uint64_t, uint64_t)>(a, b, "add_uint64", uint64_t{1} << 63,
+                                                   uint64_t{1} << 62);
+  ExpectSameBothWays<size_t(size_t)>(a, b, "twice_size", SIZE_MAX / 2);
+  ExpectSameBothWays<ssize_t(ssize_t)>(a, b, "neg_ssize", static_cast<ssize_t>(-5));
+  ExpectSameBothWays<float(float, float)>(a, b, "mul_float", std::numeric_limits<float>::max(),
+                                          2.0f);
+  ExpectSameBothWays<double(double, double)>(a, b, "mul_double", -0.0, 1e308);
+  ExpectSameBothWays<double(double, double)>(a, b, "mul_double",
+                                             std::numeric_limits<double>::denorm_min(), 0.5);
+  ExpectSameBothWays<long double(long double)>(a, b, "ld_half", 3.0L);
+  ExpectSameBothWays<wchar_t(wchar_t)>(a, b, "upper_wchar", L'\u00e9');
+  ExpectSameBothWays<int(int, int, int, int, int, int, int, int, int, int)>(
+      a, b, "sum_ints", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10);
+  ExpectSameBothWays<double(int, double, long, float, unsigned char)>(
+      a, b, "sum_mixed", -1, 0.25, 1000000000000L, 0.5f, static_cast<unsigned char>(200));
+  ExpectSameBothWays<void(int, int)>(a, b, "set_owned_number", 0, 70);
+  ExpectSameBothWays<int(int)>(a, b, "owned_number_at", 0);
+  ExpectSameBothWays<int(int)>(a, b, "crash_div_zero", 1);
+  ExpectSameBothWays<int()>(a, b, "counter_next");  // each worker's first after the crash
+  const uint64_t scalar_calls = local->same_host_scalar_calls();
+  // 28 calls on the channel, but the crash's (the answer is the broker's) and the one after
+  // it (through the broker, which starts the next worker, then a channel to it).
+  EXPECT_EQ(scalar_calls, 26u);
+  EXPECT_EQ(remote->same_host_scalar_calls(), 0u);
+  // A call's own timeout: CALL_TIMEOUT, the session goes on.
+  ASSERT_OK_AND_ASSIGN(auto sleep, a.Function<int(int)>("sleep_ms"));
+  ASSERT_OK_AND_ASSIGN(auto add, a.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int sum, add(1, 2));  // the channel to the next worker
+  EXPECT_THAT(sleep.CallWithTimeout(absl::Milliseconds(100), 5000).status(),
+              StatusIs(v1::CALL_TIMEOUT));
+  ASSERT_OK_AND_ASSIGN(sum, add(2, 2));
+  EXPECT_EQ(sum, 4);
+  // With errno: the general way, the same errno.
+  ASSERT_OK_AND_ASSIGN(auto set_errno, a.Function<int(int)>("set_errno_to"));
+  const uint64_t before = local->same_host_scalar_calls();
+  ASSERT_OK_AND_ASSIGN(WithErrno<int> failed, set_errno.CallWithErrno(ERANGE));
+  EXPECT_EQ(failed.value, -1);
+  EXPECT_EQ(failed.error_number, ERANGE);
+  EXPECT_EQ(local->same_host_scalar_calls(), before);
+  EXPECT_TRUE(local->same_host());
 }
 
 TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {

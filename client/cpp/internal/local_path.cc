@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/algorithm/container.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/unix_server_check.h"
@@ -100,6 +101,13 @@ size_t AnswerBoundOf(const v1::Request& request) {
       break;
   }
   return static_cast<size_t>(std::min<uint64_t>(bound, kMaxLocalAnswerBytes));
+}
+
+// What a request's failure to be written means: the worker runs only a whole frame, so the
+// request did not run (FAILED_PRECONDITION), unless it was refused for its size.
+absl::Status NotWritten(absl::Status sent) {
+  if (sent.ok() || absl::IsResourceExhausted(sent)) return sent;
+  return absl::FailedPreconditionError(sent.message());
 }
 
 }  // namespace
@@ -343,24 +351,65 @@ absl::Status LocalPath::Serve(v1::Response message, uint64_t parent, absl::Time 
   return absl::OkStatus();
 }
 
+void LocalPath::NoteFailure(const absl::Status& failure) {
+  // Refused before it was written: the channel is as it was.
+  if (!failure.ok() && !absl::IsResourceExhausted(failure) &&
+      !absl::IsFailedPrecondition(failure)) {
+    broken_ = failure;
+  }
+}
+
 absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& request,
                                                        absl::Time deadline) {
   FFIBOX_RETURN_IF_ERROR(broken_);
   absl::StatusOr<v1::Response> response = ExchangeFramesOnce(request, deadline);
-  // Refused before it was written: the channel is as it was.
-  if (!response.ok() && !absl::IsResourceExhausted(response.status()) &&
-      !absl::IsFailedPrecondition(response.status())) {
-    broken_ = response.status();
-  }
+  NoteFailure(response.status());
   return response;
+}
+
+absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalar(uint64_t id,
+                                                                  const ScalarCall& call,
+                                                                  absl::Time deadline) {
+  FFIBOX_RETURN_IF_ERROR(broken_);
+  absl::StatusOr<ScalarAnswer> answer = ExchangeScalarOnce(id, call, deadline);
+  NoteFailure(answer.status());
+  return answer;
+}
+
+absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalarOnce(uint64_t id,
+                                                                      const ScalarCall& call,
+                                                                      absl::Time deadline) {
+  absl::InlinedVector<char, 256> bytes(ScalarCallBytesAtMost(call.args.size()));
+  const size_t length = EncodeScalarCall(id, call, bytes.data());
+  if (max_request_bytes_ != 0 && length > max_request_bytes_) {
+    return RequestTooLarge(length, max_request_bytes_);
+  }
+  FFIBOX_RETURN_IF_ERROR(
+      NotWritten(WriteFrame(*channel_, absl::string_view(bytes.data(), length), deadline)));
+  FrameDecoder frames(kMaxLocalAnswerBytes);
+  absl::StatusOr<FramePayload> frame =
+      ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
+  ScalarAnswer answer;
+  if (frame.ok() && frame->pieces.size() == 1 &&
+      ReadScalarAnswer(frame->pieces[0], id, &answer.result)) {
+    answer.read = true;
+    return answer;
+  }
+  // Any other answer: the request it answers, as a message, for its checks.
+  FFIBOX_ASSIGN_OR_RETURN(answer.response,
+                          ReadAnswer(ScalarCallRequest(id, call), deadline, std::move(frame)));
+  return answer;
 }
 
 absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& request,
                                                            absl::Time deadline) {
-  absl::Status sent = WriteRequest(request, deadline);
-  if (absl::IsResourceExhausted(sent)) return sent;
-  // The worker runs only a whole frame: the request did not run.
-  if (!sent.ok()) return absl::FailedPreconditionError(sent.message());
+  FFIBOX_RETURN_IF_ERROR(NotWritten(WriteRequest(request, deadline)));
+  return ReadAnswer(request, deadline, std::nullopt);
+}
+
+absl::StatusOr<v1::Response> LocalPath::ReadAnswer(
+    const v1::Request& request, absl::Time deadline,
+    std::optional<absl::StatusOr<FramePayload>> first) {
   auto malformed = [](absl::string_view why) {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("the worker's answer on the same-host channel ", why));
@@ -385,7 +434,8 @@ absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& re
     // request may be answered with.
     FrameDecoder frames(request.has_call() ? kMaxLocalAnswerBytes : AnswerBoundOf(request));
     absl::StatusOr<FramePayload> frame =
-        ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
+        first.has_value() ? *std::exchange(first, std::nullopt)
+                          : ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
     if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
       return malformed(frame.status().message());
     }

@@ -22,12 +22,15 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/cpp/internal/borrowed_block.h"
+#include "client/cpp/internal/scalar_call.h"
+#include "core/framing.h"
 #include "core/shm_channel.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -103,6 +106,23 @@ class LocalPath {
   // Exchange's.
   absl::StatusOr<v1::Response> ExchangeNested(const v1::Request& request, absl::Time deadline);
 
+  // The answer to a scalar call (ExchangeScalar): read from its bytes (`read`: the call's
+  // scalar result, or nullopt for none), or any other answer (`response`), as Exchange
+  // returns it.
+  struct ScalarAnswer {
+    bool read = false;
+    std::optional<ScalarBits> result;
+    std::optional<v1::Response> response;
+  };
+  // Sends `call` (a top-level call whose arguments are all scalars, with request id `id`)
+  // written in protobuf's wire format without the message (scalar_call.h), and waits for its
+  // answer until `deadline`. An answer of the one shape such a call gets is read from its
+  // bytes; any other (an error, a callback's invocation, which is served, a result with more
+  // in it) is read, checked and returned as Exchange reads, checks and returns it. Errors as
+  // Exchange's.
+  absl::StatusOr<ScalarAnswer> ExchangeScalar(uint64_t id, const ScalarCall& call,
+                                              absl::Time deadline);
+
   // Whether the server takes requests naming an invocation on this channel through the
   // session stream (LocalChannelOpened.channel_invocations).
   bool channel_invocations() const { return channel_invocations_; }
@@ -154,6 +174,15 @@ class LocalPath {
   // failure past the request's writing, the channel is broken (broken_).
   absl::StatusOr<v1::Response> ExchangeFrames(const v1::Request& request, absl::Time deadline);
   absl::StatusOr<v1::Response> ExchangeFramesOnce(const v1::Request& request, absl::Time deadline);
+  absl::StatusOr<ScalarAnswer> ExchangeScalarOnce(uint64_t id, const ScalarCall& call,
+                                                  absl::Time deadline);
+  // After a failure on the channel: the channel is broken from then on (broken_), unless the
+  // request was refused before any of it was written.
+  void NoteFailure(const absl::Status& failure);
+  // Reads the answer to `request` (written) until `deadline`, checked; runs the invocations
+  // that come meanwhile. `first`: the answer's first frame, when it was read already.
+  absl::StatusOr<v1::Response> ReadAnswer(const v1::Request& request, absl::Time deadline,
+                                          std::optional<absl::StatusOr<FramePayload>> first);
   // Writes one request frame until `deadline`.
   absl::Status WriteRequest(const v1::Request& request, absl::Time deadline);
   // Runs the invocation `message` carries, which came while a call inside invocation

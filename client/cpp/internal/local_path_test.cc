@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <thread>
@@ -247,6 +248,78 @@ TEST(LocalPathTest, AnEndlessNestOfInvocationsEndsAtTheDepthLimit) {
   peer.join();
   EXPECT_THAT(answer.status(), StatusIs(v1::INTERNAL)) << answer.status();
   EXPECT_EQ(deepest, kMaxChannelInvocationDepth);
+}
+
+// A scalar call: the worker parses its request as the message it stands for; its answer as
+// the worker writes it is read from its bytes; a callback's invocation during it is served
+// and the call goes on (its answer then read as Exchange reads it); an error answer, or a result of
+// another shape, comes back as the Response Exchange would give; an answer to another request is
+// malformed and ends the channel.
+TEST(LocalPathTest, AScalarCallsAnswerIsReadFromItsBytesAndAnyOtherAsExchangeReadsIt) {
+  int handled = 0;
+  HostileWorker worker([&](const v1::Response&, LocalPath&, absl::Time) {
+    ++handled;
+    return absl::StatusOr<v1::CallbackReturn>(v1::CallbackReturn());
+  });
+  const std::array<ScalarBits, 3> args = {ScalarBitsOf(-3), ScalarBitsOf(2.5),
+                                          ScalarBitsOf(uint64_t{1} << 63)};
+  const ScalarCall call{3, 250, args};
+  auto result = [](uint64_t id, int64_t value, uint64_t generation) {
+    v1::Response answer = CallAnswer(id);
+    answer.set_generation(generation);
+    answer.mutable_call()->mutable_result()->set_int_value(value);
+    return answer;
+  };
+  std::thread peer([&] {
+    const v1::Request first = worker.Read();
+    EXPECT_EQ(first.SerializeAsString(), ScalarCallRequest(11, call).SerializeAsString());
+    EXPECT_EQ(first.call().args(2).uint_value(), uint64_t{1} << 63);
+    worker.Write(result(11, -42, 1));
+    EXPECT_TRUE(worker.Read().has_call());
+    worker.Write(Invoke(40, 0));
+    EXPECT_EQ(worker.Read().callback_return().invocation(), 40u);
+    worker.Write(result(12, 7, 1));
+    worker.Read();
+    v1::Response crashed = CallAnswer(13);  // a refusal
+    crashed.clear_call();
+    crashed.mutable_error()->set_code(v1::NOT_FOUND);
+    worker.Write(crashed);
+    worker.Read();
+    v1::Response with_errno = result(14, 8, 1);
+    with_errno.mutable_call()->set_errno_value(5);
+    worker.Write(with_errno);
+    worker.Read();
+    worker.Write(result(99, 1, 1));
+  });
+  absl::StatusOr<LocalPath::ScalarAnswer> read = worker.path().ExchangeScalar(11, call, Soon());
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_TRUE(read->read && read->result.has_value());
+  EXPECT_EQ(read->result->kind, v1::Value::kIntValue);
+  EXPECT_EQ(static_cast<int64_t>(read->result->bits), -42);
+  absl::StatusOr<LocalPath::ScalarAnswer> after_callback =
+      worker.path().ExchangeScalar(12, call, Soon());
+  ASSERT_TRUE(after_callback.ok()) << after_callback.status();
+  // Read with the invocation, as Exchange reads it.
+  ASSERT_FALSE(after_callback->read);
+  EXPECT_EQ(after_callback->response->call().result().int_value(), 7);
+  EXPECT_EQ(handled, 1);
+  absl::StatusOr<LocalPath::ScalarAnswer> error = worker.path().ExchangeScalar(13, call, Soon());
+  ASSERT_TRUE(error.ok()) << error.status();
+  ASSERT_FALSE(error->read);
+  ASSERT_TRUE(error->response.has_value());
+  EXPECT_EQ(error->response->error().code(), v1::NOT_FOUND);
+  absl::StatusOr<LocalPath::ScalarAnswer> other = worker.path().ExchangeScalar(14, call, Soon());
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_FALSE(other->read);
+  EXPECT_EQ(other->response->call().result().int_value(), 8);
+  EXPECT_EQ(other->response->call().errno_value(), 5);
+  EXPECT_EQ(other->response->generation(), 1u);  // the channel's
+  absl::StatusOr<LocalPath::ScalarAnswer> wrong = worker.path().ExchangeScalar(15, call, Soon());
+  peer.join();
+  EXPECT_THAT(wrong.status(), StatusIs(v1::INTERNAL)) << wrong.status();
+  // The channel is broken from then on: nothing more is written.
+  EXPECT_THAT(worker.path().ExchangeScalar(16, call, Soon()).status(), StatusIs(v1::INTERNAL));
+  EXPECT_FALSE(worker.WroteMore(absl::Milliseconds(100)));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 
+#include "absl/base/casts.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -80,20 +81,37 @@ inline v1::Type ScalarType(v1::Scalar scalar) {
   return type;
 }
 
-// Stores `value` in `out` the way the proto documents for T's scalar. A long double is sent
-// as a double (the protocol's float_value).
+// A scalar Value without the message: the field of Value it sets (kBoolValue, kIntValue,
+// kUintValue or kFloatValue) and that field's bits (a bool's 0 or 1, an integer's two's
+// complement, a double's IEEE 754 bits).
+struct ScalarBits {
+  v1::Value::KindCase kind = v1::Value::KIND_NOT_SET;
+  uint64_t bits = 0;
+};
+
+// The Value of `value` the way the proto documents for T's scalar. A long double is sent as a
+// double (the protocol's float_value).
 template <typename T>
-void EncodeScalar(T value, v1::Value* out) {
+ScalarBits ScalarBitsOf(T value) {
   static_assert(kIsScalar<T>, "not a C scalar type");
   if constexpr (std::is_same_v<T, bool>) {
-    out->set_bool_value(value);
+    return {v1::Value::kBoolValue, value ? uint64_t{1} : uint64_t{0}};
   } else if constexpr (std::is_floating_point_v<T>) {
-    out->set_float_value(static_cast<double>(value));
+    return {v1::Value::kFloatValue, absl::bit_cast<uint64_t>(static_cast<double>(value))};
   } else if constexpr (std::is_signed_v<T>) {
-    out->set_int_value(static_cast<int64_t>(value));
+    return {v1::Value::kIntValue, static_cast<uint64_t>(static_cast<int64_t>(value))};
   } else {
-    out->set_uint_value(static_cast<uint64_t>(value));
+    return {v1::Value::kUintValue, static_cast<uint64_t>(value)};
   }
+}
+
+// Sets `out` to the Value `scalar` stands for.
+void SetScalarBits(const ScalarBits& scalar, v1::Value* out);
+
+// Stores `value` in `out` (ScalarBitsOf).
+template <typename T>
+void EncodeScalar(T value, v1::Value* out) {
+  SetScalarBits(ScalarBitsOf(value), out);
 }
 
 // Returns the error for a server value of the wrong kind or range (`expected` names the C

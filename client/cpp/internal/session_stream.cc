@@ -390,14 +390,10 @@ uint64_t SessionStream::BoundGeneration(uint64_t function) {
   return bound != address_functions_.end() ? bound->second : 0;
 }
 
-std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
-    v1::Request* request, BorrowedBlocks borrowed) {
-  const bool call = request->has_call();
-  if (call && local_wanted_.load() && !local_enabled_.load() && max_request_bytes_.load() != 0) {
-    // After a loss, a call that does not fit a message opens the channel to the next worker
-    // (the broker starts it) instead of waiting for a call on the stream to do so.
-    if (RequestBytes(*request, borrowed) > max_request_bytes_.load()) ReopenLocalPath();
-  }
+template <typename Answer, typename FitsFn, typename ExchangeFn, typename FailedFn>
+std::optional<absl::StatusOr<Answer>> SessionStream::OnChannel(const LocalRequest& request,
+                                                               FitsFn fits, ExchangeFn exchange,
+                                                               FailedFn failed) {
   // One call at a time on the channel; while a handler of the call on it runs, that handler
   // may be waiting for this thread: the call goes through the broker then (which queues it
   // behind the call on the channel and ends both at their deadlines).
@@ -408,53 +404,48 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   {
     absl::MutexLock lock(&local_state_mu_);
     const auto found =
-        call ? address_functions_.find(request->call().function()) : address_functions_.end();
+        request.call ? address_functions_.find(request.function) : address_functions_.end();
     if (found != address_functions_.end()) bound = found->second;
     call_timeout = local_call_timeout_;
   }
+  uint64_t id = 0;
   uint64_t generation = 0;
   absl::Status failure;
   bool closed_by_worker = false;
   {
     absl::MutexLock local_lock(&local_mu_);
-    if (local_ == nullptr || local_->TooLarge(*request, borrowed) ||
-        (!call && !local_->memory_requests())) {
-      return std::nullopt;
-    }
+    if (local_ == nullptr || !fits(*local_)) return std::nullopt;
     if (bound != 0 && bound != local_->generation()) return std::nullopt;
     {
       absl::MutexLock lock(&mu_);
-      if (!ended_.ok()) return absl::StatusOr<v1::Response>(ended_);
-      for (const auto& [id, pending] : pending_) {
+      if (!ended_.ok()) return absl::StatusOr<Answer>(ended_);
+      for (const auto& [pending_id, pending] : pending_) {
         // Sent through the broker and not answered yet (SendAsync: a write, then this read),
         // it may not have reached the worker, which would run this one first: this goes
         // through the broker too, behind it, in the order they were sent.
         if (pending.reaches_worker) return std::nullopt;
       }
-      request->set_id(next_id_++);
+      id = next_id_++;
     }
     // A request other than a call has the session's timeout, at the broker as here.
-    const absl::Duration timeout = request->call().timeout_ms() != 0
-                                       ? absl::Milliseconds(request->call().timeout_ms())
-                                       : call_timeout;
+    const absl::Duration timeout =
+        request.timeout_ms != 0 ? absl::Milliseconds(request.timeout_ms) : call_timeout;
     // Requests through the broker wait behind this call in the worker, and their deadlines
     // there start when it ends.
     channel_call_bound_ns_.store(absl::ToInt64Nanoseconds(answer_deadlines_.BoundOfCall(timeout)),
                                  std::memory_order_relaxed);
     const absl::Time deadline = absl::Now() + timeout + kLocalAnswerMargin;
-    absl::StatusOr<v1::Response> response = call ? local_->Exchange(request, borrowed, deadline)
-                                                 : local_->ExchangeNested(*request, deadline);
+    absl::StatusOr<Answer> answer = exchange(*local_, id, deadline);
     heard_ns_.store(SteadyNanos(), std::memory_order_relaxed);
     channel_call_bound_ns_.store(0, std::memory_order_release);
-    if (response.ok()) {
-      NoteGeneration(response->generation());
-      StampGeneration(&*response);
-      return response;
+    if (answer.ok()) {
+      NoteGeneration(local_->generation());
+      return answer;
     }
     // The channel is done with: later calls go through the broker.
     generation = local_->generation();
     closed_by_worker = local_->closed_by_worker();
-    failure = response.status();
+    failure = answer.status();
     local_.reset();
     local_enabled_.store(false);
     // Only a loss is followed by a channel to the next worker; a worker that answers wrongly,
@@ -466,7 +457,55 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
   }
   // Not sent whole: the call did not run; it goes through the broker like any other.
   if (absl::IsFailedPrecondition(failure)) return std::nullopt;
-  return LocalFailureAnswer(request->id(), generation, closed_by_worker, failure, call);
+  return failed(LocalFailureAnswer(id, generation, closed_by_worker, failure, request.call));
+}
+
+std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
+    v1::Request* request, BorrowedBlocks borrowed) {
+  const bool call = request->has_call();
+  if (call && local_wanted_.load() && !local_enabled_.load() && max_request_bytes_.load() != 0) {
+    // After a loss, a call that does not fit a message opens the channel to the next worker
+    // (the broker starts it) instead of waiting for a call on the stream to do so.
+    if (RequestBytes(*request, borrowed) > max_request_bytes_.load()) ReopenLocalPath();
+  }
+  const LocalRequest local{call, call ? request->call().function() : 0,
+                           request->call().timeout_ms()};
+  return OnChannel<v1::Response>(
+      local,
+      [&](const LocalPath& path) {
+        return !path.TooLarge(*request, borrowed) && (call || path.memory_requests());
+      },
+      [&](LocalPath& path, uint64_t id, absl::Time deadline) {
+        request->set_id(id);
+        absl::StatusOr<v1::Response> response = call ? path.Exchange(request, borrowed, deadline)
+                                                     : path.ExchangeNested(*request, deadline);
+        if (response.ok()) StampGeneration(&*response);
+        return response;
+      },
+      [](v1::Response failure) { return failure; });
+}
+
+std::optional<absl::StatusOr<LocalPath::ScalarAnswer>> SessionStream::CallScalarLocally(
+    const ScalarCall& call) {
+  // Only a top-level call, off the threads that run handlers (as Exchange's local calls).
+  if (LocalInvocationOf(this) != nullptr || callbacks_.OnCallbackThread() ||
+      callbacks_.CurrentInvocation() != 0) {
+    return std::nullopt;
+  }
+  return OnChannel<LocalPath::ScalarAnswer>(
+      LocalRequest{true, call.function, call.timeout_ms}, [](const LocalPath&) { return true; },
+      [&](LocalPath& path, uint64_t id, absl::Time deadline) {
+        absl::StatusOr<LocalPath::ScalarAnswer> answer = path.ExchangeScalar(id, call, deadline);
+        if (answer.ok() && answer->read)
+          scalar_answers_read_.fetch_add(1, std::memory_order_relaxed);
+        if (answer.ok() && answer->response.has_value()) StampGeneration(&*answer->response);
+        return answer;
+      },
+      [](v1::Response failure) {
+        LocalPath::ScalarAnswer answer;
+        answer.response = std::move(failure);
+        return answer;
+      });
 }
 
 v1::Response SessionStream::LocalFailureAnswer(uint64_t id, uint64_t generation,

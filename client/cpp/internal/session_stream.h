@@ -81,6 +81,15 @@ class SessionStream : private AnswerWatchdog::Watched {
   absl::StatusOr<v1::Response> Exchange(v1::Request request, BorrowedBlocks borrowed = {});
   // Exchange for a request the caller keeps, as SendAsync(v1::Request*) takes it.
   absl::StatusOr<v1::Response> Exchange(v1::Request* request, BorrowedBlocks borrowed = {});
+  // A top-level call whose arguments are all scalars, through the same-host channel with
+  // its request and answer in protobuf's wire format (LocalPath::ExchangeScalar): the answer
+  // as Exchange would have returned it, or read from its bytes. nullopt, and nothing sent,
+  // where Exchange would not send such a call on the channel (there is none; inside a
+  // handler; a request through the broker not answered yet): the caller sends it with
+  // Exchange.
+  std::optional<absl::StatusOr<LocalPath::ScalarAnswer>> CallScalarLocally(const ScalarCall& call);
+  // How many of those answers were read from their bytes.
+  uint64_t scalar_answers_read() const { return scalar_answers_read_.load(); }
 
   // Exchange, and a response carrying `error` becomes the matching non-OK status
   // (ErrorStatus), so an OK result always has a `result` set.
@@ -226,6 +235,22 @@ class SessionStream : private AnswerWatchdog::Watched {
   // through the same-host channel; nullopt when there is none (or it does not take it).
   std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request,
                                                               BorrowedBlocks borrowed);
+  // What the channel's turn needs to know of a request: whether it is a call, of which
+  // function (0: not a call), with which timeout_ms (0: the session's).
+  struct LocalRequest {
+    bool call = false;
+    uint64_t function = 0;
+    uint32_t timeout_ms = 0;
+  };
+  // Takes the channel's turn for `request` and gives it an id, then runs `exchange(path, id,
+  // deadline)` on the channel (an Answer, or LocalPath's errors); nullopt (nothing sent) when
+  // there is no channel, `fits(path)` is false, the function was resolved at another worker's
+  // address, or a request sent through the broker has not been answered yet. After a failure
+  // on the channel, it is dropped and `failed` makes an Answer of what the broker would have
+  // answered (LocalFailureAnswer). The turn's rules are ExchangeLocally's.
+  template <typename Answer, typename FitsFn, typename ExchangeFn, typename FailedFn>
+  std::optional<absl::StatusOr<Answer>> OnChannel(const LocalRequest& request, FitsFn fits,
+                                                  ExchangeFn exchange, FailedFn failed);
   // Runs an invocation that came on the same-host channel `path` (LocalPath::InvocationRunner);
   // its handler's requests go there (ExchangeInInvocation) with `call_timeout`.
   absl::StatusOr<v1::CallbackReturn> RunLocalInvocation(const v1::Response& message,
@@ -258,6 +283,7 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::thread reader_;  // started by the first Write (StartReader)
   std::once_flag reader_started_;
   std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> scalar_answers_read_{0};
 
   // Serialises writers; gRPC allows one outstanding write and no write after Finish.
   absl::Mutex write_mu_;

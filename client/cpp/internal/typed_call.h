@@ -6,6 +6,8 @@
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
 
+#include <array>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -17,6 +19,7 @@
 #include "client/cpp/internal/call_builder.h"
 #include "client/cpp/internal/memory_ops.h"
 #include "client/cpp/internal/result_traits.h"
+#include "client/cpp/internal/scalar_codec.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/values.h"
 #include "core/errors.h"
@@ -45,6 +48,25 @@ absl::Status AppendArgs(CallBuilder& builder, typename ArgTraits<A>::Param... ar
   return status;
 }
 
+// The typed outcome of a call's result value (null: none) with `error_number`: as
+// DecodeTypedResult.
+template <typename R>
+absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> DecodeTypedValue(const v1::Value* result,
+                                                                            int error_number,
+                                                                            absl::string_view what,
+                                                                            MemoryOps& memory) {
+  using Value = typename ResultTraits<R>::Value;
+  if constexpr (std::is_void_v<Value>) {
+    return WithErrno<void>{error_number};
+  } else {
+    if (result == nullptr) {
+      return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned no result for ", what));
+    }
+    FFIBOX_ASSIGN_OR_RETURN(Value value, ResultTraits<R>::Decode(*result, memory.StringReader()));
+    return WithErrno<Value>{std::move(value), error_number};
+  }
+}
+
 // The typed outcome of a call's `result` (its blocks already copied back): the result
 // decoded as R (a char* that came back as a worker address is read with `memory`) with the
 // worker's errno. INTERNAL if `capture_errno` asked for errno and the server did not report
@@ -52,22 +74,18 @@ absl::Status AppendArgs(CallBuilder& builder, typename ArgTraits<A>::Param... ar
 template <typename R>
 absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> DecodeTypedResult(
     const v1::CallResult& result, bool capture_errno, absl::string_view what, MemoryOps& memory) {
-  using Value = typename ResultTraits<R>::Value;
   if (capture_errno && !result.has_errno_value()) {
     return ErrorStatus(v1::INTERNAL, "the server did not report errno for capture_errno");
   }
   const int error_number = result.has_errno_value() ? result.errno_value() : 0;
-  if constexpr (std::is_void_v<Value>) {
-    return WithErrno<void>{error_number};
-  } else {
-    if (!result.has_result()) {
-      return ErrorStatus(v1::INTERNAL, absl::StrCat("the server returned no result for ", what));
-    }
-    FFIBOX_ASSIGN_OR_RETURN(Value value,
-                            ResultTraits<R>::Decode(result.result(), memory.StringReader()));
-    return WithErrno<Value>{std::move(value), error_number};
-  }
+  return DecodeTypedValue<R>(result.has_result() ? &result.result() : nullptr, error_number, what,
+                             memory);
 }
+
+// Whether TypedFunction<R(A...)> is called with scalars only (CallTyped then sends it as a
+// scalar call where it can: RawFunction::CallScalar).
+template <typename R, typename... A>
+inline constexpr bool kScalarOnly = (std::is_void_v<R> || kIsScalar<R>)&&(kIsScalar<A>&&...);
 
 // Calls `raw` (resolved with SignatureOf<R, A...>()) with `args` and `options`; returns the
 // result with the worker's errno after the call (INTERNAL if `capture_errno` asked for it and
@@ -77,6 +95,22 @@ template <typename R, typename... A>
 absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> CallTyped(
     const RawFunction& raw, const CallOptions& options, bool capture_errno,
     typename ArgTraits<A>::Param... args) {
+  if constexpr (kScalarOnly<R, A...>) {
+    if (!capture_errno) {
+      const std::array<ScalarBits, sizeof...(A)> scalars = {ScalarBitsOf<A>(args)...};
+      std::optional<absl::StatusOr<RawFunction::ScalarResult>> fast =
+          raw.CallScalar(scalars, options);
+      if (fast.has_value()) {
+        if (!fast->ok()) return fast->status();
+        if (!(*fast)->read)
+          return DecodeTypedResult<R>((*fast)->result, false, raw.symbol(), raw.memory());
+        v1::Value value;
+        if ((*fast)->scalar.has_value()) SetScalarBits(*(*fast)->scalar, &value);
+        return DecodeTypedValue<R>((*fast)->scalar.has_value() ? &value : nullptr, 0, raw.symbol(),
+                                   raw.memory());
+      }
+    }
+  }
   CallBuilder builder;
   FFIBOX_RETURN_IF_ERROR(AppendArgs<A...>(builder, args...));
   builder.call().set_capture_errno(capture_errno);
