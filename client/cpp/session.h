@@ -117,7 +117,7 @@ class Session {
   bool same_host() const;
   // How many calls on the same-host channel went as scalar calls, their answer read from its
   // bytes (TypedFunction calls whose arguments and result are all scalars, without errno:
-  // docs/protocol.md, "The same-host channel").
+  // docs/architecture.md, "The same-host channel").
   uint64_t same_host_scalar_calls() const;
 
   // Sends any request (its id is assigned here) and waits for the matching response; a

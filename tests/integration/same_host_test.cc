@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <climits>
 #include <cmath>
@@ -21,7 +22,9 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -185,6 +188,42 @@ TEST_F(SameHostTest, ScalarCallsGiveWhatTheyGiveOverGrpc) {
   EXPECT_EQ(failed.error_number, ERANGE);
   EXPECT_EQ(local->same_host_scalar_calls(), before);
   EXPECT_TRUE(local->same_host());
+}
+
+// `count` parameters of T: Sig is T(T, ..., T).
+template <typename T, typename Sequence>
+struct ManyOf;
+template <typename T, size_t... I>
+struct ManyOf<T, std::index_sequence<I...>> {
+  template <size_t>
+  using Each = T;
+  using Sig = T(Each<I>...);
+};
+
+// A scalar call too large for a request (the server's --max_message_bytes) is refused as the
+// broker refuses it, RESOURCE_EXHAUSTED, and the channel stays: the next calls go on it.
+TEST(SameHostLimitsTest, AScalarCallTooLargeForARequestIsRefusedAndTheChannelStays) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
+                       TestServer::Start({"--pool_size=1", "--max_message_bytes=1024"}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  SessionOptions options;
+  options.same_host = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int sum, add(1, 2));
+  EXPECT_EQ(sum, 3);
+  // 90 arguments of 13 bytes each in the request: never run (the library's sum_ints takes 10).
+  using Huge = ManyOf<int64_t, std::make_index_sequence<90>>::Sig;
+  ASSERT_OK_AND_ASSIGN(auto huge, lib.Function<Huge>("sum_ints"));
+  std::array<int64_t, 90> args;
+  args.fill(std::numeric_limits<int64_t>::min());
+  EXPECT_THAT(std::apply(huge, args).status(), StatusIs(v1::RESOURCE_EXHAUSTED));
+  EXPECT_TRUE(session->same_host());
+  const uint64_t before = session->same_host_scalar_calls();
+  ASSERT_OK_AND_ASSIGN(sum, add(2, 2));
+  EXPECT_EQ(sum, 4);
+  EXPECT_EQ(session->same_host_scalar_calls(), before + 1);
 }
 
 TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -232,6 +233,11 @@ bool LocalPath::TooLarge(const v1::Request& request, BorrowedBlocks borrowed) co
     bytes += 11;
   }
   return bytes > max_request_bytes_;
+}
+
+bool LocalPath::TooLarge(const ScalarCall& call) const {
+  return max_request_bytes_ != 0 &&
+         ScalarCallBytes(std::numeric_limits<uint64_t>::max(), call) > max_request_bytes_;
 }
 
 absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedBlocks borrowed,

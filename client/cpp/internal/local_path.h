@@ -138,6 +138,10 @@ class LocalPath {
   // Blocks in the shared area do not count; borrowed bytes that would go in the frame do.
   bool TooLarge(const v1::Request& request, BorrowedBlocks borrowed = {}) const;
 
+  // Whether a scalar call `call` may be larger than the worker reads from the channel
+  // (whatever its id): ExchangeScalar would refuse it.
+  bool TooLarge(const ScalarCall& call) const;
+
   // How many bytes of blocks went through the shared area so far (both ways).
   uint64_t shared_bytes_moved() const { return shared_bytes_moved_; }
 

@@ -159,13 +159,24 @@ bool ReadValue(Reader value, ScalarBits* scalar) {
   return value.done();
 }
 
+// The bytes of the Call message alone.
+size_t CallBytes(const ScalarCall& call) {
+  size_t bytes = 0;
+  if (call.function != 0) bytes += 1 + VarintBytes(call.function);
+  for (const ScalarBits& arg : call.args) bytes += 2 + ValueBytes(arg);
+  if (call.timeout_ms != 0) bytes += 1 + VarintBytes(call.timeout_ms);
+  return bytes;
+}
+
 }  // namespace
 
+size_t ScalarCallBytes(uint64_t id, const ScalarCall& call) {
+  const size_t call_bytes = CallBytes(call);
+  return (id != 0 ? 1 + VarintBytes(id) : 0) + 1 + VarintBytes(call_bytes) + call_bytes;
+}
+
 size_t EncodeScalarCall(uint64_t id, const ScalarCall& call, char* out) {
-  size_t call_bytes = 0;
-  if (call.function != 0) call_bytes += 1 + VarintBytes(call.function);
-  for (const ScalarBits& arg : call.args) call_bytes += 2 + ValueBytes(arg);
-  if (call.timeout_ms != 0) call_bytes += 1 + VarintBytes(call.timeout_ms);
+  const size_t call_bytes = CallBytes(call);
   char* const start = out;
   if (id != 0) {
     *out++ = static_cast<char>(Tag(v1::Request::kIdFieldNumber, kVarint));

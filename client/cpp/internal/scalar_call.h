@@ -31,6 +31,9 @@ struct ScalarCall {
 // The most bytes EncodeScalarCall writes for a call of `args` arguments.
 constexpr size_t ScalarCallBytesAtMost(size_t args) { return 48 + 13 * args; }
 
+// How many bytes EncodeScalarCall writes for Request{id, call}.
+size_t ScalarCallBytes(uint64_t id, const ScalarCall& call);
+
 // Writes Request{id, call} in protobuf's wire format (the bytes SerializeAsString gives for
 // ScalarCallRequest(id, call)) at `out`, which holds ScalarCallBytesAtMost(call.args.size())
 // bytes; returns how many it wrote.

@@ -52,6 +52,7 @@ TEST(ScalarCallTest, TheRequestIsTheBytesProtobufWritesForIt) {
         const ScalarCall call{uint64_t{1} << (n % 64), timeout_ms, absl::MakeSpan(args.data(), n)};
         const v1::Request request = ScalarCallRequest(id, call);
         ASSERT_EQ(Encoded(id, call), request.SerializeAsString()) << request.DebugString();
+        EXPECT_EQ(ScalarCallBytes(id, call), request.ByteSizeLong());
         // And the values are the ones EncodeScalar puts in a Value of each type.
         for (size_t i = 0; i < n; ++i) {
           v1::Value value;

@@ -493,7 +493,9 @@ std::optional<absl::StatusOr<LocalPath::ScalarAnswer>> SessionStream::CallScalar
     return std::nullopt;
   }
   return OnChannel<LocalPath::ScalarAnswer>(
-      LocalRequest{true, call.function, call.timeout_ms}, [](const LocalPath&) { return true; },
+      LocalRequest{true, call.function, call.timeout_ms},
+      // Too large for a frame: through the broker, which refuses it; the channel stays.
+      [&call](const LocalPath& path) { return !path.TooLarge(call); },
       [&](LocalPath& path, uint64_t id, absl::Time deadline) {
         absl::StatusOr<LocalPath::ScalarAnswer> answer = path.ExchangeScalar(id, call, deadline);
         if (answer.ok() && answer->read)
