@@ -392,30 +392,48 @@ absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalarOnce(uint64_t i
   }
   FFIBOX_RETURN_IF_ERROR(
       NotWritten(WriteFrame(*channel_, absl::string_view(bytes.data(), length), deadline)));
-  FrameDecoder frames(kMaxLocalAnswerBytes);
-  absl::StatusOr<FramePayload> frame =
-      ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
-  ScalarAnswer answer;
-  if (frame.ok() && frame->pieces.size() == 1 &&
-      ReadScalarAnswer(frame->pieces[0], id, &answer.result)) {
-    answer.read = true;
-    return answer;
+  // The call as a message, for the checks of the first frame not read from its bytes.
+  std::optional<v1::Request> request;
+  for (;;) {
+    FrameDecoder frames(kMaxLocalAnswerBytes);
+    absl::StatusOr<FramePayload> frame =
+        ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
+    ScalarAnswer answer;
+    if (frame.ok() && frame->pieces.size() == 1 &&
+        ReadScalarAnswer(frame->pieces[0], id, &answer.result)) {
+      answer.read = true;
+      return answer;
+    }
+    if (!request.has_value()) request = ScalarCallRequest(id, call);
+    FFIBOX_ASSIGN_OR_RETURN(answer.response, TakeFrame(*request, std::move(frame), deadline));
+    // Else an invocation was served, and the call goes on.
+    if (answer.response.has_value()) return answer;
   }
-  // Any other answer: the request it answers, as a message, for its checks.
-  FFIBOX_ASSIGN_OR_RETURN(answer.response,
-                          ReadAnswer(ScalarCallRequest(id, call), deadline, std::move(frame)));
-  return answer;
 }
 
 absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& request,
                                                            absl::Time deadline) {
   FFIBOX_RETURN_IF_ERROR(NotWritten(WriteRequest(request, deadline)));
-  return ReadAnswer(request, deadline, std::nullopt);
+  return ReadAnswer(request, deadline);
 }
 
-absl::StatusOr<v1::Response> LocalPath::ReadAnswer(
-    const v1::Request& request, absl::Time deadline,
-    std::optional<absl::StatusOr<FramePayload>> first) {
+absl::StatusOr<v1::Response> LocalPath::ReadAnswer(const v1::Request& request,
+                                                   absl::Time deadline) {
+  for (;;) {
+    // Read as it arrives: the buffer grows only with what the worker sent, up to what the
+    // request may be answered with.
+    FrameDecoder frames(request.has_call() ? kMaxLocalAnswerBytes : AnswerBoundOf(request));
+    FFIBOX_ASSIGN_OR_RETURN(
+        std::optional<v1::Response> answer,
+        TakeFrame(request, ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress),
+                  deadline));
+    if (answer.has_value()) return *std::move(answer);
+  }
+}
+
+absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Request& request,
+                                                                 absl::StatusOr<FramePayload> frame,
+                                                                 absl::Time deadline) {
   auto malformed = [](absl::string_view why) {
     return ErrorStatus(v1::INTERNAL,
                        absl::StrCat("the worker's answer on the same-host channel ", why));
@@ -435,49 +453,41 @@ absl::StatusOr<v1::Response> LocalPath::ReadAnswer(
     }
     return limits;
   };
-  for (;;) {
-    // Read as it arrives: the buffer grows only with what the worker sent, up to what the
-    // request may be answered with.
-    FrameDecoder frames(request.has_call() ? kMaxLocalAnswerBytes : AnswerBoundOf(request));
-    absl::StatusOr<FramePayload> frame =
-        first.has_value() ? *std::exchange(first, std::nullopt)
-                          : ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
-    if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
-      return malformed(frame.status().message());
-    }
-    if (!frame.ok()) return frame.status();
-    absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
-    if (!shape.ok()) return malformed(shape.message());
-    v1::Response response;
-    if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
-      return malformed("does not parse");
-    }
-    if (response.id() == 0 && response.has_callback_invoke() && invocations_ != nullptr &&
-        request.has_call()) {
-      // Native code called a callback: its handler runs here, and the call goes on.
-      absl::Status served = Serve(std::move(response), request.invocation(), deadline);
-      if (absl::IsUnavailable(served)) return served;
-      if (!served.ok()) return malformed(absl::StrCat("invokes a callback: ", served.message()));
-      continue;
-    }
-    if (response.id() != request.id()) {
-      return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
-    }
-    if (!request.has_call()) {
-      absl::Status checked = CheckNestedAnswer(request, response);
-      if (!checked.ok()) return malformed(checked.message());
-    } else if (response.has_error()) {
-      absl::Status checked = CheckErrorAnswer(response);
-      if (!checked.ok()) return malformed(checked.message());
-    } else {
-      if (!response.has_call()) return malformed("carries no call result");
-      absl::Status checked = CheckCallResult(response.call(), ExpectedResultOf(request.call()));
-      if (!checked.ok()) return malformed(checked.message());
-    }
-    // The generation is the one the broker named for this channel, whatever the worker says.
-    response.set_generation(generation_);
-    return response;
+  if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
+    return malformed(frame.status().message());
   }
+  if (!frame.ok()) return frame.status();
+  absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
+  if (!shape.ok()) return malformed(shape.message());
+  v1::Response response;
+  if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
+    return malformed("does not parse");
+  }
+  if (response.id() == 0 && response.has_callback_invoke() && invocations_ != nullptr &&
+      request.has_call()) {
+    // Native code called a callback: its handler runs here, and the call goes on.
+    absl::Status served = Serve(std::move(response), request.invocation(), deadline);
+    if (absl::IsUnavailable(served)) return served;
+    if (!served.ok()) return malformed(absl::StrCat("invokes a callback: ", served.message()));
+    return std::nullopt;
+  }
+  if (response.id() != request.id()) {
+    return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
+  }
+  if (!request.has_call()) {
+    absl::Status checked = CheckNestedAnswer(request, response);
+    if (!checked.ok()) return malformed(checked.message());
+  } else if (response.has_error()) {
+    absl::Status checked = CheckErrorAnswer(response);
+    if (!checked.ok()) return malformed(checked.message());
+  } else {
+    if (!response.has_call()) return malformed("carries no call result");
+    absl::Status checked = CheckCallResult(response.call(), ExpectedResultOf(request.call()));
+    if (!checked.ok()) return malformed(checked.message());
+  }
+  // The generation is the one the broker named for this channel, whatever the worker says.
+  response.set_generation(generation_);
+  return response;
 }
 
 bool LocalPath::closed_by_worker() const {

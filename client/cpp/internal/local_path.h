@@ -58,9 +58,10 @@ class LocalPath {
   // with the channel's generation) and returns the answer to send, or why it cannot be had
   // (INTERNAL for an invoke that fails the broker's checks: the channel is then dropped).
   // `path` is this channel, for the handler's nested requests, which must be answered by
-  // `deadline` (the call's).
+  // `deadline` (the call's). The runner may change the message (it is the runner's, to stamp
+  // its addresses' generation in place).
   using InvocationRunner = std::function<absl::StatusOr<v1::CallbackReturn>(
-      const v1::Response&, LocalPath& path, absl::Time deadline)>;
+      v1::Response&, LocalPath& path, absl::Time deadline)>;
 
   // Fetches the channel `opened` names from its door (after CheckUnixServer of the door's
   // socket: it must be this user's or root's) and maps it. PERMISSION_DENIED for a door of
@@ -117,9 +118,9 @@ class LocalPath {
   // Sends `call` (a top-level call whose arguments are all scalars, with request id `id`)
   // written in protobuf's wire format without the message (scalar_call.h), and waits for its
   // answer until `deadline`. An answer of the one shape such a call gets is read from its
-  // bytes; any other (an error, a callback's invocation, which is served, a result with more
-  // in it) is read, checked and returned as Exchange reads, checks and returns it. Errors as
-  // Exchange's.
+  // bytes, also after callbacks' invocations, which are served; any other (an error, a result
+  // with more in it) is read, checked and returned as Exchange reads, checks and returns it.
+  // Errors as Exchange's.
   absl::StatusOr<ScalarAnswer> ExchangeScalar(uint64_t id, const ScalarCall& call,
                                               absl::Time deadline);
 
@@ -184,9 +185,14 @@ class LocalPath {
   // request was refused before any of it was written.
   void NoteFailure(const absl::Status& failure);
   // Reads the answer to `request` (written) until `deadline`, checked; runs the invocations
-  // that come meanwhile. `first`: the answer's first frame, when it was read already.
-  absl::StatusOr<v1::Response> ReadAnswer(const v1::Request& request, absl::Time deadline,
-                                          std::optional<absl::StatusOr<FramePayload>> first);
+  // that come meanwhile.
+  absl::StatusOr<v1::Response> ReadAnswer(const v1::Request& request, absl::Time deadline);
+  // One frame that came while `request` waited for its answer (or why none came): the answer,
+  // checked; or, for a callback's invocation, nullopt once its handler ran and its answer was
+  // sent (the call goes on). INTERNAL for a frame the worker may not send there.
+  absl::StatusOr<std::optional<v1::Response>> TakeFrame(const v1::Request& request,
+                                                        absl::StatusOr<FramePayload> frame,
+                                                        absl::Time deadline);
   // Writes one request frame until `deadline`.
   absl::Status WriteRequest(const v1::Request& request, absl::Time deadline);
   // Runs the invocation `message` carries, which came while a call inside invocation

@@ -252,7 +252,7 @@ TEST(LocalPathTest, AnEndlessNestOfInvocationsEndsAtTheDepthLimit) {
 
 // A scalar call: the worker parses its request as the message it stands for; its answer as
 // the worker writes it is read from its bytes; a callback's invocation during it is served
-// and the call goes on (its answer then read as Exchange reads it); an error answer, or a result of
+// and the call goes on, its answer read from its bytes too; an error answer, or a result of
 // another shape, comes back as the Response Exchange would give; an answer to another request is
 // malformed and ends the channel.
 TEST(LocalPathTest, AScalarCallsAnswerIsReadFromItsBytesAndAnyOtherAsExchangeReadsIt) {
@@ -299,9 +299,8 @@ TEST(LocalPathTest, AScalarCallsAnswerIsReadFromItsBytesAndAnyOtherAsExchangeRea
   absl::StatusOr<LocalPath::ScalarAnswer> after_callback =
       worker.path().ExchangeScalar(12, call, Soon());
   ASSERT_TRUE(after_callback.ok()) << after_callback.status();
-  // Read with the invocation, as Exchange reads it.
-  ASSERT_FALSE(after_callback->read);
-  EXPECT_EQ(after_callback->response->call().result().int_value(), 7);
+  ASSERT_TRUE(after_callback->read && after_callback->result.has_value());
+  EXPECT_EQ(after_callback->result->bits, 7u);
   EXPECT_EQ(handled, 1);
   absl::StatusOr<LocalPath::ScalarAnswer> error = worker.path().ExchangeScalar(13, call, Soon());
   ASSERT_TRUE(error.ok()) << error.status();

@@ -335,7 +335,7 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
   if (!response.ok()) return response.status();
   absl::StatusOr<std::unique_ptr<LocalPath>> local = LocalPath::Connect(
       response->local_channel(), kLocalDoorWait,
-      [this, call_timeout](const v1::Response& message, LocalPath& path, absl::Time deadline) {
+      [this, call_timeout](v1::Response& message, LocalPath& path, absl::Time deadline) {
         return RunLocalInvocation(message, path, call_timeout, deadline);
       });
   if (!local.ok()) return local.status();
@@ -532,12 +532,11 @@ v1::Response SessionStream::LocalFailureAnswer(uint64_t id, uint64_t generation,
   return failed;
 }
 
-absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(const v1::Response& message,
+absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(v1::Response& message,
                                                                      LocalPath& path,
                                                                      absl::Duration call_timeout,
                                                                      absl::Time deadline) {
-  v1::Response stamped = message;
-  StampGeneration(&stamped);
+  StampGeneration(&message);
   const LocalInvocationScope scope{this,         &path,    message.callback_invoke().invocation(),
                                    call_timeout, deadline, t_local_invocation};
   t_local_invocation = &scope;
@@ -545,7 +544,7 @@ absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(const v1::R
     absl::MutexLock lock(&turn_mu_);
     ++channel_handlers_;
   }
-  absl::StatusOr<v1::CallbackReturn> answer = callbacks_.RunChecked(stamped);
+  absl::StatusOr<v1::CallbackReturn> answer = callbacks_.RunChecked(message);
   {
     absl::MutexLock lock(&turn_mu_);
     --channel_handlers_;

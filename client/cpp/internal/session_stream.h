@@ -252,9 +252,9 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::optional<absl::StatusOr<Answer>> OnChannel(const LocalRequest& request, FitsFn fits,
                                                   ExchangeFn exchange, FailedFn failed);
   // Runs an invocation that came on the same-host channel `path` (LocalPath::InvocationRunner);
-  // its handler's requests go there (ExchangeInInvocation) with `call_timeout`.
-  absl::StatusOr<v1::CallbackReturn> RunLocalInvocation(const v1::Response& message,
-                                                        LocalPath& path,
+  // its handler's requests go there (ExchangeInInvocation) with `call_timeout`. Stamps the
+  // generation into `message`'s addresses.
+  absl::StatusOr<v1::CallbackReturn> RunLocalInvocation(v1::Response& message, LocalPath& path,
                                                         absl::Duration call_timeout,
                                                         absl::Time deadline);
   // Takes the channel for one call (or for replacing it), waiting while another thread's
