@@ -487,9 +487,11 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
 
 std::optional<absl::StatusOr<LocalPath::ScalarAnswer>> SessionStream::CallScalarLocally(
     const ScalarCall& call) {
-  // Only a top-level call, off the threads that run handlers (as Exchange's local calls).
-  if (LocalInvocationOf(this) != nullptr || callbacks_.OnCallbackThread() ||
-      callbacks_.CurrentInvocation() != 0) {
+  // Only a top-level call, off the threads that run handlers (as Exchange's local calls), and
+  // not at all without a channel (a session over gRPC, or after a loss until the next worker
+  // answered a call through the broker): no lock taken for that.
+  if (!local_enabled_.load() || LocalInvocationOf(this) != nullptr ||
+      callbacks_.OnCallbackThread() || callbacks_.CurrentInvocation() != 0) {
     return std::nullopt;
   }
   return OnChannel<LocalPath::ScalarAnswer>(
