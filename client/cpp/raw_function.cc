@@ -87,8 +87,7 @@ std::optional<absl::StatusOr<RawFunction::ScalarResult>> RawFunction::CallScalar
   if (!answer.has_value()) return std::nullopt;
   if (!answer->ok()) return handle_->Explain(answer->status());
   ScalarResult result;
-  if ((*answer)->read) {
-    result.read = true;
+  if ((*answer)->read()) {
     result.scalar = (*answer)->result;
     return result;
   }
@@ -96,7 +95,7 @@ std::optional<absl::StatusOr<RawFunction::ScalarResult>> RawFunction::CallScalar
   absl::StatusOr<v1::Response> response = client_internal::SessionStream::Expect(
       v1::Request::kCall, *std::move((*answer)->response), v1::Response::kCall);
   if (!response.ok()) return handle_->Explain(response.status());
-  result.result = std::move(*response->mutable_call());
+  result.result.emplace(std::move(*response->mutable_call()));
   return result;
 }
 

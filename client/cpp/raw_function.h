@@ -52,12 +52,13 @@ class RawFunction {
   absl::StatusOr<v1::CallResult> Call(v1::Call call, const CallOptions& options = {},
                                       client_internal::BorrowedBlocks borrowed = {}) const;
 
-  // The result of CallScalar: the call's scalar result read from the answer's bytes
-  // (`read`; nullopt for none), or the result as Call returns it.
+  // The result of CallScalar: the result as Call returns it, for any answer other than the
+  // one shape read from its bytes; else (read()) the call's scalar result (nullopt: none).
   struct ScalarResult {
-    bool read = false;
+    std::optional<v1::CallResult> result;
     std::optional<client_internal::ScalarBits> scalar;
-    v1::CallResult result;
+
+    bool read() const { return !result.has_value(); }
   };
   // Calls the function with `args`, all scalars, through the same-host channel with the
   // request and its answer in protobuf's wire format (SessionStream::CallScalarLocally);

@@ -236,7 +236,8 @@ bool LocalPath::TooLarge(const v1::Request& request, BorrowedBlocks borrowed) co
 }
 
 bool LocalPath::TooLarge(const ScalarCall& call) const {
-  return max_request_bytes_ != 0 &&
+  // The bound first (no pass over the arguments): it settles every call of a few arguments.
+  return max_request_bytes_ != 0 && ScalarCallBytesAtMost(call.args.size()) > max_request_bytes_ &&
          ScalarCallBytes(std::numeric_limits<uint64_t>::max(), call) > max_request_bytes_;
 }
 
@@ -401,7 +402,6 @@ absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalarOnce(uint64_t i
     ScalarAnswer answer;
     if (frame.ok() && frame->pieces.size() == 1 &&
         ReadScalarAnswer(frame->pieces[0], id, &answer.result)) {
-      answer.read = true;
       return answer;
     }
     if (!request.has_value()) request = ScalarCallRequest(id, call);

@@ -107,13 +107,14 @@ class LocalPath {
   // Exchange's.
   absl::StatusOr<v1::Response> ExchangeNested(const v1::Request& request, absl::Time deadline);
 
-  // The answer to a scalar call (ExchangeScalar): read from its bytes (`read`: the call's
-  // scalar result, or nullopt for none), or any other answer (`response`), as Exchange
-  // returns it.
+  // The answer to a scalar call (ExchangeScalar): any other answer than the one shape read
+  // from its bytes (`response`), as Exchange returns it; else (read()) the call's scalar
+  // result, or nullopt for none.
   struct ScalarAnswer {
-    bool read = false;
-    std::optional<ScalarBits> result;
     std::optional<v1::Response> response;
+    std::optional<ScalarBits> result;
+
+    bool read() const { return !response.has_value(); }
   };
   // Sends `call` (a top-level call whose arguments are all scalars, with request id `id`)
   // written in protobuf's wire format without the message (scalar_call.h), and waits for its

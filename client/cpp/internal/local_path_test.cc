@@ -293,23 +293,23 @@ TEST(LocalPathTest, AScalarCallsAnswerIsReadFromItsBytesAndAnyOtherAsExchangeRea
   });
   absl::StatusOr<LocalPath::ScalarAnswer> read = worker.path().ExchangeScalar(11, call, Soon());
   ASSERT_TRUE(read.ok()) << read.status();
-  ASSERT_TRUE(read->read && read->result.has_value());
+  ASSERT_TRUE(read->read() && read->result.has_value());
   EXPECT_EQ(read->result->kind, v1::Value::kIntValue);
   EXPECT_EQ(static_cast<int64_t>(read->result->bits), -42);
   absl::StatusOr<LocalPath::ScalarAnswer> after_callback =
       worker.path().ExchangeScalar(12, call, Soon());
   ASSERT_TRUE(after_callback.ok()) << after_callback.status();
-  ASSERT_TRUE(after_callback->read && after_callback->result.has_value());
+  ASSERT_TRUE(after_callback->read() && after_callback->result.has_value());
   EXPECT_EQ(after_callback->result->bits, 7u);
   EXPECT_EQ(handled, 1);
   absl::StatusOr<LocalPath::ScalarAnswer> error = worker.path().ExchangeScalar(13, call, Soon());
   ASSERT_TRUE(error.ok()) << error.status();
-  ASSERT_FALSE(error->read);
+  ASSERT_FALSE(error->read());
   ASSERT_TRUE(error->response.has_value());
   EXPECT_EQ(error->response->error().code(), v1::NOT_FOUND);
   absl::StatusOr<LocalPath::ScalarAnswer> other = worker.path().ExchangeScalar(14, call, Soon());
   ASSERT_TRUE(other.ok()) << other.status();
-  ASSERT_FALSE(other->read);
+  ASSERT_FALSE(other->read());
   EXPECT_EQ(other->response->call().result().int_value(), 8);
   EXPECT_EQ(other->response->call().errno_value(), 5);
   EXPECT_EQ(other->response->generation(), 1u);  // the channel's

@@ -258,8 +258,8 @@ absl::StatusOr<v1::Response> SessionStream::Exchange(v1::Request* request,
   // only the broker knows which function that names.
   // Not from a handler (on the callback thread, or on a caller's, RunHere): the worker's
   // thread that would read the channel waits for that handler.
-  const bool top_level = request->invocation() == 0 && request->channel_invocation() == 0 &&
-                         !callbacks_.OnCallbackThread() && callbacks_.CurrentInvocation() == 0;
+  const bool top_level =
+      request->invocation() == 0 && request->channel_invocation() == 0 && !OnHandlerThread();
   const bool local_call =
       top_level && request->has_call() && request->call().function_request() == 0;
   // Memory and layout requests too, where the worker takes them (after a loss they wait
@@ -379,6 +379,10 @@ void SessionStream::ReleaseChannel() {
 
 bool SessionStream::local_path_enabled() const { return local_enabled_.load(); }
 
+bool SessionStream::OnHandlerThread() const {
+  return callbacks_.OnCallbackThread() || callbacks_.CurrentInvocation() != 0;
+}
+
 void SessionStream::BindFunctionToGeneration(uint64_t function, uint64_t generation) {
   absl::MutexLock lock(&local_state_mu_);
   address_functions_[function] = generation;
@@ -490,8 +494,7 @@ std::optional<absl::StatusOr<LocalPath::ScalarAnswer>> SessionStream::CallScalar
   // Only a top-level call, off the threads that run handlers (as Exchange's local calls), and
   // not at all without a channel (a session over gRPC, or after a loss until the next worker
   // answered a call through the broker): no lock taken for that.
-  if (!local_enabled_.load() || LocalInvocationOf(this) != nullptr ||
-      callbacks_.OnCallbackThread() || callbacks_.CurrentInvocation() != 0) {
+  if (!local_enabled_.load() || LocalInvocationOf(this) != nullptr || OnHandlerThread()) {
     return std::nullopt;
   }
   return OnChannel<LocalPath::ScalarAnswer>(
@@ -500,8 +503,9 @@ std::optional<absl::StatusOr<LocalPath::ScalarAnswer>> SessionStream::CallScalar
       [&call](const LocalPath& path) { return !path.TooLarge(call); },
       [&](LocalPath& path, uint64_t id, absl::Time deadline) {
         absl::StatusOr<LocalPath::ScalarAnswer> answer = path.ExchangeScalar(id, call, deadline);
-        if (answer.ok() && answer->read)
+        if (answer.ok() && answer->read()) {
           scalar_answers_read_.fetch_add(1, std::memory_order_relaxed);
+        }
         if (answer.ok() && answer->response.has_value()) StampGeneration(&*answer->response);
         return answer;
       },

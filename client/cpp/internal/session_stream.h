@@ -235,6 +235,9 @@ class SessionStream : private AnswerWatchdog::Watched {
   // through the same-host channel; nullopt when there is none (or it does not take it).
   std::optional<absl::StatusOr<v1::Response>> ExchangeLocally(v1::Request* request,
                                                               BorrowedBlocks borrowed);
+  // Whether this thread runs a callback's handler (the callback thread, or a caller's
+  // RunHere): the worker's thread that would read the channel waits for that handler.
+  bool OnHandlerThread() const;
   // What the channel's turn needs to know of a request: whether it is a call, of which
   // function (0: not a call), with which timeout_ms (0: the session's).
   struct LocalRequest {

@@ -102,9 +102,9 @@ absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> CallTyped(
           raw.CallScalar(scalars, options);
       if (fast.has_value()) {
         if (!fast->ok()) return fast->status();
-        if (!(*fast)->read) {
+        if (!(*fast)->read()) {
           // Any other answer, parsed and checked: as the general way decodes it.
-          return DecodeTypedResult<R>((*fast)->result, false, raw.symbol(), raw.memory());
+          return DecodeTypedResult<R>(*(*fast)->result, false, raw.symbol(), raw.memory());
         }
         v1::Value value;
         if ((*fast)->scalar.has_value()) SetScalarBits(*(*fast)->scalar, &value);
