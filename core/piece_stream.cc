@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -345,16 +346,22 @@ bool Place(Message* message, const std::vector<Step>& path, std::string value) {
   return true;
 }
 
+// One piece (a small message): protobuf's flat parse, which sizes every field exactly.
+// nullopt for pieces that are not one such piece.
+template <typename Piece>
+std::optional<bool> ParseOnePiece(const std::vector<Piece>& pieces,
+                                  google::protobuf::Message* message) {
+  if (pieces.size() != 1 || pieces[0].size() > INT_MAX) return std::nullopt;
+  return message->ParseFromArray(pieces[0].data(), static_cast<int>(pieces[0].size()));
+}
+
 }  // namespace
 
 bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(size_t)> release,
                      google::protobuf::Message* message, size_t large_bytes) {
-  if (pieces.size() == 1 && pieces[0].size() <= INT_MAX) {
-    // One piece (a small message): protobuf's flat parse, which sizes every field exactly.
-    const bool parsed =
-        message->ParseFromArray(pieces[0].data(), static_cast<int>(pieces[0].size()));
+  if (std::optional<bool> parsed = ParseOnePiece(pieces, message); parsed.has_value()) {
     release(0);
-    return parsed;
+    return *parsed;
   }
   size_t total = 0;
   for (absl::string_view piece : pieces) total += piece.size();
@@ -411,10 +418,9 @@ bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(s
 }
 
 bool ParseFromOwnedPieces(std::vector<std::string> pieces, google::protobuf::Message* message) {
-  if (pieces.size() == 1 && pieces[0].size() <= INT_MAX) {
-    // One piece (a call or its answer, mostly): ParseFromPieces' flat parse, without the
-    // views and the release callback it would build for it.
-    return message->ParseFromArray(pieces[0].data(), static_cast<int>(pieces[0].size()));
+  // A call or its answer, mostly: without the views and the release callback.
+  if (std::optional<bool> parsed = ParseOnePiece(pieces, message); parsed.has_value()) {
+    return *parsed;
   }
   std::vector<absl::string_view> views(pieces.begin(), pieces.end());
   return ParseFromPieces(
