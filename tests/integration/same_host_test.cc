@@ -34,6 +34,7 @@
 #include "client/cpp/internal/local_path.h"
 #include "core/bulk_copy.h"
 #include "core/descriptor_passing.h"
+#include "core/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_server.h"
@@ -48,6 +49,24 @@ namespace {
 using test_support::RunfilePath;
 using test_support::TestLibPath;
 using test_support::TestServer;
+
+// A server started with `flags`, a client of it and a session of that client on the
+// same-host channel (`options` with same_host set); torn down in the reverse order.
+struct SameHostServer {
+  std::unique_ptr<TestServer> server;
+  std::unique_ptr<Client> client;
+  std::unique_ptr<Session> session;
+};
+
+absl::StatusOr<SameHostServer> StartSameHost(const std::vector<std::string>& flags,
+                                             SessionOptions options = {}) {
+  SameHostServer started;
+  FFIBOX_ASSIGN_OR_RETURN(started.server, TestServer::Start(flags));
+  FFIBOX_ASSIGN_OR_RETURN(started.client, Client::Connect(started.server->address()));
+  options.same_host = true;
+  FFIBOX_ASSIGN_OR_RETURN(started.session, started.client->OpenSession(options));
+  return started;
+}
 
 class SameHostTest : public ::testing::Test {
  protected:
@@ -203,12 +222,9 @@ struct ManyOf<T, std::index_sequence<I...>> {
 // A scalar call too large for a request (the server's --max_message_bytes) is refused as the
 // broker refuses it, RESOURCE_EXHAUSTED, and the channel stays: the next calls go on it.
 TEST(SameHostLimitsTest, AScalarCallTooLargeForARequestIsRefusedAndTheChannelStays) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
-                       TestServer::Start({"--pool_size=1", "--max_message_bytes=1024"}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
-  SessionOptions options;
-  options.same_host = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(SameHostServer started,
+                       StartSameHost({"--pool_size=1", "--max_message_bytes=1024"}));
+  const std::unique_ptr<Session>& session = started.session;
   ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
   ASSERT_OK_AND_ASSIGN(int sum, add(1, 2));
@@ -256,12 +272,9 @@ TEST_F(SameHostTest, CallsGiveWhatTheyGiveOverGrpc) {
 // in the frame. (10 MiB: at least kBulkCopyMinBytes, so the client copies them in and out
 // around the caches, in two halves.)
 TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
-                       TestServer::Start({"--pool_size=1", "--max_message_bytes=1048576"}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
-  SessionOptions options;
-  options.same_host = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(SameHostServer started,
+                       StartSameHost({"--pool_size=1", "--max_message_bytes=1048576"}));
+  const std::unique_ptr<Session>& session = started.session;
   ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto memcpy_fn,
                        (libc.Function<void*(Buffer&, const Buffer&, size_t)>("memcpy")));
@@ -289,7 +302,7 @@ TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
       inout.data.compare(size / 2, std::string::npos, pattern, size / 2, std::string::npos) == 0);
   // Over gRPC the same call is larger than a message may be: refused, and the session goes
   // on (the client does not write it: at four times the cap gRPC would end the stream).
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, client->OpenSession());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, started.client->OpenSession());
   ASSERT_OK_AND_ASSIGN(Library remote_libc, remote->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto remote_memset,
                        (remote_libc.Function<void*(Buffer&, int, size_t)>("memset")));
@@ -304,13 +317,11 @@ TEST(SameHostSharedAreaTest, BlocksLargerThanAMessageTravelInTheSharedArea) {
 // After the worker is lost, a call that fits no message opens the channel to the next worker
 // and goes through its area, instead of failing on the stream.
 TEST(SameHostSharedAreaTest, AfterACrashALargeCallGoesToTheNextWorkersArea) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server,
-                       TestServer::Start({"--pool_size=1", "--max_message_bytes=1048576"}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
   SessionOptions options;
-  options.same_host = true;
   options.on_output = [](v1::OutputStream, absl::string_view) {};  // the crash report
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(SameHostServer started,
+                       StartSameHost({"--pool_size=1", "--max_message_bytes=1048576"}, options));
+  const std::unique_ptr<Session>& session = started.session;
   ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto crash, lib.Function<int()>("crash_null_deref"));
@@ -330,11 +341,8 @@ TEST(SameHostSharedAreaTest, AfterACrashALargeCallGoesToTheNextWorkersArea) {
 // A pointer graph keeps its links on the same host whatever its blocks' sizes: only Buffers
 // (plain bytes) go through the area, so a large graph block comes back with its pointers.
 TEST(SameHostSharedAreaTest, ALargeGraphBlockKeepsItsLinks) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({"--pool_size=1"}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
-  SessionOptions options;
-  options.same_host = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(SameHostServer started, StartSameHost({"--pool_size=1"}));
+  const std::unique_ptr<Session>& session = started.session;
   ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto reverse, lib.Function<void(GraphPointer)>("reverse_list"));
   BlockGraph graph;
