@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/cpp/internal/scalar_codec.h"
+#include "core/scalar_wire.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {

@@ -17,6 +17,7 @@
 #include "absl/base/casts.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/scalar_wire.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -81,13 +82,9 @@ inline v1::Type ScalarType(v1::Scalar scalar) {
   return type;
 }
 
-// A scalar Value without the message: the field of Value it sets (kBoolValue, kIntValue,
-// kUintValue or kFloatValue) and that field's bits (a bool's 0 or 1, an integer's two's
-// complement, a double's IEEE 754 bits).
-struct ScalarBits {
-  v1::Value::KindCase kind = v1::Value::KIND_NOT_SET;
-  uint64_t bits = 0;
-};
+// A scalar Value without the message (core/scalar_wire.h).
+using ::ffibox::ScalarBits;
+using ::ffibox::SetScalarBits;
 
 // The Value of `value` the way the proto documents for T's scalar. A long double is sent as a
 // double (the protocol's float_value).
@@ -104,9 +101,6 @@ ScalarBits ScalarBitsOf(T value) {
     return {v1::Value::kUintValue, static_cast<uint64_t>(value)};
   }
 }
-
-// Sets `out` to the Value `scalar` stands for.
-void SetScalarBits(const ScalarBits& scalar, v1::Value* out);
 
 // Stores `value` in `out` (ScalarBitsOf).
 template <typename T>
