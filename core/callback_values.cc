@@ -156,6 +156,31 @@ absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const
   return absl::OkStatus();
 }
 
+bool DecodeScalarArguments(const v1::Signature& signature, void* const* args, uint64_t generation,
+                           absl::InlinedVector<ScalarBits, 8>* out) {
+  out->clear();
+  for (int i = 0; i < signature.params_size(); ++i) {
+    const v1::Type& param = signature.params(i);
+    if (param.kind_case() != v1::Type::kScalar || param.scalar() == v1::POINTER ||
+        param.scalar() == v1::CSTRING || param.scalar() == v1::WSTRING) {
+      return false;
+    }
+    uint64_t size = 0;
+    uint64_t alignment = 0;
+    v1::Value value;
+    if (!ComputeSizeAndAlignment(param, &size, &alignment).ok() ||
+        !DecodeValue(param, absl::string_view(static_cast<const char*>(args[i]), size), generation,
+                     &value)
+             .ok()) {
+      return false;
+    }
+    const std::optional<ScalarBits> bits = ScalarBitsOfValue(value);
+    if (!bits.has_value()) return false;
+    out->push_back(*bits);
+  }
+  return true;
+}
+
 absl::Status WriteBackPointee(const std::vector<ShippedPointee>& shipped,
                               const v1::PointeeData& pointee) {
   for (const ShippedPointee& candidate : shipped) {

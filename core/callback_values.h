@@ -13,8 +13,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "core/marshal.h"
+#include "core/scalar_wire.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -61,6 +63,14 @@ absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const
                                      uint64_t generation, uint64_t buffer_bytes,
                                      v1::CallbackInvoke* invoke,
                                      std::vector<ShippedPointee>* shipped);
+
+// The arguments of a closure with the validated, non-variadic `signature` whose parameters
+// are all scalars that are not pointers or strings, each encoded as DecodeCallbackArguments
+// encodes it, when each of those Values is a bool, an integer or a double (ScalarBitsOfValue):
+// what a scalar invocation carries (core/scalar_wire.h). False for any other signature or
+// encoding (a char sent as bytes, a long double...): the invocation then goes as a message.
+bool DecodeScalarArguments(const v1::Signature& signature, void* const* args, uint64_t generation,
+                           absl::InlinedVector<ScalarBits, 8>* out);
 
 // Writes the client's new contents of a shipped pointee back to native memory. Returns
 // INVALID_ARGUMENT (field "pointees[i]" relative; callers prefix) when `pointee.arg` names no

@@ -486,8 +486,8 @@ void WorkerDispatcher::RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>&
   }
 }
 
-absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& channel, uint64_t id,
-                                                                   const v1::Response& message) {
+absl::StatusOr<WorkerDispatcher::ChannelReturn> WorkerDispatcher::ChannelInvoke(
+    ShmChannel& channel, uint64_t id, absl::FunctionRef<absl::Status()> write_invoke, bool scalar) {
   // Requests the client's handler sends through the broker come here, until the return.
   std::deque<ReceivedRequest> inbox;
   {
@@ -504,7 +504,7 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
     }
     inbox.clear();
   };
-  FFIBOX_RETURN_IF_ERROR(WriteLocal(channel, message));
+  FFIBOX_RETURN_IF_ERROR(write_invoke());
   FrameDecoder frames(local_max_request_bytes_);
   for (;;) {
     RunChannelInbox(id, inbox);
@@ -516,6 +516,12 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
     // a top-level one waits until the call is done.
     if (absl::IsCancelled(frame.status())) continue;
     if (!frame.ok()) return frame.status();
+    ChannelReturn answer;
+    if (scalar && frame->pieces.size() == 1 &&
+        ReadScalarReturn(frame->pieces[0], id, &answer.result)) {
+      answer.read_from_bytes = true;
+      return answer;
+    }
     StackArena arena;
     auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
     v1::Request* request = wrapped->mutable_request();
@@ -528,7 +534,8 @@ absl::StatusOr<v1::CallbackReturn> WorkerDispatcher::ChannelInvoke(ShmChannel& c
                                                        request->callback_return().invocation(),
                                                        " while invocation ", id, " waited"));
       }
-      return request->callback_return();
+      answer.message = request->callback_return();
+      return answer;
     }
     if (request->invocation() != id || request->id() == 0 ||
         !AllowedInChannelInvocation(*request)) {
@@ -682,6 +689,25 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
     return;
   }
   const uint64_t id = InvocationId(generation_, ++invocations_);
+  if (channel != nullptr) {
+    // A callback of scalars: its invoke is written, and its answer read, in the wire format
+    // (core/scalar_wire.h).
+    ScalarInvoke scalar;
+    if (buffer_bytes == 0 && DecodeScalarArguments(signature, args, generation_, &scalar.args)) {
+      scalar.generation = generation_;
+      scalar.invocation = id;
+      scalar.callback = callback;
+      scalar.parent_invocation = t_invocation;
+      auto write = [channel, &scalar] {
+        absl::InlinedVector<char, 256> bytes(ScalarInvokeBytesAtMost(scalar.args.size()));
+        const size_t length = EncodeScalarInvoke(scalar, bytes.data());
+        return WriteFrame(*channel, absl::string_view(bytes.data(), length),
+                          absl::Now() + kLocalReplyDeparture);
+      };
+      InvokeOnChannel(*channel, callback, id, closure, write, /*scalar=*/true, {}, result);
+      return;
+    }
+  }
   internal::WorkerReply invoke_reply;
   v1::Response channel_message;
   v1::CallbackInvoke* invoke = channel != nullptr ? channel_message.mutable_callback_invoke()
@@ -699,27 +725,16 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
     return;
   }
 
-  const uint64_t parent = t_invocation;
   if (channel != nullptr) {
     channel_message.set_generation(generation_);
-    ++t_depth;
-    t_invocation = id;
-    absl::StatusOr<v1::CallbackReturn> answer = ChannelInvoke(*channel, id, channel_message);
-    t_invocation = parent;
-    --t_depth;
-    if (!answer.ok()) {
-      local_failed_ = true;  // the channel closes once the outer call is done
-      StoreZeroResult(signature, result);
-      ReportFailure(
-          callback, id,
-          ErrorStatus(v1::FAILED_PRECONDITION,
-                      absl::StrCat("the same-host channel failed: ", answer.status().message())),
-          kGotZero);
-      return;
-    }
-    Complete(callback, id, closure, *answer, shipped, result);
+    InvokeOnChannel(
+        *channel, callback, id, closure,
+        [channel, &channel_message] { return WriteLocal(*channel, channel_message); },
+        /*scalar=*/false, shipped, result);
     return;
   }
+
+  const uint64_t parent = t_invocation;
 
   Invocation invocation;
   {
@@ -752,6 +767,35 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
   Complete(callback, id, closure, answer, shipped, result);
 }
 
+void WorkerDispatcher::InvokeOnChannel(ShmChannel& channel, uint64_t callback, uint64_t id,
+                                       const Closure& closure,
+                                       absl::FunctionRef<absl::Status()> write_invoke, bool scalar,
+                                       const std::vector<ShippedPointee>& shipped, void* result) {
+  const uint64_t parent = t_invocation;
+  ++t_depth;
+  t_invocation = id;
+  absl::StatusOr<ChannelReturn> answer = ChannelInvoke(channel, id, write_invoke, scalar);
+  t_invocation = parent;
+  --t_depth;
+  if (!answer.ok()) {
+    local_failed_ = true;  // the channel closes once the outer call is done
+    StoreZeroResult(closure.signature(), result);
+    ReportFailure(
+        callback, id,
+        ErrorStatus(v1::FAILED_PRECONDITION,
+                    absl::StrCat("the same-host channel failed: ", answer.status().message())),
+        kGotZero);
+    return;
+  }
+  if (!answer->read_from_bytes) {
+    Complete(callback, id, closure, answer->message, shipped, result);
+    return;
+  }
+  v1::Value value;
+  if (answer->result.has_value()) SetScalarBits(*answer->result, &value);
+  StoreResult(callback, id, closure, answer->result.has_value() ? &value : nullptr, result);
+}
+
 void WorkerDispatcher::Complete(uint64_t callback, uint64_t invocation_id, const Closure& closure,
                                 const v1::CallbackReturn& answer,
                                 const std::vector<ShippedPointee>& shipped, void* result) {
@@ -774,11 +818,16 @@ void WorkerDispatcher::Complete(uint64_t callback, uint64_t invocation_id, const
                   kGotZero);
     return;
   }
+  StoreResult(callback, invocation_id, closure, answer.has_result() ? &answer.result() : nullptr,
+              result);
+}
+
+void WorkerDispatcher::StoreResult(uint64_t callback, uint64_t invocation_id,
+                                   const Closure& closure, const v1::Value* value, void* result) {
   MarshalContext context;
   context.generation = generation_;
   context.callbacks = &executor_->callbacks();
-  absl::Status stored = StoreCallbackResult(
-      signature, answer.has_result() ? &answer.result() : nullptr, context, result);
+  absl::Status stored = StoreCallbackResult(closure.signature(), value, context, result);
   if (!stored.ok()) {
     ReportFailure(callback, invocation_id, PrefixField(stored, "callback_return.result"), kGotZero);
   }

@@ -75,11 +75,13 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/callback_values.h"
 #include "core/framing.h"
+#include "core/scalar_wire.h"
 #include "core/shm_channel.h"
 #include "server/protocol/worker_protocol.pb.h"
 #include "server/worker/broker_connection.h"
@@ -163,11 +165,27 @@ class WorkerDispatcher : public CallbackRunner {
   void RunLocal(ShmChannel& channel, FramePayload frame);
   // Closes the same-host channel (the client sees end of stream) and forgets it.
   void CloseLocal();
-  // Invocation `id` on the same-host channel `channel`: sends `message` (a Response carrying
-  // its CallbackInvoke), serves the client's requests inside it from the channel and returns
-  // its callback_return; the reason when the channel fails or carries anything else.
-  absl::StatusOr<v1::CallbackReturn> ChannelInvoke(ShmChannel& channel, uint64_t id,
-                                                   const v1::Response& message);
+  // The client's answer to an invocation on the same-host channel: its callback_return, or,
+  // for a scalar invocation answered in the one shape ReadScalarReturn reads, its result
+  // read from the bytes.
+  struct ChannelReturn {
+    v1::CallbackReturn message;  // unless read from its bytes
+    bool read_from_bytes = false;
+    std::optional<ScalarBits> result;  // when read from its bytes: the result, or none
+  };
+  // Invocation `id` on the same-host channel `channel`: sends its invoke with `write_invoke`
+  // (a Response carrying the CallbackInvoke), serves the client's requests inside it from
+  // the channel and returns its answer (read from its bytes only when `scalar`); the reason
+  // when the channel fails or carries anything else.
+  absl::StatusOr<ChannelReturn> ChannelInvoke(ShmChannel& channel, uint64_t id,
+                                              absl::FunctionRef<absl::Status()> write_invoke,
+                                              bool scalar);
+  // Runs invocation `id` of `callback` on the same-host channel (ChannelInvoke) nested on this
+  // thread, and applies its answer to `result` (Complete; StoreResult for one read from its
+  // bytes), or zero when the channel failed.
+  void InvokeOnChannel(ShmChannel& channel, uint64_t callback, uint64_t id, const Closure& closure,
+                       absl::FunctionRef<absl::Status()> write_invoke, bool scalar,
+                       const std::vector<ShippedPointee>& shipped, void* result);
   // Runs the requests in `inbox` (of invocation `id` on the same-host channel, routed there
   // by the reader thread) one by one, and sends their answers to the broker.
   void RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>& inbox);
@@ -197,6 +215,10 @@ class WorkerDispatcher : public CallbackRunner {
   void Complete(uint64_t callback, uint64_t invocation_id, const Closure& closure,
                 const v1::CallbackReturn& answer, const std::vector<ShippedPointee>& shipped,
                 void* result);
+  // Stores the client's `value` (nullptr: none) as the result (StoreCallbackResult), or zero
+  // with a CALLBACK_ERROR when it does not fit the signature.
+  void StoreResult(uint64_t callback, uint64_t invocation_id, const Closure& closure,
+                   const v1::Value* value, void* result);
 
   BrokerConnection broker_;
   const int descriptor_fd_;
