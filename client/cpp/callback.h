@@ -143,8 +143,10 @@ class Callback<R(A...)> {
     const v1::CallbackDefined& defined = response.callback();
     Callback callback(stream, defined.callback(),
                       RemotePtr(defined.address().address(), defined.address().generation()));
+    client_internal::CallbackDispatcher::ScalarHandler scalar =
+        Invocation::BindScalar(handler, memory);
     stream->callbacks().Register(callback.id(), Invocation::Bind(std::move(handler), memory),
-                                 Signature());
+                                 Signature(), std::move(scalar));
     return callback;
   }
 

@@ -93,6 +93,8 @@ bool Session::same_host() const { return stream_->local_path_enabled(); }
 
 uint64_t Session::same_host_scalar_calls() const { return stream_->scalar_answers_read(); }
 
+uint64_t Session::same_host_scalar_invocations() const { return stream_->scalar_invocations_run(); }
+
 absl::Status Session::EnableSameHost() {
   return stream_->EnableLocalPath(absl::Milliseconds(info().call_timeout_ms()));
 }

@@ -649,6 +649,99 @@ TEST_F(SameHostTest, CallbacksRunDuringACallOnTheChannel) {
   EXPECT_TRUE(session->same_host());
 }
 
+// What callbacks whose parameters and results are scalars saw and what native code got back
+// from them on one session.
+struct ScalarCallbackRun {
+  std::vector<std::string> seen;  // each invocation's arguments, printed
+  double passed = 0;
+  int uchar_sum = 0;
+  int nested = 0;
+};
+
+ScalarCallbackRun RunScalarCallbacks(Session& session, Library& lib) {
+  ScalarCallbackRun run;
+  using Scalars = double(bool, signed char, unsigned short, int, unsigned, long long,
+                         unsigned long long, float, double);
+  auto all = session.DefineCallback<Scalars>([&](bool b, signed char c, unsigned short s, int i,
+                                                 unsigned u, long long ll, unsigned long long ull,
+                                                 float f, double d) -> absl::StatusOr<double> {
+    run.seen.push_back(
+        absl::StrCat(b, " ", c, " ", s, " ", i, " ", u, " ", ll, " ", ull, " ", f, " ", d));
+    return d * 2 + i;
+  });
+  EXPECT_OK(all.status());
+  auto truncated = session.DefineCallback<unsigned char(int)>(
+      [&](int x) -> absl::StatusOr<unsigned char> { return static_cast<unsigned char>(x * 3); });
+  EXPECT_OK(truncated.status());
+  auto record = session.DefineCallback<void(int)>([&](int x) -> absl::Status {
+    run.seen.push_back(absl::StrCat("void ", x));
+    return absl::OkStatus();
+  });
+  EXPECT_OK(record.status());
+  // Fails for 1: native code gets 0 for that invocation.
+  auto failing = session.DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+    if (x == 1) return absl::InvalidArgumentError("one");
+    return x + 10;
+  });
+  EXPECT_OK(failing.status());
+  if (!all.ok() || !truncated.ok() || !record.ok() || !failing.ok()) return run;
+  auto pass =
+      lib.Function<double(Callback<Scalars>, bool, signed char, unsigned short, int, unsigned,
+                          long long, unsigned long long, float, double)>("pass_scalars");
+  auto sum = lib.Function<int(Callback<unsigned char(int)>, int, int)>("sum_uchar_results");
+  auto each = lib.Function<void(Callback<void(int)>, int, int)>("call_void_n");
+  auto twice = lib.Function<int(Callback<int(int)>, int)>("call_twice_nested");
+  EXPECT_OK(pass.status());
+  EXPECT_OK(sum.status());
+  EXPECT_OK(each.status());
+  EXPECT_OK(twice.status());
+  if (!pass.ok() || !sum.ok() || !each.ok() || !twice.ok()) return run;
+  absl::StatusOr<double> passed =
+      (*pass)(*all, true, static_cast<signed char>(-128), static_cast<unsigned short>(65535),
+              INT_MIN, UINT_MAX, LLONG_MIN, ULLONG_MAX, -1.5f, 1e308);
+  EXPECT_OK(passed.status());
+  run.passed = passed.value_or(0);
+  absl::StatusOr<int> uchar_sum = (*sum)(*truncated, 84, 4);
+  EXPECT_OK(uchar_sum.status());
+  run.uchar_sum = uchar_sum.value_or(0);
+  EXPECT_OK((*each)(*record, -2, 3));
+  absl::StatusOr<int> nested = (*twice)(*failing, 1);
+  EXPECT_OK(nested.status());
+  run.nested = nested.value_or(0);
+  return run;
+}
+
+// Callbacks of scalars go on the channel as scalar invocations, both ways in the wire
+// format, and do what they do over gRPC: the same arguments, the same results as native
+// code sees them (truncated to the C result type), a failed handler's zero.
+TEST_F(SameHostTest, ScalarCallbacksGiveWhatTheyGiveOverGrpc) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> local, Open());
+  SessionOptions options;
+  options.on_output = [](v1::OutputStream, absl::string_view) {};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, client_->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library a, local->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(Library b, remote->Load(TestLibPath()));
+  const ScalarCallbackRun here = RunScalarCallbacks(*local, a);
+  const ScalarCallbackRun there = RunScalarCallbacks(*remote, b);
+  EXPECT_EQ(here.seen, there.seen);
+  ASSERT_EQ(here.seen.size(), 4u);
+  EXPECT_EQ(here.seen[0], absl::StrCat("1 -128 65535 ", INT_MIN, " ", UINT_MAX, " ", LLONG_MIN, " ",
+                                       ULLONG_MAX, " -1.5 1e+308"));
+  EXPECT_EQ(here.seen[1], "void -2");
+  EXPECT_EQ(here.seen[3], "void 0");
+  EXPECT_EQ(here.passed, there.passed);
+  EXPECT_EQ(here.passed, 2e308 + INT_MIN);  // inf
+  // 252, 255, 258 -> 2, 261 -> 5 as unsigned char.
+  EXPECT_EQ(here.uchar_sum, 252 + 255 + 2 + 5);
+  EXPECT_EQ(here.uchar_sum, there.uchar_sum);
+  EXPECT_EQ(here.nested, 10);  // h(h(1)): h(1) failed, native code got 0, h(0) = 10
+  EXPECT_EQ(here.nested, there.nested);
+  // Every invocation went as a scalar invocation: 1 + 4 + 3 + 2.
+  EXPECT_EQ(local->same_host_scalar_invocations(), 10u);
+  EXPECT_EQ(remote->same_host_scalar_invocations(), 0u);
+  EXPECT_TRUE(local->same_host());
+}
+
 TEST_F(SameHostTest, ACallbackDuringACallOnTheChannelRunsOnTheCallingThread) {
   // Over gRPC a handler runs on the session's callback thread; on the channel the thread
   // that waits for the call runs it, with no hop through the broker.

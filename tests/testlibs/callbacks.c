@@ -2,7 +2,7 @@
 // handler fired later (also from a thread of the library's own after the call that started
 // it returned), a callback from a thread the library creates, a struct mutated
 // through a pointer, two invocations in one call, a callback that returns a string, and a
-// table of callbacks passed by pointer.
+// table of callbacks passed by pointer, and callbacks of every scalar kind.
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -196,3 +196,25 @@ static int negate(int x) { return -x; }
 // Replaces the table's start with a function of the library's own (the caller's structure
 // then holds it).
 void set_start_to_negate(struct Ops* ops) { ops->start = negate; }
+
+// Calls `f` once with one argument of each scalar kind, as given, and returns what it
+// returns.
+double pass_scalars(double (*f)(_Bool, signed char, unsigned short, int, unsigned int, long long,
+                                unsigned long long, float, double),
+                    _Bool b, signed char c, unsigned short s, int i, unsigned int u, long long ll,
+                    unsigned long long ull, float fl, double d) {
+  return f(b, c, s, i, u, ll, ull, fl, d);
+}
+
+// Calls `f` with x, x + 1, ..., x + n - 1 and returns the sum of what it returned (each an
+// unsigned char: the result as native code sees it, truncated as C truncates).
+int sum_uchar_results(unsigned char (*f)(int), int x, int n) {
+  int sum = 0;
+  for (int i = 0; i < n; ++i) sum += f(x + i);
+  return sum;
+}
+
+// Calls the void callback `f` with x, x + 1, ..., x + n - 1.
+void call_void_n(void (*f)(int), int x, int n) {
+  for (int i = 0; i < n; ++i) f(x + i);
+}

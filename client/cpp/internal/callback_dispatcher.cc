@@ -50,10 +50,11 @@ CallbackDispatcher::CallbackDispatcher(AnswerSender send) : send_(std::move(send
 
 CallbackDispatcher::~CallbackDispatcher() { Stop(); }
 
-void CallbackDispatcher::Register(uint64_t id, Handler handler, v1::Signature signature) {
+void CallbackDispatcher::Register(uint64_t id, Handler handler, v1::Signature signature,
+                                  ScalarHandler scalar) {
   absl::MutexLock lock(&mu_);
-  handlers_[id] =
-      std::make_shared<const Registered>(Registered{std::move(handler), std::move(signature)});
+  handlers_[id] = std::make_shared<const Registered>(
+      Registered{std::move(handler), std::move(signature), std::move(scalar)});
   if (!started_ && !stopped_) {
     started_ = true;
     thread_ = std::thread([this] { Loop(); });
@@ -197,6 +198,17 @@ absl::StatusOr<v1::CallbackReturn> CallbackDispatcher::RunChecked(const v1::Resp
     return ErrorStatus(v1::INTERNAL, "callback invocation with id 0");
   }
   return Answer(registered != nullptr ? &registered->handler : nullptr, message);
+}
+
+std::optional<ScalarReturn> CallbackDispatcher::RunScalar(const ScalarInvoke& invoke) {
+  const std::shared_ptr<const Registered> registered = Find(invoke.callback);
+  // What RunChecked checks of an invoke without pointees: its id and its arguments' count
+  // (each argument is a scalar, never empty).
+  if (registered == nullptr || registered->scalar == nullptr || invoke.invocation == 0 ||
+      invoke.args.size() != static_cast<size_t>(registered->signature.params_size())) {
+    return std::nullopt;
+  }
+  return registered->scalar(invoke.args);
 }
 
 v1::CallbackReturn CallbackDispatcher::Answer(const Handler* handler, const v1::Response& message) {

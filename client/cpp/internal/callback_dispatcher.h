@@ -19,12 +19,16 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "client/cpp/internal/scalar_call.h"
+#include "core/scalar_wire.h"
 #include "ffibox/v1/ffibox.pb.h"
 
 namespace ffibox {
@@ -36,6 +40,10 @@ class CallbackDispatcher {
   // with the generation of the worker that made it) and returns the client's answer; the
   // dispatcher fills in the invocation id.
   using Handler = std::function<v1::CallbackReturn(const v1::Response& message)>;
+  // Runs one invocation of a callback whose parameters are all scalars from their bits (as
+  // many as the signature has parameters) and returns the client's answer: what Handler
+  // answers for the same invocation as a message (core/scalar_wire.h).
+  using ScalarHandler = std::function<ScalarReturn(absl::Span<const ScalarBits> args)>;
   // Sends `request` (a CallbackReturn) without waiting for its answer.
   using AnswerSender = std::function<void(v1::Request request)>;
 
@@ -47,8 +55,10 @@ class CallbackDispatcher {
   ~CallbackDispatcher();
 
   // Runs `handler` for invocations of callback `id`, whose signature is `signature`, from
-  // now on (replacing any earlier one); starts the callback thread on first use.
-  void Register(uint64_t id, Handler handler, v1::Signature signature);
+  // now on (replacing any earlier one), and `scalar` (when not null) for its scalar
+  // invocations on the same-host channel; starts the callback thread on first use.
+  void Register(uint64_t id, Handler handler, v1::Signature signature,
+                ScalarHandler scalar = nullptr);
   // Forgets the handler of callback `id`; later invocations of it are answered with an error.
   void Unregister(uint64_t id);
 
@@ -69,6 +79,12 @@ class CallbackDispatcher {
   // callback was registered with): INTERNAL describing the violation. An invocation of a
   // callback without a handler is answered with an error, as on the stream.
   absl::StatusOr<v1::CallbackReturn> RunChecked(const v1::Response& message);
+
+  // Runs a scalar invocation that came on the same-host channel on the calling thread, as
+  // RunChecked runs it as a message, when its callback has a scalar handler and the
+  // invocation passes RunChecked's checks (an id, as many arguments as the signature has
+  // parameters); nullopt, nothing run, otherwise: the caller then runs it as a message.
+  std::optional<ScalarReturn> RunScalar(const ScalarInvoke& invoke);
 
   // Whether the calling thread is this dispatcher's callback thread.
   bool OnCallbackThread() const;
@@ -100,6 +116,7 @@ class CallbackDispatcher {
   struct Registered {
     Handler handler;
     v1::Signature signature;
+    ScalarHandler scalar;
   };
   // The handler registered for callback `id`, or null.
   std::shared_ptr<const Registered> Find(uint64_t id);

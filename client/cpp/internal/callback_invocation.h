@@ -21,11 +21,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "client/cpp/internal/arg_traits.h"
 #include "client/cpp/internal/call_builder.h"
 #include "client/cpp/internal/callback_dispatcher.h"
 #include "client/cpp/internal/memory_ops.h"
 #include "client/cpp/internal/result_traits.h"
+#include "client/cpp/internal/scalar_call.h"
 #include "client/cpp/internal/scalar_codec.h"
 #include "client/cpp/internal/type_traits.h"
 #include "client/cpp/internal/value_codec.h"
@@ -180,6 +182,44 @@ class CallbackInvocation<R(A...)> {
     };
   }
 
+  // Whether this callback's invocations may come as scalar invocations (core/scalar_wire.h):
+  // every parameter a scalar (not a pointer or a string), the result a scalar or void.
+  static constexpr bool kScalar =
+      (kIsScalar<A> && ...) && (std::is_void_v<Value> || kIsScalar<Value>);
+
+  // The dispatcher's scalar handler for `handler` (CallbackDispatcher::ScalarHandler), which
+  // answers what Bind's answers for the same invocation as a message; null unless kScalar.
+  static CallbackDispatcher::ScalarHandler BindScalar(Handler handler,
+                                                      std::weak_ptr<MemoryOps> memory) {
+    if constexpr (!kScalar) {
+      return nullptr;
+    } else {
+      return [handler = std::move(handler),
+              memory = std::move(memory)](absl::Span<const ScalarBits> bits) {
+        ScalarReturn answer;
+        if (memory.expired()) {
+          answer.error = "the ffibox session of this callback is closed";
+          return answer;
+        }
+        Args args;
+        absl::Status decoded = DecodeScalarArgs(bits, args, std::index_sequence_for<A...>{});
+        if (!decoded.ok()) {
+          answer.error = decoded.ToString();
+          return answer;
+        }
+        Result result = std::apply(handler, std::move(args));
+        if constexpr (std::is_void_v<Value>) {
+          if (!result.ok()) answer.error = result.ToString();
+        } else if (!result.ok()) {
+          answer.error = result.status().ToString();
+        } else {
+          answer.result = ScalarBitsOf(*result);  // what CallbackResultTraits encodes
+        }
+        return answer;
+      };
+    }
+  }
+
   // Decodes the arguments of `message` (a Response carrying a CallbackInvoke), runs `handler`
   // and builds the answer: its result and pointee write-backs, or `error` when the invoke does
   // not fit the signature or the handler failed.
@@ -226,6 +266,28 @@ class CallbackInvocation<R(A...)> {
     absl::Status status;
     (void)((status = DecodeOne<I, A>(context, std::get<I>(args))).ok() && ...);
     return status;
+  }
+
+  // Decodes every argument of a scalar invocation into `args`, as DecodeArgs decodes them
+  // from their Values; stops at the first failure.
+  template <size_t... I>
+  static absl::Status DecodeScalarArgs(absl::Span<const ScalarBits> bits, Args& args,
+                                       std::index_sequence<I...>) {
+    absl::Status status;
+    (void)((status = DecodeScalarOne<I, A>(bits[I], std::get<I>(args))).ok() && ...);
+    return status;
+  }
+
+  template <size_t I, typename Arg>
+  static absl::Status DecodeScalarOne(const ScalarBits& bits, Arg& out) {
+    v1::Value value;
+    SetScalarBits(bits, &value);
+    absl::StatusOr<Arg> decoded = DecodeScalar<Arg>(value);
+    if (!decoded.ok()) {
+      return PrefixField(decoded.status(), absl::StrCat("callback_invoke.args[", I, "]"));
+    }
+    out = *decoded;
+    return absl::OkStatus();
   }
 
   // Decodes argument I of type Arg; an error names "callback_invoke.args[I]".

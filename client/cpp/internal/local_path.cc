@@ -104,6 +104,19 @@ size_t AnswerBoundOf(const v1::Request& request) {
   return static_cast<size_t>(std::min<uint64_t>(bound, kMaxLocalAnswerBytes));
 }
 
+// INTERNAL: the worker's answer on the channel is not one it may send, for `why`.
+absl::Status MalformedAnswer(absl::string_view why) {
+  return ErrorStatus(v1::INTERNAL,
+                     absl::StrCat("the worker's answer on the same-host channel ", why));
+}
+
+// How a failure to serve an invocation (Serve's errors) ends the call: UNAVAILABLE as it is
+// (its answer could not be sent), anything else as a malformed answer.
+absl::Status InvocationFailure(const absl::Status& served) {
+  if (absl::IsUnavailable(served)) return served;
+  return MalformedAnswer(absl::StrCat("invokes a callback: ", served.message()));
+}
+
 // What a request's failure to be written means: the worker runs only a whole frame, so the
 // request did not run (FAILED_PRECONDITION), unless it was refused for its size.
 absl::Status NotWritten(absl::Status sent) {
@@ -113,9 +126,9 @@ absl::Status NotWritten(absl::Status sent) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalChannelOpened& opened,
-                                                              absl::Duration timeout,
-                                                              InvocationRunner invocations) {
+absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(
+    const v1::LocalChannelOpened& opened, absl::Duration timeout, InvocationRunner invocations,
+    ScalarInvocationRunner scalar_invocations) {
   absl::Status trusted = CheckUnixServer(absl::StrCat("unix:", opened.door_path()), timeout);
   if (!trusted.ok()) return trusted;
   absl::StatusOr<int> door = KnockAtDoor(opened.door_path(), opened.token(), timeout);
@@ -133,14 +146,15 @@ absl::StatusOr<std::unique_ptr<LocalPath>> LocalPath::Connect(const v1::LocalCha
                          /*may_map_shared=*/opened.shared_bytes() != 0);
   close(received->fd);
   if (!channel.ok()) return channel.status();
-  return Attach(*std::move(channel), opened, std::move(invocations));
+  return Attach(*std::move(channel), opened, std::move(invocations), std::move(scalar_invocations));
 }
 
 std::unique_ptr<LocalPath> LocalPath::Attach(std::unique_ptr<ShmChannel> channel,
                                              const v1::LocalChannelOpened& opened,
-                                             InvocationRunner invocations) {
-  return std::unique_ptr<LocalPath>(
-      new LocalPath(std::move(channel), opened, std::move(invocations)));
+                                             InvocationRunner invocations,
+                                             ScalarInvocationRunner scalar_invocations) {
+  return std::unique_ptr<LocalPath>(new LocalPath(
+      std::move(channel), opened, std::move(invocations), std::move(scalar_invocations)));
 }
 
 std::vector<LocalPath::SharedBlock> LocalPath::PlanShared(const v1::Call& call,
@@ -318,12 +332,10 @@ absl::Status LocalPath::WriteRequest(const v1::Request& request, absl::Time dead
       deadline);
 }
 
-absl::Status LocalPath::Serve(v1::Response message, uint64_t parent, absl::Time deadline) {
-  const v1::CallbackInvoke& invoke = message.callback_invoke();
-  const uint64_t id = invoke.invocation();
-  if (invoke.parent_invocation() != parent) {
-    return absl::InvalidArgumentError(absl::StrCat("invocation ", id, " names parent ",
-                                                   invoke.parent_invocation(), ", not ", parent));
+absl::Status LocalPath::CheckInvocation(uint64_t id, uint64_t named_parent, uint64_t parent) const {
+  if (named_parent != parent) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invocation ", id, " names parent ", named_parent, ", not ", parent));
   }
   if (id == 0 || absl::c_linear_search(open_invocations_, id)) {
     return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is not fresh"));
@@ -332,6 +344,13 @@ absl::Status LocalPath::Serve(v1::Response message, uint64_t parent, absl::Time 
     return absl::InvalidArgumentError(
         absl::StrCat("invocation ", id, " is nested deeper than ", kMaxChannelInvocationDepth));
   }
+  return absl::OkStatus();
+}
+
+absl::Status LocalPath::Serve(v1::Response message, uint64_t parent, absl::Time deadline) {
+  const v1::CallbackInvoke& invoke = message.callback_invoke();
+  const uint64_t id = invoke.invocation();
+  FFIBOX_RETURN_IF_ERROR(CheckInvocation(id, invoke.parent_invocation(), parent));
   message.set_generation(generation_);
   open_invocations_.push_back(id);
   absl::StatusOr<v1::CallbackReturn> answer = invocations_(message, *this, deadline);
@@ -344,10 +363,14 @@ absl::Status LocalPath::Serve(v1::Response message, uint64_t parent, absl::Time 
   reply.mutable_callback_return()->set_invocation(id);
   // The answer is small, unless the handler wrote large pointees back: the worker reads it
   // at once.
-  const absl::Time due = absl::Now() + kLocalAnswerProgress;
+  return SendReturn(std::move(reply), absl::Now() + kLocalAnswerProgress);
+}
+
+absl::Status LocalPath::SendReturn(v1::Request reply, absl::Time due) {
   absl::Status sent = WriteRequest(reply, due);
   if (absl::IsResourceExhausted(sent)) {
     // Too large for a frame: native code gets zero, as for a handler that failed.
+    const uint64_t id = reply.callback_return().invocation();
     reply.mutable_callback_return()->Clear();
     reply.mutable_callback_return()->set_invocation(id);
     reply.mutable_callback_return()->set_error(absl::StrCat(
@@ -356,6 +379,42 @@ absl::Status LocalPath::Serve(v1::Response message, uint64_t parent, absl::Time 
   }
   if (!sent.ok()) return absl::UnavailableError(sent.message());
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> LocalPath::ServeScalar(const FramePayload& frame, uint64_t parent,
+                                            absl::Time deadline) {
+  ScalarInvoke invoke;
+  if (scalar_invocations_ == nullptr || frame.pieces.size() != 1 ||
+      !ReadScalarInvoke(frame.pieces[0], &invoke)) {
+    return false;
+  }
+  const uint64_t id = invoke.invocation;
+  if (absl::Status checked = CheckInvocation(id, invoke.parent_invocation, parent); !checked.ok()) {
+    return InvocationFailure(checked);
+  }
+  open_invocations_.push_back(id);
+  std::optional<ScalarReturn> answer = scalar_invocations_(invoke, *this, deadline);
+  open_invocations_.pop_back();
+  if (!answer.has_value()) return false;  // runs as a message
+  // A request of the handler failed on the channel: the worker and this end are out of step.
+  if (!broken_.ok()) return InvocationFailure(broken_);
+  const absl::Time due = absl::Now() + kLocalAnswerProgress;
+  char bytes[kScalarReturnBytesAtMost];
+  const size_t length = EncodeScalarReturn(id, answer->result, bytes);
+  if (!answer->error.empty() || (max_request_bytes_ != 0 && length > max_request_bytes_)) {
+    v1::Request reply;
+    reply.mutable_callback_return()->set_invocation(id);
+    reply.mutable_callback_return()->set_error(std::move(answer->error));
+    if (answer->result.has_value()) {
+      SetScalarBits(*answer->result, reply.mutable_callback_return()->mutable_result());
+    }
+    absl::Status sent = SendReturn(std::move(reply), due);
+    if (!sent.ok()) return InvocationFailure(sent);
+    return true;
+  }
+  absl::Status sent = WriteFrame(*channel_, absl::string_view(bytes, length), due);
+  if (!sent.ok()) return absl::UnavailableError(sent.message());
+  return true;
 }
 
 void LocalPath::NoteFailure(const absl::Status& failure) {
@@ -400,9 +459,11 @@ absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalarOnce(uint64_t i
     absl::StatusOr<FramePayload> frame =
         ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
     ScalarAnswer answer;
-    if (frame.ok() && frame->pieces.size() == 1 &&
-        ReadScalarAnswer(frame->pieces[0], id, &answer.result)) {
-      return answer;
+    if (frame.ok() && frame->pieces.size() == 1) {
+      if (ReadScalarAnswer(frame->pieces[0], id, &answer.result)) return answer;
+      // A scalar call runs at the top, inside no invocation.
+      FFIBOX_ASSIGN_OR_RETURN(bool served, ServeScalar(*frame, /*parent=*/0, deadline));
+      if (served) continue;
     }
     if (!request.has_value()) request = ScalarCallRequest(id, call);
     FFIBOX_ASSIGN_OR_RETURN(answer.response, TakeFrame(*request, std::move(frame), deadline));
@@ -434,10 +495,7 @@ absl::StatusOr<v1::Response> LocalPath::ReadAnswer(const v1::Request& request,
 absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Request& request,
                                                                  absl::StatusOr<FramePayload> frame,
                                                                  absl::Time deadline) {
-  auto malformed = [](absl::string_view why) {
-    return ErrorStatus(v1::INTERNAL,
-                       absl::StrCat("the worker's answer on the same-host channel ", why));
-  };
+  const auto malformed = MalformedAnswer;
   // What the answer may hold (core/encoding_limits.h): the call's result, or a callback's
   // invocation while the call runs; or the result of a nested request. Worked out only for
   // an answer large enough to be walked.
@@ -457,6 +515,10 @@ absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Reque
     return malformed(frame.status().message());
   }
   if (!frame.ok()) return frame.status();
+  if (request.has_call()) {
+    FFIBOX_ASSIGN_OR_RETURN(bool served, ServeScalar(*frame, request.invocation(), deadline));
+    if (served) return std::nullopt;
+  }
   absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
   if (!shape.ok()) return malformed(shape.message());
   v1::Response response;
@@ -467,8 +529,7 @@ absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Reque
       request.has_call()) {
     // Native code called a callback: its handler runs here, and the call goes on.
     absl::Status served = Serve(std::move(response), request.invocation(), deadline);
-    if (absl::IsUnavailable(served)) return served;
-    if (!served.ok()) return malformed(absl::StrCat("invokes a callback: ", served.message()));
+    if (!served.ok()) return InvocationFailure(served);
     return std::nullopt;
   }
   if (response.id() != request.id()) {

@@ -62,20 +62,28 @@ class LocalPath {
   // its addresses' generation in place).
   using InvocationRunner = std::function<absl::StatusOr<v1::CallbackReturn>(
       v1::Response&, LocalPath& path, absl::Time deadline)>;
+  // Runs one scalar invocation that came on the channel (core/scalar_wire.h: the worker wrote
+  // it in the wire format) and returns its answer, written back in the wire format too; or
+  // nullopt, nothing run, for one it does not take (a callback without a scalar handler, an
+  // invoke RunChecked would refuse): it then runs as a message, through InvocationRunner.
+  using ScalarInvocationRunner = std::function<std::optional<ScalarReturn>(
+      const ScalarInvoke&, LocalPath& path, absl::Time deadline)>;
 
   // Fetches the channel `opened` names from its door (after CheckUnixServer of the door's
   // socket: it must be this user's or root's) and maps it. PERMISSION_DENIED for a door of
   // another user, UNAVAILABLE when the door does not hand the channel over within `timeout`.
   // `invocations` runs the invocations that come on the channel (the channel was opened
   // with `callbacks`); null: none may come (an invoke is then a malformed answer).
-  static absl::StatusOr<std::unique_ptr<LocalPath>> Connect(const v1::LocalChannelOpened& opened,
-                                                            absl::Duration timeout,
-                                                            InvocationRunner invocations = nullptr);
+  // `scalar_invocations` runs those the worker writes as scalar invocations, when not null.
+  static absl::StatusOr<std::unique_ptr<LocalPath>> Connect(
+      const v1::LocalChannelOpened& opened, absl::Duration timeout,
+      InvocationRunner invocations = nullptr, ScalarInvocationRunner scalar_invocations = nullptr);
   // The client's end of the channel `channel` (attached as its creator) that `opened`
   // describes: what Connect returns once it has the channel.
   static std::unique_ptr<LocalPath> Attach(std::unique_ptr<ShmChannel> channel,
                                            const v1::LocalChannelOpened& opened,
-                                           InvocationRunner invocations);
+                                           InvocationRunner invocations,
+                                           ScalarInvocationRunner scalar_invocations = nullptr);
 
   // The worker generation the channel belongs to.
   uint64_t generation() const { return generation_; }
@@ -149,13 +157,14 @@ class LocalPath {
 
  private:
   LocalPath(std::unique_ptr<ShmChannel> channel, const v1::LocalChannelOpened& opened,
-            InvocationRunner invocations)
+            InvocationRunner invocations, ScalarInvocationRunner scalar_invocations)
       : channel_(std::move(channel)),
         generation_(opened.generation()),
         max_request_bytes_(opened.max_request_bytes()),
         channel_invocations_(opened.channel_invocations()),
         memory_requests_(opened.memory_requests()),
         invocations_(std::move(invocations)),
+        scalar_invocations_(std::move(scalar_invocations)),
         shared_usable_(channel_->shared_bytes() != 0) {}
 
   // A block of the request placed in the shared area: where, and its data taken out of the
@@ -200,6 +209,16 @@ class LocalPath {
   // `parent` (0: a top-level call) waited for its answer until `deadline`, and sends its
   // answer. INVALID_ARGUMENT for an invocation the worker may not make there.
   absl::Status Serve(v1::Response message, uint64_t parent, absl::Time deadline);
+  // The same for a frame that holds a scalar invocation (ReadScalarInvoke) the scalar runner
+  // takes: true once it ran and its answer was sent; false, nothing done, for any other
+  // frame. Errors as TakeFrame reports Serve's.
+  absl::StatusOr<bool> ServeScalar(const FramePayload& frame, uint64_t parent, absl::Time deadline);
+  // Whether invocation `id`, naming `named_parent`, may come while a call inside invocation
+  // `parent` waits: INVALID_ARGUMENT if not.
+  absl::Status CheckInvocation(uint64_t id, uint64_t named_parent, uint64_t parent) const;
+  // Sends the answer `reply` to an invocation, or, when it is too large for a frame, an
+  // error in its place.
+  absl::Status SendReturn(v1::Request reply, absl::Time due);
 
   std::unique_ptr<ShmChannel> channel_;
   const uint64_t generation_;
@@ -207,6 +226,7 @@ class LocalPath {
   const bool channel_invocations_;
   const bool memory_requests_;
   const InvocationRunner invocations_;
+  const ScalarInvocationRunner scalar_invocations_;
   // The invocations that came on the channel and are running, innermost last.
   std::vector<uint64_t> open_invocations_;
   // Why the channel failed (a nested request's failure, which leaves the worker and this end

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -18,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "core/framing.h"
 #include "core/local_channel.h"
+#include "core/scalar_wire.h"
 #include "core/shm_channel.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
@@ -31,7 +33,8 @@ constexpr size_t kRing = 64 << 10;
 // A channel whose creator end is a LocalPath and whose peer end this test drives.
 class HostileWorker {
  public:
-  explicit HostileWorker(LocalPath::InvocationRunner runner) {
+  explicit HostileWorker(LocalPath::InvocationRunner runner,
+                         LocalPath::ScalarInvocationRunner scalar_runner = nullptr) {
     const absl::StatusOr<int> memfd = ShmChannel::CreateMemfd(kRing);
     EXPECT_TRUE(memfd.ok()) << memfd.status();
     absl::StatusOr<std::unique_ptr<ShmChannel>> creator =
@@ -44,7 +47,8 @@ class HostileWorker {
     v1::LocalChannelOpened opened;
     opened.set_generation(1);
     opened.set_max_request_bytes(1 << 20);
-    path_ = LocalPath::Attach(*std::move(creator), opened, std::move(runner));
+    path_ =
+        LocalPath::Attach(*std::move(creator), opened, std::move(runner), std::move(scalar_runner));
   }
 
   LocalPath& path() { return *path_; }
@@ -55,6 +59,18 @@ class HostileWorker {
     v1::Request request;
     EXPECT_TRUE(frame.ok() && request.ParseFromString(*frame)) << frame.status();
     return request;
+  }
+
+  // The bytes of the next frame the client wrote.
+  std::string ReadBytes() {
+    absl::StatusOr<std::string> frame = ReadFrame(*peer_, 1 << 20, absl::Now() + absl::Seconds(5));
+    EXPECT_TRUE(frame.ok()) << frame.status();
+    return frame.value_or("");
+  }
+
+  // Writes `bytes` as one frame.
+  void WriteBytes(absl::string_view bytes) {
+    ASSERT_TRUE(WriteFrame(*peer_, bytes, absl::Now() + absl::Seconds(5)).ok());
   }
 
   // Writes `response` as the worker would.
@@ -319,6 +335,92 @@ TEST(LocalPathTest, AScalarCallsAnswerIsReadFromItsBytesAndAnyOtherAsExchangeRea
   // The channel is broken from then on: nothing more is written.
   EXPECT_THAT(worker.path().ExchangeScalar(16, call, Soon()).status(), StatusIs(v1::INTERNAL));
   EXPECT_FALSE(worker.WroteMore(absl::Milliseconds(100)));
+}
+
+// A scalar invocation in the wire format: callback `callback`, one int argument `x`.
+std::string ScalarInvokeBytes(uint64_t invocation, uint64_t parent, uint64_t callback, int x) {
+  ScalarInvoke invoke;
+  invoke.generation = 1;
+  invoke.invocation = invocation;
+  invoke.callback = callback;
+  invoke.parent_invocation = parent;
+  invoke.args.push_back(ScalarBitsOf(x));
+  std::string bytes(ScalarInvokeBytesAtMost(1), '\0');
+  bytes.resize(EncodeScalarInvoke(invoke, bytes.data()));
+  return bytes;
+}
+
+std::string ScalarReturnBytes(uint64_t invocation, std::optional<ScalarBits> result) {
+  std::string bytes(kScalarReturnBytesAtMost, '\0');
+  bytes.resize(EncodeScalarReturn(invocation, result, bytes.data()));
+  return bytes;
+}
+
+// Scalar invocations, in a scalar call and in a call of messages: the scalar runner runs
+// those it takes and its answer goes back in the wire format (an error as a message); one it
+// does not take runs as a message; one naming another parent ends the call with INTERNAL,
+// unrun.
+TEST(LocalPathTest, AScalarInvocationIsAnsweredInTheWireFormatOrRunsAsAMessage) {
+  int messages = 0;
+  std::vector<uint64_t> scalars;
+  HostileWorker worker(
+      [&](const v1::Response& message, LocalPath&, absl::Time) {
+        ++messages;
+        v1::CallbackReturn answer;
+        answer.mutable_result()->set_int_value(message.callback_invoke().args(0).int_value() * 2);
+        return absl::StatusOr<v1::CallbackReturn>(answer);
+      },
+      [&](const ScalarInvoke& invoke, LocalPath&, absl::Time) -> std::optional<ScalarReturn> {
+        if (invoke.callback == 2) return std::nullopt;  // not taken
+        scalars.push_back(invoke.invocation);
+        ScalarReturn answer;
+        if (invoke.callback == 3) {
+          answer.error = "boom";
+        } else {
+          answer.result = ScalarBitsOf(static_cast<int>(invoke.args[0].bits) + 1);
+        }
+        return answer;
+      });
+  const std::array<ScalarBits, 1> args = {ScalarBitsOf(1)};
+  const ScalarCall call{3, 0, args};
+  std::thread peer([&] {
+    EXPECT_TRUE(worker.Read().has_call());
+    worker.WriteBytes(ScalarInvokeBytes(40, 0, 1, 5));
+    EXPECT_EQ(worker.ReadBytes(), ScalarReturnBytes(40, ScalarBitsOf(6)));
+    worker.WriteBytes(ScalarInvokeBytes(41, 0, 2, 5));
+    const v1::Request as_message = worker.Read();
+    EXPECT_EQ(as_message.callback_return().invocation(), 41u);
+    EXPECT_EQ(as_message.callback_return().result().int_value(), 10);
+    worker.WriteBytes(ScalarInvokeBytes(42, 0, 3, 5));
+    const v1::Request failed = worker.Read();
+    EXPECT_EQ(failed.callback_return().invocation(), 42u);
+    EXPECT_EQ(failed.callback_return().error(), "boom");
+    EXPECT_FALSE(failed.callback_return().has_result());
+    v1::Response answer = CallAnswer(11);
+    answer.mutable_call()->mutable_result()->set_int_value(-1);
+    worker.Write(answer);
+    // A call of messages: the same.
+    EXPECT_EQ(worker.Read().id(), 12u);
+    worker.WriteBytes(ScalarInvokeBytes(43, 0, 1, -8));
+    EXPECT_EQ(worker.ReadBytes(), ScalarReturnBytes(43, ScalarBitsOf(-7)));
+    worker.Write(CallAnswer(12));
+    // Naming a parent that is not waiting.
+    EXPECT_EQ(worker.Read().id(), 13u);
+    worker.WriteBytes(ScalarInvokeBytes(44, 7, 1, 0));
+  });
+  absl::StatusOr<LocalPath::ScalarAnswer> read = worker.path().ExchangeScalar(11, call, Soon());
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_TRUE(read->read() && read->result.has_value());
+  EXPECT_EQ(static_cast<int64_t>(read->result->bits), -1);
+  v1::Request message_call = Call(12);
+  absl::StatusOr<v1::Response> answered = worker.path().Exchange(&message_call, {}, Soon());
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  EXPECT_EQ(answered->id(), 12u);
+  absl::StatusOr<LocalPath::ScalarAnswer> wrong = worker.path().ExchangeScalar(13, call, Soon());
+  peer.join();
+  EXPECT_THAT(wrong.status(), StatusIs(v1::INTERNAL)) << wrong.status();
+  EXPECT_EQ(messages, 1);
+  EXPECT_EQ(scalars, (std::vector<uint64_t>{40, 42, 43}));
 }
 
 }  // namespace

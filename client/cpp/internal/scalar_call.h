@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -49,6 +50,14 @@ v1::Request ScalarCallRequest(uint64_t id, const ScalarCall& call);
 // scalar, or to nullopt when the call returned none. False, `*result` untouched, for any other
 // answer.
 bool ReadScalarAnswer(absl::string_view answer, uint64_t id, std::optional<ScalarBits>* result);
+
+// A handler's answer to a scalar invocation (core/scalar_wire.h's ScalarInvoke): its result
+// (none for a callback returning void), or, when `error` is not empty, why it failed
+// (native code then gets zero).
+struct ScalarReturn {
+  std::optional<ScalarBits> result;
+  std::string error;
+};
 
 }  // namespace client_internal
 }  // namespace ffibox

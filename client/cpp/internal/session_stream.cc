@@ -337,6 +337,9 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
       response->local_channel(), kLocalDoorWait,
       [this, call_timeout](v1::Response& message, LocalPath& path, absl::Time deadline) {
         return RunLocalInvocation(message, path, call_timeout, deadline);
+      },
+      [this, call_timeout](const ScalarInvoke& invoke, LocalPath& path, absl::Time deadline) {
+        return RunLocalScalarInvocation(invoke, path, call_timeout, deadline);
       });
   if (!local.ok()) return local.status();
   local_ = *std::move(local);
@@ -538,24 +541,43 @@ v1::Response SessionStream::LocalFailureAnswer(uint64_t id, uint64_t generation,
   return failed;
 }
 
-absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(v1::Response& message,
-                                                                     LocalPath& path,
-                                                                     absl::Duration call_timeout,
-                                                                     absl::Time deadline) {
-  StampGeneration(&message);
-  const LocalInvocationScope scope{this,         &path,    message.callback_invoke().invocation(),
+template <typename RunFn>
+auto SessionStream::InLocalInvocation(uint64_t invocation, LocalPath& path,
+                                      absl::Duration call_timeout, absl::Time deadline, RunFn run) {
+  const LocalInvocationScope scope{this,         &path,    invocation,
                                    call_timeout, deadline, t_local_invocation};
   t_local_invocation = &scope;
   {
     absl::MutexLock lock(&turn_mu_);
     ++channel_handlers_;
   }
-  absl::StatusOr<v1::CallbackReturn> answer = callbacks_.RunChecked(message);
+  auto answer = run();
   {
     absl::MutexLock lock(&turn_mu_);
     --channel_handlers_;
   }
   t_local_invocation = scope.outer;
+  return answer;
+}
+
+absl::StatusOr<v1::CallbackReturn> SessionStream::RunLocalInvocation(v1::Response& message,
+                                                                     LocalPath& path,
+                                                                     absl::Duration call_timeout,
+                                                                     absl::Time deadline) {
+  StampGeneration(&message);
+  return InLocalInvocation(message.callback_invoke().invocation(), path, call_timeout, deadline,
+                           [&] { return callbacks_.RunChecked(message); });
+}
+
+std::optional<ScalarReturn> SessionStream::RunLocalScalarInvocation(const ScalarInvoke& invoke,
+                                                                    LocalPath& path,
+                                                                    absl::Duration call_timeout,
+                                                                    absl::Time deadline) {
+  // No address among its arguments: nothing to stamp.
+  std::optional<ScalarReturn> answer =
+      InLocalInvocation(invoke.invocation, path, call_timeout, deadline,
+                        [&] { return callbacks_.RunScalar(invoke); });
+  if (answer.has_value()) scalar_invocations_run_.fetch_add(1, std::memory_order_relaxed);
   return answer;
 }
 

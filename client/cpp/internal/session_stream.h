@@ -90,6 +90,8 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::optional<absl::StatusOr<LocalPath::ScalarAnswer>> CallScalarLocally(const ScalarCall& call);
   // How many of those answers were read from their bytes.
   uint64_t scalar_answers_read() const { return scalar_answers_read_.load(); }
+  // How many invocations on the same-host channel ran as scalar invocations.
+  uint64_t scalar_invocations_run() const { return scalar_invocations_run_.load(); }
 
   // Exchange, and a response carrying `error` becomes the matching non-OK status
   // (ErrorStatus), so an OK result always has a `result` set.
@@ -260,6 +262,16 @@ class SessionStream : private AnswerWatchdog::Watched {
   absl::StatusOr<v1::CallbackReturn> RunLocalInvocation(v1::Response& message, LocalPath& path,
                                                         absl::Duration call_timeout,
                                                         absl::Time deadline);
+  // The same for a scalar invocation (LocalPath::ScalarInvocationRunner): nullopt, nothing
+  // run, unless the dispatcher takes it (CallbackDispatcher::RunScalar).
+  std::optional<ScalarReturn> RunLocalScalarInvocation(const ScalarInvoke& invoke, LocalPath& path,
+                                                       absl::Duration call_timeout,
+                                                       absl::Time deadline);
+  // Runs `run` as the handler of invocation `invocation` on `path` (the scope its nested
+  // requests take, counted among the channel's running handlers).
+  template <typename RunFn>
+  auto InLocalInvocation(uint64_t invocation, LocalPath& path, absl::Duration call_timeout,
+                         absl::Time deadline, RunFn run);
   // Takes the channel for one call (or for replacing it), waiting while another thread's
   // call is on it; false, without waiting, while a handler of that call runs (it may be
   // waiting for this thread). ReleaseChannel gives it back.
@@ -287,6 +299,7 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::once_flag reader_started_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> scalar_answers_read_{0};
+  std::atomic<uint64_t> scalar_invocations_run_{0};
 
   // Serialises writers; gRPC allows one outstanding write and no write after Finish.
   absl::Mutex write_mu_;
