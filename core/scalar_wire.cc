@@ -1,7 +1,5 @@
 #include "core/scalar_wire.h"
 
-#include <cstring>
-
 #include "absl/base/casts.h"
 
 namespace ffibox {
@@ -53,24 +51,6 @@ uint64_t UnZigZag(uint64_t value) { return (value >> 1) ^ (~(value & 1) + 1); }
 
 }  // namespace
 
-size_t VarintBytes(uint64_t value) {
-  size_t bytes = 1;
-  while (value >= 0x80) {
-    value >>= 7;
-    ++bytes;
-  }
-  return bytes;
-}
-
-char* PutVarint(uint64_t value, char* out) {
-  while (value >= 0x80) {
-    *out++ = static_cast<char>(value | 0x80);
-    value >>= 7;
-  }
-  *out++ = static_cast<char>(value);
-  return out;
-}
-
 size_t ValueBytes(const ScalarBits& scalar) {
   switch (scalar.kind) {
     case v1::Value::kBoolValue:
@@ -104,14 +84,6 @@ char* PutValue(const ScalarBits& scalar, char* out) {
       for (int i = 0; i < 8; ++i) *out++ = static_cast<char>(scalar.bits >> (8 * i));
       return out;
   }
-}
-
-bool Reader::Tag(uint64_t tag) {
-  char expected[kMaxVarintBytes];
-  const size_t length = static_cast<size_t>(PutVarint(tag, expected) - expected);
-  if (left() < length || memcmp(at_, expected, length) != 0) return false;
-  at_ += length;
-  return true;
 }
 
 bool Reader::Varint(uint64_t* value) {

@@ -49,8 +49,23 @@ constexpr uint64_t Tag(uint32_t field, uint32_t wire_type) {
 constexpr size_t kMaxVarintBytes = 10;
 constexpr size_t kMaxScalarValueBytes = 11;
 
-size_t VarintBytes(uint64_t value);
-char* PutVarint(uint64_t value, char* out);
+inline size_t VarintBytes(uint64_t value) {
+  size_t bytes = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++bytes;
+  }
+  return bytes;
+}
+
+inline char* PutVarint(uint64_t value, char* out) {
+  while (value >= 0x80) {
+    *out++ = static_cast<char>(value | 0x80);
+    value >>= 7;
+  }
+  *out++ = static_cast<char>(value);
+  return out;
+}
 
 // The bytes of a Value holding `scalar`, and those bytes written.
 size_t ValueBytes(const ScalarBits& scalar);
@@ -66,7 +81,15 @@ class Reader {
   size_t left() const { return static_cast<size_t>(end_ - at_); }
 
   // Whether the next varint is `tag` (then read), as protobuf writes it (its shortest form).
-  bool Tag(uint64_t tag);
+  bool Tag(uint64_t tag) {
+    const uint8_t* at = at_;
+    for (; tag >= 0x80; tag >>= 7, ++at) {
+      if (at == end_ || *at != static_cast<uint8_t>(tag | 0x80)) return false;
+    }
+    if (at == end_ || *at != tag) return false;
+    at_ = at + 1;
+    return true;
+  }
   bool Varint(uint64_t* value);
   bool Fixed64(uint64_t* value);
   // A length-delimited field's contents, as a new reader over them.
