@@ -458,7 +458,7 @@ absl::Status WorkerDispatcher::WriteLocal(ShmChannel& channel, const v1::Respons
       absl::Now() + kLocalReplyDeparture + absl::Seconds(length >> 24));
 }
 
-void WorkerDispatcher::RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>& inbox) {
+void WorkerDispatcher::RunChannelInbox(uint64_t id, Inbox& inbox) {
   for (;;) {
     std::optional<ReceivedRequest> next;
     {
@@ -489,7 +489,7 @@ void WorkerDispatcher::RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>&
 absl::StatusOr<WorkerDispatcher::ChannelReturn> WorkerDispatcher::ChannelInvoke(
     ShmChannel& channel, uint64_t id, absl::FunctionRef<absl::Status()> write_invoke, bool scalar) {
   // Requests the client's handler sends through the broker come here, until the return.
-  std::deque<ReceivedRequest> inbox;
+  Inbox inbox;
   {
     absl::MutexLock lock(&mu_);
     channel_waiting_[id] = &inbox;

@@ -68,6 +68,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -123,10 +124,13 @@ class WorkerDispatcher : public CallbackRunner {
   static uint64_t InvocationId(uint64_t generation, uint64_t n) { return (generation << 40) + n; }
 
  private:
+  // Requests routed to one waiting invocation, in arrival order: a list, which allocates
+  // nothing while empty (most invocations on the same-host channel receive none).
+  using Inbox = std::list<ReceivedRequest>;
   // The frames routed to one waiting invocation, in arrival order; the last one is its
   // callback_return.
   struct Invocation {
-    std::deque<ReceivedRequest> inbox;
+    Inbox inbox;
     bool returned = false;  // its callback_return arrived: later requests are refused
   };
 
@@ -188,7 +192,7 @@ class WorkerDispatcher : public CallbackRunner {
                        const std::vector<ShippedPointee>& shipped, void* result);
   // Runs the requests in `inbox` (of invocation `id` on the same-host channel, routed there
   // by the reader thread) one by one, and sends their answers to the broker.
-  void RunChannelInbox(uint64_t id, std::deque<ReceivedRequest>& inbox);
+  void RunChannelInbox(uint64_t id, Inbox& inbox);
   // Answers request `request_id` from the broker with `status` (an error), unrun.
   void Refuse(uint64_t request_id, const absl::Status& status);
   // Answers request `request_id` from the broker that names invocation `id`, which is not
@@ -263,7 +267,7 @@ class WorkerDispatcher : public CallbackRunner {
   // Invocations on the same-host channel (made by the main thread, nested in one another),
   // by id, each with the requests its client's handler sent through the broker
   // (WorkerRequest.channel_invocation), which ChannelInvoke runs while it waits.
-  absl::flat_hash_map<uint64_t, std::deque<ReceivedRequest>*> channel_waiting_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Inbox*> channel_waiting_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ffibox
