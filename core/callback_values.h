@@ -68,7 +68,8 @@ absl::Status DecodeCallbackArguments(const v1::Signature& signature, void* const
 // are all scalars that are not pointers or strings, each encoded as DecodeCallbackArguments
 // encodes it, when each of those Values is a bool, an integer or a double (ScalarBitsOfValue):
 // what a scalar invocation carries (core/scalar_wire.h). False for any other signature or
-// encoding (a char sent as bytes, a long double...): the invocation then goes as a message.
+// encoding (a parameter that is a pointer, a string or a record): the invocation then goes
+// as a message.
 bool DecodeScalarArguments(const v1::Signature& signature, void* const* args, uint64_t generation,
                            absl::InlinedVector<ScalarBits, 8>* out);
 

@@ -59,8 +59,10 @@ size_t ValueBytes(const ScalarBits& scalar) {
       return 1 + VarintBytes(ZigZag(scalar.bits));
     case v1::Value::kUintValue:
       return 1 + VarintBytes(scalar.bits);
-    default:  // kFloatValue
+    case v1::Value::kFloatValue:
       return 9;
+    default:  // an empty Value, as SetScalarBits leaves it
+      return 0;
   }
 }
 
@@ -79,9 +81,11 @@ char* PutValue(const ScalarBits& scalar, char* out) {
     case v1::Value::kUintValue:
       out = PutVarint(Tag(v1::Value::kUintValueFieldNumber, kVarint), out);
       return PutVarint(scalar.bits, out);
-    default:  // kFloatValue
+    case v1::Value::kFloatValue:
       out = PutVarint(Tag(v1::Value::kFloatValueFieldNumber, kFixed64), out);
       for (int i = 0; i < 8; ++i) *out++ = static_cast<char>(scalar.bits >> (8 * i));
+      return out;
+    default:  // an empty Value, as SetScalarBits leaves it
       return out;
   }
 }
@@ -111,9 +115,14 @@ bool Reader::Fixed64(uint64_t* value) {
   return true;
 }
 
+bool Reader::Length(uint64_t* length) {
+  const size_t before = left();
+  return Varint(length) && before - left() == VarintBytes(*length);
+}
+
 bool Reader::Message(Reader* inner) {
   uint64_t length = 0;
-  if (!Varint(&length) || length > left()) return false;
+  if (!Length(&length) || length > left()) return false;
   *inner = Reader(absl::string_view(reinterpret_cast<const char*>(at_), length));
   at_ += length;
   return true;
@@ -121,7 +130,7 @@ bool Reader::Message(Reader* inner) {
 
 bool Reader::LastMessage(Reader* inner) {
   uint64_t length = 0;
-  if (!Varint(&length) || length != left()) return false;
+  if (!Length(&length) || length != left()) return false;
   *inner = Reader(absl::string_view(reinterpret_cast<const char*>(at_), length));
   at_ = end_;
   return true;
@@ -145,6 +154,21 @@ bool ReadValue(Reader value, ScalarBits* scalar) {
     return false;
   }
   return value.done();
+}
+
+bool ReadLastScalarField(Reader message, uint32_t field, std::optional<ScalarBits>* result) {
+  if (message.done()) {
+    *result = std::nullopt;
+    return true;
+  }
+  Reader value;
+  ScalarBits scalar;
+  if (!message.Tag(Tag(field, kLengthDelimited)) || !message.LastMessage(&value) ||
+      !ReadValue(value, &scalar)) {
+    return false;
+  }
+  *result = scalar;
+  return true;
 }
 
 }  // namespace wire
@@ -245,24 +269,11 @@ bool ReadScalarReturn(absl::string_view bytes, uint64_t invocation,
   wire::Reader request(bytes);
   wire::Reader message;
   uint64_t answered = 0;
-  if (!request.Tag(Tag(v1::Request::kCallbackReturnFieldNumber, kLengthDelimited)) ||
-      !request.LastMessage(&message) ||
-      !ReadVarintField(message, v1::CallbackReturn::kInvocationFieldNumber, &answered) ||
-      answered != invocation) {
-    return false;
-  }
-  if (message.done()) {
-    *result = std::nullopt;
-    return true;
-  }
-  wire::Reader value;
-  ScalarBits scalar;
-  if (!message.Tag(Tag(v1::CallbackReturn::kResultFieldNumber, kLengthDelimited)) ||
-      !message.LastMessage(&value) || !wire::ReadValue(value, &scalar)) {
-    return false;
-  }
-  *result = scalar;
-  return true;
+  return request.Tag(Tag(v1::Request::kCallbackReturnFieldNumber, kLengthDelimited)) &&
+         request.LastMessage(&message) &&
+         ReadVarintField(message, v1::CallbackReturn::kInvocationFieldNumber, &answered) &&
+         answered == invocation &&
+         wire::ReadLastScalarField(message, v1::CallbackReturn::kResultFieldNumber, result);
 }
 
 }  // namespace ffibox

@@ -92,18 +92,26 @@ class Reader {
   }
   bool Varint(uint64_t* value);
   bool Fixed64(uint64_t* value);
-  // A length-delimited field's contents, as a new reader over them.
+  // A length-delimited field's contents, as a new reader over them; its length must be in
+  // its shortest form (protobuf refuses lengths of more than five bytes).
   bool Message(Reader* inner);
   // The same, which must be what is left of `*this` exactly (the message's last field).
   bool LastMessage(Reader* inner);
 
  private:
+  // A length in its shortest form.
+  bool Length(uint64_t* length);
+
   const uint8_t* at_;
   const uint8_t* end_;
 };
 
 // A Value of one scalar field and nothing else.
 bool ReadValue(Reader value, ScalarBits* scalar);
+
+// What is left of `message` is its last field, `field`, a Value of one scalar (set in
+// `*result`), or nothing (`*result` nullopt). False, `*result` untouched, otherwise.
+bool ReadLastScalarField(Reader message, uint32_t field, std::optional<ScalarBits>* result);
 
 }  // namespace wire
 

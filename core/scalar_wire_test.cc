@@ -74,6 +74,16 @@ std::string EncodedReturn(uint64_t invocation, const std::optional<ScalarBits>& 
   return bytes;
 }
 
+// `bytes` with the varint that ends at `at` written `extra` bytes longer (the same value,
+// not in its shortest form).
+std::string Lengthened(std::string bytes, size_t at, size_t extra) {
+  bytes[at] = static_cast<char>(bytes[at] | 0x80);
+  std::string padding(extra, static_cast<char>(0x80));
+  padding.back() = 0;
+  bytes.insert(at + 1, padding);
+  return bytes;
+}
+
 void ExpectSameBits(const ScalarBits& a, const ScalarBits& b) {
   EXPECT_EQ(a.kind, b.kind);
   EXPECT_EQ(a.bits, b.bits);
@@ -141,6 +151,15 @@ TEST(ScalarWireTest, AnInvokeOfAnyOtherShapeIsNotRead) {
   }
   EXPECT_FALSE(ReadScalarInvoke(bytes + std::string(1, '\0'), &read));
   EXPECT_FALSE(ReadScalarInvoke(bytes + plain.SerializeAsString(), &read));
+  // A length not in its shortest form (protobuf refuses one of more than five bytes): the
+  // callback_invoke's (after the generation and its two-byte tag) and the first argument's.
+  for (size_t extra : {1, 5, 9}) {
+    EXPECT_FALSE(ReadScalarInvoke(Lengthened(bytes, 4, extra), &read)) << extra;
+    const std::string arg = Lengthened(bytes, 10, extra);
+    ASSERT_EQ(static_cast<uint8_t>(bytes[9]),
+              wire::Tag(v1::CallbackInvoke::kArgsFieldNumber, wire::kLengthDelimited));
+    EXPECT_FALSE(ReadScalarInvoke(arg, &read)) << extra;
+  }
 }
 
 TEST(ScalarWireTest, AReturnIsTheBytesProtobufWritesAndReadsBack) {
@@ -187,6 +206,12 @@ TEST(ScalarWireTest, AReturnOfAnyOtherShapeIsNotRead) {
     EXPECT_FALSE(ReadScalarReturn(bytes.substr(0, length), 7, &read)) << length;
   }
   EXPECT_FALSE(ReadScalarReturn(bytes + std::string(1, '\0'), 7, &read));
+  // A length not in its shortest form: the callback_return's (after its two-byte tag) and
+  // the result's.
+  for (size_t extra : {1, 5, 9}) {
+    EXPECT_FALSE(ReadScalarReturn(Lengthened(bytes, 2, extra), 7, &read)) << extra;
+    EXPECT_FALSE(ReadScalarReturn(Lengthened(bytes, 6, extra), 7, &read)) << extra;
+  }
 }
 
 // Bytes changed at random: whatever a reader accepts, protobuf parses to the same message.
@@ -208,7 +233,10 @@ TEST(ScalarWireTest, WhatTheReadersAcceptProtobufParsesToTheSame) {
     std::string answer = EncodedReturn(invoke.invocation, result);
     for (std::string* mutated : {&bytes, &answer}) {
       for (int changes = 1 + random() % 3; changes > 0; --changes) {
-        switch (random() % 3) {
+        switch (random() % 4) {
+          case 3:  // a varint (or any byte below 0x80) made longer
+            mutated->assign(Lengthened(*mutated, random() % mutated->size(), 1 + random() % 9));
+            break;
           case 0:
             (*mutated)[random() % mutated->size()] = static_cast<char>(random());
             break;

@@ -143,10 +143,13 @@ class Callback<R(A...)> {
     const v1::CallbackDefined& defined = response.callback();
     Callback callback(stream, defined.callback(),
                       RemotePtr(defined.address().address(), defined.address().generation()));
-    client_internal::CallbackDispatcher::ScalarHandler scalar =
-        Invocation::BindScalar(handler, memory);
-    stream->callbacks().Register(callback.id(), Invocation::Bind(std::move(handler), memory),
-                                 Signature(), std::move(scalar));
+    // One handler for both ways its invocations come (a handler may keep state).
+    auto shared = std::make_shared<Handler>(std::move(handler));
+    Handler forward = [shared](auto&&... args) {
+      return (*shared)(std::forward<decltype(args)>(args)...);
+    };
+    stream->callbacks().Register(callback.id(), Invocation::Bind(forward, memory), Signature(),
+                                 Invocation::BindScalar(forward, memory));
     return callback;
   }
 

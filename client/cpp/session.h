@@ -119,9 +119,9 @@ class Session {
   // bytes (TypedFunction calls whose arguments and result are all scalars, without errno:
   // docs/architecture.md, "The same-host channel").
   uint64_t same_host_scalar_calls() const;
-  // How many callback invocations on the same-host channel came and were answered as scalar
-  // invocations: a callback whose parameters and result are scalars, its invoke and answer in
-  // protobuf's wire format without the messages (core/scalar_wire.h).
+  // How many callback invocations on the same-host channel ran as scalar invocations: a
+  // callback whose parameters and result are scalars, its invoke and its answer (unless the
+  // handler failed) in protobuf's wire format without the messages (core/scalar_wire.h).
   uint64_t same_host_scalar_invocations() const;
 
   // Sends any request (its id is assigned here) and waits for the matching response; a

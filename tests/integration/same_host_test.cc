@@ -730,7 +730,7 @@ TEST_F(SameHostTest, ScalarCallbacksGiveWhatTheyGiveOverGrpc) {
   EXPECT_EQ(here.seen[1], "void -2");
   EXPECT_EQ(here.seen[3], "void 0");
   EXPECT_EQ(here.passed, there.passed);
-  EXPECT_EQ(here.passed, 2e308 + INT_MIN);  // inf
+  EXPECT_EQ(here.passed, std::numeric_limits<double>::infinity());  // 1e308 * 2 + INT_MIN
   // 252, 255, 258 -> 2, 261 -> 5 as unsigned char.
   EXPECT_EQ(here.uchar_sum, 252 + 255 + 2 + 5);
   EXPECT_EQ(here.uchar_sum, there.uchar_sum);
@@ -740,6 +740,29 @@ TEST_F(SameHostTest, ScalarCallbacksGiveWhatTheyGiveOverGrpc) {
   EXPECT_EQ(local->same_host_scalar_invocations(), 10u);
   EXPECT_EQ(remote->same_host_scalar_invocations(), 0u);
   EXPECT_TRUE(local->same_host());
+}
+
+// A handler that keeps state is one handler, whichever way its invocations come: as scalar
+// invocations on the channel, or through the broker (from a thread the library made).
+TEST_F(SameHostTest, AHandlersStateIsOneOnTheChannelAndThroughTheBroker) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  using Counter = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(Counter counter,
+                       session->DefineCallback<int(int)>(
+                           [n = 0](int) mutable -> absl::StatusOr<int> { return ++n; }));
+  ASSERT_OK_AND_ASSIGN(auto twice, (lib.Function<int(Counter, int)>("call_twice_nested")));
+  ASSERT_OK_AND_ASSIGN(auto from_thread, (lib.Function<int(Counter, int)>("call_from_thread")));
+  const uint64_t scalar_before = session->same_host_scalar_invocations();
+  std::vector<int> got;
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_OK_AND_ASSIGN(int nested, twice(counter, 0));          // on the channel: two invocations
+    ASSERT_OK_AND_ASSIGN(int threaded, from_thread(counter, 0));  // through the broker
+    got.push_back(nested);
+    got.push_back(threaded);
+  }
+  EXPECT_EQ(got, (std::vector<int>{2, 3, 5, 6}));
+  EXPECT_EQ(session->same_host_scalar_invocations() - scalar_before, 4u);
 }
 
 TEST_F(SameHostTest, ACallbackDuringACallOnTheChannelRunsOnTheCallingThread) {

@@ -197,8 +197,15 @@ class CallbackInvocation<R(A...)> {
       return [handler = std::move(handler),
               memory = std::move(memory)](absl::Span<const ScalarBits> bits) {
         ScalarReturn answer;
-        if (memory.expired()) {
+        // Held while the handler runs, as Bind's handler holds it.
+        const std::shared_ptr<MemoryOps> live = memory.lock();
+        if (live == nullptr) {
           answer.error = "the ffibox session of this callback is closed";
+          return answer;
+        }
+        if (bits.size() != sizeof...(A)) {
+          answer.error = absl::StrCat("the invoke carries ", bits.size(),
+                                      " arguments; the callback takes ", sizeof...(A));
           return answer;
         }
         Args args;

@@ -495,7 +495,6 @@ absl::StatusOr<v1::Response> LocalPath::ReadAnswer(const v1::Request& request,
 absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Request& request,
                                                                  absl::StatusOr<FramePayload> frame,
                                                                  absl::Time deadline) {
-  const auto malformed = MalformedAnswer;
   // What the answer may hold (core/encoding_limits.h): the call's result, or a callback's
   // invocation while the call runs; or the result of a nested request. Worked out only for
   // an answer large enough to be walked.
@@ -512,7 +511,7 @@ absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Reque
     return limits;
   };
   if (absl::IsDataLoss(frame.status()) || absl::IsResourceExhausted(frame.status())) {
-    return malformed(frame.status().message());
+    return MalformedAnswer(frame.status().message());
   }
   if (!frame.ok()) return frame.status();
   if (request.has_call()) {
@@ -520,10 +519,10 @@ absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Reque
     if (served) return std::nullopt;
   }
   absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
-  if (!shape.ok()) return malformed(shape.message());
+  if (!shape.ok()) return MalformedAnswer(shape.message());
   v1::Response response;
   if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
-    return malformed("does not parse");
+    return MalformedAnswer("does not parse");
   }
   if (response.id() == 0 && response.has_callback_invoke() && invocations_ != nullptr &&
       request.has_call()) {
@@ -533,18 +532,18 @@ absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Reque
     return std::nullopt;
   }
   if (response.id() != request.id()) {
-    return malformed(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
+    return MalformedAnswer(absl::StrCat("answers request ", response.id(), ", not ", request.id()));
   }
   if (!request.has_call()) {
     absl::Status checked = CheckNestedAnswer(request, response);
-    if (!checked.ok()) return malformed(checked.message());
+    if (!checked.ok()) return MalformedAnswer(checked.message());
   } else if (response.has_error()) {
     absl::Status checked = CheckErrorAnswer(response);
-    if (!checked.ok()) return malformed(checked.message());
+    if (!checked.ok()) return MalformedAnswer(checked.message());
   } else {
-    if (!response.has_call()) return malformed("carries no call result");
+    if (!response.has_call()) return MalformedAnswer("carries no call result");
     absl::Status checked = CheckCallResult(response.call(), ExpectedResultOf(request.call()));
-    if (!checked.ok()) return malformed(checked.message());
+    if (!checked.ok()) return MalformedAnswer(checked.message());
   }
   // The generation is the one the broker named for this channel, whatever the worker says.
   response.set_generation(generation_);

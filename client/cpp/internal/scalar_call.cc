@@ -89,18 +89,7 @@ bool ReadScalarAnswer(absl::string_view answer, uint64_t id, std::optional<Scala
       !response.LastMessage(&call)) {
     return false;
   }
-  if (call.done()) {
-    *result = std::nullopt;
-    return true;
-  }
-  wire::Reader value;
-  ScalarBits scalar;
-  if (!call.Tag(Tag(v1::CallResult::kResultFieldNumber, kLengthDelimited)) ||
-      !call.LastMessage(&value) || !wire::ReadValue(value, &scalar)) {
-    return false;
-  }
-  *result = scalar;
-  return true;
+  return wire::ReadLastScalarField(call, v1::CallResult::kResultFieldNumber, result);
 }
 
 }  // namespace client_internal
