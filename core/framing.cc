@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "core/malloc_tuning.h"
 #include "google/protobuf/io/zero_copy_stream.h"
 
@@ -91,14 +92,32 @@ constexpr size_t kWriteBufferBytes = 64 << 10;
 
 }  // namespace
 
-absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Time deadline) {
+namespace {
+
+// Writes `payload` with its length prefix as one frame through `write(pieces)`.
+template <typename WriteFn>
+absl::Status WriteWithHeader(absl::string_view payload, WriteFn write) {
   if (payload.size() > UINT32_MAX) {
     return absl::ResourceExhaustedError("frame larger than 4 GiB");
   }
   char header[kHeaderBytes];
   EncodeLength(static_cast<uint32_t>(payload.size()), header);
   const absl::string_view pieces[] = {absl::string_view(header, sizeof(header)), payload};
-  return channel.Write(pieces, deadline);
+  return write(absl::MakeConstSpan(pieces));
+}
+
+}  // namespace
+
+absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Time deadline) {
+  return WriteWithHeader(payload, [&](absl::Span<const absl::string_view> pieces) {
+    return channel.Write(pieces, deadline);
+  });
+}
+
+absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Duration patience) {
+  return WriteWithHeader(payload, [&](absl::Span<const absl::string_view> pieces) {
+    return channel.Write(pieces, patience);
+  });
 }
 
 absl::Status WriteFrame(ShmChannel& channel, size_t length,

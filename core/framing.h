@@ -27,6 +27,9 @@ inline constexpr size_t kFrameHeaderBytes = 4;
 // ring streams through it). RESOURCE_EXHAUSTED for a payload of 4 GiB or more; otherwise
 // ShmChannel::Write's errors (UNAVAILABLE when the peer has gone).
 absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Time deadline);
+// The same, waiting for room until `patience` after it first finds none
+// (ShmChannel::Write): a frame that fits costs no read of the clock.
+absl::Status WriteFrame(ShmChannel& channel, absl::string_view payload, absl::Duration patience);
 
 // Writes one frame of `length` payload bytes that `serialize` produces, without holding the
 // frame whole: the bytes go through the channel in pieces as they are produced (a large

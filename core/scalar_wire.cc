@@ -199,6 +199,26 @@ bool ReadVarintField(wire::Reader& reader, uint32_t field, uint64_t* value) {
 
 }  // namespace
 
+size_t EncodeScalarAnswer(uint64_t id, uint64_t generation, const std::optional<ScalarBits>& result,
+                          char* out) {
+  const size_t value_bytes = result.has_value() ? wire::ValueBytes(*result) : 0;
+  const size_t call_bytes =
+      result.has_value()
+          ? VarintBytes(Tag(v1::CallResult::kResultFieldNumber, kLengthDelimited)) + 1 + value_bytes
+          : 0;
+  char* const start = out;
+  out = PutVarintField(v1::Response::kIdFieldNumber, id, out);
+  out = PutVarintField(v1::Response::kGenerationFieldNumber, generation, out);
+  out = PutVarint(Tag(v1::Response::kCallFieldNumber, kLengthDelimited), out);
+  out = PutVarint(call_bytes, out);
+  if (result.has_value()) {
+    out = PutVarint(Tag(v1::CallResult::kResultFieldNumber, kLengthDelimited), out);
+    *out++ = static_cast<char>(value_bytes);
+    out = wire::PutValue(*result, out);
+  }
+  return static_cast<size_t>(out - start);
+}
+
 size_t EncodeScalarInvoke(const ScalarInvoke& invoke, char* out) {
   size_t invoke_bytes =
       VarintFieldBytes(v1::CallbackInvoke::kInvocationFieldNumber, invoke.invocation) +

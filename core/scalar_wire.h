@@ -6,7 +6,8 @@
 // the full parse and its checks, as before.
 //
 // The C++ client writes scalar calls (client/cpp/internal/scalar_call.h) and the answers to
-// scalar invocations; the worker writes scalar invocations and reads those answers.
+// scalar invocations; the worker writes scalar invocations and reads those answers, and
+// writes a call's answer of one scalar.
 #ifndef FFIBOX_CORE_SCALAR_WIRE_H_
 #define FFIBOX_CORE_SCALAR_WIRE_H_
 
@@ -114,6 +115,12 @@ bool ReadValue(Reader value, ScalarBits* scalar);
 bool ReadLastScalarField(Reader message, uint32_t field, std::optional<ScalarBits>* result);
 
 }  // namespace wire
+
+// The answer to a call that returned one scalar (`result`) or nothing, as the worker writes
+// it: Response{id, generation, call{result}}, the bytes SerializeAsString gives for it.
+constexpr size_t kScalarAnswerBytesAtMost = 48;
+size_t EncodeScalarAnswer(uint64_t id, uint64_t generation, const std::optional<ScalarBits>& result,
+                          char* out);
 
 // Native code's call of a callback whose parameters are all scalars, as the worker sends it
 // on the same-host channel: Response{generation, callback_invoke{invocation, callback, args,

@@ -89,6 +89,26 @@ void ExpectSameBits(const ScalarBits& a, const ScalarBits& b) {
   EXPECT_EQ(a.bits, b.bits);
 }
 
+TEST(ScalarWireTest, AScalarAnswerIsTheBytesProtobufWrites) {
+  std::vector<std::optional<ScalarBits>> results = {std::nullopt};
+  for (const ScalarBits& arg : EdgeArgs()) results.push_back(arg);
+  for (uint64_t id : kEdgeIds) {
+    for (uint64_t generation : kEdgeIds) {
+      for (const std::optional<ScalarBits>& result : results) {
+        v1::Response message;
+        message.set_id(id);
+        message.set_generation(generation);
+        v1::CallResult* call = message.mutable_call();
+        if (result.has_value()) SetScalarBits(*result, call->mutable_result());
+        std::string bytes(kScalarAnswerBytesAtMost, '\0');
+        bytes.resize(EncodeScalarAnswer(id, generation, result, bytes.data()));
+        ASSERT_EQ(bytes, message.SerializeAsString()) << message.DebugString();
+        EXPECT_EQ(bytes.size(), message.ByteSizeLong());
+      }
+    }
+  }
+}
+
 TEST(ScalarWireTest, AnInvokeIsTheBytesProtobufWritesAndReadsBack) {
   const std::vector<ScalarBits> args = EdgeArgs();
   for (uint64_t generation : kEdgeIds) {

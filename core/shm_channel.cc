@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -575,6 +576,20 @@ absl::Status ShmChannel::Write(absl::string_view bytes, absl::Time deadline) {
 }
 
 absl::Status ShmChannel::Write(absl::Span<const absl::string_view> pieces, absl::Time deadline) {
+  return WriteUntil(pieces, [deadline] { return deadline; });
+}
+
+absl::Status ShmChannel::Write(absl::Span<const absl::string_view> pieces,
+                               absl::Duration patience) {
+  std::optional<absl::Time> deadline;
+  return WriteUntil(pieces, [&deadline, patience] {
+    if (!deadline.has_value()) deadline = absl::Now() + patience;
+    return *deadline;
+  });
+}
+
+absl::Status ShmChannel::WriteUntil(absl::Span<const absl::string_view> pieces,
+                                    absl::FunctionRef<absl::Time()> deadline) {
   Ring& ring = outbound();
   char* const data = RingData(mapping_, ring_bytes_, creator_, /*outbound=*/true);
   size_t piece = 0;
@@ -600,7 +615,7 @@ absl::Status ShmChannel::Write(absl::Span<const absl::string_view> pieces, absl:
             return Load(&ring.consumer.tail) != seen_tail_ || Load(&ring.consumer.closed) != 0 ||
                    peer_gone_.load() || closed_.load();
           },
-          deadline);
+          deadline());
       if (!waited.ok()) return waited;
       continue;
     }

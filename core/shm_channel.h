@@ -134,6 +134,9 @@ class ShmChannel {
   // Writes `pieces` one after the other as Write does, publishing (and waking the peer) once
   // for as much of them as fits at a time.
   absl::Status Write(absl::Span<const absl::string_view> pieces, absl::Time deadline);
+  // The same, waiting for room until `patience` after it first finds none: the clock is read
+  // only then (a write that fits reads none).
+  absl::Status Write(absl::Span<const absl::string_view> pieces, absl::Duration patience);
 
   // Reads exactly `size` bytes into `out`, waiting while the inbound ring is empty, until
   // `deadline`. DEADLINE_EXCEEDED when it passed (a prefix may have been read), CANCELLED
@@ -233,6 +236,9 @@ class ShmChannel {
   absl::Status Break(std::string message) ABSL_LOCKS_EXCLUDED(broken_mu_);
   absl::Status BrokenStatus() const ABSL_LOCKS_EXCLUDED(broken_mu_);
 
+  // Write's body: waits for room until `deadline()`, asked only when there is none.
+  absl::Status WriteUntil(absl::Span<const absl::string_view> pieces,
+                          absl::FunctionRef<absl::Time()> deadline);
   // Waits until `ready()`, spinning with `spin`, then sleeping on `shared_word` (set to 1 to
   // announce the sleep) and on the private word. `reading`: an Interrupt ends the wait with
   // CANCELLED.

@@ -449,6 +449,19 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
 
 absl::Status WorkerDispatcher::WriteLocal(ShmChannel& channel, const v1::Response& message) {
   const size_t length = message.ByteSizeLong();
+  if (message.has_call() && !message.has_error()) {
+    // A call's answer of one scalar or none (most calls'), written without the serializer:
+    // the same bytes, as long as the message holds nothing more (its size says so).
+    std::optional<ScalarBits> result;
+    if (message.call().has_result()) result = ScalarBitsOfValue(message.call().result());
+    if (result.has_value() || !message.call().has_result()) {
+      char bytes[kScalarAnswerBytesAtMost];
+      const size_t written = EncodeScalarAnswer(message.id(), message.generation(), result, bytes);
+      if (written == length) {
+        return WriteFrame(channel, absl::string_view(bytes, written), kLocalReplyDeparture);
+      }
+    }
+  }
   return WriteFrame(
       channel, length,
       [&message](google::protobuf::io::CodedOutputStream* out) {
@@ -701,8 +714,7 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
       auto write = [channel, &scalar] {
         absl::InlinedVector<char, 256> bytes(ScalarInvokeBytesAtMost(scalar.args.size()));
         const size_t length = EncodeScalarInvoke(scalar, bytes.data());
-        return WriteFrame(*channel, absl::string_view(bytes.data(), length),
-                          absl::Now() + kLocalReplyDeparture);
+        return WriteFrame(*channel, absl::string_view(bytes.data(), length), kLocalReplyDeparture);
       };
       InvokeOnChannel(*channel, callback, id, closure, write, /*scalar=*/true, {}, result);
       return;

@@ -398,7 +398,6 @@ absl::StatusOr<bool> LocalPath::ServeScalar(const FramePayload& frame, uint64_t 
   if (!answer.has_value()) return false;  // runs as a message
   // A request of the handler failed on the channel: the worker and this end are out of step.
   if (!broken_.ok()) return InvocationFailure(broken_);
-  const absl::Time due = absl::Now() + kLocalAnswerProgress;
   char bytes[kScalarReturnBytesAtMost];
   const size_t length = EncodeScalarReturn(id, answer->result, bytes);
   if (!answer->error.empty() || (max_request_bytes_ != 0 && length > max_request_bytes_)) {
@@ -408,11 +407,11 @@ absl::StatusOr<bool> LocalPath::ServeScalar(const FramePayload& frame, uint64_t 
     if (answer->result.has_value()) {
       SetScalarBits(*answer->result, reply.mutable_callback_return()->mutable_result());
     }
-    absl::Status sent = SendReturn(std::move(reply), due);
+    absl::Status sent = SendReturn(std::move(reply), absl::Now() + kLocalAnswerProgress);
     if (!sent.ok()) return InvocationFailure(sent);
     return true;
   }
-  absl::Status sent = WriteFrame(*channel_, absl::string_view(bytes, length), due);
+  absl::Status sent = WriteFrame(*channel_, absl::string_view(bytes, length), kLocalAnswerProgress);
   if (!sent.ok()) return absl::UnavailableError(sent.message());
   return true;
 }
