@@ -20,6 +20,7 @@
 #include <future>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -83,6 +84,25 @@ class SameHostTest : public ::testing::Test {
     return client_->OpenSession(options);
   }
 
+  // A same-host session and a session over gRPC, each with the test library loaded: what
+  // a test compares the channel with.
+  struct BothWays {
+    std::unique_ptr<Session> local;
+    std::unique_ptr<Session> remote;
+    std::optional<Library> a;  // loaded in `local`
+    std::optional<Library> b;  // loaded in `remote`
+  };
+  absl::StatusOr<BothWays> OpenBothWays() {
+    BothWays both;
+    FFIBOX_ASSIGN_OR_RETURN(both.local, Open());
+    SessionOptions options;
+    options.on_output = [](v1::OutputStream, absl::string_view) {};
+    FFIBOX_ASSIGN_OR_RETURN(both.remote, client_->OpenSession(options));
+    FFIBOX_ASSIGN_OR_RETURN(both.a, both.local->Load(TestLibPath()));
+    FFIBOX_ASSIGN_OR_RETURN(both.b, both.remote->Load(TestLibPath()));
+    return both;
+  }
+
   std::unique_ptr<TestServer> server_;
   std::unique_ptr<Client> client_;
 };
@@ -140,12 +160,11 @@ void ExpectSameBothWays(const Library& on_channel, const Library& over_grpc, con
 // crash and a call's own timeout are the typed errors the stream gives; calls that ask for
 // errno go the general way, and give the same as well.
 TEST_F(SameHostTest, ScalarCallsGiveWhatTheyGiveOverGrpc) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> local, Open());
-  SessionOptions options;
-  options.on_output = [](v1::OutputStream, absl::string_view) {};
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, client_->OpenSession(options));
-  ASSERT_OK_AND_ASSIGN(Library a, local->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(Library b, remote->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(BothWays both, OpenBothWays());
+  const std::unique_ptr<Session>& local = both.local;
+  const std::unique_ptr<Session>& remote = both.remote;
+  Library& a = *both.a;
+  Library& b = *both.b;
   using L = std::numeric_limits<long>;
   using LL = std::numeric_limits<long long>;
   ExpectSameBothWays<bool(int)>(a, b, "is_even", INT_MIN);
@@ -715,14 +734,9 @@ ScalarCallbackRun RunScalarCallbacks(Session& session, Library& lib) {
 // format, and do what they do over gRPC: the same arguments, the same results as native
 // code sees them (truncated to the C result type), a failed handler's zero.
 TEST_F(SameHostTest, ScalarCallbacksGiveWhatTheyGiveOverGrpc) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> local, Open());
-  SessionOptions options;
-  options.on_output = [](v1::OutputStream, absl::string_view) {};
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> remote, client_->OpenSession(options));
-  ASSERT_OK_AND_ASSIGN(Library a, local->Load(TestLibPath()));
-  ASSERT_OK_AND_ASSIGN(Library b, remote->Load(TestLibPath()));
-  const ScalarCallbackRun here = RunScalarCallbacks(*local, a);
-  const ScalarCallbackRun there = RunScalarCallbacks(*remote, b);
+  ASSERT_OK_AND_ASSIGN(BothWays both, OpenBothWays());
+  const ScalarCallbackRun here = RunScalarCallbacks(*both.local, *both.a);
+  const ScalarCallbackRun there = RunScalarCallbacks(*both.remote, *both.b);
   EXPECT_EQ(here.seen, there.seen);
   ASSERT_EQ(here.seen.size(), 4u);
   EXPECT_EQ(here.seen[0], absl::StrCat("1 -128 65535 ", INT_MIN, " ", UINT_MAX, " ", LLONG_MIN, " ",
@@ -737,9 +751,9 @@ TEST_F(SameHostTest, ScalarCallbacksGiveWhatTheyGiveOverGrpc) {
   EXPECT_EQ(here.nested, 10);  // h(h(1)): h(1) failed, native code got 0, h(0) = 10
   EXPECT_EQ(here.nested, there.nested);
   // Every invocation went as a scalar invocation: 1 + 4 + 3 + 2.
-  EXPECT_EQ(local->same_host_scalar_invocations(), 10u);
-  EXPECT_EQ(remote->same_host_scalar_invocations(), 0u);
-  EXPECT_TRUE(local->same_host());
+  EXPECT_EQ(both.local->same_host_scalar_invocations(), 10u);
+  EXPECT_EQ(both.remote->same_host_scalar_invocations(), 0u);
+  EXPECT_TRUE(both.local->same_host());
 }
 
 // A handler that keeps state is one handler, whichever way its invocations come: as scalar
