@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -136,6 +137,50 @@ absl::Status PreparedFunction::Prepare() {
         v1::UNIMPLEMENTED,
         absl::StrCat("libffi cannot prepare this signature (ffi_status ", prepared, ")"));
   }
+  return absl::OkStatus();
+}
+
+std::optional<absl::Status> PreparedFunction::InvokeScalar(absl::Span<const ScalarBits> args,
+                                                           uint64_t generation,
+                                                           const CallbackResolver* callbacks,
+                                                           LastingMemory* lasting,
+                                                           v1::CallResult* result) const {
+  // What ValidateCallShape checks of a call without blocks or variadic types.
+  if (signature_.variadic() || args.size() != param_sizes_.size() ||
+      args.size() > limits_.max_args) {
+    return std::nullopt;
+  }
+  CallArena arena;
+  // None, but the lasting memory's watched blocks are reported as after any call.
+  CallBlocks blocks;
+  static const google::protobuf::RepeatedPtrField<v1::MemoryBlock> kNoBlocks;
+  if (!blocks.Place(kNoBlocks, limits_, &arena, lasting, {}, callbacks).ok()) return std::nullopt;
+  auto** values =
+      static_cast<void**>(arena.Allocate((args.size() + 1) * sizeof(void*), alignof(void*)));
+  void* result_storage = arena.Allocate(std::max(result_size_, kSlotBytes), kSlotBytes);
+  if (values == nullptr || result_storage == nullptr) return std::nullopt;
+  const MarshalContext context{&arena, &blocks, generation, callbacks};
+  for (size_t i = 0; i < args.size(); ++i) {
+    void* slot = arena.Allocate(param_sizes_[i], kSlotBytes);
+    v1::Value value;
+    SetScalarBits(args[i], &value);
+    if (slot == nullptr ||
+        !MarshalArgument(signature_.params(static_cast<int>(i)), value, context, slot).ok()) {
+      return std::nullopt;
+    }
+    values[i] = slot;
+  }
+  {
+    const CallBlocks::Running running(&blocks);
+    ffi_call(const_cast<ffi_cif*>(&cif_), FFI_FN(address_), result_storage, values);
+  }
+  blocks.KeepLasting();
+  if (!returns_void_) {
+    absl::Status status =
+        UnmarshalResult(signature_.result(), result_storage, generation, result->mutable_result());
+    if (!status.ok()) return status;
+  }
+  blocks.CopyOut(result, generation, /*report_changed=*/true);
   return absl::OkStatus();
 }
 

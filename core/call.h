@@ -14,12 +14,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/ffi_types.h"
 #include "core/marshal.h"
+#include "core/scalar_wire.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -80,6 +82,17 @@ class PreparedFunction {
   absl::Status Invoke(const v1::Call& call, uint64_t generation, const CallbackResolver* callbacks,
                       LastingMemory* lasting, v1::CallResult* result, bool report_changed = true,
                       absl::Span<char> shared = {}) const;
+
+  // A call whose arguments are all scalars (core/scalar_wire.h's ScalarCallFrame: no blocks,
+  // no variadic types, no errno), run from their bits: what Invoke does for the same call,
+  // without its message. Nullopt, nothing run, for a call Invoke would refuse (another count
+  // of arguments, a variadic function, an argument that does not marshal): Invoke then gives
+  // its error. Otherwise the call ran, and `*result` (empty) holds what Invoke writes there
+  // for it (its result, what the library changed in watched lasting blocks), unless the
+  // status says why it could not be read.
+  std::optional<absl::Status> InvokeScalar(absl::Span<const ScalarBits> args, uint64_t generation,
+                                           const CallbackResolver* callbacks,
+                                           LastingMemory* lasting, v1::CallResult* result) const;
 
   // The validated signature this function was prepared with.
   const v1::Signature& signature() const { return signature_; }

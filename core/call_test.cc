@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <cwchar>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -280,6 +281,95 @@ TEST(PreparedFunctionTest, FloatingPointTypes) {
                       FloatValue(6.5)})
                 .int_value(),
             21);
+}
+
+// A scalar call run from its arguments' bits gives what Invoke gives for the same call, or
+// is not taken (nothing run) where Invoke refuses the call.
+TEST(PreparedFunctionTest, AScalarInvokeGivesWhatInvokeGivesOrIsNotTaken) {
+  struct Case {
+    const char* name;
+    void* function;
+    v1::Signature sig;
+    std::vector<v1::Value> args;
+  };
+  const v1::Signature echo_uchar_sig = Sig(v1::UCHAR, {v1::UCHAR});
+  const v1::Signature echo_long_sig = Sig(v1::LONG, {v1::LONG});
+  const v1::Signature mixed_sig =
+      Sig(v1::INT, {v1::CHAR, v1::SHORT, v1::INT, v1::LONG, v1::FLOAT, v1::DOUBLE});
+  const std::vector<Case> cases = {
+      {"uchar", Address(echo_uchar), echo_uchar_sig, {UintValue(255)}},
+      {"uchar beyond", Address(echo_uchar), echo_uchar_sig, {UintValue(256)}},
+      {"uchar negative", Address(echo_uchar), echo_uchar_sig, {IntValue(-1)}},
+      {"long min", Address(echo_long), echo_long_sig, {IntValue(INT64_MIN)}},
+      {"long from uint beyond", Address(echo_long), echo_long_sig, {UintValue(UINT64_MAX)}},
+      {"wrapping",
+       Address(wrap_uchar),
+       Sig(v1::UCHAR, {v1::UCHAR, v1::UCHAR}),
+       {UintValue(200), UintValue(100)}},
+      {"bool from int", Address(negate_bool), Sig(v1::BOOL, {v1::BOOL}), {IntValue(42)}},
+      {"bool", Address(negate_bool), Sig(v1::BOOL, {v1::BOOL}), {BoolValue(false)}},
+      {"float rounded", Address(half_float), Sig(v1::FLOAT, {v1::FLOAT}), {FloatValue(0.1)}},
+      {"double from int",
+       Address(add_doubles),
+       Sig(v1::DOUBLE, {v1::DOUBLE, v1::DOUBLE}),
+       {FloatValue(0.25), IntValue(2)}},
+      {"long double",
+       Address(third_long_double),
+       Sig(v1::LONGDOUBLE, {v1::LONGDOUBLE}),
+       {FloatValue(1.0)}},
+      {"mixed",
+       Address(sum_mixed),
+       mixed_sig,
+       {IntValue(1), IntValue(2), IntValue(3), IntValue(4), FloatValue(5.5), FloatValue(6.5)}},
+      {"too few", Address(sum_mixed), mixed_sig, {IntValue(1)}},
+      {"a pointer result", Address(null_pointer), Sig(v1::POINTER, {}), {}},
+      {"a string result", Address(greeting), Sig(v1::CSTRING, {}), {}},
+      {"an unreadable string result", Address(bad_string), Sig(v1::CSTRING, {}), {}},
+      {"an int for a string",
+       Address(string_length),
+       Sig(v1::SIZE_T, {v1::CSTRING}),
+       {IntValue(16)}},
+  };
+  int taken = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::unique_ptr<PreparedFunction> f = Prepare(c.function, c.sig);
+    ASSERT_NE(f, nullptr);
+    std::vector<ScalarBits> bits;
+    for (const v1::Value& arg : c.args) {
+      std::optional<ScalarBits> scalar = ScalarBitsOfValue(arg);
+      ASSERT_TRUE(scalar.has_value());
+      bits.push_back(*scalar);
+    }
+    const absl::StatusOr<v1::CallResult> invoked = Invoke(*f, c.args);
+    v1::CallResult result;
+    const std::optional<absl::Status> ran =
+        f->InvokeScalar(bits, kGeneration, nullptr, nullptr, &result);
+    if (!ran.has_value()) {
+      // Not taken: Invoke refuses it (an argument's field named), and nothing ran.
+      EXPECT_FALSE(invoked.ok());
+      EXPECT_EQ(FieldOf(invoked.status()).rfind("call.args", 0), 0u) << invoked.status();
+      continue;
+    }
+    ++taken;
+    ASSERT_EQ(ran->ok(), invoked.ok()) << *ran << " / " << invoked.status();
+    if (!invoked.ok()) {
+      EXPECT_EQ(ran->code(), invoked.status().code());
+      continue;
+    }
+    EXPECT_EQ(result.SerializeAsString(), invoked->SerializeAsString())
+        << result.DebugString() << " / " << invoked->DebugString();
+  }
+  EXPECT_EQ(taken, 12);
+  // A variadic function is not taken.
+  std::unique_ptr<PreparedFunction> variadic =
+      Prepare(dlsym(RTLD_DEFAULT, "snprintf"),
+              Sig(ScalarType(v1::INT),
+                  {ScalarType(v1::POINTER), ScalarType(v1::SIZE_T), ScalarType(v1::CSTRING)},
+                  /*variadic=*/true));
+  ASSERT_NE(variadic, nullptr);
+  v1::CallResult unused;
+  EXPECT_FALSE(variadic->InvokeScalar({}, kGeneration, nullptr, nullptr, &unused).has_value());
 }
 
 TEST(PreparedFunctionTest, PointersComeBackAsRemoteAddressesOfThisGeneration) {

@@ -199,6 +199,33 @@ bool ReadVarintField(wire::Reader& reader, uint32_t field, uint64_t* value) {
 
 }  // namespace
 
+bool ReadScalarCall(absl::string_view bytes, ScalarCallFrame* call) {
+  wire::Reader request(bytes);
+  wire::Reader message;
+  uint64_t timeout_ms = 0;
+  if (!ReadVarintField(request, v1::Request::kIdFieldNumber, &call->id) ||
+      !request.Tag(Tag(v1::Request::kCallFieldNumber, kLengthDelimited)) ||
+      !request.LastMessage(&message) ||
+      !ReadVarintField(message, v1::Call::kFunctionFieldNumber, &call->function)) {
+    return false;
+  }
+  call->args.clear();
+  while (message.Tag(Tag(v1::Call::kArgsFieldNumber, kLengthDelimited))) {
+    wire::Reader value;
+    ScalarBits arg;
+    if (!message.Message(&value) || !wire::ReadValue(value, &arg)) return false;
+    call->args.push_back(arg);
+  }
+  // A uint32 field: protobuf keeps the low 32 bits of a longer varint; such a call is left
+  // to it.
+  if (!ReadVarintField(message, v1::Call::kTimeoutMsFieldNumber, &timeout_ms) ||
+      timeout_ms > UINT32_MAX || !message.done()) {
+    return false;
+  }
+  call->timeout_ms = static_cast<uint32_t>(timeout_ms);
+  return true;
+}
+
 size_t EncodeScalarAnswer(uint64_t id, uint64_t generation, const std::optional<ScalarBits>& result,
                           char* out) {
   const size_t value_bytes = result.has_value() ? wire::ValueBytes(*result) : 0;

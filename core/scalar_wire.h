@@ -6,8 +6,8 @@
 // the full parse and its checks, as before.
 //
 // The C++ client writes scalar calls (client/cpp/internal/scalar_call.h) and the answers to
-// scalar invocations; the worker writes scalar invocations and reads those answers, and
-// writes a call's answer of one scalar.
+// scalar invocations; the worker reads scalar calls and writes their answers, and writes
+// scalar invocations and reads their answers.
 #ifndef FFIBOX_CORE_SCALAR_WIRE_H_
 #define FFIBOX_CORE_SCALAR_WIRE_H_
 
@@ -115,6 +115,20 @@ bool ReadValue(Reader value, ScalarBits* scalar);
 bool ReadLastScalarField(Reader message, uint32_t field, std::optional<ScalarBits>* result);
 
 }  // namespace wire
+
+// A top-level call whose arguments are all scalars, as the clients write it on the same-host
+// channel: Request{id, call{function, args, timeout_ms}}.
+struct ScalarCallFrame {
+  uint64_t id = 0;
+  uint64_t function = 0;
+  uint32_t timeout_ms = 0;
+  absl::InlinedVector<ScalarBits, 8> args;
+};
+
+// Whether `bytes` are a Request of that shape exactly as protobuf writes it (nothing else:
+// no invocation, blocks, errno, variadic types; each argument a Value of one scalar); sets
+// `*call`. False, `*call` unspecified, for anything else.
+bool ReadScalarCall(absl::string_view bytes, ScalarCallFrame* call);
 
 // The answer to a call that returned one scalar (`result`) or nothing, as the worker writes
 // it: Response{id, generation, call{result}}, the bytes SerializeAsString gives for it.

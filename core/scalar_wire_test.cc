@@ -89,6 +89,83 @@ void ExpectSameBits(const ScalarBits& a, const ScalarBits& b) {
   EXPECT_EQ(a.bits, b.bits);
 }
 
+v1::Request CallMessage(const ScalarCallFrame& call) {
+  v1::Request message;
+  message.set_id(call.id);
+  message.mutable_call()->set_function(call.function);
+  for (const ScalarBits& arg : call.args) SetScalarBits(arg, message.mutable_call()->add_args());
+  message.mutable_call()->set_timeout_ms(call.timeout_ms);
+  return message;
+}
+
+TEST(ScalarWireTest, AScalarCallIsReadAsProtobufWritesIt) {
+  const std::vector<ScalarBits> args = EdgeArgs();
+  for (uint64_t id : kEdgeIds) {
+    for (uint32_t timeout_ms : {0u, 1u, 300000u, ~0u}) {
+      for (size_t n = 0; n <= args.size(); ++n) {
+        ScalarCallFrame call;
+        call.id = id;
+        call.function = ~id;
+        call.timeout_ms = timeout_ms;
+        call.args.assign(args.begin(), args.begin() + n);
+        ScalarCallFrame read;
+        ASSERT_TRUE(ReadScalarCall(CallMessage(call).SerializeAsString(), &read));
+        EXPECT_EQ(read.id, id);
+        EXPECT_EQ(read.function, ~id);
+        EXPECT_EQ(read.timeout_ms, timeout_ms);
+        ASSERT_EQ(read.args.size(), n);
+        for (size_t i = 0; i < n; ++i) ExpectSameBits(read.args[i], args[i]);
+      }
+    }
+  }
+}
+
+TEST(ScalarWireTest, ACallOfAnyOtherShapeIsNotRead) {
+  ScalarCallFrame call;
+  call.id = 9;
+  call.function = 3;
+  call.timeout_ms = 250;
+  call.args = {Int(-5), Double(2.5)};
+  const v1::Request plain = CallMessage(call);
+  std::vector<v1::Request> others(9, plain);
+  others[0].set_invocation(4);
+  others[1].set_channel_invocation(4);
+  others[2].mutable_call()->add_blocks()->set_size(8);
+  others[3].mutable_call()->set_capture_errno(true);
+  others[4].mutable_call()->set_set_errno(0);
+  *others[5].mutable_call()->add_variadic_types() = v1::Type();
+  others[6].mutable_call()->add_release()->set_address(64);
+  others[7].mutable_call()->mutable_args(0)->set_text_value("x");
+  others[8].mutable_call()->add_args();  // a Value of no kind
+  for (const v1::Request& other : others) {
+    ScalarCallFrame read;
+    EXPECT_FALSE(ReadScalarCall(other.SerializeAsString(), &read)) << other.DebugString();
+  }
+  const std::string bytes = plain.SerializeAsString();
+  ScalarCallFrame read;
+  ASSERT_TRUE(ReadScalarCall(bytes, &read));
+  for (size_t length = 0; length < bytes.size(); ++length) {
+    EXPECT_FALSE(ReadScalarCall(bytes.substr(0, length), &read)) << length;
+  }
+  EXPECT_FALSE(ReadScalarCall(bytes + std::string(1, '\0'), &read));
+  // The call's length, and the first argument's, not in their shortest form.
+  EXPECT_FALSE(ReadScalarCall(Lengthened(bytes, 3, 1), &read));
+  EXPECT_FALSE(ReadScalarCall(Lengthened(bytes, 7, 1), &read));
+  // A timeout beyond 32 bits (protobuf keeps its low bits) is left to protobuf.
+  ASSERT_EQ(static_cast<uint8_t>(bytes[bytes.size() - 3]),
+            wire::Tag(v1::Call::kTimeoutMsFieldNumber, wire::kVarint));
+  std::string wide = bytes.substr(0, bytes.size() - 2);  // without 250's two bytes
+  char varint[wire::kMaxVarintBytes];
+  const size_t varint_bytes =
+      static_cast<size_t>(wire::PutVarint(250 + (uint64_t{1} << 32), varint) - varint);
+  wide.append(varint, varint_bytes);
+  wide[3] = static_cast<char>(wide[3] + varint_bytes - 2);  // the call's length
+  EXPECT_FALSE(ReadScalarCall(wide, &read));
+  v1::Request parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wide));
+  EXPECT_EQ(parsed.call().timeout_ms(), 250u);
+}
+
 TEST(ScalarWireTest, AScalarAnswerIsTheBytesProtobufWrites) {
   std::vector<std::optional<ScalarBits>> results = {std::nullopt};
   for (const ScalarBits& arg : EdgeArgs()) results.push_back(arg);
@@ -240,6 +317,7 @@ TEST(ScalarWireTest, WhatTheReadersAcceptProtobufParsesToTheSame) {
   const std::vector<ScalarBits> args = EdgeArgs();
   int invokes_read = 0;
   int returns_read = 0;
+  int calls_read = 0;
   for (int round = 0; round < 200000; ++round) {
     ScalarInvoke invoke;
     invoke.generation = random() % 3;
@@ -276,6 +354,27 @@ TEST(ScalarWireTest, WhatTheReadersAcceptProtobufParsesToTheSame) {
       ASSERT_EQ(parsed.SerializeAsString(), InvokeMessage(read).SerializeAsString())
           << parsed.DebugString();
     }
+    ScalarCallFrame call;
+    call.id = invoke.invocation;
+    call.function = invoke.callback;
+    call.timeout_ms = static_cast<uint32_t>(invoke.parent_invocation);
+    call.args = invoke.args;
+    std::string call_bytes = CallMessage(call).SerializeAsString();
+    for (int changes = 1 + random() % 3; changes > 0; --changes) {
+      if (random() % 2 == 0) {
+        call_bytes = Lengthened(call_bytes, random() % call_bytes.size(), 1 + random() % 9);
+      } else {
+        call_bytes[random() % call_bytes.size()] = static_cast<char>(random());
+      }
+    }
+    ScalarCallFrame read_call;
+    if (ReadScalarCall(call_bytes, &read_call)) {
+      ++calls_read;
+      v1::Request parsed;
+      ASSERT_TRUE(parsed.ParseFromString(call_bytes));
+      ASSERT_EQ(parsed.SerializeAsString(), CallMessage(read_call).SerializeAsString())
+          << parsed.DebugString();
+    }
     std::optional<ScalarBits> read_result;
     if (ReadScalarReturn(answer, invoke.invocation, &read_result)) {
       ++returns_read;
@@ -289,6 +388,7 @@ TEST(ScalarWireTest, WhatTheReadersAcceptProtobufParsesToTheSame) {
   // Some mutations keep the shape (another value, another id): the comparison ran on them.
   EXPECT_GT(invokes_read, 1000);
   EXPECT_GT(returns_read, 1000);
+  EXPECT_GT(calls_read, 1000);
 }
 
 }  // namespace

@@ -389,7 +389,49 @@ void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
   }
 }
 
+bool WorkerDispatcher::RunAsLocalCall(ShmChannel& channel, uint64_t function, uint32_t timeout_ms,
+                                      absl::FunctionRef<void()> run) {
+  channel.StoreStatusWord(kLocalBusyFunctionWord, function);
+  channel.StoreStatusWord(kLocalBusyTimeoutWord, timeout_ms);
+  channel.StoreStatusWord(kLocalBusySinceWord, std::max<uint64_t>(LocalClockNanos(), 1));
+  local_failed_ = false;
+  t_channel = local_callbacks_ ? &channel : nullptr;
+  run();
+  t_channel = nullptr;
+  channel.StoreStatusWord(kLocalBusySinceWord, 0);
+  channel.StoreStatusWord(kLocalBusyTimeoutWord, 0);
+  channel.StoreStatusWord(kLocalBusyFunctionWord, 0);
+  if (local_failed_) {
+    CloseLocal();  // an invocation on it failed: the client is gone, or broke the protocol
+    return false;
+  }
+  return true;
+}
+
+bool WorkerDispatcher::RunScalarLocal(ShmChannel& channel, absl::string_view frame) {
+  ScalarCallFrame call;
+  if (!ReadScalarCall(frame, &call) || call.id == 0) return false;
+  v1::Response response;
+  std::optional<absl::Status> ran;
+  const bool kept = RunAsLocalCall(channel, call.function, call.timeout_ms, [&] {
+    ran = executor_->CallScalar(call.function, call.args, response.mutable_call());
+  });
+  if (!ran.has_value()) return false;  // not run: the general path answers it
+  if (!kept) return true;
+  response.set_id(call.id);
+  response.set_generation(generation_);
+  if (!ran->ok()) {
+    // As Execute answers a call that failed.
+    response.clear_result();
+    *response.mutable_error() = ToProtoError(*ran);
+  }
+  // The client went away or does not read.
+  if (!WriteLocal(channel, response).ok()) CloseLocal();
+  return true;
+}
+
 void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
+  if (frame.pieces.size() == 1 && RunScalarLocal(channel, frame.pieces[0])) return;
   StackArena arena;
   auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
   // The client's bytes: only a top-level call, or a request the worker answers alone, with
@@ -428,20 +470,11 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
     break;
   }
   // A request other than a call names no function (0) and has the session's timeout (0).
-  channel.StoreStatusWord(kLocalBusyFunctionWord, request.call().function());
-  channel.StoreStatusWord(kLocalBusyTimeoutWord, request.call().timeout_ms());
-  channel.StoreStatusWord(kLocalBusySinceWord, std::max<uint64_t>(LocalClockNanos(), 1));
-  local_failed_ = false;
-  t_channel = local_callbacks_ ? &channel : nullptr;
-  if (!response->has_error()) executor_->Execute(*wrapped, response, shared);
-  t_channel = nullptr;
-  channel.StoreStatusWord(kLocalBusySinceWord, 0);
-  channel.StoreStatusWord(kLocalBusyTimeoutWord, 0);
-  channel.StoreStatusWord(kLocalBusyFunctionWord, 0);
-  if (local_failed_) {
-    CloseLocal();  // an invocation on it failed: the client is gone, or broke the protocol
-    return;
-  }
+  const bool kept =
+      RunAsLocalCall(channel, request.call().function(), request.call().timeout_ms(), [&] {
+        if (!response->has_error()) executor_->Execute(*wrapped, response, shared);
+      });
+  if (!kept) return;
   response->set_generation(generation_);
   // The client went away or does not read.
   if (!WriteLocal(channel, *response).ok()) CloseLocal();

@@ -167,6 +167,15 @@ class WorkerDispatcher : public CallbackRunner {
   // Runs one request frame from the same-host channel (a call, or a request the worker
   // answers alone) and writes its response there.
   void RunLocal(ShmChannel& channel, FramePayload frame);
+  // The same for a frame that holds a scalar call (ReadScalarCall) the executor takes
+  // (WorkerExecutor::CallScalar): the call run from its arguments' bits and its answer
+  // written; false, nothing run, for any other frame.
+  bool RunScalarLocal(ShmChannel& channel, absl::string_view frame);
+  // Runs `run` as a call on the channel: the busy words name `function` and its
+  // `timeout_ms` while it runs, and its invocations go on `channel` when the client takes
+  // them there. False when an invocation on the channel failed (then the channel is closed).
+  bool RunAsLocalCall(ShmChannel& channel, uint64_t function, uint32_t timeout_ms,
+                      absl::FunctionRef<void()> run);
   // Closes the same-host channel (the client sees end of stream) and forgets it.
   void CloseLocal();
   // The client's answer to an invocation on the same-host channel: its callback_return, or,

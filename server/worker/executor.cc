@@ -254,6 +254,20 @@ absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result, 
   return function->Invoke(call, generation_, &callbacks_, &memory_, result, report_changed, shared);
 }
 
+std::optional<absl::Status> WorkerExecutor::CallScalar(uint64_t function,
+                                                       absl::Span<const ScalarBits> args,
+                                                       v1::CallResult* result) {
+  const PreparedFunction* prepared = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto found = functions_.find(function);
+    if (found != functions_.end()) prepared = found->second.get();
+  }
+  if (prepared == nullptr) return std::nullopt;
+  // Unlocked, as Call: the function may call closures whose invocations run requests here.
+  return prepared->InvokeScalar(args, generation_, &callbacks_, &memory_, result);
+}
+
 absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* results) {
   // The same limits the broker checked: a worker distrusts what reaches it.
   if (absl::Status shape = ValidateBatchShape(batch, limits_); !shape.ok()) return shape;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -60,6 +61,12 @@ class WorkerExecutor {
   // arrive first are kept for their own requests). Owned by the caller. UNAVAILABLE when
   // there is no socket or it ended.
   absl::StatusOr<int> TakeDescriptor(uint64_t tag);
+
+  // A scalar call of `function` from the same-host channel (PreparedFunction::InvokeScalar):
+  // nullopt, nothing run, when the function is not resolved or InvokeScalar does not take
+  // the call (Execute then gives the error).
+  std::optional<absl::Status> CallScalar(uint64_t function, absl::Span<const ScalarBits> args,
+                                         v1::CallResult* result);
 
  private:
   absl::Status LoadLibrary(uint64_t handle, const v1::LoadLibrary& load, uint64_t descriptor_tag);
