@@ -145,20 +145,17 @@ std::optional<absl::Status> PreparedFunction::InvokeScalar(absl::Span<const Scal
                                                            const CallbackResolver* callbacks,
                                                            LastingMemory* lasting,
                                                            v1::CallResult* result) const {
-  // What ValidateCallShape checks of a call without blocks or variadic types.
-  if (signature_.variadic() || args.size() != param_sizes_.size() ||
-      args.size() > limits_.max_args) {
-    return std::nullopt;
-  }
+  // What ValidateCallShape checks of a call without blocks or variadic types (the number of
+  // parameters was checked against the limit when the signature was).
+  if (signature_.variadic() || args.size() != param_sizes_.size()) return std::nullopt;
   CallArena arena;
   // None, but the lasting memory's watched blocks are reported as after any call.
   CallBlocks blocks;
-  static const google::protobuf::RepeatedPtrField<v1::MemoryBlock> kNoBlocks;
-  if (!blocks.Place(kNoBlocks, limits_, &arena, lasting, {}, callbacks).ok()) return std::nullopt;
+  const google::protobuf::RepeatedPtrField<v1::MemoryBlock> no_blocks;
+  if (!blocks.Place(no_blocks, limits_, &arena, lasting, {}, callbacks).ok()) return std::nullopt;
   auto** values =
       static_cast<void**>(arena.Allocate((args.size() + 1) * sizeof(void*), alignof(void*)));
-  void* result_storage = arena.Allocate(std::max(result_size_, kSlotBytes), kSlotBytes);
-  if (values == nullptr || result_storage == nullptr) return std::nullopt;
+  if (values == nullptr) return std::nullopt;
   const MarshalContext context{&arena, &blocks, generation, callbacks};
   for (size_t i = 0; i < args.size(); ++i) {
     void* slot = arena.Allocate(param_sizes_[i], kSlotBytes);
@@ -170,18 +167,8 @@ std::optional<absl::Status> PreparedFunction::InvokeScalar(absl::Span<const Scal
     }
     values[i] = slot;
   }
-  {
-    const CallBlocks::Running running(&blocks);
-    ffi_call(const_cast<ffi_cif*>(&cif_), FFI_FN(address_), result_storage, values);
-  }
-  blocks.KeepLasting();
-  if (!returns_void_) {
-    absl::Status status =
-        UnmarshalResult(signature_.result(), result_storage, generation, result->mutable_result());
-    if (!status.ok()) return status;
-  }
-  blocks.CopyOut(result, generation, /*report_changed=*/true);
-  return absl::OkStatus();
+  return CallNative(cif_, values, /*set_errno=*/std::nullopt, /*capture_errno=*/false, generation,
+                    /*report_changed=*/true, arena, blocks, result);
 }
 
 void ApplyReleases(const v1::Call& call, uint64_t generation, size_t max_blocks,
@@ -269,24 +256,35 @@ absl::Status PreparedFunction::Invoke(const v1::Call& call, uint64_t generation,
     cif = &variadic_cif;
   }
 
+  const std::optional<int> set_errno =
+      call.has_set_errno() ? std::optional<int>(call.set_errno()) : std::nullopt;
+  return CallNative(*cif, values, set_errno, call.capture_errno(), generation, report_changed,
+                    arena, blocks, result);
+}
+
+absl::Status PreparedFunction::CallNative(const ffi_cif& cif, void** values,
+                                          std::optional<int> set_errno, bool capture_errno,
+                                          uint64_t generation, bool report_changed,
+                                          CallArena& arena, CallBlocks& blocks,
+                                          v1::CallResult* result) const {
   void* result_storage = arena.Allocate(std::max(result_size_, kSlotBytes), kSlotBytes);
   if (result_storage == nullptr) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED, "out of memory for the result");
   }
   int errno_after = 0;
-  if (call.has_set_errno()) errno = call.set_errno();
+  if (set_errno.has_value()) errno = *set_errno;
   {
     const CallBlocks::Running running(&blocks);
-    ffi_call(const_cast<ffi_cif*>(cif), FFI_FN(address_), result_storage, values);
+    ffi_call(const_cast<ffi_cif*>(&cif), FFI_FN(address_), result_storage, values);
     errno_after = errno;
   }
   // The library may keep pointers into kept blocks now: never freed behind its back, even
   // if the result cannot be reported.
   blocks.KeepLasting();
 
-  if (call.capture_errno()) result->set_errno_value(errno_after);
+  if (capture_errno) result->set_errno_value(errno_after);
   if (!returns_void_) {
-    status =
+    absl::Status status =
         UnmarshalResult(signature_.result(), result_storage, generation, result->mutable_result());
     if (!status.ok()) return status;
   }

@@ -27,6 +27,8 @@
 
 namespace ffibox {
 
+class CallArena;      // core/arena.h
+class CallBlocks;     // core/blocks.h
 class LastingMemory;  // core/blocks.h
 
 // Frees the lasting blocks of worker `generation` that `call` releases (Call.release) in
@@ -100,6 +102,12 @@ class PreparedFunction {
  private:
   PreparedFunction(void* address, const v1::Signature& signature, const TypeLimits& limits);
   absl::Status Prepare();
+  // The native call of Invoke and InvokeScalar, its arguments marshalled into `values` (the
+  // blocks placed): errno set if asked, the function called with `cif`, its result and the
+  // blocks' contents written into `result`, errno reported if asked.
+  absl::Status CallNative(const ffi_cif& cif, void** values, std::optional<int> set_errno,
+                          bool capture_errno, uint64_t generation, bool report_changed,
+                          CallArena& arena, CallBlocks& blocks, v1::CallResult* result) const;
 
   void* const address_;
   const v1::Signature signature_;

@@ -125,8 +125,9 @@ struct ScalarCallFrame {
   absl::InlinedVector<ScalarBits, 8> args;
 };
 
-// Whether `bytes` are a Request of that shape exactly as protobuf writes it (nothing else:
-// no invocation, blocks, errno, variadic types; each argument a Value of one scalar); sets
+// Whether `bytes` are a Request of that shape, its fields in protobuf's order, each once,
+// nothing else (no invocation, blocks, errno, variadic types; each argument a Value of one
+// scalar), read as protobuf reads them (a varint value may be longer than it needs); sets
 // `*call`. False, `*call` unspecified, for anything else.
 bool ReadScalarCall(absl::string_view bytes, ScalarCallFrame* call);
 

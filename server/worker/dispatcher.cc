@@ -413,18 +413,14 @@ bool WorkerDispatcher::RunScalarLocal(ShmChannel& channel, absl::string_view fra
   if (!ReadScalarCall(frame, &call) || call.id == 0) return false;
   v1::Response response;
   std::optional<absl::Status> ran;
-  const bool kept = RunAsLocalCall(channel, call.function, call.timeout_ms, [&] {
+  const bool channel_ok = RunAsLocalCall(channel, call.function, call.timeout_ms, [&] {
     ran = executor_->CallScalar(call.function, call.args, response.mutable_call());
   });
   if (!ran.has_value()) return false;  // not run: the general path answers it
-  if (!kept) return true;
+  if (!channel_ok) return true;
   response.set_id(call.id);
   response.set_generation(generation_);
-  if (!ran->ok()) {
-    // As Execute answers a call that failed.
-    response.clear_result();
-    *response.mutable_error() = ToProtoError(*ran);
-  }
+  if (!ran->ok()) WorkerExecutor::SetFailure(*ran, &response);
   // The client went away or does not read.
   if (!WriteLocal(channel, response).ok()) CloseLocal();
   return true;
@@ -470,11 +466,11 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
     break;
   }
   // A request other than a call names no function (0) and has the session's timeout (0).
-  const bool kept =
+  const bool channel_ok =
       RunAsLocalCall(channel, request.call().function(), request.call().timeout_ms(), [&] {
         if (!response->has_error()) executor_->Execute(*wrapped, response, shared);
       });
-  if (!kept) return;
+  if (!channel_ok) return;
   response->set_generation(generation_);
   // The client went away or does not read.
   if (!WriteLocal(channel, *response).ok()) CloseLocal();

@@ -116,11 +116,13 @@ void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Respons
     default:
       status = ErrorStatus(v1::UNIMPLEMENTED, "the worker does not implement this operation");
   }
-  if (!status.ok()) {
-    // A failed batch still reports the calls that ran before the failing one.
-    if (!response.has_batch()) response.clear_result();
-    *response.mutable_error() = ToProtoError(status);
-  }
+  if (!status.ok()) SetFailure(status, out);
+}
+
+void WorkerExecutor::SetFailure(const absl::Status& status, v1::Response* response) {
+  // A failed batch still reports the calls that ran before the failing one.
+  if (!response->has_batch()) response->clear_result();
+  *response->mutable_error() = ToProtoError(status);
 }
 
 void* WorkerExecutor::FindLibrary(uint64_t handle) {
@@ -237,14 +239,15 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
   return resolved;
 }
 
+const PreparedFunction* WorkerExecutor::FindFunction(uint64_t handle) {
+  absl::MutexLock lock(&mu_);
+  auto found = functions_.find(handle);
+  return found != functions_.end() ? found->second.get() : nullptr;
+}
+
 absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result, bool report_changed,
                                   absl::Span<char> shared) {
-  const PreparedFunction* function = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    auto found = functions_.find(call.function());
-    if (found != functions_.end()) function = found->second.get();
-  }
+  const PreparedFunction* function = FindFunction(call.function());
   if (function == nullptr) {
     ApplyReleases(call, generation_, limits_.max_blocks, &memory_);  // as Invoke does first
     return ErrorStatus(v1::NOT_FOUND,
@@ -257,12 +260,7 @@ absl::Status WorkerExecutor::Call(const v1::Call& call, v1::CallResult* result, 
 std::optional<absl::Status> WorkerExecutor::CallScalar(uint64_t function,
                                                        absl::Span<const ScalarBits> args,
                                                        v1::CallResult* result) {
-  const PreparedFunction* prepared = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    auto found = functions_.find(function);
-    if (found != functions_.end()) prepared = found->second.get();
-  }
+  const PreparedFunction* prepared = FindFunction(function);
   if (prepared == nullptr) return std::nullopt;
   // Unlocked, as Call: the function may call closures whose invocations run requests here.
   return prepared->InvokeScalar(args, generation_, &callbacks_, &memory_, result);

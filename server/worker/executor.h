@@ -68,6 +68,9 @@ class WorkerExecutor {
   std::optional<absl::Status> CallScalar(uint64_t function, absl::Span<const ScalarBits> args,
                                          v1::CallResult* result);
 
+  // Makes `response` the answer to a request that failed with `status` (as Execute does).
+  static void SetFailure(const absl::Status& status, v1::Response* response);
+
  private:
   absl::Status LoadLibrary(uint64_t handle, const v1::LoadLibrary& load, uint64_t descriptor_tag);
   absl::StatusOr<v1::FunctionResolved> ResolveFunction(uint64_t handle,
@@ -82,6 +85,8 @@ class WorkerExecutor {
   absl::StatusOr<v1::LayoutResult> GetLayout(const v1::GetLayout& request);
   absl::StatusOr<v1::SymbolFound> LookupSymbol(const v1::LookupSymbol& request);
 
+  // The resolved function `handle`, or nullptr.
+  const PreparedFunction* FindFunction(uint64_t handle);
   // The loaded library handle, or nullptr.
   void* FindLibrary(uint64_t handle);
 

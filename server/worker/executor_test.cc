@@ -9,6 +9,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -519,6 +520,39 @@ TEST_F(WatchedBlocksTest, OnlyTheChangedWordsAreReported) {
   EXPECT_EQ(response.batch().results(2).changed(0).data().size(), 8u);
   EXPECT_EQ(response.batch().results(2).changed(1).offset(), 16u);
   EXPECT_EQ(response.batch().results(2).changed(1).data().size(), 8u);
+}
+
+// A scalar call run from its arguments' bits (the same-host channel's, CallScalar) reports
+// what the library changed in watched kept blocks as the same call through Execute does.
+TEST_F(WatchedBlocksTest, AScalarCallReportsTheChangesExecuteReports) {
+  KeepWatchedInts(6);
+  const v1::Response executed = ExecuteOne(&executor_, SetKeptInt(3, 7));
+  ASSERT_FALSE(executed.has_error()) << executed.error().message();
+  ASSERT_EQ(executed.call().changed_size(), 1);
+  // The same change again through CallScalar: nothing changed since the last report.
+  v1::CallResult scalar;
+  std::optional<absl::Status> ran = executor_.CallScalar(
+      5, {ScalarBits{v1::Value::kIntValue, 3}, ScalarBits{v1::Value::kIntValue, 7}}, &scalar);
+  ASSERT_TRUE(ran.has_value());
+  ASSERT_TRUE(ran->ok()) << *ran;
+  EXPECT_EQ(scalar.changed_size(), 0);
+  // Another value: reported as Execute reports it.
+  scalar.Clear();
+  ran = executor_.CallScalar(
+      5, {ScalarBits{v1::Value::kIntValue, 3}, ScalarBits{v1::Value::kIntValue, 9}}, &scalar);
+  ASSERT_TRUE(ran.has_value());
+  ASSERT_TRUE(ran->ok()) << *ran;
+  const v1::Response again = ExecuteOne(&executor_, SetKeptInt(3, 11));
+  ASSERT_EQ(scalar.changed_size(), 1);
+  ASSERT_EQ(again.call().changed_size(), 1);
+  EXPECT_EQ(scalar.changed(0).address().address(), again.call().changed(0).address().address());
+  EXPECT_EQ(scalar.changed(0).offset(), again.call().changed(0).offset());
+  int words[2] = {0, 9};
+  EXPECT_EQ(scalar.changed(0).data(),
+            std::string(reinterpret_cast<const char*>(words), sizeof words));
+  // Not taken: an unresolved function, or arguments the function does not take.
+  EXPECT_FALSE(executor_.CallScalar(99, {}, &scalar).has_value());
+  EXPECT_FALSE(executor_.CallScalar(5, {ScalarBits{v1::Value::kIntValue, 3}}, &scalar).has_value());
 }
 
 TEST_F(WatchedBlocksTest, ManyRunsAreReportedAsOneFromTheFirstToTheLast) {
