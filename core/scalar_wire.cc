@@ -197,6 +197,20 @@ bool ReadVarintField(wire::Reader& reader, uint32_t field, uint64_t* value) {
   return !reader.Tag(Tag(field, kVarint)) || reader.Varint(value);
 }
 
+// Reads the repeated field `field` of Values of one scalar each, where it comes next, into
+// `*args`. False for one that is not such a Value.
+bool ReadScalarArgs(wire::Reader& message, uint32_t field,
+                    absl::InlinedVector<ScalarBits, 8>* args) {
+  args->clear();
+  while (message.Tag(Tag(field, kLengthDelimited))) {
+    wire::Reader value;
+    ScalarBits arg;
+    if (!message.Message(&value) || !wire::ReadValue(value, &arg)) return false;
+    args->push_back(arg);
+  }
+  return true;
+}
+
 }  // namespace
 
 bool ReadScalarCall(absl::string_view bytes, ScalarCallFrame* call) {
@@ -209,13 +223,7 @@ bool ReadScalarCall(absl::string_view bytes, ScalarCallFrame* call) {
       !ReadVarintField(message, v1::Call::kFunctionFieldNumber, &call->function)) {
     return false;
   }
-  call->args.clear();
-  while (message.Tag(Tag(v1::Call::kArgsFieldNumber, kLengthDelimited))) {
-    wire::Reader value;
-    ScalarBits arg;
-    if (!message.Message(&value) || !wire::ReadValue(value, &arg)) return false;
-    call->args.push_back(arg);
-  }
+  if (!ReadScalarArgs(message, v1::Call::kArgsFieldNumber, &call->args)) return false;
   // A uint32 field: protobuf keeps the low 32 bits of a longer varint; such a call is left
   // to it.
   if (!ReadVarintField(message, v1::Call::kTimeoutMsFieldNumber, &timeout_ms) ||
@@ -280,13 +288,7 @@ bool ReadScalarInvoke(absl::string_view bytes, ScalarInvoke* invoke) {
       !ReadVarintField(message, v1::CallbackInvoke::kCallbackFieldNumber, &invoke->callback)) {
     return false;
   }
-  invoke->args.clear();
-  while (message.Tag(Tag(v1::CallbackInvoke::kArgsFieldNumber, kLengthDelimited))) {
-    wire::Reader value;
-    ScalarBits arg;
-    if (!message.Message(&value) || !wire::ReadValue(value, &arg)) return false;
-    invoke->args.push_back(arg);
-  }
+  if (!ReadScalarArgs(message, v1::CallbackInvoke::kArgsFieldNumber, &invoke->args)) return false;
   return ReadVarintField(message, v1::CallbackInvoke::kParentInvocationFieldNumber,
                          &invoke->parent_invocation) &&
          message.done();
