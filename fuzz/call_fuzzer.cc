@@ -13,17 +13,21 @@
 //
 // Checks that the worker answers every call with a result or a typed error, and that the
 // reply of a worker that ran a call the broker forwarded passes the broker's checks of
-// worker replies (an honest worker is never taken for a hostile one).
+// worker replies (an honest worker is never taken for a hostile one), and that a call of
+// scalars run from its arguments' bits (PreparedFunction::InvokeScalar, the same-host
+// channel's way) gives what Invoke gives.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/call.h"
 #include "core/errors.h"
+#include "core/scalar_wire.h"
 #include "core/types.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "fuzz/framed_input.h"
@@ -103,6 +107,38 @@ void PlaceLastingAddresses(const std::vector<uint64_t>& prepared, v1::Call* call
   for (v1::RemoteAddress& address : *call->mutable_release()) translate(&address);
 }
 
+// A call of scalars alone (no blocks, releases, variadic types or errno), run from its
+// arguments' bits as the worker runs it from the same-host channel, gives what Invoke gave
+// (`invoked`), or is declined where Invoke refused it (or the function is variadic: the
+// general path runs those).
+void CheckScalarInvoke(const PreparedFunction& function, const v1::Call& call,
+                       const absl::StatusOr<v1::CallResult>& invoked, LastingMemory* memory) {
+  if (call.blocks_size() > 0 || call.release_size() > 0 || call.variadic_types_size() > 0 ||
+      call.capture_errno() || call.has_set_errno() || call.function_request() != 0) {
+    return;
+  }
+  std::vector<ScalarBits> args;
+  for (const v1::Value& arg : call.args()) {
+    const std::optional<ScalarBits> bits = ScalarBitsOfValue(arg);
+    if (!bits.has_value()) return;
+    args.push_back(*bits);
+  }
+  v1::CallResult result;
+  const std::optional<absl::Status> ran =
+      function.InvokeScalar(args, kGeneration, /*callbacks=*/nullptr, memory, &result);
+  if (!ran.has_value()) {
+    FUZZ_CHECK(!invoked.ok() || function.signature().variadic(),
+               "InvokeScalar declined a call Invoke ran: ", call.ShortDebugString());
+    return;
+  }
+  FUZZ_CHECK(ran->ok() == invoked.ok(), "InvokeScalar: ", ran->ToString(),
+             "; Invoke: ", invoked.status().ToString(), "\ncall: ", call.ShortDebugString());
+  if (!ran->ok()) return;
+  FUZZ_CHECK(result.SerializeAsString() == invoked->SerializeAsString(), "InvokeScalar gave ",
+             result.ShortDebugString(), ", Invoke ", invoked->ShortDebugString(),
+             "\ncall: ", call.ShortDebugString());
+}
+
 void FuzzCall(uint8_t options, const v1::Signature& signature, const v1::Call& sent) {
   const TypeLimits limits = LimitsFor(options);
   // The broker only forwards calls of functions whose signature it validated; the worker
@@ -137,6 +173,7 @@ void FuzzCall(uint8_t options, const v1::Signature& signature, const v1::Call& s
 
   absl::StatusOr<v1::CallResult> result =
       (*function)->Invoke(call, kGeneration, /*callbacks=*/nullptr, &memory);
+  CheckScalarInvoke(**function, call, result, &memory);
   if (!result.ok()) {
     CheckTypedError(
         result.status(),

@@ -55,7 +55,8 @@ declare -A SOURCES=(
   [call_fuzzer]="fuzz/proto_mutator.cc core/call.cc core/call_shape.cc core/marshal.cc core/blocks.cc core/arena.cc
     core/safe_memory.cc core/utf8.cc core/ffi_types.cc core/types.cc core/layout.cc core/errors.cc
     server/worker/memory_requests.cc server/broker/request_validation.cc server/broker/worker_reply.cc
-    core/encoding_limits.cc core/call_answer.cc core/piece_stream.cc core/malloc_tuning.cc"
+    core/encoding_limits.cc core/call_answer.cc core/piece_stream.cc core/malloc_tuning.cc
+    core/scalar_wire.cc"
   [c_declaration_fuzzer]="core/c_declaration.cc core/types.cc core/errors.cc"
 )
 TARGETS=(request_validation_fuzzer worker_frame_fuzzer marshal_fuzzer call_fuzzer
