@@ -40,6 +40,11 @@ inline constexpr int kLocalBusyTimeoutWord = 2;
 // reads end of stream knows its worker was not lost.
 inline constexpr int kLocalClosedWord = 3;
 inline constexpr uint64_t kLocalClosedByWorker = 1;
+// How many calls from the channel the worker ran from their arguments' bits, without the
+// request's parse (a scalar call: core/scalar_wire.h, WorkerExecutor::CallScalar), counted
+// by the worker. Untrusted like every word: a statistic for tests and benchmarks, never used
+// to decide anything.
+inline constexpr int kLocalScalarCallsWord = 4;
 
 // How long a frame may go without progress once its first bytes arrived, and how long a
 // reply may wait for the client to make room, before the worker closes the channel.

@@ -95,6 +95,8 @@ uint64_t Session::same_host_scalar_calls() const { return stream_->scalar_answer
 
 uint64_t Session::same_host_scalar_invocations() const { return stream_->scalar_invocations_run(); }
 
+uint64_t Session::same_host_worker_scalar_calls() const { return stream_->worker_scalar_calls(); }
+
 absl::Status Session::EnableSameHost() {
   return stream_->EnableLocalPath(absl::Milliseconds(info().call_timeout_ms()));
 }

@@ -228,6 +228,51 @@ TEST_F(SameHostTest, ScalarCallsGiveWhatTheyGiveOverGrpc) {
   EXPECT_TRUE(local->same_host());
 }
 
+// The worker runs a scalar call from its arguments' bits, without the request's parse
+// (WorkerExecutor::CallScalar), and counts it in the channel (kLocalScalarCallsWord): every
+// scalar call is counted, a callback's round trip included, and what goes the general way
+// (errno asked for, a buffer) is not.
+TEST_F(SameHostTest, TheWorkerRunsScalarCallsWithoutTheRequestsParse) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int sum, add(1, 2));  // the channel's first call
+  EXPECT_EQ(sum, 3);
+  ASSERT_TRUE(session->same_host());
+  const uint64_t first = session->same_host_worker_scalar_calls();
+  EXPECT_EQ(first, 1u);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK_AND_ASSIGN(sum, add(i, 7));
+    ASSERT_EQ(sum, i + 7);
+  }
+  EXPECT_EQ(session->same_host_worker_scalar_calls(), first + 50);
+
+  ASSERT_OK_AND_ASSIGN(
+      Callback<int(int)> twice,
+      session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return 2 * x; }));
+  ASSERT_OK_AND_ASSIGN(auto register_handler,
+                       lib.Function<void(Callback<int(int)>)>("register_handler"));
+  ASSERT_OK_AND_ASSIGN(auto fire_handler, lib.Function<int(int)>("fire_handler"));
+  ASSERT_OK(register_handler(twice));
+  const uint64_t before_callbacks = session->same_host_worker_scalar_calls();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK_AND_ASSIGN(int doubled, fire_handler(i));
+    ASSERT_EQ(doubled, 2 * i);
+  }
+  EXPECT_EQ(session->same_host_worker_scalar_calls(), before_callbacks + 10);
+
+  const uint64_t before_general = session->same_host_worker_scalar_calls();
+  ASSERT_OK_AND_ASSIGN(auto set_errno, lib.Function<int(int)>("set_errno_to"));
+  ASSERT_OK_AND_ASSIGN(WithErrno<int> failed, set_errno.CallWithErrno(ERANGE));
+  EXPECT_EQ(failed.error_number, ERANGE);
+  ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
+  ASSERT_OK_AND_ASSIGN(auto strlen_fn, libc.Function<size_t(const char*)>("strlen"));
+  ASSERT_OK_AND_ASSIGN(size_t length, strlen_fn("four"));
+  EXPECT_EQ(length, 4u);
+  EXPECT_EQ(session->same_host_worker_scalar_calls(), before_general);
+  EXPECT_TRUE(session->same_host());
+}
+
 // `count` parameters of T: Sig is T(T, ..., T).
 template <typename T, typename Sequence>
 struct ManyOf;

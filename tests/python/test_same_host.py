@@ -3,6 +3,7 @@ to the worker through shared memory, with a real ffiboxd and jailed worker; a cr
 overrun and callbacks behave as over gRPC; `FFIBOX_SAME_HOST=1` turns it on for the
 one-import swap; a TCP client is refused it; a hostile answer is refused, never used.
 """
+import errno
 import gc
 import os
 import signal
@@ -331,6 +332,34 @@ def test_a_call_on_the_channel_when_another_thread_closes_the_session(client):
         lib.add_int(1, 2)
     # The same reason (its code may still be the stream's end's when the call ended first).
     assert str(outcome["error"]) == str(later.value)
+
+
+def test_the_worker_runs_scalar_calls_without_the_requests_parse(client):
+    """Calls whose arguments and result are scalars, with argtypes or without, are run by the
+    worker from their arguments' bits (it counts them in the channel: kLocalScalarCallsWord);
+    a call that passes memory or asks for errno goes the general way and is not counted."""
+    with client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        lib.add_int.argtypes = [ct.c_int, ct.c_int]
+        lib.add_int.restype = ct.c_int
+        assert lib.add_int(1, 2) == 3
+        local = session.stream._local
+        before = local.worker_scalar_calls
+        assert [lib.add_int(i, 1) for i in range(50)] == list(range(1, 51))
+        libm = session.CDLL("libm.so.6")
+        libm.cos.restype = ct.c_double
+        libm.cos.argtypes = [ct.c_double]
+        assert libm.cos(0.0) == 1.0
+        untyped = session.CDLL(TEST_LIB)
+        assert untyped.add_int(40, 2) == 42
+        assert local.worker_scalar_calls == before + 52
+        before = local.worker_scalar_calls
+        libc = session.CDLL("libc.so.6", use_errno=True)
+        assert libc.strlen(b"four") == 4
+        libc.close(-1)
+        assert ct.get_errno() == errno.EBADF
+        assert local.worker_scalar_calls == before
+        assert session.stream.local_enabled
 
 
 def test_callbacks_run_during_a_call_on_the_channel(client):

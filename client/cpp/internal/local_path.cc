@@ -549,6 +549,10 @@ absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Reque
   return response;
 }
 
+uint64_t LocalPath::worker_scalar_calls() const {
+  return channel_->LoadStatusWord(kLocalScalarCallsWord);
+}
+
 bool LocalPath::closed_by_worker() const {
   return channel_->LoadStatusWord(kLocalClosedWord) == kLocalClosedByWorker;
 }

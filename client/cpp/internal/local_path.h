@@ -155,6 +155,10 @@ class LocalPath {
   // How many bytes of blocks went through the shared area so far (both ways).
   uint64_t shared_bytes_moved() const { return shared_bytes_moved_; }
 
+  // How many calls the worker says it ran from their arguments' bits, without the request's
+  // parse (kLocalScalarCallsWord): the worker's word, a statistic never to act on.
+  uint64_t worker_scalar_calls() const;
+
  private:
   LocalPath(std::unique_ptr<ShmChannel> channel, const v1::LocalChannelOpened& opened,
             InvocationRunner invocations, ScalarInvocationRunner scalar_invocations)

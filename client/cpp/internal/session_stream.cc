@@ -382,6 +382,11 @@ void SessionStream::ReleaseChannel() {
 
 bool SessionStream::local_path_enabled() const { return local_enabled_.load(); }
 
+uint64_t SessionStream::worker_scalar_calls() {
+  absl::MutexLock lock(&local_mu_);
+  return local_ == nullptr ? 0 : local_->worker_scalar_calls();
+}
+
 bool SessionStream::OnHandlerThread() const {
   return callbacks_.OnCallbackThread() || callbacks_.CurrentInvocation() != 0;
 }

@@ -92,6 +92,9 @@ class SessionStream : private AnswerWatchdog::Watched {
   uint64_t scalar_answers_read() const { return scalar_answers_read_.load(); }
   // How many invocations on the same-host channel ran as scalar invocations.
   uint64_t scalar_invocations_run() const { return scalar_invocations_run_.load(); }
+  // How many calls the worker of the current channel says it ran from their arguments' bits
+  // (LocalPath::worker_scalar_calls); 0 without a channel.
+  uint64_t worker_scalar_calls();
 
   // Exchange, and a response carrying `error` becomes the matching non-OK status
   // (ErrorStatus), so an OK result always has a `result` set.

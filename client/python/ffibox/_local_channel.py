@@ -74,6 +74,9 @@ _FIRST_PAUSE, _LONGEST_PAUSE = 50e-6, 0.02
 # The status word the worker sets when it closes the channel itself (core/local_channel.h).
 _STATUS_WORDS = _CONTROL_BYTES // 2
 _CLOSED_WORD = 3
+# How many calls the worker ran from their arguments' bits, without the request's parse
+# (kLocalScalarCallsWord): the worker's count, a statistic never acted on.
+_SCALAR_CALLS_WORD = 4
 _CLOSED_BY_WORKER = 1
 
 # The futex system call's number is the architecture's: this end is x86-64 only
@@ -252,6 +255,8 @@ class LocalChannel:
         self._in_closed = word(1, _CONSUMER_CLOSED, ctypes.c_uint32)
         self._in_waiting = word(1, _CONSUMER_WAITING, ctypes.c_uint32)
         self._closed_word = ctypes.c_uint64.from_buffer(m, _STATUS_WORDS + 8 * _CLOSED_WORD)
+        self._scalar_calls_word = ctypes.c_uint64.from_buffer(
+            m, _STATUS_WORDS + 8 * _SCALAR_CALLS_WORD)
         self._out_data = _CONTROL_BYTES
         self._in_data = _CONTROL_BYTES + ring
 
@@ -528,6 +533,12 @@ class LocalChannel:
             block.ClearField("shared_offset")
             block.data = data
             block.size = size
+
+    @property
+    def worker_scalar_calls(self) -> int:
+        """How many calls the worker says it ran from their arguments' bits, without parsing
+        the request (its count in the channel: a statistic, never to act on); 0 once closed."""
+        return 0 if self._map_bytes.closed else self._scalar_calls_word.value
 
     @property
     def closed_by_worker(self) -> bool:
