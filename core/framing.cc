@@ -146,15 +146,23 @@ absl::Status WriteFrame(ShmChannel& channel, size_t length,
 }
 
 absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, absl::Time deadline) {
+  std::string payload;
+  absl::Status status = ReadFrameInto(channel, max_bytes, deadline, &payload);
+  if (!status.ok()) return status;
+  return payload;
+}
+
+absl::Status ReadFrameInto(ShmChannel& channel, size_t max_bytes, absl::Time deadline,
+                           std::string* payload) {
   unsigned char header[kHeaderBytes];
   absl::Status status = channel.Read(reinterpret_cast<char*>(header), sizeof(header), deadline);
   if (!status.ok()) return status;
   const uint32_t length = DecodeLength(header);
   if (length > max_bytes) return FrameTooLarge(length, max_bytes);
-  std::string payload(length, '\0');
-  status = channel.Read(payload.data(), length, deadline);
-  if (!status.ok()) return status;
-  return payload;
+  // One large frame must not pin its size in memory for the reader's lifetime.
+  if (payload->capacity() > kKeptCapacity && length <= kKeptCapacity) std::string().swap(*payload);
+  payload->resize(length);
+  return channel.Read(payload->data(), length, deadline);
 }
 
 size_t FrameDecoder::AnnouncedLength() const {
@@ -169,6 +177,13 @@ size_t FrameDecoder::Buffered() const {
 size_t FrameDecoder::HeadLength() const {
   if (buffer_.size() - consumed_ < kHeaderBytes) return 0;
   return DecodeLength(reinterpret_cast<const unsigned char*>(buffer_.data() + consumed_));
+}
+
+void FrameDecoder::Recycle(std::string buffer) {
+  if (!buffer_.empty() || in_large_ || buffer.capacity() > kKeptCapacity) return;
+  buffer.clear();
+  buffer_ = std::move(buffer);
+  consumed_ = 0;
 }
 
 void FrameDecoder::Append(const char* data, size_t size) {
@@ -206,7 +221,7 @@ void FrameDecoder::StartLargeFrame() {
 size_t FrameDecoder::AppendToLarge(const char* data, size_t size) {
   size_t took = 0;
   while (took < size && large_received_ < large_length_) {
-    std::vector<std::string>& pieces = large_.pieces;
+    auto& pieces = large_.pieces;
     if (pieces.empty() || pieces.back().size() == kFramePieceBytes) {
       pieces.emplace_back();
       const size_t piece_bytes = std::min(kFramePieceBytes, large_length_ - large_received_);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -45,6 +46,11 @@ absl::Status WriteFrame(ShmChannel& channel, size_t length,
 // Otherwise ShmChannel::Read's errors (UNAVAILABLE at end of stream, also in the middle of a
 // frame).
 absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, absl::Time deadline);
+// The same into `*payload`, whose capacity is reused (a reader of one frame after another
+// allocates nothing for frames no larger than the ones before; a capacity above 1 MiB is
+// given back once the next frame is smaller). `*payload` is unspecified after an error.
+absl::Status ReadFrameInto(ShmChannel& channel, size_t max_bytes, absl::Time deadline,
+                           std::string* payload);
 
 // Frames whose payload is longer than this are kept in pieces of kFramePieceBytes.
 inline constexpr size_t kLargeFrameBytes = size_t{1} << 20;
@@ -57,7 +63,8 @@ static_assert(kFramePieceBytes >= kMappedAllocationBytes);
 // kFramePieceBytes (the last one shorter), so that a parser can free them as it goes
 // (core/piece_stream.h) instead of holding the frame beside its parse.
 struct FramePayload {
-  std::vector<std::string> pieces;
+  // Inline: a frame of one piece (most) costs no allocation beyond its bytes.
+  absl::InlinedVector<std::string, 1> pieces;
 
   size_t size() const {
     size_t total = 0;
@@ -85,6 +92,12 @@ class FrameDecoder {
   // RESOURCE_EXHAUSTED when the announced length exceeds the limit (the decoder is then
   // unusable).
   absl::StatusOr<std::optional<FramePayload>> Next();
+
+  // Gives the decoder `buffer` (the piece of a frame it returned, no longer needed) to buffer
+  // the next bytes in, so that a reader of one small frame after another allocates nothing.
+  // Ignored unless the decoder holds no bytes and `buffer` no more than the capacity a
+  // decoder keeps between frames.
+  void Recycle(std::string buffer);
 
   // True when bytes of an unfinished frame are buffered.
   bool HasPartialFrame() const { return Buffered() > 0; }

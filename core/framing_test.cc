@@ -232,6 +232,78 @@ TEST(FrameDecoder, FramesAroundALargeOneInOneAppendComeBackInOrder) {
   EXPECT_FALSE(decoder.HasPartialFrame());
 }
 
+// Frames read one after another into the same string reuse its memory; one larger than the
+// capacity a reader keeps is given back once a small frame follows.
+TEST_F(ChannelEnds, FramesReadIntoOneStringReuseItsMemory) {
+  std::string payload;
+  payload.reserve(4096);
+  const char* const memory = payload.data();
+  ASSERT_TRUE(WriteFrame(*creator_, "first", Soon()).ok());
+  ASSERT_TRUE(WriteFrame(*creator_, std::string(3000, 'x'), Soon()).ok());
+  ASSERT_TRUE(ReadFrameInto(*peer_, 4096, Soon(), &payload).ok());
+  EXPECT_EQ(payload, "first");
+  ASSERT_TRUE(ReadFrameInto(*peer_, 4096, Soon(), &payload).ok());
+  EXPECT_EQ(payload, std::string(3000, 'x'));
+  EXPECT_EQ(payload.data(), memory);
+
+  const std::string big(size_t{3} << 20, 'b');
+  std::thread writer([&] {
+    EXPECT_TRUE(WriteFrame(*creator_, big, Soon()).ok());
+    EXPECT_TRUE(WriteFrame(*creator_, "small", Soon()).ok());
+  });
+  EXPECT_TRUE(ReadFrameInto(*peer_, big.size(), Soon(), &payload).ok());
+  EXPECT_TRUE(payload == big);
+  EXPECT_TRUE(ReadFrameInto(*peer_, big.size(), Soon(), &payload).ok());
+  writer.join();
+  EXPECT_EQ(payload, "small");
+  EXPECT_LT(payload.capacity(), size_t{1} << 20);
+}
+
+// A decoder given back the piece of a frame it returned buffers the next frame there (a
+// reader of one small frame after another allocates nothing); one that still holds bytes,
+// or a piece larger than it keeps, ignores it.
+TEST(FrameDecoder, ARecycledPieceHoldsTheNextFrame) {
+  const std::string frame = std::string("\x05\0\0\0", 4) + "hello";
+  FrameDecoder decoder(1 << 20);
+  decoder.Append(frame.data(), frame.size());
+  absl::StatusOr<std::optional<FramePayload>> first = decoder.Next();
+  ASSERT_TRUE(first.ok() && first->has_value());
+  std::string piece = std::move((*first)->pieces[0]);
+  piece.reserve(1000);
+  const char* const memory = piece.data();
+
+  FrameDecoder next(1 << 20);
+  next.Recycle(std::move(piece));
+  next.Append(frame.data(), frame.size());
+  absl::StatusOr<std::optional<FramePayload>> second = next.Next();
+  ASSERT_TRUE(second.ok() && second->has_value());
+  ASSERT_EQ((*second)->pieces.size(), 1u);
+  EXPECT_EQ((*second)->pieces[0], "hello");
+  EXPECT_EQ((*second)->pieces[0].data(), memory);
+
+  // Holding bytes of a frame: the recycled string is not taken, nothing is lost.
+  FrameDecoder busy(1 << 20);
+  busy.Append(frame.data(), 6);
+  std::string spare;
+  spare.reserve(100);
+  busy.Recycle(std::move(spare));
+  busy.Append(frame.data() + 6, frame.size() - 6);
+  absl::StatusOr<std::optional<FramePayload>> whole = busy.Next();
+  ASSERT_TRUE(whole.ok() && whole->has_value());
+  EXPECT_EQ((*whole)->pieces[0], "hello");
+
+  // Larger than a decoder keeps between frames: not taken.
+  FrameDecoder fresh(1 << 20);
+  std::string huge;
+  huge.reserve(size_t{2} << 20);
+  const char* const huge_memory = huge.data();
+  fresh.Recycle(std::move(huge));
+  fresh.Append(frame.data(), frame.size());
+  absl::StatusOr<std::optional<FramePayload>> third = fresh.Next();
+  ASSERT_TRUE(third.ok() && third->has_value());
+  EXPECT_NE((*third)->pieces[0].data(), huge_memory);
+}
+
 TEST(FrameDecoder, RefusesAnnouncedLengthOverLimit) {
   FrameDecoder decoder(16);
   decoder.Append("\xff\xff\xff\x7f", 4);

@@ -348,9 +348,8 @@ bool Place(Message* message, const std::vector<Step>& path, std::string value) {
 
 // One piece (a small message): protobuf's flat parse, which sizes every field exactly.
 // nullopt for pieces that are not one such piece.
-template <typename Piece>
-std::optional<bool> ParseOnePiece(const std::vector<Piece>& pieces,
-                                  google::protobuf::Message* message) {
+template <typename Pieces>
+std::optional<bool> ParseOnePiece(const Pieces& pieces, google::protobuf::Message* message) {
   if (pieces.size() != 1 || pieces[0].size() > INT_MAX) return std::nullopt;
   return message->ParseFromArray(pieces[0].data(), static_cast<int>(pieces[0].size()));
 }
@@ -417,9 +416,10 @@ bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(s
   return parsed;
 }
 
-bool ParseFromOwnedPieces(std::vector<std::string> pieces, google::protobuf::Message* message) {
+bool ParseFromOwnedPieces(absl::Span<std::string> pieces, google::protobuf::Message* message) {
   // A call or its answer, mostly: without the views and the release callback.
   if (std::optional<bool> parsed = ParseOnePiece(pieces, message); parsed.has_value()) {
+    std::string().swap(pieces[0]);
     return *parsed;
   }
   std::vector<absl::string_view> views(pieces.begin(), pieces.end());

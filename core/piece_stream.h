@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "google/protobuf/io/zero_copy_stream.h"
 #include "google/protobuf/message.h"
 
@@ -62,8 +63,9 @@ inline constexpr size_t kParserReservedBytes = 50000000;
 bool ParseFromPieces(std::vector<absl::string_view> pieces, std::function<void(size_t)> release,
                      google::protobuf::Message* message, size_t large_bytes = kParserReservedBytes);
 
-// ParseFromPieces of pieces the caller hands over, each freed once the parse has passed it.
-bool ParseFromOwnedPieces(std::vector<std::string> pieces, google::protobuf::Message* message);
+// ParseFromPieces of pieces the caller hands over: each is freed (left an empty string with no
+// capacity) once the parse has passed it.
+bool ParseFromOwnedPieces(absl::Span<std::string> pieces, google::protobuf::Message* message);
 
 }  // namespace ffibox
 

@@ -21,9 +21,30 @@ bool LongSpinFitsBudget() {
   return static_cast<uint64_t>(used.tv_sec) < limit.rlim_cur / kFollowingSpinBudgetShare;
 }
 
+namespace {
+
+// The first block of a request's arena: a single call's request with its arguments fits.
+constexpr size_t kRequestFirstBlockBytes = 2048;
+
+google::protobuf::ArenaOptions FirstBlock(char* block, size_t size) {
+  google::protobuf::ArenaOptions options;
+  options.initial_block = block;
+  options.initial_block_size = size;
+  return options;
+}
+
+}  // namespace
+
+struct ReceivedRequest::Storage {
+  alignas(8) char first_block[kRequestFirstBlockBytes];
+  google::protobuf::Arena arena{FirstBlock(first_block, sizeof first_block)};
+};
+
+void ReceivedRequest::StorageDeleter::operator()(Storage* storage) const { delete storage; }
+
 ReceivedRequest::ReceivedRequest()
-    : arena_(std::make_unique<google::protobuf::Arena>()),
-      request_(google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(arena_.get())) {}
+    : storage_(new Storage),
+      request_(google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&storage_->arena)) {}
 
 BrokerConnection::BrokerConnection(std::unique_ptr<ShmChannel> channel, int hangup_fd)
     : channel_(std::move(channel)) {
@@ -31,11 +52,11 @@ BrokerConnection::BrokerConnection(std::unique_ptr<ShmChannel> channel, int hang
 }
 
 absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
-  absl::StatusOr<std::string> frame =
-      ReadFrame(*channel_, kMaxWorkerRequestBytes, absl::InfiniteFuture());
-  if (!frame.ok()) return frame.status();
+  absl::Status read =
+      ReadFrameInto(*channel_, kMaxWorkerRequestBytes, absl::InfiniteFuture(), &frame_);
+  if (!read.ok()) return read;
   ReceivedRequest request;
-  if (!request.request().ParseFromString(*frame)) {
+  if (!request.request().ParseFromString(frame_)) {
     return absl::InvalidArgumentError("a frame from the broker is not a WorkerRequest");
   }
   const bool follows = request.request().next_follows() && LongSpinFitsBudget();
@@ -48,9 +69,15 @@ absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
 }
 
 absl::Status BrokerConnection::Send(const internal::WorkerReply& reply) {
-  const std::string frame = reply.SerializeAsString();
+  const size_t length = reply.ByteSizeLong();
   absl::MutexLock lock(&write_mu_);
-  return WriteFrame(*channel_, frame, absl::InfiniteFuture());
+  // Serialized into the ring as it goes (a small reply through a buffer on the stack).
+  return WriteFrame(
+      *channel_, length,
+      [&reply](google::protobuf::io::CodedOutputStream* out) {
+        reply.SerializeWithCachedSizes(out);
+      },
+      absl::InfiniteFuture());
 }
 
 }  // namespace ffibox

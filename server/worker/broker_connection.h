@@ -50,7 +50,9 @@ inline constexpr uint64_t kFollowingSpinBudgetShare = 4;
 bool LongSpinFitsBudget();
 
 // A request from the broker with the arena it was parsed into: its messages (a batch's
-// thousands of calls and values) live in a few arena blocks and go together with it.
+// thousands of calls and values) live in a few arena blocks and go together with it. The
+// arena starts in a block allocated with it, so a request of a single call costs one
+// allocation.
 class ReceivedRequest {
  public:
   // An empty request on a fresh arena.
@@ -60,8 +62,14 @@ class ReceivedRequest {
   const internal::WorkerRequest& request() const { return *request_; }
 
  private:
-  std::unique_ptr<google::protobuf::Arena> arena_;
-  internal::WorkerRequest* request_;  // on arena_
+  struct Storage;
+  // std::unique_ptr's deleter needs Storage whole: defined in the .cc.
+  struct StorageDeleter {
+    void operator()(Storage* storage) const;
+  };
+
+  std::unique_ptr<Storage, StorageDeleter> storage_;
+  internal::WorkerRequest* request_;  // on storage_'s arena
 };
 
 class BrokerConnection {
@@ -89,6 +97,7 @@ class BrokerConnection {
 
  private:
   const std::unique_ptr<ShmChannel> channel_;
+  std::string frame_;     // the last request's bytes (Receive: one thread at a time)
   absl::Mutex write_mu_;  // one frame on the channel at a time
 };
 

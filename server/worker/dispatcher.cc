@@ -380,10 +380,14 @@ void WorkerDispatcher::ServeLocal(ShmChannel& channel) {
   // Until the client's first byte, or a request from the broker (the reader interrupts);
   // once a frame started, it must keep arriving.
   FrameDecoder frames(local_max_request_bytes_);
+  frames.Recycle(std::move(local_frame_buffer_));
   absl::StatusOr<FramePayload> frame =
       ReadFrameAsItArrives(channel, frames, absl::InfiniteFuture(), kLocalFrameArrival);
   if (frame.ok()) {
-    RunLocal(channel, *std::move(frame));
+    RunLocal(channel, *frame);
+    // A frame the call did not parse (a scalar call's) holds its bytes still: the next
+    // frame goes there.
+    if (frame->pieces.size() == 1) local_frame_buffer_ = std::move(frame->pieces[0]);
   } else if (!absl::IsCancelled(frame.status())) {
     CloseLocal();  // the client went away, broke the rings, or sent too much or too slowly
   }
@@ -411,7 +415,8 @@ bool WorkerDispatcher::RunAsLocalCall(ShmChannel& channel, uint64_t function, ui
 bool WorkerDispatcher::RunScalarLocal(ShmChannel& channel, absl::string_view frame) {
   ScalarCallFrame call;
   if (!ReadScalarCall(frame, &call) || call.id == 0) return false;
-  v1::Response response;
+  StackArena arena;  // the answer's messages: no heap
+  v1::Response& response = *google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
   std::optional<absl::Status> ran;
   const bool channel_ok = RunAsLocalCall(channel, call.function, call.timeout_ms, [&] {
     ran = executor_->CallScalar(call.function, call.args, response.mutable_call());
@@ -427,14 +432,14 @@ bool WorkerDispatcher::RunScalarLocal(ShmChannel& channel, absl::string_view fra
   return true;
 }
 
-void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload frame) {
+void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload& frame) {
   if (frame.pieces.size() == 1 && RunScalarLocal(channel, frame.pieces[0])) return;
   StackArena arena;
   auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
   // The client's bytes: only a top-level call, or a request the worker answers alone, with
   // an id is served here.
   const v1::Request& request = *wrapped->mutable_request();
-  if (!ParseFromOwnedPieces(std::move(frame.pieces), wrapped->mutable_request()) ||
+  if (!ParseFromOwnedPieces(absl::MakeSpan(frame.pieces), wrapped->mutable_request()) ||
       !AllowedInChannelInvocation(request) || request.id() == 0 || request.invocation() != 0 ||
       request.channel_invocation() != 0) {
     CloseLocal();
@@ -549,6 +554,7 @@ absl::StatusOr<WorkerDispatcher::ChannelReturn> WorkerDispatcher::ChannelInvoke(
   };
   FFIBOX_RETURN_IF_ERROR(write_invoke());
   FrameDecoder frames(local_max_request_bytes_);
+  frames.Recycle(std::move(local_answer_buffer_));
   for (;;) {
     RunChannelInbox(id, inbox);
     // The client's handler may take as long as it likes: the broker kills a call that
@@ -563,12 +569,13 @@ absl::StatusOr<WorkerDispatcher::ChannelReturn> WorkerDispatcher::ChannelInvoke(
     if (scalar && frame->pieces.size() == 1 &&
         ReadScalarReturn(frame->pieces[0], id, &answer.result)) {
       answer.read_from_bytes = true;
+      local_answer_buffer_ = std::move(frame->pieces[0]);  // the next answer goes there
       return answer;
     }
     StackArena arena;
     auto* wrapped = google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&arena.arena);
     v1::Request* request = wrapped->mutable_request();
-    if (!ParseFromOwnedPieces(std::move(frame->pieces), request)) {
+    if (!ParseFromOwnedPieces(absl::MakeSpan(frame->pieces), request)) {
       return absl::InvalidArgumentError("the client sent a frame that does not parse");
     }
     if (request->op_case() == v1::Request::kCallbackReturn) {

@@ -165,8 +165,9 @@ class WorkerDispatcher : public CallbackRunner {
   // channel when the frame cannot be read.
   void ServeLocal(ShmChannel& channel);
   // Runs one request frame from the same-host channel (a call, or a request the worker
-  // answers alone) and writes its response there.
-  void RunLocal(ShmChannel& channel, FramePayload frame);
+  // answers alone) and writes its response there. The frame's pieces are freed once parsed;
+  // a scalar call's stays.
+  void RunLocal(ShmChannel& channel, FramePayload& frame);
   // The same for a frame that holds a scalar call (ReadScalarCall) the executor takes
   // (WorkerExecutor::CallScalar): the call run from its arguments' bits and its answer
   // written; false, nothing run, for any other frame.
@@ -263,6 +264,8 @@ class WorkerDispatcher : public CallbackRunner {
   // reader thread (under mu_) when it queues a top-level request.
   std::unique_ptr<ShmChannel> local_ ABSL_GUARDED_BY(mu_);
   uint64_t local_max_request_bytes_ = 0;  // the main thread's
+  std::string local_frame_buffer_;        // the main thread's: the last unparsed frame's bytes
+  std::string local_answer_buffer_;       // the same for the last scalar invocation's answer
   bool local_callbacks_ = false;          // the main thread's: LocalChannel.callbacks
   // The main thread's: whether channels' reads may still spin long (kLocalLongestSpin: no
   // look by ServeLocal has found the budget's share spent, which stays spent), and when the

@@ -455,14 +455,21 @@ absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalarOnce(uint64_t i
   std::optional<v1::Request> request;
   for (;;) {
     FrameDecoder frames(kMaxLocalAnswerBytes);
+    frames.Recycle(std::move(scalar_frame_buffer_));
     absl::StatusOr<FramePayload> frame =
         ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
     ScalarAnswer answer;
     if (frame.ok() && frame->pieces.size() == 1) {
-      if (ReadScalarAnswer(frame->pieces[0], id, &answer.result)) return answer;
+      if (ReadScalarAnswer(frame->pieces[0], id, &answer.result)) {
+        scalar_frame_buffer_ = std::move(frame->pieces[0]);  // the next answer goes there
+        return answer;
+      }
       // A scalar call runs at the top, inside no invocation.
       FFIBOX_ASSIGN_OR_RETURN(bool served, ServeScalar(*frame, /*parent=*/0, deadline));
-      if (served) continue;
+      if (served) {
+        scalar_frame_buffer_ = std::move(frame->pieces[0]);
+        continue;
+      }
     }
     if (!request.has_value()) request = ScalarCallRequest(id, call);
     FFIBOX_ASSIGN_OR_RETURN(answer.response, TakeFrame(*request, std::move(frame), deadline));
@@ -520,7 +527,7 @@ absl::StatusOr<std::optional<v1::Response>> LocalPath::TakeFrame(const v1::Reque
   absl::Status shape = CheckAnswerShape(frame->Views(), v1::Response::descriptor(), limits);
   if (!shape.ok()) return MalformedAnswer(shape.message());
   v1::Response response;
-  if (!ParseFromOwnedPieces(std::move(frame->pieces), &response)) {
+  if (!ParseFromOwnedPieces(absl::MakeSpan(frame->pieces), &response)) {
     return MalformedAnswer("does not parse");
   }
   if (response.id() == 0 && response.has_callback_invoke() && invocations_ != nullptr &&

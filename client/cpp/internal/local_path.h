@@ -225,6 +225,9 @@ class LocalPath {
   absl::Status SendReturn(v1::Request reply, absl::Time due);
 
   std::unique_ptr<ShmChannel> channel_;
+  // The bytes of the last scalar answer or invocation read (ExchangeScalarOnce): the next
+  // frame is read into them, so a scalar call allocates nothing to read its answer.
+  std::string scalar_frame_buffer_;
   const uint64_t generation_;
   const uint64_t max_request_bytes_;
   const bool channel_invocations_;
