@@ -38,6 +38,7 @@
 #include "server/broker/broker_metrics.h"
 #include "server/broker/config.h"
 #include "server/broker/config_flags.h"
+#include "server/broker/connection_acceptor.h"
 #include "server/broker/deadline_timer.h"
 #include "server/broker/grpc_pollers.h"
 #include "server/broker/listen_address.h"
@@ -47,7 +48,6 @@
 #include "server/broker/service.h"
 #include "server/broker/session.h"
 #include "server/broker/standard_services.h"
-#include "server/broker/unix_acceptor.h"
 #include "server/broker/worker_connection.h"
 #include "server/broker/worker_location.h"
 #include "server/broker/worker_pool.h"
@@ -315,13 +315,14 @@ int main(int argc, char** argv) {
   ffibox::HealthService health;
   grpc::ServerBuilder builder;
   std::vector<int> ports(settings->listeners.size(), 0);
-  // Unix sockets are accepted by ffiboxd itself (server/broker/unix_acceptor.h); TCP by gRPC.
-  std::vector<std::unique_ptr<ffibox::UnixAcceptor>> acceptors;
+  // Unix sockets are accepted by ffiboxd itself (server/broker/connection_acceptor.h); TCP by
+  // gRPC.
+  std::vector<std::unique_ptr<ffibox::ConnectionAcceptor>> acceptors;
   for (size_t i = 0; i < settings->listeners.size(); ++i) {
     const ffibox::ListenerSettings& listener = settings->listeners[i];
     if (listener.unix_socket) {
-      absl::StatusOr<std::unique_ptr<ffibox::UnixAcceptor>> acceptor =
-          ffibox::UnixAcceptor::Listen(listener.address.substr(5));
+      absl::StatusOr<std::unique_ptr<ffibox::ConnectionAcceptor>> acceptor =
+          ffibox::ConnectionAcceptor::ListenUnix(listener.address.substr(5));
       if (!acceptor.ok()) return Fail(std::string(acceptor.status().message()));
       acceptors.push_back(*std::move(acceptor));
       continue;
@@ -390,14 +391,16 @@ int main(int argc, char** argv) {
     health.Stop();
     pollers.Stop();
   };
+  // Declared after the health server and the cleanup above: it stops accepting before either
+  // runs.
+  std::unique_ptr<ffibox::ConnectionAcceptor> health_acceptor;
   if (!health_listen.empty()) {
-    int health_port = 0;
-    absl::StatusOr<std::unique_ptr<grpc::Server>> started = ffibox::StartHealthOnlyServer(
-        health_listen, &health, &health_port,
-        absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms)));
+    absl::StatusOr<ffibox::HealthOnlyServer> started = ffibox::StartHealthOnlyServer(
+        health_listen, &health, absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms)));
     if (!started.ok()) return Fail(std::string(started.status().message()));
-    health_server = *std::move(started);
-    addresses.push_back(BoundAddress(health_listen, health_port));
+    health_server = std::move(started->server);
+    health_acceptor = std::move(started->acceptor);
+    addresses.push_back(BoundAddress(health_listen, started->port));
   }
   for (auto& acceptor : acceptors) acceptor->Start(server.get());
 
@@ -433,6 +436,7 @@ int main(int argc, char** argv) {
     std::thread metrics_stop([&exporter] { exporter.reset(); });
     health.Withdraw();
     for (auto& acceptor : acceptors) acceptor->Stop();
+    if (health_acceptor != nullptr) health_acceptor->Stop();
     // Both with a deadline: a grpc.health.v1 Watch never ends by itself, and anyone who
     // reaches the plaintext health port may hold one open.
     const auto drained = std::chrono::system_clock::now() + std::chrono::seconds(2);

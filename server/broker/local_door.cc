@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "core/descriptor_passing.h"
 #include "core/thread_name.h"
-#include "server/broker/unix_acceptor.h"
+#include "server/broker/listen_socket.h"
 
 namespace ffibox {
 namespace {

@@ -38,7 +38,9 @@ std::string ToString(grpc::string_ref value) { return std::string(value.data(), 
 PresentedCredentials CredentialsOf(const grpc::ServerContext& context) {
   PresentedCredentials presented;
   // ffiboxd accepts its unix sockets itself and hands them to gRPC as "fd:N" connections
-  // (server/broker/unix_acceptor.h); TCP connections are gRPC's own ("ipv4:", "ipv6:").
+  // (server/broker/connection_acceptor.h); TCP connections of the main listeners are gRPC's own
+  // ("ipv4:", "ipv6:"). Only the health-only server gets TCP connections as "fd:N", and it
+  // serves no ffibox.v1.Ffibox.
   presented.unix_socket =
       absl::StartsWith(context.peer(), "unix:") || absl::StartsWith(context.peer(), "fd:");
   auto authorization = context.client_metadata().find("authorization");

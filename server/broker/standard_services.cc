@@ -1,8 +1,7 @@
 #include "server/broker/standard_services.h"
 
 #include <algorithm>
-#include <climits>
-#include <cstdint>
+#include <cstddef>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -10,6 +9,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/broker/worker_process.h"
 #include "server/jail/jail_layers.h"
 
 namespace ffibox {
@@ -20,6 +20,11 @@ namespace {
 // themselves) held about 16 KiB of ffiboxd's memory each, without bound; the server-wide
 // bound of HealthService covers every listener.
 constexpr int kHealthStreamsPerConnection = 4;
+
+// Descriptors the health port's connections leave free: the reserve for worker starts, and
+// as many again for the main listeners' clients and their sessions (a flood of health
+// connections must not refuse the owner's unix socket either).
+constexpr size_t kHealthDescriptorsKeptFree = 2 * kDescriptorReserve;
 
 // JailOptions::waived holds "<key> (<reason>)".
 bool WaivedByOperator(const JailOptions& decided, JailLayer layer) {
@@ -45,29 +50,33 @@ std::vector<std::string> MissingJailLayers(const JailOptions& configured,
   return missing;
 }
 
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(
-    const std::string& address, HealthService* health, int* port,
-    absl::Duration handshake_timeout) {
-  grpc::ServerBuilder builder;
+absl::StatusOr<HealthOnlyServer> StartHealthOnlyServer(const std::string& address,
+                                                       HealthService* health,
+                                                       absl::Duration handshake_timeout) {
+  HealthOnlyServer started;
+  absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> acceptor =
+      ConnectionAcceptor::ListenTcp(address, handshake_timeout, kHealthDescriptorsKeptFree);
+  if (!acceptor.ok()) {
+    return absl::UnavailableError(absl::StrCat("health: ", acceptor.status().message()));
+  }
+  grpc::ServerBuilder builder;  // no listening port: the acceptor hands it every connection
   health->AddTo(&builder);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
-  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
-                             static_cast<int>(std::clamp<int64_t>(
-                                 absl::ToInt64Milliseconds(handshake_timeout), 100, INT_MAX)));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              static_cast<int>(absl::ToInt64Milliseconds(kServerMinPingInterval)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                              static_cast<int>(absl::ToInt64Milliseconds(kServerKeepaliveTime)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                              static_cast<int>(absl::ToInt64Milliseconds(kServerKeepaliveTimeout)));
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  // gRPC builds no server when a port does not bind (a bound TCP port is never 0).
-  if (server == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for health"));
+  started.server = builder.BuildAndStart();
+  if (started.server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot start the health server on ", address));
   }
   health->Serve();
-  return server;
+  started.port = (*acceptor)->port();
+  started.acceptor = *std::move(acceptor);
+  started.acceptor->Start(started.server.get());
+  return started;
 }
 
 }  // namespace ffibox

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "server/broker/connection_acceptor.h"
 #include "server/broker/health_service.h"
 #include "server/jail/jail_options.h"
 
@@ -34,17 +35,28 @@ void EnableStandardServices();
 std::vector<std::string> MissingJailLayers(const JailOptions& configured,
                                            const JailOptions& decided);
 
-// A plaintext TCP server on `address` (HOST:PORT; port 0 picks one, stored in `*port`)
-// for probes that cannot speak TLS, such as Kubernetes' grpc probes: it serves the health
-// service `health` (and reflection, which lists only the standard services), never
-// ffibox.v1.Ffibox. A connection may have 4 streams open at once: anyone may reach it, and
-// a Watch never ends by itself (its Watches also count against `health`'s server-wide
-// bound). A connection that has not completed its HTTP/2 handshake within
-// `handshake_timeout` is closed (gRPC's own default holds one for 2 minutes), and one whose
-// peer vanished is found by keepalive pings, as on the main listeners. Requires
-// EnableStandardServices; `health` must outlive the server. UNAVAILABLE if it cannot listen.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(
-    const std::string& address, HealthService* health, int* port, absl::Duration handshake_timeout);
+// The health-only server and the acceptor that listens for it.
+struct HealthOnlyServer {
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<ConnectionAcceptor> acceptor;  // declared after: stops before the server goes
+  int port = 0;                                  // the TCP port listened on
+};
+
+// A plaintext TCP server on `address` (HOST:PORT; port 0 picks one, reported in `port`) for
+// probes that cannot speak TLS, such as Kubernetes' grpc probes: it serves the health service
+// `health` (and reflection, which lists only the standard services), never
+// ffibox.v1.Ffibox. Anyone may reach it, so its connections are accepted by ffiboxd
+// (server/broker/connection_acceptor.h): they never take the last 2 * kDescriptorReserve
+// descriptors (the worker-start reserve, and as many again for the other listeners' clients),
+// a peer that runs ffiboxd out of descriptors only gets connections shed, and a connection
+// that has not sent the HTTP/2 preface and SETTINGS within `handshake_timeout` is closed. A
+// connection may have 4 streams open at once (a Watch never ends by itself; its Watches also
+// count against `health`'s server-wide bound), and one whose peer vanished is found by
+// keepalive pings, as on the main listeners. Requires EnableStandardServices; `health` must
+// outlive the server. UNAVAILABLE naming the address if it cannot listen.
+absl::StatusOr<HealthOnlyServer> StartHealthOnlyServer(const std::string& address,
+                                                       HealthService* health,
+                                                       absl::Duration handshake_timeout);
 
 }  // namespace ffibox
 
