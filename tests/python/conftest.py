@@ -35,6 +35,10 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+# What an HTTP/2 client sends first: the connection preface and an empty SETTINGS frame.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 # An empty CallResult.blocks entry: two bytes on the wire, a whole object once parsed.
 EMPTY_BLOCK = b"\x12\x00"
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import ffibox
-from conftest import BIN, ROOT, TEST_LIB, Server
+from conftest import BIN, HTTP2_PREFACE, ROOT, TEST_LIB, Server
 from hostile_client import HostileLibrary
 
 HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
@@ -387,9 +387,6 @@ def test_check_jail_as_ordinary_user_reports_every_layer_active(ordinary_user,
 
 
 # -- descriptor pressure -------------------------------------------------------------------
-
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-
 
 def hold_connection(path: str) -> socket.socket:
     """A raw connection to the server's socket that stays open (an HTTP/2 client preface

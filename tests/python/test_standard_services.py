@@ -4,6 +4,7 @@ token needed, NOT_SERVING once the server shuts down) and server reflection (lis
 ffibox.v1.Ffibox and describes its Session method). The stubs are generated from Debian's
 grpc-proto package."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +15,9 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 
-from conftest import BIN, Certificates, Server, ffibox_pb2, ffibox_pb2_grpc, status_kib
+import ffibox
+from conftest import (BIN, HTTP2_PREFACE, TEST_LIB, Certificates, Server, ffibox_pb2,
+                      ffibox_pb2_grpc, status_kib)
 
 HEALTH = "/grpc.health.v1.Health/"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -158,10 +161,13 @@ def test_health_listener_serves_health_in_plaintext_and_no_sessions(standard_stu
         server.stop()
 
 
+@pytest.mark.parametrize("sent", [b"", HTTP2_PREFACE[:1], HTTP2_PREFACE[:24]],
+                         ids=["nothing", "one byte", "the preface without SETTINGS"])
 def test_a_silent_connection_to_the_health_listener_is_closed_at_the_handshake_deadline(
-        standard_stubs):
-    # Anyone who reaches the plaintext port may connect: one that never speaks is closed
-    # after --handshake_timeout_ms, as on the TLS listeners (gRPC's own default: 2 minutes).
+        standard_stubs, sent):
+    # Anyone who reaches the plaintext port may connect: one that does not send the HTTP/2
+    # preface and SETTINGS is closed after --handshake_timeout_ms, as on the TLS listeners
+    # (gRPC's own default: 2 minutes; a connection handed to gRPC by descriptor: never).
     health_pb2, _ = standard_stubs
     server = Server("--health_listen=127.0.0.1:0", "--handshake_timeout_ms=1000")
     try:
@@ -169,12 +175,95 @@ def test_a_silent_connection_to_the_health_listener_is_closed_at_the_handshake_d
         silent = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
         started = time.monotonic()
         for connection in silent:
-            while connection.recv(4096):  # the server's preface, then its close
-                pass
+            connection.sendall(sent)
+            try:
+                while connection.recv(4096):  # whatever the server sent, then its close
+                    pass
+            except ConnectionResetError:
+                pass  # closed with the peer's bytes unread
         assert time.monotonic() - started < 8
         with grpc.insecure_channel("%s:%s" % (host, port)) as channel:
             assert (health_check(channel, health_pb2, "ffibox.v1.Ffibox")
                     == health_pb2.HealthCheckResponse.SERVING)
+    finally:
+        server.stop()
+
+
+def pressured_server(limit, *flags):
+    """An ffiboxd with a health port, run under `prlimit --nofile=limit:limit` (prlimit execs
+    it: the process is ffiboxd, which cannot raise its soft limit past that), and the
+    health port's address."""
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        pytest.fail("prlimit (util-linux, Essential in Debian) is not installed on this host")
+    server = Server("--health_listen=127.0.0.1:0", *flags,
+                    wrapper=[prlimit, "--nofile=%d:%d" % (limit, limit), "--"])
+    return server, health_listener_address(server)
+
+
+def flood_health_listener(address, most):
+    """Connections to the health port at `address`, each of which sent the HTTP/2 preface
+    and SETTINGS and got the server's SETTINGS back, opened until the server takes no more
+    (it closes the next one, or leaves it unanswered for 2 s); at most `most`. Returns them
+    all, the last one refused."""
+    host, port = address.rsplit(":", 1)
+    held = []
+    while len(held) < most:
+        connection = socket.create_connection((host, int(port)), timeout=5)
+        held.append(connection)
+        connection.settimeout(2)
+        try:
+            connection.sendall(HTTP2_PREFACE)
+            if not connection.recv(64):
+                break
+        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+            break
+    return held
+
+
+def test_a_flood_of_health_connections_leaves_descriptors_for_sessions_and_workers(
+        standard_stubs):
+    """Anyone who reaches the plaintext port may hold connections: they stop well short of
+    the descriptors that a session on the unix socket and its worker's start need."""
+    limit = 256
+    server, address = pressured_server(limit, "--pool_size=0")
+    flood = []
+    try:
+        flood = flood_health_listener(address, limit)
+        assert len(flood) < limit, "ffiboxd took %d health connections" % len(flood)
+        client = ffibox.connect(server.address, timeout=5)
+        try:
+            with client.session(timeout=10) as session:
+                assert session.CDLL(TEST_LIB).add_int(2, 3) == 5
+        finally:
+            client.close()
+    finally:
+        for connection in flood:
+            connection.close()
+        server.stop()
+
+
+def test_the_health_listener_serves_again_after_a_flood(standard_stubs):
+    """gRPC 1.51's own listener gave its socket up for good at the first EMFILE; the health
+    port sheds connections instead, and answers again once the flood is gone."""
+    health_pb2, _ = standard_stubs
+    limit = 256
+    server, address = pressured_server(limit)
+    try:
+        flood = flood_health_listener(address, limit)
+        assert 1 < len(flood) < limit, "ffiboxd took %d health connections" % len(flood)
+        for connection in flood:
+            connection.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with grpc.insecure_channel(address) as channel:
+                    assert (health_check(channel, health_pb2, "")
+                            == health_pb2.HealthCheckResponse.SERVING)
+                break
+            except grpc.RpcError as error:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the health port no longer answers: %s" % error)
     finally:
         server.stop()
 
