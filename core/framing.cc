@@ -159,8 +159,13 @@ absl::Status ReadFrameInto(ShmChannel& channel, size_t max_bytes, absl::Time dea
   if (!status.ok()) return status;
   const uint32_t length = DecodeLength(header);
   if (length > max_bytes) return FrameTooLarge(length, max_bytes);
-  // One large frame must not pin its size in memory for the reader's lifetime.
-  if (payload->capacity() > kKeptCapacity && length <= kKeptCapacity) std::string().swap(*payload);
+  // A frame larger than the buffer gets one of its own size (growing the old one would copy
+  // its bytes and double it), and one large frame does not pin its size for the reader's
+  // lifetime.
+  if (length > payload->capacity() ||
+      (payload->capacity() > kKeptCapacity && length <= kKeptCapacity)) {
+    std::string().swap(*payload);
+  }
   payload->resize(length);
   return channel.Read(payload->data(), length, deadline);
 }

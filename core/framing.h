@@ -47,8 +47,9 @@ absl::Status WriteFrame(ShmChannel& channel, size_t length,
 // frame).
 absl::StatusOr<std::string> ReadFrame(ShmChannel& channel, size_t max_bytes, absl::Time deadline);
 // The same into `*payload`, whose capacity is reused (a reader of one frame after another
-// allocates nothing for frames no larger than the ones before; a capacity above 1 MiB is
-// given back once the next frame is smaller). `*payload` is unspecified after an error.
+// allocates nothing for frames no larger than the ones before; a larger frame gets a buffer
+// of its own size, and a capacity above 1 MiB is given back once the next frame is smaller).
+// `*payload` is unspecified after an error.
 absl::Status ReadFrameInto(ShmChannel& channel, size_t max_bytes, absl::Time deadline,
                            std::string* payload);
 

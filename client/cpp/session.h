@@ -123,9 +123,10 @@ class Session {
   // callback whose parameters and result are scalars, its invoke and its answer (unless the
   // handler failed) in protobuf's wire format without the messages (core/scalar_wire.h).
   uint64_t same_host_scalar_invocations() const;
-  // How many calls on the current same-host channel its worker says it ran from their
-  // arguments' bits, without parsing the request (docs/architecture.md): a count the worker
-  // keeps in the channel, so a statistic to look at, never to act on; 0 without a channel.
+  // How many calls on the same-host channel its worker says it ran from their arguments'
+  // bits, without parsing the request (docs/architecture.md), as of the channel's last
+  // exchange (the count starts again with each worker's channel): a count the worker keeps
+  // in the channel, so a statistic to look at, never to act on; 0 before any.
   uint64_t same_host_worker_scalar_calls() const;
 
   // Sends any request (its id is assigned here) and waits for the matching response; a

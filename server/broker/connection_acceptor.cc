@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -34,6 +35,28 @@ bool InKeptFree(int fd, size_t kept_free) {
 }
 
 bool WouldBlock() { return errno == EAGAIN || errno == EWOULDBLOCK; }
+
+// Connections accepted from one listener before the loop looks at its other events again (a
+// level-triggered listener reports the rest): a flood of connects cannot keep waiting
+// connections from being read or closed at their deadline.
+constexpr int kAcceptsPerWake = 64;
+
+// What an epoll event carries: the descriptor and, for a waiting connection, the serial it
+// was registered with (0 for the listeners and the wake descriptor), so that an event of a
+// connection closed earlier in the same round is not taken for one of a later connection
+// that got its descriptor number.
+uint64_t EventData(int fd, uint32_t serial) {
+  return uint64_t{serial} << 32 | static_cast<uint32_t>(fd);
+}
+int EventFd(uint64_t data) { return static_cast<int>(static_cast<uint32_t>(data)); }
+uint32_t EventSerial(uint64_t data) { return static_cast<uint32_t>(data >> 32); }
+
+// The handshake deadline as the TLS listeners have it (at least 100 ms).
+std::chrono::milliseconds HandshakeTimeout(absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) return std::chrono::milliseconds(-1);
+  return std::chrono::milliseconds(
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 100, INT_MAX));
+}
 
 }  // namespace
 
@@ -65,7 +88,7 @@ absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ConnectionAcceptor::Create(
     // Level-triggered: what is left in the backlog after a shed is seen again.
     struct epoll_event event = {};
     event.events = EPOLLIN;
-    event.data.fd = fd;
+    event.data.u64 = EventData(fd, 0);
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
         epoll_ctl(acceptor->epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
       return absl::UnavailableError(
@@ -74,7 +97,7 @@ absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ConnectionAcceptor::Create(
   }
   struct epoll_event wake = {};
   wake.events = EPOLLIN;
-  wake.data.fd = acceptor->wake_fd_;
+  wake.data.u64 = EventData(acceptor->wake_fd_, 0);
   if (epoll_ctl(acceptor->epoll_fd_, EPOLL_CTL_ADD, acceptor->wake_fd_, &wake) != 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot set up an accepting thread: ", strerror(errno)));
@@ -89,10 +112,7 @@ ConnectionAcceptor::ConnectionAcceptor(std::string path, std::vector<int> listen
       listen_fds_(std::move(listen_fds)),
       port_(port),
       tcp_(path_.empty()),
-      handshake_timeout_(std::chrono::milliseconds(
-          handshake_timeout == absl::InfiniteDuration()
-              ? -1
-              : std::max<int64_t>(absl::ToInt64Milliseconds(handshake_timeout), 1))),
+      handshake_timeout_(HandshakeTimeout(handshake_timeout)),
       descriptors_kept_free_(descriptors_kept_free),
       spare_fd_(open("/dev/null", O_RDONLY | O_CLOEXEC)),
       epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
@@ -135,19 +155,20 @@ void ConnectionAcceptor::AcceptLoop(grpc::Server* server) {
     const int ready = epoll_wait(epoll_fd_, events, kEventsAtOnce, CloseExpired());
     if (ready < 0 && errno != EINTR) absl::SleepFor(absl::Milliseconds(10));
     for (int i = 0; i < ready && !stopping_.load(); ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == wake_fd_) continue;  // Stop: stopping_ is set
-      if (IsListenFd(fd)) {
+      const int fd = EventFd(events[i].data.u64);
+      const uint32_t serial = EventSerial(events[i].data.u64);
+      if (serial == 0 && fd == wake_fd_) continue;  // Stop: stopping_ is set
+      if (serial == 0 && IsListenFd(fd)) {
         AcceptFrom(fd, server);
       } else {
-        CheckWaiting(fd, events[i].events, server);
+        CheckWaiting(fd, serial, events[i].events, server);
       }
     }
   }
 }
 
 void ConnectionAcceptor::AcceptFrom(int listen_fd, grpc::Server* server) {
-  while (!stopping_.load()) {
+  for (int accepted = 0; accepted < kAcceptsPerWake && !stopping_.load(); ++accepted) {
     // gRPC polls its endpoints edge-triggered: the descriptor must not block.
     const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
@@ -178,20 +199,24 @@ void ConnectionAcceptor::AcceptFrom(int listen_fd, grpc::Server* server) {
     // Edge-triggered: a preface that is still partial is looked at again only when more of
     // it arrives (adding a descriptor that is readable already reports it at once).
     struct epoll_event event = {};
+    if (waiting_.size() >= kMaxWaitingConnections) CloseWaiting(waiting_.begin());
+    uint32_t serial = next_serial_++;
+    if (serial == 0) serial = next_serial_++;  // 0 marks the listeners (after 2^32 connections)
     event.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-    event.data.fd = fd;
+    event.data.u64 = EventData(fd, serial);
     if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
       close(fd);
       continue;
     }
-    if (waiting_.size() >= kMaxWaitingConnections) CloseWaiting(waiting_.begin());
-    waiting_.push_back({fd, Clock::now() + handshake_timeout_});
+    waiting_.push_back({fd, serial, Clock::now() + handshake_timeout_});
   }
 }
 
-void ConnectionAcceptor::CheckWaiting(int fd, uint32_t events, grpc::Server* server) {
-  const auto waiting = std::find_if(waiting_.begin(), waiting_.end(),
-                                    [fd](const Waiting& entry) { return entry.fd == fd; });
+void ConnectionAcceptor::CheckWaiting(int fd, uint32_t serial, uint32_t events,
+                                      grpc::Server* server) {
+  const auto waiting = std::find_if(
+      waiting_.begin(), waiting_.end(),
+      [fd, serial](const Waiting& entry) { return entry.fd == fd && entry.serial == serial; });
   if (waiting == waiting_.end()) return;  // closed earlier in this round of events
   peeked_.resize(kMaxClientPrefaceBytes);
   const ssize_t got = recv(fd, peeked_.data(), peeked_.size(), MSG_PEEK);

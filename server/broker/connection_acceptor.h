@@ -80,6 +80,7 @@ class ConnectionAcceptor {
   // A TCP connection accepted whose HTTP/2 preface has not all arrived.
   struct Waiting {
     int fd;
+    uint32_t serial;  // in its epoll events: never 0
     Clock::time_point deadline;
   };
 
@@ -93,9 +94,10 @@ class ConnectionAcceptor {
   void AcceptLoop(grpc::Server* server);
   // Accepts what waits on `listen_fd` until it would block.
   void AcceptFrom(int listen_fd, grpc::Server* server);
-  // Reads ahead on waiting connection `fd`, which epoll reported with `events`: hands it
-  // over once its preface is complete, closes it when its peer closed or sent something else.
-  void CheckWaiting(int fd, uint32_t events, grpc::Server* server);
+  // Reads ahead on waiting connection `fd` (registered with `serial`; an event of a connection
+  // closed since is ignored), which epoll reported with `events`: hands it over once its
+  // preface is complete, closes it when its peer closed or sent something else.
+  void CheckWaiting(int fd, uint32_t serial, uint32_t events, grpc::Server* server);
   // Closes the waiting connections whose deadline has passed; the milliseconds until the
   // next one's (-1: none waits).
   int CloseExpired();
@@ -113,6 +115,7 @@ class ConnectionAcceptor {
   int wake_fd_;                  // an eventfd: Stop wakes the loop with it
   std::deque<Waiting> waiting_;  // oldest first; only the accepting thread touches it
   std::vector<char> peeked_;     // the accepting thread's read-ahead buffer
+  uint32_t next_serial_ = 1;     // of the next waiting connection; the accepting thread's
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

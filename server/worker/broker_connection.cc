@@ -56,7 +56,10 @@ absl::StatusOr<ReceivedRequest> BrokerConnection::Receive() {
       ReadFrameInto(*channel_, kMaxWorkerRequestBytes, absl::InfiniteFuture(), &frame_);
   if (!read.ok()) return read;
   ReceivedRequest request;
-  if (!request.request().ParseFromString(frame_)) {
+  const bool parsed = request.request().ParseFromString(frame_);
+  // The request holds what it needs: a large frame's bytes go now, not with the next frame.
+  if (frame_.capacity() > kLargeFrameBytes) std::string().swap(frame_);
+  if (!parsed) {
     return absl::InvalidArgumentError("a frame from the broker is not a WorkerRequest");
   }
   const bool follows = request.request().next_follows() && LongSpinFitsBudget();

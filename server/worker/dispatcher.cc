@@ -422,8 +422,8 @@ bool WorkerDispatcher::RunScalarLocal(ShmChannel& channel, absl::string_view fra
     ran = executor_->CallScalar(call.function, call.args, response.mutable_call());
   });
   if (!ran.has_value()) return false;  // not run: the general path answers it
+  if (!channel_ok) return true;        // closed, and `channel` with it
   channel.StoreStatusWord(kLocalScalarCallsWord, channel.LoadStatusWord(kLocalScalarCallsWord) + 1);
-  if (!channel_ok) return true;
   response.set_id(call.id);
   response.set_generation(generation_);
   if (!ran->ok()) WorkerExecutor::SetFailure(*ran, &response);

@@ -247,9 +247,13 @@ TEST_F(SameHostTest, TheWorkerRunsScalarCallsWithoutTheRequestsParse) {
   }
   EXPECT_EQ(session->same_host_worker_scalar_calls(), first + 50);
 
-  ASSERT_OK_AND_ASSIGN(
-      Callback<int(int)> twice,
-      session->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return 2 * x; }));
+  // The handler asks for the count during the call that runs it, on the calling thread.
+  uint64_t seen_in_handler = 0;
+  ASSERT_OK_AND_ASSIGN(Callback<int(int)> twice,
+                       session->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+                         seen_in_handler = session->same_host_worker_scalar_calls();
+                         return 2 * x;
+                       }));
   ASSERT_OK_AND_ASSIGN(auto register_handler,
                        lib.Function<void(Callback<int(int)>)>("register_handler"));
   ASSERT_OK_AND_ASSIGN(auto fire_handler, lib.Function<int(int)>("fire_handler"));
@@ -260,6 +264,7 @@ TEST_F(SameHostTest, TheWorkerRunsScalarCallsWithoutTheRequestsParse) {
     ASSERT_EQ(doubled, 2 * i);
   }
   EXPECT_EQ(session->same_host_worker_scalar_calls(), before_callbacks + 10);
+  EXPECT_EQ(seen_in_handler, before_callbacks + 9);
 
   const uint64_t before_general = session->same_host_worker_scalar_calls();
   ASSERT_OK_AND_ASSIGN(auto set_errno, lib.Function<int(int)>("set_errno_to"));
@@ -1090,6 +1095,54 @@ TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAnInvocationLosesItsChannelNo
   // The same worker serves the session's next call.
   ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
   EXPECT_EQ(add_int(2, 3).value_or(-1), 5);
+  EXPECT_EQ(session->generation(), 1u);
+}
+
+// The same inside a scalar call (run from its arguments' bits, RunScalarLocal): the worker
+// closes the channel once the call is done and touches it no more, and lives on.
+TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAScalarCallsInvocationLosesOnlyItsChannel) {
+  SessionOptions options;
+  options.on_output = [](v1::OutputStream, absl::string_view) {};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession(options));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  using IntCallback = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(IntCallback h, session->DefineCallback<int(int)>(
+                                          [](int x) -> absl::StatusOr<int> { return x; }));
+  ASSERT_OK_AND_ASSIGN(auto register_handler, lib.Function<void(IntCallback)>("register_handler"));
+  ASSERT_OK(register_handler(h));
+  ASSERT_OK_AND_ASSIGN(RawFunction fire,
+                       lib.Resolve("fire_handler", TypedFunction<int(int)>::Signature()));
+  v1::Request open;
+  open.mutable_open_local_channel()->set_callbacks(true);
+  ASSERT_OK_AND_ASSIGN(v1::Response opened, session->Send(open));
+  int invoked = 0;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<client_internal::LocalPath> path,
+                       client_internal::LocalPath::Connect(
+                           opened.local_channel(), absl::Seconds(5),
+                           [&](const v1::Response& message, client_internal::LocalPath& channel,
+                               absl::Time deadline) {
+                             ++invoked;
+                             v1::Request wrong;
+                             wrong.set_id(1000);
+                             wrong.set_invocation(message.callback_invoke().invocation() + 1);
+                             wrong.mutable_read_string();
+                             channel.ExchangeNested(wrong, deadline).IgnoreError();
+                             return absl::StatusOr<v1::CallbackReturn>(v1::CallbackReturn());
+                           }));
+  const std::array<ScalarBits, 1> args = {
+      ScalarBits{v1::Value::kIntValue, static_cast<uint64_t>(int64_t{7})}};
+  const client_internal::ScalarCall call{fire.handle(), 0, args};
+  EXPECT_FALSE(path->ExchangeScalar(1, call, absl::Now() + absl::Seconds(10)).ok());
+  EXPECT_EQ(invoked, 1);
+  EXPECT_TRUE(path->closed_by_worker());
+  // The same worker serves the session's next call.
+  ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
+  EXPECT_EQ(add_int(2, 3).value_or(-1), 5);
+  bool lost = false;
+  for (const v1::SessionEvent& event : session->TakeEvents()) {
+    if (event.kind() == v1::SessionEvent::WORKER_LOST) lost = true;
+  }
+  EXPECT_FALSE(lost);
   EXPECT_EQ(session->generation(), 1u);
 }
 

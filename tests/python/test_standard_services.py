@@ -204,14 +204,14 @@ def pressured_server(limit, *flags):
 def flood_health_listener(address, most):
     """Connections to the health port at `address`, each of which sent the HTTP/2 preface
     and SETTINGS and got the server's SETTINGS back, opened until the server takes no more
-    (it closes the next one, or leaves it unanswered for 2 s); at most `most`. Returns them
-    all, the last one refused."""
+    (it closes the next one at once; one left unanswered for 10 s, on a machine busy
+    elsewhere, ends the flood too); at most `most`. Returns them all, the last one refused."""
     host, port = address.rsplit(":", 1)
     held = []
     while len(held) < most:
         connection = socket.create_connection((host, int(port)), timeout=5)
         held.append(connection)
-        connection.settimeout(2)
+        connection.settimeout(10)
         try:
             connection.sendall(HTTP2_PREFACE)
             if not connection.recv(64):
@@ -230,7 +230,8 @@ def test_a_flood_of_health_connections_leaves_descriptors_for_sessions_and_worke
     flood = []
     try:
         flood = flood_health_listener(address, limit)
-        assert len(flood) < limit, "ffiboxd took %d health connections" % len(flood)
+        # Well past what a session and a worker start need, well short of the limit.
+        assert 32 < len(flood) < limit, "ffiboxd took %d health connections" % len(flood)
         client = ffibox.connect(server.address, timeout=5)
         try:
             with client.session(timeout=10) as session:
@@ -251,7 +252,7 @@ def test_the_health_listener_serves_again_after_a_flood(standard_stubs):
     server, address = pressured_server(limit)
     try:
         flood = flood_health_listener(address, limit)
-        assert 1 < len(flood) < limit, "ffiboxd took %d health connections" % len(flood)
+        assert 32 < len(flood) < limit, "ffiboxd took %d health connections" % len(flood)
         for connection in flood:
             connection.close()
         deadline = time.monotonic() + 10

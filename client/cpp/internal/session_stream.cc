@@ -382,9 +382,8 @@ void SessionStream::ReleaseChannel() {
 
 bool SessionStream::local_path_enabled() const { return local_enabled_.load(); }
 
-uint64_t SessionStream::worker_scalar_calls() {
-  absl::MutexLock lock(&local_mu_);
-  return local_ == nullptr ? 0 : local_->worker_scalar_calls();
+uint64_t SessionStream::worker_scalar_calls() const {
+  return worker_scalar_calls_.load(std::memory_order_relaxed);
 }
 
 bool SessionStream::OnHandlerThread() const {
@@ -450,6 +449,7 @@ std::optional<absl::StatusOr<Answer>> SessionStream::OnChannel(const LocalReques
     absl::StatusOr<Answer> answer = exchange(*local_, id, deadline);
     heard_ns_.store(SteadyNanos(), std::memory_order_relaxed);
     channel_call_bound_ns_.store(0, std::memory_order_release);
+    worker_scalar_calls_.store(local_->worker_scalar_calls(), std::memory_order_relaxed);
     if (answer.ok()) {
       NoteGeneration(local_->generation());
       return answer;

@@ -92,9 +92,10 @@ class SessionStream : private AnswerWatchdog::Watched {
   uint64_t scalar_answers_read() const { return scalar_answers_read_.load(); }
   // How many invocations on the same-host channel ran as scalar invocations.
   uint64_t scalar_invocations_run() const { return scalar_invocations_run_.load(); }
-  // How many calls the worker of the current channel says it ran from their arguments' bits
-  // (LocalPath::worker_scalar_calls); 0 without a channel.
-  uint64_t worker_scalar_calls();
+  // How many calls the worker of the last channel used said it ran from their arguments' bits
+  // (LocalPath::worker_scalar_calls), as of the last exchange there; 0 before any. Takes no
+  // lock (a handler may ask during the call that runs it).
+  uint64_t worker_scalar_calls() const;
 
   // Exchange, and a response carrying `error` becomes the matching non-OK status
   // (ErrorStatus), so an OK result always has a `result` set.
@@ -303,6 +304,7 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> scalar_answers_read_{0};
   std::atomic<uint64_t> scalar_invocations_run_{0};
+  std::atomic<uint64_t> worker_scalar_calls_{0};  // as the last exchange on a channel left it
 
   // Serialises writers; gRPC allows one outstanding write and no write after Finish.
   absl::Mutex write_mu_;
