@@ -1028,6 +1028,29 @@ TEST_F(SameHostTest, AHandlerWaitingForAnotherThreadsCallEndsAtTheDeadlineNotNev
   EXPECT_TRUE(session->same_host());
 }
 
+// A same-host channel of `session` opened by hand (a hostile client, through the C++ client's
+// own LocalPath), whose every callback invocation is answered first with a request of
+// another invocation (its status in `*nested`), then with an empty return; `*invoked`
+// counts them.
+absl::StatusOr<std::unique_ptr<client_internal::LocalPath>> ConnectBreakingInvocations(
+    Session& session, int* invoked, absl::Status* nested) {
+  v1::Request open;
+  open.mutable_open_local_channel()->set_callbacks(true);
+  FFIBOX_ASSIGN_OR_RETURN(v1::Response opened, session.Send(open));
+  return client_internal::LocalPath::Connect(
+      opened.local_channel(), absl::Seconds(5),
+      [invoked, nested](const v1::Response& message, client_internal::LocalPath& channel,
+                        absl::Time deadline) {
+        ++*invoked;
+        v1::Request wrong;
+        wrong.set_id(1000);
+        wrong.set_invocation(message.callback_invoke().invocation() + 1);
+        wrong.mutable_read_string();
+        *nested = channel.ExchangeNested(wrong, deadline).status();
+        return absl::StatusOr<v1::CallbackReturn>(v1::CallbackReturn());
+      });
+}
+
 TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAnInvocationLosesItsChannelNotItsWorker) {
   // A hostile client (this test, through the C++ client's own LocalPath) answers the first
   // invocation of call_twice_nested(h, 5) with a request of another invocation. The worker
@@ -1044,24 +1067,10 @@ TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAnInvocationLosesItsChannelNo
   ASSERT_OK_AND_ASSIGN(
       RawFunction twice,
       lib.Resolve("call_twice_nested", TypedFunction<int(IntCallback, int)>::Signature()));
-  v1::Request open;
-  open.mutable_open_local_channel()->set_callbacks(true);
-  ASSERT_OK_AND_ASSIGN(v1::Response opened, session->Send(open));
   int invoked = 0;
   absl::Status nested;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<client_internal::LocalPath> path,
-                       client_internal::LocalPath::Connect(
-                           opened.local_channel(), absl::Seconds(5),
-                           [&](const v1::Response& message, client_internal::LocalPath& channel,
-                               absl::Time deadline) {
-                             ++invoked;
-                             v1::Request wrong;
-                             wrong.set_id(1000);
-                             wrong.set_invocation(message.callback_invoke().invocation() + 1);
-                             wrong.mutable_read_string();
-                             nested = channel.ExchangeNested(wrong, deadline).status();
-                             return absl::StatusOr<v1::CallbackReturn>(v1::CallbackReturn());
-                           }));
+                       ConnectBreakingInvocations(*session, &invoked, &nested));
   v1::Request call;
   call.set_id(1);
   call.mutable_call()->set_function(twice.handle());
@@ -1112,23 +1121,10 @@ TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAScalarCallsInvocationLosesOn
   ASSERT_OK(register_handler(h));
   ASSERT_OK_AND_ASSIGN(RawFunction fire,
                        lib.Resolve("fire_handler", TypedFunction<int(int)>::Signature()));
-  v1::Request open;
-  open.mutable_open_local_channel()->set_callbacks(true);
-  ASSERT_OK_AND_ASSIGN(v1::Response opened, session->Send(open));
   int invoked = 0;
+  absl::Status nested;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<client_internal::LocalPath> path,
-                       client_internal::LocalPath::Connect(
-                           opened.local_channel(), absl::Seconds(5),
-                           [&](const v1::Response& message, client_internal::LocalPath& channel,
-                               absl::Time deadline) {
-                             ++invoked;
-                             v1::Request wrong;
-                             wrong.set_id(1000);
-                             wrong.set_invocation(message.callback_invoke().invocation() + 1);
-                             wrong.mutable_read_string();
-                             channel.ExchangeNested(wrong, deadline).IgnoreError();
-                             return absl::StatusOr<v1::CallbackReturn>(v1::CallbackReturn());
-                           }));
+                       ConnectBreakingInvocations(*session, &invoked, &nested));
   const std::array<ScalarBits, 1> args = {
       ScalarBits{v1::Value::kIntValue, static_cast<uint64_t>(int64_t{7})}};
   const client_internal::ScalarCall call{fire.handle(), 0, args};
