@@ -72,6 +72,10 @@ ABSL_FLAG(std::string, private_directory, "",
 ABSL_FLAG(std::string, health_listen, "",
           "HOST:PORT of a plaintext TCP listener that serves only grpc.health.v1.Health, for "
           "probes that cannot speak TLS (Kubernetes' grpc probes); port 0 picks a free one");
+ABSL_FLAG(int64_t, health_idle_timeout_ms, 60000,
+          "connections to --health_listen with no call open for this long are closed (at "
+          "least 100 ms; a probe opens one per probe, a health-checking channel keeps a Watch "
+          "open)");
 ABSL_FLAG(int64_t, handshake_timeout_ms, 10000,
           "TCP connections that have not completed their TLS handshake by then are closed");
 
@@ -396,7 +400,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<ffibox::ConnectionAcceptor> health_acceptor;
   if (!health_listen.empty()) {
     absl::StatusOr<ffibox::HealthOnlyServer> started = ffibox::StartHealthOnlyServer(
-        health_listen, &health, absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms)));
+        health_listen, &health, absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms)),
+        absl::Milliseconds(absl::GetFlag(FLAGS_health_idle_timeout_ms)));
     if (!started.ok()) return Fail(std::string(started.status().message()));
     health_server = std::move(started->server);
     health_acceptor = std::move(started->acceptor);

@@ -1,6 +1,7 @@
 #include "server/broker/standard_services.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstddef>
 
 #include "absl/strings/match.h"
@@ -52,7 +53,8 @@ std::vector<std::string> MissingJailLayers(const JailOptions& configured,
 
 absl::StatusOr<HealthOnlyServer> StartHealthOnlyServer(const std::string& address,
                                                        HealthService* health,
-                                                       absl::Duration handshake_timeout) {
+                                                       absl::Duration handshake_timeout,
+                                                       absl::Duration idle_timeout) {
   HealthOnlyServer started;
   absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> acceptor =
       ConnectionAcceptor::ListenTcp(address, handshake_timeout, kHealthDescriptorsKeptFree);
@@ -62,6 +64,11 @@ absl::StatusOr<HealthOnlyServer> StartHealthOnlyServer(const std::string& addres
   grpc::ServerBuilder builder;  // no listening port: the acceptor hands it every connection
   health->AddTo(&builder);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
+  // gRPC's max-age filter: a GOAWAY and the connection closed once no call was open for that
+  // long (it applies to connections handed over by descriptor too).
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(idle_timeout), 100, INT_MAX)));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              static_cast<int>(absl::ToInt64Milliseconds(kServerMinPingInterval)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,

@@ -49,14 +49,16 @@ struct HealthOnlyServer {
 // (server/broker/connection_acceptor.h): they never take the last 2 * kDescriptorReserve
 // descriptors (the worker-start reserve, and as many again for the other listeners' clients),
 // a peer that runs ffiboxd out of descriptors only gets connections shed, and a connection
-// that has not sent the HTTP/2 preface and SETTINGS within `handshake_timeout` is closed. A
-// connection may have 4 streams open at once (a Watch never ends by itself; its Watches also
-// count against `health`'s server-wide bound), and one whose peer vanished is found by
-// keepalive pings, as on the main listeners. Requires EnableStandardServices; `health` must
-// outlive the server. UNAVAILABLE naming the address if it cannot listen.
+// that has not sent the HTTP/2 preface and SETTINGS within `handshake_timeout` is closed, as
+// is one that has had no call open for `idle_timeout` (at least 100 ms). A connection may
+// have 4 streams open at once (a Watch never ends by itself; its Watches also count against
+// `health`'s server-wide bound), and one whose peer vanished is found by keepalive pings, as
+// on the main listeners. Requires EnableStandardServices; `health` must outlive the server.
+// UNAVAILABLE naming the address if it cannot listen.
 absl::StatusOr<HealthOnlyServer> StartHealthOnlyServer(const std::string& address,
                                                        HealthService* health,
-                                                       absl::Duration handshake_timeout);
+                                                       absl::Duration handshake_timeout,
+                                                       absl::Duration idle_timeout);
 
 }  // namespace ffibox
 

@@ -189,6 +189,50 @@ def test_a_silent_connection_to_the_health_listener_is_closed_at_the_handshake_d
         server.stop()
 
 
+def test_an_idle_health_connection_is_closed_and_one_with_a_watch_stays(standard_stubs):
+    """A peer that sent the HTTP/2 preface and keeps no call open is sent GOAWAY and closed
+    after --health_idle_timeout_ms; a channel that keeps a Watch open (a health-checking
+    client's) stays."""
+    health_pb2, _ = standard_stubs
+    server = Server("--health_listen=127.0.0.1:0", "--health_idle_timeout_ms=1000")
+    try:
+        address = health_listener_address(server)
+        host, port = address.rsplit(":", 1)
+        with grpc.insecure_channel(address) as channel:
+            updates = health_watch(channel, health_pb2, "")
+            assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
+            idle = socket.create_connection((host, int(port)), timeout=10)
+            idle.sendall(HTTP2_PREFACE)
+            started = time.monotonic()
+            received = b""
+            while True:
+                chunk = idle.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            waited = time.monotonic() - started
+            idle.close()
+            assert 0.9 < waited < 8, "closed after %.2f s" % waited
+            # The server's SETTINGS (type 4) first, its GOAWAY (type 7) last.
+            assert received[3] == 4 and 7 in frame_types(received)
+            # The Watch's connection is not idle: the next update is the shutdown's.
+            time.sleep(1.5)
+            server.process.send_signal(signal.SIGTERM)
+            assert next(updates).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        server.stop()
+
+
+def frame_types(received):
+    """The types of the HTTP/2 frames in `received`, in order."""
+    types, at = [], 0
+    while at + 9 <= len(received):
+        length = int.from_bytes(received[at:at + 3], "big")
+        types.append(received[at + 3])
+        at += 9 + length
+    return types
+
+
 def pressured_server(limit, *flags):
     """An ffiboxd with a health port, run under `prlimit --nofile=limit:limit` (prlimit execs
     it: the process is ffiboxd, which cannot raise its soft limit past that), and the
