@@ -1,7 +1,10 @@
 #include "core/framing.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 
@@ -9,8 +12,32 @@
 #include "core/shm_channel.h"
 #include "gtest/gtest.h"
 
+// This test binary replaces the global operator new, to count the allocations of a reader of
+// frames while it reads (only while counting_allocations is set).
+std::atomic<bool> counting_allocations{false};
+std::atomic<int> allocations{0};
+
+void* operator new(size_t size) {
+  if (counting_allocations.load(std::memory_order_relaxed)) allocations.fetch_add(1);
+  void* memory = std::malloc(size == 0 ? 1 : size);
+  if (memory == nullptr) std::abort();
+  return memory;
+}
+void operator delete(void* memory) noexcept { std::free(memory); }
+void operator delete(void* memory, size_t) noexcept { std::free(memory); }
+
 namespace ffibox {
 namespace {
+
+// How many allocations `run` makes through operator new.
+template <typename Run>
+int AllocationsOf(Run run) {
+  allocations.store(0);
+  counting_allocations.store(true);
+  run();
+  counting_allocations.store(false);
+  return allocations.load();
+}
 
 // Both ends of one channel in this process: the creator's and an attached peer's.
 class ChannelEnds : public ::testing::Test {
@@ -257,6 +284,49 @@ TEST_F(ChannelEnds, FramesReadIntoOneStringReuseItsMemory) {
   writer.join();
   EXPECT_EQ(payload, "small");
   EXPECT_LT(payload.capacity(), size_t{1} << 20);
+}
+
+// A reader of one small frame after another allocates nothing once its buffer holds the
+// largest of them: frames read into one string, and frames read as they arrive through a
+// decoder given back the last frame's piece (as the worker and the C++ client read calls,
+// answers and invocations on the same-host channel).
+TEST_F(ChannelEnds, ReadingSmallFramesOneAfterAnotherAllocatesNothing) {
+  const std::string call(40, 'c');
+  constexpr int kFrames = 100;
+  std::string payload;
+  ASSERT_TRUE(WriteFrame(*creator_, call, Soon()).ok());
+  ASSERT_TRUE(ReadFrameInto(*peer_, 1 << 20, Soon(), &payload).ok());  // sizes the buffer
+  int failures = 0;
+  const int into_one_string = AllocationsOf([&] {
+    for (int i = 0; i < kFrames; ++i) {
+      if (!WriteFrame(*creator_, call, Soon()).ok() ||
+          !ReadFrameInto(*peer_, 1 << 20, Soon(), &payload).ok() || payload != call) {
+        ++failures;
+      }
+    }
+  });
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(into_one_string, 0);
+
+  std::string recycled;
+  auto read_one = [&] {
+    FrameDecoder frames(1 << 20);
+    frames.Recycle(std::move(recycled));
+    absl::StatusOr<FramePayload> frame =
+        ReadFrameAsItArrives(*peer_, frames, Soon(), absl::Seconds(1));
+    if (!frame.ok() || frame->pieces.size() != 1 || frame->pieces[0] != call) return false;
+    recycled = std::move(frame->pieces[0]);
+    return true;
+  };
+  ASSERT_TRUE(WriteFrame(*creator_, call, Soon()).ok());
+  ASSERT_TRUE(read_one());
+  const int through_a_decoder = AllocationsOf([&] {
+    for (int i = 0; i < kFrames; ++i) {
+      if (!WriteFrame(*creator_, call, Soon()).ok() || !read_one()) ++failures;
+    }
+  });
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(through_a_decoder, 0);
 }
 
 // A decoder given back the piece of a frame it returned buffers the next frame there (a
