@@ -21,29 +21,8 @@ bool LongSpinFitsBudget() {
   return static_cast<uint64_t>(used.tv_sec) < limit.rlim_cur / kFollowingSpinBudgetShare;
 }
 
-namespace {
-
-// The first block of a request's arena: a single call's request with its arguments fits.
-constexpr size_t kRequestFirstBlockBytes = 2048;
-
-google::protobuf::ArenaOptions FirstBlock(char* block, size_t size) {
-  google::protobuf::ArenaOptions options;
-  options.initial_block = block;
-  options.initial_block_size = size;
-  return options;
-}
-
-}  // namespace
-
-struct ReceivedRequest::Storage {
-  alignas(8) char first_block[kRequestFirstBlockBytes];
-  google::protobuf::Arena arena{FirstBlock(first_block, sizeof first_block)};
-};
-
-void ReceivedRequest::StorageDeleter::operator()(Storage* storage) const { delete storage; }
-
 ReceivedRequest::ReceivedRequest()
-    : storage_(new Storage),
+    : storage_(new Storage),  // not value-initialized: its block is not zeroed
       request_(google::protobuf::Arena::CreateMessage<internal::WorkerRequest>(&storage_->arena)) {}
 
 BrokerConnection::BrokerConnection(std::unique_ptr<ShmChannel> channel, int hangup_fd)

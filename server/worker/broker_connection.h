@@ -20,6 +20,7 @@
 #include "core/shm_channel.h"
 #include "google/protobuf/arena.h"
 #include "server/protocol/worker_protocol.pb.h"
+#include "server/worker/inline_arena.h"
 
 namespace ffibox {
 
@@ -62,13 +63,10 @@ class ReceivedRequest {
   const internal::WorkerRequest& request() const { return *request_; }
 
  private:
-  struct Storage;
-  // std::unique_ptr's deleter needs Storage whole: defined in the .cc.
-  struct StorageDeleter {
-    void operator()(Storage* storage) const;
-  };
+  // A single call's request with its arguments fits the first block.
+  using Storage = InlineArena<2048>;
 
-  std::unique_ptr<Storage, StorageDeleter> storage_;
+  std::unique_ptr<Storage> storage_;
   internal::WorkerRequest* request_;  // on storage_'s arena
 };
 

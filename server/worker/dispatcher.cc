@@ -19,6 +19,7 @@
 #include "core/status_macros.h"
 #include "core/thread_name.h"
 #include "google/protobuf/arena.h"
+#include "server/worker/inline_arena.h"
 
 namespace ffibox {
 namespace {
@@ -68,18 +69,8 @@ bool IsTopLevel(const internal::WorkerRequest& request) {
 
 constexpr absl::string_view kGotZero = "; native code received zero";
 
-// An arena that starts in a block of its own (on the stack, as a local): a single call's
-// request and reply need no heap, a batch's thousands of results a few blocks.
-struct StackArena {
-  static google::protobuf::ArenaOptions OptionsFor(char* block, size_t size) {
-    google::protobuf::ArenaOptions options;
-    options.initial_block = block;
-    options.initial_block_size = size;
-    return options;
-  }
-  alignas(8) char initial_block[4096];
-  google::protobuf::Arena arena{OptionsFor(initial_block, sizeof initial_block)};
-};
+// A request's and a reply's arena on the stack, as a local.
+using StackArena = InlineArena<4096>;
 
 // The type and call limits the broker validates with, as far as the settings carry them.
 TypeLimits LimitsFrom(const internal::WorkerSettings& settings) {
