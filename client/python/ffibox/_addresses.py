@@ -29,7 +29,9 @@ from ffibox import _twins
 REMEMBERED = 4096
 NEAR_BYTES = 4096
 
-_lock = threading.Lock()
+# Re-entrant, as every lock a call may take: a signal handler or finalizer that Python runs
+# on a thread while it holds one may call a function, which must not wait for that thread.
+_lock = threading.RLock()
 _order: collections.deque = collections.deque()  # worker integers, oldest first
 _sorted = []                                     # the same, in order of value
 _local_sent: "collections.OrderedDict[int, None]" = collections.OrderedDict()

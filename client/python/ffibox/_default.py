@@ -10,8 +10,12 @@ import threading
 from typing import Any, Callable, Optional
 
 from ffibox._channel import GRPC_FORK_SUPPORT
+from ffibox.errors import Error
 
-_lock = threading.Lock()
+# Re-entrant: a signal handler or finalizer that Python runs on the thread opening the
+# session (a private server's start takes a while) is refused, not left waiting for itself.
+_lock = threading.RLock()
+_opening = False  # the thread holding _lock opens the session now
 _session: Optional[Any] = None
 _opener: Optional[Callable[[], Any]] = None
 
@@ -24,10 +28,18 @@ def set_opener(opener: Callable[[], Any]) -> None:
 
 def default_session():
     """The default session; the first call opens it (one per process)."""
-    global _session
+    global _session, _opening
     with _lock:
         if _session is None:
-            _session = _opener()
+            if _opening:
+                raise Error("FAILED_PRECONDITION: the default session cannot be used from a "
+                            "signal handler or finalizer that ran while this thread opened it",
+                            "FAILED_PRECONDITION")
+            _opening = True
+            try:
+                _session = _opener()
+            finally:
+                _opening = False
         return _session
 
 
@@ -40,8 +52,9 @@ def _after_fork_in_child() -> None:
     # The parent's default session ended in the child (ffibox._stream). With gRPC's fork
     # support on, the child may open its own, and does on first use; without it, the child
     # may not use gRPC at all (ffibox._channel), so the ended session stays and says why.
-    global _lock, _session
-    _lock = threading.Lock()
+    global _lock, _opening, _session
+    _lock = threading.RLock()
+    _opening = False
     if GRPC_FORK_SUPPORT:
         _session = None
 

@@ -31,7 +31,7 @@ class ImageIndex:
     _KEPT = 4096  # memo entries of each kind before the memo starts again
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: see ffibox._addresses._lock
         self._tables: List["weakref.ref"] = []
         self._made = 0
         self._absent: Dict[int, int] = {}  # address -> images made when it was in none

@@ -98,8 +98,13 @@ _fence_lock = threading.Lock()
 
 
 def _fence() -> None:
-    _fence_lock.acquire()
-    _fence_lock.release()
+    # Never waits: the lock is held by another thread, or by this one when a signal handler
+    # runs between its acquire and release (a handler's own request would wait for itself).
+    # A fresh lock's acquire is the barrier then.
+    if _fence_lock.acquire(blocking=False):
+        _fence_lock.release()
+    else:
+        threading.Lock().acquire()
 
 
 class NotSent(Error):
@@ -195,7 +200,7 @@ class LocalChannel:
         self._area_fd = -1
         # Taken (and set to -1) under it by whoever closes the descriptor: the caller mapping
         # the area, or close() from another thread.
-        self._area_fd_lock = threading.Lock()
+        self._area_fd_lock = threading.RLock()  # a signal handler may close the channel
         self._area_usable = False
         try:
             self._map(fd)

@@ -184,7 +184,7 @@ def _array_set(self, index, value):
 
 
 # Makes a RemotePointer's local slot once, whichever thread asks first.
-_slot_lock = threading.Lock()
+_slot_lock = threading.RLock()  # re-entrant: see ffibox._addresses._lock
 
 
 class RemotePointer:

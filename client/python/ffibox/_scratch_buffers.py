@@ -46,7 +46,7 @@ _MADV_NOHUGEPAGE = 15
 # before reservations, so the process's map count stays bounded.
 MAX_RESERVATIONS = 1024
 _reservations = 0  # live now
-_reservations_lock = threading.Lock()
+_reservations_lock = threading.RLock()  # re-entrant: see ffibox._addresses._lock
 # Reservations whose buffer was collected, unmapped by the next _reserved_window: not in
 # the collection that found the buffer, whose objects' __del__ may still read through a
 # pointer into it (weakref callbacks run before them).

@@ -8,7 +8,10 @@ import tempfile
 import threading
 from typing import List, Optional
 
-_lock = threading.Lock()
+from ffibox.errors import Error
+
+_lock = threading.RLock()  # re-entrant: see ffibox._default._lock
+_starting = False  # the thread holding _lock starts the private server now
 _private: Optional["PrivateServer"] = None
 
 
@@ -177,16 +180,25 @@ class PrivateServer:
 
 def private_server() -> PrivateServer:
     """The process's private server, started on first use."""
-    global _private
+    global _private, _starting
     with _lock:
         if _private is None or not _private.running():
-            _private = PrivateServer(find_server_binary())
+            if _starting:
+                raise Error("FAILED_PRECONDITION: the private server cannot be used from a "
+                            "signal handler or finalizer that ran while this thread started "
+                            "it", "FAILED_PRECONDITION")
+            _starting = True
+            try:
+                _private = PrivateServer(find_server_binary())
+            finally:
+                _starting = False
         return _private
 
 
 def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # another thread of the parent may have held it
+    global _lock, _starting
+    _lock = threading.RLock()  # another thread of the parent may have held it
+    _starting = False
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -87,18 +87,29 @@ class _Serving(threading.local):
 
 
 class _Pending:
-    """A request waiting for its answer. `notify`, when set, gets None once the answer is in,
-    and the invokes its waiter runs meanwhile; `runs_invokes`: the invokes the request's own
-    native code makes go there (not to the callback thread); `bound`: how long the server
-    may take to answer it, in seconds (SessionStream._bound_of)."""
-    __slots__ = ("event", "response", "notify", "runs_invokes", "bound")
+    """A request waiting for its answer. `done` once the answer is in (or the stream ended);
+    `notify` (a queue of its own unless given one) then gets None, and gets the invokes its
+    waiter runs meanwhile; `runs_invokes`: the invokes the request's own native code makes
+    go there (not to the callback thread); `bound`: how long the server may take to answer
+    it, in seconds (SessionStream._bound_of).
 
-    def __init__(self, notify, bound: float) -> None:
-        self.event = threading.Event()
+    The queues are SimpleQueues, whose put takes no lock: a signal handler that runs on the
+    waiting thread may hold one of a queue.Queue or threading.Event, while its own request
+    waits for the reader thread to deliver its answer."""
+    __slots__ = ("done", "response", "notify", "runs_invokes", "bound")
+
+    def __init__(self, notify: Optional["queue.SimpleQueue"], bound: float) -> None:
+        self.done = False
         self.response = None
-        self.notify = notify
+        self.notify = notify if notify is not None else queue.SimpleQueue()
         self.runs_invokes = False
         self.bound = bound
+
+    def answer(self, response) -> None:
+        """Hands the waiter `response` (None: the stream ended)."""
+        self.response = response
+        self.done = True
+        self.notify.put(None)
 
 
 def write_worker_output(stream: str, data: bytes) -> None:
@@ -169,11 +180,13 @@ class SessionStream:
         # (the silence's start, when a look first found it overdue), None: no look did
         self._overdue_seen: Optional[Tuple[float, float]] = None
         self._channel_call_bound = 0.0  # that of the call on the same-host channel now
-        self._outgoing: "queue.Queue" = queue.Queue()
+        self._outgoing: "queue.SimpleQueue" = queue.SimpleQueue()
         self._ids = itertools.count(1)
         # Re-entrant: a collection while it is held (its sections allocate) may finalize a
         # callback on the same thread, whose release posts its free_callback through here.
         self._lock = threading.RLock()
+        # Added to under the lock; the reader thread takes answered requests out without it,
+        # so the lock's holders iterate over copies (list() of a dict's values is atomic).
         self._pending: Dict[int, _Pending] = {}
         # Posted callback_returns (request id -> invocation), until their answer comes: one
         # the broker refuses leaves its invocation open (docs/protocol.md), so it is answered
@@ -189,7 +202,7 @@ class SessionStream:
         # it goes to this process's stderr, as the library's output would with ctypes.
         self.on_output: Callable[[str, bytes], None] = write_worker_output
         self._handlers: Dict[int, InvokeHandler] = {}
-        self._invokes: "queue.Queue" = queue.Queue()
+        self._invokes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._callback_thread: Optional[threading.Thread] = None
         self._serving = _Serving()
         # The same-host channel (docs/protocol.md): None, or the LocalChannel top-level calls
@@ -212,9 +225,11 @@ class SessionStream:
         # the broker would answer it, instead of being written (at four times that size gRPC
         # would end the whole stream).
         self.max_request_bytes = 0
-        self._loss = threading.Condition()
-        self._lost_generation = 0
-        self._lost_error = None
+        # The latest worker loss the broker reported: (its generation, its error), replaced
+        # whole by the reader thread, which then wakes the threads waiting in _loss_of
+        # through their queues (no lock: see _Pending).
+        self._lost: Tuple[int, Optional[object]] = (0, None)
+        self._loss_waiters: set = set()
         self._responses = self._stub.Session(iter(self._outgoing.get, None))
         self._reader = threading.Thread(target=self._read_loop, name="ffibox-reader",
                                         daemon=True)
@@ -261,7 +276,7 @@ class SessionStream:
                 if response is not None:
                     return response
             response = self._send(request, on_callback_thread)
-            if not response.HasField("error") and response.generation > self._lost_generation:
+            if not response.HasField("error") and response.generation > self._lost[0]:
                 self._reopen_local()  # the next worker answered: a channel to it
             return response
         return self._send(request, on_callback_thread)
@@ -347,14 +362,11 @@ class SessionStream:
         come for it meanwhile, and ends the stream when the server is overdue."""
         look_at = time.monotonic() + pending.bound
         timed = False  # the last wait was meant to end at look_at (else this thread was busy)
-        while not pending.event.is_set():
+        while not pending.done:
             now = time.monotonic()
             if now >= look_at:
                 look_at = self._look_for_silence(look_at if timed else now)
                 timed = False
-            elif pending.notify is None:
-                pending.event.wait(look_at - now)
-                timed = True
             else:
                 try:
                     item = pending.notify.get(timeout=look_at - now)
@@ -382,7 +394,8 @@ class SessionStream:
             # A call on the same-host channel counts as a request waiting: the ones through
             # the broker wait behind it in the worker.
             bound = max(self._channel_call_bound,
-                        max(waiting.bound for waiting in self._pending.values()))
+                        max((waiting.bound for waiting in list(self._pending.values())),
+                            default=0.0))
             since = max(self._quiet_since, self._heard)
             if now - since < bound:
                 self._overdue_seen = None
@@ -525,8 +538,7 @@ class SessionStream:
                 # Requests through the broker still unanswered run first in the worker, one
                 # after another: this call may wait for them there, up to their bounds
                 # together.
-                queued_behind = (sum(pending.bound for pending in self._pending.values())
-                                 if self._pending else 0.0)
+                queued_behind = sum(pending.bound for pending in list(self._pending.values()))
             timeout = timeout_ms / 1000.0 if timeout_ms else self._local_timeout
             # Requests through the broker wait behind this call in the worker, and their
             # deadlines there start when it ends (answer deadlines).
@@ -573,11 +585,23 @@ class SessionStream:
     def _loss_of(self, generation: int):
         """The loss of worker `generation` as the broker reports it (WORKER_LOST); raises
         SessionClosed when the session ended meanwhile, as a request on the stream would."""
-        with self._loss:
-            self._loss.wait_for(lambda: self._lost_generation >= generation or
-                                self._ended is not None, _LOSS_REPORT_WAIT)
-            if self._lost_generation == generation and self._lost_error is not None:
-                return self._lost_error
+        news = queue.SimpleQueue()
+        self._loss_waiters.add(news)
+        try:
+            until = time.monotonic() + _LOSS_REPORT_WAIT
+            while self._lost[0] < generation and self._ended is None:
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    news.get(timeout=left)
+                except queue.Empty:
+                    break
+        finally:
+            self._loss_waiters.discard(news)
+        lost_generation, lost_error = self._lost
+        if lost_generation == generation and lost_error is not None:
+            return lost_error
         if self._ended is not None:  # the session was closed meanwhile: as on the stream
             raise SessionClosed(self._ended, self._ended_code)
         return pb.Error(code=pb.INTERNAL, message="the same-host channel ended and ffiboxd "
@@ -605,9 +629,9 @@ class SessionStream:
         # the broker would answer it, instead of being written (at four times that size gRPC
         # would end the whole stream).
         self.max_request_bytes = 0
-        self._loss = threading.Condition()
-        self._outgoing = queue.Queue()
-        self._invokes = queue.Queue()
+        self._loss_waiters = set()
+        self._outgoing = queue.SimpleQueue()
+        self._invokes = queue.SimpleQueue()
         self._pending = {}
         self._posted_returns = {}
         self._local = None
@@ -801,9 +825,8 @@ class SessionStream:
                 if response.id == 0:
                     if response.HasField("callback_invoke"):
                         invoke = response.callback_invoke
-                        with self._lock:
-                            caller = (self._pending.get(invoke.request_id)
-                                      if invoke.request_id else None)
+                        caller = (self._pending.get(invoke.request_id)
+                                  if invoke.request_id else None)
                         if caller is not None and caller.runs_invokes:
                             caller.notify.put(invoke)
                         else:
@@ -814,11 +837,9 @@ class SessionStream:
                             self._deliver_output(event)
                             continue
                         if event.kind == pb.SessionEvent.WORKER_LOST:
-                            with self._loss:
-                                if response.generation >= self._lost_generation:
-                                    self._lost_generation = response.generation
-                                    self._lost_error = event.error
-                                self._loss.notify_all()
+                            if response.generation >= self._lost[0]:
+                                self._lost = (response.generation, event.error)
+                            self._wake_loss_waiters()
                         if event.kind == pb.SessionEvent.LIMIT_REACHED:
                             # Before the reply of the call during which it bit.
                             sys.stderr.write("ffibox: the library hit a limit of its worker: "
@@ -826,14 +847,13 @@ class SessionStream:
                         self.events.append(event)
                         del self.events[:-64]
                     continue
-                with self._lock:
-                    pending = self._pending.pop(response.id, None)
-                    refused = self._posted_returns.pop(response.id, None)
+                # Without the lock (a dict's get and pop are atomic): a signal handler may
+                # hold it, running on the thread whose request it interrupted between two of
+                # its steps, while its own call waits for this thread's delivery.
+                pending = self._pending.pop(response.id, None)
+                refused = self._posted_returns.pop(response.id, None)
                 if pending is not None:
-                    pending.response = response
-                    pending.event.set()
-                    if pending.notify is not None:
-                        pending.notify.put(None)
+                    pending.answer(response)
                 elif refused is not None and response.HasField("error"):
                     self._answer_refused_return(refused, response.error)
         except Exception as error:  # grpc.RpcError and friends: the stream is gone
@@ -857,8 +877,9 @@ class SessionStream:
             orphans, self._pending = self._pending, {}
             self._posted_returns.clear()
         for pending in orphans.values():
-            pending.event.set()
-            if pending.notify is not None:
-                pending.notify.put(None)
-        with self._loss:
-            self._loss.notify_all()
+            pending.answer(None)
+        self._wake_loss_waiters()
+
+    def _wake_loss_waiters(self) -> None:
+        for news in list(self._loss_waiters):
+            news.put(None)

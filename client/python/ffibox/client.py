@@ -305,7 +305,7 @@ class Session:
         # with the generation of the worker that handed each: passed back after a restart,
         # one of an earlier worker is refused as stale, not read in the new one.
         self._handed: "collections.OrderedDict[int, int]" = collections.OrderedDict()
-        self._handed_lock = threading.Lock()
+        self._handed_lock = threading.RLock()  # re-entrant: see ffibox._addresses._lock
         self.cdll = LibraryLoader(_CDLL, lambda: self)
 
     _HANDED_KEPT = 4096
