@@ -197,3 +197,44 @@ def test_a_timers_handler_calling_during_a_stream_of_calls(server, same_host):
     assert seen["served"] > 20
     if not same_host:
         assert seen["refused"] == 0
+
+
+def test_a_handlers_uncaught_refusal_interrupts_the_call_and_the_channel_comes_back(
+        server, monkeypatch, hang_alarm):
+    """A handler that runs while this thread's call waits for its answer on the same-host
+    channel and lets the refusal of its own call escape: the call raises that very error,
+    as any exception a handler raises interrupts what it ran in; the channel, out of step,
+    is closed, and the next worker answer over the stream opens a new one."""
+    with ffibox.connect(server.address) as client, client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        lib.add_int.argtypes = [ct.c_int, ct.c_int]
+        assert lib.add_int(1, 1) == 2
+        assert session.stream.local_enabled
+        raised = []
+
+        def handler(signum, frame):
+            try:
+                lib.add_int(5, 5)
+            except ffibox.Error as error:
+                raised.append(error)
+                raise
+
+        original = _local_channel.LocalChannel._read_frame
+
+        def read_after_signal(self, *args):
+            monkeypatch.setattr(_local_channel.LocalChannel, "_read_frame", original)
+            signal.raise_signal(signal.SIGUSR1)
+            return original(self, *args)
+
+        signal.signal(signal.SIGUSR1, handler)
+        try:
+            monkeypatch.setattr(_local_channel.LocalChannel, "_read_frame", read_after_signal)
+            with pytest.raises(ffibox.Error) as interrupted:
+                lib.add_int(2, 2)
+        finally:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        assert len(raised) == 1 and interrupted.value is raised[0]
+        assert interrupted.value.code == "FAILED_PRECONDITION"
+        assert lib.add_int(3, 3) == 6  # through the stream: the channel was closed
+        assert [lib.add_int(i, 1) for i in range(3)] == [1, 2, 3]
+        assert session.stream.local_enabled  # a new one

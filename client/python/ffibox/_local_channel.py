@@ -107,16 +107,22 @@ def _fence() -> None:
         threading.Lock().acquire()
 
 
-class NotSent(Error):
+class ChannelError(Error):
+    """A failure of the same-host channel itself: it is gone, or out of step with the worker.
+    Any other exception that leaves an exchange (one a signal handler raised into it, a
+    KeyboardInterrupt) reaches the caller as it was raised, and the channel is closed."""
+
+
+class NotSent(ChannelError):
     """The request did not reach the worker whole: the call did not run."""
 
 
-def _internal(why: str) -> Error:
-    return Error("INTERNAL: the same-host channel: %s" % why, "INTERNAL")
+def _internal(why: str) -> ChannelError:
+    return ChannelError("INTERNAL: the same-host channel: %s" % why, "INTERNAL")
 
 
-def _unavailable(why: str) -> Error:
-    return Error("UNAVAILABLE: the same-host channel: %s" % why, "UNAVAILABLE")
+def _unavailable(why: str) -> ChannelError:
+    return ChannelError("UNAVAILABLE: the same-host channel: %s" % why, "UNAVAILABLE")
 
 
 def available() -> bool:
@@ -288,8 +294,8 @@ class LocalChannel:
         while not ready():
             now = time.monotonic()
             if now >= deadline:
-                raise Error("DEADLINE_EXCEEDED: the same-host channel's deadline passed",
-                            "DEADLINE_EXCEEDED")
+                raise ChannelError("DEADLINE_EXCEEDED: the same-host channel's deadline passed",
+                                   "DEADLINE_EXCEEDED")
             if now < spin_until:
                 continue
             if stale >= _STALE_WAKES:  # woken for nothing, again and again
@@ -609,10 +615,10 @@ class LocalChannel:
                 head = self._head
                 try:
                     self._write(_LENGTH.pack(len(payload)) + payload, deadline)
-                except Error as error:
+                except ChannelError as error:
                     if self._head != head:
-                        # Part of it, or all, was published (the error is a signal handler's
-                        # that ran at the end): the worker may run it; it is not sent again.
+                        # Part of it, or all, was published: the worker may run it; it is
+                        # not sent again.
                         raise
                     raise NotSent(str(error), error.code) from None  # nothing of it went
                 if self._serve is None or not call:
@@ -627,10 +633,11 @@ class LocalChannel:
                                         "answered with" % len(frame))
                         return frame
                     self._take_invocation(frame, invocation, deadline)
-            except Error:
+            except ChannelError:
                 raise
             except BaseException:
-                # Interrupted (Ctrl-C) or out of memory half-way: the channel is out of step
+                # Interrupted (Ctrl-C, or any exception a signal handler raised, an
+                # ffibox.Error included) or out of memory half-way: the channel is out of step
                 # with the worker and is never used again.
                 self.close()
                 raise
@@ -706,7 +713,7 @@ class LocalChannel:
         except Error as error:
             # The worker and this end are out of step: the channel ends with the call.
             if self.broken is None:
-                self.broken = Error(str(error), error.code)
+                self.broken = ChannelError(str(error), error.code)
             self.close()
             raise
 

@@ -22,7 +22,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from ffibox._channel import fork_advice
 from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, TOP_LEVEL_OPS,
-                                   LocalChannel, NotSent, too_large_answer)
+                                   ChannelError, LocalChannel, NotSent, too_large_answer)
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
 
@@ -546,7 +546,7 @@ class SessionStream:
             try:
                 return exchange(local, request_id, time.monotonic() + queued_behind + timeout +
                                 _LOCAL_ANSWER_MARGIN)
-            except Error as error:
+            except ChannelError as error:  # others (a signal handler's) reach the caller
                 failure = error
             finally:
                 # In this order: a look in between sees the call's end with its bound.
@@ -802,7 +802,7 @@ class SessionStream:
         request.invocation = self.current_invocation()
         try:
             return channel.exchange_nested(request, self._serving.channel_deadline)
-        except Error as error:
+        except ChannelError as error:
             if error.code == "UNAVAILABLE" and not channel.closed_by_worker:
                 # The worker died (in this request, or in a thread of the library's): as on
                 # the stream, the loss the broker reports (WORKER_CRASHED, ...).
