@@ -11,6 +11,8 @@ import ctypes as stdlib_ctypes
 import json
 import signal
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -18,6 +20,7 @@ import ffibox
 from conftest import TEST_LIB, run_script
 from ffibox import _addresses, _local_channel
 from ffibox import ctypes as ct
+from ffibox._stream import SessionStream
 
 
 class Hung(Exception):
@@ -238,3 +241,179 @@ def test_a_handlers_uncaught_refusal_interrupts_the_call_and_the_channel_comes_b
         assert lib.add_int(3, 3) == 6  # through the stream: the channel was closed
         assert [lib.add_int(i, 1) for i in range(3)] == [1, 2, 3]
         assert session.stream.local_enabled  # a new one
+
+
+def sort_with_python_comparator(libc, count=64):
+    """libc's qsort of `count` ints given in reverse order, comparing them with a Python
+    callback (ctypes' tutorial example); returns the array."""
+    compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))(
+        lambda a, b: a[0] - b[0])
+    values = (ct.c_int * count)(*range(count, 0, -1))
+    libc.qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, type(compare)]
+    libc.qsort(values, count, ct.sizeof(ct.c_int), compare)
+    return values
+
+
+def test_a_timers_handler_calling_while_a_call_runs_python_callbacks(server):
+    """Over gRPC, a call whose native code calls back into Python on this thread (qsort with
+    a comparator) is interrupted every 2 ms by a handler that calls a function. The worker
+    runs the handler's call after the sort, so while the handler waits it runs the sort's
+    comparisons itself; interrupted while it had taken one and not yet answered it, the
+    handler's call is refused at once (native code waits for this very thread). Neither
+    waits for the call's deadline (8 s: the bound on a hang here), and every result is
+    right."""
+    with ffibox.connect(server.address) as client, \
+            client.session(same_host=False, timeout=8) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.labs.argtypes = [ct.c_long]
+        libc.labs.restype = ct.c_long
+        assert libc.labs(-1) == 1
+        seen, inside = [], []
+
+        def handler(signum, frame):
+            if inside:
+                return  # one handler at a time: one slower than the timer would nest
+            inside.append(True)
+            try:
+                seen.append(libc.labs(-7))
+            except ffibox.Error as error:
+                seen.append(error.code)
+            finally:
+                inside.clear()
+
+        signal.signal(signal.SIGUSR2, handler)
+        signal.signal(signal.SIGALRM, lambda *_: signal.raise_signal(signal.SIGUSR2))
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+            started = time.monotonic()
+            values = sort_with_python_comparator(libc, 128)
+            took = time.monotonic() - started
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        assert list(values) == list(range(1, 129))
+        assert took < 6, "the sort took %.1f s: it waited for its deadline" % took
+        assert seen and set(seen) <= {7, "FAILED_PRECONDITION"}, seen
+        assert 7 in seen
+        assert libc.labs(-9) == 9
+
+
+def test_a_handler_between_a_callbacks_answer_and_its_post_is_refused(server, monkeypatch,
+                                                                       hang_alarm):
+    """The handler runs once this thread has answered a comparison of the sort and before
+    that answer is sent: its call is refused at once, the sort goes on."""
+    with ffibox.connect(server.address) as client, \
+            client.session(same_host=False, timeout=8) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.labs.argtypes = [ct.c_long]
+        libc.labs.restype = ct.c_long
+        assert libc.labs(-1) == 1
+        seen = handle_with(signal.SIGUSR1, lambda: libc.labs(-7))
+        original = SessionStream.post
+
+        def post_after_signal(self, request):
+            if request.HasField("callback_return") and not seen:
+                signal.raise_signal(signal.SIGUSR1)
+            return original(self, request)
+
+        try:
+            monkeypatch.setattr(SessionStream, "post", post_after_signal)
+            started = time.monotonic()
+            values = sort_with_python_comparator(libc)
+            took = time.monotonic() - started
+        finally:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        assert list(values) == list(range(1, 65))
+        assert seen == ["FAILED_PRECONDITION"]
+        assert took < 6, "the sort took %.1f s: it waited for its deadline" % took
+        assert libc.labs(-9) == 9
+
+
+class TimeVal(ct.Structure):
+    _fields_ = [("sec", ct.c_long), ("usec", ct.c_long)]
+
+
+def test_a_handler_waiting_for_another_threads_layout_check_while_its_thread_holds_the_channel(
+        server, hang_alarm):
+    """The main thread's call is on the same-host channel for 0.4 s; another thread's first
+    call with a record checks the record's layout (holding the check's lock) and waits for
+    the channel; the main thread's handler uses the same record and waits for that check.
+    The other thread stops waiting for the channel and goes through the broker, whose
+    request the worker runs after the main thread's call: nobody waits for ever."""
+    with ffibox.connect(server.address) as client, client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.usleep.argtypes = [ct.c_uint]
+        assert libc.usleep(1) == 0 and session.stream.local_enabled
+        now = libc.gettimeofday
+        now.argtypes = [ct.POINTER(TimeVal), ct.c_void_p]
+        other = []
+
+        def second_thread():
+            time.sleep(0.05)  # once the main thread's call is on the channel
+            value = TimeVal()
+            other.append((now(ct.byref(value), None), value.sec > 0))
+
+        seen = handle_with(signal.SIGUSR1, lambda: now(ct.byref(TimeVal()), None))
+        thread = threading.Thread(target=second_thread, daemon=True)
+        thread.start()
+        # The handler runs at 0.15 s, while usleep(400 ms) is on the channel.
+        timer = threading.Timer(0.15, lambda: signal.pthread_kill(threading.main_thread().ident,
+                                                                   signal.SIGUSR1))
+        timer.start()
+        try:
+            assert libc.usleep(400000) == 0
+        finally:
+            timer.join()
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        thread.join(10)
+        assert not thread.is_alive()
+        assert other == [(0, True)]
+        assert seen in ([0], ["FAILED_PRECONDITION"])
+        assert session.stream.local_enabled
+
+
+def test_a_handlers_refused_layout_check_leaves_the_record_to_be_checked_later(
+        server, monkeypatch, hang_alarm):
+    """A handler's first use of a record whose layout ctypes gets wrong runs while the main
+    thread's own first layout check is on the same-host channel: the handler's check is
+    refused (FAILED_PRECONDITION) and caught; the record is still checked at its next use,
+    and refused with the TypeError a layout mismatch gets."""
+    with ffibox.connect(server.address) as client, client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        libc = session.CDLL("libc.so.6")
+
+        class Bits(ct.Structure):  # bit fields ctypes lays out as the worker does not
+            _fields_ = [("a", ct.c_uint, 3), ("b", ct.c_int, 5), ("c", ct.c_uint, 12),
+                        ("d", ct.c_int, 1), ("e", ct.c_ulong, 40), ("f", ct.c_byte, 4)]
+
+        lib.bits_sum.restype = ct.c_long
+        lib.bits_sum.argtypes = [Bits]
+        now = libc.gettimeofday
+        now.argtypes = [ct.POINTER(TimeVal), ct.c_void_p]
+        assert libc.labs(-1) == 1 and session.stream.local_enabled
+        seen = []
+
+        def handler(signum, frame):
+            try:
+                seen.append(lib.bits_sum(Bits()))
+            except ffibox.Error as error:
+                seen.append(error.code)
+
+        original = _local_channel.LocalChannel._write
+
+        def write_then_signal(self, data, deadline):
+            original(self, data, deadline)
+            if not seen and self.in_flight == threading.get_ident():
+                signal.raise_signal(signal.SIGUSR1)
+
+        signal.signal(signal.SIGUSR1, handler)
+        try:
+            monkeypatch.setattr(_local_channel.LocalChannel, "_write", write_then_signal)
+            assert now(ct.byref(TimeVal()), None) == 0  # TimeVal's check, on the channel
+        finally:
+            monkeypatch.setattr(_local_channel.LocalChannel, "_write", original)
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        assert seen == ["FAILED_PRECONDITION"]
+        with pytest.raises(TypeError, match="layout of Bits differs"):
+            lib.bits_sum(Bits(a=1, b=2, c=3, d=0, e=4, f=5))

@@ -168,7 +168,10 @@ class ImageTable:
             if index < 0:
                 return None
             start = self._starts[index]
-            image = self._images[start]()
+            # (.get: a signal handler may look while this thread is half-way through
+            # _register or _forget)
+            ref = self._images.get(start)
+            image = ref() if ref is not None else None
         if image is not None and address < start + max(image.size, 1):
             return image, address - start
         return None

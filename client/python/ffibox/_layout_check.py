@@ -65,6 +65,11 @@ class LayoutCheck:
                 raise
             self._checked[t] = ""
             if outermost:
+                # A check nested in this one that a signal handler or finalizer started, and
+                # whose failure it caught, left its types marked: asked again later.
+                for each in self._pending:
+                    if self._checked.get(each) is _IN_PROGRESS:
+                        del self._checked[each]
                 self._pending = None
 
     def _forget_unsure(self) -> None:

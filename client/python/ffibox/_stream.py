@@ -10,6 +10,7 @@ is a nested call on its stack. Requests made while a thread serves an invocation
 (`Request.invocation`).
 """
 import atexit
+import collections
 import itertools
 import os
 import queue
@@ -36,6 +37,13 @@ _LARGEST_ID_BYTES = 11
 # How often a call waiting for the same-host channel looks whether a handler of another
 # thread's call holds it.
 _HANDLER_LOOK = 0.001
+# How often a request sent from a signal handler or finalizer that interrupted this thread's
+# wait for another looks for the invokes of that one's native code besides when woken for
+# them (_await_answer).
+_OUTER_LOOK = 0.05
+# How long a call waits for another thread's call on the same-host channel before it goes
+# through the broker instead (SessionStream._through_local).
+_CHANNEL_WAIT = 0.05
 # How much longer than its deadline in the worker a request's answer may take, by default
 # (Client.session(answer_margin=)); what the broker answers at once gets this alone.
 DEFAULT_ANSWER_MARGIN = 10.0
@@ -84,32 +92,77 @@ class _Serving(threading.local):
     # This thread holds the session's channel lock, or is taking it: a finalizer or signal
     # handler that runs meanwhile must not wait for it (SessionStream._through_local).
     holds_channel = False
+    # (the request this thread waits for the answer of, the invocation it then served) in
+    # _await_answer, or None.
+    waiting = None
+    # For each callback invocation this thread runs and has not posted the return of
+    # (_run_invocation), innermost last: the invocation the thread served when it took it.
+    # Native code waits for that return.
+    owing = ()
+
+
+class _Wake:
+    """Wakes a waiting thread from any thread, without taking a lock the waiter's thread may
+    hold (a signal handler that CPython runs on it, inside the wait or elsewhere, may wait
+    for the reader thread to wake it in turn): a lock held while there is nothing to wake
+    for. Its waits run signal handlers and keep their timeouts, as threading's locks do;
+    queue.SimpleQueue.get with a timeout waits for ever once a handler ran past it."""
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # released already: a wake is waiting
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """Until woken (True) or `timeout` seconds passed (False)."""
+        return self._lock.acquire(timeout=max(timeout, 0.0))
 
 
 class _Pending:
-    """A request waiting for its answer. `done` once the answer is in (or the stream ended);
-    `notify` (a queue of its own unless given one) then gets None, and gets the invokes its
-    waiter runs meanwhile; `runs_invokes`: the invokes the request's own native code makes
-    go there (not to the callback thread); `bound`: how long the server may take to answer
-    it, in seconds (SessionStream._bound_of).
+    """A request waiting for its answer. `done` once the answer is in (or the stream ended),
+    and its waiter is woken (`wake`; on the callback thread, whose waits take the invokes of
+    other calls too, `shared` gets None instead); `runs_invokes`: the invokes the request's
+    own native code makes go to `invokes`, for its waiter to run (not to the callback
+    thread), and wake it; `bound`: how long the server may take to answer it, in seconds
+    (SessionStream._bound_of). The invokes are taken one by one (a queue's get that took one
+    would leave it in no one's hands while a signal handler runs: SessionStream.
+    _run_waiting_invokes). `outer`: the request whose wait this one's interrupted (a signal
+    handler's or finalizer's request), whose invokes this one's waiter runs too; `forward`:
+    the wake of such a wait, woken with this one's."""
+    __slots__ = ("done", "response", "shared", "wake", "invokes", "runs_invokes", "bound",
+                 "outer", "forward")
 
-    The queues are SimpleQueues, whose put takes no lock: a signal handler that runs on the
-    waiting thread may hold one of a queue.Queue or threading.Event, while its own request
-    waits for the reader thread to deliver its answer."""
-    __slots__ = ("done", "response", "notify", "runs_invokes", "bound")
-
-    def __init__(self, notify: Optional["queue.SimpleQueue"], bound: float) -> None:
+    def __init__(self, shared: Optional["queue.SimpleQueue"], bound: float) -> None:
         self.done = False
         self.response = None
-        self.notify = notify if notify is not None else queue.SimpleQueue()
+        self.shared = shared
+        self.wake = _Wake() if shared is None else None
+        self.invokes: collections.deque = collections.deque()
         self.runs_invokes = False
         self.bound = bound
+        self.outer: Optional["_Pending"] = None
+        self.forward: Optional[_Wake] = None
+
+    def wake_up(self) -> None:
+        if self.shared is not None:
+            self.shared.put(None)
+        else:
+            self.wake.set()
+        forward = self.forward
+        if forward is not None:
+            forward.set()
 
     def answer(self, response) -> None:
         """Hands the waiter `response` (None: the stream ended)."""
         self.response = response
         self.done = True
-        self.notify.put(None)
+        self.wake_up()
 
 
 def write_worker_output(stream: str, data: bytes) -> None:
@@ -304,11 +357,20 @@ class SessionStream:
         if self.max_request_bytes and request.ByteSize() > self.max_request_bytes:
             return too_large_answer(request, self.max_request_bytes, self.generation)
         bound = self._bound_of(request)
+        outer = self._interrupted_wait()
+        owing = self._serving.owing
+        if outer is not None and owing and owing[-1] == self._serving.invocation and \
+                request.WhichOneof("op") not in _ANSWERED_AT_ONCE:
+            return _refusal(request, self.generation, (
+                "%s cannot be sent from a finalizer or signal handler that ran while this "
+                "thread took or answered a callback's invocation of its own call: native code "
+                "waits for that answer, and the worker serves nothing else until the call "
+                "returns" % request.WhichOneof("op")))
         if on_callback_thread:
             pending = _Pending(self._invokes, bound)
         elif request.HasField("call") or request.HasField("batch"):
             # Its own invokes come to this thread (_read_loop), which runs them.
-            pending = _Pending(queue.SimpleQueue(), bound)
+            pending = _Pending(None, bound)
             pending.runs_invokes = True
         else:
             pending = _Pending(None, bound)
@@ -323,7 +385,7 @@ class SessionStream:
         if serving and not request.HasField("callback_return") and not request.channel_invocation:
             request.invocation = serving
         self._outgoing.put(request)
-        self._await_answer(pending)
+        self._await_answer(pending, outer)
         if pending.response is None:
             raise SessionClosed(self._ended or "ffibox session stream ended",
                                 self._ended_code)
@@ -357,25 +419,81 @@ class SessionStream:
         """The bound of a call of `timeout` seconds (0: the session's)."""
         return (timeout or self.call_timeout) + self.answer_margin
 
-    def _await_answer(self, pending: _Pending) -> None:
+    def _interrupted_wait(self) -> Optional[_Pending]:
+        """The request whose answer this thread waits for at the invocation it serves now,
+        when a signal handler or finalizer interrupted that wait to send one of its own (a
+        callback's handler the wait runs serves an invocation of its own); else None."""
+        waiting = self._serving.waiting
+        if waiting is not None and waiting[1] == self._serving.invocation:
+            return waiting[0]
+        return None
+
+    def _await_answer(self, pending: _Pending, outer: Optional[_Pending] = None) -> None:
         """Waits until `pending` is answered or the stream ended, running the invokes that
-        come for it meanwhile, and ends the stream when the server is overdue."""
+        come for it meanwhile, and ends the stream when the server is overdue. `outer`: the
+        request whose wait this one interrupted (_interrupted_wait): the worker runs this
+        one after it, so the invokes of its native code (and of the waits that one
+        interrupted) keep running here meanwhile: their wakes are forwarded to this wait."""
         look_at = time.monotonic() + pending.bound
         timed = False  # the last wait was meant to end at look_at (else this thread was busy)
-        while not pending.done:
-            now = time.monotonic()
-            if now >= look_at:
-                look_at = self._look_for_silence(look_at if timed else now)
-                timed = False
-            else:
+        serving = self._serving
+        waiting, serving.waiting = serving.waiting, (pending, serving.invocation)
+        pending.outer = outer
+        forwarded = []  # the interrupted waits, with what they forwarded to before
+        each = outer
+        while each is not None and pending.wake is not None:
+            forwarded.append((each, each.forward))
+            each.forward = pending.wake
+            each = each.outer
+        try:
+            while not pending.done:
+                self._run_waiting_invokes(pending)
+                each = outer
+                while each is not None:
+                    self._run_waiting_invokes(each)
+                    each = each.outer
+                now = time.monotonic()
+                if now >= look_at:
+                    look_at = self._look_for_silence(look_at if timed else now)
+                    timed = False
+                    continue
+                wait = look_at - now if outer is None else min(look_at - now, _OUTER_LOOK)
+                if pending.shared is None:
+                    timed = not pending.wake.wait(wait) and wait == look_at - now
+                    continue
                 try:
-                    item = pending.notify.get(timeout=look_at - now)
+                    item = pending.shared.get(timeout=wait)
                 except queue.Empty:
-                    timed = True
+                    timed = wait == look_at - now
                     continue
                 timed = False
                 if item is not None:
                     self._run_invocation(item)
+        finally:
+            serving.waiting = waiting
+            for each, forward in reversed(forwarded):
+                each.forward = forward
+
+    def _run_waiting_invokes(self, pending: _Pending) -> None:
+        """Runs the invokes of `pending`'s native code that wait for this thread. Each is
+        taken while the thread says it owes an answer (_Serving.owing), so that a signal
+        handler running between the take and the answer's post is refused, not left to wait
+        for a call that waits for this very thread."""
+        invokes = pending.invokes
+        if not invokes:
+            return
+        serving = self._serving
+        owing = serving.owing
+        serving.owing = owing + (serving.invocation,)
+        try:
+            while True:
+                try:
+                    invoke = invokes.popleft()
+                except IndexError:
+                    return
+                self._answer_invocation(invoke)
+        finally:
+            serving.owing = owing
 
     def _look_for_silence(self, meant: float) -> float:
         """Ends the stream if the server sent nothing for longer than the requests waiting
@@ -439,6 +557,8 @@ class SessionStream:
     def _open_local(self, unless_open: bool = False) -> None:
         if self._serving.holds_channel:
             return  # a finalizer inside this thread's own use of the channel: that decides
+        if unless_open and self._local is not None:
+            return  # (its holder may be busy with it for a while: not waited for)
         self._serving.holds_channel = True  # before the lock is taken: nothing in between
         try:
             with self._local_lock:
@@ -521,9 +641,13 @@ class SessionStream:
         taken = False
         try:
             taken = self._local_lock.acquire(blocking=False)  # at once, as a rule
+            given_up = time.monotonic() + _CHANNEL_WAIT
             while not taken:
                 taken = self._local_lock.acquire(timeout=_HANDLER_LOOK)
-                if not taken and self._channel_handlers:
+                if not taken and (self._channel_handlers or time.monotonic() >= given_up):
+                    # Through the broker, which queues it behind the channel's call in the
+                    # worker: the holder may be a thread a signal handler interrupted, while
+                    # the handler waits for what this thread holds (a record's layout check).
                     return None
             local = self._local
             if local is None or (refused_by is not None and refused_by(local)):
@@ -585,7 +709,7 @@ class SessionStream:
     def _loss_of(self, generation: int):
         """The loss of worker `generation` as the broker reports it (WORKER_LOST); raises
         SessionClosed when the session ended meanwhile, as a request on the stream would."""
-        news = queue.SimpleQueue()
+        news = _Wake()
         self._loss_waiters.add(news)
         try:
             until = time.monotonic() + _LOSS_REPORT_WAIT
@@ -593,10 +717,7 @@ class SessionStream:
                 left = until - time.monotonic()
                 if left <= 0:
                     break
-                try:
-                    news.get(timeout=left)
-                except queue.Empty:
-                    break
+                news.wait(left)
         finally:
             self._loss_waiters.discard(news)
         lost_generation, lost_error = self._lost
@@ -708,6 +829,15 @@ class SessionStream:
             self._serving.invocation = outer
 
     def _run_invocation(self, invoke) -> None:
+        serving = self._serving
+        owing = serving.owing
+        serving.owing = owing + (serving.invocation,)
+        try:
+            self._answer_invocation(invoke)
+        finally:
+            serving.owing = owing
+
+    def _answer_invocation(self, invoke) -> None:
         handler = self._handlers.get(invoke.callback)
         try:
             answer = self._answer(invoke, handler)
@@ -828,7 +958,8 @@ class SessionStream:
                         caller = (self._pending.get(invoke.request_id)
                                   if invoke.request_id else None)
                         if caller is not None and caller.runs_invokes:
-                            caller.notify.put(invoke)
+                            caller.invokes.append(invoke)
+                            caller.wake_up()
                         else:
                             self._invokes.put(invoke)
                     elif response.HasField("event"):
@@ -876,10 +1007,10 @@ class SessionStream:
                 self._ended_code = code
             orphans, self._pending = self._pending, {}
             self._posted_returns.clear()
-        for pending in orphans.values():
+        for pending in list(orphans.values()):
             pending.answer(None)
         self._wake_loss_waiters()
 
     def _wake_loss_waiters(self) -> None:
         for news in list(self._loss_waiters):
-            news.put(None)
+            news.set()
