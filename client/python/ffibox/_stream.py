@@ -641,7 +641,7 @@ class SessionStream:
         taken = False
         try:
             taken = self._local_lock.acquire(blocking=False)  # at once, as a rule
-            given_up = time.monotonic() + _CHANNEL_WAIT
+            given_up = 0.0 if taken else time.monotonic() + _CHANNEL_WAIT
             while not taken:
                 taken = self._local_lock.acquire(timeout=_HANDLER_LOOK)
                 if not taken and (self._channel_handlers or time.monotonic() >= given_up):
