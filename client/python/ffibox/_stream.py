@@ -384,8 +384,7 @@ class SessionStream:
         serving = self.current_invocation()
         if serving and not request.HasField("callback_return") and not request.channel_invocation:
             request.invocation = serving
-        self._outgoing.put(request)
-        self._await_answer(pending, outer)
+        self._await_answer(pending, outer, request)
         if pending.response is None:
             raise SessionClosed(self._ended or "ffibox session stream ended",
                                 self._ended_code)
@@ -428,24 +427,31 @@ class SessionStream:
             return waiting[0]
         return None
 
-    def _await_answer(self, pending: _Pending, outer: Optional[_Pending] = None) -> None:
-        """Waits until `pending` is answered or the stream ended, running the invokes that
-        come for it meanwhile, and ends the stream when the server is overdue. `outer`: the
+    def _await_answer(self, pending: _Pending, outer: Optional[_Pending] = None,
+                      request=None) -> None:
+        """Sends `request` (if given), then waits until `pending` is answered or the stream
+        ended, running the invokes that come for it meanwhile, and ends the stream when the
+        server is overdue. The wait is set up first: a signal handler's request made once
+        this one is sent nests in it (it never finds an unanswered request of this thread
+        that no wait runs the invokes of). `outer`: the
         request whose wait this one interrupted (_interrupted_wait): the worker runs this
         one after it, so the invokes of its native code (and of the waits that one
         interrupted) keep running here meanwhile: their wakes are forwarded to this wait."""
-        look_at = time.monotonic() + pending.bound
-        timed = False  # the last wait was meant to end at look_at (else this thread was busy)
         serving = self._serving
-        waiting, serving.waiting = serving.waiting, (pending, serving.invocation)
         pending.outer = outer
         forwarded = []  # the interrupted waits, with what they forwarded to before
-        each = outer
-        while each is not None and pending.wake is not None:
-            forwarded.append((each, each.forward))
-            each.forward = pending.wake
-            each = each.outer
+        waiting = serving.waiting
         try:
+            each = outer
+            while each is not None and pending.wake is not None:
+                forwarded.append((each, each.forward))
+                each.forward = pending.wake
+                each = each.outer
+            serving.waiting = (pending, serving.invocation)
+            if request is not None:
+                self._outgoing.put(request)
+            look_at = time.monotonic() + pending.bound
+            timed = False  # the last wait was meant to end at look_at (else: busy meanwhile)
             while not pending.done:
                 self._run_waiting_invokes(pending)
                 each = outer

@@ -28,7 +28,9 @@ import ctypes as _ct
 import sys
 import threading
 import weakref
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+from ffibox.errors import Error
 
 # Twins released per call (Call.release); the rest wait for the next calls.
 RELEASES_PER_CALL = 1024
@@ -139,13 +141,42 @@ def _weakly_referable(owner) -> bool:
     return held_strongly(owner) or type(owner).__weakrefoffset__ != 0
 
 
+class _Section:
+    """A lock each thread enters once at a time. A signal handler or finalizer that Python
+    runs on a thread inside a section, and makes a call that needs the table, is refused
+    (ffibox.Error FAILED_PRECONDITION) instead of finding it half-changed or waiting for its
+    own thread. (Weakref callbacks, which may run anywhere, only append to a deque.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside: Set[int] = set()  # threads in a section, or entering one
+
+    def __enter__(self):
+        me = threading.get_ident()
+        if me in self._inside:
+            raise Error("FAILED_PRECONDITION: a signal handler or finalizer that ran while this "
+                        "thread updated the table of the caller's objects in the worker cannot "
+                        "make a call that uses it", "FAILED_PRECONDITION")
+        self._inside.add(me)
+        try:
+            self._lock.acquire()
+        except BaseException:  # a handler's exception while another thread held it
+            self._inside.discard(me)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+        self._inside.discard(threading.get_ident())
+
+
 class TwinTable:
     """A session's twins, found by owner, by worker address and by local address.
     `generation` tells the session's current worker generation."""
 
     def __init__(self, generation: Callable[[], int] = lambda: 0) -> None:
         self._generation = generation
-        self._lock = threading.RLock()
+        self._lock = _Section()
         self._by_owner: Dict[int, Twin] = {}   # id(owner) -> twin
         self._worker_starts: List[int] = []     # sorted
         self._by_worker: Dict[int, Twin] = {}
