@@ -5,7 +5,8 @@ run in the middle of the client's own work for a call: while it holds a lock, or
 request is on the same-host channel. The handler's calls must never wait for that thread
 (a hang): they are served, or refused at once with FAILED_PRECONDITION where the worker
 could only serve them after the interrupted call, which waits for the handler
-(docs/python.md, "Differences from ctypes"). The interrupted call gives its own answer.
+(docs/python.md, "Signal handlers"). The interrupted call gives its own answer. The same
+holds for code the client's own threads run: a finalizer gc runs there, the output handler.
 """
 import ctypes as stdlib_ctypes
 import json
@@ -503,3 +504,35 @@ def test_a_handler_right_after_a_call_with_callbacks_is_sent(server, hang_alarm)
         assert list(values) == list(range(1, 65))
         assert seen == [7]
         assert took < 6, "the sort took %.1f s: it waited for its deadline" % took
+
+
+def test_a_call_from_the_thread_that_reads_the_answers_is_refused_not_left_to_end_the_session(
+        server):
+    """The output handler (run by the thread that reads the session's answers, as a
+    finalizer that gc runs there would be) calls a function over gRPC: it is refused at
+    once, where its answer, which that very thread would have to read, ended the session
+    once its bound had passed; the session goes on."""
+    with ffibox.connect(server.address) as client, \
+            client.session(same_host=False, timeout=2) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.labs.argtypes = [ct.c_long]
+        libc.labs.restype = ct.c_long
+        libc.write.argtypes = [ct.c_int, ct.c_char_p, ct.c_size_t]
+        assert libc.labs(-1) == 1
+        seen = []
+
+        def on_output(stream, data):
+            started = time.monotonic()
+            try:
+                seen.append(libc.labs(-3))
+            except ffibox.Error as error:
+                seen.append((error.code, time.monotonic() - started))
+
+        session.stream.on_output = on_output
+        assert libc.write(1, b"printed\n", 8) == 8
+        deadline = time.monotonic() + 20
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(seen) == 1 and seen[0][0] == "FAILED_PRECONDITION", seen
+        assert seen[0][1] < 1
+        assert libc.labs(-4) == 4

@@ -283,7 +283,8 @@ class SessionStream:
         # through their queues (no lock: see _Pending).
         self._lost: Tuple[int, Optional[object]] = (0, None)
         self._loss_waiters: set = set()
-        self._responses = self._stub.Session(iter(self._outgoing.get, None))
+        self._sender: Optional[int] = None  # gRPC's thread that sends the requests
+        self._responses = self._stub.Session(self._requests())
         self._reader = threading.Thread(target=self._read_loop, name="ffibox-reader",
                                         daemon=True)
         self._reader.start()
@@ -300,8 +301,24 @@ class SessionStream:
             raise error_from_proto(response.error, pb)
         return response
 
+    def _requests(self):
+        """The requests gRPC sends, as they are queued; notes the thread it takes them on."""
+        self._sender = threading.get_ident()
+        get = self._outgoing.get
+        while True:
+            request = get()
+            if request is None:
+                return
+            yield request
+
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
+        if threading.get_ident() in (self._sender, self._reader.ident):
+            # A finalizer that gc ran on one of them, or an output handler.
+            return _refusal(request, self.generation, (
+                "%s cannot be sent from the thread that sends this session's requests or "
+                "reads its answers (a finalizer that ran there, or the output handler): its "
+                "answer could never reach it" % request.WhichOneof("op")))
         channel = self._serving.channel
         refused = self._refused_in_flight(request, channel)
         if refused is not None:
