@@ -376,7 +376,7 @@ class SessionStream:
         bound = self._bound_of(request)
         outer = self._interrupted_wait()
         owing = self._serving.owing
-        if outer is not None and owing and owing[-1] == self._serving.invocation and \
+        if owing and owing[-1] == self._serving.invocation and \
                 request.WhichOneof("op") not in _ANSWERED_AT_ONCE:
             return _refusal(request, self.generation, (
                 "%s cannot be sent from a finalizer or signal handler that ran while this "
@@ -496,6 +496,10 @@ class SessionStream:
             serving.waiting = waiting
             for each, forward in reversed(forwarded):
                 each.forward = forward
+            if pending.shared is not None and waiting is not None:
+                # A wait on the callback thread's queue that this one interrupted (a
+                # finalizer's request): the wake of its answer may have been taken here.
+                pending.shared.put(None)
 
     def _run_waiting_invokes(self, pending: _Pending) -> None:
         """Runs the invokes of `pending`'s native code that wait for this thread. Each is
