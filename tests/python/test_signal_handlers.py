@@ -536,3 +536,42 @@ def test_a_call_from_the_thread_that_reads_the_answers_is_refused_not_left_to_en
         assert len(seen) == 1 and seen[0][0] == "FAILED_PRECONDITION", seen
         assert seen[0][1] < 1
         assert libc.labs(-4) == 4
+
+
+def test_a_finalizers_call_on_the_callback_thread_before_an_answer_is_sent_is_refused(
+        server, monkeypatch):
+    """A callback that native code calls from a thread of its own runs on the client's
+    callback thread; a finalizer that calls a function runs there once the callback's answer
+    is made and before it is sent (as gc may run it there). Native code waits for that
+    answer, so the finalizer's call is refused at once instead of waiting for the call's
+    deadline, and the call returns what the callback gave."""
+    with ffibox.connect(server.address) as client, \
+            client.session(same_host=False, timeout=3) as session:
+        lib = session.CDLL(TEST_LIB)
+        libc = session.CDLL("libc.so.6")
+        libc.labs.argtypes = [ct.c_long]
+        libc.labs.restype = ct.c_long
+        assert libc.labs(-1) == 1
+        handler_type = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+        plus_one = handler_type(lambda x: x + 1)
+        lib.call_from_thread.argtypes = [handler_type, ct.c_int]
+        lib.call_from_thread.restype = ct.c_int
+        original = SessionStream.post
+        seen = []
+
+        def finalizer_then_post(self, request):
+            if request.HasField("callback_return") and not seen and \
+                    threading.current_thread() is self._callback_thread:
+                started = time.monotonic()
+                try:
+                    seen.append(libc.labs(-2))
+                except ffibox.Error as error:
+                    seen.append(error.code)
+                seen.append(time.monotonic() - started)
+            return original(self, request)
+
+        monkeypatch.setattr(SessionStream, "post", finalizer_then_post)
+        assert lib.call_from_thread(plus_one, 5) == 6
+        assert seen[0] == "FAILED_PRECONDITION" and seen[1] < 1, seen
+        monkeypatch.setattr(SessionStream, "post", original)
+        assert libc.labs(-3) == 3
