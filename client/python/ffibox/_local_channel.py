@@ -101,7 +101,7 @@ def _fence() -> None:
     # Never waits: the lock is held by another thread, or by this one when a signal handler
     # runs between its acquire and release (a handler's own request would wait for itself).
     # A fresh lock's acquire is the barrier then.
-    if _fence_lock.acquire(blocking=False):
+    if _fence_lock.acquire(False):
         _fence_lock.release()
     else:
         threading.Lock().acquire()

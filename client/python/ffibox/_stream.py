@@ -689,7 +689,8 @@ class SessionStream:
                 # Requests through the broker still unanswered run first in the worker, one
                 # after another: this call may wait for them there, up to their bounds
                 # together.
-                queued_behind = sum(pending.bound for pending in list(self._pending.values()))
+                queued_behind = (sum(pending.bound for pending in list(self._pending.values()))
+                                 if self._pending else 0.0)
             timeout = timeout_ms / 1000.0 if timeout_ms else self._local_timeout
             # Requests through the broker wait behind this call in the worker, and their
             # deadlines there start when it ends (answer deadlines).

@@ -28,7 +28,7 @@ import ctypes as _ct
 import sys
 import threading
 import weakref
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ffibox.errors import Error
 
@@ -141,33 +141,15 @@ def _weakly_referable(owner) -> bool:
     return held_strongly(owner) or type(owner).__weakrefoffset__ != 0
 
 
-class _Section:
-    """A lock each thread enters once at a time. A signal handler or finalizer that Python
-    runs on a thread inside a section, and makes a call that needs the table, is refused
-    (ffibox.Error FAILED_PRECONDITION) instead of finding it half-changed or waiting for its
-    own thread. (Weakref callbacks, which may run anywhere, only append to a deque.)"""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._inside: Set[int] = set()  # threads in a section, or entering one
-
-    def __enter__(self):
-        me = threading.get_ident()
-        if me in self._inside:
-            raise Error("FAILED_PRECONDITION: a signal handler or finalizer that ran while this "
-                        "thread updated the table of the caller's objects in the worker cannot "
-                        "make a call that uses it", "FAILED_PRECONDITION")
-        self._inside.add(me)
-        try:
-            self._lock.acquire()
-        except BaseException:  # a handler's exception while another thread held it
-            self._inside.discard(me)
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._lock.release()
-        self._inside.discard(threading.get_ident())
+def _reentered() -> None:
+    """Refuses a signal handler's or finalizer's call that Python ran on a thread inside one
+    of a TwinTable's sections: the call would use the table half-changed (or, were the lock
+    not re-entrant, wait for its own thread). (Weakref callbacks, which may run anywhere,
+    only append to a deque.) A handler that runs before the lock is taken, or once it is
+    given back, finds the table whole and may use it."""
+    raise Error("FAILED_PRECONDITION: a signal handler or finalizer that ran while this thread "
+                "updated the table of the caller's objects in the worker cannot make a call "
+                "that uses it", "FAILED_PRECONDITION")
 
 
 class TwinTable:
@@ -176,7 +158,8 @@ class TwinTable:
 
     def __init__(self, generation: Callable[[], int] = lambda: 0) -> None:
         self._generation = generation
-        self._lock = _Section()
+        self._lock = threading.RLock()  # entered once at a time by a thread (_reentered)
+        self._owned = self._lock._is_owned
         self._by_owner: Dict[int, Twin] = {}   # id(owner) -> twin
         self._worker_starts: List[int] = []     # sorted
         self._by_worker: Dict[int, Twin] = {}
@@ -201,6 +184,8 @@ class TwinTable:
         cannot be referenced weakly (a Structure with __slots__) gets no twin: a block per
         call; so does one whose block another call is keeping now (two threads' first calls
         with one object), until that call has recorded its twin (`kept`, `keeps_done`)."""
+        if self._owned():
+            _reentered()
         with self._lock:
             twin = self._current(owner, size, generation)
             if twin is not None:
@@ -222,6 +207,8 @@ class TwinTable:
         way, `place`)."""
         if id(owner) not in self._by_owner:  # most objects without a twin: no lock taken
             return None
+        if self._owned():
+            _reentered()
         with self._lock:
             twin = self._current(owner, size, generation)
             if twin is None or twin.busy:
@@ -239,6 +226,8 @@ class TwinTable:
         key = id(owner)
         if not _weakly_referable(owner):
             return False
+        if self._owned():
+            _reentered()
         with self._lock:
             twin = self._by_owner.get(key)
             if (twin is not None and twin.alive() is owner) or key in self._keeping:
@@ -256,6 +245,8 @@ class TwinTable:
 
     def keeps_done(self, owners) -> None:
         """The call that kept blocks for `owners` is over (their twins recorded, or not)."""
+        if self._owned():
+            _reentered()
         with self._lock:
             for owner in owners:
                 self._keeping.discard(id(owner))
@@ -273,6 +264,8 @@ class TwinTable:
         key = id(owner)
         twin = Twin(owner, local, size, worker, generation,
                     lambda ref, key=key: self._collected.append((key, ref)))
+        if self._owned():
+            _reentered()
         with self._lock:
             self._keeping.discard(key)
             old = self._by_owner.get(key)
@@ -291,6 +284,8 @@ class TwinTable:
 
     def unhold(self, twins) -> None:
         """The call that placed `twins` is over."""
+        if self._owned():
+            _reentered()
         with self._lock:
             for twin in twins:
                 twin.busy -= 1
@@ -304,6 +299,8 @@ class TwinTable:
         """At most `limit` worker addresses to release with the next call (of this
         generation only: older twins died with their worker)."""
         released = []
+        if self._owned():
+            _reentered()
         with self._lock:
             for key in list(self._strong):
                 twin = self._by_owner.get(key)
@@ -350,6 +347,8 @@ class TwinTable:
     def forget_older(self, generation: int) -> None:
         """Drops every twin of a worker generation before `generation` (those workers are
         gone, and their memory with them)."""
+        if self._owned():
+            _reentered()
         with self._lock:
             for key, twin in list(self._by_owner.items()):
                 if twin.generation < generation:
@@ -372,6 +371,8 @@ class TwinTable:
         (None: the session's current one) that no call in flight is using, else None."""
         if generation is None:
             generation = self._generation()
+        if self._owned():
+            _reentered()
         with self._lock:
             if not self._worker_starts:
                 return None
@@ -388,6 +389,8 @@ class TwinTable:
         """local() of each of the worker addresses `words` that has one, by address, with
         one look at the table for all (the elements of a pointer array)."""
         found: Dict[int, Tuple[object, int]] = {}
+        if self._owned():
+            _reentered()
         with self._lock:
             if not self._worker_starts:
                 return found
@@ -407,6 +410,8 @@ class TwinTable:
         """(owner, twin) of the live twin that starts at `worker`, of `generation`, holds at
         least `size` bytes of its owner's memory and no call in flight uses: where a run of
         a changed block the worker reports (CallResult.changed) may be written. Else None."""
+        if self._owned():
+            _reentered()
         with self._lock:
             twin = self._by_worker.get(worker)
         if twin is None or twin.generation != generation or twin.busy or not twin.local or \
@@ -417,6 +422,8 @@ class TwinTable:
 
     def twin_at(self, address: int) -> Optional[Tuple[object, Twin]]:
         """(owner, twin) of the live twin whose local memory holds `address`, else None."""
+        if self._owned():
+            _reentered()
         with self._lock:
             if not self._local_starts:
                 return None
