@@ -256,6 +256,15 @@ def test_a_handlers_uncaught_refusal_interrupts_the_call_and_the_channel_comes_b
         assert session.stream.local_enabled  # a new one
 
 
+def libc_with_labs(session):
+    """`session`'s libc with labs typed (long -> long) and called once."""
+    libc = session.CDLL("libc.so.6")
+    libc.labs.argtypes = [ct.c_long]
+    libc.labs.restype = ct.c_long
+    assert libc.labs(-1) == 1
+    return libc
+
+
 def sort_with_python_comparator(libc, count=64):
     """libc's qsort of `count` ints given in reverse order, comparing them with a Python
     callback (ctypes' tutorial example); returns the array."""
@@ -277,10 +286,7 @@ def test_a_timers_handler_calling_while_a_call_runs_python_callbacks(server):
     right."""
     with ffibox.connect(server.address) as client, \
             client.session(same_host=False, timeout=8) as session:
-        libc = session.CDLL("libc.so.6")
-        libc.labs.argtypes = [ct.c_long]
-        libc.labs.restype = ct.c_long
-        assert libc.labs(-1) == 1
+        libc = libc_with_labs(session)
         seen, inside = [], []
 
         def handler(signum, frame):
@@ -318,10 +324,7 @@ def test_a_handler_between_a_callbacks_answer_and_its_post_is_refused(server, mo
     that answer is sent: its call is refused at once, the sort goes on."""
     with ffibox.connect(server.address) as client, \
             client.session(same_host=False, timeout=8) as session:
-        libc = session.CDLL("libc.so.6")
-        libc.labs.argtypes = [ct.c_long]
-        libc.labs.restype = ct.c_long
-        assert libc.labs(-1) == 1
+        libc = libc_with_labs(session)
         seen = handle_with(signal.SIGUSR1, lambda: libc.labs(-7))
         original = SessionStream.post
 
@@ -476,10 +479,7 @@ def test_a_handler_right_after_a_call_with_callbacks_is_sent(server, hang_alarm)
     answered long before the call's deadline."""
     with ffibox.connect(server.address) as client, \
             client.session(same_host=False, timeout=8) as session:
-        libc = session.CDLL("libc.so.6")
-        libc.labs.argtypes = [ct.c_long]
-        libc.labs.restype = ct.c_long
-        assert libc.labs(-1) == 1
+        libc = libc_with_labs(session)
         seen = handle_with(signal.SIGUSR1, lambda: libc.labs(-7))
         stream = session.stream
         queue = stream._outgoing
@@ -548,10 +548,7 @@ def test_a_finalizers_call_on_the_callback_thread_before_an_answer_is_sent_is_re
     with ffibox.connect(server.address) as client, \
             client.session(same_host=False, timeout=3) as session:
         lib = session.CDLL(TEST_LIB)
-        libc = session.CDLL("libc.so.6")
-        libc.labs.argtypes = [ct.c_long]
-        libc.labs.restype = ct.c_long
-        assert libc.labs(-1) == 1
+        libc = libc_with_labs(session)
         handler_type = ct.CFUNCTYPE(ct.c_int, ct.c_int)
         plus_one = handler_type(lambda x: x + 1)
         lib.call_from_thread.argtypes = [handler_type, ct.c_int]
