@@ -488,7 +488,7 @@ def test_arrays_are_written_back_before_their_twins_are_free_again():
     class Channel:
         generation = 3
 
-        def transfer(self, payload, deadline, most):
+        def transfer(self, payload, deadline, most, small=False):
             return pb.Response(id=5, generation=3, call=pb.CallResult(
                 blocks=[pb.BlockContents(block=0, data=b"wxyz")])).SerializeToString()
 
@@ -704,7 +704,7 @@ def test_a_kept_string_in_an_answer_read_in_full_is_recorded():
     class Channel:
         generation = 3
 
-        def transfer(self, payload, deadline, limit):
+        def transfer(self, payload, deadline, limit, small=False):
             return pb.Response(id=5, generation=3, call=pb.CallResult(
                 result=pb.Value(int_value=1), blocks=[pb.BlockContents(block=0, data=b"wxyz")],
                 kept=[pb.KeptBlock(block=1, address=pb.RemoteAddress(address=0x7F0000002000,

@@ -217,14 +217,18 @@ def test_a_timers_handler_calling_during_a_stream_of_calls(server, same_host):
 
 def test_a_handlers_uncaught_refusal_interrupts_the_call_and_the_channel_comes_back(
         server, monkeypatch, hang_alarm):
-    """A handler that runs while this thread's call waits for its answer on the same-host
-    channel and lets the refusal of its own call escape: the call raises that very error,
-    as any exception a handler raises interrupts what it ran in; the channel, out of step,
-    is closed, and the next worker answer over the stream opens a new one."""
+    """A handler that runs while this thread's call (one passing a string: its answer is not
+    known to be small) waits for its answer on the same-host channel and lets the refusal of
+    its own call escape: the call raises that very error, as any exception a handler raises
+    interrupts what it ran in; the channel, out of step, is closed, and the next worker
+    answer over the stream opens a new one."""
     with ffibox.connect(server.address) as client, client.session(same_host=True) as session:
         lib = session.CDLL(TEST_LIB)
         lib.add_int.argtypes = [ct.c_int, ct.c_int]
-        assert lib.add_int(1, 1) == 2
+        libc = session.CDLL("libc.so.6")
+        libc.strlen.argtypes = [ct.c_char_p]
+        libc.strlen.restype = ct.c_size_t
+        assert lib.add_int(1, 1) == 2 and libc.strlen(b"x") == 1
         assert session.stream.local_enabled
         raised = []
 
@@ -246,7 +250,7 @@ def test_a_handlers_uncaught_refusal_interrupts_the_call_and_the_channel_comes_b
         try:
             monkeypatch.setattr(_local_channel.LocalChannel, "_read_frame", read_after_signal)
             with pytest.raises(ffibox.Error) as interrupted:
-                lib.add_int(2, 2)
+                libc.strlen(b"hello")
         finally:
             signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         assert len(raised) == 1 and interrupted.value is raised[0]
@@ -572,3 +576,39 @@ def test_a_finalizers_call_on_the_callback_thread_before_an_answer_is_sent_is_re
         assert seen[0] == "FAILED_PRECONDITION" and seen[1] < 1, seen
         monkeypatch.setattr(SessionStream, "post", original)
         assert libc.labs(-3) == 3
+
+
+@pytest.mark.parametrize("with_callbacks", [False, True])
+def test_a_handler_during_a_call_of_scalars_on_the_channel(server, monkeypatch, hang_alarm,
+                                                           with_callbacks):
+    """The handler runs while this thread's call of scalars waits for its answer on the
+    same-host channel. In a session without callbacks that call waits for nothing (native
+    code cannot call back into this thread, its answer fits the ring), so the handler's call
+    goes through the broker and the worker runs it once the call is done; with a callback
+    defined, native code might wait for this very thread, so it is refused at once."""
+    with ffibox.connect(server.address) as client, client.session(same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        lib.add_int.argtypes = [ct.c_int, ct.c_int]
+        libc = libc_with_labs(session)
+        kept = None
+        if with_callbacks:
+            kept = ct.CFUNCTYPE(ct.c_int, ct.c_int)(lambda x: x)
+            lib.register_handler.argtypes = [type(kept)]
+            lib.register_handler(kept)
+        assert lib.add_int(1, 1) == 2 and session.stream.local_enabled
+        seen = handle_with(signal.SIGUSR1, lambda: libc.labs(-5))
+        original = _local_channel.LocalChannel._read_frame
+
+        def read_after_signal(self, *args):
+            monkeypatch.setattr(_local_channel.LocalChannel, "_read_frame", original)
+            signal.raise_signal(signal.SIGUSR1)
+            return original(self, *args)
+
+        try:
+            monkeypatch.setattr(_local_channel.LocalChannel, "_read_frame", read_after_signal)
+            assert lib.add_int(2, 2) == 4
+        finally:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        assert seen == (["FAILED_PRECONDITION"] if with_callbacks else [5])
+        assert lib.add_int(3, 3) == 6 and session.stream.local_enabled
+        del kept

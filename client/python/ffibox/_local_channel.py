@@ -220,9 +220,10 @@ class LocalChannel:
         # Reentrant: requests made inside an invocation go while the call's exchange waits.
         self._lock = threading.RLock()
         # The thread whose request is on the channel now, from its first byte written to its
-        # answer read (None: none is): while it is, the worker serves nothing else, the
-        # broker's requests included.
+        # answer read (None: none is): the broker's requests wait behind it in the worker.
         self.in_flight: Optional[int] = None
+        # The request in flight's answer is small (transfer's `small`).
+        self.in_flight_small = False
         self._head = 0       # bytes this end wrote into ring 0
         self._seen_tail = 0  # the worker's last checked read position in it
         self._tail = 0       # bytes this end read from ring 1
@@ -603,14 +604,16 @@ class LocalChannel:
         return response
 
     def transfer(self, payload: bytes, deadline: float, max_answer: int = MAX_ANSWER_BYTES,
-                 invocation: int = 0, call: bool = True) -> bytes:
+                 invocation: int = 0, call: bool = True, small: bool = False) -> bytes:
         """Sends the serialized request `payload` (made inside `invocation`, or at the top
         level; a call unless `call` is False) and returns the worker's answer, unparsed and
         unchecked (exchange's errors); an answer longer than `max_answer` ends the channel.
         Callback invocations that come before a call's answer are served meanwhile
-        (`serve`)."""
+        (`serve`). `small`: the answer is a few bytes (a call of scalars), which the worker
+        writes whole into the empty ring and goes on (`in_flight_small`)."""
         with self._lock:
-            outer, self.in_flight = self.in_flight, threading.get_ident()
+            outer = self.in_flight, self.in_flight_small
+            self.in_flight, self.in_flight_small = threading.get_ident(), small
             try:
                 head = self._head
                 try:
@@ -642,7 +645,7 @@ class LocalChannel:
                 self.close()
                 raise
             finally:
-                self.in_flight = outer
+                self.in_flight, self.in_flight_small = outer
 
     def _take_invocation(self, frame: bytes, parent: int, deadline: float) -> None:
         """Checks the callback invocation in `frame` (made by native code during a request

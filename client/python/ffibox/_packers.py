@@ -688,7 +688,7 @@ class Packed:
         payload = head + self._body
         held = self._held
         try:
-            answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES)
+            answer = local.transfer(payload, deadline, PACKED_ANSWER_BYTES, small=not held)
             # The arrays are written back while their twins are still held: another
             # thread's call with one of them meanwhile finds it busy (and passes its worker
             # address) rather than sending bytes older than this answer's.

@@ -356,13 +356,21 @@ class SessionStream:
         same-host channel now (`serving`, the channel of the invocation this thread serves,
         or the session's): a finalizer or signal handler that ran during it. The worker
         serves nothing else, the broker's requests included, until that request is answered,
-        and its answer waits for this thread. Else None (also for what the broker answers
-        alone: a ping, a close, a declaration's parse)."""
+        and that may wait for this thread (an invocation of a callback, an answer larger than
+        the room in the ring). Else None: also for what the broker answers alone (a ping, a
+        close, a declaration's parse), and in a session without callbacks when that request
+        is a top-level call of scalars, which waits for nothing."""
         if request.WhichOneof("op") in _ANSWERED_AT_ONCE:
             return None
         me = threading.get_ident()
         for local in (serving, self._local):
             if local is not None and local.in_flight == me:
+                if serving is None and local.in_flight_small and not self._handlers:
+                    # A call of scalars at the top level, in a session without callbacks:
+                    # its native code cannot wait for this thread, nor its answer for room in
+                    # the ring; the worker runs this request, through the broker, once it is
+                    # done.
+                    continue
                 return _refusal(request, local.generation, (
                     "%s cannot be sent from inside this thread's own request on the "
                     "same-host channel (a finalizer or signal handler that ran during it): the "
