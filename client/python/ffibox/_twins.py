@@ -158,7 +158,7 @@ class TwinTable:
 
     def __init__(self, generation: Callable[[], int] = lambda: 0) -> None:
         self._generation = generation
-        self._lock = threading.RLock()  # entered once at a time by a thread (_reentered)
+        self._lock = threading.RLock()  # entered once at a time by a thread (_section)
         self._owned = self._lock._is_owned
         self._by_owner: Dict[int, Twin] = {}   # id(owner) -> twin
         self._worker_starts: List[int] = []     # sorted
@@ -176,6 +176,13 @@ class TwinTable:
         self._newest_generation = 0
         _tables.add(self)
 
+    def _section(self):
+        """The table's lock, to enter with `with`; refuses a call from a signal handler or
+        finalizer that runs on a thread already inside a section (_reentered)."""
+        if self._owned():
+            _reentered()
+        return self._lock
+
     # -- placing blocks --------------------------------------------------------------------
 
     def place(self, block, owner, size: int, generation: int) -> Optional[Twin]:
@@ -184,9 +191,7 @@ class TwinTable:
         cannot be referenced weakly (a Structure with __slots__) gets no twin: a block per
         call; so does one whose block another call is keeping now (two threads' first calls
         with one object), until that call has recorded its twin (`kept`, `keeps_done`)."""
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             twin = self._current(owner, size, generation)
             if twin is not None:
                 twin.busy += 1
@@ -207,9 +212,7 @@ class TwinTable:
         way, `place`)."""
         if id(owner) not in self._by_owner:  # most objects without a twin: no lock taken
             return None
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             twin = self._current(owner, size, generation)
             if twin is None or twin.busy:
                 return None
@@ -226,9 +229,7 @@ class TwinTable:
         key = id(owner)
         if not _weakly_referable(owner):
             return False
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             twin = self._by_owner.get(key)
             if (twin is not None and twin.alive() is owner) or key in self._keeping:
                 return False
@@ -245,9 +246,7 @@ class TwinTable:
 
     def keeps_done(self, owners) -> None:
         """The call that kept blocks for `owners` is over (their twins recorded, or not)."""
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             for owner in owners:
                 self._keeping.discard(id(owner))
 
@@ -264,9 +263,7 @@ class TwinTable:
         key = id(owner)
         twin = Twin(owner, local, size, worker, generation,
                     lambda ref, key=key: self._collected.append((key, ref)))
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             self._keeping.discard(key)
             old = self._by_owner.get(key)
             if old is not None:
@@ -284,9 +281,7 @@ class TwinTable:
 
     def unhold(self, twins) -> None:
         """The call that placed `twins` is over."""
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             for twin in twins:
                 twin.busy -= 1
 
@@ -299,9 +294,7 @@ class TwinTable:
         """At most `limit` worker addresses to release with the next call (of this
         generation only: older twins died with their worker)."""
         released = []
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             for key in list(self._strong):
                 twin = self._by_owner.get(key)
                 if twin is None or twin.strong is None:
@@ -347,9 +340,7 @@ class TwinTable:
     def forget_older(self, generation: int) -> None:
         """Drops every twin of a worker generation before `generation` (those workers are
         gone, and their memory with them)."""
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             for key, twin in list(self._by_owner.items()):
                 if twin.generation < generation:
                     del self._by_owner[key]
@@ -371,9 +362,7 @@ class TwinTable:
         (None: the session's current one) that no call in flight is using, else None."""
         if generation is None:
             generation = self._generation()
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             if not self._worker_starts:
                 return None
             twin = self._find(self._worker_starts, self._by_worker, worker)
@@ -389,9 +378,7 @@ class TwinTable:
         """local() of each of the worker addresses `words` that has one, by address, with
         one look at the table for all (the elements of a pointer array)."""
         found: Dict[int, Tuple[object, int]] = {}
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             if not self._worker_starts:
                 return found
             twins = [(word, self._find(self._worker_starts, self._by_worker, word))
@@ -410,9 +397,7 @@ class TwinTable:
         """(owner, twin) of the live twin that starts at `worker`, of `generation`, holds at
         least `size` bytes of its owner's memory and no call in flight uses: where a run of
         a changed block the worker reports (CallResult.changed) may be written. Else None."""
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             twin = self._by_worker.get(worker)
         if twin is None or twin.generation != generation or twin.busy or not twin.local or \
                 size > twin.size:
@@ -422,9 +407,7 @@ class TwinTable:
 
     def twin_at(self, address: int) -> Optional[Tuple[object, Twin]]:
         """(owner, twin) of the live twin whose local memory holds `address`, else None."""
-        if self._owned():
-            _reentered()
-        with self._lock:
+        with self._section():
             if not self._local_starts:
                 return None
             twin = self._find(self._local_starts, self._by_local, address)
