@@ -103,6 +103,25 @@ class SameHostTest : public ::testing::Test {
     return both;
   }
 
+  // A session over gRPC whose library output is dropped, with the test library loaded and
+  // a callback of int(int) that gives its argument back defined: what a test that opens a
+  // same-host channel of its own by hand starts from.
+  struct QuietSession {
+    std::unique_ptr<Session> session;
+    std::optional<Library> lib;
+    std::optional<Callback<int(int)>> identity;
+  };
+  absl::StatusOr<QuietSession> OpenQuietWithIdentity() {
+    QuietSession quiet;
+    SessionOptions options;
+    options.on_output = [](v1::OutputStream, absl::string_view) {};
+    FFIBOX_ASSIGN_OR_RETURN(quiet.session, client_->OpenSession(options));
+    FFIBOX_ASSIGN_OR_RETURN(quiet.lib, quiet.session->Load(TestLibPath()));
+    FFIBOX_ASSIGN_OR_RETURN(quiet.identity, quiet.session->DefineCallback<int(int)>(
+                                                [](int x) -> absl::StatusOr<int> { return x; }));
+    return quiet;
+  }
+
   std::unique_ptr<TestServer> server_;
   std::unique_ptr<Client> client_;
 };
@@ -1057,13 +1076,11 @@ TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAnInvocationLosesItsChannelNo
   // gives native code zero, refuses the call's second invocation too (the broker knows
   // nothing of the invocation it would nest in, and would take it for a protocol violation)
   // and closes the channel once the call is done; the worker lives on.
-  SessionOptions options;
-  options.on_output = [](v1::OutputStream, absl::string_view) {};
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession(options));
-  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(QuietSession quiet, OpenQuietWithIdentity());
+  std::unique_ptr<Session>& session = quiet.session;
+  Library& lib = *quiet.lib;
   using IntCallback = Callback<int(int)>;
-  ASSERT_OK_AND_ASSIGN(IntCallback h, session->DefineCallback<int(int)>(
-                                          [](int x) -> absl::StatusOr<int> { return x; }));
+  IntCallback& h = *quiet.identity;
   ASSERT_OK_AND_ASSIGN(
       RawFunction twice,
       lib.Resolve("call_twice_nested", TypedFunction<int(IntCallback, int)>::Signature()));
@@ -1110,13 +1127,11 @@ TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAnInvocationLosesItsChannelNo
 // The same inside a scalar call (run from its arguments' bits, RunScalarLocal): the worker
 // closes the channel once the call is done and touches it no more, and lives on.
 TEST_F(SameHostTest, AClientThatBreaksTheProtocolInAScalarCallsInvocationLosesOnlyItsChannel) {
-  SessionOptions options;
-  options.on_output = [](v1::OutputStream, absl::string_view) {};
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client_->OpenSession(options));
-  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(QuietSession quiet, OpenQuietWithIdentity());
+  std::unique_ptr<Session>& session = quiet.session;
+  Library& lib = *quiet.lib;
   using IntCallback = Callback<int(int)>;
-  ASSERT_OK_AND_ASSIGN(IntCallback h, session->DefineCallback<int(int)>(
-                                          [](int x) -> absl::StatusOr<int> { return x; }));
+  IntCallback& h = *quiet.identity;
   ASSERT_OK_AND_ASSIGN(auto register_handler, lib.Function<void(IntCallback)>("register_handler"));
   ASSERT_OK(register_handler(h));
   ASSERT_OK_AND_ASSIGN(RawFunction fire,
