@@ -40,10 +40,12 @@ namespace ffibox {
 namespace {
 
 // Read-only system directories every worker needs for the dynamic loader and libc, and the
-// system data libraries read (locales, time zones, databases such as libmagic's).
-constexpr const char* kSystemPaths[] = {
-    "/lib",       "/lib64",         "/lib32",           "/usr/lib",       "/usr/lib64",
-    "/usr/lib32", "/usr/local/lib", "/etc/ld.so.cache", "/etc/localtime", "/usr/share"};
+// system data libraries read (locales, time zones, databases such as libmagic's; the C
+// headers a parser such as libclang reads for `#include <stdio.h>`).
+constexpr const char* kSystemPaths[] = {"/lib",           "/lib64",           "/lib32",
+                                        "/usr/lib",       "/usr/lib64",       "/usr/lib32",
+                                        "/usr/local/lib", "/etc/ld.so.cache", "/etc/localtime",
+                                        "/usr/share",     "/usr/include"};
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
 // True when `path` is `prefix` or below it.

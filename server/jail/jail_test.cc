@@ -95,6 +95,7 @@ TEST(Jail, TheWorkerSeesItsVisiblePathsAndSystemDirectoriesOnly) {
   struct stat st;
   EXPECT_EQ(stat((root + ProbeDirectory() + "/libffibox_probe.so").c_str(), &st), 0);
   EXPECT_EQ(stat((root + "/usr/share").c_str(), &st), 0);
+  EXPECT_EQ(stat((root + "/usr/include/stdio.h").c_str(), &st), 0);
   EXPECT_EQ(stat((root + "/usr/lib/x86_64-linux-gnu/libc.so.6").c_str(), &st), 0);
   EXPECT_EQ(stat((root + "/etc/ld.so.cache").c_str(), &st), 0);
   EXPECT_NE(stat((root + "/etc/shadow").c_str(), &st), 0);
