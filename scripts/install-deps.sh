@@ -52,6 +52,7 @@ PACKAGES=(
   python3-ijson            # its yajl2 backend: a table of callbacks passed by pointer
   python3-freetype         # FreeType: a face whose glyph slot each load rewrites in place
   fonts-dejavu-core        # the font it renders
+  python3-clang-14         # libclang: py_object client data for callbacks, handles by isinstance
   procps
   systemd                  # systemd-analyze verifies the installed unit (tests/python/test_install.py)
   uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids

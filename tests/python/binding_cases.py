@@ -161,10 +161,78 @@ def freetype_glyphs():
             "kerning": face.get_kerning("A", "V").x, "loaded": glyphs}
 
 
+# -- python3-clang: libclang's own binding (struct results by value, callbacks given py_object
+# client data, c_object_p handles it checks with isinstance, a c_char_p subclass for strings) --
+CLANG_SOURCE = b"""#include <stddef.h>
+#include <string.h>
+#include "defs.h"
+
+enum color { RED, GREEN = 5, BLUE };
+typedef struct point { int x; double y; char tag[3]; } point_t;
+
+static size_t measure(const char* text, point_t* at) {
+  return strlen(text) + (size_t)at->x + LIMIT;
+}
+
+int main(void) {
+  point_t p = {1, 2.0, "ab"};
+  enum color c = GREEN;
+  return (int)measure("hello", &p) + c + missing_name;
+}
+"""
+CLANG_UNSAVED = [("/src/unit.c", CLANG_SOURCE), ("/src/defs.h", b"#define LIMIT 4\n")]
+
+
+def _clang_index():
+    from clang import cindex
+    return cindex, cindex.Index.create()
+
+
+def clang_ast():
+    cindex, index = _clang_index()
+    unit = index.parse("/src/unit.c", args=["-std=c11"], unsaved_files=CLANG_UNSAVED)
+    nodes = []
+    for cursor in unit.cursor.walk_preorder():
+        if cursor.location.file is None or cursor.location.file.name != "/src/unit.c":
+            continue
+        node = [str(cursor.kind).split(".")[1], cursor.spelling, cursor.type.spelling,
+                cursor.location.line, cursor.location.column, cursor.is_definition()]
+        if cursor.kind == cindex.CursorKind.STRUCT_DECL:
+            node.append([[f.spelling, f.type.spelling, cursor.type.get_offset(f.spelling)]
+                         for f in cursor.type.get_fields()])
+            node.append([cursor.type.get_size(), cursor.type.get_align()])
+        if cursor.kind == cindex.CursorKind.ENUM_CONSTANT_DECL:
+            node.append(cursor.enum_value)
+        if cursor.kind == cindex.CursorKind.FUNCTION_DECL:
+            node.append([[a.spelling, a.type.spelling] for a in cursor.get_arguments()])
+            node.append(cursor.result_type.spelling)
+        if cursor.kind == cindex.CursorKind.DECL_REF_EXPR and cursor.referenced is not None:
+            node.append(cursor.referenced.location.line)
+        nodes.append(node)
+    return {
+        "nodes": nodes,
+        "diagnostics": [[d.severity, d.spelling, d.location.line, d.location.column]
+                        for d in unit.diagnostics],
+        "includes": sorted([i.depth, i.include.name] for i in unit.get_includes())[:6],
+        "include_count": len(list(unit.get_includes())),
+        "tokens": [t.spelling for t in unit.get_tokens(extent=unit.cursor.extent)
+                   if t.location.file.name == "/src/unit.c"][:60],
+    }
+
+
+def clang_error():
+    cindex, index = _clang_index()
+    try:
+        index.parse("/src/none.c", args=["-std=c11"])
+    except cindex.TranslationUnitLoadError as error:
+        return str(error)
+    return "no error"
+
+
 CASES = {f.__name__: f for f in (
     magic_from_buffer, magic_objects, magic_error, libarchive_custom_writer,
     libarchive_memory_reader, libarchive_stream_reader, libarchive_memory_writer,
-    ijson_yajl2_events, ijson_yajl2_error, freetype_glyphs)}
+    ijson_yajl2_events, ijson_yajl2_error, freetype_glyphs, clang_ast, clang_error)}
 
 if __name__ == "__main__":
     try:

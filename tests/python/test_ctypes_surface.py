@@ -37,13 +37,6 @@ def test_names_bindings_import_exist(ct):
         ct.pythonapi
 
 
-def test_a_py_object_cannot_cross_to_the_library(ct):
-    lib = ct.CDLL(TEST_LIB)
-    lib.add_int.argtypes = [ct.py_object, ct.c_int]
-    with pytest.raises(ct.ArgumentError):
-        lib.add_int(object(), 1)
-
-
 def test_in_dll_of_a_missing_symbol_is_value_error(ct):
     lib = ct.CDLL(TEST_LIB)
     with pytest.raises(ValueError):

@@ -5,7 +5,10 @@ out-parameters) and python3-libarchive-c (libarchive: CFUNCTYPE read/write callb
 c_void_p handles, POINTER(c_void_p) out-parameters) and python3-ijson's yajl2 backend
 (libyajl: a structure of CFUNCTYPE callbacks, built from temporaries, that yajl keeps across
 calls) and python3-freetype (FreeType: a face whose glyph slot, and the bitmap it points to,
-each load rewrites behind the pointers the binding holds). Each case (binding_cases.py) runs in
+each load rewrites behind the pointers the binding holds) and python3-clang-14 (libclang's own
+binding: structures returned by value, callbacks handed `py_object` client data, handles it
+checks with isinstance, a `c_char_p` subclass for strings; a C file that includes system
+headers parsed in the jail). Each case (binding_cases.py) runs in
 its own process, once with the stdlib ctypes and once with the one-import swap of the whole
 binding (sys.modules['ctypes'] = ffibox.ctypes before the binding is imported); the results
 must be equal. The cases still failing are strict expected failures naming what they need,
@@ -27,7 +30,7 @@ NOT_YET = {}
 CASE_NAMES = ("magic_from_buffer", "magic_objects", "magic_error", "libarchive_custom_writer",
               "libarchive_memory_reader", "libarchive_stream_reader",
               "libarchive_memory_writer", "ijson_yajl2_events", "ijson_yajl2_error",
-              "freetype_glyphs")
+              "freetype_glyphs", "clang_ast", "clang_error")
 
 
 def run(case, address=None):
@@ -43,7 +46,7 @@ def run(case, address=None):
 
 def test_the_bindings_are_installed():
     # scripts/install-deps.sh installs them; a missing one is a failure, not a skip.
-    for binding in ("libarchive", "magic", "ijson.backends.yajl2", "freetype"):
+    for binding in ("libarchive", "magic", "ijson.backends.yajl2", "freetype", "clang.cindex"):
         importlib.import_module(binding)
 
 

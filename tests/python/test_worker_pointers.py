@@ -140,6 +140,39 @@ PATTERNS = {
         add.errcheck = check
         print(lib.add_int(2, 3), add(4, 5))
     """,
+    # A binding that checks what it got (python3-clang asserts isinstance(obj, c_object_p) of
+    # every handle) and makes a pointer to it for an out-parameter in both of ctypes' ways
+    # (ctypes' own code reads an object of a pointer type it is given as one: never a crash).
+    "pointer_result_is_an_instance_of_its_pointer_type": """
+        class Handle(Structure):
+            pass
+        lib.handle_new.restype = POINTER(Handle)
+        lib.handle_new.argtypes = [c_int]
+        lib.handle_get.argtypes = [POINTER(Handle)]
+        lib.handle_out.argtypes = [c_int, POINTER(POINTER(Handle))]
+        h = lib.handle_new(7)
+        print(isinstance(h, POINTER(Handle)), isinstance(h, ctypes._Pointer),
+              isinstance(h, POINTER(c_int)), lib.handle_get(h))
+        import ctypes as stdlib  # the stdlib's own POINTER, as a module of the program has it
+        out = stdlib.POINTER(stdlib.POINTER(Handle))(h)
+        lib.handle_out(9, out)
+        print(lib.handle_get(h), lib.handle_get(out[0]))
+        again = POINTER(POINTER(Handle))()
+        again.contents = h
+        lib.handle_out(11, again)
+        print(lib.handle_get(h), lib.handle_get(again.contents))
+    """,
+    # python3-clang's c_interop_string: a c_char_p subclass whose own `value` decodes.
+    "c_char_p_subclass_result_with_its_own_value": """
+        class Text(c_char_p):
+            @property
+            def value(self):
+                raw = super(c_char_p, self).value
+                return None if raw is None else raw.decode()
+        lib.greeting.restype = Text
+        lib.null_string.restype = Text
+        print(repr(lib.greeting().value), lib.null_string().value)
+    """,
     "record_with_pointer_fields_filled_by_the_library": """
         r = Record()
         lib.fill_record(byref(r))
@@ -454,6 +487,8 @@ EXPECTED = {
     "buffer_out_parameter_indexed_with_index_objects": "35 1 59 1",
     "buffer_out_parameter_and_a_view_of_all_of_it": "77 78 77\n0 0",
     "errcheck_that_gives_the_arguments_back": "5 9",
+    "pointer_result_is_an_instance_of_its_pointer_type": "True True False 7\n9 9\n11 11",
+    "c_char_p_subclass_result_with_its_own_value": "'hello, ffibox' None",
     "pointer_handed_back_again_reads_what_the_library_left": "70 70 8",
     "byref_of_a_buffer_out_parameter_over_all_of_it": "True\n9 9 88",
 }

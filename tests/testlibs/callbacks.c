@@ -1,8 +1,9 @@
 // Functions that call callbacks, for the callback tests: a fold over doubles, a stored
 // handler fired later (also from a thread of the library's own after the call that started
 // it returned), a callback from a thread the library creates, a struct mutated
-// through a pointer, two invocations in one call, a callback that returns a string, and a
-// table of callbacks passed by pointer, and callbacks of every scalar kind.
+// through a pointer, two invocations in one call, a callback that returns a string, a
+// table of callbacks passed by pointer, callbacks of every scalar kind, and opaque user data
+// handed to callbacks.
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -28,6 +29,23 @@ void register_handler(int (*h)(int)) { stored_handler = h; }
 
 // Calls the registered handler with `x`; -1 when none is registered.
 int fire_handler(int x) { return stored_handler != NULL ? stored_handler(x) : -1; }
+
+static int (*stored_handler_with)(int, void*);
+static void* stored_handler_data;
+
+// Keeps `h` and the opaque `data` it is to be called with (a registration with user data).
+void register_handler_with(int (*h)(int, void*), void* data) {
+  stored_handler_with = h;
+  stored_handler_data = data;
+}
+
+// Calls the handler register_handler_with kept with `x` and its data; -1 when none.
+int fire_handler_with(int x) {
+  return stored_handler_with != NULL ? stored_handler_with(x, stored_handler_data) : -1;
+}
+
+// What `f` makes of `x`, handed back untouched (opaque data through a callback both ways).
+void* pass_through(void* (*f)(void*), void* x) { return f(x); }
 
 // fire_handler_later's thread: what it calls the handler with, and what the handler answered
 // (0 until it has).

@@ -54,7 +54,7 @@ def kept_alive(keep, limit: Optional[int] = None):
             stack.extend(item)
         elif item is not None:
             yield item
-            if isinstance(item, _CData):
+            if issubclass(type(item), _CData):
                 stack.append(getattr(item, "_objects", None))
                 # What ffibox's cast keeps where ctypes keeps nothing (cast bytes, a byref's
                 # object).
@@ -178,7 +178,7 @@ class CallBuilder:
         if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
             return twinned
         for item in kept_alive(getattr(owner, "_objects", None), limit=256):
-            if isinstance(item, _CData) and item is not obj and holds(item):
+            if issubclass(type(item), _CData) and item is not obj and holds(item):
                 return _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
         return obj
 
@@ -263,7 +263,7 @@ class CallBuilder:
         for item in kept_alive(keep):
             if id(item) in self._collected:
                 continue
-            if isinstance(item, _CData):
+            if issubclass(type(item), _CData):
                 start = _ct.addressof(item)
                 self._candidates.add(start, start + _ct.sizeof(item), item)
             elif isinstance(item, bytes):

@@ -39,7 +39,7 @@ def _kept_objects(keep) -> Iterator[object]:
         seen += 1
         if isinstance(item, dict):
             pending.extend(item.values())
-        elif isinstance(item, _DATA) and not isinstance(item, _ct._CFuncPtr):
+        elif issubclass(type(item), _DATA) and not issubclass(type(item), _ct._CFuncPtr):
             yield item
             pending.append(item._objects)
 

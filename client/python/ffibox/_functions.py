@@ -225,7 +225,7 @@ class RemoteCall:
                 session.layouts.check(t)
             call = pb.Call(function=self._handle(tuple(types[:fixed]), restype, True),
                            args=values, blocks=builder.blocks,
-                           variadic_types=[_types.to_proto(t) for t in types[fixed:]])
+                           variadic_types=[_types.param_proto(t) for t in types[fixed:]])
         else:
             call = pb.Call(function=self._handle(tuple(types), restype), args=values,
                            blocks=builder.blocks)
@@ -554,7 +554,7 @@ def _shipped_size(t) -> Optional[int]:
     """The bytes an invocation ships for a parameter of ctypes type `t` (the pointee of a
     pointer to a non-void scalar, a record or an array; an array parameter whole), None when
     nothing is shipped for it (core/callback_values.cc's ShippablePointee)."""
-    proto = _types.to_proto(t)
+    proto = _types.param_proto(t)
     kind = proto.WhichOneof("kind")
     if kind == "array":
         return _ct.sizeof(t)

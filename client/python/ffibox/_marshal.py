@@ -67,6 +67,9 @@ def as_parameter(value):
 
 def encode(t, value, builder: Optional[CallBuilder], session):
     """The Value for argument `value` of declared type `t` (TypeError when ctypes would)."""
+    if _types.is_py_object(t):
+        # Any object, as ctypes' py_object takes it (its _as_parameter_ unused).
+        return _encode_py_object(t, value, session)
     value = as_parameter(value)
     if _types.is_simple(t):
         return _encode_simple(t, value, builder, session)
@@ -160,6 +163,18 @@ def encode_stored(t, owner, offset: int, builder, session):
             return pb.Value(raw=_ct.string_at(address, _ct.sizeof(t)))
         return _encode_aggregate(t, _types.local_at(t, address), builder, session)
     return _encode_simple(t, _types.local_at(t, address), builder, session)
+
+
+def _encode_py_object(t, value, session):
+    if session is None:
+        raise TypeError("ffibox: a py_object crosses to a library only as an argument or "
+                        "result")
+    if isinstance(value, t):
+        try:
+            value = value.value
+        except ValueError:  # py_object() holds NULL: passed as NULL
+            return pb.Value(uint_value=0)
+    return pb.Value(uint_value=session.py_objects.token(value))
 
 
 def _scalar_value(code: str, number):
@@ -452,7 +467,7 @@ def _checked_scalar(t, code: str, kind, value):
     bits = 8 * _ct.sizeof(t)
     if code == "u":
         low, high = 0, 0x10FFFF
-    elif code in _types.UNSIGNED_CODES or code in ("?", "c"):
+    elif code in _types.UNSIGNED_CODES or code in ("?", "c", "O"):
         low, high = (-(1 << (bits - 1)) if code == "c" else 0), (1 << bits) - 1
     else:
         low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
@@ -469,7 +484,12 @@ def decode(t, value, session, generation: int):
     if _types.is_simple(t):
         code = t._type_
         _checked_scalar(t, code, kind, value)
-        if code in ("z", "Z", "P"):
+        if code == "O":
+            # A token this session handed out (ffibox._py_objects): its object.
+            token = int.from_bytes(value.raw, "little") if kind == "raw" else \
+                int(getattr(value, kind) if kind else 0)
+            result = session.py_objects.object(token & (1 << 64) - 1)
+        elif code in ("z", "Z", "P"):
             if kind == "pointer":
                 address = value.pointer.remote.address if value.pointer.HasField(
                     "remote") else 0

@@ -187,6 +187,20 @@ def _array_set(self, index, value):
 _slot_lock = threading.RLock()  # re-entrant: see ffibox._addresses._lock
 
 
+def pointer_type_guarded(cls) -> bool:
+    """Whether pointer type `cls` takes a RemotePointer as its contents (set by
+    ffibox.ctypes._pointers when imported)."""
+    return False
+
+
+def guard_pointers_to(t) -> None:
+    """Makes and guards `POINTER(POINTER(t))` (set by ffibox.ctypes._pointers when
+    imported), so that a later one made by ctypes alone is that guarded class."""
+
+
+_pointers_to_guarded = set()
+
+
 class RemotePointer:
     """A `POINTER(T)` the library returned: an address in the worker (of one worker
     generation). `.contents`, indexing, `cast` and `string_at` read through the server."""
@@ -195,6 +209,26 @@ class RemotePointer:
         self._at = WorkerAddress(session, address, generation)
         self._type_ = type_
         self._slot = None  # a local POINTER(T) a call may change (local_slot)
+        if type_ not in _pointers_to_guarded and type_ is not None:
+            guard_pointers_to(type_)
+
+    @property
+    def __class__(self):
+        # What ctypes would return, so that `isinstance(p, POINTER(T))` holds (python3-clang
+        # asserts it of every handle), as do other checks of ctypes pointer types
+        # (`_Pointer`, the base of ctypes objects); type(p) stays RemotePointer. ctypes' C
+        # code checks an object's real type before it reads it as a ctypes object, except
+        # where a pointer to pointers is pointed at it (`POINTER(POINTER(T))(p)`,
+        # `pp.contents = p`), so p says so only while that type is guarded (it then points at
+        # p's local slot: ffibox.ctypes._pointers) or not made yet. A subclass of `_Pointer`
+        # made by hand with `_type_ = POINTER(T)` is not covered.
+        if self._type_ is None:
+            return RemotePointer
+        pointer_type = _ct.POINTER(self._type_)
+        to_it = _ct._pointer_type_cache.get(pointer_type)
+        if to_it is not None and not pointer_type_guarded(to_it):
+            return RemotePointer
+        return pointer_type
 
     @property
     def _ffibox_address(self) -> WorkerAddress:
@@ -311,8 +345,9 @@ _string_pointers: Dict[type, type] = {}
 
 def string_pointer(t, at: WorkerAddress):
     """A `c_char_p` / `c_wchar_p` (subclass) instance for the worker string at `at`:
-    `.value` reads the string through the server; its bytes hold the address of an image
-    of the string (ffibox._images), which is what copies of it point to."""
+    `.value` reads the string through the server, unless the subclass defines its own; its
+    bytes hold the address of an image of the string (ffibox._images), which is what copies
+    of it point to."""
     cls = _string_pointers.get(t)
     if cls is None:
         wide = _types.code_of(t) == "Z"
@@ -322,9 +357,13 @@ def string_pointer(t, at: WorkerAddress):
             return at.session.memory.read_string(at.address, wide, at.generation) \
                 if at.address else None
 
-        cls = type(t.__name__, (t,), {"value": property(get),
-                                      "__repr__": lambda self: "%s(%r)" % (t.__name__,
-                                                                            self.value)})
+        members = {"__repr__": lambda self: "%s(%r)" % (t.__name__, self.value)}
+        if not any("value" in k.__dict__ for k in t.__mro__[:t.__mro__.index(
+                _ct.c_wchar_p if wide else _ct.c_char_p)]):
+            members["value"] = property(get)
+        # else the subclass's own `value` (python3-clang's c_interop_string decodes what
+        # c_char_p's gives) reads the string's image, as of the call
+        cls = type(t.__name__, (t,), members)
         _string_pointers[t] = cls
     image = at.session.images.image_of(t, at.address, at.generation) if at.address else None
     if image is None:

@@ -157,11 +157,24 @@ def signature(restype, argtypes, variadic: bool = False, _depth: int = 0, _open:
     """The protocol Signature; `_depth` and `_open` as for to_proto when the signature is
     part of a type being described (a function pointer field whose parameters point back
     to the record holding it)."""
-    sig = pb.Signature(params=[to_proto(a, _depth, _open) for a in argtypes],
+    sig = pb.Signature(params=[param_proto(a, _depth, _open) for a in argtypes],
                        variadic=variadic)
     if restype is not None:
-        sig.result.CopyFrom(to_proto(restype, _depth, _open))
+        sig.result.CopyFrom(param_proto(restype, _depth, _open))
     return sig
+
+
+def is_py_object(t) -> bool:
+    """`py_object` (or a subclass): a Python object, which crosses only as a parameter or
+    result, as a token (ffibox._py_objects)."""
+    return is_simple(t) and t._type_ == "O"
+
+
+def param_proto(t, depth: int = 0, open_records: tuple = ()):
+    """to_proto of a parameter's or result's type: a py_object is a token, a pointer-sized
+    integer to the worker; anywhere else (a field, an element, a pointee) to_proto refuses
+    it."""
+    return pb.Type(scalar=pb.ULONGLONG) if is_py_object(t) else to_proto(t, depth, open_records)
 
 
 def pointer_offsets(t, base: int = 0, unions: bool = True) -> List[Tuple[int, object]]:

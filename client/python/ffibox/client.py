@@ -22,6 +22,7 @@ from ffibox._layout_check import LayoutCheck
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._memory import WorkerMemory
+from ffibox._py_objects import PyObjects
 from ffibox import _local_channel
 from ffibox._stream import DEFAULT_ANSWER_MARGIN, SessionStream
 from ffibox._stubs import pb
@@ -292,6 +293,8 @@ class Session:
         self.memory.lists = opened.memory_lists
         self.memory.before_read = self.images.sync
         self.memory.after_write = self.images.refresh
+        # Tokens the worker holds for the Python objects calls pass as py_object.
+        self.py_objects = PyObjects()
         # id(CFUNCTYPE instance) -> (weak reference to it, callback id)
         self._callbacks: Dict[int, tuple] = {}
         # The worker's closure of each callback id: (address, generation) as its

@@ -20,8 +20,8 @@ from ctypes import (  # the stdlib data types are ffibox's data types
     c_uint64, c_ulong, c_ulonglong, c_ushort, c_void_p, c_voidp, c_wchar, c_wchar_p,
     create_string_buffer, create_unicode_buffer, resize)
 from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
-# Names real bindings import. py_object works for local values; it cannot cross to a
-# library (a Python object has no meaning in the worker): passing one is a TypeError.
+# Names real bindings import. A py_object parameter or result is a token to the library
+# (ffibox._py_objects); a py_object field or pointee cannot cross (TypeError).
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
@@ -354,6 +354,8 @@ def _range_beyond_image(obj, count: Optional[int], unit: int = 1):
     image). None otherwise."""
     if isinstance(obj, int) and not isinstance(obj, bool):
         address = obj
+    elif isinstance(obj, RemotePointer):
+        return None  # the worker's memory, not an image's
     elif isinstance(obj, (_ct._Pointer, c_void_p, c_char_p, c_wchar_p)):
         address = _WORD.unpack_from(obj)[0]
     elif isinstance(obj, _marshal._CArgObject):  # byref(p.contents, offset): where it points
@@ -453,7 +455,7 @@ def _image_copied_pointers(dst, count: int, source: Optional[WorkerAddress]) -> 
     if isinstance(dst, _marshal._CArgObject):
         obj, offset = _marshal.byref_target(dst)
     elif isinstance(dst, (_ct.Structure, _ct.Union, _ct.Array, c_char_p, c_wchar_p,
-                          _ct._Pointer)):
+                          _ct._Pointer)) and not isinstance(dst, RemotePointer):
         obj, offset = dst, 0
     else:
         return

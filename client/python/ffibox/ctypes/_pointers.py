@@ -62,7 +62,7 @@ def _into_kept(pointer, word: int) -> bool:
     there (`pointer(obj)`, `cast(obj, ...)`, `p.contents = obj`), so it is this process's
     whatever the worker handed back."""
     for item in _blocks.kept_alive(getattr(pointer, "_objects", None), _KEPT_LOOKED_AT):
-        if isinstance(item, _CDATA):
+        if issubclass(type(item), _CDATA):
             start = _ct.addressof(item)
             if start <= word < start + max(_ct.sizeof(item), 1):
                 return True
@@ -190,21 +190,61 @@ def _contents() -> property:
     return property(_get_contents, _STDLIB_CONTENTS.__set__, doc=_STDLIB_CONTENTS.__doc__)
 
 
+# A pointer to pointers made to point at a RemotePointer (`POINTER(POINTER(T))(p)`,
+# `pp.contents = p`) points at its local slot, as `pointer(p)` does: what the library
+# stores through it is what the RemotePointer then holds. ctypes' own code would take the
+# RemotePointer for the POINTER(T) object it says it is (RemotePointer.__class__) and read
+# it as one; the RemotePointer says so only once its pointer-to-pointer type is guarded.
+_STDLIB_INIT = _ct._Pointer.__init__
+
+
+def _set_contents_to_slot(self, value):
+    if isinstance(value, _remote.RemotePointer):
+        value = value.local_slot()
+    _STDLIB_CONTENTS.__set__(self, value)
+
+
+def _init_to_slot(self, *args, **kwargs):
+    if args and isinstance(args[0], _remote.RemotePointer):
+        args = (args[0].local_slot(),) + args[1:]
+    _STDLIB_INIT(self, *args, **kwargs)
+
+
 def guard(cls):
-    """Puts the checked item access and `contents` on pointer type `cls` (once; a class
-    that defines its own keeps them) and returns it."""
+    """Puts the checked item access and `contents` on pointer type `cls`, and on a pointer
+    to pointers the construction that takes a RemotePointer (once; a class that defines its
+    own keeps them), and returns it."""
     if isinstance(cls, type) and issubclass(cls, _ct._Pointer) and _MARK not in cls.__dict__:
+        pointee = getattr(cls, "_type_", None)
         if "__getitem__" not in cls.__dict__:
-            pointee = getattr(cls, "_type_", None)
             strings = isinstance(pointee, type) and _types.is_fundamental(pointee) and \
                 _types.code_of(pointee) in ("z", "Z")
             cls.__getitem__ = _getitem_strings if strings else _getitem
         if "__setitem__" not in cls.__dict__:
             cls.__setitem__ = _setitem
+        to_pointers = isinstance(pointee, type) and issubclass(pointee, _ct._Pointer)
         if "contents" not in cls.__dict__:
-            cls.contents = _contents()
+            cls.contents = property(_get_contents, _set_contents_to_slot,
+                                    doc=_STDLIB_CONTENTS.__doc__) if to_pointers \
+                else _contents()
+        if to_pointers and "__init__" not in cls.__dict__:
+            cls.__init__ = _init_to_slot
         setattr(cls, _MARK, True)
     return cls
+
+
+def guarded(cls) -> bool:
+    """Whether pointer type `cls` is guarded."""
+    return _MARK in cls.__dict__
+
+
+def _guard_pointers_to(t) -> None:
+    POINTER(POINTER(t))
+    _remote._pointers_to_guarded.add(t)
+
+
+_remote.pointer_type_guarded = guarded
+_remote.guard_pointers_to = _guard_pointers_to
 
 
 def POINTER(t):  # noqa: N802 (ctypes' name)

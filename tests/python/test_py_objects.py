@@ -1,0 +1,204 @@
+"""A Python object passed to a library as `py_object` comes back as that object, as with
+ctypes: opaque user data the library hands to a callback (`qsort_r`'s context,
+`dl_iterate_phdr`'s data, a registration kept across calls), a `py_object` result. The
+worker holds a token, never an address of this process (ffibox._py_objects); a value that is
+no token of the session's, or one of an object that is gone, is ValueError where ctypes would
+read arbitrary memory. Each test runs over gRPC and on the same-host channel, against a real
+ffiboxd and jailed worker; where it can, it checks the stdlib gives the same in-process."""
+import ctypes
+import gc
+
+import pytest
+
+import ffibox
+from conftest import TEST_LIB, Server
+from ffibox import _py_objects
+from ffibox import ctypes as ct
+
+
+@pytest.fixture(scope="module")
+def client():
+    server = Server()
+    c = ffibox.connect(server.address)
+    yield c
+    c.close()
+    server.stop()
+
+
+@pytest.fixture(params=["grpc", "same_host"])
+def session(request, client):
+    with client.session(same_host=request.param == "same_host") as s:
+        assert s.stream.local_enabled == (request.param == "same_host")
+        yield s
+
+
+def sort_with_context(module, libc, values):
+    """qsort_r of `values` whose comparator records each comparison in its context list."""
+    CMP = module.CFUNCTYPE(module.c_int, module.POINTER(module.c_int),
+                           module.POINTER(module.c_int), module.py_object)
+    libc.qsort_r.argtypes = [module.c_void_p, module.c_size_t, module.c_size_t, CMP,
+                             module.py_object]
+    libc.qsort_r.restype = None
+    seen = []
+    contexts = set()
+
+    def compare(a, b, context):
+        contexts.add(id(context))
+        context.append((a[0], b[0]))
+        return a[0] - b[0]
+
+    array = (module.c_int * len(values))(*values)
+    libc.qsort_r(array, len(values), 4, CMP(compare), seen)
+    return list(array), seen, contexts == {id(seen)}
+
+
+def test_qsort_r_hands_the_comparator_the_context_object(session):
+    values = [5, 3, 9, 1, 7, 2, 8]
+    got = sort_with_context(ct, session.CDLL("libc.so.6"), values)
+    assert got == sort_with_context(ctypes, ctypes.CDLL("libc.so.6"), values)
+    assert got[0] == sorted(values) and got[1] and got[2]
+
+
+def test_dl_iterate_phdr_hands_each_visit_the_data_object(session):
+    libc = session.CDLL("libc.so.6")
+    VISIT = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_size_t, ct.py_object)
+    libc.dl_iterate_phdr.argtypes = [VISIT, ct.py_object]
+    found = {"visits": 0}
+
+    def visit(info, size, data):
+        data["visits"] += 1
+        return 0
+
+    assert libc.dl_iterate_phdr(VISIT(visit), found) == 0
+    assert found["visits"] >= 3  # the worker, libc, ld.so at least
+
+
+def test_a_py_object_result_is_the_object_passed(session):
+    lib = session.CDLL(TEST_LIB)
+    lib.ptr_offset.argtypes = [ct.py_object, ct.c_long]
+    lib.ptr_offset.restype = ct.py_object
+    for obj in ({"a": 1}, [1, 2], object(), None, 12345, "text", ct.c_int(4)):
+        assert lib.ptr_offset(obj, 0) is obj
+    # A py_object instance passes the object it holds, as in ctypes.
+    held = [7]
+    assert lib.ptr_offset(ct.py_object(held), 0) is held
+
+
+def test_the_worker_gets_a_token_not_an_address(session):
+    lib = session.CDLL(TEST_LIB)
+    lib.ptr_offset.argtypes = [ct.py_object, ct.c_long]
+    lib.ptr_offset.restype = ct.c_void_p
+    first, second = [1], [2]
+    token = lib.ptr_offset(first, 0)
+    assert token == lib.ptr_offset(first, 0)  # the same object: the same token
+    assert token != lib.ptr_offset(second, 0)
+    assert token != id(first)
+    # Neither a canonical user nor kernel address: a library that dereferences it faults.
+    assert (1 << 47) <= token < (1 << 64) - (1 << 47)
+    # py_object() holds NULL, which the library gets as NULL.
+    assert lib.ptr_offset(ct.py_object(), 0) is None
+
+
+def test_a_value_that_is_no_token_is_value_error(session):
+    lib = session.CDLL(TEST_LIB)
+    lib.ptr_offset.argtypes = [ct.py_object, ct.c_long]
+    lib.ptr_offset.restype = ct.py_object
+    obj = [1]
+    with pytest.raises(ValueError, match="no object this session passed"):
+        lib.ptr_offset(obj, 16)
+    with pytest.raises(ValueError, match="PyObject is NULL"):
+        lib.ptr_offset(ct.py_object(), 0)
+    # Nor is another session's token.
+    with session.client.session() as other:
+        other_lib = other.CDLL(TEST_LIB)
+        other_lib.ptr_offset.argtypes = [ct.c_void_p, ct.c_long]
+        other_lib.ptr_offset.restype = ct.py_object
+        lib.ptr_offset.restype = ct.c_void_p
+        with pytest.raises(ValueError, match="no object this session passed"):
+            other_lib.ptr_offset(lib.ptr_offset(obj, 0), 0)
+    assert lib.ptr_offset(obj, 0)  # the session goes on
+
+
+def test_a_collected_object_is_value_error_and_one_without_weak_references_is_kept(
+        session, monkeypatch):
+    lib = session.CDLL(TEST_LIB)
+    lib.ptr_offset.argtypes = [ct.py_object, ct.c_long]
+    lib.ptr_offset.restype = ct.c_void_p
+    back = session.CDLL(TEST_LIB).ptr_offset
+    back.argtypes = [ct.c_void_p, ct.c_long]
+    back.restype = ct.py_object
+
+    class Plugin:
+        pass
+
+    plugin = Plugin()
+    token = lib.ptr_offset(plugin, 0)
+    assert back(token, 0) is plugin
+    del plugin
+    gc.collect()
+    with pytest.raises(ValueError, match="gone"):
+        back(token, 0)
+    # A list takes no weak reference: kept while fewer than KEPT others were passed since.
+    monkeypatch.setattr(_py_objects, "KEPT", 4)
+    kept = lib.ptr_offset([1, 2, 3], 0)
+    assert back(kept, 0) == [1, 2, 3]
+    for i in range(4):
+        lib.ptr_offset([i], 0)
+    with pytest.raises(ValueError, match="gone"):
+        back(kept, 0)
+
+
+def test_a_registration_keeps_its_data_across_calls(session):
+    lib = session.CDLL(TEST_LIB)
+    HANDLER = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.py_object)
+    lib.register_handler_with.argtypes = [HANDLER, ct.py_object]
+    lib.register_handler_with.restype = None
+    lib.fire_handler_with.argtypes = [ct.c_int]
+
+    class Counter:
+        def __init__(self):
+            self.calls = []
+
+    counter = Counter()
+
+    def handler(x, data):
+        data.calls.append(x)
+        return x * 2
+
+    callback = HANDLER(handler)
+    lib.register_handler_with(callback, counter)
+    assert [lib.fire_handler_with(x) for x in (1, 2, 3)] == [2, 4, 6]
+    assert counter.calls == [1, 2, 3]
+
+
+def test_a_callback_takes_and_returns_py_objects(session):
+    lib = session.CDLL(TEST_LIB)
+    F = ct.CFUNCTYPE(ct.py_object, ct.py_object)
+    lib.pass_through.argtypes = [F, ct.py_object]
+    lib.pass_through.restype = ct.py_object
+    made = []
+
+    def wrap(x):
+        made.append(("wrapped", x))
+        return made[-1]
+
+    key = ("key",)
+    result = lib.pass_through(F(wrap), key)
+    assert result is made[0] and result[1] is key
+    # A callback's own NULL result comes back as ctypes' NULL py_object error.
+    with pytest.raises(ValueError, match="PyObject is NULL"):
+        lib.pass_through(F(lambda x: ct.py_object()), key)
+
+
+def test_a_py_object_cannot_be_a_field_or_a_pointee(session):
+    lib = session.CDLL(TEST_LIB)
+
+    class Holder(ct.Structure):
+        _fields_ = [("obj", ct.py_object)]
+
+    lib.ptr_offset.argtypes = [ct.POINTER(Holder), ct.c_long]
+    with pytest.raises(TypeError, match="cannot cross a process boundary"):
+        lib.ptr_offset(Holder(), 0)
+    lib.ptr_offset.argtypes = [ct.POINTER(ct.py_object), ct.c_long]
+    with pytest.raises(TypeError, match="cannot cross a process boundary"):
+        lib.ptr_offset(ct.byref(ct.py_object(1)), 0)
