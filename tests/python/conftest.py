@@ -322,6 +322,17 @@ def session(server):
     s.close()
 
 
+@pytest.fixture(scope="module")
+def module_client():
+    """A client of a server of the test module's own (a module may define `client` so)."""
+    import ffibox
+    server = Server()
+    c = ffibox.connect(server.address)
+    yield c
+    c.close()
+    server.stop()
+
+
 # -- the ctypes drop-in: one shared server for the whole run ----------------------------
 
 @pytest.fixture(scope="session")

@@ -20,12 +20,8 @@ from ffibox._stubs import pb
 
 
 @pytest.fixture(scope="module")
-def client():
-    server = Server()
-    c = ffibox.connect(server.address)
-    yield c
-    c.close()
-    server.stop()
+def client(module_client):
+    return module_client
 
 
 class Point(ct.Structure):

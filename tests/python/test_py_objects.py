@@ -10,24 +10,14 @@ import gc
 
 import pytest
 
-import ffibox
-from conftest import TEST_LIB, Server
+from conftest import TEST_LIB
 from ffibox import _py_objects
 from ffibox import ctypes as ct
 
 
-@pytest.fixture(scope="module")
-def client():
-    server = Server()
-    c = ffibox.connect(server.address)
-    yield c
-    c.close()
-    server.stop()
-
-
 @pytest.fixture(params=["grpc", "same_host"])
-def session(request, client):
-    with client.session(same_host=request.param == "same_host") as s:
+def session(request, module_client):
+    with module_client.session(same_host=request.param == "same_host") as s:
         assert s.stream.local_enabled == (request.param == "same_host")
         yield s
 
