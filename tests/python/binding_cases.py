@@ -170,6 +170,7 @@ CLANG_SOURCE = b"""#include <stddef.h>
 enum color { RED, GREEN = 5, BLUE };
 typedef struct point { int x; double y; char tag[3]; } point_t;
 
+/** Measures `text` from `at`. */
 static size_t measure(const char* text, point_t* at) {
   return strlen(text) + (size_t)at->x + LIMIT;
 }
@@ -206,6 +207,7 @@ def clang_ast():
         if cursor.kind == cindex.CursorKind.FUNCTION_DECL:
             node.append([[a.spelling, a.type.spelling] for a in cursor.get_arguments()])
             node.append(cursor.result_type.spelling)
+            node.append([cursor.raw_comment, cursor.brief_comment])  # None without one
         if cursor.kind == cindex.CursorKind.DECL_REF_EXPR and cursor.referenced is not None:
             node.append(cursor.referenced.location.line)
         nodes.append(node)

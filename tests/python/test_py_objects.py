@@ -7,6 +7,8 @@ read arbitrary memory. Each test runs over gRPC and on the same-host channel, ag
 ffiboxd and jailed worker; where it can, it checks the stdlib gives the same in-process."""
 import ctypes
 import gc
+import threading
+import time
 
 import pytest
 
@@ -89,6 +91,18 @@ def test_the_worker_gets_a_token_not_an_address(session):
     assert lib.ptr_offset(ct.py_object(), 0) is None
 
 
+def test_tokens_are_drawn_at_random_for_each_session(session, module_client):
+    def first_token(s):
+        lib = s.CDLL(TEST_LIB)
+        lib.ptr_offset.argtypes = [ct.py_object, ct.c_long]
+        lib.ptr_offset.restype = ct.c_void_p
+        return lib.ptr_offset([], 0)
+
+    with module_client.session() as other:
+        tokens = {first_token(session), first_token(other)}
+    assert len(tokens) == 2
+
+
 def test_a_value_that_is_no_token_is_value_error(session):
     lib = session.CDLL(TEST_LIB)
     lib.ptr_offset.argtypes = [ct.py_object, ct.c_long]
@@ -136,6 +150,64 @@ def test_a_collected_object_is_value_error_and_one_without_weak_references_is_ke
         lib.ptr_offset([i], 0)
     with pytest.raises(ValueError, match="gone"):
         back(kept, 0)
+    # One that something else holds too stays, however many pass after it.
+    registration = {"handlers": []}
+    held = lib.ptr_offset(registration, 0)
+    for i in range(12):
+        lib.ptr_offset([i], 0)
+    assert back(held, 0) is registration
+
+
+def test_an_object_let_go_is_finalized_outside_the_table(session, monkeypatch):
+    # Its finalizer calls the library while another thread's call waits on a callback that
+    # returns a py_object: both go on (the table's lock is not held while it runs).
+    monkeypatch.setattr(_py_objects, "KEPT", 2)
+    lib = session.CDLL(TEST_LIB)
+    F = ct.CFUNCTYPE(ct.py_object, ct.py_object)
+    lib.pass_through.argtypes = [F, ct.py_object]
+    lib.pass_through.restype = ct.py_object
+    lib.add_int.argtypes = [ct.c_int, ct.c_int]
+    give = session.CDLL(TEST_LIB).ptr_offset
+    give.argtypes = [ct.py_object, ct.c_long]
+    in_callback, finalized = threading.Event(), []
+
+    class Resource:
+        def __del__(self):
+            finalized.append(lib.add_int(2, 3))
+
+    give([Resource()], 0)  # kept by the table alone
+    results = []
+
+    def wait_then_wrap(x):
+        in_callback.set()
+        deadline = time.monotonic() + 10
+        while not finalized and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return (x,)
+
+    callback = F(wait_then_wrap)
+    caller = threading.Thread(target=lambda: results.append(lib.pass_through(callback, 1)))
+    caller.start()
+    assert in_callback.wait(10)
+    give((1,), 0)
+    give((2,), 0)  # lets the list go
+    caller.join(20)
+    assert finalized == [5] and results == [(1,)]
+
+
+def test_a_callbacks_new_object_result_reaches_the_caller(session):
+    lib = session.CDLL(TEST_LIB)
+    F = ct.CFUNCTYPE(ct.py_object, ct.py_object)
+    lib.pass_through.argtypes = [F, ct.py_object]
+    lib.pass_through.restype = ct.py_object
+
+    class Box:
+        def __init__(self, x):
+            self.x = x
+
+    # ctypes gives native code a reference of its own to what a callback returns.
+    result = lib.pass_through(F(lambda x: Box(x)), 41)
+    assert type(result) is Box and result.x == 41
 
 
 def test_a_registration_keeps_its_data_across_calls(session):

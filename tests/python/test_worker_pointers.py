@@ -161,10 +161,14 @@ PATTERNS = {
         again.contents = h
         lib.handle_out(11, again)
         print(lib.handle_get(h), lib.handle_get(again.contents))
+        lib.handle_out(13, h)  # where a Handle** goes, a Handle* is passed by reference
+        print(lib.handle_get(h))
     """,
     # python3-clang's c_interop_string: a c_char_p subclass whose own `value` decodes.
     "c_char_p_subclass_result_with_its_own_value": """
         class Text(c_char_p):
+            def __init__(self, p=None):  # never called for a result
+                c_char_p.__init__(self, b"" if p is None else p)
             @property
             def value(self):
                 raw = super(c_char_p, self).value
@@ -487,7 +491,7 @@ EXPECTED = {
     "buffer_out_parameter_indexed_with_index_objects": "35 1 59 1",
     "buffer_out_parameter_and_a_view_of_all_of_it": "77 78 77\n0 0",
     "errcheck_that_gives_the_arguments_back": "5 9",
-    "pointer_result_is_an_instance_of_its_pointer_type": "True True False 7\n9 9\n11 11",
+    "pointer_result_is_an_instance_of_its_pointer_type": "True True False 7\n9 9\n11 11\n13",
     "c_char_p_subclass_result_with_its_own_value": "'hello, ffibox' None",
     "pointer_handed_back_again_reads_what_the_library_left": "70 70 8",
     "byref_of_a_buffer_out_parameter_over_all_of_it": "True\n9 9 88",
@@ -560,3 +564,26 @@ def test_a_pointer_graph_past_the_budget_raises_instead_of_being_cut(server):
                             capture_output=True, env=env, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "RESOURCE_EXHAUSTED True"
+
+
+def test_a_pointer_result_is_an_instance_of_its_type_with_stdlib_types_alone(server):
+    # A session used with the stdlib's own types, ffibox.ctypes never imported by the
+    # program: the pointer-to-pointer type the stdlib makes afterwards is the guarded one,
+    # so the answer holds, and a pointer to the handle made with it reaches its local slot.
+    check_pattern(server, textwrap.dedent("""
+        import ctypes, sys
+        import ffibox
+        with ffibox.connect(sys.argv[1]).session() as session:
+            lib = session.CDLL(sys.argv[2])
+            class Handle(ctypes.Structure):
+                pass
+            lib.handle_new.restype = ctypes.POINTER(Handle)
+            lib.handle_new.argtypes = [ctypes.c_int]
+            lib.handle_get.argtypes = [ctypes.POINTER(Handle)]
+            lib.handle_out.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.POINTER(Handle))]
+            h = lib.handle_new(5)
+            before = isinstance(h, ctypes.POINTER(Handle))
+            out = ctypes.POINTER(ctypes.POINTER(Handle))(h)
+            lib.handle_out(6, out)
+            print(before, isinstance(h, ctypes.POINTER(Handle)), lib.handle_get(h))
+    """), "True True 6")

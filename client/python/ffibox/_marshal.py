@@ -68,8 +68,9 @@ def as_parameter(value):
 def encode(t, value, builder: Optional[CallBuilder], session):
     """The Value for argument `value` of declared type `t` (TypeError when ctypes would)."""
     if _types.is_py_object(t):
-        # Any object, as ctypes' py_object takes it (its _as_parameter_ unused).
-        return _encode_py_object(t, value, session)
+        # Any object, as ctypes' py_object takes it (its _as_parameter_ unused); without a
+        # builder, a callback's result, which native code holds as ctypes' own reference.
+        return _encode_py_object(t, value, session, hold=builder is None)
     value = as_parameter(value)
     if _types.is_simple(t):
         return _encode_simple(t, value, builder, session)
@@ -165,7 +166,7 @@ def encode_stored(t, owner, offset: int, builder, session):
     return _encode_simple(t, _types.local_at(t, address), builder, session)
 
 
-def _encode_py_object(t, value, session):
+def _encode_py_object(t, value, session, hold: bool):
     if session is None:
         raise TypeError("ffibox: a py_object crosses to a library only as an argument or "
                         "result")
@@ -174,7 +175,7 @@ def _encode_py_object(t, value, session):
             value = value.value
         except ValueError:  # py_object() holds NULL: passed as NULL
             return pb.Value(uint_value=0)
-    return pb.Value(uint_value=session.py_objects.token(value))
+    return pb.Value(uint_value=session.py_objects.token(value, hold))
 
 
 def _scalar_value(code: str, number):
@@ -326,6 +327,11 @@ def _encode_pointer(t, value, builder, session):
         return NULL
     if isinstance(value, RemotePointer):
         _own_view_address(value, session)
+        if builder is not None and value._type_ is not None and \
+                getattr(target, "_type_", None) is value._type_ and _types.is_pointer(target):
+            # As ctypes: a POINTER(T) where a POINTER(POINTER(T)) goes is passed by
+            # reference, as byref(value): a pointer to its local slot.
+            return _byref_value(_ct.byref(value.local_slot()), builder)
         return remote_value(value.address, value.generation)
     at = _own_view_address(value, session)
     if at is not None:  # a view of worker memory (.contents, in_dll): its worker address
@@ -476,6 +482,19 @@ def _checked_scalar(t, code: str, kind, value):
     return number
 
 
+_SIMPLE_VALUE = _ct._SimpleCData.__dict__["value"]
+
+
+def result_instance(t, value):
+    """An instance of `t`, a subclass of a simple type, holding `value` (None: NULL, for the
+    pointer types), made as ctypes makes a result: without calling the subclass's
+    `__init__` or `value` setter (python3-clang's c_interop_string makes None a "")."""
+    instance = t.__new__(t)
+    if value is not None:
+        _SIMPLE_VALUE.__set__(instance, value)
+    return instance
+
+
 def decode(t, value, session, generation: int):
     """The Python object ctypes returns for a result (or callback argument) of type `t`."""
     if t is None:
@@ -488,6 +507,8 @@ def decode(t, value, session, generation: int):
             # A token this session handed out (ffibox._py_objects): its object.
             token = int.from_bytes(value.raw, "little") if kind == "raw" else \
                 int(getattr(value, kind) if kind else 0)
+            if not token and not _types.is_fundamental(t):
+                return result_instance(t, None)  # a subclass's result holds NULL
             result = session.py_objects.object(token & (1 << 64) - 1)
         elif code in ("z", "Z", "P"):
             if kind == "pointer":
@@ -525,7 +546,7 @@ def decode(t, value, session, generation: int):
                     twin = session.twins.local(number & (1 << 64) - 1, generation)
                     if twin is not None:
                         result = twin[1]
-        return result if _types.is_fundamental(t) else t(result)
+        return result if _types.is_fundamental(t) else result_instance(t, result)
     if _types.is_pointer(t) or _types.is_function(t):
         if kind != "pointer" or value.pointer.WhichOneof("target") not in ("null", "remote"):
             raise _unexpected(t, kind if kind != "pointer" else

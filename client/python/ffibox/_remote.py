@@ -194,8 +194,11 @@ def pointer_type_guarded(cls) -> bool:
 
 
 def guard_pointers_to(t) -> None:
-    """Makes and guards `POINTER(POINTER(t))` (set by ffibox.ctypes._pointers when
-    imported), so that a later one made by ctypes alone is that guarded class."""
+    """Makes and guards `POINTER(POINTER(t))`, so that a later one made by ctypes alone is
+    that guarded class (ffibox.ctypes._pointers, which replaces this function once
+    imported: a RemotePointer is made by a session that may not have imported it)."""
+    from ffibox.ctypes import _pointers
+    _pointers.guard_pointers_to(t)
 
 
 _pointers_to_guarded = set()
@@ -367,7 +370,7 @@ def string_pointer(t, at: WorkerAddress):
         _string_pointers[t] = cls
     image = at.session.images.image_of(t, at.address, at.generation) if at.address else None
     if image is None:
-        instance = cls()
+        instance = cls.__new__(cls)  # NULL; not the subclass's __init__, as ctypes makes it
     else:
         # Its own word is the address of an image of the string, which ctypes' keep-alive
         # references (`_objects`) hold and hand on to the copies it makes by assignment (a

@@ -432,6 +432,7 @@ class Session:
     def close(self) -> None:
         """Ends the session; its worker is killed."""
         self.stream.close()
+        self.py_objects.clear()
 
     def __enter__(self) -> "Session":
         return self

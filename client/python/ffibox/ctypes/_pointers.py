@@ -238,13 +238,15 @@ def guarded(cls) -> bool:
     return _MARK in cls.__dict__
 
 
-def _guard_pointers_to(t) -> None:
+def guard_pointers_to(t) -> None:
+    """Makes and guards `POINTER(POINTER(t))` for the RemotePointers of `t`
+    (ffibox._remote.RemotePointer.__class__)."""
     POINTER(POINTER(t))
     _remote._pointers_to_guarded.add(t)
 
 
 _remote.pointer_type_guarded = guarded
-_remote.guard_pointers_to = _guard_pointers_to
+_remote.guard_pointers_to = guard_pointers_to
 
 
 def POINTER(t):  # noqa: N802 (ctypes' name)
