@@ -162,3 +162,13 @@ def test_threads_passing_byref_of_one_returned_pointer_change_that_pointer(ct, t
             assert not box, value
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_a_library_function_passed_without_argtypes_is_its_address(ct, libc):
+    # qsort(..., libc.strcmp): ctypes passes the function's address (pycryptodome's
+    # raw_api passes functions of its own libraries so).
+    names = (ct.c_char * 4 * 3)()
+    names[0].value, names[1].value, names[2].value = b"ccc", b"aaa", b"bbb"
+    libc.qsort.restype = None
+    libc.qsort(names, 3, 4, libc.strcmp)
+    assert [bytes(name.value) for name in names] == [b"aaa", b"bbb", b"ccc"]

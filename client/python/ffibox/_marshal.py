@@ -44,7 +44,9 @@ def infer_type(value):
         return _ct.c_char_p
     if isinstance(value, str):
         return _ct.c_wchar_p
-    if value is None or isinstance(value, (RemotePointer, _CArgObject)):
+    if value is None or isinstance(value, (RemotePointer, _CArgObject)) or \
+            getattr(type(value), "_ffibox_library_function", False):
+        # A library's function (`qsort(..., libc.strcmp)`): its address, as ctypes passes it.
         return _ct.c_void_p
     if isinstance(value, (_ct.Array,)):
         return _ct.POINTER(value._type_)
