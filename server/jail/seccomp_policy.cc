@@ -242,10 +242,12 @@ constexpr int kAllowedPrctls[] = {
 
 // ioctls the strict policy allows: terminal probes (isatty) and descriptor flags. Not
 // TIOCSTI, which could type into the broker's terminal through an inherited stdout.
-// Also the console probes SDL's video drivers make (TIOCLINUX, KDGKBTYPE, KDGKBMODE,
-// KDGETMODE): the jail has no virtual terminal, so they fail with EBADF or ENOTTY.
-constexpr unsigned long kAllowedIoctls[] = {TCGETS,   TIOCGWINSZ, FIONREAD,  FIONBIO,   FIOCLEX,
-                                            FIONCLEX, TIOCLINUX,  KDGKBTYPE, KDGKBMODE, KDGETMODE};
+// Also the console probes SDL's video drivers and SDL_Init make (TIOCLINUX, KDGKBTYPE,
+// KDGKBMODE, KDGETMODE, KDGKBLED, KDGKBDIACR; all reads): the jail has no virtual
+// terminal, so they fail with EBADF or ENOTTY.
+constexpr unsigned long kAllowedIoctls[] = {TCGETS,    TIOCGWINSZ, FIONREAD,  FIONBIO,
+                                            FIOCLEX,   FIONCLEX,   TIOCLINUX, KDGKBTYPE,
+                                            KDGKBMODE, KDGETMODE,  KDGKBLED,  KDGKBDIACR};
 
 constexpr uint64_t kNamespaceCloneFlags = CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID |
                                           CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |

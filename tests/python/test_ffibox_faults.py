@@ -250,3 +250,19 @@ print("made", bool(handle.p), flush=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "made True\n"
     assert result.stderr == "", result.stderr
+
+
+def test_the_console_reads_sdl_makes_fail_and_tiocsti_is_a_violation(session):
+    # SDL_Init's probes of a Linux console (KDGKBLED, KDGKBDIACR, on no descriptor): errors
+    # in the jail, as in-process without a console; typing into a terminal is not allowed.
+    import errno
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    libc.ioctl.argtypes = [ct.c_int, ct.c_ulong, ct.c_void_p]
+    buffer = ct.create_string_buffer(1024)
+    for request in (0x4B64, 0x4B4A, 0x4B33):  # KDGKBLED, KDGKBDIACR, KDGKBTYPE
+        assert libc.ioctl(-1, request, buffer) == -1
+        assert ct.get_errno() == errno.EBADF
+    with pytest.raises(ffibox.SandboxViolation) as violation:
+        libc.ioctl(1, 0x5412, buffer)  # TIOCSTI
+    assert violation.value.syscall == "ioctl"
