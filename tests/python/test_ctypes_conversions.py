@@ -172,3 +172,11 @@ def test_a_library_function_passed_without_argtypes_is_its_address(ct, libc):
     libc.qsort.restype = None
     libc.qsort(names, 3, 4, libc.strcmp)
     assert [bytes(name.value) for name in names] == [b"aaa", b"bbb", b"ccc"]
+
+
+def test_an_address_where_a_string_goes_is_refused(ct, libc):
+    # c_char_p.from_param takes no integer: an ArgumentError, not a library reading there.
+    libc.strlen.argtypes = [ct.c_char_p]
+    with pytest.raises(ct.ArgumentError, match="wrong type"):
+        libc.strlen(12345)
+    assert libc.strlen(b"four") == 4

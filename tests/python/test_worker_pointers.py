@@ -177,6 +177,29 @@ PATTERNS = {
         lib.null_string.restype = Text
         print(repr(lib.greeting().value), lib.null_string().value)
     """,
+    # pysdl2's SDL_Color: a record whose __init__ sets its fields, read through a pointer
+    # (ctypes makes objects at an address without calling __init__), and pysdl2's
+    # `if not (renderer and renderer.contents)` of a c_void_p subclass view.
+    "records_with_their_own_init_and_pointer_views_read_through_pointers": """
+        class Color(Structure):
+            _fields_ = [("r", c_uint8), ("g", c_uint8), ("b", c_uint8), ("a", c_uint8)]
+            def __init__(self, r=255, g=255, b=255, a=255):
+                Structure.__init__(self, r, g, b, a)
+        class Window(c_void_p):
+            pass
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = POINTER(Color)
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        colors = libc.calloc(4, 4)
+        print(tuple(colors[1]._fields_[i][0] for i in range(4)), colors[1].r, colors.contents.a)
+        libc.strdup.restype = c_void_p
+        libc.strdup.argtypes = [c_char_p]
+        text = libc.strdup(b"abcdefgh")
+        libc.calloc.restype = c_void_p
+        zeros = libc.calloc(1, 8)
+        print(bool(cast(text, POINTER(Window)).contents), bool(cast(zeros, POINTER(Window)).contents),
+              bool(cast(zeros, POINTER(c_int)).contents), bool(cast(text, POINTER(c_char)).contents))
+    """,
     "record_with_pointer_fields_filled_by_the_library": """
         r = Record()
         lib.fill_record(byref(r))
@@ -493,6 +516,8 @@ EXPECTED = {
     "errcheck_that_gives_the_arguments_back": "5 9",
     "pointer_result_is_an_instance_of_its_pointer_type": "True True False 7\n9 9\n11 11\n13",
     "c_char_p_subclass_result_with_its_own_value": "'hello, ffibox' None",
+    "records_with_their_own_init_and_pointer_views_read_through_pointers":
+        "('r', 'g', 'b', 'a') 0 0\nTrue False False True",
     "pointer_handed_back_again_reads_what_the_library_left": "70 70 8",
     "byref_of_a_buffer_out_parameter_over_all_of_it": "True\n9 9 88",
 }

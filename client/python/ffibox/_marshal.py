@@ -222,6 +222,8 @@ def _encode_string_or_void(t, code, value, builder, session):
         _own_view_address(value, session)
         return remote_value(value.address, value.generation)
     if isinstance(value, int) and not isinstance(value, bool):
+        if code != "P" and builder is not None:
+            raise TypeError("wrong type")  # c_char_p.from_param takes no address, as ctypes
         if builder is not None and session.twins.owner_at(value) is not None:
             return builder.local_pointer(value)  # the caller's object (an earlier result)
         if value and _addresses.locally_mapped(value):

@@ -70,7 +70,7 @@ def view(t, at: WorkerAddress):
     if cls is None:
         if _types.is_simple(t):
             cls = type(t.__name__, (t,), {"value": property(_simple_get, _simple_set),
-                                          "__repr__": _simple_repr})
+                                          "__repr__": _simple_repr, "__bool__": _simple_bool})
         elif _types.is_record(t):
             cls = type(t.__name__, (t,), {"__getattribute__": _record_get,
                                           "__setattr__": _record_set,
@@ -82,7 +82,7 @@ def view(t, at: WorkerAddress):
             raise TypeError("ffibox: no remote view of %r" % (t,))
         cls._ffibox_base = t
         _views[t] = cls
-    instance = cls()
+    instance = cls.__new__(cls)  # as ctypes makes objects at an address: no __init__
     set_address(instance, at)
     # The local bytes start as a snapshot of the worker's (bytes(), .raw, memoryview and
     # constructors that copy an instance read them); field, element and value access always
@@ -118,6 +118,13 @@ def _simple_get(self):
 
 def _simple_set(self, value):
     store(type(self)._ffibox_base, address_of(self), value)
+
+
+def _simple_bool(self):
+    # As ctypes: whether any of its bytes is non-zero (the local snapshot of a pointer holds
+    # NULL, never the worker's address).
+    at = address_of(self)
+    return any(at.session.memory.read(at.address, _ct.sizeof(self), at.generation))
 
 
 def _simple_repr(self):
