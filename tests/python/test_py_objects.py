@@ -264,3 +264,20 @@ def test_a_py_object_cannot_be_a_field_or_a_pointee(session):
     lib.ptr_offset.argtypes = [ct.POINTER(ct.py_object), ct.c_long]
     with pytest.raises(TypeError, match="cannot cross a process boundary"):
         lib.ptr_offset(ct.byref(ct.py_object(1)), 0)
+
+
+def test_a_token_that_comes_as_a_void_pointer_casts_to_its_object(session):
+    # shapely's STRtree: the user data arrives as a void* and is cast to py_object.
+    libc = session.CDLL("libc.so.6")
+    CMP = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p)
+    libc.qsort_r.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, CMP, ct.py_object]
+    libc.qsort_r.restype = None
+    context, seen = {"k": 1}, []
+
+    def compare(a, b, data):
+        seen.append(ct.cast(data, ct.py_object).value)
+        return 0
+
+    callback = CMP(compare)
+    libc.qsort_r((ct.c_int * 2)(2, 1), 2, 4, callback, context)
+    assert seen and all(item is context for item in seen)

@@ -37,10 +37,26 @@ KEPT = 4096
 _LOOKED_AT = 8
 
 
+# Every session's table, for a token that comes back as a plain `void*` (find).
+_tables: "weakref.WeakSet[PyObjects]" = weakref.WeakSet()
+
+
+def find(token: int):
+    """(object,) for a token of any session's (a `void*` callback argument cast to
+    `py_object`: tokens are random, so no two sessions share one), else None."""
+    for table in list(_tables):
+        try:
+            return (table.object(token & (1 << 64) - 1),)
+        except ValueError:
+            continue
+    return None
+
+
 class PyObjects:
     """One session's tokens."""
 
     def __init__(self) -> None:
+        _tables.add(self)
         # Re-entrant, as every lock a call may take (a finalizer or signal handler that runs
         # while it is held may pass an object; a weak reference's callback forgets one).
         # Nothing is released while it is held: a finalizer may call the library.

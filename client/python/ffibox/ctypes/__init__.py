@@ -25,7 +25,8 @@ from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import _addresses, _images, _marshal, _memory, _remote, _slots, _types
+from ffibox import (_addresses, _images, _marshal, _memory, _py_objects, _remote, _slots,
+                    _types)
 from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
@@ -311,7 +312,15 @@ def _local_form(obj):
 
 def cast(obj, typ):
     """ctypes.cast. Local objects are cast locally; pointers into the worker (RemotePointer,
-    integers, c_void_p values) give RemotePointers or values read through the server."""
+    integers, c_void_p values) give RemotePointers or values read through the server. A
+    `py_object` token (user data a callback got as a `void*`) gives its object."""
+    if _types.is_py_object(typ):
+        word = obj if isinstance(obj, int) and not isinstance(obj, bool) else (
+            obj.value if isinstance(obj, c_void_p) else None)
+        found = _py_objects.find(word) if word else None
+        if found is not None:
+            return typ(found[0]) if _types.is_fundamental(typ) else \
+                _marshal.result_instance(typ, found[0])
     obj = _local_form(obj)
     at = _remote_address(obj)
     if at is None:
