@@ -402,6 +402,29 @@ def test_linked_list_is_rewired_by_the_library(ct, testlib):
     assert not head.contents.next.contents.next
 
 
+def test_a_list_linked_inside_one_array_goes_in_call_after_call(ct, testlib):
+    # Each node's next points into the same array. Once the array has a twin in the worker,
+    # those slots go as addresses in the twin (the worker was handed the caller's addresses
+    # and crashed on the second call).
+    Node = make_types(ct)[6]
+    nodes = (Node * 3)()
+    for i in range(3):
+        nodes[i].value = 10 ** i
+    nodes[0].next, nodes[1].next = ct.pointer(nodes[1]), ct.pointer(nodes[2])
+    testlib.sum_list.argtypes = [ct.POINTER(Node)]
+    testlib.reverse_list.argtypes = [ct.POINTER(ct.POINTER(Node))]
+    assert [testlib.sum_list(arg) for arg in (nodes[0], ct.byref(nodes[0]), nodes,
+                                              ct.pointer(nodes[1]))] == [111, 111, 111, 110]
+    head = ct.pointer(nodes[0])
+    testlib.reverse_list(ct.byref(head))
+    assert ct.addressof(head.contents) == ct.addressof(nodes[2])
+    assert ct.addressof(nodes[2].next.contents) == ct.addressof(nodes[1])
+    assert ct.addressof(nodes[1].next.contents) == ct.addressof(nodes[0])
+    assert not nodes[0].next
+    assert [testlib.sum_list(head), testlib.sum_list(nodes[1]), testlib.sum_list(nodes)] == [
+        111, 11, 1]
+
+
 def test_char_pointer_out_parameter_points_into_the_buffer(ct, testlib):
     text = ct.create_string_buffer(b"hello brave world")
     rest = ct.c_char_p()

@@ -197,13 +197,16 @@ class CallBuilder:
             return found[0]
         size = _ct.sizeof(obj)
         slots = _types.pointer_offsets(type(obj))
-        images = self._images
-        index = self._new_block(start, size, obj, images.worker_bytes(start, size, slots),
-                                pb.INOUT)
+        # Which slots go as worker addresses is settled before the block takes its twin,
+        # which is busy from then on: a slot pointing into this same object (a list linked
+        # inside an array) is relocated to the block, as its bytes were written.
+        mapped: set = set()
+        data = self._images.worker_bytes(start, size, slots, mapped)
+        index = self._new_block(start, size, obj, data, pb.INOUT)
         self._collect(getattr(obj, "_objects", None))
         for offset, ptype in slots:
             word = _types.word_at(start + offset).value
-            if word and images.worker_address(word) is not None:  # sent as a worker address
+            if offset in mapped:  # sent as a worker address
                 self._own_words.setdefault(index, {})[offset] = word
             elif word:
                 self._relocate(index, offset, ptype, word)

@@ -618,18 +618,22 @@ class ImageTable:
 
     # -- writing back ----------------------------------------------------------------------
 
-    def worker_bytes(self, address: int, size: int, pointer_slots) -> bytes:
+    def worker_bytes(self, address: int, size: int, pointer_slots,
+                     mapped: Optional[set] = None) -> bytes:
         """The bytes of local memory [address, address + size) as the worker must see
         them: pointer slots that hold images (or pointers into them) become worker
-        addresses. `pointer_slots`: (offset, type) pairs inside the range."""
+        addresses. `pointer_slots`: (offset, type) pairs inside the range; the offsets of
+        the slots made worker addresses are added to `mapped`, when given."""
         data = bytearray(_ct.string_at(address, size))
         for offset, _ in pointer_slots:
             if offset + 8 > size:
                 continue
             word = _WORD.unpack_from(data, offset)[0]
-            mapped = self.worker_address(word) if word else None
-            if mapped is not None:
-                _WORD.pack_into(data, offset, mapped[0])
+            found = self.worker_address(word) if word else None
+            if found is not None:
+                _WORD.pack_into(data, offset, found[0])
+                if mapped is not None:
+                    mapped.add(offset)
         return bytes(data)
 
     def refresh(self, address: int, size: int) -> None:
