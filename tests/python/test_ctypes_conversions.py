@@ -180,3 +180,36 @@ def test_an_address_where_a_string_goes_is_refused(ct, libc):
     with pytest.raises(ct.ArgumentError, match="wrong type"):
         libc.strlen(12345)
     assert libc.strlen(b"four") == 4
+
+
+def test_a_cast_of_a_view_reaches_the_memory_the_view_lies_in(ct, libc, testlib):
+    # cast(record.field, POINTER(T)), cast(pointer(a).contents, ...): ctypes keeps no
+    # reference to such a view, and the library reads and writes the memory it lies in (the
+    # worker was handed the caller's own address and crashed).
+    class Node(ct.Structure):
+        pass
+
+    Node._fields_ = [("value", ct.c_int), ("next", ct.POINTER(Node))]
+
+    class Holder(ct.Structure):
+        _fields_ = [("count", ct.c_int), ("data", ct.c_ubyte * 8), ("nodes", Node * 2)]
+
+    holder = Holder(7)
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.memset(ct.cast(holder.data, ct.POINTER(ct.c_ubyte)), 0x41, 4)
+    libc.memset(ct.cast(ct.pointer(holder).contents.data, ct.c_void_p), 0x42, 2)
+    assert bytes(holder.data) == b"BBAA\0\0\0\0" and holder.count == 7
+
+    source = (ct.c_ubyte * 4)(1, 2, 3, 4)
+    target = (ct.c_ubyte * 4)()
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    libc.memcpy(target, ct.cast(ct.pointer(source).contents, ct.POINTER(ct.c_ubyte)), 4)
+    libc.memcpy(target, ct.cast(ct.pointer(source)[0], ct.POINTER(ct.c_ubyte)), 3)
+    assert list(target) == [1, 2, 3, 4]
+
+    # Stored into a pointer field, the cast still reaches the record it points into.
+    holder.nodes[0].value, holder.nodes[1].value = 1, 2
+    holder.nodes[0].next = ct.pointer(holder.nodes[1])
+    head = Node(5, ct.cast(holder.nodes, ct.POINTER(Node)))
+    testlib.sum_list.argtypes = [ct.POINTER(Node)]
+    assert testlib.sum_list(ct.byref(head)) == 8

@@ -334,6 +334,12 @@ def cast(obj, typ):
             # Nor to the object of a byref (`cast(byref(array, 4), POINTER(c_int))`): ffibox
             # ships that object's memory where the pointer points.
             result._ffibox_keep = {"byref": obj._obj}
+        elif getattr(obj, "_b_base_", None) is not None and result._objects is None:
+            # Nor to a view (a field, an element, a pointer's contents: `cast(s.buf,
+            # POINTER(c_char))`): ctypes keeps no reference to it. ffibox ships the memory it
+            # lies in, also from a structure the pointer is stored in.
+            result._ffibox_keep = {"view": obj}
+            _images.keep_with_copies(result, 0, obj)
         if getattr(obj, "_ffibox_callable", None) is not None or getattr(
                 obj, "_ffibox_cast_of", None) is not None:
             # A callback cast to another prototype is still that callback for the library.
