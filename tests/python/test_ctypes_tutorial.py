@@ -425,6 +425,30 @@ def test_a_list_linked_inside_one_array_goes_in_call_after_call(ct, testlib):
         111, 11, 1]
 
 
+def test_a_pointer_the_library_returned_goes_into_a_pointer_field(ct, testlib):
+    # As a handle goes into a record the library reads (pysdl2's `Data(flags, window)`).
+    Node = make_types(ct)[6]
+    testlib.make_list.restype = ct.POINTER(Node)
+    testlib.sum_list.argtypes = [ct.POINTER(Node)]
+    in_library = testlib.make_list(4)  # 0, 1, 2, 3
+    head = Node(100, in_library)
+    assert testlib.sum_list(ct.byref(head)) == 106
+    assert [head.next.contents.value, head.next.contents.next.contents.value] == [0, 1]
+    assert testlib.sum_list(head.next) == 6
+    later = Node(7)
+    later.next = in_library
+    later.next = in_library  # again: the same
+    assert testlib.sum_list(later) == 13
+    later.next = None
+    assert testlib.sum_list(later) == 7
+
+    class Ints(ct.Structure):
+        _fields_ = [("first", ct.POINTER(ct.c_int))]
+
+    with pytest.raises(TypeError):
+        Ints(in_library)
+
+
 def test_char_pointer_out_parameter_points_into_the_buffer(ct, testlib):
     text = ct.create_string_buffer(b"hello brave world")
     rest = ct.c_char_p()

@@ -115,6 +115,19 @@ def copy_from_view(obj, offset: int, view) -> bool:
     return True
 
 
+def store_worker_pointer(obj, offset: int, pointer_type, pointer) -> None:
+    """Stores RemotePointer `pointer` in the `pointer_type` slot at `offset` of local object
+    `obj`, as ctypes stores a pointer there: the slot holds an image of the worker memory it
+    names, kept with the memory's owner, which a call passes as that worker address again
+    (a stale handle's image is refused as reading it is: ffibox.StaleHandle)."""
+    where, word = _remote.address_of(pointer), 0
+    if where.address:
+        owner, at = memory_owner(obj, offset)
+        word = where.session.images.bind(owner, at, pointer_type, where.address,
+                                         where.generation)
+    _types.word_at(_ct.addressof(obj) + offset).value = word or where.address
+
+
 def ensure_local(obj, offset: int) -> None:
     """Makes the typed pointer slot at `offset` of local object `obj` safe for ctypes to
     dereference: a worker address there gets an image (ffibox.Error if the library's graph

@@ -42,15 +42,28 @@ class _FieldInFront:
 
 class _CheckedPointerField(_FieldInFront):
     """A `char*` / `wchar_t*` / `T*` field of a structure: its word is made this process's
-    (ffibox._slots.ensure_local) before ctypes dereferences it."""
+    (ffibox._slots.ensure_local) before ctypes dereferences it. A `T*` field takes a
+    RemotePointer to `T` (a handle the library returned: `Data(flags, window)`) as ctypes
+    takes a pointer of the field's type."""
 
-    __slots__ = ()
+    __slots__ = ("type",)
+
+    def __init__(self, field, t) -> None:
+        super().__init__(field)
+        self.type = t
 
     def __get__(self, obj, owner=None):
         if obj is None:
             return self.field
         _slots.ensure_local(obj, self.offset)
         return self.field.__get__(obj, owner)
+
+    def __set__(self, obj, value) -> None:
+        if type(value) is RemotePointer and value._type_ is getattr(self.type, "_type_", None) \
+                and _types.is_pointer(self.type):
+            _slots.store_worker_pointer(obj, self.offset, self.type, value)
+        else:
+            self.field.__set__(obj, value)
 
 
 class _ValueField(_FieldInFront):
@@ -125,7 +138,7 @@ def _check_fields(cls, union: bool) -> None:
             continue
         if _slots.is_typed_pointer(t):
             setattr(cls, name, _UnionPointerField(field, t) if union
-                    else _CheckedPointerField(field))
+                    else _CheckedPointerField(field, t))
         elif not union and (_types.is_record(t) or _types.is_array(t)) and \
                 _images.has_typed_pointers(t):
             setattr(cls, name, _ValueField(field))
