@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -271,7 +272,7 @@ absl::Status Allow(scmp_filter_ctx ctx, const char* name) {
 
 // Rules whose arguments matter: signals, process memory access and rlimits only on the
 // worker itself, clone only for threads (or, permissive, for processes without new
-// namespaces), clone3 refused with ENOSYS so glibc falls back to the filterable clone.
+// namespaces).
 absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
   const scmp_datum_t self = static_cast<scmp_datum_t>(getpid());
   struct OwnPidRule {
@@ -337,8 +338,39 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
       seccomp_rule_add(ctx, permissive ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket),
                        1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_UNIX))),
       "unix socket rule");
-  if (!unix_socket.ok()) return unix_socket;
-  return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3");
+  return unix_socket;
+}
+
+// Syscalls refused with an errno instead of a violation, where libraries have a fallback;
+// a syscall the configuration adds to the policy is allowed instead.
+struct RefusedSyscall {
+  const char* name;
+  int error;
+  bool strict_only;
+};
+constexpr RefusedSyscall kRefusedSyscalls[] = {
+    // glibc falls back to clone, which the clone rule filters.
+    {"clone3", ENOSYS, false},
+    // PulseAudio's memory pool (SDL_Init's audio), Wayland's shared buffers and systemd's
+    // helpers fall back to other memory, as on kernels before 3.17. Permissive allows it.
+    {"memfd_create", ENOSYS, true},
+};
+
+absl::Status AddRefusedSyscalls(scmp_filter_ctx ctx, bool permissive,
+                                const std::vector<std::string>& extra_syscalls) {
+  for (const RefusedSyscall& refused : kRefusedSyscalls) {
+    if (permissive && refused.strict_only) continue;
+    if (std::find(extra_syscalls.begin(), extra_syscalls.end(), refused.name) !=
+        extra_syscalls.end()) {
+      continue;
+    }
+    int nr = seccomp_syscall_resolve_name(refused.name);
+    if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
+    absl::Status status =
+        Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(refused.error), nr, 0), refused.name);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -390,6 +422,8 @@ absl::StatusOr<int> InstallSeccompPolicy(absl::string_view policy,
           "extra syscall ", name, " cannot be added to the ", policy, " policy: ", strerror(-rc)));
     }
   }
+  absl::Status refused = AddRefusedSyscalls(ctx.get(), permissive, extra_syscalls);
+  if (!refused.ok()) return refused;
   // No TSYNC: the kernel refuses it together with a listener, and the caller is
   // single-threaded (see the header).
   absl::Status loaded = Check(seccomp_load(ctx.get()), "load");

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import ffibox
-from conftest import ROOT, TEST_LIB, run_script
+from conftest import ROOT, TEST_LIB, Server, run_script
 
 
 @pytest.fixture
@@ -250,6 +250,38 @@ print("made", bool(handle.p), flush=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "made True\n"
     assert result.stderr == "", result.stderr
+
+
+MEMFD_PROBE = """
+import errno, sys
+import ffibox
+from ffibox import ctypes as ct
+session = ffibox.connect(sys.argv[1]).session()
+libc = session.CDLL("libc.so.6", use_errno=True)
+libc.memfd_create.argtypes = [ct.c_char_p, ct.c_uint]
+fd = libc.memfd_create(b"pool", 1)  # MFD_CLOEXEC
+print(fd >= 0, errno.errorcode.get(ct.get_errno()) if fd < 0 else "", session.generation)
+"""
+
+
+@pytest.mark.parametrize("policy,config,expected", [
+    ("strict", "", "False ENOSYS 1"),
+    ("permissive", "", "True  1"),
+    ("strict", 'jail { extra_syscalls: "memfd_create" }', "True  1"),
+])
+def test_memfd_create_fails_with_enosys_unless_the_policy_allows_it(tmp_path, policy, config,
+                                                                   expected):
+    # PulseAudio's memory pool (SDL_Init of audio) and Wayland's buffers fall back to other
+    # memory when memfd_create fails; under the strict policy it fails, and the worker lives.
+    path = tmp_path / "ffiboxd.conf"
+    path.write_text(config)
+    server = Server("--jail_policy=" + policy, "--config=%s" % path)
+    try:
+        result = run_script(MEMFD_PROBE, server.address)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
 
 
 def test_the_console_reads_sdl_makes_fail_and_tiocsti_is_a_violation(session):
