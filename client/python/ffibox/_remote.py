@@ -11,6 +11,8 @@ from ffibox._worker_address import WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
 _views: Dict[type, type] = {}
+_named_pointers: Dict[type, type] = {}  # T -> the RemotePointer subclass for POINTER(T)
+_naming = threading.Lock()
 
 
 def read_word(at: WorkerAddress) -> int:
@@ -213,7 +215,14 @@ _pointers_to_guarded = set()
 
 class RemotePointer:
     """A `POINTER(T)` the library returned: an address in the worker (of one worker
-    generation). `.contents`, indexing, `cast` and `string_at` read through the server."""
+    generation). `.contents`, indexing, `cast` and `string_at` read through the server.
+    Made as an instance of a subclass named as ctypes names `POINTER(T)` (`LP_T`), so that
+    `type(p).__name__` and `str(type(p))` say what it points to (pysdl2 checks so)."""
+
+    def __new__(cls, session, address: int, generation: int, type_):
+        if cls is RemotePointer and type_ is not None:
+            cls = _named_pointers.get(type_) or _named_pointer(type_)
+        return object.__new__(cls)
 
     def __init__(self, session, address: int, generation: int, type_) -> None:
         self._at = WorkerAddress(session, address, generation)
@@ -233,11 +242,11 @@ class RemotePointer:
         # p's local slot: ffibox.ctypes._pointers) or not made yet. A subclass of `_Pointer`
         # made by hand with `_type_ = POINTER(T)` is not covered.
         if self._type_ is None:
-            return RemotePointer
+            return type(self)
         pointer_type = _ct.POINTER(self._type_)
         to_it = _ct._pointer_type_cache.get(pointer_type)
         if to_it is not None and not pointer_type_guarded(to_it):
-            return RemotePointer
+            return type(self)
         return pointer_type
 
     @property
@@ -351,6 +360,17 @@ class RemotePointer:
 
 
 _string_pointers: Dict[type, type] = {}
+
+
+def _named_pointer(t) -> type:
+    """The subclass of RemotePointer whose instances point to `t`s, named as ctypes names
+    `POINTER(t)`."""
+    with _naming:
+        named = _named_pointers.get(t)
+        if named is None:
+            named = type("LP_%s" % t.__name__, (RemotePointer,), {"__module__": __name__})
+            _named_pointers[t] = named
+        return named
 
 
 def string_pointer(t, at: WorkerAddress):

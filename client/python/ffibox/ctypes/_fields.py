@@ -59,7 +59,7 @@ class _CheckedPointerField(_FieldInFront):
         return self.field.__get__(obj, owner)
 
     def __set__(self, obj, value) -> None:
-        if type(value) is RemotePointer and value._type_ is getattr(self.type, "_type_", None) \
+        if isinstance(value, RemotePointer) and value._type_ is getattr(self.type, "_type_", None) \
                 and _types.is_pointer(self.type):
             _slots.store_worker_pointer(obj, self.offset, self.type, value)
         else:
