@@ -216,8 +216,10 @@ _pointers_to_guarded = set()
 class RemotePointer:
     """A `POINTER(T)` the library returned: an address in the worker (of one worker
     generation). `.contents`, indexing, `cast` and `string_at` read through the server.
-    Made as an instance of a subclass named as ctypes names `POINTER(T)` (`LP_T`), so that
-    `type(p).__name__` and `str(type(p))` say what it points to (pysdl2 checks so)."""
+    Made as an instance of a subclass named after ctypes' name of `POINTER(T)`
+    (`RemotePointer_LP_T`), so that `str(type(p))` says what it points to (pysdl2 checks
+    so) and ctypes' own errors say what it is ("expected LP_T instance, got
+    RemotePointer_LP_T")."""
 
     def __new__(cls, session, address: int, generation: int, type_):
         if cls is RemotePointer and type_ is not None:
@@ -363,12 +365,12 @@ _string_pointers: Dict[type, type] = {}
 
 
 def _named_pointer(t) -> type:
-    """The subclass of RemotePointer whose instances point to `t`s, named as ctypes names
-    `POINTER(t)`."""
+    """The subclass of RemotePointer whose instances point to `t`s, named after ctypes'
+    name of `POINTER(t)`."""
     with _naming:
         named = _named_pointers.get(t)
         if named is None:
-            named = type("LP_%s" % t.__name__, (RemotePointer,), {"__module__": __name__})
+            named = type("RemotePointer_LP_%s" % t.__name__, (RemotePointer,), {"__module__": __name__})
             _named_pointers[t] = named
         return named
 
