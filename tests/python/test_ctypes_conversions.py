@@ -213,3 +213,20 @@ def test_a_cast_of_a_view_reaches_the_memory_the_view_lies_in(ct, libc, testlib)
     head = Node(5, ct.cast(holder.nodes, ct.POINTER(Node)))
     testlib.sum_list.argtypes = [ct.POINTER(Node)]
     assert testlib.sum_list(ct.byref(head)) == 8
+
+
+def test_an_object_made_on_a_bytearray_reaches_the_rest_of_its_buffer(ct, libc):
+    # capstone passes its code as byref(c_char.from_buffer(bytearray(code))): the library
+    # reads and writes on past the one c_char, in the bytearray (only that one byte went,
+    # and the library read the worker's bytes after it).
+    import array
+    text = bytearray(b"hello, world\0")
+    libc.strlen.restype = ct.c_size_t
+    assert libc.strlen(ct.byref(ct.c_char.from_buffer(text))) == 12
+    assert libc.strlen(ct.byref(ct.c_char.from_buffer(text, 7))) == 5
+    out = bytearray(10)
+    libc.memset(ct.byref(ct.c_char.from_buffer(out, 1)), 0x41, 8)
+    assert out == b"\0AAAAAAAA\0"
+    numbers = array.array("i", [5, 6, 7, 8])
+    libc.memset(ct.byref(ct.c_int.from_buffer(numbers, 4)), 0, 8)
+    assert list(numbers) == [5, 0, 0, 8]

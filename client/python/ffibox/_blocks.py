@@ -64,7 +64,10 @@ def kept_alive(keep, limit: Optional[int] = None):
 def _buffer_exporter(obj):
     """The owner of the ctypes object whose memory `obj` was made on with `from_buffer`
     (through any number of such steps), else None. ctypes keeps that object's buffer (a
-    memoryview) in `obj._objects`, or as it."""
+    memoryview) in `obj._objects`, or as it. Made on another exporter's buffer (a
+    bytearray, an `array.array`, an mmap), a `c_char` array over all of that buffer: a
+    library reads on past the object (`byref(c_char.from_buffer(code))` for the bytes of
+    `code`), as in the caller's process."""
     found = None
     for _ in range(64):
         keep = getattr(obj, "_objects", None)
@@ -73,8 +76,13 @@ def _buffer_exporter(obj):
         # A record or an array keeps the buffer in a dict, a simple object keeps it itself.
         views = [keep] if type(keep) is memoryview else [
             item for item in keep.values() if isinstance(item, memoryview)]
-        if len(views) != 1 or not isinstance(views[0].obj, _CData):
+        if len(views) != 1:
             break
+        if not isinstance(views[0].obj, _CData):
+            try:
+                return (_ct.c_char * views[0].nbytes).from_buffer(views[0])
+            except (TypeError, ValueError):  # released, read-only or not contiguous
+                return found
         obj = found = _twins.owner_of(views[0].obj)
     return found
 
