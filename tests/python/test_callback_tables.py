@@ -95,6 +95,48 @@ def test_callbacks_kept_only_by_tables_are_freed_with_them():
         small.stop()
 
 
+def test_an_object_holding_its_own_callback_is_collected_and_its_callback_freed():
+    # `self._compare = CMP(self.compare)` (unicorn's engines and hooks): a cycle the
+    # collector frees, as with ctypes. The session's table of handlers kept the function,
+    # so no such object was ever freed (nor what its finalizer closes), and 80 of them on a
+    # server that admits 64 callbacks per session got through only once they are.
+    import gc
+    import weakref
+    from ffibox import ctypes as fct
+    small = Server("--max_callbacks=64")
+    try:
+        client = ffibox.connect(small.address)
+        session = client.session()
+        libc = session.CDLL("libc.so.6")
+        CMP = fct.CFUNCTYPE(fct.c_int, fct.POINTER(fct.c_int), fct.POINTER(fct.c_int))
+
+        class Sorter:
+            def __init__(self, sign):
+                self.sign = sign
+                self._compare = CMP(self.compare)
+
+            def compare(self, a, b):
+                return self.sign * (a[0] - b[0])
+
+            def sort(self, values):
+                array = (fct.c_int * len(values))(*values)
+                libc.qsort(array, len(values), fct.sizeof(fct.c_int), self._compare)
+                return list(array)
+
+        for i in range(80):
+            sorter = Sorter(1 if i % 2 else -1)
+            assert sorter.sort([3, 1, 2]) == ([1, 2, 3] if i % 2 else [3, 2, 1])
+            gone = weakref.ref(sorter)
+            del sorter
+            gc.collect()
+            assert gone() is None, "the object holding its callback was kept"
+        assert len(session._callbacks) < 64, len(session._callbacks)
+        session.close()
+        client.close()
+    finally:
+        small.stop()
+
+
 def test_a_callback_that_stores_a_pointer_to_its_own_array_for_the_library(ct, testlib):
     # libspatialindex's stream loading (rtree's Index(generator)): the callback stores a
     # pointer to an array it keeps into the library's double**, and the library reads the

@@ -493,7 +493,7 @@ class Session:
             known = self._callback_entry(callback)
             if known is None:
                 self.stream.set_handler(defined.callback,
-                                        callback_handler(prototype, callback._ffibox_callable))
+                                        callback_handler(prototype, _CalledWhileAlive(callback)))
                 self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
                 self._closures[defined.callback] = (defined.address.address,
                                                     defined.address.generation)
@@ -559,6 +559,24 @@ class Session:
     def remote_function(self, prototype, address: int, generation: int):
         """An instance of CFUNCTYPE `prototype` for a worker function pointer (None: NULL)."""
         return _remote.function_pointer(prototype, WorkerAddress(self, address, generation))
+
+
+class _CalledWhileAlive:
+    """Calls what CFUNCTYPE instance `callback` wraps, reaching it through a weak reference:
+    the session's handler table does not keep the function, nor so the object holding the
+    instance (`self._hook = PROTOTYPE(self._method)`, as unicorn's `Uc` does), which ctypes
+    lets the collector free and whose finalizer frees the callback in the worker."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, callback) -> None:
+        self._callback = weakref.ref(callback)
+
+    def __call__(self, *args):
+        callback = self._callback()
+        if callback is None:
+            raise RuntimeError("ffibox: the callback was called after it was collected")
+        return callback._ffibox_callable(*args)
 
 
 # `from ffibox import ctypes` and plain integer addresses use a session of their own.
