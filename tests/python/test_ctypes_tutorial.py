@@ -451,6 +451,31 @@ def test_a_pointer_the_library_returned_goes_into_a_pointer_field(ct, testlib):
         Ints(in_library)
 
 
+def test_the_type_of_a_record_read_through_a_pointer_makes_local_records(ct, testlib):
+    # capstone copies each instruction so: `dst = type(src)(); memmove(...)`; also
+    # `type(v).from_buffer_copy(...)` and arrays of `type(v)`.
+    Node = make_types(ct)[6]
+    testlib.make_list.restype = ct.POINTER(Node)
+    second = testlib.make_list(3)[1]
+    made = type(second)()
+    assert made.value == 0 and not made.next
+    made.value = 41
+    made.value += 1
+    assert made.value == 42 and bytes(made)[:4] == (42).to_bytes(4, "little")
+    copied = type(second).from_buffer_copy(bytes(made))
+    assert copied.value == 42
+    pair = (type(second) * 2)()
+    pair[1].value = 9
+    assert [pair[0].value, pair[1].value] == [0, 9]
+    assert second.value == 1  # the worker's node itself is as it was
+    counter = ct.c_int.in_dll(testlib, "ffibox_test_counter")
+    before = counter.value
+    local = type(counter)(before + 5)
+    assert local.value == before + 5 and local
+    local.value = 0
+    assert not local and counter.value == before
+
+
 def test_char_pointer_out_parameter_points_into_the_buffer(ct, testlib):
     text = ct.create_string_buffer(b"hello brave world")
     rest = ct.c_char_p()

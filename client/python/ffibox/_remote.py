@@ -114,18 +114,30 @@ def _refresh(view_of_record) -> WorkerAddress:
     return at
 
 
+# A view's class made into a local object (`type(view)()`, `type(view).from_buffer_copy(
+# data)`, as capstone copies its records) has no worker address: it is the ctypes type's.
+
 def _simple_get(self):
-    return load(type(self)._ffibox_base, address_of(self))
+    at = address_of(self)
+    if at is None:
+        return type(self)._ffibox_base.value.__get__(self)
+    return load(type(self)._ffibox_base, at)
 
 
 def _simple_set(self, value):
-    store(type(self)._ffibox_base, address_of(self), value)
+    at = address_of(self)
+    if at is None:
+        type(self)._ffibox_base.value.__set__(self, value)
+    else:
+        store(type(self)._ffibox_base, at, value)
 
 
 def _simple_bool(self):
     # As ctypes: whether any of its bytes is non-zero (the local snapshot of a pointer holds
     # NULL, never the worker's address).
     at = address_of(self)
+    if at is None:
+        return type(self)._ffibox_base.__bool__(self)
     return any(at.session.memory.read(at.address, _ct.sizeof(self), at.generation))
 
 
@@ -135,6 +147,8 @@ def _simple_repr(self):
 
 def _record_get(self, name):
     fields = type(self)._ffibox_fields
+    if name in fields and address_of(self) is None:
+        return object.__getattribute__(self, name)
     if name in fields and len(fields[name]) == 2:
         offset = getattr(type(self)._ffibox_base, name).offset
         t = fields[name][1]
@@ -152,7 +166,7 @@ def _record_get(self, name):
 
 def _record_set(self, name, value):
     fields = type(self)._ffibox_fields
-    if name not in fields:
+    if name not in fields or address_of(self) is None:
         object.__setattr__(self, name, value)
         return
     descriptor = getattr(type(self)._ffibox_base, name)
@@ -179,6 +193,8 @@ def _index(length: int, index: int) -> int:
 
 def _array_get(self, index):
     t = type(self)._ffibox_base
+    if address_of(self) is None:
+        return t.__getitem__(self, index)
     if isinstance(index, slice):
         items = [_array_get(self, i) for i in range(*index.indices(t._length_))]
         return b"".join(items) if t._type_ is _ct.c_char else items
@@ -188,6 +204,8 @@ def _array_get(self, index):
 
 def _array_set(self, index, value):
     t = type(self)._ffibox_base
+    if address_of(self) is None:
+        return t.__setitem__(self, index, value)
     index = _index(t._length_, index)
     store(t._type_, address_of(self) + index * _ct.sizeof(t._type_), value)
 
