@@ -179,12 +179,17 @@ constexpr const char* kStrictSyscalls[] = {
     "getgroups",
     "getpgrp",
     "getrusage",
+    "times",  // ImageMagick's MagickWandGenesis
     "getrlimit",
     "setrlimit",
     "getpriority",
     "uname",
     "sysinfo",
     "getrandom",
+    // NUMA policy of the worker's own memory: libnuma asks at init (ImageMagick's coders).
+    "get_mempolicy",
+    "set_mempolicy",
+    "mbind",
     "exit",
     "exit_group",
 };
@@ -229,9 +234,6 @@ constexpr const char* kPermissiveSyscalls[] = {
     "getpgid",
     "getsid",
     "ioctl",
-    "get_mempolicy",
-    "set_mempolicy",
-    "mbind",
 };
 
 // prctl options a library may use on itself.

@@ -284,6 +284,26 @@ def test_memfd_create_fails_with_enosys_unless_the_policy_allows_it(tmp_path, po
     assert result.stdout.strip() == expected
 
 
+def test_process_times_and_numa_policy_calls_are_allowed(session):
+    # ImageMagick's MagickWandGenesis calls times(); libnuma, which its coders load, asks for
+    # the memory policy: each killed the worker under the strict policy.
+    import errno
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    libc.times.argtypes = [ct.c_void_p]
+    libc.times.restype = ct.c_long
+    spent = (ct.c_long * 4)()
+    assert libc.times(spent) != -1
+    mode = ct.c_int(-1)
+    libc.syscall.restype = ct.c_long
+    found = libc.syscall(ct.c_long(239), ct.byref(mode), None, ct.c_ulong(0), None,
+                         ct.c_ulong(0))  # get_mempolicy
+    assert found == 0 and mode.value >= 0 or ct.get_errno() == errno.ENOSYS
+    assert libc.syscall(ct.c_long(238), ct.c_int(0), None, ct.c_ulong(0)) in (0, -1)
+    generation = session.generation
+    assert libc.getpid() > 0 and session.generation == generation
+
+
 def test_the_console_reads_sdl_makes_fail_and_tiocsti_is_a_violation(session):
     # SDL_Init's probes of a Linux console (KDGKBLED, KDGKBDIACR, on no descriptor): errors
     # in the jail, as in-process without a console; typing into a terminal is not allowed.
