@@ -39,13 +39,29 @@ struct mount_attr {
 namespace ffibox {
 namespace {
 
-// Read-only system directories every worker needs for the dynamic loader and libc, and the
+// Read-only system directories every worker needs for the dynamic loader and libc, the
 // system data libraries read (locales, time zones, databases such as libmagic's; the C
-// headers a parser such as libclang reads for `#include <stdio.h>`).
-constexpr const char* kSystemPaths[] = {"/lib",           "/lib64",           "/lib32",
-                                        "/usr/lib",       "/usr/lib64",       "/usr/lib32",
-                                        "/usr/local/lib", "/etc/ld.so.cache", "/etc/localtime",
-                                        "/usr/share",     "/usr/include"};
+// headers a parser such as libclang reads for `#include <stdio.h>`), and the configuration
+// of libraries that apply it at init: fontconfig's (and its cache), ImageMagick's security
+// policy (without it ImageMagick lifts its resource limits and coder restrictions), and
+// OpenSSL's with the public CA certificates. Nothing of /etc beyond these is shown.
+constexpr const char* kSystemPaths[] = {"/lib",
+                                        "/lib64",
+                                        "/lib32",
+                                        "/usr/lib",
+                                        "/usr/lib64",
+                                        "/usr/lib32",
+                                        "/usr/local/lib",
+                                        "/etc/ld.so.cache",
+                                        "/etc/localtime",
+                                        "/usr/share",
+                                        "/usr/include",
+                                        "/etc/fonts",
+                                        "/var/cache/fontconfig",
+                                        "/etc/ImageMagick-6",
+                                        "/etc/ImageMagick-7",
+                                        "/etc/ssl/certs",
+                                        "/etc/ssl/openssl.cnf"};
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
 // True when `path` is `prefix` or below it.

@@ -98,6 +98,18 @@ TEST(Jail, TheWorkerSeesItsVisiblePathsAndSystemDirectoriesOnly) {
   EXPECT_EQ(stat((root + "/usr/include/stdio.h").c_str(), &st), 0);
   EXPECT_EQ(stat((root + "/usr/lib/x86_64-linux-gnu/libc.so.6").c_str(), &st), 0);
   EXPECT_EQ(stat((root + "/etc/ld.so.cache").c_str(), &st), 0);
+  // Libraries' configuration, where this host has it (fontconfig's comes with the JDK that
+  // Bazel runs on).
+  int configs = 0;
+  for (const char* config :
+       {"/etc/fonts/fonts.conf", "/etc/ssl/openssl.cnf", "/etc/ImageMagick-6/policy.xml"}) {
+    if (stat(config, &st) != 0) continue;
+    ++configs;
+    EXPECT_EQ(stat((root + config).c_str(), &st), 0) << config;
+  }
+  EXPECT_GT(configs, 0) << "no library configuration on this host to look for";
+  EXPECT_NE(stat((root + "/etc/ssl/private").c_str(), &st), 0);
+  EXPECT_NE(stat((root + "/etc/hostname").c_str(), &st), 0);
   EXPECT_NE(stat((root + "/etc/shadow").c_str(), &st), 0);
   EXPECT_NE(stat((root + "/etc/passwd").c_str(), &st), 0);
   EXPECT_NE(stat((root + "/root/.bashrc").c_str(), &st), 0);

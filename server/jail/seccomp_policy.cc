@@ -309,6 +309,12 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
     if (!status.ok()) return status;
   }
   if (!permissive) {
+    // fchmod to a mode without execute, set-id or sticky bits: ImageMagick makes the
+    // temporary file of a blob 0600 so. Permissive allows any chmod.
+    absl::Status fchmod = Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fchmod), 1,
+                                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 07111, 0)),
+                                "fchmod rule");
+    if (!fchmod.ok()) return fchmod;
     for (unsigned long request : kAllowedIoctls) {
       absl::Status status =
           Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,

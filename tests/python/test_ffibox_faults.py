@@ -304,6 +304,24 @@ def test_process_times_and_numa_policy_calls_are_allowed(session):
     assert libc.getpid() > 0 and session.generation == generation
 
 
+def test_a_file_may_be_made_private_but_not_executable(session):
+    # ImageMagick makes the temporary file of a blob 0600 with fchmod; a mode with execute or
+    # set-id bits stays forbidden.
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    libc.open.argtypes = [ct.c_char_p, ct.c_int, ct.c_int]
+    libc.fchmod.argtypes = [ct.c_int, ct.c_uint]
+    fd = libc.open(b"/tmp/made", os.O_CREAT | os.O_WRONLY, 0o644)
+    assert fd >= 0, ct.get_errno()
+    assert libc.fchmod(fd, 0o600) == 0 and libc.fchmod(fd, 0o640) == 0
+    for mode in (0o700, 0o4600, 0o1600):
+        with pytest.raises(ffibox.SandboxViolation) as violation:
+            libc.fchmod(fd, mode)
+        assert violation.value.syscall == "fchmod"
+        fd = libc.open(b"/tmp/made", os.O_CREAT | os.O_WRONLY, 0o644)  # a new worker's /tmp
+        assert fd >= 0
+
+
 def test_the_console_reads_sdl_makes_fail_and_tiocsti_is_a_violation(session):
     # SDL_Init's probes of a Linux console (KDGKBLED, KDGKBDIACR, on no descriptor): errors
     # in the jail, as in-process without a console; typing into a terminal is not allowed.
