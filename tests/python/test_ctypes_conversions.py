@@ -230,3 +230,18 @@ def test_an_object_made_on_a_bytearray_reaches_the_rest_of_its_buffer(ct, libc):
     numbers = array.array("i", [5, 6, 7, 8])
     libc.memset(ct.byref(ct.c_int.from_buffer(numbers, 4)), 0, 8)
     assert list(numbers) == [5, 0, 0, 8]
+
+
+def test_a_callback_passed_as_a_void_pointer_is_that_callback(ct, libc):
+    # cast(callback, c_void_p), and its value as an integer (llvmlite's add_symbol takes a
+    # Python function so): the library calls the callback (the worker was handed the
+    # caller's code address and crashed).
+    CMP = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))
+    compare = CMP(lambda a, b: a[0] - b[0])
+    libc.qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t, ct.c_void_p]
+    libc.qsort.restype = None
+    for given in (ct.cast(compare, ct.c_void_p), ct.cast(compare, ct.c_void_p).value,
+                  ct.c_void_p(ct.cast(compare, ct.c_void_p).value)):
+        numbers = (ct.c_int * 4)(4, 2, 3, 1)
+        libc.qsort(numbers, 4, ct.sizeof(ct.c_int), given)
+        assert list(numbers) == [1, 2, 3, 4], given

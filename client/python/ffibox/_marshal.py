@@ -226,6 +226,11 @@ def _encode_string_or_void(t, code, value, builder, session):
             raise TypeError("wrong type")  # c_char_p.from_param takes no address, as ctypes
         if builder is not None and session.twins.owner_at(value) is not None:
             return builder.local_pointer(value)  # the caller's object (an earlier result)
+        callback = local_callbacks.get(value) if value else None
+        if callback is not None:
+            # A callback's code address as an integer (`cast(callback, c_void_p).value`, as
+            # llvmlite's add_symbol takes it): its closure in the worker.
+            return _encode_function(callback, session)
         if value and _addresses.locally_mapped(value):
             # An address of this process as user data: if the library hands it back, it is
             # the caller's (ffibox._addresses).
@@ -253,9 +258,10 @@ def _encode_string_or_void(t, code, value, builder, session):
             return remote_value(at.address, at.generation)
         if type(value)._type_ == "P":
             # cast(local_object, c_void_p) keeps the object in _objects (ffibox's cast also
-            # keeps cast bytes): ship what it points into.
+            # keeps cast bytes): ship what it points into. cast(callback, c_void_p) is that
+            # callback's code (its closure in the worker).
             keep = _keep_of(value)
-            if builder is not None and keep:
+            if builder is not None and keep and local_callbacks.get(value.value or 0) is None:
                 return builder.local_pointer_via(value.value or 0, keep)
             return _encode_string_or_void(t, code, value.value, builder, session)
         address = _ct.c_void_p.from_buffer(value).value or 0
