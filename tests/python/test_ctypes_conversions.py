@@ -245,3 +245,21 @@ def test_a_callback_passed_as_a_void_pointer_is_that_callback(ct, libc):
         numbers = (ct.c_int * 4)(4, 2, 3, 1)
         libc.qsort(numbers, 4, ct.sizeof(ct.c_int), given)
         assert list(numbers) == [1, 2, 3, 4], given
+
+
+def test_a_numpy_array_passed_by_its_ctypes_pointer_is_reached(ct, libc):
+    # `ndarray.ctypes.data_as(...)` keeps the array on the pointer it makes (wand's
+    # Image.from_array, and numpy code at large): the library reads and writes the array (the
+    # worker was handed the caller's address and crashed).
+    import numpy
+    values = numpy.arange(8, dtype=numpy.float64)
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.memset(values.ctypes.data_as(ct.c_void_p), 0, 16)
+    libc.memset(values.ctypes.data_as(ct.POINTER(ct.c_double)), 0, 24)
+    libc.memset(values[4:].ctypes.data_as(ct.c_void_p), 0, 8)  # a view of the array
+    assert list(values) == [0, 0, 0, 3, 0, 5, 6, 7]
+    copied = numpy.zeros(4, dtype=numpy.int32)
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    libc.memcpy(copied.ctypes.data_as(ct.POINTER(ct.c_int32)),
+                numpy.array([1, 2, 3, 4], dtype=numpy.int32).ctypes.data_as(ct.c_void_p), 16)
+    assert list(copied) == [1, 2, 3, 4]

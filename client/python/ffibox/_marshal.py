@@ -299,8 +299,26 @@ def _encode_string_or_void(t, code, value, builder, session):
 
 def _keep_of(value):
     """What a pointer object keeps alive that it may point into: ctypes' own references,
-    else those ffibox's cast keeps where ctypes keeps none (cast bytes, a byref's object)."""
-    return getattr(value, "_objects", None) or getattr(value, "_ffibox_keep", None)
+    else those ffibox's cast keeps where ctypes keeps none (cast bytes, a byref's object),
+    else the array numpy's `ndarray.ctypes.data_as(...)` keeps on the pointer it makes."""
+    keep = getattr(value, "_objects", None) or getattr(value, "_ffibox_keep", None)
+    array = getattr(value, "__dict__", {}).get("_arr")
+    if array is not None:
+        return {"numpy": _over_buffer(array), "kept": keep}
+    return keep
+
+
+def _over_buffer(array):
+    """A `c_char` array over the writable buffer of `array` (a numpy array) or of the array
+    it is a view of, else None."""
+    for _ in range(16):
+        try:
+            return (_ct.c_char * memoryview(array).nbytes).from_buffer(array)
+        except (TypeError, ValueError, BufferError):  # read-only, not contiguous
+            array = getattr(array, "base", None)
+            if array is None:
+                return None
+    return None
 
 
 def _own_view_address(obj, session):
@@ -373,7 +391,7 @@ def _encode_pointer(t, value, builder, session):
     if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
         builder.add_object(value)
         return builder.local_pointer_via(_types.word_at(_ct.addressof(value)).value or 0,
-                                         getattr(value, "_ffibox_keep", None))
+                                         getattr(value, "_ffibox_keep", None) or _keep_of(value))
     if isinstance(value, target):
         return builder.pointer_to(value)
     t.from_param(value)  # the TypeError ctypes raises
