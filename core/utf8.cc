@@ -80,6 +80,14 @@ absl::StatusOr<std::u32string> DecodeUtf8(absl::string_view text) {
   return out;
 }
 
+absl::Status CheckUtf8(absl::string_view field, absl::string_view text) {
+  std::u32string out(text.size(), U'\0');
+  size_t count = 0;
+  const size_t bad = Decode(text, out.data(), &count);
+  if (bad == kWellFormed) return absl::OkStatus();
+  return InvalidArgumentAt(field, absl::StrCat("malformed UTF-8 at byte ", bad));
+}
+
 bool EncodeUtf8(const std::u32string& text, std::string* out) {
   return Encode(text, out) == kWellFormed;
 }

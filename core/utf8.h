@@ -23,6 +23,10 @@ absl::Status DecodeUtf8(absl::string_view text, wchar_t* out, size_t* count);
 // for what the form above refuses.
 absl::StatusOr<std::u32string> DecodeUtf8(absl::string_view text);
 
+// OK when `text` is well-formed UTF-8 (what a protobuf `string` field must hold), else
+// INVALID_ARGUMENT at `field`: "malformed UTF-8 at byte 3".
+absl::Status CheckUtf8(absl::string_view field, absl::string_view text);
+
 // Encodes UTF-32 `text` as UTF-8 into `out`. Returns false, leaving `out` partly written, if
 // a unit is a surrogate or above U+10FFFF (not a Unicode scalar value).
 bool EncodeUtf8(const std::u32string& text, std::string* out);

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "core/errors.h"
+#include "core/status_macros.h"
+#include "core/utf8.h"
 
 namespace ffibox {
 
@@ -28,6 +30,8 @@ v1::Request Library::ResolveRequest(const std::string& symbol,
 
 absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
                                              const v1::Signature& signature) const {
+  // Text that is not UTF-8 would end the session's stream.
+  FFIBOX_RETURN_IF_ERROR(CheckUtf8("resolve_function.symbol", symbol));
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(ResolveRequest(symbol, signature), v1::Response::kFunction);
   if (!response.ok()) return handle_->Explain(response.status());
@@ -38,7 +42,15 @@ absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
 
 RawFunction Library::ResolveAsync(const std::string& symbol, const v1::Signature& signature) const {
   v1::Request request = ResolveRequest(symbol, signature);
-  std::future<absl::StatusOr<v1::Response>> answer = stream_->SendAsync(&request);
+  absl::Status text = CheckUtf8("resolve_function.symbol", symbol);
+  std::future<absl::StatusOr<v1::Response>> answer;
+  if (text.ok()) {
+    answer = stream_->SendAsync(&request);
+  } else {
+    std::promise<absl::StatusOr<v1::Response>> refused;
+    refused.set_value(std::move(text));
+    answer = refused.get_future();
+  }
   // A resolve that fails because the load failed reports the load's failure.
   return RawFunction(
       stream_, memory_,
@@ -55,6 +67,7 @@ absl::StatusOr<RemotePtr> Library::SymbolAddress(const std::string& symbol) cons
 
 absl::StatusOr<v1::SymbolFound> Library::Lookup(const std::string& symbol,
                                                 const v1::Type* type) const {
+  FFIBOX_RETURN_IF_ERROR(CheckUtf8("lookup_symbol.symbol", symbol));
   v1::Request request;
   v1::LookupSymbol* lookup = request.mutable_lookup_symbol();
   handle_->Current().Apply(lookup, &v1::LookupSymbol::set_library,

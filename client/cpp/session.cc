@@ -1,6 +1,12 @@
 #include "client/cpp/session.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <future>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +17,8 @@
 #include "client/cpp/internal/value_codec.h"
 #include "client/cpp/raw_function.h"
 #include "core/errors.h"
+#include "core/status_macros.h"
+#include "core/utf8.h"
 
 namespace ffibox {
 
@@ -25,6 +33,30 @@ absl::Status ExpectDone(const absl::StatusOr<v1::Response>& response, const char
                                                   " with something other than done"));
   }
   return absl::OkStatus();
+}
+
+// The path a load sends for `path`: a relative path holding a slash (`./libx.so`) names a
+// file in this process's directory, as dlopen would take it, so it goes made absolute (the
+// server refuses relative paths: its own directory would load another library); a bare
+// soname goes as it is. INVALID_ARGUMENT for text that is not UTF-8, which would end the
+// session's stream.
+absl::StatusOr<std::string> PathToLoad(const std::string& path) {
+  FFIBOX_RETURN_IF_ERROR(CheckUtf8("load_library.path", path));
+  if (path.empty() || path.front() == '/' || path.find('/') == std::string::npos) return path;
+  char directory[PATH_MAX];
+  if (getcwd(directory, sizeof(directory)) == nullptr) {
+    return ErrorStatus(v1::INVALID_ARGUMENT,
+                       absl::StrCat("cannot make ", path, " absolute: the working directory is ",
+                                    "unknown (", strerror(errno), ")"));
+  }
+  return absl::StrCat(directory, "/", path);
+}
+
+// The answer of a request refused before it was sent.
+std::future<absl::StatusOr<v1::Response>> Refused(absl::Status status) {
+  std::promise<absl::StatusOr<v1::Response>> refused;
+  refused.set_value(std::move(status));
+  return refused.get_future();
 }
 
 }  // namespace
@@ -52,8 +84,11 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
   open->set_call_timeout_ms(TimeoutMillis(options.call_timeout));
   open->set_restart(options.restart ? v1::RESTART : v1::NO_RESTART);
   open->set_memory_limit_bytes(options.memory_limit_bytes);
-  for (const auto& [name, value] : options.environment)
+  for (const auto& [name, value] : options.environment) {
+    FFIBOX_RETURN_IF_ERROR(CheckUtf8("SessionOptions::environment", name));
+    FFIBOX_RETURN_IF_ERROR(CheckUtf8("SessionOptions::environment", value));
     (*open->mutable_environment())[name] = value;
+  }
   open->set_scratch_directory(options.scratch_directory);
   open->set_idle_cpu_percent(options.idle_cpu_percent);
   absl::StatusOr<v1::Response> response =
@@ -104,8 +139,10 @@ absl::Status Session::EnableSameHost() {
 Session::~Session() { Close().IgnoreError(); }
 
 absl::StatusOr<Library> Session::Load(const std::string& path) {
+  absl::StatusOr<std::string> sent = PathToLoad(path);
+  if (!sent.ok()) return sent.status();
   v1::Request request;
-  request.mutable_load_library()->set_path(path);
+  request.mutable_load_library()->set_path(*sent);
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kLibrary);
   if (!response.ok()) return response.status();
@@ -114,9 +151,11 @@ absl::StatusOr<Library> Session::Load(const std::string& path) {
 }
 
 Library Session::LoadAsync(const std::string& path) {
+  absl::StatusOr<std::string> sent = PathToLoad(path);
   v1::Request request;
-  request.mutable_load_library()->set_path(path);
-  std::future<absl::StatusOr<v1::Response>> answer = stream_->SendAsync(&request);
+  if (sent.ok()) request.mutable_load_library()->set_path(*sent);
+  std::future<absl::StatusOr<v1::Response>> answer =
+      sent.ok() ? stream_->SendAsync(&request) : Refused(sent.status());
   return Library(
       stream_, memory_,
       client_internal::PendingHandle::Awaiting(request.id(), v1::Request::kLoadLibrary,

@@ -98,8 +98,10 @@ class Session {
   // Closes the session, ignoring errors.
   ~Session();
 
-  // Loads the library at `path` (absolute, or a soname such as "libm.so.6") into the worker;
-  // LIBRARY_NOT_ALLOWED or LIBRARY_LOAD_FAILED when the server refuses or dlopen fails.
+  // Loads the library at `path` (absolute, a soname such as "libm.so.6", or relative to this
+  // process's working directory: "./libx.so" goes made absolute) into the worker;
+  // LIBRARY_NOT_ALLOWED or LIBRARY_LOAD_FAILED when the server refuses or dlopen fails,
+  // INVALID_ARGUMENT for a path that is not UTF-8.
   absl::StatusOr<Library> Load(const std::string& path);
   // Load without waiting for the answer: the library's functions can be resolved and called
   // at once (Library::FunctionAsync), and their requests go behind the load, so a session's

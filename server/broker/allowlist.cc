@@ -91,6 +91,14 @@ bool LibraryAllowlist::Contains(const std::string& resolved) const {
 
 absl::StatusOr<std::string> LibraryAllowlist::Admit(absl::string_view requested) const {
   std::string candidate(requested);
+  if (!candidate.empty() && candidate.front() != '/' && candidate.find('/') != std::string::npos) {
+    // `./libx.so` names a file in the caller's directory, which ffiboxd does not know (its
+    // own would load another library than the one meant); clients make such paths absolute.
+    return InvalidArgumentAt(
+        "load_library.path",
+        absl::StrCat("\"", requested,
+                     "\" is a relative path; give an absolute path or a bare soname"));
+  }
   if (candidate.find('/') == std::string::npos) {
     // A bare soname: where the dynamic linker's default search would find it.
     candidate.clear();
@@ -107,8 +115,6 @@ absl::StatusOr<std::string> LibraryAllowlist::Admit(absl::string_view requested)
                                       absl::StrJoin(SystemLibraryDirectories(), ", "), "]"));
     }
   }
-  // Relative paths are resolved against the broker's working directory: the worker's is
-  // an empty directory, so the worker is never handed one.
   absl::StatusOr<std::string> resolved = RealPath(candidate);
   if (!resolved.ok()) {
     return ErrorStatus(v1::LIBRARY_LOAD_FAILED,

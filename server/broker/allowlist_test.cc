@@ -14,6 +14,8 @@
 namespace ffibox {
 namespace {
 
+using ::testing::HasSubstr;
+
 class AllowlistTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -86,14 +88,17 @@ TEST_F(AllowlistTest, RootPrefixOfAnotherDirectoryDoesNotCoverIt) {
               StatusIs(v1::LIBRARY_NOT_ALLOWED));
 }
 
-TEST_F(AllowlistTest, RelativePathIsResolvedBeforeTheCheck) {
+// A relative path names a file in the caller's directory, never the broker's: refused, even
+// where the broker's own directory holds such a file.
+TEST_F(AllowlistTest, ARelativePathIsRefusedNotLookedUpInTheBrokersDirectory) {
   auto allowlist = Allow({inside_});
   ASSERT_EQ(chdir(inside_.c_str()), 0);
-  absl::StatusOr<std::string> admitted = allowlist->Admit("./libin.so");
-  ASSERT_OK(admitted);
-  EXPECT_EQ(*admitted, inside_ + "/libin.so");
-  EXPECT_THAT(allowlist->Admit("../elsewhere/libout.so").status(),
-              StatusIs(v1::LIBRARY_NOT_ALLOWED));
+  for (const char* relative : {"./libin.so", "../elsewhere/libout.so", "sub/libin.so"}) {
+    absl::Status refused = allowlist->Admit(relative).status();
+    EXPECT_THAT(refused, StatusIs(v1::INVALID_ARGUMENT)) << relative;
+    EXPECT_THAT(std::string(refused.message()), HasSubstr("relative path")) << relative;
+  }
+  ASSERT_OK(allowlist->Admit(inside_ + "/./libin.so"));
 }
 
 TEST_F(AllowlistTest, BareSonameIsFoundInTheSystemDirectories) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <future>
@@ -157,6 +158,38 @@ TEST_F(ClientTest, APipelinedStartReportsTheFirstFailureAtTheFirstWait) {
   // The session goes on.
   ASSERT_OK_AND_ASSIGN(Function<double(double)> cos, libm.FunctionAsync<double(double)>("cos"));
   EXPECT_RESULT(cos(0.0), 1.0);
+}
+
+// A relative path is the caller's, as dlopen in this process would take it (the server
+// refuses relative paths: its own directory would load another library); text that is not
+// UTF-8 is refused before it is sent, where it would end the session's stream.
+TEST_F(ClientTest, RelativePathsAreTheCallersAndTextThatIsNotUtf8IsRefused) {
+  const std::string path = TestLibPath();
+  char before[PATH_MAX];
+  ASSERT_NE(getcwd(before, sizeof(before)), nullptr);
+  ASSERT_EQ(chdir(path.substr(0, path.rfind('/')).c_str()), 0);
+  absl::StatusOr<Library> relative = session_->Load("./libffibox_test.so");
+  Library relative_async = session_->LoadAsync("../testlibs/libffibox_test.so");
+  ASSERT_EQ(chdir(before), 0);
+  ASSERT_OK(relative);
+  ASSERT_OK_AND_ASSIGN(Function<int(int, int)> add, relative->Function<int(int, int)>("add_int"));
+  EXPECT_RESULT(add(2, 3), 5);
+  ASSERT_OK_AND_ASSIGN(Function<int(int, int)> add_async,
+                       relative_async.FunctionAsync<int(int, int)>("add_int"));
+  EXPECT_RESULT(add_async(4, 5), 9);
+
+  EXPECT_EQ(ErrorCodeOf(session_->Load("/tmp/\xff.so").status()), v1::INVALID_ARGUMENT);
+  Library refused = session_->LoadAsync("/tmp/\xff.so");
+  ASSERT_OK_AND_ASSIGN(Function<int()> never, refused.FunctionAsync<int()>("getpid"));
+  EXPECT_EQ(ErrorCodeOf(never().status()), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(ErrorCodeOf(lib_->Function<int()>("add\xff").status()), v1::INVALID_ARGUMENT);
+  ASSERT_OK_AND_ASSIGN(Function<int()> unnamed, lib_->FunctionAsync<int()>("add\xff"));
+  EXPECT_EQ(ErrorCodeOf(unnamed().status()), v1::INVALID_ARGUMENT);
+  SessionOptions options;
+  options.environment["NAME\xff"] = "x";
+  EXPECT_EQ(ErrorCodeOf(client_->OpenSession(options).status()), v1::INVALID_ARGUMENT);
+  // The session goes on.
+  EXPECT_RESULT(add(6, 7), 13);
 }
 
 TEST_F(ClientTest, EveryScalarTypeRoundTrips) {
