@@ -147,20 +147,22 @@ def _simple_repr(self):
 
 def _record_get(self, name):
     fields = type(self)._ffibox_fields
-    if name in fields and address_of(self) is None:
+    field = fields.get(name)
+    if field is None:
         return object.__getattribute__(self, name)
-    if name in fields and len(fields[name]) == 2:
-        offset = getattr(type(self)._ffibox_base, name).offset
-        t = fields[name][1]
+    at = address_of(self)
+    if at is None:
+        return object.__getattribute__(self, name)
+    if len(field) == 2:
+        t = field[1]
+        at = at + getattr(type(self)._ffibox_base, name).offset
         if _types.is_array(t) and t._type_ in (_ct.c_char, _ct.c_wchar):
             # ctypes gives a record's char and wchar_t array fields as bytes / str, up to
             # the first NUL.
-            at = address_of(self) + offset
             data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
             return getattr(t.from_buffer_copy(data), "value")
-        return load(t, address_of(self) + offset)
-    if name in fields:  # a bit field: refresh the local copy, let ctypes extract the bits
-        _refresh(self)
+        return load(t, at)
+    _refresh(self)  # a bit field: refresh the local copy, let ctypes extract the bits
     return object.__getattribute__(self, name)
 
 
