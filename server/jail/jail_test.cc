@@ -256,6 +256,15 @@ TEST(Jail, UnknownExtraSyscallIsRefusedBeforeAnyWorkerStarts) {
   EXPECT_NE(worker.status().message().find("not_a_syscall"), std::string::npos);
 }
 
+TEST(Jail, Clone3IsRefusedAsAnExtraSyscall) {
+  WorkerLaunchOptions launch = JailedLaunch();
+  launch.jail.extra_syscalls = {"clone3"};
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(launch);
+  ASSERT_FALSE(worker.ok());
+  EXPECT_EQ(worker.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(worker.status().message().find("clone3"), std::string::npos);
+}
+
 TEST(Jail, RelativeVisiblePathIsRefused) {
   WorkerLaunchOptions launch = JailedLaunch();
   launch.jail.visible_paths = {"relative/dir"};

@@ -309,10 +309,11 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
     if (!status.ok()) return status;
   }
   if (!permissive) {
-    // fchmod to a mode without execute, set-id or sticky bits: ImageMagick makes the
-    // temporary file of a blob 0600 so. Permissive allows any chmod.
+    // fchmod to a mode within 0600 (owner read and write): ImageMagick makes the temporary
+    // file of a blob private so. Nothing can be made executable, set-id or writable by
+    // others (a scratch directory is the host's). Permissive allows any chmod.
     absl::Status fchmod = Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fchmod), 1,
-                                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 07111, 0)),
+                                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 07177, 0)),
                                 "fchmod rule");
     if (!fchmod.ok()) return fchmod;
     for (unsigned long request : kAllowedIoctls) {
@@ -357,7 +358,7 @@ struct RefusedSyscall {
   bool strict_only;
 };
 constexpr RefusedSyscall kRefusedSyscalls[] = {
-    // glibc falls back to clone, which the clone rule filters.
+    // glibc falls back to clone, which the clone rule filters (never an extra syscall).
     {"clone3", ENOSYS, false},
     // PulseAudio's memory pool (SDL_Init's audio), Wayland's shared buffers and systemd's
     // helpers fall back to other memory, as on kernels before 3.17. Permissive allows it.
@@ -394,6 +395,13 @@ absl::Status ValidateSeccompPolicy(absl::string_view policy,
       return absl::InvalidArgumentError(absl::StrCat("unknown syscall \"", name,
                                                      "\" in the extra syscalls of the ", policy,
                                                      " seccomp policy"));
+    }
+    if (name == "clone3") {
+      // Its flags are in memory, where no filter reaches: allowed, it would make processes
+      // and namespaces that the clone rule refuses.
+      return absl::InvalidArgumentError(
+          "clone3 cannot be an extra syscall: seccomp cannot filter its flags (glibc falls "
+          "back to clone, which the policy filters)");
     }
   }
   return absl::OkStatus();

@@ -305,16 +305,16 @@ def test_process_times_and_numa_policy_calls_are_allowed(session):
 
 
 def test_a_file_may_be_made_private_but_not_executable(session):
-    # ImageMagick makes the temporary file of a blob 0600 with fchmod; a mode with execute or
-    # set-id bits stays forbidden.
+    # ImageMagick makes the temporary file of a blob 0600 with fchmod; a mode with execute,
+    # set-id or sticky bits, or that lets others in, stays forbidden.
     from ffibox import ctypes as ct
     libc = session.CDLL("libc.so.6", use_errno=True)
     libc.open.argtypes = [ct.c_char_p, ct.c_int, ct.c_int]
     libc.fchmod.argtypes = [ct.c_int, ct.c_uint]
     fd = libc.open(b"/tmp/made", os.O_CREAT | os.O_WRONLY, 0o644)
     assert fd >= 0, ct.get_errno()
-    assert libc.fchmod(fd, 0o600) == 0 and libc.fchmod(fd, 0o640) == 0
-    for mode in (0o700, 0o4600, 0o1600):
+    assert libc.fchmod(fd, 0o600) == 0 and libc.fchmod(fd, 0o400) == 0
+    for mode in (0o700, 0o4600, 0o1600, 0o666, 0o640):
         with pytest.raises(ffibox.SandboxViolation) as violation:
             libc.fchmod(fd, mode)
         assert violation.value.syscall == "fchmod"
