@@ -263,3 +263,81 @@ def test_a_numpy_array_passed_by_its_ctypes_pointer_is_reached(ct, libc):
     libc.memcpy(copied.ctypes.data_as(ct.POINTER(ct.c_int32)),
                 numpy.array([1, 2, 3, 4], dtype=numpy.int32).ctypes.data_as(ct.c_void_p), 16)
     assert list(copied) == [1, 2, 3, 4]
+
+
+def test_memory_made_on_a_buffer_stays_reachable_while_the_library_keeps_its_pointer(
+        ct, testlib):
+    # The library keeps the pointer and writes through it in a later call: the write reaches
+    # the bytearray or numpy array, as in the caller's process (the memory the call shipped
+    # was let go after the call, and the write landed in another object's).
+    import gc
+    import numpy
+    testlib.register_buffer.argtypes = [ct.c_void_p, ct.c_size_t]
+    testlib.fill_registered.argtypes = [ct.c_int]
+    text = bytearray(32)
+    start = ct.c_char.from_buffer(text, 8)
+    testlib.register_buffer(ct.byref(start), 16)
+    gc.collect()
+    testlib.fill_registered(ord("Z"))
+    assert text == b"\0" * 8 + b"Z" * 16 + b"\0" * 8
+    values = numpy.zeros(16, dtype=numpy.uint8)
+    testlib.register_buffer(values.ctypes.data_as(ct.c_void_p), 16)
+    gc.collect()
+    testlib.fill_registered(ord("Q"))
+    assert bytes(values) == b"Q" * 16
+    # Read-only and Fortran-ordered arrays are reached too.
+    readonly = numpy.frombuffer(b"hello, world\0", dtype=numpy.uint8)
+    testlib.str_len.argtypes = [ct.c_void_p]
+    testlib.str_len.restype = ct.c_size_t
+    assert testlib.str_len(readonly.ctypes.data_as(ct.c_void_p)) == 12
+    fortran = numpy.asfortranarray(numpy.arange(6, dtype=numpy.float64).reshape(2, 3))
+    testlib.register_buffer(fortran.ctypes.data_as(ct.c_void_p), 8)
+    testlib.fill_registered(0)
+    assert fortran.ravel(order="F").tolist()[:2] == [0.0, 3.0]
+
+
+def test_a_pointer_of_one_session_stored_in_a_field_is_refused_by_another(ffibox_client):
+    # Each session has a worker of its own: passed to the other's call, the field would hand
+    # that worker the image's local address.
+    import copy
+    from ffibox import ctypes as fct
+
+    class Holder(fct.Structure):
+        _fields_ = [("count", fct.c_int), ("number", fct.POINTER(fct.c_int))]
+
+    first, second = ffibox_client.session(), ffibox_client.session()
+    try:
+        libc = {s: s.CDLL("libc.so.6") for s in (first, second)}
+        for s in (first, second):
+            libc[s].malloc.restype = fct.POINTER(fct.c_int)
+            libc[s].memset.argtypes = [fct.c_void_p, fct.c_int, fct.c_size_t]
+        number = libc[second].malloc(8)
+        assert copy.copy(number) == number and type(copy.copy(number)) is type(number)
+        holder = Holder(3, number)
+        libc[second].memset(fct.byref(holder), 0, 4)  # its own session: taken
+        assert holder.count == 0
+        with pytest.raises(fct.ArgumentError, match="another session's worker"):
+            libc[first].memset(fct.byref(holder), 0, 4)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_string_the_library_stores_in_a_stdlib_union_reads_as_the_string(ct, testlib):
+    # A union class made from the stdlib's own ctypes.Union (a types module that imports the
+    # stdlib), not ffibox's: its char* member held the worker's address, which ctypes
+    # dereferenced in this process, and the process crashed.
+    import ctypes as stdlib
+
+    class NameOrNumber(stdlib.Union):
+        _fields_ = [("name", ct.c_char_p), ("number", ct.c_int64)]
+
+    class Holder(stdlib.Structure):
+        _fields_ = [("tag", ct.c_int), ("value", NameOrNumber)]
+
+    testlib.get_name.argtypes = [ct.c_void_p]
+    value = NameOrNumber()
+    testlib.get_name(ct.byref(value))
+    holder = Holder()
+    testlib.get_name(ct.byref(holder, Holder.value.offset))
+    assert value.name == holder.value.name and value.name.startswith(b"ffibox")

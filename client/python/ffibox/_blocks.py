@@ -65,10 +65,10 @@ def _buffer_exporter(obj):
     """The owner of the ctypes object whose memory `obj` was made on with `from_buffer`
     (through any number of such steps), else None. ctypes keeps that object's buffer (a
     memoryview) in `obj._objects`, or as it. Made on another exporter's buffer (a
-    bytearray, an `array.array`, an mmap), a `c_char` array over all of that buffer: a
-    library reads on past the object (`byref(c_char.from_buffer(code))` for the bytes of
-    `code`), as in the caller's process."""
-    found = None
+    bytearray, an `array.array`, an mmap), the rest of that buffer from `obj` on
+    (_rest_of_buffer): a library reads on past the object (`byref(c_char.from_buffer(code))`
+    for the bytes of `code`), as in the caller's process."""
+    found, first = None, obj
     for _ in range(64):
         keep = getattr(obj, "_objects", None)
         if obj._b_needsfree_ or type(keep) not in (dict, memoryview):
@@ -79,12 +79,28 @@ def _buffer_exporter(obj):
         if len(views) != 1:
             break
         if not isinstance(views[0].obj, _CData):
-            try:
-                return (_ct.c_char * views[0].nbytes).from_buffer(views[0])
-            except (TypeError, ValueError):  # released, read-only or not contiguous
-                return found
+            return _rest_of_buffer(first, views[0]) or found
         obj = found = _twins.owner_of(views[0].obj)
     return found
+
+
+def _rest_of_buffer(obj, view):
+    """A `c_char` array over `view`'s buffer from where `obj` starts to its end, kept by
+    `obj` (one twin stands for that memory while `obj` lives, as for `obj` itself); None
+    when `obj` reaches the end already, or the buffer cannot be viewed so."""
+    rest = obj.__dict__.get("_ffibox_rest")
+    if rest is not None:
+        return rest
+    try:
+        base = _ct.addressof(_ct.c_char.from_buffer(view))
+    except (TypeError, ValueError):  # released, read-only or not contiguous
+        return None
+    offset = _ct.addressof(obj) - base
+    if not 0 <= offset or offset + _ct.sizeof(obj) >= view.nbytes:
+        return None
+    rest = (_ct.c_char * (view.nbytes - offset)).from_buffer(view, offset)
+    obj.__dict__["_ffibox_rest"] = rest
+    return rest
 
 
 # How often pointer_to looks again when another thread's calls keep taking and freeing the
@@ -205,6 +221,7 @@ class CallBuilder:
             return found[0]
         size = _ct.sizeof(obj)
         slots = _types.pointer_offsets(type(obj))
+        _types.guard_unions(type(obj))  # the library's words stay raw in unions
         # Which slots go as worker addresses is settled before the block takes its twin,
         # which is busy from then on: a slot pointing into this same object (a list linked
         # inside an array) is relocated to the block, as its bytes were written.
@@ -320,6 +337,9 @@ class CallBuilder:
         if target is None and self._relocate_callback(index, offset, word):
             return
         if target is None:
+            if self._images.of_another_session(word):
+                raise ValueError("ffibox: a pointer field holds memory of another session's "
+                                 "worker")
             # Not client memory this call knows: left as it is. An address of this process
             # there is the caller's own user data (`(c_void_p * 2)(addressof(x))`), as a
             # plain integer argument is: when the library moves it and it comes back, it

@@ -47,6 +47,7 @@ MAX_READS_PER_LIST = 4096
 # How many images one operation (a call's copy-back, a callback's arguments) may make by
 # default: a hostile graph costs bounded time and memory.
 DEFAULT_MAX_IMAGES = 4096
+_tables: "weakref.WeakSet[ImageTable]" = weakref.WeakSet()  # every session's
 # How many bytes of strings one operation may image by default: a library cannot make the
 # caller read and hold gigabytes (thousands of distinct strings of 16 Mi characters each).
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20
@@ -127,6 +128,7 @@ class ImageTable:
 
     def __init__(self, memory, twins, max_images: int = DEFAULT_MAX_IMAGES,
                  session=None, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
+        _tables.add(self)
         self._memory = memory
         self._twins = twins
         self.max_images = max_images
@@ -160,6 +162,13 @@ class ImageTable:
             INDEX.add_table(self)
 
     # -- finding ---------------------------------------------------------------------------
+
+    def of_another_session(self, address: int) -> bool:
+        """Whether local `address` lies in an image of another session's table (a
+        RemotePointer of that session stored into a structure's field): memory of another
+        worker, which this session's cannot reach."""
+        return any(other is not self and other.find(address) is not None
+                   for other in list(_tables))
 
     def find(self, address: int) -> Optional[Tuple[Image, int]]:
         """The image holding local `address`, and the offset into it."""

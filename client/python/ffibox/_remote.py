@@ -241,7 +241,9 @@ class RemotePointer:
     so) and ctypes' own errors say what it is ("expected LP_T instance, got
     RemotePointer_LP_T")."""
 
-    def __new__(cls, session, address: int, generation: int, type_):
+    def __new__(cls, *args, **kwargs):
+        # (copy.copy makes one with no arguments, of the subclass already.)
+        type_ = args[3] if len(args) > 3 else kwargs.get("type_")
         if cls is RemotePointer and type_ is not None:
             cls = _named_pointers.get(type_) or _named_pointer(type_)
         return object.__new__(cls)

@@ -217,3 +217,9 @@ def holds_words(t) -> bool:
 def is_ctypes_type(t) -> bool:
     """A ctypes data type ffibox can describe (simple, pointer, array, record, function)."""
     return is_simple(t) or is_pointer(t) or is_array(t) or is_record(t) or is_function(t)
+
+
+def guard_unions(t) -> None:
+    """Guards the pointer members of the unions inside values of type `t` before a call or
+    a result can leave a library's words there (ffibox.ctypes._fields, which replaces this
+    function once imported)."""

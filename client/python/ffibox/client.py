@@ -572,6 +572,10 @@ class _CalledWhileAlive:
     def __init__(self, callback) -> None:
         self._callback = weakref.ref(callback)
 
+    def __repr__(self) -> str:  # what a callback's errors name: the function, as in ctypes
+        callback = self._callback()
+        return repr(None if callback is None else callback._ffibox_callable)
+
     def __call__(self, *args):
         callback = self._callback()
         if callback is None:

@@ -334,6 +334,7 @@ def cast(obj, typ):
             # Nor to the object of a byref (`cast(byref(array, 4), POINTER(c_int))`): ffibox
             # ships that object's memory where the pointer points.
             result._ffibox_keep = {"byref": obj._obj}
+            _images.keep_with_copies(result, 0, obj._obj)  # also once stored in a field
         elif getattr(obj, "_b_base_", None) is not None and result._objects is None:
             # Nor to a view (a field, an element, a pointer's contents: `cast(s.buf,
             # POINTER(c_char))`): ctypes keeps no reference to it. ffibox ships the memory it

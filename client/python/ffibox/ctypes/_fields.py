@@ -15,6 +15,7 @@ whether `_fields_` is set in the class body or later:
 - a function pointer field keeps the callback stored in it (_CallbackField).
 """
 import ctypes as _ct
+import weakref
 
 from ffibox import _addresses, _images, _slots, _types
 from ffibox._default import opened_session
@@ -127,7 +128,11 @@ class _UnionPointerField:
         return self.field.__get__(obj, owner)
 
     def __set__(self, obj, value) -> None:
-        self.field.__set__(obj, value)
+        if isinstance(value, RemotePointer) and _types.is_pointer(self.type) and \
+                value._type_ is self.type._type_:
+            _slots.store_worker_pointer(obj, self.field.offset, self.type, value)
+        else:
+            self.field.__set__(obj, value)
 
 
 def _check_fields(cls, union: bool) -> None:
@@ -144,6 +149,44 @@ def _check_fields(cls, union: bool) -> None:
             setattr(cls, name, _ValueField(field))
         elif _types.is_function(t):
             setattr(cls, name, _CallbackField(field))
+
+
+# Record and array types whose unions are guarded (guard_unions).
+_unions_guarded: "weakref.WeakSet[type]" = weakref.WeakSet()
+
+
+def guard_unions(t) -> None:
+    """Guards the pointer members of every union inside values of type `t` that ffibox's
+    metaclass did not make (a class derived from the stdlib's `ctypes.Union`, in a module
+    that imports the stdlib): a call leaves the library's words in a union's bytes as they
+    are, and ctypes' own getter would dereference a worker address there."""
+    if t in _unions_guarded:
+        return
+    stack, seen = [t], set()
+    while stack:
+        u = stack.pop()
+        if id(u) in seen:
+            continue
+        seen.add(id(u))
+        if _types.is_array(u):
+            stack.append(u._type_)
+        elif _types.is_record(u):
+            if issubclass(u, _ct.Union) and not isinstance(u, UnionType):
+                for base in u.__mro__:
+                    if "_fields_" in base.__dict__ and issubclass(base, _ct.Union) and \
+                            base is not _ct.Union:
+                        _check_fields(base, True)
+                        # ctypes' metaclass stores attributes past the type's lookup cache.
+                        _ct.pythonapi.PyType_Modified(_ct.py_object(base))
+            stack.extend(field[1] for field in _types.all_fields(u))
+    if not _types.is_record(t) or "_fields_" in t.__dict__:  # else fields may come later
+        try:
+            _unions_guarded.add(t)
+        except TypeError:
+            pass
+
+
+_types.guard_unions = guard_unions
 
 
 class _ChecksFields:
