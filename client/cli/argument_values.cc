@@ -86,16 +86,21 @@ absl::Status Invalid(absl::string_view text, const v1::Type& type, absl::string_
                      absl::StrCat("'", text, "' is not a valid ", CTypeName(type), ": ", why));
 }
 
-// Parses an unsigned magnitude with an optional leading '-' (base 0: decimal, 0x, 0).
-bool ParseInteger(absl::string_view text, bool* negative, uint64_t* magnitude) {
+// Parses an unsigned magnitude with an optional leading '-' (base 0: decimal, 0x, 0). An
+// integer whose magnitude does not fit in 64 bits is still an integer, with `*too_large` set:
+// it is out of range for every type, not something other than a number.
+bool ParseInteger(absl::string_view text, bool* negative, uint64_t* magnitude, bool* too_large) {
   std::string digits(absl::StripAsciiWhitespace(text));
   *negative = !digits.empty() && digits[0] == '-';
+  *too_large = false;
   if (*negative || (!digits.empty() && digits[0] == '+')) digits.erase(0, 1);
   if (digits.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(digits[0]))) return false;
   errno = 0;
   char* end = nullptr;
   *magnitude = std::strtoull(digits.c_str(), &end, 0);
-  return errno == 0 && end != nullptr && *end == '\0';
+  if (end == nullptr || *end != '\0') return false;
+  *too_large = errno == ERANGE;
+  return errno == 0 || *too_large;
 }
 
 absl::StatusOr<v1::Value> ParseInteger(const v1::Type& type, const IntegerRange& range,
@@ -103,7 +108,8 @@ absl::StatusOr<v1::Value> ParseInteger(const v1::Type& type, const IntegerRange&
   v1::Value value;
   bool negative = false;
   uint64_t magnitude = 0;
-  if (!ParseInteger(text, &negative, &magnitude)) {
+  bool too_large = false;
+  if (!ParseInteger(text, &negative, &magnitude, &too_large)) {
     // A single character stands for its code (char) or code point (wchar_t).
     if (type.scalar() == v1::CHAR || type.scalar() == v1::SCHAR || type.scalar() == v1::UCHAR) {
       if (text.size() == 1) {
@@ -123,6 +129,7 @@ absl::StatusOr<v1::Value> ParseInteger(const v1::Type& type, const IntegerRange&
     }
     return Invalid(text, type, "expected an integer");
   }
+  if (too_large) return Invalid(text, type, "out of range");
   if (negative) {
     if (!range.is_signed || magnitude > static_cast<uint64_t>(-(range.min + 1)) + 1) {
       return Invalid(text, type, "out of range");
@@ -196,9 +203,11 @@ absl::StatusOr<v1::Value> ParseArgumentValue(const v1::Type& type, absl::string_
       const std::string word = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
       bool negative = false;
       uint64_t address = 0;
+      bool too_large = false;
       if (word == "null") {
         value.mutable_pointer()->set_null(true);
-      } else if (ParseInteger(word, &negative, &address) && !negative) {
+      } else if (ParseInteger(word, &negative, &address, &too_large) && !negative) {
+        if (too_large) return Invalid(text, type, "out of range");
         if (address == 0) {
           value.mutable_pointer()->set_null(true);
         } else {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/errors.h"
@@ -34,6 +35,28 @@ TEST(ParseArgumentValueTest, IntegersAreRangeChecked) {
   EXPECT_EQ(Parse(v1::LONGLONG, "-9223372036854775808")->int_value(), INT64_MIN);
   EXPECT_FALSE(Parse(v1::LONG, "12abc").ok());
   EXPECT_FALSE(Parse(v1::LONG, "").ok());
+}
+
+// A number past 64 bits is as much out of range as one past its type's bits: the message says
+// so rather than that the word is not an integer.
+TEST(ParseArgumentValueTest, IntegersPast64BitsAreOutOfRange) {
+  const std::pair<v1::Scalar, const char*> cases[] = {
+      {v1::INT, "99999999999999999999999"},   {v1::INT, "-99999999999999999999999"},
+      {v1::LONG, "18446744073709551616"},     {v1::ULONGLONG, "18446744073709551616"},
+      {v1::ULONGLONG, "0x10000000000000000"}, {v1::CHAR, "99999999999999999999999"},
+      {v1::POINTER, "0x10000000000000000"},
+  };
+  for (const auto& [scalar, text] : cases) {
+    absl::StatusOr<v1::Value> refused = Parse(scalar, text);
+    ASSERT_FALSE(refused.ok()) << text;
+    EXPECT_NE(refused.status().message().find("out of range"), std::string::npos)
+        << refused.status();
+  }
+  // Not a number at all: still said to be one that is expected.
+  absl::StatusOr<v1::Value> trailing = Parse(v1::LONG, "99999999999999999999999x");
+  ASSERT_FALSE(trailing.ok());
+  EXPECT_NE(trailing.status().message().find("expected an integer"), std::string::npos)
+      << trailing.status();
 }
 
 TEST(ParseArgumentValueTest, CharactersAndBooleans) {

@@ -120,6 +120,12 @@ grep -q "unknown flag '--bogus'" "${dir}/err" || { echo "FAIL: --bogus not named
 expect 2 "" --timeout_ms=abc call "${lib}" 'int add_int(int, int)' 1 2
 expect 2 "" --timeout_ms call "${lib}" 'int add_int(int, int)' 1 2
 expect 0 "3" --print_errno=false call "${lib}" 'int add_int(int, int)' 1 2
+# An integer past 64 bits is out of range for its type, as a smaller one too large is.
+for number in 99999999999999999999999 18446744073709551616; do
+  expect 2 "" call "${lib}" 'long add_long(long, long)' "${number}" 1
+  grep -q "^error: INVALID_ARGUMENT: argument 1: '${number}' is not a valid long: out of range" \
+    "${dir}/err" || { echo "FAIL: ${number}: $(cat "${dir}/err")"; failures=$((failures + 1)); }
+done
 # A number that does not fit its type is refused, not sent as an infinity or a zero.
 expect 2 "" call libm.so.6 'double cos(double)' 1e999
 expect 2 "" call "${lib}" 'float mul_float(float, float)' 1e40 1
