@@ -1,11 +1,13 @@
 #include "client/cli/connect_flags.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
-#include <fstream>
-#include <sstream>
+#include <string>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
@@ -19,14 +21,34 @@ absl::Status FlagError(absl::string_view flag, absl::string_view message) {
   return ErrorStatus(v1::INVALID_ARGUMENT, absl::StrCat("--", flag, ": ", message));
 }
 
-// The whole of `path`, which must not be empty.
+// The whole of `path`, which must not be empty nor larger than kMaxFlagFileBytes. Read in
+// chunks up to that bound, so that a device that never ends (/dev/zero) or a pipe that keeps
+// writing is refused instead of read until memory runs out. Opened without blocking, so that
+// a FIFO nobody writes to reads as empty instead of waiting for a writer forever; a pipe with
+// a writer (`--token_file=<(command)`) is then read as it writes.
 absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return FlagError(flag, absl::StrCat("cannot read ", path, ": ", strerror(errno)));
-  std::stringstream contents;
-  contents << in.rdbuf();
-  if (contents.str().empty()) return FlagError(flag, absl::StrCat(path, " is empty"));
-  return contents.str();
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return FlagError(flag, absl::StrCat("cannot read ", path, ": ", strerror(errno)));
+  absl::Cleanup close_fd = [fd] { close(fd); };
+  const int status_flags = fcntl(fd, F_GETFL);
+  if (status_flags < 0 || fcntl(fd, F_SETFL, status_flags & ~O_NONBLOCK) < 0) {
+    return FlagError(flag, absl::StrCat("cannot read ", path, ": ", strerror(errno)));
+  }
+  std::string contents;
+  char chunk[64 * 1024];
+  while (contents.size() <= kMaxFlagFileBytes) {
+    const ssize_t got = read(fd, chunk, sizeof(chunk));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return FlagError(flag, absl::StrCat("cannot read ", path, ": ", strerror(errno)));
+    if (got == 0) break;
+    contents.append(chunk, static_cast<size_t>(got));
+  }
+  if (contents.size() > kMaxFlagFileBytes) {
+    return FlagError(flag, absl::StrCat(path, " is larger than ", kMaxFlagFileBytes >> 20,
+                                        " MiB, the most a flag's file may hold"));
+  }
+  if (contents.empty()) return FlagError(flag, absl::StrCat(path, " is empty"));
+  return contents;
 }
 
 // A bearer token goes in an `authorization` header: visible ASCII only.

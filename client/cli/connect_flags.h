@@ -5,6 +5,7 @@
 #ifndef FFIBOX_CLIENT_CLI_CONNECT_FLAGS_H_
 #define FFIBOX_CLIENT_CLI_CONNECT_FLAGS_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,8 +25,13 @@ struct ConnectFlags {
   std::string tls_server_name;
 };
 
+// The most --token_file, --tls_ca, --tls_cert and --tls_key read: a token or a PEM chain is
+// a few KiB at most.
+inline constexpr size_t kMaxFlagFileBytes = 1 << 20;
+
 // Reads the files the flags name and fills ConnectOptions: TLS is on with --tls or any
-// --tls_* flag. INVALID_ARGUMENT naming the flag when a file cannot be read or is empty,
+// --tls_* flag. INVALID_ARGUMENT naming the flag when a file cannot be read, is empty or
+// holds more than kMaxFlagFileBytes,
 // when both --token and --token_file are given, when only one of --tls_cert and --tls_key
 // is, or when the token is empty or has characters a header value cannot carry.
 absl::StatusOr<ConnectOptions> ConnectOptionsFromFlags(const ConnectFlags& flags);

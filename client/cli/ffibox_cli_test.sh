@@ -126,6 +126,16 @@ for number in 99999999999999999999999 18446744073709551616; do
   grep -q "^error: INVALID_ARGUMENT: argument 1: '${number}' is not a valid long: out of range" \
     "${dir}/err" || { echo "FAIL: ${number}: $(cat "${dir}/err")"; failures=$((failures + 1)); }
 done
+# The files of --token_file, --tls_ca, ... are read up to 1 MiB: one that never ends is a bad
+# command line, not read until memory runs out.
+out="$(timeout 60 "${ffibox}" --address="${address}" --token_file=/dev/zero \
+  call libm.so.6 'double cos(double)' 0.5 2>"${dir}/err")"
+code=$?
+if [[ "${code}" != 2 || -n "${out}" ]] ||
+  ! grep -q "^error: INVALID_ARGUMENT: --token_file: /dev/zero is larger than 1 MiB" "${dir}/err"; then
+  echo "FAIL: --token_file=/dev/zero: exit ${code}, stdout '${out}', stderr: $(cat "${dir}/err")"
+  failures=$((failures + 1))
+fi
 # A number that does not fit its type is refused, not sent as an infinity or a zero.
 expect 2 "" call libm.so.6 'double cos(double)' 1e999
 expect 2 "" call "${lib}" 'float mul_float(float, float)' 1e40 1
