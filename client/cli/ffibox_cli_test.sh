@@ -136,6 +136,37 @@ if [[ "${code}" != 2 || -n "${out}" ]] ||
   echo "FAIL: --token_file=/dev/zero: exit ${code}, stdout '${out}', stderr: $(cat "${dir}/err")"
   failures=$((failures + 1))
 fi
+
+# What the CLI prints and cannot write (stdout on a full disk, or closed) is a failure said on
+# stderr (exit 1), not a result lost behind exit 0. A closed stdout stays closed to writes
+# (EBADF), rather than its number going to a descriptor gRPC opens.
+# expect_unwritten WHAT ARGS... : `ffibox ARGS...` fails so, saying it cannot write WHAT.
+expect_unwritten() {
+  local what="$1"
+  shift
+  local code reason
+  for stdout in full closed; do
+    if [[ "${stdout}" == full ]]; then
+      "${ffibox}" "$@" >/dev/full 2>"${dir}/err"
+      code=$?
+      reason="No space left on device"
+    else
+      "${ffibox}" "$@" >&- 2>"${dir}/err"
+      code=$?
+      reason="Bad file descriptor"
+    fi
+    if [[ "${code}" != 1 ]] ||
+      ! grep -q "^error: cannot write ${what} to stdout: ${reason}$" "${dir}/err"; then
+      echo "FAIL: ffibox $* with stdout ${stdout}: exit ${code} (want 1), stderr: $(cat "${dir}/err")"
+      failures=$((failures + 1))
+    fi
+  done
+}
+expect_unwritten "the result" --address="${address}" call libm.so.6 'double cos(double)' 0.5
+expect_unwritten "the result" --address="${address}" --print_errno call "${lib}" \
+  'int set_errno_to(int)' 7
+echo 'int twice(int x);' >"${dir}/twice.h"
+expect_unwritten "the bindings" bindgen --lang=python --library=libtwice.so "${dir}/twice.h"
 # A number that does not fit its type is refused, not sent as an infinity or a zero.
 expect 2 "" call libm.so.6 'double cos(double)' 1e999
 expect 2 "" call "${lib}" 'float mul_float(float, float)' 1e40 1

@@ -5,7 +5,10 @@
 //   ffibox bindgen --lang=python|cpp --library=LIB HEADER... [-I DIR] [-D NAME=VALUE]
 //
 // See kUsage below and docs for the syntax. Exit status: 0 on success, 1 when the call or
-// the server fails (the typed error is printed to stderr), 2 for a bad command line.
+// the server fails (the typed error is printed to stderr) or the result cannot be written to
+// stdout, 2 for a bad command line.
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 
@@ -100,6 +103,33 @@ usage: ffibox bindgen --lang=python|cpp --library=LIB [--namespace=NS] HEADER...
   `from ffibox import ctypes` (python) or a header for the C++ client (cpp; its
   declarations in namespace NS, default `bindings`). See docs/bindgen.md.
 )";
+
+// Flushes stdout. False, with the reason on stderr, when `what` was not all written there (a
+// full disk, a closed descriptor, a pipe whose reader went away): the shell user would
+// otherwise take the exit status 0 for a result they never got.
+bool FlushStdout(absl::string_view what) {
+  errno = 0;
+  const bool flushed = fflush(stdout) == 0;
+  const int error = errno;
+  if (flushed && !ferror(stdout) && std::cout.good()) return true;
+  std::cerr << "error: cannot write " << what << " to stdout"
+            << (error != 0 ? absl::StrCat(": ", strerror(error)) : "") << std::endl;
+  return false;
+}
+
+// Holds each of stdin, stdout and stderr that the CLI was started without (`ffibox ... >&-`)
+// with /dev/null opened read-only. Otherwise the next descriptor opened (gRPC's epoll or
+// eventfd descriptor, a socket to ffiboxd) takes its number and the result is written into
+// it; held, writes to it fail with EBADF as they would to the closed descriptor, and
+// FlushStdout says so.
+void HoldClosedStandardDescriptors() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // The lowest free number is `fd`: those below it are open or held already.
+    const int held = open("/dev/null", O_RDONLY);
+    if (held >= 0 && held != fd) close(held);
+  }
+}
 
 // Prints `status` as `error: CODE: message [details]` on stderr.
 void PrintError(const absl::Status& status) {
@@ -259,9 +289,9 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
     std::cout << *text << "\n";
   }
   if (print_errno) std::cout << "errno " << result->errno_value() << "\n";
-  std::cout.flush();
+  const bool written = FlushStdout("the result");
   (*session)->Close().IgnoreError();
-  return 0;
+  return written ? 0 : kExitFailure;
 }
 
 int RunBindgen(const std::vector<std::string>& words) {
@@ -277,11 +307,11 @@ int RunBindgen(const std::vector<std::string>& words) {
     return kExitFailure;
   }
   std::cout << *bindings;
-  std::cout.flush();
-  return std::cout.good() ? 0 : kExitFailure;
+  return FlushStdout("the bindings") ? 0 : kExitFailure;
 }
 
 int Main(int argc, char** argv) {
+  HoldClosedStandardDescriptors();
   absl::SetProgramUsageMessage(kUsage);
   // Flags end at the first word that is not a flag (or after "--"), so that negative numbers
   // among the call's arguments are not taken for flags.
