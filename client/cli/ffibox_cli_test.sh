@@ -120,6 +120,17 @@ grep -q "unknown flag '--bogus'" "${dir}/err" || { echo "FAIL: --bogus not named
 expect 2 "" --timeout_ms=abc call "${lib}" 'int add_int(int, int)' 1 2
 expect 2 "" --timeout_ms call "${lib}" 'int add_int(int, int)' 1 2
 expect 0 "3" --print_errno=false call "${lib}" 'int add_int(int, int)' 1 2
+# --help and -h print the usage those errors point at, and the flags, on stdout; exit 0.
+for help in --help -h; do
+  out="$("${ffibox}" "${help}" 2>"${dir}/err")"
+  code=$?
+  if [[ "${code}" != 0 || "${out}" != "call a function of a native library"* ||
+    "${out}" != *"call LIB 'DECLARATION'"* || "${out}" != *"usage: ffibox bindgen"* ||
+    "${out}" != *"--timeout_ms "*"deadline of the call in milliseconds"* || -s "${dir}/err" ]]; then
+    echo "FAIL: ffibox ${help}: exit ${code}, stdout '${out}', stderr: $(cat "${dir}/err")"
+    failures=$((failures + 1))
+  fi
+done
 # An integer past 64 bits is out of range for its type, as a smaller one too large is.
 for number in 99999999999999999999999 18446744073709551616; do
   expect 2 "" call "${lib}" 'long add_long(long, long)' "${number}" 1
@@ -167,6 +178,7 @@ expect_unwritten "the result" --address="${address}" --print_errno call "${lib}"
   'int set_errno_to(int)' 7
 echo 'int twice(int x);' >"${dir}/twice.h"
 expect_unwritten "the bindings" bindgen --lang=python --library=libtwice.so "${dir}/twice.h"
+expect_unwritten "the usage" --help
 # A number that does not fit its type is refused, not sent as an infinity or a zero.
 expect 2 "" call libm.so.6 'double cos(double)' 1e999
 expect 2 "" call "${lib}" 'float mul_float(float, float)' 1e40 1

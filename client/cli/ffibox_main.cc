@@ -20,14 +20,17 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/cli/argument_values.h"
 #include "client/cli/bindgen_command.h"
@@ -103,6 +106,38 @@ usage: ffibox bindgen --lang=python|cpp --library=LIB [--namespace=NS] HEADER...
   `from ffibox import ctypes` (python) or a header for the C++ client (cpp; its
   declarations in namespace NS, default `bindings`). See docs/bindgen.md.
 )";
+
+// kUsage, then the flags defined above with their descriptions: what `ffibox --help` prints.
+std::string HelpText() {
+  std::vector<const absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    // absl's own flags (--flagfile, --fromenv, ...) are not the CLI's.
+    if (absl::EndsWith(flag->Filename(), "client/cli/ffibox_main.cc")) flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
+  constexpr size_t kWidth = 92;
+  size_t column = 0;
+  for (const absl::CommandLineFlag* flag : flags) {
+    column = std::max(column, flag->Name().size() + 6);
+  }
+  std::string text = absl::StrCat(kUsage, "\nflags (before the command, as --flag=value):\n");
+  for (const absl::CommandLineFlag* flag : flags) {
+    // Each description says the flag's default where it has one that matters.
+    const std::string description = flag->Help();
+    std::string line = absl::StrCat("  --", flag->Name());
+    line.resize(column, ' ');
+    for (absl::string_view word : absl::StrSplit(description, ' ', absl::SkipEmpty())) {
+      if (line.size() > column && line.size() + 1 + word.size() > kWidth) {
+        absl::StrAppend(&text, line, "\n");
+        line = std::string(column, ' ');
+      }
+      absl::StrAppend(&line, line.size() > column ? " " : "", word);
+    }
+    absl::StrAppend(&text, line, "\n");
+  }
+  return text;
+}
 
 // Flushes stdout. False, with the reason on stderr, when `what` was not all written there (a
 // full disk, a closed descriptor, a pipe whose reader went away): the shell user would
@@ -319,6 +354,14 @@ int Main(int argc, char** argv) {
   while (command < argc && argv[command][0] == '-' && std::string(argv[command]) != "--" &&
          std::string(argv[command]) != "-") {
     ++command;
+  }
+  // --help (-h) among the flags prints what every usage error points at, and nothing else.
+  for (int i = 1; i < command; ++i) {
+    const std::string word = argv[i];
+    if (word == "--help" || word == "-help" || word == "-h") {
+      std::cout << HelpText();
+      return FlushStdout("the usage") ? 0 : kExitFailure;
+    }
   }
   std::vector<char*> flag_words(argv, argv + command);
   if (absl::Status flags = CheckFlagWords(std::vector<std::string>(argv + 1, argv + command));
