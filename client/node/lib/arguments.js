@@ -14,6 +14,11 @@ const FLOAT_MAX = 3.4028234663852886e38;
 // How many characters of a refused string a message repeats.
 const SHOWN_STRING_CHARACTERS = 20;
 
+// A UTF-16 unit UTF-8 cannot encode: a high surrogate without a low one after it, or a low
+// one without a high one before it.
+const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const UNPAIRED_SURROGATES = new RegExp(UNPAIRED_SURROGATE.source, 'g');
+
 /** A refused value as a message names it: "the string '0x10'", "an array", "true". */
 function describeValue(value) {
   if (typeof value === 'string') {
@@ -111,4 +116,35 @@ function boolArgument(t, value, what) {
     `got ${describeValue(value)}`);
 }
 
-module.exports = { integerArgument, floatArgument, boolArgument, integerRange, describeValue };
+/**
+ * `text` as the protocol's `string` fields take it (a wchar_t* argument, a library path, a
+ * declaration, a record's name): a string that UTF-8 can encode. Throws InvalidArgument
+ * naming `what` for a string with an unpaired surrogate ('a\ud800b'): protobuf would send
+ * it as bytes that are no UTF-8, and the server, failing to read the message, would end the
+ * whole session instead of refusing the one request.
+ */
+function textArgument(text, what) {
+  if (typeof text !== 'string') {
+    throw invalid(`${what}: expected a string, got ${describeValue(text)}`);
+  }
+  const match = UNPAIRED_SURROGATE.exec(text);
+  if (match) {
+    const hex = match[0].charCodeAt(0).toString(16).toUpperCase();
+    throw invalid(`${what}: ${describeValue(text)} has an unpaired surrogate (U+${hex} at ` +
+      `index ${match.index}), which is no Unicode character and cannot be sent as UTF-8`);
+  }
+  return text;
+}
+
+/**
+ * `text` with each unpaired surrogate replaced by U+FFFD, for text that is sent whatever it
+ * holds (the message of a callback's error), where a refusal would help nobody.
+ */
+function wellFormedText(text) {
+  return text.replace(UNPAIRED_SURROGATES, '\ufffd');
+}
+
+module.exports = {
+  integerArgument, floatArgument, boolArgument, integerRange, describeValue, textArgument,
+  wellFormedText,
+};

@@ -9,6 +9,7 @@
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { EventEmitter } = require('node:events');
 const { AnswerWatch, MAX_TIMER_DELAY_MS } = require('./answer_watch');
+const { textArgument, wellFormedText } = require('./arguments');
 const { FfiboxError, SessionClosed, errorFromProto, internal, invalid } = require('./errors');
 const { Library } = require('./library');
 const { callbackOf, fromProto } = require('./types');
@@ -261,12 +262,14 @@ class Session extends EventEmitter {
 
   /** Loads a library in the worker: an absolute path or a soname such as 'libm.so.6'. */
   async load(path) {
+    textArgument(path, 'the library path');
     const response = await this.request({ load_library: { path } }, `load ${path}`);
     return new Library(this, Number(response.library.library), path);
   }
 
   /** The name and protocol Signature of a C declaration, parsed by the server. */
   async parseDeclaration(declaration) {
+    textArgument(declaration, 'the declaration');
     const response = await this.request({ parse_declaration: { declaration } }, 'parse_declaration');
     return { name: response.declaration.name, signature: response.declaration.signature };
   }
@@ -338,7 +341,8 @@ class Session extends EventEmitter {
           : scalarValue(type.result, result, 'callback result');
       }
     } catch (error) {
-      answer.error = String((error && error.message) || error || 'callback failed');
+      // Sent as it is, an unpaired surrogate in the message would end the session's stream.
+      answer.error = wellFormedText(String((error && error.message) || error || 'callback failed'));
       delete answer.result;
     }
     this.request({ callback_return: answer }, 'callback_return').catch((error) => {
@@ -350,7 +354,7 @@ class Session extends EventEmitter {
         ? "the callback's answer is too large to send"
         : "the server refused the callback's answer";
       const detail = String(error.message || '').slice(0, MAX_REFUSAL_DETAIL);
-      this.request({ callback_return: { invocation, error: `${why}: ${detail}` } },
+      this.request({ callback_return: { invocation, error: wellFormedText(`${why}: ${detail}`) } },
         'callback_return').catch(() => {});
     });
   }

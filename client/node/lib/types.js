@@ -10,7 +10,7 @@
 //   array(element, direction): a JS array passed as a pointer to its first element;
 //   callback(declaration | {result, params}): a JS function passed as a function pointer.
 // Directions are 'in', 'out' and 'inout' (the protocol's MemoryBlock directions).
-const { integerArgument, floatArgument, boolArgument } = require('./arguments');
+const { integerArgument, floatArgument, boolArgument, textArgument } = require('./arguments');
 const { invalid } = require('./errors');
 
 // Scalar name -> [proto enum name, size in bytes, signed integer?, 64-bit (BigInt) integer?].
@@ -81,9 +81,11 @@ function describe(type) {
 }
 
 function record(kind, name, fields) {
+  textArgument(name, `the name of a ${kind.toLowerCase()}`);
   const entries = Array.isArray(fields) ? fields : Object.entries(fields);
   if (entries.length === 0) throw invalid(`${name} has no fields`);
   const described = entries.map(([fieldName, type]) => {
+    textArgument(fieldName, `the name of a field of ${name}`);
     const field = describe(type);
     if (field.kind !== 'scalar' && field.kind !== 'record') {
       throw invalid(`${name}.${fieldName}: a field is a scalar or a struct, not ${field.kind}`);

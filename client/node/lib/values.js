@@ -1,7 +1,9 @@
 'use strict';
 // JS values <-> protocol Values for the types of types.js. Records need the worker's layout
 // (offsets of their fields), which the session asks the server for once per record type.
-const { integerArgument, floatArgument, boolArgument, integerRange } = require('./arguments');
+const {
+  integerArgument, floatArgument, boolArgument, integerRange, textArgument,
+} = require('./arguments');
 const { internal, invalid } = require('./errors');
 const { RemotePointer, readScalar, writeScalar } = require('./types');
 
@@ -25,7 +27,7 @@ function scalarValue(t, value, what) {
       if (typeof value === 'string') return { bytes_value: Buffer.from(value, 'utf8') };
       throw invalid(`${what}: a cstring needs a string, a Buffer or null`);
     case 'WSTRING':
-      if (typeof value === 'string') return { text_value: value };
+      if (typeof value === 'string') return { text_value: textArgument(value, what) };
       throw invalid(`${what}: a wstring needs a string or null`);
     case 'POINTER':
       throw invalid(`${what}: a pointer needs null or a RemotePointer ` +

@@ -247,6 +247,67 @@ describe('strings', () => {
   });
 });
 
+describe('text with an unpaired surrogate', () => {
+  // UTF-8 has no encoding of an unpaired surrogate: sent in a protocol `string` field, it
+  // would make the server fail to read the message and end the session's stream.
+  const refusal = (pattern) => (error) => {
+    assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    assert.match(error.message, pattern);
+    return true;
+  };
+
+  test('is refused before sending, naming what holds it, and the session goes on', async () => {
+    const own = await client.session({ timeoutMs: 5000 });
+    try {
+      const ownLib = await own.load(TEST_LIB);
+      const addInt = await ownLib.func('int add_int(int, int)');
+      const wstrLen = await ownLib.func('size_t wstr_len(const wchar_t* s)');
+      await assert.rejects(wstrLen('a\ud800b'),
+        refusal(/wstr_len argument 0: the string "a\\ud800b" has an unpaired surrogate/));
+      await assert.rejects(wstrLen('a\ud800b'), refusal(/\(U\+D800 at index 1\)/));
+      await assert.rejects(wstrLen('\udc00x'), refusal(/U\+DC00 at index 0/));
+      await assert.rejects(wstrLen('x\ud83d'), refusal(/U\+D83D at index 1/));
+      await assert.rejects(own.load('/tmp/\ud800.so'), refusal(/the library path: /));
+      await assert.rejects(ownLib.func('int a\ud800(int)'), refusal(/the declaration: /));
+      await assert.rejects(ownLib.func('double f(void* g)',
+        { params: [ffibox.callback('int g(\udfff)')] }), refusal(/the declaration: /));
+      await assert.rejects(async () => ownLib.func('double rect_area(void* r)',
+        { params: [ffibox.struct('P\ud800', { x: 'double' })] }),
+      refusal(/the name of a struct: /));
+      await assert.rejects(async () => ownLib.func('double rect_area(void* r)',
+        { params: [ffibox.union('U', { ['x\udc00']: 'double' })] }),
+      refusal(/the name of a field of U: /));
+      // Pairs are characters like any other.
+      assert.equal(await wstrLen('\ud83d\ude00'), 1n);
+      assert.equal(await addInt(2, 3), 5);
+      assert.equal(own.generation, 1);
+    } finally {
+      own.close();
+    }
+  });
+
+  test("in a callback's error is replaced, and the session goes on", async () => {
+    const own = await client.session({ timeoutMs: 5000 });
+    try {
+      const ownLib = await own.load(TEST_LIB);
+      const fold = await ownLib.func('double fold(void* f, const double* xs, int n, double init)', {
+        params: { 0: ffibox.callback('double f(double, double)'), 1: ffibox.array('double', 'in') },
+      });
+      const before = own.events.length;
+      assert.equal(await fold(() => {
+        throw new Error('no \ud800 today');
+      }, [1], 1, 5), 0);
+      const events = own.events.slice(before).filter((e) => e.kind === 'CALLBACK_ERROR');
+      assert.equal(events.length, 1);
+      assert.match(events[0].error.message, /no \ufffd today/);
+      assert.equal(await fold((a, b) => a + b, [1.5, 2], 2, 0), 3.5);
+    } finally {
+      own.close();
+    }
+  });
+});
+
 describe('buffers', () => {
   test('an out buffer is filled by the library', async () => {
     const fill = await lib.func('void fill_buffer(char* out, size_t n, char c)',
