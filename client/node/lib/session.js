@@ -8,6 +8,7 @@
 // within the client's deadline (lib/answer_watch.js). An ended session holds nothing.
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { EventEmitter } = require('node:events');
+const path = require('node:path');
 const { AnswerWatch, MAX_TIMER_DELAY_MS } = require('./answer_watch');
 const { textArgument, wellFormedText } = require('./arguments');
 const { FfiboxError, SessionClosed, errorFromProto, internal, invalid } = require('./errors');
@@ -260,11 +261,17 @@ class Session extends EventEmitter {
     this._pending.clear();
   }
 
-  /** Loads a library in the worker: an absolute path or a soname such as 'libm.so.6'. */
-  async load(path) {
-    textArgument(path, 'the library path');
-    const response = await this.request({ load_library: { path } }, `load ${path}`);
-    return new Library(this, Number(response.library.library), path);
+  /**
+   * Loads a library in the worker: a path, or a soname such as 'libm.so.6' that the dynamic
+   * linker searches for. A relative path ('./libx.so') is taken from process.cwd(), not from
+   * the worker's working directory, which is not this process's.
+   */
+  async load(file) {
+    textArgument(file, 'the library path');
+    const libraryPath = file.includes('/') && !path.isAbsolute(file) ? path.resolve(file) : file;
+    const response = await this.request({ load_library: { path: libraryPath } },
+      `load ${libraryPath}`);
+    return new Library(this, Number(response.library.library), libraryPath);
   }
 
   /** The name and protocol Signature of a C declaration, parsed by the server. */

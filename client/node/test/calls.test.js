@@ -3,6 +3,7 @@
 // strings, buffers, structs, callbacks and typed errors, through real workers calling the
 // real test library.
 const assert = require('node:assert/strict');
+const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
 const ffibox = require('..');
 const { TEST_LIB, PROBE_LIB, startServer } = require('./server');
@@ -139,6 +140,23 @@ describe('declarations', () => {
     const cos = await libm.func('double cos(double)');
     assert.equal(await cos(0), 1);
     assert.equal(cos.functionName, 'cos');
+    assert.equal(libm.path, 'libm.so.6');
+  });
+
+  test('a relative path is taken from the working directory of this process', async () => {
+    const cwd = process.cwd();
+    try {
+      process.chdir(path.dirname(path.dirname(TEST_LIB)));
+      const absolute = path.join(process.cwd(), 'testlibs', path.basename(TEST_LIB));
+      for (const relative of ['testlibs/libffibox_test.so', './testlibs/libffibox_test.so',
+        'testlibs/../testlibs/libffibox_test.so']) {
+        const relativeLib = await session.load(relative);
+        assert.equal(relativeLib.path, absolute);
+        assert.equal(await (await relativeLib.func('int add_int(int, int)'))(2, 3), 5);
+      }
+    } finally {
+      process.chdir(cwd);
+    }
   });
 });
 
