@@ -3,7 +3,8 @@
 // protocol's Type and encodes JS values into protocol Values (and back).
 //
 // A type is one of:
-//   a scalar name: 'int', 'double', 'uint64', 'size_t', 'cstring', 'pointer', ... (SCALARS);
+//   a scalar name: 'int', 'double', 'uint64', 'size_t', 'cstring', 'pointer', ... (SCALARS),
+//     or its C spelling: 'unsigned long', 'uint64_t', 'char*', ... (C_NAMES);
 //   struct(name, {field: type, ...}) / union(...): a record, passed and returned by value;
 //   pointer(record, direction): a record the function reads or fills through a pointer;
 //   buffer(direction): a Node Buffer passed as a pointer to its bytes;
@@ -46,6 +47,32 @@ const SCALARS = {
   cstring: ['CSTRING', 8],
   wstring: ['WSTRING', 8],
 };
+// The C spellings of scalars (as in declarations and docs/node.md: typed('unsigned long', 5)),
+// for the names above; spaces are collapsed and none is kept before a '*'.
+const C_NAMES = {
+  _Bool: 'bool',
+  'signed char': 'schar',
+  'unsigned char': 'uchar',
+  'unsigned short': 'ushort',
+  unsigned: 'uint',
+  'unsigned int': 'uint',
+  'unsigned long': 'ulong',
+  'long long': 'longlong',
+  'unsigned long long': 'ulonglong',
+  int8_t: 'int8',
+  uint8_t: 'uint8',
+  int16_t: 'int16',
+  uint16_t: 'uint16',
+  int32_t: 'int32',
+  uint32_t: 'uint32',
+  int64_t: 'int64',
+  uint64_t: 'uint64',
+  'long double': 'longdouble',
+  wchar_t: 'wchar',
+  'void*': 'pointer',
+  'char*': 'cstring',
+  'wchar_t*': 'wstring',
+};
 const SCALAR_BY_ENUM = Object.fromEntries(
   Object.entries(SCALARS).map(([name, [proto]]) => [proto, name]));
 const DIRECTIONS = { in: 'IN', out: 'OUT', inout: 'INOUT' };
@@ -64,9 +91,14 @@ function direction(name) {
   return proto;
 }
 
-function scalar(name) {
+function scalar(spelled) {
+  const cName = String(spelled).trim().replace(/\s+/g, ' ').replace(/ \*/g, '*');
+  const name = Object.hasOwn(C_NAMES, cName) ? C_NAMES[cName] : spelled;
+  if (!Object.hasOwn(SCALARS, name)) {
+    throw invalid(`unknown type '${spelled}' (known: ${Object.keys(SCALARS).join(', ')}, ` +
+      `and the C spellings ${Object.keys(C_NAMES).join(', ')})`);
+  }
   const info = SCALARS[name];
-  if (!info) throw invalid(`unknown type '${name}' (known: ${Object.keys(SCALARS).join(', ')})`);
   return {
     kind: 'scalar', name, proto: { scalar: info[0] }, size: info[1], signed: info[2],
     wide: info[3] === true, integer: info[2] !== undefined,

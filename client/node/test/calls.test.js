@@ -213,6 +213,12 @@ describe('variadic functions', () => {
     const out = Buffer.alloc(32);
     const written = await snprintf(out, 32, '%d|%.2f|%s|%lld', 7, 2.5, 'x', 2n ** 40n);
     assert.equal(out.toString('utf8', 0, written), '7|2.50|x|1099511627776');
+    // C spellings name the client's types too.
+    const wide = Buffer.alloc(64);
+    const typedWritten = await snprintf(wide, 64, '%lu|%u|%s',
+      ffibox.typed('unsigned long', 2n ** 63n), ffibox.typed('unsigned  int', 2 ** 31),
+      ffibox.typed('char *', 'y'));
+    assert.equal(wide.toString('utf8', 0, typedWritten), '9223372036854775808|2147483648|y');
   });
 
   test('a fixed parameter missing is refused before sending', async () => {
