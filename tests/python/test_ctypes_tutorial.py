@@ -476,6 +476,26 @@ def test_the_type_of_a_record_read_through_a_pointer_makes_local_records(ct, tes
     assert not local and counter.value == before
 
 
+def test_a_callback_links_the_record_it_is_handed_to_another_of_the_callers(ct, testlib):
+    # `node.contents.next = pointer(tail)` inside the callback: the library finds the
+    # caller's tail there (the worker was handed the caller's address and crashed).
+    Node = make_types(ct)[6]
+    VISIT = ct.CFUNCTYPE(None, ct.POINTER(Node))
+    head, tail = Node(1), Node(5)
+
+    def link(node):
+        node.contents.next = ct.pointer(tail)
+
+    visit = VISIT(link)
+    testlib.visit_node.argtypes = [ct.POINTER(Node), VISIT]
+    testlib.visit_node.restype = None
+    testlib.visit_node(ct.byref(head), visit)
+    assert ct.addressof(head.next.contents) == ct.addressof(tail)
+    tail.value = 7
+    testlib.sum_list.argtypes = [ct.POINTER(Node)]
+    assert testlib.sum_list(ct.byref(head)) == 8
+
+
 def test_char_pointer_out_parameter_points_into_the_buffer(ct, testlib):
     text = ct.create_string_buffer(b"hello brave world")
     rest = ct.c_char_p()

@@ -158,6 +158,7 @@ EXPORT double pair_distance2(const PointPair* pair) {
 }
 EXPORT int pair_label_length(const PointPair* pair) { return (int)strlen(pair->label); }
 EXPORT void get_name(const char** out) { *out = "ffibox shapes"; }
+EXPORT void visit_node(Node* node, void (*visit)(Node*)) { visit(node); }
 EXPORT void get_cycle(Node** out) {
   static Node loop = {17, &loop};
   *out = &loop;

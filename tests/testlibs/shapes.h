@@ -162,6 +162,7 @@ void pair_swap_and_shift(PointPair* pair, double dx); /* swaps first/second, fir
 double pair_distance2(const PointPair* pair);         /* squared distance first..second */
 int pair_label_length(const PointPair* pair);         /* strlen(label) */
 void get_name(const char** out);                      /* *out = a static string in the library */
+void visit_node(Node* node, void (*visit)(Node*));    /* visit(node), once */
 void get_cycle(Node** out);                           /* *out = a node whose next is itself */
 int split_first(char* text, char** rest);             /* cuts at the first space; *rest after it */
 

@@ -909,9 +909,18 @@ def callback_handler(prototype, function):
                     # A placeholder mirrors nothing: hand back what the worker sent.
                     answer.pointees.add(arg=index, data=pointees[index])
                 elif local:
-                    size = _ct.sizeof(argtypes[index]._type_)
-                    answer.pointees.add(arg=index, data=session.images.worker_bytes(
-                        local, size, _types.pointer_offsets(argtypes[index]._type_)))
+                    t = argtypes[index]._type_
+                    size, offsets, mapped = _ct.sizeof(t), _types.pointer_offsets(t), set()
+                    data = bytearray(session.images.worker_bytes(local, size, offsets, mapped))
+                    for offset, _ in offsets:
+                        if offset in mapped or offset + _WORD.size > size:
+                            continue
+                        # A pointer to the caller's own object the callback stored there
+                        # (`p.contents.next = pointer(node)`): that object's twin.
+                        word = _WORD.unpack_from(data, offset)[0]
+                        _WORD.pack_into(data, offset, _callback_pointers.worker_word(
+                            session, word, args[index]._objects, stream.generation))
+                    answer.pointees.add(arg=index, data=bytes(data))
                 continue
             answer.pointees.add(arg=index, data=bytes(copy))
         # What the callback wrote through the pointers of a pointer to pointers (the strings
