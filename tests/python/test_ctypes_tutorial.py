@@ -496,6 +496,28 @@ def test_a_callback_links_the_record_it_is_handed_to_another_of_the_callers(ct, 
     assert testlib.sum_list(ct.byref(head)) == 8
 
 
+def test_an_element_reached_through_two_casts_is_changed_in_its_array(ct, testlib):
+    # `cast(array, POINTER(T))[0]` made twice: both views are of the array's memory, which
+    # goes as one block (the element went as a block of its own too, and the copy of one
+    # overwrote the library's changes made through the other).
+    Node = make_types(ct)[6]
+    nodes = (Node * 2)(Node(1), Node(2))
+    first = Node(5, ct.pointer(nodes[1]))
+    # Another record keeps a pointer to another view of element 0; the cast shares the
+    # array's keep-alive references, which then hold that view too.
+    keeper = Node(9, ct.pointer(ct.cast(nodes, ct.POINTER(Node))[0]))
+    nodes[0].next = ct.pointer(first)
+    nodes[1].next = ct.pointer(keeper.next.contents)
+    nodes[1].next = None
+    head = ct.pointer(ct.cast(nodes, ct.POINTER(Node))[0])
+    testlib.reverse_list.argtypes = [ct.POINTER(ct.POINTER(Node))]
+    testlib.reverse_list(ct.byref(head))  # nodes[1] -> first -> nodes[0]
+    assert ct.addressof(head.contents) == ct.addressof(nodes[1])
+    assert ct.addressof(nodes[1].next.contents) == ct.addressof(first)
+    assert ct.addressof(first.next.contents) == ct.addressof(nodes[0])
+    assert not nodes[0].next
+
+
 def test_char_pointer_out_parameter_points_into_the_buffer(ct, testlib):
     text = ct.create_string_buffer(b"hello brave world")
     rest = ct.c_char_p()

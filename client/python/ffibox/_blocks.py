@@ -201,10 +201,15 @@ class CallBuilder:
         twinned = self._twins.owner_at(start)
         if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
             return twinned
+        # The largest object kept alive that holds it: another view of the same element
+        # (`cast(array, POINTER(T))[0]` twice) would ship apart from the array around both.
+        best = obj
         for item in kept_alive(getattr(owner, "_objects", None), limit=256):
             if issubclass(type(item), _CData) and item is not obj and holds(item):
-                return _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
-        return obj
+                item = _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
+                if _ct.sizeof(item) > _ct.sizeof(best):
+                    best = item
+        return best
 
     def add_object(self, obj) -> Optional[int]:
         """Ships the memory of ctypes object `obj` (all of its owner's buffer, which has one
