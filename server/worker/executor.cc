@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
 #include "core/descriptor_passing.h"
@@ -26,6 +27,27 @@ absl::Status Store(absl::StatusOr<T> result, T* slot) {
   if (!result.ok()) return result.status();
   *slot = *std::move(result);
   return absl::OkStatus();
+}
+
+constexpr char kDescriptorPaths[] = "/proc/self/fd/";
+constexpr size_t kDescriptorPathsLength = sizeof(kDescriptorPaths) - 1;
+
+// `reason` (a dlopen or dlsym error) with each descriptor path it names ("/proc/self/fd/7",
+// where the worker loaded a library from) replaced by `name(path)`: the client asked for a
+// library by its own path, and the descriptor means nothing to it.
+template <typename Name>
+std::string NamingLibraries(absl::string_view reason, Name name) {
+  std::string text(reason);
+  for (size_t at = text.find(kDescriptorPaths); at != std::string::npos;
+       at = text.find(kDescriptorPaths, at + 1)) {
+    size_t end = at + kDescriptorPathsLength;
+    while (end < text.size() && absl::ascii_isdigit(text[end])) ++end;
+    if (end == at + kDescriptorPathsLength) continue;
+    const std::string named = name(text.substr(at, end - at));
+    text.replace(at, end - at, named);
+    at += named.size() - 1;
+  }
+  return text;
 }
 
 }  // namespace
@@ -178,14 +200,18 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   if (library == nullptr && library_fd >= 0) close(library_fd);  // nothing keeps it
   if (library == nullptr) {
     const char* reason = dlerror();
-    return ErrorStatus(v1::LIBRARY_LOAD_FAILED,
-                       absl::StrCat("cannot load ", load.path(), ": ",
-                                    reason != nullptr ? reason : "unknown dlopen error"));
+    return ErrorStatus(
+        v1::LIBRARY_LOAD_FAILED,
+        absl::StrCat("cannot load ", load.path(), ": ",
+                     reason != nullptr
+                         ? NamingLibraries(reason, [&](const std::string&) { return load.path(); })
+                         : "unknown dlopen error"));
   }
   absl::MutexLock lock(&mu_);
   if (!libraries_.try_emplace(handle, library).second) {
     return InvalidArgumentAt("load_library", absl::StrCat("library handle ", handle, " in use"));
   }
+  if (library_fd >= 0) loaded_from_[path] = load.path();
   return absl::OkStatus();
 }
 
@@ -217,9 +243,17 @@ absl::StatusOr<v1::FunctionResolved> WorkerExecutor::ResolveFunction(
     address = dlsym(library, resolve.symbol().c_str());
     if (address == nullptr) {
       const char* reason = dlerror();
+      std::string named;
+      if (reason != nullptr) {
+        absl::MutexLock lock(&mu_);
+        named = NamingLibraries(reason, [&](const std::string& descriptor) {
+          auto found = loaded_from_.find(descriptor);
+          return found != loaded_from_.end() ? found->second : descriptor;
+        });
+      }
       return ErrorStatus(v1::SYMBOL_NOT_FOUND,
                          absl::StrCat("symbol ", resolve.symbol(), " not found",
-                                      reason != nullptr ? absl::StrCat(": ", reason) : ""));
+                                      reason != nullptr ? absl::StrCat(": ", named) : ""));
     }
   }
   absl::StatusOr<std::unique_ptr<PreparedFunction>> prepared =

@@ -101,6 +101,9 @@ class WorkerExecutor {
   MemoryRequests memory_;
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, void*> libraries_ ABSL_GUARDED_BY(mu_);
+  // The descriptor path each library was loaded from ("/proc/self/fd/7"), which the
+  // loader's messages name, -> the path the client asked for.
+  absl::flat_hash_map<std::string, std::string> loaded_from_ ABSL_GUARDED_BY(mu_);
   // Never erased, so a function stays valid while a call runs without the lock.
   absl::flat_hash_map<uint64_t, std::unique_ptr<PreparedFunction>> functions_ ABSL_GUARDED_BY(mu_);
 };
