@@ -81,11 +81,8 @@ absl::StatusOr<std::u32string> DecodeUtf8(absl::string_view text) {
 }
 
 absl::Status CheckUtf8(absl::string_view field, absl::string_view text) {
-  std::u32string out(text.size(), U'\0');
-  size_t count = 0;
-  const size_t bad = Decode(text, out.data(), &count);
-  if (bad == kWellFormed) return absl::OkStatus();
-  return InvalidArgumentAt(field, absl::StrCat("malformed UTF-8 at byte ", bad));
+  absl::StatusOr<std::u32string> decoded = DecodeUtf8(text);
+  return decoded.ok() ? absl::OkStatus() : PrefixField(decoded.status(), field);
 }
 
 bool EncodeUtf8(const std::u32string& text, std::string* out) {

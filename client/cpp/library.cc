@@ -43,14 +43,8 @@ absl::StatusOr<RawFunction> Library::Resolve(const std::string& symbol,
 RawFunction Library::ResolveAsync(const std::string& symbol, const v1::Signature& signature) const {
   v1::Request request = ResolveRequest(symbol, signature);
   absl::Status text = CheckUtf8("resolve_function.symbol", symbol);
-  std::future<absl::StatusOr<v1::Response>> answer;
-  if (text.ok()) {
-    answer = stream_->SendAsync(&request);
-  } else {
-    std::promise<absl::StatusOr<v1::Response>> refused;
-    refused.set_value(std::move(text));
-    answer = refused.get_future();
-  }
+  std::future<absl::StatusOr<v1::Response>> answer =
+      text.ok() ? stream_->SendAsync(&request) : client_internal::RefusedAnswer(std::move(text));
   // A resolve that fails because the load failed reports the load's failure.
   return RawFunction(
       stream_, memory_,

@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <future>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,13 +49,6 @@ absl::StatusOr<std::string> PathToLoad(const std::string& path) {
                                     "unknown (", strerror(errno), ")"));
   }
   return absl::StrCat(directory, "/", path);
-}
-
-// The answer of a request refused before it was sent.
-std::future<absl::StatusOr<v1::Response>> Refused(absl::Status status) {
-  std::promise<absl::StatusOr<v1::Response>> refused;
-  refused.set_value(std::move(status));
-  return refused.get_future();
 }
 
 }  // namespace
@@ -155,7 +147,7 @@ Library Session::LoadAsync(const std::string& path) {
   v1::Request request;
   if (sent.ok()) request.mutable_load_library()->set_path(*sent);
   std::future<absl::StatusOr<v1::Response>> answer =
-      sent.ok() ? stream_->SendAsync(&request) : Refused(sent.status());
+      sent.ok() ? stream_->SendAsync(&request) : client_internal::RefusedAnswer(sent.status());
   return Library(
       stream_, memory_,
       client_internal::PendingHandle::Awaiting(request.id(), v1::Request::kLoadLibrary,

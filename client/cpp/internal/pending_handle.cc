@@ -88,5 +88,11 @@ absl::Status PendingHandle::Explain(absl::Status failure) const {
   return Merged(*std::move(own)).status();
 }
 
+std::future<absl::StatusOr<v1::Response>> RefusedAnswer(absl::Status status) {
+  std::promise<absl::StatusOr<v1::Response>> refused;
+  refused.set_value(std::move(status));
+  return refused.get_future();
+}
+
 }  // namespace client_internal
 }  // namespace ffibox

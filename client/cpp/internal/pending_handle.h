@@ -98,6 +98,10 @@ class PendingHandle {
   mutable std::atomic<bool> answered_{false};
 };
 
+// The answer of a request refused before it was sent (text that is not UTF-8), for
+// PendingHandle::Awaiting in place of SessionStream::SendAsync's.
+std::future<absl::StatusOr<v1::Response>> RefusedAnswer(absl::Status status);
+
 }  // namespace client_internal
 }  // namespace ffibox
 

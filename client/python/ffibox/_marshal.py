@@ -228,12 +228,12 @@ def _encode_string_or_void(t, code, value, builder, session):
             raise TypeError("wrong type")  # c_char_p.from_param takes no address, as ctypes
         if builder is not None and session.twins.owner_at(value) is not None:
             return builder.local_pointer(value)  # the caller's object (an earlier result)
-        callback = local_callbacks.get(value) if value else None
-        if callback is not None:
-            # A callback's code address as an integer (`cast(callback, c_void_p).value`, as
-            # llvmlite's add_symbol takes it): its closure in the worker.
-            return _encode_function(callback, session)
         if value and _addresses.locally_mapped(value):
+            callback = local_callbacks.get(value)
+            if callback is not None:
+                # A callback's code address as an integer (`cast(callback, c_void_p).value`,
+                # as llvmlite's add_symbol takes it): its closure in the worker.
+                return _encode_function(callback, session)
             # An address of this process as user data: if the library hands it back, it is
             # the caller's (ffibox._addresses).
             _addresses.note_local_address(value)

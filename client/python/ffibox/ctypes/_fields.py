@@ -22,6 +22,16 @@ from ffibox._default import opened_session
 from ffibox._remote import RemotePointer
 
 
+def _set_pointer(field, t, obj, value) -> None:
+    """Sets pointer field `field` (of type `t`) of `obj`: a RemotePointer to what `t` points
+    to is held as an image of the worker memory it names (ffibox._slots), anything else is
+    ctypes' to take or refuse."""
+    if isinstance(value, RemotePointer) and _types.is_pointer(t) and value._type_ is t._type_:
+        _slots.store_worker_pointer(obj, field.offset, t, value)
+    else:
+        field.__set__(obj, value)
+
+
 class _FieldInFront:
     """One of ctypes' field descriptors with a check in front; the class still gives the
     descriptor itself (`Record.name.offset`)."""
@@ -60,11 +70,7 @@ class _CheckedPointerField(_FieldInFront):
         return self.field.__get__(obj, owner)
 
     def __set__(self, obj, value) -> None:
-        if isinstance(value, RemotePointer) and value._type_ is getattr(self.type, "_type_", None) \
-                and _types.is_pointer(self.type):
-            _slots.store_worker_pointer(obj, self.offset, self.type, value)
-        else:
-            self.field.__set__(obj, value)
+        _set_pointer(self.field, self.type, obj, value)
 
 
 class _ValueField(_FieldInFront):
@@ -128,11 +134,7 @@ class _UnionPointerField:
         return self.field.__get__(obj, owner)
 
     def __set__(self, obj, value) -> None:
-        if isinstance(value, RemotePointer) and _types.is_pointer(self.type) and \
-                value._type_ is self.type._type_:
-            _slots.store_worker_pointer(obj, self.field.offset, self.type, value)
-        else:
-            self.field.__set__(obj, value)
+        _set_pointer(self.field, self.type, obj, value)
 
 
 def _check_fields(cls, union: bool) -> None:
