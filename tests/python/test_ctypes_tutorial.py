@@ -518,6 +518,95 @@ def test_an_element_reached_through_two_casts_is_changed_in_its_array(ct, testli
     assert not nodes[0].next
 
 
+def _node_functions(ct, testlib, Node):
+    PNode = ct.POINTER(Node)
+    testlib.set_next.argtypes = [PNode, PNode]
+    testlib.store_node.argtypes = [ct.POINTER(PNode), PNode]
+    testlib.bump_list.argtypes = [PNode, ct.c_int]
+    testlib.make_list.restype = PNode
+    testlib.make_list.argtypes = [ct.c_int]
+
+
+def test_an_element_made_from_buffer_of_its_array_is_the_arrays_memory(ct, testlib):
+    # `Node.from_buffer(nodes, 0)` and the array it was made over, reached in one call: the
+    # library's change through one is the change of the other (each went as a block of its
+    # own, and the array's copy overwrote what the library wrote through the view).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    nodes = (Node * 2)(Node(1), Node(2))
+    testlib.set_next(nodes[0], nodes[1])
+    head = Node(5, ct.pointer(Node.from_buffer(nodes, 0)))
+    testlib.bump_list(ct.byref(head), 10)
+    assert [head.value, nodes[0].value, nodes[1].value] == [15, 11, 12]
+
+
+@pytest.mark.parametrize("how", ["from_buffer", "pointer_index"])
+def test_an_element_made_apart_from_its_array_points_into_it(ct, testlib, how):
+    # The array and an element made as an object of its own (`Node.from_buffer(nodes, off)`,
+    # `pointer(nodes[0])[2]`) in one call: the element is the array's memory there (the
+    # server refused the call: the element's offset in the array, in a block of its own).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    nodes = (Node * 3)()
+    third = (Node.from_buffer(nodes, 2 * ct.sizeof(Node)) if how == "from_buffer"
+             else ct.pointer(nodes[0])[2])
+    testlib.set_next(nodes[0], third)
+    assert ct.addressof(nodes[0].next.contents) == ct.addressof(nodes[2])
+    testlib.bump_list(nodes[0], 3)
+    assert [n.value for n in nodes] == [3, 0, 3]
+
+
+def test_a_returned_pointer_the_library_points_at_the_callers_record_is_that_record(ct,
+                                                                                   testlib):
+    # A pointer the library returned, passed by reference as an out-parameter through which
+    # it stores the address of a caller's record: the pointer then points to that record,
+    # not to its copy in the library's process.
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    mine = Node(1)
+    found = testlib.make_list(0)  # NULL
+    testlib.store_node(ct.byref(found), mine)
+    assert ct.addressof(found.contents) == ct.addressof(mine)
+    found.contents.value = 77
+    assert mine.value == 77
+    mine.value = 5
+    assert found[0].value == 5
+    testlib.bump_list(found, 1)
+    assert mine.value == 6
+
+
+def test_a_pointer_in_library_memory_to_the_callers_record_reads_that_record(ct, testlib):
+    # A record in the library's memory whose pointer field the library set to a caller's
+    # record: reading the field gives that record, live (it gave the record's copy in the
+    # library's process, as of the last call).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    theirs = testlib.make_list(1)
+    mine = Node(1)
+    testlib.set_next(theirs, ct.byref(mine))
+    assert ct.addressof(theirs.contents.next.contents) == ct.addressof(mine)
+    mine.value = 7
+    assert theirs.contents.next.contents.value == 7
+    assert theirs[0].next[0].value == 7
+
+
+def test_an_address_inside_a_buffer_past_a_record_made_over_it(ct, testlib):
+    # A record made over the middle of a char buffer goes apart from the buffer (its pointer
+    # slot is no slot of the buffer's type). An address in the buffer past the record, as a
+    # void*, is still the buffer's: the library writes there (it was taken for an address
+    # of no object the library had seen, and the library wrote to it in its own process).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    size = ct.sizeof(Node)
+    buffer = (ct.c_char * (3 * size))()
+    middle = Node.from_buffer(buffer, size)
+    assert testlib.sum_list(ct.byref(middle)) == 0
+    testlib.fill_squares.argtypes = [ct.c_void_p, ct.c_int]
+    testlib.fill_squares(buffer, 1)
+    testlib.fill_squares(ct.addressof(buffer) + 2 * size, 4)
+    assert list((ct.c_int * 4).from_buffer(buffer, 2 * size)) == [0, 1, 4, 9]
+
+
 def test_char_pointer_out_parameter_points_into_the_buffer(ct, testlib):
     text = ct.create_string_buffer(b"hello brave world")
     rest = ct.c_char_p()

@@ -175,6 +175,11 @@ EXPORT Node* make_list(int n) {
   return nodes;
 }
 EXPORT void out_list(int n, Node** out) { *out = make_list(n); }
+EXPORT void set_next(Node* node, Node* next) { node->next = next; }
+EXPORT void store_node(Node** slot, Node* node) { *slot = node; }
+EXPORT void bump_list(Node* head, int by) {
+  for (int i = 0; head != NULL && i < 64; ++i, head = head->next) head->value += by;
+}
 EXPORT int split_first(char* text, char** rest) {
   char* space = strchr(text, ' ');
   if (space == NULL) {

@@ -164,6 +164,9 @@ int pair_label_length(const PointPair* pair);         /* strlen(label) */
 void get_name(const char** out);                      /* *out = a static string in the library */
 void visit_node(Node* node, void (*visit)(Node*));    /* visit(node), once */
 void get_cycle(Node** out);                           /* *out = a node whose next is itself */
+void set_next(Node* node, Node* next);                /* node->next = next */
+void store_node(Node** slot, Node* node);             /* *slot = node */
+void bump_list(Node* head, int by);                   /* adds by to each value (at most 64) */
 int split_first(char* text, char** rest);             /* cuts at the first space; *rest after it */
 
 /* ---- Function pointers and variables ------------------------------------------------- */

@@ -103,6 +103,17 @@ def _rest_of_buffer(obj, view):
     return rest
 
 
+def _slots_within(view, holder) -> bool:
+    """Whether every pointer slot of `view` is a pointer slot of `holder` (which holds the
+    view's memory) at the same place."""
+    shift = _ct.addressof(view) - _ct.addressof(holder)
+    own = _types.pointer_offsets(type(view))
+    if not own:
+        return True
+    held = {offset for offset, _ in _types.pointer_offsets(type(holder))}
+    return all(offset + shift in held for offset, _ in own)
+
+
 # How often pointer_to looks again when another thread's calls keep taking and freeing the
 # twin it would place a block at.
 _BUSY_LOOKS = 1000
@@ -161,6 +172,7 @@ class CallBuilder:
         self.blocks: List[Any] = []
         self._extents = _Ranges()  # local memory shipped -> (its start, block index)
         self._owners: List[Any] = []                        # block index -> local object
+        self._starts: List[int] = []  # block index -> where its local memory starts (or 0)
         # block index -> {offset: the caller's own word} for pointer slots sent as worker
         # addresses (images), restored after the call unless the library changed them.
         self._own_words: Dict[int, Dict[int, int]] = {}
@@ -189,11 +201,11 @@ class CallBuilder:
 
         owner = _twins.owner_of(obj)
         if owner is obj:
-            # Plain memory over plain memory: where either holds pointers, each ships its
-            # own slots by its own type, as two objects.
+            # Made over another object's memory: that object, whose block then carries its
+            # pointer slots by its type, unless the view has slots of its own where that type
+            # has none (a record over a char buffer): the two then ship apart.
             exporter = _buffer_exporter(obj)
-            if exporter is not None and holds(exporter) and not _types.pointer_offsets(
-                    type(obj)) and not _types.pointer_offsets(type(exporter)):
+            if exporter is not None and holds(exporter) and _slots_within(obj, exporter):
                 return exporter
             return obj
         if holds(owner):
@@ -204,11 +216,15 @@ class CallBuilder:
         # The largest object kept alive that holds it: another view of the same element
         # (`cast(array, POINTER(T))[0]` twice) would ship apart from the array around both.
         best = obj
+        # An element reached by indexing a pointer to another (`pointer(a[0])[2]`) is held
+        # by the base of what the pointer keeps.
         for item in kept_alive(getattr(owner, "_objects", None), limit=256):
-            if issubclass(type(item), _CData) and item is not obj and holds(item):
-                item = _twins.owner_of(item) if holds(_twins.owner_of(item)) else item
-                if _ct.sizeof(item) > _ct.sizeof(best):
-                    best = item
+            if not issubclass(type(item), _CData) or item is obj:
+                continue
+            base = _twins.owner_of(item)
+            item = base if holds(base) else item if holds(item) else None
+            if item is not None and _ct.sizeof(item) > _ct.sizeof(best):
+                best = item
         return best
 
     def add_object(self, obj) -> Optional[int]:
@@ -288,6 +304,7 @@ class CallBuilder:
                 self.keeping.append(owner)
         self.blocks.append(block)
         self._owners.append(owner)
+        self._starts.append(start)
         if start:
             self._extents.add(start, start + size, (start, index))
         return index
@@ -398,8 +415,9 @@ class CallBuilder:
             # of it in the worker until that call is over.
             raise ValueError("ffibox: the memory of this argument is in use by a call of "
                              "another thread")
-        base = self.locate(_ct.addressof(obj))
-        return block_value(index, (base[1] if base else 0) + offset)
+        # Where `obj` is in the block add_object gave (another block shipped earlier may
+        # also hold its memory: a record made over a char buffer).
+        return block_value(index, _ct.addressof(obj) - self._starts[index] + offset)
 
     def worker_integer(self, address: int) -> Optional[int]:
         """The worker address of local `address` when it lies in a twinned object (which

@@ -222,6 +222,9 @@ def _encode_string_or_void(t, code, value, builder, session):
         return remote_value(at.address, at.generation)
     if isinstance(value, RemotePointer):
         _own_view_address(value, session)
+        local = value.local_target()
+        if local is not None and builder is not None:  # the caller's object: shipped
+            return builder.local_pointer(_ct.cast(local, _ct.c_void_p).value)
         return remote_value(value.address, value.generation)
     if isinstance(value, int) and not isinstance(value, bool):
         if code != "P" and builder is not None:
@@ -381,6 +384,9 @@ def _encode_pointer(t, value, builder, session):
         return NULL
     if isinstance(value, RemotePointer):
         _own_view_address(value, session)
+        local = value.local_target()
+        if local is not None and builder is not None:  # the caller's object: shipped
+            return builder.local_pointer(_ct.cast(local, _ct.c_void_p).value)
         if builder is not None and value._type_ is not None and \
                 getattr(target, "_type_", None) is value._type_ and _types.is_pointer(target):
             # As ctypes: a POINTER(T) where a POINTER(POINTER(T)) goes is passed by
@@ -613,9 +619,7 @@ def decode(t, value, session, generation: int):
         generation = value.pointer.remote.generation or generation
         twin = session.twins.local(address, generation) if address else None
         if twin is not None:  # into caller memory a call reached: the caller's own object
-            result = _ct.cast(_ct.c_void_p(twin[1]), t)
-            result._ffibox_twin_owner = twin[0]
-            return result
+            return _twins.pointer_into(t, twin)
         return RemotePointer(session, address, generation, t._type_)
     if _types.is_record(t) or _types.is_array(t):
         # A record or array by value holds worker addresses in its pointer fields: images.

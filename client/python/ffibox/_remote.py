@@ -6,7 +6,7 @@ import struct
 import threading
 from typing import Any, Dict, Optional
 
-from ffibox import _types
+from ffibox import _twins, _types
 from ffibox._worker_address import WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
@@ -36,7 +36,12 @@ def load(t, at: WorkerAddress) -> Any:
     if code == "P":
         return read_word(at) or None
     if _types.is_pointer(t):
-        return RemotePointer(at.session, read_word(at), at.generation, t._type_)
+        word = read_word(at)
+        # Into caller memory a call reached (the library stored &x): the caller's own object.
+        twin = at.session.twins.local(word, at.generation) if word else None
+        if twin is not None:
+            return _twins.pointer_into(t, twin)
+        return RemotePointer(at.session, word, at.generation, t._type_)
     if _types.is_function(t):
         return function_pointer(t, _pointee(at))
     if _types.is_fundamental(t):
@@ -292,6 +297,21 @@ class RemotePointer:
         return WorkerAddress(session, word, self._at.generation if word == self._at.address
                              else session.handed_generation(word))
 
+    def local_target(self):
+        """The local POINTER(T) slot when a call left in it the address of the caller's own
+        object (the library stored `&x` through `byref(p)`): then this pointer points to `x`
+        in this process, as a ctypes pointer would, and reads, writes and calls reach `x`
+        itself, not its worker twin. Else None."""
+        slot = self._slot
+        if slot is None:
+            return None
+        word = _ct.c_void_p.from_buffer(slot).value or 0
+        session = self._at.session
+        if not word or session.images.worker_address(word) is not None or \
+                session.twins.twin_at(word) is None:
+            return None
+        return slot
+
     def local_slot(self):
         """A local POINTER(T) holding this pointer's worker address, for `byref` and
         `pointer` of it: a library that stores through it (`destroy(&p)` setting it to NULL,
@@ -345,12 +365,18 @@ class RemotePointer:
         """The pointed-to value, as a view whose reads and writes go to the worker (a
         pointer or function pointer: the RemotePointer or function it holds)."""
         self._check()
+        local = self.local_target()
+        if local is not None:
+            return local.contents
         if _types.is_pointer(self._type_) or _types.is_function(self._type_):
             return load(self._type_, self._ffibox_address)
         return view(self._type_, self._ffibox_address)
 
     def __getitem__(self, index):
         self._check()
+        local = self.local_target()
+        if local is not None:
+            return local[index]
         size = _ct.sizeof(self._type_)
         if isinstance(index, slice):
             # ctypes' rules for pointers: stop is required, and start too when stepping back.
@@ -379,6 +405,10 @@ class RemotePointer:
 
     def __setitem__(self, index: int, value) -> None:
         self._check()
+        local = self.local_target()
+        if local is not None:
+            local[index] = value
+            return
         size = _ct.sizeof(self._type_)
         store(self._type_, self._ffibox_address + index * size, value)
 

@@ -51,6 +51,14 @@ def map_worker_address(address: int):
     return None
 
 
+def pointer_into(t, found):
+    """A `t` (a ctypes pointer type) to the caller's object of `found` (what
+    TwinTable.local gives: the owner, and the local address in it), keeping it alive."""
+    result = _ct.cast(_ct.c_void_p(found[1]), t)
+    result._ffibox_twin_owner = found[0]
+    return result
+
+
 def owner_of(obj):
     """The ctypes object whose buffer `obj` lives in (itself when it owns its memory)."""
     while getattr(obj, "_b_base_", None) is not None:
@@ -174,6 +182,9 @@ class TwinTable:
         # recorded when it returns; meanwhile other calls ship them for themselves alone.
         self._keeping = set()
         self._newest_generation = 0
+        # Whether two local twins have overlapped (_holding), and the most bytes one held.
+        self._nested = False
+        self._longest_local = 0
         _tables.add(self)
 
     def _section(self):
@@ -278,6 +289,7 @@ class TwinTable:
                 bisect.insort(self._local_starts, local)
             if local:
                 self._by_local[local] = twin
+                self._nest_check(local, size)
 
     def unhold(self, twins) -> None:
         """The call that placed `twins` is over."""
@@ -410,8 +422,8 @@ class TwinTable:
         with self._section():
             if not self._local_starts:
                 return None
-            twin = self._find(self._local_starts, self._by_local, address)
-        if twin is None or address - twin.local >= max(twin.size, 1):
+            twin = self._holding(address)
+        if twin is None:
             return None
         owner = twin.alive()
         return None if owner is None else (owner, twin)
@@ -428,6 +440,39 @@ class TwinTable:
             return None
         twin = found[1]
         return twin.worker + (address - twin.local), twin.generation
+
+    def _holding(self, address: int) -> Optional[Twin]:
+        # The twin whose local memory holds `address`. Local twins may nest (an object made
+        # over part of another's memory that a call twinned apart from it): the nearest start
+        # below the address may be an inner twin that ends before it, and an outer one hold
+        # it. Starts are looked at back from the address while an object as long as the
+        # longest twinned one could reach it.
+        index = bisect.bisect_right(self._local_starts, address) - 1
+        while index >= 0:
+            start = self._local_starts[index]
+            if address - start >= self._longest_local:
+                return None
+            twin = self._by_local.get(start)
+            if twin is not None and address - start < max(twin.size, 1):
+                return twin
+            if not self._nested:
+                return None
+            index -= 1
+        return None
+
+    def _nest_check(self, local: int, size: int) -> None:
+        # Notes a local twin just recorded at `local` (_holding): the most bytes, and whether
+        # it overlaps its neighbours.
+        size = max(size, 1)
+        self._longest_local = max(self._longest_local, size)
+        if self._nested:
+            return
+        at = bisect.bisect_left(self._local_starts, local)
+        before = self._by_local.get(self._local_starts[at - 1]) if at > 0 else None
+        after = self._local_starts[at + 1] if at + 1 < len(self._local_starts) else None
+        if (before is not None and before.local + max(before.size, 1) > local) or (
+                after is not None and after < local + size):
+            self._nested = True
 
     @staticmethod
     def _find(starts: List[int], table: Dict[int, Twin], address: int) -> Optional[Twin]:
