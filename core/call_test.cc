@@ -390,6 +390,15 @@ TEST(PreparedFunctionTest, AddressesOfAnotherGenerationAreStale) {
   EXPECT_THAT(status, StatusIs(v1::STALE_HANDLE)) << status;
 }
 
+TEST(PreparedFunctionTest, AnAddressOfGenerationZeroIsNoWorkersAndNeverStale) {
+  // Generation 0: a number the caller made up (user data), which no worker handed out.
+  static char buffer[8];
+  v1::Value result = MustCall(Address(advance_pointer), Sig(v1::POINTER, {v1::POINTER, v1::INT}),
+                              {RemotePointer(reinterpret_cast<uint64_t>(buffer), 0), IntValue(2)});
+  ASSERT_TRUE(result.pointer().has_remote());
+  EXPECT_EQ(result.pointer().remote().address(), reinterpret_cast<uint64_t>(buffer + 2));
+}
+
 TEST(PreparedFunctionTest, CStringsInAndOut) {
   v1::Value hello = MustCall(Address(greeting), Sig(v1::CSTRING, {}), {});
   EXPECT_EQ(hello.bytes_value(), "hello, world");

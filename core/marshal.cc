@@ -155,7 +155,9 @@ absl::Status MarshalPointer(const v1::PointerValue& pointer, const MarshalContex
     case v1::PointerValue::kNull:
       break;
     case v1::PointerValue::kRemote:
-      if (pointer.remote().generation() != context.generation) {
+      // Generation 0: a number no worker handed out (the caller's own), nobody's to refuse.
+      if (pointer.remote().generation() != 0 &&
+          pointer.remote().generation() != context.generation) {
         return ErrorStatus(v1::STALE_HANDLE,
                            absl::StrFormat("address 0x%x belongs to worker generation %u, this "
                                            "worker is generation %u",

@@ -77,6 +77,21 @@ def test_handles_of_a_crashed_worker_are_stale_in_the_next_one(session):
     assert libc.labs(1) == 1
 
 
+def test_an_integer_the_caller_made_up_is_never_stale(session):
+    # A number the caller passes where a void* goes (user data, a tag) that no worker
+    # handed out is the library's to judge in whichever worker runs the call: right after a
+    # crash too, before the session has heard of its new worker (it was sent as the dead
+    # worker's, and refused as stale).
+    from ffibox import ctypes as ct
+    lib = session.CDLL(TEST_LIB)
+    libc = session.CDLL("libc.so.6")
+    libc.labs.restype, libc.labs.argtypes = ct.c_long, [ct.c_void_p]
+    for _ in range(2):
+        with pytest.raises(ffibox.WorkerCrashed):
+            lib.crash_abort()
+        assert libc.labs(0x12345678) == 0x12345678
+
+
 def test_hang_is_call_timeout_and_next_call_works(session):
     lib = session.CDLL(TEST_LIB)
     started = time.monotonic()

@@ -240,7 +240,7 @@ def _encode_string_or_void(t, code, value, builder, session):
             # An address of this process as user data: if the library hands it back, it is
             # the caller's (ffibox._addresses).
             _addresses.note_local_address(value)
-        return remote_value(value, session.handed_generation(value))
+        return remote_value(value, session.integer_generation(value))
     if isinstance(value, bytes) and code in ("z", "P") and builder is not None:
         return block_value(builder.add_bytes(value))
     if isinstance(value, str) and code in ("Z", "P") and builder is not None:

@@ -326,6 +326,14 @@ class Session:
             while len(self._handed) > self._HANDED_KEPT:
                 self._handed.popitem(last=False)
 
+    def integer_generation(self, address: int) -> int:
+        """The generation to send an integer the caller passes as a pointer with: that of
+        the worker that handed it back, else 0 (no worker handed it out: the protocol's mark
+        of a number the library judges in whichever worker runs the call; the session's
+        current generation would be the dead worker's right after a crash)."""
+        with self._handed_lock:
+            return self._handed.get(address, 0)
+
     def handed_generation(self, address: int) -> int:
         """The generation of the worker that handed `address` back as an integer, else the
         current one (an integer the caller made up is the current worker's to judge)."""
