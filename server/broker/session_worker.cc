@@ -137,6 +137,11 @@ std::vector<std::string> SessionWorker::Idle() {
   return NewLimitHits();
 }
 
+std::optional<uint64_t> SessionWorker::OomKills() {
+  if (cgroup_ == nullptr) return std::nullopt;
+  return cgroup_->OomKills();
+}
+
 std::vector<std::string> SessionWorker::NewLimitHits() {
   if (cgroup_ != nullptr) return cgroup_->NewLimitHits();
   if (process_cap_ != nullptr) return process_cap_->NewLimitHits();

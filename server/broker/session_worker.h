@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,8 @@ class SessionWorker {
   // The limits that bit since they were last asked for, without the throttle (a worker
   // serving a same-host channel is never idle).
   std::vector<std::string> NewLimitHits();
+  // WorkerCgroup::OomKills of its group; nullopt without one.
+  std::optional<uint64_t> OomKills();
 
   // No request is in flight, or the worker ended, without touching the throttle: no longer
   // counted in BusyWorkers. Thread-safe.

@@ -61,14 +61,36 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
                                    WhileRunning(function), "; ffiboxd killed it"));
     return error;
   }
-  // A SIGKILL ffiboxd did not send comes from the kernel: the CPU-time hard limit (past the
-  // SIGXCPU soft limit) or the out-of-memory killer.
+  // A SIGKILL ffiboxd did not send: the CPU-time hard limit's (past the SIGXCPU soft limit,
+  // which the library ignored), the out-of-memory killer's, or the library's own (or another
+  // process's of the worker). The CPU time it used and its cgroup's count of OOM kills tell
+  // them apart; without a cgroup, only the CPU time does.
   if (exit.signal == SIGKILL) {
-    error.set_code(v1::RESOURCE_EXHAUSTED);
-    error.set_message(
-        absl::StrCat("worker killed by SIGKILL", WhileRunning(function),
-                     ", which ffiboxd did not send: it hit its CPU-time limit "
-                     "(limits.session_cpu_seconds) or the kernel's out-of-memory killer chose it"));
+    const bool past_cpu_limit = exit.cpu_seconds > 0 && exit.cpu_used_seconds >= exit.cpu_seconds;
+    if (past_cpu_limit) {
+      error.set_code(v1::RESOURCE_EXHAUSTED);
+      error.set_message(absl::StrCat("CPU time limit of ", exit.cpu_seconds, " s exceeded",
+                                     WhileRunning(function),
+                                     " (SIGXCPU ignored: the kernel killed the worker at the "
+                                     "hard limit)"));
+    } else if (exit.oom_kills.value_or(0) > 0) {
+      error.set_code(v1::RESOURCE_EXHAUSTED);
+      error.set_message(absl::StrCat("worker killed by the kernel's out-of-memory killer",
+                                     WhileRunning(function),
+                                     " (the session's memory limit, limits.session_memory_bytes, "
+                                     "or the host's memory ran out)"));
+    } else if (exit.oom_kills.has_value() && exit.cpu_used_seconds >= 0) {
+      error.set_code(v1::WORKER_CRASHED);
+      error.set_message(absl::StrCat("worker killed by SIGKILL", WhileRunning(function),
+                                     ", which neither ffiboxd nor a limit sent (the library "
+                                     "killed itself, or a process of the worker did)"));
+    } else {
+      error.set_code(v1::RESOURCE_EXHAUSTED);
+      error.set_message(absl::StrCat(
+          "worker killed by SIGKILL", WhileRunning(function),
+          ", which ffiboxd did not send: the kernel's out-of-memory killer chose it, or the "
+          "library killed itself (the worker has no cgroup to tell which)"));
+    }
     return error;
   }
   if (exit.signal == SIGXCPU && exit.cpu_seconds > 0) {

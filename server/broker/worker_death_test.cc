@@ -129,6 +129,40 @@ TEST(DescribeWorkerDeath, SigkillTheBrokerDidNotSendIsResourceExhausted) {
   EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
 }
 
+TEST(DescribeWorkerDeath, SigkillPastTheCpuLimitIsResourceExhaustedNamingTheLimit) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.cpu_seconds = 1;
+  exit.cpu_used_seconds = 3.01;
+  exit.oom_kills = 0;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "spin");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
+  EXPECT_NE(error.message().find("CPU time limit of 1 s exceeded"), std::string::npos)
+      << error.message();
+}
+
+TEST(DescribeWorkerDeath, SigkillWithAnOomKillInTheCgroupIsResourceExhausted) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.cpu_seconds = 10;
+  exit.cpu_used_seconds = 0.5;
+  exit.oom_kills = 1;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "grow");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
+  EXPECT_NE(error.message().find("out-of-memory killer"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, SigkillFromNoLimitIsACrash) {
+  // Within its CPU time, and its cgroup counted no OOM kill: the library's own SIGKILL.
+  WorkerExit exit{SIGKILL, -1};
+  exit.cpu_seconds = 10;
+  exit.cpu_used_seconds = 0.01;
+  exit.oom_kills = 0;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "kill_self");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << error.message();
+  EXPECT_EQ(error.signal(), SIGKILL);
+  EXPECT_NE(error.message().find("neither ffiboxd nor a limit"), std::string::npos)
+      << error.message();
+}
+
 TEST(DescribeWorkerDeath, SigkillOfALingeringWorkerIsACrashNotAResourceLimit) {
   WorkerExit exit{SIGKILL, -1};
   exit.killed_by_broker = true;

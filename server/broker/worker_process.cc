@@ -421,8 +421,10 @@ void WorkerProcess::Kill() {
   kill(pid_, SIGKILL);
 }
 
-void WorkerProcess::RecordExit(int status) {
+void WorkerProcess::RecordExit(int status, const struct rusage& usage) {
   reaped_ = true;
+  exit_.cpu_used_seconds = absl::ToDoubleSeconds(absl::DurationFromTimeval(usage.ru_utime) +
+                                                 absl::DurationFromTimeval(usage.ru_stime));
   // An init that ended normally relayed how the worker ended (it dies only with it).
   if (relays_exit_ && WIFEXITED(status)) {
     std::optional<int> relayed = ReadRelayedWaitStatus(status_fd_);
@@ -452,9 +454,10 @@ WorkerExit WorkerProcess::Reap(absl::Duration grace) {
       absl::MutexLock lock(&mu_);
       if (reaped_) return exit_;
       int status = 0;
-      pid_t r = waitpid(pid_, &status, WNOHANG);
+      struct rusage usage = {};
+      pid_t r = wait4(pid_, &status, WNOHANG, &usage);
       if (r == pid_) {
-        RecordExit(status);
+        RecordExit(status, usage);
         return exit_;
       }
       if (r < 0 && errno != EINTR) {  // not our child any more: nothing left to wait for
@@ -475,9 +478,10 @@ WorkerExit WorkerProcess::Reap(absl::Duration grace) {
   exit_.killed_by_broker = true;
   kill(pid_, SIGKILL);
   int status = 0;
-  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  struct rusage usage = {};
+  while (wait4(pid_, &status, 0, &usage) < 0 && errno == EINTR) {
   }
-  RecordExit(status);
+  RecordExit(status, usage);
   return exit_;
 }
 

@@ -15,6 +15,7 @@
 #ifndef FFIBOX_SERVER_BROKER_WORKER_PROCESS_H_
 #define FFIBOX_SERVER_BROKER_WORKER_PROCESS_H_
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -108,8 +109,14 @@ struct WorkerExit {
   uint64_t cpu_seconds = 0;    // RLIMIT_CPU
   uint64_t file_bytes = 0;     // RLIMIT_FSIZE
   // Whether ffiboxd itself sent SIGKILL before the worker was reaped (Kill, or Reap's
-  // grace period running out); a SIGKILL it did not send came from the kernel.
+  // grace period running out).
   bool killed_by_broker = false;
+  // The CPU time (user and system) the worker used, with the processes it waited for, or
+  // -1 when not known: past cpu_seconds, a SIGKILL it got is the CPU-time hard limit's.
+  double cpu_used_seconds = -1;
+  // The out-of-memory kills the kernel counted in the worker's cgroup, when it has one
+  // (SessionWorker::OomKills): none, and a SIGKILL it got came from no limit.
+  std::optional<uint64_t> oom_kills;
 };
 
 // The capacity of each ring of a worker's channel (requests down, replies up): messages
@@ -213,8 +220,9 @@ class WorkerProcess {
     }
   }
 
-  // Records a waitpid status and the crash report that matches it. Requires mu_.
-  void RecordExit(int status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records a wait status, the CPU time `usage` tells, and the crash report that matches
+  // them. Requires mu_.
+  void RecordExit(int status, const struct rusage& usage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the first crash report from the (dead) worker's pipe, if it wrote a valid one.
   std::optional<CrashReport> ReadCrashReport();
 

@@ -170,7 +170,8 @@ void WorkerSupervisor::ReadReplies() {
 void WorkerSupervisor::ReportDeath(bool kill, DeathCause cause, absl::string_view detail,
                                    const Culprit* culprit) {
   if (kill) Kill();
-  const WorkerExit exit = worker_->process().Reap();
+  WorkerExit exit = worker_->process().Reap();
+  exit.oom_kills = worker_->OomKills();
   listener_->OnDeath(generation(), exit, cause, detail, culprit);
   // It runs nothing any more, and once the listener knows, nothing is sent to it.
   worker_->NotBusy();

@@ -370,6 +370,11 @@ WorkerCgroup::HitCounts WorkerCgroup::ReadHitCounts() {
   return counts;
 }
 
+uint64_t WorkerCgroup::OomKills() {
+  absl::MutexLock lock(&mu_);
+  return ReadHitCounts().oom;
+}
+
 std::vector<std::string> WorkerCgroup::NewLimitHits() {
   absl::MutexLock lock(&mu_);
   const auto [pids, memory, oom] = ReadHitCounts();

@@ -100,6 +100,10 @@ class WorkerCgroup {
   // processes: the worker hit its cap of 256"); empty when none did.
   std::vector<std::string> NewLimitHits();
 
+  // How many processes of the group the kernel's out-of-memory killer has ended (whichever
+  // limit it acted for: the group's, its parents', the host's).
+  uint64_t OomKills();
+
  private:
   friend class CgroupTree;
   WorkerCgroup(bool v2, std::vector<std::string> dirs) : v2_(v2), dirs_(std::move(dirs)) {}

@@ -365,6 +365,18 @@ TEST_F(PermissivePolicyTest, NamespacesHideTheHostsUnixSockets) {
   EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
 }
 
+TEST_F(JailEscapeTest, ALibraryKillingItselfIsACrashNotAResourceLimit) {
+  // A SIGKILL no limit sent (its cgroup counted no OOM kill, it used little CPU time).
+  absl::StatusOr<int> pid = Probe<int()>("probe_getpid")();
+  ASSERT_OK(pid);
+  absl::StatusOr<int> killed = Probe<int(int, int)>("probe_kill")(*pid, SIGKILL);
+  ASSERT_FALSE(killed.ok()) << "the worker survived its own SIGKILL";
+  v1::Error error = ErrorOf(killed.status());
+  EXPECT_EQ(error.signal(), SIGKILL) << killed.status();
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << killed.status();
+  ExpectProbeRecovers();
+}
+
 class SandboxLimitsTest : public JailEscapeTest {
  protected:
   std::vector<std::string> ServerFlags() const override {
@@ -385,6 +397,17 @@ TEST_F(SandboxLimitsTest, AllocatingPastTheMemoryCapFailsAndSmallAllocationsStil
   absl::StatusOr<int> small = allocate(16);
   ASSERT_OK(small);
   EXPECT_EQ(*small, 0);
+}
+
+TEST_F(SandboxLimitsTest, SpinningPastTheHardCpuCapIsResourceExhaustedNotACrash) {
+  // SIGXCPU ignored: the kernel's SIGKILL at the hard limit, which the CPU time tells.
+  absl::StatusOr<long> spun = Probe<long(long)>("probe_spin_ignoring_sigxcpu")(30);
+  ASSERT_FALSE(spun.ok()) << "spun " << *spun << " s under a 1 s cap";
+  v1::Error error = ErrorOf(spun.status());
+  EXPECT_EQ(error.signal(), SIGKILL) << spun.status();
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << spun.status();
+  EXPECT_NE(error.message().find("CPU time limit of 1 s"), std::string::npos) << error.message();
+  ExpectProbeRecovers();
 }
 
 TEST_F(SandboxLimitsTest, SpinningPastTheCpuCapIsResourceExhausted) {
