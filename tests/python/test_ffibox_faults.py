@@ -267,6 +267,32 @@ print("made", bool(handle.p), flush=True)
     assert result.stderr == "", result.stderr
 
 
+DEFAULT_SESSION_HANG = """
+import sys, time
+import ffibox
+from ffibox import ctypes
+lib = ctypes.CDLL(sys.argv[1])
+started = time.monotonic()
+try:
+    lib.hang_forever()
+except ffibox.CallTimeout:
+    print("timeout", time.monotonic() - started < 5)
+print(lib.add_int(2, 3))
+"""
+
+
+def test_ffibox_timeout_sets_the_default_sessions_deadline(shared_server, monkeypatch):
+    # A program that only swapped its import has no session to pass `timeout=` to.
+    monkeypatch.setenv("FFIBOX_TIMEOUT", "0.5")
+    result = run_script(DEFAULT_SESSION_HANG, TEST_LIB)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["timeout", "True", "5"]
+    monkeypatch.setenv("FFIBOX_TIMEOUT", "soon")
+    result = run_script(DEFAULT_SESSION_HANG, TEST_LIB)
+    assert result.returncode != 0
+    assert "$FFIBOX_TIMEOUT is 'soon': expected a positive number of seconds" in result.stderr
+
+
 MEMFD_PROBE = """
 import errno, sys
 import ffibox

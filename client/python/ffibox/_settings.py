@@ -21,6 +21,20 @@ def flag(name: str) -> Optional[bool]:
                      % (name, value))
 
 
+def seconds(name: str) -> Optional[float]:
+    """$name as a positive number of seconds (3, 0.5); None when it is unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise ValueError("$%s is %r: expected a positive number of seconds" % (name, value))
+    return number
+
+
 def count(name: str, default: int) -> int:
     """$name as a whole number of at least 1; `default` when it is unset or empty."""
     value = os.environ.get(name, "").strip()

@@ -144,7 +144,8 @@ class Client:
                 idle_cpu_percent: int = 0, same_host: Optional[bool] = None,
                 channel_callbacks: Optional[bool] = None,
                 answer_margin: float = DEFAULT_ANSWER_MARGIN) -> "Session":
-        """A new session (its own worker). `timeout`: default per-call deadline in seconds;
+        """A new session (its own worker). `timeout`: default per-call deadline in seconds
+        (default: $FFIBOX_TIMEOUT, else the server's);
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
         `require_jail`: jail layers the session's workers must have ("user", "pid", "net",
@@ -213,6 +214,8 @@ class Session:
         # nothing open.
         if scratch_directory is None:
             scratch_directory = bool(_settings.flag("FFIBOX_SCRATCH"))
+        if timeout is None:
+            timeout = _settings.seconds("FFIBOX_TIMEOUT")
         same_host_setting = _settings.flag("FFIBOX_SAME_HOST")
         if channel_callbacks is None:
             # None: on where the server takes what such a callback may ask of the broker.
