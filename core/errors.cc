@@ -92,8 +92,13 @@ absl::Status ErrorStatus(const v1::Error& error) {
   // string must be UTF-8, or the peer cannot parse the message that carries it.
   *copy.mutable_message() = ValidUtf8(copy.message());
   *copy.mutable_field() = ValidUtf8(copy.field());
-  absl::Status status(AbslCodeFor(copy.code()),
-                      absl::StrCat(v1::ErrorCode_Name(copy.code()), ": ", copy.message()));
+  // The text names ffibox's code where absl's differs (ABORTED: WORKER_CRASHED: ...), and
+  // says it once where they agree (FAILED_PRECONDITION: ...).
+  const absl::StatusCode code = AbslCodeFor(copy.code());
+  const std::string& name = v1::ErrorCode_Name(copy.code());
+  absl::Status status(code, name == absl::StatusCodeToString(code)
+                                ? copy.message()
+                                : absl::StrCat(name, ": ", copy.message()));
   status.SetPayload(kErrorPayloadUrl, absl::Cord(copy.SerializeAsString()));
   return status;
 }

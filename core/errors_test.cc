@@ -35,5 +35,16 @@ TEST(ErrorStatusTest, AMessageQuotingBytesThatAreNotUtf8StillTravels) {
   EXPECT_EQ(ToProtoError(absl::InvalidArgumentError("bad \xfe")).message(), "bad \\xfe");
 }
 
+TEST(ErrorStatusTest, TheTextNamesTheCodeOnce) {
+  // absl's own code starts what a status prints: ffibox's is added only where it says more.
+  const absl::Status refused = ErrorStatus(v1::FAILED_PRECONDITION, "no worker");
+  EXPECT_EQ(refused.ToString(absl::StatusToStringMode::kWithNoExtraData),
+            "FAILED_PRECONDITION: no worker");
+  const absl::Status crashed = ErrorStatus(v1::WORKER_CRASHED, "SIGSEGV");
+  EXPECT_EQ(crashed.ToString(absl::StatusToStringMode::kWithNoExtraData),
+            "ABORTED: WORKER_CRASHED: SIGSEGV");
+  EXPECT_EQ(ToProtoError(crashed).message(), "SIGSEGV");
+}
+
 }  // namespace
 }  // namespace ffibox
