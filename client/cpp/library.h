@@ -29,6 +29,7 @@
 #include "client/cpp/internal/result_traits.h"
 #include "client/cpp/internal/session_stream.h"
 #include "client/cpp/internal/signature.h"
+#include "client/cpp/internal/type_traits.h"
 #include "client/cpp/raw_function.h"
 #include "client/cpp/records.h"
 #include "client/cpp/typed_function.h"
@@ -82,16 +83,25 @@ class Library {
   absl::StatusOr<RemotePtr> SymbolAddress(const std::string& symbol) const;
 
   // Reads the exported variable `symbol` as a T (a scalar, a described record, RemotePtr for
-  // void*, or a string type for char* / wchar_t* variables); SYMBOL_NOT_FOUND if it is not
-  // exported, FAILED_PRECONDITION if a record's layout differs from the worker's.
+  // void*, or a string type for char* / wchar_t* variables; for an array variable, a
+  // std::array of those but strings); SYMBOL_NOT_FOUND if it is not exported,
+  // FAILED_PRECONDITION if a record's layout differs from the worker's.
   template <typename T>
-  absl::StatusOr<typename client_internal::ResultTraits<T>::Value> Variable(
+  absl::StatusOr<typename client_internal::VariableValue<T>::type> Variable(
       const std::string& symbol) const {
-    using Traits = client_internal::ResultTraits<T>;
-    FFIBOX_RETURN_IF_ERROR(client_internal::VerifyTraits<Traits>(*memory_));
-    const v1::Type type = Traits::Type();
-    FFIBOX_ASSIGN_OR_RETURN(v1::SymbolFound found, Lookup(symbol, &type));
-    return Traits::Decode(found.value(), memory_->StringReader());
+    if constexpr (client_internal::IsStdArray<T>::value) {
+      static_assert(IsLayoutCompatible<T>(), "Variable takes arrays of scalars and records");
+      // Checked before the lookup too, so that a mismatch is reported whatever the symbol.
+      FFIBOX_RETURN_IF_ERROR(client_internal::VerifyLayout<T>(*memory_));
+      FFIBOX_ASSIGN_OR_RETURN(v1::SymbolFound found, Lookup(symbol, nullptr));
+      return memory_->Read<T>(found.address());
+    } else {
+      using Traits = client_internal::ResultTraits<T>;
+      FFIBOX_RETURN_IF_ERROR(client_internal::VerifyTraits<Traits>(*memory_));
+      const v1::Type type = Traits::Type();
+      FFIBOX_ASSIGN_OR_RETURN(v1::SymbolFound found, Lookup(symbol, &type));
+      return Traits::Decode(found.value(), memory_->StringReader());
+    }
   }
 
   // Writes `value` into the exported variable `symbol` (T: a scalar, a described record or

@@ -207,5 +207,21 @@ TEST_F(RemoteMemoryTest, ExportedVariablesAreReadAndWrittenAsTypedValues) {
             v1::SYMBOL_NOT_FOUND);
 }
 
+TEST_F(RemoteMemoryTest, ArrayVariablesAreReadAndWrittenAsStdArrays) {
+  using Primes = std::array<int, 5>;
+  EXPECT_EQ(*lib_->Variable<Primes>("ffibox_primes"), (Primes{2, 3, 5, 7, 11}));
+  ASSERT_OK(lib_->SetVariable<Primes>("ffibox_primes", Primes{1, 4, 9, 16, 25}));
+  EXPECT_EQ(*lib_->Variable<Primes>("ffibox_primes"), (Primes{1, 4, 9, 16, 25}));
+  // The first three elements, as a shorter array.
+  EXPECT_EQ(*(lib_->Variable<std::array<int, 3>>("ffibox_primes")), (std::array<int, 3>{1, 4, 9}));
+  // An array of records: ffibox_origin as one Point.
+  absl::StatusOr<std::array<Point, 1>> origin =
+      lib_->Variable<std::array<Point, 1>>("ffibox_origin");
+  ASSERT_OK(origin);
+  EXPECT_EQ((*origin)[0].y, -2.5);
+  EXPECT_EQ(ErrorOf(lib_->Variable<Primes>("no_such_variable").status()).code(),
+            v1::SYMBOL_NOT_FOUND);
+}
+
 }  // namespace
 }  // namespace ffibox

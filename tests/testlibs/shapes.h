@@ -176,6 +176,7 @@ binop pick_op(int which); /* 0: a + b, 1: a - b, 2: a * b, else NULL */
 
 extern Point ffibox_origin;        /* {1.5, -2.5} */
 extern double ffibox_scale;        /* 2.25 */
+extern int ffibox_primes[5];       /* {2, 3, 5, 7, 11} */
 extern const char* ffibox_version; /* "ffibox-test 1.0" */
 double origin_norm1(void);         /* |ffibox_origin.x| + |ffibox_origin.y| */
 

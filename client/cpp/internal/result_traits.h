@@ -170,6 +170,16 @@ struct ResultTraits<R, std::enable_if_t<kIsRecord<R>>> {
   }
 };
 
+// What Library::Variable<T> gives: a std::array as it is, anything else as a result.
+template <typename T, bool = IsStdArray<T>::value>
+struct VariableValue {
+  using type = typename ResultTraits<T>::Value;
+};
+template <typename T>
+struct VariableValue<T, true> {
+  using type = T;
+};
+
 }  // namespace client_internal
 }  // namespace ffibox
 
