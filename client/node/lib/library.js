@@ -57,6 +57,11 @@ class Library {
     const fn = new NativeFunction(this.session, parsed.name,
       Number(response.function.function), params, result, signature.variadic);
     const call = (...args) => fn.call(args);
+    // `withErrno(...args)`: the result and the worker's errno right after the call, as
+    // `{value, errno}` (ctypes' use_errno); `callWith({captureErrno, setErrno}, ...args)`:
+    // errno set to `setErrno` right before the call too.
+    call.withErrno = (...args) => fn.call(args, { captureErrno: true });
+    call.callWith = (callOptions, ...args) => fn.call(args, callOptions);
     call.functionName = parsed.name;
     call.handle = fn.handle;
     return call;
@@ -68,7 +73,12 @@ class NativeFunction {
     Object.assign(this, { session, name, handle, params, result, variadic });
   }
 
-  async call(args) {
+  async call(args, options = {}) {
+    const { captureErrno = false, setErrno } = options || {};
+    if (setErrno !== undefined && !(Number.isInteger(setErrno) && setErrno >= -(2 ** 31) &&
+        setErrno < 2 ** 31)) {
+      throw invalid(`${this.name}: setErrno must be a 32-bit integer, not ${String(setErrno)}`);
+    }
     const fixed = this.params.length;
     if (args.length < fixed || (!this.variadic && args.length > fixed)) {
       throw invalid(`${this.name} takes ${this.variadic ? 'at least ' : ''}${fixed} ` +
@@ -86,6 +96,8 @@ class NativeFunction {
     }
     const call = { function: String(this.handle), args: values, blocks };
     if (variadicTypes.length > 0) call.variadic_types = variadicTypes.map((t) => t.proto);
+    if (captureErrno) call.capture_errno = true;
+    if (setErrno !== undefined) call.set_errno = setErrno;
     const response = await this.session.request({ call }, this.name);
     const returned = returnedBlocks(blocks, response.call.blocks, this.name);
     const value = response.call.result;
@@ -96,9 +108,16 @@ class NativeFunction {
     } else if (this.result) {
       result = scalarFromServer(this.result, value, `the result of ${this.name}`);
     }
+    let errno;
+    if (captureErrno) {
+      errno = response.call.errno_value;
+      if (!Number.isInteger(errno)) {
+        throw internal(`the server did not report errno for the call of ${this.name}`);
+      }
+    }
     // Only once the whole answer is known good: a bad one changes none of the caller's objects.
     for (const copyBack of afterCall) copyBack(returned);
-    return result;
+    return captureErrno ? { value: result, errno } : result;
   }
 
   // The Value of one argument; adds the blocks it needs to `blocks`.

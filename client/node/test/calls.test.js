@@ -202,6 +202,25 @@ describe('scalars', () => {
   });
 });
 
+describe('errno', () => {
+  test('withErrno gives the worker\'s errno right after the call, and callWith sets it before', async () => {
+    const setErrno = await lib.func('int set_errno_to(int)');
+    assert.deepEqual(await setErrno.withErrno(34), { value: -1, errno: 34 });
+    assert.equal(await setErrno(5), -1);  // a plain call still gives the value alone
+    const getErrno = await lib.func('int get_errno_value(void)');
+    assert.deepEqual(await getErrno.callWith({ captureErrno: true, setErrno: 7 }),
+      { value: 7, errno: 7 });
+    assert.equal(await getErrno.callWith({ setErrno: 0 }), 0);
+    const open = await (await session.load('libc.so.6')).func('int open(const char*, int)');
+    assert.deepEqual(await open.withErrno('/no/such/file', 0), { value: -1, errno: 2 });
+    await assert.rejects(getErrno.callWith({ setErrno: 1.5 }), (error) => {
+      assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+      assert.match(error.message, /setErrno must be a 32-bit integer/);
+      return true;
+    });
+  });
+});
+
 describe('variadic functions', () => {
   test('variadic arguments typed by their JS values, or explicitly', async () => {
     const sum = await lib.func('int sum_variadic(int count, ...)');
