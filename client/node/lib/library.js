@@ -87,7 +87,8 @@ class NativeFunction {
     const variadicTypes = args.slice(fixed).map(variadicType);
     const types = [...this.params, ...variadicTypes];
     const blocks = [];
-    const afterCall = [];  // (blocks returned) => void: copies out/inout blocks back
+    // (blocks returned, worker generation) => void: copies out/inout blocks back
+    const afterCall = [];
     const values = [];
     for (let i = 0; i < args.length; ++i) {
       const arg = args[i] instanceof Typed ? args[i].value : args[i];
@@ -101,10 +102,13 @@ class NativeFunction {
     const response = await this.session.request({ call }, this.name);
     const returned = returnedBlocks(blocks, response.call.blocks, this.name);
     const value = response.call.result;
+    // Pointer fields of records the worker wrote are its addresses, of this generation.
+    const generation = Number(response.generation || this.session.generation);
     let result;
     if (this.result && this.result.kind === 'record') {
       const layout = await this.session.layout(this.result);
-      result = recordFromServer(this.result, layout, value, `the result of ${this.name}`);
+      result = recordFromServer(this.result, layout, value, `the result of ${this.name}`,
+        generation);
     } else if (this.result) {
       result = scalarFromServer(this.result, value, `the result of ${this.name}`);
     }
@@ -116,7 +120,7 @@ class NativeFunction {
       }
     }
     // Only once the whole answer is known good: a bad one changes none of the caller's objects.
-    for (const copyBack of afterCall) copyBack(returned);
+    for (const copyBack of afterCall) copyBack(returned, generation);
     return captureErrno ? { value: result, errno } : result;
   }
 
@@ -163,9 +167,9 @@ class NativeFunction {
         if (type.direction !== 'OUT') writeRecord(type.pointee, layout, arg, data, 0, what);
         const index = addBlock(blocks, data, data.length, type.direction);
         if (type.direction !== 'IN') {
-          afterCall.push((returned) => {
+          afterCall.push((returned, generation) => {
             const out = returned.get(index);
-            if (out) Object.assign(arg, readRecord(type.pointee, layout, out));
+            if (out) Object.assign(arg, readRecord(type.pointee, layout, out, 0, generation));
           });
         }
         return blockPointer(index);

@@ -233,14 +233,18 @@ function fromProto(type) {
 
 // ---- raw bytes in the worker's layout ------------------------------------------------
 
-function readScalar(t, data, offset) {
+// A pointer among bytes the worker wrote (a field of a record it returned or filled) is a
+// RemotePointer of worker `generation`, as a pointer result is; without a generation, its
+// address as a BigInt.
+function readScalar(t, data, offset, generation) {
   switch (t.proto.scalar) {
     case 'BOOL': return data.readUInt8(offset) !== 0;
     case 'FLOAT': return data.readFloatLE(offset);
     case 'DOUBLE': return data.readDoubleLE(offset);
     case 'POINTER': case 'CSTRING': case 'WSTRING': {
       const address = data.readBigUInt64LE(offset);
-      return address === 0n ? null : address;
+      if (address === 0n) return null;
+      return generation === undefined ? address : new RemotePointer(address, generation);
     }
     default: break;
   }

@@ -162,12 +162,13 @@ function writeRecord(t, layout, object, data, offset, what) {
  * The object that `data` at `offset` holds in the worker's layout of record `t`; `data`
  * holds at least the layout's size (see recordFromServer for bytes the server sent).
  */
-function readRecord(t, layout, data, offset = 0) {
+function readRecord(t, layout, data, offset = 0, generation = undefined) {
   const object = {};
   t.fields.forEach(([name, field], i) => {
     const at = offset + Number(layout.fields[i].offset || 0);
-    object[name] = field.kind === 'record' ? readRecord(field, layout.nested[i], data, at)
-      : readScalar(field, data, at);
+    object[name] = field.kind === 'record'
+      ? readRecord(field, layout.nested[i], data, at, generation)
+      : readScalar(field, data, at, generation);
   });
   return object;
 }
@@ -176,7 +177,7 @@ function readRecord(t, layout, data, offset = 0) {
  * The object a record Value of type `t` that the server sent holds (a result by value):
  * raw bytes of the layout's size, else an FfiboxError INTERNAL naming `what`.
  */
-function recordFromServer(t, layout, value, what) {
+function recordFromServer(t, layout, value, what, generation = undefined) {
   if (!value || value.kind !== 'raw') {
     throw unexpectedValue(value, `raw bytes of a ${t.name}`, what);
   }
@@ -185,7 +186,7 @@ function recordFromServer(t, layout, value, what) {
     throw internal(`the server returned ${value.raw.length} bytes for a ${t.name} of ` +
       `${size} bytes (${what})`);
   }
-  return readRecord(t, layout, value.raw);
+  return readRecord(t, layout, value.raw, 0, generation);
 }
 
 /**

@@ -406,6 +406,19 @@ describe('structs', () => {
   const IntPair = ffibox.struct('IntPair', { a: 'int', b: 'int' });
   const Rect = ffibox.struct('Rect', { min: Point, max: Point });
 
+  test('a pointer field the library fills is a RemotePointer, passed back as one', async () => {
+    const Slot = ffibox.struct('Slot', { node: 'void*' });
+    const node = await (await lib.func('void* make_list(int)'))(2);
+    const store = await lib.func('void store_node(void*, void*)',
+      { params: [ffibox.pointer(Slot, 'out')] });
+    const slot = {};
+    await store(slot, node);
+    assert.ok(slot.node instanceof ffibox.RemotePointer, String(slot.node));
+    assert.equal(slot.node.address, node.address);
+    assert.equal(slot.node.generation, session.generation);
+    assert.equal(await (await lib.func('int sum_list(void*)'))(slot.node), 1);  // 0 + 1
+  });
+
   test('a struct field is a scalar or a struct', () => {
     assert.throws(() => ffibox.struct('S', { data: ffibox.buffer() }), ffibox.InvalidArgument);
     assert.throws(() => ffibox.struct('S', { n: 'integer' }), /unknown type 'integer'/);
