@@ -590,6 +590,25 @@ def test_a_pointer_in_library_memory_to_the_callers_record_reads_that_record(ct,
     assert theirs[0].next[0].value == 7
 
 
+def test_a_field_of_a_subclass_of_a_simple_type_read_in_library_memory(ct, testlib):
+    # ctypes gives such a field as an object of the subclass (python3-mpv's
+    # `class MpvFormat(c_int)`), whose value is a number: read through a view of library
+    # memory, its value was another view, and comparing it recursed without end.
+    class Count(ct.c_int):
+        pass
+
+    class CountedNode(ct.Structure):
+        pass
+    CountedNode._fields_ = [("value", Count), ("next", ct.POINTER(CountedNode))]
+    testlib.make_list.restype = ct.POINTER(CountedNode)
+    testlib.make_list.argtypes = [ct.c_int]
+    nodes = testlib.make_list(2)
+    second = nodes[0].next.contents.value
+    assert isinstance(second, Count)
+    assert type(second.value) is int and second.value == 1
+    assert nodes[1].value.value == 1 and nodes.contents.value.value == 0
+
+
 def test_an_address_inside_a_buffer_past_a_record_made_over_it(ct, testlib):
     # A record made over the middle of a char buffer goes apart from the buffer (its pointer
     # slot is no slot of the buffer's type). An address in the buffer past the record, as a

@@ -124,9 +124,15 @@ def _refresh(view_of_record) -> WorkerAddress:
 
 def _simple_get(self):
     at = address_of(self)
+    base = type(self)._ffibox_base
     if at is None:
-        return type(self)._ffibox_base.value.__get__(self)
-    return load(type(self)._ffibox_base, at)
+        return base.value.__get__(self)
+    if _types.is_fundamental(base) or _types.code_of(base) in ("z", "Z", "P"):
+        return load(base, at)
+    # A subclass of a simple type (a field of `class Format(c_int)`, which ctypes gives as a
+    # Format): its value is its simple type's, read from the worker (load gives the view).
+    data = at.session.memory.read(at.address, _ct.sizeof(base), at.generation)
+    return base.from_buffer_copy(data).value
 
 
 def _simple_set(self, value):
