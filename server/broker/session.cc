@@ -387,6 +387,7 @@ absl::StatusOr<Session::Answer> Session::Open(const v1::Request& request) {
   opened->set_max_batch_calls(static_cast<uint32_t>(config_.type_limits.max_batch_calls));
   opened->set_union_members(true);
   opened->set_memory_lists(true);
+  opened->set_unchecked_addresses(true);
   opened->set_memory_limit_bytes(memory_limit);
   for (std::string& layer : ActiveJailLayers(config_.jail)) opened->add_jail_layers(layer);
   for (const std::string& waived : config_.jail.waived) opened->add_waived_jail_layers(waived);

@@ -294,6 +294,8 @@ class Session:
                                  max_image_bytes=max_image_bytes)
         # Whether the server takes read_memory_list (an older one: a read at a time).
         self.memory.lists = opened.memory_lists
+        # A number the caller made up goes as generation 0 where the server takes it.
+        self._unchecked_addresses = opened.unchecked_addresses
         self.memory.before_read = self.images.sync
         self.memory.after_write = self.images.refresh
         # Tokens the worker holds for the Python objects calls pass as py_object.
@@ -335,7 +337,8 @@ class Session:
         of a number the library judges in whichever worker runs the call; the session's
         current generation would be the dead worker's right after a crash)."""
         with self._handed_lock:
-            return self._handed.get(address, 0)
+            return self._handed.get(address,
+                                    0 if self._unchecked_addresses else self.generation)
 
     def handed_generation(self, address: int) -> int:
         """The generation of the worker that handed `address` back as an integer, else the
