@@ -44,7 +44,9 @@ namespace {
 // headers a parser such as libclang reads for `#include <stdio.h>`), and the configuration
 // of libraries that apply it at init: fontconfig's (and its cache), ImageMagick's security
 // policy (without it ImageMagick lifts its resource limits and coder restrictions), and
-// OpenSSL's with the public CA certificates. Nothing of /etc beyond these is shown.
+// OpenSSL's with the public CA certificates; and Debian's alternatives, the symbolic links
+// through which libraries such as libblas.so.3 and liblapack.so.3 are found (links only,
+// into paths the jail shows or not). Nothing of /etc beyond these is shown.
 constexpr const char* kSystemPaths[] = {"/lib",
                                         "/lib64",
                                         "/lib32",
@@ -61,7 +63,8 @@ constexpr const char* kSystemPaths[] = {"/lib",
                                         "/etc/ImageMagick-6",
                                         "/etc/ImageMagick-7",
                                         "/etc/ssl/certs",
-                                        "/etc/ssl/openssl.cnf"};
+                                        "/etc/ssl/openssl.cnf",
+                                        "/etc/alternatives"};
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
 // True when `path` is `prefix` or below it.

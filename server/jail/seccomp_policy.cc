@@ -79,6 +79,8 @@ constexpr const char* kStrictSyscalls[] = {
     "fdatasync",
     "ftruncate",
     "fallocate",
+    "fadvise64",  // advice on a descriptor it has (libmpv's posix_fadvise)
+    "readahead",
     // The filesystem the jail shows (read-only except /tmp).
     "open",
     "openat",
