@@ -26,6 +26,8 @@ Prints one line per variant in the shape bench/run.sh reads, then the ratio:
     BM_PythonFfiboxLocalMemset        <median> ns   ...
     BM_PythonCtypesMemsetNewBuffer    <median> ns   ...
     BM_PythonFfiboxLocalMemsetNewBuffer <median> ns ...
+    BM_PythonCtypesHandle             <median> ns   ...
+    BM_PythonFfiboxLocalHandle        <median> ns   ...
     BM_PythonCtypesStringAt           <median> ns   ...
     BM_PythonFfiboxStringAt           <median> ns   ...
     BM_PythonFfiboxLocalStringAt      <median> ns   ...
@@ -51,7 +53,9 @@ a same-host session: libc's `strlen(b"hello")` (`c_char_p`, the bytes travel to 
 call releases it, as for any string passed), `memset(buf, 66, 8)` on a 64-byte
 `create_string_buffer` (`c_void_p, c_int, c_size_t`, restype `c_void_p`: the buffer travels
 both ways) and the same on a new 64-byte buffer each call
-(`memset(create_string_buffer(64), 66, 8)`, the buffer made in the time too). The StringAt
+(`memset(create_string_buffer(64), 66, 8)`, the buffer made in the time too). The Handle
+pair is libc's `malloc_usable_size(handle)` with a `c_void_p` parameter given the integer
+`malloc` returned: a call on an opaque handle, as bindings hold them. The StringAt
 trio reads memory the library owns: `string_at(p, 8)` of a `POINTER(c_char)` libc's malloc
 returned, in-process, over gRPC and on the same-host channel (a read request each,
 docs/protocol.md "The same-host channel", item 6). The FreetypeGlyph pair is a whole
@@ -106,11 +110,19 @@ def time_string_array(module, number: int, repeat: int, count: int = 4000):
 
 
 def time_memory_calls(module, number: int, repeat: int, libc=None):
-    """(strlen runs, strlen of a new string runs, memset runs, memset of a new buffer runs):
-    ns per call of libc's strlen(b"hello"), of strlen(name.encode()), of memset(buf, 66, 8)
-    on a 64-byte buffer and of memset(create_string_buffer(64), 66, 8)."""
+    """(strlen runs, strlen of a new string runs, memset runs, memset of a new buffer runs,
+    handle runs): ns per call of libc's strlen(b"hello"), of strlen(name.encode()), of
+    memset(buf, 66, 8) on a 64-byte buffer, of memset(create_string_buffer(64), 66, 8) and
+    of malloc_usable_size(handle) for a c_void_p parameter given the integer malloc
+    returned (an opaque handle, as bindings hold them)."""
     libc = libc if libc is not None else module.CDLL("libc.so.6")
     strlen, memset = libc.strlen, libc.memset
+    malloc, usable = libc.malloc, libc.malloc_usable_size
+    malloc.argtypes, malloc.restype = [module.c_size_t], module.c_void_p
+    usable.argtypes, usable.restype = [module.c_void_p], module.c_size_t
+    handle = malloc(64)
+    if not isinstance(handle, int) or usable(handle) < 64:
+        raise SystemExit("%s malloc_usable_size returned a wrong value" % module.__name__)
     strlen.argtypes, strlen.restype = [module.c_char_p], module.c_size_t
     memset.argtypes = [module.c_void_p, module.c_int, module.c_size_t]
     memset.restype = module.c_void_p
@@ -121,9 +133,10 @@ def time_memory_calls(module, number: int, repeat: int, libc=None):
         raise SystemExit("%s strlen or memset returned a wrong value" % module.__name__)
     runs = []
     for statement in ('strlen(b"hello")', "strlen(name.encode())", "memset(buf, 66, 8)",
-                      "memset(create_string_buffer(64), 66, 8)"):
+                      "memset(create_string_buffer(64), 66, 8)", "usable(handle)"):
         timer = timeit.Timer(statement, globals={
             "strlen": strlen, "memset": memset, "buf": buf, "name": name,
+            "usable": usable, "handle": handle,
             "create_string_buffer": module.create_string_buffer})
         runs.append(sorted(t / number * 1e9 for t in timer.repeat(repeat=repeat,
                                                                    number=number)))
@@ -339,7 +352,7 @@ def main() -> None:
         "BM_PythonFfiboxStringAt", string_at_runs, args.ffibox_number) + bench_json.entries(
         "BM_PythonFfiboxLocalStringAt", string_at_same_host_runs, args.ffibox_number)
     for name, local_runs_of, runs_of in zip(("Strlen", "StrlenEncoded", "Memset",
-                                             "MemsetNewBuffer"),
+                                             "MemsetNewBuffer", "Handle"),
                                             memory_local_runs, memory_runs):
         report("BM_PythonCtypes" + name, local_runs_of, args.repeat, args.number)
         report("BM_PythonFfiboxLocal" + name, runs_of, args.repeat, args.ffibox_number)

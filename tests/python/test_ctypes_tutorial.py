@@ -1,5 +1,8 @@
 """The ctypes tutorial's examples, run once with the stdlib ctypes in-process and once with
 `ffibox.ctypes` (the library in a worker): both must give the same results."""
+import gc
+import os
+
 import pytest
 
 from conftest import TEST_LIB
@@ -573,6 +576,18 @@ def test_a_returned_pointer_the_library_points_at_the_callers_record_is_that_rec
     assert found[0].value == 5
     testlib.bump_list(found, 1)
     assert mine.value == 6
+    assert ct.cast(found, ct.c_void_p).value == ct.addressof(mine)
+    # Stored into the library's memory, it is the record as it is now.
+    mine.value = 40
+    theirs = testlib.make_list(1)  # one node of the library's, value 0
+    theirs.contents.next = found
+    assert testlib.sum_list(theirs) == 40
+    # Where a Node** goes it is passed by reference, as ctypes passes a POINTER(Node) there:
+    # the library points it at another record, and the first is left as it was.
+    other = Node(2)
+    testlib.store_node(found, other)
+    assert ct.addressof(found.contents) == ct.addressof(other)
+    assert found.contents.value == 2 and mine.value == 40
 
 
 def test_a_pointer_in_library_memory_to_the_callers_record_reads_that_record(ct, testlib):
@@ -588,6 +603,41 @@ def test_a_pointer_in_library_memory_to_the_callers_record_reads_that_record(ct,
     mine.value = 7
     assert theirs.contents.next.contents.value == 7
     assert theirs[0].next[0].value == 7
+
+
+@pytest.mark.parametrize("at", [0, 1])
+def test_an_address_in_a_buffer_where_a_record_made_over_it_was(ct, testlib, at):
+    # A record made over the buffer (at its start, or in its middle) goes apart from it.
+    # Whether the record lives or was collected, an address in the buffer, as a void*, is
+    # the buffer's (the record's copy hid the buffer's: same start, or collected first).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    testlib.fill_squares.argtypes = [ct.c_void_p, ct.c_int]
+    size = ct.sizeof(Node)
+    buffer = (ct.c_char * (3 * size))()
+    testlib.fill_squares(buffer, 1)
+    record = Node.from_buffer(buffer, at * size)
+    assert testlib.sum_list(ct.byref(record)) == 0
+    testlib.fill_squares(ct.addressof(buffer) + 2 * size, 4)
+    assert list((ct.c_int * 4).from_buffer(buffer, 2 * size)) == [0, 1, 4, 9]
+    del record
+    gc.collect()
+    testlib.fill_squares(ct.addressof(buffer) + at * size + 4, 2)
+    assert list((ct.c_int * 2).from_buffer(buffer, at * size + 4)) == [0, 1]
+
+
+def test_a_library_found_through_debian_alternatives_loads_with_its_dependencies(ct):
+    # liblapack.so.3 and its dependency libblas.so.3 are links into /etc/alternatives (the
+    # BLAS numpy installs): the worker's view showed no /etc/alternatives, and the load
+    # failed on libblas.so.3.
+    blas = "/usr/lib/x86_64-linux-gnu/libblas.so.3"
+    assert os.readlink(blas).startswith("/etc/alternatives/"), "scripts/install-deps.sh"
+    lapack = ct.CDLL("liblapack.so.3")
+    dot = lapack.ddot_  # BLAS, through liblapack's dependency
+    dot.restype = ct.c_double
+    n, one = ct.c_int(3), ct.c_int(1)
+    x, y = (ct.c_double * 3)(1, 2, 3), (ct.c_double * 3)(4, 5, 6)
+    assert dot(ct.byref(n), x, ct.byref(one), y, ct.byref(one)) == 32.0
 
 
 def test_a_field_of_a_subclass_of_a_simple_type_read_in_library_memory(ct, testlib):

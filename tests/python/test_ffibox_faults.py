@@ -92,6 +92,29 @@ def test_an_integer_the_caller_made_up_is_never_stale(session):
         assert libc.labs(0x12345678) == 0x12345678
 
 
+def test_a_pointer_the_library_aimed_at_the_callers_record_outlives_the_worker(session):
+    # A pointer the library returned and then set, through byref, to a caller's record is
+    # the record's, not a worker's: after a crash the new worker gets the record (its
+    # address in this process went to the new worker as the worker's, and crashed it).
+    from ffibox import ctypes as ct
+
+    class Node(ct.Structure):
+        pass
+    Node._fields_ = [("value", ct.c_int), ("next", ct.POINTER(Node))]
+    lib = session.CDLL(TEST_LIB)
+    lib.make_list.restype, lib.make_list.argtypes = ct.POINTER(Node), [ct.c_int]
+    lib.store_node.argtypes = [ct.POINTER(ct.POINTER(Node)), ct.POINTER(Node)]
+    lib.bump_list.argtypes = [ct.POINTER(Node), ct.c_int]
+    mine = Node(5)
+    found = lib.make_list(0)
+    lib.store_node(ct.byref(found), mine)
+    with pytest.raises(ffibox.WorkerCrashed):
+        lib.crash_null_deref()
+    assert found.contents.value == 5
+    lib.bump_list(found, 1)
+    assert mine.value == 6 and found[0].value == 6
+
+
 def test_hang_is_call_timeout_and_next_call_works(session):
     lib = session.CDLL(TEST_LIB)
     started = time.monotonic()
@@ -361,6 +384,23 @@ def test_a_file_may_be_made_private_but_not_executable(session):
         assert violation.value.syscall == "fchmod"
         fd = libc.open(b"/tmp/made", os.O_CREAT | os.O_WRONLY, 0o644)  # a new worker's /tmp
         assert fd >= 0
+
+
+def test_advice_about_a_files_pages_is_allowed(session):
+    # libmpv advises on the files it opens (posix_fadvise); it killed the worker under the
+    # strict policy.
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    libc.open.argtypes = [ct.c_char_p, ct.c_int]
+    fd = libc.open(b"/etc/ld.so.cache", os.O_RDONLY)  # in the jail's view
+    assert fd >= 0, ct.get_errno()
+    libc.posix_fadvise.argtypes = [ct.c_int, ct.c_long, ct.c_long, ct.c_int]
+    assert libc.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL) == 0
+    libc.readahead.argtypes = [ct.c_int, ct.c_long, ct.c_size_t]
+    libc.readahead.restype = ct.c_ssize_t
+    assert libc.readahead(fd, 0, 4096) == 0
+    generation = session.generation
+    assert libc.close(fd) == 0 and session.generation == generation
 
 
 def test_the_console_reads_sdl_makes_fail_and_tiocsti_is_a_violation(session):

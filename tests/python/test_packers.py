@@ -182,6 +182,9 @@ class _NoTwins:
     def twin_at(self, address):
         return None
 
+    def handed(self, address):
+        return None
+
 
 def test_requests_are_what_protobuf_makes_of_them():
     # Each argument kind at its edges, and request ids whose varints take one to six bytes.
@@ -343,6 +346,41 @@ def test_pointer_requests_are_what_protobuf_makes_of_them():
     fits, too_large = b"x" * ((16 << 10) - 1), b"x" * (16 << 10)  # and their NUL
     assert alone.pack((fits,), _FakeTwins(), 1) is not None
     assert alone.pack((too_large,), _FakeTwins(), 1) is None
+
+
+def test_a_handle_the_worker_handed_out_is_packed_as_its_address():
+    # A c_void_p parameter given an integer (an opaque handle, as bindings hold them): the
+    # packed call when the worker of this generation handed it out, as the general way
+    # sends it; the general way for any other integer (the caller's own, one of an earlier
+    # worker, one inside a twin, a callback's code address).
+    packer = _packers.Packer(9, [ct.c_void_p, ct.c_int], None)
+    handle = 0x5A5A00001230
+
+    class Handed(_FakeTwins):
+        def __init__(self, generation, inside=None):
+            super().__init__()
+            self._generation, self._inside = generation, inside
+
+        def handed(self, address):
+            return self._generation if address == handle else None
+
+        def twin_at(self, address):
+            return self._inside if address == handle else None
+
+    for generation in (1, 300):
+        packed = packer.pack((handle, 7), Handed(generation), generation)
+        expected = pb.Request(id=2, call=pb.Call(function=9, args=[
+            pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(
+                address=handle, generation=generation))), pb.Value(int_value=7)]))
+        assert packed.payload(2) == expected.SerializeToString()
+    assert packer.pack((handle + 8, 7), Handed(1), 1) is None  # the caller's own number
+    assert packer.pack((handle, 7), Handed(1), 2) is None  # an earlier worker's
+    assert packer.pack((handle, 7), Handed(1, inside=("owner", "twin")), 1) is None
+    callback = ct.CFUNCTYPE(None)(lambda: None)
+    code = ct.cast(callback, ct.c_void_p).value
+    assert packer.pack((code, 7), type("Code", (Handed,), {"handed": lambda s, a: 1})(1),
+                       1) is None
+    assert _packers.Packer(9, [ct.c_char_p], None).pack((handle,), Handed(1), 1) is None
 
 
 def test_a_packed_answer_is_read_only_in_its_one_shape():

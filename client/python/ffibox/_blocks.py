@@ -13,7 +13,8 @@ import ctypes as _ct
 import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ffibox import _addresses, _callback_code, _slots, _twins, _types
+from ffibox import (_addresses, _callback_code, _memory_owners, _remote, _slots, _twins,
+                    _types)
 from ffibox._stubs import pb
 
 _CData = _ct._SimpleCData.__mro__[1]
@@ -35,83 +36,6 @@ def remote_value(address: int, generation: int):
 def block_value(index: int, offset: int = 0):
     """A pointer Value to `offset` bytes into block `index` of the call."""
     return pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index, offset=offset)))
-
-
-def kept_alive(keep, limit: Optional[int] = None):
-    """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
-    ctypes object, bytes, or the tuple (references, array) ctypes keeps for an array
-    assigned to a pointer field) hold, depth first, each once, through nested `_objects`
-    (and ffibox's `_ffibox_keep`); at most `limit` visited."""
-    stack, seen = [keep], set()
-    while stack and (limit is None or len(seen) < limit):
-        item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, tuple):
-            stack.extend(item)
-        elif item is not None:
-            yield item
-            if issubclass(type(item), _CData):
-                stack.append(getattr(item, "_objects", None))
-                # What ffibox's cast keeps where ctypes keeps nothing (cast bytes, a byref's
-                # object).
-                stack.append(getattr(item, "_ffibox_keep", None))
-
-
-def _buffer_exporter(obj):
-    """The owner of the ctypes object whose memory `obj` was made on with `from_buffer`
-    (through any number of such steps), else None. ctypes keeps that object's buffer (a
-    memoryview) in `obj._objects`, or as it. Made on another exporter's buffer (a
-    bytearray, an `array.array`, an mmap), the rest of that buffer from `obj` on
-    (_rest_of_buffer): a library reads on past the object (`byref(c_char.from_buffer(code))`
-    for the bytes of `code`), as in the caller's process."""
-    found, first = None, obj
-    for _ in range(64):
-        keep = getattr(obj, "_objects", None)
-        if obj._b_needsfree_ or type(keep) not in (dict, memoryview):
-            break
-        # A record or an array keeps the buffer in a dict, a simple object keeps it itself.
-        views = [keep] if type(keep) is memoryview else [
-            item for item in keep.values() if isinstance(item, memoryview)]
-        if len(views) != 1:
-            break
-        if not isinstance(views[0].obj, _CData):
-            return _rest_of_buffer(first, views[0]) or found
-        obj = found = _twins.owner_of(views[0].obj)
-    return found
-
-
-def _rest_of_buffer(obj, view):
-    """A `c_char` array over `view`'s buffer from where `obj` starts to its end, kept by
-    `obj` (one twin stands for that memory while `obj` lives, as for `obj` itself); None
-    when `obj` reaches the end already, or the buffer cannot be viewed so."""
-    rest = obj.__dict__.get("_ffibox_rest")
-    if rest is not None:
-        return rest
-    try:
-        base = _ct.addressof(_ct.c_char.from_buffer(view))
-    except (TypeError, ValueError):  # released, read-only or not contiguous
-        return None
-    offset = _ct.addressof(obj) - base
-    if not 0 <= offset or offset + _ct.sizeof(obj) >= view.nbytes:
-        return None
-    rest = (_ct.c_char * (view.nbytes - offset)).from_buffer(view, offset)
-    obj.__dict__["_ffibox_rest"] = rest
-    return rest
-
-
-def _slots_within(view, holder) -> bool:
-    """Whether every pointer slot of `view` is a pointer slot of `holder` (which holds the
-    view's memory) at the same place."""
-    shift = _ct.addressof(view) - _ct.addressof(holder)
-    own = _types.pointer_offsets(type(view))
-    if not own:
-        return True
-    held = {offset for offset, _ in _types.pointer_offsets(type(holder))}
-    return all(offset + shift in held for offset, _ in own)
 
 
 # How often pointer_to looks again when another thread's calls keep taking and freeing the
@@ -188,51 +112,12 @@ class CallBuilder:
 
     # -- building --------------------------------------------------------------------------
 
-    def _memory_owner(self, obj):
-        """The object whose buffer holds `obj`'s memory, and so whose twin it shares: its
-        base (for a field or element view), the ctypes object it was made `from_buffer` of,
-        an object an earlier call twinned (for a view of it such as `p.contents`), an object
-        the base keeps alive that holds it, or itself."""
-        start, end = _ct.addressof(obj), _ct.addressof(obj) + _ct.sizeof(obj)
-
-        def holds(other) -> bool:
-            return _ct.addressof(other) <= start and end <= _ct.addressof(other) + _ct.sizeof(
-                other)
-
-        owner = _twins.owner_of(obj)
-        if owner is obj:
-            # Made over another object's memory: that object, whose block then carries its
-            # pointer slots by its type, unless the view has slots of its own where that type
-            # has none (a record over a char buffer): the two then ship apart.
-            exporter = _buffer_exporter(obj)
-            if exporter is not None and holds(exporter) and _slots_within(obj, exporter):
-                return exporter
-            return obj
-        if holds(owner):
-            return owner
-        twinned = self._twins.owner_at(start)
-        if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
-            return twinned
-        # The largest object kept alive that holds it: another view of the same element
-        # (`cast(array, POINTER(T))[0]` twice) would ship apart from the array around both.
-        best = obj
-        # An element reached by indexing a pointer to another (`pointer(a[0])[2]`) is held
-        # by the base of what the pointer keeps.
-        for item in kept_alive(getattr(owner, "_objects", None), limit=256):
-            if not issubclass(type(item), _CData) or item is obj:
-                continue
-            base = _twins.owner_of(item)
-            item = base if holds(base) else item if holds(item) else None
-            if item is not None and _ct.sizeof(item) > _ct.sizeof(best):
-                best = item
-        return best
-
     def add_object(self, obj) -> Optional[int]:
         """Ships the memory of ctypes object `obj` (all of its owner's buffer, which has one
         worker twin, and what its pointers reach) INOUT; the block index. None when its twin
         is busy (a call in flight works on it: see pointer_to)."""
         self.reach_from(obj)
-        obj = self._memory_owner(obj)
+        obj = _memory_owners.memory_owner(obj, self._twins)
         start = _ct.addressof(obj)
         if self._twins.busy_worker_address(start) is not None:
             return None
@@ -310,7 +195,7 @@ class CallBuilder:
         return index
 
     def _collect(self, keep) -> None:
-        for item in kept_alive(keep):
+        for item in _memory_owners.kept_alive(keep):
             if id(item) in self._collected:
                 continue
             if issubclass(type(item), _CData):
@@ -506,6 +391,8 @@ class CallBuilder:
                 local = self._twins.local(word, generation)
                 if local is not None:  # into caller memory: the caller's own object
                     _types.word_at(twin.local + offset).value = local[1]
+                    if _remote.TARGET in getattr(owner, "__dict__", ()):  # a RemotePointer's slot
+                        owner.__dict__[_remote.TARGET] = local[0]
                 elif self._images.worker_address(held[offset]) == (word, generation):
                     _types.word_at(twin.local + offset).value = held[offset]  # its image
                 elif live_string:
@@ -566,6 +453,9 @@ class CallBuilder:
             start = _ct.addressof(owner)
             data = contents.data[:_ct.sizeof(owner)]
             _ct.memmove(start, data, len(data))
+            remote_slot = _remote.TARGET in getattr(owner, "__dict__", ())
+            if remote_slot:  # a RemotePointer's slot: which caller object it holds is told below
+                owner.__dict__[_remote.TARGET] = None
             relocated = {p.offset: p.target for p in contents.pointers}
             sent = self.blocks[contents.block].data
             own_words = self._own_words.get(contents.block, {})
@@ -607,3 +497,5 @@ class CallBuilder:
                 base = (_bytes_address(target_owner) if isinstance(target_owner, bytes)
                         else _wide_kept(target_owner) or _ct.addressof(target_owner))
                 _types.word_at(start + offset).value = base + target.offset
+                if remote_slot and issubclass(type(target_owner), _CData):
+                    owner.__dict__[_remote.TARGET] = target_owner

@@ -222,10 +222,7 @@ def _encode_string_or_void(t, code, value, builder, session):
         return remote_value(at.address, at.generation)
     if isinstance(value, RemotePointer):
         _own_view_address(value, session)
-        local = value.local_target()
-        if local is not None and builder is not None:  # the caller's object: shipped
-            return builder.local_pointer(_ct.cast(local, _ct.c_void_p).value)
-        return remote_value(value.address, value.generation)
+        return _remote_pointer_value(value, builder, session)
     if isinstance(value, int) and not isinstance(value, bool):
         if code != "P" and builder is not None:
             raise TypeError("wrong type")  # c_char_p.from_param takes no address, as ctypes
@@ -384,15 +381,12 @@ def _encode_pointer(t, value, builder, session):
         return NULL
     if isinstance(value, RemotePointer):
         _own_view_address(value, session)
-        local = value.local_target()
-        if local is not None and builder is not None:  # the caller's object: shipped
-            return builder.local_pointer(_ct.cast(local, _ct.c_void_p).value)
         if builder is not None and value._type_ is not None and \
                 getattr(target, "_type_", None) is value._type_ and _types.is_pointer(target):
             # As ctypes: a POINTER(T) where a POINTER(POINTER(T)) goes is passed by
             # reference, as byref(value): a pointer to its local slot.
             return _byref_value(_ct.byref(value.local_slot()), builder)
-        return remote_value(value.address, value.generation)
+        return _remote_pointer_value(value, builder, session)
     at = _own_view_address(value, session)
     if at is not None:  # a view of worker memory (.contents, in_dll): its worker address
         return remote_value(at.address, at.generation)
@@ -428,6 +422,25 @@ def _encode_pointer(t, value, builder, session):
         return builder.pointer_to(value)
     t.from_param(value)  # the TypeError ctypes raises
     raise TypeError("expected %s instance instead of %s" % (t.__name__, type(value).__name__))
+
+
+def _remote_pointer_value(value, builder, session):
+    """The pointer Value of RemotePointer `value`: the worker address it names, or, when a
+    call pointed it at the caller's own object (RemotePointer.local_target), that object:
+    shipped with the call, or stored into worker memory as its twin's address, written
+    with the object's bytes as they are now (as a pointer to it would be)."""
+    local = value.local_target()
+    if local is None:
+        return remote_value(value.address, value.generation)
+    slot, target = local
+    word = _ct.c_void_p.from_buffer(slot).value
+    if builder is not None:
+        return builder.pointer_to(target, word - _ct.addressof(target))
+    generation = session.generation
+    worker = _callback_pointers.worker_word(session, word, {"0": target}, generation)
+    if worker == word:
+        raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
+    return remote_value(worker, generation)
 
 
 def _stored_twin(value, session):

@@ -38,7 +38,7 @@ import struct
 from types import BuiltinFunctionType
 from typing import Optional
 
-from ffibox import _twins, _types
+from ffibox import _callback_code, _twins, _types
 from ffibox._stubs import pb
 
 _DOUBLE = struct.Struct("<d")
@@ -249,6 +249,14 @@ def _pointer_encoder(t):
         kind_of_value = type(value)
         if value is None:
             return _NULL_ARG
+        if kind_of_value is int:
+            # A handle the worker of this generation handed out (a c_void_p result): its
+            # address, as the general way sends it; any other integer (the caller's own, one
+            # inside a twin or of a callback) goes the general way.
+            if not void or not generation or twins.handed(value) != generation or \
+                    value in _callback_code.local_callbacks or twins.twin_at(value) is not None:
+                return None
+            return _remote_arg(value, generation)
         if len(held) >= len(_BLOCK_ARGS):
             return None
         if kind_of_value is bytes:
@@ -317,6 +325,15 @@ def _block_arg(index: int) -> bytes:
 _BLOCK_ARGS = [_block_arg(index) for index in range(16)]
 # The whole Call.args field of NULL.
 _NULL_ARG = _ARG + _SMALL[len(_NULL_POINTER)] + _NULL_POINTER
+
+
+def _remote_arg(address: int, generation: int) -> bytes:
+    """The whole Call.args field of a pointer to worker `address` of `generation`."""
+    remote = bytes((_ADDRESS_TAG,)) + _varint(address) + \
+        bytes((_GENERATION_IN_ADDRESS_TAG,)) + _varint(generation)
+    pointer = bytes((_REMOTE_TAG,)) + _SMALL[len(remote)] + remote
+    value = bytes((_POINTER,)) + _SMALL[len(pointer)] + pointer
+    return _ARG + _SMALL[len(value)] + value
 _CArgObject = type(_ct.byref(_ct.c_int()))
 
 

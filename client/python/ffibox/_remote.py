@@ -11,6 +11,9 @@ from ffibox._worker_address import WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
 _views: Dict[type, type] = {}
+# Where a RemotePointer's local slot holds the caller's object a call pointed it at (and
+# None in a slot that holds none), for RemotePointer.local_target; set by ffibox._blocks.
+TARGET = "_ffibox_target"
 _named_pointers: Dict[type, type] = {}  # T -> the RemotePointer subclass for POINTER(T)
 _naming = threading.Lock()
 
@@ -304,25 +307,29 @@ class RemotePointer:
                              else session.handed_generation(word))
 
     def local_target(self):
-        """The local POINTER(T) slot when a call left in it the address of the caller's own
-        object (the library stored `&x` through `byref(p)`): then this pointer points to `x`
-        in this process, as a ctypes pointer would, and reads, writes and calls reach `x`
-        itself, not its worker twin. Else None."""
+        """(the local POINTER(T) slot, the caller's object) when the last call that changed
+        the slot left in it the address of the caller's own object (the library stored `&x`
+        through `byref(p)`): this pointer then points to `x` in this process, as a ctypes
+        pointer would (and keeps it alive), and reads, writes and calls reach `x` itself,
+        not its worker twin, whichever worker runs them. Else None."""
         slot = self._slot
-        if slot is None:
+        target = slot.__dict__.get(TARGET) if slot is not None else None
+        if target is None:
             return None
         word = _ct.c_void_p.from_buffer(slot).value or 0
-        session = self._at.session
-        if not word or session.images.worker_address(word) is not None or \
-                session.twins.twin_at(word) is None:
-            return None
-        return slot
+        start = _ct.addressof(target)
+        if not start <= word < start + max(_ct.sizeof(target), 1):
+            return None  # changed since (NULL, the worker's memory): not that object
+        return slot, target
 
     def local_slot(self):
         """A local POINTER(T) holding this pointer's worker address, for `byref` and
         `pointer` of it: a library that stores through it (`destroy(&p)` setting it to NULL,
         `create(&p)`) changes what this pointer holds, as it would a ctypes pointer's. A
         StaleHandle when its worker is gone, as passing it would be."""
+        local = self.local_target()
+        if local is not None:  # the caller's object: no worker's, so never stale
+            return local[0]
         at = self._ffibox_address
         if at.address and at.generation != at.session.generation:
             raise StaleHandle("STALE_HANDLE: the pointer 0x%x belongs to worker generation %d, "
@@ -333,7 +340,9 @@ class RemotePointer:
             # Two slots would split what the library stores through them from what this
             # pointer reads.
             if self._slot is None:
-                self._slot = _ct.cast(_ct.c_void_p(at.address), _ct.POINTER(self._type_))
+                slot = _ct.cast(_ct.c_void_p(at.address), _ct.POINTER(self._type_))
+                slot.__dict__[TARGET] = None  # a RemotePointer's slot (ffibox._blocks)
+                self._slot = slot
         return self._slot
 
     @property
@@ -373,7 +382,7 @@ class RemotePointer:
         self._check()
         local = self.local_target()
         if local is not None:
-            return local.contents
+            return local[0].contents
         if _types.is_pointer(self._type_) or _types.is_function(self._type_):
             return load(self._type_, self._ffibox_address)
         return view(self._type_, self._ffibox_address)
@@ -382,7 +391,7 @@ class RemotePointer:
         self._check()
         local = self.local_target()
         if local is not None:
-            return local[index]
+            return local[0][index]
         size = _ct.sizeof(self._type_)
         if isinstance(index, slice):
             # ctypes' rules for pointers: stop is required, and start too when stepping back.
@@ -413,7 +422,7 @@ class RemotePointer:
         self._check()
         local = self.local_target()
         if local is not None:
-            local[index] = value
+            local[0][index] = value
             return
         size = _ct.sizeof(self._type_)
         store(self._type_, self._ffibox_address + index * size, value)

@@ -171,8 +171,14 @@ class TwinTable:
         self._by_owner: Dict[int, Twin] = {}   # id(owner) -> twin
         self._worker_starts: List[int] = []     # sorted
         self._by_worker: Dict[int, Twin] = {}
-        self._local_starts: List[int] = []     # sorted
+        # Local memory: twins by start, sorted. Twins may overlap (an object made over part of
+        # another's memory that a call twinned apart from it, or over the rest of a buffer):
+        # the largest twin at a start is indexed, the others there are its shadows; starts
+        # of twins that hold another twin's start are the outer starts (_holding).
+        self._local_starts: List[int] = []
         self._by_local: Dict[int, Twin] = {}
+        self._shadows: Dict[int, List[Twin]] = {}
+        self._outer_starts: List[int] = []
         # Twins whose owner was collected, released with the next calls. A weakref callback
         # only appends here (it may run inside any code of this thread, this table's
         # included).
@@ -182,9 +188,10 @@ class TwinTable:
         # recorded when it returns; meanwhile other calls ship them for themselves alone.
         self._keeping = set()
         self._newest_generation = 0
-        # Whether two local twins have overlapped (_holding), and the most bytes one held.
-        self._nested = False
-        self._longest_local = 0
+        self._longest_local = 0  # the most bytes a local twin has held
+        # The generation of the worker that handed integer `address` out as an address
+        # (Session.remember_handed), else None: set by the session.
+        self.handed: Callable[[int], Optional[int]] = lambda address: None
         _tables.add(self)
 
     def _section(self):
@@ -285,11 +292,8 @@ class TwinTable:
                 self._strong.add(key)
             bisect.insort(self._worker_starts, worker)
             self._by_worker[worker] = twin
-            if local and local not in self._by_local:
-                bisect.insort(self._local_starts, local)
             if local:
-                self._by_local[local] = twin
-                self._nest_check(local, size)
+                self._index_local(twin)
 
     def unhold(self, twins) -> None:
         """The call that placed `twins` is over."""
@@ -363,9 +367,22 @@ class TwinTable:
         if self._by_worker.get(twin.worker) is twin:
             del self._by_worker[twin.worker]
             del self._worker_starts[bisect.bisect_left(self._worker_starts, twin.worker)]
-        if self._by_local.get(twin.local) is twin:
-            del self._by_local[twin.local]
-            del self._local_starts[bisect.bisect_left(self._local_starts, twin.local)]
+        shadows = self._shadows.get(twin.local)
+        if shadows is not None and twin in shadows:
+            shadows.remove(twin)
+        elif self._by_local.get(twin.local) is twin:
+            if shadows:  # the largest shadow takes its place
+                largest = max(shadows, key=lambda shadow: shadow.size)
+                shadows.remove(largest)
+                self._by_local[twin.local] = largest
+            else:
+                del self._by_local[twin.local]
+                del self._local_starts[bisect.bisect_left(self._local_starts, twin.local)]
+                at = bisect.bisect_left(self._outer_starts, twin.local)
+                if at < len(self._outer_starts) and self._outer_starts[at] == twin.local:
+                    del self._outer_starts[at]
+        if shadows is not None and not shadows:
+            del self._shadows[twin.local]
 
     # -- mapping addresses -----------------------------------------------------------------
 
@@ -422,11 +439,7 @@ class TwinTable:
         with self._section():
             if not self._local_starts:
                 return None
-            twin = self._holding(address)
-        if twin is None:
-            return None
-        owner = twin.alive()
-        return None if owner is None else (owner, twin)
+            return self._holding(address)
 
     def owner_at(self, address: int):
         """The twinned owner whose local memory holds `address`, else None."""
@@ -441,38 +454,70 @@ class TwinTable:
         twin = found[1]
         return twin.worker + (address - twin.local), twin.generation
 
-    def _holding(self, address: int) -> Optional[Twin]:
-        # The twin whose local memory holds `address`. Local twins may nest (an object made
-        # over part of another's memory that a call twinned apart from it): the nearest start
-        # below the address may be an inner twin that ends before it, and an outer one hold
-        # it. Starts are looked at back from the address while an object as long as the
-        # longest twinned one could reach it.
+    def _index_local(self, twin: Twin) -> None:
+        # Adds `twin` to the local index: at its start (the largest there indexed, the others
+        # shadows), its start or a neighbour's among the outer starts when one holds the
+        # other's start.
+        local, size = twin.local, max(twin.size, 1)
+        self._longest_local = max(self._longest_local, size)
+        indexed = self._by_local.get(local)
+        if indexed is None:
+            bisect.insort(self._local_starts, local)
+            self._by_local[local] = twin
+        elif indexed.size < twin.size:
+            self._by_local[local] = twin
+            self._shadows.setdefault(local, []).append(indexed)
+        else:
+            self._shadows.setdefault(local, []).append(twin)
+        at = bisect.bisect_left(self._local_starts, local)
+        if at > 0:
+            before = self._by_local[self._local_starts[at - 1]]
+            if before.local + max(before.size, 1) > local:
+                self._add_outer(before.local)
+        if at + 1 < len(self._local_starts) and self._local_starts[at + 1] < local + size:
+            self._add_outer(local)
+
+    def _add_outer(self, start: int) -> None:
+        at = bisect.bisect_left(self._outer_starts, start)
+        if at == len(self._outer_starts) or self._outer_starts[at] != start:
+            self._outer_starts.insert(at, start)
+
+    # How many outer starts below an address _holding looks at when the nearest start's
+    # twins do not hold it: nests are shallow, and a lookup must stay cheap.
+    _OUTER_LOOKS = 8
+
+    def _holding(self, address: int) -> Optional[Tuple[object, Twin]]:
+        # (owner, twin) of a live twin whose local memory holds `address`: one at the nearest
+        # start below it, else one at the nearest outer starts (an inner twin that ends
+        # before the address, or whose object died, does not hide the one around it).
         index = bisect.bisect_right(self._local_starts, address) - 1
-        while index >= 0:
-            start = self._local_starts[index]
-            if address - start >= self._longest_local:
-                return None
-            twin = self._by_local.get(start)
-            if twin is not None and address - start < max(twin.size, 1):
-                return twin
-            if not self._nested:
-                return None
+        if index >= 0:
+            found = self._live_at(self._local_starts[index], address)
+            if found is not None:
+                return found
+        index = bisect.bisect_right(self._outer_starts, address) - 1
+        for _ in range(self._OUTER_LOOKS):
+            if index < 0 or address - self._outer_starts[index] >= self._longest_local:
+                break
+            found = self._live_at(self._outer_starts[index], address)
+            if found is not None:
+                return found
             index -= 1
         return None
 
-    def _nest_check(self, local: int, size: int) -> None:
-        # Notes a local twin just recorded at `local` (_holding): the most bytes, and whether
-        # it overlaps its neighbours.
-        size = max(size, 1)
-        self._longest_local = max(self._longest_local, size)
-        if self._nested:
-            return
-        at = bisect.bisect_left(self._local_starts, local)
-        before = self._by_local.get(self._local_starts[at - 1]) if at > 0 else None
-        after = self._local_starts[at + 1] if at + 1 < len(self._local_starts) else None
-        if (before is not None and before.local + max(before.size, 1) > local) or (
-                after is not None and after < local + size):
-            self._nested = True
+    def _live_at(self, start: int, address: int) -> Optional[Tuple[object, Twin]]:
+        # (owner, twin) of a live twin starting at `start` that holds `address`.
+        twin = self._by_local.get(start)
+        if twin is not None and address - start < max(twin.size, 1):
+            owner = twin.alive()
+            if owner is not None:
+                return owner, twin
+        for twin in self._shadows.get(start, ()):
+            if address - start < max(twin.size, 1):
+                owner = twin.alive()
+                if owner is not None:
+                    return owner, twin
+        return None
 
     @staticmethod
     def _find(starts: List[int], table: Dict[int, Twin], address: int) -> Optional[Twin]:

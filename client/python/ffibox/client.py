@@ -289,6 +289,7 @@ class Session:
             self.stream, lambda t, value: _marshal.encode(t, value, None, self))
         # One worker address per caller object calls reach, for the object's life.
         self.twins = TwinTable(lambda: self.generation)
+        self.twins.handed = self._handed_by
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self.memory, self.twins, max_images, session=self,
                                  max_image_bytes=max_image_bytes)
@@ -330,6 +331,12 @@ class Session:
             self._handed.move_to_end(address)
             while len(self._handed) > self._HANDED_KEPT:
                 self._handed.popitem(last=False)
+
+    def _handed_by(self, address: int) -> Optional[int]:
+        """The generation of the worker that handed `address` back as an integer, else
+        None."""
+        with self._handed_lock:
+            return self._handed.get(address)
 
     def integer_generation(self, address: int) -> int:
         """The generation to send an integer the caller passes as a pointer with: that of

@@ -322,6 +322,8 @@ def cast(obj, typ):
             return typ(found[0]) if _types.is_fundamental(typ) else \
                 _marshal.result_instance(typ, found[0])
     obj = _local_form(obj)
+    if isinstance(obj, RemotePointer) and obj.local_target() is not None:
+        obj = obj.local_target()[0]  # pointed at the caller's object: cast as its pointer
     at = _remote_address(obj)
     if at is None:
         result = _ct.cast(obj, typ)

@@ -28,7 +28,7 @@ import ctypes as _ct
 import operator
 import struct
 
-from ffibox import _addresses, _blocks, _remote, _slots, _types
+from ffibox import _addresses, _memory_owners, _remote, _slots, _types
 from ffibox._image_reach import INDEX
 
 _MARK = "_ffibox_guarded"
@@ -61,7 +61,7 @@ def _into_kept(pointer, word: int) -> bool:
     """Whether `word` lies inside an object `pointer` keeps alive: ctypes made it point
     there (`pointer(obj)`, `cast(obj, ...)`, `p.contents = obj`), so it is this process's
     whatever the worker handed back."""
-    for item in _blocks.kept_alive(getattr(pointer, "_objects", None), _KEPT_LOOKED_AT):
+    for item in _memory_owners.kept_alive(getattr(pointer, "_objects", None), _KEPT_LOOKED_AT):
         if issubclass(type(item), _CDATA):
             start = _ct.addressof(item)
             if start <= word < start + max(_ct.sizeof(item), 1):

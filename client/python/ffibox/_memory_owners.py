@@ -1,0 +1,139 @@
+"""Which object's memory a ctypes object lies in, and what it keeps alive: the object a
+call ships (with its one worker twin) for a view, an element, an object made `from_buffer`
+of another or of a bytearray, and the objects ctypes' keep-alive references hold, which the
+call may reach through pointers (ffibox._blocks)."""
+import ctypes as _ct
+from typing import Optional
+
+from ffibox import _twins, _types
+
+_CData = _ct._SimpleCData.__mro__[1]
+
+
+def kept_alive(keep, limit: Optional[int] = None):
+    """The objects ctypes' keep-alive references `keep` (an `_objects` value: a dict, a
+    ctypes object, bytes, or the tuple (references, array) ctypes keeps for an array
+    assigned to a pointer field) hold, depth first, each once, through nested `_objects`
+    (and ffibox's `_ffibox_keep`); at most `limit` visited."""
+    stack, seen = [keep], set()
+    while stack and (limit is None or len(seen) < limit):
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, tuple):
+            stack.extend(item)
+        elif item is not None:
+            yield item
+            if issubclass(type(item), _CData):
+                stack.append(getattr(item, "_objects", None))
+                # What ffibox's cast keeps where ctypes keeps nothing (cast bytes, a byref's
+                # object).
+                stack.append(getattr(item, "_ffibox_keep", None))
+
+
+def _buffer_exporter(obj):
+    """The owner of the ctypes object whose memory `obj` was made on with `from_buffer`
+    (through any number of such steps), else None. ctypes keeps that object's buffer (a
+    memoryview) in `obj._objects`, or as it. Made on another exporter's buffer (a
+    bytearray, an `array.array`, an mmap), the rest of that buffer from `obj` on
+    (_rest_of_buffer): a library reads on past the object (`byref(c_char.from_buffer(code))`
+    for the bytes of `code`), as in the caller's process."""
+    found, first = None, obj
+    for _ in range(64):
+        keep = getattr(obj, "_objects", None)
+        if obj._b_needsfree_ or type(keep) not in (dict, memoryview):
+            break
+        # A record or an array keeps the buffer in a dict, a simple object keeps it itself.
+        views = [keep] if type(keep) is memoryview else [
+            item for item in keep.values() if isinstance(item, memoryview)]
+        if len(views) != 1:
+            break
+        if not isinstance(views[0].obj, _CData):
+            return _rest_of_buffer(first, views[0]) or found
+        obj = found = _twins.owner_of(views[0].obj)
+    return found
+
+
+def _rest_of_buffer(obj, view):
+    """A `c_char` array over `view`'s buffer from where `obj` starts to its end, kept by
+    `obj` (one twin stands for that memory while `obj` lives, as for `obj` itself); None
+    when `obj` reaches the end already, or the buffer cannot be viewed so."""
+    rest = obj.__dict__.get("_ffibox_rest")
+    if rest is not None:
+        return rest
+    try:
+        base = _ct.addressof(_ct.c_char.from_buffer(view))
+    except (TypeError, ValueError):  # released, read-only or not contiguous
+        return None
+    offset = _ct.addressof(obj) - base
+    if not 0 <= offset or offset + _ct.sizeof(obj) >= view.nbytes:
+        return None
+    rest = (_ct.c_char * (view.nbytes - offset)).from_buffer(view, offset)
+    obj.__dict__["_ffibox_rest"] = rest
+    return rest
+
+
+def _slots_within(view, holder) -> bool:
+    """Whether every pointer slot of `view` is a pointer slot of `holder` (which holds the
+    view's memory) at the same place."""
+    shift = _ct.addressof(view) - _ct.addressof(holder)
+    kind, whole = type(view), type(holder)
+    while _types.is_array(whole) and kind is not whole:  # an element (or a run) of an array
+        element = whole._type_
+        if kind is element or (_types.is_array(kind) and kind._type_ is element):
+            return shift % max(_ct.sizeof(element), 1) == 0
+        whole, shift = element, shift % max(_ct.sizeof(element), 1)
+    if kind is whole:
+        return shift == 0 or not _types.pointer_offsets(kind)
+    own = _types.pointer_offsets(kind)
+    if not own:
+        return True
+    held = {offset for offset, _ in _types.pointer_offsets(whole)}
+    return all(offset + shift in held for offset, _ in own)
+
+
+def memory_owner(obj, twins):
+    """The object whose buffer holds ctypes object `obj`'s memory, and so whose twin it
+    shares (`twins`: the session's TwinTable): its base (for a field or element view), the
+    ctypes object it was made `from_buffer` of, an object an earlier call twinned (for a
+    view of it such as `p.contents`), an object the base keeps alive that holds it, or
+    itself."""
+    start, end = _ct.addressof(obj), _ct.addressof(obj) + _ct.sizeof(obj)
+
+    def holds(other) -> bool:
+        return _ct.addressof(other) <= start and end <= _ct.addressof(other) + _ct.sizeof(
+            other)
+
+    owner = _twins.owner_of(obj)
+    if owner is obj:
+        # Made over another object's memory: that object, whose block then carries its
+        # pointer slots by its type, unless the view has slots of its own where that type
+        # has none (a record over a char buffer): the two then ship apart.
+        exporter = _buffer_exporter(obj)
+        if exporter is not None and holds(exporter) and _slots_within(obj, exporter):
+            return exporter
+        return obj
+    if holds(owner):
+        return owner
+    twinned = twins.owner_at(start)
+    if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
+        return twinned
+    # The largest object kept alive that holds it: another view of the same element
+    # (`cast(array, POINTER(T))[0]` twice) would ship apart from the array around both.
+    best = obj
+    # An element reached by indexing a pointer to another (`pointer(a[0])[2]`) is held
+    # by the base of what the pointer keeps.
+    for item in kept_alive(getattr(owner, "_objects", None), limit=256):
+        if not issubclass(type(item), _CData) or item is obj:
+            continue
+        base = _twins.owner_of(item)
+        if holds(base):
+            item = base
+        elif not holds(item):
+            continue
+        if _ct.sizeof(item) > _ct.sizeof(best):
+            best = item
+    return best
