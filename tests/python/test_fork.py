@@ -9,6 +9,7 @@ user would, on the stream and on the same-host channel.
 """
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -69,9 +70,24 @@ POOL_OF_FORKED_WORKERS = textwrap.dedent("""
 
 
 def run(script, **env):
+    """Runs `script` in a session of its own; when it overruns, the whole session is killed:
+    the script and the children it forked (a pool's workers), which would outlive it."""
     environment = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"), **env)
-    return subprocess.run([sys.executable, "-c", script], capture_output=True,
-                          env=environment, text=True, timeout=60)
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=environment, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # forked children left behind
+            except ProcessLookupError:
+                pass
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize("same_host", ["0", "1"], ids=["stream", "same_host"])
