@@ -129,34 +129,32 @@ TEST(DescribeWorkerDeath, SigkillTheBrokerDidNotSendIsResourceExhausted) {
   EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
 }
 
-TEST(DescribeWorkerDeath, SigkillPastTheCpuLimitIsResourceExhaustedNamingTheLimit) {
+// How a SIGKILL ffiboxd did not send is described, given the worker's CPU-time limit, the
+// CPU time it used and the OOM kills its cgroup counted.
+v1::Error UnsentSigkill(uint64_t cpu_seconds, double cpu_used_seconds, uint64_t oom_kills) {
   WorkerExit exit{SIGKILL, -1};
-  exit.cpu_seconds = 1;
-  exit.cpu_used_seconds = 3.01;
-  exit.oom_kills = 0;
-  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "spin");
+  exit.cpu_seconds = cpu_seconds;
+  exit.cpu_used_seconds = cpu_used_seconds;
+  exit.oom_kills = oom_kills;
+  return DescribeWorkerDeath(exit, DeathCause::kUnexpected, "f");
+}
+
+TEST(DescribeWorkerDeath, SigkillPastTheCpuLimitIsResourceExhaustedNamingTheLimit) {
+  const v1::Error error = UnsentSigkill(1, 3.01, 0);
   EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
   EXPECT_NE(error.message().find("CPU time limit of 1 s exceeded"), std::string::npos)
       << error.message();
 }
 
 TEST(DescribeWorkerDeath, SigkillWithAnOomKillInTheCgroupIsResourceExhausted) {
-  WorkerExit exit{SIGKILL, -1};
-  exit.cpu_seconds = 10;
-  exit.cpu_used_seconds = 0.5;
-  exit.oom_kills = 1;
-  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "grow");
+  const v1::Error error = UnsentSigkill(10, 0.5, 1);
   EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
   EXPECT_NE(error.message().find("out-of-memory killer"), std::string::npos) << error.message();
 }
 
 TEST(DescribeWorkerDeath, SigkillFromNoLimitIsACrash) {
   // Within its CPU time, and its cgroup counted no OOM kill: the library's own SIGKILL.
-  WorkerExit exit{SIGKILL, -1};
-  exit.cpu_seconds = 10;
-  exit.cpu_used_seconds = 0.01;
-  exit.oom_kills = 0;
-  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "kill_self");
+  const v1::Error error = UnsentSigkill(10, 0.01, 0);
   EXPECT_EQ(error.code(), v1::WORKER_CRASHED) << error.message();
   EXPECT_EQ(error.signal(), SIGKILL);
   EXPECT_NE(error.message().find("neither ffiboxd nor a limit"), std::string::npos)
