@@ -640,6 +640,64 @@ def test_a_library_found_through_debian_alternatives_loads_with_its_dependencies
     assert dot(ct.byref(n), x, ct.byref(one), y, ct.byref(one)) == 32.0
 
 
+def test_an_object_passed_as_a_pointers_contents_is_that_object(ct, testlib):
+    # `byref(pointer(x).contents)`: the view is x's memory, and x keeps one copy in the
+    # library's process for its life (the copy was the temporary view's, and went with it
+    # while the library still pointed there: its next call crashed).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    first, second = Node(1), Node(2)
+    testlib.set_next(first, ct.byref(ct.pointer(second).contents))
+    gc.collect()
+    assert testlib.sum_list(ct.byref(first)) == 3
+    assert ct.addressof(first.next.contents) == ct.addressof(second)
+
+
+@pytest.mark.parametrize("over", ["bytearray", "array"])
+def test_records_made_over_memory_made_over_other_memory(ct, testlib, over):
+    # Nodes made from_buffer of memory that is itself a view (of a bytearray, or of a
+    # larger array of nodes): an element view of them, a field of one, and what ctypes
+    # keeps alive for them are the nodes' memory (each went as a block of its own, or was
+    # not found: lost links, crashed calls).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    size = ct.sizeof(Node)
+    backing = bytearray(4 * size) if over == "bytearray" else (Node * 4)()
+    nodes = (Node * 3).from_buffer(backing)
+    middle = Node.from_buffer(nodes, size)
+    testlib.set_next(middle, ct.byref(nodes[2]))
+    assert ct.addressof(nodes[1].next.contents) == ct.addressof(nodes[2])
+    testlib.store_node(ct.pointer(Node.from_buffer(nodes, 0).next), ct.byref(nodes[1]))
+    assert ct.addressof(nodes[0].next.contents) == ct.addressof(nodes[1])
+    testlib.bump_list(nodes[0], 5)
+    assert [node.value for node in nodes] == [5, 5, 5]
+    # A link ctypes keeps for the nodes, reached through a record the library linked to them.
+    head, tail = Node(1), Node(10)
+    testlib.set_next(head, ct.byref(nodes[0]))
+    nodes[2].next = ct.pointer(tail)
+    testlib.bump_list(ct.byref(head), 1)
+    assert [head.value, nodes[2].value, tail.value] == [2, 6, 11]
+
+
+def test_a_record_made_from_buffer_of_another_passed_by_value(ct, testlib):
+    # Its pointer field's target, kept alive for the record it was made on, goes with it.
+    Node = make_types(ct)[6]
+    testlib.next_value.argtypes = [Node]
+    source = Node(1, ct.pointer(Node(7)))
+    assert testlib.next_value(Node.from_buffer(source)) == 7
+    nodes = (Node * 2)(Node(3))
+    nodes[1].next = ct.pointer(nodes[0])
+    assert testlib.next_value(Node.from_buffer(nodes, ct.sizeof(Node))) == 3
+
+
+def test_a_pointer_cast_from_an_element_into_the_next_one(ct, testlib):
+    # `cast(byref(nodes[0], size), POINTER(Node))` is &nodes[1], which the array holds.
+    Node = make_types(ct)[6]
+    nodes = (Node * 2)(Node(1), Node(6))
+    head = Node(1, ct.cast(ct.byref(nodes[0], ct.sizeof(Node)), ct.POINTER(Node)))
+    assert testlib.sum_list(ct.byref(head)) == 7
+
+
 def test_a_field_of_a_subclass_of_a_simple_type_read_in_library_memory(ct, testlib):
     # ctypes gives such a field as an object of the subclass (python3-mpv's
     # `class MpvFormat(c_int)`), whose value is a number: read through a view of library

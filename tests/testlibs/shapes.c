@@ -177,6 +177,7 @@ EXPORT Node* make_list(int n) {
 EXPORT void out_list(int n, Node** out) { *out = make_list(n); }
 EXPORT void set_next(Node* node, Node* next) { node->next = next; }
 EXPORT void store_node(Node** slot, Node* node) { *slot = node; }
+EXPORT int next_value(Node node) { return node.next != NULL ? node.next->value : -1; }
 EXPORT void bump_list(Node* head, int by) {
   for (int i = 0; head != NULL && i < 64; ++i, head = head->next) head->value += by;
 }

@@ -167,6 +167,7 @@ void get_cycle(Node** out);                           /* *out = a node whose nex
 void set_next(Node* node, Node* next);                /* node->next = next */
 void store_node(Node** slot, Node* node);             /* *slot = node */
 void bump_list(Node* head, int by);                   /* adds by to each value (at most 64) */
+int next_value(Node node);                            /* node.next->value, -1 for NULL */
 int split_first(char* text, char** rest);             /* cuts at the first space; *rest after it */
 
 /* ---- Function pointers and variables ------------------------------------------------- */

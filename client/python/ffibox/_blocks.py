@@ -135,6 +135,8 @@ class CallBuilder:
         data = self._images.worker_bytes(start, size, slots, mapped)
         index = self._new_block(start, size, obj, data, pb.INOUT)
         self._collect(getattr(obj, "_objects", None))
+        for view in _memory_owners.views_of(obj):  # made on its memory: what they keep
+            self._collect(getattr(view, "_objects", None))
         for offset, ptype in slots:
             word = _types.word_at(start + offset).value
             if offset in mapped:  # sent as a worker address
@@ -152,6 +154,13 @@ class CallBuilder:
         while view is not None:
             self._collect(getattr(view, "_objects", None))
             view = getattr(view, "_b_base_", None)
+        # And the objects it was made on with from_buffer, and what they keep alive (a
+        # record passed by value that is a view of another: `f(Node.from_buffer(n))`).
+        exporters = _memory_owners.buffer_exporters(_twins.owner_of(obj))
+        if exporters:
+            self._collect(tuple(exporters))
+            for exporter in exporters:
+                self._collect(getattr(exporter, "_objects", None))
 
     def add_bytes(self, data: bytes, terminator: bytes = b"\0", source=None) -> int:
         """Ships immutable bytes (plus a terminator) IN, at the worker twin of `source` (the
@@ -201,6 +210,13 @@ class CallBuilder:
             if issubclass(type(item), _CData):
                 start = _ct.addressof(item)
                 self._candidates.add(start, start + _ct.sizeof(item), item)
+                # A view's base holds memory around it a pointer made from the view may
+                # reach (`cast(byref(a[0], size), ...)` into a[1]).
+                base = _twins.owner_of(item)
+                if base is not item and id(base) not in self._collected:
+                    start = _ct.addressof(base)
+                    self._candidates.add(start, start + _ct.sizeof(base), base)
+                    self._collected.add(id(base))
             elif isinstance(item, bytes):
                 start = _bytes_address(item)
                 self._candidates.add(start, start + len(item) + 1, item)

@@ -3,7 +3,8 @@ call ships (with its one worker twin) for a view, an element, an object made `fr
 of another or of a bytearray, and the objects ctypes' keep-alive references hold, which the
 call may reach through pointers (ffibox._blocks)."""
 import ctypes as _ct
-from typing import Optional
+import weakref
+from typing import List, Optional
 
 from ffibox import _twins, _types
 
@@ -34,14 +35,14 @@ def kept_alive(keep, limit: Optional[int] = None):
                 stack.append(getattr(item, "_ffibox_keep", None))
 
 
-def _buffer_exporter(obj):
-    """The owner of the ctypes object whose memory `obj` was made on with `from_buffer`
-    (through any number of such steps), else None. ctypes keeps that object's buffer (a
-    memoryview) in `obj._objects`, or as it. Made on another exporter's buffer (a
-    bytearray, an `array.array`, an mmap), the rest of that buffer from `obj` on
+def buffer_exporters(obj) -> List:
+    """The objects whose memory `obj` was made on with `from_buffer` (through any number of
+    such steps), nearest first: the owner of each ctypes object on the way (ctypes keeps its
+    buffer, a memoryview, in `obj._objects`, or as it), then, made on another exporter's
+    buffer (a bytearray, an `array.array`, an mmap), the rest of that buffer from `obj` on
     (_rest_of_buffer): a library reads on past the object (`byref(c_char.from_buffer(code))`
     for the bytes of `code`), as in the caller's process."""
-    found, first = None, obj
+    found, first = [], obj
     for _ in range(64):
         keep = getattr(obj, "_objects", None)
         if obj._b_needsfree_ or type(keep) not in (dict, memoryview):
@@ -52,8 +53,12 @@ def _buffer_exporter(obj):
         if len(views) != 1:
             break
         if not isinstance(views[0].obj, _CData):
-            return _rest_of_buffer(first, views[0]) or found
-        obj = found = _twins.owner_of(views[0].obj)
+            rest = _rest_of_buffer(first, views[0])
+            if rest is not None:
+                found.append(rest)
+            break
+        obj = _twins.owner_of(views[0].obj)
+        found.append(obj)
     return found
 
 
@@ -108,21 +113,22 @@ def memory_owner(obj, twins):
             other)
 
     owner = _twins.owner_of(obj)
-    if owner is obj:
-        # Made over another object's memory: that object, whose block then carries its
-        # pointer slots by its type, unless the view has slots of its own where that type
-        # has none (a record over a char buffer): the two then ship apart.
-        exporter = _buffer_exporter(obj)
-        if exporter is not None and holds(exporter) and _slots_within(obj, exporter):
-            return exporter
-        return obj
-    if holds(owner):
+    if owner is obj or holds(owner):
+        # Its base, or what that was made on: the outermost object holding it whose type has
+        # a pointer slot wherever the base's does (the block carries the slots of its own
+        # type; a record made over a char buffer ships apart from it).
+        for exporter in reversed(buffer_exporters(owner)):
+            if holds(exporter) and _slots_within(owner, exporter):
+                _made_over(exporter, owner)
+                return exporter
         return owner
     twinned = twins.owner_at(start)
     if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
         return twinned
     # The largest object kept alive that holds it: another view of the same element
     # (`cast(array, POINTER(T))[0]` twice) would ship apart from the array around both.
+    # Any object of at least its size holding it wins over the view itself (`p.contents` is
+    # the object p points to, not the temporary view, whose twin dies with it).
     best = obj
     # An element reached by indexing a pointer to another (`pointer(a[0])[2]`) is held
     # by the base of what the pointer keeps.
@@ -134,6 +140,30 @@ def memory_owner(obj, twins):
             item = base
         elif not holds(item):
             continue
-        if _ct.sizeof(item) > _ct.sizeof(best):
+        if _ct.sizeof(item) > _ct.sizeof(best) or best is obj:
             best = item
     return best
+
+
+def _made_over(exporter, view) -> None:
+    # Notes that `view` (a ctypes object made on `exporter`'s memory) ships as `exporter`:
+    # what the view keeps alive (its pointer fields' targets) goes with the exporter's block
+    # too (views_of), as long as the view lives.
+    # (By id: ctypes objects are unhashable.)
+    views = exporter.__dict__.setdefault(_VIEWS, {})
+    if id(view) not in views:
+        if len(views) >= 16:  # the dead ones go before it grows
+            for key in [key for key, ref in views.items() if ref() is None]:
+                del views[key]
+        views[id(view)] = weakref.ref(view)
+
+
+_VIEWS = "_ffibox_views"
+
+
+def views_of(owner) -> List:
+    """The live objects made on `owner`'s memory that ship as `owner` (memory_owner)."""
+    views = getattr(owner, "__dict__", {}).get(_VIEWS)
+    if not views:
+        return []
+    return [view for view in (ref() for ref in list(views.values())) if view is not None]
