@@ -671,6 +671,11 @@ def test_records_made_over_memory_made_over_other_memory(ct, testlib, over):
     assert ct.addressof(nodes[0].next.contents) == ct.addressof(nodes[1])
     testlib.bump_list(nodes[0], 5)
     assert [node.value for node in nodes] == [5, 5, 5]
+    # A link stored into a view no call passed: it goes with the memory the view lies in.
+    unpassed = Node.from_buffer(nodes, 2 * size)
+    unpassed.next = ct.pointer(Node(40))
+    assert testlib.sum_list(ct.byref(nodes[2])) == 45
+    unpassed.next = None
     # A link ctypes keeps for the nodes, reached through a record the library linked to them.
     head, tail = Node(1), Node(10)
     testlib.set_next(head, ct.byref(nodes[0]))
@@ -696,6 +701,26 @@ def test_a_pointer_cast_from_an_element_into_the_next_one(ct, testlib):
     nodes = (Node * 2)(Node(1), Node(6))
     head = Node(1, ct.cast(ct.byref(nodes[0], ct.sizeof(Node)), ct.POINTER(Node)))
     assert testlib.sum_list(ct.byref(head)) == 7
+
+
+def test_an_address_in_a_buffer_past_many_objects_made_over_it(ct, testlib):
+    # A buffer shipped, then many overlapping pairs of objects made at addresses in it,
+    # each shipped: an address in the buffer past all of them, as a void*, is still the
+    # buffer's (the lookup gave up after eight such pairs, and the library was handed this
+    # process's address).
+    testlib.fill_squares.argtypes = [ct.c_void_p, ct.c_int]
+    buffer = (ct.c_int * 1024)()
+    start = ct.addressof(buffer)
+    testlib.fill_squares(buffer, 1)
+    made = []
+    for i in range(12):
+        pair = (ct.c_int * 2).from_address(start + 100 * i + 8)
+        inner = ct.c_int.from_address(start + 100 * i + 12)
+        made += [pair, inner]
+        testlib.fill_squares(pair, 0)
+        testlib.fill_squares(ct.byref(inner), 0)
+    testlib.fill_squares(start + 2000, 3)
+    assert list(buffer[500:503]) == [0, 1, 4]
 
 
 def test_a_field_of_a_subclass_of_a_simple_type_read_in_library_memory(ct, testlib):

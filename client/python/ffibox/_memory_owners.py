@@ -114,14 +114,9 @@ def memory_owner(obj, twins):
 
     owner = _twins.owner_of(obj)
     if owner is obj or holds(owner):
-        # Its base, or what that was made on: the outermost object holding it whose type has
-        # a pointer slot wherever the base's does (the block carries the slots of its own
-        # type; a record made over a char buffer ships apart from it).
-        for exporter in reversed(buffer_exporters(owner)):
-            if holds(exporter) and _slots_within(owner, exporter):
-                _made_over(exporter, owner)
-                return exporter
-        return owner
+        # Its base, or what that was made on (_made_on).
+        exporter = _made_on(owner)
+        return owner if exporter is None else exporter
     twinned = twins.owner_at(start)
     if twinned is not None and not _twins.held_strongly(twinned) and holds(twinned):
         return twinned
@@ -145,17 +140,41 @@ def memory_owner(obj, twins):
     return best
 
 
+def _made_on(view):
+    """The outermost object `view` (its own base) was made on with from_buffer that holds it
+    and whose type has a pointer slot wherever the view's does (the block carries the slots
+    of its own type; a record made over a char buffer ships apart from it), noted as made
+    over by the view (views_of); None when there is none."""
+    start, end = _ct.addressof(view), _ct.addressof(view) + _ct.sizeof(view)
+    for exporter in reversed(buffer_exporters(view)):
+        if _ct.addressof(exporter) <= start and end <= _ct.addressof(exporter) + _ct.sizeof(
+                exporter) and _slots_within(view, exporter):
+            _made_over(exporter, view)
+            return exporter
+    return None
+
+
+def note_view(view) -> None:
+    """Notes a ctypes object just made with from_buffer: when it ships as the object it was
+    made on, what it keeps alive (pointers stored into it, before any call passes it) goes
+    with that object's block."""
+    if _types.holds_words(type(view)):
+        _made_on(view)
+
+
 def _made_over(exporter, view) -> None:
     # Notes that `view` (a ctypes object made on `exporter`'s memory) ships as `exporter`:
     # what the view keeps alive (its pointer fields' targets) goes with the exporter's block
     # too (views_of), as long as the view lives.
-    # (By id: ctypes objects are unhashable.)
+    # By id (ctypes objects are unhashable); the dead go each time the count doubles.
     views = exporter.__dict__.setdefault(_VIEWS, {})
-    if id(view) not in views:
-        if len(views) >= 16:  # the dead ones go before it grows
-            for key in [key for key, ref in views.items() if ref() is None]:
-                del views[key]
-        views[id(view)] = weakref.ref(view)
+    known = views.get(id(view))
+    if known is not None and known() is view:
+        return
+    if len(views) >= 16 and len(views) & (len(views) - 1) == 0:
+        for key in [key for key, ref in list(views.items()) if ref() is None]:
+            views.pop(key, None)  # another thread may have let it go already
+    views[id(view)] = weakref.ref(view)
 
 
 _VIEWS = "_ffibox_views"

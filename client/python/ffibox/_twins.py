@@ -482,23 +482,19 @@ class TwinTable:
         if at == len(self._outer_starts) or self._outer_starts[at] != start:
             self._outer_starts.insert(at, start)
 
-    # How many outer starts below an address _holding looks at when the nearest start's
-    # twins do not hold it: nests are shallow, and a lookup must stay cheap.
-    _OUTER_LOOKS = 8
-
     def _holding(self, address: int) -> Optional[Tuple[object, Twin]]:
         # (owner, twin) of a live twin whose local memory holds `address`: one at the nearest
-        # start below it, else one at the nearest outer starts (an inner twin that ends
-        # before the address, or whose object died, does not hide the one around it).
+        # start below it, else one at an outer start below it, nearest first, as far back as
+        # the longest twin reaches (an inner twin that ends before the address, or whose
+        # object died, does not hide the one around it). Only twins that hold another's
+        # start are looked at so: most lookups end at the nearest start.
         index = bisect.bisect_right(self._local_starts, address) - 1
         if index >= 0:
             found = self._live_at(self._local_starts[index], address)
             if found is not None:
                 return found
         index = bisect.bisect_right(self._outer_starts, address) - 1
-        for _ in range(self._OUTER_LOOKS):
-            if index < 0 or address - self._outer_starts[index] >= self._longest_local:
-                break
+        while index >= 0 and address - self._outer_starts[index] < self._longest_local:
             found = self._live_at(self._outer_starts[index], address)
             if found is not None:
                 return found

@@ -15,7 +15,9 @@ a static type's attributes in a dictionary it reaches through `__dict__`;
   (`(c_char_p * n).from_buffer_copy(string_at(address, size))` copies the library's
   `char*` words; `T.from_buffer(bytearray(...))` sees them in place). A view of worker
   memory as the source of a copy gives the worker's bytes (its local snapshot has NULL
-  pointers). With no ffibox session open nothing changes.
+  pointers). With no ffibox session open nothing changes. A view made with `from_buffer`
+  is noted on the object it ships as (ffibox._memory_owners.note_view), so that what it
+  keeps alive goes with that object's block, also before any call passes the view.
 - `from_address` and `in_dll` of array types: ffibox.ctypes' (a worker address gives a
   view of worker memory; an ffibox library's variable is the worker's), so
   `(c_char * 32).from_address(address)` reads the side the address belongs to.
@@ -23,7 +25,7 @@ a static type's attributes in a dictionary it reaches through `__dict__`;
 import ctypes as _ct
 import gc
 
-from ffibox import _images, _remote, _slots
+from ffibox import _images, _memory_owners, _remote, _slots
 
 _ARRAY_TYPE = type(_ct.c_int * 1)
 _METATYPES = (_ARRAY_TYPE, type(_ct.POINTER(_ct.c_int)), type(_ct.Structure), type(_ct.Union))
@@ -50,6 +52,7 @@ def _from_buffer(original):
     def from_buffer(cls, source, *offset):
         obj = original(cls, source, *offset)
         _slots.image_worker_words(obj)
+        _memory_owners.note_view(obj)
         return obj
 
     return from_buffer
