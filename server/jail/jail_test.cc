@@ -101,9 +101,8 @@ TEST(Jail, TheWorkerSeesItsVisiblePathsAndSystemDirectoriesOnly) {
   // Libraries' configuration, where this host has it (fontconfig's comes with the JDK that
   // Bazel runs on).
   int configs = 0;
-  for (const char* config :
-       {"/etc/fonts/fonts.conf", "/etc/ssl/openssl.cnf", "/etc/ImageMagick-6/policy.xml",
-        "/etc/alternatives"}) {
+  for (const char* config : {"/etc/fonts/fonts.conf", "/etc/ssl/openssl.cnf",
+                             "/etc/ImageMagick-6/policy.xml", "/etc/alternatives"}) {
     if (stat(config, &st) != 0) continue;
     ++configs;
     EXPECT_EQ(stat((root + config).c_str(), &st), 0) << config;
