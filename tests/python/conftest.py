@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import pytest
@@ -192,6 +193,10 @@ class Server:
 
     def __init__(self, *flags, allow_root="/", wrapper=(), stderr=subprocess.DEVNULL,
                  tls=None):
+        if threading.current_thread() is threading.main_thread():
+            # Ended with the test process, also when that crashes (its parent-death signal
+            # follows the thread that started it: only the main thread lives as long).
+            flags = ("--exit_with_parent", *flags)
         self.dir = tempfile.mkdtemp(prefix="ffibox-pytest-")
         os.chmod(self.dir, 0o700)
         self.address = "unix:" + os.path.join(self.dir, "ffiboxd.sock")
