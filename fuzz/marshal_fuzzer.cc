@@ -150,8 +150,10 @@ bool SameDouble(double a, double b) {
 }
 
 // The pointer `value` was marshalled from (null, or a remote address of the right
-// generation) came back as `decoded`.
-void CheckPointer(const v1::Value& value, const v1::Value& decoded, const std::string& path) {
+// generation, or of generation 0: a number no worker handed out, which comes back as the
+// worker's, `generation`) came back as `decoded`.
+void CheckPointer(const v1::Value& value, const v1::Value& decoded, uint64_t generation,
+                  const std::string& path) {
   const v1::PointerValue& pointer = value.pointer();
   const bool null = pointer.has_null() || pointer.remote().address() == 0;
   FUZZ_CHECK(pointer.has_null() || pointer.has_remote(), path, ": marshalled pointer kind ",
@@ -161,14 +163,15 @@ void CheckPointer(const v1::Value& value, const v1::Value& decoded, const std::s
                decoded.ShortDebugString());
     return;
   }
+  const uint64_t sent = pointer.remote().generation();
   FUZZ_CHECK(decoded.pointer().remote().address() == pointer.remote().address() &&
-                 decoded.pointer().remote().generation() == pointer.remote().generation(),
+                 decoded.pointer().remote().generation() == (sent != 0 ? sent : generation),
              path, ": ", value.ShortDebugString(), " came back as ", decoded.ShortDebugString());
 }
 
 // `decoded` is the scalar `value` became when marshalled as `scalar` and decoded back.
 void CheckScalar(v1::Scalar scalar, const v1::Value& value, const v1::Value& decoded,
-                 const std::string& path) {
+                 uint64_t generation, const std::string& path) {
   const ScalarInfo info = GetScalarInfo(scalar);
   if (scalar == v1::BOOL) {
     FUZZ_CHECK(decoded.bool_value() == Truthy(value), path, ": bool ", value.ShortDebugString(),
@@ -204,7 +207,7 @@ void CheckScalar(v1::Scalar scalar, const v1::Value& value, const v1::Value& dec
     FUZZ_CHECK(decoded.text_value() == sent.substr(0, sent.find('\0')), path,
                ": wide string came back as ", decoded.ShortDebugString());
   } else {
-    CheckPointer(value, decoded, path);
+    CheckPointer(value, decoded, generation, path);
   }
 }
 
@@ -301,13 +304,13 @@ void CheckObject(const v1::Type& type, const v1::Value& value, absl::string_view
       absl::Status status = DecodeValue(type, bytes, generation, &decoded);
       FUZZ_CHECK(status.ok(), path, ": DecodeValue of a marshalled value: ", status.ToString());
       if (type.kind_case() == v1::Type::kScalar) {
-        CheckScalar(type.scalar(), value, decoded, path);
+        CheckScalar(type.scalar(), value, decoded, generation, path);
         const v1::Scalar scalar = type.scalar();
         set->Bytes(offset, scalar == v1::LONGDOUBLE ? kLongDoubleValueBytes
                            : scalar == v1::BOOL     ? 1
                                                     : bytes.size());
       } else {
-        CheckPointer(value, decoded, path);
+        CheckPointer(value, decoded, generation, path);
         set->Bytes(offset, bytes.size());
       }
       return;
@@ -338,9 +341,9 @@ void CheckArgument(const v1::Type& type, const v1::Value& value, const MarshalCo
   status = UnmarshalResult(type, slot.get(), context.generation, &decoded);
   FUZZ_CHECK(status.ok(), "UnmarshalResult of a marshalled argument: ", status.ToString());
   if (type.kind_case() == v1::Type::kScalar) {
-    CheckScalar(type.scalar(), value, decoded, "argument");
+    CheckScalar(type.scalar(), value, decoded, context.generation, "argument");
   } else {
-    CheckPointer(value, decoded, "argument");
+    CheckPointer(value, decoded, context.generation, "argument");
   }
 }
 
