@@ -56,6 +56,34 @@ def test_argtypes_check_arguments(ct, testlib):
         testlib.add_int(1)
 
 
+def test_pointers_the_library_returned_are_type_checked_as_arguments(ct, testlib):
+    # A POINTER(Node) the library returned, passed where another pointer type goes: the
+    # ArgumentError ctypes raises (ffibox passed any pointer it had from the library); a
+    # pointer to a subclass of the pointee, or an array of one, goes (ffibox refused both).
+    Node = make_types(ct)[6]
+    testlib.make_list.restype = ct.POINTER(Node)
+    testlib.make_list.argtypes = [ct.c_int]
+    head = testlib.make_list(3)
+    testlib.sum_array.argtypes = [ct.POINTER(ct.c_int)]
+    with pytest.raises(ct.ArgumentError, match="expected LP_c_int instance instead of LP_"):
+        testlib.sum_array(head)
+    testlib.str_len.argtypes = [ct.c_char_p]
+    testlib.str_len.restype = ct.c_size_t
+    with pytest.raises(ct.ArgumentError, match="wrong type"):
+        testlib.str_len(head)
+    testlib.sum_list.argtypes = [ct.c_void_p]
+    assert testlib.sum_list(head) == 0 + 1 + 2
+    testlib.greeting.restype = ct.POINTER(ct.c_char)
+    assert testlib.str_len(testlib.greeting()) == len(b"hello, ffibox")
+
+    class Int(ct.c_int):
+        pass
+
+    numbers = (Int * 5)(1, 2, 3, 4, 5)
+    assert testlib.sum_array(numbers) == 15
+    assert testlib.sum_array(ct.pointer(numbers[0])) == 15
+
+
 # -- fundamental types -------------------------------------------------------------------
 
 SCALARS = [

@@ -222,6 +222,9 @@ def _encode_string_or_void(t, code, value, builder, session):
         return remote_value(at.address, at.generation)
     if isinstance(value, RemotePointer):
         _own_view_address(value, session)
+        if code != "P" and value._type_ is not None and \
+                not _points_to(value._type_, _ct.c_char if code == "z" else _ct.c_wchar):
+            raise TypeError("wrong type")  # as c_char_p.from_param, c_wchar_p.from_param
         return _remote_pointer_value(value, builder, session)
     if isinstance(value, int) and not isinstance(value, bool):
         if code != "P" and builder is not None:
@@ -386,6 +389,9 @@ def _encode_pointer(t, value, builder, session):
             # As ctypes: a POINTER(T) where a POINTER(POINTER(T)) goes is passed by
             # reference, as byref(value): a pointer to its local slot.
             return _byref_value(_ct.byref(value.local_slot()), builder)
+        if value._type_ is not None and not _points_to(value._type_, target):
+            raise TypeError("expected %s instance instead of %s" % (
+                t.__name__, _ct.POINTER(value._type_).__name__))
         return _remote_pointer_value(value, builder, session)
     at = _own_view_address(value, session)
     if at is not None:  # a view of worker memory (.contents, in_dll): its worker address
@@ -394,8 +400,7 @@ def _encode_pointer(t, value, builder, session):
     if base is not None:
         return remote_value(base.address + byref_target(value)[1], base.generation)
     if builder is None:
-        fits = isinstance(value, (_ct._Pointer, _ct.Array)) and (
-            value._type_ is target or isinstance(value, t))
+        fits = isinstance(value, (_ct._Pointer, _ct.Array)) and _points_to(value._type_, target)
         stored = _stored_twin(value, session) if fits else None
         if stored is not None:
             return stored
@@ -408,13 +413,13 @@ def _encode_pointer(t, value, builder, session):
         return block_value(builder.add_bytes(value))
     if isinstance(value, str) and target is _ct.c_wchar:
         return block_value(builder.add_bytes(value.encode("utf-32-le"), b"\0\0\0\0", value))
-    if isinstance(value, _ct.Array) and (value._type_ is target or isinstance(value, t)):
+    if isinstance(value, _ct.Array) and _points_to(value._type_, target):
         return builder.pointer_to(value)
     if isinstance(value, _ct._SimpleCData) and (target, type(value)._type_) in (
             (_ct.c_char, "z"), (_ct.c_wchar, "Z")):
         # As ctypes: a c_char_p / c_wchar_p for POINTER(c_char) / POINTER(c_wchar).
         return _encode_string_or_void(_ct.c_void_p, "P", value, builder, session)
-    if isinstance(value, _ct._Pointer) and (value._type_ is target or isinstance(value, t)):
+    if isinstance(value, _ct._Pointer) and _points_to(value._type_, target):
         builder.add_object(value)
         return builder.local_pointer_via(_types.word_at(_ct.addressof(value)).value or 0,
                                          getattr(value, "_ffibox_keep", None) or _keep_of(value))
@@ -422,6 +427,13 @@ def _encode_pointer(t, value, builder, session):
         return builder.pointer_to(value)
     t.from_param(value)  # the TypeError ctypes raises
     raise TypeError("expected %s instance instead of %s" % (t.__name__, type(value).__name__))
+
+
+def _points_to(item, target) -> bool:
+    """Whether a pointer to, or an array of, `item` goes where a POINTER(`target`) does: as
+    ctypes, when `item` is `target` or a subclass of it."""
+    return item is target or (isinstance(item, type) and isinstance(target, type) and
+                              issubclass(item, target))
 
 
 def _remote_pointer_value(value, builder, session):
