@@ -90,16 +90,26 @@ class NativeFunction {
     // (blocks returned, worker generation) => void: copies out/inout blocks back
     const afterCall = [];
     const values = [];
-    for (let i = 0; i < args.length; ++i) {
-      const arg = args[i] instanceof Typed ? args[i].value : args[i];
-      values.push(await this._argument(types[i], arg, `${this.name} argument ${i}`,
-        blocks, afterCall));
+    // Taken now: the call is written after every call made before it, whatever its
+    // arguments await.
+    const turn = this.session.takeTurn();
+    let answer;
+    try {
+      for (let i = 0; i < args.length; ++i) {
+        const arg = args[i] instanceof Typed ? args[i].value : args[i];
+        values.push(await this._argument(types[i], arg, `${this.name} argument ${i}`,
+          blocks, afterCall));
+      }
+      const call = { function: String(this.handle), args: values, blocks };
+      if (variadicTypes.length > 0) call.variadic_types = variadicTypes.map((t) => t.proto);
+      if (captureErrno) call.capture_errno = true;
+      if (setErrno !== undefined) call.set_errno = setErrno;
+      await turn.ready;
+      answer = this.session.request({ call }, this.name);
+    } finally {
+      turn.done();
     }
-    const call = { function: String(this.handle), args: values, blocks };
-    if (variadicTypes.length > 0) call.variadic_types = variadicTypes.map((t) => t.proto);
-    if (captureErrno) call.capture_errno = true;
-    if (setErrno !== undefined) call.set_errno = setErrno;
-    const response = await this.session.request({ call }, this.name);
+    const response = await answer;
     const returned = returnedBlocks(blocks, response.call.blocks, this.name);
     const value = response.call.result;
     // Pointer fields of records the worker wrote are its addresses, of this generation.

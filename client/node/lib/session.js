@@ -105,6 +105,8 @@ class Session extends EventEmitter {
     this._answerWatch = new AnswerWatch((silentMs, boundMs) => this._expire(silentMs, boundMs));
     this._whenStreamDone = null;     // set by the Client, which keeps the sessions it must end
     this._nextId = 1;
+    // The last turn taken in each scope (takeTurn), by invocation ('0': the top level).
+    this._turns = new Map();
     this._pending = new Map();       // request id -> {resolve, reject, label, name, bound}
     this._callbacks = new Map();     // callback id -> {fn, type}
     this._callbackIds = new Map();   // JS function -> Map(signature JSON -> callback id)
@@ -189,6 +191,29 @@ class Session extends EventEmitter {
       this._answerWatch.sent(bound);
       this._stream.write(request);
     });
+  }
+
+  /**
+   * A turn to write a call in: calls are written in the order they were made, within their
+   * scope (the top level, or the invocation whose handler made them), so that a call made
+   * after another runs after it in the worker even when the first awaits something before it
+   * is written (a record's layout, a callback's definition; those requests are not held).
+   * `ready` resolves once every earlier turn of the scope is done; `done()` ends this one
+   * (call it once the call is written, or not going to be).
+   */
+  takeTurn() {
+    const scope = String(currentInvocation.getStore() || 0);
+    const ready = this._turns.get(scope) || Promise.resolve();
+    let finish;
+    const mine = new Promise((resolve) => { finish = resolve; });
+    this._turns.set(scope, mine);
+    return {
+      ready,
+      done: () => {
+        if (this._turns.get(scope) === mine) this._turns.delete(scope);
+        finish();
+      },
+    };
   }
 
   // How long after the server's last message the answer to request `op` may take: its

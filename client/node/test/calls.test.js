@@ -202,6 +202,25 @@ describe('scalars', () => {
   });
 });
 
+describe('order', () => {
+  test('calls made without awaiting each run in the order they were made', async () => {
+    const set = await lib.func('void set_owned_number(int index, int value)');
+    const get = await lib.func('int owned_number_at(int index)');
+    const Fresh = ffibox.struct('OrderPoint', { x: 'double', y: 'double' });
+    // Its argument's layout is asked of the server before the call can be written.
+    const area = await lib.func('double rect_area(void* r)',
+      { params: [ffibox.struct('OrderRect', { min: Fresh, max: Fresh })] });
+    const made = [];
+    for (let i = 1; i <= 5; ++i) made.push(set(0, i));
+    made.push(area({ min: { x: 0, y: 0 }, max: { x: 1, y: 1 } }));
+    made.push(set(0, 42));
+    made.push(get(0));  // one argument, where set has two: it was written before them
+    const results = await Promise.all(made);
+    assert.equal(results[results.length - 1], 42);
+    await set(0, 7);  // as the library had it
+  });
+});
+
 describe('errno', () => {
   test('withErrno gives the worker\'s errno right after the call, and callWith sets it before', async () => {
     const setErrno = await lib.func('int set_errno_to(int)');
