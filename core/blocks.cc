@@ -51,6 +51,25 @@ uint64_t CallBlocks::EndOfRunningBlock(uint64_t address) {
   return 0;
 }
 
+void CallBlocks::TellKept(uint64_t generation,
+                          google::protobuf::RepeatedPtrField<v1::KeptBlock>* kept) {
+  const Running* running = t_running;
+  if (running == nullptr || running->kept_told_) return;
+  running->kept_told_ = true;
+  running->blocks_->AppendKept(generation, kept);
+}
+
+void CallBlocks::AppendKept(uint64_t generation,
+                            google::protobuf::RepeatedPtrField<v1::KeptBlock>* kept) const {
+  for (int i = 0; i < count_; ++i) {
+    if (!(*blocks_)[i].keep()) continue;
+    v1::KeptBlock* told = kept->Add();
+    told->set_block(static_cast<uint32_t>(i));
+    told->mutable_address()->set_address(reinterpret_cast<uint64_t>(placed_[i].data));
+    told->mutable_address()->set_generation(generation);
+  }
+}
+
 CallBlocks::~CallBlocks() {
   if (reported_ || lasting_ == nullptr) return;
   for (int i = 0; i < count_; ++i) {
@@ -198,13 +217,7 @@ absl::StatusOr<uint64_t> CallBlocks::AddressOf(const v1::BlockRef& ref) const {
 
 void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool report_changed) {
   reported_ = true;
-  for (int i = 0; i < count_; ++i) {
-    if (!(*blocks_)[i].keep()) continue;
-    v1::KeptBlock* kept = result->add_kept();
-    kept->set_block(static_cast<uint32_t>(i));
-    kept->mutable_address()->set_address(reinterpret_cast<uint64_t>(placed_[i].data));
-    kept->mutable_address()->set_generation(generation);
-  }
+  AppendKept(generation, result->mutable_kept());
   // Block ranges sorted by start, to find which block (if any) a word points into. Every
   // block owns at least one arena byte, so starts are distinct.
   struct Range {

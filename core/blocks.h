@@ -117,7 +117,15 @@ class CallBlocks {
     friend class CallBlocks;
     const CallBlocks* const blocks_;
     const Running* const outer_;
+    mutable bool kept_told_ = false;  // TellKept told this call's kept blocks
   };
+
+  // The first time it is asked during the innermost call running on this thread (Running):
+  // appends where that call placed each block it sent with `keep` to `kept`
+  // (CallbackInvoke.kept: one KeptBlock per such block, in block order, stamped with
+  // `generation`); later, or with no call running, nothing.
+  static void TellKept(uint64_t generation,
+                       google::protobuf::RepeatedPtrField<v1::KeptBlock>* kept);
 
   // One past the last byte of the block that holds `address` (data <= address < data +
   // size) among the blocks of the calls running on this thread (Running), the innermost
@@ -129,6 +137,10 @@ class CallBlocks {
     unsigned char* data;
     uint64_t size;
   };
+
+  // Appends a KeptBlock for each block sent with `keep`, in block order.
+  void AppendKept(uint64_t generation,
+                  google::protobuf::RepeatedPtrField<v1::KeptBlock>* kept) const;
 
   // CopyOut's part for lasting memory: Watch for each lasting block placed, then
   // ReportChanged when `report_changed`.

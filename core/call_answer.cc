@@ -81,6 +81,22 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call) {
   return expected;
 }
 
+absl::Status CheckKeptBlocks(const google::protobuf::RepeatedPtrField<v1::KeptBlock>& kept,
+                             const std::vector<uint32_t>& expected, absl::string_view what) {
+  if (static_cast<size_t>(kept.size()) != expected.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " reports ", kept.size(), " kept blocks, the call kept ", expected.size()));
+  }
+  for (int i = 0; i < kept.size(); ++i) {
+    if (kept[i].block() != expected[i] || kept[i].address().address() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": kept block ", i, " names block ", kept[i].block(), " at 0x",
+                       absl::Hex(kept[i].address().address()), ", expected block ", expected[i]));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // A call's result: only blocks the call sent as OUT/INOUT, each once with its exact size and
 // its pointers checked, and each kept block reported once, in order.
 absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected) {
@@ -114,19 +130,7 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
     absl::Status pointers = CheckReportedPointers(block, size, expected);
     if (!pointers.ok()) return pointers;
   }
-  if (static_cast<size_t>(result.kept_size()) != expected.kept_blocks.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("the reply reports ", result.kept_size(),
-                                                   " kept blocks, the call kept ",
-                                                   expected.kept_blocks.size()));
-  }
-  for (int i = 0; i < result.kept_size(); ++i) {
-    const v1::KeptBlock& kept = result.kept(i);
-    if (kept.block() != expected.kept_blocks[i] || kept.address().address() == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kept block ", i, " names block ", kept.block(), " at 0x",
-          absl::Hex(kept.address().address()), ", expected block ", expected.kept_blocks[i]));
-    }
-  }
+  FFIBOX_RETURN_IF_ERROR(CheckKeptBlocks(result.kept(), expected.kept_blocks, "the reply"));
   uint64_t changed_bytes = 0;
   for (const v1::ChangedBlock& changed : result.changed()) {
     changed_bytes += changed.data().size();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "ffibox/v1/ffibox.pb.h"
 
@@ -61,6 +62,12 @@ ExpectedCallResult ExpectedResultOf(const v1::Call& call);
 // non-zero addresses, at most kMaxChangedBytes in all (which they are only the client knows).
 // INVALID_ARGUMENT describing the violation.
 absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallResult& expected);
+
+// Where a call's `keep` blocks were placed (CallResult.kept, CallbackInvoke.kept): one
+// KeptBlock per block of `expected` (the call's kept blocks), in that order, each at a
+// non-zero address; else INVALID_ARGUMENT starting with `what`.
+absl::Status CheckKeptBlocks(const google::protobuf::RepeatedPtrField<v1::KeptBlock>& kept,
+                             const std::vector<uint32_t>& expected, absl::string_view what);
 
 // Most bytes of pointee data a CallbackInvoke may carry in all (following bytes included).
 inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;

@@ -40,6 +40,8 @@ const std::vector<std::pair<const FieldDescriptor*, LimitMember>>& BoundedFields
         {"ffibox.v1.LayoutResult.fields", &AnswerLimits::layout_fields},
         {"ffibox.v1.CallbackInvoke.args", &AnswerLimits::args},
         {"ffibox.v1.CallbackInvoke.pointees", &AnswerLimits::pointees},
+        // An invocation tells the kept blocks of the call that made it (CallbackInvoke.kept).
+        {"ffibox.v1.CallbackInvoke.kept", &AnswerLimits::kept},
         {"ffibox.v1.MemoryDataList.reads", &AnswerLimits::memory_reads},
     };
     auto* found = new std::vector<std::pair<const FieldDescriptor*, LimitMember>>;

@@ -41,7 +41,7 @@ namespace ffibox {
 // records and arrays as raw bytes) may not occur at all.
 struct AnswerLimits {
   uint64_t blocks = 0;  // CallResult.blocks
-  uint64_t kept = 0;    // CallResult.kept
+  uint64_t kept = 0;    // CallResult.kept, CallbackInvoke.kept
   // BlockContents.pointers beyond one per 8 bytes of the block's data in the answer before
   // them (those of lasting blocks in the same-host channel's shared area, which come back
   // without data).

@@ -455,6 +455,13 @@ void CheckWalk(absl::string_view frame) {
   }
   absl::flat_hash_map<std::string, uint64_t> counts;
   CountRepeated(parsed, &counts);
+  // One limit bounds the kept blocks of results and invocations together (AnswerLimits::kept).
+  if (auto invoke_kept = counts.find("ffibox.v1.CallbackInvoke.kept");
+      invoke_kept != counts.end()) {
+    const uint64_t told = invoke_kept->second;
+    counts.erase(invoke_kept);
+    counts["ffibox.v1.CallResult.kept"] += told;
+  }
   const absl::flat_hash_map<std::string, uint64_t> allowed = {
       {"ffibox.v1.CallResult.blocks", kLimits.blocks},
       {"ffibox.v1.CallResult.kept", kLimits.kept},

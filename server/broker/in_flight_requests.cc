@@ -4,7 +4,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/call_answer.h"
 #include "core/errors.h"
+#include "core/status_macros.h"
 
 namespace ffibox {
 
@@ -98,7 +100,13 @@ PendingRequest InFlightRequests::Finish(uint64_t sequence, absl::Time now) {
 }
 
 absl::StatusOr<uint64_t> InFlightRequests::InvokingRequest(const v1::CallbackInvoke& invoke) const {
-  if (invoke.request_id() == 0) return 0;
+  if (invoke.request_id() == 0) {
+    if (invoke.kept_size() != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invocation ", invoke.invocation(), " reports kept blocks without naming its call"));
+    }
+    return 0;
+  }
   auto scope = scopes_.find(BrokerKey(invoke.parent_invocation()));
   if (scope == scopes_.end() || scope->second.queue.empty() ||
       scope->second.queue.front().sequence != invoke.request_id()) {
@@ -109,7 +117,17 @@ absl::StatusOr<uint64_t> InFlightRequests::InvokingRequest(const v1::CallbackInv
                          ? std::string("at the top level")
                          : absl::StrCat("in invocation ", invoke.parent_invocation())));
   }
-  return scope->second.queue.front().client_id;
+  const PendingRequest& making = scope->second.queue.front();
+  if (invoke.kept_size() != 0) {
+    if (making.op != v1::Request::kCall) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invocation ", invoke.invocation(),
+                       " reports kept blocks of a request that is not a call"));
+    }
+    FFIBOX_RETURN_IF_ERROR(CheckKeptBlocks(invoke.kept(), making.call.kept_blocks,
+                                           absl::StrCat("invocation ", invoke.invocation())));
+  }
+  return making.client_id;
 }
 
 absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,

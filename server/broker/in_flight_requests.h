@@ -98,7 +98,8 @@ class InFlightRequests {
   // The client's id of the request `invoke` says it was made by (CallbackInvoke.request_id):
   // 0 when it names none or a request of the broker's. INVALID_ARGUMENT (a protocol
   // violation) when the request it names is not the one running in the scope of its parent
-  // invocation (the top level for none), which its thread would be running.
+  // invocation (the top level for none), which its thread would be running, and when it
+  // reports kept blocks (CallbackInvoke.kept) that are not those of that request, a call.
   absl::StatusOr<uint64_t> InvokingRequest(const v1::CallbackInvoke& invoke) const;
 
   // Records a callback invocation the worker opened for `callback` (whose signature is

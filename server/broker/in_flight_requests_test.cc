@@ -103,6 +103,56 @@ TEST(InFlightRequests, AnInvocationMayNameOnlyTheRequestRunningInItsScope) {
   EXPECT_EQ(replays.InvokingRequest(naming(5, 0, replay.sequence)).value_or(99), 0u);
 }
 
+// CallbackInvoke.kept comes from the worker: only the kept blocks of the call that made the
+// invocation, each once and in order, as that call's result will report them.
+TEST(InFlightRequests, AnInvocationMayReportOnlyTheKeptBlocksOfItsCall) {
+  InFlightRequests requests(InFlightRequests::Limits{});
+  PendingRequest call = Request("call");
+  call.client_id = 41;
+  call.op = v1::Request::kCall;
+  call.call.kept_blocks = {1, 3};
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued running, requests.Queue(std::move(call), kStart));
+  auto reporting = [&running](std::vector<std::pair<uint32_t, uint64_t>> kept, uint64_t request) {
+    v1::CallbackInvoke invoke = Invoke(5);
+    invoke.set_request_id(request);
+    for (const auto& [block, address] : kept) {
+      v1::KeptBlock* told = invoke.add_kept();
+      told->set_block(block);
+      told->mutable_address()->set_address(address);
+    }
+    return invoke;
+  };
+  EXPECT_EQ(requests.InvokingRequest(reporting({}, running.sequence)).value_or(99), 41u);
+  EXPECT_EQ(requests.InvokingRequest(reporting({{1, 0x1000}, {3, 0x2000}}, running.sequence))
+                .value_or(99),
+            41u);
+  for (const auto& wrong : std::vector<std::vector<std::pair<uint32_t, uint64_t>>>{
+           {{1, 0x1000}},                            // one missing
+           {{3, 0x2000}, {1, 0x1000}},               // out of order
+           {{1, 0x1000}, {2, 0x2000}},               // a block the call did not keep
+           {{1, 0x1000}, {3, 0}},                    // no address
+           {{1, 0x1000}, {3, 0x2000}, {3, 0x3000}},  // one twice
+       }) {
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        requests.InvokingRequest(reporting(wrong, running.sequence)).status()))
+        << wrong.size() << " blocks reported";
+  }
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      requests.InvokingRequest(reporting({{1, 0x1000}, {3, 0x2000}}, 0)).status()))
+      << "kept blocks from a thread that runs no call of the client's";
+
+  // A request that is not a call keeps no blocks.
+  InFlightRequests others(InFlightRequests::Limits{});
+  PendingRequest batch = Request("batch");
+  batch.client_id = 42;
+  batch.op = v1::Request::kBatch;
+  ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued batch_running,
+                       others.Queue(std::move(batch), kStart));
+  EXPECT_EQ(others.InvokingRequest(reporting({}, batch_running.sequence)).value_or(99), 42u);
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      others.InvokingRequest(reporting({{0, 0x1000}}, batch_running.sequence)).status()));
+}
+
 TEST(InFlightRequests, OneScopeAnswersInOrderAndEachHeadGetsItsOwnDeadline) {
   InFlightRequests requests(InFlightRequests::Limits{});
   ASSERT_OK_AND_ASSIGN(InFlightRequests::Queued first,

@@ -313,6 +313,66 @@ TEST_F(WorkerCallbacks, QsortSortsWithAClientComparatorReadingShippedPointees) {
   EXPECT_EQ(got, expected);
 }
 
+// The first invocation a call makes tells where the call placed its `keep` blocks, as its
+// result will (CallbackInvoke.kept); later ones, and a batch's calls, tell nothing.
+TEST_F(WorkerCallbacks, TheFirstInvocationOfACallTellsWhereItsKeptBlocksAre) {
+  const v1::Signature comparator = Sig(&kInt, {PointerTo(kInt), PointerTo(kInt)});
+  ASSERT_FALSE(worker_.Define(10, comparator).has_error());
+  ASSERT_FALSE(worker_
+                   .Resolve(100, kLibc, "qsort",
+                            Sig(nullptr, {ScalarType(v1::POINTER), ScalarType(v1::SIZE_T),
+                                          ScalarType(v1::SIZE_T), FunctionType(comparator)}))
+                   .has_error());
+  const std::vector<int> values = {5, -3, 42, 0, 7};
+  const uint64_t bytes = values.size() * sizeof(int);
+  v1::MemoryBlock plain;
+  plain.set_data("plain");
+  v1::MemoryBlock kept;
+  kept.set_data(values.data(), bytes);
+  kept.set_keep(true);
+  std::vector<v1::CallbackInvoke> invokes;
+  auto compare = [&invokes](const v1::CallbackInvoke& invoke) {
+    invokes.push_back(invoke);
+    int a = 0;
+    int b = 0;
+    std::memcpy(&a, invoke.pointees(0).data().data(), sizeof a);
+    std::memcpy(&b, invoke.pointees(1).data().data(), sizeof b);
+    return IntResult(a < b ? -1 : a > b ? 1 : 0);
+  };
+  v1::Response sorted = worker_.Call(
+      100, {BlockPointer(1), UintValue(values.size()), UintValue(sizeof(int)), CallbackPointer(10)},
+      compare, 0, {plain, kept, plain});
+  ASSERT_FALSE(sorted.has_error()) << sorted.error().message();
+  ASSERT_GT(invokes.size(), 1u);
+  ASSERT_EQ(sorted.call().kept_size(), 1);
+  const v1::KeptBlock& reported = sorted.call().kept(0);
+  ASSERT_EQ(invokes[0].kept_size(), 1);
+  EXPECT_EQ(invokes[0].kept(0).block(), 1u);
+  EXPECT_EQ(invokes[0].kept(0).address().address(), reported.address().address());
+  EXPECT_EQ(invokes[0].kept(0).address().generation(), kGeneration);
+  const uint64_t first = invokes[0].args(0).pointer().remote().address();
+  EXPECT_TRUE(first >= reported.address().address() && first < reported.address().address() + bytes)
+      << "the comparator's argument points into the kept block";
+  for (size_t i = 1; i < invokes.size(); ++i) {
+    EXPECT_EQ(invokes[i].kept_size(), 0) << "invocation " << i;
+  }
+
+  v1::Request batch;
+  v1::Call* call = batch.mutable_batch()->add_calls();
+  call->set_function(100);
+  for (const v1::Value& arg :
+       {BlockPointer(1), UintValue(values.size()), UintValue(sizeof(int)), CallbackPointer(10)}) {
+    *call->add_args() = arg;
+  }
+  *call->add_blocks() = plain;
+  *call->add_blocks() = kept;
+  invokes.clear();
+  v1::Response batched = worker_.Run(batch, 0, 0, compare);
+  ASSERT_FALSE(batched.has_error()) << batched.error().message();
+  ASSERT_FALSE(invokes.empty());
+  for (const v1::CallbackInvoke& invoke : invokes) EXPECT_EQ(invoke.kept_size(), 0);
+}
+
 TEST_F(WorkerCallbacks, FoldOverDoublesReturnsTheClientsAccumulation) {
   const v1::Type double_type = ScalarType(v1::DOUBLE);
   const v1::Signature add = Sig(&double_type, {double_type, double_type});

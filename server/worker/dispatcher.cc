@@ -12,6 +12,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/blocks.h"
 #include "core/call_shape.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
@@ -32,9 +33,31 @@ constexpr absl::Duration kLocalBudgetLook = absl::Milliseconds(10);
 // innermost one (0 outside any).
 thread_local int t_depth = 0;
 thread_local uint64_t t_invocation = 0;
-// The request this thread is running (WorkerRequest.id), or 0: what an invocation this
-// thread makes says (CallbackInvoke.request_id).
-thread_local uint64_t t_request = 0;
+// The request this thread is running, or {0, false}: its id, which an invocation this
+// thread makes names (CallbackInvoke.request_id), and whether it is a single call, whose
+// kept blocks its first invocation tells (CallbackInvoke.kept). One for requests from the
+// broker (WorkerRequest.id), which the invocations it routes name, and one for requests on
+// the same-host channel (Request.id), which the invocations on the channel name.
+struct ThreadRequest {
+  uint64_t id = 0;
+  bool call = false;
+};
+thread_local ThreadRequest t_request;
+thread_local ThreadRequest t_channel_request;
+
+// Sets one of them while this thread runs a request.
+class RunningRequest {
+ public:
+  RunningRequest(ThreadRequest& running, uint64_t id, const v1::Request& request)
+      : running_(running), outer_(std::exchange(running, {id, request.has_call()})) {}
+  ~RunningRequest() { running_ = outer_; }
+  RunningRequest(const RunningRequest&) = delete;
+  RunningRequest& operator=(const RunningRequest&) = delete;
+
+ private:
+  ThreadRequest& running_;
+  const ThreadRequest outer_;
+};
 // The same-host channel whose call the calling thread (the main thread) is running, when
 // its client takes callbacks there (LocalChannel.callbacks); null otherwise.
 thread_local ShmChannel* t_channel = nullptr;
@@ -316,9 +339,10 @@ void WorkerDispatcher::Answer(const internal::WorkerRequest& request) {
   }
   StackArena arena;
   auto* reply = google::protobuf::Arena::CreateMessage<internal::WorkerReply>(&arena.arena);
-  const uint64_t outer_request = std::exchange(t_request, request.id());
-  executor_->Execute(request, reply->mutable_response());
-  t_request = outer_request;
+  {
+    const RunningRequest running(t_request, request.id(), request.request());
+    executor_->Execute(request, reply->mutable_response());
+  }
   Send(*reply);
 }
 
@@ -465,6 +489,7 @@ void WorkerDispatcher::RunLocal(ShmChannel& channel, FramePayload& frame) {
   // A request other than a call names no function (0) and has the session's timeout (0).
   const bool channel_ok =
       RunAsLocalCall(channel, request.call().function(), request.call().timeout_ms(), [&] {
+        const RunningRequest running(t_channel_request, request.id(), request);
         if (!response->has_error()) executor_->Execute(*wrapped, response, shared);
       });
   if (!channel_ok) return;
@@ -603,7 +628,10 @@ absl::StatusOr<WorkerDispatcher::ChannelReturn> WorkerDispatcher::ChannelInvoke(
       const uint64_t outer = channel.LoadStatusWord(kLocalBusyFunctionWord);
       channel.StoreStatusWord(kLocalBusyFunctionWord, request->call().function());
       // No shared area for a call inside an invocation: the outer call's blocks are there.
-      executor_->Execute(*wrapped, response);
+      {
+        const RunningRequest running(t_channel_request, request->id(), *request);
+        executor_->Execute(*wrapped, response);
+      }
       channel.StoreStatusWord(kLocalBusyFunctionWord, outer);
     } else {
       executor_->Execute(*wrapped, response);
@@ -755,7 +783,9 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
   invoke->set_invocation(id);
   invoke->set_callback(callback);
   invoke->set_parent_invocation(t_invocation);
-  if (channel == nullptr) invoke->set_request_id(t_request);
+  const ThreadRequest& making = channel != nullptr ? t_channel_request : t_request;
+  invoke->set_request_id(making.id);
+  if (making.id != 0 && making.call) CallBlocks::TellKept(generation_, invoke->mutable_kept());
   std::vector<ShippedPointee> shipped;
   absl::Status decoded =
       DecodeCallbackArguments(signature, args, generation_, buffer_bytes, invoke, &shipped);

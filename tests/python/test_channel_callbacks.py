@@ -48,6 +48,17 @@ def test_a_comparator_runs_on_the_calling_thread_and_sorts(client):
         assert threads == {threading.current_thread()}
 
 
+@pytest.mark.parametrize("same_host", [False, True])
+def test_a_callbacks_store_of_memory_its_call_passes_is_that_memory(client, same_host):
+    # The first invocation of a call tells where the call placed the blocks it keeps
+    # (CallbackInvoke.kept), through the broker and on the channel alike: a pointer to such
+    # memory that the callback stores for the library is that memory's worker address.
+    from test_ctypes_tutorial import check_a_callbacks_store_of_memory_its_call_passes
+    with client.session(same_host=same_host, channel_callbacks=same_host) as session:
+        assert session.stream.local_enabled == same_host
+        check_a_callbacks_store_of_memory_its_call_passes(ct, session.CDLL(TEST_LIB))
+
+
 def test_without_channel_callbacks_they_come_through_the_broker(client):
     with client.session(same_host=True, channel_callbacks=False) as session:
         lib = session.CDLL(TEST_LIB)

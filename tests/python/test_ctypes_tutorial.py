@@ -558,6 +558,46 @@ def _node_functions(ct, testlib, Node):
     testlib.make_list.argtypes = [ct.c_int]
 
 
+def _store_from_callback(ct, testlib, Node, passed, target):
+    # visit_node(passed, visit): the callback sets passed->next = &target, where `target` is
+    # memory the same call passes for the first time (the record itself, or another element
+    # of the array passed).
+    PNode = ct.POINTER(Node)
+    VISIT = ct.CFUNCTYPE(None, PNode)
+    testlib.visit_node.argtypes = [PNode, VISIT]
+    testlib.next_value.argtypes = [Node]
+
+    def visit(node):
+        node.contents.next = ct.pointer(target)
+
+    testlib.visit_node(passed, VISIT(visit))
+
+
+def check_a_callbacks_store_of_memory_its_call_passes(ct, testlib):
+    """What test_a_callback_stores_a_pointer_to_memory_its_own_call_passes checks, in a
+    session of `ct`'s (a module or an ffibox session)."""
+    Node = make_types(ct)[6]
+    x = Node(1)
+    _store_from_callback(ct, testlib, Node, ct.byref(x), x)
+    assert ct.addressof(x.next.contents) == ct.addressof(x)
+    x.value = 100
+    assert x.next.contents.value == 100
+    assert testlib.next_value(x) == 100  # the library follows x->next to x as it is now
+    nodes = (Node * 3)()
+    _store_from_callback(ct, testlib, Node, nodes, nodes[2])
+    assert ct.addressof(nodes[0].next.contents) == ct.addressof(nodes[2])
+    nodes[2].value = 7
+    assert testlib.next_value(nodes[0]) == 7
+
+
+def test_a_callback_stores_a_pointer_to_memory_its_own_call_passes(ct, testlib):
+    # The call passes x (or an array) for the first time and its callback stores &x (or a
+    # pointer to another element) into it: the library holds x's own worker memory, where the
+    # call placed x, so x.next is x and x's later changes are seen through it (the library
+    # was handed a second copy, which x.next then stood for).
+    check_a_callbacks_store_of_memory_its_call_passes(ct, testlib)
+
+
 def test_an_element_made_from_buffer_of_its_array_is_the_arrays_memory(ct, testlib):
     # `Node.from_buffer(nodes, 0)` and the array it was made over, reached in one call: the
     # library's change through one is the change of the other (each went as a block of its

@@ -38,9 +38,12 @@ _CHANGED = "ffibox.v1.CallResult.changed"
 _LAYOUT_FIELDS = "ffibox.v1.LayoutResult.fields"
 _INVOKE_ARGS = "ffibox.v1.CallbackInvoke.args"
 _INVOKE_POINTEES = "ffibox.v1.CallbackInvoke.pointees"
+_INVOKE_KEPT = "ffibox.v1.CallbackInvoke.kept"
 _MEMORY_READS = "ffibox.v1.MemoryDataList.reads"
-# core/types.h's TypeLimits.max_args: the most parameters a callback has.
+# core/types.h's TypeLimits.max_args: the most parameters a callback has; max_blocks: the
+# most blocks a call sends (so the most it keeps).
 MAX_PARAMS = 256
+MAX_BLOCKS = 4096
 
 _BLOCK_CONTENTS = pb.BlockContents.DESCRIPTOR
 _DATA_NUMBER = pb.BlockContents.DATA_FIELD_NUMBER
@@ -97,8 +100,10 @@ def read_list_limits(request) -> Dict[str, int]:
 
 def invoke_limits() -> Dict[str, int]:
     """What a callback invocation on the same-host channel may hold (core/encoding_limits.h's
-    InvokeLimits): an argument and a pointee per parameter, of a callback's most."""
-    return {_INVOKE_ARGS: MAX_PARAMS, _INVOKE_POINTEES: MAX_PARAMS}
+    InvokeLimits): an argument and a pointee per parameter, of a callback's most, and where
+    the call that made it placed the blocks it keeps, of a call's most (CallBuilder.
+    kept_early checks them against the call)."""
+    return {_INVOKE_ARGS: MAX_PARAMS, _INVOKE_POINTEES: MAX_PARAMS, _INVOKE_KEPT: MAX_BLOCKS}
 
 
 class _Refused(Exception):

@@ -435,6 +435,25 @@ class CallBuilder:
             if session is not None:
                 session.remember_handed(word, generation)
 
+    def kept_early(self, kept, generation: int) -> None:
+        """Where the worker placed the blocks this call asked it to keep, told by the call's
+        first invocation (CallbackInvoke.kept) while the call runs: each owner's twin is
+        recorded now, as copy_back records it, busy until the call is answered, so that a
+        pointer to the owner that a callback stores for the library (ffibox.
+        _callback_pointers) is its block's worker address, not a second copy. Entries of
+        another generation, repeated ones, and ones naming blocks not kept are ignored (on
+        the same-host channel nothing checked them before)."""
+        seen = set()
+        for told in kept:
+            index = told.block
+            if index in seen or index >= len(self.blocks) or not self.blocks[index].keep or \
+                    not told.address.address or told.address.generation != generation:
+                continue
+            seen.add(index)
+            twin = self._twins.kept(self._owners[index], self.blocks[index].size,
+                                    told.address.address, generation, busy=True)
+            self.twins_used.append(twin)
+
     def answered(self) -> None:
         """The call is no longer in flight (answered, or failed): its twins are no longer
         busy. Idempotent."""

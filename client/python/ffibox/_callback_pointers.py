@@ -10,7 +10,9 @@ pointer-sized word of such a pointee:
 - a word inside a twin no call in flight is using: the object's bytes are written to the
   twin, and the word becomes the twin's address;
 - a word inside a twin a call in flight placed (the worker's copy is the live one): the
-  twin's address, nothing written;
+  twin's address, nothing written; this includes the twin of an object the call passes for
+  the first time, which the call's first invocation recorded (CallbackInvoke.kept,
+  CallBuilder.kept_early);
 - a word inside an object ctypes keeps alive for the pointee (what was stored into it by
   assignment, and what that keeps: the `cast` object and its source): the object gets a
   twin in worker memory it allocates now (freed when the object is collected), written

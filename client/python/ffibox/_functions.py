@@ -251,7 +251,7 @@ class RemoteCall:
         # worker saw it: a worker frees them before anything else, and a later keep may have
         # been given an address freed since.
         try:
-            response = session.call(call)
+            response = session.call(call, builder if builder.keeping else None)
         except Error as error:
             if error.never_reached_worker and call.release:
                 session.twins.requeue(released)
@@ -787,6 +787,8 @@ def callback_handler(prototype, function):
             plan = make_plan()
             imaged = tuple(index for index, made in enumerate(plan) if made[0] == _IMAGED)
         session = stream.session
+        if invoke.kept:
+            session.kept_in_flight(invoke)
         pointees = {p.arg: p.data for p in invoke.pointees}
         following = {p.arg: p.following for p in invoke.pointees}
         local_copies = {}

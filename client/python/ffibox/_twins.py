@@ -268,8 +268,18 @@ class TwinTable:
             for owner in owners:
                 self._keeping.discard(id(owner))
 
-    def kept(self, owner, size: int, worker: int, generation: int) -> None:
-        """Records where the worker kept `owner`'s block (a previous twin is released)."""
+    def kept(self, owner, size: int, worker: int, generation: int, busy: bool = False) -> Twin:
+        """Records where the worker kept `owner`'s block (a previous twin is released) and
+        returns its twin; the same place recorded again is that twin. `busy`: a call in
+        flight placed it (the twin is busy until its `unhold`)."""
+        key = id(owner)
+        with self._section():
+            old = self._by_owner.get(key)
+            if old is not None and old.worker == worker and old.generation == generation and \
+                    old.size == size and old.alive() is owner:
+                self._keeping.discard(key)
+                old.busy += busy
+                return old
         if isinstance(owner, bytes):
             local = bytes_address(owner)
         elif isinstance(owner, str):
@@ -278,9 +288,9 @@ class TwinTable:
             local = wide_kept(owner)
         else:
             local = _ct.addressof(owner)
-        key = id(owner)
         twin = Twin(owner, local, size, worker, generation,
                     lambda ref, key=key: self._collected.append((key, ref)))
+        twin.busy = int(busy)
         with self._section():
             self._keeping.discard(key)
             old = self._by_owner.get(key)
@@ -294,6 +304,7 @@ class TwinTable:
             self._by_worker[worker] = twin
             if local:
                 self._index_local(twin)
+        return twin
 
     def unhold(self, twins) -> None:
         """The call that placed `twins` is over."""

@@ -228,6 +228,8 @@ class Session:
             memory_limit_bytes=memory_limit or 0, environment=env or {},
             scratch_directory=scratch_directory, idle_cpu_percent=idle_cpu_percent)
         self.client = client
+        # id(pb.Request) -> (the request, its CallBuilder) of calls in flight that keep blocks
+        self._calls_in_flight: Dict[int, tuple] = {}
         self.stream = SessionStream(client._channel, answer_margin=float(answer_margin))
         self.stream.session = self
         opened = self.stream.request(open=open_request).opened
@@ -394,10 +396,33 @@ class Session:
         with its signature)."""
         return self.stream.request(resolve_function=request).function.function
 
-    def call(self, call: pb.Call) -> pb.Response:
+    def call(self, call: pb.Call, blocks=None) -> pb.Response:
         """Runs `call` in the worker: its whole response (result, blocks, errno, generation);
-        a failed call raises its typed Error."""
-        return self.stream.request(call=call)
+        a failed call raises its typed Error. `blocks`: the ffibox._blocks.CallBuilder that
+        built the call's blocks, told where the worker placed the ones it keeps as soon as
+        the call's first invocation says (CallbackInvoke.kept)."""
+        if blocks is None:
+            return self.stream.request(call=call)
+        request = pb.Request(call=call)
+        key = id(request)
+        self._calls_in_flight[key] = (request, blocks)
+        try:
+            response = self.stream.send(request)
+        finally:
+            del self._calls_in_flight[key]
+        if response.HasField("error"):
+            raise error_from_proto(response.error, pb)
+        return response
+
+    def kept_in_flight(self, invoke) -> None:
+        """Tells the call in flight that made invocation `invoke` where the worker placed
+        its kept blocks (`invoke.kept`), when the call is this session's and built here."""
+        if not invoke.request_id:
+            return
+        for request, blocks in list(self._calls_in_flight.values()):
+            if request.id == invoke.request_id:
+                blocks.kept_early(invoke.kept, self.generation)
+                return
 
     def batch(self, calls: Iterable[pb.Call], timeout: Optional[float] = None) -> pb.Response:
         """Runs `calls` in the worker in order, as one request: its whole response, whose
