@@ -280,6 +280,12 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     close(*fd);
     *fd = -1;
   }
+  // Nothing is read from the hangup socket, ever: the worker may not queue anything there.
+  // Descriptors queued in a socket nobody reads count against every process of the worker's
+  // user (the kernel's in-flight count, per user of the host, bounded by the sender's
+  // RLIMIT_NOFILE): a library could otherwise stop every other worker of that user from
+  // handing over its seccomp listener. Its sends now fail with EPIPE.
+  shutdown(fds.channel[0], SHUT_RD);
   (*channel)->CloseMemfd();
 
   absl::StatusOr<std::unique_ptr<WorkerConnection>> connection =
@@ -306,6 +312,9 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     }
     listener = *received;
   }
+  // The listener was the only thing the worker sends on the descriptor socket; the broker
+  // still sends on it (a library's descriptor, the same-host channel's memory).
+  shutdown(fds.descriptors[0], SHUT_RD);
   WorkerDescriptors owned;
   owned.crash = std::exchange(fds.crash[0], -1);
   owned.descriptors = std::exchange(fds.descriptors[0], -1);

@@ -1,6 +1,7 @@
 #include "server/jail/seccomp_policy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kd.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -56,7 +57,6 @@ constexpr const char* kStrictSyscalls[] = {
     "dup",
     "dup2",
     "dup3",
-    "fcntl",
     "lseek",
     "poll",
     "ppoll",
@@ -79,7 +79,6 @@ constexpr const char* kStrictSyscalls[] = {
     "fdatasync",
     "ftruncate",
     "fallocate",
-    "fadvise64",  // advice on a descriptor it has (libmpv's posix_fadvise)
     "readahead",
     // The filesystem the jail shows (read-only except /tmp).
     "open",
@@ -274,6 +273,63 @@ absl::Status Allow(scmp_filter_ctx ctx, const char* name) {
   return Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0), name);
 }
 
+// One rule of an ArgumentRule: `action` when argument `arg` (compared as 64 bits) is
+// `op` `value`.
+struct ArgumentCase {
+  uint32_t action;
+  scmp_compare op;
+  scmp_datum_t value;
+};
+
+// A syscall allowed for some values of one 32-bit argument and refused with an errno for
+// others. The cases must not overlap and must leave no value whose low 32 bits the kernel
+// would take for a refused one allowed: a value with high bits set is never allowed (the
+// kernel drops them), so it falls under a refusing case or the policy's default.
+struct ArgumentRule {
+  const char* name;
+  unsigned arg;
+  ArgumentCase cases[6];
+};
+
+// What a worker may do to resources the kernel shares between users: grow a pipe's buffer
+// (pipe-user-pages are counted per user, and every worker shares one: F_SETPIPE_SZ), or drop
+// the host's page cache of a file it can open (POSIX_FADV_DONTNEED evicts what every process
+// on the host shares, and with a timed read tells which files others read). Other advice
+// (libmpv's posix_fadvise) and every other fcntl command are allowed.
+constexpr ArgumentRule kArgumentRules[] = {
+    {"fcntl",
+     1,
+     {{SCMP_ACT_ALLOW, SCMP_CMP_LT, F_SETPIPE_SZ},
+      {SCMP_ACT_ERRNO(EPERM), SCMP_CMP_EQ, F_SETPIPE_SZ},
+      {SCMP_ACT_ALLOW, SCMP_CMP_EQ, F_GETPIPE_SZ},
+      {SCMP_ACT_ALLOW, SCMP_CMP_EQ, F_ADD_SEALS},
+      {SCMP_ACT_ALLOW, SCMP_CMP_EQ, F_GET_SEALS},
+      // Write-life hints (F_GET_RW_HINT .. F_SET_FILE_RW_HINT) and anything the kernel does
+      // not know: EINVAL, as from the kernel.
+      {SCMP_ACT_ERRNO(EINVAL), SCMP_CMP_GT, F_GET_SEALS}}},
+    {"fadvise64",
+     3,
+     {{SCMP_ACT_ALLOW, SCMP_CMP_LT, POSIX_FADV_DONTNEED},
+      {SCMP_ACT_ERRNO(EPERM), SCMP_CMP_EQ, POSIX_FADV_DONTNEED},
+      {SCMP_ACT_ALLOW, SCMP_CMP_EQ, POSIX_FADV_NOREUSE},
+      {SCMP_ACT_ERRNO(EINVAL), SCMP_CMP_GT, POSIX_FADV_NOREUSE}}},
+};
+
+absl::Status AddArgumentRules(scmp_filter_ctx ctx) {
+  for (const ArgumentRule& rule : kArgumentRules) {
+    const int nr = seccomp_syscall_resolve_name(rule.name);
+    if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
+    for (const ArgumentCase& one : rule.cases) {
+      if (one.action == 0) break;  // SCMP_ACT_KILL_THREAD: the end of the cases
+      absl::Status status =
+          Check(seccomp_rule_add(ctx, one.action, nr, 1, SCMP_CMP64(rule.arg, one.op, one.value)),
+                rule.name);
+      if (!status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Rules whose arguments matter: signals, process memory access and rlimits only on the
 // worker itself, clone only for threads (or, permissive, for processes without new
 // namespaces).
@@ -431,6 +487,8 @@ absl::StatusOr<int> InstallSeccompPolicy(absl::string_view policy,
   }
   absl::Status conditional = AddConditionalRules(ctx.get(), permissive);
   if (!conditional.ok()) return conditional;
+  absl::Status by_argument = AddArgumentRules(ctx.get());
+  if (!by_argument.ok()) return by_argument;
   for (const std::string& name : extra_syscalls) {
     // An unconditional rule supersedes the conditional ones a syscall may already have.
     int nr = seccomp_syscall_resolve_name(name.c_str());

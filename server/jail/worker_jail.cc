@@ -26,7 +26,30 @@ absl::Status SetLimit(int resource, const char* name, uint64_t soft, uint64_t ha
   return absl::OkStatus();
 }
 
+struct FixedLimit {
+  int resource;
+  const char* name;
+  uint64_t most;
+};
+
+// Signals queued to the worker (sigqueue, real-time signals, POSIX timers) are charged to its
+// user up to the host's root: without a cap of its own, one worker could take the budget of
+// every process of the broker's user. Real-time priority and a raised nice value, POSIX
+// message queues: none. Locked memory: the kernel's own default.
+constexpr FixedLimit kFixedLimits[] = {
+    {RLIMIT_SIGPENDING, "sigpending", kWorkerPendingSignals},
+    {RLIMIT_RTPRIO, "rtprio", 0},
+    {RLIMIT_NICE, "nice", 0},
+    {RLIMIT_MSGQUEUE, "msgqueue", 0},
+    {RLIMIT_MEMLOCK, "memlock", 64 << 10},
+};
+
 }  // namespace
+
+absl::Status LowerOpenFiles(const internal::WorkerJail& jail) {
+  if (jail.open_files() == 0) return absl::OkStatus();
+  return SetLimit(RLIMIT_NOFILE, "nofile", jail.open_files(), jail.open_files());
+}
 
 internal::WorkerJail WorkerJailFor(const JailOptions& options, bool self_test) {
   internal::WorkerJail jail;
@@ -49,14 +72,17 @@ absl::StatusOr<int> ApplyWorkerJail(const internal::WorkerJail& jail) {
   if (status.ok() && jail.cpu_seconds() > 0) {
     status = SetLimit(RLIMIT_CPU, "cpu", jail.cpu_seconds(), jail.cpu_seconds() + 2);
   }
-  if (status.ok() && jail.open_files() > 0) {
-    status = SetLimit(RLIMIT_NOFILE, "nofile", jail.open_files(), jail.open_files());
-  }
   if (status.ok() && jail.processes() > 0) {
     status = SetLimit(RLIMIT_NPROC, "nproc", jail.processes(), jail.processes());
   }
   if (status.ok() && jail.file_bytes() > 0) {
     status = SetLimit(RLIMIT_FSIZE, "fsize", jail.file_bytes(), jail.file_bytes());
+  }
+  // Budgets the kernel keeps per user of the host (or of the namespace's owner), which every
+  // worker shares with the others and with the broker's user: a worker gets a small share
+  // of each, or none.
+  for (const FixedLimit& fixed : kFixedLimits) {
+    if (status.ok()) status = SetLimit(fixed.resource, fixed.name, fixed.most, fixed.most);
   }
   if (!status.ok()) return status;
   if (jail.seccomp_policy().empty()) return -1;  // the empty jail: no jail configured

@@ -21,12 +21,23 @@ namespace ffibox {
 // `self_test`, it calls execve once jailed.
 internal::WorkerJail WorkerJailFor(const JailOptions& options, bool self_test = false);
 
+// The most signals a worker may have queued at once (RLIMIT_SIGPENDING).
+inline constexpr uint64_t kWorkerPendingSignals = 32;
+
 // Applies `jail` to the calling (single-threaded) process: rlimits (core 0 always; CPU with
-// a hard limit 2 s above the soft one, so the worker first gets SIGXCPU), then seccomp.
-// Returns the seccomp filter's listener descriptor (-1 without seccomp), which the worker
-// hands to the broker. Fails with the step that failed; the worker must then exit without
-// serving.
+// a hard limit 2 s above the soft one, so the worker first gets SIGXCPU; the shares of
+// per-user budgets, kWorkerPendingSignals, no real-time priority, raised nice value or
+// message queue, 64 KiB of locked memory), then seccomp. Returns the seccomp filter's
+// listener descriptor (-1 without seccomp), which the worker hands to the broker, and only
+// then lowers its open files (LowerOpenFiles). Fails with the step that failed; the worker
+// must then exit without serving.
 absl::StatusOr<int> ApplyWorkerJail(const internal::WorkerJail& jail);
+
+// Lowers RLIMIT_NOFILE to the jail's open files, once the listener is handed over: the
+// kernel refuses to pass a descriptor while its user has more in flight than the sender's
+// RLIMIT_NOFILE, and every worker shares that user with others, so the handover is made
+// under the broker's limit.
+absl::Status LowerOpenFiles(const internal::WorkerJail& jail);
 
 }  // namespace ffibox
 

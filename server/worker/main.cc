@@ -92,6 +92,11 @@ int main(int argc, char** argv) {
       return 125;
     }
   }
+  if (absl::Status lowered = ffibox::LowerOpenFiles(settings->jail()); !lowered.ok()) {
+    fprintf(stderr, "ffibox-worker: cannot apply the jail: %s\n",
+            std::string(lowered.message()).c_str());
+    return 125;
+  }
   if (settings->jail().self_test()) {
     char* const no_args[] = {nullptr};
     execve("/bin/true", no_args, no_args);  // the broker must kill us here

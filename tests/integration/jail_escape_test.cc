@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -319,6 +320,66 @@ TEST_F(JailEscapeTest, WhatLibraryConstructorsCommonlyDoIsAllowed) {
   absl::StatusOr<int> result = Probe<int()>("probe_library_init_calls")();
   ASSERT_OK(result);
   EXPECT_EQ(*result, 0) << "errno " << -*result;
+}
+
+// Descriptors queued where nobody reads them count against every worker's user (the kernel's
+// in-flight count): past the sender's RLIMIT_NOFILE, no other worker could hand over its
+// seccomp listener. The broker reads neither of its sockets after the listener, and has
+// shut their reading ends: nothing stays queued. The bystander and a new worker still start.
+TEST_F(JailEscapeTest, ALibraryCannotQueueDescriptorsInTheBrokersSockets) {
+  constexpr int kHangupFd = 3;
+  constexpr int kDescriptorFd = 5;
+  for (int fd : {kHangupFd, kDescriptorFd}) {
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<int> passed = Probe<int(int)>("probe_pass_descriptor")(fd);
+      ASSERT_OK(passed);
+      EXPECT_EQ(*passed, -EPIPE) << "fd " << fd << ": a descriptor was queued";
+    }
+  }
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
+  absl::StatusOr<std::unique_ptr<Session>> another = client_->OpenSession();
+  ASSERT_OK(another);
+  ASSERT_OK((*another)->Load("libm.so.6").status());
+}
+
+// Budgets the kernel keeps per user, which every worker shares: a worker's own share of each.
+TEST_F(JailEscapeTest, AWorkersShareOfPerUserBudgetsIsItsOwnAndSmall) {
+  auto hard = Probe<long(int)>("probe_hard_limit");
+  const std::vector<std::pair<int, long>> most = {{RLIMIT_SIGPENDING, 32},    {RLIMIT_RTPRIO, 0},
+                                                  {RLIMIT_NICE, 0},           {RLIMIT_MSGQUEUE, 0},
+                                                  {RLIMIT_MEMLOCK, 64 << 10}, {RLIMIT_NOFILE, 256}};
+  for (const auto& [resource, limit] : most) {
+    absl::StatusOr<long> got = hard(resource);
+    ASSERT_OK(got);
+    EXPECT_GE(*got, 0) << "resource " << resource;
+    EXPECT_LE(*got, limit) << "resource " << resource;
+  }
+  absl::StatusOr<int> queued = Probe<int(int)>("probe_queue_signals")(1000);
+  ASSERT_OK(queued);
+  EXPECT_GT(*queued, 0);
+  EXPECT_LE(*queued, 32) << "signals queued to itself";
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
+}
+
+// What would take from what every process of the host shares: a bigger pipe buffer (counted
+// per user), the page cache of a file (dropped for everyone). Refused with EPERM, without
+// killing the worker; the rest of fcntl and advice works.
+TEST_F(JailEscapeTest, GrowingPipesAndDroppingThePageCacheAreRefused) {
+  auto fadvise = Probe<int(int)>("probe_fadvise");
+  absl::StatusOr<int> dropped = fadvise(POSIX_FADV_DONTNEED);
+  ASSERT_OK(dropped);
+  EXPECT_EQ(*dropped, -EPERM);
+  for (int advice :
+       {POSIX_FADV_NORMAL, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED, POSIX_FADV_NOREUSE}) {
+    absl::StatusOr<int> advised = fadvise(advice);
+    ASSERT_OK(advised);
+    EXPECT_EQ(*advised, 0) << "advice " << advice;
+  }
+  absl::StatusOr<int> grown = Probe<int(int)>("probe_grow_pipe")(1 << 20);
+  ASSERT_OK(grown);
+  EXPECT_EQ(*grown, -EPERM);
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
+  ExpectProbeRecovers();
 }
 
 TEST_F(JailEscapeTest, ForkBombIsAViolationAndLeavesNoProcesses) {

@@ -11,7 +11,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -243,4 +246,88 @@ int probe_library_init_calls(void) {
   if (sched_getaffinity((pid_t)syscall(SYS_gettid), sizeof(set), &set) != 0) return -errno;
   if (sched_setaffinity((pid_t)syscall(SYS_gettid), sizeof(set), &set) != 0) return -errno;
   return 0;
+}
+
+/* Sends a descriptor of its own (a duplicate of stdin) with SCM_RIGHTS over `fd`, without
+ * SIGPIPE: 0 when it was queued, else -errno. A descriptor queued where nobody reads it
+ * counts against every process of the worker's user (the kernel's in-flight count). */
+int probe_pass_descriptor(int fd) {
+  int passed = dup(0);
+  if (passed < 0) return -errno;
+  char byte = 'x';
+  struct iovec io = {&byte, 1};
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof(int))];
+  } control;
+  memset(&control, 0, sizeof(control));
+  struct msghdr message;
+  memset(&message, 0, sizeof(message));
+  message.msg_iov = &io;
+  message.msg_iovlen = 1;
+  message.msg_control = control.bytes;
+  message.msg_controllen = sizeof(control.bytes);
+  struct cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(header), &passed, sizeof(int));
+  const int result = sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ? -errno : 0;
+  close(passed);
+  return result;
+}
+
+/* The hard limit of resource `resource` (RLIMIT_*), saturated at LONG_MAX for none. */
+long probe_hard_limit(int resource) {
+  struct rlimit limit;
+  if (getrlimit(resource, &limit) != 0) return -errno;
+  return limit.rlim_max == RLIM_INFINITY || limit.rlim_max > (rlim_t)LONG_MAX
+             ? LONG_MAX
+             : (long)limit.rlim_max;
+}
+
+/* Queues up to `count` real-time signals to its own thread (blocked there meanwhile; the
+ * worker's other threads never see them), then takes them back: how many were queued before
+ * the kernel refused one (its pending-signal budget). */
+int probe_queue_signals(int count) {
+  sigset_t blocked, old;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGRTMIN);
+  pthread_sigmask(SIG_BLOCK, &blocked, &old);
+  siginfo_t info;
+  memset(&info, 0, sizeof(info));
+  info.si_signo = SIGRTMIN;
+  info.si_code = SI_QUEUE;
+  info.si_pid = getpid();
+  const pid_t self = (pid_t)syscall(SYS_gettid);
+  int queued = 0;
+  while (queued < count &&
+         syscall(SYS_rt_tgsigqueueinfo, getpid(), self, SIGRTMIN, &info) == 0) {
+    ++queued;
+  }
+  struct timespec now = {0, 0};
+  for (int i = 0; i < queued; ++i) sigtimedwait(&blocked, NULL, &now);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return queued;
+}
+
+/* posix_fadvise(`advice`) on a file of the worker's view (its own executable): 0, or
+ * -the error it returned. */
+int probe_fadvise(int advice) {
+  const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  const int result = posix_fadvise(fd, 0, 0, advice);
+  close(fd);
+  return -result;
+}
+
+/* fcntl(F_SETPIPE_SZ, `bytes`) on a new pipe: the size it got, or -errno. */
+int probe_grow_pipe(int bytes) {
+  int ends[2];
+  if (pipe(ends) != 0) return -errno;
+  const int result = fcntl(ends[0], F_SETPIPE_SZ, bytes);
+  const int error = errno;
+  close(ends[0]);
+  close(ends[1]);
+  return result < 0 ? -error : result;
 }
