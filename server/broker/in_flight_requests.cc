@@ -138,6 +138,11 @@ absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,
   if (invocations_.contains(id) || scopes_.contains(BrokerKey(id))) {
     return absl::InvalidArgumentError(absl::StrCat("invocation id ", id, " is already in use"));
   }
+  if (invocations_.size() >= limits_.max_open_invocations) {
+    return absl::InvalidArgumentError(absl::StrCat("invocation ", id, " would be more than ",
+                                                   limits_.max_open_invocations,
+                                                   " invocations open at once"));
+  }
   Invocation open;
   if (invoke.parent_invocation() != 0) {
     auto parent = invocations_.find(invoke.parent_invocation());

@@ -298,6 +298,17 @@ TEST(InFlightRequests, TheWorkersInvocationIdsAndNestingAreChecked) {
   EXPECT_EQ(Open(requests, Invoke(3, 2)).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A worker that opens invocations nobody waits for (forged by a library) is refused past the
+// bound, instead of growing the broker's and its client's memory without end.
+TEST(InFlightRequests, InvocationsOpenAtOnceAreBounded) {
+  InFlightRequests requests(InFlightRequests::Limits{4096, 64, 3});
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_OK(Open(requests, Invoke(id)));
+  EXPECT_EQ(Open(requests, Invoke(4)).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_OK(requests.AnswerableInvocation(1).status());
+  requests.CloseInvocation(1);
+  EXPECT_TRUE(Open(requests, Invoke(4)).ok()) << "one was answered: room for another";
+}
+
 TEST(InFlightRequests, AnInvocationOutsideAnyCallHasItsOwnDeadline) {
   InFlightRequests requests(InFlightRequests::Limits{});
   ASSERT_OK(Open(requests, Invoke(4)));  // a library thread fires a stored callback
