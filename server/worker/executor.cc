@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 #include <locale.h>
+#include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -48,6 +50,13 @@ std::string NamingLibraries(absl::string_view reason, Name name) {
     at += named.size() - 1;
   }
   return text;
+}
+
+// What native code printed to stdout without ending the line (stdout is line-buffered: a
+// prompt, a progress dot) goes to the broker before the answer, not when a later line or
+// the worker's end flushes it (which, for a worker that is killed, is never).
+void FlushLibraryOutput() {
+  if (__fpending(stdout) != 0) fflush(stdout);
 }
 
 }  // namespace
@@ -138,6 +147,7 @@ void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Respons
     default:
       status = ErrorStatus(v1::UNIMPLEMENTED, "the worker does not implement this operation");
   }
+  FlushLibraryOutput();
   if (!status.ok()) SetFailure(status, out);
 }
 
@@ -297,7 +307,10 @@ std::optional<absl::Status> WorkerExecutor::CallScalar(uint64_t function,
   const PreparedFunction* prepared = FindFunction(function);
   if (prepared == nullptr) return std::nullopt;
   // Unlocked, as Call: the function may call closures whose invocations run requests here.
-  return prepared->InvokeScalar(args, generation_, &callbacks_, &memory_, result);
+  std::optional<absl::Status> status =
+      prepared->InvokeScalar(args, generation_, &callbacks_, &memory_, result);
+  FlushLibraryOutput();
+  return status;
 }
 
 absl::Status WorkerExecutor::Batch(const v1::Batch& batch, v1::BatchResult* results) {

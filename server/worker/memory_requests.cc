@@ -242,6 +242,11 @@ void MemoryRequests::ReportChanged(const std::vector<uint64_t>& placed, uint64_t
 
 absl::StatusOr<uint64_t> MemoryRequests::Resolve(const v1::RemoteAddress& address,
                                                  absl::string_view field) const {
+  if (address.address() == 0) {
+    // Whatever generation it names: NULL is no memory of any worker.
+    return ErrorStatus(v1::MEMORY_FAULT,
+                       absl::StrCat(field, ": NULL (address 0) cannot be read or written"));
+  }
   if (address.generation() != generation_) {
     return ErrorStatus(v1::STALE_HANDLE,
                        absl::StrCat(field, ": address 0x", absl::Hex(address.address()),

@@ -666,5 +666,33 @@ TEST_F(ClientTest, WhatTheLibraryPrintsReachesTheOutputHandler) {
   EXPECT_EQ(err, "to stderr\n");
 }
 
+// stdio's buffer of stdout holds a line until it ends: what a library printed without a
+// newline (a prompt) is flushed when its call returns, not when the worker ends (a session
+// that ends kills its worker, and the text was lost).
+TEST_F(ClientTest, WhatTheLibraryPrintsWithoutANewlineArrivesWithItsCall) {
+  absl::Mutex mu;
+  std::string out;
+  SessionOptions options;
+  options.on_output = [&](v1::OutputStream stream, absl::string_view bytes) {
+    absl::MutexLock lock(&mu);
+    if (stream == v1::STDOUT) out.append(bytes.data(), bytes.size());
+  };
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
+  ASSERT_OK(session);
+  absl::StatusOr<Library> libc = (*session)->Load("libc.so.6");
+  ASSERT_OK(libc);
+  absl::StatusOr<Function<int(const char*)>> puts_no_newline =
+      libc->Function<int(const char*)>("printf");
+  ASSERT_OK(puts_no_newline);
+  EXPECT_RESULT((*puts_no_newline)("no newline"), 10);
+  EXPECT_TRUE(test_support::WaitFor(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return out == "no newline";
+      },
+      absl::Seconds(5)))
+      << "the session is still open: only a flush after the call sends it";
+}
+
 }  // namespace
 }  // namespace ffibox

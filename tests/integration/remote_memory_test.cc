@@ -103,6 +103,26 @@ TEST_F(RemoteMemoryTest, BadAddressIsMemoryFaultAndTheWorkerSurvives) {
   EXPECT_TRUE(session_->FreeMemory(memory).ok());
 }
 
+// NULL (a RemotePtr made from nullptr has generation 0) is a memory fault naming NULL, not
+// an address of an earlier worker.
+TEST_F(RemoteMemoryTest, NullIsAMemoryFaultNamingNull) {
+  const RemotePtr null(nullptr);
+  RemotePtr memory = Alloc(8);
+  std::vector<absl::Status> failed = {session_->ReadMemory(null, 4).status(),
+                                      session_->Read<int>(null).status(),
+                                      session_->ReadCString(null).status(),
+                                      session_->WriteMemory(null, "x"),
+                                      session_->FreeMemory(null),
+                                      session_->CopyMemory(null, memory, 4),
+                                      session_->CopyMemory(memory, null, 4)};
+  for (const absl::Status& status : failed) {
+    EXPECT_EQ(ErrorOf(status).code(), v1::MEMORY_FAULT) << status;
+    EXPECT_NE(status.message().find("NULL"), absl::string_view::npos) << status;
+  }
+  EXPECT_EQ(session_->generation(), 1u);
+  EXPECT_TRUE(session_->FreeMemory(memory).ok());
+}
+
 TEST_F(RemoteMemoryTest, AddressesOfADeadWorkerAreStale) {
   RemotePtr memory = Alloc(8);
   absl::StatusOr<TypedFunction<int()>> crash = lib_->Function<int()>("crash_abort");
