@@ -2,9 +2,9 @@
 // A library loaded in a session's worker, and its functions: declared with a C declaration
 // the server parses (`'double cos(double)'`), with JS type descriptions overriding the
 // parameters and result the C text cannot say (structs, buffers, arrays, callbacks).
-const { internal, invalid } = require('./errors');
+const { StaleHandle, internal, invalid } = require('./errors');
 const {
-  Typed, describe, fromProto, readScalar, variadicType, writeScalar,
+  RemotePointer, Typed, describe, fromProto, readScalar, variadicType, writeScalar,
 } = require('./types');
 const {
   scalarValue, scalarFromServer, aggregateValue, writeRecord, readRecord, recordFromServer,
@@ -158,14 +158,25 @@ class NativeFunction {
         const size = type.element.size;
         const data = Buffer.alloc(arg.length * size);
         if (type.direction !== 'OUT') {
-          arg.forEach((v, i) => writeScalar(type.element, v, data, i * size, `${what}[${i}]`));
+          arg.forEach((v, i) => {
+            if (v instanceof RemotePointer && v.generation !== this.session.generation) {
+              throw new StaleHandle(`${what}[${i}]: the address belongs to worker generation ` +
+                `${v.generation}; this session's worker is generation ${this.session.generation}`,
+              'STALE_HANDLE', { function: this.name });
+            }
+            writeScalar(type.element, v, data, i * size, `${what}[${i}]`);
+          });
         }
         const index = addBlock(blocks, data, data.length, type.direction);
         if (type.direction !== 'IN') {
-          afterCall.push((returned) => {
+          // Pointers the library stored are RemotePointers of the worker that answered, as a
+          // pointer result is (a create(&handle) out-parameter).
+          afterCall.push((returned, generation) => {
             const out = returned.get(index);
             if (!out) return;
-            for (let i = 0; i < arg.length; ++i) arg[i] = readScalar(type.element, out, i * size);
+            for (let i = 0; i < arg.length; ++i) {
+              arg[i] = readScalar(type.element, out, i * size, generation);
+            }
           });
         }
         return blockPointer(index);

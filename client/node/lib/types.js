@@ -260,6 +260,17 @@ function readScalar(t, data, offset, generation) {
  */
 function writeScalar(t, value, data, offset, what) {
   switch (t.proto.scalar) {
+    case 'POINTER':
+      // An element of an array of pointers (a T** argument): NULL or an address the worker
+      // handed out (the caller checks its generation: the bytes cannot say it).
+      if (value === null) {
+        data.writeBigUInt64LE(0n, offset);
+      } else if (value instanceof RemotePointer) {
+        data.writeBigUInt64LE(BigInt(value.address), offset);
+      } else {
+        throw invalid(`${what}: a pointer needs null or a RemotePointer`);
+      }
+      return;
     case 'BOOL': data.writeUInt8(boolArgument(t, value, what) ? 1 : 0, offset); return;
     case 'FLOAT': data.writeFloatLE(floatArgument(t, value, what), offset); return;
     case 'DOUBLE': data.writeDoubleLE(floatArgument(t, value, what), offset); return;

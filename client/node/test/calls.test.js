@@ -438,6 +438,27 @@ describe('structs', () => {
     assert.equal(await (await lib.func('int sum_list(void*)'))(slot.node), 1);  // 0 + 1
   });
 
+  test('an array of pointers: a T** out-parameter is a RemotePointer, and one goes back in', async () => {
+    const outList = await lib.func('void out_list(int n, void* out)',
+      { params: { 1: ffibox.array('pointer', 'out') } });
+    const made = [null];
+    await outList(3, made);
+    assert.ok(made[0] instanceof ffibox.RemotePointer, String(made[0]));
+    assert.equal(made[0].generation, session.generation);
+    const sum = await lib.func('int sum_list(void*)');
+    assert.equal(await sum(made[0]), 0 + 1 + 2);
+    const store = await lib.func('void store_node(void* slot, void* node)',
+      { params: { 0: ffibox.array('pointer', 'inout') } });
+    const slot = [made[0]];
+    await store(slot, null);
+    assert.equal(slot[0], null);
+    await store(slot, made[0]);
+    assert.equal(slot[0].address, made[0].address);
+    await assert.rejects(store(['not a pointer'], null), ffibox.InvalidArgument);
+    await assert.rejects(store([new ffibox.RemotePointer(made[0].address, session.generation + 1)],
+      null), ffibox.StaleHandle);
+  });
+
   test('a struct field is a scalar or a struct', () => {
     assert.throws(() => ffibox.struct('S', { data: ffibox.buffer() }), ffibox.InvalidArgument);
     assert.throws(() => ffibox.struct('S', { n: 'integer' }), /unknown type 'integer'/);
