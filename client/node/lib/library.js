@@ -93,6 +93,10 @@ class NativeFunction {
     // Taken now: the call is written after every call made before it, whatever its
     // arguments await.
     const turn = this.session.takeTurn();
+    // The JS functions passed as callbacks, held until the call has returned: native code
+    // may call them during the call, and a function held by nothing else would be collected
+    // and its callback freed meanwhile.
+    const held = args.filter((arg) => typeof arg === 'function');
     let answer;
     try {
       for (let i = 0; i < args.length; ++i) {
@@ -110,6 +114,7 @@ class NativeFunction {
       turn.done();
     }
     const response = await answer;
+    held.length = 0;
     const returned = returnedBlocks(blocks, response.call.blocks, this.name);
     const value = response.call.result;
     // Pointer fields of records the worker wrote are its addresses, of this generation.

@@ -108,8 +108,13 @@ class Session extends EventEmitter {
     // The last turn taken in each scope (takeTurn), by invocation ('0': the top level).
     this._turns = new Map();
     this._pending = new Map();       // request id -> {resolve, reject, label, name, bound}
-    this._callbacks = new Map();     // callback id -> {fn, type}
-    this._callbackIds = new Map();   // JS function -> Map(signature JSON -> callback id)
+    // callback id -> {ref: WeakRef of the JS function, type}
+    this._callbacks = new Map();
+    // JS function -> Map(signature JSON -> Promise of its callback id): held weakly, so that
+    // a function nothing else holds any more is collected, and its callbacks freed in the
+    // worker (_collected), as ctypes frees a CFUNCTYPE object's.
+    this._callbackIds = new WeakMap();
+    this._collected = new FinalizationRegistry((ids) => this._freeCallbacks(ids));
     this._layouts = new Map();       // record Type JSON -> Promise of layout
     this._closed = null;             // the error every later request gets
     /** The last KEPT_EVENTS SessionEvents (worker lost/restarted, output, callback errors). */
@@ -340,12 +345,14 @@ class Session extends EventEmitter {
     if (!byType) {
       byType = new Map();
       this._callbackIds.set(fn, byType);
+      this._collected.register(fn, byType, byType);
     }
     if (!byType.has(key)) {
+      const ref = new WeakRef(fn);
       const defined = this.request({ define_callback: { signature: resolved.proto.function } },
         'define_callback').then((response) => {
         const id = Number(response.callback.callback);
-        this._callbacks.set(id, { fn, type: resolved });
+        this._callbacks.set(id, { ref, type: resolved });
         return id;
       });
       defined.catch(() => byType.delete(key));
@@ -354,13 +361,44 @@ class Session extends EventEmitter {
     return byType.get(key);
   }
 
+  /**
+   * Frees the callbacks defined for JS function `fn` in this session's worker now: native
+   * code that still calls one gets zero, and the session a CALLBACK_ERROR event. Without it,
+   * they are freed once `fn` is collected (keep a function the library stores reachable as
+   * long as the library may call it, as with ctypes).
+   */
+  async freeCallback(fn) {
+    const byType = this._callbackIds.get(fn);
+    if (!byType) return;
+    this._callbackIds.delete(fn);
+    this._collected.unregister(byType);
+    await this._freeCallbacks(byType);
+  }
+
+  // Frees the callbacks of `byType` (signature JSON -> Promise of an id) in the worker.
+  async _freeCallbacks(byType) {
+    for (const defined of byType.values()) {
+      let id;
+      try {
+        id = await defined;
+      } catch (error) {
+        continue;  // never defined
+      }
+      this._callbacks.delete(id);
+      if (this._closed) continue;
+      await this.request({ free_callback: { callback: String(id) } }, 'free_callback')
+        .catch(() => {});  // freed with its worker, or a worker of an older generation's
+    }
+  }
+
   async _invoke(invoke) {
     const invocation = invoke.invocation;
     const entry = this._callbacks.get(Number(invoke.callback));
     const answer = { invocation };
     try {
-      if (!entry) throw new Error(`no function for callback ${invoke.callback}`);
-      const { fn, type } = entry;
+      const fn = entry && entry.ref.deref();
+      if (!fn) throw new Error(`no function for callback ${invoke.callback} (freed, or collected)`);
+      const { type } = entry;
       const args = type.params.map((t, i) => {
         const value = invoke.args[i];
         if (t.kind === 'record' && value && value.kind === 'raw') return value.raw;

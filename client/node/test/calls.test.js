@@ -544,8 +544,40 @@ describe('callbacks', () => {
     const register = await lib.func('void register_handler(void* h)',
       { params: [ffibox.callback('int h(int)')] });
     const fire = await lib.func('int fire_handler(int x)');
-    await register((x) => x * 3);
+    // Held here: a function the library keeps must stay reachable while it may be called.
+    const triple = (x) => x * 3;
+    await register(triple);
     assert.equal(await fire(14), 42);
+    assert.equal(triple(1), 3);
+  });
+
+  test('the callbacks of collected functions are freed; freeCallback frees one now', async () => {
+    const v8 = require('node:v8');
+    const vm = require('node:vm');
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc');
+    const twice = await lib.func('int call_twice_nested(void* f, int x)',
+      { params: [ffibox.callback('int f(int)')] });
+    // Past the worker's 4096 callbacks defined at once: each call defines a new one, whose
+    // function nothing holds once the call has returned.
+    for (let i = 0; i < 4200; ++i) {
+      assert.equal(await twice((x) => x + 1, i), i + 2);
+      if (i % 500 === 499) {
+        gc();
+        await new Promise((resolve) => { setTimeout(resolve, 20); });
+      }
+    }
+    const register = await lib.func('void register_handler(void* h)',
+      { params: [ffibox.callback('int h(int)')] });
+    const fire = await lib.func('int fire_handler(int x)');
+    const triple = (x) => x * 3;
+    await register(triple);
+    assert.equal(await fire(2), 6);
+    const before = session.events.length;
+    await session.freeCallback(triple);
+    assert.equal(await fire(2), 0);
+    const events = session.events.slice(before).filter((e) => e.kind === 'CALLBACK_ERROR');
+    assert.equal(events.length, 1);
   });
 
   test('a callback that throws gives native code zero and a CALLBACK_ERROR event', async () => {
