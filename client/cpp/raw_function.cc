@@ -19,6 +19,13 @@ uint32_t TimeoutMillis(absl::Duration timeout) {
 
 namespace {
 
+// A call's deadline below zero (0 is the session's): refused, never taken for the default.
+absl::Status NegativeTimeout(absl::Duration timeout) {
+  return ErrorStatus(
+      v1::INVALID_ARGUMENT,
+      absl::StrCat("a call's timeout must not be negative, not ", absl::FormatDuration(timeout)));
+}
+
 // The answer Resolve got for a function at `address`, kept as a resolve's answer is.
 v1::Response ResolvedAnswer(uint64_t handle, RemotePtr address) {
   v1::Response answer;
@@ -65,6 +72,7 @@ void RawFunction::PrepareCall(v1::Call& call, const CallOptions& options) const 
 
 absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOptions& options,
                                                  client_internal::BorrowedBlocks borrowed) const {
+  if (options.timeout < absl::ZeroDuration()) return NegativeTimeout(options.timeout);
   PrepareCall(call, options);
   if (handle_->Current().failed()) return handle_->Wait().status();  // nothing to call
   v1::Request request;
@@ -78,6 +86,7 @@ absl::StatusOr<v1::CallResult> RawFunction::Call(v1::Call call, const CallOption
 std::optional<absl::StatusOr<RawFunction::ScalarResult>> RawFunction::CallScalar(
     absl::Span<const client_internal::ScalarBits> args, const CallOptions& options) const {
   if (options.set_errno.has_value() || signature_.variadic()) return std::nullopt;
+  if (options.timeout < absl::ZeroDuration()) return NegativeTimeout(options.timeout);
   const client_internal::PendingHandle::Name name = handle_->Current();
   // A resolve not answered yet is named by its request, which only the broker knows.
   if (name.handle == 0) return std::nullopt;

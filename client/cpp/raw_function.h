@@ -26,7 +26,9 @@
 
 namespace ffibox {
 
-// Converts a call deadline to the protocol's milliseconds: 0 for none, rounded up, capped.
+// Converts a call deadline to the protocol's milliseconds: 0 for none, rounded up, capped at
+// the protocol's largest (a server refuses a deadline past its own maximum, 24 h by default, with
+// INVALID_ARGUMENT). Calls and sessions refuse a negative one before this.
 uint32_t TimeoutMillis(absl::Duration timeout);
 
 class RawFunction {

@@ -67,6 +67,11 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
         absl::StrCat("SessionOptions::answer_margin must be positive and finite, not ",
                      absl::FormatDuration(options.answer_margin)));
   }
+  if (options.call_timeout < absl::ZeroDuration()) {
+    return ErrorStatus(v1::INVALID_ARGUMENT,
+                       absl::StrCat("SessionOptions::call_timeout must not be negative, not ",
+                                    absl::FormatDuration(options.call_timeout)));
+  }
   absl::StatusOr<std::shared_ptr<client_internal::SessionStream>> stream =
       client_internal::SessionStream::Start(std::move(channel), options.answer_margin);
   if (!stream.ok()) return stream.status();

@@ -324,6 +324,21 @@ TEST_F(ClientTest, CallTimeoutKillsTheCall) {
   EXPECT_EQ(ErrorCodeOf(hung.status()), v1::CALL_TIMEOUT) << hung.status();
 }
 
+// A negative deadline is refused, never taken for the session's (what 0 asks for).
+TEST_F(ClientTest, ANegativeTimeoutIsRefused) {
+  auto add = Fn<int(int, int)>("add_int");
+  for (absl::Duration negative : {absl::Milliseconds(-1), absl::Seconds(-5)}) {
+    absl::StatusOr<int> sum = add.CallWithTimeout(negative, 1, 2);
+    EXPECT_EQ(ErrorCodeOf(sum.status()), v1::INVALID_ARGUMENT) << sum.status();
+    EXPECT_THAT(sum.status().message(), testing::HasSubstr("negative"));
+  }
+  EXPECT_RESULT(add.CallWithTimeout(absl::Seconds(5), 1, 2), 3);
+  SessionOptions options;
+  options.call_timeout = absl::Seconds(-1);
+  absl::StatusOr<std::unique_ptr<Session>> session = client_->OpenSession(options);
+  EXPECT_EQ(ErrorCodeOf(session.status()), v1::INVALID_ARGUMENT) << session.status();
+}
+
 TEST_F(ClientTest, CloseEndsTheSessionCleanly) {
   auto add = Fn<int(int, int)>("add_int");
   EXPECT_TRUE(session_->Close().ok());
