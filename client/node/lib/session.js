@@ -146,8 +146,17 @@ class Session extends EventEmitter {
       }
       this._answerMarginMs = margin;
     }
+    const whole = (name, most) => {
+      const value = options[name];
+      if (value === undefined) return 0;
+      if (!Number.isInteger(value) || value < 0 || value > most) {
+        this.close();
+        throw invalid(`${name} must be a whole number from 0 to ${most}, not ${String(value)}`);
+      }
+      return value;
+    };
     const open = {
-      call_timeout_ms: options.timeoutMs || 0,
+      call_timeout_ms: whole('timeoutMs', 2 ** 32 - 1),
       restart: options.restart === false ? 'NO_RESTART' : 'RESTART',
       memory_limit_bytes: String(options.memoryLimit || 0),
     };

@@ -92,6 +92,13 @@ describe('sessions', () => {
       }
     });
 
+  test('a session deadline that is not a whole number of milliseconds is refused', async () => {
+    for (const timeoutMs of [-5, 1.5, '100', 2 ** 32]) {
+      await assert.rejects(client.session({ timeoutMs }), ffibox.InvalidArgument,
+        String(timeoutMs));
+    }
+  });
+
   test('sessions have workers of their own', async () => {
     const other = await client.session();
     try {
