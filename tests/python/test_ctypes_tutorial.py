@@ -558,6 +558,67 @@ def _node_functions(ct, testlib, Node):
     testlib.make_list.argtypes = [ct.c_int]
 
 
+def test_a_record_by_value_over_memory_without_pointer_slots_keeps_its_links(ct, testlib):
+    # Records made from_buffer over integers, linked by the library (no keep-alives), then
+    # passed by value: the memory their links reach ships as the records, whose pointer slots
+    # are rewired, not as the integers (the worker followed this process's addresses).
+    Node = make_types(ct)[6]
+    _node_functions(ct, testlib, Node)
+    testlib.next_next_value.argtypes = [Node]
+    words = ct.sizeof(Node) // 8
+    n = Node.from_buffer((ct.c_int64 * words)())
+    n.value = 974
+    testlib.set_next(ct.byref(n), ct.byref(n))
+    assert testlib.next_next_value(n) == 974
+    nodes = (Node * 3).from_buffer((ct.c_int64 * (3 * words))())
+    for i in range(3):
+        nodes[i].value = i + 1
+    testlib.set_next(nodes[0], ct.byref(nodes[1]))
+    testlib.set_next(nodes[1], ct.byref(nodes[2]))
+    assert testlib.next_next_value(nodes[0]) == 3
+
+
+def test_a_store_through_a_view_of_an_array_made_over_another_is_kept(ct, testlib):
+    # `byref(pointer(a[0]).contents, off)` where a was made over a larger array, and a[1]
+    # passed beside it: one memory, one block (two copies went, and the stale one won).
+    Node = make_types(ct)[6]
+    testlib.store_node.argtypes = [ct.c_void_p, ct.c_void_p]
+    a = (Node * 3).from_buffer((Node * 4)())
+    testlib.store_node(ct.byref(ct.pointer(a[0]).contents, Node.next.offset), ct.byref(a[1]))
+    assert ct.cast(a[0].next, ct.c_void_p).value == ct.addressof(a[1])
+
+
+def test_a_view_of_library_memory_is_type_checked_as_an_argument(ct, testlib):
+    Node = make_types(ct)[6]
+    testlib.make_list.restype = ct.POINTER(Node)
+    testlib.make_list.argtypes = [ct.c_int]
+    head = testlib.make_list(2)
+    testlib.sum_array.argtypes = [ct.POINTER(ct.c_int)]
+    with pytest.raises(ct.ArgumentError):
+        testlib.sum_array(head.contents)
+    with pytest.raises(ct.ArgumentError):
+        testlib.sum_array(ct.byref(head.contents))
+    testlib.sum_list.argtypes = [ct.POINTER(Node)]
+    assert testlib.sum_list(head.contents) == 0 + 1
+
+
+def test_a_buffer_cast_to_c_char_p_is_that_buffer(ct, testlib, libc):
+    # cast(buffer, c_char_p) keeps the buffer: the library writes into it, and a pointer it
+    # returns points into it (a copy of its text went, and both were lost).
+    testlib.fill_buffer.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_char]
+    testlib.fill_buffer.restype = None
+    buffer = ct.create_string_buffer(b"xxxx", 8)
+    testlib.fill_buffer(ct.cast(buffer, ct.c_char_p), 4, b"A")
+    assert buffer.value == b"AAAA"
+    libc.strchr.argtypes = [ct.c_char_p, ct.c_int]
+    libc.strchr.restype = ct.POINTER(ct.c_char)
+    text = ct.create_string_buffer(b"aabcbba", 10)
+    found = libc.strchr(ct.cast(text, ct.c_char_p), ord("c"))
+    assert ct.cast(found, ct.c_void_p).value == ct.addressof(text) + 3
+    found[0] = b"Z"
+    assert text.value == b"aabZbba"
+
+
 def _store_from_callback(ct, testlib, Node, passed, target):
     # visit_node(passed, visit): the callback sets passed->next = &target, where `target` is
     # memory the same call passes for the first time (the record itself, or another element

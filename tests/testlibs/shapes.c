@@ -178,6 +178,9 @@ EXPORT void out_list(int n, Node** out) { *out = make_list(n); }
 EXPORT void set_next(Node* node, Node* next) { node->next = next; }
 EXPORT void store_node(Node** slot, Node* node) { *slot = node; }
 EXPORT int next_value(Node node) { return node.next != NULL ? node.next->value : -1; }
+EXPORT int next_next_value(Node node) {
+  return node.next != NULL && node.next->next != NULL ? node.next->next->value : -1;
+}
 EXPORT void bump_list(Node* head, int by) {
   for (int i = 0; head != NULL && i < 64; ++i, head = head->next) head->value += by;
 }

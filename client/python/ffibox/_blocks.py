@@ -148,15 +148,22 @@ class CallBuilder:
     def reach_from(self, obj) -> None:
         """Lets this call ship the memory that ctypes object `obj` keeps alive (its pointer
         fields' targets), as pointers to it are met."""
+        # Memory `obj` lies in first (the first range holding an address ships it): the
+        # outermost object it was made on with from_buffer whose type has the pointer slots
+        # there, else its own base; never memory made of plain bytes or integers, whose
+        # pointers would reach the worker as this process's addresses.
+        owner = _twins.owner_of(obj)
+        exporters = _memory_owners.buffer_exporters(owner)
+        self._collect(tuple(exporter for exporter in reversed(exporters)
+                            if _memory_owners.slots_within(owner, exporter)) + (owner,))
         # What the view's bases keep alive too (ctypes files a field's keep-alive references
         # under the view's root, which may be a pointer: p.contents.buf = cast(b, ...)).
         view = obj
         while view is not None:
             self._collect(getattr(view, "_objects", None))
             view = getattr(view, "_b_base_", None)
-        # And the objects it was made on with from_buffer, and what they keep alive (a
-        # record passed by value that is a view of another: `f(Node.from_buffer(n))`).
-        exporters = _memory_owners.buffer_exporters(_twins.owner_of(obj))
+        # And the other objects it was made on, for memory outside those, and what they keep
+        # alive (a record passed by value that is a view of another: `f(Node.from_buffer(n))`).
         if exporters:
             self._collect(tuple(exporters))
             for exporter in exporters:

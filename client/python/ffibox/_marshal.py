@@ -275,6 +275,13 @@ def _encode_string_or_void(t, code, value, builder, session):
             return remote_value(*mapped)
         if builder is not None and builder.locate(address) is not None:
             return builder.local_pointer(address)
+        keep = _keep_of(value)
+        if builder is not None and keep is not None and not isinstance(keep, bytes):
+            # cast(buffer, c_char_p) keeps the buffer: it is that memory, which the library
+            # may write, or return a pointer into, as in ctypes (not a copy of its text).
+            builder.local_pointer_via(0, keep)
+            if builder.locate(address) is not None:
+                return builder.local_pointer(address)
         # A c_char_p / c_wchar_p object of the caller: its string travels with the call (a
         # c_char_p made from bytes at the twin of those bytes).
         text = value.value
@@ -395,9 +402,11 @@ def _encode_pointer(t, value, builder, session):
         return _remote_pointer_value(value, builder, session)
     at = _own_view_address(value, session)
     if at is not None:  # a view of worker memory (.contents, in_dll): its worker address
+        t.from_param(value)  # of the declared type, or the TypeError ctypes raises
         return remote_value(at.address, at.generation)
     base = _own_view_address(value._obj, session) if isinstance(value, _CArgObject) else None
     if base is not None:
+        t.from_param(value)  # byref of another type: the TypeError ctypes raises
         return remote_value(base.address + byref_target(value)[1], base.generation)
     if builder is None:
         fits = isinstance(value, (_ct._Pointer, _ct.Array)) and _points_to(value._type_, target)

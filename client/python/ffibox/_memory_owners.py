@@ -81,7 +81,7 @@ def _rest_of_buffer(obj, view):
     return rest
 
 
-def _slots_within(view, holder) -> bool:
+def slots_within(view, holder) -> bool:
     """Whether every pointer slot of `view` is a pointer slot of `holder` (which holds the
     view's memory) at the same place."""
     shift = _ct.addressof(view) - _ct.addressof(holder)
@@ -137,7 +137,9 @@ def memory_owner(obj, twins):
             continue
         if _ct.sizeof(item) > _ct.sizeof(best) or best is obj:
             best = item
-    return best
+    # What that was made on, as for a base above (`pointer(a[0]).contents` of an array made
+    # over a larger one ships as the larger one, as a[1] passed by reference does).
+    return best if best is obj else (_made_on(best) or best)
 
 
 def _made_on(view):
@@ -148,7 +150,7 @@ def _made_on(view):
     start, end = _ct.addressof(view), _ct.addressof(view) + _ct.sizeof(view)
     for exporter in reversed(buffer_exporters(view)):
         if _ct.addressof(exporter) <= start and end <= _ct.addressof(exporter) + _ct.sizeof(
-                exporter) and _slots_within(view, exporter):
+                exporter) and slots_within(view, exporter):
             _made_over(exporter, view)
             return exporter
     return None
