@@ -2,9 +2,9 @@
 // A library loaded in a session's worker, and its functions: declared with a C declaration
 // the server parses (`'double cos(double)'`), with JS type descriptions overriding the
 // parameters and result the C text cannot say (structs, buffers, arrays, callbacks).
-const { StaleHandle, internal, invalid } = require('./errors');
+const { internal, invalid } = require('./errors');
 const {
-  RemotePointer, Typed, describe, fromProto, readScalar, variadicType, writeScalar,
+  Typed, describe, fromProto, readScalar, variadicType, writeScalar,
 } = require('./types');
 const {
   scalarValue, scalarFromServer, aggregateValue, writeRecord, readRecord, recordFromServer,
@@ -96,7 +96,8 @@ class NativeFunction {
     // The JS functions passed as callbacks, held until the call has returned: native code
     // may call them during the call, and a function held by nothing else would be collected
     // and its callback freed meanwhile.
-    const held = args.filter((arg) => typeof arg === 'function');
+    const held = args.map((arg) => (arg instanceof Typed ? arg.value : arg))
+      .filter((arg) => typeof arg === 'function');
     let answer;
     try {
       for (let i = 0; i < args.length; ++i) {
@@ -163,14 +164,8 @@ class NativeFunction {
         const size = type.element.size;
         const data = Buffer.alloc(arg.length * size);
         if (type.direction !== 'OUT') {
-          arg.forEach((v, i) => {
-            if (v instanceof RemotePointer && v.generation !== this.session.generation) {
-              throw new StaleHandle(`${what}[${i}]: the address belongs to worker generation ` +
-                `${v.generation}; this session's worker is generation ${this.session.generation}`,
-              'STALE_HANDLE', { function: this.name });
-            }
-            writeScalar(type.element, v, data, i * size, `${what}[${i}]`);
-          });
+          arg.forEach((v, i) => writeScalar(type.element, v, data, i * size, `${what}[${i}]`,
+            this.session.generation));
         }
         const index = addBlock(blocks, data, data.length, type.direction);
         if (type.direction !== 'IN') {
@@ -190,7 +185,9 @@ class NativeFunction {
         if (typeof arg !== 'object') throw invalid(`${what}: ${type.pointee.name} object expected`);
         const layout = await this.session.layout(type.pointee);
         const data = Buffer.alloc(Number(layout.size || 0));
-        if (type.direction !== 'OUT') writeRecord(type.pointee, layout, arg, data, 0, what);
+        if (type.direction !== 'OUT') {
+          writeRecord(type.pointee, layout, arg, data, 0, what, this.session.generation);
+        }
         const index = addBlock(blocks, data, data.length, type.direction);
         if (type.direction !== 'IN') {
           afterCall.push((returned, generation) => {

@@ -223,9 +223,13 @@ class Session extends EventEmitter {
     this._turns.set(scope, mine);
     return {
       ready,
+      // Not before the earlier turns: a call that fails before its own turn came (a bad
+      // argument) would otherwise let the calls after it overtake those before it.
       done: () => {
-        if (this._turns.get(scope) === mine) this._turns.delete(scope);
-        finish();
+        ready.then(() => {
+          if (this._turns.get(scope) === mine) this._turns.delete(scope);
+          finish();
+        });
       },
     };
   }

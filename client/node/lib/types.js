@@ -12,7 +12,7 @@
 //   callback(declaration | {result, params}): a JS function passed as a function pointer.
 // Directions are 'in', 'out' and 'inout' (the protocol's MemoryBlock directions).
 const { integerArgument, floatArgument, boolArgument, textArgument } = require('./arguments');
-const { invalid } = require('./errors');
+const { StaleHandle, invalid } = require('./errors');
 
 // Scalar name -> [proto enum name, size in bytes, signed integer?, 64-bit (BigInt) integer?].
 const SCALARS = {
@@ -258,17 +258,22 @@ function readScalar(t, data, offset, generation) {
  * element, a field of a struct behind a pointer); InvalidArgument naming `what` when the
  * value does not fit the type (lib/arguments.js).
  */
-function writeScalar(t, value, data, offset, what) {
+function writeScalar(t, value, data, offset, what, generation) {
   switch (t.proto.scalar) {
     case 'POINTER':
-      // An element of an array of pointers (a T** argument): NULL or an address the worker
-      // handed out (the caller checks its generation: the bytes cannot say it).
+      // An element of an array of pointers (a T** argument), a pointer field behind a
+      // pointer: NULL or an address the session's worker (of `generation`) handed out. The
+      // bytes cannot say its generation, so an older one is refused here.
       if (value === null) {
         data.writeBigUInt64LE(0n, offset);
-      } else if (value instanceof RemotePointer) {
-        data.writeBigUInt64LE(BigInt(value.address), offset);
-      } else {
+      } else if (!(value instanceof RemotePointer)) {
         throw invalid(`${what}: a pointer needs null or a RemotePointer`);
+      } else if (value.generation !== generation) {
+        throw new StaleHandle(`STALE_HANDLE: ${what}: the address belongs to worker ` +
+          `generation ${value.generation}; this session's worker is generation ${generation}`,
+        'STALE_HANDLE');
+      } else {
+        data.writeBigUInt64LE(BigInt(value.address), offset);
       }
       return;
     case 'BOOL': data.writeUInt8(boolArgument(t, value, what) ? 1 : 0, offset); return;

@@ -146,14 +146,15 @@ function aggregateValue(t, object, what, unionMembers = true) {
 }
 
 /** Writes `object` into `data` at `offset` in the worker's layout of record `t`. */
-function writeRecord(t, layout, object, data, offset, what) {
+function writeRecord(t, layout, object, data, offset, what, generation) {
   t.fields.forEach(([name, field], i) => {
     if (object[name] === undefined) return;  // left zero
     const at = offset + Number(layout.fields[i].offset || 0);
     if (field.kind === 'record') {
-      writeRecord(field, layout.nested[i], object[name], data, at, `${what}.${name}`);
+      writeRecord(field, layout.nested[i], object[name], data, at, `${what}.${name}`,
+        generation);
     } else {
-      writeScalar(field, object[name], data, at, `${what}.${name}`);
+      writeScalar(field, object[name], data, at, `${what}.${name}`, generation);
     }
   });
 }

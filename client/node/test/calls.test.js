@@ -228,6 +228,26 @@ describe('order', () => {
   });
 });
 
+describe('order after a failure', () => {
+  test('a call refused before it is written holds back the calls made after it', async () => {
+    const set = await lib.func('void set_owned_number(int index, int value)');
+    const register = await lib.func('void register_handler(void* h)',
+      { params: [ffibox.callback('int h(int)')] });
+    const fire = await lib.func('int fire_handler(int x)');
+    const doubled = (x) => x * 2;
+    const answered = [];
+    const made = [
+      register(doubled).then(() => answered.push('register')),  // awaits its definition
+      set(0, 'bad').catch(() => answered.push('refused')),
+      fire(10).then((value) => answered.push(`fire ${value}`)),
+    ];
+    await Promise.all(made);
+    assert.deepEqual(answered.filter((a) => a !== 'refused'), ['register', 'fire 20']);
+    assert.equal(doubled(1), 2);
+    await set(0, 7);
+  });
+});
+
 describe('errno', () => {
   test('withErrno gives the worker\'s errno right after the call, and callWith sets it before', async () => {
     const setErrno = await lib.func('int set_errno_to(int)');
@@ -462,6 +482,14 @@ describe('structs', () => {
     await store(slot, made[0]);
     assert.equal(slot[0].address, made[0].address);
     await assert.rejects(store(['not a pointer'], null), ffibox.InvalidArgument);
+    // A pointer field behind a pointer is checked as well.
+    const NodeT = ffibox.struct('StaleNode', { value: 'int', next: 'void*' });
+    const sumFrom = await lib.func('int sum_list(void*)',
+      { params: [ffibox.pointer(NodeT, 'in')] });
+    assert.equal(await sumFrom({ value: 100, next: made[0] }), 100 + 0 + 1 + 2);
+    await assert.rejects(sumFrom({ value: 100,
+      next: new ffibox.RemotePointer(made[0].address, session.generation + 1) }),
+    ffibox.StaleHandle);
     await assert.rejects(store([new ffibox.RemotePointer(made[0].address, session.generation + 1)],
       null), ffibox.StaleHandle);
   });
