@@ -43,10 +43,10 @@ class InFlightRequests {
   struct Limits {
     size_t max_in_flight = 4096;  // requests in all scopes
     int max_callback_depth = 64;  // invocations nested in one another
-    // Invocations open at once: each thread of a worker waits in at most max_callback_depth
-    // of them. More is a worker flooding the broker and its client with invocations that
-    // no native code waits for.
-    size_t max_open_invocations = 4096;
+    // Invocations open at once: each thread of a worker (at most its 256 processes and
+    // threads) waits in at most max_callback_depth of them. More is a worker flooding the
+    // broker and its client with invocations that no native code waits for.
+    size_t max_open_invocations = 16384;
   };
 
   // A callback invocation the worker opened and the client has not answered.

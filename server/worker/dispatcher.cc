@@ -49,7 +49,9 @@ thread_local ThreadRequest t_channel_request;
 class RunningRequest {
  public:
   RunningRequest(ThreadRequest& running, uint64_t id, const v1::Request& request)
-      : running_(running), outer_(std::exchange(running, {id, request.has_call()})) {}
+      : RunningRequest(running, id, request.has_call()) {}
+  RunningRequest(ThreadRequest& running, uint64_t id, bool call)
+      : running_(running), outer_(std::exchange(running, {id, call})) {}
   ~RunningRequest() { running_ = outer_; }
   RunningRequest(const RunningRequest&) = delete;
   RunningRequest& operator=(const RunningRequest&) = delete;
@@ -434,6 +436,7 @@ bool WorkerDispatcher::RunScalarLocal(ShmChannel& channel, absl::string_view fra
   v1::Response& response = *google::protobuf::Arena::CreateMessage<v1::Response>(&arena.arena);
   std::optional<absl::Status> ran;
   const bool channel_ok = RunAsLocalCall(channel, call.function, call.timeout_ms, [&] {
+    const RunningRequest running(t_channel_request, call.id, /*call=*/true);
     ran = executor_->CallScalar(call.function, call.args, response.mutable_call());
   });
   if (!ran.has_value()) return false;  // not run: the general path answers it
@@ -785,7 +788,6 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
   invoke->set_parent_invocation(t_invocation);
   const ThreadRequest& making = channel != nullptr ? t_channel_request : t_request;
   invoke->set_request_id(making.id);
-  if (making.id != 0 && making.call) CallBlocks::TellKept(generation_, invoke->mutable_kept());
   std::vector<ShippedPointee> shipped;
   absl::Status decoded =
       DecodeCallbackArguments(signature, args, generation_, buffer_bytes, invoke, &shipped);
@@ -794,6 +796,8 @@ void WorkerDispatcher::RunCallback(uint64_t callback, const Closure& closure, ui
     ReportFailure(callback, 0, decoded, kGotZero);
     return;
   }
+  // Told once per call, by the invocation that is sent (not one that failed above).
+  if (making.id != 0 && making.call) CallBlocks::TellKept(generation_, invoke->mutable_kept());
 
   if (channel != nullptr) {
     channel_message.set_generation(generation_);

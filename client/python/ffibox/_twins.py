@@ -296,7 +296,12 @@ class TwinTable:
             old = self._by_owner.get(key)
             if old is not None:
                 self._drop(old)
-                self._collected.append((None, old))
+                if old.generation != generation or old.alive() is not owner:
+                    self._collected.append((None, old))
+                # Else a twin of this same object in this worker, made while the call that
+                # kept this block ran (a callback's store of a pointer to it, where the call
+                # could not say where it placed it): the library may hold its address, so
+                # its memory stays (CallbackInvoke.kept makes this rare).
             self._by_owner[key] = twin
             if twin.strong is not None:
                 self._strong.add(key)
