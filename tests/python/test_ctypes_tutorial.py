@@ -57,7 +57,8 @@ def test_argtypes_check_arguments(ct, testlib):
 
 
 def test_pointers_the_library_returned_are_type_checked_as_arguments(ct, testlib):
-    # A POINTER(Node) the library returned, passed where another pointer type goes: the
+    # A POINTER(Node) the library returned (or the record it points to), passed where another
+    # pointer type goes: the
     # ArgumentError ctypes raises (ffibox passed any pointer it had from the library); a
     # pointer to a subclass of the pointee, or an array of one, goes (ffibox refused both).
     Node = make_types(ct)[6]
@@ -67,12 +68,19 @@ def test_pointers_the_library_returned_are_type_checked_as_arguments(ct, testlib
     testlib.sum_array.argtypes = [ct.POINTER(ct.c_int)]
     with pytest.raises(ct.ArgumentError, match="expected LP_c_int instance instead of LP_"):
         testlib.sum_array(head)
+    # Nor the record it points to, itself or by reference (a view of library memory).
+    with pytest.raises(ct.ArgumentError):
+        testlib.sum_array(head.contents)
+    with pytest.raises(ct.ArgumentError):
+        testlib.sum_array(ct.byref(head.contents))
     testlib.str_len.argtypes = [ct.c_char_p]
     testlib.str_len.restype = ct.c_size_t
     with pytest.raises(ct.ArgumentError, match="wrong type"):
         testlib.str_len(head)
     testlib.sum_list.argtypes = [ct.c_void_p]
     assert testlib.sum_list(head) == 0 + 1 + 2
+    testlib.sum_list.argtypes = [ct.POINTER(Node)]
+    assert testlib.sum_list(head.contents) == 0 + 1 + 2
     testlib.greeting.restype = ct.POINTER(ct.c_char)
     assert testlib.str_len(testlib.greeting()) == len(b"hello, ffibox")
 
@@ -586,20 +594,6 @@ def test_a_store_through_a_view_of_an_array_made_over_another_is_kept(ct, testli
     a = (Node * 3).from_buffer((Node * 4)())
     testlib.store_node(ct.byref(ct.pointer(a[0]).contents, Node.next.offset), ct.byref(a[1]))
     assert ct.cast(a[0].next, ct.c_void_p).value == ct.addressof(a[1])
-
-
-def test_a_view_of_library_memory_is_type_checked_as_an_argument(ct, testlib):
-    Node = make_types(ct)[6]
-    testlib.make_list.restype = ct.POINTER(Node)
-    testlib.make_list.argtypes = [ct.c_int]
-    head = testlib.make_list(2)
-    testlib.sum_array.argtypes = [ct.POINTER(ct.c_int)]
-    with pytest.raises(ct.ArgumentError):
-        testlib.sum_array(head.contents)
-    with pytest.raises(ct.ArgumentError):
-        testlib.sum_array(ct.byref(head.contents))
-    testlib.sum_list.argtypes = [ct.POINTER(Node)]
-    assert testlib.sum_list(head.contents) == 0 + 1
 
 
 def test_a_buffer_cast_to_c_char_p_is_that_buffer(ct, testlib, libc):
