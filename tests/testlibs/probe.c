@@ -301,8 +301,7 @@ int probe_queue_signals(int count) {
   info.si_pid = getpid();
   const pid_t self = (pid_t)syscall(SYS_gettid);
   int queued = 0;
-  while (queued < count &&
-         syscall(SYS_rt_tgsigqueueinfo, getpid(), self, SIGRTMIN, &info) == 0) {
+  while (queued < count && syscall(SYS_rt_tgsigqueueinfo, getpid(), self, SIGRTMIN, &info) == 0) {
     ++queued;
   }
   struct timespec now = {0, 0};
