@@ -339,6 +339,9 @@ absl::Status CheckWorkerError(const v1::Error& error) {
     return absl::InvalidArgumentError(
         absl::StrCat("error code ", v1::ErrorCode_Name(code), ", which only the broker reports"));
   }
+  if (code == v1::UNAVAILABLE) {
+    return absl::InvalidArgumentError("error code UNAVAILABLE, which only clients use");
+  }
   // And that a request never reached a worker: a client would send its releases again.
   if (error.never_reached_worker()) {
     return absl::InvalidArgumentError("an error saying its request never reached a worker");

@@ -147,6 +147,15 @@ absl::StatusOr<std::unique_ptr<Session>> Client::OpenSession(const SessionOption
   return Session::Open(channel_, options);
 }
 
-v1::Error ErrorOf(const absl::Status& status) { return ToProtoError(status); }
+v1::Error ErrorOf(const absl::Status& status) {
+  v1::Error error = ToProtoError(status);
+  // A status this client made itself when the server could not be reached or the session's
+  // stream ended carries no server error: UNAVAILABLE, not a bug in ffibox.
+  if (error.code() == v1::INTERNAL && (status.code() == absl::StatusCode::kUnavailable ||
+                                       status.code() == absl::StatusCode::kCancelled)) {
+    error.set_code(v1::UNAVAILABLE);
+  }
+  return error;
+}
 
 }  // namespace ffibox

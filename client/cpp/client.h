@@ -85,7 +85,8 @@ class Client {
 };
 
 // The public error (code, message, signal, exit_code, function, ...) inside a status from
-// this client; code ERROR_CODE_UNSPECIFIED for OK.
+// this client; code ERROR_CODE_UNSPECIFIED for OK, UNAVAILABLE when the server could not be
+// reached or the session's stream ended.
 v1::Error ErrorOf(const absl::Status& status);
 
 }  // namespace ffibox

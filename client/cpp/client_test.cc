@@ -75,6 +75,17 @@ TEST(ClientConnect, TokenWithTlsGetsAsFarAsTheHandshake) {
   EXPECT_TRUE(listener.SomeoneConnected(0));
 }
 
+TEST(ClientConnect, ANoServerIsUnavailableNotABug) {
+  ConnectOptions options;
+  options.connect_timeout = absl::Milliseconds(200);
+  absl::StatusOr<std::unique_ptr<Client>> client =
+      Client::Connect("unix:/nonexistent/ffiboxd.sock", options);
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(ErrorOf(client.status()).code(), v1::UNAVAILABLE) << client.status();
+  EXPECT_EQ(ErrorOf(absl::OkStatus()).code(), v1::ERROR_CODE_UNSPECIFIED);
+  EXPECT_EQ(ErrorOf(absl::InternalError("x")).code(), v1::INTERNAL);
+}
+
 TEST(ClientConnect, TlsToUnixSocketIsRefused) {
   // ffiboxd's unix sockets are plaintext: a TLS handshake there could only time out.
   ConnectOptions options;

@@ -235,7 +235,9 @@ TEST(ParseWorkerReply, ChangedBlocksAreNonEmptyAtNonZeroAddressesWithinTheWatchB
 }
 
 TEST(ParseWorkerReply, ErrorCodesOnlyTheBrokerReportsAreRefused) {
-  for (v1::ErrorCode code : {v1::WORKER_CRASHED, v1::SANDBOX_VIOLATION, v1::JAIL_UNAVAILABLE}) {
+  // And UNAVAILABLE, which only clients use.
+  for (v1::ErrorCode code :
+       {v1::WORKER_CRASHED, v1::SANDBOX_VIOLATION, v1::JAIL_UNAVAILABLE, v1::UNAVAILABLE}) {
     v1::Response response;
     response.set_id(kSequence);
     response.mutable_error()->set_code(code);

@@ -765,7 +765,8 @@ class LocalChannel:
         self._wake(self._out_waiting)
 
 
-_BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE")
+# Codes no worker may answer with: the broker's verdicts, and UNAVAILABLE, only clients' own.
+_BROKER_ONLY_CODES = ("WORKER_CRASHED", "SANDBOX_VIOLATION", "JAIL_UNAVAILABLE", "UNAVAILABLE")
 
 # What a handler of an invocation that came on the channel sends through the broker, naming it
 # (Request.channel_invocation), where the server announces it (LocalChannelOpened.
