@@ -340,10 +340,14 @@ class CallBuilder:
                 return None
         return twin.worker + (address - twin.local)
 
-    def local_pointer_via(self, address: int, keep):
-        """local_pointer for an address whose memory `keep` (ctypes' keep-alive references
-        of a cast result) holds."""
+    def reach(self, keep) -> None:
+        """Lets this call ship the objects `keep` (ctypes' keep-alive references of a cast
+        result) holds, as pointers into them are met (locate)."""
         self._collect(keep)
+
+    def local_pointer_via(self, address: int, keep):
+        """local_pointer for an address whose memory `keep` holds (reach)."""
+        self.reach(keep)
         return self.local_pointer(address)
 
     def knows(self, address: int) -> bool:

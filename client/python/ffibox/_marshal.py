@@ -279,7 +279,7 @@ def _encode_string_or_void(t, code, value, builder, session):
         if builder is not None and keep is not None and not isinstance(keep, bytes):
             # cast(buffer, c_char_p) keeps the buffer: it is that memory, which the library
             # may write, or return a pointer into, as in ctypes (not a copy of its text).
-            builder.local_pointer_via(0, keep)
+            builder.reach(keep)
             if builder.locate(address) is not None:
                 return builder.local_pointer(address)
         # A c_char_p / c_wchar_p object of the caller: its string travels with the call (a
