@@ -39,8 +39,23 @@
 #include "server/worker/memory_requests.h"
 
 // The native functions called: they ignore their arguments, which is safe for any argument
-// list on x86-64 System V (the caller owns the stack), and return zero.
-extern "C" long FuzzReturnZero() { return 0; }
+// list on x86-64 System V (the caller owns the stack), and return zero. FuzzReturnZero clears
+// every register a result other than long double comes back in (rax, rdx, xmm0, xmm1), so a
+// record returned in two registers is zero in both halves, not what an earlier call left in
+// the second (a record returned in memory is left as the caller's zeroed slot is).
+extern "C" void FuzzReturnZero();
+asm(R"(
+  .text
+  .globl FuzzReturnZero
+  .type FuzzReturnZero, @function
+FuzzReturnZero:
+  xorl %eax, %eax
+  xorl %edx, %edx
+  xorps %xmm0, %xmm0
+  xorps %xmm1, %xmm1
+  ret
+  .size FuzzReturnZero, .-FuzzReturnZero
+)");
 extern "C" long double FuzzReturnLongDoubleZero() { return 0; }
 
 namespace ffibox {
