@@ -10,6 +10,7 @@
 //                     requests sent inside invocation 77, and answers the load once the
 //                     callback_return for 77 arrives
 //   "invoke-unknown"  invokes callback 999, which the broker never defined
+//   "missing"         answers with LIBRARY_LOAD_FAILED
 //   anything else     answers with success
 // define_callback is answered with the broker's handle at address 0x1000.
 #include <signal.h>
@@ -51,7 +52,12 @@ void CorruptChannel() {
 bool Answer(const ffibox::internal::WorkerRequest& request) {
   ffibox::internal::WorkerReply reply;
   reply.mutable_response()->set_id(request.id());
-  if (request.request().has_load_library()) {
+  if (request.request().has_load_library() &&
+      request.request().load_library().path() == "missing") {
+    ffibox::v1::Error* error = reply.mutable_response()->mutable_error();
+    error->set_code(ffibox::v1::LIBRARY_LOAD_FAILED);
+    error->set_message("missing: cannot open shared object file");
+  } else if (request.request().has_load_library()) {
     reply.mutable_response()->mutable_library()->set_library(request.handle());
   } else if (request.request().has_define_callback()) {
     reply.mutable_response()->mutable_callback()->set_callback(request.handle());

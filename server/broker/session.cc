@@ -441,9 +441,10 @@ absl::StatusOr<Session::Answer> Session::ResolveFunction(const v1::Request& requ
       return StaleAddress(function.generation);
     }
     if (resolve.library_request() != 0) {
-      FFIBOX_ASSIGN_OR_RETURN(
-          function.library,
-          handles_.LibraryOfRequest(resolve.library_request(), "resolve_function.library_request"));
+      const absl::StatusOr<uint64_t> library =
+          handles_.LibraryOfRequest(resolve.library_request(), "resolve_function.library_request");
+      FFIBOX_RETURN_IF_ERROR(AfterRecordedFailures(library.status()));
+      function.library = *library;
       named = request;
       named->mutable_resolve_function()->set_library(function.library);
       named->mutable_resolve_function()->clear_library_request();
@@ -493,7 +494,9 @@ absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
   const v1::Request& forwarded = named.has_value() ? *named : request;
   {
     absl::MutexLock lock(&mu_);
-    if (named.has_value()) FFIBOX_RETURN_IF_ERROR(NameRequestedFunctions(*named, handles_));
+    if (named.has_value()) {
+      FFIBOX_RETURN_IF_ERROR(AfterRecordedFailures(NameRequestedFunctions(*named, handles_)));
+    }
     FFIBOX_RETURN_IF_ERROR(ValidateCallRequest(forwarded.call(), CallContextLocked(), &pending));
   }
   return Forward(forwarded, std::move(pending));
@@ -509,7 +512,9 @@ absl::StatusOr<Session::Answer> Session::Batch(const v1::Request& request) {
   const v1::Request& forwarded = named.has_value() ? *named : request;
   {
     absl::MutexLock lock(&mu_);
-    if (named.has_value()) FFIBOX_RETURN_IF_ERROR(NameRequestedFunctions(*named, handles_));
+    if (named.has_value()) {
+      FFIBOX_RETURN_IF_ERROR(AfterRecordedFailures(NameRequestedFunctions(*named, handles_)));
+    }
     FFIBOX_RETURN_IF_ERROR(ValidateBatchRequest(forwarded.batch(), CallContextLocked(), &pending));
   }
   return Forward(forwarded, std::move(pending));
@@ -533,8 +538,10 @@ absl::StatusOr<Session::Answer> Session::LookupSymbol(const v1::Request& request
     absl::MutexLock lock(&mu_);
     uint64_t library = lookup.library();
     if (lookup.library_request() != 0) {
-      FFIBOX_ASSIGN_OR_RETURN(library, handles_.LibraryOfRequest(lookup.library_request(),
-                                                                 "lookup_symbol.library_request"));
+      const absl::StatusOr<uint64_t> named_library =
+          handles_.LibraryOfRequest(lookup.library_request(), "lookup_symbol.library_request");
+      FFIBOX_RETURN_IF_ERROR(AfterRecordedFailures(named_library.status()));
+      library = *named_library;
       named = request;
       named->mutable_lookup_symbol()->set_library(library);
       named->mutable_lookup_symbol()->clear_library_request();

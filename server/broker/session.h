@@ -229,6 +229,11 @@ class Session : private WorkerSupervisor::Listener {
   // Applies a successful or failed reply to the session's handle table.
   void RecordOutcome(const PendingRequest& pending, const v1::Response& response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns `named`, the outcome of naming a library or function by the id of the request
+  // that made it; when it failed, first waits until the failed answers already recorded are
+  // sent (failures_unsent_), so that the failure of the request named reaches the client
+  // before this refusal of a request that names it (docs/protocol.md, "Pipelined requests").
+  absl::Status AfterRecordedFailures(absl::Status named) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Reply(const v1::Request& request, v1::Response response);
   // Answers request `id`, an `op` refused before any worker saw it
@@ -262,6 +267,9 @@ class Session : private WorkerSupervisor::Listener {
   InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
   // Answers and callback invocations accepted from the worker so far.
   uint64_t answers_accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  // Failed answers whose outcome is recorded in handles_ but which the reader thread has not
+  // sent to the client yet (OnReply, OnDeath).
+  int failures_unsent_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The worker of the current generation, supervised; kept after its death until the next
   // one starts (its reader thread may still be reporting the death).

@@ -133,9 +133,12 @@ void Session::OnOutput(uint64_t generation, v1::OutputStream stream, std::string
 absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) {
   std::optional<v1::Response> to_client;
   std::vector<std::string> limit_hits;
+  bool failure = false;
   {
     absl::MutexLock lock(&mu_);
     FFIBOX_RETURN_IF_ERROR(AcceptReply(generation, std::move(reply), &to_client));
+    failure = to_client.has_value() && to_client->has_error();
+    if (failure) ++failures_unsent_;
     // The worker may spin for what follows: the turn lasts while it may.
     SpinTurn::OfProcess().Answered(this, absl::Now());
     if (requests_.size() == 0 && worker_ != nullptr) {
@@ -152,6 +155,10 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
   }
   ReportLimitHits(generation, limit_hits);
   if (to_client.has_value()) sink_->Send(std::move(*to_client));
+  if (failure) {
+    absl::MutexLock lock(&mu_);
+    --failures_unsent_;
+  }
   return absl::OkStatus();
 }
 
@@ -250,6 +257,14 @@ void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& r
   handles_.RecordOutcome(pending.op, pending.handle, !response.has_error());
 }
 
+absl::Status Session::AfterRecordedFailures(absl::Status named) {
+  if (!named.ok()) {
+    mu_.Await(absl::Condition(
+        +[](int* unsent) { return *unsent == 0; }, &failures_unsent_));
+  }
+  return named;
+}
+
 void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause cause,
                       absl::string_view detail, const Culprit* culprit) {
   // Every request in flight, the blamed one first; `queued` is true for requests that were
@@ -290,6 +305,7 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
       // requested again by the client.
       RecordOutcome(pending, ErrorResponse(0, error));
     }
+    if (!closing) ++failures_unsent_;  // the failures below, as one
   }
   if (closing) return;
   config_.metrics.WorkerDied(error, cause);
@@ -305,6 +321,10 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
     v1::Response response = ErrorResponse(pending.client_id, own);
     response.set_generation(generation);
     sink_->Send(std::move(response));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    --failures_unsent_;
   }
   sink_->Send(EventResponse(v1::SessionEvent::WORKER_LOST, generation, &error));
 }

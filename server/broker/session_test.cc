@@ -2,10 +2,12 @@
 
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -162,6 +164,75 @@ TEST(Session, ARequestRefusedBeforeAnyWorkerSawItSaysSo) {
   ASSERT_TRUE(responses[0].has_error()) << responses[0].DebugString();
   EXPECT_TRUE(responses[0].error().never_reached_worker()) << responses[0].DebugString();
   session.Shutdown();
+}
+
+// Holds its Send of the answer to request `held` until Release, as a client stream's write
+// may wait: what the session sends from another thread meanwhile overtakes it unless the
+// session waits for it.
+class HoldingSink : public RecordingSink {
+ public:
+  explicit HoldingSink(uint64_t held) : held_(held) {}
+
+  bool Send(v1::Response response) override {
+    if (response.id() == held_) {
+      holding_.Notify();
+      release_.WaitForNotification();
+    }
+    return RecordingSink::Send(std::move(response));
+  }
+
+  void AwaitHolding() { holding_.WaitForNotification(); }
+  void Release() { release_.Notify(); }
+
+ private:
+  const uint64_t held_;
+  absl::Notification holding_;
+  absl::Notification release_;
+};
+
+// The index in `responses` of the answer to request `id`, or -1.
+int IndexOfAnswer(const std::vector<v1::Response>& responses, uint64_t id) {
+  for (size_t i = 0; i < responses.size(); ++i) {
+    if (responses[i].id() == id) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// A request naming a load by its id that is refused because the load failed is answered
+// after the load's failure, even while that answer is still being written: a client reports
+// the failure of the load from the request that depended on it (docs/protocol.md, "Pipelined
+// requests"). The load fails by the worker's answer ("missing") and by the worker's death
+// ("garbage").
+TEST(Session, ARefusalNamingAFailedLoadComesAfterTheLoadsFailure) {
+  for (const char* path : {"missing", "garbage"}) {
+    SCOPED_TRACE(path);
+    HoldingSink sink(1);
+    Session session(FakeWorkerConfig(), &sink, "test");
+    ASSERT_TRUE(session.HandleRequest(Load(1, path)));
+    sink.AwaitHolding();  // the load's failure is recorded; its answer is being sent
+    v1::Request lookup;
+    lookup.set_id(2);
+    lookup.mutable_lookup_symbol()->set_library_request(1);
+    lookup.mutable_lookup_symbol()->set_symbol("x");
+    std::thread named([&] { session.HandleRequest(lookup); });
+    absl::SleepFor(absl::Milliseconds(200));
+    sink.Release();
+    named.join();
+    std::vector<v1::Response> responses = sink.WaitFor(path == std::string("garbage") ? 3 : 2);
+    const int load = IndexOfAnswer(responses, 1);
+    const int refusal = IndexOfAnswer(responses, 2);
+    ASSERT_GE(load, 0);
+    ASSERT_GE(refusal, 0);
+    EXPECT_LT(load, refusal);
+    EXPECT_EQ(responses[load].error().code(),
+              path == std::string("missing") ? v1::LIBRARY_LOAD_FAILED : v1::WORKER_CRASHED)
+        << responses[load].DebugString();
+    EXPECT_EQ(responses[refusal].error().code(), v1::NOT_FOUND) << responses[refusal].DebugString();
+    EXPECT_TRUE(absl::StrContains(responses[refusal].error().message(),
+                                  "the load_library request with id 1 failed"))
+        << responses[refusal].error().message();
+    session.Shutdown();
+  }
 }
 
 v1::Request DefineIntCallback(uint64_t id) {
