@@ -141,9 +141,24 @@ grpc::Status FfiboxService::Session(
     }
     auto* request = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
     if (!admitted.ok() || !ParseReceived(&received, request)) {
-      ending = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "a message on the stream is not an ffibox.v1.Request");
-      break;
+      // What was read before the parse failed names the request (a client writes its id
+      // first): one nested deeper than protobuf parses (100 messages, which a type of more
+      // than TypeLimits' 32 levels can reach) is refused as that request. Anything else ends
+      // the stream.
+      if (!admitted.ok() || request->id() == 0) {
+        ending = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "a message on the stream is not an ffibox.v1.Request");
+        break;
+      }
+      session.RefuseUnparsed(
+          request->id(), request->op_case(),
+          ErrorStatus(v1::INVALID_ARGUMENT,
+                      absl::StrCat("request ", request->id(),
+                                   " cannot be parsed as an ffibox.v1.Request: malformed, or "
+                                   "nested more than 100 messages deep (a type nests at most ",
+                                   config_.type_limits.max_depth, " levels)")));
+      arena.Reset();
+      continue;
     }
     const bool more = session.HandleRequest(request, client_waits);
     arena.Reset();

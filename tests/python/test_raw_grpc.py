@@ -270,6 +270,39 @@ def test_bytes_that_are_no_request_end_the_stream_with_invalid_argument(server, 
         other.close()
 
 
+def nested_struct(pb, levels):
+    """A struct type nested `levels` deep around an int: three messages a level."""
+    nested = scalar(pb, "INT")
+    for level in range(levels):
+        nested = pb.Type(record=pb.RecordType(kind=pb.RecordType.STRUCT, name=f"S{level}",
+                                              fields=[pb.Field(name="f", type=nested)]))
+    return nested
+
+
+def test_a_request_nested_deeper_than_protobuf_parses_is_refused_and_the_session_goes_on(
+        session, pb):
+    """A struct nested 40 deep is more than the 100 messages protobuf parses: the request is
+    refused by its id, and the stream and the session go on; a pointer 33 deep (two messages a
+    level) parses, and the type check refuses it (at most 32 levels)."""
+    refused = session.send(get_layout=pb.GetLayout(type=nested_struct(pb, 40)))
+    assert refused.error.code == pb.INVALID_ARGUMENT, refused
+    assert "cannot be parsed as an ffibox.v1.Request" in refused.error.message
+    assert "nests at most 32 levels" in refused.error.message
+    assert refused.error.never_reached_worker
+    pointer = scalar(pb, "INT")
+    for _ in range(33):
+        pointer = pb.Type(pointer=pb.PointerType(pointee=pointer))
+    checked = session.send(get_layout=pb.GetLayout(type=pointer))
+    assert checked.error.code == pb.INVALID_ARGUMENT, checked
+    assert "cannot be parsed" not in checked.error.message
+    assert checked.error.field.startswith("get_layout.type"), checked.error
+    laid_out = session.send(get_layout=pb.GetLayout(type=nested_struct(pb, 32)))
+    assert not laid_out.HasField("error"), laid_out.error
+    assert laid_out.layout.size == 4
+    loaded = session.send(load_library=pb.LoadLibrary(path="libm.so.6"))
+    assert not loaded.HasField("error"), loaded.error
+
+
 def test_watch_on_a_block_that_does_not_last_is_refused_and_the_session_goes_on(session, pb):
     lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
     increment = resolve(session, pb, lib, "increment", "VOID", "POINTER")

@@ -77,18 +77,29 @@ function closedError(status) {
 // How much of the server's refusal a failed callback's answer repeats.
 const MAX_REFUSAL_DETAIL = 200;
 
+// How deep messages may nest below a Request: protobufjs encodes no deeper (and then fails
+// the whole stream), nor does the server parse deeper.
+const MAX_MESSAGE_DEPTH = 100;
+
 /**
- * The bytes of the Buffers and strings in a request (a lower bound of its size on the wire,
- * and all of it but a few bytes per field).
+ * What a request's op `value` (a Request's fields) holds: `bytes`, those of its Buffers and
+ * strings (a lower bound of its size on the wire, and all of it but a few bytes per field),
+ * and `depth`, how deep its messages nest below the Request (each object that is not an
+ * array or bytes is a message: `{call: {}}` is 1).
  */
-function payloadBytes(value) {
-  if (value === null || value === undefined) return 0;
-  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return value.length;
-  if (typeof value === 'string') return value.length;
-  if (typeof value !== 'object') return 0;
-  let total = 0;
-  for (const item of Array.isArray(value) ? value : Object.values(value)) total += payloadBytes(item);
-  return total;
+function measure(value, depth = 0, shape = { bytes: 0, depth: 0 }) {
+  if (value === null || value === undefined) return shape;
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
+    shape.bytes += value.length;
+  } else if (typeof value === 'string') {
+    shape.bytes += value.length;
+  } else if (Array.isArray(value)) {
+    for (const item of value) measure(item, depth, shape);
+  } else if (typeof value === 'object') {
+    if (depth > shape.depth) shape.depth = depth;
+    for (const item of Object.values(value)) measure(item, depth + 1, shape);
+  }
+  return shape;
 }
 
 /**
@@ -185,16 +196,20 @@ class Session extends EventEmitter {
   request(op, label = '') {
     if (this._closed) return Promise.reject(this._closed);
     const limit = this.opened ? Number(this.opened.max_message_bytes || 0) : 0;
-    if (limit > 0) {
+    const { bytes, depth } = measure(op);
+    if (limit > 0 && bytes > limit) {
       // Not written: the broker would refuse it, and at four times the limit gRPC would end
       // the whole stream over it.
-      const bytes = payloadBytes(op);
-      if (bytes > limit) {
-        return Promise.reject(errorFromProto({
-          code: 'RESOURCE_EXHAUSTED',
-          message: `request of at least ${bytes} bytes exceeds the limit of ${limit} bytes`,
-        }, label));
-      }
+      return Promise.reject(errorFromProto({
+        code: 'RESOURCE_EXHAUSTED',
+        message: `request of at least ${bytes} bytes exceeds the limit of ${limit} bytes`,
+      }, label));
+    }
+    if (depth > MAX_MESSAGE_DEPTH) {
+      // Not written either: its encoding would fail, and with it the stream.
+      return Promise.reject(invalid(`${label || opName(op)}: the request nests ${depth} ` +
+        `messages deep, past protobuf's ${MAX_MESSAGE_DEPTH} (a type nests at most 32 levels: ` +
+        'a struct takes three messages a level, a pointer or array two)'));
     }
     const id = this._nextId++;
     const request = { id: String(id), invocation: String(currentInvocation.getStore() || 0), ...op };

@@ -494,6 +494,20 @@ describe('structs', () => {
       null), ffibox.StaleHandle);
   });
 
+  test('a struct nested deeper than the server parses is InvalidArgument; the session goes on',
+    async () => {
+      let deep = 'int';
+      for (let level = 0; level < 40; level += 1) deep = ffibox.struct(`Deep${level}`, { f: deep });
+      await assert.rejects(lib.func('int add_int(void* a, int b)',
+        { params: [ffibox.pointer(deep, 'in')] }), (error) => {
+        assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+        assert.match(error.message, /nests at most 32 levels/);
+        return true;
+      });
+      const add = await lib.func('int add_int(int a, int b)');
+      assert.equal(await add(2, 3), 5);
+    });
+
   test('a struct field is a scalar or a struct', () => {
     assert.throws(() => ffibox.struct('S', { data: ffibox.buffer() }), ffibox.InvalidArgument);
     assert.throws(() => ffibox.struct('S', { n: 'integer' }), /unknown type 'integer'/);
