@@ -181,6 +181,9 @@ long call_head(long (*cb)(struct Head*)) {
 // libraries hand their callbacks.
 void call_fill(void (*fill)(unsigned char*, int), unsigned char* buffer, int n) { fill(buffer, n); }
 
+// Calls f(s) once: a callback handed a string, as a logging hook is.
+int call_with_string(int (*f)(const char*), const char* s) { return f(s); }
+
 // The length of the string make() returns (0 for NULL, which a failed callback gives).
 size_t length_of_made(const char* (*make)(void)) {
   const char* made = make();

@@ -3,7 +3,8 @@
 // protocol's Type and encodes JS values into protocol Values (and back).
 //
 // A type is one of:
-//   a scalar name: 'int', 'double', 'uint64', 'size_t', 'cstring', 'pointer', ... (SCALARS),
+//   a scalar name: 'int', 'double', 'uint64', 'size_t', 'cstring', 'cbytes', 'pointer', ...
+//     (SCALARS),
 //     or its C spelling: 'unsigned long', 'uint64_t', 'char*', ... (C_NAMES);
 //   struct(name, {field: type, ...}) / union(...): a record, passed and returned by value;
 //   pointer(record, direction): a record the function reads or fills through a pointer;
@@ -45,6 +46,8 @@ const SCALARS = {
   wchar: ['WCHAR', 4, true],
   pointer: ['POINTER', 8],
   cstring: ['CSTRING', 8],
+  // A char* whose values come back as a Buffer of the bytes before its NUL, not as text.
+  cbytes: ['CSTRING', 8],
   wstring: ['WSTRING', 8],
 };
 // The C spellings of scalars (as in declarations and docs/node.md: typed('unsigned long', 5)),
@@ -73,8 +76,8 @@ const C_NAMES = {
   'char*': 'cstring',
   'wchar_t*': 'wstring',
 };
-const SCALAR_BY_ENUM = Object.fromEntries(
-  Object.entries(SCALARS).map(([name, [proto]]) => [proto, name]));
+const SCALAR_BY_ENUM = Object.fromEntries(Object.entries(SCALARS)
+  .filter(([name]) => name !== 'cbytes').map(([name, [proto]]) => [proto, name]));
 const DIRECTIONS = { in: 'IN', out: 'OUT', inout: 'INOUT' };
 
 /** An address in the session's worker (returned by a call); valid for its `generation`. */
@@ -101,7 +104,7 @@ function scalar(spelled) {
   const info = SCALARS[name];
   return {
     kind: 'scalar', name, proto: { scalar: info[0] }, size: info[1], signed: info[2],
-    wide: info[3] === true, integer: info[2] !== undefined,
+    wide: info[3] === true, integer: info[2] !== undefined, bytes: name === 'cbytes',
   };
 }
 

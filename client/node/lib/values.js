@@ -85,7 +85,11 @@ function scalarFromServer(t, value, what) {
       }
       throw unexpectedValue({ kind: `pointer.${p.target || 'unset'}` }, expectedKinds(t), what);
     }
-    if (scalar === 'CSTRING' && kind === 'bytes_value') return value.bytes_value.toString('utf8');
+    if (scalar === 'CSTRING' && kind === 'bytes_value') {
+      // Text decodes as Buffer.toString does (a byte sequence that is not UTF-8 becomes
+      // U+FFFD); a 'cbytes' type keeps the bytes.
+      return t.bytes ? Buffer.from(value.bytes_value) : value.bytes_value.toString('utf8');
+    }
     if (scalar === 'WSTRING' && kind === 'text_value') return value.text_value;
     throw wrong();
   }

@@ -328,6 +328,24 @@ describe('strings', () => {
     assert.equal(await nullString(), null);
   });
 
+  test('a char* that is not UTF-8: text with U+FFFD, or its bytes as cbytes', async () => {
+    const libc = await session.load('libc.so.6');
+    const bytes = Buffer.from([0xff, 0xfe, 0x41, 0xe9, 0]);
+    const asText = await libc.func('char* strchr(const char* s, int c)');
+    assert.equal(await asText(bytes, 0xff), '\ufffd\ufffdA\ufffd');
+    const asBytes = await libc.func('char* strchr(const char* s, int c)', { result: 'cbytes' });
+    assert.deepEqual(await asBytes(bytes, 0xff), Buffer.from([0xff, 0xfe, 0x41, 0xe9]));
+    assert.deepEqual(await asBytes(bytes, 0x41), Buffer.from([0x41, 0xe9]));
+    assert.equal(await asBytes(bytes, 0x42), null);
+    // In a callback's arguments too.
+    const seen = [];
+    const fold = await lib.func('int call_with_string(void* f, const char* s)', {
+      params: { 0: ffibox.callback({ result: 'int', params: ['cbytes'] }) },
+    });
+    assert.equal(await fold((s) => { seen.push(s); return s.length; }, bytes), 4);
+    assert.deepEqual(seen, [Buffer.from([0xff, 0xfe, 0x41, 0xe9])]);
+  });
+
   test('wchar_t* in and out', async () => {
     const wstrLen = await lib.func('size_t wstr_len(const wchar_t* s)');
     assert.equal(await wstrLen('h\u00e9llo \u4e16\u754c'), 8n);
