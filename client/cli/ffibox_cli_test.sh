@@ -109,7 +109,11 @@ expect 2 "" call "${lib}" 'int add_int(int, int)' 1
 expect 2 "" call "${lib}" 'int add_int(int, int' 1 2
 expect 2 "" call "${lib}" 'int add_int(int, int)' 1 two
 expect 2 "" frobnicate
+grep -q "^error: unknown command 'frobnicate'" "${dir}/err" || { echo "FAIL: frobnicate not named: $(cat "${dir}/err")"; failures=$((failures + 1)); }
 expect 2 ""
+grep -q "^error: no command given" "${dir}/err" || { echo "FAIL: no command not said: $(cat "${dir}/err")"; failures=$((failures + 1)); }
+expect 2 "" call "${lib}"
+grep -q "^error: call needs a library and a declaration" "${dir}/err" || { echo "FAIL: short call not said: $(cat "${dir}/err")"; failures=$((failures + 1)); }
 expect 2 "" call '' 'int f(void)'
 expect 2 "" --timeout_ms=-5 call "${lib}" 'int add_int(int, int)' 1 2
 expect 2 "" --timeout_ms=99999999999999 call "${lib}" 'int add_int(int, int)' 1 2

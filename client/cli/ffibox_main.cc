@@ -378,6 +378,13 @@ int Main(int argc, char** argv) {
     return RunBindgen(std::vector<std::string>(words.begin() + 1, words.end()));
   }
   if (words.size() < 3 || words[0] != "call") {
+    if (words.empty()) {
+      std::cerr << "error: no command given: call or bindgen\n";
+    } else if (words[0] != "call") {
+      std::cerr << "error: unknown command '" << words[0] << "': call or bindgen\n";
+    } else {
+      std::cerr << "error: call needs a library and a declaration\n";
+    }
     std::cerr << "usage: ffibox [--address=ADDR] [--timeout_ms=N] [--print_errno] call LIB "
                  "'DECLARATION' [ARG...]\n"
               << "       " << kBindgenUsage + 7 << "(ffibox --help for details)\n";
