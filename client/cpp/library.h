@@ -84,7 +84,8 @@ class Library {
 
   // Reads the exported variable `symbol` as a T (a scalar, a described record, RemotePtr for
   // void*, or a string type for char* / wchar_t* variables; for an array variable, a
-  // std::array of those but strings); SYMBOL_NOT_FOUND if it is not exported,
+  // std::array of scalars or described records: of a void* array, `std::array<uintptr_t, N>`
+  // reads its addresses, which are not RemotePtrs); SYMBOL_NOT_FOUND if it is not exported,
   // FAILED_PRECONDITION if a record's layout differs from the worker's.
   template <typename T>
   absl::StatusOr<typename client_internal::VariableValue<T>::type> Variable(

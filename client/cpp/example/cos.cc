@@ -10,6 +10,18 @@
 
 #include "client/cpp/ffibox_client.h"
 
+namespace {
+
+// Prints what failed as its typed error ("load: LIBRARY_NOT_ALLOWED: ...") and returns 1.
+int Fail(const char* what, const absl::Status& status) {
+  const ffibox::v1::Error error = ffibox::ErrorOf(status);
+  std::fprintf(stderr, "%s: %s: %s\n", what, ffibox::v1::ErrorCode_Name(error.code()).c_str(),
+               error.message().c_str());
+  return 1;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
     std::fprintf(stderr, "usage: %s X [ADDRESS]\n", argv[0]);
@@ -18,30 +30,15 @@ int main(int argc, char** argv) {
   const double x = std::strtod(argv[1], nullptr);
   const std::string address = argc == 3 ? argv[2] : ffibox::DefaultAddress();
   absl::StatusOr<std::unique_ptr<ffibox::Client>> client = ffibox::Client::Connect(address);
-  if (!client.ok()) {
-    std::fprintf(stderr, "connect: %s\n", client.status().ToString().c_str());
-    return 1;
-  }
+  if (!client.ok()) return Fail("connect", client.status());
   absl::StatusOr<std::unique_ptr<ffibox::Session>> session = (*client)->OpenSession();
-  if (!session.ok()) {
-    std::fprintf(stderr, "session: %s\n", session.status().ToString().c_str());
-    return 1;
-  }
+  if (!session.ok()) return Fail("session", session.status());
   absl::StatusOr<ffibox::Library> libm = (*session)->Load("libm.so.6");
-  if (!libm.ok()) {
-    std::fprintf(stderr, "load: %s\n", libm.status().ToString().c_str());
-    return 1;
-  }
+  if (!libm.ok()) return Fail("load", libm.status());
   absl::StatusOr<ffibox::TypedFunction<double(double)>> cos = libm->Function<double(double)>("cos");
-  if (!cos.ok()) {
-    std::fprintf(stderr, "resolve: %s\n", cos.status().ToString().c_str());
-    return 1;
-  }
+  if (!cos.ok()) return Fail("resolve", cos.status());
   absl::StatusOr<double> y = (*cos)(x);
-  if (!y.ok()) {
-    std::fprintf(stderr, "call: %s\n", y.status().ToString().c_str());
-    return 1;
-  }
+  if (!y.ok()) return Fail("call", y.status());
   std::printf("%.17g\n", *y);
   return 0;
 }
