@@ -58,8 +58,9 @@ class Library {
       Number(response.function.function), params, result, signature.variadic);
     const call = (...args) => fn.call(args);
     // `withErrno(...args)`: the result and the worker's errno right after the call, as
-    // `{value, errno}` (ctypes' use_errno); `callWith({captureErrno, setErrno}, ...args)`:
-    // errno set to `setErrno` right before the call too.
+    // `{value, errno}` (ctypes' use_errno); `callWith({captureErrno, setErrno, timeoutMs},
+    // ...args)`: errno set to `setErrno` right before the call too, and the call's own
+    // deadline in place of the session's.
     call.withErrno = (...args) => fn.call(args, { captureErrno: true });
     call.callWith = (callOptions, ...args) => fn.call(args, callOptions);
     call.functionName = parsed.name;
@@ -74,10 +75,15 @@ class NativeFunction {
   }
 
   async call(args, options = {}) {
-    const { captureErrno = false, setErrno } = options || {};
+    const { captureErrno = false, setErrno, timeoutMs } = options || {};
     if (setErrno !== undefined && !(Number.isInteger(setErrno) && setErrno >= -(2 ** 31) &&
         setErrno < 2 ** 31)) {
       throw invalid(`${this.name}: setErrno must be a 32-bit integer, not ${String(setErrno)}`);
+    }
+    if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0 &&
+        timeoutMs < 2 ** 32)) {
+      throw invalid(`${this.name}: timeoutMs must be a whole number of milliseconds from 1 ` +
+        `to ${2 ** 32 - 1}, not ${String(timeoutMs)}`);
     }
     const fixed = this.params.length;
     if (args.length < fixed || (!this.variadic && args.length > fixed)) {
@@ -109,6 +115,7 @@ class NativeFunction {
       if (variadicTypes.length > 0) call.variadic_types = variadicTypes.map((t) => t.proto);
       if (captureErrno) call.capture_errno = true;
       if (setErrno !== undefined) call.set_errno = setErrno;
+      if (timeoutMs !== undefined) call.timeout_ms = timeoutMs;
       await turn.ready;
       answer = this.session.request({ call }, this.name);
     } finally {

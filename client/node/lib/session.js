@@ -77,6 +77,19 @@ function closedError(status) {
 // How much of the server's refusal a failed callback's answer repeats.
 const MAX_REFUSAL_DETAIL = 200;
 
+// OpenSession.environment of `environment`, an object of variable names to string values.
+function environmentOf(environment) {
+  if (environment === null || typeof environment !== 'object' || Array.isArray(environment)) {
+    throw invalid('environment must be an object of variable names to string values');
+  }
+  const entries = {};
+  for (const [name, value] of Object.entries(environment)) {
+    textArgument(name, 'an environment variable name');
+    entries[name] = textArgument(value, `environment.${name}`);
+  }
+  return entries;
+}
+
 // How deep messages may nest below a Request: protobufjs encodes no deeper (and then fails
 // the whole stream), nor does the server parse deeper.
 const MAX_MESSAGE_DEPTH = 100;
@@ -170,7 +183,24 @@ class Session extends EventEmitter {
       call_timeout_ms: whole('timeoutMs', 2 ** 32 - 1),
       restart: options.restart === false ? 'NO_RESTART' : 'RESTART',
       memory_limit_bytes: String(options.memoryLimit || 0),
+      idle_cpu_percent: whole('idleCpuPercent', 100),
     };
+    if (options.scratchDirectory !== undefined) {
+      if (typeof options.scratchDirectory !== 'boolean') {
+        this.close();
+        throw invalid('scratchDirectory must be true or false, not ' +
+          String(options.scratchDirectory));
+      }
+      open.scratch_directory = options.scratchDirectory;
+    }
+    if (options.environment !== undefined) {
+      try {
+        open.environment = environmentOf(options.environment);
+      } catch (error) {
+        this.close();
+        throw error;
+      }
+    }
     let response;
     try {
       response = await this.request({ open }, 'open');

@@ -3,10 +3,11 @@
 // strings, buffers, structs, callbacks and typed errors, through real workers calling the
 // real test library.
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
 const ffibox = require('..');
-const { TEST_LIB, PROBE_LIB, startServer } = require('./server');
+const { TEST_LIB, PROBE_LIB, privateDirectory, startServer } = require('./server');
 
 let server;
 let client;
@@ -91,6 +92,47 @@ describe('sessions', () => {
         await own.stop();
       }
     });
+
+  test('a session\'s environment, scratch directory and idle CPU share', async () => {
+    const scratchRoot = privateDirectory('ffibox-node-scratch-');
+    fs.chmodSync(scratchRoot, 0o711);
+    const own = await startServer(null,
+      ['--allow_env=FFIBOX_NODE_TEST', `--scratch_root=${scratchRoot}`]);
+    const ownClient = await ffibox.connect({ address: own.address });
+    try {
+      const configured = await ownClient.session({
+        environment: { FFIBOX_NODE_TEST: 'h\u00e9llo' },
+        scratchDirectory: true,
+        idleCpuPercent: 20,
+      });
+      const libc = await configured.load('libc.so.6');
+      const getenv = await libc.func('char* getenv(const char* name)');
+      assert.equal(await getenv('FFIBOX_NODE_TEST'), 'h\u00e9llo');
+      const scratch = configured.opened.scratch_directory;
+      assert.ok(scratch.startsWith(scratchRoot), scratch);
+      const fopen = await libc.func('void* fopen(const char* path, const char* mode)');
+      const fputs = await libc.func('int fputs(const char* s, void* stream)');
+      const fclose = await libc.func('int fclose(void* stream)');
+      const file = await fopen(path.join(scratch, 'out.txt'), 'w');
+      assert.ok(file instanceof ffibox.RemotePointer);
+      await fputs('written in the jail', file);
+      assert.equal(await fclose(file), 0);
+      assert.equal(fs.readFileSync(path.join(scratch, 'out.txt'), 'utf8'), 'written in the jail');
+      configured.close();
+      // A name the server does not allow is refused by it, naming the variable.
+      await assert.rejects(ownClient.session({ environment: { LD_PRELOAD: '/x.so' } }),
+        (error) => error instanceof ffibox.InvalidArgument && /LD_PRELOAD/.test(error.message));
+      for (const options of [{ environment: 'A=1' }, { environment: { A: 1 } },
+        { scratchDirectory: 'yes' }, { idleCpuPercent: 101 }]) {
+        await assert.rejects(ownClient.session(options), ffibox.InvalidArgument,
+          JSON.stringify(options));
+      }
+    } finally {
+      ownClient.close();
+      await own.stop();
+      fs.rmSync(scratchRoot, { recursive: true, force: true });
+    }
+  });
 
   test('a session deadline that is not a whole number of milliseconds is refused', async () => {
     for (const timeoutMs of [-5, 1.5, '100', 2 ** 32]) {
@@ -724,6 +766,20 @@ describe('faults', () => {
       assert.equal(await add(1, 1), 2);
     } finally {
       quick.close();
+    }
+  });
+
+  test('a call\'s own deadline replaces the session\'s', async () => {
+    const sleep = await lib.func('int sleep_ms(int)');
+    const started = Date.now();
+    await assert.rejects(sleep.callWith({ timeoutMs: 200 }, 3000), (error) => {
+      assert.ok(error instanceof ffibox.CallTimeout, error.stack);
+      return true;
+    });
+    assert.ok(Date.now() - started < 2500, `the call took ${Date.now() - started} ms`);
+    assert.equal(await sleep.callWith({ timeoutMs: 2000 }, 10), 10);
+    for (const bad of [0, -1, 1.5, 2 ** 32, '100']) {
+      await assert.rejects(sleep.callWith({ timeoutMs: bad }, 1), ffibox.InvalidArgument);
     }
   });
 
