@@ -2,9 +2,10 @@
 // A library loaded in a session's worker, and its functions: declared with a C declaration
 // the server parses (`'double cos(double)'`), with JS type descriptions overriding the
 // parameters and result the C text cannot say (structs, buffers, arrays, callbacks).
+const { textArgument } = require('./arguments');
 const { internal, invalid } = require('./errors');
 const {
-  Typed, describe, fromProto, readScalar, variadicType, writeScalar,
+  RemotePointer, Typed, describe, fromProto, readScalar, variadicType, writeScalar,
 } = require('./types');
 const {
   scalarValue, scalarFromServer, aggregateValue, writeRecord, readRecord, recordFromServer,
@@ -20,6 +21,20 @@ class Library {
     this.session = session;
     this.handle = handle;
     this.path = path;
+  }
+
+  /**
+   * The address of the exported symbol `name` (a variable, ctypes' in_dll) in the current
+   * worker, as a RemotePointer to read and write with the session's memory methods;
+   * SymbolNotFound when the library does not export it.
+   */
+  async symbol(name) {
+    textArgument(name, 'the symbol');
+    const response = await this.session.request({
+      lookup_symbol: { library: String(this.handle), symbol: name },
+    }, `dlsym ${name}`);
+    const { address, generation } = response.symbol.address;
+    return new RemotePointer(address || 0, generation || 0);
   }
 
   /**

@@ -13,7 +13,7 @@ const { AnswerWatch, MAX_TIMER_DELAY_MS } = require('./answer_watch');
 const { textArgument, wellFormedText } = require('./arguments');
 const { FfiboxError, SessionClosed, errorFromProto, internal, invalid } = require('./errors');
 const { Library } = require('./library');
-const { callbackOf, fromProto } = require('./types');
+const { RemotePointer, callbackOf, fromProto } = require('./types');
 const {
   scalarValue, scalarFromServer, aggregateValue, checkLayoutFromServer,
 } = require('./values');
@@ -76,6 +76,14 @@ function closedError(status) {
 
 // How much of the server's refusal a failed callback's answer repeats.
 const MAX_REFUSAL_DETAIL = 200;
+
+// A size in bytes: a whole number or BigInt from 0, as the protocol's decimal string.
+function byteCount(size) {
+  if (!((Number.isInteger(size) && size >= 0) || (typeof size === 'bigint' && size >= 0n))) {
+    throw invalid(`a size in bytes must be a whole number from 0, not ${String(size)}`);
+  }
+  return size.toString();
+}
 
 // OpenSession.environment of `environment`, an object of variable names to string values.
 function environmentOf(environment) {
@@ -360,6 +368,64 @@ class Session extends EventEmitter {
     const response = await this.request({ load_library: { path: libraryPath } },
       `load ${libraryPath}`);
     return new Library(this, Number(response.library.library), libraryPath);
+  }
+
+  // ---- the worker's memory (docs/node.md, "Memory in the worker") ----------------------
+
+  /** `size` bytes at `pointer` (a RemotePointer of this session's worker) as a Buffer. */
+  async readMemory(pointer, size) {
+    const response = await this.request({
+      read_memory: { address: this._address(pointer, 'readMemory'), size: byteCount(size) },
+    }, 'read_memory');
+    return Buffer.from(response.memory.data || []);
+  }
+
+  /** Writes the bytes of Buffer `data` at `pointer`. */
+  async writeMemory(pointer, data) {
+    if (!Buffer.isBuffer(data) && !(data instanceof Uint8Array)) {
+      throw invalid(`writeMemory: the data must be a Buffer, not ${typeof data}`);
+    }
+    await this.request({
+      write_memory: { address: this._address(pointer, 'writeMemory'), data: Buffer.from(data) },
+    }, 'write_memory');
+  }
+
+  /**
+   * The NUL-terminated string at `pointer`: a char* string as text (decoded as `char*`
+   * results are), its bytes as a Buffer with `{bytes: true}`, or a wchar_t* string with
+   * `{wide: true}`.
+   */
+  async readString(pointer, { wide = false, bytes = false } = {}) {
+    const response = await this.request({
+      read_string: { address: this._address(pointer, 'readString'), wide: Boolean(wide) },
+    }, 'read_string');
+    if (wide) return response.string.text || '';
+    const data = Buffer.from(response.string.data || []);
+    return bytes ? data : data.toString('utf8');
+  }
+
+  /** `size` bytes allocated in the worker (16-byte aligned), until free(). */
+  async alloc(size) {
+    const response = await this.request({ alloc_memory: { size: byteCount(size) } },
+      'alloc_memory');
+    const { address, generation } = response.allocated.address;
+    return new RemotePointer(address || 0, generation || 0);
+  }
+
+  /** Frees memory alloc() returned. */
+  async free(pointer) {
+    await this.request({ free_memory: { address: this._address(pointer, 'free') } },
+      'free_memory');
+  }
+
+  // The RemoteAddress of `pointer` (null: address 0 of the current worker, which the worker
+  // answers with MEMORY_FAULT).
+  _address(pointer, what) {
+    if (pointer === null) return { address: '0', generation: this.generation };
+    if (!(pointer instanceof RemotePointer)) {
+      throw invalid(`${what}: needs a RemotePointer (or null), not ${String(pointer)}`);
+    }
+    return { address: pointer.address.toString(), generation: pointer.generation };
   }
 
   /** The name and protocol Signature of a C declaration, parsed by the server. */

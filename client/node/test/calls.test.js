@@ -627,6 +627,66 @@ describe('structs', () => {
   });
 });
 
+describe('memory in the worker', () => {
+  test('allocated memory is written, read and freed', async () => {
+    const block = await session.alloc(16);
+    assert.ok(block instanceof ffibox.RemotePointer);
+    await session.writeMemory(block, Buffer.from('h\u00e9llo\0', 'utf8'));
+    assert.deepEqual(await session.readMemory(block, 3), Buffer.from([0x68, 0xc3, 0xa9]));
+    assert.equal(await session.readString(block), 'h\u00e9llo');
+    assert.deepEqual(await session.readString(block, { bytes: true }),
+      Buffer.from('h\u00e9llo', 'utf8'));
+    const strLen = await lib.func('size_t str_len(const void* s)');
+    assert.equal(await strLen(block), 6n);
+    await session.free(block);
+  });
+
+  test('a returned pointer and an exported variable are read and written', async () => {
+    const greeting = await lib.func('const char* greeting(void)', { result: 'pointer' });
+    const text = await greeting();
+    assert.equal(await session.readString(text), 'hello, ffibox');
+    const wgreeting = await lib.func('const wchar_t* wgreeting(void)', { result: 'pointer' });
+    assert.equal(await session.readString(await wgreeting(), { wide: true }),
+      'h\u00e9llo \u4e16\u754c');
+    const counter = await lib.symbol('ffibox_test_counter');
+    const before = (await session.readMemory(counter, 4)).readInt32LE(0);
+    const written = Buffer.alloc(4);
+    written.writeInt32LE(before + 1000);
+    await session.writeMemory(counter, written);
+    assert.equal((await session.readMemory(counter, 4)).readInt32LE(0), before + 1000);
+    await session.writeMemory(counter, (() => {
+      const restored = Buffer.alloc(4);
+      restored.writeInt32LE(before);
+      return restored;
+    })());
+    await assert.rejects(lib.symbol('no_such_symbol'), ffibox.SymbolNotFound);
+  });
+
+  test('a callback writes through the pointer it is handed', async () => {
+    const callFill = await lib.func('void call_fill(void* fill, void* buffer, int n)', {
+      params: [ffibox.callback({ params: ['pointer', 'int'] }), ffibox.buffer('inout')],
+    });
+    const out = Buffer.alloc(5);
+    await callFill(async (at, n) => {
+      await session.writeMemory(at, Buffer.alloc(n, 'z'));
+    }, out, 5);
+    assert.equal(out.toString(), 'zzzzz');
+  });
+
+  test('bad addresses and arguments are typed errors, and the session goes on', async () => {
+    await assert.rejects(session.readMemory(null, 4), ffibox.MemoryFault);
+    await assert.rejects(session.readMemory(new ffibox.RemotePointer(8n, session.generation), 4),
+      ffibox.MemoryFault);
+    await assert.rejects(session.readMemory(new ffibox.RemotePointer(0x1000n,
+      session.generation + 1), 4), ffibox.StaleHandle);
+    await assert.rejects(session.readMemory(0x1000, 4), ffibox.InvalidArgument);
+    await assert.rejects(session.readMemory(null, -1), ffibox.InvalidArgument);
+    await assert.rejects(session.writeMemory(null, 'text'), ffibox.InvalidArgument);
+    const add = await lib.func('int add_int(int, int)');
+    assert.equal(await add(2, 3), 5);
+  });
+});
+
 describe('callbacks', () => {
   test('a JS function called by native code, with an in array', async () => {
     const fold = await lib.func('double fold(void* f, const double* xs, int n, double init)', {
