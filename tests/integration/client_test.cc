@@ -707,6 +707,26 @@ TEST_F(ClientTest, WhatTheLibraryPrintsWithoutANewlineArrivesWithItsCall) {
       },
       absl::Seconds(5)))
       << "the session is still open: only a flush after the call sends it";
+
+  // The same for a call of scalars on the same-host channel, which the worker runs from the
+  // arguments' bits on a path of its own.
+  options.same_host = true;
+  absl::StatusOr<std::unique_ptr<Session>> same_host = client_->OpenSession(options);
+  ASSERT_OK(same_host);
+  absl::StatusOr<Library> same_host_libc = (*same_host)->Load("libc.so.6");
+  ASSERT_OK(same_host_libc);
+  absl::StatusOr<Function<int(int)>> putchar = same_host_libc->Function<int(int)>("putchar");
+  ASSERT_OK(putchar);
+  EXPECT_RESULT((*putchar)('!'), '!');
+  EXPECT_RESULT((*putchar)('?'), '?');
+  EXPECT_GE((*same_host)->same_host_scalar_calls(), 1u);
+  EXPECT_TRUE(test_support::WaitFor(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return out == "no newline!?";
+      },
+      absl::Seconds(5)))
+      << "stdout so far: " << out;
 }
 
 }  // namespace
