@@ -95,6 +95,15 @@ EXPORT void rect_bounds(const Point* points, int n, Rect* out) {
   }
 }
 
+// An array of records with padding (an int, then a double), each value scaled in place.
+typedef struct {
+  int tag;
+  double value;
+} TaggedValue;
+EXPORT void scale_tagged(TaggedValue* items, int n, double k) {
+  for (int i = 0; i < n; ++i) items[i].value *= k;
+}
+
 /* ---- Arrays -------------------------------------------------------------------------- */
 
 EXPORT int sum_array(const int a[5]) { return a[0] + a[1] + a[2] + a[3] + a[4]; }

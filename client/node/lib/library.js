@@ -183,6 +183,9 @@ class NativeFunction {
       }
       case 'array': {
         if (!Array.isArray(arg)) throw invalid(`${what}: an array needs a JS array`);
+        if (type.element.kind === 'record') {
+          return this._recordArray(type, arg, what, blocks, afterCall);
+        }
         const size = type.element.size;
         const data = Buffer.alloc(arg.length * size);
         if (type.direction !== 'OUT') {
@@ -222,6 +225,37 @@ class NativeFunction {
       default:
         throw invalid(`${what}: unsupported type ${type.kind}`);
     }
+  }
+
+  // An array of records: the objects written in the worker's layout, one after the other
+  // (its size is the record's stride), and for 'out' and 'inout' each object updated from
+  // what the library left, as pointer() updates one.
+  async _recordArray(type, arg, what, blocks, afterCall) {
+    const layout = await this.session.layout(type.element);
+    const size = Number(layout.size || 0);
+    const data = Buffer.alloc(arg.length * size);
+    if (type.direction !== 'OUT') {
+      arg.forEach((object, i) => {
+        if (object === null || typeof object !== 'object') {
+          throw invalid(`${what}[${i}]: ${type.element.name} object expected`);
+        }
+        writeRecord(type.element, layout, object, data, i * size, `${what}[${i}]`,
+          this.session.generation);
+      });
+    }
+    const index = addBlock(blocks, data, data.length, type.direction);
+    if (type.direction !== 'IN') {
+      afterCall.push((returned, generation) => {
+        const out = returned.get(index);
+        if (!out) return;
+        for (let i = 0; i < arg.length; ++i) {
+          const read = readRecord(type.element, layout, out, i * size, generation);
+          if (arg[i] !== null && typeof arg[i] === 'object') Object.assign(arg[i], read);
+          else arg[i] = read;
+        }
+      });
+    }
+    return blockPointer(index);
   }
 }
 

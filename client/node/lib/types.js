@@ -9,7 +9,8 @@
 //   struct(name, {field: type, ...}) / union(...): a record, passed and returned by value;
 //   pointer(record, direction): a record the function reads or fills through a pointer;
 //   buffer(direction): a Node Buffer passed as a pointer to its bytes;
-//   array(element, direction): a JS array passed as a pointer to its first element;
+//   array(element, direction): a JS array (of scalars or records) passed as a pointer to its
+//     first element;
 //   callback(declaration | {result, params}): a JS function passed as a function pointer.
 // Directions are 'in', 'out' and 'inout' (the protocol's MemoryBlock directions).
 const { integerArgument, floatArgument, boolArgument, textArgument } = require('./arguments');
@@ -162,11 +163,12 @@ function buffer(dir = 'inout') {
   return { kind: 'buffer', direction: direction(dir), proto: { scalar: 'POINTER' } };
 }
 
-/** A JS array of scalars passed as a pointer to its first element. */
+/** A JS array of scalars or records passed as a pointer to its first element. */
 function array(element, dir = 'in') {
   const described = describe(element);
-  if (described.kind !== 'scalar' || described.size === 0 || described.name === 'longdouble') {
-    throw invalid('array() takes a scalar element type of 1 to 8 bytes');
+  if (described.kind !== 'record' &&
+      (described.kind !== 'scalar' || described.size === 0 || described.name === 'longdouble')) {
+    throw invalid('array() takes a scalar element type of 1 to 8 bytes, a struct or a union');
   }
   return { kind: 'array', element: described, direction: direction(dir),
     proto: { pointer: { pointee: described.proto } } };

@@ -616,14 +616,23 @@ describe('structs', () => {
     assert.equal(await variant({ is_text: 0, as: { number: 2 ** 40 } }), 2n ** 40n);
   });
 
-  test('an array of structs would need raw bytes; an out struct is filled', async () => {
+  test('an array of structs, in and out; an out struct is filled', async () => {
     const bounds = await lib.func('void rect_bounds(const void* points, int n, void* out)',
-      { params: { 0: ffibox.buffer('in'), 2: ffibox.pointer(Rect, 'out') } });
-    const points = Buffer.alloc(32);
-    [3, -1, -2, 5].forEach((v, i) => points.writeDoubleLE(v, i * 8));
+      { params: { 0: ffibox.array(Point, 'in'), 2: ffibox.pointer(Rect, 'out') } });
     const out = {};
-    await bounds(points, 2, out);
+    await bounds([{ x: 3, y: -1 }, { x: -2, y: 5 }, { x: 0, y: 0 }], 3, out);
     assert.deepEqual(out, { min: { x: -2, y: -1 }, max: { x: 3, y: 5 } });
+    // Filled and updated in place, element by element: a record with padding (int, double).
+    const Tagged = ffibox.struct('TaggedValue', { tag: 'int', value: 'double' });
+    const scale = await lib.func('void scale_tagged(void* items, int n, double k)',
+      { params: { 0: ffibox.array(Tagged, 'inout') } });
+    const items = [{ tag: 1, value: 1.5 }, { tag: 2, value: -2 }];
+    const first = items[0];
+    await scale(items, 2, 4);
+    assert.deepEqual(items, [{ tag: 1, value: 6 }, { tag: 2, value: -8 }]);
+    assert.equal(items[0], first, 'the objects are updated, not replaced');
+    await assert.rejects(scale([{ tag: 1, value: 1 }, 7], 2, 1), ffibox.InvalidArgument);
+    assert.throws(() => ffibox.array(ffibox.buffer()), ffibox.InvalidArgument);
   });
 });
 
