@@ -28,6 +28,9 @@
 //                               changes read back (block_graph.h)
 //   ffibox::Callback<Sig>    -> a function pointer to a client callback (callback.h), from
 //                               Session::DefineCallback<Sig>(handler)
+//   ...                      -> a variadic function, `Function<int(const char*, ...)>`: the
+//                               arguments past the fixed ones as their C++ types promote
+//                               (typed_function.h)
 // Results: scalars; described records (raw); void -> absl::Status; void* / RemotePtr ->
 //   RemotePtr (a returned function pointer too: call it with Session::FunctionAt<Sig>);
 //   std::string / std::wstring / std::u32string -> the returned char* / wchar_t* string, with

@@ -91,12 +91,75 @@ class TypedFunction<R(A...)> {
   }
 
   static Result Unwrap(absl::StatusOr<WithErrno<Value>> outcome) {
-    if constexpr (std::is_void_v<Value>) {
-      return outcome.status();
-    } else {
-      if (!outcome.ok()) return outcome.status();
-      return std::move(outcome->value);
-    }
+    return client_internal::WithoutErrno<Value>(std::move(outcome));
+  }
+
+  RawFunction raw_;
+};
+
+// A variadic C function, `TypedFunction<int(const char*, ...)>` for printf: the fixed
+// parameters as above, and any number of arguments after them, each passed as the C type its
+// C++ type promotes to (C's default argument promotions: bool, char and short as int, float
+// as double; char strings as char*, `const wchar_t*` as wchar_t*, RemotePtr and nullptr as
+// void*), named in the call's variadic_types. Records and client memory cannot follow the
+// fixed parameters (the build fails).
+template <typename R, typename... A>
+class TypedFunction<R(A..., ...)> {
+ public:
+  using Value = typename client_internal::ResultTraits<R>::Value;
+  using Result = std::conditional_t<std::is_void_v<Value>, absl::Status, absl::StatusOr<Value>>;
+
+  // The protocol signature of R(A..., ...).
+  static v1::Signature Signature() {
+    v1::Signature signature = client_internal::SignatureOf<R, A...>();
+    signature.set_variadic(true);
+    return signature;
+  }
+
+  // As TypedFunction<R(A...)>::VerifyLayouts, for the fixed parameters.
+  static absl::Status VerifyLayouts(client_internal::LayoutVerifier& verifier) {
+    return client_internal::VerifyLayouts<R, A...>(verifier);
+  }
+
+  explicit TypedFunction(RawFunction raw) : raw_(std::move(raw)) {}
+
+  // Calls the function with the session's default deadline: `printf("%d %s\n", 5, "five")`.
+  template <typename... V>
+  Result operator()(typename client_internal::ArgTraits<A>::Param... args, V&&... extra) const {
+    return Unwrap(
+        Invoke(CallOptions{}, /*capture_errno=*/false, args..., std::forward<V>(extra)...));
+  }
+
+  // Calls the function with `options` and returns its result with the worker's errno after
+  // the call.
+  template <typename... V>
+  absl::StatusOr<WithErrno<Value>> CallWith(const CallOptions& options,
+                                            typename client_internal::ArgTraits<A>::Param... args,
+                                            V&&... extra) const {
+    return Invoke(options, /*capture_errno=*/true, args..., std::forward<V>(extra)...);
+  }
+
+  const RawFunction& raw() const { return raw_; }
+
+ private:
+  template <typename... V>
+  absl::StatusOr<WithErrno<Value>> Invoke(const CallOptions& options, bool capture_errno,
+                                          typename client_internal::ArgTraits<A>::Param... args,
+                                          V&&... extra) const {
+    return client_internal::CallTypedWith<R>(
+        raw_, options, capture_errno, [&](client_internal::CallBuilder& builder) {
+          absl::Status status = client_internal::AppendArgs<A...>(builder, args...);
+          int index = static_cast<int>(sizeof...(A));
+          (void)(status.ok() && ... &&
+                 (status =
+                      client_internal::AppendVariadicArg(builder, index++, std::forward<V>(extra)))
+                     .ok());
+          return status;
+        });
+  }
+
+  static Result Unwrap(absl::StatusOr<WithErrno<Value>> outcome) {
+    return client_internal::WithoutErrno<Value>(std::move(outcome));
   }
 
   RawFunction raw_;

@@ -681,6 +681,36 @@ TEST_F(ClientTest, WhatTheLibraryPrintsReachesTheOutputHandler) {
   EXPECT_EQ(err, "to stderr\n");
 }
 
+// A variadic function typed `int(int, ...)`: each argument after the fixed ones goes as the
+// C type its C++ type promotes to (a char, a short and a bool as int).
+TEST_F(ClientTest, VariadicFunctionsTakeTheirArgumentsPromoted) {
+  Function<int(int, ...)> sum = Fn<int(int, ...)>("sum_variadic");
+  EXPECT_RESULT(sum(0), 0);
+  EXPECT_RESULT(sum(3, 1, 2, 3), 6);
+  EXPECT_RESULT(sum(4, 'a', short{-2}, true, uint8_t{200}), 'a' - 2 + 1 + 200);
+  EXPECT_EQ(Function<int(int, ...)>::Signature().variadic(), true);
+
+  // Strings, doubles (a float promoted), 64-bit integers and pointers, through snprintf into
+  // a buffer of the worker's.
+  absl::StatusOr<Library> libc = session_->Load("libc.so.6");
+  ASSERT_OK(libc);
+  absl::StatusOr<Function<int(RemotePtr, size_t, const char*, ...)>> snprintf =
+      libc->Function<int(RemotePtr, size_t, const char*, ...)>("snprintf");
+  ASSERT_OK(snprintf);
+  absl::StatusOr<RemotePtr> buffer = session_->AllocMemory(64);
+  ASSERT_OK(buffer);
+  const std::string text = "text";
+  EXPECT_RESULT((*snprintf)(*buffer, 64, "%s %s %.2f %lld %c %p", "literal", text, 2.5f,
+                            int64_t{1} << 40, 'x', nullptr),
+                static_cast<int>(strlen("literal text 2.50 1099511627776 x (nil)")));
+  EXPECT_RESULT(session_->ReadCString(*buffer),
+                std::string("literal text 2.50 1099511627776 x (nil)"));
+  // The variadic arguments' own errors name them.
+  absl::Status bad = (*snprintf)(*buffer, 64, "%s", RemotePtr(0x1000, 99)).status();
+  EXPECT_EQ(ErrorOf(bad).code(), v1::STALE_HANDLE) << bad;
+  EXPECT_OK(session_->FreeMemory(*buffer));
+}
+
 // stdio's buffer of stdout holds a line until it ends: what a library printed without a
 // newline (a prompt) is flushed when its call returns, not when the worker ends (a session
 // that ends kills its worker, and the text was lost).

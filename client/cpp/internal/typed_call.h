@@ -7,7 +7,9 @@
 #define FFIBOX_CLIENT_CPP_INTERNAL_TYPED_CALL_H_
 
 #include <array>
+#include <cstddef>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -48,6 +50,86 @@ absl::Status AppendArgs(CallBuilder& builder, typename ArgTraits<A>::Param... ar
   return status;
 }
 
+// The C type a variadic argument of C++ type V (decayed) is passed as, by C's default
+// argument promotions: bool, the characters and the integers narrower than int as int, float
+// as double, the other scalars as they are; char strings (`const char*`, `std::string`,
+// `absl::string_view`) as char*, `const wchar_t*` as wchar_t*, RemotePtr, void* and nullptr
+// as void*. Other types (records, client memory) have none: they cannot be passed so.
+template <typename V, typename Enable = void>
+struct VariadicPromotion {};
+template <typename V>
+struct VariadicPromotion<
+    V, std::enable_if_t<kIsScalar<V> && std::is_integral_v<V> && sizeof(V) < sizeof(int)>> {
+  using type = int;
+};
+template <typename V>
+struct VariadicPromotion<V, std::enable_if_t<kIsScalar<V> && !std::is_same_v<V, float> &&
+                                             !(std::is_integral_v<V> && sizeof(V) < sizeof(int))>> {
+  using type = V;
+};
+template <>
+struct VariadicPromotion<float> {
+  using type = double;
+};
+template <>
+struct VariadicPromotion<const char*> {
+  using type = const char*;
+};
+template <>
+struct VariadicPromotion<char*> {
+  using type = const char*;
+};
+template <>
+struct VariadicPromotion<std::string> {
+  using type = absl::string_view;
+};
+template <>
+struct VariadicPromotion<absl::string_view> {
+  using type = absl::string_view;
+};
+template <>
+struct VariadicPromotion<const wchar_t*> {
+  using type = const wchar_t*;
+};
+template <>
+struct VariadicPromotion<wchar_t*> {
+  using type = const wchar_t*;
+};
+template <>
+struct VariadicPromotion<RemotePtr> {
+  using type = RemotePtr;
+};
+template <>
+struct VariadicPromotion<void*> {
+  using type = RemotePtr;
+};
+template <>
+struct VariadicPromotion<const void*> {
+  using type = RemotePtr;
+};
+template <>
+struct VariadicPromotion<std::nullptr_t> {
+  using type = RemotePtr;
+};
+
+template <typename V, typename Enable = void>
+inline constexpr bool kIsVariadicArg = false;
+template <typename V>
+inline constexpr bool kIsVariadicArg<V, std::void_t<typename VariadicPromotion<V>::type>> = true;
+
+// Appends variadic argument `index` of C++ type V as its promoted C type, and that type to
+// the call's variadic_types.
+template <typename V>
+absl::Status AppendVariadicArg(CallBuilder& builder, int index, V&& value) {
+  using Decayed = std::decay_t<V>;
+  static_assert(kIsVariadicArg<Decayed>,
+                "ffibox: a variadic argument is a scalar, a char or wchar_t string, or a "
+                "RemotePtr (client/cpp/typed_function.h)");
+  using Promoted = typename VariadicPromotion<Decayed>::type;
+  *builder.call().add_variadic_types() = ArgTraits<Promoted>::Type();
+  return AppendArg<Promoted>(static_cast<Promoted>(std::forward<V>(value)), builder, index);
+}
+
 // The typed outcome of a call's result value (null: none) with `error_number`: as
 // DecodeTypedResult.
 template <typename R>
@@ -82,6 +164,34 @@ absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> DecodeTypedResult(
                              memory);
 }
 
+// A typed call the general way: `append(builder)` adds the arguments to the call, which is
+// sent through `raw`; OUT/INOUT client memory is copied back and the result decoded as R.
+template <typename R, typename Append>
+absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> CallTypedWith(const RawFunction& raw,
+                                                                         const CallOptions& options,
+                                                                         bool capture_errno,
+                                                                         Append&& append) {
+  CallBuilder builder;
+  FFIBOX_RETURN_IF_ERROR(append(builder));
+  builder.call().set_capture_errno(capture_errno);
+  FFIBOX_ASSIGN_OR_RETURN(v1::CallResult result,
+                          raw.Call(std::move(builder.call()), options, builder.borrowed()));
+  FFIBOX_RETURN_IF_ERROR(builder.ApplyBlocks(result, raw.stream().generation()));
+  return DecodeTypedResult<R>(result, capture_errno, raw.symbol(), raw.memory());
+}
+
+// A typed call's outcome without the errno: its status for a void result, else the value.
+template <typename Value>
+std::conditional_t<std::is_void_v<Value>, absl::Status, absl::StatusOr<Value>> WithoutErrno(
+    absl::StatusOr<WithErrno<Value>> outcome) {
+  if constexpr (std::is_void_v<Value>) {
+    return outcome.status();
+  } else {
+    if (!outcome.ok()) return outcome.status();
+    return std::move(outcome->value);
+  }
+}
+
 // Whether TypedFunction<R(A...)> is called with scalars only (CallTyped then sends it as a
 // scalar call where it can: RawFunction::CallScalar).
 template <typename R, typename... A>
@@ -113,13 +223,8 @@ absl::StatusOr<WithErrno<typename ResultTraits<R>::Value>> CallTyped(
       }
     }
   }
-  CallBuilder builder;
-  FFIBOX_RETURN_IF_ERROR(AppendArgs<A...>(builder, args...));
-  builder.call().set_capture_errno(capture_errno);
-  FFIBOX_ASSIGN_OR_RETURN(v1::CallResult result,
-                          raw.Call(std::move(builder.call()), options, builder.borrowed()));
-  FFIBOX_RETURN_IF_ERROR(builder.ApplyBlocks(result, raw.stream().generation()));
-  return DecodeTypedResult<R>(result, capture_errno, raw.symbol(), raw.memory());
+  return CallTypedWith<R>(raw, options, capture_errno,
+                          [&](CallBuilder& builder) { return AppendArgs<A...>(builder, args...); });
 }
 
 }  // namespace client_internal
