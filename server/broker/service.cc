@@ -141,10 +141,11 @@ grpc::Status FfiboxService::Session(
     }
     auto* request = google::protobuf::Arena::CreateMessage<v1::Request>(&arena);
     if (!admitted.ok() || !ParseReceived(&received, request)) {
-      // What was read before the parse failed names the request (a client writes its id
-      // first): one nested deeper than protobuf parses (100 messages, which a type of more
-      // than TypeLimits' 32 levels can reach) is refused as that request. Anything else ends
-      // the stream.
+      // A message that fails to parse after its id was read (every encoder writes the id
+      // first) is refused as that request, and the session goes on: gRPC's framing keeps the
+      // next message whole. So is one nested deeper than protobuf parses (100 messages,
+      // which a type of more than TypeLimits' 32 levels reaches). Without an id, the stream
+      // ends.
       if (!admitted.ok() || request->id() == 0) {
         ending = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                               "a message on the stream is not an ffibox.v1.Request");
@@ -154,8 +155,9 @@ grpc::Status FfiboxService::Session(
           request->id(), request->op_case(),
           ErrorStatus(v1::INVALID_ARGUMENT,
                       absl::StrCat("request ", request->id(),
-                                   " cannot be parsed as an ffibox.v1.Request: malformed, or "
-                                   "nested more than 100 messages deep (a type nests at most ",
+                                   " cannot be parsed as an ffibox.v1.Request (a malformed "
+                                   "field, text that is not UTF-8, or messages nested more than "
+                                   "100 deep: a type nests at most ",
                                    config_.type_limits.max_depth, " levels)")));
       arena.Reset();
       continue;

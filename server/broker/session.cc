@@ -482,6 +482,14 @@ CallContext Session::CallContextLocked() const {
   return context;
 }
 
+absl::Status Session::AfterRecordedFailures(absl::Status named) {
+  if (!named.ok()) {
+    mu_.Await(absl::Condition(
+        +[](int* unsent) { return *unsent == 0; }, &failures_unsent_));
+  }
+  return named;
+}
+
 absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
   PendingRequest pending;
   // A call naming its function by its resolve request goes to the worker named by handle:

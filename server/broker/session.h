@@ -267,8 +267,9 @@ class Session : private WorkerSupervisor::Listener {
   InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
   // Answers and callback invocations accepted from the worker so far.
   uint64_t answers_accepted_ ABSL_GUARDED_BY(mu_) = 0;
-  // Failed answers whose outcome is recorded in handles_ but which the reader thread has not
-  // sent to the client yet (OnReply, OnDeath).
+  // Failed answers whose outcome is recorded in handles_ but which the thread that read
+  // them from the worker (its reader, or the stream thread reading in place) has not sent
+  // to the client yet (OnReply, OnDeath).
   int failures_unsent_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The worker of the current generation, supervised; kept after its death until the next

@@ -257,14 +257,6 @@ void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& r
   handles_.RecordOutcome(pending.op, pending.handle, !response.has_error());
 }
 
-absl::Status Session::AfterRecordedFailures(absl::Status named) {
-  if (!named.ok()) {
-    mu_.Await(absl::Condition(
-        +[](int* unsent) { return *unsent == 0; }, &failures_unsent_));
-  }
-  return named;
-}
-
 void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause cause,
                       absl::string_view detail, const Culprit* culprit) {
   // Every request in flight, the blamed one first; `queued` is true for requests that were

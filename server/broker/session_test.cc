@@ -235,6 +235,41 @@ TEST(Session, ARefusalNamingAFailedLoadComesAfterTheLoadsFailure) {
   }
 }
 
+// The same for a call naming a resolve that failed (the fake worker answers a resolve with
+// UNIMPLEMENTED).
+TEST(Session, ARefusalNamingAFailedResolveComesAfterTheResolvesFailure) {
+  HoldingSink sink(2);
+  Session session(FakeWorkerConfig(), &sink, "test");
+  ASSERT_TRUE(session.HandleRequest(Load(1, "libok.so")));
+  v1::Request resolve;
+  resolve.set_id(2);
+  resolve.mutable_resolve_function()->set_library_request(1);
+  resolve.mutable_resolve_function()->set_symbol("f");
+  resolve.mutable_resolve_function()->mutable_signature()->mutable_result()->set_scalar(v1::INT);
+  ASSERT_TRUE(session.HandleRequest(resolve));
+  sink.AwaitHolding();
+  v1::Request call;
+  call.set_id(3);
+  call.mutable_call()->set_function_request(2);
+  std::thread named([&] { session.HandleRequest(call); });
+  absl::SleepFor(absl::Milliseconds(200));
+  sink.Release();
+  named.join();
+  std::vector<v1::Response> responses = sink.WaitFor(3);
+  const int resolved = IndexOfAnswer(responses, 2);
+  const int refusal = IndexOfAnswer(responses, 3);
+  ASSERT_GE(resolved, 0);
+  ASSERT_GE(refusal, 0);
+  EXPECT_LT(resolved, refusal);
+  EXPECT_EQ(responses[resolved].error().code(), v1::UNIMPLEMENTED)
+      << responses[resolved].DebugString();
+  EXPECT_EQ(responses[refusal].error().code(), v1::NOT_FOUND) << responses[refusal].DebugString();
+  EXPECT_TRUE(absl::StrContains(responses[refusal].error().message(),
+                                "the resolve_function request with id 2 failed"))
+      << responses[refusal].error().message();
+  session.Shutdown();
+}
+
 v1::Request DefineIntCallback(uint64_t id) {
   v1::Request request;
   request.set_id(id);

@@ -303,6 +303,34 @@ def test_a_request_nested_deeper_than_protobuf_parses_is_refused_and_the_session
     assert not loaded.HasField("error"), loaded.error
 
 
+def test_a_malformed_request_with_an_id_is_refused_by_it_and_the_session_goes_on(server, pb):
+    """Bytes that fail to parse after the id was read (a field cut short, a string that is not
+    UTF-8) are refused as that request, and the next request is served."""
+    import grpc
+    channel = grpc.insecure_channel(server.address)
+    try:
+        session = channel.stream_stream("/ffibox.v1.Ffibox/Session",
+                                        request_serializer=None,
+                                        response_deserializer=pb.Response.FromString)
+        opened = pb.Request(id=1, open=pb.OpenSession()).SerializeToString()
+        load = pb.Request(id=4, load_library=pb.LoadLibrary(path="libm.so.6"))
+        # id 2, then load_library announced as 9 bytes with 2 there; id 3, then a load whose
+        # path (its field 1) is not UTF-8.
+        field = pb.Request.DESCRIPTOR.fields_by_name["load_library"].number
+        cut_short = b"\x08\x02" + bytes([field << 3 | 2, 9]) + b"\x0a\x00"
+        not_utf8 = b"\x08\x03" + bytes([field << 3 | 2, 4, 0x0a, 2, 0xff, 0xfe])
+        # The end of the iterator closes the client's side: every request is answered first.
+        answers = {r.id: r for r in session(iter([opened, cut_short, not_utf8,
+                                                  load.SerializeToString()]))}
+        for refused in (2, 3):
+            assert answers[refused].error.code == pb.INVALID_ARGUMENT, answers[refused]
+            assert "cannot be parsed as an ffibox.v1.Request" in answers[refused].error.message
+        assert not answers[4].HasField("error"), answers[4].error
+        assert answers[4].library.library != 0
+    finally:
+        channel.close()
+
+
 def test_watch_on_a_block_that_does_not_last_is_refused_and_the_session_goes_on(session, pb):
     lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
     increment = resolve(session, pb, lib, "increment", "VOID", "POINTER")
