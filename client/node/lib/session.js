@@ -41,6 +41,7 @@ const EXPECTED_RESULTS = {
   register_type: 'type_registered',
   get_layout: 'layout',
   read_memory: 'memory',
+  read_memory_list: 'memory_list',
   write_memory: 'done',
   alloc_memory: 'allocated',
   free_memory: 'done',
@@ -77,18 +78,30 @@ function closedError(status) {
 // How much of the server's refusal a failed callback's answer repeats.
 const MAX_REFUSAL_DETAIL = 200;
 
-// A size in bytes: a whole number or BigInt from 0, as the protocol's decimal string.
-function byteCount(size) {
-  if (!((Number.isInteger(size) && size >= 0) || (typeof size === 'bigint' && size >= 0n))) {
-    throw invalid(`a size in bytes must be a whole number from 0, not ${String(size)}`);
+// `value` as the protocol's uint64 (a decimal string): a whole number from 0 that a Number
+// holds exactly, or a BigInt below 2^64; InvalidArgument naming `what` otherwise (never
+// wrapped).
+function uint64Of(value, what) {
+  if (!((Number.isSafeInteger(value) && value >= 0) ||
+        (typeof value === 'bigint' && value >= 0n && value < 2n ** 64n))) {
+    throw invalid(`${what} must be a whole number from 0 to 2^64 - 1 (a BigInt beyond ` +
+      `2^53), not ${String(value)}`);
   }
-  return size.toString();
+  return value.toString();
+}
+
+// A size in bytes.
+function byteCount(size) {
+  return uint64Of(size, 'a size in bytes');
 }
 
 // OpenSession.environment of `environment`, an object of variable names to string values.
 function environmentOf(environment) {
-  if (environment === null || typeof environment !== 'object' || Array.isArray(environment)) {
-    throw invalid('environment must be an object of variable names to string values');
+  const prototype = environment !== null && typeof environment === 'object'
+    ? Object.getPrototypeOf(environment) : undefined;
+  if (prototype !== Object.prototype && prototype !== null) {
+    throw invalid('environment must be a plain object of variable names to string values ' +
+      '({LANG: \'C.UTF-8\'})');
   }
   const entries = {};
   for (const [name, value] of Object.entries(environment)) {
@@ -109,7 +122,8 @@ const MAX_MESSAGE_DEPTH = 100;
  * array or bytes is a message: `{call: {}}` is 1).
  */
 function measure(value, depth = 0, shape = { bytes: 0, depth: 0 }) {
-  if (value === null || value === undefined) return shape;
+  // Deeper is refused whatever is below (and a cyclic object ends here too).
+  if (value === null || value === undefined || shape.depth > MAX_MESSAGE_DEPTH) return shape;
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
     shape.bytes += value.length;
   } else if (typeof value === 'string') {
@@ -190,9 +204,17 @@ class Session extends EventEmitter {
     const open = {
       call_timeout_ms: whole('timeoutMs', 2 ** 32 - 1),
       restart: options.restart === false ? 'NO_RESTART' : 'RESTART',
-      memory_limit_bytes: String(options.memoryLimit || 0),
+      memory_limit_bytes: '0',
       idle_cpu_percent: whole('idleCpuPercent', 100),
     };
+    if (options.memoryLimit !== undefined) {
+      try {
+        open.memory_limit_bytes = uint64Of(options.memoryLimit, 'memoryLimit');
+      } catch (error) {
+        this.close();
+        throw error;
+      }
+    }
     if (options.scratchDirectory !== undefined) {
       if (typeof options.scratchDirectory !== 'boolean') {
         this.close();
@@ -234,7 +256,13 @@ class Session extends EventEmitter {
   request(op, label = '') {
     if (this._closed) return Promise.reject(this._closed);
     const limit = this.opened ? Number(this.opened.max_message_bytes || 0) : 0;
-    const { bytes, depth } = measure(op);
+    let shape;
+    try {
+      shape = measure(op);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { bytes, depth } = shape;
     if (limit > 0 && bytes > limit) {
       // Not written: the broker would refuse it, and at four times the limit gRPC would end
       // the whole stream over it.
@@ -396,6 +424,10 @@ class Session extends EventEmitter {
    * `{wide: true}`.
    */
   async readString(pointer, { wide = false, bytes = false } = {}) {
+    if (wide && bytes) {
+      throw invalid('readString: a wchar_t* string is read as text; {bytes: true} is for ' +
+        'char* strings');
+    }
     const response = await this.request({
       read_string: { address: this._address(pointer, 'readString'), wide: Boolean(wide) },
     }, 'read_string');

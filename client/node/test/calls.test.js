@@ -108,6 +108,7 @@ describe('sessions', () => {
       const libc = await configured.load('libc.so.6');
       const getenv = await libc.func('char* getenv(const char* name)');
       assert.equal(await getenv('FFIBOX_NODE_TEST'), 'h\u00e9llo');
+      assert.equal(configured.opened.idle_cpu_percent, 20);
       const scratch = configured.opened.scratch_directory;
       assert.ok(scratch.startsWith(scratchRoot), scratch);
       const fopen = await libc.func('void* fopen(const char* path, const char* mode)');
@@ -123,7 +124,9 @@ describe('sessions', () => {
       await assert.rejects(ownClient.session({ environment: { LD_PRELOAD: '/x.so' } }),
         (error) => error instanceof ffibox.InvalidArgument && /LD_PRELOAD/.test(error.message));
       for (const options of [{ environment: 'A=1' }, { environment: { A: 1 } },
-        { scratchDirectory: 'yes' }, { idleCpuPercent: 101 }]) {
+        { environment: new Map([['FFIBOX_NODE_TEST', 'x']]) }, { scratchDirectory: 'yes' },
+        { idleCpuPercent: 101 }, { memoryLimit: 'abc' }, { memoryLimit: 2 ** 64 },
+        { memoryLimit: -1 }]) {
         await assert.rejects(ownClient.session(options), ffibox.InvalidArgument,
           JSON.stringify(options));
       }
@@ -690,6 +693,17 @@ describe('memory in the worker', () => {
       session.generation + 1), 4), ffibox.StaleHandle);
     await assert.rejects(session.readMemory(0x1000, 4), ffibox.InvalidArgument);
     await assert.rejects(session.readMemory(null, -1), ffibox.InvalidArgument);
+    // Sizes a uint64 cannot hold, or a Number cannot hold exactly, are refused, not wrapped.
+    for (const size of [2 ** 64, 1e21, 2 ** 53, 2n ** 64n + 8n, 1.5]) {
+      await assert.rejects(session.alloc(size), ffibox.InvalidArgument, String(size));
+      await assert.rejects(session.readMemory(null, size), ffibox.InvalidArgument, String(size));
+    }
+    await assert.rejects(session.readString(null, { wide: true, bytes: true }),
+      ffibox.InvalidArgument);
+    // A request that nests without end (a cyclic object) is refused, not a thrown RangeError.
+    const cyclic = { ping: {} };
+    cyclic.ping.again = cyclic;
+    await assert.rejects(session.request(cyclic), ffibox.InvalidArgument);
     await assert.rejects(session.writeMemory(null, 'text'), ffibox.InvalidArgument);
     const add = await lib.func('int add_int(int, int)');
     assert.equal(await add(2, 3), 5);
