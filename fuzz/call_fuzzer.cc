@@ -45,7 +45,7 @@
 // the second (a record returned in memory is left as the caller's zeroed slot is).
 extern "C" void FuzzReturnZero();
 asm(R"(
-  .text
+  .pushsection .text
   .globl FuzzReturnZero
   .type FuzzReturnZero, @function
 FuzzReturnZero:
@@ -55,6 +55,7 @@ FuzzReturnZero:
   xorps %xmm1, %xmm1
   ret
   .size FuzzReturnZero, .-FuzzReturnZero
+  .popsection
 )");
 extern "C" long double FuzzReturnLongDoubleZero() { return 0; }
 

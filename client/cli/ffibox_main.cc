@@ -26,6 +26,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -381,7 +382,8 @@ int Main(int argc, char** argv) {
     if (words.empty()) {
       std::cerr << "error: no command given: call or bindgen\n";
     } else if (words[0] != "call") {
-      std::cerr << "error: unknown command '" << words[0] << "': call or bindgen\n";
+      std::cerr << "error: unknown command '" << absl::CHexEscape(words[0])
+                << "': call or bindgen\n";
     } else {
       std::cerr << "error: call needs a library and a declaration\n";
     }

@@ -3,6 +3,7 @@
 //   bazel build //client/cpp/example:cos
 //   bazel-bin/client/cpp/example/cos 0.5                          # ffiboxd's default address
 //   bazel-bin/client/cpp/example/cos 0.5 unix:/path/to/ffiboxd.sock
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -23,11 +24,13 @@ int Fail(const char* what, const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 3) {
-    std::fprintf(stderr, "usage: %s X [ADDRESS]\n", argv[0]);
+  char* end = nullptr;
+  errno = 0;
+  const double x = argc >= 2 ? std::strtod(argv[1], &end) : 0;
+  if (argc < 2 || argc > 3 || end == argv[1] || *end != '\0' || errno == ERANGE) {
+    std::fprintf(stderr, "usage: %s X [ADDRESS]   (X a number)\n", argv[0]);
     return 2;
   }
-  const double x = std::strtod(argv[1], nullptr);
   const std::string address = argc == 3 ? argv[2] : ffibox::DefaultAddress();
   absl::StatusOr<std::unique_ptr<ffibox::Client>> client = ffibox::Client::Connect(address);
   if (!client.ok()) return Fail("connect", client.status());

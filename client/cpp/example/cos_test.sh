@@ -9,19 +9,29 @@ ffiboxd="${runfiles}/server/ffiboxd"
 
 dir="$(mktemp -d /tmp/ffibox-cos-test.XXXXXX)"
 socket="${dir}/ffiboxd.sock"
-"${ffiboxd}" --listen="unix:${socket}" --worker="${runfiles}/server/ffibox-worker" \
-  >"${dir}/stdout" 2>"${dir}/stderr" &
-server=$!
+servers=()
 cleanup() {
-  kill -TERM "${server}" 2>/dev/null
-  wait "${server}" 2>/dev/null
+  kill -TERM "${servers[@]}" 2>/dev/null
+  wait "${servers[@]}" 2>/dev/null
   rm -rf "${dir}"
 }
 trap cleanup EXIT
-for _ in $(seq 1 500); do
-  [[ -S "${socket}" ]] && grep -q "listening" "${dir}/stdout" && break
-  sleep 0.02
-done
+# start_server NAME FLAGS...: ffiboxd on unix:${dir}/NAME.sock, its output in ${dir}/NAME.*;
+# the test stops when it does not listen within 10 s.
+start_server() {
+  local name="$1"
+  shift
+  "${ffiboxd}" --listen="unix:${dir}/${name}.sock" --worker="${runfiles}/server/ffibox-worker" \
+    "$@" >"${dir}/${name}.out" 2>"${dir}/${name}.err" &
+  servers+=($!)
+  for _ in $(seq 1 500); do
+    [[ -S "${dir}/${name}.sock" ]] && grep -q "listening" "${dir}/${name}.out" && return
+    sleep 0.02
+  done
+  echo "FAIL: ffiboxd ${name} did not start: $(cat "${dir}/${name}.err")"
+  exit 1
+}
+start_server ffiboxd
 
 failures=0
 fail() {
@@ -61,20 +71,15 @@ identities {
   allowed_library_roots: "${dir}/roots"
 }
 CONFIG
-"${ffiboxd}" --config="${dir}/config.textproto" --listen="unix:${dir}/strict.sock" \
-  --worker="${runfiles}/server/ffibox-worker" >"${dir}/strict.out" 2>"${dir}/strict.err" &
-strict=$!
-for _ in $(seq 1 500); do
-  [[ -S "${dir}/strict.sock" ]] && grep -q "listening" "${dir}/strict.out" && break
-  sleep 0.02
-done
+start_server strict --config="${dir}/config.textproto"
 expect_failure "not allowed" '^load: LIBRARY_NOT_ALLOWED: .*libm' 0.5 "unix:${dir}/strict.sock"
-kill -TERM "${strict}"
-wait "${strict}"
 
-"${cos}" >/dev/null 2>"${dir}/err"
-code=$?
-[[ "${code}" == 2 ]] && grep -q '^usage: ' "${dir}/err" || fail "no argument: exit ${code}"
+for args in "" "abc" "0.5x" "1e999"; do
+  # shellcheck disable=SC2086
+  "${cos}" ${args} >/dev/null 2>"${dir}/err"
+  code=$?
+  [[ "${code}" == 2 ]] && grep -q '^usage: ' "${dir}/err" || fail "cos '${args}': exit ${code}"
+done
 
 if [[ "${failures}" != 0 ]]; then
   echo "${failures} failed"
