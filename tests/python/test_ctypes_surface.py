@@ -34,7 +34,20 @@ def test_names_bindings_import_exist(ct):
     # py_object works locally...
     assert ct.py_object([1, 2]).value == [1, 2]
     with pytest.raises(AttributeError):
-        ct.pythonapi
+        ct.PyDLL
+
+
+def test_pythonapi_functions_can_be_named_and_typed_but_not_called(ct):
+    """Bindings name pythonapi functions at import (python3-vlc's PyFile_FromFd,
+    pycryptodome's PyObject_GetBuffer): that works, and a call says why it cannot."""
+    from_fd = ct.pythonapi.PyFile_FromFd
+    from_fd.restype = ct.py_object
+    from_fd.argtypes = [ct.c_int, ct.c_char_p]
+    assert ct.pythonapi.PyFile_FromFd is from_fd
+    with pytest.raises(NotImplementedError, match="pythonapi.PyFile_FromFd"):
+        from_fd(1, b"r")
+    # A binding that imports it and never calls it works on.
+    assert ct.CDLL("libc.so.6").strlen(b"hello") == 5
 
 
 def test_in_dll_of_a_missing_symbol_is_value_error(ct):

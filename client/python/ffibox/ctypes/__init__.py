@@ -502,8 +502,50 @@ def memset(dst, c: int, count: int) -> Any:
     return at.address
 
 
+class _PythonApiFunction:
+    """A function of ``pythonapi``: a binding may name it and set its ``argtypes``,
+    ``restype`` and ``errcheck`` (many do at import), but a call fails, naming it."""
+
+    def __init__(self, name):
+        self.__name__ = name
+        self.argtypes = None
+        self.restype = c_int
+        self.errcheck = None
+
+    def __call__(self, *args, **kwargs):
+        raise NotImplementedError(
+            "ffibox.ctypes: pythonapi.%s is the Python C API of this process, which the "
+            "jailed worker cannot call; call it through the stdlib ctypes" % self.__name__)
+
+    def __repr__(self):
+        return "<ffibox.ctypes pythonapi function %s, not callable>" % self.__name__
+
+
+class _PythonApi:
+    """``ctypes.pythonapi`` under the swap: the Python C API lives in this process, not in
+    the worker, so its functions can be named (bindings do so at import) but not called."""
+
+    def __init__(self):
+        self._functions = {}
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        if name not in self._functions:
+            self._functions[name] = _PythonApiFunction(name)
+        return self._functions[name]
+
+    __getitem__ = __getattr__
+
+    def __repr__(self):
+        return "<ffibox.ctypes pythonapi: the Python C API cannot be called from the worker>"
+
+
+pythonapi = _PythonApi()
+
+
 def __getattr__(name: str):
-    if name in ("pythonapi", "pydll", "PyDLL"):
+    if name in ("pydll", "PyDLL"):
         raise AttributeError(
             "ffibox.ctypes has no %s: the Python C API lives in this process, not in the "
             "worker (use the stdlib ctypes for it)" % name)
