@@ -53,6 +53,7 @@ PACKAGES=(
   python3-freetype         # FreeType: a face whose glyph slot each load rewrites in place
   fonts-dejavu-core        # the font it renders
   python3-clang-14         # libclang: py_object client data for callbacks, handles by isinstance
+  python3-pycryptodome     # its own C modules through ctypes; pythonapi named at import
   python3-numpy            # arrays passed by ndarray.ctypes.data_as (test_ctypes_conversions.py)
   procps
   systemd                  # systemd-analyze verifies the installed unit (tests/python/test_install.py)

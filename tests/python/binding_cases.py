@@ -231,10 +231,51 @@ def clang_error():
     return "no error"
 
 
+# -- python3-pycryptodome: its own C modules through ctypes (opaque state handles freed by
+# __del__), pythonapi named at import (called only for bytearray and memoryview data, which
+# these cases do not pass) ------------------------------------------------------------------
+def pycryptodome_ciphers():
+    from Cryptodome.Cipher import AES, ChaCha20_Poly1305
+    from Cryptodome.Hash import HMAC, SHA256, SHA3_256
+    from Cryptodome.Protocol.KDF import PBKDF2
+    key, iv = bytes(range(16)), bytes(16)
+    gcm = AES.new(key, AES.MODE_GCM, nonce=b"n" * 12)
+    sealed, tag = gcm.encrypt_and_digest(b"gcm data")
+    chacha = ChaCha20_Poly1305.new(key=key * 2, nonce=b"n" * 12)
+    return {
+        "cbc": AES.new(key, AES.MODE_CBC, iv=iv).encrypt(b"B" * 48).hex(),
+        "gcm": [sealed.hex(), tag.hex()],
+        "gcm open": AES.new(key, AES.MODE_GCM, nonce=b"n" * 12).decrypt_and_verify(
+            sealed, tag).decode(),
+        "chacha": [x.hex() for x in chacha.encrypt_and_digest(b"chacha")],
+        "sha256": SHA256.new(b"abc").hexdigest(),
+        "sha3": SHA3_256.new(b"abc").hexdigest(),
+        "hmac": HMAC.new(b"key", b"msg", SHA256).hexdigest(),
+        "pbkdf2": PBKDF2(b"pw", b"salt", 32, count=1000, hmac_hash_module=SHA256).hex(),
+    }
+
+
+def pycryptodome_errors():
+    from Cryptodome.Cipher import AES
+    key = bytes(range(16))
+    errors = []
+    for attempt in (lambda: AES.new(b"short", AES.MODE_ECB),
+                    lambda: AES.new(key, AES.MODE_CBC, iv=bytes(16)).encrypt(b"123"),
+                    lambda: AES.new(key, AES.MODE_GCM, nonce=b"n" * 12).decrypt_and_verify(
+                        b"x", bytes(16))):
+        try:
+            attempt()
+            errors.append("no error")
+        except ValueError as e:
+            errors.append(str(e))
+    return errors
+
+
 CASES = {f.__name__: f for f in (
     magic_from_buffer, magic_objects, magic_error, libarchive_custom_writer,
     libarchive_memory_reader, libarchive_stream_reader, libarchive_memory_writer,
-    ijson_yajl2_events, ijson_yajl2_error, freetype_glyphs, clang_ast, clang_error)}
+    ijson_yajl2_events, ijson_yajl2_error, freetype_glyphs, clang_ast, clang_error,
+    pycryptodome_ciphers, pycryptodome_errors)}
 
 if __name__ == "__main__":
     try:

@@ -8,7 +8,8 @@ calls) and python3-freetype (FreeType: a face whose glyph slot, and the bitmap i
 each load rewrites behind the pointers the binding holds) and python3-clang-14 (libclang's own
 binding: structures returned by value, callbacks handed `py_object` client data, handles it
 checks with isinstance, a `c_char_p` subclass for strings; a C file that includes system
-headers parsed in the jail). Each case (binding_cases.py) runs in
+headers parsed in the jail) and python3-pycryptodome (its own C modules through ctypes, and
+`ctypes.pythonapi` named at import). Each case (binding_cases.py) runs in
 its own process, once with the stdlib ctypes and once with the one-import swap of the whole
 binding (sys.modules['ctypes'] = ffibox.ctypes before the binding is imported); the results
 must be equal. The cases still failing are strict expected failures naming what they need,
@@ -30,7 +31,8 @@ NOT_YET = {}
 CASE_NAMES = ("magic_from_buffer", "magic_objects", "magic_error", "libarchive_custom_writer",
               "libarchive_memory_reader", "libarchive_stream_reader",
               "libarchive_memory_writer", "ijson_yajl2_events", "ijson_yajl2_error",
-              "freetype_glyphs", "clang_ast", "clang_error")
+              "freetype_glyphs", "clang_ast", "clang_error", "pycryptodome_ciphers",
+              "pycryptodome_errors")
 
 
 def run(case, address=None):
@@ -46,7 +48,8 @@ def run(case, address=None):
 
 def test_the_bindings_are_installed():
     # scripts/install-deps.sh installs them; a missing one is a failure, not a skip.
-    for binding in ("libarchive", "magic", "ijson.backends.yajl2", "freetype", "clang.cindex"):
+    for binding in ("libarchive", "magic", "ijson.backends.yajl2", "freetype", "clang.cindex",
+                    "Cryptodome.Cipher.AES"):
         importlib.import_module(binding)
 
 
