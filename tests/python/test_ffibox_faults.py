@@ -290,6 +290,51 @@ print("made", bool(handle.p), flush=True)
     assert result.stderr == "", result.stderr
 
 
+def test_what_a_del_does_at_interpreter_exit_is_quiet_whatever_it_touches(shared_server):
+    # As bindings' __del__ methods do at exit (python3-tidylib, python3-z3, python3-sdl2): a
+    # function named for the first time there, a result checked against an error code, a
+    # field of library memory read, a string and a pointer field of it: each does nothing
+    # and gives zero (NULL, an empty string), quietly.
+    result = run_script("""
+import sys
+import ffibox.ctypes as ctypes
+libc = ctypes.CDLL("libc.so.6")
+libc.abs.restype = ctypes.c_int
+libc.abs(0)
+class Rec(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_int), ("name", ctypes.c_char_p),
+                ("next", ctypes.c_void_p), ("scale", ctypes.c_double)]
+libc.calloc.restype = ctypes.POINTER(Rec)
+rec = libc.calloc(1, ctypes.sizeof(Rec))
+rec.contents.flags = 7
+class Teardown:
+    # What __del__ uses is held here: module globals may be gone when it runs.
+    def __init__(self):
+        self.ctypes, self.libc, self.rec, self.out = ctypes, libc, rec, sys.stdout
+    def __del__(self):
+        ctypes, libc, rec = self.ctypes, self.libc, self.rec
+        seen = []
+        libc.malloc.restype = ctypes.c_void_p
+        seen.append(libc.malloc(8))              # named for the first time here
+        seen.append(libc.abs(-5))                # an int result
+        libc.strtod.restype = ctypes.c_double
+        seen.append(libc.strtod(b"1.5", None))
+        libc.strdup.restype = ctypes.POINTER(Rec)
+        seen.append(bool(libc.strdup(b"x")))     # a NULL pointer object
+        seen.append([rec.contents.flags, rec.contents.name, rec.contents.next,
+                     rec.contents.scale])
+        rec.contents.flags = 9                   # a write does nothing
+        ctypes.memset(rec, 1, 4)
+        self.out.write(repr(seen) + "\\n")
+        self.out.flush()
+keep = Teardown()
+print("made", rec.contents.flags, flush=True)
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "made 7\n[None, 0, 0.0, False, [0, None, None, 0.0]]\n", result.stdout
+    assert result.stderr == "", result.stderr
+
+
 DEFAULT_SESSION_HANG = """
 import sys, time
 import ffibox

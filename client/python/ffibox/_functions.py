@@ -63,7 +63,7 @@ class RemoteCall:
             # The interpreter is exiting and its exit closed the session, whose worker goes
             # with it: a __del__ freeing a handle there (modules half torn down) does
             # nothing, quietly, as the call would have done nothing that outlives the process.
-            return None
+            return _zero_of(restype)
         if not variadic and not self._use_errno and session.stream.local_enabled:
             done = self._packed_call(argtypes, restype, args)
             if done is not None:
@@ -72,7 +72,7 @@ class RemoteCall:
             builder, response = self._send(argtypes, restype, args, variadic)
         except SessionClosed:
             if session.stream.closed_at_exit:  # closed meanwhile (above)
-                return None
+                return _zero_of(restype)
             raise
         except StaleHandle as error:
             if ".at" not in str(error):
@@ -286,6 +286,15 @@ class RemoteCall:
                 self._session.stream.address_functions[handle] = self._address.generation
             self._handles[key] = handle
         return handle
+
+
+def _zero_of(restype):
+    """What a call returning `restype` gives with every bit of its result zero: 0, 0.0,
+    False, None for a pointer or string, a NULL pointer or zeroed record object; None for
+    void or a restype ctypes calls with the result (a call then does nothing at all)."""
+    if restype is None or not _types.is_ctypes_type(restype):
+        return None
+    return restype().value if _types.is_fundamental(restype) else restype()
 
 
 def _set_errcheck(function, check) -> None:

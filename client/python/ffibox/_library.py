@@ -64,6 +64,9 @@ class CDLL:
 
     def address_of(self, symbol: str) -> WorkerAddress:
         """The worker address of `symbol` (AttributeError, as ctypes, when it is missing)."""
+        if self._session.stream.closed_at_exit:
+            # A function first named in a __del__ at interpreter exit: calls do nothing then.
+            return WorkerAddress(self._session, 0, 0)
         try:
             return self._session.lookup(self._handle, symbol)
         except SymbolNotFound as error:

@@ -50,7 +50,11 @@ class WorkerMemory:
     first, so a read sees what a read in the library would, and a write is not undone by an
     older change of an image written back later. `after_write(address, size)`, when set,
     runs after such a write, fill or copy: the images of that memory take the new bytes, so
-    they read what the worker holds. The images' own reads and writes pass `as_is=True`."""
+    they read what the worker holds. The images' own reads and writes pass `as_is=True`.
+
+    Once the interpreter exits (the stream's `closed_at_exit`), the worker is gone with its
+    session: reads give zero bytes (an empty string) and writes, fills and copies do nothing,
+    quietly, for the __del__ methods that run then (docs/python.md, "At interpreter exit")."""
 
     # How far past its start a string read looks for images to write back first.
     STRING_REACH = 64 << 10
@@ -76,6 +80,8 @@ class WorkerMemory:
     def read(self, address: int, size: int, generation: Optional[int] = None,
              as_is: bool = False) -> bytes:
         """`size` bytes of worker memory (MemoryFault for a bad address)."""
+        if self._stream.closed_at_exit:
+            return bytes(size)
         if not as_is:
             self._flush(address, size)
         return self._stream.request(read_memory=pb.ReadMemory(
@@ -86,6 +92,8 @@ class WorkerMemory:
         """`size` bytes of worker memory read as they are, and whether the worker watches
         them now: every later call's answer then reports what the library changed there
         (ReadMemory.watch). `unwatch` ends the watches of those addresses first."""
+        if self._stream.closed_at_exit:
+            return bytes(size), False
         memory = self._stream.request(read_memory=pb.ReadMemory(
             address=self._address(address, generation), size=size, watch=True,
             unwatch=unwatch)).memory
@@ -95,6 +103,8 @@ class WorkerMemory:
                   as_is: bool = False) -> List[bytes]:
         """The bytes of each (address, size) of worker memory in `ranges`, in one request
         (at most 4096 ranges; MemoryFault when one cannot be read)."""
+        if self._stream.closed_at_exit:
+            return [bytes(size) for _, size in ranges]
         if not as_is:
             for address, size in ranges:
                 self._flush(address, size)
@@ -112,6 +122,8 @@ class WorkerMemory:
               as_is: bool = False, held: bool = False) -> None:
         """Writes `data` into worker memory; `held`: what an image holds, so not reported as
         the library's change where the worker watches it (WriteMemory.held)."""
+        if self._stream.closed_at_exit:
+            return
         if not as_is:
             self._flush(address, len(data))
         self._stream.request(write_memory=pb.WriteMemory(
@@ -122,6 +134,8 @@ class WorkerMemory:
     def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None) -> None:
         """Stores `value` as a `t` at a worker address (a string the worker copies, a
         pointer, a callback)."""
+        if self._stream.closed_at_exit:
+            return
         self._flush(address, ctypes.sizeof(t))
         self._stream.request(write_memory=pb.WriteMemory(
             address=self._address(address, generation), type=_types.to_proto(t),
@@ -131,6 +145,8 @@ class WorkerMemory:
     def read_string(self, address: int, wide: bool = False,
                     generation: Optional[int] = None, length: int = 0, as_is: bool = False):
         """The NUL-terminated (w)char string at a worker address (bytes or str)."""
+        if self._stream.closed_at_exit:
+            return "" if wide else b""
         if not as_is:
             self._flush(address, length * (4 if wide else 1) if length else self.STRING_REACH)
         try:
@@ -173,6 +189,8 @@ class WorkerMemory:
 
     def fill(self, address: int, byte: int, size: int, generation: Optional[int] = None) -> None:
         """Sets `size` bytes of worker memory to `byte`."""
+        if self._stream.closed_at_exit:
+            return
         self._flush(address, size)
         self._stream.request(fill_memory=pb.FillMemory(
             address=self._address(address, generation), byte=byte & 0xFF, size=size))
@@ -181,6 +199,8 @@ class WorkerMemory:
     def copy(self, destination: int, source: int, size: int,
              generation: Optional[int] = None) -> None:
         """Copies `size` bytes between worker addresses (of the same worker)."""
+        if self._stream.closed_at_exit:
+            return
         self._flush(source, size)
         self._flush(destination, size)
         self._stream.request(copy_memory=pb.CopyMemory(
