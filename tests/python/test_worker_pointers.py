@@ -73,6 +73,35 @@ PATTERNS = {
         memset(p, 4, 5000)
         print([lib.counting_byte_at(i) for i in (0, 4999, 5000)])
     """,
+    # An array of 300 records handed back (capstone's cs_disasm gives its instructions so),
+    # read, written and read again far past the first elements: the caller's writes reach
+    # the library at its next call, and what the library writes shows in the elements.
+    "record_array_read_and_written_past_its_first_elements": """
+        class Insn(Structure):
+            _fields_ = [("id", c_uint), ("address", c_uint64), ("size", c_uint16),
+                        ("text", c_char * 21)]
+        n = 300
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = c_void_p
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
+        libc.memset.argtypes = [c_void_p, c_int, c_size_t]
+        insns, address = POINTER(Insn)(), libc.calloc(n, sizeof(Insn))
+        libc.memcpy(byref(insns), byref(c_void_p(address)), 8)
+        for i in range(n):
+            insns[i].id, insns[i].address, insns[i].size = i, 1 << 40 | i, i % 7
+            insns[i].text = b"insn %d" % i
+        insns[299].id += 1
+        print(sum(insns[i].address for i in range(n)), insns[150].text, insns[299].id)
+        copy = create_string_buffer(n * sizeof(Insn))
+        libc.memcpy(copy, insns, n * sizeof(Insn))
+        copied = [Insn.from_buffer_copy(copy.raw, i * sizeof(Insn)) for i in range(n)]
+        print([(r.id, r.size, r.text) for r in copied[::37]], copied[299].id)
+        libc.memset(insns, 0, 200 * sizeof(Insn))
+        libc.memset(address + 250 * sizeof(Insn), 1, 4)
+        print(insns[5].id, insns[199].text, insns[200].text, insns[250].id, insns[251].id)
+        print([x.id for x in insns[198:202]])
+    """,
     # An array of 200 strings with a NULL hole: elements, slices across the end of what
     # was imaged, and the hole, as the library's array holds them.
     "char_pointer_array_read_past_its_first_elements": """
@@ -475,6 +504,13 @@ PATTERNS = {
 }
 
 EXPECTED = {
+    "record_array_read_and_written_past_its_first_elements":
+        "329853488377650 b'insn 150' 300\n"
+        "[(0, 0, b'insn 0'), (37, 2, b'insn 37'), (74, 4, b'insn 74'), (111, 6, b'insn 111'), "
+        "(148, 1, b'insn 148'), (185, 3, b'insn 185'), (222, 5, b'insn 222'), "
+        "(259, 0, b'insn 259'), (296, 2, b'insn 296')] 300\n"
+        "0 b'' b'insn 200' 16843009 251\n"
+        "[0, 0, 200, 201]",
     "worker_address_held_locally_copied_into_a_char_p_array": "b\"worker's\" b'mine'",
     "string_the_library_rewrites_in_place_between_calls":
         "[b'first line\\n', b'second\\n', b'third']",

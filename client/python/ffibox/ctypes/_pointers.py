@@ -97,7 +97,9 @@ class _BeyondImage:
 
     def get(self, index):
         if not isinstance(index, slice):
-            return self._remote[operator.index(index)]
+            index = operator.index(index)
+            imaged = self._imaged(index)
+            return self._remote[index] if imaged is None else imaged
         step = 1 if index.step is None else index.step
         start = 0 if index.start is None else index.start
         if step != 1 or not self._local.start <= start < self._local.stop:
@@ -108,11 +110,59 @@ class _BeyondImage:
         return (type(self._pointer).__getitem__(self._pointer, slice(start, split)) +
                 self._remote[split:index.stop])
 
+    def _imaged(self, index):
+        """Element `index` of a pointer-free type as read from an image of the worker's
+        memory there, made as the first one was (up to 64 elements, to the end of the
+        worker's page, in one watched read; brought up to date after each call and written
+        back before the next) and kept with the pointer: a loop over a library's array costs
+        a read a chunk, not a view and a read a field. None for other types, or when the
+        memory cannot be imaged (the element is then read from the worker)."""
+        t = self._pointer._type_
+        plain = _PLAIN_ELEMENTS.get(t)
+        if plain is None:
+            plain = _PLAIN_ELEMENTS[t] = _ct.sizeof(t) > 0 and not (
+                _types.is_pointer(t) or _types.is_function(t) or
+                _types.code_of(t) in ("z", "Z", "P") or _types.pointer_offsets(t))
+        if not plain:
+            return None
+        size = _ct.sizeof(t)
+        at = self._remote._ffibox_address
+        worker = at.address + index * size
+        chunks = self._pointer.__dict__.setdefault(_CHUNKS, [])
+        for image, local in chunks:
+            offset = worker - image.worker
+            if image.generation == at.generation and 0 <= offset <= image.size - size and \
+                    offset % size == 0:
+                return _STDLIB_GETITEM(local, offset // size)
+        try:
+            image = at.session.images.image_of(_ct.POINTER(t), worker, at.generation)
+        except Exception:  # an image past the budget, memory that cannot be read
+            return None
+        if image is None or image.size < size or image.worker != worker:
+            return None
+        # A pointer of this process to the image: ctypes' own element access through it
+        # (an element keeps the pointer alive, and the pointer the image).
+        local = _ct.POINTER(t)()
+        _ct.c_void_p.from_buffer(local).value = image.start
+        local.__dict__["_ffibox_images"] = {0: image}
+        if len(chunks) >= _MAX_CHUNKS:
+            del chunks[0]
+        chunks.append((image, local))
+        return _STDLIB_GETITEM(local, 0)
+
     def set(self, index, value) -> None:
         self._remote[index] = value
 
     def contents(self):
         return self._remote.contents
+
+
+# Where a pointer keeps the images of the chunks of a library's array read past its first
+# image (_BeyondImage._imaged), and how many it keeps (the oldest go first).
+_CHUNKS = "_ffibox_chunks"
+_MAX_CHUNKS = 256
+# Element type -> whether its arrays are read past the first image in chunks (no pointers).
+_PLAIN_ELEMENTS = {}
 
 
 def _beyond_image(pointer, index):
