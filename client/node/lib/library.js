@@ -186,25 +186,14 @@ class NativeFunction {
         if (type.element.kind === 'record') {
           return this._recordArray(type, arg, what, blocks, afterCall);
         }
-        const size = type.element.size;
-        const data = Buffer.alloc(arg.length * size);
-        if (type.direction !== 'OUT') {
-          arg.forEach((v, i) => writeScalar(type.element, v, data, i * size, `${what}[${i}]`,
-            this.session.generation));
-        }
-        const index = addBlock(blocks, data, data.length, type.direction);
-        if (type.direction !== 'IN') {
-          // Pointers the library stored are RemotePointers of the worker that answered, as a
-          // pointer result is (a create(&handle) out-parameter).
-          afterCall.push((returned, generation) => {
-            const out = returned.get(index);
-            if (!out) return;
-            for (let i = 0; i < arg.length; ++i) {
-              arg[i] = readScalar(type.element, out, i * size, generation);
-            }
+        // Pointers the library stored are RemotePointers of the worker that answered, as a
+        // pointer result is (a create(&handle) out-parameter).
+        return arrayBlock(arg, type.element.size, type.direction, blocks, afterCall,
+          (value, data, offset, i) => writeScalar(type.element, value, data, offset,
+            `${what}[${i}]`, this.session.generation),
+          (out, offset, i, generation) => {
+            arg[i] = readScalar(type.element, out, offset, generation);
           });
-        }
-        return blockPointer(index);
       }
       case 'recordPointer': {
         if (typeof arg !== 'object') throw invalid(`${what}: ${type.pointee.name} object expected`);
@@ -232,31 +221,39 @@ class NativeFunction {
   // what the library left, as pointer() updates one.
   async _recordArray(type, arg, what, blocks, afterCall) {
     const layout = await this.session.layout(type.element);
-    const size = Number(layout.size || 0);
-    const data = Buffer.alloc(arg.length * size);
-    if (type.direction !== 'OUT') {
-      arg.forEach((object, i) => {
+    return arrayBlock(arg, Number(layout.size || 0), type.direction, blocks, afterCall,
+      (object, data, offset, i) => {
         if (object === null || typeof object !== 'object') {
           throw invalid(`${what}[${i}]: ${type.element.name} object expected`);
         }
-        writeRecord(type.element, layout, object, data, i * size, `${what}[${i}]`,
+        writeRecord(type.element, layout, object, data, offset, `${what}[${i}]`,
           this.session.generation);
+      },
+      (out, offset, i, generation) => {
+        const read = readRecord(type.element, layout, out, offset, generation);
+        if (arg[i] !== null && typeof arg[i] === 'object') Object.assign(arg[i], read);
+        else arg[i] = read;
       });
-    }
-    const index = addBlock(blocks, data, data.length, type.direction);
-    if (type.direction !== 'IN') {
-      afterCall.push((returned, generation) => {
-        const out = returned.get(index);
-        if (!out) return;
-        for (let i = 0; i < arg.length; ++i) {
-          const read = readRecord(type.element, layout, out, i * size, generation);
-          if (arg[i] !== null && typeof arg[i] === 'object') Object.assign(arg[i], read);
-          else arg[i] = read;
-        }
-      });
-    }
-    return blockPointer(index);
   }
+}
+
+/**
+ * An array argument as one block of `arg.length` elements of `size` bytes: `write(value,
+ * data, offset, i)` puts element i there (not for 'OUT'), and for 'OUT' and 'INOUT'
+ * `read(out, offset, i, generation)` takes each back from what the call returned.
+ */
+function arrayBlock(arg, size, direction, blocks, afterCall, write, read) {
+  const data = Buffer.alloc(arg.length * size);
+  if (direction !== 'OUT') arg.forEach((value, i) => write(value, data, i * size, i));
+  const index = addBlock(blocks, data, data.length, direction);
+  if (direction !== 'IN') {
+    afterCall.push((returned, generation) => {
+      const out = returned.get(index);
+      if (!out) return;
+      for (let i = 0; i < arg.length; ++i) read(out, i * size, i, generation);
+    });
+  }
+  return blockPointer(index);
 }
 
 /**
