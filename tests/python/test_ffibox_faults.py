@@ -335,6 +335,46 @@ print("made", rec.contents.flags, flush=True)
     assert result.stderr == "", result.stderr
 
 
+FINALIZERS_ON_GRPC_THREADS = """
+import gc, os, sys, threading
+os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
+os.environ["FFIBOX_SAME_HOST"] = "0"
+from ffibox import ctypes as ct
+from ffibox._stream import on_grpc_thread
+libc = ct.CDLL("libc.so.6")
+libc.malloc.restype = ct.c_void_p
+libc.malloc.argtypes = [ct.c_size_t]
+libc.free.argtypes = [ct.c_void_p]
+libc.abs.argtypes = [ct.c_int]
+on_grpc = []
+class Handle:
+    def __init__(self):
+        self.p = libc.malloc(16)
+        self.cycle = self  # freed by the collector, on whichever thread it runs
+    def __del__(self):
+        on_grpc.append(on_grpc_thread())
+        libc.free(self.p)
+gc.set_threshold(1, 1, 1)  # the collector runs on every thread that allocates, gRPC's too
+for i in range(300):
+    Handle()
+    assert libc.abs(-i) == i
+gc.set_threshold(700, 10, 10)
+gc.collect()
+print(len(on_grpc), sum(on_grpc) > 0)
+"""
+
+
+def test_a_finalizer_on_grpcs_own_thread_does_not_stop_the_session(shared_server):
+    # pycryptodome's and many bindings' __del__ free native handles; Python runs a finalizer
+    # on whatever thread its collector runs, gRPC's channel thread too, which delivers the
+    # answers: a call made there waited for itself, and the session hung. Such calls run on a
+    # thread of ffibox's own; nothing hangs, every handle is freed.
+    result = run_script(FINALIZERS_ON_GRPC_THREADS, shared_server.address)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "300 True\n", result.stdout
+    assert "Exception" not in result.stderr, result.stderr
+
+
 DEFAULT_SESSION_HANG = """
 import sys, time
 import ffibox

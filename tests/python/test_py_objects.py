@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import TEST_LIB
+from conftest import TEST_LIB, run_script
 from ffibox import _py_objects
 from ffibox import ctypes as ct
 
@@ -269,6 +269,43 @@ def test_a_py_object_cannot_be_a_field_or_a_pointee(session):
     lib.ptr_offset.argtypes = [ct.POINTER(ct.py_object), ct.c_long]
     with pytest.raises(TypeError, match="cannot cross a process boundary"):
         lib.ptr_offset(ct.byref(ct.py_object(1)), 0)
+
+
+READ_AS_PY_OBJECT = """
+import os, sys
+os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
+from ffibox import ctypes as ct
+libc = ct.CDLL("libc.so.6")
+libc.calloc.restype = ct.POINTER(ct.c_uint64)
+libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+libc.posix_memalign.argtypes = [ct.POINTER(ct.POINTER(ct.c_uint64)), ct.c_size_t, ct.c_size_t]
+words = libc.calloc(2000, 8)                      # a RemotePointer
+out = ct.POINTER(ct.c_uint64)()
+libc.posix_memalign(ct.byref(out), 16, 16000)     # out points into an image
+libc.memset(words, 0x41, 16000)
+libc.memset(out, 0x41, 16000)
+class Holder(ct.Structure):
+    _fields_ = [("n", ct.c_uint64), ("obj", ct.py_object)]
+for name, read in (("remote", lambda: ct.cast(words, ct.POINTER(ct.py_object))[0]),
+                   ("image", lambda: ct.cast(out, ct.POINTER(ct.py_object))[0]),
+                   ("past the image", lambda: ct.cast(out, ct.POINTER(ct.py_object))[1000]),
+                   ("a field", lambda: ct.cast(out, ct.POINTER(Holder))[500].obj)):
+    try:
+        read()
+        print(name, "read")
+    except TypeError as error:
+        print(name, "holds a py_object" in str(error))
+print(libc.abs(-3))
+"""
+
+
+def test_a_py_object_is_never_read_from_the_library_memory(shared_server):
+    # The library's bytes read as a py_object would be a PyObject* of this process (a crash):
+    # each way to get there through cast() is a TypeError, and the caller goes on.
+    result = run_script(READ_AS_PY_OBJECT, shared_server.address)
+    assert result.returncode == 0, "exit %d: %s" % (result.returncode, result.stderr[-2000:])
+    assert result.stdout.split("\n")[:5] == [
+        "remote True", "image True", "past the image True", "a field True", "3"], result.stdout
 
 
 def test_a_token_that_comes_as_a_void_pointer_casts_to_its_object(session):

@@ -101,6 +101,14 @@ PATTERNS = {
         libc.memset(address + 250 * sizeof(Insn), 1, 4)
         print(insns[5].id, insns[199].text, insns[200].text, insns[250].id, insns[251].id)
         print([x.id for x in insns[198:202]])
+        # A second pointer to the same array: one element, whichever pointer writes last.
+        other = POINTER(Insn)()
+        libc.memcpy(byref(other), byref(c_void_p(address)), 8)
+        other[260].id
+        insns[260].id = 2
+        other[260].id = 1
+        libc.memcpy(copy, insns, n * sizeof(Insn))
+        print(insns[260].id, Insn.from_buffer_copy(copy.raw, 260 * sizeof(Insn)).id)
     """,
     # An array of 200 strings with a NULL hole: elements, slices across the end of what
     # was imaged, and the hole, as the library's array holds them.
@@ -510,7 +518,8 @@ EXPECTED = {
         "(148, 1, b'insn 148'), (185, 3, b'insn 185'), (222, 5, b'insn 222'), "
         "(259, 0, b'insn 259'), (296, 2, b'insn 296')] 300\n"
         "0 b'' b'insn 200' 16843009 251\n"
-        "[0, 0, 200, 201]",
+        "[0, 0, 200, 201]\n"
+        "1 1",
     "worker_address_held_locally_copied_into_a_char_p_array": "b\"worker's\" b'mine'",
     "string_the_library_rewrites_in_place_between_calls":
         "[b'first line\\n', b'second\\n', b'third']",

@@ -1,8 +1,10 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
+import queue
 import struct
 import sys
 import threading
+import traceback
 import warnings
 from types import BuiltinFunctionType
 from typing import Dict, Optional
@@ -11,7 +13,7 @@ from ffibox import (_addresses, _callback_code, _callback_pointers, _default, _i
                     _marshal, _packers, _scratch_buffers, _twins, _types)
 from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
-from ffibox._stream import failed_callback
+from ffibox._stream import failed_callback, on_grpc_thread
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
 from ffibox.errors import Error, SessionClosed, StaleHandle, error_from_proto
@@ -63,6 +65,13 @@ class RemoteCall:
             # The interpreter is exiting and its exit closed the session, whose worker goes
             # with it: a __del__ freeing a handle there (modules half torn down) does
             # nothing, quietly, as the call would have done nothing that outlives the process.
+            return _zero_of(restype)
+        if on_grpc_thread() or threading.get_ident() == session.stream.reader_ident:
+            # A finalizer that Python's garbage collector ran on a thread whose requests could
+            # never be answered (it delivers the answers): the call runs on a thread of
+            # ffibox's own right after, and gives its result type's zero here.
+            _DEFERRED.put(lambda: self(owner, argtypes, restype, args, variadic))
+            _start_deferred_calls()
             return _zero_of(restype)
         if not variadic and not self._use_errno and session.stream.local_enabled:
             done = self._packed_call(argtypes, restype, args)
@@ -286,6 +295,32 @@ class RemoteCall:
                 self._session.stream.address_functions[handle] = self._address.generation
             self._handles[key] = handle
         return handle
+
+
+# Calls a finalizer made on a thread that delivers answers (gRPC's own, the session's reader),
+# run in order on a thread of their own; their errors go where a finalizer's would.
+_DEFERRED: "queue.SimpleQueue" = queue.SimpleQueue()
+_deferred_thread: Optional[threading.Thread] = None
+_deferred_lock = threading.Lock()
+
+
+def _run_deferred_calls() -> None:
+    while True:
+        call = _DEFERRED.get()
+        try:
+            call()
+        except Exception:  # as Python reports an exception in a finalizer
+            sys.stderr.write("Exception ignored in a library call a finalizer made:\n")
+            traceback.print_exc()
+
+
+def _start_deferred_calls() -> None:
+    global _deferred_thread
+    with _deferred_lock:
+        if _deferred_thread is None:
+            _deferred_thread = threading.Thread(target=_run_deferred_calls,
+                                                name="ffibox-deferred-calls", daemon=True)
+            _deferred_thread.start()
 
 
 def _zero_of(restype):

@@ -240,6 +240,24 @@ class ImageTable:
                 return image, worker - image.worker
         return None
 
+    def plain_covering(self, worker: int, size: int, generation: int) -> Optional[Image]:
+        """A live plain image of worker `generation` that mirrors all of [worker, worker +
+        size), kept up to date (watched; one that is not is read again first), or None: an
+        element read past a pointer's first image is read from it, not from a second image
+        of the same memory (two would disagree until the next call, and a write to one
+        could undo a later write to the other)."""
+        with self._lock:
+            first = bisect.bisect_left(self._workers, (worker - self._longest, 0))
+            last = bisect.bisect_right(self._workers, (worker, sys.maxsize))
+            refs = [self._images[start] for _, start in self._workers[first:last]]
+        for ref in refs:
+            image = ref()
+            if image is not None and image.plain and image.generation == generation and \
+                    image.worker <= worker and worker + size <= image.worker + image.size:
+                if image.watched or self._reread(image):
+                    return image
+        return None
+
     def _reread(self, image: Image) -> bool:
         """Brings plain `image` up to date with the worker (the caller's changes written back
         first): a pointer handed back again into memory it mirrors sees what the library

@@ -31,6 +31,7 @@ def _pointee(at: WorkerAddress) -> WorkerAddress:
 def load(t, at: WorkerAddress) -> Any:
     """The Python value ctypes gives for a `t` stored at worker address `at` (a field, an
     element, a dereferenced pointer)."""
+    _types.refuse_py_object_in_library_memory(t)
     code = _types.code_of(t)
     memory = at.session.memory
     if code in ("z", "Z"):
@@ -76,6 +77,7 @@ def store(t, at: WorkerAddress, value: Any) -> None:
 def view(t, at: WorkerAddress):
     """An instance of (a subclass of) `t` whose reads and writes go to worker memory at
     `at`."""
+    _types.refuse_py_object_in_library_memory(t)
     cls = _views.get(t)
     if cls is None:
         if _types.is_simple(t):

@@ -73,6 +73,14 @@ def _refusal(request, generation: int, message: str):
                        error=pb.Error(code=pb.FAILED_PRECONDITION, message=message))
 
 
+def on_grpc_thread() -> bool:
+    """Whether this thread is one of gRPC's own (its channel's event loop, a stream's request
+    sender): Python's garbage collector may run a finalizer there, and a request made from it
+    would wait for an answer that only that thread can deliver."""
+    target = getattr(threading.current_thread(), "_target", None)
+    return getattr(target, "__module__", "").startswith("grpc")
+
+
 def failed_callback(function):
     """Reports the exception being handled as ctypes reports a callback that raised
     (`function` the callback's), and returns the CallbackReturn that gives native code zero."""
@@ -311,14 +319,20 @@ class SessionStream:
                 return
             yield request
 
+    @property
+    def reader_ident(self) -> Optional[int]:
+        """The thread that reads this session's answers."""
+        return self._reader.ident
+
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
-        if threading.get_ident() in (self._sender, self._reader.ident):
+        if threading.get_ident() in (self._sender, self._reader.ident) or on_grpc_thread():
             # A finalizer that gc ran on one of them, or an output handler.
             return _refusal(request, self.generation, (
                 "%s cannot be sent from the thread that sends this session's requests or "
-                "reads its answers (a finalizer that ran there, or the output handler): its "
-                "answer could never reach it" % request.WhichOneof("op")))
+                "reads its answers, nor from one of gRPC's own threads (a finalizer that ran "
+                "there, or the output handler): its answer could never reach it"
+                % request.WhichOneof("op")))
         channel = self._serving.channel
         refused = self._refused_in_flight(request, channel)
         if refused is not None:

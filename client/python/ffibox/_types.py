@@ -170,6 +170,27 @@ def is_py_object(t) -> bool:
     return is_simple(t) and t._type_ == "O"
 
 
+def holds_py_object(t) -> bool:
+    """Whether a `t` holds a py_object (is one, or a record or array with one inside): its
+    bytes in the library's memory would be read as a PyObject* of this process."""
+    if is_py_object(t):
+        return True
+    if is_array(t):
+        return holds_py_object(t._type_)
+    if is_record(t):
+        return any(holds_py_object(field[1]) for field in all_fields(t))
+    return False
+
+
+def refuse_py_object_in_library_memory(t) -> None:
+    """TypeError when a `t` read from the library's memory would hold a py_object."""
+    if holds_py_object(t):
+        raise TypeError(
+            "ffibox: cannot read a %s from the library's memory: it holds a py_object, and "
+            "the library's bytes there are no object of this interpreter (a py_object "
+            "crosses only as a parameter or result)" % t.__name__)
+
+
 def param_proto(t, depth: int = 0, open_records: tuple = ()):
     """to_proto of a parameter's or result's type: a py_object is a token, a pointer-sized
     integer to the worker; anywhere else (a field, an element, a pointee) to_proto refuses

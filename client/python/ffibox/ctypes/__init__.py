@@ -310,6 +310,14 @@ def _local_form(obj):
     return local if isinstance(obj, int) else c_void_p(local)
 
 
+def _in_an_image(obj) -> bool:
+    """Whether pointer `obj` points into an image of the library's memory (ffibox._images)."""
+    if not isinstance(obj, _ct._Pointer):
+        return False
+    word = _ct.cast(obj, _ct.c_void_p).value
+    return bool(word) and _IMAGES.holding(word) is not None
+
+
 def cast(obj, typ):
     """ctypes.cast. Local objects are cast locally; pointers into the worker (RemotePointer,
     integers, c_void_p values) give RemotePointers or values read through the server. A
@@ -325,6 +333,8 @@ def cast(obj, typ):
     if isinstance(obj, RemotePointer) and obj.local_target() is not None:
         obj = obj.local_target()[0]  # pointed at the caller's object: cast as its pointer
     at = _remote_address(obj)
+    if _types.is_pointer(typ) and (at is not None or _in_an_image(obj)):
+        _types.refuse_py_object_in_library_memory(typ._type_)
     if at is None:
         result = _ct.cast(obj, typ)
         if isinstance(obj, bytes):

@@ -112,42 +112,41 @@ class _BeyondImage:
 
     def _imaged(self, index):
         """Element `index` of a pointer-free type as read from an image of the worker's
-        memory there, made as the first one was (up to 64 elements, to the end of the
-        worker's page, in one watched read; brought up to date after each call and written
-        back before the next) and kept with the pointer: a loop over a library's array costs
-        a read a chunk, not a view and a read a field. None for other types, or when the
-        memory cannot be imaged (the element is then read from the worker)."""
+        memory there: one the session already has over it (a plain image, up to date), else
+        one made as the first was (up to 64 elements, to the end of the worker's page, in one
+        watched read; brought up to date after each call and written back before the next),
+        kept with the pointer. A loop over a library's array costs a read a chunk, not a view
+        and a read a field. None for other types, for a worker that is gone, or when the
+        memory cannot be imaged (the element is then the worker's, read there)."""
         t = self._pointer._type_
         plain = _PLAIN_ELEMENTS.get(t)
         if plain is None:
-            plain = _PLAIN_ELEMENTS[t] = _ct.sizeof(t) > 0 and not (
-                _types.is_pointer(t) or _types.is_function(t) or
-                _types.code_of(t) in ("z", "Z", "P") or _types.pointer_offsets(t))
+            plain = _PLAIN_ELEMENTS[t] = _plain_element(t)
         if not plain:
             return None
         size = _ct.sizeof(t)
         at = self._remote._ffibox_address
+        session = at.session
+        if at.generation != session.stream.generation:
+            return None  # the worker's memory is gone: reading it says so
         worker = at.address + index * size
-        chunks = self._pointer.__dict__.setdefault(_CHUNKS, [])
-        for image, local in chunks:
-            offset = worker - image.worker
-            if image.generation == at.generation and 0 <= offset <= image.size - size and \
-                    offset % size == 0:
-                return _STDLIB_GETITEM(local, offset // size)
-        try:
-            image = at.session.images.image_of(_ct.POINTER(t), worker, at.generation)
-        except Exception:  # an image past the budget, memory that cannot be read
-            return None
-        if image is None or image.size < size or image.worker != worker:
-            return None
-        # A pointer of this process to the image: ctypes' own element access through it
-        # (an element keeps the pointer alive, and the pointer the image).
+        image = session.images.plain_covering(worker, size, at.generation)
+        if image is None:
+            try:
+                image = session.images.image_of(_ct.POINTER(t), worker, at.generation)
+            except Exception:  # an image past the budget, memory that cannot be read
+                return None
+            if image is None or image.size < size or image.worker != worker:
+                return None
+            chunks = self._pointer.__dict__.setdefault(_CHUNKS, [])
+            if len(chunks) >= _MAX_CHUNKS:
+                del chunks[0]
+            chunks.append(image)  # alive at least while the pointer is
+        # A pointer of this process to the element in the image: ctypes' own element access
+        # through it (the element keeps the pointer alive, and the pointer the image).
         local = _ct.POINTER(t)()
-        _ct.c_void_p.from_buffer(local).value = image.start
+        _ct.c_void_p.from_buffer(local).value = image.start + (worker - image.worker)
         local.__dict__["_ffibox_images"] = {0: image}
-        if len(chunks) >= _MAX_CHUNKS:
-            del chunks[0]
-        chunks.append((image, local))
         return _STDLIB_GETITEM(local, 0)
 
     def set(self, index, value) -> None:
@@ -163,6 +162,19 @@ _CHUNKS = "_ffibox_chunks"
 _MAX_CHUNKS = 256
 # Element type -> whether its arrays are read past the first image in chunks (no pointers).
 _PLAIN_ELEMENTS = {}
+
+
+def _plain_element(t) -> bool:
+    """Whether elements of `t` are read past a first image from images of their chunks: a
+    type the protocol describes (a py_object inside is not) holding no pointers."""
+    if _ct.sizeof(t) == 0 or _types.is_pointer(t) or _types.is_function(t) or \
+            _types.code_of(t) in ("z", "Z", "P", "O") or _types.pointer_offsets(t):
+        return False
+    try:
+        _types.to_proto(t)
+    except TypeError:
+        return False
+    return True
 
 
 def _beyond_image(pointer, index):
