@@ -407,15 +407,25 @@ absl::StatusOr<v1::StringData> MemoryRequests::ReadString(const v1::ReadString& 
   if (!address.ok()) return address.status();
   uint64_t max_units =
       request.max_length() == 0 ? kMaxStringUnits : std::min(request.max_length(), kMaxStringUnits);
+  // Without a max_length, a string that reaches the cap is longer than a read returns:
+  // refused, never cut short.
+  const auto too_long = [&]() {
+    return ErrorStatus(v1::RESOURCE_EXHAUSTED,
+                       absl::StrCat("read_string: the string at 0x", absl::Hex(*address),
+                                    " has no terminator within its first ", kMaxStringUnits,
+                                    " characters, the most one read returns"));
+  };
   v1::StringData data;
   if (!request.wide()) {
     absl::StatusOr<std::string> text = SafeReadCString(*address, max_units);
     if (!text.ok()) return text.status();
+    if (request.max_length() == 0 && text->size() >= kMaxStringUnits) return too_long();
     *data.mutable_data() = std::move(*text);
     return data;
   }
   absl::StatusOr<std::u32string> wide = SafeReadWString(*address, max_units);
   if (!wide.ok()) return wide.status();
+  if (request.max_length() == 0 && wide->size() >= kMaxStringUnits) return too_long();
   if (!EncodeUtf8(*wide, data.mutable_text())) {
     return ErrorStatus(v1::INVALID_ARGUMENT,
                        "read_string: the wide string holds a value that is not a Unicode "

@@ -270,6 +270,22 @@ def test_bytes_that_are_no_request_end_the_stream_with_invalid_argument(server, 
         other.close()
 
 
+def test_a_string_longer_than_a_read_returns_is_refused_not_cut_short(session, pb):
+    at = session.send(alloc_memory=pb.AllocMemory(size=(17 << 20) + 8)).allocated.address
+    filled = session.send(fill_memory=pb.FillMemory(address=at, byte=0x41, size=17 << 20))
+    assert not filled.HasField("error"), filled.error
+    refused = session.send(read_string=pb.ReadString(address=at))
+    assert refused.error.code == pb.RESOURCE_EXHAUSTED, refused.error
+    assert "no terminator within its first 16777216 characters" in refused.error.message
+    # With a max_length, that many units: what the client asked for.
+    ten = session.send(read_string=pb.ReadString(address=at, max_length=10))
+    assert ten.string.data == b"A" * 10
+    # A shorter string is read whole.
+    session.send(fill_memory=pb.FillMemory(address=pb.RemoteAddress(
+        address=at.address + 100, generation=at.generation), byte=0, size=1))
+    assert session.send(read_string=pb.ReadString(address=at)).string.data == b"A" * 100
+
+
 def nested_struct(pb, levels):
     """A struct type nested `levels` deep around an int: three messages a level."""
     nested = scalar(pb, "INT")
