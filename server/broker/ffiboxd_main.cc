@@ -28,11 +28,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/default_address.h"
 #include "core/keepalive.h"
 #include "core/malloc_tuning.h"
 #include "core/mutex_mode.h"
+#include "google/protobuf/stubs/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "server/broker/broker_metrics.h"
@@ -142,6 +145,42 @@ absl::Status CheckJailWithWorker(ffibox::SessionConfig& session,
   return absl::FailedPreconditionError("cannot start a jailed worker");
 }
 
+// Protocol Buffers' own log lines, at most kProtobufLinesPerMinute a minute: a client can
+// send a request protobuf complains about (a string that is not UTF-8) as often as it likes,
+// and each is refused by its id, so its lines would otherwise grow the log without bound.
+// The count of lines dropped is written with the next line let through.
+constexpr int kProtobufLinesPerMinute = 20;
+
+void RateLimitedProtobufLog(google::protobuf::LogLevel level, const char* filename, int line,
+                            const std::string& message) {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::Time window_start ABSL_GUARDED_BY(mu);
+  static int written ABSL_GUARDED_BY(mu) = 0;
+  static uint64_t dropped ABSL_GUARDED_BY(mu) = 0;
+  uint64_t dropped_before = 0;
+  {
+    absl::MutexLock lock(&mu);
+    const absl::Time now = absl::Now();
+    if (now - window_start >= absl::Minutes(1)) {
+      window_start = now;
+      written = 0;
+    }
+    if (level < google::protobuf::LOGLEVEL_FATAL && written >= kProtobufLinesPerMinute) {
+      ++dropped;
+      return;
+    }
+    ++written;
+    dropped_before = dropped;
+    dropped = 0;
+  }
+  const char* names[] = {"INFO", "WARNING", "ERROR", "FATAL"};
+  std::fprintf(stderr, "ffiboxd: [libprotobuf %s %s:%d] %s%s\n",
+               names[std::clamp(static_cast<int>(level), 0, 3)], filename, line, message.c_str(),
+               dropped_before > 0
+                   ? absl::StrCat(" (", dropped_before, " earlier lines dropped)").c_str()
+                   : "");
+}
+
 // "host:port" with the port gRPC actually bound (for port 0).
 std::string BoundAddress(const std::string& address, int port) {
   return absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
@@ -157,6 +196,7 @@ int main(int argc, char** argv) {
   // Smaller bursts (a batch's messages, a call's buffer of a MiB) stay in the heaps for the
   // next one.
   mallopt(M_ARENA_MAX, 4);
+  google::protobuf::SetLogHandler(&RateLimitedProtobufLog);
   ffibox::KeepFreedMemory();
   ffibox::UseReleaseMutexChecks();
   absl::SetProgramUsageMessage(

@@ -347,6 +347,31 @@ def test_a_malformed_request_with_an_id_is_refused_by_it_and_the_session_goes_on
         channel.close()
 
 
+def test_protobufs_complaints_about_a_clients_requests_are_bounded_in_the_log(tmp_path, pb):
+    """Every request whose text is not UTF-8 makes protobuf log a line, and each is refused
+    by its id while the session goes on: at most 20 such lines a minute reach the log."""
+    import grpc
+    log_path = tmp_path / "ffiboxd.log"
+    with open(log_path, "w") as log:
+        server = Server(stderr=log)
+    try:
+        channel = grpc.insecure_channel(server.address)
+        session = channel.stream_stream("/ffibox.v1.Ffibox/Session", request_serializer=None,
+                                        response_deserializer=pb.Response.FromString)
+        field = pb.Request.DESCRIPTOR.fields_by_name["load_library"].number
+        requests = [pb.Request(id=1, open=pb.OpenSession()).SerializeToString()] + [
+            bytes([0x08, 2 + i % 100]) + bytes([field << 3 | 2, 4, 0x0a, 2, 0xff, 0xfe])
+            for i in range(300)]
+        answers = list(session(iter(requests)))
+        assert len(answers) == 301
+        assert all(a.error.code == pb.INVALID_ARGUMENT for a in answers[1:]), answers[1]
+        channel.close()
+    finally:
+        server.stop()
+    lines = [line for line in log_path.read_text().splitlines() if "libprotobuf" in line]
+    assert 1 <= len(lines) <= 20, len(lines)
+
+
 def test_watch_on_a_block_that_does_not_last_is_refused_and_the_session_goes_on(session, pb):
     lib = session.send(load_library=pb.LoadLibrary(path=TEST_LIB)).library.library
     increment = resolve(session, pb, lib, "increment", "VOID", "POINTER")
