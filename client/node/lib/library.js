@@ -5,11 +5,14 @@
 const { textArgument } = require('./arguments');
 const { internal, invalid } = require('./errors');
 const {
-  RemotePointer, Typed, describe, fromProto, readScalar, variadicType, writeScalar,
+  Typed, addressFromServer, describe, fromProto, readScalar, variadicType, writeScalar,
 } = require('./types');
 const {
   scalarValue, scalarFromServer, aggregateValue, writeRecord, readRecord, recordFromServer,
 } = require('./values');
+
+// What callWith takes.
+const CALL_OPTIONS = ['captureErrno', 'setErrno', 'timeoutMs'];
 
 // A parameter index as `options.params` may name it: a whole number without sign or
 // exponent ('0.5', '-0', '1e1' and ' 1' name no parameter, whatever Number() makes of them).
@@ -33,8 +36,7 @@ class Library {
     const response = await this.session.request({
       lookup_symbol: { library: String(this.handle), symbol: name },
     }, `dlsym ${name}`);
-    const { address, generation } = response.symbol.address;
-    return new RemotePointer(address || 0, generation || 0);
+    return addressFromServer(response.symbol.address, `dlsym ${name}`);
   }
 
   /**
@@ -90,6 +92,11 @@ class NativeFunction {
   }
 
   async call(args, options = {}) {
+    const unknown = Object.keys(options || {}).filter((key) => !CALL_OPTIONS.includes(key));
+    if (unknown.length > 0) {
+      throw invalid(`${this.name}: unknown call option ${unknown.join(', ')} ` +
+        `(known: ${CALL_OPTIONS.join(', ')})`);
+    }
     const { captureErrno = false, setErrno, timeoutMs } = options || {};
     if (setErrno !== undefined && !(Number.isInteger(setErrno) && setErrno >= -(2 ** 31) &&
         setErrno < 2 ** 31)) {
@@ -175,7 +182,8 @@ class NativeFunction {
         return { pointer: { callback: String(await this.session.callbackId(type, arg)) } };
       case 'buffer': {
         if (!Buffer.isBuffer(arg)) throw invalid(`${what}: a buffer needs a Node Buffer`);
-        const index = addBlock(blocks, arg, arg.length, type.direction);
+        const data = type.terminated ? Buffer.concat([arg, Buffer.alloc(1)]) : arg;
+        const index = addBlock(blocks, data, data.length, type.direction);
         if (type.direction !== 'IN') {
           afterCall.push((returned) => copyInto(returned.get(index), arg));
         }

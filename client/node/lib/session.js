@@ -13,7 +13,7 @@ const { AnswerWatch, MAX_TIMER_DELAY_MS } = require('./answer_watch');
 const { textArgument, wellFormedText } = require('./arguments');
 const { FfiboxError, SessionClosed, errorFromProto, internal, invalid } = require('./errors');
 const { Library } = require('./library');
-const { RemotePointer, callbackOf, fromProto } = require('./types');
+const { RemotePointer, addressFromServer, callbackOf, fromProto } = require('./types');
 const {
   scalarValue, scalarFromServer, aggregateValue, checkLayoutFromServer,
 } = require('./values');
@@ -111,6 +111,10 @@ function environmentOf(environment) {
   return entries;
 }
 
+// What Client.session takes.
+const SESSION_OPTIONS = ['timeoutMs', 'restart', 'memoryLimit', 'requireJail', 'answerMarginMs',
+  'environment', 'scratchDirectory', 'idleCpuPercent'];
+
 // How deep messages may nest below a Request: protobufjs encodes no deeper (and then fails
 // the whole stream), nor does the server parse deeper.
 const MAX_MESSAGE_DEPTH = 100;
@@ -184,6 +188,12 @@ class Session extends EventEmitter {
   }
 
   async _open(options) {
+    const unknown = Object.keys(options).filter((key) => !SESSION_OPTIONS.includes(key));
+    if (unknown.length > 0) {
+      this.close();
+      throw invalid(`unknown session option ${unknown.join(', ')} ` +
+        `(known: ${SESSION_OPTIONS.join(', ')})`);
+    }
     if (options.answerMarginMs !== undefined) {
       const margin = options.answerMarginMs;
       if (!Number.isFinite(margin) || margin <= 0) {
@@ -405,7 +415,11 @@ class Session extends EventEmitter {
     const response = await this.request({
       read_memory: { address: this._address(pointer, 'readMemory'), size: byteCount(size) },
     }, 'read_memory');
-    return Buffer.from(response.memory.data || []);
+    const data = Buffer.from(response.memory.data || []);
+    if (BigInt(data.length) !== BigInt(size)) {
+      throw internal(`the server answered a read of ${size} bytes with ${data.length}`);
+    }
+    return data;
   }
 
   /** Writes the bytes of Buffer `data` at `pointer`. */
@@ -440,12 +454,12 @@ class Session extends EventEmitter {
   async alloc(size) {
     const response = await this.request({ alloc_memory: { size: byteCount(size) } },
       'alloc_memory');
-    const { address, generation } = response.allocated.address;
-    return new RemotePointer(address || 0, generation || 0);
+    return addressFromServer(response.allocated.address, 'alloc_memory');
   }
 
-  /** Frees memory alloc() returned. */
+  /** Frees memory alloc() returned; null is nothing to free, as for C's free(). */
   async free(pointer) {
+    if (pointer === null) return;
     await this.request({ free_memory: { address: this._address(pointer, 'free') } },
       'free_memory');
   }

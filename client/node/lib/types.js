@@ -14,7 +14,7 @@
 //   callback(declaration | {result, params}): a JS function passed as a function pointer.
 // Directions are 'in', 'out' and 'inout' (the protocol's MemoryBlock directions).
 const { integerArgument, floatArgument, boolArgument, textArgument } = require('./arguments');
-const { StaleHandle, invalid } = require('./errors');
+const { StaleHandle, internal, invalid } = require('./errors');
 
 // Scalar name -> [proto enum name, size in bytes, signed integer?, 64-bit (BigInt) integer?].
 const SCALARS = {
@@ -83,9 +83,39 @@ const DIRECTIONS = { in: 'IN', out: 'OUT', inout: 'INOUT' };
 
 /** An address in the session's worker (returned by a call); valid for its `generation`. */
 class RemotePointer {
+  /**
+   * `address`: a BigInt, an integral number or a decimal string from 0 to 2^64 - 1 (a word
+   * read from the worker's memory with `readBigUInt64LE`); `generation`: the worker's, as
+   * the pointer it was read through carries (`ptr.generation`). InvalidArgument otherwise.
+   */
   constructor(address, generation) {
-    this.address = BigInt(address);
-    this.generation = Number(generation);
+    let value;
+    try {
+      value = BigInt(address);
+    } catch (error) {
+      throw invalid(`RemotePointer: the address must be a whole number, not ${String(address)}`);
+    }
+    if (value < 0n || value >= 2n ** 64n) {
+      throw invalid(`RemotePointer: the address ${value} is not from 0 to 2^64 - 1`);
+    }
+    const number = Number(generation);
+    if (!Number.isSafeInteger(number) || number < 0) {
+      throw invalid(`RemotePointer: the generation must be a whole number from 0, ` +
+        `not ${String(generation)}`);
+    }
+    this.address = value;
+    this.generation = number;
+  }
+}
+
+// The RemotePointer of a RemoteAddress the server sent (untrusted); INTERNAL naming `what`
+// when it is missing or not a worker address.
+function addressFromServer(address, what) {
+  try {
+    return new RemotePointer(address.address || 0, address.generation || 0);
+  } catch (error) {
+    throw internal(`the server answered ${what} with no address it could have given ` +
+      `(${JSON.stringify(address)})`);
   }
 }
 
@@ -163,6 +193,10 @@ function buffer(dir = 'inout') {
   return { kind: 'buffer', direction: direction(dir), proto: { scalar: 'POINTER' } };
 }
 
+// A Buffer past a variadic function's fixed parameters: its bytes and a NUL after them (a
+// "%s" reads it as a string), copied back after the call (a "%s" of sscanf writes there).
+const VARIADIC_BUFFER = { ...buffer('inout'), terminated: true };
+
 /** A JS array of scalars or records passed as a pointer to its first element. */
 function array(element, dir = 'in') {
   const described = describe(element);
@@ -184,6 +218,15 @@ function callback(signature) {
   }
   const result = signature.result === undefined ? null : describe(signature.result);
   const params = (signature.params || []).map(describe);
+  params.forEach((param, i) => {
+    if (param.kind === 'recordPointer' || param.kind === 'buffer' || param.kind === 'array') {
+      // Its handler gets a RemotePointer: what such a description asks for (a struct read
+      // and written back, an array) is not done for a callback's arguments.
+      throw invalid(`callback parameter ${i}: a callback's parameter is a scalar, a pointer ` +
+        `('pointer', which the handler gets as a RemotePointer to read with ` +
+        `session.readMemory) or a struct by value, not ${param.kind}`);
+    }
+  });
   return callbackOf(result, params);
 }
 
@@ -225,7 +268,9 @@ function variadicType(value) {
   if (typeof value === 'bigint') return scalar('longlong');
   // The server promotes a bool to int, as C does for a variadic argument.
   if (typeof value === 'boolean') return scalar('bool');
-  if (typeof value === 'string' || Buffer.isBuffer(value)) return scalar('cstring');
+  if (typeof value === 'string') return scalar('cstring');
+  // The library may write into it (sscanf, snprintf): a block copied back, NUL after it.
+  if (Buffer.isBuffer(value)) return VARIADIC_BUFFER;
   if (value === null || value instanceof RemotePointer) return scalar('pointer');
   throw invalid(`cannot tell the C type of variadic argument ${String(value)}; use typed()`);
 }
@@ -299,6 +344,6 @@ function writeScalar(t, value, data, offset, what, generation) {
 }
 
 module.exports = {
-  SCALARS, RemotePointer, Typed, typed, variadicType, describe, scalar, struct, union, pointer, buffer, array, callback,
+  SCALARS, RemotePointer, addressFromServer, Typed, typed, variadicType, describe, scalar, struct, union, pointer, buffer, array, callback,
   callbackOf, fromProto, readScalar, writeScalar, invalid,
 };

@@ -125,10 +125,23 @@ function scalarFromServer(t, value, what) {
  * that sets only a union's first member (`unionMembers` false: older than
  * SessionOpened.union_members) is refused another.
  */
+/**
+ * InvalidArgument naming `what` when `object` has an own property that is no field of
+ * record `t` (a misspelled field would otherwise be sent as zero).
+ */
+function checkFieldNames(t, object, what) {
+  const unknown = Object.keys(object).filter((key) => !t.fields.some(([name]) => name === key));
+  if (unknown.length > 0) {
+    throw invalid(`${what}: ${t.name} has no field ${unknown.join(', ')} ` +
+      `(its fields: ${t.fields.map(([n]) => n).join(', ')})`);
+  }
+}
+
 function aggregateValue(t, object, what, unionMembers = true) {
   if (object === null || typeof object !== 'object') {
     throw invalid(`${what}: ${t.name} needs an object with fields ${t.fields.map(([n]) => n)}`);
   }
+  checkFieldNames(t, object, what);
   const element = ([name, field]) => {
     const where = `${what}.${name}`;
     return field.kind === 'record' ? aggregateValue(field, object[name], where, unionMembers)
@@ -151,6 +164,10 @@ function aggregateValue(t, object, what, unionMembers = true) {
 
 /** Writes `object` into `data` at `offset` in the worker's layout of record `t`. */
 function writeRecord(t, layout, object, data, offset, what, generation) {
+  if (object === null || typeof object !== 'object') {
+    throw invalid(`${what}: ${t.name} needs an object with fields ${t.fields.map(([n]) => n)}`);
+  }
+  checkFieldNames(t, object, what);
   t.fields.forEach(([name, field], i) => {
     if (object[name] === undefined) return;  // left zero
     const at = offset + Number(layout.fields[i].offset || 0);

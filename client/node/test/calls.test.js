@@ -109,6 +109,7 @@ describe('sessions', () => {
       const getenv = await libc.func('char* getenv(const char* name)');
       assert.equal(await getenv('FFIBOX_NODE_TEST'), 'h\u00e9llo');
       assert.equal(configured.opened.idle_cpu_percent, 20);
+      await assert.rejects(getenv.callWith({ timeout: 50 }, 'X'), /unknown call option timeout/);
       const scratch = configured.opened.scratch_directory;
       assert.ok(scratch.startsWith(scratchRoot), scratch);
       const fopen = await libc.func('void* fopen(const char* path, const char* mode)');
@@ -126,7 +127,7 @@ describe('sessions', () => {
       for (const options of [{ environment: 'A=1' }, { environment: { A: 1 } },
         { environment: new Map([['FFIBOX_NODE_TEST', 'x']]) }, { scratchDirectory: 'yes' },
         { idleCpuPercent: 101 }, { memoryLimit: 'abc' }, { memoryLimit: 2 ** 64 },
-        { memoryLimit: -1 }]) {
+        { memoryLimit: -1 }, { timeoutMS: 100 }]) {
         await assert.rejects(ownClient.session(options), ffibox.InvalidArgument,
           JSON.stringify(options));
       }
@@ -329,6 +330,16 @@ describe('variadic functions', () => {
       ffibox.typed('unsigned long', 2n ** 63n), ffibox.typed('unsigned  int', 2 ** 31),
       ffibox.typed('char *', 'y'));
     assert.equal(wide.toString('utf8', 0, typedWritten), '9223372036854775808|2147483648|y');
+    // A Buffer past the fixed parameters is read as a string (its NUL comes after it) and
+    // takes what the library writes there.
+    const sscanf = await libc.func('int sscanf(const char* s, const char* format, ...)');
+    const word = Buffer.alloc(8);
+    const number = Buffer.from('xyz');
+    assert.equal(await sscanf('hello 42', '%7s', word), 1);
+    assert.equal(word.toString('utf8', 0, 5), 'hello');
+    const printed = Buffer.alloc(16);
+    assert.equal(await snprintf(printed, 16, '[%s]', number), 5);
+    assert.equal(printed.toString('utf8', 0, 5), '[xyz]');
   });
 
   test('a fixed parameter missing is refused before sending', async () => {
@@ -635,6 +646,7 @@ describe('structs', () => {
     assert.deepEqual(items, [{ tag: 1, value: 6 }, { tag: 2, value: -8 }]);
     assert.equal(items[0], first, 'the objects are updated, not replaced');
     await assert.rejects(scale([{ tag: 1, value: 1 }, 7], 2, 1), ffibox.InvalidArgument);
+    await assert.rejects(scale([{ tag: 1, valeu: 1 }], 1, 1), /TaggedValue has no field valeu/);
     assert.throws(() => ffibox.array(ffibox.buffer()), ffibox.InvalidArgument);
   });
 });
@@ -700,6 +712,11 @@ describe('memory in the worker', () => {
     }
     await assert.rejects(session.readString(null, { wide: true, bytes: true }),
       ffibox.InvalidArgument);
+    await session.free(null);  // nothing to free, as C's free(NULL)
+    for (const [address, generation] of [[2n ** 64n, 1], [-1, 1], ['x', 1], [1.5, 1], [8, -1]]) {
+      assert.throws(() => new ffibox.RemotePointer(address, generation), ffibox.InvalidArgument,
+        `${address} ${generation}`);
+    }
     // A request that nests without end (a cyclic object) is refused, not a thrown RangeError.
     const cyclic = { ping: {} };
     cyclic.ping.again = cyclic;
@@ -711,6 +728,15 @@ describe('memory in the worker', () => {
 });
 
 describe('callbacks', () => {
+  test('a callback parameter described as memory to copy is refused, not ignored', () => {
+    const Pair = ffibox.struct('CallbackPair', { x: 'double', y: 'double' });
+    for (const param of [ffibox.pointer(Pair, 'inout'), ffibox.array('int', 'in'),
+      ffibox.buffer('in')]) {
+      assert.throws(() => ffibox.callback({ result: 'int', params: ['int', param] }),
+        /callback parameter 1: a callback's parameter is a scalar, a pointer/);
+    }
+  });
+
   test('a JS function called by native code, with an in array', async () => {
     const fold = await lib.func('double fold(void* f, const double* xs, int n, double init)', {
       params: { 0: ffibox.callback('double f(double, double)'), 1: ffibox.array('double', 'in') },
