@@ -111,6 +111,22 @@ describe('answers that do not fit the request', () => {
     });
   });
 
+  test('memory answers without an address, or of another size, are INTERNAL', async () => {
+    const overrides = {
+      alloc_memory: () => ({ allocated: {} }),
+      lookup_symbol: () => ({ symbol: {} }),
+      read_memory: () => ({ memory: { data: Buffer.alloc(3) } }),
+    };
+    await withFakeServer(answering(overrides), async (client) => {
+      const session = await client.session();
+      await assert.rejects(session.alloc(16), isInternal(/answered alloc_memory with no address/));
+      const lib = await session.load('libm.so.6');
+      await assert.rejects(lib.symbol('x'), isInternal(/answered dlsym x with no address/));
+      await assert.rejects(session.readMemory(new ffibox.RemotePointer(4096, 1), 16),
+        isInternal(/answered a read of 16 bytes with 3/));
+    });
+  });
+
   test('a callback argument of the wrong kind fails the callback, not the client', async () => {
     // The server invokes callback 1 with text where a double is expected; the client answers
     // with the error, as for a callback that throws.
