@@ -130,6 +130,23 @@ class TypedFunction<R(A..., ...)> {
         Invoke(CallOptions{}, /*capture_errno=*/false, args..., std::forward<V>(extra)...));
   }
 
+  // Calls the function with its own deadline; CALL_TIMEOUT when it passes.
+  template <typename... V>
+  Result CallWithTimeout(absl::Duration timeout,
+                         typename client_internal::ArgTraits<A>::Param... args,
+                         V&&... extra) const {
+    CallOptions options;
+    options.timeout = timeout;
+    return Unwrap(Invoke(options, /*capture_errno=*/false, args..., std::forward<V>(extra)...));
+  }
+
+  // Calls the function and returns its result with the worker's errno right after the call.
+  template <typename... V>
+  absl::StatusOr<WithErrno<Value>> CallWithErrno(
+      typename client_internal::ArgTraits<A>::Param... args, V&&... extra) const {
+    return Invoke(CallOptions{}, /*capture_errno=*/true, args..., std::forward<V>(extra)...);
+  }
+
   // Calls the function with `options` and returns its result with the worker's errno after
   // the call.
   template <typename... V>

@@ -689,6 +689,10 @@ TEST_F(ClientTest, VariadicFunctionsTakeTheirArgumentsPromoted) {
   EXPECT_RESULT(sum(3, 1, 2, 3), 6);
   EXPECT_RESULT(sum(4, 'a', short{-2}, true, uint8_t{200}), 'a' - 2 + 1 + 200);
   EXPECT_EQ(Function<int(int, ...)>::Signature().variadic(), true);
+  EXPECT_RESULT(sum.CallWithTimeout(absl::Seconds(5), 2, 20, 22), 42);
+  absl::StatusOr<WithErrno<int>> with_errno = sum.CallWithErrno(1, 7);
+  ASSERT_OK(with_errno);
+  EXPECT_EQ(with_errno->value, 7);
 
   // Strings, doubles (a float promoted), 64-bit integers and pointers, through snprintf into
   // a buffer of the worker's.
