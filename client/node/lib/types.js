@@ -146,8 +146,14 @@ function describe(type) {
   throw invalid(`not a type description: ${String(type)}`);
 }
 
-function record(kind, name, fields) {
+function record(kind, name, fields, options = {}) {
   textArgument(name, `the name of a ${kind.toLowerCase()}`);
+  const unknown = Object.keys(options || {}).filter((key) => key !== 'pack');
+  if (unknown.length > 0) throw invalid(`${name}: unknown option ${unknown.join(', ')} (pack)`);
+  const pack = options.pack === undefined ? 0 : options.pack;
+  if (![0, 1, 2, 4, 8, 16].includes(pack)) {
+    throw invalid(`${name}: pack is 1, 2, 4, 8 or 16 (#pragma pack(n)), not ${String(pack)}`);
+  }
   const entries = Array.isArray(fields) ? fields : Object.entries(fields);
   if (entries.length === 0) throw invalid(`${name} has no fields`);
   const described = entries.map(([fieldName, type]) => {
@@ -164,20 +170,26 @@ function record(kind, name, fields) {
     fields: described,
     proto: {
       record: {
-        kind, name, fields: described.map(([fieldName, t]) => ({ name: fieldName, type: t.proto })),
+        kind,
+        name,
+        fields: described.map(([fieldName, t]) => ({ name: fieldName, type: t.proto })),
+        ...(pack ? { pack } : {}),
       },
     },
   };
 }
 
-/** A struct passed by value: struct('Point', {x: 'double', y: 'double'}). */
-function struct(name, fields) {
-  return record('STRUCT', name, fields);
+/**
+ * A struct passed by value: struct('Point', {x: 'double', y: 'double'}); `{pack: 1}` for
+ * one declared under `#pragma pack(1)` (ctypes' `_pack_`).
+ */
+function struct(name, fields, options) {
+  return record('STRUCT', name, fields, options);
 }
 
 /** A union passed by value; a JS value sets the one member it names (else the first). */
-function union(name, fields) {
-  return record('UNION', name, fields);
+function union(name, fields, options) {
+  return record('UNION', name, fields, options);
 }
 
 /** A pointer to a record the function reads ('in'), fills ('out') or both ('inout'). */

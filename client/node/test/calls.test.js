@@ -582,6 +582,18 @@ describe('structs', () => {
       assert.equal(await add(2, 3), 5);
     });
 
+  test('a packed struct is laid out as #pragma pack lays it out', async () => {
+    const Packed1 = ffibox.struct('Packed1', { c: 'char', i: 'int', s: 'short' }, { pack: 1 });
+    const sum = await lib.func('long packed1_sum(void* p)', { params: [Packed1] });
+    assert.equal(await sum({ c: 1, i: 2, s: 3 }), 6n);
+    const bump = await lib.func('void* packed1_bump(void* p)',
+      { params: [Packed1], result: Packed1 });
+    assert.deepEqual(await bump({ c: 1, i: 2, s: 3 }), { c: 2, i: 3, s: 4 });
+    assert.equal((await session.layout(Packed1)).size, '7');
+    assert.throws(() => ffibox.struct('P', { c: 'char' }, { pack: 3 }), ffibox.InvalidArgument);
+    assert.throws(() => ffibox.struct('P', { c: 'char' }, { packed: 1 }), /unknown option packed/);
+  });
+
   test('a struct field is a scalar or a struct', () => {
     assert.throws(() => ffibox.struct('S', { data: ffibox.buffer() }), ffibox.InvalidArgument);
     assert.throws(() => ffibox.struct('S', { n: 'integer' }), /unknown type 'integer'/);
