@@ -125,6 +125,54 @@ absl::StatusOr<v1::Scalar> ScalarOfWords(const std::vector<std::string>& words) 
   return unsigneds ? v1::UINT : v1::INT;
 }
 
+bool IsIdentifier(absl::string_view token) {
+  return !token.empty() && (std::isalpha(static_cast<unsigned char>(token[0])) || token[0] == '_');
+}
+
+// How many '*'s follow tokens[*pos...] (with qualifiers among them), read past them.
+int ReadStars(const std::vector<std::string>& tokens, size_t* pos) {
+  int stars = 0;
+  while (*pos < tokens.size() && (tokens[*pos] == "*" || IsQualifier(tokens[*pos]))) {
+    if (tokens[*pos] == "*") ++stars;
+    ++*pos;
+  }
+  return stars;
+}
+
+// A type the parser knows no scalar of, at tokens[*pos] after its qualifiers: `struct tag`,
+// `union tag` or a typedef name (`FILE`, `sqlite3`) is opaque, so only a pointer to one is
+// understood (a void*); `enum tag` is an int. An error says what to write instead.
+absl::StatusOr<v1::Type> ParseOtherTypeAt(const std::vector<std::string>& tokens, size_t* pos) {
+  const std::string& first = tokens[*pos];
+  std::string spelled = first;
+  ++*pos;
+  const bool tagged = first == "struct" || first == "union" || first == "enum";
+  if (tagged) {
+    if (*pos >= tokens.size() || !IsIdentifier(tokens[*pos])) {
+      return Invalid(absl::StrCat("expected a tag after '", first, "'"));
+    }
+    absl::StrAppend(&spelled, " ", tokens[(*pos)++]);
+  }
+  while (*pos < tokens.size() && IsQualifier(tokens[*pos])) ++*pos;
+  const int stars = ReadStars(tokens, pos);
+  v1::Type type;
+  if (stars > 0) {
+    type.set_scalar(v1::POINTER);
+  } else if (first == "enum") {
+    type.set_scalar(v1::INT);
+  } else if (tagged) {
+    return Invalid(absl::StrCat("'", spelled,
+                                "' by value cannot be said in C text: describe it as a "
+                                "struct type (docs/protocol.md, Declarations)"));
+  } else {
+    return Invalid(absl::StrCat("unknown type '", spelled,
+                                "': spell a typedef of a number as its C type (unsigned long, "
+                                "int64_t); a pointer to an unknown type ('",
+                                spelled, " *') is a void*"));
+  }
+  return type;
+}
+
 // Reads one type (specifiers, then '*'s with optional qualifiers) from tokens[*pos...].
 absl::StatusOr<v1::Type> ParseTypeAt(const std::vector<std::string>& tokens, size_t* pos) {
   std::vector<std::string> words;
@@ -133,16 +181,13 @@ absl::StatusOr<v1::Type> ParseTypeAt(const std::vector<std::string>& tokens, siz
     ++*pos;
   }
   if (words.empty()) {
+    if (*pos < tokens.size() && IsIdentifier(tokens[*pos])) return ParseOtherTypeAt(tokens, pos);
     return Invalid(*pos < tokens.size() ? absl::StrCat("unknown type '", tokens[*pos], "'")
                                         : std::string("missing type"));
   }
   absl::StatusOr<v1::Scalar> scalar = ScalarOfWords(words);
   if (!scalar.ok()) return scalar.status();
-  int stars = 0;
-  while (*pos < tokens.size() && (tokens[*pos] == "*" || IsQualifier(tokens[*pos]))) {
-    if (tokens[*pos] == "*") ++stars;
-    ++*pos;
-  }
+  const int stars = ReadStars(tokens, pos);
   v1::Type type;
   if (stars == 0) {
     type.set_scalar(*scalar);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 
@@ -122,6 +123,38 @@ TEST(ParseCDeclarationTest, Pointers) {
   EXPECT_EQ(ResultOf("void *malloc(size_t size)"), v1::POINTER);
 }
 
+// Headers hand out opaque handles as pointers to types the parser cannot know: a pointer to
+// any of them is a void*, and an enum is an int.
+TEST(ParseCDeclarationTest, PointersToUnknownTypesAreVoidPointersAndEnumsInts) {
+  EXPECT_EQ(TypeOf("struct tm *"), v1::POINTER);
+  EXPECT_EQ(TypeOf("const struct tm *"), v1::POINTER);
+  EXPECT_EQ(TypeOf("union value * const"), v1::POINTER);
+  EXPECT_EQ(TypeOf("FILE *"), v1::POINTER);
+  EXPECT_EQ(TypeOf("sqlite3 **"), v1::POINTER);
+  EXPECT_EQ(TypeOf("enum level"), v1::INT);
+  EXPECT_EQ(TypeOf("enum level *"), v1::POINTER);
+  absl::StatusOr<CDeclaration> gmtime = ParseCDeclaration("struct tm *gmtime(const time_t *t)");
+  ASSERT_TRUE(gmtime.ok()) << gmtime.status();
+  EXPECT_EQ(gmtime->name, "gmtime");
+  EXPECT_EQ(gmtime->signature.result().scalar(), v1::POINTER);
+  EXPECT_EQ(gmtime->signature.params(0).scalar(), v1::POINTER);
+  absl::StatusOr<CDeclaration> open = ParseCDeclaration(
+      "int sqlite3_open_v2(const char *filename, sqlite3 **ppDb, int flags, const char *zVfs);");
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_EQ(open->signature.params(1).scalar(), v1::POINTER);
+  EXPECT_EQ(open->signature.params_size(), 4);
+  // Without a '*', the size is unknown: the message says what to write.
+  for (const std::string& text : {"uLong crc32(uLong crc, const char *buf, unsigned len)",
+                                  "struct tm mktm(int year)", "int f(struct)"}) {
+    absl::StatusOr<CDeclaration> refused = ParseCDeclaration(text);
+    EXPECT_EQ(ErrorCodeOf(refused.status()), v1::INVALID_ARGUMENT) << text;
+  }
+  EXPECT_THAT(ParseCDeclaration("uLong crc32(uLong crc)").status().message(),
+              ::testing::HasSubstr("a pointer to an unknown type ('uLong *') is a void*"));
+  EXPECT_THAT(ParseCDeclaration("struct tm mktm(int year)").status().message(),
+              ::testing::HasSubstr("'struct tm' by value cannot be said in C text"));
+}
+
 TEST(ParseCDeclarationTest, RejectsWhatItDoesNotUnderstand) {
   const std::vector<std::string> bad = {
       "",
@@ -129,7 +162,6 @@ TEST(ParseCDeclarationTest, RejectsWhatItDoesNotUnderstand) {
       "double cos",
       "double cos(double",
       "double cos(double) extra",
-      "struct tm *gmtime(const time_t *t)",
       "int f(void x)",
       "int f(int,)",
       "long short f(void)",
