@@ -229,16 +229,22 @@ class ImageTable:
         worker's."""
         if not _types.is_pointer(pointer_type) or _types.pointer_offsets(pointer_type._type_):
             return None
+        for image in self._plain_images_at(worker, 1, generation):
+            if self._reread(image):
+                return image, worker - image.worker
+        return None
+
+    def _plain_images_at(self, worker: int, size: int, generation: int) -> List[Image]:
+        """The live plain images of worker `generation` that mirror all of [worker, worker +
+        size)."""
         with self._lock:
             first = bisect.bisect_left(self._workers, (worker - self._longest, 0))
             last = bisect.bisect_right(self._workers, (worker, sys.maxsize))
             refs = [self._images[start] for _, start in self._workers[first:last]]
-        for ref in refs:
-            image = ref()
-            if image is not None and image.plain and image.generation == generation and \
-                    image.worker <= worker < image.worker + image.size and self._reread(image):
-                return image, worker - image.worker
-        return None
+        images = [ref() for ref in refs]
+        return [image for image in images
+                if image is not None and image.plain and image.generation == generation and
+                image.worker <= worker and worker + size <= image.worker + image.size]
 
     def plain_covering(self, worker: int, size: int, generation: int) -> Optional[Image]:
         """A live plain image of worker `generation` that mirrors all of [worker, worker +
@@ -246,16 +252,9 @@ class ImageTable:
         element read past a pointer's first image is read from it, not from a second image
         of the same memory (two would disagree until the next call, and a write to one
         could undo a later write to the other)."""
-        with self._lock:
-            first = bisect.bisect_left(self._workers, (worker - self._longest, 0))
-            last = bisect.bisect_right(self._workers, (worker, sys.maxsize))
-            refs = [self._images[start] for _, start in self._workers[first:last]]
-        for ref in refs:
-            image = ref()
-            if image is not None and image.plain and image.generation == generation and \
-                    image.worker <= worker and worker + size <= image.worker + image.size:
-                if image.watched or self._reread(image):
-                    return image
+        for image in self._plain_images_at(worker, size, generation):
+            if image.watched or self._reread(image):
+                return image
         return None
 
     def _reread(self, image: Image) -> bool:
