@@ -336,42 +336,51 @@ print("made", rec.contents.flags, flush=True)
 
 
 FINALIZERS_ON_GRPC_THREADS = """
-import gc, os, sys, threading
+import gc, os, sys, time
 os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
 os.environ["FFIBOX_SAME_HOST"] = "0"
 from ffibox import ctypes as ct
-from ffibox._stream import on_grpc_thread
 libc = ct.CDLL("libc.so.6")
-libc.malloc.restype = ct.c_void_p
-libc.malloc.argtypes = [ct.c_size_t]
-libc.free.argtypes = [ct.c_void_p]
-libc.abs.argtypes = [ct.c_int]
-on_grpc = []
+for name, restype, argtypes in (("calloc", ct.c_void_p, [ct.c_size_t, ct.c_size_t]),
+                                ("memset", ct.c_void_p, [ct.c_void_p, ct.c_int, ct.c_size_t]),
+                                ("malloc", ct.c_void_p, [ct.c_size_t]),
+                                ("free", None, [ct.c_void_p]),
+                                ("abs", ct.c_int, [ct.c_int])):
+    getattr(libc, name).restype, getattr(libc, name).argtypes = restype, argtypes
+marks = libc.calloc(300, 1)  # each handle's finalizer marks its byte
+stream = libc.session.stream
+on_event_loop = []
 class Handle:
-    def __init__(self):
+    def __init__(self, index):
+        self.index = index
         self.p = libc.malloc(16)
         self.cycle = self  # freed by the collector, on whichever thread it runs
     def __del__(self):
-        on_grpc.append(on_grpc_thread())
+        on_event_loop.append(stream.defers_calls_here())
+        libc.memset(marks + self.index, 1, 1)
         libc.free(self.p)
 gc.set_threshold(1, 1, 1)  # the collector runs on every thread that allocates, gRPC's too
 for i in range(300):
-    Handle()
+    Handle(i)
     assert libc.abs(-i) == i
 gc.set_threshold(700, 10, 10)
-gc.collect()
-print(len(on_grpc), sum(on_grpc) > 0)
+deadline = time.monotonic() + 10  # those made on the event loop run a moment later
+while (len(on_event_loop) < 300 or ct.string_at(marks, 300).count(1) < 300) and \
+        time.monotonic() < deadline:
+    gc.collect()  # (a collection running on another thread meanwhile makes this one a no-op)
+    time.sleep(0.01)
+print(len(on_event_loop), sum(on_event_loop) > 0, ct.string_at(marks, 300).count(1))
 """
 
 
 def test_a_finalizer_on_grpcs_own_thread_does_not_stop_the_session(shared_server):
     # pycryptodome's and many bindings' __del__ free native handles; Python runs a finalizer
-    # on whatever thread its collector runs, gRPC's channel thread too, which delivers the
-    # answers: a call made there waited for itself, and the session hung. Such calls run on a
-    # thread of ffibox's own; nothing hangs, every handle is freed.
+    # on whatever thread its collector runs, the gRPC channel's event loop too, which
+    # delivers the answers: a call made there waited for itself, and the session hung. Such
+    # calls run on a thread of ffibox's own; nothing hangs, and every one runs.
     result = run_script(FINALIZERS_ON_GRPC_THREADS, shared_server.address)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout == "300 True\n", result.stdout
+    assert result.stdout == "300 True 300\n", result.stdout
     assert "Exception" not in result.stderr, result.stderr
 
 

@@ -1,5 +1,6 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
+import os
 import queue
 import struct
 import sys
@@ -13,7 +14,7 @@ from ffibox import (_addresses, _callback_code, _callback_pointers, _default, _i
                     _marshal, _packers, _scratch_buffers, _twins, _types)
 from ffibox._blocks import CallBuilder, remote_value
 from ffibox._remote import RemotePointer
-from ffibox._stream import failed_callback, on_grpc_thread
+from ffibox._stream import failed_callback
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
 from ffibox.errors import Error, SessionClosed, StaleHandle, error_from_proto
@@ -66,10 +67,10 @@ class RemoteCall:
             # with it: a __del__ freeing a handle there (modules half torn down) does
             # nothing, quietly, as the call would have done nothing that outlives the process.
             return _zero_of(restype)
-        if on_grpc_thread() or threading.get_ident() == session.stream.reader_ident:
-            # A finalizer that Python's garbage collector ran on a thread whose requests could
-            # never be answered (it delivers the answers): the call runs on a thread of
-            # ffibox's own right after, and gives its result type's zero here.
+        if session.stream.defers_calls_here():
+            # A finalizer that Python's garbage collector ran on a thread the session's
+            # requests or answers wait for: the call runs on a thread of ffibox's own right
+            # after, and gives its result type's zero here.
             _DEFERRED.put(lambda: self(owner, argtypes, restype, args, variadic))
             _start_deferred_calls()
             return _zero_of(restype)
@@ -314,10 +315,20 @@ def _run_deferred_calls() -> None:
             traceback.print_exc()
 
 
+def _forget_deferred_calls_in_child() -> None:
+    # The parent's queued calls are its sessions' (forsaken in a child), its thread is not
+    # the child's, and its lock may have been held at the fork.
+    global _DEFERRED, _deferred_thread, _deferred_lock
+    _DEFERRED, _deferred_thread, _deferred_lock = queue.SimpleQueue(), None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_deferred_calls_in_child)
+
+
 def _start_deferred_calls() -> None:
     global _deferred_thread
     with _deferred_lock:
-        if _deferred_thread is None:
+        if _deferred_thread is None or not _deferred_thread.is_alive():
             _deferred_thread = threading.Thread(target=_run_deferred_calls,
                                                 name="ffibox-deferred-calls", daemon=True)
             _deferred_thread.start()

@@ -73,12 +73,17 @@ def _refusal(request, generation: int, message: str):
                        error=pb.Error(code=pb.FAILED_PRECONDITION, message=message))
 
 
-def on_grpc_thread() -> bool:
-    """Whether this thread is one of gRPC's own (its channel's event loop, a stream's request
-    sender): Python's garbage collector may run a finalizer there, and a request made from it
-    would wait for an answer that only that thread can deliver."""
-    target = getattr(threading.current_thread(), "_target", None)
-    return getattr(target, "__module__", "").startswith("grpc")
+def _call_state_of(channel):
+    """The state gRPC's Python channel keeps for its event loop (`_call_state`), through any
+    interceptor wrapping the channel; None when this gRPC keeps none there."""
+    for _ in range(8):
+        state = getattr(channel, "_call_state", None)
+        if state is not None:
+            return state
+        channel = getattr(channel, "_channel", None)
+        if channel is None:
+            return None
+    return None
 
 
 def failed_callback(function):
@@ -230,6 +235,10 @@ class SessionStream:
     def __init__(self, channel, open_request=None,
                  answer_margin: float = DEFAULT_ANSWER_MARGIN) -> None:
         self._stub = pb_grpc.FfiboxStub(channel)
+        # The channel's event loop state: the thread that runs `channel_spin` over it delivers
+        # every answer of this session (on_event_loop).
+        self._channel_state = _call_state_of(channel)
+        self._event_loop_threads = threading.local()  # is_loop: whether a thread is it
         self.closed_at_exit = False  # closed by the interpreter's exit
         # The client's own deadline for answers (_await_answer): a request's answer is due
         # within its deadline in the worker (the call's, else the session's call timeout, set
@@ -262,6 +271,7 @@ class SessionStream:
         # What the library prints (WORKER_OUTPUT events): (stream, bytes) -> None. By default
         # it goes to this process's stderr, as the library's output would with ctypes.
         self.on_output: Callable[[str, bytes], None] = write_worker_output
+        self._in_output_handler = False  # the reader thread runs on_output now
         self._handlers: Dict[int, InvokeHandler] = {}
         self._invokes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._callback_thread: Optional[threading.Thread] = None
@@ -319,18 +329,42 @@ class SessionStream:
                 return
             yield request
 
-    @property
-    def reader_ident(self) -> Optional[int]:
-        """The thread that reads this session's answers."""
-        return self._reader.ident
+    def defers_calls_here(self) -> bool:
+        """Whether a library call made on this thread runs later on a thread of ffibox's own
+        (ffibox._functions): a finalizer's that the garbage collector ran on a thread the
+        session's requests or answers wait for (the one that sends its requests, gRPC's,
+        which takes them from the queue a request waits in; the one that reads its answers,
+        but while it runs the output handler, whose calls are refused; its channel's event
+        loop)."""
+        me = threading.get_ident()
+        return me == self._sender or (me == self._reader.ident and not self._in_output_handler) \
+            or self.on_event_loop()
+
+    def on_event_loop(self) -> bool:
+        """Whether this thread is the event loop of this session's gRPC channel (gRPC's
+        `channel_spin`), which delivers every answer: Python's garbage collector may run a
+        finalizer there, and a request made from it would wait for an answer only that
+        thread can deliver."""
+        if self._channel_state is None or threading.current_thread() is threading.main_thread():
+            return False
+        known = getattr(self._event_loop_threads, "is_loop", None)
+        if known is None:
+            # Found once per thread, by its stack: gRPC's `channel_spin` over this channel's
+            # state runs at its bottom for the thread's whole life.
+            frame = sys._getframe(1)
+            while frame is not None and not (frame.f_code.co_name == "channel_spin" and
+                                             frame.f_locals.get("state") is self._channel_state):
+                frame = frame.f_back
+            known = self._event_loop_threads.is_loop = frame is not None
+        return known
 
     def send(self, request):
         """Sends `request` (id and invocation filled in) and waits for its Response."""
-        if threading.get_ident() in (self._sender, self._reader.ident) or on_grpc_thread():
+        if threading.get_ident() in (self._sender, self._reader.ident) or self.on_event_loop():
             # A finalizer that gc ran on one of them, or an output handler.
             return _refusal(request, self.generation, (
-                "%s cannot be sent from the thread that sends this session's requests or "
-                "reads its answers, nor from one of gRPC's own threads (a finalizer that ran "
+                "%s cannot be sent from the thread that sends this session's requests, reads "
+                "its answers or runs its gRPC channel's event loop (a finalizer that ran "
                 "there, or the output handler): its answer could never reach it"
                 % request.WhichOneof("op")))
         channel = self._serving.channel
@@ -1045,10 +1079,13 @@ class SessionStream:
 
     def _deliver_output(self, event) -> None:
         stream = "stdout" if event.stream == pb.STDOUT else "stderr"
+        self._in_output_handler = True
         try:
             self.on_output(stream, event.output)
         except Exception:  # a broken output handler must not end the session
             pass
+        finally:
+            self._in_output_handler = False
 
     def _finish(self, reason: str, code: str = "FAILED_PRECONDITION") -> None:
         with self._lock:
