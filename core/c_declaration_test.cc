@@ -134,13 +134,13 @@ TEST(ParseCDeclarationTest, PointersToUnknownTypesAreVoidPointersAndEnumsInts) {
   EXPECT_EQ(TypeOf("enum level"), v1::INT);
   EXPECT_EQ(TypeOf("enum level *"), v1::POINTER);
   absl::StatusOr<CDeclaration> gmtime = ParseCDeclaration("struct tm *gmtime(const time_t *t)");
-  ASSERT_TRUE(gmtime.ok()) << gmtime.status();
+  ASSERT_THAT(gmtime, IsOk());
   EXPECT_EQ(gmtime->name, "gmtime");
   EXPECT_EQ(gmtime->signature.result().scalar(), v1::POINTER);
   EXPECT_EQ(gmtime->signature.params(0).scalar(), v1::POINTER);
   absl::StatusOr<CDeclaration> open = ParseCDeclaration(
       "int sqlite3_open_v2(const char *filename, sqlite3 **ppDb, int flags, const char *zVfs);");
-  ASSERT_TRUE(open.ok()) << open.status();
+  ASSERT_THAT(open, IsOk());
   EXPECT_EQ(open->signature.params(1).scalar(), v1::POINTER);
   EXPECT_EQ(open->signature.params_size(), 4);
   // Without a '*', the size is unknown: the message says what to write.

@@ -289,7 +289,11 @@ class Holder(ct.Structure):
 for name, read in (("remote", lambda: ct.cast(words, ct.POINTER(ct.py_object))[0]),
                    ("image", lambda: ct.cast(out, ct.POINTER(ct.py_object))[0]),
                    ("past the image", lambda: ct.cast(out, ct.POINTER(ct.py_object))[1000]),
-                   ("a field", lambda: ct.cast(out, ct.POINTER(Holder))[500].obj)):
+                   ("a field", lambda: ct.cast(out, ct.POINTER(Holder))[500].obj),
+                   ("void*", lambda: ct.cast(ct.cast(out, ct.c_void_p),
+                                             ct.POINTER(ct.py_object))[0]),
+                   ("byref", lambda: ct.cast(ct.byref(out.contents),
+                                             ct.POINTER(ct.py_object))[0])):
     try:
         read()
         print(name, "read")
@@ -304,8 +308,9 @@ def test_a_py_object_is_never_read_from_the_library_memory(shared_server):
     # each way to get there through cast() is a TypeError, and the caller goes on.
     result = run_script(READ_AS_PY_OBJECT, shared_server.address)
     assert result.returncode == 0, "exit %d: %s" % (result.returncode, result.stderr[-2000:])
-    assert result.stdout.split("\n")[:5] == [
-        "remote True", "image True", "past the image True", "a field True", "3"], result.stdout
+    assert result.stdout.split("\n")[:7] == [
+        "remote True", "image True", "past the image True", "a field True", "void* True",
+        "byref True", "3"], result.stdout
 
 
 def test_a_token_that_comes_as_a_void_pointer_casts_to_its_object(session):

@@ -81,7 +81,7 @@ class Client {
     const session = new Session(stream);
     this._sessions.add(session);
     session._whenStreamDone = () => this._sessions.delete(session);
-    return session._open(options);
+    return session._open(options === null ? {} : options);
   }
 
   /**

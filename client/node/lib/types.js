@@ -89,16 +89,18 @@ class RemotePointer {
    * the pointer it was read through carries (`ptr.generation`). InvalidArgument otherwise.
    */
   constructor(address, generation) {
-    let value;
-    try {
-      value = BigInt(address);
-    } catch (error) {
-      throw invalid(`RemotePointer: the address must be a whole number, not ${String(address)}`);
+    const whole = typeof address === 'bigint' || Number.isSafeInteger(address) ||
+      (typeof address === 'string' && /^[0-9]+$/.test(address));
+    if (!whole) {
+      throw invalid(`RemotePointer: the address must be a BigInt, a whole number or a string ` +
+        `of decimal digits, not ${String(address)}`);
     }
+    const value = BigInt(address);
     if (value < 0n || value >= 2n ** 64n) {
       throw invalid(`RemotePointer: the address ${value} is not from 0 to 2^64 - 1`);
     }
-    const number = Number(generation);
+    const number = typeof generation === 'bigint' || typeof generation === 'string' ||
+      typeof generation === 'number' ? Number(generation) : NaN;
     if (!Number.isSafeInteger(number) || number < 0) {
       throw invalid(`RemotePointer: the generation must be a whole number from 0, ` +
         `not ${String(generation)}`);

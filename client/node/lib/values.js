@@ -120,12 +120,6 @@ function scalarFromServer(t, value, what) {
 }
 
 /**
- * `object`'s fields as an aggregate Value of record type `t` (fields by name). A union is
- * set through the one member the object names (the first when it names none); a server
- * that sets only a union's first member (`unionMembers` false: older than
- * SessionOpened.union_members) is refused another.
- */
-/**
  * InvalidArgument naming `what` when `object` has an own property that is no field of
  * record `t` (a misspelled field would otherwise be sent as zero).
  */
@@ -137,6 +131,12 @@ function checkFieldNames(t, object, what) {
   }
 }
 
+/**
+ * `object`'s fields as an aggregate Value of record type `t` (fields by name). A union is
+ * set through the one member the object names (the first when it names none); a server
+ * that sets only a union's first member (`unionMembers` false: older than
+ * SessionOpened.union_members) is refused another.
+ */
 function aggregateValue(t, object, what, unionMembers = true) {
   if (object === null || typeof object !== 'object') {
     throw invalid(`${what}: ${t.name} needs an object with fields ${t.fields.map(([n]) => n)}`);

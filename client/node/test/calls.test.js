@@ -725,7 +725,8 @@ describe('memory in the worker', () => {
     await assert.rejects(session.readString(null, { wide: true, bytes: true }),
       ffibox.InvalidArgument);
     await session.free(null);  // nothing to free, as C's free(NULL)
-    for (const [address, generation] of [[2n ** 64n, 1], [-1, 1], ['x', 1], [1.5, 1], [8, -1]]) {
+    for (const [address, generation] of [[2n ** 64n, 1], [-1, 1], ['x', 1], [1.5, 1], [8, -1],
+      ['', 0], [true, 1], [8, []]]) {
       assert.throws(() => new ffibox.RemotePointer(address, generation), ffibox.InvalidArgument,
         `${address} ${generation}`);
     }

@@ -234,6 +234,22 @@ class ImageTable:
                 return image, worker - image.worker
         return None
 
+    def plain_overlapping(self, start: int, end: int, generation: int) -> bool:
+        """Whether a live plain image of worker `generation` mirrors part of [start, end)."""
+        with self._lock:
+            first = bisect.bisect_left(self._workers, (start - self._longest, 0))
+            last = bisect.bisect_left(self._workers, (end, 0))
+            refs = [self._images[local] for _, local in self._workers[first:last]]
+        images = [ref() for ref in refs]
+        return any(image is not None and image.plain and image.generation == generation and
+                   image.worker < end and start < image.worker + image.size
+                   for image in images)
+
+    def write_back(self, image: Image) -> None:
+        """Writes back what the caller changed in `image` since it was read (before the last
+        reference to it goes)."""
+        self._sync_one(image)
+
     def _plain_images_at(self, worker: int, size: int, generation: int) -> List[Image]:
         """The live plain images of worker `generation` that mirror all of [worker, worker +
         size)."""

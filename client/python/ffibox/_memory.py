@@ -154,7 +154,8 @@ class WorkerMemory:
                 address=self._address(address, generation), wide=wide, max_length=length))
             text = data.string.text if wide else data.string.data
         except Error as error:
-            if error.code == "RESOURCE_EXHAUSTED" and not length:
+            if error.code == "RESOURCE_EXHAUSTED" and not length and \
+                    "no terminator" in str(error):
                 # No terminator within what one read returns (the worker says so).
                 raise string_too_long(address, wide) from None
             # A wide string that is no text (a lone surrogate) is not sent as text: its units,

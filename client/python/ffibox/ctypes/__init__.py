@@ -311,10 +311,22 @@ def _local_form(obj):
 
 
 def _in_an_image(obj) -> bool:
-    """Whether pointer `obj` points into an image of the library's memory (ffibox._images)."""
-    if not isinstance(obj, _ct._Pointer):
+    """Whether what `obj` names (a pointer's target, an integer or c_void_p address, a byref's
+    object, an object) lies in an image of the library's memory (ffibox._images)."""
+    if isinstance(obj, bool):
         return False
-    word = _ct.cast(obj, _ct.c_void_p).value
+    if isinstance(obj, int):
+        word = obj
+    elif isinstance(obj, _ct.c_void_p):
+        word = obj.value
+    elif isinstance(obj, _ct._Pointer):
+        word = _ct.cast(obj, _ct.c_void_p).value
+    elif isinstance(obj, _marshal._CArgObject):
+        word = _ct.addressof(obj._obj)
+    elif isinstance(obj, (_ct.Structure, _ct.Union, _ct.Array, _ct._SimpleCData)):
+        word = _ct.addressof(obj)
+    else:
+        return False
     return bool(word) and _IMAGES.holding(word) is not None
 
 

@@ -28,7 +28,8 @@ import ctypes as _ct
 import operator
 import struct
 
-from ffibox import _addresses, _memory_owners, _remote, _slots, _types
+from ffibox import _addresses, _images, _memory_owners, _remote, _slots, _types
+from ffibox._memory import PAGE_BYTES as _PAGE_BYTES
 from ffibox._image_reach import INDEX
 
 _MARK = "_ffibox_guarded"
@@ -130,17 +131,25 @@ class _BeyondImage:
         if at.generation != session.stream.generation:
             return None  # the worker's memory is gone: reading it says so
         worker = at.address + index * size
-        image = session.images.plain_covering(worker, size, at.generation)
+        images = session.images
+        image = images.plain_covering(worker, size, at.generation)
         if image is None:
+            # What a new image there would mirror (ffibox._images._make_pointee): one that
+            # overlaps another would be a second copy of some elements, so then the element
+            # is the worker's, read there.
+            room = min(_PAGE_BYTES - worker % _PAGE_BYTES, _images.MAX_ELEMENTS * size)
+            if images.plain_overlapping(worker, worker + max(room - room % size, size),
+                                        at.generation):
+                return None
             try:
-                image = session.images.image_of(_ct.POINTER(t), worker, at.generation)
+                image = images.image_of(_ct.POINTER(t), worker, at.generation)
             except Exception:  # an image past the budget, memory that cannot be read
                 return None
             if image is None or image.size < size or image.worker != worker:
                 return None
             chunks = self._pointer.__dict__.setdefault(_CHUNKS, [])
             if len(chunks) >= _MAX_CHUNKS:
-                del chunks[0]
+                images.write_back(chunks.pop(0))  # the caller's changes there go first
             chunks.append(image)  # alive at least while the pointer is
         # A pointer of this process to the element in the image: ctypes' own element access
         # through it (the element keeps the pointer alive, and the pointer the image).
