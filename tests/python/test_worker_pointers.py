@@ -110,6 +110,45 @@ PATTERNS = {
         libc.memcpy(copy, insns, n * sizeof(Insn))
         print(insns[260].id, Insn.from_buffer_copy(copy.raw, 260 * sizeof(Insn)).id)
     """,
+    # The same array reached through a pointer into its middle, read there first, then
+    # written through both: each element is one, whichever pointer writes last.
+    "record_array_written_through_a_pointer_into_its_middle": """
+        class Insn(Structure):
+            _fields_ = [("id", c_uint), ("address", c_uint64), ("text", c_char * 21)]
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = c_void_p
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
+        address = libc.calloc(300, sizeof(Insn))
+        p1, p2 = POINTER(Insn)(), POINTER(Insn)()
+        libc.memcpy(byref(p1), byref(c_void_p(address)), 8)
+        libc.memcpy(byref(p2), byref(c_void_p(address + 100 * sizeof(Insn))), 8)
+        print(p2[10].id, p1[90].id)
+        p1[110].id = 1
+        p2[10].id = 2
+        copy = create_string_buffer(300 * sizeof(Insn))
+        libc.memcpy(copy, c_void_p(address), 300 * sizeof(Insn))
+        print(p1[110].id, p2[10].id, Insn.from_buffer_copy(copy.raw, 110 * sizeof(Insn)).id)
+    """,
+    # 20 000 records written one by one through one pointer (far more chunks of the array
+    # than a pointer keeps): every write reaches the library.
+    "record_array_written_past_many_chunks": """
+        class Insn(Structure):
+            _fields_ = [("id", c_uint), ("address", c_uint64), ("text", c_char * 21)]
+        n = 20000
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = c_void_p
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        libc.memcpy.argtypes = [c_void_p, c_void_p, c_size_t]
+        insns, address = POINTER(Insn)(), libc.calloc(n, sizeof(Insn))
+        libc.memcpy(byref(insns), byref(c_void_p(address)), 8)
+        for i in range(n):
+            insns[i].id = i + 1
+        copy = create_string_buffer(n * sizeof(Insn))
+        libc.memcpy(copy, c_void_p(address), n * sizeof(Insn))
+        ids = [Insn.from_buffer_copy(copy.raw, i * sizeof(Insn)).id for i in range(n)]
+        print(sum(ids[i] != i + 1 for i in range(n)), insns[100].id, insns[n - 1].id)
+    """,
     # An array of 200 strings with a NULL hole: elements, slices across the end of what
     # was imaged, and the hole, as the library's array holds them.
     "char_pointer_array_read_past_its_first_elements": """
@@ -512,6 +551,8 @@ PATTERNS = {
 }
 
 EXPECTED = {
+    "record_array_written_through_a_pointer_into_its_middle": "0 0\n2 2 2",
+    "record_array_written_past_many_chunks": "0 101 20000",
     "record_array_read_and_written_past_its_first_elements":
         "329853488377650 b'insn 150' 300\n"
         "[(0, 0, b'insn 0'), (37, 2, b'insn 37'), (74, 4, b'insn 74'), (111, 6, b'insn 111'), "
