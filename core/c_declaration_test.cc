@@ -144,8 +144,8 @@ TEST(ParseCDeclarationTest, PointersToUnknownTypesAreVoidPointersAndEnumsInts) {
   EXPECT_EQ(open->signature.params(1).scalar(), v1::POINTER);
   EXPECT_EQ(open->signature.params_size(), 4);
   // Without a '*', the size is unknown: the message says what to write.
-  for (const std::string& text : {"uLong crc32(uLong crc, const char *buf, unsigned len)",
-                                  "struct tm mktm(int year)", "int f(struct)"}) {
+  for (const char* text : {"uLong crc32(uLong crc, const char *buf, unsigned len)",
+                           "struct tm mktm(int year)", "int f(struct)"}) {
     absl::StatusOr<CDeclaration> refused = ParseCDeclaration(text);
     EXPECT_EQ(ErrorCodeOf(refused.status()), v1::INVALID_ARGUMENT) << text;
   }
