@@ -9,6 +9,7 @@ could only serve them after the interrupted call, which waits for the handler
 holds for code the client's own threads run: a finalizer gc runs there, the output handler.
 """
 import ctypes as stdlib_ctypes
+import gc
 import json
 import signal
 import textwrap
@@ -475,6 +476,110 @@ def test_a_handlers_call_inside_the_table_of_the_callers_objects_is_refused(
         assert seen == ["FAILED_PRECONDITION"]
         assert twins._by_worker == {} and twins._worker_starts == []
         assert libc.labs(-4) == 4
+
+
+class CollectedHandle:
+    """Garbage in a cycle (freed only by the collector) whose finalizer marks byte `index`
+    of `marks` through `libc`'s memset, as a binding's __del__ frees a native handle;
+    `returned` holds what its call gave, or the error's code."""
+
+    def __init__(self, libc, marks, index, returned):
+        self.libc, self.marks, self.index, self.returned = libc, marks, index, returned
+        self.cycle = self
+
+    def __del__(self):
+        try:
+            self.returned.append(self.libc.memset(self.marks + self.index, 1, 1))
+        except ffibox.Error as error:
+            self.returned.append(error.code)
+
+
+def wait_for_marks(session, marks, count):
+    """The marks set among the first `count` bytes at `marks` in `session`'s worker, once
+    all are or after 10 s (a deferred call runs a moment after its finalizer)."""
+    deadline = time.monotonic() + 10
+    while session.read(marks, count).count(1) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return session.read(marks, count).count(1)
+
+
+def test_a_finalizers_call_inside_the_table_of_the_callers_objects_runs_later(
+        server, monkeypatch, hang_alarm):
+    """The garbage collector runs a finalizer while this thread releases, with its next
+    call, the worker's copy of a buffer the caller dropped (inside the table of the caller's
+    objects in the worker, where a signal handler's call is refused, above): the finalizer's
+    call runs right after on a thread of ffibox's own (it gives its result type's zero
+    where it was made), the interrupted call gives its answer and the table stays in step.
+    Before, the call was refused and the handle it freed leaked."""
+    with ffibox.connect(server.address) as client, \
+            client.session(same_host=False) as session:
+        libc = libc_with_labs(session)
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        libc.memset.restype = ct.c_void_p
+        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+        libc.calloc.restype = ct.c_void_p
+        marks = libc.calloc(1, 1)
+        buffer = (ct.c_char * 64)()
+        for fill in (65, 66):
+            libc.memset(buffer, fill, 64)
+        twins = session.twins
+        assert len(twins._by_worker) == 1  # the worker keeps the buffer's copy
+        del buffer  # released with the next call
+        returned = []
+        original = TwinTable._drop
+
+        def drop_then_collect(self, twin):
+            original(self, twin)
+            if not returned:
+                assert self.entered_here()
+                CollectedHandle(libc, marks, 0, returned)
+                gc.collect()
+
+        try:
+            monkeypatch.setattr(TwinTable, "_drop", drop_then_collect)
+            assert libc.labs(-3) == 3
+        finally:
+            monkeypatch.setattr(TwinTable, "_drop", original)
+        assert returned == [None]  # memset's void* result: the zero of its type
+        assert wait_for_marks(session, marks, 1) == 1
+        assert libc.labs(-4) == 4
+
+
+def test_a_finalizers_call_while_its_threads_request_is_on_the_same_host_channel_runs_later(
+        server, monkeypatch, hang_alarm):
+    """The garbage collector runs a finalizer while this thread's call waits for its answer
+    on the same-host channel, which serves nothing else until then: the finalizer's call
+    runs right after on a thread of ffibox's own, and the interrupted call gives its answer
+    on the channel (a signal handler's is refused there: it may need the result)."""
+    with ffibox.connect(server.address) as client, client.session(same_host=True) as session:
+        libc = libc_with_labs(session)
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        libc.memset.restype = ct.c_void_p
+        libc.strlen.argtypes = [ct.c_char_p]
+        libc.strlen.restype = ct.c_size_t
+        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+        libc.calloc.restype = ct.c_void_p
+        marks = libc.calloc(4, 1)
+        assert libc.strlen(b"x") == 1 and session.stream.local_enabled
+        returned = []
+        original = _local_channel.LocalChannel._read_frame
+
+        def collect_then_read(self, *args):
+            if not returned:
+                assert session.stream.in_flight_here()
+                CollectedHandle(libc, marks, 2, returned)
+                gc.collect()
+            return original(self, *args)
+
+        try:
+            monkeypatch.setattr(_local_channel.LocalChannel, "_read_frame", collect_then_read)
+            assert libc.strlen(b"hello") == 5
+        finally:
+            monkeypatch.setattr(_local_channel.LocalChannel, "_read_frame", original)
+        assert returned == [None]
+        assert wait_for_marks(session, marks + 2, 1) == 1
+        assert session.read(marks, 4) == b"\0\0\x01\0"
+        assert session.stream.local_enabled and libc.labs(-4) == 4
 
 
 def test_a_handler_right_after_a_call_with_callbacks_is_sent(server, hang_alarm):

@@ -1,5 +1,6 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
+import gc
 import os
 import queue
 import struct
@@ -67,10 +68,15 @@ class RemoteCall:
             # with it: a __del__ freeing a handle there (modules half torn down) does
             # nothing, quietly, as the call would have done nothing that outlives the process.
             return _zero_of(restype)
-        if session.stream.defers_calls_here():
+        if session.stream.defers_calls_here() or (
+                _collecting[0] is not None and _collecting[0] == threading.get_ident() and
+                (session.twins.entered_here() or session.stream.in_flight_here())):
             # A finalizer that Python's garbage collector ran on a thread the session's
-            # requests or answers wait for: the call runs on a thread of ffibox's own right
-            # after, and gives its result type's zero here.
+            # requests or answers wait for, or on one inside a section of the session's
+            # table of twins (the call would find it half-changed) or whose own request is on
+            # the same-host channel (which serves nothing else until it is answered): the
+            # call runs on a thread of ffibox's own right after, and gives its result type's
+            # zero here.
             _DEFERRED.put(lambda: self(owner, argtypes, restype, args, variadic))
             _start_deferred_calls()
             return _zero_of(restype)
@@ -297,6 +303,18 @@ class RemoteCall:
             self._handles[key] = handle
         return handle
 
+
+# The thread the garbage collector runs on now, else None: the finalizers it runs are the
+# ones whose calls inside a section of a table of twins are deferred (a signal handler's
+# there is refused: it may need the call's result).
+_collecting: list = [None]
+
+
+def _note_collection(phase: str, info) -> None:
+    _collecting[0] = threading.get_ident() if phase == "start" else None
+
+
+gc.callbacks.append(_note_collection)
 
 # Calls a finalizer made on a thread that delivers answers (gRPC's own, the session's reader),
 # run in order on a thread of their own; their errors go where a finalizer's would.

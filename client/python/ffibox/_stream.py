@@ -399,6 +399,13 @@ class SessionStream:
             return response
         return self._send(request, on_callback_thread)
 
+    def in_flight_here(self) -> bool:
+        """Whether this thread's own request is on the same-host channel now (from its first
+        byte written to its answer read): a finalizer or signal handler that runs there."""
+        me = threading.get_ident()
+        return any(local is not None and local.in_flight == me
+                   for local in (self._serving.channel, self._local))
+
     def _refused_in_flight(self, request, serving):
         """FAILED_PRECONDITION for `request` when this thread's own request is on the
         same-host channel now (`serving`, the channel of the invocation this thread serves,

@@ -194,6 +194,11 @@ class TwinTable:
         self.handed: Callable[[int], Optional[int]] = lambda address: None
         _tables.add(self)
 
+    def entered_here(self) -> bool:
+        """Whether this thread is inside one of the table's sections (a finalizer or signal
+        handler that Python ran there)."""
+        return self._owned()
+
     def _section(self):
         """The table's lock, to enter with `with`; refuses a call from a signal handler or
         finalizer that runs on a thread already inside a section (_reentered)."""
