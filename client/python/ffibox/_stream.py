@@ -191,6 +191,9 @@ def write_worker_output(stream: str, data: bytes) -> None:
 
 
 _live_streams: "weakref.WeakSet[SessionStream]" = weakref.WeakSet()
+# The main thread's ident (a fork's child has its own): never one a session's requests or
+# answers wait for, and the thread most calls come from.
+_main_thread = [threading.main_thread().ident]
 
 
 def _forsake_streams_in_child() -> None:
@@ -198,6 +201,7 @@ def _forsake_streams_in_child() -> None:
     # gRPC's channels do not work in it: a request would wait forever for a reader that is
     # not there, and one through a same-host channel would share the parent's rings. The
     # child's copies end at once instead, saying why.
+    _main_thread[0] = threading.main_thread().ident
     parent = os.getppid()
     for stream in list(_live_streams):
         stream._forsake_after_fork(parent)
@@ -337,6 +341,8 @@ class SessionStream:
         but while it runs the output handler, whose calls are refused; its channel's event
         loop)."""
         me = threading.get_ident()
+        if me == _main_thread[0]:
+            return False
         return me == self._sender or (me == self._reader.ident and not self._in_output_handler) \
             or self.on_event_loop()
 
