@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
 #include "core/descriptor_passing.h"
@@ -50,6 +52,21 @@ std::string NamingLibraries(absl::string_view reason, Name name) {
     at += named.size() - 1;
   }
   return text;
+}
+
+// What a load that failed for want of address space adds to the loader's reason, which
+// says only "failed to map segment from shared object" (glibc keeps no errno for it): the
+// worker's cap, the session's memory limit, which the library and its dependencies did
+// not fit under. Empty for any other failure, or with no cap.
+std::string MemoryCapNote(absl::string_view reason) {
+  rlimit limit{};
+  if ((!absl::StrContains(reason, "failed to map segment") &&
+       !absl::StrContains(reason, "cannot map zero-fill pages")) ||
+      getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return "";
+  }
+  return absl::StrCat(" (the worker's address space is capped at ", limit.rlim_cur >> 20,
+                      " MiB, the session's memory limit, which may be too little for it)");
 }
 
 // What native code printed to stdout without ending the line (stdout is line-buffered: a
@@ -215,7 +232,8 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
         absl::StrCat("cannot load ", load.path(), ": ",
                      reason != nullptr
                          ? NamingLibraries(reason, [&](const std::string&) { return load.path(); })
-                         : "unknown dlopen error"));
+                         : "unknown dlopen error",
+                     reason != nullptr ? MemoryCapNote(reason) : ""));
   }
   absl::MutexLock lock(&mu_);
   if (!libraries_.try_emplace(handle, library).second) {

@@ -141,6 +141,24 @@ def test_memory_limit_caps_the_session(ffibox_client):
         assert capped.CDLL(TEST_LIB).allocate_mib(16) == 1
 
 
+def test_a_library_a_memory_limit_has_no_room_for_fails_naming_the_limit(ffibox_client):
+    # The loader says only "failed to map segment from shared object": the error also names
+    # the cap it did not fit under, so the user knows which setting to raise.
+    large = os.path.join(os.path.dirname(TEST_LIB), "libffibox_large_data.so")
+    with ffibox_client.session(memory_limit=128 << 20) as capped, \
+            ffibox_client.session() as uncapped:
+        with pytest.raises(ffibox.errors.LibraryLoadFailed) as failed:
+            capped.CDLL(large)
+        assert "failed to map segment" in str(failed.value) or \
+            "cannot map zero-fill pages" in str(failed.value), failed.value
+        assert "capped at 128 MiB, the session's memory limit" in str(failed.value)
+        assert capped.CDLL(TEST_LIB).add_int(2, 3) == 5  # the session goes on
+        assert uncapped.CDLL(large).large_data_byte(1 << 20) == 0
+        with pytest.raises(ffibox.errors.LibraryLoadFailed) as missing:
+            uncapped.CDLL("/nonexistent/libnothing.so")
+        assert "capped" not in str(missing.value)
+
+
 def test_memory_limit_below_the_minimum_is_refused(ffibox_client):
     with pytest.raises(ffibox.Error):
         ffibox_client.session(memory_limit=1 << 20)
