@@ -224,10 +224,6 @@ constexpr const char* kPermissiveSyscalls[] = {
     "listxattr",
     "llistxattr",
     "flistxattr",
-    "inotify_init",
-    "inotify_init1",
-    "inotify_add_watch",
-    "inotify_rm_watch",
     "mlockall",
     "munlockall",
     "setsid",
@@ -421,6 +417,12 @@ constexpr RefusedSyscall kRefusedSyscalls[] = {
     // PulseAudio's memory pool (SDL_Init's audio), Wayland's shared buffers and systemd's
     // helpers fall back to other memory, as on kernels before 3.17. Permissive allows it.
     {"memfd_create", ENOSYS, true},
+    // inotify instances and watches are counted against the host user that owns the
+    // workers' user namespaces (root under a root ffiboxd), whatever user the worker runs
+    // as: one worker could take the whole host's (systemd's, udev's) and no per-worker
+    // bound exists. glib and the others watch files by polling when it is missing.
+    {"inotify_init", ENOSYS, false},
+    {"inotify_init1", ENOSYS, false},
 };
 
 absl::Status AddRefusedSyscalls(scmp_filter_ctx ctx, bool permissive,

@@ -460,6 +460,32 @@ def test_memfd_create_fails_with_enosys_unless_the_policy_allows_it(tmp_path, po
     assert result.stdout.strip() == expected
 
 
+INOTIFY_PROBE = """
+import errno, sys
+import ffibox
+from ffibox import ctypes as ct
+session = ffibox.connect(sys.argv[1]).session()
+libc = session.CDLL("libc.so.6", use_errno=True)
+fds = [libc.inotify_init1(0o2000000) for _ in range(200)]  # IN_CLOEXEC
+print(sum(fd >= 0 for fd in fds), errno.errorcode.get(ct.get_errno(), ""), session.generation)
+"""
+
+
+@pytest.mark.parametrize("policy", ["strict", "permissive"])
+def test_inotify_fails_with_enosys_whatever_the_policy(tmp_path, policy):
+    # The kernel counts inotify instances against the host user that owns the workers'
+    # namespaces (root here): 200 of them in one permissive worker took all 128 of the
+    # host's root, so the host's own inotify_init failed while the session lived. It fails
+    # in the worker instead, which lives on (glib polls without it).
+    server = Server("--jail_policy=" + policy)
+    try:
+        result = run_script(INOTIFY_PROBE, server.address)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0 ENOSYS 1"
+
+
 def test_process_times_and_numa_policy_calls_are_allowed(session):
     # ImageMagick's MagickWandGenesis calls times(); libnuma, which its coders load, asks for
     # the memory policy: each killed the worker under the strict policy.
