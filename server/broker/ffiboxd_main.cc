@@ -28,7 +28,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/default_address.h"
@@ -44,6 +43,7 @@
 #include "server/broker/connection_acceptor.h"
 #include "server/broker/deadline_timer.h"
 #include "server/broker/grpc_pollers.h"
+#include "server/broker/limited_log.h"
 #include "server/broker/listen_address.h"
 #include "server/broker/local_door.h"
 #include "server/broker/private_directory.h"
@@ -145,40 +145,17 @@ absl::Status CheckJailWithWorker(ffibox::SessionConfig& session,
   return absl::FailedPreconditionError("cannot start a jailed worker");
 }
 
-// Protocol Buffers' own log lines, at most kProtobufLinesPerMinute a minute: a client can
-// send a request protobuf complains about (a string that is not UTF-8) as often as it likes,
-// and each is refused by its id, so its lines would otherwise grow the log without bound.
-// The count of lines dropped is written with the next line let through.
-constexpr int kProtobufLinesPerMinute = 20;
-
+// Protocol Buffers' own log lines, at most 20 a minute: a client can send a request protobuf
+// complains about (a string that is not UTF-8) as often as it likes, and each is refused by
+// its id, so its lines would otherwise grow the log without bound.
 void RateLimitedProtobufLog(google::protobuf::LogLevel level, const char* filename, int line,
                             const std::string& message) {
-  static absl::Mutex mu(absl::kConstInit);
-  static absl::Time window_start ABSL_GUARDED_BY(mu);
-  static int written ABSL_GUARDED_BY(mu) = 0;
-  static uint64_t dropped ABSL_GUARDED_BY(mu) = 0;
-  uint64_t dropped_before = 0;
-  {
-    absl::MutexLock lock(&mu);
-    const absl::Time now = absl::Now();
-    if (now - window_start >= absl::Minutes(1)) {
-      window_start = now;
-      written = 0;
-    }
-    if (level < google::protobuf::LOGLEVEL_FATAL && written >= kProtobufLinesPerMinute) {
-      ++dropped;
-      return;
-    }
-    ++written;
-    dropped_before = dropped;
-    dropped = 0;
-  }
+  static ffibox::LimitedLog* const log = new ffibox::LimitedLog(20);
   const char* names[] = {"INFO", "WARNING", "ERROR", "FATAL"};
-  std::fprintf(stderr, "ffiboxd: [libprotobuf %s %s:%d] %s%s\n",
-               names[std::clamp(static_cast<int>(level), 0, 3)], filename, line, message.c_str(),
-               dropped_before > 0
-                   ? absl::StrCat(" (", dropped_before, " earlier lines dropped)").c_str()
-                   : "");
+  log->Write(
+      absl::StrCat("ffiboxd: [libprotobuf ", names[std::clamp(static_cast<int>(level), 0, 3)], " ",
+                   filename, ":", line, "] ", message),
+      /*always=*/level >= google::protobuf::LOGLEVEL_FATAL);
 }
 
 // "host:port" with the port gRPC actually bound (for port 0).

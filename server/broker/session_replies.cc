@@ -2,7 +2,6 @@
 // Listener. Each reply is checked against the request it answers before anything of it is
 // recorded or relayed; a death fails everything in flight with one typed error.
 #include <algorithm>
-#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
@@ -72,7 +71,7 @@ void Session::ReportLimitHits(uint64_t generation, const std::vector<std::string
     v1::Error error;
     error.set_code(v1::RESOURCE_EXHAUSTED);
     error.set_message(hit);
-    fprintf(stderr, "ffiboxd: session %s: limit reached: %s\n", session_id_.c_str(), hit.c_str());
+    limit_log_.Write(absl::StrCat("ffiboxd: session ", session_id_, ": limit reached: ", hit));
     sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, generation, &error));
   }
 }
