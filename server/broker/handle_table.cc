@@ -20,10 +20,17 @@ absl::StatusOr<uint64_t> HandleTable::AddLibrary(std::string path) {
 
 absl::Status HandleTable::CheckLibrary(uint64_t handle, absl::string_view field) const {
   if (handle == 0 || handle > libraries_.size() || libraries_[handle - 1].state == State::kFailed) {
-    return ErrorStatus(v1::NOT_FOUND,
-                       absl::StrCat(field, ": no loaded library has handle ", handle));
+    return ErrorStatus(v1::NOT_FOUND, absl::StrCat(field, ": no loaded library has handle ", handle,
+                                                   LostNote(handle)));
   }
   return absl::OkStatus();
+}
+
+std::string HandleTable::LostNote(uint64_t library) const {
+  if (library == 0 || library > libraries_.size() || libraries_[library - 1].lost.empty()) {
+    return "";
+  }
+  return absl::StrCat(" (it was lost with its worker: ", libraries_[library - 1].lost, ")");
 }
 
 absl::StatusOr<uint64_t> HandleTable::AddFunction(Function function) {
@@ -96,9 +103,18 @@ absl::StatusOr<uint64_t> HandleTable::FunctionOfRequest(uint64_t request_id,
 
 absl::StatusOr<const HandleTable::Function*> HandleTable::FindFunction(uint64_t handle) const {
   auto entry = functions_.find(handle);
-  if (entry == functions_.end() || entry->second.state == State::kFailed) {
-    return ErrorStatus(v1::NOT_FOUND,
-                       absl::StrCat("call.function: no resolved function has handle ", handle));
+  if (entry == functions_.end() || entry->second.state == State::kFailed ||
+      !LostNote(entry->second.function.library).empty()) {
+    std::string note;
+    if (entry != functions_.end()) {
+      note = LostNote(entry->second.function.library);
+      if (note.empty() && !entry->second.lost.empty()) {
+        note = absl::StrCat(" (it was lost with its worker: ", entry->second.lost, ")");
+      }
+    }
+    return ErrorStatus(
+        v1::NOT_FOUND,
+        absl::StrCat("call.function: no resolved function has handle ", handle, note));
   }
   return &entry->second.function;
 }
@@ -161,6 +177,15 @@ void HandleTable::RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool su
   } else if (op == v1::Request::kFreeCallback) {
     // Freed, or unknown to the worker, or lost with it: gone in every case.
     EraseCallback(handle);
+  }
+}
+
+void HandleTable::RecordLost(v1::Request::OpCase op, uint64_t handle, std::string why) {
+  if (op == v1::Request::kLoadLibrary && handle >= 1 && handle <= libraries_.size()) {
+    libraries_[handle - 1].lost = std::move(why);
+  } else if (op == v1::Request::kResolveFunction) {
+    auto entry = functions_.find(handle);
+    if (entry != functions_.end()) entry->second.lost = std::move(why);
   }
 }
 

@@ -97,6 +97,10 @@ class HandleTable {
   // of the worker, as a failure). A failed definition leaves no callback id behind; a free
   // removes the callback whatever the answer.
   void RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool succeeded);
+  // A library or function `handle` that a new worker was sent again (Replays) could not be
+  // given it: `why` says so (the replay's label and error), and requests naming it from now
+  // on say it too. Call after RecordOutcome of that failure.
+  void RecordLost(v1::Request::OpCase op, uint64_t handle, std::string why);
 
   // What a new worker must be sent, in this order: every ready library, every ready
   // function resolved by name, every ready callback not being freed.
@@ -113,11 +117,13 @@ class HandleTable {
   struct Library {
     std::string path;
     State state = State::kPending;
+    std::string lost;  // RecordLost's, once its replay failed
   };
   struct FunctionEntry {
     Function function;
     State state = State::kPending;
     uint64_t bytes = 0;  // counted in kept_bytes_ (0 once it failed: its signature is gone)
+    std::string lost;    // RecordLost's, once its replay failed
   };
   struct Callback {
     std::shared_ptr<const v1::DefineCallback> definition;
@@ -130,6 +136,8 @@ class HandleTable {
   // RESOURCE_EXHAUSTED saying what `what` would keep.
   absl::Status Keep(uint64_t bytes, absl::string_view what);
   void EraseCallback(uint64_t id);
+  // " (it was lost with its worker: ...)" for a library whose replay failed, else "".
+  std::string LostNote(uint64_t library) const;
 
   const Limits limits_;
   std::vector<Library> libraries_;  // handle = index + 1

@@ -134,6 +134,44 @@ TEST(HandleTable, WhatASessionKeepsOfItsSignaturesIsBounded) {
   EXPECT_LT(table.kept_bytes(), 2 * mib);
 }
 
+TEST(HandleTable, HandlesWhoseReplayFailedSayWhy) {
+  HandleTable table(HandleTable::Limits{});
+  ASSERT_OK_AND_ASSIGN(uint64_t libm, table.AddLibrary("/lib/libm.so.6"));
+  ASSERT_OK_AND_ASSIGN(uint64_t libz, table.AddLibrary("/lib/libz.so.1"));
+  ASSERT_OK_AND_ASSIGN(uint64_t cos, table.AddFunction(ByName(libm, "cos")));
+  ASSERT_OK_AND_ASSIGN(uint64_t crc, table.AddFunction(ByName(libz, "crc32")));
+  for (uint64_t library : {libm, libz}) {
+    table.RecordOutcome(v1::Request::kLoadLibrary, library, true);
+  }
+  for (uint64_t function : {cos, crc}) {
+    table.RecordOutcome(v1::Request::kResolveFunction, function, true);
+  }
+  // libm's file is gone when a new worker is given it again; its functions go with it,
+  // even before their own replays are answered.
+  table.RecordOutcome(v1::Request::kLoadLibrary, libm, false);
+  table.RecordLost(v1::Request::kLoadLibrary, libm, "dlopen /lib/libm.so.6 (replay) failed: gone");
+  const std::string lost =
+      " (it was lost with its worker: dlopen /lib/libm.so.6 (replay) failed: gone)";
+  EXPECT_EQ(ToProtoError(table.FindFunction(cos).status()).message(),
+            absl::StrCat("call.function: no resolved function has handle ", cos, lost));
+  EXPECT_EQ(ToProtoError(table.CheckLibrary(libm, "resolve_function.library")).message(),
+            absl::StrCat("resolve_function.library: no loaded library has handle ", libm, lost));
+  // A function whose own replay failed says its own reason; libz's others are untouched.
+  ASSERT_OK_AND_ASSIGN(uint64_t adler, table.AddFunction(ByName(libz, "adler32")));
+  table.RecordOutcome(v1::Request::kResolveFunction, adler, true);
+  table.RecordOutcome(v1::Request::kResolveFunction, crc, false);
+  table.RecordLost(v1::Request::kResolveFunction, crc, "dlsym crc32 (replay) failed: no symbol");
+  EXPECT_EQ(ToProtoError(table.FindFunction(crc).status()).message(),
+            absl::StrCat("call.function: no resolved function has handle ", crc,
+                         " (it was lost with its worker: dlsym crc32 (replay) failed: no symbol)"));
+  EXPECT_OK(table.FindFunction(adler));
+  EXPECT_OK(table.CheckLibrary(libz, "resolve_function.library"));
+  // Only ready handles are replayed.
+  for (const HandleTable::Replay& replay : table.Replays()) {
+    EXPECT_NE(replay.label, "dlopen /lib/libm.so.6 (replay)");
+  }
+}
+
 TEST(HandleTable, AFunctionIsFoundUntilItsResolveFails) {
   HandleTable table(HandleTable::Limits{});
   ASSERT_OK_AND_ASSIGN(uint64_t cos, table.AddFunction(ByName(1, "cos")));

@@ -707,6 +707,13 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
     read_side_ = WorkerSupervisor::ReadSide();
     status = EnsureWorker();
     if (!status.ok()) break;
+    if (request.has_call()) {
+      absl::MutexLock lock(&mu_);
+      if (std::exchange(replay_lost_library_, false)) {
+        status = handles_.FindFunction(request.call().function()).status();
+        if (!status.ok()) break;
+      }
+    }
     status = Enqueue(request, pending, may_read_in_place);
     if (status.ok()) return std::nullopt;
     if (ErrorCodeOf(status) == v1::STALE_HANDLE) break;
@@ -773,14 +780,26 @@ void Session::ReplayHandles() {
     timeout = call_timeout_;
   }
   // Replays are queued ahead of the request that caused the restart, so it runs with every
-  // handle in place. A failed replay leaves the handle's calls failing in the worker.
+  // handle in place. A failed replay leaves the handle's calls failing, saying why
+  // (RecordLost): in the worker's answer, or here when the library's file cannot be opened
+  // again (removed, replaced by what the allowlist refuses).
   for (HandleTable::Replay& replay : replays) {
     PendingRequest pending;
     pending.op = replay.op;
     pending.handle = replay.handle;
-    pending.label = std::move(replay.label);
+    pending.label = replay.label;
     pending.timeout = timeout;
-    if (!Enqueue(replay.request, std::move(pending)).ok()) return;
+    const absl::Status queued = Enqueue(replay.request, std::move(pending));
+    if (queued.ok()) continue;
+    if (replay.op != v1::Request::kLoadLibrary ||
+        ToProtoError(queued).code() != v1::LIBRARY_LOAD_FAILED) {
+      return;  // the worker is gone, or the session closing
+    }
+    absl::MutexLock lock(&mu_);
+    replay_lost_library_ = true;
+    handles_.RecordOutcome(replay.op, replay.handle, /*succeeded=*/false);
+    handles_.RecordLost(replay.op, replay.handle,
+                        absl::StrCat(replay.label, " failed: ", queued.message()));
   }
 }
 

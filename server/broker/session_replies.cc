@@ -254,6 +254,12 @@ absl::Status Session::AcceptInvoke(v1::CallbackInvoke* invoke_message) {
 
 void Session::RecordOutcome(const PendingRequest& pending, const v1::Response& response) {
   handles_.RecordOutcome(pending.op, pending.handle, !response.has_error());
+  if (response.has_error() && pending.client_id == 0) {
+    // The broker's own replay in a restarted worker: the client's later requests naming the
+    // handle say why it is gone.
+    handles_.RecordLost(pending.op, pending.handle,
+                        absl::StrCat(pending.label, " failed: ", response.error().message()));
+  }
 }
 
 void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause cause,
