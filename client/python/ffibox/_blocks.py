@@ -93,7 +93,12 @@ class CallBuilder:
         self._twins = twins
         self._images = images
         self._generation = generation
+        # The call's blocks, made inside `call`, the Call of `request` that is sent: a
+        # block's bytes are not copied again into the request.
+        self.request = pb.Request()
+        self.call = self.request.call
         self.blocks: List[Any] = []
+        self._payloads: List[bytes] = []  # block index -> the bytes it was made with
         self._extents = _Ranges()  # local memory shipped -> (its start, block index)
         self._owners: List[Any] = []                        # block index -> local object
         self._starts: List[int] = []  # block index -> where its local memory starts (or 0)
@@ -123,7 +128,7 @@ class CallBuilder:
             return None
         found = self._shipped(start)
         if found is not None and found[1] == 0 and _ct.sizeof(obj) <= len(
-                self.blocks[found[0]].data):
+                self._payloads[found[0]]):
             return found[0]
         size = _ct.sizeof(obj)
         slots = _types.pointer_offsets(type(obj))
@@ -196,7 +201,7 @@ class CallBuilder:
 
     def _new_block(self, start: int, size: int, owner, data: bytes, direction) -> int:
         index = len(self.blocks)
-        block = pb.MemoryBlock(data=data, size=size, direction=direction)
+        block = self.call.blocks.add(data=data, size=size, direction=direction)
         if owner is not None:
             twin = self._twins.place(block, owner, size, self._generation())
             if twin is not None:
@@ -204,6 +209,7 @@ class CallBuilder:
             elif block.keep:
                 self.keeping.append(owner)
         self.blocks.append(block)
+        self._payloads.append(data)
         self._owners.append(owner)
         self._starts.append(start)
         if start:
@@ -503,7 +509,7 @@ class CallBuilder:
             if remote_slot:  # a RemotePointer's slot: which caller object it holds is told below
                 owner.__dict__[_remote.TARGET] = None
             relocated = {p.offset: p.target for p in contents.pointers}
-            sent = self.blocks[contents.block].data
+            sent = self._payloads[contents.block]
             own_words = self._own_words.get(contents.block, {})
             callback_words = self._callback_words.get(contents.block, {})
             # Words inside unions may be another member's bytes: only rewired, never imaged.

@@ -235,16 +235,16 @@ class RemoteCall:
                     error = TypeError("Don't know how to convert parameter %d" % position)
                 raise _marshal.ArgumentError("argument %d: %s: %s"
                                              % (position, _error_name(error), error)) from None
+        call = builder.call  # its blocks are in it
         if variadic:
             fixed = len(argtypes or ())
             for t in types[fixed:]:
                 session.layouts.check(t)
-            call = pb.Call(function=self._handle(tuple(types[:fixed]), restype, True),
-                           args=values, blocks=builder.blocks,
-                           variadic_types=[_types.param_proto(t) for t in types[fixed:]])
+            call.function = self._handle(tuple(types[:fixed]), restype, True)
+            call.variadic_types.extend(_types.param_proto(t) for t in types[fixed:])
         else:
-            call = pb.Call(function=self._handle(tuple(types), restype), args=values,
-                           blocks=builder.blocks)
+            call.function = self._handle(tuple(types), restype)
+        call.args.extend(values)
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
@@ -267,7 +267,8 @@ class RemoteCall:
         # worker saw it: a worker frees them before anything else, and a later keep may have
         # been given an address freed since.
         try:
-            response = session.call(call, builder if builder.keeping else None)
+            response = session.call(call, builder if builder.keeping else None,
+                                    builder.request)
         except Error as error:
             if error.never_reached_worker and call.release:
                 session.twins.requeue(released)

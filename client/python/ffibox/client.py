@@ -396,14 +396,20 @@ class Session:
         with its signature)."""
         return self.stream.request(resolve_function=request).function.function
 
-    def call(self, call: pb.Call, blocks=None) -> pb.Response:
+    def call(self, call: pb.Call, blocks=None, request: Optional[pb.Request] = None
+             ) -> pb.Response:
         """Runs `call` in the worker: its whole response (result, blocks, errno, generation);
         a failed call raises its typed Error. `blocks`: the ffibox._blocks.CallBuilder that
         built the call's blocks, told where the worker placed the ones it keeps as soon as
-        the call's first invocation says (CallbackInvoke.kept)."""
+        the call's first invocation says (CallbackInvoke.kept). `request`: the Request whose
+        `call` is `call` (it is not copied into a new one)."""
+        if request is None:
+            request = pb.Request(call=call)
         if blocks is None:
-            return self.stream.request(call=call)
-        request = pb.Request(call=call)
+            response = self.stream.send(request)
+            if response.HasField("error"):
+                raise error_from_proto(response.error, pb)
+            return response
         key = id(request)
         self._calls_in_flight[key] = (request, blocks)
         try:
