@@ -355,6 +355,14 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
         Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0)), "pid 0 rule");
     if (!status.ok()) return status;
   }
+  // Another thread's scheduling (libCom's init thread probes real-time priorities on itself
+  // by tid) fails as the kernel fails it without RLIMIT_RTPRIO: the library handles EPERM.
+  for (int nr : {SCMP_SYS(sched_setscheduler), SCMP_SYS(sched_setparam)}) {
+    absl::Status status = Check(
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, SCMP_A0(SCMP_CMP_NE, 0)),
+        "thread scheduling rule");
+    if (!status.ok()) return status;
+  }
   for (int option : kAllowedPrctls) {
     absl::Status status =
         Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
@@ -362,6 +370,14 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
               "prctl rule");
     if (!status.ok()) return status;
   }
+  // Whether an ambient capability is set, a read libcap-ng's constructor makes (so
+  // libaudit and libpam, which link it, load); the other ambient operations stay refused.
+  absl::Status ambient = Check(
+      seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2,
+                       SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(PR_CAP_AMBIENT)),
+                       SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(PR_CAP_AMBIENT_IS_SET))),
+      "ambient capability read rule");
+  if (!ambient.ok()) return ambient;
   if (!permissive) {
     // fchmod to a mode within 0600 (owner read and write): ImageMagick makes the temporary
     // file of a blob private so. Nothing can be made executable, set-id or writable by

@@ -382,6 +382,18 @@ TEST_F(JailEscapeTest, GrowingPipesAndDroppingThePageCacheAreRefused) {
   ExpectProbeRecovers();
 }
 
+// What libraries probe at load and handle being refused: another thread's real-time
+// scheduling (EPICS libCom) fails with EPERM; whether an ambient capability is set
+// (libcap-ng's constructor, which libaudit and libpam link) is answered, 0. Neither kills the
+// worker.
+TEST_F(JailEscapeTest, ThreadSchedulingIsRefusedAndAmbientCapabilitiesAreRead) {
+  absl::StatusOr<int> probed = Probe<int()>("probe_scheduler_and_ambient_caps")();
+  ASSERT_OK(probed);
+  EXPECT_EQ(*probed, -EPERM * 1000 + 0);
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
+  ExpectProbeRecovers();
+}
+
 TEST_F(JailEscapeTest, ForkBombIsAViolationAndLeavesNoProcesses) {
   ExpectViolation(Probe<int(int)>("probe_fork_bomb")(1000), {"clone", "fork", "vfork"});
   EXPECT_TRUE(test_support::WaitFor(

@@ -1,5 +1,6 @@
 """What ffibox adds to ctypes: a crash, a hang or an exit in the library is a typed error,
 and the session's next call works in a fresh worker. Never run with the stdlib ctypes."""
+import ctypes as stdlib_ctypes  # ffibox takes the stdlib's data types
 import os
 import signal
 import subprocess
@@ -504,6 +505,24 @@ def test_inotify_fails_with_enosys_whatever_the_policy(tmp_path, policy):
         server.stop()
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0 ENOSYS 1"
+
+
+@pytest.mark.parametrize("policy", ["strict", "permissive"])
+def test_libraries_linking_libcap_ng_load(policy):
+    # libcap-ng's constructor asks whether an ambient capability is set, which killed the
+    # worker under either policy: libcap-ng, libaudit and libpam (every PAM binding) could
+    # never load.
+    server = Server("--jail_policy=" + policy)
+    try:
+        with ffibox.connect(server.address) as client, client.session() as session:
+            for name in ("libcap-ng.so.0", "libaudit.so.1", "libpam.so.0"):
+                session.CDLL(name)
+            pam = session.CDLL("libpam.so.0")
+            pam.pam_strerror.restype = stdlib_ctypes.c_char_p
+            assert pam.pam_strerror(None, 7) == b"Authentication failure"
+            assert session.generation == 1
+    finally:
+        server.stop()
 
 
 def test_process_times_and_numa_policy_calls_are_allowed(session):

@@ -330,3 +330,15 @@ int probe_grow_pipe(int bytes) {
   close(ends[1]);
   return result < 0 ? -error : result;
 }
+
+/* sched_setscheduler(SCHED_FIFO, priority 1) of this thread named by its tid (as EPICS
+ * libCom's init thread probes priorities), then prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET,
+ * CAP_NET_RAW) (as libcap-ng's constructor reads): 0 or -errno of the first, then the
+ * second's result or -errno, packed as first * 1000 + second. */
+int probe_scheduler_and_ambient_caps(void) {
+  struct sched_param param = {.sched_priority = 1};
+  const int scheduled =
+      sched_setscheduler((pid_t)syscall(SYS_gettid), SCHED_FIFO, &param) == 0 ? 0 : -errno;
+  const int ambient = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, 13 /* CAP_NET_RAW */, 0, 0);
+  return scheduled * 1000 + (ambient < 0 ? -errno : ambient);
+}
