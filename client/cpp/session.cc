@@ -135,11 +135,12 @@ absl::Status Session::EnableSameHost() {
 
 Session::~Session() { Close().IgnoreError(); }
 
-absl::StatusOr<Library> Session::Load(const std::string& path) {
+absl::StatusOr<Library> Session::Load(const std::string& path, bool global_symbols) {
   absl::StatusOr<std::string> sent = PathToLoad(path);
   if (!sent.ok()) return sent.status();
   v1::Request request;
   request.mutable_load_library()->set_path(*sent);
+  request.mutable_load_library()->set_global(global_symbols);
   absl::StatusOr<v1::Response> response =
       stream_->SendExpecting(std::move(request), v1::Response::kLibrary);
   if (!response.ok()) return response.status();
@@ -147,10 +148,11 @@ absl::StatusOr<Library> Session::Load(const std::string& path) {
                  path);
 }
 
-Library Session::LoadAsync(const std::string& path) {
+Library Session::LoadAsync(const std::string& path, bool global_symbols) {
   absl::StatusOr<std::string> sent = PathToLoad(path);
   v1::Request request;
   if (sent.ok()) request.mutable_load_library()->set_path(*sent);
+  request.mutable_load_library()->set_global(global_symbols);
   std::future<absl::StatusOr<v1::Response>> answer =
       sent.ok() ? stream_->SendAsync(&request) : client_internal::RefusedAnswer(sent.status());
   return Library(

@@ -101,13 +101,15 @@ class Session {
   // Loads the library at `path` (absolute, a soname such as "libm.so.6", or relative to this
   // process's working directory: "./libx.so" goes made absolute) into the worker;
   // LIBRARY_NOT_ALLOWED or LIBRARY_LOAD_FAILED when the server refuses or dlopen fails,
-  // INVALID_ARGUMENT for a path that is not UTF-8.
-  absl::StatusOr<Library> Load(const std::string& path);
+  // INVALID_ARGUMENT for a path that is not UTF-8. With `global_symbols`, dlopen's
+  // RTLD_GLOBAL: the library's symbols also serve the libraries loaded after it in this
+  // session (a GL implementation for the GLU loaded next); RTLD_LOCAL otherwise.
+  absl::StatusOr<Library> Load(const std::string& path, bool global_symbols = false);
   // Load without waiting for the answer: the library's functions can be resolved and called
   // at once (Library::FunctionAsync), and their requests go behind the load, so a session's
   // start waits once instead of three times. The load's failure is returned by Library::Wait
   // and by every request that uses the library.
-  Library LoadAsync(const std::string& path);
+  Library LoadAsync(const std::string& path, bool global_symbols = false);
 
   // Sends this session's calls (and memory and layout requests) over a same-host channel to
   // its current worker from now on

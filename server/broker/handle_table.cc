@@ -9,12 +9,14 @@
 
 namespace ffibox {
 
-absl::StatusOr<uint64_t> HandleTable::AddLibrary(std::string path) {
+absl::StatusOr<uint64_t> HandleTable::AddLibrary(std::string path, bool global) {
   if (libraries_.size() >= limits_.max_libraries) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("a session may load at most ",
                                                             limits_.max_libraries, " libraries"));
   }
-  libraries_.push_back(Library{std::move(path), State::kPending});
+  Library& library = libraries_.emplace_back();
+  library.path = std::move(path);
+  library.global = global;
   return libraries_.size();
 }
 
@@ -195,6 +197,7 @@ std::vector<HandleTable::Replay> HandleTable::Replays() const {
     if (libraries_[i].state != State::kReady) continue;
     Replay replay;
     replay.request.mutable_load_library()->set_path(libraries_[i].path);
+    replay.request.mutable_load_library()->set_global(libraries_[i].global);
     replay.op = v1::Request::kLoadLibrary;
     replay.handle = i + 1;
     replay.label = absl::StrCat("dlopen ", libraries_[i].path, " (replay)");

@@ -52,9 +52,10 @@ class HandleTable {
 
   explicit HandleTable(Limits limits) : limits_(limits) {}
 
-  // A new library handle (1, 2, ...) for `path`, pending until RecordOutcome.
-  // RESOURCE_EXHAUSTED past the limit.
-  absl::StatusOr<uint64_t> AddLibrary(std::string path);
+  // A new library handle (1, 2, ...) for `path`, loaded with RTLD_GLOBAL when `global`
+  // (LoadLibrary.global, replayed so), pending until RecordOutcome. RESOURCE_EXHAUSTED past
+  // the limit.
+  absl::StatusOr<uint64_t> AddLibrary(std::string path, bool global = false);
   // OK when `handle` names a library that has not failed; NOT_FOUND naming `field`
   // ("resolve_function.library") otherwise.
   absl::Status CheckLibrary(uint64_t handle, absl::string_view field) const;
@@ -118,6 +119,7 @@ class HandleTable {
     std::string path;
     State state = State::kPending;
     std::string lost;  // RecordLost's, once its replay failed
+    bool global = false;
   };
   struct FunctionEntry {
     Function function;

@@ -412,7 +412,8 @@ absl::StatusOr<Session::Answer> Session::LoadLibrary(const v1::Request& request)
   PendingRequest pending;
   {
     absl::MutexLock lock(&mu_);
-    FFIBOX_ASSIGN_OR_RETURN(pending.handle, handles_.AddLibrary(admitted.load_library().path()));
+    FFIBOX_ASSIGN_OR_RETURN(pending.handle, handles_.AddLibrary(admitted.load_library().path(),
+                                                                admitted.load_library().global()));
     handles_.NoteLoadRequest(request.id(), pending.handle);
     pending.timeout = call_timeout_;
   }

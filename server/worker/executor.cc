@@ -223,7 +223,7 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   }
   // Unlocked: the library's constructors may call stored callbacks, which may re-enter.
   dlerror();
-  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  void* library = dlopen(path.c_str(), RTLD_NOW | (load.global() ? RTLD_GLOBAL : RTLD_LOCAL));
   if (library == nullptr && library_fd >= 0) close(library_fd);  // nothing keeps it
   if (library == nullptr) {
     const char* reason = dlerror();

@@ -95,6 +95,21 @@ TEST_F(ShapesTest, VariadicSnprintfAndSscanfFromLibcWithDefaultPromotions) {
   EXPECT_EQ(std::string(scanned->blocks(2).data().c_str()), "word");
 }
 
+// dlopen's RTLD_GLOBAL (Session::Load's `global_symbols`): the user library calls a function
+// of the provider without linking it, so it loads only once the provider was loaded so.
+TEST_F(ShapesTest, ALibraryLoadedWithGlobalSymbolsServesTheOnesLoadedAfterIt) {
+  const std::string provider =
+      test_support::RunfilePath("tests/testlibs/libffibox_global_provider.so");
+  const std::string user = test_support::RunfilePath("tests/testlibs/libffibox_global_user.so");
+  ASSERT_OK(session_->Load(provider));
+  EXPECT_THAT(session_->Load(user).status(), StatusIs(v1::LIBRARY_LOAD_FAILED));
+  ASSERT_OK(session_->Load(provider, /*global_symbols=*/true));
+  ASSERT_OK_AND_ASSIGN(Library loaded, session_->Load(user));
+  ASSERT_OK_AND_ASSIGN(auto ask, loaded.Function<int()>("ask_global_answer"));
+  ASSERT_OK_AND_ASSIGN(int answer, ask());
+  EXPECT_EQ(answer, 42);
+}
+
 TEST_F(ShapesTest, ErrnoIsCapturedAfterAndSetBeforeACall) {
   absl::StatusOr<WithErrno<int>> failed = Fn<int(int)>("set_errno_to").CallWithErrno(ERANGE);
   ASSERT_OK(failed);

@@ -50,6 +50,32 @@ def test_pythonapi_functions_can_be_named_and_typed_but_not_called(ct):
     assert ct.CDLL("libc.so.6").strlen(b"hello") == 5
 
 
+GLOBAL_PROVIDER = TEST_LIB.replace("libffibox_test.so", "libffibox_global_provider.so")
+GLOBAL_USER = TEST_LIB.replace("libffibox_test.so", "libffibox_global_user.so")
+
+
+def test_a_library_loaded_with_rtld_global_serves_the_ones_loaded_after_it(ct, server):
+    """As dlopen's RTLD_GLOBAL in-process (PyOpenGL loads OSMesa so, for the GLU it loads
+    next): the mode reaches the worker, also after a restart. It was dropped, and the
+    library loaded after found none of its symbols (or, where it links a library of the
+    same names, called that one instead, silently)."""
+    ct.CDLL(GLOBAL_PROVIDER)  # RTLD_LOCAL, ctypes' default
+    with pytest.raises(OSError, match="undefined symbol: ffibox_global_answer"):
+        ct.CDLL(GLOBAL_USER)
+    ct.CDLL(GLOBAL_PROVIDER, mode=ct.RTLD_GLOBAL)
+    user = ct.CDLL(GLOBAL_USER)
+    assert user.ask_global_answer() == 42
+    lib = ct.CDLL(TEST_LIB)
+    with pytest.raises(ffibox.WorkerCrashed):
+        lib.crash_null_deref()
+    assert user.ask_global_answer() == 42  # replayed in the new worker, in order
+    # A session of its own, loading in the other order, with the same mode given as a
+    # flag of the stdlib's: the same.
+    with ffibox.connect(server.address) as client, client.session() as session:
+        session.CDLL(GLOBAL_PROVIDER, mode=ct.RTLD_GLOBAL | ct.RTLD_LOCAL)
+        assert session.CDLL(GLOBAL_USER).ask_global_answer() == 42
+
+
 def test_in_dll_of_a_missing_symbol_is_value_error(ct):
     lib = ct.CDLL(TEST_LIB)
     with pytest.raises(ValueError):

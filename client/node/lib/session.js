@@ -398,12 +398,18 @@ class Session extends EventEmitter {
   /**
    * Loads a library in the worker: a path, or a soname such as 'libm.so.6' that the dynamic
    * linker searches for. A relative path ('./libx.so') is taken from process.cwd(), not from
-   * the worker's working directory, which is not this process's.
+   * the worker's working directory, which is not this process's. `{global: true}` loads it
+   * with dlopen's RTLD_GLOBAL: its symbols also serve the libraries loaded after it in this
+   * session (RTLD_LOCAL otherwise).
    */
-  async load(file) {
+  async load(file, options = {}) {
     textArgument(file, 'the library path');
+    const unknown = Object.keys(options || {}).filter((key) => key !== 'global');
+    if (unknown.length > 0) throw invalid(`load: unknown option ${unknown.join(', ')} (global)`);
+    const { global = false } = options || {};
+    if (typeof global !== 'boolean') throw invalid('load: global must be true or false');
     const libraryPath = file.includes('/') && !path.isAbsolute(file) ? path.resolve(file) : file;
-    const response = await this.request({ load_library: { path: libraryPath } },
+    const response = await this.request({ load_library: { path: libraryPath, global } },
       `load ${libraryPath}`);
     return new Library(this, Number(response.library.library), libraryPath);
   }

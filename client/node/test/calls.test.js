@@ -196,6 +196,27 @@ describe('declarations', () => {
     assert.equal(libm.path, 'libm.so.6');
   });
 
+  test('{global: true} loads with RTLD_GLOBAL: its symbols serve the libraries loaded after',
+    async () => {
+      const testlibs = path.dirname(TEST_LIB);
+      const own = await client.session({ timeoutMs: 5000 });
+      try {
+        await own.load(path.join(testlibs, 'libffibox_global_provider.so'));  // RTLD_LOCAL
+        await assert.rejects(own.load(path.join(testlibs, 'libffibox_global_user.so')),
+          /undefined symbol: ffibox_global_answer/);
+        await own.load(path.join(testlibs, 'libffibox_global_provider.so'), { global: true });
+        const user = await own.load(path.join(testlibs, 'libffibox_global_user.so'));
+        assert.equal(await (await user.func('int ask_global_answer(void)'))(), 42);
+        await assert.rejects(own.load('libm.so.6', { globl: true }),
+          (error) => error instanceof ffibox.InvalidArgument &&
+            /unknown option globl/.test(error.message));
+        await assert.rejects(own.load('libm.so.6', { global: 1 }),
+          (error) => error instanceof ffibox.InvalidArgument);
+      } finally {
+        own.close();
+      }
+    });
+
   test('a relative path is taken from the working directory of this process', async () => {
     const cwd = process.cwd();
     try {

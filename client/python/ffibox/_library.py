@@ -12,8 +12,10 @@ from ffibox.errors import SymbolNotFound
 class CDLL:
     """ctypes.CDLL over a session: `name` is dlopen'ed in the worker, functions run there.
 
-    `mode`, `handle`, `use_last_error` and `winmode` are accepted for compatibility;
-    `use_errno` works as in ctypes (see get_errno/set_errno)."""
+    `mode` is dlopen's as in ctypes: with `RTLD_GLOBAL` the library's symbols serve the
+    libraries loaded after it in the same worker (RTLD_NOW is always on); `handle`,
+    `use_last_error` and `winmode` are accepted for compatibility; `use_errno` works as in
+    ctypes (see get_errno/set_errno)."""
 
     _func_flags_ = 1
     _func_restype_ = None
@@ -33,7 +35,7 @@ class CDLL:
         if os.sep in path and not os.path.isabs(path):
             path = os.path.abspath(path)  # the worker's working directory is not ours
         self._path = path
-        self._handle = session.load_library(path)
+        self._handle = session.load_library(path, bool(mode & _ct.RTLD_GLOBAL))
 
         class _FuncPtrOfThisLibrary(_FuncPtr):
             _restype_ = self._func_restype_ or _FuncPtr._restype_

@@ -386,10 +386,11 @@ class Session:
         """The worker generation that answered last (addresses of older ones are stale)."""
         return self.stream.generation
 
-    def load_library(self, path: str) -> int:
-        """dlopens `path` in the worker (if the server allows it: else LibraryNotAllowed);
-        the library's handle."""
-        return self.stream.request(load_library=pb.LoadLibrary(path=path)).library.library
+    def load_library(self, path: str, global_symbols: bool = False) -> int:
+        """dlopens `path` in the worker (if the server allows it: else LibraryNotAllowed),
+        with RTLD_GLOBAL when `global_symbols`; the library's handle."""
+        return self.stream.request(load_library=pb.LoadLibrary(
+            path=path, **{"global": global_symbols})).library.library
 
     def resolve(self, request: pb.ResolveFunction) -> int:
         """The function handle for `request` (a symbol of a library, or a worker address,
