@@ -51,6 +51,38 @@ def test_a_library_that_cannot_be_loaded_again_after_a_crash_says_so(session, tm
     assert session.CDLL(TEST_LIB).add_int(4, 5) == 9  # the session goes on
 
 
+def test_a_crash_at_an_address_of_this_process_passed_as_an_integer_says_so(session):
+    # PyOpenGL passes a numpy array's data address as c_void_p(int), and strings as c_char_p
+    # elements cast from their addresses: the worker cannot reach this process's memory and
+    # faults there. The crash says which integer it was and what to pass instead.
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6")
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.strlen.argtypes = [ct.c_void_p]
+    local = bytearray(64)
+    address = ct.addressof(ct.c_char.from_buffer(local))
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        libc.memset(address + 16, 7, 16)
+    assert "0x%x is an address of this process, passed to the library as a plain integer" \
+        % (address + 16) in str(crash.value), crash.value
+    assert "data_as" in str(crash.value)
+    text = stdlib_ctypes.create_string_buffer(b"a,b")
+    strings = (ct.c_char_p * 1)()
+    strings[0] = ct.cast(stdlib_ctypes.addressof(text), ct.c_char_p)
+    libc.strsep.argtypes = [ct.POINTER(ct.c_char_p), ct.c_char_p]
+    libc.strsep.restype = ct.c_void_p
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        libc.strsep(strings, b",")  # reads the string its argument's element points to
+    assert "0x%x is an address of this process" % stdlib_ctypes.addressof(text) in \
+        str(crash.value), crash.value
+    lib = session.CDLL(TEST_LIB)
+    # A crash elsewhere says nothing of it; the session goes on.
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        lib.crash_null_deref()
+    assert "an address of this process" not in str(crash.value)
+    assert lib.add_int(2, 3) == 5
+
+
 def test_abort_and_exit_are_worker_crashed(session):
     lib = session.CDLL(TEST_LIB)
     with pytest.raises(ffibox.WorkerCrashed) as crash:

@@ -114,6 +114,10 @@ class CallBuilder:
         self._sources: Dict[int, int] = {}  # id(bytes or str shipped) -> block index
         self.twins_used: List[Any] = []  # twins the blocks are placed at (busy in flight)
         self.keeping: List[Any] = []  # owners whose blocks this call asks the worker to keep
+        # Addresses of this process the call passes as plain integers (arguments, pointer
+        # fields): the library may only hand them back (user data); used as memory, the
+        # worker faults near one (crash_hint).
+        self.local_integers: List[int] = []
 
     # -- building --------------------------------------------------------------------------
 
@@ -282,6 +286,7 @@ class CallBuilder:
             # must not be taken for the worker's, nor make the caller's memory near it so.
             if _slots.is_local(word):
                 _addresses.note_local_address(word)
+                self.local_integers.append(word)
             return
         self.blocks[index].relocations.add(
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
@@ -451,6 +456,19 @@ class CallBuilder:
             session = self._session()
             if session is not None:
                 session.remember_handed(word, generation)
+
+    def crash_hint(self, fault_address: int) -> str:
+        """What to add to the crash of this call at `fault_address` when the worker faulted
+        at or just past an address of this process the call passed as a plain integer; ""
+        otherwise."""
+        for address in self.local_integers:
+            if address - 4096 <= fault_address < address + (1 << 20):
+                return (" (0x%x is an address of this process, passed to the library as a "
+                        "plain integer: the worker cannot reach this process's memory. Pass "
+                        "the object instead: a ctypes object, a numpy array's "
+                        "arr.ctypes.data_as(...) or numpy.ctypeslib.as_ctypes(arr))"
+                        % address)
+        return ""
 
     def kept_early(self, kept, generation: int) -> None:
         """Where the worker placed the blocks this call asked it to keep, told by the call's

@@ -18,7 +18,7 @@ from ffibox._remote import RemotePointer
 from ffibox._stream import failed_callback
 from ffibox._stubs import pb
 from ffibox._worker_address import ATTRIBUTE, WorkerAddress, address_of, set_address
-from ffibox.errors import Error, SessionClosed, StaleHandle, error_from_proto
+from ffibox.errors import Error, SessionClosed, StaleHandle, WorkerCrashed, error_from_proto
 
 _WORD = struct.Struct("<Q")
 # What a Request adds around its Call: the id, the call field's tag and length, and more.
@@ -272,6 +272,10 @@ class RemoteCall:
         except Error as error:
             if error.never_reached_worker and call.release:
                 session.twins.requeue(released)
+            if isinstance(error, WorkerCrashed) and error.fault_address:
+                hint = builder.crash_hint(error.fault_address)
+                if hint:
+                    error.args = (str(error) + hint,) + error.args[1:]
             raise
         finally:
             builder.answered()

@@ -240,6 +240,8 @@ def _encode_string_or_void(t, code, value, builder, session):
             # An address of this process as user data: if the library hands it back, it is
             # the caller's (ffibox._addresses).
             _addresses.note_local_address(value)
+            if builder is not None:
+                builder.local_integers.append(value)
         return remote_value(value, session.integer_generation(value))
     if isinstance(value, bytes) and code in ("z", "P") and builder is not None:
         return block_value(builder.add_bytes(value))
