@@ -83,6 +83,19 @@ def test_a_crash_at_an_address_of_this_process_passed_as_an_integer_says_so(sess
     assert lib.add_int(2, 3) == 5
 
 
+def test_a_prototypes_function_of_a_library_survives_a_crash(session):
+    # PROTOTYPE(("name", lib)), as PyOpenGL makes every GL function: it was bound to the
+    # crashed worker's address, and every later call was StaleHandle, the binding dead.
+    from ffibox import ctypes as ct
+    lib = session.CDLL(TEST_LIB)
+    add = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_int)(("add_int", lib))
+    assert add(2, 3) == 5
+    with pytest.raises(ffibox.WorkerCrashed):
+        lib.crash_null_deref()
+    assert add(4, 5) == 9
+    assert session.generation == 2
+
+
 def test_abort_and_exit_are_worker_crashed(session):
     lib = session.CDLL(TEST_LIB)
     with pytest.raises(ffibox.WorkerCrashed) as crash:

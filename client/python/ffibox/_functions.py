@@ -483,6 +483,9 @@ def _prototype_new(cls, *args):
         instance = _ct._CFuncPtr.__new__(cls, at.address)
         set_address(instance, at)
         instance._ffibox_name = name  # for messages (ctypes' instances have no __name__)
+        # Called by name in that library, as the library's own function is: it survives
+        # the worker's restarts (its address is that worker's alone).
+        instance._ffibox_library = library
         if len(args) > 1 and args[1] is not None:
             return _with_paramflags(instance, cls._argtypes_, args[1])
         return instance
@@ -598,8 +601,14 @@ def _prototype_call(self, *args):
             at = WorkerAddress(session, address, session.generation)
     if at is None:
         return _ct._CFuncPtr.__call__(self, *args)
-    call = at.session.function_at(at.address, at.generation, getattr(self, "_ffibox_name", None),
-                                  bool(type(self)._flags_ & _ct._FUNCFLAG_USE_ERRNO))
+    use_errno = bool(type(self)._flags_ & _ct._FUNCFLAG_USE_ERRNO)
+    library = getattr(self, "_ffibox_library", None)
+    if library is not None:
+        call = library.session.named_function(library.library_handle, self._ffibox_name,
+                                              use_errno)
+    else:
+        call = at.session.function_at(at.address, at.generation,
+                                      getattr(self, "_ffibox_name", None), use_errno)
     result = call(self, type(self)._argtypes_, self.restype, args)
     return _checked(self.errcheck, result, self, args)
 

@@ -46,6 +46,11 @@ class CDLL:
         """The ffibox Session whose worker loaded the library (an ffibox addition)."""
         return self._session
 
+    @property
+    def library_handle(self) -> int:
+        """The session's handle of the library (an ffibox addition)."""
+        return self._handle
+
     def __repr__(self) -> str:
         return "<%s '%s' in ffibox session %s>" % (type(self).__name__, self._name,
                                                    self._session.session_id)

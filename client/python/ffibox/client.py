@@ -312,6 +312,7 @@ class Session:
         # _release_callback of another callback on the same thread.
         self._callbacks_lock = threading.RLock()
         self._functions_at: Dict[tuple, RemoteCall] = {}
+        self._named_functions: Dict[tuple, RemoteCall] = {}  # named_function's
         # Worker addresses the library handed back as integers (c_void_p results: handles),
         # with the generation of the worker that handed each: passed back after a restart,
         # one of an earlier worker is refused as stale, not read in the new one.
@@ -607,6 +608,16 @@ class Session:
                               address=WorkerAddress(self, address, generation),
                               use_errno=use_errno)
             self._functions_at[key] = call
+        return call
+
+    def named_function(self, library: int, name: str, use_errno: bool = False) -> RemoteCall:
+        """A caller for function `name` of library handle `library`, resolved by name (it
+        survives worker restarts, as the library's handle does)."""
+        key = (library, name, use_errno)
+        call = self._named_functions.get(key)
+        if call is None:
+            call = RemoteCall(self, name, library, use_errno=use_errno)
+            self._named_functions[key] = call
         return call
 
     def remote_function(self, prototype, address: int, generation: int):
