@@ -66,21 +66,57 @@ def test_a_crash_at_an_address_of_this_process_passed_as_an_integer_says_so(sess
     assert "0x%x is an address of this process, passed to the library as a plain integer" \
         % (address + 16) in str(crash.value), crash.value
     assert "data_as" in str(crash.value)
-    text = stdlib_ctypes.create_string_buffer(b"a,b")
-    strings = (ct.c_char_p * 1)()
-    strings[0] = ct.cast(stdlib_ctypes.addressof(text), ct.c_char_p)
-    libc.strsep.argtypes = [ct.POINTER(ct.c_char_p), ct.c_char_p]
-    libc.strsep.restype = ct.c_void_p
-    with pytest.raises(ffibox.WorkerCrashed) as crash:
-        libc.strsep(strings, b",")  # reads the string its argument's element points to
-    assert "0x%x is an address of this process" % stdlib_ctypes.addressof(text) in \
-        str(crash.value), crash.value
     lib = session.CDLL(TEST_LIB)
     # A crash elsewhere says nothing of it; the session goes on.
     with pytest.raises(ffibox.WorkerCrashed) as crash:
         lib.crash_null_deref()
     assert "an address of this process" not in str(crash.value)
     assert lib.add_int(2, 3) == 5
+
+
+def test_a_char_pointer_made_from_an_address_of_this_process_is_that_string(session):
+    # PyOpenGL's glShaderSource passes strings as c_char_p elements cast from their
+    # addresses (plain integers): the element is the caller's string up to its NUL, which
+    # the library reads and writes as in-process (the worker crashed on it).
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6")
+    libc.strsep.argtypes = [ct.POINTER(ct.c_char_p), ct.c_char_p]
+    libc.strsep.restype = ct.c_void_p
+    text = stdlib_ctypes.create_string_buffer(b"alpha,beta", 16)
+    address = stdlib_ctypes.addressof(text)
+    strings = (ct.c_char_p * 1)()
+    strings[0] = ct.cast(address, ct.c_char_p)
+    assert libc.strsep(strings, b",") == address  # the first token, where it was
+    assert text.raw[:11] == b"alpha\0beta\0"  # the library's write landed in the caller's
+    assert ct.cast(strings, ct.POINTER(ct.c_void_p))[0] == address + 6
+    assert strings[0] == b"beta"
+    assert session.generation == 1
+
+
+def test_a_char_pointer_parameter_given_an_address_of_this_process_is_that_string(session):
+    # PyOpenGL's GLcharArray, a c_char_p whose from_param gives a bytes object's address as
+    # an integer (glGetUniformLocation's name): the string there goes, as in-process.
+    from ffibox import ctypes as ct
+    kept = []
+
+    class Chars(ct.c_char_p):
+        @classmethod
+        def from_param(cls, value):
+            kept.append(value)  # as PyOpenGL's conversion keeps it
+            if isinstance(value, bytes):
+                return stdlib_ctypes.cast(stdlib_ctypes.c_char_p(value),
+                                          stdlib_ctypes.c_void_p).value
+            return stdlib_ctypes.c_void_p(stdlib_ctypes.addressof(value))
+
+    libc = session.CDLL("libc.so.6")
+    libc.strlen.argtypes = [Chars]
+    libc.strlen.restype = ct.c_size_t
+    assert libc.strlen(b"hello") == 5
+    libc.memset.argtypes = [Chars, ct.c_int, ct.c_size_t]
+    buffer = stdlib_ctypes.create_string_buffer(b"abc", 8)
+    libc.memset(buffer, ord("x"), 3)
+    assert buffer.raw[:4] == b"xxx\0"  # written where the caller has it
+    assert session.generation == 1
 
 
 def test_a_prototypes_function_of_a_library_survives_a_crash(session):

@@ -102,6 +102,27 @@ def locally_mapped(address: int, size: int = 1) -> bool:
     return True
 
 
+def local_string_length(address: int, limit: int = 1 << 20) -> Optional[int]:
+    """The length of the NUL-terminated string at `address` of this process, read a page at
+    a time with process_vm_readv (which never faults); None when no NUL comes within `limit`
+    bytes or before memory this process cannot read."""
+    length = 0
+    chunk = ctypes.create_string_buffer(4096)
+    while length < limit:
+        at = address + length
+        size = min(4096 - at % 4096, limit - length)
+        local = _IoVec(ctypes.addressof(chunk), size)
+        remote = _IoVec(at, size)
+        if _process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1,
+                             0) != size:
+            return None
+        end = chunk.raw.find(b"\0", 0, size)
+        if end >= 0:
+            return length + end
+        length += size
+    return None
+
+
 def classify(address: int, size: int = 1) -> Tuple[str, Optional[object], int]:
     """("twin", owner, local address), ("worker", None, address) or ("local", None,
     address) for integer `address` used for `size` bytes."""

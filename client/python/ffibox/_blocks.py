@@ -276,6 +276,14 @@ class CallBuilder:
         target = self.locate(word)
         if target is None and self._relocate_callback(index, offset, word):
             return
+        if target is None and _types.code_of(ptype) == "z" and _slots.is_local(word):
+            # A char* made from an address of this process (`cast(address, c_char_p)`, as
+            # PyOpenGL's string arrays are): the string there, up to its NUL, goes as the
+            # caller's memory, which the library may read and write as in-process.
+            length = _addresses.local_string_length(word)
+            if length is not None:
+                self._collect(((_ct.c_char * (length + 1)).from_address(word),))
+                target = self.locate(word)
         if target is None:
             if self._images.of_another_session(word):
                 raise ValueError("ffibox: a pointer field holds memory of another session's "

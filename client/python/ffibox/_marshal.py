@@ -311,6 +311,29 @@ def _encode_string_or_void(t, code, value, builder, session):
     raise TypeError("wrong type")
 
 
+def local_string_argument(declared, value, builder):
+    """What `value`, as a `declared` parameter's from_param made it, passes: for a char*
+    type (c_char_p or a subclass) made a plain address of this process that the call knows
+    nothing of (PyOpenGL's GLcharArray gives a bytes object's address so), the string
+    there up to its NUL, as the caller's memory the library may read and write; else
+    `value` as it is."""
+    if builder is None or _types.code_of(declared) != "z":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        address = value
+    elif type(value) is _ct.c_void_p and _keep_of(value) is None:
+        address = value.value or 0
+    else:
+        return value
+    if not address or builder.knows(address) or \
+            _addresses.classify(address)[0] != "local":
+        return value
+    length = _addresses.local_string_length(address)
+    if length is None:
+        return value
+    return (_ct.c_char * (length + 1)).from_address(address)
+
+
 def _keep_of(value):
     """What a pointer object keeps alive that it may point into: ctypes' own references,
     else those ffibox's cast keeps where ctypes keeps none (cast bytes, a byref's object),
