@@ -287,6 +287,11 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
                                                        : requests_.InnermostRunning();
     const std::string& last_label = requests_.last_label();
     failed = requests_.Drain(blamed);
+    if (local.has_value() && !in_invocation.has_value() && blamed.sequence == 0) {
+      // The channel's call ran on the worker's main thread, ahead of every request the
+      // broker had sent: each of them waited behind it.
+      for (auto& entry : failed) entry.second = true;
+    }
     error = DescribeWorkerDeath(exit, cause, blamed.label, blamed.timeout, detail);
     if (blamed.label.empty() && !last_label.empty()) {
       error.set_message(absl::StrCat(error.message(), " (last call: ", last_label, ")"));

@@ -305,6 +305,36 @@ def test_the_broker_ends_a_call_past_its_timeout(client):
         assert lib.add_int(2, 3) == 5
 
 
+def test_a_request_queued_behind_a_channel_call_past_its_timeout_says_so(client):
+    # python-mpv's event thread blocks in mpv_wait_event on the channel while the main
+    # thread's requests go through the broker behind it: when the broker kills the worker,
+    # theirs say they waited behind that call (they read as if their own had overrun).
+    with client.session(timeout=1, same_host=True) as session:
+        lib = session.CDLL(TEST_LIB)
+        lib.sleep_ms.argtypes = [ct.c_int]
+        assert lib.add_int(1, 1) == 2 and session.stream.local_enabled
+        outcome = {}
+
+        def block():
+            try:
+                lib.sleep_ms(10000)
+            except ffibox.Error as error:
+                outcome["blocked"] = error
+
+        blocker = threading.Thread(target=block)
+        blocker.start()
+        time.sleep(0.3)  # the call is on the channel
+        with pytest.raises(ffibox.CallTimeout) as behind:
+            lib.add_int(2, 3)
+        blocker.join()
+        assert isinstance(outcome.get("blocked"), ffibox.CallTimeout), outcome
+        assert "sleep_ms" in str(outcome["blocked"])
+        assert "queued behind it" not in str(outcome["blocked"])
+        assert "sleep_ms" in str(behind.value)
+        assert str(behind.value).endswith("; this request was queued behind it"), behind.value
+        assert lib.add_int(4, 5) == 9
+
+
 def test_a_call_on_the_channel_when_another_thread_closes_the_session(client):
     # As a call on the stream would: SessionClosed, with the reason the stream gives later
     # calls, not a bare error.
