@@ -77,6 +77,34 @@ def test_the_library_putting_back_what_the_caller_changed_is_seen(ct, testlib):
     testlib.face_close(face)
 
 
+def test_an_object_made_through_a_pointer_keeps_its_memory_when_the_pointer_is_rewritten(ct):
+    """gmsh's getElements: `pointer(ptr[i].contents)` for each array a `T**` out-parameter
+    names, kept for a later free. When the library then rewrites the array of pointers (or
+    free() writes its bookkeeping there), the object made through the old pointer still
+    holds that memory, and its pointer still names it: it was the image's bytes, freed with
+    the image, and its address reached the worker as this process's (free(): invalid
+    pointer in the worker, a crash in this process's collector later)."""
+    libc = ct.CDLL("libc.so.6")
+    libc.calloc.restype = ct.c_void_p
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    libc.free.argtypes = [ct.c_void_p]
+    outer, first, second = libc.calloc(2, 8), libc.calloc(4, 8), libc.calloc(4, 8)
+    libc.memcpy(first, (ct.c_size_t * 4)(11, 12, 13, 14), 32)
+    libc.memcpy(outer, ct.byref(ct.c_size_t(first)), 8)
+    ptr = ct.POINTER(ct.POINTER(ct.c_size_t))()
+    libc.memcpy(ct.byref(ptr), ct.byref(ct.c_size_t(outer)), 8)  # an out-parameter
+    kept = [ct.pointer(ptr[0].contents)]
+    assert [kept[0][i] for i in range(4)] == [11, 12, 13, 14]
+    libc.memcpy(outer, ct.byref(ct.c_size_t(second)), 8)  # the library rewrites it
+    gc.collect()
+    assert ptr[0][0] == 0  # the second array's
+    assert [kept[0][i] for i in range(4)] == [11, 12, 13, 14]
+    libc.free(kept[0])  # the first array, by the pointer made from it
+    libc.free(second)
+    libc.free(ptr)
+
+
 def test_a_packed_pointer_across_two_words_follows_the_library(ct, testlib):
     """Its change is in the low half only: reported in the word before it."""
     class Straddled(ct.Structure):

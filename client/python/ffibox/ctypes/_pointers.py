@@ -33,6 +33,7 @@ from ffibox._memory import PAGE_BYTES as _PAGE_BYTES
 from ffibox._image_reach import INDEX
 
 _MARK = "_ffibox_guarded"
+_IMAGE_KEPT = "_ffibox_image_kept"  # an object made over an image's memory keeps the image
 _STDLIB_CONTENTS = _ct._Pointer.__dict__["contents"]
 _STDLIB_GETITEM = _ct._Pointer.__getitem__
 _STDLIB_SETITEM = _ct._Pointer.__setitem__
@@ -70,10 +71,26 @@ def _into_kept(pointer, word: int) -> bool:
     return False
 
 
+def _keeping_image(item, word: int):
+    """`item`, which ctypes made over the memory a pointer holding `word` points to (its
+    `contents`, a structure, array or pointer element), made to keep alive the image that
+    memory belongs to, if any: ctypes keeps only the pointer (its `_b_base_`), and the pointer
+    may come to point elsewhere (a library's change to the memory holding it, a store) while
+    `item`, or a `pointer(item)` kept for a later call, still uses the image's bytes and
+    its worker address."""
+    if word and not _in_no_image(word) and isinstance(item, _CDATA):
+        reach = INDEX.holding(word)
+        if reach is not None:
+            item.__dict__[_IMAGE_KEPT] = reach.image
+    return item
+
+
 def _getitem(self, index):
     _check(self)
     beyond = _beyond_image(self, index)
-    return _STDLIB_GETITEM(self, index) if beyond is None else beyond.get(index)
+    if beyond is not None:
+        return beyond.get(index)
+    return _keeping_image(_STDLIB_GETITEM(self, index), _word(self)[0])
 
 
 def _getitem_strings(self, index):
@@ -254,7 +271,9 @@ def _setitem(self, index, value):
 def _get_contents(self):
     _check(self)
     beyond = _beyond_image(self, 0)  # a pointee larger than the image's bytes: the worker's
-    return _STDLIB_CONTENTS.__get__(self) if beyond is None else beyond.contents()
+    if beyond is not None:
+        return beyond.contents()
+    return _keeping_image(_STDLIB_CONTENTS.__get__(self), _word(self)[0])
 
 
 def _contents() -> property:
