@@ -8,7 +8,8 @@
 //
 // C++ types in a signature and what they become:
 //   bool char signed/unsigned char short int long long long (and unsigned), float, double,
-//   long double (sent and returned as a double), wchar_t, and the <cstdint> aliases
+//   long double (sent and returned as a double), wchar_t, and the <cstdint> aliases; an enum
+//   as its underlying type (any value of it)
 //                            -> the C scalar, by value
 //   T* / T& (T a scalar)     -> client memory: sizeof(T) bytes copied in, and back after the
 //                               call (const T*: in only); nullptr is NULL

@@ -203,6 +203,24 @@ TEST_P(CallbacksTest, StoredHandlerFiresInLaterCalls) {
   EXPECT_EQ(fire_handler(-4).value_or(-99), -12);
 }
 
+// C enums are integers: an enum in a callback's signature is its underlying type, any value
+// of it (not only its enumerators), negative ones included.
+enum Score { kLost = -1, kDrawn = 0, kWon = 1 };
+enum class Points : int {};
+
+TEST_P(CallbacksTest, EnumsAreTheirUnderlyingIntegersInCallbacks) {
+  absl::StatusOr<Callback<Points(Score)>> tripled =
+      session_->DefineCallback<Points(Score)>([](Score score) -> absl::StatusOr<Points> {
+        return static_cast<Points>(3 * static_cast<int>(score));
+      });
+  ASSERT_OK(tripled);
+  ASSERT_OK(Fn<void(Callback<Points(Score)>)>("register_handler")(*tripled));
+  auto fire_handler = Fn<Points(Score)>("fire_handler");
+  EXPECT_EQ(fire_handler(kWon).value_or(Points{-99}), Points{3});
+  EXPECT_EQ(fire_handler(kLost).value_or(Points{-99}), Points{-3});
+  EXPECT_EQ(fire_handler(static_cast<Score>(40)).value_or(Points{-99}), Points{120});
+}
+
 // The same for the thread named `name` of the ffibox-worker below ffiboxd `server`.
 long WorkerThreadSwitches(pid_t server, const std::string& name) {
   const std::vector<pid_t> workers = test_support::WorkersOf(server);

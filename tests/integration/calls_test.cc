@@ -110,6 +110,22 @@ TEST_F(ShapesTest, ALibraryLoadedWithGlobalSymbolsServesTheOnesLoadedAfterIt) {
   EXPECT_EQ(answer, 42);
 }
 
+// C enums are integers of their size: an enum parameter or result is its underlying type, any
+// value of it; a variadic enum argument promotes as that type does.
+enum Sign { kNegative = -1, kZero = 0, kPositive = 1 };
+enum class Small : unsigned char { kSeven = 7 };
+
+TEST_F(ShapesTest, EnumsAreTheirUnderlyingIntegers) {
+  ASSERT_OK_AND_ASSIGN(Library lib, session_->Load(test_support::TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<Sign(Sign, int)>("add_int"));
+  EXPECT_EQ(add(kPositive, -2).value_or(kZero), kNegative);
+  EXPECT_EQ(add(kNegative, -41).value_or(kZero), static_cast<Sign>(-42));
+  ASSERT_OK_AND_ASSIGN(auto add_small, lib.Function<Small(Small, unsigned char)>("add_uchar"));
+  EXPECT_EQ(add_small(Small::kSeven, 250).value_or(Small::kSeven), static_cast<Small>(1));
+  ASSERT_OK_AND_ASSIGN(auto sum, lib.Function<int(int, ...)>("sum_variadic"));
+  EXPECT_EQ(sum(3, kNegative, Small::kSeven, kPositive).value_or(-99), 7);
+}
+
 TEST_F(ShapesTest, ErrnoIsCapturedAfterAndSetBeforeACall) {
   absl::StatusOr<WithErrno<int>> failed = Fn<int(int)>("set_errno_to").CallWithErrno(ERANGE);
   ASSERT_OK(failed);

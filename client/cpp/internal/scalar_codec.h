@@ -29,11 +29,14 @@ struct KnownScalar {
   static constexpr v1::Scalar kScalar = S;
 };
 
-// The proto scalar of C++ type T; kKnown is false for types that are not C scalars.
-template <typename T>
+// The proto scalar of C++ type T; kKnown is false for types that are not C scalars. An enum
+// is its underlying type, as a C enum is an integer of its size.
+template <typename T, typename Enable = void>
 struct ScalarOf {
   static constexpr bool kKnown = false;
 };
+template <typename T>
+struct ScalarOf<T, std::enable_if_t<std::is_enum_v<T>>> : ScalarOf<std::underlying_type_t<T>> {};
 template <>
 struct ScalarOf<bool> : KnownScalar<v1::BOOL> {};
 template <>
@@ -91,7 +94,9 @@ using ::ffibox::SetScalarBits;
 template <typename T>
 ScalarBits ScalarBitsOf(T value) {
   static_assert(kIsScalar<T>, "not a C scalar type");
-  if constexpr (std::is_same_v<T, bool>) {
+  if constexpr (std::is_enum_v<T>) {
+    return ScalarBitsOf(static_cast<std::underlying_type_t<T>>(value));
+  } else if constexpr (std::is_same_v<T, bool>) {
     return {v1::Value::kBoolValue, value ? uint64_t{1} : uint64_t{0}};
   } else if constexpr (std::is_floating_point_v<T>) {
     return {v1::Value::kFloatValue, absl::bit_cast<uint64_t>(static_cast<double>(value))};
@@ -112,11 +117,9 @@ void EncodeScalar(T value, v1::Value* out) {
 // type).
 absl::Status UnexpectedValue(const v1::Value& value, absl::string_view expected);
 
-// Reads a T from a value the server sent; INTERNAL if the value is of another kind or does
-// not fit T.
+// DecodeScalar of an arithmetic T.
 template <typename T>
-absl::StatusOr<T> DecodeScalar(const v1::Value& value) {
-  static_assert(kIsScalar<T>, "not a C scalar type");
+absl::StatusOr<T> DecodeArithmeticScalar(const v1::Value& value) {
   using Limits = std::numeric_limits<T>;
   if constexpr (std::is_same_v<T, bool>) {
     switch (value.kind_case()) {
@@ -168,6 +171,22 @@ absl::StatusOr<T> DecodeScalar(const v1::Value& value) {
       default:
         return UnexpectedValue(value, "an integer type");
     }
+  }
+}
+
+// Reads a T from a value the server sent; INTERNAL if the value is of another kind or does
+// not fit T. An enum takes any value of its underlying type, as a C enum holds any (not only
+// its enumerators).
+template <typename T>
+absl::StatusOr<T> DecodeScalar(const v1::Value& value) {
+  static_assert(kIsScalar<T>, "not a C scalar type");
+  if constexpr (std::is_enum_v<T>) {
+    absl::StatusOr<std::underlying_type_t<T>> decoded =
+        DecodeArithmeticScalar<std::underlying_type_t<T>>(value);
+    if (!decoded.ok()) return decoded.status();
+    return static_cast<T>(*decoded);
+  } else {
+    return DecodeArithmeticScalar<T>(value);
   }
 }
 

@@ -51,20 +51,23 @@ absl::Status AppendArgs(CallBuilder& builder, typename ArgTraits<A>::Param... ar
 }
 
 // The C type a variadic argument of C++ type V (decayed) is passed as, by C's default
-// argument promotions: bool, the characters and the integers narrower than int as int, float
-// as double, the other scalars as they are; char strings (`const char*`, `std::string`,
-// `absl::string_view`) as char*, `const wchar_t*` as wchar_t*, RemotePtr, void* and nullptr
-// as void*. Other types (records, client memory) have none: they cannot be passed so.
+// argument promotions: bool, the characters and the integers (and enums) narrower than int as
+// int, float as double, the other scalars (enums among them) as they are; char strings (`const
+// char*`, `std::string`, `absl::string_view`) as char*, `const wchar_t*` as wchar_t*, RemotePtr,
+// void* and nullptr as void*. Other types (records, client memory) have none: they cannot be passed
+// so.
+template <typename V>
+inline constexpr bool kPromotedToInt = (std::is_integral_v<V> || std::is_enum_v<V>)&&sizeof(V) <
+                                       sizeof(int);
 template <typename V, typename Enable = void>
 struct VariadicPromotion {};
 template <typename V>
-struct VariadicPromotion<
-    V, std::enable_if_t<kIsScalar<V> && std::is_integral_v<V> && sizeof(V) < sizeof(int)>> {
+struct VariadicPromotion<V, std::enable_if_t<kIsScalar<V> && kPromotedToInt<V>>> {
   using type = int;
 };
 template <typename V>
-struct VariadicPromotion<V, std::enable_if_t<kIsScalar<V> && !std::is_same_v<V, float> &&
-                                             !(std::is_integral_v<V> && sizeof(V) < sizeof(int))>> {
+struct VariadicPromotion<
+    V, std::enable_if_t<kIsScalar<V> && !std::is_same_v<V, float> && !kPromotedToInt<V>>> {
   using type = V;
 };
 template <>
