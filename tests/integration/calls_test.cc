@@ -124,6 +124,12 @@ TEST_F(ShapesTest, EnumsAreTheirUnderlyingIntegers) {
   EXPECT_EQ(add_small(Small::kSeven, 250).value_or(Small::kSeven), static_cast<Small>(1));
   ASSERT_OK_AND_ASSIGN(auto sum, lib.Function<int(int, ...)>("sum_variadic"));
   EXPECT_EQ(sum(3, kNegative, Small::kSeven, kPositive).value_or(-99), 7);
+  ASSERT_OK_AND_ASSIGN(auto divmod, lib.Function<int(int, int, Sign*, Sign&)>("divmod"));
+  Sign quotient = kZero;
+  Sign remainder = kZero;
+  EXPECT_EQ(divmod(-7, 2, &quotient, remainder).value_or(-99), 0);
+  EXPECT_EQ(quotient, static_cast<Sign>(-3));
+  EXPECT_EQ(remainder, kNegative);
 }
 
 TEST_F(ShapesTest, ErrnoIsCapturedAfterAndSetBeforeACall) {
