@@ -358,9 +358,9 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
   // Another thread's scheduling (libCom's init thread probes real-time priorities on itself
   // by tid) fails as the kernel fails it without RLIMIT_RTPRIO: the library handles EPERM.
   for (int nr : {SCMP_SYS(sched_setscheduler), SCMP_SYS(sched_setparam)}) {
-    absl::Status status = Check(
-        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, SCMP_A0(SCMP_CMP_NE, 0)),
-        "thread scheduling rule");
+    absl::Status status =
+        Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, SCMP_A0(SCMP_CMP_NE, 0)),
+              "thread scheduling rule");
     if (!status.ok()) return status;
   }
   for (int option : kAllowedPrctls) {
