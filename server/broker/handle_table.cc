@@ -183,6 +183,17 @@ void HandleTable::RecordOutcome(v1::Request::OpCase op, uint64_t handle, bool su
 }
 
 void HandleTable::RecordLost(v1::Request::OpCase op, uint64_t handle, std::string why) {
+  // Kept for the session's life and quoted in every later refusal: the worker's part of it
+  // is untrusted text of any length.
+  constexpr size_t kMaxLostBytes = 512;
+  if (why.size() > kMaxLostBytes) {
+    why.resize(kMaxLostBytes);
+    while (!why.empty() && (static_cast<unsigned char>(why.back()) & 0xC0) == 0x80) {
+      why.pop_back();  // not a UTF-8 sequence cut in two
+    }
+    if (!why.empty() && static_cast<unsigned char>(why.back()) >= 0xC0) why.pop_back();
+    why += "...";
+  }
   if (op == v1::Request::kLoadLibrary && handle >= 1 && handle <= libraries_.size()) {
     libraries_[handle - 1].lost = std::move(why);
   } else if (op == v1::Request::kResolveFunction) {

@@ -508,6 +508,8 @@ absl::StatusOr<Session::Answer> Session::Call(const v1::Request& request) {
     }
     FFIBOX_RETURN_IF_ERROR(ValidateCallRequest(forwarded.call(), CallContextLocked(), &pending));
   }
+  // Its function: a worker that answers it is not resolved says why, if its replay failed.
+  pending.handle = forwarded.call().function();
   return Forward(forwarded, std::move(pending));
 }
 
@@ -783,7 +785,8 @@ void Session::ReplayHandles() {
   // Replays are queued ahead of the request that caused the restart, so it runs with every
   // handle in place. A failed replay leaves the handle's calls failing, saying why
   // (RecordLost): in the worker's answer, or here when the library's file cannot be opened
-  // again (removed, replaced by what the allowlist refuses).
+  // again (removed; RESOURCE_EXHAUSTED, out of descriptors, stops the replays instead: the
+  // next restart tries again).
   for (HandleTable::Replay& replay : replays) {
     PendingRequest pending;
     pending.op = replay.op;

@@ -219,6 +219,13 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
     }
   }
   RecordOutcome(done, parsed);
+  if (done.op == v1::Request::kCall && done.client_id != 0 && parsed.has_error() &&
+      parsed.error().code() == v1::NOT_FOUND) {
+    // The worker has no such function: when the new worker was not given it again (its
+    // replay failed, answered just before), the table says why.
+    absl::StatusOr<const HandleTable::Function*> known = handles_.FindFunction(done.handle);
+    if (!known.ok()) parsed.mutable_error()->set_message(ToProtoError(known.status()).message());
+  }
   if (done.client_id != 0) {
     // A batch that failed part-way has the results of the calls before the failed one.
     const uint32_t ok_calls = done.op == v1::Request::kBatch ? parsed.batch().results_size()

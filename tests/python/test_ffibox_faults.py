@@ -31,21 +31,28 @@ def test_crash_is_worker_crashed_and_next_call_works(session):
     assert lib.counter_next() == 1  # a fresh worker: the library's state started over
 
 
-def test_a_library_that_cannot_be_loaded_again_after_a_crash_says_so(session, tmp_path):
-    # The library's file is gone when the worker that crashed is replaced: the new worker
-    # cannot be given it, and every later call naming it says why (it said only "no resolved
-    # function has handle 1").
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_a_library_that_cannot_be_loaded_again_after_a_crash_says_so(session, tmp_path, change):
+    # The library's file is gone when the worker that crashed is replaced (the broker cannot
+    # open it), or is no library any more (the new worker's dlopen fails): the new worker
+    # cannot be given it, and every later call naming it says why, the one that started that
+    # worker included (it said only "function handle 1 is not resolved").
     import shutil
     path = tmp_path / "libgone.so"
     shutil.copy(TEST_LIB, path)
     lib = session.CDLL(str(path))
     assert lib.add_int(2, 3) == 5
-    path.unlink()
+    if change == "removed":
+        path.unlink()
+    else:
+        (tmp_path / "text").write_text("not a library\n")
+        os.replace(tmp_path / "text", path)  # a new file: the live worker keeps its own
     with pytest.raises(ffibox.WorkerCrashed):
         lib.crash_null_deref()
     for _ in range(2):
         with pytest.raises(ffibox.Error) as lost:
             lib.add_int(2, 3)
+        assert lost.value.code == "NOT_FOUND"
         assert "it was lost with its worker: dlopen %s (replay) failed" % path in \
             str(lost.value), lost.value
     assert session.CDLL(TEST_LIB).add_int(4, 5) == 9  # the session goes on
