@@ -81,48 +81,60 @@ def test_a_crash_at_an_address_of_this_process_passed_as_an_integer_says_so(sess
     assert lib.add_int(2, 3) == 5
 
 
-def test_a_char_pointer_made_from_an_address_of_this_process_is_that_string(session):
-    # PyOpenGL's glShaderSource passes strings as c_char_p elements cast from their
-    # addresses (plain integers): the element is the caller's string up to its NUL, which
-    # the library reads and writes as in-process (the worker crashed on it).
+def test_a_char_pointer_holding_the_address_of_a_bytes_objects_text_is_that_text(session):
+    # PyOpenGL's glShaderSource passes strings as c_char_p elements cast from the addresses
+    # of bytes objects' text (plain integers): the element is that text, as the bytes would
+    # be (the worker crashed on it), and the caller's array keeps its own words. An address
+    # of other memory (a buffer, whose extent is unknown) still goes as it is.
     from ffibox import ctypes as ct
-    libc = session.CDLL("libc.so.6")
-    libc.strsep.argtypes = [ct.POINTER(ct.c_char_p), ct.c_char_p]
-    libc.strsep.restype = ct.c_void_p
-    text = stdlib_ctypes.create_string_buffer(b"alpha,beta", 16)
-    address = stdlib_ctypes.addressof(text)
-    strings = (ct.c_char_p * 1)()
-    strings[0] = ct.cast(address, ct.c_char_p)
-    assert libc.strsep(strings, b",") == address  # the first token, where it was
-    assert text.raw[:11] == b"alpha\0beta\0"  # the library's write landed in the caller's
-    assert ct.cast(strings, ct.POINTER(ct.c_void_p))[0] == address + 6
-    assert strings[0] == b"beta"
-    assert session.generation == 1
+    lib = session.CDLL(TEST_LIB)
+    lib.total_length.argtypes = [ct.POINTER(ct.c_char_p), ct.c_int]
+    lib.total_length.restype = ct.c_size_t
+    texts = [b"void main() {}", b"", b"gl_FragColor"]
+    addresses = [stdlib_ctypes.cast(stdlib_ctypes.c_char_p(t), stdlib_ctypes.c_void_p).value
+                 for t in texts]
+    strings = (ct.c_char_p * 3)()
+    for i, address in enumerate(addresses):
+        strings[i] = ct.cast(address, ct.c_char_p)
+    assert lib.total_length(strings, 3) == 26
+    assert [ct.cast(strings, ct.POINTER(ct.c_void_p))[i] for i in range(3)] == addresses
+    assert [strings[i] for i in range(3)] == texts
+    buffer = stdlib_ctypes.create_string_buffer(b"not bytes", 16)
+    strings[1] = ct.cast(stdlib_ctypes.addressof(buffer), ct.c_char_p)
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        lib.total_length(strings, 3)
+    assert "0x%x is an address of this process" % stdlib_ctypes.addressof(buffer) in \
+        str(crash.value), crash.value
+    strings[1] = ct.cast(addresses[1], ct.c_char_p)
+    assert lib.total_length(strings, 3) == 26  # in the next worker
 
 
-def test_a_char_pointer_parameter_given_an_address_of_this_process_is_that_string(session):
-    # PyOpenGL's GLcharArray, a c_char_p whose from_param gives a bytes object's address as
-    # an integer (glGetUniformLocation's name): the string there goes, as in-process.
+def test_a_char_pointer_parameter_given_the_address_of_a_bytes_objects_text_is_that_text(
+        session):
+    # PyOpenGL's GLcharArray, a c_char_p whose from_param gives the address of a bytes
+    # object's text as an integer (glGetUniformLocation's name): those bytes go, kept as
+    # bytes passed are when they are the argument itself (putenv keeps its string).
     from ffibox import ctypes as ct
-    kept = []
+    cache = {}
 
     class Chars(ct.c_char_p):
         @classmethod
         def from_param(cls, value):
-            kept.append(value)  # as PyOpenGL's conversion keeps it
-            if isinstance(value, bytes):
-                return stdlib_ctypes.cast(stdlib_ctypes.c_char_p(value),
-                                          stdlib_ctypes.c_void_p).value
-            return stdlib_ctypes.c_void_p(stdlib_ctypes.addressof(value))
+            if isinstance(value, str):  # converted, the bytes kept elsewhere, as PyOpenGL's
+                value = cache.setdefault(value, value.encode())
+            return stdlib_ctypes.cast(stdlib_ctypes.c_char_p(value),
+                                      stdlib_ctypes.c_void_p).value
 
     libc = session.CDLL("libc.so.6")
     libc.strlen.argtypes = [Chars]
     libc.strlen.restype = ct.c_size_t
     assert libc.strlen(b"hello") == 5
-    libc.memset.argtypes = [Chars, ct.c_int, ct.c_size_t]
-    buffer = stdlib_ctypes.create_string_buffer(b"abc", 8)
-    libc.memset(buffer, ord("x"), 3)
-    assert buffer.raw[:4] == b"xxx\0"  # written where the caller has it
+    assert libc.strlen("converted text") == 14
+    libc.putenv.argtypes = [Chars]
+    libc.getenv.restype = ct.c_char_p
+    setting = b"FFIBOX_KEPT=yes"
+    assert libc.putenv(setting) == 0
+    assert libc.getenv(b"FFIBOX_KEPT") == b"yes"  # the worker's copy lives on
     assert session.generation == 1
 
 

@@ -252,6 +252,11 @@ void fill_record(Record* record) {
   record->name = strdup("record name");
   record->numbers = owned_numbers;
 }
+size_t total_length(const char* const* strings, int n) {
+  size_t total = 0;
+  for (int i = 0; i < n; ++i) total += strlen(strings[i]);
+  return total;
+}
 void fill_names(const char** names, int n) {
   for (int i = 0; i < n && i < 3; ++i) names[i] = owned_names[i];
 }

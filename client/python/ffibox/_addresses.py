@@ -21,6 +21,7 @@ import bisect
 import collections
 import ctypes
 import os
+import struct
 import threading
 from typing import Optional, Tuple
 
@@ -102,25 +103,39 @@ def locally_mapped(address: int, size: int = 1) -> bool:
     return True
 
 
-def local_string_length(address: int, limit: int = 1 << 20) -> Optional[int]:
-    """The length of the NUL-terminated string at `address` of this process, read a page at
-    a time with process_vm_readv (which never faults); None when no NUL comes within `limit`
-    bytes or before memory this process cannot read."""
-    length = 0
-    chunk = ctypes.create_string_buffer(4096)
-    while length < limit:
-        at = address + length
-        size = min(4096 - at % 4096, limit - length)
-        local = _IoVec(ctypes.addressof(chunk), size)
-        remote = _IoVec(at, size)
-        if _process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1,
-                             0) != size:
-            return None
-        end = chunk.raw.find(b"\0", 0, size)
-        if end >= 0:
-            return length + end
-        length += size
-    return None
+def _read_local(address: int, size: int) -> Optional[bytes]:
+    """`size` bytes of this process at `address`, read with process_vm_readv (which never
+    faults); None where they cannot be read."""
+    buffer = ctypes.create_string_buffer(max(size, 1))
+    local = _IoVec(ctypes.addressof(buffer), size)
+    remote = _IoVec(address, size)
+    if _process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1,
+                         0) != size:
+        return None
+    return buffer.raw[:size]
+
+
+_BYTES_HEADER = struct.Struct("qPq")  # a PyBytesObject's ob_refcnt, ob_type and ob_size
+MAX_BYTES_TEXT = 16 << 20
+
+
+def local_bytes_text(address: int) -> Optional[bytes]:
+    """A copy of the text of the Python `bytes` object whose contents start at `address` of
+    this process (`cast(c_char_p(b), c_void_p).value`, as PyOpenGL passes strings), when
+    the memory there is one: its header in front says `bytes`, its size fits, and its
+    terminating NUL is where CPython keeps it. None otherwise (a buffer of unknown extent,
+    memory that cannot be read). Read with process_vm_readv: never a fault."""
+    start = address - _twins.BYTES_DATA_OFFSET
+    header = _read_local(start, _BYTES_HEADER.size) if address > 0 and start > 0 else None
+    if header is None:
+        return None
+    references, kind, size = _BYTES_HEADER.unpack(header)
+    if kind != id(bytes) or references <= 0 or not 0 <= size <= MAX_BYTES_TEXT:
+        return None
+    text = _read_local(address, size + 1)
+    if text is None or text[-1:] != b"\0":
+        return None
+    return text[:-1]
 
 
 def classify(address: int, size: int = 1) -> Tuple[str, Optional[object], int]:

@@ -118,6 +118,9 @@ class CallBuilder:
         # fields): the library may only hand them back (user data); used as memory, the
         # worker faults near one (crash_hint).
         self.local_integers: List[int] = []
+        # block index -> {offset: (block of the copy, the caller's word)} for char* slots
+        # holding the address of a bytes object's text, sent as a copy of it (_relocate).
+        self._bytes_words: Dict[int, Dict[int, Tuple[int, int]]] = {}
 
     # -- building --------------------------------------------------------------------------
 
@@ -277,13 +280,15 @@ class CallBuilder:
         if target is None and self._relocate_callback(index, offset, word):
             return
         if target is None and _types.code_of(ptype) == "z" and _slots.is_local(word):
-            # A char* made from an address of this process (`cast(address, c_char_p)`, as
-            # PyOpenGL's string arrays are): the string there, up to its NUL, goes as the
-            # caller's memory, which the library may read and write as in-process.
-            length = _addresses.local_string_length(word)
-            if length is not None:
-                self._collect(((_ct.c_char * (length + 1)).from_address(word),))
-                target = self.locate(word)
+            # A char* holding the address of a Python bytes object's text (`cast(c_char_p(b),
+            # c_void_p).value`, as PyOpenGL's string arrays are made): a copy of that text
+            # goes for the call, as the bytes themselves would; the slot keeps the caller's
+            # word unless the library changes it (copy_back).
+            text = _addresses.local_bytes_text(word)
+            if text is not None:
+                copy = self.add_bytes(text)
+                self._bytes_words.setdefault(index, {})[offset] = (copy, word)
+                target = (copy, 0)
         if target is None:
             if self._images.of_another_session(word):
                 raise ValueError("ffibox: a pointer field holds memory of another session's "
@@ -538,6 +543,7 @@ class CallBuilder:
             sent = self._payloads[contents.block]
             own_words = self._own_words.get(contents.block, {})
             callback_words = self._callback_words.get(contents.block, {})
+            bytes_words = self._bytes_words.get(contents.block, {})
             # Words inside unions may be another member's bytes: only rewired, never imaged.
             certain = {off for off, _ in _types.pointer_offsets(type(owner), unions=False)}
             for offset, ptype in _types.pointer_offsets(type(owner)):
@@ -547,6 +553,12 @@ class CallBuilder:
                     _types.word_at(start + offset).value = local
                     continue
                 target = relocated.get(offset)
+                copied = bytes_words.get(offset)
+                if copied is not None and target is not None and \
+                        (target.block, target.offset) == (copied[0], 0):
+                    # Still the copy of a bytes object's text: the caller's own word back.
+                    _types.word_at(start + offset).value = copied[1]
+                    continue
                 if target is None and offset not in certain:
                     continue
                 into_text = target is not None and target.block < len(self._owners) and \

@@ -221,7 +221,7 @@ class RemoteCall:
                     t = types[position - 1]
                     if not _types.is_ctypes_type(t) or _converts_itself(t):
                         # As ctypes: what from_param gives is what goes, as its own type.
-                        value = _marshal.local_string_argument(t, t.from_param(value),
+                        value = _marshal.local_string_argument(t, value, t.from_param(value),
                                                                builder)
                         t = _marshal.infer_type(value)
                         _check_untyped(value)

@@ -311,12 +311,12 @@ def _encode_string_or_void(t, code, value, builder, session):
     raise TypeError("wrong type")
 
 
-def local_string_argument(declared, value, builder):
-    """What `value`, as a `declared` parameter's from_param made it, passes: for a char*
-    type (c_char_p or a subclass) made a plain address of this process that the call knows
-    nothing of (PyOpenGL's GLcharArray gives a bytes object's address so), the string
-    there up to its NUL, as the caller's memory the library may read and write; else
-    `value` as it is."""
+def local_string_argument(declared, original, value, builder):
+    """What `value`, as a `declared` parameter's from_param made it of `original`, passes:
+    for a char* type (c_char_p or a subclass) made the plain address of a Python bytes
+    object's text (PyOpenGL's GLcharArray gives it so), those bytes, as passing them would
+    (`original` itself when it is those bytes: kept as bytes passed are, else a copy for
+    the call); else `value` as it is."""
     if builder is None or _types.code_of(declared) != "z":
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -325,13 +325,12 @@ def local_string_argument(declared, value, builder):
         address = value.value or 0
     else:
         return value
-    if not address or builder.knows(address) or \
-            _addresses.classify(address)[0] != "local":
+    if not address or builder.knows(address):
         return value
-    length = _addresses.local_string_length(address)
-    if length is None:
-        return value
-    return (_ct.c_char * (length + 1)).from_address(address)
+    if type(original) is bytes and address == _bytes_address(original):
+        return original
+    text = _addresses.local_bytes_text(address)
+    return value if text is None else text
 
 
 def _keep_of(value):

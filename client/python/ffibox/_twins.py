@@ -72,13 +72,13 @@ def _bytes_address_by_ctypes(data: bytes) -> int:
 
 # Where a bytes object's contents start, from the object's own address (CPython's id).
 _probe = b"ffibox"
-_BYTES_DATA_OFFSET = _bytes_address_by_ctypes(_probe) - id(_probe)
+BYTES_DATA_OFFSET = _bytes_address_by_ctypes(_probe) - id(_probe)
 
 
 def bytes_address(data: bytes) -> int:
     """Where CPython keeps the contents of `data`."""
     if type(data) is bytes:
-        return id(data) + _BYTES_DATA_OFFSET
+        return id(data) + BYTES_DATA_OFFSET
     return _bytes_address_by_ctypes(data)
 
 
