@@ -341,3 +341,19 @@ def test_a_string_the_library_stores_in_a_stdlib_union_reads_as_the_string(ct, t
     holder = Holder()
     testlib.get_name(ct.byref(holder, Holder.value.offset))
     assert value.name == holder.value.name and value.name.startswith(b"ffibox")
+
+
+def test_a_c_void_p_subclass_parameter_takes_what_ctypes_takes(ct, testlib):
+    # pylibtiff declares its buffers as a c_void_p subclass: ctypes refuses another c_void_p
+    # object there (ffibox took it, so code written against it failed with the stdlib).
+    class Buffer(ct.c_void_p):
+        pass
+
+    libc = ct.CDLL("libc.so.6")
+    libc.memset.argtypes = [Buffer, ct.c_int, ct.c_size_t]
+    libc.memset.restype = None
+    data = ct.create_string_buffer(8)
+    with pytest.raises(ct.ArgumentError, match="argument 1: TypeError: wrong type"):
+        libc.memset(ct.cast(data, ct.c_void_p), 65, 4)
+    libc.memset(data, 66, 4)  # an array, as ctypes takes it
+    assert data.raw[:4] == b"BBBB"

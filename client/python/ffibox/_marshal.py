@@ -258,6 +258,10 @@ def _encode_string_or_void(t, code, value, builder, session):
             return remote_value(base.address + byref_target(value)[1], base.generation)
         return _byref_value(value, builder)
     if isinstance(value, _ct._SimpleCData) and type(value)._type_ in ("z", "Z", "P"):
+        if code == "P" and t is not _ct.c_void_p and type(value)._type_ == "P":
+            # A c_void_p subclass takes no other c_void_p object (ctypes' own check, of the
+            # types alone: TypeError "wrong type").
+            t.from_param(value)
         at = address_of(value)
         if at is not None and _remote.view_address(value) is None:
             # A c_char_p result bound to the worker's string: that address.
