@@ -141,6 +141,13 @@ void PlanDevicesTmpAndProc(const JailOptions& options, bool with_proc, PlanBuild
               absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes, 4096)), -1,
               false);
   builder.MakeDirs("/dev");
+  // POSIX shared memory and semaphores (shm_open, sem_open: LLVM's OpenMP runtime registers
+  // itself there at its first call, and aborts without it): a tmpfs of its own, of /tmp's
+  // size, whose pages count against the worker's memory as /tmp's do.
+  builder.MakeDirs("/dev/shm");
+  builder.Add(FilesystemStep::kTmpfs, root + "/dev/shm",
+              absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes, 4096)), -1,
+              false);
   for (const char* device : kDevices) {
     std::string path = absl::StrCat(root, "/dev/", device);
     builder.Add(FilesystemStep::kFile, path, "", -1, true);

@@ -108,6 +108,10 @@ constexpr const char* kStrictSyscalls[] = {
     "rename",
     "renameat",
     "renameat2",
+    // Hard links, within a writable mount only (across mounts: EXDEV): sem_open makes its
+    // semaphore in /dev/shm so.
+    "link",
+    "linkat",
     "truncate",
     "umask",
     "utimensat",
@@ -214,8 +218,6 @@ constexpr const char* kPermissiveSyscalls[] = {
     "fchown",
     "fchownat",
     "lchown",
-    "link",
-    "linkat",
     "symlink",
     "symlinkat",
     "getxattr",

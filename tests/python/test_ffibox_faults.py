@@ -625,6 +625,30 @@ def test_libraries_linking_libcap_ng_load(policy):
         server.stop()
 
 
+def test_posix_shared_memory_and_semaphores_work_in_the_jail(session):
+    # shm_open and sem_open live in /dev/shm: LLVM's OpenMP runtime (pythran's omp) aborted
+    # the worker at its first call without it. The jail's own, private one.
+    import errno
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    libc.shm_open.argtypes = [ct.c_char_p, ct.c_int, ct.c_uint]
+    fd = libc.shm_open(b"/ffibox-test", os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o600)
+    assert fd >= 0, errno.errorcode.get(ct.get_errno())
+    libc.ftruncate.argtypes = [ct.c_int, ct.c_long]
+    assert libc.ftruncate(fd, 4096) == 0
+    libc.shm_unlink.argtypes = [ct.c_char_p]
+    assert libc.shm_unlink(b"/ffibox-test") == 0
+    libc.sem_open.restype = ct.c_void_p
+    libc.sem_open.argtypes = [ct.c_char_p, ct.c_int, ct.c_uint, ct.c_uint]
+    semaphore = libc.sem_open(b"/ffibox-sem", os.O_CREAT, 0o600, 1)
+    assert semaphore not in (None, 0, ct.c_void_p(-1).value), \
+        errno.errorcode.get(ct.get_errno())
+    libc.sem_wait.argtypes = libc.sem_post.argtypes = [ct.c_void_p]
+    assert libc.sem_wait(semaphore) == 0 and libc.sem_post(semaphore) == 0
+    assert not os.path.exists("/dev/shm/ffibox-sem")  # not the host's
+    assert session.generation == 1
+
+
 def test_process_times_and_numa_policy_calls_are_allowed(session):
     # ImageMagick's MagickWandGenesis calls times(); libnuma, which its coders load, asks for
     # the memory policy: each killed the worker under the strict policy.
