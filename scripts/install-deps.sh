@@ -55,6 +55,7 @@ PACKAGES=(
   python3-clang-14         # libclang: py_object client data for callbacks, handles by isinstance
   python3-pycryptodome     # its own C modules through ctypes; pythonapi named at import
   python3-numpy            # arrays passed by ndarray.ctypes.data_as (test_ctypes_conversions.py)
+  aspell-en                # word lists in /var/lib/aspell behind /usr/lib/aspell's links (the jail shows both)
   procps
   systemd                  # systemd-analyze verifies the installed unit (tests/python/test_install.py)
   uidmap                   # newuidmap/newgidmap: an ordinary user's workers get subordinate ids

@@ -46,7 +46,9 @@ namespace {
 // policy (without it ImageMagick lifts its resource limits and coder restrictions), and
 // OpenSSL's with the public CA certificates; and Debian's alternatives, the symbolic links
 // through which libraries such as libblas.so.3 and liblapack.so.3 are found (links only,
-// into paths the jail shows or not). Nothing of /etc beyond these is shown.
+// into paths the jail shows or not); and the compiled word lists Debian keeps under
+// /var/lib/aspell, which /usr/lib/aspell links to (without them enchant silently takes
+// another speller). Nothing of /etc beyond these is shown.
 constexpr const char* kSystemPaths[] = {"/lib",
                                         "/lib64",
                                         "/lib32",
@@ -64,7 +66,8 @@ constexpr const char* kSystemPaths[] = {"/lib",
                                         "/etc/ImageMagick-7",
                                         "/etc/ssl/certs",
                                         "/etc/ssl/openssl.cnf",
-                                        "/etc/alternatives"};
+                                        "/etc/alternatives",
+                                        "/var/lib/aspell"};
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
 // True when `path` is `prefix` or below it.

@@ -649,6 +649,26 @@ def test_posix_shared_memory_and_semaphores_work_in_the_jail(session):
     assert session.generation == 1
 
 
+def test_the_word_lists_debian_links_from_usr_lib_are_readable_in_the_jail(session):
+    # /usr/lib/aspell/*.rws are links into /var/lib/aspell (scripts/install-deps.sh installs
+    # aspell-en): without it shown, enchant silently took another speller.
+    from ffibox import ctypes as ct
+    path = b"/usr/lib/aspell/en-common.rws"
+    assert os.readlink(path).startswith(b"/var/lib/aspell/")
+    libc = session.CDLL("libc.so.6")
+    libc.fopen.restype = ct.c_void_p
+    libc.fopen.argtypes = [ct.c_char_p, ct.c_char_p]
+    libc.fread.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_size_t, ct.c_void_p]
+    libc.fclose.argtypes = [ct.c_void_p]
+    stream = libc.fopen(path, b"rb")
+    assert stream, "the worker cannot read %s" % path
+    head = ct.create_string_buffer(16)
+    assert libc.fread(head, 1, 16, stream) == 16
+    libc.fclose(stream)
+    with open(path, "rb") as f:
+        assert head.raw == f.read(16)
+
+
 def test_process_times_and_numa_policy_calls_are_allowed(session):
     # ImageMagick's MagickWandGenesis calls times(); libnuma, which its coders load, asks for
     # the memory policy: each killed the worker under the strict policy.
