@@ -42,7 +42,6 @@
 #include "server/broker/handle_table.h"
 #include "server/broker/in_flight_requests.h"
 #include "server/broker/library_descriptor.h"
-#include "server/broker/limited_log.h"
 #include "server/broker/pending_request.h"
 #include "server/broker/scratch_directory.h"
 #include "server/broker/session_config.h"
@@ -247,8 +246,6 @@ class Session : private WorkerSupervisor::Listener {
   // of successive workers never overlap).
   OutputBudget output_budget_{kOutputBytesPerSecond, kOutputBurstBytes};
   const std::string session_id_;
-  // The operator's lines about limits the worker hit: a library can hit one on every call.
-  LimitedLog limit_log_{20};
 
   absl::Mutex mu_;
   bool any_request_ ABSL_GUARDED_BY(mu_) = false;

@@ -11,6 +11,7 @@
 #include "core/errors.h"
 #include "core/local_channel.h"
 #include "core/status_macros.h"
+#include "server/broker/limited_log.h"
 #include "server/broker/responses.h"
 #include "server/broker/session.h"
 #include "server/broker/spin_turn.h"
@@ -18,6 +19,13 @@
 
 namespace ffibox {
 namespace {
+
+// The operator's lines about limits workers hit, for every session together (a library can
+// hit one on every call, and a client can open session after session): at most 60 a minute.
+LimitedLog& LimitLog() {
+  static LimitedLog* const log = new LimitedLog(60);
+  return *log;
+}
 
 // How often the reader looks at a same-host call in progress: an eighth of the call
 // timeout, within these bounds.
@@ -71,7 +79,7 @@ void Session::ReportLimitHits(uint64_t generation, const std::vector<std::string
     v1::Error error;
     error.set_code(v1::RESOURCE_EXHAUSTED);
     error.set_message(hit);
-    limit_log_.Write(absl::StrCat("ffiboxd: session ", session_id_, ": limit reached: ", hit));
+    LimitLog().Write(absl::StrCat("ffiboxd: session ", session_id_, ": limit reached: ", hit));
     sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, generation, &error));
   }
 }

@@ -67,8 +67,8 @@ def test_threads_are_capped_per_worker_and_the_session_is_told(default_server):
 def test_a_limit_hit_on_every_call_is_told_every_time_but_logged_a_bounded_number_of_times(
         tmp_path):
     """A library at its thread cap that tries one more thread on each call: the session gets
-    a LIMIT_REACHED event for each hit, the operator's log at most 20 lines a minute (it had
-    one per call, without bound)."""
+    a LIMIT_REACHED event for each hit, the operator's log at most 60 lines a minute, all
+    sessions together (it had one per call, without bound)."""
     log_path = tmp_path / "ffiboxd.log"
     with open(log_path, "w") as log:
         server = Server(stderr=log)
@@ -76,15 +76,15 @@ def test_a_limit_hit_on_every_call_is_told_every_time_but_logged_a_bounded_numbe
         client = ffibox.connect(server.address)
         session, lib = open_library(client)
         assert lib.start_sleeping_threads(3000) < 256
-        for _ in range(60):
+        for _ in range(100):
             assert lib.start_sleeping_threads(1) == 0
         hits = [m for m in limit_events(session) if "threads and processes" in m]
-        assert len(hits) >= 60, len(hits)
+        assert len(hits) >= 60, len(hits)  # (the session keeps its latest events)
         client.close()
     finally:
         server.stop()
     lines = [line for line in log_path.read_text().splitlines() if "limit reached" in line]
-    assert 1 <= len(lines) <= 20, len(lines)
+    assert 1 <= len(lines) <= 60, len(lines)
 
 
 def test_memory_is_capped_by_default(default_server):

@@ -312,7 +312,8 @@ class RemoteCall:
 
 # The thread the garbage collector runs on now, else None: the finalizers it runs are the
 # ones whose calls inside a section of a table of twins are deferred (a signal handler's
-# there is refused: it may need the call's result).
+# there is refused: it may need the call's result; one that runs during a collection is
+# deferred as the finalizers are).
 _collecting: list = [None]
 
 
