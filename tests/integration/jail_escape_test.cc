@@ -390,6 +390,9 @@ TEST_F(JailEscapeTest, ThreadSchedulingIsRefusedAndAmbientCapabilitiesAreRead) {
   absl::StatusOr<int> probed = Probe<int()>("probe_scheduler_and_ambient_caps")();
   ASSERT_OK(probed);
   EXPECT_EQ(*probed, -EPERM * 1000 + 0);
+  absl::StatusOr<int> param = Probe<int()>("probe_set_own_thread_param")();
+  ASSERT_OK(param);
+  EXPECT_EQ(*param, -EPERM);
   EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
   ExpectProbeRecovers();
 }

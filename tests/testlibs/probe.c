@@ -342,3 +342,9 @@ int probe_scheduler_and_ambient_caps(void) {
   const int ambient = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, 13 /* CAP_NET_RAW */, 0, 0);
   return scheduled * 1000 + (ambient < 0 ? -errno : ambient);
 }
+
+/* sched_setparam(priority 0) of this thread named by its tid: 0 or -errno. */
+int probe_set_own_thread_param(void) {
+  struct sched_param param = {.sched_priority = 0};
+  return sched_setparam((pid_t)syscall(SYS_gettid), &param) == 0 ? 0 : -errno;
+}
