@@ -138,7 +138,7 @@ class NativeFunction {
       if (captureErrno) call.capture_errno = true;
       if (setErrno !== undefined) call.set_errno = setErrno;
       if (timeoutMs !== undefined) call.timeout_ms = timeoutMs;
-      if (turn.ready !== null) await turn.ready;
+      await turn.ready;
       answer = this.session.request({ call }, this.name);
     } finally {
       turn.done();

@@ -303,30 +303,24 @@ class Session extends EventEmitter {
    * scope (the top level, or the invocation whose handler made them), so that a call made
    * after another runs after it in the worker even when the first awaits something before it
    * is written (a record's layout, a callback's definition; those requests are not held).
-   * `ready` resolves once every earlier turn of the scope is done, and is null when none is
-   * pending (the call need not wait: no promise hop); `done()` ends this one (call it once
-   * the call is written, or not going to be).
+   * `ready` resolves once every earlier turn of the scope is done; `done()` ends this one
+   * (call it once the call is written, or not going to be).
    */
   takeTurn() {
     const scope = String(currentInvocation.getStore() || 0);
-    const ready = this._turns.get(scope) || null;
+    const ready = this._turns.get(scope) || Promise.resolve();
     let finish;
     const mine = new Promise((resolve) => { finish = resolve; });
     this._turns.set(scope, mine);
-    const end = () => {
-      if (this._turns.get(scope) === mine) this._turns.delete(scope);
-      finish();
-    };
     return {
       ready,
       // Not before the earlier turns: a call that fails before its own turn came (a bad
       // argument) would otherwise let the calls after it overtake those before it.
       done: () => {
-        if (ready === null) {
-          end();
-        } else {
-          ready.then(end);
-        }
+        ready.then(() => {
+          if (this._turns.get(scope) === mine) this._turns.delete(scope);
+          finish();
+        });
       },
     };
   }
