@@ -144,7 +144,13 @@ constexpr const char* kStrictSyscalls[] = {
     "getcpu",
     "arch_prctl",
     "restart_syscall",
+    // Scheduling, of any of the worker's threads by tid (Mesa pins its threads, EPICS libCom
+    // probes real-time priorities on its own): the pid namespace holds nothing else of
+    // interest, and a real-time or raised priority needs RLIMIT_RTPRIO or RLIMIT_NICE (0) or
+    // a capability the worker lacks, so the kernel refuses it with EPERM.
     "sched_setaffinity",
+    "sched_setscheduler",
+    "sched_setparam",
     // Audio threads renice themselves; PRIO_USER and PRIO_PGRP reach only processes of the
     // worker's own pid namespace, and raising a priority needs a capability it lacks.
     "setpriority",
@@ -349,22 +355,11 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
         "own-pid rule");
     if (!status.ok()) return status;
   }
-  // pid 0 means "the caller" for these. sched_setaffinity is also allowed on any thread:
-  // libraries (Mesa) pin their own threads by tid, and the pid namespace holds nothing else
-  // of interest.
-  for (int nr : {SCMP_SYS(prlimit64), SCMP_SYS(sched_setscheduler), SCMP_SYS(sched_setparam)}) {
-    absl::Status status =
-        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0)), "pid 0 rule");
-    if (!status.ok()) return status;
-  }
-  // Another thread's scheduling (libCom's init thread probes real-time priorities on itself
-  // by tid) fails as the kernel fails it without RLIMIT_RTPRIO: the library handles EPERM.
-  for (int nr : {SCMP_SYS(sched_setscheduler), SCMP_SYS(sched_setparam)}) {
-    absl::Status status =
-        Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, SCMP_A0(SCMP_CMP_NE, 0)),
-              "thread scheduling rule");
-    if (!status.ok()) return status;
-  }
+  // pid 0 means "the caller".
+  absl::Status own_limits =
+      Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0)),
+            "pid 0 rule");
+  if (!own_limits.ok()) return own_limits;
   for (int option : kAllowedPrctls) {
     absl::Status status =
         Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,

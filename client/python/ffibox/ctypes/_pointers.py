@@ -78,7 +78,7 @@ def _keeping_image(item, word: int):
     may come to point elsewhere (a library's change to the memory holding it, a store) while
     `item`, or a `pointer(item)` kept for a later call, still uses the image's bytes and
     its worker address."""
-    if word and not _in_no_image(word) and isinstance(item, _CDATA):
+    if word and not _in_no_image(word):
         reach = INDEX.holding(word)
         if reach is not None:
             item.__dict__[_IMAGE_KEPT] = reach.image
@@ -90,7 +90,9 @@ def _getitem(self, index):
     beyond = _beyond_image(self, index)
     if beyond is not None:
         return beyond.get(index)
-    return _keeping_image(_STDLIB_GETITEM(self, index), _word(self)[0])
+    item = _STDLIB_GETITEM(self, index)
+    # (An element of a simple type comes out as a Python value: nothing to keep.)
+    return _keeping_image(item, _word(self)[0]) if isinstance(item, _CDATA) else item
 
 
 def _getitem_strings(self, index):
@@ -273,7 +275,7 @@ def _get_contents(self):
     beyond = _beyond_image(self, 0)  # a pointee larger than the image's bytes: the worker's
     if beyond is not None:
         return beyond.contents()
-    return _keeping_image(_STDLIB_CONTENTS.__get__(self), _word(self)[0])
+    return _keeping_image(_STDLIB_CONTENTS.__get__(self), _word(self)[0])  # always a ctypes object
 
 
 def _contents() -> property:
