@@ -194,6 +194,9 @@ void HandleTable::RecordLost(v1::Request::OpCase op, uint64_t handle, std::strin
     if (!why.empty() && static_cast<unsigned char>(why.back()) >= 0xC0) why.pop_back();
     why += "...";
   }
+  // Counted as a signature is: a worker whose every replay fails keeps the broker's memory
+  // within the session's budget (past it, the handle is lost without its reason).
+  if (!Keep(why.size(), "a lost handle's reason").ok()) why.clear();
   if (op == v1::Request::kLoadLibrary && handle >= 1 && handle <= libraries_.size()) {
     libraries_[handle - 1].lost = std::move(why);
   } else if (op == v1::Request::kResolveFunction) {

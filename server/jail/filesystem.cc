@@ -144,12 +144,12 @@ void PlanDevicesTmpAndProc(const JailOptions& options, bool with_proc, PlanBuild
               absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes, 4096)), -1,
               false);
   builder.MakeDirs("/dev");
-  // POSIX shared memory and semaphores (shm_open, sem_open: LLVM's OpenMP runtime registers
-  // itself there at its first call, and aborts without it): a tmpfs of its own, of /tmp's
-  // size, whose pages count against the worker's memory as /tmp's do.
+  // POSIX shared memory (shm_open: LLVM's OpenMP runtime registers itself there at its first
+  // call, and aborts without it): a small tmpfs of its own, a sixteenth of /tmp's size (1
+  // MiB by default), so a worker pins little more host memory than /tmp already lets it.
   builder.MakeDirs("/dev/shm");
   builder.Add(FilesystemStep::kTmpfs, root + "/dev/shm",
-              absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes, 4096)), -1,
+              absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes / 16, 4096)), -1,
               false);
   for (const char* device : kDevices) {
     std::string path = absl::StrCat(root, "/dev/", device);

@@ -108,10 +108,6 @@ constexpr const char* kStrictSyscalls[] = {
     "rename",
     "renameat",
     "renameat2",
-    // Hard links, within a writable mount only (across mounts: EXDEV): sem_open makes its
-    // semaphore in /dev/shm so.
-    "link",
-    "linkat",
     "truncate",
     "umask",
     "utimensat",
@@ -145,9 +141,10 @@ constexpr const char* kStrictSyscalls[] = {
     "arch_prctl",
     "restart_syscall",
     // Scheduling, of any of the worker's threads by tid (Mesa pins its threads, EPICS libCom
-    // probes real-time priorities on its own): the pid namespace holds nothing else of
-    // interest, and a real-time or raised priority needs RLIMIT_RTPRIO or RLIMIT_NICE (0) or
-    // a capability the worker lacks, so the kernel refuses it with EPERM.
+    // probes real-time priorities on its own): the pid namespace holds only the worker and
+    // its jail's init (which it can slow, as setpriority always could: its own session's
+    // exit reports), and a real-time or raised priority needs RLIMIT_RTPRIO or RLIMIT_NICE
+    // (0) or a capability the worker lacks, so the kernel refuses it with EPERM.
     "sched_setaffinity",
     "sched_setscheduler",
     "sched_setparam",
@@ -436,6 +433,12 @@ constexpr RefusedSyscall kRefusedSyscalls[] = {
     // bound exists. glib and the others watch files by polling when it is missing.
     {"inotify_init", ENOSYS, false},
     {"inotify_init1", ENOSYS, false},
+    // Hard links: in a scratch directory, on a host with fs.protected_hardlinks off, one
+    // could give a file of the caller's a name the caller then opens as the library's
+    // output. sem_open (which links its semaphore into /dev/shm) fails with EPERM and the
+    // worker lives; permissive allows them.
+    {"link", EPERM, true},
+    {"linkat", EPERM, true},
 };
 
 absl::Status AddRefusedSyscalls(scmp_filter_ctx ctx, bool permissive,

@@ -99,6 +99,16 @@ def test_a_char_pointer_holding_the_address_of_a_bytes_objects_text_is_that_text
     assert lib.total_length(strings, 3) == 26
     assert [ct.cast(strings, ct.POINTER(ct.c_void_p))[i] for i in range(3)] == addresses
     assert [strings[i] for i in range(3)] == texts
+    # Moved by the library inside the text (strsep): the same place of the caller's bytes.
+    libc = session.CDLL("libc.so.6")
+    libc.strsep.argtypes = [ct.POINTER(ct.c_char_p), ct.c_char_p]
+    libc.strsep.restype = ct.c_void_p
+    fields = b"alpha,beta"
+    address = stdlib_ctypes.cast(stdlib_ctypes.c_char_p(fields), stdlib_ctypes.c_void_p).value
+    cursor = (ct.c_char_p * 1)(ct.cast(address, ct.c_char_p))
+    libc.strsep(cursor, b",")
+    assert ct.cast(cursor, ct.POINTER(ct.c_void_p))[0] == address + 6
+    assert cursor[0] == b"beta"
     buffer = stdlib_ctypes.create_string_buffer(b"not bytes", 16)
     strings[1] = ct.cast(stdlib_ctypes.addressof(buffer), ct.c_char_p)
     with pytest.raises(ffibox.WorkerCrashed) as crash:
@@ -625,9 +635,11 @@ def test_libraries_linking_libcap_ng_load(policy):
         server.stop()
 
 
-def test_posix_shared_memory_and_semaphores_work_in_the_jail(session):
-    # shm_open and sem_open live in /dev/shm: LLVM's OpenMP runtime (pythran's omp) aborted
-    # the worker at its first call without it. The jail's own, private one.
+def test_posix_shared_memory_works_in_the_jail_and_a_named_semaphore_fails(session):
+    # shm_open lives in /dev/shm: LLVM's OpenMP runtime (pythran's omp) aborted the worker at
+    # its first call without it. The jail's own, private one. sem_open links its semaphore
+    # there, and hard links fail with EPERM under the strict policy: it fails, the worker
+    # lives.
     import errno
     from ffibox import ctypes as ct
     libc = session.CDLL("libc.so.6", use_errno=True)
@@ -640,13 +652,10 @@ def test_posix_shared_memory_and_semaphores_work_in_the_jail(session):
     assert libc.shm_unlink(b"/ffibox-test") == 0
     libc.sem_open.restype = ct.c_void_p
     libc.sem_open.argtypes = [ct.c_char_p, ct.c_int, ct.c_uint, ct.c_uint]
-    semaphore = libc.sem_open(b"/ffibox-sem", os.O_CREAT, 0o600, 1)
-    assert semaphore not in (None, 0, ct.c_void_p(-1).value), \
-        errno.errorcode.get(ct.get_errno())
-    libc.sem_wait.argtypes = libc.sem_post.argtypes = [ct.c_void_p]
-    assert libc.sem_wait(semaphore) == 0 and libc.sem_post(semaphore) == 0
-    assert not os.path.exists("/dev/shm/ffibox-sem")  # not the host's
-    assert session.generation == 1
+    assert libc.sem_open(b"/ffibox-sem", os.O_CREAT, 0o600, 1) is None  # SEM_FAILED
+    assert ct.get_errno() == errno.EPERM
+    assert not os.path.exists("/dev/shm/ffibox-test")  # not the host's
+    assert libc.getpid() > 0 and session.generation == 1
 
 
 def test_the_word_lists_debian_links_from_usr_lib_are_readable_in_the_jail(session):

@@ -105,6 +105,23 @@ def test_an_object_made_through_a_pointer_keeps_its_memory_when_the_pointer_is_r
     libc.free(ptr)
 
 
+def test_a_stdlib_structure_with_slots_through_a_pointer_into_an_image(ct):
+    """Its instances have no __dict__ to keep the image in: they read as in-process."""
+    class Pair(std.Structure):
+        __slots__ = ()
+        _fields_ = [("a", std.c_int), ("b", std.c_int)]
+
+    libc = ct.CDLL("libc.so.6")
+    libc.calloc.restype = ct.c_void_p
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    libc.free.argtypes = [ct.c_void_p]
+    pairs = ct.POINTER(Pair)()
+    libc.memcpy(ct.byref(pairs), ct.byref(ct.c_size_t(libc.calloc(2, 8))), 8)  # out-parameter
+    assert (pairs[0].a, pairs[1].b, pairs.contents.b) == (0, 0, 0)
+    libc.free(pairs)
+
+
 def test_a_packed_pointer_across_two_words_follows_the_library(ct, testlib):
     """Its change is in the low half only: reported in the word before it."""
     class Straddled(ct.Structure):

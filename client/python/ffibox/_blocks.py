@@ -286,7 +286,8 @@ class CallBuilder:
             # word unless the library changes it (copy_back).
             text = _addresses.local_bytes_text(word)
             if text is not None:
-                copy = self.add_bytes(text)
+                # A block of this call alone (no twin: nothing local stands for it after).
+                copy = self._new_block(0, len(text) + 1, None, text + b"\0", pb.IN)
                 self._bytes_words.setdefault(index, {})[offset] = (copy, word)
                 target = (copy, 0)
         if target is None:
@@ -554,10 +555,10 @@ class CallBuilder:
                     continue
                 target = relocated.get(offset)
                 copied = bytes_words.get(offset)
-                if copied is not None and target is not None and \
-                        (target.block, target.offset) == (copied[0], 0):
-                    # Still the copy of a bytes object's text: the caller's own word back.
-                    _types.word_at(start + offset).value = copied[1]
+                if copied is not None and target is not None and target.block == copied[0]:
+                    # Still into the copy of a bytes object's text (where the library may have
+                    # moved it, strsep): that place of the caller's own bytes.
+                    _types.word_at(start + offset).value = copied[1] + target.offset
                     continue
                 if target is None and offset not in certain:
                     continue

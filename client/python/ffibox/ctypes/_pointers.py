@@ -80,8 +80,9 @@ def _keeping_image(item, word: int):
     its worker address."""
     if word and not _in_no_image(word):
         reach = INDEX.holding(word)
-        if reach is not None:
-            item.__dict__[_IMAGE_KEPT] = reach.image
+        kept = getattr(item, "__dict__", None)  # (none: a stdlib Structure with __slots__)
+        if reach is not None and kept is not None:
+            kept[_IMAGE_KEPT] = reach.image
     return item
 
 
