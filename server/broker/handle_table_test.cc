@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "core/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -165,6 +166,12 @@ TEST(HandleTable, HandlesWhoseReplayFailedSayWhy) {
             absl::StrCat("call.function: no resolved function has handle ", crc,
                          " (it was lost with its worker: dlsym crc32 (replay) failed: no symbol)"));
   EXPECT_OK(table.FindFunction(adler));
+  // The worker's part of a reason is untrusted text of any length: at most 512 bytes kept.
+  table.RecordOutcome(v1::Request::kResolveFunction, adler, false);
+  table.RecordLost(v1::Request::kResolveFunction, adler, std::string(100000, 'x'));
+  const std::string long_reason = ToProtoError(table.FindFunction(adler).status()).message();
+  EXPECT_LT(long_reason.size(), 700u);
+  EXPECT_TRUE(absl::EndsWith(long_reason, "xxx...)")) << long_reason;
   EXPECT_OK(table.CheckLibrary(libz, "resolve_function.library"));
   // Only ready handles are replayed.
   for (const HandleTable::Replay& replay : table.Replays()) {
