@@ -68,9 +68,9 @@ else
 fi
 
 # What the Python tests and the ctypes suite run against: stubs generated from the proto, a
-# real ffiboxd and its worker, the test libraries.
-bazel build //proto:ffibox_py //server:ffiboxd //server:ffibox-worker \
-  //tests/testlibs:libffibox_test.so //tests/testlibs:libffibox_hostile.so >/dev/null 2>&1
+# real ffiboxd and its worker, every test library.
+bazel build //proto:ffibox_py //server:ffiboxd //server:ffibox-worker //tests/testlibs:all \
+  >/dev/null 2>&1
 
 # CPython's own ctypes test suite with ctypes swapped for ffibox.ctypes
 # (tests/ctypes_suite/run.py; docs/python.md). It runs in the background, beside the Python
@@ -108,8 +108,7 @@ step_done "pytest"
 # npm test). The TAP reporter's summary gives "# pass N", "# fail M", "# cancelled", "# skipped"
 # and "# todo".
 if [ -d client/node ]; then
-  bazel build //server:ffiboxd //server:ffibox-worker //tests/testlibs:libffibox_test.so \
-    //tests/testlibs:libffibox_probe.so >/dev/null 2>&1
+  bazel build //server:ffiboxd //server:ffibox-worker //tests/testlibs:all >/dev/null 2>&1
   (cd client/node && node --test --test-reporter=tap test/*.test.js) 2>&1 | tee "$log"
   node_status=${PIPESTATUS[0]}
   node_passed=$(grep -oE '^# pass [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
