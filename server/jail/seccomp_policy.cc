@@ -204,15 +204,18 @@ constexpr const char* kStrictSyscalls[] = {
 
 // Added by the permissive policy.
 constexpr const char* kPermissiveSyscalls[] = {
+    // Processes (clone of a process is a conditional rule).
     "fork",
     "vfork",
     "wait4",
     "waitid",
+    // Unix-domain sockets (socket(AF_UNIX) is a conditional rule).
     "socketpair",
     "connect",
     "listen",
     "accept",
     "accept4",
+    // Memory files, modes and owners, hard and symbolic links, extended attributes.
     "memfd_create",
     "chmod",
     "fchmod",
@@ -221,6 +224,8 @@ constexpr const char* kPermissiveSyscalls[] = {
     "fchown",
     "fchownat",
     "lchown",
+    "link",
+    "linkat",
     "symlink",
     "symlinkat",
     "getxattr",
@@ -229,6 +234,7 @@ constexpr const char* kPermissiveSyscalls[] = {
     "listxattr",
     "llistxattr",
     "flistxattr",
+    // Locked memory, sessions and process groups, any ioctl.
     "mlockall",
     "munlockall",
     "setsid",

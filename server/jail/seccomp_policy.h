@@ -19,9 +19,10 @@
 //               processes, no bpf, no keyctl, no unshare/setns, no io_uring.
 //   permissive  strict, plus fork/vfork/clone of processes (never of namespaces), wait4,
 //               unix-domain sockets (socket(AF_UNIX), socketpair, connect, listen, ...),
-//               memfd_create, chmod/chown/symlink/xattr and any ioctl. inotify_init and
-//               inotify_init1 fail with ENOSYS under both (their instances count against
-//               the host user that owns the workers' namespaces).
+//               memfd_create, chmod/chown/link/symlink/xattr and any ioctl (hard links fail
+//               with EPERM under strict). inotify_init and inotify_init1 fail with ENOSYS
+//               under both (their instances count against the host user that owns the
+//               workers' namespaces).
 #ifndef FFIBOX_SERVER_JAIL_SECCOMP_POLICY_H_
 #define FFIBOX_SERVER_JAIL_SECCOMP_POLICY_H_
 

@@ -602,6 +602,33 @@ print(sum(fd >= 0 for fd in fds), errno.errorcode.get(ct.get_errno(), ""), sessi
 """
 
 
+LINK_PROBE = """
+import errno, sys
+import ffibox
+from ffibox import ctypes as ct
+session = ffibox.connect(sys.argv[1]).session()
+libc = session.CDLL("libc.so.6", use_errno=True)
+libc.fopen.restype = ct.c_void_p
+libc.fclose.argtypes = [ct.c_void_p]
+libc.fclose(libc.fopen(b"/tmp/original", b"w"))
+linked = libc.link(b"/tmp/original", b"/tmp/second-name")
+print(linked, errno.errorcode.get(ct.get_errno(), "") if linked else "", session.generation)
+"""
+
+
+@pytest.mark.parametrize("policy,expected", [("strict", "-1 EPERM 1"), ("permissive", "0  1")])
+def test_hard_links_fail_with_eperm_under_strict_and_work_under_permissive(policy, expected):
+    # In a scratch directory on a host with fs.protected_hardlinks off, a link could give a
+    # file of the caller's the name of the library's expected output: refused, not a kill.
+    server = Server("--jail_policy=" + policy)
+    try:
+        result = run_script(LINK_PROBE, server.address)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
 @pytest.mark.parametrize("policy", ["strict", "permissive"])
 def test_inotify_fails_with_enosys_whatever_the_policy(tmp_path, policy):
     # The kernel counts inotify instances against the host user that owns the workers'
