@@ -710,13 +710,6 @@ absl::StatusOr<Session::Answer> Session::Forward(const v1::Request& request,
     read_side_ = WorkerSupervisor::ReadSide();
     status = EnsureWorker();
     if (!status.ok()) break;
-    if (request.has_call()) {
-      absl::MutexLock lock(&mu_);
-      if (std::exchange(replay_lost_library_, false)) {
-        status = handles_.FindFunction(request.call().function()).status();
-        if (!status.ok()) break;
-      }
-    }
     status = Enqueue(request, pending, may_read_in_place);
     if (status.ok()) return std::nullopt;
     if (ErrorCodeOf(status) == v1::STALE_HANDLE) break;
@@ -800,7 +793,6 @@ void Session::ReplayHandles() {
       return;  // the worker is gone, or the session closing
     }
     absl::MutexLock lock(&mu_);
-    replay_lost_library_ = true;
     handles_.RecordOutcome(replay.op, replay.handle, /*succeeded=*/false);
     handles_.RecordLost(replay.op, replay.handle,
                         absl::StrCat(replay.label, " failed: ", queued.message()));

@@ -276,9 +276,6 @@ class Session : private WorkerSupervisor::Listener {
   // one starts (its reader thread may still be reporting the death).
   std::unique_ptr<WorkerSupervisor> worker_ ABSL_GUARDED_BY(mu_);
   bool worker_alive_ ABSL_GUARDED_BY(mu_) = false;
-  // ReplayHandles could not give the new worker a library (its file could not be opened
-  // again): the request that started the worker, checked before, is checked again.
-  bool replay_lost_library_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error last_death_ ABSL_GUARDED_BY(mu_);
 
