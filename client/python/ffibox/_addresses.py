@@ -89,30 +89,29 @@ def _near_worker_address(address: int) -> bool:
         return index >= 0 and address - _sorted[index] < NEAR_BYTES
 
 
+def _copy_local(into: int, address: int, size: int) -> bool:
+    """Copies `size` bytes of this process at `address` to `into` with process_vm_readv,
+    which honours page protections and never faults; whether all of them could be read."""
+    local = _IoVec(into, size)
+    remote = _IoVec(address, size)
+    return _process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1,
+                             0) == size
+
+
 def locally_mapped(address: int, size: int = 1) -> bool:
     """Whether this process can read the first and last byte of [address, address + size)."""
     size = max(size, 1)
     if address <= 0 or address + size > 1 << 63:
         return False
-    for at in {address, address + size - 1}:
-        local = _IoVec(ctypes.addressof(_probe), 1)
-        remote = _IoVec(at, 1)
-        if _process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1,
-                             0) != 1:
-            return False
-    return True
+    probe = ctypes.addressof(_probe)
+    return all(_copy_local(probe, at, 1) for at in {address, address + size - 1})
 
 
 def _read_local(address: int, size: int) -> Optional[bytes]:
-    """`size` bytes of this process at `address`, read with process_vm_readv (which never
-    faults); None where they cannot be read."""
+    """`size` bytes of this process at `address` (_copy_local); None where they cannot all
+    be read."""
     buffer = ctypes.create_string_buffer(max(size, 1))
-    local = _IoVec(ctypes.addressof(buffer), size)
-    remote = _IoVec(address, size)
-    if _process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1,
-                         0) != size:
-        return None
-    return buffer.raw[:size]
+    return buffer.raw[:size] if _copy_local(ctypes.addressof(buffer), address, size) else None
 
 
 _BYTES_HEADER = struct.Struct("qPq")  # a PyBytesObject's ob_refcnt, ob_type and ob_size
