@@ -559,6 +559,16 @@ def test_ffibox_timeout_sets_the_default_sessions_deadline(shared_server, monkey
     assert "$FFIBOX_TIMEOUT is 'soon': expected a positive number of seconds" in result.stderr
 
 
+def probe_under(script, *flags):
+    """The CompletedProcess of Python `script` run against a server of its own started with
+    `flags` (a jail policy, a configuration)."""
+    server = Server(*flags)
+    try:
+        return run_script(script, server.address)
+    finally:
+        server.stop()
+
+
 MEMFD_PROBE = """
 import errno, sys
 import ffibox
@@ -582,11 +592,7 @@ def test_memfd_create_fails_with_enosys_unless_the_policy_allows_it(tmp_path, po
     # memory when memfd_create fails; under the strict policy it fails, and the worker lives.
     path = tmp_path / "ffiboxd.conf"
     path.write_text(config)
-    server = Server("--jail_policy=" + policy, "--config=%s" % path)
-    try:
-        result = run_script(MEMFD_PROBE, server.address)
-    finally:
-        server.stop()
+    result = probe_under(MEMFD_PROBE, "--jail_policy=" + policy, "--config=%s" % path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
 
@@ -620,11 +626,7 @@ print(linked, errno.errorcode.get(ct.get_errno(), "") if linked else "", session
 def test_hard_links_fail_with_eperm_under_strict_and_work_under_permissive(policy, expected):
     # In a scratch directory on a host with fs.protected_hardlinks off, a link could give a
     # file of the caller's the name of the library's expected output: refused, not a kill.
-    server = Server("--jail_policy=" + policy)
-    try:
-        result = run_script(LINK_PROBE, server.address)
-    finally:
-        server.stop()
+    result = probe_under(LINK_PROBE, "--jail_policy=" + policy)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
 
@@ -635,11 +637,7 @@ def test_inotify_fails_with_enosys_whatever_the_policy(tmp_path, policy):
     # namespaces (root here): 200 of them in one permissive worker took all 128 of the
     # host's root, so the host's own inotify_init failed while the session lived. It fails
     # in the worker instead, which lives on (glib polls without it).
-    server = Server("--jail_policy=" + policy)
-    try:
-        result = run_script(INOTIFY_PROBE, server.address)
-    finally:
-        server.stop()
+    result = probe_under(INOTIFY_PROBE, "--jail_policy=" + policy)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0 ENOSYS 1"
 
