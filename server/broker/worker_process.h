@@ -6,8 +6,9 @@
 // from short-lived gRPC threads would kill workers at random. The child gets stdin from
 // /dev/null, stdout and stderr as pipes the broker drains (none of the broker's own
 // descriptors), the channel's socket as fd 3, its crash pipe as fd 4, the descriptor socket as
-// fd 5, the channel's memfd as fd 6 (core/shm_channel.h: the worker maps it and closes the fd
-// before it loads anything), no other fd, an empty environment, the default signal mask, and
+// fd 5 (the worker moves these three up: server/worker/own_descriptors.h), the channel's
+// memfd as fd 6 (core/shm_channel.h: the worker maps it and closes the fd before it loads
+// anything), no other fd, an empty environment, the default signal mask, and
 // SIGKILL as its parent-death signal, so no worker outlives the broker. The jail
 // (server/jail/spawn.h) is applied on the way; with a pid namespace, pid() is the namespace's init
 // (ffibox-init, which must lie beside the worker binary), which relays the worker's wait status,

@@ -3,10 +3,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 
 namespace ffibox {
 namespace {
+
+// Read by the signal handler: a lock-free atomic is async-signal-safe.
+std::atomic<int> crash_report_fd{kCrashReportFd};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
 
@@ -19,7 +24,7 @@ void OnFatalSignal(int signal_number, siginfo_t* info, void*) {
   if (signal_number == SIGSYS) report.syscall = info->si_syscall;
 #endif
   report.address = reinterpret_cast<uintptr_t>(info->si_addr);
-  (void)!write(kCrashReportFd, &report, sizeof(report));
+  (void)!write(crash_report_fd.load(std::memory_order_relaxed), &report, sizeof(report));
   // Die of the same signal, so the broker's waitpid sees it.
   struct sigaction default_action = {};
   default_action.sa_handler = SIG_DFL;
@@ -46,5 +51,7 @@ void InstallCrashReporter() {
   sigemptyset(&action.sa_mask);
   for (int signal_number : kFatalSignals) sigaction(signal_number, &action, nullptr);
 }
+
+void SetCrashReportFd(int fd) { crash_report_fd.store(fd, std::memory_order_relaxed); }
 
 }  // namespace ffibox

@@ -1,8 +1,9 @@
 // The crash report ffibox-worker writes when a fatal signal hits it: a fixed-size record on
-// its own pipe (fd 4), written by an async-signal-safe handler just before the worker dies.
-// The broker reads it after reaping the worker. It comes from a process running untrusted
-// code, so the broker uses it only to add detail (fault address, blocked syscall) to what
-// waitpid already proved, and only when its signal matches the real one.
+// its own pipe (fd 4 at exec, moved up by the worker: server/worker/own_descriptors.h), written by
+// an async-signal-safe handler just before the worker dies. The broker reads it after reaping the
+// worker. It comes from a process running untrusted code, so the broker uses it only to add detail
+// (fault address, blocked syscall) to what waitpid already proved, and only when its signal matches
+// the real one.
 #ifndef FFIBOX_SERVER_PROTOCOL_CRASH_REPORT_H_
 #define FFIBOX_SERVER_PROTOCOL_CRASH_REPORT_H_
 
@@ -21,10 +22,14 @@ struct CrashReport {
   uint64_t address = 0;  // siginfo si_addr: the faulting address for SIGSEGV / SIGBUS
 };
 
-// Installs the handler in the worker: fatal signals write a CrashReport to kCrashReportFd,
-// then die with the same signal. Sets up an alternate signal stack for the calling thread so
-// a stack overflow is reported too. Call once, early in the worker's main.
+// Installs the handler in the worker: fatal signals write a CrashReport to kCrashReportFd (or
+// where SetCrashReportFd moved it), then die with the same signal. Sets up an alternate signal
+// stack for the calling thread so a stack overflow is reported too. Call once, early in the
+// worker's main.
 void InstallCrashReporter();
+
+// Makes the handler write to `fd` from now on (the crash pipe's new number).
+void SetCrashReportFd(int fd);
 
 }  // namespace ffibox
 

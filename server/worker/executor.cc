@@ -19,6 +19,7 @@
 #include "core/layout.h"
 #include "core/marshal.h"
 #include "core/safe_memory.h"
+#include "server/worker/own_descriptors.h"
 
 namespace ffibox {
 
@@ -209,7 +210,8 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   }
   // The broker opened the file it admitted: load that descriptor. It stays open for the
   // worker's life, so its /proc/self/fd name stays unique (the loader recognizes an
-  // already-loaded object by that name).
+  // already-loaded object by that name), above the numbers a library uses
+  // (server/worker/own_descriptors.h).
   std::string path = load.path();
   int library_fd = -1;
   if (descriptor_tag != 0) {
@@ -218,7 +220,7 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
       return ErrorStatus(v1::LIBRARY_LOAD_FAILED,
                          absl::StrCat(fd.status().message(), " (", load.path(), ")"));
     }
-    library_fd = *fd;
+    library_fd = MoveKeptDescriptorUp(*fd);
     path = absl::StrCat("/proc/self/fd/", library_fd);
   }
   // Unlocked: the library's constructors may call stored callbacks, which may re-enter.

@@ -2,7 +2,8 @@
 // ffiboxd (fork + exec) with its channel to the broker as a memfd on fd 6 (core/shm_channel.h:
 // mapped, checked and closed first thing) and a socket on fd 3 whose hangup says the broker
 // has gone, its crash-report pipe on fd 4 and the socket library descriptors arrive on as
-// fd 5 (stdout and stderr are pipes the broker relays to the client); serves requests until
+// fd 5 (stdout and stderr are pipes the broker relays to the client), which it moves to the
+// top of its open-files window (server/worker/own_descriptors.h); serves requests until
 // the channel closes (server/worker/dispatcher.h has the threads and the routing of callback
 // invocations). Anything here may be corrupted by the library it runs, the channel's shared
 // memory included: the broker trusts nothing this process sends.
@@ -31,6 +32,7 @@
 #include "server/protocol/crash_report.h"
 #include "server/protocol/worker_settings.h"
 #include "server/worker/dispatcher.h"
+#include "server/worker/own_descriptors.h"
 
 namespace {
 
@@ -102,8 +104,16 @@ int main(int argc, char** argv) {
     execve("/bin/true", no_args, no_args);  // the broker must kill us here
     return 124;
   }
-  const int descriptor_fd = fcntl(kDescriptorFd, F_GETFD) >= 0 ? kDescriptorFd : -1;
+  ffibox::OwnDescriptors at_exec;
+  at_exec.hangup = kChannelHangupFd;
+  at_exec.crash = ffibox::kCrashReportFd;
+  at_exec.descriptors = fcntl(kDescriptorFd, F_GETFD) >= 0 ? kDescriptorFd : -1;
+  absl::StatusOr<ffibox::OwnDescriptors> own = ffibox::MoveOwnDescriptorsUp(at_exec);
+  if (!own.ok()) {
+    fprintf(stderr, "ffibox-worker: %s\n", std::string(own.status().message()).c_str());
+    return 125;
+  }
   static ffibox::WorkerDispatcher* dispatcher =
-      new ffibox::WorkerDispatcher(*std::move(channel), kChannelHangupFd, *settings, descriptor_fd);
+      new ffibox::WorkerDispatcher(*std::move(channel), own->hangup, *settings, own->descriptors);
   dispatcher->Run();
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -327,13 +328,15 @@ TEST_F(JailEscapeTest, WhatLibraryConstructorsCommonlyDoIsAllowed) {
 // seccomp listener. The broker reads neither of its sockets after the listener, and has
 // shut their reading ends: nothing stays queued. The bystander and a new worker still start.
 TEST_F(JailEscapeTest, ALibraryCannotQueueDescriptorsInTheBrokersSockets) {
-  constexpr int kHangupFd = 3;
-  constexpr int kDescriptorFd = 5;
-  for (int fd : {kHangupFd, kDescriptorFd}) {
+  auto find = Probe<int(int, int, int)>("probe_find_descriptor");
+  for (int nth : {0, 1}) {  // the channel's hangup socket and the descriptor socket
+    absl::StatusOr<int> fd = find(S_IFSOCK, 0, nth);
+    ASSERT_OK(fd);
+    ASSERT_GT(*fd, 2) << "socket " << nth << " not found: " << *fd;
     for (int i = 0; i < 3; ++i) {
-      absl::StatusOr<int> passed = Probe<int(int)>("probe_pass_descriptor")(fd);
+      absl::StatusOr<int> passed = Probe<int(int)>("probe_pass_descriptor")(*fd);
       ASSERT_OK(passed);
-      EXPECT_EQ(*passed, -EPIPE) << "fd " << fd << ": a descriptor was queued";
+      EXPECT_EQ(*passed, -EPIPE) << "fd " << *fd << ": a descriptor was queued";
     }
   }
   EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";

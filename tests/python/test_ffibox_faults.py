@@ -20,6 +20,32 @@ def session(ffibox_client):
         yield s
 
 
+def test_a_callers_descriptor_number_fails_at_once_in_the_library(session, tmp_path):
+    # Descriptors are the worker's (docs/python.md): a binding that hands a library the
+    # number of a file it opened itself gets EBADF at once, whatever the number, as from
+    # any number the worker does not have open; none of them is the worker's own channel
+    # socket (a read of which would wait until the call's deadline) or its crash pipe.
+    import errno
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    libc.read.argtypes = [ct.c_int, ct.c_void_p, ct.c_size_t]
+    libc.write.argtypes = [ct.c_int, ct.c_char_p, ct.c_size_t]
+    generation = session.generation
+    opened = [os.open(tmp_path / ("f%d" % i), os.O_RDWR | os.O_CREAT) for i in range(4)]
+    try:
+        buffer = ct.create_string_buffer(16)
+        for fd in sorted(set(range(3, 8)) | set(opened)):
+            ct.set_errno(0)
+            assert libc.read(fd, buffer, 16) == -1, "fd %d" % fd
+            assert ct.get_errno() == errno.EBADF, "fd %d: errno %d" % (fd, ct.get_errno())
+            assert libc.write(fd, b"x" * 40, 40) == -1, "fd %d" % fd
+            assert ct.get_errno() == errno.EBADF, "fd %d: errno %d" % (fd, ct.get_errno())
+    finally:
+        for fd in opened:
+            os.close(fd)
+    assert session.generation == generation, "the worker was replaced"
+
+
 def test_crash_is_worker_crashed_and_next_call_works(session):
     lib = session.CDLL(TEST_LIB)
     assert lib.counter_next() == 1

@@ -88,13 +88,15 @@ def layers_missing(layers, every=None) -> list:
     return [layer for layer in every if layer not in layers]
 
 
-def descriptor_problems(descriptors: dict, library_inode: int) -> list:
+def descriptor_problems(descriptors: dict, library_inode: int, window: int = 256) -> list:
     """What is wrong with a worker's descriptors (as HostileLibrary.descriptors() reports
-    them): 0 is /dev/null, 1 and 2 are pipes (relayed to the client), 3 the channel socket,
-    4 the crash pipe, 5 the descriptor socket; above 5 only the loaded library's file."""
+    them): 0 is /dev/null, 1 and 2 are pipes (relayed to the client); the worker's own, the
+    channel socket, the crash pipe and the descriptor socket, are the top three numbers of
+    its open-files window (`window`, server/worker/own_descriptors.h); besides them only the
+    loaded library's file, in the window's upper half: the low numbers are the library's."""
     found = {int(fd): tuple(value) for fd, value in descriptors.items()}
-    expected = {0: stat.S_IFCHR, 1: stat.S_IFIFO, 2: stat.S_IFIFO, 3: stat.S_IFSOCK,
-                4: stat.S_IFIFO, 5: stat.S_IFSOCK}
+    expected = {0: stat.S_IFCHR, 1: stat.S_IFIFO, 2: stat.S_IFIFO, window - 3: stat.S_IFSOCK,
+                window - 2: stat.S_IFIFO, window - 1: stat.S_IFSOCK}
     problems = []
     for fd, kind in expected.items():
         if fd not in found:
@@ -102,8 +104,12 @@ def descriptor_problems(descriptors: dict, library_inode: int) -> list:
         elif found[fd][0] != kind:
             problems.append("fd %d has type 0o%o, not 0o%o" % (fd, found[fd][0], kind))
     for fd, (kind, inode) in sorted(found.items()):
-        if fd > 5 and not (kind == stat.S_IFREG and inode == library_inode):
+        if fd in expected:
+            continue
+        if not (kind == stat.S_IFREG and inode == library_inode):
             problems.append("fd %d (type 0o%o, inode %d) is not the library" % (fd, kind, inode))
+        elif fd < window // 2:
+            problems.append("fd %d, the library's file, is below the window's upper half" % fd)
     return problems
 
 

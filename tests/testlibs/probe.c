@@ -156,9 +156,24 @@ int probe_swallow_sigsys_then_execve(const char* path) {
   return probe_execve(path);
 }
 
+/* The `nth` (from 0) descriptor above stderr, counting up, whose type is `type` (an S_IF*
+ * value) and, with `write_only` set, that is open only for writing: how a library finds
+ * the worker's own descriptors (its sockets, its crash pipe) wherever they are. -ENOENT
+ * when there is none. */
+int probe_find_descriptor(int type, int write_only, int nth) {
+  for (int fd = 3; fd < 4096; ++fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != (mode_t)type) continue;
+    if (write_only && (fcntl(fd, F_GETFL) & O_ACCMODE) != O_WRONLY) continue;
+    if (nth-- == 0) return fd;
+  }
+  return -ENOENT;
+}
+
 /* Writes a forged crash report (the worker's layout: magic 0xffb0c7a5, signal, code,
- * syscall, address) claiming a forbidden execve to the crash pipe (fd 4), then raises
- * SIGSYS itself: a library trying to make the broker report a violation never made. */
+ * syscall, address) claiming a forbidden execve to the crash pipe (the write-only pipe
+ * above stderr), then raises SIGSYS itself: a library trying to make the broker report a
+ * violation never made. */
 int probe_forge_sigsys_report(void) {
   struct {
     uint32_t magic;
@@ -167,7 +182,9 @@ int probe_forge_sigsys_report(void) {
     int32_t syscall;
     uint64_t address;
   } report = {0xffb0c7a5u, SIGSYS, 1, SYS_execve, 0};
-  if (write(4, &report, sizeof(report)) != (ssize_t)sizeof(report)) return -errno;
+  const int crash_pipe = probe_find_descriptor(S_IFIFO, 1, 0);
+  if (crash_pipe < 0) return crash_pipe;
+  if (write(crash_pipe, &report, sizeof(report)) != (ssize_t)sizeof(report)) return -errno;
   struct sigaction action;
   memset(&action, 0, sizeof(action));
   action.sa_handler = SIG_DFL;
