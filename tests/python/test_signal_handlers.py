@@ -582,6 +582,62 @@ def test_a_finalizers_call_while_its_threads_request_is_on_the_same_host_channel
         assert session.stream.local_enabled and libc.labs(-4) == 4
 
 
+def deferred_here(session, call):
+    """What `call` gives when `session` defers its library calls made on this thread (as on
+    a thread its answers wait for: SessionStream.defers_calls_here)."""
+    session.stream.defers_calls_here = lambda: True
+    try:
+        return call()
+    finally:
+        del session.stream.defers_calls_here
+
+
+def test_a_deferred_call_stuck_in_one_session_does_not_hold_back_anothers(server, hang_alarm):
+    """Each session runs the calls its finalizers deferred on a thread of its own: one stuck
+    in a library that sleeps past the others' wait does not hold back another session's
+    (they shared one thread, and waited for it until its deadline)."""
+    with ffibox.connect(server.address) as client, \
+            client.session(same_host=False, timeout=30) as stuck, \
+            client.session(same_host=False) as other:
+        sleep_ms = stuck.CDLL(TEST_LIB).sleep_ms
+        libc = libc_with_labs(other)
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        libc.memset.restype = ct.c_void_p
+        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+        libc.calloc.restype = ct.c_void_p
+        marks = libc.calloc(1, 1)
+        assert deferred_here(stuck, lambda: sleep_ms(15000)) == 0  # the zero of int
+        assert deferred_here(other, lambda: libc.memset(marks, 1, 1)) is None
+        assert wait_for_marks(other, marks, 1) == 1
+        assert libc.labs(-4) == 4
+
+
+def test_a_sessions_deferred_calls_thread_ends_when_idle_or_closed_and_comes_back(
+        server, monkeypatch, hang_alarm):
+    from ffibox import _deferred_calls
+    monkeypatch.setattr(_deferred_calls, "IDLE_SECONDS", 0.2)
+    with ffibox.connect(server.address) as client, client.session(same_host=False) as session:
+        libc = libc_with_labs(session)
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        libc.memset.restype = ct.c_void_p
+        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+        libc.calloc.restype = ct.c_void_p
+        marks = libc.calloc(2, 1)
+        deferred = session.deferred_calls
+        for index in range(2):
+            assert deferred_here(session, lambda: libc.memset(marks + index, 1, 1)) is None
+            thread = deferred._thread
+            assert thread is not None and thread.name == "ffibox-deferred-calls"
+            assert wait_for_marks(session, marks, index + 1) == index + 1
+            thread.join(10)
+            assert not thread.is_alive() and deferred._thread is None, "idle, it goes on"
+        monkeypatch.setattr(_deferred_calls, "IDLE_SECONDS", 60)
+        deferred_here(session, lambda: libc.labs(-1))
+        thread = deferred._thread
+    thread.join(10)
+    assert not thread.is_alive(), "the session closed and its thread goes on"
+
+
 def test_a_handler_right_after_a_call_with_callbacks_is_sent(server, hang_alarm):
     """The handler runs as soon as the sort's request is sent, before its thread waits for
     the answer: its call still runs the sort's comparisons while it waits, and both are

@@ -1,12 +1,9 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
 import gc
-import os
-import queue
 import struct
 import sys
 import threading
-import traceback
 import warnings
 from types import BuiltinFunctionType
 from typing import Dict, Optional
@@ -77,8 +74,7 @@ class RemoteCall:
             # the same-host channel (which serves nothing else until it is answered): the
             # call runs on a thread of ffibox's own right after, and gives its result type's
             # zero here.
-            _DEFERRED.put(lambda: self(owner, argtypes, restype, args, variadic))
-            _start_deferred_calls()
+            session.deferred_calls.put(lambda: self(owner, argtypes, restype, args, variadic))
             return _zero_of(restype)
         if not variadic and not self._use_errno and session.stream.local_enabled:
             done = self._packed_call(argtypes, restype, args)
@@ -322,42 +318,6 @@ def _note_collection(phase: str, info) -> None:
 
 
 gc.callbacks.append(_note_collection)
-
-# Calls a finalizer made on a thread that delivers answers (gRPC's own, the session's reader),
-# run in order on a thread of their own; their errors go where a finalizer's would.
-_DEFERRED: "queue.SimpleQueue" = queue.SimpleQueue()
-_deferred_thread: Optional[threading.Thread] = None
-_deferred_lock = threading.Lock()
-
-
-def _run_deferred_calls() -> None:
-    while True:
-        call = _DEFERRED.get()
-        try:
-            call()
-        except Exception:  # as Python reports an exception in a finalizer
-            sys.stderr.write("Exception ignored in a library call a finalizer made:\n")
-            traceback.print_exc()
-
-
-def _forget_deferred_calls_in_child() -> None:
-    # The parent's queued calls are its sessions' (forsaken in a child), its thread is not
-    # the child's, and its lock may have been held at the fork.
-    global _DEFERRED, _deferred_thread, _deferred_lock
-    _DEFERRED, _deferred_thread, _deferred_lock = queue.SimpleQueue(), None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_deferred_calls_in_child)
-
-
-def _start_deferred_calls() -> None:
-    global _deferred_thread
-    with _deferred_lock:
-        if _deferred_thread is None or not _deferred_thread.is_alive():
-            _deferred_thread = threading.Thread(target=_run_deferred_calls,
-                                                name="ffibox-deferred-calls", daemon=True)
-            _deferred_thread.start()
-
 
 def _zero_of(restype):
     """What a call returning `restype` gives with every bit of its result zero: 0, 0.0,

@@ -16,6 +16,7 @@ import grpc
 from ffibox import _default, _marshal, _remote, _server, _settings, _types
 from ffibox._channel import (KEEPALIVE, KEEPALIVE_TIMEOUT, ChannelSettings, fork_advice,
                              make_channel)
+from ffibox._deferred_calls import DeferredCalls
 from ffibox._functions import RemoteCall, callback_buffer_bytes, callback_handler
 from ffibox._images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGES, ImageTable
 from ffibox._layout_check import LayoutCheck
@@ -291,6 +292,8 @@ class Session:
             self.stream, lambda t, value: _marshal.encode(t, value, None, self))
         # One worker address per caller object calls reach, for the object's life.
         self.twins = TwinTable(lambda: self.generation)
+        # Calls finalizers made where they could not run at once, run later on a thread.
+        self.deferred_calls = DeferredCalls()
         self.twins.handed = self._handed_by
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self.memory, self.twins, max_images, session=self,
@@ -486,6 +489,7 @@ class Session:
     def close(self) -> None:
         """Ends the session; its worker is killed."""
         self.stream.close()
+        self.deferred_calls.close()
         self.py_objects.clear()
 
     def __enter__(self) -> "Session":
