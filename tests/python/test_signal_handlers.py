@@ -494,6 +494,17 @@ class CollectedHandle:
             self.returned.append(error.code)
 
 
+def libc_with_marks(session, count):
+    """`session`'s libc (libc_with_labs) with memset and calloc typed, and `count` zeroed
+    bytes of the worker's heap to mark."""
+    libc = libc_with_labs(session)
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.memset.restype = ct.c_void_p
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    libc.calloc.restype = ct.c_void_p
+    return libc, libc.calloc(count, 1)
+
+
 def wait_for_marks(session, marks, count):
     """The marks set among the first `count` bytes at `marks` in `session`'s worker, once
     all are or after 10 s (a deferred call runs a moment after its finalizer)."""
@@ -513,12 +524,7 @@ def test_a_finalizers_call_inside_the_table_of_the_callers_objects_runs_later(
     Before, the call was refused and the handle it freed leaked."""
     with ffibox.connect(server.address) as client, \
             client.session(same_host=False) as session:
-        libc = libc_with_labs(session)
-        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
-        libc.memset.restype = ct.c_void_p
-        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
-        libc.calloc.restype = ct.c_void_p
-        marks = libc.calloc(1, 1)
+        libc, marks = libc_with_marks(session, 1)
         buffer = (ct.c_char * 64)()
         for fill in (65, 66):
             libc.memset(buffer, fill, 64)
@@ -552,14 +558,9 @@ def test_a_finalizers_call_while_its_threads_request_is_on_the_same_host_channel
     runs right after on a thread of ffibox's own, and the interrupted call gives its answer
     on the channel (a signal handler's is refused there: it may need the result)."""
     with ffibox.connect(server.address) as client, client.session(same_host=True) as session:
-        libc = libc_with_labs(session)
-        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
-        libc.memset.restype = ct.c_void_p
+        libc, marks = libc_with_marks(session, 4)
         libc.strlen.argtypes = [ct.c_char_p]
         libc.strlen.restype = ct.c_size_t
-        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
-        libc.calloc.restype = ct.c_void_p
-        marks = libc.calloc(4, 1)
         assert libc.strlen(b"x") == 1 and session.stream.local_enabled
         returned = []
         original = _local_channel.LocalChannel._read_frame
@@ -600,12 +601,7 @@ def test_a_deferred_call_stuck_in_one_session_does_not_hold_back_anothers(server
             client.session(same_host=False, timeout=30) as stuck, \
             client.session(same_host=False) as other:
         sleep_ms = stuck.CDLL(TEST_LIB).sleep_ms
-        libc = libc_with_labs(other)
-        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
-        libc.memset.restype = ct.c_void_p
-        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
-        libc.calloc.restype = ct.c_void_p
-        marks = libc.calloc(1, 1)
+        libc, marks = libc_with_marks(other, 1)
         assert deferred_here(stuck, lambda: sleep_ms(15000)) == 0  # the zero of int
         assert deferred_here(other, lambda: libc.memset(marks, 1, 1)) is None
         assert wait_for_marks(other, marks, 1) == 1
@@ -617,12 +613,7 @@ def test_a_sessions_deferred_calls_thread_ends_when_idle_or_closed_and_comes_bac
     from ffibox import _deferred_calls
     monkeypatch.setattr(_deferred_calls, "IDLE_SECONDS", 0.2)
     with ffibox.connect(server.address) as client, client.session(same_host=False) as session:
-        libc = libc_with_labs(session)
-        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
-        libc.memset.restype = ct.c_void_p
-        libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
-        libc.calloc.restype = ct.c_void_p
-        marks = libc.calloc(2, 1)
+        libc, marks = libc_with_marks(session, 2)
         deferred = session.deferred_calls
         for index in range(2):
             assert deferred_here(session, lambda: libc.memset(marks + index, 1, 1)) is None
