@@ -136,20 +136,29 @@ class PlanBuilder {
   std::vector<std::string> shown_;
 };
 
+// The mount options of a worker's tmpfs of `bytes` (at least a page). Its files are capped
+// too, at one per page of its size: a tmpfs's inodes and their dentries are kernel memory
+// that `size` does not count, and without a cap (the kernel's default is half the host's
+// pages) a library could pin gigabytes of it with empty files, outside every limit but a
+// cgroup's. One per page is as many files as the size could hold with a byte in each.
+std::string TmpfsOptions(uint64_t bytes) {
+  constexpr uint64_t kPage = 4096;
+  bytes = std::max(bytes, kPage);
+  return absl::StrCat("mode=1777,size=", bytes,
+                      ",nr_inodes=", std::max<uint64_t>(bytes / kPage, 16));
+}
+
 void PlanDevicesTmpAndProc(const JailOptions& options, bool with_proc, PlanBuilder& builder,
                            FilesystemPlan& plan) {
   const std::string& root = plan.new_root;
   builder.MakeDirs("/tmp");
-  builder.Add(FilesystemStep::kTmpfs, root + "/tmp",
-              absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes, 4096)), -1,
-              false);
+  builder.Add(FilesystemStep::kTmpfs, root + "/tmp", TmpfsOptions(options.tmp_bytes), -1, false);
   builder.MakeDirs("/dev");
   // POSIX shared memory (shm_open: LLVM's OpenMP runtime registers itself there at its first
   // call, and aborts without it): a small tmpfs of its own, a sixteenth of /tmp's size (1
   // MiB by default), so a worker pins little more host memory than /tmp already lets it.
   builder.MakeDirs("/dev/shm");
-  builder.Add(FilesystemStep::kTmpfs, root + "/dev/shm",
-              absl::StrCat("mode=1777,size=", std::max<uint64_t>(options.tmp_bytes / 16, 4096)), -1,
+  builder.Add(FilesystemStep::kTmpfs, root + "/dev/shm", TmpfsOptions(options.tmp_bytes / 16), -1,
               false);
   for (const char* device : kDevices) {
     std::string path = absl::StrCat(root, "/dev/", device);

@@ -323,6 +323,22 @@ TEST_F(JailEscapeTest, WhatLibraryConstructorsCommonlyDoIsAllowed) {
   EXPECT_EQ(*result, 0) << "errno " << -*result;
 }
 
+// A tmpfs's size does not count its inodes and dentries, which are kernel memory: with the
+// kernel's default cap (half the host's pages), empty files in the worker's /tmp and
+// /dev/shm pinned gigabytes of it, outside every limit but a cgroup's. Each has as many
+// files as pages (16 MiB: 4096, its root included; 1 MiB: 256), and the worker lives.
+TEST_F(JailEscapeTest, TheWorkersTmpfsMountsHoldAFileAPageAtMost) {
+  auto fill = Probe<long(const char*, long)>("probe_fill_with_empty_files");
+  for (const auto& [dir, pages] :
+       std::vector<std::pair<const char*, long>>{{"/tmp", 4096}, {"/dev/shm", 256}}) {
+    absl::StatusOr<long> made = fill(dir, 100000);
+    ASSERT_OK(made);
+    EXPECT_GT(*made, pages - 16) << dir;
+    EXPECT_LT(*made, pages) << dir << ": " << *made << " empty files (-errno when negative)";
+  }
+  EXPECT_EQ(session_->generation(), 1u) << "the worker was replaced";
+}
+
 // Descriptors queued where nobody reads them count against every worker's user (the kernel's
 // in-flight count): past the sender's RLIMIT_NOFILE, no other worker could hand over its
 // seccomp listener. The broker reads neither of its sockets after the listener, and has

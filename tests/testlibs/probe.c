@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -191,6 +192,30 @@ int probe_forge_sigsys_report(void) {
   sigaction(SIGSYS, &action, NULL);
   raise(SIGSYS);
   return 0;
+}
+
+/* Creates empty files `dir`/f0, f1, ... until a creation fails or `most` exist, then removes
+ * them: how many it made when a creation failed with ENOSPC (the filesystem's files are all
+ * taken), `most` when none failed, else -errno of the failure. Empty files cost a tmpfs no
+ * space, only inodes and dentries: kernel memory its size does not count. */
+long probe_fill_with_empty_files(const char* dir, long most) {
+  char path[PATH_MAX];
+  long made = 0;
+  long result = most;
+  for (; made < most; ++made) {
+    snprintf(path, sizeof path, "%s/f%ld", dir, made);
+    const int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      result = errno == ENOSPC ? made : -errno;
+      break;
+    }
+    close(fd);
+  }
+  for (long i = 0; i < made; ++i) {
+    snprintf(path, sizeof path, "%s/f%ld", dir, i);
+    unlink(path);
+  }
+  return result;
 }
 
 /* Connects a unix stream socket to `name`: a path, or with `abstract` set the abstract
