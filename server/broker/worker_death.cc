@@ -55,7 +55,10 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
                                    " seccomp policy forbids; ffiboxd killed it"));
     return error;
   }
-  if (exit.signal == SIGKILL && exit.killed_by_broker) {
+  // A worker ffiboxd killed after it closed its channel, unless its cgroup counted an
+  // out-of-memory kill: then memory ran out first (the kernel killed a process of the worker,
+  // or the worker itself, whose init ffiboxd then killed), which is what the caller can act on.
+  if (exit.signal == SIGKILL && exit.killed_by_broker && exit.oom_kills.value_or(0) == 0) {
     error.set_code(v1::WORKER_CRASHED);
     error.set_message(absl::StrCat("worker closed its channel but kept running",
                                    WhileRunning(function), "; ffiboxd killed it"));

@@ -169,5 +169,16 @@ TEST(DescribeWorkerDeath, SigkillOfALingeringWorkerIsACrashNotAResourceLimit) {
   EXPECT_NE(error.message().find("closed its channel"), std::string::npos) << error.message();
 }
 
+// Its cgroup counted an out-of-memory kill: memory ran out before ffiboxd killed what was
+// left (an init slow to follow the worker it had relayed, a process of the library's).
+TEST(DescribeWorkerDeath, AWorkerTheBrokerKilledAfterAnOomKillInItsCgroupRanOutOfMemory) {
+  WorkerExit exit{SIGKILL, -1};
+  exit.killed_by_broker = true;
+  exit.oom_kills = 1;
+  v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "allocate");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
+  EXPECT_NE(error.message().find("out-of-memory killer"), std::string::npos) << error.message();
+}
+
 }  // namespace
 }  // namespace ffibox

@@ -430,14 +430,20 @@ void WorkerProcess::Kill() {
   kill(pid_, SIGKILL);
 }
 
-void WorkerProcess::RecordExit(int status, const struct rusage& usage) {
+bool WorkerProcess::RecordExit(int status, const struct rusage& usage) {
   reaped_ = true;
   exit_.cpu_used_seconds = absl::ToDoubleSeconds(absl::DurationFromTimeval(usage.ru_utime) +
                                                  absl::DurationFromTimeval(usage.ru_stime));
-  // An init that ended normally relayed how the worker ended (it dies only with it).
-  if (relays_exit_ && WIFEXITED(status)) {
+  // An init relays how the worker ended as soon as it has reaped it, before its own end
+  // (which may take a while: its namespaces' teardown), so the record may be there even
+  // when ffiboxd had to kill the init.
+  bool relayed_status = false;
+  if (relays_exit_) {
     std::optional<int> relayed = ReadRelayedWaitStatus(status_fd_);
-    if (relayed.has_value()) status = *relayed;
+    if (relayed.has_value()) {
+      status = *relayed;
+      relayed_status = true;
+    }
   }
   if (WIFSIGNALED(status)) {
     exit_.signal = WTERMSIG(status);
@@ -449,6 +455,7 @@ void WorkerProcess::RecordExit(int status, const struct rusage& usage) {
   if (report.has_value() && exit_.signal != 0 && report->signal == exit_.signal) {
     exit_.report = report;
   }
+  return relayed_status;
 }
 
 WorkerExit WorkerProcess::Reap(absl::Duration grace) {
@@ -490,7 +497,9 @@ WorkerExit WorkerProcess::Reap(absl::Duration grace) {
   struct rusage usage = {};
   while (wait4(pid_, &status, 0, &usage) < 0 && errno == EINTR) {
   }
-  RecordExit(status, usage);
+  // An init that had relayed the worker's end was only slow to follow it (tearing down a
+  // namespace takes time): the worker ended of its own cause, which its status tells.
+  if (RecordExit(status, usage)) exit_.killed_by_broker = false;
   return exit_;
 }
 

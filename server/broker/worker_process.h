@@ -222,8 +222,9 @@ class WorkerProcess {
   }
 
   // Records a wait status, the CPU time `usage` tells, and the crash report that matches
-  // them. Requires mu_.
-  void RecordExit(int status, const struct rusage& usage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // them; with an init, the worker's own status when the init relayed it (then returns
+  // true). Requires mu_.
+  bool RecordExit(int status, const struct rusage& usage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the first crash report from the (dead) worker's pipe, if it wrote a valid one.
   std::optional<CrashReport> ReadCrashReport();
 

@@ -24,6 +24,7 @@ from ffibox.v1 import ffibox_pb2, ffibox_pb2_grpc  # noqa: E402
 
 TEST_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_test.so")
 HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
+PROBE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_probe.so")
 
 
 def varint(value: int) -> bytes:

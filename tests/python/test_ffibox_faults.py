@@ -11,7 +11,7 @@ import time
 import pytest
 
 import ffibox
-from conftest import ROOT, TEST_LIB, Server, run_script
+from conftest import PROBE_LIB, ROOT, TEST_LIB, Server, run_script
 
 
 @pytest.fixture
@@ -707,6 +707,32 @@ def test_posix_shared_memory_works_in_the_jail_and_a_named_semaphore_fails(sessi
     assert ct.get_errno() == errno.EPERM
     assert not os.path.exists("/dev/shm/ffibox-test")  # not the host's
     assert libc.getpid() > 0 and session.generation == 1
+
+
+def test_empty_files_past_the_sessions_memory_are_its_out_of_memory_kill(tmp_path):
+    # A tmpfs's files cost kernel memory, which the worker's cgroup counts: a library that
+    # fills a large /tmp with empty files (an operator's tmp_bytes of 16 GiB: 4 M files
+    # allowed) until its session's 1 GiB runs out is killed by the kernel, and the caller is
+    # told so. Its init then takes a while to tear the namespace down, past ffiboxd's grace:
+    # the caller was told "closed its channel but kept running; ffiboxd killed it".
+    config = tmp_path / "ffiboxd.conf"
+    config.write_text("jail { tmp_bytes: %d }\nlimits { session_memory_bytes: %d }\n"
+                      % (16 << 30, 1 << 30))
+    server = Server("--config=%s" % config)
+    try:
+        with ffibox.connect(server.address) as client, client.session() as session:
+            assert "cgroup" in session.jail_layers
+            from ffibox import ctypes as ct
+            probe = session.CDLL(PROBE_LIB)
+            probe.probe_fill_with_empty_files.restype = ct.c_long
+            probe.probe_fill_with_empty_files.argtypes = [ct.c_char_p, ct.c_long]
+            with pytest.raises(ffibox.Error) as killed:
+                probe.probe_fill_with_empty_files(b"/tmp", 4 << 20)
+            assert killed.value.code == "RESOURCE_EXHAUSTED", killed.value
+            assert "out-of-memory killer" in str(killed.value), killed.value
+            assert probe.probe_fill_with_empty_files(b"/tmp", 10) == 10  # a fresh worker
+    finally:
+        server.stop()
 
 
 def test_the_word_lists_debian_links_from_usr_lib_are_readable_in_the_jail(session):
