@@ -319,7 +319,10 @@ void Session::OnDeath(uint64_t generation, const WorkerExit& exit, DeathCause ca
     closing = closing_;
     for (const auto& [pending, queued] : failed) {
       // Work of a lost worker is gone: a library or function it was loading must be
-      // requested again by the client.
+      // requested again by the client. A replay it had not started is not: its handle stays
+      // ready, and the next worker is sent it again (only the replay that was running when
+      // the worker died, a library crashing in its constructor, is lost).
+      if (pending.client_id == 0 && queued) continue;
       RecordOutcome(pending, ErrorResponse(0, error));
     }
     if (!closing) ++failures_unsent_;  // the failures below, as one

@@ -84,6 +84,44 @@ def test_a_library_that_cannot_be_loaded_again_after_a_crash_says_so(session, tm
     assert session.CDLL(TEST_LIB).add_int(4, 5) == 9  # the session goes on
 
 
+def test_a_library_that_crashes_when_loaded_again_loses_itself_only(tmp_path):
+    # The library's file is replaced, between its load and a crash, by one whose constructor
+    # crashes: the next worker dies loading it again, before it is given libm. libm was lost
+    # with it (every later call NOT_FOUND); it is given to the worker after that, and only
+    # the library that crashed is lost.
+    import shutil
+    from ffibox import ctypes as ct
+    from conftest import HOSTILE_LIB
+    path = tmp_path / "libswapped.so"
+    shutil.copy(TEST_LIB, path)
+    server = Server("--allow_env=FFIBOX_TEST_*")
+    try:
+        with ffibox.connect(server.address) as client, \
+                client.session(env={"FFIBOX_TEST_HOSTILE_AT_LOAD": "crash"}) as session:
+            swapped = session.CDLL(str(path))
+            assert swapped.add_int(2, 3) == 5
+            libm = session.CDLL("libm.so.6")
+            libm.cos.restype = ct.c_double
+            libm.cos.argtypes = [ct.c_double]
+            assert libm.cos(0.0) == 1.0
+            shutil.copy(HOSTILE_LIB, tmp_path / "new.so")
+            os.replace(tmp_path / "new.so", path)
+            with pytest.raises(ffibox.WorkerCrashed):
+                swapped.crash_null_deref()
+            with pytest.raises(ffibox.WorkerCrashed) as replayed:
+                libm.cos(0.0)  # started the worker that died loading the library again
+            assert "dlopen %s (replay)" % path in str(replayed.value), replayed.value
+            for _ in range(2):
+                assert libm.cos(0.0) == 1.0
+            with pytest.raises(ffibox.Error) as lost:
+                swapped.add_int(2, 3)
+            assert lost.value.code == "NOT_FOUND", lost.value
+            assert "it was lost with its worker: dlopen %s (replay) failed" % path in \
+                str(lost.value), lost.value
+    finally:
+        server.stop()
+
+
 def test_a_crash_at_an_address_of_this_process_passed_as_an_integer_says_so(session):
     # PyOpenGL passes a numpy array's data address as c_void_p(int), and strings as c_char_p
     # elements cast from their addresses: the worker cannot reach this process's memory and
