@@ -25,10 +25,16 @@ void LimitedLog::WriteAt(absl::Time now, absl::string_view line, bool always) {
     dropped_before = dropped_;
     dropped_ = 0;
   }
-  const std::string text = dropped_before > 0
-                               ? absl::StrCat(line, " (", dropped_before, " earlier lines dropped)")
-                               : std::string(line);
-  std::fprintf(stderr, "%s\n", text.c_str());
+  // Within a shared log, the count is of this log's own lines (the shared one adds its own).
+  const std::string text =
+      dropped_before == 0 ? std::string(line)
+      : then_ != nullptr  ? absl::StrCat(line, " (", dropped_before, " more of its lines dropped)")
+                          : absl::StrCat(line, " (", dropped_before, " earlier lines dropped)");
+  if (then_ != nullptr) {
+    then_->WriteAt(now, text, always);
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
 }
 
 }  // namespace ffibox

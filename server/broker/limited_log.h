@@ -13,11 +13,14 @@ namespace ffibox {
 
 // Log lines that a client or a library can make ffiboxd write as often as it likes (a
 // request protobuf complains about, a limit the worker hits on every call), at most
-// `per_minute` a minute to stderr; the count of lines dropped meanwhile is added to the next
-// line let through. Thread-safe.
+// `per_minute` a minute; the count of lines dropped meanwhile is added to the next line let
+// through. A line let through goes to stderr, or to `then` (not owned, outliving this), a
+// budget shared with others: one session's lines within its own, all sessions' within the
+// process's, so no session crowds out another's. Thread-safe.
 class LimitedLog {
  public:
-  explicit LimitedLog(int per_minute) : per_minute_(per_minute) {}
+  explicit LimitedLog(int per_minute, LimitedLog* then = nullptr)
+      : per_minute_(per_minute), then_(then) {}
   LimitedLog(const LimitedLog&) = delete;
   LimitedLog& operator=(const LimitedLog&) = delete;
 
@@ -30,6 +33,7 @@ class LimitedLog {
 
  private:
   const int per_minute_;
+  LimitedLog* const then_;
   absl::Mutex mu_;
   absl::Time window_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int written_ ABSL_GUARDED_BY(mu_) = 0;

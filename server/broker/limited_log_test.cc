@@ -43,5 +43,27 @@ TEST(LimitedLog, AlwaysWritesALineMarkedAlways) {
   EXPECT_EQ(lines, (std::vector<std::string>{"first", "fatal (1 earlier lines dropped)"}));
 }
 
+TEST(LimitedLog, ALogWithinASharedOneKeepsItsOwnBudgetAndTheSharedOneBoundsThemAll) {
+  LimitedLog process(4);
+  LimitedLog noisy(2, &process);
+  LimitedLog quiet(2, &process);
+  const absl::Time now = absl::FromUnixSeconds(1000000);
+  const std::vector<std::string> lines = LinesOf([&] {
+    for (int i = 0; i < 10; ++i) noisy.WriteAt(now, absl::StrCat("noisy ", i));
+    quiet.WriteAt(now, "quiet 0");
+    quiet.WriteAt(now, "quiet 1");
+    LimitedLog third(2, &process);
+    third.WriteAt(now, "third 0");  // the shared budget is spent
+  });
+  EXPECT_EQ(lines, (std::vector<std::string>{"noisy 0", "noisy 1", "quiet 0", "quiet 1"}));
+  const std::vector<std::string> next = LinesOf([&] {
+    noisy.WriteAt(now + absl::Minutes(1), "noisy 10");
+    quiet.WriteAt(now + absl::Minutes(1), "quiet 2");
+  });
+  EXPECT_EQ(next,
+            (std::vector<std::string>{
+                "noisy 10 (8 more of its lines dropped) (1 earlier lines dropped)", "quiet 2"}));
+}
+
 }  // namespace
 }  // namespace ffibox

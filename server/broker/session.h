@@ -42,6 +42,7 @@
 #include "server/broker/handle_table.h"
 #include "server/broker/in_flight_requests.h"
 #include "server/broker/library_descriptor.h"
+#include "server/broker/limited_log.h"
 #include "server/broker/pending_request.h"
 #include "server/broker/scratch_directory.h"
 #include "server/broker/session_config.h"
@@ -246,6 +247,11 @@ class Session : private WorkerSupervisor::Listener {
   // of successive workers never overlap).
   OutputBudget output_budget_{kOutputBytesPerSecond, kOutputBurstBytes};
   const std::string session_id_;
+  // The operator's lines about limits its workers hit (a library can hit one on every
+  // call): a few a minute, within a budget of every session's (a client can open session
+  // after session), so a noisy session's lines do not crowd out another's.
+  static LimitedLog& EverySessionsLimitLog();
+  LimitedLog limit_log_{6, &EverySessionsLimitLog()};
 
   absl::Mutex mu_;
   bool any_request_ ABSL_GUARDED_BY(mu_) = false;

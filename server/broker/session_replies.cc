@@ -20,19 +20,17 @@
 namespace ffibox {
 namespace {
 
-// The operator's lines about limits workers hit, for every session together (a library can
-// hit one on every call, and a client can open session after session): at most 60 a minute.
-LimitedLog& LimitLog() {
-  static LimitedLog* const log = new LimitedLog(60);
-  return *log;
-}
-
 // How often the reader looks at a same-host call in progress: an eighth of the call
 // timeout, within these bounds.
 constexpr absl::Duration kLocalCheckMin = absl::Milliseconds(10);
 constexpr absl::Duration kLocalCheckMax = absl::Milliseconds(250);
 
 }  // namespace
+
+LimitedLog& Session::EverySessionsLimitLog() {
+  static LimitedLog* const log = new LimitedLog(60);
+  return *log;
+}
 
 absl::Time Session::NextDeadline() {
   absl::MutexLock lock(&mu_);
@@ -79,7 +77,7 @@ void Session::ReportLimitHits(uint64_t generation, const std::vector<std::string
     v1::Error error;
     error.set_code(v1::RESOURCE_EXHAUSTED);
     error.set_message(hit);
-    LimitLog().Write(absl::StrCat("ffiboxd: session ", session_id_, ": limit reached: ", hit));
+    limit_log_.Write(absl::StrCat("ffiboxd: session ", session_id_, ": limit reached: ", hit));
     sink_->Send(EventResponse(v1::SessionEvent::LIMIT_REACHED, generation, &error));
   }
 }
