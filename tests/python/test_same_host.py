@@ -419,6 +419,33 @@ def test_the_one_import_swap_uses_the_channel_with_ffibox_same_host(server):
     assert result.stdout.split() == ["1.0", "True"]
 
 
+def test_the_private_server_is_stopped_after_the_sessions_closed_at_exit():
+    # At exit the sessions' streams are closed before the private server is asked to stop:
+    # it stopped with them open and waited out its 2 s drain deadline at every exit.
+    script = textwrap.dedent("""
+        import atexit, os, subprocess, time
+        os.environ.pop("FFIBOX_ADDRESS", None)
+        from ffibox import ctypes, _server, _stream
+        libm = ctypes.CDLL("libm.so.6")
+        libm.cos.restype = ctypes.c_double
+        libm.cos.argtypes = [ctypes.c_double]
+        assert libm.cos(0.0) == 1.0 and libm.session.client.private
+        server = _server._private.process
+        terminate = subprocess.Popen.terminate
+
+        def noting_open_streams(process):
+            if process is server:
+                open_streams = [s for s in _stream._live_streams if not s.closed_at_exit]
+                print("open streams at stop:", len(open_streams), flush=True)
+            terminate(process)
+
+        subprocess.Popen.terminate = noting_open_streams
+    """)
+    done = run_script(script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "open streams at stop: 0", (done.stdout, done.stderr)
+
+
 def test_the_private_server_gives_the_one_import_swap_the_channel_by_default():
     # The path users take: no server running, the client starts its own, which serves this
     # process alone; FFIBOX_SAME_HOST=0 and a session that asks for an idle CPU throttle of

@@ -116,7 +116,7 @@ class PrivateServer:
                 "ffibox: the private ffiboxd (%s) did not start: %s\nits log (%s) ends with:\n%s"
                 % (binary, self._first_line.strip() or "no output", self.log_path,
                    self.log_tail()))
-        atexit.register(self.stop)
+        atexit.register(self._stop_at_exit)
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's log."""
@@ -156,6 +156,14 @@ class PrivateServer:
         except PermissionError:
             return True
         return os.path.exists(self.address[len("unix:"):])
+
+    def _stop_at_exit(self) -> None:
+        # This hook was registered after ffibox._stream's, so it runs first: the sessions'
+        # streams are closed here, before the server is asked to stop, or it would wait out
+        # its whole drain deadline (2 s) for them at every exit.
+        from ffibox import _stream
+        _stream._close_streams_at_exit()
+        self.stop()
 
     def stop(self, keep_log: bool = False) -> None:
         """Terminates the server (and with it its workers) and removes its directory; with
