@@ -671,3 +671,35 @@ def test_without_read_memory_list_the_strings_pages_are_read_one_by_one(ffibox_c
     assert seen == [[b"name-0", b"name-1", b"name-2"]] * 2
     assert sent == ["call", "read_memory", "read_memory", "read_memory"], sent
     session.close()
+
+
+def test_pointers_a_callback_stores_beside_the_ints_it_sets_reach_the_library(ffibox_client):
+    # rtree's stream loading: the callback sets an id and a length (int64_t*, size_t*) and
+    # stores two pointers (double**) that lie between them in the library's frame. What it
+    # wrote past its first int went back as one span from the id to the length, with the
+    # pointer slots between as they came (NULL): the library read NULL, or crashed.
+    with ffibox_client.session() as session:
+        lib = session.CDLL(TEST_LIB)
+        rows = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int64),
+                            ct.POINTER(ct.POINTER(ct.c_double)),
+                            ct.POINTER(ct.POINTER(ct.c_double)), ct.POINTER(ct.c_uint32),
+                            ct.POINTER(ct.c_size_t))
+        lib.consume_rows.argtypes = [rows]
+        lib.consume_rows.restype = ct.c_double
+        lo, hi = (ct.c_double * 2)(1.0, 2.0), (ct.c_double * 2)(10.0, 20.0)
+        left = iter(range(3))
+
+        def next_row(p_id, p_lo, p_hi, p_count, p_length):
+            try:
+                n = next(left)
+            except StopIteration:
+                return 1
+            p_id[0] = 100 * n
+            p_lo[0] = ct.cast(lo, ct.POINTER(ct.c_double))
+            p_hi[0] = ct.cast(hi, ct.POINTER(ct.c_double))
+            p_count[0] = 2
+            p_length[0] = n
+            return 0
+
+        # Rows 0, 1, 2: ids 0 + 100 + 200, lengths 0 + 1 + 2, values 33 each.
+        assert lib.consume_rows(rows(next_row)) == 300 + 3 + 3 * 33

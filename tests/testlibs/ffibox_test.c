@@ -421,3 +421,26 @@ EXPORT int packed_next(struct PackedHolder* holder) {
   holder->inner = holder->inner == &straddled[0] ? &straddled[1] : &straddled[0];
   return ++holder->tag;
 }
+
+/* A consumer of rows, as libspatialindex's data stream is: `next` fills one row's
+ * out-parameters, which lie side by side in this frame (a record here, so their order is
+ * fixed: a count, an id, two pointers it stores, a length), until it returns nonzero. The sum
+ * of each row's id and values, or -1000 - n when row n's pointers stayed NULL. */
+typedef int (*row_source)(int64_t* id, double** lo, double** hi, uint32_t* count, size_t* length);
+EXPORT double consume_rows(row_source next) {
+  double total = 0;
+  for (int n = 0;; ++n) {
+    struct {
+      uint32_t count;
+      int64_t id;
+      double* lo;
+      double* hi;
+      size_t length;
+    } row = {0, -1, NULL, NULL, 0};
+    if (next(&row.id, &row.lo, &row.hi, &row.count, &row.length) != 0) break;
+    if (row.lo == NULL || row.hi == NULL) return -1000 - n;
+    total += (double)row.id + (double)row.length;
+    for (uint32_t i = 0; i < row.count; ++i) total += row.lo[i] + row.hi[i];
+  }
+  return total;
+}

@@ -788,14 +788,20 @@ def _sharing(spans):
     return roots
 
 
-def _changed_span(now: bytes, after: bytes, first: int):
-    """(offset, bytes) of one write that spans what a callback changed in a scratch buffer
+_CHANGED_BYTES = bytes([0]) + bytes([0xFF]) * 255  # bytes.translate: a byte's change mask
+
+
+def _changed_span(now: bytes, after: bytes, first: int, current):
+    """(offset, bytes) of one write of what a callback changed in a scratch buffer
     (_scratch_buffers.ScratchBuffers) among the bytes that came after its first element, or None:
-    `now` is the buffer, `after` what came for offsets [first, first + len(after)). The bytes
-    between the changes are the worker's own. (Past them the buffer held zeros that stand for
-    memory not shipped: past the end of the block the pointer is in, or unreadable. What the
-    callback wrote there is never written back: a zero it wrote cannot be told from one it
-    left.)"""
+    `now` is the buffer, `after` what came for offsets [first, first + len(after)). Between the
+    first and the last change, the bytes the callback left are what the worker holds there
+    now, read with `current(offset, size)`: native code's or what the callback stored there
+    through another argument (the slot a `T**` argument points to, next to an `int*` one in
+    the caller's frame), not what came with the invocation. (Past what came the buffer held
+    zeros that stand for memory not shipped: past the end of the block the pointer is in, or
+    unreadable. What the callback wrote there is never written back: a zero it wrote cannot
+    be told from one it left.)"""
     # The lowest and highest bytes that differ, found on the XOR of both as one integer
     # (in C: a Python loop over 64 KiB took milliseconds).
     differ = int.from_bytes(now[first:first + len(after)], "little") ^ \
@@ -804,7 +810,13 @@ def _changed_span(now: bytes, after: bytes, first: int):
         return None
     begin = first + ((differ & -differ).bit_length() - 1) // 8
     end = first + (differ.bit_length() - 1) // 8 + 1
-    return begin, now[begin:end]
+    changed = (differ >> (8 * (begin - first))).to_bytes(end - begin, "little")
+    if 0 not in changed:
+        return begin, now[begin:end]
+    mask = int.from_bytes(changed.translate(_CHANGED_BYTES), "little")
+    left = int.from_bytes(current(begin, end - begin), "little") & ~mask
+    return begin, (int.from_bytes(now[begin:end], "little") & mask | left).to_bytes(
+        end - begin, "little")
 
 
 def callback_handler(prototype, function):
@@ -935,8 +947,11 @@ def callback_handler(prototype, function):
                 past = _scratch_buffers.touched_past(buffer)
                 untouched = scratch.untouched(buffer, first, after, past)
                 if not untouched:
-                    span = _changed_span(buffer.raw, after, first)
                     try:
+                        span = _changed_span(
+                            buffer.raw, after, first,
+                            lambda offset, size, at=copy.address: session.memory.read(
+                                at + offset, size, stream.generation))
                         if span is not None:
                             session.memory.write(copy.address + span[0], span[1],
                                                  stream.generation)
