@@ -119,3 +119,27 @@ def test_more_ends_than_one_read_carries_go_with_the_reads_after_it(monkeypatch)
     assert counts == [3, 3, 1, 0]
     assert sorted(a for sent in memory.sent for a in sent[2]) == [
         0x1000 * (i + 1) for i in range(7)]
+
+
+def test_an_image_collected_during_a_look_over_the_table_leaves_it_after_the_look():
+    # A collection can end an image while this thread looks over the table under its lock
+    # (the list of a range's images is made there, and allocates): the image's entries went
+    # at once, under that look, which then found a start with no entry (rtree's queries:
+    # KeyError). They go when the lock is released.
+    table = ImageTable(RecordingMemory(), None)
+
+    def plain_image(worker):
+        image = Image(ctypes.create_string_buffer(16), 16, worker, 1)
+        image.plain = True
+        return table._register(image)
+
+    kept, gone = plain_image(0x1000), plain_image(0x1008)
+    start = gone.start
+    with table._lock:
+        looked = [table._images[s] for _, s in table._workers]
+        del gone
+        gc.collect()  # as in the middle of that look
+        assert [table._images[s] for _, s in table._workers] == looked
+        assert table._plain_images_at(0x1008, 8, 1) == [kept]  # a look inside the look
+    assert start not in table._images and len(table._workers) == 1
+    assert table._plain_images_at(0x1008, 8, 1) == [kept]

@@ -121,6 +121,35 @@ class Image:
         self.kind = None  # the pointer type it was made for, when watched
 
 
+class _TableLock:
+    """The table's re-entrant lock, which knows whether this thread holds it and runs
+    `on_release` before its outermost release."""
+
+    def __init__(self, on_release) -> None:
+        self._lock = threading.RLock()
+        self._owner: Optional[int] = None
+        self._depth = 0
+        self._on_release = on_release
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        self._depth += 1
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if self._depth == 1:
+                self._on_release()
+        finally:
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+            self._lock.release()
+
+    def held_here(self) -> bool:
+        return self._owner == threading.get_ident()
+
+
 class ImageTable:
     """A session's images, found by local address (weakly held: owners keep them alive).
     `memory` (ffibox._memory.WorkerMemory) reads what they mirror and takes their changes;
@@ -150,7 +179,11 @@ class ImageTable:
         self._watching: Dict[int, Tuple[int, int]] = {}
         self._watch_counts: Dict[Tuple[int, int], int] = {}
         self._unwatch: Dict[int, Set[int]] = {}
-        self._lock = threading.RLock()  # a collection inside it may run _forget
+        # Images gone, (local start, weak reference), to take out of the tables above. A
+        # collection may end an image while this thread is inside the lock, in the middle of
+        # a look over the tables: they change when it is released, not under that look.
+        self._gone: "collections.deque[Tuple[int, weakref.ref]]" = collections.deque()
+        self._lock = _TableLock(self._forget_gone)
         # Held from taking the addresses to unwatch until the watched read that sends them is
         # answered: another thread's watched read of one of them cannot overtake it.
         self._watch_lock = threading.RLock()
@@ -329,8 +362,17 @@ class ImageTable:
         return image
 
     def _forget(self, start: int, ref) -> None:
-        # Only if a newer image did not take the same address since.
-        with self._lock:
+        # The weak reference's callback: the image at `start` is gone.
+        self._gone.append((start, ref))
+        if not self._lock.held_here():
+            with self._lock:
+                pass  # its release forgets it
+
+    def _forget_gone(self) -> None:
+        # Under the lock, as it is released (a collection meanwhile adds to the queue).
+        while self._gone:
+            start, ref = self._gone.popleft()
+            # Only if a newer image did not take the same address since.
             if self._images.get(start) is ref:
                 del self._images[start]
                 del self._starts[bisect.bisect_left(self._starts, start)]
