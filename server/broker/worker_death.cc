@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,22 @@ namespace {
 
 std::string WhileRunning(absl::string_view function) {
   return function.empty() ? " while idle" : absl::StrCat(" while running ", function);
+}
+
+// What the worker's report says of its address space when it had mapped at least half of
+// its cap: a mapping past the cap fails (the library may then exit or crash), whatever its
+// size, so a large reservation (a JIT's, an emulator's) can fail well below it. The
+// worker's own numbers, labelled as such; "" otherwise.
+std::string AddressSpaceNote(const std::optional<CrashReport>& report) {
+  if (!report.has_value() || report->address_space_cap == 0 ||
+      report->address_space < report->address_space_cap / 2) {
+    return "";
+  }
+  return absl::StrCat("; the worker reported ", report->address_space >> 20,
+                      " MiB of address space mapped, of its cap of ",
+                      report->address_space_cap >> 20,
+                      " MiB (the session's memory limit, limits.session_memory_bytes): a "
+                      "mapping past the cap fails inside the library");
 }
 
 }  // namespace
@@ -125,10 +142,10 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
     }
     error.set_message(absl::StrCat("worker killed by ", SignalName(exit.signal), " (",
                                    strsignal(exit.signal), ")", where, WhileRunning(function),
-                                   claim));
+                                   claim, AddressSpaceNote(exit.report)));
   } else if (exit.exit_code >= 0) {
-    error.set_message(
-        absl::StrCat("worker exited with status ", exit.exit_code, WhileRunning(function)));
+    error.set_message(absl::StrCat("worker exited with status ", exit.exit_code,
+                                   WhileRunning(function), AddressSpaceNote(exit.report)));
   } else {
     error.set_message(absl::StrCat("worker ended", WhileRunning(function)));
   }

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/syscall.h>
 
+#include <utility>
+
 #include "gtest/gtest.h"
 #include "server/jail/seccomp_policy.h"
 
@@ -178,6 +180,38 @@ TEST(DescribeWorkerDeath, AWorkerTheBrokerKilledAfterAnOomKillInItsCgroupRanOutO
   v1::Error error = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "allocate");
   EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED) << error.message();
   EXPECT_NE(error.message().find("out-of-memory killer"), std::string::npos) << error.message();
+}
+
+// The worker's report of its address space when it died: a death with at least half of its
+// cap mapped says so (a mapping past the cap may be why the library gave up), one far below
+// it says nothing of it.
+WorkerExit ExitReporting(uint64_t mapped_mib, uint64_t cap_mib) {
+  WorkerExit exit{0, 1};
+  CrashReport report;
+  report.magic = kCrashReportMagic;
+  report.code = 1;
+  report.address_space = mapped_mib << 20;
+  report.address_space_cap = cap_mib << 20;
+  exit.report = report;
+  return exit;
+}
+
+TEST(DescribeWorkerDeath, AnExitWithMostOfTheAddressSpaceMappedNamesTheCap) {
+  const v1::Error error =
+      DescribeWorkerDeath(ExitReporting(3172, 4096), DeathCause::kUnexpected, "uc_mem_map");
+  EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
+  EXPECT_EQ(error.message(),
+            "worker exited with status 1 while running uc_mem_map; the worker reported 3172 MiB "
+            "of address space mapped, of its cap of 4096 MiB (the session's memory limit, "
+            "limits.session_memory_bytes): a mapping past the cap fails inside the library");
+}
+
+TEST(DescribeWorkerDeath, AnExitFarBelowTheCapOrWithoutOneSaysNothingOfIt) {
+  for (const auto& [mapped, cap] : {std::pair<uint64_t, uint64_t>{100, 4096}, {3172, 0}}) {
+    const v1::Error error =
+        DescribeWorkerDeath(ExitReporting(mapped, cap), DeathCause::kUnexpected, "f");
+    EXPECT_EQ(error.message(), "worker exited with status 1 while running f") << mapped;
+  }
 }
 
 }  // namespace

@@ -451,8 +451,11 @@ bool WorkerProcess::RecordExit(int status, const struct rusage& usage) {
     exit_.exit_code = WEXITSTATUS(status);
   }
   std::optional<CrashReport> report = ReadCrashReport();
-  // Only a report about the signal that really killed the worker is believed.
-  if (report.has_value() && exit_.signal != 0 && report->signal == exit_.signal) {
+  // Only a report about the signal that really killed the worker, or the status it really
+  // exited with, is believed.
+  if (report.has_value() && (exit_.signal != 0 ? report->signal == exit_.signal
+                                               : report->signal == 0 && exit_.exit_code > 0 &&
+                                                     report->code == exit_.exit_code)) {
     exit_.report = report;
   }
   return relayed_status;

@@ -97,8 +97,8 @@ struct WorkerLaunchOptions {
 struct WorkerExit {
   int signal = 0;      // the terminating signal, or 0 when it exited
   int exit_code = -1;  // the exit status when it exited, else -1
-  // The worker's own crash report, when it wrote one for the signal that killed it: the
-  // worker's claim, untrusted (a library can forge it).
+  // The worker's own crash report, when it wrote one for the signal that killed it (or the
+  // status it exited with): the worker's claim, untrusted (a library can forge it).
   std::optional<CrashReport> report;
   // The syscall the kernel reported through the seccomp listener before ffiboxd killed the
   // worker, or -1: the only evidence of a SANDBOX_VIOLATION; and its description ("ioctl

@@ -773,6 +773,26 @@ def test_empty_files_past_the_sessions_memory_are_its_out_of_memory_kill(tmp_pat
         server.stop()
 
 
+@pytest.mark.parametrize("how", ["exits", "crashes"])
+def test_a_library_that_gives_up_when_its_address_space_runs_out_is_told_of_the_cap(
+        ffibox_client, how):
+    # A JIT or an emulator reserves large ranges (unicorn: 1 GiB an engine), and gives up when
+    # a reservation fails: the worker's address space is capped at the session's memory
+    # limit, which the caller only learnt from "worker exited with status 1".
+    from ffibox import ctypes as ct
+    with ffibox_client.session(memory_limit=512 << 20) as session:
+        probe = session.CDLL(PROBE_LIB)
+        probe.probe_reserve_address_space_then.argtypes = [ct.c_int]
+        with pytest.raises(ffibox.WorkerCrashed) as gave_up:
+            probe.probe_reserve_address_space_then(0 if how == "exits" else 1)
+        message = str(gave_up.value)
+        assert ("worker exited with status 1" if how == "exits" else "SIGSEGV") in message
+        assert "MiB of address space mapped, of its cap of 512 MiB" in message, message
+        with pytest.raises(ffibox.WorkerCrashed) as plain:
+            session.CDLL(TEST_LIB).crash_null_deref()  # far below the cap: nothing of it
+        assert "address space" not in str(plain.value), plain.value
+
+
 def test_the_word_lists_debian_links_from_usr_lib_are_readable_in_the_jail(session):
     # /usr/lib/aspell/*.rws are links into /var/lib/aspell (scripts/install-deps.sh installs
     # aspell-en): without it shown, enchant silently took another speller.

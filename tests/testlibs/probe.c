@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
@@ -172,9 +173,9 @@ int probe_find_descriptor(int type, int write_only, int nth) {
 }
 
 /* Writes a forged crash report (the worker's layout: magic 0xffb0c7a5, signal, code,
- * syscall, address) claiming a forbidden execve to the crash pipe (the write-only pipe
- * above stderr), then raises SIGSYS itself: a library trying to make the broker report a
- * violation never made. */
+ * syscall, address, address space and its cap) claiming a forbidden execve to the crash pipe (the
+ * write-only pipe above stderr), then raises SIGSYS itself: a library trying to make the broker
+ * report a violation never made. */
 int probe_forge_sigsys_report(void) {
   struct {
     uint32_t magic;
@@ -182,7 +183,9 @@ int probe_forge_sigsys_report(void) {
     int32_t code;
     int32_t syscall;
     uint64_t address;
-  } report = {0xffb0c7a5u, SIGSYS, 1, SYS_execve, 0};
+    uint64_t address_space;
+    uint64_t address_space_cap;
+  } report = {0xffb0c7a5u, SIGSYS, 1, SYS_execve, 0, 0, 0};
   const int crash_pipe = probe_find_descriptor(S_IFIFO, 1, 0);
   if (crash_pipe < 0) return crash_pipe;
   if (write(crash_pipe, &report, sizeof(report)) != (ssize_t)sizeof(report)) return -errno;
@@ -216,6 +219,21 @@ long probe_fill_with_empty_files(const char* dir, long most) {
     unlink(path);
   }
   return result;
+}
+
+/* Reserves address space (inaccessible, uncommitted: no memory) 64 MiB at a time until a
+ * reservation fails, as a JIT or an emulator reserving its buffers would, then, as such a
+ * library does, gives up: `how` 0 exits with status 1, 1 dies of a NULL store. Returns -1
+ * if no reservation failed within 1 TiB. */
+int probe_reserve_address_space_then(int how) {
+  for (int i = 0; i < 16384; ++i) {
+    void* reserved =
+        mmap(NULL, (size_t)64 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserved != MAP_FAILED) continue;
+    if (how == 0) exit(1);
+    *(volatile int*)NULL = 1;
+  }
+  return -1;
 }
 
 /* Connects a unix stream socket to `name`: a path, or with `abstract` set the abstract
