@@ -793,6 +793,27 @@ def test_a_library_that_gives_up_when_its_address_space_runs_out_is_told_of_the_
         assert "address space" not in str(plain.value), plain.value
 
 
+@pytest.mark.parametrize("limit,expected", [(None, "4 False"), ("8G", "8 True")])
+def test_ffibox_memory_limit_raises_the_private_servers_cap(limit, expected):
+    # The one-import swap's private server caps each worker's address space at 4 GiB, too
+    # little for a library that reserves large ranges (four unicorn engines):
+    # FFIBOX_MEMORY_LIMIT gives its sessions another cap.
+    script = textwrap.dedent("""
+        import os, sys
+        os.environ.pop("FFIBOX_ADDRESS", None)
+        os.environ.pop("FFIBOX_MEMORY_LIMIT", None)
+        if sys.argv[2] != "None":
+            os.environ["FFIBOX_MEMORY_LIMIT"] = sys.argv[2]
+        from ffibox import ctypes
+        probe = ctypes.CDLL(sys.argv[1])
+        probe.probe_reserve_address_space_then.argtypes = [ctypes.c_int]
+        print(probe.session.memory_limit >> 30, probe.probe_reserve_address_space_then(2) > 4096)
+    """)
+    done = run_script(script, PROBE_LIB, str(limit))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
 def test_the_word_lists_debian_links_from_usr_lib_are_readable_in_the_jail(session):
     # /usr/lib/aspell/*.rws are links into /var/lib/aspell (scripts/install-deps.sh installs
     # aspell-en): without it shown, enchant silently took another speller.

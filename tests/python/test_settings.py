@@ -62,3 +62,30 @@ def test_a_session_refuses_a_bad_setting_before_it_opens(client, monkeypatch):
     with client.session() as session:
         assert session.images.max_images == 9
         assert session.CDLL("libm.so.6").labs(-4) == 4
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("", None), ("67108864", 64 << 20), ("64M", 64 << 20), ("8g", 8 << 30), (" 8GiB ", 8 << 30),
+    ("1T", 1 << 40), ("32M", 32 << 20)])
+def test_a_byte_count_takes_a_binary_unit(monkeypatch, value, expected):
+    monkeypatch.setenv("FFIBOX_MEMORY_LIMIT", value)
+    assert _settings.memory_limit() == expected
+
+
+@pytest.mark.parametrize("value", ["31M", "0", "-1G", "4 GB", "lots", "1.5G", "G"])
+def test_a_byte_count_that_means_nothing_or_too_little_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("FFIBOX_MEMORY_LIMIT", value)
+    with pytest.raises(ValueError) as refused:
+        _settings.memory_limit()
+    assert "$FFIBOX_MEMORY_LIMIT" in str(refused.value) and "32 MiB" in str(refused.value)
+
+
+def test_a_session_takes_its_memory_limit_from_the_environment(client, monkeypatch):
+    assert client.session().memory_limit == 4 << 30  # the server's cap
+    monkeypatch.setenv("FFIBOX_MEMORY_LIMIT", "64M")
+    assert client.session().memory_limit == 64 << 20
+    assert client.session(memory_limit=128 << 20).memory_limit == 128 << 20
+    monkeypatch.setenv("FFIBOX_MEMORY_LIMIT", "8G")  # more than the server's cap
+    with pytest.raises(ffibox.Error) as refused:
+        client.session()
+    assert refused.value.code == "INVALID_ARGUMENT" and "memory_limit" in str(refused.value)

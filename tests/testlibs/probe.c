@@ -223,16 +223,23 @@ long probe_fill_with_empty_files(const char* dir, long most) {
 
 /* Reserves address space (inaccessible, uncommitted: no memory) 64 MiB at a time until a
  * reservation fails, as a JIT or an emulator reserving its buffers would, then, as such a
- * library does, gives up: `how` 0 exits with status 1, 1 dies of a NULL store. Returns -1
- * if no reservation failed within 1 TiB. */
+ * library does, gives up: `how` 0 exits with status 1, 1 dies of a NULL store; 2 gives it
+ * all back and returns how many MiB it reserved. Returns -1 if no reservation failed
+ * within 1 TiB. */
 int probe_reserve_address_space_then(int how) {
-  for (int i = 0; i < 16384; ++i) {
-    void* reserved =
+  static void* reserved[16384];
+  int count = 0;
+  for (; count < 16384; ++count) {
+    reserved[count] =
         mmap(NULL, (size_t)64 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (reserved != MAP_FAILED) continue;
-    if (how == 0) exit(1);
-    *(volatile int*)NULL = 1;
+    if (reserved[count] == MAP_FAILED) break;
   }
+  if (count == 16384 || how == 2) {
+    for (int i = 0; i < count; ++i) munmap(reserved[i], (size_t)64 << 20);
+    return count == 16384 ? -1 : count * 64;
+  }
+  if (how == 0) exit(1);
+  *(volatile int*)NULL = 1;
   return -1;
 }
 

@@ -8,6 +8,7 @@ import tempfile
 import threading
 from typing import List, Optional
 
+from ffibox import _settings
 from ffibox.errors import Error
 
 _lock = threading.RLock()  # re-entrant: see ffibox._default._lock
@@ -74,6 +75,9 @@ class PrivateServer:
     """
 
     def __init__(self, binary: str) -> None:
+        # $FFIBOX_MEMORY_LIMIT: its sessions' memory cap (4 GiB by default), which sessions
+        # may only lower. Read first: a value that means nothing leaves nothing behind.
+        memory = _settings.memory_limit()
         base = os.environ.get("XDG_RUNTIME_DIR")
         if not base or not os.access(base, os.W_OK):
             base = None
@@ -99,6 +103,8 @@ class PrivateServer:
                         "--private_directory=" + self.directory,
                         "--scratch_root=" + os.path.join(self.directory, "scratch"),
                         "--waive_jail_layer=cgroup"]
+        if memory is not None:
+            self.command.append("--session_memory_bytes=%d" % memory)
         self.process: Optional[subprocess.Popen] = None
         self._ready = threading.Event()
         self._first_line = ""

@@ -47,3 +47,30 @@ def count(name: str, default: int) -> int:
     if number < 1:
         raise ValueError("$%s is %r: expected a whole number of at least 1" % (name, value))
     return number
+
+
+_BINARY_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_count(name: str, least: int) -> Optional[int]:
+    """$name as a number of bytes of at least `least`, with an optional binary unit (512M,
+    4G, 1T, or 4GiB); None when it is unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    text = value.upper()
+    if text.endswith("IB"):
+        text = text[:-2]
+    unit = text[-1:] if text[-1:] in _BINARY_UNITS else ""
+    number = text[:len(text) - len(unit)].strip()
+    if number.isdigit() and int(number) * _BINARY_UNITS[unit] >= least:
+        return int(number) * _BINARY_UNITS[unit]
+    raise ValueError("$%s is %r: expected a number of bytes of at least %d MiB (such as 8G or "
+                     "512M)" % (name, value, least >> 20))
+
+
+def memory_limit() -> Optional[int]:
+    """$FFIBOX_MEMORY_LIMIT: the memory cap of a session that names none, in bytes, and of
+    the private server's sessions (its --session_memory_bytes: it may raise its default of
+    4 GiB); at least 32 MiB, the least a server's cap may be."""
+    return byte_count("FFIBOX_MEMORY_LIMIT", 32 << 20)

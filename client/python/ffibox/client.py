@@ -217,6 +217,8 @@ class Session:
             scratch_directory = bool(_settings.flag("FFIBOX_SCRATCH"))
         if timeout is None:
             timeout = _settings.seconds("FFIBOX_TIMEOUT")
+        if memory_limit is None:
+            memory_limit = _settings.memory_limit()
         same_host_setting = _settings.flag("FFIBOX_SAME_HOST")
         if channel_callbacks is None:
             # None: on where the server takes what such a callback may ask of the broker.
@@ -236,6 +238,8 @@ class Session:
         opened = self.stream.request(open=open_request).opened
         self.stream.max_request_bytes = opened.max_message_bytes
         self.session_id = opened.session_id
+        # Its memory cap in bytes (its worker's address space; 0: none).
+        self.memory_limit = opened.memory_limit_bytes
         # A writable directory shared with the library (same path here and in the worker),
         # or None.
         self.scratch_directory: Optional[str] = opened.scratch_directory or None
