@@ -46,6 +46,68 @@ def test_a_callers_descriptor_number_fails_at_once_in_the_library(session, tmp_p
     assert session.generation == generation, "the worker was replaced"
 
 
+def counting_requests(session):
+    """A list that gets the kind of each request `session` sends from now on."""
+    sent, request = [], session.stream.request
+
+    def counted(*args, **fields):
+        sent.extend(fields)
+        return request(*args, **fields)
+
+    session.stream.request = counted
+    return sent
+
+
+def test_a_large_buffer_the_library_hands_back_arrives_whole_a_read_a_chunk(ffibox_client):
+    # `lib.get(byref(p), byref(n)); p[:n]`: the slice was made of a bytes object per byte
+    # (90 times its size in this process's memory: 6 GiB and 18 s for 64 MiB), and a read
+    # past the server's largest message (64 MiB) was refused.
+    import tracemalloc
+    from ffibox import ctypes as ct
+    size = 80 << 20
+    with ffibox_client.session(timeout=60) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.malloc.restype = ct.POINTER(ct.c_char)
+        libc.malloc.argtypes = [ct.c_size_t]
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        p = libc.malloc(size)
+        libc.memset(p, ord("A"), size)
+        sent = counting_requests(session)
+        tracemalloc.start()
+        try:
+            data = p[:size]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(data) == size and data.count(b"A") == size
+        assert set(sent) == {"read_memory"} and len(sent) <= 6, sent  # up to 16 MiB each
+        assert peak < 4 * size, peak
+        assert p[size - 3:size] == b"AAA" and p[5:0:-2] == b"AAA"
+
+
+def test_a_slice_of_an_array_the_library_hands_back_is_one_read(ffibox_client):
+    # The `contents` of a POINTER(c_char * n) or POINTER(c_int * n) result, sliced: a read
+    # for the view, one for the slice (a request an element before: 64 KiB took 12 to 19 s).
+    from ffibox import ctypes as ct
+    with ffibox_client.session() as session:
+        libc = session.CDLL("libc.so.6")
+        libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+        libc.malloc.argtypes = [ct.c_size_t]
+        libc.malloc.restype = ct.POINTER(ct.c_char * 65536)
+        chars = libc.malloc(65536)
+        libc.memset(chars, ord("x"), 65536)
+        libc.malloc.restype = ct.POINTER(ct.c_int * 1000)
+        ints = libc.malloc(4000)
+        libc.memset(ints, 1, 4000)
+        sent = counting_requests(session)
+        assert chars.contents[:] == b"x" * 65536
+        assert chars.contents[10:20:3] == b"xxxx"
+        assert ints.contents[:] == [0x01010101] * 1000
+        assert ints.contents[-1:-5:-2] == [0x01010101] * 2
+        assert ints.contents[7:3] == []
+        assert sent == ["read_memory"] * 9, sent  # ints.contents[7:3] reads no element
+
+
 def test_crash_is_worker_crashed_and_next_call_works(session):
     lib = session.CDLL(TEST_LIB)
     assert lib.counter_next() == 1

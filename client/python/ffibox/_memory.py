@@ -17,6 +17,9 @@ MAX_STRING_UNITS = 16 << 20
 # Raw string units are read a page of worker memory at a time (never across into a page the
 # string does not reach).
 PAGE_BYTES = 4096
+# The most one read_memory asks for: larger reads take a request a chunk, each within the
+# server's largest message (16 MiB by default, SessionOpened.max_message_bytes).
+READ_CHUNK_BYTES = 16 << 20
 
 
 def string_too_long(address: int, wide: bool) -> Error:
@@ -79,13 +82,25 @@ class WorkerMemory:
 
     def read(self, address: int, size: int, generation: Optional[int] = None,
              as_is: bool = False) -> bytes:
-        """`size` bytes of worker memory (MemoryFault for a bad address)."""
+        """`size` bytes of worker memory (MemoryFault for a bad address), whatever their
+        size: a request for each chunk of up to READ_CHUNK_BYTES that fits in the server's
+        largest message."""
         if self._stream.closed_at_exit:
             return bytes(size)
         if not as_is:
             self._flush(address, size)
-        return self._stream.request(read_memory=pb.ReadMemory(
-            address=self._address(address, generation), size=size)).memory.data
+        chunk = min(READ_CHUNK_BYTES,
+                    max(PAGE_BYTES,
+                        (self._stream.max_request_bytes or READ_CHUNK_BYTES) - PAGE_BYTES))
+        if size <= chunk:
+            return self._stream.request(read_memory=pb.ReadMemory(
+                address=self._address(address, generation), size=size)).memory.data
+        data = bytearray()
+        for offset in range(0, size, chunk):
+            data += self._stream.request(read_memory=pb.ReadMemory(
+                address=self._address(address + offset, generation),
+                size=min(chunk, size - offset))).memory.data
+        return bytes(data)
 
     def read_watched(self, address: int, size: int, generation: int,
                      unwatch: Sequence[int] = ()) -> Tuple[bytes, bool]:

@@ -201,6 +201,20 @@ def _record_set(self, name, value):
                             at.generation)
 
 
+def _read_span(t, at, indexes: range):
+    """Elements `indexes` (not empty) of an array of plain `t` values at worker address `at`
+    (a WorkerAddress), read at once: a list, or bytes for c_char and str for c_wchar."""
+    first, last = indexes[0], indexes[-1]
+    low, count = min(first, last), abs(last - first) + 1
+    size = _ct.sizeof(t)
+    where = at + low * size
+    data = where.session.memory.read(where.address, count * size, where.generation)
+    if t is _ct.c_char and indexes.step == 1:
+        return data
+    span = (t * count).from_buffer_copy(data)
+    return span[first - low::indexes.step]
+
+
 def _index(length: int, index: int) -> int:
     if index < 0:
         index += length
@@ -214,7 +228,12 @@ def _array_get(self, index):
     if address_of(self) is None:
         return t.__getitem__(self, index)
     if isinstance(index, slice):
-        items = [_array_get(self, i) for i in range(*index.indices(t._length_))]
+        indexes = range(*index.indices(t._length_))
+        if _types.is_simple(t._type_) and _types.code_of(t._type_) not in "zZP":
+            # One read of the span, as a pointer's slice (was a request an element).
+            return _read_span(t._type_, address_of(self), indexes) if len(indexes) else \
+                (t._type_ * 0)()[:]
+        items = [_array_get(self, i) for i in indexes]
         return b"".join(items) if t._type_ is _ct.c_char else items
     index = _index(t._length_, index)
     return load(t._type_, address_of(self) + index * _ct.sizeof(t._type_))
@@ -406,15 +425,10 @@ class RemotePointer:
             indexes = range(start, index.stop, step)
             if _types.is_simple(self._type_) and _types.code_of(self._type_) not in "zZP" \
                     and len(indexes) > 0:
-                # Plain values: one read of the span, not one per element.
-                low, high = min(indexes), max(indexes)
-                at = self._ffibox_address + low * size
-                data = at.session.memory.read(at.address, (high - low + 1) * size,
-                                              at.generation)
-                span = (self._type_ * (high - low + 1)).from_buffer_copy(data)
-                items = [span[i - low] for i in indexes]
-            else:
-                items = [self[i] for i in indexes]
+                # Plain values: one read of the span, not one per element, sliced as an
+                # array of them (bytes for c_char, str for c_wchar, as ctypes gives).
+                return _read_span(self._type_, self._ffibox_address, indexes)
+            items = [self[i] for i in indexes]
             if self._type_ is _ct.c_char:
                 return b"".join(items)
             return "".join(items) if self._type_ is _ct.c_wchar else items
