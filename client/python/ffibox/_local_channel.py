@@ -377,9 +377,11 @@ class LocalChannel:
             self._out_head.value = self._head
             self._wake_if_asleep(self._peer_reader_waiting)
 
-    def _read_frame(self, deadline: float, max_bytes: int) -> bytes:
-        """One frame's payload: a 4-byte little-endian length (at most `max_bytes`), then
-        that many bytes, taken as they become available."""
+    def _read_frame(self, deadline: float, max_bytes: int,
+                    max_answer: Optional[int] = None) -> bytes:
+        """One frame's payload: a 4-byte little-endian length (at most `max_bytes`, and at
+        most `max_answer` for an answer, whose first byte is its id's tag: checked before
+        the rest of it is taken), then that many bytes, taken as they become available."""
         ring, m, at = self._ring, self._map_bytes, self._in_data
         # A short spin on the worker's position alone first: a call's answer mostly comes
         # within it.
@@ -388,7 +390,7 @@ class LocalChannel:
             if head.value != tail:
                 break
         received = bytearray()
-        wanted = 4
+        wanted = _HEADER  # the length and the payload's first byte, which says what it is
         while len(received) < wanted:
             writer_closed = self._peer_writer_closed.value != 0
             available = self._checked_peer_head() - self._tail
@@ -408,14 +410,14 @@ class LocalChannel:
                     raise
                 continue
             offset = self._tail & (ring - 1)
-            if not received and available >= 4:
+            if not received and available >= _HEADER:
                 # The length first, so that a frame already whole is taken in one piece.
-                if offset + 4 <= ring:
-                    wanted = 4 + self._frame_length(m, max_bytes, at + offset)
+                if offset + _HEADER <= ring:
+                    wanted = 4 + self._frame_length(m, max_bytes, max_answer, at + offset)
                 else:
                     first = ring - offset
-                    header = m[at + offset:at + ring] + m[at:at + 4 - first]
-                    wanted = 4 + self._frame_length(header, max_bytes)
+                    header = m[at + offset:at + ring] + m[at:at + _HEADER - first]
+                    wanted = 4 + self._frame_length(header, max_bytes, max_answer)
                 if available >= wanted and offset + wanted <= ring:
                     # Whole and not wrapped (most answers): one copy, straight from the ring.
                     payload = m[at + offset + 4:at + offset + wanted]
@@ -439,9 +441,10 @@ class LocalChannel:
                     if self._peer_head.value - self._tail < wanted and (
                             self._peer_writer_closed.value != 0 or self._closed):
                         raise _unavailable("the worker's end is closed")
-                    wanted = 4
+                    wanted = _HEADER
                     continue
-            take = min(available, wanted - len(received))
+            # Not past the length before it is known: an empty frame's is all of it.
+            take = min(available, (4 if len(received) < 4 else wanted) - len(received))
             first = min(take, ring - offset)
             received += m[at + offset:at + offset + first]
             if take > first:
@@ -449,14 +452,20 @@ class LocalChannel:
             self._tail += take
             self._in_tail.value = self._tail
             self._wake_if_asleep(self._peer_writer_waiting)
-            if wanted == 4 and len(received) >= 4:
-                wanted = 4 + self._frame_length(received, max_bytes)
+            if wanted == _HEADER and len(received) >= 4 and (
+                    len(received) == _HEADER or not _LENGTH.unpack_from(received)[0]):
+                wanted = 4 + self._frame_length(received, max_bytes, max_answer)
         del received[:4]  # in place: the answer is copied once, below
         return bytes(received)
 
-    def _frame_length(self, header, max_bytes: int, at: int = 0) -> int:
-        """The length at `at` of `header` (bytes, or the mapping itself), checked."""
+    def _frame_length(self, header, max_bytes: int, max_answer: Optional[int],
+                      at: int = 0) -> int:
+        """The length at `at` of `header` (bytes, or the mapping itself; the payload's first
+        byte follows it unless the length is 0), checked: at most `max_bytes`, and
+        `max_answer` for an answer."""
         length, = _LENGTH.unpack_from(header, at)
+        if max_answer is not None and length > 0 and header[at + 4] == _ID_TAG[0]:
+            max_bytes = min(max_bytes, max_answer)
         if length > max_bytes:
             self._break("an answer of %d bytes, more than the request can be answered with" % length)
         return length
@@ -629,7 +638,7 @@ class LocalChannel:
                     return self._read_frame(deadline, max_answer)
                 while True:
                     # An answer's id comes first; an invocation has none (id 0).
-                    frame = self._read_frame(deadline, MAX_ANSWER_BYTES)
+                    frame = self._read_frame(deadline, MAX_ANSWER_BYTES, max_answer)
                     if frame[:1] == _ID_TAG:
                         if len(frame) > max_answer:
                             self._break("an answer of %d bytes, more than the request can be "
@@ -810,6 +819,7 @@ def answer_bound(request) -> int:
 # core/local_channel.h's kMaxChannelInvocationDepth.
 MAX_INVOCATION_DEPTH = 256
 _ID_TAG = b"\x08"  # Response.id's, a varint: first in every answer
+_HEADER = 5  # a frame's length, and its payload's first byte
 
 
 def _block_size(block) -> int:
