@@ -1,11 +1,13 @@
 """What ffibox adds to ctypes: a crash, a hang or an exit in the library is a typed error,
 and the session's next call works in a fresh worker. Never run with the stdlib ctypes."""
 import ctypes as stdlib_ctypes  # ffibox takes the stdlib's data types
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -106,6 +108,77 @@ def test_a_slice_of_an_array_the_library_hands_back_is_one_read(ffibox_client):
         assert ints.contents[-1:-5:-2] == [0x01010101] * 2
         assert ints.contents[7:3] == []
         assert sent == ["read_memory"] * 9, sent  # ints.contents[7:3] reads no element
+
+
+def test_library_output_that_this_process_stderr_does_not_take_is_dropped_not_waited_for():
+    # The caller's stderr is a pipe nobody reads while it runs: the library's output, which
+    # the thread that reads the session's answers writes there, filled it, that thread
+    # waited, and the session was closed as if ffiboxd had sent nothing. It is dropped
+    # instead (said once stderr takes bytes again), and every call is answered.
+    script = textwrap.dedent("""
+        import os, sys
+        from ffibox import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+        chunk = b"x" * 16383 + b"\\n"
+        answered = [libc.write(2, chunk, len(chunk)) for _ in range(24)]
+        os.write(1, b"%d %d\\n" % (answered.count(len(chunk)), libc.labs(-7)))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "client", "python"))
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+    try:
+        child.wait(timeout=60)  # stderr unread until it ends
+    finally:
+        child.kill()
+    out, err = child.stdout.read().decode(), child.stderr.read().decode()
+    assert child.returncode == 0, err[-2000:]
+    assert out.strip() == "24 7", (out, err[-2000:])
+    assert 0 < err.count("x") < 24 * 16383  # what the pipe took; the rest was dropped
+
+
+def test_a_session_whose_output_handler_does_not_return_says_so(ffibox_client):
+    # An output handler of the caller's that blocks holds up the thread that reads the
+    # session's answers: the session ends when its answers are overdue, saying that, where it
+    # blamed ffiboxd for sending nothing.
+    from ffibox import ctypes as ct
+    with ffibox_client.session(same_host=False, timeout=1, answer_margin=0.5) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.write.argtypes = [ct.c_int, ct.c_char_p, ct.c_size_t]
+        release = threading.Event()
+        session.stream.on_output = lambda stream, data: release.wait(20)
+        try:
+            with pytest.raises(ffibox.SessionClosed) as closed:
+                libc.write(1, b"printed\n", 8)
+        finally:
+            release.set()
+        assert "output handler (session.stream.on_output)" in str(closed.value), closed.value
+        assert "ffiboxd sent nothing" not in str(closed.value)
+
+
+def test_the_default_output_handler_says_what_it_dropped_once_stderr_takes_bytes_again(
+        monkeypatch):
+    from ffibox import _stream
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "w", closefd=False) as stderr:
+            monkeypatch.setattr(sys, "stderr", stderr)
+            monkeypatch.setattr(_stream, "_OUTPUT_WAIT", 0.05)
+            monkeypatch.setattr(_stream, "_output_state", [False, 0])
+            size = fcntl.fcntl(write_end, 1032)  # F_GETPIPE_SZ
+            _stream.write_worker_output("stderr", b"a" * size)  # fills the pipe
+            started = time.monotonic()
+            _stream.write_worker_output("stdout", b"b" * 5000)  # dropped
+            _stream.write_worker_output("stderr", b"c" * 7)     # dropped, not waited for
+            assert time.monotonic() - started < 2
+            assert os.read(read_end, size) == b"a" * size
+            _stream.write_worker_output("stderr", b"d\n")
+        taken = os.read(read_end, 1 << 16)
+        assert taken == b"ffibox: 5007 bytes the library printed were dropped: this " \
+            b"process's stderr took nothing for 0.05 s\nd\n", taken
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_crash_is_worker_crashed_and_next_call_works(session):

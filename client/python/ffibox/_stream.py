@@ -14,6 +14,7 @@ import collections
 import itertools
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -178,16 +179,63 @@ class _Pending:
         self.wake_up()
 
 
+# How long the default output handler waits for this process's stderr to take more of the
+# library's output before it drops it (a pipe nobody reads: the thread that runs the
+# handler reads the session's answers too), and its state, shared by every session:
+# [whether stderr took nothing last time (then it is not waited for), bytes dropped since].
+_OUTPUT_WAIT = 1.0
+_output_state = [False, 0]
+_output_lock = threading.Lock()
+
+
 def write_worker_output(stream: str, data: bytes) -> None:
     """The default output handler: the library's bytes, as written, on this process's
-    stderr (both streams: the caller's stdout stays the caller's)."""
+    stderr (both streams: the caller's stdout stays the caller's). When stderr takes nothing
+    for _OUTPUT_WAIT (a pipe nobody reads), the bytes are dropped, not waited for, until it
+    takes some again: then a note says how many went."""
     target = sys.stderr
-    buffer = getattr(target, "buffer", None)
-    if buffer is not None:
-        buffer.write(data)
-    else:
-        target.write(data.decode("utf-8", "replace"))
-    target.flush()
+    try:
+        fd = target.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file: a StringIO, a logger
+        fd = None
+    if fd is None:
+        buffer = getattr(target, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+        else:
+            target.write(data.decode("utf-8", "replace"))
+        target.flush()
+        return
+    with _output_lock:
+        try:
+            target.flush()  # what Python wrote before it, in order
+            if _output_state[1] and _writable(fd, 0 if _output_state[0] else _OUTPUT_WAIT):
+                note = ("ffibox: %d bytes the library printed were dropped: this process's "
+                        "stderr took nothing for %g s\n" % (_output_state[1], _OUTPUT_WAIT))
+                _output_state[1] = 0
+                _write_all(fd, note.encode())
+            _output_state[0] = not _write_all(fd, data)
+        except OSError:
+            _output_state[0] = True
+            _output_state[1] += len(data)
+
+
+def _writable(fd: int, wait: float) -> bool:
+    return bool(select.select([], [fd], [], wait)[1])
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Writes `data` to `fd` a pipe's atomic piece at a time, each once `fd` is writable
+    (within _OUTPUT_WAIT, none when stderr took nothing last time): whether all of it went
+    (the rest is counted as dropped)."""
+    view = memoryview(data)
+    while view:
+        if not _writable(fd, 0 if _output_state[0] else _OUTPUT_WAIT):
+            _output_state[1] += len(view)
+            return False
+        view = view[os.write(fd, view[:select.PIPE_BUF]):]
+        _output_state[0] = False
+    return True
 
 
 _live_streams: "weakref.WeakSet[SessionStream]" = weakref.WeakSet()
@@ -276,6 +324,7 @@ class SessionStream:
         # it goes to this process's stderr, as the library's output would with ctypes.
         self.on_output: Callable[[str, bytes], None] = write_worker_output
         self._in_output_handler = False  # the reader thread runs on_output now
+        self._output_handler_since: Optional[float] = None  # since when it does
         self._handlers: Dict[int, InvokeHandler] = {}
         self._invokes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._callback_thread: Optional[threading.Thread] = None
@@ -622,10 +671,20 @@ class SessionStream:
             if now - seen < _OVERDUE_CONFIRMATION:
                 return seen + _OVERDUE_CONFIRMATION
             # Decided under the lock: requests sent from now on fail at once.
-            self._ended = ("ffiboxd sent nothing for %.1f s while requests waited for answers "
-                           "due within %.1f s (their deadline in the worker plus the answer "
-                           "margin of %g s); the session is closed: open a new one once the "
-                           "server answers again" % (now - since, bound, self.answer_margin))
+            handler = self._output_handler_since
+            if handler is not None:
+                # The reader is in the output handler: the answers wait behind it, not for
+                # the server.
+                self._ended = ("the session's output handler (session.stream.on_output), "
+                               "which the thread that reads its answers runs, has not "
+                               "returned for %.1f s while requests waited for answers due "
+                               "within %.1f s; the session is closed" % (now - handler, bound))
+            else:
+                self._ended = ("ffiboxd sent nothing for %.1f s while requests waited for "
+                               "answers due within %.1f s (their deadline in the worker plus "
+                               "the answer margin of %g s); the session is closed: open a new "
+                               "one once the server answers again"
+                               % (now - since, bound, self.answer_margin))
             self._ended_code = "DEADLINE_EXCEEDED"
         self._finish(self._ended, self._ended_code)
         self._outgoing.put(None)
@@ -1093,12 +1152,14 @@ class SessionStream:
     def _deliver_output(self, event) -> None:
         stream = "stdout" if event.stream == pb.STDOUT else "stderr"
         self._in_output_handler = True
+        self._output_handler_since = time.monotonic()
         try:
             self.on_output(stream, event.output)
         except Exception:  # a broken output handler must not end the session
             pass
         finally:
             self._in_output_handler = False
+            self._output_handler_since = None
 
     def _finish(self, reason: str, code: str = "FAILED_PRECONDITION") -> None:
         with self._lock:
