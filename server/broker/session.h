@@ -236,6 +236,9 @@ class Session : private WorkerSupervisor::Listener {
   // before this refusal of a request that names it (docs/protocol.md, "Pipelined requests").
   absl::Status AfterRecordedFailures(absl::Status named) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // The budget of every session's limit lines: 60 a minute.
+  static LimitedLog& EverySessionsLimitLog();
+
   void Reply(const v1::Request& request, v1::Response response);
   // Answers request `id`, an `op` refused before any worker saw it
   // (Error.never_reached_worker), with `status`, and counts it.
@@ -248,9 +251,8 @@ class Session : private WorkerSupervisor::Listener {
   OutputBudget output_budget_{kOutputBytesPerSecond, kOutputBurstBytes};
   const std::string session_id_;
   // The operator's lines about limits its workers hit (a library can hit one on every
-  // call): a few a minute, within a budget of every session's (a client can open session
-  // after session), so a noisy session's lines do not crowd out another's.
-  static LimitedLog& EverySessionsLimitLog();
+  // call): a few a minute, within the budget of every session's (a client can open session
+  // after session), so a noisy session takes at most a few of those.
   LimitedLog limit_log_{6, &EverySessionsLimitLog()};
 
   absl::Mutex mu_;

@@ -28,8 +28,9 @@ std::string AddressSpaceNote(const std::optional<CrashReport>& report) {
   return absl::StrCat("; the worker reported ", report->address_space >> 20,
                       " MiB of address space mapped, of its cap of ",
                       report->address_space_cap >> 20,
-                      " MiB (the session's memory limit, limits.session_memory_bytes): a "
-                      "mapping past the cap fails inside the library");
+                      " MiB (the session's memory limit: the server's "
+                      "limits.session_memory_bytes, or the session's own memory_limit_bytes): "
+                      "a mapping past the cap fails inside the library");
 }
 
 }  // namespace

@@ -202,8 +202,9 @@ TEST(DescribeWorkerDeath, AnExitWithMostOfTheAddressSpaceMappedNamesTheCap) {
   EXPECT_EQ(error.code(), v1::WORKER_CRASHED);
   EXPECT_EQ(error.message(),
             "worker exited with status 1 while running uc_mem_map; the worker reported 3172 MiB "
-            "of address space mapped, of its cap of 4096 MiB (the session's memory limit, "
-            "limits.session_memory_bytes): a mapping past the cap fails inside the library");
+            "of address space mapped, of its cap of 4096 MiB (the session's memory limit: the "
+            "server's limits.session_memory_bytes, or the session's own memory_limit_bytes): a "
+            "mapping past the cap fails inside the library");
 }
 
 TEST(DescribeWorkerDeath, AnExitFarBelowTheCapOrWithoutOneSaysNothingOfIt) {

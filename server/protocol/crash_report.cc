@@ -41,7 +41,12 @@ uint64_t AddressSpaceNow() {
   return 0;
 }
 
+// The worker's pid: a process the library forked inherits the handlers and the pipe, and
+// its report would be taken for the worker's (the broker believes the first).
+std::atomic<pid_t> worker_pid{0};
+
 void Write(CrashReport report) {
+  if (getpid() != worker_pid.load(std::memory_order_relaxed)) return;
   report.magic = kCrashReportMagic;
   report.address_space = AddressSpaceNow();
   struct rlimit limit;
@@ -54,7 +59,7 @@ void Write(CrashReport report) {
 void OnExit(int status, void*) {
   if (status == 0) return;
   CrashReport report;
-  report.code = status;
+  report.code = status & 0xff;  // as the broker's waitpid sees it
   Write(report);
 }
 
@@ -82,6 +87,7 @@ void OnFatalSignal(int signal_number, siginfo_t* info, void*) {
 }  // namespace
 
 void InstallCrashReporter() {
+  worker_pid.store(getpid(), std::memory_order_relaxed);
   static constexpr size_t kAltStackBytes = 64 * 1024;
   stack_t alt = {};
   alt.ss_sp = std::malloc(kAltStackBytes);  // lives as long as the process

@@ -181,6 +181,54 @@ def test_the_default_output_handler_says_what_it_dropped_once_stderr_takes_bytes
         os.close(write_end)
 
 
+def test_a_crash_after_a_forked_child_exited_is_described_by_the_workers_own_report():
+    # Under the permissive policy, which lets a library fork: the child inherits the
+    # worker's exit handler and crash pipe, its exit(127) wrote the first report, the broker
+    # believes only the first, and the worker's own (the fault's address) was lost.
+    server = Server("--jail_policy=permissive")
+    try:
+        with ffibox.connect(server.address) as client, client.session() as session:
+            probe = session.CDLL(PROBE_LIB)
+            with pytest.raises(ffibox.WorkerCrashed) as crash:
+                probe.probe_fork_exiting_child_then_crash()
+            assert "SIGSEGV" in str(crash.value) and "at address 0x0" in str(crash.value), \
+                crash.value
+    finally:
+        server.stop()
+
+
+def test_slices_of_a_library_array_of_a_simple_types_subclass_share_its_memory(session):
+    # ctypes gives elements of a subclass of a simple type as objects over the array's
+    # memory: a slice's elements too, so a write through one reaches the library.
+    from ffibox import ctypes as ct
+
+    class Color(ct.c_int):
+        pass
+
+    libc = session.CDLL("libc.so.6")
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    libc.calloc.restype = ct.POINTER(Color * 4)
+    colors = libc.calloc(4, 4)
+    first, second = colors.contents[0:2]
+    assert isinstance(first, Color) and first.value == 0
+    second.value = 7
+    assert ct.cast(colors, ct.POINTER(ct.c_int))[1] == 7
+
+
+def test_a_slice_with_a_large_step_reads_its_elements_not_the_span(session):
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6")
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.malloc.argtypes = [ct.c_size_t]
+    libc.malloc.restype = ct.POINTER(ct.c_int)
+    count = 4 << 20  # 16 MiB of ints
+    ints = libc.malloc(count * 4)
+    libc.memset(ints, 2, count * 4)
+    sent = counting_requests(session)
+    assert ints[0:count:100000] == [0x02020202] * 42
+    assert sent == ["read_memory_list"], sent
+
+
 def test_crash_is_worker_crashed_and_next_call_works(session):
     lib = session.CDLL(TEST_LIB)
     assert lib.counter_next() == 1

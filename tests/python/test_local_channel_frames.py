@@ -233,18 +233,25 @@ def test_a_packed_calls_answer_is_capped_far_lower(worker):
     assert taken == [packed.payload(5)]
 
 
-def test_an_answer_past_the_calls_limit_ends_the_channel_before_it_is_taken(worker):
+def test_an_answer_past_the_calls_limit_ends_the_channel_before_it_is_taken():
     # With callbacks on the channel a frame may be an invocation, whose limit is far higher
     # than a call's answer: the frame's first byte (an answer's id tag) tells them apart, so
     # an answer announcing more than the call can be answered with is refused there, not
     # after the client took all of it (a library forged 1 GiB: 2 GiB in the caller).
-    worker.client._serve = lambda *args: None
-    error = failed_transfer(
-        worker, lambda: worker.put(struct.pack("<I", 1 << 29) + lc._ID_TAG),
-        send=lambda: worker.client.transfer(b"request", time.monotonic() + 5, max_answer=100))
-    assert error.code == "INTERNAL", error
-    assert "an answer of %d bytes, more than the request can be answered with" % (1 << 29) \
-        in str(error), error
+    for first, length in ((lc._ID_TAG, 101), (b"\x12", lc.MAX_INVOCATION_BYTES + 1)):
+        # An answer past its call's limit, anything else past an invocation's.
+        end = WorkerEnd()
+        try:
+            end.client._serve = lambda *args: None
+            error = failed_transfer(
+                end, lambda: end.put(struct.pack("<I", length) + first),
+                send=lambda: end.client.transfer(b"request", time.monotonic() + 5,
+                                                 max_answer=100))
+        finally:
+            end.close()
+        assert error.code == "INTERNAL", error
+        assert "an answer of %d bytes, more than the request can be answered with" % length \
+            in str(error), error
 
 
 @pytest.mark.parametrize("request_, most", [

@@ -72,7 +72,7 @@ def test_a_byte_count_takes_a_binary_unit(monkeypatch, value, expected):
     assert _settings.memory_limit() == expected
 
 
-@pytest.mark.parametrize("value", ["31M", "0", "-1G", "4 GB", "lots", "1.5G", "G"])
+@pytest.mark.parametrize("value", ["31M", "0", "-1G", "4 GB", "lots", "1.5G", "G", "\u00b2G"])
 def test_a_byte_count_that_means_nothing_or_too_little_is_refused_by_name(monkeypatch, value):
     monkeypatch.setenv("FFIBOX_MEMORY_LIMIT", value)
     with pytest.raises(ValueError) as refused:

@@ -243,6 +243,18 @@ int probe_reserve_address_space_then(int how) {
   return -1;
 }
 
+/* Forks a child that ends with exit(127) (running the exit handlers it inherited), waits for
+ * it, then dies of a NULL store itself: the worker's crash report must be its own. */
+int probe_fork_exiting_child_then_crash(void) {
+  const pid_t child = fork();
+  if (child < 0) return -errno;
+  if (child == 0) exit(127);
+  int status = 0;
+  waitpid(child, &status, 0);
+  *(volatile int*)NULL = 1;
+  return 0;
+}
+
 /* Connects a unix stream socket to `name`: a path, or with `abstract` set the abstract
  * address "\0name". 0 when connected, or -errno of the socket or connect that failed. */
 int probe_connect_unix(const char* name, int abstract) {

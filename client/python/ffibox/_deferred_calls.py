@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from ffibox.errors import SessionClosed
 
 _STOP = object()
+_STARTING = object()  # DeferredCalls._thread while its thread is being made
 # How long a session's thread waits for another deferred call before it ends.
 IDLE_SECONDS = 10.0
 
@@ -29,7 +30,7 @@ class DeferredCalls:
     def _reset(self) -> None:
         # SimpleQueue's put is reentrant: a finalizer may run in the middle of another put.
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[object] = None  # the thread, _STARTING, or None
         # Reentrant: a finalizer that defers a call may run on a thread holding it.
         self._lock = threading.RLock()
         self._closed = False
@@ -40,9 +41,13 @@ class DeferredCalls:
         with self._lock:
             if self._closed or self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._run, name="ffibox-deferred-calls",
-                                            daemon=True)
-            self._thread.start()
+            # Taken before the thread is made: a collection meanwhile may put a call of its
+            # own on this thread, which must not start a second one.
+            self._thread = _STARTING
+            thread = threading.Thread(target=self._run, name="ffibox-deferred-calls",
+                                      daemon=True)
+            self._thread = thread
+            thread.start()
 
     def close(self) -> None:
         """The session has closed: the thread ends after the calls already put (each fails

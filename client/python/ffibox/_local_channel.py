@@ -64,6 +64,10 @@ _LONGEST_SLEEP = 0.05
 # is read as it arrives, so the client holds only what the worker did send, and once started
 # it must keep coming.
 MAX_ANSWER_BYTES = 1 << 30
+# The most a callback invocation on the channel may take: a pointee of at most 64 KiB, what
+# follows it included (kMaxCallbackBufferBytes), for each of at most 256 parameters, and the
+# blocks its call keeps, with room to spare.
+MAX_INVOCATION_BYTES = 64 << 20
 _ANSWER_PROGRESS = 10.0
 _LENGTH = struct.Struct("<I")  # a frame's length, before its payload
 # After this many wakes in a row that found nothing (a worker rewriting the word this end
@@ -461,11 +465,13 @@ class LocalChannel:
     def _frame_length(self, header, max_bytes: int, max_answer: Optional[int],
                       at: int = 0) -> int:
         """The length at `at` of `header` (bytes, or the mapping itself; the payload's first
-        byte follows it unless the length is 0), checked: at most `max_bytes`, and
-        `max_answer` for an answer."""
+        byte follows it unless the length is 0), checked: at most `max_bytes`, and with
+        `max_answer` given (a frame that may be an invocation), at most that for an answer
+        and MAX_INVOCATION_BYTES for anything else."""
         length, = _LENGTH.unpack_from(header, at)
-        if max_answer is not None and length > 0 and header[at + 4] == _ID_TAG[0]:
-            max_bytes = min(max_bytes, max_answer)
+        if max_answer is not None and length > 0:
+            max_bytes = min(max_bytes, max_answer if header[at + 4] == _ID_TAG[0]
+                            else MAX_INVOCATION_BYTES)
         if length > max_bytes:
             self._break("an answer of %d bytes, more than the request can be answered with" % length)
         return length

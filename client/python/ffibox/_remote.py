@@ -201,12 +201,34 @@ def _record_set(self, name, value):
                             at.generation)
 
 
+# A slice whose span is past this and eight times its elements reads each element instead.
+_SPAN_BYTES = 1 << 20
+
+
+def _plain_values(t) -> bool:
+    """Whether elements of type `t` are plain values a slice gives as copies: a simple type
+    itself, not a subclass (whose elements ctypes gives as objects sharing the array's
+    memory), and no pointer or string."""
+    return _types.is_simple(t) and t.__mro__[1] is _ct._SimpleCData and \
+        _types.code_of(t) not in "zZP"
+
+
 def _read_span(t, at, indexes: range):
     """Elements `indexes` (not empty) of an array of plain `t` values at worker address `at`
     (a WorkerAddress), read at once: a list, or bytes for c_char and str for c_wchar."""
     first, last = indexes[0], indexes[-1]
     low, count = min(first, last), abs(last - first) + 1
     size = _ct.sizeof(t)
+    if count > 8 * len(indexes) and count * size > _SPAN_BYTES:
+        # Far apart (a large step): each element's bytes, in reads of up to 4096 at a time,
+        # not the span.
+        wanted = [at + i * size for i in indexes]
+        session, generation = at.session, at.generation
+        data = b"".join(b"".join(session.memory.read_list(
+            [(w.address, size) for w in wanted[i:i + 4096]], generation))
+            for i in range(0, len(wanted), 4096))
+        values = (t * len(indexes)).from_buffer_copy(data)
+        return values[:]
     where = at + low * size
     data = where.session.memory.read(where.address, count * size, where.generation)
     if t is _ct.c_char and indexes.step == 1:
@@ -229,7 +251,7 @@ def _array_get(self, index):
         return t.__getitem__(self, index)
     if isinstance(index, slice):
         indexes = range(*index.indices(t._length_))
-        if _types.is_simple(t._type_) and _types.code_of(t._type_) not in "zZP":
+        if _plain_values(t._type_):
             # One read of the span, as a pointer's slice (was a request an element).
             return _read_span(t._type_, address_of(self), indexes) if len(indexes) else \
                 (t._type_ * 0)()[:]
@@ -423,8 +445,7 @@ class RemotePointer:
                 raise ValueError("slice start is required for step < 0")
             start = 0 if index.start is None else index.start
             indexes = range(start, index.stop, step)
-            if _types.is_simple(self._type_) and _types.code_of(self._type_) not in "zZP" \
-                    and len(indexes) > 0:
+            if _plain_values(self._type_) and len(indexes) > 0:
                 # Plain values: one read of the span, not one per element, sliced as an
                 # array of them (bytes for c_char, str for c_wchar, as ctypes gives).
                 return _read_span(self._type_, self._ffibox_address, indexes)

@@ -63,7 +63,7 @@ def byte_count(name: str, least: int) -> Optional[int]:
         text = text[:-2]
     unit = text[-1:] if text[-1:] in _BINARY_UNITS else ""
     number = text[:len(text) - len(unit)].strip()
-    if number.isdigit() and int(number) * _BINARY_UNITS[unit] >= least:
+    if number.isascii() and number.isdigit() and int(number) * _BINARY_UNITS[unit] >= least:
         return int(number) * _BINARY_UNITS[unit]
     raise ValueError("$%s is %r: expected a number of bytes of at least %d MiB (such as 8G or "
                      "512M)" % (name, value, least >> 20))

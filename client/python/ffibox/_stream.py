@@ -221,7 +221,9 @@ def write_worker_output(stream: str, data: bytes) -> None:
 
 
 def _writable(fd: int, wait: float) -> bool:
-    return bool(select.select([], [fd], [], wait)[1])
+    poll = select.poll()  # not select.select: stderr may be a descriptor past 1023
+    poll.register(fd, select.POLLOUT)
+    return any(events & select.POLLOUT for _, events in poll.poll(int(wait * 1000)))
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -249,7 +251,9 @@ def _forsake_streams_in_child() -> None:
     # gRPC's channels do not work in it: a request would wait forever for a reader that is
     # not there, and one through a same-host channel would share the parent's rings. The
     # child's copies end at once instead, saying why.
+    global _output_lock
     _main_thread[0] = threading.main_thread().ident
+    _output_lock = threading.Lock()  # a reader of the parent's may have held it
     parent = os.getppid()
     for stream in list(_live_streams):
         stream._forsake_after_fork(parent)

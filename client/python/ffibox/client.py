@@ -296,9 +296,9 @@ class Session:
             self.stream, lambda t, value: _marshal.encode(t, value, None, self))
         # One worker address per caller object calls reach, for the object's life.
         self.twins = TwinTable(lambda: self.generation)
+        self.twins.handed = self._handed_by
         # Calls finalizers made where they could not run at once, run later on a thread.
         self.deferred_calls = DeferredCalls()
-        self.twins.handed = self._handed_by
         # Local images of worker memory the library handed back through typed pointers.
         self.images = ImageTable(self.memory, self.twins, max_images, session=self,
                                  max_image_bytes=max_image_bytes)
