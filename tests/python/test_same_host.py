@@ -420,30 +420,40 @@ def test_the_one_import_swap_uses_the_channel_with_ffibox_same_host(server):
 
 
 def test_the_private_server_is_stopped_after_the_sessions_closed_at_exit():
-    # At exit the sessions' streams are closed before the private server is asked to stop:
-    # it stopped with them open and waited out its 2 s drain deadline at every exit.
+    # At exit the sessions' streams, and then the clients' channels, are closed before the
+    # private server is asked to stop: stopped with either open, it waited out its 2 s drain
+    # deadline for them.
     script = textwrap.dedent("""
-        import atexit, os, subprocess, time
+        import os, subprocess
         os.environ.pop("FFIBOX_ADDRESS", None)
+        import ffibox.client
         from ffibox import ctypes, _server, _stream
         libm = ctypes.CDLL("libm.so.6")
         libm.cos.restype = ctypes.c_double
         libm.cos.argtypes = [ctypes.c_double]
         assert libm.cos(0.0) == 1.0 and libm.session.client.private
         server = _server._private.process
-        terminate = subprocess.Popen.terminate
+        terminate, close = subprocess.Popen.terminate, ffibox.client.Client.close
+        closed = []
 
         def noting_open_streams(process):
             if process is server:
                 open_streams = [s for s in _stream._live_streams if not s.closed_at_exit]
                 print("open streams at stop:", len(open_streams), flush=True)
+                print("clients closed before:", len(closed), flush=True)
             terminate(process)
 
+        def noting_close(client):
+            closed.append(client)
+            close(client)
+
         subprocess.Popen.terminate = noting_open_streams
+        ffibox.client.Client.close = noting_close
     """)
     done = run_script(script)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "open streams at stop: 0", (done.stdout, done.stderr)
+    assert done.stdout.split("\n")[:2] == ["open streams at stop: 0", "clients closed before: 1"], \
+        (done.stdout, done.stderr)
 
 
 def test_the_private_server_gives_the_one_import_swap_the_channel_by_default():

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import weakref
 from typing import List, Optional
 
 from ffibox import _settings
@@ -106,6 +107,8 @@ class PrivateServer:
         if memory is not None:
             self.command.append("--session_memory_bytes=%d" % memory)
         self.process: Optional[subprocess.Popen] = None
+        # The clients connected to it (ffibox.client.Client), closed before it stops at exit.
+        self.clients: "weakref.WeakSet" = weakref.WeakSet()
         self._ready = threading.Event()
         self._first_line = ""
         # PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so the child is
@@ -169,6 +172,10 @@ class PrivateServer:
         # its whole drain deadline (2 s) for them at every exit.
         from ffibox import _stream
         _stream._close_streams_at_exit()
+        # And its clients' channels: one left open holds a call the server's shutdown waits
+        # for (gRPC's own, once its sessions ended) until that deadline too.
+        for client in list(self.clients):
+            client.close()
         self.stop()
 
     def stop(self, keep_log: bool = False) -> None:

@@ -131,6 +131,8 @@ class Client:
         self.address = address
         self._channel = channel
         self._private_server = private_server
+        if private_server is not None:
+            private_server.clients.add(self)
         # Whether this client started the server it talks to (it serves this process only).
         self.private = private_server is not None
         self._pid = os.getpid()  # a forked child's copy is its parent's
