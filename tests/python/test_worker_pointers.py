@@ -548,6 +548,21 @@ PATTERNS = {
         memmove(names, (c_void_p * 2)(libc.strdup(b"worker's"), addressof(mine)), sizeof(names))
         print(names[0], names[1])
     """,
+    # distorm3: `info.code = cast(byref(buf, offset), c_char_p)`, the structure passed by
+    # reference. The buffer was not shipped from the field (a c_char_p hands on no
+    # references to the fields it is stored in): the worker crashed on this process's address.
+    "cast_of_a_byref_to_c_char_p_in_a_field": """
+        libc = CDLL("libc.so.6")
+        libc.strsep.argtypes = [c_void_p, c_char_p]
+        libc.strsep.restype = c_char_p
+        class Info(Structure):
+            _fields_ = [("code", c_char_p), ("length", c_int)]
+        buffer = create_string_buffer(b"xx,abc,def")
+        info = Info(cast(byref(buffer, 3), c_char_p), 7)
+        print(libc.strsep(byref(info), b","), info.code)
+        void = Info(cast(cast(byref(buffer), c_void_p), c_char_p), 7)
+        print(libc.strsep(byref(void), b","), void.code)
+    """,
 }
 
 EXPECTED = {
@@ -606,6 +621,7 @@ EXPECTED = {
         "('r', 'g', 'b', 'a') 0 0\nTrue False False True",
     "pointer_handed_back_again_reads_what_the_library_left": "70 70 8",
     "byref_of_a_buffer_out_parameter_over_all_of_it": "True\n9 9 88",
+    "cast_of_a_byref_to_c_char_p_in_a_field": "b'abc' b'def'\nb'xx' b'abc'",
 }
 
 

@@ -354,6 +354,12 @@ def cast(obj, typ):
             # from a structure the pointer is stored in (`stream.next_in = cast(data, ...)`).
             result._ffibox_keep = {"bytes": obj}
             _images.keep_with_copies(result, 0, obj)
+        elif isinstance(obj, _marshal._CArgObject) and _types.code_of(typ) in ("z", "Z", "P"):
+            # A c_char_p (c_wchar_p, c_void_p) has no keep-alive references of its own that
+            # ctypes hands on to the fields it is stored in (distorm3: `info.code =
+            # cast(byref(buf, offset), c_char_p)`): made through a POINTER, whose references
+            # ctypes carries into the cast, the byref's object follows it there.
+            return cast(cast(obj, POINTER(c_char)), typ)
         elif isinstance(obj, _marshal._CArgObject):
             # Nor to the object of a byref (`cast(byref(array, 4), POINTER(c_int))`): ffibox
             # ships that object's memory where the pointer points.
