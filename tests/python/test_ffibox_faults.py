@@ -419,6 +419,32 @@ def test_abort_and_exit_are_worker_crashed(session):
     assert lib.add_int(2, 3) == 5
 
 
+def test_handles_of_a_crashed_worker_are_stale_in_arrays_and_records_too(session):
+    # xgboost passes its handles in an array (`c_array(c_void_p, [d.handle])`): after a
+    # restart they reached the new worker as wild addresses and crashed it too.
+    from ffibox import ctypes as ct
+
+    class Holder(ct.Structure):
+        _fields_ = [("tag", ct.c_int), ("handle", ct.c_void_p)]
+
+    libc = session.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ct.c_void_p, [ct.c_size_t]
+    libc.memcpy.restype = ct.c_void_p
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    handle = libc.malloc(16)
+    in_array, in_record = (ct.c_void_p * 2)(None, handle), Holder(1, handle)
+    target = ct.create_string_buffer(16)
+    assert libc.memcpy(target, in_array, 16) is not None  # the live worker's: passed
+    with pytest.raises(ffibox.WorkerCrashed):
+        session.CDLL(TEST_LIB).crash_abort()
+    for holding in (in_array, ct.byref(in_record)):
+        with pytest.raises(ffibox.StaleHandle) as stale:
+            libc.memcpy(target, holding, 16)
+        assert "0x%x" % handle in str(stale.value) and "generation 1" in str(stale.value)
+    fresh = libc.malloc(16)
+    assert libc.memcpy(target, (ct.c_void_p * 2)(None, fresh), 16) is not None
+
+
 def test_handles_of_a_crashed_worker_are_stale_in_the_next_one(session):
     # Integers the library handed back (c_void_p handles) name the dead worker's memory:
     # passed back after the restart, each is refused as stale, never read in the new worker.

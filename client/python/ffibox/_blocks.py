@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ffibox import (_addresses, _callback_code, _memory_owners, _remote, _slots, _twins,
                     _types)
 from ffibox._stubs import pb
+from ffibox.errors import StaleHandle
 
 _CData = _ct._SimpleCData.__mro__[1]
 NULL = pb.Value(pointer=pb.PointerValue(null=True))
@@ -301,6 +302,17 @@ class CallBuilder:
             if _slots.is_local(word):
                 _addresses.note_local_address(word)
                 self.local_integers.append(word)
+                return
+            # A handle a worker gave back as an integer (a c_void_p result) stored in an
+            # array or a record: a dead worker's is refused, as that argument alone would be
+            # (it would reach the next worker as a wild address).
+            session = self._session()
+            handed = session._handed_by(word) if session is not None and word else None
+            if handed is not None and handed != session.generation:
+                raise StaleHandle("STALE_HANDLE: 0x%x, stored in memory this call passes, was "
+                                  "handed back by worker generation %d, which is gone (the "
+                                  "session's worker is generation %d now)"
+                                  % (word, handed, session.generation), "STALE_HANDLE")
             return
         self.blocks[index].relocations.add(
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
