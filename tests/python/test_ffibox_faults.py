@@ -328,6 +328,19 @@ def test_a_crash_at_an_address_of_this_process_passed_as_an_integer_says_so(sess
     assert lib.add_int(2, 3) == 5
 
 
+def test_a_crash_at_an_address_of_this_process_written_in_a_string_says_it_may_be_one(session):
+    # xgboost writes its numpy arrays' addresses into a JSON string: no client can see them,
+    # and the worker faulted with nothing said.
+    from ffibox import ctypes as ct
+    probe = session.CDLL(PROBE_LIB)
+    probe.probe_read_address_in_text.argtypes = [ct.c_char_p]
+    local = ct.create_string_buffer(64)
+    address = ct.addressof(local) + 8
+    with pytest.raises(ffibox.WorkerCrashed) as crash:
+        probe.probe_read_address_in_text(b"%d" % address)
+    assert "0x%x is mapped in this process" % address in str(crash.value), crash.value
+
+
 def test_a_char_pointer_holding_the_address_of_a_bytes_objects_text_is_that_text(session):
     # PyOpenGL's glShaderSource passes strings as c_char_p elements cast from the addresses
     # of bytes objects' text (plain integers): the element is that text, as the bytes would

@@ -255,6 +255,12 @@ int probe_fork_exiting_child_then_crash(void) {
   return 0;
 }
 
+/* Reads the byte at the address written in `text` (decimal), as a library that takes its
+ * caller's buffers' addresses in a string does (xgboost's JSON array interface). */
+int probe_read_address_in_text(const char* text) {
+  return *(volatile unsigned char*)(uintptr_t)strtoull(text, NULL, 10);
+}
+
 /* Connects a unix stream socket to `name`: a path, or with `abstract` set the abstract
  * address "\0name". 0 when connected, or -errno of the socket or connect that failed. */
 int probe_connect_unix(const char* name, int abstract) {

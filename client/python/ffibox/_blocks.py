@@ -485,8 +485,9 @@ class CallBuilder:
 
     def crash_hint(self, fault_address: int) -> str:
         """What to add to the crash of this call at `fault_address` when the worker faulted
-        at or just past an address of this process the call passed as a plain integer; ""
-        otherwise."""
+        at or just past an address of this process the call passed as a plain integer, or at
+        any address this process has mapped (the worker's own memory lies elsewhere, but an
+        address may be both: a guess, worded as one); "" otherwise."""
         for address in self.local_integers:
             if address - 4096 <= fault_address < address + (1 << 20):
                 return (" (0x%x is an address of this process, passed to the library as a "
@@ -494,6 +495,14 @@ class CallBuilder:
                         "the object instead: a ctypes object, a numpy array's "
                         "arr.ctypes.data_as(...) or numpy.ctypeslib.as_ctypes(arr))"
                         % address)
+        if fault_address >= 4096 and _addresses.locally_mapped(fault_address):
+            # Not one the call passed as such, but memory this process has there: an address
+            # of this process that reached the library another way (inside a string, as
+            # xgboost's numpy path writes its arrays' addresses into JSON).
+            return (" (0x%x is mapped in this process: the library may have been given an "
+                    "address of this process's memory some way ffibox cannot see, such as "
+                    "written in a string; the worker cannot reach this process's memory)"
+                    % fault_address)
         return ""
 
     def kept_early(self, kept, generation: int) -> None:
