@@ -50,6 +50,18 @@ def test_pythonapi_functions_can_be_named_and_typed_but_not_called(ct):
     assert ct.CDLL("libc.so.6").strlen(b"hello") == 5
 
 
+def test_a_variable_of_pythonapi_is_refused_saying_why(ct):
+    """numba reads `_Py_HashSecret` with `in_dll(pythonapi, ...)` as it compiles anything:
+    the stdlib's in_dll got a function for pythonapi's `_handle` and said only that it must
+    be an integer."""
+    with pytest.raises(NotImplementedError, match=r"in_dll\(pythonapi, 'Py_OptimizeFlag'\).*"
+                                                   r"stdlib ctypes"):
+        ct.c_int.in_dll(ct.pythonapi, "Py_OptimizeFlag")
+    with pytest.raises(AttributeError, match="pythonapi has no _handle"):
+        ct.pythonapi._handle
+    assert ct.pythonapi._PyBytes_Resize.__name__ == "_PyBytes_Resize"  # still a name
+
+
 GLOBAL_PROVIDER = TEST_LIB.replace("libffibox_test.so", "libffibox_global_provider.so")
 GLOBAL_USER = TEST_LIB.replace("libffibox_test.so", "libffibox_global_user.so")
 

@@ -84,6 +84,12 @@ cdll = LibraryLoader(CDLL)
 def in_dll(t, library, name: str):
     """`t.in_dll(library, name)`: a view of the library's variable; reads and writes go to
     the worker."""
+    if isinstance(library, _PythonApi):
+        raise NotImplementedError(
+            "ffibox.ctypes: %s.in_dll(pythonapi, %r): the Python C API's variables are this "
+            "process's, which ffibox.ctypes does not reach; read them through the stdlib "
+            "ctypes (a module that needs them, such as numba, must keep the stdlib ctypes: "
+            "do not swap ffibox.ctypes in for it in sys.modules)" % (t.__name__, name))
     if not isinstance(library, _CDLL):
         method = type(t).in_dll  # the stdlib's (an array type's is this, _metatypes)
         return getattr(method, "stdlib", method)(t, library, name)
@@ -557,8 +563,11 @@ class _PythonApi:
         self._functions = {}
 
     def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
+        if name in ("_handle", "_name", "_FuncPtr") or (
+                name.startswith("__") and name.endswith("__")):
+            # Not a function (the library's handle and name: this process's).
+            raise AttributeError("ffibox.ctypes: pythonapi has no %s: the Python C API is this "
+                                 "process's; use the stdlib ctypes' pythonapi" % name)
         if name not in self._functions:
             self._functions[name] = _PythonApiFunction(name)
         return self._functions[name]
