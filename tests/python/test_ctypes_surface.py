@@ -50,6 +50,20 @@ def test_pythonapi_functions_can_be_named_and_typed_but_not_called(ct):
     assert ct.CDLL("libc.so.6").strlen(b"hello") == 5
 
 
+def test_a_callback_made_by_the_stdlib_is_refused_saying_how_to_make_one(ct):
+    """numba's `cfunc(...).ctypes` is the stdlib's callback: given where a binding declared
+    ffibox.ctypes' CFUNCTYPE, the error read "expected CFunctionType instance instead of
+    CFunctionType"."""
+    import ctypes as stdlib
+    compare = stdlib.CFUNCTYPE(stdlib.c_int, stdlib.c_void_p, stdlib.c_void_p)(lambda a, b: 0)
+    qsort = ct.CDLL("libc.so.6").qsort
+    qsort.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_size_t,
+                      ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p)]
+    with pytest.raises(ct.ArgumentError, match="made by the stdlib's ctypes.*"
+                                                 "make callbacks with ffibox.ctypes.CFUNCTYPE"):
+        qsort((ct.c_int * 2)(2, 1), 2, 4, compare)
+
+
 def test_a_variable_of_pythonapi_is_refused_saying_why(ct):
     """numba reads `_Py_HashSecret` with `in_dll(pythonapi, ...)` as it compiles anything:
     the stdlib's in_dll got a function for pythonapi's `_handle` and said only that it must

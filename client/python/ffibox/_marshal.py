@@ -96,6 +96,15 @@ def encode(t, value, builder: Optional[CallBuilder], session):
     if _types.is_function(t):
         if (value is not None and not isinstance(value, int) and _types.is_function(type(value))
                 and not isinstance(value, t)):
+            address = _types.word_at(_ct.addressof(value)).value or 0
+            if address and address not in local_callbacks and \
+                    _addresses.classify(address)[0] == "local":
+                # The stdlib's own callback (numba's cfunc.ctypes), whose names read the same.
+                raise TypeError(
+                    "expected %s instance instead of %s made by the stdlib's ctypes: its code "
+                    "is this process's, which the worker cannot call; make callbacks with "
+                    "ffibox.ctypes.CFUNCTYPE (docs/python.md)"
+                    % (t.__name__, type(value).__name__))
             raise TypeError("expected %s instance instead of %s"
                             % (t.__name__, type(value).__name__))
         return _encode_function(value, session)
