@@ -327,8 +327,8 @@ class SessionStream:
         # What the library prints (WORKER_OUTPUT events): (stream, bytes) -> None. By default
         # it goes to this process's stderr, as the library's output would with ctypes.
         self.on_output: Callable[[str, bytes], None] = write_worker_output
-        self._in_output_handler = False  # the reader thread runs on_output now
-        self._output_handler_since: Optional[float] = None  # since when it does
+        # Since when the reader thread runs on_output, or None while it does not.
+        self._output_handler_since: Optional[float] = None
         self._handlers: Dict[int, InvokeHandler] = {}
         self._invokes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._callback_thread: Optional[threading.Thread] = None
@@ -396,8 +396,8 @@ class SessionStream:
         me = threading.get_ident()
         if me == _main_thread[0]:
             return False
-        return me == self._sender or (me == self._reader.ident and not self._in_output_handler) \
-            or self.on_event_loop()
+        return me == self._sender or self.on_event_loop() or (
+            me == self._reader.ident and self._output_handler_since is None)
 
     def on_event_loop(self) -> bool:
         """Whether this thread is the event loop of this session's gRPC channel (gRPC's
@@ -1155,14 +1155,12 @@ class SessionStream:
 
     def _deliver_output(self, event) -> None:
         stream = "stdout" if event.stream == pb.STDOUT else "stderr"
-        self._in_output_handler = True
         self._output_handler_since = time.monotonic()
         try:
             self.on_output(stream, event.output)
         except Exception:  # a broken output handler must not end the session
             pass
         finally:
-            self._in_output_handler = False
             self._output_handler_since = None
 
     def _finish(self, reason: str, code: str = "FAILED_PRECONDITION") -> None:
