@@ -37,13 +37,11 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from ffibox import _twins, _types
 from ffibox._image_reach import INDEX
-from ffibox._memory import MAX_STRING_UNITS, PAGE_BYTES, string_too_long
+from ffibox._memory import MAX_READS_PER_LIST, MAX_STRING_UNITS, PAGE_BYTES, string_too_long
 from ffibox._scratch_buffers import ScratchBuffers
 from ffibox.errors import Error, MemoryFault
 
 MAX_ELEMENTS = 64
-# The most reads one read_memory_list holds (core/call_shape.h's kMaxReadsPerList).
-MAX_READS_PER_LIST = 4096
 # How many images one operation (a call's copy-back, a callback's arguments) may make by
 # default: a hostile graph costs bounded time and memory.
 DEFAULT_MAX_IMAGES = 4096
@@ -646,11 +644,7 @@ class ImageTable:
         or when one of them cannot be read (which fails its list), each alone."""
         if self._memory.lists:
             try:
-                pages: List[Optional[bytes]] = []
-                for at in range(0, len(ranges), MAX_READS_PER_LIST):
-                    pages += self._memory.read_list(ranges[at:at + MAX_READS_PER_LIST],
-                                                    generation, as_is=True)
-                return pages
+                return self._memory.read_list(ranges, generation, as_is=True)
             except MemoryFault:
                 pass
         return [self._read(first, size, generation) for first, size in ranges]

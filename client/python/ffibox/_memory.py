@@ -17,6 +17,8 @@ MAX_STRING_UNITS = 16 << 20
 # Raw string units are read a page of worker memory at a time (never across into a page the
 # string does not reach).
 PAGE_BYTES = 4096
+# The most reads one read_memory_list holds (core/call_shape.h's kMaxReadsPerList).
+MAX_READS_PER_LIST = 4096
 # The most one read_memory asks for: larger reads take a request a chunk, each within the
 # server's largest message (16 MiB by default, SessionOpened.max_message_bytes).
 READ_CHUNK_BYTES = 16 << 20
@@ -117,15 +119,19 @@ class WorkerMemory:
     def read_list(self, ranges, generation: Optional[int] = None,
                   as_is: bool = False) -> List[bytes]:
         """The bytes of each (address, size) of worker memory in `ranges`, in one request
-        (at most 4096 ranges; MemoryFault when one cannot be read)."""
+        per MAX_READS_PER_LIST of them (MemoryFault when one cannot be read)."""
         if self._stream.closed_at_exit:
             return [bytes(size) for _, size in ranges]
         if not as_is:
             for address, size in ranges:
                 self._flush(address, size)
-        return [read.data for read in self._stream.request(read_memory_list=pb.ReadMemoryList(
-            reads=[pb.ReadMemory(address=self._address(address, generation), size=size)
-                   for address, size in ranges])).memory_list.reads]
+        data: List[bytes] = []
+        for at in range(0, len(ranges), MAX_READS_PER_LIST):
+            data += [read.data for read in self._stream.request(
+                read_memory_list=pb.ReadMemoryList(reads=[
+                    pb.ReadMemory(address=self._address(address, generation), size=size)
+                    for address, size in ranges[at:at + MAX_READS_PER_LIST]])).memory_list.reads]
+        return data
 
     def alloc(self, size: int) -> int:
         """A new block of `size` bytes of worker memory, lasting until it is freed (or

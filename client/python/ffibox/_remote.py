@@ -220,15 +220,10 @@ def _read_span(t, at, indexes: range):
     low, count = min(first, last), abs(last - first) + 1
     size = _ct.sizeof(t)
     if count > 8 * len(indexes) and count * size > _SPAN_BYTES:
-        # Far apart (a large step): each element's bytes, in reads of up to 4096 at a time,
-        # not the span.
-        wanted = [at + i * size for i in indexes]
-        session, generation = at.session, at.generation
-        data = b"".join(b"".join(session.memory.read_list(
-            [(w.address, size) for w in wanted[i:i + 4096]], generation))
-            for i in range(0, len(wanted), 4096))
-        values = (t * len(indexes)).from_buffer_copy(data)
-        return values[:]
+        # Far apart (a large step): each element's bytes, not the span.
+        data = b"".join(at.session.memory.read_list(
+            [(at.address + i * size, size) for i in indexes], at.generation))
+        return (t * len(indexes)).from_buffer_copy(data)[:]
     where = at + low * size
     data = where.session.memory.read(where.address, count * size, where.generation)
     if t is _ct.c_char and indexes.step == 1:
