@@ -156,10 +156,22 @@ def test_a_session_whose_output_handler_does_not_return_says_so(ffibox_client):
         assert "ffiboxd sent nothing" not in str(closed.value)
 
 
+@pytest.mark.parametrize("high", [False, True], ids=["low", "past_1023"])
 def test_the_default_output_handler_says_what_it_dropped_once_stderr_takes_bytes_again(
-        monkeypatch):
+        monkeypatch, high):
+    # `high`: stderr on a descriptor past 1023, which select.select refuses (then every
+    # byte was dropped, unsaid).
+    import resource
     from ffibox import _stream
     read_end, write_end = os.pipe()
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if high:
+        if limits[0] < 2048:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, limits[1]), limits[1]))
+        moved = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 1500)
+        os.close(write_end)
+        write_end = moved
+        assert write_end >= 1024
     try:
         with os.fdopen(write_end, "w", closefd=False) as stderr:
             monkeypatch.setattr(sys, "stderr", stderr)
@@ -179,6 +191,7 @@ def test_the_default_output_handler_says_what_it_dropped_once_stderr_takes_bytes
     finally:
         os.close(read_end)
         os.close(write_end)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
 
 def test_a_crash_after_a_forked_child_exited_is_described_by_the_workers_own_report():
