@@ -209,16 +209,22 @@ def test_a_pointer_to_the_callers_memory_reads_it_whatever_the_worker_said(serve
 
 def test_an_address_the_library_hands_back_is_never_read_in_this_process(server):
     # 0x400000 is where a non-PIE executable (this interpreter, on Debian) is mapped: the
-    # library's address must be read in the worker, never as this process's own memory.
+    # library's address must be read and written in the worker (where nothing is mapped
+    # there: a fault, as C's), never as this process's own memory.
     result = run_script(PRELUDE + textwrap.dedent("""
+        import ctypes as stdlib
+        import ffibox
         lib.ptr_offset.restype = c_void_p
         lib.ptr_offset.argtypes = [c_void_p, c_long]
         address = lib.ptr_offset(None, 0x400000)
         p = POINTER(c_uint32)()
         c_void_p.from_buffer(p).value = address
-        print(p[0] != int.from_bytes(b"\\x7fELF", "little"), end=" ")
-        p[0] = 1
-        print(p[0])
+        for access in (lambda: p[0], lambda: p.__setitem__(0, 1)):
+            try:
+                print(access())
+            except ffibox.MemoryFault as fault:
+                print(fault.code, end=" ")
+        print(stdlib.string_at(0x400000, 4))
     """), server.address, TEST_LIB)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "True 1"
+    assert result.stdout.strip() == "MEMORY_FAULT MEMORY_FAULT b'\\x7fELF'"

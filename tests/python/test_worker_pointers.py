@@ -693,6 +693,36 @@ def test_a_pointer_graph_past_the_budget_raises_instead_of_being_cut(server):
     assert result.stdout.strip() == "RESOURCE_EXHAUSTED True"
 
 
+def test_a_pointer_to_memory_the_worker_cannot_read_faults_instead_of_reading_zeros(server):
+    # The library stores an address nothing is mapped at (where C would fault on a read)
+    # in the caller's pointer slots: every read through them is a MemoryFault, never the
+    # zeros of a placeholder; a pointer to an opaque type still gives its (empty) contents.
+    check_pattern(server, PRELUDE + textwrap.dedent("""
+        import struct, ffibox
+        libc = CDLL("libc.so.6")
+        def stored(t, address):
+            libc.memcpy.argtypes = [POINTER(t), c_char_p, c_size_t]
+            slot = t()
+            libc.memcpy(byref(slot), struct.pack("<Q", address), 8)
+            return slot
+        class Pair(Structure):
+            _fields_ = [("a", c_int), ("b", c_double)]
+        class Opaque(Structure):
+            pass
+        numbers, pair = stored(POINTER(c_int), 0x10), stored(POINTER(Pair), 0x20)
+        text, handle = stored(c_char_p, 0x30), stored(POINTER(Opaque), 0x40)
+        for read in (lambda: numbers[0], lambda: numbers.contents.value,
+                     lambda: numbers[:2], lambda: pair.contents.b, lambda: pair[0].a,
+                     lambda: text.value, lambda: string_at(text)):
+            try:
+                print("read", read())
+            except ffibox.MemoryFault as fault:
+                print(fault.code, end=" ")
+        print()
+        print(bool(handle), type(handle.contents).__name__)
+    """), "MEMORY_FAULT " * 7 + "\nTrue Opaque")
+
+
 def test_a_pointer_result_is_an_instance_of_its_type_with_stdlib_types_alone(server):
     # A session used with the stdlib's own types, ffibox.ctypes never imported by the
     # program: the pointer-to-pointer type the stdlib makes afterwards is the guarded one,

@@ -73,8 +73,10 @@ class ImageIndex:
             session = table.session() if found is not None else None
             if session is not None:
                 image, offset = found
-                # An address-only placeholder (unreadable memory) keeps its zeroed room.
-                reach = Reach(session, image, offset, image.size or _ct.sizeof(image.buffer))
+                # An opaque handle's placeholder keeps its zeroed room; one for memory the
+                # worker could not read has none (an access reads the worker, and faults).
+                reach = Reach(session, image, offset,
+                              0 if image.unreadable else image.size or _ct.sizeof(image.buffer))
                 break
         if reach is None:
             if len(self._absent) >= self._KEPT:

@@ -12,7 +12,9 @@ the address of a local *image* instead, bound to the worker address:
 - `T**` (an array of pointers such as `char** argv`): its elements up to the first NULL,
   each converted in turn;
 - `T*` for a record `T`: one `T`, its own pointer fields converted in turn;
-- an incomplete `T` (an opaque handle) or unreadable memory: an address-only placeholder.
+- an incomplete `T` (an opaque handle): an address-only placeholder;
+- memory the worker cannot read: a placeholder through which every access reads the worker
+  (a MemoryFault, where C would fault), never zeros.
 
 The graph is followed breadth first, each (worker address, type) imaged once per operation
 (so cycles and shared nodes stay one image, as in the worker), to any depth, within a budget
@@ -96,7 +98,7 @@ class Image:
     """Local bytes mirroring worker memory at `worker` (of worker `generation`)."""
 
     __slots__ = ("buffer", "start", "size", "worker", "generation", "synced", "seen", "slots",
-                 "children", "plain", "layout", "watched", "kind", "__weakref__")
+                 "children", "plain", "layout", "watched", "kind", "unreadable", "__weakref__")
 
     def __init__(self, buffer, size: int, worker: int, generation: int) -> None:
         self.buffer = buffer
@@ -117,6 +119,9 @@ class Image:
         # call (ReadMemory.watch), and apply_changes writes that in.
         self.watched = False
         self.kind = None  # the pointer type it was made for, when watched
+        # An address-only placeholder for memory the worker could not read: an access
+        # through it reads the worker (and faults there), never the zeroed room.
+        self.unreadable = False
 
 
 class _TableLock:
@@ -406,11 +411,13 @@ class ImageTable:
             pending.update(address for address in addresses
                            if (address, generation) not in self._watch_counts)
 
-    def _address_only(self, worker: int, generation: int, room: int = 8) -> Image:
-        # Zeroed local room for one pointee (so field access stays inside memory this
-        # process owns), mirroring nothing: never written back, never sent.
-        return self._register(
-            Image(_ct.create_string_buffer(max(8, room)), 0, worker, generation))
+    def _address_only(self, worker: int, generation: int, room: int = 8,
+                      unreadable: bool = True) -> Image:
+        # Zeroed local room for one pointee (so a raw view stays inside memory this process
+        # owns), mirroring nothing: never written back, never sent.
+        image = Image(_ct.create_string_buffer(max(8, room)), 0, worker, generation)
+        image.unreadable = unreadable
+        return self._register(image)
 
     def _read(self, worker: int, size: int, generation: int) -> Optional[bytes]:
         try:
@@ -593,7 +600,7 @@ class ImageTable:
     def _make_pointee(self, t, worker: int, generation: int, budget: Budget) -> Image:
         element = _ct.sizeof(t)
         if element == 0:
-            return self._address_only(worker, generation)  # an opaque handle
+            return self._address_only(worker, generation, unreadable=False)  # an opaque handle
         slots = _types.pointer_offsets(t, unions=False)
         # Arrays: pointer-free elements up to the end of the worker's page, or pointers up
         # to the first NULL, read at once (the first element alone if the rest cannot be). A

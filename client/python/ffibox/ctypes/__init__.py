@@ -260,6 +260,11 @@ def _install_string_value(t, wide: bool) -> None:
                                      "ffibox session has a worker it could belong to"
                                      % (t.__name__, address))
                 return session.memory.read_string(address, wide, session.generation)
+            if not _IMAGES.in_no_image(address):
+                reach = _IMAGES.holding(address)
+                if reach is not None and reach.image.unreadable:  # the worker's fault
+                    return reach.session.memory.read_string(
+                        reach.image.worker + reach.offset, wide, reach.image.generation)
         return stdlib.__get__(self)
 
     if "value" not in t.__dict__:
