@@ -563,9 +563,39 @@ PATTERNS = {
         void = Info(cast(cast(byref(buffer), c_void_p), c_char_p), 7)
         print(libc.strsep(byref(void), b","), void.code)
     """,
+    # imageio's FreeImage plugin: numpy over `(c_char * n).from_address(bits)` of the
+    # library's bitmap, filled, then saved by the library (every image it wrote was zeros):
+    # what the buffer protocol writes into a view reaches the library, what the library
+    # writes later shows through it, slices of the view are stored as ctypes stores them.
+    "buffer_protocol_over_a_view_of_library_memory": """
+        import numpy
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = c_void_p
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        libc.strlen.argtypes = [c_void_p]
+        libc.memset.argtypes = [c_void_p, c_int, c_size_t]
+        p = libc.calloc(1, 16)
+        view = (c_char * 16).from_address(p)
+        pixels = numpy.ndarray((16,), dtype=numpy.uint8, buffer=view)
+        pixels[:5] = numpy.frombuffer(b"hello", numpy.uint8)
+        print(libc.strlen(p), string_at(p, 5))
+        memoryview(view).cast("B")[5:7] = b"!?"
+        libc.memset(p, ord("A"), 3)
+        print(bytes(pixels[:8]), view.raw[:8], view[:8])
+        view[7:9] = b"xy"
+        print(libc.strlen(p), bytes(memoryview(view)[:10]), bytes(pixels[6:9]))
+        class Pair(Structure):
+            _fields_ = [("a", c_int), ("b", c_int)]
+        pair = cast(libc.calloc(1, 8), POINTER(Pair)).contents
+        memoryview(pair).cast("B")[4:8] = (1234).to_bytes(4, "little")
+        print(pair.a, pair.b, bytes(pair)[4:6])
+    """,
 }
 
 EXPECTED = {
+    "buffer_protocol_over_a_view_of_library_memory":
+        "5 b'hello'\nb'AAAlo!?\\x00' b'AAAlo!?\\x00' b'AAAlo!?\\x00'\n"
+        "9 b'AAAlo!?xy\\x00' b'?xy'\n0 1234 b'\\xd2\\x04'",
     "record_array_written_through_a_pointer_into_its_middle": "0 0\n2 2 2",
     "record_array_written_past_many_chunks": "0 101 20000",
     "record_array_read_and_written_past_its_first_elements":

@@ -51,6 +51,14 @@ _tables: "weakref.WeakSet[ImageTable]" = weakref.WeakSet()  # every session's
 # How many bytes of strings one operation may image by default: a library cannot make the
 # caller read and hold gigabytes (thousands of distinct strings of 16 Mi characters each).
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20
+# Where a view of worker memory (ffibox._remote.view) keeps the image of its bytes.
+VIEW_IMAGE = "_ffibox_image"
+# Images from this size on are compared with what was last seen in place (this process's
+# memcmp), not copied first: a 64 MiB view alive costs each call a few milliseconds, not 50.
+_COMPARED_IN_PLACE = 64 << 10
+_memcmp = _ct.CDLL(None).memcmp
+_memcmp.argtypes = [_ct.c_void_p, _ct.c_char_p, _ct.c_size_t]
+_memcmp.restype = _ct.c_int
 
 
 class ImageBudgetExceeded(Error):
@@ -410,6 +418,25 @@ class ImageTable:
             pending = self._unwatch.setdefault(generation, set())
             pending.update(address for address in addresses
                            if (address, generation) not in self._watch_counts)
+
+    def mirror(self, view, worker: int, generation: int) -> bool:
+        """Makes the local bytes of `view` (of a pointer-free array or record at `worker`:
+        ffibox._remote.view) an image of that memory: read now, watched within the worker's
+        budget (the library's later changes reach them), and what the caller changes in them
+        by any means (numpy over them, a memoryview) written back before the session's next
+        call or read there. The view keeps its image. False when the memory cannot be read."""
+        size = _ct.sizeof(view)
+        data, watched = self._read_watched(worker, size, generation)
+        if data is None:
+            return False
+        _ct.memmove(_ct.addressof(view), data, size)
+        image = Image(view, size, worker, generation)
+        image.synced = image.seen = data
+        image.plain = True
+        image.watched = watched
+        view.__dict__[VIEW_IMAGE] = image
+        self._register(image)
+        return True
 
     def _address_only(self, worker: int, generation: int, room: int = 8,
                       unreadable: bool = True) -> Image:
@@ -785,6 +812,10 @@ class ImageTable:
     def _sync_one(self, image: Image) -> None:
         """Writes back what the caller changed in `image` since it was read."""
         if image.size:
+            if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
+                    len(image.seen) == image.size and \
+                    not _memcmp(image.start, image.seen, image.size):
+                return  # unchanged since the last look (a large view: no copy to look)
             seen = _ct.string_at(image.start, image.size)
             if seen == image.seen:
                 return  # unchanged since the last look

@@ -6,7 +6,7 @@ import struct
 import threading
 from typing import Any, Dict, Optional
 
-from ffibox import _twins, _types
+from ffibox import _images, _twins, _types
 from ffibox._worker_address import WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
@@ -96,11 +96,16 @@ def view(t, at: WorkerAddress):
         _views[t] = cls
     instance = cls.__new__(cls)  # as ctypes makes objects at an address: no __init__
     set_address(instance, at)
-    # The local bytes start as a snapshot of the worker's (bytes(), .raw, memoryview and
-    # constructors that copy an instance read them); field, element and value access always
-    # goes to the worker. Pointer slots stay NULL: a worker address is never left in caller
-    # memory.
-    if _types.code_of(t) not in ("z", "Z", "P"):
+    # Field, element and value access always goes to the worker. The local bytes (which
+    # bytes(), .raw, the buffer protocol and constructors that copy an instance read) of a
+    # pointer-free array or record are an image of the worker's (ffibox._images): numpy
+    # over them reads what the library wrote and writes what it will read. Other views'
+    # start as a snapshot, their pointer slots NULL: a worker address is never left in
+    # caller memory.
+    if (_types.is_array(t) or _types.is_record(t)) and _ct.sizeof(t) and \
+            not _types.pointer_offsets(t):
+        at.session.images.mirror(instance, at.address, at.generation)
+    elif _types.code_of(t) not in ("z", "Z", "P"):
         try:
             data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
             _ct.memmove(_ct.addressof(instance), data, len(data))
@@ -117,10 +122,14 @@ def view_address(obj) -> Optional[WorkerAddress]:
 
 
 def _refresh(view_of_record) -> WorkerAddress:
-    # Reads the worker's bytes of a record view into its local copy; its address.
+    # Reads the worker's bytes of a record view into its local copy (its image's, if it has
+    # one: what the caller changed there was written back by the read); its address.
     at = address_of(view_of_record)
     data = at.session.memory.read(at.address, _ct.sizeof(view_of_record), at.generation)
     _ct.memmove(_ct.addressof(view_of_record), data, len(data))
+    image = view_of_record.__dict__.get(_images.VIEW_IMAGE)
+    if image is not None:
+        image.synced = image.seen = data
     return at
 
 
@@ -258,10 +267,24 @@ def _array_get(self, index):
 
 def _array_set(self, index, value):
     t = type(self)._ffibox_base
-    if address_of(self) is None:
+    at = address_of(self)
+    if at is None:
         return t.__setitem__(self, index, value)
+    if isinstance(index, slice):
+        indexes = range(*index.indices(t._length_))
+        # ctypes' own checks and conversions (a sequence of the slice's length, values of
+        # the element type), on a local array of the slice's elements.
+        values = (t._type_ * len(indexes))()
+        values[:] = value
+        if _plain_values(t._type_) and indexes.step == 1 and indexes:
+            where = at + indexes[0] * _ct.sizeof(t._type_)
+            where.session.memory.write(where.address, bytes(values), where.generation)
+        else:
+            for position, item in zip(indexes, values):
+                _array_set(self, position, item)
+        return None
     index = _index(t._length_, index)
-    store(t._type_, address_of(self) + index * _ct.sizeof(t._type_), value)
+    store(t._type_, at + index * _ct.sizeof(t._type_), value)
 
 
 # Makes a RemotePointer's local slot once, whichever thread asks first.
