@@ -40,7 +40,10 @@ absl::StatusOr<uint64_t> HandleTable::AddFunction(Function function) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED, absl::StrCat("a session may resolve at most ",
                                                             limits_.max_functions, " functions"));
   }
-  const uint64_t bytes = function.signature.ByteSizeLong() + function.symbol.size();
+  // What the kept copy takes of the broker's memory, not its encoded size: a field of a
+  // few encoded bytes is a hundred parsed.
+  const uint64_t bytes = sizeof(FunctionEntry) + function.signature.SpaceUsedLong() -
+                         sizeof(function.signature) + function.symbol.capacity();
   FFIBOX_RETURN_IF_ERROR(Keep(bytes, "a function's signature"));
   const uint64_t handle = next_function_handle_++;
   functions_[handle] = FunctionEntry{std::move(function), State::kPending, bytes};
@@ -50,8 +53,8 @@ absl::StatusOr<uint64_t> HandleTable::AddFunction(Function function) {
 absl::Status HandleTable::Keep(uint64_t bytes, absl::string_view what) {
   if (bytes > limits_.max_kept_bytes - std::min(kept_bytes_, limits_.max_kept_bytes)) {
     return ErrorStatus(v1::RESOURCE_EXHAUSTED,
-                       absl::StrCat(what, " of ", bytes,
-                                    " bytes is more than the session may keep: its "
+                       absl::StrCat(what, " takes ", bytes,
+                                    " bytes kept, more than the session may keep: its "
                                     "signatures and callback definitions hold ",
                                     kept_bytes_, " of at most ", limits_.max_kept_bytes, " bytes"));
   }
@@ -127,7 +130,7 @@ absl::StatusOr<uint64_t> HandleTable::AddCallback(const v1::DefineCallback& defi
                        absl::StrCat("a session may define at most ", limits_.max_callbacks,
                                     " callbacks at once; free some with free_callback"));
   }
-  const uint64_t bytes = definition.ByteSizeLong();
+  const uint64_t bytes = sizeof(Callback) + definition.SpaceUsedLong();  // as kept, parsed
   FFIBOX_RETURN_IF_ERROR(Keep(bytes, "a callback's definition"));
   const uint64_t id = next_callback_handle_++;
   Callback callback;

@@ -27,9 +27,10 @@ class HandleTable {
     size_t max_libraries = 256;
     size_t max_functions = 65536;
     size_t max_callbacks = 4096;  // defined and not freed, at once
-    // Encoded bytes of the function signatures (with their symbols) and callback
-    // definitions kept at once: what a session holds of the broker's memory until it ends,
-    // whatever its requests carry (a signature may be megabytes of record names).
+    // Bytes of the broker's memory the function signatures (with their symbols) and
+    // callback definitions kept at once take, parsed: what a session holds until it ends,
+    // whatever its requests carry (a signature may be megabytes of record names, or of
+    // fields of a few bytes each on the wire and a hundred parsed).
     uint64_t max_kept_bytes = uint64_t{16} << 20;
   };
 
@@ -110,7 +111,8 @@ class HandleTable {
   size_t library_count() const { return libraries_.size(); }
   size_t function_count() const { return functions_.size(); }
   size_t callback_count() const { return callbacks_.size(); }
-  // Encoded bytes of the signatures and definitions kept (Limits::max_kept_bytes).
+  // Bytes of the broker's memory the signatures and definitions kept take, parsed
+  // (Limits::max_kept_bytes).
   uint64_t kept_bytes() const { return kept_bytes_; }
 
  private:

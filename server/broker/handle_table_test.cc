@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "core/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -133,6 +134,34 @@ TEST(HandleTable, WhatASessionKeepsOfItsSignaturesIsBounded) {
   ASSERT_OK_AND_ASSIGN(uint64_t again, table.AddCallback(DefinitionOf(Weighing(mib))));
   table.ForgetCallback(again);
   EXPECT_LT(table.kept_bytes(), 2 * mib);
+}
+
+// A signature of few encoded bytes and many parsed ones: a pointer to a record of `fields`
+// unnamed int fields (about 6 bytes each encoded, a hundred parsed).
+v1::Signature ManyFieldsBehindAPointer(int fields) {
+  v1::Signature signature = DoubleOfDouble();
+  v1::RecordType* record =
+      signature.add_params()->mutable_pointer()->mutable_pointee()->mutable_record();
+  record->set_kind(v1::RecordType::STRUCT);
+  for (int i = 0; i < fields; ++i) record->add_fields()->mutable_type()->set_scalar(v1::INT);
+  return signature;
+}
+
+TEST(HandleTable, WhatIsKeptIsCountedAsParsedNotAsSent) {
+  HandleTable::Limits limits;
+  limits.max_kept_bytes = 3 << 20;
+  HandleTable table(limits);
+  // 100000 fields: under 1 MiB encoded, several times the limit once parsed.
+  const v1::Signature signature = ManyFieldsBehindAPointer(100000);
+  ASSERT_LT(signature.ByteSizeLong(), size_t{1} << 20);
+  absl::StatusOr<uint64_t> refused = table.AddFunction({1, "a", signature});
+  EXPECT_THAT(refused.status(), StatusIs(v1::RESOURCE_EXHAUSTED));
+  EXPECT_THAT(table.AddCallback(DefinitionOf(signature)).status(),
+              StatusIs(v1::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(table.kept_bytes(), 0u);
+  // Ordinary signatures still fit by the thousand.
+  for (int i = 0; i < 2000; ++i) ASSERT_OK(table.AddFunction(ByName(1, absl::StrCat("f", i))));
+  EXPECT_LT(table.kept_bytes(), size_t{2} << 20);
 }
 
 TEST(HandleTable, HandlesWhoseReplayFailedSayWhy) {
