@@ -337,6 +337,39 @@ absl::Status AddArgumentRules(scmp_filter_ctx ctx) {
   return absl::OkStatus();
 }
 
+// Modes (chmod, fchmod, fchmodat) within 0600, owner read and write: ImageMagick makes the
+// temporary file of a blob private so. Any other mode (executable, set-id, sticky, or open
+// to the group or others: a scratch directory is the host's) fails with EPERM, and the
+// worker lives: SQLite gives a journal the database's mode (0666 for a database the caller
+// made writable by others) and goes on without it. Permissive allows any chmod.
+absl::Status AddModeRules(scmp_filter_ctx ctx) {
+  constexpr scmp_datum_t kRefusedBits = 07177;
+  const struct {
+    int nr;
+    unsigned mode_arg;
+    const char* name;
+  } calls[] = {{SCMP_SYS(chmod), 1, "chmod rule"},
+               {SCMP_SYS(fchmod), 1, "fchmod rule"},
+               {SCMP_SYS(fchmodat), 2, "fchmodat rule"}};
+  for (const auto& call : calls) {
+    absl::Status allowed =
+        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call.nr, 1,
+                               SCMP_CMP64(call.mode_arg, SCMP_CMP_MASKED_EQ, kRefusedBits, 0)),
+              call.name);
+    if (!allowed.ok()) return allowed;
+    // A rule a refused bit: libseccomp has no "masked, not equal".
+    for (scmp_datum_t bit = 1; bit <= kRefusedBits; bit <<= 1) {
+      if ((kRefusedBits & bit) == 0) continue;
+      absl::Status refused =
+          Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), call.nr, 1,
+                                 SCMP_CMP64(call.mode_arg, SCMP_CMP_MASKED_EQ, bit, bit)),
+                call.name);
+      if (!refused.ok()) return refused;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Rules whose arguments matter: signals, process memory access and rlimits only on the
 // worker itself, clone only for threads (or, permissive, for processes without new
 // namespaces).
@@ -379,13 +412,8 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
       "ambient capability read rule");
   if (!ambient.ok()) return ambient;
   if (!permissive) {
-    // fchmod to a mode within 0600 (owner read and write): ImageMagick makes the temporary
-    // file of a blob private so. Nothing can be made executable, set-id or writable by
-    // others (a scratch directory is the host's). Permissive allows any chmod.
-    absl::Status fchmod = Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fchmod), 1,
-                                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 07177, 0)),
-                                "fchmod rule");
-    if (!fchmod.ok()) return fchmod;
+    absl::Status modes = AddModeRules(ctx);
+    if (!modes.ok()) return modes;
     for (unsigned long request : kAllowedIoctls) {
       absl::Status status =
           Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
@@ -439,6 +467,19 @@ constexpr RefusedSyscall kRefusedSyscalls[] = {
     // bound exists. glib and the others watch files by polling when it is missing.
     {"inotify_init", ENOSYS, false},
     {"inotify_init1", ENOSYS, false},
+    // So are a binding's watches on the instance it did not get (aionotify does not look
+    // at inotify_init's result), and fanotify, for the same reasons.
+    {"inotify_add_watch", ENOSYS, false},
+    {"inotify_rm_watch", ENOSYS, false},
+    {"fanotify_init", ENOSYS, false},
+    {"fanotify_mark", ENOSYS, false},
+    // Owners: the worker may give files no owner it does not have already. SQLite, which
+    // believes itself root in the worker's user namespace, gives a journal the database's
+    // owner and goes on without it. Permissive allows them (the kernel decides).
+    {"chown", EPERM, true},
+    {"fchown", EPERM, true},
+    {"fchownat", EPERM, true},
+    {"lchown", EPERM, true},
     // Hard links: in a scratch directory, on a host with fs.protected_hardlinks off, one
     // could give a file of the caller's a name the caller then opens as the library's
     // output. sem_open (which links its semaphore into /dev/shm) fails with EPERM and the

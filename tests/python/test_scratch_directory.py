@@ -98,6 +98,48 @@ def test_the_directory_survives_a_worker_restart(scratch_server):
     client.close()
 
 
+@pytest.mark.parametrize("made_by", ["caller", "library"])
+def test_sqlite_keeps_a_database_there_with_its_journal(scratch_server, made_by):
+    # SQLite, root in the worker's user namespace, gives each journal its database's owner
+    # (fchown) and mode (fchmod, 0666 for a database the caller made writable as the docs
+    # say): the jail killed the worker at the first write. Both fail quietly now, and the
+    # caller reads what the library wrote.
+    import sqlite3
+    server, _ = scratch_server
+    client = ffibox.connect(server.address)
+    session = client.session(scratch_directory=True)
+    database = os.path.join(session.scratch_directory, "kept.db")
+    if made_by == "caller":
+        with sqlite3.connect(database) as mine:
+            mine.execute("create table kept (n integer, word text)")
+            mine.execute("insert into kept values (0, 'the caller''s')")
+        mine.close()
+        os.chmod(database, 0o666)
+    from ffibox import ctypes as ct
+    lib = session.CDLL("libsqlite3.so.0")
+    lib.sqlite3_open.argtypes = [ct.c_char_p, ct.POINTER(ct.c_void_p)]
+    lib.sqlite3_exec.argtypes = [ct.c_void_p, ct.c_char_p, ct.c_void_p, ct.c_void_p,
+                                 ct.POINTER(ct.c_char_p)]
+    lib.sqlite3_close.argtypes = [ct.c_void_p]
+    handle, error = ct.c_void_p(), ct.c_char_p()
+    assert lib.sqlite3_open(database.encode(), ct.byref(handle)) == 0
+    statements = [] if made_by == "caller" else ["create table kept (n integer, word text)"]
+    statements += ["begin", "insert into kept values (1, 'one')",
+                   "insert into kept values (2, 'two')", "commit",
+                   "pragma journal_mode=wal", "insert into kept values (3, 'three')"]
+    for statement in statements:
+        assert lib.sqlite3_exec(handle, statement.encode(), None, None, ct.byref(error)) == 0, \
+            (statement, error.value)
+    assert lib.sqlite3_close(handle) == 0
+    assert session.generation == 1  # the same worker throughout
+    with sqlite3.connect(database) as mine:
+        words = [word for _, word in mine.execute("select * from kept order by n")]
+    mine.close()
+    assert words == (["the caller's"] if made_by == "caller" else []) + ["one", "two", "three"]
+    session.close()
+    client.close()
+
+
 def lock_up(session, path, depth):
     """The hostile library's hostile_lock_up_directory(path, depth): directories the server's
     user may not enter or list, and a chain deeper than a path can name."""
