@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
@@ -43,6 +45,43 @@ absl::StatusOr<int> CopyIntoMemfd(int fd, off_t size, const std::string& path) {
   return copy;
 }
 
+// The name of the kernel's pseudo-filesystem of type `magic`, or nullptr. Their files are
+// not libraries, and some are checked when they are opened, not by their mode
+// (/proc/<pid>/maps is 0444, yet only the process's tracers may open it): a descriptor
+// ffiboxd opened there would hand a worker what its own open would be refused.
+const char* PseudoFilesystem(decltype(statfs::f_type) magic) {
+  switch (magic) {
+    case PROC_SUPER_MAGIC:
+      return "proc";
+    case SYSFS_MAGIC:
+      return "sysfs";
+    case DEBUGFS_MAGIC:
+      return "debugfs";
+    case TRACEFS_MAGIC:
+      return "tracefs";
+    case SECURITYFS_MAGIC:
+      return "securityfs";
+    case BPF_FS_MAGIC:
+      return "bpf";
+    case CGROUP_SUPER_MAGIC:
+      return "cgroup";
+    case CGROUP2_SUPER_MAGIC:
+      return "cgroup2";
+    case EFIVARFS_MAGIC:
+      return "efivarfs";
+    case PSTOREFS_MAGIC:
+      return "pstore";
+    case SELINUX_MAGIC:
+      return "selinuxfs";
+    case SMACK_MAGIC:
+      return "smackfs";
+    case BINFMTFS_MAGIC:
+      return "binfmt_misc";
+    default:
+      return nullptr;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other) {
@@ -52,6 +91,18 @@ absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
     return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file"));
+  }
+  struct statfs fs;
+  if (fstatfs(fd, &fs) != 0) {
+    const int error = errno;
+    close(fd);
+    return OpenError(absl::StrCat("the filesystem of ", path), error);
+  }
+  if (const char* pseudo = PseudoFilesystem(fs.f_type); pseudo != nullptr) {
+    close(fd);
+    return absl::PermissionDeniedError(
+        absl::StrCat(path, " is a file of the kernel's ", pseudo,
+                     " filesystem, not a library: ffiboxd hands its workers none"));
   }
   if (!worker_is_other || (st.st_mode & S_IROTH) != 0) return fd;
   if (geteuid() == 0) {

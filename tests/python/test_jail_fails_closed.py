@@ -6,6 +6,7 @@ the broker's log, the broker's command line, descriptors it should not hold. Eac
 asserts what a user would check: that the attack failed and that the session says which
 layers its workers have. These tests need root (one of them acts as an ordinary user).
 """
+import ctypes
 import errno
 import json
 import os
@@ -562,6 +563,27 @@ def test_server_accepts_connections_again_after_running_out_of_descriptors():
 
 
 # -- a library in /tmp ---------------------------------------------------------------------
+
+def test_no_worker_gets_a_file_of_the_kernels_own_filesystems():
+    # /proc/<pid>/maps is 0444, yet only the process's tracers may open it: a root ffiboxd
+    # allowed to load from / opened it as root and handed the descriptor to the worker, where
+    # a library loaded before could read ffiboxd's (or any root process's) memory layout.
+    server = Server(allow_root="/")
+    try:
+        with ffibox.connect(server.address) as client, client.session() as session:
+            for path, kind in (("/proc/self/maps", "proc"), ("/proc/self/environ", "proc"),
+                               ("/sys/kernel/uevent_seqnum", "sysfs")):
+                with pytest.raises(ffibox.Error) as refused:
+                    session.CDLL(path)
+                assert "is a file of the kernel's %s filesystem, not a library" % kind in \
+                    str(refused.value), (path, str(refused.value))
+                assert refused.value.code == "LIBRARY_LOAD_FAILED"
+            libm = session.CDLL("libm.so.6")
+            libm.cos.restype, libm.cos.argtypes = ctypes.c_double, [ctypes.c_double]
+            assert libm.cos(0.0) == 1.0 and session.generation == 1
+    finally:
+        server.stop()
+
 
 def test_library_in_tmp_loads_under_its_own_root_and_its_directory_stays_hidden(library_dir):
     server = Server(allow_root=library_dir)
