@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -17,21 +18,6 @@
 #include "server/broker/listen_socket.h"
 
 namespace ffibox {
-namespace {
-
-// Waits until `fd` is readable or `until`; false on timeout or error.
-bool WaitReadable(int fd, absl::Time until) {
-  for (;;) {
-    const int64_t left = absl::ToInt64Milliseconds(until - absl::Now());
-    if (left <= 0) return false;
-    struct pollfd ready = {fd, POLLIN, 0};
-    const int polled = poll(&ready, 1, static_cast<int>(left));
-    if (polled > 0) return true;
-    if (polled < 0 && errno != EINTR) return false;
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalChannelDoor>> LocalChannelDoor::Open(
     const std::string& path, absl::Duration token_lifetime) {
@@ -105,57 +91,86 @@ void LocalChannelDoor::Serve() {
   // whether or not anyone uses the door, and however often peers connect.
   const absl::Duration sweep_every = std::max(token_lifetime_ / 4, absl::Milliseconds(1));
   absl::Time next_sweep = absl::Now() + sweep_every;
+  // Connections are served together, each as its bytes come: peers that send nothing delay
+  // no one (each is closed at its own deadline, or as the oldest when
+  // kLocalDoorMaxPending wait).
+  std::deque<Pending> pending;
+  std::vector<struct pollfd> ready;
   for (;;) {
-    const absl::Time now = absl::Now();
+    absl::Time now = absl::Now();
     if (now >= next_sweep) {
       absl::MutexLock lock(&mu_);
       Expire(now, std::string());
       next_sweep = now + sweep_every;
     }
-    struct pollfd ready[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    absl::Time wake = next_sweep;
+    ready.assign({{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}});
+    for (const Pending& peer : pending) {
+      ready.push_back({peer.fd, POLLIN, 0});
+      wake = std::min(wake, peer.until);
+    }
     // At least a millisecond: the sweep above leaves next_sweep ahead of now.
-    const int wait_ms = static_cast<int>(
-        absl::ToInt64Milliseconds(absl::Ceil(next_sweep - now, absl::Milliseconds(1))));
-    const int polled = poll(ready, 2, wait_ms);
+    const int wait_ms = static_cast<int>(std::max<int64_t>(
+        1, absl::ToInt64Milliseconds(absl::Ceil(wake - now, absl::Milliseconds(1)))));
+    const int polled = poll(ready.data(), ready.size(), wait_ms);
     if (polled < 0) {
       if (errno == EINTR) continue;
-      return;
+      break;
     }
-    if (polled == 0) continue;
-    if (ready[1].revents != 0) return;
+    if (ready[1].revents != 0) break;
+    now = absl::Now();
+    // The connections already waiting first (indices in `ready` follow `pending`).
+    std::deque<Pending> still;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      Pending& peer = pending[i];
+      if (ready[i + 2].revents != 0 && Read(peer)) {
+        if (peer.token.size() == kLocalDoorTokenBytes) Hand(peer.fd, peer.token);
+        close(peer.fd);
+      } else if (now >= peer.until) {
+        close(peer.fd);
+      } else {
+        still.push_back(std::move(peer));
+      }
+    }
+    pending = std::move(still);
     if ((ready[0].revents & POLLIN) == 0) continue;
-    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
       // Out of descriptors: let the others go first rather than spin.
       if (errno == EMFILE || errno == ENFILE) absl::SleepFor(absl::Milliseconds(10));
       continue;
     }
-    Answer(fd);
-    close(fd);
+    if (!Admitted(fd)) {
+      close(fd);
+      continue;
+    }
+    if (pending.size() >= kLocalDoorMaxPending) {
+      close(pending.front().fd);
+      pending.pop_front();
+    }
+    pending.push_back(Pending{fd, now + kLocalDoorReadTimeout, std::string()});
   }
+  for (const Pending& peer : pending) close(peer.fd);
 }
 
-void LocalChannelDoor::Answer(int fd) {
+bool LocalChannelDoor::Admitted(int fd) {
   // The socket file is owner-only; the peer's credentials are checked as well.
   struct ucred peer = {};
   socklen_t peer_size = sizeof(peer);
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 ||
-      (peer.uid != 0 && peer.uid != geteuid())) {
-    return;
-  }
-  std::string token(kLocalDoorTokenBytes, '\0');
-  size_t got = 0;
-  const absl::Time until = absl::Now() + kLocalDoorReadTimeout;
-  while (got < token.size()) {
-    if (!WaitReadable(fd, until)) return;
-    const ssize_t read = recv(fd, token.data() + got, token.size() - got, MSG_DONTWAIT);
-    if (read == 0) return;
-    if (read < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      return;
-    }
-    got += static_cast<size_t>(read);
-  }
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) == 0 &&
+         (peer.uid == 0 || peer.uid == geteuid());
+}
+
+bool LocalChannelDoor::Read(Pending& peer) {
+  char bytes[kLocalDoorTokenBytes];
+  const ssize_t read = recv(peer.fd, bytes, kLocalDoorTokenBytes - peer.token.size(), MSG_DONTWAIT);
+  if (read < 0) return errno != EAGAIN && errno != EINTR;
+  if (read == 0) return true;  // gone before the whole token: done, nothing handed
+  peer.token.append(bytes, static_cast<size_t>(read));
+  return peer.token.size() == kLocalDoorTokenBytes;
+}
+
+void LocalChannelDoor::Hand(int fd, const std::string& token) {
   int memfd = -1;
   {
     absl::MutexLock lock(&mu_);

@@ -5,9 +5,10 @@
 // The session registers the memfd and tells its client the token; the client connects,
 // writes the token's 16 bytes and receives the memfd with SCM_RIGHTS (core/descriptor_passing.h,
 // tag 0), then the door closes the connection. A token is good once and for
-// kLocalDoorTokenLifetime. The door's thread serves one connection at a time: a peer that is
-// not root or ffiboxd's own user, or that does not send a known token within
-// kLocalDoorReadTimeout, is closed without a descriptor. What is not fetched is closed once
+// kLocalDoorTokenLifetime. The door's thread serves its connections together, each as its
+// bytes come: a peer that is not root or ffiboxd's own user, or that does not send a known
+// token within kLocalDoorReadTimeout, is closed without a descriptor, and peers that send
+// nothing delay no other. What is not fetched is closed once
 // its token expires (the door's thread looks every quarter of a token's lifetime) or when its
 // session ends (Forget), so that an unfetched channel holds no memory past its session.
 #ifndef FFIBOX_SERVER_BROKER_LOCAL_DOOR_H_
@@ -31,6 +32,9 @@ inline constexpr size_t kLocalDoorTokenBytes = 16;
 // The most channels waiting to be fetched (one per session at most): a registration past it
 // is refused.
 inline constexpr size_t kLocalDoorMaxWaiting = 1024;
+// The most connections that have not sent their whole token yet: a connection past it
+// closes the oldest of them.
+inline constexpr size_t kLocalDoorMaxPending = 128;
 
 class LocalChannelDoor {
  public:
@@ -69,9 +73,21 @@ class LocalChannelDoor {
         stop_fd_(stop_fd),
         token_lifetime_(token_lifetime) {}
 
+  // A connection accepted and not answered yet: the token's bytes so far.
+  struct Pending {
+    int fd;
+    absl::Time until;
+    std::string token;
+  };
+
   void Serve();
-  // Reads a token from the accepted connection `fd` and passes what it names.
-  void Answer(int fd);
+  // Whether the peer of accepted connection `fd` is root or ffiboxd's own user.
+  static bool Admitted(int fd);
+  // Reads what `peer` sent of its token; true when done with it (the whole token came, or
+  // the peer went or failed), false to wait for more.
+  static bool Read(Pending& peer);
+  // Passes what `token` names (if anything) to the peer on connection `fd`.
+  void Hand(int fd, const std::string& token);
   // Closes and forgets what expired, or what `session` registered.
   void Expire(absl::Time now, const std::string& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

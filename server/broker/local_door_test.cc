@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "core/descriptor_passing.h"
@@ -57,14 +59,26 @@ class LocalDoorTest : public ::testing::Test {
     ASSERT_OK(door);
     door_ = *std::move(door);
   }
-  // What the door hands a client presenting `token`: a descriptor, or an error.
-  absl::StatusOr<TaggedDescriptor> Fetch(const std::string& token) {
+  // A connection to the door (-1 if there is none).
+  int Connect() {
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un address = {};
     address.sun_family = AF_UNIX;
     std::strncpy(address.sun_path, door_->path().c_str(), sizeof(address.sun_path) - 1);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-        write(fd, token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+      close(fd);
+      return -1;
+    }
+    // A client that waits longer than this for its channel fails (the door's own limit
+    // for a peer is kLocalDoorReadTimeout).
+    const struct timeval wait = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+    return fd;
+  }
+  // What the door hands a client presenting `token`: a descriptor, or an error.
+  absl::StatusOr<TaggedDescriptor> Fetch(const std::string& token) {
+    const int fd = Connect();
+    if (fd < 0 || write(fd, token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
       close(fd);
       return absl::UnavailableError("cannot reach the door");
     }
@@ -136,6 +150,28 @@ TEST_F(LocalDoorTest, ForgettingASessionClosesItsUnfetchedChannelOnly) {
   absl::StatusOr<TaggedDescriptor> fetched = Fetch(*other_token);
   ASSERT_OK(fetched);
   close(fetched->fd);
+}
+
+// Peers that connect and send nothing (a same-user process holding connections open) delay
+// no client: each waited out its 200 ms in turn, and eighty of them made every token
+// expire before its client was served.
+TEST_F(LocalDoorTest, SilentPeersDelayNoClient) {
+  ASSERT_NO_FATAL_FAILURE(OpenDoor(absl::Seconds(2)));
+  std::vector<int> silent;
+  for (size_t i = 0; i < kLocalDoorMaxPending + 100; ++i) {
+    const int fd = Connect();
+    ASSERT_GE(fd, 0);
+    silent.push_back(fd);
+  }
+  for (int round = 0; round < 3; ++round) {
+    Pipe channel;
+    absl::StatusOr<std::string> token = door_->Register("session-1", channel.Give());
+    ASSERT_OK(token);
+    absl::StatusOr<TaggedDescriptor> fetched = Fetch(*token);
+    ASSERT_TRUE(fetched.ok()) << "round " << round << ": " << fetched.status();
+    close(fetched->fd);
+  }
+  for (int fd : silent) close(fd);
 }
 
 }  // namespace
