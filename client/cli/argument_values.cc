@@ -193,9 +193,18 @@ absl::StatusOr<v1::Value> ParseArgumentValue(const v1::Type& type, absl::string_
       return value;
     }
     case v1::CSTRING:
-      value.set_bytes_value(text.data(), text.size());
-      return value;
     case v1::WSTRING:
+      // NULL is the null pointer, as for any other pointer (ERR_error_string(e, NULL));
+      // \NULL the text NULL.
+      if (text == "NULL") {
+        value.mutable_pointer()->set_null(true);
+        return value;
+      }
+      if (text == "\\NULL") text.remove_prefix(1);
+      if (scalar == v1::CSTRING) {
+        value.set_bytes_value(text.data(), text.size());
+        return value;
+      }
       if (!DecodeUtf8(text).ok()) return Invalid(text, type, "not UTF-8");
       value.set_text_value(text.data(), text.size());
       return value;

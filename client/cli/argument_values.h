@@ -7,7 +7,8 @@
 //   integers    decimal, 0x hex or 0 octal, range-checked; char types also take one character
 //   _Bool       true/false/1/0
 //   float types anything strtod reads (1.5, 1e-3, inf, nan)
-//   char*       the word itself, byte for byte; wchar_t* the word as UTF-8 text
+//   char*       the word itself, byte for byte; wchar_t* the word as UTF-8 text; NULL the
+//               null pointer (\NULL the text NULL)
 //   pointers    NULL / null / 0, or an address (0x...) in the current worker generation
 // The words are user input: every error is INVALID_ARGUMENT naming the argument.
 #ifndef FFIBOX_CLIENT_CLI_ARGUMENT_VALUES_H_

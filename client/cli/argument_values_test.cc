@@ -97,6 +97,14 @@ TEST(ParseArgumentValueTest, FloatsStringsAndPointers) {
   EXPECT_EQ(Parse(v1::CSTRING, "a b:c")->bytes_value(), "a b:c");
   EXPECT_EQ(Parse(v1::WSTRING, "h\xc3\xa9")->text_value(), "h\xc3\xa9");
   EXPECT_FALSE(Parse(v1::WSTRING, "\xff").ok());
+  // NULL is a null pointer for strings as for other pointers (ERR_error_string(e, NULL),
+  // which wrote its message into a copy of the text "NULL"); \NULL is the text.
+  EXPECT_TRUE(Parse(v1::CSTRING, "NULL")->pointer().null());
+  EXPECT_TRUE(Parse(v1::WSTRING, "NULL")->pointer().null());
+  EXPECT_EQ(Parse(v1::CSTRING, "\\NULL")->bytes_value(), "NULL");
+  EXPECT_EQ(Parse(v1::WSTRING, "\\NULL")->text_value(), "NULL");
+  EXPECT_EQ(Parse(v1::CSTRING, "null")->bytes_value(), "null");
+  EXPECT_EQ(Parse(v1::CSTRING, "\\null")->bytes_value(), "\\null");
   EXPECT_TRUE(Parse(v1::POINTER, "NULL")->pointer().null());
   EXPECT_TRUE(Parse(v1::POINTER, "0")->pointer().null());
   absl::StatusOr<v1::Value> address = Parse(v1::POINTER, "0x7f0000001000");
