@@ -86,6 +86,11 @@ expect 0 "55" call "${lib}" 'int sum_ints(int, int, int, int, int, int, int, int
 expect 0 '"hello, ffibox"' call "${lib}" 'const char* greeting(void)'
 expect 0 '"ABC"' call "${lib}" 'char *str_dup_upper(const char *s)' abc
 expect 0 "5" call "${lib}" 'size_t str_len(const char*)' hello
+# NULL is a null pointer for strings too; \NULL the text.
+expect 0 "4" call "${lib}" 'size_t str_len(const char*)' '\NULL'
+expect 0 $'[(null)]\n9' call libc.so.6 'int printf(const char*, ...)' $'[%s]\n' 'char*:NULL'
+expect 0 '"error:0480006C:lib(9)::reason(108)"' call libcrypto.so.3 \
+  'char* ERR_error_string(unsigned long, char*)' 0x0480006C NULL
 expect 0 'L"héllo 世界"' call "${lib}" 'const wchar_t* wgreeting(void)'
 expect 0 "NULL" call "${lib}" 'const char* null_string(void)'
 expect 0 "0x1005" call "${lib}" 'void* ptr_offset(void*, long)' 0x1000 5
