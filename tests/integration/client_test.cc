@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/cpp/ffibox_client.h"
@@ -371,6 +372,19 @@ TEST_F(ClientTest, ServerDeathFailsTheCallInFlightWithUnavailable) {
   caller.join();
   EXPECT_FALSE(in_flight.ok());
   EXPECT_FALSE(sleep(1).ok());
+}
+
+// A session opened after the server went away fails UNAVAILABLE saying that no session was
+// opened (it said a session's stream broke, when there had been none).
+TEST(ServerGoneTest, OpeningASessionSaysNoneWasOpened) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestServer> server, TestServer::Start({}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(server->address()));
+  server->Stop(/*grace=*/absl::Milliseconds(100));
+  absl::StatusOr<std::unique_ptr<Session>> session = client->OpenSession();
+  ASSERT_FALSE(session.ok());
+  EXPECT_EQ(session.status().code(), absl::StatusCode::kUnavailable) << session.status();
+  EXPECT_TRUE(absl::StrContains(session.status().message(), "could not open an ffibox session"))
+      << session.status();
 }
 
 // A server that stops answering without closing its connection (its host gone, its process

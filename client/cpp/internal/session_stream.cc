@@ -819,6 +819,7 @@ bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader, uint64
     if (!on_reader_thread) AwaitOutputHandled();  // the output first, then the failure
     return false;
   }
+  read_any_.store(true);
   Dispatch(std::move(response), on_reader_thread, answered_reader, awaited, run_here);
   return true;
 }
@@ -840,11 +841,13 @@ void SessionStream::EndStream() {
                          code == absl::StatusCode::kPermissionDenied ||
                          code == absl::StatusCode::kResourceExhausted;
     if (ended_.ok()) {
+      // Nothing ever read: no session was open (the server down, or unreachable).
+      const char* what =
+          read_any_.load() ? "ffibox session stream broke: " : "could not open an ffibox session: ";
       ended_ = refused ? final_status
                        : absl::UnavailableError(final_status.ok()
                                                     ? "ffiboxd ended the session stream"
-                                                    : absl::StrCat("ffibox session stream broke: ",
-                                                                   final_status.ToString()));
+                                                    : absl::StrCat(what, final_status.ToString()));
     }
     absl::Status failure = ended_;
     if (refused) {

@@ -344,6 +344,8 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::atomic<int64_t> channel_call_bound_ns_{0};
   // The server sent nothing in time (LookForSilence): ended_ says so to every waiter.
   bool overdue_ ABSL_GUARDED_BY(mu_) = false;
+  // Whether anything came on the stream (else its end means no session was opened).
+  std::atomic<bool> read_any_{false};
 
   // The same-host channel (null: none), held by the thread whose call is on it (or that
   // replaces it), which took the channel first (TakeChannel).
