@@ -590,9 +590,32 @@ PATTERNS = {
         memoryview(pair).cast("B")[4:8] = (1234).to_bytes(4, "little")
         print(pair.a, pair.b, bytes(pair)[4:6])
     """,
+    # parasail wraps the library's matrices with pythonapi.PyMemoryView_FromMemory (which
+    # raised NotImplementedError): a read-only or writable memoryview of library memory,
+    # and of this process's own.
+    "memoryview_of_library_memory_through_pythonapi": """
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = c_void_p
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        libc.memset.argtypes = [c_void_p, c_int, c_size_t]
+        p = libc.calloc(1, 8)
+        libc.memset(p, 7, 4)
+        from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
+        from_memory.restype = py_object
+        from_memory.argtypes = (c_void_p, c_int, c_int)
+        readonly, writable = from_memory(p, 8, 0x100), from_memory(p, 8, 0x200)
+        print(bytes(readonly), readonly.readonly, writable.readonly, writable.format)
+        writable[6] = 9
+        print(string_at(p, 8))
+        mine = create_string_buffer(b"abc")
+        print(bytes(from_memory(addressof(mine), 3, 0x100)))
+    """,
 }
 
 EXPECTED = {
+    "memoryview_of_library_memory_through_pythonapi":
+        "b'\\x07\\x07\\x07\\x07\\x00\\x00\\x00\\x00' True False B\n"
+        "b'\\x07\\x07\\x07\\x07\\x00\\x00\\t\\x00'\nb'abc'",
     "buffer_protocol_over_a_view_of_library_memory":
         "5 b'hello'\nb'AAAlo!?\\x00' b'AAAlo!?\\x00' b'AAAlo!?\\x00'\n"
         "9 b'AAAlo!?xy\\x00' b'?xy'\n0 1234 b'\\xd2\\x04'",

@@ -560,12 +560,57 @@ class _PythonApiFunction:
         return "<ffibox.ctypes pythonapi function %s, not callable>" % self.__name__
 
 
+class _MemoryViewFromMemory(_PythonApiFunction):
+    """``pythonapi.PyMemoryView_FromMemory(mem, size, flags)``, the one function of the C
+    API a binding calls on the library's memory (parasail wraps its matrices so): a
+    memoryview of `size` bytes (format ``B``) at `mem`, read-only unless `flags` has
+    PyBUF_WRITE. Of worker memory, it is over a view whose bytes are an image of it
+    (ffibox._images): what is written through it reaches the library before the session's
+    next call; of this process's memory, it is CPython's own."""
+
+    _PYBUF_WRITE = 0x200
+
+    def __call__(self, mem, size, flags):
+        # (A pointer the library returned is a RemotePointer: ffibox's cast takes it.)
+        address = cast(mem, c_void_p).value if isinstance(mem, (_ct._Pointer, RemotePointer)) \
+            else getattr(mem, "value", mem)
+        size, flags = operator.index(getattr(size, "value", size)), \
+            operator.index(getattr(flags, "value", flags))
+        if not address:
+            raise ValueError("ffibox.ctypes: pythonapi.PyMemoryView_FromMemory of a NULL "
+                             "pointer")
+        if size < 0:
+            raise SystemError("PyMemoryView_FromMemory: negative size")
+        kind, _, local = _addresses.classify(operator.index(address), max(size, 1))
+        if kind == "worker":
+            view = memoryview((c_char * size).from_address(address)).cast("B")
+        else:
+            view = _stdlib_memory_view(local, size, flags)
+        view = view if flags & self._PYBUF_WRITE else view.toreadonly()
+        return view if self.errcheck is None else self.errcheck(view, self, (mem, size, flags))
+
+
+def _stdlib_memory_view(address: int, size: int, flags: int) -> memoryview:
+    # CPython's own, through a prototype of this module's (the stdlib's pythonapi function
+    # object is shared with every other user of it in this process).
+    global _from_memory
+    if _from_memory is None:
+        _from_memory = _ct.PYFUNCTYPE(_ct.py_object, _ct.c_void_p, _ct.c_ssize_t, _ct.c_int)(
+            ("PyMemoryView_FromMemory", _ct.pythonapi))
+    return _from_memory(address, size, flags)
+
+
+_from_memory = None
+
+
 class _PythonApi:
     """``ctypes.pythonapi`` under the swap: the Python C API lives in this process, not in
-    the worker, so its functions can be named (bindings do so at import) but not called."""
+    the worker, so its functions can be named (bindings do so at import) but not called
+    (but PyMemoryView_FromMemory, above)."""
 
     def __init__(self):
-        self._functions = {}
+        self._functions = {"PyMemoryView_FromMemory":
+                           _MemoryViewFromMemory("PyMemoryView_FromMemory")}
 
     def __getattr__(self, name):
         if name in ("_handle", "_name", "_FuncPtr") or (
