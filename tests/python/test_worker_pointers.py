@@ -584,11 +584,9 @@ PATTERNS = {
         print(bytes(pixels[:8]), view.raw[:8], view[:8])
         view[7:9] = b"xy"
         print(libc.strlen(p), bytes(memoryview(view)[:10]), bytes(pixels[6:9]))
-        class Pair(Structure):
-            _fields_ = [("a", c_int), ("b", c_int)]
-        pair = cast(libc.calloc(1, 8), POINTER(Pair)).contents
-        memoryview(pair).cast("B")[4:8] = (1234).to_bytes(4, "little")
-        print(pair.a, pair.b, bytes(pair)[4:6])
+        numbers = cast(libc.calloc(4, 4), POINTER(c_int * 4)).contents
+        memoryview(numbers).cast("B")[4:8] = (1234).to_bytes(4, "little")
+        print(numbers[0], numbers[1], bytes(numbers)[4:6])
     """,
     # parasail wraps the library's matrices with pythonapi.PyMemoryView_FromMemory (which
     # raised NotImplementedError): a read-only or writable memoryview of library memory,

@@ -419,24 +419,29 @@ class ImageTable:
             pending.update(address for address in addresses
                            if (address, generation) not in self._watch_counts)
 
-    def mirror(self, view, worker: int, generation: int) -> bool:
-        """Makes the local bytes of `view` (of a pointer-free array or record at `worker`:
-        ffibox._remote.view) an image of that memory: read now, watched within the worker's
-        budget (the library's later changes reach them), and what the caller changes in them
-        by any means (numpy over them, a memoryview) written back before the session's next
-        call or read there. The view keeps its image. False when the memory cannot be read."""
-        size = _ct.sizeof(view)
+    def mirror(self, cls, worker: int, generation: int):
+        """A new `cls` object (a view of a pointer-free array at `worker`:
+        ffibox._remote.view) whose local bytes are an image of that memory: read now,
+        watched within the worker's budget (the library's later changes reach them), and
+        what the caller changes in them by any means (numpy over them, a memoryview)
+        written back before the session's next call or read there. None when the memory
+        cannot be read. The object keeps its image, which keeps the bytes (a buffer of its
+        own, which the object is made over): no cycle, so a view in a loop (`p[i].x`) and
+        its image go as soon as it does."""
+        size = _ct.sizeof(cls)
         data, watched = self._read_watched(worker, size, generation)
         if data is None:
-            return False
-        _ct.memmove(_ct.addressof(view), data, size)
-        image = Image(view, size, worker, generation)
+            return None
+        buffer = _ct.create_string_buffer(data, size)
+        method = type(cls).from_buffer
+        view = getattr(method, "stdlib", method)(cls, buffer)
+        image = Image(buffer, size, worker, generation)
         image.synced = image.seen = data
         image.plain = True
         image.watched = watched
         view.__dict__[VIEW_IMAGE] = image
         self._register(image)
-        return True
+        return view
 
     def _address_only(self, worker: int, generation: int, room: int = 8,
                       unreadable: bool = True) -> Image:

@@ -94,17 +94,20 @@ def view(t, at: WorkerAddress):
             raise TypeError("ffibox: no remote view of %r" % (t,))
         cls._ffibox_base = t
         _views[t] = cls
-    instance = cls.__new__(cls)  # as ctypes makes objects at an address: no __init__
-    set_address(instance, at)
     # Field, element and value access always goes to the worker. The local bytes (which
     # bytes(), .raw, the buffer protocol and constructors that copy an instance read) of a
-    # pointer-free array or record are an image of the worker's (ffibox._images): numpy
-    # over them reads what the library wrote and writes what it will read. Other views'
-    # start as a snapshot, their pointer slots NULL: a worker address is never left in
-    # caller memory.
-    if (_types.is_array(t) or _types.is_record(t)) and _ct.sizeof(t) and \
-            not _types.pointer_offsets(t):
-        at.session.images.mirror(instance, at.address, at.generation)
+    # pointer-free array are an image of the worker's (ffibox._images): numpy over them
+    # reads what the library wrote and writes what it will read. Other views' start as a
+    # snapshot, their pointer slots NULL: a worker address is never left in caller memory.
+    # (Not records: each image alive costs every call a look, and a list of the records of
+    # a library's array, `[p[i] for i in range(n)]`, is ordinary ctypes code.)
+    mirrored = _types.is_array(t) and _ct.sizeof(t) and not _types.pointer_offsets(t)
+    instance = at.session.images.mirror(cls, at.address, at.generation) if mirrored else None
+    if instance is None:
+        instance = cls.__new__(cls)  # as ctypes makes objects at an address: no __init__
+    set_address(instance, at)
+    if mirrored:
+        pass
     elif _types.code_of(t) not in ("z", "Z", "P"):
         try:
             data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
