@@ -587,6 +587,17 @@ PATTERNS = {
         numbers = cast(libc.calloc(4, 4), POINTER(c_int * 4)).contents
         memoryview(numbers).cast("B")[4:8] = (1234).to_bytes(4, "little")
         print(numbers[0], numbers[1], bytes(numbers)[4:6])
+        # imageio's set_image_data: numpy over a view filled, both gone before the call that
+        # reads what they wrote (the collector may take them first).
+        import gc
+        def fill(address):
+            pixels = numpy.ndarray((4,), numpy.uint8, buffer=(c_char * 4).from_address(address))
+            pixels[:] = [1, 2, 3, 4]
+        q, r = libc.calloc(1, 4), libc.calloc(1, 4)
+        fill(q)
+        fill(r)
+        gc.collect()
+        print(string_at(q, 4), libc.strlen(r))
     """,
     # parasail wraps the library's matrices with pythonapi.PyMemoryView_FromMemory (which
     # raised NotImplementedError): a read-only or writable memoryview of library memory,
@@ -616,7 +627,7 @@ EXPECTED = {
         "b'\\x07\\x07\\x07\\x07\\x00\\x00\\t\\x00'\nb'abc'",
     "buffer_protocol_over_a_view_of_library_memory":
         "5 b'hello'\nb'AAAlo!?\\x00' b'AAAlo!?\\x00' b'AAAlo!?\\x00'\n"
-        "9 b'AAAlo!?xy\\x00' b'?xy'\n0 1234 b'\\xd2\\x04'",
+        "9 b'AAAlo!?xy\\x00' b'?xy'\n0 1234 b'\\xd2\\x04'\nb'\\x01\\x02\\x03\\x04' 4",
     "record_array_written_through_a_pointer_into_its_middle": "0 0\n2 2 2",
     "record_array_written_past_many_chunks": "0 101 20000",
     "record_array_read_and_written_past_its_first_elements":
@@ -762,16 +773,18 @@ def test_a_pointer_to_memory_the_worker_cannot_read_faults_instead_of_reading_ze
             pass
         numbers, pair = stored(POINTER(c_int), 0x10), stored(POINTER(Pair), 0x20)
         text, handle = stored(c_char_p, 0x30), stored(POINTER(Opaque), 0x40)
+        past_first = cast(numbers, c_void_p).value + 4  # inside the placeholder's room
         for read in (lambda: numbers[0], lambda: numbers.contents.value,
                      lambda: numbers[:2], lambda: pair.contents.b, lambda: pair[0].a,
-                     lambda: text.value, lambda: string_at(text)):
+                     lambda: text.value, lambda: string_at(text),
+                     lambda: cast(past_first, POINTER(c_int))[0]):
             try:
                 print("read", read())
             except ffibox.MemoryFault as fault:
                 print(fault.code, end=" ")
         print()
         print(bool(handle), type(handle.contents).__name__)
-    """), "MEMORY_FAULT " * 7 + "\nTrue Opaque")
+    """), "MEMORY_FAULT " * 8 + "\nTrue Opaque")
 
 
 def test_a_pointer_result_is_an_instance_of_its_type_with_stdlib_types_alone(server):

@@ -16,6 +16,12 @@ the address of a local *image* instead, bound to the worker address:
 - memory the worker cannot read: a placeholder through which every access reads the worker
   (a MemoryFault, where C would fault), never zeros.
 
+A view of a pointer-free array of worker memory (ffibox._remote.view: `(c_char *
+n).from_address(address)`, `p.contents` of a pointer to an array) is made over an image of
+its own (ImageTable.mirror), so that what the buffer protocol writes into its bytes (numpy,
+a memoryview) reaches the library, even after the view is gone, and what the library writes
+later shows there.
+
 The graph is followed breadth first, each (worker address, type) imaged once per operation
 (so cycles and shared nodes stay one image, as in the worker), to any depth, within a budget
 of images per operation (`Session.max_images`, default 4096, or `FFIBOX_MAX_IMAGES`): past
@@ -53,12 +59,22 @@ _tables: "weakref.WeakSet[ImageTable]" = weakref.WeakSet()  # every session's
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20
 # Where a view of worker memory (ffibox._remote.view) keeps the image of its bytes.
 VIEW_IMAGE = "_ffibox_image"
+# The most views (mirror) whose images the worker watches at once; past it a view's image
+# follows the library at calls that pass it, not after every call.
+MAX_WATCHED_VIEWS = 256
 # Images from this size on are compared with what was last seen in place (this process's
 # memcmp), not copied first: a 64 MiB view alive costs each call a few milliseconds, not 50.
 _COMPARED_IN_PLACE = 64 << 10
 _memcmp = _ct.CDLL(None).memcmp
-_memcmp.argtypes = [_ct.c_void_p, _ct.c_char_p, _ct.c_size_t]
+_memcmp.argtypes = [_ct.c_void_p, _ct.c_void_p, _ct.c_size_t]
 _memcmp.restype = _ct.c_int
+
+
+def _same_bytes(address: int, data, size: int) -> bool:
+    """Whether local memory [address, address + size) holds `data` (bytes or bytearray of
+    that size), looked at in place."""
+    other = _ct.byref(_ct.c_char.from_buffer(data)) if isinstance(data, bytearray) else data
+    return not _memcmp(address, other, size)
 
 
 class ImageBudgetExceeded(Error):
@@ -106,7 +122,8 @@ class Image:
     """Local bytes mirroring worker memory at `worker` (of worker `generation`)."""
 
     __slots__ = ("buffer", "start", "size", "worker", "generation", "synced", "seen", "slots",
-                 "children", "plain", "layout", "watched", "kind", "unreadable", "__weakref__")
+                 "children", "plain", "layout", "watched", "kind", "unreadable", "view",
+                 "__weakref__")
 
     def __init__(self, buffer, size: int, worker: int, generation: int) -> None:
         self.buffer = buffer
@@ -130,6 +147,9 @@ class Image:
         # An address-only placeholder for memory the worker could not read: an access
         # through it reads the worker (and faults there), never the zeroed room.
         self.unreadable = False
+        # The image of a view's bytes (mirror): found by no pointer the library hands back,
+        # which gets an image of its own, and written back when the view goes.
+        self.view = False
 
 
 class _TableLock:
@@ -195,6 +215,11 @@ class ImageTable:
         # a look over the tables: they change when it is released, not under that look.
         self._gone: "collections.deque[Tuple[int, weakref.ref]]" = collections.deque()
         self._lock = _TableLock(self._forget_gone)
+        # Local starts of the watched images of views alive (at most MAX_WATCHED_VIEWS: the
+        # worker's watches are for the library's pointers first), and the images of views
+        # gone since the last sync, kept until it wrote back what the caller changed.
+        self._watched_views: Set[int] = set()
+        self._orphans: List[Image] = []
         # Held from taking the addresses to unwatch until the watched read that sends them is
         # answered: another thread's watched read of one of them cannot overtake it.
         self._watch_lock = threading.RLock()
@@ -225,7 +250,9 @@ class ImageTable:
             # _register or _forget)
             ref = self._images.get(start)
             image = ref() if ref is not None else None
-        if image is not None and address < start + max(image.size, 1):
+        extent = image.size or (_ct.sizeof(image.buffer) if image.unreadable else 1) \
+            if image is not None else 0
+        if image is not None and address < start + extent:
             return image, address - start
         return None
 
@@ -303,7 +330,8 @@ class ImageTable:
             refs = [self._images[start] for _, start in self._workers[first:last]]
         images = [ref() for ref in refs]
         return [image for image in images
-                if image is not None and image.plain and image.generation == generation and
+                if image is not None and image.plain and not image.view and
+                image.generation == generation and
                 image.worker <= worker and worker + size <= image.worker + image.size]
 
     def plain_covering(self, worker: int, size: int, generation: int) -> Optional[Image]:
@@ -390,6 +418,7 @@ class ImageTable:
                 self._unindex(start)
 
     def _unindex(self, start: int) -> None:
+        self._watched_views.discard(start)
         entry = (self._worker_of.pop(start), start)
         del self._workers[bisect.bisect_left(self._workers, entry)]
         key = self._watching.pop(start, None)
@@ -421,15 +450,23 @@ class ImageTable:
 
     def mirror(self, cls, worker: int, generation: int):
         """A new `cls` object (a view of a pointer-free array at `worker`:
-        ffibox._remote.view) whose local bytes are an image of that memory: read now,
-        watched within the worker's budget (the library's later changes reach them), and
+        ffibox._remote.view) whose local bytes are an image of that memory: read now (what
+        the caller changed in other images of it written back first), watched within the
+        worker's budget and MAX_WATCHED_VIEWS (the library's later changes reach them), and
         what the caller changes in them by any means (numpy over them, a memoryview)
-        written back before the session's next call or read there. None when the memory
-        cannot be read. The object keeps its image, which keeps the bytes (a buffer of its
-        own, which the object is made over): no cycle, so a view in a loop (`p[i].x`) and
-        its image go as soon as it does."""
+        written back before the session's next call or read there, also once the view is
+        gone (numpy over it dropped before that call). None when the memory cannot be read.
+        The object keeps its image, which keeps the bytes (a buffer of its own, which the
+        object is made over): no cycle, so a view made in a loop and its image go as soon
+        as it does."""
         size = _ct.sizeof(cls)
-        data, watched = self._read_watched(worker, size, generation)
+        self.sync(worker, size)
+        with self._lock:
+            may_watch = len(self._watched_views) < MAX_WATCHED_VIEWS
+        if may_watch:
+            data, watched = self._read_watched(worker, size, generation)
+        else:
+            data, watched = self._read(worker, size, generation), False
         if data is None:
             return None
         buffer = _ct.create_string_buffer(data, size)
@@ -437,10 +474,16 @@ class ImageTable:
         view = getattr(method, "stdlib", method)(cls, buffer)
         image = Image(buffer, size, worker, generation)
         image.synced = image.seen = data
-        image.plain = True
+        image.plain = image.view = True
         image.watched = watched
         view.__dict__[VIEW_IMAGE] = image
         self._register(image)
+        if watched:
+            with self._lock:
+                self._watched_views.add(image.start)
+        # When the view goes, its image waits for the next sync (which writes back what the
+        # caller changed) instead of going with it.
+        weakref.finalize(view, self._orphans.append, image)
         return view
 
     def _address_only(self, worker: int, generation: int, room: int = 8,
@@ -753,12 +796,14 @@ class ImageTable:
                     mapped.add(offset)
         return bytes(data)
 
-    def refresh(self, address: int, size: int) -> None:
+    def refresh(self, address: int, size: int, data: Optional[bytes] = None) -> None:
         """Gives the plain images that mirror worker memory within [address, address + size)
-        the worker's bytes there, after a write that did not go through them (a view's, a
-        RemotePointer's): they read what the worker holds, and a later local store of the old
-        value is still written back. An image with pointer positions keeps its local words
-        (a worker address written there is not made an image of)."""
+        the worker's bytes there (`data`, the bytes just written there, when given; else read
+        again), after a write that did not go through them (a view's, a RemotePointer's):
+        they read what the worker holds, and a later local store of the old value is still
+        written back. An image with pointer positions keeps its local words (a worker
+        address written there is not made an image of). The cost is that of the span, not
+        of the images (a store into a 64 MiB view is not a copy of it)."""
         if not self._images:
             return
         with self._lock:
@@ -773,22 +818,38 @@ class ImageTable:
             high = min(address + size, image.worker + image.size)
             if low >= high:
                 continue
-            try:
-                data = self._memory.read(low, high - low, image.generation, as_is=True)
-            except Error:
-                continue  # nothing to mirror there any more
+            if data is not None and len(data) == size:
+                span = data[low - address:high - address]
+            else:
+                try:
+                    span = self._memory.read(low, high - low, image.generation, as_is=True)
+                except Error:
+                    continue  # nothing to mirror there any more
             offset, end = low - image.worker, high - image.worker
-            local = bytearray(_ct.string_at(image.start, image.size))
-            synced = bytearray(image.synced)
-            local[offset:end] = synced[offset:end] = data
-            _ct.memmove(image.start, bytes(local), image.size)
-            image.synced, image.seen = bytes(synced), bytes(local)
+            _ct.memmove(image.start + offset, span, high - low)
+            synced = image.synced if isinstance(image.synced, bytearray) else \
+                bytearray(image.synced)
+            synced[offset:end] = span
+            image.synced = synced
+            if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
+                    len(image.seen) == image.size:
+                # What was last looked at, with these bytes (a large image is not copied
+                # for a store into it).
+                if not isinstance(image.seen, bytearray):
+                    image.seen = bytearray(image.seen)
+                image.seen[offset:end] = span
+            else:
+                image.seen = None  # the next sync looks at all of it again
 
     def sync(self, address: Optional[int] = None, size: int = 0) -> None:
         """Writes back what the caller changed in its images since they were read: all of
         them, or those that mirror worker memory within [address, address + size)."""
         if not self._images:
             return  # most calls: no images (a look at the dict needs no lock)
+        if address is None and self._orphans:
+            orphans, self._orphans[:] = list(self._orphans), []
+            for image in orphans:  # written back now, then gone
+                self._sync_one(image)
         with self._lock:
             if address is None:
                 refs = list(self._images.values())
@@ -798,7 +859,11 @@ class ImageTable:
                 refs = [self._images[start] for _, start in self._workers[first:last]]
         for ref in refs:
             image = ref()
-            if image is not None:
+            # A large view's image is looked at before calls only, not before each read or
+            # write of memory it mirrors (a look costs its size: an element of a 64 MiB view
+            # would cost milliseconds).
+            if image is not None and (address is None or not image.view or
+                                      image.size < _COMPARED_IN_PLACE):
                 self._sync_one(image)
 
     def sync_from(self, roots) -> None:
@@ -819,7 +884,7 @@ class ImageTable:
         if image.size:
             if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
                     len(image.seen) == image.size and \
-                    not _memcmp(image.start, image.seen, image.size):
+                    _same_bytes(image.start, image.seen, image.size):
                 return  # unchanged since the last look (a large view: no copy to look)
             seen = _ct.string_at(image.start, image.size)
             if seen == image.seen:

@@ -53,9 +53,9 @@ class WorkerMemory:
     worker memory [address, address + size) (a copy's source and destination): the
     session's images (ffibox._images) of that memory write the caller's changes back there
     first, so a read sees what a read in the library would, and a write is not undone by an
-    older change of an image written back later. `after_write(address, size)`, when set,
-    runs after such a write, fill or copy: the images of that memory take the new bytes, so
-    they read what the worker holds. The images' own reads and writes pass `as_is=True`.
+    older change of an image written back later. `after_write(address, size, data)`, when
+    set, runs after such a write, fill or copy (`data`: the bytes a write wrote, else None):
+    the images of that memory take the new bytes, so they read what the worker holds. The images' own reads and writes pass `as_is=True`.
 
     Once the interpreter exits (the stream's `closed_at_exit`), the worker is gone with its
     session: reads give zero bytes (an empty string) and writes, fills and copies do nothing,
@@ -69,15 +69,15 @@ class WorkerMemory:
         self._encode = encode
         self.lists = True  # the server takes read_memory_list (SessionOpened.memory_lists)
         self.before_read: Optional[Callable[[int, int], None]] = None
-        self.after_write: Optional[Callable[[int, int], None]] = None
+        self.after_write: Optional[Callable[[int, int, Optional[bytes]], None]] = None
 
     def _flush(self, address: int, size: int) -> None:
         if self.before_read is not None:
             self.before_read(address, size)
 
-    def _written(self, address: int, size: int) -> None:
+    def _written(self, address: int, size: int, data: Optional[bytes] = None) -> None:
         if self.after_write is not None:
-            self.after_write(address, size)
+            self.after_write(address, size, data)
 
     def _address(self, address: int, generation: Optional[int]):
         return pb.RemoteAddress(address=address, generation=generation or self._stream.generation)
@@ -150,7 +150,7 @@ class WorkerMemory:
         self._stream.request(write_memory=pb.WriteMemory(
             address=self._address(address, generation), data=data, held=held))
         if not as_is:
-            self._written(address, len(data))
+            self._written(address, len(data), data)
 
     def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None) -> None:
         """Stores `value` as a `t` at a worker address (a string the worker copies, a

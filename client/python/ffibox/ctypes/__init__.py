@@ -155,7 +155,13 @@ def from_address(t, address: int):
         obj.__dict__["_ffibox_twin_owner"] = owner  # the object's memory stays alive
         return obj
     if kind == "local":
-        return _types.local_at(t, address)
+        reach = None if _IMAGES.in_no_image(address) else _IMAGES.holding(address)
+        if reach is None or not reach.image.unreadable:
+            return _types.local_at(t, address)
+        # Inside the placeholder of memory the worker could not read: a view of that memory,
+        # whose reads fault there as C's would.
+        return _remote.view(t, WorkerAddress(reach.session, reach.image.worker + reach.offset,
+                                             reach.image.generation))
     session = _opened_session()  # integers name the default session's worker, as in cast()
     if session is None:
         raise ValueError("from_address: 0x%x is not an address of this process, and no ffibox "
