@@ -45,6 +45,31 @@ absl::StatusOr<int> CopyIntoMemfd(int fd, off_t size, const std::string& path) {
   return copy;
 }
 
+// Pseudo-filesystems <linux/magic.h> does not name.
+constexpr decltype(statfs::f_type) kConfigfsMagic = 0x62656570;
+constexpr decltype(statfs::f_type) kFuseControlMagic = 0x65735543;
+constexpr decltype(statfs::f_type) kMqueueMagic = 0x19800202;
+
+// Whether every directory above `path` (absolute, resolved) lets others search it: a root
+// ffiboxd opens what the worker's uid could not reach, so a file readable by others in a
+// directory closed to them is refused as a file only root may read is.
+absl::Status ReachableByOthers(const std::string& path) {
+  std::string directory = path;
+  for (size_t slash = directory.rfind('/'); slash != std::string::npos && slash > 0;
+       slash = directory.rfind('/')) {
+    directory.resize(slash);
+    struct stat st;
+    if (stat(directory.c_str(), &st) != 0) return OpenError(directory, errno);
+    if (!S_ISDIR(st.st_mode) || (st.st_mode & S_IXOTH) == 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          path, " is in ", directory,
+          ", which others may not search: a root ffiboxd hands its workers only what any "
+          "user may read"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The name of the kernel's pseudo-filesystem of type `magic`, or nullptr. Their files are
 // not libraries, and some are checked when they are opened, not by their mode
 // (/proc/<pid>/maps is 0444, yet only the process's tracers may open it): a descriptor
@@ -77,6 +102,18 @@ const char* PseudoFilesystem(decltype(statfs::f_type) magic) {
       return "smackfs";
     case BINFMTFS_MAGIC:
       return "binfmt_misc";
+    case AAFS_MAGIC:
+      return "apparmorfs";
+    case RDTGROUP_SUPER_MAGIC:
+      return "resctrl";
+    case NSFS_MAGIC:
+      return "nsfs";
+    case kConfigfsMagic:
+      return "configfs";
+    case kFuseControlMagic:
+      return "fusectl";
+    case kMqueueMagic:
+      return "mqueue";
     default:
       return nullptr;
   }
@@ -84,7 +121,8 @@ const char* PseudoFilesystem(decltype(statfs::f_type) magic) {
 
 }  // namespace
 
-absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other) {
+absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other,
+                                         bool client_reads_as_broker) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return OpenError(path, errno);
   struct stat st;
@@ -103,6 +141,12 @@ absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is
     return absl::PermissionDeniedError(
         absl::StrCat(path, " is a file of the kernel's ", pseudo,
                      " filesystem, not a library: ffiboxd hands its workers none"));
+  }
+  if (worker_is_other && geteuid() == 0 && !client_reads_as_broker && (st.st_mode & S_IROTH) != 0) {
+    if (absl::Status reachable = ReachableByOthers(path); !reachable.ok()) {
+      close(fd);
+      return reachable;
+    }
   }
   if (!worker_is_other || (st.st_mode & S_IROTH) != 0) return fd;
   if (geteuid() == 0) {

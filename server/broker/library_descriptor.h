@@ -31,10 +31,14 @@ struct LibraryFd {
 // the worker could not reopen it through /proc/self/fd: an unprivileged broker (whose
 // rights are its user's, the client's own) copies it into a sealed memfd of at most
 // kMaxLibraryCopyBytes; a root broker refuses it (PERMISSION_DENIED), so that no client
-// obtains through a worker what only root may read. RESOURCE_EXHAUSTED when out of
-// descriptors or memory; NOT_FOUND or PERMISSION_DENIED otherwise.
+// obtains through a worker what only root may read; so does it a file in a directory
+// others may not search, unless `client_reads_as_broker` (the client is ffiboxd's own user
+// or root, who may read it anyway). A file of one of the kernel's pseudo-filesystems is
+// refused in every case. RESOURCE_EXHAUSTED when out of descriptors or memory; NOT_FOUND or
+// PERMISSION_DENIED otherwise.
 inline constexpr uint64_t kMaxLibraryCopyBytes = uint64_t{1} << 30;
-absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other);
+absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other,
+                                         bool client_reads_as_broker = false);
 
 }  // namespace ffibox
 

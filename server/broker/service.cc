@@ -101,6 +101,9 @@ grpc::Status FfiboxService::Session(
   config.allowlist = allowlist->second;
   // Same-host channels only for clients on this host: those of the unix-socket listeners.
   if (!presented.unix_socket) config.local_door = nullptr;
+  // Without a token on a unix socket: the local identity, which only ffiboxd's own user or
+  // root can be (the socket is 0600 in an owner-only directory: listen_socket.h).
+  config.client_reads_as_broker = presented.unix_socket && !presented.authorization.has_value();
   const std::string& identity_name = (*identity)->name;
   if (metrics_ != nullptr) config.metrics = metrics_->SessionStarted(identity_name);
 

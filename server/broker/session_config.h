@@ -35,7 +35,7 @@ struct SessionConfig {
   size_t max_functions = 65536;
   size_t max_in_flight = 4096;
   size_t max_callbacks = 4096;  // callbacks defined (and not freed) at once
-  // Encoded bytes of signatures and callback definitions kept at once
+  // Bytes of signatures and callback definitions kept at once, as parsed
   // (HandleTable::Limits::max_kept_bytes).
   uint64_t max_signature_bytes = uint64_t{16} << 20;
   int max_callback_depth = 64;  // invocations nested in one another
@@ -43,6 +43,10 @@ struct SessionConfig {
   // The libraries this session's client may load (its identity's roots). Null: no
   // allowlist, for unit tests with a fake worker only; ffiboxd always sets one.
   std::shared_ptr<const LibraryAllowlist> allowlist;
+  // Whether the client is ffiboxd's own user or root (the local identity, on a unix-socket
+  // listener), who may read whatever ffiboxd may: a root ffiboxd then hands its workers a
+  // library in a directory closed to others (OpenLibraryForWorker).
+  bool client_reads_as_broker = false;
   // The jail of the session's workers; its address_space_bytes and cpu_seconds are the
   // session's memory and CPU caps, also applied from the broker (server/broker/worker_limits.h).
   JailOptions jail;

@@ -191,9 +191,17 @@ class AllowlistTest : public LimitsTest {
  protected:
   void SetUp() override {
     // roots/libin.so (a copy of the test library), outside/libout.so (another copy),
-    // roots/libescape.so -> outside/libout.so.
-    roots_ = MakeDirectory("allow/roots");
-    outside_ = MakeDirectory("allow/outside");
+    // roots/libescape.so -> outside/libout.so; in a directory others may search (a root
+    // ffiboxd hands another identity's workers nothing else), unlike the test's own
+    // temporary directory, in root's home.
+    char base[] = "/tmp/ffibox-allow-XXXXXX";
+    ASSERT_NE(mkdtemp(base), nullptr);
+    ASSERT_EQ(chmod(base, 0755), 0);
+    base_ = base;
+    roots_ = base_ + "/allow/roots";
+    outside_ = base_ + "/allow/outside";
+    std::filesystem::create_directories(roots_);
+    std::filesystem::create_directories(outside_);
     std::filesystem::copy_file(TestLibPath(), roots_ + "/libin.so",
                                std::filesystem::copy_options::overwrite_existing);
     std::filesystem::copy_file(TestLibPath(), outside_ + "/libout.so",
@@ -201,12 +209,17 @@ class AllowlistTest : public LimitsTest {
     std::filesystem::remove(roots_ + "/libescape.so");
     std::filesystem::create_symlink(outside_ + "/libout.so", roots_ + "/libescape.so");
     const std::string config =
-        WriteFile(MakeDirectory("allow") + "/ffiboxd.conf",
+        WriteFile(base_ + "/ffiboxd.conf",
                   absl::StrCat("identities { name: \"narrow\" bearer_token: \"", kNarrowToken,
                                "\" allowed_library_roots: \"", roots_, "\" }"));
     StartServer({"--allow_root=" + roots_, "--config=" + config});
     session_ = Open(*client_);
     ASSERT_NE(session_, nullptr);
+  }
+
+  void TearDown() override {
+    LimitsTest::TearDown();
+    std::filesystem::remove_all(base_);
   }
 
   void ExpectNotAllowed(const std::string& path) {
@@ -218,6 +231,7 @@ class AllowlistTest : public LimitsTest {
     EXPECT_NE(library.status().message().find(roots_), std::string::npos) << library.status();
   }
 
+  std::string base_;
   std::string roots_;
   std::string outside_;
   std::unique_ptr<Session> session_;
@@ -254,6 +268,22 @@ TEST_F(AllowlistTest, AllowlistsDifferPerIdentity) {
   ExpectAddWorks(*in);
   EXPECT_EQ(ErrorOf(session->Load("libm.so.6").status()).code(), v1::LIBRARY_NOT_ALLOWED);
   EXPECT_EQ(ErrorOf(session->Load(TestLibPath()).status()).code(), v1::LIBRARY_NOT_ALLOWED);
+  // A library inside its roots but in a directory others may not search: the worker runs
+  // as nobody, and a root ffiboxd opens it only for clients who may read it (the local
+  // identity, ffiboxd's own user), never for another identity.
+  const std::string closed = roots_ + "/closed";
+  std::filesystem::create_directories(closed);
+  ASSERT_EQ(chmod(closed.c_str(), 0700), 0);
+  std::filesystem::copy_file(TestLibPath(), closed + "/libclosed.so");
+  ASSERT_EQ(chmod((closed + "/libclosed.so").c_str(), 0755), 0);
+  if (geteuid() == 0) {
+    absl::StatusOr<Library> refused = session->Load(closed + "/libclosed.so");
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(ErrorOf(refused.status()).code(), v1::LIBRARY_LOAD_FAILED) << refused.status();
+    EXPECT_NE(refused.status().message().find("which others may not search"), std::string::npos)
+        << refused.status();
+  }
+  ASSERT_OK(session_->Load(closed + "/libclosed.so"));
   // The local identity has the default roots, which include the system libraries.
   absl::StatusOr<Library> testlib = session_->Load(TestLibPath());
   ASSERT_OK(testlib);

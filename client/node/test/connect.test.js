@@ -184,10 +184,19 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('TCP with mutual TLS and a token', () => {
   let dir;
+  // The test library, where others may search: a root ffiboxd hands a token's identity's
+  // workers nothing in a directory closed to others (the build tree is in root's home).
+  let libDir;
+  let tenantLib;
   const servers = [];
   before(async () => {
     dir = privateDirectory('ffibox-node-tls-');
     makeCertificates(dir);
+    libDir = fs.mkdtempSync('/tmp/ffibox-node-lib-');
+    fs.chmodSync(libDir, 0o755);
+    tenantLib = path.join(libDir, path.basename(TEST_LIB));
+    fs.copyFileSync(TEST_LIB, tenantLib);
+    fs.chmodSync(tenantLib, 0o755);
     for (let i = 0; i < 2; ++i) {
       servers.push(await startServer(['--listen=127.0.0.1:0',
         `--tls_cert_file=${dir}/server.pem`, `--tls_key_file=${dir}/server.key`,
@@ -199,6 +208,7 @@ describe('TCP with mutual TLS and a token', () => {
   after(async () => {
     for (const server of servers) await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(libDir, { recursive: true, force: true });
   });
 
   const tls = () => ({ ca: `${dir}/ca.pem`, cert: `${dir}/client.pem`, key: `${dir}/client.key` });
@@ -207,7 +217,7 @@ describe('TCP with mutual TLS and a token', () => {
     const client = await ffibox.connect({ address: servers[0].address, tls: tls(), token: TOKEN });
     try {
       const session = await client.session();
-      const lib = await session.load(TEST_LIB);
+      const lib = await session.load(tenantLib);
       assert.equal(await (await lib.func('int add_int(int, int)'))(20, 22), 42);
       session.close();
     } finally {
@@ -245,7 +255,7 @@ describe('TCP with mutual TLS and a token', () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       assert.deepEqual([...servedBy].sort(), [30001, 30002]);
-      const lib = await sessions[sessions.length - 1].load(TEST_LIB);
+      const lib = await sessions[sessions.length - 1].load(tenantLib);
       assert.equal(await (await lib.func('int add_int(int, int)'))(1, 2), 3);
       for (const s of sessions) s.close();
     } finally {
