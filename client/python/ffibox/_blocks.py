@@ -46,42 +46,58 @@ _BUSY_LOOKS = 1000
 
 class _Ranges:
     """Ranges of local memory, each with a value, and the first added range holding an
-    address. While the ranges are disjoint (separate objects), that one is found by
-    bisection over their starts: a call reaching thousands of strings or records (an array
-    of `char*`) does not look at all of them for each pointer. Once two ranges touch (a view
-    shipped before the array holding it), every lookup goes through them in order."""
+    address. While the non-empty ranges do not overlap (separate objects, adjacent ones
+    too: Python's allocator puts equal small buffers side by side), that one is found by
+    bisection over their starts, and an empty range by its start: a call reaching
+    thousands of strings or records (an array of `char*`, a liblinear problem's rows) does
+    not look at all of them for each pointer. Once two overlap (a view shipped before the
+    array holding it), every lookup goes through them in order."""
 
     def __init__(self) -> None:
         self._added: List[Tuple[int, int, Any]] = []  # (start, end, value), in order
-        self._starts: List[int] = []  # sorted, while disjoint
-        self._sorted: List[Tuple[int, int, Any]] = []  # the ranges in that order
+        # While disjoint: the non-empty ranges' starts, sorted, and (start, end, order,
+        # value) in that order; the first empty range at each start, (order, value).
+        self._starts: List[int] = []
+        self._sorted: List[Tuple[int, int, int, Any]] = []
+        self._empty: Dict[int, Tuple[int, Any]] = {}
         self._disjoint = True
 
     def add(self, start: int, end: int, value) -> None:
+        order = len(self._added)
         self._added.append((start, end, value))
         if not self._disjoint:
             return
+        if start == end:
+            self._empty.setdefault(start, (order, value))
+            return
         at = bisect.bisect_right(self._starts, start)
-        for other_start, other_end, _ in self._sorted[max(at - 1, 0):at + 1]:
-            if max(start, other_start) <= min(end, other_end):
+        for other_start, other_end, _, _ in self._sorted[max(at - 1, 0):at + 1]:
+            if max(start, other_start) < min(end, other_end):
                 self._disjoint = False
-                self._starts, self._sorted = [], []
+                self._starts, self._sorted, self._empty = [], [], {}
                 return
         self._starts.insert(at, start)
-        self._sorted.insert(at, (start, end, value))
+        self._sorted.insert(at, (start, end, order, value))
 
     def find(self, address: int, empty_at: bool = False):
         """The value of the first added range holding `address`; with `empty_at`, also of an
         empty range starting there. None when none does."""
-        if self._disjoint:
-            at = bisect.bisect_right(self._starts, address) - 1
-            candidates = self._sorted[at:at + 1] if at >= 0 else []
-        else:
-            candidates = self._added
-        for start, end, value in candidates:
-            if start <= address < end or (empty_at and address == start == end):
-                return value
-        return None
+        if not self._disjoint:
+            for start, end, value in self._added:
+                if start <= address < end or (empty_at and address == start == end):
+                    return value
+            return None
+        found = None
+        at = bisect.bisect_right(self._starts, address) - 1
+        if at >= 0:
+            start, end, order, value = self._sorted[at]
+            if start <= address < end:
+                found = (order, value)
+        if empty_at:
+            empty = self._empty.get(address)
+            if empty is not None and (found is None or empty[0] < found[0]):
+                found = empty
+        return None if found is None else found[1]
 
 
 class CallBuilder:
