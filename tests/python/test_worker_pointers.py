@@ -619,9 +619,48 @@ PATTERNS = {
         mine = create_string_buffer(b"abc")
         print(bytes(from_memory(addressof(mine), 3, 0x100)))
     """,
+    # What a callback writes through numpy into a view of the library's array reaches the
+    # library as it goes on (qsort then sees 7, not 3), and is not taken as seen after.
+    "a_callbacks_write_into_a_view_reaches_the_library": """
+        import numpy
+        libc = CDLL("libc.so.6")
+        libc.calloc.restype = c_void_p
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        libc.qsort.restype = None
+        compare = CFUNCTYPE(c_int, c_void_p, c_void_p)
+        libc.qsort.argtypes = [c_void_p, c_size_t, c_size_t, compare]
+        p = libc.calloc(1, 64)
+        a = numpy.ctypeslib.as_array((c_ubyte * 64).from_address(p))
+        a[0], a[1] = 5, 3
+        def swap_after_changing(x, y):
+            a[1], a[40] = 7, 85
+            return 1
+        libc.qsort(p, 2, 1, compare(swap_after_changing))
+        print(a[0], a[1], a[40], list(string_at(p, 41)[i] for i in (0, 1, 40)))
+    """,
+    # An out-parameter's image holds the first 64 elements: a memoryview or an array of the
+    # whole length over its address is the library's memory (it read this process's heap
+    # past the image, and a write there crashed this process).
+    "whole_length_views_over_an_out_parameter": """
+        lib.out_counting_bytes.argtypes = [POINTER(POINTER(c_ubyte)), POINTER(c_size_t)]
+        out, n = POINTER(c_ubyte)(), c_size_t()
+        lib.out_counting_bytes(byref(out), byref(n))
+        from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
+        from_memory.restype = py_object
+        from_memory.argtypes = (c_void_p, c_ssize_t, c_int)
+        expected = bytes(i * 7 % 256 for i in range(n.value))
+        whole = (c_ubyte * n.value).from_address(cast(out, c_void_p).value)
+        print(bytes(from_memory(out, n.value, 0x100)) == expected, bytes(whole) == expected)
+        writable = from_memory(out, n.value, 0x200)
+        writable[5000] = 1
+        lib.add_int(0, 0)  # (a large view's changes are written back before a call)
+        print(whole[5000], out[5000], string_at(out, 5001)[5000])
+    """,
 }
 
 EXPECTED = {
+    "a_callbacks_write_into_a_view_reaches_the_library": "7 5 85 [7, 5, 85]",
+    "whole_length_views_over_an_out_parameter": "True True\n1 1 1",
     "memoryview_of_library_memory_through_pythonapi":
         "b'\\x07\\x07\\x07\\x07\\x00\\x00\\x00\\x00' True False B\n"
         "b'\\x07\\x07\\x07\\x07\\x00\\x00\\t\\x00'\nb'abc'",
@@ -777,14 +816,17 @@ def test_a_pointer_to_memory_the_worker_cannot_read_faults_instead_of_reading_ze
         for read in (lambda: numbers[0], lambda: numbers.contents.value,
                      lambda: numbers[:2], lambda: pair.contents.b, lambda: pair[0].a,
                      lambda: text.value, lambda: string_at(text),
-                     lambda: cast(past_first, POINTER(c_int))[0]):
+                     lambda: cast(past_first, POINTER(c_int))[0],
+                     lambda: bytes((c_char * 8).from_address(past_first)),
+                     lambda: bytes(ctypes.pythonapi.PyMemoryView_FromMemory(numbers, 8,
+                                                                           0x100))):
             try:
                 print("read", read())
             except ffibox.MemoryFault as fault:
                 print(fault.code, end=" ")
         print()
         print(bool(handle), type(handle.contents).__name__)
-    """), "MEMORY_FAULT " * 8 + "\nTrue Opaque")
+    """), "MEMORY_FAULT " * 10 + "\nTrue Opaque")
 
 
 def test_a_pointer_result_is_an_instance_of_its_type_with_stdlib_types_alone(server):

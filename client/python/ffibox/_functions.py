@@ -997,6 +997,9 @@ def callback_handler(prototype, function):
                       if found is not None]
         if imaged_now:
             session.images.sync_from(imaged_now)
+        # And what it wrote into any other image (numpy over a view of the library's array):
+        # native code goes on reading the worker's memory, as it would the caller's.
+        session.images.sync()
         # A buffer goes back for reuse once nothing the callback kept can reach it: every
         # ctypes path to it (the pointer argument, its `contents`, a cast of it, a structure
         # field or array element it was stored in) holds the keep-alive dict `cast` shares

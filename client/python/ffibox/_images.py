@@ -70,6 +70,16 @@ _memcmp.argtypes = [_ct.c_void_p, _ct.c_void_p, _ct.c_size_t]
 _memcmp.restype = _ct.c_int
 
 
+def _orphaned(orphans: List["Image"], image: "Image") -> None:
+    # A view's finalizer: its image waits for the next sync only if the caller changed it.
+    if image.seen is not None and len(image.seen) == image.size and \
+            _same_bytes(image.start, image.seen, image.size):
+        return
+    if len(image.synced) == image.size and _same_bytes(image.start, image.synced, image.size):
+        return
+    orphans.append(image)
+
+
 def _same_bytes(address: int, data, size: int) -> bool:
     """Whether local memory [address, address + size) holds `data` (bytes or bytearray of
     that size), looked at in place."""
@@ -455,8 +465,8 @@ class ImageTable:
         worker's budget and MAX_WATCHED_VIEWS (the library's later changes reach them), and
         what the caller changes in them by any means (numpy over them, a memoryview)
         written back before the session's next call or read there, also once the view is
-        gone (numpy over it dropped before that call). None when the memory cannot be read.
-        The object keeps its image, which keeps the bytes (a buffer of its own, which the
+        gone (numpy over it dropped before that call). The memory's error (MemoryFault,
+        StaleHandle) when it cannot be read. The object keeps its image, which keeps the bytes (a buffer of its own, which the
         object is made over): no cycle, so a view made in a loop and its image go as soon
         as it does."""
         size = _ct.sizeof(cls)
@@ -468,7 +478,9 @@ class ImageTable:
         else:
             data, watched = self._read(worker, size, generation), False
         if data is None:
-            return None
+            # Raises why (a fault, a stale worker): a view over zeros would hand numpy bytes
+            # the library never had, and drop what is written there.
+            data, watched = self._memory.read(worker, size, generation, as_is=True), False
         buffer = _ct.create_string_buffer(data, size)
         method = type(cls).from_buffer
         view = getattr(method, "stdlib", method)(cls, buffer)
@@ -483,7 +495,7 @@ class ImageTable:
                 self._watched_views.add(image.start)
         # When the view goes, its image waits for the next sync (which writes back what the
         # caller changed) instead of going with it.
-        weakref.finalize(view, self._orphans.append, image)
+        weakref.finalize(view, _orphaned, self._orphans, image)
         return view
 
     def _address_only(self, worker: int, generation: int, room: int = 8,
@@ -846,10 +858,12 @@ class ImageTable:
         them, or those that mirror worker memory within [address, address + size)."""
         if not self._images:
             return  # most calls: no images (a look at the dict needs no lock)
-        if address is None and self._orphans:
-            orphans, self._orphans[:] = list(self._orphans), []
-            for image in orphans:  # written back now, then gone
-                self._sync_one(image)
+        while address is None and self._orphans:
+            try:
+                image = self._orphans.pop()  # (a view going meanwhile appends: atomic)
+            except IndexError:
+                break
+            self._sync_one(image)  # written back now, then gone
         with self._lock:
             if address is None:
                 refs = list(self._images.values())
@@ -956,7 +970,9 @@ class ImageTable:
                 image.children = [child for child in image.children
                                   if any(_holds(child, local) for local in held)]
             for image in touched:
-                image.seen = _ct.string_at(image.start, image.size)
+                # Not all of it as seen: the caller's own changes elsewhere in it (numpy over a
+                # view, a callback's) are still to be written back.
+                image.seen = None
 
     def _watched_at(self, worker: int, generation: int) -> List[Image]:
         """The live watched images of `generation` that start at worker address `worker`."""
@@ -1023,10 +1039,33 @@ class ImageTable:
 
 def changed_runs(old: bytes, new: bytes) -> List[Tuple[int, int]]:
     """The [start, end) runs of bytes where `new` differs from `old` (of one length), found
-    in C: an XOR of the two as integers, and a search for its non-zero bytes."""
+    in C: an XOR of the two as integers, and a search for its non-zero bytes; over a large
+    image only in the chunks that differ (a byte changed in a 64 MiB view is one chunk's
+    search, not the whole image's)."""
+    if len(new) <= _CHUNK:
+        return _runs_in(old, new, 0)
+    runs: List[Tuple[int, int]] = []
+    old_view, new_view = memoryview(old), memoryview(new)
+    for first in range(0, len(new), _CHUNK):
+        end = min(first + _CHUNK, len(new))
+        if old_view[first:end] == new_view[first:end]:
+            continue
+        for start, stop in _runs_in(old_view[first:end], new_view[first:end], first):
+            if runs and runs[-1][1] == start:  # a run across the chunks' border
+                runs[-1] = (runs[-1][0], stop)
+            else:
+                runs.append((start, stop))
+    return runs
+
+
+def _runs_in(old, new, base: int) -> List[Tuple[int, int]]:
     difference = (int.from_bytes(old, "little") ^ int.from_bytes(new, "little")).to_bytes(
         len(new), "little")
-    return [match.span() for match in _NONZERO.finditer(difference)]
+    return [(base + match.start(), base + match.end())
+            for match in _NONZERO.finditer(difference)]
+
+
+_CHUNK = 64 << 10
 
 
 _NONZERO = re.compile(rb"[^\x00]+")

@@ -155,18 +155,29 @@ def from_address(t, address: int):
         obj.__dict__["_ffibox_twin_owner"] = owner  # the object's memory stays alive
         return obj
     if kind == "local":
-        reach = None if _IMAGES.in_no_image(address) else _IMAGES.holding(address)
-        if reach is None or not reach.image.unreadable:
+        at = _worker_past_image(address, sizeof(t))
+        if at is None:
             return _types.local_at(t, address)
-        # Inside the placeholder of memory the worker could not read: a view of that memory,
-        # whose reads fault there as C's would.
-        return _remote.view(t, WorkerAddress(reach.session, reach.image.worker + reach.offset,
-                                             reach.image.generation))
+        return _remote.view(t, at)
     session = _opened_session()  # integers name the default session's worker, as in cast()
     if session is None:
         raise ValueError("from_address: 0x%x is not an address of this process, and no ffibox "
                          "session has a worker it could belong to" % address)
     return _remote.view(t, WorkerAddress(session, address, session.generation))
+
+
+def _worker_past_image(address: int, size: int) -> Optional[WorkerAddress]:
+    """For `size` bytes at local `address` inside an image (ffibox._images) that does not
+    hold them all (the first elements of a library's array, a placeholder of memory the
+    worker could not read): the worker memory they stand for, which an object that size
+    must be a view of (the image's bytes end where this process's heap goes on). None for
+    any other local memory."""
+    reach = None if _IMAGES.in_no_image(address) else _IMAGES.holding(address)
+    if reach is None or (not reach.image.unreadable and
+                         size <= reach.local_bytes - reach.offset):
+        return None
+    return WorkerAddress(reach.session, reach.image.worker + reach.offset,
+                         reach.image.generation)
 
 
 def _refuse_stdlib_objects_at_worker_addresses() -> None:
@@ -577,23 +588,52 @@ class _MemoryViewFromMemory(_PythonApiFunction):
     _PYBUF_WRITE = 0x200
 
     def __call__(self, mem, size, flags):
-        # (A pointer the library returned is a RemotePointer: ffibox's cast takes it.)
-        address = cast(mem, c_void_p).value if isinstance(mem, (_ct._Pointer, RemotePointer)) \
-            else getattr(mem, "value", mem)
         size, flags = operator.index(getattr(size, "value", size)), \
             operator.index(getattr(flags, "value", flags))
-        if not address:
-            raise ValueError("ffibox.ctypes: pythonapi.PyMemoryView_FromMemory of a NULL "
-                             "pointer")
         if size < 0:
             raise SystemError("PyMemoryView_FromMemory: negative size")
-        kind, _, local = _addresses.classify(operator.index(address), max(size, 1))
-        if kind == "worker":
-            view = memoryview((c_char * size).from_address(address)).cast("B")
+        at = _memory_view_target(mem, size)
+        if at is None:
+            raise ValueError("ffibox.ctypes: pythonapi.PyMemoryView_FromMemory of a NULL "
+                             "pointer")
+        if isinstance(at, WorkerAddress):
+            view = memoryview(_remote.view(c_char * size, at)).cast("B")
         else:
-            view = _stdlib_memory_view(local, size, flags)
-        view = view if flags & self._PYBUF_WRITE else view.toreadonly()
+            view = _stdlib_memory_view(at, size, flags)
+        # Writable for PyBUF_WRITE alone, as CPython's.
+        view = view if flags == self._PYBUF_WRITE else view.toreadonly()
         return view if self.errcheck is None else self.errcheck(view, self, (mem, size, flags))
+
+
+def _memory_view_target(mem, size: int):
+    """Where PyMemoryView_FromMemory's `mem` points, for `size` bytes: a WorkerAddress (of
+    the worker generation a pointer the library returned belongs to: one of a dead worker is
+    stale) for worker memory, past an image's bytes included; else the local address; None
+    for NULL."""
+    if isinstance(mem, RemotePointer):
+        return address_of(mem) if mem else None
+    if isinstance(mem, _ct._Pointer) or isinstance(mem, (c_void_p, c_char_p)):
+        address = cast(mem, c_void_p).value
+    elif isinstance(mem, _marshal._CArgObject):  # byref(obj, offset)
+        target, offset = _marshal.byref_target(mem)
+        address = _ct.addressof(target) + offset
+    elif isinstance(mem, _ct._SimpleCData.__mro__[1]):  # an array, a structure: its memory
+        address = _ct.addressof(mem)
+    else:
+        address = mem
+    if not address:
+        return None
+    address = operator.index(address)
+    kind, _, local = _addresses.classify(address, max(size, 1))
+    if kind == "worker":
+        session = _opened_session()
+        if session is None:
+            raise ValueError("pythonapi.PyMemoryView_FromMemory: 0x%x is not an address of "
+                             "this process, and no ffibox session has a worker it could "
+                             "belong to" % address)
+        return WorkerAddress(session, address, session.generation)
+    beyond = _worker_past_image(local, size) if kind == "local" else None
+    return beyond if beyond is not None else local
 
 
 def _stdlib_memory_view(address: int, size: int, flags: int) -> memoryview:
