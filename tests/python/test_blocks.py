@@ -536,3 +536,19 @@ def test_releases_wait_for_the_worker_generation_they_belong_to():
     assert sorted(tuple(r) for r in table.take_releases(2, 100)) == [
         (0x7F0000001040, 2), (0x7F0000001080, 2)]
     assert table.take_releases(2, 100) == []
+
+
+def test_changed_runs_of_a_large_image_are_those_of_the_whole():
+    # Over 64 KiB an image's changes are searched chunk by chunk: a run across a chunk's
+    # border is one run, and the runs are those a search of the whole finds.
+    from ffibox._images import changed_runs
+    old = bytes(3 << 20)
+    new = bytearray(old)
+    for first, end in ((0, 1), (65530, 65546), (131072, 131073), (2_000_000, 2_100_000),
+                       ((3 << 20) - 1, 3 << 20)):
+        new[first:end] = b"\x01" * (end - first)
+    expected = [(0, 1), (65530, 65546), (131072, 131073), (2_000_000, 2_100_000),
+                ((3 << 20) - 1, 3 << 20)]
+    assert changed_runs(old, bytes(new)) == expected
+    assert changed_runs(bytearray(old), bytes(new)) == expected
+    assert changed_runs(old, old) == []

@@ -466,9 +466,9 @@ class ImageTable:
         what the caller changes in them by any means (numpy over them, a memoryview)
         written back before the session's next call or read there, also once the view is
         gone (numpy over it dropped before that call). The memory's error (MemoryFault,
-        StaleHandle) when it cannot be read. The object keeps its image, which keeps the bytes (a buffer of its own, which the
-        object is made over): no cycle, so a view made in a loop and its image go as soon
-        as it does."""
+        StaleHandle) when it cannot be read. The object keeps its image, which keeps the
+        bytes (a buffer of its own, which the object is made over): no cycle, so a view made
+        in a loop and its image go as soon as it does."""
         size = _ct.sizeof(cls)
         self.sync(worker, size)
         with self._lock:
@@ -1045,12 +1045,12 @@ def changed_runs(old: bytes, new: bytes) -> List[Tuple[int, int]]:
     if len(new) <= _CHUNK:
         return _runs_in(old, new, 0)
     runs: List[Tuple[int, int]] = []
-    old_view, new_view = memoryview(old), memoryview(new)
     for first in range(0, len(new), _CHUNK):
-        end = min(first + _CHUNK, len(new))
-        if old_view[first:end] == new_view[first:end]:
+        # Slices compared as bytes (a memcmp); memoryviews compare byte by byte.
+        old_chunk, new_chunk = old[first:first + _CHUNK], new[first:first + _CHUNK]
+        if old_chunk == new_chunk:
             continue
-        for start, stop in _runs_in(old_view[first:end], new_view[first:end], first):
+        for start, stop in _runs_in(old_chunk, new_chunk, first):
             if runs and runs[-1][1] == start:  # a run across the chunks' border
                 runs[-1] = (runs[-1][0], stop)
             else:
