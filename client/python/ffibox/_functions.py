@@ -989,16 +989,10 @@ def callback_handler(prototype, function):
                     answer.pointees.add(arg=index, data=bytes(data))
                 continue
             answer.pointees.add(arg=index, data=bytes(copy))
-        # What the callback wrote through the pointers of a pointer to pointers (the strings
-        # of a `char**`) reaches the worker before native code goes on.
-        imaged_now = [found[0] for found in (session.images.find(copy[1])
-                                             for copy in local_copies.values()
-                                             if isinstance(copy, tuple) and copy[1])
-                      if found is not None]
-        if imaged_now:
-            session.images.sync_from(imaged_now)
-        # And what it wrote into any other image (numpy over a view of the library's array):
-        # native code goes on reading the worker's memory, as it would the caller's.
+        # What the callback wrote into images reaches the worker before native code goes on
+        # (through the pointers of a pointer to pointers, the strings of a `char**`; numpy
+        # over a view of the library's array): it reads the worker's memory, as it would the
+        # caller's.
         session.images.sync()
         # A buffer goes back for reuse once nothing the callback kept can reach it: every
         # ctypes path to it (the pointer argument, its `contents`, a cast of it, a structure

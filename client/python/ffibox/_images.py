@@ -880,19 +880,6 @@ class ImageTable:
                                       image.size < _COMPARED_IN_PLACE):
                 self._sync_one(image)
 
-    def sync_from(self, roots) -> None:
-        """Writes back what the caller changed in the images `roots` and those they point to
-        (a callback's arguments' images, before native code goes on)."""
-        seen: Set[int] = set()
-        todo = [root for root in roots if isinstance(root, Image)]
-        while todo:
-            image = todo.pop()
-            if id(image) in seen:
-                continue
-            seen.add(id(image))
-            self._sync_one(image)
-            todo.extend(child for child in image.children if isinstance(child, Image))
-
     def _sync_one(self, image: Image) -> None:
         """Writes back what the caller changed in `image` since it was read."""
         if image.size:

@@ -55,7 +55,8 @@ class WorkerMemory:
     first, so a read sees what a read in the library would, and a write is not undone by an
     older change of an image written back later. `after_write(address, size, data)`, when
     set, runs after such a write, fill or copy (`data`: the bytes a write wrote, else None):
-    the images of that memory take the new bytes, so they read what the worker holds. The images' own reads and writes pass `as_is=True`.
+    the images of that memory take the new bytes, so they read what the worker holds. The
+    images' own reads and writes pass `as_is=True`.
 
     Once the interpreter exits (the stream's `closed_at_exit`), the worker is gone with its
     session: reads give zero bytes (an empty string) and writes, fills and copies do nothing,

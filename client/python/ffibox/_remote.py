@@ -6,7 +6,7 @@ import struct
 import threading
 from typing import Any, Dict, Optional
 
-from ffibox import _images, _twins, _types
+from ffibox import _twins, _types
 from ffibox._worker_address import WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
@@ -106,9 +106,7 @@ def view(t, at: WorkerAddress):
     if instance is None:
         instance = cls.__new__(cls)  # as ctypes makes objects at an address: no __init__
     set_address(instance, at)
-    if mirrored:
-        pass
-    elif _types.code_of(t) not in ("z", "Z", "P"):
+    if not mirrored and _types.code_of(t) not in ("z", "Z", "P"):
         try:
             data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
             _ct.memmove(_ct.addressof(instance), data, len(data))
@@ -125,14 +123,10 @@ def view_address(obj) -> Optional[WorkerAddress]:
 
 
 def _refresh(view_of_record) -> WorkerAddress:
-    # Reads the worker's bytes of a record view into its local copy (its image's, if it has
-    # one: what the caller changed there was written back by the read); its address.
+    # Reads the worker's bytes of a record view into its local copy; its address.
     at = address_of(view_of_record)
     data = at.session.memory.read(at.address, _ct.sizeof(view_of_record), at.generation)
     _ct.memmove(_ct.addressof(view_of_record), data, len(data))
-    image = view_of_record.__dict__.get(_images.VIEW_IMAGE)
-    if image is not None:
-        image.synced = image.seen = data
     return at
 
 

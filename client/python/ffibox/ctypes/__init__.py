@@ -277,11 +277,9 @@ def _install_string_value(t, wide: bool) -> None:
                                      "ffibox session has a worker it could belong to"
                                      % (t.__name__, address))
                 return session.memory.read_string(address, wide, session.generation)
-            if not _IMAGES.in_no_image(address):
-                reach = _IMAGES.holding(address)
-                if reach is not None and reach.image.unreadable:  # the worker's fault
-                    return reach.session.memory.read_string(
-                        reach.image.worker + reach.offset, wide, reach.image.generation)
+            at = _worker_past_image(address, 1)  # a placeholder of unreadable memory
+            if at is not None:
+                return at.session.memory.read_string(at.address, wide, at.generation)
         return stdlib.__get__(self)
 
     if "value" not in t.__dict__:
@@ -580,7 +578,7 @@ class _PythonApiFunction:
 class _MemoryViewFromMemory(_PythonApiFunction):
     """``pythonapi.PyMemoryView_FromMemory(mem, size, flags)``, the one function of the C
     API a binding calls on the library's memory (parasail wraps its matrices so): a
-    memoryview of `size` bytes (format ``B``) at `mem`, read-only unless `flags` has
+    memoryview of `size` bytes (format ``B``) at `mem`, read-only unless `flags` is
     PyBUF_WRITE. Of worker memory, it is over a view whose bytes are an image of it
     (ffibox._images): what is written through it reaches the library before the session's
     next call; of this process's memory, it is CPython's own."""
@@ -612,7 +610,7 @@ def _memory_view_target(mem, size: int):
     for NULL."""
     if isinstance(mem, RemotePointer):
         return address_of(mem) if mem else None
-    if isinstance(mem, _ct._Pointer) or isinstance(mem, (c_void_p, c_char_p)):
+    if isinstance(mem, (_ct._Pointer, c_void_p, c_char_p)):
         address = cast(mem, c_void_p).value
     elif isinstance(mem, _marshal._CArgObject):  # byref(obj, offset)
         target, offset = _marshal.byref_target(mem)
