@@ -819,7 +819,7 @@ bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader, uint64
     if (!on_reader_thread) AwaitOutputHandled();  // the output first, then the failure
     return false;
   }
-  read_any_.store(true);
+  read_any_.store(true, std::memory_order_relaxed);  // a flag for a message: no fence
   Dispatch(std::move(response), on_reader_thread, answered_reader, awaited, run_here);
   return true;
 }
@@ -842,8 +842,9 @@ void SessionStream::EndStream() {
                          code == absl::StatusCode::kResourceExhausted;
     if (ended_.ok()) {
       // Nothing ever read: no session was open (the server down, or unreachable).
-      const char* what =
-          read_any_.load() ? "ffibox session stream broke: " : "could not open an ffibox session: ";
+      const char* what = read_any_.load(std::memory_order_relaxed)
+                             ? "ffibox session stream broke: "
+                             : "could not open an ffibox session: ";
       ended_ = refused ? final_status
                        : absl::UnavailableError(final_status.ok()
                                                     ? "ffiboxd ended the session stream"
