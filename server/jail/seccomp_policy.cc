@@ -220,6 +220,7 @@ constexpr const char* kPermissiveSyscalls[] = {
     "chmod",
     "fchmod",
     "fchmodat",
+    "fchmodat2",
     "chown",
     "fchown",
     "fchownat",
@@ -337,23 +338,23 @@ absl::Status AddArgumentRules(scmp_filter_ctx ctx) {
   return absl::OkStatus();
 }
 
-// Modes (chmod, fchmod, fchmodat) within 0600, owner read and write: ImageMagick makes the
-// temporary file of a blob private so. Any other mode (executable, set-id, sticky, or open
-// to the group or others: a scratch directory is the host's) fails with EPERM, and the
-// worker lives: SQLite gives a journal the database's mode (0666 for a database the caller
-// made writable by others) and goes on without it. Permissive allows any chmod.
+// Modes (chmod, fchmod, fchmodat, fchmodat2) within 0600, owner read and write: ImageMagick makes
+// the temporary file of a blob private so. Any other mode (executable, set-id, sticky, or open to
+// the group or others: a scratch directory is the host's) fails with EPERM, and the worker lives:
+// SQLite gives a journal the database's mode (0666 for a database the caller made writable by
+// others) and goes on without it. Permissive allows any chmod.
 absl::Status AddModeRules(scmp_filter_ctx ctx) {
   constexpr scmp_datum_t kRefusedBits = 07177;
   const struct {
-    int nr;
-    unsigned mode_arg;
     const char* name;
-  } calls[] = {{SCMP_SYS(chmod), 1, "chmod rule"},
-               {SCMP_SYS(fchmod), 1, "fchmod rule"},
-               {SCMP_SYS(fchmodat), 2, "fchmodat rule"}};
+    unsigned mode_arg;
+  } calls[] = {{"chmod", 1}, {"fchmod", 1}, {"fchmodat", 2}, {"fchmodat2", 2}};
   for (const auto& call : calls) {
+    // fchmodat2 (Linux 6.6) by name: Debian 12's libseccomp knows it, its headers do not.
+    const int nr = seccomp_syscall_resolve_name(call.name);
+    if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
     absl::Status allowed =
-        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call.nr, 1,
+        Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
                                SCMP_CMP64(call.mode_arg, SCMP_CMP_MASKED_EQ, kRefusedBits, 0)),
               call.name);
     if (!allowed.ok()) return allowed;
@@ -361,7 +362,7 @@ absl::Status AddModeRules(scmp_filter_ctx ctx) {
     for (scmp_datum_t bit = 1; bit <= kRefusedBits; bit <<= 1) {
       if ((kRefusedBits & bit) == 0) continue;
       absl::Status refused =
-          Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), call.nr, 1,
+          Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
                                  SCMP_CMP64(call.mode_arg, SCMP_CMP_MASKED_EQ, bit, bit)),
                 call.name);
       if (!refused.ok()) return refused;
