@@ -4,6 +4,7 @@ import gc
 import pickle
 import threading
 import time
+import types
 
 import pytest
 
@@ -127,6 +128,25 @@ def test_prototypes_of_function_pointers_and_callbacks(ct):
     doubled = INT_CB(lambda x: 2 * x)
     lib.call_twice_nested.argtypes = [OTHER, ct.c_int]
     assert lib.call_twice_nested(ct.cast(doubled, OTHER), 3) == 12
+
+
+def test_pyfunctype_makes_prototypes_as_the_stdlibs(ct):
+    """vispy makes PYFUNCTYPE(c_int) as it is imported (AttributeError before); a star
+    import gives every public name of the stdlib's but PyDLL's."""
+    import ctypes as stdlib
+    INT_CB = ct.PYFUNCTYPE(ct.c_int, ct.c_int)
+    assert INT_CB._flags_ == stdlib.PYFUNCTYPE(stdlib.c_int, stdlib.c_int)._flags_
+    assert ct.PYFUNCTYPE(ct.c_int, ct.c_int) is INT_CB
+    lib = ct.CDLL(TEST_LIB)
+    lib.call_twice_nested.argtypes = [INT_CB, ct.c_int]
+    assert lib.call_twice_nested(INT_CB(lambda x: 2 * x), 3) == 12
+    strlen = ct.PYFUNCTYPE(ct.c_size_t, ct.c_char_p)(("strlen", ct.CDLL("libc.so.6")))
+    assert strlen(b"abcd") == 4
+    names = {}
+    exec("from ffibox.ctypes import *", names)
+    public = {name for name, value in vars(stdlib).items()
+              if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    assert public - set(names) == {"PyDLL", "pydll"}
 
 
 def callback_threads(ct):

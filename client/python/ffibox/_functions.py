@@ -583,6 +583,16 @@ def CFUNCTYPE(restype, *argtypes, use_errno: bool = False, use_last_error: bool 
         flags |= _ct._FUNCFLAG_USE_ERRNO
     if use_last_error:
         flags |= _ct._FUNCFLAG_USE_LASTERROR
+    return _prototype(restype, argtypes, flags)
+
+
+def PYFUNCTYPE(restype, *argtypes):
+    """ctypes.PYFUNCTYPE: as CFUNCTYPE (the flag that a call holds the GIL is kept, and
+    means nothing to a call in the worker). vispy makes one as it is imported."""
+    return _prototype(restype, argtypes, _ct._FUNCFLAG_CDECL | _ct._FUNCFLAG_PYTHONAPI)
+
+
+def _prototype(restype, argtypes, flags):
     key = (restype, argtypes, flags)
     prototype = _prototypes.get(key)
     if prototype is None:

@@ -30,7 +30,7 @@ from ffibox import (_addresses, _images, _marshal, _memory, _py_objects, _remote
 from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
-from ffibox._functions import CFUNCTYPE, get_errno, set_errno
+from ffibox._functions import CFUNCTYPE, PYFUNCTYPE, get_errno, set_errno
 from ffibox._library import CDLL as _CDLL
 from ffibox._library import LibraryLoader
 from ffibox._remote import RemotePointer
@@ -52,7 +52,7 @@ _pointer_type_cache = _ct._pointer_type_cache
 # What `from ffibox.ctypes import *` gives: the stdlib's names and ffibox's own.
 __all__ = [
     "ARRAY", "ArgumentError", "Array", "BigEndianStructure", "BigEndianUnion", "CDLL",
-    "CFUNCTYPE", "DEFAULT_MODE", "LibraryLoader", "LittleEndianStructure", "LittleEndianUnion",
+    "CFUNCTYPE", "DEFAULT_MODE", "PYFUNCTYPE", "LibraryLoader", "LittleEndianStructure", "LittleEndianUnion",
     "LoadLibrary", "POINTER", "RTLD_GLOBAL", "RTLD_LOCAL", "RemotePointer", "SetPointerType",
     "Structure", "Union", "addressof", "alignment", "byref", "c_bool", "c_buffer", "c_byte",
     "c_char", "c_char_p", "c_double", "c_float", "c_int", "c_int16", "c_int32", "c_int64",
@@ -60,7 +60,7 @@ __all__ = [
     "c_ubyte", "c_uint", "c_uint16", "c_uint32", "c_uint64", "c_uint8", "c_ulong",
     "c_ulonglong", "c_ushort", "c_void_p", "c_voidp", "c_wchar", "c_wchar_p", "cast", "cdll",
     "create_string_buffer", "create_unicode_buffer", "from_address", "get_errno", "in_dll",
-    "memmove", "memset", "pointer", "py_object", "resize", "scratch_directory", "set_errno",
+    "memmove", "memset", "pointer", "py_object", "pythonapi", "resize", "scratch_directory", "set_errno",
     "sizeof", "string_at", "wstring_at",
 ]
 
