@@ -1,10 +1,12 @@
 #include "server/worker/executor.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -24,6 +26,24 @@
 namespace ffibox {
 
 namespace {
+
+// Gives a library loaded through its descriptor the name it was admitted under (an absolute
+// path), where the loader named it by the descriptor: dladdr and dl_iterate_phdr report that
+// name, and bindings find their libraries by it (threadpoolctl looks for libgomp among the
+// loaded objects, a library may look for its data beside itself). The descriptor's name
+// stays among the object's names, by which the loader still recognizes it. Constructors,
+// which dlopen ran, saw the descriptor's name. Nothing when the object already had another
+// name (the same file, loaded before).
+void NameLoadedLibrary(void* library, const std::string& descriptor_path,
+                       const std::string& admitted_path) {
+  struct link_map* map = nullptr;
+  if (dlinfo(library, RTLD_DI_LINKMAP, &map) != 0 || map == nullptr || map->l_name == nullptr ||
+      descriptor_path != map->l_name || admitted_path.empty() || admitted_path[0] != '/') {
+    return;
+  }
+  // The loader frees the name when it unloads the object; its own string is left alone.
+  if (char* name = strdup(admitted_path.c_str())) map->l_name = name;
+}
 
 // Moves a successful result into its slot of the response; the caller clears the result
 // when the status is an error.
@@ -241,7 +261,10 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   if (!libraries_.try_emplace(handle, library).second) {
     return InvalidArgumentAt("load_library", absl::StrCat("library handle ", handle, " in use"));
   }
-  if (library_fd >= 0) loaded_from_[path] = load.path();
+  if (library_fd >= 0) {
+    loaded_from_[path] = load.path();
+    NameLoadedLibrary(library, path, load.path());
+  }
   return absl::OkStatus();
 }
 

@@ -149,6 +149,33 @@ def test_pyfunctype_makes_prototypes_as_the_stdlibs(ct):
     assert public - set(names) == {"PyDLL", "pydll"}
 
 
+def test_the_worker_names_a_loaded_library_by_its_path(ct):
+    """dladdr and dl_iterate_phdr name the library's file, as in-process: threadpoolctl finds
+    libgomp among the loaded objects so (it found none: every name was /proc/self/fd/N)."""
+    import os
+    class DlInfo(ct.Structure):
+        _fields_ = [("dli_fname", ct.c_char_p), ("dli_fbase", ct.c_void_p),
+                    ("dli_sname", ct.c_char_p), ("dli_saddr", ct.c_void_p)]
+    libc = ct.CDLL("libc.so.6")
+    libc.dladdr.argtypes = [ct.c_void_p, ct.POINTER(DlInfo)]
+    named = {}
+    for path, symbol in ((TEST_LIB, "add_int"), ("libm.so.6", "cos")):
+        function = getattr(ct.CDLL(path), symbol)
+        info = DlInfo()
+        assert libc.dladdr(ct.cast(function, ct.c_void_p), ct.byref(info)) != 0
+        named[path] = info.dli_fname
+    assert named[TEST_LIB] == os.path.realpath(TEST_LIB).encode()
+    assert named["libm.so.6"].startswith(b"/") and b"/libm.so.6" in named["libm.so.6"]
+    PhdrInfo = type("PhdrInfo", (ct.Structure,), {
+        "_fields_": [("dlpi_addr", ct.c_uint64), ("dlpi_name", ct.c_char_p)]})
+    seen = []
+    VISIT = ct.CFUNCTYPE(ct.c_int, ct.POINTER(PhdrInfo), ct.c_size_t, ct.c_void_p)
+    visit = VISIT(lambda info, size, data: seen.append(info.contents.dlpi_name) or 0)
+    assert libc.dl_iterate_phdr(visit, None) == 0
+    assert named[TEST_LIB] in seen and named["libm.so.6"] in seen
+    assert not [name for name in seen if name.startswith(b"/proc/")]
+
+
 def callback_threads(ct):
     """Where a callback of module `ct` runs: the threads of its three runs during one call
     (the call's own, then two nested in calls the callback makes), and of its one run from a
