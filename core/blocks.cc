@@ -22,6 +22,21 @@ bool CopiesOut(v1::Direction direction) { return direction != v1::IN; }
 // Kept or placed at lasting memory (MemoryBlock.keep / at).
 bool IsLasting(const v1::MemoryBlock& block) { return block.keep() || block.has_at(); }
 
+// Places an `at` block that copies in and out at `data` by writing only what the client
+// changed since it was told the block's contents (LastingMemory::PlaceClientChanges): what
+// the library wrote there since, which the client has not seen, stays and goes back with
+// the call. False when `lasting` remembers nothing of it (the caller then writes it whole).
+bool PlacesClientChanges(const v1::MemoryBlock& block, uint64_t size, absl::Span<char> shared,
+                         unsigned char* data, LastingMemory* lasting) {
+  if (!block.has_at() || !CopiesIn(block.direction()) || !CopiesOut(block.direction())) {
+    return false;
+  }
+  const absl::string_view sent =
+      block.has_shared_offset() ? absl::string_view(shared.data() + block.shared_offset(), size)
+                                : absl::string_view(block.data());
+  return sent.size() == size && lasting->PlaceClientChanges(reinterpret_cast<uint64_t>(data), sent);
+}
+
 // The innermost call running on this thread (CallBlocks::Running), or nullptr. A library
 // that longjmps out of a call nested in a callback into the native frames of the call around
 // it skips that nested call's ~Running: this then names a dead object until the outer call
@@ -95,7 +110,12 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
     const uint64_t size = BlockSize(block);
     absl::StatusOr<unsigned char*> data = Allocate(block, size, i, arena, shared);
     if (!data.ok()) return data.status();
-    if (block.has_shared_offset() && IsLasting(block)) {
+    const bool merged = PlacesClientChanges(block, size, shared, *data, lasting_);
+    // As in the arena: what the client's bytes do not cover starts zeroed.
+    if (block.has_at() && !merged) std::memset(*data, 0, size);
+    if (merged) {
+      // Only the client's changes went in.
+    } else if (block.has_shared_offset() && IsLasting(block)) {
       // The area only carries the bytes: they go into the lasting memory.
       if (CopiesIn(block.direction())) {
         std::memcpy(*data, shared.data() + block.shared_offset(), size);
@@ -194,10 +214,7 @@ absl::StatusOr<unsigned char*> CallBlocks::Allocate(const v1::MemoryBlock& block
       block.keep() ? lasting_->AllocateLasting(size)
                    : lasting_->FindLasting(block.at(), size, BlockPath(index) + ".at");
   if (!address.ok()) return address.status();
-  auto* data = reinterpret_cast<unsigned char*>(*address);
-  // As in the arena: what `data` does not cover starts zeroed.
-  if (block.has_at()) std::memset(data, 0, size);
-  return data;
+  return reinterpret_cast<unsigned char*>(*address);
 }
 
 absl::StatusOr<uint64_t> CallBlocks::AddressOf(const v1::BlockRef& ref) const {

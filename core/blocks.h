@@ -46,6 +46,12 @@ class LastingMemory {
   // (remember it, within the watch budget), or, when the block was placed without `watch`,
   // nullptr (stop watching it).
   virtual void Watch(uint64_t address, const absl::string_view* contents) = 0;
+  // A call places the lasting block at `address` again with the client's bytes `sent` (a
+  // block that copies in and out): writes the bytes the client changed since it was told
+  // what the block holds (Watch; remembered past the watch budget too) over what the library
+  // left there, so that what the library wrote since, which the client has not seen, stays;
+  // true. False, with nothing written, when nothing of `sent.size()` bytes is remembered.
+  virtual bool PlaceClientChanges(uint64_t address, absl::string_view sent) = 0;
   // After a call: appends to `result->changed` the runs of changed words (CallResult.changed)
   // of every watched block not among `placed` (the lasting addresses the call placed) whose
   // memory differs from what was remembered, and remembers it as it is now.

@@ -629,6 +629,54 @@ TEST_F(WatchedBlocksTest, BlocksPastTheWatchBudgetAreNotWatched) {
   EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(small.address(), 2)));
 }
 
+// Past the budget, what the client holds is remembered: a call that places the block again
+// writes only the bytes the client changed, and what the library wrote since comes back.
+TEST_F(WatchedBlocksTest, ABlockPastTheWatchBudgetKeepsTheLibrarysWritesWhenPlacedAgain) {
+  v1::Request big = KeepPointerCall(7);
+  big.mutable_call()->set_function(4);  // keep_and_bump: 8
+  v1::MemoryBlock* block = big.mutable_call()->mutable_blocks(0);
+  block->set_size(kMaxWatchedBytes + 16);
+  block->set_keep(true);
+  block->set_watch(true);
+  v1::Response kept = ExecuteOne(&executor_, big);
+  ASSERT_FALSE(kept.has_error()) << kept.error().message();
+  ASSERT_EQ(kept.call().kept_size(), 1);
+  ASSERT_EQ(kept.call().blocks_size(), 1);
+  std::string held = kept.call().blocks(0).data();  // what the client holds: 8, then zeros
+  ASSERT_EQ(held.size(), kMaxWatchedBytes + 16);
+  EXPECT_THAT(ChangedBy(3), IsEmpty());  // bump_kept: 9, not reported
+  EXPECT_THAT(ChangedBy(3), IsEmpty());  // 10
+
+  // The client changes a byte far from the library's int and passes the block again.
+  held[kMaxWatchedBytes] = 'x';
+  v1::Request again = KeepPointerCall(0);
+  again.mutable_call()->set_function(4);  // keep_and_bump: 11
+  v1::MemoryBlock* placed = again.mutable_call()->mutable_blocks(0);
+  placed->set_data(held);
+  *placed->mutable_at() = kept.call().kept(0).address();
+  placed->set_watch(true);
+  v1::Response response = ExecuteOne(&executor_, again);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  ASSERT_EQ(response.call().blocks_size(), 1);
+  const std::string& returned = response.call().blocks(0).data();
+  ASSERT_EQ(returned.size(), held.size());
+  int first = 0;
+  std::memcpy(&first, returned.data(), sizeof first);
+  EXPECT_EQ(first, 11);  // 9 when the client's 8 went over the library's 10
+  EXPECT_EQ(returned[kMaxWatchedBytes], 'x');
+  EXPECT_EQ(returned.find_first_not_of('\0', sizeof first), kMaxWatchedBytes);
+
+  // A change of the client's own to the same int wins.
+  std::string mine = returned;
+  const int forty = 40;
+  std::memcpy(mine.data(), &forty, sizeof forty);
+  *again.mutable_call()->mutable_blocks(0)->mutable_data() = mine;
+  response = ExecuteOne(&executor_, again);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  std::memcpy(&first, response.call().blocks(0).data().data(), sizeof first);
+  EXPECT_EQ(first, 41);
+}
+
 TEST_F(WatchedBlocksTest, EachWatchedBlockTakesWholeWordsOfTheBudget) {
   // A block 12 bytes short of the budget takes all but one word of it; each 4-byte block
   // then takes a word: one more fits, the next does not (counted in bytes, it would). So

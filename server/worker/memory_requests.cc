@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -121,20 +122,58 @@ void MemoryRequests::ReleaseLastingAddress(uint64_t address) {
 
 void MemoryRequests::Unwatch(uint64_t address) {
   auto found = watched_.find(address);
-  if (found == watched_.end()) return;
-  watched_bytes_ -= WatchedCost(found->second.size());
-  watched_.erase(found);
+  if (found != watched_.end()) {
+    watched_bytes_ -= WatchedCost(found->second.size());
+    watched_.erase(found);
+  }
+  auto remembered = remembered_.find(address);
+  if (remembered != remembered_.end()) {
+    remembered_bytes_ -= remembered->second.size;
+    remembered_.erase(remembered);
+  }
 }
 
 void MemoryRequests::Watch(uint64_t address, const absl::string_view* contents) {
   absl::MutexLock lock(&mu_);
   Unwatch(address);
-  if (contents == nullptr || !allocations_.contains(address) ||
-      WatchedCost(contents->size()) > kMaxWatchedBytes - watched_bytes_) {
-    return;  // not watched: placed without `watch`, not lasting memory, or past the budget
+  if (contents == nullptr || !allocations_.contains(address)) {
+    return;  // placed without `watch`, or not lasting memory
   }
-  watched_.emplace(address, std::string(*contents));
-  watched_bytes_ += WatchedCost(contents->size());
+  if (WatchedCost(contents->size()) <= kMaxWatchedBytes - watched_bytes_) {
+    watched_.emplace(address, std::string(*contents));
+    watched_bytes_ += WatchedCost(contents->size());
+    return;
+  }
+  // Past the watch budget: remembered, when the budget and the worker's memory allow.
+  if (contents->size() > kMaxRememberedBytes - remembered_bytes_) return;
+  std::unique_ptr<char[]> bytes(new (std::nothrow) char[contents->size()]);
+  if (bytes == nullptr) return;
+  std::memcpy(bytes.get(), contents->data(), contents->size());
+  remembered_.emplace(address, Remembered{std::move(bytes), contents->size()});
+  remembered_bytes_ += contents->size();
+}
+
+bool MemoryRequests::PlaceClientChanges(uint64_t address, absl::string_view sent) {
+  absl::MutexLock lock(&mu_);
+  const char* held = nullptr;
+  if (auto watched = watched_.find(address); watched != watched_.end()) {
+    if (watched->second.size() == sent.size()) held = watched->second.data();
+  } else if (auto remembered = remembered_.find(address); remembered != remembered_.end()) {
+    if (remembered->second.size == sent.size()) held = remembered->second.bytes.get();
+  }
+  if (held == nullptr) return false;
+  // The bytes the client changed since it was told the block's contents, compared a page
+  // at a time first.
+  char* placed = reinterpret_cast<char*>(address);
+  constexpr size_t kPage = 4096;
+  for (size_t at = 0; at < sent.size(); at += kPage) {
+    const size_t end = std::min(at + kPage, sent.size());
+    if (std::memcmp(sent.data() + at, held + at, end - at) == 0) continue;
+    for (size_t i = at; i < end; ++i) {
+      if (sent[i] != held[i]) placed[i] = sent[i];
+    }
+  }
+  return true;
 }
 
 void MemoryRequests::UnwatchReads(uint64_t address) {

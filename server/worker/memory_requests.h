@@ -9,6 +9,7 @@
 #define FFIBOX_SERVER_WORKER_MEMORY_REQUESTS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,10 @@ namespace ffibox {
 
 // The most bytes one remote-memory request may read, write, fill, copy or allocate.
 inline constexpr uint64_t kMaxMemoryRequestBytes = uint64_t{64} << 20;
+
+// The most bytes of lasting blocks past the watch budget whose contents a worker remembers
+// (MemoryRequests::Watch): a copy each, in the worker's memory.
+inline constexpr uint64_t kMaxRememberedBytes = uint64_t{64} << 20;
 
 // Also the lasting memory of calls (core/blocks.h): kept blocks and alloc_memory share
 // one table, so free_memory frees either and a block may be placed at either.
@@ -76,8 +81,11 @@ class MemoryRequests : public LastingMemory {
                                        absl::string_view field) const override;
   void ReleaseLastingIfPresent(uint64_t address) override;
   void ReleaseLastingAddress(uint64_t address) override;
-  // Watches blocks in the order calls place them, up to kMaxWatchedBytes in all.
+  // Watches blocks in the order calls place them, up to kMaxWatchedBytes in all; past that,
+  // remembers what the client holds of them, up to kMaxRememberedBytes, for
+  // PlaceClientChanges alone (no call compares them).
   void Watch(uint64_t address, const absl::string_view* contents) override;
+  bool PlaceClientChanges(uint64_t address, absl::string_view sent) override;
   // Also reports the watched reads' changes; a watched read that can no longer be read is
   // no longer watched.
   void ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
@@ -89,7 +97,7 @@ class MemoryRequests : public LastingMemory {
   void* AllocateRecorded(uint64_t size, uint64_t alignment);
   // Unrecords and frees `address`: NOT_FOUND naming `field` when it is not recorded.
   absl::Status FreeRecorded(uint64_t address, absl::string_view field);
-  // Stops watching `address` (nothing when it is not watched).
+  // Stops watching or remembering `address` (nothing when it is neither).
   void Unwatch(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops watching the reads at `address`, of every size (nothing when none is watched).
   void UnwatchReads(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -113,6 +121,14 @@ class MemoryRequests : public LastingMemory {
   absl::flat_hash_map<uint64_t, std::string> watched_ ABSL_GUARDED_BY(mu_);
   // What the watched lasting blocks take of kMaxWatchedBytes (WatchedCost).
   uint64_t watched_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Address -> what the client holds of every lasting block past the watch budget that is
+  // remembered, and what they take of kMaxRememberedBytes.
+  struct Remembered {
+    std::unique_ptr<char[]> bytes;
+    uint64_t size = 0;
+  };
+  absl::flat_hash_map<uint64_t, Remembered> remembered_ ABSL_GUARDED_BY(mu_);
+  uint64_t remembered_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // (address, size) -> what the client holds of every watched read, in address order, and
   // what they take of kMaxWatchedReadBytes.
   absl::btree_map<std::pair<uint64_t, uint64_t>, std::string> watched_reads_ ABSL_GUARDED_BY(mu_);

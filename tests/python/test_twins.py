@@ -365,6 +365,38 @@ def test_the_pattern_gives_what_the_stdlib_gives(server, pattern):
     assert run(script, "ffibox", server.address) == EXPECTED[pattern]
 
 
+LARGE_KEPT_BUFFER = """
+        libc.fmemopen.restype = c_void_p
+        libc.fmemopen.argtypes = [c_void_p, c_size_t, c_char_p]
+        libc.fputs.argtypes = [c_char_p, c_void_p]
+        libc.fflush.argtypes = libc.fclose.argtypes = [c_void_p]
+        libc.strlen.argtypes = [c_void_p]
+        buffer = create_string_buffer(5 << 20)  # past the worker's 4 MiB watch budget
+        stream = libc.fmemopen(buffer, len(buffer), b"w")
+        libc.fputs(b"kept buffer", stream)
+        libc.fflush(stream)
+        buffer[4000000:4000005] = b"local"
+        print(libc.strlen(buffer), buffer.raw[:11], buffer.raw[4000000:4000005], end=" ")
+        libc.fputs(b", again", stream)
+        libc.fflush(stream)
+        print(libc.strlen(buffer), buffer.value, buffer.raw[4000000:4000005])
+        libc.fclose(stream)
+"""
+
+
+@pytest.mark.parametrize("same_host", ["0", "1"])
+def test_a_large_kept_buffer_shows_the_librarys_writes_at_the_next_call_that_passes_it(
+        server, monkeypatch, same_host):
+    """Past the watch budget, what the library wrote into a buffer it keeps (OSMesa's frame
+    buffer, a stream's) is seen at the next call that passes the buffer, beside what the
+    caller changed elsewhere in it: the caller's stale bytes overwrote it there before."""
+    monkeypatch.setenv("FFIBOX_SAME_HOST", same_host)
+    script = PRELUDE + textwrap.dedent(LARGE_KEPT_BUFFER)
+    expected = "11 b'kept buffer' b'local' 18 b'kept buffer, again' b'local'"
+    assert run(script, "stdlib") == expected
+    assert run(script, "ffibox", server.address) == expected
+
+
 def test_a_twin_is_released_once_its_object_is_collected(server):
     script = PRELUDE + textwrap.dedent("""
         session = ctypes._default_session()
