@@ -10,7 +10,12 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace ffibox {
 namespace {
@@ -24,50 +29,73 @@ absl::Status OpenError(const std::string& what, int error) {
   return absl::PermissionDeniedError(message);
 }
 
-// A sealed memfd holding the whole of `fd` (size `size`).
-absl::StatusOr<int> CopyIntoMemfd(int fd, off_t size, const std::string& path) {
-  int copy = memfd_create("ffibox-library", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (copy < 0) return OpenError("memfd_create", errno);
-  off_t offset = 0;
-  while (offset < size) {
-    ssize_t n = sendfile(copy, fd, &offset, static_cast<size_t>(size - offset));
-    if (n <= 0) {
-      int error = n < 0 ? errno : EIO;
-      close(copy);
-      return OpenError(absl::StrCat("copying ", path), error);
-    }
-  }
-  if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    int error = errno;
-    close(copy);
-    return OpenError("sealing the library copy", error);
-  }
-  return copy;
-}
-
 // Pseudo-filesystems <linux/magic.h> does not name.
 constexpr decltype(statfs::f_type) kConfigfsMagic = 0x62656570;
 constexpr decltype(statfs::f_type) kFuseControlMagic = 0x65735543;
 constexpr decltype(statfs::f_type) kMqueueMagic = 0x19800202;
 
-// Whether every directory above `path` (absolute, resolved) lets others search it: a root
-// ffiboxd opens what the worker's uid could not reach, so a file readable by others in a
-// directory closed to them is refused as a file only root may read is.
-absl::Status ReachableByOthers(const std::string& path) {
-  std::string directory = path;
-  for (size_t slash = directory.rfind('/'); slash != std::string::npos && slash > 0;
-       slash = directory.rfind('/')) {
-    directory.resize(slash);
-    struct stat st;
-    if (stat(directory.c_str(), &st) != 0) return OpenError(directory, errno);
-    if (!S_ISDIR(st.st_mode) || (st.st_mode & S_IXOTH) == 0) {
+// Opens the file at `path` one component at a time from "/", following no symbolic link
+// anywhere on the way (a component swapped for one since the path was admitted fails), so
+// that what is opened is the file at that path, inside the roots the path was checked
+// against. With `searchable_by_others`, every directory on the way must let others search
+// it (looked at on the directory opened, not looked up again): a root ffiboxd opens what the
+// worker's uid could not reach, so a file readable by others in a directory closed to them
+// is refused as a file only root may read is. The file is opened O_PATH first and opened for
+// reading only once it is a regular file (opening a device has effects), then checked to be
+// the same file. Fills `st`.
+absl::StatusOr<int> OpenWithoutLinks(const std::string& path, bool searchable_by_others,
+                                     struct stat* st) {
+  const std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
+  if (path.empty() || path[0] != '/' || parts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not an absolute path of a file"));
+  }
+  int directory = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (directory < 0) return OpenError("/", errno);
+  absl::Cleanup close_directory = [&directory] { close(directory); };
+  std::string reached;
+  for (size_t i = 0;; ++i) {
+    struct stat dir_st;
+    if (fstat(directory, &dir_st) != 0) return OpenError(reached.empty() ? "/" : reached, errno);
+    if (searchable_by_others && (dir_st.st_mode & S_IXOTH) == 0) {
       return absl::PermissionDeniedError(absl::StrCat(
-          path, " is in ", directory,
+          path, " is in ", reached.empty() ? "/" : reached,
           ", which others may not search: a root ffiboxd hands its workers only what any "
           "user may read"));
     }
+    const std::string& part = parts[i];
+    if (part == "." || part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(path, " is not a resolved path"));
+    }
+    absl::StrAppend(&reached, "/", part);
+    if (i + 1 == parts.size()) break;
+    const int next = openat(directory, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) {
+      const int error = errno;
+      if (error == ENOTDIR || error == ELOOP) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            path, ": ", reached,
+            " is not a directory (a symbolic link?): ffiboxd follows none when it opens a "
+            "library it admitted"));
+      }
+      return OpenError(reached, error);
+    }
+    close(directory);
+    directory = next;
   }
-  return absl::OkStatus();
+  const int found = openat(directory, parts.back().c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (found < 0) return OpenError(path, errno);
+  const bool regular = fstat(found, st) == 0 && S_ISREG(st->st_mode);
+  close(found);
+  if (!regular) return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file"));
+  const int fd = openat(directory, parts.back().c_str(),
+                        O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return OpenError(path, errno);
+  struct stat opened;
+  if (fstat(fd, &opened) != 0 || opened.st_dev != st->st_dev || opened.st_ino != st->st_ino) {
+    close(fd);
+    return absl::PermissionDeniedError(absl::StrCat(path, " changed while it was opened"));
+  }
+  return fd;
 }
 
 // The name of the kernel's pseudo-filesystem of type `magic`, or nullptr. Their files are
@@ -121,15 +149,34 @@ const char* PseudoFilesystem(decltype(statfs::f_type) magic) {
 
 }  // namespace
 
-absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is_other,
-                                         bool client_reads_as_broker) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) return OpenError(path, errno);
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file"));
+absl::StatusOr<int> CopyIntoSealedMemfd(int fd, off_t size, const std::string& path,
+                                        const char* name) {
+  int copy = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (copy < 0) return OpenError("memfd_create", errno);
+  off_t offset = 0;
+  while (offset < size) {
+    ssize_t n = sendfile(copy, fd, &offset, static_cast<size_t>(size - offset));
+    if (n <= 0) {
+      int error = n < 0 ? errno : EIO;
+      close(copy);
+      return OpenError(absl::StrCat("copying ", path), error);
+    }
   }
+  if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    int error = errno;
+    close(copy);
+    return OpenError("sealing the library copy", error);
+  }
+  return copy;
+}
+
+absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, uid_t worker_uid,
+                                         bool worker_is_other, bool client_reads_as_broker) {
+  const bool root_for_another = worker_is_other && geteuid() == 0 && !client_reads_as_broker;
+  struct stat st;
+  absl::StatusOr<int> opened = OpenWithoutLinks(path, root_for_another, &st);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   struct statfs fs;
   if (fstatfs(fd, &fs) != 0) {
     const int error = errno;
@@ -142,26 +189,25 @@ absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, bool worker_is
         absl::StrCat(path, " is a file of the kernel's ", pseudo,
                      " filesystem, not a library: ffiboxd hands its workers none"));
   }
-  if (worker_is_other && geteuid() == 0 && !client_reads_as_broker && (st.st_mode & S_IROTH) != 0) {
-    if (absl::Status reachable = ReachableByOthers(path); !reachable.ok()) {
-      close(fd);
-      return reachable;
-    }
-  }
-  if (!worker_is_other || (st.st_mode & S_IROTH) != 0) return fd;
-  if (geteuid() == 0) {
+  if (worker_is_other && (st.st_mode & S_IROTH) == 0 && geteuid() == 0) {
     close(fd);
     return absl::PermissionDeniedError(
         absl::StrCat(path,
                      " is not readable by others: a root ffiboxd hands its workers only what any "
                      "user may read"));
   }
+  // The worker could reopen this descriptor (through /proc/self/fd) for writing, or change
+  // the file's mode and times, when its uid owns the file or group or others may write it:
+  // it gets a copy. So does it a file only ffiboxd's user may read.
+  const bool worker_could_change = st.st_uid == worker_uid || (st.st_mode & (S_IWGRP | S_IWOTH));
+  const bool worker_could_not_read = worker_is_other && (st.st_mode & S_IROTH) == 0;
+  if (!worker_could_change && !worker_could_not_read) return fd;
   if (static_cast<uint64_t>(st.st_size) > kMaxLibraryCopyBytes) {
     close(fd);
     return absl::ResourceExhaustedError(
         absl::StrCat(path, " is larger than ", kMaxLibraryCopyBytes, " bytes"));
   }
-  absl::StatusOr<int> copy = CopyIntoMemfd(fd, st.st_size, path);
+  absl::StatusOr<int> copy = CopyIntoSealedMemfd(fd, st.st_size, path, "ffibox-library");
   close(fd);
   return copy;
 }

@@ -6,12 +6,31 @@
 #include <unistd.h>
 
 #include <string>
+#include <tuple>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace ffibox {
 namespace {
+
+constexpr uid_t kNobody = 65534;
+
+// A file of `bytes` at `path` with `mode`.
+void MakeFile(const std::string& path, mode_t mode,
+              const std::string& bytes =
+                  "\x7f"
+                  "ELF") {
+  const int made = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(made, 0) << path;
+  ASSERT_EQ(write(made, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  close(made);
+  ASSERT_EQ(chmod(path.c_str(), mode), 0);
+}
+
+// Whether `fd` is a sealed copy (a memfd) rather than the file itself.
+bool IsCopy(int fd) { return fcntl(fd, F_GET_SEALS) >= 0; }
 
 // A file readable by others in a directory closed to them: a root ffiboxd hands it to a
 // worker (which runs as nobody) only for a client that may read it anyway.
@@ -30,7 +49,7 @@ TEST(OpenLibraryForWorkerTest, AFileInADirectoryClosedToOthersGoesOnlyToItsOwnUs
   close(made);
   ASSERT_EQ(chmod(path.c_str(), 0644), 0);
 
-  absl::StatusOr<int> tenant = OpenLibraryForWorker(path, /*worker_is_other=*/true);
+  absl::StatusOr<int> tenant = OpenLibraryForWorker(path, kNobody, /*worker_is_other=*/true);
   if (geteuid() == 0) {
     ASSERT_FALSE(tenant.ok());
     EXPECT_TRUE(absl::IsPermissionDenied(tenant.status())) << tenant.status();
@@ -41,13 +60,76 @@ TEST(OpenLibraryForWorkerTest, AFileInADirectoryClosedToOthersGoesOnlyToItsOwnUs
     ASSERT_TRUE(tenant.ok()) << tenant.status();
     close(*tenant);
   }
-  absl::StatusOr<int> own = OpenLibraryForWorker(path, /*worker_is_other=*/true,
+  absl::StatusOr<int> own = OpenLibraryForWorker(path, kNobody, /*worker_is_other=*/true,
                                                  /*client_reads_as_broker=*/true);
   ASSERT_TRUE(own.ok()) << own.status();
   close(*own);
-  absl::StatusOr<int> same_user = OpenLibraryForWorker(path, /*worker_is_other=*/false);
+  absl::StatusOr<int> same_user = OpenLibraryForWorker(path, kNobody, /*worker_is_other=*/false);
   ASSERT_TRUE(same_user.ok()) << same_user.status();
   close(*same_user);
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+// No symbolic link is followed on the way to the file: a directory of the admitted path
+// swapped for a link to another (another session's /tmp through /proc/<pid>/root, a
+// directory closed to the client) is refused, as are a link as the file itself and
+// anything but a regular file, opened or not (a device's open has effects).
+TEST(OpenLibraryForWorkerTest, NoLinkIsFollowedAndNothingButARegularFileIsOpened) {
+  char dir[] = "/tmp/ffibox-links-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  ASSERT_EQ(chmod(dir, 0755), 0);
+  const std::string real = std::string(dir) + "/real";
+  ASSERT_EQ(mkdir(real.c_str(), 0755), 0);
+  MakeFile(real + "/lib.so", 0644);
+  absl::StatusOr<int> direct = OpenLibraryForWorker(real + "/lib.so", kNobody, true);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  close(*direct);
+  const std::string swapped = std::string(dir) + "/swapped";
+  ASSERT_EQ(symlink(real.c_str(), swapped.c_str()), 0);
+  ASSERT_EQ(symlink((real + "/lib.so").c_str(), (real + "/link.so").c_str()), 0);
+  for (const std::string& path :
+       {swapped + "/lib.so", real + "/link.so", std::string("/proc/self/root") + real + "/lib.so",
+        std::string("/dev/null"), std::string("/dev/zero")}) {
+    absl::StatusOr<int> fd = OpenLibraryForWorker(path, kNobody, true);
+    ASSERT_FALSE(fd.ok()) << path;
+    EXPECT_TRUE(absl::IsPermissionDenied(fd.status())) << fd.status();
+  }
+  unlink((real + "/link.so").c_str());
+  unlink(swapped.c_str());
+  unlink((real + "/lib.so").c_str());
+  rmdir(real.c_str());
+  rmdir(dir);
+}
+
+// The worker gets a sealed copy of a file it could change through the descriptor (reopen it
+// for writing, change its mode or times): one its uid owns or that group or others may
+// write; the file itself otherwise.
+TEST(OpenLibraryForWorkerTest, AFileTheWorkerCouldChangeGoesAsACopy) {
+  char dir[] = "/tmp/ffibox-copies-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  ASSERT_EQ(chmod(dir, 0755), 0);
+  const std::string path = std::string(dir) + "/lib.so";
+  MakeFile(path, 0644,
+           "\x7f"
+           "ELF and more");
+  for (const auto& [worker_uid, mode, copied] :
+       {std::tuple<uid_t, mode_t, bool>{kNobody, 0644, false},
+        {geteuid(), 0644, true},
+        {geteuid(), 0444, true},
+        {kNobody, 0664, true},
+        {kNobody, 0646, true}}) {
+    ASSERT_EQ(chmod(path.c_str(), mode), 0);
+    absl::StatusOr<int> fd = OpenLibraryForWorker(path, worker_uid, /*worker_is_other=*/true);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    EXPECT_EQ(IsCopy(*fd), copied) << worker_uid << " " << std::oct << mode;
+    char bytes[32] = {};
+    EXPECT_EQ(pread(*fd, bytes, sizeof bytes, 0), 13);
+    EXPECT_EQ(std::string(bytes, 13),
+              "\x7f"
+              "ELF and more");
+    close(*fd);
+  }
   unlink(path.c_str());
   rmdir(dir);
 }
@@ -55,9 +137,11 @@ TEST(OpenLibraryForWorkerTest, AFileInADirectoryClosedToOthersGoesOnlyToItsOwnUs
 // No file of the kernel's own filesystems, whoever asks: /proc/<pid>/maps is 0444 but opens
 // only for the process's tracers.
 TEST(OpenLibraryForWorkerTest, NoFileOfTheKernelsOwnFilesystems) {
-  for (const char* path : {"/proc/self/maps", "/proc/self/status", "/sys/kernel/uevent_seqnum"}) {
+  const std::string proc = absl::StrCat("/proc/", getpid());
+  for (const std::string& path :
+       {proc + "/maps", proc + "/status", std::string("/sys/kernel/uevent_seqnum")}) {
     for (bool own : {false, true}) {
-      absl::StatusOr<int> fd = OpenLibraryForWorker(path, /*worker_is_other=*/true, own);
+      absl::StatusOr<int> fd = OpenLibraryForWorker(path, kNobody, /*worker_is_other=*/true, own);
       ASSERT_FALSE(fd.ok()) << path;
       EXPECT_TRUE(absl::StrContains(fd.status().message(), "filesystem, not a library"))
           << fd.status();

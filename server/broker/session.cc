@@ -917,7 +917,8 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
   }
   if (!by_descriptor) return absl::OkStatus();
   absl::StatusOr<int> fd =
-      OpenLibraryForWorker(path, config_.jail.enabled && WorkerIsAnotherUser(),
+      OpenLibraryForWorker(path, config_.jail.enabled ? WorkerHostIds().uid : geteuid(),
+                           config_.jail.enabled && WorkerIsAnotherUser(),
                            /*client_reads_as_broker=*/config_.client_reads_as_broker);
   if (!fd.ok()) {
     return ErrorStatus(

@@ -27,8 +27,10 @@
 #include "absl/time/clock.h"
 #include "core/descriptor_passing.h"
 #include "core/thread_name.h"
+#include "server/broker/library_descriptor.h"
 #include "server/jail/jail_layers.h"
 #include "server/jail/seccomp_policy.h"
+#include "server/jail/user_namespace.h"
 #include "server/jail/worker_jail.h"
 #include "server/protocol/worker_settings.h"
 
@@ -104,6 +106,9 @@ namespace {
 
 // Whether the file or directory of status `st` could have been written by no one but root and
 // this process's user: owned by one of them, writable by neither group nor others.
+// The mode of a binary's sealed copy.
+constexpr mode_t kCopyMode = 0555;
+
 bool OnlyRootOrUsCouldWrite(const struct stat& st) {
   return (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
@@ -130,6 +135,25 @@ std::string WhyNotRunnable(int fd, const std::string& path) {
   return "";
 }
 
+// The file `name` in `directory_fd` as a sealed copy, executable by all: a worker whose host
+// uid owns the file could otherwise change its mode and times through /proc/self/exe.
+absl::StatusOr<int> CopyExecutable(int directory_fd, const std::string& name,
+                                   const std::string& path) {
+  const int fd = openat(directory_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return OpenFailure(path, errno);
+  absl::Cleanup close_fd = [fd] { close(fd); };
+  struct stat st;
+  if (fstat(fd, &st) != 0) return OpenFailure(path, errno);
+  absl::StatusOr<int> copy = CopyIntoSealedMemfd(fd, st.st_size, path, name.c_str());
+  if (!copy.ok()) return copy.status();
+  if (fchmod(*copy, kCopyMode) != 0) {
+    const int error = errno;
+    close(*copy);
+    return OpenFailure(path, error);
+  }
+  return *copy;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open(
@@ -151,7 +175,7 @@ absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open
         absl::StrCat("the directory of the worker binaries, ", directory,
                      ", is not owned by root or this user or is writable by others"));
   }
-  const int worker_fd = openat(directory_fd, worker_name.c_str(), O_PATH | O_CLOEXEC);
+  int worker_fd = openat(directory_fd, worker_name.c_str(), O_PATH | O_CLOEXEC);
   if (worker_fd < 0) return OpenFailure(worker_path, errno);
   const std::string unrunnable = WhyNotRunnable(worker_fd, worker_path);
   if (!unrunnable.empty()) {
@@ -161,22 +185,40 @@ absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open
   // The pid namespace's init, beside the worker binary (needed only with that layer).
   const std::string init_path = absl::StrCat(
       worker_path.substr(0, slash == std::string::npos ? 0 : slash + 1), "ffibox-init");
-  const int init_fd = openat(directory_fd, "ffibox-init", O_PATH | O_CLOEXEC);
+  int init_fd = openat(directory_fd, "ffibox-init", O_PATH | O_CLOEXEC);
   const int init_error = errno;
   if (init_fd < 0 && (init_error == EMFILE || init_error == ENFILE)) {
     close(worker_fd);
     return OpenFailure(init_path, init_error);
   }
+  // Workers that run as the binaries' owner (an unprivileged ffiboxd whose user has no
+  // subordinate ids) run sealed copies: through /proc/self/exe they could otherwise make
+  // the binaries unrunnable on the host (chmod) or change their times.
+  struct stat worker_stat;
+  const bool copies =
+      fstat(worker_fd, &worker_stat) == 0 && worker_stat.st_uid == WorkerHostIds().uid;
+  if (copies) {
+    absl::StatusOr<int> worker_copy = CopyExecutable(directory_fd, worker_name, worker_path);
+    absl::StatusOr<int> init_copy = init_fd < 0
+                                        ? absl::StatusOr<int>(-1)
+                                        : CopyExecutable(directory_fd, "ffibox-init", init_path);
+    close(worker_fd);
+    if (init_fd >= 0) close(init_fd);
+    if (!worker_copy.ok() || !init_copy.ok()) {
+      if (worker_copy.ok()) close(*worker_copy);
+      if (init_copy.ok() && *init_copy >= 0) close(*init_copy);
+      return !worker_copy.ok() ? worker_copy.status() : init_copy.status();
+    }
+    worker_fd = *worker_copy;
+    init_fd = *init_copy;
+  }
   return std::shared_ptr<const WorkerExecutables>(new WorkerExecutables(
       worker_fd, worker_path, init_fd, init_path,
-      init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(init_error)) : ""));
+      init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(init_error)) : "", copies));
 }
 
 int WorkerExecutables::worker_fd(std::string* unavailable) const {
-  // Looked at before each launch: the file stays the one opened, but its owner and mode may
-  // change.
-  *unavailable = WhyNotRunnable(worker_fd_, worker_path_);
-  return unavailable->empty() ? worker_fd_ : -1;
+  return Runnable(worker_fd_, worker_path_, unavailable);
 }
 
 int WorkerExecutables::init_fd(std::string* unavailable) const {
@@ -184,8 +226,21 @@ int WorkerExecutables::init_fd(std::string* unavailable) const {
     *unavailable = init_unavailable_;
     return -1;
   }
-  *unavailable = WhyNotRunnable(init_fd_, init_path_);
-  return unavailable->empty() ? init_fd_ : -1;
+  return Runnable(init_fd_, init_path_, unavailable);
+}
+
+int WorkerExecutables::Runnable(int fd, const std::string& path, std::string* unavailable) const {
+  if (copies_) {
+    // A sealed copy: its bytes cannot change, its mode (which a worker may have changed) is
+    // put back.
+    unavailable->clear();
+    if (fchmod(fd, kCopyMode) != 0) *unavailable = absl::StrCat(path, ": ", strerror(errno));
+  } else {
+    // Looked at before each launch: the file stays the one opened, but its owner and mode
+    // may change.
+    *unavailable = WhyNotRunnable(fd, path);
+  }
+  return unavailable->empty() ? fd : -1;
 }
 
 WorkerExecutables::~WorkerExecutables() {

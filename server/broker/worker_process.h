@@ -67,18 +67,24 @@ class WorkerExecutables {
 
  private:
   WorkerExecutables(int worker_fd, std::string worker_path, int init_fd, std::string init_path,
-                    std::string init_unavailable)
+                    std::string init_unavailable, bool copies)
       : worker_fd_(worker_fd),
         worker_path_(std::move(worker_path)),
         init_fd_(init_fd),
         init_path_(std::move(init_path)),
-        init_unavailable_(std::move(init_unavailable)) {}
+        init_unavailable_(std::move(init_unavailable)),
+        copies_(copies) {}
+
+  // `fd` when the binary at `path` may be launched now, else -1 with `unavailable` saying why.
+  int Runnable(int fd, const std::string& path, std::string* unavailable) const;
 
   const int worker_fd_;
   const std::string worker_path_;
   const int init_fd_;  // -1 when it could not be opened
   const std::string init_path_;
   const std::string init_unavailable_;
+  // Both are sealed copies (memfds), made because the workers' host uid owns the binaries.
+  const bool copies_;
 };
 
 struct WorkerLaunchOptions {

@@ -712,3 +712,103 @@ def test_require_jail_names_a_layer_the_server_does_not_give(ffibox_client):
     assert "nonexistent_layer" in str(refused.value)
     with ffibox_client.session(require_jail=EVERY_LAYER) as session:
         assert layers_missing(session.jail_layers) == []
+
+
+# -- a user without subordinate ids: the workers run as the user's own uid ----------------
+
+USER_WITHOUT_SUBORDINATE_IDS = "ffibox-t4"
+
+CHANGE_OWN_FILES = """
+import json, os, sys
+import ffibox
+from ffibox import ctypes as ct
+wanted = json.loads(sys.argv[1])
+client = ffibox.connect()  # nothing at the default address: a private server
+session = client.session()
+session.CDLL(wanted["library"])  # the user's own file
+libc = session.CDLL("libc.so.6", use_errno=True)
+libc.open.argtypes = [ct.c_char_p, ct.c_int]
+libc.readlink.argtypes = [ct.c_char_p, ct.c_char_p, ct.c_size_t]
+libc.write.argtypes = [ct.c_int, ct.c_char_p, ct.c_size_t]
+libc.fchmod.argtypes = [ct.c_int, ct.c_uint]
+libc.chmod.argtypes = [ct.c_char_p, ct.c_uint]
+handed, reopened = [], []
+for fd in range(3, 1024):
+    target = ct.create_string_buffer(4096)
+    if libc.readlink(b"/proc/self/fd/%d" % fd, target, 4096) <= 0:
+        continue
+    if b"libffibox_test" not in target.value and b"ffibox-library" not in target.value:
+        continue
+    handed.append(target.value.decode())
+    writable = libc.open(b"/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_APPEND)
+    if writable >= 0:
+        reopened.append(libc.write(writable, b"planted", 7))
+    libc.fchmod(fd, 0)  # a mode within 0600: the policy allows it
+exe = [libc.chmod(b"/proc/self/exe", 0o600), libc.chmod(b"/proc/1/exe", 0o600)]
+session.close()
+with client.session() as later:
+    started = later.CDLL("libc.so.6").strlen(b"four")
+client.close()
+print(json.dumps({"handed": handed, "reopened": reopened, "exe": exe, "started": started}))
+"""
+
+
+@pytest.fixture
+def user_without_subordinate_ids():
+    """(uid, gid, home) of a user that /etc/subuid and /etc/subgid give no ids."""
+    require_root()
+    try:
+        entry = pwd.getpwnam(USER_WITHOUT_SUBORDINATE_IDS)
+    except KeyError:
+        subprocess.run([require_tool("useradd"), "-m", "-s", "/bin/sh", "-K", "SUB_UID_COUNT=0",
+                        "-K", "SUB_GID_COUNT=0", USER_WITHOUT_SUBORDINATE_IDS],
+                       check=True, timeout=60)
+        entry = pwd.getpwnam(USER_WITHOUT_SUBORDINATE_IDS)
+    for listing in ("/etc/subuid", "/etc/subgid"):
+        if os.path.exists(listing):
+            with open(listing) as f:
+                assert not any(line.startswith(USER_WITHOUT_SUBORDINATE_IDS + ":")
+                               for line in f), listing
+    os.makedirs(entry.pw_dir, exist_ok=True)
+    os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
+    os.chmod(entry.pw_dir, 0o700)
+    return entry.pw_uid, entry.pw_gid, entry.pw_dir
+
+
+def test_workers_of_the_users_own_uid_cannot_change_its_library_or_binaries(
+        user_without_subordinate_ids, user_install):
+    """The workers run as the user's uid: through /proc/self/fd a library reopened the
+    user's library it was handed for writing and made it mode 0, and through /proc/self/exe
+    made the user's ffibox-worker unrunnable (no session started after). They get sealed
+    copies now."""
+    uid, gid, home = user_without_subordinate_ids
+    library = os.path.join(home, "libffibox_test.so")
+    shutil.copy(TEST_LIB, library)
+    os.chown(library, uid, gid)
+    os.chmod(library, 0o755)
+    binaries = [os.path.join(user_install["directory"], "bin", name)
+                for name in ("ffiboxd", "ffibox-worker", "ffibox-init")]
+    for path in binaries + [os.path.join(user_install["directory"], "bin")]:
+        os.chown(path, uid, gid)  # the user's own installation
+    script = os.path.join(user_install["directory"], "change_own_files.py")
+    with open(script, "w") as f:
+        f.write(CHANGE_OWN_FILES)
+    os.chmod(script, 0o644)
+    before = {path: (os.stat(path).st_mode, os.stat(path).st_size, os.stat(path).st_mtime)
+              for path in binaries + [library]}
+    runtime_dir = tempfile.mkdtemp(prefix="ffibox-runtime-", dir="/tmp")
+    os.chown(runtime_dir, uid, gid)
+    try:
+        results, stderr = run_hostile_client(
+            client_environment(runtime_dir, home, user_install), {"library": library},
+            script=script, user=USER_WITHOUT_SUBORDINATE_IDS)
+        after = {path: (os.stat(path).st_mode, os.stat(path).st_size, os.stat(path).st_mtime)
+                 for path in before}
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+        os.unlink(library)
+    assert results["handed"] and all("memfd:ffibox-library" in name
+                                     for name in results["handed"]), results
+    assert all(written < 0 for written in results["reopened"]), results
+    assert after == before
+    assert results["started"] == 4, (results, stderr)
