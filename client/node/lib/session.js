@@ -62,8 +62,17 @@ function opName(op) {
   return Object.keys(op).find((key) => Object.hasOwn(EXPECTED_RESULTS, key)) || '';
 }
 
-// The invocation whose callback is running in this async context (0 = top level).
+// The callback running in this async context: { session, invocation, open }. A call made in
+// it goes in its invocation while the callback runs, and only on the session it came from;
+// a call on another session, or made once the callback returned (a timer it set, a promise
+// it did not await), goes at the top level.
 const currentInvocation = new AsyncLocalStorage();
+
+// The invocation a request of `session` made in this async context belongs to ('0': none).
+function invocationOf(session) {
+  const running = currentInvocation.getStore();
+  return running && running.session === session && running.open ? running.invocation : '0';
+}
 
 function closedError(status) {
   if (status && status.code !== undefined && status.code !== 0 && status.code !== 1) {
@@ -288,7 +297,7 @@ class Session extends EventEmitter {
         'a struct takes three messages a level, a pointer or array two)'));
     }
     const id = this._nextId++;
-    const request = { id: String(id), invocation: String(currentInvocation.getStore() || 0), ...op };
+    const request = { id: String(id), invocation: invocationOf(this), ...op };
     const name = opName(op);
     const bound = this._answerBound(name, op);
     return new Promise((resolve, reject) => {
@@ -307,7 +316,7 @@ class Session extends EventEmitter {
    * (call it once the call is written, or not going to be).
    */
   takeTurn() {
-    const scope = String(currentInvocation.getStore() || 0);
+    const scope = invocationOf(this);
     const ready = this._turns.get(scope) || Promise.resolve();
     let finish;
     const mine = new Promise((resolve) => { finish = resolve; });
@@ -580,7 +589,13 @@ class Session extends EventEmitter {
         if (t.kind === 'record' && value && value.kind === 'raw') return value.raw;
         return scalarFromServer(t, value, `argument ${i} of callback ${invoke.callback}`);
       });
-      const result = await currentInvocation.run(invocation, () => fn(...args));
+      const running = { session: this, invocation: String(invocation), open: true };
+      let result;
+      try {
+        result = await currentInvocation.run(running, () => fn(...args));
+      } finally {
+        running.open = false;
+      }
       if (type.result && !(type.result.kind === 'scalar' && type.result.name === 'void')) {
         answer.result = type.result.kind === 'record'
           ? aggregateValue(type.result, result, 'callback result', this.unionMembers)

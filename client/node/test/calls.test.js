@@ -792,6 +792,26 @@ describe('callbacks', () => {
     assert.equal(await twice(async (x) => addInt(x, 10), 1), 21);
   });
 
+  test("a callback's calls on another session, and calls it leaves to run later, are top-level calls", async () => {
+    // They went in the callback's invocation (FAILED_PRECONDITION: the invocation is not
+    // open, on the other session, or once the callback had returned).
+    const other = await client.session({ timeoutMs: 5000 });
+    try {
+      const strlen = await (await other.load('libc.so.6')).func('size_t strlen(const char*)');
+      const twice = await lib.func('int call_twice_nested(void* h, int x)',
+        { params: [ffibox.callback({ result: 'int', params: ['int'] })] });
+      const addInt = await lib.func('int add_int(int, int)');
+      let later;
+      assert.equal(await twice(async (x) => {
+        later = new Promise((resolve) => setTimeout(() => resolve(addInt(x, 100)), 20));
+        return Number(await strlen('hello')) + x;
+      }, 1), 11);  // h(h(1)), h(x) = 5 + x
+      assert.equal(await later, 106);  // left by the second run, h(6)
+    } finally {
+      other.close();
+    }
+  });
+
   test('a stored callback fired later', async () => {
     const register = await lib.func('void register_handler(void* h)',
       { params: [ffibox.callback('int h(int)')] });
