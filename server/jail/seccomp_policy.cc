@@ -371,9 +371,14 @@ absl::Status AddModeRules(scmp_filter_ctx ctx) {
   return absl::OkStatus();
 }
 
+// A thread shares its process's descriptor table: one with a table of its own would have
+// RLIMIT_NOFILE descriptors more, and kernel budgets counted per host user (epoll watches,
+// pipe buffers), which every worker's uid shares, would no longer be bounded by the worker's.
+constexpr scmp_datum_t kThreadCloneFlags = CLONE_THREAD | CLONE_FILES;
+
 // Rules whose arguments matter: signals, process memory access and rlimits only on the
-// worker itself, clone only for threads (or, permissive, for processes without new
-// namespaces).
+// worker itself, clone only for threads sharing the descriptor table (or, permissive, for
+// processes without new namespaces).
 absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
   const scmp_datum_t self = static_cast<scmp_datum_t>(getpid());
   struct OwnPidRule {
@@ -423,12 +428,13 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
       if (!status.ok()) return status;
     }
   }
-  absl::Status clone =
-      Check(permissive ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                                          SCMP_A0(SCMP_CMP_MASKED_EQ, kNamespaceCloneFlags, 0))
-                       : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                                          SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)),
-            "clone rule");
+  absl::Status clone = Check(
+      permissive
+          ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, kNamespaceCloneFlags, 0))
+          : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, kThreadCloneFlags, kThreadCloneFlags)),
+      "clone rule");
   if (!clone.ok()) return clone;
   // Netlink sockets: udev and libusb open them at init; in the worker's own network
   // namespace there is nothing to reach through them.

@@ -1138,6 +1138,20 @@ def test_a_file_may_be_made_private_but_not_executable(session):
     assert session.generation == generation  # the same worker throughout
 
 
+def test_a_thread_with_a_descriptor_table_of_its_own_is_a_violation(session):
+    # A thread cloned without CLONE_FILES had RLIMIT_NOFILE descriptors of its own: one
+    # worker's epoll watches took every one the host gives the workers' uid, failing epoll in
+    # every other session.
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6")
+    libc.syscall.restype = ct.c_long
+    clone_vm, clone_sighand, clone_thread = 0x100, 0x800, 0x10000
+    with pytest.raises(ffibox.SandboxViolation, match="clone"):
+        libc.syscall(ct.c_long(56), ct.c_ulong(clone_vm | clone_sighand | clone_thread), None,
+                     None, None, ct.c_ulong(0))
+    assert libc.getpid() > 0  # a new worker
+
+
 def test_advice_about_a_files_pages_is_allowed(session):
     # libmpv advises on the files it opens (posix_fadvise); it killed the worker under the
     # strict policy.
