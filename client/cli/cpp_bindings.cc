@@ -298,7 +298,10 @@ class CppWriter {
     const bool is_const = pointee.is_const || target.is_const;
     switch (target.kind) {
       case CType::Kind::kScalar:
-        if (target.scalar == Scalar::kChar) return is_const ? "const char*" : "char*";
+        // A char* the header does not make const is a buffer the library may write (an
+        // output), carried both ways; as a string it would come back as it went.
+        if (target.scalar == Scalar::kChar)
+          return is_const ? "const char*" : SpanOf(pointee, false);
         if (target.scalar == Scalar::kWchar) return "const wchar_t*";
         if (target.scalar == Scalar::kBool) return is_const ? "const bool*" : "bool*";
         return SpanOf(pointee, is_const);

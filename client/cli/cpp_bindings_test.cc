@@ -34,7 +34,8 @@ TEST(CppBindingsTest, ParametersBecomeTheClientTypesThatCarryThem) {
   )");
   EXPECT_THAT(header, HasSubstr("namespace api {\n"));
   EXPECT_THAT(header, HasSubstr("inline constexpr char kLibrary[] = \"libapi.so.1\";\n"));
-  EXPECT_THAT(header, HasSubstr("using process = int(ffibox::RemotePtr, const char*, char*, "
+  EXPECT_THAT(header, HasSubstr("using process = int(ffibox::RemotePtr, const char*, "
+                                "absl::Span<char>, "
                                 "absl::Span<const unsigned char>, absl::Span<unsigned long>, "
                                 "absl::Span<point>, ffibox::RemotePtr*, ffibox::RemotePtr, "
                                 "ffibox::RemotePtr, absl::Span<int>);\n"));

@@ -64,6 +64,32 @@ TEST_F(BindgenTest, ZlibCompressesAndUncompressesABuffer) {
   EXPECT_EQ(unpacked, source);
 }
 
+// gzgets(gzFile, char* buf, int len) writes a line into `buf`: a char* the header leaves
+// non-const is a span carried both ways (as a string it came back as it went, and the
+// library wrote past the worker's copy of it).
+TEST_F(BindgenTest, ZlibFillsTheCharBufferItIsGiven) {
+  ASSERT_OK_AND_ASSIGN(Library zlib_library, zlib::LoadLibrary(*session_));
+  ASSERT_OK_AND_ASSIGN(auto gzopen, zlib::gzopen(zlib_library));
+  ASSERT_OK_AND_ASSIGN(auto gzputs, zlib::gzputs(zlib_library));
+  ASSERT_OK_AND_ASSIGN(auto gzgets, zlib::gzgets(zlib_library));
+  ASSERT_OK_AND_ASSIGN(auto gzclose, zlib::gzclose(zlib_library));
+  ASSERT_OK_AND_ASSIGN(RemotePtr written, gzopen("/tmp/lines.gz", "wb"));
+  ASSERT_FALSE(written.is_null());
+  ASSERT_OK_AND_ASSIGN(int put, gzputs(written, "the first line\nthe second\n"));
+  EXPECT_EQ(put, 26);
+  ASSERT_OK_AND_ASSIGN(int closed, gzclose(written));
+  ASSERT_EQ(closed, zlib::Z_OK);
+  ASSERT_OK_AND_ASSIGN(RemotePtr read, gzopen("/tmp/lines.gz", "rb"));
+  ASSERT_FALSE(read.is_null());
+  std::vector<char> line(64, 'x');
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> got,
+                       gzgets(read, absl::MakeSpan(line), static_cast<int>(line.size())));
+  EXPECT_EQ(got, "the first line\n");
+  EXPECT_EQ(std::string(line.data()), "the first line\n");
+  ASSERT_OK_AND_ASSIGN(closed, gzclose(read));
+  EXPECT_EQ(closed, zlib::Z_OK);
+}
+
 TEST_F(BindgenTest, SqliteRunsAQueryInAnInMemoryDatabase) {
   ASSERT_OK_AND_ASSIGN(Library sqlite, sqlite3::LoadLibrary(*session_));
   ASSERT_OK_AND_ASSIGN(auto open, sqlite3::sqlite3_open(sqlite));
