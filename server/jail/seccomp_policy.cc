@@ -452,7 +452,25 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
       seccomp_rule_add(ctx, permissive ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket),
                        1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_UNIX))),
       "unix socket rule");
-  return unix_socket;
+  if (!unix_socket.ok()) return unix_socket;
+  // Every other family fails with EACCES too, without a socket made: libcurl probes for
+  // IPv6 as it starts (curl_version) and goes on without it, and a library that would reach
+  // the network gets its own error for it instead of killing the worker. Strict refuses
+  // socketpair so, which libcurl's multi interface falls back from.
+  for (scmp_datum_t family = 0; family < AF_MAX; ++family) {
+    if (family == AF_UNIX || family == AF_NETLINK) continue;
+    absl::Status refused = Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1,
+                                                  SCMP_A0(SCMP_CMP_EQ, family)),
+                                 "socket family rule");
+    if (!refused.ok()) return refused;
+  }
+  absl::Status unknown_families =
+      Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1,
+                             SCMP_A0(SCMP_CMP_GE, static_cast<scmp_datum_t>(AF_MAX))),
+            "socket family rule");
+  if (!unknown_families.ok() || permissive) return unknown_families;
+  return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socketpair), 0),
+               "socketpair rule");
 }
 
 // Syscalls refused with an errno instead of a violation, where libraries have a fallback;

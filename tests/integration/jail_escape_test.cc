@@ -175,7 +175,9 @@ TEST_F(JailEscapeTest, WritingOutsideTmpFailsAndTmpIsWritable) {
   EXPECT_EQ(back.data.substr(0, 2), "ok");
 }
 
-TEST_F(JailEscapeTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesIt) {
+// No socket of any family but unix (which fails alike) and netlink: socket() fails with
+// EACCES (libcurl probes IPv6 as it starts, and goes on), and nothing reaches the listener.
+TEST_F(JailEscapeTest, ConnectingToALoopbackListenerFailsAndNeverReachesIt) {
   int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   ASSERT_GE(listener, 0);
   sockaddr_in address = {};
@@ -187,7 +189,9 @@ TEST_F(JailEscapeTest, ConnectingToALoopbackListenerIsAViolationAndNeverReachesI
   ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
   const int port = ntohs(address.sin_port);
 
-  ExpectViolation(Probe<int(int)>("probe_connect_tcp")(port), {"socket", "connect"});
+  absl::StatusOr<int> connected = Probe<int(int)>("probe_connect_tcp")(port);
+  ASSERT_OK(connected);
+  EXPECT_EQ(*connected, -EACCES);
   pollfd pfd = {listener, POLLIN, 0};
   EXPECT_EQ(poll(&pfd, 1, 300), 0) << "the listener got a connection";
   EXPECT_LT(accept(listener, nullptr, nullptr), 0);

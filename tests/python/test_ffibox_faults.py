@@ -1152,6 +1152,25 @@ def test_a_thread_with_a_descriptor_table_of_its_own_is_a_violation(session):
     assert libc.getpid() > 0  # a new worker
 
 
+def test_sockets_of_other_families_and_socket_pairs_fail_with_eacces(session):
+    # libcurl probes IPv6 as it starts (curl_version killed the worker) and makes a socket
+    # pair for its multi interface: each is refused as a security module would, with no
+    # socket made, and the worker lives.
+    import errno
+    from ffibox import ctypes as ct
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    generation = session.generation
+    refused = []
+    for family in (2, 10, 17, 44, 1000):  # INET, INET6, PACKET, XDP, none
+        ct.set_errno(0)
+        refused.append((libc.socket(family, 1, 0), ct.get_errno()))
+    pair = (ct.c_int * 2)(-1, -1)
+    ct.set_errno(0)
+    refused.append((libc.socketpair(1, 1, 0, pair), ct.get_errno()))
+    assert refused == [(-1, errno.EACCES)] * 6
+    assert list(pair) == [-1, -1] and session.generation == generation
+
+
 def test_advice_about_a_files_pages_is_allowed(session):
     # libmpv advises on the files it opens (posix_fadvise); it killed the worker under the
     # strict policy.
