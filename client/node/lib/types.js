@@ -108,6 +108,11 @@ class RemotePointer {
     this.address = value;
     this.generation = number;
   }
+
+  /** "RemotePointer(0x7f..., generation 1)", as `String(ptr)` and template strings show it. */
+  toString() {
+    return `RemotePointer(0x${this.address.toString(16)}, generation ${this.generation})`;
+  }
 }
 
 // The RemotePointer of a RemoteAddress the server sent (untrusted); INTERNAL naming `what`

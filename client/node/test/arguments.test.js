@@ -191,3 +191,11 @@ describe('parameter overrides', () => {
     assert.equal(await add(1, 2), 3);
   });
 });
+
+describe('worker pointers', () => {
+  test('a RemotePointer shows its address and generation as text', () => {
+    const pointer = new ffibox.RemotePointer(0x7f12ab00n, 3);
+    assert.equal(String(pointer), 'RemotePointer(0x7f12ab00, generation 3)');
+    assert.equal(`${new ffibox.RemotePointer(0, 1)}`, 'RemotePointer(0x0, generation 1)');
+  });
+});
