@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <linux/kd.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -10,11 +11,13 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -53,7 +56,6 @@ constexpr const char* kStrictSyscalls[] = {
     "getpeername",
     "getsockopt",
     "close",
-    "close_range",
     "dup",
     "dup2",
     "dup3",
@@ -345,6 +347,12 @@ absl::Status AddArgumentRules(scmp_filter_ctx ctx) {
 // others) and goes on without it. Permissive allows any chmod.
 absl::Status AddModeRules(scmp_filter_ctx ctx) {
   constexpr scmp_datum_t kRefusedBits = 07177;
+  // A worker that owns its own executable (its host uid is ffiboxd's: an unprivileged
+  // ffiboxd whose user has no subordinate ids) could make it mode 0 through /proc/self/exe,
+  // and every worker launched after it would fail to exec: it may change no mode at all.
+  // Unknown (no /proc) counts as owned.
+  struct stat exe;
+  const bool owns_executable = stat("/proc/self/exe", &exe) != 0 || exe.st_uid == geteuid();
   const struct {
     const char* name;
     unsigned mode_arg;
@@ -353,6 +361,11 @@ absl::Status AddModeRules(scmp_filter_ctx ctx) {
     // fchmodat2 (Linux 6.6) by name: Debian 12's libseccomp knows it, its headers do not.
     const int nr = seccomp_syscall_resolve_name(call.name);
     if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
+    if (owns_executable) {
+      absl::Status refused = Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0), call.name);
+      if (!refused.ok()) return refused;
+      continue;
+    }
     absl::Status allowed =
         Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
                                SCMP_CMP64(call.mode_arg, SCMP_CMP_MASKED_EQ, kRefusedBits, 0)),
@@ -425,6 +438,19 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
           Check(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
                                  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, request)),
                 "ioctl rule");
+      if (!status.ok()) return status;
+    }
+  }
+  // close_range, but not with CLOSE_RANGE_UNSHARE: it gives the calling thread a descriptor
+  // table of its own, as a clone without CLONE_FILES would.
+  if (const int close_range = seccomp_syscall_resolve_name("close_range");
+      close_range != __NR_SCMP_ERROR) {
+    for (const auto& [action, flag] : {std::pair<uint32_t, scmp_datum_t>{SCMP_ACT_ALLOW, 0},
+                                       {SCMP_ACT_ERRNO(EPERM), CLOSE_RANGE_UNSHARE}}) {
+      absl::Status status =
+          Check(seccomp_rule_add(ctx, action, close_range, 1,
+                                 SCMP_CMP64(2, SCMP_CMP_MASKED_EQ, CLOSE_RANGE_UNSHARE, flag)),
+                "close_range rule");
       if (!status.ok()) return status;
     }
   }

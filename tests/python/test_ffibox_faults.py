@@ -1150,6 +1150,17 @@ def test_a_thread_with_a_descriptor_table_of_its_own_is_a_violation(session):
         libc.syscall(ct.c_long(56), ct.c_ulong(clone_vm | clone_sighand | clone_thread), None,
                      None, None, ct.c_ulong(0))
     assert libc.getpid() > 0  # a new worker
+    # Nor may a thread unshare its table with close_range(CLOSE_RANGE_UNSHARE): EPERM, and
+    # close_range without it closes as it did.
+    import errno
+    libc = session.CDLL("libc.so.6", use_errno=True)
+    libc.syscall.restype = ct.c_long
+    close_range = lambda flags: libc.syscall(ct.c_long(436), ct.c_uint(900), ct.c_uint(910),
+                                             ct.c_uint(flags))
+    generation = session.generation
+    ct.set_errno(0)
+    assert (close_range(2), ct.get_errno()) == (-1, errno.EPERM)  # CLOSE_RANGE_UNSHARE
+    assert close_range(0) == 0 and session.generation == generation
 
 
 def test_sockets_of_other_families_and_socket_pairs_fail_with_eacces(session):
