@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -41,8 +42,8 @@ constexpr decltype(statfs::f_type) kMqueueMagic = 0x19800202;
 // it (looked at on the directory opened, not looked up again): a root ffiboxd opens what the
 // worker's uid could not reach, so a file readable by others in a directory closed to them
 // is refused as a file only root may read is. The file is opened O_PATH first and opened for
-// reading only once it is a regular file (opening a device has effects), then checked to be
-// the same file. Fills `st`.
+// reading only once it is a regular file (opening a device has effects), through that
+// descriptor, then checked to be the same file. Fills `st`.
 absl::StatusOr<int> OpenWithoutLinks(const std::string& path, bool searchable_by_others,
                                      struct stat* st) {
   const std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
@@ -84,11 +85,14 @@ absl::StatusOr<int> OpenWithoutLinks(const std::string& path, bool searchable_by
   }
   const int found = openat(directory, parts.back().c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (found < 0) return OpenError(path, errno);
-  const bool regular = fstat(found, st) == 0 && S_ISREG(st->st_mode);
-  close(found);
-  if (!regular) return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file"));
-  const int fd = openat(directory, parts.back().c_str(),
-                        O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+  absl::Cleanup close_found = [found] { close(found); };
+  if (fstat(found, st) != 0 || !S_ISREG(st->st_mode)) {
+    return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file"));
+  }
+  // The file looked at, opened again through its descriptor: not by name, where another
+  // file (a FIFO) may have been put since.
+  const int fd = open(absl::StrCat("/proc/self/fd/", found).c_str(),
+                      O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return OpenError(path, errno);
   struct stat opened;
   if (fstat(fd, &opened) != 0 || opened.st_dev != st->st_dev || opened.st_ino != st->st_ino) {
@@ -150,8 +154,15 @@ const char* PseudoFilesystem(decltype(statfs::f_type) magic) {
 }  // namespace
 
 absl::StatusOr<int> CopyIntoSealedMemfd(int fd, off_t size, const std::string& path,
-                                        const char* name) {
-  int copy = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+                                        const char* name, bool executable) {
+  // Linux 6.3's MFD_EXEC and F_SEAL_EXEC, which Debian 12's headers do not have: a kernel
+  // with vm.memfd_noexec set makes a memfd without MFD_EXEC unexecutable; a kernel before
+  // 6.3 refuses both (EINVAL), and its memfds are executable.
+  constexpr unsigned kMfdExec = 0x0010U;
+  constexpr int kSealExec = 0x0020;
+  const unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+  int copy = executable ? memfd_create(name, flags | kMfdExec) : -1;
+  if (copy < 0) copy = memfd_create(name, flags);
   if (copy < 0) return OpenError("memfd_create", errno);
   off_t offset = 0;
   while (offset < size) {
@@ -162,54 +173,99 @@ absl::StatusOr<int> CopyIntoSealedMemfd(int fd, off_t size, const std::string& p
       return OpenError(absl::StrCat("copying ", path), error);
     }
   }
-  if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+  if (executable && fchmod(copy, 0555) != 0) {
+    const int error = errno;
+    close(copy);
+    return OpenError(
+        absl::StrCat("making the copy of ", path, " executable (is vm.memfd_noexec 2?)"), error);
+  }
+  int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
+  // Sealed executable: no mode change may take its execute bits away.
+  if (executable && fcntl(copy, F_ADD_SEALS, seals | kSealExec) == 0) return copy;
+  if (fcntl(copy, F_ADD_SEALS, seals) != 0) {
     int error = errno;
     close(copy);
-    return OpenError("sealing the library copy", error);
+    return OpenError("sealing the copy", error);
   }
   return copy;
 }
 
-absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, uid_t worker_uid,
-                                         bool worker_is_other, bool client_reads_as_broker) {
+bool LibraryCopies::Key::operator<(const Key& other) const {
+  return std::tie(device, inode, size, modified_ns, changed_ns) <
+         std::tie(other.device, other.inode, other.size, other.modified_ns, other.changed_ns);
+}
+
+LibraryCopies::~LibraryCopies() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, fd] : copies_) close(fd);
+}
+
+absl::StatusOr<int> LibraryCopies::CopyOf(int fd, const struct stat& st, const std::string& path) {
+  const auto nanoseconds = [](const struct timespec& at) {
+    return static_cast<int64_t>(at.tv_sec) * 1000000000 + at.tv_nsec;
+  };
+  const Key key{st.st_dev, st.st_ino, st.st_size, nanoseconds(st.st_mtim), nanoseconds(st.st_ctim)};
+  absl::MutexLock lock(&mu_);
+  auto found = copies_.find(key);
+  if (found == copies_.end()) {
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size > kMaxLibraryCopyBytes - bytes_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path, " goes to the worker as a copy, and its ", size,
+                       " bytes do not fit in the session's copies: they hold ", bytes_,
+                       " of at most ", kMaxLibraryCopyBytes, " bytes"));
+    }
+    absl::StatusOr<int> copy =
+        CopyIntoSealedMemfd(fd, st.st_size, path, "ffibox-library", /*executable=*/false);
+    if (!copy.ok()) return copy.status();
+    found = copies_.emplace(key, *copy).first;
+    bytes_ += size;
+  }
+  const int handed = fcntl(found->second, F_DUPFD_CLOEXEC, 0);
+  if (handed < 0) return OpenError("the library's copy", errno);
+  return handed;
+}
+
+absl::StatusOr<int> OpenLibraryForWorker(const std::string& path,
+                                         std::optional<uid_t> jailed_worker_uid,
+                                         bool worker_is_other, bool client_reads_as_broker,
+                                         LibraryCopies* copies) {
   const bool root_for_another = worker_is_other && geteuid() == 0 && !client_reads_as_broker;
   struct stat st;
   absl::StatusOr<int> opened = OpenWithoutLinks(path, root_for_another, &st);
   if (!opened.ok()) return opened.status();
   const int fd = *opened;
+  absl::Cleanup close_fd = [fd] { close(fd); };
   struct statfs fs;
-  if (fstatfs(fd, &fs) != 0) {
-    const int error = errno;
-    close(fd);
-    return OpenError(absl::StrCat("the filesystem of ", path), error);
-  }
+  if (fstatfs(fd, &fs) != 0) return OpenError(absl::StrCat("the filesystem of ", path), errno);
   if (const char* pseudo = PseudoFilesystem(fs.f_type); pseudo != nullptr) {
-    close(fd);
     return absl::PermissionDeniedError(
         absl::StrCat(path, " is a file of the kernel's ", pseudo,
                      " filesystem, not a library: ffiboxd hands its workers none"));
   }
   if (worker_is_other && (st.st_mode & S_IROTH) == 0 && geteuid() == 0) {
-    close(fd);
     return absl::PermissionDeniedError(
         absl::StrCat(path,
                      " is not readable by others: a root ffiboxd hands its workers only what any "
                      "user may read"));
   }
-  // The worker could reopen this descriptor (through /proc/self/fd) for writing, or change
-  // the file's mode and times, when its uid owns the file or group or others may write it:
-  // it gets a copy. So does it a file only ffiboxd's user may read.
-  const bool worker_could_change = st.st_uid == worker_uid || (st.st_mode & (S_IWGRP | S_IWOTH));
+  // A jailed worker could reopen this descriptor (through /proc/self/fd) for writing, or
+  // change the file's mode and times, when its uid owns the file or group or others may
+  // write it: it gets a copy. So does it a file only ffiboxd's user may read.
+  const bool worker_could_change =
+      jailed_worker_uid.has_value() &&
+      (st.st_uid == *jailed_worker_uid || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0);
   const bool worker_could_not_read = worker_is_other && (st.st_mode & S_IROTH) == 0;
-  if (!worker_could_change && !worker_could_not_read) return fd;
+  if (!worker_could_change && !worker_could_not_read) {
+    std::move(close_fd).Cancel();
+    return fd;
+  }
+  if (copies != nullptr) return copies->CopyOf(fd, st, path);
   if (static_cast<uint64_t>(st.st_size) > kMaxLibraryCopyBytes) {
-    close(fd);
     return absl::ResourceExhaustedError(
         absl::StrCat(path, " is larger than ", kMaxLibraryCopyBytes, " bytes"));
   }
-  absl::StatusOr<int> copy = CopyIntoSealedMemfd(fd, st.st_size, path, "ffibox-library");
-  close(fd);
-  return copy;
+  return CopyIntoSealedMemfd(fd, st.st_size, path, "ffibox-library", /*executable=*/false);
 }
 
 }  // namespace ffibox

@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -114,15 +116,16 @@ TEST(OpenLibraryForWorkerTest, AFileTheWorkerCouldChangeGoesAsACopy) {
            "\x7f"
            "ELF and more");
   for (const auto& [worker_uid, mode, copied] :
-       {std::tuple<uid_t, mode_t, bool>{kNobody, 0644, false},
+       {std::tuple<std::optional<uid_t>, mode_t, bool>{kNobody, 0644, false},
         {geteuid(), 0644, true},
         {geteuid(), 0444, true},
         {kNobody, 0664, true},
-        {kNobody, 0646, true}}) {
+        {kNobody, 0646, true},
+        {std::nullopt, 0646, false}}) {  // no jail: the worker may open it itself
     ASSERT_EQ(chmod(path.c_str(), mode), 0);
     absl::StatusOr<int> fd = OpenLibraryForWorker(path, worker_uid, /*worker_is_other=*/true);
     ASSERT_TRUE(fd.ok()) << fd.status();
-    EXPECT_EQ(IsCopy(*fd), copied) << worker_uid << " " << std::oct << mode;
+    EXPECT_EQ(IsCopy(*fd), copied) << worker_uid.value_or(-1) << " " << std::oct << mode;
     char bytes[32] = {};
     EXPECT_EQ(pread(*fd, bytes, sizeof bytes, 0), 13);
     EXPECT_EQ(std::string(bytes, 13),
@@ -130,6 +133,49 @@ TEST(OpenLibraryForWorkerTest, AFileTheWorkerCouldChangeGoesAsACopy) {
               "ELF and more");
     close(*fd);
   }
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+// A session's loads of one file are handed one copy (the loader then sees one file: one
+// instance of the library, whose state a second load shares, as in-process); the copies a
+// session holds fit a budget.
+TEST(OpenLibraryForWorkerTest, ASessionsLoadsOfOneFileShareOneCopyWithinABudget) {
+  char dir[] = "/tmp/ffibox-shared-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  ASSERT_EQ(chmod(dir, 0755), 0);
+  const std::string path = std::string(dir) + "/lib.so";
+  MakeFile(path, 0644);
+  LibraryCopies copies;
+  absl::StatusOr<int> first = OpenLibraryForWorker(path, geteuid(), true, false, &copies);
+  absl::StatusOr<int> second = OpenLibraryForWorker(path, geteuid(), true, false, &copies);
+  ASSERT_TRUE(first.ok() && second.ok()) << first.status() << second.status();
+  struct stat a, b;
+  ASSERT_EQ(fstat(*first, &a), 0);
+  ASSERT_EQ(fstat(*second, &b), 0);
+  EXPECT_TRUE(IsCopy(*first));
+  EXPECT_EQ(std::make_pair(a.st_dev, a.st_ino), std::make_pair(b.st_dev, b.st_ino));
+  close(*first);
+  close(*second);
+  // Changed since: another copy.
+  MakeFile(path, 0644,
+           "\x7f"
+           "ELF, rebuilt");
+  absl::StatusOr<int> rebuilt = OpenLibraryForWorker(path, geteuid(), true, false, &copies);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  ASSERT_EQ(fstat(*rebuilt, &b), 0);
+  EXPECT_NE(a.st_ino, b.st_ino);
+  close(*rebuilt);
+  // Past the budget (a sparse file: nothing is copied before it is refused).
+  const std::string large = std::string(dir) + "/large.so";
+  MakeFile(large, 0644);
+  ASSERT_EQ(truncate(large.c_str(), static_cast<off_t>(kMaxLibraryCopyBytes)), 0);
+  absl::StatusOr<int> refused = OpenLibraryForWorker(large, geteuid(), true, false, &copies);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "session's copies"))
+      << refused.status();
+  unlink(large.c_str());
   unlink(path.c_str());
   rmdir(dir);
 }

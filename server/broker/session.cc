@@ -916,10 +916,10 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
         config_.allowlist != nullptr && worker_ != nullptr && worker_->loads_by_descriptor();
   }
   if (!by_descriptor) return absl::OkStatus();
-  absl::StatusOr<int> fd =
-      OpenLibraryForWorker(path, config_.jail.enabled ? WorkerHostIds().uid : geteuid(),
-                           config_.jail.enabled && WorkerIsAnotherUser(),
-                           /*client_reads_as_broker=*/config_.client_reads_as_broker);
+  absl::StatusOr<int> fd = OpenLibraryForWorker(
+      path, config_.jail.enabled ? std::optional<uid_t>(WorkerHostIds().uid) : std::nullopt,
+      config_.jail.enabled && WorkerIsAnotherUser(),
+      /*client_reads_as_broker=*/config_.client_reads_as_broker, &library_copies_);
   if (!fd.ok()) {
     return ErrorStatus(
         absl::IsResourceExhausted(fd.status()) ? v1::RESOURCE_EXHAUSTED : v1::LIBRARY_LOAD_FAILED,

@@ -255,6 +255,8 @@ class Session : private WorkerSupervisor::Listener {
   // after session), so a noisy session takes at most a few of those.
   LimitedLog limit_log_{6, &EverySessionsLimitLog()};
 
+  // The copies of libraries its workers were handed (OpenLibraryForWorker).
+  LibraryCopies library_copies_;
   absl::Mutex mu_;
   bool any_request_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;

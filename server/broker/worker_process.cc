@@ -104,11 +104,11 @@ absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
 
 namespace {
 
-// Whether the file or directory of status `st` could have been written by no one but root and
-// this process's user: owned by one of them, writable by neither group nor others.
 // The mode of a binary's sealed copy.
 constexpr mode_t kCopyMode = 0555;
 
+// Whether the file or directory of status `st` could have been written by no one but root and
+// this process's user: owned by one of them, writable by neither group nor others.
 bool OnlyRootOrUsCouldWrite(const struct stat& st) {
   return (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
@@ -135,23 +135,17 @@ std::string WhyNotRunnable(int fd, const std::string& path) {
   return "";
 }
 
-// The file `name` in `directory_fd` as a sealed copy, executable by all: a worker whose host
-// uid owns the file could otherwise change its mode and times through /proc/self/exe.
-absl::StatusOr<int> CopyExecutable(int directory_fd, const std::string& name,
-                                   const std::string& path) {
-  const int fd = openat(directory_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return OpenFailure(path, errno);
-  absl::Cleanup close_fd = [fd] { close(fd); };
+// The file open (O_PATH, checked by WhyNotRunnable) at `fd` as a sealed executable copy: a
+// worker whose host uid owns the file could otherwise change its mode and times through
+// /proc/self/exe. Read through that descriptor, not by name.
+absl::StatusOr<int> CopyExecutable(int fd, const std::string& path, const char* name) {
+  const int readable =
+      open(absl::StrCat("/proc/self/fd/", fd).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (readable < 0) return OpenFailure(path, errno);
+  absl::Cleanup close_readable = [readable] { close(readable); };
   struct stat st;
-  if (fstat(fd, &st) != 0) return OpenFailure(path, errno);
-  absl::StatusOr<int> copy = CopyIntoSealedMemfd(fd, st.st_size, path, name.c_str());
-  if (!copy.ok()) return copy.status();
-  if (fchmod(*copy, kCopyMode) != 0) {
-    const int error = errno;
-    close(*copy);
-    return OpenFailure(path, error);
-  }
-  return *copy;
+  if (fstat(readable, &st) != 0) return OpenFailure(path, errno);
+  return CopyIntoSealedMemfd(readable, st.st_size, path, name, /*executable=*/true);
 }
 
 }  // namespace
@@ -193,15 +187,19 @@ absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open
   }
   // Workers that run as the binaries' owner (an unprivileged ffiboxd whose user has no
   // subordinate ids) run sealed copies: through /proc/self/exe they could otherwise make
-  // the binaries unrunnable on the host (chmod) or change their times.
+  // the binaries unrunnable on the host (chmod) or change their times. ffibox-init is
+  // checked as the worker binary is before it is copied (afterwards, only its copy is run).
+  std::string init_unavailable =
+      init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(init_error)) : "";
   struct stat worker_stat;
   const bool copies =
       fstat(worker_fd, &worker_stat) == 0 && worker_stat.st_uid == WorkerHostIds().uid;
   if (copies) {
-    absl::StatusOr<int> worker_copy = CopyExecutable(directory_fd, worker_name, worker_path);
-    absl::StatusOr<int> init_copy = init_fd < 0
+    if (init_fd >= 0) init_unavailable = WhyNotRunnable(init_fd, init_path);
+    absl::StatusOr<int> worker_copy = CopyExecutable(worker_fd, worker_path, "ffibox-worker");
+    absl::StatusOr<int> init_copy = init_fd < 0 || !init_unavailable.empty()
                                         ? absl::StatusOr<int>(-1)
-                                        : CopyExecutable(directory_fd, "ffibox-init", init_path);
+                                        : CopyExecutable(init_fd, init_path, "ffibox-init");
     close(worker_fd);
     if (init_fd >= 0) close(init_fd);
     if (!worker_copy.ok() || !init_copy.ok()) {
@@ -213,8 +211,7 @@ absl::StatusOr<std::shared_ptr<const WorkerExecutables>> WorkerExecutables::Open
     init_fd = *init_copy;
   }
   return std::shared_ptr<const WorkerExecutables>(new WorkerExecutables(
-      worker_fd, worker_path, init_fd, init_path,
-      init_fd < 0 ? absl::StrCat(init_path, ": ", strerror(init_error)) : "", copies));
+      worker_fd, worker_path, init_fd, init_path, std::move(init_unavailable), copies));
 }
 
 int WorkerExecutables::worker_fd(std::string* unavailable) const {
@@ -231,8 +228,8 @@ int WorkerExecutables::init_fd(std::string* unavailable) const {
 
 int WorkerExecutables::Runnable(int fd, const std::string& path, std::string* unavailable) const {
   if (copies_) {
-    // A sealed copy: its bytes cannot change, its mode (which a worker may have changed) is
-    // put back.
+    // A sealed copy: its bytes cannot change; its mode is put back, where the kernel could
+    // not seal its execute bits (before Linux 6.3) and a worker changed them.
     unavailable->clear();
     if (fchmod(fd, kCopyMode) != 0) *unavailable = absl::StrCat(path, ": ", strerror(errno));
   } else {
