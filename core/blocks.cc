@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -34,7 +35,19 @@ bool PlacesClientChanges(const v1::MemoryBlock& block, uint64_t size, absl::Span
   const absl::string_view sent =
       block.has_shared_offset() ? absl::string_view(shared.data() + block.shared_offset(), size)
                                 : absl::string_view(block.data());
-  return sent.size() == size && lasting->PlaceClientChanges(reinterpret_cast<uint64_t>(data), sent);
+  if (sent.size() != size) return false;
+  // The pointers the relocations set are left as the library has them: the client's bytes
+  // there are its own addresses, and each relocation decides (Place).
+  std::vector<std::pair<uint64_t, uint64_t>> pointers;  // (offset, the library's word)
+  for (const v1::Relocation& relocation : block.relocations()) {
+    if (relocation.offset() > size || size - relocation.offset() < sizeof(uint64_t)) continue;
+    uint64_t word;
+    std::memcpy(&word, data + relocation.offset(), sizeof word);
+    pointers.emplace_back(relocation.offset(), word);
+  }
+  if (!lasting->PlaceClientChanges(reinterpret_cast<uint64_t>(data), sent)) return false;
+  for (const auto& [offset, word] : pointers) std::memcpy(data + offset, &word, sizeof word);
+  return true;
 }
 
 // The innermost call running on this thread (CallBlocks::Running), or nullptr. A library
@@ -132,7 +145,7 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
       }
       std::memcpy(*data, block.data().data(), block.data().size());
     }
-    placed_[i] = {*data, size};
+    placed_[i] = {*data, size, merged};
     count_ = i + 1;
   }
   // Relocations go after every block is placed: they may point forward, and they override
@@ -170,6 +183,12 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
         if (!target.ok()) return PrefixField(target.status(), path() + ".target");
       } else {
         return InvalidArgumentAt(path(), "a relocation names neither a target nor a callback");
+      }
+      // In a merged block, a pointer the client left as it was keeps what the library put
+      // there, as the words beside it do.
+      if (placed_[i].merged && lasting_->HeldWordIs(reinterpret_cast<uint64_t>(placed_[i].data),
+                                                    relocation.offset(), *target)) {
+        continue;
       }
       std::memcpy(placed_[i].data + relocation.offset(), &*target, sizeof(uint64_t));
     }

@@ -52,6 +52,10 @@ class LastingMemory {
   // left there, so that what the library wrote since, which the client has not seen, stays;
   // true. False, with nothing written, when nothing of `sent.size()` bytes is remembered.
   virtual bool PlaceClientChanges(uint64_t address, absl::string_view sent) = 0;
+  // Whether what the client was told the lasting block at `address` holds has `value` at
+  // `offset` (a pointer the client did not change since: its relocation to the same target
+  // leaves what the library put there).
+  virtual bool HeldWordIs(uint64_t address, uint64_t offset, uint64_t value) = 0;
   // After a call: appends to `result->changed` the runs of changed words (CallResult.changed)
   // of every watched block not among `placed` (the lasting addresses the call placed) whose
   // memory differs from what was remembered, and remembers it as it is now.
@@ -142,6 +146,7 @@ class CallBlocks {
   struct PlacedBlock {
     unsigned char* data;
     uint64_t size;
+    bool merged;  // only the client's changes went in (LastingMemory::PlaceClientChanges)
   };
 
   // Appends a KeptBlock for each block sent with `keep`, in block order.

@@ -677,6 +677,67 @@ TEST_F(WatchedBlocksTest, ABlockPastTheWatchBudgetKeepsTheLibrarysWritesWhenPlac
   EXPECT_EQ(first, 41);
 }
 
+// The merge goes by 8-byte words: a value both sides changed is the client's, never a mix
+// of the two (the library's 255 -> 256 and the client's 0 gave 256). A pointer the client left
+// as it was (its relocation to the same target) keeps what the library put there, as the
+// words beside it do: a library's new buffer and length stay together.
+TEST_F(WatchedBlocksTest, ARememberedBlockMergesWholeWordsAndKeepsTheLibrarysPointers) {
+  const uint64_t size = kMaxWatchedBytes + 16;
+  v1::Request first = KeepPointerCall(255);  // keep_pointer: no write
+  v1::MemoryBlock* big = first.mutable_call()->mutable_blocks(0);
+  big->set_size(size);
+  big->set_keep(true);
+  big->set_watch(true);
+  v1::MemoryBlock* small = first.mutable_call()->add_blocks();
+  small->set_size(16);
+  small->set_keep(true);
+  small->set_watch(true);
+  small->set_direction(v1::INOUT);
+  v1::Relocation* pointer = big->add_relocations();
+  pointer->set_offset(8);
+  pointer->mutable_target()->set_block(1);
+  v1::Response kept = ExecuteOne(&executor_, first);
+  ASSERT_FALSE(kept.has_error()) << kept.error().message();
+  ASSERT_EQ(kept.call().kept_size(), 2);
+  const std::string held = kept.call().blocks(0).data();  // 255, then the pointer to `small`
+  uint64_t small_address = 0;
+  std::memcpy(&small_address, held.data() + 8, sizeof small_address);
+  ASSERT_EQ(small_address, kept.call().kept(1).address().address());
+
+  // The library moves int 0 to 256 and points word 1 elsewhere (ints 2 and 3).
+  ASSERT_FALSE(ExecuteOne(&executor_, SetKeptInt(0, 256)).has_error());
+  ASSERT_FALSE(ExecuteOne(&executor_, SetKeptInt(2, 0x1234)).has_error());
+  ASSERT_FALSE(ExecuteOne(&executor_, SetKeptInt(3, 0)).has_error());
+
+  // The client sets int 0 to 0 and leaves its pointer to `small` as it was.
+  std::string mine = held;
+  const int zero = 0;
+  std::memcpy(mine.data(), &zero, sizeof zero);
+  v1::Request again = first;
+  again.mutable_call()->mutable_blocks(0)->set_data(mine);
+  *again.mutable_call()->mutable_blocks(0)->mutable_at() = kept.call().kept(0).address();
+  again.mutable_call()->mutable_blocks(0)->set_keep(false);
+  *again.mutable_call()->mutable_blocks(1)->mutable_at() = kept.call().kept(1).address();
+  again.mutable_call()->mutable_blocks(1)->set_keep(false);
+  v1::Response response = ExecuteOne(&executor_, again);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  const std::string& returned = response.call().blocks(0).data();
+  int first_int = -1;
+  std::memcpy(&first_int, returned.data(), sizeof first_int);
+  EXPECT_EQ(first_int, 0);  // 256 when merged byte by byte
+  uint64_t word = 0;
+  std::memcpy(&word, returned.data() + 8, sizeof word);
+  EXPECT_EQ(word, 0x1234u);  // the library's, not the client's pointer to `small`
+
+  // A pointer the client changed (to `small`'s second word) goes in.
+  v1::Request moved = again;
+  moved.mutable_call()->mutable_blocks(0)->mutable_relocations(0)->mutable_target()->set_offset(8);
+  response = ExecuteOne(&executor_, moved);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  std::memcpy(&word, response.call().blocks(0).data().data() + 8, sizeof word);
+  EXPECT_EQ(word, small_address + 8);
+}
+
 TEST_F(WatchedBlocksTest, EachWatchedBlockTakesWholeWordsOfTheBudget) {
   // A block 12 bytes short of the budget takes all but one word of it; each 4-byte block
   // then takes a word: one more fits, the next does not (counted in bytes, it would). So

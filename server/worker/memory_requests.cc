@@ -153,27 +153,46 @@ void MemoryRequests::Watch(uint64_t address, const absl::string_view* contents) 
   remembered_bytes_ += contents->size();
 }
 
+const char* MemoryRequests::Held(uint64_t address, uint64_t* size) const {
+  if (auto watched = watched_.find(address); watched != watched_.end()) {
+    *size = watched->second.size();
+    return watched->second.data();
+  }
+  if (auto remembered = remembered_.find(address); remembered != remembered_.end()) {
+    *size = remembered->second.size;
+    return remembered->second.bytes.get();
+  }
+  return nullptr;
+}
+
 bool MemoryRequests::PlaceClientChanges(uint64_t address, absl::string_view sent) {
   absl::MutexLock lock(&mu_);
-  const char* held = nullptr;
-  if (auto watched = watched_.find(address); watched != watched_.end()) {
-    if (watched->second.size() == sent.size()) held = watched->second.data();
-  } else if (auto remembered = remembered_.find(address); remembered != remembered_.end()) {
-    if (remembered->second.size == sent.size()) held = remembered->second.bytes.get();
-  }
-  if (held == nullptr) return false;
-  // The bytes the client changed since it was told the block's contents, compared a page
-  // at a time first.
+  uint64_t size = 0;
+  const char* held = Held(address, &size);
+  if (held == nullptr || size != sent.size()) return false;
+  // The words the client changed since it was told the block's contents go in whole (a value
+  // both changed is the client's, never a mix of the two), compared a page at a time first.
   char* placed = reinterpret_cast<char*>(address);
   constexpr size_t kPage = 4096;
   for (size_t at = 0; at < sent.size(); at += kPage) {
     const size_t end = std::min(at + kPage, sent.size());
     if (std::memcmp(sent.data() + at, held + at, end - at) == 0) continue;
-    for (size_t i = at; i < end; ++i) {
-      if (sent[i] != held[i]) placed[i] = sent[i];
+    for (size_t word = at; word < end; word += 8) {
+      const size_t length = std::min<size_t>(8, end - word);
+      if (std::memcmp(sent.data() + word, held + word, length) != 0) {
+        std::memcpy(placed + word, sent.data() + word, length);
+      }
     }
   }
   return true;
+}
+
+bool MemoryRequests::HeldWordIs(uint64_t address, uint64_t offset, uint64_t value) {
+  absl::MutexLock lock(&mu_);
+  uint64_t size = 0;
+  const char* held = Held(address, &size);
+  if (held == nullptr || offset > size || size - offset < sizeof value) return false;
+  return std::memcmp(held + offset, &value, sizeof value) == 0;
 }
 
 void MemoryRequests::UnwatchReads(uint64_t address) {

@@ -86,6 +86,7 @@ class MemoryRequests : public LastingMemory {
   // PlaceClientChanges alone (no call compares them).
   void Watch(uint64_t address, const absl::string_view* contents) override;
   bool PlaceClientChanges(uint64_t address, absl::string_view sent) override;
+  bool HeldWordIs(uint64_t address, uint64_t offset, uint64_t value) override;
   // Also reports the watched reads' changes; a watched read that can no longer be read is
   // no longer watched.
   void ReportChanged(const std::vector<uint64_t>& placed, uint64_t generation,
@@ -97,6 +98,9 @@ class MemoryRequests : public LastingMemory {
   void* AllocateRecorded(uint64_t size, uint64_t alignment);
   // Unrecords and frees `address`: NOT_FOUND naming `field` when it is not recorded.
   absl::Status FreeRecorded(uint64_t address, absl::string_view field);
+  // What the client holds of the watched or remembered block at `address` (its size in
+  // `size`), or nullptr.
+  const char* Held(uint64_t address, uint64_t* size) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops watching or remembering `address` (nothing when it is neither).
   void Unwatch(uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops watching the reads at `address`, of every size (nothing when none is watched).
