@@ -972,6 +972,18 @@ def test_in_dll(ct, testlib):
     scale.value = 2.25
 
 
+def test_in_dll_of_pointer_and_function_types(ct, testlib):
+    # POINTER(T).in_dll and PROTOTYPE.in_dll (genometools' import): ffibox's crashed this
+    # process, the stdlib's in_dll looking the worker's library handle up here.
+    version = ct.POINTER(ct.c_char).in_dll(testlib, "ffibox_version")
+    assert bool(version) and version[0] == b"f" and version.contents.value == b"f"
+    ABS = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    libc = ct.CDLL("libc.so.6")
+    symbol = ABS.in_dll(libc, "abs")  # the function's code seen as a variable
+    assert ct.addressof(symbol) == ct.cast(libc.abs, ct.c_void_p).value
+    assert ABS(ct.addressof(symbol))(-7) == 7  # genometools' way to the function itself
+
+
 # -- variadic calls and errno ------------------------------------------------------------
 
 def test_variadic_calls(ct, testlib, libc):

@@ -1182,6 +1182,23 @@ def test_sockets_of_other_families_and_socket_pairs_fail_with_eacces(session):
     assert list(pair) == [-1, -1] and session.generation == generation
 
 
+def test_a_variable_viewed_before_a_crash_is_found_again_in_the_new_worker(session):
+    # gumbo keeps in_dll views from its import: after one crash each raised StaleHandle for
+    # good, where functions are looked up again.
+    from ffibox import ctypes as ct
+    lib = session.CDLL(TEST_LIB)
+    scale = ct.c_double.in_dll(lib, "ffibox_scale")
+    version = ct.c_char_p.in_dll(lib, "ffibox_version")
+    scale.value = 3.5
+    with pytest.raises(ffibox.WorkerCrashed):
+        session.CDLL("libc.so.6").abort()
+    assert scale.value == 2.25  # the new worker's, as the library starts it
+    assert version.value == b"ffibox-test 1.0"
+    scale.value = 4.0
+    lib.origin_norm1.restype = ct.c_double
+    assert ct.c_double.in_dll(lib, "ffibox_scale").value == 4.0
+
+
 def test_advice_about_a_files_pages_is_allowed(session):
     # libmpv advises on the files it opens (posix_fadvise); it killed the worker under the
     # strict policy.

@@ -90,6 +90,23 @@ def view(t, at: WorkerAddress):
                                                              _types.all_fields(t)}})
         elif _types.is_array(t):
             cls = type(t.__name__, (t,), {"__getitem__": _array_get, "__setitem__": _array_set})
+        elif _types.is_pointer(t):
+            # A pointer variable (`POINTER(c_char_p).in_dll(libc, "environ")`): what it
+            # points to is read from the worker each time, as the pointer it holds then.
+            cls = type(t.__name__, (t,), {
+                "_type_": t._type_,
+                "contents": property(lambda self: _held(self).contents),
+                "__getitem__": lambda self, index: _held(self)[index],
+                "__setitem__": lambda self, index, value: _held(self).__setitem__(index, value),
+                "__bool__": lambda self: bool(read_word(address_of(self)))})
+        elif _types.is_function(t):
+            # A function pointer variable, or a function itself seen as one (genometools
+            # passes `addressof(PROTOTYPE.in_dll(lib, "a_function"))` as that function):
+            # called, it calls the function whose address it holds.
+            cls = type(t.__name__, (t,), {
+                "_flags_": t._flags_, "_argtypes_": t._argtypes_, "_restype_": t._restype_,
+                "__call__": lambda self, *args: _held(self)(*args),
+                "__bool__": lambda self: bool(read_word(address_of(self)))})
         else:
             raise TypeError("ffibox: no remote view of %r" % (t,))
         cls._ffibox_base = t
@@ -115,6 +132,11 @@ def view(t, at: WorkerAddress):
         except Error:
             pass
     return instance
+
+
+def _held(pointer_view):
+    # What a view of a pointer or function pointer variable holds now, as load gives it.
+    return load(type(pointer_view)._ffibox_base, address_of(pointer_view))
 
 
 def view_address(obj) -> Optional[WorkerAddress]:

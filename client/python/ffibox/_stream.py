@@ -68,6 +68,10 @@ def _typed_read(request) -> bool:
     return any(read.HasField("type") for read in request.read_memory_list.reads)
 
 
+# The errors that end the worker that answered them.
+_WORKER_DEATHS = frozenset((pb.WORKER_CRASHED, pb.CALL_TIMEOUT, pb.SANDBOX_VIOLATION))
+
+
 def _refusal(request, generation: int, message: str):
     """The answer FAILED_PRECONDITION to `request`, refused by this client with `message`."""
     return pb.Response(id=request.id, generation=generation,
@@ -357,6 +361,8 @@ class SessionStream:
         # whole by the reader thread, which then wakes the threads waiting in _loss_of
         # through their queues (no lock: see _Pending).
         self._lost: Tuple[int, Optional[object]] = (0, None)
+        # The latest worker generation an answer said died (lost_generation).
+        self._died = 0
         self._loss_waiters: set = set()
         self._sender: Optional[int] = None  # gRPC's thread that sends the requests
         self._responses = self._stub.Session(self._requests())
@@ -866,6 +872,12 @@ class SessionStream:
             response.error.message = str(failure)
         return response
 
+    @property
+    def lost_generation(self) -> int:
+        """The latest worker generation known to be gone (0: none): the broker reported it
+        lost, or an answer said it died (a crash, a violation, a timeout)."""
+        return max(self._lost[0], self._died)
+
     def _loss_of(self, generation: int):
         """The loss of worker `generation` as the broker reports it (WORKER_LOST); raises
         SessionClosed when the session ended meanwhile, as a request on the stream would."""
@@ -1112,6 +1124,8 @@ class SessionStream:
                 self._heard = time.monotonic()
                 if response.generation:
                     self.generation = response.generation
+                    if response.HasField("error") and response.error.code in _WORKER_DEATHS:
+                        self._died = max(self._died, response.generation)
                 if response.id == 0:
                     if response.HasField("callback_invoke"):
                         invoke = response.callback_invoke

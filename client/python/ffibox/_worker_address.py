@@ -26,13 +26,34 @@ class WorkerAddress:
         return WorkerAddress(self.session, self.address + offset, self.generation)
 
 
+# A library's variable as `in_dll` viewed it: (its library, its name).
+VARIABLE = "_ffibox_variable"
+
+
 def address_of(obj) -> Optional[WorkerAddress]:
     """The WorkerAddress `obj` carries, else None (views override attribute access, so it
-    is read past their __getattribute__)."""
+    is read past their __getattribute__). A view of a library's variable (`in_dll`) made in
+    a worker that was since replaced (after a crash) is looked up again by name in the new
+    one, as a function is: a binding keeps such views from its import on."""
     try:
-        return object.__getattribute__(obj, ATTRIBUTE)
+        at = object.__getattribute__(obj, ATTRIBUTE)
     except AttributeError:
         return None
+    if at is None:
+        return None
+    session = at.session
+    if at.generation and (at.generation != session.generation or
+                          at.generation <= session.stream.lost_generation):
+        try:
+            library, name = object.__getattribute__(obj, VARIABLE)
+        except AttributeError:
+            return at
+        try:
+            at = library.address_of(name)
+        except Exception:  # the library was lost with its worker: the old address, stale
+            return at
+        set_address(obj, at)
+    return at
 
 
 def set_address(obj, address: WorkerAddress) -> None:

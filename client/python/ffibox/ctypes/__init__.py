@@ -26,7 +26,7 @@ from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
 from ffibox import (_addresses, _images, _marshal, _memory, _py_objects, _remote, _slots,
-                    _types)
+                    _types, _worker_address)
 from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
@@ -97,7 +97,9 @@ def in_dll(t, library, name: str):
         address = library.address_of(name)
     except AttributeError as error:
         raise ValueError(str(error)) from None  # as ctypes says it
-    return _remote.view(t, address)
+    view = _remote.view(t, address)
+    object.__setattr__(view, _worker_address.VARIABLE, (library, name))
+    return view
 
 
 def addressof(obj) -> int:

@@ -18,9 +18,11 @@ a static type's attributes in a dictionary it reaches through `__dict__`;
   pointers). With no ffibox session open nothing changes. A view made with `from_buffer`
   is noted on the object it ships as (ffibox._memory_owners.note_view), so that what it
   keeps alive goes with that object's block, also before any call passes the view.
-- `from_address` and `in_dll` of array types: ffibox.ctypes' (a worker address gives a
-  view of worker memory; an ffibox library's variable is the worker's), so
-  `(c_char * 32).from_address(address)` reads the side the address belongs to.
+- `from_address` and `in_dll` of array types, `in_dll` of pointer and function pointer types:
+  ffibox.ctypes' (a worker address gives a view of worker memory; an ffibox library's
+  variable is the worker's), so `(c_char * 32).from_address(address)` reads the side the
+  address belongs to, and `POINTER(c_char_p).in_dll(libc, "environ")` the worker's variable
+  (the stdlib's would look the worker's library handle up in this process).
 """
 import ctypes as _ct
 import gc
@@ -28,7 +30,9 @@ import gc
 from ffibox import _images, _memory_owners, _remote, _slots
 
 _ARRAY_TYPE = type(_ct.c_int * 1)
-_METATYPES = (_ARRAY_TYPE, type(_ct.POINTER(_ct.c_int)), type(_ct.Structure), type(_ct.Union))
+_POINTER_TYPE = type(_ct.POINTER(_ct.c_int))
+_FUNCTION_TYPE = type(_ct.CFUNCTYPE(None))
+_METATYPES = (_ARRAY_TYPE, _POINTER_TYPE, type(_ct.Structure), type(_ct.Union), _FUNCTION_TYPE)
 _MARK = "_ffibox_methods"
 
 
@@ -77,10 +81,14 @@ def install(from_address, in_dll) -> bool:
             if not isinstance(namespace, dict):
                 return False
             replacements = {"from_buffer": _from_buffer, "from_buffer_copy": _from_buffer_copy}
+            if metatype in (_ARRAY_TYPE, _POINTER_TYPE, _FUNCTION_TYPE):
+                # The stdlib's in_dll of an ffibox library would look its worker handle
+                # up in this process (a crash).
+                replacements["in_dll"] = lambda _: lambda cls, library, name: in_dll(
+                    cls, library, name)
             if metatype is _ARRAY_TYPE:
-                replacements.update(
-                    from_address=lambda _: lambda cls, address: from_address(cls, address),
-                    in_dll=lambda _: lambda cls, library, name: in_dll(cls, library, name))
+                replacements["from_address"] = lambda _: lambda cls, address: from_address(
+                    cls, address)
             for name, make in replacements.items():
                 original = namespace[name]
                 namespace[name] = _replacing(original, make(original))
