@@ -4,6 +4,7 @@
 // the session's timeout is killed by the broker; the door hands a channel over once, only
 // for its token, only to its owner's user.
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -467,20 +468,25 @@ TEST(SameHostSharedAreaTest, AWorkerThatCannotMapTheAreaGetsTheCallInFrames) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, client->OpenSession(options));
   ASSERT_OK_AND_ASSIGN(Library libc, session->Load("libc.so.6"));
   ASSERT_OK_AND_ASSIGN(auto memset_fn, (libc.Function<void*(Buffer&, int, size_t)>("memset")));
-  // The worker takes all of its address space, then frees 3 MiB (kept in its heap for its
-  // next allocations): room for a call's own block, not for the area.
-  ASSERT_OK_AND_ASSIGN(auto malloc_fn, (libc.Function<RemotePtr(size_t)>("malloc")));
-  ASSERT_OK_AND_ASSIGN(auto free_fn, (libc.Function<void(RemotePtr)>("free")));
+  // The worker takes all of its address space in mappings of 1 MiB, then gives 3 MiB back
+  // (munmap, not free: malloc may serve a block from its heap, whose free space stays
+  // taken): room for the channel and a call's own block, not for the area.
+  ASSERT_OK_AND_ASSIGN(auto mmap_fn,
+                       (libc.Function<RemotePtr(RemotePtr, size_t, int, int, int, long)>("mmap")));
+  ASSERT_OK_AND_ASSIGN(auto munmap_fn, (libc.Function<int(RemotePtr, size_t)>("munmap")));
   std::vector<RemotePtr> taken;
+  constexpr size_t kMiB = size_t{1} << 20;
   for (int i = 0; i < 160; ++i) {
-    ASSERT_OK_AND_ASSIGN(RemotePtr block, malloc_fn(size_t{1} << 20));
-    if (block.address == 0) break;
+    ASSERT_OK_AND_ASSIGN(RemotePtr block, mmap_fn(RemotePtr{}, kMiB, PROT_READ | PROT_WRITE,
+                                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (block.address == reinterpret_cast<uint64_t>(MAP_FAILED)) break;
     taken.push_back(block);
   }
   ASSERT_LT(taken.size(), 160u) << "the memory cap did not bite";
   ASSERT_GE(taken.size(), 3u);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_OK(free_fn(taken.back()));
+    ASSERT_OK_AND_ASSIGN(int unmapped, munmap_fn(taken.back(), kMiB));
+    ASSERT_EQ(unmapped, 0);
     taken.pop_back();
   }
   ASSERT_OK(session->EnableSameHost());
