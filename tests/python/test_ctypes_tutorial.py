@@ -972,6 +972,43 @@ def test_in_dll(ct, testlib):
     scale.value = 2.25
 
 
+def test_a_field_of_a_bindings_enum_type_keeps_its_class(ct, libc):
+    # python3-gumbo's enums: a metaclass that refuses a class without _values_, a __repr__
+    # and a from_param that refuses another class. A field read from the library's memory
+    # made the metaclass run again (ValueError on every parse), then failed from_param and
+    # showed another repr.
+    class Meta(type(ct.c_uint)):
+        def __new__(mcs, name, bases, namespace):
+            if "_values_" not in namespace:
+                raise ValueError("No _values_ list found inside enum type.")
+            return super().__new__(mcs, name, bases, namespace)
+
+    class Tag(ct.c_uint, metaclass=Meta):
+        _values_ = ["HTML", "BODY"]
+
+        def __repr__(self):
+            return "Tag." + self._values_[self.value]
+
+        @classmethod
+        def from_param(cls, value):
+            if isinstance(value, ct.c_uint) and value.__class__ != cls:
+                raise ValueError("Can't mix enums of different types")
+            return value
+
+    class Node(ct.Structure):
+        _fields_ = [("tag", Tag), ("depth", ct.c_int)]
+
+    libc.calloc.restype = ct.POINTER(Node)
+    libc.free.argtypes = [ct.POINTER(Node)]
+    node = libc.calloc(1, ct.sizeof(Node))
+    node.contents.tag = Tag(1)
+    tag = node.contents.tag
+    assert repr(tag) == "Tag.BODY" and tag.__class__ is Tag and tag.value == 1
+    libc.abs.argtypes = [Tag]
+    assert libc.abs(tag) == 1
+    libc.free(node)
+
+
 def test_in_dll_of_pointer_and_function_types(ct, testlib):
     # POINTER(T).in_dll and PROTOTYPE.in_dll (genometools' import): ffibox's crashed this
     # process, the stdlib's in_dll looking the worker's library handle up here.

@@ -81,19 +81,21 @@ def view(t, at: WorkerAddress):
     cls = _views.get(t)
     if cls is None:
         if _types.is_simple(t):
-            cls = type(t.__name__, (t,), {"value": property(_simple_get, _simple_set),
-                                          "__repr__": _simple_repr, "__bool__": _simple_bool})
+            methods = {"value": property(_simple_get, _simple_set), "__bool__": _simple_bool}
+            # ctypes shows a simple type with its value, a subclass of one as an object (and
+            # a binding's own __repr__, an enum's, as the binding does).
+            if t.__mro__[1] is _ct._SimpleCData:
+                methods["__repr__"] = _simple_repr
+            cls = _view_class(t, methods)
         elif _types.is_record(t):
-            cls = type(t.__name__, (t,), {"__getattribute__": _record_get,
-                                          "__setattr__": _record_set,
-                                          "_ffibox_fields": {f[0]: f for f in
-                                                             _types.all_fields(t)}})
+            cls = _view_class(t, {"__getattribute__": _record_get, "__setattr__": _record_set,
+                                  "_ffibox_fields": {f[0]: f for f in _types.all_fields(t)}})
         elif _types.is_array(t):
-            cls = type(t.__name__, (t,), {"__getitem__": _array_get, "__setitem__": _array_set})
+            cls = _view_class(t, {"__getitem__": _array_get, "__setitem__": _array_set})
         elif _types.is_pointer(t):
             # A pointer variable (`POINTER(c_char_p).in_dll(libc, "environ")`): what it
             # points to is read from the worker each time, as the pointer it holds then.
-            cls = type(t.__name__, (t,), {
+            cls = _view_class(t, {
                 "_type_": t._type_,
                 "contents": property(lambda self: _held(self).contents),
                 "__getitem__": lambda self, index: _held(self)[index],
@@ -103,7 +105,7 @@ def view(t, at: WorkerAddress):
             # A function pointer variable, or a function itself seen as one (genometools
             # passes `addressof(PROTOTYPE.in_dll(lib, "a_function"))` as that function):
             # called, it calls the function whose address it holds.
-            cls = type(t.__name__, (t,), {
+            cls = _view_class(t, {
                 "_flags_": t._flags_, "_argtypes_": t._argtypes_, "_restype_": t._restype_,
                 "__call__": lambda self, *args: _held(self)(*args),
                 "__bool__": lambda self: bool(read_word(address_of(self)))})
@@ -132,6 +134,17 @@ def view(t, at: WorkerAddress):
         except Error:
             pass
     return instance
+
+
+def _view_class(t, methods):
+    """The class of views of `t`: a subclass with `methods`, made by ctypes' own metaclass
+    (a binding's metaclass, gumbo's enums', would run again and may refuse a class it did not
+    expect) and showing `t` as its `__class__` (a binding's from_param comparing classes,
+    gumbo's "can't mix enums", takes a view for a `t`)."""
+    methods = dict(methods, __class__=property(lambda self: t))
+    metatype = type(t)
+    ctypes_metatype = next(m for m in metatype.__mro__ if m.__module__ == "_ctypes")
+    return ctypes_metatype.__new__(metatype, t.__name__, (t,), methods)
 
 
 def _held(pointer_view):
