@@ -62,16 +62,20 @@ function opName(op) {
   return Object.keys(op).find((key) => Object.hasOwn(EXPECTED_RESULTS, key)) || '';
 }
 
-// The callback running in this async context: { session, invocation, open }. A call made in
-// it goes in its invocation while the callback runs, and only on the session it came from;
-// a call on another session, or made once the callback returned (a timer it set, a promise
-// it did not await), goes at the top level.
+// The callbacks running in this async context, innermost first: { session, invocation,
+// open, outer }. A call made in one goes in the innermost invocation of its own session that
+// is still open: a call on another session goes in that session's (a callback of session B
+// called from a callback of session A calling A again), or at the top level; a call made once
+// the callback returned (a timer it set, a promise it did not await) goes in the next open
+// one out, or at the top level.
 const currentInvocation = new AsyncLocalStorage();
 
 // The invocation a request of `session` made in this async context belongs to ('0': none).
 function invocationOf(session) {
-  const running = currentInvocation.getStore();
-  return running && running.session === session && running.open ? running.invocation : '0';
+  for (let frame = currentInvocation.getStore(); frame; frame = frame.outer) {
+    if (frame.session === session && frame.open) return frame.invocation;
+  }
+  return '0';
 }
 
 function closedError(status) {
@@ -301,7 +305,9 @@ class Session extends EventEmitter {
     const name = opName(op);
     const bound = this._answerBound(name, op);
     return new Promise((resolve, reject) => {
-      this._pending.set(id, { resolve, reject, label, name, bound });
+      // The callbacks this request was made in: those its invocations run inside.
+      const frame = currentInvocation.getStore();
+      this._pending.set(id, { resolve, reject, label, name, bound, frame });
       this._answerWatch.sent(bound);
       this._stream.write(request);
     });
@@ -589,7 +595,11 @@ class Session extends EventEmitter {
         if (t.kind === 'record' && value && value.kind === 'raw') return value.raw;
         return scalarFromServer(t, value, `argument ${i} of callback ${invoke.callback}`);
       });
-      const running = { session: this, invocation: String(invocation), open: true };
+      // Inside the callbacks the call that made it was made in (on this session or
+      // another), which the stream's event that brought it does not carry.
+      const making = this._pending.get(Number(invoke.request_id || 0));
+      const running = { session: this, invocation: String(invocation), open: true,
+        outer: making ? making.frame : currentInvocation.getStore() };
       let result;
       try {
         result = await currentInvocation.run(running, () => fn(...args));

@@ -812,6 +812,23 @@ describe('callbacks', () => {
     }
   });
 
+  test("a callback of another session called from a callback calls the first session in the first's invocation", async () => {
+    // The innermost frame alone was looked at: the call went at the top level of the first
+    // session, behind its call waiting for the outer callback, until the deadline.
+    const other = await client.session({ timeoutMs: 5000 });
+    try {
+      const declaration = 'int call_twice_nested(void* h, int x)';
+      const options = { params: [ffibox.callback({ result: 'int', params: ['int'] })] };
+      const twiceOther = await (await other.load(TEST_LIB)).func(declaration, options);
+      const twice = await lib.func(declaration, options);
+      const addInt = await lib.func('int add_int(int, int)');
+      // h(x) = x + 2 through the other session's library, whose callback adds 1 here.
+      assert.equal(await twice(async (x) => twiceOther(async (y) => addInt(y, 1), x), 1), 5);
+    } finally {
+      other.close();
+    }
+  });
+
   test('a stored callback fired later', async () => {
     const register = await lib.func('void register_handler(void* h)',
       { params: [ffibox.callback('int h(int)')] });
