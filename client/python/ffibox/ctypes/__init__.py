@@ -64,6 +64,12 @@ __all__ = [
     "sizeof", "string_at", "wstring_at",
 ]
 
+# Names newer stdlibs have (3.12's c_time_t and SIZEOF_TIME_T), where they have them.
+for _name in ("c_time_t", "SIZEOF_TIME_T"):
+    if hasattr(_ct, _name):
+        globals()[_name] = getattr(_ct, _name)
+        __all__.append(_name)
+
 
 def scratch_directory() -> Optional[str]:
     """The default session's scratch directory: a writable directory the library sees at
