@@ -906,6 +906,22 @@ absl::StatusOr<Session::Answer> Session::OpenLocalChannel(const v1::Request& req
   return Forward(request, std::move(pending));
 }
 
+namespace {
+
+// The host uid a jailed worker runs as (none without the jail): its user namespace's map, or,
+// with that layer waived, nobody under root and ffiboxd's own uid otherwise.
+std::optional<uid_t> JailedWorkerUid(const JailOptions& jail) {
+  if (!jail.enabled) return std::nullopt;
+  const std::vector<std::string> layers = ActiveJailLayers(jail);
+  if (std::find(layers.begin(), layers.end(), JailLayerKey(JailLayer::kUserNamespace)) !=
+      layers.end()) {
+    return WorkerHostIds().uid;
+  }
+  return geteuid() == 0 ? kNobodyId : geteuid();
+}
+
+}  // namespace
+
 absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library) {
   bool by_descriptor = false;
   {
@@ -917,8 +933,7 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
   }
   if (!by_descriptor) return absl::OkStatus();
   absl::StatusOr<int> fd = OpenLibraryForWorker(
-      path, config_.jail.enabled ? std::optional<uid_t>(WorkerHostIds().uid) : std::nullopt,
-      config_.jail.enabled && WorkerIsAnotherUser(),
+      path, JailedWorkerUid(config_.jail), config_.jail.enabled && WorkerIsAnotherUser(),
       /*client_reads_as_broker=*/config_.client_reads_as_broker, &library_copies_);
   if (!fd.ok()) {
     return ErrorStatus(
