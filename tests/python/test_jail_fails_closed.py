@@ -216,20 +216,26 @@ def test_private_server_as_root_contains_a_hostile_library_from_tmp(library_dir)
 
 # -- the same as an ordinary user ----------------------------------------------------------
 
-@pytest.fixture
-def ordinary_user():
-    """(uid, gid, home) of ORDINARY_USER, created with a home directory when missing."""
+def local_user(name: str, *useradd_options: str):
+    """(uid, gid, home) of user `name`, made by useradd with `useradd_options` and a 0700 home
+    directory when missing."""
     require_root()
     try:
-        entry = pwd.getpwnam(ORDINARY_USER)
+        entry = pwd.getpwnam(name)
     except KeyError:
-        subprocess.run([require_tool("useradd"), "-m", "-s", "/bin/sh", ORDINARY_USER],
+        subprocess.run([require_tool("useradd"), "-m", "-s", "/bin/sh", *useradd_options, name],
                        check=True, timeout=60)
-        entry = pwd.getpwnam(ORDINARY_USER)
+        entry = pwd.getpwnam(name)
     os.makedirs(entry.pw_dir, exist_ok=True)
     os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
     os.chmod(entry.pw_dir, 0o700)
     return entry.pw_uid, entry.pw_gid, entry.pw_dir
+
+
+@pytest.fixture
+def ordinary_user():
+    """(uid, gid, home) of ORDINARY_USER, created with a home directory when missing."""
+    return local_user(ORDINARY_USER)
 
 
 @pytest.fixture
@@ -757,23 +763,14 @@ print(json.dumps({"handed": handed, "reopened": reopened, "exe": exe, "started":
 @pytest.fixture
 def user_without_subordinate_ids():
     """(uid, gid, home) of a user that /etc/subuid and /etc/subgid give no ids."""
-    require_root()
-    try:
-        entry = pwd.getpwnam(USER_WITHOUT_SUBORDINATE_IDS)
-    except KeyError:
-        subprocess.run([require_tool("useradd"), "-m", "-s", "/bin/sh", "-K", "SUB_UID_COUNT=0",
-                        "-K", "SUB_GID_COUNT=0", USER_WITHOUT_SUBORDINATE_IDS],
-                       check=True, timeout=60)
-        entry = pwd.getpwnam(USER_WITHOUT_SUBORDINATE_IDS)
+    ids = local_user(USER_WITHOUT_SUBORDINATE_IDS, "-K", "SUB_UID_COUNT=0", "-K",
+                     "SUB_GID_COUNT=0")
     for listing in ("/etc/subuid", "/etc/subgid"):
         if os.path.exists(listing):
             with open(listing) as f:
                 assert not any(line.startswith(USER_WITHOUT_SUBORDINATE_IDS + ":")
                                for line in f), listing
-    os.makedirs(entry.pw_dir, exist_ok=True)
-    os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
-    os.chmod(entry.pw_dir, 0o700)
-    return entry.pw_uid, entry.pw_gid, entry.pw_dir
+    return ids
 
 
 def test_workers_of_the_users_own_uid_cannot_change_its_library_or_binaries(
