@@ -38,16 +38,14 @@ bool PlacesClientChanges(const v1::MemoryBlock& block, uint64_t size, absl::Span
   if (sent.size() != size) return false;
   // The pointers the relocations set are left as the library has them: the client's bytes
   // there are its own addresses, and each relocation decides (Place).
-  std::vector<std::pair<uint64_t, uint64_t>> pointers;  // (offset, the library's word)
+  std::vector<uint64_t> pointers;
   for (const v1::Relocation& relocation : block.relocations()) {
-    if (relocation.offset() > size || size - relocation.offset() < sizeof(uint64_t)) continue;
-    uint64_t word;
-    std::memcpy(&word, data + relocation.offset(), sizeof word);
-    pointers.emplace_back(relocation.offset(), word);
+    if (relocation.offset() <= size && size - relocation.offset() >= sizeof(uint64_t)) {
+      pointers.push_back(relocation.offset());
+    }
   }
-  if (!lasting->PlaceClientChanges(reinterpret_cast<uint64_t>(data), sent)) return false;
-  for (const auto& [offset, word] : pointers) std::memcpy(data + offset, &word, sizeof word);
-  return true;
+  std::sort(pointers.begin(), pointers.end());
+  return lasting->PlaceClientChanges(reinterpret_cast<uint64_t>(data), sent, pointers);
 }
 
 // The innermost call running on this thread (CallBlocks::Running), or nullptr. A library
@@ -185,9 +183,15 @@ absl::Status CallBlocks::Place(const google::protobuf::RepeatedPtrField<v1::Memo
         return InvalidArgumentAt(path(), "a relocation names neither a target nor a callback");
       }
       // In a merged block, a pointer the client left as it was keeps what the library put
-      // there, as the words beside it do.
-      if (placed_[i].merged && lasting_->HeldWordIs(reinterpret_cast<uint64_t>(placed_[i].data),
-                                                    relocation.offset(), *target)) {
+      // there, as the words beside it do: one to the same lasting block or callback (a block
+      // placed for this call only may come back at the same address pointing elsewhere).
+      const bool lasting_target =
+          relocation.to_case() == v1::Relocation::kCallback ||
+          (relocation.target().block() < static_cast<uint32_t>(blocks.size()) &&
+           IsLasting(blocks[static_cast<int>(relocation.target().block())]));
+      if (placed_[i].merged && lasting_target &&
+          lasting_->HeldWordIs(reinterpret_cast<uint64_t>(placed_[i].data), relocation.offset(),
+                               *target)) {
         continue;
       }
       std::memcpy(placed_[i].data + relocation.offset(), &*target, sizeof(uint64_t));

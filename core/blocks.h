@@ -47,11 +47,14 @@ class LastingMemory {
   // nullptr (stop watching it).
   virtual void Watch(uint64_t address, const absl::string_view* contents) = 0;
   // A call places the lasting block at `address` again with the client's bytes `sent` (a
-  // block that copies in and out): writes the bytes the client changed since it was told
+  // block that copies in and out): writes the words the client changed since it was told
   // what the block holds (Watch; remembered past the watch budget too) over what the library
   // left there, so that what the library wrote since, which the client has not seen, stays;
-  // true. False, with nothing written, when nothing of `sent.size()` bytes is remembered.
-  virtual bool PlaceClientChanges(uint64_t address, absl::string_view sent) = 0;
+  // true. The 8 bytes at each of `pointers` (the offsets its relocations set, in increasing
+  // order; the client's bytes there are its own addresses) are neither compared nor written.
+  // False, with nothing written, when nothing of `sent.size()` bytes is remembered.
+  virtual bool PlaceClientChanges(uint64_t address, absl::string_view sent,
+                                  const std::vector<uint64_t>& pointers) = 0;
   // Whether what the client was told the lasting block at `address` holds has `value` at
   // `offset` (a pointer the client did not change since: its relocation to the same target
   // leaves what the library put there).

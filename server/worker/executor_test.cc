@@ -738,6 +738,47 @@ TEST_F(WatchedBlocksTest, ARememberedBlockMergesWholeWordsAndKeepsTheLibrarysPoi
   EXPECT_EQ(word, small_address + 8);
 }
 
+// A packed pointer across two words: the client's bytes there are its own address, which
+// are not a change of the words' other bytes (the library's field beside it was lost).
+TEST_F(WatchedBlocksTest, APackedPointerAcrossWordsKeepsTheLibrarysFieldBesideIt) {
+  const uint64_t size = kMaxWatchedBytes + 16;
+  v1::Request first = KeepPointerCall(0);
+  v1::MemoryBlock* big = first.mutable_call()->mutable_blocks(0);
+  std::string bytes(size, '\0');
+  const uint64_t local_address = 0x00005555deadbee0ULL;  // the client's own address
+  std::memcpy(bytes.data() + 4, &local_address, sizeof local_address);
+  big->set_data(bytes);
+  big->set_size(size);
+  big->set_keep(true);
+  big->set_watch(true);
+  v1::MemoryBlock* small = first.mutable_call()->add_blocks();
+  small->set_size(16);
+  small->set_keep(true);
+  small->set_watch(true);
+  small->set_direction(v1::INOUT);
+  v1::Relocation* pointer = big->add_relocations();
+  pointer->set_offset(4);  // bytes 4..11, across words 0 and 1
+  pointer->mutable_target()->set_block(1);
+  v1::Response kept = ExecuteOne(&executor_, first);
+  ASSERT_FALSE(kept.has_error()) << kept.error().message();
+  ASSERT_EQ(kept.call().kept_size(), 2);
+  ASSERT_FALSE(ExecuteOne(&executor_, SetKeptInt(3, 0x55)).has_error());  // bytes 12..15
+
+  v1::Request again = first;  // the client's object again, unchanged
+  *again.mutable_call()->mutable_blocks(0)->mutable_at() = kept.call().kept(0).address();
+  again.mutable_call()->mutable_blocks(0)->set_keep(false);
+  *again.mutable_call()->mutable_blocks(1)->mutable_at() = kept.call().kept(1).address();
+  again.mutable_call()->mutable_blocks(1)->set_keep(false);
+  v1::Response response = ExecuteOne(&executor_, again);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  int field = -1;
+  std::memcpy(&field, response.call().blocks(0).data().data() + 12, sizeof field);
+  EXPECT_EQ(field, 0x55);
+  uint64_t address = 0;
+  std::memcpy(&address, response.call().blocks(0).data().data() + 4, sizeof address);
+  EXPECT_EQ(address, kept.call().kept(1).address().address());
+}
+
 TEST_F(WatchedBlocksTest, EachWatchedBlockTakesWholeWordsOfTheBudget) {
   // A block 12 bytes short of the budget takes all but one word of it; each 4-byte block
   // then takes a word: one more fits, the next does not (counted in bytes, it would). So

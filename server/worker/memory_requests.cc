@@ -165,22 +165,37 @@ const char* MemoryRequests::Held(uint64_t address, uint64_t* size) const {
   return nullptr;
 }
 
-bool MemoryRequests::PlaceClientChanges(uint64_t address, absl::string_view sent) {
+bool MemoryRequests::PlaceClientChanges(uint64_t address, absl::string_view sent,
+                                        const std::vector<uint64_t>& pointers) {
   absl::MutexLock lock(&mu_);
   uint64_t size = 0;
   const char* held = Held(address, &size);
   if (held == nullptr || size != sent.size()) return false;
   // The words the client changed since it was told the block's contents go in whole (a value
-  // both changed is the client's, never a mix of the two), compared a page at a time first.
+  // both changed is the client's, never a mix of the two), but for the pointers' bytes;
+  // compared a page at a time first.
   char* placed = reinterpret_cast<char*>(address);
+  size_t next = 0;  // the first pointer that may reach the word looked at
+  const auto in_pointer = [&pointers, &next](size_t at) {
+    for (size_t p = next; p < pointers.size() && pointers[p] <= at; ++p) {
+      if (at < pointers[p] + sizeof(uint64_t)) return true;
+    }
+    return false;
+  };
   constexpr size_t kPage = 4096;
   for (size_t at = 0; at < sent.size(); at += kPage) {
     const size_t end = std::min(at + kPage, sent.size());
     if (std::memcmp(sent.data() + at, held + at, end - at) == 0) continue;
     for (size_t word = at; word < end; word += 8) {
       const size_t length = std::min<size_t>(8, end - word);
-      if (std::memcmp(sent.data() + word, held + word, length) != 0) {
-        std::memcpy(placed + word, sent.data() + word, length);
+      while (next < pointers.size() && pointers[next] + sizeof(uint64_t) <= word) ++next;
+      if (std::memcmp(sent.data() + word, held + word, length) == 0) continue;
+      bool changed = false;
+      for (size_t i = word; i < word + length && !changed; ++i) {
+        changed = sent[i] != held[i] && !in_pointer(i);
+      }
+      for (size_t i = word; changed && i < word + length; ++i) {
+        if (!in_pointer(i)) placed[i] = sent[i];
       }
     }
   }

@@ -85,7 +85,8 @@ class MemoryRequests : public LastingMemory {
   // remembers what the client holds of them, up to kMaxRememberedBytes, for
   // PlaceClientChanges alone (no call compares them).
   void Watch(uint64_t address, const absl::string_view* contents) override;
-  bool PlaceClientChanges(uint64_t address, absl::string_view sent) override;
+  bool PlaceClientChanges(uint64_t address, absl::string_view sent,
+                          const std::vector<uint64_t>& pointers) override;
   bool HeldWordIs(uint64_t address, uint64_t offset, uint64_t value) override;
   // Also reports the watched reads' changes; a watched read that can no longer be read is
   // no longer watched.
