@@ -1014,11 +1014,21 @@ def test_in_dll_of_pointer_and_function_types(ct, testlib):
     # process, the stdlib's in_dll looking the worker's library handle up here.
     version = ct.POINTER(ct.c_char).in_dll(testlib, "ffibox_version")
     assert bool(version) and version[0] == b"f" and version.contents.value == b"f"
+    # Passed or cast, it is the pointer the variable holds, not the variable's address.
+    held = ct.c_void_p.in_dll(testlib, "ffibox_version").value
+    assert ct.cast(version, ct.c_void_p).value == held
+    strlen = ct.CDLL("libc.so.6").strlen
+    strlen.argtypes = [ct.POINTER(ct.c_char)]
+    assert strlen(version) == len(b"ffibox-test 1.0")
     ABS = ct.CFUNCTYPE(ct.c_int, ct.c_int)
     libc = ct.CDLL("libc.so.6")
     symbol = ABS.in_dll(libc, "abs")  # the function's code seen as a variable
     assert ct.addressof(symbol) == ct.cast(libc.abs, ct.c_void_p).value
     assert ABS(ct.addressof(symbol))(-7) == 7  # genometools' way to the function itself
+    # A function pointer variable passed where a function pointer goes is what it holds.
+    testlib.call_twice_nested.argtypes = [ABS, ct.c_int]
+    handler = ABS.in_dll(testlib, "ffibox_abs_handler")
+    assert testlib.call_twice_nested(handler, -3) == 3
 
 
 # -- variadic calls and errno ------------------------------------------------------------

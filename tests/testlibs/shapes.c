@@ -227,6 +227,8 @@ EXPORT Point ffibox_origin = {1.5, -2.5};
 EXPORT double ffibox_scale = 2.25;
 EXPORT int ffibox_primes[5] = {2, 3, 5, 7, 11};
 EXPORT const char* ffibox_version = "ffibox-test 1.0";
+/* A function pointer variable (not in shapes.h: for in_dll of a prototype). */
+EXPORT int (*ffibox_abs_handler)(int) = abs;
 EXPORT double origin_norm1(void) {
   return (ffibox_origin.x < 0 ? -ffibox_origin.x : ffibox_origin.x) +
          (ffibox_origin.y < 0 ? -ffibox_origin.y : ffibox_origin.y);

@@ -424,6 +424,7 @@ def _byref_value(value, builder):
 
 def _encode_pointer(t, value, builder, session):
     target = t._type_
+    value = _remote.held_by_pointer_view(value)
     if value is None:
         return NULL
     if isinstance(value, RemotePointer):
@@ -519,6 +520,7 @@ def _stored_twin(value, session):
 
 
 def _encode_function(value, session):
+    value = _remote.held_by_pointer_view(value)
     if value is None:
         return NULL
     at = address_of(value) if _types.is_function(type(value)) or getattr(

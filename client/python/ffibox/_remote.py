@@ -144,12 +144,25 @@ def _view_class(t, methods):
     methods = dict(methods, __class__=property(lambda self: t))
     metatype = type(t)
     ctypes_metatype = next(m for m in metatype.__mro__ if m.__module__ == "_ctypes")
-    return ctypes_metatype.__new__(metatype, t.__name__, (t,), methods)
+    cls = ctypes_metatype.__new__(metatype, t.__name__, (t,), methods)
+    ctypes_metatype.__init__(cls, t.__name__, (t,), methods)  # where 3.13's ctypes sets it up
+    return cls
 
 
 def _held(pointer_view):
     # What a view of a pointer or function pointer variable holds now, as load gives it.
     return load(type(pointer_view)._ffibox_base, address_of(pointer_view))
+
+
+def held_by_pointer_view(obj):
+    """What a view of a pointer or function pointer variable holds now (a RemotePointer, a
+    function of the worker), which is what passing or casting it passes; `obj` itself when it
+    is no such view."""
+    base = getattr(type(obj), "_ffibox_base", None)
+    if base is not None and (_types.is_pointer(base) or _types.is_function(base)) and \
+            address_of(obj) is not None:
+        return _held(obj)
+    return obj
 
 
 def view_address(obj) -> Optional[WorkerAddress]:

@@ -323,9 +323,11 @@ def _remote_address(obj) -> Optional[WorkerAddress]:
         at = _remote.view_address(target)
         return None if at is None else at + offset
     at = address_of(obj)
-    if at is not None and _remote.view_address(obj) is not None and \
-            _types.code_of(type(obj)._ffibox_base) in ("P", "z", "Z"):
-        return WorkerAddress(at.session, _remote.read_word(at), at.generation)
+    if at is not None and _remote.view_address(obj) is not None:
+        base = type(obj)._ffibox_base
+        if _types.code_of(base) in ("P", "z", "Z") or _types.is_pointer(base) or \
+                _types.is_function(base):  # a pointer variable: the address it holds
+            return WorkerAddress(at.session, _remote.read_word(at), at.generation)
     return at
 
 
