@@ -158,11 +158,14 @@ absl::StatusOr<int> CopyIntoSealedMemfd(int fd, off_t size, const std::string& p
   // Linux 6.3's MFD_EXEC and F_SEAL_EXEC, which Debian 12's headers do not have: a kernel
   // with vm.memfd_noexec set makes a memfd without MFD_EXEC unexecutable; a kernel before
   // 6.3 refuses both (EINVAL), and its memfds are executable.
+  // A library's copy asks for MFD_NOEXEC_SEAL, which vm.memfd_noexec 2 requires (the
+  // loader maps it executable all the same: the mode's execute bits are execve's).
+  constexpr unsigned kMfdNoexecSeal = 0x0008U;
   constexpr unsigned kMfdExec = 0x0010U;
   constexpr int kSealExec = 0x0020;
   const unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-  int copy = executable ? memfd_create(name, flags | kMfdExec) : -1;
-  if (copy < 0) copy = memfd_create(name, flags);
+  int copy = memfd_create(name, flags | (executable ? kMfdExec : kMfdNoexecSeal));
+  if (copy < 0 && errno == EINVAL) copy = memfd_create(name, flags);
   if (copy < 0) return OpenError("memfd_create", errno);
   off_t offset = 0;
   while (offset < size) {

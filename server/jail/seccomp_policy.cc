@@ -277,6 +277,12 @@ absl::Status Check(int rc, absl::string_view what) {
   return absl::InternalError(absl::StrCat("seccomp: ", what, ": ", strerror(-rc)));
 }
 
+// Whether the configuration adds syscall `name` to the policy: its unconditional rule
+// replaces the policy's own conditions on it (a refusal among them too).
+bool IsExtra(absl::string_view name, const std::vector<std::string>& extra_syscalls) {
+  return std::find(extra_syscalls.begin(), extra_syscalls.end(), name) != extra_syscalls.end();
+}
+
 absl::Status Allow(scmp_filter_ctx ctx, const char* name) {
   int nr = seccomp_syscall_resolve_name(name);
   if (nr == __NR_SCMP_ERROR) return absl::OkStatus();  // not on this architecture
@@ -345,7 +351,7 @@ absl::Status AddArgumentRules(scmp_filter_ctx ctx) {
 // the group or others: a scratch directory is the host's) fails with EPERM, and the worker lives:
 // SQLite gives a journal the database's mode (0666 for a database the caller made writable by
 // others) and goes on without it. Permissive allows any chmod.
-absl::Status AddModeRules(scmp_filter_ctx ctx) {
+absl::Status AddModeRules(scmp_filter_ctx ctx, const std::vector<std::string>& extra_syscalls) {
   constexpr scmp_datum_t kRefusedBits = 07177;
   // A worker that owns its own executable (its host uid is ffiboxd's: an unprivileged
   // ffiboxd whose user has no subordinate ids) could make it mode 0 through /proc/self/exe,
@@ -360,7 +366,7 @@ absl::Status AddModeRules(scmp_filter_ctx ctx) {
   for (const auto& call : calls) {
     // fchmodat2 (Linux 6.6) by name: Debian 12's libseccomp knows it, its headers do not.
     const int nr = seccomp_syscall_resolve_name(call.name);
-    if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
+    if (nr == __NR_SCMP_ERROR || IsExtra(call.name, extra_syscalls)) continue;  // allowed
     if (owns_executable) {
       absl::Status refused = Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0), call.name);
       if (!refused.ok()) return refused;
@@ -392,7 +398,8 @@ constexpr scmp_datum_t kThreadCloneFlags = CLONE_THREAD | CLONE_FILES;
 // Rules whose arguments matter: signals, process memory access and rlimits only on the
 // worker itself, clone only for threads sharing the descriptor table (or, permissive, for
 // processes without new namespaces).
-absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
+absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive,
+                                 const std::vector<std::string>& extra_syscalls) {
   const scmp_datum_t self = static_cast<scmp_datum_t>(getpid());
   struct OwnPidRule {
     int nr;
@@ -431,7 +438,7 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
       "ambient capability read rule");
   if (!ambient.ok()) return ambient;
   if (!permissive) {
-    absl::Status modes = AddModeRules(ctx);
+    absl::Status modes = AddModeRules(ctx, extra_syscalls);
     if (!modes.ok()) return modes;
     for (unsigned long request : kAllowedIoctls) {
       absl::Status status =
@@ -494,7 +501,9 @@ absl::Status AddConditionalRules(scmp_filter_ctx ctx, bool permissive) {
       Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1,
                              SCMP_A0(SCMP_CMP_GE, static_cast<scmp_datum_t>(AF_MAX))),
             "socket family rule");
-  if (!unknown_families.ok() || permissive) return unknown_families;
+  if (!unknown_families.ok() || permissive || IsExtra("socketpair", extra_syscalls)) {
+    return unknown_families;
+  }
   return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socketpair), 0),
                "socketpair rule");
 }
@@ -543,10 +552,7 @@ absl::Status AddRefusedSyscalls(scmp_filter_ctx ctx, bool permissive,
                                 const std::vector<std::string>& extra_syscalls) {
   for (const RefusedSyscall& refused : kRefusedSyscalls) {
     if (permissive && refused.strict_only) continue;
-    if (std::find(extra_syscalls.begin(), extra_syscalls.end(), refused.name) !=
-        extra_syscalls.end()) {
-      continue;
-    }
+    if (IsExtra(refused.name, extra_syscalls)) continue;
     int nr = seccomp_syscall_resolve_name(refused.name);
     if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
     absl::Status status =
@@ -601,7 +607,7 @@ absl::StatusOr<int> InstallSeccompPolicy(absl::string_view policy,
       if (!status.ok()) return status;
     }
   }
-  absl::Status conditional = AddConditionalRules(ctx.get(), permissive);
+  absl::Status conditional = AddConditionalRules(ctx.get(), permissive, extra_syscalls);
   if (!conditional.ok()) return conditional;
   absl::Status by_argument = AddArgumentRules(ctx.get());
   if (!by_argument.ok()) return by_argument;

@@ -897,6 +897,32 @@ def test_memfd_create_fails_with_enosys_unless_the_policy_allows_it(tmp_path, po
     assert result.stdout.strip() == expected
 
 
+SOCKETPAIR_PROBE = """
+import errno, sys
+import ffibox
+from ffibox import ctypes as ct
+session = ffibox.connect(sys.argv[1]).session()
+libc = session.CDLL("libc.so.6", use_errno=True)
+pair = (ct.c_int * 2)(-1, -1)
+made = libc.socketpair(1, 1, 0, pair)  # AF_UNIX, SOCK_STREAM
+print(made, errno.errorcode.get(ct.get_errno(), "") if made else "", session.generation)
+"""
+
+
+@pytest.mark.parametrize("config,expected", [
+    ("", "-1 EACCES 1"),
+    ('jail { extra_syscalls: "socketpair" }', "0  1"),
+])
+def test_socketpair_fails_with_eacces_unless_the_configuration_adds_it(tmp_path, config,
+                                                                       expected):
+    # An extra syscall replaces the policy's own refusal of it (it stayed EACCES).
+    path = tmp_path / "ffiboxd.conf"
+    path.write_text(config)
+    result = probe_under(SOCKETPAIR_PROBE, "--config=%s" % path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
 INOTIFY_PROBE = """
 import errno, sys
 import ffibox

@@ -596,10 +596,11 @@ class Session extends EventEmitter {
         return scalarFromServer(t, value, `argument ${i} of callback ${invoke.callback}`);
       });
       // Inside the callbacks the call that made it was made in (on this session or
-      // another), which the stream's event that brought it does not carry.
+      // another), which the stream's event that brought it does not carry; one a thread of
+      // the library made is inside none.
       const making = this._pending.get(Number(invoke.request_id || 0));
       const running = { session: this, invocation: String(invocation), open: true,
-        outer: making ? making.frame : currentInvocation.getStore() };
+        outer: making ? making.frame : undefined };
       let result;
       try {
         result = await currentInvocation.run(running, () => fn(...args));

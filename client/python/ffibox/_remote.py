@@ -120,12 +120,12 @@ def view(t, at: WorkerAddress):
     # snapshot, their pointer slots NULL: a worker address is never left in caller memory.
     # (Not records: each image alive costs every call a look, and a list of the records of
     # a library's array, `[p[i] for i in range(n)]`, is ordinary ctypes code.)
-    mirrored = _types.is_array(t) and _ct.sizeof(t) and not _types.pointer_offsets(t)
-    instance = at.session.images.mirror(cls, at.address, at.generation) if mirrored else None
+    imaged = mirrored(t)
+    instance = at.session.images.mirror(cls, at.address, at.generation) if imaged else None
     if instance is None:
         instance = cls.__new__(cls)  # as ctypes makes objects at an address: no __init__
     set_address(instance, at)
-    if not mirrored and _types.code_of(t) not in ("z", "Z", "P"):
+    if not imaged and _types.code_of(t) not in ("z", "Z", "P"):
         try:
             data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
             _ct.memmove(_ct.addressof(instance), data, len(data))
@@ -163,6 +163,12 @@ def held_by_pointer_view(obj):
             address_of(obj) is not None:
         return _held(obj)
     return obj
+
+
+def mirrored(t) -> bool:
+    """Whether a view of `t` has an image of the worker's bytes as its local bytes (a
+    pointer-free array)."""
+    return bool(_types.is_array(t) and _ct.sizeof(t) and not _types.pointer_offsets(t))
 
 
 def view_address(obj) -> Optional[WorkerAddress]:

@@ -104,7 +104,10 @@ def in_dll(t, library, name: str):
     except AttributeError as error:
         raise ValueError(str(error)) from None  # as ctypes says it
     view = _remote.view(t, address)
-    object.__setattr__(view, _worker_address.VARIABLE, (library, name))
+    # Looked up again after its worker died (_worker_address.address_of); not an array whose
+    # local bytes are an image of the worker's (numpy over it would keep the dead worker's).
+    if not _remote.mirrored(t):
+        object.__setattr__(view, _worker_address.VARIABLE, (library, name))
     return view
 
 
