@@ -127,6 +127,8 @@ def test_a_thread_left_spinning_gets_a_small_share_while_the_session_is_idle(def
         time.sleep(0.5)  # idle between the samples
         used = generous.process_cpu_ms() - before
     elapsed_ms = (time.monotonic() - started) * 1000
-    assert used > 0.2 * elapsed_ms, "a session allowed a whole CPU got %d ms in %d ms" % (
+    # Past what the 10 % throttle lets through at most, whatever the host's load (a busy
+    # host gave it 15 % of a CPU).
+    assert used > 0.12 * elapsed_ms, "a session allowed a whole CPU got %d ms in %d ms" % (
         used, elapsed_ms)
     client.close()
