@@ -1009,6 +1009,29 @@ def test_a_field_of_a_bindings_enum_type_keeps_its_class(ct, libc):
     libc.free(node)
 
 
+def test_memmove_into_what_a_pointer_points_to_leaves_the_pointer(ct, libc):
+    # python3-dlt copies a message into a record's buffer field with memmove: ffibox then
+    # "imaged" the copied worker words over the pointer object's own slot, and the record's
+    # other pointer field with it.
+    class Record(ct.Structure):
+        _fields_ = [("data", ct.POINTER(ct.c_ubyte)), ("other", ct.POINTER(ct.c_int))]
+
+    x = ct.c_int(5)
+    buffer = (ct.c_ubyte * 16)()
+    record = Record(ct.cast(buffer, ct.POINTER(ct.c_ubyte)), ct.pointer(x))
+    libc.malloc.restype = libc.memset.restype = ct.c_void_p
+    libc.malloc.argtypes = [ct.c_size_t]
+    libc.memset.argtypes = [ct.c_void_p, ct.c_int, ct.c_size_t]
+    libc.free.argtypes = [ct.c_void_p]
+    library_bytes = libc.malloc(16)
+    libc.memset(library_bytes, 0x41, 16)
+    ct.memmove(record.data, ct.cast(library_bytes, ct.POINTER(ct.c_ubyte)), 16)
+    assert bytes(buffer) == b"A" * 16
+    assert ct.cast(record.data, ct.c_void_p).value == ct.addressof(buffer)
+    assert record.other.contents.value == 5
+    libc.free(library_bytes)
+
+
 def test_in_dll_of_pointer_and_function_types(ct, testlib):
     # POINTER(T).in_dll and PROTOTYPE.in_dll (genometools' import): ffibox's crashed this
     # process, the stdlib's in_dll looking the worker's library handle up here.

@@ -539,9 +539,15 @@ def _image_copied_pointers(dst, count: int, source: Optional[WorkerAddress]) -> 
     # says nothing about types: its bytes stay as copied.
     if isinstance(dst, _marshal._CArgObject):
         obj, offset = _marshal.byref_target(dst)
-    elif isinstance(dst, (_ct.Structure, _ct.Union, _ct.Array, c_char_p, c_wchar_p,
-                          _ct._Pointer)) and not isinstance(dst, RemotePointer):
+    elif isinstance(dst, (_ct.Structure, _ct.Union, _ct.Array)):
         obj, offset = dst, 0
+    elif isinstance(dst, (c_char_p, c_wchar_p, _ct._Pointer)) and \
+            not isinstance(dst, RemotePointer):
+        # ctypes copies to where a pointer points, not over the pointer (python3-dlt's
+        # memmove into a record's buffer field): the object it points into, if it keeps it.
+        obj, offset = _pointee_object(dst)
+        if obj is None:
+            return
     else:
         return
     owner, first = _slots.memory_owner(obj, offset)
@@ -550,6 +556,30 @@ def _image_copied_pointers(dst, count: int, source: Optional[WorkerAddress]) -> 
     elif _images.has_typed_pointers(type(owner)):
         source.session.images.convert_slots(owner, source.generation, first=first,
                                             end=first + count)
+
+
+def _pointee_object(pointer):
+    """(the local object `pointer` points into, the offset there) among those it keeps alive
+    (`pointer(x)`, `cast(buffer, ...)`), else (None, 0)."""
+    address = _ct.cast(pointer, _ct.c_void_p).value
+    kept = [getattr(pointer, "_objects", None)]
+    seen = set()
+    while kept and address and len(seen) < 256:
+        held = kept.pop()
+        if id(held) in seen:
+            continue
+        seen.add(id(held))
+        if isinstance(held, dict):
+            kept.extend(held.values())
+        elif isinstance(held, _CData) and _remote.view_address(held) is None:
+            start = _ct.addressof(held)
+            if start <= address < start + _ct.sizeof(held):
+                return held, address - start
+            kept.append(getattr(held, "_objects", None))
+    return None, 0
+
+
+_CData = _ct._SimpleCData.__mro__[1]
 
 
 def memset(dst, c: int, count: int) -> Any:
