@@ -51,6 +51,24 @@ def test_a_pointer_into_a_caller_object_is_its_twin(session):
     assert lib.length_of_made(MAKE(lambda: ct.addressof(used) + 2)) == 2
 
 
+def test_a_bare_address_of_a_caller_object_no_call_passed_is_its_twin(session):
+    # python3-graphite2's table callback returns addressof(buffer) of buffers the binding
+    # keeps: the worker crashed on this process's address.
+    lib = session.CDLL(TEST_LIB)
+    MAKE = ct.CFUNCTYPE(ct.c_void_p)
+    lib.length_of_made.argtypes = [MAKE]
+    lib.length_of_made.restype = ct.c_size_t
+    tables = {"name": ct.create_string_buffer(b"a table of 22 bytes...")}
+    assert lib.length_of_made(MAKE(lambda: ct.addressof(tables["name"]))) == 22
+    assert lib.length_of_made(MAKE(lambda: ct.addressof(tables["name"]) + 8)) == 14
+    # An address of this process that is no ctypes object's: the callback fails (native
+    # code gets NULL), the worker lives.
+    generation = session.generation
+    text = b"not a ctypes object"
+    assert lib.length_of_made(MAKE(lambda: id(text))) == 0
+    assert session.generation == generation
+
+
 def test_an_answer_the_broker_refuses_gives_native_code_zero_at_once(server, capfd):
     client = ffibox.connect(server.address)
     with client.session(timeout=20, same_host=False) as session:

@@ -20,6 +20,7 @@ pointer-sized word of such a pointee:
 - anything else (an image, 0, a worker address, memory of unknown extent): unchanged.
 """
 import ctypes as _ct
+import gc
 from typing import Iterator, Optional
 
 from ffibox import _addresses, _twins
@@ -44,6 +45,24 @@ def _kept_objects(keep) -> Iterator[object]:
         elif issubclass(type(item), _DATA) and not issubclass(type(item), _ct._CFuncPtr):
             yield item
             pending.append(item._objects)
+
+
+def local_object_at(word: int) -> Optional[object]:
+    """The ctypes object whose memory holds `word`, an address of this process, among every
+    live one (a scan of the collector's objects: for an address that came as a bare number,
+    with nothing that keeps its object alive to look in), or None."""
+    for obj in gc.get_objects():
+        if issubclass(type(obj), _DATA) and not issubclass(type(obj), _ct._CFuncPtr):
+            owner = _twins.owner_of(obj)
+            start = _ct.addressof(owner)
+            if start <= word < start + _ct.sizeof(owner):
+                return owner
+    return None
+
+
+def holder(keep, word: int) -> Optional[object]:
+    """The object ctypes keeps alive in `keep` (an `_objects`) whose memory holds `word`."""
+    return _holder(keep, word)
 
 
 def _holder(keep, word: int) -> Optional[object]:

@@ -742,6 +742,18 @@ def _callback_result(restype, result, session, generation: int, scratches=()):
             return remote_value(scratch.address + offset, generation)
     if word:
         mapped = _callback_pointers.worker_word(session, word, keep, generation)
+        if mapped == word and _addresses.classify(word)[0] == "local" and \
+                not session.images.find(word):
+            # An address of this process returned as a bare number (graphite2's table
+            # callback returns addressof(buffer)): the object that holds it, found among the
+            # live ones, gets a twin; the library would crash on the address itself.
+            owner = _callback_pointers.local_object_at(word)
+            if owner is not None:
+                mapped = _callback_pointers.worker_word(session, word, {"0": owner}, generation)
+            if mapped == word:
+                raise ValueError(
+                    "ffibox: the callback returned 0x%x, an address of this process's memory "
+                    "that is no ctypes object's: the library cannot reach it" % word)
         if mapped != word:
             return remote_value(mapped, generation)
     return _marshal.encode(restype, result, None, session)

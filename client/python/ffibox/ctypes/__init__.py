@@ -25,8 +25,8 @@ from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import (_addresses, _images, _marshal, _memory, _py_objects, _remote, _slots,
-                    _types, _worker_address)
+from ffibox import (_addresses, _callback_pointers, _images, _marshal, _memory, _py_objects,
+                    _remote, _slots, _types, _worker_address)
 from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
@@ -562,24 +562,9 @@ def _pointee_object(pointer):
     """(the local object `pointer` points into, the offset there) among those it keeps alive
     (`pointer(x)`, `cast(buffer, ...)`), else (None, 0)."""
     address = _ct.cast(pointer, _ct.c_void_p).value
-    kept = [getattr(pointer, "_objects", None)]
-    seen = set()
-    while kept and address and len(seen) < 256:
-        held = kept.pop()
-        if id(held) in seen:
-            continue
-        seen.add(id(held))
-        if isinstance(held, dict):
-            kept.extend(held.values())
-        elif isinstance(held, _CData) and _remote.view_address(held) is None:
-            start = _ct.addressof(held)
-            if start <= address < start + _ct.sizeof(held):
-                return held, address - start
-            kept.append(getattr(held, "_objects", None))
-    return None, 0
-
-
-_CData = _ct._SimpleCData.__mro__[1]
+    owner = _callback_pointers.holder(getattr(pointer, "_objects", None), address) \
+        if address else None
+    return (None, 0) if owner is None else (owner, address - _ct.addressof(owner))
 
 
 def memset(dst, c: int, count: int) -> Any:
