@@ -51,6 +51,18 @@ def test_pythonapi_functions_can_be_named_and_typed_but_not_called(ct):
     assert ct.CDLL("libc.so.6").strlen(b"hello") == 5
 
 
+def test_pymem_free_of_library_memory_frees_it_in_the_worker(ct):
+    # python3-augeas frees aug_match's results with pythonapi.PyMem_Free: every match()
+    # raised NotImplementedError.
+    libc = ct.CDLL("libc.so.6")
+    libc.strdup.restype, libc.strdup.argtypes = ct.c_void_p, [ct.c_char_p]
+    made = libc.strdup(b"a library string")
+    ct.pythonapi.PyMem_Free.argtypes = [ct.c_void_p]
+    assert ct.pythonapi.PyMem_Free(ct.c_void_p(made)) is None
+    assert libc.strdup(b"a library string") == made  # glibc hands the freed chunk back
+    assert ct.pythonapi.PyMem_Free(None) is None
+
+
 def test_a_callback_made_by_the_stdlib_is_refused_saying_how_to_make_one(ct):
     """numba's `cfunc(...).ctypes` is the stdlib's callback: given where a binding declared
     ffibox.ctypes' CFUNCTYPE, the error read "expected CFunctionType instance instead of

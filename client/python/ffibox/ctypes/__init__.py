@@ -631,6 +631,28 @@ class _MemoryViewFromMemory(_PythonApiFunction):
         return view if self.errcheck is None else self.errcheck(view, self, (mem, size, flags))
 
 
+class _MemFree(_PythonApiFunction):
+    """``pythonapi.PyMem_Free(p)`` (and ``PyMem_RawFree``) of memory the library returned:
+    python3-augeas frees its results so, where CPython hands memory it did not allocate to
+    free(). Of a worker address, the worker's free(); of this process's memory, CPython's
+    own; NULL does nothing."""
+
+    def __call__(self, pointer):
+        at = _memory_view_target(pointer, 1)
+        if at is None:
+            return None
+        if isinstance(at, WorkerAddress):
+            libc = at.session.CDLL("libc.so.6")
+            libc.free.argtypes, libc.free.restype = [c_void_p], None
+            libc.free(RemotePointer(at.session, at.address, at.generation, None))
+        else:
+            getattr(_ct.pythonapi, self.__name__)(_ct.c_void_p(at))
+        return None
+
+    def __repr__(self):
+        return "<ffibox.ctypes pythonapi function %s>" % self.__name__
+
+
 def _memory_view_target(mem, size: int):
     """Where PyMemoryView_FromMemory's `mem` points, for `size` bytes: a WorkerAddress (of
     the worker generation a pointer the library returned belongs to: one of a dead worker is
@@ -683,6 +705,8 @@ class _PythonApi:
     def __init__(self):
         self._functions = {"PyMemoryView_FromMemory":
                            _MemoryViewFromMemory("PyMemoryView_FromMemory")}
+        for name in ("PyMem_Free", "PyMem_RawFree"):
+            self._functions[name] = _MemFree(name)
 
     def __getattr__(self, name):
         if name in ("_handle", "_name", "_FuncPtr") or (
