@@ -677,15 +677,14 @@ TEST_F(WatchedBlocksTest, ABlockPastTheWatchBudgetKeepsTheLibrarysWritesWhenPlac
   EXPECT_EQ(first, 41);
 }
 
-// The merge goes by 8-byte words: a value both sides changed is the client's, never a mix
-// of the two (the library's 255 -> 256 and the client's 0 gave 256). A pointer the client left
-// as it was (its relocation to the same target) keeps what the library put there, as the
-// words beside it do: a library's new buffer and length stay together.
-TEST_F(WatchedBlocksTest, ARememberedBlockMergesWholeWordsAndKeepsTheLibrarysPointers) {
-  const uint64_t size = kMaxWatchedBytes + 16;
-  v1::Request first = KeepPointerCall(255);  // keep_pointer: no write
+// A call keeping a block of kMaxWatchedBytes + 16 bytes (past the watch budget: remembered)
+// holding `value` (or `data`) with a pointer at `pointer_offset` to a second kept block of 16.
+v1::Request KeepRememberedBlockWithPointer(int value, uint64_t pointer_offset,
+                                           const std::string& data = "") {
+  v1::Request first = KeepPointerCall(value);  // keep_pointer: no write
   v1::MemoryBlock* big = first.mutable_call()->mutable_blocks(0);
-  big->set_size(size);
+  if (!data.empty()) big->set_data(data);
+  big->set_size(kMaxWatchedBytes + 16);
   big->set_keep(true);
   big->set_watch(true);
   v1::MemoryBlock* small = first.mutable_call()->add_blocks();
@@ -694,8 +693,27 @@ TEST_F(WatchedBlocksTest, ARememberedBlockMergesWholeWordsAndKeepsTheLibrarysPoi
   small->set_watch(true);
   small->set_direction(v1::INOUT);
   v1::Relocation* pointer = big->add_relocations();
-  pointer->set_offset(8);
+  pointer->set_offset(pointer_offset);
   pointer->mutable_target()->set_block(1);
+  return first;
+}
+
+// `first` again, its two blocks placed where the worker kept them (`kept`).
+v1::Request PlacedAgain(const v1::Request& first, const v1::Response& kept) {
+  v1::Request again = first;
+  for (int i = 0; i < 2; ++i) {
+    *again.mutable_call()->mutable_blocks(i)->mutable_at() = kept.call().kept(i).address();
+    again.mutable_call()->mutable_blocks(i)->set_keep(false);
+  }
+  return again;
+}
+
+// The merge goes by 8-byte words: a value both sides changed is the client's, never a mix
+// of the two (the library's 255 -> 256 and the client's 0 gave 256). A pointer the client left
+// as it was (its relocation to the same target) keeps what the library put there, as the
+// words beside it do: a library's new buffer and length stay together.
+TEST_F(WatchedBlocksTest, ARememberedBlockMergesWholeWordsAndKeepsTheLibrarysPointers) {
+  v1::Request first = KeepRememberedBlockWithPointer(255, 8);
   v1::Response kept = ExecuteOne(&executor_, first);
   ASSERT_FALSE(kept.has_error()) << kept.error().message();
   ASSERT_EQ(kept.call().kept_size(), 2);
@@ -713,12 +731,8 @@ TEST_F(WatchedBlocksTest, ARememberedBlockMergesWholeWordsAndKeepsTheLibrarysPoi
   std::string mine = held;
   const int zero = 0;
   std::memcpy(mine.data(), &zero, sizeof zero);
-  v1::Request again = first;
+  v1::Request again = PlacedAgain(first, kept);
   again.mutable_call()->mutable_blocks(0)->set_data(mine);
-  *again.mutable_call()->mutable_blocks(0)->mutable_at() = kept.call().kept(0).address();
-  again.mutable_call()->mutable_blocks(0)->set_keep(false);
-  *again.mutable_call()->mutable_blocks(1)->mutable_at() = kept.call().kept(1).address();
-  again.mutable_call()->mutable_blocks(1)->set_keep(false);
   v1::Response response = ExecuteOne(&executor_, again);
   ASSERT_FALSE(response.has_error()) << response.error().message();
   const std::string& returned = response.call().blocks(0).data();
@@ -741,35 +755,18 @@ TEST_F(WatchedBlocksTest, ARememberedBlockMergesWholeWordsAndKeepsTheLibrarysPoi
 // A packed pointer across two words: the client's bytes there are its own address, which
 // are not a change of the words' other bytes (the library's field beside it was lost).
 TEST_F(WatchedBlocksTest, APackedPointerAcrossWordsKeepsTheLibrarysFieldBesideIt) {
-  const uint64_t size = kMaxWatchedBytes + 16;
-  v1::Request first = KeepPointerCall(0);
-  v1::MemoryBlock* big = first.mutable_call()->mutable_blocks(0);
-  std::string bytes(size, '\0');
+  std::string bytes(kMaxWatchedBytes + 16, '\0');
   const uint64_t local_address = 0x00005555deadbee0ULL;  // the client's own address
   std::memcpy(bytes.data() + 4, &local_address, sizeof local_address);
-  big->set_data(bytes);
-  big->set_size(size);
-  big->set_keep(true);
-  big->set_watch(true);
-  v1::MemoryBlock* small = first.mutable_call()->add_blocks();
-  small->set_size(16);
-  small->set_keep(true);
-  small->set_watch(true);
-  small->set_direction(v1::INOUT);
-  v1::Relocation* pointer = big->add_relocations();
-  pointer->set_offset(4);  // bytes 4..11, across words 0 and 1
-  pointer->mutable_target()->set_block(1);
+  // The pointer at bytes 4..11, across words 0 and 1.
+  v1::Request first = KeepRememberedBlockWithPointer(0, 4, bytes);
   v1::Response kept = ExecuteOne(&executor_, first);
   ASSERT_FALSE(kept.has_error()) << kept.error().message();
   ASSERT_EQ(kept.call().kept_size(), 2);
   ASSERT_FALSE(ExecuteOne(&executor_, SetKeptInt(3, 0x55)).has_error());  // bytes 12..15
 
-  v1::Request again = first;  // the client's object again, unchanged
-  *again.mutable_call()->mutable_blocks(0)->mutable_at() = kept.call().kept(0).address();
-  again.mutable_call()->mutable_blocks(0)->set_keep(false);
-  *again.mutable_call()->mutable_blocks(1)->mutable_at() = kept.call().kept(1).address();
-  again.mutable_call()->mutable_blocks(1)->set_keep(false);
-  v1::Response response = ExecuteOne(&executor_, again);
+  // The client's object again, unchanged.
+  v1::Response response = ExecuteOne(&executor_, PlacedAgain(first, kept));
   ASSERT_FALSE(response.has_error()) << response.error().message();
   int field = -1;
   std::memcpy(&field, response.call().blocks(0).data().data() + 12, sizeof field);
