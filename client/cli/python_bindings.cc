@@ -1,5 +1,6 @@
 #include "client/cli/python_bindings.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -50,8 +51,9 @@ class PythonWriter {
     Layouts();
     Functions();
     Variables();
-    if (!model_.skipped.empty()) {
+    if (!model_.skipped.empty() || !unbound_.empty()) {
       out_ += "\n# Left out (no ffibox equivalent):\n";
+      for (const std::string& each : unbound_) absl::StrAppend(&out_, "#   ", each, "\n");
       for (const std::string& each : model_.skipped) absl::StrAppend(&out_, "#   ", each, "\n");
     }
     out_ += "\n_library.session.expect_layouts(_LAYOUTS)\n";
@@ -188,9 +190,23 @@ class PythonWriter {
     out_ += "]\n";
   }
 
+  // Whether `type` is a record passed by value whose fields the header does not give (an
+  // opaque type, or one with a field ffibox has no type for): no call could carry it.
+  bool OpaqueByValue(const CType& type) const {
+    const CType& bare = WithoutTypedefs(model_, type);
+    return bare.kind == CType::Kind::kRecord && !model_.records[bare.index].complete;
+  }
+
   void Functions() {
     if (!model_.functions.empty()) out_ += "\n# Functions\n";
     for (const Function& function : model_.functions) {
+      if (OpaqueByValue(function.result) ||
+          std::any_of(function.params.begin(), function.params.end(),
+                      [this](const CType& param) { return OpaqueByValue(param); })) {
+        unbound_.push_back(absl::StrCat(
+            function.name, ": passes a record by value whose fields the header does not give"));
+        continue;
+      }
       std::vector<std::string> params;
       for (const CType& param : function.params) params.push_back(TypeExpression(param));
       absl::StrAppend(&out_, PythonName(function.name), " = _function(\"", function.name, "\", ",
@@ -274,6 +290,7 @@ class PythonWriter {
   const TypeNames names_;
   const std::string library_;
   std::string out_;
+  std::vector<std::string> unbound_;  // functions no call could carry, and why
 };
 
 }  // namespace

@@ -204,6 +204,21 @@ def test_output_is_deterministic():
     assert first.returncode == 0 and first.stdout == second.stdout
 
 
+def test_a_function_passing_an_opaque_record_by_value_is_left_out_saying_why(tmp_path):
+    # It was bound, and its call failed saying "a record needs at least one field", naming
+    # neither the record nor the function.
+    header = tmp_path / "opaque.h"
+    header.write_text("struct opaque;\nstruct big { int a; __int128 b; };\n"
+                      "int takes(struct opaque o);\nstruct big made(void);\nint fine(int x);\n")
+    proc = bindgen("--lang=python", "--library=libc.so.6", str(header))
+    assert proc.returncode == 0, proc.stderr
+    assert 'fine = _function("fine"' in proc.stdout
+    assert "takes = " not in proc.stdout and "made = " not in proc.stdout
+    for name in ("takes", "made"):
+        assert "#   %s: passes a record by value whose fields the header does not give" % name \
+            in proc.stdout
+
+
 def test_a_header_that_does_not_parse_is_an_error_with_clangs_diagnostics(tmp_path):
     header = tmp_path / "broken.h"
     header.write_text("struct s { int x }\nint f(;\n")
