@@ -1043,6 +1043,12 @@ def test_in_dll_of_pointer_and_function_types(ct, testlib):
     strlen = ct.CDLL("libc.so.6").strlen
     strlen.argtypes = [ct.POINTER(ct.c_char)]
     assert strlen(version) == len(b"ffibox-test 1.0")
+    # Pointed elsewhere through .contents, the variable holds the new target's address.
+    pointer = ct.POINTER(ct.c_double).in_dll(testlib, "ffibox_version")
+    pointer.contents = ct.c_double.in_dll(testlib, "ffibox_scale")
+    assert pointer[0] == 2.25
+    ct.c_void_p.in_dll(testlib, "ffibox_version").value = held  # as it was
+    assert version.contents.value == b"f"
     ABS = ct.CFUNCTYPE(ct.c_int, ct.c_int)
     libc = ct.CDLL("libc.so.6")
     symbol = ABS.in_dll(libc, "abs")  # the function's code seen as a variable

@@ -97,7 +97,7 @@ def view(t, at: WorkerAddress):
             # points to is read from the worker each time, as the pointer it holds then.
             cls = _view_class(t, {
                 "_type_": t._type_,
-                "contents": property(lambda self: _held(self).contents),
+                "contents": property(lambda self: _held(self).contents, _set_held_contents),
                 "__getitem__": lambda self, index: _held(self)[index],
                 "__setitem__": lambda self, index, value: _held(self).__setitem__(index, value),
                 "__bool__": lambda self: bool(read_word(address_of(self)))})
@@ -152,6 +152,21 @@ def _view_class(t, methods):
 def _held(pointer_view):
     # What a view of a pointer or function pointer variable holds now, as load gives it.
     return load(type(pointer_view)._ffibox_base, address_of(pointer_view))
+
+
+def _set_held_contents(pointer_view, target) -> None:
+    # `variable.contents = obj`: the variable then points to obj, which must be the
+    # library's memory (a view of it); this process's memory is out of the library's reach.
+    at = address_of(pointer_view)
+    where = view_address(target)
+    if where is None:
+        raise TypeError("ffibox: a pointer variable of the library can point to the library's "
+                        "memory only (a view of it: .contents of a pointer it gave, in_dll), "
+                        "not to an object of this process")
+    if where.session is not at.session or where.generation != at.generation:
+        raise StaleHandle("STALE_HANDLE: 0x%x is memory of another worker than the variable's"
+                          % where.address, "STALE_HANDLE")
+    at.session.memory.write(at.address, where.address.to_bytes(8, "little"), at.generation)
 
 
 def held_by_pointer_view(obj):
