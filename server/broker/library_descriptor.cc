@@ -43,7 +43,7 @@ constexpr decltype(statfs::f_type) kMqueueMagic = 0x19800202;
 // worker's uid could not reach, so a file readable by others in a directory closed to them
 // is refused as a file only root may read is. The file is opened O_PATH first and opened for
 // reading only once it is a regular file (opening a device has effects), through that
-// descriptor, then checked to be the same file. Fills `st`.
+// descriptor (the same file, whatever has been put at its name since). Fills `st`.
 absl::StatusOr<int> OpenWithoutLinks(const std::string& path, bool searchable_by_others,
                                      struct stat* st) {
   const std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
@@ -94,11 +94,6 @@ absl::StatusOr<int> OpenWithoutLinks(const std::string& path, bool searchable_by
   const int fd = open(absl::StrCat("/proc/self/fd/", found).c_str(),
                       O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return OpenError(path, errno);
-  struct stat opened;
-  if (fstat(fd, &opened) != 0 || opened.st_dev != st->st_dev || opened.st_ino != st->st_ino) {
-    close(fd);
-    return absl::PermissionDeniedError(absl::StrCat(path, " changed while it was opened"));
-  }
   return fd;
 }
 
@@ -176,7 +171,7 @@ absl::StatusOr<int> CopyIntoSealedMemfd(int fd, off_t size, const std::string& p
       return OpenError(absl::StrCat("copying ", path), error);
     }
   }
-  if (executable && fchmod(copy, 0555) != 0) {
+  if (executable && fchmod(copy, kExecutableCopyMode) != 0) {
     const int error = errno;
     close(copy);
     return OpenError(
@@ -229,10 +224,9 @@ absl::StatusOr<int> LibraryCopies::CopyOf(int fd, const struct stat& st, const s
   return handed;
 }
 
-absl::StatusOr<int> OpenLibraryForWorker(const std::string& path,
+absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, LibraryCopies* copies,
                                          std::optional<uid_t> jailed_worker_uid,
-                                         bool worker_is_other, bool client_reads_as_broker,
-                                         LibraryCopies* copies) {
+                                         bool worker_is_other, bool client_reads_as_broker) {
   const bool root_for_another = worker_is_other && geteuid() == 0 && !client_reads_as_broker;
   struct stat st;
   absl::StatusOr<int> opened = OpenWithoutLinks(path, root_for_another, &st);
@@ -263,12 +257,7 @@ absl::StatusOr<int> OpenLibraryForWorker(const std::string& path,
     std::move(close_fd).Cancel();
     return fd;
   }
-  if (copies != nullptr) return copies->CopyOf(fd, st, path);
-  if (static_cast<uint64_t>(st.st_size) > kMaxLibraryCopyBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(path, " is larger than ", kMaxLibraryCopyBytes, " bytes"));
-  }
-  return CopyIntoSealedMemfd(fd, st.st_size, path, "ffibox-library", /*executable=*/false);
+  return copies->CopyOf(fd, st, path);
 }
 
 }  // namespace ffibox

@@ -30,8 +30,12 @@ struct LibraryFd {
   int fd = -1;
 };
 
+// The mode of an executable copy (CopyIntoSealedMemfd).
+inline constexpr mode_t kExecutableCopyMode = 0555;
+
 // A memfd named `name`, sealed against writes and resizing, holding the `size` bytes of the
-// file open for reading at `fd` (`path` names it in errors). `executable`: mode 0555, made
+// file open for reading at `fd` (`path` names it in errors). `executable`: mode
+// kExecutableCopyMode, made
 // executable where the kernel makes memfds unexecutable by default, and sealed against
 // losing its execute bits where the kernel can seal them.
 absl::StatusOr<int> CopyIntoSealedMemfd(int fd, off_t size, const std::string& path,
@@ -83,13 +87,12 @@ class LibraryCopies {
 // a file as a copy. So does it any file a jailed worker could change through the
 // descriptor: one its host uid `jailed_worker_uid` owns, or that group or others may write
 // (nullopt: the worker is not jailed, and may open the file itself). Copies come from
-// `copies` (nullptr: a new one each time, within kMaxLibraryCopyBytes). RESOURCE_EXHAUSTED
+// `copies`, the session's. RESOURCE_EXHAUSTED
 // when out of descriptors, memory or copy budget; NOT_FOUND, INVALID_ARGUMENT or
 // PERMISSION_DENIED otherwise.
-absl::StatusOr<int> OpenLibraryForWorker(const std::string& path,
+absl::StatusOr<int> OpenLibraryForWorker(const std::string& path, LibraryCopies* copies,
                                          std::optional<uid_t> jailed_worker_uid,
-                                         bool worker_is_other, bool client_reads_as_broker = false,
-                                         LibraryCopies* copies = nullptr);
+                                         bool worker_is_other, bool client_reads_as_broker = false);
 
 }  // namespace ffibox
 

@@ -932,9 +932,10 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
         config_.allowlist != nullptr && worker_ != nullptr && worker_->loads_by_descriptor();
   }
   if (!by_descriptor) return absl::OkStatus();
-  absl::StatusOr<int> fd = OpenLibraryForWorker(
-      path, JailedWorkerUid(config_.jail), config_.jail.enabled && WorkerIsAnotherUser(),
-      /*client_reads_as_broker=*/config_.client_reads_as_broker, &library_copies_);
+  absl::StatusOr<int> fd =
+      OpenLibraryForWorker(path, &library_copies_, JailedWorkerUid(config_.jail),
+                           config_.jail.enabled && WorkerIsAnotherUser(),
+                           /*client_reads_as_broker=*/config_.client_reads_as_broker);
   if (!fd.ok()) {
     return ErrorStatus(
         absl::IsResourceExhausted(fd.status()) ? v1::RESOURCE_EXHAUSTED : v1::LIBRARY_LOAD_FAILED,

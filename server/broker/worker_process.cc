@@ -104,9 +104,6 @@ absl::StatusOr<int> ReceiveSeccompListener(int descriptor_socket, int stderr_fd,
 
 namespace {
 
-// The mode of a binary's sealed copy.
-constexpr mode_t kCopyMode = 0555;
-
 // Whether the file or directory of status `st` could have been written by no one but root and
 // this process's user: owned by one of them, writable by neither group nor others.
 bool OnlyRootOrUsCouldWrite(const struct stat& st) {
@@ -231,7 +228,8 @@ int WorkerExecutables::Runnable(int fd, const std::string& path, std::string* un
     // A sealed copy: its bytes cannot change; its mode is put back, where the kernel could
     // not seal its execute bits (before Linux 6.3) and a worker changed them.
     unavailable->clear();
-    if (fchmod(fd, kCopyMode) != 0) *unavailable = absl::StrCat(path, ": ", strerror(errno));
+    if (fchmod(fd, kExecutableCopyMode) != 0)
+      *unavailable = absl::StrCat(path, ": ", strerror(errno));
   } else {
     // Looked at before each launch: the file stays the one opened, but its owner and mode
     // may change.
