@@ -62,10 +62,6 @@ def local_object_at(word: int) -> Optional[object]:
 
 def holder(keep, word: int) -> Optional[object]:
     """The object ctypes keeps alive in `keep` (an `_objects`) whose memory holds `word`."""
-    return _holder(keep, word)
-
-
-def _holder(keep, word: int) -> Optional[object]:
     for obj in _kept_objects(keep):
         owner = _twins.owner_of(obj)
         start = _ct.addressof(owner)
@@ -85,7 +81,7 @@ def worker_word(session, word: int, keep, generation: int) -> int:
         if not twin.busy:
             session.memory.write(twin.worker, _ct.string_at(twin.local, twin.size), generation)
         return twin.worker + (word - twin.local)
-    owner = _holder(keep, word)
+    owner = holder(keep, word)
     if owner is None or type(owner).__weakrefoffset__ == 0:
         return word
     size = _ct.sizeof(owner)

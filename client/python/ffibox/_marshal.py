@@ -168,7 +168,7 @@ def _encode_union(t, value, builder, session):
 def encode_stored(t, owner, offset: int, builder, session):
     """The Value of the `t` stored at `offset` inside local object `owner`."""
     address = _ct.addressof(owner) + offset
-    if _types.is_pointer(t) or _types.code_of(t) in ("P", "z", "Z") or _types.is_function(t):
+    if _types.holds_address(t):
         return builder.local_pointer(_types.word_at(address).value or 0)
     if _types.is_record(t) or _types.is_array(t):
         if not _types.holds_words(t):

@@ -84,6 +84,12 @@ def code_of(t) -> str:
     return getattr(t, "_type_", "") if is_simple(t) else ""
 
 
+def holds_address(t) -> bool:
+    """Whether a `t` is an address: a pointer, a function pointer, `void*`, `char*` or
+    `wchar_t*`."""
+    return is_pointer(t) or is_function(t) or code_of(t) in ("P", "z", "Z")
+
+
 def is_fundamental(t) -> bool:
     """A simple type whose values ctypes converts to Python values (not a subclass)."""
     return is_simple(t) and t.__bases__[0] is _ct._SimpleCData

@@ -26,8 +26,13 @@ class WorkerAddress:
         return WorkerAddress(self.session, self.address + offset, self.generation)
 
 
-# A library's variable as `in_dll` viewed it: (its library, its name).
-VARIABLE = "_ffibox_variable"
+@dataclasses.dataclass(frozen=True)
+class VariableAddress(WorkerAddress):
+    """Where a library's variable lives, as `in_dll` found it: `name` in `library`, looked up
+    again there (address_of) once its worker is replaced."""
+
+    library: Any = None
+    name: str = ""
 
 
 def address_of(obj) -> Optional[WorkerAddress]:
@@ -39,19 +44,14 @@ def address_of(obj) -> Optional[WorkerAddress]:
         at = object.__getattribute__(obj, ATTRIBUTE)
     except AttributeError:
         return None
-    if at is None:
-        return None
-    session = at.session
-    if at.generation and (at.generation != session.generation or
-                          at.generation <= session.stream.lost_generation):
+    if type(at) is VariableAddress and (at.generation != at.session.generation or
+                                        at.generation <= at.session.stream.lost_generation):
         try:
-            library, name = object.__getattribute__(obj, VARIABLE)
-        except AttributeError:
-            return at
-        try:
-            at = library.address_of(name)
+            found = at.library.address_of(at.name)
         except Exception:  # the library was lost with its worker: the old address, stale
             return at
+        at = VariableAddress(found.session, found.address, found.generation, at.library,
+                             at.name)
         set_address(obj, at)
     return at
 

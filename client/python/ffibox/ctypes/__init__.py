@@ -107,7 +107,8 @@ def in_dll(t, library, name: str):
     # Looked up again after its worker died (_worker_address.address_of); not an array whose
     # local bytes are an image of the worker's (numpy over it would keep the dead worker's).
     if not _remote.mirrored(t):
-        object.__setattr__(view, _worker_address.VARIABLE, (library, name))
+        _worker_address.set_address(view, _worker_address.VariableAddress(
+            address.session, address.address, address.generation, library, name))
     return view
 
 
@@ -326,11 +327,9 @@ def _remote_address(obj) -> Optional[WorkerAddress]:
         at = _remote.view_address(target)
         return None if at is None else at + offset
     at = address_of(obj)
-    if at is not None and _remote.view_address(obj) is not None:
-        base = type(obj)._ffibox_base
-        if _types.code_of(base) in ("P", "z", "Z") or _types.is_pointer(base) or \
-                _types.is_function(base):  # a pointer variable: the address it holds
-            return WorkerAddress(at.session, _remote.read_word(at), at.generation)
+    if at is not None and _remote.view_address(obj) is not None and \
+            _types.holds_address(type(obj)._ffibox_base):  # a pointer variable: what it holds
+        return WorkerAddress(at.session, _remote.read_word(at), at.generation)
     return at
 
 
