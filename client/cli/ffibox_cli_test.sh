@@ -70,8 +70,13 @@ expect 0 "0.87758256189037276" call libm.so.6 'double cos(double)' 0.5
 expect 0 $'printed by the library\n23' call libc.so.6 \
   'long write(int, const char*, unsigned long)' 1 $'printed by the library\n' 23
 expect 0 "0" --require_jail=all call "${lib}" 'int add_int(int a, int b)' 0 0
-expect_error JAIL_UNAVAILABLE --require_jail=filesystem,teleportation call libm.so.6 \
+# A name that is no layer is refused as such, not reported as a layer the server lacks.
+expect_error INVALID_ARGUMENT --require_jail=filesystem,teleportation call libm.so.6 \
   'double cos(double)' 0.5
+if ! grep -q "no jail layer is called 'teleportation'" "${dir}/err"; then
+  echo "FAIL: --require_jail=teleportation: $(cat "${dir}/err")"
+  failures=$((failures + 1))
+fi
 expect 0 "-5" call "${lib}" 'int add_int(int a, int b)' -2 -3
 expect 0 "44" call "${lib}" 'unsigned char add_uchar(unsigned char, unsigned char)' 200 100
 expect 0 "18446744073709551614" call "${lib}" \

@@ -50,7 +50,7 @@ ABSL_FLAG(int64_t, timeout_ms, 0, "deadline of the call in milliseconds; 0 = ser
 ABSL_FLAG(bool, print_errno, false, "also print the worker's errno after the call");
 ABSL_FLAG(std::vector<std::string>, require_jail, {},
           "jail layers the worker must have, comma-separated (user, pid, net, ipc, uts, "
-          "mount, filesystem, proc, seccomp, no_new_privs, rlimits); the call fails with "
+          "mount, filesystem, proc, cgroup, seccomp, no_new_privs, rlimits); the call fails with "
           "JAIL_UNAVAILABLE otherwise. 'all' means every one of them");
 ABSL_FLAG(bool, show_jail, false,
           "print the jail layers the session's worker gets (and any waived) on stderr");
@@ -261,16 +261,7 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
     return kExitFailure;
   }
   SessionOptions session_options;
-  for (const std::string& layer : absl::GetFlag(FLAGS_require_jail)) {
-    if (layer == "all") {
-      for (const char* each : {"user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc",
-                               "cgroup", "seccomp", "no_new_privs", "rlimits"}) {
-        session_options.required_jail_layers.push_back(each);
-      }
-    } else {
-      session_options.required_jail_layers.push_back(layer);
-    }
-  }
+  session_options.required_jail_layers = absl::GetFlag(FLAGS_require_jail);
   // What the library prints goes where the shell user sees it, in order with the result.
   session_options.on_output = [](v1::OutputStream stream, absl::string_view bytes) {
     FILE* target = stream == v1::STDOUT ? stdout : stderr;

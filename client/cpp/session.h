@@ -39,6 +39,11 @@ namespace ffibox {
 // Receives what a session's library prints: the stream it wrote to and the bytes.
 using OutputHandler = client_internal::SessionStream::OutputHandler;
 
+// The jail layers a server may report in SessionOpened.jail_layers (docs/protocol.md).
+inline constexpr absl::string_view kJailLayerNames[] = {
+    "user",       "pid",  "net",    "ipc",     "uts",          "mount",
+    "filesystem", "proc", "cgroup", "seccomp", "no_new_privs", "rlimits"};
+
 struct SessionOptions {
   // Default deadline of each call; zero uses the server's default.
   absl::Duration call_timeout = absl::ZeroDuration();
@@ -55,9 +60,9 @@ struct SessionOptions {
   bool restart = true;
   // The session's memory cap in bytes (its worker's address space); 0 uses the server's.
   uint64_t memory_limit_bytes = 0;
-  // Jail layers the session's workers must have ("user", "pid", "net", "ipc", "uts",
-  // "mount", "filesystem", "proc", "cgroup", "seccomp", "no_new_privs", "rlimits"); Open fails with
-  // JAIL_UNAVAILABLE naming the missing ones otherwise.
+  // Jail layers the session's workers must have (kJailLayerNames, or "all" for every one);
+  // Open fails with JAIL_UNAVAILABLE naming the missing ones otherwise, and with
+  // INVALID_ARGUMENT, before asking the server, for a name that is no layer.
   std::vector<std::string> required_jail_layers;
   // Environment variables for the session's workers, set before any library loads; the
   // server accepts only names its jail.env_allow lists (INVALID_ARGUMENT otherwise).

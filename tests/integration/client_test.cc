@@ -621,19 +621,39 @@ TEST_F(ClientTest, NoWorkerOutlivesItsSession) {
 
 TEST_F(ClientTest, TheSessionReportsEveryJailLayerAndCanRequireThem) {
   const auto& layers = session_->info().jail_layers();
-  for (const char* layer : {"user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc",
-                            "cgroup", "seccomp", "no_new_privs", "rlimits"}) {
+  for (absl::string_view layer : kJailLayerNames) {
     EXPECT_NE(std::find(layers.begin(), layers.end(), layer), layers.end()) << layer;
   }
   EXPECT_TRUE(session_->info().waived_jail_layers().empty());
   SessionOptions options;
   options.required_jail_layers = {"filesystem", "seccomp"};
   EXPECT_TRUE(client_->OpenSession(options).ok());
-  options.required_jail_layers = {"filesystem", "landlock"};
-  absl::StatusOr<std::unique_ptr<Session>> refused = client_->OpenSession(options);
+  options.required_jail_layers = {"all"};
+  EXPECT_TRUE(client_->OpenSession(options).ok());
+  // A name that is no layer is refused as such, not taken for a layer the server lacks.
+  options.required_jail_layers = {"filesystem", "filesytem"};
+  absl::StatusOr<std::unique_ptr<Session>> misspelt = client_->OpenSession(options);
+  ASSERT_FALSE(misspelt.ok());
+  EXPECT_EQ(ToProtoError(misspelt.status()).code(), v1::INVALID_ARGUMENT) << misspelt.status();
+  EXPECT_NE(misspelt.status().message().find("no jail layer is called 'filesytem'"),
+            std::string::npos)
+      << misspelt.status();
+}
+
+TEST(RequiredJailLayersTest, AServerWithoutTheJailRefusesASessionThatRequiresALayer) {
+  absl::StatusOr<std::unique_ptr<TestServer>> server = TestServer::Start({"--nojail"});
+  ASSERT_OK(server);
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect((*server)->address());
+  ASSERT_OK(client);
+  SessionOptions options;
+  options.required_jail_layers = {"seccomp"};
+  absl::StatusOr<std::unique_ptr<Session>> refused = (*client)->OpenSession(options);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(ToProtoError(refused.status()).code(), v1::JAIL_UNAVAILABLE) << refused.status();
-  EXPECT_NE(refused.status().message().find("landlock"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("jail layers seccomp (it gives: none"),
+            std::string::npos)
+      << refused.status();
+  EXPECT_OK((*client)->OpenSession(SessionOptions()));
 }
 
 TEST(ScratchDirectoryTest, ASessionAsksForOneAndItIsGoneWithTheSession) {

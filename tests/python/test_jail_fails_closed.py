@@ -711,13 +711,43 @@ def test_waiving_an_available_layer_changes_nothing():
 
 # -- require_jail --------------------------------------------------------------------------
 
-def test_require_jail_names_a_layer_the_server_does_not_give(ffibox_client):
-    with pytest.raises(ffibox.Error) as refused:
-        ffibox_client.session(require_jail=["filesystem", "nonexistent_layer"])
-    assert refused.value.code == "JAIL_UNAVAILABLE"
-    assert "nonexistent_layer" in str(refused.value)
+def test_require_jail_names_a_layer_the_server_does_not_give():
+    server = Server("--nojail")
+    try:
+        client = ffibox.connect(server.address)
+        with pytest.raises(ffibox.Error) as refused:
+            client.session(require_jail=["seccomp"])
+        assert refused.value.code == "JAIL_UNAVAILABLE"
+        assert "the jail layers seccomp (it gives: none)" in str(refused.value)
+        with client.session() as session:
+            assert session.jail_layers == []
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_require_jail_takes_every_layer_and_all(ffibox_client):
     with ffibox_client.session(require_jail=EVERY_LAYER) as session:
         assert layers_missing(session.jail_layers) == []
+    if os.geteuid() == 0:
+        with ffibox_client.session(require_jail=["all"]) as session:
+            assert set(session.jail_layers) >= set(ffibox._settings.JAIL_LAYERS)
+
+
+def test_a_misspelt_layer_is_refused_as_no_layer(ffibox_client, monkeypatch):
+    # Taken for a layer the server lacks, it would send the user looking at the server.
+    with pytest.raises(ValueError, match="require_jail: no jail layer is called 'filesytem'"):
+        ffibox_client.session(require_jail=["filesytem"])
+    with pytest.raises(TypeError, match="a list of layer names"):
+        ffibox_client.session(require_jail="seccomp")
+    monkeypatch.setenv("FFIBOX_REQUIRE_JAIL", "seccomp, landlock")
+    with pytest.raises(ValueError, match=r"\$FFIBOX_REQUIRE_JAIL: no jail layer is called "
+                                         "'landlock'"):
+        ffibox_client.session()
+    monkeypatch.setenv("FFIBOX_REQUIRE_JAIL", "all")
+    if os.geteuid() == 0:
+        with ffibox_client.session() as session:
+            assert "cgroup" in session.jail_layers
 
 
 # -- a user without subordinate ids: the workers run as the user's own uid ----------------

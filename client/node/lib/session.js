@@ -124,6 +124,27 @@ function environmentOf(environment) {
   return entries;
 }
 
+// The jail layers a server may report (SessionOpened.jail_layers, docs/protocol.md).
+const JAIL_LAYERS = ['user', 'pid', 'net', 'ipc', 'uts', 'mount', 'filesystem', 'proc', 'cgroup',
+  'seccomp', 'no_new_privs', 'rlimits'];
+
+/**
+ * The layers `names` (requireJail) requires, 'all' standing for every one; InvalidArgument for
+ * a name that is no layer (misspelt, it would read as a layer the server lacks).
+ */
+function requiredJailLayers(names) {
+  if (names === undefined) return [];
+  if (!Array.isArray(names)) {
+    throw invalid(`requireJail must be an array of layer names, not ${String(names)}`);
+  }
+  return names.flatMap((name) => {
+    if (name === 'all') return JAIL_LAYERS;
+    if (JAIL_LAYERS.includes(name)) return [name];
+    throw invalid(`requireJail: no jail layer is called '${String(name)}' ` +
+      `(the layers: ${JAIL_LAYERS.join(', ')}, or all)`);
+  });
+}
+
 // What Client.session takes.
 const SESSION_OPTIONS = ['timeoutMs', 'restart', 'memoryLimit', 'requireJail', 'answerMarginMs',
   'environment', 'scratchDirectory', 'idleCpuPercent'];
@@ -207,6 +228,13 @@ class Session extends EventEmitter {
       throw invalid(`unknown session option ${unknown.join(', ')} ` +
         `(known: ${SESSION_OPTIONS.join(', ')})`);
     }
+    let requiredLayers;
+    try {
+      requiredLayers = requiredJailLayers(options.requireJail);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
     if (options.answerMarginMs !== undefined) {
       const margin = options.answerMarginMs;
       if (!Number.isFinite(margin) || margin <= 0) {
@@ -262,7 +290,7 @@ class Session extends EventEmitter {
       throw error;
     }
     this.opened = response.opened;
-    const missing = (options.requireJail || []).filter((l) => !this.opened.jail_layers.includes(l));
+    const missing = requiredLayers.filter((l) => !this.opened.jail_layers.includes(l));
     if (missing.length > 0) {
       this.close();
       throw new FfiboxError(`JAIL_UNAVAILABLE: the server's workers lack the jail layers ` +

@@ -46,11 +46,30 @@ describe('sessions', () => {
   test('a session reports its jail and refuses one without a required layer', async () => {
     assert.ok(Array.isArray(session.opened.jail_layers));
     assert.ok(session.opened.jail_layers.includes('seccomp'), session.opened.jail_layers);
-    await assert.rejects(client.session({ requireJail: ['no-such-layer'] }), (error) => {
-      assert.equal(error.code, 'JAIL_UNAVAILABLE');
-      assert.match(error.message, /no-such-layer/);
+    const all = await client.session({ requireJail: ['all'] });
+    all.close();
+    // A name that is no layer is refused as such, not taken for a layer the server lacks.
+    await assert.rejects(client.session({ requireJail: ['seccomp', 'no-such-layer'] }), (error) => {
+      assert.ok(error instanceof ffibox.InvalidArgument, error.stack);
+      assert.match(error.message, /no jail layer is called 'no-such-layer'/);
       return true;
     });
+    await assert.rejects(client.session({ requireJail: 'seccomp' }), ffibox.InvalidArgument);
+  });
+
+  test('a server without the jail refuses a session that requires a layer', async () => {
+    const bare = await startServer(null, ['--nojail']);
+    const bareClient = await ffibox.connect({ address: bare.address });
+    try {
+      await assert.rejects(bareClient.session({ requireJail: ['seccomp'] }), (error) => {
+        assert.equal(error.code, 'JAIL_UNAVAILABLE');
+        assert.match(error.message, /lack the jail layers seccomp \(they have: none\)/);
+        return true;
+      });
+    } finally {
+      bareClient.close();
+      await bare.stop();
+    }
   });
 
   test('a refused open is a typed error', async () => {

@@ -2,7 +2,7 @@
 that means nothing is refused with a ValueError naming the variable, never taken for the
 default (FFIBOX_SAME_HOST=off must not leave the channel on)."""
 import os
-from typing import Optional
+from typing import Iterable, List, Optional
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -74,3 +74,32 @@ def memory_limit() -> Optional[int]:
     the private server's sessions (its --session_memory_bytes: it may raise its default of
     4 GiB); at least 32 MiB, the least a server's cap may be."""
     return byte_count("FFIBOX_MEMORY_LIMIT", 32 << 20)
+
+
+# The jail layers a server may report (SessionOpened.jail_layers, docs/protocol.md).
+JAIL_LAYERS = ("user", "pid", "net", "ipc", "uts", "mount", "filesystem", "proc", "cgroup",
+               "seccomp", "no_new_privs", "rlimits")
+
+
+def required_jail_layers(names: Optional[Iterable[str]]) -> List[str]:
+    """The layers `names` requires ($FFIBOX_REQUIRE_JAIL, comma-separated, when None), "all"
+    standing for every one. A name that is no layer is a ValueError: misspelt, it would
+    read as a layer the server lacks."""
+    source = "require_jail"
+    if names is None:
+        source = "$FFIBOX_REQUIRE_JAIL"
+        names = [name.strip() for name in os.environ.get("FFIBOX_REQUIRE_JAIL", "").split(",")
+                 if name.strip()]
+    elif isinstance(names, str):
+        raise TypeError("require_jail must be a list of layer names, not the string %r"
+                        % (names,))
+    layers: List[str] = []
+    for name in names:
+        if name == "all":
+            layers.extend(JAIL_LAYERS)
+        elif name in JAIL_LAYERS:
+            layers.append(name)
+        else:
+            raise ValueError("%s: no jail layer is called %r (the layers: %s, or all)"
+                             % (source, name, ", ".join(JAIL_LAYERS)))
+    return layers

@@ -152,8 +152,9 @@ class Client:
         `memory_limit`: bytes, when the server's protocol has a memory limit; `restart`:
         replace a dead worker on the next call (else the session is unusable after a crash);
         `require_jail`: jail layers the session's workers must have ("user", "pid", "net",
-        "ipc", "uts", "mount", "filesystem", "proc", "cgroup", "seccomp", ...), else ffibox.Error
-        JAIL_UNAVAILABLE (default: $FFIBOX_REQUIRE_JAIL, comma-separated, or none);
+        "ipc", "uts", "mount", "filesystem", "proc", "cgroup", "seccomp", "no_new_privs",
+        "rlimits", or "all"), else ffibox.Error JAIL_UNAVAILABLE; a name that is no layer is a
+        ValueError (default: $FFIBOX_REQUIRE_JAIL, comma-separated, or none);
         `env`: environment variables for the session's workers (default: the client's);
         `scratch_directory`: ask for a writable directory the library sees at the path in
         `Session.scratch_directory` (removed with the session; default: $FFIBOX_SCRATCH is 1);
@@ -222,6 +223,7 @@ class Session:
         if memory_limit is None:
             memory_limit = _settings.memory_limit()
         same_host_setting = _settings.flag("FFIBOX_SAME_HOST")
+        require_jail = _settings.required_jail_layers(require_jail)
         if channel_callbacks is None:
             # None: on where the server takes what such a callback may ask of the broker.
             channel_callbacks = _settings.flag("FFIBOX_CHANNEL_CALLBACKS")
@@ -257,9 +259,6 @@ class Session:
         # waived (with the reason).
         self.jail_layers = list(opened.jail_layers)
         self.waived_jail_layers = list(opened.waived_jail_layers)
-        if require_jail is None:
-            require_jail = [name.strip() for name in
-                            os.environ.get("FFIBOX_REQUIRE_JAIL", "").split(",") if name.strip()]
         missing = [layer for layer in require_jail if layer not in self.jail_layers]
         if missing:
             self.stream.close()
