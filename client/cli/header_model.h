@@ -62,6 +62,7 @@ struct RecordField {
   CType type;
   uint64_t bit_offset = 0;  // from the start of the record
   int bit_width = -1;       // -1: not a bit field
+  uint64_t size = 0;        // bytes of the field's type
 };
 
 struct Record {

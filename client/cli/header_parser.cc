@@ -337,6 +337,7 @@ class ModelBuilder {
     const long long offset = clang_Cursor_getOffsetOfField(field);
     result.bit_offset = offset >= 0 ? static_cast<uint64_t>(offset) : 0;
     if (clang_Cursor_isBitField(field)) result.bit_width = clang_getFieldDeclBitWidth(field);
+    result.size = static_cast<uint64_t>(std::max<long long>(clang_Type_getSizeOf(type), 0));
     const long long alignment = clang_Type_getAlignOf(type);
     if (alignment > 0 && static_cast<uint64_t>(alignment) > visit->natural_alignment &&
         !(result.bit_width >= 0 && result.name.empty())) {

@@ -145,9 +145,22 @@ class PythonWriter {
     out_ += "\n";
     std::vector<std::string> anonymous;
     std::vector<std::string> fields;
-    for (int i = 0; i < static_cast<int>(record.fields.size()); ++i) {
+    const int count = static_cast<int>(record.fields.size());
+    int previous = -1;  // the last field given to ctypes
+    for (int i = 0; i < count; ++i) {
       const RecordField& field = record.fields[i];
-      if (field.bit_width == 0) continue;  // ctypes has no zero-width bit field
+      if (field.bit_width == 0) {
+        // ctypes has no zero-width bit field. In a structure, the last of a run of them
+        // becomes the bytes between the storage the fields before it take and the next
+        // field's offset: a field that is no bit field ends ctypes' run of bit fields, so the
+        // next bit field starts a unit of its own where the compiler puts it.
+        if (!record.is_union && (i + 1 == count || record.fields[i + 1].bit_width != 0)) {
+          fields.push_back(absl::StrCat("    (\"", FieldName(record, i), "\", ctypes.c_ubyte * ",
+                                        ZeroWidthPadding(record, previous, i + 1), "),\n"));
+        }
+        continue;
+      }
+      previous = i;
       if (field.name.empty() && field.bit_width < 0) anonymous.push_back(FieldName(record, i));
       std::string entry =
           absl::StrCat("    (\"", FieldName(record, i), "\", ", TypeExpression(field.type));
@@ -160,6 +173,24 @@ class PythonWriter {
                       "\",)\n");
     }
     absl::StrAppend(&out_, name, "._fields_ = [\n", absl::StrJoin(fields, ""), "]\n");
+  }
+
+  // The bytes from the end of the storage ctypes gives `record`'s field `previous` (-1: none;
+  // a bit field's is the unit of its type it lies in) to field `next`'s offset (or the
+  // record's end). 0 where the compiler's layout leaves none; the import's layout check
+  // catches a record ctypes lays out otherwise.
+  static uint64_t ZeroWidthPadding(const Record& record, int previous, int next) {
+    uint64_t end = 0;
+    if (previous >= 0) {
+      const RecordField& field = record.fields[previous];
+      const uint64_t unit = std::max<uint64_t>(field.size, 1);
+      end = field.bit_width > 0 ? (field.bit_offset / 8 / unit + 1) * unit
+                                : field.bit_offset / 8 + field.size;
+    }
+    const uint64_t target = next < static_cast<int>(record.fields.size())
+                                ? record.fields[next].bit_offset / 8
+                                : record.size;
+    return target > end ? target - end : 0;
   }
 
   void TypedefDefinition(int index) {

@@ -80,6 +80,29 @@ TEST(PythonBindingsTest, BitFieldsPackingAnonymousMembersAndOpaqueTypes) {
   EXPECT_THAT(module, HasSubstr("_library.session.expect_layouts(_LAYOUTS)\n"));
 }
 
+TEST(PythonBindingsTest, AZeroWidthBitFieldBecomesTheBytesUpToTheNextField) {
+  const std::string module = BindingsOf(R"(
+    struct after_bits { unsigned char a : 3; unsigned long : 0; unsigned char b : 5; };
+    struct after_int { int x; unsigned a : 3; unsigned : 0; unsigned : 0; unsigned b : 5; };
+    struct at_end { short s : 4; int : 0; };
+    union either { int i; unsigned : 0; };
+  )");
+  EXPECT_THAT(module, HasSubstr("    (\"a\", ctypes.c_ubyte, 3),\n"
+                                "    (\"_bits_1\", ctypes.c_ubyte * 7),\n"
+                                "    (\"b\", ctypes.c_ubyte, 5),\n"));
+  EXPECT_THAT(module, HasSubstr("(after_bits, 9, 1, {\"a\": 0, \"b\": 64}),\n"));
+  // One padding for a run of them; none needed where the unit ends at the next field.
+  EXPECT_THAT(module, HasSubstr("    (\"a\", ctypes.c_uint, 3),\n"
+                                "    (\"_bits_3\", ctypes.c_ubyte * 0),\n"
+                                "    (\"b\", ctypes.c_uint, 5),\n"));
+  EXPECT_THAT(module, Not(HasSubstr("_bits_2")));
+  EXPECT_THAT(module, HasSubstr("(at_end, 4, 2, {\"s\": 0}),\n"));
+  EXPECT_THAT(module, HasSubstr("    (\"s\", ctypes.c_short, 4),\n"
+                                "    (\"_bits_1\", ctypes.c_ubyte * 2),\n"));
+  EXPECT_THAT(module, HasSubstr("either._fields_ = [\n"
+                                "    (\"i\", ctypes.c_int),\n]\n"));
+}
+
 TEST(PythonBindingsTest, ConstantsTypedefsFunctionPointersAndVariables) {
   const std::string module = BindingsOf(R"(
     #define LIMIT 10

@@ -153,6 +153,15 @@ def test_test_library_header(ffi, testlib):
     assert isinstance(testlib.ffibox_test_counter.value, int)  # an exported variable
 
 
+def test_a_zero_width_bit_field_starts_the_next_one_where_the_compiler_does(ffi, testlib):
+    # ctypes has no zero-width bit field: dropped, `high` shared `low`'s byte and the import
+    # refused the record.
+    assert (ffi.sizeof(testlib.ZeroWidth), testlib.ZeroWidth.high.offset) == (9, 8)
+    made = testlib.zero_width_make(5, 17)
+    assert (made.low, made.high) == (5, 17)
+    assert testlib.zero_width_high(testlib.ZeroWidth(low=7, high=30)) == 30
+
+
 @pytest.mark.parametrize("name, library, header", [
     ("zlib_layouts", "libz.so.1", "/usr/include/zlib.h"),
     ("sqlite3_layouts", "libsqlite3.so.0", "/usr/include/sqlite3.h"),

@@ -85,6 +85,13 @@ EXPORT char* str_dup_upper(const char* s) {
   return copy;
 }
 EXPORT size_t wide_label_len(const WideLabel* label) { return wcslen(label->text); }
+EXPORT ZeroWidth zero_width_make(unsigned low, unsigned high) {
+  ZeroWidth value = {0};
+  value.low = low;
+  value.high = high;
+  return value;
+}
+EXPORT unsigned zero_width_high(ZeroWidth value) { return value.high; }
 
 size_t wstr_len(const wchar_t* s) { return s == NULL ? 0 : wcslen(s); }
 EXPORT const wchar_t* wgreeting(void) { return L"h\u00e9llo \u4e16\u754c"; }

@@ -109,6 +109,14 @@ typedef struct WideLabel {
 size_t wide_label_len(const WideLabel* label); /* wcslen(label->text) */
 const wchar_t* wgreeting(void);                /* L"h\u00e9llo \u4e16\u754c" (static) */
 const char* null_string(void);                 /* NULL */
+/* A zero-width bit field: `high` starts at the next unsigned long, byte 8; 9 bytes. */
+typedef struct ZeroWidth {
+  unsigned char low : 3;
+  unsigned long : 0;
+  unsigned char high : 5;
+} ZeroWidth;
+ZeroWidth zero_width_make(unsigned low, unsigned high);
+unsigned zero_width_high(ZeroWidth value); /* value.high, as the compiler reads it */
 
 /* Buffers and pointer parameters. */
 void fill_buffer(char* out, size_t n, char c);           /* out: n bytes of c */
