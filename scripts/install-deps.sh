@@ -37,6 +37,7 @@ PACKAGES=(
   libclang-14-dev          # ffibox bindgen parses C headers with libclang's C API
   zlib1g-dev               # real headers bindgen is tested on (tests/python/test_bindgen.py)
   libsqlite3-dev
+  libsodium-dev            # (an umbrella header, records aligned beyond ctypes)
   python3-grpcio
   python3-protobuf
   python3-pytest

@@ -72,6 +72,16 @@ TEST(CppBindingsTest, RecordsWithTheirLayoutAndDescriptions) {
   EXPECT_THAT(header, HasSubstr("FFIBOX_STRUCT(grid, cells)\n"));
 }
 
+TEST(CppBindingsTest, AnAlignedRecordIsAlignedAsInC) {
+  const std::string header = BindingsOf(R"(
+    struct __attribute__((aligned(64))) state { unsigned char opaque[384]; };
+    struct holder { struct state inner; };
+  )");
+  EXPECT_THAT(header, HasSubstr("struct alignas(64) state {\n"));
+  EXPECT_THAT(header, HasSubstr("struct holder {\n"));  // aligned by its field
+  EXPECT_THAT(header, HasSubstr("alignof(state) == 64"));
+}
+
 TEST(CppBindingsTest, ATagThatAFunctionAlsoNamesIsRenamed) {
   const std::string header = BindingsOf(R"(
     struct stat { long size; };

@@ -173,5 +173,15 @@ std::string FieldName(const Record& record, int index) {
   return absl::StrCat("_", index);
 }
 
+std::string GatheredHeadersNote(const HeaderModel& model, absl::string_view comment) {
+  if (model.gathered.empty()) return "";
+  std::string note = absl::StrCat(comment,
+                                  " With the headers included by a named one that declares "
+                                  "nothing itself:\n");
+  for (const std::string& header : model.gathered)
+    absl::StrAppend(&note, comment, "   ", header, "\n");
+  return note;
+}
+
 }  // namespace cli
 }  // namespace ffibox

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
+
 namespace ffibox {
 namespace cli {
 
@@ -73,6 +75,7 @@ struct Record {
   uint64_t size = 0;       // bytes, as clang lays it out
   uint64_t alignment = 0;  // bytes
   uint64_t pack = 0;       // 0, or the packing that explains an alignment below the natural one
+  uint64_t natural_alignment = 1;  // bytes: its fields' largest (below `alignment` if aligned())
   std::vector<RecordField> fields;
 };
 
@@ -121,6 +124,9 @@ struct MacroConstant {
 // records, enums and typedefs nothing named uses.
 struct HeaderModel {
   std::vector<std::string> headers;  // the headers as named on the command line
+  // Headers bound for a named one that declares nothing itself but includes them (an
+  // umbrella header such as sodium.h), in the order found.
+  std::vector<std::string> gathered;
   std::vector<Record> records;
   std::vector<bool> record_emitted;
   std::vector<Enum> enums;
@@ -173,6 +179,10 @@ std::string QuotedString(const std::string& text);
 // The name of field `index` of `record`: its own, `_N` for an anonymous struct/union member,
 // `_bits_N` for an unnamed bit field.
 std::string FieldName(const Record& record, int index);
+
+// The comment lines (each starting with `comment`) naming the headers `model` gathered for
+// an umbrella header; empty when it gathered none.
+std::string GatheredHeadersNote(const HeaderModel& model, absl::string_view comment);
 
 }  // namespace cli
 }  // namespace ffibox

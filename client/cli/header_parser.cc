@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -358,6 +359,7 @@ class ModelBuilder {
     Record& record = model_.records[index];
     record.size = static_cast<uint64_t>(std::max<long long>(clang_Type_getSizeOf(type), 0));
     record.alignment = static_cast<uint64_t>(std::max<long long>(clang_Type_getAlignOf(type), 1));
+    record.natural_alignment = visit.natural_alignment;
     if (record.alignment < visit.natural_alignment) record.pack = record.alignment;
   }
 
@@ -607,6 +609,84 @@ absl::StatusOr<std::vector<MacroConstant>> EvaluateMacros(CXIndex index,
   return std::move(visit.constants);
 }
 
+// What an umbrella header stands for: the headers it includes, found in its own directory
+// or below and written as a path of the library's own (`"sodium/core.h"`, `<gtk/gtkbox.h>`;
+// not `<stdint.h>`).
+struct IncludeVisit {
+  // Named files with a declaration of their own.
+  std::set<std::string> declaring;
+  // What each named file includes that may stand for it.
+  std::map<std::string, std::vector<std::string>> gathered;
+};
+
+bool WrittenAsTheLibrarysOwn(CXTranslationUnit unit, CXCursor directive) {
+  if (absl::StrContains(Spelling(directive), "/")) return true;
+  CXToken* tokens = nullptr;
+  unsigned count = 0;
+  clang_tokenize(unit, clang_getCursorExtent(directive), &tokens, &count);
+  bool quoted = false;
+  for (unsigned i = 0; i < count && !quoted; ++i) {
+    quoted = clang_getTokenKind(tokens[i]) == CXToken_Literal &&
+             absl::StartsWith(TakeString(clang_getTokenSpelling(unit, tokens[i])), "\"");
+  }
+  clang_disposeTokens(unit, tokens, count);
+  return quoted;
+}
+
+// The named files that declare nothing of their own but include other headers of their
+// library (sodium.h), expanded into those headers, recursively: the files whose declarations
+// are bound. `gathered` receives the headers added.
+std::set<std::string> WithUmbrellasOpened(CXTranslationUnit unit, std::set<std::string> named,
+                                          std::vector<std::string>* gathered) {
+  struct Visit {
+    CXTranslationUnit unit;
+    IncludeVisit includes;
+  } visit{unit, {}};
+  clang_visitChildren(
+      clang_getTranslationUnitCursor(unit),
+      [](CXCursor cursor, CXCursor, CXClientData data) {
+        auto* visit = static_cast<Visit*>(data);
+        const std::string file = FileOf(cursor);
+        switch (clang_getCursorKind(cursor)) {
+          case CXCursor_InclusionDirective: {
+            CXFile included = clang_getIncludedFile(cursor);
+            if (included == nullptr) break;
+            const std::string path = RealPath(TakeString(clang_getFileName(included)));
+            const std::string directory = file.substr(0, file.rfind('/') + 1);
+            if (absl::StartsWith(path, directory) && WrittenAsTheLibrarysOwn(visit->unit, cursor)) {
+              visit->includes.gathered[file].push_back(path);
+            }
+            break;
+          }
+          case CXCursor_StructDecl:
+          case CXCursor_UnionDecl:
+          case CXCursor_EnumDecl:
+          case CXCursor_TypedefDecl:
+          case CXCursor_FunctionDecl:
+          case CXCursor_VarDecl:
+            visit->includes.declaring.insert(file);
+            break;
+          default:
+            break;
+        }
+        return CXChildVisit_Continue;
+      },
+      &visit);
+  std::vector<std::string> pending(named.begin(), named.end());
+  while (!pending.empty()) {
+    const std::string file = std::move(pending.back());
+    pending.pop_back();
+    if (visit.includes.declaring.count(file) > 0) continue;
+    for (const std::string& included : visit.includes.gathered[file]) {
+      if (named.insert(included).second) {
+        gathered->push_back(included);
+        pending.push_back(included);
+      }
+    }
+  }
+  return named;
+}
+
 }  // namespace
 
 absl::StatusOr<HeaderModel> ParseHeaders(const HeaderParseOptions& options) {
@@ -630,12 +710,15 @@ absl::StatusOr<HeaderModel> ParseHeaders(const HeaderParseOptions& options) {
   if (std::string errors = ErrorsOf(unit.get()); !errors.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("the headers do not compile:\n", errors));
   }
+  std::vector<std::string> gathered;
+  named_files = WithUmbrellasOpened(unit.get(), std::move(named_files), &gathered);
   ModelBuilder builder(named_files);
   builder.VisitUnit(unit.get());
   FFIBOX_ASSIGN_OR_RETURN(std::vector<MacroConstant> macros,
                           EvaluateMacros(index.get(), args, main_text, builder.macro_names()));
   HeaderModel model = builder.Finish();
   model.headers = options.headers;
+  model.gathered = std::move(gathered);
   // A macro that names a declaration (`#define DT_UNKNOWN DT_UNKNOWN` beside the enum
   // constant) is that declaration, bound once.
   absl::flat_hash_set<std::string> declared;

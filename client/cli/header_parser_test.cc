@@ -1,5 +1,8 @@
 #include "client/cli/header_parser.h"
 
+#include <sys/stat.h>
+
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -233,6 +236,63 @@ TEST(ParseHeadersTest, OtherHeadersContributeOnlyWhatNamedDeclarationsUse) {
   ASSERT_EQ(model.functions.size(), 1u);
   EXPECT_EQ(model.functions[0].name, "measure");
   EXPECT_TRUE(model.macros.empty());
+}
+
+TEST(ParseHeadersTest, AnUmbrellaHeaderStandsForTheHeadersOfItsLibraryItIncludes) {
+  // lib.h declares nothing itself (as sodium.h): what it includes of its own directory is
+  // bound, recursively through lib/two.h, another umbrella; <stddef.h> and a header of
+  // another directory contribute only what the bound declarations use.
+  const std::string elsewhere = WriteTestHeader("elsewhere.h", "int elsewhere(void);\n");
+  const std::string umbrella =
+      WriteTestHeader("lib.h",
+                      "#include <stddef.h>\n#include \"lib/one.h\"\n#include \"lib/two.h\"\n"
+                      "#include \"" +
+                          elsewhere + "\"\n#define LIB_H 1\n");
+  const std::string dir = umbrella.substr(0, umbrella.rfind('/'));
+  ASSERT_EQ(mkdir((dir + "/lib").c_str(), 0700), 0);
+  std::ofstream(dir + "/lib/one.h")
+      << "#include <stddef.h>\nsize_t one(void);\n#define ONE_MAX 3\n";
+  std::ofstream(dir + "/lib/two.h") << "#include \"three.h\"\n";
+  std::ofstream(dir + "/lib/three.h") << "int three(int);\n";
+  HeaderParseOptions options;
+  options.headers = {umbrella};
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseHeaders(options));
+  std::vector<std::string> functions;
+  for (const Function& function : model.functions) functions.push_back(function.name);
+  EXPECT_THAT(functions, ElementsAre("one", "three"));
+  EXPECT_THAT(model.gathered,
+              ElementsAre(dir + "/lib/one.h", dir + "/lib/two.h", dir + "/lib/three.h"));
+  std::vector<std::string> macros;
+  for (const MacroConstant& macro : model.macros) macros.push_back(macro.name);
+  EXPECT_THAT(macros, ElementsAre("ONE_MAX", "LIB_H"));
+  std::vector<std::string> typedefs;
+  for (size_t i = 0; i < model.typedefs.size(); ++i) {
+    if (model.typedef_emitted[i]) typedefs.push_back(model.typedefs[i].name);
+  }
+  EXPECT_THAT(typedefs, ElementsAre("size_t"));
+  EXPECT_THAT(GatheredHeadersNote(model, "#"), HasSubstr("#   " + dir + "/lib/three.h\n"));
+
+  // A header that declares something is no umbrella: what it includes stays its own.
+  const std::string declaring =
+      WriteTestHeader("api.h", "#include \"" + dir + "/lib/one.h\"\nint api(void);\n");
+  options.headers = {declaring};
+  ASSERT_OK_AND_ASSIGN(HeaderModel alone, ParseHeaders(options));
+  ASSERT_EQ(alone.functions.size(), 1u);
+  EXPECT_TRUE(alone.gathered.empty());
+}
+
+TEST(ParseHeadersTest, AnAlignedRecordKeepsItsAlignmentBesideItsNaturalOne) {
+  ASSERT_OK_AND_ASSIGN(HeaderModel model, ParseTestHeader(R"(
+    struct __attribute__((aligned(64))) state { unsigned char opaque[384]; };
+    struct holder { struct state inner; };
+  )"));
+  const Record* state = FindRecord(model, "state");
+  ASSERT_NE(state, nullptr);
+  EXPECT_EQ(state->alignment, 64u);
+  EXPECT_EQ(state->natural_alignment, 1u);
+  const Record* holder = FindRecord(model, "holder");
+  ASSERT_NE(holder, nullptr);
+  EXPECT_EQ(holder->natural_alignment, 64u);
 }
 
 TEST(ParseHeadersTest, AHeaderThatDoesNotCompileIsAnErrorWithClangsDiagnostics) {

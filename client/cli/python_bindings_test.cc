@@ -103,6 +103,21 @@ TEST(PythonBindingsTest, AZeroWidthBitFieldBecomesTheBytesUpToTheNextField) {
                                 "    (\"i\", ctypes.c_int),\n]\n"));
 }
 
+TEST(PythonBindingsTest, AnAlignedRecordGetsTheAlignmentCtypesCanGive) {
+  const std::string module = BindingsOf(R"(
+    struct __attribute__((aligned(16))) block { unsigned char bytes[32]; };
+    struct __attribute__((aligned(64))) state { unsigned char opaque[384]; };
+  )");
+  EXPECT_THAT(module, HasSubstr("block._fields_ = [\n"
+                                "    (\"_align_16\", ctypes.c_longdouble * 0),\n"
+                                "    (\"bytes\", (ctypes.c_ubyte * 32)),\n"));
+  EXPECT_THAT(module, HasSubstr("(block, 32, 16, {\"bytes\": 0}),\n"));
+  EXPECT_THAT(module, HasSubstr("(state, 384, 16, {\"opaque\": 0}),  # aligned to 64 in C\n"));
+  EXPECT_THAT(module, HasSubstr("# Aligned beyond the 16 bytes ctypes can align"));
+  EXPECT_THAT(module, HasSubstr("#   state: aligned to 64\n"));
+  EXPECT_THAT(module, Not(HasSubstr("#   block: aligned")));
+}
+
 TEST(PythonBindingsTest, ConstantsTypedefsFunctionPointersAndVariables) {
   const std::string module = BindingsOf(R"(
     #define LIMIT 10
