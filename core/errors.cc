@@ -80,6 +80,8 @@ absl::StatusCode AbslCodeFor(v1::ErrorCode code) {
       return absl::StatusCode::kUnimplemented;
     case v1::UNAUTHENTICATED:
       return absl::StatusCode::kUnauthenticated;
+    case v1::UNAVAILABLE:  // the client's own
+      return absl::StatusCode::kUnavailable;
     default:
       return absl::StatusCode::kInternal;
   }

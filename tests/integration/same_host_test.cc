@@ -690,6 +690,28 @@ TEST_F(SameHostTest, TheBrokerKillsACallThatOverrunsTheSessionTimeout) {
   EXPECT_EQ(sum, 4);
 }
 
+TEST_F(SameHostTest, ACallOnTheChannelEndsAtOnceWhenFfiboxdDies) {
+  // The channel cannot see ffiboxd die (its worker dies with it): the call waited out its
+  // deadline and 5 s more, then read as a timeout of the library's.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Seconds(60)));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto sleep_ms, lib.Function<void(int)>("sleep_ms"));
+  ASSERT_OK(sleep_ms(1));
+  ASSERT_TRUE(session->same_host());
+  const pid_t server = server_->pid();
+  std::thread killer([server] {
+    absl::SleepFor(absl::Milliseconds(500));
+    kill(server, SIGKILL);
+  });
+  const absl::Time start = absl::Now();
+  const absl::Status slept = sleep_ms(30000);
+  const absl::Duration took = absl::Now() - start;
+  killer.join();
+  EXPECT_TRUE(absl::IsUnavailable(slept)) << slept;
+  EXPECT_NE(slept.message().find("stream broke"), std::string::npos) << slept;
+  EXPECT_LT(took, absl::Seconds(5));
+}
+
 TEST_F(SameHostTest, ACallsOwnTimeoutIsTheOneEnforced) {
   // A session timeout of 30 s; the call asks for 400 ms: the broker ends it then, not at 30 s.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());

@@ -364,6 +364,28 @@ def test_a_call_on_the_channel_when_another_thread_closes_the_session(client):
     assert str(outcome["error"]) == str(later.value)
 
 
+def test_a_call_on_the_channel_when_ffiboxd_dies_ends_at_once():
+    # The channel cannot see ffiboxd die (its worker dies with it): the call waited out its
+    # deadline and 5 s more, then read as a timeout of the library's.
+    server = Server()
+    try:
+        client = ffibox.connect(server.address)
+        session = client.session(timeout=60, same_host=True)
+        lib = session.CDLL(TEST_LIB)
+        lib.sleep_ms.argtypes = [ct.c_int]
+        assert lib.add_int(1, 1) == 2 and session.stream.local_enabled
+        threading.Timer(0.5, server.process.kill).start()
+        started = time.monotonic()
+        with pytest.raises(ffibox.SessionClosed, match="stream broke"):
+            lib.sleep_ms(30000)
+        assert time.monotonic() - started < 5
+        with pytest.raises(ffibox.SessionClosed):
+            lib.add_int(1, 2)
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_the_worker_runs_scalar_calls_without_the_requests_parse(client):
     """Calls whose arguments and result are scalars, with argtypes or without, are run by the
     worker from their arguments' bits (it counts them in the channel: kLocalScalarCallsWord);

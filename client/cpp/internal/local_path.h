@@ -88,6 +88,11 @@ class LocalPath {
   // The worker generation the channel belongs to.
   uint64_t generation() const { return generation_; }
 
+  // Tells the channel its worker is gone (the session's stream ended: ffiboxd, and with it
+  // the worker, may be dead, which the channel cannot see): a call waiting on it fails with
+  // UNAVAILABLE. Thread-safe.
+  void MarkPeerGone() { channel_->MarkPeerGone(); }
+
   // Sends `request` (a top-level call with its id set) and waits for its answer until
   // `deadline`. Its `borrowed` blocks (plain bytes: a typed call's Buffers, which want no
   // pointers reported) of kMinSharedBlockBytes or more travel in the shared area

@@ -342,7 +342,9 @@ absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool un
         return RunLocalScalarInvocation(invoke, path, call_timeout, deadline);
       });
   if (!local.ok()) return local.status();
+  SetLocalPeer(nullptr);
   local_ = *std::move(local);
+  SetLocalPeer(local_.get());
   {
     absl::MutexLock lock(&local_state_mu_);
     local_call_timeout_ = call_timeout;
@@ -458,6 +460,7 @@ std::optional<absl::StatusOr<Answer>> SessionStream::OnChannel(const LocalReques
     generation = local_->generation();
     closed_by_worker = local_->closed_by_worker();
     failure = answer.status();
+    SetLocalPeer(nullptr);
     local_.reset();
     local_enabled_.store(false);
     // Only a loss is followed by a channel to the next worker; a worker that answers wrongly,
@@ -637,7 +640,13 @@ v1::Error SessionStream::LossOf(uint64_t generation) {
   if (in_time && lost_generation_ == generation) {
     return lost_error_;
   }
-  if (!ended_.ok()) return ToProtoError(ended_);  // the session was closed meanwhile
+  if (!ended_.ok()) {  // the session was closed meanwhile, or its stream broke
+    v1::Error ended = ToProtoError(ended_);
+    // The client's own code for a stream that ended, as a call on the stream reports it
+    // (which no server sends, so ToProtoError does not give it).
+    if (absl::IsUnavailable(ended_)) ended.set_code(v1::UNAVAILABLE);
+    return ended;
+  }
   return ToProtoError(ErrorStatus(
       v1::INTERNAL, "the same-host channel ended and ffiboxd reported no loss of its worker"));
 }
@@ -824,12 +833,24 @@ bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader, uint64
   return true;
 }
 
+void SessionStream::SetLocalPeer(LocalPath* path) {
+  absl::MutexLock lock(&peer_mu_);
+  local_peer_ = path;
+}
+
 void SessionStream::EndStream() {
   grpc::Status grpc_status;
   {
     absl::MutexLock lock(&write_mu_);
     writes_closed_ = true;
     grpc_status = stream_->Finish();
+  }
+  {
+    // A call waiting on the same-host channel ends too: the channel cannot see ffiboxd die,
+    // and its worker dies with it. It then reports the session's end (LossOf), as a call on
+    // the stream does.
+    absl::MutexLock lock(&peer_mu_);
+    if (local_peer_ != nullptr) local_peer_->MarkPeerGone();
   }
   absl::Status final_status = FromGrpc(grpc_status);
   {

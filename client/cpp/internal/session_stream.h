@@ -212,6 +212,8 @@ class SessionStream : private AnswerWatchdog::Watched {
                std::optional<v1::Response>* run_here = nullptr);
   // After the stream's last message: finishes it and fails every waiter.
   void EndStream();
+  // Sets local_peer_ (local_mu_ held).
+  void SetLocalPeer(LocalPath* path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu_);
   // Sends a handler's answer from the callback thread. One too large for the server's
   // request cap goes as the callback's failure instead: native code gets zero at once and
   // the session's CALLBACK_ERROR event says why (unsent, it would wait for the call's
@@ -351,6 +353,10 @@ class SessionStream : private AnswerWatchdog::Watched {
   // replaces it), which took the channel first (TakeChannel).
   absl::Mutex local_mu_;
   std::unique_ptr<LocalPath> local_ ABSL_GUARDED_BY(local_mu_);
+  // local_, for the reader thread to mark its worker gone when the stream ends while a call
+  // holds local_mu_; set and cleared, with local_mu_ held, before local_ changes.
+  absl::Mutex peer_mu_;
+  LocalPath* local_peer_ ABSL_GUARDED_BY(peer_mu_) = nullptr;
   // Whose turn it is on the channel: taken by a call, and how many handlers of that call run.
   absl::Mutex turn_mu_;
   bool channel_taken_ ABSL_GUARDED_BY(turn_mu_) = false;

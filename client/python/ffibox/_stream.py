@@ -1186,6 +1186,12 @@ class SessionStream:
             self._posted_returns.clear()
         for pending in list(orphans.values()):
             pending.answer(None)
+        # A call waiting on the same-host channel ends too (the channel cannot see ffiboxd
+        # die, and its worker dies with it): closed, it fails within one sleep, and the call
+        # reports the session's end, as one on the stream does.
+        local = self._local
+        if local is not None:
+            local.close()
         self._wake_loss_waiters()
 
     def _wake_loss_waiters(self) -> None:
