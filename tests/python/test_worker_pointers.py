@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, TEST_LIB, check_pattern, check_patterns_with_the_stdlib
+from conftest import ROOT, TEST_LIB, check_pattern, check_patterns_with_the_stdlib, run_script
 
 PRELUDE = textwrap.dedent("""
     import os, sys
@@ -850,3 +850,34 @@ def test_a_pointer_result_is_an_instance_of_its_type_with_stdlib_types_alone(ser
             lib.handle_out(6, out)
             print(before, isinstance(h, ctypes.POINTER(Handle)), lib.handle_get(h))
     """), "True True 6")
+
+
+def test_an_address_in_the_executables_image_is_never_the_callers():
+    # Debian's python3.11 is not position independent: its type objects and interpreter
+    # state are at the same addresses in every process, so a hostile library knows them
+    # without being told. Handed one as "its buffer" (a uintptr_t handle), the caller wrote
+    # over PyLong_Type and died at its next repr(int).
+    script = textwrap.dedent("""
+        import ctypes as stdlib
+        import ffibox
+        from ffibox import ctypes as ct
+        lib = ct.CDLL(%r)
+        lib.add_long.restype = ct.c_long
+        lib.add_long.argtypes = [ct.c_long, ct.c_long]
+        handle = lib.add_long(id(int), 88)  # the library's "buffer": PyLong_Type's tp_repr
+        for attempt in (lambda: ct.memmove(handle, b"\\\\0" * 16, 16),
+                        lambda: ct.memset(handle, 0, 16),
+                        lambda: ct.string_at(handle, 8),
+                        lambda: setattr(ct.c_long.from_address(handle), "value", 0)):
+            try:
+                attempt()
+                print("reached")
+            except ffibox.MemoryFault:
+                print("fault")
+        print(repr(12345))
+        # The stdlib's own objects there stay the stdlib's.
+        print(stdlib.c_int.in_dll(stdlib.pythonapi, "Py_OptimizeFlag").value >= 0)
+    """ % TEST_LIB)
+    run = run_script(script)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["fault"] * 4 + ["12345", "True"], run.stdout

@@ -10,12 +10,18 @@ process an integer may name either side, so ffibox.ctypes decides, in this order
 3. at or up to 4 KiB past an integer the worker handed out (a `void*` result, field,
    out-parameter or callback argument; the last 4096 are remembered): the worker's;
 4. readable in this process (probed with process_vm_readv, which honours page protections,
-   so a wrong guess never faults): the caller's;
+   so a wrong guess never faults), but for the executable's own image (its file's mappings
+   and the zeroed data after them): the caller's;
 5. otherwise the worker's.
 
 The caller's memory is thus never dereferenced at an address this process does not have
 mapped, and an address the library returned is read in the worker even when the same
-number happens to be mapped here.
+number happens to be mapped here. The executable's image is left out because a library
+knows it without being told: an executable built without position independence (Debian's
+python3.11) is mapped at the same addresses in every process, interpreter state and type
+objects among them, and a hostile library returning one of those as "its buffer" would
+have the caller write over its own interpreter. No object the caller could hand out as a
+bare address lives there.
 """
 import bisect
 import collections
@@ -83,6 +89,39 @@ def epoch() -> int:
     return _epoch
 
 
+def _executable_image() -> Tuple[Tuple[int, int], ...]:
+    """The address ranges of this process's executable: the mappings of its file and the
+    anonymous one right after them (its zeroed data), read once from /proc/self/maps."""
+    try:
+        executable = os.readlink("/proc/self/exe")
+        with open("/proc/self/maps") as maps:
+            lines = maps.read().splitlines()
+    except OSError:
+        return ()
+    ranges = []
+    for line in lines:
+        fields = line.split(None, 5)
+        start, end = (int(part, 16) for part in fields[0].split("-"))
+        path = fields[5].strip() if len(fields) > 5 else ""
+        if path == executable:
+            ranges.append((start, end))
+        elif ranges and not path and ranges[-1][1] == start:
+            ranges.append((start, end))  # the data the executable's file leaves zeroed
+            break
+        elif ranges:
+            break
+    return tuple(ranges)
+
+
+_EXECUTABLE_IMAGE = _executable_image()
+
+
+def in_executable_image(address: int, size: int = 1) -> bool:
+    """Whether [address, address + size) touches the executable's image (_executable_image)."""
+    return any(address < end and address + max(size, 1) > start
+               for start, end in _EXECUTABLE_IMAGE)
+
+
 def _near_worker_address(address: int) -> bool:
     with _lock:
         index = bisect.bisect_right(_sorted, address) - 1
@@ -137,9 +176,12 @@ def local_bytes_text(address: int) -> Optional[bytes]:
     return text[:-1]
 
 
-def classify(address: int, size: int = 1) -> Tuple[str, Optional[object], int]:
+def classify(address: int, size: int = 1,
+             executable: bool = False) -> Tuple[str, Optional[object], int]:
     """("twin", owner, local address), ("worker", None, address) or ("local", None,
-    address) for integer `address` used for `size` bytes."""
+    address) for integer `address` used for `size` bytes. `executable`: the executable's
+    image may be this process's (for an object something else in this process made there,
+    such as the stdlib's `c_int.in_dll(pythonapi, ...)`)."""
     twin = _twins.map_worker_address(address)
     if twin is not None:
         return "twin", twin[0], twin[1]
@@ -149,6 +191,7 @@ def classify(address: int, size: int = 1) -> Tuple[str, Optional[object], int]:
         return "local", None, address
     if _near_worker_address(address):
         return "worker", None, address
-    if locally_mapped(address, size):
+    if locally_mapped(address, size) and (executable or
+                                          not in_executable_image(address, size)):
         return "local", None, address
     return "worker", None, address

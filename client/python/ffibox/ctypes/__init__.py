@@ -212,7 +212,8 @@ def _refuse_stdlib_objects_at_worker_addresses() -> None:
             state.buffer = None
             return
         try:
-            if _types.local_at_in_progress() or _addresses.classify(address)[0] == "local":
+            if _types.local_at_in_progress() or \
+                    _addresses.classify(address, executable=True)[0] == "local":
                 return
         except Exception:  # ffibox torn down at exit: the stdlib's behaviour
             return
