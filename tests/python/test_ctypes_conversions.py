@@ -357,3 +357,34 @@ def test_a_c_void_p_subclass_parameter_takes_what_ctypes_takes(ct, testlib):
         libc.memset(ct.cast(data, ct.c_void_p), 65, 4)
     libc.memset(data, 66, 4)  # an array, as ctypes takes it
     assert data.raw[:4] == b"BBBB"
+
+
+def test_what_a_library_writes_into_a_bytes_argument_reaches_the_object(ct, libc):
+    # ctypes passes a bytes object's own memory: C writes into it in place (pysodium keeps a
+    # secretstream's state as bytes, which libsodium advances each message; shipped one way,
+    # every message reused the first keystream).
+    state = bytes(8)
+    libc.memset(state, ord("x"), 3)
+    assert state == b"xxx\0\0\0\0\0"
+    text = b"hello world"
+    libc.strtok.restype = ct.c_char_p
+    assert libc.strtok(text, b" ") == b"hello"
+    assert text == b"hello\0world"
+    unchanged = b"the same"
+    libc.strlen.restype = ct.c_size_t
+    assert libc.strlen(unchanged) == 8 and unchanged == b"the same"
+
+
+def test_a_bytes_argument_written_on_the_same_host_channel_reaches_the_object(
+        ffibox_client):
+    # The channel's precompiled packers ship bytes as the general way does.
+    from ffibox import ctypes as ct
+    with ffibox_client.session(same_host=True) as session:
+        libc = session.CDLL("libc.so.6")
+        libc.memset.argtypes = [ct.c_char_p, ct.c_int, ct.c_size_t]
+        libc.memset.restype = ct.c_void_p
+        state = bytes(16)
+        for count in range(1, 4):  # the first call keeps a twin, the next ones reuse it
+            libc.memset(state, ord("a") + count, count)
+            assert state[:count] == bytes([ord("a") + count]) * count, (count, state)
+        assert session.stream.local_enabled

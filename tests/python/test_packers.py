@@ -316,7 +316,7 @@ def test_pointer_requests_are_what_protobuf_makes_of_them():
             pb.Value(int_value=-3),
             pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=1))),
             pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=2)))], blocks=[
-                block(text + b"\0", pb.IN, text), block(bytes(doubles), pb.INOUT, doubles),
+                block(text + b"\0", pb.INOUT, text), block(bytes(doubles), pb.INOUT, doubles),
                 block(buf.raw, pb.INOUT, buf)]))
         assert packed.payload(5) == expected.SerializeToString()
         assert [t.busy for t in twins.twins.values()] == [1, 1, 1]
@@ -385,27 +385,32 @@ def test_a_handle_the_worker_handed_out_is_packed_as_its_address():
 
 def test_a_packed_answer_is_read_only_in_its_one_shape():
     # The worker's answer to memmove(buf, text, n) with `buf` a 4-byte array: the result
-    # (a worker address), then the array's bytes. Anything else is left to the full reading,
-    # and the array is written only when the whole answer has been read.
+    # (a worker address), then the array's bytes and the text's. Anything else is left to
+    # the full reading, and the array is written only when the whole answer has been read.
     packer = _packers.Packer(9, [ct.c_void_p, ct.c_char_p], ct.c_void_p)
     twins, buf = _FakeTwins(), (ct.c_char * 4)()
-    packed = packer.pack((buf, b"xy"), twins, 3)
+    text = bytes(bytearray(b"xy"))  # an object of its own: the library's writes reach it
+    packed = packer.pack((buf, text), twins, 3)
     held = packed._held
     head = b"\x08\x05"
+    both = [pb.BlockContents(block=0, data=b"wxyz"), pb.BlockContents(block=1, data=b"xy\0")]
 
     def answer(result=None, blocks=None, extra=b""):
         response = pb.Response(id=5, generation=3, call=pb.CallResult(
             result=result or pb.Value(pointer=pb.PointerValue(remote=pb.RemoteAddress(
                 address=0x7F0000001000, generation=3))),
-            blocks=[pb.BlockContents(block=0, data=b"wxyz")] if blocks is None else blocks))
+            blocks=both if blocks is None else blocks))
         return response.SerializeToString() + extra
 
     done = packer.read(head, answer(), held)
-    assert (done.value, buf.raw) == (0x7F0000001000, b"wxyz")
+    assert (done.value, buf.raw, text) == (0x7F0000001000, b"wxyz", b"xy")
     null = pb.Value(pointer=pb.PointerValue(null=True))
     buf.raw = b"...."
     assert packer.read(head, answer(result=null), held).value == 0 and buf.raw == b"wxyz"
+    written = [both[0], pb.BlockContents(block=1, data=b"QR\0")]
+    assert packer.read(head, answer(blocks=written), held) and text == b"QR"
     for bad in (answer(blocks=[]), answer(blocks=[pb.BlockContents(block=0, data=b"wxy")]),
+                answer(blocks=[pb.BlockContents(block=0, data=b"wxyz")]),
                 answer(blocks=[pb.BlockContents(block=1, data=b"wxyz")]),
                 answer(blocks=[pb.BlockContents(block=0, data=b"wxyz"),
                                pb.BlockContents(block=1, data=b"ab")]),
@@ -672,9 +677,10 @@ def test_a_string_or_array_without_a_twin_is_kept_and_earlier_ones_released():
     expected = pb.Request(id=300, call=pb.Call(function=9, args=[
         pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index)))
         for index in range(4)], blocks=[
-            pb.MemoryBlock(data=first + b"\0", size=6, direction=pb.IN, keep=True, watch=True),
+            pb.MemoryBlock(data=first + b"\0", size=6, direction=pb.INOUT, keep=True,
+                           watch=True),
             pb.MemoryBlock(data=bytes(4), size=4, direction=pb.INOUT, at=at, watch=True),
-            pb.MemoryBlock(data=second + b"\0", size=181, direction=pb.IN, keep=True,
+            pb.MemoryBlock(data=second + b"\0", size=181, direction=pb.INOUT, keep=True,
                            watch=True),
             pb.MemoryBlock(data=bytes(ints), size=12, direction=pb.INOUT, keep=True,
                            watch=True)], release=releasable))
@@ -706,7 +712,9 @@ def test_a_kept_string_answer_is_read_only_in_its_one_shape():
             kept = [pb.KeptBlock(block=1, address=pb.RemoteAddress(address=0x7F0000002000,
                                                                    generation=generation))]
         return pb.Response(id=5, generation=3, call=pb.CallResult(
-            result=pb.Value(int_value=-4), blocks=[pb.BlockContents(block=0, data=b"wxyz")],
+            result=pb.Value(int_value=-4), blocks=[pb.BlockContents(block=0, data=b"wxyz"),
+                                                   pb.BlockContents(block=1,
+                                                                    data=text + b"\0")],
             kept=kept)).SerializeToString() + extra
 
     def read(data):

@@ -23,6 +23,7 @@ NULL = pb.Value(pointer=pb.PointerValue(null=True))
 _WORD = struct.Struct("<Q")
 
 _bytes_address = _twins.bytes_address
+
 _wide_kept = _twins.wide_kept
 
 
@@ -199,16 +200,19 @@ class CallBuilder:
                 self._collect(getattr(exporter, "_objects", None))
 
     def add_bytes(self, data: bytes, terminator: bytes = b"\0", source=None) -> int:
-        """Ships immutable bytes (plus a terminator) IN, at the worker twin of `source` (the
-        str they encode; by default the bytes themselves), so a library that keeps the
-        pointer reads the same string in later calls, as with ctypes; the block index."""
+        """Ships bytes (plus a terminator) at the worker twin of `source` (the str they
+        encode; by default the bytes themselves), so a library that keeps the pointer reads
+        the same string in later calls, as with ctypes; the block index. A bytes object goes
+        INOUT: C writes into it in place with ctypes (pysodium keeps a stream's state in
+        one), and what the library wrote there is written into it after the call
+        (copy_back); the encoding of a str is a copy with ctypes too, IN."""
         source = data if source is None else source
         index = self._sources.get(id(source))
         if index is not None:
             return index
         start = _bytes_address(data) if source is data else 0
         index = self._new_block(start, len(data) + len(terminator), source, data + terminator,
-                                pb.IN)
+                                pb.INOUT if source is data else pb.IN)
         self._sources[id(source)] = index
         return index
 
@@ -569,6 +573,9 @@ class CallBuilder:
         budget = self._images.budget()
         for contents in result.blocks:
             owner = self._owners[contents.block] if contents.block < len(self._owners) else None
+            if type(owner) is bytes:
+                _twins.write_into_bytes(owner, contents.data)
+                continue
             if owner is None or _twins.held_strongly(owner):
                 continue
             start = _ct.addressof(owner)

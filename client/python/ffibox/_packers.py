@@ -22,8 +22,8 @@ A pointer argument is packed when it is None (NULL), bytes (for c_char_p, c_void
 POINTER(c_char)), an array that owns its memory and holds no pointer (for c_void_p, for
 c_char_p when its elements are c_char, for POINTER(T) when they are T), or byref of an object
 that owns its memory and holds no pointer, at its start (for c_void_p, for POINTER(T) when it
-is a T), 16 KiB of them in all. Bytes travel IN, an object INOUT, as ffibox._blocks ships
-them: placed at the object's worker twin (ffibox._twins) when an earlier call made one that
+is a T), 16 KiB of them in all. They travel INOUT, as ffibox._blocks ships them (bytes too:
+C writes into them in place with ctypes): placed at the object's worker twin (ffibox._twins) when an earlier call made one that
 no call in flight uses, else kept by the worker (a new string, buffer or out-parameter each
 call), watched either way, the twin recorded from the answer. The objects' bytes are written
 back before their twins are free again. A call that keeps an object, or finds objects
@@ -265,12 +265,14 @@ def _pointer_encoder(t):
                 return None
             data = value + b"\0"
             twin = twins.hold(value, size, generation)
+            # INOUT, as the general way ships bytes: what the library writes into them is
+            # written into the object.
             if twin is None:  # its first call: the worker keeps it, as the general way asks
                 if not twins.begin_keep(value):
                     return None
-                entry = (None, None, size, data, _IN, value)
+                entry = (None, value, size, data, _INOUT, value)
             else:
-                entry = (twin, None, size, data, _IN, None)
+                entry = (twin, value, size, data, _INOUT, None)
         else:
             # An array that owns its memory, or byref(obj) of an object that does, at its
             # start: no other argument's memory overlaps it (one made from_buffer or
@@ -578,8 +580,6 @@ class Packer:
         arrays = []
         for index, entry in enumerate(held):
             owner, size = entry[1], entry[2]
-            if owner is None:
-                continue  # bytes: IN, not sent back
             expected = _returned_prefix(index, size)
             if not answer.startswith(expected, at):
                 return None
@@ -597,7 +597,10 @@ class Packer:
         if at != end:
             return None
         for owner, start, size in arrays:
-            _ct.memmove(_ct.addressof(owner), answer[start:start + size], size)
+            if type(owner) is bytes:
+                _twins.write_into_bytes(owner, answer[start:start + size])
+            else:
+                _ct.memmove(_ct.addressof(owner), answer[start:start + size], size)
         if addresses:
             kept.extend(addresses)
         return done

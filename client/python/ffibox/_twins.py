@@ -82,6 +82,15 @@ def bytes_address(data: bytes) -> int:
     return _bytes_address_by_ctypes(data)
 
 
+def write_into_bytes(owner: bytes, returned: bytes) -> None:
+    """Writes what a library left in the copy of bytes object `owner` (`returned`: the copy,
+    its terminator after it) into the object where it differs, as C writing into it in
+    place with ctypes would have; never past its bytes (the terminator stays)."""
+    size = len(owner)
+    if len(returned) >= size and returned[:size] != owner:
+        _ct.memmove(bytes_address(owner), returned, size)
+
+
 # The keep-alive CPython's ctypes makes for a c_wchar_p set from a str (a field, an array
 # element, a c_wchar_p object): a capsule of this name holding the wchar_t string it made.
 _WIDE_KEEP_NAME = b"_ctypes/cfield.c pymem"
