@@ -278,9 +278,14 @@ void CallBlocks::CopyOut(v1::CallResult* result, uint64_t generation, bool repor
   size_t reported = 0;
   for (int i = 0; i < count_; ++i) {
     if (!CopiesOut((*blocks_)[i].direction())) continue;
+    const v1::MemoryBlock& block = (*blocks_)[i];
+    if (block.only_if_changed() && !block.has_shared_offset() &&
+        block.data().size() == placed_[i].size &&
+        std::memcmp(block.data().data(), placed_[i].data, placed_[i].size) == 0) {
+      continue;  // as it went
+    }
     v1::BlockContents* contents = result->add_blocks();
     contents->set_block(static_cast<uint32_t>(i));
-    const v1::MemoryBlock& block = (*blocks_)[i];
     if (block.has_shared_offset()) {
       contents->set_shared(true);  // the client reads the bytes from the area
       if (!IsLasting(block)) continue;

@@ -162,6 +162,29 @@ TEST_F(LastingBlocksTest, KeptBlockOutlivesTheCallAndIsReusedInPlace) {
   EXPECT_EQ(ReadKept(), 9);
 }
 
+TEST_F(LastingBlocksTest, AnOnlyIfChangedBlockComesBackOnlyWhenTheLibraryWroteIt) {
+  v1::Request call = KeepPointerCall(41);  // keep_pointer writes nothing
+  call.mutable_call()->mutable_blocks(0)->set_only_if_changed(true);
+  v1::Response untouched = ExecuteOne(&executor_, call);
+  ASSERT_FALSE(untouched.has_error()) << untouched.error().message();
+  EXPECT_EQ(untouched.call().blocks_size(), 0);
+  ASSERT_FALSE(ExecuteOne(&executor_,
+                          ResolveVoid(reinterpret_cast<void*>(&keep_and_bump), v1::POINTER, true),
+                          3)
+                   .has_error());
+  call.mutable_call()->set_function(3);  // keep_and_bump: ++*p
+  v1::Response bumped = ExecuteOne(&executor_, call);
+  ASSERT_FALSE(bumped.has_error()) << bumped.error().message();
+  ASSERT_EQ(bumped.call().blocks_size(), 1);
+  int value = 0;
+  ASSERT_EQ(bumped.call().blocks(0).data().size(), sizeof value);
+  std::memcpy(&value, bumped.call().blocks(0).data().data(), sizeof value);
+  EXPECT_EQ(value, 42);
+  call.mutable_call()->mutable_blocks(0)->set_only_if_changed(false);
+  call.mutable_call()->set_function(1);  // without it, an INOUT block always comes back
+  EXPECT_EQ(ExecuteOne(&executor_, call).call().blocks_size(), 1);
+}
+
 TEST_F(LastingBlocksTest, PlacementIsCheckedAgainstWhatWasKept) {
   v1::RemoteAddress kept = Keep(1);
 

@@ -119,6 +119,7 @@ def test_bytes_ship_once_with_their_terminator_and_come_back():
     assert builder.blocks[first].data == b"hello\0"
     # C writes into a bytes object in place with ctypes: what the library wrote comes back.
     assert builder.blocks[first].direction == pb.INOUT
+    assert builder.blocks[first].only_if_changed  # as a rule they come back as they went
 
 
 def test_a_pointer_to_an_offset_names_the_block_and_the_offset():

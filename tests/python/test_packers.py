@@ -318,6 +318,7 @@ def test_pointer_requests_are_what_protobuf_makes_of_them():
             pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=2)))], blocks=[
                 block(text + b"\0", pb.INOUT, text), block(bytes(doubles), pb.INOUT, doubles),
                 block(buf.raw, pb.INOUT, buf)]))
+        expected.call.blocks[0].only_if_changed = True  # bytes: back when the library wrote
         assert packed.payload(5) == expected.SerializeToString()
         assert [t.busy for t in twins.twins.values()] == [1, 1, 1]
         packed.release()
@@ -407,10 +408,11 @@ def test_a_packed_answer_is_read_only_in_its_one_shape():
     null = pb.Value(pointer=pb.PointerValue(null=True))
     buf.raw = b"...."
     assert packer.read(head, answer(result=null), held).value == 0 and buf.raw == b"wxyz"
+    # The text comes back only when the library wrote it.
+    assert packer.read(head, answer(blocks=both[:1]), held) and text == b"xy"
     written = [both[0], pb.BlockContents(block=1, data=b"QR\0")]
     assert packer.read(head, answer(blocks=written), held) and text == b"QR"
     for bad in (answer(blocks=[]), answer(blocks=[pb.BlockContents(block=0, data=b"wxy")]),
-                answer(blocks=[pb.BlockContents(block=0, data=b"wxyz")]),
                 answer(blocks=[pb.BlockContents(block=1, data=b"wxyz")]),
                 answer(blocks=[pb.BlockContents(block=0, data=b"wxyz"),
                                pb.BlockContents(block=1, data=b"ab")]),
@@ -678,10 +680,10 @@ def test_a_string_or_array_without_a_twin_is_kept_and_earlier_ones_released():
         pb.Value(pointer=pb.PointerValue(block=pb.BlockRef(block=index)))
         for index in range(4)], blocks=[
             pb.MemoryBlock(data=first + b"\0", size=6, direction=pb.INOUT, keep=True,
-                           watch=True),
+                           watch=True, only_if_changed=True),
             pb.MemoryBlock(data=bytes(4), size=4, direction=pb.INOUT, at=at, watch=True),
             pb.MemoryBlock(data=second + b"\0", size=181, direction=pb.INOUT, keep=True,
-                           watch=True),
+                           watch=True, only_if_changed=True),
             pb.MemoryBlock(data=bytes(ints), size=12, direction=pb.INOUT, keep=True,
                            watch=True)], release=releasable))
     assert packed.payload(300) == expected.SerializeToString()

@@ -205,7 +205,8 @@ class CallBuilder:
         the same string in later calls, as with ctypes; the block index. A bytes object goes
         INOUT: C writes into it in place with ctypes (pysodium keeps a stream's state in
         one), and what the library wrote there is written into it after the call
-        (copy_back); the encoding of a str is a copy with ctypes too, IN."""
+        (copy_back; the block comes back only then); the encoding of a str is a copy with
+        ctypes too, IN."""
         source = data if source is None else source
         index = self._sources.get(id(source))
         if index is not None:
@@ -213,6 +214,8 @@ class CallBuilder:
         start = _bytes_address(data) if source is data else 0
         index = self._new_block(start, len(data) + len(terminator), source, data + terminator,
                                 pb.INOUT if source is data else pb.IN)
+        if source is data:
+            self.blocks[index].only_if_changed = True  # as a rule, they come back as they went
         self._sources[id(source)] = index
         return index
 

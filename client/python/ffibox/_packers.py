@@ -61,6 +61,8 @@ _REMOTE_TAG, _ADDRESS_TAG, _GENERATION_IN_ADDRESS_TAG = 0x12, 0x08, 0x10
 _BLOCK, _DATA, _SIZE, _AT, _WATCH = b"\x1a", b"\x0a", b"\x10", b"\x32", b"\x38\x01"
 _IN, _INOUT = b"\x18\x01", b"\x18\x03"
 _RETURNED_TAG, _BLOCK_INDEX, _RETURNED_DATA = b"\x12", b"\x08", b"\x12"
+# MemoryBlock.only_if_changed (9): bytes come back only when the library wrote them.
+_IF_CHANGED = b"\x48\x01"
 # MemoryBlock.keep (5); Call.release (8, RemoteAddress); CallResult.kept (4): KeptBlock.block
 # (1), address (2).
 _KEEP, _RELEASE, _KEPT_TAG = b"\x28\x01", b"\x42", 0x22
@@ -266,13 +268,13 @@ def _pointer_encoder(t):
             data = value + b"\0"
             twin = twins.hold(value, size, generation)
             # INOUT, as the general way ships bytes: what the library writes into them is
-            # written into the object.
+            # written into the object (they come back only then).
             if twin is None:  # its first call: the worker keeps it, as the general way asks
                 if not twins.begin_keep(value):
                     return None
-                entry = (None, value, size, data, _INOUT, value)
+                entry = (None, value, size, data, _INOUT, value, _IF_CHANGED)
             else:
-                entry = (twin, value, size, data, _INOUT, None)
+                entry = (twin, value, size, data, _INOUT, None, _IF_CHANGED)
         else:
             # An array that owns its memory, or byref(obj) of an object that does, at its
             # start: no other argument's memory overlaps it (one made from_buffer or
@@ -292,9 +294,9 @@ def _pointer_encoder(t):
             data = bytes(owner)  # its memory
             twin = twins.hold(owner, size, generation)
             if twin is not None:
-                entry = (twin, owner, size, data, _INOUT, None)
+                entry = (twin, owner, size, data, _INOUT, None, b"")
             elif twins.begin_keep(owner):  # its first call: kept, as the general way asks
-                entry = (None, owner, size, data, _INOUT, owner)
+                entry = (None, owner, size, data, _INOUT, owner, b"")
             else:
                 return None
         try:
@@ -355,13 +357,14 @@ def _returned_prefix(index: int, size: int) -> bytes:
     return _RETURNED_TAG + _varint(len(inner) + size) + inner
 
 
-def _block(twin, data: bytes, direction: bytes) -> bytes:
+def _block(twin, data: bytes, direction: bytes, if_changed: bytes = b"") -> bytes:
     """The whole Call.blocks field of `data` placed at `twin` (None: to be kept), watched, as
-    ffibox._blocks ships a twinned object (and one it has not twinned yet)."""
+    ffibox._blocks ships a twinned object (and one it has not twinned yet); `if_changed`:
+    _IF_CHANGED for bytes, else empty."""
     size = _varint(len(data))
     body = b"".join((_DATA, size, data, _SIZE, size, direction,
                      _place(twin.worker, twin.generation) if twin is not None else
-                     _KEEP + _WATCH))
+                     _KEEP + _WATCH, if_changed))
     return _BLOCK + _varint(len(body)) + body
 
 
@@ -467,7 +470,7 @@ class Packer:
                 return None  # each alone is at most that
             keeps = False
             for entry in held:
-                parts.append(_block(entry[0], entry[3], entry[4]))
+                parts.append(_block(entry[0], entry[3], entry[4], entry[6]))
                 if entry[5] is not None:
                     keeps = True
             released = ()
@@ -582,6 +585,8 @@ class Packer:
             owner, size = entry[1], entry[2]
             expected = _returned_prefix(index, size)
             if not answer.startswith(expected, at):
+                if entry[6]:
+                    continue  # bytes the library left as they were
                 return None
             at += len(expected)
             arrays.append((owner, at, size))
