@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/cpp/ffibox_client.h"
@@ -710,6 +711,44 @@ TEST_F(SameHostTest, ACallOnTheChannelEndsAtOnceWhenFfiboxdDies) {
   EXPECT_TRUE(absl::IsUnavailable(slept)) << slept;
   EXPECT_NE(slept.message().find("stream broke"), std::string::npos) << slept;
   EXPECT_LT(took, absl::Seconds(5));
+}
+
+TEST_F(SameHostTest, AForkedChildIsRefusedTheSessionAndTheParentGoesOn) {
+  // The child's copy of the session would write into the parent's ring at the parent's
+  // positions with the parent's ids: a call ran in the parent's worker, and the parent's
+  // next call found the ring's positions impossible.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  ASSERT_OK_AND_ASSIGN(int sum, add(1, 2));
+  ASSERT_EQ(sum, 3);
+  ASSERT_TRUE(session->same_host());
+  const uint64_t calls_before = session->same_host_worker_scalar_calls();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    absl::StatusOr<int> refused = add(2, 3);
+    const char outcome =
+        !refused.ok() && ErrorCodeOf(refused.status()) == v1::FAILED_PRECONDITION &&
+                absl::StrContains(refused.status().message(), "sessions do not cross fork()")
+            ? 'R'
+            : 'X';
+    (void)!write(pipe_fds[1], &outcome, 1);
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  char outcome = 0;
+  EXPECT_EQ(read(pipe_fds[0], &outcome, 1), 1);
+  close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_EQ(outcome, 'R');
+  ASSERT_OK_AND_ASSIGN(sum, add(4, 5));
+  EXPECT_EQ(sum, 9);
+  EXPECT_TRUE(session->same_host());  // the channel stayed: the child never touched it
+  EXPECT_EQ(session->same_host_worker_scalar_calls(), calls_before + 1);
 }
 
 TEST_F(SameHostTest, ACallsOwnTimeoutIsTheOneEnforced) {

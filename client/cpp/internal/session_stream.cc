@@ -170,10 +170,22 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   return SendAsync(request, /*read_by_sender=*/false);
 }
 
+absl::Status SessionStream::ForkedCopy() const {
+  if (getpid() == owner_pid_) return absl::OkStatus();
+  return ErrorStatus(v1::FAILED_PRECONDITION,
+                     absl::StrCat("this ffibox session belongs to process ", owner_pid_,
+                                  ", which forked this one: sessions do not cross fork(); open "
+                                  "one in this process (docs/cpp.md)"));
+}
+
 std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* request,
                                                                    bool read_by_sender) {
   std::promise<absl::StatusOr<v1::Response>> promise;
   std::future<absl::StatusOr<v1::Response>> future = promise.get_future();
+  if (absl::Status forked = ForkedCopy(); !forked.ok()) {
+    promise.set_value(std::move(forked));
+    return future;
+  }
   const LocalInvocationScope* local_invocation = LocalInvocationOf(this);
   if (local_invocation != nullptr && !request->has_close() && !request->has_ping()) {
     if (request->invocation() == 0 && local_invocation->path->channel_invocations() &&
@@ -317,6 +329,7 @@ absl::StatusOr<v1::Response> SessionStream::Expect(v1::Request::OpCase op,
 }
 
 absl::Status SessionStream::EnableLocalPath(absl::Duration call_timeout, bool unless_enabled) {
+  if (absl::Status forked = ForkedCopy(); !forked.ok()) return forked;
   if (LocalInvocationOf(this) != nullptr) {
     return ErrorStatus(v1::FAILED_PRECONDITION,
                        "a same-host channel cannot be opened inside a callback that came on one");
@@ -407,6 +420,8 @@ template <typename Answer, typename FitsFn, typename ExchangeFn, typename Failed
 std::optional<absl::StatusOr<Answer>> SessionStream::OnChannel(const LocalRequest& request,
                                                                FitsFn fits, ExchangeFn exchange,
                                                                FailedFn failed) {
+  // Before any lock: in a child of fork(), another thread may have held it.
+  if (absl::Status forked = ForkedCopy(); !forked.ok()) return absl::StatusOr<Answer>(forked);
   // One call at a time on the channel; while a handler of the call on it runs, that handler
   // may be waiting for this thread: the call goes through the broker then (which queues it
   // behind the call on the channel and ends both at their deadlines).

@@ -21,6 +21,8 @@
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_SESSION_STREAM_H_
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -212,6 +214,9 @@ class SessionStream : private AnswerWatchdog::Watched {
                std::optional<v1::Response>* run_here = nullptr);
   // After the stream's last message: finishes it and fails every waiter.
   void EndStream();
+  // FAILED_PRECONDITION in a child of fork() (the session is its parent's: a request from
+  // here would go through the parent's ring, at its positions, with its ids), else OK.
+  absl::Status ForkedCopy() const;
   // Sets local_peer_ (local_mu_ held).
   void SetLocalPeer(LocalPath* path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu_);
   // Sends a handler's answer from the callback thread. One too large for the server's
@@ -297,6 +302,9 @@ class SessionStream : private AnswerWatchdog::Watched {
   // waiting for it up to kLossReportWait.
   v1::Error LossOf(uint64_t generation);
 
+  // The process the session belongs to: a child of fork() has a copy of its stream, its
+  // same-host channel and its ids, none of which it may use (ForkedCopy).
+  const pid_t owner_pid_ = getpid();
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Ffibox::Stub> stub_;
   grpc::ClientContext context_;
