@@ -6,6 +6,10 @@
 #include <fstream>
 #include <string>
 #include <system_error>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace ffibox {
 
@@ -19,6 +23,19 @@ void Name(pthread_t thread, absl::string_view name) {
 }  // namespace
 
 void NameThisThread(absl::string_view name) { Name(pthread_self(), name); }
+
+absl::StatusOr<std::thread> StartThread(absl::string_view name, std::function<void()> body) {
+  try {
+    return std::thread([name = std::string(name), body = std::move(body)] {
+      NameThisThread(name);
+      body();
+    });
+  } catch (const std::system_error& error) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot start a thread (", name, "): ", error.what(),
+                     " (the task limit of ffiboxd's user or cgroup, or its memory)"));
+  }
+}
 
 void NameThread(std::thread& thread, absl::string_view name) { Name(thread.native_handle(), name); }
 

@@ -166,13 +166,12 @@ void ClientStream::ReadAheadLocked() {
   if (stopping_ || closed_at_.has_value() || stream_reading_ || ahead_bytes_ >= kReadAheadBytes) {
     return;
   }
-  read_ahead_ = true;
   if (!helper_.joinable()) {
-    helper_ = std::thread([this] {
-      NameThisThread("ffibox-ahead");
-      HelperLoop();
-    });
+    absl::StatusOr<std::thread> helper = StartThread("ffibox-ahead", [this] { HelperLoop(); });
+    if (!helper.ok()) return;  // no reading ahead: the stream's own thread reads in turn
+    helper_ = *std::move(helper);
   }
+  read_ahead_ = true;
 }
 
 void ClientStream::HelperLoop() {

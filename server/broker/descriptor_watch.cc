@@ -12,11 +12,13 @@
 namespace ffibox {
 
 DescriptorWatch::DescriptorWatch(ShmChannel* channel, int hangup_fd, int control_fd)
-    : channel_(channel), hangup_fd_(hangup_fd), control_fd_(control_fd) {
-  thread_ = std::thread([this] {
-    NameThisThread("ffibox-watch");
-    Run();
-  });
+    : channel_(channel), hangup_fd_(hangup_fd), control_fd_(control_fd) {}
+
+absl::Status DescriptorWatch::Start() {
+  absl::StatusOr<std::thread> thread = StartThread("ffibox-watch", [this] { Run(); });
+  if (!thread.ok()) return thread.status();
+  thread_ = *std::move(thread);
+  return absl::OkStatus();
 }
 
 DescriptorWatch::~DescriptorWatch() {
@@ -25,7 +27,7 @@ DescriptorWatch::~DescriptorWatch() {
     stopping_ = true;
   }
   Nudge();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 void DescriptorWatch::Add(int fd, std::function<bool(short revents)> on_ready) {

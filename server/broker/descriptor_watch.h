@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "core/shm_channel.h"
 
@@ -28,11 +29,14 @@ namespace ffibox {
 
 class DescriptorWatch {
  public:
-  // Starts the thread. `channel` (not owned) outlives the watch; `hangup_fd` and the eventfd
-  // `control_fd` (not owned) stay open until it is destroyed.
+  // `channel` (not owned) outlives the watch; `hangup_fd` and the eventfd `control_fd` (not
+  // owned) stay open until it is destroyed. Start starts its thread.
   DescriptorWatch(ShmChannel* channel, int hangup_fd, int control_fd);
   // Stops and joins the thread.
   ~DescriptorWatch();
+
+  // Starts the watch's thread: RESOURCE_EXHAUSTED when none can be started.
+  absl::Status Start();
 
   DescriptorWatch(const DescriptorWatch&) = delete;
   DescriptorWatch& operator=(const DescriptorWatch&) = delete;

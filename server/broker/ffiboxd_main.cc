@@ -28,12 +28,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/default_address.h"
 #include "core/keepalive.h"
 #include "core/malloc_tuning.h"
 #include "core/mutex_mode.h"
+#include "core/thread_name.h"
 #include "google/protobuf/stubs/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
@@ -162,6 +164,20 @@ void RateLimitedProtobufLog(google::protobuf::LogLevel level, const char* filena
 std::string BoundAddress(const std::string& address, int port) {
   return absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
 }
+
+}  // namespace
+
+namespace {
+
+// What the shutdown watchdog (main) waits for: the signal, then the end of main.
+struct ShutdownWatch {
+  absl::Notification began, finished;
+  std::vector<std::string> paths;  // the unix sockets, removed before the end
+};
+ShutdownWatch* g_shutdown_watch = nullptr;
+
+// How long a shutdown may take after the signal (gRPC's drain has 2 s of it).
+constexpr absl::Duration kShutdownGrace = absl::Seconds(20);
 
 }  // namespace
 
@@ -449,10 +465,37 @@ int main(int argc, char** argv) {
   // The jail's layers on this host (stderr: the first stdout line is the listening line).
   fprintf(stderr, "ffiboxd: %s\n", ffibox::DescribeJailLayers(session.jail).c_str());
 
+  // A shutdown that does not finish in time ends the process: gRPC's can wait for ever once
+  // it could not start its threads (a task limit reached while serving), leaving a server
+  // that serves no one. Started now, while threads can be; its state is never freed, as it
+  // may outlive main.
+  auto* shutdown_watch = new ShutdownWatch;
+  // Finished once main's objects are destroyed (sessions, their workers, the servers).
+  g_shutdown_watch = shutdown_watch;
+  atexit([] { g_shutdown_watch->finished.Notify(); });
+  for (const ffibox::ListenerSettings& listener : settings->listeners) {
+    if (!listener.unix_socket) continue;
+    shutdown_watch->paths.push_back(listener.address.substr(5));
+    shutdown_watch->paths.push_back(absl::StrCat(listener.address.substr(5), "-local"));
+  }
+  absl::StatusOr<std::thread> watchdog =
+      ffibox::StartThread("ffibox-shutdown", [shutdown_watch, directory = private_directory.get()] {
+        shutdown_watch->began.WaitForNotification();
+        if (shutdown_watch->finished.WaitForNotificationWithTimeout(kShutdownGrace)) return;
+        fprintf(stderr, "ffiboxd: the shutdown did not finish in %s; exiting\n",
+                absl::FormatDuration(kShutdownGrace).c_str());
+        for (const std::string& path : shutdown_watch->paths) unlink(path.c_str());
+        if (directory != nullptr) directory->RemoveNow();
+        _exit(1);  // the workers end with this process (their parent-death signal)
+      });
+  if (!watchdog.ok()) return Fail(std::string(watchdog.status().message()));
+  watchdog->detach();
+
   std::thread waiter([&] {
     int signal_number = 0;
     sigwait(&shutdown_signals, &signal_number);
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
+    shutdown_watch->began.Notify();
     if (private_directory != nullptr) private_directory->Arm();
     // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains.
     std::thread metrics_stop([&exporter] { exporter.reset(); });

@@ -32,10 +32,10 @@ absl::StatusOr<std::unique_ptr<LocalChannelDoor>> LocalChannelDoor::Open(
   }
   std::unique_ptr<LocalChannelDoor> door(
       new LocalChannelDoor(path, *listen_fd, stop_fd, token_lifetime));
-  door->thread_ = std::thread([raw = door.get()] {
-    NameThisThread("ffibox-door");
-    raw->Serve();
-  });
+  absl::StatusOr<std::thread> thread =
+      StartThread("ffibox-door", [raw = door.get()] { raw->Serve(); });
+  if (!thread.ok()) return thread.status();  // the door closes its descriptors as it goes
+  door->thread_ = *std::move(thread);
   return door;
 }
 

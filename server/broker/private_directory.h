@@ -48,6 +48,10 @@ class PrivateDirectory {
   // Called once the server shuts down after it served.
   void Arm() { armed_.store(true); }
 
+  // Removes the directory now, as the destructor would once armed: for a shutdown that
+  // cannot finish (the process ends without destroying anything).
+  void RemoveNow() const { Remove(); }
+
   const std::string& path() const { return path_; }
 
  private:

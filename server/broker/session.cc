@@ -758,7 +758,17 @@ absl::Status Session::EnsureWorker(bool ahead) {
     worker_alive_ = true;
   }
   // Only now: a worker that dies at once is reported to a session that knows it.
-  worker->StartReader();
+  if (absl::Status reading = worker->StartReader(); !reading.ok()) {
+    std::unique_ptr<WorkerSupervisor> unread;
+    {
+      absl::MutexLock lock(&mu_);
+      unread = std::move(worker_);
+      worker_alive_ = false;
+      --generation_;  // as for a worker that did not start
+    }
+    unread->Stop();
+    return reading;
+  }
   if (settings.generation > 1) {
     config_.metrics.WorkerRestarted();
     sink_->Send(EventResponse(v1::SessionEvent::WORKER_RESTARTED, settings.generation, nullptr));

@@ -44,6 +44,9 @@ class ShmWorkerConnection : public WorkerConnection {
         decoder_(max_frame_bytes),
         watch_(std::make_unique<DescriptorWatch>(channel_.get(), hangup_fd, control_fd)) {}
 
+  // Starts the thread that watches the worker's descriptors (DescriptorWatch::Start).
+  absl::Status StartWatch() { return watch_->Start(); }
+
   ~ShmWorkerConnection() override {
     watch_.reset();
     buffered_bytes.fetch_sub(held_);
@@ -274,8 +277,10 @@ absl::StatusOr<std::unique_ptr<WorkerConnection>> MakeShmWorkerConnection(
     close(hangup_fd);
     return absl::ResourceExhaustedError(absl::StrCat("eventfd: ", strerror(saved)));
   }
-  return std::unique_ptr<WorkerConnection>(
-      new ShmWorkerConnection(std::move(channel), hangup_fd, control_fd, max_frame_bytes));
+  auto connection = std::make_unique<ShmWorkerConnection>(std::move(channel), hangup_fd, control_fd,
+                                                          max_frame_bytes);
+  if (absl::Status watching = connection->StartWatch(); !watching.ok()) return watching;
+  return std::unique_ptr<WorkerConnection>(std::move(connection));
 }
 
 }  // namespace ffibox

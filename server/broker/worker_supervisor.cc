@@ -44,12 +44,12 @@ void WorkerSupervisor::WatchDescriptors() {
   }
 }
 
-void WorkerSupervisor::StartReader() {
+absl::Status WorkerSupervisor::StartReader() {
   worker_->process().connection().SetReplyLimits([this] { return listener_->ReplyLimits(); });
-  reader_ = std::thread([this] {
-    NameThisThread("ffibox-reader");
-    ReadReplies();
-  });
+  absl::StatusOr<std::thread> reader = StartThread("ffibox-reader", [this] { ReadReplies(); });
+  if (!reader.ok()) return reader.status();
+  reader_ = *std::move(reader);
+  return absl::OkStatus();
 }
 
 void WorkerSupervisor::Stop() {

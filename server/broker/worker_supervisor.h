@@ -84,8 +84,9 @@ class WorkerSupervisor {
   // Stop(), then the worker is reaped and its cgroup removed.
   ~WorkerSupervisor();
 
-  // Starts the reader thread. Call once, after the listener is ready for its calls.
-  void StartReader();
+  // Starts the reader thread. Call once, after the listener is ready for its calls;
+  // RESOURCE_EXHAUSTED when no thread can be started (then Stop the worker).
+  absl::Status StartReader();
 
   // Kills the worker and waits for the reader thread to report its death and end. Call
   // without holding anything the listener takes. Idempotent.

@@ -137,8 +137,7 @@ void WorkerDispatcher::Run() {
   // for its session), so taking the worker waits for no thread to be made. It sleeps until
   // the begin is in: the main thread receives that, and the session's first request right
   // behind it, with one wakeup.
-  std::thread([this] {
-    NameThisThread("worker-reader");
+  absl::StatusOr<std::thread> reader = StartThread("worker-reader", [this] {
     // glibc gives a thread its malloc arena at its first allocation: now, not on the
     // session's first request.
     void* volatile first_allocation = malloc(1);
@@ -148,7 +147,12 @@ void WorkerDispatcher::Run() {
       mu_.Await(absl::Condition(&begun_));
     }
     ReadLoop();
-  }).detach();
+  });
+  if (!reader.ok()) {  // the task limit reached: an exit that says so, not an abort
+    fprintf(stderr, "ffibox-worker: %s\n", std::string(reader.status().message()).c_str());
+    _exit(2);
+  }
+  reader->detach();
   Begin();
   for (;;) {
     std::optional<ReceivedRequest> next;

@@ -289,3 +289,58 @@ def test_a_client_that_was_read_ahead_for_and_then_closes_its_session_ends_it_cl
     finally:
         session.channel.close()
         server.stop()
+
+
+PIDS_ROOT = "/sys/fs/cgroup/pids"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isdir(PIDS_ROOT),
+                    reason="needs root and the cgroup v1 pids controller")
+def test_a_task_limit_reached_while_serving_fails_sessions_not_the_broker():
+    # ffiboxd under a task limit (systemd's TasksMax, a container's pids limit): its
+    # workers' threads count against it too. A thread the broker could not start (for a
+    # worker's reader, its descriptor watch, a same-host door) threw, and the uncaught
+    # exception ended the broker and every session (3 runs in 4 here, from the pool's
+    # refill); and gRPC's shutdown then could wait for ever.
+    group = os.path.join(PIDS_ROOT, "ffibox-test-%d" % os.getpid())
+    os.mkdir(group)
+    server = None
+    try:
+        server = Server(wrapper=[
+            "sh", "-c", 'echo $$ > %s/cgroup.procs && exec "$@"' % group, "sh"])
+        with open(os.path.join(group, "pids.current")) as current:
+            started = int(current.read())
+        with open(os.path.join(group, "pids.max"), "w") as limit:
+            limit.write(str(started + 24))
+        client = ffibox.connect(server.address)
+        sessions, refused = [], []
+        for _ in range(40):
+            try:
+                session = client.session()
+                assert session.CDLL("libc.so.6").strlen(b"four") == 4
+                sessions.append(session)
+            except ffibox.Error as error:
+                refused.append(error)
+                if len(refused) >= 3:
+                    break
+        assert refused, "the limit was never reached"
+        assert server.process.poll() is None, "the broker ended"
+        # Typed, as RESOURCE_EXHAUSTED as a rule (a worker that cannot start its own
+        # thread ends, WORKER_CRASHED); not gRPC's UNKNOWN for an exception in a handler.
+        assert not any("Unexpected error in RPC handling" in str(error)
+                       for error in refused), refused
+        assert any(error.code == "RESOURCE_EXHAUSTED" for error in refused), refused
+        for session in sessions:
+            session.close()
+        with open(os.path.join(group, "pids.max"), "w") as limit:
+            limit.write("max")
+        with client.session() as session:  # served again once the tasks are back
+            assert session.CDLL("libc.so.6").strlen(b"again") == 5
+        client.close()
+        server.process.terminate()
+        server.process.wait(timeout=30)  # a shutdown that cannot finish ends in 20 s
+    finally:
+        if server is not None:
+            server.stop()
+        for directory, _, _ in sorted(os.walk(group), key=lambda entry: -len(entry[0])):
+            os.rmdir(directory)
