@@ -362,7 +362,14 @@ class CallBuilder:
 
     def pointer_to(self, obj, offset: int = 0):
         """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker
-        address, unsynced, when a call in flight works on its twin)."""
+        address, unsynced, when a call in flight works on its twin). Inside an image of
+        worker memory (`out.contents`, a field or element of it), that worker address, as
+        local_pointer sends a pointer into one: the library gets its own object, not a copy
+        of the caller's (smaller, when the caller declared less of the record than there
+        is); the caller's changes to the image reach it before the call (ImageTable.sync)."""
+        mapped = self._images.image_address(_ct.addressof(obj) + offset)
+        if mapped is not None:
+            return remote_value(*mapped)
         for _ in range(_BUSY_LOOKS):
             busy = self._twins.busy_worker_address(_ct.addressof(obj))
             if busy is not None:
