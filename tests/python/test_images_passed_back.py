@@ -4,12 +4,14 @@ A pointer the library stores into caller memory (an out-parameter, a field it fi
 callback's `char**`) leaves an image there: a local copy of the worker memory it names
 (ffibox._images). However the caller passes that memory back (the record where its POINTER
 goes, as ctypes passes it by reference; `byref` of it, with an offset or not; a field, a
-nested record, an array element), the library must get its own object, as in-process:
-pyglet's `av_guess_frame_rate(ctx, ctx.contents.streams[i].contents, None)` handed FFmpeg a
-copy of the AVStream the size pyglet declares, and FFmpeg read past it. The `ct` fixture
-runs each test under the stdlib ctypes in-process and ffibox.ctypes.
+nested record, an array element; its address as an integer), the library must get its own
+object, as in-process: pyglet's `av_guess_frame_rate(ctx, ctx.contents.streams[i].contents,
+None)` handed FFmpeg a copy of the AVStream the size pyglet declares, and FFmpeg read past
+it. The `ct` fixture runs each test under the stdlib ctypes in-process and ffibox.ctypes.
 """
 import pytest
+
+from conftest import TEST_LIB
 
 
 def record_types(ct):
@@ -178,10 +180,74 @@ def test_an_image_a_callback_is_handed_passed_back_from_it_is_the_librarys_memor
                         testlib.total_length(ct.byref(values.contents, 8), columns - 1)])
         own = seen(values)
         offsets.extend([seen(ct.byref(values.contents)) - own,
-                        seen(ct.byref(values.contents, 16)) - own])
+                        seen(ct.byref(values.contents, 16)) - own,
+                        seen(ct.addressof(values.contents)) - own])
         return 0
 
     callback = ROW(row)
     assert testlib.each_row(callback, None) == 0
     assert lengths == [16, 16, 16, 11]  # "first", "second", "third"
-    assert offsets == [0, 16]
+    assert offsets == [0, 16, 0]
+
+
+def test_a_void_pointer_parameter_reaches_an_image_every_way(ct, testlib):
+    """`byref`, `cast` and `pointer` of the image or of a part of it, and its address as an
+    integer or a `c_void_p`."""
+    Inner, Outer = record_types(ct)
+    record = library_record(ct, Outer)
+    o = record.contents
+    seen = where_the_library_sees(ct, testlib, ct.c_void_p)
+    own = seen(record)
+    arguments = [ct.byref(o), ct.byref(o.inner), ct.byref(o.items[1]), o.items,
+                 ct.cast(o.items, ct.c_void_p), ct.cast(ct.byref(o.inner), ct.c_void_p),
+                 ct.pointer(o.inner), ct.addressof(o), ct.addressof(o.items[2]),
+                 ct.c_void_p(ct.addressof(o.inner))]
+    assert [seen(argument) - own for argument in arguments] == [0, 8, 24, 16, 16, 8, 8, 0,
+                                                                32, 8]
+
+
+def test_the_address_of_an_image_as_a_pointer_sized_integer_is_the_librarys(ct, testlib):
+    Inner, Outer = record_types(ct)
+    record = library_record(ct, Outer)
+    own = where_the_library_sees(ct, testlib, ct.c_void_p)(record)
+    seen = where_the_library_sees(ct, testlib, ct.c_size_t)
+    assert seen(ct.addressof(record.contents)) == own
+    assert seen(ct.addressof(record.contents.items)) == own + 16
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["channel", "grpc"])
+def test_the_address_of_an_image_as_a_pointer_sized_integer_either_way(ffibox_client,
+                                                                        same_host):
+    """On the same-host channel a call of scalars goes through its packer
+    (ffibox._packers), which leaves such an integer to the general way."""
+    from ffibox import ctypes as ct
+    session = ffibox_client.session(same_host=same_host)
+    lib = session.CDLL(TEST_LIB)
+    libc = session.CDLL("libc.so.6")
+    libc.calloc.restype = lib.ptr_offset.restype = ct.c_void_p
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    lib.ptr_offset.argtypes = [ct.c_size_t, ct.c_long]
+    address = libc.calloc(4, 8)
+    numbers = ct.POINTER(ct.c_long)()
+    libc.memcpy(ct.byref(numbers), ct.byref(ct.c_size_t(address)), 8)
+    for _ in range(2):  # a packer is made by the first call, and used by the next
+        assert lib.ptr_offset(ct.addressof(numbers.contents), 8) == address + 8
+    assert lib.ptr_offset(1234, 8) == 1242  # a number is a number
+    session.close()
+
+
+def test_the_address_of_an_image_a_callback_returns_is_the_librarys(ct, testlib):
+    """pass_through(f, x) returns f(x), a `void*` callback's result."""
+    libc = ct.CDLL("libc.so.6")
+    libc.calloc.restype = ct.c_void_p
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    address = libc.calloc(4, 4)
+    numbers = ct.POINTER(ct.c_int)()
+    libc.memcpy(ct.byref(numbers), ct.byref(ct.c_size_t(address)), 8)  # an out-parameter
+    THROUGH = ct.CFUNCTYPE(ct.c_void_p, ct.c_void_p)
+    testlib.pass_through.argtypes = [THROUGH, ct.c_void_p]
+    testlib.pass_through.restype = ct.c_void_p
+    callback = THROUGH(lambda unused: ct.addressof(numbers.contents) + 4)
+    assert testlib.pass_through(callback, None) == address + 4

@@ -388,8 +388,12 @@ class CallBuilder:
         return block_value(index, _ct.addressof(obj) - self._starts[index] + offset)
 
     def worker_integer(self, address: int) -> Optional[int]:
-        """The worker address of local `address` when it lies in a twinned object (which
-        the call then ships, synced, at its twin), else None."""
+        """The worker address of local `address` when it lies in an image of the current
+        worker's memory, or in a twinned object (which the call then ships, synced, at its
+        twin), else None."""
+        mapped = self._images.image_address(address)
+        if mapped is not None:
+            return mapped[0] if mapped[1] == self._generation() else None
         found = self._twins.twin_at(address)
         if found is None or _twins.held_strongly(found[0]):
             return None

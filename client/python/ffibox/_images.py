@@ -28,8 +28,8 @@ of images per operation (`Session.max_images`, default 4096, or `FFIBOX_MAX_IMAG
 it the operation raises ImageBudgetExceeded, never a silently truncated graph.
 
 Passing an image back to the library (a pointer into it, the record where its pointer goes,
-`byref` of any part of it) passes the worker address, and local changes to an image are
-written back before the session's next call. An image lives
+`byref` of any part of it, its address as an integer) passes the worker address, and local
+changes to an image are written back before the session's next call. An image lives
 as long as the caller's object that holds it. `void*` and function pointers keep the worker
 address, as ctypes keeps addresses: they are integers, not dereferenced here.
 """

@@ -238,6 +238,11 @@ def _encode_string_or_void(t, code, value, builder, session):
     if isinstance(value, int) and not isinstance(value, bool):
         if code != "P" and builder is not None:
             raise TypeError("wrong type")  # c_char_p.from_param takes no address, as ctypes
+        mapped = session.images.image_address(value) if value else None
+        if mapped is not None:
+            # `addressof(out.contents)`, an image of worker memory: that memory, as a pointer
+            # into the image passes it.
+            return remote_value(*mapped)
         if builder is not None and session.twins.owner_at(value) is not None:
             return builder.local_pointer(value)  # the caller's object (an earlier result)
         if value and _addresses.locally_mapped(value):
