@@ -4,10 +4,11 @@ A pointer the library stores into caller memory (an out-parameter, a field it fi
 callback's `char**`) leaves an image there: a local copy of the worker memory it names
 (ffibox._images). However the caller passes that memory back (the record where its POINTER
 goes, as ctypes passes it by reference; `byref` of it, with an offset or not; a field, a
-nested record, an array element; its address as an integer), the library must get its own
-object, as in-process: pyglet's `av_guess_frame_rate(ctx, ctx.contents.streams[i].contents,
-None)` handed FFmpeg a copy of the AVStream the size pyglet declares, and FFmpeg read past
-it. The `ct` fixture runs each test under the stdlib ctypes in-process and ffibox.ctypes.
+nested record, an array element; its address as an integer; a pointer into it stored into
+the library's memory), the library must get its own object, as in-process: pyglet's
+`av_guess_frame_rate(ctx, ctx.contents.streams[i].contents, None)` handed FFmpeg a copy of
+the AVStream the size pyglet declares, and FFmpeg read past it. The `ct` fixture runs each
+test under the stdlib ctypes in-process and ffibox.ctypes.
 """
 import pytest
 
@@ -251,3 +252,23 @@ def test_the_address_of_an_image_a_callback_returns_is_the_librarys(ct, testlib)
     testlib.pass_through.restype = ct.c_void_p
     callback = THROUGH(lambda unused: ct.addressof(numbers.contents) + 4)
     assert testlib.pass_through(callback, None) == address + 4
+
+
+def test_a_pointer_into_an_image_stored_into_the_librarys_memory_is_its_address(ct):
+    """Stored through a pointer to the library's memory (`slots[0] = p`), as a callback
+    stores a result for the library: the worker address of what the image mirrors."""
+    libc = ct.CDLL("libc.so.6")
+    libc.calloc.restype = ct.c_void_p
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
+    address = libc.calloc(4, 4)
+    numbers = ct.POINTER(ct.c_int)()
+    libc.memcpy(ct.byref(numbers), ct.byref(ct.c_size_t(address)), 8)  # an out-parameter
+    calloc_slots = ct.CFUNCTYPE(ct.POINTER(ct.POINTER(ct.c_int)), ct.c_size_t, ct.c_size_t)(
+        ("calloc", libc))
+    slots = calloc_slots(3, 8)
+    slots[0] = numbers
+    slots[1] = ct.pointer(numbers.contents)
+    slots[2] = ct.cast(ct.byref(numbers.contents, 8), ct.POINTER(ct.c_int))
+    words = ct.cast(slots, ct.POINTER(ct.c_size_t))
+    assert [words[i] for i in range(3)] == [address, address, address + 8]
