@@ -369,7 +369,14 @@ class CallBuilder:
 
     def pointer_to(self, obj, offset: int = 0):
         """A pointer Value to `offset` bytes into local ctypes object `obj` (its worker
-        address, unsynced, when a call in flight works on its twin)."""
+        address, unsynced, when a call in flight works on its twin). Inside an image of
+        worker memory (`out.contents`, a field or element of it), that worker address, as
+        local_pointer sends a pointer into one: the library gets its own object, not a copy
+        of the caller's (smaller, when the caller declared less of the record than there
+        is); the caller's changes to the image reach it before the call (ImageTable.sync)."""
+        mapped = self._images.image_address(_ct.addressof(obj) + offset)
+        if mapped is not None:
+            return remote_value(*mapped)
         for _ in range(_BUSY_LOOKS):
             busy = self._twins.busy_worker_address(_ct.addressof(obj))
             if busy is not None:
@@ -388,8 +395,12 @@ class CallBuilder:
         return block_value(index, _ct.addressof(obj) - self._starts[index] + offset)
 
     def worker_integer(self, address: int) -> Optional[int]:
-        """The worker address of local `address` when it lies in a twinned object (which
-        the call then ships, synced, at its twin), else None."""
+        """The worker address of local `address` when it lies in an image of the current
+        worker's memory, or in a twinned object (which the call then ships, synced, at its
+        twin), else None."""
+        mapped = self._images.image_address(address)
+        if mapped is not None:
+            return mapped[0] if mapped[1] == self._generation() else None
         found = self._twins.twin_at(address)
         if found is None or _twins.held_strongly(found[0]):
             return None

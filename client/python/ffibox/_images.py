@@ -27,8 +27,9 @@ The graph is followed breadth first, each (worker address, type) imaged once per
 of images per operation (`Session.max_images`, default 4096, or `FFIBOX_MAX_IMAGES`): past
 it the operation raises ImageBudgetExceeded, never a silently truncated graph.
 
-Passing an image (or a pointer into it) back to the library passes the worker address, and
-local changes to an image are written back before the session's next call. An image lives
+Passing an image back to the library (a pointer into it, the record where its pointer goes,
+`byref` of any part of it, its address as an integer) passes the worker address, and local
+changes to an image are written back before the session's next call. An image lives
 as long as the caller's object that holds it. `void*` and function pointers keep the worker
 address, as ctypes keeps addresses: they are integers, not dereferenced here.
 """
@@ -251,6 +252,8 @@ class ImageTable:
 
     def find(self, address: int) -> Optional[Tuple[Image, int]]:
         """The image holding local `address`, and the offset into it."""
+        if not self._starts:
+            return None  # no image (most sessions): no lock to take
         with self._lock:
             index = bisect.bisect_right(self._starts, address) - 1
             if index < 0:
@@ -269,9 +272,15 @@ class ImageTable:
     def worker_address(self, address: int) -> Optional[Tuple[int, int]]:
         """(worker address, generation) for a local address inside an image, or inside a
         twin a call in flight works on (ffibox._twins)."""
+        mapped = self.image_address(address)
+        return mapped if mapped is not None else self._twins.busy_worker_address(address)
+
+    def image_address(self, address: int) -> Optional[Tuple[int, int]]:
+        """(worker address, generation) for a local address inside an image (any part of
+        one: a field, an element, a nested record), else None."""
         found = self.find(address)
         if found is None:
-            return self._twins.busy_worker_address(address)
+            return None
         image, offset = found
         return image.worker + offset, image.generation
 

@@ -238,6 +238,11 @@ def _encode_string_or_void(t, code, value, builder, session):
     if isinstance(value, int) and not isinstance(value, bool):
         if code != "P" and builder is not None:
             raise TypeError("wrong type")  # c_char_p.from_param takes no address, as ctypes
+        mapped = session.images.image_address(value) if value else None
+        if mapped is not None:
+            # `addressof(out.contents)`, an image of worker memory: that memory, as a pointer
+            # into the image passes it.
+            return remote_value(*mapped)
         if builder is not None and session.twins.owner_at(value) is not None:
             return builder.local_pointer(value)  # the caller's object (an earlier result)
         if value and _addresses.locally_mapped(value):
@@ -507,13 +512,17 @@ def _stored_twin(value, session):
     callback's `out[0] = cast(buffer, POINTER(T))` through a pointer to the library's
     memory, which the library reads once the callback returns): the pointer Value of its
     object's twin in the worker, written with the object's bytes as they are now
-    (ffibox._callback_pointers.worker_word), or None."""
+    (ffibox._callback_pointers.worker_word), or None. Into an image of worker memory (a
+    pointer the library handed back, stored for it again): that worker address."""
     if isinstance(value, _ct._Pointer):
         word = _ct.c_void_p.from_buffer(value).value or 0
     elif isinstance(value, _ct.Array):
         word = _ct.addressof(value)
     else:
         return None
+    mapped = session.images.image_address(word) if word else None
+    if mapped is not None:
+        return remote_value(*mapped)
     generation = session.generation
     worker = _callback_pointers.worker_word(session, word, {"0": value}, generation)
     return None if worker == word else remote_value(worker, generation)

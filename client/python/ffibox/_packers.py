@@ -16,7 +16,8 @@ Values are converted as ffibox._marshal converts them, which is ctypes' own conv
 argument of another Python type than the parameter's usual one (an int for a c_int, an int
 or float for a c_double, a bool for a c_bool) goes the general way (`pack` gives None), so
 its error is the one ctypes raises. A pointer-sized integer equal to an address inside
-caller memory a call reached goes the general way too (ffibox._blocks maps it).
+caller memory a call reached, or inside an image of worker memory (ffibox._images), goes
+the general way too (ffibox._blocks maps it).
 
 A pointer argument is packed when it is None (NULL), bytes (for c_char_p, c_void_p or
 POINTER(c_char)), an array that owns its memory and holds no pointer (for c_void_p, for
@@ -39,6 +40,7 @@ from types import BuiltinFunctionType
 from typing import Optional
 
 from ffibox import _callback_code, _twins, _types
+from ffibox._image_reach import INDEX
 from ffibox._stubs import pb
 
 _DOUBLE = struct.Struct("<d")
@@ -74,6 +76,7 @@ _FLOAT_ARG = _ARG + b"\x09" + _FLOAT_TAG
 _TRUE_ARG, _FALSE_ARG = _ARG + b"\x02\x08\x01", _ARG + b"\x02\x08\x00"
 _SIGNED, _UNSIGNED = frozenset("bhilq"), frozenset("BHILQ")
 _MASK64 = (1 << 64) - 1
+_LEAST_MAPPED = 1 << 16
 _SMALL = [bytes((number,)) for number in range(0x80)]  # the one-byte varints
 # The longest answer a packed call takes: its result is a scalar (a few bytes) or a string
 # (at most 16 MiB, core/marshal.h's kMaxResultStringBytes), its arrays at most
@@ -183,7 +186,8 @@ def _encoder(t):
         if type(value) is not int:
             return None
         number = convert(value)
-        if word and number and twins.twin_at(number & _MASK64) is not None:
+        if word and number and (twins.twin_at(number & _MASK64) is not None or
+                                _in_an_image(number & _MASK64)):
             return None
         if signed:
             number = (number << 1) ^ (number >> 63)
@@ -192,6 +196,16 @@ def _encoder(t):
         encoded = tag + _varint(number)
         return _ARG + _SMALL[len(encoded)] + encoded
     return encode
+
+
+def _in_an_image(address: int) -> bool:
+    """Whether `address` lies in an image of worker memory (ffibox._images), which the
+    general way sends as that worker address. Small numbers, most such arguments (sizes,
+    counts), are looked up nowhere: no ctypes object lives in the first 64 KiB of the
+    address space (its memory is the allocator's, whose heap follows the program's binary
+    and whose mappings the kernel places near the top)."""
+    return address >= _LEAST_MAPPED and not INDEX.in_no_image(address) and \
+        INDEX.holding(address) is not None
 
 
 def _is_void_pointer(t) -> bool:
