@@ -113,6 +113,19 @@ void RaiseDescriptorLimit() {
   }
 }
 
+// Raises the soft RLIMIT_FSIZE to the hard limit and ignores SIGXFSZ: a file ffiboxd makes
+// past it (a same-host channel's shared area, a library's copy) then fails that one
+// operation with EFBIG instead of killing the server with every session. Workers get the
+// default action back and a limit of their own (the jail's rlimits).
+void RaiseFileSizeLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_FSIZE, &limit);
+  }
+  signal(SIGXFSZ, SIG_IGN);
+}
+
 // Starts one worker with the decided layers and discards it: the filesystem view and /proc
 // can only be tested by a real worker. A layer that fails is waived when the operator
 // allowed it, else ffiboxd stops.
@@ -211,6 +224,7 @@ int main(int argc, char** argv) {
   // No process of another uid, and no worker, may read or write this process's memory.
   prctl(PR_SET_DUMPABLE, 0);
   RaiseDescriptorLimit();
+  RaiseFileSizeLimit();
 
   // Block the shutdown signals in every thread; one thread waits for them. Before the
   // parent-death signal is armed, so that it is never taken by the default action.

@@ -886,3 +886,21 @@ def test_a_channel_never_fetched_is_closed_when_its_session_ends():
         c.close()
     finally:
         server.stop()
+
+
+def test_a_file_size_limit_below_the_shared_area_refuses_the_channel_not_the_server():
+    # Under RLIMIT_FSIZE (ulimit -f) below the channel's shared area, making the area killed
+    # ffiboxd with SIGXFSZ, and every other session with it.
+    server = Server(wrapper=["prlimit", "--fsize=100000000:100000000", "--"])
+    try:
+        client = ffibox.connect(server.address)
+        with client.session() as bystander:
+            libc = bystander.CDLL("libc.so.6")
+            with pytest.raises(ffibox.Error, match="File too large") as refused:
+                client.session(same_host=True)
+            assert refused.value.code == "RESOURCE_EXHAUSTED"
+            assert server.process.poll() is None
+            assert libc.strlen(b"still") == 5
+        client.close()
+    finally:
+        server.stop()
