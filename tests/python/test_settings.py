@@ -89,3 +89,29 @@ def test_a_session_takes_its_memory_limit_from_the_environment(client, monkeypat
     with pytest.raises(ffibox.Error) as refused:
         client.session()
     assert refused.value.code == "INVALID_ARGUMENT" and "memory_limit" in str(refused.value)
+
+
+def test_a_timeout_is_whole_milliseconds_never_the_servers_default_by_rounding(
+        client, monkeypatch):
+    # 0.4 ms went as 0, the server's default of 30 s; 1e300 s failed with protobuf's
+    # "Value out of range", naming no setting.
+    assert _settings.milliseconds(None, "t") == _settings.milliseconds(0, "t") == 0
+    assert _settings.milliseconds(0.0004, "t") == 1
+    assert _settings.milliseconds(2.5, "t") == 2500
+    for bad in (-1, float("inf"), float("nan"), 1e300):
+        with pytest.raises(ValueError, match="timeout must be a positive number"):
+            _settings.milliseconds(bad, "timeout")
+    with client.session(timeout=0.0004) as session:
+        assert session.call_timeout_ms == 1
+    monkeypatch.setenv("FFIBOX_TIMEOUT", "1e300")
+    with pytest.raises(ValueError, match=r"\$FFIBOX_TIMEOUT is '1e300'"):
+        client.session()
+
+
+def test_an_address_from_the_environment_that_is_no_address_is_refused(monkeypatch):
+    # It started a private server instead, as for a socket nothing listens on.
+    for address in ("unix:", "unix:/tmp/a%41.sock"):
+        monkeypatch.setenv("FFIBOX_ADDRESS", address)
+        with pytest.raises(ffibox.Error, match=r"\(from FFIBOX_ADDRESS\)") as refused:
+            ffibox.connect()
+        assert refused.value.code == "INVALID_ARGUMENT"

@@ -1,6 +1,7 @@
 """Settings the Python client reads from the environment, each where it applies. A value
 that means nothing is refused with a ValueError naming the variable, never taken for the
 default (FFIBOX_SAME_HOST=off must not leave the channel on)."""
+import math
 import os
 from typing import Iterable, List, Optional
 
@@ -21,8 +22,13 @@ def flag(name: str) -> Optional[bool]:
                      % (name, value))
 
 
+# The longest deadline the protocol carries: a uint32 of milliseconds (about 49 days).
+MOST_SECONDS = ((1 << 32) - 1) / 1000.0
+
+
 def seconds(name: str) -> Optional[float]:
-    """$name as a positive number of seconds (3, 0.5); None when it is unset or empty."""
+    """$name as a positive number of seconds (3, 0.5) up to MOST_SECONDS; None when it is
+    unset or empty."""
     value = os.environ.get(name, "").strip()
     if not value:
         return None
@@ -30,9 +36,22 @@ def seconds(name: str) -> Optional[float]:
         number = float(value)
     except ValueError:
         number = 0.0
-    if not 0 < number < float("inf"):
-        raise ValueError("$%s is %r: expected a positive number of seconds" % (name, value))
+    if not 0 < number <= MOST_SECONDS:
+        raise ValueError("$%s is %r: expected a positive number of seconds, at most %d"
+                         % (name, value, MOST_SECONDS))
     return number
+
+
+def milliseconds(timeout: Optional[float], what: str) -> int:
+    """A deadline of `timeout` seconds as the protocol's milliseconds: 0 (the server's
+    default) for None or 0, else at least 1 (a deadline under a millisecond is one, not the
+    server's 30 s). ValueError naming `what` for a negative, infinite or longer one."""
+    if not timeout:
+        return 0
+    if not 0 < timeout <= MOST_SECONDS:
+        raise ValueError("%s must be a positive number of seconds, at most %d, not %r"
+                         % (what, MOST_SECONDS, timeout))
+    return max(1, math.ceil(timeout * 1000))
 
 
 def count(name: str, default: int) -> int:

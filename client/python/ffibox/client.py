@@ -109,8 +109,11 @@ def connect(address: Optional[str] = None, timeout: float = 2.0,
         check_unix_server(address, 0)
     except UntrustedServer:
         raise
-    except Error:
-        pass  # nothing listens there: start a private server
+    except Error as error:
+        if error.code == "INVALID_ARGUMENT":
+            source = "FFIBOX_ADDRESS" if os.environ.get("FFIBOX_ADDRESS") else "XDG_RUNTIME_DIR"
+            raise Error("%s (from %s)" % (error, source), error.code) from None
+        # nothing listens there: start a private server
     else:
         channel = make_channel(address, settings)
         if _listening(channel, timeout):
@@ -230,7 +233,7 @@ class Session:
         max_images = _settings.count("FFIBOX_MAX_IMAGES", DEFAULT_MAX_IMAGES)
         max_image_bytes = _settings.count("FFIBOX_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)
         open_request = pb.OpenSession(
-            call_timeout_ms=int(timeout * 1000) if timeout else 0,
+            call_timeout_ms=_settings.milliseconds(timeout, "timeout"),
             restart=pb.RESTART if restart else pb.NO_RESTART,
             memory_limit_bytes=memory_limit or 0, environment=env or {},
             scratch_directory=scratch_directory, idle_cpu_percent=idle_cpu_percent)
@@ -450,7 +453,7 @@ class Session:
         before it, which ran). A batch the server refuses (a malformed call, too many calls
         or block bytes) raises with `results` empty: no call ran. A crash or deadline in the
         middle raises as for a single call, with `batch_index` None."""
-        request = pb.Batch(calls=calls, timeout_ms=int(timeout * 1000) if timeout else 0)
+        request = pb.Batch(calls=calls, timeout_ms=_settings.milliseconds(timeout, "timeout"))
         response = self.stream.send(pb.Request(batch=request))
         if response.HasField("error"):
             error = error_from_proto(response.error, pb)
