@@ -487,6 +487,7 @@ absl::StatusOr<SpawnedWorker> SpawnJailedWorker(const JailOptions& jail,
   deadline = absl::Now() + setup_timeout;
   if (user_ns) {
     absl::Status mapped = WriteUserNamespaceMaps(child, worker_ids);
+    if (absl::IsResourceExhausted(mapped)) return fail(mapped);
     if (!mapped.ok()) return fail(JailLayerError(JailLayer::kUserNamespace, mapped.message()));
   }
   (void)!write(pipes.sync[1], "g", 1);

@@ -81,6 +81,9 @@ absl::Status RunMapHelper(const char* helper, pid_t pid, unsigned id) {
   pid_t child = -1;
   int rc = posix_spawn(&child, helper, &actions, nullptr, argv.data(), empty_env);
   posix_spawn_file_actions_destroy(&actions);
+  if (rc == EAGAIN || rc == ENOMEM) {  // out of processes or memory: not the layer's fault
+    return absl::ResourceExhaustedError(absl::StrCat(helper, ": ", strerror(rc)));
+  }
   if (rc != 0) return absl::PermissionDeniedError(absl::StrCat(helper, ": ", strerror(rc)));
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
