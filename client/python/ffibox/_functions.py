@@ -111,6 +111,7 @@ class RemoteCall:
             self._packers[key] = packer
         if packer is None:
             return None
+        session.stream.ensure_callback_room()
         if packer.any_pointer or session.twins.has_releases():
             # Memory held while the call is in flight, and releases (Call.release).
             return self._packed_pointer_call(packer, args, restype)
@@ -245,6 +246,8 @@ class RemoteCall:
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
+        # Once its arguments defined their callbacks, and before anything is given up.
+        session.stream.ensure_callback_room()
         released = session.twins.take_releases(session.generation,
                                                _twins.RELEASES_PER_CALL)
         if released:

@@ -25,6 +25,7 @@ from typing import Callable, Dict, Optional, Tuple
 from ffibox._channel import fork_advice
 from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, TOP_LEVEL_OPS,
                                    ChannelError, LocalChannel, NotSent, too_large_answer)
+from ffibox._recursion_room import ensure_room
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
 
@@ -93,10 +94,32 @@ def _call_state_of(channel):
 
 def failed_callback(function):
     """Reports the exception being handled as ctypes reports a callback that raised
-    (`function` the callback's), and returns the CallbackReturn that gives native code zero."""
-    sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n" % (function,))
-    traceback.print_exc()
-    return pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
+    (`function` the callback's), and returns the CallbackReturn that gives native code zero.
+    A report that fails itself (a `repr` that raises, a replaced sys.stderr, no memory) is
+    cut to the exception's name and message, or dropped: the invocation is answered all the
+    same."""
+    failure = sys.exc_info()[1]
+    try:
+        sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n"
+                         % (function,))
+        traceback.print_exc()
+        error = traceback.format_exc(limit=-1).strip()
+    except BaseException:  # noqa: B902 - whatever it is, the answer goes
+        error = _named(failure)
+        try:
+            sys.stderr.write("Exception ignored on calling ctypes callback function (its "
+                             "traceback could not be printed): %s\n" % error)
+        except BaseException:  # noqa: B902
+            pass
+    return pb.CallbackReturn(error=error)
+
+
+def _named(failure: BaseException) -> str:
+    """`failure`'s type and message, or its type alone when its message cannot be had."""
+    try:
+        return "%s: %s" % (type(failure).__name__, failure)
+    except BaseException:  # noqa: B902 - a __str__ of its own that raises
+        return type(failure).__name__
 
 
 class _Serving(threading.local):
@@ -977,6 +1000,13 @@ class SessionStream:
     def current_invocation(self) -> int:
         return self._serving.invocation
 
+    def ensure_callback_room(self) -> None:
+        """Raises RecursionError, before anything is sent, when a call made now could not
+        answer the invocations its native code may make: in a session with callbacks, fewer
+        than ffibox._recursion_room.ROOM frames left below the recursion limit."""
+        if self._handlers:
+            ensure_room()
+
     def _callback_loop(self) -> None:
         while True:
             item = self._invokes.get()
@@ -1010,11 +1040,13 @@ class SessionStream:
             serving.owing = owing
 
     def _answer_invocation(self, invoke) -> None:
+        """Runs the handler of `invoke` and posts its answer: a failure (native code gets
+        zero) when anything raised, ffibox's own work around the function included.
+        Unanswered, the invocation would hold native code until the call's deadline."""
         handler = self._handlers.get(invoke.callback)
         try:
             answer = self._answer(invoke, handler)
-        except Exception:  # noqa: B902 - around the function: its arguments, its write-back
-            # Unanswered, the invocation would hold native code until the call's deadline.
+        except BaseException:  # noqa: B902 - around the function: its arguments, its write-back
             answer = failed_callback(handler)
         answer.invocation = invoke.invocation
         request = pb.Request(callback_return=answer)
@@ -1069,7 +1101,7 @@ class SessionStream:
         self._channel_handlers += 1
         try:
             return self._answer(invoke, handler)
-        except Exception:  # noqa: B902 - around the function: its arguments, its write-back
+        except BaseException:  # noqa: B902 - around the function: its arguments, its write-back
             return failed_callback(handler)
         finally:
             self._channel_handlers -= 1

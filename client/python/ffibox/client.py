@@ -398,6 +398,7 @@ class Session:
     def load_library(self, path: str, global_symbols: bool = False) -> int:
         """dlopens `path` in the worker (if the server allows it: else LibraryNotAllowed),
         with RTLD_GLOBAL when `global_symbols`; the library's handle."""
+        self.stream.ensure_callback_room()  # its constructors may call callbacks
         return self.stream.request(load_library=pb.LoadLibrary(
             path=path, **{"global": global_symbols})).library.library
 
@@ -451,6 +452,7 @@ class Session:
         or block bytes) raises with `results` empty: no call ran. A crash or deadline in the
         middle raises as for a single call, with `batch_index` None."""
         request = pb.Batch(calls=calls, timeout_ms=int(timeout * 1000) if timeout else 0)
+        self.stream.ensure_callback_room()
         response = self.stream.send(pb.Request(batch=request))
         if response.HasField("error"):
             error = error_from_proto(response.error, pb)
