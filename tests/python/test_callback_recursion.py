@@ -59,6 +59,19 @@ def test_callbacks_recurse_through_the_library_to_a_depth_as_ctypes_would(sessio
     assert deepest[0] == 40
 
 
+def test_each_nesting_of_callbacks_costs_the_recursion_limit_about_15_frames(session):
+    # ctypes' callbacks nest about 500 deep within 1000 frames; ffibox's take the frames
+    # of a call and of the invocation's handling besides, and keep 48 for answering.
+    lib, deepest, kept = _recursing(session, lambda x, lib: lib.fire_handler(x + 1))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(_frames_here() + 1000)
+    try:
+        assert lib.fire_handler(0) == 0
+    finally:
+        sys.setrecursionlimit(limit)
+    assert deepest[0] >= 60
+
+
 def test_at_the_recursion_limit_the_deepest_callback_fails_and_the_call_returns(
         session, capsys):
     # Whichever frame meets the limit (the user's, ffibox's as it takes the invocation, or

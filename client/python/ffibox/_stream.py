@@ -114,6 +114,13 @@ def failed_callback(function):
     return pb.CallbackReturn(error=error)
 
 
+def _without_function(invoke):
+    """The CallbackReturn of an invocation of a callback with no handler in this client (one
+    it freed meanwhile): native code gets zero."""
+    return pb.CallbackReturn(error="callback %d has no function in this client"
+                             % invoke.callback)
+
+
 def _named(failure: BaseException) -> str:
     """`failure`'s type and message, or its type alone when its message cannot be had."""
     try:
@@ -1017,19 +1024,6 @@ class SessionStream:
                 continue
             self._run_invocation(item)
 
-    def _answer(self, invoke, handler):
-        """Runs `handler` (None: the callback has none here) for `invoke` on this thread, the
-        requests it makes carrying the invocation, and returns its pb.CallbackReturn."""
-        outer = self._serving.invocation
-        self._serving.invocation = invoke.invocation
-        try:
-            if handler is None:
-                return pb.CallbackReturn(error="callback %d has no function in this client"
-                                         % invoke.callback)
-            return handler(self, invoke)
-        finally:
-            self._serving.invocation = outer
-
     def _run_invocation(self, invoke) -> None:
         serving = self._serving
         owing = serving.owing
@@ -1042,12 +1036,20 @@ class SessionStream:
     def _answer_invocation(self, invoke) -> None:
         """Runs the handler of `invoke` and posts its answer: a failure (native code gets
         zero) when anything raised, ffibox's own work around the function included.
-        Unanswered, the invocation would hold native code until the call's deadline."""
+        Unanswered, the invocation would hold native code until the call's deadline. The
+        handler runs on this thread, the requests it makes carrying the invocation; each
+        nesting of callbacks costs the recursion limit this frame, not another one."""
         handler = self._handlers.get(invoke.callback)
+        serving = self._serving
+        outer = serving.invocation
+        serving.invocation = invoke.invocation
         try:
-            answer = self._answer(invoke, handler)
+            answer = (handler(self, invoke) if handler is not None
+                      else _without_function(invoke))
         except BaseException:  # noqa: B902 - around the function: its arguments, its write-back
             answer = failed_callback(handler)
+        finally:
+            serving.invocation = outer
         answer.invocation = invoke.invocation
         request = pb.Request(callback_return=answer)
         # Its id is set when it is posted: counted at its largest (a tag and ten bytes).
@@ -1100,7 +1102,8 @@ class SessionStream:
         busy, channel.in_flight = channel.in_flight, None
         self._channel_handlers += 1
         try:
-            return self._answer(invoke, handler)
+            return (handler(self, invoke) if handler is not None
+                    else _without_function(invoke))
         except BaseException:  # noqa: B902 - around the function: its arguments, its write-back
             return failed_callback(handler)
         finally:

@@ -558,7 +558,7 @@ class Session:
             known = self._callback_entry(callback)
             if known is None:
                 self.stream.set_handler(defined.callback,
-                                        callback_handler(prototype, _CalledWhileAlive(callback)))
+                                        callback_handler(prototype, _FunctionWhileAlive(callback)))
                 self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
                 self._closures[defined.callback] = (defined.address.address,
                                                     defined.address.generation)
@@ -636,9 +636,9 @@ class Session:
         return _remote.function_pointer(prototype, WorkerAddress(self, address, generation))
 
 
-class _CalledWhileAlive:
-    """Calls what CFUNCTYPE instance `callback` wraps, reaching it through a weak reference:
-    the session's handler table does not keep the function, nor so the object holding the
+class _FunctionWhileAlive:
+    """What CFUNCTYPE instance `callback` wraps, reached through a weak reference: the
+    session's handler table does not keep the function, nor so the object holding the
     instance (`self._hook = PROTOTYPE(self._method)`, as unicorn's `Uc` does), which ctypes
     lets the collector free and whose finalizer frees the callback in the worker."""
 
@@ -651,11 +651,12 @@ class _CalledWhileAlive:
         callback = self._callback()
         return repr(None if callback is None else callback._ffibox_callable)
 
-    def __call__(self, *args):
+    def get(self):
+        """The function; RuntimeError once the instance was collected."""
         callback = self._callback()
         if callback is None:
             raise RuntimeError("ffibox: the callback was called after it was collected")
-        return callback._ffibox_callable(*args)
+        return callback._ffibox_callable
 
 
 # `from ffibox import ctypes` and plain integer addresses use a session of their own.
