@@ -379,8 +379,9 @@ class Session:
 
     @property
     def max_image_bytes(self) -> int:
-        """How many bytes of strings the library hands back one operation reads into local
-        images (default 256 MiB or FFIBOX_MAX_IMAGE_BYTES); past it the operation raises
+        """How many bytes of local images (strings, records, arrays) of what the library
+        hands back one operation makes (default 256 MiB or FFIBOX_MAX_IMAGE_BYTES), each
+        image counted, also where it overlaps another; past it the operation raises
         ffibox.Error RESOURCE_EXHAUSTED, having read no further."""
         return self.images.max_image_bytes
 
