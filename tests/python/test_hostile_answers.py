@@ -1,13 +1,17 @@
 """What a hostile library makes its call's answer say, or hands back through out-parameters,
 is checked before the caller sees it: a forged result of the wrong kind or range is a typed
-error, on the same-host channel and through ffiboxd alike, and strings handed back are read
-no further than the session's byte budget."""
+error, on the same-host channel and through ffiboxd alike, and strings and records handed
+back are copied no further than the session's byte budget, records laid over one another
+each counted."""
+import os
+import struct
+
 import pytest
 
 import ffibox
 from ffibox import ctypes as ct
 from ffibox._stubs import pb
-from conftest import HOSTILE_LIB
+from conftest import HOSTILE_LIB, PeakRss
 
 
 class Pair(ct.Structure):
@@ -103,5 +107,70 @@ def test_the_byte_budget_comes_from_the_environment(monkeypatch, shared_server):
         monkeypatch.setenv("FFIBOX_MAX_IMAGE_BYTES", "lots")
         with pytest.raises(ValueError, match="FFIBOX_MAX_IMAGE_BYTES"):
             client.session()
+    finally:
+        client.close()
+
+
+OVERLAP_DATA = 64 << 10
+
+
+class Overlapping(ct.Structure):
+    pass
+
+
+Overlapping._fields_ = [("data", ct.c_char * OVERLAP_DATA), ("next", ct.POINTER(Overlapping))]
+
+
+def overlapping_out(session, count: int):
+    """A pointer handed back through an ordinary out-parameter (strtol's `endptr`, which
+    names the string it was given when that holds no number) to the first of `count`
+    records of 64 KiB laid in one buffer of the worker's, each 8 bytes after the one before
+    and its `next` the one after it: 64 KiB and 8 bytes a record in the worker, `count`
+    records of 64 KiB each to copy in the caller."""
+    libc = session.CDLL("libc.so.6")
+    libc.malloc.argtypes = [ct.c_size_t]
+    libc.malloc.restype = ct.c_void_p
+    base = libc.malloc(OVERLAP_DATA + 8 * count + 16)
+    session.write(base, b"o" * OVERLAP_DATA + b"".join(
+        struct.pack("<Q", base + 8 * (i + 1) if i + 1 < count else 0) for i in range(count)))
+    strtol = libc.strtol
+    strtol.argtypes = [ct.c_void_p, ct.POINTER(ct.POINTER(Overlapping)), ct.c_int]
+    p = ct.POINTER(Overlapping)()
+    strtol(base, ct.byref(p), 10)
+    return p
+
+
+def test_records_laid_over_one_buffer_arrive_whole_within_the_byte_budget(shared_server):
+    client = ffibox.connect(shared_server.address)
+    try:
+        with client.session() as session:
+            p = overlapping_out(session, 64)
+            records = 0
+            while p:
+                record = p.contents
+                # Record i starts 8 i bytes in: its data, the others' `next` fields after it.
+                assert record.data[:OVERLAP_DATA - 8 * records] == \
+                    b"o" * (OVERLAP_DATA - 8 * records)
+                records += 1
+                p = record.next
+            assert records == 64
+    finally:
+        client.close()
+
+
+def test_records_laid_over_one_buffer_each_count_against_the_byte_budget(shared_server):
+    # 400 records over 90 KiB of the worker's: 25 MiB of copies (and their room), which the
+    # caller made, and held, until records counted against the byte budget as strings did.
+    client = ffibox.connect(shared_server.address)
+    try:
+        with client.session() as session:
+            session.max_image_bytes = 4 << 20
+            with PeakRss(os.getpid()) as rss:
+                with pytest.raises(ffibox.Error) as raised:
+                    overlapping_out(session, 400)
+            assert raised.value.code == "RESOURCE_EXHAUSTED", raised.value
+            assert "max_image_bytes" in str(raised.value)
+            assert rss.peak - rss.before < 16, (rss.before, rss.peak)
+            assert overlapping_out(session, 16).contents.data[:2] == b"oo"
     finally:
         client.close()

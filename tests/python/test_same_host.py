@@ -18,7 +18,7 @@ from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, close_channel
                       forge_empty_blocks, run_script, varint)
 from ffibox import _answer_shape, _local_channel
 from ffibox import ctypes as ct
-from ffibox._stream import SessionStream
+from ffibox._images import ImageTable
 from ffibox._stubs import pb
 
 
@@ -214,15 +214,16 @@ def test_a_finalizer_between_a_threads_exchanges_on_the_channel_is_served(client
 
 @pytest.mark.parametrize("owner, method, outcome", [
     (_local_channel.LocalChannel, "_take_invocation", "FAILED_PRECONDITION"),
-    (SessionStream, "_answer", b"finalize"),
+    (ImageTable, "budget", b"finalize"),
 ])
 def test_a_finalizer_during_a_callbacks_invocation_on_the_channel(client, monkeypatch, owner,
                                                                    method, outcome):
     """A collection once a callback's invocation has come on the channel, the worker waiting
     for this thread: before its handler runs (`_take_invocation`), the finalizer's read can
     be served by nobody until this thread answers, so it fails at once instead of stalling
-    the call to its deadline; while the handler runs (`_answer`), it is one of the handler's
-    requests inside the invocation, served on the channel. The call and the channel go on."""
+    the call to its deadline; while the handler runs (the budget of the images it makes of
+    its arguments, the first thing it takes), it is one of the handler's requests inside the
+    invocation, served on the channel. The call and the channel go on."""
     with client.session(same_host=True, timeout=30) as session:
         libc, at = malloc_in(session, 8, b"finalize")
         compare = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))(
@@ -232,7 +233,8 @@ def test_a_finalizer_during_a_callbacks_invocation_on_the_channel(client, monkey
         Finalized(lambda: session.read(at, 8), seen)
         started = time.monotonic()
         run_with_collection_inside(monkeypatch, method, lambda: libc.qsort(
-            values, 3, ct.sizeof(ct.c_int), compare), owner=owner)
+            values, 3, ct.sizeof(ct.c_int), compare), owner=owner,
+            when=lambda *args: owner is not ImageTable or session.stream.current_invocation())
         assert time.monotonic() - started < 10
         assert list(values) == [1, 2, 3]
         assert seen == [outcome]

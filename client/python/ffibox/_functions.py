@@ -57,7 +57,7 @@ class RemoteCall:
         # (argtypes, restype) -> its packer (ffibox._packers), None when it has none.
         self._packers: Dict[tuple, Optional[_packers.Packer]] = {}
 
-    def __call__(self, owner, argtypes, restype, args, variadic: bool = False):
+    def call(self, owner, argtypes, restype, args, variadic: bool = False):
         """Calls with `args`; `variadic`: the arguments after `argtypes` are variadic ones."""
         session = self._session
         if session.stream.closed_at_exit:
@@ -74,7 +74,8 @@ class RemoteCall:
             # the same-host channel (which serves nothing else until it is answered): the
             # call runs on a thread of ffibox's own right after, and gives its result type's
             # zero here.
-            session.deferred_calls.put(lambda: self(owner, argtypes, restype, args, variadic))
+            session.deferred_calls.put(
+                lambda: self.call(owner, argtypes, restype, args, variadic))
             return _zero_of(restype)
         if not variadic and not self._use_errno and session.stream.local_enabled:
             done = self._packed_call(argtypes, restype, args)
@@ -111,6 +112,7 @@ class RemoteCall:
             self._packers[key] = packer
         if packer is None:
             return None
+        session.stream.ensure_callback_room()
         if packer.any_pointer or session.twins.has_releases():
             # Memory held while the call is in flight, and releases (Call.release).
             return self._packed_pointer_call(packer, args, restype)
@@ -245,6 +247,8 @@ class RemoteCall:
         if self._use_errno:
             call.capture_errno = True
             call.set_errno = get_errno()
+        # Once its arguments defined their callbacks, and before anything is given up.
+        session.stream.ensure_callback_room()
         released = session.twins.take_releases(session.generation,
                                                _twins.RELEASES_PER_CALL)
         if released:
@@ -409,7 +413,8 @@ class _FuncPtr:
         self._argtypes = self._argtypes_as_set = None
 
     def __call__(self, *args):
-        result = self._call(self, self._argtypes, self.restype, args, self.variadic)
+        # A method, not an object's __call__: one frame of the recursion limit, not two.
+        result = self._call.call(self, self._argtypes, self.restype, args, self.variadic)
         return _checked(self._errcheck, result, self, args)
 
     def __repr__(self) -> str:
@@ -571,7 +576,7 @@ def _prototype_call(self, *args):
     else:
         call = at.session.function_at(at.address, at.generation,
                                       getattr(self, "_ffibox_name", None), use_errno)
-    result = call(self, type(self)._argtypes_, self.restype, args)
+    result = call.call(self, type(self)._argtypes_, self.restype, args)
     return _checked(self.errcheck, result, self, args)
 
 
@@ -842,9 +847,9 @@ def _changed_span(now: bytes, after: bytes, first: int, current):
 
 
 def callback_handler(prototype, function):
-    """The session-stream handler that runs `function` for invokes of a callback; its
-    `check` attribute checks an invocation that comes on the same-host channel
-    (invoke_checker)."""
+    """The session-stream handler that runs the Python function `function.get()` gives for
+    invokes of a callback (`repr(function)` names it in reports); its `check` attribute
+    checks an invocation that comes on the same-host channel (invoke_checker)."""
     argtypes = prototype._argtypes_
     restype = prototype._restype_
 
@@ -937,7 +942,9 @@ def callback_handler(prototype, function):
         answer = pb.CallbackReturn()
         result = None
         try:
-            result = function(*args)
+            # Called here, not through a wrapper: each nesting of callbacks through the
+            # library costs the recursion limit as few frames as it can.
+            result = function.get()(*args)
             if restype is not None:
                 answer.result.CopyFrom(
                     _callback_result(restype, result, session, stream.generation,

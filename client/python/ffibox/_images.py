@@ -24,8 +24,13 @@ later shows there.
 
 The graph is followed breadth first, each (worker address, type) imaged once per operation
 (so cycles and shared nodes stay one image, as in the worker), to any depth, within a budget
-of images per operation (`Session.max_images`, default 4096, or `FFIBOX_MAX_IMAGES`): past
-it the operation raises ImageBudgetExceeded, never a silently truncated graph.
+of images per operation (`Session.max_images`, default 4096, or `FFIBOX_MAX_IMAGES`) and of
+the bytes they hold here (`Session.max_image_bytes`, default 256 MiB, or
+`FFIBOX_MAX_IMAGE_BYTES`): past either the operation raises ImageBudgetExceeded, never a
+silently truncated graph. Every image's bytes count, strings, records and arrays alike, and
+each image of memory another one overlaps counts again (records a library lays over one
+buffer 8 bytes apart are thousands of copies of it here), so what the library hands back
+costs the caller no more than the budget, whatever it costs the worker.
 
 Passing an image back to the library (a pointer into it, the record where its pointer goes,
 `byref` of any part of it, its address as an integer) passes the worker address, and local
@@ -55,8 +60,9 @@ MAX_ELEMENTS = 64
 # default: a hostile graph costs bounded time and memory.
 DEFAULT_MAX_IMAGES = 4096
 _tables: "weakref.WeakSet[ImageTable]" = weakref.WeakSet()  # every session's
-# How many bytes of strings one operation may image by default: a library cannot make the
-# caller read and hold gigabytes (thousands of distinct strings of 16 Mi characters each).
+# How many bytes of images (strings, records, arrays) one operation may make by default: a
+# library cannot make the caller read and hold gigabytes (thousands of distinct strings of
+# 16 Mi characters each, thousands of large records laid over one buffer of its own).
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20
 # Where a view of worker memory (ffibox._remote.view) keeps the image of its bytes.
 VIEW_IMAGE = "_ffibox_image"
@@ -93,8 +99,9 @@ class ImageBudgetExceeded(Error):
 
     def __init__(self, limit: int, in_bytes: bool = False) -> None:
         super().__init__(
-            ("RESOURCE_EXHAUSTED: the library handed back strings of more than %d bytes in "
-             "all; raise Session.max_image_bytes (or FFIBOX_MAX_IMAGE_BYTES) to read them"
+            ("RESOURCE_EXHAUSTED: the library handed back memory (strings, records, arrays) "
+             "that takes more than %d bytes to copy; raise Session.max_image_bytes (or "
+             "FFIBOX_MAX_IMAGE_BYTES) to read it"
              if in_bytes else
              "RESOURCE_EXHAUSTED: the library handed back a pointer graph of more than %d "
              "objects; raise Session.max_images (or FFIBOX_MAX_IMAGES) to follow it") % limit,
@@ -102,8 +109,8 @@ class ImageBudgetExceeded(Error):
 
 
 class Budget:
-    """What one operation may still image (images, and bytes of strings), the images it
-    made (by worker address and type), and the pointer slots still to follow."""
+    """What one operation may still image (images, and bytes of their local copies), the
+    images it made (by worker address and type), and the pointer slots still to follow."""
 
     __slots__ = ("left", "limit", "bytes_left", "max_bytes", "seen", "pending", "strings",
                  "shipped", "current")
@@ -124,6 +131,13 @@ class Budget:
         # The watched images are up to date (a call's changes applied): a pointer to one's
         # worker address, of its type, gets that image, not a new one.
         self.current = False
+
+    def check_bytes(self, size: int) -> None:
+        """Raises ImageBudgetExceeded when an image of `size` more bytes does not fit: before
+        anything is read for it."""
+        if size > self.bytes_left:
+            raise ImageBudgetExceeded(self.max_bytes, in_bytes=True)
+
 
 _WORD = struct.Struct("<Q")
 _AT = operator.itemgetter(0)  # the offset of a layout's (offset, pointer type)
@@ -627,8 +641,7 @@ class ImageTable:
             by_page[word - word % PAGE_BYTES].append(word)
         if len(by_page) > budget.left:
             raise ImageBudgetExceeded(budget.limit)
-        if len(by_page) * PAGE_BYTES > budget.bytes_left:
-            raise ImageBudgetExceeded(budget.max_bytes, in_bytes=True)
+        budget.check_bytes(len(by_page) * PAGE_BYTES)
         budget.bytes_left -= len(by_page) * PAGE_BYTES
         ranges = [(starts[0], page + PAGE_BYTES - starts[0]) for page, starts in by_page.items()]
         for starts, data in zip(by_page.values(), self._read_pages(ranges, generation)):
@@ -702,19 +715,29 @@ class ImageTable:
         # to the first NULL, read at once (the first element alone if the rest cannot be). A
         # record stands alone.
         array = not slots or _types.is_pointer(t) or _types.code_of(t) in ("z", "Z")
+        # The most its local bytes take, counted before anything is read: a record with
+        # pointers gets room for a zeroed one after it, an array of pointers up to
+        # MAX_ELEMENTS and a NULL; pointer-free elements are read no further than fits.
+        budget.check_bytes(element if not slots else
+                           (MAX_ELEMENTS + 1) * element if array else 2 * element)
         shipped = budget.shipped.get(worker)
         data = None
         watched = False  # whether the worker watches what was read: the library may rewrite it
         if shipped is not None and len(shipped) >= element:
             data = shipped[:MAX_ELEMENTS * element if array else element]
+            if not slots:
+                data = data[:budget.bytes_left]
             data = data[:len(data) - len(data) % element]
         elif array:
             room = min(PAGE_BYTES - worker % PAGE_BYTES, MAX_ELEMENTS * element)
+            if not slots:
+                room = min(room, budget.bytes_left)
             if room >= 2 * element:
                 data, watched = self._read_watched(worker, room - room % element, generation)
         if data is None:
             data, watched = self._read_watched(worker, element, generation)
         if data is None:
+            budget.bytes_left -= max(8, element)
             return self._address_only(worker, generation, element)
         if slots and len(data) > element:
             data = _until_null(data, element)
@@ -726,6 +749,7 @@ class ImageTable:
         room = len(data) + element if slots and any(data[len(data) - element:]) else len(data)
         buffer = _ct.create_string_buffer(data, max(room, MAX_ELEMENTS * element) if slots
                                           and array else room)
+        budget.bytes_left -= _ct.sizeof(buffer)
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
         image.plain = not slots
@@ -788,6 +812,7 @@ class ImageTable:
         buffer = _ct.create_string_buffer(
             struct.pack("<%dQ" % count, *local),
             max(len(data) + (_WORD.size if words[-1] else 0), MAX_ELEMENTS * _WORD.size))
+        budget.bytes_left -= _ct.sizeof(buffer)
         image = Image(buffer, len(data), worker, generation)
         image.synced = bytes(data)
         image.children = children

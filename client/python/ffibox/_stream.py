@@ -25,6 +25,7 @@ from typing import Callable, Dict, Optional, Tuple
 from ffibox._channel import fork_advice
 from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, TOP_LEVEL_OPS,
                                    ChannelError, LocalChannel, NotSent, too_large_answer)
+from ffibox._recursion_room import ensure_room
 from ffibox._stubs import pb, pb_grpc
 from ffibox.errors import Error, SessionClosed, error_from_proto
 
@@ -93,10 +94,39 @@ def _call_state_of(channel):
 
 def failed_callback(function):
     """Reports the exception being handled as ctypes reports a callback that raised
-    (`function` the callback's), and returns the CallbackReturn that gives native code zero."""
-    sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n" % (function,))
-    traceback.print_exc()
-    return pb.CallbackReturn(error=traceback.format_exc(limit=-1).strip())
+    (`function` the callback's), and returns the CallbackReturn that gives native code zero.
+    A report that fails itself (a `repr` that raises, a replaced sys.stderr, no memory) is
+    cut to the exception's name and message, or dropped: the invocation is answered all the
+    same."""
+    failure = sys.exc_info()[1]
+    try:
+        sys.stderr.write("Exception ignored on calling ctypes callback function: %r\n"
+                         % (function,))
+        traceback.print_exc()
+        error = traceback.format_exc(limit=-1).strip()
+    except BaseException:  # noqa: B902 - whatever it is, the answer goes
+        error = _named(failure)
+        try:
+            sys.stderr.write("Exception ignored on calling ctypes callback function (its "
+                             "traceback could not be printed): %s\n" % error)
+        except BaseException:  # noqa: B902
+            pass
+    return pb.CallbackReturn(error=error)
+
+
+def _without_function(invoke):
+    """The CallbackReturn of an invocation of a callback with no handler in this client (one
+    it freed meanwhile): native code gets zero."""
+    return pb.CallbackReturn(error="callback %d has no function in this client"
+                             % invoke.callback)
+
+
+def _named(failure: BaseException) -> str:
+    """`failure`'s type and message, or its type alone when its message cannot be had."""
+    try:
+        return "%s: %s" % (type(failure).__name__, failure)
+    except BaseException:  # noqa: B902 - a __str__ of its own that raises
+        return type(failure).__name__
 
 
 class _Serving(threading.local):
@@ -977,6 +1007,13 @@ class SessionStream:
     def current_invocation(self) -> int:
         return self._serving.invocation
 
+    def ensure_callback_room(self) -> None:
+        """Raises RecursionError, before anything is sent, when a call made now could not
+        answer the invocations its native code may make: in a session with callbacks, fewer
+        than ffibox._recursion_room.ROOM frames left below the recursion limit."""
+        if self._handlers:
+            ensure_room()
+
     def _callback_loop(self) -> None:
         while True:
             item = self._invokes.get()
@@ -986,19 +1023,6 @@ class SessionStream:
                         return
                 continue
             self._run_invocation(item)
-
-    def _answer(self, invoke, handler):
-        """Runs `handler` (None: the callback has none here) for `invoke` on this thread, the
-        requests it makes carrying the invocation, and returns its pb.CallbackReturn."""
-        outer = self._serving.invocation
-        self._serving.invocation = invoke.invocation
-        try:
-            if handler is None:
-                return pb.CallbackReturn(error="callback %d has no function in this client"
-                                         % invoke.callback)
-            return handler(self, invoke)
-        finally:
-            self._serving.invocation = outer
 
     def _run_invocation(self, invoke) -> None:
         serving = self._serving
@@ -1010,12 +1034,22 @@ class SessionStream:
             serving.owing = owing
 
     def _answer_invocation(self, invoke) -> None:
+        """Runs the handler of `invoke` and posts its answer: a failure (native code gets
+        zero) when anything raised, ffibox's own work around the function included.
+        Unanswered, the invocation would hold native code until the call's deadline. The
+        handler runs on this thread, the requests it makes carrying the invocation; each
+        nesting of callbacks costs the recursion limit this frame, not another one."""
         handler = self._handlers.get(invoke.callback)
+        serving = self._serving
+        outer = serving.invocation
+        serving.invocation = invoke.invocation
         try:
-            answer = self._answer(invoke, handler)
-        except Exception:  # noqa: B902 - around the function: its arguments, its write-back
-            # Unanswered, the invocation would hold native code until the call's deadline.
+            answer = (handler(self, invoke) if handler is not None
+                      else _without_function(invoke))
+        except BaseException:  # noqa: B902 - around the function: its arguments, its write-back
             answer = failed_callback(handler)
+        finally:
+            serving.invocation = outer
         answer.invocation = invoke.invocation
         request = pb.Request(callback_return=answer)
         # Its id is set when it is posted: counted at its largest (a tag and ten bytes).
@@ -1068,8 +1102,9 @@ class SessionStream:
         busy, channel.in_flight = channel.in_flight, None
         self._channel_handlers += 1
         try:
-            return self._answer(invoke, handler)
-        except Exception:  # noqa: B902 - around the function: its arguments, its write-back
+            return (handler(self, invoke) if handler is not None
+                    else _without_function(invoke))
+        except BaseException:  # noqa: B902 - around the function: its arguments, its write-back
             return failed_callback(handler)
         finally:
             self._channel_handlers -= 1

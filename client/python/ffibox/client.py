@@ -382,8 +382,9 @@ class Session:
 
     @property
     def max_image_bytes(self) -> int:
-        """How many bytes of strings the library hands back one operation reads into local
-        images (default 256 MiB or FFIBOX_MAX_IMAGE_BYTES); past it the operation raises
+        """How many bytes of local images (strings, records, arrays) of what the library
+        hands back one operation makes (default 256 MiB or FFIBOX_MAX_IMAGE_BYTES), each
+        image counted, also where it overlaps another; past it the operation raises
         ffibox.Error RESOURCE_EXHAUSTED, having read no further."""
         return self.images.max_image_bytes
 
@@ -401,6 +402,7 @@ class Session:
     def load_library(self, path: str, global_symbols: bool = False) -> int:
         """dlopens `path` in the worker (if the server allows it: else LibraryNotAllowed),
         with RTLD_GLOBAL when `global_symbols`; the library's handle."""
+        self.stream.ensure_callback_room()  # its constructors may call callbacks
         return self.stream.request(load_library=pb.LoadLibrary(
             path=path, **{"global": global_symbols})).library.library
 
@@ -454,6 +456,7 @@ class Session:
         or block bytes) raises with `results` empty: no call ran. A crash or deadline in the
         middle raises as for a single call, with `batch_index` None."""
         request = pb.Batch(calls=calls, timeout_ms=_settings.milliseconds(timeout, "timeout"))
+        self.stream.ensure_callback_room()
         response = self.stream.send(pb.Request(batch=request))
         if response.HasField("error"):
             error = error_from_proto(response.error, pb)
@@ -559,7 +562,7 @@ class Session:
             known = self._callback_entry(callback)
             if known is None:
                 self.stream.set_handler(defined.callback,
-                                        callback_handler(prototype, _CalledWhileAlive(callback)))
+                                        callback_handler(prototype, _FunctionWhileAlive(callback)))
                 self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
                 self._closures[defined.callback] = (defined.address.address,
                                                     defined.address.generation)
@@ -637,9 +640,9 @@ class Session:
         return _remote.function_pointer(prototype, WorkerAddress(self, address, generation))
 
 
-class _CalledWhileAlive:
-    """Calls what CFUNCTYPE instance `callback` wraps, reaching it through a weak reference:
-    the session's handler table does not keep the function, nor so the object holding the
+class _FunctionWhileAlive:
+    """What CFUNCTYPE instance `callback` wraps, reached through a weak reference: the
+    session's handler table does not keep the function, nor so the object holding the
     instance (`self._hook = PROTOTYPE(self._method)`, as unicorn's `Uc` does), which ctypes
     lets the collector free and whose finalizer frees the callback in the worker."""
 
@@ -652,11 +655,12 @@ class _CalledWhileAlive:
         callback = self._callback()
         return repr(None if callback is None else callback._ffibox_callable)
 
-    def __call__(self, *args):
+    def get(self):
+        """The function; RuntimeError once the instance was collected."""
         callback = self._callback()
         if callback is None:
             raise RuntimeError("ffibox: the callback was called after it was collected")
-        return callback._ffibox_callable(*args)
+        return callback._ffibox_callable
 
 
 # `from ffibox import ctypes` and plain integer addresses use a session of their own.
