@@ -388,3 +388,16 @@ def test_a_bytes_argument_written_on_the_same_host_channel_reaches_the_object(
             libc.memset(state, ord("a") + count, count)
             assert state[:count] == bytes([ord("a") + count]) * count, (count, state)
         assert session.stream.local_enabled
+
+
+def test_a_one_byte_bytes_argument_is_not_written_into(shared_server):
+    # CPython shares every one-byte bytes object process-wide: a library writing into the
+    # one it was passed would change b"x" everywhere (as it does in-process with ctypes).
+    from ffibox import ctypes as ct
+    libc = ct.CDLL("libc.so.6")
+    one = bytes([120])
+    libc.memset(one, ord("y"), 1)
+    assert one == b"x" and bytes([120]) == b"x"
+    two = bytes([120, 120])
+    libc.memset(two, ord("y"), 2)
+    assert two == b"yy"

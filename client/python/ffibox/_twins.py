@@ -85,9 +85,11 @@ def bytes_address(data: bytes) -> int:
 def write_into_bytes(owner: bytes, returned: bytes) -> None:
     """Writes what a library left in the copy of bytes object `owner` (`returned`: the copy,
     its terminator after it) into the object where it differs, as C writing into it in
-    place with ctypes would have; never past its bytes (the terminator stays)."""
+    place with ctypes would have; never past its bytes (the terminator stays), and never
+    into a one-byte object, which CPython shares process-wide (every b"x" is the same
+    object: a library's write would change them all)."""
     size = len(owner)
-    if len(returned) >= size and returned[:size] != owner:
+    if size > 1 and len(returned) >= size and returned[:size] != owner:
         _ct.memmove(bytes_address(owner), returned, size)
 
 
