@@ -11,7 +11,7 @@ process an integer may name either side, so ffibox.ctypes decides, in this order
    out-parameter or callback argument; the last 4096 are remembered): the worker's;
 4. readable in this process (probed with process_vm_readv, which honours page protections,
    so a wrong guess never faults), but for the executable's own image (its file's mappings
-   and the zeroed data after them): the caller's;
+   and the zeroed data after them) beyond the text of a bytes object there: the caller's;
 5. otherwise the worker's.
 
 The caller's memory is thus never dereferenced at an address this process does not have
@@ -192,6 +192,15 @@ def classify(address: int, size: int = 1,
     if _near_worker_address(address):
         return "worker", None, address
     if locally_mapped(address, size) and (executable or
-                                          not in_executable_image(address, size)):
+                                          not in_executable_image(address, size) or
+                                          _within_bytes_text(address, size)):
         return "local", None, address
     return "worker", None, address
+
+
+def _within_bytes_text(address: int, size: int) -> bool:
+    """Whether [address, address + size) lies in the text (with its NUL) of a Python bytes
+    object: b"" and the one-byte bytes live in the executable's image, and the caller makes
+    char* of them (`cast(c_char_p(b""), c_void_p).value`, as PyOpenGL makes its strings)."""
+    text = local_bytes_text(address)
+    return text is not None and size <= len(text) + 1
