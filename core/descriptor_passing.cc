@@ -63,6 +63,12 @@ absl::StatusOr<TaggedDescriptor> ReceiveDescriptor(int socket_fd) {
     }
   }
   const bool truncated = (message.msg_flags & MSG_CTRUNC) != 0;
+  if (truncated && count == 0) {
+    // The kernel drops descriptors a process has no room for.
+    return absl::ResourceExhaustedError(
+        "the descriptor sent was dropped: this process has no room for more open files (its "
+        "RLIMIT_NOFILE)");
+  }
   if (got != static_cast<ssize_t>(sizeof(tag)) || count != 1 || truncated) {
     for (int i = 0; i < count; ++i) close(received[i]);
     return absl::DataLossError(

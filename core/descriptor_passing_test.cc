@@ -1,6 +1,7 @@
 #include "core/descriptor_passing.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +43,27 @@ TEST_F(DescriptorPassingTest, MessageWithoutDescriptorIsRefused) {
   ASSERT_EQ(write(sockets_[0], &tag, sizeof(tag)), static_cast<ssize_t>(sizeof(tag)));
   absl::StatusOr<TaggedDescriptor> got = ReceiveDescriptor(sockets_[1]);
   EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(DescriptorPassingTest, ADescriptorDroppedForWantOfRoomIsResourceExhausted) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  ASSERT_TRUE(SendDescriptor(sockets_[0], pipe_fds[0], 42).ok());
+  close(pipe_fds[0]);
+  // No room for another descriptor: the lowest free one is past the limit.
+  const int lowest_free = dup(0);
+  ASSERT_GE(lowest_free, 0);
+  close(lowest_free);
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  absl::StatusOr<TaggedDescriptor> got = ReceiveDescriptor(sockets_[1]);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  close(pipe_fds[1]);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted) << got.status();
+  EXPECT_NE(got.status().message().find("RLIMIT_NOFILE"), absl::string_view::npos);
 }
 
 TEST_F(DescriptorPassingTest, ClosedPeerIsUnavailable) {

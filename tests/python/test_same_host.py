@@ -906,3 +906,27 @@ def test_a_file_size_limit_below_the_shared_area_refuses_the_channel_not_the_ser
         client.close()
     finally:
         server.stop()
+
+
+def test_a_channel_dropped_for_want_of_descriptors_says_so():
+    # The kernel drops a descriptor the receiver has no room for (MSG_CTRUNC): the door's
+    # answer read as "handed over no channel", naming neither cause nor limit.
+    run = run_script(textwrap.dedent("""
+        import os, resource, socket
+        from ffibox import _local_channel
+        left, right = socket.socketpair()
+        reader, writer = os.pipe()
+        socket.send_fds(left, [b"tag45678"], [reader])
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            _local_channel._receive_descriptors(right, 8, 4)
+            print("received")
+        except OSError as error:
+            print(error.errno, error.strerror)
+    """))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("%d the descriptors sent were dropped" % errno.EMFILE), run.stdout
+    assert "RLIMIT_NOFILE" in run.stdout

@@ -22,6 +22,7 @@ the position looked at again), as the worker's end expects; each sleep is bounde
 worker's `waiting` word, and a FUTEX_WAKE only when it announced a sleep.
 """
 import array
+import errno
 import ctypes
 import fcntl
 import mmap
@@ -139,11 +140,15 @@ def _receive_descriptors(sock, size: int, most: int):
     descriptors close-on-exec from the start (MSG_CMSG_CLOEXEC, which socket.recv_fds does
     not pass on): a child another thread starts meanwhile must not inherit them."""
     fds = array.array("i")
-    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_LEN(most * fds.itemsize),
-                                         socket.MSG_CMSG_CLOEXEC)
+    data, ancillary, flags, _ = sock.recvmsg(size, socket.CMSG_LEN(most * fds.itemsize),
+                                             socket.MSG_CMSG_CLOEXEC)
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    if flags & socket.MSG_CTRUNC and not fds:
+        # The kernel drops descriptors this process has no room for (RLIMIT_NOFILE).
+        raise OSError(errno.EMFILE, "the descriptors sent were dropped: this process has no "
+                                    "room for more open files (its RLIMIT_NOFILE)")
     return data, list(fds)
 
 
