@@ -1,5 +1,7 @@
 #include "client/cpp/internal/session_stream.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -170,8 +172,21 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   return SendAsync(request, /*read_by_sender=*/false);
 }
 
+namespace {
+std::atomic<uint64_t> forks{0};
+}  // namespace
+
+uint64_t SessionStream::ForkCount() {
+  static const bool counting = [] {
+    return pthread_atfork(nullptr, nullptr,
+                          [] { forks.fetch_add(1, std::memory_order_relaxed); }) == 0;
+  }();
+  (void)counting;
+  return forks.load(std::memory_order_relaxed);
+}
+
 absl::Status SessionStream::ForkedCopy() const {
-  if (getpid() == owner_pid_) return absl::OkStatus();
+  if (forks.load(std::memory_order_relaxed) == owner_forks_) return absl::OkStatus();
   return ErrorStatus(v1::FAILED_PRECONDITION,
                      absl::StrCat("this ffibox session belongs to process ", owner_pid_,
                                   ", which forked this one: sessions do not cross fork(); open "

@@ -215,8 +215,11 @@ class SessionStream : private AnswerWatchdog::Watched {
   // After the stream's last message: finishes it and fails every waiter.
   void EndStream();
   // FAILED_PRECONDITION in a child of fork() (the session is its parent's: a request from
-  // here would go through the parent's ring, at its positions, with its ids), else OK.
+  // here would go through the parent's ring, at its positions, with its ids), else OK. A
+  // load of a counter a pthread_atfork handler bumps: no system call on the calls' path.
   absl::Status ForkedCopy() const;
+  // How many fork()s this process is a child of, counted from the first session.
+  static uint64_t ForkCount();
   // Sets local_peer_ (local_mu_ held).
   void SetLocalPeer(LocalPath* path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu_);
   // Sends a handler's answer from the callback thread. One too large for the server's
@@ -302,9 +305,11 @@ class SessionStream : private AnswerWatchdog::Watched {
   // waiting for it up to kLossReportWait.
   v1::Error LossOf(uint64_t generation);
 
-  // The process the session belongs to: a child of fork() has a copy of its stream, its
-  // same-host channel and its ids, none of which it may use (ForkedCopy).
+  // The process the session belongs to, and how many fork()s its process had come out of
+  // then (ForkCount): a child of fork() has a copy of its stream, its same-host channel and
+  // its ids, none of which it may use (ForkedCopy).
   const pid_t owner_pid_ = getpid();
+  const uint64_t owner_forks_ = ForkCount();
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Ffibox::Stub> stub_;
   grpc::ClientContext context_;
