@@ -881,3 +881,56 @@ def test_an_address_in_the_executables_image_is_never_the_callers():
     run = run_script(script)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["fault"] * 4 + ["12345", "True"], run.stdout
+
+
+def test_an_address_in_an_object_the_library_was_passed_reaches_no_further_than_it():
+    # A library hands back an address inside what it was passed (its twin) as "its buffer":
+    # the caller's object's own address, which memmove and from_address then used for as
+    # many bytes as the caller wrote, over whatever followed in its heap (SIGSEGV).
+    script = textwrap.dedent("""
+        import ffibox
+        from ffibox import ctypes as ct
+        lib = ct.CDLL(%r)
+        lib.register_buffer.argtypes = [ct.c_char_p, ct.c_size_t]
+        lib.registered_buffer_address.restype = ct.c_void_p
+        lib.registered_buffer_address.argtypes = [ct.c_long]
+        small = bytes(bytearray(b"0123456789abcdef"))
+        neighbours = [bytes(16) for _ in range(2000)]
+        lib.register_buffer(small, len(small))
+        address = lib.registered_buffer_address(0)
+        print(address == id(small) + 32)  # the caller's own object, as ctypes gives it
+        ct.memmove(address, b"ABCD", 4)  # within it: the caller's object
+        print(small[:6])
+        for attempt in (lambda: ct.memmove(address, b"\\xff" * 4096, 4096),
+                        lambda: ct.memset(address, 0xff, 4096),
+                        lambda: (ct.c_char * 4096).from_address(address).raw):
+            try:
+                attempt()
+                print("reached")
+            except ffibox.MemoryFault:
+                print("fault")
+        print(small[:6], sum(n != bytes(16) for n in neighbours))
+    """ % TEST_LIB)
+    run = run_script(script)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "True", "b'ABCD45'", "fault", "fault", "fault", "b'ABCD45' 0"], run.stdout
+
+
+def test_a_one_byte_bytes_the_library_kept_is_not_written_between_calls():
+    # CPython shares each one-byte bytes object process-wide: a library that kept b"\\n"
+    # and wrote through it later changed every b"\\n" of the caller (print's newline too).
+    script = textwrap.dedent("""
+        from ffibox import ctypes as ct
+        lib = ct.CDLL(%r)
+        lib.register_buffer.argtypes = [ct.c_char_p, ct.c_size_t]
+        lib.fill_registered.argtypes = [ct.c_int]
+        newline = bytes([10])
+        lib.register_buffer(newline, 1)
+        lib.fill_registered(ord("Z"))
+        lib.fill_registered(ord("Z"))  # its changes are reported by the next call
+        print(bytes([10]) == b"\\n", b"a\\nb".split(b"\\n"))
+    """ % TEST_LIB)
+    run = run_script(script)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "True [b'a', b'b']", run.stdout

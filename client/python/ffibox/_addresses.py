@@ -184,6 +184,8 @@ def classify(address: int, size: int = 1,
     such as the stdlib's `c_int.in_dll(pythonapi, ...)`)."""
     twin = _twins.map_worker_address(address)
     if twin is not None:
+        if _past_its_object(twin[1], size):
+            return "worker", None, address
         return "twin", twin[0], twin[1]
     with _lock:
         sent = address in _local_sent
@@ -193,9 +195,19 @@ def classify(address: int, size: int = 1,
         return "worker", None, address
     if locally_mapped(address, size) and (executable or
                                           not in_executable_image(address, size) or
-                                          _within_bytes_text(address, size)):
+                                          _within_bytes_text(address, size)) and \
+            not _past_its_object(address, size):
         return "local", None, address
     return "worker", None, address
+
+
+def _past_its_object(local: int, size: int) -> bool:
+    """Whether `size` bytes at local address `local`, inside an object a call passed, run past
+    that object's end. A library that hands back an address in what it was passed (as
+    "its buffer", of the size it says) would otherwise have the caller write over whatever
+    follows in its heap: those bytes are not the caller's to give, and go to the worker."""
+    end = _twins.local_end(local)
+    return end is not None and local + max(size, 1) > end
 
 
 def _within_bytes_text(address: int, size: int) -> bool:

@@ -51,6 +51,16 @@ def map_worker_address(address: int):
     return None
 
 
+def local_end(address: int) -> Optional[int]:
+    """Where the memory of the caller's object that holds local `address` ends, when that
+    object has a live twin in any session (a call passed it), else None."""
+    for table in list(_tables):
+        found = table.twin_at(address)
+        if found is not None:
+            return found[1].local + found[1].size
+    return None
+
+
 def pointer_into(t, found):
     """A `t` (a ctypes pointer type) to the caller's object of `found` (what
     TwinTable.local gives: the owner, and the local address in it), keeping it alive."""

@@ -311,15 +311,17 @@ for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c
     _install_in_dll(_t)
 
 
-def _remote_address(obj) -> Optional[WorkerAddress]:
+def _remote_address(obj, size: int = 1) -> Optional[WorkerAddress]:
     """The worker memory `obj` stands for as a pointer, when it is the worker's: what a
     RemotePointer, a c_char_p bound to a worker string or a worker function points to,
     where a view lives (what it holds, for a view of a pointer), a worker address as an
-    integer or c_void_p (of the default session), what `byref` of a view points to."""
+    integer or c_void_p (of the default session), what `byref` of a view points to. `size`:
+    the bytes to be used there (an integer past the end of the caller's object it lies in is
+    the worker's, ffibox._addresses)."""
     if isinstance(obj, int) and not isinstance(obj, bool) or (
             isinstance(obj, c_void_p) and address_of(obj) is None):
         address = obj if isinstance(obj, int) else obj.value or 0
-        if address and _addresses.classify(address)[0] != "worker":
+        if address and _addresses.classify(address, max(size, 1))[0] != "worker":
             return None  # this process's memory (_local_form maps twins)
         session = _default_session()
         return WorkerAddress(session, address, session.generation)
@@ -469,7 +471,7 @@ def _range_beyond_image(obj, count: Optional[int], unit: int = 1):
 def string_at(ptr, size: int = -1) -> bytes:
     """ctypes.string_at: from worker memory for remote pointers, locally for local objects."""
     ptr = _local_form(ptr)
-    at = _remote_address(ptr)
+    at = _remote_address(ptr, size)
     if at is None:
         past = _range_beyond_image(ptr, size if size >= 0 else None)
         if past is None:
@@ -484,7 +486,7 @@ def string_at(ptr, size: int = -1) -> bytes:
 def wstring_at(ptr, size: int = -1) -> str:
     """ctypes.wstring_at, as string_at."""
     ptr = _local_form(ptr)
-    at = _remote_address(ptr)
+    at = _remote_address(ptr, size * sizeof(c_wchar))
     if at is None:
         past = _range_beyond_image(ptr, size * sizeof(c_wchar) if size >= 0 else None,
                                    sizeof(c_wchar))
@@ -500,7 +502,7 @@ def wstring_at(ptr, size: int = -1) -> str:
 def memmove(dst, src, count: int) -> Any:
     """ctypes.memmove between any mix of local objects and worker memory."""
     dst, src = _local_form(dst), _local_form(src)
-    remote_dst, remote_src = _remote_address(dst), _remote_address(src)
+    remote_dst, remote_src = _remote_address(dst, count), _remote_address(src, count)
     past_src = _range_beyond_image(src, count) if remote_src is None else None
     if past_src is not None:
         remote_src = past_src[2]
@@ -570,7 +572,7 @@ def _pointee_object(pointer):
 def memset(dst, c: int, count: int) -> Any:
     """ctypes.memset on a local object or worker memory."""
     dst = _local_form(dst)
-    at = _remote_address(dst)
+    at = _remote_address(dst, count)
     if at is None:
         past = _range_beyond_image(dst, count)
         if past is None:
