@@ -862,6 +862,8 @@ def test_an_address_in_the_executables_image_is_never_the_callers():
         import ffibox
         from ffibox import ctypes as ct
         lib = ct.CDLL(%r)
+        # The interpreter's own objects there, the stdlib's idiom: this process's.
+        print(stdlib.c_ssize_t.from_address(id(None)).value > 0)
         lib.add_long.restype = ct.c_long
         lib.add_long.argtypes = [ct.c_long, ct.c_long]
         handle = lib.add_long(id(int), 88)  # the library's "buffer": PyLong_Type's tp_repr
@@ -880,7 +882,7 @@ def test_an_address_in_the_executables_image_is_never_the_callers():
     """ % TEST_LIB)
     run = run_script(script)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["fault"] * 4 + ["12345", "True"], run.stdout
+    assert run.stdout.split() == ["True"] + ["fault"] * 4 + ["12345", "True"], run.stdout
 
 
 def test_an_address_in_an_object_the_library_was_passed_reaches_no_further_than_it():
@@ -934,3 +936,44 @@ def test_a_one_byte_bytes_the_library_kept_is_not_written_between_calls():
     run = run_script(script)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "True [b'a', b'b']", run.stdout
+
+
+def test_an_address_in_the_brk_heap_is_the_callers_only_where_it_has_memory():
+    # The brk heap lies within 1 GiB after the executable, a range a library can sweep
+    # (its guesses mapped in the worker, so a miss tells it so) until the caller wrote into
+    # its own heap. There an integer is the caller's only inside memory it shows it has.
+    script = textwrap.dedent("""
+        import ctypes as stdlib
+        import numpy
+        import ffibox
+        from ffibox import _addresses
+        from ffibox import ctypes as ct
+        lib = ct.CDLL(%r)
+        lib.add_long.restype = ct.c_long
+        lib.add_long.argtypes = [ct.c_long, ct.c_long]
+        heap = _addresses._HEAP_START + 64  # malloc's own words: nothing the caller has
+        for attempt in (lambda: ct.memmove(lib.add_long(heap, 0), b"x" * 64, 64),
+                        lambda: ct.string_at(lib.add_long(heap, 0), 8)):
+            try:
+                attempt()
+                print("reached")
+            except ffibox.MemoryFault:
+                print("fault")
+        # Memory the caller has there, however it got the address, stays its own.
+        shown = ct.create_string_buffer(b"shown", 9000)
+        buffer = stdlib.create_string_buffer(8000)
+        array = numpy.zeros(2000)
+        data = bytearray(6000)
+        view = (stdlib.c_char * 6000).from_buffer(data)
+        for address in (ct.addressof(shown),
+                        stdlib.addressof(buffer), array.ctypes.data, stdlib.addressof(view)):
+            print(_addresses.in_brk_heap(address), end=" ")
+            ct.memmove(address, b"mine", 4)
+            print(ct.string_at(address, 4))
+    """ % TEST_LIB)
+    run = run_script(script)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:2] == ["fault", "fault"], run.stdout
+    assert all(line.endswith("b'mine'") for line in lines[2:]) and len(lines) == 6, run.stdout
+    assert any(line.startswith("True") for line in lines[2:]), run.stdout  # in the heap

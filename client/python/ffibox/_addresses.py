@@ -10,8 +10,11 @@ process an integer may name either side, so ffibox.ctypes decides, in this order
 3. at or up to 4 KiB past an integer the worker handed out (a `void*` result, field,
    out-parameter or callback argument; the last 4096 are remembered): the worker's;
 4. readable in this process (probed with process_vm_readv, which honours page protections,
-   so a wrong guess never faults), but for the executable's own image (its file's mappings
-   and the zeroed data after them) beyond the text of a bytes object there: the caller's;
+   so a wrong guess never faults): the caller's, but for the executable's own image (its
+   file's mappings and the zeroed data after them), beyond the text of a bytes object there,
+   and for the brk heap, beyond memory the caller shows it has there (an address
+   ffibox.ctypes.addressof gave, a live ctypes object, bytearray or numpy array, the text of
+   a bytes object);
 5. otherwise the worker's.
 
 The caller's memory is thus never dereferenced at an address this process does not have
@@ -21,14 +24,20 @@ knows it without being told: an executable built without position independence (
 python3.11) is mapped at the same addresses in every process, interpreter state and type
 objects among them, and a hostile library returning one of those as "its buffer" would
 have the caller write over its own interpreter. No object the caller could hand out as a
-bare address lives there.
+bare address lives there. The brk heap follows it at an offset of at most 1 GiB, a range
+a library can sweep (handing out one address after another, each mapped in the worker so a
+miss tells it so) until the caller writes into its own heap: there an address is the
+caller's only inside memory it is known to have.
 """
 import bisect
 import collections
 import ctypes
+import gc
 import os
 import struct
+import sys
 import threading
+import types
 from typing import Optional, Tuple
 
 from ffibox import _twins
@@ -55,6 +64,9 @@ _process_vm_readv.restype = ctypes.c_ssize_t
 _process_vm_readv.argtypes = [ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong,
                               ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong]
 _probe = ctypes.create_string_buffer(1)
+_sbrk = _libc.sbrk
+_sbrk.restype = ctypes.c_void_p
+_sbrk.argtypes = [ctypes.c_ssize_t]
 
 
 def note_local_address(address: int) -> None:
@@ -114,6 +126,120 @@ def _executable_image() -> Tuple[Tuple[int, int], ...]:
 
 
 _EXECUTABLE_IMAGE = _executable_image()
+
+
+def _heap_start() -> int:
+    """Where the brk heap begins (its start never moves; its end is sbrk(0))."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                if line.rstrip().endswith("[heap]"):
+                    return int(line.split("-", 1)[0], 16)
+    except OSError:
+        pass
+    return _sbrk(0) or 0
+
+
+_HEAP_START = _heap_start()
+
+
+def in_brk_heap(address: int, size: int = 1) -> bool:
+    """Whether [address, address + size) touches the brk heap."""
+    return address < (_sbrk(0) or 0) and address + max(size, 1) > _HEAP_START
+
+
+# Ranges of this process's memory its caller showed it has (ffibox.ctypes.addressof, or an
+# object a scan found): the last REMEMBERED, as (start, end).
+_shown: "collections.OrderedDict[int, int]" = collections.OrderedDict()
+
+
+def note_local_object(address: int, size: int) -> None:
+    """Remembers [address, address + size) as memory of a caller's object."""
+    if size <= 0:
+        return
+    with _lock:
+        if _shown.get(address, 0) < address + size:
+            _shown[address] = address + size
+        _shown.move_to_end(address)
+        while len(_shown) > REMEMBERED:
+            _shown.popitem(last=False)
+
+
+def _shown_holds(address: int, size: int) -> bool:
+    with _lock:
+        return any(start <= address and address + size <= end
+                   for start, end in _shown.items())
+
+
+def _buffer_extent(obj) -> Optional[Tuple[int, int]]:
+    """(start, size) of the memory a ctypes object, bytearray or numpy array keeps, or
+    None for anything else."""
+    if isinstance(obj, _CDATA):
+        return ctypes.addressof(obj), ctypes.sizeof(obj)
+    if type(obj) is bytearray:
+        return (ctypes.addressof((ctypes.c_char * len(obj)).from_buffer(obj)), len(obj)) \
+            if obj else None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.ndarray):
+        return obj.__array_interface__["data"][0], obj.nbytes
+    return None
+
+
+_CDATA = ctypes._SimpleCData.__mro__[1]
+
+
+class _UntrackedBuffers:
+    """The types of buffers the collector does not track: bytearray, and numpy's ndarray
+    once numpy is imported (looked up as a set would be, by `in`)."""
+
+    def __contains__(self, kind) -> bool:
+        if kind is bytearray:
+            return True
+        numpy = sys.modules.get("numpy")
+        return numpy is not None and kind is numpy.ndarray
+
+
+_UNTRACKED_BUFFERS = _UntrackedBuffers()
+
+
+def _live_object_holds(address: int, size: int) -> bool:
+    """Whether a live ctypes object, bytearray or numpy array of this process holds
+    [address, address + size): a scan of the collector's objects and what they refer to
+    (bytearrays and arrays are not tracked themselves), for an address found nowhere else."""
+    def holds(obj) -> bool:
+        extent = _buffer_extent(obj)
+        return extent is not None and extent[0] <= address and \
+            address + size <= extent[0] + extent[1]
+
+    # The variables of every thread's running functions (bytearrays and arrays there are in
+    # no tracked object, and 3.11 makes a function's frame an object only when asked).
+    for frame in list(sys._current_frames().values()):
+        while frame is not None:
+            for value in list(frame.f_locals.values()):
+                if type(value) in _UNTRACKED_BUFFERS and holds(value):
+                    note_local_object(*_buffer_extent(value))
+                    return True
+            frame = frame.f_back
+    for obj in gc.get_objects():
+        if holds(obj):
+            note_local_object(*_buffer_extent(obj))
+            return True
+        if type(obj) in _CONTAINERS:
+            for referent in gc.get_referents(obj):
+                if type(referent) in _UNTRACKED_BUFFERS and holds(referent):
+                    note_local_object(*_buffer_extent(referent))
+                    return True
+    return False
+
+
+# Where untracked buffers are found: what holds them (variables, attributes, elements).
+_CONTAINERS = (dict, list, tuple, types.FrameType)
+
+
+def _known_in_heap(address: int, size: int) -> bool:
+    """Whether the caller is known to have [address, address + size) of the brk heap."""
+    return _shown_holds(address, size) or _within_bytes_text(address, size) or \
+        _live_object_holds(address, size)
 
 
 def in_executable_image(address: int, size: int = 1) -> bool:
@@ -177,11 +303,14 @@ def local_bytes_text(address: int) -> Optional[bytes]:
 
 
 def classify(address: int, size: int = 1,
-             executable: bool = False) -> Tuple[str, Optional[object], int]:
+             strict: bool = False) -> Tuple[str, Optional[object], int]:
     """("twin", owner, local address), ("worker", None, address) or ("local", None,
-    address) for integer `address` used for `size` bytes. `executable`: the executable's
-    image may be this process's (for an object something else in this process made there,
-    such as the stdlib's `c_int.in_dll(pythonapi, ...)`)."""
+    address) for integer `address` used for `size` bytes. `strict` (memmove, memset,
+    string_at: ffibox.ctypes' own functions, which nothing but code swapped to it calls):
+    the executable's image and the brk heap are the caller's only where it is known to
+    have memory; otherwise (from_address of the stdlib's types, which ffibox.ctypes teaches
+    process-wide, the stdlib's own objects) they are this process's when readable, as an
+    integer the worker handed out there is not (note_worker_integer)."""
     twin = _twins.map_worker_address(address)
     if twin is not None:
         if _past_its_object(twin[1], size):
@@ -193,12 +322,25 @@ def classify(address: int, size: int = 1,
         return "local", None, address
     if _near_worker_address(address):
         return "worker", None, address
-    if locally_mapped(address, size) and (executable or
-                                          not in_executable_image(address, size) or
-                                          _within_bytes_text(address, size)) and \
-            not _past_its_object(address, size):
+    if locally_mapped(address, size) and not _past_its_object(address, size) and (
+            not strict or
+            (not in_executable_image(address, size) or _within_bytes_text(address, size)) and
+            (not in_brk_heap(address, size) or _known_in_heap(address, size))):
         return "local", None, address
     return "worker", None, address
+
+
+def note_worker_integer(value: int) -> None:
+    """Notes an integer result of the worker's (of an integer type) that lies in this
+    process's executable image or brk heap as the worker's: a library handing out one of
+    those as "its buffer" (a uintptr_t handle) would otherwise have the caller read and
+    write its own memory there (from_address, or the stdlib's objects over it)."""
+    if value >= _LOWEST_NOTED and (in_executable_image(value) or in_brk_heap(value)):
+        note_worker_address(value)
+
+
+# Below the executable's image nothing is noted: the small numbers most results are.
+_LOWEST_NOTED = min((start for start, _ in _EXECUTABLE_IMAGE), default=1 << 16)
 
 
 def _past_its_object(local: int, size: int) -> bool:

@@ -688,6 +688,9 @@ def decode(t, value, session, generation: int):
                     twin = session.twins.local(number & (1 << 64) - 1, generation)
                     if twin is not None:
                         result = twin[1]
+                if result is number and code not in _types.FLOAT_CODES:
+                    # In this process's executable or heap, it is the worker's handle.
+                    _addresses.note_worker_integer(number)
         return result if _types.is_fundamental(t) else result_instance(t, result)
     if _types.is_pointer(t) or _types.is_function(t):
         if kind != "pointer" or value.pointer.WhichOneof("target") not in ("null", "remote"):

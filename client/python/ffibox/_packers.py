@@ -39,7 +39,7 @@ import struct
 from types import BuiltinFunctionType
 from typing import Optional
 
-from ffibox import _callback_code, _twins, _types
+from ffibox import _addresses, _callback_code, _twins, _types
 from ffibox._image_reach import INDEX
 from ffibox._stubs import pb
 
@@ -371,6 +371,10 @@ def _returned_prefix(index: int, size: int) -> bytes:
     return _RETURNED_TAG + _varint(len(inner) + size) + inner
 
 
+def _addresses_lowest() -> int:
+    return _addresses._LOWEST_NOTED
+
+
 def _block(twin, data: bytes, direction: bytes, if_changed: bytes = b"") -> bytes:
     """The whole Call.blocks field of `data` placed at `twin` (None: to be kept), watched, as
     ffibox._blocks ships a twinned object (and one it has not twinned yet); `if_changed`:
@@ -560,7 +564,11 @@ class Packer:
         if kind == _INT:
             number = (number >> 1) ^ -(number & 1)
         low, high = self._result_range
-        return Done(number) if low <= number <= high else None
+        if not low <= number <= high:
+            return None
+        if number >= _addresses_lowest():
+            _addresses.note_worker_integer(number)  # a handle in this process's memory
+        return Done(number)
 
     @staticmethod
     def _address(answer: bytes, at: int, end: int) -> Optional[Done]:

@@ -26,7 +26,7 @@ from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
 from ffibox import (_addresses, _callback_pointers, _images, _marshal, _memory, _py_objects,
-                    _remote, _slots, _types, _worker_address)
+                    _remote, _slots, _twins, _types, _worker_address)
 from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
@@ -120,7 +120,10 @@ def addressof(obj) -> int:
     if at is not None:
         _addresses.note_worker_address(at.address)
         return at.address
-    return _ct.addressof(obj)
+    address = _ct.addressof(obj)
+    # The caller's memory, shown: an integer in it is this process's (ffibox._addresses).
+    _addresses.note_local_object(address, _ct.sizeof(obj))
+    return address
 
 
 def byref(obj, offset: int = 0):
@@ -213,7 +216,7 @@ def _refuse_stdlib_objects_at_worker_addresses() -> None:
             return
         try:
             if _types.local_at_in_progress() or \
-                    _addresses.classify(address, executable=True)[0] == "local":
+                    _addresses.classify(address)[0] == "local":
                 return
         except Exception:  # ffibox torn down at exit: the stdlib's behaviour
             return
@@ -311,17 +314,17 @@ for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c
     _install_in_dll(_t)
 
 
-def _remote_address(obj, size: int = 1) -> Optional[WorkerAddress]:
+def _remote_address(obj, size: int = 1, strict: bool = False) -> Optional[WorkerAddress]:
     """The worker memory `obj` stands for as a pointer, when it is the worker's: what a
     RemotePointer, a c_char_p bound to a worker string or a worker function points to,
     where a view lives (what it holds, for a view of a pointer), a worker address as an
     integer or c_void_p (of the default session), what `byref` of a view points to. `size`:
     the bytes to be used there (an integer past the end of the caller's object it lies in is
-    the worker's, ffibox._addresses)."""
+    the worker's); `strict`: for ffibox.ctypes' own memory functions (ffibox._addresses)."""
     if isinstance(obj, int) and not isinstance(obj, bool) or (
             isinstance(obj, c_void_p) and address_of(obj) is None):
         address = obj if isinstance(obj, int) else obj.value or 0
-        if address and _addresses.classify(address, max(size, 1))[0] != "worker":
+        if address and _addresses.classify(address, max(size, 1), strict)[0] != "worker":
             return None  # this process's memory (_local_form maps twins)
         session = _default_session()
         return WorkerAddress(session, address, session.generation)
@@ -390,6 +393,11 @@ def cast(obj, typ):
         _types.refuse_py_object_in_library_memory(typ._type_)
     if at is None:
         result = _ct.cast(obj, typ)
+        if isinstance(obj, _ct._SimpleCData.__mro__[1]) and not _types.is_pointer(type(obj)):
+            # Its memory, shown as an address (`cast(buffer, c_void_p).value`): an integer in
+            # it is this process's (ffibox._addresses).
+            owner = _twins.owner_of(obj)
+            _addresses.note_local_object(_ct.addressof(owner), _ct.sizeof(owner))
         if isinstance(obj, bytes):
             # ctypes keeps no reference to cast bytes; ffibox needs one to ship them, also
             # from a structure the pointer is stored in (`stream.next_in = cast(data, ...)`).
@@ -471,7 +479,7 @@ def _range_beyond_image(obj, count: Optional[int], unit: int = 1):
 def string_at(ptr, size: int = -1) -> bytes:
     """ctypes.string_at: from worker memory for remote pointers, locally for local objects."""
     ptr = _local_form(ptr)
-    at = _remote_address(ptr, size)
+    at = _remote_address(ptr, size, strict=True)
     if at is None:
         past = _range_beyond_image(ptr, size if size >= 0 else None)
         if past is None:
@@ -486,7 +494,7 @@ def string_at(ptr, size: int = -1) -> bytes:
 def wstring_at(ptr, size: int = -1) -> str:
     """ctypes.wstring_at, as string_at."""
     ptr = _local_form(ptr)
-    at = _remote_address(ptr, size * sizeof(c_wchar))
+    at = _remote_address(ptr, size * sizeof(c_wchar), strict=True)
     if at is None:
         past = _range_beyond_image(ptr, size * sizeof(c_wchar) if size >= 0 else None,
                                    sizeof(c_wchar))
@@ -502,7 +510,8 @@ def wstring_at(ptr, size: int = -1) -> str:
 def memmove(dst, src, count: int) -> Any:
     """ctypes.memmove between any mix of local objects and worker memory."""
     dst, src = _local_form(dst), _local_form(src)
-    remote_dst, remote_src = _remote_address(dst, count), _remote_address(src, count)
+    remote_dst = _remote_address(dst, count, strict=True)
+    remote_src = _remote_address(src, count, strict=True)
     past_src = _range_beyond_image(src, count) if remote_src is None else None
     if past_src is not None:
         remote_src = past_src[2]
@@ -572,7 +581,7 @@ def _pointee_object(pointer):
 def memset(dst, c: int, count: int) -> Any:
     """ctypes.memset on a local object or worker memory."""
     dst = _local_form(dst)
-    at = _remote_address(dst, count)
+    at = _remote_address(dst, count, strict=True)
     if at is None:
         past = _range_beyond_image(dst, count)
         if past is None:
