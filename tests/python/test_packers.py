@@ -384,6 +384,19 @@ def test_a_handle_the_worker_handed_out_is_packed_as_its_address():
     assert _packers.Packer(9, [ct.c_char_p], None).pack((handle,), Handed(1), 1) is None
 
 
+def test_an_answer_read_in_full_writes_a_bytes_argument_back_as_its_bytes():
+    # An answer of another shape (a changed run besides the blocks) is read in full and
+    # copied back from there: a bytes argument's block raised TypeError after the call ran.
+    packer = _packers.Packer(9, [ct.c_void_p, ct.c_char_p], ct.c_void_p)
+    buf = (ct.c_char * 4)()
+    text = bytes(bytearray(b"xy"))
+    packed = packer.pack((buf, text), _FakeTwins(), 3)
+    response = pb.Response(id=5, generation=3, call=pb.CallResult(blocks=[
+        pb.BlockContents(block=0, data=b"wxyz"), pb.BlockContents(block=1, data=b"QR\0")]))
+    packed._copy_back(packed._held, response)
+    assert (buf.raw, text) == (b"wxyz", b"QR")
+
+
 def test_a_packed_answer_is_read_only_in_its_one_shape():
     # The worker's answer to memmove(buf, text, n) with `buf` a 4-byte array: the result
     # (a worker address), then the array's bytes and the text's. Anything else is left to

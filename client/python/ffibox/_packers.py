@@ -232,8 +232,9 @@ def _pointer_encoder(t):
     c_void_p, POINTER(T)), as _encoder: None when `value` is not None, bytes, an array of its
     own this parameter takes or byref of such an object (the general way ships it). Appends
     to `held` what the call places (at a free twin of `generation` in `twins`, or to be kept):
-    (the twin, held until Packed.release, or None; the object to copy back into, None for
-    bytes; its size; the block's bytes; its direction; the object to keep, or None).
+    (the twin, held until Packed.release, or None; the object to copy back into, bytes
+    too; its size; the block's bytes; its direction; the object to keep, or None;
+    _IF_CHANGED for bytes, else empty).
     Returns the Call.args field of a pointer to that block, or of NULL for None."""
     void = _is_void_pointer(t)
     target = _ct.c_char if not _types.is_pointer(t) else t._type_
@@ -761,7 +762,9 @@ class Packed:
             return
         for returned in response.call.blocks:
             owner = held[returned.block][1] if returned.block < len(held) else None
-            if owner is not None:
+            if type(owner) is bytes:
+                _twins.write_into_bytes(owner, returned.data)
+            elif owner is not None:
                 _ct.memmove(_ct.addressof(owner), returned.data, len(returned.data))
         # Checked: exactly the blocks asked to be kept; kept by the worker that answered,
         # whatever it says.
