@@ -155,7 +155,16 @@ absl::Status Session::EnableSameHost() {
   return stream_->EnableLocalPath(absl::Milliseconds(info().call_timeout_ms()));
 }
 
-Session::~Session() { Close().IgnoreError(); }
+Session::~Session() {
+  if (!stream_->ForkedCopy().ok()) {
+    // A child of fork(): the stream, its threads and its channel are the parent's, and
+    // destroying this copy would end the parent's session (its gRPC stream, its ring). It
+    // is left as it is.
+    new std::shared_ptr<client_internal::SessionStream>(std::move(stream_));
+    return;
+  }
+  Close().IgnoreError();
+}
 
 absl::StatusOr<Library> Session::Load(const std::string& path, bool global_symbols) {
   absl::StatusOr<std::string> sent = PathToLoad(path);

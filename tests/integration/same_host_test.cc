@@ -736,15 +736,21 @@ TEST_F(SameHostTest, AForkedChildIsRefusedTheSessionAndTheParentGoesOn) {
             ? 'R'
             : 'X';
     (void)!write(pipe_fds[1], &outcome, 1);
+    const char closed = ErrorCodeOf(session->Close()) == v1::FAILED_PRECONDITION ? 'C' : 'X';
+    (void)!write(pipe_fds[1], &closed, 1);
+    session.reset();  // as a child's exit() or the end of its scope would: the parent goes on
     _exit(0);
   }
   close(pipe_fds[1]);
-  char outcome = 0;
-  EXPECT_EQ(read(pipe_fds[0], &outcome, 1), 1);
+  char outcome[2] = {0, 0};
+  EXPECT_EQ(read(pipe_fds[0], outcome, 1), 1);
+  EXPECT_EQ(read(pipe_fds[0], outcome + 1, 1), 1);
   close(pipe_fds[0]);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
-  EXPECT_EQ(outcome, 'R');
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's status " << status;
+  EXPECT_EQ(outcome[0], 'R');
+  EXPECT_EQ(outcome[1], 'C');
   ASSERT_OK_AND_ASSIGN(sum, add(4, 5));
   EXPECT_EQ(sum, 9);
   EXPECT_TRUE(session->same_host());  // the channel stayed: the child never touched it

@@ -694,6 +694,9 @@ std::vector<v1::SessionEvent> SessionStream::TakeEvents() {
 }
 
 absl::Status SessionStream::Close() {
+  // In a child of fork(), nothing of the parent's stream is touched (Session leaves this
+  // copy undestroyed there).
+  if (absl::Status forked = ForkedCopy(); !forked.ok()) return forked;
   absl::MutexLock close_lock(&close_mu_);
   if (closed_) return close_status_;
   closed_ = true;

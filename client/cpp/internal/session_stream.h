@@ -170,7 +170,16 @@ class SessionStream : private AnswerWatchdog::Watched {
   // the stream ended cleanly.
   absl::Status Close();
 
+  // FAILED_PRECONDITION in a child of fork() (the session is its parent's: a request from
+  // here would go through the parent's ring, at its positions, with its ids; a close, its
+  // stream), else OK. A load of a counter a pthread_atfork handler bumps: no system call on
+  // the calls' path.
+  absl::Status ForkedCopy() const;
+
  private:
+  // How many fork()s this process is a child of, counted from the first session.
+  static uint64_t ForkCount();
+
   SessionStream(std::shared_ptr<grpc::Channel> channel, absl::Duration answer_margin);
 
   // AnswerWatchdog::Watched: when the server is overdue, the stream is cancelled and every
@@ -214,12 +223,6 @@ class SessionStream : private AnswerWatchdog::Watched {
                std::optional<v1::Response>* run_here = nullptr);
   // After the stream's last message: finishes it and fails every waiter.
   void EndStream();
-  // FAILED_PRECONDITION in a child of fork() (the session is its parent's: a request from
-  // here would go through the parent's ring, at its positions, with its ids), else OK. A
-  // load of a counter a pthread_atfork handler bumps: no system call on the calls' path.
-  absl::Status ForkedCopy() const;
-  // How many fork()s this process is a child of, counted from the first session.
-  static uint64_t ForkCount();
   // Sets local_peer_ (local_mu_ held).
   void SetLocalPeer(LocalPath* path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu_);
   // Sends a handler's answer from the callback thread. One too large for the server's
