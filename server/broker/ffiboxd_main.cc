@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -186,6 +187,10 @@ namespace {
 struct ShutdownWatch {
   absl::Notification began, finished;
   std::vector<std::string> paths;  // the unix sockets, removed before the end
+  absl::Mutex mu;
+  // The private directory, removed before the end; null once main's own teardown, which
+  // removes it, has begun.
+  ffibox::PrivateDirectory* directory ABSL_GUARDED_BY(mu) = nullptr;
 };
 ShutdownWatch* g_shutdown_watch = nullptr;
 
@@ -484,6 +489,10 @@ int main(int argc, char** argv) {
   // that serves no one. Started now, while threads can be; its state is never freed, as it
   // may outlive main.
   auto* shutdown_watch = new ShutdownWatch;
+  {
+    absl::MutexLock lock(&shutdown_watch->mu);
+    shutdown_watch->directory = private_directory.get();
+  }
   // Finished once main's objects are destroyed (sessions, their workers, the servers).
   g_shutdown_watch = shutdown_watch;
   atexit([] { g_shutdown_watch->finished.Notify(); });
@@ -492,16 +501,16 @@ int main(int argc, char** argv) {
     shutdown_watch->paths.push_back(listener.address.substr(5));
     shutdown_watch->paths.push_back(absl::StrCat(listener.address.substr(5), "-local"));
   }
-  absl::StatusOr<std::thread> watchdog =
-      ffibox::StartThread("ffibox-shutdown", [shutdown_watch, directory = private_directory.get()] {
-        shutdown_watch->began.WaitForNotification();
-        if (shutdown_watch->finished.WaitForNotificationWithTimeout(kShutdownGrace)) return;
-        fprintf(stderr, "ffiboxd: the shutdown did not finish in %s; exiting\n",
-                absl::FormatDuration(kShutdownGrace).c_str());
-        for (const std::string& path : shutdown_watch->paths) unlink(path.c_str());
-        if (directory != nullptr) directory->RemoveNow();
-        _exit(1);  // the workers end with this process (their parent-death signal)
-      });
+  absl::StatusOr<std::thread> watchdog = ffibox::StartThread("ffibox-shutdown", [shutdown_watch] {
+    shutdown_watch->began.WaitForNotification();
+    if (shutdown_watch->finished.WaitForNotificationWithTimeout(kShutdownGrace)) return;
+    fprintf(stderr, "ffiboxd: the shutdown did not finish in %s; exiting\n",
+            absl::FormatDuration(kShutdownGrace).c_str());
+    for (const std::string& path : shutdown_watch->paths) unlink(path.c_str());
+    absl::MutexLock lock(&shutdown_watch->mu);  // held to the end: main's stays out
+    if (shutdown_watch->directory != nullptr) shutdown_watch->directory->RemoveNow();
+    _exit(1);  // the workers end with this process (their parent-death signal)
+  });
   if (!watchdog.ok()) return Fail(std::string(watchdog.status().message()));
   watchdog->detach();
 
@@ -526,5 +535,10 @@ int main(int argc, char** argv) {
   server->Wait();
   waiter.join();
   acceptors.clear();  // removes the socket files
-  return 0;           // stop_queues runs before the servers are destroyed
+  {
+    // The private directory goes with its object now, never from the watchdog after.
+    absl::MutexLock lock(&shutdown_watch->mu);
+    shutdown_watch->directory = nullptr;
+  }
+  return 0;  // stop_queues runs before the servers are destroyed
 }
