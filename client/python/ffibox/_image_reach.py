@@ -58,8 +58,8 @@ class ImageIndex:
     def holding(self, address: int) -> Optional[Reach]:
         """Where local `address` stands in an image of any session, or None."""
         made = self._made  # read first: an image made meanwhile makes the memo miss later
-        if self._absent.get(address) == made:
-            return None
+        if not made or self._absent.get(address) == made:
+            return None  # no image yet anywhere (the calls of scalars alone), or not in one
         known = self._present.get(address)
         if known is not None and known[0] == made:
             session, image = known[1](), known[2]()
