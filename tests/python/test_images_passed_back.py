@@ -238,15 +238,22 @@ def test_the_address_of_an_image_as_a_pointer_sized_integer_either_way(ffibox_cl
     session.close()
 
 
-def test_the_address_of_an_image_a_callback_returns_is_the_librarys(ct, testlib):
-    """pass_through(f, x) returns f(x), a `void*` callback's result."""
+def calloc_ints(ct):
+    """libc, the address of 4 ints it callocs, and a POINTER(c_int) to them the library
+    filled in (an out-parameter: its `.contents` is an image)."""
     libc = ct.CDLL("libc.so.6")
     libc.calloc.restype = ct.c_void_p
     libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
     libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
     address = libc.calloc(4, 4)
     numbers = ct.POINTER(ct.c_int)()
-    libc.memcpy(ct.byref(numbers), ct.byref(ct.c_size_t(address)), 8)  # an out-parameter
+    libc.memcpy(ct.byref(numbers), ct.byref(ct.c_size_t(address)), 8)
+    return libc, address, numbers
+
+
+def test_the_address_of_an_image_a_callback_returns_is_the_librarys(ct, testlib):
+    """pass_through(f, x) returns f(x), a `void*` callback's result."""
+    _, address, numbers = calloc_ints(ct)
     THROUGH = ct.CFUNCTYPE(ct.c_void_p, ct.c_void_p)
     testlib.pass_through.argtypes = [THROUGH, ct.c_void_p]
     testlib.pass_through.restype = ct.c_void_p
@@ -257,13 +264,7 @@ def test_the_address_of_an_image_a_callback_returns_is_the_librarys(ct, testlib)
 def test_a_pointer_into_an_image_stored_into_the_librarys_memory_is_its_address(ct):
     """Stored through a pointer to the library's memory (`slots[0] = p`), as a callback
     stores a result for the library: the worker address of what the image mirrors."""
-    libc = ct.CDLL("libc.so.6")
-    libc.calloc.restype = ct.c_void_p
-    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
-    libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
-    address = libc.calloc(4, 4)
-    numbers = ct.POINTER(ct.c_int)()
-    libc.memcpy(ct.byref(numbers), ct.byref(ct.c_size_t(address)), 8)  # an out-parameter
+    libc, address, numbers = calloc_ints(ct)
     calloc_slots = ct.CFUNCTYPE(ct.POINTER(ct.POINTER(ct.c_int)), ct.c_size_t, ct.c_size_t)(
         ("calloc", libc))
     slots = calloc_slots(3, 8)
