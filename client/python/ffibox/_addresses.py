@@ -153,22 +153,35 @@ def in_brk_heap(address: int, size: int = 1) -> bool:
 _shown: "collections.OrderedDict[int, int]" = collections.OrderedDict()
 
 
+_shown_starts: list = []  # the same starts, in order of value
+
+
 def note_local_object(address: int, size: int) -> None:
     """Remembers [address, address + size) as memory of a caller's object."""
     if size <= 0:
         return
     with _lock:
+        if address not in _shown:
+            bisect.insort(_shown_starts, address)
         if _shown.get(address, 0) < address + size:
             _shown[address] = address + size
         _shown.move_to_end(address)
         while len(_shown) > REMEMBERED:
-            _shown.popitem(last=False)
+            old, _ = _shown.popitem(last=False)
+            del _shown_starts[bisect.bisect_left(_shown_starts, old)]
+
+
+# How many remembered ranges starting below an address are looked at (objects seldom nest).
+_SHOWN_LOOK_BACK = 8
 
 
 def _shown_holds(address: int, size: int) -> bool:
     with _lock:
-        return any(start <= address and address + size <= end
-                   for start, end in _shown.items())
+        index = bisect.bisect_right(_shown_starts, address)
+        for start in _shown_starts[max(index - _SHOWN_LOOK_BACK, 0):index]:
+            if address + size <= _shown[start]:
+                return True
+        return False
 
 
 def _buffer_extent(obj) -> Optional[Tuple[int, int]]:
