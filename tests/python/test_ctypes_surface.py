@@ -2,6 +2,7 @@
 callback lifetime and prototypes, paramflags, and the stdlib's exception types."""
 import gc
 import pickle
+import textwrap
 import threading
 import time
 import types
@@ -10,7 +11,7 @@ import pytest
 
 import ffibox
 
-from conftest import TEST_LIB, Server
+from conftest import TEST_LIB, Server, run_script
 
 
 @pytest.fixture
@@ -61,6 +62,28 @@ def test_pymem_free_of_library_memory_frees_it_in_the_worker(ct):
     assert ct.pythonapi.PyMem_Free(ct.c_void_p(made)) is None
     assert libc.strdup(b"a library string") == made  # glibc hands the freed chunk back
     assert ct.pythonapi.PyMem_Free(None) is None
+
+
+def test_pymem_free_of_an_image_of_library_memory_frees_the_workers():
+    # augeas frees the array aug_match filled its POINTER(c_void_p) with: the pointer holds
+    # an image of that array, whose local address CPython's PyMem_Free got (memory it never
+    # allocated): the caller's heap was corrupted, and it crashed at exit.
+    script = textwrap.dedent("""
+        import gc
+        from ffibox import ctypes as ct
+        libc = ct.CDLL("libc.so.6")
+        libc.posix_memalign.argtypes = [ct.POINTER(ct.POINTER(ct.c_void_p)), ct.c_size_t,
+                                        ct.c_size_t]
+        for _ in range(50):
+            array = ct.POINTER(ct.c_void_p)()
+            assert libc.posix_memalign(ct.byref(array), 16, 64) == 0
+            assert array[0] is None or isinstance(array[0], int)
+            ct.pythonapi.PyMem_Free(array)
+        gc.collect()
+        print("freed")
+    """)
+    run = run_script(script)
+    assert (run.returncode, run.stdout.strip()) == (0, "freed"), run.stderr[-2000:]
 
 
 def test_a_callback_made_by_the_stdlib_is_refused_saying_how_to_make_one(ct):

@@ -652,6 +652,13 @@ class _MemFree(_PythonApiFunction):
         at = _memory_view_target(pointer, 1)
         if at is None:
             return None
+        reach = None if isinstance(at, WorkerAddress) else _IMAGES.holding(at)
+        if reach is not None:
+            # The image of the library's memory (augeas frees the array aug_match gave it
+            # through the pointer it filled): the worker's memory is freed, never the
+            # image's, which CPython did not allocate (freeing it corrupted this heap).
+            at = WorkerAddress(reach.session, reach.image.worker + reach.offset,
+                               reach.image.generation)
         if isinstance(at, WorkerAddress):
             libc = at.session.CDLL("libc.so.6")
             libc.free.argtypes, libc.free.restype = [c_void_p], None
