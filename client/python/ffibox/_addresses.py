@@ -201,47 +201,41 @@ def _buffer_extent(obj) -> Optional[Tuple[int, int]]:
 _CDATA = ctypes._SimpleCData.__mro__[1]
 
 
-class _UntrackedBuffers:
-    """The types of buffers the collector does not track: bytearray, and numpy's ndarray
-    once numpy is imported (looked up as a set would be, by `in`)."""
-
-    def __contains__(self, kind) -> bool:
-        if kind is bytearray:
-            return True
-        numpy = sys.modules.get("numpy")
-        return numpy is not None and kind is numpy.ndarray
-
-
-_UNTRACKED_BUFFERS = _UntrackedBuffers()
+def _untracked_buffer(obj) -> bool:
+    """Whether `obj` is a buffer the collector does not track: a bytearray, or a numpy
+    ndarray once numpy is imported."""
+    if type(obj) is bytearray:
+        return True
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and type(obj) is numpy.ndarray
 
 
 def _live_object_holds(address: int, size: int) -> bool:
     """Whether a live ctypes object, bytearray or numpy array of this process holds
     [address, address + size): a scan of the collector's objects and what they refer to
-    (bytearrays and arrays are not tracked themselves), for an address found nowhere else."""
+    (bytearrays and arrays are not tracked themselves), for an address found nowhere else.
+    The object found is remembered (note_local_object)."""
     def holds(obj) -> bool:
         extent = _buffer_extent(obj)
-        return extent is not None and extent[0] <= address and \
-            address + size <= extent[0] + extent[1]
+        if extent is None or not extent[0] <= address or address + size > sum(extent):
+            return False
+        note_local_object(*extent)
+        return True
 
     # The variables of every thread's running functions (bytearrays and arrays there are in
     # no tracked object, and 3.11 makes a function's frame an object only when asked).
     for frame in list(sys._current_frames().values()):
         while frame is not None:
-            for value in list(frame.f_locals.values()):
-                if type(value) in _UNTRACKED_BUFFERS and holds(value):
-                    note_local_object(*_buffer_extent(value))
-                    return True
+            if any(_untracked_buffer(value) and holds(value)
+                   for value in list(frame.f_locals.values())):
+                return True
             frame = frame.f_back
     for obj in gc.get_objects():
         if holds(obj):
-            note_local_object(*_buffer_extent(obj))
             return True
-        if type(obj) in _CONTAINERS:
-            for referent in gc.get_referents(obj):
-                if type(referent) in _UNTRACKED_BUFFERS and holds(referent):
-                    note_local_object(*_buffer_extent(referent))
-                    return True
+        if type(obj) in _CONTAINERS and any(_untracked_buffer(referent) and holds(referent)
+                                            for referent in gc.get_referents(obj)):
+            return True
     return False
 
 
@@ -348,12 +342,12 @@ def note_worker_integer(value: int) -> None:
     process's executable image or brk heap as the worker's: a library handing out one of
     those as "its buffer" (a uintptr_t handle) would otherwise have the caller read and
     write its own memory there (from_address, or the stdlib's objects over it)."""
-    if value >= _LOWEST_NOTED and (in_executable_image(value) or in_brk_heap(value)):
+    if value >= LOWEST_NOTED and (in_executable_image(value) or in_brk_heap(value)):
         note_worker_address(value)
 
 
 # Below the executable's image nothing is noted: the small numbers most results are.
-_LOWEST_NOTED = min((start for start, _ in _EXECUTABLE_IMAGE), default=1 << 16)
+LOWEST_NOTED = min((start for start, _ in _EXECUTABLE_IMAGE), default=1 << 16)
 
 
 def _past_its_object(local: int, size: int) -> bool:

@@ -462,10 +462,7 @@ class CallBuilder:
             if len(data) % 8 and end != twin.size:
                 continue  # a run is whole words but at the block's end: not a pointer's half
             if isinstance(owner, bytes):
-                # Never into a one-byte object: CPython shares each one process-wide
-                # (_twins.write_into_bytes).
-                if start < len(owner) and len(owner) > 1:
-                    _ct.memmove(twin.local + start, data, min(end, len(owner)) - start)
+                _twins.write_into_bytes(owner, data, start)
                 continue
             if _wide_kept(owner):
                 if start < twin.size:

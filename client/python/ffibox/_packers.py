@@ -372,8 +372,13 @@ def _returned_prefix(index: int, size: int) -> bytes:
     return _RETURNED_TAG + _varint(len(inner) + size) + inner
 
 
-def _addresses_lowest() -> int:
-    return _addresses._LOWEST_NOTED
+def _write_back(owner, data: bytes) -> None:
+    """Writes a returned block's bytes into the object it was shipped from (a bytes object
+    only where the library changed it, _twins.write_into_bytes)."""
+    if type(owner) is bytes:
+        _twins.write_into_bytes(owner, data)
+    else:
+        _ct.memmove(_ct.addressof(owner), data, len(data))
 
 
 def _block(twin, data: bytes, direction: bytes, if_changed: bytes = b"") -> bytes:
@@ -567,7 +572,7 @@ class Packer:
         low, high = self._result_range
         if not low <= number <= high:
             return None
-        if number >= _addresses_lowest():
+        if number >= _addresses.LOWEST_NOTED:
             _addresses.note_worker_integer(number)  # a handle in this process's memory
         return Done(number)
 
@@ -625,10 +630,7 @@ class Packer:
         if at != end:
             return None
         for owner, start, size in arrays:
-            if type(owner) is bytes:
-                _twins.write_into_bytes(owner, answer[start:start + size])
-            else:
-                _ct.memmove(_ct.addressof(owner), answer[start:start + size], size)
+            _write_back(owner, answer[start:start + size])
         if addresses:
             kept.extend(addresses)
         return done
@@ -762,10 +764,8 @@ class Packed:
             return
         for returned in response.call.blocks:
             owner = held[returned.block][1] if returned.block < len(held) else None
-            if type(owner) is bytes:
-                _twins.write_into_bytes(owner, returned.data)
-            elif owner is not None:
-                _ct.memmove(_ct.addressof(owner), returned.data, len(returned.data))
+            if owner is not None:
+                _write_back(owner, returned.data)
         # Checked: exactly the blocks asked to be kept; kept by the worker that answered,
         # whatever it says.
         for kept in response.call.kept:

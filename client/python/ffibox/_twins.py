@@ -92,15 +92,15 @@ def bytes_address(data: bytes) -> int:
     return _bytes_address_by_ctypes(data)
 
 
-def write_into_bytes(owner: bytes, returned: bytes) -> None:
-    """Writes what a library left in the copy of bytes object `owner` (`returned`: the copy,
-    its terminator after it) into the object where it differs, as C writing into it in
-    place with ctypes would have; never past its bytes (the terminator stays), and never
-    into a one-byte object, which CPython shares process-wide (every b"x" is the same
-    object: a library's write would change them all)."""
-    size = len(owner)
-    if size > 1 and len(returned) >= size and returned[:size] != owner:
-        _ct.memmove(bytes_address(owner), returned, size)
+def write_into_bytes(owner: bytes, returned: bytes, start: int = 0) -> None:
+    """Writes what a library left in the copy of bytes object `owner` from offset `start`
+    (`returned`: those bytes of the copy, maybe its terminator after them) into the object
+    where it differs, as C writing into it in place with ctypes would have; never past its
+    bytes (the terminator stays), and never into a one-byte object, which CPython shares
+    process-wide (every b"x" is the same object: a library's write would change them all)."""
+    size = len(owner) - start
+    if len(owner) > 1 and size > 0 and returned[:size] != owner[start:start + size]:
+        _ct.memmove(bytes_address(owner) + start, returned, min(size, len(returned)))
 
 
 # The keep-alive CPython's ctypes makes for a c_wchar_p set from a str (a field, an array
