@@ -104,26 +104,25 @@ std::shared_ptr<grpc::ServerCredentials> CredentialsFor(const ffibox::ListenerSe
   return grpc::SslServerCredentials(options);
 }
 
-// Raises the soft RLIMIT_NOFILE to the hard limit: every connection and every worker start
-// costs descriptors, and running out must only ever refuse work, never weaken a jail.
-void RaiseDescriptorLimit() {
+// Raises the soft limit of `resource` to its hard limit.
+void RaiseSoftLimit(int resource) {
   struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+  if (getrlimit(resource, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
+    setrlimit(resource, &limit);
   }
 }
+
+// Raises the soft RLIMIT_NOFILE to the hard limit: every connection and every worker start
+// costs descriptors, and running out must only ever refuse work, never weaken a jail.
+void RaiseDescriptorLimit() { RaiseSoftLimit(RLIMIT_NOFILE); }
 
 // Raises the soft RLIMIT_FSIZE to the hard limit and ignores SIGXFSZ: a file ffiboxd makes
 // past it (a same-host channel's shared area, a library's copy) then fails that one
 // operation with EFBIG instead of killing the server with every session. Workers get the
 // default action back and a limit of their own (the jail's rlimits).
 void RaiseFileSizeLimit() {
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_FSIZE, &limit);
-  }
+  RaiseSoftLimit(RLIMIT_FSIZE);
   signal(SIGXFSZ, SIG_IGN);
 }
 
