@@ -8,6 +8,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
+#include "core/layout.h"
 #include "core/piece_stream.h"
 #include "core/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -348,6 +349,32 @@ void AnswerLimits::Add(const AnswerLimits& other) {
 }
 
 uint64_t MaxChangedRuns() { return kMaxChangedBytes / 8; }
+
+// A returned block's framing, and a kept block's.
+constexpr uint64_t kBlockFramingBytes = 64;
+// Its data and a pointer in each of its words.
+constexpr uint64_t kReturnedBytesPerByte = 5;
+
+std::optional<uint64_t> ResultAnswerBytes(const v1::Signature& signature) {
+  const v1::Type& result = signature.result();
+  if (result.kind_case() == v1::Type::kRegistered) return std::nullopt;
+  if (result.kind_case() != v1::Type::kRecord) return 0;
+  uint64_t size = 0;
+  uint64_t alignment = 0;
+  if (!ComputeSizeAndAlignment(result, &size, &alignment).ok()) return std::nullopt;
+  return size + kBlockFramingBytes;
+}
+
+uint64_t CallAnswerBytes(const v1::Call& call, uint64_t result_bytes) {
+  uint64_t bytes = kCallAnswerBaseBytes + std::min(result_bytes, uint64_t{1} << 40);
+  for (const v1::MemoryBlock& block : call.blocks()) {
+    bytes += kBlockFramingBytes;
+    if (block.direction() != v1::IN) {
+      bytes += kReturnedBytesPerByte * std::min(BlockSize(block), uint64_t{1} << 40);
+    }
+  }
+  return bytes;
+}
 
 AnswerLimits CallAnswerLimits(const ExpectedCallResult& expected) {
   AnswerLimits limits;

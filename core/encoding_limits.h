@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -72,6 +73,25 @@ uint64_t MaxChangedRuns();
 // the shared area (whose words are scanned but whose data is not in the answer), and the
 // changed runs of watched memory.
 AnswerLimits CallAnswerLimits(const ExpectedCallResult& expected);
+
+// What any call's answer may take on the wire besides a record result and its returned
+// blocks: a string result (at most 16 MiB, core/marshal.h's kMaxResultStringBytes), a scalar
+// or a pointer, an error's message, and the changed runs of watched memory (kMaxChangedBytes
+// in runs of at least a word, each with at most 42 bytes of framing: 50 MiB at worst).
+inline constexpr uint64_t kCallAnswerBaseBytes = uint64_t{72} << 20;
+
+// What the result of a function of `signature` adds to the answer to a call of it beyond
+// kCallAnswerBaseBytes: a record comes back as its bytes (core/marshal.h's UnmarshalResult),
+// anything else within the base (0). nullopt when the signature alone does not tell its size
+// (a registered type, or one its layout refuses).
+std::optional<uint64_t> ResultAnswerBytes(const v1::Signature& signature);
+
+// The most bytes the answer to `call` may take on the wire, for a function whose result adds
+// `result_bytes` (ResultAnswerBytes): kCallAnswerBaseBytes, the result, and each returned
+// block's data with a pointer reported in each of its 8-byte words (a Relocation takes at
+// most 32 bytes, framed), whether the data comes in the answer or in the same-host channel's
+// shared area, and each block's framing.
+uint64_t CallAnswerBytes(const v1::Call& call, uint64_t result_bytes);
 
 // What the answer to get_layout of `type` may hold: a field layout per field of a record.
 AnswerLimits LayoutAnswerLimits(const v1::Type& type);

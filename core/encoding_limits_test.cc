@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/call_answer.h"
+#include "core/call_shape.h"
 #include "core/piece_stream.h"
 #include "ffibox/v1/ffibox.pb.h"
 #include "google/protobuf/arena.h"
@@ -139,6 +140,56 @@ TEST(CheckAnswerShape, TheFullestHonestAnswerPasses) {
                                v1::Response::descriptor(),
                                [] { return CallAnswerLimits(ExpectedResultOf(CallWithBlocks())); })
                   .ok());
+}
+
+// The longest an honest answer to CallWithBlocks can be: both OUT blocks with a pointer in
+// every word, each field's value as long as it can be encoded, the longest string result, and
+// every changed run one answer may report.
+TEST(CallAnswerBytes, TheLongestHonestAnswerFits) {
+  v1::Response response = FullAnswer();
+  v1::CallResult* call = response.mutable_call();
+  for (v1::BlockContents& block : *call->mutable_blocks()) {
+    for (v1::Relocation& pointer : *block.mutable_pointers()) {
+      pointer.mutable_target()->set_block(~uint32_t{0});
+      pointer.mutable_target()->set_offset(~uint64_t{0});
+    }
+  }
+  call->mutable_kept(0)->mutable_address()->set_address(~uint64_t{0});
+  call->mutable_kept(0)->mutable_address()->set_generation(~uint64_t{0});
+  call->mutable_result()->set_bytes_value(std::string(16 << 20, 'x'));
+  call->set_errno_value(-1);
+  for (uint64_t run = 0; run < MaxChangedRuns(); ++run) {
+    v1::ChangedBlock* changed = call->add_changed();
+    changed->mutable_address()->set_address(~uint64_t{0});
+    changed->mutable_address()->set_generation(~uint64_t{0});
+    changed->set_offset(kMaxWatchedBytes - 8);
+    changed->set_data(std::string(8, '\2'));
+  }
+  v1::Signature signature;
+  signature.mutable_result()->set_scalar(v1::CSTRING);
+  ASSERT_EQ(ResultAnswerBytes(signature), 0u);
+  const uint64_t bound = CallAnswerBytes(CallWithBlocks(), 0);
+  EXPECT_LE(response.ByteSizeLong(), bound);
+  // And no more than the base beyond the blocks' own bytes and their pointers.
+  EXPECT_LT(bound, kCallAnswerBaseBytes + 5 * (kBlockBytes + 8) + 4096);
+}
+
+TEST(CallAnswerBytes, ARecordResultAddsItsBytes) {
+  v1::Signature signature;
+  v1::Type* element = signature.mutable_result()->mutable_record()->add_fields()->mutable_type();
+  signature.mutable_result()->mutable_record()->set_kind(v1::RecordType::STRUCT);
+  signature.mutable_result()->mutable_record()->mutable_fields(0)->set_name("a");
+  element->mutable_array()->set_length(1 << 20);
+  element->mutable_array()->mutable_element()->set_scalar(v1::DOUBLE);
+  const std::optional<uint64_t> added = ResultAnswerBytes(signature);
+  ASSERT_TRUE(added.has_value());
+  v1::Response response = FullAnswer();
+  response.mutable_call()->mutable_result()->set_raw(std::string(8 << 20, '\3'));
+  EXPECT_LE(response.ByteSizeLong(), CallAnswerBytes(CallWithBlocks(), *added));
+  EXPECT_LT(*added, (8u << 20) + 4096);
+  // A registered type's size is not in the signature.
+  signature.mutable_result()->set_registered(1);
+  EXPECT_FALSE(ResultAnswerBytes(signature).has_value());
 }
 
 TEST(CheckAnswerShape, EmptySubmessagesPastTheRequestAreRefusedBeforeTheyAreParsed) {

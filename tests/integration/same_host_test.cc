@@ -651,6 +651,48 @@ TEST_F(SameHostTest, AnAnswerThatWouldParseIntoFarMoreMemoryIsRefusedUnparsed) {
   EXPECT_EQ(sum, 42);
 }
 
+// A hostile library announces a 300 MiB answer on the channel to a call that returns a
+// long and two small blocks: the answer may hold its result, its blocks and what the library
+// changed (CallAnswerBytes: about 72 MiB), so the client refuses it from its length, holding
+// none of it. The library goes on writing into a ring no one reads: its worker is killed at
+// the call's deadline, and the session goes on.
+TEST_F(SameHostTest, AnAnswerLongerThanItsCallAllowsIsRefusedBeforeItIsRead) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Seconds(3)));
+  char real[PATH_MAX];
+  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
+  ASSERT_NE(realpath(path.c_str(), real), nullptr) << path;
+  ASSERT_OK_AND_ASSIGN(Library hostile, session->Load(real));
+  ASSERT_OK_AND_ASSIGN(auto forge,
+                       (hostile.Function<long(int, const char*, long, const char*, long, long)>(
+                           "hostile_whole_frame")));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
+  const long blocks = 300 << 20;
+  std::string start = "\x08\x01\x6a";
+  for (uint64_t length = blocks; length != 0; length >>= 7) {
+    start.push_back(static_cast<char>((length & 0x7f) | (length >= 0x80 ? 0x80 : 0)));
+  }
+  ResetPeakRss();
+  const double before = PeakRssMib();
+  const absl::Time started = absl::Now();
+  absl::StatusOr<long> forged = forge(1, start.c_str(), static_cast<long>(start.size()), "\x12", 2,
+                                      static_cast<long>(start.size()) + blocks);
+  EXPECT_LT(absl::Now() - started, absl::Seconds(2));
+  EXPECT_LT(PeakRssMib() - before, 32) << "MiB more at the peak";
+  ASSERT_FALSE(forged.ok());
+  EXPECT_EQ(ErrorCodeOf(forged.status()), v1::INTERNAL) << forged.status();
+  EXPECT_NE(forged.status().message().find("exceeds the limit of"), std::string::npos)
+      << forged.status();
+  // Queued behind the hung call at most once (its worker is killed at its deadline).
+  absl::StatusOr<int> sum = add(20, 22);
+  if (!sum.ok()) {
+    EXPECT_EQ(ErrorCodeOf(sum.status()), v1::CALL_TIMEOUT) << sum.status();
+    sum = add(20, 22);
+  }
+  ASSERT_OK(sum);
+  EXPECT_EQ(*sum, 42);
+}
+
 // The worker alone cannot tell a handle of an earlier worker from one that never was: a
 // function resolved at an address of the crashed worker goes through the broker, which
 // answers STALE_HANDLE as it does without a channel.

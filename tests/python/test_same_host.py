@@ -14,8 +14,9 @@ import time
 import pytest
 
 import ffibox
-from conftest import (HOSTILE_LIB, TEST_LIB, Certificates, Server, close_channel_from_client,
-                      forge_empty_blocks, run_script, varint)
+from conftest import (EMPTY_BLOCK, HOSTILE_LIB, TEST_LIB, Certificates, PeakRss, Server,
+                      close_channel_from_client, forge_empty_blocks, forged_empty_blocks,
+                      run_script, varint)
 from ffibox import _answer_shape, _local_channel
 from ffibox import ctypes as ct
 from ffibox._images import ImageTable
@@ -618,6 +619,58 @@ def test_an_answer_that_would_parse_into_far_more_memory_is_refused_unparsed(cli
         assert error is not None and error.code == "INTERNAL", error
         assert "holds more ffibox.v1.CallResult.blocks than the request allows" in str(error)
         assert session.CDLL("libc.so.6").strlen(b"still served") == 12
+
+
+def test_an_answer_longer_than_its_call_allows_is_refused_before_it_is_read(client):
+    """A hostile library announces a 300 MiB answer on the channel to a call the packers do
+    not take (a 20 KiB block): the call's answer may hold its result, its returned blocks
+    and what the library changed (_answer_shape.call_answer_bound, about 72 MiB here), so
+    the client refuses it from its length, holding none of it (it read all 300 MiB, and held
+    twice that, before). The library keeps writing into a ring no one reads: its worker is
+    killed at the call's deadline and the session goes on."""
+    with client.session(same_host=True, timeout=3) as session:
+        lib, libc = session.CDLL(HOSTILE_LIB), session.CDLL("libc.so.6")
+        assert libc.strlen(b"served") == 6
+        start, total = forged_empty_blocks(300 << 20, to_broker=False)
+        forge = lib.hostile_whole_frame
+        forge.restype = ct.c_long
+        forge.argtypes = [ct.c_int, ct.c_char_p, ct.c_long, ct.c_char_p, ct.c_long, ct.c_long]
+        started = time.monotonic()
+        with PeakRss(os.getpid()) as rss:
+            with pytest.raises(ffibox.Error) as raised:
+                forge(1, start + bytes(20 << 10), len(start), EMPTY_BLOCK, len(EMPTY_BLOCK),
+                      total)
+        assert raised.value.code == "INTERNAL", raised.value
+        assert "more than the request can be answered with" in str(raised.value)
+        assert time.monotonic() - started < 2
+        assert rss.peak - rss.before < 32, "the client grew by %.0f MiB" % (
+            rss.peak - rss.before)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert libc.strlen(b"still served") == 12
+                break
+            except ffibox.CallTimeout:
+                assert time.monotonic() < deadline  # queued behind the hung call once
+
+
+def test_a_call_answer_is_bounded_by_its_blocks_and_its_record_result():
+    request = call_with_blocks()
+    returned = sum(block.size or len(block.data) for block in request.call.blocks
+                   if block.direction != pb.IN)
+    small = _answer_shape.call_answer_bound(request, 0)
+    assert _answer_shape.CALL_ANSWER_BASE_BYTES + 5 * returned <= small
+    assert small < _answer_shape.CALL_ANSWER_BASE_BYTES + 5 * returned + (64 << 10)
+    assert _answer_shape.call_answer_bound(request, None) == _answer_shape.MAX_ANSWER_BYTES
+    big = pb.RecordType(kind=pb.RecordType.STRUCT, fields=[
+        pb.Field(name="a", type=pb.Type(array=pb.ArrayType(
+            element=pb.Type(scalar=pb.DOUBLE), length=1 << 20)))])
+    result = _answer_shape.result_answer_bytes(pb.Signature(result=pb.Type(record=big)))
+    assert (8 << 20) < result < (17 << 20)  # 8 MiB of doubles, at most 16 bytes each
+    assert _answer_shape.call_answer_bound(request, result) == small + result
+    for scalar in (pb.CSTRING, pb.DOUBLE):  # within the base
+        assert _answer_shape.result_answer_bytes(
+            pb.Signature(result=pb.Type(scalar=scalar))) == 0
 
 
 def test_the_walk_bounds_pointers_by_the_words_of_their_blocks_data():

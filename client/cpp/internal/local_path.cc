@@ -68,12 +68,17 @@ absl::StatusOr<int> KnockAtDoor(const std::string& path, const std::string& toke
 // lengths, generation, an error's message).
 constexpr uint64_t kMemoryAnswerOverhead = 4096;
 
-// The most bytes the worker's answer to `request` may take: for a raw read, a list of them,
-// a string read and a write, what they ask for and kMemoryAnswerOverhead (a little more per
-// read of a list); else kMaxLocalAnswerBytes.
-size_t AnswerBoundOf(const v1::Request& request) {
+// The most bytes the worker's answer to `request` may take: for a call, CallAnswerBytes with
+// its function's `result_bytes` (kMaxLocalAnswerBytes when not known); for a raw read, a list
+// of them, a string read and a write, what they ask for and kMemoryAnswerOverhead (a little
+// more per read of a list); else kMaxLocalAnswerBytes.
+size_t AnswerBoundOf(const v1::Request& request,
+                     std::optional<uint64_t> result_bytes = std::nullopt) {
   uint64_t bound = kMaxLocalAnswerBytes;
   switch (request.op_case()) {
+    case v1::Request::kCall:
+      if (result_bytes.has_value()) bound = CallAnswerBytes(request.call(), *result_bytes);
+      break;
     case v1::Request::kReadMemory:
       if (!request.read_memory().has_type()) {
         bound = std::min<uint64_t>(request.read_memory().size(), kMaxLocalAnswerBytes) +
@@ -256,7 +261,8 @@ bool LocalPath::TooLarge(const ScalarCall& call) const {
 }
 
 absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedBlocks borrowed,
-                                                 absl::Time deadline) {
+                                                 absl::Time deadline,
+                                                 std::optional<uint64_t> result_bytes) {
   std::vector<SharedBlock> shared = PlanShared(request->call(), borrowed);
   if (!Share(request->mutable_call(), borrowed, shared).ok()) {
     // This process cannot map the area (its address space is full): frames only, from now.
@@ -271,7 +277,8 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedB
       block->set_data(lent.bytes.data(), lent.bytes.size());
     }
   }
-  absl::StatusOr<v1::Response> response = ExchangeFrames(*request, deadline);
+  const size_t max_answer = AnswerBoundOf(*request, result_bytes);
+  absl::StatusOr<v1::Response> response = ExchangeFrames(*request, deadline, max_answer);
   if (!shared.empty() && response.ok() && response->has_error() &&
       response->error().code() == v1::RESOURCE_EXHAUSTED &&
       absl::EndsWith(response->error().field(), ".shared_offset")) {
@@ -281,7 +288,7 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedB
     // Too large for a frame: the broker would refuse it too.
     if (TooLarge(*request, borrowed)) return TooLargeAnswer(*request, borrowed);
     CopyBorrowedIn(request->mutable_call(), borrowed);
-    return ExchangeFrames(*request, deadline);
+    return ExchangeFrames(*request, deadline, max_answer);
   }
   if (!response.ok() || response->has_error() || shared.empty()) {
     Unshare(request->mutable_call(), shared);
@@ -316,7 +323,7 @@ absl::StatusOr<v1::Response> LocalPath::Exchange(v1::Request* request, BorrowedB
 
 absl::StatusOr<v1::Response> LocalPath::ExchangeNested(const v1::Request& request,
                                                        absl::Time deadline) {
-  return ExchangeFrames(request, deadline);
+  return ExchangeFrames(request, deadline, AnswerBoundOf(request));
 }
 
 absl::Status LocalPath::WriteRequest(const v1::Request& request, absl::Time deadline) {
@@ -425,9 +432,9 @@ void LocalPath::NoteFailure(const absl::Status& failure) {
 }
 
 absl::StatusOr<v1::Response> LocalPath::ExchangeFrames(const v1::Request& request,
-                                                       absl::Time deadline) {
+                                                       absl::Time deadline, size_t max_answer) {
   FFIBOX_RETURN_IF_ERROR(broken_);
-  absl::StatusOr<v1::Response> response = ExchangeFramesOnce(request, deadline);
+  absl::StatusOr<v1::Response> response = ExchangeFramesOnce(request, deadline, max_answer);
   NoteFailure(response.status());
   return response;
 }
@@ -454,7 +461,8 @@ absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalarOnce(uint64_t i
   // The call as a message, for the checks of the first frame not read from its bytes.
   std::optional<v1::Request> request;
   for (;;) {
-    FrameDecoder frames(kMaxLocalAnswerBytes);
+    // A scalar call returns no block: its answer holds at most the base of any call's.
+    FrameDecoder frames(kCallAnswerBaseBytes);
     frames.Recycle(std::move(scalar_frame_buffer_));
     absl::StatusOr<FramePayload> frame =
         ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress);
@@ -479,17 +487,17 @@ absl::StatusOr<LocalPath::ScalarAnswer> LocalPath::ExchangeScalarOnce(uint64_t i
 }
 
 absl::StatusOr<v1::Response> LocalPath::ExchangeFramesOnce(const v1::Request& request,
-                                                           absl::Time deadline) {
+                                                           absl::Time deadline, size_t max_answer) {
   FFIBOX_RETURN_IF_ERROR(NotWritten(WriteRequest(request, deadline)));
-  return ReadAnswer(request, deadline);
+  return ReadAnswer(request, deadline, max_answer);
 }
 
-absl::StatusOr<v1::Response> LocalPath::ReadAnswer(const v1::Request& request,
-                                                   absl::Time deadline) {
+absl::StatusOr<v1::Response> LocalPath::ReadAnswer(const v1::Request& request, absl::Time deadline,
+                                                   size_t max_answer) {
   for (;;) {
     // Read as it arrives: the buffer grows only with what the worker sent, up to what the
     // request may be answered with.
-    FrameDecoder frames(request.has_call() ? kMaxLocalAnswerBytes : AnswerBoundOf(request));
+    FrameDecoder frames(max_answer);
     FFIBOX_ASSIGN_OR_RETURN(
         std::optional<v1::Response> answer,
         TakeFrame(request, ReadFrameAsItArrives(*channel_, frames, deadline, kLocalAnswerProgress),

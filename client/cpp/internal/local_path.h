@@ -111,8 +111,12 @@ class LocalPath {
   // A call inside an invocation that came on the channel (`request->invocation()` set; only
   // from that invocation's handler, on its thread) uses no shared area: the outer call's
   // blocks are there.
+  // `result_bytes`: what the called function's result adds to its answer
+  // (ResultAnswerBytes; nullopt: not known): an answer announced longer than the call may be
+  // answered with (CallAnswerBytes) is refused before any more of it is read.
   absl::StatusOr<v1::Response> Exchange(v1::Request* request, BorrowedBlocks borrowed,
-                                        absl::Time deadline);
+                                        absl::Time deadline,
+                                        std::optional<uint64_t> result_bytes = std::nullopt);
   // Sends a request other than a call (read_memory, read_memory_list, read_string,
   // write_memory, get_layout; its id and invocation set) from the handler of an invocation
   // that came on the channel, or at the top level (invocation 0) where the worker takes it
@@ -196,16 +200,20 @@ class LocalPath {
   static void Unshare(v1::Call* call, std::vector<SharedBlock>& shared);
   // Sends and reads the answer, checked; runs the invocations that come meanwhile. After a
   // failure past the request's writing, the channel is broken (broken_).
-  absl::StatusOr<v1::Response> ExchangeFrames(const v1::Request& request, absl::Time deadline);
-  absl::StatusOr<v1::Response> ExchangeFramesOnce(const v1::Request& request, absl::Time deadline);
+  // `max_answer`: the longest answer taken (AnswerBoundOf).
+  absl::StatusOr<v1::Response> ExchangeFrames(const v1::Request& request, absl::Time deadline,
+                                              size_t max_answer);
+  absl::StatusOr<v1::Response> ExchangeFramesOnce(const v1::Request& request, absl::Time deadline,
+                                                  size_t max_answer);
   absl::StatusOr<ScalarAnswer> ExchangeScalarOnce(uint64_t id, const ScalarCall& call,
                                                   absl::Time deadline);
   // After a failure on the channel: the channel is broken from then on (broken_), unless the
   // request was refused before any of it was written.
   void NoteFailure(const absl::Status& failure);
-  // Reads the answer to `request` (written) until `deadline`, checked; runs the invocations
-  // that come meanwhile.
-  absl::StatusOr<v1::Response> ReadAnswer(const v1::Request& request, absl::Time deadline);
+  // Reads the answer to `request` (written) until `deadline`, checked, at most `max_answer`
+  // bytes; runs the invocations that come meanwhile.
+  absl::StatusOr<v1::Response> ReadAnswer(const v1::Request& request, absl::Time deadline,
+                                          size_t max_answer);
   // One frame that came while `request` waited for its answer (or why none came): the answer,
   // checked; or, for a callback's invocation, nullopt once its handler ran and its answer was
   // sent (the call goes on). INTERNAL for a frame the worker may not send there.

@@ -10,6 +10,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/internal/generation_stamp.h"
+#include "core/encoding_limits.h"
 #include "core/errors.h"
 #include "core/local_channel.h"
 #include "core/thread_name.h"
@@ -244,9 +245,16 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
     id = next_id_++;
     began_wait = pending_.empty();
     if (began_wait) wait_began_ns_.store(SteadyNanos(), std::memory_order_relaxed);
-    pending_.emplace(id, Pending{std::move(promise), read_by_sender, bound,
+    Pending& pending =
+        pending_
+            .emplace(id, Pending{std::move(promise), read_by_sender, bound,
                                  !request->has_ping() && !request->has_parse_declaration() &&
-                                     !request->has_callback_return()});
+                                     !request->has_callback_return()})
+            .first->second;
+    if (request->has_resolve_function()) {
+      pending.resolves = true;
+      pending.result_bytes = ResultAnswerBytes(request->resolve_function().signature());
+    }
     pending_read_by_senders_ += read_by_sender;
   }
   request->set_id(id);
@@ -431,6 +439,12 @@ uint64_t SessionStream::BoundGeneration(uint64_t function) {
   return bound != address_functions_.end() ? bound->second : 0;
 }
 
+std::optional<uint64_t> SessionStream::ResultBytesOf(uint64_t function) {
+  absl::MutexLock lock(&local_state_mu_);
+  const auto found = result_bytes_.find(function);
+  return found != result_bytes_.end() ? found->second : std::nullopt;
+}
+
 template <typename Answer, typename FitsFn, typename ExchangeFn, typename FailedFn>
 std::optional<absl::StatusOr<Answer>> SessionStream::OnChannel(const LocalRequest& request,
                                                                FitsFn fits, ExchangeFn exchange,
@@ -522,8 +536,10 @@ std::optional<absl::StatusOr<v1::Response>> SessionStream::ExchangeLocally(
       },
       [&](LocalPath& path, uint64_t id, absl::Time deadline) {
         request->set_id(id);
-        absl::StatusOr<v1::Response> response = call ? path.Exchange(request, borrowed, deadline)
-                                                     : path.ExchangeNested(*request, deadline);
+        absl::StatusOr<v1::Response> response =
+            call ? path.Exchange(request, borrowed, deadline,
+                                 ResultBytesOf(request->call().function()))
+                 : path.ExchangeNested(*request, deadline);
         if (response.ok()) StampGeneration(&*response);
         return response;
       },
@@ -646,9 +662,10 @@ absl::StatusOr<v1::Response> SessionStream::ExchangeInInvocation(v1::Request* re
                                      : scope.call_timeout;
   // Never past the call the invocation came in: the broker ends that one at its deadline.
   const absl::Time deadline = std::min(absl::Now() + timeout + kLocalAnswerMargin, scope.deadline);
-  absl::StatusOr<v1::Response> response = request->has_call()
-                                              ? scope.path->Exchange(request, borrowed, deadline)
-                                              : scope.path->ExchangeNested(*request, deadline);
+  absl::StatusOr<v1::Response> response =
+      request->has_call() ? scope.path->Exchange(request, borrowed, deadline,
+                                                 ResultBytesOf(request->call().function()))
+                          : scope.path->ExchangeNested(*request, deadline);
   if (response.ok()) {
     StampGeneration(&*response);
     return response;
@@ -984,14 +1001,23 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
     }
     return;
   }
+  std::optional<std::pair<uint64_t, std::optional<uint64_t>>> resolved;
   {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(response.id());
     if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
+    if (it->second.resolves && response.has_function()) {
+      resolved.emplace(response.function().function(), it->second.result_bytes);
+    }
     it->second.promise.set_value(std::move(response));
     pending_read_by_senders_ -= it->second.read_by_sender;
     *answered_reader = it->second.read_by_sender;
     pending_.erase(it);
+  }
+  if (resolved.has_value()) {
+    // Before the caller can call it: the caller waits for the answer after this thread.
+    absl::MutexLock lock(&local_state_mu_);
+    result_bytes_[resolved->first] = resolved->second;
   }
   callbacks_.Wake();  // the callback thread may be waiting for this answer
 }

@@ -197,6 +197,10 @@ class SessionStream : private AnswerWatchdog::Watched {
     // waits for it): a request on the same-host channel sent before its answer could
     // overtake it there.
     bool reaches_worker = true;
+    // A resolve_function: what its function's result adds to a call's answer on the
+    // same-host channel (ResultAnswerBytes), noted with the function's handle when resolved.
+    bool resolves = false;
+    std::optional<uint64_t> result_bytes;
   };
   // Who reads the stream now.
   enum class Reader { kNone, kThread, kCaller };
@@ -296,6 +300,8 @@ class SessionStream : private AnswerWatchdog::Watched {
   void ReleaseChannel();
   // The worker generation `function` is bound to (BindFunctionToGeneration), or 0.
   uint64_t BoundGeneration(uint64_t function);
+  // What the result of `function` adds to a call's answer (ResultAnswerBytes), when known.
+  std::optional<uint64_t> ResultBytesOf(uint64_t function);
   // Exchange of a request made by the handler of an invocation that came on the same-host
   // channel, on the handler's thread: through that channel, or refused.
   absl::StatusOr<v1::Response> ExchangeInInvocation(v1::Request* request, BorrowedBlocks borrowed);
@@ -380,6 +386,9 @@ class SessionStream : private AnswerWatchdog::Watched {
   absl::Mutex local_state_mu_;
   absl::Duration local_call_timeout_ ABSL_GUARDED_BY(local_state_mu_);
   absl::flat_hash_map<uint64_t, uint64_t> address_functions_ ABSL_GUARDED_BY(local_state_mu_);
+  // Function handle -> what its result adds to a call's answer (Pending::result_bytes).
+  absl::flat_hash_map<uint64_t, std::optional<uint64_t>> result_bytes_
+      ABSL_GUARDED_BY(local_state_mu_);
   std::atomic<bool> local_enabled_{false};  // local_ != nullptr, read without the lock
   std::atomic<uint64_t> max_request_bytes_{0};
   std::atomic<bool> local_wanted_{false};  // open a channel to the next worker after a loss

@@ -30,6 +30,67 @@ MAX_WATCHED_BYTES = 4 << 20
 MAX_CHANGED_BYTES = 8 << 20
 MAX_CHANGED_RUNS = MAX_CHANGED_BYTES // 8
 
+# The most bytes a same-host answer may take at all (core/types.h's max_type_size: a
+# record returned by value may be that large).
+MAX_ANSWER_BYTES = 1 << 30
+# What any call's answer may hold besides a record result and its returned blocks: a string
+# result (at most 16 MiB, core/marshal.h's kMaxResultStringBytes), a scalar or pointer, an
+# error's message, and what the library changed in watched blocks and reads, at most
+# MAX_CHANGED_BYTES in runs of at least a word with at most 42 bytes of framing each (50 MiB
+# at worst).
+CALL_ANSWER_BASE_BYTES = 72 << 20
+# A returned block's data with a pointer reported in each of its 8-byte words (a Relocation
+# takes at most 32 bytes, framed), and the framing of each returned and kept block.
+_RETURNED_BYTES_PER_BYTE = 5
+_BLOCK_FRAMING = 64
+# The padding a field may bring before it and a record after its last (alignments are at
+# most 16 bytes).
+_MOST_PADDING = 16
+_UNION = 2  # pb.RecordType.UNION
+
+
+def layout_bytes(t) -> int:
+    """An upper bound on the layout size of the proto Type `t`, as written by a client
+    (signatures inline): MAX_ANSWER_BYTES for a registered type, which it does not see."""
+    kind = t.WhichOneof("kind")
+    if kind == "array":
+        size = t.array.length * layout_bytes(t.array.element)
+    elif kind == "record":
+        fields = [layout_bytes(field.type) + _MOST_PADDING for field in t.record.fields]
+        size = (max(fields, default=0) if t.record.kind == _UNION else sum(fields)) + \
+            _MOST_PADDING
+    elif kind == "registered":
+        size = MAX_ANSWER_BYTES
+    else:
+        size = 16  # a scalar (long double the largest), a pointer or a function pointer
+    return min(size, MAX_ANSWER_BYTES)
+
+
+def result_answer_bytes(signature) -> int:
+    """What the result of a function of the proto `signature` adds to a call's answer beyond
+    CALL_ANSWER_BASE_BYTES: a record comes back as its bytes (core/marshal.h's
+    UnmarshalResult); anything else is within the base."""
+    result = signature.result
+    if result.WhichOneof("kind") in ("record", "registered"):
+        return layout_bytes(result) + _BLOCK_FRAMING
+    return 0
+
+
+def call_answer_bound(request, result_bytes: Optional[int]) -> int:
+    """The most bytes the worker's answer to the call `request` may take, for a function
+    whose result adds `result_bytes` (result_answer_bytes; None when not known:
+    MAX_ANSWER_BYTES): the base, the result, and each OUT or INOUT block's data with a
+    pointer in each word, whether it returns in the frame or in the shared area."""
+    if result_bytes is None:
+        return MAX_ANSWER_BYTES
+    bound = CALL_ANSWER_BASE_BYTES + result_bytes
+    for block in request.call.blocks:
+        bound += _BLOCK_FRAMING
+        if block.direction != pb.IN:
+            bound += _RETURNED_BYTES_PER_BYTE * (block.size if block.size else len(block.data))
+    return min(bound, MAX_ANSWER_BYTES)
+
+
 # The repeated fields a call's answer may hold (any other may not occur at all).
 _BLOCKS = "ffibox.v1.CallResult.blocks"
 _KEPT = "ffibox.v1.CallResult.kept"

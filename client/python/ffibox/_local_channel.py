@@ -35,9 +35,9 @@ import threading
 import time
 from typing import Optional
 
-from ffibox._answer_shape import (MAX_CHANGED_BYTES, MAX_WATCHED_BYTES, call_answer_limits,
-                                  check_answer_shape, invoke_limits, layout_answer_limits,
-                                  read_list_limits)
+from ffibox._answer_shape import (MAX_ANSWER_BYTES, MAX_CHANGED_BYTES, MAX_WATCHED_BYTES,
+                                  call_answer_bound, call_answer_limits, check_answer_shape,
+                                  invoke_limits, layout_answer_limits, read_list_limits)
 from ffibox._memory import MAX_STRING_UNITS
 from ffibox._stubs import pb
 from ffibox._unix_server_check import check_unix_server
@@ -61,10 +61,9 @@ _SPIN_SECONDS = 50e-6
 # timed spin (_SPIN_SECONDS): a look is a few tens of nanoseconds.
 _QUICK_SPINS = 200
 _LONGEST_SLEEP = 0.05
-# The largest answer read (a record returned by value may be as large as a type may be); it
-# is read as it arrives, so the client holds only what the worker did send, and once started
-# it must keep coming.
-MAX_ANSWER_BYTES = 1 << 30
+# An answer is read as it arrives, so the client holds only what the worker did send, and
+# once started it must keep coming; at most what its request allows (answer_bound), and
+# MAX_ANSWER_BYTES in all.
 # The most a callback invocation on the channel may take: a pointee of at most 64 KiB, what
 # follows it included (kMaxCallbackBufferBytes), for each of at most 256 parameters, and the
 # blocks its call keeps, with room to spare.
@@ -116,6 +115,13 @@ class ChannelError(Error):
     """A failure of the same-host channel itself: it is gone, or out of step with the worker.
     Any other exception that leaves an exchange (one a signal handler raised into it, a
     KeyboardInterrupt) reaches the caller as it was raised, and the channel is closed."""
+
+    @property
+    def reason(self) -> str:
+        """The message without the code it starts with (for a protocol Error, whose code
+        travels apart)."""
+        text, code = str(self), self.code + ": "
+        return text[len(code):] if text.startswith(code) else text
 
 
 class NotSent(ChannelError):
@@ -577,9 +583,11 @@ class LocalChannel:
         """Whether the worker closed the channel itself (it was not lost)."""
         return not self._map_bytes.closed and self._closed_word.value == _CLOSED_BY_WORKER
 
-    def exchange(self, request, deadline: float):
-        """Sends `request` (a top-level call with its id) and returns the worker's checked
-        answer (a pb.Response, its generation the channel's). Raises NotSent when the request
+    def exchange(self, request, deadline: float, result_bytes: Optional[int] = None):
+        """Sends `request` (a top-level call with its id, of a function whose result adds
+        `result_bytes` to its answer: _answer_shape.call_answer_bound) and returns the
+        worker's checked answer (a pb.Response, its generation the channel's); a longer answer
+        ends the channel before the caller holds more of it. Raises NotSent when the request
         could not be sent whole (the channel had ended: the call did not run), else Error:
         UNAVAILABLE when the channel ended after (the worker was lost, or closed it:
         `closed_by_worker`), DEADLINE_EXCEEDED, INTERNAL for an answer that fails the checks or
@@ -594,8 +602,9 @@ class LocalChannel:
             if planned and not saved and self.too_large(request):
                 # This process could not map the area: the call fits no frame.
                 return too_large_answer(request, self._max_request, self.generation)
+            most = call_answer_bound(request, result_bytes)
             response = self.checked_answer(
-                request, self.transfer(request.SerializeToString(), deadline))
+                request, self.transfer(request.SerializeToString(), deadline, most))
         except BaseException:
             self._unshare(request, saved)
             raise
@@ -610,7 +619,7 @@ class LocalChannel:
                 if self.too_large(request):
                     return too_large_answer(request, self._max_request, self.generation)
                 return self.checked_answer(
-                    request, self.transfer(request.SerializeToString(), deadline))
+                    request, self.transfer(request.SerializeToString(), deadline, most))
             return response
         # The checked answer marks exactly the OUT/INOUT blocks that travelled in the area:
         # their bytes are copied out of it (the worker may still change them: nothing parses
@@ -718,19 +727,19 @@ class LocalChannel:
         self._write(_LENGTH.pack(len(reply)) + reply,
                     min(deadline, time.monotonic() + _ANSWER_PROGRESS))
 
-    def exchange_nested(self, request, deadline: float):
+    def exchange_nested(self, request, deadline: float, result_bytes: Optional[int] = None):
         """Sends `request`, made inside the invocation `request.invocation` this thread
         serves (a call, read_memory, read_string, write_memory or get_layout,
         IN_INVOCATION_OPS), or at the top level one of TOP_LEVEL_OPS (invocation 0, where
         the server announced `memory_requests`), and returns the worker's checked answer
-        (exchange's errors). A call's blocks travel in frames: the outer call's are in the
-        shared area."""
+        (exchange's errors; `result_bytes` as there, for a call). A call's blocks travel in
+        frames: the outer call's are in the shared area."""
         if self._max_request and request.ByteSize() > self._max_request:
             return too_large_answer(request, self._max_request, self.generation)
         try:
             return self.checked_answer(
                 request, self.transfer(request.SerializeToString(), deadline,
-                                       max_answer=answer_bound(request),
+                                       max_answer=answer_bound(request, result_bytes),
                                        invocation=request.invocation,
                                        call=request.HasField("call")))
         except Error as error:
@@ -809,13 +818,17 @@ TOP_LEVEL_OPS = frozenset(op for op in IN_INVOCATION_OPS if op != "call")
 _ANSWER_OVERHEAD = 4096
 
 
-def answer_bound(request) -> int:
-    """The most bytes the worker's answer to `request` may take: for a raw read, a list of
-    them, a string read and a write, what they ask for and _ANSWER_OVERHEAD (a little more
-    per read of a list); else, and at most, MAX_ANSWER_BYTES."""
+def answer_bound(request, result_bytes: Optional[int] = None) -> int:
+    """The most bytes the worker's answer to `request` may take: for a call, what
+    _answer_shape.call_answer_bound allows (its function's result adding `result_bytes`);
+    for a raw read, a list of them, a string read and a write, what they ask for and
+    _ANSWER_OVERHEAD (a little more per read of a list); else, and at most,
+    MAX_ANSWER_BYTES."""
     op = request.WhichOneof("op")
     bound = MAX_ANSWER_BYTES
-    if op == "read_memory" and not request.read_memory.HasField("type"):
+    if op == "call":
+        bound = call_answer_bound(request, result_bytes)
+    elif op == "read_memory" and not request.read_memory.HasField("type"):
         bound = request.read_memory.size + _ANSWER_OVERHEAD
     elif op == "read_memory_list" and not any(read.HasField("type")
                                               for read in request.read_memory_list.reads):

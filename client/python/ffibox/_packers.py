@@ -40,6 +40,7 @@ from types import BuiltinFunctionType
 from typing import Optional
 
 from ffibox import _addresses, _callback_code, _twins, _types
+from ffibox._answer_shape import CALL_ANSWER_BASE_BYTES
 from ffibox._image_reach import INDEX
 from ffibox._stubs import pb
 
@@ -78,13 +79,11 @@ _SIGNED, _UNSIGNED = frozenset("bhilq"), frozenset("BHILQ")
 _MASK64 = (1 << 64) - 1
 _LEAST_MAPPED = 1 << 16
 _SMALL = [bytes((number,)) for number in range(0x80)]  # the one-byte varints
-# The longest answer a packed call takes: its result is a scalar (a few bytes) or a string
-# (at most 16 MiB, core/marshal.h's kMaxResultStringBytes), its arrays at most
-# _MOST_BLOCK_BYTES, an error a message, and what the library changed in watched twins and
-# images at most MAX_CHANGED_BYTES, in runs of at least a word with at most 42 bytes of
-# framing each (50 MiB at worst); a worker that announces more ends the channel instead of
-# making the caller hold it (the general way reads up to MAX_ANSWER_BYTES).
-PACKED_ANSWER_BYTES = 72 << 20
+# The longest answer a packed call takes: its result is a scalar or a string, its arrays at
+# most _MOST_BLOCK_BYTES (within the room _answer_shape.CALL_ANSWER_BASE_BYTES leaves), an
+# error a message, and what the library changed in watched twins and images; a worker that
+# announces more ends the channel instead of making the caller hold it.
+PACKED_ANSWER_BYTES = CALL_ANSWER_BASE_BYTES
 
 
 class Done:

@@ -382,6 +382,10 @@ class SessionStream:
         # of one on a later worker goes through the stream, whose broker answers STALE_HANDLE
         # (the worker alone could only say it does not know the handle).
         self.address_functions: Dict[int, int] = {}
+        # Function handle -> what its result adds to a call's answer on the same-host channel
+        # (_answer_shape.result_answer_bytes; a handle not here may be answered with up to
+        # MAX_ANSWER_BYTES).
+        self.result_bytes: Dict[int, int] = {}
         # The largest request the server reads (SessionOpened.max_message_bytes, set once the
         # session is open; 0: unknown): a larger one is answered RESOURCE_EXHAUSTED here, as
         # the broker would answer it, instead of being written (at four times that size gRPC
@@ -793,7 +797,8 @@ class SessionStream:
         (the channel had ended; the caller sends it through the stream)."""
         def exchange(local, request_id: int, deadline: float):
             request.id = request_id
-            return local.exchange(request, deadline)
+            return local.exchange(request, deadline,
+                                  self.result_bytes.get(request.call.function))
 
         return self._through_local(request.call.function, request.call.timeout_ms,
                                    exchange, lambda local: local.too_large(request))
@@ -899,7 +904,7 @@ class SessionStream:
                 what)
         else:
             response.error.code = pb.ErrorCode.Value(failure.code)
-            response.error.message = str(failure)
+            response.error.message = failure.reason
         return response
 
     @property
@@ -1138,7 +1143,8 @@ class SessionStream:
             request.id = next(self._ids)
         request.invocation = self.current_invocation()
         try:
-            return channel.exchange_nested(request, self._serving.channel_deadline)
+            return channel.exchange_nested(request, self._serving.channel_deadline,
+                                           self.result_bytes.get(request.call.function))
         except ChannelError as error:
             if error.code == "UNAVAILABLE" and not channel.closed_by_worker:
                 # The worker died (in this request, or in a thread of the library's): as on
@@ -1147,7 +1153,7 @@ class SessionStream:
                                    error=self._loss_of(channel.generation))
             return pb.Response(id=request.id, generation=channel.generation, error=pb.Error(
                 code=pb.ErrorCode.Value(error.code) if error.code in pb.ErrorCode.keys()
-                else pb.INTERNAL, message=str(error)))
+                else pb.INTERNAL, message=error.reason))
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 import grpc
 
 from ffibox import _default, _marshal, _remote, _server, _settings, _types
+from ffibox._answer_shape import result_answer_bytes
 from ffibox._channel import (KEEPALIVE, KEEPALIVE_TIMEOUT, ChannelSettings, fork_advice,
                              make_channel)
 from ffibox._deferred_calls import DeferredCalls
@@ -409,7 +410,9 @@ class Session:
     def resolve(self, request: pb.ResolveFunction) -> int:
         """The function handle for `request` (a symbol of a library, or a worker address,
         with its signature)."""
-        return self.stream.request(resolve_function=request).function.function
+        function = self.stream.request(resolve_function=request).function.function
+        self.stream.result_bytes[function] = result_answer_bytes(request.signature)
+        return function
 
     def call(self, call: pb.Call, blocks=None, request: Optional[pb.Request] = None
              ) -> pb.Response:
