@@ -221,7 +221,8 @@ class Session {
   const v1::SessionOpened& info() const { return info_; }
   // The last worker generation seen (1 = first worker; higher after restarts).
   uint64_t generation() const;
-  // Returns and forgets the unsolicited session events received so far, oldest first.
+  // Returns and forgets the unsolicited session events received so far, oldest first: the
+  // last 1000 of them (a library can have its worker send events without end).
   std::vector<v1::SessionEvent> TakeEvents();
 
   // Sends CloseSession, ends the stream and waits (bounded) for the server to end it; later

@@ -481,6 +481,25 @@ TEST_P(CallbacksTest, FreedCallbackFiredGivesZeroAndACallbackError) {
   EXPECT_THAT(handler->Free(), StatusIs(v1::NOT_FOUND));
 }
 
+TEST_P(CallbacksTest, OnlyTheLastThousandEventsAreKept) {
+  // Each call of a freed callback is an event (a library's thread may call one without end):
+  // a caller that never takes them keeps the last 1000, not all.
+  absl::StatusOr<IntCallback> handler =
+      session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x + 1; });
+  ASSERT_OK(handler);
+  ASSERT_TRUE(Fn<void(IntCallback)>("register_handler")(*handler).ok());
+  ASSERT_TRUE(handler->Free().ok());
+  auto fire_handler = Fn<int(int)>("fire_handler");
+  for (int i = 0; i < 1500; ++i) ASSERT_EQ(fire_handler(i).value_or(-99), 0);
+  // The worker answers a look-up through ffiboxd after the events it sent there.
+  ASSERT_TRUE(lib_->Function<int(int, int)>("add_int").ok());
+  const std::vector<v1::SessionEvent> events = session_->TakeEvents();
+  EXPECT_EQ(events.size(), 1000u);
+  for (const v1::SessionEvent& event : events) {
+    EXPECT_EQ(event.kind(), v1::SessionEvent::CALLBACK_ERROR) << event.ShortDebugString();
+  }
+}
+
 TEST_P(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
   absl::StatusOr<IntCallback> handler =
       session_->DefineCallback<int(int)>([](int x) -> absl::StatusOr<int> { return x * x; });

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <iterator>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -705,8 +706,9 @@ void SessionStream::SetOutputHandler(OutputHandler handler) {
 
 std::vector<v1::SessionEvent> SessionStream::TakeEvents() {
   absl::MutexLock lock(&mu_);
-  std::vector<v1::SessionEvent> events;
-  events.swap(events_);
+  std::vector<v1::SessionEvent> events(std::make_move_iterator(events_.begin()),
+                                       std::make_move_iterator(events_.end()));
+  events_.clear();
   return events;
 }
 
@@ -991,6 +993,7 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
         lost_error_ = response.event().error();
       }
       events_.push_back(std::move(*response.mutable_event()));
+      if (events_.size() > kKeptEvents) events_.pop_front();
     } else if (response.has_callback_invoke()) {
       if (run_here != nullptr && awaited != 0 &&
           response.callback_invoke().request_id() == awaited) {

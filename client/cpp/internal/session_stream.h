@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <future>
 #include <memory>
@@ -346,7 +347,10 @@ class SessionStream : private AnswerWatchdog::Watched {
   std::vector<v1::SessionEvent> unsent_output_ ABSL_GUARDED_BY(mu_);
   uint64_t output_queued_ ABSL_GUARDED_BY(mu_) = 0;   // put in unsent_output_, ever
   uint64_t output_handled_ ABSL_GUARDED_BY(mu_) = 0;  // of those, handed to the handler
-  std::vector<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
+  // The last kKeptEvents unsolicited events, oldest first (a library may have its worker
+  // send them without end: a freed callback called from its thread is an event each time).
+  static constexpr size_t kKeptEvents = 1000;
+  std::deque<v1::SessionEvent> events_ ABSL_GUARDED_BY(mu_);
   // The latest WORKER_LOST event's generation and error.
   uint64_t lost_generation_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Error lost_error_ ABSL_GUARDED_BY(mu_);
