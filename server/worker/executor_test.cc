@@ -640,6 +640,37 @@ TEST_F(WatchedBlocksTest, UnwatchedReleasedAndPlacedWithoutWatchAreNotReported) 
   EXPECT_THAT(ChangedBy(3), ElementsAre(Pair(other.address(), 2)));
 }
 
+// The Python client's twin of an object a callback stored a pointer to: allocated, then
+// written with `watch`, so that what the library writes there comes back as a kept block's.
+TEST_F(WatchedBlocksTest, AllocatedMemoryWrittenWithWatchIsWatchedUntilFreed) {
+  Keep(1);  // for read_kept, the call that reports changes (ChangedBy(2))
+  std::vector<v1::RemoteAddress> allocated;
+  for (bool watch : {true, false}) {
+    v1::Request alloc;
+    alloc.mutable_alloc_memory()->set_size(sizeof(int));
+    v1::Response answer = ExecuteOne(&executor_, alloc);
+    ASSERT_FALSE(answer.has_error()) << answer.error().message();
+    allocated.push_back(answer.allocated().address());
+    v1::Request write;
+    *write.mutable_write_memory()->mutable_address() = allocated.back();
+    const int seven = 7;
+    write.mutable_write_memory()->set_data(&seven, sizeof seven);
+    write.mutable_write_memory()->set_watch(watch);
+    ASSERT_FALSE(ExecuteOne(&executor_, write).has_error());
+  }
+  EXPECT_THAT(ChangedBy(2), IsEmpty());  // as written
+  // The library writes into both through pointers it holds: the watched one is reported.
+  for (const v1::RemoteAddress& at : allocated) {
+    *reinterpret_cast<int*>(static_cast<uintptr_t>(at.address())) = 9;
+  }
+  EXPECT_THAT(ChangedBy(2), ElementsAre(Pair(allocated[0].address(), 9)));
+  EXPECT_THAT(ChangedBy(2), IsEmpty());  // reported once
+  v1::Request free;
+  *free.mutable_free_memory()->mutable_address() = allocated[0];
+  ASSERT_FALSE(ExecuteOne(&executor_, free).has_error());
+  EXPECT_THAT(ChangedBy(2), IsEmpty());
+}
+
 TEST_F(WatchedBlocksTest, BlocksPastTheWatchBudgetAreNotWatched) {
   v1::Request big = KeepPointerCall(7);
   v1::MemoryBlock* block = big.mutable_call()->mutable_blocks(0);

@@ -403,7 +403,13 @@ absl::Status MemoryRequests::Write(const v1::WriteMemory& request) {
     if (request.has_value()) {
       return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
     }
-    return WriteHeld(*address, request.data().data(), request.data().size(), request.held());
+    absl::Status written =
+        WriteHeld(*address, request.data().data(), request.data().size(), request.held());
+    if (written.ok() && request.watch()) {
+      const absl::string_view contents = request.data();
+      Watch(*address, &contents);  // lasting memory only
+    }
+    return written;
   }
   if (!request.data().empty()) {
     return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");

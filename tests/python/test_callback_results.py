@@ -69,6 +69,24 @@ def test_a_bare_address_of_a_caller_object_no_call_passed_is_its_twin(session):
     assert session.generation == generation
 
 
+def test_a_caller_buffer_a_callback_stores_for_the_library_gets_what_it_writes(session):
+    # python3-vlc's video callbacks: the lock callback stores the caller's frame buffer in
+    # the library's plane pointers and the library renders into it; the buffer stayed zero.
+    lib = session.CDLL(TEST_LIB)
+    LOCK = ct.CFUNCTYPE(ct.c_void_p, ct.POINTER(ct.c_void_p))
+    lib.fill_locked_plane.argtypes = [LOCK, ct.c_int, ct.c_size_t]
+    lib.fill_locked_plane.restype = ct.c_size_t
+    frame = ct.create_string_buffer(64)
+
+    def lock(planes):
+        planes[0] = ct.cast(frame, ct.c_void_p)
+
+    locking = LOCK(lock)
+    for value in (0x41, 0x42):
+        assert lib.fill_locked_plane(locking, value, 48) == 48
+        assert frame.raw == bytes([value]) * 48 + bytes(16)
+
+
 def test_an_answer_the_broker_refuses_gives_native_code_zero_at_once(server, capfd):
     client = ffibox.connect(server.address)
     with client.session(timeout=20, same_host=False) as session:

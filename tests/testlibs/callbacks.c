@@ -190,6 +190,17 @@ size_t length_of_made(const char* (*make)(void)) {
   return made != NULL ? strlen(made) : 0;
 }
 
+// The video-output pattern (libvlc's lock callback): `lock` stores where the frame goes in
+// the library's plane pointers, then the library writes the frame there. Returns the bytes
+// written (0 when the callback stored no plane).
+size_t fill_locked_plane(void* (*lock)(void** planes), int value, size_t size) {
+  void* planes[3] = {NULL, NULL, NULL};
+  lock(planes);
+  if (planes[0] == NULL) return 0;
+  memset(planes[0], value, size);
+  return size;
+}
+
 // A table of callbacks passed by pointer, as parsers (yajl's callbacks), glob's
 // GLOB_ALTDIRFUNC and plugin interfaces take them: apply_ops calls them during the call,
 // keep_ops keeps the table for run_kept_ops to call in later calls (the library holds the

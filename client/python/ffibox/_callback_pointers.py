@@ -87,5 +87,7 @@ def worker_word(session, word: int, keep, generation: int) -> int:
     size = _ct.sizeof(owner)
     worker = session.memory.alloc(size)
     session.twins.kept(owner, size, worker, generation)
-    session.memory.write(worker, _ct.string_at(_ct.addressof(owner), size), generation)
+    # Watched, as every twin is: the library writes into it through the pointer it keeps.
+    session.memory.write(worker, _ct.string_at(_ct.addressof(owner), size), generation,
+                         watch=True)
     return worker + (word - _ct.addressof(owner))

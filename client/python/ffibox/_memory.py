@@ -141,15 +141,16 @@ class WorkerMemory:
             .address.address
 
     def write(self, address: int, data: bytes, generation: Optional[int] = None,
-              as_is: bool = False, held: bool = False) -> None:
+              as_is: bool = False, held: bool = False, watch: bool = False) -> None:
         """Writes `data` into worker memory; `held`: what an image holds, so not reported as
-        the library's change where the worker watches it (WriteMemory.held)."""
+        the library's change where the worker watches it (WriteMemory.held); `watch`: the
+        lasting block written from its start is watched from now on (WriteMemory.watch)."""
         if self._stream.closed_at_exit:
             return
         if not as_is:
             self._flush(address, len(data))
         self._stream.request(write_memory=pb.WriteMemory(
-            address=self._address(address, generation), data=data, held=held))
+            address=self._address(address, generation), data=data, held=held, watch=watch))
         if not as_is:
             self._written(address, len(data), data)
 
