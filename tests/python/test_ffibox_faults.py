@@ -756,6 +756,9 @@ class Rec(ctypes.Structure):
 libc.calloc.restype = ctypes.POINTER(Rec)
 rec = libc.calloc(1, ctypes.sizeof(Rec))
 rec.contents.flags = 7
+class Ast(ctypes.c_void_p):  # as python3-z3's
+    def __init__(self, handle):
+        self._as_parameter_ = handle
 class Teardown:
     # What __del__ uses is held here: module globals may be gone when it runs.
     def __init__(self):
@@ -770,6 +773,9 @@ class Teardown:
         seen.append(libc.strtod(b"1.5", None))
         libc.strdup.restype = ctypes.POINTER(Rec)
         seen.append(bool(libc.strdup(b"x")))     # a NULL pointer object
+        libc.getenv.restype = Ast                # a subclass whose __init__ takes a handle
+        made = libc.getenv(b"HOME")
+        seen.append((type(made).__name__, made.value))
         seen.append([rec.contents.flags, rec.contents.name, rec.contents.next,
                      rec.contents.scale])
         rec.contents.flags = 9                   # a write does nothing
@@ -780,7 +786,8 @@ keep = Teardown()
 print("made", rec.contents.flags, flush=True)
 """)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "made 7\n[None, 0, 0.0, False, [0, None, None, 0.0]]\n", result.stdout
+    assert result.stdout == ("made 7\n[None, 0, 0.0, False, ('Ast', None), "
+                             "[0, None, None, 0.0]]\n"), result.stdout
     assert result.stderr == "", result.stderr
 
 

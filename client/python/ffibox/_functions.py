@@ -329,7 +329,10 @@ def _zero_of(restype):
     void or a restype ctypes calls with the result (a call then does nothing at all)."""
     if restype is None or not _types.is_ctypes_type(restype):
         return None
-    return restype().value if _types.is_fundamental(restype) else restype()
+    if _types.is_fundamental(restype):
+        return restype().value
+    # Not through __init__, which a subclass may give required parameters (z3's Ast).
+    return restype.from_buffer_copy(bytes(_ct.sizeof(restype)))
 
 
 def _set_errcheck(function, check) -> None:
