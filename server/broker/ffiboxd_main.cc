@@ -513,14 +513,18 @@ int main(int argc, char** argv) {
   if (!watchdog.ok()) return Fail(std::string(watchdog.status().message()));
   watchdog->detach();
 
-  std::thread waiter([&] {
+  absl::StatusOr<std::thread> waiter = ffibox::StartThread("ffibox-signals", [&] {
     int signal_number = 0;
     sigwait(&shutdown_signals, &signal_number);
     fprintf(stderr, "ffiboxd: signal %d, shutting down\n", signal_number);
     shutdown_watch->began.Notify();
     if (private_directory != nullptr) private_directory->Arm();
-    // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains.
-    std::thread metrics_stop([&exporter] { exporter.reset(); });
+    // civetweb sees its stop flag within 2 s (its poll timeout): stop it while gRPC drains,
+    // or after, when no thread can be had now (the task limit reached).
+    absl::StatusOr<std::thread> metrics_stop =
+        exporter == nullptr
+            ? absl::StatusOr<std::thread>(std::thread())
+            : ffibox::StartThread("ffibox-metrics", [&exporter] { exporter.reset(); });
     health.Withdraw();
     for (auto& acceptor : acceptors) acceptor->Stop();
     if (health_acceptor != nullptr) health_acceptor->Stop();
@@ -529,10 +533,12 @@ int main(int argc, char** argv) {
     const auto drained = std::chrono::system_clock::now() + std::chrono::seconds(2);
     server->Shutdown(drained);
     if (health_server != nullptr) health_server->Shutdown(drained);
-    metrics_stop.join();
+    if (!metrics_stop.ok()) exporter.reset();
+    if (metrics_stop.ok() && metrics_stop->joinable()) metrics_stop->join();
   });
+  if (!waiter.ok()) return Fail(std::string(waiter.status().message()));
   server->Wait();
-  waiter.join();
+  waiter->join();
   acceptors.clear();  // removes the socket files
   {
     // The private directory goes with its object now, never from the watchdog after.

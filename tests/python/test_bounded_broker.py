@@ -306,24 +306,7 @@ def test_a_task_limit_reached_while_serving_fails_sessions_not_the_broker():
     os.mkdir(group)
     server = None
     try:
-        server = Server(wrapper=[
-            "sh", "-c", 'echo $$ > %s/cgroup.procs && exec "$@"' % group, "sh"])
-        with open(os.path.join(group, "pids.current")) as current:
-            started = int(current.read())
-        with open(os.path.join(group, "pids.max"), "w") as limit:
-            limit.write(str(started + 24))
-        client = ffibox.connect(server.address)
-        sessions, refused = [], []
-        for _ in range(40):
-            try:
-                session = client.session()
-                assert session.CDLL("libc.so.6").strlen(b"four") == 4
-                sessions.append(session)
-            except ffibox.Error as error:
-                refused.append(error)
-                if len(refused) >= 3:
-                    break
-        assert refused, "the limit was never reached"
+        server, client, sessions, refused = _serve_until_the_task_limit(group)
         assert server.process.poll() is None, "the broker ended"
         # Typed, as RESOURCE_EXHAUSTED as a rule (a worker that cannot start its own
         # thread ends, WORKER_CRASHED); not gRPC's UNKNOWN for an exception in a handler.
@@ -342,5 +325,57 @@ def test_a_task_limit_reached_while_serving_fails_sessions_not_the_broker():
     finally:
         if server is not None:
             server.stop()
-        for directory, _, _ in sorted(os.walk(group), key=lambda entry: -len(entry[0])):
-            os.rmdir(directory)
+        _remove_group(group)
+
+
+def _serve_until_the_task_limit(group):
+    """A server in the pids cgroup `group` with room for 24 more tasks, and a client's
+    sessions opened until three were refused: (server, client, sessions, refusals)."""
+    server = Server(wrapper=[
+        "sh", "-c", 'echo $$ > %s/cgroup.procs && exec "$@"' % group, "sh"])
+    with open(os.path.join(group, "pids.current")) as current:
+        started = int(current.read())
+    with open(os.path.join(group, "pids.max"), "w") as limit:
+        limit.write(str(started + 24))
+    client = ffibox.connect(server.address)
+    sessions, refused = [], []
+    for _ in range(40):
+        try:
+            session = client.session()
+            assert session.CDLL("libc.so.6").strlen(b"four") == 4
+            sessions.append(session)
+        except ffibox.Error as error:
+            refused.append(error)
+            if len(refused) >= 3:
+                break
+    assert refused, "the limit was never reached"
+    return server, client, sessions, refused
+
+
+def _remove_group(group):
+    for directory, _, _ in sorted(os.walk(group), key=lambda entry: -len(entry[0])):
+        os.rmdir(directory)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isdir(PIDS_ROOT),
+                    reason="needs root and the cgroup v1 pids controller")
+def test_a_shutdown_at_the_task_limit_ends_cleanly():
+    # SIGTERM while the task limit is reached (the Python client's private server is stopped
+    # so): the shutdown started a thread of its own, which threw, and ffiboxd aborted,
+    # leaving its socket files behind.
+    group = os.path.join(PIDS_ROOT, "ffibox-test-%d" % os.getpid())
+    os.mkdir(group)
+    server = None
+    try:
+        server, _, _, _ = _serve_until_the_task_limit(group)
+        socket_path = server.address[len("unix:"):]
+        assert os.path.exists(socket_path)
+        server.process.terminate()
+        code = server.process.wait(timeout=30)
+        assert code in (0, 1), "ffiboxd ended with %d" % code  # 1: the shutdown watchdog
+        assert not os.path.exists(socket_path)
+        assert not os.path.exists(socket_path + "-local")
+    finally:
+        if server is not None:
+            server.stop()
+        _remove_group(group)
