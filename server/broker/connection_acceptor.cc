@@ -61,10 +61,10 @@ std::chrono::milliseconds HandshakeTimeout(absl::Duration timeout) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ConnectionAcceptor::ListenUnix(
-    const std::string& path) {
+    const std::string& path, absl::Duration handshake_timeout) {
   absl::StatusOr<int> fd = ListenOnUnixSocket(path);
   if (!fd.ok()) return fd.status();
-  return Create(path, {*fd}, 0, absl::InfiniteDuration(), kDescriptorReserve);
+  return Create(path, {*fd}, 0, handshake_timeout, kDescriptorReserve);
 }
 
 absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ConnectionAcceptor::ListenTcp(

@@ -39,15 +39,18 @@
 
 namespace ffibox {
 
-// TCP connections that have not yet sent their HTTP/2 preface, held at once per listener.
+// Connections that have not yet sent their HTTP/2 preface, held at once per listener.
 inline constexpr size_t kMaxWaitingConnections = 128;
 
 class ConnectionAcceptor {
  public:
   // Binds and listens on the socket file `path` (mode 0600; its directory was prepared by
-  // PrepareUnixListenAddress); connections are handed over as soon as they are accepted, and
-  // shed in the worker-start reserve. FAILED_PRECONDITION naming the path when that fails.
-  static absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ListenUnix(const std::string& path);
+  // PrepareUnixListenAddress); a connection is handed over once it sent the HTTP/2 preface
+  // and SETTINGS, closed if it has not within `handshake_timeout` (InfiniteDuration: handed
+  // over as soon as it is accepted), and shed in the worker-start reserve.
+  // FAILED_PRECONDITION naming the path when that fails.
+  static absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ListenUnix(
+      const std::string& path, absl::Duration handshake_timeout);
 
   // Binds and listens on `address` (HOST:PORT, see ListenOnTcp); a connection is handed over
   // once it sent the HTTP/2 preface and SETTINGS, closed if it has not within

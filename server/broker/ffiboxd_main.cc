@@ -83,7 +83,8 @@ ABSL_FLAG(int64_t, health_idle_timeout_ms, 60000,
           "least 100 ms; a probe opens one per probe, a health-checking channel keeps a Watch "
           "open)");
 ABSL_FLAG(int64_t, handshake_timeout_ms, 10000,
-          "TCP connections that have not completed their TLS handshake by then are closed");
+          "TCP connections that have not completed their TLS handshake, and unix socket "
+          "connections that have not sent the HTTP/2 preface, by then are closed");
 
 namespace {
 
@@ -377,7 +378,9 @@ int main(int argc, char** argv) {
     const ffibox::ListenerSettings& listener = settings->listeners[i];
     if (listener.unix_socket) {
       absl::StatusOr<std::unique_ptr<ffibox::ConnectionAcceptor>> acceptor =
-          ffibox::ConnectionAcceptor::ListenUnix(listener.address.substr(5));
+          ffibox::ConnectionAcceptor::ListenUnix(
+              listener.address.substr(5),
+              absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms)));
       if (!acceptor.ok()) return Fail(std::string(acceptor.status().message()));
       acceptors.push_back(*std::move(acceptor));
       continue;

@@ -41,6 +41,16 @@ def varint(value: int) -> bytes:
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
+def frame_types(received):
+    """The types of the HTTP/2 frames in `received`, in order."""
+    types, at = [], 0
+    while at + 9 <= len(received):
+        length = int.from_bytes(received[at:at + 3], "big")
+        types.append(received[at + 3])
+        at += 9 + length
+    return types
+
+
 # An empty CallResult.blocks entry: two bytes on the wire, a whole object once parsed.
 EMPTY_BLOCK = b"\x12\x00"
 

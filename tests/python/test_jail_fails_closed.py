@@ -21,7 +21,7 @@ import time
 import pytest
 
 import ffibox
-from conftest import BIN, HTTP2_PREFACE, ROOT, TEST_LIB, Server
+from conftest import BIN, HTTP2_PREFACE, ROOT, TEST_LIB, Server, frame_types
 from hostile_client import HostileLibrary
 
 HOSTILE_LIB = os.path.join(BIN, "tests", "testlibs", "libffibox_hostile.so")
@@ -566,6 +566,34 @@ def test_server_accepts_connections_again_after_running_out_of_descriptors():
         assert layers_missing(outcome[1]) == [] and outcome[2] == -errno.ENOENT, outcome
     finally:
         pressured.stop()
+
+
+def test_a_unix_connection_that_sends_nothing_is_closed():
+    # A program of the server's owner that leaks connections (or holds them on purpose)
+    # held a descriptor each for good (2000 were still open after 100 s), and once the
+    # limit was full every other client was shed. One that has not sent the HTTP/2 preface
+    # within --handshake_timeout_ms is closed; one that did stays (an idle client's channel,
+    # which gRPC clients do not reopen by themselves when it is closed); sessions go on.
+    server = Server("--handshake_timeout_ms=500")
+    try:
+        path = server.address[len("unix:"):]
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        silent.settimeout(10)
+        silent.connect(path)
+        idle = hold_connection(path)
+        started = time.monotonic()
+        assert silent.recv(4096) == b""
+        assert 0.4 < time.monotonic() - started < 5
+        silent.close()
+        with ffibox.connect(server.address) as client, client.session() as session:
+            libc = session.CDLL("libc.so.6")
+            time.sleep(1)  # past the deadline: a session's connection sent its preface
+            assert libc.strlen(b"four") == 4
+        idle.settimeout(0.5)
+        assert frame_types(idle.recv(4096))[0] == 4  # the server's SETTINGS, and open still
+        idle.close()
+    finally:
+        server.stop()
 
 
 # -- a library in /tmp ---------------------------------------------------------------------

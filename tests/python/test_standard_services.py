@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 import ffibox
-from conftest import (BIN, HTTP2_PREFACE, TEST_LIB, Certificates, Server, ffibox_pb2,
+from conftest import (BIN, HTTP2_PREFACE, TEST_LIB, Certificates, Server, ffibox_pb2, frame_types,
                       ffibox_pb2_grpc, status_kib)
 
 HEALTH = "/grpc.health.v1.Health/"
@@ -221,16 +221,6 @@ def test_an_idle_health_connection_is_closed_and_one_with_a_watch_stays(standard
             assert next(updates).status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         server.stop()
-
-
-def frame_types(received):
-    """The types of the HTTP/2 frames in `received`, in order."""
-    types, at = [], 0
-    while at + 9 <= len(received):
-        length = int.from_bytes(received[at:at + 3], "big")
-        types.append(received[at + 3])
-        at += 9 + length
-    return types
 
 
 def pressured_server(limit, *flags):
