@@ -9,6 +9,7 @@ import ctypes
 import fcntl
 import mmap
 import os
+import socket
 import struct
 import threading
 import time
@@ -312,3 +313,37 @@ def test_a_worker_that_closes_its_end_before_answering(worker):
 
     error = failed_transfer(worker, close_without_answer)
     assert error.code == "UNAVAILABLE", error
+
+
+def test_fetching_a_channel_from_a_door_whose_backlog_is_full_waits_for_room(tmp_path,
+                                                                           monkeypatch):
+    # Other processes of the user flooding the door with connections that send nothing: the
+    # fetch failed at once with EAGAIN (a non-blocking connect), and the session's channel
+    # was lost. It waits for room, up to its timeout. (The check of the door's owner, which
+    # connects too, is left out: room may come between the two connects.)
+    monkeypatch.setattr(lc, "check_unix_server", lambda address, timeout: None)
+    os.chmod(tmp_path, 0o700)
+    path = str(tmp_path / "door")
+    door = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    door.bind(path)
+    door.listen(0)
+    queued = []
+    try:
+        while True:  # fill the backlog: the next connect has no room
+            peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            peer.setblocking(False)
+            try:
+                peer.connect(path)
+            except BlockingIOError:
+                peer.close()
+                break
+            queued.append(peer)
+        started = time.monotonic()
+        with pytest.raises(Error) as failed:
+            lc._fetch_memfd(path, b"t" * 32, 1.0)
+        assert time.monotonic() - started > 0.9, failed.value
+        assert failed.value.code == "UNAVAILABLE"
+    finally:
+        for peer in queued:
+            peer.close()
+        door.close()

@@ -163,7 +163,11 @@ def _fetch_memfd(door_path: str, token: bytes, timeout: float) -> int:
     belongs to this user or root, as ffiboxd's own socket is checked)."""
     check_unix_server("unix:" + door_path, timeout)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as door:
-        door.settimeout(timeout)
+        # Blocking, with the kernel's timeouts: a connect to a door whose backlog is full
+        # waits for room (non-blocking, settimeout's, fails at once with EAGAIN).
+        wait = struct.pack("ll", int(max(timeout, 0.001)), int((max(timeout, 0.001) % 1) * 1e6))
+        door.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, wait)
+        door.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wait)
         try:
             door.connect(door_path)
             door.sendall(token)
