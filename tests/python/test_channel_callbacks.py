@@ -48,6 +48,32 @@ def test_a_comparator_runs_on_the_calling_thread_and_sorts(client):
         assert threads == {threading.current_thread()}
 
 
+def test_a_handler_that_outlives_its_calls_deadline_gets_the_calls_loss(client):
+    # python3-unicorn's hook wrapper calls uc_emu_stop after its hook: a request through
+    # ffiboxd (here a function's first look-up) from a handler whose call's worker was killed
+    # meanwhile read FAILED_PRECONDITION "the session has no same-host channel", no error a
+    # binding is told to catch.
+    with client.session(same_host=True, channel_callbacks=True, timeout=1) as session:
+        libc = session.CDLL("libc.so.6")
+        CMP = ct.CFUNCTYPE(ct.c_int, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int))
+        raised = []
+
+        def compare(a, b):
+            if not raised:
+                time.sleep(2.5)  # past the deadline: the worker is killed meanwhile
+                try:
+                    libc.labs(-3)
+                except ffibox.Error as error:
+                    raised.append(error)
+            return a[0] - b[0]
+
+        values = (ct.c_int * 4)(3, 1, 2, 0)
+        with pytest.raises(ffibox.CallTimeout):
+            libc.qsort(values, 4, 4, CMP(compare))
+        assert len(raised) == 1 and isinstance(raised[0], ffibox.CallTimeout), raised
+        assert libc.labs(-5) == 5
+
+
 @pytest.mark.parametrize("same_host", [False, True])
 def test_a_callbacks_store_of_memory_its_call_passes_is_that_memory(client, same_host):
     # The first invocation of a call tells where the call placed the blocks it keeps

@@ -583,6 +583,13 @@ class LocalChannel:
         return 0 if self._map_bytes.closed else self._scalar_calls_word.value
 
     @property
+    def lost(self) -> bool:
+        """Whether the worker's end is gone without its closing the channel (it died, or
+        ffiboxd killed it: a call's deadline passed)."""
+        return not self._map_bytes.closed and self._peer_writer_closed.value != 0 and \
+            self._closed_word.value != _CLOSED_BY_WORKER
+
+    @property
     def closed_by_worker(self) -> bool:
         """Whether the worker closed the channel itself (it was not lost)."""
         return not self._map_bytes.closed and self._closed_word.value == _CLOSED_BY_WORKER

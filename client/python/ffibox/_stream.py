@@ -1126,6 +1126,12 @@ class SessionStream:
         if op in ("ping", "close"):
             return self._send(request, on_callback_thread=False)  # the broker answers them
         if op not in IN_INVOCATION_OPS:
+            if channel.lost:
+                # No thread of the worker waits for this invocation any more (the call's
+                # deadline passed, or it crashed): the loss, as a request on the channel
+                # reports it, not the broker's word that no channel is open.
+                return pb.Response(id=request.id, generation=channel.generation,
+                                   error=self._loss_of(channel.generation))
             if channel.channel_invocations and op in THROUGH_BROKER_OPS:
                 request.channel_invocation = self.current_invocation()
                 return self._send(request, on_callback_thread=False)
