@@ -667,6 +667,8 @@ absl::StatusOr<size_t> ShmChannel::ReadAvailable(
   return size;
 }
 
+bool ShmChannel::PeerEnded() { return Load(&inbound().producer.closed) != 0 || peer_gone_.load(); }
+
 bool ShmChannel::Readable() {
   Ring& ring = inbound();
   return Load(&ring.producer.head) != tail_ || Load(&ring.producer.closed) != 0 ||

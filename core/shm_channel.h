@@ -181,6 +181,10 @@ class ShmChannel {
   // promptly. Thread-safe, idempotent.
   void MarkPeerGone();
 
+  // Whether the peer's end is closed (by the peer, or for it: the broker closes a dead
+  // worker's end) or the peer is gone (MarkPeerGone). Thread-safe.
+  bool PeerEnded();
+
   // While waiting, look at the stream socket `fd` (not owned; it outlives the channel) at
   // least every kHangupCheckInterval: its hangup marks the peer gone. Call before the first
   // wait.

@@ -1074,6 +1074,34 @@ TEST_F(SameHostTest, AHandlerOnTheChannelCallsThereDefinesThroughTheBrokerAndIsR
   EXPECT_EQ(session->generation(), 1u);
 }
 
+// A handler still running when its call's deadline killed the worker: a request it sends
+// through ffiboxd (a definition) gets the call's loss, not FAILED_PRECONDITION for a channel
+// the session no longer has.
+TEST_F(SameHostTest, AHandlerThatOutlivesItsCallsDeadlineGetsTheCallsLoss) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Seconds(1)));
+  ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
+  using IntCallback = Callback<int(int)>;
+  ASSERT_OK_AND_ASSIGN(auto twice, (lib.Function<int(IntCallback, int)>("call_twice_nested")));
+  absl::Status define_inside;
+  bool first = true;
+  ASSERT_OK_AND_ASSIGN(
+      IntCallback slow, session->DefineCallback<int(int)>([&](int x) -> absl::StatusOr<int> {
+        if (first) {
+          first = false;
+          absl::SleepFor(absl::Milliseconds(2500));  // the worker is killed
+          define_inside =
+              session->DefineCallback<int(int)>([](int y) -> absl::StatusOr<int> { return y; })
+                  .status();
+        }
+        return x;
+      }));
+  EXPECT_THAT(twice(slow, 1).status(), StatusIs(v1::CALL_TIMEOUT));
+  EXPECT_THAT(define_inside, StatusIs(v1::CALL_TIMEOUT)) << define_inside;
+  ASSERT_OK_AND_ASSIGN(auto add_int, (lib.Function<int(int, int)>("add_int")));
+  ASSERT_OK_AND_ASSIGN(int sum, add_int(2, 3));
+  EXPECT_EQ(sum, 5);
+}
+
 TEST_F(SameHostTest, AHandlerThatReturnsBeforeItsAsyncRequestsAreAnsweredKeepsItsWorker) {
   // Requests sent through the broker naming the invocation may still be on their way when the
   // handler returns: the worker answers each (run, or refused as no longer waiting), in order

@@ -572,5 +572,7 @@ bool LocalPath::closed_by_worker() const {
   return channel_->LoadStatusWord(kLocalClosedWord) == kLocalClosedByWorker;
 }
 
+bool LocalPath::lost() const { return channel_->PeerEnded() && !closed_by_worker(); }
+
 }  // namespace client_internal
 }  // namespace ffibox

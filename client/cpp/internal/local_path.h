@@ -151,6 +151,9 @@ class LocalPath {
 
   // Whether the worker closed the channel itself (its worker was not lost).
   bool closed_by_worker() const;
+  // Whether the worker's end is gone without its closing the channel (it died, or ffiboxd
+  // killed it: a call's deadline passed).
+  bool lost() const;
 
   // Whether `request` is larger than the worker reads from the channel (the broker refuses
   // such a request the same way: send it there).

@@ -205,6 +205,15 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
   }
   const LocalInvocationScope* local_invocation = LocalInvocationOf(this);
   if (local_invocation != nullptr && !request->has_close() && !request->has_ping()) {
+    if (local_invocation->path->lost()) {
+      // No thread of the worker waits for this invocation any more (the call's deadline
+      // passed, or it crashed): the loss, as a request on the channel reports it.
+      v1::Response lost;
+      lost.set_generation(local_invocation->path->generation());
+      *lost.mutable_error() = LossOf(local_invocation->path->generation());
+      promise.set_value(std::move(lost));
+      return future;
+    }
     if (request->invocation() == 0 && local_invocation->path->channel_invocations() &&
         AllowedThroughBrokerInChannelInvocation(request->op_case())) {
       // The broker forwards it, and the worker's thread that waits on the channel for the
