@@ -87,6 +87,23 @@ def test_a_caller_buffer_a_callback_stores_for_the_library_gets_what_it_writes(s
         assert frame.raw == bytes([value]) * 48 + bytes(16)
 
 
+def test_a_callback_handed_over_as_a_plain_pointer_comes_back_as_itself(session):
+    # python3-llvmlite's add_symbol then address_of_symbol: the number came back as the
+    # worker's closure, neither the callback's address nor callable here.
+    lib = session.CDLL(TEST_LIB)
+    lib.ptr_offset.argtypes = [ct.c_void_p, ct.c_long]
+    lib.ptr_offset.restype = ct.c_void_p
+    CB = ct.CFUNCTYPE(ct.c_int, ct.c_int)
+    tripled = CB(lambda value: value * 3)
+    address = ct.cast(tripled, ct.c_void_p).value
+    back = lib.ptr_offset(address, 0)
+    assert back == address
+    assert CB(back)(7) == 21  # called here, as ctypes calls it
+    lib.call_from_thread.argtypes = [CB, ct.c_int]
+    lib.call_from_thread.restype = ct.c_int
+    assert lib.call_from_thread(CB(back), 9) == 27  # and by the library, as that callback
+
+
 def test_an_answer_the_broker_refuses_gives_native_code_zero_at_once(server, capfd):
     client = ffibox.connect(server.address)
     with client.session(timeout=20, same_host=False) as session:

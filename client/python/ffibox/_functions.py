@@ -433,6 +433,11 @@ _prototypes: Dict[tuple, type] = {}
 
 
 def _prototype_new(cls, *args):
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and \
+            args[0] in _callback_code.local_callbacks:
+        # The code ctypes made for a live callback of this process (its address, handed to
+        # a library as a plain pointer and handed back): that callback, as ctypes has it.
+        return _ct._CFuncPtr.__new__(cls, args[0])
     if args and isinstance(args[0], (RemotePointer, int)) and not isinstance(args[0], bool):
         target = args[0]
         if isinstance(target, RemotePointer):

@@ -567,10 +567,14 @@ def _encode_function(value, session):
 
 def void_pointer(address: int, session, generation: int) -> Optional[int]:
     """The c_void_p result for worker address `address`: into caller memory a call reached,
-    the caller's own address, as with ctypes; elsewhere the worker's, remembered as such."""
+    the caller's own address, as with ctypes; the closure of one of the session's callbacks,
+    that callback's own; elsewhere the worker's, remembered as such."""
     twin = session.twins.local(address, generation) if address else None
     if twin is not None:
         return twin[1]
+    function = session.local_function_at(address, generation) if address else None
+    if function is not None:
+        return function  # a callback handed to the library as a plain pointer, handed back
     _addresses.note_worker_address(address)
     if address:
         session.remember_handed(address, generation)

@@ -5,6 +5,7 @@
         libm = session.CDLL("libm.so.6")
 """
 import collections
+import ctypes as _ct
 import fnmatch
 import os
 import threading
@@ -320,6 +321,8 @@ class Session:
         # The worker's closure of each callback id: (address, generation) as its
         # define_callback answered (a worker that restarted since has others).
         self._closures: Dict[int, Tuple[int, int]] = {}
+        # And back: each closure -> id() of its CFUNCTYPE instance (a key of _callbacks).
+        self._closure_owners: Dict[Tuple[int, int], int] = {}
         # Re-entrant: a collection while it is held (making a handler allocates) may run
         # _release_callback of another callback on the same thread.
         self._callbacks_lock = threading.RLock()
@@ -567,8 +570,8 @@ class Session:
                 self.stream.set_handler(defined.callback,
                                         callback_handler(prototype, _FunctionWhileAlive(callback)))
                 self._callbacks[id(callback)] = (weakref.ref(callback), defined.callback)
-                self._closures[defined.callback] = (defined.address.address,
-                                                    defined.address.generation)
+                self._set_closure(defined.callback, id(callback),
+                                  (defined.address.address, defined.address.generation))
                 weakref.finalize(callback, self._release_callback, id(callback),
                                  defined.callback)
                 return defined.callback
@@ -587,8 +590,30 @@ class Session:
             if closure is None:
                 return False
             if closure[1] < generation:
-                self._closures[known] = closure = (address, generation)
+                closure = (address, generation)
+                self._set_closure(known, id(callback), closure)
             return closure == (address, generation)
+
+    def local_function_at(self, address: int, generation: int) -> Optional[int]:
+        """The address of this process's CFUNCTYPE instance whose worker closure is `address`
+        of `generation` (a callback the library was handed as a plain pointer, and hands
+        back), else None."""
+        with self._callbacks_lock:
+            entry = self._callbacks.get(self._closure_owners.get((address, generation), 0))
+            callback = entry[0]() if entry is not None else None
+        return None if callback is None else _ct.cast(callback, _ct.c_void_p).value
+
+    def _set_closure(self, callback: int, key: int, closure: Tuple[int, int]) -> None:
+        # With _callbacks_lock held.
+        self._drop_closure(callback)
+        self._closures[callback] = closure
+        self._closure_owners[closure] = key
+
+    def _drop_closure(self, callback: int) -> None:
+        # With _callbacks_lock held.
+        closure = self._closures.pop(callback, None)
+        if closure is not None:
+            self._closure_owners.pop(closure, None)
 
     def _known_callback(self, callback) -> Optional[int]:
         with self._callbacks_lock:
@@ -611,7 +636,7 @@ class Session:
             entry = self._callbacks.get(key)
             if entry is not None and entry[1] == callback:
                 del self._callbacks[key]
-            self._closures.pop(callback, None)
+            self._drop_closure(callback)
         self.stream.remove_handler(callback)
         self.stream.post(pb.Request(free_callback=pb.FreeCallback(callback=callback)))
 
