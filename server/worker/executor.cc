@@ -155,10 +155,12 @@ void WorkerExecutor::Execute(const internal::WorkerRequest& wrapped, v1::Respons
     case v1::Request::kReadString:
       status = Store(memory_.ReadString(request.read_string()), response.mutable_string());
       break;
-    case v1::Request::kWriteMemory:
-      status = memory_.Write(request.write_memory());
-      response.mutable_done();
+    case v1::Request::kWriteMemory: {
+      absl::StatusOr<bool> watched = memory_.Write(request.write_memory());
+      status = watched.status();
+      if (watched.ok()) response.mutable_done()->set_watched(*watched);
       break;
+    }
     case v1::Request::kFreeMemory:
       status = memory_.Free(request.free_memory());
       response.mutable_done();

@@ -656,7 +656,9 @@ TEST_F(WatchedBlocksTest, AllocatedMemoryWrittenWithWatchIsWatchedUntilFreed) {
     const int seven = 7;
     write.mutable_write_memory()->set_data(&seven, sizeof seven);
     write.mutable_write_memory()->set_watch(watch);
-    ASSERT_FALSE(ExecuteOne(&executor_, write).has_error());
+    v1::Response written = ExecuteOne(&executor_, write);
+    ASSERT_FALSE(written.has_error()) << written.error().message();
+    EXPECT_EQ(written.done().watched(), watch);
   }
   EXPECT_THAT(ChangedBy(2), IsEmpty());  // as written
   // The library writes into both through pointers it holds: the watched one is reported.
@@ -669,6 +671,30 @@ TEST_F(WatchedBlocksTest, AllocatedMemoryWrittenWithWatchIsWatchedUntilFreed) {
   *free.mutable_free_memory()->mutable_address() = allocated[0];
   ASSERT_FALSE(ExecuteOne(&executor_, free).has_error());
   EXPECT_THAT(ChangedBy(2), IsEmpty());
+}
+
+// Written with `watch`: more than the block holds, elsewhere than a block's start, or past
+// the budget, the write's answer says it is not watched (and nothing past the block is
+// compared, as it is no memory of the block's).
+TEST_F(WatchedBlocksTest, AWriteIsWatchedOnlyWithinItsBlockAndTheBudget) {
+  const auto written = [this](uint64_t size, uint64_t allocated, uint64_t offset) {
+    v1::Request alloc;
+    alloc.mutable_alloc_memory()->set_size(allocated);
+    v1::Response answer = ExecuteOne(&executor_, alloc);
+    EXPECT_FALSE(answer.has_error()) << answer.error().message();
+    v1::Request write;
+    *write.mutable_write_memory()->mutable_address() = answer.allocated().address();
+    write.mutable_write_memory()->mutable_address()->set_address(
+        answer.allocated().address().address() + offset);
+    write.mutable_write_memory()->set_data(std::string(size, '\1'));
+    write.mutable_write_memory()->set_watch(true);
+    return ExecuteOne(&executor_, write);
+  };
+  EXPECT_TRUE(written(64, 64, 0).done().watched());
+  // Past the block (into what malloc gave it beyond its size: no other memory written).
+  EXPECT_FALSE(written(65, 56, 0).done().watched());
+  EXPECT_FALSE(written(8, 64, 8).done().watched());                               // not its start
+  EXPECT_FALSE(written(kMaxWatchedBytes, kMaxWatchedBytes, 0).done().watched());  // budget
 }
 
 TEST_F(WatchedBlocksTest, BlocksPastTheWatchBudgetAreNotWatched) {

@@ -14,6 +14,7 @@
 #include "core/layout.h"
 #include "core/marshal.h"
 #include "core/safe_memory.h"
+#include "core/status_macros.h"
 #include "core/types.h"
 #include "core/utf8.h"
 
@@ -151,6 +152,17 @@ void MemoryRequests::Watch(uint64_t address, const absl::string_view* contents) 
   std::memcpy(bytes.get(), contents->data(), contents->size());
   remembered_.emplace(address, Remembered{std::move(bytes), contents->size()});
   remembered_bytes_ += contents->size();
+}
+
+bool MemoryRequests::WatchWritten(uint64_t address, absl::string_view contents) {
+  {
+    absl::MutexLock lock(&mu_);
+    const auto block = allocations_.find(address);
+    if (block == allocations_.end() || block->second < contents.size()) return false;
+  }
+  Watch(address, &contents);
+  absl::MutexLock lock(&mu_);
+  return watched_.contains(address);
 }
 
 const char* MemoryRequests::Held(uint64_t address, uint64_t* size) const {
@@ -396,20 +408,16 @@ absl::StatusOr<v1::MemoryDataList> MemoryRequests::ReadList(const v1::ReadMemory
   return list;
 }
 
-absl::Status MemoryRequests::Write(const v1::WriteMemory& request) {
+absl::StatusOr<bool> MemoryRequests::Write(const v1::WriteMemory& request) {
   absl::StatusOr<uint64_t> address = Resolve(request.address(), "write_memory.address");
   if (!address.ok()) return address.status();
   if (!request.has_type()) {
     if (request.has_value()) {
       return InvalidArgumentAt("write_memory.value", "a value needs write_memory.type");
     }
-    absl::Status written =
-        WriteHeld(*address, request.data().data(), request.data().size(), request.held());
-    if (written.ok() && request.watch()) {
-      const absl::string_view contents = request.data();
-      Watch(*address, &contents);  // lasting memory only
-    }
-    return written;
+    FFIBOX_RETURN_IF_ERROR(
+        WriteHeld(*address, request.data().data(), request.data().size(), request.held()));
+    return request.watch() && WatchWritten(*address, request.data());
   }
   if (!request.data().empty()) {
     return InvalidArgumentAt("write_memory.data", "send either data or type and value, not both");
@@ -428,7 +436,8 @@ absl::Status MemoryRequests::Write(const v1::WriteMemory& request) {
   context.callbacks = callbacks_;
   absl::Status marshalled = MarshalValue(request.type(), request.value(), context, bytes.data());
   if (!marshalled.ok()) return PrefixField(marshalled, "write_memory.value");
-  return WriteHeld(*address, bytes.data(), *size, request.held());
+  FFIBOX_RETURN_IF_ERROR(WriteHeld(*address, bytes.data(), *size, request.held()));
+  return false;
 }
 
 absl::StatusOr<v1::MemoryAllocated> MemoryRequests::Alloc(const v1::AllocMemory& request) {

@@ -62,8 +62,10 @@ class MemoryRequests : public LastingMemory {
   // the whole object including zeroed padding; string values and block pointers are
   // refused, they would not outlive the request; callback ids are written as their closure
   // address). `data` and `type`+`value` are exclusive. With `held`, what it writes into
-  // watched reads is what the client holds there: not reported as a change.
-  absl::Status Write(const v1::WriteMemory& request);
+  // watched reads is what the client holds there: not reported as a change. With `watch`,
+  // `data` written from the start of a lasting block, and no larger, is watched as the block
+  // (Watch). Returns whether it is watched (false without `watch`).
+  absl::StatusOr<bool> Write(const v1::WriteMemory& request);
   absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
   // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.
   absl::Status Free(const v1::FreeMemory& request);
@@ -85,6 +87,9 @@ class MemoryRequests : public LastingMemory {
   // remembers what the client holds of them, up to kMaxRememberedBytes, for
   // PlaceClientChanges alone (no call compares them).
   void Watch(uint64_t address, const absl::string_view* contents) override;
+  // Watch for `contents` written at `address`: whether it is watched now (a lasting block
+  // starts there, at least as large, and the budget has room).
+  bool WatchWritten(uint64_t address, absl::string_view contents);
   bool PlaceClientChanges(uint64_t address, absl::string_view sent,
                           const std::vector<uint64_t>& pointers) override;
   bool HeldWordIs(uint64_t address, uint64_t offset, uint64_t value) override;

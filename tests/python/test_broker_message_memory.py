@@ -153,7 +153,7 @@ def test_a_request_that_would_parse_into_far_more_memory_is_refused_unparsed(set
             rss.peak - rss.before)
         assert seconds < 5, "refused after %.1f s" % seconds
         requests.put(pb.Request(id=8, ping=pb.Ping()).SerializeToString())
-        assert next(responses) == pb.Response(id=8, done=pb.Empty())
+        assert next(responses) == pb.Response(id=8, done=pb.Done())
     finally:
         requests.put(None)
         channel.close()

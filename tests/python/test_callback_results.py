@@ -85,6 +85,14 @@ def test_a_caller_buffer_a_callback_stores_for_the_library_gets_what_it_writes(s
     for value in (0x41, 0x42):
         assert lib.fill_locked_plane(locking, value, 48) == 48
         assert frame.raw == bytes([value]) * 48 + bytes(16)
+    # Past the 4 MiB a worker watches (a 1080p RGBA frame), it says so rather than leave
+    # the buffer as it was without a word; a call that passes the buffer brings it.
+    frame = ct.create_string_buffer(1920 * 1080 * 4)
+    with pytest.warns(RuntimeWarning, match="past the 4 MiB of memory its worker watches"):
+        assert lib.fill_locked_plane(locking, 0x43, 64) == 64
+    lib.ptr_offset.argtypes = [ct.c_void_p, ct.c_long]
+    lib.ptr_offset(frame, 0)
+    assert frame.raw[:64] == b"C" * 64
 
 
 def test_a_callback_handed_over_as_a_plain_pointer_comes_back_as_itself(session):

@@ -20,6 +20,7 @@ pointer-sized word of such a pointee:
 - anything else (an image, 0, a worker address, memory of unknown extent): unchanged.
 """
 import ctypes as _ct
+import warnings
 import gc
 from typing import Iterator, Optional
 
@@ -79,7 +80,8 @@ def worker_word(session, word: int, keep, generation: int) -> int:
     if found is not None and found[1].generation == generation:
         owner, twin = found
         if not twin.busy:
-            session.memory.write(twin.worker, _ct.string_at(twin.local, twin.size), generation)
+            _write_watched(session, twin.worker, _ct.string_at(twin.local, twin.size),
+                           generation)
         return twin.worker + (word - twin.local)
     owner = holder(keep, word)
     if owner is None or type(owner).__weakrefoffset__ == 0:
@@ -87,7 +89,17 @@ def worker_word(session, word: int, keep, generation: int) -> int:
     size = _ct.sizeof(owner)
     worker = session.memory.alloc(size)
     session.twins.kept(owner, size, worker, generation)
-    # Watched, as every twin is: the library writes into it through the pointer it keeps.
-    session.memory.write(worker, _ct.string_at(_ct.addressof(owner), size), generation,
-                         watch=True)
+    _write_watched(session, worker, _ct.string_at(_ct.addressof(owner), size), generation)
     return worker + (word - _ct.addressof(owner))
+
+
+def _write_watched(session, worker: int, data: bytes, generation: int) -> None:
+    """Writes a twin the callback stored a pointer to, watched as every twin is: the library
+    writes into it through the pointer it keeps. Past the worker's watch budget, says so
+    once: those writes reach the object only when a call passes it."""
+    if not session.memory.write(worker, data, generation, watch=True) and \
+            not session.stream.closed_at_exit:
+        warnings.warn("ffibox: %d bytes a callback handed the library are past the 4 MiB of "
+                      "memory its worker watches; what the library writes there reaches "
+                      "the object when a call passes it (docs/python.md)" % len(data),
+                      RuntimeWarning, stacklevel=3)

@@ -141,18 +141,21 @@ class WorkerMemory:
             .address.address
 
     def write(self, address: int, data: bytes, generation: Optional[int] = None,
-              as_is: bool = False, held: bool = False, watch: bool = False) -> None:
+              as_is: bool = False, held: bool = False, watch: bool = False) -> bool:
         """Writes `data` into worker memory; `held`: what an image holds, so not reported as
         the library's change where the worker watches it (WriteMemory.held); `watch`: the
-        lasting block written from its start is watched from now on (WriteMemory.watch)."""
+        lasting block written from its start is watched from now on (WriteMemory.watch).
+        Returns whether it is watched (within the worker's budget)."""
         if self._stream.closed_at_exit:
-            return
+            return False
         if not as_is:
             self._flush(address, len(data))
-        self._stream.request(write_memory=pb.WriteMemory(
-            address=self._address(address, generation), data=data, held=held, watch=watch))
+        done = self._stream.request(write_memory=pb.WriteMemory(
+            address=self._address(address, generation), data=data, held=held,
+            watch=watch)).done
         if not as_is:
             self._written(address, len(data), data)
+        return done.watched
 
     def write_typed(self, address: int, t, value: Any, generation: Optional[int] = None) -> None:
         """Stores `value` as a `t` at a worker address (a string the worker copies, a
