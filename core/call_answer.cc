@@ -146,6 +146,48 @@ absl::Status CheckCallResult(const v1::CallResult& result, const ExpectedCallRes
   return absl::OkStatus();
 }
 
+namespace {
+
+// One argument of an invocation, against its parameter `param`: what a worker sends for
+// it (core/callback_values.h), so that no argument holds more than its parameter can.
+absl::Status CheckInvokeArgument(const v1::Value& value, const v1::Type& param, int i) {
+  const bool scalar = param.kind_case() == v1::Type::kScalar;
+  switch (value.kind_case()) {
+    case v1::Value::KIND_NOT_SET:
+      return absl::InvalidArgumentError(absl::StrCat("invocation argument ", i, " has no value"));
+    case v1::Value::kBytesValue:
+      if (scalar && param.scalar() == v1::CSTRING &&
+          value.bytes_value().size() <= kMaxInvokeStringBytes) {
+        return absl::OkStatus();
+      }
+      break;
+    case v1::Value::kTextValue:
+      if (scalar && param.scalar() == v1::WSTRING &&
+          value.text_value().size() <= 4 * kMaxInvokeStringBytes) {
+        return absl::OkStatus();
+      }
+      break;
+    case v1::Value::kRaw: {
+      uint64_t size = 0;
+      uint64_t alignment = 0;
+      if (ComputeSizeAndAlignment(param, &size, &alignment).ok() && value.raw().size() <= size) {
+        return absl::OkStatus();
+      }
+      break;
+    }
+    case v1::Value::kAggregate:
+      break;  // records come as their bytes
+    default:
+      return absl::OkStatus();  // a scalar or a pointer: a few bytes
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("invocation argument ", i, " holds a value its parameter cannot have (",
+                   value.GetDescriptor()->FindFieldByNumber(value.kind_case())->name(), " of ",
+                   value.ByteSizeLong(), " bytes)"));
+}
+
+}  // namespace
+
 absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Signature& signature,
                                  uint32_t buffer_bytes,
                                  std::vector<std::pair<uint32_t, uint64_t>>* shipped) {
@@ -159,9 +201,7 @@ absl::Status CheckCallbackInvoke(const v1::CallbackInvoke& invoke, const v1::Sig
                      " arguments; its signature has ", signature.params_size()));
   }
   for (int i = 0; i < invoke.args_size(); ++i) {
-    if (invoke.args(i).kind_case() == v1::Value::KIND_NOT_SET) {
-      return absl::InvalidArgumentError(absl::StrCat("invocation argument ", i, " has no value"));
-    }
+    FFIBOX_RETURN_IF_ERROR(CheckInvokeArgument(invoke.args(i), signature.params(i), i));
   }
   if (invoke.pointees_size() > signature.params_size()) {
     return absl::InvalidArgumentError("invocation carries more pointees than arguments");

@@ -71,12 +71,18 @@ absl::Status CheckKeptBlocks(const google::protobuf::RepeatedPtrField<v1::KeptBl
 
 // Most bytes of pointee data a CallbackInvoke may carry in all (following bytes included).
 inline constexpr size_t kMaxInvokePointeeBytes = 64 << 20;
+// The longest string argument a CallbackInvoke carries (bytes of a CSTRING's, characters of
+// a WSTRING's: its UTF-8 is at most four bytes a character); a longer one goes as its
+// address.
+inline constexpr size_t kMaxInvokeStringBytes = 1 << 20;
 // The most DefineCallback.buffer_bytes may ask for.
 inline constexpr uint32_t kMaxCallbackBufferBytes = 64 << 10;
 
 // Checks a CallbackInvoke against the signature of the callback it names and the
 // buffer_bytes it was defined with: a non-zero invocation id, exactly one argument per
-// parameter, and pointee data only for pointer parameters, at most once per argument, each
+// parameter, each of a kind a worker sends for it (a string's contents only for a string
+// parameter, at most kMaxInvokeStringBytes; a record's bytes no more than its size; no
+// aggregate), and pointee data only for pointer parameters, at most once per argument, each
 // exactly the pointee type's size, followed by no more than buffer_bytes from the pointer on
 // (none unless the pointee is smaller than buffer_bytes). Does not
 // check the ids against the session (the broker's session, or the client on the same-host

@@ -15,6 +15,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "core/call_answer.h"
 #include "core/marshal.h"
 #include "core/scalar_wire.h"
 #include "ffibox/v1/ffibox.pb.h"
@@ -26,8 +27,8 @@ namespace ffibox {
 // (DefineCallback.buffer_bytes).
 inline constexpr uint64_t kMaxShippedPointeeBytes = 64 << 10;
 // CSTRING / WSTRING arguments longer than this (bytes; characters for WSTRING) are sent as
-// their address instead of their contents.
-inline constexpr size_t kMaxCallbackStringBytes = 1 << 20;
+// their address instead of their contents (what the broker allows, core/call_answer.h).
+inline constexpr size_t kMaxCallbackStringBytes = kMaxInvokeStringBytes;
 
 // Memory behind a pointer argument that was shipped with an invoke, remembered so the
 // client's new contents can be written back.

@@ -143,6 +143,17 @@ absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,
                                                    limits_.max_open_invocations,
                                                    " invocations open at once"));
   }
+  if (invoke.parent_invocation() == 0) {
+    const size_t top_level =
+        std::count_if(invocations_.begin(), invocations_.end(),
+                      [](const auto& entry) { return entry.second.depth == 1; });
+    if (top_level >= limits_.max_top_level_invocations) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invocation ", id, " would be more than ", limits_.max_top_level_invocations,
+                       " invocations open at once outside any other (one a thread of the "
+                       "worker at most)"));
+    }
+  }
   Invocation open;
   if (invoke.parent_invocation() != 0) {
     auto parent = invocations_.find(invoke.parent_invocation());

@@ -47,6 +47,10 @@ class InFlightRequests {
     // threads) waits in at most max_callback_depth of them. More is a worker flooding the
     // broker and its client with invocations that no native code waits for.
     size_t max_open_invocations = 16384;
+    // Invocations open at once outside any other (made by a call, or by a thread of the
+    // library's): one per thread of the worker at most, so its task limit
+    // (JailOptions::worker_pids_max) when it has one.
+    size_t max_top_level_invocations = 16384;
   };
 
   // A callback invocation the worker opened and the client has not answered.

@@ -309,6 +309,23 @@ TEST(InFlightRequests, InvocationsOpenAtOnceAreBounded) {
   EXPECT_TRUE(Open(requests, Invoke(4)).ok()) << "one was answered: room for another";
 }
 
+// Each thread of a worker waits in at most one invocation outside any other: more than the
+// worker's threads can be are forged (a flood of them grew the client by 500 MiB a second).
+TEST(InFlightRequests, InvocationsOutsideAnyOtherAreBoundedByTheWorkersThreads) {
+  InFlightRequests::Limits limits{4096, 64};
+  limits.max_top_level_invocations = 2;
+  InFlightRequests requests(limits);
+  ASSERT_OK(requests.Queue(Request("call"), kStart));
+  ASSERT_OK(Open(requests, Invoke(1)));
+  ASSERT_OK(Open(requests, Invoke(2)));
+  EXPECT_EQ(Open(requests, Invoke(3)).code(), absl::StatusCode::kInvalidArgument);
+  // Nested ones are bounded by their depth instead.
+  ASSERT_OK(requests.Queue(Request("inner call", 1), kStart));
+  ASSERT_OK(Open(requests, Invoke(3, 1)));
+  requests.CloseInvocation(2);
+  EXPECT_TRUE(Open(requests, Invoke(4)).ok()) << "one was answered: room for another";
+}
+
 TEST(InFlightRequests, AnInvocationOutsideAnyCallHasItsOwnDeadline) {
   InFlightRequests requests(InFlightRequests::Limits{});
   ASSERT_OK(Open(requests, Invoke(4)));  // a library thread fires a stored callback

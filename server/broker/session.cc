@@ -44,6 +44,21 @@ constexpr int kMaxAnswerInPlaceBackoff = 64;
 // The smallest memory cap a session may ask for: below it the worker cannot even run.
 constexpr uint64_t kMinSessionMemoryBytes = uint64_t{16} << 20;
 
+// The session's bounds on the requests and invocations in flight.
+InFlightRequests::Limits InFlightRequestLimits(const SessionConfig& config) {
+  InFlightRequests::Limits limits;
+  limits.max_in_flight = config.max_in_flight;
+  limits.max_callback_depth = config.max_callback_depth;
+  // A worker's threads: its cgroup's task limit, else its RLIMIT_NPROC (0: none), as
+  // SessionOpened.worker_pids_max says.
+  const uint64_t tasks =
+      config.cgroups != nullptr ? config.jail.worker_pids_max : config.jail.processes;
+  if (tasks != 0) {
+    limits.max_top_level_invocations = std::min<uint64_t>(tasks, limits.max_top_level_invocations);
+  }
+  return limits;
+}
+
 // What the worker's answer to `request`, queued as `pending`, may hold (core/encoding_limits.h).
 AnswerLimits AnswerLimitsOf(const v1::Request& request, const PendingRequest& pending) {
   switch (request.op_case()) {
@@ -88,7 +103,7 @@ Session::Session(const SessionConfig& config, ResponseSink* sink, std::string se
       idle_cpu_percent_(config.jail.idle_cpu_percent),
       handles_(HandleTable::Limits{config.max_libraries, config.max_functions, config.max_callbacks,
                                    config.max_signature_bytes}),
-      requests_(InFlightRequests::Limits{config.max_in_flight, config.max_callback_depth}) {
+      requests_(InFlightRequestLimits(config)) {
   if (config_.deadlines != nullptr) {
     reader_alarm_ = config_.deadlines->NewAlarm([this] {
       absl::MutexLock lock(&mu_);

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/call_answer.h"
 #include "core/call_shape.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -630,6 +631,38 @@ TEST(CheckCallbackInvoke, WrongArgumentCountIsRefused) {
   invoke.mutable_args()->RemoveLast();
   invoke.mutable_args()->RemoveLast();
   EXPECT_FALSE(CheckCallbackInvoke(invoke, PointCallbackSignature(), 0, &shipped).ok());
+}
+
+// An argument holds only what the worker sends for its parameter: a forged invoke carried a
+// 200 MiB string for a callback whose parameters hold none, which its client kept.
+TEST(CheckCallbackInvoke, AnArgumentHoldsOnlyWhatItsParameterCan) {
+  std::vector<std::pair<uint32_t, uint64_t>> shipped;
+  v1::Signature text;
+  text.add_params()->set_scalar(v1::CSTRING);
+  text.add_params()->set_scalar(v1::WSTRING);
+  text.add_params()->mutable_record()->add_fields()->mutable_type()->set_scalar(v1::INT);
+  text.mutable_params(2)->mutable_record()->set_kind(v1::RecordType::STRUCT);
+  v1::CallbackInvoke invoke;
+  invoke.set_invocation(9);
+  invoke.add_args()->set_bytes_value(std::string(kMaxInvokeStringBytes, 'x'));
+  invoke.add_args()->set_text_value(std::string(4 * kMaxInvokeStringBytes, 'x'));
+  invoke.add_args()->set_raw(std::string(4, '\0'));
+  EXPECT_OK(CheckCallbackInvoke(invoke, text, 0, &shipped));
+  for (int i = 0; i < 3; ++i) {
+    v1::CallbackInvoke more = invoke;
+    v1::Value* arg = more.mutable_args(i);
+    if (i == 0) arg->mutable_bytes_value()->push_back('x');  // past the longest string
+    if (i == 1) arg->mutable_text_value()->push_back('x');
+    if (i == 2) arg->mutable_raw()->push_back('\0');  // past the record's size
+    EXPECT_FALSE(CheckCallbackInvoke(more, text, 0, &shipped).ok()) << i;
+  }
+  // Text only for a string parameter; an aggregate never (records come as their bytes).
+  v1::CallbackInvoke point = PointInvoke();
+  point.mutable_args(0)->set_bytes_value("x");
+  EXPECT_FALSE(CheckCallbackInvoke(point, PointCallbackSignature(), 0, &shipped).ok());
+  point = PointInvoke();
+  point.mutable_args(0)->mutable_aggregate();
+  EXPECT_FALSE(CheckCallbackInvoke(point, PointCallbackSignature(), 0, &shipped).ok());
 }
 
 TEST(CheckCallbackInvoke, PointeeForANonPointerOrOfTheWrongSizeIsRefused) {

@@ -620,6 +620,8 @@ def _prototype(restype, argtypes, flags):
 
 # core/call_answer.h's kMaxInvokePointeeBytes: the most pointee bytes one invocation ships.
 _MAX_INVOKE_POINTEE_BYTES = 64 << 20
+# core/call_answer.h's kMaxInvokeStringBytes: the longest string argument an invocation ships.
+_MAX_INVOKE_STRING_BYTES = 1 << 20
 
 
 def _shipped_size(t) -> Optional[int]:
@@ -663,13 +665,26 @@ def invoke_checker(argtypes, buffer_bytes: int):
     (core/call_answer.h's CheckCallbackInvoke), for the invocations that come on the
     same-host channel, where the client is the first to read what the worker sent."""
     sizes = [_shipped_size(t) for t in argtypes]
+    # What each argument's value may hold: a string's contents only for a string parameter,
+    # of at most _MAX_INVOKE_STRING_BYTES (four times that of UTF-8 for a wide one); a
+    # record's bytes no more than its size; no aggregate.
+    codes = [_types.code_of(t) for t in argtypes]
+    most = {"bytes_value": [_MAX_INVOKE_STRING_BYTES if code == "z" else -1 for code in codes],
+            "text_value": [4 * _MAX_INVOKE_STRING_BYTES if code == "Z" else -1
+                           for code in codes],
+            "raw": [_ct.sizeof(t) for t in argtypes]}
 
     def check(invoke) -> Optional[str]:
         if len(invoke.args) != len(argtypes):
             return "carries %d arguments for a callback of %d parameters" % (
                 len(invoke.args), len(argtypes))
-        if any(arg.WhichOneof("kind") is None for arg in invoke.args):
-            return "carries an argument without a value"
+        for index, arg in enumerate(invoke.args):
+            kind = arg.WhichOneof("kind")
+            if kind is None:
+                return "carries an argument without a value"
+            if kind == "aggregate" or (kind in most and
+                                       len(getattr(arg, kind)) > most[kind][index]):
+                return "carries argument %d as %s its parameter cannot have" % (index, kind)
         seen, total = set(), 0
         for pointee in invoke.pointees:
             arg = pointee.arg
