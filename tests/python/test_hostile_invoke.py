@@ -6,10 +6,13 @@ as a protocol violation, the caller gets WORKER_CRASHED, and the session goes on
 worker. A forged answer that claims what only the broker may say is ended the same way.
 Real ffiboxd, real jailed workers."""
 import ctypes
+import os
+import time
 
 import ffibox
 from ffibox import ctypes as ct
-from conftest import HOSTILE_LIB, TEST_LIB, Server, run_script, twinned_and_collected, varint
+from conftest import (HOSTILE_LIB, TEST_LIB, PeakRss, Server, run_script, twinned_and_collected,
+                      varint)
 
 
 def forged_invoke(callback: int, request_id: int) -> bytes:
@@ -170,5 +173,46 @@ print("seen", seen)
 """, server.address, HOSTILE_LIB)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "seen [b'yy']" in result.stdout, (result.stdout, result.stderr[-3000:])
+    finally:
+        server.stop()
+
+
+def test_forged_invocations_cannot_fill_the_callers_memory():
+    """A library forging invocations of the caller's logging callback, each with a 1 MiB
+    string, while the handler is slow: the caller held every one (500 MiB a second until it
+    was killed). Invocations outside any other are at most the worker's threads
+    (--worker_pids_max), so the worker is ended past them; the caller holds at most those,
+    and runs none of what came from the lost worker."""
+    server = Server("--worker_pids_max=16")
+    try:
+        client = ffibox.connect(server.address)
+        session = client.session(same_host=False)
+        ran = []
+
+        def log(text):
+            ran.append(len(text))
+            time.sleep(0.5)  # slow: the invocations queue in the caller
+
+        callback = ct.CFUNCTYPE(None, ct.c_char_p)(log)
+        callback_id = session.callback_id(callback)
+        flood = session.CDLL(HOSTILE_LIB).hostile_invoke_flood
+        flood.restype = ctypes.c_long
+        flood.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long]
+        raised = None
+        with PeakRss(os.getpid()) as rss:
+            try:
+                raised = "returned %d" % flood(callback_id, 300, 1 << 20)
+            except ffibox.Error as error:
+                raised = error
+            time.sleep(1.5)
+        assert isinstance(raised, ffibox.Error) and raised.code == "WORKER_CRASHED", raised
+        assert "invocations open at once outside any other" in str(raised), str(raised)
+        assert rss.peak - rss.before < 120, "the caller grew by %.0f MiB" % (
+            rss.peak - rss.before)
+        assert len(ran) <= 17, len(ran)
+        lib = session.CDLL(TEST_LIB)
+        assert lib.add_int(2, 3) == 5
+        session.close()
+        client.close()
     finally:
         server.stop()

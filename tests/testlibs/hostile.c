@@ -457,3 +457,42 @@ __attribute__((constructor)) static void hostile_at_load(void) {
   if (strcmp(what, "crash") == 0) *(volatile int*)NULL = 1;
   if (strcmp(what, "fire") == 0) dl_iterate_phdr(fire_registered_handler, &fired_at_load);
 }
+
+/* Forges `count` invocations of the caller's callback `callback`, each with one string
+ * argument of `text_bytes` bytes and made by no request (as a thread of the library's makes
+ * them), straight into the worker's ring to the broker during this call, with invocation ids
+ * from 2^40 on. Returns `count` once they are written (the broker ends the worker first when
+ * it refuses one), or -errno. */
+long hostile_invoke_flood(long callback, long count, long text_bytes) {
+  unsigned char* channel = find_channel();
+  if (channel == NULL) return -ENOENT;
+  if (callback <= 0 || count < 0 || text_bytes < 0) return -EINVAL;
+  for (long i = 0; i < count; ++i) {
+    /* WorkerReply{invoke: CallbackInvoke{invocation, callback, args: [Value{bytes_value}]}} */
+    unsigned char value[16], invoke[48], reply[16];
+    size_t value_length = 0, invoke_length = 0, reply_length = 0;
+    value[value_length++] = 0x2a;
+    value_length += put_varint(value + value_length, (uint64_t)text_bytes);
+    invoke[invoke_length++] = 0x08;
+    invoke_length += put_varint(invoke + invoke_length, ((uint64_t)1 << 40) + (uint64_t)i);
+    invoke[invoke_length++] = 0x10;
+    invoke_length += put_varint(invoke + invoke_length, (uint64_t)callback);
+    invoke[invoke_length++] = 0x1a;
+    invoke_length += put_varint(invoke + invoke_length, value_length + (uint64_t)text_bytes);
+    const uint64_t invoke_bytes = invoke_length + value_length + (uint64_t)text_bytes;
+    reply[reply_length++] = 0x12;
+    reply_length += put_varint(reply + reply_length, invoke_bytes);
+    unsigned char start[80];
+    memcpy(start, reply, reply_length);
+    memcpy(start + reply_length, invoke, invoke_length);
+    memcpy(start + reply_length + invoke_length, value, value_length);
+    const long start_length = (long)(reply_length + invoke_length + value_length);
+    const long length = start_length + text_bytes;
+    const unsigned char header[4] = {(unsigned char)length, (unsigned char)(length >> 8),
+                                     (unsigned char)(length >> 16), (unsigned char)(length >> 24)};
+    write_to_broker(channel, header, sizeof header, (const unsigned char*)"", 1, sizeof header);
+    write_to_broker(channel, start, start_length, (const unsigned char*)"x", 1, length);
+  }
+  const long taken = wait_until_taken(channel);
+  return taken < 0 ? taken : count;
+}

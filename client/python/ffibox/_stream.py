@@ -176,8 +176,8 @@ class _Pending:
     """A request waiting for its answer. `done` once the answer is in (or the stream ended),
     and its waiter is woken (`wake`; on the callback thread, whose waits take the invokes of
     other calls too, `shared` gets None instead); `runs_invokes`: the invokes the request's
-    own native code makes go to `invokes`, for its waiter to run (not to the callback
-    thread), and wake it; `bound`: how long the server may take to answer it, in seconds
+    own native code makes go to `invokes` (each with its worker's generation), for its
+    waiter to run (not to the callback thread), and wake it; `bound`: how long the server may take to answer it, in seconds
     (SessionStream._bound_of). The invokes are taken one by one (a queue's get that took one
     would leave it in no one's hands while a signal handler runs: SessionStream.
     _run_waiting_invokes). `outer`: the request whose wait this one's interrupted (a signal
@@ -364,6 +364,7 @@ class SessionStream:
         # Since when the reader thread runs on_output, or None while it does not.
         self._output_handler_since: Optional[float] = None
         self._handlers: Dict[int, InvokeHandler] = {}
+        # (CallbackInvoke, its worker generation) for the callback thread; None wakes it.
         self._invokes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._callback_thread: Optional[threading.Thread] = None
         self._serving = _Serving()
@@ -653,7 +654,7 @@ class SessionStream:
                     continue
                 timed = False
                 if item is not None:
-                    self._run_invocation(item)
+                    self._run_invocation(*item)
         finally:
             serving.waiting = waiting
             for each, forward in reversed(forwarded):
@@ -677,10 +678,10 @@ class SessionStream:
         try:
             while True:
                 try:
-                    invoke = invokes.popleft()
+                    invoke, generation = invokes.popleft()
                 except IndexError:
                     return
-                self._answer_invocation(invoke)
+                self._answer_invocation(invoke, generation)
         finally:
             serving.owing = owing
 
@@ -1027,23 +1028,27 @@ class SessionStream:
                     if self._ended is not None:
                         return
                 continue
-            self._run_invocation(item)
+            self._run_invocation(*item)
 
-    def _run_invocation(self, invoke) -> None:
+    def _run_invocation(self, invoke, generation: int) -> None:
         serving = self._serving
         owing = serving.owing
         serving.owing = owing + (serving.invocation,)
         try:
-            self._answer_invocation(invoke)
+            self._answer_invocation(invoke, generation)
         finally:
             serving.owing = owing
 
-    def _answer_invocation(self, invoke) -> None:
-        """Runs the handler of `invoke` and posts its answer: a failure (native code gets
-        zero) when anything raised, ffibox's own work around the function included.
-        Unanswered, the invocation would hold native code until the call's deadline. The
-        handler runs on this thread, the requests it makes carrying the invocation; each
-        nesting of callbacks costs the recursion limit this frame, not another one."""
+    def _answer_invocation(self, invoke, generation: int) -> None:
+        """Runs the handler of `invoke` (made by worker `generation`) and posts its answer: a
+        failure (native code gets zero) when anything raised, ffibox's own work around the
+        function included. Unanswered, the invocation would hold native code until the call's
+        deadline. The handler runs on this thread, the requests it makes carrying the
+        invocation; each nesting of callbacks costs the recursion limit this frame, not
+        another one. Nothing runs for an invocation of a worker known lost: no native code
+        waits for it, and ffiboxd would refuse its answer."""
+        if generation and generation <= self.lost_generation:
+            return
         handler = self._handlers.get(invoke.callback)
         serving = self._serving
         outer = serving.invocation
@@ -1179,10 +1184,10 @@ class SessionStream:
                         caller = (self._pending.get(invoke.request_id)
                                   if invoke.request_id else None)
                         if caller is not None and caller.runs_invokes:
-                            caller.invokes.append(invoke)
+                            caller.invokes.append((invoke, response.generation))
                             caller.wake_up()
                         else:
-                            self._invokes.put(invoke)
+                            self._invokes.put((invoke, response.generation))
                     elif response.HasField("event"):
                         event = response.event
                         if event.kind == pb.SessionEvent.WORKER_OUTPUT:
