@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -518,6 +519,40 @@ TEST_P(CallbacksTest, CallbackIdStaysUsableAfterAWorkerRestart) {
   EXPECT_EQ(fire_handler(3).value_or(-99), 9);
 }
 
+// A library forging invocations of the caller's callback, each with a 1 MiB string, while
+// its handler is slow: ffiboxd ends the worker past its threads' worth (--worker_pids_max)
+// of invocations outside any other, and the invocations of the lost worker still queued
+// here are dropped, never run (they ran for a minute and more after the crash).
+class ForgedInvocationsTest : public CallbacksTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override { return {"--worker_pids_max=16"}; }
+};
+
+TEST_P(ForgedInvocationsTest, AFloodEndsItsWorkerAndWhatItQueuedIsDropped) {
+  std::atomic<int> ran{0};
+  absl::StatusOr<Callback<void(const char*)>> log = session_->DefineCallback<void(const char*)>(
+      [&ran](std::optional<std::string>) -> absl::Status {
+        ++ran;
+        absl::SleepFor(absl::Milliseconds(500));  // slow: the invocations queue here
+        return absl::OkStatus();
+      });
+  ASSERT_OK(log);
+  char real[PATH_MAX];
+  const std::string path = test_support::RunfilePath("tests/testlibs/libffibox_hostile.so");
+  ASSERT_NE(realpath(path.c_str(), real), nullptr) << path;
+  ASSERT_OK_AND_ASSIGN(Library hostile, session_->Load(real));
+  ASSERT_OK_AND_ASSIGN(auto flood,
+                       (hostile.Function<long(long, long, long)>("hostile_invoke_flood")));
+  absl::StatusOr<long> flooded = flood(static_cast<long>(log->id()), 300, 1 << 20);
+  EXPECT_THAT(flooded.status(), StatusIs(v1::WORKER_CRASHED)) << flooded.status();
+  EXPECT_NE(flooded.status().message().find("invocations open at once outside any other"),
+            std::string::npos)
+      << flooded.status();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_LE(ran.load(), 2);
+  EXPECT_EQ(Fn<int(int, int)>("add_int")(1, 2).value_or(-1), 3);
+}
+
 class CallbackLimitsTest : public CallbacksTest {
  protected:
   std::vector<std::string> ServerFlags() const override {
@@ -645,6 +680,7 @@ INSTANTIATE_TEST_SUITE_P(PointeeBytes, OversizedCallbackAnswerTest,
 
 INSTANTIATE_TEST_SUITE_P(Paths, CallbacksTest, ::testing::Bool(), PathName);
 INSTANTIATE_TEST_SUITE_P(Paths, CallbackLimitsTest, ::testing::Bool(), PathName);
+INSTANTIATE_TEST_SUITE_P(Paths, ForgedInvocationsTest, ::testing::Bool(), PathName);
 
 }  // namespace
 }  // namespace ffibox

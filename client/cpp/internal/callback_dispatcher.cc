@@ -82,6 +82,17 @@ void CallbackDispatcher::Deliver(v1::Response message) {
   Refuse(message.callback_invoke());
 }
 
+void CallbackDispatcher::ForgetGeneration(uint64_t generation) {
+  if (generation <= lost_generation_.load()) return;
+  lost_generation_.store(generation);
+  std::deque<v1::Response> dropped;  // destroyed outside the lock
+  absl::MutexLock lock(&mu_);
+  for (v1::Response& message : invokes_) {
+    if (message.generation() > generation) dropped.push_back(std::move(message));
+  }
+  invokes_.swap(dropped);
+}
+
 bool CallbackDispatcher::OnCallbackThread() const { return serving_dispatcher == this; }
 
 uint64_t CallbackDispatcher::CurrentInvocation() const {
@@ -174,6 +185,7 @@ std::shared_ptr<const CallbackDispatcher::Registered> CallbackDispatcher::Find(u
 }
 
 void CallbackDispatcher::Run(const v1::Response& message) {
+  if (message.generation() != 0 && message.generation() <= lost_generation_.load()) return;
   const v1::CallbackInvoke& invoke = message.callback_invoke();
   const std::shared_ptr<const Registered> registered = Find(invoke.callback());
   v1::Request request;

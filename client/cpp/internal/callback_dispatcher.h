@@ -14,6 +14,7 @@
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_CALLBACK_DISPATCHER_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_CALLBACK_DISPATCHER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -66,6 +67,11 @@ class CallbackDispatcher {
   // callback thread, or, when no callback was ever registered (or after Stop), answers it
   // with an error at once.
   void Deliver(v1::Response message);
+
+  // Worker `generation` is lost: its invocations still queued are dropped, and those that
+  // come later are not run (no native code waits for them, and ffiboxd refuses their
+  // answers).
+  void ForgetGeneration(uint64_t generation);
 
   // Runs an invocation read by a thread waiting for the answer to the request that made it
   // (CallbackInvoke.request_id) on that thread, as the callback thread would, and sends the
@@ -125,6 +131,7 @@ class CallbackDispatcher {
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<const Registered>> handlers_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::Response> invokes_ ABSL_GUARDED_BY(mu_);  // waiting for the callback thread
+  std::atomic<uint64_t> lost_generation_{0};               // ForgetGeneration's latest
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // started under mu_; joined by Stop

@@ -995,6 +995,9 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
         ++output_queued_;
       }
     } else if (response.has_event()) {
+      if (response.event().kind() == v1::SessionEvent::WORKER_LOST) {
+        callbacks_.ForgetGeneration(response.generation());
+      }
       absl::MutexLock lock(&mu_);
       if (response.event().kind() == v1::SessionEvent::WORKER_LOST &&
           response.generation() >= lost_generation_) {
