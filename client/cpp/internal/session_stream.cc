@@ -1016,23 +1016,20 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
     }
     return;
   }
-  std::optional<std::pair<uint64_t, std::optional<uint64_t>>> resolved;
   {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(response.id());
     if (it == pending_.end()) return;  // not ours (or answered twice): nothing waits for it
     if (it->second.resolves && response.has_function()) {
-      resolved.emplace(response.function().function(), it->second.result_bytes);
+      // Before the answer is handed over, so that the function's first call finds it
+      // (local_state_mu_ is never held while mu_ is taken).
+      absl::MutexLock state_lock(&local_state_mu_);
+      result_bytes_[response.function().function()] = it->second.result_bytes;
     }
     it->second.promise.set_value(std::move(response));
     pending_read_by_senders_ -= it->second.read_by_sender;
     *answered_reader = it->second.read_by_sender;
     pending_.erase(it);
-  }
-  if (resolved.has_value()) {
-    // Before the caller can call it: the caller waits for the answer after this thread.
-    absl::MutexLock lock(&local_state_mu_);
-    result_bytes_[resolved->first] = resolved->second;
   }
   callbacks_.Wake();  // the callback thread may be waiting for this answer
 }
