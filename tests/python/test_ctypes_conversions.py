@@ -265,6 +265,29 @@ def test_a_numpy_array_passed_by_its_ctypes_pointer_is_reached(ct, libc):
     assert list(copied) == [1, 2, 3, 4]
 
 
+def test_numpy_arrays_behind_an_array_of_pointers_are_reached(ct, libc, testlib):
+    # python3-gmsh's _ivectorvectordouble: `(POINTER(c_double) * n)(*(cast(a.ctypes,
+    # POINTER(c_double)) for a in arrays))`, or data_as's pointers stored so: the pointers
+    # lose their hold on the arrays, and the worker was handed the caller's addresses.
+    import numpy
+    rows = [numpy.arange(3, dtype=numpy.float64), numpy.arange(4, dtype=numpy.float64) + 10]
+    testlib.sum_and_double_rows.argtypes = [ct.POINTER(ct.POINTER(ct.c_double)),
+                                            ct.POINTER(ct.c_size_t), ct.c_size_t]
+    testlib.sum_and_double_rows.restype = ct.c_double
+    lengths = (ct.c_size_t * 2)(3, 4)
+    for make in (lambda row: ct.cast(row.ctypes, ct.POINTER(ct.c_double)),
+                 lambda row: row.ctypes.data_as(ct.POINTER(ct.c_double))):
+        pointers = (ct.POINTER(ct.c_double) * 2)(*(make(row) for row in rows))
+        total = sum(float(row.sum()) for row in rows)
+        assert testlib.sum_and_double_rows(pointers, lengths, 2) == total
+        assert float(sum(row.sum() for row in rows)) == 2 * total  # written back
+    # A cast of arr.ctypes passed alone.
+    memset = libc.memset
+    memset.argtypes = [ct.POINTER(ct.c_double), ct.c_int, ct.c_size_t]
+    memset(ct.cast(rows[1].ctypes, ct.POINTER(ct.c_double)), 0, 16)
+    assert list(rows[1]) == [0.0, 0.0, 48.0, 52.0]
+
+
 def test_memory_made_on_a_buffer_stays_reachable_while_the_library_keeps_its_pointer(
         ct, testlib):
     # The library keeps the pointer and writes through it in a later call: the write reaches

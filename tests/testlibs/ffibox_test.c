@@ -451,3 +451,14 @@ EXPORT double consume_rows(row_source next) {
   }
   return total;
 }
+
+double sum_and_double_rows(double** rows, const size_t* lengths, size_t n) {
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < lengths[i]; ++j) {
+      sum += rows[i][j];
+      rows[i][j] *= 2;
+    }
+  }
+  return sum;
+}

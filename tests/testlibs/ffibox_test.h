@@ -74,6 +74,8 @@ void out_many_names(const char*** out);
 Record make_record(void);                   /* {7, "by value", the array above}, by value */
 void fill_record(Record* record);           /* id 42, a malloc'd name, the array above */
 void fill_names(const char** names, int n); /* "alpha", "beta", "gamma" */
+/* The sum of rows[i][0..lengths[i]) over i < n, each element doubled in place after. */
+double sum_and_double_rows(double** rows, const size_t* lengths, size_t n);
 size_t total_length(const char* const* strings, int n); /* sum of their strlen */
 /* A record holding a pointer beside an array of 64 KiB, passed by value. */
 typedef struct Tagged {

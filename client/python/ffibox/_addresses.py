@@ -187,7 +187,8 @@ def _shown_holds(address: int, size: int) -> bool:
 def _buffer_extent(obj) -> Optional[Tuple[int, int]]:
     """(start, size) of the memory a ctypes object, bytearray or numpy array keeps, or
     None for anything else."""
-    if isinstance(obj, _CDATA):
+    # By its own type: a view of worker memory passes isinstance, and has no local memory.
+    if issubclass(type(obj), _CDATA):
         return ctypes.addressof(obj), ctypes.sizeof(obj)
     if type(obj) is bytearray:
         return (ctypes.addressof((ctypes.c_char * len(obj)).from_buffer(obj)), len(obj)) \
@@ -212,31 +213,40 @@ def _untracked_buffer(obj) -> bool:
 
 def _live_object_holds(address: int, size: int) -> bool:
     """Whether a live ctypes object, bytearray or numpy array of this process holds
-    [address, address + size): a scan of the collector's objects and what they refer to
-    (bytearrays and arrays are not tracked themselves), for an address found nowhere else.
-    The object found is remembered (note_local_object)."""
+    [address, address + size) (live_holder). The object found is remembered
+    (note_local_object)."""
+    holder = live_holder(address, size)
+    if holder is None:
+        return False
+    note_local_object(*_buffer_extent(holder))
+    return True
+
+
+def live_holder(address: int, size: int = 1):
+    """The live ctypes object, bytearray or numpy array of this process that holds
+    [address, address + size), else None: a scan of the collector's objects and what they
+    refer to (bytearrays and arrays are not tracked themselves), for an address found
+    nowhere else."""
     def holds(obj) -> bool:
         extent = _buffer_extent(obj)
-        if extent is None or not extent[0] <= address or address + size > sum(extent):
-            return False
-        note_local_object(*extent)
-        return True
+        return extent is not None and extent[0] <= address and address + size <= sum(extent)
 
     # The variables of every thread's running functions (bytearrays and arrays there are in
     # no tracked object, and 3.11 makes a function's frame an object only when asked).
     for frame in list(sys._current_frames().values()):
         while frame is not None:
-            if any(_untracked_buffer(value) and holds(value)
-                   for value in list(frame.f_locals.values())):
-                return True
+            for value in list(frame.f_locals.values()):
+                if _untracked_buffer(value) and holds(value):
+                    return value
             frame = frame.f_back
     for obj in gc.get_objects():
         if holds(obj):
-            return True
-        if type(obj) in _CONTAINERS and any(_untracked_buffer(referent) and holds(referent)
-                                            for referent in gc.get_referents(obj)):
-            return True
-    return False
+            return obj
+        if type(obj) in _CONTAINERS:
+            for referent in gc.get_referents(obj):
+                if _untracked_buffer(referent) and holds(referent):
+                    return referent
+    return None
 
 
 # Where untracked buffers are found: what holds them (variables, attributes, elements).

@@ -251,6 +251,15 @@ class CallBuilder:
         for item in _memory_owners.kept_alive(keep):
             if id(item) in self._collected:
                 continue
+            array = _memory_owners.numpy_array_of(item)
+            if array is not None:
+                # A numpy array a pointer was made from (its `arr.ctypes`, which a cast of it
+                # keeps; data_as's pointer, through the c_void_p numpy keeps it in): its
+                # memory, as for the pointer data_as makes (_marshal._keep_of).
+                self._collected.add(id(item))
+                item = _memory_owners.numpy_memory(array)
+                if id(item) in self._collected:
+                    continue
             if issubclass(type(item), _CData):
                 start = _ct.addressof(item)
                 self._candidates.add(start, start + _ct.sizeof(item), item)
@@ -314,6 +323,15 @@ class CallBuilder:
                 copy = self._new_block(0, len(text) + 1, None, text + b"\0", pb.IN)
                 self._bytes_words.setdefault(index, {})[offset] = (copy, word)
                 target = (copy, 0)
+        if target is None and _types.is_pointer(ptype) and _slots.is_local(word):
+            # A typed pointer into a numpy array that nothing keeps here (gmsh stores
+            # `cast(arr.ctypes, POINTER(c_double))`, or data_as's pointer, in an array of
+            # pointers, where their hold on the array is lost): that array's memory, found
+            # among the live ones.
+            array = _memory_owners.numpy_array_of(_addresses.live_holder(word))
+            if array is not None:
+                self._collect(_memory_owners.numpy_memory(array))
+                target = self.locate(word)
         if target is None:
             if self._images.of_another_session(word):
                 raise ValueError("ffibox: a pointer field holds memory of another session's "

@@ -8,11 +8,10 @@ What a pointer argument reaches in client memory goes into the call's memory blo
 import ctypes as _ct
 import re
 import sys
-import threading
-import weakref
 from typing import Optional
 
-from ffibox import _addresses, _callback_code, _callback_pointers, _remote, _twins, _types
+from ffibox import (_addresses, _callback_code, _callback_pointers, _memory_owners, _remote,
+                    _twins, _types)
 from ffibox._blocks import NULL, CallBuilder, block_value, remote_value
 from ffibox._remote import RemotePointer
 from ffibox._stubs import pb
@@ -358,45 +357,8 @@ def _keep_of(value):
     keep = getattr(value, "_objects", None) or getattr(value, "_ffibox_keep", None)
     array = getattr(value, "_arr", None)
     if array is not None and hasattr(array, "__array_interface__"):
-        return {"numpy": _numpy_memory(array), "kept": keep}
+        return {"numpy": _memory_owners.numpy_memory(array), "kept": keep}
     return keep
-
-
-# id(numpy array) -> (weak reference to it, a `c_char` array over its memory): one per array
-# while it lives, so that one twin stands for that memory (a library may keep the pointer
-# across calls). Made at the array's address, it keeps no reference to the array, and the
-# entry goes with the array (arrays are unhashable: no WeakKeyDictionary).
-_numpy_arrays: dict = {}
-_numpy_lock = threading.Lock()
-
-
-def _forget_numpy_array(key: int, ref) -> None:
-    with _numpy_lock:
-        if _numpy_arrays.get(key, (None,))[0] is ref:
-            del _numpy_arrays[key]
-
-
-def _numpy_memory(array):
-    """A `c_char` array over the memory of numpy array `array`, or of the array it is a
-    view of when it is not contiguous itself; TypeError when neither is (ffibox could not
-    say where the library may read)."""
-    for _ in range(16):
-        flags = getattr(array, "flags", None)
-        if flags is not None and (flags["C_CONTIGUOUS"] or flags["F_CONTIGUOUS"]):
-            with _numpy_lock:
-                entry = _numpy_arrays.get(id(array))
-                if entry is None or entry[0]() is not array:
-                    address = array.__array_interface__["data"][0]
-                    entry = (weakref.ref(array, lambda ref, key=id(array):
-                                         _forget_numpy_array(key, ref)),
-                             (_ct.c_char * max(array.nbytes, 1)).from_address(address))
-                    _numpy_arrays[id(array)] = entry
-            return entry[1]
-        array = getattr(array, "base", None)
-        if array is None or not hasattr(array, "__array_interface__"):
-            break
-    raise TypeError("ffibox: a numpy array that is not contiguous, nor a view of one, cannot "
-                    "be passed by its pointer")
 
 
 def _own_view_address(obj, session):

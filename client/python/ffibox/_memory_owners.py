@@ -3,12 +3,57 @@ call ships (with its one worker twin) for a view, an element, an object made `fr
 of another or of a bytearray, and the objects ctypes' keep-alive references hold, which the
 call may reach through pointers (ffibox._blocks)."""
 import ctypes as _ct
+import threading
 import weakref
 from typing import List, Optional
 
 from ffibox import _twins, _types
 
 _CData = _ct._SimpleCData.__mro__[1]
+
+
+# id(numpy array) -> (weak reference to it, a `c_char` array over its memory): one per array
+# while it lives, so that one twin stands for that memory (a library may keep the pointer
+# across calls). Made at the array's address, it keeps no reference to the array, and the
+# entry goes with the array (arrays are unhashable: no WeakKeyDictionary).
+_arrays: dict = {}
+_arrays_lock = threading.Lock()
+
+
+def _forget_array(key: int, ref) -> None:
+    with _arrays_lock:
+        if _arrays.get(key, (None,))[0] is ref:
+            del _arrays[key]
+
+
+def numpy_memory(array):
+    """A `c_char` array over the memory of numpy array `array`, or of the array it is a
+    view of when it is not contiguous itself; TypeError when neither is (ffibox could not
+    say where the library may read)."""
+    for _ in range(16):
+        flags = getattr(array, "flags", None)
+        if flags is not None and (flags["C_CONTIGUOUS"] or flags["F_CONTIGUOUS"]):
+            with _arrays_lock:
+                entry = _arrays.get(id(array))
+                if entry is None or entry[0]() is not array:
+                    address = array.__array_interface__["data"][0]
+                    entry = (weakref.ref(array, lambda ref, key=id(array):
+                                         _forget_array(key, ref)),
+                             (_ct.c_char * max(array.nbytes, 1)).from_address(address))
+                    _arrays[id(array)] = entry
+            return entry[1]
+        array = getattr(array, "base", None)
+        if array is None or not hasattr(array, "__array_interface__"):
+            break
+    raise TypeError("ffibox: a numpy array that is not contiguous, nor a view of one, cannot "
+                    "be passed by its pointer")
+
+
+def numpy_array_of(obj):
+    """The numpy array `obj` is (an ndarray) or stands for (numpy's `arr.ctypes`), else
+    None."""
+    array = getattr(obj, "_arr", obj) if type(obj).__name__ == "_ctypes" else obj
+    return array if hasattr(array, "__array_interface__") and hasattr(array, "nbytes") else None
 
 
 def kept_alive(keep, limit: Optional[int] = None):

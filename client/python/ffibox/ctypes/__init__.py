@@ -25,8 +25,9 @@ from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import (_addresses, _callback_pointers, _images, _marshal, _memory, _py_objects,
-                    _remote, _slots, _twins, _types, _worker_address)
+from ffibox import (_addresses, _callback_pointers, _images, _marshal, _memory,
+                    _memory_owners, _py_objects, _remote, _slots, _twins, _types,
+                    _worker_address)
 from ffibox._image_reach import INDEX as _IMAGES
 from ffibox._default import default_session as _default_session
 from ffibox._default import opened_session as _opened_session
@@ -385,6 +386,7 @@ def cast(obj, typ):
         if found is not None:
             return typ(found[0]) if _types.is_fundamental(typ) else \
                 _marshal.result_instance(typ, found[0])
+    array = _memory_owners.numpy_array_of(obj)
     obj = _local_form(obj)
     if isinstance(obj, RemotePointer) and obj.local_target() is not None:
         obj = obj.local_target()[0]  # pointed at the caller's object: cast as its pointer
@@ -398,7 +400,11 @@ def cast(obj, typ):
             # it is this process's (ffibox._addresses).
             owner = _twins.owner_of(obj)
             _addresses.note_local_object(_ct.addressof(owner), _ct.sizeof(owner))
-        if isinstance(obj, bytes):
+        if array is not None:
+            # A numpy array's `arr.ctypes` (gmsh's cast of it): the array, as the pointer
+            # its data_as makes holds it (ffibox._marshal._keep_of).
+            result._arr = array
+        elif isinstance(obj, bytes):
             # ctypes keeps no reference to cast bytes; ffibox needs one to ship them, also
             # from a structure the pointer is stored in (`stream.next_in = cast(data, ...)`).
             result._ffibox_keep = {"bytes": obj}
