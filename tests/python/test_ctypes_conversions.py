@@ -265,6 +265,20 @@ def test_a_numpy_array_passed_by_its_ctypes_pointer_is_reached(ct, libc):
     assert list(copied) == [1, 2, 3, 4]
 
 
+def test_cast_refuses_a_record_as_ctypes_does_wherever_it_lives(ct, libc):
+    # A record of the library's (p.contents) was cast as if it were a pointer: code written
+    # against ffibox then broke under ctypes.
+    class Pair(ct.Structure):
+        _fields_ = [("a", ct.c_int), ("b", ct.c_int)]
+
+    libc.calloc.restype = ct.POINTER(Pair)
+    libc.calloc.argtypes = [ct.c_size_t, ct.c_size_t]
+    for record in (Pair(1, 2), libc.calloc(1, ct.sizeof(Pair)).contents):
+        for typ in (ct.POINTER(Pair), ct.c_void_p):
+            with pytest.raises(ct.ArgumentError, match="wrong type"):
+                ct.cast(record, typ)
+
+
 def test_numpy_arrays_behind_an_array_of_pointers_are_reached(ct, libc, testlib):
     # python3-gmsh's _ivectorvectordouble: `(POINTER(c_double) * n)(*(cast(a.ctypes,
     # POINTER(c_double)) for a in arrays))`, or data_as's pointers stored so: the pointers

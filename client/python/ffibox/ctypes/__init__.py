@@ -391,6 +391,11 @@ def cast(obj, typ):
     if isinstance(obj, RemotePointer) and obj.local_target() is not None:
         obj = obj.local_target()[0]  # pointed at the caller's object: cast as its pointer
     at = _remote_address(obj)
+    base = getattr(type(obj), "_ffibox_base", None)
+    if at is not None and base is not None and _remote.view_address(obj) is not None and \
+            not (_types.holds_address(base) or _types.is_array(base)):
+        # A record or a number of the worker's, as ctypes refuses a local one.
+        raise ArgumentError("argument 1: TypeError: wrong type")
     if _types.is_pointer(typ) and (at is not None or _in_an_image(obj)):
         _types.refuse_py_object_in_library_memory(typ._type_)
     if at is None:
