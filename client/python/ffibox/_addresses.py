@@ -249,6 +249,27 @@ def live_holder(address: int, size: int = 1):
     return None
 
 
+def live_numpy_arrays() -> list:
+    """The numpy arrays of this process that something holds (a variable, an attribute, an
+    element), found as live_holder finds untracked buffers; none before numpy is imported."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return []
+    found = {}
+    for frame in list(sys._current_frames().values()):
+        while frame is not None:
+            for value in list(frame.f_locals.values()):
+                if type(value) is numpy.ndarray:
+                    found[id(value)] = value
+            frame = frame.f_back
+    for obj in gc.get_objects():
+        if type(obj) in _CONTAINERS:
+            for referent in gc.get_referents(obj):
+                if type(referent) is numpy.ndarray:
+                    found[id(referent)] = referent
+    return list(found.values())
+
+
 # Where untracked buffers are found: what holds them (variables, attributes, elements).
 _CONTAINERS = (dict, list, tuple, types.FrameType)
 

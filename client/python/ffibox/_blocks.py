@@ -136,6 +136,8 @@ class CallBuilder:
         # fields): the library may only hand them back (user data); used as memory, the
         # worker faults near one (crash_hint).
         self.local_integers: List[int] = []
+        # (start, size, array) of the live numpy arrays, once a typed pointer slot needs them.
+        self._numpy_extents: Optional[List[Tuple[int, int, Any]]] = None
         # block index -> {offset: (block of the copy, the caller's word)} for char* slots
         # holding the address of a bytes object's text, sent as a copy of it (_relocate).
         self._bytes_words: Dict[int, Dict[int, Tuple[int, int]]] = {}
@@ -328,7 +330,7 @@ class CallBuilder:
             # `cast(arr.ctypes, POINTER(c_double))`, or data_as's pointer, in an array of
             # pointers, where their hold on the array is lost): that array's memory, found
             # among the live ones.
-            array = _memory_owners.numpy_array_of(_addresses.live_holder(word))
+            array = self._live_numpy_array_at(word)
             if array is not None:
                 self._collect(_memory_owners.numpy_memory(array))
                 target = self.locate(word)
@@ -357,6 +359,17 @@ class CallBuilder:
             return
         self.blocks[index].relocations.add(
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
+
+    def _live_numpy_array_at(self, word: int):
+        """The live numpy array whose memory holds `word`, else None: the arrays are looked
+        for once a call, at its first such word."""
+        if self._numpy_extents is None:
+            self._numpy_extents = [(array.__array_interface__["data"][0], array.nbytes, array)
+                                   for array in _addresses.live_numpy_arrays()]
+        for start, size, array in self._numpy_extents:
+            if start <= word < start + size:
+                return array
+        return None
 
     def _relocate_callback(self, index: int, offset: int, word: int) -> bool:
         """Whether `word` is the local code address of a callback (a structure's function
