@@ -110,6 +110,8 @@ def test_a_callback_handed_over_as_a_plain_pointer_comes_back_as_itself(session)
     lib.call_from_thread.argtypes = [CB, ct.c_int]
     lib.call_from_thread.restype = ct.c_int
     assert lib.call_from_thread(CB(back), 9) == 27  # and by the library, as that callback
+    lib.call_from_thread.argtypes = [ct.c_size_t, ct.c_int]  # a function pointer as uintptr_t
+    assert lib.call_from_thread(back, 4) == 12
 
 
 def test_an_answer_the_broker_refuses_gives_native_code_zero_at_once(server, capfd):

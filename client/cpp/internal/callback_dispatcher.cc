@@ -85,12 +85,15 @@ void CallbackDispatcher::Deliver(v1::Response message) {
 void CallbackDispatcher::ForgetGeneration(uint64_t generation) {
   if (generation <= lost_generation_.load()) return;
   lost_generation_.store(generation);
-  std::deque<v1::Response> dropped;  // destroyed outside the lock
+  std::deque<v1::Response> kept;  // the others are destroyed outside the lock
   absl::MutexLock lock(&mu_);
   for (v1::Response& message : invokes_) {
-    if (message.generation() > generation) dropped.push_back(std::move(message));
+    // Unstamped (0), as Run takes it: not known to be of that worker.
+    if (message.generation() == 0 || message.generation() > generation) {
+      kept.push_back(std::move(message));
+    }
   }
-  invokes_.swap(dropped);
+  invokes_.swap(kept);
 }
 
 bool CallbackDispatcher::OnCallbackThread() const { return serving_dispatcher == this; }

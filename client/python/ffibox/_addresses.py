@@ -259,13 +259,13 @@ def live_numpy_arrays() -> list:
     for frame in list(sys._current_frames().values()):
         while frame is not None:
             for value in list(frame.f_locals.values()):
-                if type(value) is numpy.ndarray:
+                if isinstance(value, numpy.ndarray):
                     found[id(value)] = value
             frame = frame.f_back
     for obj in gc.get_objects():
         if type(obj) in _CONTAINERS:
             for referent in gc.get_referents(obj):
-                if type(referent) is numpy.ndarray:
+                if isinstance(referent, numpy.ndarray):
                     found[id(referent)] = referent
     return list(found.values())
 

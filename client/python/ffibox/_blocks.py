@@ -21,6 +21,10 @@ from ffibox.errors import StaleHandle
 _CData = _ct._SimpleCData.__mro__[1]
 NULL = pb.Value(pointer=pb.PointerValue(null=True))
 _WORD = struct.Struct("<Q")
+# Addresses of this process a typed pointer slot held that were in no live numpy array when
+# looked for (at most _MOST_NOT_IN_NUMPY, then forgotten all at once).
+_NOT_IN_NUMPY: set = set()
+_MOST_NOT_IN_NUMPY = 4096
 
 _bytes_address = _twins.bytes_address
 
@@ -362,13 +366,19 @@ class CallBuilder:
 
     def _live_numpy_array_at(self, word: int):
         """The live numpy array whose memory holds `word`, else None: the arrays are looked
-        for once a call, at its first such word."""
+        for once a call, at its first such word that was in none before (user data a struct
+        passes on every call costs no look after the first)."""
+        if word in _NOT_IN_NUMPY:
+            return None
         if self._numpy_extents is None:
             self._numpy_extents = [(array.__array_interface__["data"][0], array.nbytes, array)
                                    for array in _addresses.live_numpy_arrays()]
         for start, size, array in self._numpy_extents:
             if start <= word < start + size:
                 return array
+        if len(_NOT_IN_NUMPY) >= _MOST_NOT_IN_NUMPY:
+            _NOT_IN_NUMPY.clear()
+        _NOT_IN_NUMPY.add(word)
         return None
 
     def _relocate_callback(self, index: int, offset: int, word: int) -> bool:
@@ -428,7 +438,12 @@ class CallBuilder:
     def worker_integer(self, address: int) -> Optional[int]:
         """The worker address of local `address` when it lies in an image of the current
         worker's memory, or in a twinned object (which the call then ships, synced, at its
-        twin), else None."""
+        twin), or is the code of one of this process's callbacks (its closure: a callback's
+        address handed back by the library, passed on as an integer), else None."""
+        callback = _callback_code.local_callbacks.get(address)
+        if callback is not None:
+            session = self._session()
+            return None if session is None else session.closure_address(callback)
         mapped = self._images.image_address(address)
         if mapped is not None:
             return mapped[0] if mapped[1] == self._generation() else None

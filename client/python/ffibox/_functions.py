@@ -666,12 +666,11 @@ def invoke_checker(argtypes, buffer_bytes: int):
     same-host channel, where the client is the first to read what the worker sent."""
     sizes = [_shipped_size(t) for t in argtypes]
     # What each argument's value may hold: a string's contents only for a string parameter,
-    # of at most _MAX_INVOKE_STRING_BYTES (four times that of UTF-8 for a wide one); a
+    # of at most _MAX_INVOKE_STRING_BYTES (bytes of a char*, characters of a wchar_t*); a
     # record's bytes no more than its size; no aggregate.
     codes = [_types.code_of(t) for t in argtypes]
     most = {"bytes_value": [_MAX_INVOKE_STRING_BYTES if code == "z" else -1 for code in codes],
-            "text_value": [4 * _MAX_INVOKE_STRING_BYTES if code == "Z" else -1
-                           for code in codes],
+            "text_value": [_MAX_INVOKE_STRING_BYTES if code == "Z" else -1 for code in codes],
             "raw": [_ct.sizeof(t) for t in argtypes]}
 
     def check(invoke) -> Optional[str]:

@@ -160,7 +160,8 @@ def _converter(t):
 def _encoder(t):
     """encode(value, twins): the whole Call.args field of `value` passed as a `t` (a
     fundamental scalar type), or None when it must go the general way (another Python type;
-    an integer that is an address inside a twin of `twins`, for a pointer-sized `t`).
+    an integer that is an address inside a twin of `twins`, an image or a callback's code,
+    for a pointer-sized `t`).
     Raises what the conversion raises (TypeError, ValueError, OverflowError)."""
     kind, convert = _kind(t), _converter(t)
     if kind == _BOOL:
@@ -186,7 +187,8 @@ def _encoder(t):
             return None
         number = convert(value)
         if word and number and (twins.twin_at(number & _MASK64) is not None or
-                                _in_an_image(number & _MASK64)):
+                                _in_an_image(number & _MASK64) or
+                                number in _callback_code.local_callbacks):
             return None
         if signed:
             number = (number << 1) ^ (number >> 63)

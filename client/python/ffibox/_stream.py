@@ -1047,7 +1047,7 @@ class SessionStream:
         invocation; each nesting of callbacks costs the recursion limit this frame, not
         another one. Nothing runs for an invocation of a worker known lost: no native code
         waits for it, and ffiboxd would refuse its answer."""
-        if generation and generation <= self.lost_generation:
+        if generation and generation <= self._lost[0]:  # as ffiboxd reported (WORKER_LOST)
             return
         handler = self._handlers.get(invoke.callback)
         serving = self._serving

@@ -594,6 +594,15 @@ class Session:
                 self._set_closure(known, id(callback), closure)
             return closure == (address, generation)
 
+    def closure_address(self, callback) -> Optional[int]:
+        """The worker address of the closure of CFUNCTYPE instance `callback` (defined on
+        first use) in the current worker, or None where it is not known (the worker was
+        replaced since, and has not told it)."""
+        known = self.callback_id(callback)
+        with self._callbacks_lock:
+            closure = self._closures.get(known)
+        return closure[0] if closure is not None and closure[1] == self.generation else None
+
     def local_function_at(self, address: int, generation: int) -> Optional[int]:
         """The address of this process's CFUNCTYPE instance whose worker closure is `address`
         of `generation` (a callback the library was handed as a plain pointer, and hands
