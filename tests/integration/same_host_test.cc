@@ -610,26 +610,37 @@ void ResetPeakRss() {
   fclose(refs);
 }
 
+// The hostile library (tests/testlibs/hostile.c), loaded into `session` by its real path.
+absl::StatusOr<Library> LoadHostile(Session& session) {
+  char real[PATH_MAX];
+  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
+  if (realpath(path.c_str(), real) == nullptr) return absl::NotFoundError(path);
+  return session.Load(real);
+}
+
+// The start of a forged Response{id: 1, call: {blocks: {} x `blocks`}}: the tag and length
+// of each field, to be followed by the blocks' two bytes `blocks` times (a pattern "\x12"
+// whose second byte is its string's terminator).
+std::string EmptyBlocksStart(long blocks) {
+  std::string start = "\x08\x01\x6a";
+  for (uint64_t length = blocks; length != 0; length >>= 7) {
+    start.push_back(static_cast<char>((length & 0x7f) | (length >= 0x80 ? 0x80 : 0)));
+  }
+  return start;
+}
+
 // A hostile library forges its worker's answer on the channel (tests/testlibs/hostile.c):
 // 48 MiB of empty returned blocks, two bytes each, which parsed whole would take this process
 // GiBs. The client walks the encoding first and refuses it at once (core/encoding_limits.h);
 // the call fails with INTERNAL naming what it held, and the session goes on.
 TEST_F(SameHostTest, AnAnswerThatWouldParseIntoFarMoreMemoryIsRefusedUnparsed) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open());
-  char real[PATH_MAX];
-  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
-  ASSERT_NE(realpath(path.c_str(), real), nullptr) << path;
-  ASSERT_OK_AND_ASSIGN(Library hostile, session->Load(real));
+  ASSERT_OK_AND_ASSIGN(Library hostile, LoadHostile(*session));
   ASSERT_OK_AND_ASSIGN(auto forge,
                        (hostile.Function<long(int, const char*, long, const char*, long, long)>(
                            "hostile_whole_frame")));
-  // Response{id: 1, call: {blocks: {} x n}}: the tag and length of each field, then the
-  // blocks' two bytes n times (the pattern's second byte is its string's terminator).
   const long blocks = 48 << 20;
-  std::string start = "\x08\x01\x6a";
-  for (uint64_t length = blocks; length != 0; length >>= 7) {
-    start.push_back(static_cast<char>((length & 0x7f) | (length >= 0x80 ? 0x80 : 0)));
-  }
+  const std::string start = EmptyBlocksStart(blocks);
   ASSERT_TRUE(session->same_host());
   ResetPeakRss();
   const double before = PeakRssMib();
@@ -658,20 +669,14 @@ TEST_F(SameHostTest, AnAnswerThatWouldParseIntoFarMoreMemoryIsRefusedUnparsed) {
 // the call's deadline, and the session goes on.
 TEST_F(SameHostTest, AnAnswerLongerThanItsCallAllowsIsRefusedBeforeItIsRead) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, Open(absl::Seconds(3)));
-  char real[PATH_MAX];
-  const std::string path = RunfilePath("tests/testlibs/libffibox_hostile.so");
-  ASSERT_NE(realpath(path.c_str(), real), nullptr) << path;
-  ASSERT_OK_AND_ASSIGN(Library hostile, session->Load(real));
+  ASSERT_OK_AND_ASSIGN(Library hostile, LoadHostile(*session));
   ASSERT_OK_AND_ASSIGN(auto forge,
                        (hostile.Function<long(int, const char*, long, const char*, long, long)>(
                            "hostile_whole_frame")));
   ASSERT_OK_AND_ASSIGN(Library lib, session->Load(TestLibPath()));
   ASSERT_OK_AND_ASSIGN(auto add, lib.Function<int(int, int)>("add_int"));
   const long blocks = 300 << 20;
-  std::string start = "\x08\x01\x6a";
-  for (uint64_t length = blocks; length != 0; length >>= 7) {
-    start.push_back(static_cast<char>((length & 0x7f) | (length >= 0x80 ? 0x80 : 0)));
-  }
+  const std::string start = EmptyBlocksStart(blocks);
   ResetPeakRss();
   const double before = PeakRssMib();
   const absl::Time started = absl::Now();

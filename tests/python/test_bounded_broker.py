@@ -292,21 +292,30 @@ def test_a_client_that_was_read_ahead_for_and_then_closes_its_session_ends_it_cl
 
 
 PIDS_ROOT = "/sys/fs/cgroup/pids"
+NEEDS_PIDS = pytest.mark.skipif(os.geteuid() != 0 or not os.path.isdir(PIDS_ROOT),
+                                reason="needs root and the cgroup v1 pids controller")
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isdir(PIDS_ROOT),
-                    reason="needs root and the cgroup v1 pids controller")
-def test_a_task_limit_reached_while_serving_fails_sessions_not_the_broker():
+@pytest.fixture
+def pids_group():
+    """A pids cgroup of the test's own (its path), removed after it."""
+    group = os.path.join(PIDS_ROOT, "ffibox-test-%d" % os.getpid())
+    os.mkdir(group)
+    yield group
+    for directory, _, _ in sorted(os.walk(group), key=lambda entry: -len(entry[0])):
+        os.rmdir(directory)
+
+
+@NEEDS_PIDS
+def test_a_task_limit_reached_while_serving_fails_sessions_not_the_broker(pids_group):
     # ffiboxd under a task limit (systemd's TasksMax, a container's pids limit): its
     # workers' threads count against it too. A thread the broker could not start (for a
     # worker's reader, its descriptor watch, a same-host door) threw, and the uncaught
     # exception ended the broker and every session (3 runs in 4 here, from the pool's
     # refill); and gRPC's shutdown then could wait for ever.
-    group = os.path.join(PIDS_ROOT, "ffibox-test-%d" % os.getpid())
-    os.mkdir(group)
     server = None
     try:
-        server, client, sessions, refused = _serve_until_the_task_limit(group)
+        server, client, sessions, refused = _serve_until_the_task_limit(pids_group)
         assert server.process.poll() is None, "the broker ended"
         # Typed, as RESOURCE_EXHAUSTED as a rule (a worker that cannot start its own
         # thread ends, WORKER_CRASHED); not gRPC's UNKNOWN for an exception in a handler.
@@ -315,7 +324,7 @@ def test_a_task_limit_reached_while_serving_fails_sessions_not_the_broker():
         assert any(error.code == "RESOURCE_EXHAUSTED" for error in refused), refused
         for session in sessions:
             session.close()
-        with open(os.path.join(group, "pids.max"), "w") as limit:
+        with open(os.path.join(pids_group, "pids.max"), "w") as limit:
             limit.write("max")
         with client.session() as session:  # served again once the tasks are back
             assert session.CDLL("libc.so.6").strlen(b"again") == 5
@@ -325,7 +334,6 @@ def test_a_task_limit_reached_while_serving_fails_sessions_not_the_broker():
     finally:
         if server is not None:
             server.stop()
-        _remove_group(group)
 
 
 def _serve_until_the_task_limit(group):
@@ -352,22 +360,14 @@ def _serve_until_the_task_limit(group):
     return server, client, sessions, refused
 
 
-def _remove_group(group):
-    for directory, _, _ in sorted(os.walk(group), key=lambda entry: -len(entry[0])):
-        os.rmdir(directory)
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isdir(PIDS_ROOT),
-                    reason="needs root and the cgroup v1 pids controller")
-def test_a_shutdown_at_the_task_limit_ends_cleanly():
+@NEEDS_PIDS
+def test_a_shutdown_at_the_task_limit_ends_cleanly(pids_group):
     # SIGTERM while the task limit is reached (the Python client's private server is stopped
     # so): the shutdown started a thread of its own, which threw, and ffiboxd aborted,
     # leaving its socket files behind.
-    group = os.path.join(PIDS_ROOT, "ffibox-test-%d" % os.getpid())
-    os.mkdir(group)
     server = None
     try:
-        server, _, _, _ = _serve_until_the_task_limit(group)
+        server, _, _, _ = _serve_until_the_task_limit(pids_group)
         socket_path = server.address[len("unix:"):]
         assert os.path.exists(socket_path)
         server.process.terminate()
@@ -378,4 +378,3 @@ def test_a_shutdown_at_the_task_limit_ends_cleanly():
     finally:
         if server is not None:
             server.stop()
-        _remove_group(group)
