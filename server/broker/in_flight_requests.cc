@@ -144,10 +144,7 @@ absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,
                                                    " invocations open at once"));
   }
   if (invoke.parent_invocation() == 0) {
-    const size_t top_level =
-        std::count_if(invocations_.begin(), invocations_.end(),
-                      [](const auto& entry) { return entry.second.depth == 1; });
-    if (top_level >= limits_.max_top_level_invocations) {
+    if (top_level_invocations_ >= limits_.max_top_level_invocations) {
       return absl::InvalidArgumentError(
           absl::StrCat("invocation ", id, " would be more than ", limits_.max_top_level_invocations,
                        " invocations open at once outside any other (one a thread of the "
@@ -179,6 +176,7 @@ absl::Status InFlightRequests::OpenInvocation(const v1::CallbackInvoke& invoke,
     open.timeout = idle_timeout;
     open.deadline = now + idle_timeout;
   }
+  if (open.depth == 1) ++top_level_invocations_;
   invocations_[id] = std::move(open);
   return absl::OkStatus();
 }
@@ -202,7 +200,11 @@ absl::StatusOr<const InFlightRequests::Invocation*> InFlightRequests::Answerable
 }
 
 void InFlightRequests::CloseInvocation(uint64_t id) {
-  invocations_.erase(id);
+  auto open = invocations_.find(id);
+  if (open != invocations_.end()) {
+    if (open->second.depth == 1) --top_level_invocations_;
+    invocations_.erase(open);
+  }
   scopes_.erase(BrokerKey(id));
 }
 
@@ -309,6 +311,7 @@ std::vector<std::pair<PendingRequest, bool>> InFlightRequests::Drain(const Culpr
   channel_scopes_ = 0;
   in_flight_ = 0;
   invocations_.clear();
+  top_level_invocations_ = 0;
   return drained;
 }
 

@@ -181,6 +181,7 @@ class InFlightRequests {
   size_t channel_scopes_ = 0;                    // scopes of invocations on the same-host channel
   size_t in_flight_ = 0;
   absl::flat_hash_map<uint64_t, Invocation> invocations_;
+  size_t top_level_invocations_ = 0;  // of invocations_, those outside any other (depth 1)
   uint64_t next_sequence_ = 1;
   std::string last_label_;
 };
