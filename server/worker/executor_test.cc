@@ -667,6 +667,20 @@ TEST_F(WatchedBlocksTest, AllocatedMemoryWrittenWithWatchIsWatchedUntilFreed) {
   }
   EXPECT_THAT(ChangedBy(2), ElementsAre(Pair(allocated[0].address(), 9)));
   EXPECT_THAT(ChangedBy(2), IsEmpty());  // reported once
+  // What the client writes there is its own: with `held`, no change of the library's.
+  for (bool held : {true, false}) {
+    v1::Request write;
+    *write.mutable_write_memory()->mutable_address() = allocated[0];
+    const int value = held ? 11 : 12;
+    write.mutable_write_memory()->set_data(&value, sizeof value);
+    write.mutable_write_memory()->set_held(held);
+    ASSERT_FALSE(ExecuteOne(&executor_, write).has_error());
+    if (held) {
+      EXPECT_THAT(ChangedBy(2), IsEmpty());
+    } else {
+      EXPECT_THAT(ChangedBy(2), ElementsAre(Pair(allocated[0].address(), 12)));
+    }
+  }
   v1::Request free;
   *free.mutable_free_memory()->mutable_address() = allocated[0];
   ASSERT_FALSE(ExecuteOne(&executor_, free).has_error());

@@ -251,19 +251,22 @@ bool MemoryRequests::WatchRead(uint64_t address, const std::string& bytes) {
 absl::Status MemoryRequests::WriteHeld(uint64_t address, const void* data, size_t size, bool held) {
   absl::Status written = SafeWrite(address, data, size);
   if (!written.ok() || !held || size == 0) return written;
-  // The written range [address, end) overlaps a watched read [start, start + its size) when
-  // each starts before the other ends.
+  // The written range [address, end) overlaps a watched range [start, start + its size)
+  // when each starts before the other ends: the bytes held of it take what was written.
   const uint64_t end = address + size;
   const char* bytes = static_cast<const char*>(data);
-  absl::MutexLock lock(&mu_);
-  for (auto& [key, remembered] : watched_reads_) {
-    const uint64_t start = key.first;
-    if (start >= end) break;  // in address order: none after it overlaps
-    if (start + remembered.size() <= address) continue;
+  const auto take = [&](uint64_t start, std::string& remembered) {
+    if (start >= end || start + remembered.size() <= address) return;
     const uint64_t low = std::max(start, address);
     const uint64_t high = std::min<uint64_t>(start + remembered.size(), end);
     remembered.replace(low - start, high - low, bytes + (low - address), high - low);
+  };
+  absl::MutexLock lock(&mu_);
+  for (auto& [key, remembered] : watched_reads_) {
+    if (key.first >= end) break;  // in address order: none after it overlaps
+    take(key.first, remembered);
   }
+  for (auto& [start, remembered] : watched_) take(start, remembered);
   return absl::OkStatus();
 }
 

@@ -11,6 +11,8 @@ memory the library left in typed pointer slots, which reads that memory.
 import bisect
 import ctypes as _ct
 import struct
+import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ffibox import (_addresses, _callback_code, _memory_owners, _remote, _slots, _twins,
@@ -21,10 +23,9 @@ from ffibox.errors import StaleHandle
 _CData = _ct._SimpleCData.__mro__[1]
 NULL = pb.Value(pointer=pb.PointerValue(null=True))
 _WORD = struct.Struct("<Q")
-# Addresses of this process a typed pointer slot held that were in no live numpy array when
-# looked for (at most _MOST_NOT_IN_NUMPY, then forgotten all at once).
-_NOT_IN_NUMPY: set = set()
-_MOST_NOT_IN_NUMPY = 4096
+# When the live numpy arrays were last looked for, and where each lay (a weak reference).
+_numpy_looked: List[Any] = [float("-inf"), []]
+_NUMPY_LOOK_SECONDS = 1.0
 
 _bytes_address = _twins.bytes_address
 
@@ -140,7 +141,7 @@ class CallBuilder:
         # fields): the library may only hand them back (user data); used as memory, the
         # worker faults near one (crash_hint).
         self.local_integers: List[int] = []
-        # (start, size, array) of the live numpy arrays, once a typed pointer slot needs them.
+        # (start, size, weak reference) of the live numpy arrays, once a slot needs them.
         self._numpy_extents: Optional[List[Tuple[int, int, Any]]] = None
         # block index -> {offset: (block of the copy, the caller's word)} for char* slots
         # holding the address of a bytes object's text, sent as a copy of it (_relocate).
@@ -365,20 +366,25 @@ class CallBuilder:
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
 
     def _live_numpy_array_at(self, word: int):
-        """The live numpy array whose memory holds `word`, else None: the arrays are looked
-        for once a call, at its first such word that was in none before (user data a struct
-        passes on every call costs no look after the first)."""
-        if word in _NOT_IN_NUMPY:
-            return None
+        """The live numpy array whose memory holds `word`, else None: among those ffibox has
+        met (a cast of `arr.ctypes`, a `data_as` pointer passed), then among those this
+        process holds, looked for at most once a second (user data a struct passes on every
+        call, at a new address each time, costs no look of every object each call)."""
+        array = _memory_owners.known_numpy_array_at(word)
+        if array is not None:
+            return array
         if self._numpy_extents is None:
-            self._numpy_extents = [(array.__array_interface__["data"][0], array.nbytes, array)
-                                   for array in _addresses.live_numpy_arrays()]
-        for start, size, array in self._numpy_extents:
+            now = time.monotonic()
+            if now - _numpy_looked[0] >= _NUMPY_LOOK_SECONDS:
+                _numpy_looked[:] = [now, [(array.__array_interface__["data"][0], array.nbytes,
+                                           weakref.ref(array))
+                                          for array in _addresses.live_numpy_arrays()]]
+            self._numpy_extents = _numpy_looked[1]
+        for start, size, ref in self._numpy_extents:
             if start <= word < start + size:
-                return array
-        if len(_NOT_IN_NUMPY) >= _MOST_NOT_IN_NUMPY:
-            _NOT_IN_NUMPY.clear()
-        _NOT_IN_NUMPY.add(word)
+                array = ref()
+                if array is not None:
+                    return array
         return None
 
     def _relocate_callback(self, index: int, offset: int, word: int) -> bool:

@@ -80,8 +80,10 @@ def worker_word(session, word: int, keep, generation: int) -> int:
     if found is not None and found[1].generation == generation:
         owner, twin = found
         if not twin.busy:
-            _write_watched(session, twin.worker, _ct.string_at(twin.local, twin.size),
-                           generation)
+            # Watched already (since its call placed it, or since it was made below): what
+            # is written is what the caller holds, no change of the library's to report.
+            session.memory.write(twin.worker, _ct.string_at(twin.local, twin.size), generation,
+                                 held=True)
         return twin.worker + (word - twin.local)
     owner = holder(keep, word)
     if owner is None or type(owner).__weakrefoffset__ == 0:
@@ -96,10 +98,12 @@ def worker_word(session, word: int, keep, generation: int) -> int:
 def _write_watched(session, worker: int, data: bytes, generation: int) -> None:
     """Writes a twin the callback stored a pointer to, watched as every twin is: the library
     writes into it through the pointer it keeps. Past the worker's watch budget, says so
-    once: those writes reach the object only when a call passes it."""
-    if not session.memory.write(worker, data, generation, watch=True) and \
-            not session.stream.closed_at_exit:
-        warnings.warn("ffibox: %d bytes a callback handed the library are past the 4 MiB of "
-                      "memory its worker watches; what the library writes there reaches "
-                      "the object when a call passes it (docs/python.md)" % len(data),
-                      RuntimeWarning, stacklevel=3)
+    once a session: those writes reach the object only when a call passes it."""
+    if session.memory.write(worker, data, generation, watch=True) or \
+            session.stream.closed_at_exit or session.warned_of_unwatched:
+        return
+    session.warned_of_unwatched = True
+    warnings.warn("ffibox: %d bytes a callback handed the library are past the 4 MiB of "
+                  "memory its worker watches; what the library writes there (if it does) "
+                  "reaches the object when a call passes it (docs/python.md)" % len(data),
+                  RuntimeWarning, stacklevel=3)

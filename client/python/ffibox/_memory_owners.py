@@ -49,6 +49,20 @@ def numpy_memory(array):
                     "be passed by its pointer")
 
 
+def known_numpy_array_at(address: int):
+    """The live numpy array ffibox has met (numpy_memory) whose memory holds `address`, else
+    None."""
+    with _arrays_lock:
+        entries = list(_arrays.values())
+    for ref, memory in entries:
+        start = _ct.addressof(memory)
+        if start <= address < start + _ct.sizeof(memory):
+            array = ref()
+            if array is not None:
+                return array
+    return None
+
+
 def numpy_array_of(obj):
     """The numpy array `obj` is (an ndarray) or stands for (numpy's `arr.ctypes`), else
     None."""

@@ -321,6 +321,8 @@ class Session:
         # The worker's closure of each callback id: (address, generation) as its
         # define_callback answered (a worker that restarted since has others).
         self._closures: Dict[int, Tuple[int, int]] = {}
+        # Whether a twin a callback handed the library was past the watch budget (said once).
+        self.warned_of_unwatched = False
         # And back: each closure -> id() of its CFUNCTYPE instance (a key of _callbacks).
         self._closure_owners: Dict[Tuple[int, int], int] = {}
         # Re-entrant: a collection while it is held (making a handler allocates) may run

@@ -393,7 +393,8 @@ def cast(obj, typ):
     at = _remote_address(obj)
     base = getattr(type(obj), "_ffibox_base", None)
     if at is not None and base is not None and _remote.view_address(obj) is not None and \
-            not (_types.holds_address(base) or _types.is_array(base)):
+            not (_types.holds_address(base) or _types.is_array(base)) and \
+            not hasattr(obj, "_as_parameter_"):
         # A record or a number of the worker's, as ctypes refuses a local one.
         raise ArgumentError("argument 1: TypeError: wrong type")
     if _types.is_pointer(typ) and (at is not None or _in_an_image(obj)):
@@ -407,8 +408,13 @@ def cast(obj, typ):
             _addresses.note_local_object(_ct.addressof(owner), _ct.sizeof(owner))
         if array is not None:
             # A numpy array's `arr.ctypes` (gmsh's cast of it): the array, as the pointer
-            # its data_as makes holds it (ffibox._marshal._keep_of).
+            # its data_as makes holds it (ffibox._marshal._keep_of), and met, should the
+            # pointer lose that hold (stored in an array of pointers).
             result._arr = array
+            try:
+                _memory_owners.numpy_memory(array)
+            except TypeError:
+                pass  # not contiguous, nor a view of such an array: passed, it is refused
         elif isinstance(obj, bytes):
             # ctypes keeps no reference to cast bytes; ffibox needs one to ship them, also
             # from a structure the pointer is stored in (`stream.next_in = cast(data, ...)`).
