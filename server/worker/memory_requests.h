@@ -62,9 +62,9 @@ class MemoryRequests : public LastingMemory {
   // the whole object including zeroed padding; string values and block pointers are
   // refused, they would not outlive the request; callback ids are written as their closure
   // address). `data` and `type`+`value` are exclusive. With `held`, what it writes into
-  // watched reads and blocks is what the client holds there: not reported as a change. With `watch`,
-  // `data` written from the start of a lasting block, and no larger, is watched as the block
-  // (Watch). Returns whether it is watched (false without `watch`).
+  // watched reads and blocks is what the client holds there: not reported as a change.
+  // With `watch`, `data` written from the start of a lasting block, and no larger, is
+  // watched as the block (Watch). Returns whether it is watched (false without `watch`).
   absl::StatusOr<bool> Write(const v1::WriteMemory& request);
   absl::StatusOr<v1::MemoryAllocated> Alloc(const v1::AllocMemory& request);
   // Only addresses returned by Alloc (and not yet freed) may be freed: NOT_FOUND otherwise.
