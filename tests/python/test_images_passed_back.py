@@ -13,6 +13,7 @@ test under the stdlib ctypes in-process and ffibox.ctypes.
 import pytest
 
 from conftest import TEST_LIB
+from test_images_follow_the_library import face_types
 
 
 def record_types(ct):
@@ -93,14 +94,7 @@ def test_a_record_declared_shorter_than_the_librarys_is_read_whole(ct, testlib):
     assert testlib.face_load_glyph(head, 3) == 0
     assert testlib.face_load_glyph(ct.byref(head), 7) == 0
 
-    class GlyphSlot(ct.Structure):
-        _fields_ = [("index", ct.c_int), ("width", ct.c_int),
-                    ("bitmap", ct.POINTER(ct.c_ubyte)), ("loads", ct.c_long)]
-
-    class Face(ct.Structure):
-        _fields_ = [("family", ct.c_char_p), ("glyph", ct.POINTER(GlyphSlot)),
-                    ("glyphs_loaded", ct.c_int)]
-
+    Face = face_types(ct, ct.CDLL(TEST_LIB))  # declared whole, on a library object of its own
     libc = ct.CDLL("libc.so.6")
     libc.memcpy.argtypes = [ct.c_void_p, ct.c_void_p, ct.c_size_t]
     whole = ct.POINTER(Face)()
