@@ -204,11 +204,11 @@ _CDATA = ctypes._SimpleCData.__mro__[1]
 
 def _untracked_buffer(obj) -> bool:
     """Whether `obj` is a buffer the collector does not track: a bytearray, or a numpy
-    ndarray once numpy is imported."""
+    ndarray (or one of its subclasses) once numpy is imported."""
     if type(obj) is bytearray:
         return True
     numpy = sys.modules.get("numpy")
-    return numpy is not None and type(obj) is numpy.ndarray
+    return numpy is not None and isinstance(obj, numpy.ndarray)
 
 
 def _live_object_holds(address: int, size: int) -> bool:
@@ -224,50 +224,40 @@ def _live_object_holds(address: int, size: int) -> bool:
 
 def live_holder(address: int, size: int = 1):
     """The live ctypes object, bytearray or numpy array of this process that holds
-    [address, address + size), else None: a scan of the collector's objects and what they
-    refer to (bytearrays and arrays are not tracked themselves), for an address found
-    nowhere else."""
-    def holds(obj) -> bool:
+    [address, address + size), else None, for an address found nowhere else."""
+    for obj in _live_objects():
         extent = _buffer_extent(obj)
-        return extent is not None and extent[0] <= address and address + size <= sum(extent)
-
-    # The variables of every thread's running functions (bytearrays and arrays there are in
-    # no tracked object, and 3.11 makes a function's frame an object only when asked).
-    for frame in list(sys._current_frames().values()):
-        while frame is not None:
-            for value in list(frame.f_locals.values()):
-                if _untracked_buffer(value) and holds(value):
-                    return value
-            frame = frame.f_back
-    for obj in gc.get_objects():
-        if holds(obj):
+        if extent is not None and extent[0] <= address and address + size <= sum(extent):
             return obj
-        if type(obj) in _CONTAINERS:
-            for referent in gc.get_referents(obj):
-                if _untracked_buffer(referent) and holds(referent):
-                    return referent
     return None
 
 
 def live_numpy_arrays() -> list:
     """The numpy arrays of this process that something holds (a variable, an attribute, an
-    element), found as live_holder finds untracked buffers; none before numpy is imported."""
+    element); none before numpy is imported."""
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return []
-    found = {}
+    return list({id(obj): obj for obj in _live_objects()
+                 if isinstance(obj, numpy.ndarray)}.values())
+
+
+def _live_objects():
+    """The objects the collector tracks, and the buffers it does not track that they or the
+    variables of every thread's running functions hold (bytearrays and numpy arrays are in
+    no tracked object there, and 3.11 makes a function's frame an object only when asked)."""
     for frame in list(sys._current_frames().values()):
         while frame is not None:
             for value in list(frame.f_locals.values()):
-                if isinstance(value, numpy.ndarray):
-                    found[id(value)] = value
+                if _untracked_buffer(value):
+                    yield value
             frame = frame.f_back
     for obj in gc.get_objects():
+        yield obj
         if type(obj) in _CONTAINERS:
             for referent in gc.get_referents(obj):
-                if isinstance(referent, numpy.ndarray):
-                    found[id(referent)] = referent
-    return list(found.values())
+                if _untracked_buffer(referent):
+                    yield referent
 
 
 # Where untracked buffers are found: what holds them (variables, attributes, elements).
