@@ -186,9 +186,10 @@ def _encoder(t):
         if type(value) is not int:
             return None
         number = convert(value)
-        if word and number and (twins.twin_at(number & _MASK64) is not None or
-                                _in_an_image(number & _MASK64) or
-                                number in _callback_code.local_callbacks):
+        # Small numbers, most such arguments (sizes, counts), are no address of an object.
+        if word and number >= _LEAST_MAPPED and (
+                twins.twin_at(number) is not None or _in_an_image(number) or
+                number in _callback_code.local_callbacks):
             return None
         if signed:
             number = (number << 1) ^ (number >> 63)
