@@ -44,15 +44,19 @@ constexpr int kMaxAnswerInPlaceBackoff = 64;
 // The smallest memory cap a session may ask for: below it the worker cannot even run.
 constexpr uint64_t kMinSessionMemoryBytes = uint64_t{16} << 20;
 
+// The most threads and processes a worker may have: its cgroup's task limit, else its
+// RLIMIT_NPROC; 0: none (SessionOpened.worker_pids_max).
+uint64_t WorkerTasksMax(const SessionConfig& config) {
+  return config.cgroups != nullptr ? config.jail.worker_pids_max : config.jail.processes;
+}
+
 // The session's bounds on the requests and invocations in flight.
 InFlightRequests::Limits InFlightRequestLimits(const SessionConfig& config) {
   InFlightRequests::Limits limits;
   limits.max_in_flight = config.max_in_flight;
   limits.max_callback_depth = config.max_callback_depth;
-  // A worker's threads: its cgroup's task limit, else its RLIMIT_NPROC (0: none), as
-  // SessionOpened.worker_pids_max says.
-  const uint64_t tasks =
-      config.cgroups != nullptr ? config.jail.worker_pids_max : config.jail.processes;
+  // One invocation outside any other per thread at most.
+  const uint64_t tasks = WorkerTasksMax(config);
   if (tasks != 0) {
     limits.max_top_level_invocations = std::min<uint64_t>(tasks, limits.max_top_level_invocations);
   }
@@ -407,12 +411,8 @@ absl::StatusOr<Session::Answer> Session::Open(const v1::Request& request) {
   for (std::string& layer : ActiveJailLayers(config_.jail)) opened->add_jail_layers(layer);
   for (const std::string& waived : config_.jail.waived) opened->add_waived_jail_layers(waived);
   opened->set_scratch_directory(scratch_path);
-  if (config_.cgroups != nullptr) {
-    opened->set_worker_pids_max(config_.jail.worker_pids_max);
-    opened->set_idle_cpu_percent(idle_cpu_percent);
-  } else {
-    opened->set_worker_pids_max(config_.jail.processes);  // RLIMIT_NPROC, or 0: none
-  }
+  opened->set_worker_pids_max(WorkerTasksMax(config_));
+  if (config_.cgroups != nullptr) opened->set_idle_cpu_percent(idle_cpu_percent);
   return response;
 }
 
