@@ -135,3 +135,24 @@ def test_an_answer_the_broker_refuses_gives_native_code_zero_at_once(server, cap
         assert errors and "refused the callback's answer" in errors[-1].error.message
         assert session.generation == 1
     client.close()
+
+
+def test_only_the_last_thousand_events_are_kept(session):
+    # Each call of a freed callback is an event (a library's thread may call one without
+    # end): a caller that never takes them keeps the last 1000, not all.
+    import gc
+    from ffibox._stream import KEPT_EVENTS
+    lib = session.CDLL(TEST_LIB)
+    lib.register_handler.argtypes = [ct.CFUNCTYPE(ct.c_int, ct.c_int)]
+    lib.register_handler.restype = None
+    lib.register_handler(ct.CFUNCTYPE(ct.c_int, ct.c_int)(lambda x: x + 1))
+    gc.collect()
+    assert not session._callbacks  # freed in its worker
+    lib.fire_handler.argtypes = [ct.c_int]
+    for i in range(1500):
+        assert lib.fire_handler(i) == 0
+    # Its look-up goes through ffiboxd, answered after the events the worker sent before it.
+    assert lib.add_int(2, 3) == 5
+    errors = [e for e in session.stream.events if e.kind == pb.SessionEvent.CALLBACK_ERROR]
+    assert KEPT_EVENTS == 1000
+    assert len(session.stream.events) == len(errors) == 1000

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 import weakref
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, Optional, Tuple
 
 from ffibox._channel import fork_advice
 from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, TOP_LEVEL_OPS,
@@ -50,6 +50,9 @@ _CHANNEL_WAIT = 0.05
 # (Client.session(answer_margin=)); what the broker answers at once gets this alone.
 DEFAULT_ANSWER_MARGIN = 10.0
 _ANSWERED_AT_ONCE = frozenset(("open", "ping", "close", "parse_declaration", "callback_return"))
+# How many unsolicited events a session keeps (SessionStream.events), as the C++ and Node
+# clients keep.
+KEPT_EVENTS = 1000
 # A waiter that looks this much later than it meant to was held up with the rest of this
 # process (stopped, the machine suspended): that silence is not the server's.
 _HELD_UP = 1.0
@@ -357,7 +360,10 @@ class SessionStream:
         # the server went away, the server's refusal (UNAUTHENTICATED, ...) as it said.
         self._ended_code = "FAILED_PRECONDITION"
         self.generation = 0
-        self.events = []
+        # The last KEPT_EVENTS unsolicited events, oldest first: a library's thread may make
+        # them without end (each call of a freed callback is one), and a caller may never
+        # look at them.
+        self.events: Deque = collections.deque(maxlen=KEPT_EVENTS)
         # What the library prints (WORKER_OUTPUT events): (stream, bytes) -> None. By default
         # it goes to this process's stderr, as the library's output would with ctypes.
         self.on_output: Callable[[str, bytes], None] = write_worker_output
@@ -1202,7 +1208,6 @@ class SessionStream:
                             sys.stderr.write("ffibox: the library hit a limit of its worker: "
                                              "%s\n" % event.error.message)
                         self.events.append(event)
-                        del self.events[:-64]
                     continue
                 # Without the lock (a dict's get and pop are atomic): a signal handler may
                 # hold it, running on the thread whose request it interrupted between two of
