@@ -223,3 +223,32 @@ def test_a_slot_rewritten_many_times_keeps_only_its_current_bitmap_image(ffibox_
     del face, glyph, image
     gc.collect()
     session.close()
+
+
+def test_threads_whose_calls_change_what_an_image_mirrors_write_none_of_it_back(ct, testlib):
+    # Eight threads of one session, each call bumping a number the library keeps, with an
+    # image of that memory held (from a typed out-parameter): what each call's answer says
+    # the library changed is applied on the calling thread while another thread's call
+    # begins, whose look for the caller's own changes must never take the library's
+    # bytes, half applied, for the caller's and write them back over later bumps.
+    import threading
+    testlib.out_int_array.argtypes = [ct.POINTER(ct.POINTER(ct.c_int))]
+    testlib.out_int_array.restype = None
+    testlib.bump_owned_number.argtypes = [ct.c_int]
+    testlib.bump_owned_number.restype = None
+    numbers = ct.POINTER(ct.c_int)()
+    testlib.out_int_array(ct.byref(numbers))
+    start = testlib.owned_number_at(0)
+
+    def bump():
+        for _ in range(500):
+            testlib.bump_owned_number(0)
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert testlib.owned_number_at(0) == start + 4000
+    testlib.bump_owned_number(0)  # its answer brings the number as the library left it
+    assert numbers[0] == start + 4001

@@ -237,6 +237,9 @@ void out_malloced_string(char** out) { *out = strdup("made by the library"); }
 void out_int_array(int** out) { *out = owned_numbers; }
 int owned_number_at(int index) { return owned_numbers[index]; }
 void set_owned_number(int index, int value) { owned_numbers[index] = value; }
+void bump_owned_number(int index) {
+  __atomic_fetch_add(&owned_numbers[index], 1, __ATOMIC_SEQ_CST);
+}
 static unsigned char counting_bytes[200000];
 void out_counting_bytes(unsigned char** out, size_t* length) {
   for (size_t i = 0; i < sizeof counting_bytes; ++i) counting_bytes[i] = (unsigned char)(i * 7);

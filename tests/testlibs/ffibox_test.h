@@ -67,6 +67,7 @@ void out_malloced_string(char** out);        /* *out = strdup(...) */
 void out_int_array(int** out);               /* *out = {7, 8, 9, 10} owned by the library */
 int owned_number_at(int index);              /* that array's element, as the library sees it */
 void set_owned_number(int index, int value); /* that array's element = value */
+void bump_owned_number(int index);           /* that array's element + 1, atomically */
 void out_counting_bytes(unsigned char** out, size_t* length); /* 200000 bytes, i * 7 */
 unsigned char counting_byte_at(size_t index);                 /* of that array, as it is now */
 /* *out = 200 names "name0".."name199", NULL at index 3 and after the last; the library's. */

@@ -386,8 +386,9 @@ class ImageTable:
         data = self._read(image.worker, image.size, image.generation)
         if data is None or len(data) != image.size:
             return False
-        _ct.memmove(image.start, data, image.size)
-        image.synced = image.seen = data
+        with self._lock:
+            _ct.memmove(image.start, data, image.size)
+            image.synced = image.seen = data
         return True
 
     def image_of(self, pointer_type, worker: int, generation: int) -> Optional[Image]:
@@ -571,8 +572,7 @@ class ImageTable:
             twin = self._twins.local(word, generation)
             if twin is not None:  # into caller memory a call reached: the caller's object
                 parent.children.append(twin[0])
-                parent.slots[offset] = (twin[1], word)
-                _types.word_at(parent.start + offset).value = twin[1]
+                self._set_slot(parent, offset, twin[1], word)
                 continue
             in_page = budget.strings.get(word) if _types.code_of(slot_type) == "z" else None
             if in_page is not None:
@@ -586,7 +586,14 @@ class ImageTable:
                     continue
                 local = child.start
                 parent.children.append(child)
-            parent.slots[offset] = (local, word)
+            self._set_slot(parent, offset, local, word)
+
+    def _set_slot(self, parent: Image, offset: int, local: int, worker: int) -> None:
+        """Points `parent`'s slot at `offset` to `local`, the image (or twin) of `worker`:
+        with the slot's record, under the lock, so that another thread's sync never sees the
+        one without the other (it would write the local address back as a change)."""
+        with self._lock:
+            parent.slots[offset] = (local, worker)
             _types.word_at(parent.start + offset).value = local
 
     def _make_one(self, pointer_type, worker: int, generation: int,
@@ -872,20 +879,21 @@ class ImageTable:
                 except Error:
                     continue  # nothing to mirror there any more
             offset, end = low - image.worker, high - image.worker
-            _ct.memmove(image.start + offset, span, high - low)
-            synced = image.synced if isinstance(image.synced, bytearray) else \
-                bytearray(image.synced)
-            synced[offset:end] = span
-            image.synced = synced
-            if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
-                    len(image.seen) == image.size:
-                # What was last looked at, with these bytes (a large image is not copied
-                # for a store into it).
-                if not isinstance(image.seen, bytearray):
-                    image.seen = bytearray(image.seen)
-                image.seen[offset:end] = span
-            else:
-                image.seen = None  # the next sync looks at all of it again
+            with self._lock:  # the bytes and what they were synced as, together
+                _ct.memmove(image.start + offset, span, high - low)
+                synced = image.synced if isinstance(image.synced, bytearray) else \
+                    bytearray(image.synced)
+                synced[offset:end] = span
+                image.synced = synced
+                if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
+                        len(image.seen) == image.size:
+                    # What was last looked at, with these bytes (a large image is not
+                    # copied for a store into it).
+                    if not isinstance(image.seen, bytearray):
+                        image.seen = bytearray(image.seen)
+                    image.seen[offset:end] = span
+                else:
+                    image.seen = None  # the next sync looks at all of it again
 
     def sync(self, address: Optional[int] = None, size: int = 0) -> None:
         """Writes back what the caller changed in its images since they were read: all of
@@ -916,41 +924,54 @@ class ImageTable:
 
     def _sync_one(self, image: Image) -> None:
         """Writes back what the caller changed in `image` since it was read."""
-        if image.size:
-            if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
-                    len(image.seen) == image.size and \
-                    _same_bytes(image.start, image.seen, image.size):
-                return  # unchanged since the last look (a large view: no copy to look)
-            seen = _ct.string_at(image.start, image.size)
-            if seen == image.seen:
-                return  # unchanged since the last look
-            current = bytearray(seen)
-            for offset, (local, worker) in image.slots.items():
-                word = _WORD.unpack_from(current, offset)[0]
-                if word == local:
-                    _WORD.pack_into(current, offset, worker)
-                else:
-                    mapped = self.worker_address(word) if word else (0, 0)
-                    _WORD.pack_into(current, offset, mapped[0] if mapped else worker)
-            current = bytes(current)
-            if current == image.synced:
-                image.seen = seen
-                return
-            # Each run of changed bytes alone: the bytes between two runs may have changed
-            # in the worker since they were read (a page of strings mirrors what lies
-            # between them too).
-            for first, end in changed_runs(image.synced, current):
-                try:
-                    self._memory.write(image.worker + first, current[first:end],
-                                       image.generation, as_is=True, held=image.watched)
-                except Error as error:
-                    # Its worker is gone (a restart) or the library freed that memory: the
-                    # change cannot land; say so once, and stop trying.
-                    sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
-                                     "written back: %s\n" % (image.worker + first, error))
-                    break
-            image.synced = current
+        if not image.size:
+            return
+        # The look and its marking under the lock: another thread applying what its call's
+        # library changed writes the image's bytes and what they were synced as together
+        # (_apply_runs), so a look between the two never takes the library's bytes for the
+        # caller's, to write them back later over what the library wrote since.
+        with self._lock:
+            runs = self._caller_changes(image)
+        for first, data in runs:
+            try:
+                self._memory.write(image.worker + first, data, image.generation, as_is=True,
+                                   held=image.watched)
+            except Error as error:
+                # Its worker is gone (a restart) or the library freed that memory: the
+                # change cannot land; say so once, and stop trying.
+                sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
+                                 "written back: %s\n" % (image.worker + first, error))
+                break
+
+    def _caller_changes(self, image: Image) -> List[Tuple[int, bytes]]:
+        """The runs (offset, bytes) the caller changed in `image` since it was read or
+        last looked at, which it is marked synced with (the lock held)."""
+        if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
+                len(image.seen) == image.size and \
+                _same_bytes(image.start, image.seen, image.size):
+            return []  # unchanged since the last look (a large view: no copy to look)
+        seen = _ct.string_at(image.start, image.size)
+        if seen == image.seen:
+            return []  # unchanged since the last look
+        current = bytearray(seen)
+        for offset, (local, worker) in image.slots.items():
+            word = _WORD.unpack_from(current, offset)[0]
+            if word == local:
+                _WORD.pack_into(current, offset, worker)
+            else:
+                mapped = self.worker_address(word) if word else (0, 0)
+                _WORD.pack_into(current, offset, mapped[0] if mapped else worker)
+        current = bytes(current)
+        if current == image.synced:
             image.seen = seen
+            return []
+        # Each run of changed bytes alone: the bytes between two runs may have changed in
+        # the worker since they were read (a page of strings mirrors what lies between them
+        # too).
+        runs = [(first, current[first:end]) for first, end in changed_runs(image.synced, current)]
+        image.synced = current
+        image.seen = seen
+        return runs
 
     # -- following the library -------------------------------------------------------------
 
@@ -976,8 +997,9 @@ class ImageTable:
         budget = self.budget()
         budget.current = True
         repointed: List[Image] = []  # those with a pointer position that changed
-        touched = [image for image, image_runs in runs
-                   if self._apply_runs(image, image_runs, budget, repointed)]
+        with self._lock:  # each image's bytes and what they were synced as, together
+            touched = [image for image, image_runs in runs
+                       if self._apply_runs(image, image_runs, budget, repointed)]
         try:
             self._follow(budget, generation)
         except Error as error:
