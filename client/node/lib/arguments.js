@@ -144,7 +144,20 @@ function wellFormedText(text) {
   return text.replace(UNPAIRED_SURROGATES, '\ufffd');
 }
 
+/**
+ * Refuses `options` naming anything not in `known` (a misspelled name would otherwise read
+ * as the default, silently): `what` says what they are ("session option"), `owner` (if any)
+ * whose.
+ */
+function knownOptions(options, known, what, owner) {
+  const unknown = Object.keys(options || {}).filter((key) => !known.includes(key));
+  if (unknown.length > 0) {
+    throw invalid(`${owner ? `${owner}: ` : ''}unknown ${what} ${unknown.join(', ')} ` +
+      `(known: ${known.join(', ')})`);
+  }
+}
+
 module.exports = {
   integerArgument, floatArgument, boolArgument, integerRange, describeValue, textArgument,
-  wellFormedText,
+  wellFormedText, knownOptions,
 };

@@ -7,6 +7,7 @@ const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const { checkUnixServer, defaultAddress } = require('./address');
+const { knownOptions } = require('./arguments');
 const { FfiboxError, InvalidArgument, SessionClosed, UntrustedServer } = require('./errors');
 const { healthRoundRobinConfig } = require('./health');
 const { privateServer } = require('./private');
@@ -106,6 +107,10 @@ const FFIBOX_SERVICE = 'ffibox.v1.Ffibox';
 const KEEPALIVE_MS = 30000;
 const KEEPALIVE_TIMEOUT_MS = 20000;
 
+// What connect takes.
+const CONNECT_OPTIONS = ['address', 'tls', 'token', 'timeoutMs', 'keepaliveMs',
+  'keepaliveTimeoutMs', 'healthCheck'];
+
 function keepaliveOptions(options) {
   const keepalive = { time: KEEPALIVE_MS, timeout: KEEPALIVE_TIMEOUT_MS };
   for (const [name, key] of [['keepaliveMs', 'time'], ['keepaliveTimeoutMs', 'timeout']]) {
@@ -166,6 +171,7 @@ function waitForServer(grpcClient, address, timeoutMs) {
  * does not start.
  */
 async function connect(options = {}) {
+  knownOptions(options, CONNECT_OPTIONS, 'connect option');
   const timeoutMs = options.timeoutMs === undefined ? 2000 : options.timeoutMs;
   const keepalive = keepaliveOptions(options);
   if (options.address || process.env.FFIBOX_ADDRESS) {

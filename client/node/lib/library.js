@@ -2,7 +2,7 @@
 // A library loaded in a session's worker, and its functions: declared with a C declaration
 // the server parses (`'double cos(double)'`), with JS type descriptions overriding the
 // parameters and result the C text cannot say (structs, buffers, arrays, callbacks).
-const { textArgument } = require('./arguments');
+const { knownOptions, textArgument } = require('./arguments');
 const { internal, invalid } = require('./errors');
 const {
   Typed, addressFromServer, describe, fromProto, readScalar, variadicType, writeScalar,
@@ -13,6 +13,8 @@ const {
 
 // What callWith takes.
 const CALL_OPTIONS = ['captureErrno', 'setErrno', 'timeoutMs'];
+// What func takes.
+const FUNC_OPTIONS = ['params', 'result'];
 
 // A parameter index as `options.params` may name it: a whole number without sign or
 // exponent ('0.5', '-0', '1e1' and ' 1' name no parameter, whatever Number() makes of them).
@@ -47,6 +49,7 @@ class Library {
    * when the declaration does not parse.
    */
   async func(declaration, options = {}) {
+    knownOptions(options, FUNC_OPTIONS, 'func option');
     const parsed = await this.session.parseDeclaration(declaration);
     const signature = parsed.signature;
     const params = signature.params.map(fromProto);
@@ -92,11 +95,7 @@ class NativeFunction {
   }
 
   async call(args, options = {}) {
-    const unknown = Object.keys(options || {}).filter((key) => !CALL_OPTIONS.includes(key));
-    if (unknown.length > 0) {
-      throw invalid(`${this.name}: unknown call option ${unknown.join(', ')} ` +
-        `(known: ${CALL_OPTIONS.join(', ')})`);
-    }
+    knownOptions(options, CALL_OPTIONS, 'call option', this.name);
     const { captureErrno = false, setErrno, timeoutMs } = options || {};
     if (setErrno !== undefined && !(Number.isInteger(setErrno) && setErrno >= -(2 ** 31) &&
         setErrno < 2 ** 31)) {
@@ -110,7 +109,7 @@ class NativeFunction {
     const fixed = this.params.length;
     if (args.length < fixed || (!this.variadic && args.length > fixed)) {
       throw invalid(`${this.name} takes ${this.variadic ? 'at least ' : ''}${fixed} ` +
-        `arguments, got ${args.length}`);
+        `argument${fixed === 1 ? '' : 's'}, got ${args.length}`);
     }
     const variadicTypes = args.slice(fixed).map(variadicType);
     const types = [...this.params, ...variadicTypes];

@@ -10,7 +10,7 @@ const { AsyncLocalStorage } = require('node:async_hooks');
 const { EventEmitter } = require('node:events');
 const path = require('node:path');
 const { AnswerWatch, MAX_TIMER_DELAY_MS } = require('./answer_watch');
-const { textArgument, wellFormedText } = require('./arguments');
+const { knownOptions, textArgument, wellFormedText } = require('./arguments');
 const { FfiboxError, SessionClosed, errorFromProto, internal, invalid } = require('./errors');
 const { Library } = require('./library');
 const { RemotePointer, addressFromServer, callbackOf, fromProto } = require('./types');
@@ -222,11 +222,11 @@ class Session extends EventEmitter {
   }
 
   async _open(options) {
-    const unknown = Object.keys(options).filter((key) => !SESSION_OPTIONS.includes(key));
-    if (unknown.length > 0) {
+    try {
+      knownOptions(options, SESSION_OPTIONS, 'session option');
+    } catch (error) {
       this.close();
-      throw invalid(`unknown session option ${unknown.join(', ')} ` +
-        `(known: ${SESSION_OPTIONS.join(', ')})`);
+      throw error;
     }
     let requiredLayers;
     try {
@@ -447,8 +447,7 @@ class Session extends EventEmitter {
    */
   async load(file, options = {}) {
     textArgument(file, 'the library path');
-    const unknown = Object.keys(options || {}).filter((key) => key !== 'global');
-    if (unknown.length > 0) throw invalid(`load: unknown option ${unknown.join(', ')} (global)`);
+    knownOptions(options, ['global'], 'load option');
     const { global = false } = options || {};
     if (typeof global !== 'boolean') throw invalid('load: global must be true or false');
     const libraryPath = file.includes('/') && !path.isAbsolute(file) ? path.resolve(file) : file;

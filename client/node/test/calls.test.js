@@ -228,7 +228,7 @@ describe('declarations', () => {
         assert.equal(await (await user.func('int ask_global_answer(void)'))(), 42);
         await assert.rejects(own.load('libm.so.6', { globl: true }),
           (error) => error instanceof ffibox.InvalidArgument &&
-            /unknown option globl/.test(error.message));
+            /unknown load option globl/.test(error.message));
         await assert.rejects(own.load('libm.so.6', { global: 1 }),
           (error) => error instanceof ffibox.InvalidArgument);
       } finally {
@@ -292,6 +292,12 @@ describe('scalars', () => {
   test('a wrong number of arguments is refused before sending', async () => {
     const add = await lib.func('int add_int(int, int)');
     await assert.rejects(add(1), /takes 2 arguments, got 1/);
+  });
+
+  test('a misspelled option of func is refused, not read as no option', async () => {
+    await assert.rejects(lib.func('int add_int(int, int)', { reslt: 'double' }),
+      (error) => error instanceof ffibox.InvalidArgument &&
+        /unknown func option reslt \(known: params, result\)/.test(error.message));
   });
 });
 
@@ -384,7 +390,7 @@ describe('variadic functions', () => {
 
   test('a fixed parameter missing is refused before sending', async () => {
     const sum = await lib.func('int sum_variadic(int count, ...)');
-    await assert.rejects(sum(), /takes at least 1 arguments, got 0/);
+    await assert.rejects(sum(), /takes at least 1 argument, got 0/);
     await assert.rejects(sum(1, ffibox.typed(ffibox.buffer(), Buffer.alloc(1))),
       ffibox.InvalidArgument);
     await assert.rejects(lib.func('void* greeting(void)', { result: ffibox.buffer('out') }),

@@ -91,6 +91,12 @@ describe('unix socket checks', () => {
       ffibox.UntrustedServer);
   });
 
+  test('a misspelled option is refused, not read as the default address', async () => {
+    await assert.rejects(ffibox.connect({ adress: `unix:${dir}/none.sock` }),
+      (error) => error instanceof ffibox.InvalidArgument &&
+        /unknown connect option adress \(known: address, /.test(error.message));
+  });
+
   test('a socket that does not exist is UNAVAILABLE, saying so', async () => {
     await assert.rejects(ffibox.connect({ address: `unix:${dir}/none.sock`, timeoutMs: 300 }),
       (error) => error.code === 'UNAVAILABLE' && /does not exist/.test(error.message));
