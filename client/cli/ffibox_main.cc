@@ -229,6 +229,16 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
                                         std::numeric_limits<uint32_t>::max())));
     return kExitUsage;
   }
+  for (const std::string& layer : absl::GetFlag(FLAGS_require_jail)) {
+    if (layer != "all" && std::find(std::begin(kJailLayerNames), std::end(kJailLayerNames),
+                                    layer) == std::end(kJailLayerNames)) {
+      PrintError(ErrorStatus(
+          v1::INVALID_ARGUMENT,
+          absl::StrCat("--require_jail: no jail layer is called '", layer,
+                       "' (the layers: ", absl::StrJoin(kJailLayerNames, ", "), ", or all)")));
+      return kExitUsage;
+    }
+  }
   absl::StatusOr<CDeclaration> declaration = ParseCDeclaration(declaration_text);
   if (!declaration.ok()) {
     PrintError(declaration.status());
@@ -375,6 +385,10 @@ int Main(int argc, char** argv) {
     } else if (words[0] != "call") {
       std::cerr << "error: unknown command '" << absl::CHexEscape(words[0])
                 << "': call or bindgen\n";
+    } else if (words.size() == 2 &&
+               (words[1] == "--help" || words[1] == "-help" || words[1] == "-h")) {
+      std::cout << HelpText();  // `ffibox call --help`
+      return FlushStdout("the usage") ? 0 : kExitFailure;
     } else {
       std::cerr << "error: call needs a library and a declaration\n";
     }
