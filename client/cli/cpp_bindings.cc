@@ -41,6 +41,11 @@ std::string CppName(const std::string& name) {
   return ReservedNames().contains(name) ? name + "_" : name;
 }
 
+// An accessor's declarator as the header spells it: parenthesized, so that a function-like
+// macro of the same name in the library's own header (zlib.h's gzgetc) does not expand in it
+// when a file includes both.
+std::string Unexpanded(const std::string& name) { return absl::StrCat("(", name, ")"); }
+
 const char* CppScalar(Scalar scalar) { return NamesOf(scalar).c; }
 
 std::string IntegerLiteral(int64_t value) {
@@ -219,7 +224,8 @@ class CppWriter {
         param_names.push_back(each.empty() ? "_" : each);
       }
       accessors.push_back(absl::StrCat(
-          "// ", function.name, "(", absl::StrJoin(param_names, ", "), ")\ninline auto ", name,
+          "// ", function.name, "(", absl::StrJoin(param_names, ", "), ")\ninline auto ",
+          Unexpanded(name),
           "(const ffibox::Library& library) {\n  return library.Function<signatures::", name,
           ">(\"", function.name, "\");\n}\n"));
     }
@@ -247,7 +253,7 @@ class CppWriter {
         continue;
       }
       absl::StrAppend(&out_, "\n// The variable ", variable.name,
-                      ", read from the worker.\ninline auto ", CppName(variable.name),
+                      ", read from the worker.\ninline auto ", Unexpanded(CppName(variable.name)),
                       "(const ffibox::Library& library) {\n  return library.Variable<", *value,
                       ">(\"", variable.name, "\");\n}\n");
     }

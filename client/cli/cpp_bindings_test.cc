@@ -42,7 +42,7 @@ TEST(CppBindingsTest, ParametersBecomeTheClientTypesThatCarryThem) {
   EXPECT_THAT(header, HasSubstr("using describe = std::optional<std::string>(int);\n"));
   EXPECT_THAT(header, HasSubstr("using current = ffibox::RemotePtr();\n"));
   EXPECT_THAT(header, HasSubstr("using middle = point(point, point);\n"));
-  EXPECT_THAT(header, HasSubstr("inline auto process(const ffibox::Library& library) {\n"
+  EXPECT_THAT(header, HasSubstr("inline auto (process)(const ffibox::Library& library) {\n"
                                 "  return library.Function<signatures::process>(\"process\");\n"
                                 "}\n"));
 }
@@ -109,7 +109,7 @@ TEST(CppBindingsTest, ConstantsAndWhatCannotBeBound) {
                                 "inline constexpr mode MODE_A = 1"));
   EXPECT_THAT(header, HasSubstr("//   log_message: variadic\n"));
   EXPECT_THAT(header, HasSubstr("return library.Variable<int>(\"error_count\");"));
-  EXPECT_THAT(header, HasSubstr("inline auto new_(const ffibox::Library& library) {\n"
+  EXPECT_THAT(header, HasSubstr("inline auto (new_)(const ffibox::Library& library) {\n"
                                 "  return library.Function<signatures::new_>(\"new\");"));
 }
 
