@@ -94,6 +94,9 @@ int main() {
   if (!attached.ok()) return 125;
   channel = attached->get();
   channel->WatchPeerHangup(kChannelHangupFd);
+  ffibox::internal::WorkerReply started;  // as ffibox-worker says it runs, first
+  started.set_started(true);
+  if (!WriteReply(started.SerializeAsString())) return 0;
   for (;;) {
     absl::StatusOr<std::string> frame = ReadRequest();
     if (!frame.ok()) return 0;

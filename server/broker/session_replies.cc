@@ -169,6 +169,9 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
 
 absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply reply,
                                   std::optional<v1::Response>* to_client) {
+  if (reply.started()) {
+    return absl::InvalidArgumentError("the worker said again that it started");
+  }
   if (reply.has_invoke()) {
     absl::Status invoke = AcceptInvoke(reply.mutable_invoke());
     if (!invoke.ok()) return invoke;

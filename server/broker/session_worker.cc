@@ -11,6 +11,10 @@
 namespace ffibox {
 namespace {
 
+// How long a worker may take to say it runs (a fresh one execs and links ffibox-worker first;
+// a pooled one has said so long before).
+constexpr absl::Duration kWorkerStartTimeout = absl::Seconds(20);
+
 // The public error `code` with `message`, logged for the operator with the session's id.
 absl::Status Refuse(v1::ErrorCode code, absl::string_view session_id, std::string message) {
   fprintf(stderr, "ffiboxd: session %.*s: %s\n", static_cast<int>(session_id.size()),
@@ -64,6 +68,13 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
                   absl::StrCat("cannot start a worker: ", started.status().message()));
   }
   std::unique_ptr<WorkerProcess> process = *std::move(started);
+  // A worker that could not start its own thread ends before it says it runs: so told, not as
+  // a crash of the session's library, nor as a cgroup that could not take it.
+  if (absl::Status running = process->AwaitStart(kWorkerStartTimeout); !running.ok()) {
+    process.reset();
+    return Refuse(absl::IsResourceExhausted(running) ? v1::RESOURCE_EXHAUSTED : v1::INTERNAL,
+                  session_id, absl::StrCat("cannot start a worker: ", running.message()));
+  }
   // Before the first request: a pooled worker was started before this session existed, and
   // the session may have asked for a lower memory cap than the server's.
   absl::Status limited = ApplyWorkerLimits(

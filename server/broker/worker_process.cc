@@ -32,6 +32,7 @@
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/user_namespace.h"
 #include "server/jail/worker_jail.h"
+#include "server/protocol/crash_report.h"
 #include "server/protocol/worker_settings.h"
 
 namespace ffibox {
@@ -383,6 +384,23 @@ WorkerProcess::~WorkerProcess() {
                  seccomp_listener_, status_fd_}) {
     if (fd >= 0) close(fd);
   }
+}
+
+absl::Status WorkerProcess::AwaitStart(absl::Duration timeout) {
+  absl::StatusOr<internal::WorkerReply> first = connection_->Receive(absl::Now() + timeout);
+  if (first.ok() && first->started()) return absl::OkStatus();
+  if (first.ok()) return absl::InternalError("the worker's first frame is not its start");
+  if (!absl::IsUnavailable(first.status())) return first.status();
+  const WorkerExit exit = Reap();
+  if (exit.signal == 0 && exit.exit_code == kWorkerExitNoThread) {
+    return absl::ResourceExhaustedError(
+        "the worker could not start its own thread (the task limit of ffiboxd's user or "
+        "cgroup, or its memory)");
+  }
+  return absl::UnavailableError(
+      exit.signal != 0
+          ? absl::StrCat("the worker was killed by signal ", exit.signal, " as it started")
+          : absl::StrCat("the worker exited with status ", exit.exit_code, " as it started"));
 }
 
 absl::Status WorkerProcess::Begin(uint64_t generation, bool request_follows) {

@@ -169,6 +169,13 @@ class WorkerProcess {
   pid_t worker_pid() const { return worker_pid_; }
   // The generation Begin bound the worker to; 0 before.
   uint64_t generation() const { return generation_; }
+  // Waits up to `timeout` for the worker to say it runs (WorkerReply.started: its own thread
+  // started), before anything of a session is sent to it. A worker that ended before that
+  // ran nothing of a session's, so its exit status is ffibox-worker's own:
+  // RESOURCE_EXHAUSTED when it could not start that thread (kWorkerExitNoThread: the task
+  // limit), UNAVAILABLE naming how it ended otherwise; DEADLINE_EXCEEDED, or INTERNAL for
+  // another first frame. Call it once, first, from one thread.
+  absl::Status AwaitStart(absl::Duration timeout);
   // Binds the worker to `generation` (at least 1): its first request. Call it once, before
   // anything else is sent and before another thread uses the worker; `request_follows`: a
   // request comes right behind (the worker spins for it). UNAVAILABLE when the worker has gone.

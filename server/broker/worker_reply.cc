@@ -53,12 +53,12 @@ absl::Status CheckBatchResult(const v1::BatchResult& batch, const v1::Error* fai
 }
 
 absl::Status CheckFrameKinds(const internal::WorkerReply& reply) {
-  const int kinds =
-      (reply.has_response() ? 1 : 0) + (reply.has_invoke() ? 1 : 0) + (reply.has_event() ? 1 : 0);
+  const int kinds = (reply.has_response() ? 1 : 0) + (reply.has_invoke() ? 1 : 0) +
+                    (reply.has_event() ? 1 : 0) + (reply.started() ? 1 : 0);
   if (kinds != 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("a worker frame must carry exactly one of response, invoke and event; this "
-                     "one carries ",
+        absl::StrCat("a worker frame must carry exactly one of response, invoke, event and "
+                     "started; this one carries ",
                      kinds));
   }
   return absl::OkStatus();

@@ -13,6 +13,10 @@
 namespace ffibox {
 
 inline constexpr int kCrashReportFd = 4;
+// The status ffibox-worker exits with when it cannot start its own thread (the task limit of
+// ffiboxd's user or cgroup, or its memory), before it has said it started
+// (WorkerReply.started): ffiboxd takes it for that only then.
+inline constexpr int kWorkerExitNoThread = 3;
 inline constexpr uint32_t kCrashReportMagic = 0xffb0c7a5;
 
 struct CrashReport {

@@ -20,6 +20,7 @@
 #include "core/status_macros.h"
 #include "core/thread_name.h"
 #include "google/protobuf/arena.h"
+#include "server/protocol/crash_report.h"
 #include "server/worker/inline_arena.h"
 
 namespace ffibox {
@@ -150,9 +151,12 @@ void WorkerDispatcher::Run() {
   });
   if (!reader.ok()) {  // the task limit reached: an exit that says so, not an abort
     fprintf(stderr, "ffibox-worker: %s\n", std::string(reader.status().message()).c_str());
-    _exit(2);
+    _exit(kWorkerExitNoThread);
   }
   reader->detach();
+  internal::WorkerReply started;
+  started.set_started(true);
+  Send(started);
   Begin();
   for (;;) {
     std::optional<ReceivedRequest> next;
