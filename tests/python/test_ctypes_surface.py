@@ -1,6 +1,7 @@
 """The parts of the ctypes surface real bindings rely on besides calls: names they import,
 callback lifetime and prototypes, paramflags, and the stdlib's exception types."""
 import gc
+import math
 import pickle
 import textwrap
 import threading
@@ -323,6 +324,23 @@ def test_a_collected_callback_is_released_without_waiting_for_another_definition
             assert lib.add_int(2, 3) == 5
     finally:
         client.close()
+
+
+def test_a_library_handle_goes_to_ctypes_own_dlsym_and_dlclose(ct):
+    # sasmodels unloads its kernels with _ctypes.dlclose(lib._handle): the stdlib's took an
+    # ffibox library's handle, a small number, for a library of this process and crashed it.
+    import _ctypes
+    libm = ct.CDLL("libm.so.6")
+    address = _ctypes.dlsym(libm._handle, "cos")
+    assert ct.CFUNCTYPE(ct.c_double, ct.c_double)(address)(0.5) == math.cos(0.5)
+    with pytest.raises(OSError, match="undefined symbol: no_such_symbol"):
+        _ctypes.dlsym(libm._handle, "no_such_symbol")
+    assert _ctypes.dlclose(libm._handle) is None
+    libm.fabs.argtypes, libm.fabs.restype = [ct.c_double], ct.c_double
+    assert libm.fabs(-2.5) == 2.5  # loaded in its worker until the session ends
+    stdlib_libm = _ctypes.dlopen("libm.so.6", ct.RTLD_LOCAL)  # the stdlib's take the rest
+    assert _ctypes.dlsym(stdlib_libm, "cos") > 0
+    assert _ctypes.dlclose(stdlib_libm) is None
 
 
 def test_paramflags_make_output_parameters(ct):

@@ -1,12 +1,23 @@
 """CDLL: a library loaded in a session's worker, with ctypes' attribute and item access."""
 import ctypes as _ct
+import itertools
 import os
+import threading
+import weakref
 from typing import Optional, Union
 
 from ffibox import _default
 from ffibox._functions import _FuncPtr
 from ffibox._worker_address import WorkerAddress
 from ffibox.errors import SymbolNotFound
+
+# The `_handle` of every CDLL made, never an address (ctypes hands a library's `_handle` to
+# _ctypes.dlsym and dlclose, which install_dl_functions makes take these), and the libraries
+# still alive by it.
+_tokens = itertools.count(1)
+_issued = set()
+_by_token: "weakref.WeakValueDictionary[int, CDLL]" = weakref.WeakValueDictionary()
+_issue_lock = threading.Lock()
 
 
 class CDLL:
@@ -35,7 +46,11 @@ class CDLL:
         if os.sep in path and not os.path.isabs(path):
             path = os.path.abspath(path)  # the worker's working directory is not ours
         self._path = path
-        self._handle = session.load_library(path, bool(mode & _ct.RTLD_GLOBAL))
+        self._library = session.load_library(path, bool(mode & _ct.RTLD_GLOBAL))
+        with _issue_lock:
+            self._handle = next(_tokens)
+            _issued.add(self._handle)
+            _by_token[self._handle] = self
 
         class _FuncPtrOfThisLibrary(_FuncPtr):
             _restype_ = self._func_restype_ or _FuncPtr._restype_
@@ -48,8 +63,9 @@ class CDLL:
 
     @property
     def library_handle(self) -> int:
-        """The session's handle of the library (an ffibox addition)."""
-        return self._handle
+        """The session's handle of the library (an ffibox addition); `_handle`, which
+        ctypes code hands to _ctypes.dlsym and dlclose, is a number of this process's."""
+        return self._library
 
     def __repr__(self) -> str:
         return "<%s '%s' in ffibox session %s>" % (type(self).__name__, self._name,
@@ -65,7 +81,7 @@ class CDLL:
     def __getitem__(self, name_or_ordinal: Union[str, int]) -> _FuncPtr:
         if not isinstance(name_or_ordinal, str):
             raise TypeError("ffibox: functions are looked up by name (ELF has no ordinals)")
-        return self._FuncPtr(name_or_ordinal, self._session, self._handle,
+        return self._FuncPtr(name_or_ordinal, self._session, self._library,
                              use_errno=self._use_errno, library_name=self._name,
                              address=self.address_of(name_or_ordinal))
 
@@ -75,10 +91,44 @@ class CDLL:
             # A function first named in a __del__ at interpreter exit: calls do nothing then.
             return WorkerAddress(self._session, 0, 0)
         try:
-            return self._session.lookup(self._handle, symbol)
+            return self._session.lookup(self._library, symbol)
         except SymbolNotFound as error:
             raise SymbolNotFound("%s: undefined symbol: %s" % (self._path, symbol),
                                  error.code) from None
+
+
+def install_dl_functions() -> None:
+    """Makes _ctypes.dlsym and _ctypes.dlclose, which ctypes code calls with a library's
+    `_handle` (sasmodels unloads its kernels so), take an ffibox CDLL's: dlsym gives the
+    symbol's worker address, dlclose leaves the library loaded in its worker (ffibox unloads
+    nothing before the session ends); the stdlib's take every other handle. Without this
+    the stdlib's would take the small number for a library of this process and crash it."""
+    import _ctypes
+    stdlib_dlsym = getattr(_ctypes.dlsym, "stdlib", _ctypes.dlsym)
+    stdlib_dlclose = getattr(_ctypes.dlclose, "stdlib", _ctypes.dlclose)
+
+    def dlsym(handle, name):
+        if not _is_token(handle):
+            return stdlib_dlsym(handle, name)
+        library = _by_token.get(handle)
+        if library is None:
+            raise OSError("ffibox: the library of handle %d is gone" % handle)
+        try:
+            return library.address_of(name).address
+        except SymbolNotFound as error:
+            raise OSError(str(error)) from None
+
+    def dlclose(handle):
+        if not _is_token(handle):
+            return stdlib_dlclose(handle)
+        return None  # loaded in its worker until the session ends
+
+    dlsym.stdlib, dlclose.stdlib = stdlib_dlsym, stdlib_dlclose
+    _ctypes.dlsym, _ctypes.dlclose = dlsym, dlclose
+
+
+def _is_token(handle) -> bool:
+    return type(handle) is int and handle in _issued
 
 
 class LibraryLoader:

@@ -25,7 +25,7 @@ from ctypes import RTLD_GLOBAL, RTLD_LOCAL, DEFAULT_MODE
 from ctypes import BigEndianUnion, LittleEndianUnion, py_object
 from typing import Any, Optional
 
-from ffibox import (_addresses, _callback_pointers, _images, _marshal, _memory,
+from ffibox import (_addresses, _callback_pointers, _images, _library, _marshal, _memory,
                     _memory_owners, _py_objects, _remote, _slots, _twins, _types,
                     _worker_address)
 from ffibox._image_reach import INDEX as _IMAGES
@@ -307,6 +307,7 @@ _install_string_value(c_char_p, False)
 _install_string_value(c_wchar_p, True)
 
 _metatypes.install(from_address, in_dll)
+_library.install_dl_functions()
 _pointers.guard_existing()
 
 for _t in (c_bool, c_byte, c_char, c_char_p, c_double, c_float, c_int, c_long, c_longdouble,
