@@ -225,6 +225,47 @@ def test_the_stream_results_are_ctypes_results():
         ("sum_mixed", "float", 255.75)]
 
 
+def untyped_calls(c, load, session=None):
+    """Calls of functions without argtypes, and of a POINTER(T) parameter given a T itself,
+    made with ctypes module `c` and its `load`, in two rounds, as pointer_calls: what each
+    gave (or raised) and the caller's memory after it, and how many calls the packers of
+    `session` read in each round."""
+    lib, libc = load(TEST_LIB), load("libc.so.6")
+    libc.memset.restype = c.c_void_p
+    lib.str_len.restype = c.c_size_t
+
+    class Pair(c.Structure):
+        _fields_ = [("a", c.c_int), ("b", c.c_int)]
+
+    fill_pair = c.CFUNCTYPE(c.c_void_p, c.POINTER(Pair), c.c_int, c.c_size_t)(("memset", libc))
+    buffer, pair = c.create_string_buffer(8), Pair(1, 2)
+    got, read = [], []
+    for round_number in range(2):
+        packed = count_packed(session) if session is not None else []
+        got.append(lib.add_int(2**31 - 1, 1))  # ints as C ints, as ctypes passes them
+        got.append(lib.add_int(2**40 + 5, -7))
+        got.append(lib.str_len(b"no argtypes"))
+        got.append(libc.memset(buffer, 0x41 + round_number, 4) == c.addressof(buffer))
+        got.append(buffer.raw)
+        got.append(fill_pair(pair, 0x01, 4) == c.addressof(pair))  # a Pair for Pair*
+        got.append((pair.a, pair.b))
+        for bad in ((1.5, 2), (2**64, 1)):  # the general way raises ctypes' errors
+            with pytest.raises(c.ArgumentError) as raised:
+                lib.add_int(*bad)
+            got.append(str(raised.value))
+        end_round(session, packed, read)
+    return got, read
+
+
+def test_untyped_calls_and_a_record_for_its_pointer_are_packed_as_ctypes_passes_them(client):
+    # Bindings that never set argtypes (pycryptodome's ctypes backend, mpsolve) and a
+    # structure passed for its POINTER parameter took the general way on the same-host
+    # channel: several times the cost of a packed call.
+    on_channel = in_every_way(client, untyped_calls, [5, 5])
+    assert on_channel[:7] == [-2**31, -2, 11, True, b"AAAA\0\0\0\0", True, (0x01010101, 2)]
+    assert "convert parameter 1" in on_channel[7] and "int too long" in on_channel[8]
+
+
 def test_arguments_the_packer_does_not_take_raise_what_ctypes_raises(client):
     with client.session(same_host=True) as session:
         add = session.CDLL(TEST_LIB).add_int

@@ -78,7 +78,8 @@ class RemoteCall:
                 lambda: self.call(owner, argtypes, restype, args, variadic))
             return _zero_of(restype)
         if not variadic and not self._use_errno and session.stream.local_enabled:
-            done = self._packed_call(argtypes, restype, args)
+            done = self._packed_call(argtypes, restype, args) if argtypes is not None else \
+                self._packed_untyped_call(restype, args)
             if done is not None:
                 return done.value
         try:
@@ -126,6 +127,18 @@ class RemoteCall:
                 not packer.void_pointer:
             return answer  # the most common case
         return self._packed_answer(packer, answer, restype, None)
+
+    def _packed_untyped_call(self, restype, args) -> Optional[_packers.Done]:
+        """A call of a function without argtypes through the packer of the types ctypes
+        gives its arguments (_marshal.infer_type), as _packed_call: bindings that never set
+        argtypes (pycryptodome's ctypes backend) take the same-host fast path too."""
+        try:
+            inferred = tuple([_marshal.infer_type(value) for value in args])
+            for value in args:
+                _check_untyped(value)
+        except (TypeError, OverflowError):
+            return None  # the general way raises ctypes' ArgumentError
+        return self._packed_call(inferred, restype, args)
 
     def _packed_pointer_call(self, packer, args, restype) -> Optional[_packers.Done]:
         """_packed_call's work for a packer with pointer parameters, whose twins are held

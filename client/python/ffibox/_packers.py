@@ -232,8 +232,9 @@ def _plain_memory(t) -> bool:
 def _pointer_encoder(t):
     """encode(value, twins, held, generation) for a pointer parameter of type `t` (c_char_p,
     c_void_p, POINTER(T)), as _encoder: None when `value` is not None, bytes, an array of its
-    own this parameter takes or byref of such an object (the general way ships it). Appends
-    to `held` what the call places (at a free twin of `generation` in `twins`, or to be kept):
+    own this parameter takes, byref of such an object or (for POINTER(T)) a T of its own
+    (the general way ships it). Appends to `held` what the call places (at a free twin of
+    `generation` in `twins`, or to be kept):
     (the twin, held until Packed.release, or None; the object to copy back into, bytes
     too; its size; the block's bytes; its direction; the object to keep, or None;
     _IF_CHANGED for bytes, else empty).
@@ -303,6 +304,9 @@ def _pointer_encoder(t):
                     return None  # another type (ctypes' TypeError), a view, an offset
             elif takes(kind_of_value) and value._b_needsfree_:
                 owner = value
+            elif kind_of_value is target and not void and takes_target(kind_of_value) and \
+                    value._b_needsfree_:
+                owner = value  # a POINTER(T) parameter takes a T as byref of it, as ctypes
             else:
                 return None
             size = _ct.sizeof(owner)  # its type's size, or what ctypes.resize made it
