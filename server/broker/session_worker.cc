@@ -2,11 +2,14 @@
 
 #include <atomic>
 #include <cstdio>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/errors.h"
+#include "server/broker/worker_death.h"
 #include "server/jail/jail_layers.h"
+#include "server/protocol/crash_report.h"
 
 namespace ffibox {
 namespace {
@@ -68,12 +71,28 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
                   absl::StrCat("cannot start a worker: ", started.status().message()));
   }
   std::unique_ptr<WorkerProcess> process = *std::move(started);
-  // A worker that could not start its own thread ends before it says it runs: so told, not as
-  // a crash of the session's library, nor as a cgroup that could not take it.
+  // A worker that ends before it says it runs ran nothing of a session's: how it ended is
+  // told as such (one that could not start its own thread, at a task limit, is
+  // RESOURCE_EXHAUSTED), not as a crash of the session's library, nor as a cgroup that could
+  // not take it.
   if (absl::Status running = process->AwaitStart(kWorkerStartTimeout); !running.ok()) {
+    v1::ErrorCode code = v1::INTERNAL;
+    std::string why(running.message());
+    if (absl::IsUnavailable(running)) {
+      const WorkerExit exit = process->Reap();
+      if (exit.signal == 0 && exit.exit_code == kWorkerExitNoThread) {
+        code = v1::RESOURCE_EXHAUSTED;
+        why =
+            "the worker could not start its own thread (the task limit of ffiboxd's user or "
+            "cgroup, or its memory)";
+      } else {
+        const v1::Error death = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "its start");
+        code = death.code();
+        why = death.message();
+      }
+    }
     process.reset();
-    return Refuse(absl::IsResourceExhausted(running) ? v1::RESOURCE_EXHAUSTED : v1::INTERNAL,
-                  session_id, absl::StrCat("cannot start a worker: ", running.message()));
+    return Refuse(code, session_id, absl::StrCat("cannot start a worker: ", why));
   }
   // Before the first request: a pooled worker was started before this session existed, and
   // the session may have asked for a lower memory cap than the server's.

@@ -69,8 +69,9 @@ class WorkerConnection {
 
   // What a frame larger than kShapeCheckedBytes may hold (core/encoding_limits.h), asked of
   // `limits` on Receive's thread when such a frame has arrived: what may answer the requests
-  // the worker is running, and a callback invocation. Call before the first Receive. Until
-  // then no repeated field may occur in such a frame.
+  // the worker is running, and a callback invocation. Call before the reader thread's first
+  // Receive (WorkerProcess::AwaitStart's, of the worker's small first frame, may come
+  // before). Until then no repeated field may occur in such a frame.
   void SetReplyLimits(std::function<AnswerLimits()> limits) { reply_limits_ = std::move(limits); }
 
   // Makes a blocked (or the next) Receive return CANCELLED. Thread-safe.
@@ -78,9 +79,9 @@ class WorkerConnection {
 
   // While Receive waits, it also watches `fd` (not owned): when `fd` is readable or hung
   // up, Receive calls `on_ready` with poll's revents on its own thread, and stops watching
-  // `fd` once `on_ready` returns false. Call before the first Receive, from the thread that
-  // will call Receive or before that thread starts. The default watches nothing (connections
-  // without descriptors).
+  // `fd` once `on_ready` returns false. Call before the reader thread's first Receive, from
+  // the thread that will call Receive or before that thread starts. The default watches nothing
+  // (connections without descriptors).
   virtual void Watch(int fd, std::function<bool(short revents)> on_ready) {
     (void)fd;
     (void)on_ready;

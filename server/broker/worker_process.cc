@@ -32,7 +32,6 @@
 #include "server/jail/seccomp_policy.h"
 #include "server/jail/user_namespace.h"
 #include "server/jail/worker_jail.h"
-#include "server/protocol/crash_report.h"
 #include "server/protocol/worker_settings.h"
 
 namespace ffibox {
@@ -387,20 +386,24 @@ WorkerProcess::~WorkerProcess() {
 }
 
 absl::Status WorkerProcess::AwaitStart(absl::Duration timeout) {
-  absl::StatusOr<internal::WorkerReply> first = connection_->Receive(absl::Now() + timeout);
-  if (first.ok() && first->started()) return absl::OkStatus();
-  if (first.ok()) return absl::InternalError("the worker's first frame is not its start");
-  if (!absl::IsUnavailable(first.status())) return first.status();
-  const WorkerExit exit = Reap();
-  if (exit.signal == 0 && exit.exit_code == kWorkerExitNoThread) {
-    return absl::ResourceExhaustedError(
-        "the worker could not start its own thread (the task limit of ffiboxd's user or "
-        "cgroup, or its memory)");
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    // In slices: a worker the jail stopped at a forbidden syscall sends nothing more until
+    // the notification is handled (which kills it).
+    absl::StatusOr<internal::WorkerReply> first =
+        connection_->Receive(std::min(deadline, absl::Now() + kStartLook));
+    if (first.ok()) {
+      return first->started() ? absl::OkStatus()
+                              : absl::InternalError("the worker's first frame is not its start");
+    }
+    if (!absl::IsDeadlineExceeded(first.status()) || absl::Now() >= deadline) {
+      return first.status();
+    }
+    struct pollfd notified = {seccomp_listener_, POLLIN, 0};
+    if (seccomp_listener_ >= 0 && poll(&notified, 1, 0) == 1 && (notified.revents & POLLIN)) {
+      HandleSeccompNotification();
+    }
   }
-  return absl::UnavailableError(
-      exit.signal != 0
-          ? absl::StrCat("the worker was killed by signal ", exit.signal, " as it started")
-          : absl::StrCat("the worker exited with status ", exit.exit_code, " as it started"));
 }
 
 absl::Status WorkerProcess::Begin(uint64_t generation, bool request_follows) {

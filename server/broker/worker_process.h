@@ -134,6 +134,8 @@ inline constexpr size_t kWorkerChannelRingBytes = size_t{256} << 10;
 // Descriptors a worker start needs at once in the broker (sockets, pipes, the binaries), and
 // the reserve kept free for everything else; see CheckDescriptorReserve.
 inline constexpr size_t kWorkerStartDescriptors = 16;
+// How often AwaitStart looks at the seccomp listener while it waits.
+inline constexpr absl::Duration kStartLook = absl::Milliseconds(20);
 inline constexpr size_t kDescriptorReserve = 64;
 
 // OK when ffiboxd can start a worker and still keep kDescriptorReserve descriptors free
@@ -170,11 +172,11 @@ class WorkerProcess {
   // The generation Begin bound the worker to; 0 before.
   uint64_t generation() const { return generation_; }
   // Waits up to `timeout` for the worker to say it runs (WorkerReply.started: its own thread
-  // started), before anything of a session is sent to it. A worker that ended before that
-  // ran nothing of a session's, so its exit status is ffibox-worker's own:
-  // RESOURCE_EXHAUSTED when it could not start that thread (kWorkerExitNoThread: the task
-  // limit), UNAVAILABLE naming how it ended otherwise; DEADLINE_EXCEEDED, or INTERNAL for
-  // another first frame. Call it once, first, from one thread.
+  // started), before anything of a session is sent to it, handling a seccomp notification
+  // meanwhile (the worker is then killed). UNAVAILABLE when it ended before that (Reap says
+  // how: it ran nothing of a session's, so its exit status is ffibox-worker's own, and
+  // kWorkerExitNoThread means it could not start that thread); DEADLINE_EXCEEDED, or
+  // INTERNAL for another first frame. Call it once, first, from one thread.
   absl::Status AwaitStart(absl::Duration timeout);
   // Binds the worker to `generation` (at least 1): its first request. Call it once, before
   // anything else is sent and before another thread uses the worker; `request_follows`: a

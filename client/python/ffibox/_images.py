@@ -72,6 +72,8 @@ MAX_WATCHED_VIEWS = 256
 # Images from this size on are compared with what was last seen in place (this process's
 # memcmp), not copied first: a 64 MiB view alive costs each call a few milliseconds, not 50.
 _COMPARED_IN_PLACE = 64 << 10
+# How long a watched read waits for another thread's before it reads unwatched (seconds).
+_WATCH_LOCK_WAIT = 0.05
 _memcmp = _ct.CDLL(None).memcmp
 _memcmp.argtypes = [_ct.c_void_p, _ct.c_void_p, _ct.c_size_t]
 _memcmp.restype = _ct.c_int
@@ -201,6 +203,15 @@ class _TableLock:
             if not self._depth:
                 self._owner = None
             self._lock.release()
+
+    def try_enter(self) -> bool:
+        """Enters as `with` does if the lock is free now (then leave with __exit__); False,
+        without waiting, if another thread holds it."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._owner = threading.get_ident()
+        self._depth += 1
+        return True
 
     def held_here(self) -> bool:
         return self._owner == threading.get_ident()
@@ -387,8 +398,14 @@ class ImageTable:
         if data is None or len(data) != image.size:
             return False
         with self._lock:
-            _ct.memmove(image.start, data, image.size)
-            image.synced = image.seen = data
+            # Only what the library changed since the look above: a store of the caller's
+            # made meanwhile (another thread's) stays, and is written back with the next sync.
+            local = bytearray(_ct.string_at(image.start, image.size))
+            for first, end in changed_runs(image.synced, data):
+                local[first:end] = data[first:end]
+            _ct.memmove(image.start, bytes(local), image.size)
+            image.synced = data
+            image.seen = None
         return True
 
     def image_of(self, pointer_type, worker: int, generation: int) -> Optional[Image]:
@@ -435,11 +452,12 @@ class ImageTable:
         return image
 
     def _forget(self, start: int, ref) -> None:
-        # The weak reference's callback: the image at `start` is gone.
+        # The weak reference's callback: the image at `start` is gone. It never waits for the
+        # lock: a collection may run it on a thread inside a section of the twins' table while
+        # the lock's holder waits for that table (_caller_changes' worker_address).
         self._gone.append((start, ref))
-        if not self._lock.held_here():
-            with self._lock:
-                pass  # its release forgets it
+        if not self._lock.held_here() and self._lock.try_enter():
+            self._lock.__exit__()  # its release forgets it (else the holder's release will)
 
     def _forget_gone(self) -> None:
         # Under the lock, as it is released (a collection meanwhile adds to the queue).
@@ -539,8 +557,13 @@ class ImageTable:
     def _read_watched(self, worker: int, size: int,
                       generation: int) -> Tuple[Optional[bytes], bool]:
         """The bytes at `worker` (None when they cannot be read), and whether the worker
-        watches them now, ending the watches no image needs any more first."""
-        with self._watch_lock:
+        watches them now, ending the watches no image needs any more first. Read unwatched,
+        as past the watch budget, when another thread's watched read does not end within
+        _WATCH_LOCK_WAIT: that one may wait in the worker behind this thread's own call (a
+        callback converting its argument while another thread makes a view)."""
+        if not self._watch_lock.acquire(timeout=_WATCH_LOCK_WAIT):
+            return self._read(worker, size, generation), False
+        try:
             unwatch = self._take_unwatch(generation)
             try:
                 data, watched = self._memory.read_watched(worker, size, generation, unwatch)
@@ -552,6 +575,8 @@ class ImageTable:
                 with self._lock:
                     self._unwatch.get(generation, set()).discard(worker)
             return data, watched
+        finally:
+            self._watch_lock.release()
 
     def _make(self, pointer_type, worker: int, generation: int,
               budget: Budget) -> Optional[Image]:
@@ -571,28 +596,34 @@ class ImageTable:
             parent, offset, slot_type, word = budget.pending.popleft()
             twin = self._twins.local(word, generation)
             if twin is not None:  # into caller memory a call reached: the caller's object
-                parent.children.append(twin[0])
-                self._set_slot(parent, offset, twin[1], word)
+                self._set_slot(parent, offset, twin[1], word, twin[0])
                 continue
             in_page = budget.strings.get(word) if _types.code_of(slot_type) == "z" else None
             if in_page is not None:
                 child, local = in_page[0], in_page[0].start + in_page[1]
+                keep = None
                 if (id(parent), id(child)) not in kept:  # one reference for all its strings
                     kept.add((id(parent), id(child)))
-                    parent.children.append(child)
+                    keep = child
             else:
                 child = self._make_one(slot_type, word, generation, budget)
                 if child is None:
                     continue
                 local = child.start
-                parent.children.append(child)
-            self._set_slot(parent, offset, local, word)
+                keep = child
+            self._set_slot(parent, offset, local, word, keep)
 
-    def _set_slot(self, parent: Image, offset: int, local: int, worker: int) -> None:
+    def _set_slot(self, parent: Image, offset: int, local: int, worker: int,
+                  keep=None) -> None:
         """Points `parent`'s slot at `offset` to `local`, the image (or twin) of `worker`:
         with the slot's record, under the lock, so that another thread's sync never sees the
         one without the other (it would write the local address back as a change)."""
         with self._lock:
+            held = parent.slots.get(offset)
+            if held is not None and held != (0, worker):
+                return  # repointed since by a newer answer (or already imaged): not ours
+            if keep is not None:
+                parent.children.append(keep)
             parent.slots[offset] = (local, worker)
             _types.word_at(parent.start + offset).value = local
 
@@ -913,14 +944,20 @@ class ImageTable:
                 first = bisect.bisect_left(self._workers, (address - self._longest, 0))
                 last = bisect.bisect_left(self._workers, (address + size, 0))
                 refs = [self._images[start] for _, start in self._workers[first:last]]
-        for ref in refs:
-            image = ref()
-            # A large view's image is looked at before calls only, not before each read or
-            # write of memory it mirrors (a look costs its size: an element of a 64 MiB view
-            # would cost milliseconds).
-            if image is not None and (address is None or not image.view or
-                                      image.size < _COMPARED_IN_PLACE):
-                self._sync_one(image)
+        changes = []
+        with self._lock:  # one look at all of them: the lock taken once, not per image
+            for ref in refs:
+                image = ref()
+                # A large view's image is looked at before calls only, not before each read
+                # or write of memory it mirrors (a look costs its size: an element of a 64
+                # MiB view would cost milliseconds).
+                if image is not None and image.size and (
+                        address is None or not image.view or image.size < _COMPARED_IN_PLACE):
+                    runs = self._caller_changes(image)
+                    if runs:
+                        changes.append((image, runs))
+        for image, runs in changes:
+            self._write_runs(image, runs)
 
     def _sync_one(self, image: Image) -> None:
         """Writes back what the caller changed in `image` since it was read."""
@@ -932,6 +969,10 @@ class ImageTable:
         # caller's, to write them back later over what the library wrote since.
         with self._lock:
             runs = self._caller_changes(image)
+        self._write_runs(image, runs)
+
+    def _write_runs(self, image: Image, runs: List[Tuple[int, bytes]]) -> None:
+        """Writes the caller's changed runs of `image` (_caller_changes) to the worker."""
         for first, data in runs:
             try:
                 self._memory.write(image.worker + first, data, image.generation, as_is=True,
@@ -1008,10 +1049,11 @@ class ImageTable:
             sys.stderr.write("ffibox: what the library changed in worker memory the caller's "
                              "objects mirror could not all be followed: %s\n" % error)
         finally:
-            for image in repointed:  # what no slot points to any more is no longer kept
-                held = [local for local, _ in image.slots.values()]
-                image.children = [child for child in image.children
-                                  if any(_holds(child, local) for local in held)]
+            with self._lock:
+                for image in repointed:  # what no slot points to any more is no longer kept
+                    held = [local for local, _ in image.slots.values()]
+                    image.children = [child for child in image.children
+                                      if any(_holds(child, local) for local in held)]
             for image in touched:
                 # Not all of it as seen: the caller's own changes elsewhere in it (numpy over a
                 # view, a callback's) are still to be written back.

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 import weakref
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from ffibox._channel import fork_advice
 from ffibox._local_channel import (IN_INVOCATION_OPS, THROUGH_BROKER_OPS, TOP_LEVEL_OPS,
@@ -362,8 +362,8 @@ class SessionStream:
         self.generation = 0
         # The last KEPT_EVENTS unsolicited events, oldest first: a library's thread may make
         # them without end (each call of a freed callback is one), and a caller may never
-        # look at them.
-        self.events: Deque = collections.deque(maxlen=KEPT_EVENTS)
+        # look at them. A list (a deque raises in a caller's loop over it as one arrives).
+        self.events: list = []
         # What the library prints (WORKER_OUTPUT events): (stream, bytes) -> None. By default
         # it goes to this process's stderr, as the library's output would with ctypes.
         self.on_output: Callable[[str, bytes], None] = write_worker_output
@@ -1208,6 +1208,8 @@ class SessionStream:
                             sys.stderr.write("ffibox: the library hit a limit of its worker: "
                                              "%s\n" % event.error.message)
                         self.events.append(event)
+                        if len(self.events) > KEPT_EVENTS:
+                            del self.events[0]
                     continue
                 # Without the lock (a dict's get and pop are atomic): a signal handler may
                 # hold it, running on the thread whose request it interrupted between two of
