@@ -3,6 +3,9 @@ buffer of 64 KiB holding the worker's bytes from the pointer on (`char*` buffers
 length, `int*` arrays). Those bytes come with the invocation (DefineCallback.buffer_bytes,
 PointeeData.following): filling the buffer reads no worker memory, so a callback costs one
 round trip whatever pointers it takes. Real ffiboxd, real jailed workers, libc's qsort."""
+import threading
+import time
+
 import pytest
 
 import ffibox
@@ -601,6 +604,43 @@ def test_a_callback_finds_the_larger_record_its_smaller_pointee_begins(ffibox_cl
 
     assert lib.call_head(HEAD(head)) == 42
     assert seen == [(b"tag", b"tag", b"extra", 42)]
+    session.close()
+
+
+@pytest.mark.parametrize("same_host", ["1", "0"], ids=["channel", "grpc"])
+def test_a_view_made_while_a_call_runs_does_not_hold_up_its_callbacks_images(
+        shared_server, monkeypatch, same_host):
+    # Thread B makes a view of worker memory (a watched read, which took the image table's
+    # watch lock until answered) while thread C's call runs; B's read waits in the worker
+    # behind C's call, whose callback's argument image wanted that lock: both hung.
+    from ffibox import _default
+    monkeypatch.setenv("FFIBOX_SAME_HOST", same_host)
+    monkeypatch.setattr(_default, "_session", None)
+    session = _default.default_session()
+    lib = session.CDLL(TEST_LIB)
+    HEAD = ct.CFUNCTYPE(ct.c_long, ct.POINTER(_Head))
+    lib.call_head_later.argtypes = [HEAD, ct.c_int]
+    lib.call_head_later.restype = ct.c_long
+    libc = session.CDLL("libc.so.6")
+    libc.calloc.argtypes, libc.calloc.restype = [ct.c_size_t, ct.c_size_t], ct.c_void_p
+    memory = libc.calloc(4, 8)
+    done = {}
+    callback = HEAD(lambda h: h.contents.full.contents.x)
+
+    def call():
+        done["call"] = lib.call_head_later(callback, 300)
+
+    def view():
+        time.sleep(0.1)  # the call runs in the worker
+        done["view"] = list((ct.c_long * 4).from_address(memory))
+
+    threads = [threading.Thread(target=call, daemon=True), threading.Thread(target=view,
+                                                                            daemon=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert done == {"call": 42, "view": [0, 0, 0, 0]}
     session.close()
 
 

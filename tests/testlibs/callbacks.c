@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 struct Point {
   int x;
@@ -175,6 +176,11 @@ struct Full {
 long call_head(long (*cb)(struct Head*)) {
   static struct Full full = {"tag", &full, "extra", 42};
   return cb((struct Head*)&full);
+}
+// call_head after `delay_ms`: another thread's request meanwhile waits behind this call.
+long call_head_later(long (*cb)(struct Head*), int delay_ms) {
+  usleep((useconds_t)delay_ms * 1000);
+  return call_head(cb);
 }
 
 // Calls fill(buffer, n) once: a callback handed a buffer of n bytes, as audio and I/O
