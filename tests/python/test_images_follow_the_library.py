@@ -252,3 +252,37 @@ def test_threads_whose_calls_change_what_an_image_mirrors_write_none_of_it_back(
     assert testlib.owned_number_at(0) == start + 4000
     testlib.bump_owned_number(0)  # its answer brings the number as the library left it
     assert numbers[0] == start + 4001
+
+
+def test_threads_whose_calls_repoint_a_pointer_an_image_holds_write_none_of_it_back(
+        ct, testlib):
+    # As above, with a pointer the library repoints on each call: a thread following an
+    # older answer's pointer (reading its pointee) set the slot back to it after a newer
+    # answer had repointed it, and the next sync wrote that stale pointer into the record.
+    import threading
+
+    class Node(ct.Structure):
+        _fields_ = [("id", ct.c_long), ("pad", ct.c_long * 3)]
+
+    class Rotating(ct.Structure):
+        _fields_ = [("node", ct.POINTER(Node)), ("turns", ct.c_long)]
+
+    testlib.rotating_out.argtypes = [ct.POINTER(ct.POINTER(Rotating))]
+    testlib.rotating_out.restype = testlib.rotate.restype = None
+    testlib.rotating_foreign_writes.restype = testlib.rotating_node_id.restype = ct.c_long
+    rotating = ct.POINTER(Rotating)()
+    testlib.rotating_out(ct.byref(rotating))
+    record = rotating.contents
+
+    def rotate():
+        for _ in range(500):
+            testlib.rotate()
+
+    threads = [threading.Thread(target=rotate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert testlib.rotating_foreign_writes() == 0
+    testlib.rotate()  # its answer brings the record as the library left it
+    assert record.node.contents.id == testlib.rotating_node_id() == record.turns % 16

@@ -240,6 +240,23 @@ void set_owned_number(int index, int value) { owned_numbers[index] = value; }
 void bump_owned_number(int index) {
   __atomic_fetch_add(&owned_numbers[index], 1, __ATOMIC_SEQ_CST);
 }
+static RotatingNode rotating_nodes[16];
+static Rotating rotating = {&rotating_nodes[0], 0};
+static long rotating_foreign;
+static pthread_mutex_t rotating_mutex = PTHREAD_MUTEX_INITIALIZER;
+void rotating_out(Rotating** out) {
+  for (int i = 0; i < 16; ++i) rotating_nodes[i].id = i;
+  *out = &rotating;
+}
+void rotate(void) {
+  pthread_mutex_lock(&rotating_mutex);
+  if (rotating.node != &rotating_nodes[rotating.turns % 16]) ++rotating_foreign;
+  ++rotating.turns;
+  rotating.node = &rotating_nodes[rotating.turns % 16];
+  pthread_mutex_unlock(&rotating_mutex);
+}
+long rotating_foreign_writes(void) { return rotating_foreign; }
+long rotating_node_id(void) { return rotating.node->id; }
 static unsigned char counting_bytes[200000];
 void out_counting_bytes(unsigned char** out, size_t* length) {
   for (size_t i = 0; i < sizeof counting_bytes; ++i) counting_bytes[i] = (unsigned char)(i * 7);

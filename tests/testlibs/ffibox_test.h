@@ -68,6 +68,20 @@ void out_int_array(int** out);               /* *out = {7, 8, 9, 10} owned by th
 int owned_number_at(int index);              /* that array's element, as the library sees it */
 void set_owned_number(int index, int value); /* that array's element = value */
 void bump_owned_number(int index);           /* that array's element + 1, atomically */
+/* A record the library keeps and repoints on every rotate(), from any thread: whether anyone
+ * but the library wrote into it shows in rotating_foreign_writes(). */
+typedef struct RotatingNode {
+  long id;
+  long pad[3];
+} RotatingNode;
+typedef struct Rotating {
+  RotatingNode* node; /* rotating_nodes[turns % 16] */
+  long turns;
+} Rotating;
+void rotating_out(Rotating** out);
+void rotate(void);
+long rotating_foreign_writes(void);
+long rotating_node_id(void);
 void out_counting_bytes(unsigned char** out, size_t* length); /* 200000 bytes, i * 7 */
 unsigned char counting_byte_at(size_t index);                 /* of that array, as it is now */
 /* *out = 200 names "name0".."name199", NULL at index 3 and after the last; the library's. */
