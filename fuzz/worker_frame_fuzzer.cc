@@ -527,8 +527,10 @@ void FuzzFrame(absl::string_view frame) {
     CheckRefusal(reply.status(), "ParseWorkerFrame");
     return;
   }
-  const int kinds = reply->has_response() + reply->has_invoke() + reply->has_event();
+  const int kinds =
+      reply->has_response() + reply->has_invoke() + reply->has_event() + reply->started();
   FUZZ_CHECK(kinds == 1, "a frame with ", kinds, " kinds passed");
+  if (reply->started()) return;  // the worker's first frame: AwaitStart's alone
   if (reply->has_response()) {
     FuzzResponse(*reply, *kShapes);
     return;
