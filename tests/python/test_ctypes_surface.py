@@ -338,6 +338,9 @@ def test_a_library_handle_goes_to_ctypes_own_dlsym_and_dlclose(ct):
     assert _ctypes.dlclose(libm._handle) is None
     libm.fabs.argtypes, libm.fabs.restype = [ct.c_double], ct.c_double
     assert libm.fabs(-2.5) == 2.5  # loaded in its worker until the session ends
+    handle = ct.CDLL("libm.so.6")._handle  # valid after its CDLL went, as a stdlib handle
+    gc.collect()
+    assert _ctypes.dlsym(handle, "cos") == address
     stdlib_libm = _ctypes.dlopen("libm.so.6", ct.RTLD_LOCAL)  # the stdlib's take the rest
     assert _ctypes.dlsym(stdlib_libm, "cos") > 0
     assert _ctypes.dlclose(stdlib_libm) is None

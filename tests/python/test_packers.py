@@ -231,8 +231,14 @@ def untyped_calls(c, load, session=None):
     gave (or raised) and the caller's memory after it, and how many calls the packers of
     `session` read in each round."""
     lib, libc = load(TEST_LIB), load("libc.so.6")
-    libc.memset.restype = c.c_void_p
+    libc.memset.restype = libc.malloc.restype = c.c_void_p
+    libc.free.restype = None
     lib.str_len.restype = c.c_size_t
+
+    class Raising:
+        @property
+        def _as_parameter_(self):
+            raise ValueError("no parameter here")
 
     class Pair(c.Structure):
         _fields_ = [("a", c.c_int), ("b", c.c_int)]
@@ -249,7 +255,10 @@ def untyped_calls(c, load, session=None):
         got.append(buffer.raw)
         got.append(fill_pair(pair, 0x01, 4) == c.addressof(pair))  # a Pair for Pair*
         got.append((pair.a, pair.b))
-        for bad in ((1.5, 2), (2**64, 1)):  # the general way raises ctypes' errors
+        got.append(lib.add_int(c.c_int(3), 4))  # a c_int passes its value
+        handle = libc.malloc(8)
+        got.append(libc.free(c.c_void_p(handle)))  # a c_void_p passes its address
+        for bad in ((1.5, 2), (2**64, 1), (Raising(), 1)):  # the general way raises ctypes'
             with pytest.raises(c.ArgumentError) as raised:
                 lib.add_int(*bad)
             got.append(str(raised.value))
@@ -261,9 +270,11 @@ def test_untyped_calls_and_a_record_for_its_pointer_are_packed_as_ctypes_passes_
     # Bindings that never set argtypes (pycryptodome's ctypes backend, mpsolve) and a
     # structure passed for its POINTER parameter took the general way on the same-host
     # channel: several times the cost of a packed call.
-    on_channel = in_every_way(client, untyped_calls, [5, 5])
-    assert on_channel[:7] == [-2**31, -2, 11, True, b"AAAA\0\0\0\0", True, (0x01010101, 2)]
-    assert "convert parameter 1" in on_channel[7] and "int too long" in on_channel[8]
+    on_channel = in_every_way(client, untyped_calls, [8, 8])
+    assert on_channel[:9] == [-2**31, -2, 11, True, b"AAAA\0\0\0\0", True, (0x01010101, 2),
+                              7, None]
+    assert "convert parameter 1" in on_channel[9] and "int too long" in on_channel[10]
+    assert on_channel[11] == "argument 1: ValueError: no parameter here"
 
 
 def test_arguments_the_packer_does_not_take_raise_what_ctypes_raises(client):

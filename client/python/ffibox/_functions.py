@@ -136,8 +136,8 @@ class RemoteCall:
             inferred = tuple([_marshal.infer_type(value) for value in args])
             for value in args:
                 _check_untyped(value)
-        except (TypeError, OverflowError):
-            return None  # the general way raises ctypes' ArgumentError
+        except Exception:  # an _as_parameter_ may raise anything
+            return None  # the general way raises it as ctypes' ArgumentError
         return self._packed_call(inferred, restype, args)
 
     def _packed_pointer_call(self, packer, args, restype) -> Optional[_packers.Done]:

@@ -4,7 +4,7 @@ import itertools
 import os
 import threading
 import weakref
-from typing import Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 from ffibox import _default
 from ffibox._functions import _FuncPtr
@@ -12,11 +12,12 @@ from ffibox._worker_address import WorkerAddress
 from ffibox.errors import SymbolNotFound
 
 # The `_handle` of every CDLL made, never an address (ctypes hands a library's `_handle` to
-# _ctypes.dlsym and dlclose, which install_dl_functions makes take these), and the libraries
-# still alive by it.
+# _ctypes.dlsym and dlclose, which install_dl_functions makes take these): what each names,
+# (its session, weakly; the session's handle of the library; its path), kept while the
+# session lives, as a stdlib handle stays valid after its CDLL went
+# (`_ctypes.dlsym(CDLL(name)._handle, symbol)`).
 _tokens = itertools.count(1)
-_issued = set()
-_by_token: "weakref.WeakValueDictionary[int, CDLL]" = weakref.WeakValueDictionary()
+_by_token: Dict[int, Tuple["weakref.ref", int, str]] = {}
 _issue_lock = threading.Lock()
 
 
@@ -49,8 +50,11 @@ class CDLL:
         self._library = session.load_library(path, bool(mode & _ct.RTLD_GLOBAL))
         with _issue_lock:
             self._handle = next(_tokens)
-            _issued.add(self._handle)
-            _by_token[self._handle] = self
+            _by_token[self._handle] = (weakref.ref(session), self._library, path)
+            if self._handle & (self._handle - 1) == 0:  # now and then: those of ended sessions
+                for token, (owner, _, _) in list(_by_token.items()):
+                    if owner() is None:
+                        del _by_token[token]
 
         class _FuncPtrOfThisLibrary(_FuncPtr):
             _restype_ = self._func_restype_ or _FuncPtr._restype_
@@ -108,27 +112,24 @@ def install_dl_functions() -> None:
     stdlib_dlclose = getattr(_ctypes.dlclose, "stdlib", _ctypes.dlclose)
 
     def dlsym(handle, name):
-        if not _is_token(handle):
+        named = _by_token.get(handle) if type(handle) is int else None
+        if named is None:
             return stdlib_dlsym(handle, name)
-        library = _by_token.get(handle)
-        if library is None:
-            raise OSError("ffibox: the library of handle %d is gone" % handle)
+        session = named[0]()
+        if session is None:
+            raise OSError("ffibox: the session of library handle %d has ended" % handle)
         try:
-            return library.address_of(name).address
-        except SymbolNotFound as error:
-            raise OSError(str(error)) from None
+            return session.lookup(named[1], name).address
+        except SymbolNotFound:
+            raise OSError("%s: undefined symbol: %s" % (named[2], name)) from None
 
     def dlclose(handle):
-        if not _is_token(handle):
+        if type(handle) is not int or handle not in _by_token:
             return stdlib_dlclose(handle)
         return None  # loaded in its worker until the session ends
 
     dlsym.stdlib, dlclose.stdlib = stdlib_dlsym, stdlib_dlclose
     _ctypes.dlsym, _ctypes.dlclose = dlsym, dlclose
-
-
-def _is_token(handle) -> bool:
-    return type(handle) is int and handle in _issued
 
 
 class LibraryLoader:

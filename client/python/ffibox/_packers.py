@@ -159,22 +159,28 @@ def _converter(t):
 
 def _encoder(t):
     """encode(value, twins): the whole Call.args field of `value` passed as a `t` (a
-    fundamental scalar type), or None when it must go the general way (another Python type;
-    an integer that is an address inside a twin of `twins`, an image or a callback's code,
-    for a pointer-sized `t`).
+    fundamental scalar type): a Python number, or a `t` itself (`c_size_t(n)`), whose value
+    ctypes passes; None when it must go the general way (another type; an integer that is an
+    address inside a twin of `twins`, an image or a callback's code, for a pointer-sized
+    `t`).
     Raises what the conversion raises (TypeError, ValueError, OverflowError)."""
     kind, convert = _kind(t), _converter(t)
     if kind == _BOOL:
         def encode(value, twins):
-            if type(value) is not bool:
-                return None
+            kind_of_value = type(value)
+            if kind_of_value is not bool:
+                if kind_of_value is not t:
+                    return None
+                value = value.value
             return _TRUE_ARG if value else _FALSE_ARG
         return encode
     if kind == _FLOAT:
         def encode(value, twins):
             kind_of_value = type(value)
             if kind_of_value is not float and kind_of_value is not int:
-                return None
+                if kind_of_value is not t:
+                    return None
+                value = value.value
             return _FLOAT_ARG + _DOUBLE.pack(convert(value))
         return encode
     signed, word = kind == _INT, _ct.sizeof(t) == 8
@@ -183,8 +189,11 @@ def _encoder(t):
     small = [_ARG + b"\x02" + tag + _SMALL[number] for number in range(0x80)]
 
     def encode(value, twins):
-        if type(value) is not int:
-            return None
+        kind_of_value = type(value)
+        if kind_of_value is not int:
+            if kind_of_value is not t:
+                return None
+            value = value.value
         number = convert(value)
         # Small numbers, most such arguments (sizes, counts), are no address of an object.
         if word and number >= _LEAST_MAPPED and (
@@ -267,6 +276,9 @@ def _pointer_encoder(t):
 
     def encode(value, twins, held, generation):
         kind_of_value = type(value)
+        if void and kind_of_value is t:  # a c_void_p itself: its address, as ctypes passes it
+            value = value.value
+            kind_of_value = type(value)
         if value is None:
             return _NULL_ARG
         if kind_of_value is int:
