@@ -8,9 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -236,6 +239,7 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   // (server/worker/own_descriptors.h).
   std::string path = load.path();
   int library_fd = -1;
+  std::optional<std::pair<dev_t, ino_t>> file;  // the descriptor's file
   if (descriptor_tag != 0) {
     absl::StatusOr<int> fd = TakeDescriptor(descriptor_tag);
     if (!fd.ok()) {
@@ -244,6 +248,20 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
     }
     library_fd = MoveKeptDescriptorUp(*fd);
     path = absl::StrCat("/proc/self/fd/", library_fd);
+    // A file loaded before through another descriptor (ctypes code makes a CDLL of a
+    // library again and again): loaded by that descriptor's name, which the loader knows,
+    // and this one closed. Loaded by its own, the loader would add its name to the object,
+    // so that it would have to stay open for good: one more for each load, until the worker
+    // ran out of descriptors.
+    struct stat status;
+    if (fstat(library_fd, &status) == 0) file.emplace(status.st_dev, status.st_ino);
+    absl::MutexLock lock(&mu_);
+    if (auto known = file.has_value() ? descriptor_of_file_.find(*file) : descriptor_of_file_.end();
+        known != descriptor_of_file_.end()) {
+      close(library_fd);
+      library_fd = -1;
+      path = known->second;
+    }
   }
   // Unlocked: the library's constructors may call stored callbacks, which may re-enter.
   dlerror();
@@ -265,6 +283,7 @@ absl::Status WorkerExecutor::LoadLibrary(uint64_t handle, const v1::LoadLibrary&
   }
   if (library_fd >= 0) {
     loaded_from_[path] = load.path();
+    if (file.has_value()) descriptor_of_file_.try_emplace(*file, path);
     NameLoadedLibrary(library, path, load.path());
   }
   return absl::OkStatus();

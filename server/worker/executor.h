@@ -12,10 +12,13 @@
 #ifndef FFIBOX_SERVER_WORKER_EXECUTOR_H_
 #define FFIBOX_SERVER_WORKER_EXECUTOR_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -101,6 +104,10 @@ class WorkerExecutor {
   MemoryRequests memory_;
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, void*> libraries_ ABSL_GUARDED_BY(mu_);
+  // The descriptor path (/proc/self/fd/N) each library file was first loaded by, by its
+  // (device, inode): a later load of the file takes that name and closes its own descriptor.
+  absl::flat_hash_map<std::pair<dev_t, ino_t>, std::string> descriptor_of_file_
+      ABSL_GUARDED_BY(mu_);
   // The descriptor path each library was loaded from ("/proc/self/fd/7"), which the
   // loader's messages name, -> the path the client asked for.
   absl::flat_hash_map<std::string, std::string> loaded_from_ ABSL_GUARDED_BY(mu_);

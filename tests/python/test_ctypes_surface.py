@@ -341,9 +341,30 @@ def test_a_library_handle_goes_to_ctypes_own_dlsym_and_dlclose(ct):
     handle = ct.CDLL("libm.so.6")._handle  # valid after its CDLL went, as a stdlib handle
     gc.collect()
     assert _ctypes.dlsym(handle, "cos") == address
+    from ffibox import _library
+    del _library._by_token[handle]  # as when its session ended and was collected: still ours
+    with pytest.raises(OSError, match="has ended"):
+        _ctypes.dlsym(handle, "cos")
+    assert _ctypes.dlclose(handle) is None
     stdlib_libm = _ctypes.dlopen("libm.so.6", ct.RTLD_LOCAL)  # the stdlib's take the rest
     assert _ctypes.dlsym(stdlib_libm, "cos") > 0
     assert _ctypes.dlclose(stdlib_libm) is None
+
+
+def test_a_library_loaded_again_and_again_takes_no_descriptor_of_its_worker_each_time(server):
+    # ctypes code makes a CDLL of a library as it goes: each load kept a descriptor of the
+    # file open in the worker, and load 250 of one session failed (too many open files),
+    # and every load after it, short of the 256 libraries a session may load.
+    import ffibox
+    client = ffibox.connect(server.address)
+    try:
+        with client.session() as session:
+            for _ in range(254):
+                lib = session.CDLL(TEST_LIB)
+            assert lib.add_int(2, 3) == 5
+            assert session.CDLL("libm.so.6").abs(-4) == 4  # and another library
+    finally:
+        client.close()
 
 
 def test_paramflags_make_output_parameters(ct):

@@ -72,7 +72,8 @@ MAX_WATCHED_VIEWS = 256
 # Images from this size on are compared with what was last seen in place (this process's
 # memcmp), not copied first: a 64 MiB view alive costs each call a few milliseconds, not 50.
 _COMPARED_IN_PLACE = 64 << 10
-# How long a watched read waits for another thread's before it reads unwatched (seconds).
+# How long a callback handler's watched read waits for another thread's before it reads
+# unwatched (seconds).
 _WATCH_LOCK_WAIT = 0.05
 _memcmp = _ct.CDLL(None).memcmp
 _memcmp.argtypes = [_ct.c_void_p, _ct.c_void_p, _ct.c_size_t]
@@ -557,11 +558,14 @@ class ImageTable:
     def _read_watched(self, worker: int, size: int,
                       generation: int) -> Tuple[Optional[bytes], bool]:
         """The bytes at `worker` (None when they cannot be read), and whether the worker
-        watches them now, ending the watches no image needs any more first. Read unwatched,
-        as past the watch budget, when another thread's watched read does not end within
-        _WATCH_LOCK_WAIT: that one may wait in the worker behind this thread's own call (a
-        callback converting its argument while another thread makes a view)."""
-        if not self._watch_lock.acquire(timeout=_WATCH_LOCK_WAIT):
+        watches them now, ending the watches no image needs any more first. A callback's
+        handler reads unwatched, as past the watch budget, when another thread's watched read
+        does not end within _WATCH_LOCK_WAIT: that one may wait in the worker behind the call
+        the handler serves (a callback converting its argument while another thread makes a
+        view); every other thread waits for it."""
+        session = self.session() if self.session is not None else None
+        in_handler = session is not None and session.stream.serves_invocation_here()
+        if not self._watch_lock.acquire(timeout=_WATCH_LOCK_WAIT if in_handler else -1):
             return self._read(worker, size, generation), False
         try:
             unwatch = self._take_unwatch(generation)

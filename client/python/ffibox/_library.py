@@ -9,7 +9,7 @@ from typing import Dict, Optional, Tuple, Union
 from ffibox import _default
 from ffibox._functions import _FuncPtr
 from ffibox._worker_address import WorkerAddress
-from ffibox.errors import SymbolNotFound
+from ffibox.errors import Error, SymbolNotFound
 
 # The `_handle` of every CDLL made, never an address (ctypes hands a library's `_handle` to
 # _ctypes.dlsym and dlclose, which install_dl_functions makes take these): what each names,
@@ -18,6 +18,7 @@ from ffibox.errors import SymbolNotFound
 # (`_ctypes.dlsym(CDLL(name)._handle, symbol)`).
 _tokens = itertools.count(1)
 _by_token: Dict[int, Tuple["weakref.ref", int, str]] = {}
+_last_token = [0]
 _issue_lock = threading.Lock()
 
 
@@ -49,7 +50,7 @@ class CDLL:
         self._path = path
         self._library = session.load_library(path, bool(mode & _ct.RTLD_GLOBAL))
         with _issue_lock:
-            self._handle = next(_tokens)
+            self._handle = _last_token[0] = next(_tokens)
             _by_token[self._handle] = (weakref.ref(session), self._library, path)
             if self._handle & (self._handle - 1) == 0:  # now and then: those of ended sessions
                 for token, (owner, _, _) in list(_by_token.items()):
@@ -112,24 +113,32 @@ def install_dl_functions() -> None:
     stdlib_dlclose = getattr(_ctypes.dlclose, "stdlib", _ctypes.dlclose)
 
     def dlsym(handle, name):
-        named = _by_token.get(handle) if type(handle) is int else None
-        if named is None:
+        if not _is_token(handle):
             return stdlib_dlsym(handle, name)
-        session = named[0]()
+        named = _by_token.get(handle)
+        session = named[0]() if named is not None else None
         if session is None:
             raise OSError("ffibox: the session of library handle %d has ended" % handle)
         try:
             return session.lookup(named[1], name).address
         except SymbolNotFound:
             raise OSError("%s: undefined symbol: %s" % (named[2], name)) from None
+        except Error as error:  # the session closed, its worker lost
+            raise OSError("ffibox: %s" % error) from None
 
     def dlclose(handle):
-        if type(handle) is not int or handle not in _by_token:
+        if not _is_token(handle):
             return stdlib_dlclose(handle)
         return None  # loaded in its worker until the session ends
 
     dlsym.stdlib, dlclose.stdlib = stdlib_dlsym, stdlib_dlclose
     _ctypes.dlsym, _ctypes.dlclose = dlsym, dlclose
+
+
+def _is_token(handle) -> bool:
+    """Whether `handle` is a CDLL's `_handle` (of a session ended or not): a number up to the
+    last one issued, far below any address a library of this process has."""
+    return type(handle) is int and 0 < handle <= _last_token[0]
 
 
 class LibraryLoader:

@@ -274,6 +274,10 @@ def _pointer_encoder(t):
             targets[target_type] = took
         return took
 
+    # POINTER(T) takes a T as byref of it (not POINTER(c_char) a c_char: ctypes refuses it).
+    takes_by_reference = not void and target not in (_ct.c_char, _ct.c_wchar) and \
+        takes_target(target)
+
     def encode(value, twins, held, generation):
         kind_of_value = type(value)
         if void and kind_of_value is t:  # a c_void_p itself: its address, as ctypes passes it
@@ -316,8 +320,7 @@ def _pointer_encoder(t):
                     return None  # another type (ctypes' TypeError), a view, an offset
             elif takes(kind_of_value) and value._b_needsfree_:
                 owner = value
-            elif kind_of_value is target and not void and takes_target(kind_of_value) and \
-                    value._b_needsfree_:
+            elif kind_of_value is target and takes_by_reference and value._b_needsfree_:
                 owner = value  # a POINTER(T) parameter takes a T as byref of it, as ctypes
             else:
                 return None

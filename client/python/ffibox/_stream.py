@@ -505,6 +505,10 @@ class SessionStream:
             return response
         return self._send(request, on_callback_thread)
 
+    def serves_invocation_here(self) -> bool:
+        """Whether this thread runs a callback's handler now (its call waits for it)."""
+        return self._serving.invocation != 0
+
     def in_flight_here(self) -> bool:
         """Whether this thread's own request is on the same-host channel now (from its first
         byte written to its answer read): a finalizer or signal handler that runs there."""
