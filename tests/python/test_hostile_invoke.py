@@ -147,9 +147,10 @@ Big = ct.c_char * size
 callback = ct.CFUNCTYPE(None, ct.POINTER(Big))(
     lambda p: seen.append(p.contents[0] + p.contents[size - 1]))
 callback_id = session.callback_id(callback)
-forge = session.CDLL(hostile).hostile_whole_frame_taken
+forge = session.CDLL(hostile).hostile_frame_then_sleep
 forge.restype = ctypes.c_long
-forge.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_long, ctypes.c_long]
+forge.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_long, ctypes.c_long,
+                  ctypes.c_long]
 def varint(value):
     out = b""
     while value >= 0x80:
@@ -163,7 +164,9 @@ invoke = pb.CallbackInvoke(
 body = invoke.SerializeToString()
 frame = b"\\x12" + varint(len(body)) + body
 try:
-    forge(frame, len(frame), b"\\0", 1, len(frame))
+    # The handler runs within the 3 s, before the worker's answer ends it (the queued
+    # invocations of a lost worker are not run).
+    forge(frame, len(frame), b"\\0", 1, len(frame), 3000)
 except ffibox.Error as error:
     print("forge:", error.code)
 deadline = time.monotonic() + 10

@@ -244,6 +244,18 @@ long hostile_whole_frame_taken(const unsigned char* prefix, long prefix_length,
   return taken < 0 ? taken : length;
 }
 
+/* hostile_whole_frame_taken, then a sleep of `sleep_ms` before the call returns: a forged
+ * invocation's handler runs in the client before the worker's answer to this call, which the
+ * broker takes as the end of the worker (a call answered with an invocation open). */
+long hostile_frame_then_sleep(const unsigned char* prefix, long prefix_length,
+                              const unsigned char* pattern, long pattern_length, long length,
+                              long sleep_ms) {
+  const long taken =
+      hostile_whole_frame_taken(prefix, prefix_length, pattern, pattern_length, length);
+  usleep((useconds_t)sleep_ms * 1000);
+  return taken;
+}
+
 /* Creates `name` (a file with a few bytes) in the directory open at `at`. 0 or -errno. */
 static int make_file_at(int at, const char* name) {
   const int fd = openat(at, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
