@@ -229,15 +229,11 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
                                         std::numeric_limits<uint32_t>::max())));
     return kExitUsage;
   }
-  for (const std::string& layer : absl::GetFlag(FLAGS_require_jail)) {
-    if (layer != "all" && std::find(std::begin(kJailLayerNames), std::end(kJailLayerNames),
-                                    layer) == std::end(kJailLayerNames)) {
-      PrintError(ErrorStatus(
-          v1::INVALID_ARGUMENT,
-          absl::StrCat("--require_jail: no jail layer is called '", layer,
-                       "' (the layers: ", absl::StrJoin(kJailLayerNames, ", "), ", or all)")));
-      return kExitUsage;
-    }
+  if (absl::StatusOr<std::vector<std::string>> layers =
+          ExpandJailLayers(absl::GetFlag(FLAGS_require_jail), "--require_jail");
+      !layers.ok()) {
+    PrintError(layers.status());
+    return kExitUsage;
   }
   absl::StatusOr<CDeclaration> declaration = ParseCDeclaration(declaration_text);
   if (!declaration.ok()) {

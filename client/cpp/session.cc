@@ -51,27 +51,25 @@ absl::StatusOr<std::string> PathToLoad(const std::string& path) {
   return absl::StrCat(directory, "/", path);
 }
 
-// The layers `options` requires, "all" standing for every one; INVALID_ARGUMENT for a name
-// that is no layer (a misspelt layer would otherwise read as one the server lacks).
-absl::StatusOr<std::vector<std::string>> RequiredJailLayers(const SessionOptions& options) {
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ExpandJailLayers(absl::Span<const std::string> names,
+                                                          absl::string_view what) {
   std::vector<std::string> layers;
-  for (const std::string& name : options.required_jail_layers) {
+  for (const std::string& name : names) {
     if (name == "all") {
       for (absl::string_view layer : kJailLayerNames) layers.emplace_back(layer);
     } else if (std::find(std::begin(kJailLayerNames), std::end(kJailLayerNames), name) !=
                std::end(kJailLayerNames)) {
       layers.push_back(name);
     } else {
-      return ErrorStatus(
-          v1::INVALID_ARGUMENT,
-          absl::StrCat("SessionOptions::required_jail_layers: no jail layer is called '", name,
-                       "' (the layers: ", absl::StrJoin(kJailLayerNames, ", "), ", or all)"));
+      return ErrorStatus(v1::INVALID_ARGUMENT,
+                         absl::StrCat(what, ": no jail layer is called '", name, "' (the layers: ",
+                                      absl::StrJoin(kJailLayerNames, ", "), ", or all)"));
     }
   }
   return layers;
 }
-
-}  // namespace
 
 Session::Session(std::shared_ptr<client_internal::SessionStream> stream, v1::SessionOpened info)
     : stream_(std::move(stream)),
@@ -92,7 +90,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(std::shared_ptr<grpc::Cha
                        absl::StrCat("SessionOptions::call_timeout must not be negative, not ",
                                     absl::FormatDuration(options.call_timeout)));
   }
-  absl::StatusOr<std::vector<std::string>> required = RequiredJailLayers(options);
+  absl::StatusOr<std::vector<std::string>> required =
+      ExpandJailLayers(options.required_jail_layers, "SessionOptions::required_jail_layers");
   if (!required.ok()) return required.status();
   absl::StatusOr<std::shared_ptr<client_internal::SessionStream>> stream =
       client_internal::SessionStream::Start(std::move(channel), options.answer_margin);

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "client/cpp/batch.h"
 #include "client/cpp/callback.h"
 #include "client/cpp/internal/memory_ops.h"
@@ -43,6 +44,12 @@ using OutputHandler = client_internal::SessionStream::OutputHandler;
 inline constexpr absl::string_view kJailLayerNames[] = {
     "user",       "pid",  "net",    "ipc",     "uts",          "mount",
     "filesystem", "proc", "cgroup", "seccomp", "no_new_privs", "rlimits"};
+
+// The layers `names` requires, "all" standing for every one of kJailLayerNames;
+// INVALID_ARGUMENT naming `what` (where the names came from) for a name that is no layer (a
+// misspelt one would otherwise read as a layer the server lacks).
+absl::StatusOr<std::vector<std::string>> ExpandJailLayers(absl::Span<const std::string> names,
+                                                          absl::string_view what);
 
 struct SessionOptions {
   // Default deadline of each call; zero uses the server's default.
