@@ -9,7 +9,6 @@
 #include "core/errors.h"
 #include "server/broker/worker_death.h"
 #include "server/jail/jail_layers.h"
-#include "server/protocol/crash_report.h"
 
 namespace ffibox {
 namespace {
@@ -79,17 +78,10 @@ absl::StatusOr<std::unique_ptr<SessionWorker>> SessionWorker::Start(const Sessio
     v1::ErrorCode code = v1::INTERNAL;
     std::string why(running.message());
     if (absl::IsUnavailable(running)) {
-      const WorkerExit exit = process->Reap();
-      if (exit.signal == 0 && exit.exit_code == kWorkerExitNoThread) {
-        code = v1::RESOURCE_EXHAUSTED;
-        why =
-            "the worker could not start its own thread (the task limit of ffiboxd's user or "
-            "cgroup, or its memory)";
-      } else {
-        const v1::Error death = DescribeWorkerDeath(exit, DeathCause::kUnexpected, "its start");
-        code = death.code();
-        why = death.message();
-      }
+      const v1::Error death =
+          DescribeWorkerDeath(process->Reap(), DeathCause::kBeforeStart, "its start");
+      code = death.code();
+      why = death.message();
     }
     process.reset();
     return Refuse(code, session_id, absl::StrCat("cannot start a worker: ", why));

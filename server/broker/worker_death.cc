@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/jail/seccomp_policy.h"
+#include "server/protocol/crash_report.h"
 
 namespace ffibox {
 namespace {
@@ -57,6 +58,15 @@ v1::Error DescribeWorkerDeath(const WorkerExit& exit, DeathCause cause, absl::st
       error.set_message(absl::StrCat("worker broke the channel protocol", WhileRunning(function),
                                      " (", detail, "); it was killed"));
       return error;
+    case DeathCause::kBeforeStart:
+      if (exit.signal == 0 && exit.exit_code == kWorkerExitNoThread) {
+        error.set_code(v1::RESOURCE_EXHAUSTED);
+        error.set_message(
+            "the worker could not start its own thread (the task limit of ffiboxd's user or "
+            "cgroup, or its memory)");
+        return error;
+      }
+      break;
     case DeathCause::kUnexpected:
       break;
   }

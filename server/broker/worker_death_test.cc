@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "server/jail/seccomp_policy.h"
+#include "server/protocol/crash_report.h"
 
 namespace ffibox {
 namespace {
@@ -40,6 +41,17 @@ TEST(DescribeWorkerDeath, ExitCarriesTheExitCode) {
   EXPECT_EQ(error.signal(), 0);
   EXPECT_EQ(error.exit_code(), 3);
   EXPECT_NE(error.message().find("status 3"), std::string::npos) << error.message();
+}
+
+TEST(DescribeWorkerDeath, AWorkerWithoutItsThreadBeforeItStartedIsResourceExhausted) {
+  // Its status is ffibox-worker's own only before it started: after, a library's exit(3) is
+  // a crash (above).
+  v1::Error error = DescribeWorkerDeath(WorkerExit{0, kWorkerExitNoThread},
+                                        DeathCause::kBeforeStart, "its start");
+  EXPECT_EQ(error.code(), v1::RESOURCE_EXHAUSTED);
+  EXPECT_NE(error.message().find("could not start its own thread"), std::string::npos);
+  EXPECT_EQ(DescribeWorkerDeath(WorkerExit{0, 2}, DeathCause::kBeforeStart, "its start").code(),
+            v1::WORKER_CRASHED);
 }
 
 TEST(DescribeWorkerDeath, DeadlineIsCallTimeoutEvenThoughTheBrokerSentSigkill) {
