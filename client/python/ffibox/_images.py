@@ -191,9 +191,7 @@ class _TableLock:
         self._on_release = on_release
 
     def __enter__(self) -> None:
-        self._lock.acquire()
-        self._owner = threading.get_ident()
-        self._depth += 1
+        self.try_enter(blocking=True)
 
     def __exit__(self, *exc_info) -> None:
         try:
@@ -205,10 +203,10 @@ class _TableLock:
                 self._owner = None
             self._lock.release()
 
-    def try_enter(self) -> bool:
-        """Enters as `with` does if the lock is free now (then leave with __exit__); False,
-        without waiting, if another thread holds it."""
-        if not self._lock.acquire(blocking=False):
+    def try_enter(self, blocking: bool = False) -> bool:
+        """Enters as `with` does (then leave with __exit__); without `blocking`, only if
+        the lock is free now: False, without waiting, if another thread holds it."""
+        if not self._lock.acquire(blocking=blocking):
             return False
         self._owner = threading.get_ident()
         self._depth += 1

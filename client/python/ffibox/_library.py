@@ -1,6 +1,5 @@
 """CDLL: a library loaded in a session's worker, with ctypes' attribute and item access."""
 import ctypes as _ct
-import itertools
 import os
 import threading
 import weakref
@@ -16,7 +15,6 @@ from ffibox.errors import Error, SymbolNotFound
 # (its session, weakly; the session's handle of the library; its path), kept while the
 # session lives, as a stdlib handle stays valid after its CDLL went
 # (`_ctypes.dlsym(CDLL(name)._handle, symbol)`).
-_tokens = itertools.count(1)
 _by_token: Dict[int, Tuple["weakref.ref", int, str]] = {}
 _last_token = [0]
 _issue_lock = threading.Lock()
@@ -50,7 +48,8 @@ class CDLL:
         self._path = path
         self._library = session.load_library(path, bool(mode & _ct.RTLD_GLOBAL))
         with _issue_lock:
-            self._handle = _last_token[0] = next(_tokens)
+            _last_token[0] += 1
+            self._handle = _last_token[0]
             _by_token[self._handle] = (weakref.ref(session), self._library, path)
             if self._handle & (self._handle - 1) == 0:  # now and then: those of ended sessions
                 for token, (owner, _, _) in list(_by_token.items()):
@@ -98,8 +97,12 @@ class CDLL:
         try:
             return self._session.lookup(self._library, symbol)
         except SymbolNotFound as error:
-            raise SymbolNotFound("%s: undefined symbol: %s" % (self._path, symbol),
-                                 error.code) from None
+            raise SymbolNotFound(_undefined(self._path, symbol), error.code) from None
+
+
+def _undefined(path: str, symbol: str) -> str:
+    """What dlsym says of a symbol `path` lacks."""
+    return "%s: undefined symbol: %s" % (path, symbol)
 
 
 def install_dl_functions() -> None:
@@ -122,7 +125,7 @@ def install_dl_functions() -> None:
         try:
             return session.lookup(named[1], name).address
         except SymbolNotFound:
-            raise OSError("%s: undefined symbol: %s" % (named[2], name)) from None
+            raise OSError(_undefined(named[2], name)) from None
         except Error as error:  # the session closed, its worker lost
             raise OSError("ffibox: %s" % error) from None
 
