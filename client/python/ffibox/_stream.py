@@ -180,10 +180,10 @@ class _Pending:
     and its waiter is woken (`wake`; on the callback thread, whose waits take the invokes of
     other calls too, `shared` gets None instead); `runs_invokes`: the invokes the request's
     own native code makes go to `invokes` (each with its worker's generation), for its
-    waiter to run (not to the callback thread), and wake it; `bound`: how long the server may take to answer it, in seconds
-    (SessionStream._bound_of). The invokes are taken one by one (a queue's get that took one
-    would leave it in no one's hands while a signal handler runs: SessionStream.
-    _run_waiting_invokes). `outer`: the request whose wait this one's interrupted (a signal
+    waiter to run (not to the callback thread), and wake it; `bound`: how long the server
+    may take to answer it, in seconds (SessionStream._bound_of). The invokes are taken one
+    by one (a queue's get that took one would leave it in no one's hands while a signal
+    handler runs: SessionStream._run_waiting_invokes). `outer`: the request whose wait this one's interrupted (a signal
     handler's or finalizer's request), whose invokes this one's waiter runs too; `forward`:
     the wake of such a wait, woken with this one's."""
     __slots__ = ("done", "response", "shared", "wake", "invokes", "runs_invokes", "bound",
