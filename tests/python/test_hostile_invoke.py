@@ -64,6 +64,32 @@ def test_an_invocation_naming_a_request_that_is_not_running_ends_its_worker():
         server.stop()
 
 
+def test_a_library_saying_again_that_its_worker_started_ends_that_worker_alone():
+    # A worker's `started` frame is its first, read before it is given a session: one a
+    # library forges later is a protocol violation, never taken for a worker's start.
+    server = Server()
+    try:
+        client = ffibox.connect(server.address)
+        session = client.session(same_host=False)
+        bystander = client.session(same_host=False)
+        forge = frame_forger(session)
+        frame = b"\x20\x01"  # WorkerReply{started: true}
+        try:
+            raised = "returned %d" % forge(frame, len(frame), b"\0", 1, len(frame))
+        except ffibox.Error as error:
+            raised = error
+        assert isinstance(raised, ffibox.Error) and raised.code == "WORKER_CRASHED", raised
+        assert "said again that it started" in str(raised), raised
+        # The session goes on with a new worker; the other session was never touched.
+        assert session.CDLL("libc.so.6").abs(-7) == 7
+        assert bystander.CDLL("libc.so.6").abs(-8) == 8 and bystander.generation == 1
+        session.close()
+        bystander.close()
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_a_worker_that_says_its_request_never_reached_it_is_ended_and_the_client_is_not_told_so():
     """Only the broker may say a request never reached a worker (the client would then send
     the request's releases again, to a worker that may have reused their addresses). A worker
