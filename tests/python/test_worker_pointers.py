@@ -656,9 +656,43 @@ PATTERNS = {
         lib.add_int(0, 0)  # (a large view's changes are written back before a call)
         print(whole[5000], out[5000], string_at(out, 5001)[5000])
     """,
+    # The caller's nodes linked into a list the library keeps, stored through a temporary
+    # `.contents` of the library's head, an element of its array of pointers, with a callback
+    # and a string in them: ctypes keeps each alive with the object it was stored through (the
+    # head's pointer, the array), so the library walks them calls later, after it reused its
+    # heap. Their worker copies were freed with the Python objects: the library read freed
+    # blocks (the worker crashed, or summed what its heap held).
+    "callers_nodes_linked_into_a_list_the_library_keeps": """
+        import gc
+        class ListNode(Structure):
+            pass
+        VISIT = CFUNCTYPE(c_int, c_int)
+        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
+                             ("name", c_char_p)]
+        lib.list_head.restype = POINTER(ListNode)
+        head = lib.list_head()
+        first = ListNode(5)
+        first.next = pointer(ListNode(6, name=b"six"))
+        head.contents.next = pointer(first)
+        del first
+        slots = (POINTER(ListNode) * 4).in_dll(lib, "list_slots")
+        slots[1] = pointer(ListNode(7))
+        visited = ListNode(4)
+        visited.visit = VISIT(lambda value: value * 10)
+        slots[3] = pointer(visited)
+        del visited
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+        slots[1] = pointer(ListNode(8))  # the node stored there before may go now
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+    """,
 }
 
 EXPECTED = {
+    "callers_nodes_linked_into_a_list_the_library_keeps": "61\n62",
     "a_callbacks_write_into_a_view_reaches_the_library": "7 5 85 [7, 5, 85]",
     "whole_length_views_over_an_out_parameter": "True True\n1 1 1",
     "memoryview_of_library_memory_through_pythonapi":

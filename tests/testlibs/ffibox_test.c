@@ -143,6 +143,32 @@ EXPORT void register_buffer(char* buffer, size_t n) {
   registered_size = n;
 }
 EXPORT void* registered_buffer_address(long offset) { return registered_buffer + offset; }
+static struct ListNode list_head_node;
+EXPORT struct ListNode* list_slots[4];
+EXPORT struct ListNode* list_head(void) { return &list_head_node; }
+static int sum_nodes(const struct ListNode* node) {
+  int sum = 0;
+  for (; node != NULL; node = node->next) {
+    sum += node->visit ? node->visit(node->value) : node->value;
+    if (node->name != NULL) sum += (int)strlen(node->name);
+  }
+  return sum;
+}
+EXPORT int list_sum(void) {
+  int sum = sum_nodes(list_head_node.next);
+  for (int i = 0; i < 4; ++i) sum += sum_nodes(list_slots[i]);
+  return sum;
+}
+EXPORT void heap_churn(void) {
+  void* blocks[64];
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 64; ++i) {
+      blocks[i] = malloc(8 + (size_t)(i % 32) * 8);
+      if (blocks[i] != NULL) memset(blocks[i], 0xA5, 8 + (size_t)(i % 32) * 8);
+    }
+    for (int i = 0; i < 64; ++i) free(blocks[i]);
+  }
+}
 EXPORT size_t fill_registered(int c) {
   memset(registered_buffer, c, registered_size);
   return registered_size;

@@ -157,6 +157,19 @@ int fill_and_add(char* out, size_t n, int amount); /* n bytes of 'x', then add_t
 void register_buffer(char* buffer, size_t n);
 size_t fill_registered(int c);                /* fills the registered buffer with c; its size */
 void* registered_buffer_address(long offset); /* the registered buffer + offset */
+/* A list whose head lives in the library: a caller links its own nodes after it, or points
+ * list_slots at them, and the library walks them in later calls. */
+struct ListNode {
+  int value;
+  struct ListNode* next;
+  int (*visit)(int); /* when set, list_sum adds visit(value) instead of value */
+  const char* name;  /* when set, list_sum adds its length too */
+};
+extern struct ListNode* list_slots[4];
+struct ListNode* list_head(void); /* the library's own head node */
+/* The nodes after the head, then those list_slots point to (and the nodes after them). */
+int list_sum(void);
+void heap_churn(void); /* mallocs, fills with 0xA5 and frees blocks of 8 to 256 bytes */
 
 /* Faults: each kills the calling process in its own way. */
 int crash_null_deref(void);           /* SIGSEGV: write through NULL */

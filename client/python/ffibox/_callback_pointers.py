@@ -18,15 +18,27 @@ pointer-sized word of such a pointee:
   twin in worker memory it allocates now (freed when the object is collected), written
   with its bytes;
 - anything else (an image, 0, a worker address, memory of unknown extent): unchanged.
+
+The bytes written to a twin are the object's with its own pointer positions translated
+the same way, followed to what they point to (a node linking the caller's next node, a
+record holding a callback or a string): the library finds worker addresses there, never
+this process's. A callback's word is its closure in the worker; a `c_char_p` or
+`c_wchar_p` word into a string the object holds is a copy of the string the object keeps
+(as ctypes keeps the string), with a twin of its own.
 """
 import ctypes as _ct
+import struct
 import warnings
 import gc
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional, Set, Tuple
 
-from ffibox import _addresses, _twins
+from ffibox import _addresses, _callback_code, _twins, _types
 
 MAX_KEPT_OBJECTS = 256  # objects looked at among a pointee's keep-alive references
+_WORD = struct.Struct("<Q")
+# Where an object keeps the copies of strings its c_char_p / c_wchar_p fields point to that
+# its twin points to (by offset), for the object's life.
+_STRING_COPIES = "_ffibox_string_copies"
 _DATA = (_ct.Structure, _ct.Union, _ct.Array, _ct._SimpleCData, _ct._Pointer)
 
 
@@ -74,16 +86,33 @@ def holder(keep, word: int) -> Optional[object]:
 def worker_word(session, word: int, keep, generation: int) -> int:
     """What the worker must find for `word`, a pointer the callback stored in memory whose
     ctypes keep-alive references are `keep` (see the module comment)."""
+    # Twins to write (owner, worker address, whether new), each object once: a graph with
+    # cycles, or a long list, is followed without recursion.
+    pending: List[Tuple[object, int, bool]] = []
+    written: Set[int] = set()
+    mapped = _mapped(session, word, keep, generation, pending, written)
+    while pending:
+        owner, worker, new = pending.pop()
+        data = _twin_bytes(session, owner, generation, pending, written)
+        if new:
+            _write_watched(session, worker, data, generation)
+        else:
+            # Watched already (since its call placed it, or since it was made below): what
+            # is written is what the caller holds, no change of the library's to report.
+            session.memory.write(worker, data, generation, held=True)
+    return mapped
+
+
+def _mapped(session, word: int, keep, generation: int, pending, written) -> int:
+    # worker_word's answer for one word; the twins it needs written go to `pending`.
     if not word or _addresses.classify(word)[0] != "local" or session.images.find(word):
         return word
     found = session.twins.twin_at(word)
     if found is not None and found[1].generation == generation:
         owner, twin = found
-        if not twin.busy:
-            # Watched already (since its call placed it, or since it was made below): what
-            # is written is what the caller holds, no change of the library's to report.
-            session.memory.write(twin.worker, _ct.string_at(twin.local, twin.size), generation,
-                                 held=True)
+        if not twin.busy and id(owner) not in written:
+            written.add(id(owner))
+            pending.append((owner, twin.worker, False))
         return twin.worker + (word - twin.local)
     owner = holder(keep, word)
     if owner is None or type(owner).__weakrefoffset__ == 0:
@@ -91,8 +120,63 @@ def worker_word(session, word: int, keep, generation: int) -> int:
     size = _ct.sizeof(owner)
     worker = session.memory.alloc(size)
     session.twins.kept(owner, size, worker, generation)
-    _write_watched(session, worker, _ct.string_at(_ct.addressof(owner), size), generation)
+    written.add(id(owner))
+    pending.append((owner, worker, True))
     return worker + (word - _ct.addressof(owner))
+
+
+def _twin_bytes(session, owner, generation: int, pending, written) -> bytes:
+    """`owner`'s bytes as its twin must hold them: each pointer position (outside unions,
+    whose member is not known) that holds an address of this process translated."""
+    data = _ct.string_at(_ct.addressof(owner), _ct.sizeof(owner))
+    if isinstance(owner, bytes) or not isinstance(owner, _DATA):
+        return data
+    offsets = _types.pointer_offsets(type(owner), unions=False)
+    if not offsets:
+        return data
+    data = bytearray(data)
+    for offset, t in offsets:
+        if offset + _WORD.size > len(data):
+            continue
+        word = _WORD.unpack_from(data, offset)[0]
+        if not word or _addresses.classify(word)[0] != "local":
+            continue
+        if _types.is_function(t):
+            mapped = _closure_word(session, word)
+        else:
+            mapped = _mapped(session, word, owner._objects, generation, pending, written)
+            if mapped == word and _types.code_of(t) in ("z", "Z"):
+                mapped = _string_word(session, owner, offset, word, _types.code_of(t) == "Z",
+                                      generation, pending, written)
+        _WORD.pack_into(data, offset, mapped)
+    return bytes(data)
+
+
+def _closure_word(session, word: int) -> int:
+    # A function pointer field holding a callback's local code: its closure in the worker.
+    callback = _callback_code.local_callbacks.get(word)
+    if callback is None:
+        return word
+    closure = session.closure_address(callback)
+    return word if closure is None else closure
+
+
+def _string_word(session, owner, offset: int, word: int, wide: bool, generation: int,
+                 pending, written) -> int:
+    # A c_char_p / c_wchar_p field of `owner` holding the address of a string it keeps (a
+    # bytes or str ctypes stored there): a copy of the string, kept by `owner` while the
+    # field holds it, with a twin of its own.
+    try:
+        copies = owner.__dict__.setdefault(_STRING_COPIES, {})
+    except AttributeError:  # a record with __slots__ and no __dict__
+        return word
+    text = _ct.wstring_at(word) if wide else _ct.string_at(word)
+    buffer = copies.get(offset)
+    if buffer is None or buffer.value != text:
+        buffer = copies[offset] = _ct.create_unicode_buffer(text) if wide else \
+            _ct.create_string_buffer(text)
+    return _mapped(session, _ct.addressof(buffer), {"0": buffer}, generation, pending,
+                   written)
 
 
 def _write_watched(session, worker: int, data: bytes, generation: int) -> None:

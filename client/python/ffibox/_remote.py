@@ -16,6 +16,13 @@ _views: Dict[type, type] = {}
 TARGET = "_ffibox_target"
 _named_pointers: Dict[type, type] = {}  # T -> the RemotePointer subclass for POINTER(T)
 _naming = threading.Lock()
+# A view's or RemotePointer's root: the object ctypes would keep what is stored through it
+# alive in (the base of `p.contents` is `p`; a field's, its record's). What the caller stores
+# into worker memory through it (a pointer to its own object, whose twin the worker then
+# holds; a callback) lives as long as the root (root_of, keep_stored), as ctypes keeps it in
+# the root's `_objects`: the library is not left with the address of a freed twin.
+ROOT = "_ffibox_root"
+STORED = "_ffibox_stored"
 
 
 def read_word(at: WorkerAddress) -> int:
@@ -28,9 +35,35 @@ def _pointee(at: WorkerAddress) -> WorkerAddress:
     return WorkerAddress(at.session, read_word(at), at.generation)
 
 
-def load(t, at: WorkerAddress) -> Any:
+def root_of(obj):
+    """The object what is stored through view or RemotePointer `obj` is kept alive with."""
+    return obj.__dict__.get(ROOT, obj)
+
+
+def _rooted(obj, root):
+    # `obj` (a view or RemotePointer made through `root`), holding its root, as ctypes'
+    # objects made through another hold it as their base.
+    if root is not None:
+        obj.__dict__[ROOT] = root
+    return obj
+
+
+def keep_stored(root, address: int, value) -> None:
+    """Keeps `value`, stored at worker address `address` through an object of `root`, alive
+    as long as `root` (or until another value is stored there), as ctypes keeps what is
+    assigned into memory in its container's `_objects`."""
+    if root is None or value is None or isinstance(value, (int, float, bytes, str)):
+        return
+    kept = root.__dict__.get(STORED)
+    if kept is None:
+        kept = root.__dict__[STORED] = {}
+    kept[address] = value
+
+
+def load(t, at: WorkerAddress, root=None) -> Any:
     """The Python value ctypes gives for a `t` stored at worker address `at` (a field, an
-    element, a dereferenced pointer)."""
+    element, a dereferenced pointer); `root`: what a view or pointer it gives keeps alive
+    what is stored through it with (root_of the object it was read through)."""
     _types.refuse_py_object_in_library_memory(t)
     code = _types.code_of(t)
     memory = at.session.memory
@@ -45,16 +78,18 @@ def load(t, at: WorkerAddress) -> Any:
         twin = at.session.twins.local(word, at.generation) if word else None
         if twin is not None:
             return _twins.pointer_into(t, twin)
-        return RemotePointer(at.session, word, at.generation, t._type_)
+        return _rooted(RemotePointer(at.session, word, at.generation, t._type_), root)
     if _types.is_function(t):
         return function_pointer(t, _pointee(at))
     if _types.is_fundamental(t):
         return t.from_buffer_copy(memory.read(at.address, _ct.sizeof(t), at.generation)).value
-    return view(t, at)
+    return view(t, at, root)
 
 
-def store(t, at: WorkerAddress, value: Any) -> None:
-    """Writes `value` as a `t` at worker address `at`."""
+def store(t, at: WorkerAddress, value: Any, root=None) -> None:
+    """Writes `value` as a `t` at worker address `at`; what it places in the worker for
+    `value` (a twin of the caller's object, a callback) lives as long as `root`
+    (keep_stored)."""
     memory = at.session.memory
     if isinstance(value, _ct._SimpleCData) and not _types.is_simple(t):
         value = value.value
@@ -72,11 +107,12 @@ def store(t, at: WorkerAddress, value: Any) -> None:
             "the library's memory holds (cast(address, %s) of memory it allocated)"
             % (type(value).__name__, t.__name__, t.__name__))
     memory.write_typed(at.address, t, value, at.generation)
+    keep_stored(root, at.address, value)
 
 
-def view(t, at: WorkerAddress):
+def view(t, at: WorkerAddress, root=None):
     """An instance of (a subclass of) `t` whose reads and writes go to worker memory at
-    `at`."""
+    `at`; `root`: what it keeps alive what is stored through it with (itself when None)."""
     _types.refuse_py_object_in_library_memory(t)
     cls = _views.get(t)
     if cls is None:
@@ -133,6 +169,7 @@ def view(t, at: WorkerAddress):
                 _types.word_at(_ct.addressof(instance) + offset).value = None
         except Error:
             pass
+        _rooted(instance, root)  # (a mirrored array holds no pointer: nothing stored to keep)
     return instance
 
 
@@ -151,7 +188,7 @@ def _view_class(t, methods):
 
 def _held(pointer_view):
     # What a view of a pointer or function pointer variable holds now, as load gives it.
-    return load(type(pointer_view)._ffibox_base, address_of(pointer_view))
+    return load(type(pointer_view)._ffibox_base, address_of(pointer_view), root_of(pointer_view))
 
 
 def _set_held_contents(pointer_view, target) -> None:
@@ -220,7 +257,7 @@ def _simple_set(self, value):
     if at is None:
         type(self)._ffibox_base.value.__set__(self, value)
     else:
-        store(type(self)._ffibox_base, at, value)
+        store(type(self)._ffibox_base, at, value, root_of(self))
 
 
 def _simple_bool(self):
@@ -252,7 +289,7 @@ def _record_get(self, name):
             # the first NUL.
             data = at.session.memory.read(at.address, _ct.sizeof(t), at.generation)
             return getattr(t.from_buffer_copy(data), "value")
-        return load(t, at)
+        return load(t, at, root_of(self))
     _refresh(self)  # a bit field: refresh the local copy, let ctypes extract the bits
     return object.__getattribute__(self, name)
 
@@ -265,7 +302,7 @@ def _record_set(self, name, value):
     descriptor = getattr(type(self)._ffibox_base, name)
     if len(fields[name]) == 2:
         t = fields[name][1]
-        store(t, address_of(self) + descriptor.offset, value)
+        store(t, address_of(self) + descriptor.offset, value, root_of(self))
         if not _types.pointer_offsets(t):
             # The local snapshot follows the caller's own writes, for copies of it.
             descriptor.__set__(self, value)
@@ -328,7 +365,7 @@ def _array_get(self, index):
         items = [_array_get(self, i) for i in indexes]
         return b"".join(items) if t._type_ is _ct.c_char else items
     index = _index(t._length_, index)
-    return load(t._type_, address_of(self) + index * _ct.sizeof(t._type_))
+    return load(t._type_, address_of(self) + index * _ct.sizeof(t._type_), root_of(self))
 
 
 def _array_set(self, index, value):
@@ -350,7 +387,7 @@ def _array_set(self, index, value):
                 _array_set(self, position, item)
         return None
     index = _index(t._length_, index)
-    store(t._type_, at + index * _ct.sizeof(t._type_), value)
+    store(t._type_, at + index * _ct.sizeof(t._type_), value, root_of(self))
 
 
 # Makes a RemotePointer's local slot once, whichever thread asks first.
@@ -511,8 +548,8 @@ class RemotePointer:
         if local is not None:
             return local[0].contents
         if _types.is_pointer(self._type_) or _types.is_function(self._type_):
-            return load(self._type_, self._ffibox_address)
-        return view(self._type_, self._ffibox_address)
+            return load(self._type_, self._ffibox_address, root_of(self))
+        return view(self._type_, self._ffibox_address, root_of(self))
 
     def __getitem__(self, index):
         self._check()
@@ -537,7 +574,7 @@ class RemotePointer:
             if self._type_ is _ct.c_char:
                 return b"".join(items)
             return "".join(items) if self._type_ is _ct.c_wchar else items
-        return load(self._type_, self._ffibox_address + index * size)
+        return load(self._type_, self._ffibox_address + index * size, root_of(self))
 
     def __setitem__(self, index: int, value) -> None:
         self._check()
@@ -546,7 +583,7 @@ class RemotePointer:
             local[0][index] = value
             return
         size = _ct.sizeof(self._type_)
-        store(self._type_, self._ffibox_address + index * size, value)
+        store(self._type_, self._ffibox_address + index * size, value, root_of(self))
 
 
 _string_pointers: Dict[type, type] = {}
