@@ -80,7 +80,9 @@ function scalarFromServer(t, value, what) {
     if (kind === 'pointer') {
       const p = value.pointer;
       if (p.target === 'null') return null;
-      if (p.target === 'remote') {
+      // A char* result always comes as its bytes; a wchar_t* one as its address when it holds
+      // a unit that is no character (docs/node.md).
+      if (p.target === 'remote' && scalar !== 'CSTRING') {
         return new RemotePointer(p.remote.address || 0, p.remote.generation || 0);
       }
       throw unexpectedValue({ kind: `pointer.${p.target || 'unset'}` }, expectedKinds(t), what);
@@ -99,6 +101,11 @@ function scalarFromServer(t, value, what) {
       if (kind === 'int_value' || kind === 'uint_value') return BigInt(value[kind]) !== 0n;
       throw wrong();
     case 'FLOAT': case 'DOUBLE': case 'LONGDOUBLE':
+      // A C float comes as a double that holds it exactly: any other is no float's value.
+      if (kind === 'float_value' && scalar === 'FLOAT' && !Number.isNaN(value.float_value) &&
+          Math.fround(value.float_value) !== value.float_value) {
+        throw wrong();
+      }
       if (kind === 'float_value') return value.float_value;
       if (kind === 'int_value' || kind === 'uint_value') return Number(value[kind]);
       throw wrong();

@@ -18,6 +18,10 @@ const DECLARATIONS = {
   },
   'void fill(void* out)': { name: 'fill', signature: { params: [{ scalar: 'POINTER' }] } },
   'void* pair(void)': { name: 'pair', signature: { result: { scalar: 'POINTER' }, params: [] } },
+  'float half(float)': {
+    name: 'half', signature: { result: { scalar: 'FLOAT' }, params: [{ scalar: 'FLOAT' }] },
+  },
+  'char* name(void)': { name: 'name', signature: { result: { scalar: 'CSTRING' }, params: [] } },
 };
 
 // Runs `body(client, server)` against a fake server answering with `answer`, then stops both.
@@ -66,6 +70,27 @@ describe('answers that do not fit the request', () => {
       await assert.rejects(add(1, 2), isInternal(/returned 1099511627776, out of range for int/));
     });
   });
+
+  test('a float result no C float holds, or a char* result as an address, is INTERNAL',
+    async () => {
+      let result = { float_value: 1e300 };
+      const call = () => ({ call: { result } });
+      await withFakeServer(answering({ call }), async (client) => {
+        const session = await client.session();
+        const lib = await session.load('libtest.so');
+        const half = await lib.func('float half(float)');
+        await assert.rejects(half(1), isInternal(/returned float_value where/));
+        result = { float_value: 0.1 };
+        await assert.rejects(half(1), isInternal(/returned float_value where/));
+        result = { float_value: 0.25 };  // a float's value: taken
+        assert.equal(await half(1), 0.25);
+        const name = await lib.func('char* name(void)');
+        result = { pointer: { remote: { address: '4096', generation: '1' } } };
+        await assert.rejects(name(), isInternal(/returned pointer.remote where/));
+        result = { bytes_value: Buffer.from('ok') };
+        assert.equal(await name(), 'ok');
+      });
+    });
 
   test('an answer of another operation is INTERNAL', async () => {
     const load = () => ({ done: {} });
