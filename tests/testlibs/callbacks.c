@@ -112,6 +112,28 @@ int call_from_thread(int (*h)(int), int x) {
   return call.result;
 }
 
+struct ThreadCalls {
+  int (*h)(int);
+  int n;
+  long sum;
+};
+
+static void* RunThreadCalls(void* arg) {
+  struct ThreadCalls* calls = (struct ThreadCalls*)arg;
+  for (int i = 1; i <= calls->n; ++i) calls->sum += calls->h(i);
+  return NULL;
+}
+
+// Calls h(1), ..., h(n) in a row on a new thread (as a library's worker thread reports
+// progress) and returns the sum of the results; -1 if the thread cannot start.
+long call_from_thread_n(int (*h)(int), int n) {
+  struct ThreadCalls calls = {h, n, 0};
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, RunThreadCalls, &calls) != 0) return -1;
+  pthread_join(thread, NULL);
+  return calls.sum;
+}
+
 // Lets f change *p, then returns (the caller checks *p).
 void mutate_point(void (*f)(struct Point*), struct Point* p) { f(p); }
 

@@ -265,7 +265,9 @@ std::future<absl::StatusOr<v1::Response>> SessionStream::SendAsync(v1::Request* 
       pending.resolves = true;
       pending.result_bytes = ResultAnswerBytes(request->resolve_function().signature());
     }
+    pending.awaited = !(read_by_sender && request->has_callback_return());
     pending_read_by_senders_ += read_by_sender;
+    pending_unawaited_ += !pending.awaited;
   }
   request->set_id(id);
   // Inside a handler, requests run inside its invocation (the native caller waits for them).
@@ -797,14 +799,27 @@ absl::Status SessionStream::Close() {
 absl::StatusOr<v1::Response> SessionStream::AwaitAnswer(
     std::future<absl::StatusOr<v1::Response>>& answer, uint64_t id) {
   for (;;) {
+    std::optional<v1::Response> handed;
     {
       absl::MutexLock lock(&mu_);
-      auto answered_or_unread = [this, &answer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return IsReady(answer) || (reading_ == Reader::kNone && !reader_done_);
+      auto handed_here = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        auto it = pending_.find(id);
+        return it != pending_.end() && it->second.invoke_here.has_value();
+      };
+      auto answered_or_unread = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return IsReady(answer) || handed_here() || (reading_ == Reader::kNone && !reader_done_);
       };
       mu_.Await(absl::Condition(&answered_or_unread));
       if (IsReady(answer)) break;
-      reading_ = Reader::kCaller;
+      if (handed_here()) {
+        handed.swap(pending_.find(id)->second.invoke_here);
+      } else {
+        reading_ = Reader::kCaller;
+      }
+    }
+    if (handed.has_value()) {
+      callbacks_.RunHere(*handed);
+      continue;
     }
     // Read until this answer is in; the others' go to their waiters as the reader thread
     // would hand them over.
@@ -866,19 +881,31 @@ void SessionStream::ReadLoop() {
     }
     // Reads until a caller can read for itself: once an answer reached a caller that reads
     // for its answers (it may well send again at once), or such a caller waits; not after
-    // events or answers nobody reads for, which may come in a row.
+    // events, invocations or answers nobody waits for (a handler's), which may come in a row.
     while (take) {
       bool answered_reader = false;
       if (!ReadOne(/*on_reader_thread=*/true, &answered_reader)) return;
       absl::MutexLock lock(&mu_);
       if (pending_.size() == pending_read_by_senders_ && loss_reports_awaited_ == 0 && !closing_ &&
-          (answered_reader || pending_read_by_senders_ > 0)) {
+          (answered_reader || pending_read_by_senders_ > pending_unawaited_)) {
         reading_ = Reader::kNone;
         unread_since_ = absl::Now();
         take = false;
       }
     }
   }
+}
+
+bool SessionStream::HandToSender(uint64_t request, v1::Response& invoke) {
+  if (request == 0) return false;
+  absl::MutexLock lock(&mu_);
+  auto it = pending_.find(request);
+  if (it == pending_.end() || !it->second.read_by_sender || !it->second.awaited ||
+      it->second.invoke_here.has_value()) {
+    return false;
+  }
+  it->second.invoke_here = std::move(invoke);
+  return true;
 }
 
 bool SessionStream::ReadOne(bool on_reader_thread, bool* answered_reader, uint64_t awaited,
@@ -946,6 +973,7 @@ void SessionStream::EndStream() {
     for (auto& [id, pending] : pending_) pending.promise.set_value(failure);
     pending_.clear();
     pending_read_by_senders_ = 0;
+    pending_unawaited_ = 0;
     reading_ = Reader::kNone;
     reader_done_ = true;
   }
@@ -1007,10 +1035,10 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
       events_.push_back(std::move(*response.mutable_event()));
       if (events_.size() > kKeptEvents) events_.pop_front();
     } else if (response.has_callback_invoke()) {
-      if (run_here != nullptr && awaited != 0 &&
-          response.callback_invoke().request_id() == awaited) {
+      const uint64_t request = response.callback_invoke().request_id();
+      if (run_here != nullptr && awaited != 0 && request == awaited) {
         *run_here = std::move(response);
-      } else {
+      } else if (!HandToSender(request, response)) {
         callbacks_.Deliver(std::move(response));
       }
     }
@@ -1028,7 +1056,8 @@ void SessionStream::Dispatch(v1::Response response, bool on_reader_thread, bool*
     }
     it->second.promise.set_value(std::move(response));
     pending_read_by_senders_ -= it->second.read_by_sender;
-    *answered_reader = it->second.read_by_sender;
+    pending_unawaited_ -= !it->second.awaited;
+    *answered_reader = it->second.read_by_sender && it->second.awaited;
     pending_.erase(it);
   }
   callbacks_.Wake();  // the callback thread may be waiting for this answer

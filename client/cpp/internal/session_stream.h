@@ -202,6 +202,14 @@ class SessionStream : private AnswerWatchdog::Watched {
     // same-host channel (ResultAnswerBytes), noted with the function's handle when resolved.
     bool resolves = false;
     std::optional<uint64_t> result_bytes;
+    // An invocation this request's native code made on its thread (CallbackInvoke.
+    // request_id) that another thread read while the sender waits in AwaitAnswer: the sender
+    // runs it, as it would had it read it itself.
+    std::optional<v1::Response> invoke_here;
+    // A handler's answer (SendCallbackReturn): read by whoever reads next, and waited for by
+    // nobody, so reading its `done` is no reason for the reader thread to stop (a library
+    // thread's next invocation may follow at once).
+    bool awaited = true;
   };
   // Who reads the stream now.
   enum class Reader { kNone, kThread, kCaller };
@@ -209,11 +217,16 @@ class SessionStream : private AnswerWatchdog::Watched {
   // SendAsync; `read_by_sender`: the caller waits with AwaitAnswer.
   std::future<absl::StatusOr<v1::Response>> SendAsync(v1::Request* request, bool read_by_sender);
   // Waits for `answer`, to request `id`, reading the stream meanwhile while nobody else does.
-  // An invocation it reads that request `id` made on the worker's thread running it
+  // An invocation that request `id` made on the worker's thread running it
   // (CallbackInvoke.request_id) runs here, as ctypes runs a callback called during a call:
-  // no other thread is woken for it. Others go to the callback thread.
+  // read here, no other thread is woken for it; read by another thread (the reader thread,
+  // still reading for a library thread's invocations, or another caller), it is handed here
+  // (HandToSender). Others go to the callback thread.
   absl::StatusOr<v1::Response> AwaitAnswer(std::future<absl::StatusOr<v1::Response>>& answer,
                                            uint64_t id);
+  // Hands invocation `invoke` to the sender of request `request` when that sender reads for
+  // its answer (AwaitAnswer runs it); false when it does not (the callback thread's).
+  bool HandToSender(uint64_t request, v1::Response& invoke) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether the reader thread must read now: nobody does, the stream goes on, and someone
   // waits for what only the reader thread would read.
   bool ReaderThreadNeeded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -339,6 +352,7 @@ class SessionStream : private AnswerWatchdog::Watched {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
   size_t pending_read_by_senders_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t pending_unawaited_ ABSL_GUARDED_BY(mu_) = 0;  // of them, handlers' answers
   Reader reading_ ABSL_GUARDED_BY(mu_) = Reader::kNone;
   absl::Time unread_since_ ABSL_GUARDED_BY(mu_);  // when reading_ became kNone
   int loss_reports_awaited_ ABSL_GUARDED_BY(mu_) = 0;
