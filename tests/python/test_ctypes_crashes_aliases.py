@@ -177,18 +177,19 @@ def test_the_patterns_give_the_same_with_the_stdlib_in_process():
     check_patterns_with_the_stdlib(PRELUDE, PATTERNS, EXPECTED)
 
 
-def test_a_string_stored_into_worker_memory_is_refused_with_the_reason(server):
-    # The library would keep the address of a string of this process: a TypeError says so
-    # (ctypes, in-process, stores it).
+def test_a_string_stored_into_worker_memory_is_a_copy_there_kept_as_ctypes_keeps_it(server):
+    # As ctypes stores it (it was refused with a TypeError): the library reads a copy in the
+    # worker, which lives as long as the view it was stored through, whatever the caller's
+    # bytes object does.
     result = run_script(PRELUDE + textwrap.dedent("""
+        import gc
         view = cast(record, POINTER(Record)).contents
-        try:
-            view.name = b"mine"
-        except TypeError as error:
-            print("library's memory" in str(error), view.name)
+        view.name = b"mine" + str(7).encode()
+        gc.collect()
+        print(view.name, cast(record, POINTER(Record)).contents.name)
     """), server.address, TEST_LIB)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "True b'record name'"
+    assert result.stdout.strip() == "b'mine7' b'mine7'"
 
 
 def test_a_pointer_to_the_callers_memory_reads_it_whatever_the_worker_said(server):

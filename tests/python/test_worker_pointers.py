@@ -668,7 +668,7 @@ PATTERNS = {
             pass
         VISIT = CFUNCTYPE(c_int, c_int)
         ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
-                             ("name", c_char_p)]
+                             ("name", c_char_p), ("data", c_void_p)]
         lib.list_head.restype = POINTER(ListNode)
         head = lib.list_head()
         first = ListNode(5)
@@ -689,10 +689,44 @@ PATTERNS = {
         lib.heap_churn()
         print(lib.list_sum())
     """,
+    # Values of this process stored into the library's own head node: a record by value
+    # whose pointer is the caller's node, an array for a pointer (its first element's
+    # address), strings and a `cast(buffer, c_void_p)`. The library found this process's
+    # addresses in them (its worker crashed there), the array's bytes written over the
+    # head's fields, a string refused with an error of the protocol.
+    "values_and_strings_stored_into_the_librarys_memory": """
+        import gc
+        class ListNode(Structure):
+            pass
+        VISIT = CFUNCTYPE(c_int, c_int)
+        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
+                             ("name", c_char_p), ("data", c_void_p)]
+        lib.list_head.restype = POINTER(ListNode)
+        head = lib.list_head()
+        head[0] = ListNode(0, pointer(ListNode(9, name=b"nine")))
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+        pair = (ListNode * 2)(ListNode(1), ListNode(2))
+        pair[0].next = pointer(pair[1])
+        head.contents.next = pair
+        del pair
+        head.contents.name = b"twelve chars"
+        number = c_int(100)
+        head.contents.data = cast(byref(number), c_void_p)
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum(), head.contents.name)
+        head.contents.name = c_char_p(b"abc")
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum(), head.contents.next.contents.value)
+    """,
 }
 
 EXPECTED = {
     "callers_nodes_linked_into_a_list_the_library_keeps": "61\n62",
+    "values_and_strings_stored_into_the_librarys_memory": "13\n115 b'twelve chars'\n106 1",
     "a_callbacks_write_into_a_view_reaches_the_library": "7 5 85 [7, 5, 85]",
     "whole_length_views_over_an_out_parameter": "True True\n1 1 1",
     "memoryview_of_library_memory_through_pythonapi":

@@ -151,12 +151,15 @@ static int sum_nodes(const struct ListNode* node) {
   for (; node != NULL; node = node->next) {
     sum += node->visit ? node->visit(node->value) : node->value;
     if (node->name != NULL) sum += (int)strlen(node->name);
+    if (node->data != NULL) sum += *(const int*)node->data;
   }
   return sum;
 }
 EXPORT int list_sum(void) {
   int sum = sum_nodes(list_head_node.next);
   for (int i = 0; i < 4; ++i) sum += sum_nodes(list_slots[i]);
+  if (list_head_node.name != NULL) sum += (int)strlen(list_head_node.name);
+  if (list_head_node.data != NULL) sum += *(const int*)list_head_node.data;
   return sum;
 }
 EXPORT void heap_churn(void) {

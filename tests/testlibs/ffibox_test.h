@@ -164,10 +164,12 @@ struct ListNode {
   struct ListNode* next;
   int (*visit)(int); /* when set, list_sum adds visit(value) instead of value */
   const char* name;  /* when set, list_sum adds its length too */
+  void* data;        /* when set, list_sum adds the int there too */
 };
 extern struct ListNode* list_slots[4];
 struct ListNode* list_head(void); /* the library's own head node */
-/* The nodes after the head, then those list_slots point to (and the nodes after them). */
+/* The nodes after the head, then those list_slots point to (and the nodes after them), and
+ * the head's own name and data. */
 int list_sum(void);
 void heap_churn(void); /* mallocs, fills with 0xA5 and frees blocks of 8 to 256 bytes */
 

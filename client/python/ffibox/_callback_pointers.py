@@ -40,6 +40,7 @@ _WORD = struct.Struct("<Q")
 # its twin points to (by offset), for the object's life.
 _STRING_COPIES = "_ffibox_string_copies"
 _DATA = (_ct.Structure, _ct.Union, _ct.Array, _ct._SimpleCData, _ct._Pointer)
+_CArgObject = type(_ct.byref(_ct.c_int()))
 
 
 def _kept_objects(keep) -> Iterator[object]:
@@ -58,6 +59,8 @@ def _kept_objects(keep) -> Iterator[object]:
         elif issubclass(type(item), _DATA) and not issubclass(type(item), _ct._CFuncPtr):
             yield item
             pending.append(item._objects)
+        elif type(item) is _CArgObject:  # a cast of a byref keeps the reference
+            pending.append(item._obj)
 
 
 def local_object_at(word: int) -> Optional[object]:
@@ -91,6 +94,23 @@ def worker_word(session, word: int, keep, generation: int) -> int:
     pending: List[Tuple[object, int, bool]] = []
     written: Set[int] = set()
     mapped = _mapped(session, word, keep, generation, pending, written)
+    _write_pending(session, generation, pending, written)
+    return mapped
+
+
+def worker_bytes(session, value, generation: int) -> bytes:
+    """The bytes of ctypes object `value` (a record or array stored by value into worker
+    memory) as the worker must find them: its pointers translated as a twin's are, the
+    objects they reach given twins (which live as long as `value` keeps them)."""
+    pending: List[Tuple[object, int, bool]] = []
+    written: Set[int] = set()
+    data = _twin_bytes(session, value, generation, pending, written)
+    _write_pending(session, generation, pending, written)
+    return data
+
+
+def _write_pending(session, generation: int, pending, written) -> None:
+    # Writes the twins `pending` names, and those their own pointers need in turn.
     while pending:
         owner, worker, new = pending.pop()
         data = _twin_bytes(session, owner, generation, pending, written)
@@ -100,7 +120,6 @@ def worker_word(session, word: int, keep, generation: int) -> int:
             # Watched already (since its call placed it, or since it was made below): what
             # is written is what the caller holds, no change of the library's to report.
             session.memory.write(worker, data, generation, held=True)
-    return mapped
 
 
 def _mapped(session, word: int, keep, generation: int, pending, written) -> int:

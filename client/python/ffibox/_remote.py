@@ -6,7 +6,7 @@ import struct
 import threading
 from typing import Any, Dict, Optional
 
-from ffibox import _twins, _types
+from ffibox import _callback_pointers, _twins, _types
 from ffibox._worker_address import WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
@@ -97,15 +97,47 @@ def store(t, at: WorkerAddress, value: Any, root=None) -> None:
         data = bytes(value if isinstance(value, t) else t(value))
         memory.write(at.address, data, at.generation)
         return
-    if isinstance(value, (_ct.Structure, _ct.Union, _ct.Array)):
-        memory.write(at.address, bytes(value), at.generation)
+    if isinstance(value, (_ct.Structure, _ct.Union, _ct.Array)) and not _types.holds_address(t):
+        # By value (an array for a pointer is its address, below, as ctypes stores it).
+        if not isinstance(value, t):
+            raise TypeError("incompatible types, %s instance instead of %s instance"
+                            % (type(value).__name__, t.__name__))
+        source = view_address(value)
+        if source is not None:  # a view of worker memory: the worker's bytes, pointers and all
+            memory.copy(at.address, source.address, _ct.sizeof(t), at.generation)
+            return
+        # Its pointers as the worker must find them (the caller's objects they reach given
+        # twins, kept alive with `value` as ctypes keeps them with the record stored).
+        data = _callback_pointers.worker_bytes(at.session, value, at.generation)
+        memory.write(at.address, data[:_ct.sizeof(t)], at.generation)
+        keep_stored(root, at.address, value)
         return
-    if _types.code_of(t) in ("z", "Z") and isinstance(value, (bytes, str)):
-        raise TypeError(
-            "ffibox: a %s cannot be stored into a %s that lives in the library's memory: the "
-            "library would keep the address of a string in this process; store a string "
-            "the library's memory holds (cast(address, %s) of memory it allocated)"
-            % (type(value).__name__, t.__name__, t.__name__))
+    if _types.code_of(t) == "P" and isinstance(value, _ct._SimpleCData) and \
+            type(value)._type_ == "P" and view_address(value) is None and value.value:
+        # A c_void_p holding the address of the caller's object (`cast(buffer, c_void_p)`,
+        # which keeps `buffer`): that object's twin.
+        word = value.value
+        mapped = _callback_pointers.worker_word(at.session, word, value._objects,
+                                                at.generation)
+        if mapped != word:
+            memory.write(at.address, mapped.to_bytes(8, "little"), at.generation)
+            keep_stored(root, at.address, value)
+            return
+    code = _types.code_of(t)
+    if code in ("z", "Z") and (isinstance(value, (bytes, str)) or (
+            isinstance(value, _ct._SimpleCData) and type(value)._type_ == code and
+            view_address(value) is None and value.value is not None)):
+        # A string of this process (`p.contents.name = b"x"`, a c_char_p of its own): a copy
+        # in the worker, which lives as long as ctypes would keep the string (with `root`).
+        string = value if isinstance(value, _ct._SimpleCData) else \
+            (_ct.c_char_p if code == "z" else _ct.c_wchar_p)(value)  # ctypes' TypeError
+        copy = _ct.create_string_buffer(string.value) if code == "z" else \
+            _ct.create_unicode_buffer(string.value)
+        word = _callback_pointers.worker_word(at.session, _ct.addressof(copy), {"0": copy},
+                                              at.generation)
+        memory.write(at.address, word.to_bytes(8, "little"), at.generation)
+        keep_stored(root, at.address, (string, copy))
+        return
     memory.write_typed(at.address, t, value, at.generation)
     keep_stored(root, at.address, value)
 
