@@ -277,6 +277,11 @@ class Session : private WorkerSupervisor::Listener {
   InFlightRequests requests_ ABSL_GUARDED_BY(mu_);
   // Answers and callback invocations accepted from the worker so far.
   uint64_t answers_accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  // The budget for relaying the worker's CALLBACK_ERROR events, which a library can make
+  // without end (a thread calling a freed callback in a loop; a forger): past it they are
+  // dropped, and the next one relayed says how many were.
+  TokenBucket event_budget_ ABSL_GUARDED_BY(mu_){kOutputBytesPerSecond, kOutputBurstBytes};
+  uint64_t events_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   // Failed answers whose outcome is recorded in handles_ but which the thread that read
   // them from the worker (its reader, or the stream thread reading in place) has not sent
   // to the client yet (OnReply, OnDeath).

@@ -186,6 +186,20 @@ absl::Status Session::AcceptReply(uint64_t generation, internal::WorkerReply rep
   if (reply.has_event()) {
     absl::Status event = CheckWorkerEvent(reply.event());
     if (!event.ok()) return event;
+    const std::string note =
+        events_dropped_ == 0 ? std::string()
+                             : absl::StrCat("[ffibox: ", events_dropped_,
+                                            " callback errors dropped before this one: over the "
+                                            "session's budget] ");
+    if (!event_budget_.Take(reply.event().ByteSizeLong() + note.size(), absl::Now())) {
+      ++events_dropped_;
+      return absl::OkStatus();
+    }
+    if (!note.empty()) {
+      v1::Error* error = reply.mutable_event()->mutable_error();
+      error->set_message(absl::StrCat(note, error->message()));
+      events_dropped_ = 0;
+    }
     v1::Response response;
     response.set_generation(generation);
     *response.mutable_event() = std::move(*reply.mutable_event());

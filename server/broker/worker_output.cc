@@ -9,11 +9,14 @@
 
 namespace ffibox {
 
-void OutputBudget::Refill(absl::Time now) {
+bool TokenBucket::Take(size_t bytes, absl::Time now) {
   if (last_refill_ != absl::InfinitePast() && now > last_refill_) {
     tokens_ = std::min(burst_, tokens_ + rate_ * absl::ToDoubleSeconds(now - last_refill_));
   }
   last_refill_ = now;
+  if (tokens_ < static_cast<double>(bytes)) return false;
+  tokens_ -= static_cast<double>(bytes);
+  return true;
 }
 
 std::optional<std::string> OutputBudget::Drain(int fd, absl::Time now, bool* closed) {
@@ -29,13 +32,11 @@ std::optional<std::string> OutputBudget::Drain(int fd, absl::Time now, bool* clo
   }
   if (n < 0) return std::nullopt;
   chunk.resize(static_cast<size_t>(n));
-  Refill(now);
-  if (tokens_ < static_cast<double>(chunk.size())) {
+  if (!bucket_.Take(chunk.size(), now)) {
     dropped_pending_ += chunk.size();
     dropped_total_ += chunk.size();
     return std::nullopt;
   }
-  tokens_ -= static_cast<double>(chunk.size());
   if (dropped_pending_ == 0) return chunk;
   std::string note = absl::StrCat("[ffibox: ", dropped_pending_,
                                   " bytes of worker output dropped: over the session's budget]\n");

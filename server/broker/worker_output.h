@@ -21,10 +21,26 @@ namespace ffibox {
 
 inline constexpr size_t kMaxOutputChunk = 64 << 10;
 
+// `bytes_per_second` on average, with bursts up to `burst_bytes`.
+class TokenBucket {
+ public:
+  TokenBucket(size_t bytes_per_second, size_t burst_bytes)
+      : rate_(bytes_per_second), burst_(burst_bytes), tokens_(burst_bytes) {}
+
+  // Takes `bytes` at `now` if the budget holds them (true), else takes nothing (false).
+  bool Take(size_t bytes, absl::Time now);
+
+ private:
+  const double rate_;
+  const double burst_;
+  double tokens_;
+  absl::Time last_refill_ = absl::InfinitePast();
+};
+
 class OutputBudget {
  public:
   OutputBudget(size_t bytes_per_second, size_t burst_bytes)
-      : rate_(bytes_per_second), burst_(burst_bytes), tokens_(burst_bytes) {}
+      : bucket_(bytes_per_second, burst_bytes) {}
 
   // Reads what `fd` (non-blocking) holds now, up to kMaxOutputChunk bytes, and returns the
   // bytes to relay (with a note first when output was dropped since the last relay), or
@@ -35,12 +51,7 @@ class OutputBudget {
   uint64_t dropped_total() const { return dropped_total_; }
 
  private:
-  void Refill(absl::Time now);
-
-  const double rate_;
-  const double burst_;
-  double tokens_;
-  absl::Time last_refill_ = absl::InfinitePast();
+  TokenBucket bucket_;
   uint64_t dropped_pending_ = 0;  // dropped since the last relayed chunk
   uint64_t dropped_total_ = 0;
 };

@@ -6,11 +6,13 @@ as a protocol violation, the caller gets WORKER_CRASHED, and the session goes on
 worker. A forged answer that claims what only the broker may say is ended the same way.
 Real ffiboxd, real jailed workers."""
 import ctypes
+import gc
 import os
 import time
 
 import ffibox
-from ffibox import ctypes as ct
+from ffibox import _stream, ctypes as ct
+from ffibox._stubs import pb
 from conftest import (HOSTILE_LIB, TEST_LIB, PeakRss, Server, run_script, twinned_and_collected,
                       varint)
 
@@ -163,7 +165,7 @@ def test_a_pointee_larger_than_any_worker_ships_gets_a_buffer_of_its_own():
         result = run_script("""
 import ctypes, sys, time
 import ffibox
-from ffibox import ctypes as ct
+from ffibox import _stream, ctypes as ct
 from ffibox._stubs import pb
 address, hostile = sys.argv[1:3]
 session = ffibox.connect(address).session(same_host=False)
@@ -245,3 +247,43 @@ def test_forged_invocations_cannot_fill_the_callers_memory():
         client.close()
     finally:
         server.stop()
+
+
+
+def test_a_flood_of_callback_errors_reaches_the_client_within_the_sessions_budget(
+        shared_server, monkeypatch):
+    # A library calling a freed callback 30 000 times in a row (each call a CALLBACK_ERROR
+    # event, native code getting zero): ffiboxd relays the events up to the session's budget
+    # (1 MiB at once, 64 KiB a second), and the first one after says how many it dropped.
+    # Every one of them reached the client before.
+    monkeypatch.setattr(_stream, "KEPT_EVENTS", 100000)  # every event relayed is kept
+    client = ffibox.connect(shared_server.address)
+    try:
+        session = client.session(same_host=False)
+        lib = session.CDLL(TEST_LIB)
+        handler = ct.CFUNCTYPE(ct.c_int, ct.c_int)(lambda x: x + 1)
+        lib.register_handler.argtypes = [ct.CFUNCTYPE(ct.c_int, ct.c_int)]
+        lib.register_handler(handler)
+        lib.fire_handler_n.restype = ct.c_long
+        assert lib.fire_handler_n(1, 3) == 6
+        del handler
+        gc.collect()
+        assert lib.add_int(2, 3) == 5  # (the freed callback's release goes first)
+        started = time.monotonic()
+        assert lib.fire_handler_n(1, 30000) == 0
+        assert lib.add_int(2, 3) == 5  # (its answer comes after the events relayed)
+        elapsed = time.monotonic() - started
+        errors = [e for e in session.stream.events if e.kind == pb.SessionEvent.CALLBACK_ERROR]
+        relayed = sum(e.ByteSize() for e in errors)
+        assert len(errors) < 30000
+        assert relayed <= (1 << 20) + elapsed * (64 << 10) + 1024, (len(errors), relayed, elapsed)
+        time.sleep(1.0)  # the budget refills
+        assert lib.fire_handler_n(1, 1) == 0
+        assert lib.add_int(2, 3) == 5
+        last = [e for e in session.stream.events if e.kind == pb.SessionEvent.CALLBACK_ERROR][-1]
+        assert last.error.message.startswith("[ffibox: ") and \
+            "callback errors dropped before this one" in last.error.message, \
+            last.error.message[:200]
+        session.close()
+    finally:
+        client.close()

@@ -31,6 +31,15 @@ void register_handler(int (*h)(int)) { stored_handler = h; }
 // Calls the registered handler with `x`; -1 when none is registered.
 int fire_handler(int x) { return stored_handler != NULL ? stored_handler(x) : -1; }
 
+// Calls the registered handler with `x`, `n` times in a row; the sum of its results, or -1
+// when none is registered.
+long fire_handler_n(int x, int n) {
+  if (stored_handler == NULL) return -1;
+  long sum = 0;
+  for (int i = 0; i < n; ++i) sum += stored_handler(x);
+  return sum;
+}
+
 static int (*stored_handler_with)(int, void*);
 static void* stored_handler_data;
 
