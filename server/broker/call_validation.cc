@@ -1,12 +1,14 @@
 #include "server/broker/call_validation.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/call_shape.h"
+#include "core/encoding_limits.h"
 #include "core/errors.h"
 #include "core/status_macros.h"
 #include "server/broker/request_validation.h"
@@ -87,6 +89,9 @@ absl::Status ValidateCallRequest(const v1::Call& call, const CallContext& contex
   pending->label = function->symbol;
   pending->required_generation = function->generation;
   pending->call = ExpectedResultOf(call);
+  if (std::optional<uint64_t> result_bytes = ResultAnswerBytes(function->signature)) {
+    pending->answer_bytes = CallAnswerBytes(call, *result_bytes);
+  }
   return absl::OkStatus();
 }
 

@@ -105,6 +105,15 @@ absl::StatusOr<v1::Response> CheckWorkerResponse(v1::Response response,
     return absl::InvalidArgumentError(absl::StrCat(
         "reply for request ", response.id(), " while request ", expected.sequence, " was running"));
   }
+  // A worker answering a call at length spends the broker's and the client's memory: no
+  // honest answer is longer than its bound.
+  if (expected.answer_bytes != 0) {
+    if (const uint64_t bytes = response.ByteSizeLong(); bytes > expected.answer_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("an answer of ", bytes,
+                                                     " bytes to a call whose answer takes at most ",
+                                                     expected.answer_bytes));
+    }
+  }
   if (response.has_error()) {
     absl::Status code = CheckWorkerError(response.error());
     if (!code.ok()) return absl::InvalidArgumentError(absl::StrCat("reply has ", code.message()));
