@@ -321,7 +321,13 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
     }
     std::cout << *text << "\n";
   }
-  if (print_errno) std::cout << "errno " << result->errno_value() << "\n";
+  if (print_errno) {
+    if (!result->has_errno_value()) {
+      PrintError(ErrorStatus(v1::INTERNAL, "the server's answer carries no errno"));
+      return kExitFailure;
+    }
+    std::cout << "errno " << result->errno_value() << "\n";
+  }
   const bool written = FlushStdout("the result");
   (*session)->Close().IgnoreError();
   return written ? 0 : kExitFailure;

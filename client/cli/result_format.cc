@@ -43,6 +43,35 @@ void AppendEscaped(char c, char quote, bool keep_utf8, std::string* out) {
   }
 }
 
+// Whether character `c` prints as itself in a wide literal: not a control (C0, DEL, C1) nor
+// an invisible one that changes how the rest of a terminal's line reads (bidirectional
+// overrides and isolates, zero-width characters, the byte-order mark).
+bool PrintsAsItself(char32_t c) {
+  return c >= 0x20 && c != 0x7f && !(c >= 0x80 && c < 0xa0) && !(c >= 0x200b && c <= 0x200f) &&
+         !(c >= 0x2028 && c <= 0x202e) && !(c >= 0x2060 && c <= 0x206f) && c != 0xfeff &&
+         !(c >= 0xfff9 && c <= 0xfffb);
+}
+
+// A wchar_t* string (UTF-8 text) as a C literal: what does not print as itself escaped by its
+// code point; text that is not UTF-8 as escaped bytes.
+std::string WideQuote(absl::string_view text) {
+  absl::StatusOr<std::u32string> wide = DecodeUtf8(text);
+  if (!wide.ok()) return CQuote(text, /*keep_utf8=*/false);
+  std::string out = "\"";
+  for (char32_t c : *wide) {
+    std::string utf8;
+    if (c < 0x80 && (c < 0x20 || c == '"' || c == '\\' || c == 0x7f)) {
+      AppendEscaped(static_cast<char>(c), '"', /*keep_utf8=*/false, &out);
+    } else if (!PrintsAsItself(c) || !EncodeUtf8(std::u32string(1, c), &utf8)) {
+      absl::StrAppendFormat(&out, c > 0xffff ? "\\U%08x" : "\\u%04x", static_cast<uint32_t>(c));
+    } else {
+      out += utf8;
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
 template <typename T>
 absl::StatusOr<std::string> FormatInteger(const v1::Value& value) {
   absl::StatusOr<T> number = client_internal::DecodeScalar<T>(value);
@@ -78,7 +107,9 @@ absl::StatusOr<std::string> FormatResult(const v1::Type& type, const v1::Value& 
       absl::StatusOr<wchar_t> c = client_internal::DecodeScalar<wchar_t>(value);
       if (!c.ok()) return c.status();
       absl::StatusOr<std::string> utf8 = EncodeUtf8(std::u32string(1, static_cast<char32_t>(*c)));
-      if (!utf8.ok() || *c < 0x20) return absl::StrCat(static_cast<int64_t>(*c));
+      if (!utf8.ok() || !PrintsAsItself(static_cast<char32_t>(*c))) {
+        return absl::StrCat(static_cast<int64_t>(*c));
+      }
       std::string out = "L'";
       if (*utf8 == "'" || *utf8 == "\\") out.push_back('\\');
       out += *utf8;
@@ -129,7 +160,7 @@ absl::StatusOr<std::string> FormatResult(const v1::Type& type, const v1::Value& 
       if (value.has_pointer() && value.pointer().has_null()) return std::string("NULL");
       return client_internal::UnexpectedValue(value, "a char* string");
     case v1::WSTRING:
-      if (value.has_text_value()) return "L" + CQuote(value.text_value(), /*keep_utf8=*/true);
+      if (value.has_text_value()) return "L" + WideQuote(value.text_value());
       if (value.has_pointer() && value.pointer().has_null()) return std::string("NULL");
       return client_internal::UnexpectedValue(value, "a wchar_t* string");
     case v1::POINTER: {

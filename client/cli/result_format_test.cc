@@ -57,6 +57,23 @@ TEST(FormatResultTest, StringsAndPointers) {
   EXPECT_EQ(Format(v1::POINTER, pointer), "0x7f00dead0000");
 }
 
+// A library's wide string cannot rewrite the result line: a C1 control (U+009B, a terminal's
+// CSI), a bidirectional override, a zero-width space and a lone control are escaped by code
+// point; letters of any script print as themselves. So is a wchar_t result.
+TEST(FormatResultTest, WideStringsEscapeWhatDoesNotPrintAsItself) {
+  v1::Value wide;
+  wide.set_text_value(
+      "a\xc2\x9b"
+      "b\xe2\x80\xae"
+      "c\xe2\x80\x8b"
+      "\x01\"\xce\xbb\xf0\x9f\x98\x80");
+  EXPECT_EQ(Format(v1::WSTRING, wide),
+            "L\"a\\u009bb\\u202ec\\u200b\\x01\\\"\xce\xbb\xf0\x9f\x98\x80\"");
+  EXPECT_EQ(Format(v1::WCHAR, IntValue(0x9b)), "155");
+  EXPECT_EQ(Format(v1::WCHAR, IntValue(0x202e)), "8238");
+  EXPECT_EQ(Format(v1::WCHAR, IntValue(0x3bb)), "L'\xce\xbb'");
+}
+
 TEST(CQuoteTest, EscapesNonPrintableBytes) {
   EXPECT_EQ(CQuote(std::string("a\0\xff", 3), false), "\"a\\0\\xff\"");
   EXPECT_EQ(CQuote("\xc3\xa9", true), "\"\xc3\xa9\"");

@@ -1,5 +1,7 @@
 #include "client/cpp/internal/result_traits.h"
 
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -28,6 +30,17 @@ TEST(ResultTraitsTest, ScalarsAreRangeChecked) {
   value.set_float_value(0.25);
   EXPECT_EQ(*DecodeScalar<float>(value), 0.25f);
   EXPECT_FALSE(DecodeScalar<int>(value).ok());
+  // A float holds no other double: one out of its range (converting it would be undefined)
+  // or between two floats is refused; infinities and NaN are floats.
+  value.set_float_value(1e300);
+  EXPECT_FALSE(DecodeScalar<float>(value).ok());
+  EXPECT_EQ(*DecodeScalar<double>(value), 1e300);
+  value.set_float_value(0.1);
+  EXPECT_FALSE(DecodeScalar<float>(value).ok());
+  value.set_float_value(-std::numeric_limits<double>::infinity());
+  EXPECT_EQ(*DecodeScalar<float>(value), -std::numeric_limits<float>::infinity());
+  value.set_float_value(std::numeric_limits<double>::quiet_NaN());
+  EXPECT_TRUE(std::isnan(*DecodeScalar<float>(value)));
   value.set_bool_value(true);
   EXPECT_TRUE(*DecodeScalar<bool>(value));
 }

@@ -9,6 +9,7 @@
 #ifndef FFIBOX_CLIENT_CPP_INTERNAL_SCALAR_CODEC_H_
 #define FFIBOX_CLIENT_CPP_INTERNAL_SCALAR_CODEC_H_
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -134,8 +135,18 @@ absl::StatusOr<T> DecodeArithmeticScalar(const v1::Value& value) {
     }
   } else if constexpr (std::is_floating_point_v<T>) {
     switch (value.kind_case()) {
-      case v1::Value::kFloatValue:
-        return static_cast<T>(value.float_value());
+      case v1::Value::kFloatValue: {
+        const double v = value.float_value();
+        if constexpr (std::is_same_v<T, float>) {
+          // A C float comes as a double that holds it exactly; any other (out of a float's
+          // range, where the conversion is undefined, or between two floats) is no float's.
+          if (!std::isnan(v) &&
+              (std::fabs(v) > Limits::max() ? !std::isinf(v) : static_cast<float>(v) != v)) {
+            return UnexpectedValue(value, "a float");
+          }
+        }
+        return static_cast<T>(v);
+      }
       case v1::Value::kIntValue:
         return static_cast<T>(value.int_value());
       case v1::Value::kUintValue:
