@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, TEST_LIB
 
 import ffibox
 from ffibox import ctypes as fctypes
@@ -536,3 +536,36 @@ def test_two_threads_first_calls_with_the_same_objects_share_one_twin(server):
             assert errors == []
     finally:
         client.close()
+
+
+def test_what_a_kept_object_pointed_to_lives_until_a_call_passes_it_again(server):
+    # The library keeps the caller's node (its twin), which points at another node; the caller
+    # points the field elsewhere, and ctypes lets the first target go. The library reads the
+    # node as the worker last got it until a call passes it again (docs/python.md), and that
+    # target's twin with it: it was freed, and the library read freed memory (its heap reused).
+    script = textwrap.dedent("""
+        import gc, os, sys
+        os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
+        from ffibox.ctypes import *
+        lib = CDLL(sys.argv[2])
+        class ListNode(Structure):
+            pass
+        VISIT = CFUNCTYPE(c_int, c_int)
+        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
+                             ("name", c_char_p), ("data", c_void_p)]
+        node = ListNode(1, name=("n" * 5).encode())
+        node.next = pointer(ListNode(5))
+        node.visit = VISIT(lambda value: value * 100)
+        lib.set_list_slot(0, byref(node))
+        node.next = pointer(ListNode(7))
+        node.name = ("n" * 9).encode()
+        node.visit = VISIT(lambda value: value * 1000)
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+        lib.set_list_slot(0, byref(node))
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+    """)
+    assert run(script, server.address, TEST_LIB).split() == ["110", "1016"]

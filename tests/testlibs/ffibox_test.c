@@ -146,6 +146,7 @@ EXPORT void* registered_buffer_address(long offset) { return registered_buffer +
 static struct ListNode list_head_node;
 EXPORT struct ListNode* list_slots[4];
 EXPORT struct ListNode* list_head(void) { return &list_head_node; }
+EXPORT void set_list_slot(int i, struct ListNode* node) { list_slots[i & 3] = node; }
 static int sum_nodes(const struct ListNode* node) {
   int sum = 0;
   for (; node != NULL; node = node->next) {

@@ -167,7 +167,8 @@ struct ListNode {
   void* data;        /* when set, list_sum adds the int there too */
 };
 extern struct ListNode* list_slots[4];
-struct ListNode* list_head(void); /* the library's own head node */
+struct ListNode* list_head(void);                 /* the library's own head node */
+void set_list_slot(int i, struct ListNode* node); /* list_slots[i] = node */
 /* The nodes after the head, then those list_slots point to (and the nodes after them), and
  * the head's own name and data. */
 int list_sum(void);

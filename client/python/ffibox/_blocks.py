@@ -146,6 +146,9 @@ class CallBuilder:
         # block index -> {offset: (block of the copy, the caller's word)} for char* slots
         # holding the address of a bytes object's text, sent as a copy of it (_relocate).
         self._bytes_words: Dict[int, Dict[int, Tuple[int, int]]] = {}
+        # block index -> {offset: the object its pointer there reaches (a block's owner, a
+        # callback)}, which its owner pins once the worker has its block (copy_back).
+        self._pins: Dict[int, Dict[int, Any]] = {}
 
     # -- building --------------------------------------------------------------------------
 
@@ -364,6 +367,9 @@ class CallBuilder:
             return
         self.blocks[index].relocations.add(
             offset=offset, target=pb.BlockRef(block=target[0], offset=target[1]))
+        reached = self._owners[target[0]]
+        if reached is not None:
+            self._pins.setdefault(index, {})[offset] = reached
 
     def _live_numpy_array_at(self, word: int):
         """The live numpy array whose memory holds `word`, else None: among those ffibox has
@@ -397,6 +403,7 @@ class CallBuilder:
             return False
         self.blocks[index].relocations.add(offset=offset, callback=session.callback_id(callback))
         self._callback_words.setdefault(index, {})[offset] = word
+        self._pins.setdefault(index, {})[offset] = callback
         return True
 
     def _session(self):
@@ -635,6 +642,12 @@ class CallBuilder:
             if owner is not None:  # kept by the worker that answered, whatever it says
                 self._twins.kept(owner, self.blocks[kept.block].size, kept.address.address,
                                  generation)
+        # The worker holds the blocks as this call sent them: each owner keeps what they point
+        # to, until a later call sends its block again (ffibox._twins.PINS).
+        for index, owner in enumerate(self._owners):
+            if owner is not None and (index in self._pins or
+                                      _twins.PINS in getattr(owner, "__dict__", ())):
+                _twins.pin(owner, self._pins.get(index))
         budget = self._images.budget()
         for contents in result.blocks:
             owner = self._owners[contents.block] if contents.block < len(self._owners) else None

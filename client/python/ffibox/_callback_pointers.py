@@ -154,6 +154,7 @@ def _twin_bytes(session, owner, generation: int, pending, written) -> bytes:
     if not offsets:
         return data
     data = bytearray(data)
+    pinned = {}  # what the twin's pointers reach, which `owner` keeps (ffibox._twins.PINS)
     for offset, t in offsets:
         if offset + _WORD.size > len(data):
             continue
@@ -162,12 +163,17 @@ def _twin_bytes(session, owner, generation: int, pending, written) -> bytes:
             continue
         if _types.is_function(t):
             mapped = _closure_word(session, word)
+            reached = _callback_code.local_callbacks.get(word)
         else:
             mapped = _mapped(session, word, owner._objects, generation, pending, written)
             if mapped == word and _types.code_of(t) in ("z", "Z"):
                 mapped = _string_word(session, owner, offset, word, _types.code_of(t) == "Z",
                                       generation, pending, written)
+            reached = session.twins.owner_at(word)
+        if reached is not None and mapped != word:
+            pinned[offset] = reached
         _WORD.pack_into(data, offset, mapped)
+    _twins.pin(owner, pinned)
     return bytes(data)
 
 

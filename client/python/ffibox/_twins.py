@@ -69,6 +69,27 @@ def pointer_into(t, found):
     return result
 
 
+# Where an object with a twin keeps what its twin's pointers reach (PINS): ctypes' keep-alive
+# references (`_objects`) follow the caller's object, which may be pointed elsewhere since
+# (`s.ptr = pointer(other)`) while the library still reads the twin as the worker last got
+# it; the objects that twin points to must live until it is written again.
+PINS = "_ffibox_pins"
+
+
+def pin(owner, pinned: dict) -> None:
+    """Makes `owner` keep `pinned` (offset -> object its twin points to there), in place of
+    what it pinned before; an owner without a __dict__ (bytes, a record with __slots__)
+    pins nothing."""
+    try:
+        held = owner.__dict__
+    except AttributeError:
+        return
+    if pinned:
+        held[PINS] = pinned
+    else:
+        held.pop(PINS, None)
+
+
 def owner_of(obj):
     """The ctypes object whose buffer `obj` lives in (itself when it owns its memory)."""
     while getattr(obj, "_b_base_", None) is not None:
