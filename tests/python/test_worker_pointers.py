@@ -689,6 +689,36 @@ PATTERNS = {
         lib.heap_churn()
         print(lib.list_sum())
     """,
+    # The caller's objects stored into the library's head node through an out-parameter's
+    # image of it: a node holding a callback, a `cast(byref(number), c_void_p)`, a string, a
+    # node in place of one stored before, the library's own node through its image. The
+    # worker got this process's addresses (it crashed there), or kept the pointer it had
+    # (the store lost).
+    "callers_objects_stored_into_an_image_of_the_librarys_memory": """
+        import gc
+        class ListNode(Structure):
+            pass
+        VISIT = CFUNCTYPE(c_int, c_int)
+        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
+                             ("name", c_char_p), ("data", c_void_p)]
+        head = POINTER(ListNode)()
+        lib.out_list_head(byref(head))
+        head.contents.next = pointer(ListNode(5, visit=VISIT(lambda value: value * 10)))
+        number = c_int(100)
+        head.contents.data = cast(byref(number), c_void_p)
+        head.contents.name = ("f" + "our").encode()
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+        head.contents.next = pointer(ListNode(6))
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum(), head.contents.next.contents.value, head.contents.name)
+        spare = POINTER(ListNode)()
+        lib.out_list_spare(byref(spare))
+        head.contents.next = spare  # another node of the library's, through its image
+        print(lib.list_sum())
+    """,
     # Values of this process stored into the library's own head node: a record by value
     # whose pointer is the caller's node, an array for a pointer (its first element's
     # address), strings and a `cast(buffer, c_void_p)`. The library found this process's
@@ -727,6 +757,7 @@ PATTERNS = {
 EXPECTED = {
     "callers_nodes_linked_into_a_list_the_library_keeps": "61\n62",
     "values_and_strings_stored_into_the_librarys_memory": "13\n115 b'twelve chars'\n106 1",
+    "callers_objects_stored_into_an_image_of_the_librarys_memory": "154\n110 6 b'four'\n144",
     "a_callbacks_write_into_a_view_reaches_the_library": "7 5 85 [7, 5, 85]",
     "whole_length_views_over_an_out_parameter": "True True\n1 1 1",
     "memoryview_of_library_memory_through_pythonapi":

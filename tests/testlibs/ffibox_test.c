@@ -146,6 +146,9 @@ EXPORT void* registered_buffer_address(long offset) { return registered_buffer +
 static struct ListNode list_head_node;
 EXPORT struct ListNode* list_slots[4];
 EXPORT struct ListNode* list_head(void) { return &list_head_node; }
+EXPORT void out_list_head(struct ListNode** out) { *out = &list_head_node; }
+static struct ListNode list_spare_node = {40, NULL, NULL, NULL, NULL};
+EXPORT void out_list_spare(struct ListNode** out) { *out = &list_spare_node; }
 EXPORT void set_list_slot(int i, struct ListNode* node) { list_slots[i & 3] = node; }
 static int sum_nodes(const struct ListNode* node) {
   int sum = 0;

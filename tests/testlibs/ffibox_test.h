@@ -169,6 +169,7 @@ struct ListNode {
 extern struct ListNode* list_slots[4];
 struct ListNode* list_head(void);                 /* the library's own head node */
 void set_list_slot(int i, struct ListNode* node); /* list_slots[i] = node */
+void out_list_head(struct ListNode** out);        /* *out = list_head() */
 /* The nodes after the head, then those list_slots point to (and the nodes after them), and
  * the head's own name and data. */
 int list_sum(void);

@@ -34,7 +34,9 @@ costs the caller no more than the budget, whatever it costs the worker.
 
 Passing an image back to the library (a pointer into it, the record where its pointer goes,
 `byref` of any part of it, its address as an integer) passes the worker address, and local
-changes to an image are written back before the session's next call. An image lives
+changes to an image are written back before the session's next call (a pointer to the
+caller's own object stored into it as that object's twin, ImageTable._write_stored). An
+image lives
 as long as the caller's object that holds it. `void*` and function pointers keep the worker
 address, as ctypes keeps addresses: they are integers, not dereferenced here.
 """
@@ -49,7 +51,7 @@ import threading
 import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
-from ffibox import _twins, _types
+from ffibox import _addresses, _callback_code, _callback_pointers, _twins, _types
 from ffibox._image_reach import INDEX
 from ffibox._memory import MAX_READS_PER_LIST, MAX_STRING_UNITS, PAGE_BYTES, string_too_long
 from ffibox._scratch_buffers import ScratchBuffers
@@ -144,6 +146,10 @@ class Budget:
 
 _WORD = struct.Struct("<Q")
 _AT = operator.itemgetter(0)  # the offset of a layout's (offset, pointer type)
+
+
+# A word below this is no address (a size, a count, a flag): never looked at as one.
+_LEAST_LOCAL = 1 << 16
 
 
 class Image:
@@ -947,6 +953,7 @@ class ImageTable:
                 last = bisect.bisect_left(self._workers, (address + size, 0))
                 refs = [self._images[start] for _, start in self._workers[first:last]]
         changes = []
+        stored: List[Tuple[Image, int, int]] = []
         with self._lock:  # one look at all of them: the lock taken once, not per image
             for ref in refs:
                 image = ref()
@@ -955,11 +962,13 @@ class ImageTable:
                 # MiB view would cost milliseconds).
                 if image is not None and image.size and (
                         address is None or not image.view or image.size < _COMPARED_IN_PLACE):
-                    runs = self._caller_changes(image)
+                    runs = self._caller_changes(image, stored)
                     if runs:
                         changes.append((image, runs))
         for image, runs in changes:
             self._write_runs(image, runs)
+        if stored:
+            self._write_stored(stored)
 
     def _sync_one(self, image: Image) -> None:
         """Writes back what the caller changed in `image` since it was read."""
@@ -969,9 +978,12 @@ class ImageTable:
         # library changed writes the image's bytes and what they were synced as together
         # (_apply_runs), so a look between the two never takes the library's bytes for the
         # caller's, to write them back later over what the library wrote since.
+        stored: List[Tuple[Image, int, int]] = []
         with self._lock:
-            runs = self._caller_changes(image)
+            runs = self._caller_changes(image, stored)
         self._write_runs(image, runs)
+        if stored:
+            self._write_stored(stored)
 
     def _write_runs(self, image: Image, runs: List[Tuple[int, bytes]]) -> None:
         """Writes the caller's changed runs of `image` (_caller_changes) to the worker."""
@@ -986,9 +998,12 @@ class ImageTable:
                                  "written back: %s\n" % (image.worker + first, error))
                 break
 
-    def _caller_changes(self, image: Image) -> List[Tuple[int, bytes]]:
+    def _caller_changes(self, image: Image, stored) -> List[Tuple[int, bytes]]:
         """The runs (offset, bytes) the caller changed in `image` since it was read or
-        last looked at, which it is marked synced with (the lock held)."""
+        last looked at, which it is marked synced with (the lock held). A word the caller
+        set to an address of its own that the worker cannot take as it is (a pointer to its
+        object, a callback's code) is left out, and (image, offset, word) appended to
+        `stored` for _write_stored, which needs requests (never made under the lock)."""
         if image.size >= _COMPARED_IN_PLACE and image.seen is not None and \
                 len(image.seen) == image.size and \
                 _same_bytes(image.start, image.seen, image.size):
@@ -1003,7 +1018,24 @@ class ImageTable:
                 _WORD.pack_into(current, offset, worker)
             else:
                 mapped = self.worker_address(word) if word else (0, 0)
+                if mapped is None:
+                    stored.append((image, offset, word))
                 _WORD.pack_into(current, offset, mapped[0] if mapped else worker)
+        if not image.plain and not image.view:
+            # Other words the caller set to an address of its own (a NULL pointer field, a
+            # function pointer) since the last look: the worker gets what stands for it.
+            synced = image.synced
+            for offset in range(0, min(len(current), len(synced)) - _WORD.size + 1, _WORD.size):
+                word = _WORD.unpack_from(current, offset)[0]
+                if offset in image.slots or word == _WORD.unpack_from(synced, offset)[0] or \
+                        word < _LEAST_LOCAL:
+                    continue
+                into_image = self.image_address(word)
+                if into_image is not None:  # another image: the memory it mirrors
+                    _WORD.pack_into(current, offset, into_image[0])
+                elif _addresses.locally_mapped(word):
+                    stored.append((image, offset, word))
+                    current[offset:offset + _WORD.size] = synced[offset:offset + _WORD.size]
         current = bytes(current)
         if current == image.synced:
             image.seen = seen
@@ -1015,6 +1047,53 @@ class ImageTable:
         image.synced = current
         image.seen = seen
         return runs
+
+    def _write_stored(self, stored: List[Tuple[Image, int, int]]) -> None:
+        """Gives the worker, for each (image, offset, word) the caller stored into an image
+        (`p.contents.next = pointer(node)`, `h.contents.callback = cb`), what stands there
+        for `word`: its object's twin (written with its pointers translated), a callback's
+        closure; the image's slot then maps the word to it, and the image's buffer pins
+        what it reaches (ctypes keeps it in the owner of the pointer that holds the image).
+        A word that stands for nothing the worker can take is written as it is."""
+        session = self.session() if self.session is not None else None
+        if session is None:
+            return
+        for image, offset, word in stored:
+            if image.generation != session.generation:
+                continue  # its worker is gone: nothing to write into
+            callback = _callback_code.local_callbacks.get(word)
+            code = _types.code_of(dict(image.layout).get(offset, _ct.c_void_p))
+            if callback is not None:
+                mapped = session.closure_address(callback) or word
+                reached = callback
+            else:
+                reached = self._twins.owner_at(word) or _callback_pointers.local_object_at(word)
+                if reached is None and code in ("z", "Z"):
+                    # The text of a string ctypes keeps (`p.contents.name = b"x"`): a copy.
+                    reached = _ct.create_unicode_buffer(_ct.wstring_at(word)) if code == "Z" \
+                        else _ct.create_string_buffer(_ct.string_at(word))
+                    word_of_copy = _ct.addressof(reached)
+                else:
+                    word_of_copy = word
+                mapped = word if reached is None else _callback_pointers.worker_word(
+                    session, word_of_copy, {"0": reached}, image.generation)
+            try:
+                self._memory.write(image.worker + offset, _WORD.pack(mapped), image.generation,
+                                   as_is=True, held=image.watched)
+            except Error as error:
+                sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
+                                 "written back: %s\n" % (image.worker + offset, error))
+                continue
+            with self._lock:
+                if _WORD.unpack_from(_ct.string_at(image.start + offset, _WORD.size))[0] != word:
+                    continue  # changed again meanwhile: the next sync looks at it
+                if mapped != word:
+                    image.slots[offset] = (word, mapped)
+                    pinned = image.buffer.__dict__.setdefault(_twins.PINS, {})
+                    pinned[offset] = reached
+                synced = bytearray(image.synced)
+                _WORD.pack_into(synced, offset, mapped)
+                image.synced = bytes(synced)
 
     # -- following the library -------------------------------------------------------------
 
