@@ -98,6 +98,10 @@ expect 0 $'[(null)]\n9' call libc.so.6 'int printf(const char*, ...)' $'[%s]\n' 
 expect 0 '"error:0480006C:lib(9)::reason(108)"' call libcrypto.so.3 \
   'char* ERR_error_string(unsigned long, char*)' 0x0480006C NULL
 expect 0 'L"héllo 世界"' call "${lib}" 'const wchar_t* wgreeting(void)'
+# A lone surrogate (which no text carries: the worker sends the string's address) and a
+# unit past U+10FFFF are escaped by their code points, as ctypes keeps them in the str.
+expect 0 'L"A\ud800B"' call "${lib}" 'const wchar_t* odd_wide(int)' 0
+expect 0 'L"A\U00110000B"' call "${lib}" 'const wchar_t* odd_wide(int)' 1
 expect 0 "NULL" call "${lib}" 'const char* null_string(void)'
 expect 0 "0x1005" call "${lib}" 'void* ptr_offset(void*, long)' 0x1000 5
 expect 0 "6" call "${lib}" 'int sum_variadic(int, ...)' 3 int:1 int:2 short:3

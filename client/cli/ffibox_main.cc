@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -196,22 +197,25 @@ void PrintError(const absl::Status& status) {
 }
 
 // Replaces a string result that came back as a worker address by the string it points to.
-absl::Status ResolveStringResult(Session& session, const v1::Type& type, v1::Value* value) {
+// A wchar_t* one comes so when it holds a unit that is no character (a lone surrogate): its
+// units are read raw, and `*printed` is set to the result line (no text can carry them).
+absl::Status ResolveStringResult(Session& session, const v1::Type& type, v1::Value* value,
+                                 std::optional<std::string>* printed) {
   const bool wide = type.scalar() == v1::WSTRING;
   if ((type.scalar() != v1::CSTRING && !wide) || !value->has_pointer() ||
       !value->pointer().has_remote() || value->pointer().remote().address() == 0) {
     return absl::OkStatus();
   }
-  v1::Request request;
-  *request.mutable_read_string()->mutable_address() = value->pointer().remote();
-  request.mutable_read_string()->set_wide(wide);
-  absl::StatusOr<v1::Response> response = session.Send(std::move(request));
-  if (!response.ok()) return response.status();
+  const RemotePtr at(value->pointer().remote().address(), value->pointer().remote().generation());
   if (wide) {
-    value->set_text_value(response->string().text());
-  } else {
-    value->set_bytes_value(response->string().data());
+    absl::StatusOr<std::u32string> units = session.ReadWString(at);
+    if (!units.ok()) return units.status();
+    *printed = "L" + WideQuote(*units);
+    return absl::OkStatus();
   }
+  absl::StatusOr<std::string> text = session.ReadCString(at);
+  if (!text.ok()) return text.status();
+  value->set_bytes_value(*std::move(text));
   return absl::OkStatus();
 }
 
@@ -309,12 +313,15 @@ int RunCall(const std::string& library_path, const std::string& declaration_text
   }
   if (declaration->signature.has_result()) {
     const v1::Type& type = declaration->signature.result();
-    if (absl::Status read = ResolveStringResult(**session, type, result->mutable_result());
+    std::optional<std::string> printed;
+    if (absl::Status read =
+            ResolveStringResult(**session, type, result->mutable_result(), &printed);
         !read.ok()) {
       PrintError(read);
       return kExitFailure;
     }
-    absl::StatusOr<std::string> text = FormatResult(type, result->result());
+    absl::StatusOr<std::string> text =
+        printed.has_value() ? *std::move(printed) : FormatResult(type, result->result());
     if (!text.ok()) {
       PrintError(text.status());
       return kExitFailure;

@@ -52,13 +52,26 @@ bool PrintsAsItself(char32_t c) {
          !(c >= 0xfff9 && c <= 0xfffb);
 }
 
-// A wchar_t* string (UTF-8 text) as a C literal: what does not print as itself escaped by its
-// code point; text that is not UTF-8 as escaped bytes.
-std::string WideQuote(absl::string_view text) {
+// A wchar_t* string sent as UTF-8 text, as WideQuote gives it; text that is not UTF-8 (which
+// no honest server sends) as escaped bytes.
+std::string WideTextQuote(absl::string_view text) {
   absl::StatusOr<std::u32string> wide = DecodeUtf8(text);
   if (!wide.ok()) return CQuote(text, /*keep_utf8=*/false);
+  return WideQuote(*wide);
+}
+
+template <typename T>
+absl::StatusOr<std::string> FormatInteger(const v1::Value& value) {
+  absl::StatusOr<T> number = client_internal::DecodeScalar<T>(value);
+  if (!number.ok()) return number.status();
+  return absl::StrCat(*number);
+}
+
+}  // namespace
+
+std::string WideQuote(std::u32string_view units) {
   std::string out = "\"";
-  for (char32_t c : *wide) {
+  for (char32_t c : units) {
     std::string utf8;
     if (c < 0x80 && (c < 0x20 || c == '"' || c == '\\' || c == 0x7f)) {
       AppendEscaped(static_cast<char>(c), '"', /*keep_utf8=*/false, &out);
@@ -71,15 +84,6 @@ std::string WideQuote(absl::string_view text) {
   out.push_back('"');
   return out;
 }
-
-template <typename T>
-absl::StatusOr<std::string> FormatInteger(const v1::Value& value) {
-  absl::StatusOr<T> number = client_internal::DecodeScalar<T>(value);
-  if (!number.ok()) return number.status();
-  return absl::StrCat(*number);
-}
-
-}  // namespace
 
 std::string CQuote(absl::string_view bytes, bool keep_utf8) {
   std::string out = "\"";
@@ -160,7 +164,7 @@ absl::StatusOr<std::string> FormatResult(const v1::Type& type, const v1::Value& 
       if (value.has_pointer() && value.pointer().has_null()) return std::string("NULL");
       return client_internal::UnexpectedValue(value, "a char* string");
     case v1::WSTRING:
-      if (value.has_text_value()) return "L" + WideQuote(value.text_value());
+      if (value.has_text_value()) return "L" + WideTextQuote(value.text_value());
       if (value.has_pointer() && value.pointer().has_null()) return std::string("NULL");
       return client_internal::UnexpectedValue(value, "a wchar_t* string");
     case v1::POINTER: {

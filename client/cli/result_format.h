@@ -9,6 +9,7 @@
 #define FFIBOX_CLIENT_CLI_RESULT_FORMAT_H_
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -24,6 +25,11 @@ absl::StatusOr<std::string> FormatResult(const v1::Type& type, const v1::Value& 
 // `bytes` between double quotes with C escapes for quotes, backslashes and non-printable
 // bytes; bytes >= 0x80 are kept when `keep_utf8`, else escaped as \xNN.
 std::string CQuote(absl::string_view bytes, bool keep_utf8);
+
+// A wchar_t string's units between double quotes, as a wide literal's contents: what does not
+// print as itself (controls, bidirectional overrides, zero-width characters, a lone
+// surrogate) escaped by its code point as \uXXXX or \UXXXXXXXX.
+std::string WideQuote(std::u32string_view units);
 
 }  // namespace cli
 }  // namespace ffibox
