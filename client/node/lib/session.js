@@ -620,7 +620,8 @@ class Session extends EventEmitter {
       const args = type.params.map((t, i) => {
         const value = invoke.args[i];
         if (t.kind === 'record' && value && value.kind === 'raw') return value.raw;
-        return scalarFromServer(t, value, `argument ${i} of callback ${invoke.callback}`);
+        return scalarFromServer(t, value, `argument ${i} of callback ${invoke.callback}`,
+          { stringAddresses: true });
       });
       // Inside the callbacks the call that made it was made in (on this session or
       // another), which the stream's event that brought it does not carry; one a thread of

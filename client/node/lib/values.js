@@ -72,7 +72,7 @@ function unexpectedValue(value, expected, what) {
  * argument): untrusted, so its kind and range are checked against `t`; an FfiboxError
  * INTERNAL naming `what` otherwise. 64-bit integers come back as BigInts.
  */
-function scalarFromServer(t, value, what) {
+function scalarFromServer(t, value, what, { stringAddresses = false } = {}) {
   const kind = value && value.kind;
   const scalar = t.proto.scalar;
   const wrong = () => unexpectedValue(value, expectedKinds(t), what);
@@ -81,8 +81,9 @@ function scalarFromServer(t, value, what) {
       const p = value.pointer;
       if (p.target === 'null') return null;
       // A char* result always comes as its bytes; a wchar_t* one as its address when it holds
-      // a unit that is no character (docs/node.md).
-      if (p.target === 'remote' && scalar !== 'CSTRING') {
+      // a unit that is no character, and a callback's string argument (`stringAddresses`)
+      // when it is too long to send or cannot be read (docs/node.md).
+      if (p.target === 'remote' && (scalar !== 'CSTRING' || stringAddresses)) {
         return new RemotePointer(p.remote.address || 0, p.remote.generation || 0);
       }
       throw unexpectedValue({ kind: `pointer.${p.target || 'unset'}` }, expectedKinds(t), what);

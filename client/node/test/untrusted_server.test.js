@@ -152,6 +152,46 @@ describe('answers that do not fit the request', () => {
     });
   });
 
+  test("a callback's char* argument sent as an address (too long to send) reaches the " +
+    'handler as a RemotePointer', async () => {
+    let callId = null;
+    const visit = 'int visit(void* f)';
+    const declarations = {
+      ...DECLARATIONS,
+      [visit]: { name: 'visit', signature: { result: { scalar: 'INT' },
+        params: [{ scalar: 'POINTER' }] } },
+      'int f(const char*)': { name: 'f',
+        signature: { result: { scalar: 'INT' }, params: [{ scalar: 'CSTRING' }] } },
+    };
+    const ordinary = ordinaryAnswer(declarations);
+    const answer = (request, stream) => {
+      if (request.op === 'define_callback') return { callback: { callback: '1' } };
+      if (request.op === 'call') {
+        callId = request.id;
+        stream.write({ id: '0', callback_invoke: { invocation: '7', callback: '1',
+          args: [{ pointer: { remote: { address: '4096', generation: '1' } } }] } });
+        return undefined;
+      }
+      if (request.op === 'callback_return') {
+        stream.write({ id: callId, call: { result: request.callback_return.result } });
+        return { done: {} };
+      }
+      return ordinary(request);
+    };
+    await withFakeServer(answer, async (client) => {
+      const session = await client.session();
+      const f = await (await session.load('libtest.so')).func(visit,
+        { params: [ffibox.callback('int f(const char*)')] });
+      let got = null;
+      assert.equal(await f((text) => {
+        got = text;
+        return 5;
+      }), 5);
+      assert.ok(got instanceof ffibox.RemotePointer, String(got));
+      assert.equal(Number(got.address), 4096);
+    });
+  });
+
   test('a callback argument of the wrong kind fails the callback, not the client', async () => {
     // The server invokes callback 1 with text where a double is expected; the client answers
     // with the error, as for a callback that throws.
