@@ -45,11 +45,12 @@ void AppendEscaped(char c, char quote, bool keep_utf8, std::string* out) {
 
 // Whether character `c` prints as itself in a wide literal: not a control (C0, DEL, C1) nor
 // an invisible one that changes how the rest of a terminal's line reads (bidirectional
-// overrides and isolates, zero-width characters, the byte-order mark).
+// marks, overrides and isolates, zero-width characters, the byte-order mark, tags).
 bool PrintsAsItself(char32_t c) {
-  return c >= 0x20 && c != 0x7f && !(c >= 0x80 && c < 0xa0) && !(c >= 0x200b && c <= 0x200f) &&
-         !(c >= 0x2028 && c <= 0x202e) && !(c >= 0x2060 && c <= 0x206f) && c != 0xfeff &&
-         !(c >= 0xfff9 && c <= 0xfffb);
+  return c >= 0x20 && c != 0x7f && !(c >= 0x80 && c < 0xa0) && c != 0x061c &&
+         !(c >= 0x200b && c <= 0x200f) && !(c >= 0x2028 && c <= 0x202e) &&
+         !(c >= 0x2060 && c <= 0x206f) && c != 0xfeff && !(c >= 0xfff9 && c <= 0xfffb) &&
+         !(c >= 0xe0000 && c <= 0xe007f);
 }
 
 // A wchar_t* string sent as UTF-8 text, as WideQuote gives it; text that is not UTF-8 (which

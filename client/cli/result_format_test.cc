@@ -71,6 +71,8 @@ TEST(FormatResultTest, WideStringsEscapeWhatDoesNotPrintAsItself) {
             "L\"a\\u009bb\\u202ec\\u200b\\x01\\\"\xce\xbb\xf0\x9f\x98\x80\"");
   EXPECT_EQ(Format(v1::WCHAR, IntValue(0x9b)), "155");
   EXPECT_EQ(Format(v1::WCHAR, IntValue(0x202e)), "8238");
+  EXPECT_EQ(Format(v1::WCHAR, IntValue(0x061c)), "1564");
+  EXPECT_EQ(Format(v1::WCHAR, IntValue(0xe0041)), "917569");
   EXPECT_EQ(Format(v1::WCHAR, IntValue(0x3bb)), "L'\xce\xbb'");
 }
 
