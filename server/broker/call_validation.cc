@@ -106,12 +106,19 @@ absl::Status ValidateBatchRequest(const v1::Batch& batch, const CallContext& con
   absl::Duration total = absl::ZeroDuration();
   std::vector<const std::string*> names;  // distinct, in order of first call
   bool more_names = false;
+  // The most bytes an honest answer takes: each call's (0 when one of them is not known).
+  uint64_t answer_bytes = 0;
   for (int i = 0; i < batch.calls_size(); ++i) {
     const v1::Call& call = batch.calls(i);
     absl::Duration timeout;
     absl::StatusOr<const HandleTable::Function*> function = CheckCall(call, context, &timeout);
     if (!function.ok()) return InBatch(function.status(), i);
     total += timeout;
+    if (i == 0 || answer_bytes != 0) {
+      std::optional<uint64_t> result_bytes = ResultAnswerBytes((*function)->signature);
+      answer_bytes =
+          result_bytes.has_value() ? answer_bytes + CallAnswerBytes(call, *result_bytes) : 0;
+    }
     // Functions bound to a generation all belong to the live one (CheckCall).
     if ((*function)->generation != 0) pending->required_generation = (*function)->generation;
     if (call.blocks_size() > 0) pending->batch_blocks.emplace_back(i, ExpectedResultOf(call));
@@ -126,6 +133,7 @@ absl::Status ValidateBatchRequest(const v1::Batch& batch, const CallContext& con
     }
   }
   pending->batch_calls = static_cast<uint32_t>(batch.calls_size());
+  pending->answer_bytes = answer_bytes;
   pending->timeout = batch.timeout_ms() != 0 ? absl::Milliseconds(batch.timeout_ms())
                                              : std::min(total, context.max_timeout);
   pending->label = absl::StrCat("batch of ", batch.calls_size(), " call",

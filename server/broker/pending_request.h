@@ -36,8 +36,9 @@ struct PendingRequest {
   AnswerLimits answer_limits;
   // For a call: what its result must look like.
   ExpectedCallResult call;
-  // For a call: the most bytes an honest answer to it takes (core/encoding_limits.h's
-  // CallAnswerBytes); 0 when not known (a result of a registered type).
+  // For a call or a batch: the most bytes an honest answer to it takes (core/
+  // encoding_limits.h's CallAnswerBytes, of each call of a batch); 0 when not known (a
+  // result of a registered type).
   uint64_t answer_bytes = 0;
   // For a batch: how many calls it has, and what the result of each call that sent blocks
   // must look like, by call index in increasing order (a call not listed sent no blocks, so

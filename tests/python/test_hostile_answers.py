@@ -79,22 +79,29 @@ def test_a_forged_result_of_the_right_kind_is_what_the_caller_gets(shared_server
 
 def test_a_call_answered_past_any_honest_answer_ends_its_worker_before_the_caller_sees_it(
         shared_server):
-    # 100 MiB of text for a char* result (16 MiB at most, in an answer of at most 72 MiB):
-    # ffiboxd ends the worker rather than relay it, and the caller never holds it (it got the
-    # whole string before).
+    # 100 MiB of text for a char* result (16 MiB at most, in an answer of at most 72 MiB), of
+    # a call and of a batch's call: ffiboxd ends the worker rather than relay it, and the
+    # caller never holds it (it got the whole string before).
     client = ffibox.connect(shared_server.address)
     try:
         session = client.session(same_host=False)
-        forge = session.CDLL(HOSTILE_LIB).hostile_answer_running_call_with_text
-        forge.argtypes = [ct.c_long]
-        forge.restype = ct.c_char_p
-        with PeakRss(os.getpid()) as rss:
-            with pytest.raises(ffibox.Error) as raised:
-                forge(100 << 20)
-        assert raised.value.code == "WORKER_CRASHED", raised.value
-        assert "bytes to a call whose answer takes at most" in str(raised.value), raised.value
-        assert rss.peak - rss.before < 50, "the caller grew by %.0f MiB" % (rss.peak - rss.before)
-        assert session.CDLL(TEST_LIB).add_int(2, 3) == 5
+        library = session.load_library(HOSTILE_LIB)
+        forge = session.resolve(pb.ResolveFunction(
+            library=library, symbol="hostile_answer_running_call_with_text",
+            signature=pb.Signature(result=pb.Type(scalar=pb.CSTRING),
+                                   params=[pb.Type(scalar=pb.LONG), pb.Type(scalar=pb.INT)])))
+        for in_batch in (0, 1):
+            call = pb.Call(function=forge, args=[pb.Value(int_value=100 << 20),
+                                                 pb.Value(int_value=in_batch)])
+            with PeakRss(os.getpid()) as rss:
+                with pytest.raises(ffibox.Error) as raised:
+                    session.batch([call]) if in_batch else session.call(call)
+            assert raised.value.code == "WORKER_CRASHED", raised.value
+            assert "bytes to a call whose answer takes at most" in str(raised.value), \
+                raised.value
+            assert rss.peak - rss.before < 50, "the caller grew by %.0f MiB" % (
+                rss.peak - rss.before)
+            assert session.CDLL(TEST_LIB).add_int(2, 3) == 5  # a new worker serves it
         session.close()
     finally:
         client.close()

@@ -511,47 +511,45 @@ long hostile_invoke_flood(long callback, long count, long text_bytes) {
 
 /* Answers the call running this function through the broker with a char* result of
  * `text_bytes` bytes of 'x' (WorkerReply{response: Response{id, call: CallResult{result:
- * Value{bytes_value}}}}): past its 16 MiB, longer than any honest answer to it. Returns the
- * id answered once the broker took it, or -errno. */
-long hostile_answer_running_call_with_text(long text_bytes) {
+ * Value{bytes_value}}}}, or, when `in_batch`, Response{id, batch: BatchResult{results:
+ * [that CallResult]}} for a batch of this one call): past its 16 MiB, longer than any
+ * honest answer to it. Returns the id answered once the broker took it, or -errno. */
+long hostile_answer_running_call_with_text(long text_bytes, int in_batch) {
   unsigned char* channel = find_channel();
   if (channel == NULL) return -ENOENT;
   if (text_bytes < 0) return -EINVAL;
   const uint64_t id = running_request_id(channel);
   if (id == 0) return -EPROTO;
-  /* Innermost first: each length is the encoded size of what follows it. */
+  /* Each length is the encoded size of what follows it, innermost first. */
+  unsigned char scratch[16];
+  const uint64_t value =
+      1 + (uint64_t)put_varint(scratch, (uint64_t)text_bytes) + (uint64_t)text_bytes;
+  const uint64_t result = 1 + (uint64_t)put_varint(scratch, value) + value;  /* CallResult */
+  const uint64_t batch = 1 + (uint64_t)put_varint(scratch, result) + result; /* BatchResult */
+  const uint64_t answer = in_batch ? batch : result;
+  const uint64_t response =
+      1 + (uint64_t)put_varint(scratch, id) + 1 + (uint64_t)put_varint(scratch, answer) + answer;
   unsigned char start[96];
-  long start_length = 0;
-  unsigned char value[16], result[16], call[16], response[32], reply[16];
-  long value_length = 0, result_length = 0, call_length = 0, response_length = 0, reply_length = 0;
-  value[value_length++] = 0x2a; /* Value.bytes_value */
-  value_length += put_varint(value + value_length, (uint64_t)text_bytes);
-  const uint64_t value_total = (uint64_t)value_length + (uint64_t)text_bytes;
-  result[result_length++] = 0x0a; /* CallResult.result */
-  result_length += put_varint(result + result_length, value_total);
-  const uint64_t result_total = (uint64_t)result_length + value_total;
-  call[call_length++] = 0x6a; /* Response.call */
-  call_length += put_varint(call + call_length, result_total);
-  response[response_length++] = 0x08; /* Response.id */
-  response_length += put_varint(response + response_length, id);
-  const uint64_t response_total = (uint64_t)response_length + (uint64_t)call_length + result_total;
-  reply[reply_length++] = 0x0a; /* WorkerReply.response */
-  reply_length += put_varint(reply + reply_length, response_total);
-  memcpy(start + start_length, reply, (size_t)reply_length);
-  start_length += reply_length;
-  memcpy(start + start_length, response, (size_t)response_length);
-  start_length += response_length;
-  memcpy(start + start_length, call, (size_t)call_length);
-  start_length += call_length;
-  memcpy(start + start_length, result, (size_t)result_length);
-  start_length += result_length;
-  memcpy(start + start_length, value, (size_t)value_length);
-  start_length += value_length;
-  const long length = start_length + text_bytes;
-  const unsigned char header[4] = {(unsigned char)length, (unsigned char)(length >> 8),
-                                   (unsigned char)(length >> 16), (unsigned char)(length >> 24)};
+  long length = 0;
+  start[length++] = 0x0a; /* WorkerReply.response */
+  length += put_varint(start + length, response);
+  start[length++] = 0x08; /* Response.id */
+  length += put_varint(start + length, id);
+  start[length++] = in_batch ? 0x72 : 0x6a; /* Response.batch, Response.call */
+  length += put_varint(start + length, answer);
+  if (in_batch) {
+    start[length++] = 0x0a; /* BatchResult.results */
+    length += put_varint(start + length, result);
+  }
+  start[length++] = 0x0a; /* CallResult.result */
+  length += put_varint(start + length, value);
+  start[length++] = 0x2a; /* Value.bytes_value */
+  length += put_varint(start + length, (uint64_t)text_bytes);
+  const long total = length + text_bytes;
+  const unsigned char header[4] = {(unsigned char)total, (unsigned char)(total >> 8),
+                                   (unsigned char)(total >> 16), (unsigned char)(total >> 24)};
   write_to_broker(channel, header, sizeof header, (const unsigned char*)"", 1, sizeof header);
-  write_to_broker(channel, start, start_length, (const unsigned char*)"x", 1, length);
+  write_to_broker(channel, start, length, (const unsigned char*)"x", 1, total);
   const long taken = wait_until_taken(channel);
   return taken < 0 ? taken : (long)id;
 }
