@@ -689,6 +689,63 @@ PATTERNS = {
         lib.heap_churn()
         print(lib.list_sum())
     """,
+    # More stores into the library's memory, as ctypes makes them: a c_char_p of the
+    # library's own string (it was copied, so the library's later writes were not seen),
+    # one over the caller's buffer that the library then fills (a one-byte copy it
+    # overflowed), a list of 300 of the caller's nodes (past 85, refused or stored as this
+    # process's addresses), a record copied from one view to another (what the first kept
+    # went with it), and a node whose string the caller also passed to a call.
+    "more_stores_into_the_librarys_memory": """
+        import gc
+        class ListNode(Structure):
+            pass
+        VISIT = CFUNCTYPE(c_int, c_int)
+        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
+                             ("name", c_char_p), ("data", c_void_p)]
+        libc = CDLL("libc.so.6")
+        libc.strcpy.argtypes = [c_void_p, c_char_p]
+        libc.strcpy.restype = c_void_p
+        libc.calloc.argtypes = [c_size_t, c_size_t]
+        libc.calloc.restype = c_void_p
+        lib.str_dup_upper.restype = c_void_p
+        lib.list_head.restype = POINTER(ListNode)
+        lib.set_list_slot.argtypes = [c_int, c_void_p]
+        head = lib.list_head()
+        own = lib.str_dup_upper(b"hello" + b"-" * 20)
+        head.contents.name = cast(own, c_char_p)
+        libc.strcpy(own, b"x" * 20)
+        print(lib.list_sum())
+        buffer = create_string_buffer(64)
+        head.contents.name = cast(buffer, c_char_p)
+        libc.strcpy(cast(head, POINTER(c_void_p * 5)).contents[3], b"filled by the library")
+        lib.heap_churn()
+        print(buffer.value)
+        head.contents.name = None
+        nodes = [ListNode(1) for _ in range(300)]
+        for first, second in zip(nodes, nodes[1:]):
+            first.next = pointer(second)
+        head.contents.next = pointer(nodes[0])
+        del nodes
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+        head.contents.next = None
+        first = cast(c_void_p(libc.calloc(1, sizeof(ListNode))), POINTER(ListNode))
+        second = cast(c_void_p(libc.calloc(1, sizeof(ListNode))), POINTER(ListNode))
+        first[0].next = pointer(ListNode(9))
+        second[0] = first[0]
+        lib.set_list_slot(2, cast(second, c_void_p))
+        del first
+        gc.collect()
+        lib.heap_churn()
+        print(lib.list_sum())
+        lib.set_list_slot(2, None)
+        text = b"hello" + str(7).encode()
+        lib.register_buffer.argtypes = [c_char_p, c_size_t]
+        lib.register_buffer(text, len(text))
+        head.contents.next = pointer(ListNode(5, name=text))
+        print(lib.list_sum())
+    """,
     # The caller's objects stored into the library's head node through an out-parameter's
     # image of it: a node holding a callback, a `cast(byref(number), c_void_p)`, a string, a
     # node in place of one stored before, the library's own node through its image. The
@@ -757,6 +814,7 @@ PATTERNS = {
 EXPECTED = {
     "callers_nodes_linked_into_a_list_the_library_keeps": "61\n62",
     "values_and_strings_stored_into_the_librarys_memory": "13\n115 b'twelve chars'\n106 1",
+    "more_stores_into_the_librarys_memory": "20\nb'filled by the library'\n300\n9\n11",
     "callers_objects_stored_into_an_image_of_the_librarys_memory": "154\n110 6 b'four'\n144",
     "a_callbacks_write_into_a_view_reaches_the_library": "7 5 85 [7, 5, 85]",
     "whole_length_views_over_an_out_parameter": "True True\n1 1 1",

@@ -19,26 +19,27 @@ pointer-sized word of such a pointee:
   with its bytes;
 - anything else (an image, 0, a worker address, memory of unknown extent): unchanged.
 
-The bytes written to a twin are the object's with its own pointer positions translated
+The bytes written to a new twin are the object's with its own pointer positions translated
 the same way, followed to what they point to (a node linking the caller's next node, a
 record holding a callback or a string): the library finds worker addresses there, never
 this process's. A callback's word is its closure in the worker; a `c_char_p` or
-`c_wchar_p` word into a string the object holds is a copy of the string the object keeps
-(as ctypes keeps the string), with a twin of its own.
+`c_wchar_p` word into a string the object holds is a copy of the string, with a twin of its
+own; a union's words only where they are the address of an object it keeps. What a twin's
+words reach, its owner keeps (ffibox._twins.PINS). A twin that exists already is written
+again only when it is the one stored, not when it is reached: it holds what a call last
+sent it, which the library reads until a call passes it again.
 """
+import collections
 import ctypes as _ct
 import struct
 import warnings
 import gc
-from typing import Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from ffibox import _addresses, _callback_code, _twins, _types
 
 MAX_KEPT_OBJECTS = 256  # objects looked at among a pointee's keep-alive references
 _WORD = struct.Struct("<Q")
-# Where an object keeps the copies of strings its c_char_p / c_wchar_p fields point to that
-# its twin points to (by offset), for the object's life.
-_STRING_COPIES = "_ffibox_string_copies"
 _DATA = (_ct.Structure, _ct.Union, _ct.Array, _ct._SimpleCData, _ct._Pointer)
 _CArgObject = type(_ct.byref(_ct.c_int()))
 
@@ -46,10 +47,12 @@ _CArgObject = type(_ct.byref(_ct.c_int()))
 def _kept_objects(keep) -> Iterator[object]:
     # ctypes keeps what an object's memory points to in `_objects`: a dict of ctypes
     # objects, bytes and nested dicts, which may hold the object itself (`cast` files its
-    # result in its source's dict, and the source in the result's): each looked at once.
-    pending, seen, looked = [keep], 0, set()
+    # result in its source's dict, and the source in the result's): each looked at once,
+    # breadth first (what a pointer reaches directly comes before what that reaches in turn:
+    # a node's `_objects` holds its whole list after it).
+    pending, seen, looked = collections.deque([keep]), 0, set()
     while pending and seen < MAX_KEPT_OBJECTS:
-        item = pending.pop()
+        item = pending.popleft()
         if id(item) in looked:
             continue
         looked.add(id(item))
@@ -89,31 +92,35 @@ def holder(keep, word: int) -> Optional[object]:
 def worker_word(session, word: int, keep, generation: int) -> int:
     """What the worker must find for `word`, a pointer the callback stored in memory whose
     ctypes keep-alive references are `keep` (see the module comment)."""
-    # Twins to write (owner, worker address, whether new), each object once: a graph with
-    # cycles, or a long list, is followed without recursion.
-    pending: List[Tuple[object, int, bool]] = []
+    # Twins to write (owner, worker address, whether new, its local start and size), each
+    # object once: a graph with cycles, or a long list, is followed without recursion.
+    pending: List[Tuple[object, int, bool, int, int]] = []
     written: Set[int] = set()
-    mapped = _mapped(session, word, keep, generation, pending, written)
+    mapped = _mapped(session, word, keep, generation, pending, written, rewrite=True)
     _write_pending(session, generation, pending, written)
     return mapped
 
 
-def worker_bytes(session, value, generation: int) -> bytes:
+def worker_bytes(session, value, generation: int) -> Tuple[bytes, Dict[int, object]]:
     """The bytes of ctypes object `value` (a record or array stored by value into worker
-    memory) as the worker must find them: its pointers translated as a twin's are, the
-    objects they reach given twins (which live as long as `value` keeps them)."""
-    pending: List[Tuple[object, int, bool]] = []
+    memory) as the worker must find them, its pointers translated as a twin's are (the
+    objects they reach given twins), and what they reach ({offset: object}: the caller
+    keeps it alive as long as the bytes stand)."""
+    pending: List[Tuple[object, int, bool, int, int]] = []
     written: Set[int] = set()
-    data = _twin_bytes(session, value, generation, pending, written)
+    data, reached = _translated(session, value, _ct.addressof(value), _ct.sizeof(value),
+                                generation, pending, written)
     _write_pending(session, generation, pending, written)
-    return data
+    return data, reached
 
 
 def _write_pending(session, generation: int, pending, written) -> None:
-    # Writes the twins `pending` names, and those their own pointers need in turn.
+    # Writes the twins `pending` names, and those their own pointers need in turn; each
+    # twin's owner keeps what its pointers reach (ffibox._twins.PINS).
     while pending:
-        owner, worker, new = pending.pop()
-        data = _twin_bytes(session, owner, generation, pending, written)
+        owner, worker, new, local, size = pending.pop()
+        data, reached = _translated(session, owner, local, size, generation, pending, written)
+        _twins.pin(owner, reached)
         if new:
             _write_watched(session, worker, data, generation)
         else:
@@ -122,16 +129,19 @@ def _write_pending(session, generation: int, pending, written) -> None:
             session.memory.write(worker, data, generation, held=True)
 
 
-def _mapped(session, word: int, keep, generation: int, pending, written) -> int:
-    # worker_word's answer for one word; the twins it needs written go to `pending`.
+def _mapped(session, word: int, keep, generation: int, pending, written,
+            rewrite: bool = False) -> int:
+    # worker_word's answer for one word; the twins it needs written go to `pending`. An
+    # existing twin is written again only when it is what was stored (`rewrite`); one it
+    # reaches holds what a call last sent, as the library reads it (docs/python.md).
     if not word or _addresses.classify(word)[0] != "local" or session.images.find(word):
         return word
     found = session.twins.twin_at(word)
     if found is not None and found[1].generation == generation:
         owner, twin = found
-        if not twin.busy and id(owner) not in written:
+        if rewrite and not twin.busy and id(owner) not in written:
             written.add(id(owner))
-            pending.append((owner, twin.worker, False))
+            pending.append((owner, twin.worker, False, twin.local, twin.size))
         return twin.worker + (word - twin.local)
     owner = holder(keep, word)
     if owner is None or type(owner).__weakrefoffset__ == 0:
@@ -140,41 +150,52 @@ def _mapped(session, word: int, keep, generation: int, pending, written) -> int:
     worker = session.memory.alloc(size)
     session.twins.kept(owner, size, worker, generation)
     written.add(id(owner))
-    pending.append((owner, worker, True))
+    pending.append((owner, worker, True, _ct.addressof(owner), size))
     return worker + (word - _ct.addressof(owner))
 
 
-def _twin_bytes(session, owner, generation: int, pending, written) -> bytes:
-    """`owner`'s bytes as its twin must hold them: each pointer position (outside unions,
-    whose member is not known) that holds an address of this process translated."""
-    data = _ct.string_at(_ct.addressof(owner), _ct.sizeof(owner))
-    if isinstance(owner, bytes) or not isinstance(owner, _DATA):
-        return data
-    offsets = _types.pointer_offsets(type(owner), unions=False)
+def _translated(session, owner, local: int, size: int, generation: int, pending,
+                written) -> Tuple[bytes, Dict[int, object]]:
+    """`owner`'s bytes (`size` at `local`) as the worker must find them, each pointer
+    position that holds an address of this process translated, and what the translated
+    words reach ({offset: object}). A union's words are translated only where they are
+    the address of an object they keep (which member the union holds is not known)."""
+    data = _ct.string_at(local, size)
+    if not isinstance(owner, _DATA):
+        return data, {}  # a bytes object's text
+    offsets = _types.pointer_offsets(type(owner))
     if not offsets:
-        return data
+        return data, {}
+    certain = {offset for offset, _ in _types.pointer_offsets(type(owner), unions=False)}
     data = bytearray(data)
-    pinned = {}  # what the twin's pointers reach, which `owner` keeps (ffibox._twins.PINS)
+    reached_at: Dict[int, object] = {}
     for offset, t in offsets:
         if offset + _WORD.size > len(data):
             continue
         word = _WORD.unpack_from(data, offset)[0]
         if not word or _addresses.classify(word)[0] != "local":
             continue
+        reached = None
         if _types.is_function(t):
             mapped = _closure_word(session, word)
             reached = _callback_code.local_callbacks.get(word)
         else:
             mapped = _mapped(session, word, owner._objects, generation, pending, written)
-            if mapped == word and _types.code_of(t) in ("z", "Z"):
-                mapped = _string_word(session, owner, offset, word, _types.code_of(t) == "Z",
-                                      generation, pending, written)
-            reached = session.twins.owner_at(word)
-        if reached is not None and mapped != word:
-            pinned[offset] = reached
-        _WORD.pack_into(data, offset, mapped)
-    _twins.pin(owner, pinned)
-    return bytes(data)
+            if mapped != word:
+                reached = session.twins.owner_at(word)
+            elif _types.code_of(t) in ("z", "Z") and offset in certain:
+                # The text of a string the object keeps (a bytes ctypes stored there): a
+                # copy, with a twin of its own.
+                copy = _ct.create_unicode_buffer(_ct.wstring_at(word)) \
+                    if _types.code_of(t) == "Z" else _ct.create_string_buffer(_ct.string_at(word))
+                mapped = _mapped(session, _ct.addressof(copy), {"0": copy}, generation,
+                                 pending, written)
+                reached = copy
+        if mapped != word:
+            if reached is not None:
+                reached_at[offset] = reached
+            _WORD.pack_into(data, offset, mapped)
+    return bytes(data), reached_at
 
 
 def _closure_word(session, word: int) -> int:
@@ -184,24 +205,6 @@ def _closure_word(session, word: int) -> int:
         return word
     closure = session.closure_address(callback)
     return word if closure is None else closure
-
-
-def _string_word(session, owner, offset: int, word: int, wide: bool, generation: int,
-                 pending, written) -> int:
-    # A c_char_p / c_wchar_p field of `owner` holding the address of a string it keeps (a
-    # bytes or str ctypes stored there): a copy of the string, kept by `owner` while the
-    # field holds it, with a twin of its own.
-    try:
-        copies = owner.__dict__.setdefault(_STRING_COPIES, {})
-    except AttributeError:  # a record with __slots__ and no __dict__
-        return word
-    text = _ct.wstring_at(word) if wide else _ct.string_at(word)
-    buffer = copies.get(offset)
-    if buffer is None or buffer.value != text:
-        buffer = copies[offset] = _ct.create_unicode_buffer(text) if wide else \
-            _ct.create_string_buffer(text)
-    return _mapped(session, _ct.addressof(buffer), {"0": buffer}, generation, pending,
-                   written)
 
 
 def _write_watched(session, worker: int, data: bytes, generation: int) -> None:

@@ -418,7 +418,7 @@ def _encode_pointer(t, value, builder, session):
         stored = _stored_twin(value, session) if fits else None
         if stored is not None:
             return stored
-        raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
+        raise TypeError(_UNSTORABLE)
     if isinstance(value, _CArgObject):
         t.from_param(value)  # byref of another type: the TypeError ctypes raises
         return _byref_value(value, builder)
@@ -443,6 +443,13 @@ def _encode_pointer(t, value, builder, session):
     raise TypeError("expected %s instance instead of %s" % (t.__name__, type(value).__name__))
 
 
+# Why a pointer into this process's memory cannot be stored into the library's.
+_UNSTORABLE = ("ffibox: a pointer to memory of this process that ffibox cannot give a lasting "
+               "copy in the worker cannot be stored into the library's memory (an object "
+               "whose class has __slots__ without __weakref__, or memory no ctypes object "
+               "holds); pass the object to a call instead")
+
+
 def _points_to(item, target) -> bool:
     """Whether a pointer to, or an array of, `item` goes where a POINTER(`target`) does: as
     ctypes, when `item` is `target` or a subclass of it."""
@@ -465,7 +472,7 @@ def _remote_pointer_value(value, builder, session):
     generation = session.generation
     worker = _callback_pointers.worker_word(session, word, {"0": target}, generation)
     if worker == word:
-        raise TypeError("ffibox: a pointer to client memory cannot leave a callback")
+        raise TypeError(_UNSTORABLE)
     return remote_value(worker, generation)
 
 

@@ -6,7 +6,7 @@ import struct
 import threading
 from typing import Any, Dict, Optional
 
-from ffibox import _callback_pointers, _twins, _types
+from ffibox import _addresses, _callback_pointers, _twins, _types
 from ffibox._worker_address import WorkerAddress, address_of, set_address
 from ffibox.errors import Error, StaleHandle
 
@@ -52,12 +52,14 @@ def keep_stored(root, address: int, value) -> None:
     """Keeps `value`, stored at worker address `address` through an object of `root`, alive
     as long as `root` (or until another value is stored there), as ctypes keeps what is
     assigned into memory in its container's `_objects`."""
-    if root is None or value is None or isinstance(value, (int, float, bytes, str)):
+    if root is None or value is None or value == {} or \
+            isinstance(value, (int, float, bytes, str)):
         return
-    kept = root.__dict__.get(STORED)
-    if kept is None:
-        kept = root.__dict__[STORED] = {}
-    kept[address] = value
+    try:
+        held = root.__dict__
+    except AttributeError:  # a record with __slots__: it keeps nothing (nor would ctypes)
+        return
+    held.setdefault(STORED, {})[address] = value  # (one dict, whichever thread)
 
 
 def load(t, at: WorkerAddress, root=None) -> Any:
@@ -105,12 +107,17 @@ def store(t, at: WorkerAddress, value: Any, root=None) -> None:
         source = view_address(value)
         if source is not None:  # a view of worker memory: the worker's bytes, pointers and all
             memory.copy(at.address, source.address, _ct.sizeof(t), at.generation)
+            keep_stored(root, at.address, value)  # (with what its root keeps, as ctypes)
             return
         # Its pointers as the worker must find them (the caller's objects they reach given
-        # twins, kept alive with `value` as ctypes keeps them with the record stored).
-        data = _callback_pointers.worker_bytes(at.session, value, at.generation)
+        # twins, kept alive as long as the bytes stand, as ctypes keeps them with the record
+        # stored, whatever becomes of `value` since).
+        data, reached = _callback_pointers.worker_bytes(at.session, value, at.generation)
         memory.write(at.address, data[:_ct.sizeof(t)], at.generation)
-        keep_stored(root, at.address, value)
+        keep_stored(root, at.address, (value, reached))
+        # And as long as `value`: ctypes stores the address of what `value` holds (the text
+        # of a bytes object it keeps), which lives with `value` whatever becomes of `root`.
+        keep_stored(value, at.address, reached)
         return
     if _types.code_of(t) == "P" and isinstance(value, _ct._SimpleCData) and \
             type(value)._type_ == "P" and view_address(value) is None and value.value:
@@ -124,11 +131,30 @@ def store(t, at: WorkerAddress, value: Any, root=None) -> None:
             keep_stored(root, at.address, value)
             return
     code = _types.code_of(t)
+    if code in ("z", "Z") and isinstance(value, _ct._SimpleCData) and \
+            type(value)._type_ == code and view_address(value) is None:
+        # A c_char_p of this process: where its address is the caller's object
+        # (`cast(buffer, c_char_p)`), that object's twin; into worker memory (`cast(address,
+        # c_char_p)` of the library's string), that address (below).
+        word = _ct.c_void_p.from_buffer(value).value or 0
+        into_image = at.session.images.image_address(word) if word else None
+        if into_image is not None:  # an image of the library's string: that string
+            memory.write(at.address, into_image[0].to_bytes(8, "little"), at.generation)
+            return
+        mapped = _callback_pointers.worker_word(at.session, word, value._objects,
+                                                at.generation) if word else 0
+        if mapped != word:
+            memory.write(at.address, mapped.to_bytes(8, "little"), at.generation)
+            keep_stored(root, at.address, value)
+            return
+        if not word or _addresses.classify(word)[0] != "local":
+            value = None if not word else word  # the worker's own string, or NULL
     if code in ("z", "Z") and (isinstance(value, (bytes, str)) or (
             isinstance(value, _ct._SimpleCData) and type(value)._type_ == code and
             view_address(value) is None and value.value is not None)):
-        # A string of this process (`p.contents.name = b"x"`, a c_char_p of its own): a copy
-        # in the worker, which lives as long as ctypes would keep the string (with `root`).
+        # A string of this process (`p.contents.name = b"x"`, a c_char_p holding the text of
+        # a bytes object): a copy in the worker, which lives as long as ctypes would keep
+        # the string (with `root`).
         string = value if isinstance(value, _ct._SimpleCData) else \
             (_ct.c_char_p if code == "z" else _ct.c_wchar_p)(value)  # ctypes' TypeError
         copy = _ct.create_string_buffer(string.value) if code == "z" else \
