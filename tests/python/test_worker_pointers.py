@@ -23,6 +23,17 @@ PRELUDE = textwrap.dedent("""
         _fields_ = [("id", c_int), ("name", c_char_p), ("numbers", POINTER(c_int))]
 """)
 
+# struct ListNode of tests/testlibs/ffibox_test.h: a list whose head lives in the library.
+LIST_NODE = """
+        import gc
+        class ListNode(Structure):
+            pass
+        VISIT = CFUNCTYPE(c_int, c_int)
+        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
+                             ("name", c_char_p), ("data", c_void_p)]
+        lib.list_head.restype = POINTER(ListNode)
+"""
+
 # A Record the library filled, copied into worker memory at `address` (libc's malloc).
 RECORD_IN_WORKER_MEMORY = """
         libc = CDLL("libc.so.6")
@@ -662,14 +673,7 @@ PATTERNS = {
     # head's pointer, the array), so the library walks them calls later, after it reused its
     # heap. Their worker copies were freed with the Python objects: the library read freed
     # blocks (the worker crashed, or summed what its heap held).
-    "callers_nodes_linked_into_a_list_the_library_keeps": """
-        import gc
-        class ListNode(Structure):
-            pass
-        VISIT = CFUNCTYPE(c_int, c_int)
-        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
-                             ("name", c_char_p), ("data", c_void_p)]
-        lib.list_head.restype = POINTER(ListNode)
+    "callers_nodes_linked_into_a_list_the_library_keeps": LIST_NODE + """
         head = lib.list_head()
         first = ListNode(5)
         first.next = pointer(ListNode(6, name=b"six"))
@@ -695,13 +699,7 @@ PATTERNS = {
     # overflowed), a list of 300 of the caller's nodes (past 85, refused or stored as this
     # process's addresses), a record copied from one view to another (what the first kept
     # went with it), and a node whose string the caller also passed to a call.
-    "more_stores_into_the_librarys_memory": """
-        import gc
-        class ListNode(Structure):
-            pass
-        VISIT = CFUNCTYPE(c_int, c_int)
-        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
-                             ("name", c_char_p), ("data", c_void_p)]
+    "more_stores_into_the_librarys_memory": LIST_NODE + """
         libc = CDLL("libc.so.6")
         libc.strcpy.argtypes = [c_void_p, c_char_p]
         libc.strcpy.restype = c_void_p
@@ -751,13 +749,7 @@ PATTERNS = {
     # node in place of one stored before, the library's own node through its image. The
     # worker got this process's addresses (it crashed there), or kept the pointer it had
     # (the store lost).
-    "callers_objects_stored_into_an_image_of_the_librarys_memory": """
-        import gc
-        class ListNode(Structure):
-            pass
-        VISIT = CFUNCTYPE(c_int, c_int)
-        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
-                             ("name", c_char_p), ("data", c_void_p)]
+    "callers_objects_stored_into_an_image_of_the_librarys_memory": LIST_NODE + """
         head = POINTER(ListNode)()
         lib.out_list_head(byref(head))
         head.contents.next = pointer(ListNode(5, visit=VISIT(lambda value: value * 10)))
@@ -781,14 +773,7 @@ PATTERNS = {
     # address), strings and a `cast(buffer, c_void_p)`. The library found this process's
     # addresses in them (its worker crashed there), the array's bytes written over the
     # head's fields, a string refused with an error of the protocol.
-    "values_and_strings_stored_into_the_librarys_memory": """
-        import gc
-        class ListNode(Structure):
-            pass
-        VISIT = CFUNCTYPE(c_int, c_int)
-        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
-                             ("name", c_char_p), ("data", c_void_p)]
-        lib.list_head.restype = POINTER(ListNode)
+    "values_and_strings_stored_into_the_librarys_memory": LIST_NODE + """
         head = lib.list_head()
         head[0] = ListNode(0, pointer(ListNode(9, name=b"nine")))
         gc.collect()

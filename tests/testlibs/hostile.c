@@ -545,11 +545,9 @@ long hostile_answer_running_call_with_text(long text_bytes, int in_batch) {
   length += put_varint(start + length, value);
   start[length++] = 0x2a; /* Value.bytes_value */
   length += put_varint(start + length, (uint64_t)text_bytes);
-  const long total = length + text_bytes;
-  const unsigned char header[4] = {(unsigned char)total, (unsigned char)(total >> 8),
-                                   (unsigned char)(total >> 16), (unsigned char)(total >> 24)};
-  write_to_broker(channel, header, sizeof header, (const unsigned char*)"", 1, sizeof header);
-  write_to_broker(channel, start, length, (const unsigned char*)"x", 1, total);
+  const long written =
+      hostile_whole_frame(0, start, length, (const unsigned char*)"x", 1, length + text_bytes);
+  if (written < 0) return written;
   const long taken = wait_until_taken(channel);
   return taken < 0 ? taken : (long)id;
 }

@@ -152,32 +152,42 @@ describe('answers that do not fit the request', () => {
     });
   });
 
-  test("a callback's char* argument sent as an address (too long to send) reaches the " +
-    'handler as a RemotePointer', async () => {
+  // Answers a call of `declaration` (its first parameter a callback of `callbackDeclaration`)
+  // by invoking callback 1 with `args`, then the call with what the callback returned;
+  // `returned(callback_return)` sees the client's answer.
+  function invokingOnce(declaration, signature, callbackDeclaration, callbackSignature, args,
+    returned) {
     let callId = null;
-    const visit = 'int visit(void* f)';
     const declarations = {
       ...DECLARATIONS,
-      [visit]: { name: 'visit', signature: { result: { scalar: 'INT' },
-        params: [{ scalar: 'POINTER' }] } },
-      'int f(const char*)': { name: 'f',
-        signature: { result: { scalar: 'INT' }, params: [{ scalar: 'CSTRING' }] } },
+      [declaration]: { name: declaration.match(/(\w+)\(/)[1], signature },
+      [callbackDeclaration]: { name: 'f', signature: callbackSignature },
     };
     const ordinary = ordinaryAnswer(declarations);
-    const answer = (request, stream) => {
+    return (request, stream) => {
       if (request.op === 'define_callback') return { callback: { callback: '1' } };
       if (request.op === 'call') {
         callId = request.id;
-        stream.write({ id: '0', callback_invoke: { invocation: '7', callback: '1',
-          args: [{ pointer: { remote: { address: '4096', generation: '1' } } }] } });
+        stream.write({ id: '0', callback_invoke: { invocation: '7', callback: '1', args } });
         return undefined;
       }
       if (request.op === 'callback_return') {
-        stream.write({ id: callId, call: { result: request.callback_return.result } });
+        returned(request.callback_return);
+        stream.write({ id: callId, call: { result: request.callback_return.result ||
+          { float_value: 0 } } });
         return { done: {} };
       }
       return ordinary(request);
     };
+  }
+
+  test("a callback's char* argument sent as an address (too long to send) reaches the " +
+    'handler as a RemotePointer', async () => {
+    const visit = 'int visit(void* f)';
+    const answer = invokingOnce(visit,
+      { result: { scalar: 'INT' }, params: [{ scalar: 'POINTER' }] }, 'int f(const char*)',
+      { result: { scalar: 'INT' }, params: [{ scalar: 'CSTRING' }] },
+      [{ pointer: { remote: { address: '4096', generation: '1' } } }], () => {});
     await withFakeServer(answer, async (client) => {
       const session = await client.session();
       const f = await (await session.load('libtest.so')).func(visit,
@@ -196,31 +206,13 @@ describe('answers that do not fit the request', () => {
     // The server invokes callback 1 with text where a double is expected; the client answers
     // with the error, as for a callback that throws.
     let answered = null;
-    let callId = null;
     const fold = 'double fold(void* f, double x)';
-    const declarations = {
-      ...DECLARATIONS,
-      [fold]: { name: 'fold', signature: { result: { scalar: 'DOUBLE' },
-        params: [{ scalar: 'POINTER' }, { scalar: 'DOUBLE' }] } },
-      'double f(double)': { name: 'f',
-        signature: { result: { scalar: 'DOUBLE' }, params: [{ scalar: 'DOUBLE' }] } },
-    };
-    const ordinary = ordinaryAnswer(declarations);
-    const answer = (request, stream) => {
-      if (request.op === 'define_callback') return { callback: { callback: '1' } };
-      if (request.op === 'call') {
-        callId = request.id;
-        stream.write({ id: '0', callback_invoke: { invocation: '7', callback: '1',
-          args: [{ text_value: 'x' }] } });
-        return undefined;
-      }
-      if (request.op === 'callback_return') {
-        answered = request.callback_return;
-        stream.write({ id: callId, call: { result: { float_value: 0 } } });
-        return { done: {} };
-      }
-      return ordinary(request);
-    };
+    const answer = invokingOnce(fold,
+      { result: { scalar: 'DOUBLE' }, params: [{ scalar: 'POINTER' }, { scalar: 'DOUBLE' }] },
+      'double f(double)', { result: { scalar: 'DOUBLE' }, params: [{ scalar: 'DOUBLE' }] },
+      [{ text_value: 'x' }], (callbackReturn) => {
+        answered = callbackReturn;
+      });
     await withFakeServer(answer, async (client) => {
       const session = await client.session();
       const f = await (await session.load('libtest.so')).func(fold,
