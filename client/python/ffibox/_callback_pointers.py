@@ -177,20 +177,15 @@ def _translated(session, owner, local: int, size: int, generation: int, pending,
             continue
         reached = None
         if _types.is_function(t):
-            mapped = _closure_word(session, word)
+            mapped = closure_word(session, word)
             reached = _callback_code.local_callbacks.get(word)
         else:
             mapped = _mapped(session, word, owner._objects, generation, pending, written)
             if mapped != word:
                 reached = session.twins.owner_at(word)
             elif _types.code_of(t) in ("z", "Z") and offset in certain:
-                # The text of a string the object keeps (a bytes ctypes stored there): a
-                # copy, with a twin of its own.
-                copy = _ct.create_unicode_buffer(_ct.wstring_at(word)) \
-                    if _types.code_of(t) == "Z" else _ct.create_string_buffer(_ct.string_at(word))
-                mapped = _mapped(session, _ct.addressof(copy), {"0": copy}, generation,
-                                 pending, written)
-                reached = copy
+                # The text of a string the object keeps (a bytes ctypes stored there).
+                mapped, reached = string_copy_word(session, local_text(word, t), generation)
         if mapped != word:
             if reached is not None:
                 reached_at[offset] = reached
@@ -198,13 +193,29 @@ def _translated(session, owner, local: int, size: int, generation: int, pending,
     return bytes(data), reached_at
 
 
-def _closure_word(session, word: int) -> int:
-    # A function pointer field holding a callback's local code: its closure in the worker.
+def closure_word(session, word: int) -> int:
+    """What the worker must find for `word`, a function pointer of this process: the
+    closure of the callback whose local code it is, or `word` itself."""
     callback = _callback_code.local_callbacks.get(word)
     if callback is None:
         return word
     closure = session.closure_address(callback)
     return word if closure is None else closure
+
+
+def local_text(word: int, t):
+    """The NUL-terminated string at `word`, an address of this process stored as a `t`
+    (c_char_p: bytes; c_wchar_p: str)."""
+    return _ct.wstring_at(word) if _types.code_of(t) == "Z" else _ct.string_at(word)
+
+
+def string_copy_word(session, text, generation: int) -> Tuple[int, object]:
+    """A copy in the worker of `text` (bytes: a char* string; str: a wchar_t* one), for a
+    string of this process stored where the library reads it: (its worker address, the
+    local copy, which the worker's lives as long as)."""
+    copy = _ct.create_unicode_buffer(text) if isinstance(text, str) else \
+        _ct.create_string_buffer(text)
+    return worker_word(session, _ct.addressof(copy), {"0": copy}, generation), copy
 
 
 def _write_watched(session, worker: int, data: bytes, generation: int) -> None:

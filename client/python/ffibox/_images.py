@@ -985,8 +985,9 @@ class ImageTable:
         if stored:
             self._write_stored(stored)
 
-    def _write_runs(self, image: Image, runs: List[Tuple[int, bytes]]) -> None:
-        """Writes the caller's changed runs of `image` (_caller_changes) to the worker."""
+    def _write_runs(self, image: Image, runs: List[Tuple[int, bytes]]) -> bool:
+        """Writes the caller's changed runs of `image` (_caller_changes) to the worker;
+        whether all of them landed."""
         for first, data in runs:
             try:
                 self._memory.write(image.worker + first, data, image.generation, as_is=True,
@@ -996,7 +997,8 @@ class ImageTable:
                 # change cannot land; say so once, and stop trying.
                 sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
                                  "written back: %s\n" % (image.worker + first, error))
-                break
+                return False
+        return True
 
     def _caller_changes(self, image: Image, stored) -> List[Tuple[int, bytes]]:
         """The runs (offset, bytes) the caller changed in `image` since it was read or
@@ -1061,28 +1063,22 @@ class ImageTable:
         for image, offset, word in stored:
             if image.generation != session.generation:
                 continue  # its worker is gone: nothing to write into
-            callback = _callback_code.local_callbacks.get(word)
-            code = _types.code_of(dict(image.layout).get(offset, _ct.c_void_p))
-            if callback is not None:
-                mapped = session.closure_address(callback) or word
-                reached = callback
+            ptype = dict(image.layout).get(offset, _ct.c_void_p)
+            reached = _callback_code.local_callbacks.get(word)
+            if reached is not None:
+                mapped = _callback_pointers.closure_word(session, word)
             else:
                 reached = self._twins.owner_at(word) or _callback_pointers.local_object_at(word)
-                if reached is None and code in ("z", "Z"):
-                    # The text of a string ctypes keeps (`p.contents.name = b"x"`): a copy.
-                    reached = _ct.create_unicode_buffer(_ct.wstring_at(word)) if code == "Z" \
-                        else _ct.create_string_buffer(_ct.string_at(word))
-                    word_of_copy = _ct.addressof(reached)
+                if reached is not None:
+                    mapped = _callback_pointers.worker_word(session, word, {"0": reached},
+                                                            image.generation)
+                elif _types.code_of(ptype) in ("z", "Z"):
+                    # The text of a string ctypes keeps (`p.contents.name = b"x"`).
+                    mapped, reached = _callback_pointers.string_copy_word(
+                        session, _callback_pointers.local_text(word, ptype), image.generation)
                 else:
-                    word_of_copy = word
-                mapped = word if reached is None else _callback_pointers.worker_word(
-                    session, word_of_copy, {"0": reached}, image.generation)
-            try:
-                self._memory.write(image.worker + offset, _WORD.pack(mapped), image.generation,
-                                   as_is=True, held=image.watched)
-            except Error as error:
-                sys.stderr.write("ffibox: a change to worker memory at 0x%x could not be "
-                                 "written back: %s\n" % (image.worker + offset, error))
+                    mapped = word
+            if not self._write_runs(image, [(offset, _WORD.pack(mapped))]):
                 continue
             with self._lock:
                 if _WORD.unpack_from(_ct.string_at(image.start + offset, _WORD.size))[0] != word:

@@ -127,7 +127,7 @@ def store(t, at: WorkerAddress, value: Any, root=None) -> None:
         mapped = _callback_pointers.worker_word(at.session, word, value._objects,
                                                 at.generation)
         if mapped != word:
-            memory.write(at.address, mapped.to_bytes(8, "little"), at.generation)
+            _write_word(at, mapped)
             keep_stored(root, at.address, value)
             return
     code = _types.code_of(t)
@@ -139,12 +139,12 @@ def store(t, at: WorkerAddress, value: Any, root=None) -> None:
         word = _ct.c_void_p.from_buffer(value).value or 0
         into_image = at.session.images.image_address(word) if word else None
         if into_image is not None:  # an image of the library's string: that string
-            memory.write(at.address, into_image[0].to_bytes(8, "little"), at.generation)
+            _write_word(at, into_image[0])
             return
         mapped = _callback_pointers.worker_word(at.session, word, value._objects,
                                                 at.generation) if word else 0
         if mapped != word:
-            memory.write(at.address, mapped.to_bytes(8, "little"), at.generation)
+            _write_word(at, mapped)
             keep_stored(root, at.address, value)
             return
         if not word or _addresses.classify(word)[0] != "local":
@@ -157,15 +157,18 @@ def store(t, at: WorkerAddress, value: Any, root=None) -> None:
         # the string (with `root`).
         string = value if isinstance(value, _ct._SimpleCData) else \
             (_ct.c_char_p if code == "z" else _ct.c_wchar_p)(value)  # ctypes' TypeError
-        copy = _ct.create_string_buffer(string.value) if code == "z" else \
-            _ct.create_unicode_buffer(string.value)
-        word = _callback_pointers.worker_word(at.session, _ct.addressof(copy), {"0": copy},
-                                              at.generation)
-        memory.write(at.address, word.to_bytes(8, "little"), at.generation)
+        word, copy = _callback_pointers.string_copy_word(at.session, string.value,
+                                                         at.generation)
+        _write_word(at, word)
         keep_stored(root, at.address, (string, copy))
         return
     memory.write_typed(at.address, t, value, at.generation)
     keep_stored(root, at.address, value)
+
+
+def _write_word(at: WorkerAddress, word: int) -> None:
+    # Writes pointer-sized `word` at worker address `at`.
+    at.session.memory.write(at.address, word.to_bytes(8, "little"), at.generation)
 
 
 def view(t, at: WorkerAddress, root=None):
@@ -261,7 +264,7 @@ def _set_held_contents(pointer_view, target) -> None:
     if where.session is not at.session or where.generation != at.generation:
         raise StaleHandle("STALE_HANDLE: 0x%x is memory of another worker than the variable's"
                           % where.address, "STALE_HANDLE")
-    at.session.memory.write(at.address, where.address.to_bytes(8, "little"), at.generation)
+    _write_word(at, where.address)
 
 
 def held_by_pointer_view(obj):
