@@ -113,7 +113,19 @@ Session::Session(const SessionConfig& config, ResponseSink* sink, std::string se
       absl::MutexLock lock(&mu_);
       if (worker_ != nullptr) worker_->WakeReader();
     });
+    throttle_alarm_ = config_.deadlines->NewAlarm([this] { ThrottleIfIdle(); });
   }
+}
+
+void Session::ThrottleIfIdle() {
+  absl::MutexLock lock(&mu_);
+  if (worker_ == nullptr || requests_.size() != 0) return;  // the next end arms it again
+  const absl::Time due = idle_since_ + kIdleThrottleDelay;
+  if (absl::Now() < due) {
+    throttle_alarm_->Arm(due);  // requests came and went since it was armed
+    return;
+  }
+  worker_->Throttle();
 }
 
 Session::~Session() { Shutdown(); }
@@ -972,6 +984,7 @@ absl::Status Session::OpenLibraryFor(const std::string& path, LibraryFd* library
 
 void Session::Shutdown() {
   if (reader_alarm_ != nullptr) reader_alarm_->Cancel();
+  if (throttle_alarm_ != nullptr) throttle_alarm_->Cancel();
   SpinTurn::OfProcess().Release(this);
   WorkerSupervisor* worker = nullptr;
   {

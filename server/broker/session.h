@@ -60,6 +60,13 @@ namespace ffibox {
 inline constexpr size_t kOutputBytesPerSecond = 64 << 10;
 inline constexpr size_t kOutputBurstBytes = 1 << 20;
 
+// How long a worker with no request in flight keeps its CPU unthrottled before the idle
+// quota (limits.idle_cpu_percent) applies again. Each change of the quota is a write to the
+// worker's cgroup on the request's path (two per request when every answer restored it); a
+// client calling back to back pays none, and one that pauses longer than this pays them as
+// before. What a worker may run meanwhile is bounded by the session's CPU time all the same.
+inline constexpr absl::Duration kIdleThrottleDelay = absl::Milliseconds(5);
+
 // Where a session's responses go. Implementations must be thread-safe.
 class ResponseSink {
  public:
@@ -165,6 +172,8 @@ class Session : private WorkerSupervisor::Listener {
   // Whether the request about to be sent is marked internal::WorkerRequest.next_follows (its
   // worker then spins longer for the frames after it); may take the process's SpinTurn.
   bool NextFollows() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // throttle_alarm_'s: the idle CPU throttle on, if no request came for kIdleThrottleDelay.
+  void ThrottleIfIdle() ABSL_LOCKS_EXCLUDED(mu_);
   // Runs `send`, with read_side_ taken from `worker` when `in_place`: before it when `fits()`
   // (the send cannot wait), else after it.
   void SendReadingInPlace(WorkerSupervisor* worker, bool in_place, absl::FunctionRef<bool()> fits,
@@ -312,6 +321,11 @@ class Session : private WorkerSupervisor::Listener {
   // Wakes the current worker's reader at a deadline it slept past (SessionConfig::deadlines;
   // null without a timer: the stream thread wakes the reader itself). Cancelled in Shutdown.
   std::shared_ptr<DeadlineTimer::Alarm> reader_alarm_;
+  // Applies the idle CPU throttle once the worker has had no request in flight for
+  // kIdleThrottleDelay (null without a timer: applied as each request ends). Cancelled in
+  // Shutdown.
+  std::shared_ptr<DeadlineTimer::Alarm> throttle_alarm_;
+  absl::Time idle_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace ffibox

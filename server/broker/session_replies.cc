@@ -147,11 +147,18 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
     // The worker may spin for what follows: the turn lasts while it may.
     SpinTurn::OfProcess().Answered(this, absl::Now());
     if (requests_.size() == 0 && worker_ != nullptr) {
-      // Idle again: the throttle is back on, and whatever limit bit during the request is
-      // told to the client before the reply. A worker serving a same-host channel is never
-      // idle (its calls pass no request here), but its limits are told all the same.
+      // Idle again: the throttle comes back on (kIdleThrottleDelay from now, unless a request
+      // comes first), and whatever limit bit during the request is told to the client before
+      // the reply. A worker serving a same-host channel is never idle (its calls pass no
+      // request here), but its limits are told all the same.
       if (local_worker_end_ == nullptr) {
         limit_hits = worker_->Idle();
+        idle_since_ = absl::Now();
+        if (throttle_alarm_ != nullptr) {
+          throttle_alarm_->Arm(idle_since_ + kIdleThrottleDelay);
+        } else {
+          worker_->Throttle();
+        }
       } else {
         worker_->NotBusy();  // counted busy only while a request is in flight
         limit_hits = worker_->NewLimitHits();

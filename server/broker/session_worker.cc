@@ -155,8 +155,11 @@ void SessionWorker::Busy() {
 
 std::vector<std::string> SessionWorker::Idle() {
   NotBusy();
-  if (cgroup_ != nullptr) cgroup_->SetBusy(false).IgnoreError();
   return NewLimitHits();
+}
+
+void SessionWorker::Throttle() {
+  if (cgroup_ != nullptr) cgroup_->SetBusy(false).IgnoreError();
 }
 
 std::optional<uint64_t> SessionWorker::OomKills() {

@@ -156,6 +156,7 @@ class WorkerSupervisor {
   // (SessionWorker::Busy and Idle: the idle CPU throttle, and the limits that bit).
   void Busy() { worker_->Busy(); }
   std::vector<std::string> Idle() { return worker_->Idle(); }
+  void Throttle() { worker_->Throttle(); }
   std::vector<std::string> NewLimitHits() { return worker_->NewLimitHits(); }
   void NotBusy() { worker_->NotBusy(); }
 

@@ -315,7 +315,7 @@ absl::Status WorkerCgroup::SetLimits(const WorkerCgroupLimits& limits) {
 
 absl::Status WorkerCgroup::SetBusy(bool busy) {
   absl::MutexLock lock(&mu_);
-  if (limits_.idle_cpu_percent == 0) return absl::OkStatus();
+  if (limits_.idle_cpu_percent == 0 || busy == quota_lifted_) return absl::OkStatus();
   return WriteQuota(limits_.idle_cpu_percent, busy);
 }
 
@@ -338,6 +338,7 @@ absl::Status WorkerCgroup::WriteQuota(uint32_t idle_cpu_percent, bool busy) {
     return absl::InternalError(
         absl::StrCat("set the CPU quota of ", cpu_dir(), " to ", value, ": ", strerror(errno)));
   }
+  quota_lifted_ = busy;
   return absl::OkStatus();
 }
 

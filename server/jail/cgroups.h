@@ -93,7 +93,8 @@ class WorkerCgroup {
   // period). INTERNAL naming the file when a write fails; the group is then half changed.
   absl::Status SetLimits(const WorkerCgroupLimits& limits);
 
-  // Lifts the idle CPU quota (`busy`) or applies it again. A no-op without a quota.
+  // Lifts the idle CPU quota (`busy`) or applies it again. A no-op without a quota, and when
+  // the quota is already as asked (no write).
   absl::Status SetBusy(bool busy);
 
   // The limits that bit since the last call, described for the session ("threads and
@@ -134,6 +135,7 @@ class WorkerCgroup {
   // Control and counter files, opened once: SetBusy and NewLimitHits run at every request.
   std::vector<int> fds_ ABSL_GUARDED_BY(mu_);
   int quota_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  bool quota_lifted_ ABSL_GUARDED_BY(mu_) = false;  // the last quota written was the busy one
   int pids_events_fd_ ABSL_GUARDED_BY(mu_) = -1;
   int memory_events_fd_ ABSL_GUARDED_BY(mu_) = -1;
   int oom_fd_ ABSL_GUARDED_BY(mu_) = -1;
