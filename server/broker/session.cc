@@ -119,7 +119,9 @@ Session::Session(const SessionConfig& config, ResponseSink* sink, std::string se
 
 void Session::ThrottleIfIdle() {
   absl::MutexLock lock(&mu_);
-  if (worker_ == nullptr || requests_.size() != 0) return;  // the next end arms it again
+  // A request in flight: its end arms the alarm again. A worker serving a same-host channel
+  // is never throttled.
+  if (worker_ == nullptr || requests_.size() != 0 || local_worker_end_ != nullptr) return;
   const absl::Time due = idle_since_ + kIdleThrottleDelay;
   if (absl::Now() < due) {
     throttle_alarm_->Arm(due);  // requests came and went since it was armed

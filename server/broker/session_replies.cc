@@ -141,23 +141,27 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
   bool failure = false;
   {
     absl::MutexLock lock(&mu_);
+    const size_t in_flight = requests_.size();
     FFIBOX_RETURN_IF_ERROR(AcceptReply(generation, std::move(reply), &to_client));
     failure = to_client.has_value() && to_client->has_error();
     if (failure) ++failures_unsent_;
     // The worker may spin for what follows: the turn lasts while it may.
     SpinTurn::OfProcess().Answered(this, absl::Now());
     if (requests_.size() == 0 && worker_ != nullptr) {
-      // Idle again: the throttle comes back on (kIdleThrottleDelay from now, unless a request
-      // comes first), and whatever limit bit during the request is told to the client before
-      // the reply. A worker serving a same-host channel is never idle (its calls pass no
-      // request here), but its limits are told all the same.
+      // Idle again: whatever limit bit during the request is told to the client before the
+      // reply, and the throttle comes back on (kIdleThrottleDelay after the end of the last
+      // request, unless another comes first; an event the worker sends while idle starts no
+      // idle time, or it could keep its throttle off). A worker serving a same-host channel
+      // is never idle (its calls pass no request here), but its limits are told all the same.
       if (local_worker_end_ == nullptr) {
         limit_hits = worker_->Idle();
-        idle_since_ = absl::Now();
-        if (throttle_alarm_ != nullptr) {
-          throttle_alarm_->Arm(idle_since_ + kIdleThrottleDelay);
-        } else {
-          worker_->Throttle();
+        if (requests_.size() < in_flight) {
+          idle_since_ = absl::Now();
+          if (throttle_alarm_ != nullptr) {
+            throttle_alarm_->Arm(idle_since_ + kIdleThrottleDelay);
+          } else {
+            worker_->Throttle();
+          }
         }
       } else {
         worker_->NotBusy();  // counted busy only while a request is in flight

@@ -86,10 +86,11 @@ TEST(WorkerCgroup, AttachOpensTheLimitHitCounters) {
 TEST(WorkerCgroup, SetBusyWritesTheQuotaOnlyWhenItChanges) {
   absl::StatusOr<std::unique_ptr<CgroupTree>> tree = CgroupTree::Create(0);
   if (!tree.ok()) GTEST_SKIP() << "no cgroups here: " << tree.status();
+  // Declared before the child: an assertion that fails reaps the child, then the group goes.
+  absl::StatusOr<std::unique_ptr<WorkerCgroup>> group;
   auto child = std::make_unique<Sleeper>();
   ASSERT_GT(child->pid(), 0);
-  absl::StatusOr<std::unique_ptr<WorkerCgroup>> group =
-      (*tree)->Attach(child->pid(), WorkerCgroupLimits{256, uint64_t{1} << 30, 10});
+  group = (*tree)->Attach(child->pid(), WorkerCgroupLimits{256, uint64_t{1} << 30, 10});
   ASSERT_OK(group);
   ASSERT_OK((*group)->SetBusy(true));
   std::string quota = OpenFileEndingWith("/cpu.max");

@@ -5,11 +5,13 @@ A real ffiboxd with no limit flags, real jailed workers in their own cgroups, an
 library's functions that use resources on purpose (tests/testlibs/limits.c).
 """
 import ctypes  # ffibox uses the stdlib's data types
+import gc
 import time
 
 import pytest
 
 import ffibox
+from ffibox import ctypes as ffibox_ctypes
 from conftest import TEST_LIB, Server
 from ffibox._stubs import pb
 
@@ -106,6 +108,27 @@ def cpu_used_while_idle(lib, seconds):
     before = lib.process_cpu_ms()
     time.sleep(seconds)  # no call in flight
     return lib.process_cpu_ms() - before
+
+
+def test_a_library_thread_sending_events_while_idle_is_throttled_all_the_same(default_server):
+    # The throttle comes back a few milliseconds after the session's last request ends; what
+    # the worker sends meanwhile (here a CALLBACK_ERROR event every 2 ms, from a thread that
+    # calls a freed callback and spins between the calls) must not hold it off.
+    client = ffibox.connect(default_server.address)
+    session, lib = open_library(client)
+    handler_type = ffibox_ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
+    handler = handler_type(lambda x: x)
+    lib.register_handler.argtypes = [handler_type]
+    lib.register_handler(handler)
+    del handler
+    gc.collect()
+    assert lib.add_int(2, 3) == 5  # (the freed callback's release goes first)
+    assert lib.start_spinner_firing_handler(2) == 1
+    used = cpu_used_while_idle(lib, 2.0)
+    assert any(e.kind == pb.SessionEvent.CALLBACK_ERROR for e in session.stream.events)
+    # 10 % of one CPU for 2 s is 200 ms; unthrottled it would be about 2000.
+    assert used < 700, "an idle worker sending events used %d ms of CPU in 2 s" % used
+    client.close()
 
 
 def test_a_thread_left_spinning_gets_a_small_share_while_the_session_is_idle(default_server):

@@ -6,6 +6,7 @@
 // handed to callbacks.
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,6 +39,31 @@ long fire_handler_n(int x, int n) {
   long sum = 0;
   for (int i = 0; i < n; ++i) sum += stored_handler(x);
   return sum;
+}
+
+static void* SpinAndFire(void* period) {
+  const long period_ns = (long)(intptr_t)period * 1000000L;
+  struct timespec last;
+  clock_gettime(CLOCK_MONOTONIC, &last);
+  for (;;) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - last.tv_sec) * 1000000000L + (now.tv_nsec - last.tv_nsec) >= period_ns) {
+      stored_handler(0);
+      last = now;
+    }
+  }
+  return NULL;
+}
+
+// Starts a thread that keeps a CPU busy and calls the registered handler every `period_ms`
+// milliseconds, for ever (a library's timer); 1 when it started, 0 without a handler.
+int start_spinner_firing_handler(int period_ms) {
+  if (stored_handler == NULL || period_ms <= 0) return 0;
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, SpinAndFire, (void*)(intptr_t)period_ms) != 0) return 0;
+  pthread_detach(thread);
+  return 1;
 }
 
 static int (*stored_handler_with)(int, void*);
