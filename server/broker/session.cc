@@ -117,6 +117,12 @@ Session::Session(const SessionConfig& config, ResponseSink* sink, std::string se
   }
 }
 
+absl::Time IdleThrottleTick(absl::Time t) {
+  const int64_t tick = absl::ToInt64Nanoseconds(kIdleThrottleDelay);
+  const int64_t since_epoch = absl::ToUnixNanos(t);
+  return absl::FromUnixNanos((since_epoch / tick + (since_epoch % tick > 0 ? 1 : 0)) * tick);
+}
+
 void Session::ThrottleIfIdle() {
   absl::MutexLock lock(&mu_);
   // A request in flight: its end arms the alarm again. A worker serving a same-host channel
@@ -124,7 +130,7 @@ void Session::ThrottleIfIdle() {
   if (worker_ == nullptr || requests_.size() != 0 || local_worker_end_ != nullptr) return;
   const absl::Time due = idle_since_ + kIdleThrottleDelay;
   if (absl::Now() < due) {
-    throttle_alarm_->Arm(due);  // requests came and went since it was armed
+    throttle_alarm_->Arm(IdleThrottleTick(due));  // requests came and went since it was armed
     return;
   }
   worker_->Throttle();

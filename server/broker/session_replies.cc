@@ -158,7 +158,7 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
         if (requests_.size() < in_flight) {
           idle_since_ = absl::Now();
           if (throttle_alarm_ != nullptr) {
-            throttle_alarm_->Arm(idle_since_ + kIdleThrottleDelay);
+            throttle_alarm_->Arm(IdleThrottleTick(idle_since_ + kIdleThrottleDelay));
           } else {
             worker_->Throttle();
           }

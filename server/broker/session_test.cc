@@ -366,5 +366,19 @@ TEST(Session, CallbacksBeyondTheLimitAreResourceExhausted) {
   session.Shutdown();
 }
 
+// The idle throttle's alarms come due on shared ticks, at or after the time asked for and less
+// than one tick later.
+TEST(IdleThrottleTick, RoundsUpToTheNextMultipleOfTheDelay) {
+  const absl::Time tick = absl::FromUnixNanos(absl::ToInt64Nanoseconds(kIdleThrottleDelay) * 1000);
+  EXPECT_EQ(IdleThrottleTick(tick), tick);
+  EXPECT_EQ(IdleThrottleTick(tick + absl::Nanoseconds(1)), tick + kIdleThrottleDelay);
+  EXPECT_EQ(IdleThrottleTick(tick - absl::Nanoseconds(1)), tick);
+  const absl::Time now = absl::Now();
+  const absl::Time due = IdleThrottleTick(now);
+  EXPECT_GE(due, now);
+  EXPECT_LT(due - now, kIdleThrottleDelay);
+  EXPECT_EQ(IdleThrottleTick(due), due);
+}
+
 }  // namespace
 }  // namespace ffibox
