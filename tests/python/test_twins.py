@@ -573,3 +573,45 @@ def test_what_a_kept_object_pointed_to_lives_until_a_call_passes_it_again(server
         print(lib.list_sum())
     """)
     assert run(script, server.address, TEST_LIB).split() == ["126", "1032"]
+
+
+def test_two_threads_storing_one_object_first_give_it_one_twin(server):
+    # Two threads store a pointer to the same node, which has no twin yet, into the library's
+    # slots at once (each thread's worker block is made before either records it). The library
+    # must see one node, as ctypes shows it one: before, each store made a twin, one of them
+    # was never written again, and the library read the node's old value through it.
+    script = textwrap.dedent("""
+        import os, sys, threading
+        os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
+        from ffibox.ctypes import *
+        lib = CDLL(sys.argv[2])
+        class ListNode(Structure):
+            pass
+        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)),
+                             ("visit", CFUNCTYPE(c_int, c_int)), ("name", c_char_p),
+                             ("data", c_void_p)]
+        slots = (POINTER(ListNode) * 4).in_dll(lib, "list_slots")
+        node = ListNode(7)
+        memory = lib.session.memory
+        alloc = memory.alloc
+        both = threading.Barrier(2, timeout=5)
+        def paced(size):
+            address = alloc(size)
+            try:
+                both.wait()  # both blocks made before either is recorded
+            except threading.BrokenBarrierError:
+                pass
+            return address
+        memory.alloc = paced
+        threads = [threading.Thread(target=slots.__setitem__, args=(i, pointer(node)))
+                   for i in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        memory.alloc = alloc
+        node.value = 9
+        lib.set_list_slot(2, byref(node))  # a call passes the node: the library sees 9
+        print(lib.list_sum())
+    """)
+    assert run(script, server.address, TEST_LIB) == "27"

@@ -148,7 +148,9 @@ def _mapped(session, word: int, keep, generation: int, pending, written,
         return word
     size = _ct.sizeof(owner)
     worker = session.memory.alloc(size)
-    session.twins.kept(owner, size, worker, generation)
+    twin = session.twins.kept(owner, size, worker, generation, first=True)
+    if twin.worker != worker:  # another thread's store gave it its twin meanwhile
+        return twin.worker + (word - twin.local)
     written.add(id(owner))
     pending.append((owner, worker, True, _ct.addressof(owner), size))
     return worker + (word - _ct.addressof(owner))

@@ -315,10 +315,13 @@ class TwinTable:
             for owner in owners:
                 self._keeping.discard(id(owner))
 
-    def kept(self, owner, size: int, worker: int, generation: int, busy: bool = False) -> Twin:
+    def kept(self, owner, size: int, worker: int, generation: int, busy: bool = False,
+             first: bool = False) -> Twin:
         """Records where the worker kept `owner`'s block (a previous twin is released) and
         returns its twin; the same place recorded again is that twin. `busy`: a call in
-        flight placed it (the twin is busy until its `unhold`)."""
+        flight placed it (the twin is busy until its `unhold`). `first`: the block was made
+        for an owner that had no twin; if another thread gave it one meanwhile, that twin
+        stands and is returned, and the block at `worker` is released."""
         key = id(owner)
         with self._section():
             old = self._by_owner.get(key)
@@ -339,8 +342,12 @@ class TwinTable:
                     lambda ref, key=key: self._collected.append((key, ref)))
         twin.busy = int(busy)
         with self._section():
-            self._keeping.discard(key)
             old = self._by_owner.get(key)
+            if first and old is not None and old.generation == generation and \
+                    old.size >= size and old.alive() is owner:
+                self._collected.append((None, twin))  # released with the next call
+                return old
+            self._keeping.discard(key)
             if old is not None:
                 self._drop(old)
                 if old.generation != generation or old.alive() is not owner:
