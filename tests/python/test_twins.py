@@ -538,12 +538,8 @@ def test_two_threads_first_calls_with_the_same_objects_share_one_twin(server):
         client.close()
 
 
-def test_what_a_kept_object_pointed_to_lives_until_a_call_passes_it_again(server):
-    # The library keeps the caller's node (its twin), which points at another node; the caller
-    # points the field elsewhere, and ctypes lets the first target go. The library reads the
-    # node as the worker last got it until a call passes it again (docs/python.md), and that
-    # target's twin with it: it was freed, and the library read freed memory (its heap reused).
-    script = textwrap.dedent("""
+# A script run with the server's address and the test library: the library's list node.
+LIST_NODE_SCRIPT = """
         import gc, os, sys
         os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
         from ffibox.ctypes import *
@@ -553,6 +549,15 @@ def test_what_a_kept_object_pointed_to_lives_until_a_call_passes_it_again(server
         VISIT = CFUNCTYPE(c_int, c_int)
         ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)), ("visit", VISIT),
                              ("name", c_char_p), ("data", c_void_p)]
+"""
+
+
+def test_what_a_kept_object_pointed_to_lives_until_a_call_passes_it_again(server):
+    # The library keeps the caller's node (its twin), which points at another node; the caller
+    # points the field elsewhere, and ctypes lets the first target go. The library reads the
+    # node as the worker last got it until a call passes it again (docs/python.md), and that
+    # target's twin with it: it was freed, and the library read freed memory (its heap reused).
+    script = textwrap.dedent(LIST_NODE_SCRIPT + """
         node = ListNode(1, name=("n" * 5).encode())
         node.next = pointer(ListNode(5))
         node.visit = VISIT(lambda value: value * 100)
@@ -580,16 +585,8 @@ def test_two_threads_storing_one_object_first_give_it_one_twin(server):
     # slots at once (each thread's worker block is made before either records it). The library
     # must see one node, as ctypes shows it one: before, each store made a twin, one of them
     # was never written again, and the library read the node's old value through it.
-    script = textwrap.dedent("""
-        import os, sys, threading
-        os.environ["FFIBOX_ADDRESS"] = sys.argv[1]
-        from ffibox.ctypes import *
-        lib = CDLL(sys.argv[2])
-        class ListNode(Structure):
-            pass
-        ListNode._fields_ = [("value", c_int), ("next", POINTER(ListNode)),
-                             ("visit", CFUNCTYPE(c_int, c_int)), ("name", c_char_p),
-                             ("data", c_void_p)]
+    script = textwrap.dedent(LIST_NODE_SCRIPT + """
+        import threading
         slots = (POINTER(ListNode) * 4).in_dll(lib, "list_slots")
         node = ListNode(7)
         memory = lib.session.memory
