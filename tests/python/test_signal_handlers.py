@@ -764,3 +764,46 @@ def test_a_handler_during_a_call_of_scalars_on_the_channel(server, monkeypatch, 
         assert seen == (["FAILED_PRECONDITION"] if with_callbacks else [5])
         assert lib.add_int(3, 3) == 6 and session.stream.local_enabled
         del kept
+
+
+HANDLER_IN_A_FINALIZER = textwrap.dedent("""
+    import os, signal, sys, threading
+    import ffibox
+    from ffibox import _functions, ctypes as ct
+    session = ffibox.connect(sys.argv[1]).session(same_host=sys.argv[3] == "1")
+    lib = session.CDLL(sys.argv[2])
+    lib.add_int.argtypes = [ct.c_int, ct.c_int]
+    lib.add_int.restype = ct.c_int
+    assert lib.add_int(1, 2) == 3
+    got = []
+
+    def handler(signum, frame):
+        try:
+            got.append(lib.add_int(40, 2))
+        except ffibox.Error as error:
+            got.append(error.code)
+
+    signal.signal(signal.SIGUSR1, handler)
+    # As where Python's garbage collector runs finalizers on this thread while it updates the
+    # table of its objects in the worker, and a signal comes: the handler runs in there.
+    _functions._collecting[0] = threading.get_ident()
+    with session.twins._lock:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(1000):  # the handler runs between two of these bytecodes
+            if got:
+                break
+    _functions._collecting[0] = None
+    print(got, lib.add_int(2, 3))
+""")
+
+
+@pytest.mark.parametrize("same_host", [True, False])
+def test_a_handler_that_runs_inside_a_finalizer_is_refused_not_given_zero(server, same_host):
+    """A signal handler that Python runs inside a finalizer, while the garbage collector runs
+    on a thread inside the table of the caller's objects: its call is refused with
+    FAILED_PRECONDITION (a finalizer's own call is run later and its value dropped); it was
+    deferred as a finalizer's and gave 0 where 42 is right."""
+    result = run_script(HANDLER_IN_A_FINALIZER, server.address, TEST_LIB,
+                        "1" if same_host else "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["['FAILED_PRECONDITION']", "5"]

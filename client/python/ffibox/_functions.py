@@ -1,6 +1,7 @@
 """Foreign functions (CDLL attributes), CFUNCTYPE prototypes and callbacks, run remotely."""
 import ctypes as _ct
 import gc
+import signal
 import struct
 import sys
 import threading
@@ -73,7 +74,12 @@ class RemoteCall:
             # table of twins (the call would find it half-changed) or whose own request is on
             # the same-host channel (which serves nothing else until it is answered): the
             # call runs on a thread of ffibox's own right after, and gives its result type's
-            # zero here.
+            # zero here. A signal handler that Python ran inside such a finalizer expects the
+            # result: it is refused instead, as a handler inside the table's sections is.
+            if _in_signal_handler():
+                raise Error("FAILED_PRECONDITION: a signal handler that ran while this thread "
+                            "updated the table of the caller's objects in the worker, or "
+                            "waited for a request, cannot make a call", "FAILED_PRECONDITION")
             session.deferred_calls.put(
                 lambda: self.call(owner, argtypes, restype, args, variadic))
             return _zero_of(restype)
@@ -327,6 +333,28 @@ class RemoteCall:
 # ones whose calls inside a section of a table of twins are deferred (a signal handler's
 # there is refused: it may need the call's result; one that runs during a collection is
 # deferred as the finalizers are).
+def _in_signal_handler() -> bool:
+    """Whether a Python signal handler is on this thread's stack (Python runs them on the
+    main thread, between any two of its bytecodes, a finalizer's included)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    handlers = set()
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (ValueError, OSError):
+            continue
+        code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+        if code is not None:
+            handlers.add(code)
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in handlers:
+            return True
+        frame = frame.f_back
+    return False
+
+
 _collecting: list = [None]
 
 
