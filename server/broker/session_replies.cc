@@ -153,19 +153,14 @@ absl::Status Session::OnReply(uint64_t generation, internal::WorkerReply reply) 
       // request, unless another comes first; an event the worker sends while idle starts no
       // idle time, or it could keep its throttle off). A worker serving a same-host channel
       // is never idle (its calls pass no request here), but its limits are told all the same.
-      if (local_worker_end_ == nullptr) {
-        limit_hits = worker_->Idle();
-        if (requests_.size() < in_flight) {
-          idle_since_ = absl::Now();
-          if (throttle_alarm_ != nullptr) {
-            throttle_alarm_->Arm(IdleThrottleTick(idle_since_ + kIdleThrottleDelay));
-          } else {
-            worker_->Throttle();
-          }
+      limit_hits = worker_->Idle();
+      if (local_worker_end_ == nullptr && requests_.size() < in_flight) {
+        idle_since_ = absl::Now();
+        if (throttle_alarm_ != nullptr) {
+          throttle_alarm_->Arm(IdleThrottleTick(idle_since_ + kIdleThrottleDelay));
+        } else {
+          worker_->Throttle();
         }
-      } else {
-        worker_->NotBusy();  // counted busy only while a request is in flight
-        limit_hits = worker_->NewLimitHits();
       }
     }
   }

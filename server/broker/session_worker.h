@@ -56,9 +56,10 @@ class SessionWorker {
 
   // The worker starts on a request while none was in flight: lifts the idle CPU throttle.
   void Busy();
-  // No request is in flight any more. Returns each limit that bit since the last call,
-  // described for a LIMIT_REACHED event. The throttle stays lifted until Throttle: a client
-  // that calls back to back pays no quota writes between its calls.
+  // No request is in flight any more (or, for a worker serving a same-host channel, which is
+  // never idle, a request through the broker ended). Returns each limit that bit since the
+  // last call, described for a LIMIT_REACHED event. The throttle stays lifted until Throttle:
+  // a client that calls back to back pays no quota writes between its calls.
   std::vector<std::string> Idle();
   // Applies the idle CPU throttle again (one write, none if it is on already).
   void Throttle();

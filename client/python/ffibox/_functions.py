@@ -329,10 +329,6 @@ class RemoteCall:
         return handle
 
 
-# The thread the garbage collector runs on now, else None: the finalizers it runs are the
-# ones whose calls inside a section of a table of twins are deferred (a signal handler's
-# there is refused: it may need the call's result; one that runs during a collection is
-# deferred as the finalizers are).
 def _in_signal_handler() -> bool:
     """Whether a Python signal handler is on this thread's stack (Python runs them on the
     main thread, between any two of its bytecodes, a finalizer's included)."""
@@ -355,6 +351,10 @@ def _in_signal_handler() -> bool:
     return False
 
 
+# The thread the garbage collector runs on now, else None: the finalizers it runs are the
+# ones whose calls inside a section of a table of twins are deferred (a signal handler's
+# there is refused, also one that Python runs inside such a finalizer: it may need the
+# call's result).
 _collecting: list = [None]
 
 
